@@ -1,0 +1,9 @@
+// Unit tests run alone with `--selectProjects unit`; integration and conformance need scripts/test.sh's environment.
+const common = { preset: 'ts-jest', testEnvironment: 'node', transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] } }
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/conformance/**/*.test.ts'] }
+  ],
+  testTimeout: 120000
+}

@@ -1,0 +1,122 @@
+// Operator configuration: one YAML/JSON file named by REMOTE_HOOKS_CONFIG, validated once at start.
+// Every problem is reported together with its field path; nothing secret is ever printed.
+import { z } from 'zod'
+import { parse as parseYaml } from 'yaml'
+import { isAbsolute } from 'node:path'
+import { ConfigError } from './errors'
+import { describeIssues } from './protocol'
+
+const absPath = z.string().min(1).refine((p) => isAbsolute(p), { message: 'must be an absolute path' })
+
+const HostSchema = z
+  .object({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().min(1).regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'must be a plain user name'),
+    identityFile: absPath,
+    knownHostsFile: absPath,
+    /** Lets several jobs share one host (default 1: a job takes a free host). */
+    slots: z.number().int().min(1).max(64).default(1)
+  })
+  .strict()
+
+const StaticProviderSchema = z
+  .object({
+    kind: z.literal('static'),
+    hosts: z.array(HostSchema).min(1, 'at least one host is required'),
+    /** How long prepare_job waits for a free host before failing. */
+    acquireTimeoutSeconds: z.number().int().min(0).max(86400).default(600)
+  })
+  .strict()
+
+export const ConfigSchema = z
+  .object({
+    provider: z.discriminatedUnion('kind', [StaticProviderSchema], {
+      errorMap: (issue, ctx) =>
+        issue.code === 'invalid_union_discriminator'
+          ? { message: `kind must be one of: static (got ${JSON.stringify((ctx.data as { kind?: unknown })?.kind)})` }
+          : { message: ctx.defaultError }
+    }),
+    remote: z
+      .object({
+        workRoot: absPath.refine((p) => p !== '/' && !/[\s'"\\$`]/.test(p), 'must not be / or contain spaces, quotes or $'),
+        dockerSocket: absPath.default('/var/run/docker.sock')
+      })
+      .strict(),
+    images: z
+      .object({ pullPolicy: z.enum(['missing', 'always', 'never']).default('missing') })
+      .strict()
+      .default({}),
+    sync: z
+      .object({
+        /** Also sync the runner's tool cache (_work/_tool) in prepare_job. */
+        toolCache: z.boolean().default(true),
+        /** Glob-free path prefixes under the workspace never synced back (e.g. node_modules/.cache). */
+        excludeFromPullBack: z.array(z.string().min(1)).default([])
+      })
+      .strict()
+      .default({}),
+    timeouts: z
+      .object({
+        connectSeconds: z.number().min(1).max(600).default(20),
+        healthSeconds: z.number().min(1).max(86400).default(600),
+        pullSeconds: z.number().min(1).max(86400).default(1800),
+        cancelGraceSeconds: z.number().min(0).max(30).default(2)
+      })
+      .strict()
+      .default({}),
+    agent: z
+      .object({
+        /** Keep one SSH connection per job in a helper process, reused by every hook command of the job. */
+        enabled: z.boolean().default(true),
+        idleSeconds: z.number().int().min(5).max(86400).default(1800)
+      })
+      .strict()
+      .default({}),
+    log: z
+      .object({
+        file: absPath.optional(),
+        level: z.enum(['error', 'warn', 'info', 'debug']).default('info')
+      })
+      .strict()
+      .default({})
+  })
+  .strict()
+
+export type Config = z.infer<typeof ConfigSchema>
+export type HostConfig = z.infer<typeof HostSchema>
+
+export interface ConfigIo {
+  readFile(path: string): string
+  canRead(path: string): string | null // null = readable, else the reason
+}
+
+/** Loads and validates the configuration named by REMOTE_HOOKS_CONFIG. Pure apart from the injected io. */
+export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo): Config {
+  const path = env.REMOTE_HOOKS_CONFIG
+  if (!path) throw new ConfigError(['REMOTE_HOOKS_CONFIG: not set (it must name the YAML or JSON configuration file)'])
+  let text: string
+  try {
+    text = io.readFile(path)
+  } catch (e) {
+    throw new ConfigError([`REMOTE_HOOKS_CONFIG: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`])
+  }
+  let raw: unknown
+  try {
+    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+  } catch (e) {
+    throw new ConfigError([`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} (${(e as Error).message.split('\n')[0]})`])
+  }
+  const parsed = ConfigSchema.safeParse(raw ?? {})
+  if (!parsed.success) throw new ConfigError(describeIssues(parsed.error))
+  const cfg = parsed.data
+  const issues: string[] = []
+  cfg.provider.hosts.forEach((h, i) => {
+    for (const key of ['identityFile', 'knownHostsFile'] as const) {
+      const why = io.canRead(h[key])
+      if (why) issues.push(`provider.hosts.${i}.${key}: cannot read ${h[key]} (${why})`)
+    }
+  })
+  if (issues.length) throw new ConfigError(issues)
+  return Object.freeze(cfg)
+}

@@ -1,0 +1,29 @@
+// What every handler gets: configuration, runner facts, logging, cancellation and output streams.
+// Built once in main.ts; handlers never touch `process`.
+import type { Config } from './config'
+import type { Log } from './log'
+import type { RunnerEnv } from './runner-env'
+
+export interface Sink {
+  write(chunk: Buffer | string): boolean
+  once(event: 'drain', fn: () => void): unknown
+}
+
+export interface HookContext {
+  config: Config
+  runner: RunnerEnv
+  log: Log
+  signal: AbortSignal
+  /** Absolute path of the running hook bundle, for the agent and rsync's transport. */
+  hookPath: string
+  nodePath: string
+  stdout: Sink
+  stderr: Sink
+  /** Base folder for per-job local files (agent socket, sync manifests). */
+  localRoot: string
+}
+
+export interface HandlerResult {
+  exitCode: number
+  response?: object
+}

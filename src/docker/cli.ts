@@ -1,0 +1,127 @@
+// Docker operations run as docker CLI commands over SSH: the ones that take the user's raw
+// `options:` string (create), registry logins, pulls and builds. argv is built as arrays and quoted
+// once by shq; secrets arrive on stdin only.
+import { check, run, type Remote } from '../remote/remote'
+import { shjoin, shq } from '../remote/quote'
+import { HookError, InputError } from '../errors'
+import { envDelivery } from './env-script'
+import { LABEL_JOB, LABEL_OWNER } from '../labels'
+import type { Registry } from '../protocol'
+
+export type PullPolicy = 'missing' | 'always' | 'never'
+
+export interface MountSpec {
+  /** Remote path, volume name, or null for an anonymous volume. */
+  source: string | null
+  target: string
+  readOnly: boolean
+}
+
+export interface CreateSpec {
+  name: string
+  image: string
+  labels: string[]
+  network: string | null
+  aliases: string[]
+  ports: string[]
+  mounts: MountSpec[]
+  env: Record<string, string>
+  createOptions: string[]
+  entrypoint: string | null
+  args: string[]
+  workdir: string | null
+}
+
+export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
+  const argv = ['docker', 'create', '--name', spec.name, ...spec.labels]
+  if (spec.network) argv.push('--network', spec.network)
+  for (const a of spec.aliases) argv.push('--network-alias', a)
+  for (const p of spec.ports) argv.push('-p', p)
+  for (const m of spec.mounts) argv.push('-v', (m.source ? `${m.source}:` : '') + m.target + (m.readOnly ? ':ro' : ''))
+  argv.push(...envFlags)
+  if (spec.workdir) argv.push('--workdir', spec.workdir)
+  argv.push(...spec.createOptions)
+  if (spec.entrypoint) argv.push('--entrypoint', spec.entrypoint)
+  argv.push(spec.image, ...spec.args)
+  return argv
+}
+
+/** Creates a container; env values reach docker through stdin, never argv. Returns the id. */
+export async function createContainer(remote: Remote, spec: CreateSpec, scratchDir: string): Promise<string> {
+  const env = envDelivery(spec.env, scratchDir)
+  const argv = createArgv(spec, env.flags)
+  const cmd = `set -a; eval "$(cat)"; set +a; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`
+  const r = await check(remote, cmd, { input: env.stdin, collect: true, label: `docker create ${spec.image}` })
+  const id = r.stdout.toString().trim().split('\n').pop() ?? ''
+  if (!/^[0-9a-f]{12,64}$/.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
+  return id
+}
+
+export async function startContainer(remote: Remote, id: string, what: string): Promise<void> {
+  await check(remote, shjoin(['docker', 'start', id]), { label: `docker start (${what})` })
+}
+
+/**
+ * Makes `image` present on the remote by policy. With registry credentials, a per-job docker config
+ * is created, the password is read from stdin by `docker login`, and the config is removed after.
+ */
+export async function ensureImage(
+  remote: Remote,
+  image: string,
+  policy: PullPolicy,
+  registry: Registry,
+  configDir: string,
+  onLine?: (line: string) => void
+): Promise<'present' | 'pulled'> {
+  const present = (await run(remote, `docker image inspect --format . ${shq(image)}`)).code === 0
+  if (present && policy !== 'always') return 'present'
+  if (!present && policy === 'never') {
+    throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
+  }
+  const hasAuth = !!(registry?.username && registry.password)
+  let cmd = `docker pull ${shq(image)}`
+  if (hasAuth) {
+    const server = registry!.serverUrl || ''
+    cmd =
+      `d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
+      `docker --config "$d" login -u ${shq(registry!.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
+      `docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
+  }
+  let partial = ''
+  await check(remote, cmd, {
+    input: hasAuth ? registry!.password! + '\n' : undefined,
+    label: `docker pull ${image}`,
+    onStdout: (c) => {
+      partial += c.toString()
+      const lines = partial.split('\n')
+      partial = lines.pop() ?? ''
+      for (const l of lines) onLine?.(l)
+    }
+  })
+  return 'pulled'
+}
+
+export async function buildImage(remote: Remote, tag: string, dockerfile: string, context: string, labels: string[], onLine: (l: string) => void): Promise<void> {
+  await check(remote, shjoin(['docker', 'build', '-q', ...labels, '-t', tag, '-f', dockerfile, context]), {
+    label: `docker build ${dockerfile}`,
+    onStderr: (c) => c.toString().split('\n').filter(Boolean).forEach(onLine)
+  })
+}
+
+export async function containerLogs(remote: Remote, id: string, lines = 100): Promise<string> {
+  const r = await run(remote, `docker logs --tail ${lines} ${shq(id)} 2>&1`, { collect: true })
+  return r.stdout.toString('utf8')
+}
+
+/** Removes containers, networks and volumes carrying `label=value`; returns what it removed. */
+export async function removeLabelled(remote: Remote, key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<string> {
+  const f = shq(`label=${key}=${value}`)
+  const cmd =
+    `c=$(docker ps -aq --filter ${f}); [ -z "$c" ] || docker rm -f -v $c >/dev/null; ` +
+    `n=$(docker network ls -q --filter ${f}); [ -z "$n" ] || docker network rm $n >/dev/null; ` +
+    `v=$(docker volume ls -q --filter ${f}); [ -z "$v" ] || docker volume rm -f $v >/dev/null; ` +
+    `echo "$c" | grep -c . ; echo "$n" | grep -c . ; echo "$v" | grep -c .`
+  const r = await check(remote, cmd, { collect: true, label: 'remove labelled containers' })
+  const [c, n, v] = r.stdout.toString().trim().split('\n')
+  return `${c ?? 0} containers, ${n ?? 0} networks, ${v ?? 0} volumes`
+}

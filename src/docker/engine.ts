@@ -1,0 +1,115 @@
+// A small Docker Engine API client spoken over an SSH-forwarded Unix socket. Used where the CLI
+// would need secrets on its environment or command line (step env, container actions) and where
+// per-call CLI start-up would cost latency (exec, inspect).
+import { request, type IncomingMessage } from 'node:http'
+import type { Duplex, Readable } from 'node:stream'
+import { HookError, TransportError } from '../errors'
+import type { Remote } from '../remote/remote'
+
+export class EngineError extends HookError {
+  constructor(readonly status: number, what: string, message: string) {
+    super(`docker ${what}: ${message || `HTTP ${status}`}`)
+  }
+}
+
+export interface Output {
+  onStdout(chunk: Buffer): boolean | void
+  onStderr(chunk: Buffer): boolean | void
+  /** Resolves when the sink can take more (bounded memory for large outputs). */
+  waitDrain?(): Promise<void>
+}
+
+const API = '/v1.41'
+
+export class Engine {
+  constructor(private readonly remote: Remote, private readonly socketPath: string) {}
+
+  private open(method: string, path: string, headers: Record<string, string>, body?: Buffer) {
+    return request({
+      method,
+      path: API + path,
+      host: 'docker',
+      headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) },
+      createConnection: ((_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
+        this.remote.openSocket(this.socketPath).then((s) => cb(null, s), (e: Error) => cb(e))
+        return undefined
+      }) as never
+    })
+  }
+
+  async call<T = unknown>(method: string, path: string, body?: unknown, what = path): Promise<{ status: number; data: T }> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+    const req = this.open(method, path, payload ? { 'Content-Type': 'application/json' } : {}, payload)
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      req.on('response', resolve)
+      req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${what}: ${e.message}`)))
+      req.end(payload)
+    })
+    const chunks: Buffer[] = []
+    for await (const c of res) chunks.push(c as Buffer)
+    const text = Buffer.concat(chunks).toString('utf8')
+    const status = res.statusCode ?? 0
+    let data: unknown = text
+    if ((res.headers['content-type'] ?? '').includes('json') && text) data = JSON.parse(text)
+    if (status >= 400) {
+      const msg = typeof data === 'object' && data && 'message' in data ? String((data as { message: unknown }).message) : text.trim()
+      throw new EngineError(status, what, msg)
+    }
+    return { status, data: data as T }
+  }
+
+  /** Opens a hijacked stream (exec start / container attach) and demultiplexes it into out. */
+  async hijack(path: string, body: unknown, out: Output): Promise<{ ended: Promise<void> }> {
+    const payload = Buffer.from(JSON.stringify(body))
+    const req = this.open('POST', path, { 'Content-Type': 'application/json', Connection: 'Upgrade', Upgrade: 'tcp' }, payload)
+    const stream = await new Promise<Readable>((resolve, reject) => {
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length) socket.unshift(head)
+        resolve(socket)
+      })
+      req.on('response', (res) => {
+        if ((res.statusCode ?? 0) >= 400) {
+          let t = ''
+          res.on('data', (c) => (t += c))
+          res.on('end', () => reject(new EngineError(res.statusCode ?? 0, path, t.trim())))
+        } else resolve(res)
+      })
+      req.on('error', (e) => reject(new TransportError(`docker API ${path}: ${e.message}`)))
+      req.end(payload)
+    })
+    return { ended: demux(stream, out) }
+  }
+}
+
+/** Docker's multiplexed stream: 8-byte header (stream id, 3 zero bytes, u32 size) then payload. */
+function demux(stream: Readable, out: Output): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0)
+    let settled = false
+    const emit = (type: number, payload: Buffer): void => {
+      const more = type === 2 ? out.onStderr(payload) : out.onStdout(payload)
+      if (more === false && out.waitDrain) {
+        stream.pause()
+        out.waitDrain().then(() => stream.resume())
+      }
+    }
+    stream.on('data', (c: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, c]) : c
+      while (buf.length >= 8) {
+        const size = buf.readUInt32BE(4)
+        if (buf.length < 8 + size) break
+        emit(buf[0], buf.subarray(8, 8 + size))
+        buf = buf.subarray(8 + size)
+      }
+    })
+    const finish = (err?: Error): void => {
+      if (settled) return
+      settled = true
+      if (err) reject(new TransportError(`output stream broke: ${err.message}`))
+      else resolve()
+    }
+    stream.on('end', () => finish())
+    stream.on('close', () => finish())
+    stream.on('error', (e) => finish(e))
+  })
+}

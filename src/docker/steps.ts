@@ -1,0 +1,171 @@
+// Running the user's processes through the Engine API: `docker exec` for run steps and JS actions,
+// a fresh container for container actions. Output is streamed as it arrives with backpressure; the
+// exit code comes from the engine, so a dropped connection can never read as success; cancellation
+// stops the remote process, not just the local stream.
+import { Engine, type Output } from './engine'
+import { check, run, type Remote } from '../remote/remote'
+import { TransportError } from '../errors'
+import { sleep } from '../retry'
+
+export interface ExecSpec {
+  container: string
+  cmd: string[]
+  env: Record<string, string>
+  workdir: string
+}
+
+function envList(env: Record<string, string>): string[] {
+  return Object.entries(env).map(([k, v]) => `${k}=${v}`)
+}
+
+async function exitOfExec(engine: Engine, execId: string): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${execId}/json`, undefined, 'exec inspect')
+    if (!data.Running && data.ExitCode !== null) return data.ExitCode
+    await sleep(20 + i * 10)
+  }
+  throw new TransportError('the step\'s output ended but docker still reports it running')
+}
+
+/**
+ * Stops an exec'd process tree: as the SSH user when allowed (root), else from inside the container
+ * as root, using the pid the process has in the container's namespace.
+ */
+async function signalExec(remote: Remote, engine: Engine, container: string, hostPid: number, sig: 'TERM' | 'KILL'): Promise<void> {
+  const r = await run(
+    remote,
+    `p=${hostPid}; if kill -${sig} -- -$p 2>/dev/null || kill -${sig} $p 2>/dev/null; then echo host; else awk '/^NSpid/{print $NF}' /proc/$p/status 2>/dev/null; fi`,
+    { collect: true }
+  )
+  const out = r.stdout.toString().trim()
+  if (out === 'host' || !/^\d+$/.test(out)) return
+  const { data } = await engine.call<{ Id: string }>('POST', `/containers/${container}/exec`, {
+    User: '0',
+    Cmd: ['sh', '-c', `kill -${sig} -- -$0 2>/dev/null || kill -${sig} $0`, out],
+    AttachStdout: false,
+    AttachStderr: false
+  })
+  await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true })
+}
+
+export async function execStep(
+  remote: Remote,
+  engine: Engine,
+  spec: ExecSpec,
+  out: Output,
+  signal: AbortSignal,
+  graceMs: number
+): Promise<{ exitCode: number; cancelled: boolean }> {
+  const { data } = await engine.call<{ Id: string }>(
+    'POST',
+    `/containers/${spec.container}/exec`,
+    { AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false, Cmd: spec.cmd, Env: envList(spec.env), WorkingDir: spec.workdir },
+    'exec create'
+  )
+  const { ended } = await engine.hijack(`/exec/${data.Id}/start`, { Detach: false, Tty: false }, out)
+  let cancelled = false
+  const onAbort = async (): Promise<void> => {
+    cancelled = true
+    try {
+      const { data: info } = await engine.call<{ Pid: number; Running: boolean }>('GET', `/exec/${data.Id}/json`)
+      if (!info.Running || !info.Pid) return
+      await signalExec(remote, engine, spec.container, info.Pid, 'TERM')
+      await sleep(graceMs)
+      const { data: again } = await engine.call<{ Running: boolean }>('GET', `/exec/${data.Id}/json`)
+      if (again.Running) await signalExec(remote, engine, spec.container, info.Pid, 'KILL')
+    } catch {
+      // cleanup_job removes the container in any case
+    }
+  }
+  let stopping: Promise<void> | null = null
+  const listener = (): void => void (stopping = onAbort())
+  if (signal.aborted) listener()
+  else signal.addEventListener('abort', listener, { once: true })
+  try {
+    await ended
+  } finally {
+    signal.removeEventListener('abort', listener)
+  }
+  if (stopping) await stopping
+  if (cancelled) return { exitCode: 130, cancelled }
+  return { exitCode: await exitOfExec(engine, data.Id), cancelled }
+}
+
+export interface RunSpec {
+  image: string
+  name: string
+  cmd: string[]
+  entrypoint: string | null
+  env: Record<string, string>
+  workdir: string
+  binds: string[]
+  network: string | null
+  labels: Record<string, string>
+}
+
+/** Runs a container action to completion and removes it. */
+export async function runContainer(engine: Engine, spec: RunSpec, out: Output, signal: AbortSignal): Promise<{ exitCode: number; cancelled: boolean }> {
+  const body: Record<string, unknown> = {
+    Image: spec.image,
+    Env: envList(spec.env),
+    WorkingDir: spec.workdir,
+    Labels: spec.labels,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    HostConfig: { Binds: spec.binds, NetworkMode: spec.network ?? undefined, AutoRemove: false }
+  }
+  if (spec.cmd.length) body.Cmd = spec.cmd
+  if (spec.entrypoint) body.Entrypoint = [spec.entrypoint]
+  const { data } = await engine.call<{ Id: string }>('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, body, 'container create')
+  const id = data.Id
+  let cancelled = false
+  const listener = (): void => {
+    cancelled = true
+    engine.call('POST', `/containers/${id}/kill`).catch(() => undefined)
+  }
+  try {
+    const { ended } = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out)
+    const waited = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, 'container wait')
+    await engine.call('POST', `/containers/${id}/start`, undefined, 'container start')
+    signal.addEventListener('abort', listener, { once: true })
+    const [{ data: w }] = await Promise.all([waited, ended])
+    return { exitCode: cancelled ? 130 : w.StatusCode, cancelled }
+  } finally {
+    signal.removeEventListener('abort', listener)
+    await engine.call('DELETE', `/containers/${id}?force=1&v=1`).catch(() => undefined)
+  }
+}
+
+interface Inspect {
+  Id: string
+  Config: { Env: string[] | null; Image: string }
+  State: { Running: boolean; Status: string; ExitCode: number; Health?: { Status: string } }
+  NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null> | null }
+}
+
+export async function inspect(engine: Engine, id: string): Promise<Inspect> {
+  return (await engine.call<Inspect>('GET', `/containers/${id}/json`, undefined, 'container inspect')).data
+}
+
+/** container port → host port, as the runner expects `job.services.<id>.ports` (PROTOCOL.md §2.2). */
+export function portMap(info: Inspect): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [key, binds] of Object.entries(info.NetworkSettings.Ports ?? {})) {
+    const b = binds?.find((x) => x.HostPort)
+    if (b) out[key.split('/')[0]] = b.HostPort
+  }
+  return out
+}
+
+/** Alpine if /etc/alpine-release exists; read through the archive API, so the image needs no shell. */
+export async function isAlpine(engine: Engine, id: string): Promise<boolean> {
+  try {
+    await engine.call('HEAD', `/containers/${id}/archive?path=${encodeURIComponent('/etc/alpine-release')}`)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export { check }

@@ -1,0 +1,70 @@
+// Error kinds the top-level exit maps to exit codes and messages. Every message is one line and
+// names what failed; none carries a secret (callers pass names, never values).
+
+export class HookError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** stdin, arguments or state the runner sent are unusable. Nothing was started. */
+export class InputError extends HookError {}
+
+/** The operator's configuration file is wrong; `issues` lists every problem with its field path. */
+export class ConfigError extends HookError {
+  constructor(readonly issues: string[]) {
+    super(`invalid configuration: ${issues.join('; ')}`)
+  }
+}
+
+/** SSH could not connect, authenticate, verify the host key, or the connection dropped. */
+export class TransportError extends HookError {}
+
+/** A command the hook itself ran on the remote (docker, tar, mkdir…) failed. */
+export class RemoteCommandError extends HookError {
+  constructor(
+    readonly command: string,
+    readonly exitCode: number | null,
+    readonly stderrTail: string,
+    readonly signal?: string
+  ) {
+    const how = exitCode === null ? `signal ${signal ?? 'unknown'} or lost connection` : `exit code ${exitCode}`
+    const tail = stderrTail.trim().split('\n').slice(-3).join(' | ')
+    super(`${command} failed (${how})${tail ? `: ${tail}` : ''}`)
+  }
+}
+
+/** The user's own step exited non-zero: reported as the user's failure, not an infrastructure error. */
+export class StepFailed extends HookError {
+  constructor(readonly exitCode: number) {
+    super(`the step's process exited with code ${exitCode}`)
+  }
+}
+
+/** SIGINT/SIGTERM arrived; the remote process was stopped. */
+export class Cancelled extends HookError {
+  constructor(readonly signal: string) {
+    super(`cancelled by ${signal}`)
+  }
+}
+
+/** Turns any thrown value into a single line without throwing itself (circular objects, non-Errors). */
+export function formatError(err: unknown): string {
+  try {
+    if (err instanceof Error) {
+      let msg = err.message || err.name
+      const cause = (err as { cause?: unknown }).cause
+      if (cause !== undefined && !(err instanceof HookError && msg.includes(formatError(cause)))) {
+        const c = formatError(cause)
+        if (c && !msg.includes(c)) msg += `: ${c}`
+      }
+      return msg.replace(/\s*\n\s*/g, ' ')
+    }
+    if (typeof err === 'string') return err
+    if (err && typeof err === 'object' && 'message' in err) return String((err as { message: unknown }).message)
+    return JSON.stringify(err) ?? String(err)
+  } catch {
+    return String(err)
+  }
+}

@@ -1,0 +1,293 @@
+// prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
+// wait for health, and answer the runner (PROTOCOL.md §2.2). Anything created is undone on failure.
+import { createHash } from 'node:crypto'
+import type { HandlerResult, HookContext } from '../context'
+import { HookError, InputError } from '../errors'
+import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
+import type { ContainerArgs, Mount, PrepareJobArgs, PrepareJobResponse, ServiceContext } from '../protocol'
+import { check, type Remote } from '../remote/remote'
+import { shq } from '../remote/quote'
+import { rejoinArgs, shlexSplit } from '../shlex'
+import { StaticHostProvider } from '../providers/static-host'
+import { jobLocalDir, openJobRemote, stopAgent, agentSocket } from '../session'
+import { relToWork, remotePath, type Layout } from '../paths'
+import { walkLocal } from '../sync/tree'
+import { recordBase } from '../sync/sync'
+import { agentTransport, opensshTransport, rsyncUp } from '../sync/rsync'
+import { createContainer, ensureImage, removeLabelled, startContainer, containerLogs, type CreateSpec, type MountSpec } from '../docker/cli'
+import { validateEnvNames } from '../docker/env-script'
+import { serviceAliases } from '../docker/image'
+import { Engine } from '../docker/engine'
+import { inspect, isAlpine, portMap } from '../docker/steps'
+import { sleep } from '../retry'
+import type { HookState } from '../state'
+import { mb, syncTarget, SYNC_EXCLUDES } from '../job'
+
+interface Planned {
+  args: ContainerArgs
+  field: string
+  options: string[]
+}
+
+function planContainer(args: ContainerArgs, field: string): Planned {
+  if (!args.image) throw new InputError(`${field}.image: missing (a Dockerfile is not supported for job or service containers)`)
+  validateEnvNames(args.environmentVariables, `${field}.environmentVariables`)
+  const options = args.createOptions ? shlexSplit(args.createOptions) : []
+  if (options === null) throw new InputError(`${field}.createOptions: unterminated quote in ${JSON.stringify(args.createOptions)}`)
+  return { args, field, options }
+}
+
+function mountsOf(p: Planned, layout: Layout, named: Set<string>): MountSpec[] {
+  const toSpec = (m: Mount, kind: 'user' | 'system', i: number): MountSpec => {
+    const field = `${p.field}.${kind}MountVolumes.${i}.sourceVolumePath`
+    const src = m.sourceVolumePath
+    if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
+    if (!src.startsWith('/')) {
+      named.add(src)
+      return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
+    }
+    return { source: remotePath(layout, src, field), target: m.targetVolumePath, readOnly: m.readOnly }
+  }
+  return [...p.args.userMountVolumes.map((m, i) => toSpec(m, 'user', i)), ...p.args.systemMountVolumes.map((m, i) => toSpec(m, 'system', i))]
+}
+
+function baseEnv(env: Record<string, string>): Record<string, string> {
+  return { ...env, GITHUB_ACTIONS: 'true', ...('CI' in env ? {} : { CI: 'true' }) }
+}
+
+/** Content version of the runner's externals: same files → same remote copy, shared by jobs. */
+function externalsVersion(dir: string): string {
+  const h = createHash('sha256')
+  for (const [p, n] of [...walkLocal(dir, ['.'], []).entries()].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${p}\0${n.fp}\0`)
+  return h.digest('hex').slice(0, 16)
+}
+
+export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
+  const { config, runner, log } = ctx
+  if (!args.container && args.services.length === 0) return { exitCode: 0, response: {} }
+
+  // Everything that can be checked before starting anything is checked here.
+  const job = args.container ? planContainer(args.container, 'args.container') : null
+  const services = args.services.map((s, i) => planContainer(s, `args.services.${i}`))
+  const sys = args.container?.systemMountVolumes ?? []
+  const hostWork = sys.find((m) => m.targetVolumePath === '/__w')?.sourceVolumePath ?? runner.workDir
+  const hostExternals = sys.find((m) => m.targetVolumePath === '/__e')?.sourceVolumePath ?? null
+  const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
+  const workRoot = config.remote.workRoot
+  const owner = ownerId(runner.runnerName)
+  const jobId = newJobId()
+  const jobRoot = `${workRoot}/jobs/${owner}-${jobId}`
+  const extVersion = hostExternals ? externalsVersion(hostExternals) : null
+  const layout: Layout = {
+    hostWork,
+    remoteWork: `${jobRoot}/w`,
+    hostExternals,
+    remoteExternals: extVersion ? `${workRoot}/externals/${extVersion}` : null
+  }
+  const named = new Set<string>()
+  const mounts = new Map<Planned, MountSpec[]>()
+  for (const p of [...(job ? [job] : []), ...services]) mounts.set(p, mountsOf(p, layout, named))
+
+  const localDir = jobLocalDir(ctx, jobId)
+  const provider = new StaticHostProvider(config.provider, workRoot)
+  const undo: { what: string; fn: () => Promise<unknown> }[] = []
+  let remote: Remote | null = null
+  try {
+    const t0 = Date.now()
+    const acquired = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir))
+    remote = acquired.remote
+    const lease = acquired.lease
+    const r = remote
+    undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir) })
+    undo.push({ what: 'release the host', fn: () => provider.release(ctx, r, lease, jobId) })
+    log.progress(`using ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${Date.now() - t0} ms)`)
+
+    // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
+    const pruned = await removeLabelled(r, LABEL_OWNER, owner)
+    await check(r, `for d in ${shq(workRoot)}/jobs/${owner}-*; do [ -e "$d" ] && { rm -rf "$d" 2>/dev/null || true; }; done; mkdir -p ${shq(jobRoot)}/w && echo ok`, { label: 'create the job folder' })
+    if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
+    undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, jobRoot, null) })
+    undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
+
+    // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
+    const t1 = Date.now()
+    const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter(
+      (root) => walkLocal(hostWork, [root], []).size > 0
+    )
+    const transport = config.agent.enabled ? agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir)) : opensshTransport(lease.connect)
+    const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
+    const hasRsync = (await check(r, 'command -v rsync >/dev/null && echo yes || echo no', { collect: true })).stdout.toString().trim() === 'yes'
+    if (!hasRsync) throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+    const syncWork = roots.length ? rsyncUp(transport, 'remote', hostWork, roots, `${jobRoot}/w`, excludeArgs) : Promise.resolve({ files: 0, bytes: 0 })
+    const syncExt = (async () => {
+      if (!hostExternals || !layout.remoteExternals) return 'none'
+      const dest = layout.remoteExternals
+      const have = await check(r, `[ -f ${shq(dest)}/.rch-complete ] && echo yes || echo no`, { collect: true })
+      if (have.stdout.toString().trim() === 'yes') return 'reused'
+      const tmp = `${dest}.tmp-${jobId}`
+      await check(r, `mkdir -p ${shq(tmp)}`)
+      await rsyncUp(transport, 'remote', hostExternals, ['.'], tmp)
+      await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+      return 'copied'
+    })()
+    const [w, ext] = await Promise.all([syncWork, syncExt])
+    const state0 = { hostWork, jobRoot, localDir }
+    await recordBase(syncTarget(ctx, state0, r), roots)
+    log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((Date.now() - t1) / 1000).toFixed(1)} s (externals ${ext})`)
+
+    // Network, volumes, images.
+    const labels = labelArgs(owner, jobId, runner.runnerName)
+    const network = `rch-${jobId}`
+    await check(r, ['docker network create', ...labels.map(shq), network].join(' ') + ' >/dev/null', { label: 'docker network create' })
+    for (const v of named) {
+      await check(r, `docker volume inspect ${shq(v)} >/dev/null 2>&1 || docker volume create ${labels.map(shq).join(' ')} ${shq(v)} >/dev/null`, { label: `docker volume ${v}` })
+    }
+    const all = [...(job ? [job] : []), ...services]
+    const t2 = Date.now()
+    const pulls = await Promise.all(
+      all.map((p, i) =>
+        ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l)).then((how) => {
+          if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
+          return how
+        })
+      )
+    )
+    log.debug(`images: ${pulls.join(', ')}`)
+
+    // Services first (the job container may expect them), then the job container.
+    const aliases = serviceAliases(services.map((s) => s.args.image!))
+    const created: { id: string; image: string; what: string }[] = []
+    const specOf = (p: Planned, name: string, extra: Partial<CreateSpec>): CreateSpec => ({
+      name,
+      image: p.args.image!,
+      labels,
+      network,
+      aliases: [],
+      ports: p.args.portMappings,
+      mounts: mounts.get(p)!,
+      env: baseEnv(p.args.environmentVariables),
+      createOptions: p.options,
+      entrypoint: p.args.entryPoint || null,
+      args: rejoinArgs(p.args.entryPointArgs),
+      workdir: null,
+      ...extra
+    })
+    const svcIds: string[] = []
+    for (const [i, s] of services.entries()) {
+      const contextName = (s.args as { contextName?: unknown }).contextName
+      const al = [...aliases[i], ...(typeof contextName === 'string' && contextName ? [contextName] : [])]
+      const id = await createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot)
+      await startContainer(r, id, s.args.image!)
+      created.push({ id, image: s.args.image!, what: al[0] })
+      svcIds.push(id)
+    }
+    let jobId_: string | null = null
+    if (job) {
+      const id = await createContainer(
+        r,
+        specOf(job, `rch-${jobId}-job`, {
+          aliases: ['job'],
+          entrypoint: job.args.entryPoint || 'tail',
+          args: job.args.entryPoint ? rejoinArgs(job.args.entryPointArgs) : ['-f', '/dev/null']
+        }),
+        jobRoot
+      )
+      await startContainer(r, id, job.args.image!)
+      created.push({ id, image: job.args.image!, what: 'job container' })
+      jobId_ = id
+    }
+
+    const engine = new Engine(r, config.remote.dockerSocket)
+    await waitHealthy(ctx, r, engine, created)
+
+    const netOf = (): string => network
+    const svcContexts: ServiceContext[] = []
+    for (const [i, id] of svcIds.entries()) {
+      svcContexts.push({ id, image: services[i].args.image!, network: netOf(), ports: portMap(await inspect(engine, id)) })
+    }
+    const state: HookState = {
+      v: 1,
+      jobId,
+      owner,
+      host: { index: lease.index, slot: lease.slot, ...lease.connect },
+      jobRoot,
+      hostWork,
+      externals: hostExternals && layout.remoteExternals ? { host: hostExternals, remote: layout.remoteExternals } : null,
+      pullRoots: ['_temp', ...(repoRel ? [repoRel] : [])],
+      network,
+      container: null,
+      services: svcIds.map((id, i) => ({ id, image: services[i].args.image! })),
+      volumes: [...named],
+      localDir
+    }
+    const response: PrepareJobResponse = { state, context: { services: svcContexts } }
+    if (job && jobId_) {
+      const info = await inspect(engine, jobId_)
+      const path = (info.Config.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+      state.container = { id: jobId_, image: job.args.image!, path }
+      response.context!.container = { id: jobId_, image: job.args.image!, network, ports: portMap(info) }
+      response.isAlpine = await isAlpine(engine, jobId_)
+    }
+    log.progress(`job ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    return { exitCode: 0, response }
+  } catch (err) {
+    for (const u of undo.reverse()) {
+      try {
+        await u.fn()
+      } catch (e) {
+        log.warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
+      }
+    }
+    throw err
+  } finally {
+    remote?.close()
+  }
+}
+
+async function waitHealthy(ctx: HookContext, remote: Remote, engine: Engine, containers: { id: string; image: string; what: string }[]): Promise<void> {
+  const deadline = Date.now() + ctx.config.timeouts.healthSeconds * 1000
+  const started = Date.now()
+  let lastNote = 0
+  const pending = new Set(containers)
+  for (let round = 0; pending.size; round++) {
+    for (const c of [...pending]) {
+      const info = await inspect(engine, c.id)
+      const health = info.State.Health?.Status
+      if (!info.State.Running) {
+        const logs = await containerLogs(remote, c.id)
+        ctx.stdout.write(`${c.what} (${c.image}) logs:\n${logs}\n`)
+        throw new HookError(`${c.what} (${c.image}) stopped during start-up with exit code ${info.State.ExitCode}`)
+      }
+      if (!health || health === 'healthy') pending.delete(c)
+      else if (health === 'unhealthy') {
+        const logs = await containerLogs(remote, c.id)
+        ctx.stdout.write(`${c.what} (${c.image}) logs:\n${logs}\n`)
+        throw new HookError(`${c.what} (${c.image}) is unhealthy`)
+      }
+    }
+    if (!pending.size) break
+    if (Date.now() > deadline) {
+      const c = [...pending][0]
+      const logs = await containerLogs(remote, c.id)
+      ctx.stdout.write(`${c.what} (${c.image}) logs:\n${logs}\n`)
+      throw new HookError(`${[...pending].map((p) => p.what).join(', ')} not healthy after ${ctx.config.timeouts.healthSeconds} s (timeouts.healthSeconds)`)
+    }
+    if (Date.now() - lastNote > 5000) {
+      ctx.log.progress(`waiting for health: ${[...pending].map((p) => p.what).join(', ')} (${Math.round((Date.now() - started) / 1000)} s)`)
+      lastNote = Date.now()
+    }
+    await sleep(Math.min(2000, 100 * 2 ** round), ctx.signal)
+  }
+}
+
+/**
+ * Removes the remote job folder. Containers ran as root and may have left root-owned files the SSH
+ * user cannot delete; then a short-lived root container does it.
+ */
+export async function removeJobFolder(remote: Remote, jobRoot: string, image: string | null): Promise<void> {
+  const q = shq(jobRoot)
+  const helper = image
+    ? `docker run --rm --user 0 -v ${q}:/x --entrypoint rm ${shq(image)} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
+    : `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); [ -n "$img" ] && docker run --rm --user 0 -v ${q}:/x --entrypoint rm "$img" -rf /x/w >/dev/null 2>&1; rm -rf ${q}`
+  await check(remote, `[ ! -e ${q} ] || rm -rf ${q} 2>/dev/null || sudo -n rm -rf ${q} 2>/dev/null || { ${helper}; }`, { label: 'remove the job folder' })
+}

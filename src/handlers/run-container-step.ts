@@ -1,0 +1,124 @@
+// run_container_step: a container action, from an image (pulled by policy) or built on the remote
+// from the action's Dockerfile, with the /github/* mounts laid out as the runner expects. Works
+// without prepare_job (state null): then the step leases a host for itself and gives it back.
+import { randomBytes } from 'node:crypto'
+import { dirname } from 'node:path'
+import type { HandlerResult, HookContext } from '../context'
+import { Cancelled, InputError } from '../errors'
+import type { ContainerArgs } from '../protocol'
+import type { HookState } from '../state'
+import { jobLocalDir, openJobRemote, stopAgent } from '../session'
+import { Engine } from '../docker/engine'
+import { runContainer } from '../docker/steps'
+import { buildImage, ensureImage } from '../docker/cli'
+import { pull, push, recordBase } from '../sync/sync'
+import { layoutOf, outputTo, PUSH_ROOTS, syncTarget, SYNC_EXCLUDES } from '../job'
+import { rejoinArgs } from '../shlex'
+import { relToWork, remotePath } from '../paths'
+import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
+import { StaticHostProvider } from '../providers/static-host'
+import { check, type Remote } from '../remote/remote'
+import { shq } from '../remote/quote'
+import { agentTransport, rsyncUp } from '../sync/rsync'
+import { agentSocket } from '../session'
+import { removeJobFolder } from './prepare-job'
+import { walkLocal } from '../sync/tree'
+
+export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
+  if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
+  if (state) {
+    const remote = await openJobRemote(ctx, state.host, state.localDir)
+    try {
+      return await runIn(args, state, remote, ctx, PUSH_ROOTS)
+    } finally {
+      remote.close()
+    }
+  }
+  return withOwnHost(args, ctx)
+}
+
+async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
+  const layout = layoutOf(state)
+  const binds = [...args.userMountVolumes, ...args.systemMountVolumes].map((m, i) => {
+    const src = m.sourceVolumePath ? (m.sourceVolumePath.startsWith('/') ? remotePath(layout, m.sourceVolumePath, `args.mountVolumes.${i}`) : m.sourceVolumePath) : null
+    return (src ? `${src}:` : '') + m.targetVolumePath + (m.readOnly ? ':ro' : '')
+  })
+  const target = syncTarget(ctx, state, remote)
+  await push(target, pushRoots)
+  const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName)
+  let image = args.image
+  if (!image) {
+    const dockerfile = remotePath(layout, args.dockerfile!, 'args.dockerfile')
+    image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
+    ctx.log.progress(`building ${args.dockerfile}`)
+    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
+  } else {
+    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l))
+    if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
+  }
+  const env = { ...args.environmentVariables, GITHUB_ACTIONS: 'true', ...('CI' in args.environmentVariables ? {} : { CI: 'true' }) }
+  const engine = new Engine(remote, ctx.config.remote.dockerSocket)
+  const res = await runContainer(
+    engine,
+    {
+      image,
+      name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
+      cmd: rejoinArgs(args.entryPointArgs),
+      entrypoint: args.entryPoint || null,
+      env,
+      workdir: args.workingDirectory ?? '/github/workspace',
+      binds,
+      network: state.network,
+      labels
+    },
+    outputTo(ctx.stdout, ctx.stderr),
+    ctx.signal
+  )
+  if (!args.image) await check(remote, `docker image rm ${shq(image)} >/dev/null 2>&1 || true`)
+  if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
+  await pull(target, state.pullRoots)
+  return { exitCode: res.exitCode }
+}
+
+/** No prepare_job ran: lease a host for this one step, sync what it mounts, and clean up after. */
+async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<HandlerResult> {
+  const { config, runner } = ctx
+  const jobId = newJobId()
+  const owner = ownerId(runner.runnerName)
+  const localDir = jobLocalDir(ctx, jobId)
+  const provider = new StaticHostProvider(config.provider, config.remote.workRoot)
+  const { lease, remote } = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir))
+  const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
+  const hostWork = runner.workDir
+  const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
+  const state: HookState = {
+    v: 1,
+    jobId,
+    owner,
+    host: { index: lease.index, slot: lease.slot, ...lease.connect },
+    jobRoot,
+    hostWork,
+    externals: null,
+    pullRoots: ['_temp', ...(repoRel ? [repoRel] : [])],
+    network: null,
+    container: null,
+    services: [],
+    volumes: [],
+    localDir
+  }
+  try {
+    await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
+    const roots = ['_temp', '_actions', ...(repoRel ? [repoRel] : [])].filter((r) => walkLocal(hostWork, [r], []).size > 0)
+    if (roots.length) {
+      const transport = agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir))
+      if (config.agent.enabled) await rsyncUp(transport, 'remote', hostWork, roots, `${jobRoot}/w`, SYNC_EXCLUDES.map((e) => `--exclude=/${e}`))
+      await recordBase(syncTarget(ctx, state, remote), roots)
+    }
+    return await runIn(args, state, remote, ctx, config.agent.enabled ? PUSH_ROOTS : [...PUSH_ROOTS, ...(repoRel ? [repoRel] : [])])
+  } finally {
+    await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
+    await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
+    remote.close()
+    await stopAgent(localDir)
+  }
+}

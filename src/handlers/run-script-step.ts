@@ -1,0 +1,43 @@
+// run_script_step: push what the runner wrote on the host, exec the step in the job container with
+// its env passed through the Engine API (never a command line), stream output, pull results back.
+import type { HandlerResult, HookContext } from '../context'
+import { Cancelled, InputError } from '../errors'
+import type { ScriptStepArgs } from '../protocol'
+import type { HookState } from '../state'
+import { openJobRemote } from '../session'
+import { Engine } from '../docker/engine'
+import { execStep } from '../docker/steps'
+import { pull, push } from '../sync/sync'
+import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
+import { rejoinArgs } from '../shlex'
+
+export async function runScriptStep(args: ScriptStepArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
+  if (!state?.container) throw new InputError('state: run_script_step needs the job container from prepare_job (state is missing or has no container)')
+  for (const k of Object.keys(args.environmentVariables)) {
+    if (!k || k.includes('=')) throw new InputError(`args.environmentVariables: invalid variable name ${JSON.stringify(k)}`)
+  }
+  const remote = await openJobRemote(ctx, state.host, state.localDir)
+  try {
+    const target = syncTarget(ctx, state, remote)
+    const up = await push(target, PUSH_ROOTS)
+    if (up.bytes > 1048576) ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
+    const env = { ...args.environmentVariables }
+    env.PATH = [...args.prependPath, state.container.path].filter(Boolean).join(':')
+    const engine = new Engine(remote, ctx.config.remote.dockerSocket)
+    const res = await execStep(
+      remote,
+      engine,
+      { container: state.container.id, cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)], env, workdir: args.workingDirectory },
+      outputTo(ctx.stdout, ctx.stderr),
+      ctx.signal,
+      ctx.config.timeouts.cancelGraceSeconds * 1000
+    )
+    if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
+    const down = await pull(target, state.pullRoots)
+    ctx.log.debug(`sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`)
+    if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
+    return { exitCode: res.exitCode }
+  } finally {
+    remote.close()
+  }
+}

@@ -1,0 +1,56 @@
+// Per-job facts derived from state: remote layout, sync targets, the Engine, output sinks.
+import type { HookContext, Sink } from './context'
+import type { HookState } from './state'
+import type { Remote } from './remote/remote'
+import type { SyncTarget } from './sync/sync'
+import type { Output } from './docker/engine'
+import type { Layout } from './paths'
+
+/** Never synced: the runner's response files (host only) and anything of ours. */
+export const SYNC_EXCLUDES = ['_temp/_runner_hook_responses']
+/** Pushed before every step: what the runner writes on the host between steps. */
+export const PUSH_ROOTS = ['_temp', '_actions']
+
+export function layoutOf(state: Pick<HookState, 'hostWork' | 'jobRoot' | 'externals'>): Layout {
+  return {
+    hostWork: state.hostWork,
+    remoteWork: `${state.jobRoot}/w`,
+    hostExternals: state.externals?.host ?? null,
+    remoteExternals: state.externals?.remote ?? null
+  }
+}
+
+export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' | 'jobRoot' | 'localDir'>, remote: Remote): SyncTarget {
+  return {
+    remote,
+    hostWork: state.hostWork,
+    remoteWork: `${state.jobRoot}/w`,
+    manifestFile: `${state.localDir}/base.json`,
+    excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack]
+  }
+}
+
+/** Streams to the hook's stdout/stderr with backpressure, so large outputs use bounded memory. */
+export function outputTo(stdout: Sink, stderr: Sink): Output {
+  let waiting: Promise<void> | null = null
+  const wait = (s: Sink): void => {
+    waiting = new Promise((res) => s.once('drain', () => res()))
+  }
+  return {
+    onStdout: (c) => {
+      const ok = stdout.write(c)
+      if (!ok) wait(stdout)
+      return ok
+    },
+    onStderr: (c) => {
+      const ok = stderr.write(c)
+      if (!ok) wait(stderr)
+      return ok
+    },
+    waitDrain: () => waiting ?? Promise.resolve()
+  }
+}
+
+export function mb(bytes: number): string {
+  return (bytes / 1048576).toFixed(1)
+}

@@ -1,0 +1,64 @@
+// Two audiences: the step log (short progress lines on stdout, workflow commands) and a detailed
+// winston log file (plus the step log as ::debug:: when RUNNER_DEBUG=1). Registered secrets are
+// masked in both.
+import winston from 'winston'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+
+export interface Log {
+  progress(msg: string): void
+  warn(msg: string): void
+  debug(msg: string): void
+  addSecret(value: string): void
+  close(): Promise<void>
+}
+
+export function createLog(opts: { file: string; level: string; debugToStepLog: boolean; out: (line: string) => void }): Log {
+  const secrets: string[] = []
+  const mask = (s: string): string => secrets.reduce((acc, v) => acc.split(v).join('***'), s)
+  let logger: winston.Logger | null = null
+  const file = (): winston.Logger => {
+    if (!logger) {
+      try {
+        mkdirSync(dirname(opts.file), { recursive: true, mode: 0o700 })
+      } catch {
+        // the file transport reports its own error; logging must never fail a step
+      }
+      logger = winston.createLogger({
+        level: opts.level,
+        format: winston.format.combine(winston.format.timestamp(), winston.format.printf((i) => `${i.timestamp} ${process.pid} ${i.level} ${i.message}`)),
+        transports: [new winston.transports.File({ filename: opts.file, options: { mode: 0o600 } })]
+      })
+    }
+    return logger
+  }
+  return {
+    progress(msg) {
+      const m = mask(msg)
+      opts.out(`[remote-hooks] ${m}`)
+      file().info(m)
+    },
+    warn(msg) {
+      const m = mask(msg)
+      opts.out(`::warning::${m}`)
+      file().warn(m)
+    },
+    debug(msg) {
+      const m = mask(msg)
+      if (opts.debugToStepLog) opts.out(`::debug::${m}`)
+      if (logger || opts.level === 'debug') file().debug(m)
+    },
+    addSecret(value) {
+      if (value && value.length >= 3 && !secrets.includes(value)) secrets.push(value)
+    },
+    async close() {
+      const l = logger
+      if (!l) return
+      await new Promise<void>((res) => {
+        l.on('finish', () => res())
+        l.end()
+        setTimeout(res, 500).unref()
+      })
+    }
+  }
+}

@@ -1,0 +1,35 @@
+// Host paths the runner hands over → paths on the remote host. Only what the hook syncs can be
+// mapped: the runner's `_work` (→ <jobRoot>/w), its externals (→ a shared, content-versioned copy)
+// and the Docker socket.
+import { posix } from 'node:path'
+import { InputError } from './errors'
+
+export interface Layout {
+  hostWork: string
+  remoteWork: string
+  hostExternals: string | null
+  remoteExternals: string | null
+}
+
+function under(path: string, root: string): string | null {
+  const p = posix.normalize(path).replace(/\/+$/, '')
+  const r = posix.normalize(root).replace(/\/+$/, '')
+  if (p === r) return ''
+  return p.startsWith(r + '/') ? p.slice(r.length + 1) : null
+}
+
+export function remotePath(layout: Layout, hostPath: string, field: string): string {
+  if (hostPath === '/var/run/docker.sock') return hostPath
+  const w = under(hostPath, layout.hostWork)
+  if (w !== null) return w ? `${layout.remoteWork}/${w}` : layout.remoteWork
+  if (layout.hostExternals && layout.remoteExternals) {
+    const e = under(hostPath, layout.hostExternals)
+    if (e !== null) return e ? `${layout.remoteExternals}/${e}` : layout.remoteExternals
+  }
+  throw new InputError(`${field}: host path ${hostPath} is outside the runner's work folder ${layout.hostWork}, so it cannot be synced to the remote host`)
+}
+
+/** Relative path of a host path under `_work`, or null. */
+export function relToWork(hostWork: string, hostPath: string): string | null {
+  return under(hostPath, hostWork)
+}

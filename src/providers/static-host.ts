@@ -1,0 +1,93 @@
+// Static hosts: a fixed list of SSH-reachable Docker hosts. A job takes a free slot, marked by an
+// atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
+import { hostname } from 'node:os'
+import type { HookContext } from '../context'
+import { HookError, TransportError } from '../errors'
+import { ownerId } from '../labels'
+import { check, type ConnectInfo, type Remote } from '../remote/remote'
+import { shq } from '../remote/quote'
+import { sleep } from '../retry'
+import type { Acquired, Lease, VmProvider } from './provider'
+import type { Config } from '../config'
+
+type StaticConfig = Extract<Config['provider'], { kind: 'static' }>
+
+export function leaseDir(workRoot: string, slot: number): string {
+  return `${workRoot}/leases/slot-${slot}`
+}
+
+export class StaticHostProvider implements VmProvider {
+  readonly kind = 'static'
+  constructor(private readonly cfg: StaticConfig, private readonly workRoot: string) {}
+
+  candidates(): Lease[] {
+    const out: Lease[] = []
+    this.cfg.hosts.forEach((h, index) => {
+      for (let slot = 0; slot < h.slots; slot++) {
+        out.push({ index, slot, connect: { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile } })
+      }
+    })
+    return out
+  }
+
+  async acquire(ctx: HookContext, jobId: string, open: (c: ConnectInfo) => Promise<Remote>): Promise<Acquired> {
+    const owner = ownerId(ctx.runner.runnerName)
+    const deadline = Date.now() + this.cfg.acquireTimeoutSeconds * 1000
+    const byHost = new Map<number, Lease[]>()
+    for (const l of this.candidates()) byHost.set(l.index, [...(byHost.get(l.index) ?? []), l])
+    let lastError: unknown = null
+    let waitedLogged = 0
+    for (let round = 0; ; round++) {
+      for (const [, leases] of byHost) {
+        let remote: Remote
+        try {
+          remote = await open(leases[0].connect)
+        } catch (e) {
+          lastError = e
+          ctx.log.warn(`host ${leases[0].connect.host}:${leases[0].connect.port} unreachable: ${(e as Error).message}`)
+          continue
+        }
+        for (const lease of leases) {
+          const dir = leaseDir(this.workRoot, lease.slot)
+          const mark = `${owner} ${jobId} ${ctx.runner.runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
+          const script =
+            `mkdir -p ${shq(this.workRoot)}/leases ${shq(this.workRoot)}/jobs && ` +
+            `if mkdir ${shq(dir)} 2>/dev/null; then echo ${shq(mark)} > ${shq(dir)}/owner; echo new; ` +
+            // A runner runs one job at a time: its own old lease is from a job that died.
+            `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then echo ${shq(mark)} > ${shq(dir)}/owner; echo stale; ` +
+            `else echo busy; fi`
+          const r = await check(remote, script, { collect: true, label: 'lease a host slot' })
+          const answer = r.stdout.toString().trim()
+          if (answer === 'new' || answer === 'stale') {
+            ctx.log.debug(`leased ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${answer})`)
+            return { lease, remote }
+          }
+        }
+        remote.close()
+      }
+      if (Date.now() >= deadline) break
+      if (Date.now() - waitedLogged > 30_000) {
+        ctx.log.progress(`waiting for a free host (all ${this.candidates().length} slots busy)`)
+        waitedLogged = Date.now()
+      }
+      await sleep(Math.min(5000, 500 * 2 ** Math.min(round, 3)), ctx.signal)
+    }
+    if (lastError) throw new TransportError(`no host could be leased: ${(lastError as Error).message}`)
+    throw new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)
+  }
+
+  async release(_ctx: HookContext, remote: Remote, lease: Lease, jobId: string): Promise<void> {
+    const dir = leaseDir(this.workRoot, lease.slot)
+    // Only our own lease: a stale state must not free a slot another job holds now.
+    await check(remote, `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || rm -rf ${shq(dir)}`, { label: 'release the host slot' })
+  }
+
+  /** Releases every slot this runner holds on a host (cleanup without state). */
+  async releaseOwned(remote: Remote, owner: string): Promise<void> {
+    await check(
+      remote,
+      `for d in ${shq(this.workRoot)}/leases/slot-*; do [ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" = ${shq(owner)} ] && rm -rf "$d"; done; true`,
+      { label: 'release this runner\'s host slots' }
+    )
+  }
+}

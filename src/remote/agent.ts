@@ -1,0 +1,128 @@
+// The per-job agent: a detached helper process that holds one SSH connection for the whole job, so
+// each hook command (a new process every time) skips the ~150-250 ms SSH handshake. It listens on a
+// 0600 Unix socket in a 0700 directory, exits when told, after being idle, or when SSH drops; it
+// carries the job's RUNNER_TRACKING_ID, so the runner kills it at job end in any case.
+import { createServer, type Socket } from 'node:net'
+import { chmodSync, rmSync } from 'node:fs'
+import { SshRemote } from './ssh'
+import type { ConnectInfo } from './remote'
+import { F, frame, FrameReader } from './mux-frames'
+
+export interface AgentOptions {
+  socketPath: string
+  connect: ConnectInfo
+  connectTimeoutMs: number
+  idleMs: number
+}
+
+export async function runAgent(opts: AgentOptions, log: (msg: string) => void): Promise<number> {
+  let finish!: (code: number) => void
+  const finished = new Promise<number>((r) => (finish = r))
+  const remote = await SshRemote.connect(opts.connect, opts.connectTimeoutMs, (err) => {
+    log(`ssh connection closed${err ? `: ${err.message}` : ''}`)
+    finish(3)
+  })
+  let active = 0
+  let idleTimer: NodeJS.Timeout | undefined
+  const armIdle = (): void => {
+    clearTimeout(idleTimer)
+    if (active === 0) idleTimer = setTimeout(() => finish(0), opts.idleMs)
+  }
+
+  const serve = (sock: Socket): void => {
+    active++
+    clearTimeout(idleTimer)
+    sock.once('close', () => {
+      active--
+      armIdle()
+    })
+    sock.on('error', () => sock.destroy())
+    let header = Buffer.alloc(0)
+    const onHeader = (chunk: Buffer): void => {
+      header = Buffer.concat([header, chunk])
+      const nl = header.indexOf(10)
+      if (nl < 0) return
+      sock.off('data', onHeader)
+      sock.pause()
+      const rest = header.subarray(nl + 1)
+      let req: { op: string; cmd?: string; path?: string }
+      try {
+        req = JSON.parse(header.subarray(0, nl).toString('utf8'))
+      } catch {
+        return void sock.destroy()
+      }
+      if (req.op === 'shutdown') {
+        sock.end()
+        return finish(0)
+      }
+      if (req.op === 'ping') return void sock.end('pong\n')
+      if (req.op === 'socket' && req.path) return void bridgeSocket(sock, req.path, rest)
+      if (req.op === 'exec' && typeof req.cmd === 'string') return void bridgeExec(sock, req.cmd, rest)
+      sock.destroy()
+    }
+    sock.on('data', onHeader)
+  }
+
+  const bridgeSocket = async (sock: Socket, path: string, rest: Buffer): Promise<void> => {
+    try {
+      const stream = await remote.openSocket(path)
+      sock.write(Buffer.from([0]))
+      if (rest.length) stream.write(rest)
+      sock.pipe(stream).pipe(sock)
+      stream.on('close', () => sock.destroy())
+      sock.on('close', () => stream.destroy())
+      sock.resume()
+    } catch (e) {
+      sock.end(Buffer.concat([Buffer.from([1]), Buffer.from((e as Error).message)]))
+    }
+  }
+
+  const bridgeExec = async (sock: Socket, cmd: string, rest: Buffer): Promise<void> => {
+    let ch
+    try {
+      ch = await remote.openExec(cmd)
+    } catch (e) {
+      return void sock.end(frame(F.ERROR, (e as Error).message))
+    }
+    const send = (type: number, src: NodeJS.ReadableStream & { pause(): void; resume(): void }) => (c: Buffer) => {
+      if (!sock.write(frame(type, c))) {
+        src.pause()
+        sock.once('drain', () => src.resume())
+      }
+    }
+    ch.stdout.on('data', send(F.STDOUT, ch.stdout))
+    ch.stderr.on('data', send(F.STDERR, ch.stderr))
+    const reader = new FrameReader((type, payload) => {
+      if (type === F.STDIN) {
+        if (!ch!.stdin.write(payload)) {
+          sock.pause()
+          ch!.stdin.once('drain', () => sock.resume())
+        }
+      } else if (type === F.STDIN_EOF) ch!.stdin.end()
+    })
+    ch.stdin.on('error', () => undefined)
+    sock.on('data', (c: Buffer) => reader.push(c))
+    // The client going away (hook killed) closes the remote channel; the hook stops the remote
+    // process itself before that, this only frees the channel.
+    sock.on('close', () => ch!.stdout.destroy())
+    if (rest.length) reader.push(rest)
+    sock.resume()
+    const status = await ch.done
+    sock.end(frame(F.EXIT, JSON.stringify(status)))
+  }
+
+  rmSync(opts.socketPath, { force: true })
+  const server = createServer(serve)
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej)
+    server.listen(opts.socketPath, () => res())
+  })
+  chmodSync(opts.socketPath, 0o600)
+  armIdle()
+  log(`agent ready on ${opts.socketPath} for ${opts.connect.user}@${opts.connect.host}:${opts.connect.port}`)
+  const code = await finished
+  server.close()
+  rmSync(opts.socketPath, { force: true })
+  remote.close()
+  return code
+}

@@ -1,0 +1,102 @@
+// A Remote that talks to the job's agent instead of opening its own SSH connection.
+import { connect } from 'node:net'
+import { PassThrough, Writable, type Duplex } from 'node:stream'
+import { TransportError } from '../errors'
+import { F, frame, FrameReader } from './mux-frames'
+import type { ExecChannel, ExitStatus, Remote } from './remote'
+
+function dial(socketPath: string, header: object): Promise<import('node:net').Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(socketPath)
+    sock.once('connect', () => {
+      sock.write(JSON.stringify(header) + '\n')
+      resolve(sock)
+    })
+    sock.once('error', (e) => reject(new TransportError(`agent at ${socketPath} unreachable: ${e.message}`)))
+  })
+}
+
+export class MuxRemote implements Remote {
+  constructor(readonly socketPath: string) {}
+
+  /** Resolves true when an agent answers on the socket. */
+  static async ping(socketPath: string): Promise<boolean> {
+    try {
+      const sock = await dial(socketPath, { op: 'ping' })
+      return await new Promise<boolean>((res) => {
+        let got = ''
+        sock.on('data', (c) => (got += c.toString()))
+        sock.on('close', () => res(got.startsWith('pong')))
+        sock.on('error', () => res(false))
+      })
+    } catch {
+      return false
+    }
+  }
+
+  static async shutdown(socketPath: string): Promise<void> {
+    try {
+      const sock = await dial(socketPath, { op: 'shutdown' })
+      await new Promise((res) => sock.on('close', res).on('error', res))
+    } catch {
+      // not running: nothing to stop
+    }
+  }
+
+  async openExec(command: string): Promise<ExecChannel> {
+    const sock = await dial(this.socketPath, { op: 'exec', cmd: command })
+    const stdout = new PassThrough()
+    const stderr = new PassThrough()
+    let status: ExitStatus | null = null
+    let error: string | null = null
+    const pushTo = (dst: PassThrough, c: Buffer): void => {
+      if (!dst.write(c)) {
+        sock.pause()
+        dst.once('drain', () => sock.resume())
+      }
+    }
+    const reader = new FrameReader((type, payload) => {
+      if (type === F.STDOUT) pushTo(stdout, payload)
+      else if (type === F.STDERR) pushTo(stderr, payload)
+      else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8'))
+      else if (type === F.ERROR) error = payload.toString('utf8')
+    })
+    sock.on('data', (c: Buffer) => reader.push(c))
+    const done = new Promise<ExitStatus>((resolve, reject) => {
+      sock.on('error', () => undefined)
+      sock.on('close', () => {
+        stdout.end()
+        stderr.end()
+        if (error) reject(new TransportError(error))
+        else resolve(status ?? { code: null, signal: null })
+      })
+    })
+    const stdin = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        if (sock.destroyed) return cb()
+        sock.write(frame(F.STDIN, chunk), () => cb())
+      },
+      final(cb) {
+        if (!sock.destroyed) sock.write(frame(F.STDIN_EOF))
+        cb()
+      }
+    })
+    return { stdin, stdout, stderr, done }
+  }
+
+  async openSocket(path: string): Promise<Duplex> {
+    const sock = await dial(this.socketPath, { op: 'socket', path })
+    return new Promise((resolve, reject) => {
+      sock.once('data', (c: Buffer) => {
+        if (c[0] !== 0) return reject(new TransportError(`agent could not open ${path}: ${c.subarray(1).toString()}`))
+        if (c.length > 1) sock.unshift(c.subarray(1))
+        resolve(sock)
+      })
+      sock.once('close', () => reject(new TransportError(`agent closed the connection to ${path}`)))
+    })
+  }
+
+  close(): void {
+    // each channel is its own socket connection; nothing shared to close
+  }
+}

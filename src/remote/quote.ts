@@ -1,0 +1,14 @@
+// The project's only shell-quoting function: every string that reaches a remote shell goes through it.
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/
+
+/** Quotes one argument for a POSIX shell so it arrives byte-exact as a single word. */
+export function shq(arg: string): string {
+  if (arg.includes('\0')) throw new Error('a shell argument cannot contain a NUL byte')
+  if (arg !== '' && SAFE.test(arg)) return arg
+  return `'${arg.replace(/'/g, `'\\''`)}'`
+}
+
+/** Quotes an argv into one command string (ssh exec takes a single string the remote shell parses). */
+export function shjoin(argv: readonly string[]): string {
+  return argv.map(shq).join(' ')
+}

@@ -1,0 +1,89 @@
+// The transport seam: everything the hook does on the remote goes through a Remote, either a direct
+// ssh2 connection or the per-job agent that keeps one connection open across hook processes.
+import type { Duplex, Readable, Writable } from 'node:stream'
+import { RemoteCommandError, TransportError } from '../errors'
+
+export interface ConnectInfo {
+  host: string
+  port: number
+  user: string
+  identityFile: string
+  knownHostsFile: string
+}
+
+export interface ExitStatus {
+  /** null when the channel closed without an exit status: the connection dropped. */
+  code: number | null
+  signal: string | null
+}
+
+export interface ExecChannel {
+  stdin: Writable
+  stdout: Readable
+  stderr: Readable
+  done: Promise<ExitStatus>
+}
+
+export interface Remote {
+  openExec(command: string): Promise<ExecChannel>
+  /** A raw byte stream to a Unix socket on the remote (the Docker Engine API). */
+  openSocket(path: string): Promise<Duplex>
+  close(): void
+}
+
+export interface RunOptions {
+  input?: string | Buffer | Readable
+  onStdout?: (chunk: Buffer) => void
+  onStderr?: (chunk: Buffer) => void
+  /** Keep stdout in memory (bounded by maxCollect). */
+  collect?: boolean
+  maxCollect?: number
+  /** Short name for errors and logs; never the full command (it may be long). */
+  label?: string
+}
+
+export interface RunResult extends ExitStatus {
+  stdout: Buffer
+  stderr: string
+}
+
+const TAIL = 16 * 1024
+
+/** Runs a shell command on the remote, feeding stdin and collecting output. Never throws on exit codes. */
+export async function run(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
+  const ch = await remote.openExec(command)
+  const out: Buffer[] = []
+  let outLen = 0
+  let err = ''
+  const max = opts.maxCollect ?? 256 * 1024 * 1024
+  ch.stdout.on('data', (c: Buffer) => {
+    opts.onStdout?.(c)
+    if (opts.collect && outLen < max) {
+      out.push(c)
+      outLen += c.length
+    }
+  })
+  ch.stderr.on('data', (c: Buffer) => {
+    opts.onStderr?.(c)
+    err = (err + c.toString('utf8')).slice(-TAIL)
+  })
+  const input = opts.input
+  if (input === undefined) ch.stdin.end()
+  else if (typeof input === 'string' || Buffer.isBuffer(input)) ch.stdin.end(input)
+  else {
+    input.on('error', (e) => ch.stdin.destroy(e))
+    input.pipe(ch.stdin)
+  }
+  ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
+  const status = await ch.done
+  return { ...status, stdout: Buffer.concat(out), stderr: err }
+}
+
+/** Like run(), but a non-zero exit or a dropped connection throws with the command's label. */
+export async function check(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
+  const r = await run(remote, command, opts)
+  const label = opts.label ?? command.split(' ').slice(0, 3).join(' ')
+  if (r.code === null) throw new TransportError(`connection lost while running ${label}`)
+  if (r.code !== 0) throw new RemoteCommandError(label, r.code, r.stderr, r.signal ?? undefined)
+  return r
+}

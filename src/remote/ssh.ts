@@ -1,0 +1,89 @@
+// Direct ssh2 connection with a pinned host key, keepalives and a connect deadline.
+import { Client } from 'ssh2'
+import { readFileSync } from 'node:fs'
+import type { Duplex } from 'node:stream'
+import { TransportError } from '../errors'
+import { verifyHostKey } from './known-hosts'
+import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
+
+export class SshRemote implements Remote {
+  private constructor(private readonly client: Client, readonly info: ConnectInfo) {}
+
+  static connect(info: ConnectInfo, timeoutMs: number, onClose?: (err?: Error) => void): Promise<SshRemote> {
+    let knownHosts: string
+    let privateKey: Buffer
+    try {
+      knownHosts = readFileSync(info.knownHostsFile, 'utf8')
+      privateKey = readFileSync(info.identityFile)
+    } catch (e) {
+      return Promise.reject(new TransportError(`cannot read SSH key files for ${info.host}: ${(e as Error).message}`))
+    }
+    return new Promise((resolve, reject) => {
+      const client = new Client()
+      let hostKeyProblem: string | null = null
+      let ready = false
+      client.on('ready', () => {
+        ready = true
+        resolve(new SshRemote(client, info))
+      })
+      client.on('error', (err: Error & { level?: string }) => {
+        if (ready) return onClose?.(err)
+        const why = hostKeyProblem
+          ? `host key verification failed for ${info.host}:${info.port}: ${hostKeyProblem}`
+          : `cannot connect to ${info.user}@${info.host}:${info.port}: ${err.message}`
+        reject(new TransportError(why))
+      })
+      client.on('close', () => {
+        if (ready) onClose?.()
+        else reject(new TransportError(`connection to ${info.host}:${info.port} closed during the handshake`))
+      })
+      client.connect({
+        host: info.host,
+        port: info.port,
+        username: info.user,
+        privateKey,
+        readyTimeout: timeoutMs,
+        keepaliveInterval: 10_000,
+        keepaliveCountMax: 3,
+        algorithms: {
+          kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256'],
+          cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr']
+        },
+        hostVerifier: (key: Buffer) => {
+          hostKeyProblem = verifyHostKey(knownHosts, info.host, info.port, key)
+          return hostKeyProblem === null
+        }
+      })
+    })
+  }
+
+  openExec(command: string): Promise<ExecChannel> {
+    return new Promise((resolve, reject) => {
+      this.client.exec(command, (err, stream) => {
+        if (err) return reject(new TransportError(`cannot start a remote command on ${this.info.host}: ${err.message}`))
+        let status: ExitStatus | null = null
+        stream.on('exit', (code: number | null, signal?: string) => {
+          status = { code: typeof code === 'number' ? code : null, signal: signal ?? null }
+          if (status.code === null && !status.signal) status = null
+        })
+        const done = new Promise<ExitStatus>((res) => {
+          stream.on('close', () => res(status ?? { code: null, signal: null }))
+        })
+        resolve({ stdin: stream, stdout: stream, stderr: stream.stderr, done })
+      })
+    })
+  }
+
+  openSocket(path: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      this.client.openssh_forwardOutStreamLocal(path, (err, stream) => {
+        if (err) return reject(new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`))
+        resolve(stream)
+      })
+    })
+  }
+
+  close(): void {
+    this.client.end()
+  }
+}

@@ -1,0 +1,70 @@
+// Getting a Remote for a job: through its agent when one answers (or can be started), else a
+// direct SSH connection. Also the job's local folder (agent socket, sync manifests).
+import { spawn } from 'node:child_process'
+import { mkdirSync, openSync, readFileSync, closeSync } from 'node:fs'
+import type { HookContext } from './context'
+import { TransportError } from './errors'
+import { MuxRemote } from './remote/mux-client'
+import type { ConnectInfo, Remote } from './remote/remote'
+import { SshRemote } from './remote/ssh'
+import { sleep } from './retry'
+
+export function jobLocalDir(ctx: HookContext, jobId: string): string {
+  const dir = `${ctx.localRoot}/${jobId}`
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  return dir
+}
+
+export const agentSocket = (localDir: string): string => `${localDir}/agent.sock`
+
+async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
+  const logFile = `${localDir}/agent.log`
+  const fd = openSync(logFile, 'a', 0o600)
+  const payload = JSON.stringify({
+    socketPath,
+    connect,
+    connectTimeoutMs: ctx.config.timeouts.connectSeconds * 1000,
+    idleMs: ctx.config.agent.idleSeconds * 1000
+  })
+  // Detached with no stdio of ours: the runner waits for the hook's stdout to close.
+  const child = spawn(ctx.nodePath, [ctx.hookPath, '__agent', payload], {
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: { ...ctx.runner.inherit }
+  })
+  closeSync(fd)
+  let exited: number | null = null
+  child.on('exit', (code) => (exited = code ?? 1))
+  child.unref()
+  const deadline = Date.now() + ctx.config.timeouts.connectSeconds * 1000 + 2000
+  for (;;) {
+    if (await MuxRemote.ping(socketPath)) return
+    if (exited !== null || Date.now() > deadline) {
+      const tail = (() => {
+        try {
+          return readFileSync(logFile, 'utf8').trim().split('\n').slice(-1)[0] ?? ''
+        } catch {
+          return ''
+        }
+      })()
+      if (exited === null) child.kill()
+      throw new TransportError(tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${ctx.config.timeouts.connectSeconds} s`)
+    }
+    await sleep(15, ctx.signal)
+  }
+}
+
+/** A Remote for the job's host: the agent when enabled, else a direct connection. */
+export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string): Promise<Remote> {
+  if (!ctx.config.agent.enabled) return SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000)
+  const sock = agentSocket(localDir)
+  if (!(await MuxRemote.ping(sock))) {
+    ctx.log.progress(`connecting to ${connect.user}@${connect.host}:${connect.port}`)
+    await startAgent(ctx, connect, sock, localDir)
+  }
+  return new MuxRemote(sock)
+}
+
+export async function stopAgent(localDir: string): Promise<void> {
+  await MuxRemote.shutdown(agentSocket(localDir))
+}

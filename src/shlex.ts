@@ -1,0 +1,61 @@
+// POSIX-style word splitting without expansion, for the option and argument strings the runner
+// hands over (createOptions, rejoined entryPointArgs). Returns null on an unterminated quote.
+export function shlexSplit(input: string): string[] | null {
+  const out: string[] = []
+  let cur = ''
+  let inWord = false
+  let i = 0
+  while (i < input.length) {
+    const c = input[i]
+    if (c === "'") {
+      const end = input.indexOf("'", i + 1)
+      if (end < 0) return null
+      cur += input.slice(i + 1, end)
+      inWord = true
+      i = end + 1
+    } else if (c === '"') {
+      i++
+      let closed = false
+      while (i < input.length) {
+        const d = input[i]
+        if (d === '"') {
+          closed = true
+          i++
+          break
+        }
+        if (d === '\\' && i + 1 < input.length && '"\\$`\n'.includes(input[i + 1])) {
+          if (input[i + 1] !== '\n') cur += input[i + 1]
+          i += 2
+          continue
+        }
+        cur += d
+        i++
+      }
+      if (!closed) return null
+      inWord = true
+    } else if (c === '\\') {
+      if (i + 1 < input.length) {
+        if (input[i + 1] !== '\n') cur += input[i + 1]
+        i += 2
+      } else i++
+      inWord = true
+    } else if (c === ' ' || c === '\t' || c === '\n') {
+      if (inWord) out.push(cur)
+      cur = ''
+      inWord = false
+      i++
+    } else {
+      cur += c
+      inWord = true
+      i++
+    }
+  }
+  if (inWord) out.push(cur)
+  return out
+}
+
+/** Rejoins argument fragments the runner split on single spaces (PROTOCOL.md §2.4) and re-splits them. */
+export function rejoinArgs(fragments: readonly string[]): string[] {
+  if (!fragments.some((f) => /["'\\]/.test(f))) return fragments.filter((f) => f !== '')
+  return shlexSplit(fragments.join(' ')) ?? [...fragments]
+}

@@ -1,0 +1,67 @@
+// The base of the two-way sync: for every path, the fingerprints both sides had when they were last
+// known equal. A side whose fingerprint differs from the base changed it; a path in the base that a
+// side no longer has was deleted there. Saved per job in the hook's local folder; concurrent hook
+// processes (background steps) merge their updates under a short lock.
+import { mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import type { Kind } from './tree'
+
+export interface BaseEntry {
+  t: Kind
+  l: string
+  r: string
+}
+export type Base = Map<string, BaseEntry>
+
+export interface BaseUpdate {
+  set: Map<string, BaseEntry>
+  remove: Set<string>
+}
+
+export function loadBase(file: string): Base {
+  try {
+    return new Map(Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>))
+  } catch {
+    return new Map()
+  }
+}
+
+function withLock<T>(file: string, fn: () => T): T {
+  const lock = `${file}.lock`
+  const start = Date.now()
+  for (;;) {
+    try {
+      mkdirSync(lock)
+      break
+    } catch {
+      // A lock older than 30 s belongs to a killed process.
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)
+      } catch {
+        // raced with its owner removing it
+      }
+      if (Date.now() - start > 10_000) throw new Error(`sync manifest ${file} stayed locked for 10 s`)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+    }
+  }
+  try {
+    return fn()
+  } finally {
+    rmdirSync(lock)
+  }
+}
+
+/** Applies an update to the saved base (re-read under the lock, so concurrent updates merge). */
+export function saveBase(file: string, update: BaseUpdate): void {
+  withLock(file, () => {
+    const base = loadBase(file)
+    for (const p of update.remove) base.delete(p)
+    for (const [p, e] of update.set) base.set(p, e)
+    const tmp = `${file}.${process.pid}.tmp`
+    writeFileSync(tmp, JSON.stringify(Object.fromEntries(base)), { mode: 0o600 })
+    renameSync(tmp, file)
+  })
+}
+
+export function underRoots(path: string, roots: readonly string[]): boolean {
+  return roots.some((r) => path === r || path.startsWith(r + '/'))
+}

@@ -1,0 +1,55 @@
+// Bulk copies with rsync: the job's mounts in prepare_job and the runner's externals. rsync's
+// transport is either the job's agent (no second SSH handshake) or OpenSSH with the pinned
+// known_hosts file; never a command line holding a secret.
+import { spawn } from 'node:child_process'
+import { HookError } from '../errors'
+import type { ConnectInfo } from '../remote/remote'
+import { shq } from '../remote/quote'
+
+export interface RsyncTransport {
+  /** The `-e` command rsync runs to reach the remote. */
+  rsh: string
+}
+
+export function agentTransport(nodePath: string, hookPath: string, socketPath: string): RsyncTransport {
+  return { rsh: [nodePath, hookPath, '__rsh', socketPath].map(shq).join(' ') }
+}
+
+export function opensshTransport(info: ConnectInfo): RsyncTransport {
+  const opts = [
+    'ssh', '-i', info.identityFile, '-p', String(info.port), '-l', info.user,
+    '-o', `UserKnownHostsFile=${info.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'
+  ]
+  return { rsh: opts.map(shq).join(' ') }
+}
+
+/**
+ * Copies `relPaths` (relative to `srcBase`, which must exist) into `destDir` on the remote, keeping
+ * the relative layout. Returns rsync's transfer statistics.
+ */
+export function rsyncUp(
+  transport: RsyncTransport,
+  host: string,
+  srcBase: string,
+  relPaths: readonly string[],
+  destDir: string,
+  extra: readonly string[] = []
+): Promise<{ files: number; bytes: number }> {
+  const sources = relPaths.map((p) => `${srcBase}/./${p}`)
+  const args = ['-a', '--relative', '--stats', '--no-inc-recursive', ...extra, '-e', transport.rsh, ...sources, `${host}:${destDir}/`]
+  return new Promise((resolve, reject) => {
+    const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (c) => (out += c))
+    child.stderr.on('data', (c) => (err = (err + c).slice(-4000)))
+    child.on('error', (e) => reject(new HookError(`rsync could not start (is rsync installed on the runner host?): ${e.message}`)))
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new HookError(`rsync to ${destDir} failed (exit ${code}): ${err.trim().split('\n').slice(-2).join(' | ')}`))
+      const files = Number(/Number of regular files transferred: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
+      const bytes = Number(/Total transferred file size: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
+      resolve({ files, bytes })
+    })
+  })
+}
