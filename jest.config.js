@@ -1,5 +1,5 @@
 // Unit tests run alone with `--selectProjects unit`; integration and conformance need scripts/test.sh's environment.
-const common = { preset: 'ts-jest', testEnvironment: 'node', transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] } }
+const common = { preset: 'ts-jest', testEnvironment: 'node', transform: { '^.+\\.ts$': ['ts-jest', {}] } }
 module.exports = {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },

@@ -18,6 +18,7 @@ rm -f "$TESTENV/summary"
 SUMMARY=""
 STARTED=()
 
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 finish() {
   local rc=$? i
   set +e

@@ -1,7 +1,6 @@
 // Operator configuration: one YAML/JSON file named by REMOTE_HOOKS_CONFIG, validated once at start.
 // Every problem is reported together with its field path; nothing secret is ever printed.
 import { z } from 'zod'
-import { parse as parseYaml } from 'yaml'
 import { isAbsolute } from 'node:path'
 import { ConfigError } from './errors'
 import { describeIssues } from './protocol'
@@ -103,7 +102,8 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
   }
   let raw: unknown
   try {
-    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    raw = path.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text)
   } catch (e) {
     throw new ConfigError([`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} (${(e as Error).message.split('\n')[0]})`])
   }

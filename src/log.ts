@@ -1,7 +1,7 @@
 // Two audiences: the step log (short progress lines on stdout, workflow commands) and a detailed
 // winston log file (plus the step log as ::debug:: when RUNNER_DEBUG=1). Registered secrets are
 // masked in both.
-import winston from 'winston'
+import type * as Winston from 'winston'
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 
@@ -16,9 +16,12 @@ export interface Log {
 export function createLog(opts: { file: string; level: string; debugToStepLog: boolean; out: (line: string) => void }): Log {
   const secrets: string[] = []
   const mask = (s: string): string => secrets.reduce((acc, v) => acc.split(v).join('***'), s)
-  let logger: winston.Logger | null = null
-  const file = (): winston.Logger => {
+  let logger: Winston.Logger | null = null
+  const file = (): Winston.Logger => {
     if (!logger) {
+      // Loaded on first use: most hook commands never write to the log file.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const winston = require('winston') as typeof Winston
       try {
         mkdirSync(dirname(opts.file), { recursive: true, mode: 0o700 })
       } catch {

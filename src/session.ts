@@ -6,7 +6,6 @@ import type { HookContext } from './context'
 import { TransportError } from './errors'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
-import { SshRemote } from './remote/ssh'
 import { sleep } from './retry'
 
 export function jobLocalDir(ctx: HookContext, jobId: string): string {
@@ -55,10 +54,13 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
 }
 
 /** A Remote for the job's host: the agent when enabled, else a direct connection. */
-export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string): Promise<Remote> {
-  if (!ctx.config.agent.enabled) return SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000)
+export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string, opts: { startAgent?: boolean } = {}): Promise<Remote> {
+  if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
   const sock = agentSocket(localDir)
   if (!(await MuxRemote.ping(sock))) {
+    // The last command of a job gains nothing from starting an agent.
+    if (opts.startAgent === false) return directRemote(ctx, connect)
+    mkdirSync(localDir, { recursive: true, mode: 0o700 })
     ctx.log.progress(`connecting to ${connect.user}@${connect.host}:${connect.port}`)
     await startAgent(ctx, connect, sock, localDir)
   }
@@ -67,4 +69,10 @@ export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, loca
 
 export async function stopAgent(localDir: string): Promise<void> {
   await MuxRemote.shutdown(agentSocket(localDir))
+}
+
+/** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */
+export async function directRemote(ctx: HookContext, connect: ConnectInfo): Promise<Remote> {
+  const { SshRemote } = await import('./remote/ssh')
+  return SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000)
 }

@@ -7,6 +7,7 @@
 # belongs to the process we started (its command line names our config file).
 
 RCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 TESTENV_DIR="${RCH_TESTENV_DIR:-$RCH_ROOT/.testenv}"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }

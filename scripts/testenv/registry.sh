@@ -12,7 +12,7 @@
 # .testenv/registry/env: REGISTRY_HOST REGISTRY_USER REGISTRY_PASSWORD_FILE
 # REGISTRY_IMAGE REGISTRY_PID. Needs scripts/testenv/setup.sh to have run.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=scripts/testenv/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REG_PORT=5000

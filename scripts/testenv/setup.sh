@@ -19,7 +19,7 @@
 # Env: DEBIAN_MIRROR (default: read from the apt sources), RCH_REBUILD_IMAGES=1
 # (rebuild the images; the glibc rootfs cache is kept: delete .testenv/cache for that).
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=scripts/testenv/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_root setup.sh
@@ -66,6 +66,11 @@ ensure_dockerd() {
     pid="$(cat "$TESTENV_DIR/dockerd.pid")"
     log "dockerd (pid $pid) is running but not answering yet; waiting"
   else
+    # a pid file left by a dockerd that was killed makes the next one refuse to
+    # start if its PID got reused ("pid file found, ensure docker is not running")
+    if [ -f /var/run/docker.pid ] && ! pid_is "$(cat /var/run/docker.pid)" dockerd; then
+      rm -f /var/run/docker.pid
+    fi
     log "starting dockerd (log: $TESTENV_DIR/dockerd.log)"
     # setsid: its own session, so a Ctrl-C of the test run does not take it down
     setsid dockerd >"$TESTENV_DIR/dockerd.log" 2>&1 </dev/null &
@@ -110,7 +115,7 @@ import_rootfs_dir() { # DIR IMAGE CMD
 pkg_file() { # PACKAGE REGEX -> first file of the installed package matching REGEX
   local f
   f="$(dpkg -L "$1" | grep -E "$2" | head -n 1)"
-  [ -n "$f" ] && [ -f "$f" ] || die "package $1 has no file matching $2"
+  if [ -z "$f" ] || [ ! -f "$f" ]; then die "package $1 has no file matching $2"; fi
   printf '%s' "$f"
 }
 
@@ -182,8 +187,8 @@ debian_mirror() {
         if (enabled ~ /no/) next
         if ((" " types " ") !~ /[ \t]deb[ \t]/) next
         if ((" " suites " ") !~ /[ \t]bookworm[ \t]/) next
-        split(uris, u, /[ \t]+/)
-        for (k in u) if (u[k] != "") { print u[k]; exit }
+        nu = split(uris, u, /[ \t]+/)
+        for (k = 1; k <= nu; k++) if (u[k] != "") { print u[k]; exit }
       }' "$f")"
     [ -n "$uri" ] && { printf '%s' "$uri"; return; }
   done

@@ -15,7 +15,7 @@
 # each fresh start). The authorized key lives in ~rchvm/.ssh/authorized_keys.rch-vm-NAME
 # (sshd reads it as rchvm, so it cannot sit in the root-only .testenv dir).
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=scripts/testenv/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VM_USER=rchvm
@@ -62,7 +62,9 @@ ssh_check() { # D PORT CMD...
 start_vm() {
   local name="$1" port="$2"
   check_name "$name"
-  [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "bad port '$port'"
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+    die "bad port '$port'"
+  fi
   require_root "vm.sh start"
   local d="$TESTENV_DIR/vm-$name" remote="/var/tmp/rch-vm-$name" t0 pid i
   local work="/var/tmp/rch-vm-$name/work"

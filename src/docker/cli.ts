@@ -120,7 +120,7 @@ export async function removeLabelled(remote: Remote, key: typeof LABEL_OWNER | t
     `c=$(docker ps -aq --filter ${f}); [ -z "$c" ] || docker rm -f -v $c >/dev/null; ` +
     `n=$(docker network ls -q --filter ${f}); [ -z "$n" ] || docker network rm $n >/dev/null; ` +
     `v=$(docker volume ls -q --filter ${f}); [ -z "$v" ] || docker volume rm -f $v >/dev/null; ` +
-    `echo "$c" | grep -c . ; echo "$n" | grep -c . ; echo "$v" | grep -c .`
+    `set -- $c; echo $#; set -- $n; echo $#; set -- $v; echo $#`
   const r = await check(remote, cmd, { collect: true, label: 'remove labelled containers' })
   const [c, n, v] = r.stdout.toString().trim().split('\n')
   return `${c ?? 0} containers, ${n ?? 0} networks, ${v ?? 0} volumes`

@@ -5,10 +5,9 @@ import type { HandlerResult, HookContext } from '../context'
 import { HookError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import type { HookState } from '../state'
-import { openJobRemote, stopAgent } from '../session'
+import { directRemote, openJobRemote, stopAgent } from '../session'
 import { removeLabelled } from '../docker/cli'
 import { StaticHostProvider } from '../providers/static-host'
-import { SshRemote } from '../remote/ssh'
 import { check } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { removeJobFolder } from './prepare-job'
@@ -17,7 +16,7 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
   const { config, log } = ctx
   const provider = new StaticHostProvider(config.provider, config.remote.workRoot)
   if (state) {
-    const remote = await openJobRemote(ctx, state.host, state.localDir)
+    const remote = await openJobRemote(ctx, state.host, state.localDir, { startAgent: false })
     try {
       const removed = await removeLabelled(remote, LABEL_JOB, state.jobId)
       await removeJobFolder(remote, state.jobRoot, state.container?.image ?? null)
@@ -39,7 +38,7 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
     if (seen.has(key)) continue
     seen.add(key)
     try {
-      const remote = await SshRemote.connect(c.connect, config.timeouts.connectSeconds * 1000)
+      const remote = await directRemote(ctx, c.connect)
       try {
         const removed = await removeLabelled(remote, LABEL_OWNER, owner)
         const dirs = (await check(remote, `ls -d ${shq(config.remote.workRoot)}/jobs/${owner}-* 2>/dev/null || true`, { collect: true })).stdout.toString().split('\n').filter(Boolean)

@@ -27,7 +27,7 @@ export const testImages = {
   glibc: 'rch-test/glibc:1',
 } as const;
 
-export type VmName = 'a' | 'b';
+export type VmName = 'a' | 'b' | 'dev';
 
 export interface TestVm {
   host: string;

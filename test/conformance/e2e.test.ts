@@ -1,0 +1,124 @@
+// The whole job through dist/index.js on a loopback "VM": prepare → steps → cleanup.
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { dockerIds, FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+
+describe('a job end to end on a static host', () => {
+  const runner = new FakeRunner()
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+  })
+
+  test('prepare_job starts the job container and a service and answers as PROTOCOL.md §2.2', async () => {
+    writeFileSync(join(runner.workspace, 'host-file.txt'), 'from the host\n')
+    const r = await runner.prepare({
+      container: runner.jobContainer(testImages.glibc, { portMappings: ['8080:80'] }),
+      services: [runner.service(testImages.tiny, { entryPoint: 'sh', entryPointArgs: ['-c', '"while', 'true;', 'do', 'echo', 'PONG', '|', 'nc', '-l', '-p', '6379;', 'done"'], portMappings: ['6379'] })]
+    })
+    expect(r.stdout + r.stderr).not.toContain('::error::')
+    expect(r.code).toBe(0)
+    expect(r.response.isAlpine).toBe(false)
+    expect(r.response.context.container.id).toMatch(/^[0-9a-f]{64}$/)
+    expect(r.response.context.container.ports).toEqual({ '80': '8080' })
+    expect(r.response.context.services).toHaveLength(1)
+    expect(Object.keys(r.response.context.services[0].ports)).toEqual(['6379'])
+    expect(r.response.state.jobId).toMatch(/^[0-9a-f]{16}$/)
+    expect(r.responseText.trim().split('\n')).toHaveLength(1)
+  })
+
+  test('a run step sees the synced workspace, event.json, HOME and the service by alias', async () => {
+    const { args } = runner.scriptStep(
+      'cat host-file.txt; test -f /github/workflow/event.json && echo event-ok; echo "home=$HOME"; exec 3<>/dev/tcp/tiny/6379; head -1 <&3\n',
+      { shell: 'bash' }
+    )
+    const r = await runner.call('run_script_step', args)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('from the host')
+    expect(r.stdout).toContain('event-ok')
+    expect(r.stdout).toContain('home=/github/home')
+    expect(r.stdout).toContain('PONG')
+  })
+
+  test('file commands and workspace changes come back, deletions included; user exit code passes through', async () => {
+    const { args, fc } = runner.scriptStep(
+      'echo "greeting=hello" >> "$GITHUB_OUTPUT"\necho "FOO=bar" >> "$GITHUB_ENV"\ncat "$GITHUB_ARTIFACTS_LIST"\nmkdir -p out && echo built > out/result.txt\nrm host-file.txt\nexit 3\n'
+    )
+    const r = await runner.call('run_script_step', args)
+    expect(r.code).toBe(3)
+    expect(r.stdout).toContain('"subjects"')
+    expect(r.stdout).not.toContain('::error::')
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('greeting=hello\n')
+    expect(readFileSync(fc.files.GITHUB_ENV, 'utf8')).toBe('FOO=bar\n')
+    expect(readFileSync(join(runner.workspace, 'out/result.txt'), 'utf8')).toBe('built\n')
+    expect(existsSync(join(runner.workspace, 'host-file.txt'))).toBe(false)
+  })
+
+  test('env values arrive byte-exact and prependPath comes first', async () => {
+    const hostile = `a $HOME \`id\` "dq" 'sq' \\ back\nline2 ünïcødé ${'$(rm -rf /)'}`
+    const { args } = runner.scriptStep('printf "%s" "$HOSTILE" > hostile.out; echo "$PATH" > path.out\n', {
+      env: { HOSTILE: hostile, 'INPUT_NODE-VERSION': '20.x' },
+      prependPath: ['/opt/first', '/opt/second']
+    })
+    const r = await runner.call('run_script_step', args)
+    expect(r.code).toBe(0)
+    expect(readFileSync(join(runner.workspace, 'hostile.out'), 'utf8')).toBe(hostile)
+    expect(readFileSync(join(runner.workspace, 'path.out'), 'utf8')).toMatch(/^\/opt\/first:\/opt\/second:\/usr\/local\/sbin/)
+  })
+
+  test('a JS action runs with /__e/node20/bin/node', async () => {
+    const dir = join(runner.work, '_actions', 'acme', 'hello', 'v1', 'dist')
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'index.js'), 'require("fs").appendFileSync(process.env.GITHUB_OUTPUT, "node=" + process.version + "\\n"); console.log("js-action " + process.env.INPUT_WHO)\n')
+    const fc = runner.newFileCommands()
+    const r = await runner.call('run_script_step', {
+      entryPointArgs: ['/__w/_actions/acme/hello/v1/dist/index.js'],
+      entryPoint: '/__e/node20/bin/node',
+      environmentVariables: { ...fc.env, INPUT_WHO: 'world' },
+      prependPath: [],
+      workingDirectory: '/__w/repo/repo'
+    })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('js-action world')
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toMatch(/^node=v20\./)
+  })
+
+  test('a container action (image) gets /github/* mounts and its file commands come back', async () => {
+    const { args, fc } = runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: ['-c', '"echo', 'from-action=$INPUT_X', '>>', '$GITHUB_OUTPUT;', 'ls', '/github/workspace;', 'echo', 'action-ran"'],
+      env: { 'INPUT_X': 'y y' }
+    })
+    const r = await runner.call('run_container_step', args)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('action-ran')
+    expect(r.stdout).toContain('hostile.out')
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('from-action=y y\n')
+  })
+
+  test('a container action built from its Dockerfile on the remote', async () => {
+    const dir = join(runner.work, '_actions', 'acme', 'docker-action', 'v1')
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'Dockerfile'), `FROM ${testImages.tiny}\nCOPY entrypoint.sh /entrypoint.sh\nENTRYPOINT ["sh", "/entrypoint.sh"]\n`)
+    writeFileSync(join(dir, 'entrypoint.sh'), 'echo "built-action $1"\necho "built=yes" >> "$GITHUB_OUTPUT"\n')
+    const { args, fc } = runner.containerStep({ dockerfile: join(dir, 'Dockerfile'), args: ['"hello', 'world"'] })
+    const r = await runner.call('run_container_step', args)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('built-action hello world')
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('built=yes\n')
+  })
+
+  test('cleanup_job removes everything and is safe to run twice', async () => {
+    const jobId = (runner.state as { jobId: string }).jobId
+    const r1 = await runner.cleanup()
+    expect({ code: r1.code, out: r1.stdout + r1.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+    expect(await dockerIds(`label=dev.remote-container-hooks.job=${jobId}`)).toEqual([])
+    const r2 = await runner.cleanup()
+    expect({ code: r2.code, out: r2.stdout + r2.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+  })
+})
