@@ -16,7 +16,9 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   for (const k of Object.keys(args.environmentVariables)) {
     if (!k || k.includes('=')) throw new InputError(`args.environmentVariables: invalid variable name ${JSON.stringify(k)}`)
   }
+  const t0 = Date.now()
   const remote = await openJobRemote(ctx, state.host, state.localDir)
+  const tConnect = Date.now()
   try {
     const target = syncTarget(ctx, state, remote)
     const up = await push(target, PUSH_ROOTS)
@@ -33,8 +35,9 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
       ctx.config.timeouts.cancelGraceSeconds * 1000
     )
     if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
+    const tExec = Date.now()
     const down = await pull(target, state.pullRoots)
-    ctx.log.debug(`sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`)
+    ctx.log.debug(`timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms; sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`)
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
     return { exitCode: res.exitCode }
   } finally {

@@ -24,6 +24,8 @@ export class SshRemote implements Remote {
       let ready = false
       client.on('ready', () => {
         ready = true
+        // Small request/response packets: Nagle + delayed ACK would add ~40 ms per round trip.
+        client.setNoDelay(true)
         resolve(new SshRemote(client, info))
       })
       client.on('error', (err: Error & { level?: string }) => {
