@@ -59,7 +59,6 @@ export const ConfigSchema = z
       .object({
         connectSeconds: z.number().min(1).max(600).default(20),
         healthSeconds: z.number().min(1).max(86400).default(600),
-        pullSeconds: z.number().min(1).max(86400).default(1800),
         cancelGraceSeconds: z.number().min(0).max(30).default(2)
       })
       .strict()

@@ -49,22 +49,27 @@ export class Cancelled extends HookError {
   }
 }
 
-/** Turns any thrown value into a single line without throwing itself (circular objects, non-Errors). */
-export function formatError(err: unknown): string {
+/** Turns any thrown value into a single line without throwing itself (circular causes, non-Errors). */
+export function formatError(err: unknown, depth = 0): string {
+  const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ')
   try {
     if (err instanceof Error) {
       let msg = err.message || err.name
       const cause = (err as { cause?: unknown }).cause
-      if (cause !== undefined && !(err instanceof HookError && msg.includes(formatError(cause)))) {
-        const c = formatError(cause)
+      if (cause !== undefined && cause !== err && depth < 8) {
+        const c = formatError(cause, depth + 1)
         if (c && !msg.includes(c)) msg += `: ${c}`
       }
-      return msg.replace(/\s*\n\s*/g, ' ')
+      return oneLine(msg)
     }
-    if (typeof err === 'string') return err
-    if (err && typeof err === 'object' && 'message' in err) return String((err as { message: unknown }).message)
-    return JSON.stringify(err) ?? String(err)
+    if (typeof err === 'string') return oneLine(err)
+    if (err && typeof err === 'object' && 'message' in err) return oneLine(String((err as { message: unknown }).message))
+    return oneLine(JSON.stringify(err) ?? String(err))
   } catch {
-    return String(err)
+    try {
+      return String(err)
+    } catch {
+      return '[unprintable value]'
+    }
   }
 }

@@ -101,6 +101,7 @@ async function hook(): Promise<number> {
     if (result.response) await writeResponse(input.responseFile, result.response)
     return result.exitCode
   } catch (err) {
+    if (controller.signal.aborted && !(err instanceof Cancelled)) return fail(new Cancelled(String(controller.signal.reason)), log)
     return fail(err, log)
   } finally {
     await log?.close()

@@ -108,8 +108,13 @@ export function parseHookInput(text: string): HookInput {
   let raw: unknown
   try {
     // hooklib keeps the last line; the runner sends one. Accept both.
-    const lines = trimmed.split('\n').filter((l) => l.trim())
-    raw = JSON.parse(lines.length > 1 ? lines[lines.length - 1] : trimmed)
+    try {
+      raw = JSON.parse(trimmed)
+    } catch (whole) {
+      const lines = trimmed.split('\n').filter((l) => l.trim())
+      if (lines.length < 2) throw whole
+      raw = JSON.parse(lines[lines.length - 1])
+    }
   } catch (e) {
     throw new InputError(`stdin is not valid JSON (${(e as Error).message})`)
   }

@@ -1,6 +1,7 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdirSync, openSync, readFileSync, closeSync } from 'node:fs'
 import type { HookContext } from './context'
 import { TransportError } from './errors'
@@ -14,7 +15,9 @@ export function jobLocalDir(ctx: HookContext, jobId: string): string {
   return dir
 }
 
-export const agentSocket = (localDir: string): string => `${localDir}/agent.sock`
+/** One agent per job and host: a job that tried a busy host first must not reuse that host's agent. */
+export const agentSocket = (localDir: string, c: ConnectInfo): string =>
+  `${localDir}/agent-${createHash('sha256').update(`${c.user}@${c.host}:${c.port}`).digest('hex').slice(0, 12)}.sock`
 
 async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
   const logFile = `${localDir}/agent.log`
@@ -56,7 +59,7 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
 /** A Remote for the job's host: the agent when enabled, else a direct connection. */
 export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string, opts: { startAgent?: boolean } = {}): Promise<Remote> {
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
-  const sock = agentSocket(localDir)
+  const sock = agentSocket(localDir, connect)
   if (!(await MuxRemote.ping(sock))) {
     // The last command of a job gains nothing from starting an agent.
     if (opts.startAgent === false) return directRemote(ctx, connect)
@@ -67,8 +70,8 @@ export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, loca
   return new MuxRemote(sock)
 }
 
-export async function stopAgent(localDir: string): Promise<void> {
-  await MuxRemote.shutdown(agentSocket(localDir))
+export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void> {
+  await MuxRemote.shutdown(agentSocket(localDir, c))
 }
 
 /** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */

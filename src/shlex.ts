@@ -34,10 +34,12 @@ export function shlexSplit(input: string): string[] | null {
       if (!closed) return null
       inWord = true
     } else if (c === '\\') {
-      if (i + 1 < input.length) {
-        if (input[i + 1] !== '\n') cur += input[i + 1]
-        i += 2
-      } else i++
+      if (i + 1 < input.length && input[i + 1] === '\n') {
+        i += 2 // line continuation: not part of any word
+        continue
+      }
+      if (i + 1 < input.length) cur += input[i + 1]
+      i += 2
       inWord = true
     } else if (c === ' ' || c === '\t' || c === '\n') {
       if (inWord) out.push(cur)

@@ -7,6 +7,7 @@ import { InputError } from '../errors'
 import { shq } from '../remote/quote'
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/
+const CLI_NAMES = /^(PATH|HOME|DOCKER_.*|BUILDKIT_.*)$/
 
 export interface EnvDelivery {
   /** Flags for docker: `-e NAME` for each variable, plus `--env-file F` when needed. */
@@ -20,7 +21,9 @@ export interface EnvDelivery {
 export function validateEnvNames(env: Record<string, string>, field: string): void {
   for (const [k, v] of Object.entries(env)) {
     if (!k || k.includes('=') || k.includes('\0')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
-    if (!IDENT.test(k) && /[\r\n]/.test(v)) throw new InputError(`${field}.${k}: a multi-line value needs a variable name made of letters, digits and _`)
+    if (/[\r\n]/.test(v) && (!IDENT.test(k) || CLI_NAMES.test(k))) {
+      throw new InputError(`${field}.${k}: a multi-line value needs a variable name made of letters, digits and _ (and not PATH, HOME or DOCKER_*)`)
+    }
     if (v.includes('\0')) throw new InputError(`${field}.${k}: value contains a NUL byte`)
   }
 }
@@ -30,7 +33,10 @@ export function envDelivery(env: Record<string, string>, envFileDir: string): En
   const lines: string[] = []
   const fileLines: string[] = []
   for (const [k, v] of Object.entries(env)) {
-    if (IDENT.test(k)) {
+    // The env file keeps values away from the docker CLI's own environment (DOCKER_HOST, PATH,
+    // HOME of the job must not steer docker itself); only multi-line values, which an env file
+    // cannot hold, are exported, and never under a name the CLI itself reads.
+    if (/[\r\n]/.test(v)) {
       lines.push(`export ${k}=${shq(v)}`)
       flags.push('-e', k)
     } else fileLines.push(`${k}=${v}`)

@@ -8,13 +8,19 @@ export function imageBaseName(image: string): string {
   return name.toLowerCase().replace(/[^a-z0-9_.-]/g, '-') || 'service'
 }
 
-/** Network aliases for each service: the base name for the first of an image, `name-N` for all. */
+/** Network aliases for each service: the base name for the first of an image, `name-N` for all; never repeated. */
 export function serviceAliases(images: readonly string[]): string[][] {
-  const seen = new Map<string, number>()
+  const used = new Set<string>()
+  const next = new Map<string, number>()
   return images.map((img) => {
     const base = imageBaseName(img)
-    const n = (seen.get(base) ?? 0) + 1
-    seen.set(base, n)
-    return n === 1 ? [base, `${base}-1`] : [`${base}-${n}`]
+    const out: string[] = []
+    if (!used.has(base)) out.push(base)
+    let n = next.get(base) ?? 1
+    while (used.has(`${base}-${n}`) || images.some((i) => imageBaseName(i) === `${base}-${n}`)) n++
+    out.push(`${base}-${n}`)
+    next.set(base, n + 1)
+    out.forEach((a) => used.add(a))
+    return out
   })
 }

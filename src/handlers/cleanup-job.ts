@@ -2,7 +2,7 @@
 // labels when state is null (prepare_job failed or was killed), and is safe to run twice.
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
-import { HookError } from '../errors'
+import { TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import type { HookState } from '../state'
 import { directRemote, openJobRemote, stopAgent } from '../session'
@@ -18,13 +18,17 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
   if (state) {
     const remote = await openJobRemote(ctx, state.host, state.localDir, { startAgent: false })
     try {
-      const removed = await removeLabelled(remote, LABEL_JOB, state.jobId)
-      await removeJobFolder(remote, state.jobRoot, state.container?.image ?? null)
-      await provider.release(ctx, remote, { index: state.host.index, slot: state.host.slot, connect: state.host }, state.jobId)
-      log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
+      try {
+        const removed = await removeLabelled(remote, LABEL_JOB, state.jobId)
+        await removeJobFolder(remote, state.jobRoot, state.container?.image ?? null)
+        log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
+      } finally {
+        // The host goes back even if removing something failed; the next prepare_job prunes by label.
+        await provider.release(ctx, remote, { index: state.host.index, slot: state.host.slot, connect: state.host }, state.jobId)
+      }
     } finally {
       remote.close()
-      await stopAgent(state.localDir)
+      await stopAgent(state.localDir, state.host)
       rmSync(state.localDir, { recursive: true, force: true })
     }
     return { exitCode: 0 }
@@ -52,6 +56,6 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
       failures.push(`${key}: ${(e as Error).message}`)
     }
   }
-  if (failures.length) throw new HookError(`cleanup_job could not reach every host: ${failures.join('; ')}`)
+  if (failures.length) throw new TransportError(`cleanup_job could not reach every host: ${failures.join('; ')}`)
   return { exitCode: 0 }
 }

@@ -1,6 +1,7 @@
 // prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
 // wait for health, and answer the runner (PROTOCOL.md §2.2). Anything created is undone on failure.
 import { createHash } from 'node:crypto'
+import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { HookError, InputError } from '../errors'
 import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
@@ -94,11 +95,14 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   let remote: Remote | null = null
   try {
     const t0 = Date.now()
-    const acquired = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir))
+    const acquired = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir), async (c, rm) => {
+      rm.close()
+      await stopAgent(localDir, c)
+    })
     remote = acquired.remote
     const lease = acquired.lease
     const r = remote
-    undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir) })
+    undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir, lease.connect) })
     undo.push({ what: 'release the host', fn: () => provider.release(ctx, r, lease, jobId) })
     log.progress(`using ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${Date.now() - t0} ms)`)
 
@@ -114,7 +118,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter(
       (root) => walkLocal(hostWork, [root], []).size > 0
     )
-    const transport = config.agent.enabled ? agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir)) : opensshTransport(lease.connect)
+    const transport = config.agent.enabled ? agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, lease.connect)) : opensshTransport(lease.connect)
     const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
     const hasRsync = (await check(r, 'command -v rsync >/dev/null && echo yes || echo no', { collect: true })).stdout.toString().trim() === 'yes'
     if (!hasRsync) throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
@@ -144,6 +148,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     }
     const all = [...(job ? [job] : []), ...services]
     const t2 = Date.now()
+    for (const p of all) if (p.args.registry?.password) log.addSecret(p.args.registry.password)
     const pulls = await Promise.all(
       all.map((p, i) =>
         ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l)).then((how) => {
@@ -238,6 +243,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
         log.warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
       }
     }
+    rmSync(localDir, { recursive: true, force: true })
     throw err
   } finally {
     remote?.close()

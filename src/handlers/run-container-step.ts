@@ -2,6 +2,7 @@
 // from the action's Dockerfile, with the /github/* mounts laid out as the runner expects. Works
 // without prepare_job (state null): then the step leases a host for itself and gives it back.
 import { randomBytes } from 'node:crypto'
+import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
@@ -55,6 +56,7 @@ async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx:
   } else {
     const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l))
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
+    if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
   const env = { ...args.environmentVariables, GITHUB_ACTIONS: 'true', ...('CI' in args.environmentVariables ? {} : { CI: 'true' }) }
   const engine = new Engine(remote, ctx.config.remote.dockerSocket)
@@ -87,7 +89,10 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const owner = ownerId(runner.runnerName)
   const localDir = jobLocalDir(ctx, jobId)
   const provider = new StaticHostProvider(config.provider, config.remote.workRoot)
-  const { lease, remote } = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir))
+  const { lease, remote } = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir), async (c, rm) => {
+    rm.close()
+    await stopAgent(localDir, c)
+  })
   const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
   const hostWork = runner.workDir
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
@@ -110,7 +115,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
     const roots = ['_temp', '_actions', ...(repoRel ? [repoRel] : [])].filter((r) => walkLocal(hostWork, [r], []).size > 0)
     if (roots.length) {
-      const transport = agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir))
+      const transport = agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, lease.connect))
       if (config.agent.enabled) await rsyncUp(transport, 'remote', hostWork, roots, `${jobRoot}/w`, SYNC_EXCLUDES.map((e) => `--exclude=/${e}`))
       await recordBase(syncTarget(ctx, state, remote), roots)
     }
@@ -119,6 +124,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
     await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
     remote.close()
-    await stopAgent(localDir)
+    await stopAgent(localDir, lease.connect)
+    rmSync(localDir, { recursive: true, force: true })
   }
 }

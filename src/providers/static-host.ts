@@ -30,7 +30,7 @@ export class StaticHostProvider implements VmProvider {
     return out
   }
 
-  async acquire(ctx: HookContext, jobId: string, open: (c: ConnectInfo) => Promise<Remote>): Promise<Acquired> {
+  async acquire(ctx: HookContext, jobId: string, open: (c: ConnectInfo) => Promise<Remote>, discard: (c: ConnectInfo, r: Remote) => Promise<void>): Promise<Acquired> {
     const owner = ownerId(ctx.runner.runnerName)
     const deadline = Date.now() + this.cfg.acquireTimeoutSeconds * 1000
     const byHost = new Map<number, Lease[]>()
@@ -43,6 +43,8 @@ export class StaticHostProvider implements VmProvider {
         try {
           remote = await open(leases[0].connect)
         } catch (e) {
+          // A wrong host key or key pair will not fix itself by waiting.
+          if (e instanceof TransportError && /host key|authentication|All configured authentication methods failed|cannot read SSH key/i.test(e.message)) throw e
           lastError = e
           ctx.log.warn(`host ${leases[0].connect.host}:${leases[0].connect.port} unreachable: ${(e as Error).message}`)
           continue
@@ -63,7 +65,7 @@ export class StaticHostProvider implements VmProvider {
             return { lease, remote }
           }
         }
-        remote.close()
+        await discard(leases[0].connect, remote)
       }
       if (Date.now() >= deadline) break
       if (Date.now() - waitedLogged > 30_000) {

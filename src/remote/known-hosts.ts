@@ -35,7 +35,7 @@ function patternMatches(pattern: string, names: string[]): boolean {
   if (pattern.startsWith('|1|')) {
     const [, , salt, hash] = pattern.split('|')
     if (!salt || !hash) return false
-    return names.some((n) => createHmac('sha1', Buffer.from(salt, 'base64')).update(n).digest('base64') === hash)
+    return names.some((n) => createHmac('sha1', Buffer.from(salt, 'base64')).update(n.toLowerCase()).digest('base64') === hash)
   }
   return names.some((n) => globMatch(pattern, n))
 }

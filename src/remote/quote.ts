@@ -1,10 +1,11 @@
 // The project's only shell-quoting function: every string that reaches a remote shell goes through it.
-const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/
+const SAFE = /^[A-Za-z0-9_@%+:,./-]+$/
+const KEYWORDS = new Set(['if', 'then', 'else', 'elif', 'fi', 'case', 'esac', 'for', 'while', 'until', 'do', 'done', 'in', '!', '{', '}', 'function', 'select', 'time'])
 
 /** Quotes one argument for a POSIX shell so it arrives byte-exact as a single word. */
 export function shq(arg: string): string {
   if (arg.includes('\0')) throw new Error('a shell argument cannot contain a NUL byte')
-  if (arg !== '' && SAFE.test(arg)) return arg
+  if (arg !== '' && SAFE.test(arg) && !KEYWORDS.has(arg)) return arg
   return `'${arg.replace(/'/g, `'\\''`)}'`
 }
 

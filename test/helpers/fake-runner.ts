@@ -34,6 +34,8 @@ export function sharedExternals(): string {
 }
 
 export interface RunnerOptions {
+  /** The hook bundle to run (default dist/index.js). */
+  hook?: string
   vm?: VmName
   name?: string
   config?: Record<string, unknown>
@@ -48,6 +50,7 @@ export class FakeRunner {
   readonly configFile: string
   readonly name: string
   readonly trackingId = randomUUID()
+  readonly hook: string
   state: Record<string, unknown> | null = null
 
   constructor(opts: RunnerOptions = {}) {
@@ -57,6 +60,7 @@ export class FakeRunner {
     this.workspace = join(this.work, 'repo', 'repo')
     this.externals = sharedExternals()
     this.name = opts.name ?? `test-runner-${randomUUID().slice(0, 8)}`
+    this.hook = opts.hook ?? HOOK
     for (const d of ['_temp/_github_home', '_temp/_github_workflow', '_temp/_runner_file_commands', '_actions', '_tool', 'repo/repo']) {
       mkdirSync(join(this.work, d), { recursive: true })
     }
@@ -66,6 +70,8 @@ export class FakeRunner {
       provider: { kind: 'static', hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] },
       remote: { workRoot: vm.workRoot },
       timeouts: { healthSeconds: 60, connectSeconds: 10 },
+      // Agents of jobs a test abandons end soon instead of after the default 30 minutes.
+      agent: { idleSeconds: 120 },
       ...(opts.config ?? {})
     }
     this.configFile = join(this.root, 'hooks.json')
@@ -97,7 +103,7 @@ export class FakeRunner {
     const state = opts.state === undefined ? this.state : opts.state
     const input = opts.stdin ?? JSON.stringify({ command, responseFile, args, state }) + '\n'
     const started = Date.now()
-    const child = spawn(process.execPath, [HOOK], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout!.on('data', (c) => (stdout += c))

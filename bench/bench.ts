@@ -1,0 +1,194 @@
+// `npm run bench`: each measurement against its baseline, in the same run, on the same host.
+// Writes bench/results.json and the table in docs/benchmarks.md.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner } from '../test/helpers/fake-runner'
+import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
+import { MuxRemote } from '../src/remote/mux-client'
+import { push } from '../src/sync/sync'
+import { agentSocket } from '../src/session'
+
+const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
+const N = Number(process.env.RCH_BENCH_N ?? 15)
+const vm = loadVm(VM)
+// Several bench jobs overlap on the one VM: give the static host 4 slots.
+const benchConfig = { provider: { kind: 'static', hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 4 }] } }
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
+}
+const timeMs = (fn: () => void): number => {
+  const t = process.hrtime.bigint()
+  fn()
+  return Number(process.hrtime.bigint() - t) / 1e6
+}
+const sshBase = ['-i', vm.identityFile, '-p', String(vm.port), '-o', `UserKnownHostsFile=${vm.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'GlobalKnownHostsFile=/dev/null']
+const rshPlain = ['ssh', ...sshBase].join(' ')
+
+function makeTree(dir: string, files: number, size: number): void {
+  rmSync(dir, { recursive: true, force: true })
+  for (let i = 0; i < files; i++) {
+    const d = join(dir, `d${i % 20}`)
+    mkdirSync(d, { recursive: true })
+    writeFileSync(join(d, `f${i}.bin`), randomBytes(size))
+  }
+}
+
+interface Row {
+  name: string
+  ours: number
+  baseline: number
+  baselineName: string
+  unit: string
+  target: string
+  ratio?: number
+  ok?: boolean
+  note?: string
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = []
+  const runner = new FakeRunner({ vm: VM, config: benchConfig })
+  const ws = runner.workspace
+  makeTree(ws, 2000, 25_000)
+  console.log('bench: prepare_job (first sync of 2,000 files / 50 MB included)')
+  const prep = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
+  if (prep.code !== 0) throw new Error(`prepare_job failed: ${prep.stdout}${prep.stderr}`)
+  const state = runner.state as { container: { id: string }; localDir: string; jobRoot: string; hostWork: string; host: { host: string; port: number; user: string; identityFile: string; knownHostsFile: string } }
+  const syncLine = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(prep.stdout)
+  const ourFirstSync = syncLine ? Number(syncLine[3]) * 1000 : NaN
+
+  // (2) first sync vs raw rsync -a over ssh into an empty folder.
+  const rawFirst: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const dest = `${vm.workRoot}/bench-raw-${i}`
+    execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${dest}`])
+    rawFirst.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshPlain, `${ws}/`, `${vm.user}@${vm.host}:${dest}/`])))
+  }
+  // Our first sync again (fresh jobs) for a median of 3.
+  const oursFirst: number[] = [ourFirstSync]
+  for (let i = 0; i < 2; i++) {
+    const r2 = new FakeRunner({ vm: VM, name: `bench-first-${i}`, config: benchConfig })
+    makeTree(r2.workspace, 2000, 25_000)
+    const p = await r2.prepare({ container: r2.jobContainer(testImages.tiny), services: [] })
+    const m = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(p.stdout)
+    if (m) oursFirst.push(Number(m[3]) * 1000)
+    await r2.cleanup()
+    r2.dispose()
+  }
+  rows.push({ name: 'first sync, 2,000 files / 50 MB', ours: median(oursFirst), baseline: median(rawFirst), baselineName: 'rsync -a over ssh', unit: 'ms', target: '≤ 1.2×' })
+
+  // (1) no-op run_script_step vs local docker exec true.
+  const local: number[] = []
+  for (let i = 0; i < N; i++) local.push(timeMs(() => execFileSync('docker', ['exec', state.container.id, 'true'])))
+  const step: number[] = []
+  for (let i = 0; i < N; i++) {
+    const { args } = runner.scriptStep('true\n')
+    const r = await runner.call('run_script_step', args)
+    if (r.code !== 0) throw new Error(`no-op step failed: ${r.stdout}${r.stderr}`)
+    step.push(r.ms)
+  }
+  const nodeStart: number[] = []
+  for (let i = 0; i < N; i++) nodeStart.push(timeMs(() => execFileSync(process.execPath, ['-e', '0'])))
+  rows.push({
+    name: 'no-op run_script_step (hook wall time)',
+    ours: median(step),
+    baseline: median(local),
+    baselineName: 'local docker exec true',
+    unit: 'ms',
+    target: 'overhead ≤ 150 ms',
+    note: `overhead ${Math.round(median(step) - median(local))} ms; bare node start-up here: ${Math.round(median(nodeStart))} ms`
+  })
+
+  // (3) re-sync after one file changed: ours (incremental push over the job's agent) vs raw rsync over a reused (ControlMaster) connection.
+  const remote = new MuxRemote(agentSocket(state.localDir, state.host))
+  const target = { remote, hostWork: state.hostWork, remoteWork: `${state.jobRoot}/w`, manifestFile: `${state.localDir}/base.json`, excludes: ['_temp/_runner_hook_responses'] }
+  const repoRel = 'repo'
+  const ctl = `${vm.workRoot}/../bench-cm-%C`
+  const rshMux = ['ssh', ...sshBase, '-o', 'ControlMaster=auto', '-o', `ControlPath=/tmp/rch-bench-cm-%C`, '-o', 'ControlPersist=60'].join(' ')
+  void ctl
+  const rawDest = `${vm.workRoot}/bench-raw-0`
+  execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])
+  const oursOne: number[] = []
+  const rawOne: number[] = []
+  for (let i = 0; i < N; i++) {
+    writeFileSync(join(ws, 'd3', 'f3.bin'), randomBytes(25_000))
+    const t = process.hrtime.bigint()
+    await push(target, [repoRel])
+    oursOne.push(Number(process.hrtime.bigint() - t) / 1e6)
+    rawOne.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])))
+  }
+  spawnSync('ssh', [...sshBase, '-o', 'ControlPath=/tmp/rch-bench-cm-%C', '-O', 'exit', `${vm.user}@${vm.host}`], { stdio: 'ignore' })
+  rows.push({ name: 're-sync after 1 file changed (2,000 files)', ours: median(oursOne), baseline: median(rawOne), baselineName: 'rsync -a over a reused ssh connection', unit: 'ms', target: '≤ 1.5×' })
+
+  // (5) line latency: container writes its clock; we read the line off the hook's stdout.
+  const { args: latArgs } = runner.scriptStep('for i in $(seq 1 100); do echo "T $(date +%s%N)"; sleep 0.05; done\n')
+  const lat: number[] = []
+  const h = runner.start('run_script_step', latArgs)
+  let buf = ''
+  h.child.stdout!.on('data', (c: Buffer) => {
+    const now = Date.now() * 1e6 + Number(process.hrtime.bigint() % 1_000_000n)
+    buf += c.toString()
+    const lines = buf.split('\n')
+    buf = lines.pop() ?? ''
+    for (const l of lines) {
+      const m = /^T (\d+)$/.exec(l)
+      if (m) lat.push((now - Number(m[1])) / 1e6)
+    }
+  })
+  await h.done
+  rows.push({ name: 'line latency container → hook stdout, median', ours: median(lat), baseline: NaN, baselineName: '-', unit: 'ms', target: '-', note: `p99 ${pct(lat, 99).toFixed(1)} ms over ${lat.length} lines` })
+
+  await runner.cleanup()
+  runner.dispose()
+
+  // (4) prepare_job with 1 job container + 1 service, images cached (fresh runner each time).
+  const preps: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const r = new FakeRunner({ vm: VM, name: `bench-prep-${i}`, config: benchConfig })
+    const p = await r.prepare({ container: r.jobContainer(testImages.glibc), services: [r.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
+    if (p.code !== 0) throw new Error(`prepare_job failed: ${p.stdout}`)
+    preps.push(p.ms)
+    await r.cleanup()
+    r.dispose()
+  }
+  const dockerRun: number[] = []
+  for (let i = 0; i < 5; i++) dockerRun.push(timeMs(() => execFileSync('docker', ['run', '-d', '--rm', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], { stdio: 'ignore' })))
+  rows.push({ name: 'prepare_job, 1 job + 1 service, images cached', ours: median(preps), baseline: median(dockerRun) * 2, baselineName: '2 × local docker run -d', unit: 'ms', target: '-' })
+
+  for (const r of rows) {
+    if (!Number.isNaN(r.baseline)) r.ratio = r.ours / r.baseline
+    if (r.target.startsWith('≤') && r.ratio !== undefined) r.ok = r.ratio <= Number(r.target.replace(/[^\d.]/g, ''))
+    if (r.target.startsWith('overhead')) r.ok = r.ours - r.baseline <= 150
+  }
+  const results = { date: new Date().toISOString(), n: N, host: `${require('node:os').cpus().length} cores`, rows }
+  mkdirSync(join(repoRoot, 'bench'), { recursive: true })
+  writeFileSync(join(repoRoot, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n')
+  const table = [
+    '| measurement | ours (median) | baseline (median) | baseline | ratio | target | met | note |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.ours.toFixed(0)} ms | ${Number.isNaN(r.baseline) ? '-' : r.baseline.toFixed(0) + ' ms'} | ${r.baselineName} | ${r.ratio ? r.ratio.toFixed(2) + '×' : '-'} | ${r.target} | ${r.ok === undefined ? '-' : r.ok ? 'yes' : 'no'} | ${r.note ?? ''} |`)
+  ].join('\n')
+  console.log(table)
+  const doc = join(repoRoot, 'docs', 'benchmarks.md')
+  const begin = '<!-- bench:begin -->'
+  const end = '<!-- bench:end -->'
+  const block = `${begin}\nLast run: ${results.date}, N=${N}, ${results.host}, loopback VM (user ${vm.user}).\n\n${table}\n${end}`
+  let text = existsSync(doc) ? readFileSync(doc, 'utf8') : `# Benchmarks\n\n${begin}\n${end}\n`
+  if (!text.includes(begin)) text += `\n${begin}\n${end}\n`
+  text = text.replace(new RegExp(`${begin}[\\s\\S]*${end}`), block)
+  writeFileSync(doc, text)
+  void spawn
+}
+
+main().catch((e) => {
+  console.error(`bench failed: ${e instanceof Error ? e.message : String(e)}`)
+  process.exit(1)
+})

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `npm run demo`: a sample job through the BUILT hook (dist/index.js), on one machine.
+#
+#   npm ci (if node_modules is missing)
+#   -> scripts/testenv/setup.sh (packages when root, dockerd, local test images)
+#   -> a throwaway loopback sshd "VM" named demo on 127.0.0.1:2270 (stopped on exit, by PID)
+#   -> npm run build -> esbuild scripts/demo.ts -> node .testenv/demo.js
+#
+# scripts/demo.ts plays the runner (test/helpers/fake-runner.ts): prepare_job with a
+# service, a run: step, a JS action, a container action, cleanup_job; it streams the
+# hook's output live and ends with a per-phase timing table. Exit code: non-zero if
+# any phase failed. dockerd is left running (like scripts/test.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DEMO_VM=demo
+DEMO_PORT="${RCH_DEMO_PORT:-2270}"
+VM_STARTED=0
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+finish() {
+  local rc=$?
+  set +e
+  if [ "$VM_STARTED" = 1 ]; then
+    bash scripts/testenv/vm.sh stop "$DEMO_VM"
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say() { printf '[demo] %s\n' "$*" >&2; }
+
+if [ ! -d node_modules ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+say "test environment (dockerd, local images)"
+bash scripts/testenv/setup.sh
+
+say "starting the loopback sshd \"VM\" $DEMO_VM on 127.0.0.1:$DEMO_PORT"
+VM_STARTED=1
+bash scripts/testenv/vm.sh start "$DEMO_VM" "$DEMO_PORT"
+
+say "npm run build"
+npm run build
+
+say "bundling scripts/demo.ts"
+mkdir -p .testenv
+# test/helpers/testenv.ts finds the repo (dist/index.js, .testenv) from its own __dirname; in a
+# bundle that would be .testenv/, so pin it to where the helper lives in the source tree.
+helpers_dir="$(node -p 'JSON.stringify(require("path").resolve("test/helpers"))')"
+npx --no-install esbuild scripts/demo.ts --bundle --platform=node --target=node20 \
+  "--define:__dirname=$helpers_dir" --outfile=.testenv/demo.js --log-level=warning
+
+say "running the sample job"
+echo
+node .testenv/demo.js

@@ -1,0 +1,139 @@
+// run_container_step without prepare_job (PROTOCOL.md §1.2, §2.4, §5.5 item 6), private-registry
+// pulls with credentials that never show up in output or on a command line, and the pull policy.
+import { readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { FakeRunner, type HookRun } from '../helpers/fake-runner'
+import { loadRegistry, testImages } from '../helpers/testenv'
+import { cmd, errorLines, leftovers, NOTHING, runnerProcesses, runnerSplit, scanWhile, testVm } from '../helpers/conformance'
+
+const runners: FakeRunner[] = []
+function newRunner(opts: ConstructorParameters<typeof FakeRunner>[0] = {}): FakeRunner {
+  const r = new FakeRunner(opts)
+  runners.push(r)
+  return r
+}
+
+afterAll(async () => {
+  for (const r of runners) {
+    await r.cleanup()
+    r.dispose()
+  }
+})
+
+async function imagePresent(image: string): Promise<boolean> {
+  return (await cmd('docker', ['image', 'inspect', '--format', '.', image])).code === 0
+}
+
+async function removeImage(image: string): Promise<void> {
+  await cmd('docker', ['image', 'rm', '-f', image])
+  expect(await imagePresent(image)).toBe(false)
+}
+
+describe('run_container_step with state null (no prepare_job)', () => {
+  test('output is streamed, file commands come back, and nothing is left on the VM', async () => {
+    const runner = newRunner()
+    const { args, fc } = runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: runnerSplit('-c "echo action-output-line; echo from-action=ok >> $GITHUB_OUTPUT; echo ACTION_ENV=1 >> $GITHUB_ENV; echo made > /github/workspace/action-made.txt"')
+    })
+    const r = await runner.call('run_container_step', args, { state: null })
+    expect({ code: r.code, errors: errorLines(r), stderr: r.stderr }).toEqual({ code: 0, errors: [], stderr: '' })
+    expect(r.stdout).toContain('action-output-line\n')
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('from-action=ok\n')
+    expect(readFileSync(fc.files.GITHUB_ENV, 'utf8')).toBe('ACTION_ENV=1\n')
+    expect(readFileSync(`${runner.workspace}/action-made.txt`, 'utf8')).toBe('made\n')
+    expect(r.response).toBeNull()
+    expect(await leftovers(runner)).toEqual(NOTHING)
+    expect(await runnerProcesses(runner)).toEqual([])
+  })
+
+  test('the action exit code passes through (exit 5 → hook exit 5) and nothing is left', async () => {
+    const runner = newRunner()
+    const { args, fc } = runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: runnerSplit('-c "echo before-exit-5; echo failed=yes >> $GITHUB_OUTPUT; exit 5"')
+    })
+    const r = await runner.call('run_container_step', args, { state: null })
+    expect(r.code).toBe(5)
+    expect(r.stdout).toContain('before-exit-5\n')
+    // the user's failure is not reported as an infrastructure error
+    expect(errorLines(r)).toEqual([])
+    // file commands still come back for a failed step (the runner processes them in `finally`)
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('failed=yes\n')
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  })
+})
+
+describe('private registry', () => {
+  const reg = loadRegistry()
+  const password = readFileSync(reg.passwordFile, 'utf8')
+
+  test('prepare_job pulls the job image with credentials; the password is never printed nor on a command line', async () => {
+    expect(password.length).toBeGreaterThanOrEqual(8)
+    await removeImage(reg.image)
+    const runner = newRunner()
+    const { done } = runner.start(
+      'prepare_job',
+      { container: runner.jobContainer(reg.image, { registry: { username: reg.user, password, serverUrl: reg.host } }), services: [] },
+      { state: null }
+    )
+    const scan = await scanWhile(password, done, 5, 20)
+    const r: HookRun = await done
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    expect(await imagePresent(reg.image)).toBe(true)
+    expect(r.stdout + r.stderr).not.toContain(password)
+    expect(scan.hits).toEqual([])
+    expect(scan.scans).toBeGreaterThanOrEqual(5)
+    // and no file under the VM's work root keeps it (the per-job docker config is gone)
+    // and no file in the job folder or the SSH user's docker config keeps it
+    const jobRoot = (r.response.state as { jobRoot: string }).jobRoot
+    const vmHome = (await cmd('getent', ['passwd', testVm().user])).stdout.split(':')[5]
+    expect(jobRoot).toBeTruthy()
+    expect(vmHome).toBeTruthy()
+    const dockerAuth = Buffer.from(`${reg.user}:${password}`).toString('base64')
+    for (const needle of [password, dockerAuth]) {
+      expect((await cmd('grep', ['-rlF', '--', needle, jobRoot, `${vmHome}/.docker`])).stdout).toBe('')
+    }
+
+    runner.state = r.response.state
+    expect((await runner.cleanup()).code).toBe(0)
+    runner.state = null
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  })
+
+  test('a wrong password fails prepare_job with an ::error:: and leaves nothing behind', async () => {
+    await removeImage(reg.image)
+    const runner = newRunner()
+    const wrong = `wrong-${randomBytes(8).toString('hex')}`
+    const r = await runner.call(
+      'prepare_job',
+      { container: runner.jobContainer(reg.image, { registry: { username: reg.user, password: wrong, serverUrl: reg.host } }), services: [] },
+      { state: null }
+    )
+    expect(r.code).not.toBe(0)
+    const errors = errorLines(r)
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toContain(reg.image)
+    expect(r.stdout + r.stderr).not.toContain(wrong)
+    expect(await imagePresent(reg.image)).toBe(false)
+    expect(await leftovers(runner)).toEqual(NOTHING)
+    expect(await runnerProcesses(runner)).toEqual([])
+    const c = await runner.call('cleanup_job', {}, { state: null })
+    expect(c.code).toBe(0)
+  })
+})
+
+test('images.pullPolicy "never" with a missing image: a clear error naming the image and the setting', async () => {
+  const runner = newRunner({ config: { images: { pullPolicy: 'never' } } })
+  const image = `rch-test/absent-${randomBytes(4).toString('hex')}:1`
+  expect(await imagePresent(image)).toBe(false)
+  const r = await runner.call('prepare_job', { container: runner.jobContainer(image), services: [] }, { state: null })
+  expect(r.code).not.toBe(0)
+  const errors = errorLines(r)
+  expect(errors).toHaveLength(1)
+  expect(errors[0]).toContain(image)
+  expect(errors[0]).toContain('images.pullPolicy')
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})

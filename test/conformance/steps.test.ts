@@ -1,0 +1,224 @@
+// run_script_step behaviour that only shows with real processes (PROTOCOL.md §1.8, §1.10, §2.3,
+// §5.5 items 7, 9, 10): cancellation stops the remote process, concurrent steps do not serialize,
+// large output is byte-exact with bounded memory, secrets stay off command lines, streams stay
+// separate, workflow commands pass through, legacy prependPath, and a dropped connection is never
+// reported as success.
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner, type HookRun } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines, extraFileCommands, procStatusKb, scanCmdlines, scanWhile, sleep, waitForOutput, writeScript } from '../helpers/conformance'
+
+const runner = new FakeRunner()
+let containerId = ''
+let localDir = ''
+
+beforeAll(async () => {
+  const r = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+  expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  containerId = r.response.context.container.id
+  localDir = (runner.state as { localDir: string }).localDir
+  expect(containerId).toMatch(/^[0-9a-f]{64}$/)
+  expect(localDir).toBeTruthy()
+})
+
+afterAll(async () => {
+  await runner.cleanup()
+  runner.dispose()
+})
+
+/** The processes of the job container, as the docker host sees them. */
+function containerProcesses(): string {
+  return execFileSync('docker', ['top', containerId, '-o', 'pid,args'], { encoding: 'utf8' })
+}
+
+describe.each([['SIGINT'], ['SIGTERM']] as const)('cancellation by %s', (sig) => {
+  test(`the hook exits non-zero within 5 s and the remote process is gone`, async () => {
+    const secs = sig === 'SIGINT' ? 300 : 310
+    const marker = `cancel-marker-${sig}-${randomBytes(4).toString('hex')}`
+    const { args } = runner.scriptStep(`echo ${marker}\nsleep ${secs}\necho not-cancelled\n`)
+    const { child, done } = runner.start('run_script_step', args)
+    await waitForOutput(child, marker)
+    // the step is really running remotely before we cancel
+    expect(containerProcesses()).toContain(`sleep ${secs}`)
+    const t0 = Date.now()
+    child.kill(sig)
+    // the explicit bound: exited within 5 s of the signal (else it is killed so the test can report)
+    const exitedInTime = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+    if (!exitedInTime) child.kill('SIGKILL')
+    const r = await done
+    const ms = Date.now() - t0
+    expect(exitedInTime).toBe(true)
+    if (process.env.RCH_TEST_VERBOSE) console.log(`${sig}: code ${r.code} after ${ms} ms\n${r.stdout}\n${r.stderr}`)
+    expect(r.code === 0).toBe(false)
+    expect(ms).toBeLessThan(5000)
+    expect(r.stdout).not.toContain('not-cancelled')
+    expect(containerProcesses()).not.toContain(`sleep ${secs}`)
+  })
+})
+
+test('a step that ignores SIGTERM and SIGINT is still stopped (escalation) within 5 s of SIGINT', async () => {
+  const marker = `stubborn-marker-${randomBytes(4).toString('hex')}`
+  const { args } = runner.scriptStep(`trap '' TERM INT\necho ${marker}\nsleep 320\necho not-cancelled\n`)
+  const { child, done } = runner.start('run_script_step', args)
+  await waitForOutput(child, marker)
+  expect(containerProcesses()).toContain('sleep 320')
+  child.kill('SIGINT')
+  const exitedInTime = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+  if (!exitedInTime) child.kill('SIGKILL')
+  const r = await done
+  expect(exitedInTime).toBe(true)
+  expect(r.code === 0).toBe(false)
+  expect(containerProcesses()).not.toContain('sleep 320')
+})
+
+test('two run_script_step calls at the same time both succeed and run concurrently', async () => {
+  const step = (tag: string, fc: { env: Record<string, string> }) => ({
+    entryPointArgs: [
+      '-e',
+      writeScript(
+        runner,
+        `cut -d' ' -f1 /proc/uptime > conc-${tag}.start\nsleep 2\ncut -d' ' -f1 /proc/uptime > conc-${tag}.end\necho "who=${tag}" >> "$GITHUB_OUTPUT"\necho ran-${tag}\n`
+      )
+    ],
+    entryPoint: 'sh',
+    environmentVariables: { ...fc.env, GITHUB_WORKSPACE: '/__w/repo/repo' },
+    prependPath: [],
+    workingDirectory: '/__w/repo/repo'
+  })
+  // one alone first, as the yardstick
+  const single = extraFileCommands(runner)
+  const t0 = Date.now()
+  const one = await runner.call('run_script_step', step('solo', single))
+  const singleMs = Date.now() - t0
+  expect(one.code).toBe(0)
+
+  const fa = extraFileCommands(runner)
+  const fb = extraFileCommands(runner)
+  const t1 = Date.now()
+  const [a, b] = await Promise.all([runner.call('run_script_step', step('A', fa)), runner.call('run_script_step', step('B', fb))])
+  const pairMs = Date.now() - t1
+  expect({ a: a.code, b: b.code, errors: [...errorLines(a), ...errorLines(b)] }).toEqual({ a: 0, b: 0, errors: [] })
+  expect(a.stdout).toContain('ran-A')
+  expect(b.stdout).toContain('ran-B')
+  expect(a.stdout).not.toContain('ran-B')
+  expect(readFileSync(fa.files.GITHUB_OUTPUT, 'utf8')).toBe('who=A\n')
+  expect(readFileSync(fb.files.GITHUB_OUTPUT, 'utf8')).toBe('who=B\n')
+  const t = (f: string): number => Number(readFileSync(join(runner.workspace, f), 'utf8').trim())
+  const [sA, eA, sB, eB] = [t('conc-A.start'), t('conc-A.end'), t('conc-B.start'), t('conc-B.end')]
+  // the two sleeps overlapped in time...
+  expect({ overlap: sA < eB && sB < eA, A: [sA, eA], B: [sB, eB] }).toEqual({ overlap: true, A: [sA, eA], B: [sB, eB] })
+  // ...and the pair took less than two single steps
+  expect(pairMs).toBeLessThan(2 * singleMs)
+  // the two overlapping syncs left a consistent picture: the next step sees all four files remotely
+  const { args: next } = runner.scriptStep('ls conc-A.start conc-A.end conc-B.start conc-B.end | tr "\\n" " "; echo\n')
+  const after = await runner.call('run_script_step', next)
+  expect(after.code).toBe(0)
+  expect(after.stdout).toContain('conc-A.end conc-A.start conc-B.end conc-B.start')
+})
+
+test('30 MB on stdout arrive byte-exact while the hook stays below 200 MB RSS', async () => {
+  const { args } = runner.scriptStep(
+    'head -c 31457280 /dev/urandom | base64 > /tmp/big.txt\necho "SHA=$(sha256sum < /tmp/big.txt | cut -d\' \' -f1)" >&2\ncat /tmp/big.txt\nrm -f /tmp/big.txt\n'
+  )
+  const { child, done } = runner.start('run_script_step', args)
+  let hwmKb = 0
+  let rssKb = 0
+  let polling = true
+  const poll = (async () => {
+    while (polling) {
+      const h = procStatusKb(child.pid!, 'VmHWM')
+      const s = procStatusKb(child.pid!, 'VmRSS')
+      if (h !== null) hwmKb = Math.max(hwmKb, h)
+      if (s !== null) rssKb = Math.max(rssKb, s)
+      await sleep(20)
+    }
+  })()
+  const r = await done
+  polling = false
+  await poll
+  expect(r.code).toBe(0)
+  const sha = /SHA=([0-9a-f]{64})/.exec(r.stderr)?.[1]
+  expect(sha).toMatch(/^[0-9a-f]{64}$/)
+  const body = r.stdout.replace(/^\[remote-hooks\].*\n/gm, '')
+  expect(body.length).toBeGreaterThan(40 * 1024 * 1024)
+  expect(createHash('sha256').update(body, 'utf8').digest('hex')).toBe(sha)
+  expect(hwmKb).toBeGreaterThan(0)
+  if (process.env.RCH_TEST_VERBOSE) console.log(`hook peak RSS ${Math.round(Math.max(hwmKb, rssKb) / 1024)} MB`)
+  expect(Math.max(hwmKb, rssKb)).toBeLessThan(200 * 1024)
+})
+
+test('a secret in the step env never appears on any process command line (positive control included)', async () => {
+  const secret = randomBytes(24).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 32)
+  expect(secret).toHaveLength(32)
+
+  // positive control: the same scanner finds the secret on a command line we put it on
+  const control = spawn('sh', ['-c', 'sleep 5', `control-${secret}`], { stdio: 'ignore' })
+  try {
+    await sleep(100)
+    expect(scanCmdlines(secret).map((h) => h.pid)).toContain(control.pid)
+  } finally {
+    control.kill('SIGKILL')
+  }
+  await new Promise((r) => control.once('exit', r))
+  expect(scanCmdlines(secret)).toEqual([])
+
+  const { args } = runner.scriptStep('echo secret-step-running\nsleep 3\necho "len=${#SECRET_TOKEN}"\n', { env: { SECRET_TOKEN: secret } })
+  const { done } = runner.start('run_script_step', args)
+  const scan = await scanWhile(secret, done, 5)
+  const r = await done
+  expect(r.code).toBe(0)
+  expect(r.stdout).toContain('len=32')
+  expect(scan.scans).toBeGreaterThanOrEqual(5)
+  expect(scan.hits).toEqual([])
+  expect(r.stdout + r.stderr).not.toContain(secret)
+})
+
+test("the step's stderr arrives on the hook's stderr and its stdout on stdout", async () => {
+  const { args } = runner.scriptStep('echo to-stdout-line\necho to-stderr-line >&2\n')
+  const r = await runner.call('run_script_step', args)
+  expect(r.code).toBe(0)
+  expect(r.stdout).toContain('to-stdout-line\n')
+  expect(r.stdout).not.toContain('to-stderr-line')
+  expect(r.stderr).toContain('to-stderr-line\n')
+  expect(r.stderr).not.toContain('to-stdout-line')
+})
+
+test('::add-mask:: and ::set-output lines pass through unchanged on stdout', async () => {
+  const { args } = runner.scriptStep('echo "::add-mask::hunter2-mask-me"\necho "::set-output name=x::y"\necho after-commands\n')
+  const r = await runner.call('run_script_step', args)
+  expect(r.code).toBe(0)
+  const lines = r.stdout.split('\n')
+  expect(lines).toContain('::add-mask::hunter2-mask-me')
+  expect(lines).toContain('::set-output name=x::y')
+  expect(lines.indexOf('::add-mask::hunter2-mask-me')).toBeLessThan(lines.indexOf('::set-output name=x::y'))
+  expect(lines.indexOf('::set-output name=x::y')).toBeLessThan(lines.indexOf('after-commands'))
+})
+
+test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
+  const { args } = runner.scriptStep('echo "PATH=$PATH"\n', { prependPath: '/a:/b' })
+  const r = await runner.call('run_script_step', args)
+  expect(r.code).toBe(0)
+  expect(r.stdout).toMatch(/^PATH=\/a:\/b:\/\S+/m)
+})
+
+test('a dropped connection (the job agent killed mid-step) never exits 0', async () => {
+  const marker = `drop-marker-${randomBytes(4).toString('hex')}`
+  const { args } = runner.scriptStep(`echo ${marker}\nsleep 30\necho not-dropped\n`)
+  const { child, done } = runner.start('run_script_step', args)
+  await waitForOutput(child, marker)
+  const agents = scanCmdlines('__agent').filter((h) => h.cmdline.includes(localDir))
+  expect(agents).toHaveLength(1)
+  process.kill(agents[0].pid, 'SIGKILL')
+  const r: HookRun = await done
+  if (process.env.RCH_TEST_VERBOSE) console.log(`dropped: code ${r.code}\n${r.stdout}\n${r.stderr}`)
+  expect(r.code === 0).toBe(false)
+  expect(r.stdout).not.toContain('not-dropped')
+  // the job still works afterwards (a new agent is started)
+  const { args: after } = runner.scriptStep('echo still-usable\n')
+  const again = await runner.call('run_script_step', after)
+  expect(again.code).toBe(0)
+  expect(again.stdout).toContain('still-usable')
+}, 90000)

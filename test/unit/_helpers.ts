@@ -1,0 +1,70 @@
+// Shared helpers for the unit tests: running a real local /bin/sh, temp dirs, and bundling a
+// module with esbuild so it can run in a child process (for hang-prone or multi-process cases).
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+export const SRC = resolve(__dirname, '..', '..', 'src')
+
+/** Runs `/bin/sh -c script sh ...args` synchronously; stdout as a Buffer. */
+export function sh(
+  script: string,
+  opts: { args?: string[]; input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number } = {}
+): SpawnSyncReturns<Buffer> {
+  const r = spawnSync('/bin/sh', ['-c', script, 'sh', ...(opts.args ?? [])], {
+    input: opts.input,
+    env: opts.env ?? { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    cwd: opts.cwd,
+    timeout: opts.timeout ?? 20_000
+  })
+  if (r.error) throw r.error
+  return r
+}
+
+/** Splits NUL-terminated records (`printf '%s\0'`, `env -0`) into Buffers. */
+export function splitNul(buf: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  let start = 0
+  for (let i = 0; i < buf.length; i++) {
+    if (buf[i] === 0) {
+      out.push(buf.subarray(start, i))
+      start = i + 1
+    }
+  }
+  if (start !== buf.length) throw new Error(`trailing bytes without NUL: ${JSON.stringify(buf.subarray(start).toString())}`)
+  return out
+}
+
+/** `env -0` output → name → raw value bytes. */
+export function parseEnv0(buf: Buffer): Map<string, Buffer> {
+  const m = new Map<string, Buffer>()
+  for (const rec of splitNul(buf)) {
+    const eq = rec.indexOf(0x3d)
+    m.set(rec.subarray(0, eq).toString('utf8'), rec.subarray(eq + 1))
+  }
+  return m
+}
+
+/** The bytes `printf '%s\0' ...args` would print. */
+export function nulJoined(args: readonly string[]): Buffer {
+  return Buffer.concat(args.flatMap((a) => [Buffer.from(a, 'utf8'), Buffer.from([0])]))
+}
+
+const made: string[] = []
+export function tempDir(prefix = 'rch-unit-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix))
+  made.push(d)
+  return d
+}
+export function cleanupTempDirs(): void {
+  while (made.length) rmSync(made.pop()!, { recursive: true, force: true })
+}
+
+/** Bundles a TypeScript entry (a src module or a small script) into one CommonJS file. */
+export function bundle(entry: string, outfile: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const esbuild = require('esbuild') as typeof import('esbuild')
+  esbuild.buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile, logLevel: 'silent' })
+  return outfile
+}

@@ -1,0 +1,126 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { loadBase, saveBase, underRoots, type BaseEntry, type BaseUpdate } from '../../src/sync/manifest'
+import { SRC, bundle, cleanupTempDirs, tempDir } from './_helpers'
+
+afterEach(() => jest.restoreAllMocks())
+afterAll(cleanupTempDirs)
+
+const e = (l: string, r = l, t: BaseEntry['t'] = 'f'): BaseEntry => ({ t, l, r })
+const upd = (set: Record<string, BaseEntry> = {}, remove: string[] = []): BaseUpdate => ({ set: new Map(Object.entries(set)), remove: new Set(remove) })
+const asObj = (m: Map<string, BaseEntry>): Record<string, BaseEntry> => Object.fromEntries(m)
+
+describe('loadBase', () => {
+  it('is empty when the file is missing or not JSON', () => {
+    const dir = tempDir()
+    expect(loadBase(join(dir, 'none.json')).size).toBe(0)
+    writeFileSync(join(dir, 'bad.json'), '{not json')
+    expect(loadBase(join(dir, 'bad.json')).size).toBe(0)
+  })
+})
+
+describe('saveBase', () => {
+  it('creates the file (0600) and leaves no lock or temp file behind', () => {
+    const dir = tempDir()
+    const file = join(dir, 'base.json')
+    saveBase(file, upd({ 'ws/a': e('f:1:1:420', 'f:1:1.0:420') }))
+    expect(asObj(loadBase(file))).toEqual({ 'ws/a': e('f:1:1:420', 'f:1:1.0:420') })
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    expect(existsSync(`${file}.lock`)).toBe(false)
+    expect(existsSync(`${file}.${process.pid}.tmp`)).toBe(false)
+  })
+
+  it('merges two updates and applies removals', () => {
+    const file = join(tempDir(), 'base.json')
+    saveBase(file, upd({ a: e('1'), b: e('2'), d: e('d', 'd', 'd') }))
+    saveBase(file, upd({ c: e('3'), b: e('2b') }, ['a', 'not-there']))
+    expect(asObj(loadBase(file))).toEqual({ b: e('2b'), c: e('3'), d: e('d', 'd', 'd') })
+  })
+
+  it('applies removals before sets within one update', () => {
+    const file = join(tempDir(), 'base.json')
+    saveBase(file, upd({ a: e('1') }))
+    saveBase(file, upd({ a: e('new') }, ['a']))
+    expect(asObj(loadBase(file))).toEqual({ a: e('new') })
+  })
+
+  it('keeps paths with odd characters', () => {
+    const file = join(tempDir(), 'base.json')
+    const odd = "ws/new\nline/it's \"q\" ü"
+    saveBase(file, upd({ [odd]: e('x') }))
+    expect(loadBase(file).get(odd)).toEqual(e('x'))
+  })
+
+  it('takes over a stale lock (older than 30 s) left by a killed process', () => {
+    const file = join(tempDir(), 'base.json')
+    mkdirSync(`${file}.lock`)
+    const old = Date.now() / 1000 - 60
+    utimesSync(`${file}.lock`, old, old)
+    saveBase(file, upd({ a: e('1') }))
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    expect(existsSync(`${file}.lock`)).toBe(false)
+  })
+
+  it('waits for a fresh lock and gives up after 10 s without removing it', () => {
+    const file = join(tempDir(), 'base.json')
+    mkdirSync(`${file}.lock`)
+    // Let the clock jump: the first reading is the start, every later one is 10.5 s on.
+    const t0 = Date.now()
+    let calls = 0
+    jest.spyOn(Date, 'now').mockImplementation(() => (calls++ === 0 ? t0 : t0 + 10_500))
+    expect(() => saveBase(file, upd({ a: e('1') }))).toThrow(`sync manifest ${file} stayed locked for 10 s`)
+    expect(existsSync(`${file}.lock`)).toBe(true)
+    expect(existsSync(file)).toBe(false)
+  })
+
+  it('proceeds once the holder releases the lock', async () => {
+    const file = join(tempDir(), 'base.json')
+    mkdirSync(`${file}.lock`)
+    // The holder is another process: it removes the lock after 200 ms.
+    const holder = spawn(process.execPath, ['-e', `setTimeout(() => require('fs').rmdirSync(${JSON.stringify(`${file}.lock`)}), 200)`])
+    const t = Date.now()
+    saveBase(file, upd({ a: e('1') }))
+    expect(Date.now() - t).toBeGreaterThanOrEqual(150)
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    await new Promise((res) => holder.on('close', res))
+  })
+
+  it('merges concurrent updates from several processes without losing any', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'base.json')
+    const script = join(dir, 'writer.ts')
+    writeFileSync(
+      script,
+      `import { saveBase } from ${JSON.stringify(join(SRC, 'sync', 'manifest'))}
+const [file, who, n] = process.argv.slice(2)
+for (let i = 0; i < Number(n); i++) saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i }]]), remove: new Set() })
+`
+    )
+    const js = bundle(script, join(dir, 'writer.js'))
+    const WRITERS = 6
+    const EACH = 40
+    const codes = await Promise.all(
+      Array.from({ length: WRITERS }, (_, w) => new Promise<number | null>((res) => spawn(process.execPath, [js, file, `w${w}`, String(EACH)], { stdio: 'inherit' }).on('close', res)))
+    )
+    expect(codes).toEqual(Array(WRITERS).fill(0))
+    const base = loadBase(file)
+    expect(base.size).toBe(WRITERS * EACH)
+    for (let w = 0; w < WRITERS; w++) for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}` })
+    expect(existsSync(`${file}.lock`)).toBe(false)
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toBeInstanceOf(Object)
+  })
+})
+
+describe('underRoots', () => {
+  it.each([
+    ['ws', true],
+    ['ws/a/b', true],
+    ['_temp/x', true],
+    ['ws2', false],
+    ['w', false],
+    ['x/ws', false]
+  ])('%j → %s', (p, want) => {
+    expect(underRoots(p, ['ws', '_temp'])).toBe(want)
+  })
+})

@@ -1,0 +1,267 @@
+import { parseHookInput } from '../../src/protocol'
+import { InputError } from '../../src/errors'
+
+// PROTOCOL.md §2.2, with the elided mounts written out.
+const PREPARE_JOB =
+  '{"command":"prepare_job","responseFile":"/home/runner/_work/_temp/_runner_hook_responses/5b1c.json",' +
+  '"args":{"container":{"image":"node:22","dockerfile":null,"entryPointArgs":[],"entryPoint":null,' +
+  '"workingDirectory":"/__w/myrepo/myrepo","createOptions":"--cpus 1","registry":null,' +
+  '"environmentVariables":{"NODE_ENV":"development","HOME":"/github/home"},' +
+  '"portMappings":["8080:80"],' +
+  '"systemMountVolumes":[{"userProvidedValue":null,"sourceVolumePath":"/var/run/docker.sock","targetVolumePath":"/var/run/docker.sock","readOnly":false},' +
+  '{"userProvidedValue":null,"sourceVolumePath":"/home/runner/_work","targetVolumePath":"/__w","readOnly":false},' +
+  '{"userProvidedValue":null,"sourceVolumePath":"/home/runner/externals","targetVolumePath":"/__e","readOnly":true}],' +
+  '"userMountVolumes":[{"userProvidedValue":"my_vol:/data","sourceVolumePath":"my_vol","targetVolumePath":"/data","readOnly":false}]},' +
+  '"services":[{"image":"redis","dockerfile":null,"entryPointArgs":[],"entryPoint":null,"workingDirectory":null,' +
+  '"createOptions":"--health-cmd \\"redis-cli ping\\" --health-interval 10s","registry":null,' +
+  '"environmentVariables":{},"portMappings":["6379:6379"],"systemMountVolumes":[],"userMountVolumes":[]}]},' +
+  '"state":null}\n'
+
+// PROTOCOL.md §2.3, verbatim apart from the elided guids.
+const RUN_SCRIPT_STEP =
+  '{"command":"run_script_step","responseFile":"/home/runner/_work/_temp/_runner_hook_responses/9e0.json",' +
+  '"args":{"entryPointArgs":["-e","/__w/_temp/3f2a.sh"],"entryPoint":"sh",' +
+  '"environmentVariables":{"CI":"true","GITHUB_ENV":"/__w/_temp/_runner_file_commands/set_env_77c",' +
+  '"GITHUB_OUTPUT":"/__w/_temp/_runner_file_commands/set_output_77c","GITHUB_EVENT_PATH":"/github/workflow/event.json",' +
+  '"GITHUB_WORKSPACE":"/__w/myrepo/myrepo","RUNNER_TEMP":"/__w/_temp", "…":"…"},' +
+  '"prependPath":["/__w/_tool/node/20/x64/bin"],"workingDirectory":"/__w/myrepo/myrepo"},' +
+  '"state":{"network":"github_network_1","container":"<id>","services":["<id>"]}}\n'
+
+function input(command: string, args: unknown, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ command, responseFile: '/w/_temp/_runner_hook_responses/x.json', args, state: null, ...extra }) + '\n'
+}
+
+function errorOf(text: string): InputError {
+  try {
+    parseHookInput(text)
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError)
+    return e as InputError
+  }
+  throw new Error('expected an InputError')
+}
+
+const SCRIPT_ARGS = { entryPointArgs: ['-e', '/__w/_temp/x.sh'], entryPoint: 'sh', environmentVariables: {}, prependPath: [], workingDirectory: '/__w/r/r' }
+
+describe('parseHookInput: the PROTOCOL.md examples', () => {
+  it('parses prepare_job (§2.2)', () => {
+    const h = parseHookInput(PREPARE_JOB)
+    expect(h.command).toBe('prepare_job')
+    if (h.command !== 'prepare_job') throw new Error()
+    expect(h.responseFile).toBe('/home/runner/_work/_temp/_runner_hook_responses/5b1c.json')
+    expect(h.state).toBeNull()
+    const c = h.args.container!
+    expect(c.image).toBe('node:22')
+    expect(c.entryPoint).toBeNull()
+    expect(c.entryPointArgs).toEqual([])
+    expect(c.createOptions).toBe('--cpus 1')
+    expect(c.environmentVariables).toEqual({ NODE_ENV: 'development', HOME: '/github/home' })
+    expect(c.systemMountVolumes.map((m) => [m.sourceVolumePath, m.targetVolumePath, m.readOnly])).toEqual([
+      ['/var/run/docker.sock', '/var/run/docker.sock', false],
+      ['/home/runner/_work', '/__w', false],
+      ['/home/runner/externals', '/__e', true]
+    ])
+    expect(c.userMountVolumes[0]).toMatchObject({ userProvidedValue: 'my_vol:/data', sourceVolumePath: 'my_vol', targetVolumePath: '/data' })
+    expect(h.args.services).toHaveLength(1)
+    expect(h.args.services[0].createOptions).toBe('--health-cmd "redis-cli ping" --health-interval 10s')
+    expect(h.args.services[0].workingDirectory).toBeNull()
+    expect(h.args.services[0].portMappings).toEqual(['6379:6379'])
+  })
+
+  it('parses run_script_step (§2.3)', () => {
+    const h = parseHookInput(RUN_SCRIPT_STEP)
+    if (h.command !== 'run_script_step') throw new Error(h.command)
+    expect(h.args.entryPoint).toBe('sh')
+    expect(h.args.entryPointArgs).toEqual(['-e', '/__w/_temp/3f2a.sh'])
+    expect(h.args.prependPath).toEqual(['/__w/_tool/node/20/x64/bin'])
+    expect(h.args.workingDirectory).toBe('/__w/myrepo/myrepo')
+    expect(h.args.environmentVariables.RUNNER_TEMP).toBe('/__w/_temp')
+    expect(h.args.environmentVariables['…']).toBe('…')
+    expect(h.state).toEqual({ network: 'github_network_1', container: '<id>', services: ['<id>'] })
+  })
+
+  it('parses cleanup_job with args {} and with state null', () => {
+    const h = parseHookInput(input('cleanup_job', {}))
+    expect(h).toEqual({ command: 'cleanup_job', responseFile: '/w/_temp/_runner_hook_responses/x.json', args: {}, state: null })
+  })
+
+  it('parses run_container_step', () => {
+    const h = parseHookInput(
+      input('run_container_step', {
+        image: null,
+        dockerfile: '/home/runner/_work/_actions/o/r/v1/Dockerfile',
+        entryPointArgs: ['"hello', 'world"'],
+        entryPoint: null,
+        workingDirectory: '/github/workspace',
+        createOptions: null,
+        registry: null,
+        environmentVariables: { 'INPUT_node-version': '20' },
+        portMappings: [],
+        systemMountVolumes: [],
+        userMountVolumes: []
+      })
+    )
+    if (h.command !== 'run_container_step') throw new Error(h.command)
+    expect(h.args.image).toBeNull()
+    expect(h.args.dockerfile).toBe('/home/runner/_work/_actions/o/r/v1/Dockerfile')
+    expect(h.args.entryPointArgs).toEqual(['"hello', 'world"'])
+    expect(h.args.environmentVariables).toEqual({ 'INPUT_node-version': '20' })
+  })
+})
+
+describe('parseHookInput: tolerance', () => {
+  it('tolerates nulls everywhere and fills in empty defaults', () => {
+    const h = parseHookInput(
+      input('prepare_job', {
+        container: {
+          image: 'alpine',
+          dockerfile: null,
+          entryPointArgs: null,
+          entryPoint: null,
+          workingDirectory: null,
+          createOptions: null,
+          registry: null,
+          environmentVariables: null,
+          portMappings: null,
+          systemMountVolumes: [{ userProvidedValue: null, sourceVolumePath: null, targetVolumePath: '/anon', readOnly: null }],
+          userMountVolumes: null
+        },
+        services: null
+      })
+    )
+    if (h.command !== 'prepare_job') throw new Error()
+    const c = h.args.container!
+    expect(c).toMatchObject({
+      image: 'alpine',
+      entryPointArgs: [],
+      registry: null,
+      environmentVariables: {},
+      portMappings: [],
+      userMountVolumes: []
+    })
+    expect(c.systemMountVolumes).toEqual([{ userProvidedValue: null, sourceVolumePath: null, targetVolumePath: '/anon', readOnly: false }])
+    expect(h.args.services).toEqual([])
+  })
+
+  it('fills keys the runner left out', () => {
+    const h = parseHookInput(input('prepare_job', { container: { image: 'alpine', systemMountVolumes: [{ targetVolumePath: '/x' }] } }))
+    if (h.command !== 'prepare_job') throw new Error()
+    expect(h.args.container).toMatchObject({ dockerfile: null, entryPoint: null, registry: null, createOptions: null, environmentVariables: {} })
+    expect(h.args.container!.systemMountVolumes[0]).toEqual({ userProvidedValue: null, sourceVolumePath: null, targetVolumePath: '/x', readOnly: false })
+  })
+
+  it('turns null env values into empty strings', () => {
+    const h = parseHookInput(input('run_script_step', { ...SCRIPT_ARGS, environmentVariables: { A: null, B: 'b', C: '' } }))
+    if (h.command !== 'run_script_step') throw new Error()
+    expect(h.args.environmentVariables).toEqual({ A: '', B: 'b', C: '' })
+  })
+
+  it('turns null entryPointArgs items of a script step into empty strings', () => {
+    const h = parseHookInput(input('run_script_step', { ...SCRIPT_ARGS, entryPointArgs: ['-e', null, 'x'] }))
+    if (h.command !== 'run_script_step') throw new Error()
+    expect(h.args.entryPointArgs).toEqual(['-e', '', 'x'])
+  })
+
+  it('treats null args as {} (services-only prepare, cleanup)', () => {
+    const p = parseHookInput(input('prepare_job', null))
+    expect(p.args).toEqual({ container: null, services: [] })
+    expect(parseHookInput(input('cleanup_job', null)).args).toEqual({})
+  })
+
+  it('keeps unknown keys (e.g. a service contextName) and ignores unknown top-level keys', () => {
+    const h = parseHookInput(
+      input('prepare_job', { container: null, services: [{ image: 'redis', contextName: 'cache', newThing: [1] }], futureArg: true }, { extra: 'x' })
+    )
+    if (h.command !== 'prepare_job') throw new Error()
+    expect((h.args.services[0] as Record<string, unknown>).contextName).toBe('cache')
+    expect((h.args.services[0] as Record<string, unknown>).newThing).toEqual([1])
+    expect((h.args as Record<string, unknown>).futureArg).toBe(true)
+    expect(Object.keys(h).sort()).toEqual(['args', 'command', 'responseFile', 'state'])
+  })
+
+  it('accepts prependPath as an array, a legacy ":"-joined string, or null', () => {
+    const parse = (prependPath: unknown): string[] => {
+      const h = parseHookInput(input('run_script_step', { ...SCRIPT_ARGS, prependPath }))
+      if (h.command !== 'run_script_step') throw new Error()
+      return h.args.prependPath
+    }
+    expect(parse(['/b', '/a'])).toEqual(['/b', '/a'])
+    expect(parse('/__w/_tool/node/bin:/opt/x/bin')).toEqual(['/__w/_tool/node/bin', '/opt/x/bin'])
+    expect(parse('/a::/b:')).toEqual(['/a', '/b'])
+    expect(parse('')).toEqual([])
+    expect(parse(null)).toEqual([])
+    expect(parse(undefined)).toEqual([])
+  })
+
+  it('keeps the last of several JSON lines (as hooklib does)', () => {
+    const h = parseHookInput(input('cleanup_job', {}) + '\n' + RUN_SCRIPT_STEP)
+    expect(h.command).toBe('run_script_step')
+  })
+
+  it('tolerates surrounding whitespace and CRLF', () => {
+    expect(parseHookInput('\n  ' + input('cleanup_job', {}).trim() + '\r\n\r\n').command).toBe('cleanup_job')
+  })
+
+  // The doc comment says the whole of stdin is one JSON object, and PROTOCOL.md §1.5 says to read
+  // to EOF and parse; an indented object (a hand-written test request) is still one object.
+  it('parses one JSON object spread over several lines', () => {
+    const pretty = JSON.stringify(JSON.parse(input('cleanup_job', {})), null, 2)
+    expect(parseHookInput(pretty).command).toBe('cleanup_job')
+  })
+})
+
+describe('parseHookInput: errors', () => {
+  it('refuses empty input', () => {
+    expect(errorOf('').message).toMatch(/^no input on stdin/)
+    expect(errorOf(' \n\t\n').message).toMatch(/^no input on stdin/)
+  })
+
+  it('refuses invalid JSON and non-objects', () => {
+    expect(errorOf('{"command":').message).toMatch(/^stdin is not valid JSON \(/)
+    expect(errorOf('[1,2]').message).toBe('stdin JSON must be an object')
+    expect(errorOf('null').message).toBe('stdin JSON must be an object')
+    expect(errorOf('"prepare_job"').message).toBe('stdin JSON must be an object')
+  })
+
+  it('names an unknown command', () => {
+    expect(errorOf(input('job_cleanup', {})).message).toBe('invalid hook input: command: unknown command "job_cleanup"')
+  })
+
+  it('names missing envelope fields', () => {
+    const msg = errorOf(JSON.stringify({ command: 'cleanup_job', args: {} })).message
+    expect(msg).toBe('invalid hook input: responseFile: Required')
+  })
+
+  it('refuses a state that is not an object', () => {
+    expect(errorOf(input('cleanup_job', {}, { state: ['x'] })).message).toMatch(/^invalid hook input: state: /)
+  })
+
+  it('names the field path of a bad argument', () => {
+    const { entryPoint: _e, ...noEntryPoint } = SCRIPT_ARGS
+    expect(errorOf(input('run_script_step', noEntryPoint)).message).toBe('invalid hook input: args.entryPoint: Required')
+    expect(errorOf(input('run_script_step', { ...SCRIPT_ARGS, entryPoint: 7 })).message).toBe(
+      'invalid hook input: args.entryPoint: Expected string, received number'
+    )
+  })
+
+  it('reports every bad argument at once with nested paths', () => {
+    const msg = errorOf(
+      input('prepare_job', {
+        container: { image: 5, systemMountVolumes: [{ sourceVolumePath: '/x' }] },
+        services: [{ image: 'redis', portMappings: 'bad' }]
+      })
+    ).message
+    expect(msg).toMatch(/^invalid hook input: /)
+    expect(msg).toContain('args.container.image: Expected string, received number')
+    expect(msg).toContain('args.container.systemMountVolumes.0.targetVolumePath: Required')
+    expect(msg).toContain('args.services.0.portMappings: Expected array, received string')
+    expect(msg.split('; ')).toHaveLength(3)
+  })
+
+  it('does not echo env values (they may be secrets) in errors', () => {
+    const msg = errorOf(input('run_script_step', { ...SCRIPT_ARGS, environmentVariables: { TOKEN: { v: 'ghp_supersecret' } }, workingDirectory: null })).message
+    expect(msg).toContain('args.environmentVariables.TOKEN')
+    expect(msg).toContain('args.workingDirectory')
+    expect(msg).not.toContain('ghp_supersecret')
+  })
+})
