@@ -3,6 +3,7 @@
 import type { Config } from './config'
 import type { Log } from './log'
 import type { RunnerEnv } from './runner-env'
+import type { Remote } from './remote/remote'
 
 export interface Sink {
   write(chunk: Buffer | string): boolean
@@ -21,6 +22,8 @@ export interface HookContext {
   stderr: Sink
   /** Base folder for per-job local files (agent socket, sync manifests). */
   localRoot: string
+  /** Set when the command runs inside the job's agent: its connection, shared by all commands. */
+  remote?: Remote
 }
 
 export interface HandlerResult {

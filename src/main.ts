@@ -3,15 +3,16 @@
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { ConfigError, Cancelled, InputError, StepFailed, TransportError, formatError } from './errors'
+import { Cancelled, formatError } from './errors'
+import { outcomeOf } from './outcome'
 import { assertResponseFile, parseHookInput, writeResponse, type HookInput } from './protocol'
-import { loadConfig } from './config'
-import { readRunnerEnv } from './runner-env'
+import { loadConfig, type Config } from './config'
+import { readRunnerEnv, type RunnerEnv } from './runner-env'
 import { createLog, type Log } from './log'
 import { decodeState } from './state'
 import type { HandlerResult, HookContext } from './context'
-
-const EXIT = { input: 64, config: 78, transport: 75, internal: 70 } as const
+import type { RunIo } from './remote/agent'
+import { dispatch } from './dispatch'
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
@@ -21,18 +22,11 @@ async function readStdin(): Promise<string> {
 }
 
 function fail(err: unknown, log?: Log): number {
-  const msg = formatError(err)
-  if (err instanceof StepFailed) return err.exitCode
-  if (err instanceof Cancelled) {
-    process.stderr.write(`[remote-hooks] ${msg}; the remote process was stopped\n`)
-    return err.signal === 'SIGTERM' ? 143 : 130
-  }
-  process.stdout.write(`::error::${msg.replace(/\r?\n/g, ' ')}\n`)
-  if (log) log.debug(err instanceof Error && err.stack ? err.stack : msg)
-  if (err instanceof InputError) return EXIT.input
-  if (err instanceof ConfigError) return EXIT.config
-  if (err instanceof TransportError) return EXIT.transport
-  return EXIT.internal
+  const o = outcomeOf(err)
+  if (o.note) process.stderr.write(o.note)
+  if (o.errorLine) process.stdout.write(o.errorLine)
+  if (log && o.errorLine) log.debug(err instanceof Error && err.stack ? err.stack : formatError(err))
+  return o.code
 }
 
 async function hook(): Promise<number> {
@@ -81,23 +75,7 @@ async function hook(): Promise<number> {
       stderr: process.stderr,
       localRoot: `${tmpdir()}/rch-${uid}`
     }
-    const state = decodeState(input.state)
-    let result: HandlerResult
-    // Handlers are loaded on demand so each command pays only for what it uses.
-    switch (input.command) {
-      case 'prepare_job':
-        result = await (await import('./handlers/prepare-job')).prepareJob(input.args, ctx)
-        break
-      case 'run_script_step':
-        result = await (await import('./handlers/run-script-step')).runScriptStep(input.args, state, ctx)
-        break
-      case 'run_container_step':
-        result = await (await import('./handlers/run-container-step')).runContainerStep(input.args, state, ctx)
-        break
-      case 'cleanup_job':
-        result = await (await import('./handlers/cleanup-job')).cleanupJob(state, ctx)
-        break
-    }
+    const result = (await delegated(input, ctx)) ?? (await dispatch(input, ctx))
     if (result.response) await writeResponse(input.responseFile, result.response)
     return result.exitCode
   } catch (err) {
@@ -108,12 +86,67 @@ async function hook(): Promise<number> {
   }
 }
 
+/**
+ * Steps of a job whose agent is up run inside the agent: its code is warm and its connection and
+ * sync state are already there. Returns null when there is no agent (the step then runs here).
+ */
+async function delegated(input: HookInput, ctx: HookContext): Promise<HandlerResult | null> {
+  if (!ctx.config.agent.enabled || (input.command !== 'run_script_step' && input.command !== 'run_container_step')) return null
+  const state = decodeState(input.state)
+  if (!state) return null
+  const { runViaAgent } = await import('./agent-client')
+  const { agentSocket } = await import('./session')
+  const code = await runViaAgent(
+    agentSocket(state.localDir, state.host),
+    { command: input.command, args: input.args, state: input.state, config: ctx.config, runner: ctx.runner },
+    { stdout: ctx.stdout, stderr: ctx.stderr },
+    ctx.signal
+  )
+  return code === null ? null : { exitCode: code }
+}
+
+/** The agent's side of delegated(): the same handlers, with the agent's connection. */
+async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<number> {
+  const config = req.config as Config
+  const runner = req.runner as RunnerEnv
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+  const log = createLog({
+    file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
+    level: runner.debug ? 'debug' : config.log.level,
+    debugToStepLog: runner.debug,
+    out: (line) => io.stdout.write(line + '\n')
+  })
+  const ctx: HookContext = {
+    config,
+    runner,
+    log,
+    signal: io.signal,
+    hookPath: process.argv[1],
+    nodePath: process.execPath,
+    stdout: io.stdout,
+    stderr: io.stderr,
+    localRoot: `${tmpdir()}/rch-${uid}`,
+    remote: io.remote
+  }
+  try {
+    const input = { command: req.command, responseFile: '', args: req.args, state: req.state } as HookInput
+    return (await dispatch(input, ctx)).exitCode
+  } catch (err) {
+    const o = outcomeOf(io.signal.aborted && !(err instanceof Cancelled) ? new Cancelled(String(io.signal.reason)) : err)
+    if (o.note) io.stderr.write(o.note)
+    if (o.errorLine) io.stdout.write(o.errorLine)
+    return o.code
+  } finally {
+    await log.close()
+  }
+}
+
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
   const opts = JSON.parse(payload)
   const say = (m: string): void => void process.stderr.write(`${new Date().toISOString()} agent ${process.pid}: ${m}\n`)
   try {
-    return await runAgent(opts, say)
+    return await runAgent(opts, say, runInAgent)
   } catch (e) {
     say(formatError(e))
     return 1

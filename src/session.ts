@@ -58,6 +58,7 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
 
 /** A Remote for the job's host: the agent when enabled, else a direct connection. */
 export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string, opts: { startAgent?: boolean } = {}): Promise<Remote> {
+  if (ctx.remote) return { openExec: (c) => ctx.remote!.openExec(c), openSocket: (p) => ctx.remote!.openSocket(p), close: () => undefined }
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
   const sock = agentSocket(localDir, connect)
   if (!(await MuxRemote.ping(sock))) {

@@ -37,42 +37,55 @@ export class StaticHostProvider implements VmProvider {
     for (const l of this.candidates()) byHost.set(l.index, [...(byHost.get(l.index) ?? []), l])
     let lastError: unknown = null
     let waitedLogged = 0
-    for (let round = 0; ; round++) {
-      for (const [, leases] of byHost) {
-        let remote: Remote
-        try {
-          remote = await open(leases[0].connect)
-        } catch (e) {
-          // A wrong host key or key pair will not fix itself by waiting.
-          if (e instanceof TransportError && /host key|authentication|All configured authentication methods failed|cannot read SSH key/i.test(e.message)) throw e
-          lastError = e
-          ctx.log.warn(`host ${leases[0].connect.host}:${leases[0].connect.port} unreachable: ${(e as Error).message}`)
-          continue
-        }
-        for (const lease of leases) {
-          const dir = leaseDir(this.workRoot, lease.slot)
-          const mark = `${owner} ${jobId} ${ctx.runner.runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
-          const script =
-            `mkdir -p ${shq(this.workRoot)}/leases ${shq(this.workRoot)}/jobs && ` +
-            `if mkdir ${shq(dir)} 2>/dev/null; then echo ${shq(mark)} > ${shq(dir)}/owner; echo new; ` +
-            // A runner runs one job at a time: its own old lease is from a job that died.
-            `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then echo ${shq(mark)} > ${shq(dir)}/owner; echo stale; ` +
-            `else echo busy; fi`
-          const r = await check(remote, script, { collect: true, label: 'lease a host slot' })
-          const answer = r.stdout.toString().trim()
-          if (answer === 'new' || answer === 'stale') {
-            ctx.log.debug(`leased ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${answer})`)
-            return { lease, remote }
+    // Connections stay open while we wait for a slot, and all but the chosen one are closed at the end.
+    const open_ = new Map<number, Remote>()
+    const discardAll = async (keep?: number): Promise<void> => {
+      for (const [i, r] of open_) if (i !== keep) await discard(byHost.get(i)![0].connect, r).catch(() => undefined)
+    }
+    try {
+      for (let round = 0; ; round++) {
+        for (const [index, leases] of byHost) {
+          let remote = open_.get(index)
+          if (!remote) {
+            try {
+              remote = await open(leases[0].connect)
+              open_.set(index, remote)
+            } catch (e) {
+              // A wrong host key or key pair will not fix itself by waiting.
+              if (e instanceof TransportError && /host key|authentication|All configured authentication methods failed|cannot read SSH key/i.test(e.message)) throw e
+              lastError = e
+              ctx.log.warn(`host ${leases[0].connect.host}:${leases[0].connect.port} unreachable: ${(e as Error).message}`)
+              continue
+            }
+          }
+          for (const lease of leases) {
+            const dir = leaseDir(this.workRoot, lease.slot)
+            const mark = `${owner} ${jobId} ${ctx.runner.runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
+            const script =
+              `mkdir -p ${shq(this.workRoot)}/leases ${shq(this.workRoot)}/jobs && ` +
+              `if mkdir ${shq(dir)} 2>/dev/null; then echo ${shq(mark)} > ${shq(dir)}/owner; echo new; ` +
+              // A runner runs one job at a time: its own old lease is from a job that died.
+              `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then echo ${shq(mark)} > ${shq(dir)}/owner; echo stale; ` +
+              `else echo busy; fi`
+            const r = await check(remote, script, { collect: true, label: 'lease a host slot' })
+            const answer = r.stdout.toString().trim()
+            if (answer === 'new' || answer === 'stale') {
+              ctx.log.debug(`leased ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${answer})`)
+              await discardAll(index)
+              open_.clear()
+              return { lease, remote }
+            }
           }
         }
-        await discard(leases[0].connect, remote)
+        if (Date.now() >= deadline) break
+        if (Date.now() - waitedLogged > 30_000) {
+          ctx.log.progress(open_.size ? `waiting for a free host (all ${this.candidates().length} slots busy)` : 'waiting for a host to become reachable')
+          waitedLogged = Date.now()
+        }
+        await sleep(Math.min(5000, 500 * 2 ** Math.min(round, 3)), ctx.signal)
       }
-      if (Date.now() >= deadline) break
-      if (Date.now() - waitedLogged > 30_000) {
-        ctx.log.progress(`waiting for a free host (all ${this.candidates().length} slots busy)`)
-        waitedLogged = Date.now()
-      }
-      await sleep(Math.min(5000, 500 * 2 ** Math.min(round, 3)), ctx.signal)
+    } finally {
+      await discardAll()
     }
     if (lastError) throw new TransportError(`no host could be leased: ${(lastError as Error).message}`)
     throw new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)

@@ -5,7 +5,7 @@
 import { createServer, type Socket } from 'node:net'
 import { chmodSync, rmSync } from 'node:fs'
 import { SshRemote } from './ssh'
-import type { ConnectInfo } from './remote'
+import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader } from './mux-frames'
 
 export interface AgentOptions {
@@ -15,7 +15,16 @@ export interface AgentOptions {
   idleMs: number
 }
 
-export async function runAgent(opts: AgentOptions, log: (msg: string) => void): Promise<number> {
+export interface RunIo {
+  stdout: { write(c: Buffer | string): boolean; once(e: 'drain', fn: () => void): unknown }
+  stderr: { write(c: Buffer | string): boolean; once(e: 'drain', fn: () => void): unknown }
+  signal: AbortSignal
+  remote: Remote
+}
+/** Runs one hook command inside the agent (warm code, the job's open connection); returns the exit code. */
+export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promise<number>
+
+export async function runAgent(opts: AgentOptions, log: (msg: string) => void, onRun?: RunHandler): Promise<number> {
   let finish!: (code: number) => void
   const finished = new Promise<number>((r) => (finish = r))
   const remote = await SshRemote.connect(opts.connect, opts.connectTimeoutMs, (err) => {
@@ -58,6 +67,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void): 
       if (req.op === 'ping') return void sock.end('pong\n')
       if (req.op === 'socket' && req.path) return void bridgeSocket(sock, req.path, rest)
       if (req.op === 'exec' && typeof req.cmd === 'string') return void bridgeExec(sock, req.cmd, rest)
+      if (req.op === 'run' && onRun) return void bridgeRun(sock, req as Record<string, unknown>, rest)
       sock.destroy()
     }
     sock.on('data', onHeader)
@@ -109,6 +119,30 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void): 
     sock.resume()
     const status = await ch.done
     sock.end(frame(F.EXIT, JSON.stringify(status)))
+  }
+
+  const bridgeRun = async (sock: Socket, req: Record<string, unknown>, rest: Buffer): Promise<void> => {
+    const controller = new AbortController()
+    const reader = new FrameReader((type, payload) => {
+      if (type === F.CANCEL && !controller.signal.aborted) controller.abort(payload.toString('utf8') || 'SIGINT')
+    })
+    sock.on('data', (c: Buffer) => reader.push(c))
+    // The hook process vanished (killed by the runner): stop the remote process as for a cancel.
+    sock.on('close', () => controller.signal.aborted || controller.abort('SIGKILL'))
+    if (rest.length) reader.push(rest)
+    sock.resume()
+    const sink = (type: number) => ({
+      write: (c: Buffer | string): boolean => sock.destroyed || sock.write(frame(type, typeof c === 'string' ? Buffer.from(c) : c)),
+      once: (_e: 'drain', fn: () => void) => sock.once('drain', fn)
+    })
+    const shared: Remote = { openExec: (c) => remote.openExec(c), openSocket: (p) => remote.openSocket(p), close: () => undefined }
+    let code = 70
+    try {
+      code = await onRun!(req, { stdout: sink(F.STDOUT), stderr: sink(F.STDERR), signal: controller.signal, remote: shared })
+    } catch (e) {
+      log(`run failed: ${(e as Error).message}`)
+    }
+    sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null })))
   }
 
   rmSync(opts.socketPath, { force: true })

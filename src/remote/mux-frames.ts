@@ -1,6 +1,6 @@
 // Framing between a hook process and its job's agent over a Unix socket:
 // [type u8][length u32 BE][payload]. One socket connection carries one remote channel.
-export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF: 5 } as const
+export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF: 5, CANCEL: 6 } as const
 
 export function frame(type: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
   const body = typeof payload === 'string' ? Buffer.from(payload) : payload

@@ -1,4 +1,10 @@
+import { spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { retry, sleep } from '../../src/retry'
+import { bundle, cleanupTempDirs, SRC, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
 
 const fast = { minDelayMs: 1, maxDelayMs: 5 }
 
@@ -155,12 +161,40 @@ describe('sleep', () => {
     expect(Date.now() - t).toBeLessThan(100)
   })
 
-  it('rejects as soon as the signal fires', async () => {
+  // A plain abort() makes signal.reason a DOMException named AbortError, created by Node itself.
+  // Jest runs the tests in another realm, where that object is not `instanceof Error` and sleep
+  // would wrap it; so this runs in a child node process, as the hook does.
+  it('rejects as soon as the signal fires, with the AbortError of a plain abort()', () => {
+    const dir = tempDir()
+    const entry = join(dir, 'abort.ts')
+    writeFileSync(
+      entry,
+      `import { sleep } from ${JSON.stringify(join(SRC, 'retry'))}
+const ac = new AbortController()
+const t = Date.now()
+setTimeout(() => ac.abort(), 20)
+sleep(10_000, ac.signal).then(
+  () => process.stdout.write(JSON.stringify({ resolved: true })),
+  (e: any) => process.stdout.write(JSON.stringify({ same: e === ac.signal.reason, name: e.name, ms: Date.now() - t }))
+)
+`
+    )
+    const r = spawnSync(process.execPath, [bundle(entry, join(dir, 'abort.js'))], { timeout: 10_000 })
+    expect(r.signal).toBeNull()
+    expect(r.stderr.toString()).toBe('')
+    expect(r.status).toBe(0)
+    const got = JSON.parse(r.stdout.toString()) as { same: boolean; name: string; ms: number }
+    expect(got).toEqual({ same: true, name: 'AbortError', ms: expect.any(Number) })
+    expect(got.ms).toBeLessThan(1000)
+  })
+
+  it('rejects as soon as the signal fires with a reason that is not an Error, as an Error naming it', async () => {
     const ac = new AbortController()
     const t = Date.now()
-    setTimeout(() => ac.abort(), 20)
-    const err = (await sleep(10_000, ac.signal).catch((e: unknown) => e)) as Error
-    expect(err.name).toBe('AbortError')
+    setTimeout(() => ac.abort('shutdown'), 20)
+    const err = await sleep(10_000, ac.signal).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(Error)
+    expect((err as Error).message).toBe('aborted (shutdown)')
     expect(Date.now() - t).toBeLessThan(1000)
   })
 })

@@ -1,0 +1,18 @@
+// Command → handler. Handlers are loaded on demand so each command pays only for what it uses.
+import type { HandlerResult, HookContext } from './context'
+import type { HookInput } from './protocol'
+import { decodeState } from './state'
+
+export async function dispatch(input: HookInput, ctx: HookContext): Promise<HandlerResult> {
+  const state = decodeState(input.state)
+  switch (input.command) {
+    case 'prepare_job':
+      return (await import('./handlers/prepare-job')).prepareJob(input.args, ctx)
+    case 'run_script_step':
+      return (await import('./handlers/run-script-step')).runScriptStep(input.args, state, ctx)
+    case 'run_container_step':
+      return (await import('./handlers/run-container-step')).runContainerStep(input.args, state, ctx)
+    case 'cleanup_job':
+      return (await import('./handlers/cleanup-job')).cleanupJob(state, ctx)
+  }
+}
