@@ -1,7 +1,7 @@
-// Secret-safe environment for docker CLI commands run over SSH: values travel on the remote shell's
-// stdin, are exported there, and docker reads them by name (`-e NAME`), so no value is ever on a
-// command line. Names that are not shell identifiers (INPUT_node-version) go through a 0600
-// --env-file instead, which cannot hold multi-line values.
+// Secret-safe environment for docker CLI commands run over SSH (job and service containers): values
+// travel on the remote shell's stdin, never on a command line. Single-line values go into a 0600
+// --env-file written from a quoted heredoc and removed right after `docker create`; multi-line
+// values, which an env file cannot hold, are exported in that shell and passed as `-e NAME`.
 import { randomBytes } from 'node:crypto'
 import { InputError } from '../errors'
 import { shq } from '../remote/quote'
@@ -20,9 +20,10 @@ export interface EnvDelivery {
 
 export function validateEnvNames(env: Record<string, string>, field: string): void {
   for (const [k, v] of Object.entries(env)) {
-    if (!k || k.includes('=') || k.includes('\0')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
+    // docker's env-file reader would misread these (a leading # is a comment, whitespace is trimmed).
+    if (!k || /[=\0\s]/.test(k) || k.startsWith('#')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
     if (/[\r\n]/.test(v) && (!IDENT.test(k) || CLI_NAMES.test(k))) {
-      throw new InputError(`${field}.${k}: a multi-line value needs a variable name made of letters, digits and _ (and not PATH, HOME or DOCKER_*)`)
+      throw new InputError(`${field}.${k}: a multi-line value needs a variable name made of letters, digits and _ (and not PATH, HOME, DOCKER_* or BUILDKIT_*)`)
     }
     if (v.includes('\0')) throw new InputError(`${field}.${k}: value contains a NUL byte`)
   }

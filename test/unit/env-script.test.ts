@@ -232,7 +232,7 @@ describe('validateEnvNames', () => {
     expect(bad({ 'A\0B': 'x' })).toMatch(/^args\.environmentVariables: invalid variable name /)
   })
 
-  const MULTI_LINE_MSG = 'a multi-line value needs a variable name made of letters, digits and _ (and not PATH, HOME or DOCKER_*)'
+  const MULTI_LINE_MSG = 'a multi-line value needs a variable name made of letters, digits and _ (and not PATH, HOME, DOCKER_* or BUILDKIT_*)'
 
   it('rejects a multi-line value for a name that is not a shell identifier', () => {
     expect(bad({ 'INPUT_my-key': 'line1\nline2' })).toBe(`args.environmentVariables.INPUT_my-key: ${MULTI_LINE_MSG}`)
@@ -259,5 +259,11 @@ describe('validateEnvNames', () => {
   it('rejects a NUL byte in a value without printing the value', () => {
     const msg = bad({ TOKEN: 'secret\0value' })
     expect(msg).toBe('args.environmentVariables.TOKEN: value contains a NUL byte')
+  })
+})
+
+describe('validateEnvNames: names docker env files would misread', () => {
+  test.each(['#COMMENT', 'WITH SPACE', 'TAB\tNAME', 'NEW\nLINE', ''])('rejects %j', (name) => {
+    expect(() => validateEnvNames({ [name]: 'v' }, 'args.environmentVariables')).toThrow(/invalid variable name/)
   })
 })
