@@ -14,7 +14,7 @@ import { jobLocalDir, openJobRemote, stopAgent, agentSocket } from '../session'
 import { relToWork, remotePath, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
-import { agentTransport, opensshTransport, rsyncUp } from '../sync/rsync'
+import { agentTransport, haveOpenSsh, opensshTransport, rsyncUp } from '../sync/rsync'
 import { createContainer, ensureImage, removeLabelled, startContainer, containerLogs, type CreateSpec, type MountSpec } from '../docker/cli'
 import { validateEnvNames } from '../docker/env-script'
 import { serviceAliases } from '../docker/image'
@@ -118,7 +118,10 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter(
       (root) => walkLocal(hostWork, [root], []).size > 0
     )
-    const transport = config.agent.enabled ? agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, lease.connect)) : opensshTransport(lease.connect)
+    // Bulk data goes through OpenSSH's C data path when the runner host has it (measured: relaying
+    // 50 MB through the agent cost ~30 % more than the copy itself); else through the agent.
+    const transport =
+      !config.agent.enabled || haveOpenSsh(runner.inherit.PATH) ? opensshTransport(lease.connect) : agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, lease.connect))
     const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
     const hasRsync = (await check(r, 'command -v rsync >/dev/null && echo yes || echo no', { collect: true })).stdout.toString().trim() === 'yes'
     if (!hasRsync) throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
@@ -134,9 +137,12 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
       return 'copied'
     })()
-    const [w, ext] = await Promise.all([syncWork, syncExt])
+    // The local snapshot is taken while rsync (a child process) copies the same files.
     const state0 = { hostWork, jobRoot, localDir }
-    await recordBase(syncTarget(ctx, state0, r), roots)
+    const target0 = syncTarget(ctx, state0, r)
+    const localSnap = walkLocal(hostWork, roots, target0.excludes)
+    const [w, ext] = await Promise.all([syncWork, syncExt])
+    await recordBase(target0, roots, localSnap)
     log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((Date.now() - t1) / 1000).toFixed(1)} s (externals ${ext})`)
 
     // Network, volumes, images.

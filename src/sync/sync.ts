@@ -145,13 +145,13 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
 }
 
 /** Records both sides as equal after a bulk copy (rsync) of `roots`. */
-export async function recordBase(t: SyncTarget, roots: readonly string[]): Promise<void> {
+export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot): Promise<void> {
   const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
     collect: true,
     label: 'remote file listing'
   })
   const remote = parseRemoteListing(listing.stdout)
-  const local = walkLocal(t.hostWork, roots, t.excludes)
+  const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
   const set = new Map<string, BaseEntry>()
   for (const [p, l] of local) {
     const r = remote.get(p)
