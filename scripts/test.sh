@@ -3,11 +3,12 @@
 #   npm ci (when node_modules is missing or older than package-lock.json)
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
+#      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh)
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME)
-# The VMs and the registry are stopped on exit (by PID); dockerd is left running.
+# The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
 # .testenv/summary); the exit code is jest's (non-zero if anything failed before).
-# Env: TESTENV_KEEP=1 leaves the VMs and the registry running after the tests.
+# Env: TESTENV_KEEP=1 leaves the VMs, the registry and moto running after the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -28,6 +29,7 @@ finish() {
     for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
       case "${STARTED[$i]}" in
         registry) bash scripts/testenv/registry.sh stop ;;
+        moto) bash scripts/testenv/moto.sh stop ;;
         vm-*) bash scripts/testenv/vm.sh stop "${STARTED[$i]#vm-}" ;;
       esac
     done
@@ -66,6 +68,8 @@ STARTED+=(vm-b)
 bash scripts/testenv/vm.sh start b 2232
 STARTED+=(registry)
 bash scripts/testenv/registry.sh start
+STARTED+=(moto)
+bash scripts/testenv/moto.sh start
 
 phase "npm run build"
 npm run build

@@ -8,6 +8,7 @@ import { TransportError } from './errors'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { sleep } from './retry'
+import { agentTransport, haveOpenSsh, opensshTransport, type RsyncTransport } from './sync/rsync'
 
 export function jobLocalDir(ctx: HookContext, jobId: string): string {
   const dir = `${ctx.localRoot}/${jobId}`
@@ -79,4 +80,14 @@ export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void>
 export async function directRemote(ctx: HookContext, connect: ConnectInfo): Promise<Remote> {
   const { SshRemote } = await import('./remote/ssh')
   return SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000)
+}
+
+/**
+ * rsync's transport for bulk copies: OpenSSH's C data path when the runner host has `ssh` (measured:
+ * relaying 50 MB through the agent cost ~30 % more than the copy itself), else the job's agent.
+ */
+export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: string): RsyncTransport {
+  return !ctx.config.agent.enabled || haveOpenSsh(ctx.runner.inherit.PATH)
+    ? opensshTransport(connect)
+    : agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
 }

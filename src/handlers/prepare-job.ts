@@ -10,11 +10,11 @@ import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
 import { StaticHostProvider } from '../providers/static-host'
-import { jobLocalDir, openJobRemote, stopAgent, agentSocket } from '../session'
+import { bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
 import { relToWork, remotePath, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
-import { agentTransport, haveOpenSsh, opensshTransport, rsyncUp } from '../sync/rsync'
+import { rsyncUp } from '../sync/rsync'
 import { createContainer, ensureImage, removeLabelled, startContainer, containerLogs, type CreateSpec, type MountSpec } from '../docker/cli'
 import { validateEnvNames } from '../docker/env-script'
 import { serviceAliases } from '../docker/image'
@@ -118,14 +118,11 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter(
       (root) => walkLocal(hostWork, [root], []).size > 0
     )
-    // Bulk data goes through OpenSSH's C data path when the runner host has it (measured: relaying
-    // 50 MB through the agent cost ~30 % more than the copy itself); else through the agent.
-    const transport =
-      !config.agent.enabled || haveOpenSsh(runner.inherit.PATH) ? opensshTransport(lease.connect) : agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, lease.connect))
+    const transport = bulkTransport(ctx, lease.connect, localDir)
     const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
     const hasRsync = (await check(r, 'command -v rsync >/dev/null && echo yes || echo no', { collect: true })).stdout.toString().trim() === 'yes'
     if (!hasRsync) throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
-    const syncWork = roots.length ? rsyncUp(transport, 'remote', hostWork, roots, `${jobRoot}/w`, excludeArgs) : Promise.resolve({ files: 0, bytes: 0 })
+    const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, excludeArgs) : Promise.resolve({ files: 0, bytes: 0 })
     const syncExt = (async () => {
       if (!hostExternals || !layout.remoteExternals) return 'none'
       const dest = layout.remoteExternals
@@ -133,7 +130,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       if (have.stdout.toString().trim() === 'yes') return 'reused'
       const tmp = `${dest}.tmp-${jobId}`
       await check(r, `mkdir -p ${shq(tmp)}`)
-      await rsyncUp(transport, 'remote', hostExternals, ['.'], tmp)
+      await rsyncUp(transport, hostExternals, ['.'], tmp)
       await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
       return 'copied'
     })()

@@ -8,7 +8,7 @@ import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs } from '../protocol'
 import type { HookState } from '../state'
-import { jobLocalDir, openJobRemote, stopAgent } from '../session'
+import { bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
 import { Engine } from '../docker/engine'
 import { runContainer } from '../docker/steps'
 import { buildImage, ensureImage } from '../docker/cli'
@@ -20,8 +20,7 @@ import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
 import { StaticHostProvider } from '../providers/static-host'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { agentTransport, rsyncUp } from '../sync/rsync'
-import { agentSocket } from '../session'
+import { rsyncUp } from '../sync/rsync'
 import { removeJobFolder } from './prepare-job'
 import { walkLocal } from '../sync/tree'
 
@@ -115,11 +114,10 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
     const roots = ['_temp', '_actions', ...(repoRel ? [repoRel] : [])].filter((r) => walkLocal(hostWork, [r], []).size > 0)
     if (roots.length) {
-      const transport = agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, lease.connect))
-      if (config.agent.enabled) await rsyncUp(transport, 'remote', hostWork, roots, `${jobRoot}/w`, SYNC_EXCLUDES.map((e) => `--exclude=/${e}`))
+      await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, SYNC_EXCLUDES.map((e) => `--exclude=/${e}`))
       await recordBase(syncTarget(ctx, state, remote), roots)
     }
-    return await runIn(args, state, remote, ctx, config.agent.enabled ? PUSH_ROOTS : [...PUSH_ROOTS, ...(repoRel ? [repoRel] : [])])
+    return await runIn(args, state, remote, ctx, PUSH_ROOTS)
   } finally {
     await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
     await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))

@@ -10,10 +10,12 @@ import { shq } from '../remote/quote'
 export interface RsyncTransport {
   /** The `-e` command rsync runs to reach the remote. */
   rsh: string
+  /** The host part of rsync's `host:path` (ignored by the agent transport). */
+  host: string
 }
 
 export function agentTransport(nodePath: string, hookPath: string, socketPath: string): RsyncTransport {
-  return { rsh: [nodePath, hookPath, '__rsh', socketPath].map(shq).join(' ') }
+  return { rsh: [nodePath, hookPath, '__rsh', socketPath].map(shq).join(' '), host: 'agent' }
 }
 
 /** Whether OpenSSH's client is installed on the runner host (bulk copies then use its C data path). */
@@ -36,7 +38,7 @@ export function opensshTransport(info: ConnectInfo): RsyncTransport {
     // The post-quantum default KEX costs ~90 ms per handshake on small CPUs; these are still strong.
     '-o', 'KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512'
   ]
-  return { rsh: opts.map(shq).join(' ') }
+  return { rsh: opts.map(shq).join(' '), host: info.host.includes(':') ? `[${info.host}]` : info.host }
 }
 
 /**
@@ -45,14 +47,13 @@ export function opensshTransport(info: ConnectInfo): RsyncTransport {
  */
 export function rsyncUp(
   transport: RsyncTransport,
-  host: string,
   srcBase: string,
   relPaths: readonly string[],
   destDir: string,
   extra: readonly string[] = []
 ): Promise<{ files: number; bytes: number }> {
   const sources = relPaths.map((p) => `${srcBase}/./${p}`)
-  const args = ['-a', '--relative', '--stats', '--no-inc-recursive', ...extra, '-e', transport.rsh, ...sources, `${host}:${destDir}/`]
+  const args = ['-a', '--relative', '--stats', '--no-inc-recursive', ...extra, '-e', transport.rsh, ...sources, `${transport.host}:${destDir}/`]
   return new Promise((resolve, reject) => {
     const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''

@@ -80,3 +80,26 @@ describe('user volumes and the standalone bundle', () => {
     }
   })
 })
+
+describe('bulk copies without an OpenSSH client on the runner host', () => {
+  test('the first sync goes through the job agent instead, and the job works', async () => {
+    // A PATH holding rsync and tar but no ssh: the hook must use its agent as rsync's transport.
+    const bin = mkdtempSync(join(tmpdir(), 'rch-bin-'))
+    for (const tool of ['rsync', 'tar', 'sh', 'dd', 'xargs', 'rm']) execFileSync('ln', ['-s', execFileSync('sh', ['-c', `command -v ${tool}`]).toString().trim(), join(bin, tool)])
+    expect(existsSync(join(bin, 'ssh'))).toBe(false)
+    const runner = new FakeRunner()
+    try {
+      writeFileSync(join(runner.workspace, 'via-agent.txt'), 'copied by rsync over the agent\n')
+      const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env: { PATH: bin } })
+      expect({ code: p.code, out: p.stdout }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+      runner.state = p.response.state
+      const { args } = runner.scriptStep('cat via-agent.txt\n')
+      const r = await runner.call('run_script_step', args, { env: { PATH: bin } })
+      expect(r.code).toBe(0)
+      expect(r.stdout).toContain('copied by rsync over the agent')
+    } finally {
+      await runner.cleanup()
+      runner.dispose()
+    }
+  })
+})
