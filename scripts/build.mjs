@@ -1,59 +1,97 @@
 // One self-contained file: the runner copies only dist/index.js; ssh2's native addons are optional and
-// replaced by its pure-JS fallbacks, and the AWS SDK stays out of the hot path through lazy loading.
+// replaced by its pure-JS fallbacks.
 //
 // The runner starts a new node process for every hook command, so start-up is paid on every step.
-// dist/index.js is therefore a small loader around the bundle: it compiles the bundle with a V8 code
-// cache kept in a 0700 folder of the runner user (measured: ~35 ms less per command here).
+// dist/index.js is therefore a small loader: the core bundle is compiled with a V8 code cache kept in
+// a 0700 folder of the runner user, and the big libraries only some commands need (the AWS SDK,
+// ssh2, winston, yaml) are embedded gzip+base64 in a trailing comment (V8 skips a comment far
+// faster than it scans megabytes of string literals) and compiled on first require() only.
+// Measured numbers are in docs/benchmarks.md.
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
+import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
 
-const result = await build({
-  entryPoints: ['src/main.ts'],
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  minify: false,
-  sourcemap: false,
-  legalComments: 'none',
-  external: ['cpu-features', '*.node'],
-  logLevel: 'warning',
-  write: false
-})
-const bundle = result.outputFiles[0].text
-const key = createHash('sha256').update(bundle).digest('hex').slice(0, 16)
+const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml']
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: false, sourcemap: false, legalComments: 'none', logLevel: 'warning', write: false }
+
+async function bundle(opts) {
+  const r = await build({ ...common, ...opts })
+  return r.outputFiles[0].text
+}
+
+const core = await bundle({ entryPoints: ['src/main.ts'], external: ['cpu-features', '*.node', ...CHUNKS] })
+const chunks = {}
+for (const name of CHUNKS) {
+  chunks[name] = await bundle({
+    stdin: { contents: `module.exports = require(${JSON.stringify(name)})`, resolveDir: process.cwd(), loader: 'js' },
+    external: ['cpu-features', '*.node']
+  })
+}
+const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
 const loader = `#!/usr/bin/env node
 'use strict';
-// remote-container-hooks ${key}: loader with a V8 code cache around the bundle below.
-const BUNDLE = ${JSON.stringify(bundle)};
+// remote-container-hooks ${key}: a loader with a V8 code cache around the bundle and its lazy chunks.
+const CORE = ${JSON.stringify(core)};
 (function load() {
   const fs = require('fs'), os = require('os'), path = require('path'), vm = require('vm'), Module = require('module');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   const dir = path.join(os.tmpdir(), 'rch-' + uid);
-  const file = path.join(dir, 'code-${key}.bin');
-  let cached, usable = false;
+  let usable = false;
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = fs.lstatSync(dir);
     // Only a folder we own and nobody else can write may hold code we run.
     usable = st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0;
-    if (usable) cached = fs.readFileSync(file);
   } catch (e) { /* no cache: compile normally */ }
-  const script = new vm.Script(Module.wrap(BUNDLE), { filename: __filename, cachedData: cached });
-  if (usable && (!cached || script.cachedDataRejected)) {
-    process.once('exit', () => {
-      try {
-        const tmp = file + '.' + process.pid;
-        fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
-        fs.renameSync(tmp, file);
-      } catch (e) { /* best effort */ }
-    });
+  const loaded = {};
+  function compile(name, source, req) {
+    const file = path.join(dir, 'code-${key}-' + name.replace(/[^a-z0-9]+/gi, '_') + '.bin');
+    let cached;
+    if (usable) { try { cached = fs.readFileSync(file); } catch (e) { /* first run */ } }
+    const script = new vm.Script(Module.wrap(source), { filename: __filename + '#' + name, cachedData: cached });
+    if (usable && (!cached || script.cachedDataRejected)) {
+      process.once('exit', () => {
+        try {
+          const tmp = file + '.' + process.pid;
+          fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+          fs.renameSync(tmp, file);
+        } catch (e) { /* best effort */ }
+      });
+    }
+    const m = { exports: {} };
+    script.runInThisContext().call(m.exports, m.exports, req, m, __filename, __dirname);
+    return m.exports;
   }
-  script.runInThisContext().call(module.exports, module.exports, require, module, __filename, __dirname);
+  let table = null;
+  function chunk(id) {
+    if (!table) {
+      table = {};
+      const text = fs.readFileSync(__filename, 'latin1');
+      const start = text.lastIndexOf('/*RCH-CHUNKS\\n');
+      for (const line of text.slice(start + 13, text.lastIndexOf('\\nRCH-CHUNKS*/')).split('\\n')) {
+        const at = line.indexOf(' ');
+        table[line.slice(0, at)] = line.slice(at + 1);
+      }
+    }
+    const b64 = table[id];
+    return b64 === undefined ? undefined : require('zlib').gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
+  }
+  function lazyRequire(id) {
+    if (id in loaded) return loaded[id];
+    if (${JSON.stringify(CHUNKS)}.includes(id)) return (loaded[id] = compile(id, chunk(id), require));
+    return require(id);
+  }
+  lazyRequire.resolve = require.resolve;
+  lazyRequire.cache = require.cache;
+  compile('core', CORE, lazyRequire);
 })();
+/*RCH-CHUNKS
+${Object.entries(chunks).map(([n, c]) => `${n} ${gzipSync(c, { level: 9 }).toString('base64')}`).join('\n')}
+RCH-CHUNKS*/
 `
 mkdirSync('dist', { recursive: true })
 writeFileSync('dist/index.js', loader, { mode: 0o755 })
-console.log(`dist/index.js ${(loader.length / 1024).toFixed(0)} KiB (bundle ${key})`)
+const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)
+console.log(`dist/index.js ${kib(loader)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; ${key})`)

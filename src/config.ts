@@ -28,12 +28,45 @@ const StaticProviderSchema = z
   })
   .strict()
 
+const Ec2ProviderSchema = z
+  .object({
+    kind: z.literal('ec2'),
+    region: z.string().min(1),
+    /** Any EC2-compatible endpoint (tests use moto on loopback). */
+    endpoint: z.string().url().optional(),
+    launchTemplate: z
+      .object({ name: z.string().min(1).optional(), id: z.string().min(1).optional(), version: z.string().default('$Latest') })
+      .strict()
+      .refine((t) => !!t.name !== !!t.id, 'give exactly one of name or id')
+      .optional(),
+    imageId: z.string().min(1).optional(),
+    /** Tried in order when a type has no capacity. */
+    instanceTypes: z.array(z.string().min(1)).default([]),
+    /** Tried across AZs when a subnet has no capacity. */
+    subnetIds: z.array(z.string().min(1)).default([]),
+    securityGroupIds: z.array(z.string().min(1)).default([]),
+    market: z.enum(['on-demand', 'spot', 'spot-with-on-demand-fallback']).default('on-demand'),
+    user: z.string().min(1).default('ec2-user'),
+    sshPort: z.number().int().min(1).max(65535).default(22),
+    connect: z
+      .object({ address: z.string().regex(/^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/, 'must be private-ip, public-ip, public-dns or tag:<TagName>').default('private-ip') })
+      .strict()
+      .default({}),
+    /** The VM shuts itself down (and so terminates) after this, whatever happens to the runner. */
+    maxLifetimeMinutes: z.number().int().min(5).max(7 * 24 * 60).default(360),
+    rootVolume: z.object({ sizeGiB: z.number().int().min(8).max(16384).optional(), type: z.string().default('gp3') }).strict().default({}),
+    tags: z.record(z.string().max(256)).default({}),
+    /** One overall deadline for launch → running → SSH ready. */
+    acquireTimeoutSeconds: z.number().int().min(10).max(3600).default(600)
+  })
+  .strict()
+
 export const ConfigSchema = z
   .object({
-    provider: z.discriminatedUnion('kind', [StaticProviderSchema], {
+    provider: z.discriminatedUnion('kind', [StaticProviderSchema, Ec2ProviderSchema], {
       errorMap: (issue, ctx) =>
         issue.code === 'invalid_union_discriminator'
-          ? { message: `kind must be one of: static (got ${JSON.stringify((ctx.data as { kind?: unknown })?.kind)})` }
+          ? { message: `kind must be one of: static, ec2 (got ${JSON.stringify((ctx.data as { kind?: unknown })?.kind)})` }
           : { message: ctx.defaultError }
     }),
     remote: z
@@ -83,6 +116,8 @@ export const ConfigSchema = z
 
 export type Config = z.infer<typeof ConfigSchema>
 export type HostConfig = z.infer<typeof HostSchema>
+export type StaticConfig = z.infer<typeof StaticProviderSchema>
+export type Ec2Config = z.infer<typeof Ec2ProviderSchema>
 
 export interface ConfigIo {
   readFile(path: string): string
@@ -110,7 +145,12 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
   if (!parsed.success) throw new ConfigError(describeIssues(parsed.error))
   const cfg = parsed.data
   const issues: string[] = []
-  cfg.provider.hosts.forEach((h, i) => {
+  const p = cfg.provider
+  if (p.kind === 'ec2') {
+    if (!p.launchTemplate && !p.imageId) issues.push('provider.imageId: imageId or launchTemplate is required')
+    if (!p.launchTemplate && p.instanceTypes.length === 0) issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
+  }
+  if (p.kind === 'static') p.hosts.forEach((h, i) => {
     for (const key of ['identityFile', 'knownHostsFile'] as const) {
       const why = io.canRead(h[key])
       if (why) issues.push(`provider.hosts.${i}.${key}: cannot read ${h[key]} (${why})`)

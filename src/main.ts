@@ -168,6 +168,14 @@ async function rsh(args: string[]): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  // The AWS SDK warns about Node 20 on every load; the runner's node is not ours to choose and the
+  // step log is no place for it.
+  const emit = process.emitWarning.bind(process)
+  process.emitWarning = ((w: string | Error, ...rest: unknown[]) => {
+    const name = typeof w === 'string' ? (typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string })?.type) : w.name
+    if (name === 'NodeVersionSupportWarning' || String(typeof w === 'string' ? w : w.message).startsWith('NodeVersionSupportWarning')) return
+    ;(emit as (...a: unknown[]) => void)(w, ...rest)
+  }) as typeof process.emitWarning
   const mode = process.argv[2]
   let code: number
   if (mode === '__agent') code = await agent(process.argv[3])

@@ -14,6 +14,8 @@ export interface RunnerEnv {
   debug: boolean
   /** The variables a child helper process (the agent) must keep, e.g. RUNNER_TRACKING_ID. */
   inherit: Record<string, string>
+  /** What the job is, for ownership tags on cloud resources. */
+  github: { repository?: string; workflow?: string; runId?: string; runAttempt?: string; job?: string }
 }
 
 export function readRunnerEnv(env: Record<string, string | undefined>, cwd: string): RunnerEnv {
@@ -29,6 +31,7 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
     workspace: env.GITHUB_WORKSPACE || cwd,
     trackingId: env.RUNNER_TRACKING_ID,
     debug: env.RUNNER_DEBUG === '1',
-    inherit
+    inherit,
+    github: { repository: env.GITHUB_REPOSITORY, workflow: env.GITHUB_WORKFLOW, runId: env.GITHUB_RUN_ID, runAttempt: env.GITHUB_RUN_ATTEMPT, job: env.GITHUB_JOB }
   }
 }

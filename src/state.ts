@@ -14,7 +14,8 @@ export const StateSchema = z.object({
     port: z.number().int(),
     user: z.string(),
     identityFile: z.string(),
-    knownHostsFile: z.string()
+    knownHostsFile: z.string(),
+    instanceId: z.string().optional()
   }),
   /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
   jobRoot: z.string(),

@@ -8,12 +8,18 @@
 # pip; skipped when the venv already has exactly that version), then runs
 # `moto_server -H 127.0.0.1 -p 5005` in the background:
 #   .testenv/moto/moto.log     server log        .testenv/moto/moto.pid   its pid
-#   .testenv/moto/env          MOTO_ENDPOINT=http://127.0.0.1:5005 MOTO_PORT MOTO_VERSION MOTO_PID
+#   .testenv/moto/env          MOTO_ENDPOINT=http://127.0.0.1:5005 MOTO_PORT MOTO_VERSION
+#                              MOTO_VALIDATE MOTO_PID
 #   .testenv/moto/freeze.txt   `pip freeze` of the venv (what was actually installed)
 # moto keeps all state in memory: `POST /moto-api/reset` clears it (test/helpers/ec2-env.ts
 # resetMoto()). moto starts no machines and the IPs it invents for instances are not on
 # this machine: never connect to them.
-# Env: RCH_MOTO_PORT (default 5005), RCH_PYTHON (default python3).
+# moto is made stricter than its defaults, closer to EC2 (RCH_MOTO_VALIDATE=0 turns it off):
+#   MOTO_ENABLE_AMI_VALIDATION=1                 RunInstances with an unknown AMI ->
+#                                                InvalidAMIID.NotFound (default: accepted)
+#   MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION=1   unknown instance type -> InvalidInstanceType
+#                                                (default: accepted)
+# Env: RCH_MOTO_PORT (default 5005), RCH_PYTHON (default python3), RCH_MOTO_VALIDATE (1).
 # Does not need root (only loopback and files under .testenv).
 set -euo pipefail
 # shellcheck source=scripts/testenv/lib.sh
@@ -25,6 +31,7 @@ MOTO_VERSION=5.2.5
 MOTO_SPEC="moto[server]==$MOTO_VERSION"
 MOTO_PORT="${RCH_MOTO_PORT:-5005}"
 PYTHON="${RCH_PYTHON:-python3}"
+VALIDATE="${RCH_MOTO_VALIDATE:-1}"
 VENV="$TESTENV_DIR/moto-venv"
 D="$TESTENV_DIR/moto"
 STAMP="$VENV/.rch-installed"   # holds MOTO_SPEC once pip succeeded
@@ -77,7 +84,8 @@ start_moto() {
   if [ -f "$D/moto.pid" ]; then
     pid="$(cat "$D/moto.pid")"
     if pid_is "$pid" "$VENV/bin/moto_server"; then
-      if pid_is "$pid" "-p $MOTO_PORT" && venv_ok && moto_up && [ -s "$D/env" ]; then
+      if pid_is "$pid" "-p $MOTO_PORT" && venv_ok && moto_up &&
+        grep -qx "MOTO_VALIDATE=$VALIDATE" "$D/env" 2>/dev/null; then
         log "moto: already running (pid $pid, http://127.0.0.1:$MOTO_PORT)"
         return 0
       fi
@@ -90,8 +98,15 @@ start_moto() {
 
   ensure_venv
 
-  printf '\n=== %s start on port %s\n' "$(date -Is)" "$MOTO_PORT" >>"$D/moto.log"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >>"$D/moto.log" 2>&1 </dev/null &
+  local moto_env=()
+  # moto reads these as bool(os.environ.get(...)): any non-empty value means on, so
+  # "off" has to be "unset"
+  if [ "$VALIDATE" = 1 ]; then
+    moto_env=(MOTO_ENABLE_AMI_VALIDATION=1 MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION=1)
+  fi
+  printf '\n=== %s start on port %s (validation %s)\n' "$(date -Is)" "$MOTO_PORT" "$VALIDATE" >>"$D/moto.log"
+  env -u MOTO_ENABLE_AMI_VALIDATION -u MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION "${moto_env[@]}" \
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >>"$D/moto.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$D/moto.pid"
   for ((i = 0; i < 300; i++)); do
@@ -114,6 +129,7 @@ start_moto() {
     "MOTO_ENDPOINT=http://127.0.0.1:$MOTO_PORT" \
     "MOTO_PORT=$MOTO_PORT" \
     "MOTO_VERSION=$MOTO_VERSION" \
+    "MOTO_VALIDATE=$VALIDATE" \
     "MOTO_PID=$pid"
   log "moto: $MOTO_SPEC pid $pid on http://127.0.0.1:$MOTO_PORT ($(elapsed "$t0") s)"
 }

@@ -48,20 +48,27 @@ async function signalExec(remote: Remote, engine: Engine, container: string, hos
   await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true })
 }
 
-export async function execStep(
-  remote: Remote,
-  engine: Engine,
-  spec: ExecSpec,
-  out: Output,
-  signal: AbortSignal,
-  graceMs: number
-): Promise<{ exitCode: number; cancelled: boolean }> {
+/** Creates the exec without starting it, so it can overlap with the sync before the step. */
+export async function createExec(engine: Engine, spec: ExecSpec): Promise<string> {
   const { data } = await engine.call<{ Id: string }>(
     'POST',
     `/containers/${spec.container}/exec`,
     { AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false, Cmd: spec.cmd, Env: envList(spec.env), WorkingDir: spec.workdir },
     'exec create'
   )
+  return data.Id
+}
+
+export async function execStep(
+  remote: Remote,
+  engine: Engine,
+  spec: ExecSpec,
+  out: Output,
+  signal: AbortSignal,
+  graceMs: number,
+  created?: Promise<string>
+): Promise<{ exitCode: number; cancelled: boolean }> {
+  const data = { Id: await (created ?? createExec(engine, spec)) }
   const { ended } = await engine.hijack(`/exec/${data.Id}/start`, { Detach: false, Tty: false }, out)
   let cancelled = false
   const onAbort = async (): Promise<void> => {

@@ -9,7 +9,8 @@ import type { ContainerArgs, Mount, PrepareJobArgs, PrepareJobResponse, ServiceC
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
-import { StaticHostProvider } from '../providers/static-host'
+import { providerFor } from '../providers/provider'
+import { removeJobFolder } from '../docker/job-folder'
 import { bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
 import { relToWork, remotePath, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
@@ -90,14 +91,20 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   for (const p of [...(job ? [job] : []), ...services]) mounts.set(p, mountsOf(p, layout, named))
 
   const localDir = jobLocalDir(ctx, jobId)
-  const provider = new StaticHostProvider(config.provider, workRoot)
+  const provider = await providerFor(config)
   const undo: { what: string; fn: () => Promise<unknown> }[] = []
   let remote: Remote | null = null
   try {
     const t0 = Date.now()
-    const acquired = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir), async (c, rm) => {
-      rm.close()
-      await stopAgent(localDir, c)
+    const acquired = await provider.acquire(ctx, {
+      jobId,
+      owner,
+      localDir,
+      open: (c) => openJobRemote(ctx, c, localDir),
+      discard: async (c, rm) => {
+        rm.close()
+        await stopAgent(localDir, c)
+      }
     })
     remote = acquired.remote
     const lease = acquired.lease
@@ -217,7 +224,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       v: 1,
       jobId,
       owner,
-      host: { index: lease.index, slot: lease.slot, ...lease.connect },
+      host: { index: lease.index, slot: lease.slot, ...lease.connect, ...(lease.instanceId ? { instanceId: lease.instanceId } : {}) },
       jobRoot,
       hostWork,
       externals: hostExternals && layout.remoteExternals ? { host: hostExternals, remote: layout.remoteExternals } : null,
@@ -287,16 +294,4 @@ async function waitHealthy(ctx: HookContext, remote: Remote, engine: Engine, con
     }
     await sleep(Math.min(2000, 100 * 2 ** round), ctx.signal)
   }
-}
-
-/**
- * Removes the remote job folder. Containers ran as root and may have left root-owned files the SSH
- * user cannot delete; then a short-lived root container does it.
- */
-export async function removeJobFolder(remote: Remote, jobRoot: string, image: string | null): Promise<void> {
-  const q = shq(jobRoot)
-  const helper = image
-    ? `docker run --rm --user 0 -v ${q}:/x --entrypoint rm ${shq(image)} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
-    : `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); [ -n "$img" ] && docker run --rm --user 0 -v ${q}:/x --entrypoint rm "$img" -rf /x/w >/dev/null 2>&1; rm -rf ${q}`
-  await check(remote, `[ ! -e ${q} ] || rm -rf ${q} 2>/dev/null || sudo -n rm -rf ${q} 2>/dev/null || { ${helper}; }`, { label: 'remove the job folder' })
 }

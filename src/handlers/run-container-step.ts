@@ -17,11 +17,11 @@ import { layoutOf, outputTo, PUSH_ROOTS, syncTarget, SYNC_EXCLUDES } from '../jo
 import { rejoinArgs } from '../shlex'
 import { relToWork, remotePath } from '../paths'
 import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
-import { StaticHostProvider } from '../providers/static-host'
+import { providerFor } from '../providers/provider'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rsyncUp } from '../sync/rsync'
-import { removeJobFolder } from './prepare-job'
+import { removeJobFolder } from '../docker/job-folder'
 import { walkLocal } from '../sync/tree'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
@@ -87,10 +87,16 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const jobId = newJobId()
   const owner = ownerId(runner.runnerName)
   const localDir = jobLocalDir(ctx, jobId)
-  const provider = new StaticHostProvider(config.provider, config.remote.workRoot)
-  const { lease, remote } = await provider.acquire(ctx, jobId, (c) => openJobRemote(ctx, c, localDir), async (c, rm) => {
-    rm.close()
-    await stopAgent(localDir, c)
+  const provider = await providerFor(config)
+  const { lease, remote } = await provider.acquire(ctx, {
+    jobId,
+    owner,
+    localDir,
+    open: (c) => openJobRemote(ctx, c, localDir),
+    discard: async (c, rm) => {
+      rm.close()
+      await stopAgent(localDir, c)
+    }
   })
   const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
   const hostWork = runner.workDir
@@ -99,7 +105,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     v: 1,
     jobId,
     owner,
-    host: { index: lease.index, slot: lease.slot, ...lease.connect },
+    host: { index: lease.index, slot: lease.slot, ...lease.connect, ...(lease.instanceId ? { instanceId: lease.instanceId } : {}) },
     jobRoot,
     hostWork,
     externals: null,
@@ -119,7 +125,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     }
     return await runIn(args, state, remote, ctx, PUSH_ROOTS)
   } finally {
-    await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
+    if (!provider.releaseDestroys) await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
     await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
     remote.close()
     await stopAgent(localDir, lease.connect)

@@ -6,7 +6,7 @@ import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
 import { openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
-import { execStep } from '../docker/steps'
+import { createExec, execStep } from '../docker/steps'
 import { pull, push } from '../sync/sync'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
@@ -21,19 +21,16 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   const tConnect = Date.now()
   try {
     const target = syncTarget(ctx, state, remote)
-    const up = await push(target, PUSH_ROOTS)
-    if (up.bytes > 1048576) ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
     const env = { ...args.environmentVariables }
     env.PATH = [...args.prependPath, state.container.path].filter(Boolean).join(':')
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
-    const res = await execStep(
-      remote,
-      engine,
-      { container: state.container.id, cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)], env, workdir: args.workingDirectory },
-      outputTo(ctx.stdout, ctx.stderr),
-      ctx.signal,
-      ctx.config.timeouts.cancelGraceSeconds * 1000
-    )
+    const spec = { container: state.container.id, cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)], env, workdir: args.workingDirectory }
+    // The exec is created while the files go up; it starts only once they are there.
+    const created = createExec(engine, spec)
+    created.catch(() => undefined)
+    const up = await push(target, PUSH_ROOTS)
+    if (up.bytes > 1048576) ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
+    const res = await execStep(remote, engine, spec, outputTo(ctx.stdout, ctx.stderr), ctx.signal, ctx.config.timeouts.cancelGraceSeconds * 1000, created)
     if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
     const tExec = Date.now()
     const down = await pull(target, state.pullRoots)

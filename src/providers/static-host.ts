@@ -3,14 +3,16 @@
 import { hostname } from 'node:os'
 import type { HookContext } from '../context'
 import { HookError, TransportError } from '../errors'
-import { ownerId } from '../labels'
+import { LABEL_OWNER, ownerId } from '../labels'
+import { directRemote } from '../session'
+import { removeLabelled } from '../docker/cli'
+import { removeJobFolder } from '../docker/job-folder'
 import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { sleep } from '../retry'
-import type { Acquired, Lease, VmProvider } from './provider'
-import type { Config } from '../config'
+import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
+import type { StaticConfig } from '../config'
 
-type StaticConfig = Extract<Config['provider'], { kind: 'static' }>
 
 export function leaseDir(workRoot: string, slot: number): string {
   return `${workRoot}/leases/slot-${slot}`
@@ -30,7 +32,10 @@ export class StaticHostProvider implements VmProvider {
     return out
   }
 
-  async acquire(ctx: HookContext, jobId: string, open: (c: ConnectInfo) => Promise<Remote>, discard: (c: ConnectInfo, r: Remote) => Promise<void>): Promise<Acquired> {
+  readonly releaseDestroys = false
+
+  async acquire(ctx: HookContext, a: AcquireContext): Promise<Acquired> {
+    const { jobId, open, discard } = a
     const owner = ownerId(ctx.runner.runnerName)
     const deadline = Date.now() + this.cfg.acquireTimeoutSeconds * 1000
     const byHost = new Map<number, Lease[]>()
@@ -91,7 +96,8 @@ export class StaticHostProvider implements VmProvider {
     throw new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)
   }
 
-  async release(_ctx: HookContext, remote: Remote, lease: Lease, jobId: string): Promise<void> {
+  async release(_ctx: HookContext, remote: Remote | null, lease: Lease, jobId: string): Promise<void> {
+    if (!remote) throw new HookError('releasing a static host slot needs a connection to the host')
     const dir = leaseDir(this.workRoot, lease.slot)
     // Only our own lease: a stale state must not free a slot another job holds now.
     await check(remote, `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || rm -rf ${shq(dir)}`, { label: 'release the host slot' })
@@ -104,5 +110,32 @@ export class StaticHostProvider implements VmProvider {
       `for d in ${shq(this.workRoot)}/leases/slot-*; do [ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" = ${shq(owner)} ] && rm -rf "$d"; done; true`,
       { label: 'release this runner\'s host slots' }
     )
+  }
+
+  async cleanupOrphans(ctx: HookContext, owner: string): Promise<string> {
+    const seen = new Set<string>()
+    const failures: string[] = []
+    const done: string[] = []
+    for (const c of this.candidates()) {
+      const key = `${c.connect.host}:${c.connect.port}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      try {
+        const remote = await directRemote(ctx, c.connect)
+        try {
+          const removed = await removeLabelled(remote, LABEL_OWNER, owner)
+          const dirs = (await check(remote, `ls -d ${shq(this.workRoot)}/jobs/${owner}-* 2>/dev/null || true`, { collect: true })).stdout.toString().split('\n').filter(Boolean)
+          for (const d of dirs) await removeJobFolder(remote, d, null)
+          await this.releaseOwned(remote, owner)
+          done.push(`${key}: ${removed}, ${dirs.length} job folders`)
+        } finally {
+          remote.close()
+        }
+      } catch (e) {
+        failures.push(`${key}: ${(e as Error).message}`)
+      }
+    }
+    if (failures.length) throw new TransportError(`cleanup_job could not reach every host: ${failures.join('; ')}`)
+    return done.join('; ')
   }
 }

@@ -62,6 +62,15 @@ function waitChild(child: ReturnType<typeof spawn>, what: string): Promise<void>
   })
 }
 
+/**
+ * What the remote has for the paths just sent: those paths alone when they are few (a step usually
+ * sends a handful of files; listing all of _actions every step would cost more than the copy).
+ */
+function listSent(sent: string[], roots: readonly string[], excludes: readonly string[]): string {
+  if (sent.length === 0 || sent.length > 256) return remoteFindScript(roots, excludes, shq)
+  return `find ${sent.map((p) => shq(p)).join(' ')} -maxdepth 0 -printf ${shq('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')} 2>/dev/null; true`
+}
+
 /** Pushes local changes under `roots` to the remote. */
 export async function push(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
@@ -76,7 +85,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const cmd =
     `cd ${shq(t.remoteWork)} && IFS= read -r n && ` +
     `{ [ "$n" = 0 ] || dd ibs=1 count="$n" 2>/dev/null | xargs -0 -r rm -rf --; } && ` +
-    `tar -x -f - && { ${remoteFindScript(roots, t.excludes, shq)}; }`
+    `tar -x -f - && { ${listSent(send, roots, t.excludes)}; }`
   const ch = await t.remote.openExec(cmd)
   const out: Buffer[] = []
   let errTail = ''

@@ -88,7 +88,7 @@ describe('loadConfig: valid files', () => {
       }
     )
     const cfg = load(text, '/etc/rch/config.json')
-    expect(cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci$' })
+    expect(cfg.provider.kind === 'static' && cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci$' })
     expect(cfg.images.pullPolicy).toBe('always')
     expect(cfg.sync).toEqual({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
     expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0 })

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# A loopback sshd that stands in for a booting EC2 instance, for the EC2 provider tests.
+#
+#   bash scripts/testenv/instance-sshd.sh start NAME PORT AUTHORIZED_PUBKEY_FILE HOSTKEY_PRIVATE_FILE
+#   bash scripts/testenv/instance-sshd.sh stop NAME
+#
+# Like scripts/testenv/vm.sh (user rchvm in group docker, 127.0.0.1 only, the machine's
+# dockerd), but it generates no keys: it serves the GIVEN host private key (e.g. ed25519,
+# OpenSSH format) and authorizes the GIVEN public key, as a real instance does with the
+# keys it got through its user data. A test reads them back from moto
+# (DescribeInstanceAttribute userData), starts this, and connects with strict host-key
+# checking against the host key it generated itself.
+#
+# NAME: [a-z0-9][a-z0-9-]* (an instance id fits). Idempotent: start with the same port and
+# the same keys while running is a no-op; other keys or another port restart it.
+# State, 0700, in .testenv/inst-NAME/:
+#   ssh_host_key (+ .pub)  copy of the given host key    authorized_key   copy of the given key
+#   known_hosts            "[127.0.0.1]:PORT <host key>"  (for humans; tests should pin their own)
+#   sshd_config sshd.pid sshd.log
+#   env                    INST_NAME INST_HOST INST_PORT INST_USER INST_KNOWN_HOSTS
+#                          INST_WORKROOT INST_HOSTKEY_FINGERPRINT INST_PID
+# The remote work root /var/tmp/rch-inst-NAME/work (owned by rchvm) is emptied at each fresh
+# start and removed by stop (a terminated instance's disk is gone). The authorized key is
+# installed as ~rchvm/.ssh/authorized_keys.rch-inst-NAME (sshd reads it as rchvm) and
+# removed by stop. stop also removes .testenv/inst-NAME (RCH_KEEP_INST_STATE=1 keeps it,
+# e.g. for sshd.log). Needs root.
+set -euo pipefail
+# shellcheck source=scripts/testenv/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+INST_USER=rchvm
+
+usage() {
+  echo "usage: $0 start NAME PORT AUTHORIZED_PUBKEY_FILE HOSTKEY_PRIVATE_FILE | stop NAME" >&2
+  exit 2
+}
+
+check_name() { [[ "${1:-}" =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "bad instance name '${1:-}' (use [a-z0-9-])"; }
+
+# Same user as vm.sh (kept in step with vm.sh's ensure_user). Serialized with flock:
+# several tests may start instances at the same time.
+ensure_user() {
+  local home
+  exec 9>"$TESTENV_DIR/.rchvm-user.lock"
+  flock 9
+  getent group docker >/dev/null || groupadd --system docker
+  if ! id "$INST_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/bash --groups docker "$INST_USER"
+    log "created user $INST_USER"
+  fi
+  home="$(getent passwd "$INST_USER" | cut -d: -f6)"
+  id -nG "$INST_USER" | tr ' ' '\n' | grep -qx docker || usermod -aG docker "$INST_USER"
+  [ "$(getent passwd "$INST_USER" | cut -d: -f7)" = /bin/bash ] || usermod -s /bin/bash "$INST_USER"
+  # '*' instead of '!': with UsePAM no, sshd refuses a '!'-locked account even for keys
+  [ "$(getent shadow "$INST_USER" | cut -d: -f2)" = '*' ] || usermod -p '*' "$INST_USER"
+  [ -d "$home" ] || install -d -m 755 -o "$INST_USER" -g "$INST_USER" "$home"
+  chmod go-w "$home"   # StrictModes
+  install -d -m 700 -o "$INST_USER" -g "$INST_USER" "$home/.ssh"
+  # Debian's bash sources ~/.bashrc for every command sshd runs: keep it empty
+  if [ -s "$home/.bashrc" ] || [ ! -e "$home/.bashrc" ]; then
+    printf '# rch-test VM user: intentionally empty (sourced for every ssh command)\n' >"$home/.bashrc"
+    chown "$INST_USER:" "$home/.bashrc"
+  fi
+  flock -u 9
+  exec 9>&-
+  INST_HOME="$home"
+}
+
+# descendants PID -> all live descendants of PID, parents before children
+descendants() {
+  ps -e -o pid=,ppid= 2>/dev/null | awk -v root="$1" '
+    { parent[$1] = $2; order[NR] = $1 }
+    END {
+      want[root] = 1
+      do {
+        changed = 0
+        for (i = 1; i <= NR; i++) {
+          p = order[i]
+          if (!(p in want) && (parent[p] in want)) { want[p] = 1; changed = 1; out = out " " p }
+        }
+      } while (changed)
+      print out
+    }'
+}
+
+# stop_listener NAME -> stops our sshd for NAME and the sessions it spawned
+stop_listener() {
+  local name="$1" d="$TESTENV_DIR/inst-$1" pid tree k n=0
+  [ -f "$d/sshd.pid" ] || return 0
+  pid="$(cat "$d/sshd.pid")"
+  tree=""
+  # sessions outlive the listener: collect our sshd's descendants before it dies
+  pid_is "$pid" "$d/sshd_config" && tree="$(descendants "$pid")"
+  stop_pid "$pid" "$d/sshd_config" "instance $name sshd"
+  for k in $tree; do
+    if [ -n "$(pid_state "$k")" ] && [ "$(pid_state "$k")" != Z ]; then
+      kill -TERM "$k" 2>/dev/null && n=$((n + 1))
+    fi
+  done
+  [ "$n" -gt 0 ] && log "instance $name: ended $n leftover session process(es)"
+  rm -f "$d/sshd.pid" "$d/env"
+}
+
+start_inst() {
+  local name="$1" port="$2" pubfile="$3" hostkey="$4"
+  check_name "$name"
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+    die "bad port '$port'"
+  fi
+  require_root "instance-sshd.sh start"
+  [ -r "$pubfile" ] || die "instance $name: authorized public key file '$pubfile' not readable"
+  [ -r "$hostkey" ] || die "instance $name: host private key file '$hostkey' not readable"
+  local d="$TESTENV_DIR/inst-$name" remote="/var/tmp/rch-inst-$name" t0 pid i
+  local work="$remote/work" hostpub authline keytype fp scanned
+  t0="$(now_s)"
+  mkdir -p "$TESTENV_DIR"
+  install -d -m 700 "$d"
+
+  # validate the inputs before touching anything
+  hostpub="$(ssh-keygen -y -f "$hostkey" 2>/dev/null)" ||
+    die "instance $name: $hostkey is not an unencrypted OpenSSH private key"
+  authline="$(grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$pubfile" | head -n 1)"
+  [ -n "$authline" ] || die "instance $name: $pubfile holds no public key"
+  ssh-keygen -l -f /dev/stdin <<<"$authline" >/dev/null 2>&1 ||
+    die "instance $name: $pubfile is not an OpenSSH public key"
+  keytype="${hostpub%% *}"
+  fp="$(ssh-keygen -l -E sha256 -f /dev/stdin <<<"$hostpub" | cut -d' ' -f2)"
+
+  if [ -f "$d/sshd.pid" ]; then
+    pid="$(cat "$d/sshd.pid")"
+    if pid_is "$pid" "$d/sshd_config"; then
+      if port_open "$port" && grep -qx "Port $port" "$d/sshd_config" && [ -s "$d/env" ] &&
+        cmp -s "$hostkey" "$d/ssh_host_key" && [ "$(cat "$d/authorized_key" 2>/dev/null)" = "$authline" ]; then
+        log "instance $name: already running (pid $pid, port $port)"
+        return 0
+      fi
+      log "instance $name: pid $pid runs with another port or other keys; restarting"
+    fi
+    stop_listener "$name"
+  fi
+  port_open "$port" && die "instance $name: port 127.0.0.1:$port is already in use by another process"
+
+  ensure_user
+  mkdir -p /run/sshd   # else sshd: "Missing privilege separation directory: /run/sshd"
+  chmod 755 /run/sshd
+
+  # copies: the caller's temp dir may go away while sshd runs; sshd wants 0600 host keys
+  install -m 600 "$hostkey" "$d/ssh_host_key"
+  printf '%s\n' "$hostpub" >"$d/ssh_host_key.pub"
+  printf '%s\n' "$authline" >"$d/authorized_key"
+  chmod 600 "$d/authorized_key"
+  local ak="$INST_HOME/.ssh/authorized_keys.rch-inst-$name"
+  install -m 600 -o "$INST_USER" -g "$INST_USER" "$d/authorized_key" "$ak"
+
+  # fresh, empty remote work root (root-owned job containers leave files rchvm cannot delete)
+  rm -rf "$remote"
+  install -d -m 755 "$remote"
+  install -d -m 755 -o "$INST_USER" -g "$INST_USER" "$work"
+
+  cat >"$d/sshd_config" <<EOF
+# generated by scripts/testenv/instance-sshd.sh: stand-in for EC2 instance $name
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/ssh_host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $ak
+AllowUsers $INST_USER
+PermitRootLogin no
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes yes
+MaxStartups 200:30:400
+MaxSessions 128
+AllowStreamLocalForwarding yes
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+Subsystem sftp /usr/lib/openssh/sftp-server
+LogLevel VERBOSE
+EOF
+  chmod 600 "$d/sshd_config"
+  /usr/sbin/sshd -t -f "$d/sshd_config" || die "instance $name: sshd -t rejected $d/sshd_config"
+
+  printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 <<<"$hostpub")" >"$d/known_hosts"
+  chmod 600 "$d/known_hosts"
+
+  # sshd needs its absolute path ("sshd re-exec requires execution with an absolute path")
+  printf '\n=== %s start on port %s, host key %s\n' "$(date -Is)" "$port" "$fp" >>"$d/sshd.log"
+  /usr/sbin/sshd -D -e -f "$d/sshd_config" >>"$d/sshd.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$d/sshd.pid"   # sshd rewrites the same pid via PidFile
+  for ((i = 0; i < 100; i++)); do
+    port_open "$port" && break
+    if ! pid_running "$pid"; then
+      tail -n 20 "$d/sshd.log" >&2
+      rm -f "$d/sshd.pid"
+      die "instance $name: sshd exited at startup, see $d/sshd.log"
+    fi
+    sleep 0.1
+  done
+  if ! port_open "$port"; then
+    stop_listener "$name"
+    die "instance $name: sshd did not listen on 127.0.0.1:$port within 10 s"
+  fi
+
+  # it must serve exactly the given host key (we hold no client key to log in with)
+  local scantype
+  case "$keytype" in
+    ssh-ed25519) scantype=ed25519 ;;
+    ssh-rsa) scantype=rsa ;;
+    ecdsa-*) scantype=ecdsa ;;
+    *) scantype=rsa,ecdsa,ed25519 ;;
+  esac
+  scanned="$(ssh-keyscan -T 5 -t "$scantype" -p "$port" 127.0.0.1 2>/dev/null | awk '!/^#/ { print $2 " " $3; exit }')"
+  if [ "$scanned" != "$(cut -d' ' -f1,2 <<<"$hostpub")" ]; then
+    tail -n 20 "$d/sshd.log" >&2
+    stop_listener "$name"
+    die "instance $name: sshd on port $port does not serve the given host key (got '${scanned:-nothing}')"
+  fi
+
+  write_env "$d/env" \
+    "INST_NAME=$name" \
+    "INST_HOST=127.0.0.1" \
+    "INST_PORT=$port" \
+    "INST_USER=$INST_USER" \
+    "INST_KNOWN_HOSTS=$d/known_hosts" \
+    "INST_WORKROOT=$work" \
+    "INST_HOSTKEY_FINGERPRINT=$fp" \
+    "INST_PID=$pid"
+  log "instance $name: sshd pid $pid on 127.0.0.1:$port, user $INST_USER, host key $fp ($(elapsed "$t0") s)"
+}
+
+stop_inst() {
+  local name="$1"
+  check_name "$name"
+  require_root "instance-sshd.sh stop"
+  local d="$TESTENV_DIR/inst-$name" home
+  if [ -f "$d/sshd.pid" ]; then
+    stop_listener "$name"
+  else
+    log "instance $name: not running (no $d/sshd.pid)"
+  fi
+  home="$(getent passwd "$INST_USER" | cut -d: -f6)" || true
+  [ -n "$home" ] && rm -f "$home/.ssh/authorized_keys.rch-inst-$name"
+  rm -rf "/var/tmp/rch-inst-$name"
+  # names are usually instance ids (a new one per test run) and the dir holds a copy of a
+  # private host key: remove it, unless asked to keep it (sshd.log) for a post-mortem
+  if [ "${RCH_KEEP_INST_STATE:-0}" = 1 ]; then
+    rm -f "$d/env"
+  else
+    rm -rf "$d"
+  fi
+}
+
+case "${1:-}" in
+  start) [ $# -eq 5 ] || usage; start_inst "$2" "$3" "$4" "$5" ;;
+  stop) [ $# -eq 2 ] || usage; stop_inst "$2" ;;
+  *) usage ;;
+esac

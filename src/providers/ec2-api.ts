@@ -1,0 +1,60 @@
+// Thin EC2 calls and the one classifier of AWS errors. The SDK is loaded on first use only, so
+// commands that never talk to EC2 (every step) do not pay for it.
+import type * as Ec2 from '@aws-sdk/client-ec2'
+import type { Ec2Config } from '../config'
+
+export type Ec2Sdk = typeof Ec2
+
+let sdk: Ec2Sdk | null = null
+export async function loadSdk(): Promise<Ec2Sdk> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  sdk ??= require('@aws-sdk/client-ec2') as Ec2Sdk
+  return sdk
+}
+
+export async function ec2Client(cfg: Ec2Config): Promise<{ sdk: Ec2Sdk; client: Ec2.EC2Client }> {
+  const s = await loadSdk()
+  // Retries are ours (retry.ts with the classifier below), so the SDK makes one attempt per call.
+  const client = new s.EC2Client({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1 })
+  return { sdk: s, client }
+}
+
+const THROTTLING = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestThrottled'])
+const SERVER = new Set(['InternalError', 'InternalFailure', 'ServiceUnavailable', 'Unavailable', 'RequestTimeout', 'RequestTimeoutException'])
+const CAPACITY = new Set([
+  'InsufficientInstanceCapacity',
+  'InsufficientHostCapacity',
+  'InsufficientReservedInstanceCapacity',
+  'InsufficientCapacity',
+  'InsufficientFreeAddressesInSubnet',
+  'SpotMaxPriceTooLow',
+  'MaxSpotInstanceCountExceeded',
+  'InsufficientSpotCapacity',
+  'Unsupported',
+  'InstanceLimitExceeded',
+  'VcpuLimitExceeded'
+])
+
+function errName(err: unknown): string {
+  const e = err as { name?: string; Code?: string; code?: string }
+  return e?.name ?? e?.Code ?? e?.code ?? ''
+}
+
+/** Worth retrying the same request (with the same idempotency token): throttling, server-side trouble, network. */
+export function isRetryableAwsError(err: unknown): boolean {
+  const name = errName(err)
+  if (THROTTLING.has(name) || SERVER.has(name)) return true
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+  if (status !== undefined && status >= 500 && !CAPACITY.has(name)) return true
+  const code = (err as NodeJS.ErrnoException)?.code
+  return code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EPIPE' || name === 'TimeoutError'
+}
+
+/** This request cannot be served now; another instance type, subnet or market may be. */
+export function isCapacityError(err: unknown): boolean {
+  return CAPACITY.has(errName(err))
+}
+
+export function awsErrorName(err: unknown): string {
+  return errName(err) || 'Error'
+}
