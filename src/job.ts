@@ -26,7 +26,8 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
     hostWork: state.hostWork,
     remoteWork: `${state.jobRoot}/w`,
     manifestFile: `${state.localDir}/base.json`,
-    excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack]
+    excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack],
+    warn: (m) => ctx.log.warn(m)
   }
 }
 

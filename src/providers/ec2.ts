@@ -82,7 +82,10 @@ export class Ec2Provider implements VmProvider {
       })
 
     // Per-job keys: the client key to log in, the host key to pin. Private halves stay in 0600 files.
-    const { generateKeyPairSync } = (await import('ssh2')).utils
+    // require, not import(): ssh2 is a lazy chunk of the bundle's loader, and a dynamic import() of
+    // an external module in the bundle is a native ESM import the loader's vm.Script cannot serve.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { generateKeyPairSync } = (require('ssh2') as typeof import('ssh2')).utils
     const client_ = generateKeyPairSync('ed25519')
     const host = generateKeyPairSync('ed25519')
     const identityFile = `${localDir}/id_ed25519`
@@ -92,9 +95,13 @@ export class Ec2Provider implements VmProvider {
     ).toString('base64')
 
     let rootDevice: string | null = null
+    let rootSize: number | undefined
     if (cfg.imageId && !cfg.launchTemplate) {
       const img = await send('DescribeImages', () => client.send(new sdk.DescribeImagesCommand({ ImageIds: [cfg.imageId!] })))
       rootDevice = img.Images?.[0]?.RootDeviceName ?? null
+      // The image's own root size, stated explicitly: an EBS mapping needs a size or a snapshot
+      // (EC2-compatible APIs such as moto refuse one with neither).
+      rootSize = img.Images?.[0]?.BlockDeviceMappings?.find((b) => b.DeviceName === rootDevice)?.Ebs?.VolumeSize
       if (!img.Images?.length) throw new HookError(`provider.imageId: image ${cfg.imageId} not found in ${cfg.region}`)
     }
 
@@ -125,7 +132,7 @@ export class Ec2Provider implements VmProvider {
         ...(at.subnetId ? { SubnetId: at.subnetId } : {}),
         ...(cfg.securityGroupIds.length ? { SecurityGroupIds: cfg.securityGroupIds } : {}),
         ...(rootDevice
-          ? { BlockDeviceMappings: [{ DeviceName: rootDevice, Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: cfg.rootVolume.type as Ec2.VolumeType, ...(cfg.rootVolume.sizeGiB ? { VolumeSize: cfg.rootVolume.sizeGiB } : {}) } }] }
+          ? { BlockDeviceMappings: [{ DeviceName: rootDevice, Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: cfg.rootVolume.type as Ec2.VolumeType, ...((cfg.rootVolume.sizeGiB ?? rootSize) ? { VolumeSize: cfg.rootVolume.sizeGiB ?? rootSize } : {}) } }] }
           : {}),
         ...(at.market === 'spot' ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } } : {})
       }

@@ -16,6 +16,8 @@ export interface SyncTarget {
   remoteWork: string
   manifestFile: string
   excludes: readonly string[]
+  /** Non-fatal problems (e.g. files the SSH user cannot read on the remote). */
+  warn?: (msg: string) => void
 }
 
 export interface SyncStats {
@@ -138,7 +140,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     const [status] = await Promise.all([ch.done, waitChild(tar, 'local tar (sync from remote)')])
     if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
     if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
-    if (errTail.trim()) process.stderr.write(`::warning::some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}\n`)
+    if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
   }
   for (const p of del) rmSync(`${t.hostWork}/${p}`, { recursive: true, force: true })
   const set = new Map<string, BaseEntry>()

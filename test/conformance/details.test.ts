@@ -1,0 +1,78 @@
+// Smaller points of the contract, each proven through dist/index.js.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner } from '../helpers/fake-runner'
+import { loadRegistry, testImages } from '../helpers/testenv'
+
+describe('contract details', () => {
+  const runner = new FakeRunner()
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+  })
+
+  test('the second job on a host reuses the externals copy of the same content', async () => {
+    const first = new FakeRunner()
+    try {
+      const p1 = await first.prepare({ container: first.jobContainer(testImages.tiny), services: [] })
+      expect(p1.code).toBe(0)
+      expect(p1.stdout).toMatch(/externals (copied|reused)/)
+      expect((await first.cleanup()).code).toBe(0)
+    } finally {
+      first.dispose()
+    }
+    const p2 = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [] })
+    expect(p2.code).toBe(0)
+    expect(p2.stdout).toContain('externals reused')
+  })
+
+  test('CI and GITHUB_ACTIONS are set in the job container; steps never write the response file', async () => {
+    const { args } = runner.scriptStep('echo "ci=$CI gha=$GITHUB_ACTIONS"\n')
+    const r = await runner.call('run_script_step', args)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('ci=true gha=true')
+    expect(r.responseText).toBe('')
+  })
+
+  test('RUNNER_DEBUG=1 adds ::debug:: lines with per-phase timings to the step log', async () => {
+    const { args } = runner.scriptStep('true\n')
+    const quiet = await runner.call('run_script_step', args)
+    expect(quiet.stdout).not.toContain('::debug::')
+    const { args: a2 } = runner.scriptStep('true\n')
+    const r = await runner.call('run_script_step', a2, { env: { RUNNER_DEBUG: '1' } })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/::debug::timing: connect \d+ ms, push \d+ ms, exec \d+ ms, pull \d+ ms/)
+  })
+
+})
+
+describe('pull policy', () => {
+  // Runs after the job above is cleaned up: the loopback host has one slot.
+  test('images.pullPolicy always pulls an image the host already has', async () => {
+    const reg = loadRegistry()
+    const password = readFileSync(reg.passwordFile, 'utf8').trim()
+    const registry = { username: reg.user, password, serverUrl: reg.host }
+    const withPolicy = (policy: string) => new FakeRunner({ config: { images: { pullPolicy: policy } } })
+    const a = withPolicy('missing')
+    const b = withPolicy('always')
+    try {
+      // make sure the image is present first
+      const pa = await a.prepare({ container: a.jobContainer(reg.image, { registry }), services: [] })
+      expect(pa.code).toBe(0)
+      expect((await a.cleanup()).code).toBe(0)
+      const pa2 = await a.prepare({ container: a.jobContainer(reg.image, { registry }), services: [] })
+      expect(pa2.code).toBe(0)
+      expect(pa2.stdout).not.toContain(`pulled ${reg.image}`)
+      expect((await a.cleanup()).code).toBe(0)
+      const pb = await b.prepare({ container: b.jobContainer(reg.image, { registry }), services: [] })
+      expect(pb.code).toBe(0)
+      expect(pb.stdout).toContain(`pulled ${reg.image}`)
+      expect(pb.stdout + pb.stderr).not.toContain(password)
+      expect((await b.cleanup()).code).toBe(0)
+    } finally {
+      a.dispose()
+      b.dispose()
+    }
+  })
+})
+void join

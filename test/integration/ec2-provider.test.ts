@@ -1,0 +1,375 @@
+/**
+ * The EC2 provider end to end through dist/index.js, against moto's EC2 API on loopback:
+ * launch (tags at creation, IMDSv2, encrypted root volume, shutdown = terminate, keys in user
+ * data) -> wait for running and for the address tag -> SSH with the pinned host key -> a run
+ * step and a container step -> cleanup terminates the instance. Also: prepare_job killed
+ * half-way, an instance that never boots (acquire deadline), a host key that is not the pinned
+ * one, sshd that comes up after the address: none leaves an instance running.
+ *
+ * moto starts no machines: test/helpers/fake-instance.ts stands in for the booting instance
+ * (reads the user data back through the API, starts a loopback sshd with those keys, publishes
+ * 127.0.0.1:PORT as the instance's rch-endpoint tag). Never connects to moto's invented IPs.
+ * Needs `bash scripts/testenv/moto.sh start`, root (instance sshd) and dockerd (scripts/test.sh).
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import {
+  DescribeInstanceAttributeCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  type EC2Client,
+  type Instance,
+} from '@aws-sdk/client-ec2';
+import { ec2Client, loadMoto, motoImageId } from '../helpers/ec2-env';
+import { EC2_HOOK_ENV, ec2RunnerConfig, instanceName, startInstanceBooter, type InstanceBooter } from '../helpers/fake-instance';
+import { FakeRunner, type HookRun } from '../helpers/fake-runner';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy';
+import { errorLines, ownerOf } from '../helpers/conformance';
+import { testImages } from '../helpers/testenv';
+import { parseUserData } from '../../src/providers/user-data';
+
+// FakeRunner's default config reads the static VM "a"; these tests replace the provider, so they
+// do not need that VM running (scripts/test.sh starts it, a bare `npx jest` may not have).
+jest.mock('../helpers/testenv', () => {
+  const actual = jest.requireActual('../helpers/testenv');
+  return {
+    ...actual,
+    loadVm: (name: string) => {
+      try {
+        return actual.loadVm(name);
+      } catch {
+        return { host: '127.0.0.1', port: 1, user: 'unused', identityFile: '/nonexistent', knownHostsFile: '/nonexistent', workRoot: '/nonexistent' };
+      }
+    },
+  };
+});
+
+jest.setTimeout(180_000);
+const execFileP = promisify(execFile);
+const OWNER_TAG = 'remote-container-hooks:owner';
+const LIVE = ['pending', 'running', 'stopping', 'stopped'];
+
+let ec2: EC2Client;
+let ami: string;
+
+beforeAll(async () => {
+  ec2 = ec2Client();
+  ami = await motoImageId(ec2);
+});
+afterAll(() => ec2?.destroy());
+
+function tagsOf(x: { Tags?: { Key?: string; Value?: string }[] }): Record<string, string> {
+  return Object.fromEntries((x.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+}
+
+async function describe1(id: string): Promise<Instance> {
+  const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
+  const inst = out.Reservations?.[0]?.Instances?.[0];
+  if (!inst) throw new Error(`no instance ${id}`);
+  return inst;
+}
+
+/** Instances of a runner (by the hook's owner tag), optionally only in some states. */
+async function instancesOf(runnerName: string, states?: string[]): Promise<Instance[]> {
+  const out = await ec2.send(
+    new DescribeInstancesCommand({
+      Filters: [{ Name: `tag:${OWNER_TAG}`, Values: [ownerOf(runnerName)] }, ...(states ? [{ Name: 'instance-state-name', Values: states }] : [])],
+    }),
+  );
+  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+}
+
+async function waitState(id: string, want: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = (await describe1(id)).State?.Name;
+    if (s === want) return;
+    if (Date.now() > end) throw new Error(`${id} is ${s}, not ${want}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const mode = (p: string) => fs.statSync(p).mode & 0o777;
+/** "ssh-ed25519 AAAA..." of an OpenSSH private key file. */
+const pubOf = async (privateKeyFile: string) => (await execFileP('ssh-keygen', ['-y', '-f', privateKeyFile])).stdout.trim().split(' ').slice(0, 2).join(' ');
+const keyBody = (k: string) => k.trim().split(/\s+/).slice(0, 2).join(' ');
+/** The job's local folder on the runner host (src/main.ts localRoot + src/session.ts jobLocalDir). */
+const localDirOf = (jobId: string) => path.join(os.tmpdir(), `rch-${process.getuid!()}`, jobId);
+const dump = (r: HookRun) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+
+function newRunner(label: string, name: string, endpoint: string, provider: Record<string, unknown> = {}): FakeRunner {
+  return new FakeRunner({ name: `ec2-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`, config: ec2RunnerConfig({ endpoint, imageId: ami, name, provider }) });
+}
+
+async function prepare(runner: FakeRunner, args: unknown): Promise<HookRun> {
+  const r = await runner.call('prepare_job', args, { state: null, env: EC2_HOOK_ENV });
+  if (r.code === 0 && r.response?.state) runner.state = r.response.state;
+  return r;
+}
+
+describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through dist/index.js', () => {
+  const name = instanceName('ec2e2e');
+  let proxy: FaultProxy; // no faults: records the hook's EC2 calls
+  let runner: FakeRunner;
+  let booter: InstanceBooter;
+  let prep: HookRun;
+  let state: any;
+  let id: string;
+
+  beforeAll(async () => {
+    proxy = await startFaultProxy();
+    runner = newRunner('e2e', name, proxy.endpoint);
+    // the address tag appears 2.5 s after sshd is up: the hook must wait for it and say so
+    booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, tagDelayMs: 2500 });
+  });
+  afterAll(async () => {
+    if (runner?.state) await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+    await booter?.stop();
+    await proxy?.close();
+    runner?.dispose();
+  });
+
+  test('prepare_job launches, waits for running and the address, connects with the pinned key and starts the job container', async () => {
+    fs.writeFileSync(path.join(runner.workspace, 'host-file.txt'), 'from the runner host\n');
+    prep = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
+    expect({ errors: errorLines(prep), code: prep.code }).toEqual({ errors: [], code: 0 });
+    state = prep.response.state;
+    id = state.host.instanceId;
+    expect(id).toMatch(/^i-[0-9a-f]{17}$/);
+    expect(booter.errors).toEqual([]);
+    const inst = booter.instances.get(id)!;
+    expect(inst).toBeDefined();
+    // the SSH endpoint is the loopback sshd, never an address moto invented
+    expect(state.host).toMatchObject({ host: '127.0.0.1', port: inst.port, user: 'rchvm' });
+    expect(prep.stdout).toContain(`[remote-hooks] launched ${id} (on-demand m7i.large)`);
+    expect(prep.stdout).toMatch(new RegExp(`\\[remote-hooks\\] waiting for ${id} \\(running, no tag:rch-endpoint yet, \\d+ s\\)`));
+    expect(prep.stdout).toContain(`[remote-hooks] using 127.0.0.1:${inst.port}`);
+    expect(prep.response.context.container.id).toMatch(/^[0-9a-f]{64}$/);
+    // no busy polling while the tag is missing (backoff 0.5 s, x1.5 per round)
+    expect(proxy.calls('DescribeInstances').length).toBeLessThan(10);
+  });
+
+  test('tags at creation on the instance and its volume; IMDSv2 hop limit 1; encrypted root volume; shutdown terminates', async () => {
+    const owner = ownerOf(runner.name);
+    // tags come with RunInstances (TagSpecifications for instance and volume), never afterwards
+    const runs = proxy.calls('RunInstances');
+    expect(runs).toHaveLength(1);
+    expect(proxy.calls('CreateTags')).toEqual([]);
+    const p = runs[0].params;
+    expect([p.get('TagSpecification.1.ResourceType'), p.get('TagSpecification.2.ResourceType')].sort()).toEqual(['instance', 'volume']);
+
+    const inst = await describe1(id);
+    const launchedAt = tagsOf(inst)['remote-container-hooks:launched-at'];
+    const expected = {
+      team: 'platform',
+      Name: `rch-${state.jobId}`,
+      [OWNER_TAG]: owner,
+      'remote-container-hooks:job-id': state.jobId,
+      'remote-container-hooks:runner': runner.name,
+      'remote-container-hooks:repository': 'acme/widgets',
+      'remote-container-hooks:workflow': 'CI on EC2',
+      'remote-container-hooks:run-id': '9876543210',
+      'remote-container-hooks:run-attempt': '2',
+      'remote-container-hooks:job': 'build',
+      'remote-container-hooks:launched-at': launchedAt,
+      'remote-container-hooks:expires-at': new Date(Date.parse(launchedAt) + 360 * 60_000).toISOString(),
+    };
+    expect(Math.abs(Date.parse(launchedAt) - Date.now())).toBeLessThan(120_000);
+    // plus the endpoint tag the stand-in instance published
+    expect(tagsOf(inst)).toEqual({ ...expected, 'rch-endpoint': `127.0.0.1:${state.host.port}` });
+    expect(inst.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' });
+    expect(inst.InstanceType).toBe('m7i.large');
+    expect(inst.InstanceLifecycle).toBeUndefined(); // on-demand
+
+    const vols = inst.BlockDeviceMappings ?? [];
+    expect(vols.length).toBeGreaterThanOrEqual(1);
+    const root = vols.find((b) => b.DeviceName === inst.RootDeviceName) ?? vols[0];
+    const v = (await ec2.send(new DescribeVolumesCommand({ VolumeIds: [root.Ebs!.VolumeId!] }))).Volumes![0];
+    expect(v.Encrypted).toBe(true);
+    expect(tagsOf(v)).toEqual(expected);
+
+    const sd = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: id, Attribute: 'instanceInitiatedShutdownBehavior' }));
+    expect(sd.InstanceInitiatedShutdownBehavior?.Value).toBe('terminate');
+  });
+
+  test('trust: user data carries the host key and the client PUBLIC key only; state and responses carry no key; key files 0600', async () => {
+    const ud = (await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: id, Attribute: 'userData' }))).UserData!.Value!;
+    const script = Buffer.from(ud, 'base64').toString('utf8');
+    const keys = parseUserData(script)!;
+    expect(keys).not.toBeNull();
+    expect(keys.maxLifetimeMinutes).toBe(360);
+    // self-destruct armed from user data
+    expect(script).toMatch(/--on-active=360m/);
+    // exactly one private key in it: the host key
+    expect(script.match(/BEGIN OPENSSH PRIVATE KEY/g)).toHaveLength(1);
+
+    const identity = state.host.identityFile as string;
+    const knownHosts = state.host.knownHostsFile as string;
+    expect(path.dirname(identity)).toBe(state.localDir);
+    expect(mode(state.localDir)).toBe(0o700);
+    expect(mode(identity)).toBe(0o600);
+    expect(mode(knownHosts)).toBe(0o600);
+    // the client's private key is not in the user data, its public half is
+    const clientPrivate = fs.readFileSync(identity, 'utf8');
+    for (const line of clientPrivate.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----'))) expect(script).not.toContain(line);
+    expect(keyBody(keys.clientPublicKey)).toBe(await pubOf(identity));
+    // the pinned key is the public half of the host key handed over in user data
+    const hostKeyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rch-ec2-test-')), 'host');
+    fs.writeFileSync(hostKeyFile, keys.hostPrivateKey, { mode: 0o600 });
+    const hostPub = await pubOf(hostKeyFile);
+    fs.rmSync(path.dirname(hostKeyFile), { recursive: true, force: true });
+    expect(fs.readFileSync(knownHosts, 'utf8')).toBe(`[127.0.0.1]:${state.host.port} ${hostPub}\n`);
+
+    // state (which the runner stores and hands back) holds ids and paths only
+    const text = JSON.stringify(prep.response);
+    expect(text).not.toMatch(/PRIVATE KEY|ssh-ed25519|AAAAC3NzaC1lZDI1NTE5/);
+    for (const line of clientPrivate.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----'))) expect(text).not.toContain(line);
+    expect(prep.stdout + prep.stderr).not.toMatch(/PRIVATE KEY|AAAAC3NzaC1lZDI1NTE5/);
+  });
+
+  test('a run step and a container step run on the instance', async () => {
+    const { args } = runner.scriptStep('cat host-file.txt; echo "user=$(id -u)"; echo made-on-the-vm > vm-file.txt\n');
+    const r = await runner.call('run_script_step', args, { env: EC2_HOOK_ENV });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout).toContain('from the runner host');
+    expect(fs.readFileSync(path.join(runner.workspace, 'vm-file.txt'), 'utf8')).toBe('made-on-the-vm\n');
+
+    const c = runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: ['-c', '"echo', 'action-ran;', 'cat', '/github/workspace/vm-file.txt;', 'echo', 'from-action=yes', '>>', '$GITHUB_OUTPUT"'],
+    });
+    const r2 = await runner.call('run_container_step', c.args, { env: EC2_HOOK_ENV });
+    expect({ code: r2.code, stderr: r2.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r2.stdout).toContain('action-ran');
+    expect(r2.stdout).toContain('made-on-the-vm');
+    expect(fs.readFileSync(c.fc.files.GITHUB_OUTPUT, 'utf8')).toBe('from-action=yes\n');
+  });
+
+  test('cleanup_job terminates the instance (terminated in the API), removes the local keys, and is idempotent', async () => {
+    const r = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+    expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 });
+    expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`);
+    expect(proxy.calls('TerminateInstances').map((c) => c.params.get('InstanceId.1'))).toEqual([id]);
+    await waitState(id, 'terminated');
+    expect(await instancesOf(runner.name, LIVE)).toEqual([]);
+    expect(fs.existsSync(state.localDir)).toBe(false);
+    // the stand-in sees the termination and stops its sshd
+    const inst = booter.instances.get(id)!;
+    for (let i = 0; i < 50 && !inst.gone; i++) await new Promise((res) => setTimeout(res, 100));
+    expect(inst.gone).toBe(true);
+
+    const again = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+    expect({ errors: errorLines(again), code: again.code }).toEqual({ errors: [], code: 0 });
+    runner.state = null;
+  });
+});
+
+describe('acquire: waits, deadlines and pinning (no instance outlives a failed prepare_job)', () => {
+  test('sshd comes up after the address is published: the hook retries SSH until it answers', async () => {
+    const name = instanceName('ec2late');
+    const runner = newRunner('late', name, loadMoto().endpoint);
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, sshdDelayMs: 3000 });
+    try {
+      const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
+      expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 });
+      expect(booter.errors).toEqual([]);
+      const c = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+      expect(c.code).toBe(0);
+      runner.state = null;
+      expect(await instancesOf(runner.name, LIVE)).toEqual([]);
+    } finally {
+      if (runner.state) await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+      await booter.stop();
+      runner.dispose();
+    }
+  });
+
+  test('an instance that never boots: prepare_job fails at the acquire deadline with one ::error:: and terminates it', async () => {
+    const name = instanceName('ec2never');
+    const runner = newRunner('never', name, loadMoto().endpoint, { acquireTimeoutSeconds: 15 });
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, neverBoot: true });
+    try {
+      const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
+      const [inst] = await instancesOf(runner.name);
+      expect(inst).toBeDefined();
+      const id = inst.InstanceId!;
+      expect(r.code).not.toBe(0);
+      expect(errorLines(r)).toEqual([expect.stringMatching(new RegExp(`^::error::${id} not usable after 15 s \\(state running; provider.acquireTimeoutSeconds\\)`))]);
+      expect(r.ms).toBeGreaterThanOrEqual(14_000);
+      expect(r.ms).toBeLessThan(30_000);
+      // it said what it waited for, more than once over 15 s (every 10 s), without busy polling
+      expect(r.stdout.match(new RegExp(`\\[remote-hooks\\] waiting for ${id} \\(running, no tag:rch-endpoint yet, \\d+ s\\)`, 'g'))?.length).toBeGreaterThanOrEqual(2);
+      expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`);
+      await waitState(id, 'terminated');
+      expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
+      // cleanup_job after a failed prepare_job (state null) finds nothing left
+      const c = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV, state: null });
+      expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
+      expect(c.stdout).toContain('0 instances terminated');
+    } finally {
+      await booter.stop();
+      runner.dispose();
+    }
+  });
+
+  test('a host key other than the pinned one is refused at once (no retry until the deadline) and the instance terminated', async () => {
+    const name = instanceName('ec2mitm');
+    const runner = newRunner('mitm', name, loadMoto().endpoint);
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, wrongHostKey: true });
+    try {
+      const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
+      const [inst] = await instancesOf(runner.name);
+      const id = inst.InstanceId!;
+      expect(r.code).not.toBe(0);
+      const errors = errorLines(r);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/host key/i);
+      expect(errors[0]).toMatch(/does not match the pinned key/);
+      // refused, not waited on: far below the 60 s acquire deadline
+      expect(r.ms).toBeLessThan(30_000);
+      expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`);
+      await waitState(id, 'terminated');
+      expect(booter.errors).toEqual([]);
+      expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
+    } finally {
+      await booter.stop();
+      runner.dispose();
+    }
+  });
+
+  test('prepare_job killed (SIGKILL) after the instance exists: cleanup_job with state null terminates it', async () => {
+    const name = instanceName('ec2kill');
+    const runner = newRunner('kill', name, loadMoto().endpoint);
+    // the address comes late: the hook is still waiting when it is killed
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, tagDelayMs: 8000 });
+    try {
+      const run = runner.start('prepare_job', { container: runner.jobContainer(testImages.glibc), services: [] }, { state: null, env: EC2_HOOK_ENV });
+      let live: Instance[] = [];
+      const end = Date.now() + 30_000;
+      while (!live.length && Date.now() < end) {
+        live = await instancesOf(runner.name, ['pending', 'running']);
+        if (!live.length) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(live).toHaveLength(1);
+      run.child.kill('SIGKILL');
+      const r = await run.done;
+      expect(r.signal).toBe('SIGKILL');
+      const id = live[0].InstanceId!;
+      expect((await describe1(id)).State?.Name).toBe('running'); // nobody terminated it
+
+      const c = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV, state: null });
+      expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
+      expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`);
+      expect(c.stdout).toContain("cleaned up this runner's leftovers: 1 instances terminated");
+      expect(await instancesOf(runner.name, LIVE)).toEqual([]);
+      await waitState(id, 'terminated');
+    } finally {
+      await booter.stop();
+      runner.dispose();
+    }
+  });
+});
