@@ -10,9 +10,22 @@ import { loadConfig, type Config } from './config'
 import { readRunnerEnv, type RunnerEnv } from './runner-env'
 import { createLog, type Log } from './log'
 import { decodeState } from './state'
-import type { HandlerResult, HookContext } from './context'
+import type { HandlerResult, HookContext, Sink } from './context'
+import type { Remote } from './remote/remote'
 import type { RunIo } from './remote/agent'
 import { dispatch } from './dispatch'
+
+/** The one place a HookContext is made, for the hook process and for steps run inside the agent. */
+function makeContext(config: Config, runner: RunnerEnv, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): HookContext {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+  const log = createLog({
+    file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
+    level: runner.debug ? 'debug' : config.log.level,
+    debugToStepLog: runner.debug,
+    out: (line) => void stdout.write(line + '\n')
+  })
+  return { config, runner, log, signal, hookPath: process.argv[1], nodePath: process.execPath, stdout, stderr, localRoot: `${tmpdir()}/rch-${uid}`, remote }
+}
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
@@ -57,24 +70,8 @@ async function hook(): Promise<number> {
     })
     const runner = readRunnerEnv(process.env, process.cwd())
     await assertResponseFile(input.responseFile)
-    const uid = typeof process.getuid === 'function' ? process.getuid() : 0
-    log = createLog({
-      file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
-      level: runner.debug ? 'debug' : config.log.level,
-      debugToStepLog: runner.debug,
-      out: (line) => process.stdout.write(line + '\n')
-    })
-    const ctx: HookContext = {
-      config,
-      runner,
-      log,
-      signal: controller.signal,
-      hookPath: process.argv[1],
-      nodePath: process.execPath,
-      stdout: process.stdout,
-      stderr: process.stderr,
-      localRoot: `${tmpdir()}/rch-${uid}`
-    }
+    const ctx = makeContext(config, runner, controller.signal, process.stdout, process.stderr)
+    log = ctx.log
     const result = (await delegated(input, ctx)) ?? (await dispatch(input, ctx))
     if (result.response) await writeResponse(input.responseFile, result.response)
     return result.exitCode
@@ -109,25 +106,8 @@ async function delegated(input: HookInput, ctx: HookContext): Promise<HandlerRes
 async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<number> {
   const config = req.config as Config
   const runner = req.runner as RunnerEnv
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
-  const log = createLog({
-    file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
-    level: runner.debug ? 'debug' : config.log.level,
-    debugToStepLog: runner.debug,
-    out: (line) => io.stdout.write(line + '\n')
-  })
-  const ctx: HookContext = {
-    config,
-    runner,
-    log,
-    signal: io.signal,
-    hookPath: process.argv[1],
-    nodePath: process.execPath,
-    stdout: io.stdout,
-    stderr: io.stderr,
-    localRoot: `${tmpdir()}/rch-${uid}`,
-    remote: io.remote
-  }
+  const ctx = makeContext(config, runner, io.signal, io.stdout, io.stderr, io.remote)
+  const log = ctx.log
   try {
     const input = { command: req.command, responseFile: '', args: req.args, state: req.state } as HookInput
     return (await dispatch(input, ctx)).exitCode

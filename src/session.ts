@@ -8,6 +8,7 @@ import { TransportError } from './errors'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { sleep } from './retry'
+import type { Acquired, VmProvider } from './providers/provider'
 import { agentTransport, haveOpenSsh, opensshTransport, type RsyncTransport } from './sync/rsync'
 
 export function jobLocalDir(ctx: HookContext, jobId: string): string {
@@ -90,4 +91,18 @@ export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: 
   return !ctx.config.agent.enabled || haveOpenSsh(ctx.runner.inherit.PATH)
     ? opensshTransport(connect)
     : agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
+}
+
+/** Gets a machine for a job from its provider, its connection going through the job's agent. */
+export function acquireMachine(ctx: HookContext, provider: VmProvider, jobId: string, owner: string, localDir: string): Promise<Acquired> {
+  return provider.acquire(ctx, {
+    jobId,
+    owner,
+    localDir,
+    open: (c) => openJobRemote(ctx, c, localDir),
+    discard: async (c, r) => {
+      r.close()
+      await stopAgent(localDir, c)
+    }
+  })
 }

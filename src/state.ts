@@ -2,6 +2,7 @@
 import { z } from 'zod'
 import { InputError } from './errors'
 import { describeIssues } from './protocol'
+import type { Lease } from './providers/provider'
 
 export const StateSchema = z.object({
   v: z.literal(1),
@@ -38,4 +39,24 @@ export function decodeState(raw: Record<string, unknown> | null): HookState | nu
   const r = StateSchema.safeParse(raw)
   if (!r.success) throw new InputError(`invalid state from the runner: ${describeIssues(r.error, 'state').join('; ')}`)
   return r.data
+}
+
+/** A job's state as soon as it has a machine; prepare_job fills in network and containers. */
+export function initialState(j: { jobId: string; owner: string; lease: Lease; jobRoot: string; hostWork: string; repoRel: string | null; localDir: string }): HookState {
+  const { lease } = j
+  return {
+    v: 1,
+    jobId: j.jobId,
+    owner: j.owner,
+    host: { index: lease.index, slot: lease.slot, ...lease.connect, ...(lease.instanceId ? { instanceId: lease.instanceId } : {}) },
+    jobRoot: j.jobRoot,
+    hostWork: j.hostWork,
+    externals: null,
+    pullRoots: ['_temp', ...(j.repoRel ? [j.repoRel] : [])],
+    network: null,
+    container: null,
+    services: [],
+    volumes: [],
+    localDir: j.localDir
+  }
 }

@@ -11,7 +11,7 @@ import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
 import { providerFor } from '../providers/provider'
 import { removeJobFolder } from '../docker/job-folder'
-import { bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
+import { acquireMachine, bulkTransport, jobLocalDir, stopAgent } from '../session'
 import { relToWork, remotePath, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
@@ -22,7 +22,7 @@ import { serviceAliases } from '../docker/image'
 import { Engine } from '../docker/engine'
 import { inspect, isAlpine, portMap } from '../docker/steps'
 import { sleep } from '../retry'
-import type { HookState } from '../state'
+import { initialState, type HookState } from '../state'
 import { mb, syncTarget, SYNC_EXCLUDES } from '../job'
 
 interface Planned {
@@ -96,16 +96,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   let remote: Remote | null = null
   try {
     const t0 = Date.now()
-    const acquired = await provider.acquire(ctx, {
-      jobId,
-      owner,
-      localDir,
-      open: (c) => openJobRemote(ctx, c, localDir),
-      discard: async (c, rm) => {
-        rm.close()
-        await stopAgent(localDir, c)
-      }
-    })
+    const acquired = await acquireMachine(ctx, provider, jobId, owner, localDir)
     remote = acquired.remote
     const lease = acquired.lease
     const r = remote
@@ -215,25 +206,16 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const engine = new Engine(r, config.remote.dockerSocket)
     await waitHealthy(ctx, r, engine, created)
 
-    const netOf = (): string => network
     const svcContexts: ServiceContext[] = []
     for (const [i, id] of svcIds.entries()) {
-      svcContexts.push({ id, image: services[i].args.image!, network: netOf(), ports: portMap(await inspect(engine, id)) })
+      svcContexts.push({ id, image: services[i].args.image!, network, ports: portMap(await inspect(engine, id)) })
     }
     const state: HookState = {
-      v: 1,
-      jobId,
-      owner,
-      host: { index: lease.index, slot: lease.slot, ...lease.connect, ...(lease.instanceId ? { instanceId: lease.instanceId } : {}) },
-      jobRoot,
-      hostWork,
+      ...initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir }),
       externals: hostExternals && layout.remoteExternals ? { host: hostExternals, remote: layout.remoteExternals } : null,
-      pullRoots: ['_temp', ...(repoRel ? [repoRel] : [])],
       network,
-      container: null,
       services: svcIds.map((id, i) => ({ id, image: services[i].args.image! })),
-      volumes: [...named],
-      localDir
+      volumes: [...named]
     }
     const response: PrepareJobResponse = { state, context: { services: svcContexts } }
     if (job && jobId_) {

@@ -7,8 +7,8 @@ import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs } from '../protocol'
-import type { HookState } from '../state'
-import { bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
+import { initialState, type HookState } from '../state'
+import { acquireMachine, bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
 import { Engine } from '../docker/engine'
 import { runContainer } from '../docker/steps'
 import { buildImage, ensureImage } from '../docker/cli'
@@ -88,34 +88,14 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const owner = ownerId(runner.runnerName)
   const localDir = jobLocalDir(ctx, jobId)
   const provider = await providerFor(config)
-  const { lease, remote } = await provider.acquire(ctx, {
-    jobId,
-    owner,
-    localDir,
-    open: (c) => openJobRemote(ctx, c, localDir),
-    discard: async (c, rm) => {
-      rm.close()
-      await stopAgent(localDir, c)
-    }
+  const { lease, remote } = await acquireMachine(ctx, provider, jobId, owner, localDir).catch((e: unknown) => {
+    rmSync(localDir, { recursive: true, force: true })
+    throw e
   })
   const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
   const hostWork = runner.workDir
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
-  const state: HookState = {
-    v: 1,
-    jobId,
-    owner,
-    host: { index: lease.index, slot: lease.slot, ...lease.connect, ...(lease.instanceId ? { instanceId: lease.instanceId } : {}) },
-    jobRoot,
-    hostWork,
-    externals: null,
-    pullRoots: ['_temp', ...(repoRel ? [repoRel] : [])],
-    network: null,
-    container: null,
-    services: [],
-    volumes: [],
-    localDir
-  }
+  const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
     await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
     const roots = ['_temp', '_actions', ...(repoRel ? [repoRel] : [])].filter((r) => walkLocal(hostWork, [r], []).size > 0)
