@@ -11,8 +11,9 @@ import { sleep } from './retry'
 import type { Acquired, VmProvider } from './providers/provider'
 import { agentTransport, haveOpenSsh, opensshTransport, type RsyncTransport } from './sync/rsync'
 
-export function jobLocalDir(ctx: HookContext, jobId: string): string {
-  const dir = `${ctx.localRoot}/${jobId}`
+/** The job's local 0700 folder, named owner-jobId so a state-less cleanup can find a lost job's. */
+export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
+  const dir = `${ctx.localRoot}/${owner}-${jobId}`
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   return dir
 }

@@ -1,6 +1,7 @@
 // cleanup_job: remove everything the job created on the remote and give the machine back. Works
 // from labels/tags when state is null (prepare_job failed or was killed), and is safe to run twice.
-import { rmSync } from 'node:fs'
+import { readdirSync, rmSync } from 'node:fs'
+import { MuxRemote } from '../remote/mux-client'
 import type { HandlerResult, HookContext } from '../context'
 import { LABEL_JOB, ownerId } from '../labels'
 import type { HookState } from '../state'
@@ -14,8 +15,10 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
   const { log } = ctx
   const provider = await providerFor(ctx.config)
   if (!state) {
-    const summary = await provider.cleanupOrphans(ctx, ownerId(ctx.runner.runnerName))
-    log.progress(`cleaned up this runner's leftovers: ${summary || 'nothing found'}`)
+    const owner = ownerId(ctx.runner.runnerName)
+    const summary = await provider.cleanupOrphans(ctx, owner)
+    const local = await removeLocalLeftovers(ctx, owner)
+    log.progress(`cleaned up this runner's leftovers: ${summary || 'nothing found'}${local ? `; ${local} local job folders` : ''}`)
     return { exitCode: 0 }
   }
   const lease = { index: state.host.index, slot: state.host.slot, instanceId: state.host.instanceId, connect: state.host }
@@ -41,4 +44,20 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
     rmSync(state.localDir, { recursive: true, force: true })
   }
   return { exitCode: 0 }
+}
+
+/** Local folders of this runner's lost jobs (per-job keys, agent sockets): agents stopped, folders removed. */
+async function removeLocalLeftovers(ctx: HookContext, owner: string): Promise<number> {
+  let names: string[] = []
+  try {
+    names = readdirSync(ctx.localRoot).filter((n) => n.startsWith(`${owner}-`))
+  } catch {
+    return 0
+  }
+  for (const n of names) {
+    const dir = `${ctx.localRoot}/${n}`
+    for (const f of readdirSync(dir).filter((x) => x.startsWith('agent-') && x.endsWith('.sock'))) await MuxRemote.shutdown(`${dir}/${f}`)
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return names.length
 }

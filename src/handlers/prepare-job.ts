@@ -90,7 +90,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   const mounts = new Map<Planned, MountSpec[]>()
   for (const p of [...(job ? [job] : []), ...services]) mounts.set(p, mountsOf(p, layout, named))
 
-  const localDir = jobLocalDir(ctx, jobId)
+  const localDir = jobLocalDir(ctx, owner, jobId)
   const provider = await providerFor(config)
   const undo: { what: string; fn: () => Promise<unknown> }[] = []
   let remote: Remote | null = null

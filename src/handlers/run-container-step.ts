@@ -86,7 +86,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const { config, runner } = ctx
   const jobId = newJobId()
   const owner = ownerId(runner.runnerName)
-  const localDir = jobLocalDir(ctx, jobId)
+  const localDir = jobLocalDir(ctx, owner, jobId)
   const provider = await providerFor(config)
   const { lease, remote } = await acquireMachine(ctx, provider, jobId, owner, localDir).catch((e: unknown) => {
     rmSync(localDir, { recursive: true, force: true })

@@ -39,7 +39,7 @@ export function describeAttempt(a: Attempt): string {
 
 export class Ec2Provider implements VmProvider {
   readonly kind = 'ec2'
-  constructor(private readonly cfg: Ec2Config) {}
+  constructor(private readonly cfg: Ec2Config, private readonly workRoot: string) {}
 
   tagsFor(ctx: HookContext, owner: string, jobId: string, launchedAt: Date): { Key: string; Value: string }[] {
     const r = ctx.runner
@@ -91,7 +91,7 @@ export class Ec2Provider implements VmProvider {
     const identityFile = `${localDir}/id_ed25519`
     writeFileSync(identityFile, client_.private, { mode: 0o600 })
     const userData = Buffer.from(
-      userDataScript({ user: cfg.user, hostPrivateKey: host.private, hostPublicKey: host.public, clientPublicKey: client_.public, maxLifetimeMinutes: cfg.maxLifetimeMinutes })
+      userDataScript({ user: cfg.user, workRoot: this.workRoot, hostPrivateKey: host.private, hostPublicKey: host.public, clientPublicKey: client_.public, maxLifetimeMinutes: cfg.maxLifetimeMinutes })
     ).toString('base64')
 
     let rootDevice: string | null = null
@@ -123,11 +123,9 @@ export class Ec2Provider implements VmProvider {
         ],
         ...(cfg.launchTemplate
           ? { LaunchTemplate: { LaunchTemplateName: cfg.launchTemplate.name, LaunchTemplateId: cfg.launchTemplate.id, Version: cfg.launchTemplate.version } }
-          : {
-              ImageId: cfg.imageId,
-              MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
-              InstanceInitiatedShutdownBehavior: 'terminate'
-            }),
+          : { ImageId: cfg.imageId, MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' } }),
+        // Always, template or not: the self-destruct timer must end the instance, not just stop it.
+        InstanceInitiatedShutdownBehavior: 'terminate',
         ...(at.instanceType ? { InstanceType: at.instanceType as Ec2._InstanceType } : {}),
         ...(at.subnetId ? { SubnetId: at.subnetId } : {}),
         ...(cfg.securityGroupIds.length ? { SecurityGroupIds: cfg.securityGroupIds } : {}),
@@ -175,9 +173,13 @@ export class Ec2Provider implements VmProvider {
     const started = Date.now()
     let lastNote = 0
     for (let round = 0; ; round++) {
-      const res = await send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [id] })))
-      const inst = res.Reservations?.[0]?.Instances?.[0]
-      const state = inst?.State?.Name ?? 'unknown'
+      // EC2 is eventually consistent: a just-launched id may be unknown to Describe for a moment.
+      const res = await send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [id] }))).catch((e) => {
+        if (awsErrorName(e) === 'InvalidInstanceID.NotFound') return null
+        throw e
+      })
+      const inst = res?.Reservations?.[0]?.Instances?.[0]
+      const state = inst?.State?.Name ?? (res ? 'unknown' : 'not visible yet')
       if (state === 'running' && inst) {
         const addr = this.addressOf(inst)
         if (addr) return addr
@@ -231,7 +233,9 @@ export class Ec2Provider implements VmProvider {
         attempts: 6,
         minDelayMs: 300,
         maxDelayMs: 4000,
-        retryable: isRetryableAwsError
+        // NotFound right after launch is EC2's eventual consistency, not proof the instance is gone:
+        // retried (a few seconds) before it is taken as "already gone".
+        retryable: (e) => isRetryableAwsError(e) || awsErrorName(e) === 'InvalidInstanceID.NotFound'
       })
       ctx.log.progress(`terminated ${id}`)
     } catch (e) {

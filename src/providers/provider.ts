@@ -42,6 +42,6 @@ export interface VmProvider {
 
 export async function providerFor(config: Config): Promise<VmProvider> {
   const p = config.provider
-  if (p.kind === 'ec2') return new (await import('./ec2')).Ec2Provider(p)
+  if (p.kind === 'ec2') return new (await import('./ec2')).Ec2Provider(p, config.remote.workRoot)
   return new (await import('./static-host')).StaticHostProvider(p, config.remote.workRoot)
 }

@@ -70,3 +70,16 @@ export function verifyHostKey(text: string, host: string, port: number, presente
   if (!keys.some((k) => k.equals(presented))) return 'the host key does not match the pinned key (possible man-in-the-middle)'
   return null
 }
+
+/**
+ * Host-key algorithms to offer for host:port: only those of the pinned keys, so a server that also
+ * has other key types presents the one we can check.
+ */
+export function hostKeyAlgorithms(text: string, host: string, port: number): string[] {
+  const names = hostNames(host, port)
+  const types = new Set<string>()
+  for (const e of parseKnownHosts(text)) if (e.marker === null && entryMatches(e, names)) types.add(e.keyType)
+  const out: string[] = []
+  for (const t of types) out.push(...(t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]))
+  return out
+}

@@ -3,7 +3,7 @@ import { Client } from 'ssh2'
 import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import { TransportError } from '../errors'
-import { verifyHostKey } from './known-hosts'
+import { hostKeyAlgorithms, verifyHostKey } from './known-hosts'
 import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
 
 export class SshRemote implements Remote {
@@ -18,6 +18,7 @@ export class SshRemote implements Remote {
     } catch (e) {
       return Promise.reject(new TransportError(`cannot read SSH key files for ${info.host}: ${(e as Error).message}`))
     }
+    const serverHostKey = hostKeyAlgorithms(knownHosts, info.host, info.port)
     return new Promise((resolve, reject) => {
       const client = new Client()
       let hostKeyProblem: string | null = null
@@ -49,7 +50,8 @@ export class SshRemote implements Remote {
         keepaliveCountMax: 3,
         algorithms: {
           kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256'],
-          cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr']
+          cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'],
+          ...(serverHostKey.length ? { serverHostKey: serverHostKey as never } : {})
         },
         hostVerifier: (key: Buffer) => {
           hostKeyProblem = verifyHostKey(knownHosts, info.host, info.port, key)

@@ -29,6 +29,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { parseUserData } from '../../src/providers/user-data';
 import { freePort, startInstanceSshd, stopInstanceSshd, type InstanceSshd } from './ec2-env';
+import type { FakeRunner, HookRun } from './fake-runner';
 
 const execFileP = promisify(execFile);
 
@@ -59,7 +60,7 @@ export interface BootedInstance {
   id: string;
   name: string;
   port: number;
-  /** parsed user data the instance got */
+  /** the user data script the instance got (decoded) */
   userData: string;
   /** the owner tag's value */
   owner: string;
@@ -86,10 +87,6 @@ export interface InstanceBooter {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function tagsOf(i: Instance): Record<string, string> {
-  return Object.fromEntries((i.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-}
 
 /** Removes this machine's docker objects labelled with an owner (what a terminated VM takes with it). */
 export async function removeOwnerDockerObjects(owner: string): Promise<void> {
@@ -295,4 +292,79 @@ export function ec2RunnerConfig(opts: {
     },
     remote: { workRoot: `/var/tmp/rch-inst-${opts.name}/work` },
   };
+}
+
+export function tagsOf(x: { Tags?: { Key?: string; Value?: string }[] }): Record<string, string> {
+  return Object.fromEntries((x.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+}
+
+export async function describeInstance(ec2: EC2Client, id: string): Promise<Instance> {
+  const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
+  const inst = out.Reservations?.[0]?.Instances?.[0];
+  if (!inst) throw new Error(`DescribeInstances ${id}: no instance`);
+  return inst;
+}
+
+/** States in which an instance still costs money / may still run something. */
+export const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped'];
+
+/** Instances the hook launched for an owner id (its owner tag), optionally only in some states. */
+export async function instancesOfOwner(ec2: EC2Client, owner: string, states?: string[]): Promise<Instance[]> {
+  const out = await ec2.send(
+    new DescribeInstancesCommand({
+      Filters: [{ Name: `tag:${OWNER_TAG}`, Values: [owner] }, ...(states ? [{ Name: 'instance-state-name', Values: states }] : [])],
+    }),
+  );
+  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+}
+
+export async function waitInstanceState(ec2: EC2Client, id: string, want: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = (await describeInstance(ec2, id)).State?.Name;
+    if (s === want) return;
+    if (Date.now() > end) throw new Error(`${id} is ${s}, not ${want} after ${timeoutMs} ms`);
+    await sleep(200);
+  }
+}
+
+/** Waits until fn() gives a non-empty array (polling), or returns [] at the deadline. */
+export async function pollFor<T>(fn: () => Promise<T[]>, timeoutMs: number, everyMs = 100): Promise<T[]> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v.length || Date.now() > end) return v;
+    await sleep(everyMs);
+  }
+}
+
+/**
+ * A hook command as the runner runs it, with EC2_HOOK_ENV (plus `env`); SIGTERM after limitMs, so
+ * a hang fails the test with the output so far instead of at jest's timeout.
+ */
+export async function hookCall(
+  runner: FakeRunner,
+  command: string,
+  args: unknown,
+  opts: { state?: unknown; env?: Record<string, string>; limitMs?: number } = {},
+): Promise<HookRun> {
+  const run = runner.start(command, args, { env: { ...EC2_HOOK_ENV, ...(opts.env ?? {}) }, ...(opts.state !== undefined ? { state: opts.state } : {}) });
+  const t = setTimeout(() => run.child.kill('SIGTERM'), opts.limitMs ?? 60_000);
+  try {
+    return await run.done;
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/** prepare_job (state null); on success the runner keeps the state for the next commands. */
+export async function hookPrepare(runner: FakeRunner, args: unknown, opts: { env?: Record<string, string>; limitMs?: number } = {}): Promise<HookRun> {
+  const r = await hookCall(runner, 'prepare_job', args, { state: null, env: opts.env, limitMs: opts.limitMs ?? 90_000 });
+  if (r.code === 0 && r.response?.state) runner.state = r.response.state;
+  return r;
+}
+
+/** The output of a hook command, for failure messages. */
+export function dumpRun(r: HookRun): string {
+  return `exit ${r.code}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }

@@ -65,11 +65,16 @@ export class FakeRunner {
       mkdirSync(join(this.work, d), { recursive: true })
     }
     writeFileSync(join(this.temp, '_github_workflow', 'event.json'), JSON.stringify({ action: 'test', number: 1 }))
-    const vm = loadVm(opts.vm ?? ((process.env.RCH_TEST_VM as VmName) || 'a'))
+    const override = (opts.config ?? {}) as { provider?: unknown; remote?: unknown }
+    const vm = override.provider && override.remote ? null : loadVm(opts.vm ?? ((process.env.RCH_TEST_VM as VmName) || 'a'))
     const config = {
       // A busy host fails a test within 30 s instead of the default 10 minutes.
-      provider: { kind: 'static', acquireTimeoutSeconds: 30, hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] },
-      remote: { workRoot: vm.workRoot },
+      ...(vm
+        ? {
+            provider: { kind: 'static', acquireTimeoutSeconds: 30, hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] },
+            remote: { workRoot: vm.workRoot }
+          }
+        : {}),
       timeouts: { healthSeconds: 60, connectSeconds: 10 },
       // Agents of jobs a test abandons end soon instead of after the default 30 minutes.
       agent: { idleSeconds: 120 },

@@ -18,13 +18,26 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import {
   DescribeInstanceAttributeCommand,
-  DescribeInstancesCommand,
   DescribeVolumesCommand,
   type EC2Client,
   type Instance,
 } from '@aws-sdk/client-ec2';
 import { ec2Client, loadMoto, motoImageId } from '../helpers/ec2-env';
-import { EC2_HOOK_ENV, ec2RunnerConfig, instanceName, startInstanceBooter, type InstanceBooter } from '../helpers/fake-instance';
+import {
+  EC2_HOOK_ENV,
+  LIVE_STATES as LIVE,
+  describeInstance,
+  dumpRun,
+  ec2RunnerConfig,
+  hookCall,
+  hookPrepare,
+  instanceName,
+  instancesOfOwner,
+  startInstanceBooter,
+  tagsOf,
+  waitInstanceState,
+  type InstanceBooter,
+} from '../helpers/fake-instance';
 import { FakeRunner, type HookRun } from '../helpers/fake-runner';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy';
 import { errorLines, ownerOf } from '../helpers/conformance';
@@ -48,9 +61,10 @@ jest.mock('../helpers/testenv', () => {
 });
 
 jest.setTimeout(180_000);
+// the test process's own SDK client would warn about Node 20 (the hook silences it itself)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const execFileP = promisify(execFile);
 const OWNER_TAG = 'remote-container-hooks:owner';
-const LIVE = ['pending', 'running', 'stopping', 'stopped'];
 
 let ec2: EC2Client;
 let ami: string;
@@ -61,36 +75,9 @@ beforeAll(async () => {
 });
 afterAll(() => ec2?.destroy());
 
-function tagsOf(x: { Tags?: { Key?: string; Value?: string }[] }): Record<string, string> {
-  return Object.fromEntries((x.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-}
-
-async function describe1(id: string): Promise<Instance> {
-  const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
-  const inst = out.Reservations?.[0]?.Instances?.[0];
-  if (!inst) throw new Error(`no instance ${id}`);
-  return inst;
-}
-
-/** Instances of a runner (by the hook's owner tag), optionally only in some states. */
-async function instancesOf(runnerName: string, states?: string[]): Promise<Instance[]> {
-  const out = await ec2.send(
-    new DescribeInstancesCommand({
-      Filters: [{ Name: `tag:${OWNER_TAG}`, Values: [ownerOf(runnerName)] }, ...(states ? [{ Name: 'instance-state-name', Values: states }] : [])],
-    }),
-  );
-  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
-}
-
-async function waitState(id: string, want: string, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const s = (await describe1(id)).State?.Name;
-    if (s === want) return;
-    if (Date.now() > end) throw new Error(`${id} is ${s}, not ${want}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const describe1 = (id: string) => describeInstance(ec2, id);
+const instancesOf = (runnerName: string, states?: string[]) => instancesOfOwner(ec2, ownerOf(runnerName), states);
+const waitState = (id: string, want: string) => waitInstanceState(ec2, id, want);
 
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 /** "ssh-ed25519 AAAA..." of an OpenSSH private key file. */
@@ -98,16 +85,12 @@ const pubOf = async (privateKeyFile: string) => (await execFileP('ssh-keygen', [
 const keyBody = (k: string) => k.trim().split(/\s+/).slice(0, 2).join(' ');
 /** The job's local folder on the runner host (src/main.ts localRoot + src/session.ts jobLocalDir). */
 const localDirOf = (jobId: string) => path.join(os.tmpdir(), `rch-${process.getuid!()}`, jobId);
-const dump = (r: HookRun) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+const dump = dumpRun;
+const call = hookCall;
+const prepare = (runner: FakeRunner, args: unknown) => hookPrepare(runner, args);
 
 function newRunner(label: string, name: string, endpoint: string, provider: Record<string, unknown> = {}): FakeRunner {
   return new FakeRunner({ name: `ec2-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`, config: ec2RunnerConfig({ endpoint, imageId: ami, name, provider }) });
-}
-
-async function prepare(runner: FakeRunner, args: unknown): Promise<HookRun> {
-  const r = await runner.call('prepare_job', args, { state: null, env: EC2_HOOK_ENV });
-  if (r.code === 0 && r.response?.state) runner.state = r.response.state;
-  return r;
 }
 
 describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through dist/index.js', () => {
@@ -126,7 +109,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, tagDelayMs: 2500 });
   });
   afterAll(async () => {
-    if (runner?.state) await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+    if (runner?.state) await call(runner, 'cleanup_job', {});
     await booter?.stop();
     await proxy?.close();
     runner?.dispose();
@@ -135,7 +118,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
   test('prepare_job launches, waits for running and the address, connects with the pinned key and starts the job container', async () => {
     fs.writeFileSync(path.join(runner.workspace, 'host-file.txt'), 'from the runner host\n');
     prep = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
-    expect({ errors: errorLines(prep), code: prep.code }).toEqual({ errors: [], code: 0 });
+    expect({ errors: errorLines(prep), code: prep.code, stderr: prep.stderr }).toEqual({ errors: [], code: 0, stderr: '' });
     state = prep.response.state;
     id = state.host.instanceId;
     expect(id).toMatch(/^i-[0-9a-f]{17}$/);
@@ -214,7 +197,12 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     expect(mode(knownHosts)).toBe(0o600);
     // the client's private key is not in the user data, its public half is
     const clientPrivate = fs.readFileSync(identity, 'utf8');
-    for (const line of clientPrivate.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----'))) expect(script).not.toContain(line);
+    // (the first base64 line is the same for every unencrypted ed25519 key: "openssh-key-v1 none none")
+    const secretLines = clientPrivate.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----')).slice(1);
+    const flat = (s: string) => s.replace(/\s+/g, '');
+    expect(secretLines.length).toBeGreaterThanOrEqual(3);
+    expect(flat(script)).not.toContain(flat(secretLines.join('')));
+    for (const line of secretLines) expect(script).not.toContain(line);
     expect(keyBody(keys.clientPublicKey)).toBe(await pubOf(identity));
     // the pinned key is the public half of the host key handed over in user data
     const hostKeyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rch-ec2-test-')), 'host');
@@ -226,14 +214,14 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     // state (which the runner stores and hands back) holds ids and paths only
     const text = JSON.stringify(prep.response);
     expect(text).not.toMatch(/PRIVATE KEY|ssh-ed25519|AAAAC3NzaC1lZDI1NTE5/);
-    for (const line of clientPrivate.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----'))) expect(text).not.toContain(line);
+    for (const line of secretLines) expect(text).not.toContain(line);
     expect(prep.stdout + prep.stderr).not.toMatch(/PRIVATE KEY|AAAAC3NzaC1lZDI1NTE5/);
   });
 
   test('a run step and a container step run on the instance', async () => {
     const { args } = runner.scriptStep('cat host-file.txt; echo "user=$(id -u)"; echo made-on-the-vm > vm-file.txt\n');
-    const r = await runner.call('run_script_step', args, { env: EC2_HOOK_ENV });
-    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const r = await call(runner, 'run_script_step', args);
+    expect({ code: r.code, stderr: r.stderr, out: r.code ? dump(r) : '' }).toEqual({ code: 0, stderr: '', out: '' });
     expect(r.stdout).toContain('from the runner host');
     expect(fs.readFileSync(path.join(runner.workspace, 'vm-file.txt'), 'utf8')).toBe('made-on-the-vm\n');
 
@@ -242,15 +230,15 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
       entryPoint: 'sh',
       args: ['-c', '"echo', 'action-ran;', 'cat', '/github/workspace/vm-file.txt;', 'echo', 'from-action=yes', '>>', '$GITHUB_OUTPUT"'],
     });
-    const r2 = await runner.call('run_container_step', c.args, { env: EC2_HOOK_ENV });
-    expect({ code: r2.code, stderr: r2.stderr }).toEqual({ code: 0, stderr: '' });
+    const r2 = await call(runner, 'run_container_step', c.args);
+    expect({ code: r2.code, stderr: r2.stderr, out: r2.code ? dump(r2) : '' }).toEqual({ code: 0, stderr: '', out: '' });
     expect(r2.stdout).toContain('action-ran');
     expect(r2.stdout).toContain('made-on-the-vm');
     expect(fs.readFileSync(c.fc.files.GITHUB_OUTPUT, 'utf8')).toBe('from-action=yes\n');
   });
 
   test('cleanup_job terminates the instance (terminated in the API), removes the local keys, and is idempotent', async () => {
-    const r = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+    const r = await call(runner, 'cleanup_job', {});
     expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 });
     expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`);
     expect(proxy.calls('TerminateInstances').map((c) => c.params.get('InstanceId.1'))).toEqual([id]);
@@ -262,7 +250,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     for (let i = 0; i < 50 && !inst.gone; i++) await new Promise((res) => setTimeout(res, 100));
     expect(inst.gone).toBe(true);
 
-    const again = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+    const again = await call(runner, 'cleanup_job', {});
     expect({ errors: errorLines(again), code: again.code }).toEqual({ errors: [], code: 0 });
     runner.state = null;
   });
@@ -277,12 +265,12 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
       expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 });
       expect(booter.errors).toEqual([]);
-      const c = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+      const c = await call(runner, 'cleanup_job', {});
       expect(c.code).toBe(0);
       runner.state = null;
       expect(await instancesOf(runner.name, LIVE)).toEqual([]);
     } finally {
-      if (runner.state) await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV });
+      if (runner.state) await call(runner, 'cleanup_job', {});
       await booter.stop();
       runner.dispose();
     }
@@ -307,7 +295,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       await waitState(id, 'terminated');
       expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
       // cleanup_job after a failed prepare_job (state null) finds nothing left
-      const c = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV, state: null });
+      const c = await call(runner, 'cleanup_job', {}, { state: null });
       expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
       expect(c.stdout).toContain('0 instances terminated');
     } finally {
@@ -361,12 +349,15 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       const id = live[0].InstanceId!;
       expect((await describe1(id)).State?.Name).toBe('running'); // nobody terminated it
 
-      const c = await runner.call('cleanup_job', {}, { env: EC2_HOOK_ENV, state: null });
+      const c = await call(runner, 'cleanup_job', {}, { state: null });
       expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
       expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`);
       expect(c.stdout).toContain("cleaned up this runner's leftovers: 1 instances terminated");
       expect(await instancesOf(runner.name, LIVE)).toEqual([]);
       await waitState(id, 'terminated');
+      // Known gap (not asserted): cleanup_job without state does not find the killed prepare_job's
+      // local folder, so its (now useless) client key stays in <tmpdir>/rch-<uid>/<jobId>. Tidy it here.
+      fs.rmSync(localDirOf(tagsOf(live[0])['remote-container-hooks:job-id']), { recursive: true, force: true });
     } finally {
       await booter.stop();
       runner.dispose();

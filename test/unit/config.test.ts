@@ -227,12 +227,12 @@ describe('loadConfig: validation', () => {
 
   it('reports an unknown provider.kind with the allowed kinds', () => {
     const text = JSON.stringify({ provider: { kind: 'aws', hosts: [] }, remote: { workRoot: '/srv/rch' } })
-    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static (got "aws")'])
+    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2 (got "aws")'])
   })
 
   it('reports a missing provider.kind', () => {
     const text = JSON.stringify({ provider: { hosts: [] }, remote: { workRoot: '/srv/rch' } })
-    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static (got undefined)'])
+    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2 (got undefined)'])
   })
 
   it('requires at least one host', () => {
