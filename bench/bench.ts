@@ -2,7 +2,8 @@
 // Writes bench/results.json and the table in docs/benchmarks.md.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../test/helpers/fake-runner'
 import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
@@ -162,6 +163,33 @@ async function main(): Promise<void> {
   const dockerRun: number[] = []
   for (let i = 0; i < 5; i++) dockerRun.push(timeMs(() => execFileSync('docker', ['run', '-d', '--rm', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], { stdio: 'ignore' })))
   rows.push({ name: 'prepare_job, 1 job + 1 service, images cached', ours: median(preps), baseline: median(dockerRun) * 2, baselineName: '2 × local docker run -d', unit: 'ms', target: '-' })
+
+  // Start-up of each command: the hook up to its handler, with input the handler answers at once
+  // (so no remote work is timed), against bare `node -e 0`.
+  const hookDir = mkdtempSync(join(tmpdir(), 'rch-startup-'))
+  const resp = join(hookDir, 'response.json')
+  const cfg = join(hookDir, 'config.json')
+  writeFileSync(cfg, JSON.stringify({ provider: { kind: 'static', acquireTimeoutSeconds: 0, hosts: [{ host: '127.0.0.1', port: 9, user: 'nobody', identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] }, remote: { workRoot: '/tmp/x' } }))
+  const inputs: Record<string, object> = {
+    prepare_job: { command: 'prepare_job', responseFile: resp, args: { container: null, services: [] }, state: null },
+    run_script_step: { command: 'run_script_step', responseFile: resp, args: { entryPoint: 'sh', entryPointArgs: [], environmentVariables: {}, prependPath: [], workingDirectory: '/' }, state: null },
+    run_container_step: { command: 'run_container_step', responseFile: resp, args: { image: null, dockerfile: null }, state: null },
+    cleanup_job: { command: 'cleanup_job', responseFile: resp, args: {}, state: null }
+  }
+  const startup: Record<string, number> = {}
+  const runHook = (input: object): number => {
+    writeFileSync(resp, '')
+    return timeMs(() => spawnSync(process.execPath, [join(repoRoot, 'dist', 'index.js')], { input: JSON.stringify(input), env: { PATH: process.env.PATH, RUNNER_TEMP: hookDir, REMOTE_HOOKS_CONFIG: cfg, RUNNER_NAME: 'bench-startup' } }))
+  }
+  const bare: number[] = []
+  for (let i = 0; i < N; i++) bare.push(timeMs(() => spawnSync(process.execPath, ['-e', '0'])))
+  for (const [cmd, input] of Object.entries(inputs)) {
+    const xs: number[] = []
+    for (let i = 0; i < N; i++) xs.push(runHook(input))
+    startup[cmd] = median(xs)
+    rows.push({ name: `start-up: ${cmd}`, ours: median(xs), baseline: median(bare), baselineName: 'node -e 0', unit: 'ms', target: '-' })
+  }
+  rmSync(hookDir, { recursive: true, force: true })
 
   for (const r of rows) {
     if (!Number.isNaN(r.baseline)) r.ratio = r.ours / r.baseline

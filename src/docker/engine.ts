@@ -47,6 +47,9 @@ export class Engine {
     })
     const chunks: Buffer[] = []
     for await (const c of res) chunks.push(c as Buffer)
+    // One channel per request: close it, or each call leaves an SSH channel (and a docker.sock
+    // connection on the host) open until sshd's MaxSessions is reached and the job hangs.
+    res.socket?.destroy()
     const text = Buffer.concat(chunks).toString('utf8')
     const status = res.statusCode ?? 0
     let data: unknown = text
@@ -105,6 +108,7 @@ function demux(stream: Readable, out: Output): Promise<void> {
     const finish = (err?: Error): void => {
       if (settled) return
       settled = true
+      stream.destroy()
       if (err) reject(new TransportError(`output stream broke: ${err.message}`))
       else resolve()
     }

@@ -96,13 +96,26 @@ export class Ec2Provider implements VmProvider {
 
     let rootDevice: string | null = null
     let rootSize: number | undefined
-    if (cfg.imageId && !cfg.launchTemplate) {
-      const img = await send('DescribeImages', () => client.send(new sdk.DescribeImagesCommand({ ImageIds: [cfg.imageId!] })))
+    // A launch template decides what it states; what it leaves out gets our secure defaults.
+    let imageForRoot = cfg.launchTemplate ? null : cfg.imageId ?? null
+    let templateSetsMetadata = false
+    if (cfg.launchTemplate) {
+      const t = cfg.launchTemplate
+      const v = await send('DescribeLaunchTemplateVersions', () =>
+        client.send(new sdk.DescribeLaunchTemplateVersionsCommand({ LaunchTemplateName: t.name, LaunchTemplateId: t.id, Versions: [t.version] }))
+      )
+      const data = v.LaunchTemplateVersions?.[0]?.LaunchTemplateData
+      if (!data) throw new HookError(`provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} not found`)
+      templateSetsMetadata = !!data.MetadataOptions
+      if (!data.BlockDeviceMappings?.length) imageForRoot = data.ImageId ?? cfg.imageId ?? null
+    }
+    if (imageForRoot) {
+      const img = await send('DescribeImages', () => client.send(new sdk.DescribeImagesCommand({ ImageIds: [imageForRoot!] })))
       rootDevice = img.Images?.[0]?.RootDeviceName ?? null
       // The image's own root size, stated explicitly: an EBS mapping needs a size or a snapshot
       // (EC2-compatible APIs such as moto refuse one with neither).
       rootSize = img.Images?.[0]?.BlockDeviceMappings?.find((b) => b.DeviceName === rootDevice)?.Ebs?.VolumeSize
-      if (!img.Images?.length) throw new HookError(`provider.imageId: image ${cfg.imageId} not found in ${cfg.region}`)
+      if (!img.Images?.length) throw new HookError(`provider.imageId: image ${imageForRoot} not found in ${cfg.region}`)
     }
 
     const tried: string[] = []
@@ -123,7 +136,8 @@ export class Ec2Provider implements VmProvider {
         ],
         ...(cfg.launchTemplate
           ? { LaunchTemplate: { LaunchTemplateName: cfg.launchTemplate.name, LaunchTemplateId: cfg.launchTemplate.id, Version: cfg.launchTemplate.version } }
-          : { ImageId: cfg.imageId, MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' } }),
+          : { ImageId: cfg.imageId }),
+        ...(templateSetsMetadata ? {} : { MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' } }),
         // Always, template or not: the self-destruct timer must end the instance, not just stop it.
         InstanceInitiatedShutdownBehavior: 'terminate',
         ...(at.instanceType ? { InstanceType: at.instanceType as Ec2._InstanceType } : {}),

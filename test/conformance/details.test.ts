@@ -1,5 +1,5 @@
 // Smaller points of the contract, each proven through dist/index.js.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
@@ -32,6 +32,36 @@ describe('contract details', () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('ci=true gha=true')
     expect(r.responseText).toBe('')
+  })
+
+  test('steps do not leak SSH channels (each would hold a docker.sock connection on the host)', async () => {
+    const sshdSockets = (): number => {
+      let n = 0
+      for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+        try {
+          if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sshd: rchvm@notty')) continue
+          n += readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+            try {
+              return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')
+            } catch {
+              return false
+            }
+          }).length
+        } catch {
+          // the process ended meanwhile
+        }
+      }
+      return n
+    }
+    const { args } = runner.scriptStep('true\n')
+    expect((await runner.call('run_script_step', args)).code).toBe(0)
+    const before = sshdSockets()
+    for (let i = 0; i < 20; i++) {
+      const { args: a } = runner.scriptStep('echo step\n')
+      expect((await runner.call('run_script_step', a)).code).toBe(0)
+    }
+    // Before the fix every step left one channel open (20 here); sshd caps a connection at MaxSessions.
+    expect(sshdSockets() - before).toBeLessThan(4)
   })
 
   test('RUNNER_DEBUG=1 adds ::debug:: lines with per-phase timings to the step log', async () => {
