@@ -11,7 +11,9 @@ import { retry, sleep } from '../retry'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
 import { awsErrorName, ec2Client, isCapacityError, isRetryableAwsError } from './ec2-api'
-import { userDataScript } from './user-data'
+import { readyMarker, userDataScript } from './user-data'
+import { run } from '../remote/remote'
+import { shq } from '../remote/quote'
 
 export const TAG_PREFIX = 'remote-container-hooks'
 export const TAG_OWNER = `${TAG_PREFIX}:owner`
@@ -167,7 +169,7 @@ export class Ec2Provider implements VmProvider {
       const connect = await this.waitRunning(ctx, client, sdk, instanceId, deadline, send)
       lease.connect = { ...lease.connect, ...connect }
       writeFileSync(lease.connect.knownHostsFile, `${knownHostsName(lease.connect.host, lease.connect.port)} ${host.public.trim()}\n`, { mode: 0o600 })
-      const remote = await this.waitSsh(ctx, lease.connect, instanceId, deadline, open)
+      const remote = await this.waitReady(ctx, lease.connect, instanceId, deadline, a)
       return { lease, remote }
     } catch (e) {
       // The instance exists: it must not outlive this failure.
@@ -219,6 +221,24 @@ export class Ec2Provider implements VmProvider {
     if (!value) return null
     const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(value)
     return m ? { host: m[1], port: m[2] ? Number(m[2]) : this.cfg.sshPort } : null
+  }
+
+  /** SSH up and the boot setup done (marker written last); a session from before it is replaced. */
+  private async waitReady(ctx: HookContext, c: ConnectInfo, id: string, deadline: number, a: AcquireContext): Promise<Remote> {
+    const started = Date.now()
+    let lastNote = 0
+    for (let round = 0; ; round++) {
+      const remote = await this.waitSsh(ctx, c, id, deadline, a.open)
+      const r = await run(remote, `[ -f ${shq(readyMarker(this.workRoot))} ] && echo ready || echo booting`, { collect: true })
+      if (r.code === 0 && r.stdout.toString().trim() === 'ready') return remote
+      await a.discard(c, remote)
+      if (Date.now() > deadline) throw new HookError(`${id}: boot setup (cloud-init user data) not finished after ${this.cfg.acquireTimeoutSeconds} s`)
+      if (Date.now() - lastNote > 10_000) {
+        ctx.log.progress(`waiting for ${id} (cloud-init, ${Math.round((Date.now() - started) / 1000)} s)`)
+        lastNote = Date.now()
+      }
+      await sleep(Math.min(3000, 500 * 1.5 ** round), ctx.signal)
+    }
   }
 
   private async waitSsh(ctx: HookContext, c: ConnectInfo, id: string, deadline: number, open: (c: ConnectInfo) => Promise<Remote>): Promise<Remote> {

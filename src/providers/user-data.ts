@@ -17,6 +17,12 @@ export interface UserDataInput {
 
 export const USER_DATA_MARK = '# remote-container-hooks user-data v2'
 
+/**
+ * Written at the end of the boot setup. sshd accepts the job's key before cloud-init's final stage
+ * has added the user to group docker, and a session opened before that never gets the group.
+ */
+export const readyMarker = (workRoot: string): string => `${workRoot}/.rch-ready`
+
 export function userDataScript(u: UserDataInput): string {
   const minutes = u.maxLifetimeMinutes
   const selfDestruct =
@@ -28,7 +34,9 @@ export function userDataScript(u: UserDataInput): string {
     `grep -qxF ${shq(u.clientPublicKey.trim())} "$h/.ssh/authorized_keys" 2>/dev/null || printf '%s\\n' ${shq(u.clientPublicKey.trim())} >> "$h/.ssh/authorized_keys"`,
     'chown -R "$u" "$h/.ssh"; chmod 700 "$h/.ssh"; chmod 600 "$h/.ssh/authorized_keys"',
     'getent group docker >/dev/null && usermod -aG docker "$u"',
-    `mkdir -p ${shq(u.workRoot)} && chown "$u" ${shq(u.workRoot)}`
+    `mkdir -p ${shq(u.workRoot)} && chown "$u" ${shq(u.workRoot)}`,
+    // Last: tells the hook that the docker group and work root exist (see READY_MARKER).
+    `touch ${shq(readyMarker(u.workRoot))} && chown "$u" ${shq(readyMarker(u.workRoot))}`
   ].join('; ')
   const doc = {
     ssh_deletekeys: true,

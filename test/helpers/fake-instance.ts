@@ -27,7 +27,7 @@ import {
   type EC2Client,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import { parseUserData } from '../../src/providers/user-data';
+import { parseUserData, readyMarker } from '../../src/providers/user-data';
 import { freePort, startInstanceSshd, stopInstanceSshd, type InstanceSshd } from './ec2-env';
 import type { FakeRunner, HookRun } from './fake-runner';
 
@@ -38,6 +38,8 @@ export const OWNER_TAG = 'remote-container-hooks:owner';
 const LABEL_OWNER = 'dev.remote-container-hooks.owner';
 
 export interface BooterOptions {
+  /** delay between sshd accepting logins and the boot setup's ready marker (cloud-init final stage) */
+  cloudInitDelayMs?: number;
   /** only instances whose owner tag has this value (default: any owner) */
   owner?: string;
   /** instance-sshd NAME for an instance (default: its id). The sshd's work root is /var/tmp/rch-inst-NAME/work. */
@@ -150,6 +152,15 @@ export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): I
       if (stopped || inst.gone) return;
       inst.sshd = await startInstanceSshd(inst.name, port, pub, hostKey);
       note(`${inst.id}: sshd ${inst.name} on 127.0.0.1:${port}${opts.wrongHostKey ? ' (wrong host key)' : ''}`);
+
+    };
+    // What the user data's runcmd does last on a real instance (cloud-init's final stage).
+    const bootSetup = async () => {
+      if (opts.cloudInitDelayMs) await sleep(opts.cloudInitDelayMs);
+      if (stopped || inst.gone || !inst.sshd) return;
+      const marker = readyMarker(`/var/tmp/rch-inst-${inst.name}/work`);
+      await execFileP('sh', ['-c', `touch '${marker}' && chown rchvm '${marker}'`]);
+      note(`${inst.id}: boot setup done (${marker})`);
     };
     if (opts.sshdDelayMs !== undefined) {
       await tag();
@@ -159,6 +170,7 @@ export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): I
       await sshd();
       await tag();
     }
+    await bootSetup();
     // (terminated while booting: shutDown waits for this boot, then stops the sshd)
     if (!inst.gone) ready.add(inst.id);
   };

@@ -276,6 +276,25 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     }
   });
 
+  test('sshd answers before cloud-init finished (docker group, work root): the hook waits for the boot setup and reconnects', async () => {
+    const name = instanceName('ec2ci');
+    const runner = newRunner('cloudinit', name, loadMoto().endpoint);
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, cloudInitDelayMs: 3500 });
+    try {
+      const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] });
+      expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 });
+      expect(r.stdout).toMatch(/waiting for i-[0-9a-f]+ \(cloud-init, \d+ s\)/);
+      expect(booter.errors).toEqual([]);
+      const c = await call(runner, 'cleanup_job', {});
+      expect(c.code).toBe(0);
+      runner.state = null;
+    } finally {
+      if (runner.state) await call(runner, 'cleanup_job', {});
+      await booter.stop();
+      runner.dispose();
+    }
+  });
+
   test('an instance that never boots: prepare_job fails at the acquire deadline with one ::error:: and terminates it', async () => {
     const name = instanceName('ec2never');
     const runner = newRunner('never', name, loadMoto().endpoint, { acquireTimeoutSeconds: 15 });
