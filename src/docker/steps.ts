@@ -66,7 +66,9 @@ export async function execStep(
   out: Output,
   signal: AbortSignal,
   graceMs: number,
-  created?: Promise<string>
+  created?: Promise<string>,
+  /** Called when the output has ended (not on cancel): lets the caller start work that overlaps the exit-status call. */
+  onOutputEnded?: () => void
 ): Promise<{ exitCode: number; cancelled: boolean }> {
   const data = { Id: await (created ?? createExec(engine, spec)) }
   const { ended } = await engine.hijack(`/exec/${data.Id}/start`, { Detach: false, Tty: false }, out)
@@ -95,6 +97,7 @@ export async function execStep(
   }
   if (stopping) await stopping
   if (cancelled) return { exitCode: 130, cancelled }
+  onOutputEnded?.()
   return { exitCode: await exitOfExec(engine, data.Id), cancelled }
 }
 

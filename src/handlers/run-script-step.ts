@@ -30,10 +30,18 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     created.catch(() => undefined)
     const up = await push(target, PUSH_ROOTS)
     if (up.bytes > 1048576) ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
-    const res = await execStep(remote, engine, spec, outputTo(ctx.stdout, ctx.stderr), ctx.signal, ctx.config.timeouts.cancelGraceSeconds * 1000, created)
+    // The pull-back starts as soon as the output ends, alongside the call for the exit status.
+    let pulling: ReturnType<typeof pull> | null = null
+    let tExec = 0
+    const startPull = (): void => {
+      tExec = Date.now()
+      pulling = pull(target, state.pullRoots)
+      pulling.catch(() => undefined)
+    }
+    const res = await execStep(remote, engine, spec, outputTo(ctx.stdout, ctx.stderr), ctx.signal, ctx.config.timeouts.cancelGraceSeconds * 1000, created, startPull)
     if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
-    const tExec = Date.now()
-    const down = await pull(target, state.pullRoots)
+    if (!pulling) startPull()
+    const down = await pulling!
     ctx.log.debug(`timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms; sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`)
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
     return { exitCode: res.exitCode }
