@@ -53,7 +53,7 @@ export function rsyncUp(
   extra: readonly string[] = []
 ): Promise<{ files: number; bytes: number }> {
   const sources = relPaths.map((p) => `${srcBase}/./${p}`)
-  const args = ['-a', '--relative', '--stats', '--no-inc-recursive', ...extra, '-e', transport.rsh, ...sources, `${transport.host}:${destDir}/`]
+  const args = ['-a', '--relative', '--stats', ...extra, '-e', transport.rsh, ...sources, `${transport.host}:${destDir}/`]
   return new Promise((resolve, reject) => {
     const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
