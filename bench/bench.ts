@@ -66,12 +66,12 @@ async function main(): Promise<void> {
   const syncLine = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(prep.stdout)
   const ourFirstSync = syncLine ? Number(syncLine[3]) * 1000 : NaN
 
-  // (2) first sync vs raw rsync -a over ssh into an empty folder: each of 4 rounds makes a fresh
-  // tree and times both copies of that same tree, each going first in 2 rounds (page cache fairness).
+  // (2) first sync vs raw rsync -a over ssh into an empty folder: each of 6 rounds makes a fresh
+  // tree and times both copies of that same tree, each going first in 3 rounds (page cache fairness).
   void ourFirstSync
   const rawFirst: number[] = []
   const oursFirst: number[] = []
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 6; i++) {
     const r2 = new FakeRunner({ vm: VM, name: `bench-first-${i}`, config: benchConfig })
     makeTree(r2.workspace, 2000, 25_000)
     // Flush the new tree's dirty pages first: neither copy should pay for the other's writeback.

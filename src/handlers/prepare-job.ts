@@ -1,7 +1,7 @@
 // prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
 // wait for health, and answer the runner (PROTOCOL.md §2.2). Anything created is undone on failure.
 import { createHash } from 'node:crypto'
-import { rmSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { HookError, InputError } from '../errors'
 import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
@@ -113,9 +113,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
 
     // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
     const t1 = Date.now()
-    const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter(
-      (root) => walkLocal(hostWork, [root], []).size > 0
-    )
+    const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter((root) => existsSync(`${hostWork}/${root}`))
     const transport = bulkTransport(ctx, lease.connect, localDir)
     const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
     const hasRsync = (await check(r, 'command -v rsync >/dev/null && echo yes || echo no', { collect: true })).stdout.toString().trim() === 'yes'
@@ -136,9 +134,12 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const state0 = { hostWork, jobRoot, localDir }
     const target0 = syncTarget(ctx, state0, r)
     const localSnap = walkLocal(hostWork, roots, target0.excludes)
+    const tWalk = Date.now()
     const [w, ext] = await Promise.all([syncWork, syncExt])
+    const tCopy = Date.now()
     await recordBase(target0, roots, localSnap)
-    log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((Date.now() - t1) / 1000).toFixed(1)} s (externals ${ext})`)
+    log.debug(`sync timing: checks ${tWalk - t1} ms (incl. local snapshot), copy ${tCopy - tWalk} ms, base listing ${Date.now() - tCopy} ms`)
+    log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((Date.now() - t1) / 1000).toFixed(2)} s (externals ${ext})`)
 
     // Network, volumes, images.
     const labels = labelArgs(owner, jobId, runner.runnerName)
