@@ -44,22 +44,6 @@ import { errorLines, ownerOf } from '../helpers/conformance';
 import { testImages } from '../helpers/testenv';
 import { parseUserData } from '../../src/providers/user-data';
 
-// FakeRunner's default config reads the static VM "a"; these tests replace the provider, so they
-// do not need that VM running (scripts/test.sh starts it, a bare `npx jest` may not have).
-jest.mock('../helpers/testenv', () => {
-  const actual = jest.requireActual('../helpers/testenv');
-  return {
-    ...actual,
-    loadVm: (name: string) => {
-      try {
-        return actual.loadVm(name);
-      } catch {
-        return { host: '127.0.0.1', port: 1, user: 'unused', identityFile: '/nonexistent', knownHostsFile: '/nonexistent', workRoot: '/nonexistent' };
-      }
-    },
-  };
-});
-
 jest.setTimeout(180_000);
 // the test process's own SDK client would warn about Node 20 (the hook silences it itself)
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
