@@ -9,7 +9,7 @@ import { FakeRunner } from '../test/helpers/fake-runner'
 import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
 import { MuxRemote } from '../src/remote/mux-client'
 import { push } from '../src/sync/sync'
-import { agentSocket } from '../src/session'
+import { agentSocket } from '../src/agent-client'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
 const N = Number(process.env.RCH_BENCH_N ?? 15)

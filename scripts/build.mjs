@@ -20,20 +20,23 @@ async function bundle(opts) {
   return r.outputFiles[0].text
 }
 
-const core = await bundle({ entryPoints: ['src/main.ts'], external: ['cpu-features', '*.node', ...CHUNKS] })
+// ASCII only: one non-ASCII character makes V8 hold and scan the whole 1 MB file as a two-byte string.
+const ascii = (src) => src.replace(/[^\x00-\x7f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+const core = ascii(await bundle({ entryPoints: ['src/main.ts'], external: ['cpu-features', '*.node', ...CHUNKS] }))
 const chunks = {}
 for (const name of CHUNKS) {
-  chunks[name] = await bundle({
+  chunks[name] = ascii(await bundle({
     stdin: { contents: `module.exports = require(${JSON.stringify(name)})`, resolveDir: process.cwd(), loader: 'js' },
     external: ['cpu-features', '*.node']
-  })
+  }))
 }
 const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
-const loader = `#!/usr/bin/env node
+const coreB64 = Buffer.from(core, 'latin1').toString('base64')
+const pad = (n) => String(n).padStart(10, ' ')
+let loader = `#!/usr/bin/env node
 'use strict';
 // remote-container-hooks ${key}: a loader with a V8 code cache around the bundle and its lazy chunks.
-const CORE = ${JSON.stringify(core)};
 (function load() {
   const fs = require('fs'), os = require('os'), path = require('path'), vm = require('vm'), Module = require('module');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
@@ -64,19 +67,26 @@ const CORE = ${JSON.stringify(core)};
     script.runInThisContext().call(m.exports, m.exports, req, m, __filename, __dirname);
     return m.exports;
   }
+  // The payload sits in the trailing comment, so node's own compile of this file only skips it; the
+  // core is read by offset, the rest of the table only when a chunk is needed.
   let table = null;
   function chunk(id) {
+    if (id === 'core') {
+      const buf = Buffer.alloc(@CORE_LEN@);
+      const fd = fs.openSync(__filename, 'r');
+      try { fs.readSync(fd, buf, 0, buf.length, @@CORE_AT@); } finally { fs.closeSync(fd); }
+      return Buffer.from(buf.toString('latin1'), 'base64').toString('latin1');
+    }
     if (!table) {
       table = {};
       const text = fs.readFileSync(__filename, 'latin1');
-      const start = text.lastIndexOf('/*RCH-CHUNKS\\n');
-      for (const line of text.slice(start + 13, text.lastIndexOf('\\nRCH-CHUNKS*/')).split('\\n')) {
+      for (const line of text.slice(text.lastIndexOf('/*RCH-CHUNKS\\n') + 13, text.lastIndexOf('\\nRCH-CHUNKS*/')).split('\\n')) {
         const at = line.indexOf(' ');
         table[line.slice(0, at)] = line.slice(at + 1);
       }
     }
     const b64 = table[id];
-    return b64 === undefined ? undefined : require('zlib').gunzipSync(Buffer.from(b64, 'base64')).toString('utf8');
+    return b64 === undefined ? undefined : require('zlib').gunzipSync(Buffer.from(b64, 'base64')).toString('latin1');
   }
   function lazyRequire(id) {
     if (id in loaded) return loaded[id];
@@ -85,12 +95,16 @@ const CORE = ${JSON.stringify(core)};
   }
   lazyRequire.resolve = require.resolve;
   lazyRequire.cache = require.cache;
-  compile('core', CORE, lazyRequire);
+  compile('core', chunk('core'), lazyRequire);
 })();
 /*RCH-CHUNKS
+core ${coreB64}
 ${Object.entries(chunks).map(([n, c]) => `${n} ${gzipSync(c, { level: 9 }).toString('base64')}`).join('\n')}
 RCH-CHUNKS*/
 `
+// Placeholders and numbers are all 10 characters wide, so filling them in moves nothing.
+loader = loader.replace('@CORE_LEN@', pad(coreB64.length))
+loader = loader.replace('@@CORE_AT@', pad(Buffer.byteLength(loader.slice(0, loader.indexOf('/*RCH-CHUNKS\n'))) + '/*RCH-CHUNKS\ncore '.length))
 mkdirSync('dist', { recursive: true })
 writeFileSync('dist/index.js', loader, { mode: 0o755 })
 const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)

@@ -5,18 +5,21 @@ import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { Cancelled, formatError } from './errors'
 import { outcomeOf } from './outcome'
-import { assertResponseFile, parseHookInput, writeResponse, type HookInput } from './protocol'
-import { loadConfig, type Config } from './config'
-import { readRunnerEnv, type RunnerEnv } from './runner-env'
-import { createLog, type Log } from './log'
-import { decodeState } from './state'
-import type { HandlerResult, HookContext, Sink } from './context'
+import { delegation, runViaAgent } from './agent-client'
+import type { HookInput } from './protocol'
+import type { Config } from './config'
+import type { RunnerEnv } from './runner-env'
+import type { Log } from './log'
+import type { HookContext, Sink } from './context'
 import type { Remote } from './remote/remote'
 import type { RunIo } from './remote/agent'
-import { dispatch } from './dispatch'
+
+// Everything but the step fast path is imported lazily: a step whose job has an agent then costs
+// this process no more than reading stdin and one local socket (see agent-client.ts).
 
 /** The one place a HookContext is made, for the hook process and for steps run inside the agent. */
-function makeContext(config: Config, runner: RunnerEnv, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): HookContext {
+async function makeContext(config: Config, runner: RunnerEnv, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): Promise<HookContext> {
+  const { createLog } = await import('./log')
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0
   const log = createLog({
     file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
@@ -53,27 +56,21 @@ async function hook(): Promise<number> {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
-  let input: HookInput
   let log: Log | undefined
   try {
-    input = parseHookInput(await readStdin())
-    const config = loadConfig(process.env, {
-      readFile: (p) => readFileSync(p, 'utf8'),
-      canRead: (p) => {
-        try {
-          accessSync(p, constants.R_OK)
-          return statSync(p).isFile() ? null : 'not a file'
-        } catch (e) {
-          return (e as NodeJS.ErrnoException).code ?? 'unreadable'
-        }
-      }
-    })
-    const runner = readRunnerEnv(process.env, process.cwd())
-    await assertResponseFile(input.responseFile)
-    const ctx = makeContext(config, runner, controller.signal, process.stdout, process.stderr)
+    const raw = await readStdin()
+    const socket = delegation(raw)
+    if (socket) {
+      const code = await runViaAgent(socket, { raw, env: process.env, cwd: process.cwd() }, { stdout: process.stdout, stderr: process.stderr }, controller.signal)
+      if (code !== null) return code
+    }
+    // No agent (or not a step): the command runs in this process.
+    const ctx = await prepared(raw, process.env, process.cwd(), controller.signal, process.stdout, process.stderr)
     log = ctx.log
-    const result = (await delegated(input, ctx)) ?? (await dispatch(input, ctx))
-    if (result.response) await writeResponse(input.responseFile, result.response)
+    const { dispatch } = await import('./dispatch')
+    const { writeResponse } = await import('./protocol')
+    const result = await dispatch(ctx.input, ctx)
+    if (result.response) await writeResponse(ctx.input.responseFile, result.response)
     return result.exitCode
   } catch (err) {
     if (controller.signal.aborted && !(err instanceof Cancelled)) return fail(new Cancelled(String(controller.signal.reason)), log)
@@ -83,41 +80,43 @@ async function hook(): Promise<number> {
   }
 }
 
-/**
- * Steps of a job whose agent is up run inside the agent: its code is warm and its connection and
- * sync state are already there. Returns null when there is no agent (the step then runs here).
- */
-async function delegated(input: HookInput, ctx: HookContext): Promise<HandlerResult | null> {
-  if (!ctx.config.agent.enabled || (input.command !== 'run_script_step' && input.command !== 'run_container_step')) return null
-  const state = decodeState(input.state)
-  if (!state) return null
-  const { runViaAgent } = await import('./agent-client')
-  const { agentSocket } = await import('./session')
-  const code = await runViaAgent(
-    agentSocket(state.localDir, state.host),
-    { command: input.command, args: input.args, state: input.state, config: ctx.config, runner: ctx.runner },
-    { stdout: ctx.stdout, stderr: ctx.stderr },
-    ctx.signal
-  )
-  return code === null ? null : { exitCode: code }
+/** Input, config and runner environment validated, response file checked: the same in the hook and in the agent. */
+async function prepared(raw: string, env: NodeJS.ProcessEnv, cwd: string, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): Promise<HookContext & { input: HookInput }> {
+  const { parseHookInput, assertResponseFile } = await import('./protocol')
+  const { loadConfig } = await import('./config')
+  const { readRunnerEnv } = await import('./runner-env')
+  const input = parseHookInput(raw)
+  const config = loadConfig(env, {
+    readFile: (p) => readFileSync(p, 'utf8'),
+    canRead: (p) => {
+      try {
+        accessSync(p, constants.R_OK)
+        return statSync(p).isFile() ? null : 'not a file'
+      } catch (e) {
+        return (e as NodeJS.ErrnoException).code ?? 'unreadable'
+      }
+    }
+  })
+  const runner = readRunnerEnv(env, cwd)
+  await assertResponseFile(input.responseFile)
+  return { ...(await makeContext(config, runner, signal, stdout, stderr, remote)), input }
 }
 
-/** The agent's side of delegated(): the same handlers, with the agent's connection. */
+/** The agent's side of the step fast path: the hook's own validation, then the same handlers with the agent's connection. */
 async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<number> {
-  const config = req.config as Config
-  const runner = req.runner as RunnerEnv
-  const ctx = makeContext(config, runner, io.signal, io.stdout, io.stderr, io.remote)
-  const log = ctx.log
+  let log: Log | undefined
   try {
-    const input = { command: req.command, responseFile: '', args: req.args, state: req.state } as HookInput
-    return (await dispatch(input, ctx)).exitCode
+    const ctx = await prepared(String(req.raw), req.env as NodeJS.ProcessEnv, String(req.cwd), io.signal, io.stdout, io.stderr, io.remote)
+    log = ctx.log
+    const { dispatch } = await import('./dispatch')
+    return (await dispatch(ctx.input, ctx)).exitCode
   } catch (err) {
     const o = outcomeOf(io.signal.aborted && !(err instanceof Cancelled) ? new Cancelled(String(io.signal.reason)) : err)
     if (o.note) io.stderr.write(o.note)
     if (o.errorLine) io.stdout.write(o.errorLine)
     return o.code
   } finally {
-    await log.close()
+    await log?.close()
   }
 }
 

@@ -1,10 +1,10 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { mkdirSync, openSync, readFileSync, closeSync } from 'node:fs'
 import type { HookContext } from './context'
 import { TransportError } from './errors'
+import { agentSocket } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { sleep } from './retry'
@@ -19,8 +19,6 @@ export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): str
 }
 
 /** One agent per job and host: a job that tried a busy host first must not reuse that host's agent. */
-export const agentSocket = (localDir: string, c: ConnectInfo): string =>
-  `${localDir}/agent-${createHash('sha256').update(`${c.user}@${c.host}:${c.port}`).digest('hex').slice(0, 12)}.sock`
 
 async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
   const logFile = `${localDir}/agent.log`

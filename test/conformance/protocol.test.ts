@@ -209,3 +209,50 @@ describe('protocol: what the runner sends is accepted', () => {
     expect(await leftovers(runner)).toEqual(NOTHING)
   })
 })
+
+// Steps of a job with a live agent take the fast path: the raw input goes to the agent, which
+// validates it exactly as the hook does. The same bad input must fail the same way there.
+describe('protocol: bad step input with the job agent running', () => {
+  const runner = new FakeRunner()
+  beforeAll(async () => {
+    const r = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  })
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+  })
+
+  test('run_script_step without args.entryPoint: one error naming the field, exit 64, nothing ran', async () => {
+    const { args } = runner.scriptStep('echo never-ran\n')
+    const { entryPoint: _dropped, ...noEntryPoint } = args
+    const r = await runner.call('run_script_step', noEntryPoint)
+    expect(oneError(r)).toContain('args.entryPoint')
+    expect(r.code).toBe(64)
+    expect(r.stdout).not.toContain('never-ran')
+  })
+
+  test('a step without its response file: one error naming responseFile', async () => {
+    const { args } = runner.scriptStep('echo never-ran\n')
+    const r = await runner.call('run_script_step', args, { noResponseFile: true })
+    expect(oneError(r)).toMatch(/responseFile/)
+    expect(r.stdout).not.toContain('never-ran')
+  })
+
+  test('a configuration broken mid-job: one error with the field path, exit 78', async () => {
+    const bad = join(runner.root, 'broken-mid-job.json')
+    writeFileSync(bad, JSON.stringify({ provider: staticProvider(testVm()), remote: { workRoot: 'relative/work' } }))
+    const { args } = runner.scriptStep('echo never-ran\n')
+    const r = await runner.call('run_script_step', args, { env: { REMOTE_HOOKS_CONFIG: bad } })
+    expect(oneError(r)).toContain('remote.workRoot')
+    expect(r.code).toBe(78)
+    expect(r.stdout).not.toContain('never-ran')
+  })
+
+  test('and a good step right after still runs in the same job', async () => {
+    const { args } = runner.scriptStep('echo still-fine\n')
+    const r = await runner.call('run_script_step', args)
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    expect(r.stdout).toContain('still-fine')
+  })
+})
