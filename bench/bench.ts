@@ -67,27 +67,29 @@ async function main(): Promise<void> {
   const ourFirstSync = syncLine ? Number(syncLine[3]) * 1000 : NaN
 
   // (2) first sync vs raw rsync -a over ssh into an empty folder: each of 6 rounds makes a fresh
-  // tree and times both copies of that same tree, each going first in 3 rounds (page cache fairness).
-  void ourFirstSync
+  // tree and times both copies of that same tree, each going first in 3 rounds. The disk here is a
+  // shared virtual disk: the kernel's writeback of earlier rounds' data made copies 1-3 s long
+  // depending on when they ran, so every copy starts right after a `sync`, with nothing dirty.
   const rawFirst: number[] = []
   const oursFirst: number[] = []
   for (let i = 0; i < 6; i++) {
     const r2 = new FakeRunner({ vm: VM, name: `bench-first-${i}`, config: benchConfig })
     makeTree(r2.workspace, 2000, 25_000)
-    // Flush the new tree's dirty pages first: neither copy should pay for the other's writeback.
-    execFileSync('sync')
     const dest = `${vm.workRoot}/bench-raw-${i}`
     const raw = (): void => {
       execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${dest}`])
+      execFileSync('sync')
       rawFirst.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshPlain, `${r2.workspace}/`, `${vm.user}@${vm.host}:${dest}/`])))
     }
     if (i % 2 === 1) raw()
+    execFileSync('sync')
     const p = await r2.prepare({ container: r2.jobContainer(testImages.tiny), services: [] })
     const m = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(p.stdout)
     if (m) oursFirst.push(Number(m[3]) * 1000)
     if (i % 2 === 0) raw()
     await r2.cleanup()
     r2.dispose()
+    execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${dest}`])
   }
   rows.push({ name: 'first sync, 2,000 files / 50 MB', ours: median(oursFirst), baseline: median(rawFirst), baselineName: 'rsync -a over ssh', unit: 'ms', target: '≤ 1.2×' })
 
@@ -101,8 +103,15 @@ async function main(): Promise<void> {
     if (r.code !== 0) throw new Error(`no-op step failed: ${r.stdout}${r.stderr}`)
     step.push(r.ms)
   }
+  // Bare node start-up in the environment the hook gets. This machine's own shell also sets
+  // NODE_EXTRA_CA_CERTS, which makes every node start read a CA bundle; the runner's env here has no such variable.
   const nodeStart: number[] = []
-  for (let i = 0; i < N; i++) nodeStart.push(timeMs(() => execFileSync(process.execPath, ['-e', '0'])))
+  const nodeStartCa: number[] = []
+  for (let i = 0; i < N; i++) {
+    nodeStart.push(timeMs(() => execFileSync(process.execPath, ['-e', '0'], { env: runner.env() })))
+    if (process.env.NODE_EXTRA_CA_CERTS) nodeStartCa.push(timeMs(() => execFileSync(process.execPath, ['-e', '0'], { env: { ...runner.env(), NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } })))
+  }
+  const caNote = nodeStartCa.length ? ` (${Math.round(median(nodeStartCa))} ms with this machine's NODE_EXTRA_CA_CERTS)` : ''
   rows.push({
     name: 'no-op run_script_step (hook wall time)',
     ours: median(step),
@@ -110,7 +119,7 @@ async function main(): Promise<void> {
     baselineName: 'local docker exec true',
     unit: 'ms',
     target: 'overhead ≤ 150 ms',
-    note: `overhead ${Math.round(median(step) - median(local))} ms; bare node start-up here: ${Math.round(median(nodeStart))} ms`
+    note: `overhead ${Math.round(median(step) - median(local))} ms; bare node start-up in the hook's env: ${Math.round(median(nodeStart))} ms${caNote}`
   })
 
   // (3) re-sync after one file changed: ours (incremental push over the job's agent) vs raw rsync over a reused (ControlMaster) connection.
@@ -182,12 +191,13 @@ async function main(): Promise<void> {
     cleanup_job: { command: 'cleanup_job', responseFile: resp, args: {}, state: null }
   }
   const startup: Record<string, number> = {}
+  const hookEnv = { PATH: process.env.PATH, RUNNER_TEMP: hookDir, REMOTE_HOOKS_CONFIG: cfg, RUNNER_NAME: 'bench-startup' }
   const runHook = (input: object): number => {
     writeFileSync(resp, '')
-    return timeMs(() => spawnSync(process.execPath, [join(repoRoot, 'dist', 'index.js')], { input: JSON.stringify(input), env: { PATH: process.env.PATH, RUNNER_TEMP: hookDir, REMOTE_HOOKS_CONFIG: cfg, RUNNER_NAME: 'bench-startup' } }))
+    return timeMs(() => spawnSync(process.execPath, [join(repoRoot, 'dist', 'index.js')], { input: JSON.stringify(input), env: hookEnv }))
   }
   const bare: number[] = []
-  for (let i = 0; i < N; i++) bare.push(timeMs(() => spawnSync(process.execPath, ['-e', '0'])))
+  for (let i = 0; i < N; i++) bare.push(timeMs(() => spawnSync(process.execPath, ['-e', '0'], { env: hookEnv })))
   for (const [cmd, input] of Object.entries(inputs)) {
     const xs: number[] = []
     for (let i = 0; i < N; i++) xs.push(runHook(input))
