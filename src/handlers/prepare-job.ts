@@ -94,6 +94,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   const provider = await providerFor(config)
   const undo: { what: string; fn: () => Promise<unknown> }[] = []
   let remote: Remote | null = null
+  let baseRecorded: Promise<void> | null = null
   try {
     const t0 = Date.now()
     const acquired = await acquireMachine(ctx, provider, jobId, owner, localDir)
@@ -106,7 +107,12 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
 
     // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
     const pruned = await removeLabelled(r, LABEL_OWNER, owner)
-    await check(r, `for d in ${shq(workRoot)}/jobs/${owner}-*; do [ -e "$d" ] && { rm -rf "$d" 2>/dev/null || true; }; done; mkdir -p ${shq(jobRoot)}/w && echo ok`, { label: 'create the job folder' })
+    // The same round trip checks that rsync is there for the sync below.
+    const folder = await check(
+      r,
+      `for d in ${shq(workRoot)}/jobs/${owner}-*; do [ -e "$d" ] && { rm -rf "$d" 2>/dev/null || true; }; done; mkdir -p ${shq(jobRoot)}/w && { command -v rsync >/dev/null && echo rsync || echo no-rsync; }`,
+      { label: 'create the job folder', collect: true }
+    )
     if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
     undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, jobRoot, null) })
     undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
@@ -116,8 +122,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter((root) => existsSync(`${hostWork}/${root}`))
     const transport = bulkTransport(ctx, lease.connect, localDir)
     const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
-    const hasRsync = (await check(r, 'command -v rsync >/dev/null && echo yes || echo no', { collect: true })).stdout.toString().trim() === 'yes'
-    if (!hasRsync) throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+    if (folder.stdout.toString().trim() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
     const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, excludeArgs) : Promise.resolve({ files: 0, bytes: 0 })
     const syncExt = (async () => {
       if (!hostExternals || !layout.remoteExternals) return 'none'
@@ -137,9 +142,11 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const tWalk = Date.now()
     const [w, ext] = await Promise.all([syncWork, syncExt])
     const tCopy = Date.now()
-    await recordBase(target0, roots, localSnap)
-    log.debug(`sync timing: checks ${tWalk - t1} ms (incl. local snapshot), copy ${tCopy - tWalk} ms, base listing ${Date.now() - tCopy} ms`)
-    log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((Date.now() - t1) / 1000).toFixed(2)} s (externals ${ext})`)
+    log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((tCopy - t1) / 1000).toFixed(2)} s (externals ${ext})`)
+    // The files are in place; the remote listing that records the sync base only has to be done
+    // before the first step, so it runs alongside the network, image and container work.
+    baseRecorded = recordBase(target0, roots, localSnap).then(() => log.debug(`sync timing: checks ${tWalk - t1} ms (incl. local snapshot), copy ${tCopy - tWalk} ms, base listing ${Date.now() - tCopy} ms (overlapped)`))
+    baseRecorded.catch(() => undefined)
 
     // Network, volumes, images.
     const labels = labelArgs(owner, jobId, runner.runnerName)
@@ -226,9 +233,12 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       response.context!.container = { id: jobId_, image: job.args.image!, network, ports: portMap(info) }
       response.isAlpine = await isAlpine(engine, jobId_)
     }
+    await baseRecorded
     log.progress(`job ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
   } catch (err) {
+    // Settled before the undo, so it cannot write into the local folder after that is removed.
+    await baseRecorded?.catch(() => undefined)
     for (const u of undo.reverse()) {
       try {
         await u.fn()

@@ -17,9 +17,30 @@ export interface BaseUpdate {
   remove: Set<string>
 }
 
-export function loadBase(file: string): Base {
+// The agent runs every step of a job, so it keeps the last base it read or wrote and re-reads the
+// file only when another process replaced it (a new file: new inode). Parsing and writing a
+// 2,000-file base cost ~15 ms per step otherwise.
+const cache = new Map<string, { key: string; base: Base }>()
+
+function fileKey(file: string): string | null {
   try {
-    return new Map(Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>))
+    const st = statSync(file)
+    return `${st.ino}:${st.size}:${st.mtimeMs}`
+  } catch {
+    return null
+  }
+}
+
+/** The saved base (a copy the caller may change); empty when there is none yet. */
+export function loadBase(file: string): Base {
+  const key = fileKey(file)
+  if (key === null) return new Map()
+  const hit = cache.get(file)
+  if (hit?.key === key) return new Map(hit.base)
+  try {
+    const base: Base = new Map(Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>))
+    cache.set(file, { key, base })
+    return new Map(base)
   } catch {
     return new Map()
   }
@@ -52,6 +73,7 @@ function withLock<T>(file: string, fn: () => T): T {
 
 /** Applies an update to the saved base (re-read under the lock, so concurrent updates merge). */
 export function saveBase(file: string, update: BaseUpdate): void {
+  if (update.set.size === 0 && update.remove.size === 0) return
   withLock(file, () => {
     const base = loadBase(file)
     for (const p of update.remove) base.delete(p)
@@ -59,6 +81,8 @@ export function saveBase(file: string, update: BaseUpdate): void {
     const tmp = `${file}.${process.pid}.tmp`
     writeFileSync(tmp, JSON.stringify(Object.fromEntries(base)), { mode: 0o600 })
     renameSync(tmp, file)
+    const key = fileKey(file)
+    if (key) cache.set(file, { key, base })
   })
 }
 

@@ -20,7 +20,39 @@ describe('loadBase', () => {
   })
 })
 
+describe('loadBase cache (the agent reads the base every step)', () => {
+  it('sees a base another process wrote after this one cached it', () => {
+    const file = join(tempDir(), 'base.json')
+    saveBase(file, upd({ a: e('1') }))
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    // Another process: a new file renamed over the old one, as saveBase does.
+    writeFileSync(`${file}.other`, JSON.stringify({ a: e('1'), b: e('2') }))
+    require('node:fs').renameSync(`${file}.other`, file)
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
+  })
+
+  it('hands out copies: changing a loaded base changes neither the file nor the next load', () => {
+    const file = join(tempDir(), 'base.json')
+    saveBase(file, upd({ a: e('1') }))
+    const first = loadBase(file)
+    first.delete('a')
+    first.set('z', e('9'))
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+  })
+})
+
 describe('saveBase', () => {
+  it('an empty update writes nothing (no file created, an existing one left as it was)', () => {
+    const file = join(tempDir(), 'base.json')
+    saveBase(file, upd())
+    expect(existsSync(file)).toBe(false)
+    saveBase(file, upd({ a: e('1') }))
+    const before = statSync(file)
+    saveBase(file, upd())
+    const after = statSync(file)
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs])
+  })
+
   it('creates the file (0600) and leaves no lock or temp file behind', () => {
     const dir = tempDir()
     const file = join(dir, 'base.json')
