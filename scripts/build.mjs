@@ -61,6 +61,15 @@ let loader = `#!/usr/bin/env node
           fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
           fs.renameSync(tmp, file);
         } catch (e) { /* best effort */ }
+        // A new version writes its cache once: then other versions' caches older than a day go
+        // (one still in use just writes its cache again).
+        try {
+          for (const f of fs.readdirSync(dir)) {
+            if (!/^code-[0-9a-f]{16}-/.test(f) || f.startsWith('code-${key}-')) continue;
+            const p = path.join(dir, f);
+            if (Date.now() - fs.statSync(p).mtimeMs > 86400000) fs.unlinkSync(p);
+          }
+        } catch (e) { /* best effort */ }
       });
     }
     const m = { exports: {} };

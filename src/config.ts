@@ -142,7 +142,12 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     throw new ConfigError([`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} (${(e as Error).message.split('\n')[0]})`])
   }
   const parsed = ConfigSchema.safeParse(raw ?? {})
-  if (!parsed.success) throw new ConfigError(describeIssues(parsed.error))
+  if (!parsed.success) {
+    // Unreadable key files are reported along with the schema's problems, not in a second round.
+    const schemaIssues = describeIssues(parsed.error)
+    const flagged = (field: string): boolean => schemaIssues.some((i) => i.startsWith(`${field}:`))
+    throw new ConfigError([...schemaIssues, ...keyFileIssues(raw, io).filter((i) => !flagged(i.slice(0, i.indexOf(':'))))])
+  }
   const cfg = parsed.data
   const issues: string[] = []
   const p = cfg.provider
@@ -150,12 +155,23 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     if (!p.launchTemplate && !p.imageId) issues.push('provider.imageId: imageId or launchTemplate is required')
     if (!p.launchTemplate && p.instanceTypes.length === 0) issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
   }
-  if (p.kind === 'static') p.hosts.forEach((h, i) => {
-    for (const key of ['identityFile', 'knownHostsFile'] as const) {
-      const why = io.canRead(h[key])
-      if (why) issues.push(`provider.hosts.${i}.${key}: cannot read ${h[key]} (${why})`)
-    }
-  })
+  issues.push(...keyFileIssues(cfg, io))
   if (issues.length) throw new ConfigError(issues)
   return Object.freeze(cfg)
+}
+
+/** Static hosts' key files that are named by an absolute path but cannot be read (works on unvalidated input too). */
+function keyFileIssues(raw: unknown, io: ConfigIo): string[] {
+  const provider = (raw as { provider?: { kind?: unknown; hosts?: unknown } } | null)?.provider
+  if (provider?.kind !== 'static' || !Array.isArray(provider.hosts)) return []
+  const issues: string[] = []
+  provider.hosts.forEach((h: Record<string, unknown> | null, i) => {
+    for (const key of ['identityFile', 'knownHostsFile'] as const) {
+      const path = h?.[key]
+      if (typeof path !== 'string' || !isAbsolute(path)) continue
+      const why = io.canRead(path)
+      if (why) issues.push(`provider.hosts.${i}.${key}: cannot read ${path} (${why})`)
+    }
+  })
+  return issues
 }

@@ -6,7 +6,7 @@ import type { HandlerResult, HookContext } from '../context'
 import { HookError, InputError } from '../errors'
 import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
 import type { ContainerArgs, Mount, PrepareJobArgs, PrepareJobResponse, ServiceContext } from '../protocol'
-import { check, type Remote } from '../remote/remote'
+import { check, run, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
 import { providerFor } from '../providers/provider'
@@ -22,6 +22,7 @@ import { serviceAliases } from '../docker/image'
 import { Engine } from '../docker/engine'
 import { inspect, isAlpine, portMap } from '../docker/steps'
 import { sleep } from '../retry'
+import { InFlight } from '../cancel'
 import { initialState, type HookState } from '../state'
 import { mb, syncTarget, SYNC_EXCLUDES } from '../job'
 
@@ -95,6 +96,9 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   const undo: { what: string; fn: () => Promise<unknown> }[] = []
   let remote: Remote | null = null
   let baseRecorded: Promise<void> | null = null
+  // Every remote step is awaited through this: a cancel stops the wait at once (see cancel.ts).
+  const inflight = new InFlight(ctx.signal)
+  const step = <T>(work: Promise<T>): Promise<T> => inflight.track(work)
   try {
     const t0 = Date.now()
     const acquired = await acquireMachine(ctx, provider, jobId, owner, localDir)
@@ -106,13 +110,13 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     log.progress(`using ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${Date.now() - t0} ms)`)
 
     // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
-    const pruned = await removeLabelled(r, LABEL_OWNER, owner)
+    const pruned = await step(removeLabelled(r, LABEL_OWNER, owner))
     // The same round trip checks that rsync is there for the sync below.
-    const folder = await check(
+    const folder = await step(check(
       r,
       `for d in ${shq(workRoot)}/jobs/${owner}-*; do [ -e "$d" ] && { rm -rf "$d" 2>/dev/null || true; }; done; mkdir -p ${shq(jobRoot)}/w && { command -v rsync >/dev/null && echo rsync || echo no-rsync; }`,
       { label: 'create the job folder', collect: true }
-    )
+    ))
     if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
     undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, jobRoot, null) })
     undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
@@ -123,7 +127,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const transport = bulkTransport(ctx, lease.connect, localDir)
     const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
     if (folder.stdout.toString().trim() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
-    const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, excludeArgs) : Promise.resolve({ files: 0, bytes: 0 })
+    const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, excludeArgs, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
     const syncExt = (async () => {
       if (!hostExternals || !layout.remoteExternals) return 'none'
       const dest = layout.remoteExternals
@@ -131,8 +135,13 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       if (have.stdout.toString().trim() === 'yes') return 'reused'
       const tmp = `${dest}.tmp-${jobId}`
       await check(r, `mkdir -p ${shq(tmp)}`)
-      await rsyncUp(transport, hostExternals, ['.'], tmp)
-      await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+      try {
+        await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal)
+        await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+      } catch (e) {
+        await run(r, `rm -rf ${shq(tmp)}`).catch(() => undefined)
+        throw e
+      }
       return 'copied'
     })()
     // The local snapshot is taken while rsync (a child process) copies the same files.
@@ -140,7 +149,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const target0 = syncTarget(ctx, state0, r)
     const localSnap = walkLocal(hostWork, roots, target0.excludes)
     const tWalk = Date.now()
-    const [w, ext] = await Promise.all([syncWork, syncExt])
+    const [w, ext] = await step(Promise.all([syncWork, syncExt]))
     const tCopy = Date.now()
     log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((tCopy - t1) / 1000).toFixed(2)} s (externals ${ext})`)
     // The files are in place; the remote listing that records the sync base only has to be done
@@ -151,21 +160,21 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // Network, volumes, images.
     const labels = labelArgs(owner, jobId, runner.runnerName)
     const network = `rch-${jobId}`
-    await check(r, ['docker network create', ...labels.map(shq), network].join(' ') + ' >/dev/null', { label: 'docker network create' })
+    await step(check(r, ['docker network create', ...labels.map(shq), network].join(' ') + ' >/dev/null', { label: 'docker network create' }))
     for (const v of named) {
-      await check(r, `docker volume inspect ${shq(v)} >/dev/null 2>&1 || docker volume create ${labels.map(shq).join(' ')} ${shq(v)} >/dev/null`, { label: `docker volume ${v}` })
+      await step(check(r, `docker volume inspect ${shq(v)} >/dev/null 2>&1 || docker volume create ${labels.map(shq).join(' ')} ${shq(v)} >/dev/null`, { label: `docker volume ${v}` }))
     }
     const all = [...(job ? [job] : []), ...services]
     const t2 = Date.now()
     for (const p of all) if (p.args.registry?.password) log.addSecret(p.args.registry.password)
-    const pulls = await Promise.all(
+    const pulls = await step(Promise.all(
       all.map((p, i) =>
         ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l)).then((how) => {
           if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
           return how
         })
       )
-    )
+    ))
     log.debug(`images: ${pulls.join(', ')}`)
 
     // Services first (the job container may expect them), then the job container.
@@ -190,14 +199,14 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     for (const [i, s] of services.entries()) {
       const contextName = (s.args as { contextName?: unknown }).contextName
       const al = [...aliases[i], ...(typeof contextName === 'string' && contextName ? [contextName] : [])]
-      const id = await createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot)
-      await startContainer(r, id, s.args.image!)
+      const id = await step(createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot))
+      await step(startContainer(r, id, s.args.image!))
       created.push({ id, image: s.args.image!, what: al[0] })
       svcIds.push(id)
     }
     let jobId_: string | null = null
     if (job) {
-      const id = await createContainer(
+      const id = await step(createContainer(
         r,
         specOf(job, `rch-${jobId}-job`, {
           aliases: ['job'],
@@ -205,8 +214,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
           args: job.args.entryPoint ? rejoinArgs(job.args.entryPointArgs) : ['-f', '/dev/null']
         }),
         jobRoot
-      )
-      await startContainer(r, id, job.args.image!)
+      ))
+      await step(startContainer(r, id, job.args.image!))
       created.push({ id, image: job.args.image!, what: 'job container' })
       jobId_ = id
     }
@@ -216,7 +225,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
 
     const svcContexts: ServiceContext[] = []
     for (const [i, id] of svcIds.entries()) {
-      svcContexts.push({ id, image: services[i].args.image!, network, ports: portMap(await inspect(engine, id)) })
+      svcContexts.push({ id, image: services[i].args.image!, network, ports: portMap(await step(inspect(engine, id))) })
     }
     const state: HookState = {
       ...initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir }),
@@ -227,18 +236,19 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     }
     const response: PrepareJobResponse = { state, context: { services: svcContexts } }
     if (job && jobId_) {
-      const info = await inspect(engine, jobId_)
+      const info = await step(inspect(engine, jobId_))
       const path = (info.Config.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
       state.container = { id: jobId_, image: job.args.image!, path }
       response.context!.container = { id: jobId_, image: job.args.image!, network, ports: portMap(info) }
-      response.isAlpine = await isAlpine(engine, jobId_)
+      response.isAlpine = await step(isAlpine(engine, jobId_))
     }
-    await baseRecorded
+    await step(baseRecorded!)
     log.progress(`job ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
   } catch (err) {
-    // Settled before the undo, so it cannot write into the local folder after that is removed.
-    await baseRecorded?.catch(() => undefined)
+    // What was still running (a container being created, the base being written into the local
+    // folder) lands first, so the undo finds it.
+    await inflight.settle(config.timeouts.cancelGraceSeconds * 1000 + 5000)
     for (const u of undo.reverse()) {
       try {
         await u.fn()

@@ -3,7 +3,7 @@
 // known_hosts file; never a command line holding a secret.
 import { spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
-import { HookError } from '../errors'
+import { Cancelled, HookError } from '../errors'
 import type { ConnectInfo } from '../remote/remote'
 import { shq } from '../remote/quote'
 
@@ -50,18 +50,25 @@ export function rsyncUp(
   srcBase: string,
   relPaths: readonly string[],
   destDir: string,
-  extra: readonly string[] = []
+  extra: readonly string[] = [],
+  /** A cancel stops rsync (its transport then closes, which ends the remote rsync too). */
+  signal?: AbortSignal
 ): Promise<{ files: number; bytes: number }> {
   const sources = relPaths.map((p) => `${srcBase}/./${p}`)
   const args = ['-a', '--relative', '--stats', ...extra, '-e', transport.rsh, ...sources, `${transport.host}:${destDir}/`]
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Cancelled(String(signal.reason ?? 'signal')))
     const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const onAbort = (): void => void child.kill('SIGTERM')
+    signal?.addEventListener('abort', onAbort, { once: true })
     let out = ''
     let err = ''
     child.stdout.on('data', (c) => (out += c))
     child.stderr.on('data', (c) => (err = (err + c).slice(-4000)))
     child.on('error', (e) => reject(new HookError(`rsync could not start (is rsync installed on the runner host?): ${e.message}`)))
     child.on('close', (code) => {
+      signal?.removeEventListener('abort', onAbort)
+      if (signal?.aborted) return reject(new Cancelled(String(signal.reason ?? 'signal')))
       if (code !== 0) return reject(new HookError(`rsync to ${destDir} failed (exit ${code}): ${err.trim().split('\n').slice(-2).join(' | ')}`))
       const files = Number(/Number of regular files transferred: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
       const bytes = Number(/Total transferred file size: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)

@@ -261,11 +261,18 @@ describe('loadConfig: validation', () => {
 
   // config.ts promises "Every problem is reported together": an operator with a typo elsewhere
   // and an unreadable key should learn about both at once.
-  // known gap: readability is checked only once the schema is valid
-  test.failing('reports an unreadable identityFile together with schema problems elsewhere', () => {
+  it('reports an unreadable identityFile together with schema problems elsewhere', () => {
     const text = withHost({}, { timeouts: { connectSeconds: 0 } })
     const issues = issuesOf(() => load(text, '/c.yml', { [KEY]: 'EACCES' }))
     expect(issues).toContain(`provider.hosts.0.identityFile: cannot read ${KEY} (EACCES)`)
     expect(issues.some((i) => i.startsWith('timeouts.connectSeconds: '))).toBe(true)
+  })
+
+  it('does not check a key path the schema already rejected (relative), nor report it twice', () => {
+    const text = withHost({ identityFile: 'relative/id' }, { timeouts: { connectSeconds: 0 } })
+    const fake = io({ '/c.yml': text })
+    const issues = issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '/c.yml' }, fake))
+    expect(issues.filter((i) => i.startsWith('provider.hosts.0.identityFile'))).toHaveLength(1)
+    expect(fake.canReadCalls).not.toContain('relative/id')
   })
 })

@@ -1,0 +1,37 @@
+// Cancelling multi-step work (prepare_job): stop waiting as soon as the runner cancels, but keep
+// track of what was still running, so the undo starts only once it has landed. A container created
+// a moment after the undo looked for it would otherwise be left behind.
+import { Cancelled } from './errors'
+
+export class InFlight {
+  private readonly pending = new Set<Promise<unknown>>()
+
+  constructor(private readonly signal: AbortSignal) {}
+
+  /** Resolves or rejects as `work` does, or rejects with Cancelled as soon as the signal fires. */
+  track<T>(work: Promise<T>): Promise<T> {
+    const settled = work.then(
+      () => undefined,
+      () => undefined
+    )
+    this.pending.add(settled)
+    void settled.then(() => this.pending.delete(settled))
+    if (this.signal.aborted) return Promise.reject(new Cancelled(String(this.signal.reason ?? 'signal')))
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(new Cancelled(String(this.signal.reason ?? 'signal')))
+      this.signal.addEventListener('abort', onAbort, { once: true })
+      work.then(
+        (v) => (this.signal.removeEventListener('abort', onAbort), resolve(v)),
+        (e) => (this.signal.removeEventListener('abort', onAbort), reject(e))
+      )
+    })
+  }
+
+  /** Resolves once everything tracked has settled, or after maxMs, whichever comes first. */
+  async settle(maxMs: number): Promise<void> {
+    if (this.pending.size === 0) return
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([Promise.all([...this.pending]), new Promise((r) => (timer = setTimeout(r, maxMs)))])
+    clearTimeout(timer)
+  }
+}

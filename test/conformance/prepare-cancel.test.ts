@@ -1,0 +1,46 @@
+// Cancelling prepare_job (PROTOCOL.md §1.8): the runner's SIGINT/SIGTERM during the first sync stops
+// the copy at once, the hook exits non-zero within 5 s, and what prepare_job had made is undone.
+// Before the fix, the hook noticed a cancel only at its next wait, finished the copy and could
+// even report success.
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines, leftovers, NOTHING, scanCmdlines, sleep, waitForOutput } from '../helpers/conformance'
+
+describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s during the first sync', (sig) => {
+  const runner = new FakeRunner({ name: `cancel-prep-${sig.toLowerCase()}` })
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+  })
+
+  test('exits non-zero within 5 s, stops rsync here and on the remote, and leaves nothing behind', async () => {
+    // 160 MB: the copy takes seconds here, so the cancel lands in the middle of it.
+    const big = join(runner.workspace, 'big')
+    mkdirSync(big, { recursive: true })
+    for (let i = 0; i < 8; i++) writeFileSync(join(big, `blob${i}.bin`), randomBytes(20 * 1024 * 1024))
+    const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null })
+    await waitForOutput(child, 'slot')
+    await sleep(400)
+    // the copy is really running (our rsync names the runner's work folder)
+    expect(scanCmdlines(runner.work).filter((p) => p.cmdline.startsWith('rsync')).length).toBeGreaterThan(0)
+    const t0 = Date.now()
+    child.kill(sig)
+    const exitedInTime = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+    if (!exitedInTime) child.kill('SIGKILL')
+    const r = await done
+    expect({ exitedInTime, ms: Date.now() - t0 < 5000 }).toEqual({ exitedInTime: true, ms: true })
+    expect(r.code).toBe(sig === 'SIGINT' ? 130 : 143)
+    expect(r.stderr).toContain(`cancelled by ${sig}`)
+    expect(r.stdout).not.toContain('synced ')
+    expect(errorLines(r)).toEqual([])
+    expect(r.responseText).toBe('')
+    // no rsync left, local or remote (the remote rsync runs in the job folder)
+    await sleep(300)
+    expect(scanCmdlines(runner.work).filter((p) => /(^|\/)rsync /.test(p.cmdline))).toEqual([])
+    expect(scanCmdlines('/jobs/').filter((p) => /rsync --server/.test(p.cmdline) && p.cmdline.includes(runner.name))).toEqual([])
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  })
+})

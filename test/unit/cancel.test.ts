@@ -1,0 +1,56 @@
+import { InFlight } from '../../src/cancel'
+import { Cancelled } from '../../src/errors'
+
+const later = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms))
+
+describe('InFlight', () => {
+  test('passes results and errors through while not cancelled', async () => {
+    const f = new InFlight(new AbortController().signal)
+    await expect(f.track(later(5, 'ok'))).resolves.toBe('ok')
+    await expect(f.track(Promise.reject(new Error('boom')))).rejects.toThrow('boom')
+  })
+
+  test('a cancel rejects the wait at once with Cancelled, long before the work ends', async () => {
+    const c = new AbortController()
+    const f = new InFlight(c.signal)
+    const t0 = Date.now()
+    let finish!: (v: string) => void
+    const waiting = f.track(new Promise<string>((r) => (finish = r)))
+    setTimeout(() => c.abort('SIGINT'), 20)
+    await expect(waiting).rejects.toBeInstanceOf(Cancelled)
+    expect(Date.now() - t0).toBeLessThan(1000)
+    finish('late')
+  })
+
+  test('work tracked after the cancel is rejected at once too', async () => {
+    const c = new AbortController()
+    c.abort('SIGTERM')
+    await expect(new InFlight(c.signal).track(later(10, 1))).rejects.toThrow('SIGTERM')
+  })
+
+  test('settle waits for work still running after a cancel (a container being created), but not past its limit', async () => {
+    const c = new AbortController()
+    const f = new InFlight(c.signal)
+    let landed = false
+    f.track(later(150, 0).then(() => (landed = true))).catch(() => undefined)
+    c.abort('SIGINT')
+    await f.settle(5000)
+    expect(landed).toBe(true)
+
+    let finish!: () => void
+    f.track(new Promise<void>((r) => (finish = r))).catch(() => undefined)
+    const t0 = Date.now()
+    await f.settle(100)
+    expect(Date.now() - t0).toBeLessThan(1000)
+    finish()
+  })
+
+  test('settle with nothing in flight returns at once; failed work counts as settled', async () => {
+    const f = new InFlight(new AbortController().signal)
+    await f.settle(10_000)
+    f.track(Promise.reject(new Error('x'))).catch(() => undefined)
+    const t0 = Date.now()
+    await f.settle(10_000)
+    expect(Date.now() - t0).toBeLessThan(500)
+  })
+})
