@@ -144,17 +144,16 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       }
       return 'copied'
     })()
-    // The local snapshot is taken while rsync (a child process) copies the same files.
     const state0 = { hostWork, jobRoot, localDir }
     const target0 = syncTarget(ctx, state0, r)
-    const localSnap = walkLocal(hostWork, roots, target0.excludes)
-    const tWalk = Date.now()
     const [w, ext] = await step(Promise.all([syncWork, syncExt]))
     const tCopy = Date.now()
     log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((tCopy - t1) / 1000).toFixed(2)} s (externals ${ext})`)
-    // The files are in place; the remote listing that records the sync base only has to be done
-    // before the first step, so it runs alongside the network, image and container work.
-    baseRecorded = recordBase(target0, roots, localSnap).then(() => log.debug(`sync timing: checks ${tWalk - t1} ms (incl. local snapshot), copy ${tCopy - tWalk} ms, base listing ${Date.now() - tCopy} ms (overlapped)`))
+    // The files are in place. The sync base (both sides' listings) only has to be recorded before
+    // the first step, so it is made alongside the network, image and container work. The local
+    // side is read after the copy, not during it (that cost the copy CPU): nothing writes the
+    // runner's files while prepare_job runs, the runner waits for it.
+    baseRecorded = recordBase(target0, roots).then(() => log.debug(`sync timing: copy ${tCopy - t1} ms, base listings ${Date.now() - tCopy} ms (overlapped)`))
     baseRecorded.catch(() => undefined)
 
     // Network, volumes, images.
