@@ -66,10 +66,19 @@ async function main(): Promise<void> {
   const syncLine = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(prep.stdout)
   const ourFirstSync = syncLine ? Number(syncLine[3]) * 1000 : NaN
 
-  // (2) first sync vs raw rsync -a over ssh into an empty folder: each of 6 rounds makes a fresh
-  // tree and times both copies of that same tree, each going first in 3 rounds. The disk here is a
-  // shared virtual disk: the kernel's writeback of earlier rounds' data made copies 1-3 s long
-  // depending on when they ran, so every copy starts right after a `sync`, with nothing dirty.
+  // (2) first sync vs raw rsync -a over ssh into an empty folder: each round makes a fresh tree and
+  // times both copies of that same tree, each side going first in half the rounds. On this VM the
+  // same copy took 0.9 s or 3 s depending on what earlier rounds left in the page cache (writeback,
+  // then reclaim), so every copy starts from the same state: nothing dirty, caches dropped (root
+  // only; the source tree is then read from disk by both sides alike).
+  const quiesce = (): void => {
+    execFileSync('sync')
+    try {
+      writeFileSync('/proc/sys/vm/drop_caches', '3\n')
+    } catch {
+      // not root: only the sync
+    }
+  }
   const rawFirst: number[] = []
   const oursFirst: number[] = []
   const ROUNDS = 8
@@ -79,11 +88,11 @@ async function main(): Promise<void> {
     const dest = `${vm.workRoot}/bench-raw-${i}`
     const raw = (): void => {
       execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${dest}`])
-      execFileSync('sync')
+      quiesce()
       rawFirst.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshPlain, `${r2.workspace}/`, `${vm.user}@${vm.host}:${dest}/`])))
     }
     if (i % 2 === 1) raw()
-    execFileSync('sync')
+    quiesce()
     const p = await r2.prepare({ container: r2.jobContainer(testImages.tiny), services: [] })
     const m = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(p.stdout)
     if (!m) throw new Error(`first-sync round ${i}: no "synced" line in prepare_job's output: ${p.stdout}${p.stderr}`)
