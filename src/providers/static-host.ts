@@ -66,16 +66,25 @@ export class StaticHostProvider implements VmProvider {
           for (const lease of leases) {
             const dir = leaseDir(this.workRoot, lease.slot)
             const mark = `${owner} ${jobId} ${ctx.runner.runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
+            // A runner runs one job at a time: a lease of its own is from a job that died. It is
+            // taken over, and once a slot is ours, its other leases on this host are released.
             const script =
               `mkdir -p ${shq(this.workRoot)}/leases ${shq(this.workRoot)}/jobs && ` +
-              `if mkdir ${shq(dir)} 2>/dev/null; then echo ${shq(mark)} > ${shq(dir)}/owner; echo new; ` +
-              // A runner runs one job at a time: its own old lease is from a job that died.
-              `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then echo ${shq(mark)} > ${shq(dir)}/owner; echo stale; ` +
-              `else echo busy; fi`
+              `if mkdir ${shq(dir)} 2>/dev/null; then r=new; ` +
+              `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then r=stale; ` +
+              `else echo busy; exit 0; fi; ` +
+              `echo ${shq(mark)} > ${shq(dir)}/owner; ` +
+              `for d in ${shq(this.workRoot)}/leases/slot-*; do ` +
+              `[ "$d" = ${shq(dir)} ] || [ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && echo "released $d" >&2; }; ` +
+              `done; echo $r`
             const r = await check(remote, script, { collect: true, label: 'lease a host slot' })
             const answer = r.stdout.toString().trim()
             if (answer === 'new' || answer === 'stale') {
               ctx.log.debug(`leased ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${answer})`)
+              for (const line of r.stderr.split('\n')) {
+                const m = /^released .*\/slot-(\d+)$/.exec(line.trim())
+                if (m) ctx.log.progress(`released this runner's stale lease of slot ${m[1]} on ${lease.connect.host}:${lease.connect.port}`)
+              }
               await discardAll(index)
               open_.clear()
               return { lease, remote }

@@ -140,7 +140,7 @@ export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): I
     } else {
       fs.writeFileSync(hostKey, keys.hostPrivateKey, { mode: 0o600 });
     }
-    const port = await freePort();
+    let port = await freePort();
     inst.port = port;
     const tag = async () => {
       if (opts.tagDelayMs) await sleep(opts.tagDelayMs);
@@ -149,10 +149,22 @@ export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): I
       note(`${inst.id}: tagged ${tagName}=127.0.0.1:${port}`);
     };
     const sshd = async () => {
-      if (stopped || inst.gone) return;
-      inst.sshd = await startInstanceSshd(inst.name, port, pub, hostKey);
+      // A port found free can be taken by another test's process before sshd binds it: then try
+      // another (only while the endpoint tag is not out yet, since the tag names the port).
+      for (let attempt = 1; ; attempt++) {
+        if (stopped || inst.gone) return;
+        try {
+          inst.sshd = await startInstanceSshd(inst.name, port, pub, hostKey);
+          break;
+        } catch (e) {
+          const tagged = opts.sshdDelayMs !== undefined;
+          note(`${inst.id}: sshd start on ${port} failed (attempt ${attempt}): ${String(e).split('\n').slice(-3).join(' ')}`);
+          if (tagged || attempt >= 3) throw e;
+          port = await freePort();
+          inst.port = port;
+        }
+      }
       note(`${inst.id}: sshd ${inst.name} on 127.0.0.1:${port}${opts.wrongHostKey ? ' (wrong host key)' : ''}`);
-
     };
     // What the user data's runcmd does last on a real instance (cloud-init's final stage).
     const bootSetup = async () => {
@@ -377,6 +389,8 @@ export async function hookPrepare(runner: FakeRunner, args: unknown, opts: { env
 }
 
 /** The output of a hook command, for failure messages. */
-export function dumpRun(r: HookRun): string {
-  return `exit ${r.code}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+/** A hook run for a failure message; with the booter, also what the stand-in instances did. */
+export function dumpRun(r: HookRun, booter?: InstanceBooter): string {
+  const boot = booter ? `\n--- fake instances\n${booter.events.join('\n')}\n--- booter errors\n${booter.errors.join('\n')}` : '';
+  return `exit ${r.code}${r.signal ? ` (${r.signal})` : ''} after ${r.ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}${boot}`;
 }

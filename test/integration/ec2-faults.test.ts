@@ -76,7 +76,7 @@ async function rig(label: string, provider: Record<string, unknown> = {}): Promi
 }
 
 const jobArgs = (runner: FakeRunner) => ({ container: runner.jobContainer(testImages.glibc), services: [] });
-const ok = (r: HookRun) => ({ errors: errorLines(r), code: r.code, out: r.code ? dumpRun(r) : '' });
+const ok = (r: HookRun, booter?: InstanceBooter) => ({ errors: errorLines(r), code: r.code, out: r.code ? dumpRun(r, booter) : '' });
 const OK = { errors: [], code: 0, out: '' };
 const runCalls = (p: FaultProxy) =>
   p.calls('RunInstances').map((c: ProxiedRequest) => ({
@@ -103,7 +103,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
       // the launch reaches moto, its answer is lost: the retry must get the same instance back
       const lost = r.proxy.fail({ action: 'RunInstances', times: 1, forward: true, code: 'InternalError', status: 500 });
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       expect(throttle.hits).toBe(2);
       expect(lost.hits).toBe(1);
       expect(r.proxy.calls('DescribeInstances').slice(0, 3).map((c) => c.status)).toEqual([503, 503, 200]);
@@ -135,7 +135,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
         status: 500,
       });
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       expect(runCalls(r.proxy)).toEqual([
         { market: 'on-demand', type: 'm7i.large', subnet: a, fault: 'InsufficientInstanceCapacity' },
         { market: 'on-demand', type: 'm7i.large', subnet: b, fault: 'InsufficientInstanceCapacity' },
@@ -161,7 +161,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
       r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, times: 1, code: 'SpotMaxPriceTooLow', message: 'Your Spot request price is lower than the minimum required Spot request fulfillment price.' });
       r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, code: 'InsufficientInstanceCapacity', status: 500 });
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       expect(runCalls(r.proxy)).toEqual([
         { market: 'spot', type: 'm7i.large', subnet: null, fault: 'SpotMaxPriceTooLow' },
         { market: 'spot', type: 'm6i.large', subnet: null, fault: 'InsufficientInstanceCapacity' },
@@ -181,7 +181,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     const r = await rig('spotok', { market: 'spot-with-on-demand-fallback' });
     try {
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       const [run] = r.proxy.calls('RunInstances');
       expect(run.params.get('InstanceMarketOptions.MarketType')).toBe('spot');
       expect(run.params.get('InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior')).toBe('terminate');
@@ -221,7 +221,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     try {
       const f = r.proxy.fail({ action: 'DescribeInstances', times: 2, code: 'InvalidInstanceID.NotFound', message: 'The instance ID does not exist' });
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       expect(f.hits).toBe(2);
       expect(r.proxy.calls('RunInstances')).toHaveLength(1);
       await cleanupTerminates(r, (r.runner.state as any).host.instanceId);
@@ -234,7 +234,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     const r = await rig('termnotyet');
     try {
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       const id = (r.runner.state as any).host.instanceId as string;
       const f = r.proxy.fail({ action: 'TerminateInstances', times: 1, code: 'InvalidInstanceID.NotFound', message: 'The instance ID does not exist' });
       const c = await hookCall(r.runner, 'cleanup_job', {});
@@ -252,7 +252,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     const r = await rig('midjob');
     try {
       const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p)).toEqual(OK);
+      expect(ok(p, r.booter)).toEqual(OK);
       const id = (r.runner.state as any).host.instanceId as string;
 
       const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n');
