@@ -86,15 +86,8 @@ start_inst() {
   printf '%s\n' "$hostpub" >"$d/ssh_host_key.pub"
   printf '%s\n' "$authline" >"$d/authorized_key"
   chmod 600 "$d/authorized_key"
-  local ak="$RCHVM_HOME/.ssh/authorized_keys.rch-inst-$name"
-  install -m 600 -o "$INST_USER" -g "$INST_USER" "$d/authorized_key" "$ak"
-
-  # fresh, empty remote work root (root-owned job containers leave files rchvm cannot delete)
-  rm -rf "$remote"
-  install -d -m 755 "$remote"
-  install -d -m 755 -o "$INST_USER" -g "$INST_USER" "$work"
-
-  write_sshd_config "$d" "$port" "$d/ssh_host_key" "$ak" "stand-in for EC2 instance $name"
+  install_machine "$d/authorized_key" "rch-inst-$name" "$remote"
+  write_sshd_config "$d" "$port" "$d/ssh_host_key" "$MACHINE_AK" "stand-in for EC2 instance $name"
 
   printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 <<<"$hostpub")" >"$d/known_hosts"
   chmod 600 "$d/known_hosts"

@@ -245,3 +245,28 @@ stop_sshd() {
   [ "$n" -gt 0 ] && log "$what: ended $n leftover session process(es)"
   rm -f "$d/sshd.pid" "$d/env"
 }
+
+# install_machine PUBKEY_FILE NAME REMOTE_DIR -> authorizes the key for rchvm as
+# ~rchvm/.ssh/authorized_keys.NAME (sshd reads it as rchvm; sets MACHINE_AK) and makes
+# REMOTE_DIR/work a fresh, empty work root owned by rchvm (root-owned job containers leave
+# files rchvm cannot delete, hence root removes the old one).
+install_machine() {
+  local pub="$1" name="$2" remote="$3"
+  MACHINE_AK="$RCHVM_HOME/.ssh/authorized_keys.$name"
+  install -m 600 -o "$RCHVM_USER" -g "$RCHVM_USER" "$pub" "$MACHINE_AK"
+  rm -rf "$remote"
+  install -d -m 755 "$remote"
+  install -d -m 755 -o "$RCHVM_USER" -g "$RCHVM_USER" "$remote/work"
+}
+
+# stop_recorded PIDFILE PATTERN WHAT -> stops the daemon whose pid PIDFILE records (if its
+# command line still contains PATTERN) and removes PIDFILE and the env file next to it.
+stop_recorded() {
+  local pidfile="$1" pattern="$2" what="$3"
+  if [ ! -f "$pidfile" ]; then
+    log "$what: not running (no $pidfile)"
+    return 0
+  fi
+  stop_pid "$(cat "$pidfile")" "$pattern" "$what"
+  rm -f "$pidfile" "$(dirname "$pidfile")/env"
+}

@@ -134,14 +134,7 @@ start_moto() {
   log "moto: $MOTO_SPEC pid $pid on http://127.0.0.1:$MOTO_PORT ($(elapsed "$t0") s)"
 }
 
-stop_moto() {
-  if [ ! -f "$D/moto.pid" ]; then
-    log "moto: not running (no $D/moto.pid)"
-    return 0
-  fi
-  stop_pid "$(cat "$D/moto.pid")" "$VENV/bin/moto_server" moto
-  rm -f "$D/moto.pid" "$D/env"
-}
+stop_moto() { stop_recorded "$D/moto.pid" "$VENV/bin/moto_server" moto; }
 
 case "${1:-}" in
   start) start_moto ;;

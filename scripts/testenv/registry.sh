@@ -126,14 +126,7 @@ EOF
   log "registry: pid $pid on $REG_HOST, user $REG_USER, image $REG_IMAGE ($(elapsed "$t0") s)"
 }
 
-stop_registry() {
-  if [ ! -f "$D/registry.pid" ]; then
-    log "registry: not running (no $D/registry.pid)"
-    return 0
-  fi
-  stop_pid "$(cat "$D/registry.pid")" "$D/config.yml" registry
-  rm -f "$D/registry.pid" "$D/env"
-}
+stop_registry() { stop_recorded "$D/registry.pid" "$D/config.yml" registry; }
 
 case "${1:-}" in
   start) start_registry ;;

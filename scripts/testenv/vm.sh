@@ -67,15 +67,8 @@ start_vm() {
     ssh-keygen -q -t ed25519 -N '' -C "rch-vm-$name-client" -f "$d/id_ed25519"
   chmod 600 "$d/ssh_host_ed25519_key" "$d/id_ed25519"
 
-  local ak="$RCHVM_HOME/.ssh/authorized_keys.rch-vm-$name"
-  install -m 600 -o "$VM_USER" -g "$VM_USER" "$d/id_ed25519.pub" "$ak"
-
-  # fresh, empty remote work root (root-owned job containers leave files rchvm cannot delete)
-  rm -rf "$remote"
-  install -d -m 755 "$remote"
-  install -d -m 755 -o "$VM_USER" -g "$VM_USER" "$work"
-
-  write_sshd_config "$d" "$port" "$d/ssh_host_ed25519_key" "$ak" "throwaway test VM $name"
+  install_machine "$d/id_ed25519.pub" "rch-vm-$name" "$remote"
+  write_sshd_config "$d" "$port" "$d/ssh_host_ed25519_key" "$MACHINE_AK" "throwaway test VM $name"
 
   printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")" >"$d/known_hosts"
   chmod 600 "$d/known_hosts"
