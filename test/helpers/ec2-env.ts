@@ -14,7 +14,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { DescribeImagesCommand, EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2';
-import { parseEnvFile, repoRoot, testenvDir } from './testenv';
+import { parseEnvFile, readEnv, repoRoot, testenvDir } from './testenv';
 
 const execFileP = promisify(execFile);
 
@@ -37,17 +37,7 @@ export interface MotoEnv {
 /** The moto server started by `scripts/testenv/moto.sh start` (reads .testenv/moto/env). */
 export function loadMoto(): MotoEnv {
   const file = path.join(testenvDir, 'moto', 'env');
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(
-      `moto not running: ${file} is missing (${code ?? String(err)}); ` +
-        'run scripts/test.sh (npm test), or `bash scripts/testenv/moto.sh start`',
-    );
-  }
-  const env = parseEnvFile(text);
+  const env = readEnv(file, 'moto (`bash scripts/testenv/moto.sh start`)');
   const endpoint = env.MOTO_ENDPOINT;
   const port = Number(env.MOTO_PORT);
   if (!endpoint || !Number.isInteger(port) || port <= 0 || port > 65535) {

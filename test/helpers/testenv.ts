@@ -69,7 +69,8 @@ export function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-function readEnv(file: string, what: string): Record<string, string> {
+/** An env file a testenv script wrote; a clear error when that part of the environment is not running. */
+export function readEnv(file: string, what: string): Record<string, string> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
