@@ -5,6 +5,8 @@ import { isAbsolute } from 'node:path'
 import { ConfigError } from './errors'
 import { describeIssues } from './protocol'
 
+export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
+
 const absPath = z.string().min(1).refine((p) => isAbsolute(p), { message: 'must be an absolute path' })
 
 const HostSchema = z
@@ -72,7 +74,7 @@ export const ConfigSchema = z
     remote: z
       .object({
         workRoot: absPath.refine((p) => p !== '/' && !/[\s'"\\$`]/.test(p), 'must not be / or contain spaces, quotes or $'),
-        dockerSocket: absPath.default('/var/run/docker.sock')
+        dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET)
       })
       .strict(),
     images: z

@@ -11,12 +11,13 @@ export const SYNC_EXCLUDES = ['_temp/_runner_hook_responses']
 /** Pushed before every step: what the runner writes on the host between steps. */
 export const PUSH_ROOTS = ['_temp', '_actions']
 
-export function layoutOf(state: Pick<HookState, 'hostWork' | 'jobRoot' | 'externals'>): Layout {
+export function layoutOf(state: Pick<HookState, 'hostWork' | 'jobRoot' | 'externals'>, dockerSocket: string): Layout {
   return {
     hostWork: state.hostWork,
     remoteWork: `${state.jobRoot}/w`,
     hostExternals: state.externals?.host ?? null,
-    remoteExternals: state.externals?.remote ?? null
+    remoteExternals: state.externals?.remote ?? null,
+    dockerSocket
   }
 }
 

@@ -9,6 +9,8 @@ export interface Layout {
   remoteWork: string
   hostExternals: string | null
   remoteExternals: string | null
+  /** The VM's Docker socket (`remote.dockerSocket`): where a mount of the runner's socket goes. */
+  dockerSocket: string
 }
 
 function under(path: string, root: string): string | null {
@@ -19,7 +21,7 @@ function under(path: string, root: string): string | null {
 }
 
 export function remotePath(layout: Layout, hostPath: string, field: string): string {
-  if (hostPath === '/var/run/docker.sock') return hostPath
+  if (hostPath === '/var/run/docker.sock') return layout.dockerSocket
   const w = under(hostPath, layout.hostWork)
   if (w !== null) return w ? `${layout.remoteWork}/${w}` : layout.remoteWork
   if (layout.hostExternals && layout.remoteExternals) {

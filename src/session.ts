@@ -4,6 +4,8 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, openSync, readFileSync, closeSync } from 'node:fs'
 import type { HookContext } from './context'
 import { TransportError } from './errors'
+import { shq } from './remote/quote'
+import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
@@ -57,9 +59,20 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
   }
 }
 
+/**
+ * Every remote command of a job runs with DOCKER_HOST naming `remote.dockerSocket` when that is not
+ * the default, so the docker CLI talks to the same daemon as the Engine API calls (e.g. rootless
+ * Docker, whose socket a non-interactive SSH command would not otherwise find).
+ */
+function forDocker(ctx: HookContext, remote: Remote, close = (): void => remote.close()): Remote {
+  const socket = ctx.config.remote.dockerSocket
+  const prefix = socket === DEFAULT_DOCKER_SOCKET ? '' : `DOCKER_HOST=${shq(`unix://${socket}`)}; export DOCKER_HOST; `
+  return { openExec: (c) => remote.openExec(prefix + c), openSocket: (p) => remote.openSocket(p), close }
+}
+
 /** A Remote for the job's host: the agent when enabled, else a direct connection. */
 export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string, opts: { startAgent?: boolean } = {}): Promise<Remote> {
-  if (ctx.remote) return { openExec: (c) => ctx.remote!.openExec(c), openSocket: (p) => ctx.remote!.openSocket(p), close: () => undefined }
+  if (ctx.remote) return forDocker(ctx, ctx.remote, () => undefined)
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
   const sock = agentSocket(localDir, connect)
   if (!(await MuxRemote.ping(sock))) {
@@ -69,7 +82,7 @@ export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, loca
     ctx.log.progress(`connecting to ${connect.user}@${connect.host}:${connect.port}`)
     await startAgent(ctx, connect, sock, localDir)
   }
-  return new MuxRemote(sock)
+  return forDocker(ctx, new MuxRemote(sock))
 }
 
 export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void> {
@@ -79,7 +92,7 @@ export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void>
 /** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */
 export async function directRemote(ctx: HookContext, connect: ConnectInfo): Promise<Remote> {
   const { SshRemote } = await import('./remote/ssh')
-  return SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000)
+  return forDocker(ctx, await SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000))
 }
 
 /**

@@ -85,7 +85,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     hostWork,
     remoteWork: `${jobRoot}/w`,
     hostExternals,
-    remoteExternals: extVersion ? `${workRoot}/externals/${extVersion}` : null
+    remoteExternals: extVersion ? `${workRoot}/externals/${extVersion}` : null,
+    dockerSocket: config.remote.dockerSocket
   }
   const named = new Set<string>()
   const mounts = new Map<Planned, MountSpec[]>()

@@ -38,7 +38,7 @@ export async function runContainerStep(args: ContainerArgs, state: HookState | n
 }
 
 async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
-  const layout = layoutOf(state)
+  const layout = layoutOf(state, ctx.config.remote.dockerSocket)
   const binds = [...args.userMountVolumes, ...args.systemMountVolumes].map((m, i) => {
     const src = m.sourceVolumePath ? (m.sourceVolumePath.startsWith('/') ? remotePath(layout, m.sourceVolumePath, `args.mountVolumes.${i}`) : m.sourceVolumePath) : null
     return (src ? `${src}:` : '') + m.targetVolumePath + (m.readOnly ? ':ro' : '')

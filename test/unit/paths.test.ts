@@ -5,7 +5,8 @@ const L: Layout = {
   hostWork: '/home/runner/_work',
   remoteWork: '/srv/rch/jobs/j1/w',
   hostExternals: '/home/runner/externals',
-  remoteExternals: '/srv/rch/externals/0123abcd'
+  remoteExternals: '/srv/rch/externals/0123abcd',
+  dockerSocket: '/var/run/docker.sock'
 }
 
 describe('remotePath', () => {
@@ -21,6 +22,10 @@ describe('remotePath', () => {
     ['/var/run/docker.sock', '/var/run/docker.sock']
   ])('%s → %s', (host, remote) => {
     expect(remotePath(L, host, 'f')).toBe(remote)
+  })
+
+  it("maps the runner's Docker socket to the VM's configured one (remote.dockerSocket)", () => {
+    expect(remotePath({ ...L, dockerSocket: '/run/user/1001/docker.sock' }, '/var/run/docker.sock', 'f')).toBe('/run/user/1001/docker.sock')
   })
 
   it('tolerates a trailing slash on the layout roots', () => {
