@@ -16,7 +16,15 @@ function fnv1a(text: string): string {
   return h.toString(16).padStart(8, '0')
 }
 
-export const agentSocket = (localDir: string, c: { user: string; host: string; port: number }): string => `${localDir}/agent-${fnv1a(`${c.user}@${c.host}:${c.port}`)}.sock`
+/**
+ * The agent protocol, part of the socket name: a hook never talks to an agent that speaks another
+ * one. After an upgrade the next step of a running job just starts an agent of the new build (the
+ * old one is stopped by cleanup_job or idles out). Bump it when the agent's requests change.
+ */
+export const AGENT_PROTOCOL = 2
+
+export const agentSocket = (localDir: string, c: { user: string; host: string; port: number }): string =>
+  `${localDir}/agent-${fnv1a(`${c.user}@${c.host}:${c.port}`)}-p${AGENT_PROTOCOL}.sock`
 
 /**
  * The agent socket a step command should go to, or null (any other command, no usable state, input

@@ -1,7 +1,7 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
-import { mkdirSync, openSync, readFileSync, closeSync } from 'node:fs'
+import { mkdirSync, openSync, readFileSync, readdirSync, closeSync } from 'node:fs'
 import type { HookContext } from './context'
 import { TransportError } from './errors'
 import { shq } from './remote/quote'
@@ -87,6 +87,17 @@ export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, loca
 
 export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void> {
   await MuxRemote.shutdown(agentSocket(localDir, c))
+}
+
+/** Stops every agent of a job folder, whatever host or build started it (cleanup). */
+export async function stopAgents(localDir: string): Promise<void> {
+  let names: string[] = []
+  try {
+    names = readdirSync(localDir).filter((x) => x.startsWith('agent-') && x.endsWith('.sock'))
+  } catch {
+    return
+  }
+  for (const f of names) await MuxRemote.shutdown(`${localDir}/${f}`)
 }
 
 /** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */

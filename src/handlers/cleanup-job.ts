@@ -1,11 +1,10 @@
 // cleanup_job: remove everything the job created on the remote and give the machine back. Works
 // from labels/tags when state is null (prepare_job failed or was killed), and is safe to run twice.
 import { readdirSync, rmSync } from 'node:fs'
-import { MuxRemote } from '../remote/mux-client'
 import type { HandlerResult, HookContext } from '../context'
 import { LABEL_JOB, ownerId } from '../labels'
 import type { HookState } from '../state'
-import { openJobRemote, stopAgent } from '../session'
+import { openJobRemote, stopAgents } from '../session'
 import { removeLabelled } from '../docker/cli'
 import { removeJobFolder } from '../docker/job-folder'
 import { providerFor } from '../providers/provider'
@@ -40,7 +39,7 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
     }
   } finally {
     remote?.close()
-    await stopAgent(state.localDir, state.host)
+    await stopAgents(state.localDir)
     rmSync(state.localDir, { recursive: true, force: true })
   }
   return { exitCode: 0 }
@@ -56,7 +55,7 @@ async function removeLocalLeftovers(ctx: HookContext, owner: string): Promise<nu
   }
   for (const n of names) {
     const dir = `${ctx.localRoot}/${n}`
-    for (const f of readdirSync(dir).filter((x) => x.startsWith('agent-') && x.endsWith('.sock'))) await MuxRemote.shutdown(`${dir}/${f}`)
+    await stopAgents(dir)
     rmSync(dir, { recursive: true, force: true })
   }
   return names.length

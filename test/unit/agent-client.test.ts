@@ -1,4 +1,9 @@
-import { agentSocket, delegation } from '../../src/agent-client'
+import { AGENT_PROTOCOL, agentSocket, delegation } from '../../src/agent-client'
+import { stopAgents } from '../../src/session'
+import { createServer, type Server } from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const host = { user: 'rchvm', host: '127.0.0.1', port: 2231 }
 const state = { localDir: '/tmp/rch-0/o-1', host: { ...host, index: 0, slot: 0 } }
@@ -28,9 +33,41 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
 describe('agentSocket', () => {
   test('one short, stable name per user@host:port inside the job folder', () => {
     const a = agentSocket('/d', host)
-    expect(a).toMatch(/^\/d\/agent-[0-9a-f]{8}\.sock$/)
+    expect(a).toMatch(new RegExp(`^/d/agent-[0-9a-f]{8}-p${AGENT_PROTOCOL}\\.sock$`))
     expect(agentSocket('/d', { ...host })).toBe(a)
     expect(agentSocket('/d', { ...host, port: 2232 })).not.toBe(a)
     expect(agentSocket('/d', { ...host, user: 'other' })).not.toBe(a)
+  })
+})
+
+describe('stopAgents (cleanup_job)', () => {
+  test('sends shutdown to every agent socket of the job folder, of any host or protocol, and nothing else', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-agents-'))
+    const got: Record<string, string> = {}
+    const servers: Server[] = []
+    const listen = (name: string): Promise<void> =>
+      new Promise((resolve) => {
+        const srv = createServer((c) => {
+          let text = ''
+          c.on('data', (d) => (text += d))
+          c.on('end', () => (got[name] = text))
+          c.on('data', () => text.includes('\n') && c.end())
+        })
+        servers.push(srv)
+        srv.listen(join(dir, name), resolve)
+      })
+    try {
+      await listen('agent-0123abcd-p1.sock') // an older build's agent
+      await listen(agentSocket(dir, { user: 'u', host: 'h', port: 22 }).slice(dir.length + 1))
+      await listen('other.sock')
+      await stopAgents(dir)
+      await new Promise((r) => setTimeout(r, 50))
+      expect(Object.keys(got).sort()).toEqual(['agent-0123abcd-p1.sock', agentSocket(dir, { user: 'u', host: 'h', port: 22 }).slice(dir.length + 1)].sort())
+      for (const v of Object.values(got)) expect(JSON.parse(v.trim())).toEqual({ op: 'shutdown' })
+      await stopAgents(join(dir, 'missing')) // no folder: nothing to do
+    } finally {
+      for (const s of servers) s.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
