@@ -2,6 +2,7 @@
 // over in user data (host key pinned), used, and terminated. Capacity errors move on to the next
 // instance type, subnet, then on-demand; throttling and server errors retry the same request
 // (same idempotency token) with backoff; every wait has one overall deadline and says what it waits for.
+import { ed25519KeyPair } from './keys'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import type { Ec2Config } from '../config'
@@ -84,12 +85,8 @@ export class Ec2Provider implements VmProvider {
       })
 
     // Per-job keys: the client key to log in, the host key to pin. Private halves stay in 0600 files.
-    // require, not import(): ssh2 is a lazy chunk of the bundle's loader, and a dynamic import() of
-    // an external module in the bundle is a native ESM import the loader's vm.Script cannot serve.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { generateKeyPairSync } = (require('ssh2') as typeof import('ssh2')).utils
-    const client_ = generateKeyPairSync('ed25519')
-    const host = generateKeyPairSync('ed25519')
+    const client_ = ed25519KeyPair(`rch-${jobId}-client`)
+    const host = ed25519KeyPair(`rch-${jobId}-host`)
     const identityFile = `${localDir}/id_ed25519`
     writeFileSync(identityFile, client_.private, { mode: 0o600 })
     const userData = Buffer.from(
@@ -119,6 +116,13 @@ export class Ec2Provider implements VmProvider {
       rootSize = img.Images?.[0]?.BlockDeviceMappings?.find((b) => b.DeviceName === rootDevice)?.Ebs?.VolumeSize
       if (!img.Images?.length) throw new HookError(`provider.imageId: image ${imageForRoot} not found in ${cfg.region}`)
     }
+
+    // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
+    // cleanup never ran: found while this job launches, terminated once this job has its machine.
+    const leftovers = this.liveOf(owner).catch((e: unknown) => {
+      ctx.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
+      return [] as string[]
+    })
 
     const tried: string[] = []
     let instanceId: string | null = null
@@ -168,8 +172,12 @@ export class Ec2Provider implements VmProvider {
     try {
       const connect = await this.waitRunning(ctx, client, sdk, instanceId, deadline, send)
       lease.connect = { ...lease.connect, ...connect }
-      writeFileSync(lease.connect.knownHostsFile, `${knownHostsName(lease.connect.host, lease.connect.port)} ${host.public.trim()}\n`, { mode: 0o600 })
+      writeFileSync(lease.connect.knownHostsFile, `${knownHostsName(lease.connect.host, lease.connect.port)} ${host.public.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 })
       const remote = await this.waitReady(ctx, lease.connect, instanceId, deadline, a)
+      for (const id of (await leftovers).filter((x) => x !== instanceId)) {
+        ctx.log.progress(`terminating ${id}, left by an earlier job of this runner`)
+        await this.terminate(ctx, id).catch((t) => ctx.log.warn(`could not terminate ${id}: ${(t as Error).message}`))
+      }
       return { lease, remote }
     } catch (e) {
       // The instance exists: it must not outlive this failure.
@@ -282,8 +290,8 @@ export class Ec2Provider implements VmProvider {
     if (lease.instanceId) await this.terminate(ctx, lease.instanceId)
   }
 
-  /** Terminates every live instance tagged with this runner's owner id (cleanup without state). */
-  async cleanupOrphans(ctx: HookContext, owner: string): Promise<string> {
+  /** Ids of the live (not terminated) instances tagged with an owner id. */
+  private async liveOf(owner: string): Promise<string[]> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
@@ -297,7 +305,12 @@ export class Ec2Provider implements VmProvider {
         ),
       { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, retryable: isRetryableAwsError }
     )
-    const ids = (res.Reservations ?? []).flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId!).filter(Boolean)
+    return (res.Reservations ?? []).flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId!).filter(Boolean)
+  }
+
+  /** Terminates every live instance tagged with this runner's owner id (cleanup without state). */
+  async cleanupOrphans(ctx: HookContext, owner: string): Promise<string> {
+    const ids = await this.liveOf(owner)
     for (const id of ids) await this.terminate(ctx, id)
     return `${ids.length} instances terminated`
   }

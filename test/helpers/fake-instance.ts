@@ -56,6 +56,8 @@ export interface BooterOptions {
   wrongHostKey?: boolean;
   /** DescribeInstances poll period (default 200 ms) */
   pollMs?: number;
+  /** instances never to take up (e.g. a leftover a test planted itself) */
+  ignore?: Set<string>;
 }
 
 export interface BootedInstance {
@@ -210,6 +212,7 @@ export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): I
       const id = i.InstanceId!;
       const state = i.State?.Name ?? '';
       const known = instances.get(id);
+      if (opts.ignore?.has(id)) continue;
       if (!known && (state === 'pending' || state === 'running')) {
         const inst: BootedInstance = { id, name: (opts.name ?? ((x) => x))(id), port: 0, userData: '', owner: tagsOf(i)[OWNER_TAG] ?? '', sshd: null, gone: false };
         instances.set(id, inst);

@@ -21,6 +21,8 @@ import {
   DescribeVolumesCommand,
   type EC2Client,
   type Instance,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { ec2Client, loadMoto, motoImageId } from '../helpers/ec2-env';
 import {
@@ -327,6 +329,46 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       expect(booter.errors).toEqual([]);
       expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
     } finally {
+      await booter.stop();
+      runner.dispose();
+    }
+  });
+
+  test("a live instance left by an earlier job of the same runner is terminated by the runner's next prepare_job", async () => {
+    const name = instanceName('ec2left');
+    const runner = newRunner('left', name, loadMoto().endpoint);
+    // What a job whose prepare_job was killed and whose cleanup_job never ran leaves: a running
+    // instance with this runner's owner tag.
+    const planted = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: ami,
+        MinCount: 1,
+        MaxCount: 1,
+        TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: OWNER_TAG, Value: ownerOf(runner.name) }] }],
+      }),
+    );
+    const leftover = planted.Instances![0].InstanceId!;
+    // and one of another runner, which must stay
+    const other = (
+      await ec2.send(
+        new RunInstancesCommand({ ImageId: ami, MinCount: 1, MaxCount: 1, TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: OWNER_TAG, Value: ownerOf('another-runner') }] }] }),
+      )
+    ).Instances![0].InstanceId!;
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, ignore: new Set([leftover]) });
+    try {
+      const p = await prepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] });
+      expect({ code: p.code, out: p.code === 0 ? '' : dump(p, booter) }).toEqual({ code: 0, out: '' });
+      expect(p.stdout).toContain(`terminating ${leftover}, left by an earlier job of this runner`);
+      await waitState(leftover, 'terminated');
+      const mine = (runner.state as { host: { instanceId: string } }).host.instanceId;
+      expect((await describe1(mine)).State?.Name).toBe('running');
+      expect((await describe1(other)).State?.Name).toBe('running');
+      const c = await call(runner, 'cleanup_job', {});
+      expect(c.code).toBe(0);
+      runner.state = null;
+      await waitState(mine, 'terminated');
+    } finally {
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [other] })).catch(() => undefined);
       await booter.stop();
       runner.dispose();
     }

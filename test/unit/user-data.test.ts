@@ -1,10 +1,10 @@
 import { parse } from 'yaml'
-import { utils } from 'ssh2'
+import { ed25519KeyPair } from '../../src/providers/keys'
 import { parseUserData, userDataScript, USER_DATA_MARK } from '../../src/providers/user-data'
 
 describe('EC2 user data', () => {
-  const host = utils.generateKeyPairSync('ed25519')
-  const client = utils.generateKeyPairSync('ed25519')
+  const host = ed25519KeyPair('h')
+  const client = ed25519KeyPair('c')
   const text = userDataScript({ user: 'ec2-user', workRoot: '/var/lib/remote-hooks', hostPrivateKey: host.private, hostPublicKey: host.public, clientPublicKey: client.public, maxLifetimeMinutes: 90 })
 
   test('is cloud-config that YAML parses, with the host key for cloud-init to install before sshd', () => {
