@@ -2,9 +2,9 @@
 // over in user data (host key pinned), used, and terminated. Capacity errors move on to the next
 // instance type, subnet, then on-demand; throttling and server errors retry the same request
 // (same idempotency token) with backoff; every wait has one overall deadline and says what it waits for.
-import { ed25519KeyPair } from './keys'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import type { Ec2Config } from '../config'
 import type { HookContext } from '../context'
 import { HookError, TransportError } from '../errors'
@@ -12,6 +12,7 @@ import { retry, sleep } from '../retry'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
 import { awsErrorName, ec2Client, isCapacityError, isRetryableAwsError } from './ec2-api'
+import { ed25519KeyPair } from './keys'
 import { readyMarker, userDataScript } from './user-data'
 import { run } from '../remote/remote'
 import { shq } from '../remote/quote'
@@ -19,6 +20,7 @@ import { shq } from '../remote/quote'
 export const TAG_PREFIX = 'remote-container-hooks'
 export const TAG_OWNER = `${TAG_PREFIX}:owner`
 export const TAG_JOB = `${TAG_PREFIX}:job-id`
+export const TAG_RUNNER_HOST = `${TAG_PREFIX}:runner-host`
 
 interface Attempt {
   market: 'spot' | 'on-demand'
@@ -52,6 +54,7 @@ export class Ec2Provider implements VmProvider {
       [TAG_OWNER]: owner,
       [TAG_JOB]: jobId,
       [`${TAG_PREFIX}:runner`]: r.runnerName,
+      [TAG_RUNNER_HOST]: hostname(),
       [`${TAG_PREFIX}:repository`]: r.github.repository,
       [`${TAG_PREFIX}:workflow`]: r.github.workflow,
       [`${TAG_PREFIX}:run-id`]: r.github.runId,
@@ -119,7 +122,8 @@ export class Ec2Provider implements VmProvider {
 
     // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
     // cleanup never ran: found while this job launches, terminated once this job has its machine.
-    const leftovers = this.liveOf(owner).catch((e: unknown) => {
+    // Only instances launched from this machine: a same-named runner elsewhere is not this one.
+    const leftovers = this.liveOf(owner, hostname()).catch((e: unknown) => {
       ctx.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
       return [] as string[]
     })
@@ -290,8 +294,8 @@ export class Ec2Provider implements VmProvider {
     if (lease.instanceId) await this.terminate(ctx, lease.instanceId)
   }
 
-  /** Ids of the live (not terminated) instances tagged with an owner id. */
-  private async liveOf(owner: string): Promise<string[]> {
+  /** Ids of the live (not terminated) instances tagged with an owner id (and, if given, launched from that runner host). */
+  private async liveOf(owner: string, runnerHost?: string): Promise<string[]> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
@@ -299,6 +303,7 @@ export class Ec2Provider implements VmProvider {
           new sdk.DescribeInstancesCommand({
             Filters: [
               { Name: `tag:${TAG_OWNER}`, Values: [owner] },
+              ...(runnerHost ? [{ Name: `tag:${TAG_RUNNER_HOST}`, Values: [runnerHost] }] : []),
               { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
             ]
           })

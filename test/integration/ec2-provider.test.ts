@@ -138,6 +138,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
       [OWNER_TAG]: owner,
       'remote-container-hooks:job-id': state.jobId,
       'remote-container-hooks:runner': runner.name,
+      'remote-container-hooks:runner-host': os.hostname(),
       'remote-container-hooks:repository': 'acme/widgets',
       'remote-container-hooks:workflow': 'CI on EC2',
       'remote-container-hooks:run-id': '9876543210',
@@ -337,24 +338,24 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
   test("a live instance left by an earlier job of the same runner is terminated by the runner's next prepare_job", async () => {
     const name = instanceName('ec2left');
     const runner = newRunner('left', name, loadMoto().endpoint);
+    const plant = async (owner: string, runnerHost: string) =>
+      (
+        await ec2.send(
+          new RunInstancesCommand({
+            ImageId: ami,
+            MinCount: 1,
+            MaxCount: 1,
+            TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: OWNER_TAG, Value: owner }, { Key: 'remote-container-hooks:runner-host', Value: runnerHost }] }],
+          }),
+        )
+      ).Instances![0].InstanceId!;
     // What a job whose prepare_job was killed and whose cleanup_job never ran leaves: a running
-    // instance with this runner's owner tag.
-    const planted = await ec2.send(
-      new RunInstancesCommand({
-        ImageId: ami,
-        MinCount: 1,
-        MaxCount: 1,
-        TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: OWNER_TAG, Value: ownerOf(runner.name) }] }],
-      }),
-    );
-    const leftover = planted.Instances![0].InstanceId!;
-    // and one of another runner, which must stay
-    const other = (
-      await ec2.send(
-        new RunInstancesCommand({ ImageId: ami, MinCount: 1, MaxCount: 1, TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: OWNER_TAG, Value: ownerOf('another-runner') }] }] }),
-      )
-    ).Instances![0].InstanceId!;
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, ignore: new Set([leftover]) });
+    // instance with this runner's owner tag, launched from this machine.
+    const leftover = await plant(ownerOf(runner.name), os.hostname());
+    // These must stay: another runner's, and a same-named runner's on another machine.
+    const other = await plant(ownerOf('another-runner'), os.hostname());
+    const elsewhere = await plant(ownerOf(runner.name), 'another-runner-host');
+    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, ignore: new Set([leftover, elsewhere]) });
     try {
       const p = await prepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] });
       expect({ code: p.code, out: p.code === 0 ? '' : dump(p, booter) }).toEqual({ code: 0, out: '' });
@@ -363,12 +364,13 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       const mine = (runner.state as { host: { instanceId: string } }).host.instanceId;
       expect((await describe1(mine)).State?.Name).toBe('running');
       expect((await describe1(other)).State?.Name).toBe('running');
+      expect((await describe1(elsewhere)).State?.Name).toBe('running');
       const c = await call(runner, 'cleanup_job', {});
       expect(c.code).toBe(0);
       runner.state = null;
       await waitState(mine, 'terminated');
     } finally {
-      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [other] })).catch(() => undefined);
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [other, elsewhere] })).catch(() => undefined);
       await booter.stop();
       runner.dispose();
     }

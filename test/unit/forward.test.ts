@@ -1,0 +1,63 @@
+import { PassThrough, Readable, Writable } from 'node:stream'
+import { forward } from '../../src/sync/sync'
+
+/** A source of n chunks of 16 KiB that records when it has been read to the end. */
+function source(n: number): Readable & { ended: Promise<void> } {
+  let i = 0
+  const r = new Readable({
+    highWaterMark: 16 * 1024,
+    read() {
+      this.push(i++ < n ? Buffer.alloc(16 * 1024, 1) : null)
+    }
+  }) as Readable & { ended: Promise<void> }
+  r.ended = new Promise((res) => r.on('end', () => res()))
+  return r
+}
+
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> => Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))])
+
+describe('forward', () => {
+  test('copies everything, with backpressure, and ends the destination', async () => {
+    const src = source(50)
+    const got: Buffer[] = []
+    const dst = new Writable({
+      highWaterMark: 1024,
+      write(c, _e, cb) {
+        got.push(c)
+        setImmediate(cb)
+      }
+    })
+    let counted = 0
+    const finished = new Promise((r) => dst.on('finish', r))
+    forward(src, dst, (n) => (counted += n))
+    await finished
+    expect(Buffer.concat(got).length).toBe(50 * 16 * 1024)
+    expect(counted).toBe(50 * 16 * 1024)
+  })
+
+  test('a destination that goes away while full (a tar that stopped reading) still lets the source run to its end', async () => {
+    const src = source(200)
+    let writes = 0
+    const dst = new Writable({
+      highWaterMark: 1024,
+      write(_c, _e, cb) {
+        // takes two chunks, then "exits" without ever draining
+        if (++writes === 2) setTimeout(() => dst.destroy(), 20)
+        else if (writes < 2) cb()
+      }
+    })
+    forward(src, dst)
+    expect(await within(src.ended, 3000)).toBeUndefined()
+  })
+
+  test('works for a PassThrough destination closed by end()', async () => {
+    const src = source(3)
+    const dst = new PassThrough()
+    const chunks: Buffer[] = []
+    dst.on('data', (c) => chunks.push(c))
+    const done = new Promise((r) => dst.on('end', r))
+    forward(src, dst)
+    await done
+    expect(Buffer.concat(chunks).length).toBe(3 * 16 * 1024)
+  })
+})
