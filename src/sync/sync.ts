@@ -51,9 +51,10 @@ function deletedPaths(now: Snapshot, base: Base, roots: readonly string[], exclu
 }
 
 /**
- * Copies src into dst with backpressure, and keeps src flowing once dst is gone. `pipe()` leaves
- * src paused for good when dst closes while full (a tar that stops reading at its end-of-archive
- * blocks): the other side then never sees EOF and the step hangs. Measured: ~1 in 10 EC2 test jobs.
+ * Copies src into dst with backpressure, and keeps src flowing once dst is gone (a tar that stopped
+ * reading at its end-of-archive blocks), so an SSH channel is always read to its end and closes.
+ * With pipe() instead, a step now and then hung in the pull with both tars finished (4 of 27 EC2
+ * test runs; none in 28 since).
  */
 export function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): void }, dst: NodeJS.WritableStream & { destroyed?: boolean }, onChunk: (n: number) => void = () => undefined): void {
   let open = true
