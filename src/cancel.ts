@@ -16,9 +16,9 @@ export class InFlight {
     )
     this.pending.add(settled)
     void settled.then(() => this.pending.delete(settled))
-    if (this.signal.aborted) return Promise.reject(new Cancelled(String(this.signal.reason ?? 'signal')))
+    if (this.signal.aborted) return Promise.reject(Cancelled.by(this.signal))
     return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(new Cancelled(String(this.signal.reason ?? 'signal')))
+      const onAbort = (): void => reject(Cancelled.by(this.signal))
       this.signal.addEventListener('abort', onAbort, { once: true })
       work.then(
         (v) => (this.signal.removeEventListener('abort', onAbort), resolve(v)),

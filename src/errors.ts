@@ -47,6 +47,11 @@ export class Cancelled extends HookError {
   constructor(readonly signal: string) {
     super(`cancelled by ${signal}`)
   }
+
+  /** The cancellation an aborted signal stands for (its reason is the signal's name). */
+  static by(signal: AbortSignal): Cancelled {
+    return new Cancelled(String(signal.reason ?? 'signal'))
+  }
 }
 
 /** Turns any thrown value into a single line without throwing itself (circular causes, non-Errors). */

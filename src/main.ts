@@ -73,7 +73,7 @@ async function hook(): Promise<number> {
     if (result.response) await writeResponse(ctx.input.responseFile, result.response)
     return result.exitCode
   } catch (err) {
-    if (controller.signal.aborted && !(err instanceof Cancelled)) return fail(new Cancelled(String(controller.signal.reason)), log)
+    if (controller.signal.aborted && !(err instanceof Cancelled)) return fail(Cancelled.by(controller.signal), log)
     return fail(err, log)
   } finally {
     await log?.close()
@@ -111,7 +111,7 @@ async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<numb
     const { dispatch } = await import('./dispatch')
     return (await dispatch(ctx.input, ctx)).exitCode
   } catch (err) {
-    const o = outcomeOf(io.signal.aborted && !(err instanceof Cancelled) ? new Cancelled(String(io.signal.reason)) : err)
+    const o = outcomeOf(io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err)
     if (o.note) io.stderr.write(o.note)
     if (o.errorLine) io.stdout.write(o.errorLine)
     return o.code

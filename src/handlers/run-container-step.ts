@@ -76,7 +76,7 @@ async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx:
     ctx.signal
   )
   if (!args.image) await check(remote, `docker image rm ${shq(image)} >/dev/null 2>&1 || true`)
-  if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
+  if (res.cancelled) throw Cancelled.by(ctx.signal)
   await pull(target, state.pullRoots)
   return { exitCode: res.exitCode }
 }

@@ -39,7 +39,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
       pulling.catch(() => undefined)
     }
     const res = await execStep(remote, engine, spec, outputTo(ctx.stdout, ctx.stderr), ctx.signal, ctx.config.timeouts.cancelGraceSeconds * 1000, created, startPull)
-    if (res.cancelled) throw new Cancelled(String(ctx.signal.reason ?? 'signal'))
+    if (res.cancelled) throw Cancelled.by(ctx.signal)
     if (!pulling) startPull()
     const down = await pulling!
     ctx.log.debug(`timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms; sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`)

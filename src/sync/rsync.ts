@@ -57,7 +57,7 @@ export function rsyncUp(
   const sources = relPaths.map((p) => `${srcBase}/./${p}`)
   const args = ['-a', '--relative', '--stats', ...extra, '-e', transport.rsh, ...sources, `${transport.host}:${destDir}/`]
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new Cancelled(String(signal.reason ?? 'signal')))
+    if (signal?.aborted) return reject(Cancelled.by(signal))
     const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const onAbort = (): void => void child.kill('SIGTERM')
     signal?.addEventListener('abort', onAbort, { once: true })
@@ -68,7 +68,7 @@ export function rsyncUp(
     child.on('error', (e) => reject(new HookError(`rsync could not start (is rsync installed on the runner host?): ${e.message}`)))
     child.on('close', (code) => {
       signal?.removeEventListener('abort', onAbort)
-      if (signal?.aborted) return reject(new Cancelled(String(signal.reason ?? 'signal')))
+      if (signal?.aborted) return reject(Cancelled.by(signal))
       if (code !== 0) return reject(new HookError(`rsync to ${destDir} failed (exit ${code}): ${err.trim().split('\n').slice(-2).join(' | ')}`))
       const files = Number(/Number of regular files transferred: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
       const bytes = Number(/Total transferred file size: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
