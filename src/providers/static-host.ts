@@ -18,6 +18,15 @@ export function leaseDir(workRoot: string, slot: number): string {
   return `${workRoot}/leases/slot-${slot}`
 }
 
+/** Shell: removes the lease folders an owner holds on this host (but `keep`), naming each on stderr. */
+function releaseOwnedScript(workRoot: string, owner: string, keep?: string): string {
+  return (
+    `for d in ${shq(workRoot)}/leases/slot-*; do ` +
+    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && echo "released $d" >&2; }; ` +
+    `done; true`
+  )
+}
+
 export class StaticHostProvider implements VmProvider {
   readonly kind = 'static'
   constructor(private readonly cfg: StaticConfig, private readonly workRoot: string) {}
@@ -74,9 +83,7 @@ export class StaticHostProvider implements VmProvider {
               `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then r=stale; ` +
               `else echo busy; exit 0; fi; ` +
               `echo ${shq(mark)} > ${shq(dir)}/owner; ` +
-              `for d in ${shq(this.workRoot)}/leases/slot-*; do ` +
-              `[ "$d" = ${shq(dir)} ] || [ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && echo "released $d" >&2; }; ` +
-              `done; echo $r`
+              `${releaseOwnedScript(this.workRoot, owner, dir)}; echo $r`
             const r = await check(remote, script, { collect: true, label: 'lease a host slot' })
             const answer = r.stdout.toString().trim()
             if (answer === 'new' || answer === 'stale') {
@@ -114,11 +121,7 @@ export class StaticHostProvider implements VmProvider {
 
   /** Releases every slot this runner holds on a host (cleanup without state). */
   async releaseOwned(remote: Remote, owner: string): Promise<void> {
-    await check(
-      remote,
-      `for d in ${shq(this.workRoot)}/leases/slot-*; do [ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" = ${shq(owner)} ] && rm -rf "$d"; done; true`,
-      { label: 'release this runner\'s host slots' }
-    )
+    await check(remote, releaseOwnedScript(this.workRoot, owner), { label: 'release this runner\'s host slots' })
   }
 
   async cleanupOrphans(ctx: HookContext, owner: string): Promise<string> {
