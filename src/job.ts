@@ -1,4 +1,5 @@
 // Per-job facts derived from state: remote layout, sync targets, the Engine, output sinks.
+import { existsSync } from 'node:fs'
 import type { HookContext, Sink } from './context'
 import type { HookState } from './state'
 import type { Remote } from './remote/remote'
@@ -8,6 +9,13 @@ import type { Layout } from './paths'
 
 /** Never synced: the runner's response files (host only) and anything of ours. */
 export const SYNC_EXCLUDES = ['_temp/_runner_hook_responses']
+/** SYNC_EXCLUDES as rsync arguments (anchored at the transfer root). */
+export const RSYNC_EXCLUDES = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
+
+/** The roots (relative to `_work`) that exist on the runner host: the ones a first copy sends. */
+export function existingRoots(hostWork: string, roots: readonly string[]): string[] {
+  return roots.filter((root) => existsSync(`${hostWork}/${root}`))
+}
 /** Pushed before every step: what the runner writes on the host between steps. */
 export const PUSH_ROOTS = ['_temp', '_actions']
 

@@ -1,7 +1,7 @@
 // prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
 // wait for health, and answer the runner (PROTOCOL.md §2.2). Anything created is undone on failure.
 import { createHash } from 'node:crypto'
-import { existsSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { HookError, InputError } from '../errors'
 import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
@@ -24,7 +24,7 @@ import { inspect, isAlpine, portMap } from '../docker/steps'
 import { sleep } from '../retry'
 import { InFlight } from '../cancel'
 import { initialState, type HookState } from '../state'
-import { mb, syncTarget, SYNC_EXCLUDES } from '../job'
+import { existingRoots, mb, RSYNC_EXCLUDES, syncTarget } from '../job'
 
 interface Planned {
   args: ContainerArgs
@@ -124,11 +124,10 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
 
     // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
     const t1 = Date.now()
-    const roots = ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])].filter((root) => existsSync(`${hostWork}/${root}`))
+    const roots = existingRoots(hostWork, ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])])
     const transport = bulkTransport(ctx, lease.connect, localDir)
-    const excludeArgs = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
     if (folder.stdout.toString().trim() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
-    const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, excludeArgs, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
+    const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
     const syncExt = (async () => {
       if (!hostExternals || !layout.remoteExternals) return 'none'
       const dest = layout.remoteExternals

@@ -13,7 +13,7 @@ import { Engine } from '../docker/engine'
 import { runContainer } from '../docker/steps'
 import { buildImage, ensureImage } from '../docker/cli'
 import { pull, push, recordBase } from '../sync/sync'
-import { layoutOf, outputTo, PUSH_ROOTS, syncTarget, SYNC_EXCLUDES } from '../job'
+import { existingRoots, layoutOf, outputTo, PUSH_ROOTS, RSYNC_EXCLUDES, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { relToWork, remotePath } from '../paths'
 import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
@@ -22,7 +22,6 @@ import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rsyncUp } from '../sync/rsync'
 import { removeJobFolder } from '../docker/job-folder'
-import { walkLocal } from '../sync/tree'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -98,9 +97,9 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
     await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
-    const roots = ['_temp', '_actions', ...(repoRel ? [repoRel] : [])].filter((r) => walkLocal(hostWork, [r], []).size > 0)
+    const roots = existingRoots(hostWork, ['_temp', '_actions', ...(repoRel ? [repoRel] : [])])
     if (roots.length) {
-      await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, SYNC_EXCLUDES.map((e) => `--exclude=/${e}`))
+      await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
       await recordBase(syncTarget(ctx, state, remote), roots)
     }
     return await runIn(args, state, remote, ctx, PUSH_ROOTS)
