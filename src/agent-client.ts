@@ -23,6 +23,7 @@ function fnv1a(text: string): string {
  */
 export const AGENT_PROTOCOL = 2
 
+/** One agent per job and host: a job that tried a busy host first must not reuse that host's agent. */
 export const agentSocket = (localDir: string, c: { user: string; host: string; port: number }): string =>
   `${localDir}/agent-${fnv1a(`${c.user}@${c.host}:${c.port}`)}-p${AGENT_PROTOCOL}.sock`
 

@@ -20,8 +20,6 @@ export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): str
   return dir
 }
 
-/** One agent per job and host: a job that tried a busy host first must not reuse that host's agent. */
-
 async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
   const logFile = `${localDir}/agent.log`
   const fd = openSync(logFile, 'a', 0o600)

@@ -56,7 +56,7 @@ function deletedPaths(now: Snapshot, base: Base, roots: readonly string[], exclu
  * With pipe() instead, a step now and then hung in the pull with both tars finished (4 of 27 EC2
  * test runs; none in 28 since).
  */
-export function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): void }, dst: NodeJS.WritableStream & { destroyed?: boolean }, onChunk: (n: number) => void = () => undefined): void {
+export function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): void }, dst: NodeJS.WritableStream, onChunk: (n: number) => void = () => undefined): void {
   let open = true
   const drop = (): void => {
     open = false
