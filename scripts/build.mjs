@@ -49,6 +49,7 @@ let loader = `#!/usr/bin/env node
     usable = st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0;
   } catch (e) { /* no cache: compile normally */ }
   const loaded = {};
+  let swept = false;
   function compile(name, source, req) {
     const file = path.join(dir, 'code-${key}-' + name.replace(/[^a-z0-9]+/gi, '_') + '.bin');
     let cached;
@@ -62,7 +63,9 @@ let loader = `#!/usr/bin/env node
           fs.renameSync(tmp, file);
         } catch (e) { /* best effort */ }
         // A new version writes its cache once: then other versions' caches older than a day go
-        // (one still in use just writes its cache again).
+        // (one still in use just writes its cache again). Once per process, not per part.
+        if (swept) return;
+        swept = true;
         try {
           for (const f of fs.readdirSync(dir)) {
             if (!/^code-[0-9a-f]{16}-/.test(f) || f.startsWith('code-${key}-')) continue;
