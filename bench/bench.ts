@@ -63,8 +63,6 @@ async function main(): Promise<void> {
   const prep = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
   if (prep.code !== 0) throw new Error(`prepare_job failed: ${prep.stdout}${prep.stderr}`)
   const state = runner.state as { container: { id: string }; localDir: string; jobRoot: string; hostWork: string; host: { host: string; port: number; user: string; identityFile: string; knownHostsFile: string } }
-  const syncLine = /synced (\d+) files \/ ([\d.]+) MB in ([\d.]+) s/.exec(prep.stdout)
-  const ourFirstSync = syncLine ? Number(syncLine[3]) * 1000 : NaN
 
   // (2) first sync vs raw rsync -a over ssh into an empty folder: each round makes a fresh tree and
   // times both copies of that same tree, each side going first in half the rounds. On this VM the
@@ -147,9 +145,7 @@ async function main(): Promise<void> {
   const remote = new MuxRemote(agentSocket(state.localDir, state.host))
   const target = { remote, hostWork: state.hostWork, remoteWork: `${state.jobRoot}/w`, manifestFile: `${state.localDir}/base.json`, excludes: ['_temp/_runner_hook_responses'] }
   const repoRel = 'repo'
-  const ctl = `${vm.workRoot}/../bench-cm-%C`
   const rshMux = ['ssh', ...sshBase, '-o', 'ControlMaster=auto', '-o', `ControlPath=/tmp/rch-bench-cm-%C`, '-o', 'ControlPersist=60'].join(' ')
-  void ctl
   const rawDest = `${vm.workRoot}/bench-raw-0`
   execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])
   const oursOne: number[] = []
@@ -211,7 +207,6 @@ async function main(): Promise<void> {
     run_container_step: { command: 'run_container_step', responseFile: resp, args: { image: null, dockerfile: null }, state: null },
     cleanup_job: { command: 'cleanup_job', responseFile: resp, args: {}, state: null }
   }
-  const startup: Record<string, number> = {}
   const hookEnv = { PATH: process.env.PATH, RUNNER_TEMP: hookDir, REMOTE_HOOKS_CONFIG: cfg, RUNNER_NAME: 'bench-startup' }
   const runHook = (input: object): number => {
     writeFileSync(resp, '')
@@ -222,7 +217,6 @@ async function main(): Promise<void> {
   for (const [cmd, input] of Object.entries(inputs)) {
     const xs: number[] = []
     for (let i = 0; i < N; i++) xs.push(runHook(input))
-    startup[cmd] = median(xs)
     rows.push({ name: `start-up: ${cmd}`, ours: median(xs), baseline: median(bare), baselineName: 'node -e 0', unit: 'ms', target: '-' })
   }
   rmSync(hookDir, { recursive: true, force: true })
