@@ -186,6 +186,9 @@ PrintLastLog no
 Subsystem sftp /usr/lib/openssh/sftp-server
 LogLevel VERBOSE
 EOC
+  # A hostile "VM" for the adversarial tests: a wrapper that runs before every remote command (as
+  # a start-up file of the SSH user would), for this one sshd only.
+  [ -n "${VM_FORCE_COMMAND:-}" ] && printf 'ForceCommand %s\n' "$VM_FORCE_COMMAND" >>"$d/sshd_config"
   chmod 600 "$d/sshd_config"
   /usr/sbin/sshd -t -f "$d/sshd_config" || die "$comment: sshd -t rejected $d/sshd_config"
 }

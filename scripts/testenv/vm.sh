@@ -12,7 +12,8 @@
 #   sshd_config sshd.pid sshd.log         ssh_config     (Host rch-vm-NAME, for humans)
 #   env                   VM_HOST VM_PORT VM_USER VM_IDENTITY VM_KNOWN_HOSTS VM_WORKROOT VM_PID
 # The remote work root is /var/tmp/rch-vm-NAME/work (owned by rchvm, emptied at
-# each fresh start). The authorized key lives in ~rchvm/.ssh/authorized_keys.rch-vm-NAME
+# each fresh start). VM_FORCE_COMMAND=FILE makes this sshd run FILE for every command
+# (it gets the command in SSH_ORIGINAL_COMMAND): the adversarial tests' hostile VM. The authorized key lives in ~rchvm/.ssh/authorized_keys.rch-vm-NAME
 # (sshd reads it as rchvm, so it cannot sit in the root-only .testenv dir).
 set -euo pipefail
 # shellcheck source=scripts/testenv/lib.sh

@@ -1,0 +1,75 @@
+// Attack: a step replaces its file-command files (GITHUB_PATH, GITHUB_ENV, GITHUB_OUTPUT,
+// GITHUB_STEP_SUMMARY) with a symlink to a runner secret, a FIFO or a folder. If the pull-back
+// recreated that on the host, the runner would read the secret into the next step's PATH/env, its
+// outputs or the uploaded summary (or hang on the FIFO). Defense: these must be regular files; the
+// step fails with an error naming the file and nothing of it reaches the host.
+import { lstatSync, readFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import { errors, HostileJob, MODES, remoteStat } from './harness'
+
+const FILES = ['GITHUB_PATH', 'GITHUB_ENV', 'GITHUB_OUTPUT', 'GITHUB_STEP_SUMMARY'] as const
+
+function hostKind(path: string): string {
+  try {
+    const st = lstatSync(path)
+    return st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isFIFO() ? 'fifo' : 'other'
+  } catch {
+    return 'absent'
+  }
+}
+
+describe.each(MODES)('file commands are regular files on the runner host (%s)', (mode) => {
+  const job = new HostileJob(mode)
+  beforeAll(() => job.prepare())
+  afterAll(() => job.finish())
+
+  test('control: a well-behaved step writes its outputs and they come back', async () => {
+    const { r, fc } = await job.step('echo "ok=1" >> "$GITHUB_OUTPUT"\n')
+    expect(errors(r)).toEqual([])
+    expect(r.code).toBe(0)
+    expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('ok=1\n')
+  })
+
+  test.each(FILES)('%s replaced by a symlink to the runner credentials', async (name) => {
+    const { r, fc } = await job.step(`ln -sf ../../../.credentials "$${name}"\n`)
+    const file = basename(fc.files[name])
+    // Positive control: on the VM the file-command file really is that symlink.
+    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)).toMatchObject({ kind: 'symlink', target: '../../../.credentials' })
+    // ...and on the host it would resolve to the canary.
+    expect(readFileSync(join(fc.files[name], '..', '../../../.credentials'), 'utf8')).toContain(job.canaries.secret)
+
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain(file)
+    expect(['file', 'absent']).toContain(hostKind(fc.files[name]))
+    if (hostKind(fc.files[name]) === 'file') expect(readFileSync(fc.files[name], 'utf8')).not.toContain(job.canaries.secret)
+    expect(job.canaries.changes()).toEqual([])
+  })
+
+  test('GITHUB_ENV replaced by a FIFO', async () => {
+    const { r, fc } = await job.step('rm -f "$GITHUB_ENV"; mkfifo "$GITHUB_ENV"\n')
+    const file = basename(fc.files.GITHUB_ENV)
+    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)?.kind).toBe('fifo')
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain(file)
+    expect(['file', 'absent']).toContain(hostKind(fc.files.GITHUB_ENV))
+    expect(job.canaries.changes()).toEqual([])
+  })
+
+  test('GITHUB_OUTPUT replaced by a folder', async () => {
+    const { r, fc } = await job.step('rm -f "$GITHUB_OUTPUT"; mkdir "$GITHUB_OUTPUT"; echo x > "$GITHUB_OUTPUT/y"\n')
+    const file = basename(fc.files.GITHUB_OUTPUT)
+    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)?.kind).toBe('dir')
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain(file)
+    expect(['file', 'absent']).toContain(hostKind(fc.files.GITHUB_OUTPUT))
+  })
+
+  test('the file-command folder itself replaced by a symlink', async () => {
+    const { r, fc } = await job.step('d=/__w/_temp/_runner_file_commands; rm -rf "$d"; ln -s ../../.. "$d"\n')
+    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands`)).toMatchObject({ kind: 'symlink', target: '../../..' })
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain('_runner_file_commands')
+    expect(hostKind(join(fc.files.GITHUB_ENV, '..'))).toBe('dir')
+    expect(job.canaries.changes()).toEqual([])
+  })
+})

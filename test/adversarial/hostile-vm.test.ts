@@ -1,0 +1,212 @@
+// Attack: the job is root on the VM (docker.sock), so it can change what the SSH user's commands
+// run: a start-up file that puts its own `tar` and `find` first on PATH, or prints text before every
+// command's output. Everything the hook reads back is then chosen by the job: archive members
+// (`../` names, absolute names, hardlinks, devices, FIFOs, types other than announced), listings
+// with paths of its choosing, and command output that looks like paths. Defense: the VM's answers
+// are parsed strictly and every value is checked against exactly what was asked for; anything else
+// is an error, never a write, a deletion or an argument to `rm`.
+//
+// The hostile VM is a separate loopback sshd ("adv") that runs a wrapper before every remote command,
+// as a start-up file of the SSH user would. What it does is switched per test through a mode file.
+import { execFileSync } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { errors, HostileJob } from './harness'
+import { archive, type Member } from './tar-craft'
+import { loadVm, repoRoot } from '../helpers/testenv'
+import { staticProvider } from '../helpers/conformance'
+
+const PORT = 2240
+const DIR = '/var/tmp/rch-adv'
+const RC = `${DIR}/rc`
+const MODE = `${DIR}/mode`
+
+/** Switches the hostile behaviour; turning one on clears the markers of the last one. */
+function setMode(mode: '' | 'noise' | 'tools'): void {
+  if (mode) for (const m of ['ran-tar', 'ran-find', 'ran-rc']) rmSync(join(DIR, m), { force: true })
+  writeFileSync(MODE, mode)
+}
+
+function vmScript(...args: string[]): void {
+  execFileSync('bash', [join(repoRoot, 'scripts/testenv/vm.sh'), ...args], { env: { ...process.env, VM_FORCE_COMMAND: RC }, stdio: 'pipe' })
+}
+
+beforeAll(() => {
+  rmSync(DIR, { recursive: true, force: true })
+  mkdirSync(`${DIR}/bin`, { recursive: true })
+  chmodSync(DIR, 0o777) // the SSH user leaves its markers here
+  // The rc and the fake tools are root's: the job could write them (it is root on the VM), the
+  // test only needs the SSH user to run them.
+  writeFileSync(
+    RC,
+    [
+      '#!/bin/bash',
+      `case "$(cat ${MODE} 2>/dev/null)" in`,
+      `  noise) touch ${DIR}/ran-rc; echo ${DIR}/victim; echo "${DIR}/victim/../victim" ;;`,
+      `  tools) PATH=${DIR}/bin:$PATH ;;`,
+      'esac',
+      'exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"',
+      ''
+    ].join('\n')
+  )
+  writeFileSync(
+    `${DIR}/bin/tar`,
+    `#!/bin/sh\ncase " $* " in *" -c "*) if [ -f ${DIR}/archive.tar ]; then touch ${DIR}/ran-tar; cat >/dev/null; cat ${DIR}/archive.tar; exit 0; fi ;; esac\nexec /usr/bin/tar "$@"\n`
+  )
+  writeFileSync(`${DIR}/bin/find`, `#!/bin/sh\nif [ -f ${DIR}/listing ]; then touch ${DIR}/ran-find; cat ${DIR}/listing; exit 0; fi\nexec /usr/bin/find "$@"\n`)
+  chmodSync(RC, 0o755)
+  chmodSync(`${DIR}/bin/tar`, 0o755)
+  chmodSync(`${DIR}/bin/find`, 0o755)
+  setMode('')
+  vmScript('start', 'adv', String(PORT))
+})
+
+afterAll(() => {
+  vmScript('stop', 'adv')
+  if (!process.env.KEEP_ADV) rmSync(DIR, { recursive: true, force: true })
+})
+
+function advJob(): HostileJob {
+  const vm = loadVm('adv')
+  return new HostileJob('agent', { config: { provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }), remote: { workRoot: vm.workRoot } } })
+}
+
+/** Anything named pwned* on the runner side, anywhere under the runner's root or /tmp. */
+function pwnedFiles(root: string): string[] {
+  const hits: string[] = []
+  const walk = (d: string, depth: number): void => {
+    let names: string[] = []
+    try {
+      names = readdirSync(d)
+    } catch {
+      return
+    }
+    for (const n of names) {
+      if (n.startsWith('pwned')) hits.push(join(d, n))
+      if (depth > 0) walk(join(d, n), depth - 1)
+    }
+  }
+  walk(root, 6)
+  walk('/tmp', 0)
+  return hits
+}
+
+describe('a hostile tar on the VM', () => {
+  let job: HostileJob
+  beforeAll(async () => {
+    job = advJob()
+    await job.prepare()
+  })
+  afterAll(async () => {
+    setMode('')
+    rmSync(`${DIR}/archive.tar`, { force: true })
+    await job.finish()
+  })
+
+  const cases: [string, Member[]][] = [
+    ['a member that climbs out of _work', [{ name: '../pwned-climb', type: '0', data: 'x' }]],
+    ['a member that climbs out through the workspace', [{ name: 'repo/repo/../../../pwned-climb2', type: '0', data: 'x' }]],
+    ['an absolute member name', [{ name: '/tmp/pwned-abs', type: '0', data: 'x' }]],
+    ['a member that was not asked for', [{ name: 'repo/repo/pwned-unasked', type: '0', data: 'x' }]],
+    ['a hardlink to a runner secret', [{ name: 'repo/repo/changed.txt', type: '1', linkname: '../.credentials' }]],
+    ['a symlink where a file was announced', [{ name: 'repo/repo/changed.txt', type: '2', linkname: '../../../.credentials' }]],
+    ['a FIFO', [{ name: 'repo/repo/changed.txt', type: '6' }]],
+    ['a character device', [{ name: 'repo/repo/changed.txt', type: '3' }]],
+    ['a member far larger than announced', [{ name: 'repo/repo/changed.txt', type: '0', data: 'y'.repeat(3000) }]]
+  ]
+
+  test.each(cases)('%s is refused and nothing outside _work changes', async (_what, members) => {
+    writeFileSync(`${DIR}/archive.tar`, archive(members))
+    setMode('tools')
+    const { r } = await job.step('echo changed > /__w/repo/repo/changed.txt\n')
+    setMode('')
+    // Positive control: the hook read the hostile archive.
+    expect(existsSync(`${DIR}/ran-tar`)).toBe(true)
+    expect(r.code).not.toBe(0)
+    expect(errors(r).length).toBeGreaterThan(0)
+    expect(job.canaries.changes()).toEqual([])
+    expect(pwnedFiles(job.runner.root)).toEqual([])
+    const changed = join(job.runner.workspace, 'changed.txt')
+    if (existsSync(changed)) {
+      const { lstatSync } = await import('node:fs')
+      const st = lstatSync(changed)
+      expect(st.isFile() && st.nlink === 1).toBe(true)
+    }
+  })
+})
+
+describe('a hostile listing on the VM', () => {
+  let job: HostileJob
+  beforeAll(async () => {
+    job = advJob()
+    await job.prepare()
+  })
+  afterAll(async () => {
+    setMode('')
+    rmSync(`${DIR}/listing`, { force: true })
+    await job.finish()
+  })
+
+  const rec = (type: string, path: string, size = 1, link = ''): string => `${type}\0${size}\0${Math.floor(Date.now() / 1000)}.0\x00644\x00${link}\0${path}\0`
+  const cases: [string, string][] = [
+    ['a path that climbs out of _work', rec('f', '../outside/secret.txt')],
+    ['a path that climbs out through the workspace', rec('d', 'repo/../../outside')],
+    ['an absolute path', rec('f', '/etc/passwd')],
+    ['a path outside the synced roots', rec('f', '_actions/pwned-root')],
+    ['an empty path component', rec('f', 'repo//repo/x')],
+    ['a malformed record', 'f\0not-a-size\0x\0y\0\0repo/repo/x\0']
+  ]
+
+  test.each(cases)('%s is an error, not a copy or a deletion', async (_what, listing) => {
+    writeFileSync(`${DIR}/listing`, listing)
+    setMode('tools')
+    const { r } = await job.step('true\n')
+    setMode('')
+    rmSync(`${DIR}/listing`, { force: true })
+    expect(existsSync(`${DIR}/ran-find`)).toBe(true)
+    expect(r.code).not.toBe(0)
+    expect(errors(r).length).toBeGreaterThan(0)
+    expect(job.canaries.changes()).toEqual([])
+    expect(pwnedFiles(job.runner.root)).toEqual([])
+  })
+})
+
+describe('command output that looks like paths', () => {
+  test('a state-less cleanup_job never removes a path the shell start-up printed', async () => {
+    const job = advJob()
+    const victim = `${DIR}/victim`
+    mkdirSync(victim, { recursive: true })
+    writeFileSync(`${victim}/keep.txt`, 'keep\n')
+    // The SSH user could delete it: a loose parse would.
+    execFileSync('chown', ['-R', 'rchvm:', victim])
+    setMode('noise')
+    try {
+      const r = await job.runner.call('cleanup_job', {}, { state: null })
+      expect(existsSync(`${DIR}/ran-rc`)).toBe(true)
+      expect(existsSync(`${victim}/keep.txt`)).toBe(true)
+      expect(r.code).not.toBe(0)
+      expect(errors(r).join('\n')).toMatch(/unexpected|output/i)
+    } finally {
+      setMode('')
+      job.runner.dispose()
+    }
+  })
+
+  test('prepare_job fails at once, naming the output, instead of waiting for a "busy" host', async () => {
+    const job = advJob()
+    setMode('noise')
+    try {
+      const t0 = Date.now()
+      const r = await job.runner.prepare({ container: job.runner.jobContainer('rch-test/tiny:1'), services: [] })
+      expect(existsSync(`${DIR}/ran-rc`)).toBe(true)
+      expect(r.code).not.toBe(0)
+      expect(Date.now() - t0).toBeLessThan(15000)
+      expect(errors(r).join('\n')).not.toMatch(/leased by another job/)
+      expect(errors(r).join('\n')).toMatch(/unexpected|output/i)
+    } finally {
+      setMode('')
+      await job.runner.cleanup()
+      job.runner.dispose()
+    }
+  })
+})
