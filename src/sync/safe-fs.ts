@@ -1,7 +1,8 @@
 // Writes and deletes under a root (the runner's `_work`) at paths the VM chose, never through a
 // symlink. Every folder on the way is checked with lstat and must be a real directory. The job's
 // code runs on the VM, not on the runner host, so nothing swaps a folder for a symlink between the
-// check and the write here: an lstat per component is enough (no openat-style walk needed).
+// check and the write here: an lstat per component is enough (no openat-style walk needed), and a
+// folder checked once in a pull need not be checked again unless the pull itself replaced it.
 import { randomBytes } from 'node:crypto'
 import {
   closeSync,
@@ -58,36 +59,11 @@ function lstatOrNull(p: string): Stats | null {
   }
 }
 
-/**
- * The absolute folder that holds `rel`, after checking that every folder above it is a real
- * directory. With `create`, missing ones are made; without, a missing one gives null (nothing there).
- */
-function parentOf(root: string, rel: string, create: boolean): string | null {
-  const parts = checked(rel).split('/')
-  let dir = root
-  for (let i = 0; i < parts.length - 1; i++) {
-    dir = `${dir}/${parts[i]}`
-    const st = lstatOrNull(dir)
-    if (!st) {
-      if (!create) return null
-      mkdirSync(dir, { mode: 0o755 })
-      continue
-    }
-    if (st.isDirectory()) continue
-    const what = st.isSymbolicLink() ? 'a symlink' : 'not a folder'
-    if (!create && !st.isSymbolicLink()) return null
-    throw new UnsafePathError(`refusing ${JSON.stringify(rel)}: ${JSON.stringify(parts.slice(0, i + 1).join('/'))} is ${what} on the runner host`)
-  }
-  return dir
-}
-
-/** Clears the final name for a new entry: a real folder there is removed (rm does not follow symlinks). */
-function clearDir(path: string): void {
-  if (lstatOrNull(path)?.isDirectory()) rmSync(path, { recursive: true, force: true })
-}
+let tmpSeq = 0
+const tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`
 
 function tempName(dir: string): string {
-  return `${dir}/.rch-${randomBytes(6).toString('hex')}.tmp`
+  return `${dir}/.rch-${tmpTag}-${++tmpSeq}.tmp`
 }
 
 export interface FileWriter {
@@ -99,43 +75,151 @@ export interface FileWriter {
 }
 
 /**
- * A new regular file at `rel`, written to a fresh name in its folder and renamed over the final
- * name at the end: rename replaces a symlink there instead of writing through it.
+ * One root's writes and deletes. Folders found to be real directories are remembered (a pull of
+ * 2,000 files in a few folders checks each folder once) and forgotten when this tree removes or
+ * replaces anything at or above them.
  */
-export function openFile(root: string, rel: string, mode: number, mtimeSec: number): FileWriter {
-  const dir = parentOf(root, rel, true)!
-  const final = `${root}/${rel}`
-  const tmp = tempName(dir)
-  const fd = openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY, 0o600)
-  let open = true
-  const close = (): void => {
-    if (open) closeSync(fd)
-    open = false
-  }
-  return {
-    write(chunk) {
-      let off = 0
-      while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
-    },
-    finish() {
-      try {
-        // 0o777: no setuid, setgid or sticky bit from the VM.
-        fchmodSync(fd, mode & 0o777)
-        futimesSync(fd, mtimeSec, mtimeSec)
-        const st = fstatSync(fd)
-        close()
-        clearDir(final)
-        renameSync(tmp, final)
-        return st
-      } catch (e) {
-        this.abort()
-        throw e
+export class SafeTree {
+  private readonly known = new Set<string>()
+
+  constructor(private readonly root: string) {}
+
+  /**
+   * The absolute folder that holds `rel`, after checking that every folder above it is a real
+   * directory. With `create`, missing ones are made; without, a missing one gives null (nothing there).
+   */
+  private parentOf(rel: string, create: boolean): string | null {
+    const parts = checked(rel).split('/')
+    let dirRel = ''
+    for (let i = 0; i < parts.length - 1; i++) {
+      dirRel = dirRel ? `${dirRel}/${parts[i]}` : parts[i]
+      if (this.known.has(dirRel)) continue
+      const dir = `${this.root}/${dirRel}`
+      const st = lstatOrNull(dir)
+      if (!st) {
+        if (!create) return null
+        mkdirSync(dir, { mode: 0o755 })
+      } else if (!st.isDirectory()) {
+        if (!create && !st.isSymbolicLink()) return null
+        const what = st.isSymbolicLink() ? 'a symlink' : 'not a folder'
+        throw new UnsafePathError(`refusing ${JSON.stringify(rel)}: ${JSON.stringify(dirRel)} is ${what} on the runner host`)
       }
-    },
-    abort() {
+      this.known.add(dirRel)
+    }
+    return dirRel ? `${this.root}/${dirRel}` : this.root
+  }
+
+  /** Something at `rel` is about to be removed or replaced: what was known below it no longer holds. */
+  private forget(rel: string): void {
+    for (const k of this.known) if (k === rel || k.startsWith(rel + '/')) this.known.delete(k)
+  }
+
+  /** Clears the final name for a new entry: a real folder there is removed (rm does not follow symlinks). */
+  private clearDir(rel: string): void {
+    const path = `${this.root}/${rel}`
+    if (lstatOrNull(path)?.isDirectory()) {
+      this.forget(rel)
+      rmSync(path, { recursive: true, force: true })
+    }
+  }
+
+  /**
+   * A new regular file at `rel`, written to a fresh name in its folder and renamed over the final
+   * name at the end: rename replaces a symlink there instead of writing through it.
+   */
+  openFile(rel: string, mode: number, mtimeSec: number): FileWriter {
+    const dir = this.parentOf(rel, true)!
+    const final = `${this.root}/${rel}`
+    const tmp = tempName(dir)
+    const fd = openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY, 0o600)
+    let open = true
+    const close = (): void => {
+      if (open) closeSync(fd)
+      open = false
+    }
+    const abort = (): void => {
       close()
       rmSync(tmp, { force: true })
     }
+    return {
+      write(chunk) {
+        let off = 0
+        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
+      },
+      finish: () => {
+        try {
+          // 0o777: no setuid, setgid or sticky bit from the VM.
+          fchmodSync(fd, mode & 0o777)
+          futimesSync(fd, mtimeSec, mtimeSec)
+          const st = fstatSync(fd)
+          close()
+          this.clearDir(rel)
+          renameSync(tmp, final)
+          return st
+        } catch (e) {
+          abort()
+          throw e
+        }
+      },
+      abort
+    }
+  }
+
+  /** Creates the symlink unless its target is absolute or leaves the root; false when refused (nothing created). */
+  makeSymlink(rel: string, target: string): boolean {
+    checked(rel)
+    if (symlinkEscapes(rel, target)) return false
+    const dir = this.parentOf(rel, true)!
+    const tmp = tempName(dir)
+    symlinkSync(target, tmp)
+    try {
+      this.clearDir(rel)
+      renameSync(tmp, `${this.root}/${rel}`)
+    } catch (e) {
+      rmSync(tmp, { force: true })
+      throw e
+    }
+    return true
+  }
+
+  /** A real folder at `rel` (whatever else is there is removed first). */
+  makeDir(rel: string): void {
+    this.parentOf(rel, true)
+    const final = `${this.root}/${rel}`
+    const st = lstatOrNull(final)
+    if (!st?.isDirectory()) {
+      if (st) unlinkSync(final)
+      mkdirSync(final, { mode: 0o755 })
+    }
+    this.known.add(rel)
+  }
+
+  /** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it). */
+  setDirMode(rel: string, mode: number): void {
+    if (!this.parentOf(rel, false)) return
+    let fd: number
+    try {
+      fd = openSync(`${this.root}/${rel}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    } catch {
+      return // gone or no longer a folder: nothing to set
+    }
+    try {
+      fchmodSync(fd, (mode & 0o777) | 0o700)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** Removes `rel` (a folder with its contents); a symlink is removed, never followed. False when nothing was there. */
+  removeUnder(rel: string): boolean {
+    if (!this.parentOf(rel, false)) return false
+    const final = `${this.root}/${rel}`
+    const st = lstatOrNull(final)
+    if (!st) return false
+    this.forget(rel)
+    if (st.isDirectory()) rmSync(final, { recursive: true, force: true })
+    else unlinkSync(final)
+    return true
   }
 }
 
@@ -146,59 +230,9 @@ export function symlinkEscapes(rel: string, target: string): boolean {
   return resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')
 }
 
-/** Creates the symlink unless its target is absolute or leaves the root; false when refused (nothing created). */
-export function makeSymlink(root: string, rel: string, target: string): boolean {
-  checked(rel)
-  if (symlinkEscapes(rel, target)) return false
-  const dir = parentOf(root, rel, true)!
-  const final = `${root}/${rel}`
-  const tmp = tempName(dir)
-  symlinkSync(target, tmp)
-  try {
-    clearDir(final)
-    renameSync(tmp, final)
-  } catch (e) {
-    rmSync(tmp, { force: true })
-    throw e
-  }
-  return true
-}
-
-/** A real folder at `rel` (whatever else is there is removed first). */
-export function makeDir(root: string, rel: string): void {
-  const dir = parentOf(root, rel, true)!
-  const final = `${dir}/${posix.basename(rel)}`
-  const st = lstatOrNull(final)
-  if (st?.isDirectory()) return
-  if (st) unlinkSync(final)
-  mkdirSync(final, { mode: 0o755 })
-}
-
-/** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it). */
-export function setDirMode(root: string, rel: string, mode: number): void {
-  const dir = parentOf(root, rel, false)
-  if (!dir) return
-  let fd: number
-  try {
-    fd = openSync(`${root}/${rel}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
-  } catch {
-    return // gone or no longer a folder: nothing to set
-  }
-  try {
-    fchmodSync(fd, (mode & 0o777) | 0o700)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-/** Removes `rel` (a folder with its contents); a symlink is removed, never followed. False when nothing was there. */
-export function removeUnder(root: string, rel: string): boolean {
-  const dir = parentOf(root, rel, false)
-  if (!dir) return false
-  const final = `${root}/${rel}`
-  const st = lstatOrNull(final)
-  if (!st) return false
-  if (st.isDirectory()) rmSync(final, { recursive: true, force: true })
-  else unlinkSync(final)
-  return true
-}
+// One-off calls (each checks its path afresh).
+export const openFile = (root: string, rel: string, mode: number, mtimeSec: number): FileWriter => new SafeTree(root).openFile(rel, mode, mtimeSec)
+export const makeSymlink = (root: string, rel: string, target: string): boolean => new SafeTree(root).makeSymlink(rel, target)
+export const makeDir = (root: string, rel: string): void => new SafeTree(root).makeDir(rel)
+export const setDirMode = (root: string, rel: string, mode: number): void => new SafeTree(root).setDirMode(rel, mode)
+export const removeUnder = (root: string, rel: string): boolean => new SafeTree(root).removeUnder(rel)

@@ -11,7 +11,7 @@ import { check, OutputLimitError, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
 import { isExcluded, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
-import { makeDir, makeSymlink, openFile, removeUnder, setDirMode, type FileWriter } from './safe-fs'
+import { SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 
 export interface SyncLimits {
@@ -213,7 +213,7 @@ function fileFp(st: Stats): string {
  * the base entries of what was written; rejects at the first refused member (the rest is drained
  * and dropped so the channel still closes).
  */
-async function receive(t: SyncTarget, remote: Snapshot, fetch: string[], got: Received, onBytes: (n: number) => void): Promise<void> {
+async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: string[], got: Received, onBytes: (n: number) => void): Promise<void> {
   const limits = limitsOf(t)
   const want = new Map(fetch.map((p) => [p, remote.get(p)!]))
   const seen = new Set<string>()
@@ -230,19 +230,19 @@ async function receive(t: SyncTarget, remote: Snapshot, fetch: string[], got: Re
       if (KIND[e.type] !== n.t) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} is not of the type the listing announced`)
       if (e.type === 'file') {
         if (e.size > n.size!) throw new HookError(`sync.limits.stepBytes: ${e.name} grew from ${n.size} bytes (listed) to ${e.size} bytes (sent); nothing more was copied back`)
-        file = openFile(t.hostWork, e.name, e.mode, e.mtime)
+        file = fs.openFile(e.name, e.mode, e.mtime)
       } else if (e.type === 'dir') {
-        makeDir(t.hostWork, e.name)
+        fs.makeDir(e.name)
         dirs.push(e)
         set.set(e.name, { t: 'd', l: 'd', r: n.fp })
       } else if (n.fp !== `l:${e.linkname}`) {
         throw new HookError(`tar stream from the remote: the symlink ${JSON.stringify(e.name.slice(0, 200))} does not have the target the listing announced`)
-      } else if (makeSymlink(t.hostWork, e.name, e.linkname)) {
+      } else if (fs.makeSymlink(e.name, e.linkname)) {
         set.set(e.name, { t: 'l', l: n.fp, r: n.fp })
       } else {
         // Not created and not in the base: whatever the host had there goes, so the next push
         // neither sees a deletion nor sends the old entry back over the job's symlink.
-        removeUnder(t.hostWork, e.name)
+        fs.removeUnder(e.name)
         got.dropped.add(e.name)
         t.warn?.(`not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or leaves the work folder`)
       }
@@ -287,7 +287,7 @@ async function receive(t: SyncTarget, remote: Snapshot, fetch: string[], got: Re
   reader.finish()
   if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
   // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
-  for (const d of dirs.reverse()) setDirMode(t.hostWork, d.name, d.mode)
+  for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
 }
 
 interface Received {
@@ -314,12 +314,13 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   if (fetch.length) reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
-  for (const p of del) removeUnder(t.hostWork, p)
+  const fs = new SafeTree(t.hostWork)
+  for (const p of del) fs.removeUnder(p)
   const remove = new Set<string>()
   for (const p of base.keys()) if (del.some((d) => p === d || p.startsWith(d + '/'))) remove.add(p)
   const got: Received = { set: new Map(), dropped: new Set() }
   try {
-    if (fetch.length) await receive(t, remote, fetch, got, (n) => (bytes += n))
+    if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))
   } finally {
     // Also after a refusal: what was written is recorded, so it is not pushed back as a change.
     for (const p of got.dropped) remove.add(p)

@@ -1,5 +1,5 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
-import { badRelPath, makeDir, makeSymlink, openFile, removeUnder, setDirMode, symlinkEscapes, UnsafePathError } from '../../src/sync/safe-fs'
+import { badRelPath, makeDir, makeSymlink, openFile, removeUnder, SafeTree, setDirMode, symlinkEscapes, UnsafePathError } from '../../src/sync/safe-fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -179,6 +179,24 @@ describe('removeUnder', () => {
     writeFileSync(`${root}/f`, 'x')
     expect(removeUnder(root, 'f/g')).toBe(false)
     expect(() => removeUnder(root, '../outside/secret')).toThrow(UnsafePathError)
+  })
+})
+
+describe('SafeTree (remembers checked folders within one pull)', () => {
+  it('forgets a folder it replaced, so a later write through the new symlink is refused', () => {
+    const { root, outside } = setup()
+    const fs = new SafeTree(root)
+    const w = fs.openFile('a/b/f', 0o644, 1)
+    w.finish()
+    expect(fs.makeSymlink('a', 'x')).toBe(true) // folder a replaced by a symlink (inside the root)
+    symlinkSync('../outside', `${root}/x`)
+    expect(() => fs.openFile('a/b/g', 0o644, 1)).toThrow(/"a" is a symlink/)
+    fs.makeDir('d')
+    fs.openFile('d/f', 0o644, 1).finish()
+    fs.openFile('d', 0o644, 1).finish() // folder d replaced by a file
+    expect(() => fs.openFile('d/g', 0o644, 1)).toThrow(/"d" is not a folder/)
+    expect(fs.removeUnder('a')).toBe(true)
+    expect(require('node:fs').readdirSync(outside)).toEqual(['secret'])
   })
 })
 
