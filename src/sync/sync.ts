@@ -10,7 +10,7 @@ import { TransportError, HookError } from '../errors'
 import { check, OutputLimitError, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
-import { isExcluded, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
+import { isExcluded, NOT_UTF8, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
 import { SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 
@@ -124,7 +124,7 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
 /** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
 export const FILE_COMMANDS = '_temp/_runner_file_commands'
 
-const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door' }
+const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door', [NOT_UTF8]: 'named in bytes that are not UTF-8' }
 
 /** They must be regular files in a real folder; anything else fails the step before anything is copied back. */
 function checkFileCommands(listing: RemoteListing): void {

@@ -82,6 +82,34 @@ const MTIME = /^-?\d{1,20}(\.\d{1,10})?$/
 const MODE = /^[0-7]{1,5}$/
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+/** The type kept in `other` for an entry whose name or link target is not valid UTF-8. */
+export const NOT_UTF8 = 'n'
+
+/** NUL-separated fields; records (6 fields) with a field that is not UTF-8 are flagged, not refused. */
+function splitFields(buf: Buffer): { parts: string[]; notUtf8: Set<number> } {
+  const notUtf8 = new Set<number>()
+  try {
+    return { parts: utf8.decode(buf).split('\0'), notUtf8 }
+  } catch {
+    // rare: decode field by field
+  }
+  const parts: string[] = []
+  let start = 0
+  for (;;) {
+    const end = buf.indexOf(0, start)
+    const field = buf.subarray(start, end < 0 ? buf.length : end)
+    try {
+      parts.push(utf8.decode(field))
+    } catch {
+      notUtf8.add(Math.floor(parts.length / 6))
+      parts.push(field.toString('utf8'))
+    }
+    if (end < 0) break
+    start = end + 1
+  }
+  return { parts, notUtf8 }
+}
+
 function listingError(what: string, n: number, path?: string): HookError {
   const where = path === undefined ? '' : ` ${JSON.stringify(path.slice(0, 200))}`
   return new HookError(`remote file listing: ${what} (entry ${n + 1}${where})`)
@@ -96,13 +124,7 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
   const other = new Map<string, string>()
   if (buf.length === 0) return { snap, other }
   if (buf[buf.length - 1] !== 0) throw listingError('the last record is cut off', 0)
-  let text: string
-  try {
-    text = utf8.decode(buf.subarray(0, buf.length - 1))
-  } catch {
-    throw listingError('not valid UTF-8 (a file name the hook cannot copy back as is)', 0)
-  }
-  const parts = text.split('\0')
+  const { parts, notUtf8 } = splitFields(buf.subarray(0, buf.length - 1))
   if (parts.length % 6 !== 0) throw listingError('the last record is cut off', Math.floor(parts.length / 6))
   const count = parts.length / 6
   if (count > rules.maxEntries) throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
@@ -115,6 +137,11 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
     if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
     if (!SIZE.test(size) || !MTIME.test(mtime) || !MODE.test(mode)) throw listingError('malformed size, mtime or mode', n, path)
     if (y !== 'l' && link !== '') throw listingError('link target on something that is not a symlink', n, path)
+    if (notUtf8.has(n)) {
+      // Such a name cannot be written back as is: left alone on both sides, like a fifo.
+      other.set(path, NOT_UTF8)
+      continue
+    }
     if (rules.tree && path !== root && snap.get(path.slice(0, path.lastIndexOf('/')))?.t !== 'd') throw listingError('listed before its folder', n, path)
     if (y === 'd') snap.set(path, { t: 'd', fp: 'd' })
     else if (y === 'l') {

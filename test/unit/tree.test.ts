@@ -238,9 +238,25 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
     expect(() => parse(buf(rec('l', 'a', '')))).toThrow(/symlink without a target/)
   })
 
-  it('refuses names that are not valid UTF-8', () => {
-    const b = Buffer.concat([Buffer.from('f\x005\x001\x00644\x00\x00a/'), Buffer.from([0xff, 0xfe]), Buffer.from('\0')])
-    expect(() => parse(b, { tree: false })).toThrow(/not valid UTF-8/)
+  it('keeps entries named (or linking) in bytes that are not UTF-8 as "other": never fetched, never deleted', () => {
+    const b = Buffer.concat([
+      buf(rec('d', 'a', '', '0')),
+      Buffer.from('f\x005\x001\x00644\x00\x00a/'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('\0'),
+      Buffer.from('l\x001\x001\x00777\x00'),
+      Buffer.from([0xff]),
+      Buffer.from('\0a/l\0'),
+      buf(rec('f', 'a/ok'))
+    ])
+    const l = parse(b)
+    expect([...l.snap.keys()]).toEqual(['a', 'a/ok'])
+    expect([...l.other]).toEqual([
+      ['a/\ufffd\ufffd', 'n'],
+      ['a/l', 'n']
+    ])
+    // the path rules still hold for them
+    expect(() => parse(Buffer.concat([Buffer.from('f\x005\x001\x00644\x00\x00../'), Buffer.from([0xff]), Buffer.from('\0')]), { tree: false })).toThrow(/"\.\." component/)
   })
 
   it('more entries than listingEntries is an error naming the key', () => {
