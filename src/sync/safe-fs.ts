@@ -223,9 +223,16 @@ export class SafeTree {
   }
 }
 
-/** Whether a symlink at `rel` pointing to `target` would leave the root (resolved lexically from its folder). */
+/**
+ * Whether a symlink at `rel` pointing to `target` would leave the root (resolved lexically from its
+ * folder). A `..` after a name is refused too: lexically `s/..` is `.`, but through a symlink `s`
+ * it climbs from wherever `s` points. With `..` only in front, every link resolves inside.
+ */
 export function symlinkEscapes(rel: string, target: string): boolean {
   if (target === '' || target.startsWith('/') || target.includes('\0')) return true
+  const parts = target.split('/').filter((c) => c !== '' && c !== '.')
+  const firstName = parts.findIndex((c) => c !== '..')
+  if (firstName >= 0 && parts.indexOf('..', firstName) >= 0) return true
   const resolved = posix.normalize(posix.join(posix.dirname(rel), target))
   return resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')
 }

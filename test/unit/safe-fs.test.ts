@@ -99,6 +99,9 @@ describe('makeSymlink', () => {
     ['a/l', '../..', true],
     ['a/l', '../../work/x', true],
     ['a/l', 'b/../../../x', true],
+    ['a/l', 's/..', true],
+    ['a/l', 'b/../c', true],
+    ['a/l', './b/./c', false],
     ['l', '/etc/passwd', true],
     ['l', '', true]
   ])('%s -> %j escapes: %s', (rel, target, escapes) => {
@@ -113,6 +116,17 @@ describe('makeSymlink', () => {
     expect(makeSymlink(root, 'a/abs', '/etc')).toBe(false)
     expect(existsSync(`${root}/a/up`) || existsSync(`${root}/a/abs`)).toBe(false)
     expect(() => lstatSync(`${root}/a/up`)).toThrow()
+  })
+
+  it('a ".." after a name is refused: through a symlink it climbs from where that points', () => {
+    const { root, outside } = setup()
+    mkdirSync(`${root}/ws/sub`, { recursive: true })
+    expect(makeSymlink(root, 'ws/sub/s', '../..')).toBe(true) // the root itself: inside
+    // control: lexically inside (ws/sub/s/.. is ws/sub), really the root's parent
+    symlinkSync('s/..', `${root}/ws/sub/control`)
+    expect(existsSync(`${root}/ws/sub/control/outside/secret`)).toBe(true)
+    expect(makeSymlink(root, 'ws/sub/l', 's/..')).toBe(false)
+    expect(readFileSync(`${outside}/secret`, 'utf8')).toBe('secret')
   })
 
   it('replaces a file or folder at the name, never writing through a symlinked parent', () => {
