@@ -76,7 +76,7 @@ export interface FileWriter {
 
 /**
  * One root's writes and deletes. Folders found to be real directories are remembered (a pull of
- * 2,000 files in a few folders checks each folder once) and forgotten when this tree removes or
+ * many files in a few folders checks each folder once) and forgotten when this tree removes or
  * replaces anything at or above them.
  */
 export class SafeTree {
