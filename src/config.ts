@@ -86,7 +86,19 @@ export const ConfigSchema = z
         /** Also sync the runner's tool cache (_work/_tool) in prepare_job. */
         toolCache: z.boolean().default(true),
         /** Glob-free path prefixes under the workspace never synced back (e.g. node_modules/.cache). */
-        excludeFromPullBack: z.array(z.string().min(1)).default([])
+        excludeFromPullBack: z.array(z.string().min(1)).default([]),
+        /** Caps on what the VM may send back: it is untrusted, and a sparse file costs it nothing. */
+        limits: z
+          .object({
+            stepBytes: z.number().int().min(0).default(10 * 1024 ** 3),
+            stepFiles: z.number().int().min(0).default(200_000),
+            jobBytes: z.number().int().min(0).default(50 * 1024 ** 3),
+            jobFiles: z.number().int().min(0).default(1_000_000),
+            listingEntries: z.number().int().min(1).default(1_000_000),
+            listingBytes: z.number().int().min(1024).default(256 * 1024 ** 2)
+          })
+          .strict()
+          .default({})
       })
       .strict()
       .default({}),

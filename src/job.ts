@@ -36,6 +36,7 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
     remoteWork: `${state.jobRoot}/w`,
     manifestFile: `${state.localDir}/base.json`,
     excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack],
+    limits: ctx.config.sync.limits,
     warn: (m) => ctx.log.warn(m)
   }
 }

@@ -1,7 +1,7 @@
 // The transport seam: everything the hook does on the remote goes through a Remote, either a direct
 // ssh2 connection or the per-job agent that keeps one connection open across hook processes.
 import type { Duplex, Readable, Writable } from 'node:stream'
-import { RemoteCommandError, TransportError } from '../errors'
+import { HookError, RemoteCommandError, TransportError } from '../errors'
 
 export interface ConnectInfo {
   host: string
@@ -35,7 +35,7 @@ export interface RunOptions {
   input?: string | Buffer | Readable
   onStdout?: (chunk: Buffer) => void
   onStderr?: (chunk: Buffer) => void
-  /** Keep stdout in memory (bounded by maxCollect). */
+  /** Keep stdout in memory, at most maxCollect bytes: more is an OutputLimitError, never a cut. */
   collect?: boolean
   maxCollect?: number
   /** Short name for errors and logs; never the full command (it may be long). */
@@ -49,6 +49,16 @@ export interface RunResult extends ExitStatus {
 
 const TAIL = 16 * 1024
 
+/** A collected output went over its bound; what was read is incomplete and must not be used. */
+export class OutputLimitError extends HookError {
+  constructor(
+    readonly label: string,
+    readonly limit: number
+  ) {
+    super(`${label}: output is larger than ${limit} bytes`)
+  }
+}
+
 /** Runs a shell command on the remote, feeding stdin and collecting output. Never throws on exit codes. */
 export async function run(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
   const ch = await remote.openExec(command)
@@ -56,12 +66,21 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   let outLen = 0
   let err = ''
   const max = opts.maxCollect ?? 256 * 1024 * 1024
+  let overflow: (() => void) | null = null
+  const overflowed = new Promise<never>((_, reject) => {
+    overflow = () => reject(new OutputLimitError(opts.label ?? command.split(' ').slice(0, 3).join(' '), max))
+  })
+  overflowed.catch(() => undefined)
   ch.stdout.on('data', (c: Buffer) => {
     opts.onStdout?.(c)
-    if (opts.collect && outLen < max) {
-      out.push(c)
-      outLen += c.length
-    }
+    if (!opts.collect || outLen > max) return
+    outLen += c.length
+    // Over the bound: fail now and keep draining (discarding) so the channel still closes. A cut
+    // listing would read as deletions.
+    if (outLen > max) {
+      out.length = 0
+      overflow!()
+    } else out.push(c)
   })
   ch.stderr.on('data', (c: Buffer) => {
     opts.onStderr?.(c)
@@ -75,7 +94,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
     input.pipe(ch.stdin)
   }
   ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
-  const status = await ch.done
+  const status = await Promise.race([ch.done, overflowed])
   return { ...status, stdout: Buffer.concat(out), stderr: err }
 }
 

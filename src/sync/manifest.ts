@@ -3,6 +3,8 @@
 // side no longer has was deleted there. Saved per job in the hook's local folder; concurrent hook
 // processes (background steps) merge their updates under a short lock.
 import { mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { HookError } from '../errors'
 import type { Kind } from './tree'
 
 export interface BaseEntry {
@@ -83,6 +85,45 @@ export function saveBase(file: string, update: BaseUpdate): void {
     renameSync(tmp, file)
     const key = fileKey(file)
     if (key) cache.set(file, { key, base })
+  })
+}
+
+export interface PulledTotals {
+  files: number
+  bytes: number
+}
+
+/** What the job's pulls brought back so far (kept next to the base). */
+export function pulledFile(manifestFile: string): string {
+  return `${dirname(manifestFile)}/pulled.json`
+}
+
+export function loadPulled(manifestFile: string): PulledTotals {
+  try {
+    const t = JSON.parse(readFileSync(pulledFile(manifestFile), 'utf8')) as PulledTotals
+    if (Number.isSafeInteger(t.files) && Number.isSafeInteger(t.bytes)) return { files: t.files, bytes: t.bytes }
+  } catch {
+    // none yet
+  }
+  return { files: 0, bytes: 0 }
+}
+
+/**
+ * Adds a pull's files and bytes to the job's totals, or throws (naming the config key) when that
+ * would go over a cap. Done under the base's lock before anything is fetched, so steps that run at
+ * the same time cannot both pass the check.
+ */
+export function reservePull(manifestFile: string, add: PulledTotals, caps: { jobFiles: number; jobBytes: number }): PulledTotals {
+  return withLock(manifestFile, () => {
+    const t = loadPulled(manifestFile)
+    const next = { files: t.files + add.files, bytes: t.bytes + add.bytes }
+    if (next.files > caps.jobFiles) throw new HookError(`sync.limits.jobFiles: this step would bring the job's files copied back from the remote to ${next.files}, over the limit of ${caps.jobFiles}; nothing was copied back`)
+    if (next.bytes > caps.jobBytes) throw new HookError(`sync.limits.jobBytes: this step would bring the job's bytes copied back from the remote to ${next.bytes}, over the limit of ${caps.jobBytes}; nothing was copied back`)
+    const file = pulledFile(manifestFile)
+    const tmp = `${file}.${process.pid}.tmp`
+    writeFileSync(tmp, JSON.stringify(next), { mode: 0o600 })
+    renameSync(tmp, file)
+    return next
   })
 }
 

@@ -2,13 +2,36 @@
 // around every step. One round trip pushes (deletions + a tar of changed files) and returns the
 // remote listing; one lists remote changes after the step and, only if there are any, one more
 // pulls them as a tar. The first, bulk copy in prepare_job uses rsync (see rsync.ts).
+// The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
+// only through safe-fs.ts, and capped by sync.limits.
 import { spawn } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import type { Stats } from 'node:fs'
 import { TransportError, HookError } from '../errors'
-import { check, type Remote } from '../remote/remote'
+import { check, OutputLimitError, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { loadBase, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
-import { isExcluded, localNode, parseRemoteListing, remoteFindScript, walkLocal, type Snapshot } from './tree'
+import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
+import { isExcluded, NOT_UTF8, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
+import { SafeTree, type FileWriter } from './safe-fs'
+import { TarReader, type TarEntry } from './untar'
+
+export interface SyncLimits {
+  stepBytes: number
+  stepFiles: number
+  jobBytes: number
+  jobFiles: number
+  listingEntries: number
+  listingBytes: number
+}
+
+/** Used when a caller gives none (the config's defaults are the real ones). */
+const NO_LIMITS: SyncLimits = {
+  stepBytes: Number.MAX_SAFE_INTEGER,
+  stepFiles: Number.MAX_SAFE_INTEGER,
+  jobBytes: Number.MAX_SAFE_INTEGER,
+  jobFiles: Number.MAX_SAFE_INTEGER,
+  listingEntries: Number.MAX_SAFE_INTEGER,
+  listingBytes: 256 * 1024 * 1024
+}
 
 export interface SyncTarget {
   remote: Remote
@@ -16,6 +39,7 @@ export interface SyncTarget {
   remoteWork: string
   manifestFile: string
   excludes: readonly string[]
+  limits?: SyncLimits
   /** Non-fatal problems (e.g. files the SSH user cannot read on the remote). */
   warn?: (msg: string) => void
 }
@@ -97,9 +121,41 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
   return `find ${sent.map((p) => shq(p)).join(' ')} -maxdepth 0 -printf ${shq('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')} 2>/dev/null; true`
 }
 
+/** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
+export const FILE_COMMANDS = '_temp/_runner_file_commands'
+
+const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door', [NOT_UTF8]: 'named in bytes that are not UTF-8' }
+
+/** They must be regular files in a real folder; anything else fails the step before anything is copied back. */
+function checkFileCommands(listing: RemoteListing): void {
+  const kinds = [...[...listing.snap].map(([p, n]) => [p, n.t] as const), ...listing.other]
+  for (const [p, t] of kinds) {
+    const ok = p === FILE_COMMANDS ? t === 'd' : !p.startsWith(FILE_COMMANDS + '/') || t === 'f'
+    if (!ok) throw new HookError(`${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files (nothing was copied back)`)
+  }
+}
+
+function limitsOf(t: SyncTarget): SyncLimits {
+  return t.limits ?? NO_LIMITS
+}
+
+async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<RemoteListing> {
+  const limits = limitsOf(t)
+  const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
+    collect: true,
+    maxCollect: limits.listingBytes,
+    label: 'remote file listing'
+  }).catch((e: unknown) => {
+    if (e instanceof OutputLimitError) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
+    throw e
+  })
+  return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, tree: true })
+}
+
 /** Pushes local changes under `roots` to the remote. */
 export async function push(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
+  const limits = limitsOf(t)
   const base = loadBase(t.manifestFile)
   const local = walkLocal(t.hostWork, roots, t.excludes)
   const send = changedPaths(local, base, 'l')
@@ -108,14 +164,19 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
+  // umask 077 and --no-same-permissions: the job's files are not readable by other users of the VM.
   const cmd =
-    `cd ${shq(t.remoteWork)} && IFS= read -r n && ` +
+    `umask 077 && cd ${shq(t.remoteWork)} && IFS= read -r n && ` +
     `{ [ "$n" = 0 ] || dd ibs=1 count="$n" 2>/dev/null | xargs -0 -r rm -rf --; } && ` +
-    `tar -x -f - && { ${listSent(send, roots, t.excludes)}; }`
+    `tar -x -f - --no-same-permissions && { ${listSent(send, roots, t.excludes)}; }`
   const ch = await t.remote.openExec(cmd)
   const out: Buffer[] = []
+  let outLen = 0
   let errTail = ''
-  ch.stdout.on('data', (c: Buffer) => out.push(c))
+  ch.stdout.on('data', (c: Buffer) => {
+    outLen += c.length
+    if (outLen <= limits.listingBytes) out.push(c)
+  })
   ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c).slice(-2000)))
   ch.stdin.on('error', () => undefined)
   ch.stdin.write(`${delList.length}\n`)
@@ -126,7 +187,8 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const [, status] = await Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done])
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0) throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
-  const remote = parseRemoteListing(Buffer.concat(out))
+  if (outLen > limits.listingBytes) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
+  const remote = parseRemoteListing(Buffer.concat(out), { roots, maxEntries: limits.listingEntries }).snap
   const set = new Map<string, BaseEntry>()
   for (const p of send) {
     const l = local.get(p)!
@@ -139,50 +201,137 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
 
+const KIND: Record<TarEntry['type'], Node['t']> = { file: 'f', dir: 'd', symlink: 'l' }
+
+function fileFp(st: Stats): string {
+  return `f:${st.size}:${Math.floor(st.mtimeMs)}:${st.mode & 0o777}`
+}
+
+/**
+ * Writes the tar of `fetch` coming from the remote under hostWork. Only the requested paths, each
+ * once, each of the type and at most the size the listing announced, are accepted. Resolves with
+ * the base entries of what was written; rejects at the first refused member (the rest is drained
+ * and dropped so the channel still closes).
+ */
+async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: string[], got: Received, onBytes: (n: number) => void): Promise<void> {
+  const limits = limitsOf(t)
+  const want = new Map(fetch.map((p) => [p, remote.get(p)!]))
+  const seen = new Set<string>()
+  const set = got.set
+  const dirs: TarEntry[] = []
+  let file: FileWriter | null = null
+  let received = 0
+  const reader = new TarReader({
+    entry(e) {
+      const n = want.get(e.name)
+      if (!n) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} was not asked for`)
+      if (seen.has(e.name)) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} sent twice`)
+      seen.add(e.name)
+      if (KIND[e.type] !== n.t) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} is not of the type the listing announced`)
+      if (e.type === 'file') {
+        if (e.size > n.size!) throw new HookError(`sync.limits.stepBytes: ${e.name} grew from ${n.size} bytes (listed) to ${e.size} bytes (sent); nothing more was copied back`)
+        file = fs.openFile(e.name, e.mode, e.mtime)
+      } else if (e.type === 'dir') {
+        fs.makeDir(e.name)
+        dirs.push(e)
+        set.set(e.name, { t: 'd', l: 'd', r: n.fp })
+      } else if (n.fp !== `l:${e.linkname}`) {
+        throw new HookError(`tar stream from the remote: the symlink ${JSON.stringify(e.name.slice(0, 200))} does not have the target the listing announced`)
+      } else if (fs.makeSymlink(e.name, e.linkname)) {
+        set.set(e.name, { t: 'l', l: n.fp, r: n.fp })
+      } else {
+        // Not created and not in the base: whatever the host had there goes, so the next push
+        // neither sees a deletion nor sends the old entry back over the job's symlink.
+        fs.removeUnder(e.name)
+        got.dropped.add(e.name)
+        t.warn?.(`not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or leaves the work folder`)
+      }
+    },
+    data(c) {
+      received += c.length
+      if (received > limits.stepBytes) throw new HookError(`sync.limits.stepBytes: the step's files copied back from the remote went over ${limits.stepBytes} bytes; nothing more was copied back`)
+      file!.write(c)
+    },
+    endEntry(e) {
+      if (e.type !== 'file') return
+      const st = file!.finish()
+      file = null
+      set.set(e.name, { t: 'f', l: fileFp(st), r: want.get(e.name)!.fp })
+    }
+  })
+  const ch = await t.remote.openExec(`cd ${shq(t.remoteWork)} && tar -c -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`)
+  let errTail = ''
+  let failed: unknown = null
+  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c).slice(-2000)))
+  ch.stdin.on('error', () => undefined)
+  ch.stdin.end(fetch.map((p) => p + '\0').join(''))
+  const refused = new Promise<never>((_, reject) => {
+    ch.stdout.on('data', (c: Buffer) => {
+      if (failed) return // drained and dropped
+      onBytes(c.length)
+      try {
+        reader.write(c)
+      } catch (e) {
+        failed = e
+        ;(file as FileWriter | null)?.abort()
+        reject(e)
+      }
+    })
+  })
+  refused.catch(() => undefined)
+  // All of stdout read, not only the channel closed: the last chunks may still be on their way.
+  const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
+  const [status] = await Promise.race([Promise.all([ch.done, ended]), refused])
+  if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
+  if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+  reader.finish()
+  if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
+  // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
+  for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
+}
+
+interface Received {
+  /** Base entries of what was written. */
+  set: Map<string, BaseEntry>
+  /** Refused symlinks: removed on the host and from the base. */
+  dropped: Set<string>
+}
+
 /** Pulls remote changes under `roots` back to the host, deletions included. */
 export async function pull(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
-  const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
-    collect: true,
-    label: 'remote file listing'
-  })
-  const remote = parseRemoteListing(listing.stdout)
+  const limits = limitsOf(t)
+  const listing = await listRemote(t, roots)
+  // Everything is checked before anything on the host changes.
+  checkFileCommands(listing)
+  const remote = listing.snap
   const base = loadBase(t.manifestFile)
   const fetch = changedPaths(remote, base, 'r').filter((p) => !isExcluded(p, t.excludes))
-  const del = deletedPaths(remote, base, roots, t.excludes)
+  const del = deletedPaths(remote, base, roots, t.excludes).filter((p) => !listing.other.has(p))
+  const announced = fetch.reduce((sum, p) => sum + (remote.get(p)!.size ?? 0), 0)
+  if (fetch.length > limits.stepFiles) throw new HookError(`sync.limits.stepFiles: the step changed ${fetch.length} files on the remote, over the limit of ${limits.stepFiles}; nothing was copied back`)
+  if (announced > limits.stepBytes) throw new HookError(`sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`)
+  if (fetch.length) reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
-  if (fetch.length) {
-    const tar = localTar(['-x', '-f', '-', '--no-same-owner', '--delay-directory-restore'], t.hostWork)
-    const ch = await t.remote.openExec(`cd ${shq(t.remoteWork)} && tar -c -f - --no-recursion --ignore-failed-read --null -T -`)
-    let errTail = ''
-    ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c).slice(-2000)))
-    forward(ch.stdout, tar.stdin!, (n) => (bytes += n))
-    ch.stdin.end(fetch.map((p) => p + '\0').join(''))
-    const [status] = await Promise.all([ch.done, waitChild(tar, 'local tar (sync from remote)')])
-    if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
-    if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
-    if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
-  }
-  for (const p of del) rmSync(`${t.hostWork}/${p}`, { recursive: true, force: true })
-  const set = new Map<string, BaseEntry>()
-  for (const p of fetch) {
-    const r = remote.get(p)!
-    const l = localNode(t.hostWork, p)
-    if (l && l.t === r.t) set.set(p, { t: r.t, l: l.fp, r: r.fp })
-  }
+  // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
+  const fs = new SafeTree(t.hostWork)
+  for (const p of del) fs.removeUnder(p)
   const remove = new Set<string>()
   for (const p of base.keys()) if (del.some((d) => p === d || p.startsWith(d + '/'))) remove.add(p)
-  saveBase(t.manifestFile, { set, remove })
+  const got: Received = { set: new Map(), dropped: new Set() }
+  try {
+    if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))
+  } finally {
+    // Also after a refusal: what was written is recorded, so it is not pushed back as a change.
+    for (const p of got.dropped) remove.add(p)
+    saveBase(t.manifestFile, { set: got.set, remove })
+  }
   return { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
 
 /** Records both sides as equal after a bulk copy (rsync) of `roots`. */
 export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot): Promise<void> {
-  const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
-    collect: true,
-    label: 'remote file listing'
-  })
-  const remote = parseRemoteListing(listing.stdout)
+  const remote = (await listRemote(t, roots)).snap
   const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
   const set = new Map<string, BaseEntry>()
   for (const [p, l] of local) {

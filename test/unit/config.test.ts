@@ -68,7 +68,7 @@ describe('loadConfig: valid files', () => {
       },
       remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
       images: { pullPolicy: 'missing' },
-      sync: { toolCache: true, excludeFromPullBack: [] },
+      sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 } },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2 },
       agent: { enabled: true, idleSeconds: 1800 },
       log: { level: 'info' }
@@ -90,7 +90,7 @@ describe('loadConfig: valid files', () => {
     const cfg = load(text, '/etc/rch/config.json')
     expect(cfg.provider.kind === 'static' && cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci$' })
     expect(cfg.images.pullPolicy).toBe('always')
-    expect(cfg.sync).toEqual({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
+    expect(cfg.sync).toMatchObject({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
     expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0 })
     expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800 })
     expect(cfg.log).toEqual({ file: '/var/log/rch.log', level: 'debug' })
@@ -186,6 +186,13 @@ describe('loadConfig: validation', () => {
     expect(issues).toContain('remote.dockerSocket: must be an absolute path')
     expect(issues).toContain('log.file: must be an absolute path')
     expect(issues).toContain('provider.hosts.1.knownHostsFile: Required')
+  })
+
+  it('sync.limits: takes given caps, keeps the defaults of the others, and names a bad or unknown key', () => {
+    const cfg = load(withHost({}, { sync: { limits: { stepBytes: 1024, jobFiles: 10 } } }))
+    expect(cfg.sync.limits).toEqual({ stepBytes: 1024, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 10, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 })
+    const issues = issuesOf(() => load(withHost({}, { sync: { limits: { stepBytes: -1, stepFiles: 1.5, listingBytes: 10, stepbytes: 1 } } })))
+    expect(issues.map((i) => i.slice(0, i.indexOf(':'))).sort()).toEqual(['sync.limits', 'sync.limits.listingBytes', 'sync.limits.stepBytes', 'sync.limits.stepFiles'])
   })
 
   it('rejects unknown keys at every level, naming the object', () => {

@@ -46,7 +46,7 @@ function listRemote(base: string, roots = ROOTS, excludes = EXCLUDES): Snapshot 
   const r = sh(remoteFindScript(roots, excludes, shq), { cwd: base })
   expect(r.stderr.toString()).toBe('')
   expect(r.status).toBe(0)
-  return parseRemoteListing(r.stdout)
+  return parseRemoteListing(r.stdout, { roots, maxEntries: 1000, tree: true }).snap
 }
 
 const kinds = (s: Snapshot): string[] => [...s].map(([p, n]) => `${n.t} ${p}`).sort()
@@ -126,7 +126,7 @@ describe('remoteFindScript + parseRemoteListing vs walkLocal', () => {
     const r = sh(remoteFindScript(['missing', 'also/missing'], [], shq), { cwd: base })
     expect(r.status).toBe(0)
     expect(r.stdout.length).toBe(0)
-    expect(parseRemoteListing(r.stdout).size).toBe(0)
+    expect(parseRemoteListing(r.stdout, { roots: ['missing'], maxEntries: 1 }).snap.size).toBe(0)
     expect(walkLocal(base, ['missing', 'also/missing'], []).size).toBe(0)
   })
 
@@ -135,11 +135,22 @@ describe('remoteFindScript + parseRemoteListing vs walkLocal', () => {
     expect(kinds(walkLocal(base, ['ws/a.txt'], []))).toEqual(['f ws/a.txt'])
   })
 
-  it('the "." root works on both sides', () => {
+  it('the "." root works locally; a remote listing of it is refused (a "." component)', () => {
     const b3 = tempDir()
     writeFileSync(`${b3}/x`, 'x')
-    expect(kinds(listRemote(b3, ['.'], []))).toEqual(kinds(walkLocal(b3, ['.'], [])))
     expect(kinds(walkLocal(b3, ['.'], []))).toEqual(['d .', 'f ./x'])
+    expect(() => listRemote(b3, ['.'], [])).toThrow(/bad path: "\." component/)
+  })
+
+  it('the fifo is kept as "other" in the parse, not as a file', () => {
+    const r = sh(remoteFindScript(['ws'], [], shq), { cwd: base })
+    const l = parseRemoteListing(r.stdout, { roots: ['ws'], maxEntries: 1000, tree: true })
+    expect([...l.other]).toEqual([['ws/fifo', 'p']])
+    expect(l.snap.has('ws/fifo')).toBe(false)
+  })
+
+  it('remote regular files carry the size the listing announced', () => {
+    expect(remote.get('ws/sub/b.bin')!.size).toBe(1000)
   })
 
   it('localNode returns one node or null', () => {
@@ -149,22 +160,109 @@ describe('remoteFindScript + parseRemoteListing vs walkLocal', () => {
   })
 })
 
-describe('parseRemoteListing', () => {
-  it('parses records and ignores other types and a truncated tail', () => {
-    const buf = Buffer.from(
-      ['f', '5', '1700000000.5000000000', '644', '', 'a/b', 'd', '4096', '1', '755', '', 'a', 'l', '7', '1', '777', '../x y', 'a/l', 'p', '0', '1', '644', '', 'a/fifo', 'f', '1']
-        .join('\0'),
-      'utf8'
-    )
-    expect([...parseRemoteListing(buf)]).toEqual([
-      ['a/b', { t: 'f', fp: 'f:5:1700000000.5000000000:420' }],
+describe('parseRemoteListing (strict: the listing comes from a machine the job controls)', () => {
+  const rec = (y: string, path: string, link = '', size = '5', mtime = '1700000000.5000000000', mode = '644'): string[] => [y, size, mtime, mode, link, path]
+  const buf = (...recs: string[][]): Buffer => Buffer.from(recs.flat().map((f) => f + '\0').join(''), 'utf8')
+  const rules = { roots: ['a', 'b'], maxEntries: 100, tree: true }
+  const parse = (b: Buffer, r: Partial<typeof rules> = {}) => parseRemoteListing(b, { ...rules, ...r })
+
+  it('parses files, folders, symlinks, and keeps fifos, sockets and devices as "other"', () => {
+    const l = parse(buf(rec('d', 'a', '', '4096'), rec('f', 'a/b'), rec('l', 'a/l', '../x y', '7', '1', '777'), rec('p', 'a/fifo', '', '0'), rec('s', 'a/sock', '', '0'), rec('c', 'a/dev', '', '0')))
+    expect([...l.snap]).toEqual([
       ['a', { t: 'd', fp: 'd' }],
+      ['a/b', { t: 'f', fp: 'f:5:1700000000.5000000000:420', size: 5 }],
       ['a/l', { t: 'l', fp: 'l:../x y' }]
+    ])
+    expect([...l.other]).toEqual([
+      ['a/fifo', 'p'],
+      ['a/sock', 's'],
+      ['a/dev', 'c']
     ])
   })
 
-  it('an empty buffer is an empty snapshot', () => {
-    expect(parseRemoteListing(Buffer.alloc(0)).size).toBe(0)
+  it('an empty buffer is an empty listing', () => {
+    expect(parse(Buffer.alloc(0)).snap.size).toBe(0)
+  })
+
+  it('a cut-off tail is an error, never a shorter listing (which would read as deletions)', () => {
+    const whole = buf(rec('d', 'a', '', '4096'), rec('f', 'a/b'))
+    expect(parse(whole).snap.size).toBe(2) // positive control
+    expect(() => parse(whole.subarray(0, whole.length - 1))).toThrow(/cut off/)
+    expect(() => parse(whole.subarray(0, whole.length - 5))).toThrow(/cut off/)
+    expect(() => parse(Buffer.concat([whole, Buffer.from('f\0' + '1\0')]))).toThrow(/cut off/)
+  })
+
+  it.each([
+    ['../etc/passwd', /"\.\." component/],
+    ['a/../../x', /"\.\." component/],
+    ['/etc/passwd', /absolute/],
+    ['a//b', /empty component/],
+    ['a/./b', /"\." component/],
+    ['a/', /empty component/],
+    ['', /empty/],
+    [`a/${'n'.repeat(256)}`, /longer than 255/],
+    [`a/${'n/'.repeat(2100)}x`, /longer than 4096/]
+  ])('refuses the path %j', (path, why) => {
+    expect(() => parse(buf(rec('f', path)), { tree: false })).toThrow(why)
+  })
+
+  it('refuses paths outside the requested roots (a root name as a prefix is not enough)', () => {
+    expect(() => parse(buf(rec('f', 'c/x')), { tree: false })).toThrow(/outside the requested folders/)
+    expect(() => parse(buf(rec('f', 'ab/x')), { tree: false })).toThrow(/outside the requested folders/)
+    expect(parse(buf(rec('f', 'b/x')), { tree: false }).snap.size).toBe(1)
+  })
+
+  it('in a tree walk, an entry must follow its folder, listed as a folder', () => {
+    expect(() => parse(buf(rec('f', 'a/b'), rec('d', 'a', '', '0')))).toThrow(/listed before its folder/)
+    expect(() => parse(buf(rec('l', 'a', 'x'), rec('f', 'a/b')))).toThrow(/listed before its folder/)
+    expect(parse(buf(rec('d', 'a', '', '0'), rec('f', 'a/b'))).snap.size).toBe(2)
+  })
+
+  it.each([
+    ['size', rec('f', 'a', '', '12a')],
+    ['size', rec('f', 'a', '', '-1')],
+    ['size', rec('f', 'a', '', '')],
+    ['mtime', rec('f', 'a', '', '1', '1.2.3')],
+    ['mtime', rec('f', 'a', '', '1', 'now')],
+    ['mode', rec('f', 'a', '', '1', '1', '648')],
+    ['mode', rec('f', 'a', '', '1', '1', '')]
+  ])('refuses a malformed %s', (_f, r) => {
+    expect(() => parse(buf(r))).toThrow(/malformed size, mtime or mode/)
+  })
+
+  it('refuses unknown types, duplicates, link targets on non-links and links without one', () => {
+    expect(() => parse(buf(rec('x', 'a')))).toThrow(/unknown type "x"/)
+    expect(() => parse(buf(rec('N', 'a')))).toThrow(/unknown type "N"/)
+    expect(() => parse(buf(rec('d', 'a', '', '0'), rec('d', 'a', '', '0')))).toThrow(/listed twice/)
+    expect(() => parse(buf(rec('f', 'a', 'x')))).toThrow(/link target on something that is not a symlink/)
+    expect(() => parse(buf(rec('l', 'a', '')))).toThrow(/symlink without a target/)
+  })
+
+  it('keeps entries named (or linking) in bytes that are not UTF-8 as "other": never fetched, never deleted', () => {
+    const b = Buffer.concat([
+      buf(rec('d', 'a', '', '0')),
+      Buffer.from('f\x005\x001\x00644\x00\x00a/'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('\0'),
+      Buffer.from('l\x001\x001\x00777\x00'),
+      Buffer.from([0xff]),
+      Buffer.from('\0a/l\0'),
+      buf(rec('f', 'a/ok'))
+    ])
+    const l = parse(b)
+    expect([...l.snap.keys()]).toEqual(['a', 'a/ok'])
+    expect([...l.other]).toEqual([
+      ['a/\ufffd\ufffd', 'n'],
+      ['a/l', 'n']
+    ])
+    // the path rules still hold for them
+    expect(() => parse(Buffer.concat([Buffer.from('f\x005\x001\x00644\x00\x00../'), Buffer.from([0xff]), Buffer.from('\0')]), { tree: false })).toThrow(/"\.\." component/)
+  })
+
+  it('more entries than listingEntries is an error naming the key', () => {
+    const b = buf(rec('d', 'a', '', '0'), rec('f', 'a/1'), rec('f', 'a/2'))
+    expect(parse(b, { maxEntries: 3 }).snap.size).toBe(3)
+    expect(() => parse(b, { maxEntries: 2 })).toThrow(/^sync\.limits\.listingEntries: .* 3 entries, over the limit of 2/)
   })
 })
 

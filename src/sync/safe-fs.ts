@@ -1,0 +1,245 @@
+// Writes and deletes under a root (the runner's `_work`) at paths the VM chose, never through a
+// symlink. Every folder on the way is checked with lstat and must be a real directory. The job's
+// code runs on the VM, not on the runner host, so nothing swaps a folder for a symlink between the
+// check and the write here: an lstat per component is enough (no openat-style walk needed), and a
+// folder checked once in a pull need not be checked again unless the pull itself replaced it.
+import { randomBytes } from 'node:crypto'
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  futimesSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+  type Stats
+} from 'node:fs'
+import { posix } from 'node:path'
+import { HookError } from '../errors'
+
+/** A path would be written or deleted through something that is not a real directory. */
+export class UnsafePathError extends HookError {}
+
+const MAX_PATH = 4096
+const MAX_NAME = 255
+
+/** Why `p` is not a plain relative path (no `..`, `.` or empty components), or null when it is. */
+export function badRelPath(p: string): string | null {
+  if (p === '') return 'empty'
+  if (p.includes('\0')) return 'contains NUL'
+  if (p.startsWith('/')) return 'absolute'
+  if (Buffer.byteLength(p) > MAX_PATH) return `longer than ${MAX_PATH} bytes`
+  for (const c of p.split('/')) {
+    if (c === '') return 'empty component'
+    if (c === '.' || c === '..') return `"${c}" component`
+    if (Buffer.byteLength(c) > MAX_NAME) return `a name longer than ${MAX_NAME} bytes`
+  }
+  return null
+}
+
+function checked(rel: string): string {
+  const bad = badRelPath(rel)
+  if (bad) throw new UnsafePathError(`refusing path ${JSON.stringify(rel.slice(0, 200))}: ${bad}`)
+  return rel
+}
+
+function lstatOrNull(p: string): Stats | null {
+  try {
+    return lstatSync(p)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null
+    throw e
+  }
+}
+
+let tmpSeq = 0
+const tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`
+
+function tempName(dir: string): string {
+  return `${dir}/.rch-${tmpTag}-${++tmpSeq}.tmp`
+}
+
+export interface FileWriter {
+  write(chunk: Buffer): void
+  /** Sets mode and mtime, renames over the final name; returns the written file's stats. */
+  finish(): Stats
+  /** Drops the temporary file. */
+  abort(): void
+}
+
+/**
+ * One root's writes and deletes. Folders found to be real directories are remembered (a pull of
+ * many files in a few folders checks each folder once) and forgotten when this tree removes or
+ * replaces anything at or above them.
+ */
+export class SafeTree {
+  private readonly known = new Set<string>()
+
+  constructor(private readonly root: string) {}
+
+  /**
+   * The absolute folder that holds `rel`, after checking that every folder above it is a real
+   * directory. With `create`, missing ones are made; without, a missing one gives null (nothing there).
+   */
+  private parentOf(rel: string, create: boolean): string | null {
+    const parts = checked(rel).split('/')
+    let dirRel = ''
+    for (let i = 0; i < parts.length - 1; i++) {
+      dirRel = dirRel ? `${dirRel}/${parts[i]}` : parts[i]
+      if (this.known.has(dirRel)) continue
+      const dir = `${this.root}/${dirRel}`
+      const st = lstatOrNull(dir)
+      if (!st) {
+        if (!create) return null
+        mkdirSync(dir, { mode: 0o755 })
+      } else if (!st.isDirectory()) {
+        if (!create && !st.isSymbolicLink()) return null
+        const what = st.isSymbolicLink() ? 'a symlink' : 'not a folder'
+        throw new UnsafePathError(`refusing ${JSON.stringify(rel)}: ${JSON.stringify(dirRel)} is ${what} on the runner host`)
+      }
+      this.known.add(dirRel)
+    }
+    return dirRel ? `${this.root}/${dirRel}` : this.root
+  }
+
+  /** Something at `rel` is about to be removed or replaced: what was known below it no longer holds. */
+  private forget(rel: string): void {
+    for (const k of this.known) if (k === rel || k.startsWith(rel + '/')) this.known.delete(k)
+  }
+
+  /** Clears the final name for a new entry: a real folder there is removed (rm does not follow symlinks). */
+  private clearDir(rel: string): void {
+    const path = `${this.root}/${rel}`
+    if (lstatOrNull(path)?.isDirectory()) {
+      this.forget(rel)
+      rmSync(path, { recursive: true, force: true })
+    }
+  }
+
+  /**
+   * A new regular file at `rel`, written to a fresh name in its folder and renamed over the final
+   * name at the end: rename replaces a symlink there instead of writing through it.
+   */
+  openFile(rel: string, mode: number, mtimeSec: number): FileWriter {
+    const dir = this.parentOf(rel, true)!
+    const final = `${this.root}/${rel}`
+    const tmp = tempName(dir)
+    const fd = openSync(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY, 0o600)
+    let open = true
+    const close = (): void => {
+      if (open) closeSync(fd)
+      open = false
+    }
+    const abort = (): void => {
+      close()
+      rmSync(tmp, { force: true })
+    }
+    return {
+      write(chunk) {
+        let off = 0
+        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
+      },
+      finish: () => {
+        try {
+          // 0o777: no setuid, setgid or sticky bit from the VM.
+          fchmodSync(fd, mode & 0o777)
+          futimesSync(fd, mtimeSec, mtimeSec)
+          const st = fstatSync(fd)
+          close()
+          this.clearDir(rel)
+          renameSync(tmp, final)
+          return st
+        } catch (e) {
+          abort()
+          throw e
+        }
+      },
+      abort
+    }
+  }
+
+  /** Creates the symlink unless its target is absolute or leaves the root; false when refused (nothing created). */
+  makeSymlink(rel: string, target: string): boolean {
+    checked(rel)
+    if (symlinkEscapes(rel, target)) return false
+    const dir = this.parentOf(rel, true)!
+    const tmp = tempName(dir)
+    symlinkSync(target, tmp)
+    try {
+      this.clearDir(rel)
+      renameSync(tmp, `${this.root}/${rel}`)
+    } catch (e) {
+      rmSync(tmp, { force: true })
+      throw e
+    }
+    return true
+  }
+
+  /** A real folder at `rel` (whatever else is there is removed first). */
+  makeDir(rel: string): void {
+    this.parentOf(rel, true)
+    const final = `${this.root}/${rel}`
+    const st = lstatOrNull(final)
+    if (!st?.isDirectory()) {
+      if (st) unlinkSync(final)
+      mkdirSync(final, { mode: 0o755 })
+    }
+    this.known.add(rel)
+  }
+
+  /** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it). */
+  setDirMode(rel: string, mode: number): void {
+    if (!this.parentOf(rel, false)) return
+    let fd: number
+    try {
+      fd = openSync(`${this.root}/${rel}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    } catch {
+      return // gone or no longer a folder: nothing to set
+    }
+    try {
+      fchmodSync(fd, (mode & 0o777) | 0o700)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** Removes `rel` (a folder with its contents); a symlink is removed, never followed. False when nothing was there. */
+  removeUnder(rel: string): boolean {
+    if (!this.parentOf(rel, false)) return false
+    const final = `${this.root}/${rel}`
+    const st = lstatOrNull(final)
+    if (!st) return false
+    this.forget(rel)
+    if (st.isDirectory()) rmSync(final, { recursive: true, force: true })
+    else unlinkSync(final)
+    return true
+  }
+}
+
+/**
+ * Whether a symlink at `rel` pointing to `target` would leave the root (resolved lexically from its
+ * folder). A `..` after a name is refused too: lexically `s/..` is `.`, but through a symlink `s`
+ * it climbs from wherever `s` points. With `..` only in front, every link resolves inside.
+ */
+export function symlinkEscapes(rel: string, target: string): boolean {
+  if (target === '' || target.startsWith('/') || target.includes('\0')) return true
+  const parts = target.split('/').filter((c) => c !== '' && c !== '.')
+  const firstName = parts.findIndex((c) => c !== '..')
+  if (firstName >= 0 && parts.indexOf('..', firstName) >= 0) return true
+  const resolved = posix.normalize(posix.join(posix.dirname(rel), target))
+  return resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')
+}
+
+// One-off calls (each checks its path afresh).
+export const openFile = (root: string, rel: string, mode: number, mtimeSec: number): FileWriter => new SafeTree(root).openFile(rel, mode, mtimeSec)
+export const makeSymlink = (root: string, rel: string, target: string): boolean => new SafeTree(root).makeSymlink(rel, target)
+export const makeDir = (root: string, rel: string): void => new SafeTree(root).makeDir(rel)
+export const setDirMode = (root: string, rel: string, mode: number): void => new SafeTree(root).setDirMode(rel, mode)
+export const removeUnder = (root: string, rel: string): boolean => new SafeTree(root).removeUnder(rel)

@@ -1,0 +1,59 @@
+// The copy back from the VM through dist/index.js, with a step that behaves like a hostile job.
+import { existsSync, lstatSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines } from '../helpers/conformance'
+
+describe('pull-back from a hostile step', () => {
+  const runner = new FakeRunner()
+  beforeAll(async () => {
+    writeFileSync(join(runner.root, '.credentials'), 'RUNNER-TOKEN')
+    const r = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [] })
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  })
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+  })
+
+  test('GITHUB_PATH replaced by a symlink to the runner credentials fails the step; nothing comes back', async () => {
+    const { args, fc } = runner.scriptStep('echo changed > changed.txt\nln -sf ../../../.credentials "$GITHUB_PATH"\nls -l "$GITHUB_PATH"\n')
+    const r = await runner.call('run_script_step', args)
+    expect(r.stdout).toContain('-> ../../../.credentials') // the attack really ran on the VM
+    expect(r.code).not.toBe(0)
+    const name = fc.files.GITHUB_PATH.split('/').pop()!
+    expect(errorLines(r)).toEqual([expect.stringContaining(`_temp/_runner_file_commands/${name} is a symlink on the remote`)])
+    expect(lstatSync(fc.files.GITHUB_PATH).isFile()).toBe(true)
+    expect(readFileSync(fc.files.GITHUB_PATH, 'utf8')).toBe('')
+    expect(existsSync(join(runner.workspace, 'changed.txt'))).toBe(false)
+  })
+
+  test('symlinks leaving _work are not created on the host (a warning names them) and are not deleted on the VM by the next step', async () => {
+    const { args } = runner.scriptStep('ln -s ../../.. esc\nln -s /etc abs\nln -s changed.txt inside\n')
+    const r = await runner.call('run_script_step', args)
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    expect(r.stdout + r.stderr).toMatch(/::warning::.*repo\/repo\/esc is a symlink to "\.\.\/\.\.\/\.\."/)
+    expect(r.stdout + r.stderr).toMatch(/::warning::.*repo\/repo\/abs is a symlink to "\/etc"/)
+    expect(() => lstatSync(join(runner.workspace, 'esc'))).toThrow()
+    expect(() => lstatSync(join(runner.workspace, 'abs'))).toThrow()
+    expect(readlinkSync(join(runner.workspace, 'inside'))).toBe('changed.txt')
+    const { args: next } = runner.scriptStep('readlink esc abs\n')
+    const r2 = await runner.call('run_script_step', next)
+    expect(r2.code).toBe(0)
+    expect(r2.stdout).toContain('../../..\n/etc')
+  })
+
+  test('a 1 TB sparse file is refused by sync.limits.stepBytes before anything is copied', async () => {
+    const { args } = runner.scriptStep('echo small > small.txt\ntruncate -s 1T huge\nls -l huge\n')
+    const r = await runner.call('run_script_step', args)
+    expect(r.stdout).toContain('1099511627776') // the file really exists on the VM
+    expect(r.code).not.toBe(0)
+    expect(errorLines(r)).toEqual([expect.stringContaining('sync.limits.stepBytes')])
+    expect(existsSync(join(runner.workspace, 'huge'))).toBe(false)
+    expect(existsSync(join(runner.workspace, 'small.txt'))).toBe(false)
+    const { args: clean } = runner.scriptStep('rm huge\n')
+    expect((await runner.call('run_script_step', clean)).code).toBe(0)
+    expect(readFileSync(join(runner.workspace, 'small.txt'), 'utf8')).toBe('small\n')
+  })
+})

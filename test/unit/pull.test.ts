@@ -1,0 +1,291 @@
+// pull() against a "remote" that is a local folder run by the real /bin/sh, find and tar, with the
+// SSH transport replaced. A hostile VM is played by PATH entries that shadow tar or find.
+import { execFileSync, spawn } from 'node:child_process'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
+import { OutputLimitError, run, type Remote } from '../../src/remote/remote'
+import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { member, tarOf } from './_tar'
+
+afterAll(cleanupTempDirs)
+
+const REAL_PATH = process.env.PATH ?? '/usr/bin:/bin'
+
+/** Runs every command with the local /bin/sh in place of SSH. */
+function localRemote(env: NodeJS.ProcessEnv = {}): Remote {
+  return {
+    async openExec(command) {
+      const c = spawn('/bin/sh', ['-c', command], { env: { PATH: REAL_PATH, ...env } })
+      const done = new Promise<{ code: number | null; signal: string | null }>((res) => c.on('close', (code, signal) => res({ code, signal })))
+      return { stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, done }
+    },
+    openSocket: () => Promise.reject(new Error('no sockets here')),
+    close: () => undefined
+  }
+}
+
+interface World {
+  host: string
+  vm: string
+  outside: string
+  bin: string
+  warnings: string[]
+  target(env?: NodeJS.ProcessEnv, limits?: Partial<SyncLimits>): SyncTarget
+}
+
+const ROOTS = ['_temp', 'ws']
+const FC = '_temp/_runner_file_commands'
+
+function world(): World {
+  const top = tempDir()
+  const w = { host: `${top}/host`, vm: `${top}/vm`, outside: `${top}/outside`, bin: `${top}/bin`, warnings: [] as string[] }
+  for (const d of [w.host, w.vm, w.outside, w.bin, `${w.vm}/${FC}`, `${w.vm}/ws`, `${top}/local`]) mkdirSync(d, { recursive: true })
+  writeFileSync(`${w.outside}/.credentials`, 'TOKEN')
+  return {
+    ...w,
+    target: (env = {}, limits = {}) => ({
+      remote: localRemote(env),
+      hostWork: w.host,
+      remoteWork: w.vm,
+      manifestFile: `${top}/local/base.json`,
+      excludes: ['_temp/_runner_hook_responses'],
+      limits: { stepBytes: 1e9, stepFiles: 1e6, jobBytes: 1e10, jobFiles: 1e7, listingEntries: 1e6, listingBytes: 1e7, ...limits },
+      warn: (m) => void w.warnings.push(m)
+    })
+  }
+}
+
+/** A PATH that shadows `tool` with a script (the SSH user's shell start-up files can do this on the VM). */
+function shadow(w: World, tool: string, script: string): NodeJS.ProcessEnv {
+  writeFileSync(`${w.bin}/${tool}`, `#!/bin/sh\n${script}\n`)
+  chmodSync(`${w.bin}/${tool}`, 0o755)
+  return { PATH: `${w.bin}:${REAL_PATH}` }
+}
+
+const realTar = execFileSync('/bin/sh', ['-c', 'command -v tar']).toString().trim()
+
+/** A tar that sends `archive` whatever it was asked for. */
+function evilTar(w: World, archive: Buffer): NodeJS.ProcessEnv {
+  writeFileSync(`${w.bin}/evil.tar`, archive)
+  return shadow(w, 'tar', `case "$1" in -c) cat ${w.bin}/evil.tar; exit 0;; esac\nexec ${realTar} "$@"`)
+}
+
+describe('pull: positive path', () => {
+  it('brings files, folders, symlinks and file-command files back, records them, and the next pull is a no-op', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/${FC}/set_env_1`, 'A=1\n')
+    mkdirSync(`${w.vm}/ws/sub`)
+    writeFileSync(`${w.vm}/ws/sub/b.sh`, '#!/bin/sh\n')
+    chmodSync(`${w.vm}/ws/sub/b.sh`, 0o4755)
+    writeFileSync(`${w.vm}/ws/empty`, '')
+    symlinkSync('sub/b.sh', `${w.vm}/ws/link`)
+    const s = await pull(w.target(), ROOTS)
+    expect(readFileSync(`${w.host}/${FC}/set_env_1`, 'utf8')).toBe('A=1\n')
+    expect(lstatSync(`${w.host}/ws/sub/b.sh`).mode & 0o7777).toBe(0o755)
+    expect(readlinkSync(`${w.host}/ws/link`)).toBe('sub/b.sh')
+    expect(readFileSync(`${w.host}/ws/empty`, 'utf8')).toBe('')
+    expect(s.files).toBe(3)
+    expect(loadBase(w.target().manifestFile).size).toBe(8)
+    expect(loadPulled(w.target().manifestFile)).toEqual({ files: 8, bytes: 14 })
+    expect((await pull(w.target(), ROOTS)).files).toBe(0)
+    expect(w.warnings).toEqual([])
+  })
+
+  it('removes on the host what the step removed, and replaces a folder the step made a file', async () => {
+    const w = world()
+    mkdirSync(`${w.vm}/ws/d/e`, { recursive: true })
+    writeFileSync(`${w.vm}/ws/d/e/f`, 'f')
+    writeFileSync(`${w.vm}/ws/gone`, 'g')
+    await pull(w.target(), ROOTS)
+    execFileSync('rm', ['-rf', `${w.vm}/ws/d`, `${w.vm}/ws/gone`])
+    writeFileSync(`${w.vm}/ws/d`, 'now a file')
+    const s = await pull(w.target(), ROOTS)
+    expect(s.deleted).toBe(2)
+    expect(readFileSync(`${w.host}/ws/d`, 'utf8')).toBe('now a file')
+    expect(existsSync(`${w.host}/ws/gone`)).toBe(false)
+  })
+})
+
+describe('pull: the runner file-command files must be regular files', () => {
+  it.each([
+    ['a symlink to the runner credentials', (p: string) => symlinkSync('../../../outside/.credentials', p), /add_path_1 is a symlink on the remote/],
+    ['a fifo', (p: string) => execFileSync('mkfifo', [p]), /add_path_1 is a fifo on the remote/],
+    ['a folder', (p: string) => mkdirSync(p), /add_path_1 is a folder on the remote/]
+  ])('%s fails the step and nothing at all is copied back', async (_what, make, why) => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/other`, 'other change')
+    make(`${w.vm}/${FC}/add_path_1`)
+    await expect(pull(w.target(), ROOTS)).rejects.toThrow(why)
+    expect(existsSync(`${w.host}/ws`)).toBe(false)
+    expect(existsSync(`${w.host}/_temp`)).toBe(false)
+    // control: without the bad entry the same pull copies
+    execFileSync('rm', ['-rf', `${w.vm}/${FC}/add_path_1`])
+    await pull(w.target(), ROOTS)
+    expect(readFileSync(`${w.host}/ws/other`, 'utf8')).toBe('other change')
+  })
+
+  it('the folder itself replaced by a symlink fails too', async () => {
+    const w = world()
+    execFileSync('rm', ['-rf', `${w.vm}/${FC}`])
+    symlinkSync('../../outside', `${w.vm}/${FC}`)
+    await expect(pull(w.target(), ROOTS)).rejects.toThrow(/_temp\/_runner_file_commands is a symlink on the remote/)
+  })
+})
+
+describe('pull: symlinks planted by the step', () => {
+  it('escaping or absolute links are not created, are warned about, stay out of the base, and are not pushed back as deletions', async () => {
+    const w = world()
+    symlinkSync('../..', `${w.vm}/ws/x`)
+    symlinkSync('/etc', `${w.vm}/_temp/abs`)
+    symlinkSync('../ws', `${w.vm}/_temp/inside`)
+    await pull(w.target(), ROOTS)
+    expect(() => lstatSync(`${w.host}/ws/x`)).toThrow()
+    expect(() => lstatSync(`${w.host}/_temp/abs`)).toThrow()
+    expect(readlinkSync(`${w.host}/_temp/inside`)).toBe('../ws') // control: an inside link is created
+    expect(w.warnings.join('\n')).toMatch(/ws\/x is a symlink to "\.\.\/\.\."/)
+    expect(w.warnings.join('\n')).toMatch(/_temp\/abs is a symlink to "\/etc"/)
+    const base = loadBase(w.target().manifestFile)
+    expect(base.has('ws/x') || base.has('_temp/abs')).toBe(false)
+    const up = await push(w.target(), ROOTS)
+    expect(up.deleted).toBe(0)
+    expect(readlinkSync(`${w.vm}/ws/x`)).toBe('../..')
+  })
+
+  it('a file the step replaced by an escaping symlink is removed on the host and dropped from the base', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'f')
+    await pull(w.target(), ROOTS)
+    execFileSync('rm', [`${w.vm}/ws/f`])
+    symlinkSync('../../outside/.credentials', `${w.vm}/ws/f`)
+    await pull(w.target(), ROOTS)
+    expect(existsSync(`${w.host}/ws/f`)).toBe(false)
+    expect(loadBase(w.target().manifestFile).has('ws/f')).toBe(false)
+    expect((await push(w.target(), ROOTS)).deleted).toBe(0)
+    expect(readFileSync(`${w.outside}/.credentials`, 'utf8')).toBe('TOKEN')
+  })
+
+  it('a host folder that is a symlink is never written through nor deleted through', async () => {
+    const w = world()
+    mkdirSync(`${w.host}/ws`)
+    symlinkSync('../../outside', `${w.host}/ws/p`)
+    // the base claims ws/p/.credentials was synced; the remote no longer has it: a deletion
+    saveBase(w.target().manifestFile, { set: new Map([['ws/p/.credentials', { t: 'f', l: 'x', r: 'x' }]]), remove: new Set() })
+    await expect(pull(w.target(), ROOTS)).rejects.toThrow(/"ws\/p" is a symlink on the runner host/)
+    expect(readFileSync(`${w.outside}/.credentials`, 'utf8')).toBe('TOKEN')
+  })
+})
+
+describe('pull: a hostile tar or find on the VM', () => {
+  const cases: [string, () => Buffer, RegExp][] = [
+    ['a member that climbs out', () => tarOf(member({ name: 'ws/../../outside/.credentials' }, 'pwned')), /"\.\." component/],
+    ['an absolute member', () => tarOf(member({ name: '/tmp/pwned' }, 'pwned')), /absolute/],
+    ['a member not asked for', () => tarOf(member({ name: 'ws/other' }, 'pwned')), /"ws\/other" was not asked for/],
+    ['a member sent twice', () => tarOf(member({ name: 'ws/f' }, 'a'), member({ name: 'ws/f' }, 'b')), /sent twice/],
+    ['a hardlink to a host file', () => tarOf(member({ name: 'ws/f', type: '1', linkname: '/etc/passwd' })), /a hardlink/],
+    ['a fifo', () => tarOf(member({ name: 'ws/f', type: '6' })), /a fifo/],
+    ['a symlink where the listing had a file', () => tarOf(member({ name: 'ws/f', type: '2', linkname: '../../outside' })), /not of the type the listing announced/],
+    ['a file bigger than listed', () => tarOf(member({ name: 'ws/f' }, 'x'.repeat(5000))), /sync\.limits\.stepBytes: ws\/f grew from 4 bytes/],
+    ['a cut-off archive', () => member({ name: 'ws/f' }, 'four'), /cut off/]
+  ]
+  it.each(cases)('%s is refused and nothing lands outside', async (_what, archive, why) => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    await expect(pull(w.target(evilTar(w, archive())), ROOTS)).rejects.toThrow(why)
+    expect(readFileSync(`${w.outside}/.credentials`, 'utf8')).toBe('TOKEN')
+    expect(existsSync('/tmp/pwned')).toBe(false)
+    expect(existsSync(`${w.host}/ws/other`)).toBe(false)
+  })
+
+  it('control: the shadowing tar is really used (a well-formed archive from it is accepted)', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    await pull(w.target(evilTar(w, tarOf(member({ name: 'ws', type: '5' }), member({ name: 'ws/f' }, 'FAKE')))), ROOTS)
+    expect(readFileSync(`${w.host}/ws/f`, 'utf8')).toBe('FAKE')
+  })
+
+  it('a find that lists paths of its choosing is refused before anything is copied', async () => {
+    const w = world()
+    const rec = (y: string, p: string): string => `${y}\\0004\\0001\\000644\\000\\000${p}\\000`
+    const env = shadow(w, 'find', `printf '${rec('d', 'ws')}${rec('f', 'ws/../../outside/x')}'`)
+    await expect(pull(w.target(env), ROOTS)).rejects.toThrow(/remote file listing: bad path: "\.\." component/)
+    const env2 = shadow(w, 'find', `printf '${rec('d', 'ws')}${rec('f', 'elsewhere/x')}'`)
+    await expect(pull(w.target(env2), ROOTS)).rejects.toThrow(/outside the requested folders/)
+    const env3 = shadow(w, 'find', `printf '${rec('d', 'ws')}${rec('f', 'ws/ok')}'`)
+    await expect(pull(w.target(env3), ['ws'])).resolves.toBeTruthy() // control: the fake find is used and parsed
+    expect(loadBase(w.target().manifestFile).has('ws/ok')).toBe(false) // (the real tar found no ws/ok)
+  })
+})
+
+describe('pull: caps', () => {
+  it('a 1 TB sparse file is refused before anything is fetched (sync.limits.stepBytes)', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/small`, 's')
+    execFileSync('truncate', ['-s', '1T', `${w.vm}/ws/huge`])
+    await expect(pull(w.target({}, { stepBytes: 10 * 1024 ** 3 }), ROOTS)).rejects.toThrow(/^sync\.limits\.stepBytes: .* 1099511627777 bytes, over the limit of 10737418240/)
+    expect(existsSync(`${w.host}/ws`)).toBe(false)
+  })
+
+  it('stepFiles counts what a step brings back', async () => {
+    const w = world()
+    for (let i = 0; i < 5; i++) writeFileSync(`${w.vm}/ws/${i}`, 'x')
+    await expect(pull(w.target({}, { stepFiles: 5 }), ROOTS)).rejects.toThrow(/^sync\.limits\.stepFiles: the step changed 8 files/)
+    expect(existsSync(`${w.host}/ws`)).toBe(false)
+    await pull(w.target({}, { stepFiles: 8 }), ROOTS) // control
+  })
+
+  it('jobBytes and jobFiles add up over the steps of a job (kept next to the base)', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/a`, 'x'.repeat(600))
+    await pull(w.target({}, { jobBytes: 1000 }), ROOTS)
+    writeFileSync(`${w.vm}/ws/b`, 'x'.repeat(600))
+    await expect(pull(w.target({}, { jobBytes: 1000 }), ROOTS)).rejects.toThrow(/^sync\.limits\.jobBytes: .* to 1200, over the limit of 1000/)
+    expect(existsSync(`${w.host}/ws/b`)).toBe(false)
+    await expect(pull(w.target({}, { jobFiles: 4 }), ROOTS)).rejects.toThrow(/^sync\.limits\.jobFiles: .* to 5, over the limit of 4/)
+    await pull(w.target({}, { jobFiles: 5 }), ROOTS) // control
+    expect(readFileSync(`${w.host}/ws/b`, 'utf8')).toHaveLength(600)
+  })
+
+  it('a listing over listingBytes or listingEntries is an error, never a shorter listing read as deletions', async () => {
+    const w = world()
+    for (let i = 0; i < 50; i++) writeFileSync(`${w.vm}/ws/file-${i}`, 'x')
+    await pull(w.target(), ROOTS)
+    await expect(pull(w.target({}, { listingBytes: 1024 }), ROOTS)).rejects.toThrow(/^sync\.limits\.listingBytes: the remote file listing is larger than 1024 bytes/)
+    await expect(pull(w.target({}, { listingEntries: 20 }), ROOTS)).rejects.toThrow(/^sync\.limits\.listingEntries: the remote listing has 53 entries/)
+    expect(existsSync(`${w.host}/ws/file-49`)).toBe(true)
+  })
+})
+
+describe('pull: other remote types', () => {
+  it('a fifo where a file was is neither fetched nor taken as a deletion', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/p`, 'was a file')
+    await pull(w.target(), ROOTS)
+    execFileSync('rm', [`${w.vm}/ws/p`])
+    execFileSync('mkfifo', [`${w.vm}/ws/p`])
+    const s = await pull(w.target(), ROOTS)
+    expect(s.deleted).toBe(0)
+    expect(readFileSync(`${w.host}/ws/p`, 'utf8')).toBe('was a file')
+  })
+})
+
+describe('push: the remote extraction', () => {
+  it('runs under umask 077 without the archive modes (control: the local file is world-readable)', async () => {
+    const w = world()
+    mkdirSync(`${w.host}/ws/d`, { recursive: true })
+    writeFileSync(`${w.host}/ws/d/f`, 'f')
+    chmodSync(`${w.host}/ws/d/f`, 0o644)
+    await push(w.target(), ['ws'])
+    expect(lstatSync(`${w.vm}/ws/d/f`).mode & 0o777).toBe(0o600)
+    expect(lstatSync(`${w.vm}/ws/d`).mode & 0o077).toBe(0)
+  })
+})
+
+describe('run(): collected output over its bound', () => {
+  it('is an OutputLimitError, never a silent cut', async () => {
+    const r = localRemote()
+    await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow(OutputLimitError)
+    await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow('the listing: output is larger than 4096 bytes')
+    expect((await run(r, 'head -c 4096 /dev/zero', { collect: true, maxCollect: 4096 })).stdout.length).toBe(4096) // control
+  })
+})
