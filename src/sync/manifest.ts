@@ -2,7 +2,8 @@
 // known equal. A side whose fingerprint differs from the base changed it; a path in the base that a
 // side no longer has was deleted there. Saved per job in the hook's local folder; concurrent hook
 // processes (background steps) merge their updates under a short lock.
-import { mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs'
+import { writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
 
 export interface BaseEntry {
@@ -78,9 +79,7 @@ export function saveBase(file: string, update: BaseUpdate): void {
     const base = loadBase(file)
     for (const p of update.remove) base.delete(p)
     for (const [p, e] of update.set) base.set(p, e)
-    const tmp = `${file}.${process.pid}.tmp`
-    writeFileSync(tmp, JSON.stringify(Object.fromEntries(base)), { mode: 0o600 })
-    renameSync(tmp, file)
+    writePrivateFile(file, JSON.stringify(Object.fromEntries(base)))
     const key = fileKey(file)
     if (key) cache.set(file, { key, base })
   })

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs'
 import { TransportError, HookError } from '../errors'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
+import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
 import { isExcluded, localNode, parseRemoteListing, remoteFindScript, walkLocal, type Snapshot } from './tree'
 
@@ -74,9 +75,9 @@ export function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): 
   src.on('end', () => void (open && dst.end()))
 }
 
-/** Local `tar` as a child process (GNU tar on the runner host). */
+/** Local `tar` as a child process (GNU tar on the runner host, never one found on the job's PATH). */
 function localTar(args: string[], cwd: string): ReturnType<typeof spawn> {
-  return spawn('tar', args, { cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+  return spawn(requireTool('tar'), args, { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...TOOL_ENV } })
 }
 
 function waitChild(child: ReturnType<typeof spawn>, what: string): Promise<void> {
