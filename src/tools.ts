@@ -3,7 +3,7 @@
 // its own `tar` first: the inherited PATH is never searched, and every spawn gets TOOL_ENV instead
 // of the hook's environment.
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
-import { isAbsolute } from 'node:path'
+import { isAbsolute, resolve } from 'node:path'
 import { ConfigError, HookError } from './errors'
 
 /** The only folders searched for a tool that the config does not name. */
@@ -37,9 +37,9 @@ function realOr(p: string): string {
 /** Why `path` must not be run, or null. Checked as written and after resolving symlinks (on both sides). */
 function refusal(path: string, folders: JobFolders): string | null {
   if (!isAbsolute(path)) return 'must be an absolute path'
-  const dirs = [folders.workDir, folders.runnerTemp].flatMap((d) => [d, realOr(d)])
+  const dirs = [folders.workDir, folders.runnerTemp].flatMap((d) => [resolve(d), realOr(d)])
   const real = realOr(path)
-  for (const d of dirs) if (within(path, d) || within(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
+  for (const d of dirs) if (within(resolve(path), d) || within(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
   try {
     accessSync(path, constants.X_OK)
     if (!statSync(path).isFile()) return `${path} is not a file`

@@ -71,6 +71,7 @@ describe('loadConfig: valid files', () => {
       sync: { toolCache: true, excludeFromPullBack: [] },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2 },
       agent: { enabled: true, idleSeconds: 1800 },
+      tools: {},
       log: { level: 'info' }
     })
     expect(Object.isFrozen(cfg)).toBe(true)
