@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, ownerOf, runnerProcesses, sleep } from '../helpers/conformance'
+import { errorLines, ownerOf, runnerProcesses, sleep, staticProvider, testVm } from '../helpers/conformance'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 import { agentSocket } from '../../src/agent-client'
 import { F, frame } from '../../src/remote/mux-frames'
@@ -38,6 +38,15 @@ function evilPath(runner: FakeRunner): { env: Record<string, string>; markers: s
   return { env: { PATH, AWS_SECRET_ACCESS_KEY: CANARY, AWS_ACCESS_KEY_ID: 'AKIACANARY' }, markers }
 }
 
+/** Other suites lease the same test VM: wait for its slot longer than FakeRunner's 30 s. */
+const patient = (extra: Record<string, unknown> = {}) =>
+  new FakeRunner({ config: { provider: staticProvider(testVm(), {}, { acquireTimeoutSeconds: 300 }), remote: { workRoot: testVm().workRoot }, ...extra } })
+
+async function done(runner: FakeRunner): Promise<void> {
+  if (runner.state) await runner.cleanup().catch(() => undefined)
+  runner.dispose()
+}
+
 const ok = (r: HookRun) => ({ code: r.code, errors: errorLines(r) })
 
 /** A step that needs the push (its script is a new file in _temp) and the pull (it writes to the workspace). */
@@ -56,7 +65,7 @@ function agentsOf(runner: FakeRunner): Promise<{ pid: number; cmdline: string }[
 
 describe('a job\'s tar, rsync and ssh first on the hook\'s PATH are never run', () => {
   test('agent disabled: prepare_job (rsync over ssh), steps (tar) and cleanup_job', async () => {
-    const runner = new FakeRunner({ config: { agent: { enabled: false } } })
+    const runner = patient({ agent: { enabled: false } })
     try {
       const { env, markers } = evilPath(runner)
       const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
@@ -65,14 +74,15 @@ describe('a job\'s tar, rsync and ssh first on the hook\'s PATH are never run', 
       await syncedStep(runner, env, 'one')
       await syncedStep(runner, env, 'two')
       expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
+      runner.state = null
       expect(readdirSync(markers)).toEqual([])
     } finally {
-      runner.dispose()
+      await done(runner)
     }
-  })
+  }, 900_000)
 
   test('agent killed before the step: the hook starts a new agent, which has a minimal environment', async () => {
-    const runner = new FakeRunner()
+    const runner = patient({ agent: { idleSeconds: 120 } })
     try {
       const { env, markers } = evilPath(runner)
       const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
@@ -100,11 +110,12 @@ describe('a job\'s tar, rsync and ssh first on the hook\'s PATH are never run', 
       expect(environ.map((e) => e.slice(0, e.indexOf('='))).sort()).toEqual(['HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
 
       expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
+      runner.state = null
       expect(readdirSync(markers)).toEqual([])
     } finally {
-      runner.dispose()
+      await done(runner)
     }
-  })
+  }, 900_000)
 })
 
 /** A job state as prepare_job writes it, with its local folder under `tmp`/rch-<uid>. */
