@@ -1,15 +1,13 @@
 // The runner-host programs the hook spawns: found in a fixed system PATH or at a configured absolute
 // path outside the job's folders, never on the inherited PATH (which the job extends with
 // GITHUB_PATH), and started with a minimal environment.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { ConfigError } from '../../src/errors'
 import { requireTool, resolveTools, SYSTEM_PATH, tools, useTools } from '../../src/tools'
 import { rsyncUp, agentTransport } from '../../src/sync/rsync'
-import { push } from '../../src/sync/sync'
-import type { Remote } from '../../src/remote/remote'
-import { cleanupTempDirs, sh, tempDir } from './_helpers'
+import { bundle, cleanupTempDirs, sh, SRC, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
 
@@ -131,18 +129,51 @@ describe('resolveTools', () => {
 describe('spawns use the resolved tool and a minimal environment', () => {
   beforeEach(() => useTools(resolveTools({}, { workDir: '/nonexistent', runnerTemp: '/nonexistent/_temp' })))
 
-  test('rsyncUp never runs an rsync found on the inherited PATH', async () => {
+  test('rsyncUp and the push\'s local tar never run a program found on the inherited PATH', () => {
     const s = setup()
-    mkdirSync(join(s.work, 'src'))
+    mkdirSync(join(s.work, 'repo'))
+    writeFileSync(join(s.work, 'repo', 'a.txt'), 'hello')
     const dest = tempDir('rch-rsync-dest-')
-    // A local transport (`sh -c` ignores the host argument): the copy really happens.
-    const local = { rsh: `${join(s.root, 'rsh')}`, host: 'x' }
-    writeFileSync(local.rsh, '#!/bin/sh\nshift\nexec /bin/sh -c "$*"\n')
-    chmodSync(local.rsh, 0o755)
-    writeFileSync(join(s.work, 'src', 'f'), 'data')
-    await withPath(`${s.evil}:${process.env.PATH}`, () => rsyncUp(local, s.work, ['src'], dest))
-    expect(readFileSync(join(dest, 'src', 'f'), 'utf8')).toBe('data') // positive control: the copy ran
-    expect(existsSync(join(s.markers, 'rsync'))).toBe(false)
+    const sent = join(s.root, 'sent.tar')
+    // A local rsync transport (`sh -c`, the host argument dropped): the copy really happens.
+    const rsh = join(s.root, 'rsh')
+    writeFileSync(rsh, '#!/bin/sh\nshift\nexec /bin/sh -c "$*"\n')
+    chmodSync(rsh, 0o755)
+    // In a child process: the PATH a spawn searches is the real process's, which jest does not let a test set.
+    const entry = join(s.root, 'run.ts')
+    writeFileSync(
+      entry,
+      `import { rsyncUp } from ${JSON.stringify(join(SRC, 'sync/rsync'))}
+import { push } from ${JSON.stringify(join(SRC, 'sync/sync'))}
+import { PassThrough } from 'node:stream'
+import { createWriteStream } from 'node:fs'
+const remote = {
+  openExec: async () => {
+    const stdin = new PassThrough(), stdout = new PassThrough(), stderr = new PassThrough()
+    let done: (s: unknown) => void = () => undefined
+    const finished = new Promise((r) => (done = r))
+    stdin.on('data', () => undefined)
+    stdin.pipe(createWriteStream(${JSON.stringify(sent)}))
+    stdin.on('end', () => { stdout.end(); stderr.end(); done({ code: 0, signal: null }) })
+    return { stdin, stdout, stderr, done: finished }
+  },
+  openSocket: async () => { throw new Error('unused') },
+  close: () => undefined
+}
+;(async () => {
+  await rsyncUp({ rsh: ${JSON.stringify(rsh)}, host: 'x' }, ${JSON.stringify(s.work)}, ['repo'], ${JSON.stringify(dest)})
+  await push({ remote, hostWork: ${JSON.stringify(s.work)}, remoteWork: '/r', manifestFile: ${JSON.stringify(join(s.root, 'base.json'))}, excludes: [] } as never, ['repo'])
+})().catch((e) => { console.error(e); process.exit(1) })
+`
+    )
+    const js = bundle(entry, join(s.root, 'run.js'))
+    const r = spawnSync(process.execPath, [js], { env: { PATH: `${s.evil}:${process.env.PATH}` }, encoding: 'utf8', timeout: 20_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    // positive controls: rsync copied the file, and the push sent a tar archive holding it
+    expect(readFileSync(join(dest, 'repo', 'a.txt'), 'utf8')).toBe('hello')
+    expect(readFileSync(sent).includes(Buffer.from('repo/a.txt'))).toBe(true)
+    expect(readdirSync(s.markers)).toEqual([])
   })
 
   test('rsync gets only PATH (the fixed one) and LANG, never the hook\'s variables', async () => {
@@ -164,44 +195,6 @@ describe('spawns use the resolved tool and a minimal environment', () => {
     const names = env.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf('=')))
     expect(names.filter((n) => !['PATH', 'LANG', 'PWD', 'SHLVL', '_'].includes(n))).toEqual([])
     expect(env).not.toContain('canary-secret-1234')
-  })
-
-  test('the push\'s local tar never comes from the inherited PATH', async () => {
-    const s = setup()
-    mkdirSync(join(s.work, 'repo'))
-    writeFileSync(join(s.work, 'repo', 'a.txt'), 'hello')
-    const got = new PassThrough()
-    const chunks: Buffer[] = []
-    got.on('data', (c: Buffer) => chunks.push(c))
-    const remote: Remote = {
-      openExec: async () => {
-        const stdout = new PassThrough()
-        const stderr = new PassThrough()
-        let done!: (s: { code: number | null; signal: string | null }) => void
-        const finished = new Promise<{ code: number | null; signal: string | null }>((r) => (done = r))
-        const stdin = new PassThrough()
-        stdin.pipe(got)
-        stdin.on('end', () => {
-          stdout.end()
-          stderr.end()
-          done({ code: 0, signal: null })
-        })
-        return { stdin, stdout, stderr, done: finished } as never
-      },
-      openSocket: async () => {
-        throw new Error('unused')
-      },
-      close: () => undefined
-    }
-    process.env.AWS_SECRET_ACCESS_KEY = 'canary-secret-5678'
-    try {
-      await withPath(`${s.evil}:${process.env.PATH}`, () => push({ remote, hostWork: s.work, remoteWork: '/r', manifestFile: join(s.root, 'base.json'), excludes: [] }, ['repo']))
-    } finally {
-      delete process.env.AWS_SECRET_ACCESS_KEY
-    }
-    // positive control: a tar archive holding the file was sent
-    expect(Buffer.concat(chunks).includes(Buffer.from('repo/a.txt'))).toBe(true)
-    expect(existsSync(join(s.markers, 'tar'))).toBe(false)
   })
 
   test('tools() without a config searches only the system PATH', async () => {
