@@ -2,7 +2,7 @@
 // winston log file (plus the step log as ::debug:: when RUNNER_DEBUG=1). Registered secrets are
 // masked in both.
 import type * as Winston from 'winston'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
@@ -21,7 +21,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
   const secrets: string[] = []
   const mask = (s: string): string => secrets.reduce((acc, v) => acc.split(v).join('***'), s)
   let logger: Winston.Logger | null = null
-  let stream: NodeJS.WritableStream | null = null
+  let stream: WriteStream | null = null
   const file = (): Winston.Logger => {
     if (!logger) {
       // Loaded on first use: most hook commands never write to the log file.
@@ -71,8 +71,12 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
         l.end()
         setTimeout(res, 500).unref()
       })
-      // The agent makes a log per step: its file descriptor must not outlive the step.
-      stream?.end()
+      // Flushed before the hook exits; and the agent makes a log per step, so its descriptor must not outlive the step.
+      const s = stream
+      if (s) await new Promise<void>((res) => {
+        s.end(() => res())
+        setTimeout(res, 500).unref()
+      })
     }
   }
 }
