@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfigError } from '../../src/errors'
+import { loadConfig } from '../../src/config'
 import { requireTool, resolveTools, SYSTEM_PATH, tools, useTools } from '../../src/tools'
 import { rsyncUp, agentTransport } from '../../src/sync/rsync'
 import { bundle, cleanupTempDirs, sh, SRC, tempDir } from './_helpers'
@@ -203,5 +204,21 @@ const remote = {
     const t = await withPath(`${s.evil}:${process.env.PATH}`, () => tools())
     expect(t.tar?.startsWith(s.evil)).toBe(false)
     expect(t.tar).toMatch(/^\/(usr\/)?(local\/)?s?bin\/tar$/)
+  })
+})
+
+describe('the tools block of the config file', () => {
+  const base = { provider: { kind: 'static', hosts: [{ host: 'h', user: 'u', identityFile: '/k', knownHostsFile: '/kh' }] }, remote: { workRoot: '/srv/rch' } }
+  const load = (tools: unknown) =>
+    loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, { readFile: () => JSON.stringify({ ...base, tools }), canRead: () => null })
+
+  test('absolute paths are accepted, each key optional', () => {
+    expect(load({ tar: '/opt/gnu/bin/tar' }).tools).toEqual({ tar: '/opt/gnu/bin/tar' })
+    expect(load(undefined).tools).toEqual({})
+  })
+
+  test('a relative path or an unknown tool is a config error naming the key', () => {
+    expect(() => load({ tar: 'tar' })).toThrow(/tools\.tar: must be an absolute path/)
+    expect(() => load({ docker: '/usr/bin/docker' })).toThrow(/tools: .*docker/)
   })
 })
