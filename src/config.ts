@@ -118,6 +118,11 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    /** Absolute paths of the runner-host programs the hook runs; unset ones come from a fixed system PATH. */
+    tools: z
+      .object({ tar: absPath.optional(), rsync: absPath.optional(), ssh: absPath.optional() })
+      .strict()
+      .default({}),
     log: z
       .object({
         file: absPath.optional(),

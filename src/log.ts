@@ -2,8 +2,10 @@
 // winston log file (plus the step log as ::debug:: when RUNNER_DEBUG=1). Registered secrets are
 // masked in both.
 import type * as Winston from 'winston'
-import { mkdirSync } from 'node:fs'
+import { createWriteStream, type WriteStream } from 'node:fs'
+import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
+import { ensurePrivateDir, openPrivateAppend } from './private-fs'
 
 export interface Log {
   progress(msg: string): void
@@ -13,24 +15,31 @@ export interface Log {
   close(): Promise<void>
 }
 
+/** The log file's folder is checked (or created 0700) at once: a folder of another user fails the command. */
 export function createLog(opts: { file: string; level: string; debugToStepLog: boolean; out: (line: string) => void }): Log {
+  ensurePrivateDir(dirname(opts.file), 'set TMPDIR (or log.file) to a private folder')
   const secrets: string[] = []
   const mask = (s: string): string => secrets.reduce((acc, v) => acc.split(v).join('***'), s)
   let logger: Winston.Logger | null = null
+  let stream: WriteStream | null = null
   const file = (): Winston.Logger => {
     if (!logger) {
       // Loaded on first use: most hook commands never write to the log file.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const winston = require('winston') as typeof Winston
+      let transport: Winston.transport
       try {
-        mkdirSync(dirname(opts.file), { recursive: true, mode: 0o700 })
+        stream = createWriteStream('', { fd: openPrivateAppend(opts.file) })
+        stream.on('error', () => undefined)
+        transport = new winston.transports.Stream({ stream })
       } catch {
-        // the file transport reports its own error; logging must never fail a step
+        // logging must never fail a step: an unusable file (e.g. a directory in its place) is skipped
+        transport = new winston.transports.Stream({ stream: new Writable({ write: (_c, _e, cb) => cb() }) })
       }
       logger = winston.createLogger({
         level: opts.level,
         format: winston.format.combine(winston.format.timestamp(), winston.format.printf((i) => `${i.timestamp} ${process.pid} ${i.level} ${i.message}`)),
-        transports: [new winston.transports.File({ filename: opts.file, options: { mode: 0o600 } })]
+        transports: [transport]
       })
     }
     return logger
@@ -60,6 +69,12 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       await new Promise<void>((res) => {
         l.on('finish', () => res())
         l.end()
+        setTimeout(res, 500).unref()
+      })
+      // Flushed before the hook exits; and the agent makes a log per step, so its descriptor must not outlive the step.
+      const s = stream
+      if (s) await new Promise<void>((res) => {
+        s.end(() => res())
         setTimeout(res, 500).unref()
       })
     }

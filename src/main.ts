@@ -3,9 +3,12 @@
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { dirname } from 'node:path'
 import { Cancelled, formatError } from './errors'
 import { outcomeOf } from './outcome'
 import { delegation, runViaAgent } from './agent-client'
+import { checkPrivateDir, ensurePrivateDir } from './private-fs'
+import { stepEnv } from './runner-env'
 import type { HookInput } from './protocol'
 import type { Config } from './config'
 import type { RunnerEnv } from './runner-env'
@@ -17,17 +20,21 @@ import type { RunIo } from './remote/agent'
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
 
+const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
+/** Agent sockets, per-job keys and sync bases: a private folder of this user (private-fs.ts). */
+const localRoot = (): string => `${tmpdir()}/rch-${uid()}`
+
 /** The one place a HookContext is made, for the hook process and for steps run inside the agent. */
 async function makeContext(config: Config, runner: RunnerEnv, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): Promise<HookContext> {
   const { createLog } = await import('./log')
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+  const root = ensurePrivateDir(localRoot())
   const log = createLog({
-    file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
+    file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid()}/hook.log`,
     level: runner.debug ? 'debug' : config.log.level,
     debugToStepLog: runner.debug,
     out: (line) => void stdout.write(line + '\n')
   })
-  return { config, runner, log, signal, hookPath: process.argv[1], nodePath: process.execPath, stdout, stderr, localRoot: `${tmpdir()}/rch-${uid}`, remote }
+  return { config, runner, log, signal, hookPath: process.argv[1], nodePath: process.execPath, stdout, stderr, localRoot: root, remote }
 }
 
 async function readStdin(): Promise<string> {
@@ -60,8 +67,9 @@ async function hook(): Promise<number> {
   try {
     const raw = await readStdin()
     const socket = delegation(raw)
-    if (socket) {
-      const code = await runViaAgent(socket, { raw, env: process.env, cwd: process.cwd() }, { stdout: process.stdout, stderr: process.stderr }, controller.signal)
+    // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
+    if (socket && checkPrivateDir(localRoot()) && checkPrivateDir(dirname(socket))) {
+      const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: process.cwd() }, { stdout: process.stdout, stderr: process.stderr }, controller.signal)
       if (code !== null) return code
     }
     // No agent (or not a step): the command runs in this process.
@@ -98,6 +106,8 @@ async function prepared(raw: string, env: NodeJS.ProcessEnv, cwd: string, signal
     }
   })
   const runner = readRunnerEnv(env, cwd)
+  const { resolveTools, useTools } = await import('./tools')
+  useTools(resolveTools(config.tools, runner))
   await assertResponseFile(input.responseFile)
   return { ...(await makeContext(config, runner, signal, stdout, stderr, remote)), input }
 }
@@ -106,7 +116,7 @@ async function prepared(raw: string, env: NodeJS.ProcessEnv, cwd: string, signal
 async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<number> {
   let log: Log | undefined
   try {
-    const ctx = await prepared(String(req.raw), req.env as NodeJS.ProcessEnv, String(req.cwd), io.signal, io.stdout, io.stderr, io.remote)
+    const ctx = await prepared(String(req.raw), stepEnv((req.env ?? {}) as Record<string, string | undefined>), String(req.cwd), io.signal, io.stdout, io.stderr, io.remote)
     log = ctx.log
     const { dispatch } = await import('./dispatch')
     return (await dispatch(ctx.input, ctx)).exitCode

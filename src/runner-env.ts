@@ -1,6 +1,32 @@
-// What the hook takes from the runner's environment, read once in main.ts (PROTOCOL.md §1.4).
+// What the hook takes from the runner's environment, read once in main.ts.
 import { dirname } from 'node:path'
 import { InputError } from './errors'
+
+/**
+ * Every variable the hook reads from its environment to run a step (config file, runner facts,
+ * ownership tags), and so all that a step request sends to the job's agent: the hook's other
+ * variables (cloud credentials, the job's PATH) never leave the hook process.
+ */
+export const STEP_ENV_NAMES = [
+  'REMOTE_HOOKS_CONFIG',
+  'RUNNER_TEMP',
+  'RUNNER_NAME',
+  'RUNNER_DEBUG',
+  'RUNNER_TRACKING_ID',
+  'GITHUB_WORKSPACE',
+  'GITHUB_REPOSITORY',
+  'GITHUB_WORKFLOW',
+  'GITHUB_RUN_ID',
+  'GITHUB_RUN_ATTEMPT',
+  'GITHUB_JOB'
+] as const
+
+/** The allow-listed part of an environment (used by the hook to send, and by the agent to receive). */
+export function stepEnv(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const k of STEP_ENV_NAMES) if (typeof env[k] === 'string') out[k] = env[k]!
+  return out
+}
 
 export interface RunnerEnv {
   runnerName: string
@@ -12,8 +38,8 @@ export interface RunnerEnv {
   workspace: string
   trackingId: string | undefined
   debug: boolean
-  /** The variables a child helper process (the agent) must keep, e.g. RUNNER_TRACKING_ID. */
-  inherit: Record<string, string>
+  /** The hook user's HOME, for the agent's environment. */
+  home: string | undefined
   /** What the job is, for ownership tags on cloud resources. */
   github: { repository?: string; workflow?: string; runId?: string; runAttempt?: string; job?: string }
 }
@@ -22,8 +48,6 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
   const missing = ['RUNNER_TEMP'].filter((k) => !env[k])
   if (missing.length) throw new InputError(`${missing.join(', ')} is not set: the hook must be started by the runner`)
   const runnerTemp = env.RUNNER_TEMP!
-  const inherit: Record<string, string> = {}
-  for (const k of ['PATH', 'HOME', 'RUNNER_TRACKING_ID', 'TMPDIR']) if (env[k]) inherit[k] = env[k]!
   return {
     runnerName: env.RUNNER_NAME || 'runner',
     runnerTemp,
@@ -31,7 +55,7 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
     workspace: env.GITHUB_WORKSPACE || cwd,
     trackingId: env.RUNNER_TRACKING_ID,
     debug: env.RUNNER_DEBUG === '1',
-    inherit,
+    home: env.HOME,
     github: { repository: env.GITHUB_REPOSITORY, workflow: env.GITHUB_WORKFLOW, runId: env.GITHUB_RUN_ID, runAttempt: env.GITHUB_RUN_ATTEMPT, job: env.GITHUB_JOB }
   }
 }

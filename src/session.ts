@@ -1,9 +1,10 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
-import { mkdirSync, openSync, readFileSync, readdirSync, closeSync } from 'node:fs'
+import { readFileSync, readdirSync, closeSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { HookContext } from './context'
-import { TransportError } from './errors'
+import { HookError, TransportError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket } from './agent-client'
@@ -11,18 +12,30 @@ import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { sleep } from './retry'
 import type { Acquired, VmProvider } from './providers/provider'
-import { agentTransport, haveOpenSsh, opensshTransport, type RsyncTransport } from './sync/rsync'
+import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
+import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
+import { tools, TOOL_ENV } from './tools'
 
 /** The job's local 0700 folder, named owner-jobId so a state-less cleanup can find a lost job's. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
-  const dir = `${ctx.localRoot}/${owner}-${jobId}`
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
-  return dir
+  return ensurePrivateDir(`${ctx.localRoot}/${owner}-${jobId}`)
+}
+
+/**
+ * The agent's whole environment: the fixed tool PATH, the hook's HOME and temp folder (so it finds
+ * the same local root), and RUNNER_TRACKING_ID, by which the runner ends leftover processes at job
+ * end. Nothing else of the hook's environment (cloud credentials, the job's PATH) reaches it.
+ */
+export function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string, string> {
+  const env: Record<string, string> = { ...TOOL_ENV, TMPDIR: dirname(ctx.localRoot) }
+  if (ctx.runner.home) env.HOME = ctx.runner.home
+  if (ctx.runner.trackingId) env.RUNNER_TRACKING_ID = ctx.runner.trackingId
+  return env
 }
 
 async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
   const logFile = `${localDir}/agent.log`
-  const fd = openSync(logFile, 'a', 0o600)
+  const fd = openPrivateAppend(logFile)
   const payload = JSON.stringify({
     socketPath,
     connect,
@@ -33,7 +46,7 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
   const child = spawn(ctx.nodePath, [ctx.hookPath, '__agent', payload], {
     detached: true,
     stdio: ['ignore', fd, fd],
-    env: { ...ctx.runner.inherit }
+    env: agentEnv(ctx)
   })
   closeSync(fd)
   let exited: number | null = null
@@ -72,11 +85,13 @@ function forDocker(ctx: HookContext, remote: Remote, close = (): void => remote.
 export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string, opts: { startAgent?: boolean } = {}): Promise<Remote> {
   if (ctx.remote) return forDocker(ctx, ctx.remote, () => undefined)
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
+  // Checked before its socket is used: a folder someone else made could hold their own "agent".
+  const exists = checkPrivateDir(localDir)
   const sock = agentSocket(localDir, connect)
-  if (!(await MuxRemote.ping(sock))) {
+  if (!exists || !(await MuxRemote.ping(sock))) {
     // The last command of a job gains nothing from starting an agent.
     if (opts.startAgent === false) return directRemote(ctx, connect)
-    mkdirSync(localDir, { recursive: true, mode: 0o700 })
+    ensurePrivateDir(localDir)
     ctx.log.progress(`connecting to ${connect.user}@${connect.host}:${connect.port}`)
     await startAgent(ctx, connect, sock, localDir)
   }
@@ -84,12 +99,13 @@ export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, loca
 }
 
 export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void> {
-  await MuxRemote.shutdown(agentSocket(localDir, c))
+  if (checkPrivateDir(localDir)) await MuxRemote.shutdown(agentSocket(localDir, c))
 }
 
 /** Stops every agent of a job folder, whatever host or build started it (cleanup). */
 export async function stopAgents(localDir: string): Promise<void> {
   let names: string[] = []
+  if (!checkPrivateDir(localDir)) return
   try {
     names = readdirSync(localDir).filter((x) => x.startsWith('agent-') && x.endsWith('.sock'))
   } catch {
@@ -109,9 +125,10 @@ export async function directRemote(ctx: HookContext, connect: ConnectInfo): Prom
  * relaying 50 MB through the agent cost ~30 % more than the copy itself), else the job's agent.
  */
 export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: string): RsyncTransport {
-  return !ctx.config.agent.enabled || haveOpenSsh(ctx.runner.inherit.PATH)
-    ? opensshTransport(connect)
-    : agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
+  const ssh = tools().ssh
+  if (ssh) return opensshTransport(ssh, connect)
+  if (!ctx.config.agent.enabled) throw new HookError(`ssh is not installed on the runner host and the agent is disabled: rsync has no transport (install OpenSSH's client or set tools.ssh)`)
+  return agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
 }
 
 /** Gets a machine for a job from its provider, its connection going through the job's agent. */

@@ -136,7 +136,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       const tmp = `${dest}.tmp-${jobId}`
       await check(r, `mkdir -p ${shq(tmp)}`)
       try {
-        await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal)
+        await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal, 'shared')
         await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
       } catch (e) {
         await run(r, `rm -rf ${shq(tmp)}`).catch(() => undefined)

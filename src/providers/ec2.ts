@@ -3,7 +3,7 @@
 // instance type, subnet, then on-demand; throttling and server errors retry the same request
 // (same idempotency token) with backoff; every wait has one overall deadline and says what it waits for.
 import { createHash, randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { writePrivateFile } from '../private-fs'
 import { hostname } from 'node:os'
 import type { Ec2Config } from '../config'
 import type { HookContext } from '../context'
@@ -91,7 +91,7 @@ export class Ec2Provider implements VmProvider {
     const client_ = ed25519KeyPair(`rch-${jobId}-client`)
     const host = ed25519KeyPair(`rch-${jobId}-host`)
     const identityFile = `${localDir}/id_ed25519`
-    writeFileSync(identityFile, client_.private, { mode: 0o600 })
+    writePrivateFile(identityFile, client_.private)
     const userData = Buffer.from(
       userDataScript({ user: cfg.user, workRoot: this.workRoot, hostPrivateKey: host.private, hostPublicKey: host.public, clientPublicKey: client_.public, maxLifetimeMinutes: cfg.maxLifetimeMinutes })
     ).toString('base64')
@@ -176,7 +176,7 @@ export class Ec2Provider implements VmProvider {
     try {
       const connect = await this.waitRunning(ctx, client, sdk, instanceId, deadline, send)
       lease.connect = { ...lease.connect, ...connect }
-      writeFileSync(lease.connect.knownHostsFile, `${knownHostsName(lease.connect.host, lease.connect.port)} ${host.public.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 })
+      writePrivateFile(lease.connect.knownHostsFile, `${knownHostsName(lease.connect.host, lease.connect.port)} ${host.public.split(' ').slice(0, 2).join(' ')}\n`)
       const remote = await this.waitReady(ctx, lease.connect, instanceId, deadline, a)
       for (const id of (await leftovers).filter((x) => x !== instanceId)) {
         ctx.log.progress(`terminating ${id}, left by an earlier job of this runner`)

@@ -2,9 +2,10 @@
 // known equal. A side whose fingerprint differs from the base changed it; a path in the base that a
 // side no longer has was deleted there. Saved per job in the hook's local folder; concurrent hook
 // processes (background steps) merge their updates under a short lock.
-import { mkdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { HookError } from '../errors'
+import { writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
 
 export interface BaseEntry {
@@ -80,9 +81,7 @@ export function saveBase(file: string, update: BaseUpdate): void {
     const base = loadBase(file)
     for (const p of update.remove) base.delete(p)
     for (const [p, e] of update.set) base.set(p, e)
-    const tmp = `${file}.${process.pid}.tmp`
-    writeFileSync(tmp, JSON.stringify(Object.fromEntries(base)), { mode: 0o600 })
-    renameSync(tmp, file)
+    writePrivateFile(file, JSON.stringify(Object.fromEntries(base)))
     const key = fileKey(file)
     if (key) cache.set(file, { key, base })
   })
@@ -119,10 +118,7 @@ export function reservePull(manifestFile: string, add: PulledTotals, caps: { job
     const next = { files: t.files + add.files, bytes: t.bytes + add.bytes }
     if (next.files > caps.jobFiles) throw new HookError(`sync.limits.jobFiles: this step would bring the job's files copied back from the remote to ${next.files}, over the limit of ${caps.jobFiles}; nothing was copied back`)
     if (next.bytes > caps.jobBytes) throw new HookError(`sync.limits.jobBytes: this step would bring the job's bytes copied back from the remote to ${next.bytes}, over the limit of ${caps.jobBytes}; nothing was copied back`)
-    const file = pulledFile(manifestFile)
-    const tmp = `${file}.${process.pid}.tmp`
-    writeFileSync(tmp, JSON.stringify(next), { mode: 0o600 })
-    renameSync(tmp, file)
+    writePrivateFile(pulledFile(manifestFile), JSON.stringify(next))
     return next
   })
 }

@@ -2,10 +2,10 @@
 // transport is either the job's agent (no second SSH handshake) or OpenSSH with the pinned
 // known_hosts file; never a command line holding a secret.
 import { spawn } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
 import { Cancelled, HookError } from '../errors'
 import type { ConnectInfo } from '../remote/remote'
 import { shq } from '../remote/quote'
+import { requireTool, TOOL_ENV } from '../tools'
 
 export interface RsyncTransport {
   /** The `-e` command rsync runs to reach the remote. */
@@ -18,27 +18,44 @@ export function agentTransport(nodePath: string, hookPath: string, socketPath: s
   return { rsh: [nodePath, hookPath, '__rsh', socketPath].map(shq).join(' '), host: 'agent' }
 }
 
-/** Whether OpenSSH's client is installed on the runner host (bulk copies then use its C data path). */
-export function haveOpenSsh(pathEnv: string | undefined): boolean {
-  return (pathEnv ?? '/usr/bin:/bin').split(':').some((d) => {
-    try {
-      accessSync(`${d}/ssh`, constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
+/**
+ * OpenSSH's options for rsync's transport. The runner user's ~/.ssh/config and /etc/ssh/ssh_config
+ * are not read (-F /dev/null), and everything they could have turned on is stated off: no command
+ * of theirs (ProxyCommand, LocalCommand, KnownHostsCommand) runs, nothing is forwarded, no shared
+ * connection, no key agent, and only the pinned key file and host key are used.
+ */
+export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
+  const o = (kv: string): string[] => ['-o', kv]
+  return [
+    ssh, '-F', '/dev/null', '-i', info.identityFile, '-p', String(info.port), '-l', info.user,
+    ...o(`UserKnownHostsFile=${info.knownHostsFile}`), ...o('GlobalKnownHostsFile=/dev/null'),
+    ...o('StrictHostKeyChecking=yes'), ...o('UpdateHostKeys=no'), ...o('CheckHostIP=no'), ...o('VerifyHostKeyDNS=no'),
+    ...o('BatchMode=yes'), ...o('IdentitiesOnly=yes'), ...o('IdentityAgent=none'), ...o('AddKeysToAgent=no'),
+    ...o('PasswordAuthentication=no'), ...o('KbdInteractiveAuthentication=no'), ...o('PreferredAuthentications=publickey'),
+    ...o('ProxyCommand=none'), ...o('ProxyJump=none'), ...o('PermitLocalCommand=no'), ...o('LocalCommand=none'),
+    ...o('ControlMaster=no'), ...o('ControlPath=none'), ...o('ControlPersist=no'),
+    ...o('ForwardAgent=no'), ...o('ForwardX11=no'), ...o('ForwardX11Trusted=no'), ...o('ClearAllForwardings=yes'),
+    ...o('Tunnel=no'), ...o('RequestTTY=no'), ...o('CanonicalizeHostname=no'),
+    // The post-quantum default KEX costs ~90 ms per handshake on small CPUs; these are still strong.
+    ...o('KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512')
+  ]
 }
 
-export function opensshTransport(info: ConnectInfo): RsyncTransport {
-  const opts = [
-    'ssh', '-i', info.identityFile, '-p', String(info.port), '-l', info.user,
-    '-o', `UserKnownHostsFile=${info.knownHostsFile}`, '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes',
-    // The post-quantum default KEX costs ~90 ms per handshake on small CPUs; these are still strong.
-    '-o', 'KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512'
-  ]
-  return { rsh: opts.map(shq).join(' '), host: info.host.includes(':') ? `[${info.host}]` : info.host }
+export function opensshTransport(ssh: string, info: ConnectInfo): RsyncTransport {
+  return { rsh: opensshArgs(ssh, info).map(shq).join(' '), host: info.host.includes(':') ? `[${info.host}]` : info.host }
+}
+
+/**
+ * Who may read the copy on the remote. A job's files (its secrets among them) are for the SSH user
+ * alone; the content-versioned externals copy is shared by every job on the host, holds no secrets,
+ * and has to stay readable by containers that run as other users.
+ */
+export type CopyAccess = 'private' | 'shared'
+
+/** rsync's arguments for a copy (the sources and destination come last). */
+export function rsyncArgs(transport: RsyncTransport, sources: readonly string[], dest: string, extra: readonly string[], access: CopyAccess): string[] {
+  // --protect-args: names travel to the remote rsync as data, never through the remote shell.
+  return ['-a', '--relative', '--stats', '--protect-args', ...(access === 'private' ? ['--chmod=Dgo-rwx,Fgo-rwx'] : []), ...extra, '-e', transport.rsh, ...sources, dest]
 }
 
 /**
@@ -52,20 +69,27 @@ export function rsyncUp(
   destDir: string,
   extra: readonly string[] = [],
   /** A cancel stops rsync (its transport then closes, which ends the remote rsync too). */
-  signal?: AbortSignal
+  signal?: AbortSignal,
+  access: CopyAccess = 'private'
 ): Promise<{ files: number; bytes: number }> {
   const sources = relPaths.map((p) => `${srcBase}/./${p}`)
-  const args = ['-a', '--relative', '--stats', ...extra, '-e', transport.rsh, ...sources, `${transport.host}:${destDir}/`]
+  const args = rsyncArgs(transport, sources, `${transport.host}:${destDir}/`, extra, access)
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(Cancelled.by(signal))
-    const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let rsync: string
+    try {
+      rsync = requireTool('rsync')
+    } catch (e) {
+      return reject(e)
+    }
+    const child = spawn(rsync, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...TOOL_ENV } })
     const onAbort = (): void => void child.kill('SIGTERM')
     signal?.addEventListener('abort', onAbort, { once: true })
     let out = ''
     let err = ''
     child.stdout.on('data', (c) => (out += c))
     child.stderr.on('data', (c) => (err = (err + c).slice(-4000)))
-    child.on('error', (e) => reject(new HookError(`rsync could not start (is rsync installed on the runner host?): ${e.message}`)))
+    child.on('error', (e) => reject(new HookError(`rsync (${rsync}) could not start: ${e.message}`)))
     child.on('close', (code) => {
       signal?.removeEventListener('abort', onAbort)
       if (signal?.aborted) return reject(Cancelled.by(signal))

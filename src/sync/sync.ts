@@ -9,6 +9,7 @@ import type { Stats } from 'node:fs'
 import { TransportError, HookError } from '../errors'
 import { check, OutputLimitError, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
+import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
 import { isExcluded, NOT_UTF8, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
 import { SafeTree, type FileWriter } from './safe-fs'
@@ -98,9 +99,9 @@ export function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): 
   src.on('end', () => void (open && dst.end()))
 }
 
-/** Local `tar` as a child process (GNU tar on the runner host). */
+/** Local `tar` as a child process (GNU tar on the runner host, never one found on the job's PATH). */
 function localTar(args: string[], cwd: string): ReturnType<typeof spawn> {
-  return spawn('tar', args, { cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+  return spawn(requireTool('tar'), args, { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...TOOL_ENV } })
 }
 
 function waitChild(child: ReturnType<typeof spawn>, what: string): Promise<void> {

@@ -71,6 +71,7 @@ describe('loadConfig: valid files', () => {
       sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 } },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2 },
       agent: { enabled: true, idleSeconds: 1800 },
+      tools: {},
       log: { level: 'info' }
     })
     expect(Object.isFrozen(cfg)).toBe(true)

@@ -1,0 +1,73 @@
+// The hook's private folders and files on the runner host (agent sockets, per-job keys, sync bases,
+// logs). They live under a shared TMPDIR, so another local user could create one of them first
+// and catch what the hook sends there: a folder is used only if it is a real directory of this
+// user with no group/other access, and files in it are created without following symlinks.
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { HookError } from './errors'
+
+const DEFAULT_HINT = 'set TMPDIR to a private folder'
+
+/** lstat check of a folder the hook keeps private: false when it does not exist, an error when it is not ours alone. */
+export function checkPrivateDir(path: string, hint = DEFAULT_HINT): boolean {
+  let st
+  try {
+    st = lstatSync(path)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw new HookError(`private folder ${path} cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+  }
+  const me = process.geteuid?.() ?? 0
+  let why: string | null = null
+  if (st.isSymbolicLink()) why = 'is a symlink: another local user may be trying to intercept the hook'
+  else if (!st.isDirectory()) why = 'is not a folder'
+  else if (st.uid !== me) why = `is owned by uid ${st.uid}, not ${me}: another local user may be trying to intercept the hook`
+  else if (st.mode & 0o077) why = `is open to other users (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, must be 0700)`
+  if (why) throw new HookError(`private folder ${path} ${why}; ${hint}`)
+  return true
+}
+
+/** The folder, created 0700 if missing, else checked; nothing is read from or written to it unless this passes. */
+export function ensurePrivateDir(path: string, hint = DEFAULT_HINT): string {
+  if (checkPrivateDir(path, hint)) return path
+  try {
+    mkdirSync(path, { recursive: true, mode: 0o700 })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new HookError(`cannot create private folder ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+  }
+  // Also catches a folder someone else made between the check and the mkdir.
+  checkPrivateDir(path, hint)
+  return path
+}
+
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+let seq = 0
+
+/** Writes a 0600 file: a fresh name opened O_EXCL|O_NOFOLLOW, then renamed over `path` (a rename replaces a symlink, never follows it). */
+export function writePrivateFile(path: string, data: string | Buffer): void {
+  const tmp = `${path}.${process.pid}-${Date.now().toString(36)}-${(seq++).toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`
+  const fd = openSync(tmp, CREATE_NEW, 0o600)
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off)
+    closeSync(fd)
+    renameSync(tmp, path)
+  } catch (e) {
+    try {
+      closeSync(fd)
+    } catch {
+      // already closed
+    }
+    rmSync(tmp, { force: true })
+    throw e
+  }
+}
+
+/** A 0600 file in a checked private folder, opened for appending without following a symlink. */
+export function openPrivateAppend(path: string): number {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd)
+    throw new HookError(`${path} is not a regular file`)
+  }
+  return fd
+}

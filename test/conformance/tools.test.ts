@@ -1,0 +1,275 @@
+// The runner host's side of a hostile job, through dist/index.js as the runner runs it:
+// - a job that adds a folder with its own tar/rsync/ssh to GITHUB_PATH (the runner prepends it to
+//   the hook's PATH) never gets them run, with or without the per-job agent;
+// - the agent gets a minimal environment, and a step request carries only allow-listed variables;
+// - a private local folder that another local user made first is refused before anything is sent.
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { FakeRunner, type HookRun } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines, ownerOf, runnerProcesses, sleep, staticProvider, testVm } from '../helpers/conformance'
+import { createLocalUser, type LocalUser } from '../helpers/local-user'
+import { agentSocket } from '../../src/agent-client'
+import { F, frame } from '../../src/remote/mux-frames'
+import { STEP_ENV_NAMES } from '../../src/runner-env'
+import { SYSTEM_PATH } from '../../src/tools'
+
+const CANARY = 'canary-aws-secret-7f3e1d'
+const scratch = mkdtempSync(join(tmpdir(), 'rch-tools-conf-'))
+chmodSync(scratch, 0o755) // the other local user below must reach its sticky folder
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
+/** The job's evil tar/rsync/ssh in `_work/_temp/evilbin`: each leaves a marker outside _work, then runs the real tool. */
+function evilPath(runner: FakeRunner): { env: Record<string, string>; markers: string } {
+  const bin = join(runner.temp, 'evilbin')
+  const markers = mkdtempSync(join(scratch, 'markers-'))
+  mkdirSync(bin, { recursive: true })
+  for (const name of ['tar', 'rsync', 'ssh']) {
+    writeFileSync(join(bin, name), `#!/bin/sh\necho "$$ $*" >> ${markers}/${name}\nexec /usr/bin/${name} "$@"\n`)
+    chmodSync(join(bin, name), 0o755)
+  }
+  const PATH = `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`
+  // positive control: a shell started with this PATH picks the job's programs
+  const picked = spawnSync('/bin/sh', ['-c', 'for n in tar rsync ssh; do command -v $n; done'], { env: { PATH }, encoding: 'utf8' }).stdout.trim().split('\n')
+  expect(picked).toEqual(['tar', 'rsync', 'ssh'].map((n) => join(bin, n)))
+  return { env: { PATH, AWS_SECRET_ACCESS_KEY: CANARY, AWS_ACCESS_KEY_ID: 'AKIACANARY' }, markers }
+}
+
+/** Other suites lease the same test VM: wait for its slot longer than FakeRunner's 30 s. */
+const patient = (extra: Record<string, unknown> = {}) =>
+  new FakeRunner({ config: { provider: staticProvider(testVm(), {}, { acquireTimeoutSeconds: 300 }), remote: { workRoot: testVm().workRoot }, ...extra } })
+
+async function done(runner: FakeRunner): Promise<void> {
+  if (runner.state) await runner.cleanup().catch(() => undefined)
+  runner.dispose()
+}
+
+const ok = (r: HookRun) => ({ code: r.code, errors: errorLines(r) })
+
+/** A step that needs the push (its script is a new file in _temp) and the pull (it writes to the workspace). */
+async function syncedStep(runner: FakeRunner, env: Record<string, string>, tag: string): Promise<HookRun> {
+  const { args } = runner.scriptStep(`echo ${tag} > /__w/repo/repo/${tag}.txt\necho step-${tag}-ran\n`)
+  const r = await runner.call('run_script_step', args, { env })
+  expect(ok(r)).toEqual({ code: 0, errors: [] })
+  expect(r.stdout).toContain(`step-${tag}-ran`)
+  expect(readFileSync(join(runner.workspace, `${tag}.txt`), 'utf8')).toBe(`${tag}\n`)
+  return r
+}
+
+function agentsOf(runner: FakeRunner): Promise<{ pid: number; cmdline: string }[]> {
+  return runnerProcesses(runner, 0).then((ps) => ps.filter((p) => p.cmdline.includes('__agent')))
+}
+
+describe('a job\'s tar, rsync and ssh first on the hook\'s PATH are never run', () => {
+  test('agent disabled: prepare_job (rsync over ssh), steps (tar) and cleanup_job', async () => {
+    const runner = patient({ agent: { enabled: false } })
+    try {
+      const { env, markers } = evilPath(runner)
+      const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
+      expect(ok(p)).toEqual({ code: 0, errors: [] })
+      runner.state = p.response.state
+      await syncedStep(runner, env, 'one')
+      await syncedStep(runner, env, 'two')
+      expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
+      runner.state = null
+      expect(readdirSync(markers)).toEqual([])
+    } finally {
+      await done(runner)
+    }
+  }, 900_000)
+
+  test('agent killed before the step: the hook starts a new agent, which has a minimal environment', async () => {
+    const runner = patient({ agent: { idleSeconds: 120 } })
+    try {
+      const { env, markers } = evilPath(runner)
+      const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
+      expect(ok(p)).toEqual({ code: 0, errors: [] })
+      runner.state = p.response.state
+      const first = await agentsOf(runner)
+      expect(first.length).toBe(1)
+      process.kill(first[0].pid, 'SIGTERM')
+      for (let i = 0; i < 50 && (await agentsOf(runner)).length; i++) await sleep(100)
+      expect(await agentsOf(runner)).toEqual([])
+
+      // No agent answers: this hook process runs the step and starts a new agent.
+      const s1 = await syncedStep(runner, env, 'after-kill')
+      expect(s1.stdout).toContain('[remote-hooks] connecting to')
+      const agents = await agentsOf(runner)
+      expect(agents.length).toBe(1)
+      // This one runs inside the new agent (no new connection).
+      const s2 = await syncedStep(runner, env, 'in-agent')
+      expect(s2.stdout).not.toContain('connecting to')
+
+      const environ = readFileSync(`/proc/${agents[0].pid}/environ`).toString('utf8').split('\0').filter(Boolean)
+      expect(environ).toContain(`RUNNER_TRACKING_ID=${runner.trackingId}`) // positive control: the agent's own environment
+      expect(environ).toContain(`PATH=${SYSTEM_PATH}`)
+      expect(environ.join('\n')).not.toContain(CANARY)
+      expect(environ.map((e) => e.slice(0, e.indexOf('='))).sort()).toEqual(['HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
+
+      expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
+      runner.state = null
+      expect(readdirSync(markers)).toEqual([])
+    } finally {
+      await done(runner)
+    }
+  }, 900_000)
+})
+
+/** A job state as prepare_job writes it, with its local folder under `tmp`/rch-<uid>. */
+function fakeState(runner: FakeRunner, tmp: string) {
+  const owner = ownerOf(runner.name)
+  const jobId = '0123456789abcdef'
+  const uid = process.getuid!()
+  const localDir = join(tmp, `rch-${uid}`, `${owner}-${jobId}`)
+  const cfg = JSON.parse(readFileSync(runner.configFile, 'utf8'))
+  const h = cfg.provider.hosts[0]
+  const host = { index: 0, slot: 0, host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
+  const jobRoot = `${cfg.remote.workRoot}/jobs/${owner}-${jobId}`
+  const state = {
+    v: 1, jobId, owner, host, jobRoot, hostWork: runner.work, externals: null, pullRoots: ['_temp'],
+    network: `rch-${jobId}`, container: { id: 'a'.repeat(64), image: testImages.tiny, path: '/usr/bin:/bin' }, services: [], volumes: [], localDir
+  }
+  return { state, localDir, socket: agentSocket(localDir, host) }
+}
+
+/** A stand-in agent: records every request and answers "exit 0" like a real one. */
+function fakeAgent(socket: string): Promise<{ server: Server; requests: string[] }> {
+  const requests: string[] = []
+  const server = createServer((c) => {
+    let text = ''
+    c.on('data', (d) => {
+      text += d
+      if (text.includes('\n')) {
+        requests.push(text.slice(0, text.indexOf('\n')))
+        c.end(frame(F.EXIT, JSON.stringify({ code: 0, signal: null })))
+      }
+    })
+    c.on('error', () => undefined)
+  })
+  return new Promise((resolve) => server.listen(socket, () => resolve({ server, requests })))
+}
+
+async function canReach(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(socket)
+    let connected = false
+    c.on('connect', () => ((connected = true), c.write(JSON.stringify({ op: 'ping' }) + '\n')))
+    c.on('data', () => undefined)
+    // resolved once the (fake) agent has answered and closed, so its record of this ping is complete
+    c.on('close', () => resolve(connected))
+    c.on('error', () => undefined)
+  })
+}
+
+describe('step requests to the agent', () => {
+  test('carry only the allow-listed variables: no AWS credentials, no PATH', async () => {
+    const runner = new FakeRunner()
+    const tmp = mkdtempSync(join(scratch, 'tmp-'))
+    const { state, localDir, socket } = fakeState(runner, tmp)
+    mkdirSync(localDir, { recursive: true, mode: 0o700 })
+    chmodSync(join(tmp, `rch-${process.getuid!()}`), 0o700)
+    const agent = await fakeAgent(socket)
+    try {
+      const { args } = runner.scriptStep('echo hi\n')
+      const r = await runner.call('run_script_step', args, { state, env: { TMPDIR: tmp, AWS_SECRET_ACCESS_KEY: CANARY, AWS_SESSION_TOKEN: 'tok', LD_PRELOAD: '/nope.so' } })
+      expect(ok(r)).toEqual({ code: 0, errors: [] })
+      expect(agent.requests.length).toBe(1) // positive control: the step went to the (fake) agent
+      const req = JSON.parse(agent.requests[0])
+      expect(req.op).toBe('run')
+      expect(JSON.parse(req.raw).command).toBe('run_script_step')
+      expect(Object.keys(req.env).filter((k) => !(STEP_ENV_NAMES as readonly string[]).includes(k))).toEqual([])
+      expect(req.env.REMOTE_HOOKS_CONFIG).toBe(runner.configFile)
+      expect(agent.requests[0]).not.toContain(CANARY)
+    } finally {
+      agent.server.close()
+      runner.dispose()
+    }
+  })
+})
+
+describe('private local folders made by another local user', () => {
+  let other: LocalUser
+  let shared: string
+  beforeAll(() => {
+    other = createLocalUser()
+    shared = mkdtempSync(join(scratch, 'shared-'))
+    chmodSync(shared, 0o1777)
+  })
+  afterAll(() => other?.remove())
+
+  /** TMPDIR for one hook call: a sticky, world-writable folder like /tmp. */
+  const freshTmp = (): string => {
+    const d = join(shared, `t${Math.random().toString(36).slice(2, 8)}`)
+    mkdirSync(d)
+    chmodSync(d, 0o1777)
+    return d
+  }
+
+  test('the local root (rch-<uid>) owned by another user: no connection to its "agent", one ::error:: naming it', async () => {
+    const runner = new FakeRunner()
+    const tmp = freshTmp()
+    const { state, localDir, socket } = fakeState(runner, tmp)
+    const root = join(tmp, `rch-${process.getuid!()}`)
+    other.run(['mkdir', '-m', '0777', root])
+    other.run(['mkdir', '-m', '0777', localDir])
+    const agent = await fakeAgent(socket)
+    try {
+      // positive controls: the folder is theirs, and their "agent" answers
+      expect(spawnSync('stat', ['-c', '%u', root], { encoding: 'utf8' }).stdout.trim()).toBe(String(other.uid))
+      expect(await canReach(socket)).toBe(true)
+      agent.requests.length = 0
+      const { args } = runner.scriptStep('echo hi\n')
+      const r = await runner.call('run_script_step', args, { state, env: { TMPDIR: tmp, AWS_SECRET_ACCESS_KEY: CANARY } })
+      expect(agent.requests).toEqual([])
+      expect(r.code).not.toBe(0)
+      const errors = errorLines(r)
+      expect(errors.length).toBe(1)
+      expect(errors[0]).toContain(`private folder ${root} is owned by uid ${other.uid}`)
+      expect(errors[0]).toContain('set TMPDIR to a private folder')
+    } finally {
+      agent.server.close()
+      runner.dispose()
+    }
+  })
+
+  test('a symlinked local root is refused the same way', async () => {
+    const runner = new FakeRunner()
+    const tmp = freshTmp()
+    const real = mkdtempSync(join(scratch, 'real-'))
+    const root = join(tmp, `rch-${process.getuid!()}`)
+    symlinkSync(real, root)
+    const { state, localDir, socket } = fakeState(runner, tmp)
+    mkdirSync(localDir, { mode: 0o700 })
+    const agent = await fakeAgent(socket)
+    try {
+      expect(await canReach(socket)).toBe(true) // positive control: reachable through the symlink
+      agent.requests.length = 0
+      const { args } = runner.scriptStep('echo hi\n')
+      const r = await runner.call('run_script_step', args, { state, env: { TMPDIR: tmp } })
+      expect(agent.requests).toEqual([])
+      expect(r.code).not.toBe(0)
+      expect(errorLines(r)).toEqual([expect.stringContaining(`private folder ${root} is a symlink`)])
+    } finally {
+      agent.server.close()
+      runner.dispose()
+    }
+  })
+
+  test('the log folder owned by another user fails the command before anything else, naming it', async () => {
+    const runner = new FakeRunner()
+    const tmp = freshTmp()
+    const logDir = join(tmp, `remote-container-hooks-${process.getuid!()}`)
+    other.run(['mkdir', '-m', '0777', logDir])
+    const { state } = fakeState(runner, tmp)
+    const { args } = runner.scriptStep('echo hi\n')
+    const r = await runner.call('run_script_step', args, { state, env: { TMPDIR: tmp } })
+    expect(r.code).not.toBe(0)
+    expect(errorLines(r)).toEqual([expect.stringContaining(`private folder ${logDir} is owned by uid ${other.uid}`)])
+    expect(readdirSync(logDir)).toEqual([])
+    expect(existsSync(join(tmp, `rch-${process.getuid!()}`, `${state.owner}-${state.jobId}`))).toBe(false)
+    runner.dispose()
+  })
+})

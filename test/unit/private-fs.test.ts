@@ -1,0 +1,142 @@
+// Private folders and files on the runner host. Another local user (a throwaway one made with
+// useradd) who creates the hook's folder first must not receive anything the hook writes there.
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { checkPrivateDir, ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../../src/private-fs'
+import { createLog } from '../../src/log'
+import { saveBase } from '../../src/sync/manifest'
+import { createLocalUser, type LocalUser } from '../helpers/local-user'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { closeSync, writeSync } from 'node:fs'
+
+let other: LocalUser
+/** A sticky, world-writable folder like /tmp, where the other user can create the hook's folder first. */
+let shared: string
+
+beforeAll(() => {
+  other = createLocalUser()
+  shared = tempDir('rch-shared-tmp-')
+  chmodSync(shared, 0o1777)
+})
+afterAll(() => {
+  other?.remove()
+  cleanupTempDirs()
+})
+
+/** `name` in the shared folder, created by the other user (positive control: it really is theirs). */
+function theirs(name: string, mode = '0700'): string {
+  const p = join(shared, name)
+  other.run(['mkdir', '-m', mode, p])
+  expect(lstatSync(p).uid).toBe(other.uid)
+  return p
+}
+
+describe('ensurePrivateDir / checkPrivateDir', () => {
+  test('creates a missing folder 0700 and accepts it afterwards', () => {
+    const p = join(shared, `mine-${Date.now()}`, 'rch-0')
+    expect(checkPrivateDir(p)).toBe(false)
+    ensurePrivateDir(p)
+    expect(statSync(p).mode & 0o777).toBe(0o700)
+    expect(checkPrivateDir(p)).toBe(true)
+  })
+
+  test('a folder another user made first is refused, naming the path, the owner and what to do', () => {
+    const p = theirs('rch-0')
+    expect(() => ensurePrivateDir(p)).toThrow(new RegExp(`private folder ${p} is owned by uid ${other.uid}, not ${process.geteuid!()}: another local user may be trying to intercept the hook; set TMPDIR to a private folder`))
+    expect(() => checkPrivateDir(p)).toThrow(/owned by uid/)
+  })
+
+  test('a symlink to a folder of ours is refused (not followed)', () => {
+    const target = tempDir('rch-real-')
+    chmodSync(target, 0o700)
+    const link = join(shared, `link-${Date.now()}`)
+    symlinkSync(target, link)
+    expect(readlinkSync(link)).toBe(target) // positive control: it is a symlink to a private folder of ours
+    expect(() => ensurePrivateDir(link)).toThrow(/is a symlink/)
+  })
+
+  test('a symlink made by the other user to a folder of theirs is refused', () => {
+    const p = theirs(`dest-${Date.now()}`)
+    const link = join(shared, `theirlink-${Date.now()}`)
+    other.run(['ln', '-s', p, link])
+    expect(lstatSync(link).isSymbolicLink()).toBe(true)
+    expect(() => checkPrivateDir(link)).toThrow(/is a symlink/)
+  })
+
+  test('a folder of ours with group/other bits is refused', () => {
+    const p = join(shared, `open-${Date.now()}`)
+    mkdirSync(p)
+    chmodSync(p, 0o755)
+    expect(() => ensurePrivateDir(p)).toThrow(/is open to other users \(mode 0755, must be 0700\)/)
+  })
+
+  test('a file in place of the folder is refused', () => {
+    const p = join(shared, `file-${Date.now()}`)
+    writeFileSync(p, '')
+    expect(() => ensurePrivateDir(p)).toThrow(/is not a folder/)
+  })
+})
+
+describe('files in private folders', () => {
+  test('writePrivateFile replaces a planted symlink instead of writing through it', () => {
+    const dir = tempDir('rch-priv-')
+    const victim = join(tempDir('rch-victim-'), 'victim')
+    writeFileSync(victim, 'original')
+    symlinkSync(victim, join(dir, 'id_ed25519'))
+    // positive control: a plain write would have gone to the victim
+    expect(readFileSync(join(dir, 'id_ed25519'), 'utf8')).toBe('original')
+    writePrivateFile(join(dir, 'id_ed25519'), 'KEY')
+    expect(readFileSync(victim, 'utf8')).toBe('original')
+    expect(lstatSync(join(dir, 'id_ed25519')).isFile()).toBe(true)
+    expect(statSync(join(dir, 'id_ed25519')).mode & 0o777).toBe(0o600)
+    expect(readFileSync(join(dir, 'id_ed25519'), 'utf8')).toBe('KEY')
+  })
+
+  test('the sync base is saved without following a symlink at its name', () => {
+    const dir = tempDir('rch-priv-')
+    const victim = join(tempDir('rch-victim-'), 'victim')
+    writeFileSync(victim, 'original')
+    symlinkSync(victim, join(dir, 'base.json'))
+    saveBase(join(dir, 'base.json'), { set: new Map([['a', { t: 'f', l: '1', r: '2' }]]), remove: new Set() })
+    expect(readFileSync(victim, 'utf8')).toBe('original')
+    expect(JSON.parse(readFileSync(join(dir, 'base.json'), 'utf8'))).toEqual({ a: { t: 'f', l: '1', r: '2' } })
+  })
+
+  test('openPrivateAppend refuses a symlink and appends to a regular file', () => {
+    const dir = tempDir('rch-priv-')
+    const victim = join(tempDir('rch-victim-'), 'victim')
+    writeFileSync(victim, 'original')
+    symlinkSync(victim, join(dir, 'agent.log'))
+    expect(() => openPrivateAppend(join(dir, 'agent.log'))).toThrow(/ELOOP/)
+    writeFileSync(join(dir, 'x.log'), 'a')
+    const fd = openPrivateAppend(join(dir, 'x.log'))
+    writeSync(fd, 'b')
+    closeSync(fd)
+    expect(readFileSync(join(dir, 'x.log'), 'utf8')).toBe('ab')
+    expect(readFileSync(victim, 'utf8')).toBe('original')
+  })
+})
+
+describe('the log folder', () => {
+  const quiet = { level: 'info', debugToStepLog: false, out: () => undefined }
+
+  test('a log folder another user made first fails the command before anything is written', () => {
+    const dir = theirs(`remote-container-hooks-${Date.now()}`, '0777')
+    expect(() => createLog({ ...quiet, file: join(dir, 'hook.log') })).toThrow(new RegExp(`private folder ${dir} is owned by uid ${other.uid}`))
+    expect(existsSync(join(dir, 'hook.log'))).toBe(false)
+  })
+
+  test('a missing log folder is created 0700 and the file 0600, appended to', async () => {
+    const dir = join(tempDir('rch-logs-'), 'sub')
+    const file = join(dir, 'hook.log')
+    for (const msg of ['first', 'second']) {
+      const log = createLog({ ...quiet, file })
+      log.progress(msg)
+      await log.close()
+    }
+    expect(statSync(dir).mode & 0o777).toBe(0o700)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const text = readFileSync(file, 'utf8')
+    expect(text).toMatch(/info first\n.*info second\n$/)
+  })
+})
