@@ -20,15 +20,19 @@ import type { RunIo } from './remote/agent'
 /** The one place a HookContext is made, for the hook process and for steps run inside the agent. */
 async function makeContext(config: Config, runner: RunnerEnv, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): Promise<HookContext> {
   const { createLog } = await import('./log')
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+  const uid = uidOf()
   const log = createLog({
     file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid}/hook.log`,
     level: runner.debug ? 'debug' : config.log.level,
     debugToStepLog: runner.debug,
     out: (line) => void stdout.write(line + '\n')
   })
-  return { config, runner, log, signal, hookPath: process.argv[1], nodePath: process.execPath, stdout, stderr, localRoot: `${tmpdir()}/rch-${uid}`, remote }
+  return { config, runner, log, signal, hookPath: process.argv[1], nodePath: process.execPath, stdout, stderr, localRoot: localRoot(), remote }
 }
+
+const uidOf = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
+/** Base of the per-job local folders; the step fast path derives the agent socket from it too. */
+const localRoot = (): string => `${tmpdir()}/rch-${uidOf()}`
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
@@ -59,7 +63,7 @@ async function hook(): Promise<number> {
   let log: Log | undefined
   try {
     const raw = await readStdin()
-    const socket = delegation(raw)
+    const socket = delegation(raw, localRoot(), process.env.RUNNER_NAME || 'runner')
     if (socket) {
       const code = await runViaAgent(socket, { raw, env: process.env, cwd: process.cwd() }, { stdout: process.stdout, stderr: process.stderr }, controller.signal)
       if (code !== null) return code
