@@ -17,9 +17,9 @@ function isWorkRoot(p: string): boolean {
 
 const HostSchema = z
   .object({
-    host: z.string().min(1).refine(isHostName, 'must be a DNS name ([A-Za-z0-9.-]) or an IP address'),
+    host: z.string().refine(isHostName, 'must be a DNS name ([A-Za-z0-9.-]) or an IP address'),
     port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().min(1).refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)'),
+    user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)'),
     identityFile: absPath,
     knownHostsFile: absPath,
     /** Lets several jobs share one host (default 1: a job takes a free host). */
@@ -54,7 +54,7 @@ const Ec2ProviderSchema = z
     subnetIds: z.array(z.string().min(1)).default([]),
     securityGroupIds: z.array(z.string().min(1)).default([]),
     market: z.enum(['on-demand', 'spot', 'spot-with-on-demand-fallback']).default('on-demand'),
-    user: z.string().min(1).refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)').default('ec2-user'),
+    user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)').default('ec2-user'),
     sshPort: z.number().int().min(1).max(65535).default(22),
     connect: z
       .object({ address: z.string().regex(/^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/, 'must be private-ip, public-ip, public-dns or tag:<TagName>').default('private-ip') })

@@ -51,7 +51,7 @@ export const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
 /** `docker run -p`: [ip:][hostPort:]containerPort[/proto], ports or ranges within 1–65535. */
 export function isPortMapping(s: string): boolean {
   if (s.length > 128) return false
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?:([0-9-]*):)?([0-9-]+)(?:\/(tcp|udp|sctp))?$/.exec(s)
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:([0-9-]*):)?([0-9-]+)(?:\/(tcp|udp|sctp))?$/.exec(s)
   if (!m) return false
   const [, ip, host, container] = m
   if (ip && !isIpLiteral(ip.replace(/^\[|\]$/g, ''))) return false

@@ -15,19 +15,18 @@ const noNul = str.refine((s) => !hasNul(s), 'must not contain a NUL byte')
 const absLine = str.refine((s) => s.startsWith('/') && !hasNul(s) && !hasNewline(s), 'must be an absolute path without NUL or line breaks')
 const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => (v ?? null) as z.output<T> | null)
 
+// An empty source is an anonymous volume, as the runner sends it.
 const mountSource = str.refine(
-  (s) => (s.startsWith('/') ? !hasControl(s) && !s.includes(':') : isVolumeName(s)),
+  (s) => s === '' || (s.startsWith('/') ? !hasControl(s) && !s.includes(':') : isVolumeName(s)),
   'must be an absolute path (without ":" or control characters) or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)'
 )
+/** Empty means "not given", as null does. */
+const emptyIsNull = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => (v || null) as string | null)
 
 export const MountSchema = z
   .object({
     userProvidedValue: optStr,
-    // An empty source is an anonymous volume, as the runner sends it.
-    sourceVolumePath: z
-      .union([z.literal(''), mountSource])
-      .nullish()
-      .transform((v) => v || null),
+    sourceVolumePath: emptyIsNull(mountSource),
     targetVolumePath: str.refine(isMountTarget, 'must be an absolute container path without ":", NUL or line breaks'),
     readOnly: z.boolean().nullish().transform((v) => v ?? false)
   })
@@ -49,7 +48,7 @@ export const RegistrySchema = z
   .object({
     username: nullable(oneLine),
     password: nullable(oneLine),
-    serverUrl: nullable(z.union([z.literal(''), str.refine(isRegistryServer, 'must be a registry host[:port][/path]')]))
+    serverUrl: emptyIsNull(str.refine((s) => s === '' || isRegistryServer(s), 'must be a registry host[:port][/path]'))
   })
   .passthrough()
   .nullish()
@@ -58,17 +57,10 @@ export type Registry = z.infer<typeof RegistrySchema>
 
 export const ContainerSchema = z
   .object({
-    // An empty image or entry point is "not given", as null is.
-    image: z
-      .union([z.literal(''), str.refine(isImageRef, 'must be an image reference (see docker\'s reference grammar)')])
-      .nullish()
-      .transform((v) => v || null),
+    image: emptyIsNull(str.refine((s) => s === '' || isImageRef(s), "must be an image reference (docker's reference grammar)")),
     dockerfile: nullable(absLine),
     entryPointArgs: z.array(noNul).nullish().transform((v) => v ?? []),
-    entryPoint: z
-      .union([z.literal(''), noNul])
-      .nullish()
-      .transform((v) => v || null),
+    entryPoint: emptyIsNull(noNul),
     workingDirectory: nullable(absLine),
     createOptions: nullable(noNul),
     registry: RegistrySchema,
