@@ -67,7 +67,9 @@ export const ContainerSchema = z
     environmentVariables: EnvSchema,
     portMappings: z.array(str.refine(isPortMapping, 'must be [ip:][hostPort:]containerPort[/tcp|udp|sctp] with ports 1-65535')).nullish().transform((v) => v ?? []),
     systemMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? []),
-    userMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? [])
+    userMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? []),
+    /** A service's id in the workflow; it becomes a network alias. */
+    contextName: nullable(str.refine((s) => /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(s), 'must be a service id ([A-Za-z0-9_][A-Za-z0-9_.-]*)'))
   })
   .passthrough()
 export type ContainerArgs = z.infer<typeof ContainerSchema>

@@ -206,8 +206,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     })
     const svcIds: string[] = []
     for (const [i, s] of services.entries()) {
-      const contextName = (s.args as { contextName?: unknown }).contextName
-      const al = [...aliases[i], ...(typeof contextName === 'string' && contextName ? [contextName] : [])]
+      const contextName = s.args.contextName
+      const al = [...aliases[i], ...(contextName ? [contextName] : [])]
       const id = await step(createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot))
       await step(startContainer(r, id, s.args.image!))
       created.push({ id, image: s.args.image!, what: al[0] })

@@ -268,6 +268,7 @@ function allTemplates(): Case[] {
   templates.push(
     { name: 'prepare_job /__w mount elsewhere', command: 'prepare_job', code: 64, field: 'args.container.systemMountVolumes.1.sourceVolumePath', args: (w, g) => set(g, 'container.systemMountVolumes.1.sourceVolumePath', bad.outside(w)) },
     { name: 'prepare_job /__e mount at /', command: 'prepare_job', code: 64, field: 'args.container.systemMountVolumes.2.sourceVolumePath', args: (_w, g) => set(g, 'container.systemMountVolumes.2.sourceVolumePath', pick(['/', '/a/../b', '/a/'])) },
+    { name: 'prepare_job service contextName', command: 'prepare_job', code: 64, field: 'args.services.0.contextName', args: (_w, g) => set(g, 'services.0.contextName', pick(['--privileged', '-x', 'a b', 'a/b', 'x'.repeat(200), inject(pick(SHELLY))])) },
     { name: 'prepare_job unterminated quote in createOptions', command: 'prepare_job', code: 64, field: 'args.container.createOptions', args: (_w, g) => set(g, 'container.createOptions', `--label "x ${word()}`) }
   )
   // run_script_step

@@ -288,6 +288,7 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
     ['env name with =', { container: container({ environmentVariables: { 'A=B': '1' } }) }, 'args.container.environmentVariables.A=B'],
     ['empty env name', { container: container({ environmentVariables: { '': '1' } }) }, 'args.container.environmentVariables'],
     ['env value with NUL', { container: container({ environmentVariables: { A: 'x\0y' } }) }, 'args.container.environmentVariables.A'],
+    ['service contextName with a leading -', { services: [container({ contextName: '--privileged' })] }, 'args.services.0.contextName'],
     ['createOptions with NUL', { container: container({ createOptions: '--cpus 1\0' }) }, 'args.container.createOptions']
   ])('prepare_job: %s', (_what, args, field) => {
     const msg = errorOf(input('prepare_job', args)).message
