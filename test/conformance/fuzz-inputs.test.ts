@@ -410,6 +410,31 @@ describe('fuzz: hostile input is refused before anything starts', () => {
     expect(await reached('cleanup_job', true, true)).toBeGreaterThan(0)
   })
 
+  test("cleanup_job never deletes the local folder a state names (localDir is ignored, valid state or not)", async () => {
+    for (const refused of [false, true]) {
+      const [config, other] = [await listen(), await listen()]
+      const tmp = mkdtempSync(join(scratch, 'l'))
+      const runner = new FakeRunner({ config: baseConfig(config.port, join(tmp, 'vmwork')) })
+      const victim = join(tmp, 'victim')
+      mkdirSync(victim)
+      writeFileSync(join(victim, 'keep'), 'keep')
+      try {
+        const w: World = { config, other, runner, tmp, workRoot: join(tmp, 'vmwork') }
+        const state = { ...goodState(w), localDir: victim, ...(refused ? { network: 'host' } : {}) }
+        expect(existsSync(join(victim, 'keep'))).toBe(true) // the folder the attack aims at is there
+        const r = await runner.call('cleanup_job', {}, { state, env: { TMPDIR: tmp } })
+        expect({ refused, code: r.code === 0 ? 0 : 'failed', errors: errorLines(r).length }).toEqual({ refused, code: 'failed', errors: 1 })
+        if (refused) expect(errorLines(r)[0]).toContain('state.network')
+        expect(config.connections).toBeGreaterThan(0) // it did go on to clean up (and so to remove folders)
+        expect(readFileSync(join(victim, 'keep'), 'utf8')).toBe('keep')
+      } finally {
+        config.server.close()
+        other.server.close()
+        runner.dispose()
+      }
+    }
+  })
+
   test(`${process.env.RCH_FUZZ_CASES ?? 320} generated must-reject cases (seed printed above)`, async () => {
     const templates = allTemplates()
     const n = Math.max(templates.length, Number(process.env.RCH_FUZZ_CASES ?? 320))
