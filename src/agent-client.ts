@@ -8,6 +8,8 @@ import { connect } from 'node:net'
 import { TransportError } from './errors'
 import { F, frame, FrameReader } from './remote/mux-frames'
 import type { Sink } from './context'
+import { HEX16, isHostName, isUserName } from './input-rules'
+import { ownerId } from './labels'
 
 /** FNV-1a: a short, stable name per host; node:crypto alone would add ~8 ms to every step's start-up. */
 function fnv1a(text: string): string {
@@ -29,10 +31,12 @@ export const agentSocket = (localDir: string, c: { user: string; host: string; p
 
 /**
  * The agent socket a step command should go to, or null (any other command, no usable state, input
- * that is not even JSON: the hook's full path then handles it and reports what is wrong).
+ * that is not even JSON: the hook's full path then handles it and reports what is wrong). The path
+ * is derived as the hook derives it, from this runner's owner id, the job id and the host, never
+ * taken from the state; a state whose facts are not well-formed picks no socket at all.
  */
-export function delegation(raw: string): string | null {
-  let input: { command?: unknown; state?: { localDir?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null }
+export function delegation(raw: string, localRoot: string, runnerName: string): string | null {
+  let input: { command?: unknown; state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null }
   try {
     input = JSON.parse(raw)
   } catch {
@@ -40,10 +44,13 @@ export function delegation(raw: string): string | null {
   }
   if (input?.command !== 'run_script_step' && input?.command !== 'run_container_step') return null
   const s = input.state
-  if (!s || typeof s.localDir !== 'string' || typeof s.host !== 'object' || !s.host) return null
+  if (!s || typeof s !== 'object' || typeof s.host !== 'object' || !s.host) return null
+  const { jobId, owner } = s
   const { user, host, port } = s.host
-  if (typeof user !== 'string' || typeof host !== 'string' || typeof port !== 'number') return null
-  return agentSocket(s.localDir, { user, host, port })
+  if (typeof jobId !== 'string' || !HEX16.test(jobId) || owner !== ownerId(runnerName)) return null
+  if (typeof user !== 'string' || !isUserName(user) || typeof host !== 'string' || !isHostName(host)) return null
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null
+  return agentSocket(`${localRoot}/${owner}-${jobId}`, { user, host, port })
 }
 
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */

@@ -1,19 +1,25 @@
 // Operator configuration: one YAML/JSON file named by REMOTE_HOOKS_CONFIG, validated once at start.
 // Every problem is reported together with its field path; nothing secret is ever printed.
 import { z } from 'zod'
-import { isAbsolute } from 'node:path'
+import { isAbsolute, posix } from 'node:path'
 import { ConfigError } from './errors'
 import { describeIssues } from './protocol'
+import { hasControl, isHostName, isUserName } from './input-rules'
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
-const absPath = z.string().min(1).refine((p) => isAbsolute(p), { message: 'must be an absolute path' })
+const absPath = z.string().min(1).refine((p) => isAbsolute(p) && !hasControl(p), { message: 'must be an absolute path' })
+
+/** Every remote path is built from it, inside and outside shell quoting: plain characters only. */
+function isWorkRoot(p: string): boolean {
+  return /^\/[A-Za-z0-9._/-]+$/.test(p) && posix.normalize(p) === p && !p.endsWith('/') && !p.split('/').includes('..')
+}
 
 const HostSchema = z
   .object({
-    host: z.string().min(1),
+    host: z.string().refine(isHostName, 'must be a DNS name ([A-Za-z0-9.-]) or an IP address'),
     port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().min(1).regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'must be a plain user name'),
+    user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)'),
     identityFile: absPath,
     knownHostsFile: absPath,
     /** Lets several jobs share one host (default 1: a job takes a free host). */
@@ -48,7 +54,7 @@ const Ec2ProviderSchema = z
     subnetIds: z.array(z.string().min(1)).default([]),
     securityGroupIds: z.array(z.string().min(1)).default([]),
     market: z.enum(['on-demand', 'spot', 'spot-with-on-demand-fallback']).default('on-demand'),
-    user: z.string().min(1).default('ec2-user'),
+    user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)').default('ec2-user'),
     sshPort: z.number().int().min(1).max(65535).default(22),
     connect: z
       .object({ address: z.string().regex(/^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/, 'must be private-ip, public-ip, public-dns or tag:<TagName>').default('private-ip') })
@@ -73,7 +79,7 @@ export const ConfigSchema = z
     }),
     remote: z
       .object({
-        workRoot: absPath.refine((p) => p !== '/' && !/[\s'"\\$`]/.test(p), 'must not be / or contain spaces, quotes or $'),
+        workRoot: z.string().refine(isWorkRoot, 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'),
         dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET)
       })
       .strict(),
@@ -174,7 +180,22 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     if (!p.launchTemplate && !p.imageId) issues.push('provider.imageId: imageId or launchTemplate is required')
     if (!p.launchTemplate && p.instanceTypes.length === 0) issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
   }
-  issues.push(...keyFileIssues(cfg, io))
+  const unreadable = keyFileIssues(cfg, io)
+  issues.push(...unreadable)
+  if (p.kind === 'static') {
+    p.hosts.forEach((h, i) => {
+      const field = `provider.hosts.${i}.identityFile`
+      if (!unreadable.some((u) => u.startsWith(`${field}:`))) {
+        let why: string | null
+        try {
+          why = privateKeyProblem(io.readFile(h.identityFile))
+        } catch (e) {
+          why = `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
+        }
+        if (why) issues.push(`${field}: ${h.identityFile} ${why}`)
+      }
+    })
+  }
   if (issues.length) throw new ConfigError(issues)
   return Object.freeze(cfg)
 }
@@ -193,4 +214,23 @@ function keyFileIssues(raw: unknown, io: ConfigIo): string[] {
     }
   })
   return issues
+}
+
+/** Why a key file's text is not a private key ssh2 can log in with, or null when it is. */
+export function privateKeyProblem(text: string): string | null {
+  // Loaded here, not at the top: commands that never read a key file must not pay for ssh2.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { utils } = require('ssh2') as typeof import('ssh2')
+  let parsed
+  try {
+    parsed = utils.parseKey(text)
+  } catch (e) {
+    parsed = e as Error
+  }
+  if (parsed instanceof Error) {
+    return /encrypted|passphrase/i.test(parsed.message) ? 'is an encrypted private key (the hook needs one without a passphrase)' : `is not a usable private key (${parsed.message.split('\n')[0]})`
+  }
+  const key = Array.isArray(parsed) ? parsed[0] : parsed
+  if (!key || !key.isPrivateKey()) return 'is not a private key'
+  return null
 }

@@ -1,10 +1,12 @@
 // Command → handler. Handlers are loaded on demand so each command pays only for what it uses.
 import type { HandlerResult, HookContext } from './context'
 import type { HookInput } from './protocol'
-import { decodeState } from './state'
+import { decodeState, stateFacts } from './state'
 
 export async function dispatch(input: HookInput, ctx: HookContext): Promise<HandlerResult> {
-  const state = decodeState(input.state)
+  // cleanup_job checks the state itself: a state it cannot trust still gets this runner cleaned up.
+  if (input.command === 'cleanup_job') return (await import('./handlers/cleanup-job')).cleanupJob(input.state, ctx)
+  const state = decodeState(input.state, stateFacts(ctx))
   switch (input.command) {
     case 'prepare_job':
       return (await import('./handlers/prepare-job')).prepareJob(input.args, ctx)
@@ -12,7 +14,5 @@ export async function dispatch(input: HookInput, ctx: HookContext): Promise<Hand
       return (await import('./handlers/run-script-step')).runScriptStep(input.args, state, ctx)
     case 'run_container_step':
       return (await import('./handlers/run-container-step')).runContainerStep(input.args, state, ctx)
-    case 'cleanup_job':
-      return (await import('./handlers/cleanup-job')).cleanupJob(state, ctx)
   }
 }

@@ -66,7 +66,7 @@ async function hook(): Promise<number> {
   let log: Log | undefined
   try {
     const raw = await readStdin()
-    const socket = delegation(raw)
+    const socket = delegation(raw, localRoot(), process.env.RUNNER_NAME || 'runner')
     // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
     if (socket && checkPrivateDir(localRoot()) && checkPrivateDir(dirname(socket))) {
       const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: process.cwd() }, { stdout: process.stdout, stderr: process.stderr }, controller.signal)

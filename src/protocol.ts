@@ -1,24 +1,41 @@
 // The runner's hook contract (PROTOCOL.md §1.5, §2) as schemas: parsed once at the boundary, tolerant
-// of unknown keys and nulls the runner sends, strict about what we rely on.
+// of unknown keys and nulls the runner sends, strict about what we rely on. Every string that later
+// reaches docker, a remote path or the Engine API is checked here, so a bad one stops the command
+// before anything is started.
 import { z } from 'zod'
-import { writeFile, stat } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { lstat, open } from 'node:fs/promises'
 import { InputError } from './errors'
+import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isPortMapping, isRegistryServer, isVolumeName } from './input-rules'
 
 const str = z.string()
 const optStr = z.string().nullish().transform((v) => v ?? null)
+const noNul = str.refine((s) => !hasNul(s), 'must not contain a NUL byte')
+/** Absolute, non-empty, one line: a path the hook hands on. */
+const absLine = str.refine((s) => s.startsWith('/') && !hasNul(s) && !hasNewline(s), 'must be an absolute path without NUL or line breaks')
+const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => (v ?? null) as z.output<T> | null)
+
+// An empty source is an anonymous volume, as the runner sends it.
+const mountSource = str.refine(
+  (s) => s === '' || (s.startsWith('/') ? !hasControl(s) && !s.includes(':') : isVolumeName(s)),
+  'must be an absolute path (without ":" or control characters) or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)'
+)
+/** Empty means "not given", as null does. */
+const emptyIsNull = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => (v || null) as string | null)
 
 export const MountSchema = z
   .object({
     userProvidedValue: optStr,
-    sourceVolumePath: optStr,
-    targetVolumePath: str,
+    sourceVolumePath: emptyIsNull(mountSource),
+    targetVolumePath: str.refine(isMountTarget, 'must be an absolute container path without ":", NUL or line breaks'),
     readOnly: z.boolean().nullish().transform((v) => v ?? false)
   })
   .passthrough()
 export type Mount = z.infer<typeof MountSchema>
 
+const envName = str.refine((k) => k !== '' && !/[=\0\r\n]/.test(k), 'variable names must be non-empty, without "=", NUL or line breaks')
 const EnvSchema = z
-  .record(z.string().nullable())
+  .record(envName, noNul.nullable())
   .nullish()
   .transform((env) => {
     const out: Record<string, string> = {}
@@ -26,8 +43,13 @@ const EnvSchema = z
     return out
   })
 
+const oneLine = str.refine((s) => !hasNul(s) && !hasNewline(s), 'must not contain NUL or line breaks')
 export const RegistrySchema = z
-  .object({ username: optStr, password: optStr, serverUrl: optStr })
+  .object({
+    username: nullable(oneLine),
+    password: nullable(oneLine),
+    serverUrl: emptyIsNull(str.refine((s) => s === '' || isRegistryServer(s), 'must be a registry host[:port][/path]'))
+  })
   .passthrough()
   .nullish()
   .transform((v) => v ?? null)
@@ -35,17 +57,19 @@ export type Registry = z.infer<typeof RegistrySchema>
 
 export const ContainerSchema = z
   .object({
-    image: optStr,
-    dockerfile: optStr,
-    entryPointArgs: z.array(str).nullish().transform((v) => v ?? []),
-    entryPoint: optStr,
-    workingDirectory: optStr,
-    createOptions: optStr,
+    image: emptyIsNull(str.refine((s) => s === '' || isImageRef(s), "must be an image reference (docker's reference grammar)")),
+    dockerfile: nullable(absLine),
+    entryPointArgs: z.array(noNul).nullish().transform((v) => v ?? []),
+    entryPoint: emptyIsNull(noNul),
+    workingDirectory: nullable(absLine),
+    createOptions: nullable(noNul),
     registry: RegistrySchema,
     environmentVariables: EnvSchema,
-    portMappings: z.array(str).nullish().transform((v) => v ?? []),
+    portMappings: z.array(str.refine(isPortMapping, 'must be [ip:][hostPort:]containerPort[/tcp|udp|sctp] with ports 1-65535')).nullish().transform((v) => v ?? []),
     systemMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? []),
-    userMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? [])
+    userMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? []),
+    /** A service's id in the workflow; it becomes a network alias. */
+    contextName: nullable(str.refine((s) => /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(s), 'must be a service id ([A-Za-z0-9_][A-Za-z0-9_.-]*)'))
   })
   .passthrough()
 export type ContainerArgs = z.infer<typeof ContainerSchema>
@@ -60,15 +84,15 @@ export type PrepareJobArgs = z.infer<typeof PrepareJobArgsSchema>
 
 export const ScriptStepArgsSchema = z
   .object({
-    entryPointArgs: z.array(z.string().nullable().transform((v) => v ?? '')).nullish().transform((v) => v ?? []),
-    entryPoint: str,
+    entryPointArgs: z.array(noNul.nullable().transform((v) => v ?? '')).nullish().transform((v) => v ?? []),
+    entryPoint: noNul.refine((s) => s !== '', 'must not be empty'),
     environmentVariables: EnvSchema,
     // array (newest first) or the legacy ':'-joined string of runners <= 2.293.0
     prependPath: z
-      .union([z.array(str), str])
+      .union([z.array(oneLine), oneLine])
       .nullish()
       .transform((v) => (v == null ? [] : typeof v === 'string' ? v.split(':').filter(Boolean) : v)),
-    workingDirectory: str
+    workingDirectory: absLine
   })
   .passthrough()
 export type ScriptStepArgs = z.infer<typeof ScriptStepArgsSchema>
@@ -80,8 +104,8 @@ export type Command = (typeof COMMANDS)[number]
 
 const EnvelopeSchema = z
   .object({
-    command: z.enum(COMMANDS, { errorMap: (_i, ctx) => ({ message: `unknown command ${JSON.stringify(ctx.data)}` }) }),
-    responseFile: str,
+    command: z.enum(COMMANDS, { errorMap: (_i, ctx) => ({ message: `unknown command ${JSON.stringify(ctx.data).slice(0, 80)}` }) }),
+    responseFile: absLine,
     args: z.unknown(),
     state: z.record(z.unknown()).nullish().transform((v) => v ?? null)
   })
@@ -145,16 +169,33 @@ export interface PrepareJobResponse {
   isAlpine?: boolean
 }
 
-/** The runner pre-creates the response file; it must exist, and we write exactly one JSON object into it. */
+/**
+ * The runner pre-creates the response file; it must be a regular file of its own, not a link
+ * someone put there to make the hook write elsewhere.
+ */
 export async function assertResponseFile(path: string): Promise<void> {
+  let why: string | null = null
   try {
-    const s = await stat(path)
-    if (!s.isFile()) throw new Error('not a regular file')
+    const s = await lstat(path)
+    if (s.isSymbolicLink()) why = 'is a symbolic link'
+    else if (!s.isFile()) why = 'is not a regular file'
   } catch (e) {
-    throw new InputError(`responseFile ${JSON.stringify(path)} does not exist (the runner creates it before starting the hook): ${(e as Error).message}`)
+    why = `does not exist (the runner creates it before starting the hook): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`
   }
+  if (why) throw new InputError(`responseFile: ${JSON.stringify(path)} ${why}`)
 }
 
+/** Writes exactly one JSON object; O_NOFOLLOW so a link swapped in after the check is refused, not followed. */
 export async function writeResponse(path: string, response: object): Promise<void> {
-  await writeFile(path, JSON.stringify(response) + '\n', { flag: 'w' })
+  let fh
+  try {
+    fh = await open(path, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW)
+  } catch (e) {
+    throw new InputError(`responseFile: cannot open ${JSON.stringify(path)} for writing (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  try {
+    await fh.writeFile(JSON.stringify(response) + '\n')
+  } finally {
+    await fh.close()
+  }
 }

@@ -1,44 +1,138 @@
 // The state the runner stores between hook commands: identifiers and paths only, never secrets.
+// It comes back through the runner, so it is input like any other: every field must be exactly what
+// this hook could have written for this runner under today's config. Local paths are never taken
+// from it; they are derived from the owner and job id.
 import { z } from 'zod'
+import type { Config } from './config'
+import type { HookContext } from './context'
 import { InputError } from './errors'
+import { CONTAINER_ID, EC2_INSTANCE_ID, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
+import { ownerId } from './labels'
+import { relToWork } from './paths'
 import { describeIssues } from './protocol'
 import type { Lease } from './providers/provider'
 
-export const StateSchema = z.object({
-  v: z.literal(1),
-  jobId: z.string().regex(/^[a-f0-9]{16}$/),
-  owner: z.string(),
-  host: z.object({
-    index: z.number().int(),
-    slot: z.number().int(),
-    host: z.string(),
-    port: z.number().int(),
-    user: z.string(),
-    identityFile: z.string(),
-    knownHostsFile: z.string(),
-    instanceId: z.string().optional()
-  }),
-  /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
-  jobRoot: z.string(),
-  /** Host `_work` this job's mounts came from. */
-  hostWork: z.string(),
-  externals: z.object({ host: z.string(), remote: z.string() }).nullable(),
-  /** Workspace roots synced each step, relative to `_work`. */
-  pullRoots: z.array(z.string()),
-  network: z.string().nullable(),
-  container: z.object({ id: z.string(), image: z.string(), path: z.string() }).nullable(),
-  services: z.array(z.object({ id: z.string(), image: z.string() })),
-  volumes: z.array(z.string()),
-  /** Local folder with the agent socket and sync manifests. */
-  localDir: z.string()
-})
-export type HookState = z.infer<typeof StateSchema>
+const StoredStateSchema = z
+  .object({
+    v: z.literal(1),
+    jobId: z.string().regex(HEX16, 'must be 16 hex digits'),
+    owner: z.string().regex(HEX16, 'must be 16 hex digits'),
+    host: z
+      .object({
+        index: z.number().int(),
+        slot: z.number().int(),
+        host: z.string(),
+        port: z.number().int().min(1).max(65535),
+        user: z.string(),
+        identityFile: z.string(),
+        knownHostsFile: z.string(),
+        instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)').optional()
+      })
+      .strict(),
+    /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
+    jobRoot: z.string(),
+    /** Host `_work` this job's mounts came from. */
+    hostWork: z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /'),
+    externals: z.object({ host: z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /'), remote: z.string() }).strict().nullable(),
+    /** Workspace roots synced each step, relative to `_work`. */
+    pullRoots: z.array(z.string().refine(isSafeName, 'must be a single folder name')).max(2),
+    network: z.string().nullable(),
+    container: z
+      .object({
+        id: z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)'),
+        image: z.string().refine(isImageRef, 'must be an image reference'),
+        path: z.string().max(65536).refine((p) => !hasControl(p), 'must not contain control characters')
+      })
+      .strict()
+      .nullable(),
+    services: z.array(z.object({ id: z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)'), image: z.string().refine(isImageRef, 'must be an image reference') }).strict()),
+    volumes: z.array(z.string().refine(isVolumeName, 'must be a volume name')),
+    /** Written by older builds; never read (the local folder is derived from owner and job id). */
+    localDir: z.unknown().optional()
+  })
+  .strict()
 
-export function decodeState(raw: Record<string, unknown> | null): HookState | null {
+export type StoredState = Omit<z.infer<typeof StoredStateSchema>, 'localDir'>
+/** The state as handlers use it: the stored fields plus the job's derived local folder. */
+export type HookState = StoredState & {
+  /** Local folder with the agent socket and sync manifests (derived, never from the runner). */
+  localDir: string
+}
+
+/** What the state is checked against: this runner and today's config. */
+export interface StateFacts {
+  config: Config
+  runnerName: string
+  /** Base of the per-job local folders. */
+  localRoot: string
+  /** Host `_work` and the workspace, from the runner's environment. */
+  workDir: string
+  workspace: string
+}
+
+/** What the runner's state is checked against, from the command's context. */
+export function stateFacts(ctx: HookContext): StateFacts {
+  return { config: ctx.config, runnerName: ctx.runner.runnerName, localRoot: ctx.localRoot, workDir: ctx.runner.workDir, workspace: ctx.runner.workspace }
+}
+
+/** The job's local folder: `<localRoot>/<owner>-<jobId>` (as session.ts jobLocalDir creates it). */
+export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`
+
+/** The repository folder (first component under `_work`) a job of this runner syncs, if any. */
+export const repoRootOf = (workDir: string, workspace: string): string | null => relToWork(workDir, workspace)?.split('/')[0] || null
+
+/** Fields whose value is not one this hook could have written for this runner (field → problem). */
+function mismatches(s: StoredState, f: StateFacts): string[] {
+  const issues: string[] = []
+  const bad = (field: string, why: string): void => void issues.push(`state.${field}: ${why}`)
+  const { workRoot } = f.config.remote
+  const owner = ownerId(f.runnerName)
+  if (s.owner !== owner) bad('owner', "is not this runner's owner id")
+  if (s.jobRoot !== `${workRoot}/jobs/${s.owner}-${s.jobId}`) bad('jobRoot', 'is not the job folder under remote.workRoot')
+  if (s.hostWork !== f.workDir) bad('hostWork', "is not the runner's work folder")
+  const repo = repoRootOf(f.workDir, f.workspace)
+  s.pullRoots.forEach((r, i) => {
+    if (r !== '_temp' && r !== repo) bad(`pullRoots.${i}`, 'is not _temp or the repository folder')
+  })
+  if (s.externals && !new RegExp(`^${escape(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
+  if (s.network !== null && s.network !== `rch-${s.jobId}`) bad('network', "is not the job's network")
+  const h = s.host
+  const p = f.config.provider
+  if (p.kind === 'static') {
+    const c = p.hosts[h.index]
+    if (!c) return [...issues, `state.host.index: no such host in provider.hosts`]
+    if (h.slot < 0 || h.slot >= c.slots) bad('host.slot', `is not a slot of provider.hosts.${h.index}`)
+    for (const k of ['host', 'port', 'user', 'identityFile', 'knownHostsFile'] as const) if (h[k] !== c[k]) bad(`host.${k}`, `differs from provider.hosts.${h.index}.${k}`)
+    if (h.instanceId !== undefined) bad('host.instanceId', 'is not used by static hosts')
+  } else {
+    const local = localDirOf(f.localRoot, s.owner, s.jobId)
+    if (h.index !== -1 || h.slot !== 0) bad('host.index', 'is not an EC2 lease')
+    if (h.instanceId === undefined) bad('host.instanceId', 'is missing')
+    if (!isHostName(h.host)) bad('host.host', 'must be an IP address or a DNS name')
+    if (h.user !== p.user) bad('host.user', 'differs from provider.user')
+    if (h.identityFile !== `${local}/id_ed25519`) bad('host.identityFile', "is not the job's own key file")
+    if (h.knownHostsFile !== `${local}/known_hosts`) bad('host.knownHostsFile', "is not the job's own known_hosts file")
+  }
+  return issues
+}
+
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/** The runner's state, checked; null when there is none. Throws InputError naming every bad field. */
+export function decodeState(raw: Record<string, unknown> | null, facts: StateFacts): HookState | null {
   if (raw === null || Object.keys(raw).length === 0) return null
-  const r = StateSchema.safeParse(raw)
+  const r = StoredStateSchema.safeParse(raw)
   if (!r.success) throw new InputError(`invalid state from the runner: ${describeIssues(r.error, 'state').join('; ')}`)
-  return r.data
+  const { localDir: _ignored, ...stored } = r.data
+  const issues = mismatches(stored, facts)
+  if (issues.length) throw new InputError(`invalid state from the runner: ${issues.join('; ')}`)
+  return { ...stored, localDir: localDirOf(facts.localRoot, stored.owner, stored.jobId) }
+}
+
+/** What goes back to the runner: everything but the derived local folder. */
+export function storedState(state: HookState): StoredState {
+  const { localDir: _derived, ...stored } = state
+  return stored
 }
 
 /** A job's state as soon as it has a machine; prepare_job fills in network and containers. */

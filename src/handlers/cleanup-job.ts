@@ -2,22 +2,35 @@
 // from labels/tags when state is null (prepare_job failed or was killed), and is safe to run twice.
 import { readdirSync, rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
+import { formatError, InputError } from '../errors'
 import { LABEL_JOB, ownerId } from '../labels'
-import type { HookState } from '../state'
+import { decodeState, stateFacts, type HookState } from '../state'
 import { openJobRemote, stopAgents } from '../session'
 import { removeLabelled } from '../docker/cli'
 import { removeJobFolder } from '../docker/job-folder'
 import { providerFor } from '../providers/provider'
 import type { Remote } from '../remote/remote'
+import type { VmProvider } from '../providers/provider'
 
-export async function cleanupJob(state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
+export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookContext): Promise<HandlerResult> {
   const { log } = ctx
+  let state: HookState | null
+  try {
+    state = decodeState(raw, stateFacts(ctx))
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e
+    // Nothing the state names is touched; this runner's own leftovers are still removed, and the
+    // command fails so the bad state is seen.
+    try {
+      await withoutState(ctx, await providerFor(ctx.config))
+    } catch (f) {
+      log.warn(`cleanup without state, after the state was refused, failed too: ${formatError(f)}`)
+    }
+    throw e
+  }
   const provider = await providerFor(ctx.config)
   if (!state) {
-    const owner = ownerId(ctx.runner.runnerName)
-    const summary = await provider.cleanupOrphans(ctx, owner)
-    const local = await removeLocalLeftovers(ctx, owner)
-    log.progress(`cleaned up this runner's leftovers: ${summary || 'nothing found'}${local ? `; ${local} local job folders` : ''}`)
+    await withoutState(ctx, provider)
     return { exitCode: 0 }
   }
   const lease = { index: state.host.index, slot: state.host.slot, instanceId: state.host.instanceId, connect: state.host }
@@ -43,6 +56,19 @@ export async function cleanupJob(state: HookState | null, ctx: HookContext): Pro
     rmSync(state.localDir, { recursive: true, force: true })
   }
   return { exitCode: 0 }
+}
+
+/** Everything this runner left, found by owner label/tag and local folder name. */
+async function withoutState(ctx: HookContext, provider: VmProvider): Promise<void> {
+  const owner = ownerId(ctx.runner.runnerName)
+  let local = 0
+  let summary: string
+  try {
+    summary = await provider.cleanupOrphans(ctx, owner)
+  } finally {
+    local = await removeLocalLeftovers(ctx, owner)
+  }
+  ctx.log.progress(`cleaned up this runner's leftovers: ${summary || 'nothing found'}${local ? `; ${local} local job folders` : ''}`)
 }
 
 /** Local folders of this runner's lost jobs (per-job keys, agent sockets): agents stopped, folders removed. */

@@ -23,7 +23,8 @@ import { Engine } from '../docker/engine'
 import { inspect, isAlpine, portMap } from '../docker/steps'
 import { sleep } from '../retry'
 import { InFlight } from '../cancel'
-import { initialState, type HookState } from '../state'
+import { initialState, storedState, type HookState } from '../state'
+import { isNormalAbsolute } from '../input-rules'
 import { existingRoots, mb, RSYNC_EXCLUDES, syncTarget } from '../job'
 
 interface Planned {
@@ -73,8 +74,17 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   const job = args.container ? planContainer(args.container, 'args.container') : null
   const services = args.services.map((s, i) => planContainer(s, `args.services.${i}`))
   const sys = args.container?.systemMountVolumes ?? []
-  const hostWork = sys.find((m) => m.targetVolumePath === '/__w')?.sourceVolumePath ?? runner.workDir
-  const hostExternals = sys.find((m) => m.targetVolumePath === '/__e')?.sourceVolumePath ?? null
+  const hostWork = runner.workDir
+  const workIndex = sys.findIndex((m) => m.targetVolumePath === '/__w')
+  // Only the runner's own `_work` is ever copied up and written back into.
+  if (workIndex >= 0 && sys[workIndex].sourceVolumePath !== hostWork) {
+    throw new InputError(`args.container.systemMountVolumes.${workIndex}.sourceVolumePath: the /__w mount must be the runner's work folder ${hostWork}`)
+  }
+  const extIndex = sys.findIndex((m) => m.targetVolumePath === '/__e')
+  const hostExternals = extIndex >= 0 ? sys[extIndex].sourceVolumePath : null
+  if (hostExternals !== null && (!isNormalAbsolute(hostExternals) || hostExternals === '/')) {
+    throw new InputError(`args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`)
+  }
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
   const workRoot = config.remote.workRoot
   const owner = ownerId(runner.runnerName)
@@ -196,8 +206,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     })
     const svcIds: string[] = []
     for (const [i, s] of services.entries()) {
-      const contextName = (s.args as { contextName?: unknown }).contextName
-      const al = [...aliases[i], ...(typeof contextName === 'string' && contextName ? [contextName] : [])]
+      const contextName = s.args.contextName
+      const al = [...aliases[i], ...(contextName ? [contextName] : [])]
       const id = await step(createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot))
       await step(startContainer(r, id, s.args.image!))
       created.push({ id, image: s.args.image!, what: al[0] })
@@ -233,7 +243,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       services: svcIds.map((id, i) => ({ id, image: services[i].args.image! })),
       volumes: [...named]
     }
-    const response: PrepareJobResponse = { state, context: { services: svcContexts } }
+    const response: PrepareJobResponse = { context: { services: svcContexts } }
     if (job && jobId_) {
       const info = await step(inspect(engine, jobId_))
       const path = (info.Config.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -242,6 +252,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       response.isAlpine = await step(isAlpine(engine, jobId_))
     }
     await step(baseRecorded!)
+    response.state = storedState(state)
     log.progress(`job ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
   } catch (err) {

@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
-import type { ContainerArgs } from '../protocol'
+import type { ContainerArgs, Mount } from '../protocol'
 import { initialState, type HookState } from '../state'
 import { acquireMachine, bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
 import { Engine } from '../docker/engine'
@@ -15,7 +15,7 @@ import { buildImage, ensureImage } from '../docker/cli'
 import { pull, push, recordBase } from '../sync/sync'
 import { existingRoots, layoutOf, outputTo, PUSH_ROOTS, RSYNC_EXCLUDES, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
-import { relToWork, remotePath } from '../paths'
+import { relToWork, remotePath, type Layout } from '../paths'
 import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/provider'
 import { check, type Remote } from '../remote/remote'
@@ -26,9 +26,10 @@ import { removeJobFolder } from '../docker/job-folder'
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
   if (state) {
+    const plan = planStep(args, layoutOf(state, ctx.config.remote.dockerSocket))
     const remote = await openJobRemote(ctx, state.host, state.localDir)
     try {
-      return await runIn(args, state, remote, ctx, PUSH_ROOTS)
+      return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
     } finally {
       remote.close()
     }
@@ -36,18 +37,29 @@ export async function runContainerStep(args: ContainerArgs, state: HookState | n
   return withOwnHost(args, ctx)
 }
 
-async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
-  const layout = layoutOf(state, ctx.config.remote.dockerSocket)
-  const binds = [...args.userMountVolumes, ...args.systemMountVolumes].map((m, i) => {
-    const src = m.sourceVolumePath ? (m.sourceVolumePath.startsWith('/') ? remotePath(layout, m.sourceVolumePath, `args.mountVolumes.${i}`) : m.sourceVolumePath) : null
+interface StepPlan {
+  binds: string[]
+  /** The Dockerfile's path on the remote, when the action is built from one. */
+  dockerfile: string | null
+}
+
+/** Every mount and the Dockerfile mapped to remote paths: done before anything is started. */
+function planStep(args: ContainerArgs, layout: Layout): StepPlan {
+  const bind = (kind: 'user' | 'system') => (m: Mount, i: number): string => {
+    const src = m.sourceVolumePath ? (m.sourceVolumePath.startsWith('/') ? remotePath(layout, m.sourceVolumePath, `args.${kind}MountVolumes.${i}.sourceVolumePath`) : m.sourceVolumePath) : null
     return (src ? `${src}:` : '') + m.targetVolumePath + (m.readOnly ? ':ro' : '')
-  })
+  }
+  const binds = [...args.userMountVolumes.map(bind('user')), ...args.systemMountVolumes.map(bind('system'))]
+  return { binds, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
+}
+
+async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
   const target = syncTarget(ctx, state, remote)
   await push(target, pushRoots)
   const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName)
   let image = args.image
   if (!image) {
-    const dockerfile = remotePath(layout, args.dockerfile!, 'args.dockerfile')
+    const dockerfile = plan.dockerfile!
     image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
     ctx.log.progress(`building ${args.dockerfile}`)
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
@@ -67,7 +79,7 @@ async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx:
       entrypoint: args.entryPoint || null,
       env,
       workdir: args.workingDirectory ?? '/github/workspace',
-      binds,
+      binds: plan.binds,
       network: state.network,
       labels
     },
@@ -85,14 +97,15 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const { config, runner } = ctx
   const jobId = newJobId()
   const owner = ownerId(runner.runnerName)
+  const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
+  const hostWork = runner.workDir
+  const plan = planStep(args, layoutOf({ hostWork, jobRoot, externals: null }, config.remote.dockerSocket))
   const localDir = jobLocalDir(ctx, owner, jobId)
   const provider = await providerFor(config)
   const { lease, remote } = await acquireMachine(ctx, provider, jobId, owner, localDir).catch((e: unknown) => {
     rmSync(localDir, { recursive: true, force: true })
     throw e
   })
-  const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
-  const hostWork = runner.workDir
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
@@ -102,7 +115,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
       await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
       await recordBase(syncTarget(ctx, state, remote), roots)
     }
-    return await runIn(args, state, remote, ctx, PUSH_ROOTS)
+    return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } finally {
     if (!provider.releaseDestroys) await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
     await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))

@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { tmpdir } from 'node:os'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, extraFileCommands, procStatusKb, scanCmdlines, scanWhile, sleep, waitForOutput, writeScript } from '../helpers/conformance'
@@ -19,7 +20,9 @@ beforeAll(async () => {
   const r = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
   expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
   containerId = r.response.context.container.id
-  localDir = (runner.state as { localDir: string }).localDir
+  // The hook derives the job's local folder (it is not in the state): <TMPDIR>/rch-<uid>/<owner>-<jobId>.
+  const st = runner.state as { owner: string; jobId: string }
+  localDir = join(tmpdir(), `rch-${process.getuid!()}`, `${st.owner}-${st.jobId}`)
   expect(containerId).toMatch(/^[0-9a-f]{64}$/)
   expect(localDir).toBeTruthy()
 })

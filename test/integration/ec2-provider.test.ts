@@ -70,7 +70,9 @@ const mode = (p: string) => fs.statSync(p).mode & 0o777;
 const pubOf = async (privateKeyFile: string) => (await execFileP('ssh-keygen', ['-y', '-f', privateKeyFile])).stdout.trim().split(' ').slice(0, 2).join(' ');
 const keyBody = (k: string) => k.trim().split(/\s+/).slice(0, 2).join(' ');
 /** The job's local folder on the runner host (src/main.ts localRoot + src/session.ts jobLocalDir). */
-const localDirOf = (jobId: string) => path.join(os.tmpdir(), `rch-${process.getuid!()}`, jobId);
+const localDirOf = (owner: string, jobId: string) => path.join(os.tmpdir(), `rch-${process.getuid!()}`, `${owner}-${jobId}`);
+/** The job's local folder for a state (the hook derives it from owner and job id; the state does not name it). */
+const localDirOfState = (state: any) => localDirOf(state.owner, state.jobId);
 const dump = dumpRun;
 const call = hookCall;
 const prepare = (runner: FakeRunner, args: unknown) => hookPrepare(runner, args);
@@ -178,8 +180,8 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
 
     const identity = state.host.identityFile as string;
     const knownHosts = state.host.knownHostsFile as string;
-    expect(path.dirname(identity)).toBe(state.localDir);
-    expect(mode(state.localDir)).toBe(0o700);
+    expect(path.dirname(identity)).toBe(localDirOfState(state));
+    expect(mode(localDirOfState(state))).toBe(0o700);
     expect(mode(identity)).toBe(0o600);
     expect(mode(knownHosts)).toBe(0o600);
     // the client's private key is not in the user data, its public half is
@@ -231,7 +233,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     expect(proxy.calls('TerminateInstances').map((c) => c.params.get('InstanceId.1'))).toEqual([id]);
     await waitState(id, 'terminated');
     expect(await instancesOf(runner.name, LIVE)).toEqual([]);
-    expect(fs.existsSync(state.localDir)).toBe(false);
+    expect(fs.existsSync(localDirOfState(state))).toBe(false);
     // the stand-in sees the termination and stops its sshd
     const inst = booter.instances.get(id)!;
     for (let i = 0; i < 50 && !inst.gone; i++) await new Promise((res) => setTimeout(res, 100));
@@ -299,7 +301,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       expect(r.stdout.match(new RegExp(`\\[remote-hooks\\] waiting for ${id} \\(running, no tag:rch-endpoint yet, \\d+ s\\)`, 'g'))?.length).toBeGreaterThanOrEqual(2);
       expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`);
       await waitState(id, 'terminated');
-      expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
+      expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:owner'], tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
       // cleanup_job after a failed prepare_job (state null) finds nothing left
       const c = await call(runner, 'cleanup_job', {}, { state: null });
       expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
@@ -328,7 +330,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`);
       await waitState(id, 'terminated');
       expect(booter.errors).toEqual([]);
-      expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
+      expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:owner'], tagsOf(inst)['remote-container-hooks:job-id']))).toBe(false);
     } finally {
       await booter.stop();
       runner.dispose();
@@ -404,7 +406,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       await waitState(id, 'terminated');
       // Known gap (not asserted): cleanup_job without state does not find the killed prepare_job's
       // local folder, so its (now useless) client key stays in <tmpdir>/rch-<uid>/<jobId>. Tidy it here.
-      fs.rmSync(localDirOf(tagsOf(live[0])['remote-container-hooks:job-id']), { recursive: true, force: true });
+      fs.rmSync(localDirOf(tagsOf(live[0])['remote-container-hooks:owner'], tagsOf(live[0])['remote-container-hooks:job-id']), { recursive: true, force: true });
     } finally {
       await booter.stop();
       runner.dispose();

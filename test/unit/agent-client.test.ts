@@ -1,16 +1,27 @@
 import { AGENT_PROTOCOL, agentSocket, delegation } from '../../src/agent-client'
 import { stopAgents } from '../../src/session'
+import { ownerId } from '../../src/labels'
 import { createServer, type Server } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 const host = { user: 'rchvm', host: '127.0.0.1', port: 2231 }
-const state = { localDir: '/tmp/rch-0/o-1', host: { ...host, index: 0, slot: 0 } }
+const ROOT = '/tmp/rch-1000'
+const RUNNER = 'runner-1'
+const owner = ownerId(RUNNER)
+const jobId = '0123456789abcdef'
+const state = { jobId, owner, localDir: '/somewhere/else', host: { ...host, index: 0, slot: 0 } }
+const pick = (input: unknown): string | null => delegation(JSON.stringify(input), ROOT, RUNNER)
 
 describe('delegation: which hook inputs take the fast path to the job agent', () => {
-  test.each(['run_script_step', 'run_container_step'])('%s with a state that names the host goes to that host\'s agent socket', (command) => {
-    expect(delegation(JSON.stringify({ command, args: {}, state }))).toBe(agentSocket(state.localDir, host))
+  test.each(['run_script_step', 'run_container_step'])("%s goes to the host's agent socket in the job folder derived from owner and job id", (command) => {
+    expect(pick({ command, args: {}, state })).toBe(agentSocket(`${ROOT}/${owner}-${jobId}`, host))
+  })
+
+  test('the localDir a state names is never used', () => {
+    expect(pick({ command: 'run_script_step', state })).not.toContain('/somewhere/else')
+    expect(pick({ command: 'run_script_step', state: { ...state, localDir: undefined } })).toBe(agentSocket(`${ROOT}/${owner}-${jobId}`, host))
   })
 
   test.each([
@@ -18,15 +29,22 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
     ['cleanup_job', { command: 'cleanup_job', state }],
     ['state null', { command: 'run_script_step', state: null }],
     ['no state', { command: 'run_script_step' }],
-    ['state without localDir', { command: 'run_script_step', state: { host } }],
+    ['state without jobId', { command: 'run_script_step', state: { ...state, jobId: undefined } }],
+    ['jobId with a path in it', { command: 'run_script_step', state: { ...state, jobId: '../../../tmp/x' } }],
+    ['jobId of the wrong length', { command: 'run_script_step', state: { ...state, jobId: '0123' } }],
+    ["another runner's owner id", { command: 'run_script_step', state: { ...state, owner: ownerId('someone-else') } }],
+    ['owner with a path in it', { command: 'run_script_step', state: { ...state, owner: '../x' } }],
+    ['host name with a slash', { command: 'run_script_step', state: { ...state, host: { ...state.host, host: '../../x' } } }],
+    ['user that is not a user name', { command: 'run_script_step', state: { ...state, host: { ...state.host, user: '-oProxyCommand=x' } } }],
     ['host port as a string', { command: 'run_script_step', state: { ...state, host: { ...host, port: '2231' } } }],
+    ['host port out of range', { command: 'run_script_step', state: { ...state, host: { ...host, port: 70000 } } }],
     ['host null', { command: 'run_script_step', state: { ...state, host: null } }]
   ])('%s: handled by the hook itself', (_what, input) => {
-    expect(delegation(JSON.stringify(input))).toBeNull()
+    expect(pick(input)).toBeNull()
   })
 
   test.each(['', 'not json', '[1,2]', 'null', '"run_script_step"'])('input %j: handled (and reported) by the hook itself', (raw) => {
-    expect(delegation(raw)).toBeNull()
+    expect(delegation(raw, ROOT, RUNNER)).toBeNull()
   })
 })
 

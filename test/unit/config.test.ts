@@ -1,8 +1,12 @@
-import { loadConfig, type ConfigIo } from '../../src/config'
+import { utils } from 'ssh2'
+import { loadConfig, privateKeyProblem, type ConfigIo } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 
 const KEY = '/etc/rch/id_ed25519'
 const KNOWN = '/etc/rch/known_hosts'
+const PRIVATE_KEY = utils.generateKeyPairSync('ed25519').private
+/** Every path under /k/ or the usual KEY holds a usable private key unless a test says otherwise. */
+const isKeyPath = (p: string): boolean => p === KEY || p.startsWith('/k/')
 
 function io(files: Record<string, string>, unreadable: Record<string, string> = {}): ConfigIo & { canReadCalls: string[] } {
   const canReadCalls: string[] = []
@@ -10,6 +14,7 @@ function io(files: Record<string, string>, unreadable: Record<string, string> = 
     canReadCalls,
     readFile(path) {
       if (path in files) return files[path]
+      if (isKeyPath(path)) return PRIVATE_KEY
       throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' })
     },
     canRead(path) {
@@ -79,7 +84,7 @@ describe('loadConfig: valid files', () => {
 
   it('loads JSON from a .json file and keeps explicit values', () => {
     const text = withHost(
-      { port: 2231, slots: 4, user: 'ci$' },
+      { port: 2231, slots: 4, user: 'ci_1' },
       {
         images: { pullPolicy: 'always' },
         sync: { toolCache: false, excludeFromPullBack: ['node_modules/.cache'] },
@@ -89,7 +94,7 @@ describe('loadConfig: valid files', () => {
       }
     )
     const cfg = load(text, '/etc/rch/config.json')
-    expect(cfg.provider.kind === 'static' && cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci$' })
+    expect(cfg.provider.kind === 'static' && cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci_1' })
     expect(cfg.images.pullPolicy).toBe('always')
     expect(cfg.sync).toMatchObject({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
     expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0 })
@@ -183,7 +188,7 @@ describe('loadConfig: validation', () => {
       ].sort()
     )
     expect(issues).toContain('provider.hosts.0.identityFile: must be an absolute path')
-    expect(issues).toContain('provider.hosts.0.user: must be a plain user name')
+    expect(issues).toContain('provider.hosts.0.user: must be a plain user name ([a-z_][a-z0-9_.-]*)')
     expect(issues).toContain('remote.dockerSocket: must be an absolute path')
     expect(issues).toContain('log.file: must be an absolute path')
     expect(issues).toContain('provider.hosts.1.knownHostsFile: Required')
@@ -222,15 +227,70 @@ describe('loadConfig: validation', () => {
     expect(msg).not.toMatch(/hunter2/)
   })
 
+  const WORKROOT_RULE = 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'
   it.each([
-    ['srv/rch', 'must be an absolute path'],
-    ['/', 'must not be / or contain spaces, quotes or $'],
-    ['/srv/my work', 'must not be / or contain spaces, quotes or $'],
-    ["/srv/it's", 'must not be / or contain spaces, quotes or $'],
-    ['/srv/$HOME', 'must not be / or contain spaces, quotes or $']
-  ])('refuses remote.workRoot %j', (workRoot, why) => {
+    'srv/rch',
+    '/',
+    '/srv/my work',
+    "/srv/it's",
+    '/srv/$HOME',
+    '/..',
+    '/srv/../etc',
+    '/srv/rch/..',
+    '/srv/./rch',
+    '/srv//rch',
+    '/srv/rch/',
+    '/srv/rch\0x',
+    '/srv/rch\nx',
+    '/srv/-$(id)',
+    ''
+  ])('refuses remote.workRoot %j', (workRoot) => {
     const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot } })
-    expect(issuesOf(() => load(text))).toContain(`remote.workRoot: ${why}`)
+    expect(issuesOf(() => load(text))).toContain(`remote.workRoot: ${WORKROOT_RULE}`)
+  })
+
+  it.each(['/srv/rch', '/var/tmp/rch-vm-a/work', '/home/ci.user/rch_2', '/a'])('accepts remote.workRoot %j', (workRoot) => {
+    const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot } })
+    expect(load(text).remote.workRoot).toBe(workRoot)
+  })
+
+  it.each(['-oProxyCommand=x', 'host name', 'a;b', 'h\nx', '$(id)', 'a..b', '.a', 'a_b.example.com', 'x'.repeat(254)])('refuses provider.hosts.0.host %j', (host) => {
+    expect(issuesOf(() => load(withHost({ host })))).toContain('provider.hosts.0.host: must be a DNS name ([A-Za-z0-9.-]) or an IP address')
+  })
+
+  it.each(['build1.example.com', '10.0.0.5', '::1', 'fe80::1', 'localhost', 'my-vm'])('accepts provider.hosts.0.host %j', (host) => {
+    expect(load(withHost({ host })).provider).toMatchObject({ hosts: [{ host }] })
+  })
+
+  it.each(['Root', '-oops', 'a b', 'ci$', '1abc', 'a\nb', ''])('refuses provider.hosts.0.user %j', (user) => {
+    expect(issuesOf(() => load(withHost({ user }))).some((i) => i.startsWith('provider.hosts.0.user: '))).toBe(true)
+  })
+
+  it('refuses an identityFile that is not a usable private key, naming the field (config error, not a transport error)', () => {
+    const pub = utils.generateKeyPairSync('ed25519').public
+    const enc = utils.generateKeyPairSync('ed25519', { passphrase: 'pw', cipher: 'aes256-ctr', rounds: 4 } as never).private
+    const text = JSON.stringify({
+      provider: {
+        kind: 'static',
+        hosts: [
+          { host: 'a', user: 'runner', identityFile: '/k/garbage', knownHostsFile: '/k/known' },
+          { host: 'b', user: 'runner', identityFile: '/k/pub', knownHostsFile: '/k/known' },
+          { host: 'c', user: 'runner', identityFile: '/k/enc', knownHostsFile: '/k/known' },
+          { host: 'd', user: 'runner', identityFile: '/k/good', knownHostsFile: '/k/known' }
+        ]
+      },
+      remote: { workRoot: '/srv/rch' }
+    })
+    const issues = issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, io({ '/c.json': text, '/k/garbage': 'hello\n', '/k/pub': pub, '/k/enc': enc })))
+    expect(issues).toHaveLength(3)
+    expect(issues[0]).toMatch(/^provider\.hosts\.0\.identityFile: \/k\/garbage is not a usable private key/)
+    expect(issues[1]).toMatch(/^provider\.hosts\.1\.identityFile: \/k\/pub is not a private key$/)
+    expect(issues[2]).toMatch(/^provider\.hosts\.2\.identityFile: \/k\/enc is an encrypted private key/)
+  })
+
+  it('privateKeyProblem: a usable key passes', () => {
+    expect(privateKeyProblem(PRIVATE_KEY)).toBeNull()
+    expect(privateKeyProblem(utils.generateKeyPairSync('ecdsa', { bits: 256 }).private)).toBeNull()
   })
 
   it('reports an unknown provider.kind with the allowed kinds', () => {

@@ -265,3 +265,98 @@ describe('parseHookInput: errors', () => {
     expect(msg).not.toContain('ghp_supersecret')
   })
 })
+
+describe('parseHookInput: hostile values are refused, naming the field', () => {
+  const container = (extra: Record<string, unknown>) => ({ image: 'node:22', ...extra })
+  test.each([
+    ['image with a leading -', { container: container({ image: '--privileged' }) }, 'args.container.image'],
+    ['image with a space', { container: container({ image: 'alpine -v /:/h' }) }, 'args.container.image'],
+    ['service image $()', { services: [container({ image: '$(id)' })] }, 'args.services.0.image'],
+    ['registry server with a leading -', { container: container({ registry: { username: 'u', password: 'p', serverUrl: '-H tcp://x' } }) }, 'args.container.registry.serverUrl'],
+    ['registry password with a newline', { container: container({ registry: { username: 'u', password: 'p\nx', serverUrl: 'ghcr.io' } }) }, 'args.container.registry.password'],
+    ['registry username with NUL', { container: container({ registry: { username: 'u\0', password: 'p', serverUrl: 'ghcr.io' } }) }, 'args.container.registry.username'],
+    ['volume name with a leading -', { container: container({ userMountVolumes: [{ sourceVolumePath: '-v', targetVolumePath: '/d' }] }) }, 'args.container.userMountVolumes.0.sourceVolumePath'],
+    ['relative mount target', { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: 'd' }] }) }, 'args.container.userMountVolumes.0.targetVolumePath'],
+    ['mount target with :', { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: '/d:/etc' }] }) }, 'args.container.userMountVolumes.0.targetVolumePath'],
+    ['mount source with :', { container: container({ systemMountVolumes: [{ sourceVolumePath: '/w/_work/a:/etc', targetVolumePath: '/d' }] }) }, 'args.container.systemMountVolumes.0.sourceVolumePath'],
+    ['port 70000', { container: container({ portMappings: ['70000:80'] }) }, 'args.container.portMappings.0'],
+    ['port by name', { services: [container({ portMappings: ['http'] })] }, 'args.services.0.portMappings.0'],
+    ['NUL in an argument', { container: container({ entryPointArgs: ['a\0b'] }) }, 'args.container.entryPointArgs.0'],
+    ['NUL in the entry point', { container: container({ entryPoint: 'sh\0' }) }, 'args.container.entryPoint'],
+    ['relative workingDirectory', { container: container({ workingDirectory: 'src' }) }, 'args.container.workingDirectory'],
+    ['empty workingDirectory', { container: container({ workingDirectory: '' }) }, 'args.container.workingDirectory'],
+    ['env name with =', { container: container({ environmentVariables: { 'A=B': '1' } }) }, 'args.container.environmentVariables.A=B'],
+    ['empty env name', { container: container({ environmentVariables: { '': '1' } }) }, 'args.container.environmentVariables'],
+    ['env value with NUL', { container: container({ environmentVariables: { A: 'x\0y' } }) }, 'args.container.environmentVariables.A'],
+    ['service contextName with a leading -', { services: [container({ contextName: '--privileged' })] }, 'args.services.0.contextName'],
+    ['createOptions with NUL', { container: container({ createOptions: '--cpus 1\0' }) }, 'args.container.createOptions']
+  ])('prepare_job: %s', (_what, args, field) => {
+    const msg = errorOf(input('prepare_job', args)).message
+    expect(msg).toContain(`${field}:`)
+    expect(msg).not.toMatch(/\n/)
+  })
+
+  test.each([
+    ['empty entryPoint', { entryPoint: '' }, 'args.entryPoint'],
+    ['entryPoint with NUL', { entryPoint: 'sh\0' }, 'args.entryPoint'],
+    ['NUL in an argument', { entryPointArgs: ['-e', 'x\0'] }, 'args.entryPointArgs.1'],
+    ['relative workingDirectory', { workingDirectory: 'repo' }, 'args.workingDirectory'],
+    ['empty workingDirectory', { workingDirectory: '' }, 'args.workingDirectory'],
+    ['workingDirectory with a newline', { workingDirectory: '/a\n/b' }, 'args.workingDirectory'],
+    ['env name with a newline', { environmentVariables: { 'A\nB': '1' } }, 'args.environmentVariables'],
+    ['env value with NUL', { environmentVariables: { A: '\0' } }, 'args.environmentVariables.A'],
+    ['prependPath with NUL', { prependPath: ['/x\0'] }, 'args.prependPath']
+  ])('run_script_step: %s', (_what, extra, field) => {
+    expect(errorOf(input('run_script_step', { ...SCRIPT_ARGS, ...extra })).message).toContain(`${field}`)
+  })
+
+  test.each([
+    ['relative dockerfile', { image: null, dockerfile: 'Dockerfile' }, 'args.dockerfile'],
+    ['image with a leading -', { image: '-alpine' }, 'args.image']
+  ])('run_container_step: %s', (_what, args, field) => {
+    expect(errorOf(input('run_container_step', args)).message).toContain(`${field}:`)
+  })
+
+  test('a relative or NUL responseFile is refused', () => {
+    expect(errorOf(input('cleanup_job', {}, { responseFile: 'resp.json' })).message).toContain('responseFile:')
+    expect(errorOf(input('cleanup_job', {}, { responseFile: '/tmp/r\0.json' })).message).toContain('responseFile:')
+  })
+
+  test('env values with quotes, $(), newlines and 100k characters pass through exactly', () => {
+    const values = { Q: `it's "quoted"`, S: '$(id) `id` ${HOME}', N: 'a\nb\r\nc', L: 'x'.repeat(100000), E: '' }
+    const got = parseHookInput(input('run_script_step', { ...SCRIPT_ARGS, environmentVariables: values }))
+    expect(got.args).toMatchObject({ environmentVariables: values })
+  })
+})
+
+describe('responseFile', () => {
+  const { mkdtempSync, writeFileSync, symlinkSync, readFileSync, mkdirSync, rmSync } = require('node:fs') as typeof import('node:fs')
+  const { tmpdir } = require('node:os') as typeof import('node:os')
+  const { assertResponseFile, writeResponse } = require('../../src/protocol') as typeof import('../../src/protocol')
+  let dir = ''
+  beforeEach(() => (dir = mkdtempSync(`${tmpdir()}/rch-resp-`)))
+  afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+  test('a regular file is accepted and written', async () => {
+    writeFileSync(`${dir}/r.json`, '')
+    await assertResponseFile(`${dir}/r.json`)
+    await writeResponse(`${dir}/r.json`, { a: 1 })
+    expect(readFileSync(`${dir}/r.json`, 'utf8')).toBe('{"a":1}\n')
+  })
+
+  test('a symlink, a folder or a missing file is refused, naming responseFile', async () => {
+    writeFileSync(`${dir}/target`, 'keep')
+    symlinkSync(`${dir}/target`, `${dir}/link.json`)
+    mkdirSync(`${dir}/d.json`)
+    for (const p of [`${dir}/link.json`, `${dir}/d.json`, `${dir}/missing.json`]) {
+      await expect(assertResponseFile(p)).rejects.toThrow(/^responseFile: /)
+    }
+  })
+
+  test('a symlink swapped in after the check is not followed', async () => {
+    writeFileSync(`${dir}/target`, 'keep')
+    symlinkSync(`${dir}/target`, `${dir}/link.json`)
+    await expect(writeResponse(`${dir}/link.json`, { a: 1 })).rejects.toThrow(/^responseFile: /)
+    expect(readFileSync(`${dir}/target`, 'utf8')).toBe('keep')
+  })
+})

@@ -1,0 +1,81 @@
+// What a well-formed value looks like, for every string the runner, the state or the config hands
+// over that later becomes part of a docker argument, a remote path or a socket name. Pure
+// predicates: the schemas in protocol.ts, state.ts and config.ts turn them into field errors.
+import { posix } from 'node:path'
+
+/** Control characters end up as extra lines or truncated strings in shells, logs and docker. */
+export const hasNul = (s: string): boolean => s.includes('\0')
+export const hasNewline = (s: string): boolean => /[\r\n]/.test(s)
+export const hasControl = (s: string): boolean => /[\x00-\x1f\x7f]/.test(s)
+
+// docker's reference grammar (distribution/reference): [domain/]path[:tag][@digest].
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
+const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:]+\\])(?::[0-9]+)?`
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const TAG = '[\\w][\\w.-]{0,127}'
+const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}'
+const IMAGE_REF = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`)
+const NAME_MAX = 255
+
+/** An image reference docker would parse as one (never an option: it cannot start with `-`). */
+export function isImageRef(s: string): boolean {
+  if (s.length > 1024 || !IMAGE_REF.test(s)) return false
+  const name = s.split('@')[0].replace(/:[\w][\w.-]*$/, '')
+  return name.length <= NAME_MAX
+}
+
+/** A registry to log in to: host[:port][/path], as `docker login` takes it (a scheme is allowed). */
+export function isRegistryServer(s: string): boolean {
+  if (s.length > 1024) return false
+  const bare = s.replace(/^https?:\/\//, '')
+  return new RegExp(`^${DOMAIN}(?:/[A-Za-z0-9._~-]+)*/?$`).test(bare)
+}
+
+/** docker's rule for named volumes. */
+export const isVolumeName = (s: string): boolean => /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s)
+
+/** A container path for `-v` / Binds: absolute, and nothing that would split the spec. */
+export const isMountTarget = (s: string): boolean => s.startsWith('/') && !/[:\0\r\n]/.test(s)
+
+const portOk = (p: string): boolean => /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535
+const rangeOk = (r: string): boolean => {
+  const [a, b, ...rest] = r.split('-')
+  if (rest.length || !portOk(a)) return false
+  return b === undefined || (portOk(b) && Number(b) >= Number(a))
+}
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
+const isIpv6 = (s: string): boolean => /^[0-9a-fA-F:.]+$/.test(s) && s.includes(':') && s.split('::').length <= 2
+
+export const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
+
+/** `docker run -p`: [ip:][hostPort:]containerPort[/proto], ports or ranges within 1–65535. */
+export function isPortMapping(s: string): boolean {
+  if (s.length > 128) return false
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:([0-9-]*):)?([0-9-]+)(?:\/(tcp|udp|sctp))?$/.exec(s)
+  if (!m) return false
+  const [, ip, host, container] = m
+  if (ip && !isIpLiteral(ip.replace(/^\[|\]$/g, ''))) return false
+  if (host && !rangeOk(host)) return false
+  return rangeOk(container)
+}
+
+/** A DNS name or an IP literal; never something ssh or a shell could read as an option. */
+export function isHostName(s: string): boolean {
+  if (isIpLiteral(s)) return true
+  return s.length <= 253 && /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(s)
+}
+
+export const isUserName = (s: string): boolean => /^[a-z_][a-z0-9_.-]*$/.test(s) && s.length <= 32
+
+/** Absolute, already normalised (no `.`/`..`/`//`, no trailing slash) and free of control characters. */
+export function isNormalAbsolute(p: string): boolean {
+  if (hasControl(p) || !p.startsWith('/')) return false
+  return p === '/' || (posix.normalize(p) === p && !p.endsWith('/'))
+}
+
+/** A single path component that is not `.` or `..` and has only portable characters. */
+export const isSafeName = (s: string): boolean => /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..'
+
+export const HEX16 = /^[0-9a-f]{16}$/
+export const CONTAINER_ID = /^[0-9a-f]{12,64}$/
+export const EC2_INSTANCE_ID = /^i-[0-9a-f]{8,17}$/

@@ -1,0 +1,87 @@
+import { isHostName, isImageRef, isMountTarget, isNormalAbsolute, isPortMapping, isRegistryServer, isSafeName, isVolumeName } from '../../src/input-rules'
+
+describe('isImageRef (docker reference grammar)', () => {
+  test.each([
+    'alpine',
+    'node:22',
+    'library/node:22-bookworm-slim',
+    'docker.io/library/alpine:3.20',
+    'ghcr.io/org/team/app:v1.2.3_rc-1',
+    '127.0.0.1:5000/private/tiny:1',
+    'localhost:5000/a__b/c--d/e.f:latest',
+    'registry.example.com:443/x/y@sha256:' + 'a'.repeat(64),
+    'alpine:3@sha256:' + '0123456789abcdef'.repeat(4),
+    'My.Registry-1.example.com/lower/case:TAG',
+    '[::1]:5000/img:1',
+    'rch-test/tiny:1'
+  ])('accepts %j', (ref) => expect(isImageRef(ref)).toBe(true))
+
+  test.each([
+    '',
+    '-alpine',
+    '--privileged',
+    '-v/:/host',
+    'alpine --privileged',
+    'Alpine',
+    'alpine:',
+    'alpine:-tag',
+    'alpine:' + 't'.repeat(129),
+    'alpine@sha256:short',
+    'a/../b',
+    '/alpine',
+    'alpine/',
+    'alpine;id',
+    'alpine$(id)',
+    "alpine'",
+    'alpine\n',
+    'alpine\0',
+    'a'.repeat(256),
+    'a'.repeat(100000),
+    'a'.repeat(100000) + '!'
+  ])('refuses %j', (ref) => expect(isImageRef(ref)).toBe(false))
+
+  test('long hostile strings are refused quickly', () => {
+    const t = Date.now()
+    for (const s of ['a'.repeat(1020) + '!', 'a-'.repeat(510) + '!', 'a.'.repeat(500) + '/!', ('a'.repeat(10) + '__').repeat(80) + '-']) expect(isImageRef(s)).toBe(false)
+    expect(Date.now() - t).toBeLessThan(200)
+  })
+})
+
+describe('isRegistryServer', () => {
+  test.each(['ghcr.io', '127.0.0.1:5000', 'registry.example.com/v2', 'https://index.docker.io/v1/', 'localhost'])('accepts %j', (s) => expect(isRegistryServer(s)).toBe(true))
+  test.each(['-ghcr.io', '--password=x', 'ghcr.io x', 'ghcr.io\n', 'a\tb', '$(id)', "ghcr.io'", ''])('refuses %j', (s) => expect(isRegistryServer(s)).toBe(false))
+})
+
+describe('isPortMapping (docker run -p)', () => {
+  test.each(['80', '8080:80', '127.0.0.1:8080:80', '127.0.0.1::80', '8080:80/udp', '5000-5010:5000-5010', '[::1]:8080:80/tcp', '65535:1', '9000-9001'])('accepts %j', (p) =>
+    expect(isPortMapping(p)).toBe(true)
+  )
+  test.each(['', 'http', '70000:80', '80:0', '0', '80:65536', '-p', '80;id', '80:80/icmp', '5010-5000', '1.2.3:80:80', '999.1.1.1:80:80', '80 80', '80:80\n', '8080:80:80:80'])(
+    'refuses %j',
+    (p) => expect(isPortMapping(p)).toBe(false)
+  )
+})
+
+describe('isVolumeName / isMountTarget / isSafeName / isNormalAbsolute', () => {
+  test('volume names follow docker', () => {
+    for (const ok of ['my_vol', 'a', 'data.1', 'A-b_c.d']) expect(isVolumeName(ok)).toBe(true)
+    for (const bad of ['', '-v', '.x', '_x', 'a/b', 'a:b', 'a b', '../x', 'a\0']) expect(isVolumeName(bad)).toBe(false)
+  })
+  test('mount targets are absolute and cannot split a -v spec', () => {
+    for (const ok of ['/data', '/__w', '/github/home', '/a b']) expect(isMountTarget(ok)).toBe(true)
+    for (const bad of ['', 'data', '/a:/b', '/a:ro', '/a\0', '/a\nb']) expect(isMountTarget(bad)).toBe(false)
+  })
+  test('safe names are one plain component', () => {
+    for (const ok of ['_temp', 'repo', 'my.repo-1']) expect(isSafeName(ok)).toBe(true)
+    for (const bad of ['', '.', '..', 'a/b', '/a', 'a b', 'a\n']) expect(isSafeName(bad)).toBe(false)
+  })
+  test('normalised absolute paths', () => {
+    for (const ok of ['/', '/a', '/a/b']) expect(isNormalAbsolute(ok)).toBe(true)
+    for (const bad of ['', 'a', '/a/', '/a/../b', '/a/./b', '//a', '/a\0', '/a\n']) expect(isNormalAbsolute(bad)).toBe(false)
+  })
+})
+
+describe('isHostName', () => {
+  test.each(['a', 'vm-1.example.com', 'example.com.', '10.0.0.5', '::1', '2001:db8::1'])('accepts %j', (h) => expect(isHostName(h)).toBe(true))
+  test.each(['', '-oProxyCommand=x', 'a b', 'a_b', 'a..b', '.a', 'a/b', '[::1]', 'a\n', 'x'.repeat(254)])('refuses %j', (h) => expect(isHostName(h)).toBe(false))
+})

@@ -1,0 +1,128 @@
+import { decodeState, storedState, type StateFacts } from '../../src/state'
+import { InputError } from '../../src/errors'
+import { ownerId } from '../../src/labels'
+import type { Config } from '../../src/config'
+
+const RUNNER = 'runner-1'
+const OWNER = ownerId(RUNNER)
+const JOB = '0123456789abcdef'
+const WORK_ROOT = '/srv/rch'
+const LOCAL_ROOT = '/tmp/rch-1000'
+const HOST = { host: 'vm1.example.com', port: 2222, user: 'ci', identityFile: '/etc/rch/id', knownHostsFile: '/etc/rch/kh', slots: 2 }
+
+const staticConfig = { provider: { kind: 'static', hosts: [HOST], acquireTimeoutSeconds: 600 }, remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' } } as unknown as Config
+const ec2Config = { provider: { kind: 'ec2', user: 'ec2-user', sshPort: 22 }, remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' } } as unknown as Config
+
+const facts = (config: Config = staticConfig): StateFacts => ({ config, runnerName: RUNNER, localRoot: LOCAL_ROOT, workDir: '/home/r/_work', workspace: '/home/r/_work/repo/repo' })
+
+const ID = 'ab'.repeat(32)
+function good(): Record<string, any> {
+  return {
+    v: 1,
+    jobId: JOB,
+    owner: OWNER,
+    host: { index: 0, slot: 1, host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile },
+    jobRoot: `${WORK_ROOT}/jobs/${OWNER}-${JOB}`,
+    hostWork: '/home/r/_work',
+    externals: { host: '/home/r/externals', remote: `${WORK_ROOT}/externals/0123456789abcdef` },
+    pullRoots: ['_temp', 'repo'],
+    network: `rch-${JOB}`,
+    container: { id: ID, image: 'node:22', path: '/usr/local/bin:/usr/bin:/bin' },
+    services: [{ id: ID.slice(0, 12), image: 'redis' }],
+    volumes: ['my_vol']
+  }
+}
+const ec2Local = `${LOCAL_ROOT}/${OWNER}-${JOB}`
+function goodEc2(): Record<string, any> {
+  return { ...good(), host: { index: -1, slot: 0, host: '10.0.0.7', port: 22, user: 'ec2-user', identityFile: `${ec2Local}/id_ed25519`, knownHostsFile: `${ec2Local}/known_hosts`, instanceId: 'i-0123456789abcdef0' } }
+}
+
+function refusal(raw: Record<string, unknown>, f = facts()): string {
+  try {
+    decodeState(raw, f)
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError)
+    expect((e as Error).message).not.toMatch(/\n/)
+    return (e as Error).message
+  }
+  throw new Error('expected the state to be refused')
+}
+
+const set = (path: string, value: unknown, base = good()): Record<string, any> => {
+  const copy = JSON.parse(JSON.stringify(base))
+  const keys = path.split('.')
+  let o = copy
+  for (const k of keys.slice(0, -1)) o = o[k]
+  if (value === undefined) delete o[keys[keys.length - 1]]
+  else o[keys[keys.length - 1]] = value
+  return copy
+}
+
+describe('decodeState: what this hook could have written', () => {
+  test('a state this hook wrote is accepted; the local folder is derived, never read', () => {
+    const s = decodeState({ ...good(), localDir: '/home/r/.ssh' }, facts())!
+    expect(s.localDir).toBe(`${LOCAL_ROOT}/${OWNER}-${JOB}`)
+    expect(storedState(s)).toEqual(good())
+    expect(decodeState(goodEc2(), facts(ec2Config))!.host.instanceId).toBe('i-0123456789abcdef0')
+  })
+
+  test('null and {} are "no state"', () => {
+    expect(decodeState(null, facts())).toBeNull()
+    expect(decodeState({}, facts())).toBeNull()
+  })
+
+  test.each([
+    ['jobId', '../../x', 'state.jobId'],
+    ['jobId', 'ABCDEF0123456789', 'state.jobId'],
+    ['owner', ownerId('other-runner'), 'state.owner'],
+    ['owner', '../x', 'state.owner'],
+    ['jobRoot', '/', 'state.jobRoot'],
+    ['jobRoot', `${WORK_ROOT}/jobs/../../etc`, 'state.jobRoot'],
+    ['jobRoot', `/etc/jobs/${OWNER}-${JOB}`, 'state.jobRoot'],
+    ['hostWork', '/home/r', 'state.hostWork'],
+    ['hostWork', '/home/r/_work/../..', 'state.hostWork'],
+    ['hostWork', 'relative', 'state.hostWork'],
+    ['externals.remote', '/etc', 'state.externals.remote'],
+    ['externals.remote', `${WORK_ROOT}/externals/../../etc`, 'state.externals.remote'],
+    ['externals.host', '/', 'state.externals.host'],
+    ['pullRoots', ['_temp', '..'], 'state.pullRoots.1'],
+    ['pullRoots', ['.ssh'], 'state.pullRoots.0'],
+    ['pullRoots', ['a/b'], 'state.pullRoots.0'],
+    ['network', 'host', 'state.network'],
+    ['network', '--privileged', 'state.network'],
+    ['container.id', 'xyz', 'state.container.id'],
+    ['container.id', `${ID};id`, 'state.container.id'],
+    ['container.image', '-v/:/x', 'state.container.image'],
+    ['container.path', 'a\nb', 'state.container.path'],
+    ['services', [{ id: '../../x', image: 'redis' }], 'state.services.0.id'],
+    ['volumes', ['-v'], 'state.volumes.0'],
+    ['host.host', '10.9.9.9', 'state.host.host'],
+    ['host.port', 2223, 'state.host.port'],
+    ['host.port', 70000, 'state.host.port'],
+    ['host.user', 'root', 'state.host.user'],
+    ['host.identityFile', '/home/r/.ssh/id_rsa', 'state.host.identityFile'],
+    ['host.knownHostsFile', '/dev/null', 'state.host.knownHostsFile'],
+    ['host.index', 1, 'state.host.index'],
+    ['host.index', -1, 'state.host.index'],
+    ['host.slot', 2, 'state.host.slot'],
+    ['host.instanceId', 'i-0123456789abcdef0', 'state.host.instanceId'],
+    ['v', 2, 'state.v'],
+    ['extra', 1, 'state']
+  ])('static: %s = %j is refused, naming %s', (path, value, field) => {
+    expect(refusal(set(path, value))).toContain(`${field}`)
+  })
+
+  test.each([
+    ['host.instanceId', 'i-xyz', 'state.host.instanceId'],
+    ['host.instanceId', 'i-0123456', 'state.host.instanceId'],
+    ['host.instanceId', undefined, 'state.host.instanceId'],
+    ['host.host', '-oProxyCommand=x', 'state.host.host'],
+    ['host.host', 'a b', 'state.host.host'],
+    ['host.user', 'root', 'state.host.user'],
+    ['host.identityFile', '/home/r/.ssh/id_ed25519', 'state.host.identityFile'],
+    ['host.knownHostsFile', `${LOCAL_ROOT}/other/known_hosts`, 'state.host.knownHostsFile'],
+    ['host.index', 0, 'state.host.index']
+  ])('ec2: %s = %j is refused, naming %s', (path, value, field) => {
+    expect(refusal(set(path, value, goodEc2()), facts(ec2Config))).toContain(field)
+  })
+})
