@@ -3,6 +3,7 @@
 // once by shq; secrets arrive on stdin only.
 import { check, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { HookError, InputError } from '../errors'
 import { envDelivery } from './env-script'
 import { LABEL_JOB, LABEL_OWNER } from '../labels'
@@ -120,8 +121,10 @@ export async function removeLabelled(remote: Remote, key: typeof LABEL_OWNER | t
     `c=$(docker ps -aq --filter ${f}); [ -z "$c" ] || docker rm -f -v $c >/dev/null; ` +
     `n=$(docker network ls -q --filter ${f}); [ -z "$n" ] || docker network rm $n >/dev/null; ` +
     `v=$(docker volume ls -q --filter ${f}); [ -z "$v" ] || docker volume rm -f $v >/dev/null; ` +
-    `set -- $c; echo $#; set -- $n; echo $#; set -- $v; echo $#`
-  const r = await check(remote, cmd, { collect: true, label: 'remove labelled containers' })
-  const [c, n, v] = r.stdout.toString().trim().split('\n')
-  return `${c ?? 0} containers, ${n ?? 0} networks, ${v ?? 0} volumes`
+    `set -- $c; ${record('$#')}; set -- $n; ${record('$#')}; set -- $v; ${record('$#')}`
+  const label = 'remove labelled containers'
+  const counts = expectEach(await ask(remote, cmd, { label }), /^\d{1,9}$/, label)
+  if (counts.length !== 3) throw new UnexpectedAnswer(`${label}: expected 3 counts from the remote, got ${counts.length}`)
+  const [c, n, v] = counts
+  return `${c} containers, ${n} networks, ${v} volumes`
 }

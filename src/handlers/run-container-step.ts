@@ -21,7 +21,7 @@ import { providerFor } from '../providers/provider'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rsyncUp } from '../sync/rsync'
-import { removeJobFolder } from '../docker/job-folder'
+import { createJobFolderScript, removeJobFolder } from '../docker/job-folder'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -96,7 +96,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
-    await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
+    await check(remote, createJobFolderScript(config.remote.workRoot, jobRoot), { label: 'create the job folder' })
     const roots = existingRoots(hostWork, ['_temp', '_actions', ...(repoRel ? [repoRel] : [])])
     if (roots.length) {
       await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
@@ -104,7 +104,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     }
     return await runIn(args, state, remote, ctx, PUSH_ROOTS)
   } finally {
-    if (!provider.releaseDestroys) await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
+    if (!provider.releaseDestroys) await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
     await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
     remote.close()
     await stopAgent(localDir, lease.connect)
