@@ -60,6 +60,9 @@ export class MuxRemote implements Remote {
       else if (type === F.STDERR) pushTo(stderr, payload)
       else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8'))
       else if (type === F.ERROR) error = payload.toString('utf8')
+    }, (e) => {
+      error = `agent answer unusable: ${e.message}`
+      sock.destroy()
     })
     sock.on('data', (c: Buffer) => reader.push(c))
     const done = new Promise<ExitStatus>((resolve, reject) => {
