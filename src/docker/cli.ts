@@ -5,7 +5,7 @@ import { check, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { HookError, InputError } from '../errors'
-import { envDelivery } from './env-script'
+import { cliShell, envDelivery } from './env-script'
 import { LABEL_JOB, LABEL_OWNER } from '../labels'
 import type { Registry } from '../protocol'
 
@@ -51,7 +51,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
 export async function createContainer(remote: Remote, spec: CreateSpec, scratchDir: string): Promise<string> {
   const env = envDelivery(spec.env, scratchDir)
   const argv = createArgv(spec, env.flags)
-  const cmd = `set -a; eval "$(cat)"; set +a; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`
+  const cmd = cliShell(`eval "$(cat)"; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`)
   const r = await check(remote, cmd, { input: env.stdin, collect: true, label: `docker create ${spec.image}` })
   const id = r.stdout.toString().trim().split('\n').pop() ?? ''
   if (!/^[0-9a-f]{12,64}$/.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
