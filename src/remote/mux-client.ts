@@ -65,6 +65,8 @@ export class MuxRemote implements Remote {
       sock.destroy()
     })
     sock.on('data', (c: Buffer) => reader.push(c))
+    // The caller destroying stdout closes the channel (stdout only ends once the socket closed).
+    stdout.once('close', () => sock.destroy())
     const done = new Promise<ExitStatus>((resolve, reject) => {
       sock.on('error', () => undefined)
       sock.on('close', () => {
