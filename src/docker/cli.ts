@@ -72,9 +72,11 @@ export async function ensureImage(
   policy: PullPolicy,
   registry: Registry,
   configDir: string,
-  onLine?: (line: string) => void
+  onLine?: (line: string) => void,
+  /** The step's or prepare_job's cancel, and images.pullTimeoutSeconds in ms. */
+  limits: { signal?: AbortSignal; timeoutMs?: number } = {}
 ): Promise<'present' | 'pulled'> {
-  const present = (await run(remote, `docker image inspect --format . ${shq(image)}`)).code === 0
+  const present = (await run(remote, `docker image inspect --format . ${shq(image)}`, { signal: limits.signal, timeoutMs: limits.timeoutMs })).code === 0
   if (present && policy !== 'always') return 'present'
   if (!present && policy === 'never') {
     throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
@@ -92,6 +94,8 @@ export async function ensureImage(
   await check(remote, cmd, {
     input: hasAuth ? registry!.password! + '\n' : undefined,
     label: `docker pull ${image}`,
+    signal: limits.signal,
+    timeoutMs: limits.timeoutMs,
     onStdout: (c) => {
       partial += c.toString()
       const lines = partial.split('\n')

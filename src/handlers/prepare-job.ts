@@ -174,7 +174,10 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     for (const p of all) if (p.args.registry?.password) log.addSecret(p.args.registry.password)
     const pulls = await step(Promise.all(
       all.map((p, i) =>
-        ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l)).then((how) => {
+        ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l), {
+          signal: ctx.signal,
+          timeoutMs: config.images.pullTimeoutSeconds * 1000
+        }).then((how) => {
           if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
           return how
         })

@@ -52,7 +52,10 @@ async function runIn(args: ContainerArgs, state: HookState, remote: Remote, ctx:
     ctx.log.progress(`building ${args.dockerfile}`)
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
   } else {
-    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l))
+    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), {
+      signal: ctx.signal,
+      timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000
+    })
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }

@@ -67,7 +67,7 @@ describe('loadConfig: valid files', () => {
         acquireTimeoutSeconds: 600
       },
       remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-      images: { pullPolicy: 'missing' },
+      images: { pullPolicy: 'missing', pullTimeoutSeconds: 1800 },
       sync: { toolCache: true, excludeFromPullBack: [] },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2 },
       agent: { enabled: true, idleSeconds: 1800 },
