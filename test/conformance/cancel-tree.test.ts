@@ -4,7 +4,9 @@
 // within 5 s of the SIGINT. The "VM" is this machine, so /proc here shows the job container's
 // processes.
 import { randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
@@ -89,6 +91,41 @@ describe('a JS action: node run by exec (rch-test/glibc)', () => {
     const { child, done } = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
     await waitForOutput(child, mark)
     await sleep(300)
+    expect(live(needle).length).toBeGreaterThan(0)
+    const { goneMs, code } = await cancelAndWatch(child, done, needle)
+    expect(live(needle)).toEqual([])
+    expect(goneMs).not.toBeNull()
+    expect(code).not.toBe(0)
+  })
+})
+
+describe('an image without a shell', () => {
+  const image = `rch-test/noshell:${randomBytes(3).toString('hex')}`
+  beforeAll(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-noshell-'))
+    // Exec form: the build itself needs no shell. sh, dash, bash and grep go, tail (the job container's
+    // keep-alive) stays.
+    writeFileSync(join(dir, 'Dockerfile'), `FROM ${testImages.glibc}\nRUN ["/usr/bin/rm", "-f", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/bash", "/usr/bin/rbash", "/usr/bin/grep"]\n`)
+    execFileSync('docker', ['build', '-q', '-t', image, dir], { stdio: 'pipe' })
+    rmSync(dir, { recursive: true, force: true })
+  })
+  afterAll(() => {
+    spawnSync('docker', ['image', 'rm', '-f', image])
+  })
+
+  test("the runner's node from /__e stops the step (a node step with a child)", async () => {
+    const runner = await prepared(image)
+    const secs = String(2400 + Math.floor(Math.random() * 600))
+    const needle = `sleep ${secs}`
+    const mark = `started-${randomBytes(4).toString('hex')}`
+    const file = `${randomBytes(6).toString('hex')}.js`
+    writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
+    const { args } = runner.scriptStep('')
+    const { child, done } = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
+    await waitForOutput(child, mark)
+    await sleep(300)
+    // positive control: there is really no shell in the job container, and the child runs
+    expect(spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true']).status).not.toBe(0)
     expect(live(needle).length).toBeGreaterThan(0)
     const { goneMs, code } = await cancelAndWatch(child, done, needle)
     expect(live(needle)).toEqual([])
