@@ -82,13 +82,19 @@ export async function ensureImage(
     throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
   }
   const hasAuth = !!(registry?.username && registry.password)
-  let cmd = `docker pull ${shq(image)}`
+  // sshd does not stop a command whose channel closed until it writes; a hung pull writes nothing.
+  // So a watcher writes a newline each second and, once that fails, stops the pull (and login).
+  const watched =
+    `exec 3<&0; trap '' PIPE; watched() { "$@" <&3 3<&- & p=$!; ` +
+    `(while sleep 1; do printf '\\n' 2>/dev/null || { kill $p 2>/dev/null; exit 0; }; done) 3<&- & w=$!; ` +
+    `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
+  let cmd = `${watched}watched docker pull ${shq(image)}`
   if (hasAuth) {
     const server = registry!.serverUrl || ''
     cmd =
-      `d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
-      `docker --config "$d" login -u ${shq(registry!.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
-      `docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
+      `${watched}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
+      `watched docker --config "$d" login -u ${shq(registry!.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
+      `watched docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
   }
   let partial = ''
   await check(remote, cmd, {
@@ -100,7 +106,7 @@ export async function ensureImage(
       partial += c.toString()
       const lines = partial.split('\n')
       partial = lines.pop() ?? ''
-      for (const l of lines) onLine?.(l)
+      for (const l of lines) if (l) onLine?.(l)
     }
   })
   return 'pulled'
