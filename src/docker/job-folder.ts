@@ -40,11 +40,13 @@ export function privateJobsDirScript(workRoot: string): string {
 
 /**
  * Shell: creates a new job folder (0700, with its `w` subfolder) under umask 077; fails if it exists
- * (a fresh random name cannot, so something planted it).
+ * (a fresh random name cannot, so something planted it). The job folder keeps other users of the
+ * host out; `w` itself is 0755 because it is the containers' /__w, and a container running as
+ * another user than the SSH user must still enter it (a bind mount skips the parents' modes).
  */
 export function createJobFolderScript(workRoot: string, jobRoot: string): string {
   assertJobFolder(workRoot, jobRoot)
-  return `umask 077 && ${privateJobsDirScript(workRoot)} && mkdir ${shq(jobRoot)} && chmod 700 ${shq(jobRoot)} && mkdir ${shq(`${jobRoot}/w`)}`
+  return `umask 077 && ${privateJobsDirScript(workRoot)} && mkdir ${shq(jobRoot)} && chmod 700 ${shq(jobRoot)} && mkdir -m 755 ${shq(`${jobRoot}/w`)}`
 }
 
 /**

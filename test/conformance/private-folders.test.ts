@@ -62,3 +62,19 @@ test("another VM user cannot read a step's script or its set_env file in the job
   expect(statSync(jobRoot).mode & 0o777).toBe(0o700)
   expect(statSync(join(testVm().workRoot, 'leases')).mode & 0o777).toBe(0o700)
 })
+
+test('a job container running as another non-root user still reads /__w (the job folder keeps VM users out, not containers)', async () => {
+  const other = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }) } })
+  try {
+    const p = await other.prepare({ container: other.jobContainer(testImages.tiny, { createOptions: '--user 4242:4242' }), services: [] })
+    expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+    const step = other.scriptStep('id -u\nls /__w/repo >/dev/null && echo can-read-work\n')
+    const r = await other.call('run_script_step', step.args)
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    expect(r.stdout).toContain('4242')
+    expect(r.stdout).toContain('can-read-work')
+  } finally {
+    await other.cleanup()
+    other.dispose()
+  }
+})
