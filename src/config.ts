@@ -84,7 +84,11 @@ export const ConfigSchema = z
       })
       .strict(),
     images: z
-      .object({ pullPolicy: z.enum(['missing', 'always', 'never']).default('missing') })
+      .object({
+        pullPolicy: z.enum(['missing', 'always', 'never']).default('missing'),
+        /** A pull (and its login) that takes longer fails; a hung registry must not hold the job forever. */
+        pullTimeoutSeconds: z.number().int().min(1).max(86400).default(1800)
+      })
       .strict()
       .default({}),
     sync: z

@@ -3,8 +3,9 @@
 // once by shq; secrets arrive on stdin only.
 import { check, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { HookError, InputError } from '../errors'
-import { envDelivery } from './env-script'
+import { cliShell, envDelivery } from './env-script'
 import { LABEL_JOB, LABEL_OWNER } from '../labels'
 import type { Registry } from '../protocol'
 
@@ -50,7 +51,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
 export async function createContainer(remote: Remote, spec: CreateSpec, scratchDir: string): Promise<string> {
   const env = envDelivery(spec.env, scratchDir)
   const argv = createArgv(spec, env.flags)
-  const cmd = `set -a; eval "$(cat)"; set +a; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`
+  const cmd = cliShell(`eval "$(cat)"; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`)
   const r = await check(remote, cmd, { input: env.stdin, collect: true, label: `docker create ${spec.image}` })
   const id = r.stdout.toString().trim().split('\n').pop() ?? ''
   if (!/^[0-9a-f]{12,64}$/.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
@@ -71,31 +72,41 @@ export async function ensureImage(
   policy: PullPolicy,
   registry: Registry,
   configDir: string,
-  onLine?: (line: string) => void
+  onLine?: (line: string) => void,
+  /** The step's or prepare_job's cancel, and images.pullTimeoutSeconds in ms. */
+  limits: { signal?: AbortSignal; timeoutMs?: number } = {}
 ): Promise<'present' | 'pulled'> {
-  const present = (await run(remote, `docker image inspect --format . ${shq(image)}`)).code === 0
+  const present = (await run(remote, `docker image inspect --format . ${shq(image)}`, { signal: limits.signal, timeoutMs: limits.timeoutMs })).code === 0
   if (present && policy !== 'always') return 'present'
   if (!present && policy === 'never') {
     throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
   }
   const hasAuth = !!(registry?.username && registry.password)
-  let cmd = `docker pull ${shq(image)}`
+  // sshd does not stop a command whose channel closed until it writes; a hung pull writes nothing.
+  // So a watcher writes a newline each second and, once that fails, stops the pull (and login).
+  const watched =
+    `exec 3<&0; trap '' PIPE; watched() { "$@" <&3 3<&- & p=$!; ` +
+    `(while sleep 1; do printf '\\n' 2>/dev/null || { kill $p 2>/dev/null; exit 0; }; done) 3<&- & w=$!; ` +
+    `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
+  let cmd = `${watched}watched docker pull ${shq(image)}`
   if (hasAuth) {
     const server = registry!.serverUrl || ''
     cmd =
-      `d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
-      `docker --config "$d" login -u ${shq(registry!.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
-      `docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
+      `${watched}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
+      `watched docker --config "$d" login -u ${shq(registry!.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
+      `watched docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
   }
   let partial = ''
   await check(remote, cmd, {
     input: hasAuth ? registry!.password! + '\n' : undefined,
     label: `docker pull ${image}`,
+    signal: limits.signal,
+    timeoutMs: limits.timeoutMs,
     onStdout: (c) => {
       partial += c.toString()
       const lines = partial.split('\n')
       partial = lines.pop() ?? ''
-      for (const l of lines) onLine?.(l)
+      for (const l of lines) if (l) onLine?.(l)
     }
   })
   return 'pulled'
@@ -120,8 +131,10 @@ export async function removeLabelled(remote: Remote, key: typeof LABEL_OWNER | t
     `c=$(docker ps -aq --filter ${f}); [ -z "$c" ] || docker rm -f -v $c >/dev/null; ` +
     `n=$(docker network ls -q --filter ${f}); [ -z "$n" ] || docker network rm $n >/dev/null; ` +
     `v=$(docker volume ls -q --filter ${f}); [ -z "$v" ] || docker volume rm -f $v >/dev/null; ` +
-    `set -- $c; echo $#; set -- $n; echo $#; set -- $v; echo $#`
-  const r = await check(remote, cmd, { collect: true, label: 'remove labelled containers' })
-  const [c, n, v] = r.stdout.toString().trim().split('\n')
-  return `${c ?? 0} containers, ${n ?? 0} networks, ${v ?? 0} volumes`
+    `set -- $c; ${record('$#')}; set -- $n; ${record('$#')}; set -- $v; ${record('$#')}`
+  const label = 'remove labelled containers'
+  const counts = expectEach(await ask(remote, cmd, { label }), /^\d{1,9}$/, label)
+  if (counts.length !== 3) throw new UnexpectedAnswer(`${label}: expected 3 counts from the remote, got ${counts.length}`)
+  const [c, n, v] = counts
+  return `${c} containers, ${n} networks, ${v} volumes`
 }

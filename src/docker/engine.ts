@@ -21,6 +21,15 @@ export interface Output {
 
 const API = '/v1.41'
 
+/**
+ * Limits on what the engine (root on the remote, so steerable by a job) can make the hook buffer.
+ * Real replies are far smaller: an inspect is KiBs, a listing of thousands of containers a few
+ * MiB; docker writes stream frames of at most 32 KiB.
+ */
+export const MAX_BODY = 16 * 1024 * 1024
+export const MAX_STREAM_FRAME = 16 * 1024 * 1024
+const MAX_ERROR_TEXT = 64 * 1024
+
 export class Engine {
   constructor(private readonly remote: Remote, private readonly socketPath: string) {}
 
@@ -46,10 +55,18 @@ export class Engine {
       req.end(payload)
     })
     const chunks: Buffer[] = []
-    for await (const c of res) chunks.push(c as Buffer)
-    // One channel per request: close it, or each call leaves an SSH channel (and a docker.sock
-    // connection on the host) open until sshd's MaxSessions is reached and the job hangs.
-    res.socket?.destroy()
+    let size = 0
+    try {
+      for await (const c of res) {
+        size += (c as Buffer).length
+        if (size > MAX_BODY) throw new TransportError(`docker API ${what}: reply body over the limit of ${MAX_BODY} bytes`)
+        chunks.push(c as Buffer)
+      }
+    } finally {
+      // One channel per request: close it, or each call leaves an SSH channel (and a docker.sock
+      // connection on the host) open until sshd's MaxSessions is reached and the job hangs.
+      res.socket?.destroy()
+    }
     const text = Buffer.concat(chunks).toString('utf8')
     const status = res.statusCode ?? 0
     let data: unknown = text
@@ -73,7 +90,9 @@ export class Engine {
       req.on('response', (res) => {
         if ((res.statusCode ?? 0) >= 400) {
           let t = ''
-          res.on('data', (c) => (t += c))
+          res.on('data', (c) => {
+            if (t.length < MAX_ERROR_TEXT) t += String(c).slice(0, MAX_ERROR_TEXT - t.length)
+          })
           res.on('end', () => reject(new EngineError(res.statusCode ?? 0, path, t.trim())))
         } else resolve(res)
       })
@@ -97,9 +116,11 @@ function demux(stream: Readable, out: Output): Promise<void> {
       }
     }
     stream.on('data', (c: Buffer) => {
+      if (settled) return
       buf = buf.length ? Buffer.concat([buf, c]) : c
       while (buf.length >= 8) {
         const size = buf.readUInt32BE(4)
+        if (size > MAX_STREAM_FRAME) return finish(new Error(`a frame of ${size} bytes is over the limit of ${MAX_STREAM_FRAME}`))
         if (buf.length < 8 + size) break
         emit(buf[0], buf.subarray(8, 8 + size))
         buf = buf.subarray(8 + size)

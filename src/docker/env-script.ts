@@ -1,13 +1,33 @@
 // Secret-safe environment for docker CLI commands run over SSH (job and service containers): values
 // travel on the remote shell's stdin, never on a command line. Single-line values go into a 0600
 // --env-file written from a quoted heredoc and removed right after `docker create`; multi-line
-// values, which an env file cannot hold, are exported in that shell and passed as `-e NAME`.
+// values, which an env file cannot hold, are exported in that shell and passed as `-e NAME`. That
+// shell starts from an allow-listed environment (cliShell), so only those exported names reach the
+// docker CLI, and names that would steer the loader, the shell or the CLI are refused for them.
 import { randomBytes } from 'node:crypto'
 import { InputError } from '../errors'
 import { shq } from '../remote/quote'
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/
-const CLI_NAMES = /^(PATH|HOME|DOCKER_.*|BUILDKIT_.*)$/
+/**
+ * Names a multi-line value cannot have: they would be exported into the shell that runs the docker
+ * CLI, and these steer the dynamic loader and libc (LD_*, GCONV_PATH, MALLOC_*, resolver files…),
+ * the shell (IFS, ENV, PS4…), or the CLI and its Go runtime (DOCKER_*, proxies, OTEL_*, GODEBUG…).
+ */
+const STEERING =
+  /^(LD_\w*|GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|MALLOC_\w*|NLSPATH|LOCPATH|LANG|LANGUAGE|LC_\w*|TZ|TZDIR|HOSTALIASES|RES_OPTIONS|LOCALDOMAIN|TMPDIR|TERMINFO\w*|BASH_ENV|ENV|BASH_FUNC_\w*|IFS|CDPATH|SHELLOPTS|BASHOPTS|POSIXLY_CORRECT|PS[1-4]|OPTIND|SHELL|PATH|HOME|USER|LOGNAME|XDG_\w*|DOCKER_\w*|BUILDKIT_\w*|OTEL_\w*|GODEBUG|GOTRACEBACK|GOGC|GOMEMLIMIT|GOMAXPROCS|GORACE|GOCOVERDIR|SSL_CERT_\w*|(HTTPS?|FTP|ALL|NO)_PROXY|(https?|ftp|all|no)_proxy)$/
+
+/** Shell variables of the SSH session the docker CLI may keep: the operator's, never the job's. */
+const CLI_KEEP = ['PATH', 'HOME', 'DOCKER_HOST', 'DOCKER_CONFIG', 'DOCKER_CONTEXT']
+
+/**
+ * Wraps `inner` (shell text) to run in /bin/sh started from an empty environment plus CLI_KEEP of
+ * the SSH session: nothing the session or the job set elsewhere steers the docker CLI.
+ */
+export function cliShell(inner: string): string {
+  const keep = CLI_KEEP.map((k) => `\${${k}+"${k}=\$${k}"}`).join(' ')
+  return `exec env -i ${keep} /bin/sh -c ${shq(inner)}`
+}
 
 export interface EnvDelivery {
   /** Flags for docker: `-e NAME` for each variable, plus `--env-file F` when needed. */
@@ -22,14 +42,17 @@ export function validateEnvNames(env: Record<string, string>, field: string): vo
   for (const [k, v] of Object.entries(env)) {
     // docker's env-file reader would misread these (a leading # is a comment, whitespace is trimmed).
     if (!k || /[=\0\s]/.test(k) || k.startsWith('#')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
-    if (/[\r\n]/.test(v) && (!IDENT.test(k) || CLI_NAMES.test(k))) {
-      throw new InputError(`${field}.${k}: a multi-line value needs a variable name made of letters, digits and _ (and not PATH, HOME, DOCKER_* or BUILDKIT_*)`)
+    if (/[\r\n]/.test(v) && (!IDENT.test(k) || STEERING.test(k))) {
+      throw new InputError(
+        `${field}.${k}: a multi-line value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)`
+      )
     }
     if (v.includes('\0')) throw new InputError(`${field}.${k}: value contains a NUL byte`)
   }
 }
 
-export function envDelivery(env: Record<string, string>, envFileDir: string): EnvDelivery {
+export function envDelivery(env: Record<string, string>, envFileDir: string, field = 'environmentVariables'): EnvDelivery {
+  validateEnvNames(env, field)
   const flags: string[] = []
   const lines: string[] = []
   const fileLines: string[] = []

@@ -1,15 +1,71 @@
-// Removing a job's remote folder, including files root-run containers left there.
+// A job's remote folder: its exact name, creating it private, and removing it (including files
+// root-run containers left there). A job folder path is only ever built from the configured work
+// root and checked against the exact pattern before it reaches a shell, so nothing the remote
+// prints can become an argument to `rm`.
+import { HookError } from '../errors'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 
+const HEX16 = /^[0-9a-f]{16}$/
+/** A shell glob matching exactly 16 lower-case hex digits. */
+export const HEX16_GLOB = '[0-9a-f]'.repeat(16)
+
+const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/** `<owner>-<job id>`, both 16 hex digits. */
+export function jobFolderName(owner: string, jobId: string): string {
+  if (!HEX16.test(owner) || !HEX16.test(jobId)) throw new HookError(`not a job folder name: owner ${JSON.stringify(owner)}, job ${JSON.stringify(jobId)}`)
+  return `${owner}-${jobId}`
+}
+
+/** Matches `<workRoot>/jobs/<16 hex>-<16 hex>` and nothing else (no `..`, no extra slashes). */
+export function jobFolderPattern(workRoot: string): RegExp {
+  return new RegExp(`^${escapeRe(workRoot)}/jobs/[0-9a-f]{16}-[0-9a-f]{16}$`)
+}
+
+export function assertJobFolder(workRoot: string, jobRoot: string): void {
+  if (!jobFolderPattern(workRoot).test(jobRoot)) {
+    throw new HookError(`refusing to touch ${JSON.stringify(jobRoot.slice(0, 200))}: not a job folder of ${workRoot}/jobs`)
+  }
+}
+
 /**
- * Removes the remote job folder. Containers ran as root and may have left root-owned files the SSH
- * user cannot delete; then a short-lived root container does it.
+ * Shell: fails unless `<workRoot>/jobs` is a real folder (not a symlink to somewhere else), then
+ * makes it 0700. Job files hold step scripts and env files; other users of the host must not read them.
  */
-export async function removeJobFolder(remote: Remote, jobRoot: string, image: string | null): Promise<void> {
+export function privateJobsDirScript(workRoot: string): string {
+  const jobs = shq(`${workRoot}/jobs`)
+  return `{ [ ! -L ${jobs} ] || { echo "${workRoot}/jobs is a symlink" >&2; exit 1; }; } && mkdir -p ${jobs} && chmod 700 ${jobs}`
+}
+
+/**
+ * Shell: creates a new job folder (0700, with its `w` subfolder) under umask 077; fails if it exists
+ * (a fresh random name cannot, so something planted it). The job folder keeps other users of the
+ * host out; `w` itself is 0755 because it is the containers' /__w, and a container running as
+ * another user than the SSH user must still enter it (a bind mount skips the parents' modes).
+ */
+export function createJobFolderScript(workRoot: string, jobRoot: string): string {
+  assertJobFolder(workRoot, jobRoot)
+  return `umask 077 && ${privateJobsDirScript(workRoot)} && mkdir ${shq(jobRoot)} && chmod 700 ${shq(jobRoot)} && mkdir -m 755 ${shq(`${jobRoot}/w`)}`
+}
+
+/**
+ * Removes a job folder. Containers ran as root and may have left root-owned files the SSH user
+ * cannot delete; then a short-lived root container does it. A symlink in the job folder's place is
+ * removed itself, never followed (docker would follow it for a bind mount).
+ */
+export async function removeJobFolder(remote: Remote, workRoot: string, jobRoot: string, image: string | null): Promise<void> {
+  assertJobFolder(workRoot, jobRoot)
   const q = shq(jobRoot)
+  const jobs = shq(`${workRoot}/jobs`)
   const helper = image
     ? `docker run --rm --user 0 -v ${q}:/x --entrypoint rm ${shq(image)} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
     : `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); [ -n "$img" ] && docker run --rm --user 0 -v ${q}:/x --entrypoint rm "$img" -rf /x/w >/dev/null 2>&1; rm -rf ${q}`
-  await check(remote, `[ ! -e ${q} ] || rm -rf ${q} 2>/dev/null || sudo -n rm -rf ${q} 2>/dev/null || { ${helper}; }`, { label: 'remove the job folder' })
+  await check(
+    remote,
+    `if [ -L ${jobs} ]; then echo "${workRoot}/jobs is a symlink" >&2; exit 1; ` +
+      `elif [ -L ${q} ]; then rm -f ${q}; ` +
+      `elif [ -e ${q} ]; then rm -rf ${q} 2>/dev/null || sudo -n rm -rf ${q} 2>/dev/null || { ${helper}; }; fi`,
+    { label: 'remove the job folder' }
+  )
 }

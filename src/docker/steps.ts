@@ -3,15 +3,22 @@
 // exit code comes from the engine, so a dropped connection can never read as success; cancellation
 // stops the remote process, not just the local stream.
 import { Engine, type Output } from './engine'
-import { check, run, type Remote } from '../remote/remote'
+import { check, type Remote } from '../remote/remote'
 import { TransportError } from '../errors'
 import { sleep } from '../retry'
+import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 
 export interface ExecSpec {
   container: string
   cmd: string[]
   env: Record<string, string>
   workdir: string
+  /** Set by createExec/execStep (pass the same spec to both): the env marker of the step's processes. */
+  marker?: string
+}
+
+function markerOf(spec: ExecSpec): string {
+  return (spec.marker ??= newStepMarker())
 }
 
 function envList(env: Record<string, string>): string[] {
@@ -27,40 +34,19 @@ async function exitOfExec(engine: Engine, execId: string): Promise<number> {
   throw new TransportError('the step\'s output ended but docker still reports it running')
 }
 
-/**
- * Stops an exec'd process tree: as the SSH user when allowed (root), else from inside the container
- * as root, using the pid the process has in the container's namespace.
- */
-async function signalExec(remote: Remote, engine: Engine, container: string, hostPid: number, sig: 'TERM' | 'KILL'): Promise<void> {
-  const r = await run(
-    remote,
-    `p=${hostPid}; if kill -${sig} -- -$p 2>/dev/null || kill -${sig} $p 2>/dev/null; then echo host; else awk '/^NSpid/{print $NF}' /proc/$p/status 2>/dev/null; fi`,
-    { collect: true }
-  )
-  const out = r.stdout.toString().trim()
-  if (out === 'host' || !/^\d+$/.test(out)) return
-  const { data } = await engine.call<{ Id: string }>('POST', `/containers/${container}/exec`, {
-    User: '0',
-    Cmd: ['sh', '-c', `kill -${sig} -- -$0 2>/dev/null || kill -${sig} $0`, out],
-    AttachStdout: false,
-    AttachStderr: false
-  })
-  await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true })
-}
-
 /** Creates the exec without starting it, so it can overlap with the sync before the step. */
 export async function createExec(engine: Engine, spec: ExecSpec): Promise<string> {
   const { data } = await engine.call<{ Id: string }>(
     'POST',
     `/containers/${spec.container}/exec`,
-    { AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false, Cmd: spec.cmd, Env: envList(spec.env), WorkingDir: spec.workdir },
+    { AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false, Cmd: spec.cmd, Env: envList({ ...spec.env, [STEP_MARKER]: markerOf(spec) }), WorkingDir: spec.workdir },
     'exec create'
   )
   return data.Id
 }
 
 export async function execStep(
-  remote: Remote,
+  _remote: Remote,
   engine: Engine,
   spec: ExecSpec,
   out: Output,
@@ -71,19 +57,19 @@ export async function execStep(
   onOutputEnded?: () => void
 ): Promise<{ exitCode: number; cancelled: boolean }> {
   const data = { Id: await (created ?? createExec(engine, spec)) }
+  if (signal.aborted) return { exitCode: 130, cancelled: true }
   const { ended } = await engine.hijack(`/exec/${data.Id}/start`, { Detach: false, Tty: false }, out)
   let cancelled = false
+  const marker = markerOf(spec)
   const onAbort = async (): Promise<void> => {
     cancelled = true
-    try {
-      const { data: info } = await engine.call<{ Pid: number; Running: boolean }>('GET', `/exec/${data.Id}/json`)
-      if (!info.Running || !info.Pid) return
-      await signalExec(remote, engine, spec.container, info.Pid, 'TERM')
-      await sleep(graceMs)
-      const { data: again } = await engine.call<{ Running: boolean }>('GET', `/exec/${data.Id}/json`)
-      if (again.Running) await signalExec(remote, engine, spec.container, info.Pid, 'KILL')
-    } catch {
-      // cleanup_job removes the container in any case
+    // Every process the step started, not just its first: children, grandchildren and orphans.
+    // Another pass if the output has not ended: a process may have been forked during the first.
+    let grace = graceMs
+    for (let pass = 0; pass < 3; pass++) {
+      await stopMarked(engine, spec.container, marker, grace)
+      if (await Promise.race([ended.then(() => true, () => true), sleep(1000).then(() => false)])) return
+      grace = 0
     }
   }
   let stopping: Promise<void> | null = null
@@ -137,8 +123,11 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
   try {
     const { ended } = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out)
     const waited = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, 'container wait')
-    await engine.call('POST', `/containers/${id}/start`, undefined, 'container start')
+    waited.catch(() => undefined)
+    // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })
+    if (signal.aborted) return { exitCode: 130, cancelled: true }
+    await engine.call('POST', `/containers/${id}/start`, undefined, 'container start')
     const [{ data: w }] = await Promise.all([waited, ended])
     return { exitCode: cancelled ? 130 : w.StatusCode, cancelled }
   } finally {

@@ -41,7 +41,7 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
       remote = await openJobRemote(ctx, state.host, state.localDir, { startAgent: false })
       try {
         const removed = await removeLabelled(remote, LABEL_JOB, state.jobId)
-        await removeJobFolder(remote, state.jobRoot, state.container?.image ?? null)
+        await removeJobFolder(remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
         log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.

@@ -7,10 +7,11 @@ import { HookError, InputError } from '../errors'
 import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
 import type { ContainerArgs, Mount, PrepareJobArgs, PrepareJobResponse, ServiceContext } from '../protocol'
 import { check, run, type Remote } from '../remote/remote'
+import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
 import { providerFor } from '../providers/provider'
-import { removeJobFolder } from '../docker/job-folder'
+import { createJobFolderScript, HEX16_GLOB, removeJobFolder } from '../docker/job-folder'
 import { acquireMachine, bulkTransport, jobLocalDir, stopAgent } from '../session'
 import { relToWork, remotePath, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
@@ -123,28 +124,33 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
     const pruned = await step(removeLabelled(r, LABEL_OWNER, owner))
     // The same round trip checks that rsync is there for the sync below.
-    const folder = await step(check(
+    const folderLabel = 'create the job folder'
+    const folder = await step(ask(
       r,
-      `for d in ${shq(workRoot)}/jobs/${owner}-*; do [ -e "$d" ] && { rm -rf "$d" 2>/dev/null || true; }; done; mkdir -p ${shq(jobRoot)}/w && { command -v rsync >/dev/null && echo rsync || echo no-rsync; }`,
-      { label: 'create the job folder', collect: true }
-    ))
+      // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
+      `for d in ${shq(workRoot)}/jobs/${owner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` +
+        `${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
+      { label: folderLabel }
+    ).then((a) => expectEach(a, /^(no-)?rsync$/, folderLabel)))
     if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
-    undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, jobRoot, null) })
+    undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, workRoot, jobRoot, null) })
     undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
 
     // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
     const t1 = Date.now()
     const roots = existingRoots(hostWork, ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])])
     const transport = bulkTransport(ctx, lease.connect, localDir)
-    if (folder.stdout.toString().trim() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+    if (folder.join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
     const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
     const syncExt = (async () => {
       if (!hostExternals || !layout.remoteExternals) return 'none'
       const dest = layout.remoteExternals
-      const have = await check(r, `[ -f ${shq(dest)}/.rch-complete ] && echo yes || echo no`, { collect: true })
-      if (have.stdout.toString().trim() === 'yes') return 'reused'
+      const have = await ask(r, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
+      if (have.join() === 'yes') return 'reused'
       const tmp = `${dest}.tmp-${jobId}`
-      await check(r, `mkdir -p ${shq(tmp)}`)
+      // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
+      // are shared by jobs, and containers running as other users must run the node in them.
+      await check(r, `umask 022 && mkdir -p ${shq(tmp)}`)
       try {
         await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal, 'shared')
         await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
@@ -178,7 +184,10 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     for (const p of all) if (p.args.registry?.password) log.addSecret(p.args.registry.password)
     const pulls = await step(Promise.all(
       all.map((p, i) =>
-        ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l)).then((how) => {
+        ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l), {
+          signal: ctx.signal,
+          timeoutMs: config.images.pullTimeoutSeconds * 1000
+        }).then((how) => {
           if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
           return how
         })

@@ -21,7 +21,7 @@ import { providerFor } from '../providers/provider'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rsyncUp } from '../sync/rsync'
-import { removeJobFolder } from '../docker/job-folder'
+import { createJobFolderScript, removeJobFolder } from '../docker/job-folder'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -64,7 +64,10 @@ async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remo
     ctx.log.progress(`building ${args.dockerfile}`)
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
   } else {
-    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l))
+    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), {
+      signal: ctx.signal,
+      timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000
+    })
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
@@ -109,7 +112,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
-    await check(remote, `mkdir -p ${shq(jobRoot)}/w`)
+    await check(remote, createJobFolderScript(config.remote.workRoot, jobRoot), { label: 'create the job folder' })
     const roots = existingRoots(hostWork, ['_temp', '_actions', ...(repoRel ? [repoRel] : [])])
     if (roots.length) {
       await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
@@ -117,7 +120,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     }
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } finally {
-    if (!provider.releaseDestroys) await removeJobFolder(remote, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
+    if (!provider.releaseDestroys) await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
     await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
     remote.close()
     await stopAgent(localDir, lease.connect)

@@ -6,8 +6,9 @@ import { HookError, TransportError } from '../errors'
 import { LABEL_OWNER, ownerId } from '../labels'
 import { directRemote } from '../session'
 import { removeLabelled } from '../docker/cli'
-import { removeJobFolder } from '../docker/job-folder'
-import { check, type ConnectInfo, type Remote } from '../remote/remote'
+import { HEX16_GLOB, jobFolderName, privateJobsDirScript, removeJobFolder } from '../docker/job-folder'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
+import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { sleep } from '../retry'
 import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
@@ -18,11 +19,15 @@ export function leaseDir(workRoot: string, slot: number): string {
   return `${workRoot}/leases/slot-${slot}`
 }
 
-/** Shell: removes the lease folders an owner holds on this host (but `keep`), naming each on stderr. */
+/**
+ * Shell: removes the lease folders an owner holds on this host (but `keep`), a symlink never
+ * followed; with `keep`, names each as a record `released-slot-N`.
+ */
 function releaseOwnedScript(workRoot: string, owner: string, keep?: string): string {
   return (
     `for d in ${shq(workRoot)}/leases/slot-*; do ` +
-    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && echo "released $d" >&2; }; ` +
+    `if [ -L "$d" ]; then continue; fi; ` +
+    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d"${keep ? ` && ${record('"released-${d##*/}"')}` : ''}; }; ` +
     `done; true`
   )
 }
@@ -77,21 +82,22 @@ export class StaticHostProvider implements VmProvider {
             const mark = `${owner} ${jobId} ${ctx.runner.runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
             // A runner runs one job at a time: a lease of its own is from a job that died. It is
             // taken over, and once a slot is ours, its other leases on this host are released.
+            // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
             const script =
-              `mkdir -p ${shq(this.workRoot)}/leases ${shq(this.workRoot)}/jobs && ` +
+              `umask 077; mkdir -p ${shq(this.workRoot)}/leases && chmod 700 ${shq(this.workRoot)}/leases && ${privateJobsDirScript(this.workRoot)} || exit 1; ` +
               `if mkdir ${shq(dir)} 2>/dev/null; then r=new; ` +
               `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then r=stale; ` +
-              `else echo busy; exit 0; fi; ` +
+              `else ${record('busy')}; exit 0; fi; ` +
               `echo ${shq(mark)} > ${shq(dir)}/owner; ` +
-              `${releaseOwnedScript(this.workRoot, owner, dir)}; echo $r`
-            const r = await check(remote, script, { collect: true, label: 'lease a host slot' })
-            const answer = r.stdout.toString().trim()
+              `${releaseOwnedScript(this.workRoot, owner, dir)}; ${record('$r')}`
+            const label = 'lease a host slot'
+            const r = await ask(remote, script, { label })
+            if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
+            const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
+            const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
             if (answer === 'new' || answer === 'stale') {
               ctx.log.debug(`leased ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${answer})`)
-              for (const line of r.stderr.split('\n')) {
-                const m = /^released .*\/slot-(\d+)$/.exec(line.trim())
-                if (m) ctx.log.progress(`released this runner's stale lease of slot ${m[1]} on ${lease.connect.host}:${lease.connect.port}`)
-              }
+              for (const x of released) ctx.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${lease.connect.host}:${lease.connect.port}`)
               await discardAll(index)
               open_.clear()
               return { lease, remote }
@@ -136,8 +142,15 @@ export class StaticHostProvider implements VmProvider {
         const remote = await directRemote(ctx, c.connect)
         try {
           const removed = await removeLabelled(remote, LABEL_OWNER, owner)
-          const dirs = (await check(remote, `ls -d ${shq(this.workRoot)}/jobs/${owner}-* 2>/dev/null || true`, { collect: true })).stdout.toString().split('\n').filter(Boolean)
-          for (const d of dirs) await removeJobFolder(remote, d, null)
+          // Names only, from inside the jobs folder: a listing is never taken as a path to remove.
+          const label = 'list this runner\'s job folders'
+          const names = expectEach(
+            await ask(remote, `cd ${shq(this.workRoot)}/jobs 2>/dev/null || exit 0; for d in ${owner}-${HEX16_GLOB}; do [ -e "$d" ] || [ -L "$d" ] || continue; ${record('"$d"')}; done`, { label }),
+            new RegExp(`^${owner}-[0-9a-f]{16}$`),
+            label
+          )
+          for (const n of names) await removeJobFolder(remote, this.workRoot, `${this.workRoot}/jobs/${jobFolderName(owner, n.slice(owner.length + 1))}`, null)
+          const dirs = names
           await this.releaseOwned(remote, owner)
           done.push(`${key}: ${removed}, ${dirs.length} job folders`)
         } finally {

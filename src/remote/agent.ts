@@ -8,6 +8,28 @@ import { SshRemote } from './ssh'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader } from './mux-frames'
 
+/**
+ * The largest request line: a `run` request carries the runner's whole step input (its env and
+ * arguments, at most a few MiB in practice); anything longer is not from a hook.
+ */
+export const MAX_HEADER = 16 * 1024 * 1024
+
+/** Reads the request line of a connection: null until it is complete; never holds more than `max` bytes of it. */
+export function requestLine(max: number): (chunk: Buffer) => { line: Buffer; rest: Buffer } | 'too long' | null {
+  const parts: Buffer[] = []
+  let size = 0
+  return (chunk) => {
+    const at = chunk.indexOf(10)
+    if (size + (at < 0 ? chunk.length : at) > max) return 'too long'
+    parts.push(chunk)
+    size += chunk.length
+    if (at < 0) return null
+    const all = Buffer.concat(parts)
+    const nl = size - chunk.length + at
+    return { line: all.subarray(0, nl), rest: all.subarray(nl + 1) }
+  }
+}
+
 export interface AgentOptions {
   socketPath: string
   connect: ConnectInfo
@@ -46,17 +68,20 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       armIdle()
     })
     sock.on('error', () => sock.destroy())
-    let header = Buffer.alloc(0)
+    const lines = requestLine(MAX_HEADER)
     const onHeader = (chunk: Buffer): void => {
-      header = Buffer.concat([header, chunk])
-      const nl = header.indexOf(10)
-      if (nl < 0) return
+      const got = lines(chunk)
+      if (got === null) return
       sock.off('data', onHeader)
+      if (got === 'too long') {
+        log(`a request line over ${MAX_HEADER} bytes: connection dropped`)
+        return void sock.destroy()
+      }
       sock.pause()
-      const rest = header.subarray(nl + 1)
+      const { line, rest } = got
       let req: { op: string; cmd?: string; path?: string }
       try {
-        req = JSON.parse(header.subarray(0, nl).toString('utf8'))
+        req = JSON.parse(line.toString('utf8'))
       } catch {
         return void sock.destroy()
       }
@@ -109,7 +134,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           ch!.stdin.once('drain', () => sock.resume())
         }
       } else if (type === F.STDIN_EOF) ch!.stdin.end()
-    })
+    }, () => sock.destroy())
     ch.stdin.on('error', () => undefined)
     sock.on('data', (c: Buffer) => reader.push(c))
     // The client going away (hook killed) closes the remote channel; the hook stops the remote
@@ -125,7 +150,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     const controller = new AbortController()
     const reader = new FrameReader((type, payload) => {
       if (type === F.CANCEL && !controller.signal.aborted) controller.abort(payload.toString('utf8') || 'SIGINT')
-    })
+    }, () => sock.destroy())
     sock.on('data', (c: Buffer) => reader.push(c))
     // The hook process vanished (killed by the runner): stop the remote process as for a cancel.
     sock.on('close', () => controller.signal.aborted || controller.abort('SIGKILL'))

@@ -60,8 +60,13 @@ export class MuxRemote implements Remote {
       else if (type === F.STDERR) pushTo(stderr, payload)
       else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8'))
       else if (type === F.ERROR) error = payload.toString('utf8')
+    }, (e) => {
+      error = `agent answer unusable: ${e.message}`
+      sock.destroy()
     })
     sock.on('data', (c: Buffer) => reader.push(c))
+    // The caller destroying stdout closes the channel (stdout only ends once the socket closed).
+    stdout.once('close', () => sock.destroy())
     const done = new Promise<ExitStatus>((resolve, reject) => {
       sock.on('error', () => undefined)
       sock.on('close', () => {

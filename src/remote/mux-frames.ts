@@ -10,14 +10,36 @@ export function frame(type: number, payload: Buffer | string = Buffer.alloc(0)):
   return Buffer.concat([head, body])
 }
 
-/** Incremental decoder: feed chunks, get whole frames. */
+/**
+ * The largest frame accepted. Writers send stream chunks (tens of KiB) and small JSON, so this is
+ * generous while keeping what one peer can make the other buffer bounded.
+ */
+export const MAX_FRAME = 16 * 1024 * 1024
+
+export class FrameTooLarge extends Error {}
+
+/** Incremental decoder: feed chunks, get whole frames. A frame over the limit stops it for good. */
 export class FrameReader {
   private buf: Buffer = Buffer.alloc(0)
-  constructor(private readonly onFrame: (type: number, payload: Buffer) => void) {}
+  private failed = false
+  constructor(
+    private readonly onFrame: (type: number, payload: Buffer) => void,
+    /** Called once when a frame is over the limit; without it push() throws. */
+    private readonly onError?: (err: Error) => void,
+    private readonly max = MAX_FRAME
+  ) {}
   push(chunk: Buffer): void {
+    if (this.failed) return
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk
     while (this.buf.length >= 5) {
       const len = this.buf.readUInt32BE(1)
+      if (len > this.max) {
+        this.failed = true
+        this.buf = Buffer.alloc(0)
+        const err = new FrameTooLarge(`a frame of ${len} bytes is over the limit of ${this.max}`)
+        if (!this.onError) throw err
+        return this.onError(err)
+      }
       if (this.buf.length < 5 + len) break
       const type = this.buf.readUInt8(0)
       const payload = this.buf.subarray(5, 5 + len)

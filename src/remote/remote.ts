@@ -1,7 +1,7 @@
 // The transport seam: everything the hook does on the remote goes through a Remote, either a direct
 // ssh2 connection or the per-job agent that keeps one connection open across hook processes.
 import type { Duplex, Readable, Writable } from 'node:stream'
-import { HookError, RemoteCommandError, TransportError } from '../errors'
+import { Cancelled, HookError, RemoteCommandError, TransportError } from '../errors'
 
 export interface ConnectInfo {
   host: string
@@ -40,6 +40,10 @@ export interface RunOptions {
   maxCollect?: number
   /** Short name for errors and logs; never the full command (it may be long). */
   label?: string
+  /** On abort the channel is closed and the call rejects with Cancelled at once. */
+  signal?: AbortSignal
+  /** After this the channel is closed and the call rejects, naming the label. */
+  timeoutMs?: number
 }
 
 export interface RunResult extends ExitStatus {
@@ -94,8 +98,31 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
     input.pipe(ch.stdin)
   }
   ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
-  const status = await Promise.race([ch.done, overflowed])
-  return { ...status, stdout: Buffer.concat(out), stderr: err }
+  let timer: NodeJS.Timeout | undefined
+  let onAbort: (() => void) | undefined
+  const stopped = new Promise<never>((_, reject) => {
+    const stop = (e: Error): void => {
+      // Closing the channel ends the remote command (for the agent's channels, its socket).
+      ch.stdout.destroy()
+      ch.stdin.destroy()
+      reject(e)
+    }
+    if (opts.timeoutMs !== undefined) timer = setTimeout(() => stop(new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)), opts.timeoutMs)
+    const signal = opts.signal
+    if (signal) {
+      onAbort = () => stop(Cancelled.by(signal))
+      if (signal.aborted) onAbort()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    }
+  })
+  stopped.catch(() => undefined)
+  try {
+    const status = await Promise.race([ch.done, overflowed, ...(timer || onAbort ? [stopped] : [])])
+    return { ...status, stdout: Buffer.concat(out), stderr: err }
+  } finally {
+    clearTimeout(timer)
+    if (onAbort) opts.signal!.removeEventListener('abort', onAbort)
+  }
 }
 
 /** Like run(), but a non-zero exit or a dropped connection throws with the command's label. */

@@ -88,7 +88,7 @@ describe('createArgv', () => {
 describe('createContainer over a local shell', () => {
   const FAKE_ID = 'f'.repeat(12) + '0123456789abcdef'.repeat(3) + '0123'
 
-  function setup(): { bin: string; rec: string; scratch: string; remote: Remote } {
+  function setup(sessionEnv: Record<string, string> = {}): { bin: string; rec: string; scratch: string; remote: Remote } {
     const bin = tempDir()
     const rec = tempDir()
     const scratch = tempDir()
@@ -108,7 +108,7 @@ echo ${FAKE_ID}
     chmodSync(`${bin}/docker`, 0o755)
     const remote: Remote = {
       async openExec(command) {
-        const p = spawn('/bin/sh', ['-c', command], { env: { PATH: `${bin}:/usr/bin:/bin`, HOME: '/root-of-remote-user' } })
+        const p = spawn('/bin/sh', ['-c', command], { env: { PATH: `${bin}:/usr/bin:/bin`, HOME: '/root-of-remote-user', ...sessionEnv } })
         const done = new Promise<{ code: number | null; signal: string | null }>((res) => p.on('close', (code, signal) => res({ code, signal })))
         return { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, done }
       },
@@ -194,5 +194,34 @@ echo ${FAKE_ID}
     // The docker CLI ran with the remote shell's own environment, untouched by the job's.
     const own: Record<string, string> = { PATH: `${bin}:/usr/bin:/bin`, HOME: '/root-of-remote-user' }
     expect(cliEnv.get(name)?.toString()).toBe(own[name])
+  })
+
+  // The shell that runs the docker CLI starts from an allow-list: whatever else the SSH session
+  // carries (start-up files, AcceptEnv) does not reach the CLI, and of the job's variables only the
+  // multi-line ones, exported for `-e NAME`, do.
+  it('the docker CLI sees only PATH, HOME, the operator\'s DOCKER_HOST/DOCKER_CONFIG and the exported multi-line job values', async () => {
+    const session = { SESSION_JUNK: 'x', BASH_ENV: '/tmp/rch-bash-env', IFS: ' ', DOCKER_HOST: 'unix:///operator.sock', DOCKER_CONFIG: '/operator/docker' }
+    const { rec, scratch, remote } = setup(session)
+    await createContainer(remote, spec({ env: { CERT: 'a\nb', LD_PRELOAD: '/job/evil.so', TOKEN: 't' } }), scratch)
+    const { cliEnv, container } = containerEnv(rec)
+    const names = [...cliEnv.keys()].filter((k) => !['PWD', 'OLDPWD', 'SHLVL', '_'].includes(k)).sort()
+    expect(names).toEqual(['CERT', 'DOCKER_CONFIG', 'DOCKER_HOST', 'HOME', 'PATH'])
+    expect(cliEnv.get('DOCKER_HOST')?.toString()).toBe('unix:///operator.sock')
+    expect(cliEnv.get('DOCKER_CONFIG')?.toString()).toBe('/operator/docker')
+    // positive control: the job's values still reach the container
+    expect(container.get('LD_PRELOAD')).toBe('/job/evil.so')
+    expect(container.get('CERT')).toBe('a\nb')
+  })
+
+  it('an unset DOCKER_HOST stays unset (not set to an empty value)', async () => {
+    const { rec, scratch, remote } = setup()
+    await createContainer(remote, spec({ env: {} }), scratch)
+    expect(containerEnv(rec).cliEnv.has('DOCKER_HOST')).toBe(false)
+  })
+
+  it('a multi-line value under a steering name is refused before anything runs', async () => {
+    const { rec, scratch, remote } = setup()
+    await expect(createContainer(remote, spec({ env: { LD_PRELOAD: '/tmp/evil.so\n' } }), scratch)).rejects.toThrow(/environmentVariables\.LD_PRELOAD: a multi-line value needs/)
+    expect(existsSync(`${rec}/argv`)).toBe(false)
   })
 })

@@ -72,7 +72,7 @@ describe('loadConfig: valid files', () => {
         acquireTimeoutSeconds: 600
       },
       remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-      images: { pullPolicy: 'missing' },
+      images: { pullPolicy: 'missing', pullTimeoutSeconds: 1800 },
       sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 } },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2 },
       agent: { enabled: true, idleSeconds: 1800 },

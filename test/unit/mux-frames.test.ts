@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { F, FrameReader, frame } from '../../src/remote/mux-frames'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { F, FrameReader, FrameTooLarge, frame, MAX_FRAME } from '../../src/remote/mux-frames'
+import { MuxRemote } from '../../src/remote/mux-client'
+import { MAX_HEADER, requestLine } from '../../src/remote/agent'
 
 type Got = [number, Buffer]
 
@@ -111,5 +117,77 @@ describe('FrameReader', () => {
     })
     reader.push(Buffer.concat([frame(F.STDIN, 'x'), frame(F.STDOUT, 'y')]))
     expect(got.map(([t]) => t)).toEqual([F.STDIN, F.STDOUT, F.STDIN_EOF])
+  })
+})
+
+describe('FrameReader bounds', () => {
+  it('delivers a frame at the limit (positive control) and refuses one over it, without waiting for its payload', () => {
+    const got: number[] = []
+    const errors: string[] = []
+    const reader = new FrameReader((_t, p) => got.push(p.length), (e) => errors.push(e.message), 10)
+    reader.push(frame(F.STDOUT, Buffer.alloc(10)))
+    expect(got).toEqual([10])
+    reader.push(frame(F.STDOUT, Buffer.alloc(11)).subarray(0, 5))
+    expect(errors).toEqual(['a frame of 11 bytes is over the limit of 10'])
+    // nothing after the bad frame is decoded
+    reader.push(frame(F.STDOUT, Buffer.alloc(1)))
+    expect(got).toEqual([10])
+  })
+
+  it('a 4 GiB length header fails at once with the default limit', () => {
+    const errors: Error[] = []
+    const reader = new FrameReader(() => undefined, (e) => errors.push(e))
+    const head = Buffer.from([F.STDOUT, 0xff, 0xff, 0xff, 0xff])
+    reader.push(head)
+    expect(errors[0]?.message).toBe(`a frame of ${0xffffffff} bytes is over the limit of ${MAX_FRAME}`)
+  })
+
+  it('without an error callback, push throws', () => {
+    const reader = new FrameReader(() => undefined, undefined, 1)
+    expect(() => reader.push(frame(F.STDOUT, 'ab'))).toThrow(FrameTooLarge)
+  })
+})
+
+describe('MuxRemote refuses an oversized frame from the agent', () => {
+  it('the channel fails instead of buffering', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-mux-'))
+    const path = join(dir, 'a.sock')
+    const server = createServer((sock) => {
+      sock.once('data', () => sock.write(Buffer.concat([frame(F.STDOUT, 'ok'), Buffer.from([F.STDOUT, 0x7f, 0xff, 0xff, 0xff])])))
+    })
+    await new Promise<void>((r) => server.listen(path, r))
+    try {
+      const ch = await new MuxRemote(path).openExec('true')
+      const out: string[] = []
+      ch.stdout.on('data', (c: Buffer) => out.push(String(c)))
+      await expect(ch.done).rejects.toThrow(/agent answer unusable: a frame of 2147483647 bytes is over the limit/)
+      expect(out.join('')).toBe('ok')
+    } finally {
+      server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("the agent's request line", () => {
+  it('is returned with what followed it, also when split across chunks (positive control)', () => {
+    const push = requestLine(16)
+    expect(push(Buffer.from('{"op":'))).toBeNull()
+    const got = push(Buffer.from('"x"}\nrest'))
+    expect(got).toEqual({ line: Buffer.from('{"op":"x"}'), rest: Buffer.from('rest') })
+  })
+
+  it('over the limit without a newline it is refused before more is buffered', () => {
+    const push = requestLine(16)
+    expect(push(Buffer.alloc(10, 0x61))).toBeNull()
+    expect(push(Buffer.alloc(10, 0x61))).toBe('too long')
+  })
+
+  it('a newline after the limit is refused too', () => {
+    expect(requestLine(4)(Buffer.from('abcdef\n'))).toBe('too long')
+  })
+
+  it('the agent allows 16 MiB', () => {
+    expect(MAX_HEADER).toBe(16 * 1024 * 1024)
   })
 })

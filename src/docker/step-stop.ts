@@ -1,0 +1,64 @@
+// Stopping every process a step started. Each step's exec carries a random marker in its
+// environment, inherited by all its descendants, including those orphaned when the step's shell
+// dies first (they are reparented to the container's init, out of any process group). On cancel, a
+// root exec inside the container signals every process whose /proc/<pid>/environ holds the marker:
+// TERM, then KILL after the grace period. It needs only sh and grep (busybox has both); without a
+// shell in the image, the runner's node from the externals mount does the same.
+import { randomBytes } from 'node:crypto'
+import type { Engine } from './engine'
+import { sleep } from '../retry'
+
+export const STEP_MARKER = 'RCH_STEP'
+
+export function newStepMarker(): string {
+  return randomBytes(16).toString('hex')
+}
+
+// $1 = NAME=value to look for, $2 = grace in tenths of a second. Prints nothing; exits 0.
+const SH = `m=$1; n=$2
+printf 'x=1\\0' | grep -qzxF -e x=1 2>/dev/null || exit 127
+hit() { for p in /proc/[0-9]*; do q=\${p#/proc/}; [ "$q" = "$$" ] && continue; grep -qzxsF -e "$m" "$p/environ" 2>/dev/null && echo "$q"; done; }
+ps=$(hit); [ -n "$ps" ] || exit 0
+kill -TERM $ps 2>/dev/null
+i=0; while [ "$i" -lt "$n" ]; do sleep 0.1; ps=$(hit); [ -n "$ps" ] || exit 0; i=$((i+1)); done
+for i in 1 2 3 4 5; do ps=$(hit); [ -n "$ps" ] || exit 0; kill -KILL $ps 2>/dev/null; sleep 0.1; done
+exit 0`
+
+// The same in node, for images without sh or grep. argv: marker record, grace in tenths.
+const JS = `const fs=require('fs');const want=Buffer.from('\\0'+process.argv[1]+'\\0');const n=+process.argv[2];
+const hit=()=>fs.readdirSync('/proc').filter((p)=>/^\\d+$/.test(p)&&+p!==process.pid).filter((p)=>{try{return Buffer.concat([Buffer.from([0]),fs.readFileSync('/proc/'+p+'/environ')]).includes(want)}catch{return false}}).map(Number);
+const kill=(ps,s)=>ps.forEach((p)=>{try{process.kill(p,s)}catch{}});
+const wait=(ms)=>new Promise((r)=>setTimeout(r,ms));
+(async()=>{kill(hit(),'SIGTERM');for(let i=0;i<n;i++){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}})()`
+
+/** Node binaries the runner's externals may hold, mounted at /__e in the job container. */
+const EXTERNAL_NODES = ['/__e/node20/bin/node', '/__e/node24/bin/node', '/__e/node20_alpine/bin/node', '/__e/node16/bin/node']
+
+async function runAsRoot(engine: Engine, container: string, cmd: string[], limitMs: number): Promise<number | null> {
+  try {
+    const { data } = await engine.call<{ Id: string }>('POST', `/containers/${container}/exec`, { User: '0', Cmd: cmd, AttachStdout: false, AttachStderr: false }, 'exec create (stop the step)')
+    await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true }, 'exec start (stop the step)')
+    const deadline = Date.now() + limitMs
+    for (let i = 0; Date.now() < deadline; i++) {
+      const { data: info } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${data.Id}/json`, undefined, 'exec inspect (stop the step)')
+      if (!info.Running) return info.ExitCode
+      await sleep(Math.min(200, 20 + i * 20))
+    }
+    return 0
+  } catch {
+    return null
+  }
+}
+
+/** Signals every process of the step in `container` (TERM, then KILL after graceMs); resolves when done. */
+export async function stopMarked(engine: Engine, container: string, marker: string, graceMs: number): Promise<void> {
+  const tenths = String(Math.max(0, Math.round(graceMs / 100)))
+  const record = `${STEP_MARKER}=${marker}`
+  const limit = graceMs + 5000
+  const code = await runAsRoot(engine, container, ['sh', '-c', SH, 'sh', record, tenths], limit)
+  if (code === 0) return
+  // No usable shell or grep in the image (exec failed to start, or 126/127): try the runner's node.
+  for (const node of EXTERNAL_NODES) {
+    if ((await runAsRoot(engine, container, [node, '-e', JS, record, tenths], limit)) === 0) return
+  }
+}

@@ -1,0 +1,56 @@
+// Reading what a remote command printed. The SSH user's start-up files (or anything root on the host
+// put there) can print before and after our command, so answers are framed by a per-call random
+// marker and NUL-separated, and each value must match exactly what the caller expects.
+import { randomBytes } from 'node:crypto'
+import { HookError } from '../errors'
+import { check, type Remote, type RunOptions } from './remote'
+
+/** Shell: prints one NUL-terminated record (the value is a shell word, e.g. "$d" or a quoted string). */
+export const record = (word: string): string => `printf '%s\\0' ${word}`
+
+/** Escaped and truncated, for error messages about what came back. */
+export function describeBytes(buf: Buffer | string, max = 200): string {
+  const b = typeof buf === 'string' ? Buffer.from(buf, 'utf8') : buf
+  const shown = JSON.stringify(b.subarray(0, max).toString('latin1'))
+  return b.length > max ? `${shown}… (${b.length} bytes)` : shown
+}
+
+export class UnexpectedAnswer extends HookError {}
+
+/** The records between the frame markers; anything outside the frame is ignored. */
+export function unframe(out: Buffer, nonce: string, label: string): string[] {
+  const begin = Buffer.from(`RCH-BEGIN-${nonce}\0`)
+  const end = `RCH-END-${nonce}`
+  const at = out.indexOf(begin)
+  if (at < 0) throw new UnexpectedAnswer(`${label}: the remote's answer has no frame; got ${describeBytes(out)}`)
+  const records: string[] = []
+  let pos = at + begin.length
+  for (;;) {
+    const nul = out.indexOf(0, pos)
+    if (nul < 0) throw new UnexpectedAnswer(`${label}: the remote's answer ends inside the frame; got ${describeBytes(out.subarray(at))}`)
+    const value = out.subarray(pos, nul).toString('utf8')
+    pos = nul + 1
+    if (value === end) return records
+    records.push(value)
+  }
+}
+
+/** Values must each match `pattern` in full. */
+export function expectEach(values: string[], pattern: RegExp, label: string): string[] {
+  for (const v of values) {
+    if (!pattern.test(v)) throw new UnexpectedAnswer(`${label}: unexpected value from the remote: ${describeBytes(v)}`)
+  }
+  return values
+}
+
+/**
+ * Runs `body` (which prints its answer with record()) inside a frame and returns the records.
+ * A non-zero exit throws like check().
+ */
+export async function ask(remote: Remote, body: string, opts: RunOptions & { label: string }): Promise<string[]> {
+  const nonce = randomBytes(12).toString('hex')
+  const script = `${record(`RCH-BEGIN-${nonce}`)}; ( ${body}
+) || exit $?; ${record(`RCH-END-${nonce}`)}`
+  const r = await check(remote, script, { ...opts, collect: true, maxCollect: opts.maxCollect ?? 1024 * 1024 })
+  return unframe(r.stdout, nonce, opts.label)
+}

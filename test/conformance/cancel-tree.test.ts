@@ -1,0 +1,153 @@
+// Cancel ends every process a step started, not just its first: children and grandchildren of bash,
+// sh and node, processes orphaned after the step's shell died, and a container action's container.
+// The runner's sequence is replayed: SIGINT, then SIGTERM 7.5 s later; everything must be gone
+// within 5 s of the SIGINT. The "VM" is this machine, so /proc here shows the job container's
+// processes.
+import { randomBytes } from 'node:crypto'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines, runnerSplit, scanCmdlines, sleep, staticProvider, waitForOutput } from '../helpers/conformance'
+import type { ChildProcess } from 'node:child_process'
+
+const runners: FakeRunner[] = []
+async function disposeAll(): Promise<void> {
+  for (const r of runners.splice(0)) {
+    await r.cleanup()
+    r.dispose()
+  }
+}
+afterEach(disposeAll)
+
+async function prepared(image: string): Promise<FakeRunner> {
+  // Several slots: other suites share the test VMs and hold slot 0 for minutes.
+  const runner = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }) } })
+  runners.push(runner)
+  const r = await runner.prepare({ container: runner.jobContainer(image), services: [] })
+  expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  return runner
+}
+
+/** Live (non-zombie: their cmdline is empty) processes running exactly `sleep SECS`. */
+const live = (needle: string): string[] => scanCmdlines(`${needle.replace(' ', '\0')}\0`).map((h) => `${h.pid}: ${h.cmdline}`)
+
+/** SIGINT, SIGTERM 7.5 s later like the runner; resolves when no process matches needle, or after 5 s. */
+async function cancelAndWatch(child: ChildProcess, done: Promise<{ code: number | null }>, needle: string): Promise<{ goneMs: number | null; code: number | null }> {
+  const t0 = Date.now()
+  child.kill('SIGINT')
+  const term = setTimeout(() => child.kill('SIGTERM'), 7500)
+  let goneMs: number | null = null
+  while (Date.now() - t0 < 5000) {
+    if (live(needle).length === 0) {
+      goneMs = Date.now() - t0
+      break
+    }
+    await sleep(50)
+  }
+  const exited = await Promise.race([done.then(() => true), sleep(8000).then(() => false)])
+  clearTimeout(term)
+  if (!exited) child.kill('SIGKILL')
+  const r = await done
+  return { goneMs, code: r.code }
+}
+
+describe('run_script_step in bash (rch-test/tiny)', () => {
+
+  test.each([
+    ['a child of bash', (n: string) => `sleep ${n}\n`],
+    ['a grandchild (bash → sh → sleep)', (n: string) => `sh -c 'sleep ${n}; echo after'\n`],
+    ['a background child', (n: string) => `sleep ${n} &\nwait\n`],
+    ['an orphan whose shell died first', (n: string) => `sleep ${n} &\nsleep 0.3\nkill -9 $$\n`]
+  ])('%s is gone within 5 s of SIGINT', async (_what, body) => {
+    const runner = await prepared(testImages.tiny)
+    const secs = String(313 + Math.floor(Math.random() * 600))
+    const needle = `sleep ${secs}`
+    const mark = `started-${randomBytes(4).toString('hex')}`
+    const { args } = runner.scriptStep(`echo ${mark}\n${body(secs)}echo not-cancelled\n`, { shell: 'bash' })
+    const { child, done } = runner.start('run_script_step', args)
+    await waitForOutput(child, mark)
+    await sleep(600)
+    // positive control: the process really runs on the VM before the cancel
+    expect(live(needle).length).toBeGreaterThan(0)
+    const { goneMs, code } = await cancelAndWatch(child, done, needle)
+    expect(live(needle)).toEqual([])
+    expect(goneMs).not.toBeNull()
+    expect(code).not.toBe(0)
+  })
+})
+
+describe('a JS action: node run by exec (rch-test/glibc)', () => {
+  test('a child of node is gone within 5 s of SIGINT', async () => {
+    const runner = await prepared(testImages.glibc)
+    const secs = String(1000 + Math.floor(Math.random() * 600))
+    const needle = `sleep ${secs}`
+    const mark = `started-${randomBytes(4).toString('hex')}`
+    const file = `${randomBytes(6).toString('hex')}.js`
+    writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
+    const { args } = runner.scriptStep('')
+    const { child, done } = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
+    await waitForOutput(child, mark)
+    await sleep(300)
+    expect(live(needle).length).toBeGreaterThan(0)
+    const { goneMs, code } = await cancelAndWatch(child, done, needle)
+    expect(live(needle)).toEqual([])
+    expect(goneMs).not.toBeNull()
+    expect(code).not.toBe(0)
+  })
+})
+
+describe('an image without a shell', () => {
+  const image = `rch-test/noshell:${randomBytes(3).toString('hex')}`
+  beforeAll(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-noshell-'))
+    // Exec form: the build itself needs no shell. sh, dash, bash and grep go, tail (the job container's
+    // keep-alive) stays.
+    writeFileSync(join(dir, 'Dockerfile'), `FROM ${testImages.glibc}\nRUN ["/usr/bin/rm", "-f", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/bash", "/usr/bin/rbash", "/usr/bin/grep"]\n`)
+    execFileSync('docker', ['build', '-q', '-t', image, dir], { stdio: 'pipe' })
+    rmSync(dir, { recursive: true, force: true })
+  })
+  afterAll(() => {
+    spawnSync('docker', ['image', 'rm', '-f', image])
+  })
+
+  test("the runner's node from /__e stops the step (a node step with a child)", async () => {
+    const runner = await prepared(image)
+    const secs = String(2400 + Math.floor(Math.random() * 600))
+    const needle = `sleep ${secs}`
+    const mark = `started-${randomBytes(4).toString('hex')}`
+    const file = `${randomBytes(6).toString('hex')}.js`
+    writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
+    const { args } = runner.scriptStep('')
+    const { child, done } = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
+    await waitForOutput(child, mark)
+    await sleep(300)
+    // positive control: there is really no shell in the job container, and the child runs
+    expect(spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true']).status).not.toBe(0)
+    expect(live(needle).length).toBeGreaterThan(0)
+    const { goneMs, code } = await cancelAndWatch(child, done, needle)
+    expect(live(needle)).toEqual([])
+    expect(goneMs).not.toBeNull()
+    expect(code).not.toBe(0)
+  })
+})
+
+describe('a container action', () => {
+  test('its container and every process in it are gone within 5 s of SIGINT', async () => {
+    const runner = await prepared(testImages.tiny)
+    const secs = String(1700 + Math.floor(Math.random() * 600))
+    const needle = `sleep ${secs}`
+    const mark = `started-${randomBytes(4).toString('hex')}`
+    const { args } = runner.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: runnerSplit(`-c "echo ${mark}; sleep ${secs} & sleep ${secs}; wait"`) })
+    const { child, done } = runner.start('run_container_step', args)
+    await waitForOutput(child, mark)
+    await sleep(300)
+    expect(live(needle).length).toBeGreaterThan(0)
+    const { goneMs, code } = await cancelAndWatch(child, done, needle)
+    expect(live(needle)).toEqual([])
+    expect(goneMs).not.toBeNull()
+    expect(code).not.toBe(0)
+  })
+})

@@ -1,0 +1,80 @@
+// A pull from a registry that accepts the connection and never answers: images.pullTimeoutSeconds
+// fails prepare_job in time, and a cancel ends it at once; nothing of the job is left behind.
+import { createServer, type Server, type Socket } from 'node:net'
+import { FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines, leftovers, NOTHING, scanCmdlines, sleep, staticProvider, waitForOutput } from '../helpers/conformance'
+
+let server: Server
+let port = 0
+const sockets = new Set<Socket>()
+let connections = 0
+
+beforeAll(async () => {
+  server = createServer((s) => {
+    connections++
+    sockets.add(s)
+    s.on('error', () => undefined)
+    s.on('close', () => sockets.delete(s))
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  port = (server.address() as { port: number }).port
+})
+
+afterAll(async () => {
+  for (const s of sockets) s.destroy()
+  await new Promise<void>((r) => server.close(() => r()))
+})
+
+const runners: FakeRunner[] = []
+afterEach(async () => {
+  for (const r of runners.splice(0)) {
+    await r.cleanup()
+    r.dispose()
+  }
+})
+
+function newRunner(pullTimeoutSeconds: number): FakeRunner {
+  const r = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }), images: { pullPolicy: 'missing', pullTimeoutSeconds } } })
+  runners.push(r)
+  return r
+}
+
+test('a hung pull fails prepare_job after images.pullTimeoutSeconds, naming the pull', async () => {
+  const runner = newRunner(3)
+  const before = connections
+  const image = `127.0.0.1:${port}/hung/image:1`
+  const r = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [runner.service(image)] })
+  // positive control: docker really went to the hung registry
+  expect(connections).toBeGreaterThan(before)
+  expect(r.code).not.toBe(0)
+  expect(errorLines(r)).toEqual([`::error::docker pull ${image}: no result after 3 s`])
+  expect(r.ms).toBeLessThan(30_000)
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
+test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
+  const runner = newRunner(600)
+  const before = connections
+  const image = `127.0.0.1:${port}/hung/other:1`
+  const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [runner.service(image)] }, { state: null })
+  await waitForOutput(child, 'synced')
+  for (let i = 0; i < 100 && connections === before; i++) await sleep(100)
+  expect(connections).toBeGreaterThan(before)
+  // positive control: the docker CLI runs the pull on the VM
+  expect(scanCmdlines(`pull\0${image}\0`).length).toBeGreaterThan(0)
+  const t0 = Date.now()
+  child.kill('SIGINT')
+  const exited = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+  if (!exited) child.kill('SIGKILL')
+  const r = await done
+  expect(exited).toBe(true)
+  expect(Date.now() - t0).toBeLessThan(5000)
+  expect(r.code).toBe(130)
+  // the docker CLI's pull on the VM stopped too (dockerd itself keeps its connection to a hung
+  // registry whatever the client does, so that is not checked)
+  const cli = (): unknown[] => scanCmdlines(`pull\0${image}\0`)
+  for (let i = 0; i < 30 && cli().length; i++) await sleep(100)
+  expect(cli()).toEqual([])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})

@@ -1,0 +1,101 @@
+// The Engine API client bounds what the remote engine can make it buffer: reply bodies and
+// hijacked stream frames over the limit fail the call instead of growing memory.
+import { createServer, connect, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { Engine, MAX_BODY, MAX_STREAM_FRAME } from '../../src/docker/engine'
+import type { Remote } from '../../src/remote/remote'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
+
+let server: Server
+let sockPath: string
+let respond: (sock: Socket) => void
+
+beforeAll(async () => {
+  sockPath = join(tempDir(), 'docker.sock')
+  server = createServer((sock) => {
+    let got = ''
+    sock.on('data', (c) => {
+      got += c.toString('latin1')
+      if (got.includes('\r\n\r\n')) {
+        got = ''
+        respond(sock)
+      }
+    })
+    sock.on('error', () => undefined)
+  })
+  await new Promise<void>((r) => server.listen(sockPath, r))
+})
+afterAll(() => new Promise<void>((r) => server.close(() => r())))
+
+const remote: Remote = {
+  openExec: () => Promise.reject(new Error('no exec')),
+  openSocket: async () => connect(sockPath),
+  close: () => undefined
+}
+
+/** Streams `total` bytes of JSON-ish body with a Content-Length, in 1 MiB writes. */
+function bigBody(total: number) {
+  return (sock: Socket): void => {
+    sock.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`)
+    const chunk = Buffer.alloc(1024 * 1024, 0x61)
+    let sent = 0
+    const pump = (): void => {
+      while (sent < total && !sock.destroyed) {
+        const n = Math.min(chunk.length, total - sent)
+        sent += n
+        if (!sock.write(chunk.subarray(0, n))) return void sock.once('drain', pump)
+      }
+    }
+    pump()
+  }
+}
+
+describe('Engine.call reply bodies', () => {
+  test('a body within the limit is read (positive control)', async () => {
+    respond = bigBody(1024 * 1024)
+    const r = await new Engine(remote, '/x').call<string>('GET', '/info')
+    expect(r.data.length).toBe(1024 * 1024)
+  })
+
+  test('a body over the limit fails the call naming the limit', async () => {
+    respond = bigBody(MAX_BODY + 4 * 1024 * 1024)
+    await expect(new Engine(remote, '/x').call('GET', '/info', undefined, 'info')).rejects.toThrow(`docker API info: reply body over the limit of ${MAX_BODY} bytes`)
+  })
+})
+
+describe('hijacked stream frames', () => {
+  const hijack = (frames: Buffer) => (sock: Socket): void => {
+    sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
+    sock.end(frames)
+  }
+  const header = (type: number, size: number): Buffer => {
+    const h = Buffer.alloc(8)
+    h[0] = type
+    h.writeUInt32BE(size, 4)
+    return h
+  }
+
+  test('normal frames are delivered (positive control)', async () => {
+    respond = hijack(Buffer.concat([header(1, 3), Buffer.from('out'), header(2, 3), Buffer.from('err')]))
+    const got: string[] = []
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void got.push(`1:${c}`), onStderr: (c) => void got.push(`2:${c}`) })
+    await ended
+    expect(got).toEqual(['1:out', '2:err'])
+  })
+
+  test('a frame header announcing more than the limit fails the stream at once', async () => {
+    respond = hijack(Buffer.concat([header(1, 3), Buffer.from('out'), header(1, MAX_STREAM_FRAME + 1), Buffer.from('x')]))
+    const got: string[] = []
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void got.push(String(c)), onStderr: () => undefined })
+    await expect(ended).rejects.toThrow(`output stream broke: a frame of ${MAX_STREAM_FRAME + 1} bytes is over the limit of ${MAX_STREAM_FRAME}`)
+    expect(got).toEqual(['out'])
+  })
+
+  test('a 4 GiB frame header does not wait for (or buffer) its payload', async () => {
+    respond = hijack(header(1, 0xffffffff))
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: () => undefined, onStderr: () => undefined })
+    await expect(ended).rejects.toThrow(/over the limit/)
+  })
+})

@@ -1,0 +1,33 @@
+// Image pulls are bounded: images.pullTimeoutSeconds ends a hung pull, and a cancel ends it at once;
+// either way the remote channel is closed and the call fails.
+import { ensureImage } from '../../src/docker/cli'
+import { Cancelled } from '../../src/errors'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
+
+afterAll(cleanupTempDirs)
+
+/** A docker that has no image and whose pull takes `secs` seconds. */
+function remote(secs: number): LocalRemote {
+  return new LocalRemote(tempDir(), {}, { docker: `case "$1" in image) exit 1;; pull) sleep ${secs}; echo pulled;; esac` })
+}
+
+test('a pull that finishes in time succeeds (positive control)', async () => {
+  await expect(ensureImage(remote(0.2), 'img:1', 'missing', null, '/nowhere', undefined, { timeoutMs: 10_000 })).resolves.toBe('pulled')
+})
+
+test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async () => {
+  const t0 = Date.now()
+  await expect(ensureImage(remote(30), 'img:1', 'missing', null, '/nowhere', undefined, { timeoutMs: 500 })).rejects.toThrow('docker pull img:1: no result after 0.5 s')
+  expect(Date.now() - t0).toBeLessThan(3000)
+})
+
+test('a cancel ends the pull at once with Cancelled', async () => {
+  const c = new AbortController()
+  setTimeout(() => c.abort('SIGINT'), 300)
+  const t0 = Date.now()
+  const err = await ensureImage(remote(30), 'img:1', 'always', null, '/nowhere', undefined, { signal: c.signal }).catch((e: unknown) => e)
+  expect(err).toBeInstanceOf(Cancelled)
+  expect((err as Error).message).toBe('cancelled by SIGINT')
+  expect(Date.now() - t0).toBeLessThan(3000)
+})

@@ -1,0 +1,168 @@
+// Strict parsing of what the remote prints: start-up noise, printed paths, `..` and symlinks never
+// reach `rm`; unexpected answers are errors naming what came back.
+import { existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ask, record, unframe, UnexpectedAnswer } from '../../src/remote/answer'
+import { assertJobFolder, removeJobFolder } from '../../src/docker/job-folder'
+import { StaticHostProvider } from '../../src/providers/static-host'
+import type { HookContext } from '../../src/context'
+import type { Remote } from '../../src/remote/remote'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
+
+let current: Remote | null = null
+jest.mock('../../src/session', () => ({ directRemote: async () => current }))
+
+afterAll(cleanupTempDirs)
+
+const OWNER = '0123456789abcdef'
+const JOB = 'fedcba9876543210'
+
+function ctx(): HookContext {
+  const logged: string[] = []
+  const log = { debug: () => undefined, progress: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), addSecret: () => undefined }
+  return { runner: { runnerName: 'r' }, log, signal: new AbortController().signal } as unknown as HookContext
+}
+
+function provider(workRoot: string): StaticHostProvider {
+  return new StaticHostProvider(
+    { kind: 'static', acquireTimeoutSeconds: 0, hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 2 }] },
+    workRoot
+  )
+}
+
+/** A work root with one real job folder of OWNER, a canary folder outside it, and look-alike names. */
+function layout() {
+  const dir = tempDir()
+  const workRoot = join(dir, 'work')
+  const jobs = join(workRoot, 'jobs')
+  const canary = join(dir, 'canary')
+  mkdirSync(join(jobs, `${OWNER}-${JOB}`, 'w'), { recursive: true })
+  writeFileSync(join(jobs, `${OWNER}-${JOB}`, 'w', 'f'), 'x')
+  mkdirSync(canary)
+  writeFileSync(join(canary, 'keep'), 'precious')
+  for (const n of [`${OWNER}-notajob`, `${OWNER}-${JOB}0`]) mkdirSync(join(jobs, n))
+  return { dir, workRoot, jobs, canary }
+}
+
+describe('answers are framed', () => {
+  test('noise before and after the frame is ignored; records come back exactly', async () => {
+    const r = new LocalRemote(tempDir(), { before: 'hello\\000/etc\\n', after: '/tmp\\000bye\\n' })
+    await expect(ask(r, `${record("'a b'")}; ${record("'new'")}`, { label: 't' })).resolves.toEqual(['a b', 'new'])
+    // positive control: the noise really was printed around the answer
+    expect(r.outputs[0].toString('latin1')).toMatch(/^hello\0\/etc\n[^]*\/tmp\0bye\n$/)
+  })
+
+  test('an answer without the frame is an error naming what came back, escaped and truncated', async () => {
+    let err: unknown = null
+    try {
+      unframe(Buffer.from(`/home/victim\n\u001b[31m${'y'.repeat(500)}`), 'n0nce', 'list things')
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(UnexpectedAnswer)
+    expect((err as Error).message).toContain('list things: the remote\'s answer has no frame; got "/home/victim\\n\\u001b[31myyy')
+    expect((err as Error).message).toMatch(/… \(\d+ bytes\)$/)
+    expect((err as Error).message).not.toContain('\n')
+  })
+
+  test('a frame cut short is an error', () => {
+    expect(() => unframe(Buffer.from('RCH-BEGIN-n\0a\0b'), 'n', 'x')).toThrow(/ends inside the frame/)
+  })
+})
+
+describe('job folder paths are checked before any rm', () => {
+  test.each([
+    ['/srv/w/jobs/0123456789abcdef-fedcba9876543210', true],
+    ['/srv/w/jobs/0123456789abcdef-fedcba9876543210/..', false],
+    ['/srv/w/jobs/../jobs/0123456789abcdef-fedcba9876543210', false],
+    ['/srv/w/jobs/0123456789abcdef-fedcba98765432', false],
+    ['/srv/w/jobs//0123456789abcdef-fedcba9876543210', false],
+    ['/srv/w/jobs/0123456789ABCDEF-fedcba9876543210', false],
+    ['/home/rchvm', false],
+    ['/srv/w/jobs/0123456789abcdef-fedcba9876543210\n/etc', false]
+  ])('%j allowed: %s', (p, ok) => {
+    if (ok) expect(() => assertJobFolder('/srv/w', p)).not.toThrow()
+    else expect(() => assertJobFolder('/srv/w', p)).toThrow(/refusing to touch/)
+  })
+
+  test('removeJobFolder refuses a path with .. and a printed path without running anything', async () => {
+    const { workRoot, canary, dir } = layout()
+    const r = new LocalRemote(dir)
+    await expect(removeJobFolder(r, workRoot, `${workRoot}/jobs/${OWNER}-${JOB}/../../../canary`, null)).rejects.toThrow(/refusing to touch/)
+    await expect(removeJobFolder(r, workRoot, canary, null)).rejects.toThrow(/refusing to touch/)
+    expect(r.commands).toEqual([])
+    expect(existsSync(join(canary, 'keep'))).toBe(true)
+  })
+
+  test('a symlinked job folder is removed as a link; its target survives', async () => {
+    const { workRoot, jobs, canary, dir } = layout()
+    const link = join(jobs, `${OWNER}-${'1'.repeat(16)}`)
+    symlinkSync(canary, link)
+    await removeJobFolder(new LocalRemote(dir), workRoot, link, null)
+    expect(existsSync(link) || lstatSync(link, { throwIfNoEntry: false })).toBeFalsy()
+    expect(existsSync(join(canary, 'keep'))).toBe(true)
+  })
+
+  test('a jobs folder that is a symlink is refused', async () => {
+    const { workRoot, canary, dir } = layout()
+    const other = join(dir, 'other')
+    mkdirSync(join(other, 'x'), { recursive: true })
+    const wr2 = join(dir, 'work2')
+    mkdirSync(wr2)
+    symlinkSync(canary, join(wr2, 'jobs'))
+    await expect(removeJobFolder(new LocalRemote(dir), wr2, `${wr2}/jobs/${OWNER}-${JOB}`, null)).rejects.toThrow(/symlink/)
+    expect(existsSync(join(canary, 'keep'))).toBe(true)
+    void workRoot
+  })
+})
+
+describe('state-less cleanup (cleanupOrphans)', () => {
+  test('a start-up file printing a path does not get it removed; only exact job folders go', async () => {
+    const { workRoot, jobs, canary, dir } = layout()
+    const remote = new LocalRemote(dir, { before: `${canary}\\n`, after: `\\n${canary}\\n` })
+    current = remote
+    const link = join(jobs, `${OWNER}-${'2'.repeat(16)}`)
+    symlinkSync(canary, link)
+    await provider(workRoot).cleanupOrphans(ctx(), OWNER)
+    // positive control: the noise was printed on the listing's stdout
+    expect(remote.outputs.some((o) => o.toString().startsWith(`${canary}\n`))).toBe(true)
+    expect(existsSync(join(canary, 'keep'))).toBe(true)
+    expect(readdirSync(jobs).sort()).toEqual([`${OWNER}-${JOB}0`, `${OWNER}-notajob`])
+    // no command names the canary
+    expect(remote.commands.filter((c) => c.includes(canary))).toEqual([])
+  })
+
+  test('a listing value outside the pattern is an error, never an rm argument', async () => {
+    const { workRoot, dir } = layout()
+    const remote = new LocalRemote(dir)
+    // A remote whose listing answers with a foreign path inside the frame.
+    const evil: Remote = {
+      openExec: (c) => remote.openExec(c.includes('list') || c.includes('for d in') ? c.replace('for d in', `printf '%s\\0' /home/victim; for d in`) : c),
+      openSocket: () => remote.openSocket(),
+      close: () => undefined
+    }
+    current = evil
+    await expect(provider(workRoot).cleanupOrphans(ctx(), OWNER)).rejects.toThrow(/unexpected value from the remote: "\/home\/victim"/)
+    expect(remote.commands.filter((c) => c.includes('rm -rf') && c.includes('/home/victim'))).toEqual([])
+  })
+})
+
+describe('leasing reads its answer strictly', () => {
+  test('start-up noise does not turn a free slot into "busy"', async () => {
+    const { workRoot, dir } = layout()
+    const remote = new LocalRemote(dir, { before: 'Welcome!\\n', after: 'bye\\n' })
+    const got = await provider(workRoot).acquire(ctx(), { jobId: JOB, open: async () => remote, discard: async () => undefined } as never)
+    expect(got.lease.slot).toBe(0)
+    expect(remote.outputs[0].toString()).toMatch(/^Welcome!\n/)
+  })
+
+  test('an unexpected answer is an error naming it, not a wait for a free slot', async () => {
+    const { workRoot, dir } = layout()
+    const remote = new LocalRemote(dir)
+    const evil: Remote = { openExec: (c) => remote.openExec(c.replace(/printf '%s\\0' \$r/, "printf '%s\\0' maybe")), openSocket: () => remote.openSocket(), close: () => undefined }
+    const t0 = Date.now()
+    await expect(provider(workRoot).acquire(ctx(), { jobId: JOB, open: async () => evil, discard: async () => undefined } as never)).rejects.toThrow(/lease a host slot: unexpected value from the remote: "maybe"/)
+    expect(Date.now() - t0).toBeLessThan(5000)
+  })
+})
