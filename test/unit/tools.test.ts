@@ -1,3 +1,4 @@
+import { utils } from 'ssh2'
 // The runner-host programs the hook spawns: found in a fixed system PATH or at a configured absolute
 // path outside the job's folders, never on the inherited PATH (which the job extends with
 // GITHUB_PATH), and started with a minimal environment.
@@ -209,8 +210,10 @@ const remote = {
 
 describe('the tools block of the config file', () => {
   const base = { provider: { kind: 'static', hosts: [{ host: 'h', user: 'u', identityFile: '/k', knownHostsFile: '/kh' }] }, remote: { workRoot: '/srv/rch' } }
+  // The identity file must hold a usable private key (config.ts checks it).
+  const key = utils.generateKeyPairSync('ed25519').private
   const load = (tools: unknown) =>
-    loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, { readFile: () => JSON.stringify({ ...base, tools }), canRead: () => null })
+    loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, { readFile: (p) => (p === '/k' ? key : JSON.stringify({ ...base, tools })), canRead: () => null })
 
   test('absolute paths are accepted, each key optional', () => {
     expect(load({ tar: '/opt/gnu/bin/tar' }).tools).toEqual({ tar: '/opt/gnu/bin/tar' })
