@@ -130,7 +130,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
       `for d in ${shq(workRoot)}/jobs/${owner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` +
         `${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
-      { label: folderLabel }
+      { label: folderLabel, silentShell: true }
     ).then((a) => expectEach(a, /^(no-)?rsync$/, folderLabel)))
     if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
     undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, workRoot, jobRoot, null) })

@@ -22,6 +22,7 @@ import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { rsyncUp } from '../sync/rsync'
 import { createJobFolderScript, removeJobFolder } from '../docker/job-folder'
+import { ask } from '../remote/answer'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -112,7 +113,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
-    await check(remote, createJobFolderScript(config.remote.workRoot, jobRoot), { label: 'create the job folder' })
+    await ask(remote, createJobFolderScript(config.remote.workRoot, jobRoot), { label: 'create the job folder', silentShell: true })
     const roots = existingRoots(hostWork, ['_temp', '_actions', ...(repoRel ? [repoRel] : [])])
     if (roots.length) {
       await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)

@@ -19,6 +19,11 @@ export class UnexpectedAnswer extends HookError {}
 
 /** The records between the frame markers; anything outside the frame is ignored. */
 export function unframe(out: Buffer, nonce: string, label: string): string[] {
+  return unframeWithRest(out, nonce, label).records
+}
+
+/** Like unframe(), also returning what was printed outside the frame. */
+export function unframeWithRest(out: Buffer, nonce: string, label: string): { records: string[]; outside: Buffer } {
   const begin = Buffer.from(`RCH-BEGIN-${nonce}\0`)
   const end = `RCH-END-${nonce}`
   const at = out.indexOf(begin)
@@ -30,7 +35,7 @@ export function unframe(out: Buffer, nonce: string, label: string): string[] {
     if (nul < 0) throw new UnexpectedAnswer(`${label}: the remote's answer ends inside the frame; got ${describeBytes(out.subarray(at))}`)
     const value = out.subarray(pos, nul).toString('utf8')
     pos = nul + 1
-    if (value === end) return records
+    if (value === end) return { records, outside: Buffer.concat([out.subarray(0, at), out.subarray(pos)]) }
     records.push(value)
   }
 }
@@ -47,10 +52,18 @@ export function expectEach(values: string[], pattern: RegExp, label: string): st
  * Runs `body` (which prints its answer with record()) inside a frame and returns the records.
  * A non-zero exit throws like check().
  */
-export async function ask(remote: Remote, body: string, opts: RunOptions & { label: string }): Promise<string[]> {
+export async function ask(remote: Remote, body: string, opts: RunOptions & { label: string; silentShell?: boolean }): Promise<string[]> {
   const nonce = randomBytes(12).toString('hex')
   const script = `${record(`RCH-BEGIN-${nonce}`)}; ( ${body}
 ) || exit $?; ${record(`RCH-END-${nonce}`)}`
   const r = await check(remote, script, { ...opts, collect: true, maxCollect: opts.maxCollect ?? 1024 * 1024 })
-  return unframe(r.stdout, nonce, opts.label)
+  const { records, outside } = unframeWithRest(r.stdout, nonce, opts.label)
+  // rsync speaks its protocol over the same channel: any byte a start-up file prints breaks it
+  // ("protocol incompatibility"), so say so here, where the cause is visible.
+  if (opts.silentShell && outside.length) {
+    throw new UnexpectedAnswer(
+      `${opts.label}: the SSH user's shell printed output of its own (${describeBytes(outside)}) around the command; rsync needs a silent shell: remove that output from the user's start-up files (~/.bashrc, ~/.profile, /etc/bash.bashrc)`
+    )
+  }
+  return records
 }

@@ -55,15 +55,6 @@ describe.each(MODES)('file commands are regular files on the runner host (%s)', 
     expect(job.canaries.changes()).toEqual([])
   })
 
-  test('GITHUB_OUTPUT replaced by a folder', async () => {
-    const { r, fc } = await job.step('rm -f "$GITHUB_OUTPUT"; mkdir "$GITHUB_OUTPUT"; echo x > "$GITHUB_OUTPUT/y"\n')
-    const file = basename(fc.files.GITHUB_OUTPUT)
-    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)?.kind).toBe('dir')
-    expect(r.code).not.toBe(0)
-    expect(errors(r).join('\n')).toContain(file)
-    expect(['file', 'absent']).toContain(hostKind(fc.files.GITHUB_OUTPUT))
-  })
-
   test('the file-command folder itself replaced by a symlink', async () => {
     const { r, fc } = await job.step('d=/__w/_temp/_runner_file_commands; rm -rf "$d"; ln -s ../../.. "$d"\n')
     expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands`)).toMatchObject({ kind: 'symlink', target: '../../..' })
@@ -71,5 +62,15 @@ describe.each(MODES)('file commands are regular files on the runner host (%s)', 
     expect(errors(r).join('\n')).toContain('_runner_file_commands')
     expect(hostKind(join(fc.files.GITHUB_ENV, '..'))).toBe('dir')
     expect(job.canaries.changes()).toEqual([])
+  })
+
+  // Last: the folder it leaves is root's, so the SSH user's next push could not remove it.
+  test('GITHUB_OUTPUT replaced by a folder', async () => {
+    const { r, fc } = await job.step('rm -f "$GITHUB_OUTPUT"; mkdir "$GITHUB_OUTPUT"; echo x > "$GITHUB_OUTPUT/y"\n')
+    const file = basename(fc.files.GITHUB_OUTPUT)
+    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)?.kind).toBe('dir')
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain(file)
+    expect(['file', 'absent']).toContain(hostKind(fc.files.GITHUB_OUTPUT))
   })
 })

@@ -184,8 +184,9 @@ describe('command output that looks like paths', () => {
       const r = await job.runner.call('cleanup_job', {}, { state: null })
       expect(existsSync(`${DIR}/ran-rc`)).toBe(true)
       expect(existsSync(`${victim}/keep.txt`)).toBe(true)
-      expect(r.code).not.toBe(0)
-      expect(errors(r).join('\n')).toMatch(/unexpected|output/i)
+      // The answers are framed: the noise around them is ignored, not taken for job folders.
+      expect(errors(r)).toEqual([])
+      expect(r.code).toBe(0)
     } finally {
       setMode('')
       job.runner.dispose()
@@ -202,7 +203,7 @@ describe('command output that looks like paths', () => {
       expect(r.code).not.toBe(0)
       expect(Date.now() - t0).toBeLessThan(15000)
       expect(errors(r).join('\n')).not.toMatch(/leased by another job/)
-      expect(errors(r).join('\n')).toMatch(/unexpected|output/i)
+      expect(errors(r).join('\n')).toMatch(/printed output of its own .*victim.*start-up files/)
     } finally {
       setMode('')
       await job.runner.cleanup()

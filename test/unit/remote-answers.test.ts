@@ -66,6 +66,14 @@ describe('answers are framed', () => {
     expect((err as Error).message).not.toContain('\n')
   })
 
+  test('silentShell: output around the frame is an error naming it (rsync could not work through it)', async () => {
+    const noisy = new LocalRemote(tempDir(), { before: 'Welcome\\n' })
+    await expect(ask(noisy, record("'ok'"), { label: 'create the job folder', silentShell: true })).rejects.toThrow(/create the job folder: the SSH user's shell printed output of its own \("Welcome\\n"\).*start-up files/)
+    // control: the same noisy shell without the option, and a silent shell with it, both answer
+    await expect(ask(new LocalRemote(tempDir(), { before: 'Welcome\\n' }), record("'ok'"), { label: 'x' })).resolves.toEqual(['ok'])
+    await expect(ask(new LocalRemote(tempDir()), record("'ok'"), { label: 'x', silentShell: true })).resolves.toEqual(['ok'])
+  })
+
   test('a frame cut short is an error', () => {
     expect(() => unframe(Buffer.from('RCH-BEGIN-n\0a\0b'), 'n', 'x')).toThrow(/ends inside the frame/)
   })
