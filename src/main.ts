@@ -9,6 +9,7 @@ import { outcomeOf } from './outcome'
 import { delegation, runViaAgent } from './agent-client'
 import { checkPrivateDir, ensurePrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
+import { SYSTEM_PATH } from './tools'
 import type { HookInput } from './protocol'
 import type { Config } from './config'
 import type { RunnerEnv } from './runner-env'
@@ -157,6 +158,10 @@ async function rsh(args: string[]): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  // The runner puts the job's GITHUB_PATH entries first on this process's PATH: whatever starts a
+  // program without an explicit environment (the AWS SDK's credential_process, for one) must not
+  // find the job's programs.
+  process.env.PATH = SYSTEM_PATH
   // The AWS SDK warns about Node 20 on every load; the runner's node is not ours to choose and the
   // step log is no place for it.
   const emit = process.emitWarning.bind(process)

@@ -5,7 +5,7 @@
 // step fails with an error naming the file and nothing of it reaches the host.
 import { lstatSync, readFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { errors, HostileJob, MODES, remoteStat } from './harness'
+import { errors, HostileJob, MODES, remoteStat, withJob } from './harness'
 
 const FILES = ['GITHUB_PATH', 'GITHUB_ENV', 'GITHUB_OUTPUT', 'GITHUB_STEP_SUMMARY'] as const
 
@@ -55,22 +55,26 @@ describe.each(MODES)('file commands are regular files on the runner host (%s)', 
     expect(job.canaries.changes()).toEqual([])
   })
 
-  test('the file-command folder itself replaced by a symlink', async () => {
-    const { r, fc } = await job.step('d=/__w/_temp/_runner_file_commands; rm -rf "$d"; ln -s ../../.. "$d"\n')
-    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands`)).toMatchObject({ kind: 'symlink', target: '../../..' })
-    expect(r.code).not.toBe(0)
-    expect(errors(r).join('\n')).toContain('_runner_file_commands')
-    expect(hostKind(join(fc.files.GITHUB_ENV, '..'))).toBe('dir')
-    expect(job.canaries.changes()).toEqual([])
-  })
+  // The next two leave the job's folder unusable (a symlink in place of the folder, or a folder of
+  // root's that the SSH user cannot remove), so each runs in a job of its own.
+  test('the file-command folder itself replaced by a symlink', () =>
+    withJob(mode, async (job) => {
+      const { r, fc } = await job.step('d=/__w/_temp/_runner_file_commands; rm -rf "$d"; ln -s ../../.. "$d"\n')
+      expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands`)).toMatchObject({ kind: 'symlink', target: '../../..' })
+      expect(r.code).not.toBe(0)
+      expect(errors(r).join('\n')).toContain('_runner_file_commands')
+      expect(hostKind(join(fc.files.GITHUB_ENV, '..'))).toBe('dir')
+      expect(job.canaries.changes()).toEqual([])
+    }))
 
-  // Last: the folder it leaves is root's, so the SSH user's next push could not remove it.
-  test('GITHUB_OUTPUT replaced by a folder', async () => {
-    const { r, fc } = await job.step('rm -f "$GITHUB_OUTPUT"; mkdir "$GITHUB_OUTPUT"; echo x > "$GITHUB_OUTPUT/y"\n')
-    const file = basename(fc.files.GITHUB_OUTPUT)
-    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)?.kind).toBe('dir')
-    expect(r.code).not.toBe(0)
-    expect(errors(r).join('\n')).toContain(file)
-    expect(['file', 'absent']).toContain(hostKind(fc.files.GITHUB_OUTPUT))
-  })
+  test('GITHUB_OUTPUT replaced by a folder', () =>
+    withJob(mode, async (job) => {
+      const { r, fc } = await job.step('rm -f "$GITHUB_OUTPUT"; mkdir "$GITHUB_OUTPUT"; echo x > "$GITHUB_OUTPUT/y"\n')
+      const file = basename(fc.files.GITHUB_OUTPUT)
+      expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)?.kind).toBe('dir')
+      expect(r.code).not.toBe(0)
+      expect(errors(r).join('\n')).toContain(file)
+      expect(['file', 'absent']).toContain(hostKind(fc.files.GITHUB_OUTPUT))
+      expect(job.canaries.changes()).toEqual([])
+    }))
 })

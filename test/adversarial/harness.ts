@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun, type RunnerOptions } from '../helpers/fake-runner'
-import { ownerOf, scanCmdlines, sleep } from '../helpers/conformance'
+import { ownerOf, scanCmdlines, sleep, staticProvider, testVm } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 
 /**
@@ -63,7 +63,9 @@ export class HostileJob {
 
   constructor(readonly mode: Mode, opts: RunnerOptions = {}) {
     const agent = mode === 'no-agent' ? { agent: { enabled: false } } : {}
-    this.runner = new FakeRunner({ ...opts, config: { ...agent, ...(opts.config ?? {}) } })
+    // Several slots: the suites run side by side, and some tests here hold two jobs at once.
+    const provider = { provider: staticProvider(testVm(), { slots: 8 }, { acquireTimeoutSeconds: 120 }) }
+    this.runner = new FakeRunner({ ...opts, config: { ...provider, ...agent, ...(opts.config ?? {}) } })
     this.canaries = new Canaries(this.runner.root)
   }
 
@@ -121,4 +123,15 @@ export function remoteStat(path: string): { kind: 'file' | 'dir' | 'symlink' | '
 /** `::error::` lines of a hook run. */
 export function errors(r: Pick<HookRun, 'stdout' | 'stderr'>): string[] {
   return `${r.stdout}\n${r.stderr}`.split(/\r?\n/).filter((l) => l.startsWith('::error::'))
+}
+
+/** A job of its own for one test, cleaned up whatever happens (a leaked lease would block the VM). */
+export async function withJob<T>(mode: Mode, fn: (job: HostileJob) => Promise<T>, opts: RunnerOptions = {}): Promise<T> {
+  const job = new HostileJob(mode, opts)
+  try {
+    await job.prepare()
+    return await fn(job)
+  } finally {
+    await job.finish()
+  }
 }

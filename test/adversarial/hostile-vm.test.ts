@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { errors, HostileJob } from './harness'
 import { archive, type Member } from './tar-craft'
 import { loadVm, repoRoot } from '../helpers/testenv'
-import { staticProvider } from '../helpers/conformance'
+import { ownerOf, staticProvider } from '../helpers/conformance'
 
 const PORT = 2240
 const DIR = '/var/tmp/rch-adv'
@@ -179,11 +179,16 @@ describe('command output that looks like paths', () => {
     writeFileSync(`${victim}/keep.txt`, 'keep\n')
     // The SSH user could delete it: a loose parse would.
     execFileSync('chown', ['-R', 'rchvm:', victim])
+    // A real leftover of this runner's lost job, which the cleanup must still find and remove.
+    const leftover = `${loadVm('adv').workRoot}/jobs/${ownerOf(job.runner.name)}-${'0a'.repeat(8)}`
+    mkdirSync(`${leftover}/w`, { recursive: true })
+    execFileSync('chown', ['-R', 'rchvm:', leftover])
     setMode('noise')
     try {
       const r = await job.runner.call('cleanup_job', {}, { state: null })
       expect(existsSync(`${DIR}/ran-rc`)).toBe(true)
       expect(existsSync(`${victim}/keep.txt`)).toBe(true)
+      expect(existsSync(leftover)).toBe(false)
       // The answers are framed: the noise around them is ignored, not taken for job folders.
       expect(errors(r)).toEqual([])
       expect(r.code).toBe(0)

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, runnerSplit, scanCmdlines, sleep, staticProvider, waitForOutput } from '../helpers/conformance'
+import { errorLines, ownerOf, runnerSplit, scanCmdlines, sleep, staticProvider, waitForOutput } from '../helpers/conformance'
+import type { Mode } from './harness'
 import type { ChildProcess } from 'node:child_process'
 
 const runners: FakeRunner[] = []
@@ -22,12 +23,19 @@ async function disposeAll(): Promise<void> {
 }
 afterEach(disposeAll)
 
-async function prepared(image: string): Promise<FakeRunner> {
+async function prepared(image: string, mode: Mode = 'agent'): Promise<FakeRunner> {
   // Several slots: other suites share the test VMs and hold slot 0 for minutes.
-  const runner = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }) } })
+  const runner = new FakeRunner({
+    config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }), ...(mode === 'no-agent' ? { agent: { enabled: false } } : {}) }
+  })
   runners.push(runner)
   const r = await runner.prepare({ container: runner.jobContainer(image), services: [] })
   expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  if (mode === 'agent-gone') {
+    // The agent dies; the step's hook process starts a new one.
+    const job = (runner.state as { jobId: string }).jobId
+    for (const p of scanCmdlines(`${ownerOf(runner.name)}-${job}`).filter((h) => h.cmdline.includes('__agent'))) process.kill(p.pid, 'SIGKILL')
+  }
   return runner
 }
 
@@ -54,15 +62,21 @@ async function cancelAndWatch(child: ChildProcess, done: Promise<{ code: number 
   return { goneMs, code: r.code }
 }
 
-describe('run_script_step in bash (rch-test/tiny)', () => {
+const BASH_CASES: [string, (n: string) => string][] = [
+  ['a child of bash', (n: string) => `sleep ${n}\n`],
+  ['a grandchild (bash → sh → sleep)', (n: string) => `sh -c 'sleep ${n}; echo after'\n`],
+  ['a background child', (n: string) => `sleep ${n} &\nwait\n`],
+  ['an orphan whose shell died first', (n: string) => `sleep ${n} &\nsleep 0.3\nkill -9 $$\n`]
+]
+// Every case with the agent; the first and the last also with it disabled and with it killed mid-job.
+const RUNS: [Mode, string, (n: string) => string][] = [
+  ...BASH_CASES.map(([w, b]): [Mode, string, (n: string) => string] => ['agent', w, b]),
+  ...(['no-agent', 'agent-gone'] as Mode[]).flatMap((m) => [BASH_CASES[0], BASH_CASES[3]].map(([w, b]): [Mode, string, (n: string) => string] => [m, w, b]))
+]
 
-  test.each([
-    ['a child of bash', (n: string) => `sleep ${n}\n`],
-    ['a grandchild (bash → sh → sleep)', (n: string) => `sh -c 'sleep ${n}; echo after'\n`],
-    ['a background child', (n: string) => `sleep ${n} &\nwait\n`],
-    ['an orphan whose shell died first', (n: string) => `sleep ${n} &\nsleep 0.3\nkill -9 $$\n`]
-  ])('%s is gone within 5 s of SIGINT', async (_what, body) => {
-    const runner = await prepared(testImages.tiny)
+describe('run_script_step in bash (rch-test/tiny)', () => {
+  test.each(RUNS)('(%s) %s is gone within 5 s of SIGINT', async (mode, _what, body) => {
+    const runner = await prepared(testImages.tiny, mode)
     const secs = String(313 + Math.floor(Math.random() * 600))
     const needle = `sleep ${secs}`
     const mark = `started-${randomBytes(4).toString('hex')}`

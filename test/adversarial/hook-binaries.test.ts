@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
+import { loadMoto } from '../helpers/ec2-env'
 import { errorLines, ownerOf, runnerProcesses, sleep, staticProvider, testVm } from '../helpers/conformance'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 import { agentSocket } from '../../src/agent-client'
@@ -271,5 +272,38 @@ describe('private local folders made by another local user', () => {
     expect(readdirSync(logDir)).toEqual([])
     expect(existsSync(join(tmp, `rch-${process.getuid!()}`, `${state.owner}-${state.jobId}`))).toBe(false)
     runner.dispose()
+  })
+})
+
+describe("programs the hook's libraries start", () => {
+  // The AWS SDK runs a profile's credential_process through a shell with the hook's environment; a
+  // bare command name there was looked up on the PATH the runner gave the hook, job entries first.
+  test('a credential_process named without a path is never found in the job\'s GITHUB_PATH folder', async () => {
+    const runner = new FakeRunner({
+      config: {
+        provider: { kind: 'ec2', region: 'eu-west-1', endpoint: loadMoto().endpoint, imageId: 'ami-12c6146b', instanceTypes: ['t3.micro'] },
+        remote: { workRoot: '/var/tmp/rch-adv-ec2' }
+      }
+    })
+    try {
+      const bin = join(runner.temp, 'evilbin')
+      const marker = join(scratch, `cred-${process.pid}`)
+      mkdirSync(bin, { recursive: true })
+      writeFileSync(join(bin, 'rch-evil-cred'), `#!/bin/sh\necho ran > ${marker}\necho '{"Version":1,"AccessKeyId":"testing","SecretAccessKey":"testing"}'\n`)
+      chmodSync(join(bin, 'rch-evil-cred'), 0o755)
+      const awsConfig = join(runner.root, 'aws-config')
+      writeFileSync(awsConfig, '[default]\ncredential_process = rch-evil-cred\n')
+      const PATH = `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`
+      // positive control: with this PATH a shell finds the job's program
+      expect(spawnSync('/bin/sh', ['-c', 'command -v rch-evil-cred'], { env: { PATH }, encoding: 'utf8' }).stdout.trim()).toBe(join(bin, 'rch-evil-cred'))
+      const env = { PATH, AWS_CONFIG_FILE: awsConfig, AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_REGION: 'eu-west-1', AWS_EC2_METADATA_DISABLED: 'true', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' }
+      const r = await runner.call('cleanup_job', {}, { state: null, env })
+      expect(existsSync(marker)).toBe(false)
+      // it fails loudly for want of credentials, instead of running the job's program
+      expect(r.code).not.toBe(0)
+      expect(errorLines(r)).toHaveLength(1)
+    } finally {
+      runner.dispose()
+    }
   })
 })
