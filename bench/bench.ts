@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { FakeRunner } from '../test/helpers/fake-runner'
 import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
 import { MuxRemote } from '../src/remote/mux-client'
-import { push } from '../src/sync/sync'
+import { pull, push } from '../src/sync/sync'
+import { localDirOf } from '../src/state'
 import { agentSocket } from '../src/agent-client'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
@@ -62,7 +63,9 @@ async function main(): Promise<void> {
   console.log('bench: prepare_job (first sync of 2,000 files / 50 MB included)')
   const prep = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
   if (prep.code !== 0) throw new Error(`prepare_job failed: ${prep.stdout}${prep.stderr}`)
-  const state = runner.state as { container: { id: string }; localDir: string; jobRoot: string; hostWork: string; host: { host: string; port: number; user: string; identityFile: string; knownHostsFile: string } }
+  const state = runner.state as { jobId: string; owner: string; container: { id: string }; jobRoot: string; hostWork: string; host: { host: string; port: number; user: string; identityFile: string; knownHostsFile: string } }
+  // The job's local folder is derived, as the hook derives it (state does not name it).
+  const localDir = localDirOf(`${tmpdir()}/rch-${process.getuid?.() ?? 0}`, state.owner, state.jobId)
 
   // (2) first sync vs raw rsync -a over ssh into an empty folder: each round makes a fresh tree and
   // times both copies of that same tree, each side going first in half the rounds. On this VM the
@@ -142,8 +145,8 @@ async function main(): Promise<void> {
   })
 
   // (3) re-sync after one file changed: ours (incremental push over the job's agent) vs raw rsync over a reused (ControlMaster) connection.
-  const remote = new MuxRemote(agentSocket(state.localDir, state.host))
-  const target = { remote, hostWork: state.hostWork, remoteWork: `${state.jobRoot}/w`, manifestFile: `${state.localDir}/base.json`, excludes: ['_temp/_runner_hook_responses'] }
+  const remote = new MuxRemote(agentSocket(localDir, state.host))
+  const target = { remote, hostWork: state.hostWork, remoteWork: `${state.jobRoot}/w`, manifestFile: `${localDir}/base.json`, excludes: ['_temp/_runner_hook_responses'] }
   const repoRel = 'repo'
   const rshMux = ['ssh', ...sshBase, '-o', 'ControlMaster=auto', '-o', `ControlPath=/tmp/rch-bench-cm-%C`, '-o', 'ControlPersist=60'].join(' ')
   const rawDest = `${vm.workRoot}/bench-raw-0`
@@ -157,8 +160,29 @@ async function main(): Promise<void> {
     oursOne.push(Number(process.hrtime.bigint() - t) / 1e6)
     rawOne.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])))
   }
-  spawnSync('ssh', [...sshBase, '-o', 'ControlPath=/tmp/rch-bench-cm-%C', '-O', 'exit', `${vm.user}@${vm.host}`], { stdio: 'ignore' })
   rows.push({ name: 're-sync after 1 file changed (2,000 files)', ours: median(oursOne), baseline: median(rawOne), baselineName: 'rsync -a over a reused ssh connection', unit: 'ms', target: '≤ 1.5×' })
+
+  // (3b) pull-back of a workspace where every file changed on the VM: ours (listing, checks, the
+  // hook's own tar reader and no-follow writes) vs raw rsync from the VM over a reused connection.
+  const remoteRepo = `${state.jobRoot}/w/${repoRel}`
+  const rawBack = join(mkdtempSync(join(tmpdir(), 'rch-bench-pull-')), 'ws')
+  execFileSync('cp', ['-a', `${ws}/.`, rawBack])
+  const changeAllOnVm = (): void => {
+    for (let i = 0; i < 2000; i++) writeFileSync(join(remoteRepo, `d${i % 20}`, `f${i}.bin`), randomBytes(25_000))
+  }
+  const oursPull: number[] = []
+  const rawPull: number[] = []
+  for (let i = 0; i < 5; i++) {
+    changeAllOnVm()
+    const t = process.hrtime.bigint()
+    const st = await pull(target, [repoRel])
+    oursPull.push(Number(process.hrtime.bigint() - t) / 1e6)
+    if (st.files < 2000) throw new Error(`pull-back brought ${st.files} files, expected 2000`)
+    rawPull.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshMux, `${vm.user}@${vm.host}:${remoteRepo}/`, `${rawBack}/`])))
+  }
+  rmSync(rawBack, { recursive: true, force: true })
+  rows.push({ name: 'pull-back, all 2,000 files changed on the VM (50 MB)', ours: median(oursPull), baseline: median(rawPull), baselineName: 'rsync -a from the VM over a reused ssh connection', unit: 'ms', target: '-' })
+  spawnSync('ssh', [...sshBase, '-o', 'ControlPath=/tmp/rch-bench-cm-%C', '-O', 'exit', `${vm.user}@${vm.host}`], { stdio: 'ignore' })
 
   // (5) line latency: container writes its clock; we read the line off the hook's stdout.
   const { args: latArgs } = runner.scriptStep('for i in $(seq 1 100); do echo "T $(date +%s%N)"; sleep 0.05; done\n')

@@ -9,6 +9,13 @@ import { InputError } from '../errors'
 import { shq } from '../remote/quote'
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** docker reads --env-file with a line scanner that stops at 64 KiB: longer values are exported too. */
+const ENV_FILE_LINE_MAX = 60_000
+/** Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN) when the CLI is started. */
+const EXPORT_MAX = 128 * 1024 - 1
+
+/** Values docker cannot read from the env file: they reach it as `-e NAME` from its environment. */
+const exported = (k: string, v: string): boolean => /[\r\n]/.test(v) || Buffer.byteLength(`${k}=${v}`) > ENV_FILE_LINE_MAX
 /**
  * Names a multi-line value cannot have: they would be exported into the shell that runs the docker
  * CLI, and these steer the dynamic loader and libc (LD_*, GCONV_PATH, MALLOC_*, resolver files…),
@@ -42,11 +49,12 @@ export function validateEnvNames(env: Record<string, string>, field: string): vo
   for (const [k, v] of Object.entries(env)) {
     // docker's env-file reader would misread these (a leading # is a comment, whitespace is trimmed).
     if (!k || /[=\0\s]/.test(k) || k.startsWith('#')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
-    if (/[\r\n]/.test(v) && (!IDENT.test(k) || STEERING.test(k))) {
+    if (exported(k, v) && (!IDENT.test(k) || STEERING.test(k))) {
       throw new InputError(
-        `${field}.${k}: a multi-line value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)`
+        `${field}.${k}: a ${/[\r\n]/.test(v) ? 'multi-line' : 'very long'} value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)`
       )
     }
+    if (Buffer.byteLength(`${k}=${v}`) > EXPORT_MAX) throw new InputError(`${field}.${k}: the value is longer than the ${EXPORT_MAX + 1} bytes the docker CLI can take for a job or service container`)
     if (v.includes('\0')) throw new InputError(`${field}.${k}: value contains a NUL byte`)
   }
 }
@@ -60,7 +68,7 @@ export function envDelivery(env: Record<string, string>, envFileDir: string, fie
     // The env file keeps values away from the docker CLI's own environment (DOCKER_HOST, PATH,
     // HOME of the job must not steer docker itself); only multi-line values, which an env file
     // cannot hold, are exported, and never under a name the CLI itself reads.
-    if (/[\r\n]/.test(v)) {
+    if (exported(k, v)) {
       lines.push(`export ${k}=${shq(v)}`)
       flags.push('-e', k)
     } else fileLines.push(`${k}=${v}`)

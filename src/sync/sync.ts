@@ -210,9 +210,11 @@ function fileFp(st: Stats): string {
 
 /**
  * Writes the tar of `fetch` coming from the remote under hostWork. Only the requested paths, each
- * once, each of the type and at most the size the listing announced, are accepted. Resolves with
- * the base entries of what was written; rejects at the first refused member (the rest is drained
- * and dropped so the channel still closes).
+ * once and of the type the listing announced, are accepted. Resolves with the base entries of what
+ * was written; rejects at the first refused member (the rest is drained and dropped so the channel
+ * still closes). A file whose size changed since the listing (a log still being written, another
+ * step's output) is not written and not recorded, so the next pull fetches it again; its bytes
+ * still count against sync.limits.stepBytes.
  */
 async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: string[], got: Received, onBytes: (n: number) => void): Promise<void> {
   const limits = limitsOf(t)
@@ -221,6 +223,7 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
   const set = got.set
   const dirs: TarEntry[] = []
   let file: FileWriter | null = null
+  let skipping = false
   let received = 0
   const reader = new TarReader({
     entry(e) {
@@ -230,8 +233,9 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
       seen.add(e.name)
       if (KIND[e.type] !== n.t) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} is not of the type the listing announced`)
       if (e.type === 'file') {
-        if (e.size > n.size!) throw new HookError(`sync.limits.stepBytes: ${e.name} grew from ${n.size} bytes (listed) to ${e.size} bytes (sent); nothing more was copied back`)
-        file = fs.openFile(e.name, e.mode, e.mtime)
+        skipping = e.size !== n.size
+        if (skipping) t.warn?.(`not copied back this time: ${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the next step's pull-back brings it`)
+        else file = fs.openFile(e.name, e.mode, e.mtime)
       } else if (e.type === 'dir') {
         fs.makeDir(e.name)
         dirs.push(e)
@@ -251,10 +255,14 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
     data(c) {
       received += c.length
       if (received > limits.stepBytes) throw new HookError(`sync.limits.stepBytes: the step's files copied back from the remote went over ${limits.stepBytes} bytes; nothing more was copied back`)
-      file!.write(c)
+      if (!skipping) file!.write(c)
     },
     endEntry(e) {
       if (e.type !== 'file') return
+      if (skipping) {
+        skipping = false
+        return
+      }
       const st = file!.finish()
       file = null
       set.set(e.name, { t: 'f', l: fileFp(st), r: want.get(e.name)!.fp })

@@ -472,6 +472,7 @@ describe('fuzz: legitimate odd values pass through exactly (VM a)', () => {
       FZ_SUBST: '$(touch /tmp/rch-fuzz-pwned) `id` ${HOME} $HOME',
       FZ_LINES: 'line one\nline two\r\n\nlast',
       FZ_HUGE: HUGE.slice(0, 50_000) + '\n$(id)\n' + 'y'.repeat(50_000),
+      FZ_LONG_LINE: `"${'z'.repeat(100_000)}' $(id)`,
       FZ_EMPTY: '',
       FZ_DASH: '-e -n --help'
     }
@@ -488,7 +489,7 @@ describe('fuzz: legitimate odd values pass through exactly (VM a)', () => {
 
   test('prepare_job with an odd-but-valid image name and odd env values in the job container', async () => {
     execFileSync('docker', ['tag', testImages.tiny, oddImage])
-    const { FZ_HUGE: _tooBigForAnEnvFile, ...containerEnv } = values
+    const containerEnv = values
     const r = await runner.prepare({ container: runner.jobContainer(oddImage, { environmentVariables: { HOME: '/github/home', ...containerEnv } }), services: [] })
     expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
     const { args } = runner.scriptStep(Object.keys(containerEnv).map((k) => `printf '%s' "$${k}" > /__w/_temp/out-${k}`).join('\n') + '\n')

@@ -109,6 +109,18 @@ describe('envDelivery: multi-line values (exported on stdin, passed as -e NAME)'
     expect(readdirSync(dir)).toEqual([envFileOf(d.flags, dir).slice(dir.length + 1)])
   })
 
+  it('a single-line value too long for docker\'s env-file reader (64 KiB lines) is exported the same way', () => {
+    const dir = tempDir()
+    const long = `'"$(id)` + 'z'.repeat(100_000)
+    const d = envDelivery({ LONG: long, SHORT: 'x' }, dir)
+    expect(d.flags).toContain('LONG')
+    expect(exported(d.stdin, dir).get('LONG')).toEqual(Buffer.from(long))
+    // positive control: the short value still goes through the env file, not the CLI's environment
+    expect(exported(d.stdin, dir).has('SHORT')).toBe(false)
+    expect(() => validateEnvNames({ LD_PRELOAD: 'z'.repeat(70_000) }, 'f')).toThrow(InputError)
+    expect(() => validateEnvNames({ OK: 'z'.repeat(140_000) }, 'f')).toThrow(/longer than the 131072 bytes/)
+  })
+
   it('needs no env file when every value is multi-line', () => {
     const dir = tempDir()
     const d = envDelivery(MULTI_LINE, dir)
