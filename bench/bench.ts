@@ -164,7 +164,7 @@ async function main(): Promise<void> {
 
   // (3b) pull-back of a workspace where every file changed on the VM: ours (listing, checks, the
   // hook's own tar reader and no-follow writes) vs raw rsync from the VM over a reused connection.
-  const remoteRepo = `${state.jobRoot}/w/${repoRel}`
+  const remoteRepo = `${state.jobRoot}/w/repo/repo` // the workspace, _work/repo/repo
   const rawBack = join(mkdtempSync(join(tmpdir(), 'rch-bench-pull-')), 'ws')
   execFileSync('cp', ['-a', `${ws}/.`, rawBack])
   const changeAllOnVm = (): void => {

@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { errors, HostileJob } from './harness'
+import { errors, HostileJob, type Mode } from './harness'
 import { archive, type Member } from './tar-craft'
 import { loadVm, repoRoot } from '../helpers/testenv'
 import { ownerOf, staticProvider } from '../helpers/conformance'
@@ -66,9 +66,9 @@ afterAll(() => {
   if (!process.env.KEEP_ADV) rmSync(DIR, { recursive: true, force: true })
 })
 
-function advJob(): HostileJob {
+function advJob(mode: Mode = 'agent'): HostileJob {
   const vm = loadVm('adv')
-  return new HostileJob('agent', { config: { provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }), remote: { workRoot: vm.workRoot } } })
+  return new HostileJob(mode, { config: { provider: staticProvider(vm, { slots: 4 }, { acquireTimeoutSeconds: 30 }), remote: { workRoot: vm.workRoot } } })
 }
 
 /** Anything named pwned* on the runner side, anywhere under the runner's root or /tmp. */
@@ -91,10 +91,10 @@ function pwnedFiles(root: string): string[] {
   return hits
 }
 
-describe('a hostile tar on the VM', () => {
+describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (mode) => {
   let job: HostileJob
   beforeAll(async () => {
-    job = advJob()
+    job = advJob(mode)
     await job.prepare()
   })
   afterAll(async () => {
@@ -147,10 +147,10 @@ describe('a hostile tar on the VM', () => {
   })
 })
 
-describe('a hostile listing on the VM', () => {
+describe.each(['agent', 'no-agent'] as Mode[])('a hostile listing on the VM (%s)', (mode) => {
   let job: HostileJob
   beforeAll(async () => {
-    job = advJob()
+    job = advJob(mode)
     await job.prepare()
   })
   afterAll(async () => {
