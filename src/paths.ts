@@ -35,3 +35,12 @@ export function remotePath(layout: Layout, hostPath: string, field: string): str
 export function relToWork(hostWork: string, hostPath: string): string | null {
   return under(hostPath, hostWork)
 }
+
+/** The repository folder (first component under `_work`) a job of this runner syncs, if any. */
+export const repoRootOf = (workDir: string, workspace: string): string | null => relToWork(workDir, workspace)?.split('/')[0] || null
+
+/**
+ * The job's local folder (agent socket, sync manifests, keys): `<localRoot>/<owner>-<jobId>`, so a
+ * state-less cleanup can find a lost job's. Always derived from these, never read from the state.
+ */
+export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`

@@ -15,10 +15,11 @@ import type { Acquired, VmProvider } from './providers/provider'
 import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
 import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
 import { tools, TOOL_ENV } from './tools'
+import { localDirOf } from './paths'
 
-/** The job's local 0700 folder, named owner-jobId so a state-less cleanup can find a lost job's. */
+/** Creates (0700) or checks the job's local folder. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
-  return ensurePrivateDir(`${ctx.localRoot}/${owner}-${jobId}`)
+  return ensurePrivateDir(localDirOf(ctx.localRoot, owner, jobId))
 }
 
 /**

@@ -8,7 +8,7 @@ import type { HookContext } from './context'
 import { InputError } from './errors'
 import { CONTAINER_ID, EC2_INSTANCE_ID, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
 import { ownerId } from './labels'
-import { relToWork } from './paths'
+import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
 import type { Lease } from './providers/provider'
 
@@ -74,12 +74,6 @@ export interface StateFacts {
 export function stateFacts(ctx: HookContext): StateFacts {
   return { config: ctx.config, runnerName: ctx.runner.runnerName, localRoot: ctx.localRoot, workDir: ctx.runner.workDir, workspace: ctx.runner.workspace }
 }
-
-/** The job's local folder: `<localRoot>/<owner>-<jobId>` (as session.ts jobLocalDir creates it). */
-export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`
-
-/** The repository folder (first component under `_work`) a job of this runner syncs, if any. */
-export const repoRootOf = (workDir: string, workspace: string): string | null => relToWork(workDir, workspace)?.split('/')[0] || null
 
 /** Fields whose value is not one this hook could have written for this runner (field → problem). */
 function mismatches(s: StoredState, f: StateFacts): string[] {

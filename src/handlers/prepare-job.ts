@@ -13,7 +13,7 @@ import { rejoinArgs, shlexSplit } from '../shlex'
 import { providerFor } from '../providers/provider'
 import { createJobFolderScript, HEX16_GLOB, removeJobFolder } from '../docker/job-folder'
 import { acquireMachine, bulkTransport, jobLocalDir, stopAgent } from '../session'
-import { relToWork, remotePath, type Layout } from '../paths'
+import { remotePath, repoRootOf, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
 import { rsyncUp } from '../sync/rsync'
@@ -86,7 +86,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   if (hostExternals !== null && (!isNormalAbsolute(hostExternals) || hostExternals === '/')) {
     throw new InputError(`args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`)
   }
-  const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
+  const repoRel = repoRootOf(hostWork, runner.workspace)
   const workRoot = config.remote.workRoot
   const owner = ownerId(runner.runnerName)
   const jobId = newJobId()
