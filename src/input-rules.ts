@@ -76,6 +76,9 @@ export function isNormalAbsolute(p: string): boolean {
 /** A single path component that is not `.` or `..` and has only portable characters. */
 export const isSafeName = (s: string): boolean => /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..'
 
+/** Makes a literal string safe to embed in a RegExp. */
+export const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
 export const HEX16 = /^[0-9a-f]{16}$/
 export const CONTAINER_ID = /^[0-9a-f]{12,64}$/
 export const EC2_INSTANCE_ID = /^i-[0-9a-f]{8,17}$/

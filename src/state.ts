@@ -6,8 +6,9 @@ import { z } from 'zod'
 import type { Config } from './config'
 import type { HookContext } from './context'
 import { InputError } from './errors'
-import { CONTAINER_ID, EC2_INSTANCE_ID, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
+import { CONTAINER_ID, EC2_INSTANCE_ID, escapeRe, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
 import { ownerId } from './labels'
+import { jobFolder } from './docker/job-folder'
 import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
 import type { Lease } from './providers/provider'
@@ -82,13 +83,13 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   const { workRoot } = f.config.remote
   const owner = ownerId(f.runnerName)
   if (s.owner !== owner) bad('owner', "is not this runner's owner id")
-  if (s.jobRoot !== `${workRoot}/jobs/${s.owner}-${s.jobId}`) bad('jobRoot', 'is not the job folder under remote.workRoot')
+  if (s.jobRoot !== jobFolder(workRoot, s.owner, s.jobId)) bad('jobRoot', 'is not the job folder under remote.workRoot')
   if (s.hostWork !== f.workDir) bad('hostWork', "is not the runner's work folder")
   const repo = repoRootOf(f.workDir, f.workspace)
   s.pullRoots.forEach((r, i) => {
     if (r !== '_temp' && r !== repo) bad(`pullRoots.${i}`, 'is not _temp or the repository folder')
   })
-  if (s.externals && !new RegExp(`^${escape(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
+  if (s.externals && !new RegExp(`^${escapeRe(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
   if (s.network !== null && s.network !== `rch-${s.jobId}`) bad('network', "is not the job's network")
   const h = s.host
   const p = f.config.provider
@@ -109,8 +110,6 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   }
   return issues
 }
-
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /** The runner's state, checked; null when there is none. Throws InputError naming every bad field. */
 export function decodeState(raw: Record<string, unknown> | null, facts: StateFacts): HookState | null {

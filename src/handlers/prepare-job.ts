@@ -11,7 +11,7 @@ import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
 import { providerFor } from '../providers/provider'
-import { createJobFolderScript, HEX16_GLOB, removeJobFolder } from '../docker/job-folder'
+import { createJobFolderScript, HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
 import { acquireMachine, bulkTransport, jobLocalDir, stopAgent } from '../session'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
@@ -90,7 +90,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   const workRoot = config.remote.workRoot
   const owner = ownerId(runner.runnerName)
   const jobId = newJobId()
-  const jobRoot = `${workRoot}/jobs/${owner}-${jobId}`
+  const jobRoot = jobFolder(workRoot, owner, jobId)
   const extVersion = hostExternals ? externalsVersion(hostExternals) : null
   const layout: Layout = {
     hostWork,
