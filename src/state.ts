@@ -13,6 +13,8 @@ import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
 import type { Lease } from './providers/provider'
 
+const normalFolder = z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /')
+
 const StoredStateSchema = z
   .object({
     v: z.literal(1),
@@ -33,8 +35,8 @@ const StoredStateSchema = z
     /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
     jobRoot: z.string(),
     /** Host `_work` this job's mounts came from. */
-    hostWork: z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /'),
-    externals: z.object({ host: z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /'), remote: z.string() }).strict().nullable(),
+    hostWork: normalFolder,
+    externals: z.object({ host: normalFolder, remote: z.string() }).strict().nullable(),
     /** Workspace roots synced each step, relative to `_work`. */
     pullRoots: z.array(z.string().refine(isSafeName, 'must be a single folder name')).max(2),
     network: z.string().nullable(),

@@ -7,6 +7,7 @@ import { dirname } from 'node:path'
 import { HookError } from '../errors'
 import { writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
+import { isWithin } from './safe-fs'
 
 export interface BaseEntry {
   t: Kind
@@ -124,5 +125,5 @@ export function reservePull(manifestFile: string, add: PulledTotals, caps: { job
 }
 
 export function underRoots(path: string, roots: readonly string[]): boolean {
-  return roots.some((r) => path === r || path.startsWith(r + '/'))
+  return roots.some((r) => isWithin(path, r))
 }

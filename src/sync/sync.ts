@@ -12,7 +12,7 @@ import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
 import { isExcluded, NOT_UTF8, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
-import { SafeTree, type FileWriter } from './safe-fs'
+import { isWithin, SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 
 export interface SyncLimits {
@@ -197,7 +197,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
   const remove = new Set<string>()
-  for (const p of base.keys()) if (del.some((d) => p === d || p.startsWith(d + '/'))) remove.add(p)
+  for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
   saveBase(t.manifestFile, { set, remove })
   return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
@@ -318,7 +318,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const fs = new SafeTree(t.hostWork)
   for (const p of del) fs.removeUnder(p)
   const remove = new Set<string>()
-  for (const p of base.keys()) if (del.some((d) => p === d || p.startsWith(d + '/'))) remove.add(p)
+  for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
   const got: Received = { set: new Map(), dropped: new Set() }
   try {
     if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))
