@@ -46,7 +46,7 @@ const rangeOk = (r: string): boolean => {
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 const isIpv6 = (s: string): boolean => /^[0-9a-fA-F:.]+$/.test(s) && s.includes(':') && s.split('::').length <= 2
 
-export const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
+const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
 
 /** `docker run -p`: [ip:][hostPort:]containerPort[/proto], ports or ranges within 1–65535. */
 export function isPortMapping(s: string): boolean {

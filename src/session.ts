@@ -27,7 +27,7 @@ export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): str
  * the same local root), and RUNNER_TRACKING_ID, by which the runner ends leftover processes at job
  * end. Nothing else of the hook's environment (cloud credentials, the job's PATH) reaches it.
  */
-export function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string, string> {
+function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string, string> {
   const env: Record<string, string> = { ...TOOL_ENV, TMPDIR: dirname(ctx.localRoot) }
   if (ctx.runner.home) env.HOME = ctx.runner.home
   if (ctx.runner.trackingId) env.RUNNER_TRACKING_ID = ctx.runner.trackingId

@@ -12,7 +12,7 @@ export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /** The whole environment of every program the hook spawns on the runner host (nothing of the hook's own). */
 export const TOOL_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: SYSTEM_PATH, LANG: 'C' })
 
-export const TOOL_NAMES = ['tar', 'rsync', 'ssh'] as const
+const TOOL_NAMES = ['tar', 'rsync', 'ssh'] as const
 export type ToolName = (typeof TOOL_NAMES)[number]
 /** Absolute paths; null when the tool is not installed (an error only where it is needed). */
 export type Tools = Readonly<Record<ToolName, string | null>>

@@ -20,7 +20,7 @@ export function jobFolderName(owner: string, jobId: string): string {
 export const jobFolder = (workRoot: string, owner: string, jobId: string): string => `${workRoot}/jobs/${jobFolderName(owner, jobId)}`
 
 /** Matches `<workRoot>/jobs/<16 hex>-<16 hex>` and nothing else (no `..`, no extra slashes). */
-export function jobFolderPattern(workRoot: string): RegExp {
+function jobFolderPattern(workRoot: string): RegExp {
   return new RegExp(`^${escapeRe(workRoot)}/jobs/[0-9a-f]{16}-[0-9a-f]{16}$`)
 }
 

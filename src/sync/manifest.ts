@@ -94,7 +94,7 @@ export interface PulledTotals {
 }
 
 /** What the job's pulls brought back so far (kept next to the base). */
-export function pulledFile(manifestFile: string): string {
+function pulledFile(manifestFile: string): string {
   return `${dirname(manifestFile)}/pulled.json`
 }
 

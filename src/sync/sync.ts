@@ -123,7 +123,7 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
 }
 
 /** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
-export const FILE_COMMANDS = '_temp/_runner_file_commands'
+const FILE_COMMANDS = '_temp/_runner_file_commands'
 
 const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door', [NOT_UTF8]: 'named in bytes that are not UTF-8' }
 
