@@ -12,7 +12,7 @@ import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
 import { localDirOf } from './paths'
 
-/** FNV-1a: a short, stable name per host; node:crypto alone would add ~8 ms to every step's start-up. */
+/** FNV-1a: a short, stable name per host; loading node:crypto would slow every step's start-up. */
 function fnv1a(text: string): string {
   let h = 0x811c9dc5
   for (const b of Buffer.from(text, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0

@@ -122,8 +122,8 @@ export async function directRemote(ctx: HookContext, connect: ConnectInfo): Prom
 }
 
 /**
- * rsync's transport for bulk copies: OpenSSH's C data path when the runner host has `ssh` (measured:
- * relaying 50 MB through the agent cost ~30 % more than the copy itself), else the job's agent.
+ * rsync's transport for bulk copies: OpenSSH's C data path when the runner host has `ssh` (relaying
+ * large copies through the agent is markedly slower), else the job's agent.
  */
 export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: string): RsyncTransport {
   const ssh = tools().ssh

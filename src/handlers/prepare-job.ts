@@ -1,5 +1,6 @@
 // prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
-// wait for health, and answer the runner (PROTOCOL.md §2.2). Anything created is undone on failure.
+// wait for health, and answer the runner (the containers and their ports, isAlpine, the state).
+// Anything created is undone on failure.
 import { createHash } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
