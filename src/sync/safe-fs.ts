@@ -239,10 +239,3 @@ export function symlinkEscapes(rel: string, target: string): boolean {
   const resolved = posix.normalize(posix.join(posix.dirname(rel), target))
   return resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')
 }
-
-// One-off calls (each checks its path afresh).
-export const openFile = (root: string, rel: string, mode: number, mtimeSec: number): FileWriter => new SafeTree(root).openFile(rel, mode, mtimeSec)
-export const makeSymlink = (root: string, rel: string, target: string): boolean => new SafeTree(root).makeSymlink(rel, target)
-export const makeDir = (root: string, rel: string): void => new SafeTree(root).makeDir(rel)
-export const setDirMode = (root: string, rel: string, mode: number): void => new SafeTree(root).setDirMode(rel, mode)
-export const removeUnder = (root: string, rel: string): boolean => new SafeTree(root).removeUnder(rel)
