@@ -95,7 +95,7 @@ export const ConfigSchema = z
       .object({
         /** Also sync the runner's tool cache (_work/_tool) in prepare_job. */
         toolCache: z.boolean().default(true),
-        /** Glob-free path prefixes under the workspace never synced back (e.g. node_modules/.cache). */
+        /** Glob-free path prefixes relative to `_work` that the per-step sync skips both ways (e.g. repo/repo/node_modules/.cache). */
         excludeFromPullBack: z.array(z.string().min(1)).default([]),
         /** Caps on what the VM may send back: it is untrusted, and a sparse file costs it nothing. */
         limits: z
