@@ -13,13 +13,16 @@ import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
 import type { Lease } from './providers/provider'
 
+const hex16 = z.string().regex(HEX16, 'must be 16 hex digits')
+const containerId = z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)')
+const imageRef = z.string().refine(isImageRef, 'must be an image reference')
 const normalFolder = z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /')
 
 const StoredStateSchema = z
   .object({
     v: z.literal(1),
-    jobId: z.string().regex(HEX16, 'must be 16 hex digits'),
-    owner: z.string().regex(HEX16, 'must be 16 hex digits'),
+    jobId: hex16,
+    owner: hex16,
     host: z
       .object({
         index: z.number().int(),
@@ -42,13 +45,13 @@ const StoredStateSchema = z
     network: z.string().nullable(),
     container: z
       .object({
-        id: z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)'),
-        image: z.string().refine(isImageRef, 'must be an image reference'),
+        id: containerId,
+        image: imageRef,
         path: z.string().max(65536).refine((p) => !hasControl(p), 'must not contain control characters')
       })
       .strict()
       .nullable(),
-    services: z.array(z.object({ id: z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)'), image: z.string().refine(isImageRef, 'must be an image reference') }).strict()),
+    services: z.array(z.object({ id: containerId, image: imageRef }).strict()),
     volumes: z.array(z.string().refine(isVolumeName, 'must be a volume name')),
     /** Written by older builds; never read (the local folder is derived from owner and job id). */
     localDir: z.unknown().optional()
