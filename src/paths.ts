@@ -31,6 +31,9 @@ export function remotePath(layout: Layout, hostPath: string, field: string): str
   throw new InputError(`${field}: host path ${hostPath} is outside the runner's work folder ${layout.hostWork}, so it cannot be synced to the remote host`)
 }
 
+/** Whether a host path is `root` itself or inside it (lexically, after normalising both). */
+export const isUnder = (path: string, root: string): boolean => under(path, root) !== null
+
 /** Relative path of a host path under `_work`, or null. */
 export function relToWork(hostWork: string, hostPath: string): string | null {
   return under(hostPath, hostWork)
