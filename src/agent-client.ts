@@ -10,8 +10,9 @@ import { F, frame, FrameReader } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
+import { localDirOf } from './paths'
 
-/** FNV-1a: a short, stable name per host; node:crypto alone would add ~8 ms to every step's start-up. */
+/** FNV-1a: a short, stable name per host; loading node:crypto would slow every step's start-up. */
 function fnv1a(text: string): string {
   let h = 0x811c9dc5
   for (const b of Buffer.from(text, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0
@@ -50,7 +51,7 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   if (typeof jobId !== 'string' || !HEX16.test(jobId) || owner !== ownerId(runnerName)) return null
   if (typeof user !== 'string' || !isUserName(user) || typeof host !== 'string' || !isHostName(host)) return null
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null
-  return agentSocket(`${localRoot}/${owner}-${jobId}`, { user, host, port })
+  return agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
 }
 
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */

@@ -1,10 +1,10 @@
 // Operator configuration: one YAML/JSON file named by REMOTE_HOOKS_CONFIG, validated once at start.
 // Every problem is reported together with its field path; nothing secret is ever printed.
 import { z } from 'zod'
-import { isAbsolute, posix } from 'node:path'
+import { isAbsolute } from 'node:path'
 import { ConfigError } from './errors'
 import { describeIssues } from './protocol'
-import { hasControl, isHostName, isUserName } from './input-rules'
+import { hasControl, isHostName, isNormalAbsolute, isUserName } from './input-rules'
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
@@ -12,7 +12,7 @@ const absPath = z.string().min(1).refine((p) => isAbsolute(p) && !hasControl(p),
 
 /** Every remote path is built from it, inside and outside shell quoting: plain characters only. */
 function isWorkRoot(p: string): boolean {
-  return /^\/[A-Za-z0-9._/-]+$/.test(p) && posix.normalize(p) === p && !p.endsWith('/') && !p.split('/').includes('..')
+  return /^\/[A-Za-z0-9._/-]+$/.test(p) && isNormalAbsolute(p)
 }
 
 const HostSchema = z
@@ -95,7 +95,7 @@ export const ConfigSchema = z
       .object({
         /** Also sync the runner's tool cache (_work/_tool) in prepare_job. */
         toolCache: z.boolean().default(true),
-        /** Glob-free path prefixes under the workspace never synced back (e.g. node_modules/.cache). */
+        /** Glob-free path prefixes relative to `_work` that the per-step sync skips both ways (e.g. repo/repo/node_modules/.cache). */
         excludeFromPullBack: z.array(z.string().min(1)).default([]),
         /** Caps on what the VM may send back: it is untrusted, and a sparse file costs it nothing. */
         limits: z

@@ -46,7 +46,7 @@ const rangeOk = (r: string): boolean => {
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 const isIpv6 = (s: string): boolean => /^[0-9a-fA-F:.]+$/.test(s) && s.includes(':') && s.split('::').length <= 2
 
-export const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
+const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
 
 /** `docker run -p`: [ip:][hostPort:]containerPort[/proto], ports or ranges within 1–65535. */
 export function isPortMapping(s: string): boolean {
@@ -75,6 +75,9 @@ export function isNormalAbsolute(p: string): boolean {
 
 /** A single path component that is not `.` or `..` and has only portable characters. */
 export const isSafeName = (s: string): boolean => /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..'
+
+/** Makes a literal string safe to embed in a RegExp. */
+export const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 export const HEX16 = /^[0-9a-f]{16}$/
 export const CONTAINER_ID = /^[0-9a-f]{12,64}$/

@@ -31,7 +31,19 @@ export function remotePath(layout: Layout, hostPath: string, field: string): str
   throw new InputError(`${field}: host path ${hostPath} is outside the runner's work folder ${layout.hostWork}, so it cannot be synced to the remote host`)
 }
 
+/** Whether a host path is `root` itself or inside it (lexically, after normalising both). */
+export const isUnder = (path: string, root: string): boolean => under(path, root) !== null
+
 /** Relative path of a host path under `_work`, or null. */
 export function relToWork(hostWork: string, hostPath: string): string | null {
   return under(hostPath, hostWork)
 }
+
+/** The repository folder (first component under `_work`) a job of this runner syncs, if any. */
+export const repoRootOf = (workDir: string, workspace: string): string | null => relToWork(workDir, workspace)?.split('/')[0] || null
+
+/**
+ * The job's local folder (agent socket, sync manifests, keys): `<localRoot>/<owner>-<jobId>`, so a
+ * state-less cleanup can find a lost job's. Always derived from these, never read from the state.
+ */
+export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`

@@ -1,4 +1,4 @@
-// The runner's hook contract (PROTOCOL.md §1.5, §2) as schemas: parsed once at the boundary, tolerant
+// The runner's hook contract as schemas: parsed once at the boundary, tolerant
 // of unknown keys and nulls the runner sends, strict about what we rely on. Every string that later
 // reaches docker, a remote path or the Engine API is checked here, so a bad one stops the command
 // before anything is started.

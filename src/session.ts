@@ -15,10 +15,11 @@ import type { Acquired, VmProvider } from './providers/provider'
 import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
 import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
 import { tools, TOOL_ENV } from './tools'
+import { localDirOf } from './paths'
 
-/** The job's local 0700 folder, named owner-jobId so a state-less cleanup can find a lost job's. */
+/** Creates (0700) or checks the job's local folder. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
-  return ensurePrivateDir(`${ctx.localRoot}/${owner}-${jobId}`)
+  return ensurePrivateDir(localDirOf(ctx.localRoot, owner, jobId))
 }
 
 /**
@@ -26,7 +27,7 @@ export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): str
  * the same local root), and RUNNER_TRACKING_ID, by which the runner ends leftover processes at job
  * end. Nothing else of the hook's environment (cloud credentials, the job's PATH) reaches it.
  */
-export function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string, string> {
+function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string, string> {
   const env: Record<string, string> = { ...TOOL_ENV, TMPDIR: dirname(ctx.localRoot) }
   if (ctx.runner.home) env.HOME = ctx.runner.home
   if (ctx.runner.trackingId) env.RUNNER_TRACKING_ID = ctx.runner.trackingId
@@ -121,8 +122,8 @@ export async function directRemote(ctx: HookContext, connect: ConnectInfo): Prom
 }
 
 /**
- * rsync's transport for bulk copies: OpenSSH's C data path when the runner host has `ssh` (measured:
- * relaying 50 MB through the agent cost ~30 % more than the copy itself), else the job's agent.
+ * rsync's transport for bulk copies: OpenSSH's C data path when the runner host has `ssh` (relaying
+ * large copies through the agent is markedly slower), else the job's agent.
  */
 export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: string): RsyncTransport {
   const ssh = tools().ssh

@@ -56,7 +56,7 @@ export function shlexSplit(input: string): string[] | null {
   return out
 }
 
-/** Rejoins argument fragments the runner split on single spaces (PROTOCOL.md §2.4) and re-splits them. */
+/** Rejoins argument fragments the runner split on single spaces and re-splits them. */
 export function rejoinArgs(fragments: readonly string[]): string[] {
   if (!fragments.some((f) => /["'\\]/.test(f))) return fragments.filter((f) => f !== '')
   return shlexSplit(fragments.join(' ')) ?? [...fragments]

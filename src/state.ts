@@ -6,17 +6,23 @@ import { z } from 'zod'
 import type { Config } from './config'
 import type { HookContext } from './context'
 import { InputError } from './errors'
-import { CONTAINER_ID, EC2_INSTANCE_ID, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
+import { CONTAINER_ID, EC2_INSTANCE_ID, escapeRe, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
 import { ownerId } from './labels'
-import { relToWork } from './paths'
+import { jobFolder } from './docker/job-folder'
+import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
 import type { Lease } from './providers/provider'
+
+const hex16 = z.string().regex(HEX16, 'must be 16 hex digits')
+const containerId = z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)')
+const imageRef = z.string().refine(isImageRef, 'must be an image reference')
+const normalFolder = z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /')
 
 const StoredStateSchema = z
   .object({
     v: z.literal(1),
-    jobId: z.string().regex(HEX16, 'must be 16 hex digits'),
-    owner: z.string().regex(HEX16, 'must be 16 hex digits'),
+    jobId: hex16,
+    owner: hex16,
     host: z
       .object({
         index: z.number().int(),
@@ -32,20 +38,20 @@ const StoredStateSchema = z
     /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
     jobRoot: z.string(),
     /** Host `_work` this job's mounts came from. */
-    hostWork: z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /'),
-    externals: z.object({ host: z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /'), remote: z.string() }).strict().nullable(),
+    hostWork: normalFolder,
+    externals: z.object({ host: normalFolder, remote: z.string() }).strict().nullable(),
     /** Workspace roots synced each step, relative to `_work`. */
     pullRoots: z.array(z.string().refine(isSafeName, 'must be a single folder name')).max(2),
     network: z.string().nullable(),
     container: z
       .object({
-        id: z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)'),
-        image: z.string().refine(isImageRef, 'must be an image reference'),
+        id: containerId,
+        image: imageRef,
         path: z.string().max(65536).refine((p) => !hasControl(p), 'must not contain control characters')
       })
       .strict()
       .nullable(),
-    services: z.array(z.object({ id: z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)'), image: z.string().refine(isImageRef, 'must be an image reference') }).strict()),
+    services: z.array(z.object({ id: containerId, image: imageRef }).strict()),
     volumes: z.array(z.string().refine(isVolumeName, 'must be a volume name')),
     /** Written by older builds; never read (the local folder is derived from owner and job id). */
     localDir: z.unknown().optional()
@@ -75,12 +81,6 @@ export function stateFacts(ctx: HookContext): StateFacts {
   return { config: ctx.config, runnerName: ctx.runner.runnerName, localRoot: ctx.localRoot, workDir: ctx.runner.workDir, workspace: ctx.runner.workspace }
 }
 
-/** The job's local folder: `<localRoot>/<owner>-<jobId>` (as session.ts jobLocalDir creates it). */
-export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`
-
-/** The repository folder (first component under `_work`) a job of this runner syncs, if any. */
-export const repoRootOf = (workDir: string, workspace: string): string | null => relToWork(workDir, workspace)?.split('/')[0] || null
-
 /** Fields whose value is not one this hook could have written for this runner (field → problem). */
 function mismatches(s: StoredState, f: StateFacts): string[] {
   const issues: string[] = []
@@ -88,13 +88,13 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   const { workRoot } = f.config.remote
   const owner = ownerId(f.runnerName)
   if (s.owner !== owner) bad('owner', "is not this runner's owner id")
-  if (s.jobRoot !== `${workRoot}/jobs/${s.owner}-${s.jobId}`) bad('jobRoot', 'is not the job folder under remote.workRoot')
+  if (s.jobRoot !== jobFolder(workRoot, s.owner, s.jobId)) bad('jobRoot', 'is not the job folder under remote.workRoot')
   if (s.hostWork !== f.workDir) bad('hostWork', "is not the runner's work folder")
   const repo = repoRootOf(f.workDir, f.workspace)
   s.pullRoots.forEach((r, i) => {
     if (r !== '_temp' && r !== repo) bad(`pullRoots.${i}`, 'is not _temp or the repository folder')
   })
-  if (s.externals && !new RegExp(`^${escape(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
+  if (s.externals && !new RegExp(`^${escapeRe(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
   if (s.network !== null && s.network !== `rch-${s.jobId}`) bad('network', "is not the job's network")
   const h = s.host
   const p = f.config.provider
@@ -115,8 +115,6 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   }
   return issues
 }
-
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /** The runner's state, checked; null when there is none. Throws InputError naming every bad field. */
 export function decodeState(raw: Record<string, unknown> | null, facts: StateFacts): HookState | null {

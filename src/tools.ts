@@ -5,6 +5,7 @@
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { ConfigError, HookError } from './errors'
+import { isUnder } from './paths'
 
 /** The only folders searched for a tool that the config does not name. */
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -12,7 +13,7 @@ export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /** The whole environment of every program the hook spawns on the runner host (nothing of the hook's own). */
 export const TOOL_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: SYSTEM_PATH, LANG: 'C' })
 
-export const TOOL_NAMES = ['tar', 'rsync', 'ssh'] as const
+const TOOL_NAMES = ['tar', 'rsync', 'ssh'] as const
 export type ToolName = (typeof TOOL_NAMES)[number]
 /** Absolute paths; null when the tool is not installed (an error only where it is needed). */
 export type Tools = Readonly<Record<ToolName, string | null>>
@@ -23,8 +24,6 @@ export interface JobFolders {
   workDir: string
   runnerTemp: string
 }
-
-const within = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`)
 
 function realOr(p: string): string {
   try {
@@ -39,7 +38,7 @@ function refusal(path: string, folders: JobFolders): string | null {
   if (!isAbsolute(path)) return 'must be an absolute path'
   const dirs = [folders.workDir, folders.runnerTemp].flatMap((d) => [resolve(d), realOr(d)])
   const real = realOr(path)
-  for (const d of dirs) if (within(resolve(path), d) || within(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
+  for (const d of dirs) if (isUnder(resolve(path), d) || isUnder(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
   try {
     accessSync(path, constants.X_OK)
     if (!statSync(path).isFile()) return `${path} is not a file`

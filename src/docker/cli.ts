@@ -8,6 +8,7 @@ import { HookError, InputError } from '../errors'
 import { cliShell, envDelivery } from './env-script'
 import { LABEL_JOB, LABEL_OWNER } from '../labels'
 import type { Registry } from '../protocol'
+import { CONTAINER_ID } from '../input-rules'
 
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -54,7 +55,7 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
   const cmd = cliShell(`eval "$(cat)"; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`)
   const r = await check(remote, cmd, { input: env.stdin, collect: true, label: `docker create ${spec.image}` })
   const id = r.stdout.toString().trim().split('\n').pop() ?? ''
-  if (!/^[0-9a-f]{12,64}$/.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
+  if (!CONTAINER_ID.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
   return id
 }
 

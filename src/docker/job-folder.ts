@@ -5,12 +5,10 @@
 import { HookError } from '../errors'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
+import { escapeRe, HEX16 } from '../input-rules'
 
-const HEX16 = /^[0-9a-f]{16}$/
 /** A shell glob matching exactly 16 lower-case hex digits. */
 export const HEX16_GLOB = '[0-9a-f]'.repeat(16)
-
-const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /** `<owner>-<job id>`, both 16 hex digits. */
 export function jobFolderName(owner: string, jobId: string): string {
@@ -18,8 +16,11 @@ export function jobFolderName(owner: string, jobId: string): string {
   return `${owner}-${jobId}`
 }
 
+/** The job's remote folder, `<workRoot>/jobs/<owner>-<job id>`: the one place that builds it. */
+export const jobFolder = (workRoot: string, owner: string, jobId: string): string => `${workRoot}/jobs/${jobFolderName(owner, jobId)}`
+
 /** Matches `<workRoot>/jobs/<16 hex>-<16 hex>` and nothing else (no `..`, no extra slashes). */
-export function jobFolderPattern(workRoot: string): RegExp {
+function jobFolderPattern(workRoot: string): RegExp {
   return new RegExp(`^${escapeRe(workRoot)}/jobs/[0-9a-f]{16}-[0-9a-f]{16}$`)
 }
 

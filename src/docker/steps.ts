@@ -147,7 +147,7 @@ export async function inspect(engine: Engine, id: string): Promise<Inspect> {
   return (await engine.call<Inspect>('GET', `/containers/${id}/json`, undefined, 'container inspect')).data
 }
 
-/** container port → host port, as the runner expects `job.services.<id>.ports` (PROTOCOL.md §2.2). */
+/** container port → host port, as the runner expects `job.services.<id>.ports`. */
 export function portMap(info: Inspect): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [key, binds] of Object.entries(info.NetworkSettings.Ports ?? {})) {

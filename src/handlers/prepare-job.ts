@@ -1,19 +1,20 @@
 // prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
-// wait for health, and answer the runner (PROTOCOL.md §2.2). Anything created is undone on failure.
+// wait for health, and answer the runner (the containers and their ports, isAlpine, the state).
+// Anything created is undone on failure.
 import { createHash } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { HookError, InputError } from '../errors'
-import { labelArgs, labelMap, newJobId, ownerId, LABEL_OWNER } from '../labels'
+import { labelArgs, newJobId, ownerId, LABEL_OWNER } from '../labels'
 import type { ContainerArgs, Mount, PrepareJobArgs, PrepareJobResponse, ServiceContext } from '../protocol'
 import { check, run, type Remote } from '../remote/remote'
 import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
 import { providerFor } from '../providers/provider'
-import { createJobFolderScript, HEX16_GLOB, removeJobFolder } from '../docker/job-folder'
+import { createJobFolderScript, HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
 import { acquireMachine, bulkTransport, jobLocalDir, stopAgent } from '../session'
-import { relToWork, remotePath, type Layout } from '../paths'
+import { remotePath, repoRootOf, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
 import { rsyncUp } from '../sync/rsync'
@@ -86,11 +87,11 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   if (hostExternals !== null && (!isNormalAbsolute(hostExternals) || hostExternals === '/')) {
     throw new InputError(`args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`)
   }
-  const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
+  const repoRel = repoRootOf(hostWork, runner.workspace)
   const workRoot = config.remote.workRoot
   const owner = ownerId(runner.runnerName)
   const jobId = newJobId()
-  const jobRoot = `${workRoot}/jobs/${owner}-${jobId}`
+  const jobRoot = jobFolder(workRoot, owner, jobId)
   const extVersion = hostExternals ? externalsVersion(hostExternals) : null
   const layout: Layout = {
     hostWork,

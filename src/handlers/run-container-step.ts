@@ -20,6 +20,7 @@ import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/provider'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
+import { jobFolder } from '../docker/job-folder'
 import { rsyncUp } from '../sync/rsync'
 import { createJobFolderScript, removeJobFolder } from '../docker/job-folder'
 import { ask } from '../remote/answer'
@@ -101,7 +102,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const { config, runner } = ctx
   const jobId = newJobId()
   const owner = ownerId(runner.runnerName)
-  const jobRoot = `${config.remote.workRoot}/jobs/${owner}-${jobId}`
+  const jobRoot = jobFolder(config.remote.workRoot, owner, jobId)
   const hostWork = runner.workDir
   const plan = planStep(args, layoutOf({ hostWork, jobRoot, externals: null }, config.remote.dockerSocket))
   const localDir = jobLocalDir(ctx, owner, jobId)

@@ -73,7 +73,7 @@ export class Ec2Provider implements VmProvider {
 
   async acquire(ctx: HookContext, a: AcquireContext): Promise<Acquired> {
     const cfg = this.cfg
-    const { owner, localDir, jobId, open } = a
+    const { owner, localDir, jobId } = a
     const deadline = Date.now() + cfg.acquireTimeoutSeconds * 1000
     const { sdk, client } = await ec2Client(cfg)
     const send = <T>(what: string, fn: () => Promise<T>): Promise<T> =>

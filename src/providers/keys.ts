@@ -1,7 +1,7 @@
 // Per-job ed25519 key pairs in OpenSSH formats, made with node:crypto. Not ssh2's
 // generateKeyPairSync: it strips every leading zero byte of the public key, so about 1 key in 256
-// comes out 31 bytes long and is refused by sshd and ssh-keygen (mscdex/ssh2#1390, #1513); with two
-// keys per job that failed ~0.8 % of EC2 jobs.
+// comes out 31 bytes long and is refused by sshd and ssh-keygen; with two keys per job, that failed
+// an EC2 job every so often.
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 
 export interface SshKeyPair {

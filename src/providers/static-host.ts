@@ -6,7 +6,7 @@ import { HookError, TransportError } from '../errors'
 import { LABEL_OWNER, ownerId } from '../labels'
 import { directRemote } from '../session'
 import { removeLabelled } from '../docker/cli'
-import { HEX16_GLOB, jobFolderName, privateJobsDirScript, removeJobFolder } from '../docker/job-folder'
+import { HEX16_GLOB, jobFolder, privateJobsDirScript, removeJobFolder } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
@@ -149,7 +149,7 @@ export class StaticHostProvider implements VmProvider {
             new RegExp(`^${owner}-[0-9a-f]{16}$`),
             label
           )
-          for (const n of names) await removeJobFolder(remote, this.workRoot, `${this.workRoot}/jobs/${jobFolderName(owner, n.slice(owner.length + 1))}`, null)
+          for (const n of names) await removeJobFolder(remote, this.workRoot, jobFolder(this.workRoot, owner, n.slice(owner.length + 1)), null)
           const dirs = names
           await this.releaseOwned(remote, owner)
           done.push(`${key}: ${removed}, ${dirs.length} job folders`)

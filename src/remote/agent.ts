@@ -1,5 +1,5 @@
 // The per-job agent: a detached helper process that holds one SSH connection for the whole job, so
-// each hook command (a new process every time) skips the ~150-250 ms SSH handshake. It listens on a
+// each hook command (a new process every time) skips the SSH handshake. It listens on a
 // 0600 Unix socket in a 0700 directory, exits when told, after being idle, or when SSH drops; it
 // carries the job's RUNNER_TRACKING_ID, so the runner kills it at job end in any case.
 import { createServer, type Socket } from 'node:net'

@@ -9,7 +9,7 @@ import { check, type Remote, type RunOptions } from './remote'
 export const record = (word: string): string => `printf '%s\\0' ${word}`
 
 /** Escaped and truncated, for error messages about what came back. */
-export function describeBytes(buf: Buffer | string, max = 200): string {
+function describeBytes(buf: Buffer | string, max = 200): string {
   const b = typeof buf === 'string' ? Buffer.from(buf, 'utf8') : buf
   const shown = JSON.stringify(b.subarray(0, max).toString('latin1'))
   return b.length > max ? `${shown}… (${b.length} bytes)` : shown
@@ -23,7 +23,7 @@ export function unframe(out: Buffer, nonce: string, label: string): string[] {
 }
 
 /** Like unframe(), also returning what was printed outside the frame. */
-export function unframeWithRest(out: Buffer, nonce: string, label: string): { records: string[]; outside: Buffer } {
+function unframeWithRest(out: Buffer, nonce: string, label: string): { records: string[]; outside: Buffer } {
   const begin = Buffer.from(`RCH-BEGIN-${nonce}\0`)
   const end = `RCH-END-${nonce}`
   const at = out.indexOf(begin)

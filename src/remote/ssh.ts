@@ -25,7 +25,7 @@ export class SshRemote implements Remote {
       let ready = false
       client.on('ready', () => {
         ready = true
-        // Small request/response packets: Nagle + delayed ACK would add ~40 ms per round trip.
+        // Small request/response packets: Nagle + delayed ACK would hold back every round trip.
         client.setNoDelay(true)
         resolve(new SshRemote(client, info))
       })

@@ -7,6 +7,7 @@ import { dirname } from 'node:path'
 import { HookError } from '../errors'
 import { writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
+import { isWithin } from './safe-fs'
 
 export interface BaseEntry {
   t: Kind
@@ -21,8 +22,8 @@ export interface BaseUpdate {
 }
 
 // The agent runs every step of a job, so it keeps the last base it read or wrote and re-reads the
-// file only when another process replaced it (a new file: new inode). Parsing and writing a
-// 2,000-file base cost ~15 ms per step otherwise.
+// file only when another process replaced it (a new file: new inode), instead of parsing a large
+// base again on every step.
 const cache = new Map<string, { key: string; base: Base }>()
 
 function fileKey(file: string): string | null {
@@ -93,7 +94,7 @@ export interface PulledTotals {
 }
 
 /** What the job's pulls brought back so far (kept next to the base). */
-export function pulledFile(manifestFile: string): string {
+function pulledFile(manifestFile: string): string {
   return `${dirname(manifestFile)}/pulled.json`
 }
 
@@ -124,5 +125,5 @@ export function reservePull(manifestFile: string, add: PulledTotals, caps: { job
 }
 
 export function underRoots(path: string, roots: readonly string[]): boolean {
-  return roots.some((r) => path === r || path.startsWith(r + '/'))
+  return roots.some((r) => isWithin(path, r))
 }

@@ -36,7 +36,7 @@ export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
     ...o('ControlMaster=no'), ...o('ControlPath=none'), ...o('ControlPersist=no'),
     ...o('ForwardAgent=no'), ...o('ForwardX11=no'), ...o('ForwardX11Trusted=no'), ...o('ClearAllForwardings=yes'),
     ...o('Tunnel=no'), ...o('RequestTTY=no'), ...o('CanonicalizeHostname=no'),
-    // The post-quantum default KEX costs ~90 ms per handshake on small CPUs; these are still strong.
+    // The post-quantum default KEX makes each handshake slow on small CPUs; these are still strong.
     ...o('KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512')
   ]
 }

@@ -43,6 +43,9 @@ export function badRelPath(p: string): string | null {
   return null
 }
 
+/** Whether the relative path `p` is `root` itself or something inside it. */
+export const isWithin = (p: string, root: string): boolean => p === root || p.startsWith(root + '/')
+
 function checked(rel: string): string {
   const bad = badRelPath(rel)
   if (bad) throw new UnsafePathError(`refusing path ${JSON.stringify(rel.slice(0, 200))}: ${bad}`)
@@ -111,7 +114,7 @@ export class SafeTree {
 
   /** Something at `rel` is about to be removed or replaced: what was known below it no longer holds. */
   private forget(rel: string): void {
-    for (const k of this.known) if (k === rel || k.startsWith(rel + '/')) this.known.delete(k)
+    for (const k of this.known) if (isWithin(k, rel)) this.known.delete(k)
   }
 
   /** Clears the final name for a new entry: a real folder there is removed (rm does not follow symlinks). */
@@ -236,10 +239,3 @@ export function symlinkEscapes(rel: string, target: string): boolean {
   const resolved = posix.normalize(posix.join(posix.dirname(rel), target))
   return resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')
 }
-
-// One-off calls (each checks its path afresh).
-export const openFile = (root: string, rel: string, mode: number, mtimeSec: number): FileWriter => new SafeTree(root).openFile(rel, mode, mtimeSec)
-export const makeSymlink = (root: string, rel: string, target: string): boolean => new SafeTree(root).makeSymlink(rel, target)
-export const makeDir = (root: string, rel: string): void => new SafeTree(root).makeDir(rel)
-export const setDirMode = (root: string, rel: string, mode: number): void => new SafeTree(root).setDirMode(rel, mode)
-export const removeUnder = (root: string, rel: string): boolean => new SafeTree(root).removeUnder(rel)

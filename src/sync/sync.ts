@@ -12,7 +12,7 @@ import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
 import { isExcluded, NOT_UTF8, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
-import { SafeTree, type FileWriter } from './safe-fs'
+import { isWithin, SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 
 export interface SyncLimits {
@@ -123,7 +123,7 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
 }
 
 /** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
-export const FILE_COMMANDS = '_temp/_runner_file_commands'
+const FILE_COMMANDS = '_temp/_runner_file_commands'
 
 const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door', [NOT_UTF8]: 'named in bytes that are not UTF-8' }
 
@@ -197,7 +197,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
   const remove = new Set<string>()
-  for (const p of base.keys()) if (del.some((d) => p === d || p.startsWith(d + '/'))) remove.add(p)
+  for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
   saveBase(t.manifestFile, { set, remove })
   return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
@@ -326,7 +326,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const fs = new SafeTree(t.hostWork)
   for (const p of del) fs.removeUnder(p)
   const remove = new Set<string>()
-  for (const p of base.keys()) if (del.some((d) => p === d || p.startsWith(d + '/'))) remove.add(p)
+  for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
   const got: Received = { set: new Map(), dropped: new Set() }
   try {
     if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))

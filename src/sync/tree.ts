@@ -2,7 +2,7 @@
 // must be copied; mtime+size is the same quick check rsync uses by default.
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { HookError } from '../errors'
-import { badRelPath } from './safe-fs'
+import { badRelPath, isWithin } from './safe-fs'
 
 export type Kind = 'f' | 'd' | 'l'
 export interface Node {
@@ -132,7 +132,7 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
     const [y, size, mtime, mode, link, path] = parts.slice(n * 6, n * 6 + 6)
     const bad = badRelPath(path)
     if (bad) throw listingError(`bad path: ${bad}`, n, path)
-    const root = rules.roots.find((r) => path === r || path.startsWith(r + '/'))
+    const root = rules.roots.find((r) => isWithin(path, r))
     if (root === undefined) throw listingError('path outside the requested folders', n, path)
     if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
     if (!SIZE.test(size) || !MTIME.test(mtime) || !MODE.test(mode)) throw listingError('malformed size, mtime or mode', n, path)

@@ -1,4 +1,4 @@
-// run_container_step without prepare_job (PROTOCOL.md §1.2, §2.4, §5.5 item 6), private-registry
+// run_container_step without prepare_job, private-registry
 // pulls with credentials that never show up in output or on a command line, and the pull policy.
 import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'

@@ -11,7 +11,7 @@ describe('a job end to end on a static host', () => {
     runner.dispose()
   })
 
-  test('prepare_job starts the job container and a service and answers as PROTOCOL.md §2.2', async () => {
+  test('prepare_job starts the job container and a service and answers as the runner expects', async () => {
     writeFileSync(join(runner.workspace, 'host-file.txt'), 'from the host\n')
     const r = await runner.prepare({
       container: runner.jobContainer(testImages.glibc, { portMappings: ['8080:80'] }),

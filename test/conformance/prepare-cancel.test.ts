@@ -1,4 +1,4 @@
-// Cancelling prepare_job (PROTOCOL.md §1.8): the runner's SIGINT/SIGTERM during the first sync stops
+// Cancelling prepare_job: the runner's SIGINT/SIGTERM during the first sync stops
 // the copy at once, the hook exits non-zero within 5 s, and what prepare_job had made is undone.
 // Before the fix, the hook noticed a cancel only at its next wait, finished the copy and could
 // even report success.

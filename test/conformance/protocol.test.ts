@@ -1,4 +1,4 @@
-// The hook contract at the process boundary (PROTOCOL.md §1.5-§1.7, §2, §5.5 items 1-4): bad input
+// The hook contract at the process boundary: bad input
 // starts nothing and fails with exactly one `::error::` line naming the problem; what the runner
 // really sends (nulls, unknown keys, a trailing newline) is accepted; prepare_job's response file
 // holds exactly one JSON object of the right shape.

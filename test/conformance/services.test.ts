@@ -1,4 +1,4 @@
-// Service containers (PROTOCOL.md §2.2, §5.5 items 16-18): several services of one image with their
+// Service containers: several services of one image with their
 // aliases, health-check waiting, an unhealthy service failing prepare_job without leaving anything
 // behind, Alpine detection, and the port-mapping formats the runner passes through.
 import { execFileSync } from 'node:child_process'

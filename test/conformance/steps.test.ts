@@ -1,8 +1,7 @@
-// run_script_step behaviour that only shows with real processes (PROTOCOL.md §1.8, §1.10, §2.3,
-// §5.5 items 7, 9, 10): cancellation stops the remote process, concurrent steps do not serialize,
-// large output is byte-exact with bounded memory, secrets stay off command lines, streams stay
-// separate, workflow commands pass through, legacy prependPath, and a dropped connection is never
-// reported as success.
+// run_script_step behaviour that only shows with real processes: cancellation stops the remote
+// process, concurrent steps do not serialize, large output is byte-exact with bounded memory,
+// secrets stay off command lines, streams stay separate, workflow commands pass through, legacy
+// prependPath, and a dropped connection is never reported as success.
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'

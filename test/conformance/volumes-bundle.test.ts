@@ -1,5 +1,5 @@
 // User volumes as the runner passes them, and the bundle working alone in an empty folder.
-import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -1,4 +1,4 @@
-// A fake GitHub Actions runner: the host directory layout of PROTOCOL.md §3.1, and hook calls made
+// A fake GitHub Actions runner: the runner's host directory layout, and hook calls made
 // exactly as the runner makes them (one process per command, one JSON line on stdin then EOF, a
 // pre-created empty response file, cwd = the workspace).
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -143,7 +143,7 @@ export class FakeRunner {
     return { userProvidedValue, sourceVolumePath: source, targetVolumePath: target, readOnly }
   }
 
-  /** The job container as the runner describes it (PROTOCOL.md §2.2). */
+  /** The job container as the runner describes it in prepare_job's args. */
   jobContainer(image: string, extra: Record<string, unknown> = {}) {
     return {
       image,
@@ -239,7 +239,7 @@ export class FakeRunner {
     }
   }
 
-  /** A container action's args (PROTOCOL.md §2.4). */
+  /** A container action's args, as run_container_step gets them. */
   containerStep(opts: { image?: string | null; dockerfile?: string | null; entryPoint?: string | null; args?: string[]; env?: Record<string, string> }) {
     const fc = this.newFileCommands()
     const env: Record<string, string> = { HOME: '/github/home', GITHUB_WORKSPACE: '/github/workspace', RUNNER_TEMP: '/github/runner_temp', GITHUB_EVENT_PATH: '/github/workflow/event.json' }

@@ -1,7 +1,7 @@
 import { parseHookInput } from '../../src/protocol'
 import { InputError } from '../../src/errors'
 
-// PROTOCOL.md §2.2, with the elided mounts written out.
+// A prepare_job request as the runner sends it, with the elided mounts written out.
 const PREPARE_JOB =
   '{"command":"prepare_job","responseFile":"/home/runner/_work/_temp/_runner_hook_responses/5b1c.json",' +
   '"args":{"container":{"image":"node:22","dockerfile":null,"entryPointArgs":[],"entryPoint":null,' +
@@ -17,7 +17,7 @@ const PREPARE_JOB =
   '"environmentVariables":{},"portMappings":["6379:6379"],"systemMountVolumes":[],"userMountVolumes":[]}]},' +
   '"state":null}\n'
 
-// PROTOCOL.md §2.3, verbatim apart from the elided guids.
+// A run_script_step request as the runner sends it, verbatim apart from the elided guids.
 const RUN_SCRIPT_STEP =
   '{"command":"run_script_step","responseFile":"/home/runner/_work/_temp/_runner_hook_responses/9e0.json",' +
   '"args":{"entryPointArgs":["-e","/__w/_temp/3f2a.sh"],"entryPoint":"sh",' +
@@ -43,7 +43,7 @@ function errorOf(text: string): InputError {
 
 const SCRIPT_ARGS = { entryPointArgs: ['-e', '/__w/_temp/x.sh'], entryPoint: 'sh', environmentVariables: {}, prependPath: [], workingDirectory: '/__w/r/r' }
 
-describe('parseHookInput: the PROTOCOL.md examples', () => {
+describe('parseHookInput: requests as the runner sends them', () => {
   it('parses prepare_job (§2.2)', () => {
     const h = parseHookInput(PREPARE_JOB)
     expect(h.command).toBe('prepare_job')
@@ -202,7 +202,7 @@ describe('parseHookInput: tolerance', () => {
     expect(parseHookInput('\n  ' + input('cleanup_job', {}).trim() + '\r\n\r\n').command).toBe('cleanup_job')
   })
 
-  // The doc comment says the whole of stdin is one JSON object, and PROTOCOL.md §1.5 says to read
+  // The doc comment says the whole of stdin is one JSON object, and the runner's contract is to read
   // to EOF and parse; an indented object (a hand-written test request) is still one object.
   it('parses one JSON object spread over several lines', () => {
     const pretty = JSON.stringify(JSON.parse(input('cleanup_job', {})), null, 2)

@@ -1,6 +1,13 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
-import { badRelPath, makeDir, makeSymlink, openFile, removeUnder, SafeTree, setDirMode, symlinkEscapes, UnsafePathError } from '../../src/sync/safe-fs'
+import { badRelPath, SafeTree, symlinkEscapes, UnsafePathError, type FileWriter } from '../../src/sync/safe-fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
+
+// One-off calls: a fresh SafeTree each time, so each checks its path afresh.
+const openFile = (root: string, rel: string, mode: number, mtimeSec: number): FileWriter => new SafeTree(root).openFile(rel, mode, mtimeSec)
+const makeSymlink = (root: string, rel: string, target: string): boolean => new SafeTree(root).makeSymlink(rel, target)
+const makeDir = (root: string, rel: string): void => new SafeTree(root).makeDir(rel)
+const setDirMode = (root: string, rel: string, mode: number): void => new SafeTree(root).setDirMode(rel, mode)
+const removeUnder = (root: string, rel: string): boolean => new SafeTree(root).removeUnder(rel)
 
 afterAll(cleanupTempDirs)
 
