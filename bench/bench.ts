@@ -9,7 +9,7 @@ import { FakeRunner } from '../test/helpers/fake-runner'
 import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
 import { MuxRemote } from '../src/remote/mux-client'
 import { pull, push } from '../src/sync/sync'
-import { localDirOf } from '../src/state'
+import { localDirOf } from '../src/paths'
 import { agentSocket } from '../src/agent-client'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
