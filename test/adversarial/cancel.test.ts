@@ -62,6 +62,26 @@ async function cancelAndWatch(child: ChildProcess, done: Promise<{ code: number 
   return { goneMs, code: r.code }
 }
 
+/** A JS action's step: node, run by exec, with a child `sleep secs`; resolves once it has started. */
+async function nodeStepWithChild(runner: FakeRunner, secs: string): Promise<{ child: ChildProcess; done: Promise<{ code: number | null }> }> {
+  const mark = `started-${randomBytes(4).toString('hex')}`
+  const file = `${randomBytes(6).toString('hex')}.js`
+  writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
+  const { args } = runner.scriptStep('')
+  const started = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
+  await waitForOutput(started.child, mark)
+  await sleep(300)
+  return started
+}
+
+/** The runner's cancel, then: nothing matching needle is left, within 5 s, and the hook failed. */
+async function expectAllGone(child: ChildProcess, done: Promise<{ code: number | null }>, needle: string): Promise<void> {
+  const { goneMs, code } = await cancelAndWatch(child, done, needle)
+  expect(live(needle)).toEqual([])
+  expect(goneMs).not.toBeNull()
+  expect(code).not.toBe(0)
+}
+
 const BASH_CASES: [string, (n: string) => string][] = [
   ['a child of bash', (n: string) => `sleep ${n}\n`],
   ['a grandchild (bash → sh → sleep)', (n: string) => `sh -c 'sleep ${n}; echo after'\n`],
@@ -86,10 +106,7 @@ describe('run_script_step in bash (rch-test/tiny)', () => {
     await sleep(600)
     // positive control: the process really runs on the VM before the cancel
     expect(live(needle).length).toBeGreaterThan(0)
-    const { goneMs, code } = await cancelAndWatch(child, done, needle)
-    expect(live(needle)).toEqual([])
-    expect(goneMs).not.toBeNull()
-    expect(code).not.toBe(0)
+    await expectAllGone(child, done, needle)
   })
 })
 
@@ -97,19 +114,9 @@ describe('a JS action: node run by exec (rch-test/glibc)', () => {
   test('a child of node is gone within 5 s of SIGINT', async () => {
     const runner = await prepared(testImages.glibc)
     const secs = String(1000 + Math.floor(Math.random() * 600))
-    const needle = `sleep ${secs}`
-    const mark = `started-${randomBytes(4).toString('hex')}`
-    const file = `${randomBytes(6).toString('hex')}.js`
-    writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
-    const { args } = runner.scriptStep('')
-    const { child, done } = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
-    await waitForOutput(child, mark)
-    await sleep(300)
-    expect(live(needle).length).toBeGreaterThan(0)
-    const { goneMs, code } = await cancelAndWatch(child, done, needle)
-    expect(live(needle)).toEqual([])
-    expect(goneMs).not.toBeNull()
-    expect(code).not.toBe(0)
+    const { child, done } = await nodeStepWithChild(runner, secs)
+    expect(live(`sleep ${secs}`).length).toBeGreaterThan(0)
+    await expectAllGone(child, done, `sleep ${secs}`)
   })
 })
 
@@ -130,21 +137,11 @@ describe('an image without a shell', () => {
   test("the runner's node from /__e stops the step (a node step with a child)", async () => {
     const runner = await prepared(image)
     const secs = String(2400 + Math.floor(Math.random() * 600))
-    const needle = `sleep ${secs}`
-    const mark = `started-${randomBytes(4).toString('hex')}`
-    const file = `${randomBytes(6).toString('hex')}.js`
-    writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
-    const { args } = runner.scriptStep('')
-    const { child, done } = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
-    await waitForOutput(child, mark)
-    await sleep(300)
+    const { child, done } = await nodeStepWithChild(runner, secs)
     // positive control: there is really no shell in the job container, and the child runs
     expect(spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true']).status).not.toBe(0)
-    expect(live(needle).length).toBeGreaterThan(0)
-    const { goneMs, code } = await cancelAndWatch(child, done, needle)
-    expect(live(needle)).toEqual([])
-    expect(goneMs).not.toBeNull()
-    expect(code).not.toBe(0)
+    expect(live(`sleep ${secs}`).length).toBeGreaterThan(0)
+    await expectAllGone(child, done, `sleep ${secs}`)
   })
 })
 
@@ -159,9 +156,6 @@ describe('a container action', () => {
     await waitForOutput(child, mark)
     await sleep(300)
     expect(live(needle).length).toBeGreaterThan(0)
-    const { goneMs, code } = await cancelAndWatch(child, done, needle)
-    expect(live(needle)).toEqual([])
-    expect(goneMs).not.toBeNull()
-    expect(code).not.toBe(0)
+    await expectAllGone(child, done, needle)
   })
 })
