@@ -37,7 +37,8 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
     manifestFile: `${state.localDir}/base.json`,
     excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack],
     limits: ctx.config.sync.limits,
-    warn: (m) => ctx.log.warn(m)
+    warn: (m) => ctx.log.warn(m),
+    signal: ctx.signal
   }
 }
 

@@ -5,6 +5,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync
 import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
 import { OutputLimitError, run, type Remote } from '../../src/remote/remote'
 import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
+import { Cancelled } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { member, tarOf } from './_tar'
 
@@ -302,5 +303,45 @@ describe('run(): collected output over its bound', () => {
     await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow(OutputLimitError)
     await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow('the listing: output is larger than 4096 bytes')
     expect((await run(r, 'head -c 4096 /dev/zero', { collect: true, maxCollect: 4096 })).stdout.length).toBe(4096) // control
+  })
+})
+
+describe('cancel stops a transfer the VM never ends', () => {
+  const endless = (w: World, mode: '-c' | '-x'): NodeJS.ProcessEnv =>
+    // prints a tar header's worth of zeros, then stalls: a VM that keeps the channel open for ever
+    shadow(w, 'tar', `case "$1" in ${mode}) head -c 100 /dev/zero; exec sleep 30;; esac\nexec ${realTar} "$@"`)
+
+  it('pull: rejects with Cancelled at once and writes nothing more', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    const ac = new AbortController()
+    const t0 = Date.now()
+    setTimeout(() => ac.abort('SIGINT'), 300)
+    await expect(pull({ ...w.target(endless(w, '-c')), signal: ac.signal }, ROOTS)).rejects.toBeInstanceOf(Cancelled)
+    expect(Date.now() - t0).toBeLessThan(3000)
+    expect(existsSync(`${w.host}/ws/f`)).toBe(false)
+  })
+
+  it('push: rejects with Cancelled at once', async () => {
+    const w = world()
+    mkdirSync(`${w.host}/ws`, { recursive: true })
+    writeFileSync(`${w.host}/ws/new`, 'x')
+    const ac = new AbortController()
+    const t0 = Date.now()
+    setTimeout(() => ac.abort('SIGTERM'), 300)
+    await expect(push({ ...w.target(endless(w, '-x')), signal: ac.signal }, ROOTS)).rejects.toBeInstanceOf(Cancelled)
+    expect(Date.now() - t0).toBeLessThan(3000)
+  })
+
+  it('control: without a cancel the stalled pull is still running after 1 s', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    const ac = new AbortController()
+    const p = pull({ ...w.target(endless(w, '-c')), signal: ac.signal }, ROOTS)
+    p.catch(() => undefined)
+    const state = await Promise.race([p.then(() => 'done', () => 'failed'), new Promise((r) => setTimeout(() => r('running'), 1000))])
+    expect(state).toBe('running')
+    ac.abort('SIGINT')
+    await expect(p).rejects.toBeInstanceOf(Cancelled)
   })
 })
