@@ -116,7 +116,9 @@ export const ConfigSchema = z
       .object({
         connectSeconds: z.number().min(1).max(600).default(20),
         healthSeconds: z.number().min(1).max(86400).default(600),
-        cancelGraceSeconds: z.number().min(0).max(30).default(2)
+        cancelGraceSeconds: z.number().min(0).max(30).default(2),
+        /** cleanup_job's remote work (removal and the slot's release) ends by then, whatever the VM does. */
+        cleanupSeconds: z.number().min(1).max(86400).default(600)
       })
       .strict()
       .default({}),

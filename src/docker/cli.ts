@@ -63,6 +63,9 @@ export async function startContainer(remote: Remote, id: string, what: string): 
   await check(remote, shjoin(['docker', 'start', id]), { label: `docker start (${what})` })
 }
 
+/** The longest line of a pull's output kept for the log. */
+const MAX_LINE = 4096
+
 /**
  * Makes `image` present on the remote by policy. With registry credentials, a per-job docker config
  * is created, the password is read from stdin by `docker login`, and the config is removed after.
@@ -104,10 +107,10 @@ export async function ensureImage(
     signal: limits.signal,
     timeoutMs: limits.timeoutMs,
     onStdout: (c) => {
-      partial += c.toString()
-      const lines = partial.split('\n')
-      partial = lines.pop() ?? ''
-      for (const l of lines) if (l) onLine?.(l)
+      // The VM's docker is the job's to replace: a line without end is cut, never buffered whole.
+      const lines = (partial + c.toString()).split('\n')
+      partial = (lines.pop() ?? '').slice(0, MAX_LINE)
+      for (const l of lines) if (l) onLine?.(l.slice(0, MAX_LINE))
     }
   })
   return 'pulled'

@@ -10,6 +10,7 @@ import { removeLabelled } from '../docker/cli'
 import { removeJobFolder } from '../docker/job-folder'
 import { providerFor } from '../providers/provider'
 import type { Remote } from '../remote/remote'
+import { withDeadline } from '../remote/deadline'
 import type { VmProvider } from '../providers/provider'
 
 export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookContext): Promise<HandlerResult> {
@@ -39,13 +40,23 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     // A machine that is destroyed on release needs no tidying (and may already be gone).
     if (!provider.releaseDestroys) {
       remote = await openJobRemote(ctx, state.host, state.localDir, { startAgent: false })
+      const secs = ctx.config.timeouts.cleanupSeconds
+      const bounded = withDeadline(
+        remote,
+        secs * 1000,
+        `timeouts.cleanupSeconds: cleaning up ${state.host.host}:${state.host.port} took longer than ${secs} s and was stopped (the next prepare_job of this runner there removes what is left)`
+      )
       try {
-        const removed = await removeLabelled(remote, LABEL_JOB, state.jobId)
-        await removeJobFolder(remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
+        const removed = await removeLabelled(bounded.remote, LABEL_JOB, state.jobId)
+        await removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
         log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.
-        await provider.release(ctx, remote, lease, state.jobId)
+        try {
+          await provider.release(ctx, bounded.remote, lease, state.jobId)
+        } finally {
+          bounded.clear()
+        }
       }
     } else {
       await provider.release(ctx, null, lease, state.jobId)

@@ -58,6 +58,9 @@ export function rsyncArgs(transport: RsyncTransport, sources: readonly string[],
   return ['-a', '--relative', '--stats', '--protect-args', ...(access === 'private' ? ['--chmod=Dgo-rwx,Fgo-rwx'] : []), ...extra, '-e', transport.rsh, ...sources, dest]
 }
 
+/** How much of rsync's stdout is kept: its transfer statistics come last. */
+const STATS_TAIL = 64 * 1024
+
 /**
  * Copies `relPaths` (relative to `srcBase`, which must exist) into `destDir` on the remote, keeping
  * the relative layout. Returns rsync's transfer statistics.
@@ -87,7 +90,8 @@ export function rsyncUp(
     signal?.addEventListener('abort', onAbort, { once: true })
     let out = ''
     let err = ''
-    child.stdout.on('data', (c) => (out += c))
+    // Only the tail (rsync prints its stats last): the remote rsync's messages reach this stdout too.
+    child.stdout.on('data', (c) => (out = (out + c).slice(-STATS_TAIL)))
     child.stderr.on('data', (c) => (err = (err + c).slice(-4000)))
     child.on('error', (e) => reject(new HookError(`rsync (${rsync}) could not start: ${e.message}`)))
     child.on('close', (code) => {

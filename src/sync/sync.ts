@@ -146,12 +146,17 @@ const FILE_COMMANDS = '_temp/_runner_file_commands'
 
 const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door', [NOT_UTF8]: 'named in bytes that are not UTF-8' }
 
-/** They must be regular files in a real folder; anything else fails the step before anything is copied back. */
+/**
+ * They must be regular files in a real folder, and every folder above it (`_temp`) a real folder
+ * too: a `_temp` symlink would put them, unchecked, under its target. Anything else fails the step
+ * before anything is copied back.
+ */
 function checkFileCommands(listing: RemoteListing): void {
   const kinds = [...[...listing.snap].map(([p, n]) => [p, n.t] as const), ...listing.other]
   for (const [p, t] of kinds) {
-    const ok = p === FILE_COMMANDS ? t === 'd' : !p.startsWith(FILE_COMMANDS + '/') || t === 'f'
-    if (!ok) throw new HookError(`${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files (nothing was copied back)`)
+    const folder = p === FILE_COMMANDS || FILE_COMMANDS.startsWith(p + '/')
+    const ok = folder ? t === 'd' : !p.startsWith(FILE_COMMANDS + '/') || t === 'f'
+    if (!ok) throw new HookError(`${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files in real folders (nothing was copied back)`)
   }
 }
 

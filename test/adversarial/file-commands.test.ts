@@ -3,9 +3,10 @@
 // recreated that on the host, the runner would read the secret into the next step's PATH/env, its
 // outputs or the uploaded summary (or hang on the FIFO). Defense: these must be regular files; the
 // step fails with an error naming the file and nothing of it reaches the host.
-import { lstatSync, readFileSync } from 'node:fs'
+import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { errors, HostileJob, MODES, remoteStat, withJob } from './harness'
+import { testImages } from '../helpers/testenv'
 
 const FILES = ['GITHUB_PATH', 'GITHUB_ENV', 'GITHUB_OUTPUT', 'GITHUB_STEP_SUMMARY'] as const
 
@@ -64,6 +65,49 @@ describe.each(MODES)('file commands are regular files on the runner host (%s)', 
       expect(r.code).not.toBe(0)
       expect(errors(r).join('\n')).toContain('_runner_file_commands')
       expect(hostKind(join(fc.files.GITHUB_ENV, '..'))).toBe('dir')
+      expect(job.canaries.changes()).toEqual([])
+    }))
+
+  // _temp as a symlink into the workspace moved the file-command files there, out of the check's
+  // sight, where a symlink to another repository's folder in _work was allowed.
+  test('_temp itself replaced by a symlink into the workspace', () =>
+    withJob(mode, async (job) => {
+      const other = join(job.runner.work, 'other')
+      mkdirSync(other, { recursive: true })
+      writeFileSync(join(other, 'secret.txt'), `OTHER=${job.canaries.secret}\n`)
+      // /__w/_temp is a mount of its own in the job container: the step swaps it through the Docker
+      // socket, in a container of its own that mounts the job's folder on the VM.
+      const swap = `
+const http = require('http')
+const call = (method, path, body) => new Promise((resolve, reject) => {
+  const r = http.request({ socketPath: '/var/run/docker.sock', method, path, headers: { 'Content-Type': 'application/json' } }, (s) => {
+    let d = ''
+    s.on('data', (c) => (d += c))
+    s.on('end', () => resolve(d ? JSON.parse(d) : {}))
+  })
+  r.on('error', reject)
+  r.end(body ? JSON.stringify(body) : undefined)
+})
+;(async () => {
+  const { Id } = await call('POST', '/containers/create', { Image: ${JSON.stringify(testImages.glibc)}, Cmd: ['sh', '-c', 'rm -rf /x/_temp && ln -s repo/t /x/_temp'], HostConfig: { Binds: [${JSON.stringify(job.remoteWork)} + ':/x'] } })
+  await call('POST', '/containers/' + Id + '/start')
+  await call('POST', '/containers/' + Id + '/wait')
+  await call('DELETE', '/containers/' + Id + '?force=1')
+})()
+`
+      const { r, fc } = await job.step(
+        'f=$(basename "$GITHUB_ENV"); d=/__w/repo/t/_runner_file_commands; mkdir -p "$d"; ' +
+          'ln -s ../../../other/secret.txt "$d/$f"\n' +
+          `cat > /tmp/swap.js <<'EOF'\n${swap}\nEOF\n/__e/node20/bin/node /tmp/swap.js\n`
+      )
+      const file = basename(fc.files.GITHUB_ENV)
+      // Positive control: on the VM, GITHUB_ENV now resolves through _temp to the link into the other repository.
+      expect(remoteStat(`${job.remoteWork}/_temp`)).toMatchObject({ kind: 'symlink', target: 'repo/t' })
+      expect(remoteStat(`${job.remoteWork}/repo/t/_runner_file_commands/${file}`)).toMatchObject({ kind: 'symlink', target: '../../../other/secret.txt' })
+      expect(r.code).not.toBe(0)
+      expect(errors(r).join('\n')).toContain('_temp is a symlink')
+      expect(hostKind(join(job.runner.work, '_temp'))).toBe('dir')
+      if (hostKind(fc.files.GITHUB_ENV) !== 'absent') expect(readFileSync(fc.files.GITHUB_ENV, 'utf8')).not.toContain(job.canaries.secret)
       expect(job.canaries.changes()).toEqual([])
     }))
 

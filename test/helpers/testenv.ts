@@ -27,7 +27,7 @@ export const testImages = {
   glibc: 'rch-test/glibc:1',
 } as const;
 
-export type VmName = 'a' | 'b' | 'dev' | 'h2' | 'demo' | 'bench' | 'adv';
+export type VmName = 'a' | 'b' | 'dev' | 'h2' | 'demo' | 'bench' | 'adv' | 'rev1';
 
 export interface TestVm {
   host: string;

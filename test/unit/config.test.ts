@@ -74,7 +74,7 @@ describe('loadConfig: valid files', () => {
       remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
       images: { pullPolicy: 'missing', pullTimeoutSeconds: 1800 },
       sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 } },
-      timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2 },
+      timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
       agent: { enabled: true, idleSeconds: 1800 },
       tools: {},
       log: { level: 'info' }
@@ -97,7 +97,7 @@ describe('loadConfig: valid files', () => {
     expect(cfg.provider.kind === 'static' && cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci_1' })
     expect(cfg.images.pullPolicy).toBe('always')
     expect(cfg.sync).toMatchObject({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
-    expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0 })
+    expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0, cleanupSeconds: 600 })
     expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800 })
     expect(cfg.log).toEqual({ file: '/var/log/rch.log', level: 'debug' })
   })

@@ -31,3 +31,13 @@ test('a cancel ends the pull at once with Cancelled', async () => {
   expect((err as Error).message).toBe('cancelled by SIGINT')
   expect(Date.now() - t0).toBeLessThan(3000)
 })
+
+test('the pull output a hostile docker on the VM prints is held a bounded line at a time (a line without end is not buffered whole)', async () => {
+  // 8 MiB without a newline, then a short line: the docker CLI on the VM is the job's to replace.
+  const r = new LocalRemote(tempDir(), {}, { docker: `case "$1" in image) exit 1;; pull) head -c 8388608 /dev/zero | tr '\\0' x; printf '\\nok\\n';; esac` })
+  const lines: string[] = []
+  await expect(ensureImage(r, 'img:1', 'missing', null, '/nowhere', (l) => void lines.push(l), { timeoutMs: 20_000 })).resolves.toBe('pulled')
+  expect(lines[lines.length - 1]).toBe('ok') // control: the lines after it still arrive
+  expect(lines[0].startsWith('xxxx')).toBe(true) // control: the long line was really printed
+  expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(4096)
+})

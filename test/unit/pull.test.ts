@@ -132,6 +132,26 @@ describe('pull: the runner file-command files must be regular files', () => {
     symlinkSync('../../outside', `${w.vm}/${FC}`)
     await expect(pull(w.target(), ROOTS)).rejects.toThrow(/_temp\/_runner_file_commands is a symlink on the remote/)
   })
+
+  it('_temp itself replaced by a symlink fails too (the file-command files would then live, unchecked, under its target)', async () => {
+    const w = world()
+    // Another repository's folder in the same _work: inside _work, but not this job's.
+    mkdirSync(`${w.host}/other`)
+    writeFileSync(`${w.host}/other/secret.txt`, 'OTHER JOB SECRET')
+    mkdirSync(`${w.vm}/ws/t/_runner_file_commands`, { recursive: true })
+    symlinkSync('../../../other/secret.txt', `${w.vm}/ws/t/_runner_file_commands/set_env_1`)
+    execFileSync('rm', ['-rf', `${w.vm}/_temp`])
+    symlinkSync('ws/t', `${w.vm}/_temp`)
+    await expect(pull(w.target(), ROOTS)).rejects.toThrow(/_temp is a symlink on the remote/)
+    // The runner would read GITHUB_ENV at _temp/_runner_file_commands/set_env_1 on the host.
+    expect(existsSync(`${w.host}/_temp`)).toBe(false)
+    expect(existsSync(`${w.host}/ws`)).toBe(false)
+    // control: with _temp a real folder again the same pull copies (the inside link in ws too)
+    execFileSync('rm', ['-f', `${w.vm}/_temp`])
+    mkdirSync(`${w.vm}/_temp`)
+    await pull(w.target(), ROOTS)
+    expect(readlinkSync(`${w.host}/ws/t/_runner_file_commands/set_env_1`)).toBe('../../../other/secret.txt')
+  })
 })
 
 describe('pull: symlinks planted by the step', () => {
