@@ -105,7 +105,9 @@ export const ConfigSchema = z
             jobBytes: z.number().int().min(0).default(50 * 1024 ** 3),
             jobFiles: z.number().int().min(0).default(1_000_000),
             listingEntries: z.number().int().min(1).default(1_000_000),
-            listingBytes: z.number().int().min(1024).default(256 * 1024 ** 2)
+            listingBytes: z.number().int().min(1024).default(256 * 1024 ** 2),
+            /** The runner reads each file-command file whole, into memory. */
+            fileCommandBytes: z.number().int().min(1024).default(16 * 1024 ** 2)
           })
           .strict()
           .default({})

@@ -1,7 +1,7 @@
 // Docker operations run as docker CLI commands over SSH: the ones that take the user's raw
 // `options:` string (create), registry logins, pulls and builds. argv is built as arrays and quoted
 // once by shq; secrets arrive on stdin only.
-import { check, run, type Remote } from '../remote/remote'
+import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { HookError, InputError } from '../errors'
@@ -123,10 +123,18 @@ export async function buildImage(remote: Remote, tag: string, dockerfile: string
   })
 }
 
+/** What a failed container printed last: `lines` lines, and never more than LOG_BYTES whatever the VM sends. */
 export async function containerLogs(remote: Remote, id: string, lines = 100): Promise<string> {
-  const r = await run(remote, `docker logs --tail ${lines} ${shq(id)} 2>&1`, { collect: true })
-  return r.stdout.toString('utf8')
+  try {
+    const r = await run(remote, `docker logs --tail ${lines} ${shq(id)} 2>&1`, { collect: true, maxCollect: LOG_BYTES, label: 'docker logs' })
+    return r.stdout.toString('utf8')
+  } catch (e) {
+    if (e instanceof OutputLimitError) return `(the last ${lines} lines of its log are over ${LOG_BYTES} bytes: not shown)`
+    throw e
+  }
 }
+
+const LOG_BYTES = 1024 * 1024
 
 /** Removes containers, networks and volumes carrying `label=value`; returns what it removed. */
 export async function removeLabelled(remote: Remote, key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<string> {

@@ -22,6 +22,7 @@ export interface SyncLimits {
   jobFiles: number
   listingEntries: number
   listingBytes: number
+  fileCommandBytes: number
 }
 
 /** Used when a caller gives none (the config's defaults are the real ones). */
@@ -31,7 +32,8 @@ const NO_LIMITS: SyncLimits = {
   jobBytes: Number.MAX_SAFE_INTEGER,
   jobFiles: Number.MAX_SAFE_INTEGER,
   listingEntries: Number.MAX_SAFE_INTEGER,
-  listingBytes: 256 * 1024 * 1024
+  listingBytes: 256 * 1024 * 1024,
+  fileCommandBytes: Number.MAX_SAFE_INTEGER
 }
 
 export interface SyncTarget {
@@ -151,14 +153,20 @@ const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: '
  * too: a `_temp` symlink would put them, unchecked, under its target. Anything else fails the step
  * before anything is copied back.
  */
-function checkFileCommands(listing: RemoteListing): void {
+function checkFileCommands(listing: RemoteListing, limits: SyncLimits): void {
   const kinds = [...[...listing.snap].map(([p, n]) => [p, n.t] as const), ...listing.other]
   for (const [p, t] of kinds) {
     const folder = p === FILE_COMMANDS || FILE_COMMANDS.startsWith(p + '/')
-    const ok = folder ? t === 'd' : !p.startsWith(FILE_COMMANDS + '/') || t === 'f'
+    const ok = folder ? t === 'd' : !isFileCommand(p) || t === 'f'
     if (!ok) throw new HookError(`${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files in real folders (nothing was copied back)`)
+    const size = listing.snap.get(p)?.size ?? 0
+    if (isFileCommand(p) && size > limits.fileCommandBytes) {
+      throw new HookError(`sync.limits.fileCommandBytes: ${p} is ${size} bytes on the remote, over the limit of ${limits.fileCommandBytes} (the runner reads these files whole; nothing was copied back)`)
+    }
   }
 }
+
+const isFileCommand = (p: string): boolean => p.startsWith(FILE_COMMANDS + '/')
 
 function limitsOf(t: SyncTarget): SyncLimits {
   return t.limits ?? NO_LIMITS
@@ -262,6 +270,8 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
       if (KIND[e.type] !== n.t) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} is not of the type the listing announced`)
       if (e.type === 'file') {
         skipping = e.size !== n.size
+        // The runner reads these files right after the step: a skipped one would lose its commands.
+        if (skipping && isFileCommand(e.name)) throw new HookError(`${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the step's file commands cannot be read reliably`)
         if (skipping) t.warn?.(`not copied back this time: ${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the next step's pull-back brings it`)
         else file = fs.openFile(e.name, e.mode, e.mtime)
       } else if (e.type === 'dir') {
@@ -329,6 +339,8 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
   if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
   if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   reader.finish()
+  const unread = fetch.filter((p) => isFileCommand(p) && !seen.has(p))
+  if (unread.length) throw new HookError(`${unread[0]} could not be read on the remote (is it readable by the SSH user?); the step's file commands would be lost`)
   if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
   // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
   for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
@@ -347,7 +359,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const limits = limitsOf(t)
   const listing = await listRemote(t, roots)
   // Everything is checked before anything on the host changes.
-  checkFileCommands(listing)
+  checkFileCommands(listing, limits)
   const remote = listing.snap
   const base = loadBase(t.manifestFile)
   const fetch = changedPaths(remote, base, 'r').filter((p) => !isExcluded(p, t.excludes))

@@ -73,7 +73,7 @@ describe('loadConfig: valid files', () => {
       },
       remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
       images: { pullPolicy: 'missing', pullTimeoutSeconds: 1800 },
-      sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 } },
+      sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2, fileCommandBytes: 16 * 1024 ** 2 } },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
       agent: { enabled: true, idleSeconds: 1800 },
       tools: {},
@@ -196,7 +196,7 @@ describe('loadConfig: validation', () => {
 
   it('sync.limits: takes given caps, keeps the defaults of the others, and names a bad or unknown key', () => {
     const cfg = load(withHost({}, { sync: { limits: { stepBytes: 1024, jobFiles: 10 } } }))
-    expect(cfg.sync.limits).toEqual({ stepBytes: 1024, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 10, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2 })
+    expect(cfg.sync.limits).toEqual({ stepBytes: 1024, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 10, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2, fileCommandBytes: 16 * 1024 ** 2 })
     const issues = issuesOf(() => load(withHost({}, { sync: { limits: { stepBytes: -1, stepFiles: 1.5, listingBytes: 10, stepbytes: 1 } } })))
     expect(issues.map((i) => i.slice(0, i.indexOf(':'))).sort()).toEqual(['sync.limits', 'sync.limits.listingBytes', 'sync.limits.stepBytes', 'sync.limits.stepFiles'])
   })

@@ -41,3 +41,11 @@ test('the pull output a hostile docker on the VM prints is held a bounded line a
   expect(lines[0].startsWith('xxxx')).toBe(true) // control: the long line was really printed
   expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(4096)
 })
+
+test("a failed container's logs are read up to 1 MiB, whatever the VM's docker prints (control: a short log is shown)", async () => {
+  const { containerLogs } = await import('../../src/docker/cli')
+  const huge = new LocalRemote(tempDir(), {}, { docker: 'head -c 20000000 /dev/zero | tr "\\0" x' })
+  await expect(containerLogs(huge, 'c1')).resolves.toMatch(/over 1048576 bytes: not shown/)
+  const short = new LocalRemote(tempDir(), {}, { docker: 'echo "database ready"' })
+  await expect(containerLogs(short, 'c1')).resolves.toBe('database ready\n')
+})

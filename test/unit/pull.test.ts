@@ -51,7 +51,7 @@ function world(): World {
       remoteWork: w.vm,
       manifestFile: `${top}/local/base.json`,
       excludes: ['_temp/_runner_hook_responses'],
-      limits: { stepBytes: 1e9, stepFiles: 1e6, jobBytes: 1e10, jobFiles: 1e7, listingEntries: 1e6, listingBytes: 1e7, ...limits },
+      limits: { stepBytes: 1e9, stepFiles: 1e6, jobBytes: 1e10, jobFiles: 1e7, listingEntries: 1e6, listingBytes: 1e7, fileCommandBytes: 1e9, ...limits },
       warn: (m) => void w.warnings.push(m)
     })
   }
@@ -363,5 +363,29 @@ describe('cancel stops a transfer the VM never ends', () => {
     expect(state).toBe('running')
     ac.abort('SIGINT')
     await expect(p).rejects.toBeInstanceOf(Cancelled)
+  })
+})
+
+describe('file-command files the runner will read', () => {
+  it('one over sync.limits.fileCommandBytes fails the step before anything is copied (control: under it, it comes back)', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/${FC}/set_output_1`, 'x'.repeat(2000))
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    await expect(pull(w.target({}, { fileCommandBytes: 1024 }), ROOTS)).rejects.toThrow(/sync\.limits\.fileCommandBytes: _temp\/_runner_file_commands\/set_output_1 is 2000 bytes/)
+    expect(existsSync(`${w.host}/ws/f`)).toBe(false)
+    await pull(w.target({}, { fileCommandBytes: 4096 }), ROOTS)
+    expect(readFileSync(`${w.host}/${FC}/set_output_1`, 'utf8')).toHaveLength(2000)
+  })
+
+  it('one the VM does not send (unreadable there) fails the step instead of losing its commands', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/${FC}/set_env_1`, 'A=1\n')
+    await expect(pull(w.target(evilTar(w, tarOf())), ROOTS)).rejects.toThrow(/set_env_1 could not be read on the remote/)
+  })
+
+  it('one whose size changes during the copy fails the step (a workspace file would be skipped)', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/${FC}/set_env_1`, 'A=1\n')
+    await expect(pull(w.target(evilTar(w, tarOf(member({ name: `${FC}/set_env_1` }, 'A=1\nB=2\n')))), ROOTS)).rejects.toThrow(/set_env_1 changed on the remote while it was being copied/)
   })
 })
