@@ -13,12 +13,26 @@ afterAll(cleanupTempDirs)
 
 const REAL_PATH = process.env.PATH ?? '/usr/bin:/bin'
 
-/** Runs every command with the local /bin/sh in place of SSH. */
+/**
+ * Runs every command with the local /bin/sh in place of SSH. As when an SSH channel is closed, the
+ * command ends when the hook closes its output before the end: its whole process group, so a
+ * stalled VM tar (and the sleep it runs) does not outlive the test and hold Jest open.
+ */
 function localRemote(env: NodeJS.ProcessEnv = {}): Remote {
   return {
     async openExec(command) {
-      const c = spawn('/bin/sh', ['-c', command], { env: { PATH: REAL_PATH, ...env } })
+      const c = spawn('/bin/sh', ['-c', command], { env: { PATH: REAL_PATH, ...env }, detached: true })
       const done = new Promise<{ code: number | null; signal: string | null }>((res) => c.on('close', (code, signal) => res({ code, signal })))
+      let ended = false
+      c.stdout.on('end', () => (ended = true))
+      c.stdout.on('close', () => {
+        if (ended) return // read to its end: the command finished on its own
+        try {
+          process.kill(-c.pid!, 'SIGKILL')
+        } catch {
+          // the group is already gone
+        }
+      })
       return { stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, done }
     },
     openSocket: () => Promise.reject(new Error('no sockets here')),
