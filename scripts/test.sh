@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The project's one test command (`npm test`):
-#   npm ci (when node_modules is missing or older than package-lock.json)
+#   npm ci (when node_modules is missing or older than package-lock.json, and is not a link)
+#   -> type check of the whole tree (tsc --noEmit; a type error counts as one failure, the run goes on)
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh)
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME)
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
-# .testenv/summary); the exit code is jest's (non-zero if anything failed before).
+# .testenv/summary); the exit code is jest's, or 1 when jest passed but the type check failed
+# (non-zero if anything failed before).
 # Env: TESTENV_KEEP=1 leaves the VMs, the registry and moto running after the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,7 +52,10 @@ trap 'exit 143' TERM
 T0=$(date +%s.%3N)
 phase() { echo "[test] $* (+$(awk -v a="$T0" -v b="$(date +%s.%3N)" 'BEGIN { printf "%.1f", b - a }') s)" >&2; }
 
-if [ -f package-lock.json ]; then
+if [ -L node_modules ]; then
+  # npm ci empties node_modules through a link, wiping the shared install it points at
+  phase "node_modules is a link ($(readlink node_modules)): not reinstalling"
+elif [ -f package-lock.json ]; then
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     phase "npm ci"
     npm ci --no-audit --no-fund
@@ -58,6 +63,15 @@ if [ -f package-lock.json ]; then
 elif [ ! -d node_modules ]; then
   phase "npm install (no package-lock.json)"
   npm install --no-audit --no-fund
+fi
+
+# Before the environment: it needs none, and a type error shows up in seconds. esbuild and ts-jest
+# only transpile, so without this a type error in code no test imports would pass.
+checks_failed=0
+phase "type check (tsc --noEmit)"
+if ! npx --no-install tsc --noEmit; then
+  echo "[test] the type check failed (errors above); counting that as 1 failure" >&2
+  checks_failed=$((checks_failed + 1))
 fi
 
 phase "test environment"
@@ -100,6 +114,10 @@ elif [ "$jest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   # e.g. no tests found, coverage threshold, open handles: not a test, but a failure
   echo "[test] jest exited $jest_rc although no test failed; counting that as 1 failure" >&2
   failed=1
+fi
+if [ "$checks_failed" -gt 0 ]; then
+  failed=$((failed + checks_failed))
+  [ "$jest_rc" -eq 0 ] && jest_rc=1
 fi
 SUMMARY="$passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && SUMMARY="$SUMMARY, $skipped skipped"

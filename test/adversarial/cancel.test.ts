@@ -5,12 +5,13 @@
 // processes.
 import { randomBytes } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, ownerOf, runnerSplit, scanCmdlines, sleep, staticProvider, waitForOutput } from '../helpers/conformance'
+import { errorLines, ownerOf, runnerSplit, scanCmdlines, staticProvider, waitForOutput } from '../helpers/conformance'
+import { settlesWithin, waitUntil } from '../helpers/wait'
 import type { Mode } from './harness'
 import type { ChildProcess } from 'node:child_process'
 
@@ -42,20 +43,25 @@ async function prepared(image: string, mode: Mode = 'agent'): Promise<FakeRunner
 /** Live (non-zombie: their cmdline is empty) processes running exactly `sleep SECS`. */
 const live = (needle: string): string[] => scanCmdlines(`${needle.replace(' ', '\0')}\0`).map((h) => `${h.pid}: ${h.cmdline}`)
 
+/** The command name of the parent of the process a live() line names ('' once either is gone). */
+function parentName(line: string): string {
+  try {
+    const stat = readFileSync(`/proc/${parseInt(line, 10)}/stat`, 'utf8')
+    const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]
+    return readFileSync(`/proc/${ppid}/comm`, 'utf8').trim()
+  } catch {
+    return ''
+  }
+}
+
 /** SIGINT, SIGTERM 7.5 s later like the runner; resolves when no process matches needle, or after 5 s. */
 async function cancelAndWatch(child: ChildProcess, done: Promise<{ code: number | null }>, needle: string): Promise<{ goneMs: number | null; code: number | null }> {
   const t0 = Date.now()
   child.kill('SIGINT')
   const term = setTimeout(() => child.kill('SIGTERM'), 7500)
-  let goneMs: number | null = null
-  while (Date.now() - t0 < 5000) {
-    if (live(needle).length === 0) {
-      goneMs = Date.now() - t0
-      break
-    }
-    await sleep(50)
-  }
-  const exited = await Promise.race([done.then(() => true), sleep(8000).then(() => false)])
+  const gone = await waitUntil(() => live(needle).length === 0, 5000)
+  const goneMs = gone ? Date.now() - t0 : null
+  const exited = await settlesWithin(done, 8000)
   clearTimeout(term)
   if (!exited) child.kill('SIGKILL')
   const r = await done
@@ -70,7 +76,7 @@ async function nodeStepWithChild(runner: FakeRunner, secs: string): Promise<{ ch
   const { args } = runner.scriptStep('')
   const started = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
   await waitForOutput(started.child, mark)
-  await sleep(300)
+  await waitUntil(() => live(`sleep ${secs}`).length > 0)
   return started
 }
 
@@ -95,7 +101,7 @@ const RUNS: [Mode, string, (n: string) => string][] = [
 ]
 
 describe('run_script_step in bash (rch-test/tiny)', () => {
-  test.each(RUNS)('(%s) %s is gone within 5 s of SIGINT', async (mode, _what, body) => {
+  test.each(RUNS)('(%s) %s is gone within 5 s of SIGINT', async (mode, what, body) => {
     const runner = await prepared(testImages.tiny, mode)
     const secs = String(313 + Math.floor(Math.random() * 600))
     const needle = `sleep ${secs}`
@@ -103,9 +109,12 @@ describe('run_script_step in bash (rch-test/tiny)', () => {
     const { args } = runner.scriptStep(`echo ${mark}\n${body(secs)}echo not-cancelled\n`, { shell: 'bash' })
     const { child, done } = runner.start('run_script_step', args)
     await waitForOutput(child, mark)
-    await sleep(600)
+    // running, and for the orphan case no longer a child of the step's bash
+    const orphan = what.startsWith('an orphan')
+    await waitUntil(() => live(needle).some((p) => parentName(p) !== '' && (!orphan || parentName(p) !== 'bash')))
     // positive control: the process really runs on the VM before the cancel
     expect(live(needle).length).toBeGreaterThan(0)
+    if (orphan) expect(live(needle).map(parentName)).not.toContain('bash')
     await expectAllGone(child, done, needle)
   })
 })
@@ -154,7 +163,7 @@ describe('a container action', () => {
     const { args } = runner.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: runnerSplit(`-c "echo ${mark}; sleep ${secs} & sleep ${secs}; wait"`) })
     const { child, done } = runner.start('run_container_step', args)
     await waitForOutput(child, mark)
-    await sleep(300)
+    await waitUntil(() => live(needle).length >= 2)
     expect(live(needle).length).toBeGreaterThan(0)
     await expectAllGone(child, done, needle)
   })

@@ -5,8 +5,9 @@ import { createHash } from 'node:crypto'
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun, type RunnerOptions } from '../helpers/fake-runner'
-import { ownerOf, scanCmdlines, sleep, staticProvider, testVm } from '../helpers/conformance'
+import { ownerOf, scanCmdlines, staticProvider, testVm } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
+import { waitUntil } from '../helpers/wait'
 
 /**
  * How steps reach the VM: through the job's agent, with the agent disabled in the config, or with
@@ -91,7 +92,7 @@ export class HostileJob {
       .filter((p) => p.cmdline.includes('__agent'))
       .map((p) => p.pid)
     for (const pid of pids) process.kill(pid, 'SIGKILL')
-    for (let i = 0; i < 50 && scanCmdlines(needle).some((p) => p.cmdline.includes('__agent')); i++) await sleep(20)
+    await waitUntil(() => !scanCmdlines(needle).some((p) => p.cmdline.includes('__agent')), 1000, 20)
     return pids.length
   }
 

@@ -11,8 +11,9 @@ import { spawnSync } from 'node:child_process'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { loadMoto } from '../helpers/ec2-env'
-import { errorLines, ownerOf, runnerProcesses, sleep, staticProvider, testVm } from '../helpers/conformance'
+import { errorLines, ownerOf, runnerProcesses, staticProvider, testVm } from '../helpers/conformance'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
+import { waitUntil } from '../helpers/wait'
 import { agentSocket } from '../../src/agent-client'
 import { F, frame } from '../../src/remote/mux-frames'
 import { STEP_ENV_NAMES } from '../../src/runner-env'
@@ -92,7 +93,7 @@ describe('a job\'s tar, rsync and ssh first on the hook\'s PATH are never run', 
       const first = await agentsOf(runner)
       expect(first.length).toBe(1)
       process.kill(first[0].pid, 'SIGTERM')
-      for (let i = 0; i < 50 && (await agentsOf(runner)).length; i++) await sleep(100)
+      await waitUntil(async () => (await agentsOf(runner)).length === 0, 5000, 100)
       expect(await agentsOf(runner)).toEqual([])
 
       // No agent answers: this hook process runs the step and starts a new agent.

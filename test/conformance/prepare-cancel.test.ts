@@ -7,7 +7,8 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, leftovers, NOTHING, scanCmdlines, sleep, waitForOutput } from '../helpers/conformance'
+import { errorLines, leftovers, NOTHING, scanCmdlines, waitForOutput } from '../helpers/conformance'
+import { settlesWithin, waitUntil } from '../helpers/wait'
 
 describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s during the first sync', (sig) => {
   const runner = new FakeRunner({ name: `cancel-prep-${sig.toLowerCase()}` })
@@ -23,12 +24,13 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     for (let i = 0; i < 8; i++) writeFileSync(join(big, `blob${i}.bin`), randomBytes(20 * 1024 * 1024))
     const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null })
     await waitForOutput(child, 'slot')
-    await sleep(400)
     // the copy is really running (our rsync, run by absolute path, names the runner's work folder)
-    expect(scanCmdlines(runner.work).filter((p) => /^(\S*\/)?rsync /.test(p.cmdline)).length).toBeGreaterThan(0)
+    const rsyncs = (): unknown[] => scanCmdlines(runner.work).filter((p) => /^(\S*\/)?rsync /.test(p.cmdline))
+    await waitUntil(() => rsyncs().length > 0, 10_000, 20)
+    expect(rsyncs().length).toBeGreaterThan(0)
     const t0 = Date.now()
     child.kill(sig)
-    const exitedInTime = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+    const exitedInTime = await settlesWithin(done, 5000)
     if (!exitedInTime) child.kill('SIGKILL')
     const r = await done
     expect({ exitedInTime, ms: Date.now() - t0 < 5000 }).toEqual({ exitedInTime: true, ms: true })
@@ -38,9 +40,11 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     expect(errorLines(r)).toEqual([])
     expect(r.responseText).toBe('')
     // no rsync left, local or remote (the remote rsync runs in the job folder)
-    await sleep(300)
-    expect(scanCmdlines(runner.work).filter((p) => /(^|\/)rsync /.test(p.cmdline))).toEqual([])
-    expect(scanCmdlines('/jobs/').filter((p) => /rsync --server/.test(p.cmdline) && p.cmdline.includes(runner.name))).toEqual([])
+    const localRsyncs = (): unknown[] => scanCmdlines(runner.work).filter((p) => /(^|\/)rsync /.test(p.cmdline))
+    const remoteRsyncs = (): unknown[] => scanCmdlines('/jobs/').filter((p) => /rsync --server/.test(p.cmdline) && p.cmdline.includes(runner.name))
+    await waitUntil(() => localRsyncs().length === 0 && remoteRsyncs().length === 0, 3000)
+    expect(localRsyncs()).toEqual([])
+    expect(remoteRsyncs()).toEqual([])
     expect(await leftovers(runner)).toEqual(NOTHING)
   })
 })

@@ -3,7 +3,8 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, leftovers, NOTHING, scanCmdlines, sleep, staticProvider, waitForOutput } from '../helpers/conformance'
+import { errorLines, leftovers, NOTHING, scanCmdlines, staticProvider, waitForOutput } from '../helpers/conformance'
+import { settlesWithin, waitUntil } from '../helpers/wait'
 
 let server: Server
 let port = 0
@@ -59,13 +60,13 @@ test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
   const image = `127.0.0.1:${port}/hung/other:1`
   const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [runner.service(image)] }, { state: null })
   await waitForOutput(child, 'synced')
-  for (let i = 0; i < 100 && connections === before; i++) await sleep(100)
+  await waitUntil(() => connections > before, 10_000)
   expect(connections).toBeGreaterThan(before)
   // positive control: the docker CLI runs the pull on the VM
   expect(scanCmdlines(`pull\0${image}\0`).length).toBeGreaterThan(0)
   const t0 = Date.now()
   child.kill('SIGINT')
-  const exited = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+  const exited = await settlesWithin(done, 5000)
   if (!exited) child.kill('SIGKILL')
   const r = await done
   expect(exited).toBe(true)
@@ -74,7 +75,7 @@ test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
   // the docker CLI's pull on the VM stopped too (dockerd itself keeps its connection to a hung
   // registry whatever the client does, so that is not checked)
   const cli = (): unknown[] => scanCmdlines(`pull\0${image}\0`)
-  for (let i = 0; i < 30 && cli().length; i++) await sleep(100)
+  await waitUntil(() => cli().length === 0, 3000)
   expect(cli()).toEqual([])
   expect(await leftovers(runner)).toEqual(NOTHING)
 })

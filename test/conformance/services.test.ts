@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, freePort, leasedSlot, leftovers, NOTHING, runnerProcesses, runnerSplit, testVm } from '../helpers/conformance'
+import { waitUntil } from '../helpers/wait'
 
 const runners: FakeRunner[] = []
 function newRunner(): FakeRunner {
@@ -56,11 +57,10 @@ function readBanner(port: number): Promise<string> {
 
 async function bannerEventually(port: number): Promise<string> {
   let last = ''
-  for (let i = 0; i < 20; i++) {
+  await waitUntil(async () => {
     last = await readBanner(port).catch((e: Error) => e.message)
-    if (last && !last.startsWith('no banner') && !/ECONN/.test(last)) return last
-    await new Promise((r) => setTimeout(r, 250))
-  }
+    return last !== '' && !last.startsWith('no banner') && !/ECONN/.test(last)
+  }, 5000, 250)
   return last
 }
 

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, extraFileCommands, procStatusKb, scanCmdlines, scanWhile, sleep, waitForOutput, writeScript } from '../helpers/conformance'
+import { settlesWithin, waitUntil } from '../helpers/wait'
 
 const runner = new FakeRunner()
 let containerId = ''
@@ -48,7 +49,7 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('cancellation by %s', (sig) =>
     const t0 = Date.now()
     child.kill(sig)
     // the explicit bound: exited within 5 s of the signal (else it is killed so the test can report)
-    const exitedInTime = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+    const exitedInTime = await settlesWithin(done, 5000)
     if (!exitedInTime) child.kill('SIGKILL')
     const r = await done
     const ms = Date.now() - t0
@@ -68,7 +69,7 @@ test('a step that ignores SIGTERM and SIGINT is still stopped (escalation) withi
   await waitForOutput(child, marker)
   expect(containerProcesses()).toContain('sleep 320')
   child.kill('SIGINT')
-  const exitedInTime = await Promise.race([done.then(() => true), sleep(5000).then(() => false)])
+  const exitedInTime = await settlesWithin(done, 5000)
   if (!exitedInTime) child.kill('SIGKILL')
   const r = await done
   expect(exitedInTime).toBe(true)
@@ -159,7 +160,7 @@ test('a secret in the step env never appears on any process command line (positi
   // positive control: the same scanner finds the secret on a command line we put it on
   const control = spawn('sh', ['-c', 'sleep 5', `control-${secret}`], { stdio: 'ignore' })
   try {
-    await sleep(100)
+    await waitUntil(() => scanCmdlines(secret).some((h) => h.pid === control.pid), 5000)
     expect(scanCmdlines(secret).map((h) => h.pid)).toContain(control.pid)
   } finally {
     control.kill('SIGKILL')

@@ -9,6 +9,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { FakeRunner, HOOK, type HookRun } from './fake-runner'
 import { loadVm, type TestVm, type VmName } from './testenv'
+import { waitUntil } from './wait'
 
 export const LABEL_RUNNER = 'dev.remote-container-hooks.runner'
 
@@ -274,11 +275,7 @@ export async function runnerProcesses(runner: FakeRunner, graceMs = 3000): Promi
     }
     return out
   }
-  const deadline = Date.now() + graceMs
   let found = scan()
-  while (found.length && Date.now() < deadline) {
-    await sleep(100)
-    found = scan()
-  }
+  await waitUntil(() => (found = scan()).length === 0, graceMs, 100)
   return found
 }

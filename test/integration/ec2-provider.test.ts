@@ -44,6 +44,7 @@ import { FakeRunner, type HookRun } from '../helpers/fake-runner';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy';
 import { errorLines, ownerOf } from '../helpers/conformance';
 import { testImages } from '../helpers/testenv';
+import { waitUntil } from '../helpers/wait';
 import { parseUserData } from '../../src/providers/user-data';
 
 jest.setTimeout(180_000);
@@ -236,7 +237,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     expect(fs.existsSync(localDirOfState(state))).toBe(false);
     // the stand-in sees the termination and stops its sshd
     const inst = booter.instances.get(id)!;
-    for (let i = 0; i < 50 && !inst.gone; i++) await new Promise((res) => setTimeout(res, 100));
+    await waitUntil(() => inst.gone, 5000, 100);
     expect(inst.gone).toBe(true);
 
     const again = await call(runner, 'cleanup_job', {});
@@ -386,11 +387,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     try {
       const run = runner.start('prepare_job', { container: runner.jobContainer(testImages.glibc), services: [] }, { state: null, env: EC2_HOOK_ENV });
       let live: Instance[] = [];
-      const end = Date.now() + 30_000;
-      while (!live.length && Date.now() < end) {
-        live = await instancesOf(runner.name, ['pending', 'running']);
-        if (!live.length) await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitUntil(async () => (live = await instancesOf(runner.name, ['pending', 'running'])).length > 0, 30_000, 100);
       expect(live).toHaveLength(1);
       run.child.kill('SIGKILL');
       const r = await run.done;

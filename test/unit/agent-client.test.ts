@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { waitUntil } from '../helpers/wait'
 
 const host = { user: 'rchvm', host: '127.0.0.1', port: 2231 }
 const ROOT = '/tmp/rch-1000'
@@ -79,7 +80,7 @@ describe('stopAgents (cleanup_job)', () => {
       await listen(agentSocket(dir, { user: 'u', host: 'h', port: 22 }).slice(dir.length + 1))
       await listen('other.sock')
       await stopAgents(dir)
-      await new Promise((r) => setTimeout(r, 50))
+      await waitUntil(() => Object.keys(got).length >= 2, 5000, 10)
       expect(Object.keys(got).sort()).toEqual(['agent-0123abcd-p1.sock', agentSocket(dir, { user: 'u', host: 'h', port: 22 }).slice(dir.length + 1)].sort())
       for (const v of Object.values(got)) expect(JSON.parse(v.trim())).toEqual({ op: 'shutdown' })
       await stopAgents(join(dir, 'missing')) // no folder: nothing to do

@@ -14,7 +14,15 @@ function source(n: number): Readable & { ended: Promise<void> } {
   return r
 }
 
-const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> => Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))])
+/** p's value, or 'timeout' after ms; the timer is cleared either way so it cannot hold Jest open. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 describe('forward', () => {
   test('copies everything, with backpressure, and ends the destination', async () => {

@@ -2,14 +2,16 @@
 // either way the remote channel is closed and the call fails.
 import { ensureImage } from '../../src/docker/cli'
 import { Cancelled } from '../../src/errors'
+import { existsSync } from 'node:fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 import { LocalRemote } from './local-remote'
 
 afterAll(cleanupTempDirs)
 
-/** A docker that has no image and whose pull takes `secs` seconds. */
-function remote(secs: number): LocalRemote {
-  return new LocalRemote(tempDir(), {}, { docker: `case "$1" in image) exit 1;; pull) sleep ${secs}; echo pulled;; esac` })
+/** A docker that has no image and whose pull takes `secs` seconds (it creates dir/pulling first). */
+function remote(secs: number, dir = tempDir()): LocalRemote {
+  return new LocalRemote(dir, {}, { docker: `case "$1" in image) exit 1;; pull) : > ${dir}/pulling; sleep ${secs}; echo pulled;; esac` })
 }
 
 test('a pull that finishes in time succeeds (positive control)', async () => {
@@ -24,9 +26,12 @@ test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async
 
 test('a cancel ends the pull at once with Cancelled', async () => {
   const c = new AbortController()
-  setTimeout(() => c.abort('SIGINT'), 300)
+  const dir = tempDir()
+  const pulling = ensureImage(remote(30, dir), 'img:1', 'always', null, '/nowhere', undefined, { signal: c.signal }).catch((e: unknown) => e)
+  expect(await waitUntil(() => existsSync(`${dir}/pulling`), 10_000, 10)).toBe(true)
   const t0 = Date.now()
-  const err = await ensureImage(remote(30), 'img:1', 'always', null, '/nowhere', undefined, { signal: c.signal }).catch((e: unknown) => e)
+  c.abort('SIGINT')
+  const err = await pulling
   expect(err).toBeInstanceOf(Cancelled)
   expect((err as Error).message).toBe('cancelled by SIGINT')
   expect(Date.now() - t0).toBeLessThan(3000)

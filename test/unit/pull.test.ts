@@ -8,17 +8,32 @@ import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/syn
 import { Cancelled } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { member, tarOf } from './_tar'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
 const REAL_PATH = process.env.PATH ?? '/usr/bin:/bin'
 
-/** Runs every command with the local /bin/sh in place of SSH. */
+/**
+ * Runs every command with the local /bin/sh in place of SSH. As when an SSH channel is closed, the
+ * command ends when the hook closes its output before the end: its whole process group, so a
+ * stalled VM tar (and the sleep it runs) does not outlive the test and hold Jest open.
+ */
 function localRemote(env: NodeJS.ProcessEnv = {}): Remote {
   return {
     async openExec(command) {
-      const c = spawn('/bin/sh', ['-c', command], { env: { PATH: REAL_PATH, ...env } })
+      const c = spawn('/bin/sh', ['-c', command], { env: { PATH: REAL_PATH, ...env }, detached: true })
       const done = new Promise<{ code: number | null; signal: string | null }>((res) => c.on('close', (code, signal) => res({ code, signal })))
+      let ended = false
+      c.stdout.on('end', () => (ended = true))
+      c.stdout.on('close', () => {
+        if (ended) return // read to its end: the command finished on its own
+        try {
+          process.kill(-c.pid!, 'SIGKILL')
+        } catch {
+          // the group is already gone
+        }
+      })
       return { stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, done }
     },
     openSocket: () => Promise.reject(new Error('no sockets here')),
@@ -328,17 +343,22 @@ describe('run(): collected output over its bound', () => {
 
 describe('cancel stops a transfer the VM never ends', () => {
   const endless = (w: World, mode: '-c' | '-x'): NodeJS.ProcessEnv =>
-    // prints a tar header's worth of zeros, then stalls: a VM that keeps the channel open for ever
-    shadow(w, 'tar', `case "$1" in ${mode}) head -c 100 /dev/zero; exec sleep 30;; esac\nexec ${realTar} "$@"`)
+    // prints a tar header's worth of zeros, marks that it stalls, then stalls: a VM that keeps the
+    // channel open for ever
+    shadow(w, 'tar', `case "$1" in ${mode}) head -c 100 /dev/zero; : > ${w.bin}/stalled; exec sleep 30;; esac\nexec ${realTar} "$@"`)
+  const stalled = (w: World): Promise<boolean> => waitUntil(() => existsSync(`${w.bin}/stalled`), 10_000, 10)
 
   it('pull: rejects with Cancelled at once and writes nothing more', async () => {
     const w = world()
     writeFileSync(`${w.vm}/ws/f`, 'four')
     const ac = new AbortController()
+    const p = pull({ ...w.target(endless(w, '-c')), signal: ac.signal }, ROOTS)
+    p.catch(() => undefined)
+    expect(await stalled(w)).toBe(true)
     const t0 = Date.now()
-    setTimeout(() => ac.abort('SIGINT'), 300)
-    await expect(pull({ ...w.target(endless(w, '-c')), signal: ac.signal }, ROOTS)).rejects.toBeInstanceOf(Cancelled)
-    expect(Date.now() - t0).toBeLessThan(3000)
+    ac.abort('SIGINT')
+    await expect(p).rejects.toBeInstanceOf(Cancelled)
+    expect(Date.now() - t0).toBeLessThan(2000)
     expect(existsSync(`${w.host}/ws/f`)).toBe(false)
   })
 
@@ -347,10 +367,13 @@ describe('cancel stops a transfer the VM never ends', () => {
     mkdirSync(`${w.host}/ws`, { recursive: true })
     writeFileSync(`${w.host}/ws/new`, 'x')
     const ac = new AbortController()
+    const p = push({ ...w.target(endless(w, '-x')), signal: ac.signal }, ROOTS)
+    p.catch(() => undefined)
+    expect(await stalled(w)).toBe(true)
     const t0 = Date.now()
-    setTimeout(() => ac.abort('SIGTERM'), 300)
-    await expect(push({ ...w.target(endless(w, '-x')), signal: ac.signal }, ROOTS)).rejects.toBeInstanceOf(Cancelled)
-    expect(Date.now() - t0).toBeLessThan(3000)
+    ac.abort('SIGTERM')
+    await expect(p).rejects.toBeInstanceOf(Cancelled)
+    expect(Date.now() - t0).toBeLessThan(2000)
   })
 
   it('control: without a cancel the stalled pull is still running after 1 s', async () => {

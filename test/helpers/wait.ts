@@ -1,0 +1,30 @@
+// Waiting in tests for something to happen, instead of sleeping a fixed time and hoping it did.
+// Both clear their timers, so a finished test leaves nothing that holds Jest open.
+
+/**
+ * Polls cond every everyMs until it is true or timeoutMs have passed; true if it became true.
+ * The caller asserts on what it waited for afterwards, so a timeout fails with the real values.
+ */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000, everyMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await cond()) return true
+    const left = deadline - Date.now()
+    if (left <= 0) return false
+    await new Promise((r) => setTimeout(r, Math.min(everyMs, left)))
+  }
+}
+
+/** True if p settles (either way) within ms; the deadline timer is cleared as soon as it does. */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const settled = p.then(
+    () => true,
+    () => true
+  )
+  try {
+    return await Promise.race([settled, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
+}

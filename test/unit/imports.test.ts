@@ -1,0 +1,70 @@
+// The import-structure check (scripts/check-imports.mjs) on the real src/, and on copies of it with
+// one rule broken, so each rule is shown to catch what it is for.
+import { spawnSync } from 'node:child_process'
+import { appendFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { cleanupTempDirs, SRC, tempDir } from './_helpers'
+
+const SCRIPT = resolve(__dirname, '..', '..', 'scripts', 'check-imports.mjs')
+
+function check(srcDir: string): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [SCRIPT, srcDir], { encoding: 'utf8', timeout: 30_000 })
+  if (r.error) throw r.error
+  return { code: r.status, out: r.stdout + r.stderr }
+}
+
+/** A copy of src/ changed by `edit`; the untouched copy passing is each case's control. */
+function brokenCopy(edit: (dir: string) => void): string {
+  const dir = join(tempDir('rch-imports-'), 'src')
+  cpSync(SRC, dir, { recursive: true })
+  expect(check(dir)).toEqual({ code: 0, out: expect.stringContaining('check-imports: ok') })
+  edit(dir)
+  return dir
+}
+
+describe('import structure of src/', () => {
+  afterAll(cleanupTempDirs)
+
+  it('has no import circle and no upward import beyond the known exceptions', () => {
+    const r = check(SRC)
+    expect(r.out).toMatch(/^check-imports: ok \(.*\d+ modules, \d+ imports, \d+ known exceptions\)\n$/)
+    expect(r.code).toBe(0)
+  })
+
+  it('fails on a module importing a layer above it', () => {
+    const dir = brokenCopy((d) => appendFileSync(join(d, 'remote', 'quote.ts'), "\nimport type { runScriptStep } from '../handlers/run-script-step'\n"))
+    const r = check(dir)
+    expect(r.code).toBe(1)
+    expect(r.out).toContain('upward import: remote/quote.ts (remote) imports handlers/run-script-step.ts (handlers)')
+  })
+
+  it('fails on an import circle within one layer, dynamic imports included', () => {
+    // session already imports agent-client
+    const dir = brokenCopy((d) => appendFileSync(join(d, 'agent-client.ts'), "\nexport const later = () => import('./session')\n"))
+    const r = check(dir)
+    expect(r.code).toBe(1)
+    expect(r.out).toContain('import circle among: agent-client.ts, session.ts')
+    expect(r.out).not.toContain('upward import')
+  })
+
+  it('fails on a known exception that no longer occurs, so the list only shrinks', () => {
+    const dir = brokenCopy((d) => {
+      const file = join(d, 'providers', 'static-host.ts')
+      const text = readFileSync(file, 'utf8')
+      const without = text.replace(/^import \{ directRemote \} from '\.\.\/session'\n/m, '')
+      expect(without).not.toBe(text)
+      writeFileSync(file, without)
+    })
+    const r = check(dir)
+    expect(r.code).toBe(1)
+    expect(r.out).toContain('stale known exception: providers/static-host.ts no longer imports session.ts')
+  })
+
+  it('fails on a module placed in no layer, and on an import of a missing module', () => {
+    const dir = brokenCopy((d) => writeFileSync(join(d, 'newcomer.ts'), "export { nothing } from './not-there'\n"))
+    const r = check(dir)
+    expect(r.code).toBe(1)
+    expect(r.out).toContain('module in no layer: newcomer.ts')
+    expect(r.out).toContain("unresolved import: newcomer.ts imports './not-there'")
+  })
+})
