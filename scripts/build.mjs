@@ -104,8 +104,8 @@ const head = `#!/usr/bin/env node
   }
   // The file is read only when a library is first needed; lines are found by their markers, so
   // CRLF line endings or an added line do not move anything.
-  let text = null, table = null;
-  const self = () => (text === null ? (text = fs.readFileSync(__filename, 'latin1')) : text);
+  let table = null;
+  const self = () => fs.readFileSync(__filename, 'latin1');
   function chunk(id) {
     if (!table) {
       table = {};
@@ -146,7 +146,9 @@ const head = `#!/usr/bin/env node
       const url = 'sourceMappingURL=data:application/json;base64,';
       const payload = JSON.parse(Buffer.from(t.slice(t.lastIndexOf(url) + url.length).trim(), 'base64').toString('utf8'));
       // Lines added or removed above the core move it; its marker says by how much.
-      const shift = t.slice(0, t.indexOf('(function (require) { // rch-' + 'core')).split('\\n').length - @CORE_LINE@;
+      const at = t.indexOf('(function (require) { // rch-' + 'core');
+      if (at < 0) return smap;
+      const shift = t.slice(0, at).split('\\n').length - @CORE_LINE@;
       smap = { map: new (require('module').SourceMap)(payload), shift };
     } catch (e) { /* no map: plain frames */ }
     return smap;
