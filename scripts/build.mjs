@@ -2,59 +2,82 @@
 // replaced by its pure-JS fallbacks.
 //
 // The runner starts a new node process for every hook command, so start-up is paid on every step.
-// dist/index.js is therefore a small loader: the core bundle is compiled with a V8 code cache kept in
-// a 0700 folder of the runner user, and the big libraries only some commands need (the AWS SDK,
-// ssh2, winston, yaml) are embedded gzip+base64 in a trailing comment (V8 skips a comment far
-// faster than it scans megabytes of string literals) and compiled on first require() only.
-// Measured numbers are in docs/benchmarks.md.
+// dist/index.js is laid out for that: a short loader, then the core bundle as plain JavaScript (node
+// compiles it as part of the file; nothing is found by byte offset, so an added line or CRLF line
+// endings do not break it), then the big libraries only some commands need (the AWS SDK, ssh2,
+// winston, yaml) gzip+base64 in a trailing comment (V8 skips a comment far faster than it scans
+// megabytes of string literals), each compiled on its first require() with a V8 code cache kept in
+// a 0700 folder of the runner user. Last comes the core's source map, inline, read only when a
+// stack trace is formatted. Measured numbers are in docs/benchmarks.md.
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
 
 const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml']
-const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: false, sourcemap: false, legalComments: 'none', logLevel: 'warning', write: false }
+const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: false, legalComments: 'none', logLevel: 'warning', write: false }
 
-async function bundle(opts) {
-  const r = await build({ ...common, ...opts })
-  return r.outputFiles[0].text
-}
-
-// ASCII only: one non-ASCII character makes V8 hold and scan the whole 1 MB file as a two-byte string.
+// ASCII only: one non-ASCII character makes V8 hold and scan the whole file as a two-byte string.
 const ascii = (src) => src.replace(/[^\x00-\x7f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
-const core = ascii(await bundle({ entryPoints: ['src/main.ts'], external: ['cpu-features', '*.node', ...CHUNKS] }))
+
+const coreOut = await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/index.js', sourcemap: 'external', sourcesContent: false, external: ['cpu-features', '*.node', ...CHUNKS] })
+const core = ascii(coreOut.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, '')
+const coreMap = JSON.parse(coreOut.outputFiles.find((f) => f.path.endsWith('.map')).text)
 const chunks = {}
 for (const name of CHUNKS) {
-  chunks[name] = ascii(await bundle({
+  const r = await build({
+    ...common,
     stdin: { contents: `module.exports = require(${JSON.stringify(name)})`, resolveDir: process.cwd(), loader: 'js' },
     external: ['cpu-features', '*.node']
-  }))
+  })
+  chunks[name] = ascii(r.outputFiles[0].text)
 }
 const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
-const coreB64 = Buffer.from(core, 'latin1').toString('base64')
-const pad = (n) => String(n).padStart(10, ' ')
-let loader = `#!/usr/bin/env node
-'use strict';
-// remote-container-hooks ${key}: a loader with a V8 code cache around the bundle and its lazy chunks.
-(function load() {
-  const fs = require('fs'), os = require('os'), path = require('path'), vm = require('vm'), Module = require('module');
+// The marker is split in the loader's own text so that only the real one is found.
+const CORE_MARK = '(function (require) { // rch-core'
+const head = `#!/usr/bin/env node
+// remote-container-hooks ${key}: a loader, the core bundle as plain JavaScript, the lazy libraries.
+(function (load) {
+  // Whatever goes wrong while loading (this loader, or a bundled library on its first require())
+  // ends as one workflow error and the internal-error code: nothing can work without it, and code
+  // that catches errors around a require() must not turn a broken install into another message.
+  function fatal(what, e) {
+    let m;
+    try { m = String((e && e.message) || e); } catch (e2) { m = 'unknown error'; }
+    process.stdout.write('::error::remote-container-hooks could not load ' + what + '(' + m.replace(/%/g, '%25').replace(/\\r/g, '%0D').replace(/\\n/g, '%0A') + ')\\n');
+    process.exit(70);
+  }
+  try {
+    return load(fatal);
+  } catch (e) {
+    fatal('', e);
+  }
+})(function (fatal) {
+  'use strict';
+  const fs = require('fs'), os = require('os'), path = require('path');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   const dir = path.join(os.tmpdir(), 'rch-' + uid);
-  let usable = false;
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = fs.lstatSync(dir);
-    // Only a folder we own and nobody else can write may hold code we run.
-    usable = st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0;
-  } catch (e) { /* no cache: compile normally */ }
-  const loaded = {};
+  let usable;
+  function cacheUsable() {
+    if (usable !== undefined) return usable;
+    usable = false;
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const st = fs.lstatSync(dir);
+      // Only a folder we own and nobody else can write may hold code we run.
+      usable = st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0;
+    } catch (e) { /* no cache: compile normally */ }
+    return usable;
+  }
   let swept = false;
-  function compile(name, source, req) {
+  function compile(name, source) {
+    const vm = require('vm'), Module = require('module');
     const file = path.join(dir, 'code-${key}-' + name.replace(/[^a-z0-9]+/gi, '_') + '.bin');
     let cached;
-    if (usable) { try { cached = fs.readFileSync(file); } catch (e) { /* first run */ } }
-    const script = new vm.Script(Module.wrap(source), { filename: __filename + '#' + name, cachedData: cached });
+    if (cacheUsable()) { try { cached = fs.readFileSync(file); } catch (e) { /* first run */ } }
+    // Named for what it is: a library bundled into this file, not a file of its own.
+    const script = new vm.Script(Module.wrap(source), { filename: 'bundled:' + name, cachedData: cached });
     if (usable && (!cached || script.cachedDataRejected)) {
       process.once('exit', () => {
         try {
@@ -76,48 +99,96 @@ let loader = `#!/usr/bin/env node
       });
     }
     const m = { exports: {} };
-    script.runInThisContext().call(m.exports, m.exports, req, m, __filename, __dirname);
+    script.runInThisContext().call(m.exports, m.exports, require, m, __filename, __dirname);
     return m.exports;
   }
-  // The payload sits in the trailing comment, so node's own compile of this file only skips it; the
-  // core is read by offset, the rest of the table only when a chunk is needed.
+  // The file is read only when a library is first needed; lines are found by their markers, so
+  // CRLF line endings or an added line do not move anything.
   let table = null;
+  const self = () => fs.readFileSync(__filename, 'latin1');
   function chunk(id) {
-    if (id === 'core') {
-      const buf = Buffer.alloc(@CORE_LEN@);
-      const fd = fs.openSync(__filename, 'r');
-      try { fs.readSync(fd, buf, 0, buf.length, @@CORE_AT@); } finally { fs.closeSync(fd); }
-      return Buffer.from(buf.toString('latin1'), 'base64').toString('latin1');
-    }
     if (!table) {
       table = {};
-      const text = fs.readFileSync(__filename, 'latin1');
-      for (const line of text.slice(text.lastIndexOf('/*RCH-CHUNKS\\n') + 13, text.lastIndexOf('\\nRCH-CHUNKS*/')).split('\\n')) {
+      const t = self();
+      const from = t.lastIndexOf('/*RCH-' + 'CHUNKS'), to = t.lastIndexOf('RCH-CHUNKS' + '*/');
+      if (from < 0 || to < from) throw new Error('the bundled libraries are missing from ' + __filename);
+      for (const line of t.slice(from, to).split(/\\r?\\n/).slice(1)) {
         const at = line.indexOf(' ');
-        table[line.slice(0, at)] = line.slice(at + 1);
+        if (at > 0) table[line.slice(0, at)] = line.slice(at + 1).trim();
       }
     }
-    const b64 = table[id];
-    return b64 === undefined ? undefined : require('zlib').gunzipSync(Buffer.from(b64, 'base64')).toString('latin1');
+    if (table[id] === undefined) throw new Error('the bundled library ' + id + ' is missing from ' + __filename);
+    return require('zlib').gunzipSync(Buffer.from(table[id], 'base64')).toString('latin1');
   }
+  const loaded = {};
   function lazyRequire(id) {
     if (id in loaded) return loaded[id];
-    if (${JSON.stringify(CHUNKS)}.includes(id)) return (loaded[id] = compile(id, chunk(id), require));
+    if (${JSON.stringify(CHUNKS)}.includes(id)) {
+      try {
+        return (loaded[id] = compile(id, chunk(id)));
+      } catch (e) {
+        fatal('the bundled library ' + id + ' ', e);
+      }
+    }
     return require(id);
   }
   lazyRequire.resolve = require.resolve;
   lazyRequire.cache = require.cache;
-  compile('core', chunk('core'), lazyRequire);
-})();
+
+  // Stack frames in the core name src/ files and lines. The map (last line of the file) is read only
+  // when a trace is formatted; node's own --enable-source-maps does the same when it is on.
+  let smap;
+  function sourceMap() {
+    if (smap !== undefined) return smap;
+    smap = null;
+    try {
+      const t = self();
+      const url = 'sourceMappingURL=data:application/json;base64,';
+      const payload = JSON.parse(Buffer.from(t.slice(t.lastIndexOf(url) + url.length).trim(), 'base64').toString('utf8'));
+      // Lines added or removed above the core move it; its marker says by how much.
+      const at = t.indexOf('(function (require) { // rch-' + 'core');
+      if (at < 0) return smap;
+      const shift = t.slice(0, at).split('\\n').length - @CORE_LINE@;
+      smap = { map: new (require('module').SourceMap)(payload), shift };
+    } catch (e) { /* no map: plain frames */ }
+    return smap;
+  }
+  function frame(f) {
+    const plain = String(f);
+    try {
+      if (f.getFileName() !== __filename) return plain;
+      const s = sourceMap();
+      const line = f.getLineNumber(), col = f.getColumnNumber();
+      const e = s && s.map.findEntry(line - 1 - s.shift, col - 1);
+      // findEntry falls back to an earlier line; a frame in the loader has no line of its own.
+      if (!e || !e.originalSource || e.generatedLine !== line - 1 - s.shift) return plain;
+      const where = e.originalSource.replace(/^(\\.\\.\\/)+/, '') + ':' + (e.originalLine + 1) + ':' + (e.originalColumn + 1);
+      return plain.replace(__filename + ':' + line + ':' + col, where);
+    } catch (e) {
+      return plain;
+    }
+  }
+  if (!process.sourceMapsEnabled) {
+    Error.prepareStackTrace = (err, frames) => {
+      let top;
+      try { top = Error.prototype.toString.call(err); } catch (e) { top = '<error>'; }
+      return top + frames.map((f) => '\\n    at ' + frame(f)).join('');
+    };
+  }
+  ${CORE_MARK}
+`
+const CORE_LINE = head.split('\n').length - 1
+const loaderHead = head.replace('@CORE_LINE@', String(CORE_LINE))
+const map = { ...coreMap, file: 'index.js', mappings: ';'.repeat(CORE_LINE) + coreMap.mappings }
+const out = `${loaderHead}${core}
+  })(lazyRequire);
+});
 /*RCH-CHUNKS
-core ${coreB64}
 ${Object.entries(chunks).map(([n, c]) => `${n} ${gzipSync(c, { level: 9 }).toString('base64')}`).join('\n')}
 RCH-CHUNKS*/
+//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}
 `
-// Placeholders and numbers are all 10 characters wide, so filling them in moves nothing.
-loader = loader.replace('@CORE_LEN@', pad(coreB64.length))
-loader = loader.replace('@@CORE_AT@', pad(Buffer.byteLength(loader.slice(0, loader.indexOf('/*RCH-CHUNKS\n'))) + '/*RCH-CHUNKS\ncore '.length))
 mkdirSync('dist', { recursive: true })
-writeFileSync('dist/index.js', loader, { mode: 0o755 })
+writeFileSync('dist/index.js', out, { mode: 0o755 })
 const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)
-console.log(`dist/index.js ${kib(loader)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; ${key})`)
+console.log(`dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; source map ${kib(JSON.stringify(map))} KiB; ${key})`)

@@ -1,10 +1,15 @@
-// The loader in dist/index.js: its V8 code cache lives in a private folder of the runner user, is
-// never taken from a folder others can write, and old versions' caches do not pile up.
-import { execFileSync } from 'node:child_process'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+// The loader in dist/index.js: the core runs as plain JavaScript from the file itself, so an added
+// line or CRLF line endings do not break it; any failure while loading is one `::error::` and exit
+// 70; stack frames in the core name src/ files and lines; the lazy libraries' V8 code cache lives in
+// a private folder of the runner user, is never taken from a folder others can write, and old
+// versions' caches do not pile up.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HOOK } from '../helpers/fake-runner'
+import { FakeRunner, HOOK } from '../helpers/fake-runner'
+import { repoRoot, testImages } from '../helpers/testenv'
+import { testVm } from '../helpers/conformance'
 
 const uid = process.getuid!()
 let tmp: string
@@ -19,17 +24,76 @@ beforeEach(() => {
 })
 afterEach(() => rmSync(tmp, { recursive: true, force: true }))
 
-const run = (): string => execFileSync(process.execPath, [bundle, '--version'], { env: { PATH: process.env.PATH, TMPDIR: tmp }, encoding: 'utf8' })
+const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH, TMPDIR: tmp })
+const version = (file = bundle): string => execFileSync(process.execPath, [file, '--version'], { env: env(), encoding: 'utf8' })
 const cacheDir = (): string => join(tmp, `rch-${uid}`)
 
+/** prepare_job without a container: answered before connecting, but the key check loads ssh2 from the file. */
+function quick(file = bundle, nodeArgs: string[] = []): { code: number | null; stdout: string; stderr: string } {
+  const vm = testVm()
+  const dir = mkdtempSync(join(tmp, 'quick-'))
+  const responseFile = join(dir, 'response.json')
+  const config = join(dir, 'hooks.json')
+  writeFileSync(responseFile, '')
+  writeFileSync(config, JSON.stringify({ provider: { kind: 'static', acquireTimeoutSeconds: 0, hosts: [{ host: '127.0.0.1', port: 9, user: 'nobody', identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] }, remote: { workRoot: '/tmp/x' } }))
+  const input = JSON.stringify({ command: 'prepare_job', responseFile, args: { container: null, services: [] }, state: null })
+  const r = spawnSync(process.execPath, [...nodeArgs, file], { input, env: { ...env(), RUNNER_TEMP: dir, REMOTE_HOOKS_CONFIG: config, RUNNER_NAME: 'loader-test' }, encoding: 'utf8' })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** A stack trace taken while the core writes `--version`: its first src/ frame and that source line. */
+function versionFrame(file = bundle): { frame: string; source: string } {
+  const probe = join(tmp, 'probe.js')
+  writeFileSync(probe, "const w = process.stdout.write.bind(process.stdout)\nprocess.stdout.write = (c, ...r) => (process.stderr.write('PROBE ' + JSON.stringify(new Error('probe').stack) + '\\n'), w(c, ...r))\n")
+  const r = spawnSync(process.execPath, ['-r', probe, file, '--version'], { env: env(), encoding: 'utf8' })
+  expect(r.status).toBe(0)
+  const line = r.stderr.split('\n').find((l) => l.startsWith('PROBE '))
+  expect(line).toBeDefined() // positive control: the probe ran inside the hook's write
+  const stack: string = JSON.parse(line!.slice(6))
+  expect(stack).not.toContain('#core')
+  // [0] the message, [1] the probe, [2] the core's frame that wrote (frames of the loader itself
+  // further down rightly name index.js)
+  const m = /\((src\/[\w/.-]+\.ts):(\d+):(\d+)\)$/.exec(stack.split('\n')[2])
+  expect({ stack, m }).toEqual({ stack, m: expect.anything() })
+  const source = readFileSync(join(repoRoot, m![1]), 'utf8').split('\n')[Number(m![2]) - 1]
+  return { frame: m![0], source }
+}
+
+/** A preload that notes on stderr each library the loader compiles, and whether with a code cache. */
+function spy(): string {
+  const file = join(tmp, 'spy.js')
+  writeFileSync(file, "const vm = require('vm'), S = vm.Script\nvm.Script = class extends S { constructor(src, o) { super(src, o); process.stderr.write('COMPILED ' + o.filename + ' cache=' + !!o.cachedData + '\\n') } }\n")
+  return file
+}
+
+/** A whole job (container, a step that writes a file back, cleanup) through the given copy of the hook. */
+async function job(hook: string): Promise<void> {
+  const runner = new FakeRunner({ hook })
+  try {
+    const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+    expect({ code: p.code, out: p.stdout + p.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+    const { args } = runner.scriptStep('echo "ran from the copy" > from-vm.txt\n')
+    const s = await runner.call('run_script_step', args)
+    expect({ code: s.code, out: s.stdout + s.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+    expect(readFileSync(join(runner.workspace, 'from-vm.txt'), 'utf8')).toBe('ran from the copy\n')
+  } finally {
+    const c = await runner.cleanup()
+    runner.dispose()
+    expect(c.code).toBe(0)
+  }
+}
+
 test('a copy alone in an empty folder runs and writes its code cache 0600 in a 0700 folder', () => {
-  expect(run()).toMatch(/^remote-container-hooks \d+\.\d+\.\d+\n$/)
+  expect(version()).toMatch(/^remote-container-hooks \d+\.\d+\.\d+\n$/)
+  expect(quick()).toEqual({ code: 0, stdout: expect.not.stringContaining('::error::'), stderr: '' })
   const files = readdirSync(cacheDir()).filter((f) => f.startsWith('code-'))
-  expect(files.some((f) => /^code-[0-9a-f]{16}-core\.bin$/.test(f))).toBe(true)
+  expect(files.some((f) => /^code-[0-9a-f]{16}-ssh2\.bin$/.test(f))).toBe(true)
   expect(statSync(cacheDir()).mode & 0o777).toBe(0o700)
   for (const f of files) expect(statSync(join(cacheDir(), f)).mode & 0o777).toBe(0o600)
   // and the second start uses it
-  expect(run()).toMatch(/^remote-container-hooks/)
+  const again = quick(bundle, ['-r', spy()])
+  expect(again.code).toBe(0)
+  expect(again.stderr).toContain('COMPILED bundled:ssh2 cache=true')
 })
 
 test('caches of other versions older than a day are removed when a new version writes its own; newer ones and other files stay', () => {
@@ -41,13 +105,71 @@ test('caches of other versions older than a day are removed when a new version w
   const twoDaysAgo = new Date(Date.now() - 2 * 86400_000)
   utimesSync(old, twoDaysAgo, twoDaysAgo)
   utimesSync(other, twoDaysAgo, twoDaysAgo)
-  run()
+  expect(quick().code).toBe(0)
   expect([existsSync(old), existsSync(recent), existsSync(other)]).toEqual([false, true, true])
 })
 
 test('a cache folder others can write is not used', () => {
   mkdirSync(cacheDir())
   chmodSync(cacheDir(), 0o777)
-  expect(run()).toMatch(/^remote-container-hooks/)
-  expect(readdirSync(cacheDir()).filter((f) => f.startsWith('code-'))).toEqual([])
+  writeFileSync(join(cacheDir(), 'code-planted'), 'x')
+  // The core refuses that folder for its own files too; the library was compiled before it did.
+  for (let i = 0; i < 2; i++) {
+    const r = quick(bundle, ['-r', spy()])
+    expect(r.stderr).toContain('COMPILED bundled:ssh2 cache=false') // positive control: a library was compiled
+    expect(r.stdout).toContain(`private folder ${cacheDir()} is open to other users`)
+  }
+  expect(readdirSync(cacheDir())).toEqual(['code-planted'])
+})
+
+test('stack frames in the core name src/ files and lines', () => {
+  const { frame, source } = versionFrame()
+  expect(source).toMatch(/stdout\.write|console\.log/)
+  expect(frame).toMatch(/^\(src\//)
+})
+
+describe('an edited copy still works', () => {
+  test('a line added after the shebang: --version, a whole job, and stack frames still on the right src/ line', async () => {
+    const text = readFileSync(HOOK, 'latin1')
+    const nl = text.indexOf('\n') + 1
+    writeFileSync(bundle, text.slice(0, nl) + '// a line an operator added\n' + text.slice(nl), 'latin1')
+    expect(readFileSync(bundle, 'latin1').split('\n')[1]).toBe('// a line an operator added') // the edit is there
+    expect(version()).toMatch(/^remote-container-hooks /)
+    expect(versionFrame().source).toMatch(/stdout\.write|console\.log/)
+    await job(bundle)
+  }, 120_000)
+
+  test('CRLF line endings (run as `node index.js`, as the runner does): --version, a whole job, and stack frames on the right src/ line', async () => {
+    writeFileSync(bundle, readFileSync(HOOK, 'latin1').replace(/\n/g, '\r\n'), 'latin1')
+    expect(readFileSync(bundle, 'latin1')).toMatch(/^#!.*\r\n[^\r\n]*\r\n/) // the edit is there
+    expect(version()).toMatch(/^remote-container-hooks /)
+    expect(versionFrame().source).toMatch(/stdout\.write|console\.log/)
+    await job(bundle)
+  }, 120_000)
+})
+
+describe('a failure while loading is one ::error:: and exit 70, never a bare stack', () => {
+  test('the loader itself fails', () => {
+    // getuid is the loader's first call into node; a preload makes it throw.
+    const preload = join(tmp, 'break.js')
+    writeFileSync(preload, "process.getuid = () => { throw new Error('probe: getuid refused\\nsecond line') }\n")
+    const r = spawnSync(process.execPath, ['-r', preload, bundle, '--version'], { env: env(), encoding: 'utf8' })
+    expect(r.status).toBe(70)
+    expect(r.stdout).toBe('::error::remote-container-hooks could not load (probe: getuid refused%0Asecond line)\n')
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  test('a library missing from the file, loaded where the configuration check catches errors', () => {
+    // ssh2: the identityFile check loads it inside its own try/catch, which must not turn a broken
+    // install into a key-file problem (exit 78).
+    const text = readFileSync(HOOK, 'latin1')
+    const edited = text.replace(/\nssh2 [A-Za-z0-9+/=]+\r?\n/, '\n')
+    expect(edited.length).toBeLessThan(text.length - 1000) // positive control: the library was there to remove
+    writeFileSync(bundle, edited, 'latin1')
+    expect(version()).toMatch(/^remote-container-hooks /) // the core alone still starts
+    const r = quick()
+    expect(r.code).toBe(70)
+    expect(r.stdout).toMatch(/^::error::remote-container-hooks could not load the bundled library ssh2 \(the bundled library ssh2 is missing from \S+index\.js\)\n$/)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
 })
