@@ -177,7 +177,7 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
   const parsed = ConfigSchema.safeParse(raw ?? {})
   if (!parsed.success) {
     // Unreadable key files are reported along with the schema's problems, not in a second round.
-    const schemaIssues = describeIssues(parsed.error)
+    const schemaIssues = describeIssues(parsed.error, '', { schema: ConfigSchema, data: raw ?? {} })
     const flagged = (field: string): boolean => schemaIssues.some((i) => i.startsWith(`${field}:`))
     throw new ConfigError([...schemaIssues, ...keyFileIssues(raw, io).filter((i) => !flagged(i.slice(0, i.indexOf(':'))))])
   }

@@ -11,7 +11,10 @@ export class HookError extends Error {
 /** stdin, arguments or state the runner sent are unusable. Nothing was started. */
 export class InputError extends HookError {}
 
-/** The operator's configuration file is wrong; `issues` lists every problem with its field path. */
+/**
+ * The operator's configuration file is wrong; `issues` lists every problem with its field path.
+ * The step log shows one `::error::` line per problem (outcome.ts); the message joins them for the file log.
+ */
 export class ConfigError extends HookError {
   constructor(readonly issues: string[]) {
     super(`invalid configuration: ${issues.join('; ')}`)

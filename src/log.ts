@@ -6,11 +6,18 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
+import { inertLines, workflowCommand } from './workflow-commands'
 
 export interface Log {
   progress(msg: string): void
   warn(msg: string): void
   debug(msg: string): void
+  /** A failure: to the file log at error level, whatever the configured level (the step log gets it from outcome.ts). */
+  failure(msg: string): void
+  /** Runs `fn` inside a `::group::` fold of the step log; folds do not nest, so an inner one is not opened. */
+  group<T>(title: string, fn: () => Promise<T>): Promise<T>
+  /** Text the hook does not control (a container's log), folded under `title`, inert and bounded. */
+  foreign(title: string, text: string): void
   addSecret(value: string): void
   close(): Promise<void>
 }
@@ -44,6 +51,12 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     }
     return logger
   }
+  // The fold open on the step log, if any: the runner does not nest folds.
+  let open = false
+  const endGroup = (): void => {
+    if (open) opts.out(workflowCommand('endgroup'))
+    open = false
+  }
   return {
     progress(msg) {
       const m = mask(msg)
@@ -52,13 +65,36 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     },
     warn(msg) {
       const m = mask(msg)
-      opts.out(`::warning::${m}`)
+      opts.out(workflowCommand('warning', m))
       file().warn(m)
     },
     debug(msg) {
       const m = mask(msg)
-      if (opts.debugToStepLog) opts.out(`::debug::${m}`)
+      if (opts.debugToStepLog) opts.out(workflowCommand('debug', m))
       if (logger || opts.level === 'debug') file().debug(m)
+    },
+    failure(msg) {
+      file().error(mask(msg))
+    },
+    async group(title, fn) {
+      if (open) return fn()
+      opts.out(workflowCommand('group', mask(title)))
+      open = true
+      try {
+        return await fn()
+      } finally {
+        endGroup()
+      }
+    },
+    foreign(title, text) {
+      // Its own fold: a fold around the work that failed is closed first.
+      endGroup()
+      const t = mask(title)
+      const lines = inertLines(mask(text))
+      opts.out(workflowCommand('group', t))
+      for (const line of lines) opts.out(line)
+      opts.out(workflowCommand('endgroup'))
+      file().info(`${t}:\n${lines.slice(1, -1).join('\n')}`)
     },
     addSecret(value) {
       if (value && value.length >= 3 && !secrets.includes(value)) secrets.push(value)

@@ -17,6 +17,8 @@ import type { Log } from './log'
 import type { HookContext, Sink } from './context'
 import type { Remote } from './remote/remote'
 import type { RunIo } from './remote/agent'
+import { version } from '../package.json'
+import { usage } from './usage'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -49,7 +51,10 @@ function fail(err: unknown, log?: Log): number {
   const o = outcomeOf(err)
   if (o.note) process.stderr.write(o.note)
   if (o.errorLine) process.stdout.write(o.errorLine)
-  if (log && o.errorLine) log.debug(err instanceof Error && err.stack ? err.stack : formatError(err))
+  if (log && o.errorLine) {
+    log.failure(formatError(err))
+    log.debug(err instanceof Error && err.stack ? err.stack : formatError(err))
+  }
   return o.code
 }
 
@@ -125,6 +130,7 @@ async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<numb
     const o = outcomeOf(io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err)
     if (o.note) io.stderr.write(o.note)
     if (o.errorLine) io.stdout.write(o.errorLine)
+    if (o.errorLine) log?.failure(formatError(err))
     return o.code
   } finally {
     await log?.close()
@@ -175,7 +181,10 @@ async function main(): Promise<void> {
   if (mode === '__agent') code = await agent(process.argv[3])
   else if (mode === '__rsh') code = await rsh(process.argv.slice(3)).catch((e) => (process.stderr.write(`${formatError(e)}\n`), 255))
   else if (mode === '--version') {
-    process.stdout.write('remote-container-hooks 0.1.0\n')
+    process.stdout.write(`remote-container-hooks ${version}\n`)
+    code = 0
+  } else if (mode === '--help' || mode === '-h') {
+    process.stdout.write(usage(version))
     code = 0
   } else code = await hook()
   process.exitCode = code

@@ -6,6 +6,7 @@ import { z } from 'zod'
 import { constants } from 'node:fs'
 import { lstat, open } from 'node:fs/promises'
 import { InputError } from './errors'
+import { keysAt, nearestKey } from './did-you-mean'
 import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isPortMapping, isRegistryServer, isVolumeName } from './input-rules'
 
 const str = z.string()
@@ -117,11 +118,22 @@ export type HookInput =
   | { command: 'run_container_step'; responseFile: string; args: ContainerArgs; state: Record<string, unknown> | null }
   | { command: 'cleanup_job'; responseFile: string; args: Record<string, unknown>; state: Record<string, unknown> | null }
 
-/** Formats zod issues as `field.path: problem`, all of them, for one-line errors. */
-export function describeIssues(err: z.ZodError, prefix = ''): string[] {
-  return err.issues.map((i) => {
-    const path = [prefix, ...i.path.map(String)].filter(Boolean).join('.')
-    return `${path || '(root)'}: ${i.message}`
+/**
+ * Formats zod issues as `field.path: problem`, one per problem (an unknown key each on its own).
+ * Given the schema and the data that failed, an unknown key that is a near miss of an allowed one
+ * is answered with "did you mean".
+ */
+export function describeIssues(err: z.ZodError, prefix = '', checked?: { schema: z.ZodTypeAny; data: unknown }): string[] {
+  const field = (path: (string | number)[]): string => [prefix, ...path.map(String)].filter(Boolean).join('.') || '(root)'
+  return err.issues.flatMap((i) => {
+    if (i.code !== 'unrecognized_keys') return [`${field(i.path)}: ${i.message}`]
+    const valid = checked ? keysAt(checked.schema, i.path, checked.data) : []
+    return i.keys.map((k) => {
+      const near = nearestKey(k, valid)
+      // The key is the sender's text: shown plain only when it is a plain short name.
+      const name = /^[A-Za-z0-9_-]{1,64}$/.test(k) ? k : JSON.stringify(k.slice(0, 64))
+      return `${field([...i.path, name])}: unknown key${near ? ` (did you mean \`${near}\`?)` : ''}`
+    })
   })
 }
 

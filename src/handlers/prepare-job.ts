@@ -107,71 +107,76 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   const localDir = jobLocalDir(ctx, owner, jobId)
   const provider = await providerFor(config)
   const undo: { what: string; fn: () => Promise<unknown> }[] = []
-  let remote: Remote | null = null
+  let remote = null as Remote | null
   let baseRecorded: Promise<void> | null = null
   // Every remote step is awaited through this: a cancel stops the wait at once (see cancel.ts).
   const inflight = new InFlight(ctx.signal)
   const step = <T>(work: Promise<T>): Promise<T> => inflight.track(work)
   try {
     const t0 = Date.now()
-    const acquired = await acquireMachine(ctx, provider, jobId, owner, localDir)
-    remote = acquired.remote
+    // The step log folds each phase; what failed stays readable after its fold (the error line comes last).
+    const acquired = await log.group('Getting a host', async () => {
+      const a = await acquireMachine(ctx, provider, jobId, owner, localDir)
+      remote = a.remote
+      undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir, a.lease.connect) })
+      undo.push({ what: 'release the host', fn: () => provider.release(ctx, a.remote, a.lease, jobId) })
+      log.progress(`using ${a.lease.connect.host}:${a.lease.connect.port} slot ${a.lease.slot} (${Date.now() - t0} ms)`)
+      return a
+    })
     const lease = acquired.lease
-    const r = remote
-    undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir, lease.connect) })
-    undo.push({ what: 'release the host', fn: () => provider.release(ctx, r, lease, jobId) })
-    log.progress(`using ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${Date.now() - t0} ms)`)
+    const r = acquired.remote
+    await log.group('Copying the job\'s files', async () => {
+      // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
+      const pruned = await step(removeLabelled(r, LABEL_OWNER, owner))
+      // The same round trip checks that rsync is there for the sync below.
+      const folderLabel = 'create the job folder'
+      const folder = await step(ask(
+        r,
+        // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
+        `for d in ${shq(workRoot)}/jobs/${owner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` +
+          `${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
+        { label: folderLabel, silentShell: true }
+      ).then((a) => expectEach(a, /^(no-)?rsync$/, folderLabel)))
+      if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
+      undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, workRoot, jobRoot, null) })
+      undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
 
-    // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
-    const pruned = await step(removeLabelled(r, LABEL_OWNER, owner))
-    // The same round trip checks that rsync is there for the sync below.
-    const folderLabel = 'create the job folder'
-    const folder = await step(ask(
-      r,
-      // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
-      `for d in ${shq(workRoot)}/jobs/${owner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` +
-        `${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
-      { label: folderLabel, silentShell: true }
-    ).then((a) => expectEach(a, /^(no-)?rsync$/, folderLabel)))
-    if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
-    undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, workRoot, jobRoot, null) })
-    undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
-
-    // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
-    const t1 = Date.now()
-    const roots = existingRoots(hostWork, ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])])
-    const transport = bulkTransport(ctx, lease.connect, localDir)
-    if (folder.join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
-    const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
-    const syncExt = (async () => {
-      if (!hostExternals || !layout.remoteExternals) return 'none'
-      const dest = layout.remoteExternals
-      const have = await ask(r, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
-      if (have.join() === 'yes') return 'reused'
-      const tmp = `${dest}.tmp-${jobId}`
-      // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
-      // are shared by jobs, and containers running as other users must run the node in them.
-      await check(r, `umask 022 && mkdir -p ${shq(tmp)}`)
-      try {
-        await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal, 'shared')
-        await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
-      } catch (e) {
-        await run(r, `rm -rf ${shq(tmp)}`).catch(() => undefined)
-        throw e
-      }
-      return 'copied'
-    })()
-    const state0 = { hostWork, jobRoot, localDir }
-    const target0 = syncTarget(ctx, state0, r)
-    const [w, ext] = await step(Promise.all([syncWork, syncExt]))
-    const tCopy = Date.now()
-    log.progress(`synced ${w.files} files / ${mb(w.bytes)} MB in ${((tCopy - t1) / 1000).toFixed(2)} s (externals ${ext})`)
-    // The files are in place. The sync base (both sides' listings) only has to be recorded before
-    // the first step, so it is made alongside the network, image and container work. The local
-    // side is read after the copy, not during it (that cost the copy CPU): nothing writes the
-    // runner's files while prepare_job runs, the runner waits for it.
-    baseRecorded = recordBase(target0, roots).then(() => log.debug(`sync timing: copy ${tCopy - t1} ms, base listings ${Date.now() - tCopy} ms (overlapped)`))
-    baseRecorded.catch(() => undefined)
+      // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
+      const t1 = Date.now()
+      const roots = existingRoots(hostWork, ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])])
+      const transport = bulkTransport(ctx, lease.connect, localDir)
+      if (folder.join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+      const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
+      const syncExt = (async () => {
+        if (!hostExternals || !layout.remoteExternals) return 'none'
+        const dest = layout.remoteExternals
+        const have = await ask(r, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
+        if (have.join() === 'yes') return 'reused'
+        const tmp = `${dest}.tmp-${jobId}`
+        // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
+        // are shared by jobs, and containers running as other users must run the node in them.
+        await check(r, `umask 022 && mkdir -p ${shq(tmp)}`)
+        try {
+          await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal, 'shared')
+          await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+        } catch (e) {
+          await run(r, `rm -rf ${shq(tmp)}`).catch(() => undefined)
+          throw e
+        }
+        return 'copied'
+      })()
+      const state0 = { hostWork, jobRoot, localDir }
+      const target0 = syncTarget(ctx, state0, r)
+      const [w, ext] = await step(Promise.all([syncWork, syncExt]))
+      const tCopy = Date.now()
+      log.progress(`copied ${w.files} files / ${mb(w.bytes)} MB in ${((tCopy - t1) / 1000).toFixed(2)} s (externals ${ext})`)
+      // The files are in place. The sync base (both sides' listings) only has to be recorded before
+      // the first step, so it is made alongside the network, image and container work. The local
+      // side is read after the copy, not during it (that cost the copy CPU): nothing writes the
+      // runner's files while prepare_job runs, the runner waits for it.
+      baseRecorded = recordBase(target0, roots).then(() => log.debug(`sync timing: copy ${tCopy - t1} ms, base listings ${Date.now() - tCopy} ms (overlapped)`))
+      baseRecorded.catch(() => undefined)
+    })
 
     // Network, volumes, images.
     const labels = labelArgs(owner, jobId, runner.runnerName)
@@ -181,20 +186,22 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       await step(check(r, `docker volume inspect ${shq(v)} >/dev/null 2>&1 || docker volume create ${labels.map(shq).join(' ')} ${shq(v)} >/dev/null`, { label: `docker volume ${v}` }))
     }
     const all = [...(job ? [job] : []), ...services]
-    const t2 = Date.now()
     for (const p of all) if (p.args.registry?.password) log.addSecret(p.args.registry.password)
-    const pulls = await step(Promise.all(
-      all.map((p, i) =>
-        ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l), {
-          signal: ctx.signal,
-          timeoutMs: config.images.pullTimeoutSeconds * 1000
-        }).then((how) => {
-          if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
-          return how
-        })
-      )
-    ))
-    log.debug(`images: ${pulls.join(', ')}`)
+    await log.group('Images', async () => {
+      const t2 = Date.now()
+      const pulls = await step(Promise.all(
+        all.map((p, i) =>
+          ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l), {
+            signal: ctx.signal,
+            timeoutMs: config.images.pullTimeoutSeconds * 1000
+          }).then((how) => {
+            if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
+            return how
+          })
+        )
+      ))
+      log.progress(`images: ${all.map((p, i) => `${p.args.image} (${pulls[i]})`).join(', ')}`)
+    })
 
     // Services first (the job container may expect them), then the job container.
     const aliases = serviceAliases(services.map((s) => s.args.image!))
@@ -215,32 +222,35 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       ...extra
     })
     const svcIds: string[] = []
-    for (const [i, s] of services.entries()) {
-      const contextName = s.args.contextName
-      const al = [...aliases[i], ...(contextName ? [contextName] : [])]
-      const id = await step(createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot))
-      await step(startContainer(r, id, s.args.image!))
-      created.push({ id, image: s.args.image!, what: al[0] })
-      svcIds.push(id)
-    }
     let jobId_: string | null = null
-    if (job) {
-      const id = await step(createContainer(
-        r,
-        specOf(job, `rch-${jobId}-job`, {
-          aliases: ['job'],
-          entrypoint: job.args.entryPoint || 'tail',
-          args: job.args.entryPoint ? rejoinArgs(job.args.entryPointArgs) : ['-f', '/dev/null']
-        }),
-        jobRoot
-      ))
-      await step(startContainer(r, id, job.args.image!))
-      created.push({ id, image: job.args.image!, what: 'job container' })
-      jobId_ = id
-    }
-
     const engine = new Engine(r, config.remote.dockerSocket)
-    await waitHealthy(ctx, r, engine, created)
+    const starting = services.length ? (job ? 'Starting the services and the job container' : 'Starting the services') : 'Starting the job container'
+    await log.group(starting, async () => {
+      for (const [i, s] of services.entries()) {
+        const contextName = s.args.contextName
+        const al = [...aliases[i], ...(contextName ? [contextName] : [])]
+        const id = await step(createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot))
+        await step(startContainer(r, id, s.args.image!))
+        created.push({ id, image: s.args.image!, what: al[0] })
+        svcIds.push(id)
+      }
+      if (job) {
+        const id = await step(createContainer(
+          r,
+          specOf(job, `rch-${jobId}-job`, {
+            aliases: ['job'],
+            entrypoint: job.args.entryPoint || 'tail',
+            args: job.args.entryPoint ? rejoinArgs(job.args.entryPointArgs) : ['-f', '/dev/null']
+          }),
+          jobRoot
+        ))
+        await step(startContainer(r, id, job.args.image!))
+        created.push({ id, image: job.args.image!, what: 'job container' })
+        jobId_ = id
+      }
+
+      await waitHealthy(ctx, r, engine, created)
+    })
 
     const svcContexts: ServiceContext[] = []
     for (const [i, id] of svcIds.entries()) {
@@ -293,22 +303,19 @@ async function waitHealthy(ctx: HookContext, remote: Remote, engine: Engine, con
       const info = await inspect(engine, c.id)
       const health = info.State.Health?.Status
       if (!info.State.Running) {
-        const logs = await containerLogs(remote, c.id)
-        ctx.stdout.write(`${c.what} (${c.image}) logs:\n${logs}\n`)
+        ctx.log.foreign(`${c.what} (${c.image}) logs`, await containerLogs(remote, c.id))
         throw new HookError(`${c.what} (${c.image}) stopped during start-up with exit code ${info.State.ExitCode}`)
       }
       if (!health || health === 'healthy') pending.delete(c)
       else if (health === 'unhealthy') {
-        const logs = await containerLogs(remote, c.id)
-        ctx.stdout.write(`${c.what} (${c.image}) logs:\n${logs}\n`)
+        ctx.log.foreign(`${c.what} (${c.image}) logs`, await containerLogs(remote, c.id))
         throw new HookError(`${c.what} (${c.image}) is unhealthy`)
       }
     }
     if (!pending.size) break
     if (Date.now() > deadline) {
       const c = [...pending][0]
-      const logs = await containerLogs(remote, c.id)
-      ctx.stdout.write(`${c.what} (${c.image}) logs:\n${logs}\n`)
+      ctx.log.foreign(`${c.what} (${c.image}) logs`, await containerLogs(remote, c.id))
       throw new HookError(`${[...pending].map((p) => p.what).join(', ')} not healthy after ${ctx.config.timeouts.healthSeconds} s (timeouts.healthSeconds)`)
     }
     if (Date.now() - lastNote > 5000) {

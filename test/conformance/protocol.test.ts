@@ -66,7 +66,7 @@ describe('protocol: bad input starts nothing and names the problem', () => {
     expect(readdirSync(dir).sort()).toEqual(before)
   })
 
-  test('a configuration with several problems: all reported in one line with field paths', async () => {
+  test('a configuration with several problems: all reported, one ::error:: line each, with field paths and a did-you-mean', async () => {
     const vm = testVm()
     const bad = join(runner.root, 'bad-config.json')
     writeFileSync(
@@ -74,15 +74,14 @@ describe('protocol: bad input starts nothing and names the problem', () => {
       JSON.stringify({
         provider: staticProvider(vm, { port: 70000, identityFile: 'relative/id_ed25519' }),
         remote: { workRoot: 'relative/work' },
-        timeouts: { connectSeconds: 'soon' }
+        timeouts: { connectSeconds: 'soon', healthSecond: 5 }
       })
     )
     const r = await runner.call('prepare_job', job(), { state: null, env: { REMOTE_HOOKS_CONFIG: bad } })
-    const line = oneError(r)
-    expect(line).toContain('provider.hosts.0.port')
-    expect(line).toContain('provider.hosts.0.identityFile')
-    expect(line).toContain('remote.workRoot')
-    expect(line).toContain('timeouts.connectSeconds')
+    expect(r.code).toBe(78)
+    const fields = errorLines(r).map((l) => /^::error::invalid configuration: ([^:]+):/.exec(l)?.[1])
+    expect(fields.sort()).toEqual(['provider.hosts.0.identityFile', 'provider.hosts.0.port', 'remote.workRoot', 'timeouts.connectSeconds', 'timeouts.healthSecond'])
+    expect(errorLines(r)).toContain('::error::invalid configuration: timeouts.healthSecond: unknown key (did you mean `healthSeconds`?)')
   })
 
   test('REMOTE_HOOKS_CONFIG unset', async () => {

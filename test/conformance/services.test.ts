@@ -182,3 +182,54 @@ test('port mappings "HOST:CONTAINER", "CONTAINER" and "CONTAINER/tcp" are accept
   expect((await runner.cleanup()).code).toBe(0)
   runner.state = null
 })
+
+/** Workflow command lines the runner acts on: none between `::stop-commands::T` and `::T::`. */
+function activeCommands(out: string): string[] {
+  const active: string[] = []
+  let stop: string | null = null
+  for (const line of out.split(/\r?\n/)) {
+    if (stop !== null) {
+      if (line === `::${stop}::`) stop = null
+      continue
+    }
+    const m = /^::stop-commands::(.+)$/.exec(line)
+    if (m) stop = m[1]
+    else if (/^::[a-z-]+::/.test(line)) active.push(line)
+  }
+  return active
+}
+
+test("a service that prints workflow commands and exits: its log is folded and inert, the step log is folded by phase, one error of ours", async () => {
+  const runner = newRunner()
+  const vm = testVm()
+  const r = await runner.prepare({
+    container: runner.jobContainer(testImages.tiny),
+    services: [
+      runner.service(testImages.tiny, {
+        entryPoint: 'sh',
+        entryPointArgs: runnerSplit('-c "echo hostile-start; echo ::error::pwned; echo ::add-mask::hostile-start; echo ::endgroup::; exit 3"')
+      })
+    ]
+  })
+  expect(r.code).not.toBe(0)
+  // positive control: the log lines were really printed as workflow commands
+  expect(r.stdout).toMatch(/^::error::pwned$/m)
+  expect(r.stdout).toMatch(/^::add-mask::hostile-start$/m)
+  const active = activeCommands(r.stdout)
+  const errors = active.filter((l) => l.startsWith('::error::'))
+  expect(errors).toEqual([expect.stringMatching(/stopped during start-up with exit code 3/)])
+  expect(active.some((l) => l.startsWith('::add-mask::'))).toBe(false)
+  // folds: every phase opened is closed, none nested, and the service's log has its own
+  const folds = active.filter((l) => /^::(end)?group::/.test(l))
+  expect(folds).toEqual([
+    '::group::Getting a host', '::endgroup::',
+    "::group::Copying the job's files", '::endgroup::',
+    '::group::Images', '::endgroup::',
+    '::group::Starting the services and the job container', '::endgroup::',
+    expect.stringMatching(/^::group::\S+ \(.+\) logs$/), '::endgroup::'
+  ])
+  // the log is shown, and the error comes after its fold
+  expect(r.stdout).toContain('hostile-start')
+  expect(r.stdout.lastIndexOf('::endgroup::')).toBeLessThan(r.stdout.indexOf(errors[0]))
+  expect(await leftovers(runner, vm)).toEqual(NOTHING)
+})

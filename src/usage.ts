@@ -1,0 +1,32 @@
+// The text of `--help`: enough for an operator at a shell to know what this file is and where to read on.
+export function usage(version: string): string {
+  return `remote-container-hooks ${version}
+
+Container hooks for a self-hosted GitHub Actions runner: the job's containers (the job container,
+its services and container steps) run on another machine reached over SSH, not on the runner host.
+
+How the runner calls it
+  Set ACTIONS_RUNNER_CONTAINER_HOOKS=/path/to/index.js in the runner's .env. For each container
+  command of a job the runner starts \`node index.js\` with one JSON request on stdin
+  ({"command": "prepare_job" | "run_script_step" | "run_container_step" | "cleanup_job",
+  "responseFile", "args", "state"}) and reads the JSON response file the hook writes.
+
+Environment
+  REMOTE_HOOKS_CONFIG   the YAML or JSON configuration file (required)
+  RUNNER_TEMP, RUNNER_NAME, GITHUB_WORKSPACE, RUNNER_TRACKING_ID, GITHUB_REPOSITORY,
+  GITHUB_WORKFLOW, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT, GITHUB_JOB
+                        set by the runner: the job's folders and what the job is
+  RUNNER_DEBUG=1        detailed lines on the step log too (::debug::) and a debug-level log file
+  TMPDIR                where the private per-user folder (agent sockets, keys, code cache) and
+                        the default log file (remote-container-hooks-<uid>/hook.log) go
+  AWS_*                 credentials and profile for the ec2 provider (the AWS SDK's usual chain)
+
+Options
+  --help      this text
+  --version   the version
+
+Documentation
+  README.md and docs/ (configuration.md, architecture.md, operations.md, security.md) in the
+  project's repository.
+`
+}

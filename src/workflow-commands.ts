@@ -1,0 +1,34 @@
+// Workflow commands on the step log, written the way the runner parses them. Every `::name::value`
+// line the hook prints is made here, so escaping cannot be forgotten at one call site.
+import { randomBytes } from 'node:crypto'
+
+/** The runner's escaping of a command's value: `%`, CR and LF (it decodes them back). */
+export function escapeData(s: string): string {
+  return s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
+}
+
+/** One workflow command line (without its newline). */
+export function workflowCommand(name: 'error' | 'warning' | 'debug' | 'group' | 'endgroup', message = ''): string {
+  return `::${name}::${escapeData(message)}`
+}
+
+/** The most of a foreign log printed to the step log: the tail is kept, where a failure usually shows. */
+export const MAX_FOREIGN_LOG_CHARS = 64 * 1024
+
+/**
+ * Text the hook does not control (a container's log) as step-log lines that cannot issue workflow
+ * commands: the runner ignores every command between `::stop-commands::TOKEN` and `::TOKEN::`, and
+ * the token is random, so the text cannot end the block itself. Bounded to its last part.
+ */
+export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): string[] {
+  let body = text.replace(/\r\n?/g, '\n').replace(/\n$/, '')
+  let cut = ''
+  if (body.length > maxChars) {
+    const whole = body.length
+    body = body.slice(whole - maxChars)
+    body = body.slice(body.indexOf('\n') + 1)
+    cut = `(the first ${whole - body.length} characters are not shown)`
+  }
+  const token = randomBytes(16).toString('hex')
+  return [`::stop-commands::${token}`, ...(cut ? [cut] : []), ...(body ? body.split('\n') : ['(empty)']), `::${token}::`]
+}

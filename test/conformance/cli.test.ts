@@ -1,0 +1,44 @@
+// The hook file run by hand: --help and --version; and its log file across hook commands.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner, HOOK } from '../helpers/fake-runner'
+import { errorLines } from '../helpers/conformance'
+import { testImages } from '../helpers/testenv'
+
+const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
+
+test('--version prints the version of package.json and exits 0', () => {
+  expect(execFileSync(process.execPath, [HOOK, '--version'], { encoding: 'utf8' })).toBe(`remote-container-hooks ${pkg.version}\n`)
+})
+
+test('--help says what the hook is, how the runner calls it, the env it reads and where the docs are, and exits 0', () => {
+  const r = spawnSync(process.execPath, [HOOK, '--help'], { encoding: 'utf8', env: { PATH: process.env.PATH } })
+  expect({ code: r.status, stderr: r.stderr }).toEqual({ code: 0, stderr: '' })
+  for (const s of ['ACTIONS_RUNNER_CONTAINER_HOOKS', 'prepare_job', 'responseFile', 'REMOTE_HOOKS_CONFIG', 'RUNNER_DEBUG', 'docs/', pkg.version]) expect(r.stdout).toContain(s)
+  expect(r.stdout).not.toMatch(/^::/m)
+})
+
+test('the log file is appended to: two hook commands leave both their lines', async () => {
+  const runner = new FakeRunner()
+  const logFile = join(runner.root, 'logs', 'hook.log')
+  const withLog = new FakeRunner({ name: runner.name, config: { ...JSON.parse(readFileSync(runner.configFile, 'utf8')), log: { file: logFile } } })
+  try {
+    // Each fails after the log is open (the /__w mount names another folder), with a message of its own.
+    const call = (n: number) => {
+      const c = withLog.jobContainer(testImages.tiny) as { systemMountVolumes: { sourceVolumePath: string; targetVolumePath: string }[] }
+      c.systemMountVolumes.find((m) => m.targetVolumePath === '/__w')!.sourceVolumePath = `/not-the-work-folder-${n}`
+      return withLog.call('prepare_job', { container: c, services: [] })
+    }
+    const first = await call(1)
+    const second = await call(2)
+    expect([first.code, second.code]).toEqual([64, 64])
+    expect(errorLines(first)).toEqual([expect.stringContaining('/__w mount must be')])
+    const text = readFileSync(logFile, 'utf8')
+    expect(text).toMatch(/ error .*\/__w mount must be the runner's work folder/)
+    expect(text.split('\n').filter((l) => / error /.test(l))).toHaveLength(2)
+  } finally {
+    rmSync(runner.root, { recursive: true, force: true })
+    rmSync(withLog.root, { recursive: true, force: true })
+  }
+})

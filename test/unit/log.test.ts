@@ -1,0 +1,87 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLog, type Log } from '../../src/log'
+
+let dir: string
+beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'rch-log-'))))
+afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+function make(level = 'info', file = join(dir, 'logs', 'hook.log')): { log: Log; out: string[]; file: string } {
+  const out: string[] = []
+  return { log: createLog({ file, level, debugToStepLog: true, out: (l) => out.push(l) }), out, file }
+}
+
+describe('workflow commands written by the log', () => {
+  test('warnings and debug lines are escaped: a newline or % in a message cannot start or garble a command', () => {
+    const { log, out } = make()
+    log.warn('100% sure\n::error::forged')
+    log.debug('a\rb')
+    expect(out).toEqual(['::warning::100%25 sure%0A::error::forged', '::debug::a%0Db'])
+  })
+
+  test('group folds the work, and closes the fold when the work fails', async () => {
+    const { log, out } = make()
+    await expect(log.group('Images', async () => {
+      log.progress('pulling')
+      throw new Error('boom')
+    })).rejects.toThrow('boom')
+    expect(out).toEqual(['::group::Images', '[remote-hooks] pulling', '::endgroup::'])
+  })
+
+  test('folds do not nest: an inner group runs inside the outer fold', async () => {
+    const { log, out } = make()
+    const v = await log.group('outer', () => log.group('inner', async () => 7))
+    expect(v).toBe(7)
+    expect(out).toEqual(['::group::outer', '::endgroup::'])
+  })
+
+  test("a container's log gets its own fold (closing the one it failed in), is inert, and secrets in it are masked", async () => {
+    const { log, out } = make()
+    log.addSecret('s3cret-value')
+    await expect(log.group('Starting the services', async () => {
+      log.foreign('redis (redis:7) logs', 'ready\n::error::pwned\npassword=s3cret-value\n')
+      throw new Error('stopped')
+    })).rejects.toThrow('stopped')
+    expect(out[0]).toBe('::group::Starting the services')
+    expect(out[1]).toBe('::endgroup::')
+    expect(out[2]).toBe('::group::redis (redis:7) logs')
+    expect(out[3]).toMatch(/^::stop-commands::[0-9a-f]{32}$/)
+    const token = out[3].slice('::stop-commands::'.length)
+    expect(out.slice(4)).toEqual(['ready', '::error::pwned', 'password=***', `::${token}::`, '::endgroup::'])
+  })
+})
+
+describe('the log file', () => {
+  test('a failure reaches the file at the default level (info), where debug lines do not', async () => {
+    const { log, file } = make('info')
+    log.debug('only at debug')
+    log.failure('prepare_job failed: the service is unhealthy')
+    await log.close()
+    const text = readFileSync(file, 'utf8')
+    expect(text).toMatch(/ error prepare_job failed: the service is unhealthy\n/)
+    expect(text).not.toContain('only at debug')
+  })
+
+  test('a failure is written even at level error, and masked', async () => {
+    const { log, file } = make('error')
+    log.addSecret('hunter2hunter2')
+    log.progress('not at error level')
+    log.failure('login with hunter2hunter2 failed')
+    await log.close()
+    const text = readFileSync(file, 'utf8')
+    expect(text).toContain('login with *** failed')
+    expect(text).not.toContain('not at error level')
+  })
+
+  test('is appended to: a second log on the same file keeps the first one\'s lines', async () => {
+    const first = make()
+    first.log.progress('first command')
+    await first.log.close()
+    const second = make('info', first.file)
+    second.log.progress('second command')
+    await second.log.close()
+    const lines = readFileSync(first.file, 'utf8').trim().split('\n')
+    expect(lines).toEqual([expect.stringMatching(/ info first command$/), expect.stringMatching(/ info second command$/)])
+  })
+})

@@ -1,0 +1,80 @@
+import { escapeData, inertLines, MAX_FOREIGN_LOG_CHARS, workflowCommand } from '../../src/workflow-commands'
+
+/**
+ * The runner's reading of step-log lines, as far as these tests need it: `::name::value` is a
+ * command unless it comes between `::stop-commands::TOKEN` and `::TOKEN::`.
+ */
+function commandsSeen(lines: string[]): string[] {
+  const seen: string[] = []
+  let stopToken: string | null = null
+  for (const line of lines) {
+    const m = /^::([a-z-]+)::(.*)$/.exec(line)
+    if (stopToken !== null) {
+      if (line === `::${stopToken}::`) stopToken = null
+      continue
+    }
+    if (!m) continue
+    if (m[1] === 'stop-commands') stopToken = m[2]
+    else seen.push(`${m[1]}:${m[2]}`)
+  }
+  return seen
+}
+
+describe('escapeData', () => {
+  test('escapes %, CR and LF the way the runner decodes them, % first', () => {
+    expect(escapeData('50% done\r\nnext')).toBe('50%25 done%0D%0Anext')
+    // a literal "%0A" in a message stays literal after the runner decodes it
+    expect(escapeData('%0A')).toBe('%250A')
+    expect(escapeData('plain: text')).toBe('plain: text')
+  })
+
+  test('workflowCommand escapes the value, so a message cannot start a second command line', () => {
+    expect(workflowCommand('error', 'bad\n::add-mask::x')).toBe('::error::bad%0A::add-mask::x')
+    expect(workflowCommand('warning', 'a%b')).toBe('::warning::a%25b')
+    expect(workflowCommand('endgroup')).toBe('::endgroup::')
+  })
+})
+
+describe('inertLines', () => {
+  const hostile = 'starting\n::error::pwned\n::add-mask::secret\n::set-output name=x::y\nbye\n'
+
+  test('positive control: the raw log lines would be workflow commands', () => {
+    expect(commandsSeen(hostile.split('\n'))).toEqual(['error:pwned', 'add-mask:secret'])
+  })
+
+  test('wrapped, none of the log lines is a command, and every line is still shown', () => {
+    const lines = inertLines(hostile)
+    expect(commandsSeen(lines)).toEqual([])
+    expect(lines.slice(1, -1)).toEqual(['starting', '::error::pwned', '::add-mask::secret', '::set-output name=x::y', 'bye'])
+    expect(lines[0]).toMatch(/^::stop-commands::[0-9a-f]{32}$/)
+    expect(lines[lines.length - 1]).toBe(`::${lines[0].slice('::stop-commands::'.length)}::`)
+  })
+
+  test('the token is fresh each time, so a log cannot know it to end the block early', () => {
+    const a = inertLines('x')[0]
+    const b = inertLines('x')[0]
+    expect(a).not.toBe(b)
+    // a guessed end marker inside the text does not end the block
+    expect(commandsSeen(inertLines('::deadbeef::\n::error::still inert'))).toEqual([])
+  })
+
+  test('CR and CRLF line ends cannot hide a command on a line of its own', () => {
+    expect(commandsSeen(inertLines('a\r::error::cr\r\n::error::crlf'))).toEqual([])
+    expect(inertLines('a\r::error::cr').slice(1, -1)).toEqual(['a', '::error::cr'])
+  })
+
+  test('a long log is cut to its last part, at a line start, and says so', () => {
+    const text = Array.from({ length: 50_000 }, (_, i) => `line ${i}`).join('\n')
+    const lines = inertLines(text)
+    const body = lines.slice(1, -1)
+    expect(body.join('\n').length).toBeLessThanOrEqual(MAX_FOREIGN_LOG_CHARS + 100)
+    expect(body[0]).toMatch(/^\(the first \d+ characters are not shown\)$/)
+    expect(body[1]).toMatch(/^line \d+$/)
+    expect(body[body.length - 1]).toBe('line 49999')
+    expect(inertLines('short').length).toBe(3)
+  })
+
+  test('an empty log says so', () => {
+    expect(inertLines('').slice(1, -1)).toEqual(['(empty)'])
+  })
+})
