@@ -36,7 +36,7 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     expect({ exitedInTime, ms: Date.now() - t0 < 5000 }).toEqual({ exitedInTime: true, ms: true })
     expect(r.code).toBe(sig === 'SIGINT' ? 130 : 143)
     expect(r.stderr).toContain(`cancelled by ${sig}`)
-    expect(r.stdout).not.toContain('synced ')
+    expect(r.stdout).not.toContain('copied ')
     expect(errorLines(r)).toEqual([])
     expect(r.responseText).toBe('')
     // no rsync left, local or remote (the remote rsync runs in the job folder)

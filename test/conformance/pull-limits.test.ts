@@ -59,7 +59,7 @@ test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
   const before = connections
   const image = `127.0.0.1:${port}/hung/other:1`
   const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [runner.service(image)] }, { state: null })
-  await waitForOutput(child, 'synced')
+  await waitForOutput(child, 'copied ')
   await waitUntil(() => connections > before, 10_000)
   expect(connections).toBeGreaterThan(before)
   // positive control: the docker CLI runs the pull on the VM
