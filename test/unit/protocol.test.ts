@@ -44,7 +44,7 @@ function errorOf(text: string): InputError {
 const SCRIPT_ARGS = { entryPointArgs: ['-e', '/__w/_temp/x.sh'], entryPoint: 'sh', environmentVariables: {}, prependPath: [], workingDirectory: '/__w/r/r' }
 
 describe('parseHookInput: requests as the runner sends them', () => {
-  it('parses prepare_job (§2.2)', () => {
+  it('parses prepare_job (docs/protocol.md)', () => {
     const h = parseHookInput(PREPARE_JOB)
     expect(h.command).toBe('prepare_job')
     if (h.command !== 'prepare_job') throw new Error()
@@ -68,7 +68,7 @@ describe('parseHookInput: requests as the runner sends them', () => {
     expect(h.args.services[0].portMappings).toEqual(['6379:6379'])
   })
 
-  it('parses run_script_step (§2.3)', () => {
+  it('parses run_script_step (docs/protocol.md)', () => {
     const h = parseHookInput(RUN_SCRIPT_STEP)
     if (h.command !== 'run_script_step') throw new Error(h.command)
     expect(h.args.entryPoint).toBe('sh')

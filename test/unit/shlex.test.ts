@@ -97,7 +97,7 @@ describe('shlexSplit: line continuations between words', () => {
 })
 
 describe('rejoinArgs', () => {
-  it('rejoins a quoted argument the runner split on spaces (§5.5 item 7)', () => {
+  it('rejoins a quoted argument the runner split on spaces', () => {
     expect(rejoinArgs(['"hello', 'world"'])).toEqual(['hello world'])
   })
 
@@ -113,11 +113,11 @@ describe('rejoinArgs', () => {
     ])
   })
 
-  it('rebuilds the pwsh argument string (§2.3)', () => {
+  it('rebuilds the pwsh argument string (docs/protocol.md)', () => {
     expect(rejoinArgs(['-command', '".', "'/__w/_temp/x.ps1'\""])).toEqual(['-command', ". '/__w/_temp/x.ps1'"])
   })
 
-  it('rebuilds runs.args wrapped in quotes with escaped inner quotes (§2.4)', () => {
+  it('rebuilds runs.args wrapped in quotes with escaped inner quotes (docs/protocol.md)', () => {
     // args: ['say "hi"', '', 'x'] → `"say \"hi\"" "" "x"` → split on single spaces
     expect(rejoinArgs(['"say', '\\"hi\\""', '""', '"x"'])).toEqual(['say "hi"', '', 'x'])
   })
