@@ -12,6 +12,8 @@ export interface Log {
   progress(msg: string): void
   warn(msg: string): void
   debug(msg: string): void
+  /** Whether debug lines go anywhere: costly detail (a source-mapped stack) is made only then. */
+  readonly debugEnabled: boolean
   /** A failure: to the file log at error level, whatever the configured level (the step log gets it from outcome.ts). */
   failure(msg: string): void
   /** Runs `fn` inside a `::group::` fold of the step log; folds do not nest, so an inner one is not opened. */
@@ -68,6 +70,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       opts.out(workflowCommand('warning', m))
       file().warn(m)
     },
+    debugEnabled: opts.debugToStepLog || opts.level === 'debug',
     debug(msg) {
       const m = mask(msg)
       if (opts.debugToStepLog) opts.out(workflowCommand('debug', m))

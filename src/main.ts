@@ -53,7 +53,8 @@ function fail(err: unknown, log?: Log): number {
   if (o.errorLine) process.stdout.write(o.errorLine)
   if (log && o.errorLine) {
     log.failure(formatError(err))
-    log.debug(err instanceof Error && err.stack ? err.stack : formatError(err))
+    // Reading .stack formats it through the source map (tens of ms): only when it is written.
+    if (log.debugEnabled) log.debug(err instanceof Error && err.stack ? err.stack : formatError(err))
   }
   return o.code
 }
