@@ -77,7 +77,8 @@ export class FakeRunner {
         : {}),
       timeouts: { healthSeconds: 60, connectSeconds: 10 },
       // Agents of jobs a test abandons end soon instead of after the default 30 minutes.
-      agent: { idleSeconds: 120 },
+      // RCH_TEST_AGENT=off runs a suite with agent.enabled: false (test/conformance/*-no-agent.test.ts).
+      agent: { idleSeconds: 120, ...(process.env.RCH_TEST_AGENT === 'off' ? { enabled: false } : {}) },
       ...(opts.config ?? {})
     }
     this.configFile = join(this.root, 'hooks.json')
