@@ -98,31 +98,36 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
     input.pipe(ch.stdin)
   }
   ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
-  let timer: NodeJS.Timeout | undefined
-  let onAbort: (() => void) | undefined
-  const stopped = new Promise<never>((_, reject) => {
-    const stop = (e: Error): void => {
-      // Closing the channel ends the remote command (for the agent's channels, its socket).
-      ch.stdout.destroy()
-      ch.stdin.destroy()
-      reject(e)
-    }
-    if (opts.timeoutMs !== undefined) timer = setTimeout(() => stop(new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)), opts.timeoutMs)
-    const signal = opts.signal
-    if (signal) {
-      onAbort = () => stop(Cancelled.by(signal))
-      if (signal.aborted) onAbort()
-      else signal.addEventListener('abort', onAbort, { once: true })
-    }
-  })
-  stopped.catch(() => undefined)
+  const s = stopper(ch, opts.signal)
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => s.stop(new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)), opts.timeoutMs)
   try {
-    const status = await Promise.race([ch.done, overflowed, ...(timer || onAbort ? [stopped] : [])])
+    const status = await Promise.race([ch.done, overflowed, s.stopped])
     return { ...status, stdout: Buffer.concat(out), stderr: err }
   } finally {
     clearTimeout(timer)
-    if (onAbort) opts.signal!.removeEventListener('abort', onAbort)
+    s.dispose()
   }
+}
+
+/**
+ * Stopping a command early: stop(e) runs onStop, closes the channel (which ends the remote command;
+ * for the agent's channels, its socket) and rejects `stopped` with e. An abort of `signal` stops it
+ * with Cancelled; dispose() drops that listener once the work is over.
+ */
+export function stopper(ch: Pick<ExecChannel, 'stdin' | 'stdout'>, signal?: AbortSignal, onStop?: () => void): { stopped: Promise<never>; stop(e: Error): void; dispose(): void } {
+  let reject!: (e: Error) => void
+  const stopped = new Promise<never>((_, r) => (reject = r))
+  stopped.catch(() => undefined)
+  const stop = (e: Error): void => {
+    onStop?.()
+    ch.stdout.destroy()
+    ch.stdin.destroy()
+    reject(e)
+  }
+  const onAbort = (): void => stop(Cancelled.by(signal!))
+  if (signal?.aborted) onAbort()
+  else signal?.addEventListener('abort', onAbort, { once: true })
+  return { stopped, stop, dispose: () => signal?.removeEventListener('abort', onAbort) }
 }
 
 /** Like run(), but a non-zero exit or a dropped connection throws with the command's label. */

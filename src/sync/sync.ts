@@ -6,8 +6,8 @@
 // only through safe-fs.ts, and capped by sync.limits.
 import { spawn } from 'node:child_process'
 import type { Stats } from 'node:fs'
-import { Cancelled, TransportError, HookError } from '../errors'
-import { check, OutputLimitError, type Remote } from '../remote/remote'
+import { TransportError, HookError } from '../errors'
+import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
@@ -47,23 +47,6 @@ export interface SyncTarget {
   warn?: (msg: string) => void
   /** A cancel closes the transfer and fails it at once (a hostile VM may stream for ever). */
   signal?: AbortSignal
-}
-
-/** Rejects with Cancelled when `signal` aborts, after closing the channel (its remote end then stops). */
-function cancelled(ch: { stdin: NodeJS.WritableStream & { destroy(): void }; stdout: { destroy(): void } }, signal: AbortSignal | undefined, onCancel: () => void = () => undefined): Promise<never> {
-  const p = new Promise<never>((_, reject) => {
-    if (!signal) return
-    const stop = (): void => {
-      onCancel()
-      ch.stdout.destroy()
-      ch.stdin.destroy()
-      reject(Cancelled.by(signal))
-    }
-    if (signal.aborted) stop()
-    else signal.addEventListener('abort', stop, { once: true })
-  })
-  p.catch(() => undefined)
-  return p
 }
 
 export interface SyncStats {
@@ -218,10 +201,8 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const tar = localTar(['-c', '-f', '-', '--no-recursion', '--ignore-failed-read', '--null', '-T', '-'], t.hostWork)
   tar.stdin!.end(send.map((p) => p + '\0').join(''))
   forward(tar.stdout!, ch.stdin, (n) => (bytes += n))
-  const [, status] = await Promise.race([
-    Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]),
-    cancelled(ch, t.signal, () => tar.kill())
-  ])
+  const cancel = stopper(ch, t.signal, () => tar.kill())
+  const [, status] = await Promise.race([Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]), cancel.stopped]).finally(cancel.dispose)
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0) throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   if (outLen > limits.listingBytes) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
@@ -328,14 +309,11 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
   refused.catch(() => undefined)
   // All of stdout read, not only the channel closed: the last chunks may still be on their way.
   const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
-  const [status] = await Promise.race([
-    Promise.all([ch.done, ended]),
-    refused,
-    cancelled(ch, t.signal, () => {
-      failed ??= 'cancelled'
-      ;(file as FileWriter | null)?.abort()
-    })
-  ])
+  const cancel = stopper(ch, t.signal, () => {
+    failed ??= 'cancelled'
+    ;(file as FileWriter | null)?.abort()
+  })
+  const [status] = await Promise.race([Promise.all([ch.done, ended]), refused, cancel.stopped]).finally(cancel.dispose)
   if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
   if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   reader.finish()
