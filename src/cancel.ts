@@ -2,6 +2,7 @@
 // track of what was still running, so the undo starts only once it has landed. A container created
 // a moment after the undo looked for it would otherwise be left behind.
 import { Cancelled } from './errors'
+import { settlesWithin } from './retry'
 
 export class InFlight {
   private readonly pending = new Set<Promise<unknown>>()
@@ -30,8 +31,6 @@ export class InFlight {
   /** Resolves once everything tracked has settled, or after maxMs, whichever comes first. */
   async settle(maxMs: number): Promise<void> {
     if (this.pending.size === 0) return
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([Promise.all([...this.pending]), new Promise((r) => (timer = setTimeout(r, maxMs)))])
-    clearTimeout(timer)
+    await settlesWithin(Promise.all([...this.pending]), maxMs)
   }
 }

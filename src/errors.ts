@@ -21,8 +21,27 @@ export class ConfigError extends HookError {
   }
 }
 
+/**
+ * What went wrong with a connection, set where the failure arises. Retry decisions read this,
+ * never the message: `hostkey`, `auth` and `keyfile` will not mend by waiting; `network` (refused,
+ * unreachable, reset, handshake cut short) and `timeout` may; `lost` is a connection that dropped
+ * after it worked; `agent` is the job's local agent process.
+ */
+export type TransportKind = 'hostkey' | 'auth' | 'keyfile' | 'network' | 'timeout' | 'lost' | 'agent'
+
+const PERMANENT: ReadonlySet<TransportKind> = new Set(['hostkey', 'auth', 'keyfile'])
+
 /** SSH could not connect, authenticate, verify the host key, or the connection dropped. */
-export class TransportError extends HookError {}
+export class TransportError extends HookError {
+  constructor(message: string, readonly kind: TransportKind = 'lost', options?: { cause?: unknown }) {
+    super(message, options)
+  }
+}
+
+/** A connection failure that waiting or retrying cannot mend (a wrong host key, key pair or key file). */
+export function isPermanentTransport(err: unknown): boolean {
+  return err instanceof TransportError && PERMANENT.has(err.kind)
+}
 
 /** A command the hook itself ran on the remote (docker, tar, mkdir…) failed. */
 export class RemoteCommandError extends HookError {

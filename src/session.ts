@@ -1,7 +1,7 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
-import { readFileSync, readdirSync, closeSync } from 'node:fs'
+import { readFileSync, readdirSync, closeSync, fstatSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
 import { HookError, TransportError } from './errors'
@@ -10,7 +10,8 @@ import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
-import { sleep } from './retry'
+import { waitUntil } from './retry'
+import { connectFailure } from './remote/agent-failure'
 import type { Acquired, VmProvider } from './providers/provider'
 import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
 import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
@@ -37,6 +38,8 @@ function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string
 async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
   const logFile = `${localDir}/agent.log`
   const fd = openPrivateAppend(logFile)
+  // The log is appended to by every agent of the job: only this one's lines count.
+  const from = fstatSync(fd).size
   const payload = JSON.stringify({
     socketPath,
     connect,
@@ -53,22 +56,38 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
   let exited: number | null = null
   child.on('exit', (code) => (exited = code ?? 1))
   child.unref()
-  const deadline = Date.now() + ctx.config.timeouts.connectSeconds * 1000 + 2000
-  for (;;) {
-    if (await MuxRemote.ping(socketPath)) return
-    if (exited !== null || Date.now() > deadline) {
-      const tail = (() => {
-        try {
-          return readFileSync(logFile, 'utf8').trim().split('\n').slice(-1)[0] ?? ''
-        } catch {
-          return ''
-        }
-      })()
-      if (exited === null) child.kill()
-      throw new TransportError(tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${ctx.config.timeouts.connectSeconds} s`)
+  const limitMs = ctx.config.timeouts.connectSeconds * 1000 + 2000
+  // The agent either answers on its socket or exits having written why into its log.
+  await waitUntil(
+    async () => {
+      if (await MuxRemote.ping(socketPath)) return true
+      if (exited !== null) throw agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
+      return undefined
+    },
+    {
+      timeoutMs: limitMs,
+      minDelayMs: 15,
+      maxDelayMs: 15,
+      jitter: false,
+      signal: ctx.signal,
+      onTimeout: () => {
+        child.kill()
+        return agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
+      }
     }
-    await sleep(15, ctx.signal)
+  )
+}
+
+/** Why an agent did not come up: the connect failure it logged (with its kind), else its last line. */
+function agentFailure(logFile: string, from: number, connect: ConnectInfo, seconds: number): TransportError {
+  let text = ''
+  try {
+    text = readFileSync(logFile).subarray(from).toString('utf8')
+  } catch {
+    // no log: the generic reason below
   }
+  const tail = text.trim().split('\n').slice(-1)[0] ?? ''
+  return connectFailure(text) ?? new TransportError(tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${seconds} s`, tail ? 'agent' : 'timeout')
 }
 
 /**

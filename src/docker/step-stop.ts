@@ -6,7 +6,7 @@
 // shell in the image, the runner's node from the externals mount does the same.
 import { randomBytes } from 'node:crypto'
 import type { Engine } from './engine'
-import { sleep } from '../retry'
+import { waitUntil } from '../retry'
 
 export const STEP_MARKER = 'RCH_STEP'
 
@@ -38,13 +38,18 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
   try {
     const { data } = await engine.call<{ Id: string }>('POST', `/containers/${container}/exec`, { User: '0', Cmd: cmd, AttachStdout: false, AttachStderr: false }, 'exec create (stop the step)')
     await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true }, 'exec start (stop the step)')
-    const deadline = Date.now() + limitMs
-    for (let i = 0; Date.now() < deadline; i++) {
-      const { data: info } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${data.Id}/json`, undefined, 'exec inspect (stop the step)')
-      if (!info.Running) return info.ExitCode
-      await sleep(Math.min(200, 20 + i * 20))
-    }
-    return 0
+    // Still running at the limit counts as done: the stop script ends itself after its last KILL.
+    const stillRunning = new Error('still running')
+    return await waitUntil(
+      async () => {
+        const { data: info } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${data.Id}/json`, undefined, 'exec inspect (stop the step)')
+        return info.Running ? undefined : info.ExitCode
+      },
+      { timeoutMs: limitMs, minDelayMs: 20, maxDelayMs: 200, jitter: false, onTimeout: () => stillRunning }
+    ).catch((e: unknown) => {
+      if (e === stillRunning) return 0
+      throw e
+    })
   } catch {
     return null
   }

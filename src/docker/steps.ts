@@ -5,7 +5,7 @@
 import { Engine, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
 import { TransportError } from '../errors'
-import { sleep } from '../retry'
+import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 
 export interface ExecSpec {
@@ -25,13 +25,15 @@ function envList(env: Record<string, string>): string[] {
   return Object.entries(env).map(([k, v]) => `${k}=${v}`)
 }
 
-async function exitOfExec(engine: Engine, execId: string): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${execId}/json`, undefined, 'exec inspect')
-    if (!data.Running && data.ExitCode !== null) return data.ExitCode
-    await sleep(20 + i * 10)
-  }
-  throw new TransportError('the step\'s output ended but docker still reports it running')
+/** The exit code of an exec whose output has ended (docker may take a moment to record it). */
+function exitOfExec(engine: Engine, execId: string): Promise<number> {
+  return waitUntil(
+    async () => {
+      const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${execId}/json`, undefined, 'exec inspect')
+      return !data.Running && data.ExitCode !== null ? data.ExitCode : undefined
+    },
+    { attempts: 50, minDelayMs: 20, factor: 1.2, maxDelayMs: 500, jitter: false, onTimeout: () => new TransportError("the step's output ended but docker still reports it running") }
+  )
 }
 
 /** Creates the exec without starting it, so it can overlap with the sync before the step. */
@@ -65,12 +67,13 @@ export async function execStep(
     cancelled = true
     // Every process the step started, not just its first: children, grandchildren and orphans.
     // Another pass if the output has not ended: a process may have been forked during the first.
-    let grace = graceMs
-    for (let pass = 0; pass < 3; pass++) {
-      await stopMarked(engine, spec.container, marker, grace)
-      if (await Promise.race([ended.then(() => true, () => true), sleep(1000).then(() => false)])) return
-      grace = 0
-    }
+    await retry(
+      async (pass) => {
+        await stopMarked(engine, spec.container, marker, pass === 1 ? graceMs : 0)
+        if (!(await settlesWithin(ended, 1000))) throw new Error('the step is still running')
+      },
+      { attempts: 3, minDelayMs: 0, jitter: false }
+    ).catch(() => undefined)
   }
   let stopping: Promise<void> | null = null
   const listener = (): void => void (stopping = onAbort())

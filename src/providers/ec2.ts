@@ -7,7 +7,7 @@ import { writePrivateFile } from '../private-fs'
 import { hostname } from 'node:os'
 import type { Ec2Config } from '../config'
 import type { HookContext } from '../context'
-import { HookError, TransportError } from '../errors'
+import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { retry, sleep } from '../retry'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
@@ -261,7 +261,7 @@ export class Ec2Provider implements VmProvider {
         return await open(c)
       } catch (e) {
         // A wrong host key is an attack or a broken image, not a slow boot.
-        if (e instanceof TransportError && /host key/i.test(e.message)) throw e
+        if (isPermanentTransport(e)) throw e
         if (Date.now() > deadline) throw new TransportError(`${id}: SSH on ${c.host}:${c.port} not ready after ${this.cfg.acquireTimeoutSeconds} s: ${(e as Error).message}`)
         if (Date.now() - lastNote > 10_000) {
           ctx.log.progress(`waiting for ${id} (sshd on ${c.host}:${c.port}, ${Math.round((Date.now() - started) / 1000)} s)`)

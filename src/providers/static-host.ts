@@ -2,7 +2,7 @@
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
 import { hostname } from 'node:os'
 import type { HookContext } from '../context'
-import { HookError, TransportError } from '../errors'
+import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { LABEL_OWNER, ownerId } from '../labels'
 import { directRemote } from '../session'
 import { removeLabelled } from '../docker/cli'
@@ -71,7 +71,7 @@ export class StaticHostProvider implements VmProvider {
               open_.set(index, remote)
             } catch (e) {
               // A wrong host key or key pair will not fix itself by waiting.
-              if (e instanceof TransportError && /host key|authentication|All configured authentication methods failed|cannot read SSH key/i.test(e.message)) throw e
+              if (isPermanentTransport(e)) throw e
               lastError = e
               ctx.log.warn(`host ${leases[0].connect.host}:${leases[0].connect.port} unreachable: ${(e as Error).message}`)
               continue

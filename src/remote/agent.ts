@@ -5,6 +5,7 @@
 import { createServer, type Socket } from 'node:net'
 import { chmodSync, rmSync } from 'node:fs'
 import { SshRemote } from './ssh'
+import { connectFailureLine } from './agent-failure'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader } from './mux-frames'
 
@@ -49,10 +50,18 @@ export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promis
 export async function runAgent(opts: AgentOptions, log: (msg: string) => void, onRun?: RunHandler): Promise<number> {
   let finish!: (code: number) => void
   const finished = new Promise<number>((r) => (finish = r))
-  const remote = await SshRemote.connect(opts.connect, opts.connectTimeoutMs, (err) => {
-    log(`ssh connection closed${err ? `: ${err.message}` : ''}`)
-    finish(3)
-  })
+  let remote: SshRemote
+  try {
+    remote = await SshRemote.connect(opts.connect, opts.connectTimeoutMs, (err) => {
+      log(`ssh connection closed${err ? `: ${err.message}` : ''}`)
+      finish(3)
+    })
+  } catch (e) {
+    // The hook that started this agent reads the failure's kind from this line (connectFailure).
+    log(connectFailureLine(e))
+    return 1
+  }
+
   let active = 0
   let idleTimer: NodeJS.Timeout | undefined
   const armIdle = (): void => {

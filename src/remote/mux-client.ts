@@ -12,7 +12,7 @@ function dial(socketPath: string, header: object): Promise<import('node:net').So
       sock.write(JSON.stringify(header) + '\n')
       resolve(sock)
     })
-    sock.once('error', (e) => reject(new TransportError(`agent at ${socketPath} unreachable: ${e.message}`)))
+    sock.once('error', (e) => reject(new TransportError(`agent at ${socketPath} unreachable: ${e.message}`, 'agent')))
   })
 }
 

@@ -2,9 +2,16 @@
 import { Client } from 'ssh2'
 import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
-import { TransportError } from '../errors'
+import { TransportError, type TransportKind } from '../errors'
 import { hostKeyAlgorithms, verifyHostKey } from './known-hosts'
 import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
+
+/** ssh2 marks where a failure arose in `level`: the client's authentication, its deadline, or the socket. */
+function kindOf(err: Error & { level?: string }): TransportKind {
+  if (err.level === 'client-authentication') return 'auth'
+  if (err.level === 'client-timeout') return 'timeout'
+  return 'network'
+}
 
 export class SshRemote implements Remote {
   private constructor(private readonly client: Client, readonly info: ConnectInfo) {}
@@ -16,7 +23,7 @@ export class SshRemote implements Remote {
       knownHosts = readFileSync(info.knownHostsFile, 'utf8')
       privateKey = readFileSync(info.identityFile)
     } catch (e) {
-      return Promise.reject(new TransportError(`cannot read SSH key files for ${info.host}: ${(e as Error).message}`))
+      return Promise.reject(new TransportError(`cannot read SSH key files for ${info.host}: ${(e as Error).message}`, 'keyfile'))
     }
     const serverHostKey = hostKeyAlgorithms(knownHosts, info.host, info.port)
     return new Promise((resolve, reject) => {
@@ -31,16 +38,15 @@ export class SshRemote implements Remote {
       })
       client.on('error', (err: Error & { level?: string }) => {
         if (ready) return onClose?.(err)
-        const why = hostKeyProblem
-          ? `host key verification failed for ${info.host}:${info.port}: ${hostKeyProblem}`
-          : `cannot connect to ${info.user}@${info.host}:${info.port}: ${err.message}`
-        reject(new TransportError(why))
+        if (hostKeyProblem) return reject(new TransportError(`host key verification failed for ${info.host}:${info.port}: ${hostKeyProblem}`, 'hostkey'))
+        reject(new TransportError(`cannot connect to ${info.user}@${info.host}:${info.port}: ${err.message}`, kindOf(err)))
       })
       client.on('close', () => {
         if (ready) onClose?.()
-        else reject(new TransportError(`connection to ${info.host}:${info.port} closed during the handshake`))
+        else reject(new TransportError(`connection to ${info.host}:${info.port} closed during the handshake`, hostKeyProblem ? 'hostkey' : 'network'))
       })
-      client.connect({
+      try {
+        client.connect({
         host: info.host,
         port: info.port,
         username: info.user,
@@ -57,14 +63,18 @@ export class SshRemote implements Remote {
           hostKeyProblem = verifyHostKey(knownHosts, info.host, info.port, key)
           return hostKeyProblem === null
         }
-      })
+        })
+      } catch (e) {
+        // ssh2 parses the private key inside connect() and throws there.
+        reject(new TransportError(`cannot use the SSH key ${info.identityFile}: ${(e as Error).message}`, 'keyfile'))
+      }
     })
   }
 
   openExec(command: string): Promise<ExecChannel> {
     return new Promise((resolve, reject) => {
       this.client.exec(command, (err, stream) => {
-        if (err) return reject(new TransportError(`cannot start a remote command on ${this.info.host}: ${err.message}`))
+        if (err) return reject(new TransportError(`cannot start a remote command on ${this.info.host}: ${err.message}`, 'lost'))
         let status: ExitStatus | null = null
         stream.on('exit', (code: number | null, signal?: string) => {
           status = { code: typeof code === 'number' ? code : null, signal: signal ?? null }
@@ -81,7 +91,7 @@ export class SshRemote implements Remote {
   openSocket(path: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
       this.client.openssh_forwardOutStreamLocal(path, (err, stream) => {
-        if (err) return reject(new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`))
+        if (err) return reject(new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`, 'lost'))
         resolve(stream)
       })
     })

@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { HookError } from '../errors'
+import { waitUntil } from '../retry'
 import { writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
 import { isWithin } from './safe-fs'
@@ -50,24 +51,25 @@ export function loadBase(file: string): Base {
   }
 }
 
-function withLock<T>(file: string, fn: () => T): T {
+async function withLock<T>(file: string, fn: () => T): Promise<T> {
   const lock = `${file}.lock`
-  const start = Date.now()
-  for (;;) {
-    try {
-      mkdirSync(lock)
-      break
-    } catch {
-      // A lock older than 30 s belongs to a killed process.
+  await waitUntil(
+    async () => {
       try {
-        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)
+        mkdirSync(lock)
+        return true
       } catch {
-        // raced with its owner removing it
+        // A lock older than 30 s belongs to a killed process.
+        try {
+          if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)
+        } catch {
+          // raced with its owner removing it
+        }
+        return undefined
       }
-      if (Date.now() - start > 10_000) throw new Error(`sync manifest ${file} stayed locked for 10 s`)
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
-    }
-  }
+    },
+    { timeoutMs: 10_000, minDelayMs: 5, maxDelayMs: 50, onTimeout: () => new Error(`sync manifest ${file} stayed locked for 10 s`) }
+  )
   try {
     return fn()
   } finally {
@@ -76,9 +78,9 @@ function withLock<T>(file: string, fn: () => T): T {
 }
 
 /** Applies an update to the saved base (re-read under the lock, so concurrent updates merge). */
-export function saveBase(file: string, update: BaseUpdate): void {
+export async function saveBase(file: string, update: BaseUpdate): Promise<void> {
   if (update.set.size === 0 && update.remove.size === 0) return
-  withLock(file, () => {
+  await withLock(file, () => {
     const base = loadBase(file)
     for (const p of update.remove) base.delete(p)
     for (const [p, e] of update.set) base.set(p, e)
@@ -113,7 +115,7 @@ export function loadPulled(manifestFile: string): PulledTotals {
  * would go over a cap. Done under the base's lock before anything is fetched, so steps that run at
  * the same time cannot both pass the check.
  */
-export function reservePull(manifestFile: string, add: PulledTotals, caps: { jobFiles: number; jobBytes: number }): PulledTotals {
+export function reservePull(manifestFile: string, add: PulledTotals, caps: { jobFiles: number; jobBytes: number }): Promise<PulledTotals> {
   return withLock(manifestFile, () => {
     const t = loadPulled(manifestFile)
     const next = { files: t.files + add.files, bytes: t.bytes + add.bytes }

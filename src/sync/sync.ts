@@ -215,7 +215,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   }
   const remove = new Set<string>()
   for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
-  saveBase(t.manifestFile, { set, remove })
+  await saveBase(t.manifestFile, { set, remove })
   return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
 
@@ -345,7 +345,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const announced = fetch.reduce((sum, p) => sum + (remote.get(p)!.size ?? 0), 0)
   if (fetch.length > limits.stepFiles) throw new HookError(`sync.limits.stepFiles: the step changed ${fetch.length} files on the remote, over the limit of ${limits.stepFiles}; nothing was copied back`)
   if (announced > limits.stepBytes) throw new HookError(`sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`)
-  if (fetch.length) reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
+  if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
   const fs = new SafeTree(t.hostWork)
@@ -358,7 +358,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   } finally {
     // Also after a refusal: what was written is recorded, so it is not pushed back as a change.
     for (const p of got.dropped) remove.add(p)
-    saveBase(t.manifestFile, { set: got.set, remove })
+    await saveBase(t.manifestFile, { set: got.set, remove })
   }
   return { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
@@ -372,5 +372,5 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     const r = remote.get(p)
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
-  saveBase(t.manifestFile, { set, remove: new Set() })
+  await saveBase(t.manifestFile, { set, remove: new Set() })
 }

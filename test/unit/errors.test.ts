@@ -13,7 +13,7 @@ describe('formatError', () => {
 
   it('appends the cause', () => {
     expect(formatError(new Error('connect failed', { cause: new Error('ECONNREFUSED 10.0.0.1:22') }))).toBe('connect failed: ECONNREFUSED 10.0.0.1:22')
-    expect(formatError(new TransportError('ssh to a failed', { cause: 'timeout' }))).toBe('ssh to a failed: timeout')
+    expect(formatError(new TransportError('ssh to a failed', 'network', { cause: 'timeout' }))).toBe('ssh to a failed: timeout')
   })
 
   it('follows a chain of causes', () => {
@@ -23,7 +23,7 @@ describe('formatError', () => {
 
   it('does not repeat a cause already in the message', () => {
     const cause = new Error('ECONNRESET')
-    expect(formatError(new TransportError('connection lost: ECONNRESET', { cause }))).toBe('connection lost: ECONNRESET')
+    expect(formatError(new TransportError('connection lost: ECONNRESET', 'lost', { cause }))).toBe('connection lost: ECONNRESET')
     expect(formatError(new Error('read ECONNRESET', { cause }))).toBe('read ECONNRESET')
   })
 

@@ -21,9 +21,9 @@ describe('loadBase', () => {
 })
 
 describe('loadBase cache (the agent reads the base every step)', () => {
-  it('sees a base another process wrote after this one cached it', () => {
+  it('sees a base another process wrote after this one cached it', async () => {
     const file = join(tempDir(), 'base.json')
-    saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('1') }))
     expect(asObj(loadBase(file))).toEqual({ a: e('1') })
     // Another process: a new file renamed over the old one, as saveBase does.
     writeFileSync(`${file}.other`, JSON.stringify({ a: e('1'), b: e('2') }))
@@ -31,9 +31,9 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
   })
 
-  it('hands out copies: changing a loaded base changes neither the file nor the next load', () => {
+  it('hands out copies: changing a loaded base changes neither the file nor the next load', async () => {
     const file = join(tempDir(), 'base.json')
-    saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('1') }))
     const first = loadBase(file)
     first.delete('a')
     first.set('z', e('9'))
@@ -42,66 +42,66 @@ describe('loadBase cache (the agent reads the base every step)', () => {
 })
 
 describe('saveBase', () => {
-  it('an empty update writes nothing (no file created, an existing one left as it was)', () => {
+  it('an empty update writes nothing (no file created, an existing one left as it was)', async () => {
     const file = join(tempDir(), 'base.json')
-    saveBase(file, upd())
+    await saveBase(file, upd())
     expect(existsSync(file)).toBe(false)
-    saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('1') }))
     const before = statSync(file)
-    saveBase(file, upd())
+    await saveBase(file, upd())
     const after = statSync(file)
     expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs])
   })
 
-  it('creates the file (0600) and leaves no lock or temp file behind', () => {
+  it('creates the file (0600) and leaves no lock or temp file behind', async () => {
     const dir = tempDir()
     const file = join(dir, 'base.json')
-    saveBase(file, upd({ 'ws/a': e('f:1:1:420', 'f:1:1.0:420') }))
+    await saveBase(file, upd({ 'ws/a': e('f:1:1:420', 'f:1:1.0:420') }))
     expect(asObj(loadBase(file))).toEqual({ 'ws/a': e('f:1:1:420', 'f:1:1.0:420') })
     expect(statSync(file).mode & 0o777).toBe(0o600)
     expect(existsSync(`${file}.lock`)).toBe(false)
     expect(existsSync(`${file}.${process.pid}.tmp`)).toBe(false)
   })
 
-  it('merges two updates and applies removals', () => {
+  it('merges two updates and applies removals', async () => {
     const file = join(tempDir(), 'base.json')
-    saveBase(file, upd({ a: e('1'), b: e('2'), d: e('d', 'd', 'd') }))
-    saveBase(file, upd({ c: e('3'), b: e('2b') }, ['a', 'not-there']))
+    await saveBase(file, upd({ a: e('1'), b: e('2'), d: e('d', 'd', 'd') }))
+    await saveBase(file, upd({ c: e('3'), b: e('2b') }, ['a', 'not-there']))
     expect(asObj(loadBase(file))).toEqual({ b: e('2b'), c: e('3'), d: e('d', 'd', 'd') })
   })
 
-  it('applies removals before sets within one update', () => {
+  it('applies removals before sets within one update', async () => {
     const file = join(tempDir(), 'base.json')
-    saveBase(file, upd({ a: e('1') }))
-    saveBase(file, upd({ a: e('new') }, ['a']))
+    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('new') }, ['a']))
     expect(asObj(loadBase(file))).toEqual({ a: e('new') })
   })
 
-  it('keeps paths with odd characters', () => {
+  it('keeps paths with odd characters', async () => {
     const file = join(tempDir(), 'base.json')
     const odd = "ws/new\nline/it's \"q\" ü"
-    saveBase(file, upd({ [odd]: e('x') }))
+    await saveBase(file, upd({ [odd]: e('x') }))
     expect(loadBase(file).get(odd)).toEqual(e('x'))
   })
 
-  it('takes over a stale lock (older than 30 s) left by a killed process', () => {
+  it('takes over a stale lock (older than 30 s) left by a killed process', async () => {
     const file = join(tempDir(), 'base.json')
     mkdirSync(`${file}.lock`)
     const old = Date.now() / 1000 - 60
     utimesSync(`${file}.lock`, old, old)
-    saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('1') }))
     expect(asObj(loadBase(file))).toEqual({ a: e('1') })
     expect(existsSync(`${file}.lock`)).toBe(false)
   })
 
-  it('waits for a fresh lock and gives up after 10 s without removing it', () => {
+  it('waits for a fresh lock and gives up after 10 s without removing it', async () => {
     const file = join(tempDir(), 'base.json')
     mkdirSync(`${file}.lock`)
     // Let the clock jump: the first reading is the start, every later one is 10.5 s on.
     const t0 = Date.now()
     let calls = 0
     jest.spyOn(Date, 'now').mockImplementation(() => (calls++ === 0 ? t0 : t0 + 10_500))
-    expect(() => saveBase(file, upd({ a: e('1') }))).toThrow(`sync manifest ${file} stayed locked for 10 s`)
+    await expect(saveBase(file, upd({ a: e('1') }))).rejects.toThrow(`sync manifest ${file} stayed locked for 10 s`)
     expect(existsSync(`${file}.lock`)).toBe(true)
     expect(existsSync(file)).toBe(false)
   })
@@ -111,11 +111,12 @@ describe('saveBase', () => {
     mkdirSync(`${file}.lock`)
     // The holder is another process: it removes the lock after 200 ms.
     const holder = spawn(process.execPath, ['-e', `setTimeout(() => require('fs').rmdirSync(${JSON.stringify(`${file}.lock`)}), 200)`])
+    const closed = new Promise((res) => holder.on('close', res))
     const t = Date.now()
-    saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('1') }))
     expect(Date.now() - t).toBeGreaterThanOrEqual(150)
     expect(asObj(loadBase(file))).toEqual({ a: e('1') })
-    await new Promise((res) => holder.on('close', res))
+    await closed
   })
 
   it('merges concurrent updates from several processes without losing any', async () => {
@@ -126,7 +127,7 @@ describe('saveBase', () => {
       script,
       `import { saveBase } from ${JSON.stringify(join(SRC, 'sync', 'manifest'))}
 const [file, who, n] = process.argv.slice(2)
-for (let i = 0; i < Number(n); i++) saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i }]]), remove: new Set() })
+void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i }]]), remove: new Set() }) })()
 `
     )
     const js = bundle(script, join(dir, 'writer.js'))

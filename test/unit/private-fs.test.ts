@@ -92,12 +92,12 @@ describe('files in private folders', () => {
     expect(readFileSync(join(dir, 'id_ed25519'), 'utf8')).toBe('KEY')
   })
 
-  test('the sync base is saved without following a symlink at its name', () => {
+  test('the sync base is saved without following a symlink at its name', async () => {
     const dir = tempDir('rch-priv-')
     const victim = join(tempDir('rch-victim-'), 'victim')
     writeFileSync(victim, 'original')
     symlinkSync(victim, join(dir, 'base.json'))
-    saveBase(join(dir, 'base.json'), { set: new Map([['a', { t: 'f', l: '1', r: '2' }]]), remove: new Set() })
+    await saveBase(join(dir, 'base.json'), { set: new Map([['a', { t: 'f', l: '1', r: '2' }]]), remove: new Set() })
     expect(readFileSync(victim, 'utf8')).toBe('original')
     expect(JSON.parse(readFileSync(join(dir, 'base.json'), 'utf8'))).toEqual({ a: { t: 'f', l: '1', r: '2' } })
   })

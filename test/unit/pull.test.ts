@@ -206,7 +206,7 @@ describe('pull: symlinks planted by the step', () => {
     mkdirSync(`${w.host}/ws`)
     symlinkSync('../../outside', `${w.host}/ws/p`)
     // the base claims ws/p/.credentials was synced; the remote no longer has it: a deletion
-    saveBase(w.target().manifestFile, { set: new Map([['ws/p/.credentials', { t: 'f', l: 'x', r: 'x' }]]), remove: new Set() })
+    await saveBase(w.target().manifestFile, { set: new Map([['ws/p/.credentials', { t: 'f', l: 'x', r: 'x' }]]), remove: new Set() })
     await expect(pull(w.target(), ROOTS)).rejects.toThrow(/"ws\/p" is a symlink on the runner host/)
     expect(readFileSync(`${w.outside}/.credentials`, 'utf8')).toBe('TOKEN')
   })

@@ -1,0 +1,18 @@
+// How a job's agent reports that it could not connect: one line in its log naming the failure's
+// kind, which the hook that started it turns back into the same TransportError. Kept apart from
+// the agent so that reading it does not load ssh2.
+import { TransportError, formatError, type TransportKind } from '../errors'
+
+const FAILED = 'connect failed'
+
+export function connectFailureLine(e: unknown): string {
+  const kind = e instanceof TransportError ? e.kind : 'network'
+  return `${FAILED} [${kind}] ${formatError(e)}`
+}
+
+/** The connection failure an agent wrote into its log, with its kind; null when there is none. */
+export function connectFailure(logText: string): TransportError | null {
+  const lines = logText.split('\n').filter((l) => l.includes(`: ${FAILED} [`))
+  const m = /: connect failed \[(hostkey|auth|keyfile|network|timeout|lost|agent)\] (.*)$/.exec(lines[lines.length - 1] ?? '')
+  return m ? new TransportError(m[2], m[1] as TransportKind) : null
+}

@@ -1,0 +1,135 @@
+// The wait primitive on a fake clock: no real time passes, so schedules are checked exactly.
+import { backoff, retry, waitUntil, type Clock } from '../../src/retry'
+
+function fakeClock(): Clock & { t: number; pauses: number[] } {
+  const c = {
+    t: 1_000_000,
+    pauses: [] as number[],
+    now: () => c.t,
+    sleep: async (ms: number, signal?: AbortSignal) => {
+      if (signal?.aborted) throw signal.reason
+      c.pauses.push(ms)
+      c.t += ms
+    }
+  }
+  return c
+}
+
+describe('retry on a fake clock', () => {
+  it('grows the pause by the factor up to the maximum, without jitter when it is off', async () => {
+    const clock = fakeClock()
+    await expect(retry(async () => { throw new Error('down') }, { attempts: 6, minDelayMs: 100, maxDelayMs: 1000, factor: 2, jitter: false, clock })).rejects.toThrow('down')
+    expect(clock.pauses).toEqual([100, 200, 400, 800, 1000])
+  })
+
+  it('draws each pause from the upper half of the backoff when jitter is on', async () => {
+    const clock = fakeClock()
+    const o = { minDelayMs: 100, maxDelayMs: 10_000, factor: 3 }
+    await expect(retry(async () => { throw new Error('down') }, { attempts: 7, ...o, clock })).rejects.toThrow('down')
+    expect(clock.pauses).toHaveLength(6)
+    clock.pauses.forEach((p, i) => {
+      expect(p).toBeGreaterThanOrEqual(backoff(i + 1, o) / 2)
+      expect(p).toBeLessThanOrEqual(backoff(i + 1, o))
+    })
+    // Positive control: jitter really varies the pauses.
+    expect(new Set(clock.pauses.map((p, i) => p / backoff(i + 1, o))).size).toBeGreaterThan(1)
+  })
+
+  it('keeps trying until the deadline, cuts the last pause to end on it, then rejects with the last error', async () => {
+    const clock = fakeClock()
+    const start = clock.t
+    let n = 0
+    const err = await retry(async () => { throw new Error(`fail ${++n}`) }, { deadlineMs: 1000, minDelayMs: 300, maxDelayMs: 300, jitter: false, clock }).catch((e: Error) => e)
+    expect(err.message).toBe(`fail ${n}`)
+    expect(clock.pauses).toEqual([300, 300, 300, 100])
+    expect(clock.t - start).toBe(1000)
+    expect(n).toBe(5)
+  })
+
+  it('writes a progress note at most once per progressEveryMs, with the elapsed time and the last error', async () => {
+    const clock = fakeClock()
+    const notes: [number, number, string][] = []
+    await retry(async () => { throw new Error('busy') }, {
+      attempts: 12, minDelayMs: 1000, maxDelayMs: 1000, jitter: false, clock, progressEveryMs: 3000,
+      onProgress: (p) => notes.push([p.elapsedMs, p.attempt, (p.lastError as Error).message])
+    }).catch(() => undefined)
+    expect(notes).toEqual([[3000, 4, 'busy'], [6000, 7, 'busy'], [9000, 10, 'busy']])
+  })
+
+  it('stops at once when the signal fires during a pause, with the signal reason', async () => {
+    const ac = new AbortController()
+    const reason = new Error('cancelled by SIGINT')
+    const clock = fakeClock()
+    clock.sleep = async (ms, signal) => {
+      clock.pauses.push(ms)
+      ac.abort(reason)
+      if (signal?.aborted) throw signal.reason
+    }
+    const fn = jest.fn(async () => { throw new Error('down') })
+    await expect(retry(fn, { attempts: 10, clock, signal: ac.signal })).rejects.toBe(reason)
+    expect(fn).toHaveBeenCalledTimes(1)
+    expect(clock.pauses).toHaveLength(1)
+  })
+})
+
+describe('waitUntil', () => {
+  it('returns the first value the probe gives, polling with growing pauses', async () => {
+    const clock = fakeClock()
+    let n = 0
+    const v = await waitUntil(async () => (++n === 4 ? 'ready' : undefined), { timeoutMs: 60_000, minDelayMs: 50, factor: 2, jitter: false, clock, onTimeout: () => new Error('late') })
+    expect(v).toBe('ready')
+    expect(clock.pauses).toEqual([50, 100, 200])
+  })
+
+  it('throws the onTimeout error at the deadline, with the elapsed time', async () => {
+    const clock = fakeClock()
+    const err = (await waitUntil(async () => undefined, { timeoutMs: 5000, minDelayMs: 1000, maxDelayMs: 1000, jitter: false, clock, onTimeout: (ms) => new Error(`not up after ${ms} ms`) }).catch((e: Error) => e)) as Error
+    expect(err.message).toBe('not up after 5000 ms')
+  })
+
+  it('rethrows a probe error at once unless it is transient', async () => {
+    const clock = fakeClock()
+    const fatal = new Error('host key mismatch')
+    let n = 0
+    await expect(waitUntil(async () => { n++; throw fatal }, { timeoutMs: 5000, clock, onTimeout: () => new Error('late') })).rejects.toBe(fatal)
+    expect(n).toBe(1)
+    expect(clock.pauses).toEqual([])
+  })
+
+  it('polls through transient probe errors and hands the last one to onTimeout', async () => {
+    const clock = fakeClock()
+    let n = 0
+    const err = await waitUntil(async () => { throw new Error(`refused ${++n}`) }, {
+      timeoutMs: 2000, minDelayMs: 500, maxDelayMs: 500, jitter: false, clock,
+      transient: (e) => /refused/.test((e as Error).message),
+      onTimeout: (_ms, last) => new Error(`gave up: ${(last as Error).message}`)
+    }).catch((e: Error) => e)
+    expect(n).toBe(5)
+    expect(err.message).toBe('gave up: refused 5')
+  })
+
+  it('ends after `attempts` polls when no timeout is given', async () => {
+    const clock = fakeClock()
+    let n = 0
+    await expect(waitUntil(async () => { n++; return undefined }, { attempts: 3, minDelayMs: 10, clock, onTimeout: () => new Error('still running') })).rejects.toThrow('still running')
+    expect(n).toBe(3)
+  })
+
+  it('passes progress notes without the internal not-yet marker', async () => {
+    const clock = fakeClock()
+    const seen: unknown[] = []
+    await waitUntil(async () => undefined, { timeoutMs: 4000, minDelayMs: 1000, maxDelayMs: 1000, jitter: false, progressEveryMs: 1000, clock, onProgress: (p) => seen.push(p.lastError), onTimeout: () => new Error('late') }).catch(() => undefined)
+    expect(seen.length).toBeGreaterThan(0)
+    expect(seen.every((e) => e === undefined)).toBe(true)
+  })
+
+  it('rejects with the signal reason, not a timeout, when cancelled', async () => {
+    const ac = new AbortController()
+    const reason = new Error('cancelled by SIGTERM')
+    const clock = fakeClock()
+    let n = 0
+    const p = waitUntil(async () => { if (++n === 3) ac.abort(reason); return undefined }, { timeoutMs: 60_000, clock, signal: ac.signal, onTimeout: () => new Error('late') })
+    await expect(p).rejects.toBe(reason)
+    expect(n).toBe(3)
+  })
+})
