@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The project's one test command (`npm test`):
 #   npm ci (when node_modules is missing or older than package-lock.json, and is not a link)
-#   -> type check of the whole tree (tsc --noEmit; a type error counts as one failure, the run goes on)
+#   -> type check of the whole tree (tsc --noEmit), lint (eslint .) and format check (prettier
+#      --check .): each that fails counts as one failure, and the run goes on
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh)
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME)
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
-# .testenv/summary); the exit code is jest's, or 1 when jest passed but the type check failed
+# .testenv/summary); the exit code is jest's, or 1 when jest passed but a check above failed
 # (non-zero if anything failed before).
 # Env: TESTENV_KEEP=1 leaves the VMs, the registry and moto running after the tests.
 set -euo pipefail
@@ -71,6 +72,17 @@ checks_failed=0
 phase "type check (tsc --noEmit)"
 if ! npx --no-install tsc --noEmit; then
   echo "[test] the type check failed (errors above); counting that as 1 failure" >&2
+  checks_failed=$((checks_failed + 1))
+fi
+# Lint (ESLint, type-aware) and format (Prettier) over the whole tree; each counts as 1 failure.
+phase "lint (eslint)"
+if ! npx --no-install eslint .; then
+  echo "[test] the lint check failed (problems above); counting that as 1 failure" >&2
+  checks_failed=$((checks_failed + 1))
+fi
+phase "format (prettier --check)"
+if ! npx --no-install prettier --check . --log-level warn; then
+  echo "[test] files above are not formatted (npm run format fixes them); counting that as 1 failure" >&2
   checks_failed=$((checks_failed + 1))
 fi
 
