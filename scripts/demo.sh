@@ -3,7 +3,8 @@
 #
 #   npm ci (if node_modules is missing)
 #   -> scripts/testenv/setup.sh (packages when root, dockerd, local test images)
-#   -> a throwaway loopback sshd "VM" named demo on 127.0.0.1:2270 (stopped on exit, by PID)
+#   -> a throwaway loopback sshd "VM" named demo-PID on a free 127.0.0.1 port (RCH_DEMO_PORT
+#      to choose one; stopped and its work root removed on exit, by PID)
 #   -> npm run build -> esbuild scripts/demo.ts -> node .testenv/demo.js
 #
 # scripts/demo.ts plays the runner (test/helpers/fake-runner.ts): prepare_job with a
@@ -13,8 +14,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DEMO_VM=demo
-DEMO_PORT="${RCH_DEMO_PORT:-2270}"
+# Per run: the VM's name (and so its work root), its port, the runner's name and the bundle, so
+# that two demos on one machine neither clash nor prune each other's containers.
+DEMO_VM="demo-$$"
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+DEMO_PORT="${RCH_DEMO_PORT:-$(free_port)}"
 VM_STARTED=0
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -23,7 +27,9 @@ finish() {
   set +e
   if [ "$VM_STARTED" = 1 ]; then
     bash scripts/testenv/vm.sh stop "$DEMO_VM"
+    rm -rf ".testenv/vm-$DEMO_VM" "/var/tmp/rch-vm-$DEMO_VM"
   fi
+  rm -f ".testenv/demo-$$.js"
   exit "$rc"
 }
 trap finish EXIT
@@ -52,9 +58,10 @@ mkdir -p .testenv
 # test/helpers/testenv.ts finds the repo (dist/index.js, .testenv) from its own __dirname; in a
 # bundle that would be .testenv/, so pin it to where the helper lives in the source tree.
 helpers_dir="$(node -p 'JSON.stringify(require("path").resolve("test/helpers"))')"
+bundle=".testenv/demo-$$.js"
 npx --no-install esbuild scripts/demo.ts --bundle --platform=node --target=node20 \
-  "--define:__dirname=$helpers_dir" --outfile=.testenv/demo.js --log-level=warning
+  "--define:__dirname=$helpers_dir" --outfile="$bundle" --log-level=warning
 
 say "running the sample job"
 echo
-node .testenv/demo.js
+RCH_DEMO_VM="$DEMO_VM" node "$bundle"

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { FakeRunner, HOOK, type HookRun } from '../test/helpers/fake-runner'
-import { loadVm, testImages } from '../test/helpers/testenv'
+import { loadVm, testImages, type VmName } from '../test/helpers/testenv'
 
 const color = process.stdout.isTTY && !process.env.NO_COLOR
 const paint = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s)
@@ -81,8 +81,10 @@ function showFile(label: string, file: string): string {
 }
 
 async function main(): Promise<number> {
-  const vm = loadVm('demo')
-  const runner = new FakeRunner({ vm: 'demo', name: 'demo-runner' })
+  // Each demo run has its own VM name (scripts/demo.sh) and runner name: two runs never meet.
+  const vmName = (process.env.RCH_DEMO_VM ?? 'demo') as VmName
+  const vm = loadVm(vmName)
+  const runner = new FakeRunner({ vm: vmName, name: `demo-runner-${process.pid}` })
   process.stdout.write(`${bold('remote-container-hooks demo')}\n`)
   info(`hook:      ${HOOK}`)
   info(`remote:    ssh ${vm.user}@${vm.host}:${vm.port} (work root ${vm.workRoot})`)
