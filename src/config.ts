@@ -238,7 +238,7 @@ export function privateKeyProblem(text: string): string | null {
   if (parsed instanceof Error) {
     return /encrypted|passphrase/i.test(parsed.message) ? 'is an encrypted private key (the hook needs one without a passphrase)' : `is not a usable private key (${parsed.message.split('\n')[0]})`
   }
-  const key = Array.isArray(parsed) ? parsed[0] : parsed
+  const key = (Array.isArray(parsed) ? parsed[0] : parsed) as { isPrivateKey(): boolean } | undefined
   if (!key || !key.isPrivateKey()) return 'is not a private key'
   return null
 }

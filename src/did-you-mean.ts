@@ -38,12 +38,14 @@ export function nearestKey(key: string, valid: readonly string[]): string | null
 export function keysAt(schema: z.ZodTypeAny, path: readonly (string | number)[], data: unknown): string[] {
   const unwrap = (t: z.ZodTypeAny | undefined, d: unknown): z.ZodTypeAny | undefined => {
     for (let n = 0; t && n < 32; n++) {
-      if (t instanceof z.ZodEffects) t = t.innerType()
-      else if (t instanceof z.ZodDefault) t = t.removeDefault()
-      else if (t instanceof z.ZodOptional || t instanceof z.ZodNullable) t = t.unwrap()
+      // zod's classes are generic over `any`; each step names the type it yields.
+      if (t instanceof z.ZodEffects) t = (t as z.ZodEffects<z.ZodTypeAny>).innerType()
+      else if (t instanceof z.ZodDefault) t = (t as z.ZodDefault<z.ZodTypeAny>).removeDefault()
+      else if (t instanceof z.ZodOptional || t instanceof z.ZodNullable) t = (t as z.ZodOptional<z.ZodTypeAny>).unwrap()
       else if (t instanceof z.ZodDiscriminatedUnion) {
-        const tag = d && typeof d === 'object' ? (d as Record<string, unknown>)[t.discriminator] : undefined
-        t = t.optionsMap.get(tag as z.Primitive)
+        const u = t as z.ZodDiscriminatedUnion<string, z.ZodDiscriminatedUnionOption<string>[]>
+        const tag = d && typeof d === 'object' ? (d as Record<string, unknown>)[u.discriminator] : undefined
+        t = u.optionsMap.get(tag as z.Primitive)
       } else return t
     }
     return undefined
@@ -52,8 +54,8 @@ export function keysAt(schema: z.ZodTypeAny, path: readonly (string | number)[],
   let d = data
   for (const k of path) {
     if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodTypeAny>)[String(k)]
-    else if (s instanceof z.ZodArray) s = s.element
-    else if (s instanceof z.ZodRecord) s = s.valueSchema
+    else if (s instanceof z.ZodArray) s = (s as z.ZodArray<z.ZodTypeAny>).element
+    else if (s instanceof z.ZodRecord) s = (s as z.ZodRecord<z.ZodString, z.ZodTypeAny>).valueSchema
     else return []
     d = d && typeof d === 'object' ? (d as Record<string, unknown>)[String(k)] : undefined
     s = unwrap(s, d)

@@ -90,7 +90,7 @@ export function formatError(err: unknown, depth = 0): string {
       return oneLine(msg)
     }
     if (typeof err === 'string') return oneLine(err)
-    if (err && typeof err === 'object' && 'message' in err) return oneLine(String((err as { message: unknown }).message))
+    if (err && typeof err === 'object' && 'message' in err) return oneLine(String(err.message))
     return oneLine(JSON.stringify(err) ?? String(err))
   } catch {
     try {

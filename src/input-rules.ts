@@ -6,6 +6,7 @@ import { posix } from 'node:path'
 /** Control characters end up as extra lines or truncated strings in shells, logs and docker. */
 export const hasNul = (s: string): boolean => s.includes('\0')
 export const hasNewline = (s: string): boolean => /[\r\n]/.test(s)
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this looks for
 export const hasControl = (s: string): boolean => /[\x00-\x1f\x7f]/.test(s)
 
 // docker's reference grammar (distribution/reference): [domain/]path[:tag][@digest].

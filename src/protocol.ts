@@ -14,7 +14,7 @@ const optStr = z.string().nullish().transform((v) => v ?? null)
 const noNul = str.refine((s) => !hasNul(s), 'must not contain a NUL byte')
 /** Absolute, non-empty, one line: a path the hook hands on. */
 const absLine = str.refine((s) => s.startsWith('/') && !hasNul(s) && !hasNewline(s), 'must be an absolute path without NUL or line breaks')
-const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => (v ?? null) as z.output<T> | null)
+const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => v ?? null)
 
 // An empty source is an anonymous volume, as the runner sends it.
 const mountSource = str.refine(
@@ -164,7 +164,7 @@ export function parseHookInput(text: string): HookInput {
     run_container_step: ContainerSchema,
     cleanup_job: CleanupArgsSchema
   }[command]
-  const args = (argsSchema as z.ZodTypeAny).safeParse(env.data.args ?? {})
+  const args = (argsSchema as z.ZodType<unknown>).safeParse(env.data.args ?? {})
   if (!args.success) throw new InputError(`invalid hook input: ${describeIssues(args.error, 'args').join('; ')}`)
   return { command, responseFile, args: args.data ?? {}, state } as HookInput
 }

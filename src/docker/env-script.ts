@@ -32,7 +32,7 @@ const CLI_KEEP = ['PATH', 'HOME', 'DOCKER_HOST', 'DOCKER_CONFIG', 'DOCKER_CONTEX
  * the SSH session: nothing the session or the job set elsewhere steers the docker CLI.
  */
 export function cliShell(inner: string): string {
-  const keep = CLI_KEEP.map((k) => `\${${k}+"${k}=\$${k}"}`).join(' ')
+  const keep = CLI_KEEP.map((k) => `\${${k}+"${k}=$${k}"}`).join(' ')
   return `exec env -i ${keep} /bin/sh -c ${shq(inner)}`
 }
 

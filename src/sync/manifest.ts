@@ -53,21 +53,22 @@ export function loadBase(file: string): Base {
 
 async function withLock<T>(file: string, fn: () => T): Promise<T> {
   const lock = `${file}.lock`
-  await waitUntil(
-    async () => {
+  const take = (): true | undefined => {
+    try {
+      mkdirSync(lock)
+      return true
+    } catch {
+      // A lock older than 30 s belongs to a killed process.
       try {
-        mkdirSync(lock)
-        return true
+        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)
       } catch {
-        // A lock older than 30 s belongs to a killed process.
-        try {
-          if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)
-        } catch {
-          // raced with its owner removing it
-        }
-        return undefined
+        // raced with its owner removing it
       }
-    },
+      return undefined
+    }
+  }
+  await waitUntil(
+    () => Promise.resolve(take()),
     { timeoutMs: 10_000, minDelayMs: 5, maxDelayMs: 50, onTimeout: () => new Error(`sync manifest ${file} stayed locked for 10 s`) }
   )
   try {

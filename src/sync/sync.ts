@@ -194,7 +194,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
     outLen += c.length
     if (outLen <= limits.listingBytes) out.push(c)
   })
-  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c).slice(-2000)))
+  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
   ch.stdin.on('error', () => undefined)
   ch.stdin.write(`${delList.length}\n`)
   if (delList.length) ch.stdin.write(delList)
@@ -202,7 +202,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   tar.stdin!.end(send.map((p) => p + '\0').join(''))
   forward(tar.stdout!, ch.stdin, (n) => (bytes += n))
   const cancel = stopper(ch, t.signal, () => tar.kill())
-  const [, status] = await Promise.race([Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]), cancel.stopped]).finally(cancel.dispose)
+  const [, status] = await Promise.race([Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]), cancel.stopped]).finally(() => cancel.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0) throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   if (outLen > limits.listingBytes) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
@@ -290,7 +290,7 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
   const ch = await t.remote.openExec(`cd ${shq(t.remoteWork)} && tar -c -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`)
   let errTail = ''
   let failed: unknown = null
-  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c).slice(-2000)))
+  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
   ch.stdin.on('error', () => undefined)
   ch.stdin.end(fetch.map((p) => p + '\0').join(''))
   const refused = new Promise<never>((_, reject) => {
@@ -301,7 +301,7 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
         reader.write(c)
       } catch (e) {
         failed = e
-        ;(file as FileWriter | null)?.abort()
+        file?.abort()
         reject(e)
       }
     })
@@ -311,9 +311,9 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
   const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
   const cancel = stopper(ch, t.signal, () => {
     failed ??= 'cancelled'
-    ;(file as FileWriter | null)?.abort()
+    file?.abort()
   })
-  const [status] = await Promise.race([Promise.all([ch.done, ended]), refused, cancel.stopped]).finally(cancel.dispose)
+  const [status] = await Promise.race([Promise.all([ch.done, ended]), refused, cancel.stopped]).finally(() => cancel.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
   if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   reader.finish()

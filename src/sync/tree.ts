@@ -30,7 +30,7 @@ export function walkLocal(base: string, roots: readonly string[], excludes: read
     }
     if (st.isDirectory()) {
       snap.set(rel, { t: 'd', fp: 'd' })
-      let names: string[] = []
+      let names: string[]
       try {
         names = readdirSync(`${base}/${rel}`)
       } catch {

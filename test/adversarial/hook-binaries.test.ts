@@ -142,8 +142,8 @@ function fakeAgent(socket: string): Promise<{ server: Server; requests: string[]
   const requests: string[] = []
   const server = createServer((c) => {
     let text = ''
-    c.on('data', (d) => {
-      text += d
+    c.on('data', (d: Buffer) => {
+      text += d.toString()
       if (text.includes('\n')) {
         requests.push(text.slice(0, text.indexOf('\n')))
         c.end(frame(F.EXIT, JSON.stringify({ code: 0, signal: null })))

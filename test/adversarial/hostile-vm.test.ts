@@ -75,7 +75,7 @@ function advJob(mode: Mode = 'agent'): HostileJob {
 function pwnedFiles(root: string): string[] {
   const hits: string[] = []
   const walk = (d: string, depth: number): void => {
-    let names: string[] = []
+    let names: string[]
     try {
       names = readdirSync(d)
     } catch {

@@ -18,7 +18,7 @@ import { testImages } from '../helpers/testenv'
 import { errorLines, ownerOf, testVm } from '../helpers/conformance'
 
 const SEED = process.env.RCH_FUZZ_SEED ? Number(process.env.RCH_FUZZ_SEED) : (Date.now() % 1e9)
-// eslint-disable-next-line no-console
+ 
 console.log(`fuzz-inputs seed ${SEED} (replay with RCH_FUZZ_SEED=${SEED})`)
 
 /** mulberry32: small, seedable, good enough to pick cases. */
@@ -442,7 +442,7 @@ describe('fuzz: hostile input is refused before anything starts', () => {
     const t0 = Date.now()
     const outcomes = await pool(cases, 4, runCase)
     const failed = outcomes.filter((o) => o.problems.length)
-    // eslint-disable-next-line no-console
+     
     console.log(`fuzz-inputs: ${outcomes.length} cases from ${templates.length} templates in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${failed.length} failed (seed ${SEED})`)
     // The fallback of cleanup_job with a refused state really ran (it is what reaches the configured host).
     expect(outcomes.filter((o) => o.name.startsWith('cleanup_job state') && o.configConnections > 0).length).toBeGreaterThan(0)

@@ -43,8 +43,8 @@ function readBanner(port: number): Promise<string> {
     const s = connect(port, '127.0.0.1')
     let got = ''
     s.setTimeout(5000, () => s.destroy(new Error(`no banner from 127.0.0.1:${port}`)))
-    s.on('data', (c) => {
-      got += c
+    s.on('data', (c: Buffer) => {
+      got += c.toString()
       if (got.includes('\n')) {
         s.destroy()
         resolve(got.split('\n')[0])

@@ -113,9 +113,9 @@ export class FakeRunner {
     const child = spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout!.on('data', (c) => (stdout += c))
-    child.stderr!.on('data', (c) => (stderr += c))
-    child.stdin!.end(input)
+    child.stdout.on('data', (c) => (stdout += c))
+    child.stderr.on('data', (c) => (stderr += c))
+    child.stdin.end(input)
     const done = new Promise<HookRun>((resolve) => {
       child.on('close', (code, signal) => {
         let responseText = ''
@@ -124,7 +124,7 @@ export class FakeRunner {
         } catch {
           // absent
         }
-        let response: any = null
+        let response: any
         try {
           response = responseText.trim() ? JSON.parse(responseText) : null
         } catch {

@@ -79,6 +79,7 @@ export function readEnv(file: string, what: string): Record<string, string> {
     throw new Error(
       `test environment not running: ${what} env file ${file} is missing (${code ?? String(err)}); ` +
         'run scripts/test.sh (npm test), which starts it',
+      { cause: err },
     );
   }
   return parseEnvFile(text);

@@ -68,7 +68,7 @@ describe('stopAgents (cleanup_job)', () => {
       new Promise((resolve) => {
         const srv = createServer((c) => {
           let text = ''
-          c.on('data', (d) => (text += d))
+          c.on('data', (d: Buffer) => (text += d.toString()))
           c.on('end', () => (got[name] = text))
           c.on('data', () => text.includes('\n') && c.end())
         })

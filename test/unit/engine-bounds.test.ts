@@ -80,7 +80,7 @@ describe('hijacked stream frames', () => {
   test('normal frames are delivered (positive control)', async () => {
     respond = hijack(Buffer.concat([header(1, 3), Buffer.from('out'), header(2, 3), Buffer.from('err')]))
     const got: string[] = []
-    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void got.push(`1:${c}`), onStderr: (c) => void got.push(`2:${c}`) })
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void got.push(`1:${c.toString()}`), onStderr: (c) => void got.push(`2:${c.toString()}`) })
     await ended
     expect(got).toEqual(['1:out', '2:err'])
   })

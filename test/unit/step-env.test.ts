@@ -38,7 +38,8 @@ test('unset names are left out, not sent as undefined', () => {
 
 test('every variable the agent\'s validation reads (runner env, config) is on the allow-list', () => {
   const read = new Set<string>()
-  const spy = new Proxy({ ...hookEnv } as Record<string, string | undefined>, {
+  const env: Record<string, string | undefined> = { ...hookEnv }
+  const spy = new Proxy(env, {
     get(t, k) {
       if (typeof k === 'string') read.add(k)
       return t[k as string]
