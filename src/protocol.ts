@@ -105,7 +105,9 @@ export type Command = (typeof COMMANDS)[number]
 
 const EnvelopeSchema = z
   .object({
-    command: z.enum(COMMANDS, { errorMap: (_i, ctx) => ({ message: `unknown command ${JSON.stringify(ctx.data).slice(0, 80)}` }) }),
+    command: z.enum(COMMANDS, {
+      errorMap: (_i, ctx) => ({ message: ctx.data === undefined ? 'missing' : `unknown command ${String(JSON.stringify(ctx.data)).slice(0, 80)}` })
+    }),
     responseFile: absLine,
     args: z.unknown(),
     state: z.record(z.unknown()).nullish().transform((v) => v ?? null)

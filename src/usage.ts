@@ -26,7 +26,7 @@ Options
   --version   the version
 
 Documentation
-  README.md and docs/ (configuration.md, architecture.md, operations.md, security.md) in the
+  README.md and docs/ (configuration.md, architecture.md, operations.md, security.md, protocol.md) in the
   project's repository.
 `
 }

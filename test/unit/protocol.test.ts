@@ -227,6 +227,11 @@ describe('parseHookInput: errors', () => {
     expect(errorOf(input('job_cleanup', {})).message).toBe('invalid hook input: command: unknown command "job_cleanup"')
   })
 
+  it('names a missing command (it once crashed the message builder: exit 70 instead of 64)', () => {
+    expect(errorOf(JSON.stringify({ responseFile: '/tmp/r.json', args: {} })).message).toBe('invalid hook input: command: missing')
+    expect(errorOf('{}').message).toMatch(/^invalid hook input: command: missing/)
+  })
+
   it('names missing envelope fields', () => {
     const msg = errorOf(JSON.stringify({ command: 'cleanup_job', args: {} })).message
     expect(msg).toBe('invalid hook input: responseFile: Required')
