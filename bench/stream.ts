@@ -10,6 +10,8 @@ import type { FakeRunner } from '../test/helpers/fake-runner'
 
 export const STREAM_BYTES = 20_000_000
 const FILE = '/tmp/rch-bench-stream.txt'
+/** e.g. `--cpu-prof --cpu-prof-dir=…` to profile the hook's side of the stream. */
+const NODE_ARGS = (process.env.RCH_BENCH_HOOK_NODE_ARGS ?? '').split(' ').filter(Boolean)
 
 function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
   try {
@@ -36,6 +38,8 @@ export function agentPid(localDir: string): number | null {
 
 interface Drained {
   ms: number
+  /** From the first byte read to the last. */
+  flowMs: number
   bytes: number
   code: number | null
   stderr: string
@@ -48,12 +52,18 @@ function drain(cmd: string, args: string[], opts: { env?: Record<string, string>
     const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] })
     let bytes = 0
     let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (bytes += c.length))
+    let first = 0n
+    let last = 0n
+    child.stdout.on('data', (c: Buffer) => {
+      last = process.hrtime.bigint()
+      if (!bytes) first = last
+      bytes += c.length
+    })
     child.stderr.on('data', (c: Buffer) => (stderr += c))
     child.stdin.end(opts.input ?? '')
     child.on('error', reject)
     opts.onStart?.(child.pid!)
-    child.on('close', (code) => resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, bytes, code, stderr }))
+    child.on('close', (code) => resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, flowMs: Number(last - first) / 1e6, bytes, code, stderr }))
   })
 }
 
@@ -82,6 +92,8 @@ function sampler(pids: () => number[]): { stop(): Promise<Map<number, number>> }
 export interface StreamResult {
   ours: number[]
   local: number[]
+  oursFlow: number[]
+  localFlow: number[]
   hookPeakMb: number
   agentPeakMb: number
   agentSteadyMb: number
@@ -116,22 +128,26 @@ export async function measureStream(runner: FakeRunner, containerId: string, loc
   if (agent === null) throw new Error('stream bench: no agent process for the job')
   const ours: number[] = []
   const local: number[] = []
+  const oursFlow: number[] = []
+  const localFlow: number[] = []
   let hookPeak = 0
   let agentPeak = 0
   const runOurs = async (): Promise<void> => {
     let hookPid = 0
     const s = sampler(() => (hookPid ? [hookPid, agent] : [agent]))
-    const r = await drain(process.execPath, [hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, `cat ${FILE}\n`), onStart: (p) => (hookPid = p) })
+    const r = await drain(process.execPath, [...NODE_ARGS, hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, `cat ${FILE}\n`), onStart: (p) => (hookPid = p) })
     const peaks = await s.stop()
     if (r.code !== 0 || r.bytes < STREAM_BYTES) throw new Error(`stream bench: step exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
     hookPeak = Math.max(hookPeak, peaks.get(hookPid) ?? 0)
     agentPeak = Math.max(agentPeak, peaks.get(agent) ?? 0)
     ours.push(r.ms)
+    oursFlow.push(r.flowMs)
   }
   const runLocal = async (): Promise<void> => {
     const r = await drain('docker', ['exec', containerId, 'cat', FILE])
     if (r.code !== 0 || r.bytes !== STREAM_BYTES) throw new Error(`stream bench: docker exec exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
     local.push(r.ms)
+    localFlow.push(r.flowMs)
   }
   for (let i = 0; i < rounds; i++) {
     if (i % 2) {
@@ -146,7 +162,7 @@ export async function measureStream(runner: FakeRunner, containerId: string, loc
   await new Promise((r) => setTimeout(r, 1000))
   const steady = statusKb(agent, 'VmRSS') ?? 0
   await drain('docker', ['exec', containerId, 'rm', '-f', FILE])
-  return { ours, local, hookPeakMb: hookPeak / 1024, agentPeakMb: agentPeak / 1024, agentSteadyMb: steady / 1024 }
+  return { ours, local, oursFlow, localFlow, hookPeakMb: hookPeak / 1024, agentPeakMb: agentPeak / 1024, agentSteadyMb: steady / 1024 }
 }
 
 export function streamRow(r: StreamResult): { name: string; ours: number; baseline: number; baselineName: string; unit: string; target: string; note: string; ratio: number; ok: boolean } {

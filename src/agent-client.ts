@@ -6,7 +6,7 @@
 // agent, whose code is warm, and is validated there exactly as in the hook.
 import { connect } from 'node:net'
 import { TransportError } from './errors'
-import { F, frame, FrameReader } from './remote/mux-frames'
+import { F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
@@ -64,17 +64,24 @@ export function runViaAgent(socketPath: string, request: object, out: { stdout: 
       started = true
       sock.write(JSON.stringify({ op: 'run', ...request }) + '\n')
     })
+    // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
+    let paused = false
     const forward = (dst: Sink, payload: Buffer): void => {
-      if (!dst.write(payload)) {
+      const ok = dst.write(payload)
+      if (!ok && !paused && (dst.writableLength === undefined || dst.writableLength >= QUEUE_LIMIT)) {
+        paused = true
         sock.pause()
-        dst.once('drain', () => sock.resume())
+        dst.once('drain', () => {
+          paused = false
+          sock.resume()
+        })
       }
     }
     const reader = new FrameReader((type, payload) => {
       if (type === F.STDOUT) forward(out.stdout, payload)
       else if (type === F.STDERR) forward(out.stderr, payload)
       else if (type === F.EXIT) exit = (JSON.parse(payload.toString('utf8')) as { code: number }).code
-    })
+    }, undefined, undefined, isStreamFrame)
     sock.on('data', (c: Buffer) => reader.push(c))
     const onAbort = (): void => void (started && !sock.destroyed && sock.write(frame(F.CANCEL, String(signal.reason ?? 'SIGINT'))))
     signal.addEventListener('abort', onAbort, { once: true })
