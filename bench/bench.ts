@@ -211,9 +211,11 @@ async function main(): Promise<void> {
   }
   if (want('stream')) {
     // (6) a step printing 20 MB: throughput against local docker exec, and the memory it costs.
-    const st = await measureStream(runner, state.container.id, localDir, Math.max(3, Math.min(N, 7)), join(repoRoot, 'dist', 'index.js'))
-    console.log(`bench: stream ours ${st.ours.map(Math.round).join(' ')} ms, local ${st.local.map(Math.round).join(' ')} ms`)
-    rows.push(streamRow(st))
+    for (const command of ['generated', 'cat'] as const) {
+      const st = await measureStream(runner, state.container.id, localDir, Math.max(3, Math.min(N, 7)), join(repoRoot, 'dist', 'index.js'), command)
+      console.log(`bench: stream (${command}) ours ${st.ours.map(Math.round).join(' ')} ms, local ${st.local.map(Math.round).join(' ')} ms`)
+      rows.push(streamRow(command, st))
+    }
   }
   await runner.cleanup()
   runner.dispose()

@@ -6,7 +6,7 @@
 // agent, whose code is warm, and is validated there exactly as in the hook.
 import { connect } from 'node:net'
 import { TransportError } from './errors'
-import { F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT } from './remote/mux-frames'
+import { corkTurn, F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
@@ -54,6 +54,11 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   return agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
 }
 
+/** Resolves once everything written to s so far has left this process. */
+function flushed(s: Sink): Promise<void> {
+  return new Promise((resolve) => (s.writableLength ? s.write(Buffer.alloc(0), () => resolve()) : resolve()))
+}
+
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */
 export function runViaAgent(socketPath: string, request: object, out: { stdout: Sink; stderr: Sink }, signal: AbortSignal): Promise<number | null> {
   return new Promise((resolve, reject) => {
@@ -67,6 +72,7 @@ export function runViaAgent(socketPath: string, request: object, out: { stdout: 
     // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
     let paused = false
     const forward = (dst: Sink, payload: Buffer): void => {
+      if (dst.cork) corkTurn(dst as Required<Sink>)
       const ok = dst.write(payload)
       if (!ok && !paused && (dst.writableLength === undefined || dst.writableLength >= QUEUE_LIMIT)) {
         paused = true
@@ -91,8 +97,12 @@ export function runViaAgent(socketPath: string, request: object, out: { stdout: 
     })
     sock.on('close', () => {
       signal.removeEventListener('abort', onAbort)
-      if (exit !== null) resolve(exit)
-      else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
+      // The hook exits soon after this, and an exit drops whatever a slow reader has not yet taken.
+      const code = exit
+      void Promise.all([flushed(out.stdout), flushed(out.stderr)]).then(() => {
+        if (code !== null) resolve(code)
+        else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
+      })
     })
   })
 }
