@@ -12,7 +12,7 @@ export const STREAM_BYTES = 20_000_000
 const FILE = '/tmp/rch-bench-stream.txt'
 /** The two commands timed: one that makes its 20.2 MB as it prints (15 MB of random bytes as base64 lines of 100), one that only reads a file. */
 export const STREAM_COMMANDS = {
-  generated: { script: 'head -c 15000000 /dev/urandom | base64 -w 100', label: 'head -c 15000000 /dev/urandom | base64 -w 100 (20.2 MB)' },
+  generated: { script: 'head -c 15000000 /dev/urandom | base64 -w 100', label: '`head -c 15000000 /dev/urandom \\| base64 -w 100` (20.2 MB)' },
   cat: { script: `cat ${FILE}`, label: 'cat of a 20 MB file (the path alone)' }
 } as const
 export type StreamCommand = keyof typeof STREAM_COMMANDS
