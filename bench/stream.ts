@@ -19,7 +19,7 @@ export type StreamCommand = keyof typeof STREAM_COMMANDS
 /** e.g. `--cpu-prof --cpu-prof-dir=…` to profile the hook's side of the stream. */
 const NODE_ARGS = (process.env.RCH_BENCH_HOOK_NODE_ARGS ?? '').split(' ').filter(Boolean)
 
-function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
+function statusKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number | null {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) : null
@@ -102,7 +102,11 @@ export interface StreamResult {
   localFlow: number[]
   hookPeakMb: number
   agentPeakMb: number
+  /** The agent between steps: after a no-op step, and after the streams; VmRSS and its private part (RssAnon). */
+  agentIdleMb: number
+  agentIdlePrivateMb: number
   agentSteadyMb: number
+  agentSteadyPrivateMb: number
 }
 
 const median = (xs: number[]): number => {
@@ -133,6 +137,8 @@ export async function measureStream(runner: FakeRunner, containerId: string, loc
   if (warm.code !== 0) throw new Error(`stream bench: warm-up step failed: ${warm.stderr}`)
   const agent = agentPid(localDir)
   if (agent === null) throw new Error('stream bench: no agent process for the job')
+  const idle = statusKb(agent, 'VmRSS') ?? 0
+  const idlePrivate = statusKb(agent, 'RssAnon') ?? 0
   const ours: number[] = []
   const local: number[] = []
   const oursFlow: number[] = []
@@ -165,11 +171,24 @@ export async function measureStream(runner: FakeRunner, containerId: string, loc
       await runLocal()
     }
   }
-  // Steady: the agent between steps, after the stream (a short pause lets the GC settle).
+  // Steady: the agent between steps, a second after the last stream.
   await new Promise((r) => setTimeout(r, 1000))
   const steady = statusKb(agent, 'VmRSS') ?? 0
+  const steadyPrivate = statusKb(agent, 'RssAnon') ?? 0
   await drain('docker', ['exec', containerId, 'rm', '-f', FILE])
-  return { ours, local, oursFlow, localFlow, hookPeakMb: hookPeak / 1024, agentPeakMb: agentPeak / 1024, agentSteadyMb: steady / 1024 }
+  const mb = (kb: number): number => kb / 1024
+  return {
+    ours,
+    local,
+    oursFlow,
+    localFlow,
+    hookPeakMb: mb(hookPeak),
+    agentPeakMb: mb(agentPeak),
+    agentIdleMb: mb(idle),
+    agentIdlePrivateMb: mb(idlePrivate),
+    agentSteadyMb: mb(steady),
+    agentSteadyPrivateMb: mb(steadyPrivate)
+  }
 }
 
 export function streamRow(command: StreamCommand, r: StreamResult): { name: string; ours: number; baseline: number; baselineName: string; unit: string; target: string; note: string; ratio: number; ok: boolean } {
@@ -187,7 +206,8 @@ export function streamRow(command: StreamCommand, r: StreamResult): { name: stri
     ratio: ours / local,
     ok: ours / local >= 0.7,
     note:
-      `${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms over ${r.ours.length} rounds; peak RSS (VmRSS sampled every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, ` +
-      `agent ${r.agentPeakMb.toFixed(0)} MB; agent steady after the steps ${r.agentSteadyMb.toFixed(0)} MB (target ≤ 60 MB: ${r.agentSteadyMb <= 60 ? 'met' : 'not met'})`
+      `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds; first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
+      `${Math.round(median(r.localFlow))} ms (${(mbps(median(r.oursFlow)) / mbps(median(r.localFlow))).toFixed(2)}×). Peak RSS (VmRSS every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, agent ${r.agentPeakMb.toFixed(0)} MB. ` +
+      `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these`
   }
 }
