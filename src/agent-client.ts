@@ -5,6 +5,7 @@
 // This is the hook's fast path, so it loads nothing heavy: the runner's raw input goes to the
 // agent, whose code is warm, and is validated there exactly as in the hook.
 import { connect } from 'node:net'
+import type { Writable } from 'node:stream'
 import { TransportError } from './errors'
 import { corkTurn, F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT } from './remote/mux-frames'
 import type { Sink } from './context'
@@ -54,9 +55,10 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   return agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
 }
 
-/** Resolves once everything written to s so far has left this process. */
+/** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */
 function flushed(s: Sink): Promise<void> {
-  return new Promise((resolve) => (s.writableLength ? s.write(Buffer.alloc(0), () => resolve()) : resolve()))
+  if (!s.writableLength) return Promise.resolve()
+  return new Promise((resolve) => void (s as Pick<Writable, 'write'>).write(Buffer.alloc(0), () => resolve()))
 }
 
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */

@@ -6,7 +6,7 @@ import type { RunnerEnv } from './runner-env'
 import type { Remote } from './remote/remote'
 
 export interface Sink {
-  write(chunk: Buffer | string, done?: () => void): boolean
+  write(chunk: Buffer | string): boolean
   once(event: 'drain', fn: () => void): unknown
   /** Bytes queued in it, when it tells (a Node stream does): lets a writer go on past its small default mark. */
   readonly writableLength?: number
