@@ -24,7 +24,8 @@ const API = '/v1.41'
 /**
  * Limits on what the engine (root on the remote, so steerable by a job) can make the hook buffer.
  * Real replies are far smaller: an inspect is KiBs, a listing of thousands of containers a few
- * MiB; docker writes stream frames of at most 32 KiB.
+ * MiB. Stream frames are passed on as they arrive, never gathered; docker writes them of at most
+ * 32 KiB, so a header announcing more than the limit is not docker's and ends the stream.
  */
 export const MAX_BODY = 16 * 1024 * 1024
 export const MAX_STREAM_FRAME = 16 * 1024 * 1024
