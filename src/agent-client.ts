@@ -5,8 +5,9 @@
 // This is the hook's fast path, so it loads nothing heavy: the runner's raw input goes to the
 // agent, whose code is warm, and is validated there exactly as in the hook.
 import { connect } from 'node:net'
+import type { Writable } from 'node:stream'
 import { TransportError } from './errors'
-import { F, frame, FrameReader } from './remote/mux-frames'
+import { corkTurn, F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
@@ -54,6 +55,12 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   return agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
 }
 
+/** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */
+function flushed(s: Sink): Promise<void> {
+  if (!s.writableLength) return Promise.resolve()
+  return new Promise((resolve) => void (s as Pick<Writable, 'write'>).write(Buffer.alloc(0), () => resolve()))
+}
+
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */
 export function runViaAgent(socketPath: string, request: object, out: { stdout: Sink; stderr: Sink }, signal: AbortSignal): Promise<number | null> {
   return new Promise((resolve, reject) => {
@@ -64,17 +71,25 @@ export function runViaAgent(socketPath: string, request: object, out: { stdout: 
       started = true
       sock.write(JSON.stringify({ op: 'run', ...request }) + '\n')
     })
+    // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
+    let paused = false
     const forward = (dst: Sink, payload: Buffer): void => {
-      if (!dst.write(payload)) {
+      if (dst.cork) corkTurn(dst as Required<Sink>)
+      const ok = dst.write(payload)
+      if (!ok && !paused && (dst.writableLength === undefined || dst.writableLength >= QUEUE_LIMIT)) {
+        paused = true
         sock.pause()
-        dst.once('drain', () => sock.resume())
+        dst.once('drain', () => {
+          paused = false
+          sock.resume()
+        })
       }
     }
     const reader = new FrameReader((type, payload) => {
       if (type === F.STDOUT) forward(out.stdout, payload)
       else if (type === F.STDERR) forward(out.stderr, payload)
       else if (type === F.EXIT) exit = (JSON.parse(payload.toString('utf8')) as { code: number }).code
-    })
+    }, undefined, undefined, isStreamFrame)
     sock.on('data', (c: Buffer) => reader.push(c))
     const onAbort = (): void => void (started && !sock.destroyed && sock.write(frame(F.CANCEL, String(signal.reason ?? 'SIGINT'))))
     signal.addEventListener('abort', onAbort, { once: true })
@@ -84,8 +99,12 @@ export function runViaAgent(socketPath: string, request: object, out: { stdout: 
     })
     sock.on('close', () => {
       signal.removeEventListener('abort', onAbort)
-      if (exit !== null) resolve(exit)
-      else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
+      // The hook exits soon after this, and an exit drops whatever a slow reader has not yet taken.
+      const code = exit
+      void Promise.all([flushed(out.stdout), flushed(out.stderr)]).then(() => {
+        if (code !== null) resolve(code)
+        else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
+      })
     })
   })
 }

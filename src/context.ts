@@ -8,6 +8,12 @@ import type { Remote } from './remote/remote'
 export interface Sink {
   write(chunk: Buffer | string): boolean
   once(event: 'drain', fn: () => void): unknown
+  /** Bytes queued in it, when it tells (a Node stream does): lets a writer go on past its small default mark. */
+  readonly writableLength?: number
+  /** A Node stream's batching (see corkTurn in remote/mux-frames.ts). */
+  cork?(): void
+  uncork?(): void
+  readonly writableCorked?: number
 }
 
 export interface HookContext {

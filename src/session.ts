@@ -35,6 +35,13 @@ function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string
   return env
 }
 
+/**
+ * A small young generation: the buffers a step's output goes through live outside V8's heap, and
+ * with the default (16 MiB semi-spaces) dead ones piled up between collections; memory the
+ * allocator took for them stays with the process.
+ */
+const AGENT_NODE_FLAGS = ['--max-semi-space-size=1']
+
 async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
   const logFile = `${localDir}/agent.log`
   const fd = openPrivateAppend(logFile)
@@ -47,7 +54,7 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
     idleMs: ctx.config.agent.idleSeconds * 1000
   })
   // Detached with no stdio of ours: the runner waits for the hook's stdout to close.
-  const child = spawn(ctx.nodePath, [ctx.hookPath, '__agent', payload], {
+  const child = spawn(ctx.nodePath, [...AGENT_NODE_FLAGS, ctx.hookPath, '__agent', payload], {
     detached: true,
     stdio: ['ignore', fd, fd],
     env: agentEnv(ctx)

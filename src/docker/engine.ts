@@ -24,7 +24,8 @@ const API = '/v1.41'
 /**
  * Limits on what the engine (root on the remote, so steerable by a job) can make the hook buffer.
  * Real replies are far smaller: an inspect is KiBs, a listing of thousands of containers a few
- * MiB; docker writes stream frames of at most 32 KiB.
+ * MiB. Stream frames are passed on as they arrive, never gathered; docker writes them of at most
+ * 32 KiB, so a header announcing more than the limit is not docker's and ends the stream.
  */
 export const MAX_BODY = 16 * 1024 * 1024
 export const MAX_STREAM_FRAME = 16 * 1024 * 1024
@@ -103,27 +104,51 @@ export class Engine {
   }
 }
 
-/** Docker's multiplexed stream: 8-byte header (stream id, 3 zero bytes, u32 size) then payload. */
+/**
+ * Docker's multiplexed stream: 8-byte header (stream id, 3 zero bytes, u32 size) then payload. The
+ * payload is handed on in pieces as it arrives, as views of the received chunks: nothing is copied
+ * or held back waiting for the rest of a frame.
+ */
 function demux(stream: Readable, out: Output): Promise<void> {
   return new Promise((resolve, reject) => {
-    let buf: Buffer = Buffer.alloc(0)
+    const head = Buffer.alloc(8)
+    let have = 0
+    let type = 1
+    let left = 0
     let settled = false
-    const emit = (type: number, payload: Buffer): void => {
+    let paused = false
+    const emit = (payload: Buffer): void => {
       const more = type === 2 ? out.onStderr(payload) : out.onStdout(payload)
-      if (more === false && out.waitDrain) {
+      if (more === false && out.waitDrain && !paused) {
+        paused = true
         stream.pause()
-        out.waitDrain().then(() => stream.resume())
+        out.waitDrain().then(() => {
+          paused = false
+          stream.resume()
+        })
       }
     }
     stream.on('data', (c: Buffer) => {
-      if (settled) return
-      buf = buf.length ? Buffer.concat([buf, c]) : c
-      while (buf.length >= 8) {
-        const size = buf.readUInt32BE(4)
-        if (size > MAX_STREAM_FRAME) return finish(new Error(`a frame of ${size} bytes is over the limit of ${MAX_STREAM_FRAME}`))
-        if (buf.length < 8 + size) break
-        emit(buf[0], buf.subarray(8, 8 + size))
-        buf = buf.subarray(8 + size)
+      let at = 0
+      while (!settled && at < c.length) {
+        if (have < 8) {
+          const n = Math.min(8 - have, c.length - at)
+          c.copy(head, have, at, at + n)
+          have += n
+          at += n
+          if (have < 8) return
+          type = head[0]
+          left = head.readUInt32BE(4)
+          if (left > MAX_STREAM_FRAME) return finish(new Error(`a frame of ${left} bytes is over the limit of ${MAX_STREAM_FRAME}`))
+          if (left === 0) have = 0
+          continue
+        }
+        const n = Math.min(left, c.length - at)
+        const piece = c.subarray(at, at + n)
+        at += n
+        left -= n
+        if (left === 0) have = 0
+        emit(piece)
       }
     })
     const finish = (err?: Error): void => {

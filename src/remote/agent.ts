@@ -7,7 +7,7 @@ import { chmodSync, rmSync } from 'node:fs'
 import { SshRemote } from './ssh'
 import { connectFailureLine } from './agent-failure'
 import type { ConnectInfo, Remote } from './remote'
-import { F, frame, FrameReader } from './mux-frames'
+import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -129,9 +129,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       return void sock.end(frame(F.ERROR, (e as Error).message))
     }
     const send = (type: number, src: NodeJS.ReadableStream & { pause(): void; resume(): void }) => (c: Buffer) => {
-      if (!sock.write(frame(type, c))) {
+      if (!sock.destroyed && !writeFrame(sock, type, c)) {
         src.pause()
-        sock.once('drain', () => src.resume())
+        whenDrained(sock, () => src.resume())
       }
     }
     ch.stdout.on('data', send(F.STDOUT, ch.stdout))
@@ -143,7 +143,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           ch!.stdin.once('drain', () => sock.resume())
         }
       } else if (type === F.STDIN_EOF) ch!.stdin.end()
-    }, () => sock.destroy())
+    }, () => sock.destroy(), undefined, isStreamFrame)
     ch.stdin.on('error', () => undefined)
     sock.on('data', (c: Buffer) => reader.push(c))
     // The client going away (hook killed) closes the remote channel; the hook stops the remote
@@ -166,8 +166,8 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     if (rest.length) reader.push(rest)
     sock.resume()
     const sink = (type: number) => ({
-      write: (c: Buffer | string): boolean => sock.destroyed || sock.write(frame(type, typeof c === 'string' ? Buffer.from(c) : c)),
-      once: (_e: 'drain', fn: () => void) => sock.once('drain', fn)
+      write: (c: Buffer | string): boolean => sock.destroyed || writeFrame(sock, type, typeof c === 'string' ? Buffer.from(c) : c),
+      once: (_e: 'drain', fn: () => void) => whenDrained(sock, fn)
     })
     const shared: Remote = { openExec: (c) => remote.openExec(c), openSocket: (p) => remote.openSocket(p), close: () => undefined }
     let code = 70

@@ -2,7 +2,7 @@
 import { connect } from 'node:net'
 import { PassThrough, Writable, type Duplex } from 'node:stream'
 import { TransportError } from '../errors'
-import { F, frame, FrameReader } from './mux-frames'
+import { F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT, whenDrained, writeFrame } from './mux-frames'
 import type { ExecChannel, ExitStatus, Remote } from './remote'
 
 function dial(socketPath: string, header: object): Promise<import('node:net').Socket> {
@@ -49,10 +49,16 @@ export class MuxRemote implements Remote {
     const stderr = new PassThrough()
     let status: ExitStatus | null = null
     let error: string | null = null
+    // Up to QUEUE_LIMIT bytes may wait in each stream before the socket is paused (see mux-frames.ts).
+    let paused = false
     const pushTo = (dst: PassThrough, c: Buffer): void => {
-      if (!dst.write(c)) {
+      if (!dst.write(c) && !paused && dst.writableLength >= QUEUE_LIMIT) {
+        paused = true
         sock.pause()
-        dst.once('drain', () => sock.resume())
+        dst.once('drain', () => {
+          paused = false
+          sock.resume()
+        })
       }
     }
     const reader = new FrameReader((type, payload) => {
@@ -63,7 +69,7 @@ export class MuxRemote implements Remote {
     }, (e) => {
       error = `agent answer unusable: ${e.message}`
       sock.destroy()
-    })
+    }, undefined, isStreamFrame)
     sock.on('data', (c: Buffer) => reader.push(c))
     // The caller destroying stdout closes the channel (stdout only ends once the socket closed).
     stdout.once('close', () => sock.destroy())
@@ -79,7 +85,8 @@ export class MuxRemote implements Remote {
     const stdin = new Writable({
       write(chunk: Buffer, _enc, cb) {
         if (sock.destroyed) return cb()
-        sock.write(frame(F.STDIN, chunk), () => cb())
+        if (writeFrame(sock, F.STDIN, chunk)) cb()
+        else whenDrained(sock, () => cb())
       },
       final(cb) {
         if (!sock.destroyed) sock.write(frame(F.STDIN_EOF))

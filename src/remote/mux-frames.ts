@@ -1,13 +1,60 @@
 // Framing between a hook process and its job's agent over a Unix socket:
 // [type u8][length u32 BE][payload]. One socket connection carries one remote channel.
+import type { Socket } from 'node:net'
+
 export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF: 5, CANCEL: 6 } as const
+
+/** The byte-stream frames: a reader may hand their payload on in pieces, as it arrives. */
+export const isStreamFrame = (type: number): boolean => type === F.STDIN || type === F.STDOUT || type === F.STDERR
+
+export function frameHead(type: number, length: number): Buffer {
+  const head = Buffer.allocUnsafe(5)
+  head.writeUInt8(type, 0)
+  head.writeUInt32BE(length, 1)
+  return head
+}
 
 export function frame(type: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
   const body = typeof payload === 'string' ? Buffer.from(payload) : payload
-  const head = Buffer.alloc(5)
-  head.writeUInt8(type, 0)
-  head.writeUInt32BE(body.length, 1)
-  return Buffer.concat([head, body])
+  return Buffer.concat([frameHead(type, body.length), body])
+}
+
+/**
+ * Bytes a writer lets queue in a stream before it waits for 'drain'. Node's own mark (16 KiB) is
+ * below one Docker output frame, so honouring it made every frame a pause and a resume of the
+ * source; this keeps the queue bounded all the same.
+ */
+export const QUEUE_LIMIT = 256 * 1024
+
+/**
+ * Corks a stream until the event loop's current turn is over, so everything written in it (the
+ * frames of every packet one read brought) leaves in one writev: on a loaded two-core machine the
+ * system call and the reader's wake-up cost more per write than the bytes.
+ */
+export function corkTurn(s: { cork(): void; uncork(): void; writableCorked: number }): void {
+  if (s.writableCorked) return
+  s.cork()
+  setImmediate(() => s.uncork())
+}
+
+/** Writes one frame without copying the payload, batched with the turn's others; false once the queue is over QUEUE_LIMIT. */
+export function writeFrame(sock: Socket, type: number, payload: Buffer): boolean {
+  if (payload.length === 0 && isStreamFrame(type)) return sock.writableLength < QUEUE_LIMIT
+  corkTurn(sock)
+  sock.write(frameHead(type, payload.length))
+  sock.write(payload)
+  return sock.writableLength < QUEUE_LIMIT
+}
+
+/** Calls fn once the socket drained, or once it closed: a source waiting on a hook that went away must not wait for ever. */
+export function whenDrained(sock: Socket, fn: () => void): void {
+  const done = (): void => {
+    sock.off('drain', done)
+    sock.off('close', done)
+    fn()
+  }
+  sock.on('drain', done)
+  sock.on('close', done)
 }
 
 /**
@@ -18,33 +65,83 @@ export const MAX_FRAME = 16 * 1024 * 1024
 
 export class FrameTooLarge extends Error {}
 
-/** Incremental decoder: feed chunks, get whole frames. A frame over the limit stops it for good. */
+/**
+ * Incremental decoder: feed chunks, get frames. Frames whose type `streamed` accepts are handed on
+ * in pieces as they arrive (views of the pushed chunks, never copied or held); others whole. A
+ * frame over the limit stops it for good.
+ */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0)
+  private readonly head = Buffer.alloc(5)
+  private have = 0
+  private type = 0
+  private left = 0
+  private parts: Buffer[] = []
   private failed = false
+  private busy = false
+  private readonly queue: Buffer[] = []
   constructor(
     private readonly onFrame: (type: number, payload: Buffer) => void,
     /** Called once when a frame is over the limit; without it push() throws. */
     private readonly onError?: (err: Error) => void,
-    private readonly max = MAX_FRAME
+    private readonly max = MAX_FRAME,
+    private readonly streamed: (type: number) => boolean = () => false
   ) {}
+
   push(chunk: Buffer): void {
     if (this.failed) return
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk
-    while (this.buf.length >= 5) {
-      const len = this.buf.readUInt32BE(1)
-      if (len > this.max) {
-        this.failed = true
-        this.buf = Buffer.alloc(0)
-        const err = new FrameTooLarge(`a frame of ${len} bytes is over the limit of ${this.max}`)
-        if (!this.onError) throw err
-        return this.onError(err)
-      }
-      if (this.buf.length < 5 + len) break
-      const type = this.buf.readUInt8(0)
-      const payload = this.buf.subarray(5, 5 + len)
-      this.buf = this.buf.subarray(5 + len)
-      this.onFrame(type, payload)
+    // A push from inside onFrame lands after what is being decoded.
+    if (this.busy) return void this.queue.push(chunk)
+    this.busy = true
+    try {
+      this.consume(chunk)
+      while (this.queue.length && !this.failed) this.consume(this.queue.shift()!)
+    } finally {
+      this.busy = false
     }
+  }
+
+  private consume(c: Buffer): void {
+    let at = 0
+    while (!this.failed) {
+      if (this.have < 5) {
+        const n = Math.min(5 - this.have, c.length - at)
+        c.copy(this.head, this.have, at, at + n)
+        this.have += n
+        at += n
+        if (this.have < 5) return
+        this.type = this.head[0]
+        this.left = this.head.readUInt32BE(1)
+        if (this.left > this.max) return this.fail(this.left)
+        if (this.left === 0) {
+          this.have = 0
+          if (!this.streamed(this.type)) this.onFrame(this.type, Buffer.alloc(0))
+          continue
+        }
+      }
+      if (at >= c.length) return
+      const n = Math.min(this.left, c.length - at)
+      const piece = c.subarray(at, at + n)
+      at += n
+      this.left -= n
+      if (this.left === 0) this.have = 0
+      if (this.streamed(this.type)) this.onFrame(this.type, piece)
+      else {
+        this.parts.push(piece)
+        if (this.left === 0) {
+          const payload = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts)
+          this.parts = []
+          this.onFrame(this.type, payload)
+        }
+      }
+    }
+  }
+
+  private fail(len: number): void {
+    this.failed = true
+    this.parts = []
+    this.queue.length = 0
+    const err = new FrameTooLarge(`a frame of ${len} bytes is over the limit of ${this.max}`)
+    if (!this.onError) throw err
+    this.onError(err)
   }
 }

@@ -13,6 +13,8 @@ import { errorLines, extraFileCommands, procStatusKb, scanCmdlines, scanWhile, s
 import { settlesWithin, waitUntil } from '../helpers/wait'
 
 const runner = new FakeRunner()
+/** RCH_TEST_AGENT=off (steps-no-agent.test.ts): each hook process holds its own connection, there is no agent. */
+const agentOn = process.env.RCH_TEST_AGENT !== 'off'
 let containerId = ''
 let localDir = ''
 
@@ -153,6 +155,90 @@ test('30 MB on stdout arrive byte-exact while the hook stays below 200 MB RSS', 
   expect(Math.max(hwmKb, rssKb)).toBeLessThan(200 * 1024)
 })
 
+test('a step printing faster than the runner reads keeps the agent and the hook bounded (backpressure end to end)', async () => {
+  // 200 MB of one repeated line: what the step prints is known, so every byte read is checked.
+  const line = Buffer.from('abcdefghijklmnopqrstuvwxyz0123456789\n')
+  const total = 200_000_000
+  const cmd = `yes ${line.toString().trim()} | head -c ${total}`
+  const SLOW_MS = 5000
+  // Positive control: unthrottled, the same command prints all 200 MB well within the slow phase,
+  // so anything the reader does not take would pile up somewhere if nothing held the step back.
+  const t0 = Date.now()
+  const local = execFileSync('docker', ['exec', containerId, 'sh', '-c', `${cmd} | wc -c`], { encoding: 'utf8' })
+  expect(Number(local.trim())).toBe(total)
+  expect(Date.now() - t0).toBeLessThan(SLOW_MS)
+
+  // The job's agent exists once a step ran; its memory now is the baseline.
+  expect((await runner.call('run_script_step', runner.scriptStep('true\n').args)).code).toBe(0)
+  const agent = agentOn ? scanCmdlines('__agent').filter((h) => h.cmdline.includes(localDir)) : []
+  expect(agent).toHaveLength(agentOn ? 1 : 0)
+  const agentBase = agentOn ? procStatusKb(agent[0].pid, 'VmRSS')! : 0
+
+  const pattern = Buffer.alloc(line.length * 4096)
+  for (let i = 0; i < 4096; i++) line.copy(pattern, i * line.length)
+  const { child, done } = runner.start('run_script_step', runner.scriptStep(`${cmd}\n`).args, { callerReadsStdout: true })
+  let read = 0
+  let wrong = 0
+  let slow = true
+  child.stdout!.on('data', (c: Buffer) => {
+    const at = read % line.length
+    if (!c.equals(pattern.subarray(at, at + c.length))) wrong++
+    read += c.length
+    if (!slow) return
+    // A reader of ~10 MB/s at most: one chunk (<= 64 KiB) then a pause.
+    child.stdout!.pause()
+    setTimeout(() => child.stdout!.resume(), 5)
+  })
+  const peak = { agent: 0, hook: 0 }
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      if (agentOn) peak.agent = Math.max(peak.agent, procStatusKb(agent[0].pid, 'VmRSS') ?? 0)
+      peak.hook = Math.max(peak.hook, procStatusKb(child.pid!, 'VmRSS') ?? 0, procStatusKb(child.pid!, 'VmHWM') ?? 0)
+      await sleep(20)
+    }
+  })()
+  const finishedEarly = await settlesWithin(done, SLOW_MS)
+  const readSlowly = read
+  slow = false
+  child.stdout!.resume()
+  const r = await done
+  sampling = false
+  await sampler
+  if (process.env.RCH_TEST_VERBOSE) console.log(`slow phase read ${(readSlowly / 1e6).toFixed(1)} MB; peak RSS: agent ${Math.round(peak.agent / 1024)} MB (from ${Math.round(agentBase / 1024)} MB), hook ${Math.round(peak.hook / 1024)} MB`)
+  // The reader really was the slow end: the step was still printing when the slow phase ended.
+  expect(finishedEarly).toBe(false)
+  expect(readSlowly).toBeGreaterThan(1_000_000)
+  expect(readSlowly).toBeLessThan(total / 2)
+  // Every byte arrived, in order.
+  expect(r.code).toBe(0)
+  expect(read).toBe(total)
+  expect(wrong).toBe(0)
+  // Held back, not buffered: neither process grew by anything like what the reader left unread.
+  expect(peak.hook).toBeGreaterThan(0)
+  expect(peak.hook).toBeLessThan(150 * 1024)
+  if (agentOn) expect(peak.agent - agentBase).toBeLessThan(80 * 1024)
+}, 120000)
+
+test('a reader that is behind when the step ends still gets every byte before the hook exits', async () => {
+  // More than the pipe and this side's stream take in (~220 KB), less than the hook lets queue on its
+  // stdout: the hook reads all of it off the agent before the reader takes more, so it holds the
+  // rest when the step's exit status arrives.
+  const total = 400_000
+  const { child, done } = runner.start('run_script_step', runner.scriptStep(`head -c ${total} /dev/zero | tr '\\0' x\n`).args, { callerReadsStdout: true })
+  let read = 0
+  let other = 0
+  child.stdout!.pause()
+  child.stdout!.on('data', (c: Buffer) => {
+    read += c.length
+    for (const b of c) if (b !== 0x78) other++
+  })
+  const exitedUnread = await settlesWithin(done, 3000)
+  child.stdout!.resume()
+  const r = await done
+  expect({ code: r.code, exitedUnread, read, other }).toEqual({ code: 0, exitedUnread: false, read: total, other: 0 })
+}, 60000)
+
 test('a secret in the step env never appears on any process command line (positive control included)', async () => {
   const secret = randomBytes(24).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 32)
   expect(secret).toHaveLength(32)
@@ -208,7 +294,6 @@ test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
 })
 
 // With the agent disabled there is no agent to kill: the hook holds the connection itself.
-const agentOn = process.env.RCH_TEST_AGENT !== 'off'
 ;(agentOn ? test : test.skip)('a dropped connection (the job agent killed mid-step) never exits 0', async () => {
   const marker = `drop-marker-${randomBytes(4).toString('hex')}`
   const { args } = runner.scriptStep(`echo ${marker}\nsleep 30\necho not-dropped\n`)

@@ -102,7 +102,7 @@ export class FakeRunner {
   }
 
   /** Starts the hook; resolve `done` for the result. The child is exposed for signals. */
-  start(command: string, args: unknown, opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean } = {}): { child: ChildProcess; done: Promise<HookRun> } {
+  start(command: string, args: unknown, opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean; callerReadsStdout?: boolean } = {}): { child: ChildProcess; done: Promise<HookRun> } {
     const dir = join(this.temp, '_runner_hook_responses')
     mkdirSync(dir, { recursive: true })
     const responseFile = join(dir, `${randomUUID()}.json`)
@@ -113,7 +113,8 @@ export class FakeRunner {
     const child = spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (c) => (stdout += c))
+    // callerReadsStdout: the caller reads the hook's stdout itself, at its own pace (HookRun.stdout stays empty).
+    if (!opts.callerReadsStdout) child.stdout.on('data', (c) => (stdout += c))
     child.stderr.on('data', (c) => (stderr += c))
     child.stdin.end(input)
     const done = new Promise<HookRun>((resolve) => {

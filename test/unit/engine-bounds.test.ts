@@ -99,3 +99,67 @@ describe('hijacked stream frames', () => {
     await expect(ended).rejects.toThrow(/over the limit/)
   })
 })
+
+describe('hijacked stream output', () => {
+  const header = (type: number, size: number): Buffer => {
+    const h = Buffer.alloc(8)
+    h[0] = type
+    h.writeUInt32BE(size, 4)
+    return h
+  }
+
+  test('is handed on as it arrives, not once its frame is whole', async () => {
+    let sendRest!: () => void
+    respond = (sock) => {
+      sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
+      const payload = Buffer.alloc(100_000, 0x61)
+      sock.write(Buffer.concat([header(1, payload.length), payload.subarray(0, 1000)]))
+      sendRest = () => sock.end(payload.subarray(1000))
+    }
+    const got: number[] = []
+    let first!: () => void
+    const firstArrived = new Promise<void>((r) => (first = r))
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, {
+      onStdout: (c) => {
+        got.push(c.length)
+        first()
+      },
+      onStderr: () => undefined
+    })
+    await firstArrived
+    expect(got).toEqual([1000])
+    sendRest()
+    await ended
+    expect(got.reduce((a, b) => a + b, 0)).toBe(100_000)
+  })
+
+  test('frames split anywhere arrive byte-exact and in order on their streams', async () => {
+    const parts: Buffer[] = []
+    const want = { out: [] as Buffer[], err: [] as Buffer[] }
+    for (let i = 0; i < 40; i++) {
+      const type = i % 3 === 0 ? 2 : 1
+      const p = Buffer.alloc(1 + ((i * 7919) % 40_000), 0x30 + (i % 10))
+      ;(type === 2 ? want.err : want.out).push(p)
+      parts.push(header(type, p.length), p)
+    }
+    const wire = Buffer.concat(parts)
+    respond = (sock) => {
+      sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
+      let i = 0
+      const next = (): void => {
+        if (i >= wire.length) return void sock.end()
+        const n = 1 + ((i * 31) % 5000)
+        sock.write(wire.subarray(i, i + n))
+        i += n
+        setImmediate(next)
+      }
+      next()
+    }
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void out.push(Buffer.from(c)), onStderr: (c) => void err.push(Buffer.from(c)) })
+    await ended
+    expect(Buffer.concat(out).equals(Buffer.concat(want.out))).toBe(true)
+    expect(Buffer.concat(err).equals(Buffer.concat(want.err))).toBe(true)
+  })
+})

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { F, FrameReader, FrameTooLarge, frame, MAX_FRAME } from '../../src/remote/mux-frames'
+import { F, FrameReader, FrameTooLarge, frame, isStreamFrame, MAX_FRAME, QUEUE_LIMIT, whenDrained, writeFrame } from '../../src/remote/mux-frames'
 import { MuxRemote } from '../../src/remote/mux-client'
 import { MAX_HEADER, requestLine } from '../../src/remote/agent'
 
@@ -189,5 +189,109 @@ describe("the agent's request line", () => {
 
   it('the agent allows 16 MiB', () => {
     expect(MAX_HEADER).toBe(16 * 1024 * 1024)
+  })
+})
+
+describe('FrameReader with byte-stream frames handed on in pieces', () => {
+  const streamed = (): { got: Got[]; reader: FrameReader } => {
+    const got: Got[] = []
+    return { got, reader: new FrameReader((t, p) => got.push([t, Buffer.from(p)]), undefined, MAX_FRAME, isStreamFrame) }
+  }
+  /** Joins consecutive pieces of one stream frame type, as a consumer writing them out sees them. */
+  const joined = (got: Got[]): Got[] => {
+    const out: Got[] = []
+    for (const [t, p] of got) {
+      const last = out[out.length - 1]
+      if (last && last[0] === t && isStreamFrame(t)) last[1] = Buffer.concat([last[1], p])
+      else out.push([t, p])
+    }
+    return out
+  }
+  // Adjacent frames of one stream type would join, so the wire alternates them.
+  const MIXED: Got[] = [
+    [F.STDOUT, randomBytes(70_000)],
+    [F.STDERR, Buffer.from('warn\n')],
+    [F.STDOUT, Buffer.from('héllo')],
+    [F.EXIT, Buffer.from(JSON.stringify({ code: 0, signal: null }))],
+    [F.STDIN, randomBytes(300)],
+    [F.ERROR, Buffer.from('lost')]
+  ]
+  const wire = Buffer.concat(MIXED.map(([t, p]) => frame(t, p)))
+
+  it('the pieces of each frame join to its payload; other frames arrive whole, across random splits', () => {
+    for (let round = 0; round < 100; round++) {
+      const { got, reader } = streamed()
+      let i = 0
+      while (i < wire.length) {
+        const n = 1 + Math.floor(Math.random() * 9000)
+        reader.push(wire.subarray(i, i + n))
+        i += n
+      }
+      expect(sig(joined(got))).toBe(sig(MIXED))
+      // control frames are never split
+      expect(got.filter(([t]) => t === F.EXIT)).toEqual([MIXED[3]])
+    }
+  })
+
+  it('hands a stream payload on as it arrives, without waiting for the rest of the frame', () => {
+    const { got, reader } = streamed()
+    const f = frame(F.STDOUT, Buffer.alloc(100_000, 0x61))
+    reader.push(f.subarray(0, 1005))
+    expect(got.map(([t, p]) => [t, p.length])).toEqual([[F.STDOUT, 1000]])
+    reader.push(f.subarray(1005))
+    expect(got.reduce((n, [, p]) => n + p.length, 0)).toBe(100_000)
+  })
+
+  it('the limit on a frame\'s announced length holds for stream frames too', () => {
+    const errors: string[] = []
+    const got: number[] = []
+    const reader = new FrameReader((_t, p) => got.push(p.length), (e) => errors.push(e.message), 10, isStreamFrame)
+    reader.push(frame(F.STDOUT, Buffer.alloc(10)))
+    reader.push(frame(F.STDOUT, Buffer.alloc(11)).subarray(0, 5))
+    expect(got).toEqual([10])
+    expect(errors).toEqual(['a frame of 11 bytes is over the limit of 10'])
+  })
+})
+
+describe('writeFrame', () => {
+  it('says "go on" until QUEUE_LIMIT bytes wait in the socket, and sends header and payload unchanged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-mux-'))
+    const path = join(dir, 'w.sock')
+    let peer!: import('node:net').Socket
+    const server = createServer((s) => {
+      peer = s
+      s.pause() // nothing is read yet: what is written stays queued
+    })
+    await new Promise<void>((r) => server.listen(path, r))
+    const sock = connect(path)
+    await new Promise((r) => sock.once('connect', r))
+    try {
+      const chunk = Buffer.alloc(32 * 1024, 7)
+      const answers: boolean[] = []
+      for (let i = 0; i < 200 && (answers.length === 0 || answers[answers.length - 1]); i++) {
+        answers.push(writeFrame(sock, F.STDOUT, chunk))
+        await new Promise((r) => setImmediate(r))
+      }
+      // Node's own mark (16 KiB) would have said "wait" at the first 32 KiB frame.
+      expect(answers.filter(Boolean).length).toBeGreaterThan(1)
+      expect(answers[answers.length - 1]).toBe(false)
+      expect(sock.writableLength).toBeGreaterThanOrEqual(QUEUE_LIMIT)
+      expect(sock.writableLength).toBeLessThan(QUEUE_LIMIT + 2 * (chunk.length + 5))
+      // what arrives decodes to the frames written
+      const got: Got[] = []
+      const reader = new FrameReader((t, p) => got.push([t, Buffer.from(p)]))
+      const drained = new Promise<void>((r) => whenDrained(sock, r))
+      peer.on('data', (c: Buffer) => reader.push(c))
+      peer.resume()
+      await drained
+      sock.end()
+      await new Promise((r) => peer.once('end', r))
+      expect(got).toHaveLength(answers.length)
+      expect(got.every(([t, p]) => t === F.STDOUT && p.equals(chunk))).toBe(true)
+    } finally {
+      sock.destroy()
+      server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

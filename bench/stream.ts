@@ -1,0 +1,213 @@
+// The step-output row of `npm run bench`: one command printing 20 MB, run through the hook (a
+// run_script_step served by the job's agent) and under local `docker exec` into the same container,
+// each writing to a pipe that is read to the end as the runner reads the hook's stdout. Also samples
+// the hook's and the agent's memory during the step.
+import { spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { FakeRunner } from '../test/helpers/fake-runner'
+
+export const STREAM_BYTES = 20_000_000
+const FILE = '/tmp/rch-bench-stream.txt'
+/** The two commands timed: one that makes its 20.2 MB as it prints (15 MB of random bytes as base64 lines of 100), one that only reads a file. */
+export const STREAM_COMMANDS = {
+  generated: { script: 'head -c 15000000 /dev/urandom | base64 -w 100', label: '`head -c 15000000 /dev/urandom \\| base64 -w 100` (20.2 MB)' },
+  cat: { script: `cat ${FILE}`, label: 'cat of a 20 MB file (the path alone)' }
+} as const
+export type StreamCommand = keyof typeof STREAM_COMMANDS
+/** e.g. `--cpu-prof --cpu-prof-dir=…` to profile the hook's side of the stream. */
+const NODE_ARGS = (process.env.RCH_BENCH_HOOK_NODE_ARGS ?? '').split(' ').filter(Boolean)
+
+function statusKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number | null {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
+}
+
+/** The job's agent: the one `__agent` process whose command line names the job's local folder. */
+export function agentPid(localDir: string): number | null {
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue
+    try {
+      const c = readFileSync(`/proc/${p}/cmdline`, 'utf8')
+      if (c.includes('__agent') && c.includes(localDir)) return Number(p)
+    } catch {
+      // gone
+    }
+  }
+  return null
+}
+
+interface Drained {
+  ms: number
+  /** From the first byte read to the last. */
+  flowMs: number
+  bytes: number
+  code: number | null
+  stderr: string
+}
+
+/** Runs a process whose stdout is counted and dropped (a reader that keeps up, like the runner's). */
+function drain(cmd: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; input?: string; onStart?: (pid: number) => void } = {}): Promise<Drained> {
+  return new Promise((resolve, reject) => {
+    const t = process.hrtime.bigint()
+    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+    let bytes = 0
+    let stderr = ''
+    let first = 0n
+    let last = 0n
+    child.stdout.on('data', (c: Buffer) => {
+      last = process.hrtime.bigint()
+      if (!bytes) first = last
+      bytes += c.length
+    })
+    child.stderr.on('data', (c: Buffer) => (stderr += c))
+    child.stdin.end(opts.input ?? '')
+    child.on('error', reject)
+    opts.onStart?.(child.pid!)
+    child.on('close', (code) => resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, flowMs: Number(last - first) / 1e6, bytes, code, stderr }))
+  })
+}
+
+/** Samples VmRSS of the given pids every few ms until stopped; returns the peaks in KiB. */
+function sampler(pids: () => number[]): { stop(): Promise<Map<number, number>> } {
+  const peak = new Map<number, number>()
+  let on = true
+  const loop = (async () => {
+    while (on) {
+      for (const pid of pids()) {
+        const kb = statusKb(pid, 'VmRSS') ?? 0
+        if (kb > (peak.get(pid) ?? 0)) peak.set(pid, kb)
+      }
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  })()
+  return {
+    stop: async () => {
+      on = false
+      await loop
+      return peak
+    }
+  }
+}
+
+export interface StreamResult {
+  ours: number[]
+  local: number[]
+  oursFlow: number[]
+  localFlow: number[]
+  hookPeakMb: number
+  agentPeakMb: number
+  /** The agent between steps: after a no-op step, and after the streams; VmRSS and its private part (RssAnon). */
+  agentIdleMb: number
+  agentIdlePrivateMb: number
+  agentSteadyMb: number
+  agentSteadyPrivateMb: number
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+/** Hook input for one run_script_step, as the runner writes it (fresh response file). */
+function stepInput(runner: FakeRunner, script: string): string {
+  const { args } = runner.scriptStep(script)
+  const dir = join(runner.temp, '_runner_hook_responses')
+  mkdirSync(dir, { recursive: true })
+  const responseFile = join(dir, `${randomUUID()}.json`)
+  writeFileSync(responseFile, '')
+  return JSON.stringify({ command: 'run_script_step', responseFile, args, state: runner.state }) + '\n'
+}
+
+/**
+ * `rounds` runs of each side, alternating which goes first. For `cat`, the 20 MB are made once in
+ * the job container (random base64 lines of 100 characters), so both sides time only the path.
+ */
+export async function measureStream(runner: FakeRunner, containerId: string, localDir: string, rounds: number, hook: string, command: StreamCommand): Promise<StreamResult> {
+  const script = STREAM_COMMANDS[command].script
+  const make = await drain('docker', ['exec', containerId, 'sh', '-c', `head -c ${STREAM_BYTES} /dev/urandom | base64 -w 100 | head -c ${STREAM_BYTES} > ${FILE}`])
+  if (make.code !== 0) throw new Error(`stream bench: cannot make the file: ${make.stderr}`)
+  // The agent exists once a step ran through the hook.
+  const warm = await drain(process.execPath, [hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, 'true\n') })
+  if (warm.code !== 0) throw new Error(`stream bench: warm-up step failed: ${warm.stderr}`)
+  const agent = agentPid(localDir)
+  if (agent === null) throw new Error('stream bench: no agent process for the job')
+  const idle = statusKb(agent, 'VmRSS') ?? 0
+  const idlePrivate = statusKb(agent, 'RssAnon') ?? 0
+  const ours: number[] = []
+  const local: number[] = []
+  const oursFlow: number[] = []
+  const localFlow: number[] = []
+  let hookPeak = 0
+  let agentPeak = 0
+  const runOurs = async (): Promise<void> => {
+    let hookPid = 0
+    const s = sampler(() => (hookPid ? [hookPid, agent] : [agent]))
+    const r = await drain(process.execPath, [...NODE_ARGS, hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, `${script}\n`), onStart: (p) => (hookPid = p) })
+    const peaks = await s.stop()
+    if (r.code !== 0 || r.bytes < STREAM_BYTES) throw new Error(`stream bench: step exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
+    hookPeak = Math.max(hookPeak, peaks.get(hookPid) ?? 0)
+    agentPeak = Math.max(agentPeak, peaks.get(agent) ?? 0)
+    ours.push(r.ms)
+    oursFlow.push(r.flowMs)
+  }
+  const runLocal = async (): Promise<void> => {
+    const r = await drain('docker', ['exec', containerId, 'sh', '-c', script])
+    if (r.code !== 0 || r.bytes < STREAM_BYTES) throw new Error(`stream bench: docker exec exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
+    local.push(r.ms)
+    localFlow.push(r.flowMs)
+  }
+  for (let i = 0; i < rounds; i++) {
+    if (i % 2) {
+      await runLocal()
+      await runOurs()
+    } else {
+      await runOurs()
+      await runLocal()
+    }
+  }
+  // Steady: the agent between steps, a second after the last stream.
+  await new Promise((r) => setTimeout(r, 1000))
+  const steady = statusKb(agent, 'VmRSS') ?? 0
+  const steadyPrivate = statusKb(agent, 'RssAnon') ?? 0
+  await drain('docker', ['exec', containerId, 'rm', '-f', FILE])
+  const mb = (kb: number): number => kb / 1024
+  return {
+    ours,
+    local,
+    oursFlow,
+    localFlow,
+    hookPeakMb: mb(hookPeak),
+    agentPeakMb: mb(agentPeak),
+    agentIdleMb: mb(idle),
+    agentIdlePrivateMb: mb(idlePrivate),
+    agentSteadyMb: mb(steady),
+    agentSteadyPrivateMb: mb(steadyPrivate)
+  }
+}
+
+export function streamRow(command: StreamCommand, r: StreamResult): { name: string; ours: number; baseline: number; baselineName: string; unit: string; target: string; note: string; ratio: number; ok: boolean } {
+  const bytes = command === 'cat' ? STREAM_BYTES : 20_200_000
+  const mbps = (ms: number): number => bytes / 1e6 / (ms / 1000)
+  const ours = mbps(median(r.ours))
+  const local = mbps(median(r.local))
+  return {
+    name: `a step printing 20 MB: ${STREAM_COMMANDS[command].label}`,
+    ours,
+    baseline: local,
+    baselineName: 'local docker exec, same command and container',
+    unit: 'MB/s',
+    target: '≥ 0.7×',
+    ratio: ours / local,
+    ok: ours / local >= 0.7,
+    note:
+      `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds; first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
+      `${Math.round(median(r.localFlow))} ms (${(mbps(median(r.oursFlow)) / mbps(median(r.localFlow))).toFixed(2)}×). Peak RSS (VmRSS every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, agent ${r.agentPeakMb.toFixed(0)} MB. ` +
+      `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these`
+  }
+}
