@@ -100,10 +100,10 @@ function goodState(w: World): Record<string, any> {
   const owner = ownerOf(w.runner.name)
   const jobId = hex(16)
   return {
-    v: 1,
+    v: 2,
     jobId,
     owner,
-    host: { index: 0, slot: 0, host: '127.0.0.1', port: w.config.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile },
+    host: { kind: 'static', index: 0, slot: 0, host: '127.0.0.1', port: w.config.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile },
     jobRoot: `${w.workRoot}/jobs/${owner}-${jobId}`,
     hostWork: w.runner.work,
     externals: null,
