@@ -3,7 +3,6 @@
 import { hostname } from 'node:os'
 import { z } from 'zod'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
-import { ownerId } from '../labels'
 import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, type ConnectInfo, type Remote } from '../remote/remote'
@@ -24,11 +23,13 @@ export function leaseDir(workRoot: string, slot: number): string {
 
 /**
  * Shell: removes the lease folders an owner holds on this host (but `keep`), a symlink never
- * followed; names each as a record `released-slot-N`.
+ * followed, and its half-made ones; names each lease released as a record `released-slot-N`.
  */
 function releaseOwnedScript(workRoot: string, owner: string, keep?: string): string {
+  const leases = shq(`${workRoot}/leases`)
   return (
-    `for d in ${shq(workRoot)}/leases/slot-*; do ` +
+    `rm -rf ${leases}/.new-${owner}-*; ` +
+    `for d in ${leases}/slot-*; do ` +
     `if [ -L "$d" ]; then continue; fi; ` +
     `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && ${record('"released-${d##*/}"')}; }; ` +
     `done; true`
@@ -37,20 +38,24 @@ function releaseOwnedScript(workRoot: string, owner: string, keep?: string): str
 
 /**
  * Shell: takes `dir` (new), or takes it over from a dead job of this runner (stale), or answers busy.
- * Making the lease root is its own step that fails loudly: a work root that cannot be made is the
- * operator's to fix, not a busy host to wait for.
+ * A lease appears whole: its folder is made beside it with the owner file inside, then renamed
+ * into place, so no slot is ever held without saying by whom (a release finds and frees it).
+ * Anything else that fails is the operator's to fix and fails loudly with the command's own
+ * words, never answered as busy.
  */
-export function leaseScript(workRoot: string, dir: string, owner: string, mark: string): string {
+export function leaseScript(workRoot: string, dir: string, owner: string, jobId: string, mark: string): string {
   const leases = shq(`${workRoot}/leases`)
+  const t = shq(`${workRoot}/leases/.new-${owner}-${jobId}`)
+  const d = shq(dir)
   return (
     // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
-    `if mkdir ${shq(dir)} 2>/dev/null; then r=new; ` +
-    `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then r=stale; ` +
-    `else ${record('busy')}; exit 0; fi; ` +
-    // Written before the answer: if the owner file cannot be written, the folder goes again.
-    `echo ${shq(mark)} > ${shq(dir)}/owner || { rm -rf ${shq(dir)}; exit 4; }; ` +
+    `rm -rf ${t}; { mkdir ${t} && echo ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
+    `if e=$(mv -T ${t} ${d} 2>&1); then r=new; ` +
+    `elif [ -L ${d} ] || [ ! -d ${d} ]; then rm -rf ${t}; echo "$e" >&2; exit 5; ` +
+    `elif [ "$(cut -d' ' -f1 ${d}/owner 2>/dev/null)" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
+    `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
     `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
   )
 }
@@ -78,7 +83,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
   async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<StaticLease>> {
     const { log } = env
     const runnerName = env.runner.runnerName
-    const owner = ownerId(runnerName)
+    const owner = job.owner
     const byHost = new Map<number, StaticLease[]>()
     for (const l of this.candidates()) byHost.set(l.index, [...(byHost.get(l.index) ?? []), l])
     let lastError: unknown = null
@@ -148,7 +153,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     // over, and once a slot is ours, its other leases on this host are released.
     let r: string[]
     try {
-      r = await ask(remote, leaseScript(this.workRoot, dir, owner, mark), { label })
+      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark), { label })
       if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
       const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
       const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
