@@ -227,7 +227,7 @@ function stateCases(command: Cmd): Case[] {
     s('container.path', 'container.path', (_w, st) => set(st, 'container.path', inject(pick(['\n', '\0', '\r'])))),
     s('services', 'services.0.id', (_w, st) => set(st, 'services', [{ id: pick(['x', bad.stateString()]), image: 'redis' }])),
     s('volumes', 'volumes.0', (_w, st) => set(st, 'volumes', [bad.volume()])),
-    s('v', 'v', (_w, st) => set(st, 'v', pick([0, 2, '1']))),
+    s('v', 'v', (_w, st) => set(st, 'v', pick([0, 1, 3, '2']))),
     { name: `${command} state with an unknown key`, command, code: 64, field: 'state', state: (_w, st) => ({ ...st, [word()]: bad.stateString() }) }
   ]
 }
