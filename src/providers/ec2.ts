@@ -37,11 +37,12 @@ const TERMINAL = new Set(['terminated', 'shutting-down', 'stopped', 'stopping'])
  */
 export function terminateSignal(cancel: AbortSignal, deadlineMs = TERMINATE_DEADLINE_MS, graceMs = TERMINATE_AFTER_CANCEL_MS): { signal: AbortSignal; done: () => void } {
   const stop = new AbortController()
-  const graceOver = (): void => void AbortSignal.timeout(graceMs).addEventListener('abort', () => stop.abort(new HookError(`cancelled, and no answer within ${graceMs / 1000} s`)), { once: true })
+  const after = (ms: number, why: string): void => void AbortSignal.timeout(ms).addEventListener('abort', () => stop.abort(new HookError(why)), { once: true })
+  const graceOver = (): void => after(graceMs, `cancelled, and no answer within ${graceMs / 1000} s`)
+  after(deadlineMs, `no answer within ${deadlineMs / 1000} s`)
   if (cancel.aborted) graceOver()
   else cancel.addEventListener('abort', graceOver, { once: true })
-  const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(deadlineMs)])
-  return { signal, done: () => cancel.removeEventListener('abort', graceOver) }
+  return { signal: stop.signal, done: () => cancel.removeEventListener('abort', graceOver) }
 }
 
 export class Ec2Provider implements VmProvider<Ec2Lease> {
