@@ -177,7 +177,7 @@ export function acquireMachine(ctx: HookContext, provider: VmProvider<Lease>, jo
 }
 
 /** Gives a job's machine back (`remote`: an open connection to it, when the provider needs one). */
-export function releaseMachine(ctx: HookContext, provider: VmProvider<Lease>, lease: Lease, remote: Remote | null, jobId: string): Promise<void> {
+export async function releaseMachine(ctx: HookContext, provider: VmProvider<Lease>, lease: Lease, remote: Remote | null, jobId: string): Promise<void> {
   if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
   return provider.release(lease, remote, jobId, directEnv(ctx))
 }
