@@ -12,7 +12,8 @@ import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { waitUntil } from './retry'
 import { connectFailure } from './remote/agent-failure'
-import type { Acquired, VmProvider } from './providers/provider'
+import type { Acquired, OrphanReport, ProviderEnv, Tidy, VmProvider } from './providers/provider'
+import type { Lease } from './providers/factory'
 import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
 import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
 import { tools, TOOL_ENV } from './tools'
@@ -158,16 +159,37 @@ export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: 
   return agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
 }
 
+/** What a provider gets of the hook: log, cancel, the runner's facts and how to connect. */
+function providerEnv(ctx: HookContext, connect: ProviderEnv['connect'], discard: ProviderEnv['discard']): ProviderEnv {
+  return { log: ctx.log, signal: ctx.signal, runner: { runnerName: ctx.runner.runnerName, github: ctx.runner.github }, connect, discard }
+}
+
+/** Direct connections, closed by whoever opened them (no job agent to stop). */
+const directEnv = (ctx: HookContext): ProviderEnv =>
+  providerEnv(ctx, (c) => directRemote(ctx, c), async (_c, r) => r.close())
+
 /** Gets a machine for a job from its provider, its connection going through the job's agent. */
-export function acquireMachine(ctx: HookContext, provider: VmProvider, jobId: string, owner: string, localDir: string): Promise<Acquired> {
-  return provider.acquire(ctx, {
-    jobId,
-    owner,
-    localDir,
-    open: (c) => openJobRemote(ctx, c, localDir),
-    discard: async (c, r) => {
-      r.close()
-      await stopAgent(localDir, c)
-    }
-  })
+export function acquireMachine(ctx: HookContext, provider: VmProvider<Lease>, jobId: string, owner: string, localDir: string): Promise<Acquired<Lease>> {
+  return provider.acquire(
+    { jobId, owner, localDir },
+    providerEnv(
+      ctx,
+      (c) => openJobRemote(ctx, c, localDir),
+      async (c, r) => {
+        r.close()
+        await stopAgent(localDir, c)
+      }
+    )
+  )
+}
+
+/** Gives a job's machine back (`remote`: an open connection to it, when the provider needs one). */
+export async function releaseMachine(ctx: HookContext, provider: VmProvider<Lease>, lease: Lease, remote: Remote | null, jobId: string): Promise<void> {
+  if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
+  return provider.release(lease, remote, jobId, directEnv(ctx))
+}
+
+/** Cleanup without state: `tidy` runs on each machine this runner may hold, then the provider releases it. */
+export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, owner: string, tidy: Tidy): Promise<OrphanReport> {
+  return provider.cleanupOrphans(owner, directEnv(ctx), tidy)
 }

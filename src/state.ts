@@ -6,59 +6,79 @@ import { z } from 'zod'
 import type { Config } from './config'
 import type { HookContext } from './context'
 import { InputError } from './errors'
-import { CONTAINER_ID, EC2_INSTANCE_ID, escapeRe, HEX16, hasControl, isHostName, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
+import { CONTAINER_ID, escapeRe, HEX16, hasControl, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
 import { ownerId } from './labels'
 import { jobFolder } from './docker/job-folder'
 import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
-import type { Lease } from './providers/provider'
+import { leaseFields, leaseRulesFor, type Lease } from './providers/factory'
+import type { ConnectInfo } from './remote/remote'
 
 const hex16 = z.string().regex(HEX16, 'must be 16 hex digits')
 const containerId = z.string().regex(CONTAINER_ID, 'must be a container id (12-64 hex digits)')
 const imageRef = z.string().refine(isImageRef, 'must be an image reference')
 const normalFolder = z.string().refine((p) => isNormalAbsolute(p) && p !== '/', 'must be a normalised absolute path other than /')
 
-const StoredStateSchema = z
-  .object({
-    v: z.literal(1),
-    jobId: hex16,
-    owner: hex16,
-    host: z
-      .object({
-        index: z.number().int(),
-        slot: z.number().int(),
-        host: z.string(),
-        port: z.number().int().min(1).max(65535),
-        user: z.string(),
-        identityFile: z.string(),
-        knownHostsFile: z.string(),
-        instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)').optional()
-      })
-      .strict(),
-    /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
-    jobRoot: z.string(),
-    /** Host `_work` this job's mounts came from. */
-    hostWork: normalFolder,
-    externals: z.object({ host: normalFolder, remote: z.string() }).strict().nullable(),
-    /** Workspace roots synced each step, relative to `_work`. */
-    pullRoots: z.array(z.string().refine(isSafeName, 'must be a single folder name')).max(2),
-    network: z.string().nullable(),
-    container: z
-      .object({
-        id: containerId,
-        image: imageRef,
-        path: z.string().max(65536).refine((p) => !hasControl(p), 'must not contain control characters')
-      })
-      .strict()
-      .nullable(),
-    services: z.array(z.object({ id: containerId, image: imageRef }).strict()),
-    volumes: z.array(z.string().refine(isVolumeName, 'must be a volume name')),
-    /** Written by older builds; never read (the local folder is derived from owner and job id). */
-    localDir: z.unknown().optional()
-  })
-  .strict()
+const connectShape = {
+  host: z.string(),
+  port: z.number().int().min(1).max(65535),
+  user: z.string(),
+  identityFile: z.string(),
+  knownHostsFile: z.string()
+}
 
-export type StoredState = Omit<z.infer<typeof StoredStateSchema>, 'localDir'>
+/** The job's lease as stored: its connect fields beside the configured kind's own fields. */
+function storedHostSchema(kind: string) {
+  const rules = leaseFields().find((k) => k.kind === kind)
+  return z.object({ kind: z.literal(kind, { errorMap: () => ({ message: `is not provider.kind (${kind})` }) }), ...connectShape, ...rules?.fields }).strict()
+}
+
+type Flat<L> = L extends { connect: ConnectInfo } ? Omit<L, 'connect'> & ConnectInfo : never
+/** A lease as the state keeps it (flat, so `state.host` is also the machine's ConnectInfo). */
+export type StoredHost = Flat<Lease>
+
+export function storedHost(lease: Lease): StoredHost {
+  const { connect, ...rest } = lease
+  return { ...rest, ...connect } as StoredHost
+}
+
+export function leaseOf(h: StoredHost): Lease {
+  const { host, port, user, identityFile, knownHostsFile, ...rest } = h
+  return { ...rest, connect: { host, port, user, identityFile, knownHostsFile } } as Lease
+}
+
+function stateSchema(kind: string) {
+  return z
+    .object({
+      v: z.literal(2),
+      jobId: hex16,
+      owner: hex16,
+      host: storedHostSchema(kind),
+      /** Remote per-job folder; host `_work` lives at `<jobRoot>/w`. */
+      jobRoot: z.string(),
+      /** Host `_work` this job's mounts came from. */
+      hostWork: normalFolder,
+      externals: z.object({ host: normalFolder, remote: z.string() }).strict().nullable(),
+      /** Workspace roots synced each step, relative to `_work`. */
+      pullRoots: z.array(z.string().refine(isSafeName, 'must be a single folder name')).max(2),
+      network: z.string().nullable(),
+      container: z
+        .object({
+          id: containerId,
+          image: imageRef,
+          path: z.string().max(65536).refine((p) => !hasControl(p), 'must not contain control characters')
+        })
+        .strict()
+        .nullable(),
+      services: z.array(z.object({ id: containerId, image: imageRef }).strict()),
+      volumes: z.array(z.string().refine(isVolumeName, 'must be a volume name')),
+      /** Written by older builds; never read (the local folder is derived from owner and job id). */
+      localDir: z.unknown().optional()
+    })
+    .strict()
+}
+
+export type StoredState = Omit<z.infer<ReturnType<typeof stateSchema>>, 'localDir' | 'host'> & { host: StoredHost }
 /** The state as handlers use it: the stored fields plus the job's derived local folder. */
 export type HookState = StoredState & {
   /** Local folder with the agent socket and sync manifests (derived, never from the runner). */
@@ -96,32 +116,18 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   })
   if (s.externals && !new RegExp(`^${escapeRe(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
   if (s.network !== null && s.network !== `rch-${s.jobId}`) bad('network', "is not the job's network")
-  const h = s.host
   const p = f.config.provider
-  if (p.kind === 'static') {
-    const c = p.hosts[h.index]
-    if (!c) return [...issues, `state.host.index: no such host in provider.hosts`]
-    if (h.slot < 0 || h.slot >= c.slots) bad('host.slot', `is not a slot of provider.hosts.${h.index}`)
-    for (const k of ['host', 'port', 'user', 'identityFile', 'knownHostsFile'] as const) if (h[k] !== c[k]) bad(`host.${k}`, `differs from provider.hosts.${h.index}.${k}`)
-    if (h.instanceId !== undefined) bad('host.instanceId', 'is not used by static hosts')
-  } else {
-    const local = localDirOf(f.localRoot, s.owner, s.jobId)
-    if (h.index !== -1 || h.slot !== 0) bad('host.index', 'is not an EC2 lease')
-    if (h.instanceId === undefined) bad('host.instanceId', 'is missing')
-    if (!isHostName(h.host)) bad('host.host', 'must be an IP address or a DNS name')
-    if (h.user !== p.user) bad('host.user', 'differs from provider.user')
-    if (h.identityFile !== `${local}/id_ed25519`) bad('host.identityFile', "is not the job's own key file")
-    if (h.knownHostsFile !== `${local}/known_hosts`) bad('host.knownHostsFile', "is not the job's own known_hosts file")
-  }
+  for (const [field, why] of leaseRulesFor(p).issues(leaseOf(s.host), p, localDirOf(f.localRoot, s.owner, s.jobId))) bad(`host.${field}`, why)
   return issues
 }
 
 /** The runner's state, checked; null when there is none. Throws InputError naming every bad field. */
 export function decodeState(raw: Record<string, unknown> | null, facts: StateFacts): HookState | null {
   if (raw === null || Object.keys(raw).length === 0) return null
-  const r = StoredStateSchema.safeParse(raw)
+  const r = stateSchema(facts.config.provider.kind).safeParse(raw)
   if (!r.success) throw new InputError(`invalid state from the runner: ${describeIssues(r.error, 'state').join('; ')}`)
-  const { localDir: _ignored, ...stored } = r.data
+  const { localDir: _ignored, ...rest } = r.data
+  const stored = rest as StoredState
   const issues = mismatches(stored, facts)
   if (issues.length) throw new InputError(`invalid state from the runner: ${issues.join('; ')}`)
   return { ...stored, localDir: localDirOf(facts.localRoot, stored.owner, stored.jobId) }
@@ -137,10 +143,10 @@ export function storedState(state: HookState): StoredState {
 export function initialState(j: { jobId: string; owner: string; lease: Lease; jobRoot: string; hostWork: string; repoRel: string | null; localDir: string }): HookState {
   const { lease } = j
   return {
-    v: 1,
+    v: 2,
     jobId: j.jobId,
     owner: j.owner,
-    host: { index: lease.index, slot: lease.slot, ...lease.connect, ...(lease.instanceId ? { instanceId: lease.instanceId } : {}) },
+    host: storedHost(lease),
     jobRoot: j.jobRoot,
     hostWork: j.hostWork,
     externals: null,

@@ -2,16 +2,18 @@
 // from labels/tags when state is null (prepare_job failed or was killed), and is safe to run twice.
 import { readdirSync, rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
-import { formatError, InputError } from '../errors'
-import { LABEL_JOB, ownerId } from '../labels'
-import { decodeState, stateFacts, type HookState } from '../state'
-import { openJobRemote, stopAgents } from '../session'
+import { formatError, InputError, TransportError } from '../errors'
+import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
+import { decodeState, leaseOf, stateFacts, type HookState } from '../state'
+import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
 import { removeLabelled } from '../docker/cli'
-import { removeJobFolder } from '../docker/job-folder'
-import { providerFor } from '../providers/provider'
+import { HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
+import { providerFor, type Lease } from '../providers/factory'
+import type { OrphanReport, VmProvider } from '../providers/provider'
+import { ask, expectEach, record } from '../remote/answer'
+import { shq } from '../remote/quote'
 import type { Remote } from '../remote/remote'
 import { withDeadline } from '../remote/deadline'
-import type { VmProvider } from '../providers/provider'
 
 export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookContext): Promise<HandlerResult> {
   const { log } = ctx
@@ -23,18 +25,18 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     // Nothing the state names is touched; this runner's own leftovers are still removed, and the
     // command fails so the bad state is seen.
     try {
-      await withoutState(ctx, await providerFor(ctx.config))
+      await withoutState(ctx, providerFor(ctx.config))
     } catch (f) {
       log.warn(`cleanup without state, after the state was refused, failed too: ${formatError(f)}`)
     }
     throw e
   }
-  const provider = await providerFor(ctx.config)
+  const provider = providerFor(ctx.config)
   if (!state) {
     await withoutState(ctx, provider)
     return { exitCode: 0 }
   }
-  const lease = { index: state.host.index, slot: state.host.slot, instanceId: state.host.instanceId, connect: state.host }
+  const lease = leaseOf(state.host)
   let remote: Remote | null = null
   try {
     // A machine that is destroyed on release needs no tidying (and may already be gone).
@@ -53,13 +55,13 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.
         try {
-          await provider.release(ctx, bounded.remote, lease, state.jobId)
+          await releaseMachine(ctx, provider, lease, bounded.remote, state.jobId)
         } finally {
           bounded.clear()
         }
       }
     } else {
-      await provider.release(ctx, null, lease, state.jobId)
+      await releaseMachine(ctx, provider, lease, null, state.jobId)
     }
   } finally {
     remote?.close()
@@ -70,16 +72,40 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
 }
 
 /** Everything this runner left, found by owner label/tag and local folder name. */
-async function withoutState(ctx: HookContext, provider: VmProvider): Promise<void> {
+async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Promise<void> {
   const owner = ownerId(ctx.runner.runnerName)
+  const workRoot = ctx.config.remote.workRoot
+  const tidied: string[] = []
+  let report: OrphanReport
   let local = 0
-  let summary: string
   try {
-    summary = await provider.cleanupOrphans(ctx, owner)
+    report = await releaseOrphans(ctx, provider, owner, async (remote, machine) => {
+      const r = await removeOwnedLeftovers(remote, workRoot, owner)
+      tidied.push(`${machine}: ${r.removed}, ${r.jobFolders} job folders`)
+    })
   } finally {
     local = await removeLocalLeftovers(ctx, owner)
   }
-  ctx.log.progress(`cleaned up this runner's leftovers: ${summary || 'nothing found'}${local ? `; ${local} local job folders` : ''}`)
+  const done = [...tidied, ...(report.released.length ? [`released ${report.released.join(', ')}`] : [])]
+  ctx.log.progress(`cleaned up this runner's leftovers: ${done.join('; ') || 'nothing found'}${local ? `; ${local} local job folders` : ''}`)
+  if (report.unreachable.length) throw new TransportError(`cleanup_job could not clean up every host: ${report.unreachable.map((u) => `${u.machine}: ${u.reason}`).join('; ')}`, 'network')
+}
+
+/**
+ * A lost job's containers, networks, volumes and job folders of this runner on one machine. Folder
+ * names are listed from inside the jobs folder and must match the pattern: a listing is never taken
+ * as a path to remove.
+ */
+export async function removeOwnedLeftovers(remote: Remote, workRoot: string, owner: string): Promise<{ removed: string; jobFolders: number }> {
+  const removed = await removeLabelled(remote, LABEL_OWNER, owner)
+  const label = "list this runner's job folders"
+  const names = expectEach(
+    await ask(remote, `cd ${shq(workRoot)}/jobs 2>/dev/null || exit 0; for d in ${owner}-${HEX16_GLOB}; do [ -e "$d" ] || [ -L "$d" ] || continue; ${record('"$d"')}; done`, { label }),
+    new RegExp(`^${owner}-[0-9a-f]{16}$`),
+    label
+  )
+  for (const n of names) await removeJobFolder(remote, workRoot, jobFolder(workRoot, owner, n.slice(owner.length + 1)), null)
+  return { removed, jobFolders: names.length }
 }
 
 /** Local folders of this runner's lost jobs (per-job keys, agent sockets): agents stopped, folders removed. */

@@ -11,9 +11,9 @@ import { check, run, type Remote } from '../remote/remote'
 import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import { rejoinArgs, shlexSplit } from '../shlex'
-import { providerFor } from '../providers/provider'
+import { providerFor } from '../providers/factory'
 import { createJobFolderScript, HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
-import { acquireMachine, bulkTransport, jobLocalDir, stopAgent } from '../session'
+import { acquireMachine, bulkTransport, jobLocalDir, releaseMachine, stopAgent } from '../session'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
@@ -105,7 +105,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   for (const p of [...(job ? [job] : []), ...services]) mounts.set(p, mountsOf(p, layout, named))
 
   const localDir = jobLocalDir(ctx, owner, jobId)
-  const provider = await providerFor(config)
+  const provider = providerFor(config)
   const undo: { what: string; fn: () => Promise<unknown> }[] = []
   let remote = null as Remote | null
   let baseRecorded: Promise<void> | null = null
@@ -119,8 +119,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       const a = await acquireMachine(ctx, provider, jobId, owner, localDir)
       remote = a.remote
       undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir, a.lease.connect) })
-      undo.push({ what: 'release the host', fn: () => provider.release(ctx, a.remote, a.lease, jobId) })
-      log.progress(`using ${a.lease.connect.host}:${a.lease.connect.port} slot ${a.lease.slot} (${Date.now() - t0} ms)`)
+      undo.push({ what: 'release the host', fn: () => releaseMachine(ctx, provider, a.lease, a.remote, jobId) })
+      log.progress(`using ${provider.describe(a.lease)} (${Date.now() - t0} ms)`)
       return a
     })
     const lease = acquired.lease

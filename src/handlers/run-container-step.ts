@@ -8,7 +8,7 @@ import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs, Mount } from '../protocol'
 import { initialState, type HookState } from '../state'
-import { acquireMachine, bulkTransport, jobLocalDir, openJobRemote, stopAgent } from '../session'
+import { acquireMachine, bulkTransport, jobLocalDir, openJobRemote, releaseMachine, stopAgent } from '../session'
 import { Engine } from '../docker/engine'
 import { runContainer } from '../docker/steps'
 import { buildImage, ensureImage } from '../docker/cli'
@@ -17,7 +17,7 @@ import { existingRoots, layoutOf, outputTo, PUSH_ROOTS, RSYNC_EXCLUDES, syncTarg
 import { rejoinArgs } from '../shlex'
 import { relToWork, remotePath, type Layout } from '../paths'
 import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
-import { providerFor } from '../providers/provider'
+import { providerFor } from '../providers/factory'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { jobFolder } from '../docker/job-folder'
@@ -106,7 +106,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const hostWork = runner.workDir
   const plan = planStep(args, layoutOf({ hostWork, jobRoot, externals: null }, config.remote.dockerSocket))
   const localDir = jobLocalDir(ctx, owner, jobId)
-  const provider = await providerFor(config)
+  const provider = providerFor(config)
   const { lease, remote } = await acquireMachine(ctx, provider, jobId, owner, localDir).catch((e: unknown) => {
     rmSync(localDir, { recursive: true, force: true })
     throw e
@@ -123,7 +123,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } finally {
     if (!provider.releaseDestroys) await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
-    await provider.release(ctx, remote, lease, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
+    await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
     remote.close()
     await stopAgent(localDir, lease.connect)
     rmSync(localDir, { recursive: true, force: true })

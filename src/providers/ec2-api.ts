@@ -55,6 +55,16 @@ export function isCapacityError(err: unknown): boolean {
   return CAPACITY.has(errName(err))
 }
 
+/**
+ * What a failed RunInstances means: `retry` the same request (same token), try the `next`
+ * candidate of the launch plan, or `fail` at once (credentials, permissions, a bad parameter:
+ * no other type or subnet will fix those). Read from the error's name and status, never its text.
+ */
+export function launchErrorAction(err: unknown): 'retry' | 'next' | 'fail' {
+  if (isCapacityError(err)) return 'next'
+  return isRetryableAwsError(err) ? 'retry' : 'fail'
+}
+
 export function awsErrorName(err: unknown): string {
   return errName(err) || 'Error'
 }

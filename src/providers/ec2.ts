@@ -3,104 +3,119 @@
 // instance type, subnet, then on-demand; throttling and server errors retry the same request
 // (same idempotency token) with backoff; every wait has one overall deadline and says what it waits for.
 import { createHash, randomBytes } from 'node:crypto'
-import { writePrivateFile } from '../private-fs'
 import { hostname } from 'node:os'
+import { z } from 'zod'
+import type * as Ec2 from '@aws-sdk/client-ec2'
+import { writePrivateFile } from '../private-fs'
 import type { Ec2Config } from '../config'
-import type { HookContext } from '../context'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
-import { retry, sleep } from '../retry'
-import type { ConnectInfo, Remote } from '../remote/remote'
-import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
-import { awsErrorName, ec2Client, isCapacityError, isRetryableAwsError } from './ec2-api'
+import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
+import { retry, waitUntil } from '../retry'
+import { run, type ConnectInfo, type Remote } from '../remote/remote'
+import { shq } from '../remote/quote'
+import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
+import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, type Ec2Sdk } from './ec2-api'
+import { addressOf, describeAttempt, knownHostsName, launchPlan, runInstancesInput, tagsFor, TAG_OWNER, TAG_RUNNER_HOST, type LaunchBasis } from './ec2-plan'
 import { ed25519KeyPair } from './keys'
 import { readyMarker, userDataScript } from './user-data'
-import { run } from '../remote/remote'
-import { shq } from '../remote/quote'
 
-export const TAG_PREFIX = 'remote-container-hooks'
-export const TAG_OWNER = `${TAG_PREFIX}:owner`
-export const TAG_JOB = `${TAG_PREFIX}:job-id`
-export const TAG_RUNNER_HOST = `${TAG_PREFIX}:runner-host`
-
-interface Attempt {
-  market: 'spot' | 'on-demand'
-  instanceType: string | null
-  subnetId: string | null
+export interface Ec2Lease extends LeaseBase<'ec2'> {
+  /** The instance made for the job. */
+  instanceId: string
 }
 
-/** Every distinct request we may try, in order: types × subnets, spot first when configured. */
-export function launchPlan(cfg: Ec2Config): Attempt[] {
-  const markets: Attempt['market'][] = cfg.market === 'spot' ? ['spot'] : cfg.market === 'on-demand' ? ['on-demand'] : ['spot', 'on-demand']
-  const types = cfg.instanceTypes.length ? cfg.instanceTypes : [null]
-  const subnets = cfg.subnetIds.length ? cfg.subnetIds : [null]
-  const out: Attempt[] = []
-  for (const market of markets) for (const instanceType of types) for (const subnetId of subnets) out.push({ market, instanceType, subnetId })
-  return out
+/** A terminate gives up after this, even on a hung call. */
+export const TERMINATE_DEADLINE_MS = 60_000
+/** After a cancel, a terminate still runs (an instance must never outlive its job), for this long at most. */
+export const TERMINATE_AFTER_CANCEL_MS = 15_000
+
+const TERMINAL = new Set(['terminated', 'shutting-down', 'stopped', 'stopping'])
+
+/**
+ * The signal that ends a terminate: its deadline, or a short grace once `cancel` fires. Cancel never
+ * stops it outright. `done` drops the listener on the job's signal.
+ */
+export function terminateSignal(cancel: AbortSignal, deadlineMs = TERMINATE_DEADLINE_MS, graceMs = TERMINATE_AFTER_CANCEL_MS): { signal: AbortSignal; done: () => void } {
+  const stop = new AbortController()
+  const after = (ms: number, why: string): void => void AbortSignal.timeout(ms).addEventListener('abort', () => stop.abort(new HookError(why)), { once: true })
+  const graceOver = (): void => after(graceMs, `cancelled, and no answer within ${graceMs / 1000} s`)
+  after(deadlineMs, `no answer within ${deadlineMs / 1000} s`)
+  if (cancel.aborted) graceOver()
+  else cancel.addEventListener('abort', graceOver, { once: true })
+  return { signal: stop.signal, done: () => cancel.removeEventListener('abort', graceOver) }
 }
 
-export function describeAttempt(a: Attempt): string {
-  return `${a.market} ${a.instanceType ?? '(template type)'}${a.subnetId ? ` in ${a.subnetId}` : ''}`
-}
-
-export class Ec2Provider implements VmProvider {
+export class Ec2Provider implements VmProvider<Ec2Lease> {
   readonly kind = 'ec2'
-  constructor(private readonly cfg: Ec2Config, private readonly workRoot: string) {}
+  readonly releaseDestroys = true
+  constructor(
+    private readonly cfg: Ec2Config,
+    private readonly workRoot: string
+  ) {}
 
-  tagsFor(ctx: HookContext, owner: string, jobId: string, launchedAt: Date): { Key: string; Value: string }[] {
-    const r = ctx.runner
-    const expires = new Date(launchedAt.getTime() + this.cfg.maxLifetimeMinutes * 60_000)
-    const tags: Record<string, string | undefined> = {
-      ...this.cfg.tags,
-      [TAG_OWNER]: owner,
-      [TAG_JOB]: jobId,
-      [`${TAG_PREFIX}:runner`]: r.runnerName,
-      [TAG_RUNNER_HOST]: hostname(),
-      [`${TAG_PREFIX}:repository`]: r.github.repository,
-      [`${TAG_PREFIX}:workflow`]: r.github.workflow,
-      [`${TAG_PREFIX}:run-id`]: r.github.runId,
-      [`${TAG_PREFIX}:run-attempt`]: r.github.runAttempt,
-      [`${TAG_PREFIX}:job`]: r.github.job,
-      [`${TAG_PREFIX}:launched-at`]: launchedAt.toISOString(),
-      [`${TAG_PREFIX}:expires-at`]: expires.toISOString(),
-      Name: this.cfg.tags.Name ?? `rch-${jobId}`
-    }
-    return Object.entries(tags)
-      .filter(([, v]) => v !== undefined && v !== '')
-      .map(([Key, Value]) => ({ Key, Value: String(Value).slice(0, 256) }))
+  describe(l: Ec2Lease): string {
+    return `${l.connect.host}:${l.connect.port} (${l.instanceId})`
   }
 
-  readonly releaseDestroys = true
-
-  async acquire(ctx: HookContext, a: AcquireContext): Promise<Acquired> {
+  async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<Ec2Lease>> {
     const cfg = this.cfg
-    const { owner, localDir, jobId } = a
-    const deadline = Date.now() + cfg.acquireTimeoutSeconds * 1000
+    const { owner, localDir, jobId } = job
+    const until = Date.now() + cfg.acquireTimeoutSeconds * 1000
+    const left = (): number => Math.max(0, until - Date.now())
     const { sdk, client } = await ec2Client(cfg)
     const send = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
       retry(fn, {
         attempts: 8,
         minDelayMs: 300,
         maxDelayMs: 5000,
-        deadlineMs: Math.max(1000, deadline - Date.now()),
-        signal: ctx.signal,
+        deadlineMs: Math.max(1000, left()),
+        signal: env.signal,
         retryable: isRetryableAwsError,
-        onRetry: (e) => ctx.log.debug(`${what}: ${awsErrorName(e)}, retrying`)
+        onRetry: (e) => env.log.debug(`${what}: ${awsErrorName(e)}, retrying`)
       })
 
     // Per-job keys: the client key to log in, the host key to pin. Private halves stay in 0600 files.
-    const client_ = ed25519KeyPair(`rch-${jobId}-client`)
-    const host = ed25519KeyPair(`rch-${jobId}-host`)
+    const clientKey = ed25519KeyPair(`rch-${jobId}-client`)
+    const hostKey = ed25519KeyPair(`rch-${jobId}-host`)
     const identityFile = `${localDir}/id_ed25519`
-    writePrivateFile(identityFile, client_.private)
+    writePrivateFile(identityFile, clientKey.private)
     const userData = Buffer.from(
-      userDataScript({ user: cfg.user, workRoot: this.workRoot, hostPrivateKey: host.private, hostPublicKey: host.public, clientPublicKey: client_.public, maxLifetimeMinutes: cfg.maxLifetimeMinutes })
+      userDataScript({ user: cfg.user, workRoot: this.workRoot, hostPrivateKey: hostKey.private, hostPublicKey: hostKey.public, clientPublicKey: clientKey.public, maxLifetimeMinutes: cfg.maxLifetimeMinutes })
     ).toString('base64')
+    const basis = await this.launchBasis(sdk, client, send)
 
-    let rootDevice: string | null = null
-    let rootSize: number | undefined
-    // A launch template decides what it states; what it leaves out gets our secure defaults.
-    let imageForRoot = cfg.launchTemplate ? null : cfg.imageId ?? null
-    let templateSetsMetadata = false
+    // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
+    // cleanup never ran: found while this job launches, terminated once this job has its machine.
+    // Only instances launched from this machine: a same-named runner elsewhere is not this one.
+    const leftovers = this.liveOf(owner, env.signal, hostname()).catch((e: unknown) => {
+      env.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
+      return [] as string[]
+    })
+
+    const instanceId = await this.launch(job, env, basis, userData, (input) => send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input))))
+    const lease: Ec2Lease = { kind: 'ec2', instanceId, connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` } }
+    try {
+      const address = await this.waitRunning(env, instanceId, left, (input) => send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand(input))))
+      lease.connect = { ...lease.connect, ...address }
+      writePrivateFile(lease.connect.knownHostsFile, `${knownHostsName(address.host, address.port)} ${hostKey.public.split(' ').slice(0, 2).join(' ')}\n`)
+      const remote = await this.waitReady(env, lease.connect, instanceId, left)
+      for (const id of (await leftovers).filter((x) => x !== instanceId)) {
+        env.log.progress(`terminating ${id}, left by an earlier job of this runner`)
+        await this.terminate(id, env).catch((t) => env.log.warn(`could not terminate ${id}: ${(t as Error).message}`))
+      }
+      return { lease, remote }
+    } catch (e) {
+      // The instance exists: it must not outlive this failure (nor a cancel: see terminateSignal).
+      await this.terminate(instanceId, env).catch((t) => env.log.warn(`could not terminate ${instanceId}: ${(t as Error).message}`))
+      throw e
+    }
+  }
+
+  /** Reads what the template or image decides; what a template leaves out gets our secure defaults. */
+  private async launchBasis(sdk: Ec2Sdk, client: Ec2.EC2Client, send: <T>(what: string, fn: () => Promise<T>) => Promise<T>): Promise<LaunchBasis> {
+    const cfg = this.cfg
+    const basis: LaunchBasis = { rootDevice: null, templateSetsMetadata: false }
+    let imageForRoot = cfg.launchTemplate ? null : (cfg.imageId ?? null)
     if (cfg.launchTemplate) {
       const t = cfg.launchTemplate
       const v = await send('DescribeLaunchTemplateVersions', () =>
@@ -108,194 +123,150 @@ export class Ec2Provider implements VmProvider {
       )
       const data = v.LaunchTemplateVersions?.[0]?.LaunchTemplateData
       if (!data) throw new HookError(`provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} not found`)
-      templateSetsMetadata = !!data.MetadataOptions
+      basis.templateSetsMetadata = !!data.MetadataOptions
       if (!data.BlockDeviceMappings?.length) imageForRoot = data.ImageId ?? cfg.imageId ?? null
     }
     if (imageForRoot) {
-      const img = await send('DescribeImages', () => client.send(new sdk.DescribeImagesCommand({ ImageIds: [imageForRoot!] })))
-      rootDevice = img.Images?.[0]?.RootDeviceName ?? null
+      const img = await send('DescribeImages', () => client.send(new sdk.DescribeImagesCommand({ ImageIds: [imageForRoot] })))
+      if (!img.Images?.length) throw new HookError(`provider.imageId: image ${imageForRoot} not found in ${cfg.region}`)
+      basis.rootDevice = img.Images[0].RootDeviceName ?? null
       // The image's own root size, stated explicitly: an EBS mapping needs a size or a snapshot
       // (EC2-compatible APIs such as moto refuse one with neither).
-      rootSize = img.Images?.[0]?.BlockDeviceMappings?.find((b) => b.DeviceName === rootDevice)?.Ebs?.VolumeSize
-      if (!img.Images?.length) throw new HookError(`provider.imageId: image ${imageForRoot} not found in ${cfg.region}`)
+      basis.rootSizeGiB = img.Images[0].BlockDeviceMappings?.find((b) => b.DeviceName === basis.rootDevice)?.Ebs?.VolumeSize
     }
+    return basis
+  }
 
-    // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
-    // cleanup never ran: found while this job launches, terminated once this job has its machine.
-    // Only instances launched from this machine: a same-named runner elsewhere is not this one.
-    const leftovers = this.liveOf(owner, hostname()).catch((e: unknown) => {
-      ctx.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
-      return [] as string[]
-    })
-
+  /** Walks the launch plan: capacity errors move on, throttling was retried by `runInstances`, anything else fails at once. */
+  private async launch(job: JobRef, env: ProviderEnv, basis: LaunchBasis, userData: string, runInstances: (input: Ec2.RunInstancesCommandInput) => Promise<Ec2.RunInstancesCommandOutput>): Promise<string> {
     const tried: string[] = []
-    let instanceId: string | null = null
-    const launchedAt = new Date()
-    for (const [i, at] of launchPlan(cfg).entries()) {
+    const tags = tagsFor(this.cfg, { owner: job.owner, jobId: job.jobId, runner: env.runner, runnerHost: hostname(), launchedAt: new Date() })
+    for (const [i, at] of launchPlan(this.cfg).entries()) {
       // One idempotency token per distinct request; retries of that same request reuse it.
-      const token = createHash('sha256').update(`${jobId}:${i}:${randomBytes(8).toString('hex')}`).digest('hex').slice(0, 48)
-      const tags = this.tagsFor(ctx, owner, jobId, launchedAt)
-      const input: Ec2.RunInstancesCommandInput = {
-        MinCount: 1,
-        MaxCount: 1,
-        ClientToken: token,
-        UserData: userData,
-        TagSpecifications: [
-          { ResourceType: 'instance', Tags: tags },
-          { ResourceType: 'volume', Tags: tags }
-        ],
-        ...(cfg.launchTemplate
-          ? { LaunchTemplate: { LaunchTemplateName: cfg.launchTemplate.name, LaunchTemplateId: cfg.launchTemplate.id, Version: cfg.launchTemplate.version } }
-          : { ImageId: cfg.imageId }),
-        ...(templateSetsMetadata ? {} : { MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' } }),
-        // Always, template or not: the self-destruct timer must end the instance, not just stop it.
-        InstanceInitiatedShutdownBehavior: 'terminate',
-        ...(at.instanceType ? { InstanceType: at.instanceType as Ec2._InstanceType } : {}),
-        ...(at.subnetId ? { SubnetId: at.subnetId } : {}),
-        ...(cfg.securityGroupIds.length ? { SecurityGroupIds: cfg.securityGroupIds } : {}),
-        ...(rootDevice
-          ? { BlockDeviceMappings: [{ DeviceName: rootDevice, Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: cfg.rootVolume.type as Ec2.VolumeType, ...((cfg.rootVolume.sizeGiB ?? rootSize) ? { VolumeSize: cfg.rootVolume.sizeGiB ?? rootSize } : {}) } }] }
-          : {}),
-        ...(at.market === 'spot' ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } } : {})
-      }
+      const token = createHash('sha256').update(`${job.jobId}:${i}:${randomBytes(8).toString('hex')}`).digest('hex').slice(0, 48)
+      let res: Ec2.RunInstancesCommandOutput
       try {
-        const res = await send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input)))
-        instanceId = res.Instances?.[0]?.InstanceId ?? null
-        if (!instanceId) throw new HookError('RunInstances returned no instance')
-        ctx.log.progress(`launched ${instanceId} (${describeAttempt(at)})`)
-        break
+        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags }))
       } catch (e) {
-        if (!isCapacityError(e)) throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)
+        if (env.signal.aborted || launchErrorAction(e) !== 'next') throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)
         tried.push(`${describeAttempt(at)}: ${awsErrorName(e)}`)
-        ctx.log.progress(`no capacity for ${describeAttempt(at)} (${awsErrorName(e)}), trying the next option`)
+        env.log.progress(`no capacity for ${describeAttempt(at)} (${awsErrorName(e)}), trying the next option`)
+        continue
       }
+      const id = res.Instances?.[0]?.InstanceId
+      if (!id) throw new HookError('RunInstances returned no instance')
+      env.log.progress(`launched ${id} (${describeAttempt(at)})`)
+      return id
     }
-    if (!instanceId) throw new HookError(`no EC2 capacity for this job; tried ${tried.join('; ')}`)
-
-    const lease: Lease = { index: -1, slot: 0, instanceId, connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` } }
-    try {
-      const connect = await this.waitRunning(ctx, client, sdk, instanceId, deadline, send)
-      lease.connect = { ...lease.connect, ...connect }
-      writePrivateFile(lease.connect.knownHostsFile, `${knownHostsName(lease.connect.host, lease.connect.port)} ${host.public.split(' ').slice(0, 2).join(' ')}\n`)
-      const remote = await this.waitReady(ctx, lease.connect, instanceId, deadline, a)
-      for (const id of (await leftovers).filter((x) => x !== instanceId)) {
-        ctx.log.progress(`terminating ${id}, left by an earlier job of this runner`)
-        await this.terminate(ctx, id).catch((t) => ctx.log.warn(`could not terminate ${id}: ${(t as Error).message}`))
-      }
-      return { lease, remote }
-    } catch (e) {
-      // The instance exists: it must not outlive this failure.
-      await this.terminate(ctx, instanceId).catch((t) => ctx.log.warn(`could not terminate ${instanceId}: ${(t as Error).message}`))
-      throw e
-    }
+    throw new HookError(`no EC2 capacity for this job; tried ${tried.join('; ')}`)
   }
 
-  private async waitRunning(
-    ctx: HookContext,
-    client: Ec2.EC2Client,
-    sdk: typeof Ec2,
-    id: string,
-    deadline: number,
-    send: <T>(what: string, fn: () => Promise<T>) => Promise<T>
-  ): Promise<{ host: string; port: number }> {
+  private waitRunning(env: ProviderEnv, id: string, left: () => number, describe: (input: Ec2.DescribeInstancesCommandInput) => Promise<Ec2.DescribeInstancesCommandOutput>): Promise<{ host: string; port: number }> {
     const started = Date.now()
-    let lastNote = 0
-    for (let round = 0; ; round++) {
-      // EC2 is eventually consistent: a just-launched id may be unknown to Describe for a moment.
-      const res = await send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [id] }))).catch((e) => {
-        if (awsErrorName(e) === 'InvalidInstanceID.NotFound') return null
-        throw e
-      })
-      const inst = res?.Reservations?.[0]?.Instances?.[0]
-      const state = inst?.State?.Name ?? (res ? 'unknown' : 'not visible yet')
-      if (state === 'running' && inst) {
-        const addr = this.addressOf(inst)
-        if (addr) return addr
+    let state = 'not visible yet'
+    const note = (): void => env.log.progress(`waiting for ${id} (${state === 'running' ? `running, no ${this.cfg.connect.address} yet` : state}, ${Math.round((Date.now() - started) / 1000)} s)`)
+    return waitUntil(
+      async () => {
+        // EC2 is eventually consistent: a just-launched id may be unknown to Describe for a moment.
+        const res = await describe({ InstanceIds: [id] }).catch((e: unknown) => {
+          if (awsErrorName(e) === 'InvalidInstanceID.NotFound') return null
+          throw e
+        })
+        const inst = res?.Reservations?.[0]?.Instances?.[0]
+        state = inst?.State?.Name ?? (res ? 'unknown' : 'not visible yet')
+        if (state === 'running' && inst) return addressOf(inst, this.cfg) ?? undefined
+        if (TERMINAL.has(state)) throw new HookError(`${id} is ${state} before it could be used${inst?.StateReason?.Message ? `: ${inst.StateReason.Message}` : ''}`)
+        return undefined
+      },
+      {
+        timeoutMs: left(),
+        minDelayMs: 500,
+        maxDelayMs: 5000,
+        factor: 1.5,
+        signal: env.signal,
+        onRetry: (_e, attempt) => attempt === 1 && note(),
+        progressEveryMs: 10_000,
+        onProgress: note,
+        onTimeout: () => new HookError(`${id} not usable after ${this.cfg.acquireTimeoutSeconds} s (state ${state}; provider.acquireTimeoutSeconds)`)
       }
-      if (state === 'terminated' || state === 'shutting-down' || state === 'stopped' || state === 'stopping') {
-        throw new HookError(`${id} is ${state} before it could be used${inst?.StateReason?.Message ? `: ${inst.StateReason.Message}` : ''}`)
-      }
-      if (Date.now() > deadline) throw new HookError(`${id} not usable after ${this.cfg.acquireTimeoutSeconds} s (state ${state}; provider.acquireTimeoutSeconds)`)
-      if (Date.now() - lastNote > 10_000) {
-        ctx.log.progress(`waiting for ${id} (${state === 'running' ? `running, no ${this.cfg.connect.address} yet` : state}, ${Math.round((Date.now() - started) / 1000)} s)`)
-        lastNote = Date.now()
-      }
-      await sleep(Math.min(5000, 500 * 1.5 ** round), ctx.signal)
-    }
+    )
   }
 
-  private addressOf(inst: Ec2.Instance): { host: string; port: number } | null {
-    const how = this.cfg.connect.address
-    if (how === 'private-ip') return inst.PrivateIpAddress ? { host: inst.PrivateIpAddress, port: this.cfg.sshPort } : null
-    if (how === 'public-ip') return inst.PublicIpAddress ? { host: inst.PublicIpAddress, port: this.cfg.sshPort } : null
-    if (how === 'public-dns') return inst.PublicDnsName ? { host: inst.PublicDnsName, port: this.cfg.sshPort } : null
-    const value = inst.Tags?.find((t) => t.Key === how.slice(4))?.Value
-    if (!value) return null
-    const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(value)
-    return m ? { host: m[1], port: m[2] ? Number(m[2]) : this.cfg.sshPort } : null
-  }
-
-  /** SSH up and the boot setup done (marker written last); a session from before it is replaced. */
-  private async waitReady(ctx: HookContext, c: ConnectInfo, id: string, deadline: number, a: AcquireContext): Promise<Remote> {
+  /**
+   * SSH up and the boot setup done (its marker is written last). A session opened before that is
+   * replaced: sshd accepts the key before cloud-init has added the user to group docker.
+   */
+  private waitReady(env: ProviderEnv, c: ConnectInfo, id: string, left: () => number): Promise<Remote> {
     const started = Date.now()
-    let lastNote = 0
-    for (let round = 0; ; round++) {
-      const remote = await this.waitSsh(ctx, c, id, deadline, a.open)
-      const r = await run(remote, `[ -f ${shq(readyMarker(this.workRoot))} ] && echo ready || echo booting`, { collect: true })
-      if (r.code === 0 && r.stdout.toString().trim() === 'ready') return remote
-      await a.discard(c, remote)
-      if (Date.now() > deadline) throw new HookError(`${id}: boot setup (cloud-init user data) not finished after ${this.cfg.acquireTimeoutSeconds} s`)
-      if (Date.now() - lastNote > 10_000) {
-        ctx.log.progress(`waiting for ${id} (cloud-init, ${Math.round((Date.now() - started) / 1000)} s)`)
-        lastNote = Date.now()
-      }
-      await sleep(Math.min(3000, 500 * 1.5 ** round), ctx.signal)
+    let phase = `sshd on ${c.host}:${c.port}`
+    let noted = ''
+    const note = (): void => {
+      noted = phase
+      env.log.progress(`waiting for ${id} (${phase}, ${Math.round((Date.now() - started) / 1000)} s)`)
     }
-  }
-
-  private async waitSsh(ctx: HookContext, c: ConnectInfo, id: string, deadline: number, open: (c: ConnectInfo) => Promise<Remote>): Promise<Remote> {
-    const started = Date.now()
-    let lastNote = 0
-    for (let round = 0; ; round++) {
-      try {
-        return await open(c)
-      } catch (e) {
-        // A wrong host key is an attack or a broken image, not a slow boot.
-        if (isPermanentTransport(e)) throw e
-        if (Date.now() > deadline) throw new TransportError(`${id}: SSH on ${c.host}:${c.port} not ready after ${this.cfg.acquireTimeoutSeconds} s: ${(e as Error).message}`)
-        if (Date.now() - lastNote > 10_000) {
-          ctx.log.progress(`waiting for ${id} (sshd on ${c.host}:${c.port}, ${Math.round((Date.now() - started) / 1000)} s)`)
-          lastNote = Date.now()
+    return waitUntil(
+      async () => {
+        const remote = await env.connect(c)
+        let ready = false
+        try {
+          const r = await run(remote, `[ -f ${shq(readyMarker(this.workRoot))} ] && echo ready || echo booting`, { collect: true })
+          ready = r.code === 0 && r.stdout.toString().trim() === 'ready'
+        } finally {
+          if (!ready) await env.discard(c, remote)
         }
-        await sleep(Math.min(3000, 300 * 1.5 ** round), ctx.signal)
+        if (ready) return remote
+        phase = 'cloud-init'
+        return undefined
+      },
+      {
+        timeoutMs: left(),
+        minDelayMs: 300,
+        maxDelayMs: 3000,
+        factor: 1.5,
+        signal: env.signal,
+        // A wrong host key or key pair is an attack or a broken image, not a slow boot.
+        transient: (e) => e instanceof TransportError && !isPermanentTransport(e),
+        onRetry: () => phase !== noted && note(),
+        progressEveryMs: 10_000,
+        onProgress: note,
+        onTimeout: (_ms, last) =>
+          phase === 'cloud-init'
+            ? new HookError(`${id}: boot setup (cloud-init user data) not finished after ${this.cfg.acquireTimeoutSeconds} s`)
+            : new TransportError(`${id}: SSH on ${c.host}:${c.port} not ready after ${this.cfg.acquireTimeoutSeconds} s${last ? `: ${(last as Error).message}` : ''}`, 'timeout')
       }
-    }
+    )
   }
 
-  async terminate(ctx: HookContext, id: string): Promise<void> {
+  /** Terminates an instance; an id EC2 no longer knows is gone already. See terminateSignal for cancel. */
+  async terminate(id: string, env: Pick<ProviderEnv, 'log' | 'signal'>): Promise<void> {
     const { sdk, client } = await ec2Client(this.cfg)
+    const stop = terminateSignal(env.signal)
     try {
-      await retry(() => client.send(new sdk.TerminateInstancesCommand({ InstanceIds: [id] })), {
-        attempts: 6,
+      await retry(() => client.send(new sdk.TerminateInstancesCommand({ InstanceIds: [id] }), { abortSignal: stop.signal }), {
+        attempts: 8,
         minDelayMs: 300,
         maxDelayMs: 4000,
+        signal: stop.signal,
         // NotFound right after launch is EC2's eventual consistency, not proof the instance is gone:
         // retried (a few seconds) before it is taken as "already gone".
         retryable: (e) => isRetryableAwsError(e) || awsErrorName(e) === 'InvalidInstanceID.NotFound'
       })
-      ctx.log.progress(`terminated ${id}`)
+      env.log.progress(`terminated ${id}`)
     } catch (e) {
       if (awsErrorName(e) === 'InvalidInstanceID.NotFound') return
+      if (stop.signal.aborted) throw new HookError(`terminating ${id}: ${(stop.signal.reason as Error)?.message ?? 'stopped'} (it ends itself after provider.maxLifetimeMinutes)`)
       throw e
+    } finally {
+      stop.done()
     }
   }
 
-  async release(ctx: HookContext, _remote: Remote | null, lease: Lease, _jobId: string): Promise<void> {
-    if (lease.instanceId) await this.terminate(ctx, lease.instanceId)
+  async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
+    await this.terminate(lease.instanceId, env)
   }
 
   /** Ids of the live (not terminated) instances tagged with an owner id (and, if given, launched from that runner host). */
-  private async liveOf(owner: string, runnerHost?: string): Promise<string[]> {
+  private async liveOf(owner: string, signal: AbortSignal, runnerHost?: string): Promise<string[]> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
@@ -308,22 +279,37 @@ export class Ec2Provider implements VmProvider {
             ]
           })
         ),
-      { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, retryable: isRetryableAwsError }
+      { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal, retryable: isRetryableAwsError }
     )
-    return (res.Reservations ?? []).flatMap((r) => r.Instances ?? []).map((i) => i.InstanceId!).filter(Boolean)
+    return (res.Reservations ?? []).flatMap((r) => r.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : []))
   }
 
-  /** Terminates every live instance tagged with this runner's owner id (cleanup without state). */
-  async cleanupOrphans(ctx: HookContext, owner: string): Promise<string> {
-    const ids = await this.liveOf(owner)
-    for (const id of ids) await this.terminate(ctx, id)
-    return `${ids.length} instances terminated`
+  /** Terminates every live instance tagged with this runner's owner id (cleanup without state): nothing to tidy first. */
+  async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
+    const report: OrphanReport = { released: [], unreachable: [] }
+    for (const id of await this.liveOf(owner, env.signal)) {
+      try {
+        await this.terminate(id, env)
+        report.released.push(id)
+      } catch (e) {
+        report.unreachable.push({ machine: id, reason: (e as Error).message })
+      }
+    }
+    return report
   }
-
 }
 
-export function knownHostsName(host: string, port: number): string {
-  return port === 22 ? host : `[${host}]:${port}`
+export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
+  create: (cfg, workRoot) => new Ec2Provider(cfg, workRoot),
+  lease: {
+    fields: { instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)') },
+    issues(l, cfg, localDir) {
+      const out: [string, string][] = []
+      if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
+      if (l.connect.user !== cfg.user) out.push(['user', 'differs from provider.user'])
+      if (l.connect.identityFile !== `${localDir}/id_ed25519`) out.push(['identityFile', "is not the job's own key file"])
+      if (l.connect.knownHostsFile !== `${localDir}/known_hosts`) out.push(['knownHostsFile', "is not the job's own known_hosts file"])
+      return out
+    }
+  }
 }
-
-import type * as Ec2 from '@aws-sdk/client-ec2'

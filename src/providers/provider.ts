@@ -1,47 +1,78 @@
-// The seam providers plug into: a per-job CLI only needs to get a machine, give it back, and find
-// what a lost job left behind.
-import type { HookContext } from '../context'
+// The seam providers plug into: get a machine for a job, give it back, and find what lost jobs of
+// this runner hold. Types only: providers/factory.ts holds one line per provider kind.
+import type { z } from 'zod'
+import type { Log } from '../log'
+import type { RunnerEnv } from '../runner-env'
 import type { ConnectInfo, Remote } from '../remote/remote'
-import type { Config } from '../config'
 
-export interface Lease {
-  /** Static hosts: index in provider.hosts and slot; EC2: -1 and 0. */
-  index: number
-  slot: number
-  /** EC2: the instance made for the job. */
-  instanceId?: string
+/** What every lease has; each provider adds its own fields under its own `kind`. */
+export interface LeaseBase<K extends string = string> {
+  kind: K
   connect: ConnectInfo
 }
 
-export interface Acquired {
-  lease: Lease
-  remote: Remote
-}
-
-export interface AcquireContext {
-  jobId: string
-  owner: string
-  /** The job's local 0700 folder: per-job keys and known_hosts live there. */
-  localDir: string
-  open: (c: ConnectInfo) => Promise<Remote>
+/** What a provider may use of the hook: no handler context, no config beyond its own section. */
+export interface ProviderEnv {
+  log: Pick<Log, 'progress' | 'warn' | 'debug'>
+  signal: AbortSignal
+  /** Runner facts providers record on what they create (EC2 tags). */
+  runner: Pick<RunnerEnv, 'runnerName' | 'github'>
+  /** Opens a connection to a machine; the caller closes it or hands it to `discard`. */
+  connect: (c: ConnectInfo) => Promise<Remote>
   /** Closes a connection the provider opened but does not keep. */
   discard: (c: ConnectInfo, r: Remote) => Promise<void>
 }
 
-export interface VmProvider {
-  readonly kind: string
-  /** Gets a machine for the job and an open connection to it; owner marks are set at creation. */
-  acquire(ctx: HookContext, a: AcquireContext): Promise<Acquired>
-  /** Gives the machine back. Idempotent: an unknown or already released lease is fine. */
-  release(ctx: HookContext, remote: Remote | null, lease: Lease, jobId: string): Promise<void>
-  /** Whether releasing the machine also destroys everything on it (no need to clean it first). */
-  readonly releaseDestroys: boolean
-  /** Removes what lost jobs of this runner left (cleanup with `state: null`); returns a summary. */
-  cleanupOrphans(ctx: HookContext, owner: string): Promise<string>
+export interface JobRef {
+  jobId: string
+  owner: string
+  /** The job's local 0700 folder: per-job keys and known_hosts live there. */
+  localDir: string
 }
 
-export async function providerFor(config: Config): Promise<VmProvider> {
-  const p = config.provider
-  if (p.kind === 'ec2') return new (await import('./ec2')).Ec2Provider(p, config.remote.workRoot)
-  return new (await import('./static-host')).StaticHostProvider(p, config.remote.workRoot)
+export interface Acquired<L extends LeaseBase = LeaseBase> {
+  lease: L
+  remote: Remote
+}
+
+/** What cleanup without state did, machine by machine. */
+export interface OrphanReport {
+  /** Leases given back or machines destroyed, e.g. `vm1:22 slot 2`, `i-0abc…`. */
+  released: string[]
+  /** Machines that were found but could not be reached or released, with the reason. */
+  unreachable: { machine: string; reason: string }[]
+}
+
+/** The handler's tidy-up of one machine (containers, job folders), run before its leases go. */
+export type Tidy = (remote: Remote, machine: string) => Promise<void>
+
+export interface VmProvider<L extends LeaseBase = LeaseBase> {
+  readonly kind: L['kind']
+  /** Gets a machine for the job and an open connection to it; owner marks are set at creation. */
+  acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<L>>
+  /** Gives the machine back. Idempotent: an unknown or already released lease is fine. */
+  release(lease: L, remote: Remote | null, jobId: string, env: ProviderEnv): Promise<void>
+  /** The lease for the step log, e.g. `vm1:22 slot 1`. */
+  describe(lease: L): string
+  /** Whether releasing the machine also destroys everything on it (no need to tidy it first). */
+  readonly releaseDestroys: boolean
+  /**
+   * Cleanup without state: on every machine this runner may hold, `tidy` runs first (unless
+   * releasing destroys the machine), then what the runner holds there is released.
+   */
+  cleanupOrphans(owner: string, env: ProviderEnv, tidy: Tidy): Promise<OrphanReport>
+}
+
+/** How a kind's lease is kept in the runner's state: beside the connect fields, under `kind`. */
+export interface LeaseRules<C, L extends LeaseBase> {
+  /** The lease's own fields as stored (the connect fields and `kind` are added by state.ts). */
+  fields: z.ZodRawShape
+  /** Problems of a stored lease against today's config: [field under `host`, why]. */
+  issues(lease: L, cfg: C, localDir: string): [string, string][]
+}
+
+/** One provider kind: what the factory lists. */
+export interface ProviderKind<C, L extends LeaseBase> {
+  create(cfg: C, workRoot: string): VmProvider<L>
+  lease: LeaseRules<C, L>
 }

@@ -1,19 +1,21 @@
 // Static hosts: a fixed list of SSH-reachable Docker hosts. A job takes a free slot, marked by an
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
 import { hostname } from 'node:os'
-import type { HookContext } from '../context'
+import { z } from 'zod'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
-import { LABEL_OWNER, ownerId } from '../labels'
-import { directRemote } from '../session'
-import { removeLabelled } from '../docker/cli'
-import { HEX16_GLOB, jobFolder, privateJobsDirScript, removeJobFolder } from '../docker/job-folder'
+import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
-import { check, type Remote } from '../remote/remote'
+import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { sleep } from '../retry'
-import type { Acquired, AcquireContext, Lease, VmProvider } from './provider'
+import { waitUntil } from '../retry'
 import type { StaticConfig } from '../config'
+import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
 
+export interface StaticLease extends LeaseBase<'static'> {
+  /** Index in provider.hosts. */
+  index: number
+  slot: number
+}
 
 export function leaseDir(workRoot: string, slot: number): string {
   return `${workRoot}/leases/slot-${slot}`
@@ -21,146 +23,199 @@ export function leaseDir(workRoot: string, slot: number): string {
 
 /**
  * Shell: removes the lease folders an owner holds on this host (but `keep`), a symlink never
- * followed; with `keep`, names each as a record `released-slot-N`.
+ * followed, and its half-made ones; names each lease released as a record `released-slot-N`.
  */
 function releaseOwnedScript(workRoot: string, owner: string, keep?: string): string {
+  const leases = shq(`${workRoot}/leases`)
   return (
-    `for d in ${shq(workRoot)}/leases/slot-*; do ` +
+    `rm -rf ${leases}/.new-${owner}-*; ` +
+    `for d in ${leases}/slot-*; do ` +
     `if [ -L "$d" ]; then continue; fi; ` +
-    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d"${keep ? ` && ${record('"released-${d##*/}"')}` : ''}; }; ` +
+    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && ${record('"released-${d##*/}"')}; }; ` +
     `done; true`
   )
 }
 
-export class StaticHostProvider implements VmProvider {
-  readonly kind = 'static'
-  constructor(private readonly cfg: StaticConfig, private readonly workRoot: string) {}
+/**
+ * Shell: takes `dir` (new), or takes it over from a dead job of this runner (stale), or answers busy.
+ * A lease appears whole: its folder is made beside it with the owner file inside, then renamed
+ * into place, so no slot is ever held without saying by whom (a release finds and frees it).
+ * Anything else that fails is the operator's to fix and fails loudly with the command's own
+ * words, never answered as busy.
+ */
+export function leaseScript(workRoot: string, dir: string, owner: string, jobId: string, mark: string): string {
+  const leases = shq(`${workRoot}/leases`)
+  const t = shq(`${workRoot}/leases/.new-${owner}-${jobId}`)
+  const d = shq(dir)
+  return (
+    // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
+    `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
+    `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
+    `rm -rf ${t}; { mkdir ${t} && echo ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
+    `if e=$(mv -T ${t} ${d} 2>&1); then r=new; ` +
+    `elif [ -L ${d} ] || [ ! -d ${d} ]; then rm -rf ${t}; echo "$e" >&2; exit 5; ` +
+    `elif [ "$(cut -d' ' -f1 ${d}/owner 2>/dev/null)" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
+    `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
+    `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
+  )
+}
 
-  candidates(): Lease[] {
-    const out: Lease[] = []
-    this.cfg.hosts.forEach((h, index) => {
-      for (let slot = 0; slot < h.slots; slot++) {
-        out.push({ index, slot, connect: { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile } })
-      }
-    })
-    return out
+const hostKey = (c: ConnectInfo): string => `${c.host}:${c.port}`
+
+export class StaticHostProvider implements VmProvider<StaticLease> {
+  readonly kind = 'static'
+  readonly releaseDestroys = false
+  constructor(
+    private readonly cfg: StaticConfig,
+    private readonly workRoot: string
+  ) {}
+
+  describe(l: StaticLease): string {
+    return `${hostKey(l.connect)} slot ${l.slot}`
   }
 
-  readonly releaseDestroys = false
+  candidates(): StaticLease[] {
+    return this.cfg.hosts.flatMap((h, index) =>
+      Array.from({ length: h.slots }, (_, slot): StaticLease => ({ kind: 'static', index, slot, connect: { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile } }))
+    )
+  }
 
-  async acquire(ctx: HookContext, a: AcquireContext): Promise<Acquired> {
-    const { jobId, open, discard } = a
-    const owner = ownerId(ctx.runner.runnerName)
-    const deadline = Date.now() + this.cfg.acquireTimeoutSeconds * 1000
-    const byHost = new Map<number, Lease[]>()
+  async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<StaticLease>> {
+    const { log } = env
+    const runnerName = env.runner.runnerName
+    const owner = job.owner
+    const byHost = new Map<number, StaticLease[]>()
     for (const l of this.candidates()) byHost.set(l.index, [...(byHost.get(l.index) ?? []), l])
     let lastError: unknown = null
-    let waitedLogged = 0
     // Connections stay open while we wait for a slot, and all but the chosen one are closed at the end.
-    const open_ = new Map<number, Remote>()
+    const opened = new Map<number, Remote>()
     const discardAll = async (keep?: number): Promise<void> => {
-      for (const [i, r] of open_) if (i !== keep) await discard(byHost.get(i)![0].connect, r).catch(() => undefined)
+      for (const [i, r] of opened) if (i !== keep) await env.discard(byHost.get(i)![0].connect, r).catch(() => undefined)
+    }
+    /** One pass over every host and slot: a lease, or undefined when none is free now. */
+    const tryAll = async (): Promise<Acquired<StaticLease> | undefined> => {
+      for (const [index, leases] of byHost) {
+        const c = leases[0].connect
+        let remote = opened.get(index)
+        if (!remote) {
+          try {
+            remote = await env.connect(c)
+            opened.set(index, remote)
+          } catch (e) {
+            // A wrong host key or key pair will not fix itself by waiting.
+            if (isPermanentTransport(e)) throw e
+            lastError = e
+            log.warn(`host ${hostKey(c)} unreachable: ${(e as Error).message}`)
+            continue
+          }
+        }
+        for (const lease of leases) {
+          const got = await this.take(remote, lease, job.jobId, owner, runnerName, env)
+          if (got) {
+            await discardAll(index)
+            opened.clear()
+            return { lease, remote }
+          }
+        }
+      }
+      return undefined
     }
     try {
-      for (let round = 0; ; round++) {
-        for (const [index, leases] of byHost) {
-          let remote = open_.get(index)
-          if (!remote) {
-            try {
-              remote = await open(leases[0].connect)
-              open_.set(index, remote)
-            } catch (e) {
-              // A wrong host key or key pair will not fix itself by waiting.
-              if (isPermanentTransport(e)) throw e
-              lastError = e
-              ctx.log.warn(`host ${leases[0].connect.host}:${leases[0].connect.port} unreachable: ${(e as Error).message}`)
-              continue
-            }
-          }
-          for (const lease of leases) {
-            const dir = leaseDir(this.workRoot, lease.slot)
-            const mark = `${owner} ${jobId} ${ctx.runner.runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
-            // A runner runs one job at a time: a lease of its own is from a job that died. It is
-            // taken over, and once a slot is ours, its other leases on this host are released.
-            // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
-            const script =
-              `umask 077; mkdir -p ${shq(this.workRoot)}/leases && chmod 700 ${shq(this.workRoot)}/leases && ${privateJobsDirScript(this.workRoot)} || exit 1; ` +
-              `if mkdir ${shq(dir)} 2>/dev/null; then r=new; ` +
-              `elif [ "$(cut -d' ' -f1 ${shq(dir)}/owner 2>/dev/null)" = ${shq(owner)} ]; then r=stale; ` +
-              `else ${record('busy')}; exit 0; fi; ` +
-              `echo ${shq(mark)} > ${shq(dir)}/owner; ` +
-              `${releaseOwnedScript(this.workRoot, owner, dir)}; ${record('$r')}`
-            const label = 'lease a host slot'
-            const r = await ask(remote, script, { label })
-            if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
-            const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
-            const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
-            if (answer === 'new' || answer === 'stale') {
-              ctx.log.debug(`leased ${lease.connect.host}:${lease.connect.port} slot ${lease.slot} (${answer})`)
-              for (const x of released) ctx.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${lease.connect.host}:${lease.connect.port}`)
-              await discardAll(index)
-              open_.clear()
-              return { lease, remote }
-            }
-          }
-        }
-        if (Date.now() >= deadline) break
-        if (Date.now() - waitedLogged > 30_000) {
-          ctx.log.progress(open_.size ? `waiting for a free host (all ${this.candidates().length} slots busy)` : 'waiting for a host to become reachable')
-          waitedLogged = Date.now()
-        }
-        await sleep(Math.min(5000, 500 * 2 ** Math.min(round, 3)), ctx.signal)
-      }
+      return await waitUntil(tryAll, {
+        timeoutMs: this.cfg.acquireTimeoutSeconds * 1000,
+        minDelayMs: 500,
+        maxDelayMs: 5000,
+        signal: env.signal,
+        // Said once when the wait starts, then every 30 s.
+        onRetry: (_e, attempt) => attempt === 1 && log.progress(this.waitNote(opened.size)),
+        progressEveryMs: 30_000,
+        onProgress: () => log.progress(this.waitNote(opened.size)),
+        onTimeout: () =>
+          lastError && !opened.size
+            ? new TransportError(`no host could be leased: ${(lastError as Error).message}`, lastError instanceof TransportError ? lastError.kind : 'network')
+            : new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)
+      })
     } finally {
       await discardAll()
     }
-    if (lastError) throw new TransportError(`no host could be leased: ${(lastError as Error).message}`)
-    throw new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)
   }
 
-  async release(_ctx: HookContext, remote: Remote | null, lease: Lease, jobId: string): Promise<void> {
+  private waitNote(reachable: number): string {
+    return reachable ? `waiting for a free host (all ${this.candidates().length} slots busy)` : 'waiting for a host to become reachable'
+  }
+
+  /** Tries one slot: true when it is ours now. */
+  private async take(remote: Remote, lease: StaticLease, jobId: string, owner: string, runnerName: string, env: ProviderEnv): Promise<boolean> {
+    const dir = leaseDir(this.workRoot, lease.slot)
+    const mark = `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
+    const label = `lease slot ${lease.slot} on ${hostKey(lease.connect)}`
+    // A runner runs one job at a time: a lease of its own is from a job that died. It is taken
+    // over, and once a slot is ours, its other leases on this host are released.
+    let r: string[]
+    try {
+      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark), { label })
+      if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
+      const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
+      const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
+      if (answer === 'busy') return false
+      env.log.debug(`leased ${hostKey(lease.connect)} slot ${lease.slot} (${answer})`)
+      for (const x of released) env.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${hostKey(lease.connect)}`)
+      return true
+    } catch (e) {
+      // Whatever went wrong after the mkdir, the slot must not stay taken by a job that never started.
+      await this.release(lease, remote, jobId).catch(() => undefined)
+      throw e
+    }
+  }
+
+  async release(lease: StaticLease, remote: Remote | null, jobId: string): Promise<void> {
     if (!remote) throw new HookError('releasing a static host slot needs a connection to the host')
     const dir = leaseDir(this.workRoot, lease.slot)
     // Only our own lease: a stale state must not free a slot another job holds now.
     await check(remote, `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || rm -rf ${shq(dir)}`, { label: 'release the host slot' })
   }
 
-  /** Releases every slot this runner holds on a host (cleanup without state). */
-  async releaseOwned(remote: Remote, owner: string): Promise<void> {
-    await check(remote, releaseOwnedScript(this.workRoot, owner), { label: 'release this runner\'s host slots' })
+  /** Every slot this runner holds on a host (cleanup without state): the slots released. */
+  async releaseOwned(remote: Remote, owner: string): Promise<string[]> {
+    const label = "release this runner's host slots"
+    const names = expectEach(await ask(remote, releaseOwnedScript(this.workRoot, owner), { label }), /^released-slot-\d+$/, label)
+    return names.map((n) => n.slice('released-'.length))
   }
 
-  async cleanupOrphans(ctx: HookContext, owner: string): Promise<string> {
+  async cleanupOrphans(owner: string, env: ProviderEnv, tidy: Tidy): Promise<OrphanReport> {
+    const report: OrphanReport = { released: [], unreachable: [] }
     const seen = new Set<string>()
-    const failures: string[] = []
-    const done: string[] = []
     for (const c of this.candidates()) {
-      const key = `${c.connect.host}:${c.connect.port}`
-      if (seen.has(key)) continue
-      seen.add(key)
+      const machine = hostKey(c.connect)
+      if (seen.has(machine)) continue
+      seen.add(machine)
       try {
-        const remote = await directRemote(ctx, c.connect)
+        const remote = await env.connect(c.connect)
         try {
-          const removed = await removeLabelled(remote, LABEL_OWNER, owner)
-          // Names only, from inside the jobs folder: a listing is never taken as a path to remove.
-          const label = 'list this runner\'s job folders'
-          const names = expectEach(
-            await ask(remote, `cd ${shq(this.workRoot)}/jobs 2>/dev/null || exit 0; for d in ${owner}-${HEX16_GLOB}; do [ -e "$d" ] || [ -L "$d" ] || continue; ${record('"$d"')}; done`, { label }),
-            new RegExp(`^${owner}-[0-9a-f]{16}$`),
-            label
-          )
-          for (const n of names) await removeJobFolder(remote, this.workRoot, jobFolder(this.workRoot, owner, n.slice(owner.length + 1)), null)
-          const dirs = names
-          await this.releaseOwned(remote, owner)
-          done.push(`${key}: ${removed}, ${dirs.length} job folders`)
+          await tidy(remote, machine)
+          for (const slot of await this.releaseOwned(remote, owner)) report.released.push(`${machine} ${slot.replace('-', ' ')}`)
         } finally {
           remote.close()
         }
       } catch (e) {
-        failures.push(`${key}: ${(e as Error).message}`)
+        report.unreachable.push({ machine, reason: (e as Error).message })
       }
     }
-    if (failures.length) throw new TransportError(`cleanup_job could not reach every host: ${failures.join('; ')}`)
-    return done.join('; ')
+    return report
+  }
+}
+
+export const staticHosts: ProviderKind<StaticConfig, StaticLease> = {
+  create: (cfg, workRoot) => new StaticHostProvider(cfg, workRoot),
+  lease: {
+    fields: { index: z.number().int(), slot: z.number().int() },
+    issues(l, cfg) {
+      const c = cfg.hosts[l.index]
+      if (!c) return [['index', 'no such host in provider.hosts']]
+      const out: [string, string][] = []
+      if (l.slot < 0 || l.slot >= c.slots) out.push(['slot', `is not a slot of provider.hosts.${l.index}`])
+      for (const k of ['host', 'port', 'user', 'identityFile', 'knownHostsFile'] as const) if (l.connect[k] !== c[k]) out.push([k, `differs from provider.hosts.${l.index}.${k}`])
+      return out
+    }
   }
 }

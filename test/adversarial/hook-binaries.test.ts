@@ -128,10 +128,10 @@ function fakeState(runner: FakeRunner, tmp: string) {
   const localDir = join(tmp, `rch-${uid}`, `${owner}-${jobId}`)
   const cfg = JSON.parse(readFileSync(runner.configFile, 'utf8'))
   const h = cfg.provider.hosts[0]
-  const host = { index: 0, slot: 0, host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
+  const host = { kind: 'static', index: 0, slot: 0, host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
   const jobRoot = `${cfg.remote.workRoot}/jobs/${owner}-${jobId}`
   const state = {
-    v: 1, jobId, owner, host, jobRoot, hostWork: runner.work, externals: null, pullRoots: ['_temp'],
+    v: 2, jobId, owner, host, jobRoot, hostWork: runner.work, externals: null, pullRoots: ['_temp'],
     network: `rch-${jobId}`, container: { id: 'a'.repeat(64), image: testImages.tiny, path: '/usr/bin:/bin' }, services: [], volumes: [], localDir
   }
   return { state, localDir, socket: agentSocket(localDir, host) }

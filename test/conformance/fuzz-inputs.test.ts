@@ -100,10 +100,10 @@ function goodState(w: World): Record<string, any> {
   const owner = ownerOf(w.runner.name)
   const jobId = hex(16)
   return {
-    v: 1,
+    v: 2,
     jobId,
     owner,
-    host: { index: 0, slot: 0, host: '127.0.0.1', port: w.config.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile },
+    host: { kind: 'static', index: 0, slot: 0, host: '127.0.0.1', port: w.config.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile },
     jobRoot: `${w.workRoot}/jobs/${owner}-${jobId}`,
     hostWork: w.runner.work,
     externals: null,
@@ -227,7 +227,7 @@ function stateCases(command: Cmd): Case[] {
     s('container.path', 'container.path', (_w, st) => set(st, 'container.path', inject(pick(['\n', '\0', '\r'])))),
     s('services', 'services.0.id', (_w, st) => set(st, 'services', [{ id: pick(['x', bad.stateString()]), image: 'redis' }])),
     s('volumes', 'volumes.0', (_w, st) => set(st, 'volumes', [bad.volume()])),
-    s('v', 'v', (_w, st) => set(st, 'v', pick([0, 2, '1']))),
+    s('v', 'v', (_w, st) => set(st, 'v', pick([0, 1, 3, '2']))),
     { name: `${command} state with an unknown key`, command, code: 64, field: 'state', state: (_w, st) => ({ ...st, [word()]: bad.stateString() }) }
   ]
 }

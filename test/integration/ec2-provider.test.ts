@@ -306,7 +306,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       // cleanup_job after a failed prepare_job (state null) finds nothing left
       const c = await call(runner, 'cleanup_job', {}, { state: null });
       expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
-      expect(c.stdout).toContain('0 instances terminated');
+      expect(c.stdout).toContain("cleaned up this runner's leftovers: nothing found");
     } finally {
       await booter.stop();
       runner.dispose();
@@ -398,11 +398,11 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       const c = await call(runner, 'cleanup_job', {}, { state: null });
       expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 });
       expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`);
-      expect(c.stdout).toContain("cleaned up this runner's leftovers: 1 instances terminated");
+      expect(c.stdout).toContain(`cleaned up this runner's leftovers: released ${id}`);
       expect(await instancesOf(runner.name, LIVE)).toEqual([]);
       await waitState(id, 'terminated');
-      // Known gap (not asserted): cleanup_job without state does not find the killed prepare_job's
-      // local folder, so its (now useless) client key stays in <tmpdir>/rch-<uid>/<jobId>. Tidy it here.
+      // The killed prepare_job's local folder (its client key) went too.
+      expect(fs.existsSync(localDirOf(tagsOf(live[0])['remote-container-hooks:owner'], tagsOf(live[0])['remote-container-hooks:job-id']))).toBe(false);
       fs.rmSync(localDirOf(tagsOf(live[0])['remote-container-hooks:owner'], tagsOf(live[0])['remote-container-hooks:job-id']), { recursive: true, force: true });
     } finally {
       await booter.stop();

@@ -5,24 +5,26 @@ import { join } from 'node:path'
 import { ask, record, unframe, UnexpectedAnswer } from '../../src/remote/answer'
 import { assertJobFolder, removeJobFolder } from '../../src/docker/job-folder'
 import { StaticHostProvider } from '../../src/providers/static-host'
-import type { HookContext } from '../../src/context'
+import type { ProviderEnv } from '../../src/providers/provider'
+import { removeOwnedLeftovers } from '../../src/handlers/cleanup-job'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
-
-let current: Remote | null = null
-jest.mock('../../src/session', () => ({ directRemote: async () => current }))
 
 afterAll(cleanupTempDirs)
 
 const OWNER = '0123456789abcdef'
 const JOB = 'fedcba9876543210'
 
-function ctx(): HookContext {
+/** A provider's environment whose every connection is `remote`. */
+function env(remote: Remote): ProviderEnv {
   const logged: string[] = []
-  const log = { debug: () => undefined, progress: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), addSecret: () => undefined }
-  return { runner: { runnerName: 'r' }, log, signal: new AbortController().signal } as unknown as HookContext
+  const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(m) }
+  return { runner: { runnerName: 'r', github: {} }, log, signal: new AbortController().signal, connect: async () => remote, discard: async () => undefined }
 }
+
+/** Cleanup without state as cleanup_job runs it: the handler's tidy on each host, then the provider's release. */
+const cleanupOrphans = (workRoot: string, remote: Remote) => provider(workRoot).cleanupOrphans(OWNER, env(remote), (r) => removeOwnedLeftovers(r, workRoot, OWNER).then(() => undefined))
 
 function provider(workRoot: string): StaticHostProvider {
   return new StaticHostProvider(
@@ -129,10 +131,9 @@ describe('state-less cleanup (cleanupOrphans)', () => {
   test('a start-up file printing a path does not get it removed; only exact job folders go', async () => {
     const { workRoot, jobs, canary, dir } = layout()
     const remote = new LocalRemote(dir, { before: `${canary}\\n`, after: `\\n${canary}\\n` })
-    current = remote
     const link = join(jobs, `${OWNER}-${'2'.repeat(16)}`)
     symlinkSync(canary, link)
-    await provider(workRoot).cleanupOrphans(ctx(), OWNER)
+    expect(await cleanupOrphans(workRoot, remote)).toEqual({ released: [], unreachable: [] })
     // positive control: the noise was printed on the listing's stdout
     expect(remote.outputs.some((o) => o.toString().startsWith(`${canary}\n`))).toBe(true)
     expect(existsSync(join(canary, 'keep'))).toBe(true)
@@ -150,8 +151,8 @@ describe('state-less cleanup (cleanupOrphans)', () => {
       openSocket: () => remote.openSocket(),
       close: () => undefined
     }
-    current = evil
-    await expect(provider(workRoot).cleanupOrphans(ctx(), OWNER)).rejects.toThrow(/unexpected value from the remote: "\/home\/victim"/)
+    const report = await cleanupOrphans(workRoot, evil)
+    expect(report.unreachable).toEqual([{ machine: '127.0.0.1:22', reason: expect.stringMatching(/unexpected value from the remote: "\/home\/victim"/) }])
     expect(remote.commands.filter((c) => c.includes('rm -rf') && c.includes('/home/victim'))).toEqual([])
   })
 })
@@ -160,7 +161,7 @@ describe('leasing reads its answer strictly', () => {
   test('start-up noise does not turn a free slot into "busy"', async () => {
     const { workRoot, dir } = layout()
     const remote = new LocalRemote(dir, { before: 'Welcome!\\n', after: 'bye\\n' })
-    const got = await provider(workRoot).acquire(ctx(), { jobId: JOB, open: async () => remote, discard: async () => undefined } as never)
+    const got = await provider(workRoot).acquire({ jobId: JOB, owner: OWNER, localDir: dir }, env(remote))
     expect(got.lease.slot).toBe(0)
     expect(remote.outputs[0].toString()).toMatch(/^Welcome!\n/)
   })
@@ -170,7 +171,7 @@ describe('leasing reads its answer strictly', () => {
     const remote = new LocalRemote(dir)
     const evil: Remote = { openExec: (c) => remote.openExec(c.replace(/printf '%s\\0' \$r/, "printf '%s\\0' maybe")), openSocket: () => remote.openSocket(), close: () => undefined }
     const t0 = Date.now()
-    await expect(provider(workRoot).acquire(ctx(), { jobId: JOB, open: async () => evil, discard: async () => undefined } as never)).rejects.toThrow(/lease a host slot: unexpected value from the remote: "maybe"/)
+    await expect(provider(workRoot).acquire({ jobId: JOB, owner: OWNER, localDir: dir }, env(evil))).rejects.toThrow(/lease slot 0 on 127\.0\.0\.1:22: unexpected value from the remote: "maybe"/)
     expect(Date.now() - t0).toBeLessThan(5000)
   })
 })

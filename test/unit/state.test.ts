@@ -1,4 +1,4 @@
-import { decodeState, storedState, type StateFacts } from '../../src/state'
+import { decodeState, initialState, leaseOf, storedHost, storedState, type StateFacts } from '../../src/state'
 import { InputError } from '../../src/errors'
 import { ownerId } from '../../src/labels'
 import type { Config } from '../../src/config'
@@ -18,10 +18,10 @@ const facts = (config: Config = staticConfig): StateFacts => ({ config, runnerNa
 const ID = 'ab'.repeat(32)
 function good(): Record<string, any> {
   return {
-    v: 1,
+    v: 2,
     jobId: JOB,
     owner: OWNER,
-    host: { index: 0, slot: 1, host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile },
+    host: { kind: 'static', index: 0, slot: 1, host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile },
     jobRoot: `${WORK_ROOT}/jobs/${OWNER}-${JOB}`,
     hostWork: '/home/r/_work',
     externals: { host: '/home/r/externals', remote: `${WORK_ROOT}/externals/0123456789abcdef` },
@@ -34,7 +34,7 @@ function good(): Record<string, any> {
 }
 const ec2Local = `${LOCAL_ROOT}/${OWNER}-${JOB}`
 function goodEc2(): Record<string, any> {
-  return { ...good(), host: { index: -1, slot: 0, host: '10.0.0.7', port: 22, user: 'ec2-user', identityFile: `${ec2Local}/id_ed25519`, knownHostsFile: `${ec2Local}/known_hosts`, instanceId: 'i-0123456789abcdef0' } }
+  return { ...good(), host: { kind: 'ec2', host: '10.0.0.7', port: 22, user: 'ec2-user', identityFile: `${ec2Local}/id_ed25519`, knownHostsFile: `${ec2Local}/known_hosts`, instanceId: 'i-0123456789abcdef0' } }
 }
 
 function refusal(raw: Record<string, unknown>, f = facts()): string {
@@ -58,12 +58,32 @@ const set = (path: string, value: unknown, base = good()): Record<string, any> =
   return copy
 }
 
+describe('the lease in the state, per provider kind', () => {
+  test('a lease is stored flat beside its kind and read back as the same lease', () => {
+    const lease = { kind: 'static' as const, index: 0, slot: 1, connect: { host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile } }
+    expect(storedHost(lease)).toEqual(good().host)
+    expect(leaseOf(storedHost(lease))).toEqual(lease)
+    const e = { kind: 'ec2' as const, instanceId: 'i-0123456789abcdef0', connect: { host: '10.0.0.7', port: 22, user: 'ec2-user', identityFile: `${ec2Local}/id_ed25519`, knownHostsFile: `${ec2Local}/known_hosts` } }
+    expect(storedHost(e)).toEqual(goodEc2().host)
+    expect(leaseOf(storedHost(e))).toEqual(e)
+  })
+
+  test('initialState keeps no static-host fields for an EC2 lease', () => {
+    const lease = leaseOf(goodEc2().host)
+    const s = initialState({ jobId: JOB, owner: OWNER, lease, jobRoot: `${WORK_ROOT}/jobs/${OWNER}-${JOB}`, hostWork: '/home/r/_work', repoRel: 'repo', localDir: ec2Local })
+    expect(Object.keys(s.host).sort()).toEqual(['host', 'identityFile', 'instanceId', 'kind', 'knownHostsFile', 'port', 'user'])
+    expect(decodeState(storedState(s) as unknown as Record<string, unknown>, facts(ec2Config))).toEqual(s)
+  })
+})
+
 describe('decodeState: what this hook could have written', () => {
   test('a state this hook wrote is accepted; the local folder is derived, never read', () => {
     const s = decodeState({ ...good(), localDir: '/home/r/.ssh' }, facts())!
     expect(s.localDir).toBe(`${LOCAL_ROOT}/${OWNER}-${JOB}`)
     expect(storedState(s)).toEqual(good())
-    expect(decodeState(goodEc2(), facts(ec2Config))!.host.instanceId).toBe('i-0123456789abcdef0')
+    const ec2 = decodeState(goodEc2(), facts(ec2Config))!
+    expect(ec2.host.kind === 'ec2' && ec2.host.instanceId).toBe('i-0123456789abcdef0')
+    expect(storedState(ec2)).toEqual(goodEc2())
   })
 
   test('null and {} are "no state"', () => {
@@ -105,8 +125,13 @@ describe('decodeState: what this hook could have written', () => {
     ['host.index', 1, 'state.host.index'],
     ['host.index', -1, 'state.host.index'],
     ['host.slot', 2, 'state.host.slot'],
+    ['host.slot', -1, 'state.host.slot'],
     ['host.instanceId', 'i-0123456789abcdef0', 'state.host.instanceId'],
-    ['v', 2, 'state.v'],
+    ['host.kind', 'ec2', 'state.host.kind'],
+    ['host.kind', 'terraform', 'state.host.kind'],
+    ['host.kind', undefined, 'state.host.kind'],
+    ['v', 1, 'state.v'],
+    ['v', 3, 'state.v'],
     ['extra', 1, 'state']
   ])('static: %s = %j is refused, naming %s', (path, value, field) => {
     expect(refusal(set(path, value))).toContain(`${field}`)
@@ -121,7 +146,11 @@ describe('decodeState: what this hook could have written', () => {
     ['host.user', 'root', 'state.host.user'],
     ['host.identityFile', '/home/r/.ssh/id_ed25519', 'state.host.identityFile'],
     ['host.knownHostsFile', `${LOCAL_ROOT}/other/known_hosts`, 'state.host.knownHostsFile'],
-    ['host.index', 0, 'state.host.index']
+    // an EC2 lease has no static-host fields
+    ['host.index', 0, 'state.host.index'],
+    ['host.index', -1, 'state.host.index'],
+    ['host.slot', 0, 'state.host.slot'],
+    ['host.kind', 'static', 'state.host.kind']
   ])('ec2: %s = %j is refused, naming %s', (path, value, field) => {
     expect(refusal(set(path, value, goodEc2()), facts(ec2Config))).toContain(field)
   })

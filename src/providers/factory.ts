@@ -1,0 +1,33 @@
+// One line per provider kind. A new provider is one new file (its VmProvider and how its lease is
+// stored and checked) plus its line here; its config section goes into config.ts.
+import type { Config } from '../config'
+import type { LeaseBase, ProviderKind, VmProvider } from './provider'
+import { staticHosts } from './static-host'
+import { ec2 } from './ec2'
+
+type ProviderConfig = Config['provider']
+type ConfigOf<K extends ProviderConfig['kind']> = Extract<ProviderConfig, { kind: K }>
+
+const KINDS = {
+  static: staticHosts,
+  ec2: ec2
+} satisfies { [K in ProviderConfig['kind']]: ProviderKind<ConfigOf<K>, LeaseBase<K>> }
+
+type Kinds = typeof KINDS
+/** A lease of any provider kind, told apart by `kind`. */
+export type Lease = { [K in keyof Kinds]: Kinds[K] extends ProviderKind<never, infer L> ? L : never }[keyof Kinds]
+
+/** The configured kind's rules for storing and checking its lease. */
+export function leaseRulesFor(p: ProviderConfig): ProviderKind<ProviderConfig, Lease>['lease'] {
+  return (KINDS[p.kind] as unknown as ProviderKind<ProviderConfig, Lease>).lease
+}
+
+/** Every kind's lease fields, for the state schema. */
+export function leaseFields(): { kind: string; fields: ProviderKind<ProviderConfig, Lease>['lease']['fields'] }[] {
+  return Object.entries(KINDS).map(([kind, k]) => ({ kind, fields: k.lease.fields }))
+}
+
+export function providerFor(config: Config): VmProvider<Lease> {
+  const p = config.provider
+  return (KINDS[p.kind] as unknown as ProviderKind<ProviderConfig, Lease>).create(p, config.remote.workRoot)
+}

@@ -1,0 +1,287 @@
+// The EC2 provider without EC2: the launch plan, the RunInstances input (AMI or template, IMDSv2,
+// user data, tags at creation), the address choice, the error classifier, and acquire/terminate
+// against a scripted SDK client (capacity moves on, throttling retries the same request, anything
+// else fails at once; a terminate still goes out after a cancel).
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type * as Ec2 from '@aws-sdk/client-ec2'
+import { ConfigSchema, type Ec2Config } from '../../src/config'
+import { addressOf, describeAttempt, launchPlan, runInstancesInput, tagsFor, TAG_OWNER } from '../../src/providers/ec2-plan'
+import { launchErrorAction } from '../../src/providers/ec2-api'
+import { Ec2Provider, terminateSignal } from '../../src/providers/ec2'
+import type { ProviderEnv } from '../../src/providers/provider'
+import { readyMarker } from '../../src/providers/user-data'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
+
+/** The scripted client: each command is answered by `answer(name, input)`; every call is recorded. */
+const fake = { calls: [] as { name: string; input: any }[], answer: (_name: string, _input: any): any => ({}) }
+jest.mock('../../src/providers/ec2-api', () => {
+  const actual = jest.requireActual('../../src/providers/ec2-api')
+  const command = (name: string) =>
+    class {
+      readonly name = name
+      constructor(readonly input: unknown) {}
+    }
+  const sdk = Object.fromEntries(['RunInstances', 'DescribeInstances', 'DescribeImages', 'DescribeLaunchTemplateVersions', 'TerminateInstances'].map((n) => [`${n}Command`, command(n)]))
+  const client = {
+    send: async (cmd: { name: string; input: unknown }) => {
+      fake.calls.push({ name: cmd.name, input: cmd.input })
+      return fake.answer(cmd.name, cmd.input)
+    }
+  }
+  return { ...actual, ec2Client: async () => ({ sdk, client }) }
+})
+
+afterAll(cleanupTempDirs)
+
+const awsError = (name: string, status = 400): Error => Object.assign(new Error(`${name} happened`), { name, $metadata: { httpStatusCode: status } })
+
+function ec2Config(provider: Record<string, unknown> = {}, workRoot = '/srv/rch'): Ec2Config {
+  const c = ConfigSchema.parse({ provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123', ...provider }, remote: { workRoot } })
+  return c.provider as Ec2Config
+}
+
+const runner = { runnerName: 'runner-7', github: { repository: 'acme/widgets', workflow: 'CI', runId: '42', runAttempt: '1', job: 'build' } }
+
+describe('the launch plan', () => {
+  test('markets, then types, then subnets (subnets vary fastest); spot first with the fallback', () => {
+    const plan = launchPlan(ec2Config({ market: 'spot-with-on-demand-fallback', instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: ['subnet-a', 'subnet-b'] }))
+    expect(plan.map(describeAttempt)).toEqual([
+      'spot m7i.large in subnet-a',
+      'spot m7i.large in subnet-b',
+      'spot m6i.large in subnet-a',
+      'spot m6i.large in subnet-b',
+      'on-demand m7i.large in subnet-a',
+      'on-demand m7i.large in subnet-b',
+      'on-demand m6i.large in subnet-a',
+      'on-demand m6i.large in subnet-b'
+    ])
+  })
+
+  test('no types or subnets: one entry that leaves the choice to the template or EC2', () => {
+    expect(launchPlan(ec2Config()).map(describeAttempt)).toEqual(['on-demand (template type)'])
+    expect(launchPlan(ec2Config({ market: 'spot' })).map(describeAttempt)).toEqual(['spot (template type)'])
+  })
+})
+
+describe('the RunInstances input', () => {
+  const tags = [{ Key: TAG_OWNER, Value: 'o' }]
+  const x = { token: 't'.repeat(48), userData: 'dXNlcmRhdGE=', tags }
+
+  test('from an AMI: ImageId, IMDSv2 required, the encrypted root volume, user data, tags on instance, volume and ENI at creation', () => {
+    const cfg = ec2Config({ instanceTypes: ['m7i.large'], subnetIds: ['subnet-a'], securityGroupIds: ['sg-1'] })
+    const input = runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: '/dev/xvda', rootSizeGiB: 8, templateSetsMetadata: false }, x)
+    expect(input).toEqual({
+      MinCount: 1,
+      MaxCount: 1,
+      ClientToken: x.token,
+      UserData: x.userData,
+      TagSpecifications: [
+        { ResourceType: 'instance', Tags: tags },
+        { ResourceType: 'volume', Tags: tags },
+        { ResourceType: 'network-interface', Tags: tags }
+      ],
+      ImageId: 'ami-0123',
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
+      InstanceInitiatedShutdownBehavior: 'terminate',
+      InstanceType: 'm7i.large',
+      SubnetId: 'subnet-a',
+      SecurityGroupIds: ['sg-1'],
+      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: 'gp3', VolumeSize: 8 } }]
+    })
+  })
+
+  test('from a launch template: no ImageId; the template decides metadata and volumes when it states them; shutdown still terminates', () => {
+    const cfg = ec2Config({ imageId: undefined, launchTemplate: { name: 'ci' }, rootVolume: { sizeGiB: 50 } })
+    const input = runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: null, templateSetsMetadata: true }, x)
+    expect(input.LaunchTemplate).toEqual({ LaunchTemplateName: 'ci', LaunchTemplateId: undefined, Version: '$Latest' })
+    expect(input).not.toHaveProperty('ImageId')
+    expect(input).not.toHaveProperty('MetadataOptions')
+    expect(input).not.toHaveProperty('BlockDeviceMappings')
+    expect(input).not.toHaveProperty('InstanceType')
+    expect(input.InstanceInitiatedShutdownBehavior).toBe('terminate')
+    // a template without MetadataOptions gets IMDSv2 required
+    expect(runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: null, templateSetsMetadata: false }, x).MetadataOptions).toMatchObject({ HttpTokens: 'required' })
+  })
+
+  test('spot: a one-time request that terminates on interruption; rootVolume.sizeGiB wins over the image size', () => {
+    const cfg = ec2Config({ market: 'spot', rootVolume: { sizeGiB: 100, type: 'io2' } })
+    const input = runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: '/dev/sda1', rootSizeGiB: 8, templateSetsMetadata: false }, x)
+    expect(input.InstanceMarketOptions).toEqual({ MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } })
+    expect(input.BlockDeviceMappings![0].Ebs).toMatchObject({ VolumeSize: 100, VolumeType: 'io2', Encrypted: true })
+  })
+})
+
+describe('tags', () => {
+  const launchedAt = new Date('2026-12-01T10:00:00.000Z')
+  const base = { owner: 'o'.repeat(16), jobId: 'j'.repeat(16), runner, runnerHost: 'runner-host-1', launchedAt }
+  const asMap = (t: Ec2.Tag[]): Record<string, string> => Object.fromEntries(t.map((x) => [x.Key!, x.Value!]))
+
+  test('ownership, job, run and lifetime tags; the operator cannot override ours; Name defaults to rch-<jobId>', () => {
+    const t = asMap(tagsFor(ec2Config({ maxLifetimeMinutes: 90, tags: { team: 'platform', [TAG_OWNER]: 'forged' } }), base))
+    expect(t).toEqual({
+      team: 'platform',
+      [TAG_OWNER]: base.owner,
+      'remote-container-hooks:job-id': base.jobId,
+      'remote-container-hooks:runner': 'runner-7',
+      'remote-container-hooks:runner-host': 'runner-host-1',
+      'remote-container-hooks:repository': 'acme/widgets',
+      'remote-container-hooks:workflow': 'CI',
+      'remote-container-hooks:run-id': '42',
+      'remote-container-hooks:run-attempt': '1',
+      'remote-container-hooks:job': 'build',
+      'remote-container-hooks:launched-at': '2026-12-01T10:00:00.000Z',
+      'remote-container-hooks:expires-at': '2026-12-01T11:30:00.000Z',
+      Name: `rch-${base.jobId}`
+    })
+  })
+
+  test("the operator's Name is kept; missing run facts are left out; values are cut to EC2's 256 characters", () => {
+    const t = asMap(tagsFor(ec2Config({ tags: { Name: 'ci-box' } }), { ...base, runner: { runnerName: 'r'.repeat(300), github: {} } }))
+    expect(t.Name).toBe('ci-box')
+    expect(t).not.toHaveProperty('remote-container-hooks:repository')
+    expect(t['remote-container-hooks:runner']).toBe('r'.repeat(256))
+  })
+})
+
+describe('the address to SSH to (connect.address)', () => {
+  const inst: Ec2.Instance = { PrivateIpAddress: '10.0.0.5', PublicIpAddress: '203.0.113.9', PublicDnsName: 'ec2-203-0-113-9.compute.amazonaws.com', Tags: [{ Key: 'ep', Value: '127.0.0.1:2299' }, { Key: 'v6', Value: '[2001:db8::1]:2200' }, { Key: 'plain', Value: 'bastion.example' }] }
+  test.each([
+    ['private-ip', { host: '10.0.0.5', port: 22 }],
+    ['public-ip', { host: '203.0.113.9', port: 22 }],
+    ['public-dns', { host: 'ec2-203-0-113-9.compute.amazonaws.com', port: 22 }],
+    ['tag:ep', { host: '127.0.0.1', port: 2299 }],
+    ['tag:v6', { host: '2001:db8::1', port: 2200 }],
+    ['tag:plain', { host: 'bastion.example', port: 22 }],
+    ['tag:missing', null]
+  ])('%s', (address, want) => {
+    expect(addressOf(inst, ec2Config({ connect: { address } }))).toEqual(want)
+  })
+
+  test('none yet while the instance has no such address', () => {
+    expect(addressOf({}, ec2Config({ connect: { address: 'public-ip' } }))).toBeNull()
+    expect(addressOf({ PrivateIpAddress: '10.0.0.5' }, ec2Config({ connect: { address: 'public-dns' } }))).toBeNull()
+  })
+})
+
+describe('the retry classifier (by error name and status, never the message)', () => {
+  test.each([
+    ['InsufficientInstanceCapacity', 500, 'next'],
+    ['InsufficientSpotCapacity', 400, 'next'],
+    ['VcpuLimitExceeded', 400, 'next'],
+    ['RequestLimitExceeded', 503, 'retry'],
+    ['ThrottlingException', 400, 'retry'],
+    ['InternalError', 500, 'retry'],
+    ['SomethingNew', 503, 'retry'],
+    ['AuthFailure', 401, 'fail'],
+    ['UnauthorizedOperation', 403, 'fail'],
+    ['InvalidParameterValue', 400, 'fail'],
+    ['InvalidAMIID.NotFound', 400, 'fail']
+  ])('%s (%i) -> %s', (name, status, want) => {
+    expect(launchErrorAction(awsError(name, status))).toBe(want)
+  })
+
+  test('a message that reads like capacity does not make an error a capacity error', () => {
+    expect(launchErrorAction(Object.assign(new Error('InsufficientInstanceCapacity: throttled, retry'), { name: 'AuthFailure', $metadata: { httpStatusCode: 401 } }))).toBe('fail')
+  })
+})
+
+describe('acquire against a scripted EC2', () => {
+  function setup(provider: Record<string, unknown>, runInstances: (input: any, n: number) => any) {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    require('node:fs').mkdirSync(workRoot)
+    writeFileSync(readyMarker(workRoot), '')
+    const cfg = ec2Config(provider, workRoot)
+    fake.calls = []
+    let runs = 0
+    fake.answer = (name, input) => {
+      if (name === 'DescribeImages') return { Images: [{ RootDeviceName: '/dev/xvda', BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 8 } }] }] }
+      if (name === 'DescribeInstances') return input.Filters ? { Reservations: [] } : { Reservations: [{ Instances: [{ InstanceId: input.InstanceIds[0], State: { Name: 'running' }, PrivateIpAddress: '10.0.0.5' }] }] }
+      if (name === 'RunInstances') return runInstances(input, ++runs)
+      if (name === 'TerminateInstances') return {}
+      throw new Error(`unexpected ${name}`)
+    }
+    const logged: string[] = []
+    const env: ProviderEnv = {
+      runner,
+      signal: new AbortController().signal,
+      log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: (m) => void logged.push(`warn: ${m}`) },
+      connect: async () => new LocalRemote(dir),
+      discard: async (_c, r) => r.close()
+    }
+    return { provider: new Ec2Provider(cfg, workRoot), env, logged, job: { jobId: '0123456789abcdef', owner: 'fedcba9876543210', localDir: dir }, runs: () => fake.calls.filter((c) => c.name === 'RunInstances').map((c) => c.input) }
+  }
+  const launched = (id: string) => ({ Instances: [{ InstanceId: id }] })
+
+  test('a capacity error moves on to the next candidate with a new token; the lease is the instance, without static-host fields', async () => {
+    const s = setup({ instanceTypes: ['m7i.large', 'm6i.large'] }, (_i, n) => {
+      if (n === 1) throw awsError('InsufficientInstanceCapacity', 500)
+      return launched('i-0123456789abcdef0')
+    })
+    const got = await s.provider.acquire(s.job, s.env)
+    const runs = s.runs()
+    expect(runs.map((r) => r.InstanceType)).toEqual(['m7i.large', 'm6i.large'])
+    expect(runs[0].ClientToken).not.toBe(runs[1].ClientToken)
+    expect(s.logged).toContain('no capacity for on-demand m7i.large (InsufficientInstanceCapacity), trying the next option')
+    expect(got.lease).toEqual({ kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: { host: '10.0.0.5', port: 22, user: 'ec2-user', identityFile: `${s.job.localDir}/id_ed25519`, knownHostsFile: `${s.job.localDir}/known_hosts` } })
+    expect(s.provider.describe(got.lease)).toBe('10.0.0.5:22 (i-0123456789abcdef0)')
+    got.remote.close()
+  })
+
+  test('throttling retries the same request with the same token', async () => {
+    const s = setup({ instanceTypes: ['m7i.large', 'm6i.large'] }, (_i, n) => {
+      if (n <= 2) throw awsError('RequestLimitExceeded', 503)
+      return launched('i-0123456789abcdef1')
+    })
+    const got = await s.provider.acquire(s.job, s.env)
+    const runs = s.runs()
+    expect(runs.map((r) => r.InstanceType)).toEqual(['m7i.large', 'm7i.large', 'm7i.large'])
+    expect(new Set(runs.map((r) => r.ClientToken)).size).toBe(1)
+    got.remote.close()
+  })
+
+  test('an authorization or validation error fails at once: no other candidate is tried, nothing to terminate', async () => {
+    for (const name of ['UnauthorizedOperation', 'InvalidParameterValue']) {
+      const s = setup({ instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: ['subnet-a', 'subnet-b'] }, () => {
+        throw awsError(name, name === 'UnauthorizedOperation' ? 403 : 400)
+      })
+      await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow(`RunInstances (on-demand m7i.large in subnet-a) failed: ${name}: ${name} happened`)
+      expect(s.runs()).toHaveLength(1)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toEqual([])
+    }
+  })
+})
+
+describe('terminate', () => {
+  test('after a cancel the terminate is still sent (an instance must never outlive its job)', async () => {
+    const cancel = new AbortController()
+    cancel.abort(new Error('cancelled by the runner'))
+    fake.calls = []
+    fake.answer = () => ({})
+    const logged: string[] = []
+    await new Ec2Provider(ec2Config(), '/srv/rch').terminate('i-0123456789abcdef0', { signal: cancel.signal, log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: () => undefined } })
+    expect(fake.calls).toEqual([{ name: 'TerminateInstances', input: { InstanceIds: ['i-0123456789abcdef0'] } }])
+    expect(logged).toEqual(['terminated i-0123456789abcdef0'])
+  })
+
+  test('its signal: the deadline ends it; a cancel only shortens it to the grace, never ends it at once', async () => {
+    const quiet = new AbortController().signal
+    const t0 = Date.now()
+    const byDeadline = terminateSignal(quiet, 150, 50)
+    await new Promise((r) => byDeadline.signal.addEventListener('abort', r))
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140)
+    byDeadline.done()
+
+    const cancel = new AbortController()
+    const t1 = Date.now()
+    const byCancel = terminateSignal(cancel.signal, 10_000, 100)
+    cancel.abort()
+    expect(byCancel.signal.aborted).toBe(false)
+    await new Promise((r) => byCancel.signal.addEventListener('abort', r))
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(90)
+    expect(Date.now() - t1).toBeLessThan(2000)
+    byCancel.done()
+  })
+})

@@ -1,0 +1,124 @@
+// Static-host leasing on a local shell: operator errors fail at once with the command's own words
+// (never "all slots busy" and a wait for acquireTimeoutSeconds), no failure leaves a slot taken, and
+// the wait for a free slot runs on the wait primitive (progress note, deadline, cancel).
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { StaticHostProvider, leaseDir } from '../../src/providers/static-host'
+import { ownerId } from '../../src/labels'
+import type { ProviderEnv } from '../../src/providers/provider'
+import type { Remote } from '../../src/remote/remote'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
+
+afterAll(cleanupTempDirs)
+
+const OWNER = ownerId('r')
+const JOB = 'fedcba9876543210'
+
+function env(remote: Remote, signal = new AbortController().signal): ProviderEnv & { logged: string[] } {
+  const logged: string[] = []
+  const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(`warn: ${m}`) }
+  return { runner: { runnerName: 'r', github: {} }, log, signal, connect: async () => remote, discard: async () => undefined, logged }
+}
+
+function provider(workRoot: string, acquireTimeoutSeconds = 600, slots = 1): StaticHostProvider {
+  return new StaticHostProvider({ kind: 'static', acquireTimeoutSeconds, hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots }] }, workRoot)
+}
+
+/** A remote whose commands run with a file size limit of 0: any write into a file kills the shell. */
+function noWrites(dir: string): Remote {
+  const local = new LocalRemote(dir)
+  return { openExec: (c) => local.openExec(`ulimit -f 0; ${c}`), openSocket: () => local.openSocket(), close: () => undefined }
+}
+
+const job = (dir: string) => ({ jobId: JOB, owner: OWNER, localDir: dir })
+
+describe('a lease that cannot be completed fails at once and leaves no slot taken', () => {
+  test('the owner file cannot be written (the shell dies half-way): no slot-N is left behind', async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    const t0 = Date.now()
+    await expect(provider(workRoot).acquire(job(dir), env(noWrites(dir)))).rejects.toThrow(/lease slot 0 on 127\.0\.0\.1:22 failed/)
+    expect(Date.now() - t0).toBeLessThan(5000)
+    // positive control: the lease root was made, so the script got as far as taking a slot
+    expect(existsSync(join(workRoot, 'leases'))).toBe(true)
+    expect(readdirSync(join(workRoot, 'leases')).filter((n) => n.startsWith('slot-'))).toEqual([])
+    // and the slot is free for the next job (the half-made lease of this runner is swept)
+    const got = await provider(workRoot).acquire(job(dir), env(new LocalRemote(dir)))
+    expect(got.lease).toMatchObject({ kind: 'static', slot: 0 })
+    expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
+  })
+
+  test('a work root that cannot be created names remote.workRoot and the reason, at once', async () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'file'), '')
+    const workRoot = join(dir, 'file', 'work')
+    const e = env(new LocalRemote(dir))
+    const t0 = Date.now()
+    const err = await provider(workRoot).acquire(job(dir), e).catch((x: Error) => x)
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect((err as Error).message).toMatch(/Not a directory/)
+    expect((err as Error).message).toContain(`cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot)`)
+    expect((err as Error).message).not.toMatch(/busy|leased by another job/)
+    expect(e.logged.filter((l) => l.includes('waiting'))).toEqual([])
+  })
+
+  test('a slot that cannot be made (not "taken by another job") is an error naming it, not a wait', async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    mkdirSync(join(workRoot, 'leases'), { recursive: true })
+    // Not a lease folder: a file where the slot's folder would go.
+    writeFileSync(leaseDir(workRoot, 0), 'junk')
+    const e = env(new LocalRemote(dir))
+    const t0 = Date.now()
+    const err = await provider(workRoot).acquire(job(dir), e).catch((x: Error) => x)
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect((err as Error).message).toMatch(/lease slot 0 on 127\.0\.0\.1:22 failed \(exit code 5\): .*slot-0/)
+    expect(e.logged.filter((l) => l.includes('waiting'))).toEqual([])
+    expect(readFileSync(leaseDir(workRoot, 0), 'utf8')).toBe('junk')
+  })
+})
+
+describe('waiting for a free slot', () => {
+  /** A work root whose only slot another runner holds. */
+  function busy(): { dir: string; workRoot: string } {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    mkdirSync(leaseDir(workRoot, 0), { recursive: true })
+    writeFileSync(join(leaseDir(workRoot, 0), 'owner'), '0000000000000000 1111111111111111 other-runner h 2026-01-01T00:00:00Z\n')
+    return { dir, workRoot }
+  }
+
+  test('says so once when the wait starts and fails at the deadline naming the busy slots', async () => {
+    const { dir, workRoot } = busy()
+    const e = env(new LocalRemote(dir))
+    const t0 = Date.now()
+    await expect(provider(workRoot, 2).acquire(job(dir), e)).rejects.toThrow('no free host after 2 s: every slot of provider.hosts is leased by another job')
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
+    expect(e.logged).toEqual(['waiting for a free host (all 1 slots busy)'])
+    expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toContain('other-runner')
+  })
+
+  test('a cancel ends the wait at once', async () => {
+    const { dir, workRoot } = busy()
+    const cancel = new AbortController()
+    const e = env(new LocalRemote(dir), cancel.signal)
+    const t0 = Date.now()
+    const p = provider(workRoot, 600).acquire(job(dir), e)
+    setTimeout(() => cancel.abort(new Error('cancelled by the runner')), 700)
+    await expect(p).rejects.toThrow('cancelled by the runner')
+    expect(Date.now() - t0).toBeLessThan(3000)
+    // positive control: it was waiting when the cancel came
+    expect(e.logged).toContain('waiting for a free host (all 1 slots busy)')
+  })
+
+  test('a slot freed during the wait is taken', async () => {
+    const { dir, workRoot } = busy()
+    const e = env(new LocalRemote(dir))
+    const p = provider(workRoot, 30).acquire(job(dir), e)
+    setTimeout(() => rmSync(leaseDir(workRoot, 0), { recursive: true }), 800)
+    const got = await p
+    expect(got.lease.slot).toBe(0)
+    expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
+  })
+})
