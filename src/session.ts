@@ -66,6 +66,7 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
   child.unref()
   const limitMs = ctx.config.timeouts.connectSeconds * 1000 + 2000
   // The agent either answers on its socket or exits having written why into its log.
+  // A cancelled or failed start ends the agent it began (it would otherwise connect for nobody).
   await waitUntil(
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
@@ -78,12 +79,12 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
       maxDelayMs: 15,
       jitter: false,
       signal: ctx.signal,
-      onTimeout: () => {
-        child.kill()
-        return agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
-      }
+      onTimeout: () => agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
     }
-  )
+  ).catch((e: unknown) => {
+    if (exited === null) child.kill()
+    throw e
+  })
 }
 
 /** Why an agent did not come up: the connect failure it logged (with its kind), else its last line. */

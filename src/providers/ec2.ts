@@ -224,8 +224,9 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         maxDelayMs: 3000,
         factor: 1.5,
         signal: env.signal,
-        // A wrong host key or key pair is an attack or a broken image, not a slow boot.
-        transient: (e) => e instanceof TransportError && !isPermanentTransport(e),
+        // A wrong host key or unusable key file is an attack or a broken set-up, not a slow boot.
+        // A refused login is not: the image may add the user's key late in its boot.
+        transient: (e) => e instanceof TransportError && (e.kind === 'auth' || !isPermanentTransport(e)),
         onRetry: () => phase !== noted && note(),
         progressEveryMs: 10_000,
         onProgress: note,

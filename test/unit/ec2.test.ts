@@ -2,6 +2,7 @@
 // user data, tags at creation), the address choice, the error classifier, and acquire/terminate
 // against a scripted SDK client (capacity moves on, throttling retries the same request, anything
 // else fails at once; a terminate still goes out after a cancel).
+import { TransportError } from '../../src/errors'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type * as Ec2 from '@aws-sdk/client-ec2'
@@ -228,6 +229,28 @@ describe('acquire against a scripted EC2', () => {
     expect(got.lease).toEqual({ kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: { host: '10.0.0.5', port: 22, user: 'ec2-user', identityFile: `${s.job.localDir}/id_ed25519`, knownHostsFile: `${s.job.localDir}/known_hosts` } })
     expect(s.provider.describe(got.lease)).toBe('10.0.0.5:22 (i-0123456789abcdef0)')
     got.remote.close()
+  })
+
+  test('SSH during boot: a refused login is waited out (the key may come late in the boot), a wrong host key is not', async () => {
+    const s = setup({}, () => launched('i-0123456789abcdef0'))
+    const remote = s.env.connect
+    let tries = 0
+    s.env.connect = async (c) => {
+      if (++tries <= 2) throw new TransportError('cannot connect: All configured authentication methods failed', 'auth')
+      return remote(c)
+    }
+    const got = await s.provider.acquire(s.job, s.env)
+    expect(tries).toBe(3)
+    got.remote.close()
+
+    const t = setup({}, () => launched('i-0123456789abcdef1'))
+    let hk = 0
+    t.env.connect = async () => {
+      hk++
+      throw new TransportError('host key verification failed for 10.0.0.5:22: the host key does not match the pinned key', 'hostkey')
+    }
+    await expect(t.provider.acquire(t.job, t.env)).rejects.toThrow('host key verification failed')
+    expect(hk).toBe(1)
   })
 
   test('throttling retries the same request with the same token', async () => {

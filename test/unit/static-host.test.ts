@@ -112,6 +112,23 @@ describe('waiting for a free slot', () => {
     expect(e.logged).toContain('waiting for a free host (all 1 slots busy)')
   })
 
+  test('a cancel while connecting is the cancel, not an unreachable host', async () => {
+    const { dir, workRoot } = busy()
+    const cancel = new AbortController()
+    const e = env(new LocalRemote(dir), cancel.signal)
+    let attempts = 0
+    // The connection attempt is what the cancel interrupts (as the agent start wait does).
+    e.connect = () => {
+      attempts++
+      return new Promise((_, reject) => cancel.signal.addEventListener('abort', () => reject(new Error('aborted (SIGINT)')), { once: true }))
+    }
+    const p = provider(workRoot, 600).acquire(job(dir), e)
+    setTimeout(() => cancel.abort('SIGINT'), 100)
+    await expect(p).rejects.toThrow('aborted (SIGINT)')
+    expect(attempts).toBe(1)
+    expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
+  })
+
   test('a slot freed during the wait is taken', async () => {
     const { dir, workRoot } = busy()
     const e = env(new LocalRemote(dir))
