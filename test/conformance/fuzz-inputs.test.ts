@@ -236,8 +236,8 @@ function configCases(command: Cmd): Case[] {
   const c = (name: string, field: string, mutate: (w: World, cfg: Record<string, any>) => Record<string, any>): Case => ({ name: `${command} config ${name}`, command, code: 78, field, config: mutate })
   return [
     c('remote.workRoot', 'remote.workRoot', (_w, cfg) => set(cfg, 'remote.workRoot', pick(['/..', '/', '/srv/../etc', '/srv/rch/..', 'relative', '/srv/rch/', '/srv//rch', '/srv/rch\0', '/srv/$(id)', "/srv/it's", '/srv/a b', '/srv/-x\n']))),
-    c('host', 'provider.hosts.0.host', (_w, cfg) => set(cfg, 'provider.hosts.0.host', pick(['-oProxyCommand=touch /tmp/x', 'a b', 'a;b', '$(id)', '', 'a_b', '[::1]', bad.stateString()]))),
-    c('user', 'provider.hosts.0.user', (_w, cfg) => set(cfg, 'provider.hosts.0.user', pick(['Root', '-oX', 'a b', 'ci$', '', '1x', bad.stateString()]))),
+    c('host', 'provider.hosts.0.host', (_w, cfg) => set(cfg, 'provider.hosts.0.host', pick(['-oProxyCommand=touch /tmp/x', 'a b', 'a;b', '$(id)', '', 'a_b', '[::1]', maybeHuge(inject(pick(SHELLY)))]))),
+    c('user', 'provider.hosts.0.user', (_w, cfg) => set(cfg, 'provider.hosts.0.user', pick(['Root', '-oX', 'a b', 'ci$', '', '1x', maybeHuge(inject(pick(SHELLY)))]))),
     c('port', 'provider.hosts.0.port', (_w, cfg) => set(cfg, 'provider.hosts.0.port', pick([0, 70000, -1, 1.5, '22']))),
     c('identityFile (not a usable private key)', 'provider.hosts.0.identityFile', (_w, cfg) => set(cfg, 'provider.hosts.0.identityFile', pick([keys.garbage, keys.public, keys.encrypted, keys.empty, vm.knownHostsFile]))),
     c('identityFile (missing or relative)', 'provider.hosts.0.identityFile', (_w, cfg) => set(cfg, 'provider.hosts.0.identityFile', pick(['/nonexistent/id', 'id_ed25519', `${scratch}/keys`])))
