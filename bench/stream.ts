@@ -65,7 +65,7 @@ function drain(cmd: string, args: string[], opts: { env?: Record<string, string>
       if (!bytes) first = last
       bytes += c.length
     })
-    child.stderr.on('data', (c: Buffer) => (stderr += c))
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
     child.stdin.end(opts.input ?? '')
     child.on('error', reject)
     opts.onStart?.(child.pid!)

@@ -47,7 +47,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       }
       logger = winston.createLogger({
         level: opts.level,
-        format: winston.format.combine(winston.format.timestamp(), winston.format.printf((i) => `${i.timestamp} ${process.pid} ${i.level} ${i.message}`)),
+        format: winston.format.combine(winston.format.timestamp(), winston.format.printf((i) => `${String(i.timestamp)} ${process.pid} ${i.level} ${String(i.message)}`)),
         transports: [transport]
       })
     }

@@ -133,7 +133,7 @@ export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void>
 
 /** Stops every agent of a job folder, whatever host or build started it (cleanup). */
 export async function stopAgents(localDir: string): Promise<void> {
-  let names: string[] = []
+  let names: string[]
   if (!checkPrivateDir(localDir)) return
   try {
     names = readdirSync(localDir).filter((x) => x.startsWith('agent-') && x.endsWith('.sock'))
@@ -167,7 +167,7 @@ function providerEnv(ctx: HookContext, connect: ProviderEnv['connect'], discard:
 
 /** Direct connections, closed by whoever opened them (no job agent to stop). */
 const directEnv = (ctx: HookContext): ProviderEnv =>
-  providerEnv(ctx, (c) => directRemote(ctx, c), async (_c, r) => r.close())
+  providerEnv(ctx, (c) => directRemote(ctx, c), (_c, r) => Promise.resolve(r.close()))
 
 /** Gets a machine for a job from its provider, its connection going through the job's agent. */
 export function acquireMachine(ctx: HookContext, provider: VmProvider<Lease>, jobId: string, owner: string, localDir: string): Promise<Acquired<Lease>> {

@@ -39,12 +39,12 @@ export type StoredHost = Flat<Lease>
 
 export function storedHost(lease: Lease): StoredHost {
   const { connect, ...rest } = lease
-  return { ...rest, ...connect } as StoredHost
+  return { ...rest, ...connect }
 }
 
 export function leaseOf(h: StoredHost): Lease {
   const { host, port, user, identityFile, knownHostsFile, ...rest } = h
-  return { ...rest, connect: { host, port, user, identityFile, knownHostsFile } } as Lease
+  return { ...rest, connect: { host, port, user, identityFile, knownHostsFile } }
 }
 
 function stateSchema(kind: string) {

@@ -73,7 +73,7 @@ export class Engine {
     let data: unknown = text
     if ((res.headers['content-type'] ?? '').includes('json') && text) data = JSON.parse(text)
     if (status >= 400) {
-      const msg = typeof data === 'object' && data && 'message' in data ? String((data as { message: unknown }).message) : text.trim()
+      const msg = typeof data === 'object' && data && 'message' in data ? String(data.message) : text.trim()
       throw new EngineError(status, what, msg)
     }
     return { status, data: data as T }
@@ -122,10 +122,14 @@ function demux(stream: Readable, out: Output): Promise<void> {
       if (more === false && out.waitDrain && !paused) {
         paused = true
         stream.pause()
-        out.waitDrain().then(() => {
-          paused = false
-          stream.resume()
-        })
+        // A reader that went away for good ends the stream rather than leaving it paused.
+        out.waitDrain().then(
+          () => {
+            paused = false
+            stream.resume()
+          },
+          (e: unknown) => stream.destroy(e instanceof Error ? e : new Error(String(e)))
+        )
       }
     }
     stream.on('data', (c: Buffer) => {

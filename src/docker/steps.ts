@@ -75,8 +75,9 @@ export async function execStep(
       { attempts: 3, minDelayMs: 0, jitter: false }
     ).catch(() => undefined)
   }
-  let stopping: Promise<void> | null = null
-  const listener = (): void => void (stopping = onAbort())
+  // Set by the abort listener (a field, so the check below is not narrowed to its initial null).
+  const stopping: { done: Promise<void> | null } = { done: null }
+  const listener = (): void => void (stopping.done = onAbort())
   if (signal.aborted) listener()
   else signal.addEventListener('abort', listener, { once: true })
   try {
@@ -84,7 +85,7 @@ export async function execStep(
   } finally {
     signal.removeEventListener('abort', listener)
   }
-  if (stopping) await stopping
+  if (stopping.done) await stopping.done
   if (cancelled) return { exitCode: 130, cancelled }
   onOutputEnded?.()
   return { exitCode: await exitOfExec(engine, data.Id), cancelled }

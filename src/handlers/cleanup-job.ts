@@ -77,7 +77,7 @@ async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Prom
   const workRoot = ctx.config.remote.workRoot
   const tidied: string[] = []
   let report: OrphanReport
-  let local = 0
+  let local: number
   try {
     report = await releaseOrphans(ctx, provider, owner, async (remote, machine) => {
       const r = await removeOwnedLeftovers(remote, workRoot, owner)
@@ -110,7 +110,7 @@ export async function removeOwnedLeftovers(remote: Remote, workRoot: string, own
 
 /** Local folders of this runner's lost jobs (per-job keys, agent sockets): agents stopped, folders removed. */
 async function removeLocalLeftovers(ctx: HookContext, owner: string): Promise<number> {
-  let names: string[] = []
+  let names: string[]
   try {
     names = readdirSync(ctx.localRoot).filter((n) => n.startsWith(`${owner}-`))
   } catch {

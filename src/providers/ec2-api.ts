@@ -6,10 +6,10 @@ import type { Ec2Config } from '../config'
 export type Ec2Sdk = typeof Ec2
 
 let sdk: Ec2Sdk | null = null
-export async function loadSdk(): Promise<Ec2Sdk> {
+export function loadSdk(): Promise<Ec2Sdk> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   sdk ??= require('@aws-sdk/client-ec2') as Ec2Sdk
-  return sdk
+  return Promise.resolve(sdk)
 }
 
 export async function ec2Client(cfg: Ec2Config): Promise<{ sdk: Ec2Sdk; client: Ec2.EC2Client }> {

@@ -64,7 +64,7 @@ export class MuxRemote implements Remote {
     const reader = new FrameReader((type, payload) => {
       if (type === F.STDOUT) pushTo(stdout, payload)
       else if (type === F.STDERR) pushTo(stderr, payload)
-      else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8'))
+      else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8')) as ExitStatus
       else if (type === F.ERROR) error = payload.toString('utf8')
     }, (e) => {
       error = `agent answer unusable: ${e.message}`
