@@ -20,9 +20,6 @@ const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs'
 // ASCII only: one non-ASCII character makes V8 hold and scan the whole file as a two-byte string.
 const ascii = (src) => src.replace(/[^\x00-\x7f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 
-const coreOut = await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/index.js', sourcemap: 'external', sourcesContent: false, external: ['cpu-features', '*.node', ...CHUNKS] })
-const core = ascii(coreOut.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, '')
-const coreMap = JSON.parse(coreOut.outputFiles.find((f) => f.path.endsWith('.map')).text)
 const chunks = {}
 for (const name of CHUNKS) {
   const r = await build({
@@ -32,6 +29,20 @@ for (const name of CHUNKS) {
   })
   chunks[name] = ascii(r.outputFiles[0].text)
 }
+
+// The build id (src/build-id.ts, part of the agent socket's name) is a hash of everything built,
+// taken with a placeholder of the same length in its place; the core is then built again with the
+// id itself, so the same sources always give the same id and any change of code gives another.
+const BUILD_ID_LENGTH = 12
+const buildCore = async (id) => {
+  const out = await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/index.js', sourcemap: 'external', sourcesContent: false, external: ['cpu-features', '*.node', ...CHUNKS], define: { __RCH_BUILD__: JSON.stringify(id) } })
+  return { js: ascii(out.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, ''), map: JSON.parse(out.outputFiles.find((f) => f.path.endsWith('.map')).text) }
+}
+const placeholder = '0'.repeat(BUILD_ID_LENGTH)
+const unstamped = await buildCore(placeholder)
+const buildId = createHash('sha256').update(unstamped.js).update(JSON.stringify(chunks)).digest('hex').slice(0, BUILD_ID_LENGTH)
+const { js: core, map: coreMap } = await buildCore(buildId)
+if (core.split(JSON.stringify(buildId)).join(JSON.stringify(placeholder)) !== unstamped.js) throw new Error('build: the stamped core differs from the unstamped one in more than its build id')
 const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
 // The marker is split in the loader's own text so that only the real one is found.
@@ -191,4 +202,4 @@ RCH-CHUNKS*/
 mkdirSync('dist', { recursive: true })
 writeFileSync('dist/index.js', out, { mode: 0o755 })
 const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)
-console.log(`dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; source map ${kib(JSON.stringify(map))} KiB; ${key})`)
+console.log(`dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; source map ${kib(JSON.stringify(map))} KiB; build ${buildId})`)
