@@ -6,6 +6,7 @@ import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { Cancelled, formatError } from './errors'
 import { outcomeOf } from './outcome'
 import { ensurePrivateDir } from './private-fs'
+import { stepEnv } from './runner-env'
 import type { HookContext, Sink } from './context'
 import type { HookInput } from './protocol'
 import type { Log } from './log'
@@ -55,6 +56,15 @@ export async function execute(raw: string, env: Record<string, string | undefine
   } finally {
     await log?.close()
   }
+}
+
+/**
+ * A `run` request the hook sent to the job's agent (agent-client.ts): executed like the hook
+ * would, with only the allow-listed part of the environment the request carries.
+ */
+export async function executeRequest(req: Record<string, unknown>, io: Omit<ExecuteIo, 'cwd'>): Promise<Executed> {
+  const env = stepEnv((req.env ?? {}) as Record<string, string | undefined>)
+  return execute(String(req.raw), env, { ...io, cwd: String(req.cwd) })
 }
 
 /**

@@ -8,7 +8,7 @@ import { delegation, runViaAgent } from './agent-client'
 import { checkPrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
-import { execute, report, type HookPlace } from './execute'
+import { execute, executeRequest, report, type HookPlace } from './execute'
 import type { RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
@@ -56,10 +56,7 @@ async function hook(): Promise<number> {
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
-async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<number> {
-  const env = stepEnv((req.env ?? {}) as Record<string, string | undefined>)
-  return (await execute(String(req.raw), env, { ...io, cwd: String(req.cwd), place: place() })).code
-}
+const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> => (await executeRequest(req, { ...io, place: place() })).code
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
