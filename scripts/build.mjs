@@ -5,8 +5,9 @@
 // dist/index.js is laid out for that: a short loader, then the core bundle as plain JavaScript (node
 // compiles it as part of the file; nothing is found by byte offset, so an added line or CRLF line
 // endings do not break it), then the big libraries only some commands need (the AWS SDK, ssh2,
-// winston, yaml) gzip+base64 in a trailing comment (V8 skips a comment far faster than it scans
-// megabytes of string literals), each compiled on its first require() with a V8 code cache kept in
+// winston, yaml, zod: a step sent to the job's agent validates nothing itself) gzip+base64 in a
+// trailing comment (V8 skips a comment far faster than it scans megabytes of string literals), each
+// compiled on its first require() with a V8 code cache kept in
 // a 0700 folder of the runner user. Last comes the core's source map, inline, read only when a
 // stack trace is formatted. Measured numbers are in docs/benchmarks.md.
 import { build } from 'esbuild'
@@ -14,7 +15,7 @@ import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
 
-const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml']
+const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml', 'zod']
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: false, legalComments: 'none', logLevel: 'warning', write: false }
 
 // ASCII only: one non-ASCII character makes V8 hold and scan the whole file as a two-byte string.
