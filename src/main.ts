@@ -1,5 +1,6 @@
-// The one entry point and the one place that touches `process`: reads stdin, config and the
-// runner's environment, dispatches to a handler, writes the response and sets the exit code.
+// The one entry point and the one place that touches `process`: reads stdin and the environment,
+// hands a step to the job's agent or runs the command itself through execute() (execute.ts, the same
+// path the agent takes), and sets the exit code.
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
 import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
