@@ -22,7 +22,11 @@ beforeAll(() => {
   writeFileSync(join(src, 'f.txt'), 'hello\n')
   useTools(resolveTools({}, { workDir: '/nonexistent', runnerTemp: '/nonexistent/_temp' }))
 })
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+  // The control's copy on the VM (the failing copies never got there).
+  execFileSync('ssh', ['-F', '/dev/null', '-i', vm.identityFile, '-p', String(vm.port), '-o', `UserKnownHostsFile=${vm.knownHostsFile}`, '-o', 'BatchMode=yes', `${vm.user}@${vm.host}`, `rm -rf ${dest('control')}`])
+})
 
 const info = (over: Partial<{ identityFile: string; knownHostsFile: string }> = {}) => ({ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, ...over })
 const copy = (i: ReturnType<typeof info>, name: string) => rsyncUp(opensshTransport(tools().ssh!, i), src, ['f.txt'], dest(name))
