@@ -13,6 +13,7 @@ import { execute, executeRequest, report, type HookPlace } from './execute'
 import type { RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
+import { BUILD_ID } from './build-id'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -103,7 +104,8 @@ async function main(): Promise<void> {
   if (mode === '__agent') code = await agent(process.argv[3])
   else if (mode === '__rsh') code = await rsh(process.argv.slice(3)).catch((e) => (process.stderr.write(`${formatError(e)}\n`), 255))
   else if (mode === '--version') {
-    process.stdout.write(`remote-container-hooks ${version}\n`)
+    // The build id names the agent sockets: it tells which build a running agent belongs to.
+    process.stdout.write(`remote-container-hooks ${version} (build ${BUILD_ID})\n`)
     code = 0
   } else if (mode === '--help' || mode === '-h') {
     process.stdout.write(usage(version))
