@@ -7,7 +7,7 @@ import type { HookState } from '../state'
 import { openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
 import { createExec, execStep } from '../docker/steps'
-import { armPull, push } from '../sync/sync'
+import { pull, push } from '../sync/sync'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 
@@ -16,7 +16,6 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   const t0 = Date.now()
   const remote = await openJobRemote(ctx, state.host, state.localDir)
   const tConnect = Date.now()
-  let armed: ReturnType<typeof armPull> | null = null
   try {
     const target = syncTarget(ctx, state, remote)
     const env = { ...args.environmentVariables }
@@ -26,16 +25,14 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     // The exec is created while the files go up; it starts only once they are there.
     const created = createExec(engine, spec)
     created.catch(() => undefined)
-    // The pull-back's listing is made ready while the files go up, to start the moment the output ends.
-    armed = armPull(target, state.pullRoots)
     const up = await push(target, PUSH_ROOTS)
     if (up.bytes > 1048576) ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
     // The pull-back starts as soon as the output ends, alongside the call for the exit status.
-    let pulling: ReturnType<typeof armed.pull> | null = null
+    let pulling: ReturnType<typeof pull> | null = null
     let tExec = 0
     const startPull = (): void => {
       tExec = Date.now()
-      pulling = armed!.pull()
+      pulling = pull(target, state.pullRoots)
       pulling.catch(() => undefined)
     }
     const res = await execStep(remote, engine, spec, outputTo(ctx.stdout, ctx.stderr), ctx.signal, ctx.config.timeouts.cancelGraceSeconds * 1000, created, startPull)
@@ -46,7 +43,6 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
     return { exitCode: res.exitCode }
   } finally {
-    armed?.cancel()
     remote.close()
   }
 }

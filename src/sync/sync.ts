@@ -5,7 +5,6 @@
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
 import { spawn } from 'node:child_process'
-import { PassThrough, type Readable } from 'node:stream'
 import type { Stats } from 'node:fs'
 import { TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
@@ -156,41 +155,18 @@ function limitsOf(t: SyncTarget): SyncLimits {
   return t.limits ?? NO_LIMITS
 }
 
-async function listRemote(t: SyncTarget, roots: readonly string[], gate?: Readable): Promise<RemoteListing> {
+async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<RemoteListing> {
   const limits = limitsOf(t)
-  // A gated listing waits for the line `go` on its stdin: anything else (or none) ends it unlisted.
-  const wait = gate ? `IFS= read -r go && [ "$go" = go ] && ` : ''
-  const listing = await check(t.remote, `${wait}cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
+  const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
     collect: true,
     maxCollect: limits.listingBytes,
     label: 'remote file listing',
-    signal: t.signal,
-    input: gate
+    signal: t.signal
   }).catch((e: unknown) => {
     if (e instanceof OutputLimitError) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
     throw e
   })
   return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, tree: true })
-}
-
-/**
- * A pull whose remote listing is set up now (its channel open, its shell waiting) and runs only at
- * pull(): the pull after a step then starts at once when the step's output ends. Call cancel() if
- * the pull is not wanted after all; the waiting command then ends without listing anything.
- */
-export function armPull(t: SyncTarget, roots: readonly string[]): { pull(): Promise<SyncStats>; cancel(): void } {
-  const gate = new PassThrough()
-  const listing = listRemote(t, roots, gate)
-  listing.catch(() => undefined)
-  let started = false
-  return {
-    pull: () => {
-      started = true
-      gate.end('go\n')
-      return pull(t, roots, listing)
-    },
-    cancel: () => void (started || gate.end())
-  }
 }
 
 /** Pushes local changes under `roots` to the remote. */
@@ -356,10 +332,10 @@ interface Received {
 }
 
 /** Pulls remote changes under `roots` back to the host, deletions included. */
-export async function pull(t: SyncTarget, roots: readonly string[], listed?: Promise<RemoteListing>): Promise<SyncStats> {
+export async function pull(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
-  const listing = await (listed ?? listRemote(t, roots))
+  const listing = await listRemote(t, roots)
   // Everything is checked before anything on the host changes.
   checkFileCommands(listing, limits)
   const remote = listing.snap

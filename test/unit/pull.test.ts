@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
 import { OutputLimitError, run, type Remote } from '../../src/remote/remote'
-import { armPull, pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
+import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
 import { Cancelled } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { member, tarOf } from './_tar'
@@ -120,42 +120,6 @@ describe('pull: positive path', () => {
     expect(s.deleted).toBe(2)
     expect(readFileSync(`${w.host}/ws/d`, 'utf8')).toBe('now a file')
     expect(existsSync(`${w.host}/ws/gone`)).toBe(false)
-  })
-})
-
-describe('armPull: the listing is set up early and runs only at pull()', () => {
-  /** A find that notes each run, so a listing made before pull() would show. */
-  const countingFind = (w: World): NodeJS.ProcessEnv => shadow(w, 'find', `echo run >> ${w.bin}/find-runs\nexec /usr/bin/find "$@"`)
-  const runs = (w: World): number => (existsSync(`${w.bin}/find-runs`) ? readFileSync(`${w.bin}/find-runs`, 'utf8').split('\n').filter(Boolean).length : 0)
-
-  it('what the step wrote after arming comes back: nothing is listed before pull()', async () => {
-    const w = world()
-    const t = w.target(countingFind(w))
-    const armed = armPull(t, ROOTS)
-    await new Promise((r) => setTimeout(r, 300)) // time enough for an ungated listing to have run
-    expect(runs(w)).toBe(0)
-    writeFileSync(`${w.vm}/ws/late`, 'written by the step')
-    const s = await armed.pull()
-    expect(runs(w)).toBe(ROOTS.length) // positive control: the shadowing find is the one used (once per root)
-    expect(s.files).toBe(1)
-    expect(readFileSync(`${w.host}/ws/late`, 'utf8')).toBe('written by the step')
-  })
-
-  it('cancel() ends the waiting command without listing anything', async () => {
-    const w = world()
-    const t = w.target(countingFind(w))
-    let ended = 0
-    const remote = t.remote
-    t.remote = { ...remote, openExec: async (c) => {
-      const ch = await remote.openExec(c)
-      void ch.done.then(() => ended++)
-      return ch
-    } }
-    const armed = armPull(t, ROOTS)
-    await waitUntil(() => ended === 0 && runs(w) === 0, 1000, 10)
-    armed.cancel()
-    await waitUntil(() => ended === 1, 5000, 10)
-    expect(runs(w)).toBe(0)
   })
 })
 
