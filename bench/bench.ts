@@ -10,7 +10,7 @@ import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/teste
 import { MuxRemote } from '../src/remote/mux-client'
 import { pull, push } from '../src/sync/sync'
 import { localDirOf } from '../src/paths'
-import { agentSocket } from '../src/agent-client'
+import { builtAgentSocket } from '../test/helpers/build-id'
 import { measureStream, streamRow } from './stream'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   }
   if (want('resync')) {
     // (3) re-sync after one file changed: ours (incremental push over the job's agent) vs raw rsync over a reused (ControlMaster) connection.
-    const remote = new MuxRemote(agentSocket(localDir, state.host))
+    const remote = new MuxRemote(builtAgentSocket(localDir, state.host))
     const target = { remote, hostWork: state.hostWork, remoteWork: `${state.jobRoot}/w`, manifestFile: `${localDir}/base.json`, excludes: ['_temp/_runner_hook_responses'] }
     const repoRel = 'repo'
     const rshMux = ['ssh', ...sshBase, '-o', 'ControlMaster=auto', '-o', `ControlPath=/tmp/rch-bench-cm-%C`, '-o', 'ControlPersist=60'].join(' ')

@@ -5,8 +5,9 @@
 // dist/index.js is laid out for that: a short loader, then the core bundle as plain JavaScript (node
 // compiles it as part of the file; nothing is found by byte offset, so an added line or CRLF line
 // endings do not break it), then the big libraries only some commands need (the AWS SDK, ssh2,
-// winston, yaml) gzip+base64 in a trailing comment (V8 skips a comment far faster than it scans
-// megabytes of string literals), each compiled on its first require() with a V8 code cache kept in
+// winston, yaml, zod: a step sent to the job's agent validates nothing itself) gzip+base64 in a
+// trailing comment (V8 skips a comment far faster than it scans megabytes of string literals), each
+// compiled on its first require() with a V8 code cache kept in
 // a 0700 folder of the runner user. Last comes the core's source map, inline, read only when a
 // stack trace is formatted. Measured numbers are in docs/benchmarks.md.
 import { build } from 'esbuild'
@@ -14,16 +15,13 @@ import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
 
-const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml']
+const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml', 'zod']
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: false, legalComments: 'none', logLevel: 'warning', write: false }
 
 // ASCII only: one non-ASCII character makes V8 hold and scan the whole file as a two-byte string.
 // eslint-disable-next-line no-control-regex -- the range is all of ASCII, NUL included
 const ascii = (src) => src.replace(/[^\x00-\x7f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 
-const coreOut = await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/index.js', sourcemap: 'external', sourcesContent: false, external: ['cpu-features', '*.node', ...CHUNKS] })
-const core = ascii(coreOut.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, '')
-const coreMap = JSON.parse(coreOut.outputFiles.find((f) => f.path.endsWith('.map')).text)
 const chunks = {}
 for (const name of CHUNKS) {
   const r = await build({
@@ -33,6 +31,20 @@ for (const name of CHUNKS) {
   })
   chunks[name] = ascii(r.outputFiles[0].text)
 }
+
+// The build id (src/build-id.ts, part of the agent socket's name) is a hash of everything built,
+// taken with a placeholder of the same length in its place; the core is then built again with the
+// id itself, so the same sources always give the same id and any change of code gives another.
+const BUILD_ID_LENGTH = 12
+const buildCore = async (id) => {
+  const out = await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/index.js', sourcemap: 'external', sourcesContent: false, external: ['cpu-features', '*.node', ...CHUNKS], define: { __RCH_BUILD__: JSON.stringify(id) } })
+  return { js: ascii(out.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, ''), map: JSON.parse(out.outputFiles.find((f) => f.path.endsWith('.map')).text) }
+}
+const placeholder = '0'.repeat(BUILD_ID_LENGTH)
+const unstamped = await buildCore(placeholder)
+const buildId = createHash('sha256').update(unstamped.js).update(JSON.stringify(chunks)).digest('hex').slice(0, BUILD_ID_LENGTH)
+const { js: core, map: coreMap } = await buildCore(buildId)
+if (core.split(JSON.stringify(buildId)).join(JSON.stringify(placeholder)) !== unstamped.js) throw new Error('build: the stamped core differs from the unstamped one in more than its build id')
 const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
 // The marker is split in the loader's own text so that only the real one is found.
@@ -192,4 +204,4 @@ RCH-CHUNKS*/
 mkdirSync('dist', { recursive: true })
 writeFileSync('dist/index.js', out, { mode: 0o755 })
 const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)
-console.log(`dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; source map ${kib(JSON.stringify(map))} KiB; ${key})`)
+console.log(`dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; source map ${kib(JSON.stringify(map))} KiB; build ${buildId})`)

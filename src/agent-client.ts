@@ -12,6 +12,7 @@ import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
 import { localDirOf } from './paths'
+import { BUILD_ID } from './build-id'
 
 /** FNV-1a: a short, stable name per host; loading node:crypto would slow every step's start-up. */
 function fnv1a(text: string): string {
@@ -21,15 +22,13 @@ function fnv1a(text: string): string {
 }
 
 /**
- * The agent protocol, part of the socket name: a hook never talks to an agent that speaks another
- * one. After an upgrade the next step of a running job just starts an agent of the new build (the
- * old one is stopped by cleanup_job or idles out). Bump it when the agent's requests change.
+ * One agent per job, host and build: a job that tried a busy host first must not reuse that host's
+ * agent, and a hook never talks to an agent of another build (whose requests may differ). After an
+ * upgrade the next step of a running job just starts an agent of the new build; the old one is
+ * stopped by cleanup_job or idles out.
  */
-export const AGENT_PROTOCOL = 2
-
-/** One agent per job and host: a job that tried a busy host first must not reuse that host's agent. */
-export const agentSocket = (localDir: string, c: { user: string; host: string; port: number }): string =>
-  `${localDir}/agent-${fnv1a(`${c.user}@${c.host}:${c.port}`)}-p${AGENT_PROTOCOL}.sock`
+export const agentSocket = (localDir: string, c: { user: string; host: string; port: number }, build = BUILD_ID): string =>
+  `${localDir}/agent-${fnv1a(`${c.user}@${c.host}:${c.port}`)}-${build}.sock`
 
 /**
  * The agent socket a step command should go to, or null (any other command, no usable state, input

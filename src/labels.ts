@@ -1,6 +1,6 @@
 // Ownership labels put on every container, network and volume at creation, so cleanup and pruning
 // work from labels alone when state is lost.
-import { createHash, randomBytes } from 'node:crypto'
+import { sha256Hex } from './sha256'
 
 export const LABEL_PREFIX = 'dev.remote-container-hooks'
 export const LABEL_OWNER = `${LABEL_PREFIX}.owner`
@@ -9,11 +9,13 @@ export const LABEL_RUNNER = `${LABEL_PREFIX}.runner`
 
 /** Stable per-runner owner id (runner names may hold characters labels and paths dislike). */
 export function ownerId(runnerName: string): string {
-  return createHash('sha256').update(runnerName).digest('hex').slice(0, 16)
+  return sha256Hex(runnerName).slice(0, 16)
 }
 
 export function newJobId(): string {
-  return randomBytes(8).toString('hex')
+  // Loaded here: the step fast path imports this module and must not pay for node:crypto.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node:crypto') as typeof import('node:crypto')).randomBytes(8).toString('hex')
 }
 
 export function labelArgs(owner: string, jobId: string, runnerName: string): string[] {

@@ -1,24 +1,19 @@
-// The one entry point and the one place that touches `process`: reads stdin, config and the
-// runner's environment, dispatches to a handler, writes the response and sets the exit code.
+// The one entry point and the one place that touches `process`: reads stdin and the environment,
+// hands a step to the job's agent or runs the command itself through execute() (execute.ts, the same
+// path the agent takes), and sets the exit code.
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
-import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
-import { Cancelled, formatError } from './errors'
-import { outcomeOf } from './outcome'
+import { formatError } from './errors'
 import { delegation, runViaAgent } from './agent-client'
-import { checkPrivateDir, ensurePrivateDir } from './private-fs'
+import { checkPrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
-import type { HookInput } from './protocol'
-import type { Config } from './config'
-import type { RunnerEnv } from './runner-env'
-import type { Log } from './log'
-import type { HookContext, Sink } from './context'
-import type { Remote } from './remote/remote'
+import { execute, executeRequest, report, type HookPlace } from './execute'
 import type { RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
+import { BUILD_ID } from './build-id'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -26,37 +21,13 @@ import { usage } from './usage'
 const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
 /** Agent sockets, per-job keys and sync bases: a private folder of this user (private-fs.ts). */
 const localRoot = (): string => `${tmpdir()}/rch-${uid()}`
-
-/** The one place a HookContext is made, for the hook process and for steps run inside the agent. */
-async function makeContext(config: Config, runner: RunnerEnv, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): Promise<HookContext> {
-  const { createLog } = await import('./log')
-  const root = ensurePrivateDir(localRoot())
-  const log = createLog({
-    file: config.log.file ?? `${tmpdir()}/remote-container-hooks-${uid()}/hook.log`,
-    level: runner.debug ? 'debug' : config.log.level,
-    debugToStepLog: runner.debug,
-    out: (line) => void stdout.write(line + '\n')
-  })
-  return { config, runner, log, signal, hookPath: process.argv[1], nodePath: process.execPath, stdout, stderr, localRoot: root, remote }
-}
+const place = (): HookPlace => ({ hookPath: process.argv[1], nodePath: process.execPath, localRoot: localRoot(), defaultLogFile: `${tmpdir()}/remote-container-hooks-${uid()}/hook.log` })
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
   const chunks: Buffer[] = []
   for await (const c of process.stdin) chunks.push(c as Buffer)
   return Buffer.concat(chunks).toString('utf8')
-}
-
-function fail(err: unknown, log?: Log): number {
-  const o = outcomeOf(err)
-  if (o.note) process.stderr.write(o.note)
-  if (o.errorLine) process.stdout.write(o.errorLine)
-  if (log && o.errorLine) {
-    log.failure(formatError(err))
-    // Reading .stack formats it through the source map (tens of ms): only when it is written.
-    if (log.debugEnabled) log.debug(err instanceof Error && err.stack ? err.stack : formatError(err))
-  }
-  return o.code
 }
 
 async function hook(): Promise<number> {
@@ -70,73 +41,24 @@ async function hook(): Promise<number> {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
-  let log: Log | undefined
+  const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
   try {
     const raw = await readStdin()
-    const socket = delegation(raw, localRoot(), process.env.RUNNER_NAME || 'runner')
+    const socket = delegation(raw, io.place.localRoot, process.env.RUNNER_NAME || 'runner')
     // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
-    if (socket && checkPrivateDir(localRoot()) && checkPrivateDir(dirname(socket))) {
-      const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: process.cwd() }, { stdout: process.stdout, stderr: process.stderr }, controller.signal)
+    if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
+      const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, controller.signal)
       if (code !== null) return code
     }
     // No agent (or not a step): the command runs in this process.
-    const ctx = await prepared(raw, process.env, process.cwd(), controller.signal, process.stdout, process.stderr)
-    log = ctx.log
-    const { dispatch } = await import('./dispatch')
-    const { writeResponse } = await import('./protocol')
-    const result = await dispatch(ctx.input, ctx)
-    if (result.response) await writeResponse(ctx.input.responseFile, result.response)
-    return result.exitCode
+    return (await execute(raw, process.env, io)).code
   } catch (err) {
-    if (controller.signal.aborted && !(err instanceof Cancelled)) return fail(Cancelled.by(controller.signal), log)
-    return fail(err, log)
-  } finally {
-    await log?.close()
+    return report(err, io)
   }
 }
 
-/** Input, config and runner environment validated, response file checked: the same in the hook and in the agent. */
-async function prepared(raw: string, env: NodeJS.ProcessEnv, cwd: string, signal: AbortSignal, stdout: Sink, stderr: Sink, remote?: Remote): Promise<HookContext & { input: HookInput }> {
-  const { parseHookInput, assertResponseFile } = await import('./protocol')
-  const { loadConfig } = await import('./config')
-  const { readRunnerEnv } = await import('./runner-env')
-  const input = parseHookInput(raw)
-  const config = loadConfig(env, {
-    readFile: (p) => readFileSync(p, 'utf8'),
-    canRead: (p) => {
-      try {
-        accessSync(p, constants.R_OK)
-        return statSync(p).isFile() ? null : 'not a file'
-      } catch (e) {
-        return (e as NodeJS.ErrnoException).code ?? 'unreadable'
-      }
-    }
-  })
-  const runner = readRunnerEnv(env, cwd)
-  const { resolveTools, useTools } = await import('./tools')
-  useTools(resolveTools(config.tools, runner))
-  await assertResponseFile(input.responseFile)
-  return { ...(await makeContext(config, runner, signal, stdout, stderr, remote)), input }
-}
-
-/** The agent's side of the step fast path: the hook's own validation, then the same handlers with the agent's connection. */
-async function runInAgent(req: Record<string, unknown>, io: RunIo): Promise<number> {
-  let log: Log | undefined
-  try {
-    const ctx = await prepared(String(req.raw), stepEnv((req.env ?? {}) as Record<string, string | undefined>), String(req.cwd), io.signal, io.stdout, io.stderr, io.remote)
-    log = ctx.log
-    const { dispatch } = await import('./dispatch')
-    return (await dispatch(ctx.input, ctx)).exitCode
-  } catch (err) {
-    const o = outcomeOf(io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err)
-    if (o.note) io.stderr.write(o.note)
-    if (o.errorLine) io.stdout.write(o.errorLine)
-    if (o.errorLine) log?.failure(formatError(err))
-    return o.code
-  } finally {
-    await log?.close()
-  }
-}
+/** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
+const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> => (await executeRequest(req, { ...io, place: place() })).code
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
@@ -182,7 +104,8 @@ async function main(): Promise<void> {
   if (mode === '__agent') code = await agent(process.argv[3])
   else if (mode === '__rsh') code = await rsh(process.argv.slice(3)).catch((e) => (process.stderr.write(`${formatError(e)}\n`), 255))
   else if (mode === '--version') {
-    process.stdout.write(`remote-container-hooks ${version}\n`)
+    // The build id names the agent sockets: it tells which build a running agent belongs to.
+    process.stdout.write(`remote-container-hooks ${version} (build ${BUILD_ID})\n`)
     code = 0
   } else if (mode === '--help' || mode === '-h') {
     process.stdout.write(usage(version))

@@ -2,7 +2,7 @@
 // transport is either the job's agent (no second SSH handshake) or OpenSSH with the pinned
 // known_hosts file; never a command line holding a secret.
 import { spawn } from 'node:child_process'
-import { Cancelled, HookError } from '../errors'
+import { Cancelled, HookError, TransportError } from '../errors'
 import type { ConnectInfo } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
@@ -58,6 +58,25 @@ export function rsyncArgs(transport: RsyncTransport, sources: readonly string[],
   return ['-a', '--relative', '--stats', '--protect-args', ...(access === 'private' ? ['--chmod=Dgo-rwx,Fgo-rwx'] : []), ...extra, '-e', transport.rsh, ...sources, dest]
 }
 
+/**
+ * What a failed rsync says. When its transport (OpenSSH, or the agent's `__rsh`) fails, rsync only
+ * reports "connection unexpectedly closed"; the reason (a key file others can read, a refused key,
+ * a changed host key) is in the transport's own lines before that, so those are what the error names.
+ */
+export function rsyncFailure(destDir: string, code: number | null, stderr: string): HookError {
+  const what = `rsync to ${destDir} failed (exit ${code})`
+  // OpenSSH frames its warnings in lines of @; the words inside are kept.
+  const lines = stderr.split(/\r?\n/).map((l) => l.replace(/^@+|@+$/g, '').trim()).filter(Boolean)
+  const own = (l: string): boolean => /^rsync( error| warning)?:/.test(l)
+  const transport = lines.filter((l) => !own(l))
+  const closed = lines.some((l) => own(l) && /connection unexpectedly closed|error in rsync protocol data stream/.test(l))
+  if (closed && transport.length) {
+    const banner = /^WARNING: /.test(transport[0]) && transport.length > 3 ? [transport[0]] : []
+    return new TransportError(`${what}: its SSH transport failed: ${[...banner, ...transport.slice(-3)].join(' | ')}`)
+  }
+  return new HookError(`${what}: ${lines.slice(-2).join(' | ')}`)
+}
+
 /** How much of rsync's stdout is kept: its transfer statistics come last. */
 const STATS_TAIL = 64 * 1024
 
@@ -97,7 +116,7 @@ export function rsyncUp(
     child.on('close', (code) => {
       signal?.removeEventListener('abort', onAbort)
       if (signal?.aborted) return reject(Cancelled.by(signal))
-      if (code !== 0) return reject(new HookError(`rsync to ${destDir} failed (exit ${code}): ${err.trim().split('\n').slice(-2).join(' | ')}`))
+      if (code !== 0) return reject(rsyncFailure(destDir, code, err))
       const files = Number(/Number of regular files transferred: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
       const bytes = Number(/Total transferred file size: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
       resolve({ files, bytes })

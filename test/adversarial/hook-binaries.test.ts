@@ -14,7 +14,7 @@ import { loadMoto } from '../helpers/ec2-env'
 import { errorLines, ownerOf, runnerProcesses, staticProvider, testVm } from '../helpers/conformance'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 import { waitUntil } from '../helpers/wait'
-import { agentSocket } from '../../src/agent-client'
+import { builtAgentSocket } from '../helpers/build-id'
 import { F, frame } from '../../src/remote/mux-frames'
 import { STEP_ENV_NAMES } from '../../src/runner-env'
 import { SYSTEM_PATH } from '../../src/tools'
@@ -134,7 +134,7 @@ function fakeState(runner: FakeRunner, tmp: string) {
     v: 2, jobId, owner, host, jobRoot, hostWork: runner.work, externals: null, pullRoots: ['_temp'],
     network: `rch-${jobId}`, container: { id: 'a'.repeat(64), image: testImages.tiny, path: '/usr/bin:/bin' }, services: [], volumes: [], localDir
   }
-  return { state, localDir, socket: agentSocket(localDir, host) }
+  return { state, localDir, socket: builtAgentSocket(localDir, host) }
 }
 
 /** A stand-in agent: records every request and answers "exit 0" like a real one. */

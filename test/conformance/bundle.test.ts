@@ -84,7 +84,7 @@ async function job(hook: string): Promise<void> {
 }
 
 test('a copy alone in an empty folder runs and writes its code cache 0600 in a 0700 folder', () => {
-  expect(version()).toMatch(/^remote-container-hooks \d+\.\d+\.\d+\n$/)
+  expect(version()).toMatch(/^remote-container-hooks \d+\.\d+\.\d+ \(build [0-9a-f]{12}\)\n$/)
   expect(quick()).toEqual({ code: 0, stdout: expect.not.stringContaining('::error::'), stderr: '' })
   const files = readdirSync(cacheDir()).filter((f) => f.startsWith('code-'))
   expect(files.some((f) => /^code-[0-9a-f]{16}-ssh2\.bin$/.test(f))).toBe(true)

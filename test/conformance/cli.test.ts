@@ -8,8 +8,8 @@ import { testImages } from '../helpers/testenv'
 
 const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
 
-test('--version prints the version of package.json and exits 0', () => {
-  expect(execFileSync(process.execPath, [HOOK, '--version'], { encoding: 'utf8' })).toBe(`remote-container-hooks ${pkg.version}\n`)
+test('--version prints the version of package.json and the build id, and exits 0', () => {
+  expect(execFileSync(process.execPath, [HOOK, '--version'], { encoding: 'utf8' })).toMatch(new RegExp(`^remote-container-hooks ${pkg.version.replace(/\./g, '\\.')} \\(build [0-9a-f]{12}\\)\n$`))
 })
 
 test('--help says what the hook is, how the runner calls it, the env it reads and where the docs are, and exits 0', () => {

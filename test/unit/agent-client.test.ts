@@ -1,4 +1,5 @@
-import { AGENT_PROTOCOL, agentSocket, delegation } from '../../src/agent-client'
+import { agentSocket, delegation } from '../../src/agent-client'
+import { BUILD_ID } from '../../src/build-id'
 import { stopAgents } from '../../src/session'
 import { ownerId } from '../../src/labels'
 import { createServer, type Server } from 'node:net'
@@ -52,10 +53,12 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
 describe('agentSocket', () => {
   test('one short, stable name per user@host:port inside the job folder', () => {
     const a = agentSocket('/d', host)
-    expect(a).toMatch(new RegExp(`^/d/agent-[0-9a-f]{8}-p${AGENT_PROTOCOL}\\.sock$`))
+    expect(a).toMatch(/^\/d\/agent-[0-9a-f]{8}-src\.sock$/) // unbuilt sources: the build id is "src"
+    expect(BUILD_ID).toBe('src')
     expect(agentSocket('/d', { ...host })).toBe(a)
     expect(agentSocket('/d', { ...host, port: 2232 })).not.toBe(a)
     expect(agentSocket('/d', { ...host, user: 'other' })).not.toBe(a)
+    expect(agentSocket('/d', host, '0123456789ab')).toBe(a.replace('-src.sock', '-0123456789ab.sock'))
   })
 })
 

@@ -1,0 +1,118 @@
+// One hook command from the runner's raw input to its exit code, the same in the hook process and
+// in the job's agent (which runs steps on the hook's behalf): validate the input, config and
+// runner environment, check the response file, run the handler, write its response, and map a
+// failure to its exit code and `::error::` line.
+import { readFileSync, accessSync, constants, statSync } from 'node:fs'
+import { Cancelled, formatError } from './errors'
+import { outcomeOf } from './outcome'
+import { ensurePrivateDir } from './private-fs'
+import { stepEnv } from './runner-env'
+import type { HookContext, Sink } from './context'
+import type { HookInput } from './protocol'
+import type { Log } from './log'
+import type { Remote } from './remote/remote'
+
+/** Where this hook runs: given by main.ts, the one module that reads `process`. */
+export interface HookPlace {
+  /** The hook bundle and the node running it, for the agent and rsync's transport. */
+  hookPath: string
+  nodePath: string
+  /** The private folder of per-job local files (agent sockets, sync bases). */
+  localRoot: string
+  /** The log file when the configuration names none. */
+  defaultLogFile: string
+}
+
+export interface ExecuteIo {
+  cwd: string
+  signal: AbortSignal
+  stdout: Sink
+  stderr: Sink
+  place: HookPlace
+  /** The job's open connection, when the command runs inside the agent. */
+  remote?: Remote
+}
+
+export interface Executed {
+  code: number
+  /** What was written to the response file. */
+  response?: object
+}
+
+export async function execute(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<Executed> {
+  let log: Log | undefined
+  try {
+    const ctx = await prepared(raw, env, io)
+    log = ctx.log
+    const { dispatch } = await import('./dispatch')
+    const result = await dispatch(ctx.input, ctx)
+    if (result.response) {
+      const { writeResponse } = await import('./protocol')
+      await writeResponse(ctx.input.responseFile, result.response)
+    }
+    return { code: result.exitCode, response: result.response }
+  } catch (err) {
+    return { code: report(err, io, log) }
+  } finally {
+    await log?.close()
+  }
+}
+
+/**
+ * A `run` request the hook sent to the job's agent (agent-client.ts): executed like the hook
+ * would, with only the allow-listed part of the environment the request carries.
+ */
+export async function executeRequest(req: Record<string, unknown>, io: Omit<ExecuteIo, 'cwd'>): Promise<Executed> {
+  const env = stepEnv((req.env ?? {}) as Record<string, string | undefined>)
+  return execute(String(req.raw), env, { ...io, cwd: String(req.cwd) })
+}
+
+/**
+ * Prints a failure as the runner shows it and returns its exit code. Anything that fails after a
+ * cancel is the cancel (a remote command stopped half-way fails in its own words).
+ */
+export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; stderr: Sink }, log?: Log): number {
+  const cause = io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err
+  const o = outcomeOf(cause)
+  if (o.note) io.stderr.write(o.note)
+  if (o.errorLine) io.stdout.write(o.errorLine)
+  if (log && o.errorLine) {
+    log.failure(formatError(cause))
+    // Reading .stack formats it through the source map (tens of ms): only when it is written.
+    if (log.debugEnabled) log.debug(cause instanceof Error && cause.stack ? cause.stack : formatError(cause))
+  }
+  return o.code
+}
+
+/** Input, config and runner environment validated, response file checked. */
+async function prepared(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<HookContext & { input: HookInput }> {
+  const { parseHookInput, assertResponseFile } = await import('./protocol')
+  const { loadConfig } = await import('./config')
+  const { readRunnerEnv } = await import('./runner-env')
+  const input = parseHookInput(raw)
+  const config = loadConfig(env, {
+    readFile: (p) => readFileSync(p, 'utf8'),
+    canRead: (p) => {
+      try {
+        accessSync(p, constants.R_OK)
+        return statSync(p).isFile() ? null : 'not a file'
+      } catch (e) {
+        return (e as NodeJS.ErrnoException).code ?? 'unreadable'
+      }
+    }
+  })
+  const runner = readRunnerEnv(env, io.cwd)
+  const { resolveTools, useTools } = await import('./tools')
+  useTools(resolveTools(config.tools, runner))
+  await assertResponseFile(input.responseFile)
+  const { createLog } = await import('./log')
+  const localRoot = ensurePrivateDir(io.place.localRoot)
+  const log = createLog({
+    file: config.log.file ?? io.place.defaultLogFile,
+    level: runner.debug ? 'debug' : config.log.level,
+    debugToStepLog: runner.debug,
+    out: (line) => void io.stdout.write(line + '\n')
+  })
+  const { hookPath, nodePath } = io.place
+  return { config, runner, log, signal: io.signal, hookPath, nodePath, stdout: io.stdout, stderr: io.stderr, localRoot, remote: io.remote, input }
+}

@@ -1,0 +1,126 @@
+// execute(): the one path from the runner's raw input to an exit code, for the hook process and
+// for a `run` request served by the job's agent. Both must write the handler's response file and
+// report failures with the same exit codes and lines; the handler here is a stand-in (dispatch is
+// mocked), everything else (input, config, runner env, response file, log) is the real code.
+import { execFileSync } from 'node:child_process'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import type { HandlerResult } from '../../src/context'
+
+const handler = jest.fn<Promise<HandlerResult>, unknown[]>()
+jest.mock('../../src/dispatch', () => ({ dispatch: (...a: unknown[]) => handler(...a) }))
+
+import { execute, executeRequest, type ExecuteIo } from '../../src/execute'
+import { EXIT } from '../../src/outcome'
+import { StepFailed, TransportError } from '../../src/errors'
+
+/** A sink that records what was written, as the runner would see it. */
+function recorder(): { write(c: Buffer | string): boolean; once(e: 'drain', fn: () => void): unknown; text(): string } {
+  const parts: string[] = []
+  return { write: (c) => (parts.push(String(c)), true), once: () => undefined, text: () => parts.join('') }
+}
+
+let dir: string
+let env: Record<string, string>
+let responseFile: string
+
+beforeEach(() => {
+  handler.mockReset()
+  dir = tempDir('rch-execute-')
+  const key = join(dir, 'key')
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+  writeFileSync(join(dir, 'known_hosts'), '')
+  const config = join(dir, 'hooks.json')
+  writeFileSync(config, JSON.stringify({ provider: { kind: 'static', hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: key, knownHostsFile: join(dir, 'known_hosts') }] }, remote: { workRoot: '/tmp/w' } }))
+  mkdirSync(join(dir, '_work', '_temp', '_runner_hook_responses'), { recursive: true })
+  responseFile = join(dir, '_work', '_temp', '_runner_hook_responses', 'r.json')
+  writeFileSync(responseFile, '')
+  env = { REMOTE_HOOKS_CONFIG: config, RUNNER_TEMP: join(dir, '_work', '_temp'), RUNNER_NAME: 'exec-test' }
+})
+afterAll(cleanupTempDirs)
+
+const args = { entryPointArgs: ['-e', '/__w/_temp/1.sh'], entryPoint: 'sh', environmentVariables: { CI: 'true' }, prependPath: [], workingDirectory: '/__w/app/app' }
+const raw = (): string => JSON.stringify({ command: 'run_script_step', responseFile, args, state: null })
+
+function io(): ExecuteIo & { stdout: ReturnType<typeof recorder>; stderr: ReturnType<typeof recorder> } {
+  const local = join(dir, 'local')
+  mkdirSync(local, { recursive: true, mode: 0o700 })
+  chmodSync(local, 0o700)
+  return {
+    cwd: dir,
+    signal: new AbortController().signal,
+    stdout: recorder(),
+    stderr: recorder(),
+    place: { hookPath: '/hook/index.js', nodePath: process.execPath, localRoot: join(local, 'root'), defaultLogFile: join(local, 'log', 'hook.log') }
+  }
+}
+
+/** The two ways a command is run: by the hook itself, and as the `run` request the hook sends to its agent. */
+const paths = {
+  hook: (o: ExecuteIo) => execute(raw(), env, o),
+  agent: (o: ExecuteIo) => executeRequest({ op: 'run', raw: raw(), env: { ...env, AWS_SECRET_ACCESS_KEY: 'x' }, cwd: o.cwd }, o)
+}
+
+describe.each(Object.entries(paths))('execute, %s path', (_name, run) => {
+  test("the handler's response is written to the response file and returned", async () => {
+    handler.mockResolvedValue({ exitCode: 0, response: { state: { v: 1 }, context: {} } })
+    const o = io()
+    const r = await run(o)
+    expect(handler).toHaveBeenCalledTimes(1) // positive control: the command reached the handler
+    expect(r).toEqual({ code: 0, response: { state: { v: 1 }, context: {} } })
+    expect(JSON.parse(readFileSync(responseFile, 'utf8'))).toEqual({ state: { v: 1 }, context: {} })
+    expect(o.stdout.text()).toBe('')
+  })
+
+  test('no response: the file is left as the runner made it, the exit code is the handler\'s', async () => {
+    handler.mockResolvedValue({ exitCode: 3 })
+    const r = await run(io())
+    expect(r).toEqual({ code: 3, response: undefined })
+    expect(readFileSync(responseFile, 'utf8')).toBe('')
+  })
+
+  test.each([
+    ['a transport error', new TransportError('ssh: connection lost'), EXIT.transport, '::error::ssh: connection lost\n'],
+    ['an internal error', new Error('boom'), EXIT.internal, '::error::boom\n'],
+    ["the step's own failure", new StepFailed(5), 5, '']
+  ])('%s: its exit code and one ::error:: line on stdout', async (_what, err, code, line) => {
+    handler.mockRejectedValue(err)
+    const o = io()
+    expect(await run(o)).toEqual({ code })
+    expect(o.stdout.text()).toBe(line)
+  })
+
+  test('a config error never reaches the handler: exit 78, one line per problem', async () => {
+    writeFileSync(env.REMOTE_HOOKS_CONFIG, JSON.stringify({ provider: { kind: 'static', hosts: [] }, remote: { workRoot: 'relative' } }))
+    const o = io()
+    const r = await run(o)
+    expect(handler).not.toHaveBeenCalled()
+    expect(r.code).toBe(EXIT.config)
+    expect(o.stdout.text()).toMatch(/^(::error::invalid configuration: [^\n]+\n){2,}$/)
+  })
+
+  test('a cancel turns whatever failed after it into the cancel (exit 130, a note on stderr)', async () => {
+    const c = new AbortController()
+    handler.mockImplementation(async () => {
+      c.abort('SIGINT')
+      throw new Error('channel closed')
+    })
+    const o = { ...io(), signal: c.signal }
+    expect(await run(o)).toEqual({ code: 130 })
+    expect(o.stderr.text()).toContain('cancelled by SIGINT')
+    expect(o.stdout.text()).toBe('')
+  })
+})
+
+test('the agent path uses only the allow-listed environment the request carries', async () => {
+  handler.mockResolvedValue({ exitCode: 0 })
+  await paths.agent(io())
+  const ctx = handler.mock.calls[0][1] as { runner: { runnerName: string; home?: string } }
+  expect(ctx.runner.runnerName).toBe('exec-test')
+  // HOME is not on the list: the agent never takes it (or anything else) from the request
+  handler.mockClear()
+  const o = io()
+  await executeRequest({ op: 'run', raw: raw(), env: { ...env, HOME: '/elsewhere' }, cwd: o.cwd }, o)
+  expect((handler.mock.calls[0][1] as { runner: { home?: string } }).runner.home).toBeUndefined()
+})
