@@ -1,0 +1,74 @@
+// The job folder and the first copy of the runner's files into it, shared by prepare_job and by a
+// container step that runs without one. The copy is rsync (OpenSSH's transport when the runner host
+// has it); the runner's externals are copied once per content version and shared by jobs.
+import type { HookContext } from '../context'
+import { HookError } from '../errors'
+import { check, run, type ConnectInfo, type Remote } from '../remote/remote'
+import { ask, expectEach, record } from '../remote/answer'
+import { shq } from '../remote/quote'
+import { createJobFolderScript, HEX16_GLOB } from '../docker/job-folder'
+import { bulkTransport } from '../session'
+import { rsyncUp } from '../sync/rsync'
+import { existingRoots, RSYNC_EXCLUDES } from '../job'
+
+/**
+ * Creates the job folder, and checks in the same round trip that rsync is there for the copy.
+ * With `pruneOwner`, that runner's other job folders go first: a runner runs one job at a time, so
+ * they are leftovers of a job that ended without cleanup.
+ */
+export async function makeJobFolder(remote: Remote, workRoot: string, jobRoot: string, pruneOwner?: string): Promise<void> {
+  const label = 'create the job folder'
+  // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
+  const prune = pruneOwner ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` : ''
+  const answer = await ask(
+    remote,
+    `${prune}${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
+    { label, silentShell: true }
+  )
+  if (expectEach(answer, /^(no-)?rsync$/, label).join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+}
+
+export interface CopySpec {
+  hostWork: string
+  jobRoot: string
+  jobId: string
+  /** Folders under `_work` to send; those missing on the host are skipped. */
+  roots: string[]
+  externals: { host: string; remote: string } | null
+}
+
+export interface Copied {
+  files: number
+  bytes: number
+  externals: 'none' | 'reused' | 'copied'
+  /** The roots that were sent (the sync base is recorded for these). */
+  roots: string[]
+  ms: number
+}
+
+export async function copyUp(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): Promise<Copied> {
+  const t = Date.now()
+  const roots = existingRoots(spec.hostWork, spec.roots)
+  const transport = bulkTransport(ctx, connect, localDir)
+  const work = roots.length ? rsyncUp(transport, spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
+  const ext = (async (): Promise<Copied['externals']> => {
+    if (!spec.externals) return 'none'
+    const dest = spec.externals.remote
+    const have = await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
+    if (have.join() === 'yes') return 'reused'
+    const tmp = `${dest}.tmp-${spec.jobId}`
+    // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
+    // are shared by jobs, and containers running as other users must run the node in them.
+    await check(remote, `umask 022 && mkdir -p ${shq(tmp)}`)
+    try {
+      await rsyncUp(transport, spec.externals.host, ['.'], tmp, [], ctx.signal, 'shared')
+      await check(remote, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+    } catch (e) {
+      await run(remote, `rm -rf ${shq(tmp)}`).catch(() => undefined)
+      throw e
+    }
+    return 'copied'
+  })()
+  const [w, e] = await Promise.all([work, ext])
+  return { files: w.files, bytes: w.bytes, externals: e, roots, ms: Date.now() - t }
+}
