@@ -98,11 +98,12 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const { hostWork, workRoot, owner, jobId } = facts
 
   const all: [ContainerArgs, string][] = [...(args.container ? [[args.container, 'args.container'] as [ContainerArgs, string]] : []), ...args.services.map((s, i): [ContainerArgs, string] => [s, `args.services.${i}`])]
+  const options = new Map<ContainerArgs, string[]>()
   for (const [c, field] of all) {
     if (!c.image) throw new InputError(`${field}.image: missing (a Dockerfile is not supported for job or service containers)`)
     validateEnvNames(c.environmentVariables, `${field}.environmentVariables`)
+    options.set(c, createOptionsOf(c, field))
   }
-  const options = new Map(all.map(([c, field]) => [c, createOptionsOf(c, field)]))
 
   const sys = args.container?.systemMountVolumes ?? []
   const workIndex = sys.findIndex((m) => m.targetVolumePath === '/__w')

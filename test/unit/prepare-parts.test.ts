@@ -1,0 +1,84 @@
+// prepare_job's undo list and health wait, each without a remote.
+import { Undo } from '../../src/prepare/undo'
+import { waitHealthy, type Started } from '../../src/prepare/health'
+import type { RemoteDocker } from '../../src/docker/remote-docker'
+import type { Inspect } from '../../src/docker/steps'
+
+describe('Undo', () => {
+  it('runs in reverse order, goes on past a failing entry, warns naming it, and runs once', async () => {
+    const ran: string[] = []
+    const warns: string[] = []
+    const u = new Undo()
+    u.push('release the host', async () => ran.push('release'))
+    u.push('remove the job folder', async () => {
+      ran.push('folder')
+      throw new Error('permission denied')
+    })
+    u.push('remove the containers', async () => ran.push('containers'))
+    await u.run((m) => warns.push(m))
+    expect(ran).toEqual(['containers', 'folder', 'release'])
+    expect(warns).toEqual(['while undoing prepare_job, could not remove the job folder: permission denied'])
+    await u.run((m) => warns.push(m))
+    expect(ran).toHaveLength(3)
+    expect(u.size).toBe(0)
+  })
+})
+
+describe('waitHealthy', () => {
+  const info = (running: boolean, health?: string, exitCode = 0): Inspect => ({
+    Id: 'x',
+    Config: { Env: null, Image: 'i' },
+    State: { Running: running, Status: running ? 'running' : 'exited', ExitCode: exitCode, ...(health ? { Health: { Status: health } } : {}) },
+    NetworkSettings: { Ports: null }
+  })
+
+  function setup(states: Record<string, Inspect[]>, healthSeconds = 10) {
+    const polls: Record<string, number> = {}
+    const out: string[] = []
+    const docker = {
+      inspect: async (id: string) => {
+        polls[id] = (polls[id] ?? 0) + 1
+        const seq = states[id]
+        return seq[Math.min(polls[id] - 1, seq.length - 1)]
+      },
+      logs: async (id: string) => `log of ${id}\n`
+    } as unknown as RemoteDocker
+    const log = { progress: (m: string) => out.push(`progress ${m}`), foreign: (t: string, text: string) => out.push(`foreign ${t}: ${text.trim()}`) }
+    const ctx = { config: { timeouts: { healthSeconds } }, log, signal: new AbortController().signal } as never
+    return { docker, out, polls, ctx }
+  }
+  const c = (id: string, what = id): Started => ({ id, image: `${id}:1`, what })
+
+  it('containers without a health check need only run; each is inspected once and its inspection returned', async () => {
+    const s = setup({ a: [info(true)], b: [info(true)] })
+    const infos = await waitHealthy(s.ctx, s.docker, [c('a'), c('b')])
+    expect([...infos.keys()]).toEqual(['a', 'b'])
+    expect(s.polls).toEqual({ a: 1, b: 1 })
+  })
+
+  it('waits for "starting" to turn healthy, polling only what is pending', async () => {
+    const s = setup({ a: [info(true)], b: [info(true, 'starting'), info(true, 'starting'), info(true, 'healthy')] })
+    const infos = await waitHealthy(s.ctx, s.docker, [c('a'), c('b')])
+    expect(infos.get('b')!.State.Health!.Status).toBe('healthy')
+    expect(s.polls).toEqual({ a: 1, b: 3 })
+  })
+
+  it('a container that stopped fails at once, its log shown first', async () => {
+    const s = setup({ a: [info(false, undefined, 3)] })
+    await expect(waitHealthy(s.ctx, s.docker, [c('a', 'redis')])).rejects.toThrow('redis (a:1) stopped during start-up with exit code 3')
+    expect(s.out).toEqual(['foreign redis (a:1) logs: log of a'])
+  })
+
+  it('an unhealthy one fails at once, its log shown first', async () => {
+    const s = setup({ a: [info(true, 'starting'), info(true, 'unhealthy')] })
+    await expect(waitHealthy(s.ctx, s.docker, [c('a', 'db')])).rejects.toThrow('db (a:1) is unhealthy')
+    expect(s.out).toEqual(['foreign db (a:1) logs: log of a'])
+  })
+
+  it('past timeouts.healthSeconds: names what is pending, shows its log', async () => {
+    const s = setup({ a: [info(true)], b: [info(true, 'starting')] }, 1)
+    await expect(waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'web')])).rejects.toThrow('web not healthy after 1 s (timeouts.healthSeconds)')
+    expect(s.out).toEqual(['foreign web (b:1) logs: log of b'])
+    expect(s.polls.b).toBeGreaterThan(2)
+  })
+})
