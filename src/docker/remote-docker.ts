@@ -1,8 +1,8 @@
 // The job's Docker on the remote host, as operations with structured results: networks, volumes,
-// image presence, container start, inspect and removal by label go through the Engine API over the
-// forwarded socket (JSON answers, no CLI start-up on the VM per call); container creation, logs and
-// pulls go through the docker CLI (cli.ts), since the user's `options:` are CLI flags and registry
-// passwords reach `docker login` on stdin only.
+// image presence, container create, start, inspect and removal by label go through the Engine API
+// over the forwarded socket (JSON answers, no CLI start-up on the VM per call). A create with the
+// user's `options:` (CLI flags), logs and pulls go through the docker CLI (cli.ts); registry
+// passwords reach `docker login` on stdin only, and env values never reach a command line.
 import { Engine, EngineError } from './engine'
 import { containerLogs, createContainer, ensureImage, type CreateSpec, type PullPolicy } from './cli'
 import { inspect, type Inspect } from './steps'
@@ -39,6 +39,54 @@ const labelFilter = (key: string, value: string): string => encodeURIComponent(J
 /** 404: gone already (removed meanwhile, or an auto-removed container). */
 const unlessGone = (e: unknown): void => {
   if (!(e instanceof EngineError && e.status === 404)) throw e
+}
+
+/** `[hostPort:]containerPort[/proto]`: what the API takes as one binding, exactly as `-p` reads it. */
+const SIMPLE_PORT = /^(?:(\d{1,5}):)?(\d{1,5})(?:\/(tcp|udp|sctp))?$/
+
+/**
+ * The Engine API body `docker create` would send for `spec`, or null when the spec holds something
+ * only the CLI parses (the user's options, port ranges or addresses, a read-only anonymous volume).
+ */
+export function createBody(spec: CreateSpec): Record<string, unknown> | null {
+  if (spec.createOptions.length) return null
+  if (spec.ports.some((p) => !SIMPLE_PORT.test(p))) return null
+  if (spec.mounts.some((m) => !m.source && m.readOnly)) return null
+  const labels: Record<string, string> = {}
+  for (let i = 0; i < spec.labels.length; i += 2) {
+    const kv = spec.labels[i + 1] ?? ''
+    const eq = kv.indexOf('=')
+    if (spec.labels[i] !== '--label' || eq < 1) return null
+    labels[kv.slice(0, eq)] = kv.slice(eq + 1)
+  }
+  const exposed: Record<string, object> = {}
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {}
+  for (const p of spec.ports) {
+    const [, host, container, proto] = SIMPLE_PORT.exec(p)!
+    const key = `${container}/${proto ?? 'tcp'}`
+    exposed[key] = {}
+    ;(bindings[key] ??= []).push({ HostIp: '', HostPort: host ?? '' })
+  }
+  const volumes: Record<string, object> = {}
+  const binds: string[] = []
+  for (const m of spec.mounts) {
+    if (m.source) binds.push(`${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`)
+    else volumes[m.target] = {}
+  }
+  return {
+    Image: spec.image,
+    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Labels: labels,
+    ...(spec.entrypoint ? { Entrypoint: [spec.entrypoint] } : {}),
+    ...(spec.args.length ? { Cmd: spec.args } : {}),
+    ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+    ...(spec.ports.length ? { ExposedPorts: exposed } : {}),
+    ...(Object.keys(volumes).length ? { Volumes: volumes } : {}),
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: { Binds: binds, ...(spec.network ? { NetworkMode: spec.network } : {}), ...(spec.ports.length ? { PortBindings: bindings } : {}) },
+    ...(spec.network ? { NetworkingConfig: { EndpointsConfig: { [spec.network]: { Aliases: spec.aliases } } } } : {})
+  }
 }
 
 export class RemoteDocker {
@@ -89,9 +137,17 @@ export class RemoteDocker {
     return ensureImage(this.remote, image, policy, registry, configDir, onLine, limits)
   }
 
-  /** docker create through the CLI (createOptions are CLI flags); env values travel on stdin. */
-  create(spec: CreateSpec, scratchDir: string): Promise<string> {
-    return createContainer(this.remote, spec, scratchDir)
+  /**
+   * Creates a container. Through the Engine API when the spec has nothing only the CLI reads
+   * exactly (createOptions, port ranges or addresses, read-only anonymous volumes); else through the
+   * CLI, with env values on stdin.
+   */
+  async create(spec: CreateSpec, scratchDir: string): Promise<string> {
+    const body = createBody(spec)
+    if (!body) return createContainer(this.remote, spec, scratchDir)
+    const { data } = await this.engine.call<{ Id: string }>('POST', `/containers/create?name=${seg(spec.name)}`, body, `create ${spec.image}`)
+    if (typeof data?.Id !== 'string' || !CONTAINER_ID.test(data.Id)) throw new UnexpectedAnswer(`docker create ${spec.image} returned no container id`)
+    return data.Id
   }
 
   async start(id: string, what: string): Promise<void> {

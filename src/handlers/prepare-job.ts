@@ -3,7 +3,7 @@
 // Each part that creates something puts its undo on a list; a failure anywhere runs the list in
 // reverse, so a failed or cancelled prepare_job leaves nothing behind.
 import { createHash } from 'node:crypto'
-import { rmSync } from 'node:fs'
+import { lstatSync, rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { LABEL_OWNER, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
@@ -19,7 +19,7 @@ import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
 import { containersOf, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { Undo } from '../prepare/undo'
-import { copyUp, makeJobFolder } from '../prepare/first-copy'
+import { makeJobFolder, startCopy } from '../prepare/first-copy'
 import { waitHealthy, type Started } from '../prepare/health'
 import { buildResponse } from '../prepare/response'
 
@@ -87,14 +87,17 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const early = await log.group('Copying the job\'s files', async () => {
       const pruned = step(docker.removeOwned(LABEL_OWNER, owner))
       pruned.catch(() => undefined)
-      await step(makeJobFolder(r, config.remote.workRoot, plan.jobRoot, owner))
+      const jobEarly = startsEarly(plan)
+      await step(makeJobFolder(r, config.remote.workRoot, plan.jobRoot, { pruneOwner: owner, dirs: jobEarly ? jobEarly.dirs : [] }))
       undo.push('remove the job folder', () => removeJobFolder(r, config.remote.workRoot, plan.jobRoot, null))
       time.mark('folder')
-      const copying = step(copyUp(ctx, r, host.lease.connect, localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals }))
+      const copy = startCopy(ctx, r, host.lease.connect, localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals })
+      const copying = step(copy.copied)
       copying.catch(() => undefined)
       const leftovers = await pruned
       if (countsTotal(leftovers)) log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
-      const docking = step(dockerParts(ctx, docker, plan, containers, undo, step))
+      const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
+      const docking = step(dockerParts(ctx, docker, plan, containers, undo, step, jobGate))
       docking.catch(() => undefined)
       const copied = await copying
       time.mark('copy')
@@ -128,12 +131,13 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
 
     const starting = plan.services.length ? (plan.job ? 'Starting the services and the job container' : 'Starting the services') : 'Starting the job container'
     const ready = await log.group(starting, async () => {
-      const ids = await step(images.created ?? createAll(docker, plan, containers))
+      const created = await step(images.created ?? createAll(docker, plan, containers, null))
+      const ids = created.map((c) => c.id)
       time.mark('creates')
       // Services first (the job container may expect them), then the job container.
       const started: Started[] = []
       for (const [i, c] of containers.entries()) {
-        await step(docker.start(ids[i], c.what))
+        if (!created[i].started) await step(docker.start(ids[i], c.what))
         started.push({ id: ids[i], image: c.image, what: c.what })
       }
       time.mark('starts')
@@ -173,7 +177,7 @@ async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: 
 
 /**
  * The network and named volumes, and which images are present; then, if none needs pulling, the
- * containers' creation too (created is the ids in start order).
+ * containers' creation too (in start order).
  */
 async function dockerParts(
   ctx: HookContext,
@@ -182,8 +186,9 @@ async function dockerParts(
   containers: ContainerPlan[],
   undo: Undo,
   /** Tracks the creation started here, so a failure elsewhere waits for it before undoing. */
-  track: <T>(work: Promise<T>) => Promise<T>
-): Promise<{ present: boolean[]; created: Promise<string[]> | null }> {
+  track: <T>(work: Promise<T>) => Promise<T>,
+  jobGate: Promise<unknown> | null
+): Promise<{ present: boolean[]; created: ReturnType<typeof createAll> | null }> {
   // One entry for all of it: everything the job creates carries the owner label.
   undo.push('remove the job\'s containers, network and volumes', async () => {
     const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
@@ -194,11 +199,44 @@ async function dockerParts(
     docker.createNetwork(plan.network, plan.labels),
     Promise.all(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])
-  const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? track(createAll(docker, plan, containers)) : null
+  const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? track(createAll(docker, plan, containers, jobGate)) : null
   created?.catch(() => undefined)
   return { present, created }
 }
 
-function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[]): Promise<string[]> {
-  return Promise.all(containers.map((c) => docker.create(c.spec, plan.jobRoot)))
+/**
+ * Creates the containers. A service that binds nothing the first copy fills is started right away;
+ * so is the job container once `jobGate` settles (see startsEarly). The others are started by the
+ * caller, in order, after the copy.
+ */
+function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[], jobGate: Promise<unknown> | null): Promise<{ id: string; started: boolean }[]> {
+  return Promise.all(
+    containers.map(async (c) => {
+      const id = await docker.create(c.spec, plan.jobRoot)
+      const gate = c.role === 'service' ? (c.needsCopy ? null : undefined) : jobGate
+      if (gate === null) return { id, started: false }
+      await gate
+      await docker.start(id, c.what)
+      return { id, started: true }
+    })
+  )
+}
+
+/**
+ * Whether the job container can start while the copy runs, and the bind sources to make for it
+ * first. Only an idle job container (nothing runs in it before a step), and only when each folder
+ * of `_work` it binds is a real folder on the runner host: those are made on the remote beforehand,
+ * owned by the SSH user, so docker does not make them (as root) and the copy fills them in place.
+ */
+function startsEarly(plan: JobPlan): { dirs: string[] } | null {
+  const job = plan.job
+  if (!job || !job.idle) return null
+  for (const b of job.workBinds) {
+    try {
+      if (!lstatSync(b.host).isDirectory()) return null
+    } catch {
+      return null
+    }
+  }
+  return { dirs: [...new Set(job.workBinds.map((b) => b.remote).filter((d) => d !== plan.layout.remoteWork))] }
 }

@@ -14,15 +14,20 @@ import { existingRoots, RSYNC_EXCLUDES } from '../job'
 /**
  * Creates the job folder, and checks in the same round trip that rsync is there for the copy.
  * With `pruneOwner`, that runner's other job folders go first: a runner runs one job at a time, so
- * they are leftovers of a job that ended without cleanup.
+ * they are leftovers of a job that ended without cleanup. `dirs` (inside the job's `w`) are made
+ * too, for a container that is started while the copy runs.
  */
-export async function makeJobFolder(remote: Remote, workRoot: string, jobRoot: string, pruneOwner?: string): Promise<void> {
+export async function makeJobFolder(remote: Remote, workRoot: string, jobRoot: string, opts: { pruneOwner?: string; dirs?: string[] } = {}): Promise<void> {
   const label = 'create the job folder'
+  const { pruneOwner, dirs = [] } = opts
   // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
   const prune = pruneOwner ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` : ''
+  for (const d of dirs) if (!d.startsWith(`${jobRoot}/w/`) || d.split('/').includes('..')) throw new HookError(`not a folder of the job's copy: ${JSON.stringify(d)}`)
+  // Made as docker would make a missing bind source, but owned by the SSH user, so the copy can fill them.
+  const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${dirs.map(shq).join(' ')})` : ''
   const answer = await ask(
     remote,
-    `${prune}${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
+    `${prune}${createJobFolderScript(workRoot, jobRoot)}${mkdirs} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
     { label, silentShell: true }
   )
   if (expectEach(answer, /^(no-)?rsync$/, label).join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
@@ -46,12 +51,13 @@ export interface Copied {
   ms: number
 }
 
-export async function copyUp(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): Promise<Copied> {
+/** Starts the copy: the job's roots and the externals, in parallel; `externals` settles when the latter are in place. */
+export function startCopy(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): { externals: Promise<Copied['externals']>; copied: Promise<Copied> } {
   const t = Date.now()
   const roots = existingRoots(spec.hostWork, spec.roots)
   const transport = bulkTransport(ctx, connect, localDir)
   const work = roots.length ? rsyncUp(transport, spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
-  const ext = (async (): Promise<Copied['externals']> => {
+  const externals = (async (): Promise<Copied['externals']> => {
     if (!spec.externals) return 'none'
     const dest = spec.externals.remote
     const have = await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
@@ -69,6 +75,11 @@ export async function copyUp(ctx: HookContext, remote: Remote, connect: ConnectI
     }
     return 'copied'
   })()
-  const [w, e] = await Promise.all([work, ext])
-  return { files: w.files, bytes: w.bytes, externals: e, roots, ms: Date.now() - t }
+  externals.catch(() => undefined)
+  const copied = Promise.all([work, externals]).then(([w, e]) => ({ files: w.files, bytes: w.bytes, externals: e, roots, ms: Date.now() - t }))
+  return { externals, copied }
+}
+
+export function copyUp(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): Promise<Copied> {
+  return startCopy(ctx, remote, connect, localDir, spec).copied
 }

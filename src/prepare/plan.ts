@@ -38,8 +38,16 @@ export interface ContainerPlan {
   /** The input field it came from, for error messages. */
   field: string
   spec: CreateSpec
-  /** Whether it binds a folder of the runner's `_work`, whose content arrives with the first copy. */
-  bindsWork: boolean
+  /**
+   * Whether it binds a folder the first copy fills (the job folder or the externals): then it starts
+   * only after the copy, since docker would create a missing bind source itself, owned by root.
+   */
+  needsCopy: boolean
+  /** Its binds of folders under the job's copy of `_work`: host path and remote path. */
+  workBinds: { host: string; remote: string }[]
+  bindsExternals: boolean
+  /** The job container idles (no entrypoint of the runner's): its start needs nothing else running. */
+  idle: boolean
 }
 
 export interface JobPlan {
@@ -76,8 +84,17 @@ function createOptionsOf(args: ContainerArgs, field: string): string[] {
   return options
 }
 
-function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set<string>): { mounts: MountSpec[]; bindsWork: boolean } {
-  let bindsWork = false
+interface Mounted {
+  mounts: MountSpec[]
+  needsCopy: boolean
+  workBinds: { host: string; remote: string }[]
+  bindsExternals: boolean
+}
+
+function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set<string>): Mounted {
+  const workBinds: { host: string; remote: string }[] = []
+  let bindsExternals = false
+  const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
   const toSpec = (kind: 'user' | 'system') => (m: Mount, i: number): MountSpec => {
     const src = m.sourceVolumePath
     if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
@@ -86,10 +103,12 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
       return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
     }
     const remote = remotePath(layout, src, `${field}.${kind}MountVolumes.${i}.sourceVolumePath`)
-    if (remote === layout.remoteWork || remote.startsWith(`${layout.remoteWork}/`)) bindsWork = true
+    if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
+    if (under(remote, layout.remoteExternals)) bindsExternals = true
     return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly }
   }
-  return { mounts: [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))], bindsWork }
+  const mounts = [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]
+  return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }
 }
 
 /** The plan, or null when there is nothing to start (no job container and no services). */
@@ -131,10 +150,10 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const network = `rch-${jobId}`
   const labelFlags = labelArgs(owner, jobId, facts.runnerName)
   const named = new Set<string>()
-  const spec = (c: ContainerArgs, field: string, name: string, over: Partial<CreateSpec>): { spec: CreateSpec; bindsWork: boolean } => {
-    const m = mountsOf(c, field, layout, named)
+  const spec = (c: ContainerArgs, field: string, name: string, over: Partial<CreateSpec>): Omit<Mounted, 'mounts'> & { spec: CreateSpec } => {
+    const { mounts, ...m } = mountsOf(c, field, layout, named)
     return {
-      bindsWork: m.bindsWork,
+      ...m,
       spec: {
         name,
         image: c.image!,
@@ -142,7 +161,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
         network,
         aliases: [],
         ports: c.portMappings,
-        mounts: m.mounts,
+        mounts,
         env: baseEnv(c.environmentVariables),
         createOptions: options.get(c)!,
         entrypoint: c.entryPoint || null,
@@ -158,6 +177,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
     ? {
         role: 'job',
         what: 'job container',
+        idle: !c.entryPoint,
         image: c.image!,
         registry: c.registry,
         field: 'args.container',
@@ -172,7 +192,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const services = args.services.map((s, i): ContainerPlan => {
     const al = [...aliases[i], ...(s.contextName ? [s.contextName] : [])]
     const field = `args.services.${i}`
-    return { role: 'service', what: al[0], image: s.image!, registry: s.registry, field, ...spec(s, field, `rch-${jobId}-${al[0]}`, { aliases: al }) }
+    return { role: 'service', what: al[0], idle: false, image: s.image!, registry: s.registry, field, ...spec(s, field, `rch-${jobId}-${al[0]}`, { aliases: al }) }
   })
   return {
     jobId,

@@ -91,15 +91,28 @@ describe('planJob', () => {
       { source: `${ROOT}/w/_temp`, target: '/__w/_temp', readOnly: false },
       { source: `${ROOT}/w/_temp/_github_home`, target: '/github/home', readOnly: false }
     ])
-    expect(p.job!.bindsWork).toBe(true)
+    expect(p.job!.needsCopy).toBe(true)
     expect(p.volumes).toEqual(['cache-vol'])
     expect(p.externals).toEqual({ host: EXT, remote: '/srv/rch/externals/aaaaaaaaaaaaaaaa' })
     expect(p.layout).toEqual({ hostWork: WORK, remoteWork: `${ROOT}/w`, hostExternals: EXT, remoteExternals: '/srv/rch/externals/aaaaaaaaaaaaaaaa', dockerSocket: '/var/run/docker.sock' })
   })
 
-  it('a service mounting only a named volume does not bind the work folder; the VM socket follows remote.dockerSocket', () => {
+  it('a container binding the job folder or the externals needs the copy first', () => {
+    const p = plan({
+      container: null,
+      services: [
+        container({ userMountVolumes: [mount(`${WORK}/repo/repo/conf`, '/conf')] }),
+        container({ userMountVolumes: [mount(`${WORK}`, '/w')] })
+      ]
+    })!
+    expect(p.services.map((s) => s.needsCopy)).toEqual([true, true])
+    const withExt = plan({ container: jobContainer({ systemMountVolumes: [mount(EXT, '/__e', true)] }) })!
+    expect(withExt.job!.needsCopy).toBe(true)
+  })
+
+  it('a service mounting only a named volume does not need the copy; the VM socket follows remote.dockerSocket', () => {
     const p = plan({ container: null, services: [container({ image: 'redis:7', userMountVolumes: [mount('v1', '/data')], systemMountVolumes: [mount('/var/run/docker.sock', '/s')] })] }, { dockerSocket: '/run/user/1000/docker.sock' })!
-    expect(p.services[0].bindsWork).toBe(false)
+    expect(p.services[0].needsCopy).toBe(false)
     expect(p.services[0].spec.mounts[1]).toEqual({ source: '/run/user/1000/docker.sock', target: '/s', readOnly: false })
     expect(p.externals).toBeNull()
     expect(p.job).toBeNull()

@@ -82,3 +82,35 @@ describe('waitHealthy', () => {
     expect(s.polls.b).toBeGreaterThan(2)
   })
 })
+
+describe('makeJobFolder', () => {
+  const { LocalRemote } = require('./local-remote') as typeof import('./local-remote')
+  const { makeJobFolder } = require('../../src/prepare/first-copy') as typeof import('../../src/prepare/first-copy')
+  const { tempDir, cleanupTempDirs } = require('./_helpers') as typeof import('./_helpers')
+  const { statSync, existsSync } = require('node:fs') as typeof import('node:fs')
+  afterAll(cleanupTempDirs)
+  const OWNER = '0123456789abcdef'
+  const JOB = 'fedcba9876543210'
+
+  it('creates the job folder and the given bind folders inside w, 0755 and owned by the SSH user', async () => {
+    const root = tempDir()
+    const jobRoot = `${root}/jobs/${OWNER}-${JOB}`
+    await makeJobFolder(new LocalRemote(tempDir()), root, jobRoot, { dirs: [`${jobRoot}/w/_temp/_github_home`, `${jobRoot}/w/_tool`] })
+    expect(statSync(jobRoot).mode & 0o777).toBe(0o700)
+    for (const d of ['w', 'w/_temp', 'w/_temp/_github_home', 'w/_tool']) {
+      expect(statSync(`${jobRoot}/${d}`).isDirectory()).toBe(true)
+      expect(statSync(`${jobRoot}/${d}`).mode & 0o777).toBe(0o755)
+    }
+  })
+
+  it('refuses a folder outside the job\'s w before anything runs', async () => {
+    const root = tempDir()
+    const jobRoot = `${root}/jobs/${OWNER}-${JOB}`
+    const remote = new LocalRemote(tempDir())
+    for (const d of [`${root}/elsewhere`, `${jobRoot}/w/../../x`, `${jobRoot}/w`]) {
+      await expect(makeJobFolder(remote, root, jobRoot, { dirs: [d] })).rejects.toThrow(/not a folder of the job's copy/)
+    }
+    expect(remote.commands).toEqual([])
+    expect(existsSync(jobRoot)).toBe(false)
+  })
+})

@@ -1,7 +1,7 @@
 // The remote-docker layer against a recording remote: which Engine API requests and shell commands
 // each operation sends, what it makes of the answers (ids, counts, presence), that names and labels
 // reach a shell only quoted by shq, and that secrets never reach a command line.
-import { RemoteDocker } from '../../src/docker/remote-docker'
+import { createBody, RemoteDocker } from '../../src/docker/remote-docker'
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
 import { shq } from '../../src/remote/quote'
@@ -125,6 +125,46 @@ describe('containers', () => {
     // positive control: the values were delivered, on stdin
     expect(stdin).toContain('PASSWORD=hunter2-secret')
     expect(stdin).toContain(`export CERT=${shq('line1\nline2-secret')}`)
+  })
+
+  it('create without options goes to the Engine API with the body docker create would send; env values only in that body', async () => {
+    remote.onApi('POST', /^\/containers\/create\?name=/, { status: 201, body: { Id: ID('e') } })
+    const s = spec({ createOptions: [], ports: ['6379', '8080:80/udp'], mounts: [...spec().mounts, { source: 'vol', target: '/v', readOnly: true }, { source: null, target: '/anon', readOnly: false }], entrypoint: 'tail', args: ['-f', '/dev/null'] })
+    await expect(docker.create(s, '/work/jobs/x')).resolves.toBe(ID('e'))
+    expect(remote.execs).toEqual([])
+    expect(remote.api).toHaveLength(1)
+    expect(remote.api[0].path).toBe(`/containers/create?name=${s.name}`)
+    expect(remote.api[0].body).toEqual({
+      Image: 'redis:7',
+      Env: ['PASSWORD=hunter2-secret', 'CERT=line1\nline2-secret'],
+      Labels: labelMap(OWNER, JOB, RUNNER),
+      Entrypoint: ['tail'],
+      Cmd: ['-f', '/dev/null'],
+      ExposedPorts: { '6379/tcp': {}, '80/udp': {} },
+      Volumes: { '/anon': {} },
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: {
+        Binds: ['/work/jobs/a b/w:/__w', 'vol:/v:ro'],
+        NetworkMode: s.network,
+        PortBindings: { '6379/tcp': [{ HostIp: '', HostPort: '' }], '80/udp': [{ HostIp: '', HostPort: '8080' }] }
+      },
+      NetworkingConfig: { EndpointsConfig: { [s.network!]: { Aliases: ['redis', "svc'1"] } } }
+    })
+  })
+
+  it('what only the CLI reads exactly goes to the CLI: options, port ranges or addresses, a read-only anonymous volume', () => {
+    const plain = spec({ createOptions: [] })
+    expect(createBody(plain)).not.toBeNull()
+    expect(createBody(spec())).toBeNull()
+    expect(createBody({ ...plain, ports: ['8000-8001:80-81'] })).toBeNull()
+    expect(createBody({ ...plain, ports: ['127.0.0.1:80:80'] })).toBeNull()
+    expect(createBody({ ...plain, mounts: [{ source: null, target: '/a', readOnly: true }] })).toBeNull()
+  })
+
+  it('an API create answering without a container id fails clearly', async () => {
+    remote.onApi('POST', /^\/containers\/create/, { status: 201, body: { Id: '../x' } })
+    await expect(docker.create(spec({ createOptions: [] }), '/w')).rejects.toThrow('docker create redis:7 returned no container id')
   })
 
   it('create fails clearly when docker prints no container id', async () => {
