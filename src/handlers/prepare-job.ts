@@ -2,7 +2,6 @@
 // the job folder and first copy, network and volumes, images, containers, health, and the response.
 // Each part that creates something puts its undo on a list; a failure anywhere runs the list in
 // reverse, so a failed or cancelled prepare_job leaves nothing behind.
-import { createHash } from 'node:crypto'
 import { lstatSync, rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { LABEL_OWNER, newJobId, ownerId } from '../labels'
@@ -10,25 +9,17 @@ import type { PrepareJobArgs } from '../protocol'
 import type { Remote } from '../remote/remote'
 import { providerFor, type Acquired } from '../providers/provider'
 import { acquireMachine, jobLocalDir, stopAgent } from '../session'
-import { walkLocal } from '../sync/tree'
 import { recordBase } from '../sync/sync'
 import { removeJobFolder } from '../docker/job-folder'
 import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-docker'
-import { isAlpine } from '../docker/steps'
+import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
 import { containersOf, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { Undo } from '../prepare/undo'
-import { makeJobFolder, startCopy } from '../prepare/first-copy'
+import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
 import { waitHealthy, type Started } from '../prepare/health'
 import { buildResponse } from '../prepare/response'
-
-/** Content version of the runner's externals: same files → same remote copy, shared by jobs. */
-function externalsVersion(dir: string): string {
-  const h = createHash('sha256')
-  for (const [p, n] of [...walkLocal(dir, ['.'], []).entries()].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${p}\0${n.fp}\0`)
-  return h.digest('hex').slice(0, 16)
-}
 
 /** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */
 class Timings {
@@ -44,6 +35,22 @@ class Timings {
     return `${this.parts.join(', ')} (ms; total ${Date.now() - this.started})`
   }
 }
+
+/** What the parts of one prepare_job share. */
+type Created = Promise<{ id: string; started: boolean }[]>
+
+interface Run {
+  ctx: HookContext
+  plan: JobPlan
+  containers: ContainerPlan[]
+  localDir: string
+  undo: Undo
+  /** Awaits remote work so that a cancel stops the wait at once, and the undo waits for it to land. */
+  step: <T>(work: Promise<T>) => Promise<T>
+  time: Timings
+}
+
+type Host = Acquired & { docker: RemoteDocker }
 
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
@@ -61,109 +68,112 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   })
   if (!plan) return { exitCode: 0, response: {} }
 
-  const localDir = jobLocalDir(ctx, owner, plan.jobId)
-  const undo = new Undo()
   // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
   const inflight = new InFlight(ctx.signal)
-  const step = <T>(work: Promise<T>): Promise<T> => inflight.track(work)
-  const time = new Timings()
+  const run: Run = { ctx, plan, containers: containersOf(plan), localDir: jobLocalDir(ctx, owner, plan.jobId), undo: new Undo(), step: (w) => inflight.track(w), time: new Timings() }
   let remote: Remote | null = null
   try {
     // The step log folds each part; what failed stays readable after its fold (the error line comes last).
     const host = await log.group('Getting a host', async () => {
-      const a = await getHost(ctx, plan, localDir, undo)
+      const a = await getHost(ctx, plan, run.localDir, run.undo)
       remote = a.remote
-      log.progress(`using ${a.lease.connect.host}:${a.lease.connect.port} slot ${a.lease.slot} (${Date.now() - time.started} ms)`)
-      return a
+      log.progress(`using ${a.lease.connect.host}:${a.lease.connect.port} slot ${a.lease.slot} (${Date.now() - run.time.started} ms)`)
+      return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })
-    time.mark('lease')
-    const r = host.remote
-    const docker = new RemoteDocker(r, config.remote.dockerSocket)
-    const containers = containersOf(plan)
-
-    // The job folder and first copy; alongside the copy, the network, volumes and the check for
-    // images, and, when no image needs a pull, the containers' creation. Nothing starts before the
-    // copy is done: a container may read its mounts at once.
-    const early = await log.group('Copying the job\'s files', async () => {
-      const pruned = step(docker.removeOwned(LABEL_OWNER, owner))
-      pruned.catch(() => undefined)
-      const jobEarly = startsEarly(plan)
-      await step(makeJobFolder(r, config.remote.workRoot, plan.jobRoot, { pruneOwner: owner, dirs: jobEarly ? jobEarly.dirs : [] }))
-      undo.push('remove the job folder', () => removeJobFolder(r, config.remote.workRoot, plan.jobRoot, null))
-      time.mark('folder')
-      const copy = startCopy(ctx, r, host.lease.connect, localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals })
-      const copying = step(copy.copied)
-      copying.catch(() => undefined)
-      const leftovers = await pruned
-      if (countsTotal(leftovers)) log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
-      const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
-      const docking = step(dockerParts(ctx, docker, plan, containers, undo, step, jobGate))
-      docking.catch(() => undefined)
-      const copied = await copying
-      time.mark('copy')
-      log.progress(`copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (externals ${copied.externals})`)
-      // The sync base (both sides' listings) only has to be recorded before the first step, so it is
-      // made alongside the rest. The local side is read after the copy, not during it (that cost the
-      // copy CPU): nothing writes the runner's files while prepare_job runs, the runner waits for it.
-      const base = recordBase(syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir }, r), copied.roots)
-      base.catch(() => undefined)
-      return { base, docking }
-    })
-
-    const images = await log.group('Images', async () => {
-      const d = await early.docking
-      const t = Date.now()
-      for (const c of containers) if (c.registry?.password) log.addSecret(c.registry.password)
-      const how = await step(Promise.all(
-        containers.map((c, i) =>
-          docker
-            .ensureImage(c.image, config.images.pullPolicy, c.registry, `${plan.jobRoot}/docker-config-${i}`, (l) => log.debug(l), { signal: ctx.signal, timeoutMs: config.images.pullTimeoutSeconds * 1000 }, d.present[i])
-            .then((h) => {
-              if (h === 'pulled') log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
-              return h
-            })
-        )
-      ))
-      log.progress(`images: ${containers.map((c, i) => `${c.image} (${how[i]})`).join(', ')}`)
-      return d
-    })
-    time.mark('network, volumes, images')
-
+    run.time.mark('lease')
+    const copied = await log.group("Copying the job's files", () => folderAndCopy(run, host))
+    const docked = await log.group('Images', () => images(run, host, copied.docking))
     const starting = plan.services.length ? (plan.job ? 'Starting the services and the job container' : 'Starting the services') : 'Starting the job container'
-    const ready = await log.group(starting, async () => {
-      const created = await step(images.created ?? createAll(docker, plan, containers, null))
-      const ids = created.map((c) => c.id)
-      time.mark('creates')
-      // Services first (the job container may expect them), then the job container.
-      const started: Started[] = []
-      for (const [i, c] of containers.entries()) {
-        if (!created[i].started) await step(docker.start(ids[i], c.what))
-        started.push({ id: ids[i], image: c.image, what: c.what })
-      }
-      time.mark('starts')
-      const alpine = plan.job ? step(isAlpine(docker.engine, ids[ids.length - 1])) : Promise.resolve(undefined)
-      alpine.catch(() => undefined)
-      const infos = await step(waitHealthy(ctx, docker, started))
-      time.mark('health')
-      return { ids, infos, isAlpine: await alpine }
-    })
-
-    await step(early.base)
-    time.mark('base listing')
-    const response = buildResponse(plan, host.lease, localDir, ready.ids, ready.infos, ready.isAlpine)
-    log.debug(`prepare_job timings: ${time}`)
-    log.progress(`job ready in ${((Date.now() - time.started) / 1000).toFixed(1)} s`)
+    const ready = await log.group(starting, () => startAll(run, host, docked.created))
+    await run.step(copied.base)
+    run.time.mark('base listing')
+    const response = buildResponse(plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
+    log.debug(`prepare_job timings: ${run.time}`)
+    log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
   } catch (err) {
     // What was still running (a container being created, the base being written into the local
     // folder) lands first, so the undo finds it.
     await inflight.settle(config.timeouts.cancelGraceSeconds * 1000 + 5000)
-    await undo.run((m) => log.warn(m))
-    rmSync(localDir, { recursive: true, force: true })
+    await run.undo.run((m) => log.warn(m))
+    rmSync(run.localDir, { recursive: true, force: true })
     throw err
   } finally {
     ;(remote as Remote | null)?.close()
   }
+}
+
+/**
+ * The job folder and the first copy. Alongside the copy: the network, volumes and the check for
+ * images, and, when no image needs a pull, the containers' creation and the early starts.
+ */
+async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void>; docking: ReturnType<typeof dockerParts> }> {
+  const { ctx, plan, step, time } = run
+  const r = host.remote
+  const workRoot = ctx.config.remote.workRoot
+  // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
+  const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
+  pruned.catch(() => undefined)
+  const jobEarly = startsEarly(plan)
+  await step(makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [] }))
+  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
+  time.mark('folder')
+  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals })
+  const copying = step(copy.copied)
+  copying.catch(() => undefined)
+  const leftovers = await pruned
+  if (countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
+  const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
+  const docking = step(dockerParts(run, host.docker, jobGate))
+  docking.catch(() => undefined)
+  const copied = await copying
+  time.mark('copy')
+  ctx.log.progress(`copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (externals ${copied.externals})`)
+  // The sync base (both sides' listings) only has to be recorded before the first step, so it is
+  // made alongside the rest. The local side is read after the copy, not during it (that cost the
+  // copy CPU): nothing writes the runner's files while prepare_job runs, the runner waits for it.
+  const base = recordBase(syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir: run.localDir }, r), copied.roots)
+  base.catch(() => undefined)
+  return { base, docking }
+}
+
+/** Every image present by images.pullPolicy (pulls in parallel), once the network and volumes are made. */
+async function images(run: Run, host: Host, docking: ReturnType<typeof dockerParts>): Promise<Awaited<ReturnType<typeof dockerParts>>> {
+  const { ctx, plan, containers, step } = run
+  const d = await docking
+  const t = Date.now()
+  for (const c of containers) if (c.registry?.password) ctx.log.addSecret(c.registry.password)
+  const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+  const how = await step(Promise.all(
+    containers.map(async (c, i) => {
+      const h = await host.docker.ensureImage(c.image, ctx.config.images.pullPolicy, c.registry, `${plan.jobRoot}/docker-config-${i}`, (l) => ctx.log.debug(l), limits, d.present[i])
+      if (h === 'pulled') ctx.log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+      return h
+    })
+  ))
+  ctx.log.progress(`images: ${containers.map((c, i) => `${c.image} (${how[i]})`).join(', ')}`)
+  run.time.mark('network, volumes, images')
+  return d
+}
+
+/** Creates what is not created yet, starts what is not started (services first), and waits for health. */
+async function startAll(run: Run, host: Host, early: Created | null): Promise<{ ids: string[]; infos: Map<string, Inspect>; isAlpine: boolean | undefined }> {
+  const { ctx, plan, containers, step, time } = run
+  const created = await step(early ?? createAll(host.docker, plan, containers, null))
+  const ids = created.map((c) => c.id)
+  time.mark('creates')
+  // Services first (the job container may expect them), then the job container.
+  const started: Started[] = []
+  for (const [i, c] of containers.entries()) {
+    if (!created[i].started) await step(host.docker.start(ids[i], c.what))
+    started.push({ id: ids[i], image: c.image, what: c.what })
+  }
+  time.mark('starts')
+  const alpine = plan.job ? step(isAlpine(host.docker.engine, ids[ids.length - 1])) : Promise.resolve(undefined)
+  alpine.catch(() => undefined)
+  const infos = await step(waitHealthy(ctx, host.docker, started))
+  time.mark('health')
+  return { ids, infos, isAlpine: await alpine }
 }
 
 /** The provider's part: a host for the job; stopping its agent and releasing it go on the undo list. */
@@ -175,22 +185,15 @@ async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: 
   return a
 }
 
+
 /**
  * The network and named volumes, and which images are present; then, if none needs pulling, the
  * containers' creation too (in start order).
  */
-async function dockerParts(
-  ctx: HookContext,
-  docker: RemoteDocker,
-  plan: JobPlan,
-  containers: ContainerPlan[],
-  undo: Undo,
-  /** Tracks the creation started here, so a failure elsewhere waits for it before undoing. */
-  track: <T>(work: Promise<T>) => Promise<T>,
-  jobGate: Promise<unknown> | null
-): Promise<{ present: boolean[]; created: ReturnType<typeof createAll> | null }> {
+async function dockerParts(run: Run, docker: RemoteDocker, jobGate: Promise<unknown> | null): Promise<{ present: boolean[]; created: Created | null }> {
+  const { ctx, plan, containers } = run
   // One entry for all of it: everything the job creates carries the owner label.
-  undo.push('remove the job\'s containers, network and volumes', async () => {
+  run.undo.push('remove the job\'s containers, network and volumes', async () => {
     const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
     ctx.log.debug(`undo removed ${describeCounts(removed)}`)
   })
@@ -199,7 +202,8 @@ async function dockerParts(
     docker.createNetwork(plan.network, plan.labels),
     Promise.all(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])
-  const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? track(createAll(docker, plan, containers, jobGate)) : null
+  // Tracked, so that a failure elsewhere waits for the creation before undoing.
+  const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
   created?.catch(() => undefined)
   return { present, created }
 }
@@ -209,7 +213,7 @@ async function dockerParts(
  * so is the job container once `jobGate` settles (see startsEarly). The others are started by the
  * caller, in order, after the copy.
  */
-function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[], jobGate: Promise<unknown> | null): Promise<{ id: string; started: boolean }[]> {
+function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[], jobGate: Promise<unknown> | null): Created {
   return Promise.all(
     containers.map(async (c) => {
       const id = await docker.create(c.spec, plan.jobRoot)

@@ -1,6 +1,7 @@
 // The job folder and the first copy of the runner's files into it, shared by prepare_job and by a
 // container step that runs without one. The copy is rsync (OpenSSH's transport when the runner host
 // has it); the runner's externals are copied once per content version and shared by jobs.
+import { createHash } from 'node:crypto'
 import type { HookContext } from '../context'
 import { HookError } from '../errors'
 import { check, run, type ConnectInfo, type Remote } from '../remote/remote'
@@ -10,6 +11,7 @@ import { createJobFolderScript, HEX16_GLOB } from '../docker/job-folder'
 import { bulkTransport } from '../session'
 import { rsyncUp } from '../sync/rsync'
 import { existingRoots, RSYNC_EXCLUDES } from '../job'
+import { walkLocal } from '../sync/tree'
 
 /**
  * Creates the job folder, and checks in the same round trip that rsync is there for the copy.
@@ -31,6 +33,13 @@ export async function makeJobFolder(remote: Remote, workRoot: string, jobRoot: s
     { label, silentShell: true }
   )
   if (expectEach(answer, /^(no-)?rsync$/, label).join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+}
+
+/** Content version of the runner's externals: same files → same remote copy, shared by jobs. */
+export function externalsVersion(dir: string): string {
+  const h = createHash('sha256')
+  for (const [p, n] of [...walkLocal(dir, ['.'], []).entries()].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${p}\0${n.fp}\0`)
+  return h.digest('hex').slice(0, 16)
 }
 
 export interface CopySpec {
