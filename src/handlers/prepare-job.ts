@@ -2,7 +2,7 @@
 // the job folder and first copy, network and volumes, images, containers, health, and the response.
 // Each part that creates something puts its undo on a list; a failure anywhere runs the list in
 // reverse, so a failed or cancelled prepare_job leaves nothing behind.
-import { lstatSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { LABEL_OWNER, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
@@ -17,6 +17,7 @@ import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
 import { containersOf, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { Undo } from '../prepare/undo'
+import { startsEarly } from '../prepare/early-start'
 import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
 import { waitHealthy, type Started } from '../prepare/health'
 import { buildResponse } from '../prepare/response'
@@ -224,23 +225,4 @@ function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPla
       return { id, started: true }
     })
   )
-}
-
-/**
- * Whether the job container can start while the copy runs, and the bind sources to make for it
- * first. Only an idle job container (nothing runs in it before a step), and only when each folder
- * of `_work` it binds is a real folder on the runner host: those are made on the remote beforehand,
- * owned by the SSH user, so docker does not make them (as root) and the copy fills them in place.
- */
-function startsEarly(plan: JobPlan): { dirs: string[] } | null {
-  const job = plan.job
-  if (!job || !job.idle) return null
-  for (const b of job.workBinds) {
-    try {
-      if (!lstatSync(b.host).isDirectory()) return null
-    } catch {
-      return null
-    }
-  }
-  return { dirs: [...new Set(job.workBinds.map((b) => b.remote).filter((d) => d !== plan.layout.remoteWork))] }
 }

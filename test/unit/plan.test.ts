@@ -3,6 +3,7 @@
 import { PrepareJobArgsSchema } from '../../src/protocol'
 import { planJob, containersOf, type PlanFacts } from '../../src/prepare/plan'
 import { InputError } from '../../src/errors'
+import { rmSync } from 'node:fs'
 import { LABEL_JOB, LABEL_OWNER, LABEL_RUNNER } from '../../src/labels'
 
 const WORK = '/home/runner/_work'
@@ -185,5 +186,44 @@ describe('planJob', () => {
     it('the job container is checked before the services', () => {
       expect(inputError(() => plan({ container: jobContainer({ createOptions: '"' }), services: [container({ image: null })] }))).toMatch(/^args\.container\./)
     })
+  })
+})
+
+describe('startsEarly (the job container starting while the copy runs)', () => {
+  const { startsEarly } = require('../../src/prepare/early-start') as typeof import('../../src/prepare/early-start')
+  const { mkdirSync, writeFileSync, symlinkSync } = require('node:fs') as typeof import('node:fs')
+  const { tempDir, cleanupTempDirs } = require('./_helpers') as typeof import('./_helpers')
+  afterAll(cleanupTempDirs)
+
+  function workWith(make: (work: string) => void): { work: string; p: ReturnType<typeof plan> } {
+    const work = `${tempDir()}/_work`
+    for (const d of ['_temp/_github_home', '_actions', 'repo/repo']) mkdirSync(`${work}/${d}`, { recursive: true })
+    make(work)
+    const c = container({
+      systemMountVolumes: [mount(work, '/__w'), mount(`${work}/_temp`, '/__w/_temp'), mount(`${work}/_temp/_github_home`, '/github/home'), mount(`${work}/_actions`, '/__w/_actions')]
+    })
+    return { work, p: plan({ container: c }, { hostWork: work, workspace: `${work}/repo/repo` }) }
+  }
+
+  it('an idle job container binding real folders: those folders are made first (not w itself)', () => {
+    const { p } = workWith(() => undefined)
+    expect(startsEarly(p!)).toEqual({ dirs: [`${ROOT}/w/_temp`, `${ROOT}/w/_temp/_github_home`, `${ROOT}/w/_actions`] })
+  })
+
+  it('a bind source that is a file, a symlink or missing on the host: it waits for the copy', () => {
+    expect(startsEarly(workWith((w) => {
+      rmSync(`${w}/_actions`, { recursive: true })
+      writeFileSync(`${w}/_actions`, 'a file')
+    }).p!)).toBeNull()
+    expect(startsEarly(workWith((w) => {
+      rmSync(`${w}/_actions`, { recursive: true })
+      symlinkSync(`${w}/_temp`, `${w}/_actions`)
+    }).p!)).toBeNull()
+    expect(startsEarly(workWith((w) => rmSync(`${w}/_actions`, { recursive: true })).p!)).toBeNull()
+  })
+
+  it('a job container with the runner\'s own entrypoint, or none at all: not early', () => {
+    expect(startsEarly(plan({ container: jobContainer({ entryPoint: 'sh' }) })!, () => true)).toBeNull()
+    expect(startsEarly(plan({ container: null, services: [container()] })!, () => true)).toBeNull()
   })
 })
