@@ -116,10 +116,10 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
   pruned.catch(() => undefined)
   const jobEarly = startsEarly(plan)
-  await step(makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [] }))
+  const folder = await step(makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote }))
   run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
   time.mark('folder')
-  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals })
+  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals, externalsPresent: folder.externalsPresent })
   const copying = step(copy.copied)
   copying.catch(() => undefined)
   const leftovers = await pruned

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import type { HookContext } from '../context'
 import { HookError } from '../errors'
 import { check, run, type ConnectInfo, type Remote } from '../remote/remote'
-import { ask, expectEach, record } from '../remote/answer'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shq } from '../remote/quote'
 import { createJobFolderScript, HEX16_GLOB } from '../docker/job-folder'
 import { bulkTransport } from '../session'
@@ -14,25 +14,35 @@ import { existingRoots, RSYNC_EXCLUDES } from '../job'
 import { walkLocal } from '../sync/tree'
 
 /**
- * Creates the job folder, and checks in the same round trip that rsync is there for the copy.
+ * Creates the job folder, and checks in the same round trip that rsync is there for the copy (and,
+ * given `externals`, whether that content version is already on the host).
  * With `pruneOwner`, that runner's other job folders go first: a runner runs one job at a time, so
  * they are leftovers of a job that ended without cleanup. `dirs` (inside the job's `w`) are made
  * too, for a container that is started while the copy runs.
  */
-export async function makeJobFolder(remote: Remote, workRoot: string, jobRoot: string, opts: { pruneOwner?: string; dirs?: string[] } = {}): Promise<void> {
+export async function makeJobFolder(
+  remote: Remote,
+  workRoot: string,
+  jobRoot: string,
+  opts: { pruneOwner?: string; dirs?: string[]; externals?: string } = {}
+): Promise<{ externalsPresent: boolean | null }> {
   const label = 'create the job folder'
-  const { pruneOwner, dirs = [] } = opts
+  const { pruneOwner, dirs = [], externals } = opts
   // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
   const prune = pruneOwner ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` : ''
   for (const d of dirs) if (!d.startsWith(`${jobRoot}/w/`) || d.split('/').includes('..')) throw new HookError(`not a folder of the job's copy: ${JSON.stringify(d)}`)
   // Made as docker would make a missing bind source, but owned by the SSH user, so the copy can fill them.
   const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${dirs.map(shq).join(' ')})` : ''
+  const ext = externals ? `; if [ -f ${shq(externals)}/.rch-complete ]; then ${record('externals')}; else ${record('no-externals')}; fi` : ''
   const answer = await ask(
     remote,
-    `${prune}${createJobFolderScript(workRoot, jobRoot)}${mkdirs} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
+    `${prune}${createJobFolderScript(workRoot, jobRoot)}${mkdirs} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi${ext}`,
     { label, silentShell: true }
   )
-  if (expectEach(answer, /^(no-)?rsync$/, label).join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+  const [rsync, extAnswer, ...rest] = answer
+  if (rest.length || (externals ? !extAnswer : extAnswer !== undefined)) throw new UnexpectedAnswer(`${label}: expected ${externals ? 2 : 1} answers from the remote, got ${answer.length}`)
+  if (expectEach([rsync], /^(no-)?rsync$/, label)[0] !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+  return { externalsPresent: externals ? expectEach([extAnswer], /^(no-)?externals$/, label)[0] === 'externals' : null }
 }
 
 /** Content version of the runner's externals: same files → same remote copy, shared by jobs. */
@@ -49,6 +59,8 @@ export interface CopySpec {
   /** Folders under `_work` to send; those missing on the host are skipped. */
   roots: string[]
   externals: { host: string; remote: string } | null
+  /** Already known (makeJobFolder looked): whether the externals' content version is on the host. */
+  externalsPresent?: boolean | null
 }
 
 export interface Copied {
@@ -69,8 +81,8 @@ export function startCopy(ctx: HookContext, remote: Remote, connect: ConnectInfo
   const externals = (async (): Promise<Copied['externals']> => {
     if (!spec.externals) return 'none'
     const dest = spec.externals.remote
-    const have = await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
-    if (have.join() === 'yes') return 'reused'
+    const have = spec.externalsPresent ?? (await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })).join() === 'yes'
+    if (have) return 'reused'
     const tmp = `${dest}.tmp-${spec.jobId}`
     // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
     // are shared by jobs, and containers running as other users must run the node in them.

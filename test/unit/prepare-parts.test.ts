@@ -103,6 +103,18 @@ describe('makeJobFolder', () => {
     }
   })
 
+  it('answers in the same round trip whether the externals are in place', async () => {
+    const root = tempDir()
+    const remote = new LocalRemote(tempDir())
+    const ext = `${root}/externals/aaaaaaaaaaaaaaaa`
+    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${JOB}`)).resolves.toEqual({ externalsPresent: null })
+    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${'1'.repeat(16)}`, { externals: ext })).resolves.toEqual({ externalsPresent: false })
+    require('node:fs').mkdirSync(ext, { recursive: true })
+    require('node:fs').writeFileSync(`${ext}/.rch-complete`, '')
+    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${'2'.repeat(16)}`, { externals: ext })).resolves.toEqual({ externalsPresent: true })
+    expect(remote.commands).toHaveLength(3)
+  })
+
   it('refuses a folder outside the job\'s w before anything runs', async () => {
     const root = tempDir()
     const jobRoot = `${root}/jobs/${OWNER}-${JOB}`
