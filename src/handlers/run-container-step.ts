@@ -9,9 +9,9 @@ import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs, Mount } from '../protocol'
 import { initialState, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, openJobRemote, stopAgent } from '../session'
-import { Engine } from '../docker/engine'
+import { RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
-import { buildImage, ensureImage, removeImage } from '../docker/cli'
+import { buildImage, removeImage } from '../docker/cli'
 import { pull, push, recordBase } from '../sync/sync'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
@@ -55,6 +55,10 @@ function planStep(args: ContainerArgs, layout: Layout): StepPlan {
 
 async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
   const target = syncTarget(ctx, state, remote)
+  const docker = new RemoteDocker(remote, ctx.config.remote.dockerSocket)
+  // The image's presence is looked up (Engine API) while the push runs.
+  const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
+  present.catch(() => undefined)
   await push(target, pushRoots)
   const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName)
   let image = args.image
@@ -64,17 +68,14 @@ async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remo
     ctx.log.progress(`building ${args.dockerfile}`)
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
   } else {
-    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), {
-      signal: ctx.signal,
-      timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000
-    })
+    const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+    const how = await docker.ensureImage(image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), limits, await present)
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
   const env = { ...args.environmentVariables, GITHUB_ACTIONS: 'true', ...('CI' in args.environmentVariables ? {} : { CI: 'true' }) }
-  const engine = new Engine(remote, ctx.config.remote.dockerSocket)
   const res = await runContainer(
-    engine,
+    docker.engine,
     {
       image,
       name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
