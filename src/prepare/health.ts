@@ -3,7 +3,7 @@
 // ended the wait are returned, so the response needs no further inspect.
 import type { HookContext } from '../context'
 import { HookError } from '../errors'
-import { waitUntil } from '../retry'
+import { waitUntil, type Clock } from '../retry'
 import type { Inspect } from '../docker/steps'
 import type { RemoteDocker } from '../docker/remote-docker'
 
@@ -15,7 +15,7 @@ export interface Started {
 
 class NotHealthyInTime extends HookError {}
 
-export async function waitHealthy(ctx: Pick<HookContext, 'config' | 'log' | 'signal'>, docker: RemoteDocker, containers: Started[]): Promise<Map<string, Inspect>> {
+export async function waitHealthy(ctx: Pick<HookContext, 'config' | 'log' | 'signal'>, docker: RemoteDocker, containers: Started[], clock?: Clock): Promise<Map<string, Inspect>> {
   const ready = new Map<string, Inspect>()
   const pending = new Set(containers)
   const names = (): string => [...pending].map((p) => p.what).join(', ')
@@ -49,6 +49,7 @@ export async function waitHealthy(ctx: Pick<HookContext, 'config' | 'log' | 'sig
         maxDelayMs: 2000,
         jitter: false,
         signal: ctx.signal,
+        clock,
         progressEveryMs: 5000,
         onProgress: (p) => ctx.log.progress(`waiting for health: ${names()} (${Math.round(p.elapsedMs / 1000)} s)`),
         onTimeout: () => new NotHealthyInTime(`${names()} not healthy after ${seconds} s (timeouts.healthSeconds)`)

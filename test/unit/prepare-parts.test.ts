@@ -75,6 +75,14 @@ describe('waitHealthy', () => {
     expect(s.out).toEqual(['foreign db (a:1) logs: log of a'])
   })
 
+  it('on a fake clock: pauses grow from 100 ms to 2 s, a progress line every 5 s names what is pending', async () => {
+    const s = setup({ a: [info(true)], b: [...Array(12).fill(info(true, 'starting')), info(true, 'healthy')] }, 60)
+    const clock = { t: 0, pauses: [] as number[], now: () => clock.t, sleep: async (ms: number) => void (clock.pauses.push(ms), (clock.t += ms)) }
+    await waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'db')], clock)
+    expect(clock.pauses).toEqual([100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000, 2000, 2000])
+    expect(s.out).toEqual(['progress waiting for health: db (5 s)', 'progress waiting for health: db (11 s)'])
+  })
+
   it('past timeouts.healthSeconds: names what is pending, shows its log', async () => {
     const s = setup({ a: [info(true)], b: [info(true, 'starting')] }, 1)
     await expect(waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'web')])).rejects.toThrow('web not healthy after 1 s (timeouts.healthSeconds)')
