@@ -16,7 +16,7 @@ import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
 import { containersOf, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
-import { Undo } from '../prepare/undo'
+import { allOf, Undo } from '../prepare/undo'
 import { startsEarly } from '../prepare/early-start'
 import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
 import { waitHealthy, type Started } from '../prepare/health'
@@ -37,9 +37,10 @@ class Timings {
   }
 }
 
-/** What the parts of one prepare_job share. */
+/** The containers' ids in start order, and whether each was started already. */
 type Created = Promise<{ id: string; started: boolean }[]>
 
+/** What the parts of one prepare_job share. */
 interface Run {
   ctx: HookContext
   plan: JobPlan
@@ -186,7 +187,6 @@ async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: 
   return a
 }
 
-
 /**
  * The network and named volumes, and which images are present; then, if none needs pulling, the
  * containers' creation too (in start order).
@@ -198,10 +198,10 @@ async function dockerParts(run: Run, docker: RemoteDocker, jobGate: Promise<unkn
     const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
     ctx.log.debug(`undo removed ${describeCounts(removed)}`)
   })
-  const [present] = await Promise.all([
+  const [present] = await allOf<[boolean[], string, string[]]>([
     Promise.all(containers.map((c) => docker.imagePresent(c.image))),
     docker.createNetwork(plan.network, plan.labels),
-    Promise.all(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
+    allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
   const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
@@ -215,7 +215,7 @@ async function dockerParts(run: Run, docker: RemoteDocker, jobGate: Promise<unkn
  * caller, in order, after the copy.
  */
 function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[], jobGate: Promise<unknown> | null): Created {
-  return Promise.all(
+  return allOf(
     containers.map(async (c) => {
       const id = await docker.create(c.spec, plan.jobRoot)
       const gate = c.role === 'service' ? (c.needsCopy ? null : undefined) : jobGate

@@ -134,3 +134,19 @@ describe('makeJobFolder', () => {
     expect(existsSync(jobRoot)).toBe(false)
   })
 })
+
+describe('allOf', () => {
+  const { allOf } = require('../../src/prepare/undo') as typeof import('../../src/prepare/undo')
+
+  it('rejects with the first failure only once every sibling has settled (the undo must find what they made)', async () => {
+    let siblingDone = false
+    const slow = new Promise<string>((r) => setTimeout(() => ((siblingDone = true), r('made')), 50))
+    const failing = Promise.reject(new Error('create failed'))
+    await expect(allOf<[string, never]>([slow, failing])).rejects.toThrow('create failed')
+    expect(siblingDone).toBe(true)
+  })
+
+  it('resolves with every value in order', async () => {
+    await expect(allOf<[number, string]>([Promise.resolve(1), Promise.resolve('b')])).resolves.toEqual([1, 'b'])
+  })
+})
