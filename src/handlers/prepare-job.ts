@@ -77,9 +77,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   try {
     // The step log folds each part; what failed stays readable after its fold (the error line comes last).
     const host = await log.group('Getting a host', async () => {
-      const a = await getHost(ctx, plan, run.localDir, run.undo)
+      const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
       remote = a.remote
-      log.progress(`using ${a.lease.connect.host}:${a.lease.connect.port} slot ${a.lease.slot} (${Date.now() - run.time.started} ms)`)
       return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })
     run.time.mark('lease')
@@ -179,11 +178,12 @@ async function startAll(run: Run, host: Host, early: Created | null): Promise<{ 
 }
 
 /** The provider's part: a host for the job; stopping its agent and releasing it go on the undo list. */
-async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: Undo): Promise<Acquired> {
+async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: Undo, started: number): Promise<Acquired> {
   const provider = await providerFor(ctx.config)
   const a = await acquireMachine(ctx, provider, plan.jobId, plan.owner, localDir)
   undo.push('stop the agent', () => stopAgent(localDir, a.lease.connect))
   undo.push('release the host', () => provider.release(ctx, a.remote, a.lease, plan.jobId))
+  ctx.log.progress(`using ${a.lease.connect.host}:${a.lease.connect.port} slot ${a.lease.slot} (${Date.now() - started} ms)`)
   return a
 }
 
