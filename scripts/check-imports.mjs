@@ -21,6 +21,7 @@ export const LAYERS = [
   { name: 'context', modules: ['context.ts'] },
   { name: 'providers', modules: ['providers/'] },
   { name: 'job', modules: ['session.ts', 'agent-client.ts', 'state.ts', 'job.ts'] },
+  { name: 'prepare', modules: ['prepare/'] },
   { name: 'handlers', modules: ['handlers/'] },
   { name: 'entry', modules: ['dispatch.ts', 'execute.ts', 'main.ts'] }
 ]

@@ -66,3 +66,8 @@ export function outputTo(stdout: Sink, stderr: Sink): Output {
 export function mb(bytes: number): string {
   return (bytes / 1048576).toFixed(1)
 }
+
+/** What a job's first copy sends, relative to `_work`: the runner's folders and the job's repository. */
+export function firstCopyRoots(repoRel: string | null, toolCache: boolean): string[] {
+  return ['_temp', '_actions', ...(toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])]
+}

@@ -123,6 +123,11 @@ export async function buildImage(remote: Remote, tag: string, dockerfile: string
   })
 }
 
+/** Removes an image the job built; one that is gone or still in use stays as it is. */
+export async function removeImage(remote: Remote, image: string): Promise<void> {
+  await run(remote, `${shjoin(['docker', 'image', 'rm', image])} >/dev/null 2>&1`, { label: 'docker image rm' })
+}
+
 /** What a failed container printed last: `lines` lines, and never more than LOG_BYTES whatever the VM sends. */
 export async function containerLogs(remote: Remote, id: string, lines = 100): Promise<string> {
   try {

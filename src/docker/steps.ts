@@ -140,7 +140,7 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
   }
 }
 
-interface Inspect {
+export interface Inspect {
   Id: string
   Config: { Env: string[] | null; Image: string }
   State: { Running: boolean; Status: string; ExitCode: number; Health?: { Status: string } }

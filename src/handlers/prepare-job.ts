@@ -1,327 +1,229 @@
-// prepare_job: lease a host, sync the job's mounts, start network, services and the job container,
-// wait for health, and answer the runner (the containers and their ports, isAlpine, the state).
-// Anything created is undone on failure.
-import { createHash } from 'node:crypto'
+// prepare_job as a sequence of named parts: plan (every input check, nothing started), lease a host,
+// the job folder and first copy, network and volumes, images, containers, health, and the response.
+// Each part that creates something puts its undo on a list; a failure anywhere runs the list in
+// reverse, so a failed or cancelled prepare_job leaves nothing behind.
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
-import { HookError, InputError } from '../errors'
-import { labelArgs, newJobId, ownerId, LABEL_OWNER } from '../labels'
-import type { ContainerArgs, Mount, PrepareJobArgs, PrepareJobResponse, ServiceContext } from '../protocol'
-import { check, run, type Remote } from '../remote/remote'
-import { ask, expectEach, record } from '../remote/answer'
-import { shq } from '../remote/quote'
-import { rejoinArgs, shlexSplit } from '../shlex'
-import { providerFor } from '../providers/factory'
-import { createJobFolderScript, HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
-import { acquireMachine, bulkTransport, jobLocalDir, releaseMachine, stopAgent } from '../session'
-import { remotePath, repoRootOf, type Layout } from '../paths'
-import { walkLocal } from '../sync/tree'
+import { LABEL_OWNER, newJobId, ownerId } from '../labels'
+import type { PrepareJobArgs } from '../protocol'
+import type { Remote } from '../remote/remote'
+import type { Acquired } from '../providers/provider'
+import { providerFor, type Lease } from '../providers/factory'
+import { acquireMachine, jobLocalDir, releaseMachine, stopAgent } from '../session'
 import { recordBase } from '../sync/sync'
-import { rsyncUp } from '../sync/rsync'
-import { createContainer, ensureImage, removeLabelled, startContainer, containerLogs, type CreateSpec, type MountSpec } from '../docker/cli'
-import { validateEnvNames } from '../docker/env-script'
-import { serviceAliases } from '../docker/image'
-import { Engine } from '../docker/engine'
-import { inspect, isAlpine, portMap } from '../docker/steps'
-import { sleep } from '../retry'
+import { removeJobFolder } from '../docker/job-folder'
+import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-docker'
+import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
-import { initialState, storedState, type HookState } from '../state'
-import { isNormalAbsolute } from '../input-rules'
-import { existingRoots, mb, RSYNC_EXCLUDES, syncTarget } from '../job'
+import { mb, syncTarget } from '../job'
+import { containersOf, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
+import { allOf, Undo } from '../prepare/undo'
+import { startsEarly } from '../prepare/early-start'
+import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
+import { waitHealthy, type Started } from '../prepare/health'
+import { buildResponse } from '../prepare/response'
 
-interface Planned {
-  args: ContainerArgs
-  field: string
-  options: string[]
-}
-
-function planContainer(args: ContainerArgs, field: string): Planned {
-  if (!args.image) throw new InputError(`${field}.image: missing (a Dockerfile is not supported for job or service containers)`)
-  validateEnvNames(args.environmentVariables, `${field}.environmentVariables`)
-  const options = args.createOptions ? shlexSplit(args.createOptions) : []
-  if (options === null) throw new InputError(`${field}.createOptions: unterminated quote in ${JSON.stringify(args.createOptions)}`)
-  return { args, field, options }
-}
-
-function mountsOf(p: Planned, layout: Layout, named: Set<string>): MountSpec[] {
-  const toSpec = (m: Mount, kind: 'user' | 'system', i: number): MountSpec => {
-    const field = `${p.field}.${kind}MountVolumes.${i}.sourceVolumePath`
-    const src = m.sourceVolumePath
-    if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
-    if (!src.startsWith('/')) {
-      named.add(src)
-      return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
-    }
-    return { source: remotePath(layout, src, field), target: m.targetVolumePath, readOnly: m.readOnly }
+/** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */
+class Timings {
+  private readonly parts: string[] = []
+  private last = Date.now()
+  constructor(readonly started = Date.now()) {}
+  mark(part: string): void {
+    const now = Date.now()
+    this.parts.push(`${part} ${now - this.last}`)
+    this.last = now
   }
-  return [...p.args.userMountVolumes.map((m, i) => toSpec(m, 'user', i)), ...p.args.systemMountVolumes.map((m, i) => toSpec(m, 'system', i))]
+  toString(): string {
+    return `${this.parts.join(', ')} (ms; total ${Date.now() - this.started})`
+  }
 }
 
-function baseEnv(env: Record<string, string>): Record<string, string> {
-  return { ...env, GITHUB_ACTIONS: 'true', ...('CI' in env ? {} : { CI: 'true' }) }
+/** The containers' ids in start order, and whether each was started already. */
+type Created = Promise<{ id: string; started: boolean }[]>
+
+/** What the parts of one prepare_job share. */
+interface Run {
+  ctx: HookContext
+  plan: JobPlan
+  containers: ContainerPlan[]
+  localDir: string
+  undo: Undo
+  /** Awaits remote work so that a cancel stops the wait at once, and the undo waits for it to land. */
+  step: <T>(work: Promise<T>) => Promise<T>
+  time: Timings
 }
 
-/** Content version of the runner's externals: same files → same remote copy, shared by jobs. */
-function externalsVersion(dir: string): string {
-  const h = createHash('sha256')
-  for (const [p, n] of [...walkLocal(dir, ['.'], []).entries()].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${p}\0${n.fp}\0`)
-  return h.digest('hex').slice(0, 16)
-}
+type Host = Acquired & { docker: RemoteDocker }
 
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
-  if (!args.container && args.services.length === 0) return { exitCode: 0, response: {} }
-
-  // Everything that can be checked before starting anything is checked here.
-  const job = args.container ? planContainer(args.container, 'args.container') : null
-  const services = args.services.map((s, i) => planContainer(s, `args.services.${i}`))
-  const sys = args.container?.systemMountVolumes ?? []
-  const hostWork = runner.workDir
-  const workIndex = sys.findIndex((m) => m.targetVolumePath === '/__w')
-  // Only the runner's own `_work` is ever copied up and written back into.
-  if (workIndex >= 0 && sys[workIndex].sourceVolumePath !== hostWork) {
-    throw new InputError(`args.container.systemMountVolumes.${workIndex}.sourceVolumePath: the /__w mount must be the runner's work folder ${hostWork}`)
-  }
-  const extIndex = sys.findIndex((m) => m.targetVolumePath === '/__e')
-  const hostExternals = extIndex >= 0 ? sys[extIndex].sourceVolumePath : null
-  if (hostExternals !== null && (!isNormalAbsolute(hostExternals) || hostExternals === '/')) {
-    throw new InputError(`args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`)
-  }
-  const repoRel = repoRootOf(hostWork, runner.workspace)
-  const workRoot = config.remote.workRoot
   const owner = ownerId(runner.runnerName)
-  const jobId = newJobId()
-  const jobRoot = jobFolder(workRoot, owner, jobId)
-  const extVersion = hostExternals ? externalsVersion(hostExternals) : null
-  const layout: Layout = {
-    hostWork,
-    remoteWork: `${jobRoot}/w`,
-    hostExternals,
-    remoteExternals: extVersion ? `${workRoot}/externals/${extVersion}` : null,
-    dockerSocket: config.remote.dockerSocket
-  }
-  const named = new Set<string>()
-  const mounts = new Map<Planned, MountSpec[]>()
-  for (const p of [...(job ? [job] : []), ...services]) mounts.set(p, mountsOf(p, layout, named))
+  const plan = planJob(args, {
+    hostWork: runner.workDir,
+    workspace: runner.workspace,
+    runnerName: runner.runnerName,
+    workRoot: config.remote.workRoot,
+    dockerSocket: config.remote.dockerSocket,
+    toolCache: config.sync.toolCache,
+    owner,
+    jobId: newJobId(),
+    externalsVersion
+  })
+  if (!plan) return { exitCode: 0, response: {} }
 
-  const localDir = jobLocalDir(ctx, owner, jobId)
-  const provider = providerFor(config)
-  const undo: { what: string; fn: () => Promise<unknown> }[] = []
-  let remote = null as Remote | null
-  let baseRecorded: Promise<void> | null = null
-  // Every remote step is awaited through this: a cancel stops the wait at once (see cancel.ts).
+  // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
   const inflight = new InFlight(ctx.signal)
-  const step = <T>(work: Promise<T>): Promise<T> => inflight.track(work)
+  const run: Run = { ctx, plan, containers: containersOf(plan), localDir: jobLocalDir(ctx, owner, plan.jobId), undo: new Undo(), step: (w) => inflight.track(w), time: new Timings() }
+  let remote: Remote | null = null
   try {
-    const t0 = Date.now()
-    // The step log folds each phase; what failed stays readable after its fold (the error line comes last).
-    const acquired = await log.group('Getting a host', async () => {
-      const a = await acquireMachine(ctx, provider, jobId, owner, localDir)
+    // The step log folds each part; what failed stays readable after its fold (the error line comes last).
+    const host = await log.group('Getting a host', async () => {
+      const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
       remote = a.remote
-      undo.push({ what: 'stop the agent', fn: () => stopAgent(localDir, a.lease.connect) })
-      undo.push({ what: 'release the host', fn: () => releaseMachine(ctx, provider, a.lease, a.remote, jobId) })
-      log.progress(`using ${provider.describe(a.lease)} (${Date.now() - t0} ms)`)
-      return a
+      return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })
-    const lease = acquired.lease
-    const r = acquired.remote
-    await log.group('Copying the job\'s files', async () => {
-      // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
-      const pruned = await step(removeLabelled(r, LABEL_OWNER, owner))
-      // The same round trip checks that rsync is there for the sync below.
-      const folderLabel = 'create the job folder'
-      const folder = await step(ask(
-        r,
-        // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
-        `for d in ${shq(workRoot)}/jobs/${owner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` +
-          `${createJobFolderScript(workRoot, jobRoot)} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi`,
-        { label: folderLabel, silentShell: true }
-      ).then((a) => expectEach(a, /^(no-)?rsync$/, folderLabel)))
-      if (!pruned.startsWith('0 containers, 0 networks, 0 volumes')) log.progress(`removed leftovers of an earlier job: ${pruned}`)
-      undo.push({ what: 'remove the job folder', fn: () => removeJobFolder(r, workRoot, jobRoot, null) })
-      undo.push({ what: 'remove the job\'s containers', fn: () => removeLabelled(r, LABEL_OWNER, owner) })
-
-      // Sync the mounts: the job's part of _work, and the runner's externals once per content version.
-      const t1 = Date.now()
-      const roots = existingRoots(hostWork, ['_temp', '_actions', ...(config.sync.toolCache ? ['_tool'] : []), ...(repoRel ? [repoRel] : [])])
-      const transport = bulkTransport(ctx, lease.connect, localDir)
-      if (folder.join() !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
-      const syncWork = roots.length ? rsyncUp(transport, hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
-      const syncExt = (async () => {
-        if (!hostExternals || !layout.remoteExternals) return 'none'
-        const dest = layout.remoteExternals
-        const have = await ask(r, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })
-        if (have.join() === 'yes') return 'reused'
-        const tmp = `${dest}.tmp-${jobId}`
-        // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
-        // are shared by jobs, and containers running as other users must run the node in them.
-        await check(r, `umask 022 && mkdir -p ${shq(tmp)}`)
-        try {
-          await rsyncUp(transport, hostExternals, ['.'], tmp, [], ctx.signal, 'shared')
-          await check(r, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
-        } catch (e) {
-          await run(r, `rm -rf ${shq(tmp)}`).catch(() => undefined)
-          throw e
-        }
-        return 'copied'
-      })()
-      const state0 = { hostWork, jobRoot, localDir }
-      const target0 = syncTarget(ctx, state0, r)
-      const [w, ext] = await step(Promise.all([syncWork, syncExt]))
-      const tCopy = Date.now()
-      log.progress(`copied ${w.files} files / ${mb(w.bytes)} MB in ${((tCopy - t1) / 1000).toFixed(2)} s (externals ${ext})`)
-      // The files are in place. The sync base (both sides' listings) only has to be recorded before
-      // the first step, so it is made alongside the network, image and container work. The local
-      // side is read after the copy, not during it (that cost the copy CPU): nothing writes the
-      // runner's files while prepare_job runs, the runner waits for it.
-      baseRecorded = recordBase(target0, roots).then(() => log.debug(`sync timing: copy ${tCopy - t1} ms, base listings ${Date.now() - tCopy} ms (overlapped)`))
-      baseRecorded.catch(() => undefined)
-    })
-
-    // Network, volumes, images.
-    const labels = labelArgs(owner, jobId, runner.runnerName)
-    const network = `rch-${jobId}`
-    await step(check(r, ['docker network create', ...labels.map(shq), network].join(' ') + ' >/dev/null', { label: 'docker network create' }))
-    for (const v of named) {
-      await step(check(r, `docker volume inspect ${shq(v)} >/dev/null 2>&1 || docker volume create ${labels.map(shq).join(' ')} ${shq(v)} >/dev/null`, { label: `docker volume ${v}` }))
-    }
-    const all = [...(job ? [job] : []), ...services]
-    for (const p of all) if (p.args.registry?.password) log.addSecret(p.args.registry.password)
-    await log.group('Images', async () => {
-      const t2 = Date.now()
-      const pulls = await step(Promise.all(
-        all.map((p, i) =>
-          ensureImage(r, p.args.image!, config.images.pullPolicy, p.args.registry, `${jobRoot}/docker-config-${i}`, (l) => log.debug(l), {
-            signal: ctx.signal,
-            timeoutMs: config.images.pullTimeoutSeconds * 1000
-          }).then((how) => {
-            if (how === 'pulled') log.progress(`pulled ${p.args.image} in ${((Date.now() - t2) / 1000).toFixed(1)} s`)
-            return how
-          })
-        )
-      ))
-      log.progress(`images: ${all.map((p, i) => `${p.args.image} (${pulls[i]})`).join(', ')}`)
-    })
-
-    // Services first (the job container may expect them), then the job container.
-    const aliases = serviceAliases(services.map((s) => s.args.image!))
-    const created: { id: string; image: string; what: string }[] = []
-    const specOf = (p: Planned, name: string, extra: Partial<CreateSpec>): CreateSpec => ({
-      name,
-      image: p.args.image!,
-      labels,
-      network,
-      aliases: [],
-      ports: p.args.portMappings,
-      mounts: mounts.get(p)!,
-      env: baseEnv(p.args.environmentVariables),
-      createOptions: p.options,
-      entrypoint: p.args.entryPoint || null,
-      args: rejoinArgs(p.args.entryPointArgs),
-      workdir: null,
-      ...extra
-    })
-    const svcIds: string[] = []
-    let jobId_: string | null = null
-    const engine = new Engine(r, config.remote.dockerSocket)
-    const starting = services.length ? (job ? 'Starting the services and the job container' : 'Starting the services') : 'Starting the job container'
-    await log.group(starting, async () => {
-      for (const [i, s] of services.entries()) {
-        const contextName = s.args.contextName
-        const al = [...aliases[i], ...(contextName ? [contextName] : [])]
-        const id = await step(createContainer(r, specOf(s, `rch-${jobId}-${al[0]}`, { aliases: al }), jobRoot))
-        await step(startContainer(r, id, s.args.image!))
-        created.push({ id, image: s.args.image!, what: al[0] })
-        svcIds.push(id)
-      }
-      if (job) {
-        const id = await step(createContainer(
-          r,
-          specOf(job, `rch-${jobId}-job`, {
-            aliases: ['job'],
-            entrypoint: job.args.entryPoint || 'tail',
-            args: job.args.entryPoint ? rejoinArgs(job.args.entryPointArgs) : ['-f', '/dev/null']
-          }),
-          jobRoot
-        ))
-        await step(startContainer(r, id, job.args.image!))
-        created.push({ id, image: job.args.image!, what: 'job container' })
-        jobId_ = id
-      }
-
-      await waitHealthy(ctx, r, engine, created)
-    })
-
-    const svcContexts: ServiceContext[] = []
-    for (const [i, id] of svcIds.entries()) {
-      svcContexts.push({ id, image: services[i].args.image!, network, ports: portMap(await step(inspect(engine, id))) })
-    }
-    const state: HookState = {
-      ...initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir }),
-      externals: hostExternals && layout.remoteExternals ? { host: hostExternals, remote: layout.remoteExternals } : null,
-      network,
-      services: svcIds.map((id, i) => ({ id, image: services[i].args.image! })),
-      volumes: [...named]
-    }
-    const response: PrepareJobResponse = { context: { services: svcContexts } }
-    if (job && jobId_) {
-      const info = await step(inspect(engine, jobId_))
-      const path = (info.Config.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-      state.container = { id: jobId_, image: job.args.image!, path }
-      response.context!.container = { id: jobId_, image: job.args.image!, network, ports: portMap(info) }
-      response.isAlpine = await step(isAlpine(engine, jobId_))
-    }
-    await step(baseRecorded!)
-    response.state = storedState(state)
-    log.progress(`job ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    run.time.mark('lease')
+    const copied = await log.group("Copying the job's files", () => folderAndCopy(run, host))
+    const docked = await log.group('Images', () => images(run, host, copied.docking))
+    const starting = plan.services.length ? (plan.job ? 'Starting the services and the job container' : 'Starting the services') : 'Starting the job container'
+    const ready = await log.group(starting, () => startAll(run, host, docked.created))
+    await run.step(copied.base)
+    run.time.mark('base listing')
+    const response = buildResponse(plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
+    log.debug(`prepare_job timings: ${run.time}`)
+    log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
   } catch (err) {
     // What was still running (a container being created, the base being written into the local
     // folder) lands first, so the undo finds it.
     await inflight.settle(config.timeouts.cancelGraceSeconds * 1000 + 5000)
-    for (const u of undo.reverse()) {
-      try {
-        await u.fn()
-      } catch (e) {
-        log.warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
-      }
-    }
-    rmSync(localDir, { recursive: true, force: true })
+    await run.undo.run((m) => log.warn(m))
+    rmSync(run.localDir, { recursive: true, force: true })
     throw err
   } finally {
-    remote?.close()
+    ;(remote as Remote | null)?.close()
   }
 }
 
-async function waitHealthy(ctx: HookContext, remote: Remote, engine: Engine, containers: { id: string; image: string; what: string }[]): Promise<void> {
-  const deadline = Date.now() + ctx.config.timeouts.healthSeconds * 1000
-  const started = Date.now()
-  let lastNote = 0
-  const pending = new Set(containers)
-  for (let round = 0; pending.size; round++) {
-    for (const c of [...pending]) {
-      const info = await inspect(engine, c.id)
-      const health = info.State.Health?.Status
-      if (!info.State.Running) {
-        ctx.log.foreign(`${c.what} (${c.image}) logs`, await containerLogs(remote, c.id))
-        throw new HookError(`${c.what} (${c.image}) stopped during start-up with exit code ${info.State.ExitCode}`)
-      }
-      if (!health || health === 'healthy') pending.delete(c)
-      else if (health === 'unhealthy') {
-        ctx.log.foreign(`${c.what} (${c.image}) logs`, await containerLogs(remote, c.id))
-        throw new HookError(`${c.what} (${c.image}) is unhealthy`)
-      }
-    }
-    if (!pending.size) break
-    if (Date.now() > deadline) {
-      const c = [...pending][0]
-      ctx.log.foreign(`${c.what} (${c.image}) logs`, await containerLogs(remote, c.id))
-      throw new HookError(`${[...pending].map((p) => p.what).join(', ')} not healthy after ${ctx.config.timeouts.healthSeconds} s (timeouts.healthSeconds)`)
-    }
-    if (Date.now() - lastNote > 5000) {
-      ctx.log.progress(`waiting for health: ${[...pending].map((p) => p.what).join(', ')} (${Math.round((Date.now() - started) / 1000)} s)`)
-      lastNote = Date.now()
-    }
-    await sleep(Math.min(2000, 100 * 2 ** round), ctx.signal)
+/**
+ * The job folder and the first copy. Alongside the copy: the network, volumes and the check for
+ * images, and, when no image needs a pull, the containers' creation and the early starts.
+ */
+async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void>; docking: ReturnType<typeof dockerParts> }> {
+  const { ctx, plan, step, time } = run
+  const r = host.remote
+  const workRoot = ctx.config.remote.workRoot
+  // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
+  const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
+  pruned.catch(() => undefined)
+  const jobEarly = startsEarly(plan)
+  const folder = await step(makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote }))
+  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
+  time.mark('folder')
+  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals, externalsPresent: folder.externalsPresent })
+  const copying = step(copy.copied)
+  copying.catch(() => undefined)
+  const leftovers = await pruned
+  if (countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
+  const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
+  const docking = step(dockerParts(run, host.docker, jobGate))
+  docking.catch(() => undefined)
+  const copied = await copying
+  time.mark('copy')
+  ctx.log.progress(`copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (externals ${copied.externals})`)
+  // The sync base (both sides' listings) only has to be recorded before the first step, so it is
+  // made alongside the rest. The local side is read after the copy, not during it (that cost the
+  // copy CPU): nothing writes the runner's files while prepare_job runs, the runner waits for it.
+  const base = recordBase(syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir: run.localDir }, r), copied.roots)
+  base.catch(() => undefined)
+  return { base, docking }
+}
+
+/** Every image present by images.pullPolicy (pulls in parallel), once the network and volumes are made. */
+async function images(run: Run, host: Host, docking: ReturnType<typeof dockerParts>): Promise<Awaited<ReturnType<typeof dockerParts>>> {
+  const { ctx, plan, containers, step } = run
+  const d = await docking
+  const t = Date.now()
+  for (const c of containers) if (c.registry?.password) ctx.log.addSecret(c.registry.password)
+  const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+  const how = await step(Promise.all(
+    containers.map(async (c, i) => {
+      const h = await host.docker.ensureImage(c.image, ctx.config.images.pullPolicy, c.registry, `${plan.jobRoot}/docker-config-${i}`, (l) => ctx.log.debug(l), limits, d.present[i])
+      if (h === 'pulled') ctx.log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+      return h
+    })
+  ))
+  ctx.log.progress(`images: ${containers.map((c, i) => `${c.image} (${how[i]})`).join(', ')}`)
+  run.time.mark('network, volumes, images')
+  return d
+}
+
+/** Creates what is not created yet, starts what is not started (services first), and waits for health. */
+async function startAll(run: Run, host: Host, early: Created | null): Promise<{ ids: string[]; infos: Map<string, Inspect>; isAlpine: boolean | undefined }> {
+  const { ctx, plan, containers, step, time } = run
+  const created = await step(early ?? createAll(host.docker, plan, containers, null))
+  const ids = created.map((c) => c.id)
+  time.mark('creates')
+  // Services first (the job container may expect them), then the job container.
+  const started: Started[] = []
+  for (const [i, c] of containers.entries()) {
+    if (!created[i].started) await step(host.docker.start(ids[i], c.what))
+    started.push({ id: ids[i], image: c.image, what: c.what })
   }
+  time.mark('starts')
+  const alpine = plan.job ? step(isAlpine(host.docker.engine, ids[ids.length - 1])) : Promise.resolve(undefined)
+  alpine.catch(() => undefined)
+  const infos = await step(waitHealthy(ctx, host.docker, started))
+  time.mark('health')
+  return { ids, infos, isAlpine: await alpine }
+}
+
+/** The provider's part: a host for the job; stopping its agent and releasing it go on the undo list. */
+async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: Undo, started: number): Promise<Acquired<Lease>> {
+  const provider = providerFor(ctx.config)
+  const a = await acquireMachine(ctx, provider, plan.jobId, plan.owner, localDir)
+  undo.push('stop the agent', () => stopAgent(localDir, a.lease.connect))
+  undo.push('release the host', () => releaseMachine(ctx, provider, a.lease, a.remote, plan.jobId))
+  ctx.log.progress(`using ${provider.describe(a.lease)} (${Date.now() - started} ms)`)
+  return a
+}
+
+/**
+ * The network and named volumes, and which images are present; then, if none needs pulling, the
+ * containers' creation too (in start order).
+ */
+async function dockerParts(run: Run, docker: RemoteDocker, jobGate: Promise<unknown> | null): Promise<{ present: boolean[]; created: Created | null }> {
+  const { ctx, plan, containers } = run
+  // One entry for all of it: everything the job creates carries the owner label.
+  run.undo.push('remove the job\'s containers, network and volumes', async () => {
+    const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
+    ctx.log.debug(`undo removed ${describeCounts(removed)}`)
+  })
+  const [present] = await allOf<[boolean[], string, string[]]>([
+    Promise.all(containers.map((c) => docker.imagePresent(c.image))),
+    docker.createNetwork(plan.network, plan.labels),
+    allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
+  ])
+  // Tracked, so that a failure elsewhere waits for the creation before undoing.
+  const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
+  created?.catch(() => undefined)
+  return { present, created }
+}
+
+/**
+ * Creates the containers. A service that binds nothing the first copy fills is started right away;
+ * so is the job container once `jobGate` settles (see startsEarly). The others are started by the
+ * caller, in order, after the copy.
+ */
+function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[], jobGate: Promise<unknown> | null): Created {
+  return allOf(
+    containers.map(async (c) => {
+      const id = await docker.create(c.spec, plan.jobRoot)
+      const gate = c.role === 'service' ? (c.needsCopy ? null : undefined) : jobGate
+      if (gate === null) return { id, started: false }
+      await gate
+      await docker.start(id, c.what)
+      return { id, started: true }
+    })
+  )
 }

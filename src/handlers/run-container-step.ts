@@ -8,22 +8,20 @@ import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs, Mount } from '../protocol'
 import { initialState, type HookState } from '../state'
-import { acquireMachine, bulkTransport, jobLocalDir, openJobRemote, releaseMachine, stopAgent } from '../session'
-import { Engine } from '../docker/engine'
+import { acquireMachine, jobLocalDir, openJobRemote, releaseMachine, stopAgent } from '../session'
+import { RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
-import { buildImage, ensureImage } from '../docker/cli'
+import { buildImage, removeImage } from '../docker/cli'
 import { pull, push, recordBase } from '../sync/sync'
-import { existingRoots, layoutOf, outputTo, PUSH_ROOTS, RSYNC_EXCLUDES, syncTarget } from '../job'
+import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
-import { relToWork, remotePath, type Layout } from '../paths'
+import { remotePath, repoRootOf, type Layout } from '../paths'
 import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/factory'
-import { check, type Remote } from '../remote/remote'
-import { shq } from '../remote/quote'
+import type { Remote } from '../remote/remote'
 import { jobFolder } from '../docker/job-folder'
-import { rsyncUp } from '../sync/rsync'
-import { createJobFolderScript, removeJobFolder } from '../docker/job-folder'
-import { ask } from '../remote/answer'
+import { removeJobFolder } from '../docker/job-folder'
+import { copyUp, makeJobFolder } from '../prepare/first-copy'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -57,6 +55,10 @@ function planStep(args: ContainerArgs, layout: Layout): StepPlan {
 
 async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
   const target = syncTarget(ctx, state, remote)
+  const docker = new RemoteDocker(remote, ctx.config.remote.dockerSocket)
+  // The image's presence is looked up (Engine API) while the push runs.
+  const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
+  present.catch(() => undefined)
   await push(target, pushRoots)
   const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName)
   let image = args.image
@@ -66,17 +68,14 @@ async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remo
     ctx.log.progress(`building ${args.dockerfile}`)
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
   } else {
-    const how = await ensureImage(remote, image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), {
-      signal: ctx.signal,
-      timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000
-    })
+    const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+    const how = await docker.ensureImage(image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), limits, await present)
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
   const env = { ...args.environmentVariables, GITHUB_ACTIONS: 'true', ...('CI' in args.environmentVariables ? {} : { CI: 'true' }) }
-  const engine = new Engine(remote, ctx.config.remote.dockerSocket)
   const res = await runContainer(
-    engine,
+    docker.engine,
     {
       image,
       name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
@@ -91,7 +90,7 @@ async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remo
     outputTo(ctx.stdout, ctx.stderr),
     ctx.signal
   )
-  if (!args.image) await check(remote, `docker image rm ${shq(image)} >/dev/null 2>&1 || true`)
+  if (!args.image) await removeImage(remote, image)
   if (res.cancelled) throw Cancelled.by(ctx.signal)
   await pull(target, state.pullRoots)
   return { exitCode: res.exitCode }
@@ -111,15 +110,12 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
     rmSync(localDir, { recursive: true, force: true })
     throw e
   })
-  const repoRel = relToWork(hostWork, runner.workspace)?.split('/')[0] || null
+  const repoRel = repoRootOf(hostWork, runner.workspace)
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
-    await ask(remote, createJobFolderScript(config.remote.workRoot, jobRoot), { label: 'create the job folder', silentShell: true })
-    const roots = existingRoots(hostWork, ['_temp', '_actions', ...(repoRel ? [repoRel] : [])])
-    if (roots.length) {
-      await rsyncUp(bulkTransport(ctx, lease.connect, localDir), hostWork, roots, `${jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
-      await recordBase(syncTarget(ctx, state, remote), roots)
-    }
+    await makeJobFolder(remote, config.remote.workRoot, jobRoot)
+    const copied = await copyUp(ctx, remote, lease.connect, localDir, { hostWork, jobRoot, jobId, roots: firstCopyRoots(repoRel, config.sync.toolCache), externals: null })
+    if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } finally {
     if (!provider.releaseDestroys) await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))

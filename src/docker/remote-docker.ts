@@ -1,0 +1,183 @@
+// The job's Docker on the remote host, as operations with structured results: networks, volumes,
+// image presence, container create, start, inspect and removal by label go through the Engine API
+// over the forwarded socket (JSON answers, no CLI start-up on the VM per call). A create with the
+// user's `options:` (CLI flags), logs and pulls go through the docker CLI (cli.ts); registry
+// passwords reach `docker login` on stdin only, and env values never reach a command line.
+import { Engine, EngineError } from './engine'
+import { containerLogs, createContainer, ensureImage, type CreateSpec, type PullPolicy } from './cli'
+import { inspect, type Inspect } from './steps'
+import type { Remote } from '../remote/remote'
+import type { Registry } from '../protocol'
+import type { LABEL_JOB, LABEL_OWNER } from '../labels'
+import { CONTAINER_ID, isVolumeName } from '../input-rules'
+import { UnexpectedAnswer } from '../remote/answer'
+
+/** What a removal by label took away. */
+export interface Counts {
+  containers: number
+  networks: number
+  volumes: number
+}
+
+export const countsTotal = (c: Counts): number => c.containers + c.networks + c.volumes
+export const describeCounts = (c: Counts): string => `${c.containers} containers, ${c.networks} networks, ${c.volumes} volumes`
+
+/** An image reference as an Engine API path: its slashes stay, everything else is escaped. */
+const imagePath = (s: string): string => s.split('/').map(encodeURIComponent).join('/')
+const seg = encodeURIComponent
+
+/** What the engine lists becomes part of a request path: only ids and names of the expected form. */
+function expectNames(values: string[], pattern: RegExp | ((s: string) => boolean), what: string): string[] {
+  const ok = typeof pattern === 'function' ? pattern : (s: string) => pattern.test(s)
+  const bad = values.find((v) => typeof v !== 'string' || !ok(v))
+  if (bad !== undefined) throw new UnexpectedAnswer(`docker listed ${what} with an unexpected name: ${JSON.stringify(String(bad).slice(0, 100))}`)
+  return values
+}
+
+const labelFilter = (key: string, value: string): string => encodeURIComponent(JSON.stringify({ label: [`${key}=${value}`] }))
+
+/** 404: gone already (removed meanwhile, or an auto-removed container). */
+const unlessGone = (e: unknown): void => {
+  if (!(e instanceof EngineError && e.status === 404)) throw e
+}
+
+/** `[hostPort:]containerPort[/proto]`: what the API takes as one binding, exactly as `-p` reads it. */
+const SIMPLE_PORT = /^(?:(\d{1,5}):)?(\d{1,5})(?:\/(tcp|udp|sctp))?$/
+
+/**
+ * The Engine API body `docker create` would send for `spec`, or null when the spec holds something
+ * only the CLI parses (the user's options, port ranges or addresses, a read-only anonymous volume).
+ */
+export function createBody(spec: CreateSpec): Record<string, unknown> | null {
+  if (spec.createOptions.length) return null
+  if (spec.ports.some((p) => !SIMPLE_PORT.test(p))) return null
+  if (spec.mounts.some((m) => !m.source && m.readOnly)) return null
+  const labels: Record<string, string> = {}
+  for (let i = 0; i < spec.labels.length; i += 2) {
+    const kv = spec.labels[i + 1] ?? ''
+    const eq = kv.indexOf('=')
+    if (spec.labels[i] !== '--label' || eq < 1) return null
+    labels[kv.slice(0, eq)] = kv.slice(eq + 1)
+  }
+  const exposed: Record<string, object> = {}
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {}
+  for (const p of spec.ports) {
+    const [, host, container, proto] = SIMPLE_PORT.exec(p)!
+    const key = `${container}/${proto ?? 'tcp'}`
+    exposed[key] = {}
+    ;(bindings[key] ??= []).push({ HostIp: '', HostPort: host ?? '' })
+  }
+  const volumes: Record<string, object> = {}
+  const binds: string[] = []
+  for (const m of spec.mounts) {
+    if (m.source) binds.push(`${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`)
+    else volumes[m.target] = {}
+  }
+  return {
+    Image: spec.image,
+    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Labels: labels,
+    ...(spec.entrypoint ? { Entrypoint: [spec.entrypoint] } : {}),
+    ...(spec.args.length ? { Cmd: spec.args } : {}),
+    ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+    ...(spec.ports.length ? { ExposedPorts: exposed } : {}),
+    ...(Object.keys(volumes).length ? { Volumes: volumes } : {}),
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: { Binds: binds, ...(spec.network ? { NetworkMode: spec.network } : {}), ...(spec.ports.length ? { PortBindings: bindings } : {}) },
+    ...(spec.network ? { NetworkingConfig: { EndpointsConfig: { [spec.network]: { Aliases: spec.aliases } } } } : {})
+  }
+}
+
+export class RemoteDocker {
+  readonly engine: Engine
+
+  constructor(readonly remote: Remote, dockerSocket: string) {
+    this.engine = new Engine(remote, dockerSocket)
+  }
+
+  async createNetwork(name: string, labels: Record<string, string>): Promise<string> {
+    const { data } = await this.engine.call<{ Id: string }>('POST', '/networks/create', { Name: name, Labels: labels, CheckDuplicate: true }, `network create ${name}`)
+    return data.Id
+  }
+
+  /** Creates a named volume with the job's labels, unless one of that name exists (then it is used as it is). */
+  async ensureVolume(name: string, labels: Record<string, string>): Promise<'created' | 'existing'> {
+    try {
+      await this.engine.call('GET', `/volumes/${seg(name)}`, undefined, `volume inspect ${name}`)
+      return 'existing'
+    } catch (e) {
+      unlessGone(e)
+    }
+    await this.engine.call('POST', '/volumes/create', { Name: name, Labels: labels }, `volume create ${name}`)
+    return 'created'
+  }
+
+  async imagePresent(image: string): Promise<boolean> {
+    try {
+      await this.engine.call('GET', `/images/${imagePath(image)}/json`, undefined, `image inspect ${image}`)
+      return true
+    } catch (e) {
+      unlessGone(e)
+      return false
+    }
+  }
+
+  /** Makes `image` present by policy: a present image is known from the engine, a pull goes through the CLI. */
+  async ensureImage(
+    image: string,
+    policy: PullPolicy,
+    registry: Registry,
+    configDir: string,
+    onLine: (l: string) => void,
+    limits: { signal?: AbortSignal; timeoutMs?: number },
+    present?: boolean
+  ): Promise<'present' | 'pulled'> {
+    if (policy !== 'always' && (present ?? (await this.imagePresent(image)))) return 'present'
+    return ensureImage(this.remote, image, policy, registry, configDir, onLine, limits)
+  }
+
+  /**
+   * Creates a container. Through the Engine API when the spec has nothing only the CLI reads
+   * exactly (createOptions, port ranges or addresses, read-only anonymous volumes); else through the
+   * CLI, with env values on stdin.
+   */
+  async create(spec: CreateSpec, scratchDir: string): Promise<string> {
+    const body = createBody(spec)
+    if (!body) return createContainer(this.remote, spec, scratchDir)
+    const { data } = await this.engine.call<{ Id: string }>('POST', `/containers/create?name=${seg(spec.name)}`, body, `create ${spec.image}`)
+    if (typeof data?.Id !== 'string' || !CONTAINER_ID.test(data.Id)) throw new UnexpectedAnswer(`docker create ${spec.image} returned no container id`)
+    return data.Id
+  }
+
+  async start(id: string, what: string): Promise<void> {
+    await this.engine.call('POST', `/containers/${seg(id)}/start`, undefined, `start (${what})`)
+  }
+
+  inspect(id: string): Promise<Inspect> {
+    return inspect(this.engine, id)
+  }
+
+  logs(id: string, lines = 100): Promise<string> {
+    return containerLogs(this.remote, id, lines)
+  }
+
+  /** Removes the containers (with their anonymous volumes), then networks, then volumes labelled `key=value`. */
+  async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<Counts> {
+    const f = labelFilter(key, value)
+    const e = this.engine
+    const containers = (await e.call<{ Id: string }[]>('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers')).data.map((c) => c.Id)
+    expectNames(containers, CONTAINER_ID, 'containers')
+    await Promise.all(containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone)))
+    // Listed after the containers are gone: a network or volume is removable only then.
+    const [networks, volumes] = await Promise.all([
+      e.call<{ Id: string }[]>('GET', `/networks?filters=${f}`, undefined, 'list networks').then((r) => r.data.map((n) => n.Id)),
+      e.call<{ Volumes: { Name: string }[] | null }>('GET', `/volumes?filters=${f}`, undefined, 'list volumes').then((r) => (r.data.Volumes ?? []).map((v) => v.Name))
+    ])
+    expectNames(networks, CONTAINER_ID, 'networks')
+    expectNames(volumes, isVolumeName, 'volumes')
+    await Promise.all(networks.map((id) => e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network').catch(unlessGone)))
+    await Promise.all(volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone)))
+    return { containers: containers.length, networks: networks.length, volumes: volumes.length }
+  }
+}

@@ -1,0 +1,106 @@
+// The job folder and the first copy of the runner's files into it, shared by prepare_job and by a
+// container step that runs without one. The copy is rsync (OpenSSH's transport when the runner host
+// has it); the runner's externals are copied once per content version and shared by jobs.
+import { createHash } from 'node:crypto'
+import type { HookContext } from '../context'
+import { HookError } from '../errors'
+import { check, run, type ConnectInfo, type Remote } from '../remote/remote'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
+import { shq } from '../remote/quote'
+import { createJobFolderScript, HEX16_GLOB } from '../docker/job-folder'
+import { bulkTransport } from '../session'
+import { rsyncUp } from '../sync/rsync'
+import { existingRoots, RSYNC_EXCLUDES } from '../job'
+import { walkLocal } from '../sync/tree'
+
+/**
+ * Creates the job folder, and checks in the same round trip that rsync is there for the copy (and,
+ * given `externals`, whether that content version is already on the host).
+ * With `pruneOwner`, that runner's other job folders go first: a runner runs one job at a time, so
+ * they are leftovers of a job that ended without cleanup. `dirs` (inside the job's `w`) are made
+ * too, for a container that is started while the copy runs.
+ */
+export async function makeJobFolder(
+  remote: Remote,
+  workRoot: string,
+  jobRoot: string,
+  opts: { pruneOwner?: string; dirs?: string[]; externals?: string } = {}
+): Promise<{ externalsPresent: boolean | null }> {
+  const label = 'create the job folder'
+  const { pruneOwner, dirs = [], externals } = opts
+  // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
+  const prune = pruneOwner ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` : ''
+  for (const d of dirs) if (!d.startsWith(`${jobRoot}/w/`) || d.split('/').includes('..')) throw new HookError(`not a folder of the job's copy: ${JSON.stringify(d)}`)
+  // Made as docker would make a missing bind source, but owned by the SSH user, so the copy can fill them.
+  const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${dirs.map(shq).join(' ')})` : ''
+  const ext = externals ? `; if [ -f ${shq(externals)}/.rch-complete ]; then ${record('externals')}; else ${record('no-externals')}; fi` : ''
+  const answer = await ask(
+    remote,
+    `${prune}${createJobFolderScript(workRoot, jobRoot)}${mkdirs} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi${ext}`,
+    { label, silentShell: true }
+  )
+  const [rsync, extAnswer, ...rest] = answer
+  if (rest.length || (externals ? !extAnswer : extAnswer !== undefined)) throw new UnexpectedAnswer(`${label}: expected ${externals ? 2 : 1} answers from the remote, got ${answer.length}`)
+  if (expectEach([rsync], /^(no-)?rsync$/, label)[0] !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+  return { externalsPresent: externals ? expectEach([extAnswer], /^(no-)?externals$/, label)[0] === 'externals' : null }
+}
+
+/** Content version of the runner's externals: same files → same remote copy, shared by jobs. */
+export function externalsVersion(dir: string): string {
+  const h = createHash('sha256')
+  for (const [p, n] of [...walkLocal(dir, ['.'], []).entries()].sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`${p}\0${n.fp}\0`)
+  return h.digest('hex').slice(0, 16)
+}
+
+export interface CopySpec {
+  hostWork: string
+  jobRoot: string
+  jobId: string
+  /** Folders under `_work` to send; those missing on the host are skipped. */
+  roots: string[]
+  externals: { host: string; remote: string } | null
+  /** Already known (makeJobFolder looked): whether the externals' content version is on the host. */
+  externalsPresent?: boolean | null
+}
+
+export interface Copied {
+  files: number
+  bytes: number
+  externals: 'none' | 'reused' | 'copied'
+  /** The roots that were sent (the sync base is recorded for these). */
+  roots: string[]
+  ms: number
+}
+
+/** Starts the copy: the job's roots and the externals, in parallel; `externals` settles when the latter are in place. */
+export function startCopy(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): { externals: Promise<Copied['externals']>; copied: Promise<Copied> } {
+  const t = Date.now()
+  const roots = existingRoots(spec.hostWork, spec.roots)
+  const transport = bulkTransport(ctx, connect, localDir)
+  const work = roots.length ? rsyncUp(transport, spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
+  const externals = (async (): Promise<Copied['externals']> => {
+    if (!spec.externals) return 'none'
+    const dest = spec.externals.remote
+    const have = spec.externalsPresent ?? (await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })).join() === 'yes'
+    if (have) return 'reused'
+    const tmp = `${dest}.tmp-${spec.jobId}`
+    // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
+    // are shared by jobs, and containers running as other users must run the node in them.
+    await check(remote, `umask 022 && mkdir -p ${shq(tmp)}`)
+    try {
+      await rsyncUp(transport, spec.externals.host, ['.'], tmp, [], ctx.signal, 'shared')
+      await check(remote, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+    } catch (e) {
+      await run(remote, `rm -rf ${shq(tmp)}`).catch(() => undefined)
+      throw e
+    }
+    return 'copied'
+  })()
+  externals.catch(() => undefined)
+  const copied = Promise.all([work, externals]).then(([w, e]) => ({ files: w.files, bytes: w.bytes, externals: e, roots, ms: Date.now() - t }))
+  return { externals, copied }
+}
+
+export function copyUp(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): Promise<Copied> {
+  return startCopy(ctx, remote, connect, localDir, spec).copied
+}

@@ -1,0 +1,215 @@
+// prepare_job's plan: from the runner's input to what will be created on the remote (containers
+// with their names, aliases, mounts, env and ports; the network; named volumes; the externals copy;
+// the remote layout). Pure: every input check happens here, before anything is started, and it is
+// unit tested without a remote. Reading the externals' content is passed in.
+import { HookError, InputError } from '../errors'
+import type { ContainerArgs, Mount, PrepareJobArgs, Registry } from '../protocol'
+import { rejoinArgs, shlexSplit } from '../shlex'
+import { jobFolder } from '../docker/job-folder'
+import type { CreateSpec, MountSpec } from '../docker/cli'
+import { validateEnvNames } from '../docker/env-script'
+import { serviceAliases } from '../docker/image'
+import { labelArgs, labelMap } from '../labels'
+import { isNormalAbsolute } from '../input-rules'
+import { remotePath, repoRootOf, type Layout } from '../paths'
+import { firstCopyRoots } from '../job'
+
+export interface PlanFacts {
+  /** The runner's `_work` and workspace. */
+  hostWork: string
+  workspace: string
+  runnerName: string
+  workRoot: string
+  dockerSocket: string
+  /** sync.toolCache: `_tool` is part of the first copy. */
+  toolCache: boolean
+  owner: string
+  jobId: string
+  /** Content version of the runner's externals folder (same files → same version). */
+  externalsVersion: (dir: string) => string
+}
+
+export interface ContainerPlan {
+  role: 'service' | 'job'
+  /** How logs and errors name it: the service's first alias, or "job container". */
+  what: string
+  image: string
+  registry: Registry
+  /** The input field it came from, for error messages. */
+  field: string
+  spec: CreateSpec
+  /**
+   * Whether it binds a folder the first copy fills (the job folder or the externals): then it starts
+   * only after the copy, since docker would create a missing bind source itself, owned by root.
+   */
+  needsCopy: boolean
+  /** Its binds of folders under the job's copy of `_work`: host path and remote path. */
+  workBinds: { host: string; remote: string }[]
+  bindsExternals: boolean
+  /** The job container idles (no entrypoint of the runner's): its start needs nothing else running. */
+  idle: boolean
+}
+
+export interface JobPlan {
+  jobId: string
+  owner: string
+  jobRoot: string
+  layout: Layout
+  /** The repository folder under `_work` the steps sync, if any. */
+  repoRel: string | null
+  /** Folders under `_work` the first copy sends (those that exist on the host when it runs). */
+  copyRoots: string[]
+  externals: { host: string; remote: string } | null
+  network: string
+  /** Docker labels as a map (Engine API) and as CLI flags. */
+  labels: Record<string, string>
+  labelFlags: string[]
+  /** Named volumes mounted by any container, created unless they exist. */
+  volumes: string[]
+  /** Started first, in this order; then the job container. */
+  services: ContainerPlan[]
+  job: ContainerPlan | null
+}
+
+/** What a job container runs when the runner gives no entrypoint: nothing, until a step execs. */
+const IDLE = { entrypoint: 'tail', args: ['-f', '/dev/null'] }
+
+function baseEnv(env: Record<string, string>): Record<string, string> {
+  return { ...env, GITHUB_ACTIONS: 'true', ...('CI' in env ? {} : { CI: 'true' }) }
+}
+
+function createOptionsOf(args: ContainerArgs, field: string): string[] {
+  const options = args.createOptions ? shlexSplit(args.createOptions) : []
+  if (options === null) throw new InputError(`${field}.createOptions: unterminated quote in ${JSON.stringify(args.createOptions)}`)
+  return options
+}
+
+interface Mounted {
+  mounts: MountSpec[]
+  needsCopy: boolean
+  workBinds: { host: string; remote: string }[]
+  bindsExternals: boolean
+}
+
+function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set<string>): Mounted {
+  const workBinds: { host: string; remote: string }[] = []
+  let bindsExternals = false
+  const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
+  const toSpec = (kind: 'user' | 'system') => (m: Mount, i: number): MountSpec => {
+    const src = m.sourceVolumePath
+    if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
+    if (!src.startsWith('/')) {
+      named.add(src)
+      return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
+    }
+    const remote = remotePath(layout, src, `${field}.${kind}MountVolumes.${i}.sourceVolumePath`)
+    if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
+    if (under(remote, layout.remoteExternals)) bindsExternals = true
+    return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly }
+  }
+  const mounts = [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]
+  return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }
+}
+
+/** The plan, or null when there is nothing to start (no job container and no services). */
+export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null {
+  if (!args.container && args.services.length === 0) return null
+  const { hostWork, workRoot, owner, jobId } = facts
+
+  const all: [ContainerArgs, string][] = [...(args.container ? [[args.container, 'args.container'] as [ContainerArgs, string]] : []), ...args.services.map((s, i): [ContainerArgs, string] => [s, `args.services.${i}`])]
+  const options = new Map<ContainerArgs, string[]>()
+  for (const [c, field] of all) {
+    if (!c.image) throw new InputError(`${field}.image: missing (a Dockerfile is not supported for job or service containers)`)
+    validateEnvNames(c.environmentVariables, `${field}.environmentVariables`)
+    options.set(c, createOptionsOf(c, field))
+  }
+
+  const sys = args.container?.systemMountVolumes ?? []
+  const workIndex = sys.findIndex((m) => m.targetVolumePath === '/__w')
+  // Only the runner's own `_work` is ever copied up and written back into.
+  if (workIndex >= 0 && sys[workIndex].sourceVolumePath !== hostWork) {
+    throw new InputError(`args.container.systemMountVolumes.${workIndex}.sourceVolumePath: the /__w mount must be the runner's work folder ${hostWork}`)
+  }
+  const extIndex = sys.findIndex((m) => m.targetVolumePath === '/__e')
+  const hostExternals = extIndex >= 0 ? sys[extIndex].sourceVolumePath : null
+  if (hostExternals !== null && (!isNormalAbsolute(hostExternals) || hostExternals === '/')) {
+    throw new InputError(`args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`)
+  }
+  const repoRel = repoRootOf(hostWork, facts.workspace)
+  const jobRoot = jobFolder(workRoot, owner, jobId)
+  const extVersion = hostExternals ? facts.externalsVersion(hostExternals) : null
+  if (extVersion !== null && !/^[0-9a-f]{16}$/.test(extVersion)) throw new HookError(`externals version ${JSON.stringify(extVersion)} is not 16 hex digits`)
+  const layout: Layout = {
+    hostWork,
+    remoteWork: `${jobRoot}/w`,
+    hostExternals,
+    remoteExternals: extVersion ? `${workRoot}/externals/${extVersion}` : null,
+    dockerSocket: facts.dockerSocket
+  }
+
+  const network = `rch-${jobId}`
+  const labelFlags = labelArgs(owner, jobId, facts.runnerName)
+  const named = new Set<string>()
+  const spec = (c: ContainerArgs, field: string, name: string, over: Partial<CreateSpec>): Omit<Mounted, 'mounts'> & { spec: CreateSpec } => {
+    const { mounts, ...m } = mountsOf(c, field, layout, named)
+    return {
+      ...m,
+      spec: {
+        name,
+        image: c.image!,
+        labels: labelFlags,
+        network,
+        aliases: [],
+        ports: c.portMappings,
+        mounts,
+        env: baseEnv(c.environmentVariables),
+        createOptions: options.get(c)!,
+        entrypoint: c.entryPoint || null,
+        args: rejoinArgs(c.entryPointArgs),
+        workdir: null,
+        ...over
+      }
+    }
+  }
+
+  const c = args.container
+  const job: ContainerPlan | null = c
+    ? {
+        role: 'job',
+        what: 'job container',
+        idle: !c.entryPoint,
+        image: c.image!,
+        registry: c.registry,
+        field: 'args.container',
+        ...spec(c, 'args.container', `rch-${jobId}-job`, {
+          aliases: ['job'],
+          ...(c.entryPoint ? { entrypoint: c.entryPoint, args: rejoinArgs(c.entryPointArgs) } : IDLE)
+        })
+      }
+    : null
+
+  const aliases = serviceAliases(args.services.map((s) => s.image!))
+  const services = args.services.map((s, i): ContainerPlan => {
+    const al = [...aliases[i], ...(s.contextName ? [s.contextName] : [])]
+    const field = `args.services.${i}`
+    return { role: 'service', what: al[0], idle: false, image: s.image!, registry: s.registry, field, ...spec(s, field, `rch-${jobId}-${al[0]}`, { aliases: al }) }
+  })
+  return {
+    jobId,
+    owner,
+    jobRoot,
+    layout,
+    repoRel,
+    copyRoots: firstCopyRoots(repoRel, facts.toolCache),
+    externals: hostExternals && layout.remoteExternals ? { host: hostExternals, remote: layout.remoteExternals } : null,
+    network,
+    labels: labelMap(owner, jobId, facts.runnerName),
+    labelFlags,
+    volumes: [...named],
+    services,
+    job
+  }
+}
+
+/** Every container of the plan, in start order. */
+export const containersOf = (plan: JobPlan): ContainerPlan[] => [...plan.services, ...(plan.job ? [plan.job] : [])]

@@ -1,0 +1,39 @@
+// What a failed prepare_job must take back: each part that creates something pushes how to undo
+// it, and on failure the list runs in reverse (containers before the folder they mount, the host
+// released last). One failing entry does not stop the others. allOf runs pieces side by side and
+// fails only once all have landed, so the undo never misses what a sibling was still making.
+export class Undo {
+  private readonly entries: { what: string; fn: () => Promise<unknown> }[] = []
+
+  /** `what` completes "could not …" in the warning when the undo itself fails. */
+  push(what: string, fn: () => Promise<unknown>): void {
+    this.entries.push({ what, fn })
+  }
+
+  get size(): number {
+    return this.entries.length
+  }
+
+  /** Runs every entry, last pushed first, once; failures are reported through `warn`. */
+  async run(warn: (msg: string) => void): Promise<void> {
+    while (this.entries.length) {
+      const u = this.entries.pop()!
+      try {
+        await u.fn()
+      } catch (e) {
+        warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
+      }
+    }
+  }
+}
+
+/**
+ * Like Promise.all, but settles only once every piece has: a piece that fails must not let the undo
+ * start while a sibling is still creating something.
+ */
+export async function allOf<T extends readonly unknown[]>(pieces: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(pieces)
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T
+}

@@ -1,0 +1,234 @@
+// The remote-docker layer against a recording remote: which Engine API requests and shell commands
+// each operation sends, what it makes of the answers (ids, counts, presence), that names and labels
+// reach a shell only quoted by shq, and that secrets never reach a command line.
+import { createBody, RemoteDocker } from '../../src/docker/remote-docker'
+import { EngineError } from '../../src/docker/engine'
+import { UnexpectedAnswer } from '../../src/remote/answer'
+import { shq } from '../../src/remote/quote'
+import { LABEL_OWNER, labelArgs, labelMap } from '../../src/labels'
+import type { CreateSpec } from '../../src/docker/cli'
+import { RecordingRemote } from './recording-remote'
+import { cleanupTempDirs, sh } from './_helpers'
+
+afterAll(cleanupTempDirs)
+
+const SOCK = '/var/run/docker.sock'
+const ID = (c: string): string => c.repeat(64)
+const OWNER = '0123456789abcdef'
+const JOB = 'fedcba9876543210'
+/** A runner name with a space, a quote and shell syntax: labels carry it verbatim. */
+const RUNNER = "my runner's $(id) `x`"
+
+let remote: RecordingRemote
+let docker: RemoteDocker
+beforeEach(async () => {
+  remote = await new RecordingRemote().start()
+  docker = new RemoteDocker(remote, SOCK)
+})
+afterEach(() => remote.stop())
+
+describe('network and volumes (Engine API)', () => {
+  it('creates the network with the job labels as a JSON map, no shell involved', async () => {
+    remote.onApi('POST', /^\/networks\/create$/, { status: 201, body: { Id: ID('a') } })
+    await expect(docker.createNetwork('rch-net', labelMap(OWNER, JOB, RUNNER))).resolves.toBe(ID('a'))
+    expect(remote.api).toEqual([
+      { method: 'POST', path: '/networks/create', rawPath: '/networks/create', body: { Name: 'rch-net', Labels: labelMap(OWNER, JOB, RUNNER), CheckDuplicate: true } }
+    ])
+    expect(remote.execs).toEqual([])
+  })
+
+  it('a failed network create names the network and carries docker\'s message', async () => {
+    remote.onApi('POST', /^\/networks\/create$/, { status: 409, body: { message: 'network with name rch-net already exists' } })
+    const err = await docker.createNetwork('rch-net', {}).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(EngineError)
+    expect((err as Error).message).toBe('docker network create rch-net: network with name rch-net already exists')
+  })
+
+  it('uses a volume that exists as it is, and creates a missing one with the labels', async () => {
+    remote.onApi('GET', /^\/volumes\/have$/, { status: 200, body: { Name: 'have' } })
+    remote.onApi('GET', /^\/volumes\/new-vol$/, { status: 404, body: { message: 'no such volume' } })
+    remote.onApi('POST', /^\/volumes\/create$/, { status: 201, body: { Name: 'new-vol' } })
+    await expect(docker.ensureVolume('have', labelMap(OWNER, JOB, RUNNER))).resolves.toBe('existing')
+    await expect(docker.ensureVolume('new-vol', labelMap(OWNER, JOB, RUNNER))).resolves.toBe('created')
+    expect(remote.api.map((c) => `${c.method} ${c.path}`)).toEqual(['GET /volumes/have', 'GET /volumes/new-vol', 'POST /volumes/create'])
+    expect(remote.api[2].body).toEqual({ Name: 'new-vol', Labels: labelMap(OWNER, JOB, RUNNER) })
+  })
+
+  it('a volume inspect failing otherwise than "not found" is an error, not a create', async () => {
+    remote.onApi('GET', /^\/volumes\//, { status: 500, body: { message: 'daemon broke' } })
+    await expect(docker.ensureVolume('v', {})).rejects.toThrow('docker volume inspect v: daemon broke')
+    expect(remote.api.map((c) => c.method)).toEqual(['GET'])
+  })
+})
+
+describe('images', () => {
+  it('presence comes from the engine; the reference keeps its slashes in the path', async () => {
+    remote.onApi('GET', /^\/images\/127\.0\.0\.1:5000\/private\/tiny:1\/json$/, { status: 200, body: { Id: 'sha256:x' } })
+    remote.onApi('GET', /^\/images\//, { status: 404, body: { message: 'No such image' } })
+    await expect(docker.imagePresent('127.0.0.1:5000/private/tiny:1')).resolves.toBe(true)
+    await expect(docker.imagePresent('redis:7')).resolves.toBe(false)
+    expect(remote.api[0].rawPath).toBe('/images/127.0.0.1%3A5000/private/tiny%3A1/json')
+  })
+
+  it('a present image under pullPolicy "missing" costs no shell command', async () => {
+    remote.onApi('GET', /^\/images\//, { status: 200, body: {} })
+    await expect(docker.ensureImage('redis:7', 'missing', null, '/w/cfg', () => undefined, {})).resolves.toBe('present')
+    expect(remote.execs).toEqual([])
+  })
+
+  it('a pull with registry credentials: the password on stdin only, names quoted', async () => {
+    remote.onExec(/docker image inspect/, { code: 1 })
+    remote.onExec(/ pull /, { code: 0, stdout: 'pulled\n' })
+    const image = '127.0.0.1:5000/private/tiny:1'
+    const how = await docker.ensureImage(image, 'missing', { username: "o'user", password: 'pw-s3cret', serverUrl: '127.0.0.1:5000' }, '/w/cfg dir', () => undefined, {}, false)
+    expect(how).toBe('pulled')
+    const pull = remote.execs.find((e) => / pull /.test(e.command))!
+    // positive control: the secret was really sent, on stdin
+    expect(pull.stdin).toBe('pw-s3cret\n')
+    for (const e of remote.execs) expect(e.command).not.toContain('pw-s3cret')
+    expect(pull.command).toContain(`-u ${shq("o'user")}`)
+    expect(pull.command).toContain(`pull ${shq(image)}`)
+    expect(pull.command).toContain(`d=${shq('/w/cfg dir')}`)
+  })
+})
+
+describe('containers', () => {
+  const spec = (over: Partial<CreateSpec> = {}): CreateSpec => ({
+    name: 'rch-fedcba9876543210-redis',
+    image: 'redis:7',
+    labels: labelArgs(OWNER, JOB, RUNNER),
+    network: 'rch-fedcba9876543210',
+    aliases: ['redis', "svc'1"],
+    ports: ['6379'],
+    mounts: [{ source: '/work/jobs/a b/w', target: '/__w', readOnly: false }],
+    env: { PASSWORD: 'hunter2-secret', CERT: 'line1\nline2-secret' },
+    createOptions: ['--health-cmd', 'redis-cli ping; echo $HOME'],
+    entrypoint: null,
+    args: [],
+    workdir: null,
+    ...over
+  })
+
+  it('create: labels, names and options reach the shell only as shq-quoted words; env values only on stdin', async () => {
+    remote.onExec(/docker.*create/, { code: 0, stdout: `${ID('c')}\n` })
+    await expect(docker.create(spec(), '/work/jobs/x')).resolves.toBe(ID('c'))
+    expect(remote.execs).toHaveLength(1)
+    const { command, stdin } = remote.execs[0]
+    // The create runs inside cliShell's `/bin/sh -c '<inner>'`; the shell itself unquotes the inner text.
+    const outer = command.slice(command.indexOf('/bin/sh -c ') + '/bin/sh -c '.length)
+    const inner = sh(`printf '%s' ${outer}`).stdout.toString()
+    expect(inner).toMatch(/^eval "\$\(cat\)"; docker create /)
+    for (const word of [`dev.remote-container-hooks.runner=${RUNNER}`, "svc'1", 'redis-cli ping; echo $HOME', '/work/jobs/a b/w:/__w']) {
+      expect(inner).toContain(` ${shq(word)} `)
+    }
+    expect(command).not.toMatch(/hunter2-secret|line2-secret/)
+    // positive control: the values were delivered, on stdin
+    expect(stdin).toContain('PASSWORD=hunter2-secret')
+    expect(stdin).toContain(`export CERT=${shq('line1\nline2-secret')}`)
+  })
+
+  it('create without options goes to the Engine API with the body docker create would send; env values only in that body', async () => {
+    remote.onApi('POST', /^\/containers\/create\?name=/, { status: 201, body: { Id: ID('e') } })
+    const s = spec({ createOptions: [], ports: ['6379', '8080:80/udp'], mounts: [...spec().mounts, { source: 'vol', target: '/v', readOnly: true }, { source: null, target: '/anon', readOnly: false }], entrypoint: 'tail', args: ['-f', '/dev/null'] })
+    await expect(docker.create(s, '/work/jobs/x')).resolves.toBe(ID('e'))
+    expect(remote.execs).toEqual([])
+    expect(remote.api).toHaveLength(1)
+    expect(remote.api[0].path).toBe(`/containers/create?name=${s.name}`)
+    expect(remote.api[0].body).toEqual({
+      Image: 'redis:7',
+      Env: ['PASSWORD=hunter2-secret', 'CERT=line1\nline2-secret'],
+      Labels: labelMap(OWNER, JOB, RUNNER),
+      Entrypoint: ['tail'],
+      Cmd: ['-f', '/dev/null'],
+      ExposedPorts: { '6379/tcp': {}, '80/udp': {} },
+      Volumes: { '/anon': {} },
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: {
+        Binds: ['/work/jobs/a b/w:/__w', 'vol:/v:ro'],
+        NetworkMode: s.network,
+        PortBindings: { '6379/tcp': [{ HostIp: '', HostPort: '' }], '80/udp': [{ HostIp: '', HostPort: '8080' }] }
+      },
+      NetworkingConfig: { EndpointsConfig: { [s.network!]: { Aliases: ['redis', "svc'1"] } } }
+    })
+  })
+
+  it('what only the CLI reads exactly goes to the CLI: options, port ranges or addresses, a read-only anonymous volume', () => {
+    const plain = spec({ createOptions: [] })
+    expect(createBody(plain)).not.toBeNull()
+    expect(createBody(spec())).toBeNull()
+    expect(createBody({ ...plain, ports: ['8000-8001:80-81'] })).toBeNull()
+    expect(createBody({ ...plain, ports: ['127.0.0.1:80:80'] })).toBeNull()
+    expect(createBody({ ...plain, mounts: [{ source: null, target: '/a', readOnly: true }] })).toBeNull()
+  })
+
+  it('an API create answering without a container id fails clearly', async () => {
+    remote.onApi('POST', /^\/containers\/create/, { status: 201, body: { Id: '../x' } })
+    await expect(docker.create(spec({ createOptions: [] }), '/w')).rejects.toThrow('docker create redis:7 returned no container id')
+  })
+
+  it('create fails clearly when docker prints no container id', async () => {
+    remote.onExec(/docker.*create/, { code: 0, stdout: 'WARNING: something\n' })
+    await expect(docker.create(spec(), '/work/jobs/x')).rejects.toThrow('docker create redis:7 printed no container id')
+  })
+
+  it('start goes to the engine; its failure names the container', async () => {
+    remote.onApi('POST', new RegExp(`^/containers/${ID('c')}/start$`), { status: 204 })
+    remote.onApi('POST', /^\/containers\/.*\/start$/, { status: 500, body: { message: 'port is already allocated' } })
+    await docker.start(ID('c'), 'redis')
+    await expect(docker.start(ID('d'), 'redis-1')).rejects.toThrow('docker start (redis-1): port is already allocated')
+    expect(remote.execs).toEqual([])
+  })
+
+  it('logs: a bounded tail through the CLI, the id quoted', async () => {
+    remote.onExec(/docker logs/, { code: 0, stdout: 'ready\n' })
+    await expect(docker.logs(ID('c'))).resolves.toBe('ready\n')
+    expect(remote.execs[0].command).toBe(`docker logs --tail 100 ${shq(ID('c'))} 2>&1`)
+  })
+})
+
+describe('removeOwned', () => {
+  const filter = JSON.stringify({ label: [`${LABEL_OWNER}=${OWNER}`] })
+
+  function scriptListing(containers: string[], networks: string[], volumes: string[]): void {
+    remote.onApi('GET', /^\/containers\/json/, { status: 200, body: containers.map((Id) => ({ Id })) })
+    remote.onApi('GET', /^\/networks\?/, { status: 200, body: networks.map((Id) => ({ Id })) })
+    remote.onApi('GET', /^\/volumes\?/, { status: 200, body: { Volumes: volumes.length ? volumes.map((Name) => ({ Name })) : null } })
+    remote.onApi('DELETE', new RegExp(`^/containers/${ID('2')}`), { status: 404, body: { message: 'No such container' } })
+    remote.onApi('DELETE', /./, { status: 204 })
+  }
+
+  it('removes containers, then networks, then volumes by label, and counts them', async () => {
+    scriptListing([ID('1'), ID('2')], [ID('3')], ['cache-vol'])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 2, networks: 1, volumes: 1 })
+    const calls = remote.api.map((c) => `${c.method} ${c.path}`)
+    expect(calls.filter((c) => c.startsWith('GET'))).toEqual(
+      expect.arrayContaining([`GET /containers/json?all=1&filters=${filter}`, `GET /networks?filters=${filter}`, `GET /volumes?filters=${filter}`])
+    )
+    const deletes = calls.filter((c) => c.startsWith('DELETE'))
+    expect(deletes.slice(0, 2).sort()).toEqual([`DELETE /containers/${ID('1')}?force=1&v=1`, `DELETE /containers/${ID('2')}?force=1&v=1`])
+    expect(deletes.slice(2)).toEqual([`DELETE /networks/${ID('3')}`, 'DELETE /volumes/cache-vol?force=1'])
+    // the networks and volumes were listed only once the containers were gone
+    expect(calls.indexOf(`GET /networks?filters=${filter}`)).toBeGreaterThan(calls.lastIndexOf(deletes[1]))
+    expect(remote.execs).toEqual([])
+  })
+
+  it('nothing labelled: zero counts and no removal', async () => {
+    scriptListing([], [], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 0, volumes: 0 })
+    expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
+  })
+
+  it('a listed name that is not an id is refused before it becomes a request path', async () => {
+    scriptListing(['../../images/redis'], [], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toBeInstanceOf(UnexpectedAnswer)
+    // positive control: the hostile listing was really read
+    expect(remote.api.map((c) => c.method)).toEqual(['GET'])
+  })
+
+  it('a hostile volume name is refused too', async () => {
+    scriptListing([], [], ['../x'])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/volumes with an unexpected name: "..\/x"/)
+    expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
+  })
+})
