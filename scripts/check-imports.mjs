@@ -14,7 +14,7 @@ import ts from 'typescript'
 // Lowest first. A module may import its own layer or any layer below it.
 // Folders name every module inside them; other modules are listed by path.
 export const LAYERS = [
-  { name: 'base', modules: ['errors.ts', 'paths.ts', 'input-rules.ts', 'tools.ts', 'labels.ts', 'retry.ts', 'cancel.ts', 'private-fs.ts', 'shlex.ts', 'outcome.ts', 'runner-env.ts', 'log.ts', 'workflow-commands.ts', 'did-you-mean.ts', 'usage.ts', 'build-id.ts', 'sha256.ts'] },
+  { name: 'base', modules: ['errors.ts', 'paths.ts', 'input-rules.ts', 'tools.ts', 'labels.ts', 'retry.ts', 'cancel.ts', 'private-fs.ts', 'shlex.ts', 'outcome.ts', 'runner-env.ts', 'log.ts', 'workflow-commands.ts', 'did-you-mean.ts', 'usage.ts', 'build-id.ts'] },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },
   { name: 'remote', modules: ['remote/'] },
   { name: 'transfer', modules: ['sync/', 'docker/'] },

@@ -1,6 +1,6 @@
 // Ownership labels put on every container, network and volume at creation, so cleanup and pruning
 // work from labels alone when state is lost.
-import { sha256Hex } from './sha256'
+import { createHash, randomBytes } from 'node:crypto'
 
 export const LABEL_PREFIX = 'dev.remote-container-hooks'
 export const LABEL_OWNER = `${LABEL_PREFIX}.owner`
@@ -9,13 +9,11 @@ export const LABEL_RUNNER = `${LABEL_PREFIX}.runner`
 
 /** Stable per-runner owner id (runner names may hold characters labels and paths dislike). */
 export function ownerId(runnerName: string): string {
-  return sha256Hex(runnerName).slice(0, 16)
+  return createHash('sha256').update(runnerName).digest('hex').slice(0, 16)
 }
 
 export function newJobId(): string {
-  // Loaded here: the step fast path imports this module and must not pay for node:crypto.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('node:crypto') as typeof import('node:crypto')).randomBytes(8).toString('hex')
+  return randomBytes(8).toString('hex')
 }
 
 export function labelArgs(owner: string, jobId: string, runnerName: string): string[] {

@@ -1,5 +1,6 @@
 // Workflow commands on the step log, written the way the runner parses them. Every `::name::value`
 // line the hook prints is made here, so escaping cannot be forgotten at one call site.
+import { randomBytes } from 'node:crypto'
 
 /** The runner's escaping of a command's value: `%`, CR and LF (it decodes them back). */
 export function escapeData(s: string): string {
@@ -28,8 +29,6 @@ export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): stri
     body = body.slice(body.indexOf('\n') + 1)
     cut = `(the first ${whole - body.length} characters are not shown)`
   }
-  // Loaded here: the step fast path imports this module and must not pay for node:crypto.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const token = (require('node:crypto') as typeof import('node:crypto')).randomBytes(16).toString('hex')
+  const token = randomBytes(16).toString('hex')
   return [`::stop-commands::${token}`, ...(cut ? [cut] : []), ...(body ? body.split('\n') : ['(empty)']), `::${token}::`]
 }

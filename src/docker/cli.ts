@@ -3,10 +3,8 @@
 // once by shq; secrets arrive on stdin only.
 import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
-import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { HookError, InputError } from '../errors'
 import { cliShell, envDelivery } from './env-script'
-import { LABEL_JOB, LABEL_OWNER } from '../labels'
 import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
 
@@ -94,15 +92,15 @@ export async function ensureImage(
     `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
   let cmd = `${watched}watched docker pull ${shq(image)}`
   if (hasAuth) {
-    const server = registry!.serverUrl || ''
+    const server = registry.serverUrl || ''
     cmd =
       `${watched}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
-      `watched docker --config "$d" login -u ${shq(registry!.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
+      `watched docker --config "$d" login -u ${shq(registry.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
       `watched docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
   }
   let partial = ''
   await check(remote, cmd, {
-    input: hasAuth ? registry!.password! + '\n' : undefined,
+    input: hasAuth ? registry.password! + '\n' : undefined,
     label: `docker pull ${image}`,
     signal: limits.signal,
     timeoutMs: limits.timeoutMs,
@@ -140,18 +138,3 @@ export async function containerLogs(remote: Remote, id: string, lines = 100): Pr
 }
 
 const LOG_BYTES = 1024 * 1024
-
-/** Removes containers, networks and volumes carrying `label=value`; returns what it removed. */
-export async function removeLabelled(remote: Remote, key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<string> {
-  const f = shq(`label=${key}=${value}`)
-  const cmd =
-    `c=$(docker ps -aq --filter ${f}); [ -z "$c" ] || docker rm -f -v $c >/dev/null; ` +
-    `n=$(docker network ls -q --filter ${f}); [ -z "$n" ] || docker network rm $n >/dev/null; ` +
-    `v=$(docker volume ls -q --filter ${f}); [ -z "$v" ] || docker volume rm -f $v >/dev/null; ` +
-    `set -- $c; ${record('$#')}; set -- $n; ${record('$#')}; set -- $v; ${record('$#')}`
-  const label = 'remove labelled containers'
-  const counts = expectEach(await ask(remote, cmd, { label }), /^\d{1,9}$/, label)
-  if (counts.length !== 3) throw new UnexpectedAnswer(`${label}: expected 3 counts from the remote, got ${counts.length}`)
-  const [c, n, v] = counts
-  return `${c} containers, ${n} networks, ${v} volumes`
-}

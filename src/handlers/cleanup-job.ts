@@ -6,7 +6,7 @@ import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import { decodeState, leaseOf, stateFacts, type HookState } from '../state'
 import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
-import { removeLabelled } from '../docker/cli'
+import { describeCounts, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
 import { providerFor, type Lease } from '../providers/factory'
 import type { OrphanReport, VmProvider } from '../providers/provider'
@@ -49,7 +49,7 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
         `timeouts.cleanupSeconds: cleaning up ${state.host.host}:${state.host.port} took longer than ${secs} s and was stopped (the next prepare_job of this runner there removes what is left)`
       )
       try {
-        const removed = await removeLabelled(bounded.remote, LABEL_JOB, state.jobId)
+        const removed = describeCounts(await new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket).removeOwned(LABEL_JOB, state.jobId))
         await removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
         log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
       } finally {
@@ -80,7 +80,7 @@ async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Prom
   let local: number
   try {
     report = await releaseOrphans(ctx, provider, owner, async (remote, machine) => {
-      const r = await removeOwnedLeftovers(remote, workRoot, owner)
+      const r = await removeOwnedLeftovers(remote, workRoot, ctx.config.remote.dockerSocket, owner)
       tidied.push(`${machine}: ${r.removed}, ${r.jobFolders} job folders`)
     })
   } finally {
@@ -96,8 +96,8 @@ async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Prom
  * names are listed from inside the jobs folder and must match the pattern: a listing is never taken
  * as a path to remove.
  */
-export async function removeOwnedLeftovers(remote: Remote, workRoot: string, owner: string): Promise<{ removed: string; jobFolders: number }> {
-  const removed = await removeLabelled(remote, LABEL_OWNER, owner)
+export async function removeOwnedLeftovers(remote: Remote, workRoot: string, dockerSocket: string, owner: string): Promise<{ removed: string; jobFolders: number }> {
+  const removed = describeCounts(await new RemoteDocker(remote, dockerSocket).removeOwned(LABEL_OWNER, owner))
   const label = "list this runner's job folders"
   const names = expectEach(
     await ask(remote, `cd ${shq(workRoot)}/jobs 2>/dev/null || exit 0; for d in ${owner}-${HEX16_GLOB}; do [ -e "$d" ] || [ -L "$d" ] || continue; ${record('"$d"')}; done`, { label }),

@@ -90,7 +90,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     await run.step(copied.base)
     run.time.mark('base listing')
     const response = buildResponse(plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
-    log.debug(`prepare_job timings: ${run.time}`)
+    log.debug(`prepare_job timings: ${run.time.toString()}`)
     log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
   } catch (err) {

@@ -1,6 +1,7 @@
 // One deadline for every command a hook command runs on the remote. The job can make the VM's
 // commands hang (it is root there); cleanup_job must still end, or the runner waits for it forever.
 import { HookError } from '../errors'
+import type { Duplex } from 'node:stream'
 import type { ExecChannel, Remote } from './remote'
 
 export interface Bounded {
@@ -12,6 +13,7 @@ export interface Bounded {
 /** `remote`, whose channels are closed and whose calls fail with `message` once `ms` have passed. */
 export function withDeadline(remote: Remote, ms: number, message: string): Bounded {
   const open = new Set<ExecChannel>()
+  const sockets = new Set<Duplex>()
   let fail!: (e: Error) => void
   const expired = new Promise<never>((_, reject) => (fail = reject))
   expired.catch(() => undefined)
@@ -21,6 +23,8 @@ export function withDeadline(remote: Remote, ms: number, message: string): Bound
       ch.stdout.destroy()
       ch.stdin.destroy()
     }
+    // The Engine API's sockets too: a docker socket that never answers must not hold cleanup.
+    for (const s of sockets) s.destroy(new HookError(message))
     fail(new HookError(message))
   }, ms)
   return {
@@ -31,7 +35,12 @@ export function withDeadline(remote: Remote, ms: number, message: string): Bound
         const done = Promise.race([ch.done, expired]).finally(() => open.delete(ch))
         return { ...ch, done }
       },
-      openSocket: (path) => Promise.race([remote.openSocket(path), expired]),
+      async openSocket(path) {
+        const s = await Promise.race([remote.openSocket(path), expired])
+        sockets.add(s)
+        s.once('close', () => sockets.delete(s))
+        return s
+      },
       close: () => remote.close()
     },
     clear: () => clearTimeout(timer)

@@ -1,3 +1,6 @@
+import { createServer } from 'node:http'
+import { connect } from 'node:net'
+import type { Duplex } from 'node:stream'
 // A recording fake Remote for unit tests: each command runs in a real local /bin/sh, wrapped in
 // "start-up noise" the way a chatty shell start-up file of the SSH user would print it. `docker` and
 // `sudo` are stubs on PATH that do nothing, so only the shell's own logic is exercised.
@@ -51,9 +54,30 @@ export class LocalRemote implements Remote {
     return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, done }
   }
 
-  async openSocket(): Promise<never> {
-    throw new Error('no sockets in LocalRemote')
+  /** A Unix socket on this machine (as the VM's docker socket would be forwarded). */
+  openSocket(path: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const s = connect(path)
+      s.once('connect', () => resolve(s))
+      s.once('error', reject)
+    })
   }
 
   close(): void {}
+}
+
+/**
+ * A Docker Engine API that owns nothing (empty lists, every removal a 404), on a Unix socket in
+ * `dir`: what a clean VM's docker answers to the leftover removal. Closed with the returned function.
+ */
+export async function emptyEngine(dir: string): Promise<{ socket: string; close: () => Promise<void> }> {
+  const socket = `${dir}/docker.sock`
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0]
+    const body = req.method !== 'GET' ? null : path.endsWith('/volumes') ? { Volumes: [] } : []
+    res.writeHead(body === null ? 404 : 200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(body ?? { message: 'no such object' }))
+  })
+  await new Promise<void>((resolve) => server.listen(socket, resolve))
+  return { socket, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
 }

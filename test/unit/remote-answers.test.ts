@@ -9,7 +9,7 @@ import type { ProviderEnv } from '../../src/providers/provider'
 import { removeOwnedLeftovers } from '../../src/handlers/cleanup-job'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
-import { LocalRemote } from './local-remote'
+import { emptyEngine, LocalRemote } from './local-remote'
 
 afterAll(cleanupTempDirs)
 
@@ -24,7 +24,14 @@ function env(remote: Remote): ProviderEnv {
 }
 
 /** Cleanup without state as cleanup_job runs it: the handler's tidy on each host, then the provider's release. */
-const cleanupOrphans = (workRoot: string, remote: Remote) => provider(workRoot).cleanupOrphans(OWNER, env(remote), (r) => removeOwnedLeftovers(r, workRoot, OWNER).then(() => undefined))
+async function cleanupOrphans(workRoot: string, remote: Remote) {
+  const engine = await emptyEngine(tempDir())
+  try {
+    return await provider(workRoot).cleanupOrphans(OWNER, env(remote), (r) => removeOwnedLeftovers(r, workRoot, engine.socket, OWNER).then(() => undefined))
+  } finally {
+    await engine.close()
+  }
+}
 
 function provider(workRoot: string): StaticHostProvider {
   return new StaticHostProvider(
@@ -148,7 +155,7 @@ describe('state-less cleanup (cleanupOrphans)', () => {
     // A remote whose listing answers with a foreign path inside the frame.
     const evil: Remote = {
       openExec: (c) => remote.openExec(c.includes('list') || c.includes('for d in') ? c.replace('for d in', `printf '%s\\0' /home/victim; for d in`) : c),
-      openSocket: () => remote.openSocket(),
+      openSocket: (p) => remote.openSocket(p),
       close: () => undefined
     }
     const report = await cleanupOrphans(workRoot, evil)
@@ -169,7 +176,7 @@ describe('leasing reads its answer strictly', () => {
   test('an unexpected answer is an error naming it, not a wait for a free slot', async () => {
     const { workRoot, dir } = layout()
     const remote = new LocalRemote(dir)
-    const evil: Remote = { openExec: (c) => remote.openExec(c.replace(/printf '%s\\0' \$r/, "printf '%s\\0' maybe")), openSocket: () => remote.openSocket(), close: () => undefined }
+    const evil: Remote = { openExec: (c) => remote.openExec(c.replace(/printf '%s\\0' \$r/, "printf '%s\\0' maybe")), openSocket: (p) => remote.openSocket(p), close: () => undefined }
     const t0 = Date.now()
     await expect(provider(workRoot).acquire({ jobId: JOB, owner: OWNER, localDir: dir }, env(evil))).rejects.toThrow(/lease slot 0 on 127\.0\.0\.1:22: unexpected value from the remote: "maybe"/)
     expect(Date.now() - t0).toBeLessThan(5000)

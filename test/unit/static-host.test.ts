@@ -28,7 +28,7 @@ function provider(workRoot: string, acquireTimeoutSeconds = 600, slots = 1): Sta
 /** A remote whose commands run with a file size limit of 0: any write into a file kills the shell. */
 function noWrites(dir: string): Remote {
   const local = new LocalRemote(dir)
-  return { openExec: (c) => local.openExec(`ulimit -f 0; ${c}`), openSocket: () => local.openSocket(), close: () => undefined }
+  return { openExec: (c) => local.openExec(`ulimit -f 0; ${c}`), openSocket: (p) => local.openSocket(p), close: () => undefined }
 }
 
 const job = (dir: string) => ({ jobId: JOB, owner: OWNER, localDir: dir })
