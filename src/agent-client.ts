@@ -39,7 +39,7 @@ export const agentSocket = (localDir: string, c: { user: string; host: string; p
 export function delegation(raw: string, localRoot: string, runnerName: string): string | null {
   let input: { command?: unknown; state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null }
   try {
-    input = JSON.parse(raw)
+    input = JSON.parse(raw) as typeof input
   } catch {
     return null
   }

@@ -10,7 +10,7 @@ import { checkPrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
 import { execute, executeRequest, report, type HookPlace } from './execute'
-import type { RunIo } from './remote/agent'
+import type { AgentOptions, RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
 import { BUILD_ID } from './build-id'
@@ -62,7 +62,7 @@ const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<numb
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
-  const opts = JSON.parse(payload)
+  const opts = JSON.parse(payload) as AgentOptions
   const say = (m: string): void => void process.stderr.write(`${new Date().toISOString()} agent ${process.pid}: ${m}\n`)
   try {
     return await runAgent(opts, say, runInAgent)
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
     const name = typeof w === 'string' ? (typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string })?.type) : w.name
     if (name === 'NodeVersionSupportWarning' || String(typeof w === 'string' ? w : w.message).startsWith('NodeVersionSupportWarning')) return
     ;(emit as (...a: unknown[]) => void)(w, ...rest)
-  }) as typeof process.emitWarning
+  })
   const mode = process.argv[2]
   let code: number
   if (mode === '__agent') code = await agent(process.argv[3])

@@ -90,7 +90,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       const { line, rest } = got
       let req: { op: string; cmd?: string; path?: string }
       try {
-        req = JSON.parse(line.toString('utf8'))
+        req = JSON.parse(line.toString('utf8')) as typeof req
       } catch {
         return void sock.destroy()
       }
@@ -101,7 +101,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       if (req.op === 'ping') return void sock.end('pong\n')
       if (req.op === 'socket' && req.path) return void bridgeSocket(sock, req.path, rest)
       if (req.op === 'exec' && typeof req.cmd === 'string') return void bridgeExec(sock, req.cmd, rest)
-      if (req.op === 'run' && onRun) return void bridgeRun(sock, req as Record<string, unknown>, rest)
+      if (req.op === 'run' && onRun) return void bridgeRun(sock, req, rest)
       sock.destroy()
     }
     sock.on('data', onHeader)
@@ -138,17 +138,17 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     ch.stderr.on('data', send(F.STDERR, ch.stderr))
     const reader = new FrameReader((type, payload) => {
       if (type === F.STDIN) {
-        if (!ch!.stdin.write(payload)) {
+        if (!ch.stdin.write(payload)) {
           sock.pause()
-          ch!.stdin.once('drain', () => sock.resume())
+          ch.stdin.once('drain', () => sock.resume())
         }
-      } else if (type === F.STDIN_EOF) ch!.stdin.end()
+      } else if (type === F.STDIN_EOF) ch.stdin.end()
     }, () => sock.destroy(), undefined, isStreamFrame)
     ch.stdin.on('error', () => undefined)
     sock.on('data', (c: Buffer) => reader.push(c))
     // The client going away (hook killed) closes the remote channel; the hook stops the remote
     // process itself before that, this only frees the channel.
-    sock.on('close', () => ch!.stdout.destroy())
+    sock.on('close', () => ch.stdout.destroy())
     if (rest.length) reader.push(rest)
     sock.resume()
     const status = await ch.done

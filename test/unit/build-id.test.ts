@@ -71,8 +71,8 @@ describe('build id and agent socket name', () => {
     const requests: string[] = []
     const server: Server = createServer((c) => {
       let text = ''
-      c.on('data', (d) => {
-        text += d
+      c.on('data', (d: Buffer) => {
+        text += d.toString()
         if (!text.includes('\n')) return
         requests.push(text.slice(0, text.indexOf('\n')))
         c.end(frame(F.EXIT, JSON.stringify({ code: 42, signal: null })))
