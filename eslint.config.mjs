@@ -6,7 +6,21 @@ import tseslint from 'typescript-eslint'
 import prettier from 'eslint-config-prettier'
 
 const node = Object.fromEntries(
-  ['process', 'console', 'Buffer', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'URL', 'AbortController', 'TextDecoder', 'TextEncoder', 'performance'].map((g) => [g, 'readonly'])
+  [
+    'process',
+    'console',
+    'Buffer',
+    'setTimeout',
+    'clearTimeout',
+    'setInterval',
+    'clearInterval',
+    'setImmediate',
+    'URL',
+    'AbortController',
+    'TextDecoder',
+    'TextEncoder',
+    'performance'
+  ].map((g) => [g, 'readonly'])
 )
 
 export default tseslint.config(
@@ -17,7 +31,10 @@ export default tseslint.config(
   // A leading underscore marks what is unused on purpose (a destructured field dropped, a required parameter).
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }
+      ],
       // Passing on a caught value as it came (its type is unknown) is not inventing a non-Error.
       '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingAny: true, allowThrowingUnknown: true }]
     }

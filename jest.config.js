@@ -3,7 +3,16 @@ const common = { preset: 'ts-jest', testEnvironment: 'node', transform: { '^.+\\
 module.exports = {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
-    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/conformance/**/*.test.ts', '<rootDir>/test/e2e/**/*.test.ts', '<rootDir>/test/adversarial/**/*.test.ts'] }
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: [
+        '<rootDir>/test/integration/**/*.test.ts',
+        '<rootDir>/test/conformance/**/*.test.ts',
+        '<rootDir>/test/e2e/**/*.test.ts',
+        '<rootDir>/test/adversarial/**/*.test.ts'
+      ]
+    }
   ],
   testTimeout: 120000
 }

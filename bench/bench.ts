@@ -20,7 +20,12 @@ const vm = loadVm(VM)
 const ONLY = process.env.RCH_BENCH_ONLY?.split(',').filter(Boolean) ?? []
 const want = (row: string): boolean => ONLY.length === 0 || ONLY.includes(row)
 // Several bench jobs overlap on the one VM: give the static host 4 slots.
-const benchConfig = { provider: { kind: 'static', hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 4 }] } }
+const benchConfig = {
+  provider: {
+    kind: 'static',
+    hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 4 }]
+  }
+}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -35,7 +40,20 @@ const timeMs = (fn: () => void): number => {
   fn()
   return Number(process.hrtime.bigint() - t) / 1e6
 }
-const sshBase = ['-i', vm.identityFile, '-p', String(vm.port), '-o', `UserKnownHostsFile=${vm.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'GlobalKnownHostsFile=/dev/null']
+const sshBase = [
+  '-i',
+  vm.identityFile,
+  '-p',
+  String(vm.port),
+  '-o',
+  `UserKnownHostsFile=${vm.knownHostsFile}`,
+  '-o',
+  'StrictHostKeyChecking=yes',
+  '-o',
+  'BatchMode=yes',
+  '-o',
+  'GlobalKnownHostsFile=/dev/null'
+]
 const rshPlain = ['ssh', ...sshBase].join(' ')
 
 function makeTree(dir: string, files: number, size: number): void {
@@ -65,9 +83,19 @@ async function main(): Promise<void> {
   const ws = runner.workspace
   makeTree(ws, 2000, 25_000)
   console.log('bench: prepare_job (first sync of 2,000 files / 50 MB included)')
-  const prep = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
+  const prep = await runner.prepare({
+    container: runner.jobContainer(testImages.glibc),
+    services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
+  })
   if (prep.code !== 0) throw new Error(`prepare_job failed: ${prep.stdout}${prep.stderr}`)
-  const state = runner.state as { jobId: string; owner: string; container: { id: string }; jobRoot: string; hostWork: string; host: { host: string; port: number; user: string; identityFile: string; knownHostsFile: string } }
+  const state = runner.state as {
+    jobId: string
+    owner: string
+    container: { id: string }
+    jobRoot: string
+    hostWork: string
+    host: { host: string; port: number; user: string; identityFile: string; knownHostsFile: string }
+  }
   // The job's local folder is derived, as the hook derives it (state does not name it).
   const localDir = localDirOf(`${tmpdir()}/rch-${process.getuid?.() ?? 0}`, state.owner, state.jobId)
 
@@ -106,18 +134,24 @@ async function main(): Promise<void> {
     await r2.cleanup()
     r2.dispose()
     execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${dest}`])
-    console.log(`bench: first sync round ${i} (${i % 2 ? 'rsync first' : 'ours first'}): ours ${Math.round(oursFirst[i])} ms, rsync ${Math.round(rawFirst[i])} ms`)
+    console.log(
+      `bench: first sync round ${i} (${i % 2 ? 'rsync first' : 'ours first'}): ours ${Math.round(oursFirst[i])} ms, rsync ${Math.round(rawFirst[i])} ms`
+    )
   }
   const paired = oursFirst.map((o, i) => o / rawFirst[i])
-  if (ROUNDS) rows.push({
-    name: 'first sync, 2,000 files / 50 MB',
-    ours: median(oursFirst),
-    baseline: median(rawFirst),
-    baselineName: 'rsync -a over ssh',
-    unit: 'ms',
-    target: '≤ 1.2×',
-    note: `${ROUNDS} rounds; per-round ratios ${[...paired].sort((a, b) => a - b).map((x) => x.toFixed(2)).join(' ')}`
-  })
+  if (ROUNDS)
+    rows.push({
+      name: 'first sync, 2,000 files / 50 MB',
+      ours: median(oursFirst),
+      baseline: median(rawFirst),
+      baselineName: 'rsync -a over ssh',
+      unit: 'ms',
+      target: '≤ 1.2×',
+      note: `${ROUNDS} rounds; per-round ratios ${[...paired]
+        .sort((a, b) => a - b)
+        .map((x) => x.toFixed(2))
+        .join(' ')}`
+    })
 
   if (want('no-op')) {
     // (1) no-op run_script_step vs local docker exec true.
@@ -136,7 +170,12 @@ async function main(): Promise<void> {
     const nodeStartCa: number[] = []
     for (let i = 0; i < N; i++) {
       nodeStart.push(timeMs(() => execFileSync(process.execPath, ['-e', '0'], { env: runner.env() })))
-      if (process.env.NODE_EXTRA_CA_CERTS) nodeStartCa.push(timeMs(() => execFileSync(process.execPath, ['-e', '0'], { env: { ...runner.env(), NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } })))
+      if (process.env.NODE_EXTRA_CA_CERTS)
+        nodeStartCa.push(
+          timeMs(() =>
+            execFileSync(process.execPath, ['-e', '0'], { env: { ...runner.env(), NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } })
+          )
+        )
     }
     const caNote = nodeStartCa.length ? ` (${Math.round(median(nodeStartCa))} ms with this machine's NODE_EXTRA_CA_CERTS)` : ''
     rows.push({
@@ -152,9 +191,24 @@ async function main(): Promise<void> {
   if (want('resync')) {
     // (3) re-sync after one file changed: ours (incremental push over the job's agent) vs raw rsync over a reused (ControlMaster) connection.
     const remote = new MuxRemote(builtAgentSocket(localDir, state.host))
-    const target = { remote, hostWork: state.hostWork, remoteWork: `${state.jobRoot}/w`, manifestFile: `${localDir}/base.json`, excludes: ['_temp/_runner_hook_responses'] }
+    const target = {
+      remote,
+      hostWork: state.hostWork,
+      remoteWork: `${state.jobRoot}/w`,
+      manifestFile: `${localDir}/base.json`,
+      excludes: ['_temp/_runner_hook_responses']
+    }
     const repoRel = 'repo'
-    const rshMux = ['ssh', ...sshBase, '-o', 'ControlMaster=auto', '-o', `ControlPath=/tmp/rch-bench-cm-%C`, '-o', 'ControlPersist=60'].join(' ')
+    const rshMux = [
+      'ssh',
+      ...sshBase,
+      '-o',
+      'ControlMaster=auto',
+      '-o',
+      `ControlPath=/tmp/rch-bench-cm-%C`,
+      '-o',
+      'ControlPersist=60'
+    ].join(' ')
     const rawDest = `${vm.workRoot}/bench-raw-0`
     execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])
     const oursOne: number[] = []
@@ -166,7 +220,14 @@ async function main(): Promise<void> {
       oursOne.push(Number(process.hrtime.bigint() - t) / 1e6)
       rawOne.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])))
     }
-    rows.push({ name: 're-sync after 1 file changed (2,000 files)', ours: median(oursOne), baseline: median(rawOne), baselineName: 'rsync -a over a reused ssh connection', unit: 'ms', target: '≤ 1.5×' })
+    rows.push({
+      name: 're-sync after 1 file changed (2,000 files)',
+      ours: median(oursOne),
+      baseline: median(rawOne),
+      baselineName: 'rsync -a over a reused ssh connection',
+      unit: 'ms',
+      target: '≤ 1.5×'
+    })
 
     // (3b) pull-back of a workspace where every file changed on the VM: ours (listing, checks, the
     // hook's own tar reader and no-follow writes) vs raw rsync from the VM over a reused connection.
@@ -187,7 +248,14 @@ async function main(): Promise<void> {
       rawPull.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshMux, `${vm.user}@${vm.host}:${remoteRepo}/`, `${rawBack}/`])))
     }
     rmSync(rawBack, { recursive: true, force: true })
-    rows.push({ name: 'pull-back, all 2,000 files changed on the VM (50 MB)', ours: median(oursPull), baseline: median(rawPull), baselineName: 'rsync -a from the VM over a reused ssh connection', unit: 'ms', target: '-' })
+    rows.push({
+      name: 'pull-back, all 2,000 files changed on the VM (50 MB)',
+      ours: median(oursPull),
+      baseline: median(rawPull),
+      baselineName: 'rsync -a from the VM over a reused ssh connection',
+      unit: 'ms',
+      target: '-'
+    })
     spawnSync('ssh', [...sshBase, '-o', 'ControlPath=/tmp/rch-bench-cm-%C', '-O', 'exit', `${vm.user}@${vm.host}`], { stdio: 'ignore' })
   }
   if (want('latency')) {
@@ -207,12 +275,27 @@ async function main(): Promise<void> {
       }
     })
     await h.done
-    rows.push({ name: 'line latency container → hook stdout, median', ours: median(lat), baseline: NaN, baselineName: '-', unit: 'ms', target: '-', note: `p99 ${pct(lat, 99).toFixed(1)} ms over ${lat.length} lines` })
+    rows.push({
+      name: 'line latency container → hook stdout, median',
+      ours: median(lat),
+      baseline: NaN,
+      baselineName: '-',
+      unit: 'ms',
+      target: '-',
+      note: `p99 ${pct(lat, 99).toFixed(1)} ms over ${lat.length} lines`
+    })
   }
   if (want('stream')) {
     // (6) a step printing 20 MB: throughput against local docker exec, and the memory it costs.
     for (const command of ['generated', 'cat'] as const) {
-      const st = await measureStream(runner, state.container.id, localDir, Math.max(3, Math.min(N, 7)), join(repoRoot, 'dist', 'index.js'), command)
+      const st = await measureStream(
+        runner,
+        state.container.id,
+        localDir,
+        Math.max(3, Math.min(N, 7)),
+        join(repoRoot, 'dist', 'index.js'),
+        command
+      )
       console.log(`bench: stream (${command}) ours ${st.ours.map(Math.round).join(' ')} ms, local ${st.local.map(Math.round).join(' ')} ms`)
       rows.push(streamRow(command, st))
     }
@@ -225,15 +308,30 @@ async function main(): Promise<void> {
     const preps: number[] = []
     for (let i = 0; i < 5; i++) {
       const r = new FakeRunner({ vm: VM, name: `bench-prep-${i}`, config: benchConfig })
-      const p = await r.prepare({ container: r.jobContainer(testImages.glibc), services: [r.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
+      const p = await r.prepare({
+        container: r.jobContainer(testImages.glibc),
+        services: [r.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
+      })
       if (p.code !== 0) throw new Error(`prepare_job failed: ${p.stdout}`)
       preps.push(p.ms)
       await r.cleanup()
       r.dispose()
     }
     const dockerRun: number[] = []
-    for (let i = 0; i < 5; i++) dockerRun.push(timeMs(() => execFileSync('docker', ['run', '-d', '--rm', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], { stdio: 'ignore' })))
-    rows.push({ name: 'prepare_job, 1 job + 1 service, images cached', ours: median(preps), baseline: median(dockerRun) * 2, baselineName: '2 × local docker run -d', unit: 'ms', target: '-' })
+    for (let i = 0; i < 5; i++)
+      dockerRun.push(
+        timeMs(() =>
+          execFileSync('docker', ['run', '-d', '--rm', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], { stdio: 'ignore' })
+        )
+      )
+    rows.push({
+      name: 'prepare_job, 1 job + 1 service, images cached',
+      ours: median(preps),
+      baseline: median(dockerRun) * 2,
+      baselineName: '2 × local docker run -d',
+      unit: 'ms',
+      target: '-'
+    })
   }
   if (want('start-up')) {
     // Start-up of each command: the hook up to its handler, with input the handler answers at once
@@ -241,10 +339,25 @@ async function main(): Promise<void> {
     const hookDir = mkdtempSync(join(tmpdir(), 'rch-startup-'))
     const resp = join(hookDir, 'response.json')
     const cfg = join(hookDir, 'config.json')
-    writeFileSync(cfg, JSON.stringify({ provider: { kind: 'static', acquireTimeoutSeconds: 0, hosts: [{ host: '127.0.0.1', port: 9, user: 'nobody', identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] }, remote: { workRoot: '/tmp/x' } }))
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        provider: {
+          kind: 'static',
+          acquireTimeoutSeconds: 0,
+          hosts: [{ host: '127.0.0.1', port: 9, user: 'nobody', identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }]
+        },
+        remote: { workRoot: '/tmp/x' }
+      })
+    )
     const inputs: Record<string, object> = {
       prepare_job: { command: 'prepare_job', responseFile: resp, args: { container: null, services: [] }, state: null },
-      run_script_step: { command: 'run_script_step', responseFile: resp, args: { entryPoint: 'sh', entryPointArgs: [], environmentVariables: {}, prependPath: [], workingDirectory: '/' }, state: null },
+      run_script_step: {
+        command: 'run_script_step',
+        responseFile: resp,
+        args: { entryPoint: 'sh', entryPointArgs: [], environmentVariables: {}, prependPath: [], workingDirectory: '/' },
+        state: null
+      },
       run_container_step: { command: 'run_container_step', responseFile: resp, args: { image: null, dockerfile: null }, state: null },
       cleanup_job: { command: 'cleanup_job', responseFile: resp, args: {}, state: null }
     }
@@ -273,7 +386,10 @@ async function main(): Promise<void> {
   const table = [
     '| measurement | ours (median) | baseline (median) | baseline | ratio | target | met | note |',
     '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.name} | ${unit(r, r.ours)} | ${Number.isNaN(r.baseline) ? '-' : unit(r, r.baseline)} | ${r.baselineName} | ${r.ratio ? r.ratio.toFixed(2) + '×' : '-'} | ${r.target} | ${r.ok === undefined ? '-' : r.ok ? 'yes' : 'no'} | ${r.note ?? ''} |`)
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${unit(r, r.ours)} | ${Number.isNaN(r.baseline) ? '-' : unit(r, r.baseline)} | ${r.baselineName} | ${r.ratio ? r.ratio.toFixed(2) + '×' : '-'} | ${r.target} | ${r.ok === undefined ? '-' : r.ok ? 'yes' : 'no'} | ${r.note ?? ''} |`
+    )
   ].join('\n')
   console.log(table)
   if (ONLY.length) return

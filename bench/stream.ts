@@ -12,7 +12,10 @@ export const STREAM_BYTES = 20_000_000
 const FILE = '/tmp/rch-bench-stream.txt'
 /** The two commands timed: one that makes its 20.2 MB as it prints (15 MB of random bytes as base64 lines of 100), one that only reads a file. */
 export const STREAM_COMMANDS = {
-  generated: { script: 'head -c 15000000 /dev/urandom | base64 -w 100', label: '`head -c 15000000 /dev/urandom \\| base64 -w 100` (20.2 MB)' },
+  generated: {
+    script: 'head -c 15000000 /dev/urandom | base64 -w 100',
+    label: '`head -c 15000000 /dev/urandom \\| base64 -w 100` (20.2 MB)'
+  },
   cat: { script: `cat ${FILE}`, label: 'cat of a 20 MB file (the path alone)' }
 } as const
 export type StreamCommand = keyof typeof STREAM_COMMANDS
@@ -52,7 +55,11 @@ interface Drained {
 }
 
 /** Runs a process whose stdout is counted and dropped (a reader that keeps up, like the runner's). */
-function drain(cmd: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; input?: string; onStart?: (pid: number) => void } = {}): Promise<Drained> {
+function drain(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; input?: string; onStart?: (pid: number) => void } = {}
+): Promise<Drained> {
   return new Promise((resolve, reject) => {
     const t = process.hrtime.bigint()
     const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] })
@@ -69,7 +76,9 @@ function drain(cmd: string, args: string[], opts: { env?: Record<string, string>
     child.stdin.end(opts.input ?? '')
     child.on('error', reject)
     opts.onStart?.(child.pid!)
-    child.on('close', (code) => resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, flowMs: Number(last - first) / 1e6, bytes, code, stderr }))
+    child.on('close', (code) =>
+      resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, flowMs: Number(last - first) / 1e6, bytes, code, stderr })
+    )
   })
 }
 
@@ -128,9 +137,22 @@ function stepInput(runner: FakeRunner, script: string): string {
  * `rounds` runs of each side, alternating which goes first. For `cat`, the 20 MB are made once in
  * the job container (random base64 lines of 100 characters), so both sides time only the path.
  */
-export async function measureStream(runner: FakeRunner, containerId: string, localDir: string, rounds: number, hook: string, command: StreamCommand): Promise<StreamResult> {
+export async function measureStream(
+  runner: FakeRunner,
+  containerId: string,
+  localDir: string,
+  rounds: number,
+  hook: string,
+  command: StreamCommand
+): Promise<StreamResult> {
   const script = STREAM_COMMANDS[command].script
-  const make = await drain('docker', ['exec', containerId, 'sh', '-c', `head -c ${STREAM_BYTES} /dev/urandom | base64 -w 100 | head -c ${STREAM_BYTES} > ${FILE}`])
+  const make = await drain('docker', [
+    'exec',
+    containerId,
+    'sh',
+    '-c',
+    `head -c ${STREAM_BYTES} /dev/urandom | base64 -w 100 | head -c ${STREAM_BYTES} > ${FILE}`
+  ])
   if (make.code !== 0) throw new Error(`stream bench: cannot make the file: ${make.stderr}`)
   // The agent exists once a step ran through the hook.
   const warm = await drain(process.execPath, [hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, 'true\n') })
@@ -148,7 +170,12 @@ export async function measureStream(runner: FakeRunner, containerId: string, loc
   const runOurs = async (): Promise<void> => {
     let hookPid = 0
     const s = sampler(() => (hookPid ? [hookPid, agent] : [agent]))
-    const r = await drain(process.execPath, [...NODE_ARGS, hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, `${script}\n`), onStart: (p) => (hookPid = p) })
+    const r = await drain(process.execPath, [...NODE_ARGS, hook], {
+      env: runner.env(),
+      cwd: runner.workspace,
+      input: stepInput(runner, `${script}\n`),
+      onStart: (p) => (hookPid = p)
+    })
     const peaks = await s.stop()
     if (r.code !== 0 || r.bytes < STREAM_BYTES) throw new Error(`stream bench: step exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
     hookPeak = Math.max(hookPeak, peaks.get(hookPid) ?? 0)
@@ -191,7 +218,20 @@ export async function measureStream(runner: FakeRunner, containerId: string, loc
   }
 }
 
-export function streamRow(command: StreamCommand, r: StreamResult): { name: string; ours: number; baseline: number; baselineName: string; unit: string; target: string; note: string; ratio: number; ok: boolean } {
+export function streamRow(
+  command: StreamCommand,
+  r: StreamResult
+): {
+  name: string
+  ours: number
+  baseline: number
+  baselineName: string
+  unit: string
+  target: string
+  note: string
+  ratio: number
+  ok: boolean
+} {
   const bytes = command === 'cat' ? STREAM_BYTES : 20_200_000
   const mbps = (ms: number): number => bytes / 1e6 / (ms / 1000)
   const ours = mbps(median(r.ours))

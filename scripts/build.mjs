@@ -16,7 +16,16 @@ import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
 
 const CHUNKS = ['@aws-sdk/client-ec2', 'ssh2', 'winston', 'yaml', 'zod']
-const common = { bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: false, legalComments: 'none', logLevel: 'warning', write: false }
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+  write: false
+}
 
 // ASCII only: one non-ASCII character makes V8 hold and scan the whole file as a two-byte string.
 // eslint-disable-next-line no-control-regex -- the range is all of ASCII, NUL included
@@ -37,14 +46,26 @@ for (const name of CHUNKS) {
 // id itself, so the same sources always give the same id and any change of code gives another.
 const BUILD_ID_LENGTH = 12
 const buildCore = async (id) => {
-  const out = await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/index.js', sourcemap: 'external', sourcesContent: false, external: ['cpu-features', '*.node', ...CHUNKS], define: { __RCH_BUILD__: JSON.stringify(id) } })
-  return { js: ascii(out.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, ''), map: JSON.parse(out.outputFiles.find((f) => f.path.endsWith('.map')).text) }
+  const out = await build({
+    ...common,
+    entryPoints: ['src/main.ts'],
+    outfile: 'dist/index.js',
+    sourcemap: 'external',
+    sourcesContent: false,
+    external: ['cpu-features', '*.node', ...CHUNKS],
+    define: { __RCH_BUILD__: JSON.stringify(id) }
+  })
+  return {
+    js: ascii(out.outputFiles.find((f) => f.path.endsWith('.js')).text).replace(/\n$/, ''),
+    map: JSON.parse(out.outputFiles.find((f) => f.path.endsWith('.map')).text)
+  }
 }
 const placeholder = '0'.repeat(BUILD_ID_LENGTH)
 const unstamped = await buildCore(placeholder)
 const buildId = createHash('sha256').update(unstamped.js).update(JSON.stringify(chunks)).digest('hex').slice(0, BUILD_ID_LENGTH)
 const { js: core, map: coreMap } = await buildCore(buildId)
-if (core.split(JSON.stringify(buildId)).join(JSON.stringify(placeholder)) !== unstamped.js) throw new Error('build: the stamped core differs from the unstamped one in more than its build id')
+if (core.split(JSON.stringify(buildId)).join(JSON.stringify(placeholder)) !== unstamped.js)
+  throw new Error('build: the stamped core differs from the unstamped one in more than its build id')
 const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
 // The marker is split in the loader's own text so that only the real one is found.
@@ -197,11 +218,17 @@ const out = `${loaderHead}${core}
   })(lazyRequire);
 });
 /*RCH-CHUNKS
-${Object.entries(chunks).map(([n, c]) => `${n} ${gzipSync(c, { level: 9 }).toString('base64')}`).join('\n')}
+${Object.entries(chunks)
+  .map(([n, c]) => `${n} ${gzipSync(c, { level: 9 }).toString('base64')}`)
+  .join('\n')}
 RCH-CHUNKS*/
 //# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}
 `
 mkdirSync('dist', { recursive: true })
 writeFileSync('dist/index.js', out, { mode: 0o755 })
 const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)
-console.log(`dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks).map(([n, c]) => `${n} ${kib(c)} KiB`).join(', ')}; source map ${kib(JSON.stringify(map))} KiB; build ${buildId})`)
+console.log(
+  `dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks)
+    .map(([n, c]) => `${n} ${kib(c)} KiB`)
+    .join(', ')}; source map ${kib(JSON.stringify(map))} KiB; build ${buildId})`
+)

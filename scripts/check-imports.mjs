@@ -14,7 +14,27 @@ import ts from 'typescript'
 // Lowest first. A module may import its own layer or any layer below it.
 // Folders name every module inside them; other modules are listed by path.
 export const LAYERS = [
-  { name: 'base', modules: ['errors.ts', 'paths.ts', 'input-rules.ts', 'tools.ts', 'labels.ts', 'retry.ts', 'cancel.ts', 'private-fs.ts', 'shlex.ts', 'outcome.ts', 'runner-env.ts', 'log.ts', 'workflow-commands.ts', 'did-you-mean.ts', 'usage.ts', 'build-id.ts'] },
+  {
+    name: 'base',
+    modules: [
+      'errors.ts',
+      'paths.ts',
+      'input-rules.ts',
+      'tools.ts',
+      'labels.ts',
+      'retry.ts',
+      'cancel.ts',
+      'private-fs.ts',
+      'shlex.ts',
+      'outcome.ts',
+      'runner-env.ts',
+      'log.ts',
+      'workflow-commands.ts',
+      'did-you-mean.ts',
+      'usage.ts',
+      'build-id.ts'
+    ]
+  },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },
   { name: 'remote', modules: ['remote/'] },
   { name: 'transfer', modules: ['sync/', 'docker/'] },
@@ -64,8 +84,13 @@ function specifiers(file) {
   const literal = (node) => node && ts.isStringLiteralLike(node) && found.push(node.text)
   const walk = (node) => {
     if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) literal(node.moduleSpecifier)
-    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) literal(node.moduleReference.expression)
-    else if (ts.isCallExpression(node) && (node.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(node.expression) && node.expression.text === 'require'))) literal(node.arguments[0])
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference))
+      literal(node.moduleReference.expression)
+    else if (
+      ts.isCallExpression(node) &&
+      (node.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(node.expression) && node.expression.text === 'require'))
+    )
+      literal(node.arguments[0])
     else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) literal(node.argument.literal)
     ts.forEachChild(node, walk)
   }

@@ -38,7 +38,13 @@ function info(line: string): void {
 }
 
 /** One hook call, its stdout/stderr streamed live to ours (start() also collects them). */
-async function hook(name: string, command: string, runner: FakeRunner, args: unknown, opts: { state?: unknown } = {}): Promise<{ run: HookRun; phase: Phase }> {
+async function hook(
+  name: string,
+  command: string,
+  runner: FakeRunner,
+  args: unknown,
+  opts: { state?: unknown } = {}
+): Promise<{ run: HookRun; phase: Phase }> {
   const { child, done } = runner.start(command, args, opts)
   child.stdout!.pipe(process.stdout, { end: false })
   child.stderr!.pipe(process.stderr, { end: false })
@@ -96,31 +102,48 @@ async function main(): Promise<number> {
     // ------------------------------------------------------------ prepare_job
     writeFileSync(join(runner.workspace, 'hello-from-host.txt'), 'this file was written on the runner before prepare_job\n')
     header('prepare_job', `job container ${testImages.glibc}, service ${testImages.tiny} (alias tiny, TCP responder on 6379)`)
-    const prep = await hook('prepare_job', 'prepare_job', runner, {
-      container: runner.jobContainer(testImages.glibc),
-      services: [
-        runner.service(testImages.tiny, {
-          entryPoint: 'sh',
-          // split on spaces, like the runner does with a service's `options`/entrypoint args
-          entryPointArgs: ['-c', '"while', 'true;', 'do', 'echo', 'PONG', '|', 'nc', '-l', '-p', '6379;', 'done"'],
-          portMappings: ['6379']
-        })
-      ]
-    }, { state: null })
+    const prep = await hook(
+      'prepare_job',
+      'prepare_job',
+      runner,
+      {
+        container: runner.jobContainer(testImages.glibc),
+        services: [
+          runner.service(testImages.tiny, {
+            entryPoint: 'sh',
+            // split on spaces, like the runner does with a service's `options`/entrypoint args
+            entryPointArgs: ['-c', '"while', 'true;', 'do', 'echo', 'PONG', '|', 'nc', '-l', '-p', '6379;', 'done"'],
+            portMappings: ['6379']
+          })
+        ]
+      },
+      { state: null }
+    )
     const resp = prep.run.response
     if (prep.run.code === 0 && resp?.state) runner.state = resp.state
     jobId = (resp?.state?.jobId as string | undefined) ?? null
     const ctx = resp?.context ?? {}
     info(`isAlpine:     ${resp?.isAlpine}`)
     info(`job id:       ${jobId}`)
-    info(`container:    ${typeof ctx.container?.id === 'string' ? ctx.container.id.slice(0, 12) : '<none>'}` + (ctx.container?.network ? ` (network ${ctx.container.network})` : ''))
+    info(
+      `container:    ${typeof ctx.container?.id === 'string' ? ctx.container.id.slice(0, 12) : '<none>'}` +
+        (ctx.container?.network ? ` (network ${ctx.container.network})` : '')
+    )
     for (const [i, s] of (Array.isArray(ctx.services) ? ctx.services : []).entries()) {
       const ports = Object.entries((s?.ports ?? {}) as Record<string, string>).map(([c, h]) => `${c} -> host ${h}`)
       info(`service ${i}:    ${typeof s?.id === 'string' ? s.id.slice(0, 12) : '<no id>'} ports ${ports.join(', ') || '<none>'}`)
     }
     check(prep.phase, resp?.isAlpine === false, 'isAlpine is false for the glibc image')
-    check(prep.phase, typeof ctx.container?.id === 'string' && /^[0-9a-f]{64}$/.test(ctx.container.id), 'job container id is a 64-hex docker id')
-    check(prep.phase, Array.isArray(ctx.services) && ctx.services.length === 1 && Object.keys(ctx.services[0]?.ports ?? {}).includes('6379'), 'service publishes port 6379')
+    check(
+      prep.phase,
+      typeof ctx.container?.id === 'string' && /^[0-9a-f]{64}$/.test(ctx.container.id),
+      'job container id is a 64-hex docker id'
+    )
+    check(
+      prep.phase,
+      Array.isArray(ctx.services) && ctx.services.length === 1 && Object.keys(ctx.services[0]?.ports ?? {}).includes('6379'),
+      'service publishes port 6379'
+    )
     const prepared = prep.phase.ok && !!runner.state
 
     if (prepared && !interrupted) {
@@ -143,8 +166,14 @@ async function main(): Promise<number> {
       const out = showFile('host-side GITHUB_OUTPUT', step.fc.files.GITHUB_OUTPUT)
       const produced = join(runner.workspace, 'out', 'from-container.txt')
       const arrived = existsSync(produced)
-      info(`file created in the container, on the host: ${relative(runner.work, produced)} ${arrived ? `= ${JSON.stringify(readHost(produced).trim())}` : '<missing>'}`)
-      check(r.phase, r.run.stdout.includes('this file was written on the runner before prepare_job'), 'the workspace file written before prepare_job was synced to the remote')
+      info(
+        `file created in the container, on the host: ${relative(runner.work, produced)} ${arrived ? `= ${JSON.stringify(readHost(produced).trim())}` : '<missing>'}`
+      )
+      check(
+        r.phase,
+        r.run.stdout.includes('this file was written on the runner before prepare_job'),
+        'the workspace file written before prepare_job was synced to the remote'
+      )
       check(r.phase, r.run.stdout.includes('answered: PONG'), 'the service answered PONG by its alias tiny')
       check(r.phase, out === 'greeting=hello\n', 'GITHUB_OUTPUT came back to the host')
       check(r.phase, arrived, 'the file the step created came back to the host workspace')
@@ -159,8 +188,8 @@ async function main(): Promise<number> {
         join(dir, 'index.js'),
         [
           "const fs = require('fs')",
-          "console.log(`hello ${process.env.INPUT_WHO} from a JS action: node ${process.version} on ${process.platform}/${process.arch}, cwd ${process.cwd()}`)",
-          "fs.appendFileSync(process.env.GITHUB_OUTPUT, `node-version=${process.version}\\n`)",
+          'console.log(`hello ${process.env.INPUT_WHO} from a JS action: node ${process.version} on ${process.platform}/${process.arch}, cwd ${process.cwd()}`)',
+          'fs.appendFileSync(process.env.GITHUB_OUTPUT, `node-version=${process.version}\\n`)',
           "console.log(`workspace has: ${fs.readdirSync('.').join(' ')}`)",
           ''
         ].join('\n')
@@ -185,7 +214,27 @@ async function main(): Promise<number> {
         image: testImages.tiny,
         entryPoint: 'sh',
         // split on spaces, like the runner does with action.yml `args`
-        args: ['-c', '"echo', 'container', 'action', 'says', 'hi', 'to', '$INPUT_WHO', 'from', '$(uname', '-n);', 'echo', 'workspace:', '$(ls', '/github/workspace);', 'echo', 'color=blue', '>>', '$GITHUB_OUTPUT"'],
+        args: [
+          '-c',
+          '"echo',
+          'container',
+          'action',
+          'says',
+          'hi',
+          'to',
+          '$INPUT_WHO',
+          'from',
+          '$(uname',
+          '-n);',
+          'echo',
+          'workspace:',
+          '$(ls',
+          '/github/workspace);',
+          'echo',
+          'color=blue',
+          '>>',
+          '$GITHUB_OUTPUT"'
+        ],
         env: { INPUT_WHO: 'the runner' }
       })
       const r = await hook('container action', 'run_container_step', runner, step.args)
@@ -194,11 +243,11 @@ async function main(): Promise<number> {
       check(r.phase, out === 'color=blue\n', 'its GITHUB_OUTPUT came back to the host')
     }
   } catch (e) {
-    process.stdout.write(red(`\ndemo error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`))
+    process.stdout.write(red(`\ndemo error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`))
     phases.push({ name: 'demo driver', ms: null, code: null, signal: null, ok: false, notes: [String(e)] })
   } finally {
     // ------------------------------------------------------------- cleanup_job (always)
-    header('cleanup_job', 'remove the job\'s containers, network and remote work dir')
+    header('cleanup_job', "remove the job's containers, network and remote work dir")
     try {
       const r = await hook('cleanup_job', 'cleanup_job', runner, {})
       if (jobId) {
@@ -219,7 +268,12 @@ async function main(): Promise<number> {
   }
 
   // --------------------------------------------------------------- summary
-  const rows = phases.map((p) => [p.name, p.ms === null ? '-' : String(p.ms), p.code === null ? (p.signal ?? '-') : String(p.code), p.ok ? 'ok' : 'FAILED'])
+  const rows = phases.map((p) => [
+    p.name,
+    p.ms === null ? '-' : String(p.ms),
+    p.code === null ? (p.signal ?? '-') : String(p.code),
+    p.ok ? 'ok' : 'FAILED'
+  ])
   const total = phases.reduce((a, p) => a + (p.ms ?? 0), 0)
   const allOk = phases.length > 0 && phases.every((p) => p.ok) && !interrupted
   rows.push(['total', String(total), '', allOk ? 'ok' : 'FAILED'])
@@ -253,7 +307,7 @@ process.on('SIGTERM', () => {
 main().then(
   (code) => process.exit(code),
   (e) => {
-    process.stderr.write(`demo: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`)
+    process.stderr.write(`demo: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
     process.exit(1)
   }
 )

@@ -37,7 +37,10 @@ export const agentSocket = (localDir: string, c: { user: string; host: string; p
  * taken from the state; a state whose facts are not well-formed picks no socket at all.
  */
 export function delegation(raw: string, localRoot: string, runnerName: string): string | null {
-  let input: { command?: unknown; state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null }
+  let input: {
+    command?: unknown
+    state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null
+  }
   try {
     input = JSON.parse(raw) as typeof input
   } catch {
@@ -61,7 +64,12 @@ function flushed(s: Sink): Promise<void> {
 }
 
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */
-export function runViaAgent(socketPath: string, request: object, out: { stdout: Sink; stderr: Sink }, signal: AbortSignal): Promise<number | null> {
+export function runViaAgent(
+  socketPath: string,
+  request: object,
+  out: { stdout: Sink; stderr: Sink },
+  signal: AbortSignal
+): Promise<number | null> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath)
     let started = false
@@ -84,11 +92,16 @@ export function runViaAgent(socketPath: string, request: object, out: { stdout: 
         })
       }
     }
-    const reader = new FrameReader((type, payload) => {
-      if (type === F.STDOUT) forward(out.stdout, payload)
-      else if (type === F.STDERR) forward(out.stderr, payload)
-      else if (type === F.EXIT) exit = (JSON.parse(payload.toString('utf8')) as { code: number }).code
-    }, undefined, undefined, isStreamFrame)
+    const reader = new FrameReader(
+      (type, payload) => {
+        if (type === F.STDOUT) forward(out.stdout, payload)
+        else if (type === F.STDERR) forward(out.stderr, payload)
+        else if (type === F.EXIT) exit = (JSON.parse(payload.toString('utf8')) as { code: number }).code
+      },
+      undefined,
+      undefined,
+      isStreamFrame
+    )
     sock.on('data', (c: Buffer) => reader.push(c))
     const onAbort = (): void => void (started && !sock.destroyed && sock.write(frame(F.CANCEL, String(signal.reason ?? 'SIGINT'))))
     signal.addEventListener('abort', onAbort, { once: true })

@@ -8,7 +8,10 @@ import { hasControl, isHostName, isNormalAbsolute, isUserName } from './input-ru
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
-const absPath = z.string().min(1).refine((p) => isAbsolute(p) && !hasControl(p), { message: 'must be an absolute path' })
+const absPath = z
+  .string()
+  .min(1)
+  .refine((p) => isAbsolute(p) && !hasControl(p), { message: 'must be an absolute path' })
 
 /** Every remote path is built from it, inside and outside shell quoting: plain characters only. */
 function isWorkRoot(p: string): boolean {
@@ -57,12 +60,28 @@ const Ec2ProviderSchema = z
     user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)').default('ec2-user'),
     sshPort: z.number().int().min(1).max(65535).default(22),
     connect: z
-      .object({ address: z.string().regex(/^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/, 'must be private-ip, public-ip, public-dns or tag:<TagName>').default('private-ip') })
+      .object({
+        address: z
+          .string()
+          .regex(
+            /^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/,
+            'must be private-ip, public-ip, public-dns or tag:<TagName>'
+          )
+          .default('private-ip')
+      })
       .strict()
       .default({}),
     /** The VM shuts itself down (and so terminates) after this, whatever happens to the runner. */
-    maxLifetimeMinutes: z.number().int().min(5).max(7 * 24 * 60).default(360),
-    rootVolume: z.object({ sizeGiB: z.number().int().min(8).max(16384).optional(), type: z.string().default('gp3') }).strict().default({}),
+    maxLifetimeMinutes: z
+      .number()
+      .int()
+      .min(5)
+      .max(7 * 24 * 60)
+      .default(360),
+    rootVolume: z
+      .object({ sizeGiB: z.number().int().min(8).max(16384).optional(), type: z.string().default('gp3') })
+      .strict()
+      .default({}),
     tags: z.record(z.string().max(256)).default({}),
     /** One overall deadline for launch → running → SSH ready. */
     acquireTimeoutSeconds: z.number().int().min(10).max(3600).default(600)
@@ -79,7 +98,9 @@ export const ConfigSchema = z
     }),
     remote: z
       .object({
-        workRoot: z.string().refine(isWorkRoot, 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'),
+        workRoot: z
+          .string()
+          .refine(isWorkRoot, 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'),
         dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET)
       })
       .strict(),
@@ -100,14 +121,30 @@ export const ConfigSchema = z
         /** Caps on what the VM may send back: it is untrusted, and a sparse file costs it nothing. */
         limits: z
           .object({
-            stepBytes: z.number().int().min(0).default(10 * 1024 ** 3),
+            stepBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(10 * 1024 ** 3),
             stepFiles: z.number().int().min(0).default(200_000),
-            jobBytes: z.number().int().min(0).default(50 * 1024 ** 3),
+            jobBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(50 * 1024 ** 3),
             jobFiles: z.number().int().min(0).default(1_000_000),
             listingEntries: z.number().int().min(1).default(1_000_000),
-            listingBytes: z.number().int().min(1024).default(256 * 1024 ** 2),
+            listingBytes: z
+              .number()
+              .int()
+              .min(1024)
+              .default(256 * 1024 ** 2),
             /** The runner reads each file-command file whole, into memory. */
-            fileCommandBytes: z.number().int().min(1024).default(16 * 1024 ** 2)
+            fileCommandBytes: z
+              .number()
+              .int()
+              .min(1024)
+              .default(16 * 1024 ** 2)
           })
           .strict()
           .default({})
@@ -133,10 +170,7 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     /** Absolute paths of the runner-host programs the hook runs; unset ones come from a fixed system PATH. */
-    tools: z
-      .object({ tar: absPath.optional(), rsync: absPath.optional(), ssh: absPath.optional() })
-      .strict()
-      .default({}),
+    tools: z.object({ tar: absPath.optional(), rsync: absPath.optional(), ssh: absPath.optional() }).strict().default({}),
     log: z
       .object({
         file: absPath.optional(),
@@ -186,7 +220,8 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
   const p = cfg.provider
   if (p.kind === 'ec2') {
     if (!p.launchTemplate && !p.imageId) issues.push('provider.imageId: imageId or launchTemplate is required')
-    if (!p.launchTemplate && p.instanceTypes.length === 0) issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
+    if (!p.launchTemplate && p.instanceTypes.length === 0)
+      issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
   }
   const unreadable = keyFileIssues(cfg, io)
   issues.push(...unreadable)
@@ -236,7 +271,9 @@ export function privateKeyProblem(text: string): string | null {
     parsed = e as Error
   }
   if (parsed instanceof Error) {
-    return /encrypted|passphrase/i.test(parsed.message) ? 'is an encrypted private key (the hook needs one without a passphrase)' : `is not a usable private key (${parsed.message.split('\n')[0]})`
+    return /encrypted|passphrase/i.test(parsed.message)
+      ? 'is an encrypted private key (the hook needs one without a passphrase)'
+      : `is not a usable private key (${parsed.message.split('\n')[0]})`
   }
   const key = (Array.isArray(parsed) ? parsed[0] : parsed) as { isPrivateKey(): boolean } | undefined
   if (!key || !key.isPrivateKey()) return 'is not a private key'

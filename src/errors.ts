@@ -33,7 +33,11 @@ const PERMANENT: ReadonlySet<TransportKind> = new Set(['hostkey', 'auth', 'keyfi
 
 /** SSH could not connect, authenticate, verify the host key, or the connection dropped. */
 export class TransportError extends HookError {
-  constructor(message: string, readonly kind: TransportKind = 'lost', options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly kind: TransportKind = 'lost',
+    options?: { cause?: unknown }
+  ) {
     super(message, options)
   }
 }

@@ -114,5 +114,17 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     out: (line) => void io.stdout.write(line + '\n')
   })
   const { hookPath, nodePath } = io.place
-  return { config, runner, log, signal: io.signal, hookPath, nodePath, stdout: io.stdout, stderr: io.stderr, localRoot, remote: io.remote, input }
+  return {
+    config,
+    runner,
+    log,
+    signal: io.signal,
+    hookPath,
+    nodePath,
+    stdout: io.stdout,
+    stderr: io.stderr,
+    localRoot,
+    remote: io.remote,
+    input
+  }
 }

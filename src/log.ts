@@ -47,7 +47,10 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       }
       logger = winston.createLogger({
         level: opts.level,
-        format: winston.format.combine(winston.format.timestamp(), winston.format.printf((i) => `${String(i.timestamp)} ${process.pid} ${i.level} ${String(i.message)}`)),
+        format: winston.format.combine(
+          winston.format.timestamp(),
+          winston.format.printf((i) => `${String(i.timestamp)} ${process.pid} ${i.level} ${String(i.message)}`)
+        ),
         transports: [transport]
       })
     }
@@ -112,10 +115,11 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       })
       // Flushed before the hook exits; and the agent makes a log per step, so its descriptor must not outlive the step.
       const s = stream
-      if (s) await new Promise<void>((res) => {
-        s.end(() => res())
-        setTimeout(res, 500).unref()
-      })
+      if (s)
+        await new Promise<void>((res) => {
+          s.end(() => res())
+          setTimeout(res, 500).unref()
+        })
     }
   }
 }

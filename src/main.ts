@@ -21,7 +21,12 @@ import { BUILD_ID } from './build-id'
 const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
 /** Agent sockets, per-job keys and sync bases: a private folder of this user (private-fs.ts). */
 const localRoot = (): string => `${tmpdir()}/rch-${uid()}`
-const place = (): HookPlace => ({ hookPath: process.argv[1], nodePath: process.execPath, localRoot: localRoot(), defaultLogFile: `${tmpdir()}/remote-container-hooks-${uid()}/hook.log` })
+const place = (): HookPlace => ({
+  hookPath: process.argv[1],
+  nodePath: process.execPath,
+  localRoot: localRoot(),
+  defaultLogFile: `${tmpdir()}/remote-container-hooks-${uid()}/hook.log`
+})
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return ''
@@ -58,7 +63,8 @@ async function hook(): Promise<number> {
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
-const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> => (await executeRequest(req, { ...io, place: place() })).code
+const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> =>
+  (await executeRequest(req, { ...io, place: place() })).code
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
@@ -94,11 +100,12 @@ async function main(): Promise<void> {
   // The AWS SDK warns about Node 20 on every load; the runner's node is not ours to choose and the
   // step log is no place for it.
   const emit = process.emitWarning.bind(process)
-  process.emitWarning = ((w: string | Error, ...rest: unknown[]) => {
+  process.emitWarning = (w: string | Error, ...rest: unknown[]) => {
     const name = typeof w === 'string' ? (typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string })?.type) : w.name
-    if (name === 'NodeVersionSupportWarning' || String(typeof w === 'string' ? w : w.message).startsWith('NodeVersionSupportWarning')) return
+    if (name === 'NodeVersionSupportWarning' || String(typeof w === 'string' ? w : w.message).startsWith('NodeVersionSupportWarning'))
+      return
     ;(emit as (...a: unknown[]) => void)(w, ...rest)
-  })
+  }
   const mode = process.argv[2]
   let code: number
   if (mode === '__agent') code = await agent(process.argv[3])

@@ -17,10 +17,12 @@ export interface Outcome {
 export function outcomeOf(err: unknown): Outcome {
   const msg = formatError(err)
   if (err instanceof StepFailed) return { code: err.exitCode }
-  if (err instanceof Cancelled) return { code: err.signal === 'SIGTERM' ? 143 : 130, note: `[remote-hooks] ${msg}; the remote process was stopped\n` }
+  if (err instanceof Cancelled)
+    return { code: err.signal === 'SIGTERM' ? 143 : 130, note: `[remote-hooks] ${msg}; the remote process was stopped\n` }
   const errorLine = `${workflowCommand('error', msg)}\n`
   if (err instanceof InputError) return { code: EXIT.input, errorLine }
-  if (err instanceof ConfigError) return { code: EXIT.config, errorLine: err.issues.map((i) => `${workflowCommand('error', `invalid configuration: ${i}`)}\n`).join('') }
+  if (err instanceof ConfigError)
+    return { code: EXIT.config, errorLine: err.issues.map((i) => `${workflowCommand('error', `invalid configuration: ${i}`)}\n`).join('') }
   if (err instanceof TransportError) return { code: EXIT.transport, errorLine }
   return { code: EXIT.internal, errorLine }
 }

@@ -28,7 +28,9 @@ export function remotePath(layout: Layout, hostPath: string, field: string): str
     const e = under(hostPath, layout.hostExternals)
     if (e !== null) return e ? `${layout.remoteExternals}/${e}` : layout.remoteExternals
   }
-  throw new InputError(`${field}: host path ${hostPath} is outside the runner's work folder ${layout.hostWork}, so it cannot be synced to the remote host`)
+  throw new InputError(
+    `${field}: host path ${hostPath} is outside the runner's work folder ${layout.hostWork}, so it cannot be synced to the remote host`
+  )
 }
 
 /** Whether a host path is `root` itself or inside it (lexically, after normalising both). */

@@ -32,7 +32,8 @@ export function ensurePrivateDir(path: string, hint = DEFAULT_HINT): string {
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 })
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new HookError(`cannot create private folder ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new HookError(`cannot create private folder ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
   }
   // Also catches a folder someone else made between the check and the mkdir.
   checkPrivateDir(path, hint)
@@ -48,7 +49,7 @@ export function writePrivateFile(path: string, data: string | Buffer): void {
   const fd = openSync(tmp, CREATE_NEW, 0o600)
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off)
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off)
     closeSync(fd)
     renameSync(tmp, path)
   } catch (e) {

@@ -10,7 +10,10 @@ import { keysAt, nearestKey } from './did-you-mean'
 import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isPortMapping, isRegistryServer, isVolumeName } from './input-rules'
 
 const str = z.string()
-const optStr = z.string().nullish().transform((v) => v ?? null)
+const optStr = z
+  .string()
+  .nullish()
+  .transform((v) => v ?? null)
 const noNul = str.refine((s) => !hasNul(s), 'must not contain a NUL byte')
 /** Absolute, non-empty, one line: a path the hook hands on. */
 const absLine = str.refine((s) => s.startsWith('/') && !hasNul(s) && !hasNewline(s), 'must be an absolute path without NUL or line breaks')
@@ -29,7 +32,10 @@ export const MountSchema = z
     userProvidedValue: optStr,
     sourceVolumePath: emptyIsNull(mountSource),
     targetVolumePath: str.refine(isMountTarget, 'must be an absolute container path without ":", NUL or line breaks'),
-    readOnly: z.boolean().nullish().transform((v) => v ?? false)
+    readOnly: z
+      .boolean()
+      .nullish()
+      .transform((v) => v ?? false)
   })
   .passthrough()
 export type Mount = z.infer<typeof MountSchema>
@@ -60,17 +66,31 @@ export const ContainerSchema = z
   .object({
     image: emptyIsNull(str.refine((s) => s === '' || isImageRef(s), "must be an image reference (docker's reference grammar)")),
     dockerfile: nullable(absLine),
-    entryPointArgs: z.array(noNul).nullish().transform((v) => v ?? []),
+    entryPointArgs: z
+      .array(noNul)
+      .nullish()
+      .transform((v) => v ?? []),
     entryPoint: emptyIsNull(noNul),
     workingDirectory: nullable(absLine),
     createOptions: nullable(noNul),
     registry: RegistrySchema,
     environmentVariables: EnvSchema,
-    portMappings: z.array(str.refine(isPortMapping, 'must be [ip:][hostPort:]containerPort[/tcp|udp|sctp] with ports 1-65535')).nullish().transform((v) => v ?? []),
-    systemMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? []),
-    userMountVolumes: z.array(MountSchema).nullish().transform((v) => v ?? []),
+    portMappings: z
+      .array(str.refine(isPortMapping, 'must be [ip:][hostPort:]containerPort[/tcp|udp|sctp] with ports 1-65535'))
+      .nullish()
+      .transform((v) => v ?? []),
+    systemMountVolumes: z
+      .array(MountSchema)
+      .nullish()
+      .transform((v) => v ?? []),
+    userMountVolumes: z
+      .array(MountSchema)
+      .nullish()
+      .transform((v) => v ?? []),
     /** A service's id in the workflow; it becomes a network alias. */
-    contextName: nullable(str.refine((s) => /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(s), 'must be a service id ([A-Za-z0-9_][A-Za-z0-9_.-]*)'))
+    contextName: nullable(
+      str.refine((s) => /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(s), 'must be a service id ([A-Za-z0-9_][A-Za-z0-9_.-]*)')
+    )
   })
   .passthrough()
 export type ContainerArgs = z.infer<typeof ContainerSchema>
@@ -78,14 +98,20 @@ export type ContainerArgs = z.infer<typeof ContainerSchema>
 export const PrepareJobArgsSchema = z
   .object({
     container: ContainerSchema.nullish().transform((v) => v ?? null),
-    services: z.array(ContainerSchema).nullish().transform((v) => v ?? [])
+    services: z
+      .array(ContainerSchema)
+      .nullish()
+      .transform((v) => v ?? [])
   })
   .passthrough()
 export type PrepareJobArgs = z.infer<typeof PrepareJobArgsSchema>
 
 export const ScriptStepArgsSchema = z
   .object({
-    entryPointArgs: z.array(noNul.nullable().transform((v) => v ?? '')).nullish().transform((v) => v ?? []),
+    entryPointArgs: z
+      .array(noNul.nullable().transform((v) => v ?? ''))
+      .nullish()
+      .transform((v) => v ?? []),
     entryPoint: noNul.refine((s) => s !== '', 'must not be empty'),
     environmentVariables: EnvSchema,
     // array (newest first) or the legacy ':'-joined string of runners <= 2.293.0
@@ -106,11 +132,16 @@ export type Command = (typeof COMMANDS)[number]
 const EnvelopeSchema = z
   .object({
     command: z.enum(COMMANDS, {
-      errorMap: (_i, ctx) => ({ message: ctx.data === undefined ? 'missing' : `unknown command ${String(JSON.stringify(ctx.data)).slice(0, 80)}` })
+      errorMap: (_i, ctx) => ({
+        message: ctx.data === undefined ? 'missing' : `unknown command ${String(JSON.stringify(ctx.data)).slice(0, 80)}`
+      })
     }),
     responseFile: absLine,
     args: z.unknown(),
-    state: z.record(z.unknown()).nullish().transform((v) => v ?? null)
+    state: z
+      .record(z.unknown())
+      .nullish()
+      .transform((v) => v ?? null)
   })
   .passthrough()
 
@@ -142,7 +173,7 @@ export function describeIssues(err: z.ZodError, prefix = '', checked?: { schema:
 /** Parses the whole of stdin (one JSON object; a trailing newline is fine) into a typed input. */
 export function parseHookInput(text: string): HookInput {
   const trimmed = text.trim()
-  if (!trimmed) throw new InputError('no input on stdin: expected the runner\'s JSON hook request')
+  if (!trimmed) throw new InputError("no input on stdin: expected the runner's JSON hook request")
   let raw: unknown
   try {
     // hooklib keeps the last line; the runner sends one. Accept both.
@@ -205,7 +236,9 @@ export async function writeResponse(path: string, response: object): Promise<voi
   try {
     fh = await open(path, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW)
   } catch (e) {
-    throw new InputError(`responseFile: cannot open ${JSON.stringify(path)} for writing (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw new InputError(
+      `responseFile: cannot open ${JSON.stringify(path)} for writing (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
+    )
   }
   try {
     await fh.writeFile(JSON.stringify(response) + '\n')

@@ -150,7 +150,15 @@ export async function waitUntil<T>(probe: (attempt: number) => Promise<T | undef
         if (v === undefined) throw new NotYet('not yet')
         return v
       },
-      { ...opts, deadlineMs: opts.timeoutMs, retryable: transient, clock, startedAt: started, onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, lastError: p.lastError instanceof NotYet ? undefined : p.lastError })) }
+      {
+        ...opts,
+        deadlineMs: opts.timeoutMs,
+        retryable: transient,
+        clock,
+        startedAt: started,
+        onProgress:
+          opts.onProgress && ((p) => opts.onProgress!({ ...p, lastError: p.lastError instanceof NotYet ? undefined : p.lastError }))
+      }
     )
   } catch (e) {
     if (opts.signal?.aborted) throw e

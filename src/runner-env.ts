@@ -56,6 +56,12 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
     trackingId: env.RUNNER_TRACKING_ID,
     debug: env.RUNNER_DEBUG === '1',
     home: env.HOME,
-    github: { repository: env.GITHUB_REPOSITORY, workflow: env.GITHUB_WORKFLOW, runId: env.GITHUB_RUN_ID, runAttempt: env.GITHUB_RUN_ATTEMPT, job: env.GITHUB_JOB }
+    github: {
+      repository: env.GITHUB_REPOSITORY,
+      workflow: env.GITHUB_WORKFLOW,
+      runId: env.GITHUB_RUN_ID,
+      runAttempt: env.GITHUB_RUN_ATTEMPT,
+      job: env.GITHUB_JOB
+    }
   }
 }

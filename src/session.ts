@@ -96,7 +96,13 @@ function agentFailure(logFile: string, from: number, connect: ConnectInfo, secon
     // no log: the generic reason below
   }
   const tail = text.trim().split('\n').slice(-1)[0] ?? ''
-  return connectFailure(text) ?? new TransportError(tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${seconds} s`, tail ? 'agent' : 'timeout')
+  return (
+    connectFailure(text) ??
+    new TransportError(
+      tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${seconds} s`,
+      tail ? 'agent' : 'timeout'
+    )
+  )
 }
 
 /**
@@ -111,7 +117,12 @@ function forDocker(ctx: HookContext, remote: Remote, close = (): void => remote.
 }
 
 /** A Remote for the job's host: the agent when enabled, else a direct connection. */
-export async function openJobRemote(ctx: HookContext, connect: ConnectInfo, localDir: string, opts: { startAgent?: boolean } = {}): Promise<Remote> {
+export async function openJobRemote(
+  ctx: HookContext,
+  connect: ConnectInfo,
+  localDir: string,
+  opts: { startAgent?: boolean } = {}
+): Promise<Remote> {
   if (ctx.remote) return forDocker(ctx, ctx.remote, () => undefined)
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
   // Checked before its socket is used: a folder someone else made could hold their own "agent".
@@ -156,7 +167,10 @@ export async function directRemote(ctx: HookContext, connect: ConnectInfo): Prom
 export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: string): RsyncTransport {
   const ssh = tools().ssh
   if (ssh) return opensshTransport(ssh, connect)
-  if (!ctx.config.agent.enabled) throw new HookError(`ssh is not installed on the runner host and the agent is disabled: rsync has no transport (install OpenSSH's client or set tools.ssh)`)
+  if (!ctx.config.agent.enabled)
+    throw new HookError(
+      `ssh is not installed on the runner host and the agent is disabled: rsync has no transport (install OpenSSH's client or set tools.ssh)`
+    )
   return agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
 }
 
@@ -167,10 +181,20 @@ function providerEnv(ctx: HookContext, connect: ProviderEnv['connect'], discard:
 
 /** Direct connections, closed by whoever opened them (no job agent to stop). */
 const directEnv = (ctx: HookContext): ProviderEnv =>
-  providerEnv(ctx, (c) => directRemote(ctx, c), (_c, r) => Promise.resolve(r.close()))
+  providerEnv(
+    ctx,
+    (c) => directRemote(ctx, c),
+    (_c, r) => Promise.resolve(r.close())
+  )
 
 /** Gets a machine for a job from its provider, its connection going through the job's agent. */
-export function acquireMachine(ctx: HookContext, provider: VmProvider<Lease>, jobId: string, owner: string, localDir: string): Promise<Acquired<Lease>> {
+export function acquireMachine(
+  ctx: HookContext,
+  provider: VmProvider<Lease>,
+  jobId: string,
+  owner: string,
+  localDir: string
+): Promise<Acquired<Lease>> {
   return provider.acquire(
     { jobId, owner, localDir },
     providerEnv(
@@ -185,7 +209,13 @@ export function acquireMachine(ctx: HookContext, provider: VmProvider<Lease>, jo
 }
 
 /** Gives a job's machine back (`remote`: an open connection to it, when the provider needs one). */
-export async function releaseMachine(ctx: HookContext, provider: VmProvider<Lease>, lease: Lease, remote: Remote | null, jobId: string): Promise<void> {
+export async function releaseMachine(
+  ctx: HookContext,
+  provider: VmProvider<Lease>,
+  lease: Lease,
+  remote: Remote | null,
+  jobId: string
+): Promise<void> {
   if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
   return provider.release(lease, remote, jobId, directEnv(ctx))
 }

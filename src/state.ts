@@ -30,7 +30,13 @@ const connectShape = {
 /** The job's lease as stored: its connect fields beside the configured kind's own fields. */
 function storedHostSchema(kind: string) {
   const rules = leaseFields().find((k) => k.kind === kind)
-  return z.object({ kind: z.literal(kind, { errorMap: () => ({ message: `is not provider.kind (${kind})` }) }), ...connectShape, ...rules?.fields }).strict()
+  return z
+    .object({
+      kind: z.literal(kind, { errorMap: () => ({ message: `is not provider.kind (${kind})` }) }),
+      ...connectShape,
+      ...rules?.fields
+    })
+    .strict()
 }
 
 type Flat<L> = L extends { connect: ConnectInfo } ? Omit<L, 'connect'> & ConnectInfo : never
@@ -66,7 +72,10 @@ function stateSchema(kind: string) {
         .object({
           id: containerId,
           image: imageRef,
-          path: z.string().max(65536).refine((p) => !hasControl(p), 'must not contain control characters')
+          path: z
+            .string()
+            .max(65536)
+            .refine((p) => !hasControl(p), 'must not contain control characters')
         })
         .strict()
         .nullable(),
@@ -98,7 +107,13 @@ export interface StateFacts {
 
 /** What the runner's state is checked against, from the command's context. */
 export function stateFacts(ctx: HookContext): StateFacts {
-  return { config: ctx.config, runnerName: ctx.runner.runnerName, localRoot: ctx.localRoot, workDir: ctx.runner.workDir, workspace: ctx.runner.workspace }
+  return {
+    config: ctx.config,
+    runnerName: ctx.runner.runnerName,
+    localRoot: ctx.localRoot,
+    workDir: ctx.runner.workDir,
+    workspace: ctx.runner.workspace
+  }
 }
 
 /** Fields whose value is not one this hook could have written for this runner (field → problem). */
@@ -114,10 +129,12 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   s.pullRoots.forEach((r, i) => {
     if (r !== '_temp' && r !== repo) bad(`pullRoots.${i}`, 'is not _temp or the repository folder')
   })
-  if (s.externals && !new RegExp(`^${escapeRe(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote)) bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
+  if (s.externals && !new RegExp(`^${escapeRe(workRoot)}/externals/[0-9a-f]{16}$`).test(s.externals.remote))
+    bad('externals.remote', 'is not a versioned externals folder under remote.workRoot')
   if (s.network !== null && s.network !== `rch-${s.jobId}`) bad('network', "is not the job's network")
   const p = f.config.provider
-  for (const [field, why] of leaseRulesFor(p).issues(leaseOf(s.host), p, localDirOf(f.localRoot, s.owner, s.jobId))) bad(`host.${field}`, why)
+  for (const [field, why] of leaseRulesFor(p).issues(leaseOf(s.host), p, localDirOf(f.localRoot, s.owner, s.jobId)))
+    bad(`host.${field}`, why)
   return issues
 }
 
@@ -140,7 +157,15 @@ export function storedState(state: HookState): StoredState {
 }
 
 /** A job's state as soon as it has a machine; prepare_job fills in network and containers. */
-export function initialState(j: { jobId: string; owner: string; lease: Lease; jobRoot: string; hostWork: string; repoRel: string | null; localDir: string }): HookState {
+export function initialState(j: {
+  jobId: string
+  owner: string
+  lease: Lease
+  jobRoot: string
+  hostWork: string
+  repoRel: string | null
+  localDir: string
+}): HookState {
   const { lease } = j
   return {
     v: 2,

@@ -38,7 +38,8 @@ function refusal(path: string, folders: JobFolders): string | null {
   if (!isAbsolute(path)) return 'must be an absolute path'
   const dirs = [folders.workDir, folders.runnerTemp].flatMap((d) => [resolve(d), realOr(d)])
   const real = realOr(path)
-  for (const d of dirs) if (isUnder(resolve(path), d) || isUnder(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
+  for (const d of dirs)
+    if (isUnder(resolve(path), d) || isUnder(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
   try {
     accessSync(path, constants.X_OK)
     if (!statSync(path).isFile()) return `${path} is not a file`
@@ -99,6 +100,9 @@ export function tools(): Tools {
 /** The absolute path of a tool this command cannot do without. */
 export function requireTool(name: ToolName): string {
   const p = tools()[name]
-  if (!p) throw new HookError(`${name} is not installed on the runner host (looked in ${SYSTEM_PATH}; set tools.${name} in the configuration to its absolute path)`)
+  if (!p)
+    throw new HookError(
+      `${name} is not installed on the runner host (looked in ${SYSTEM_PATH}; set tools.${name} in the configuration to its absolute path)`
+    )
   return p
 }

@@ -78,7 +78,8 @@ export async function ensureImage(
   /** The step's or prepare_job's cancel, and images.pullTimeoutSeconds in ms. */
   limits: { signal?: AbortSignal; timeoutMs?: number } = {}
 ): Promise<'present' | 'pulled'> {
-  const present = (await run(remote, `docker image inspect --format . ${shq(image)}`, { signal: limits.signal, timeoutMs: limits.timeoutMs })).code === 0
+  const present =
+    (await run(remote, `docker image inspect --format . ${shq(image)}`, { signal: limits.signal, timeoutMs: limits.timeoutMs })).code === 0
   if (present && policy !== 'always') return 'present'
   if (!present && policy === 'never') {
     throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
@@ -114,7 +115,14 @@ export async function ensureImage(
   return 'pulled'
 }
 
-export async function buildImage(remote: Remote, tag: string, dockerfile: string, context: string, labels: string[], onLine: (l: string) => void): Promise<void> {
+export async function buildImage(
+  remote: Remote,
+  tag: string,
+  dockerfile: string,
+  context: string,
+  labels: string[],
+  onLine: (l: string) => void
+): Promise<void> {
   await check(remote, shjoin(['docker', 'build', '-q', ...labels, '-t', tag, '-f', dockerfile, context]), {
     label: `docker build ${dockerfile}`,
     onStderr: (c) => c.toString().split('\n').filter(Boolean).forEach(onLine)
@@ -129,7 +137,11 @@ export async function removeImage(remote: Remote, image: string): Promise<void> 
 /** What a failed container printed last: `lines` lines, and never more than LOG_BYTES whatever the VM sends. */
 export async function containerLogs(remote: Remote, id: string, lines = 100): Promise<string> {
   try {
-    const r = await run(remote, `docker logs --tail ${lines} ${shq(id)} 2>&1`, { collect: true, maxCollect: LOG_BYTES, label: 'docker logs' })
+    const r = await run(remote, `docker logs --tail ${lines} ${shq(id)} 2>&1`, {
+      collect: true,
+      maxCollect: LOG_BYTES,
+      label: 'docker logs'
+    })
     return r.stdout.toString('utf8')
   } catch (e) {
     if (e instanceof OutputLimitError) return `(the last ${lines} lines of its log are over ${LOG_BYTES} bytes: not shown)`

@@ -7,7 +7,11 @@ import { HookError, TransportError } from '../errors'
 import type { Remote } from '../remote/remote'
 
 export class EngineError extends HookError {
-  constructor(readonly status: number, what: string, message: string) {
+  constructor(
+    readonly status: number,
+    what: string,
+    message: string
+  ) {
     super(`docker ${what}: ${message || `HTTP ${status}`}`)
   }
 }
@@ -32,7 +36,10 @@ export const MAX_STREAM_FRAME = 16 * 1024 * 1024
 const MAX_ERROR_TEXT = 64 * 1024
 
 export class Engine {
-  constructor(private readonly remote: Remote, private readonly socketPath: string) {}
+  constructor(
+    private readonly remote: Remote,
+    private readonly socketPath: string
+  ) {}
 
   private open(method: string, path: string, headers: Record<string, string>, body?: Buffer) {
     return request({
@@ -41,7 +48,10 @@ export class Engine {
       host: 'docker',
       headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) },
       createConnection: ((_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-        this.remote.openSocket(this.socketPath).then((s) => cb(null, s), (e: Error) => cb(e))
+        this.remote.openSocket(this.socketPath).then(
+          (s) => cb(null, s),
+          (e: Error) => cb(e)
+        )
         return undefined
       }) as never
     })

@@ -54,7 +54,10 @@ export function validateEnvNames(env: Record<string, string>, field: string): vo
         `${field}.${k}: a ${/[\r\n]/.test(v) ? 'multi-line' : 'very long'} value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)`
       )
     }
-    if (Buffer.byteLength(`${k}=${v}`) > EXPORT_MAX) throw new InputError(`${field}.${k}: the value is longer than the ${EXPORT_MAX + 1} bytes the docker CLI can take for a job or service container`)
+    if (Buffer.byteLength(`${k}=${v}`) > EXPORT_MAX)
+      throw new InputError(
+        `${field}.${k}: the value is longer than the ${EXPORT_MAX + 1} bytes the docker CLI can take for a job or service container`
+      )
     if (v.includes('\0')) throw new InputError(`${field}.${k}: value contains a NUL byte`)
   }
 }

@@ -12,7 +12,8 @@ export const HEX16_GLOB = '[0-9a-f]'.repeat(16)
 
 /** `<owner>-<job id>`, both 16 hex digits. */
 export function jobFolderName(owner: string, jobId: string): string {
-  if (!HEX16.test(owner) || !HEX16.test(jobId)) throw new HookError(`not a job folder name: owner ${JSON.stringify(owner)}, job ${JSON.stringify(jobId)}`)
+  if (!HEX16.test(owner) || !HEX16.test(jobId))
+    throw new HookError(`not a job folder name: owner ${JSON.stringify(owner)}, job ${JSON.stringify(jobId)}`)
   return `${owner}-${jobId}`
 }
 

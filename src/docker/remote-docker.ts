@@ -30,7 +30,8 @@ const seg = encodeURIComponent
 function expectNames(values: string[], pattern: RegExp | ((s: string) => boolean), what: string): string[] {
   const ok = typeof pattern === 'function' ? pattern : (s: string) => pattern.test(s)
   const bad = values.find((v) => typeof v !== 'string' || !ok(v))
-  if (bad !== undefined) throw new UnexpectedAnswer(`docker listed ${what} with an unexpected name: ${JSON.stringify(String(bad).slice(0, 100))}`)
+  if (bad !== undefined)
+    throw new UnexpectedAnswer(`docker listed ${what} with an unexpected name: ${JSON.stringify(String(bad).slice(0, 100))}`)
   return values
 }
 
@@ -84,7 +85,11 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
     ...(Object.keys(volumes).length ? { Volumes: volumes } : {}),
     AttachStdout: true,
     AttachStderr: true,
-    HostConfig: { Binds: binds, ...(spec.network ? { NetworkMode: spec.network } : {}), ...(spec.ports.length ? { PortBindings: bindings } : {}) },
+    HostConfig: {
+      Binds: binds,
+      ...(spec.network ? { NetworkMode: spec.network } : {}),
+      ...(spec.ports.length ? { PortBindings: bindings } : {})
+    },
     ...(spec.network ? { NetworkingConfig: { EndpointsConfig: { [spec.network]: { Aliases: spec.aliases } } } } : {})
   }
 }
@@ -92,12 +97,20 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
 export class RemoteDocker {
   readonly engine: Engine
 
-  constructor(readonly remote: Remote, dockerSocket: string) {
+  constructor(
+    readonly remote: Remote,
+    dockerSocket: string
+  ) {
     this.engine = new Engine(remote, dockerSocket)
   }
 
   async createNetwork(name: string, labels: Record<string, string>): Promise<string> {
-    const { data } = await this.engine.call<{ Id: string }>('POST', '/networks/create', { Name: name, Labels: labels, CheckDuplicate: true }, `network create ${name}`)
+    const { data } = await this.engine.call<{ Id: string }>(
+      'POST',
+      '/networks/create',
+      { Name: name, Labels: labels, CheckDuplicate: true },
+      `network create ${name}`
+    )
     return data.Id
   }
 
@@ -145,8 +158,14 @@ export class RemoteDocker {
   async create(spec: CreateSpec, scratchDir: string): Promise<string> {
     const body = createBody(spec)
     if (!body) return createContainer(this.remote, spec, scratchDir)
-    const { data } = await this.engine.call<{ Id: string }>('POST', `/containers/create?name=${seg(spec.name)}`, body, `create ${spec.image}`)
-    if (typeof data?.Id !== 'string' || !CONTAINER_ID.test(data.Id)) throw new UnexpectedAnswer(`docker create ${spec.image} returned no container id`)
+    const { data } = await this.engine.call<{ Id: string }>(
+      'POST',
+      `/containers/create?name=${seg(spec.name)}`,
+      body,
+      `create ${spec.image}`
+    )
+    if (typeof data?.Id !== 'string' || !CONTAINER_ID.test(data.Id))
+      throw new UnexpectedAnswer(`docker create ${spec.image} returned no container id`)
     return data.Id
   }
 
@@ -166,18 +185,26 @@ export class RemoteDocker {
   async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<Counts> {
     const f = labelFilter(key, value)
     const e = this.engine
-    const containers = (await e.call<{ Id: string }[]>('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers')).data.map((c) => c.Id)
+    const containers = (
+      await e.call<{ Id: string }[]>('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers')
+    ).data.map((c) => c.Id)
     expectNames(containers, CONTAINER_ID, 'containers')
-    await Promise.all(containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone)))
+    await Promise.all(
+      containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
+    )
     // Listed after the containers are gone: a network or volume is removable only then.
     const [networks, volumes] = await Promise.all([
       e.call<{ Id: string }[]>('GET', `/networks?filters=${f}`, undefined, 'list networks').then((r) => r.data.map((n) => n.Id)),
-      e.call<{ Volumes: { Name: string }[] | null }>('GET', `/volumes?filters=${f}`, undefined, 'list volumes').then((r) => (r.data.Volumes ?? []).map((v) => v.Name))
+      e
+        .call<{ Volumes: { Name: string }[] | null }>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
+        .then((r) => (r.data.Volumes ?? []).map((v) => v.Name))
     ])
     expectNames(networks, CONTAINER_ID, 'networks')
     expectNames(volumes, isVolumeName, 'volumes')
     await Promise.all(networks.map((id) => e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network').catch(unlessGone)))
-    await Promise.all(volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone)))
+    await Promise.all(
+      volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone))
+    )
     return { containers: containers.length, networks: networks.length, volumes: volumes.length }
   }
 }

@@ -36,13 +36,23 @@ const EXTERNAL_NODES = ['/__e/node20/bin/node', '/__e/node24/bin/node', '/__e/no
 
 async function runAsRoot(engine: Engine, container: string, cmd: string[], limitMs: number): Promise<number | null> {
   try {
-    const { data } = await engine.call<{ Id: string }>('POST', `/containers/${container}/exec`, { User: '0', Cmd: cmd, AttachStdout: false, AttachStderr: false }, 'exec create (stop the step)')
+    const { data } = await engine.call<{ Id: string }>(
+      'POST',
+      `/containers/${container}/exec`,
+      { User: '0', Cmd: cmd, AttachStdout: false, AttachStderr: false },
+      'exec create (stop the step)'
+    )
     await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true }, 'exec start (stop the step)')
     // Still running at the limit counts as done: the stop script ends itself after its last KILL.
     const stillRunning = new Error('still running')
     return await waitUntil(
       async () => {
-        const { data: info } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${data.Id}/json`, undefined, 'exec inspect (stop the step)')
+        const { data: info } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
+          'GET',
+          `/exec/${data.Id}/json`,
+          undefined,
+          'exec inspect (stop the step)'
+        )
         return info.Running ? undefined : info.ExitCode
       },
       { timeoutMs: limitMs, minDelayMs: 20, maxDelayMs: 200, jitter: false, onTimeout: () => stillRunning }

@@ -29,10 +29,22 @@ function envList(env: Record<string, string>): string[] {
 function exitOfExec(engine: Engine, execId: string): Promise<number> {
   return waitUntil(
     async () => {
-      const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>('GET', `/exec/${execId}/json`, undefined, 'exec inspect')
+      const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
+        'GET',
+        `/exec/${execId}/json`,
+        undefined,
+        'exec inspect'
+      )
       return !data.Running && data.ExitCode !== null ? data.ExitCode : undefined
     },
-    { attempts: 50, minDelayMs: 20, factor: 1.2, maxDelayMs: 500, jitter: false, onTimeout: () => new TransportError("the step's output ended but docker still reports it running") }
+    {
+      attempts: 50,
+      minDelayMs: 20,
+      factor: 1.2,
+      maxDelayMs: 500,
+      jitter: false,
+      onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
+    }
   )
 }
 
@@ -41,7 +53,15 @@ export async function createExec(engine: Engine, spec: ExecSpec): Promise<string
   const { data } = await engine.call<{ Id: string }>(
     'POST',
     `/containers/${spec.container}/exec`,
-    { AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false, Cmd: spec.cmd, Env: envList({ ...spec.env, [STEP_MARKER]: markerOf(spec) }), WorkingDir: spec.workdir },
+    {
+      AttachStdin: false,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      Cmd: spec.cmd,
+      Env: envList({ ...spec.env, [STEP_MARKER]: markerOf(spec) }),
+      WorkingDir: spec.workdir
+    },
     'exec create'
   )
   return data.Id
@@ -104,7 +124,12 @@ export interface RunSpec {
 }
 
 /** Runs a container action to completion and removes it. */
-export async function runContainer(engine: Engine, spec: RunSpec, out: Output, signal: AbortSignal): Promise<{ exitCode: number; cancelled: boolean }> {
+export async function runContainer(
+  engine: Engine,
+  spec: RunSpec,
+  out: Output,
+  signal: AbortSignal
+): Promise<{ exitCode: number; cancelled: boolean }> {
   const body: Record<string, unknown> = {
     Image: spec.image,
     Env: envList(spec.env),
@@ -117,7 +142,12 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
   }
   if (spec.cmd.length) body.Cmd = spec.cmd
   if (spec.entrypoint) body.Entrypoint = [spec.entrypoint]
-  const { data } = await engine.call<{ Id: string }>('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, body, 'container create')
+  const { data } = await engine.call<{ Id: string }>(
+    'POST',
+    `/containers/create?name=${encodeURIComponent(spec.name)}`,
+    body,
+    'container create'
+  )
   const id = data.Id
   let cancelled = false
   const listener = (): void => {

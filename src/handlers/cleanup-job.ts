@@ -49,7 +49,9 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
         `timeouts.cleanupSeconds: cleaning up ${state.host.host}:${state.host.port} took longer than ${secs} s and was stopped (the next prepare_job of this runner there removes what is left)`
       )
       try {
-        const removed = describeCounts(await new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket).removeOwned(LABEL_JOB, state.jobId))
+        const removed = describeCounts(
+          await new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket).removeOwned(LABEL_JOB, state.jobId)
+        )
         await removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
         log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
       } finally {
@@ -87,8 +89,14 @@ async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Prom
     local = await removeLocalLeftovers(ctx, owner)
   }
   const done = [...tidied, ...(report.released.length ? [`released ${report.released.join(', ')}`] : [])]
-  ctx.log.progress(`cleaned up this runner's leftovers: ${done.join('; ') || 'nothing found'}${local ? `; ${local} local job folders` : ''}`)
-  if (report.unreachable.length) throw new TransportError(`cleanup_job could not clean up every host: ${report.unreachable.map((u) => `${u.machine}: ${u.reason}`).join('; ')}`, 'network')
+  ctx.log.progress(
+    `cleaned up this runner's leftovers: ${done.join('; ') || 'nothing found'}${local ? `; ${local} local job folders` : ''}`
+  )
+  if (report.unreachable.length)
+    throw new TransportError(
+      `cleanup_job could not clean up every host: ${report.unreachable.map((u) => `${u.machine}: ${u.reason}`).join('; ')}`,
+      'network'
+    )
 }
 
 /**
@@ -96,11 +104,20 @@ async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Prom
  * names are listed from inside the jobs folder and must match the pattern: a listing is never taken
  * as a path to remove.
  */
-export async function removeOwnedLeftovers(remote: Remote, workRoot: string, dockerSocket: string, owner: string): Promise<{ removed: string; jobFolders: number }> {
+export async function removeOwnedLeftovers(
+  remote: Remote,
+  workRoot: string,
+  dockerSocket: string,
+  owner: string
+): Promise<{ removed: string; jobFolders: number }> {
   const removed = describeCounts(await new RemoteDocker(remote, dockerSocket).removeOwned(LABEL_OWNER, owner))
   const label = "list this runner's job folders"
   const names = expectEach(
-    await ask(remote, `cd ${shq(workRoot)}/jobs 2>/dev/null || exit 0; for d in ${owner}-${HEX16_GLOB}; do [ -e "$d" ] || [ -L "$d" ] || continue; ${record('"$d"')}; done`, { label }),
+    await ask(
+      remote,
+      `cd ${shq(workRoot)}/jobs 2>/dev/null || exit 0; for d in ${owner}-${HEX16_GLOB}; do [ -e "$d" ] || [ -L "$d" ] || continue; ${record('"$d"')}; done`,
+      { label }
+    ),
     new RegExp(`^${owner}-[0-9a-f]{16}$`),
     label
   )

@@ -73,7 +73,15 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
 
   // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
   const inflight = new InFlight(ctx.signal)
-  const run: Run = { ctx, plan, containers: containersOf(plan), localDir: jobLocalDir(ctx, owner, plan.jobId), undo: new Undo(), step: (w) => inflight.track(w), time: new Timings() }
+  const run: Run = {
+    ctx,
+    plan,
+    containers: containersOf(plan),
+    localDir: jobLocalDir(ctx, owner, plan.jobId),
+    undo: new Undo(),
+    step: (w) => inflight.track(w),
+    time: new Timings()
+  }
   let remote: Remote | null = null
   try {
     // The step log folds each part; what failed stays readable after its fold (the error line comes last).
@@ -85,7 +93,11 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     run.time.mark('lease')
     const copied = await log.group("Copying the job's files", () => folderAndCopy(run, host))
     const docked = await log.group('Images', () => images(run, host, copied.docking))
-    const starting = plan.services.length ? (plan.job ? 'Starting the services and the job container' : 'Starting the services') : 'Starting the job container'
+    const starting = plan.services.length
+      ? plan.job
+        ? 'Starting the services and the job container'
+        : 'Starting the services'
+      : 'Starting the job container'
     const ready = await log.group(starting, () => startAll(run, host, docked.created))
     await run.step(copied.base)
     run.time.mark('base listing')
@@ -117,10 +129,19 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
   pruned.catch(() => undefined)
   const jobEarly = startsEarly(plan)
-  const folder = await step(makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote }))
+  const folder = await step(
+    makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote })
+  )
   run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
   time.mark('folder')
-  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, jobId: plan.jobId, roots: plan.copyRoots, externals: plan.externals, externalsPresent: folder.externalsPresent })
+  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, {
+    hostWork: plan.layout.hostWork,
+    jobRoot: plan.jobRoot,
+    jobId: plan.jobId,
+    roots: plan.copyRoots,
+    externals: plan.externals,
+    externalsPresent: folder.externalsPresent
+  })
   const copying = step(copy.copied)
   copying.catch(() => undefined)
   const leftovers = await pruned
@@ -130,11 +151,16 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   docking.catch(() => undefined)
   const copied = await copying
   time.mark('copy')
-  ctx.log.progress(`copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (externals ${copied.externals})`)
+  ctx.log.progress(
+    `copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (externals ${copied.externals})`
+  )
   // The sync base (both sides' listings) only has to be recorded before the first step, so it is
   // made alongside the rest. The local side is read after the copy, not during it (that cost the
   // copy CPU): nothing writes the runner's files while prepare_job runs, the runner waits for it.
-  const base = recordBase(syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir: run.localDir }, r), copied.roots)
+  const base = recordBase(
+    syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir: run.localDir }, r),
+    copied.roots
+  )
   base.catch(() => undefined)
   return { base, docking }
 }
@@ -146,20 +172,34 @@ async function images(run: Run, host: Host, docking: ReturnType<typeof dockerPar
   const t = Date.now()
   for (const c of containers) if (c.registry?.password) ctx.log.addSecret(c.registry.password)
   const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
-  const how = await step(Promise.all(
-    containers.map(async (c, i) => {
-      const h = await host.docker.ensureImage(c.image, ctx.config.images.pullPolicy, c.registry, `${plan.jobRoot}/docker-config-${i}`, (l) => ctx.log.debug(l), limits, d.present[i])
-      if (h === 'pulled') ctx.log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
-      return h
-    })
-  ))
+  const how = await step(
+    Promise.all(
+      containers.map(async (c, i) => {
+        const h = await host.docker.ensureImage(
+          c.image,
+          ctx.config.images.pullPolicy,
+          c.registry,
+          `${plan.jobRoot}/docker-config-${i}`,
+          (l) => ctx.log.debug(l),
+          limits,
+          d.present[i]
+        )
+        if (h === 'pulled') ctx.log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+        return h
+      })
+    )
+  )
   ctx.log.progress(`images: ${containers.map((c, i) => `${c.image} (${how[i]})`).join(', ')}`)
   run.time.mark('network, volumes, images')
   return d
 }
 
 /** Creates what is not created yet, starts what is not started (services first), and waits for health. */
-async function startAll(run: Run, host: Host, early: Created | null): Promise<{ ids: string[]; infos: Map<string, Inspect>; isAlpine: boolean | undefined }> {
+async function startAll(
+  run: Run,
+  host: Host,
+  early: Created | null
+): Promise<{ ids: string[]; infos: Map<string, Inspect>; isAlpine: boolean | undefined }> {
   const { ctx, plan, containers, step, time } = run
   const created = await step(early ?? createAll(host.docker, plan, containers, null))
   const ids = created.map((c) => c.id)
@@ -192,10 +232,14 @@ async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: 
  * The network and named volumes, and which images are present; then, if none needs pulling, the
  * containers' creation too (in start order).
  */
-async function dockerParts(run: Run, docker: RemoteDocker, jobGate: Promise<unknown> | null): Promise<{ present: boolean[]; created: Created | null }> {
+async function dockerParts(
+  run: Run,
+  docker: RemoteDocker,
+  jobGate: Promise<unknown> | null
+): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
   // One entry for all of it: everything the job creates carries the owner label.
-  run.undo.push('remove the job\'s containers, network and volumes', async () => {
+  run.undo.push("remove the job's containers, network and volumes", async () => {
     const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
     ctx.log.debug(`undo removed ${describeCounts(removed)}`)
   })
@@ -205,7 +249,8 @@ async function dockerParts(run: Run, docker: RemoteDocker, jobGate: Promise<unkn
     allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
-  const created = ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
+  const created =
+    ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
   created?.catch(() => undefined)
   return { present, created }
 }

@@ -45,15 +45,28 @@ interface StepPlan {
 
 /** Every mount and the Dockerfile mapped to remote paths: done before anything is started. */
 function planStep(args: ContainerArgs, layout: Layout): StepPlan {
-  const bind = (kind: 'user' | 'system') => (m: Mount, i: number): string => {
-    const src = m.sourceVolumePath ? (m.sourceVolumePath.startsWith('/') ? remotePath(layout, m.sourceVolumePath, `args.${kind}MountVolumes.${i}.sourceVolumePath`) : m.sourceVolumePath) : null
-    return (src ? `${src}:` : '') + m.targetVolumePath + (m.readOnly ? ':ro' : '')
-  }
+  const bind =
+    (kind: 'user' | 'system') =>
+    (m: Mount, i: number): string => {
+      const src = m.sourceVolumePath
+        ? m.sourceVolumePath.startsWith('/')
+          ? remotePath(layout, m.sourceVolumePath, `args.${kind}MountVolumes.${i}.sourceVolumePath`)
+          : m.sourceVolumePath
+        : null
+      return (src ? `${src}:` : '') + m.targetVolumePath + (m.readOnly ? ':ro' : '')
+    }
   const binds = [...args.userMountVolumes.map(bind('user')), ...args.systemMountVolumes.map(bind('system'))]
   return { binds, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
 }
 
-async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remote: Remote, ctx: HookContext, pushRoots: string[]): Promise<HandlerResult> {
+async function runIn(
+  args: ContainerArgs,
+  plan: StepPlan,
+  state: HookState,
+  remote: Remote,
+  ctx: HookContext,
+  pushRoots: string[]
+): Promise<HandlerResult> {
   const target = syncTarget(ctx, state, remote)
   const docker = new RemoteDocker(remote, ctx.config.remote.dockerSocket)
   // The image's presence is looked up (Engine API) while the push runs.
@@ -66,10 +79,20 @@ async function runIn(args: ContainerArgs, plan: StepPlan, state: HookState, remo
     const dockerfile = plan.dockerfile!
     image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
     ctx.log.progress(`building ${args.dockerfile}`)
-    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) => ctx.log.debug(l))
+    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) =>
+      ctx.log.debug(l)
+    )
   } else {
     const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
-    const how = await docker.ensureImage(image, ctx.config.images.pullPolicy, args.registry, `${state.jobRoot}/docker-config-step`, (l) => ctx.log.debug(l), limits, await present)
+    const how = await docker.ensureImage(
+      image,
+      ctx.config.images.pullPolicy,
+      args.registry,
+      `${state.jobRoot}/docker-config-step`,
+      (l) => ctx.log.debug(l),
+      limits,
+      await present
+    )
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
@@ -114,12 +137,23 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   try {
     await makeJobFolder(remote, config.remote.workRoot, jobRoot)
-    const copied = await copyUp(ctx, remote, lease.connect, localDir, { hostWork, jobRoot, jobId, roots: firstCopyRoots(repoRel, config.sync.toolCache), externals: null })
+    const copied = await copyUp(ctx, remote, lease.connect, localDir, {
+      hostWork,
+      jobRoot,
+      jobId,
+      roots: firstCopyRoots(repoRel, config.sync.toolCache),
+      externals: null
+    })
     if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } finally {
-    if (!provider.releaseDestroys) await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) => ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`))
-    await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) => ctx.log.warn(`could not release the host: ${(e as Error).message}`))
+    if (!provider.releaseDestroys)
+      await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) =>
+        ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
+      )
+    await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) =>
+      ctx.log.warn(`could not release the host: ${(e as Error).message}`)
+    )
     remote.close()
     await stopAgent(localDir, lease.connect)
     rmSync(localDir, { recursive: true, force: true })

@@ -12,7 +12,8 @@ import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 
 export async function runScriptStep(args: ScriptStepArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
-  if (!state?.container) throw new InputError('state: run_script_step needs the job container from prepare_job (state is missing or has no container)')
+  if (!state?.container)
+    throw new InputError('state: run_script_step needs the job container from prepare_job (state is missing or has no container)')
   const t0 = Date.now()
   const remote = await openJobRemote(ctx, state.host, state.localDir)
   const tConnect = Date.now()
@@ -21,12 +22,18 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     const env = { ...args.environmentVariables }
     env.PATH = [...args.prependPath, state.container.path].filter(Boolean).join(':')
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
-    const spec = { container: state.container.id, cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)], env, workdir: args.workingDirectory }
+    const spec = {
+      container: state.container.id,
+      cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)],
+      env,
+      workdir: args.workingDirectory
+    }
     // The exec is created while the files go up; it starts only once they are there.
     const created = createExec(engine, spec)
     created.catch(() => undefined)
     const up = await push(target, PUSH_ROOTS)
-    if (up.bytes > 1048576) ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
+    if (up.bytes > 1048576)
+      ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
     // The pull-back starts as soon as the output ends, alongside the call for the exit status.
     let pulling: ReturnType<typeof pull> | null = null
     let tExec = 0
@@ -35,11 +42,22 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
       pulling = pull(target, state.pullRoots)
       pulling.catch(() => undefined)
     }
-    const res = await execStep(remote, engine, spec, outputTo(ctx.stdout, ctx.stderr), ctx.signal, ctx.config.timeouts.cancelGraceSeconds * 1000, created, startPull)
+    const res = await execStep(
+      remote,
+      engine,
+      spec,
+      outputTo(ctx.stdout, ctx.stderr),
+      ctx.signal,
+      ctx.config.timeouts.cancelGraceSeconds * 1000,
+      created,
+      startPull
+    )
     if (res.cancelled) throw Cancelled.by(ctx.signal)
     if (!pulling) startPull()
     const down = await pulling!
-    ctx.log.debug(`timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms; sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`)
+    ctx.log.debug(
+      `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms; sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`
+    )
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
     return { exitCode: res.exitCode }
   } finally {

@@ -29,19 +29,27 @@ export async function makeJobFolder(
   const label = 'create the job folder'
   const { pruneOwner, dirs = [], externals } = opts
   // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
-  const prune = pruneOwner ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; ` : ''
-  for (const d of dirs) if (!d.startsWith(`${jobRoot}/w/`) || d.split('/').includes('..')) throw new HookError(`not a folder of the job's copy: ${JSON.stringify(d)}`)
+  const prune = pruneOwner
+    ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; `
+    : ''
+  for (const d of dirs)
+    if (!d.startsWith(`${jobRoot}/w/`) || d.split('/').includes('..'))
+      throw new HookError(`not a folder of the job's copy: ${JSON.stringify(d)}`)
   // Made as docker would make a missing bind source, but owned by the SSH user, so the copy can fill them.
   const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${dirs.map(shq).join(' ')})` : ''
-  const ext = externals ? `; if [ -f ${shq(externals)}/.rch-complete ]; then ${record('externals')}; else ${record('no-externals')}; fi` : ''
+  const ext = externals
+    ? `; if [ -f ${shq(externals)}/.rch-complete ]; then ${record('externals')}; else ${record('no-externals')}; fi`
+    : ''
   const answer = await ask(
     remote,
     `${prune}${createJobFolderScript(workRoot, jobRoot)}${mkdirs} || exit 1; if command -v rsync >/dev/null; then ${record('rsync')}; else ${record('no-rsync')}; fi${ext}`,
     { label, silentShell: true }
   )
   const [rsync, extAnswer, ...rest] = answer
-  if (rest.length || (externals ? !extAnswer : extAnswer !== undefined)) throw new UnexpectedAnswer(`${label}: expected ${externals ? 2 : 1} answers from the remote, got ${answer.length}`)
-  if (expectEach([rsync], /^(no-)?rsync$/, label)[0] !== 'rsync') throw new HookError('rsync is not installed on the remote host (it is needed to sync the job\'s files)')
+  if (rest.length || (externals ? !extAnswer : extAnswer !== undefined))
+    throw new UnexpectedAnswer(`${label}: expected ${externals ? 2 : 1} answers from the remote, got ${answer.length}`)
+  if (expectEach([rsync], /^(no-)?rsync$/, label)[0] !== 'rsync')
+    throw new HookError("rsync is not installed on the remote host (it is needed to sync the job's files)")
   return { externalsPresent: externals ? expectEach([extAnswer], /^(no-)?externals$/, label)[0] === 'externals' : null }
 }
 
@@ -73,15 +81,26 @@ export interface Copied {
 }
 
 /** Starts the copy: the job's roots and the externals, in parallel; `externals` settles when the latter are in place. */
-export function startCopy(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): { externals: Promise<Copied['externals']>; copied: Promise<Copied> } {
+export function startCopy(
+  ctx: HookContext,
+  remote: Remote,
+  connect: ConnectInfo,
+  localDir: string,
+  spec: CopySpec
+): { externals: Promise<Copied['externals']>; copied: Promise<Copied> } {
   const t = Date.now()
   const roots = existingRoots(spec.hostWork, spec.roots)
   const transport = bulkTransport(ctx, connect, localDir)
-  const work = roots.length ? rsyncUp(transport, spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal) : Promise.resolve({ files: 0, bytes: 0 })
+  const work = roots.length
+    ? rsyncUp(transport, spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
+    : Promise.resolve({ files: 0, bytes: 0 })
   const externals = (async (): Promise<Copied['externals']> => {
     if (!spec.externals) return 'none'
     const dest = spec.externals.remote
-    const have = spec.externalsPresent ?? (await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })).join() === 'yes'
+    const have =
+      spec.externalsPresent ??
+      (await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })).join() ===
+        'yes'
     if (have) return 'reused'
     const tmp = `${dest}.tmp-${spec.jobId}`
     // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
@@ -89,7 +108,9 @@ export function startCopy(ctx: HookContext, remote: Remote, connect: ConnectInfo
     await check(remote, `umask 022 && mkdir -p ${shq(tmp)}`)
     try {
       await rsyncUp(transport, spec.externals.host, ['.'], tmp, [], ctx.signal, 'shared')
-      await check(remote, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, { label: 'install externals' })
+      await check(remote, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, {
+        label: 'install externals'
+      })
     } catch (e) {
       await run(remote, `rm -rf ${shq(tmp)}`).catch(() => undefined)
       throw e
@@ -97,7 +118,13 @@ export function startCopy(ctx: HookContext, remote: Remote, connect: ConnectInfo
     return 'copied'
   })()
   externals.catch(() => undefined)
-  const copied = Promise.all([work, externals]).then(([w, e]) => ({ files: w.files, bytes: w.bytes, externals: e, roots, ms: Date.now() - t }))
+  const copied = Promise.all([work, externals]).then(([w, e]) => ({
+    files: w.files,
+    bytes: w.bytes,
+    externals: e,
+    roots,
+    ms: Date.now() - t
+  }))
   return { externals, copied }
 }
 

@@ -15,7 +15,12 @@ export interface Started {
 
 class NotHealthyInTime extends HookError {}
 
-export async function waitHealthy(ctx: Pick<HookContext, 'config' | 'log' | 'signal'>, docker: RemoteDocker, containers: Started[], clock?: Clock): Promise<Map<string, Inspect>> {
+export async function waitHealthy(
+  ctx: Pick<HookContext, 'config' | 'log' | 'signal'>,
+  docker: RemoteDocker,
+  containers: Started[],
+  clock?: Clock
+): Promise<Map<string, Inspect>> {
   const ready = new Map<string, Inspect>()
   const pending = new Set(containers)
   const names = (): string => [...pending].map((p) => p.what).join(', ')

@@ -95,18 +95,20 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
   const workBinds: { host: string; remote: string }[] = []
   let bindsExternals = false
   const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
-  const toSpec = (kind: 'user' | 'system') => (m: Mount, i: number): MountSpec => {
-    const src = m.sourceVolumePath
-    if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
-    if (!src.startsWith('/')) {
-      named.add(src)
-      return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
+  const toSpec =
+    (kind: 'user' | 'system') =>
+    (m: Mount, i: number): MountSpec => {
+      const src = m.sourceVolumePath
+      if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
+      if (!src.startsWith('/')) {
+        named.add(src)
+        return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
+      }
+      const remote = remotePath(layout, src, `${field}.${kind}MountVolumes.${i}.sourceVolumePath`)
+      if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
+      if (under(remote, layout.remoteExternals)) bindsExternals = true
+      return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly }
     }
-    const remote = remotePath(layout, src, `${field}.${kind}MountVolumes.${i}.sourceVolumePath`)
-    if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
-    if (under(remote, layout.remoteExternals)) bindsExternals = true
-    return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly }
-  }
   const mounts = [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]
   return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }
 }
@@ -116,7 +118,10 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   if (!args.container && args.services.length === 0) return null
   const { hostWork, workRoot, owner, jobId } = facts
 
-  const all: [ContainerArgs, string][] = [...(args.container ? [[args.container, 'args.container'] as [ContainerArgs, string]] : []), ...args.services.map((s, i): [ContainerArgs, string] => [s, `args.services.${i}`])]
+  const all: [ContainerArgs, string][] = [
+    ...(args.container ? [[args.container, 'args.container'] as [ContainerArgs, string]] : []),
+    ...args.services.map((s, i): [ContainerArgs, string] => [s, `args.services.${i}`])
+  ]
   const options = new Map<ContainerArgs, string[]>()
   for (const [c, field] of all) {
     if (!c.image) throw new InputError(`${field}.image: missing (a Dockerfile is not supported for job or service containers)`)
@@ -128,17 +133,22 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const workIndex = sys.findIndex((m) => m.targetVolumePath === '/__w')
   // Only the runner's own `_work` is ever copied up and written back into.
   if (workIndex >= 0 && sys[workIndex].sourceVolumePath !== hostWork) {
-    throw new InputError(`args.container.systemMountVolumes.${workIndex}.sourceVolumePath: the /__w mount must be the runner's work folder ${hostWork}`)
+    throw new InputError(
+      `args.container.systemMountVolumes.${workIndex}.sourceVolumePath: the /__w mount must be the runner's work folder ${hostWork}`
+    )
   }
   const extIndex = sys.findIndex((m) => m.targetVolumePath === '/__e')
   const hostExternals = extIndex >= 0 ? sys[extIndex].sourceVolumePath : null
   if (hostExternals !== null && (!isNormalAbsolute(hostExternals) || hostExternals === '/')) {
-    throw new InputError(`args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`)
+    throw new InputError(
+      `args.container.systemMountVolumes.${extIndex}.sourceVolumePath: the /__e mount must be a normalised absolute folder other than /`
+    )
   }
   const repoRel = repoRootOf(hostWork, facts.workspace)
   const jobRoot = jobFolder(workRoot, owner, jobId)
   const extVersion = hostExternals ? facts.externalsVersion(hostExternals) : null
-  if (extVersion !== null && !/^[0-9a-f]{16}$/.test(extVersion)) throw new HookError(`externals version ${JSON.stringify(extVersion)} is not 16 hex digits`)
+  if (extVersion !== null && !/^[0-9a-f]{16}$/.test(extVersion))
+    throw new HookError(`externals version ${JSON.stringify(extVersion)} is not 16 hex digits`)
   const layout: Layout = {
     hostWork,
     remoteWork: `${jobRoot}/w`,
@@ -150,7 +160,12 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const network = `rch-${jobId}`
   const labelFlags = labelArgs(owner, jobId, facts.runnerName)
   const named = new Set<string>()
-  const spec = (c: ContainerArgs, field: string, name: string, over: Partial<CreateSpec>): Omit<Mounted, 'mounts'> & { spec: CreateSpec } => {
+  const spec = (
+    c: ContainerArgs,
+    field: string,
+    name: string,
+    over: Partial<CreateSpec>
+  ): Omit<Mounted, 'mounts'> & { spec: CreateSpec } => {
     const { mounts, ...m } = mountsOf(c, field, layout, named)
     return {
       ...m,
@@ -192,7 +207,15 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const services = args.services.map((s, i): ContainerPlan => {
     const al = [...aliases[i], ...(s.contextName ? [s.contextName] : [])]
     const field = `args.services.${i}`
-    return { role: 'service', what: al[0], idle: false, image: s.image!, registry: s.registry, field, ...spec(s, field, `rch-${jobId}-${al[0]}`, { aliases: al }) }
+    return {
+      role: 'service',
+      what: al[0],
+      idle: false,
+      image: s.image!,
+      registry: s.registry,
+      field,
+      ...spec(s, field, `rch-${jobId}-${al[0]}`, { aliases: al })
+    }
   })
   return {
     jobId,

@@ -10,10 +10,30 @@ import type { JobPlan } from './plan'
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 /** `ids` and `infos` are the created containers in start order (services, then the job container). */
-export function buildResponse(plan: JobPlan, lease: Lease, localDir: string, ids: string[], infos: Map<string, Inspect>, isAlpine: boolean | undefined): PrepareJobResponse {
-  const services: ServiceContext[] = plan.services.map((s, i) => ({ id: ids[i], image: s.image, network: plan.network, ports: portMap(infos.get(ids[i])!) }))
+export function buildResponse(
+  plan: JobPlan,
+  lease: Lease,
+  localDir: string,
+  ids: string[],
+  infos: Map<string, Inspect>,
+  isAlpine: boolean | undefined
+): PrepareJobResponse {
+  const services: ServiceContext[] = plan.services.map((s, i) => ({
+    id: ids[i],
+    image: s.image,
+    network: plan.network,
+    ports: portMap(infos.get(ids[i])!)
+  }))
   const state: HookState = {
-    ...initialState({ jobId: plan.jobId, owner: plan.owner, lease, jobRoot: plan.jobRoot, hostWork: plan.layout.hostWork, repoRel: plan.repoRel, localDir }),
+    ...initialState({
+      jobId: plan.jobId,
+      owner: plan.owner,
+      lease,
+      jobRoot: plan.jobRoot,
+      hostWork: plan.layout.hostWork,
+      repoRel: plan.repoRel,
+      localDir
+    }),
     externals: plan.externals,
     network: plan.network,
     services: plan.services.map((s, i) => ({ id: ids[i], image: s.image })),

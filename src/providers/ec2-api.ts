@@ -20,7 +20,14 @@ export async function ec2Client(cfg: Ec2Config): Promise<{ sdk: Ec2Sdk; client: 
 }
 
 const THROTTLING = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestThrottled'])
-const SERVER = new Set(['InternalError', 'InternalFailure', 'ServiceUnavailable', 'Unavailable', 'RequestTimeout', 'RequestTimeoutException'])
+const SERVER = new Set([
+  'InternalError',
+  'InternalFailure',
+  'ServiceUnavailable',
+  'Unavailable',
+  'RequestTimeout',
+  'RequestTimeoutException'
+])
 const CAPACITY = new Set([
   'InsufficientInstanceCapacity',
   'InsufficientHostCapacity',

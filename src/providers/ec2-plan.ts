@@ -21,7 +21,8 @@ export function launchPlan(cfg: Pick<Ec2Config, 'market' | 'instanceTypes' | 'su
   const types = cfg.instanceTypes.length ? cfg.instanceTypes : [null]
   const subnets = cfg.subnetIds.length ? cfg.subnetIds : [null]
   const out: Attempt[] = []
-  for (const market of markets) for (const instanceType of types) for (const subnetId of subnets) out.push({ market, instanceType, subnetId })
+  for (const market of markets)
+    for (const instanceType of types) for (const subnetId of subnets) out.push({ market, instanceType, subnetId })
   return out
 }
 
@@ -72,7 +73,12 @@ export interface LaunchBasis {
 }
 
 /** The RunInstances request for one attempt. Tags go on at creation: nothing is ever untagged. */
-export function runInstancesInput(cfg: Ec2Config, at: Attempt, b: LaunchBasis, x: { token: string; userData: string; tags: Ec2.Tag[] }): Ec2.RunInstancesCommandInput {
+export function runInstancesInput(
+  cfg: Ec2Config,
+  at: Attempt,
+  b: LaunchBasis,
+  x: { token: string; userData: string; tags: Ec2.Tag[] }
+): Ec2.RunInstancesCommandInput {
   const t = cfg.launchTemplate
   const size = cfg.rootVolume.sizeGiB ?? b.rootSizeGiB
   return {
@@ -89,9 +95,28 @@ export function runInstancesInput(cfg: Ec2Config, at: Attempt, b: LaunchBasis, x
     ...(at.subnetId ? { SubnetId: at.subnetId } : {}),
     ...(cfg.securityGroupIds.length ? { SecurityGroupIds: cfg.securityGroupIds } : {}),
     ...(b.rootDevice
-      ? { BlockDeviceMappings: [{ DeviceName: b.rootDevice, Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: cfg.rootVolume.type as Ec2.VolumeType, ...(size ? { VolumeSize: size } : {}) } }] }
+      ? {
+          BlockDeviceMappings: [
+            {
+              DeviceName: b.rootDevice,
+              Ebs: {
+                Encrypted: true,
+                DeleteOnTermination: true,
+                VolumeType: cfg.rootVolume.type as Ec2.VolumeType,
+                ...(size ? { VolumeSize: size } : {})
+              }
+            }
+          ]
+        }
       : {}),
-    ...(at.market === 'spot' ? { InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } } } : {})
+    ...(at.market === 'spot'
+      ? {
+          InstanceMarketOptions: {
+            MarketType: 'spot',
+            SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' }
+          }
+        }
+      : {})
   }
 }
 

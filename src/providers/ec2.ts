@@ -15,7 +15,17 @@ import { run, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
 import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, type Ec2Sdk } from './ec2-api'
-import { addressOf, describeAttempt, knownHostsName, launchPlan, runInstancesInput, tagsFor, TAG_OWNER, TAG_RUNNER_HOST, type LaunchBasis } from './ec2-plan'
+import {
+  addressOf,
+  describeAttempt,
+  knownHostsName,
+  launchPlan,
+  runInstancesInput,
+  tagsFor,
+  TAG_OWNER,
+  TAG_RUNNER_HOST,
+  type LaunchBasis
+} from './ec2-plan'
 import { ed25519KeyPair } from './keys'
 import { readyMarker, userDataScript } from './user-data'
 
@@ -35,9 +45,14 @@ const TERMINAL = new Set(['terminated', 'shutting-down', 'stopped', 'stopping'])
  * The signal that ends a terminate: its deadline, or a short grace once `cancel` fires. Cancel never
  * stops it outright. `done` drops the listener on the job's signal.
  */
-export function terminateSignal(cancel: AbortSignal, deadlineMs = TERMINATE_DEADLINE_MS, graceMs = TERMINATE_AFTER_CANCEL_MS): { signal: AbortSignal; done: () => void } {
+export function terminateSignal(
+  cancel: AbortSignal,
+  deadlineMs = TERMINATE_DEADLINE_MS,
+  graceMs = TERMINATE_AFTER_CANCEL_MS
+): { signal: AbortSignal; done: () => void } {
   const stop = new AbortController()
-  const after = (ms: number, why: string): void => void AbortSignal.timeout(ms).addEventListener('abort', () => stop.abort(new HookError(why)), { once: true })
+  const after = (ms: number, why: string): void =>
+    void AbortSignal.timeout(ms).addEventListener('abort', () => stop.abort(new HookError(why)), { once: true })
   const graceOver = (): void => after(graceMs, `cancelled, and no answer within ${graceMs / 1000} s`)
   after(deadlineMs, `no answer within ${deadlineMs / 1000} s`)
   if (cancel.aborted) graceOver()
@@ -80,7 +95,14 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     const identityFile = `${localDir}/id_ed25519`
     writePrivateFile(identityFile, clientKey.private)
     const userData = Buffer.from(
-      userDataScript({ user: cfg.user, workRoot: this.workRoot, hostPrivateKey: hostKey.private, hostPublicKey: hostKey.public, clientPublicKey: clientKey.public, maxLifetimeMinutes: cfg.maxLifetimeMinutes })
+      userDataScript({
+        user: cfg.user,
+        workRoot: this.workRoot,
+        hostPrivateKey: hostKey.private,
+        hostPublicKey: hostKey.public,
+        clientPublicKey: clientKey.public,
+        maxLifetimeMinutes: cfg.maxLifetimeMinutes
+      })
     ).toString('base64')
     const basis = await this.launchBasis(sdk, client, send)
 
@@ -92,12 +114,23 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       return [] as string[]
     })
 
-    const instanceId = await this.launch(job, env, basis, userData, (input) => send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input))))
-    const lease: Ec2Lease = { kind: 'ec2', instanceId, connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` } }
+    const instanceId = await this.launch(job, env, basis, userData, (input) =>
+      send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input)))
+    )
+    const lease: Ec2Lease = {
+      kind: 'ec2',
+      instanceId,
+      connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` }
+    }
     try {
-      const address = await this.waitRunning(env, instanceId, left, (input) => send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand(input))))
+      const address = await this.waitRunning(env, instanceId, left, (input) =>
+        send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand(input)))
+      )
       lease.connect = { ...lease.connect, ...address }
-      writePrivateFile(lease.connect.knownHostsFile, `${knownHostsName(address.host, address.port)} ${hostKey.public.split(' ').slice(0, 2).join(' ')}\n`)
+      writePrivateFile(
+        lease.connect.knownHostsFile,
+        `${knownHostsName(address.host, address.port)} ${hostKey.public.split(' ').slice(0, 2).join(' ')}\n`
+      )
       const remote = await this.waitReady(env, lease.connect, instanceId, left)
       for (const id of (await leftovers).filter((x) => x !== instanceId)) {
         env.log.progress(`terminating ${id}, left by an earlier job of this runner`)
@@ -112,14 +145,20 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   }
 
   /** Reads what the template or image decides; what a template leaves out gets our secure defaults. */
-  private async launchBasis(sdk: Ec2Sdk, client: Ec2.EC2Client, send: <T>(what: string, fn: () => Promise<T>) => Promise<T>): Promise<LaunchBasis> {
+  private async launchBasis(
+    sdk: Ec2Sdk,
+    client: Ec2.EC2Client,
+    send: <T>(what: string, fn: () => Promise<T>) => Promise<T>
+  ): Promise<LaunchBasis> {
     const cfg = this.cfg
     const basis: LaunchBasis = { rootDevice: null, templateSetsMetadata: false }
     let imageForRoot = cfg.launchTemplate ? null : (cfg.imageId ?? null)
     if (cfg.launchTemplate) {
       const t = cfg.launchTemplate
       const v = await send('DescribeLaunchTemplateVersions', () =>
-        client.send(new sdk.DescribeLaunchTemplateVersionsCommand({ LaunchTemplateName: t.name, LaunchTemplateId: t.id, Versions: [t.version] }))
+        client.send(
+          new sdk.DescribeLaunchTemplateVersionsCommand({ LaunchTemplateName: t.name, LaunchTemplateId: t.id, Versions: [t.version] })
+        )
       )
       const data = v.LaunchTemplateVersions?.[0]?.LaunchTemplateData
       if (!data) throw new HookError(`provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} not found`)
@@ -138,17 +177,33 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   }
 
   /** Walks the launch plan: capacity errors move on, throttling was retried by `runInstances`, anything else fails at once. */
-  private async launch(job: JobRef, env: ProviderEnv, basis: LaunchBasis, userData: string, runInstances: (input: Ec2.RunInstancesCommandInput) => Promise<Ec2.RunInstancesCommandOutput>): Promise<string> {
+  private async launch(
+    job: JobRef,
+    env: ProviderEnv,
+    basis: LaunchBasis,
+    userData: string,
+    runInstances: (input: Ec2.RunInstancesCommandInput) => Promise<Ec2.RunInstancesCommandOutput>
+  ): Promise<string> {
     const tried: string[] = []
-    const tags = tagsFor(this.cfg, { owner: job.owner, jobId: job.jobId, runner: env.runner, runnerHost: hostname(), launchedAt: new Date() })
+    const tags = tagsFor(this.cfg, {
+      owner: job.owner,
+      jobId: job.jobId,
+      runner: env.runner,
+      runnerHost: hostname(),
+      launchedAt: new Date()
+    })
     for (const [i, at] of launchPlan(this.cfg).entries()) {
       // One idempotency token per distinct request; retries of that same request reuse it.
-      const token = createHash('sha256').update(`${job.jobId}:${i}:${randomBytes(8).toString('hex')}`).digest('hex').slice(0, 48)
+      const token = createHash('sha256')
+        .update(`${job.jobId}:${i}:${randomBytes(8).toString('hex')}`)
+        .digest('hex')
+        .slice(0, 48)
       let res: Ec2.RunInstancesCommandOutput
       try {
         res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags }))
       } catch (e) {
-        if (env.signal.aborted || launchErrorAction(e) !== 'next') throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)
+        if (env.signal.aborted || launchErrorAction(e) !== 'next')
+          throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)
         tried.push(`${describeAttempt(at)}: ${awsErrorName(e)}`)
         env.log.progress(`no capacity for ${describeAttempt(at)} (${awsErrorName(e)}), trying the next option`)
         continue
@@ -161,10 +216,18 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     throw new HookError(`no EC2 capacity for this job; tried ${tried.join('; ')}`)
   }
 
-  private waitRunning(env: ProviderEnv, id: string, left: () => number, describe: (input: Ec2.DescribeInstancesCommandInput) => Promise<Ec2.DescribeInstancesCommandOutput>): Promise<{ host: string; port: number }> {
+  private waitRunning(
+    env: ProviderEnv,
+    id: string,
+    left: () => number,
+    describe: (input: Ec2.DescribeInstancesCommandInput) => Promise<Ec2.DescribeInstancesCommandOutput>
+  ): Promise<{ host: string; port: number }> {
     const started = Date.now()
     let state = 'not visible yet'
-    const note = (): void => env.log.progress(`waiting for ${id} (${state === 'running' ? `running, no ${this.cfg.connect.address} yet` : state}, ${Math.round((Date.now() - started) / 1000)} s)`)
+    const note = (): void =>
+      env.log.progress(
+        `waiting for ${id} (${state === 'running' ? `running, no ${this.cfg.connect.address} yet` : state}, ${Math.round((Date.now() - started) / 1000)} s)`
+      )
     return waitUntil(
       async () => {
         // EC2 is eventually consistent: a just-launched id may be unknown to Describe for a moment.
@@ -175,7 +238,10 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         const inst = res?.Reservations?.[0]?.Instances?.[0]
         state = inst?.State?.Name ?? (res ? 'unknown' : 'not visible yet')
         if (state === 'running' && inst) return addressOf(inst, this.cfg) ?? undefined
-        if (TERMINAL.has(state)) throw new HookError(`${id} is ${state} before it could be used${inst?.StateReason?.Message ? `: ${inst.StateReason.Message}` : ''}`)
+        if (TERMINAL.has(state))
+          throw new HookError(
+            `${id} is ${state} before it could be used${inst?.StateReason?.Message ? `: ${inst.StateReason.Message}` : ''}`
+          )
         return undefined
       },
       {
@@ -187,7 +253,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         onRetry: (_e, attempt) => attempt === 1 && note(),
         progressEveryMs: 10_000,
         onProgress: note,
-        onTimeout: () => new HookError(`${id} not usable after ${this.cfg.acquireTimeoutSeconds} s (state ${state}; provider.acquireTimeoutSeconds)`)
+        onTimeout: () =>
+          new HookError(`${id} not usable after ${this.cfg.acquireTimeoutSeconds} s (state ${state}; provider.acquireTimeoutSeconds)`)
       }
     )
   }
@@ -233,7 +300,10 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         onTimeout: (_ms, last) =>
           phase === 'cloud-init'
             ? new HookError(`${id}: boot setup (cloud-init user data) not finished after ${this.cfg.acquireTimeoutSeconds} s`)
-            : new TransportError(`${id}: SSH on ${c.host}:${c.port} not ready after ${this.cfg.acquireTimeoutSeconds} s${last ? `: ${(last as Error).message}` : ''}`, 'timeout')
+            : new TransportError(
+                `${id}: SSH on ${c.host}:${c.port} not ready after ${this.cfg.acquireTimeoutSeconds} s${last ? `: ${(last as Error).message}` : ''}`,
+                'timeout'
+              )
       }
     )
   }
@@ -255,7 +325,10 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       env.log.progress(`terminated ${id}`)
     } catch (e) {
       if (awsErrorName(e) === 'InvalidInstanceID.NotFound') return
-      if (stop.signal.aborted) throw new HookError(`terminating ${id}: ${(stop.signal.reason as Error)?.message ?? 'stopped'} (it ends itself after provider.maxLifetimeMinutes)`)
+      if (stop.signal.aborted)
+        throw new HookError(
+          `terminating ${id}: ${(stop.signal.reason as Error)?.message ?? 'stopped'} (it ends itself after provider.maxLifetimeMinutes)`
+        )
       throw e
     } finally {
       stop.done()

@@ -76,7 +76,12 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
 
   candidates(): StaticLease[] {
     return this.cfg.hosts.flatMap((h, index) =>
-      Array.from({ length: h.slots }, (_, slot): StaticLease => ({ kind: 'static', index, slot, connect: { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile } }))
+      Array.from({ length: h.slots }, (_, slot): StaticLease => ({
+        kind: 'static',
+        index,
+        slot,
+        connect: { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
+      }))
     )
   }
 
@@ -132,7 +137,10 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
         onProgress: () => log.progress(this.waitNote(opened.size)),
         onTimeout: () =>
           lastError && !opened.size
-            ? new TransportError(`no host could be leased: ${(lastError as Error).message}`, lastError instanceof TransportError ? lastError.kind : 'network')
+            ? new TransportError(
+                `no host could be leased: ${(lastError as Error).message}`,
+                lastError instanceof TransportError ? lastError.kind : 'network'
+              )
             : new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)
       })
     } finally {
@@ -145,7 +153,14 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
   }
 
   /** Tries one slot: true when it is ours now. */
-  private async take(remote: Remote, lease: StaticLease, jobId: string, owner: string, runnerName: string, env: ProviderEnv): Promise<boolean> {
+  private async take(
+    remote: Remote,
+    lease: StaticLease,
+    jobId: string,
+    owner: string,
+    runnerName: string,
+    env: ProviderEnv
+  ): Promise<boolean> {
     const dir = leaseDir(this.workRoot, lease.slot)
     const mark = `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
     const label = `lease slot ${lease.slot} on ${hostKey(lease.connect)}`
@@ -159,7 +174,8 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
       const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
       if (answer === 'busy') return false
       env.log.debug(`leased ${hostKey(lease.connect)} slot ${lease.slot} (${answer})`)
-      for (const x of released) env.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${hostKey(lease.connect)}`)
+      for (const x of released)
+        env.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${hostKey(lease.connect)}`)
       return true
     } catch (e) {
       // Whatever went wrong after the mkdir, the slot must not stay taken by a job that never started.
@@ -172,7 +188,9 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     if (!remote) throw new HookError('releasing a static host slot needs a connection to the host')
     const dir = leaseDir(this.workRoot, lease.slot)
     // Only our own lease: a stale state must not free a slot another job holds now.
-    await check(remote, `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || rm -rf ${shq(dir)}`, { label: 'release the host slot' })
+    await check(remote, `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || rm -rf ${shq(dir)}`, {
+      label: 'release the host slot'
+    })
   }
 
   /** Every slot this runner holds on a host (cleanup without state): the slots released. */
@@ -214,7 +232,8 @@ export const staticHosts: ProviderKind<StaticConfig, StaticLease> = {
       if (!c) return [['index', 'no such host in provider.hosts']]
       const out: [string, string][] = []
       if (l.slot < 0 || l.slot >= c.slots) out.push(['slot', `is not a slot of provider.hosts.${l.index}`])
-      for (const k of ['host', 'port', 'user', 'identityFile', 'knownHostsFile'] as const) if (l.connect[k] !== c[k]) out.push([k, `differs from provider.hosts.${l.index}.${k}`])
+      for (const k of ['host', 'port', 'user', 'identityFile', 'knownHostsFile'] as const)
+        if (l.connect[k] !== c[k]) out.push([k, `differs from provider.hosts.${l.index}.${k}`])
       return out
     }
   }

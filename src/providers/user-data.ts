@@ -54,7 +54,11 @@ export function userDataScript(u: UserDataInput): string {
 export function parseUserData(script: string): { hostPrivateKey: string; clientPublicKey: string; maxLifetimeMinutes: number } | null {
   if (!script.includes(USER_DATA_MARK)) return null
   try {
-    const doc = JSON.parse(script.slice(script.indexOf('{'))) as { ssh_keys: { ed25519_private: string }; ssh_authorized_keys: string[]; bootcmd: string[][] }
+    const doc = JSON.parse(script.slice(script.indexOf('{'))) as {
+      ssh_keys: { ed25519_private: string }
+      ssh_authorized_keys: string[]
+      bootcmd: string[][]
+    }
     const life = /--on-active=(\d+)m/.exec(doc.bootcmd[0][2])?.[1]
     return { hostPrivateKey: doc.ssh_keys.ed25519_private, clientPublicKey: doc.ssh_authorized_keys[0], maxLifetimeMinutes: Number(life) }
   } catch {

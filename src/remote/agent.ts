@@ -136,14 +136,19 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     }
     ch.stdout.on('data', send(F.STDOUT, ch.stdout))
     ch.stderr.on('data', send(F.STDERR, ch.stderr))
-    const reader = new FrameReader((type, payload) => {
-      if (type === F.STDIN) {
-        if (!ch.stdin.write(payload)) {
-          sock.pause()
-          ch.stdin.once('drain', () => sock.resume())
-        }
-      } else if (type === F.STDIN_EOF) ch.stdin.end()
-    }, () => sock.destroy(), undefined, isStreamFrame)
+    const reader = new FrameReader(
+      (type, payload) => {
+        if (type === F.STDIN) {
+          if (!ch.stdin.write(payload)) {
+            sock.pause()
+            ch.stdin.once('drain', () => sock.resume())
+          }
+        } else if (type === F.STDIN_EOF) ch.stdin.end()
+      },
+      () => sock.destroy(),
+      undefined,
+      isStreamFrame
+    )
     ch.stdin.on('error', () => undefined)
     sock.on('data', (c: Buffer) => reader.push(c))
     // The client going away (hook killed) closes the remote channel; the hook stops the remote
@@ -157,9 +162,12 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
 
   const bridgeRun = async (sock: Socket, req: Record<string, unknown>, rest: Buffer): Promise<void> => {
     const controller = new AbortController()
-    const reader = new FrameReader((type, payload) => {
-      if (type === F.CANCEL && !controller.signal.aborted) controller.abort(payload.toString('utf8') || 'SIGINT')
-    }, () => sock.destroy())
+    const reader = new FrameReader(
+      (type, payload) => {
+        if (type === F.CANCEL && !controller.signal.aborted) controller.abort(payload.toString('utf8') || 'SIGINT')
+      },
+      () => sock.destroy()
+    )
     sock.on('data', (c: Buffer) => reader.push(c))
     // The hook process vanished (killed by the runner): stop the remote process as for a cancel.
     sock.on('close', () => controller.signal.aborted || controller.abort('SIGKILL'))

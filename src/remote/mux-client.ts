@@ -61,15 +61,20 @@ export class MuxRemote implements Remote {
         })
       }
     }
-    const reader = new FrameReader((type, payload) => {
-      if (type === F.STDOUT) pushTo(stdout, payload)
-      else if (type === F.STDERR) pushTo(stderr, payload)
-      else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8')) as ExitStatus
-      else if (type === F.ERROR) error = payload.toString('utf8')
-    }, (e) => {
-      error = `agent answer unusable: ${e.message}`
-      sock.destroy()
-    }, undefined, isStreamFrame)
+    const reader = new FrameReader(
+      (type, payload) => {
+        if (type === F.STDOUT) pushTo(stdout, payload)
+        else if (type === F.STDERR) pushTo(stderr, payload)
+        else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8')) as ExitStatus
+        else if (type === F.ERROR) error = payload.toString('utf8')
+      },
+      (e) => {
+        error = `agent answer unusable: ${e.message}`
+        sock.destroy()
+      },
+      undefined,
+      isStreamFrame
+    )
     sock.on('data', (c: Buffer) => reader.push(c))
     // The caller destroying stdout closes the channel (stdout only ends once the socket closed).
     stdout.once('close', () => sock.destroy())

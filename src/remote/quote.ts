@@ -1,6 +1,26 @@
 // The project's only shell-quoting function: every string that reaches a remote shell goes through it.
 const SAFE = /^[A-Za-z0-9_@%+:,./-]+$/
-const KEYWORDS = new Set(['if', 'then', 'else', 'elif', 'fi', 'case', 'esac', 'for', 'while', 'until', 'do', 'done', 'in', '!', '{', '}', 'function', 'select', 'time'])
+const KEYWORDS = new Set([
+  'if',
+  'then',
+  'else',
+  'elif',
+  'fi',
+  'case',
+  'esac',
+  'for',
+  'while',
+  'until',
+  'do',
+  'done',
+  'in',
+  '!',
+  '{',
+  '}',
+  'function',
+  'select',
+  'time'
+])
 
 /** Quotes one argument for a POSIX shell so it arrives byte-exact as a single word. */
 export function shq(arg: string): string {

@@ -99,7 +99,13 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   }
   ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
   const s = stopper(ch, opts.signal)
-  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => s.stop(new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)), opts.timeoutMs)
+  const timer =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(
+          () => s.stop(new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)),
+          opts.timeoutMs
+        )
   try {
     const status = await Promise.race([ch.done, overflowed, s.stopped])
     return { ...status, stdout: Buffer.concat(out), stderr: err }
@@ -114,7 +120,11 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
  * for the agent's channels, its socket) and rejects `stopped` with e. An abort of `signal` stops it
  * with Cancelled; dispose() drops that listener once the work is over.
  */
-export function stopper(ch: Pick<ExecChannel, 'stdin' | 'stdout'>, signal?: AbortSignal, onStop?: () => void): { stopped: Promise<never>; stop(e: Error): void; dispose(): void } {
+export function stopper(
+  ch: Pick<ExecChannel, 'stdin' | 'stdout'>,
+  signal?: AbortSignal,
+  onStop?: () => void
+): { stopped: Promise<never>; stop(e: Error): void; dispose(): void } {
   let reject!: (e: Error) => void
   const stopped = new Promise<never>((_, r) => (reject = r))
   stopped.catch(() => undefined)

@@ -14,7 +14,10 @@ function kindOf(err: Error & { level?: string }): TransportKind {
 }
 
 export class SshRemote implements Remote {
-  private constructor(private readonly client: Client, readonly info: ConnectInfo) {}
+  private constructor(
+    private readonly client: Client,
+    readonly info: ConnectInfo
+  ) {}
 
   static connect(info: ConnectInfo, timeoutMs: number, onClose?: (err?: Error) => void): Promise<SshRemote> {
     let knownHosts: string
@@ -38,31 +41,38 @@ export class SshRemote implements Remote {
       })
       client.on('error', (err: Error & { level?: string }) => {
         if (ready) return onClose?.(err)
-        if (hostKeyProblem) return reject(new TransportError(`host key verification failed for ${info.host}:${info.port}: ${hostKeyProblem}`, 'hostkey'))
+        if (hostKeyProblem)
+          return reject(new TransportError(`host key verification failed for ${info.host}:${info.port}: ${hostKeyProblem}`, 'hostkey'))
         reject(new TransportError(`cannot connect to ${info.user}@${info.host}:${info.port}: ${err.message}`, kindOf(err)))
       })
       client.on('close', () => {
         if (ready) onClose?.()
-        else reject(new TransportError(`connection to ${info.host}:${info.port} closed during the handshake`, hostKeyProblem ? 'hostkey' : 'network'))
+        else
+          reject(
+            new TransportError(
+              `connection to ${info.host}:${info.port} closed during the handshake`,
+              hostKeyProblem ? 'hostkey' : 'network'
+            )
+          )
       })
       try {
         client.connect({
-        host: info.host,
-        port: info.port,
-        username: info.user,
-        privateKey,
-        readyTimeout: timeoutMs,
-        keepaliveInterval: 10_000,
-        keepaliveCountMax: 3,
-        algorithms: {
-          kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256'],
-          cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'],
-          ...(serverHostKey.length ? { serverHostKey: serverHostKey as never } : {})
-        },
-        hostVerifier: (key: Buffer) => {
-          hostKeyProblem = verifyHostKey(knownHosts, info.host, info.port, key)
-          return hostKeyProblem === null
-        }
+          host: info.host,
+          port: info.port,
+          username: info.user,
+          privateKey,
+          readyTimeout: timeoutMs,
+          keepaliveInterval: 10_000,
+          keepaliveCountMax: 3,
+          algorithms: {
+            kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256'],
+            cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'],
+            ...(serverHostKey.length ? { serverHostKey: serverHostKey as never } : {})
+          },
+          hostVerifier: (key: Buffer) => {
+            hostKeyProblem = verifyHostKey(knownHosts, info.host, info.port, key)
+            return hostKeyProblem === null
+          }
         })
       } catch (e) {
         // ssh2 parses the private key inside connect() and throws there.
@@ -91,7 +101,10 @@ export class SshRemote implements Remote {
   openSocket(path: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
       this.client.openssh_forwardOutStreamLocal(path, (err, stream) => {
-        if (err) return reject(new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`, 'lost'))
+        if (err)
+          return reject(
+            new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`, 'lost')
+          )
         resolve(stream)
       })
     })

@@ -67,10 +67,12 @@ async function withLock<T>(file: string, fn: () => T): Promise<T> {
       return undefined
     }
   }
-  await waitUntil(
-    () => Promise.resolve(take()),
-    { timeoutMs: 10_000, minDelayMs: 5, maxDelayMs: 50, onTimeout: () => new Error(`sync manifest ${file} stayed locked for 10 s`) }
-  )
+  await waitUntil(() => Promise.resolve(take()), {
+    timeoutMs: 10_000,
+    minDelayMs: 5,
+    maxDelayMs: 50,
+    onTimeout: () => new Error(`sync manifest ${file} stayed locked for 10 s`)
+  })
   try {
     return fn()
   } finally {
@@ -120,8 +122,14 @@ export function reservePull(manifestFile: string, add: PulledTotals, caps: { job
   return withLock(manifestFile, () => {
     const t = loadPulled(manifestFile)
     const next = { files: t.files + add.files, bytes: t.bytes + add.bytes }
-    if (next.files > caps.jobFiles) throw new HookError(`sync.limits.jobFiles: this step would bring the job's files copied back from the remote to ${next.files}, over the limit of ${caps.jobFiles}; nothing was copied back`)
-    if (next.bytes > caps.jobBytes) throw new HookError(`sync.limits.jobBytes: this step would bring the job's bytes copied back from the remote to ${next.bytes}, over the limit of ${caps.jobBytes}; nothing was copied back`)
+    if (next.files > caps.jobFiles)
+      throw new HookError(
+        `sync.limits.jobFiles: this step would bring the job's files copied back from the remote to ${next.files}, over the limit of ${caps.jobFiles}; nothing was copied back`
+      )
+    if (next.bytes > caps.jobBytes)
+      throw new HookError(
+        `sync.limits.jobBytes: this step would bring the job's bytes copied back from the remote to ${next.bytes}, over the limit of ${caps.jobBytes}; nothing was copied back`
+      )
     writePrivateFile(pulledFile(manifestFile), JSON.stringify(next))
     return next
   })

@@ -27,15 +27,42 @@ export function agentTransport(nodePath: string, hookPath: string, socketPath: s
 export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
   const o = (kv: string): string[] => ['-o', kv]
   return [
-    ssh, '-F', '/dev/null', '-i', info.identityFile, '-p', String(info.port), '-l', info.user,
-    ...o(`UserKnownHostsFile=${info.knownHostsFile}`), ...o('GlobalKnownHostsFile=/dev/null'),
-    ...o('StrictHostKeyChecking=yes'), ...o('UpdateHostKeys=no'), ...o('CheckHostIP=no'), ...o('VerifyHostKeyDNS=no'),
-    ...o('BatchMode=yes'), ...o('IdentitiesOnly=yes'), ...o('IdentityAgent=none'), ...o('AddKeysToAgent=no'),
-    ...o('PasswordAuthentication=no'), ...o('KbdInteractiveAuthentication=no'), ...o('PreferredAuthentications=publickey'),
-    ...o('ProxyCommand=none'), ...o('ProxyJump=none'), ...o('PermitLocalCommand=no'), ...o('LocalCommand=none'),
-    ...o('ControlMaster=no'), ...o('ControlPath=none'), ...o('ControlPersist=no'),
-    ...o('ForwardAgent=no'), ...o('ForwardX11=no'), ...o('ForwardX11Trusted=no'), ...o('ClearAllForwardings=yes'),
-    ...o('Tunnel=no'), ...o('RequestTTY=no'), ...o('CanonicalizeHostname=no'),
+    ssh,
+    '-F',
+    '/dev/null',
+    '-i',
+    info.identityFile,
+    '-p',
+    String(info.port),
+    '-l',
+    info.user,
+    ...o(`UserKnownHostsFile=${info.knownHostsFile}`),
+    ...o('GlobalKnownHostsFile=/dev/null'),
+    ...o('StrictHostKeyChecking=yes'),
+    ...o('UpdateHostKeys=no'),
+    ...o('CheckHostIP=no'),
+    ...o('VerifyHostKeyDNS=no'),
+    ...o('BatchMode=yes'),
+    ...o('IdentitiesOnly=yes'),
+    ...o('IdentityAgent=none'),
+    ...o('AddKeysToAgent=no'),
+    ...o('PasswordAuthentication=no'),
+    ...o('KbdInteractiveAuthentication=no'),
+    ...o('PreferredAuthentications=publickey'),
+    ...o('ProxyCommand=none'),
+    ...o('ProxyJump=none'),
+    ...o('PermitLocalCommand=no'),
+    ...o('LocalCommand=none'),
+    ...o('ControlMaster=no'),
+    ...o('ControlPath=none'),
+    ...o('ControlPersist=no'),
+    ...o('ForwardAgent=no'),
+    ...o('ForwardX11=no'),
+    ...o('ForwardX11Trusted=no'),
+    ...o('ClearAllForwardings=yes'),
+    ...o('Tunnel=no'),
+    ...o('RequestTTY=no'),
+    ...o('CanonicalizeHostname=no'),
     // The post-quantum default KEX makes each handshake slow on small CPUs; these are still strong.
     ...o('KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512')
   ]
@@ -53,9 +80,26 @@ export function opensshTransport(ssh: string, info: ConnectInfo): RsyncTransport
 export type CopyAccess = 'private' | 'shared'
 
 /** rsync's arguments for a copy (the sources and destination come last). */
-export function rsyncArgs(transport: RsyncTransport, sources: readonly string[], dest: string, extra: readonly string[], access: CopyAccess): string[] {
+export function rsyncArgs(
+  transport: RsyncTransport,
+  sources: readonly string[],
+  dest: string,
+  extra: readonly string[],
+  access: CopyAccess
+): string[] {
   // --protect-args: names travel to the remote rsync as data, never through the remote shell.
-  return ['-a', '--relative', '--stats', '--protect-args', ...(access === 'private' ? ['--chmod=Dgo-rwx,Fgo-rwx'] : []), ...extra, '-e', transport.rsh, ...sources, dest]
+  return [
+    '-a',
+    '--relative',
+    '--stats',
+    '--protect-args',
+    ...(access === 'private' ? ['--chmod=Dgo-rwx,Fgo-rwx'] : []),
+    ...extra,
+    '-e',
+    transport.rsh,
+    ...sources,
+    dest
+  ]
 }
 
 /**
@@ -66,7 +110,10 @@ export function rsyncArgs(transport: RsyncTransport, sources: readonly string[],
 export function rsyncFailure(destDir: string, code: number | null, stderr: string): HookError {
   const what = `rsync to ${destDir} failed (exit ${code})`
   // OpenSSH frames its warnings in lines of @; the words inside are kept.
-  const lines = stderr.split(/\r?\n/).map((l) => l.replace(/^@+|@+$/g, '').trim()).filter(Boolean)
+  const lines = stderr
+    .split(/\r?\n/)
+    .map((l) => l.replace(/^@+|@+$/g, '').trim())
+    .filter(Boolean)
   const own = (l: string): boolean => /^rsync( error| warning)?:/.test(l)
   const transport = lines.filter((l) => !own(l))
   const closed = lines.some((l) => own(l) && /connection unexpectedly closed|error in rsync protocol data stream/.test(l))

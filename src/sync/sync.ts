@@ -85,7 +85,11 @@ function deletedPaths(now: Snapshot, base: Base, roots: readonly string[], exclu
  * With pipe() instead, a step now and then hung in the pull with both tars finished (4 of 27 EC2
  * test runs; none in 28 since).
  */
-export function forward(src: NodeJS.ReadableStream & { pause(): void; resume(): void }, dst: NodeJS.WritableStream, onChunk: (n: number) => void = () => undefined): void {
+export function forward(
+  src: NodeJS.ReadableStream & { pause(): void; resume(): void },
+  dst: NodeJS.WritableStream,
+  onChunk: (n: number) => void = () => undefined
+): void {
   let open = true
   const drop = (): void => {
     open = false
@@ -129,7 +133,16 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
 /** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
 const FILE_COMMANDS = '_temp/_runner_file_commands'
 
-const TYPE_NAMES: Record<string, string> = { d: 'a folder', l: 'a symlink', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device', D: 'a door', [NOT_UTF8]: 'named in bytes that are not UTF-8' }
+const TYPE_NAMES: Record<string, string> = {
+  d: 'a folder',
+  l: 'a symlink',
+  p: 'a fifo',
+  s: 'a socket',
+  c: 'a character device',
+  b: 'a block device',
+  D: 'a door',
+  [NOT_UTF8]: 'named in bytes that are not UTF-8'
+}
 
 /**
  * They must be regular files in a real folder, and every folder above it (`_temp`) a real folder
@@ -141,10 +154,15 @@ function checkFileCommands(listing: RemoteListing, limits: SyncLimits): void {
   for (const [p, t] of kinds) {
     const folder = p === FILE_COMMANDS || FILE_COMMANDS.startsWith(p + '/')
     const ok = folder ? t === 'd' : !isFileCommand(p) || t === 'f'
-    if (!ok) throw new HookError(`${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files in real folders (nothing was copied back)`)
+    if (!ok)
+      throw new HookError(
+        `${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files in real folders (nothing was copied back)`
+      )
     const size = listing.snap.get(p)?.size ?? 0
     if (isFileCommand(p) && size > limits.fileCommandBytes) {
-      throw new HookError(`sync.limits.fileCommandBytes: ${p} is ${size} bytes on the remote, over the limit of ${limits.fileCommandBytes} (the runner reads these files whole; nothing was copied back)`)
+      throw new HookError(
+        `sync.limits.fileCommandBytes: ${p} is ${size} bytes on the remote, over the limit of ${limits.fileCommandBytes} (the runner reads these files whole; nothing was copied back)`
+      )
     }
   }
 }
@@ -163,7 +181,8 @@ async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<Remo
     label: 'remote file listing',
     signal: t.signal
   }).catch((e: unknown) => {
-    if (e instanceof OutputLimitError) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
+    if (e instanceof OutputLimitError)
+      throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
     throw e
   })
   return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, tree: true })
@@ -202,10 +221,14 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   tar.stdin!.end(send.map((p) => p + '\0').join(''))
   forward(tar.stdout!, ch.stdin, (n) => (bytes += n))
   const cancel = stopper(ch, t.signal, () => tar.kill())
-  const [, status] = await Promise.race([Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]), cancel.stopped]).finally(() => cancel.dispose())
+  const [, status] = await Promise.race([Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]), cancel.stopped]).finally(
+    () => cancel.dispose()
+  )
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
-  if (status.code !== 0) throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
-  if (outLen > limits.listingBytes) throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
+  if (status.code !== 0)
+    throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+  if (outLen > limits.listingBytes)
+    throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
   const remote = parseRemoteListing(Buffer.concat(out), { roots, maxEntries: limits.listingEntries }).snap
   const set = new Map<string, BaseEntry>()
   for (const p of send) {
@@ -233,7 +256,14 @@ function fileFp(st: Stats): string {
  * step's output) is not written and not recorded, so the next pull fetches it again; its bytes
  * still count against sync.limits.stepBytes.
  */
-async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: string[], got: Received, onBytes: (n: number) => void): Promise<void> {
+async function receive(
+  t: SyncTarget,
+  fs: SafeTree,
+  remote: Snapshot,
+  fetch: string[],
+  got: Received,
+  onBytes: (n: number) => void
+): Promise<void> {
   const limits = limitsOf(t)
   const want = new Map(fetch.map((p) => [p, remote.get(p)!]))
   const seen = new Set<string>()
@@ -248,19 +278,28 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
       if (!n) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} was not asked for`)
       if (seen.has(e.name)) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} sent twice`)
       seen.add(e.name)
-      if (KIND[e.type] !== n.t) throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} is not of the type the listing announced`)
+      if (KIND[e.type] !== n.t)
+        throw new HookError(`tar stream from the remote: ${JSON.stringify(e.name.slice(0, 200))} is not of the type the listing announced`)
       if (e.type === 'file') {
         skipping = e.size !== n.size
         // The runner reads these files right after the step: a skipped one would lose its commands.
-        if (skipping && isFileCommand(e.name)) throw new HookError(`${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the step's file commands cannot be read reliably`)
-        if (skipping) t.warn?.(`not copied back this time: ${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the next step's pull-back brings it`)
+        if (skipping && isFileCommand(e.name))
+          throw new HookError(
+            `${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the step's file commands cannot be read reliably`
+          )
+        if (skipping)
+          t.warn?.(
+            `not copied back this time: ${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the next step's pull-back brings it`
+          )
         else file = fs.openFile(e.name, e.mode, e.mtime)
       } else if (e.type === 'dir') {
         fs.makeDir(e.name)
         dirs.push(e)
         set.set(e.name, { t: 'd', l: 'd', r: n.fp })
       } else if (n.fp !== `l:${e.linkname}`) {
-        throw new HookError(`tar stream from the remote: the symlink ${JSON.stringify(e.name.slice(0, 200))} does not have the target the listing announced`)
+        throw new HookError(
+          `tar stream from the remote: the symlink ${JSON.stringify(e.name.slice(0, 200))} does not have the target the listing announced`
+        )
       } else if (fs.makeSymlink(e.name, e.linkname)) {
         set.set(e.name, { t: 'l', l: n.fp, r: n.fp })
       } else {
@@ -268,12 +307,17 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
         // neither sees a deletion nor sends the old entry back over the job's symlink.
         fs.removeUnder(e.name)
         got.dropped.add(e.name)
-        t.warn?.(`not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or leaves the work folder`)
+        t.warn?.(
+          `not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or leaves the work folder`
+        )
       }
     },
     data(c) {
       received += c.length
-      if (received > limits.stepBytes) throw new HookError(`sync.limits.stepBytes: the step's files copied back from the remote went over ${limits.stepBytes} bytes; nothing more was copied back`)
+      if (received > limits.stepBytes)
+        throw new HookError(
+          `sync.limits.stepBytes: the step's files copied back from the remote went over ${limits.stepBytes} bytes; nothing more was copied back`
+        )
       if (!skipping) file!.write(c)
     },
     endEntry(e) {
@@ -287,7 +331,9 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
       set.set(e.name, { t: 'f', l: fileFp(st), r: want.get(e.name)!.fp })
     }
   })
-  const ch = await t.remote.openExec(`cd ${shq(t.remoteWork)} && tar -c -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`)
+  const ch = await t.remote.openExec(
+    `cd ${shq(t.remoteWork)} && tar -c -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`
+  )
   let errTail = ''
   let failed: unknown = null
   ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
@@ -315,10 +361,14 @@ async function receive(t: SyncTarget, fs: SafeTree, remote: Snapshot, fetch: str
   })
   const [status] = await Promise.race([Promise.all([ch.done, ended]), refused, cancel.stopped]).finally(() => cancel.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
-  if (status.code !== 0) throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+  if (status.code !== 0)
+    throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   reader.finish()
   const unread = fetch.filter((p) => isFileCommand(p) && !seen.has(p))
-  if (unread.length) throw new HookError(`${unread[0]} could not be read on the remote (is it readable by the SSH user?); the step's file commands would be lost`)
+  if (unread.length)
+    throw new HookError(
+      `${unread[0]} could not be read on the remote (is it readable by the SSH user?); the step's file commands would be lost`
+    )
   if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
   // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
   for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
@@ -343,8 +393,14 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   const fetch = changedPaths(remote, base, 'r').filter((p) => !isExcluded(p, t.excludes))
   const del = deletedPaths(remote, base, roots, t.excludes).filter((p) => !listing.other.has(p))
   const announced = fetch.reduce((sum, p) => sum + (remote.get(p)!.size ?? 0), 0)
-  if (fetch.length > limits.stepFiles) throw new HookError(`sync.limits.stepFiles: the step changed ${fetch.length} files on the remote, over the limit of ${limits.stepFiles}; nothing was copied back`)
-  if (announced > limits.stepBytes) throw new HookError(`sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`)
+  if (fetch.length > limits.stepFiles)
+    throw new HookError(
+      `sync.limits.stepFiles: the step changed ${fetch.length} files on the remote, over the limit of ${limits.stepFiles}; nothing was copied back`
+    )
+  if (announced > limits.stepBytes)
+    throw new HookError(
+      `sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`
+    )
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.

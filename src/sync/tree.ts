@@ -58,7 +58,9 @@ export function localNode(base: string, rel: string): Node | null {
 export function remoteFindScript(roots: readonly string[], excludes: readonly string[], quote: (s: string) => string): string {
   const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(e)}`).join(' -o ')} \\) -prune -o ` : ''
   const fmt = quote('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')
-  return roots.map((r) => `if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then find ${quote(r)} ${prune}-printf ${fmt} || exit 1; fi`).join('; ')
+  return roots
+    .map((r) => `if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then find ${quote(r)} ${prune}-printf ${fmt} || exit 1; fi`)
+    .join('; ')
 }
 
 export interface RemoteListing {
@@ -127,7 +129,8 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
   const { parts, notUtf8 } = splitFields(buf.subarray(0, buf.length - 1))
   if (parts.length % 6 !== 0) throw listingError('the last record is cut off', Math.floor(parts.length / 6))
   const count = parts.length / 6
-  if (count > rules.maxEntries) throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
+  if (count > rules.maxEntries)
+    throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
   for (let n = 0; n < count; n++) {
     const [y, size, mtime, mode, link, path] = parts.slice(n * 6, n * 6 + 6)
     const bad = badRelPath(path)
@@ -142,7 +145,8 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
       other.set(path, NOT_UTF8)
       continue
     }
-    if (rules.tree && path !== root && snap.get(path.slice(0, path.lastIndexOf('/')))?.t !== 'd') throw listingError('listed before its folder', n, path)
+    if (rules.tree && path !== root && snap.get(path.slice(0, path.lastIndexOf('/')))?.t !== 'd')
+      throw listingError('listed before its folder', n, path)
     if (y === 'd') snap.set(path, { t: 'd', fp: 'd' })
     else if (y === 'l') {
       if (link === '') throw listingError('symlink without a target', n, path)

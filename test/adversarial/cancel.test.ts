@@ -27,7 +27,10 @@ afterEach(disposeAll)
 async function prepared(image: string, mode: Mode = 'agent'): Promise<FakeRunner> {
   // Several slots: other suites share the test VMs and hold slot 0 for minutes.
   const runner = new FakeRunner({
-    config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }), ...(mode === 'no-agent' ? { agent: { enabled: false } } : {}) }
+    config: {
+      provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }),
+      ...(mode === 'no-agent' ? { agent: { enabled: false } } : {})
+    }
   })
   runners.push(runner)
   const r = await runner.prepare({ container: runner.jobContainer(image), services: [] })
@@ -35,7 +38,8 @@ async function prepared(image: string, mode: Mode = 'agent'): Promise<FakeRunner
   if (mode === 'agent-gone') {
     // The agent dies; the step's hook process starts a new one.
     const job = (runner.state as { jobId: string }).jobId
-    for (const p of scanCmdlines(`${ownerOf(runner.name)}-${job}`).filter((h) => h.cmdline.includes('__agent'))) process.kill(p.pid, 'SIGKILL')
+    for (const p of scanCmdlines(`${ownerOf(runner.name)}-${job}`).filter((h) => h.cmdline.includes('__agent')))
+      process.kill(p.pid, 'SIGKILL')
   }
   return runner
 }
@@ -55,7 +59,11 @@ function parentName(line: string): string {
 }
 
 /** SIGINT, SIGTERM 7.5 s later like the runner; resolves when no process matches needle, or after 5 s. */
-async function cancelAndWatch(child: ChildProcess, done: Promise<{ code: number | null }>, needle: string): Promise<{ goneMs: number | null; code: number | null }> {
+async function cancelAndWatch(
+  child: ChildProcess,
+  done: Promise<{ code: number | null }>,
+  needle: string
+): Promise<{ goneMs: number | null; code: number | null }> {
   const t0 = Date.now()
   child.kill('SIGINT')
   const term = setTimeout(() => child.kill('SIGTERM'), 7500)
@@ -69,10 +77,16 @@ async function cancelAndWatch(child: ChildProcess, done: Promise<{ code: number 
 }
 
 /** A JS action's step: node, run by exec, with a child `sleep secs`; resolves once it has started. */
-async function nodeStepWithChild(runner: FakeRunner, secs: string): Promise<{ child: ChildProcess; done: Promise<{ code: number | null }> }> {
+async function nodeStepWithChild(
+  runner: FakeRunner,
+  secs: string
+): Promise<{ child: ChildProcess; done: Promise<{ code: number | null }> }> {
   const mark = `started-${randomBytes(4).toString('hex')}`
   const file = `${randomBytes(6).toString('hex')}.js`
-  writeFileSync(join(runner.temp, file), `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`)
+  writeFileSync(
+    join(runner.temp, file),
+    `require('child_process').spawn('sleep', ['${secs}'], { stdio: 'inherit' })\nconsole.log('${mark}')\nsetInterval(() => {}, 1000)\n`
+  )
   const { args } = runner.scriptStep('')
   const started = runner.start('run_script_step', { ...args, entryPoint: '/__e/node20/bin/node', entryPointArgs: [`/__w/_temp/${file}`] })
   await waitForOutput(started.child, mark)
@@ -97,7 +111,9 @@ const BASH_CASES: [string, (n: string) => string][] = [
 // Every case with the agent; the first and the last also with it disabled and with it killed mid-job.
 const RUNS: [Mode, string, (n: string) => string][] = [
   ...BASH_CASES.map(([w, b]): [Mode, string, (n: string) => string] => ['agent', w, b]),
-  ...(['no-agent', 'agent-gone'] as Mode[]).flatMap((m) => [BASH_CASES[0], BASH_CASES[3]].map(([w, b]): [Mode, string, (n: string) => string] => [m, w, b]))
+  ...(['no-agent', 'agent-gone'] as Mode[]).flatMap((m) =>
+    [BASH_CASES[0], BASH_CASES[3]].map(([w, b]): [Mode, string, (n: string) => string] => [m, w, b])
+  )
 ]
 
 describe('run_script_step in bash (rch-test/tiny)', () => {
@@ -135,7 +151,10 @@ describe('an image without a shell', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rch-noshell-'))
     // Exec form: the build itself needs no shell. sh, dash, bash and grep go, tail (the job container's
     // keep-alive) stays.
-    writeFileSync(join(dir, 'Dockerfile'), `FROM ${testImages.glibc}\nRUN ["/usr/bin/rm", "-f", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/bash", "/usr/bin/rbash", "/usr/bin/grep"]\n`)
+    writeFileSync(
+      join(dir, 'Dockerfile'),
+      `FROM ${testImages.glibc}\nRUN ["/usr/bin/rm", "-f", "/usr/bin/sh", "/usr/bin/dash", "/usr/bin/bash", "/usr/bin/rbash", "/usr/bin/grep"]\n`
+    )
     execFileSync('docker', ['build', '-q', '-t', image, dir], { stdio: 'pipe' })
     rmSync(dir, { recursive: true, force: true })
   })
@@ -148,7 +167,9 @@ describe('an image without a shell', () => {
     const secs = String(2400 + Math.floor(Math.random() * 600))
     const { child, done } = await nodeStepWithChild(runner, secs)
     // positive control: there is really no shell in the job container, and the child runs
-    expect(spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true']).status).not.toBe(0)
+    expect(spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true']).status).not.toBe(
+      0
+    )
     expect(live(`sleep ${secs}`).length).toBeGreaterThan(0)
     await expectAllGone(child, done, `sleep ${secs}`)
   })
@@ -160,7 +181,11 @@ describe('a container action', () => {
     const secs = String(1700 + Math.floor(Math.random() * 600))
     const needle = `sleep ${secs}`
     const mark = `started-${randomBytes(4).toString('hex')}`
-    const { args } = runner.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: runnerSplit(`-c "echo ${mark}; sleep ${secs} & sleep ${secs}; wait"`) })
+    const { args } = runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: runnerSplit(`-c "echo ${mark}; sleep ${secs} & sleep ${secs}; wait"`)
+    })
     const { child, done } = runner.start('run_container_step', args)
     await waitForOutput(child, mark)
     await waitUntil(() => live(needle).length >= 2)

@@ -35,7 +35,10 @@ describe.each(MODES)('file commands are regular files on the runner host (%s)', 
     const { r, fc } = await job.step(`ln -sf ../../../.credentials "$${name}"\n`)
     const file = basename(fc.files[name])
     // Positive control: on the VM the file-command file really is that symlink.
-    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)).toMatchObject({ kind: 'symlink', target: '../../../.credentials' })
+    expect(remoteStat(`${job.remoteWork}/_temp/_runner_file_commands/${file}`)).toMatchObject({
+      kind: 'symlink',
+      target: '../../../.credentials'
+    })
     // ...and on the host it would resolve to the canary.
     expect(readFileSync(join(fc.files[name], '..', '../../../.credentials'), 'utf8')).toContain(job.canaries.secret)
 
@@ -103,7 +106,10 @@ const call = (method, path, body) => new Promise((resolve, reject) => {
       const file = basename(fc.files.GITHUB_ENV)
       // Positive control: on the VM, GITHUB_ENV now resolves through _temp to the link into the other repository.
       expect(remoteStat(`${job.remoteWork}/_temp`)).toMatchObject({ kind: 'symlink', target: 'repo/t' })
-      expect(remoteStat(`${job.remoteWork}/repo/t/_runner_file_commands/${file}`)).toMatchObject({ kind: 'symlink', target: '../../../other/secret.txt' })
+      expect(remoteStat(`${job.remoteWork}/repo/t/_runner_file_commands/${file}`)).toMatchObject({
+        kind: 'symlink',
+        target: '../../../other/secret.txt'
+      })
       expect(r.code).not.toBe(0)
       expect(errors(r).join('\n')).toContain('_temp is a symlink')
       expect(hostKind(join(job.runner.work, '_temp'))).toBe('dir')

@@ -62,7 +62,10 @@ export class HostileJob {
   readonly runner: FakeRunner
   readonly canaries: Canaries
 
-  constructor(readonly mode: Mode, opts: RunnerOptions = {}) {
+  constructor(
+    readonly mode: Mode,
+    opts: RunnerOptions = {}
+  ) {
     const agent = mode === 'no-agent' ? { agent: { enabled: false } } : {}
     // Several slots: the suites run side by side, and some tests here hold two jobs at once.
     const provider = { provider: staticProvider(testVm(), { slots: 8 }, { acquireTimeoutSeconds: 120 }) }

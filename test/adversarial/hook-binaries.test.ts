@@ -35,14 +35,18 @@ function evilPath(runner: FakeRunner): { env: Record<string, string>; markers: s
   }
   const PATH = `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`
   // positive control: a shell started with this PATH picks the job's programs
-  const picked = spawnSync('/bin/sh', ['-c', 'for n in tar rsync ssh; do command -v $n; done'], { env: { PATH }, encoding: 'utf8' }).stdout.trim().split('\n')
+  const picked = spawnSync('/bin/sh', ['-c', 'for n in tar rsync ssh; do command -v $n; done'], { env: { PATH }, encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n')
   expect(picked).toEqual(['tar', 'rsync', 'ssh'].map((n) => join(bin, n)))
   return { env: { PATH, AWS_SECRET_ACCESS_KEY: CANARY, AWS_ACCESS_KEY_ID: 'AKIACANARY' }, markers }
 }
 
 /** Other suites lease the same test VM: wait for its slot longer than FakeRunner's 30 s. */
 const patient = (extra: Record<string, unknown> = {}) =>
-  new FakeRunner({ config: { provider: staticProvider(testVm(), {}, { acquireTimeoutSeconds: 300 }), remote: { workRoot: testVm().workRoot }, ...extra } })
+  new FakeRunner({
+    config: { provider: staticProvider(testVm(), {}, { acquireTimeoutSeconds: 300 }), remote: { workRoot: testVm().workRoot }, ...extra }
+  })
 
 async function done(runner: FakeRunner): Promise<void> {
   if (runner.state) await runner.cleanup().catch(() => undefined)
@@ -65,7 +69,7 @@ function agentsOf(runner: FakeRunner): Promise<{ pid: number; cmdline: string }[
   return runnerProcesses(runner, 0).then((ps) => ps.filter((p) => p.cmdline.includes('__agent')))
 }
 
-describe('a job\'s tar, rsync and ssh first on the hook\'s PATH are never run', () => {
+describe("a job's tar, rsync and ssh first on the hook's PATH are never run", () => {
   test('agent disabled: prepare_job (rsync over ssh), steps (tar) and cleanup_job', async () => {
     const runner = patient({ agent: { enabled: false } })
     try {
@@ -128,11 +132,31 @@ function fakeState(runner: FakeRunner, tmp: string) {
   const localDir = join(tmp, `rch-${uid}`, `${owner}-${jobId}`)
   const cfg = JSON.parse(readFileSync(runner.configFile, 'utf8'))
   const h = cfg.provider.hosts[0]
-  const host = { kind: 'static', index: 0, slot: 0, host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
+  const host = {
+    kind: 'static',
+    index: 0,
+    slot: 0,
+    host: h.host,
+    port: h.port,
+    user: h.user,
+    identityFile: h.identityFile,
+    knownHostsFile: h.knownHostsFile
+  }
   const jobRoot = `${cfg.remote.workRoot}/jobs/${owner}-${jobId}`
   const state = {
-    v: 2, jobId, owner, host, jobRoot, hostWork: runner.work, externals: null, pullRoots: ['_temp'],
-    network: `rch-${jobId}`, container: { id: 'a'.repeat(64), image: testImages.tiny, path: '/usr/bin:/bin' }, services: [], volumes: [], localDir
+    v: 2,
+    jobId,
+    owner,
+    host,
+    jobRoot,
+    hostWork: runner.work,
+    externals: null,
+    pullRoots: ['_temp'],
+    network: `rch-${jobId}`,
+    container: { id: 'a'.repeat(64), image: testImages.tiny, path: '/usr/bin:/bin' },
+    services: [],
+    volumes: [],
+    localDir
   }
   return { state, localDir, socket: builtAgentSocket(localDir, host) }
 }
@@ -176,7 +200,10 @@ describe('step requests to the agent', () => {
     const agent = await fakeAgent(socket)
     try {
       const { args } = runner.scriptStep('echo hi\n')
-      const r = await runner.call('run_script_step', args, { state, env: { TMPDIR: tmp, AWS_SECRET_ACCESS_KEY: CANARY, AWS_SESSION_TOKEN: 'tok', LD_PRELOAD: '/nope.so' } })
+      const r = await runner.call('run_script_step', args, {
+        state,
+        env: { TMPDIR: tmp, AWS_SECRET_ACCESS_KEY: CANARY, AWS_SESSION_TOKEN: 'tok', LD_PRELOAD: '/nope.so' }
+      })
       expect(ok(r)).toEqual({ code: 0, errors: [] })
       expect(agent.requests.length).toBe(1) // positive control: the step went to the (fake) agent
       const req = JSON.parse(agent.requests[0])
@@ -279,7 +306,7 @@ describe('private local folders made by another local user', () => {
 describe("programs the hook's libraries start", () => {
   // The AWS SDK runs a profile's credential_process through a shell with the hook's environment; a
   // bare command name there was looked up on the PATH the runner gave the hook, job entries first.
-  test('a credential_process named without a path is never found in the job\'s GITHUB_PATH folder', async () => {
+  test("a credential_process named without a path is never found in the job's GITHUB_PATH folder", async () => {
     const runner = new FakeRunner({
       config: {
         provider: { kind: 'ec2', region: 'eu-west-1', endpoint: loadMoto().endpoint, imageId: 'ami-12c6146b', instanceTypes: ['t3.micro'] },
@@ -290,14 +317,26 @@ describe("programs the hook's libraries start", () => {
       const bin = join(runner.temp, 'evilbin')
       const marker = join(scratch, `cred-${process.pid}`)
       mkdirSync(bin, { recursive: true })
-      writeFileSync(join(bin, 'rch-evil-cred'), `#!/bin/sh\necho ran > ${marker}\necho '{"Version":1,"AccessKeyId":"testing","SecretAccessKey":"testing"}'\n`)
+      writeFileSync(
+        join(bin, 'rch-evil-cred'),
+        `#!/bin/sh\necho ran > ${marker}\necho '{"Version":1,"AccessKeyId":"testing","SecretAccessKey":"testing"}'\n`
+      )
       chmodSync(join(bin, 'rch-evil-cred'), 0o755)
       const awsConfig = join(runner.root, 'aws-config')
       writeFileSync(awsConfig, '[default]\ncredential_process = rch-evil-cred\n')
       const PATH = `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`
       // positive control: with this PATH a shell finds the job's program
-      expect(spawnSync('/bin/sh', ['-c', 'command -v rch-evil-cred'], { env: { PATH }, encoding: 'utf8' }).stdout.trim()).toBe(join(bin, 'rch-evil-cred'))
-      const env = { PATH, AWS_CONFIG_FILE: awsConfig, AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_REGION: 'eu-west-1', AWS_EC2_METADATA_DISABLED: 'true', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' }
+      expect(spawnSync('/bin/sh', ['-c', 'command -v rch-evil-cred'], { env: { PATH }, encoding: 'utf8' }).stdout.trim()).toBe(
+        join(bin, 'rch-evil-cred')
+      )
+      const env = {
+        PATH,
+        AWS_CONFIG_FILE: awsConfig,
+        AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+        AWS_REGION: 'eu-west-1',
+        AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true'
+      }
       const r = await runner.call('cleanup_job', {}, { state: null, env })
       expect(existsSync(marker)).toBe(false)
       // it fails loudly for want of credentials, instead of running the job's program

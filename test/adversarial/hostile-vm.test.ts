@@ -53,7 +53,10 @@ beforeAll(() => {
     `${DIR}/bin/tar`,
     `#!/bin/sh\ncase " $* " in *" -c "*) if [ -f ${DIR}/archive.tar ]; then touch ${DIR}/ran-tar; cat >/dev/null; cat ${DIR}/archive.tar; exit 0; fi ;; esac\nexec /usr/bin/tar "$@"\n`
   )
-  writeFileSync(`${DIR}/bin/find`, `#!/bin/sh\nif [ -f ${DIR}/listing ]; then touch ${DIR}/ran-find; cat ${DIR}/listing; exit 0; fi\nexec /usr/bin/find "$@"\n`)
+  writeFileSync(
+    `${DIR}/bin/find`,
+    `#!/bin/sh\nif [ -f ${DIR}/listing ]; then touch ${DIR}/ran-find; cat ${DIR}/listing; exit 0; fi\nexec /usr/bin/find "$@"\n`
+  )
   chmodSync(RC, 0o755)
   chmodSync(`${DIR}/bin/tar`, 0o755)
   chmodSync(`${DIR}/bin/find`, 0o755)
@@ -68,7 +71,9 @@ afterAll(() => {
 
 function advJob(mode: Mode = 'agent'): HostileJob {
   const vm = loadVm('adv')
-  return new HostileJob(mode, { config: { provider: staticProvider(vm, { slots: 4 }, { acquireTimeoutSeconds: 30 }), remote: { workRoot: vm.workRoot } } })
+  return new HostileJob(mode, {
+    config: { provider: staticProvider(vm, { slots: 4 }, { acquireTimeoutSeconds: 30 }), remote: { workRoot: vm.workRoot } }
+  })
 }
 
 /** Anything named pwned* on the runner side, anywhere under the runner's root or /tmp. */
@@ -159,7 +164,8 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile listing on the VM (%s)
     await job.finish()
   })
 
-  const rec = (type: string, path: string, size = 1, link = ''): string => `${type}\0${size}\0${Math.floor(Date.now() / 1000)}.0\x00644\x00${link}\0${path}\0`
+  const rec = (type: string, path: string, size = 1, link = ''): string =>
+    `${type}\0${size}\0${Math.floor(Date.now() / 1000)}.0\x00644\x00${link}\0${path}\0`
   const cases: [string, string][] = [
     ['a path that climbs out of _work', rec('f', '../outside/secret.txt')],
     ['a path that climbs out through the workspace', rec('d', 'repo/../../outside')],

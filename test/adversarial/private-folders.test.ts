@@ -66,13 +66,16 @@ test("another VM user cannot read a step's script or its set_env file in the job
 // Files are copied without group/other access, so a container user must be root or the SSH user's
 // uid to read them (docs/security.md, limits that remain).
 test.each([
-  ['the SSH user\'s uid', true],
+  ["the SSH user's uid", true],
   ['another non-root uid', false]
 ])('a job container running as %s: its steps can read /__w: %s', async (who, readable) => {
   const uid = who === 'another non-root uid' ? 4242 : Number(execFileSync('id', ['-u', testVm().user]).toString().trim())
   const other = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }) } })
   try {
-    const p = await other.prepare({ container: other.jobContainer(testImages.tiny, { createOptions: `--user ${uid}:${uid}` }), services: [] })
+    const p = await other.prepare({
+      container: other.jobContainer(testImages.tiny, { createOptions: `--user ${uid}:${uid}` }),
+      services: []
+    })
     expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
     const step = other.scriptStep('id -u\nls /__w/repo >/dev/null && echo can-read-work\n')
     const r = await other.call('run_script_step', step.args)

@@ -18,7 +18,9 @@ describe('pull-back from a hostile step', () => {
   })
 
   test('GITHUB_PATH replaced by a symlink to the runner credentials fails the step; nothing comes back', async () => {
-    const { args, fc } = runner.scriptStep('echo changed > changed.txt\nln -sf ../../../.credentials "$GITHUB_PATH"\nls -l "$GITHUB_PATH"\n')
+    const { args, fc } = runner.scriptStep(
+      'echo changed > changed.txt\nln -sf ../../../.credentials "$GITHUB_PATH"\nls -l "$GITHUB_PATH"\n'
+    )
     const r = await runner.call('run_script_step', args)
     expect(r.stdout).toContain('-> ../../../.credentials') // the attack really ran on the VM
     expect(r.code).not.toBe(0)

@@ -4,7 +4,19 @@
 // a private folder of the runner user, is never taken from a folder others can write, and old
 // versions' caches do not pile up.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner, HOOK } from '../helpers/fake-runner'
@@ -35,16 +47,33 @@ function quick(file = bundle, nodeArgs: string[] = []): { code: number | null; s
   const responseFile = join(dir, 'response.json')
   const config = join(dir, 'hooks.json')
   writeFileSync(responseFile, '')
-  writeFileSync(config, JSON.stringify({ provider: { kind: 'static', acquireTimeoutSeconds: 0, hosts: [{ host: '127.0.0.1', port: 9, user: 'nobody', identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] }, remote: { workRoot: '/tmp/x' } }))
+  writeFileSync(
+    config,
+    JSON.stringify({
+      provider: {
+        kind: 'static',
+        acquireTimeoutSeconds: 0,
+        hosts: [{ host: '127.0.0.1', port: 9, user: 'nobody', identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }]
+      },
+      remote: { workRoot: '/tmp/x' }
+    })
+  )
   const input = JSON.stringify({ command: 'prepare_job', responseFile, args: { container: null, services: [] }, state: null })
-  const r = spawnSync(process.execPath, [...nodeArgs, file], { input, env: { ...env(), RUNNER_TEMP: dir, REMOTE_HOOKS_CONFIG: config, RUNNER_NAME: 'loader-test' }, encoding: 'utf8' })
+  const r = spawnSync(process.execPath, [...nodeArgs, file], {
+    input,
+    env: { ...env(), RUNNER_TEMP: dir, REMOTE_HOOKS_CONFIG: config, RUNNER_NAME: 'loader-test' },
+    encoding: 'utf8'
+  })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
 /** A stack trace taken while the core writes `--version`: its first src/ frame and that source line. */
 function versionFrame(file = bundle): { frame: string; source: string } {
   const probe = join(tmp, 'probe.js')
-  writeFileSync(probe, "const w = process.stdout.write.bind(process.stdout)\nprocess.stdout.write = (c, ...r) => (process.stderr.write('PROBE ' + JSON.stringify(new Error('probe').stack) + '\\n'), w(c, ...r))\n")
+  writeFileSync(
+    probe,
+    "const w = process.stdout.write.bind(process.stdout)\nprocess.stdout.write = (c, ...r) => (process.stderr.write('PROBE ' + JSON.stringify(new Error('probe').stack) + '\\n'), w(c, ...r))\n"
+  )
   const r = spawnSync(process.execPath, ['-r', probe, file, '--version'], { env: env(), encoding: 'utf8' })
   expect(r.status).toBe(0)
   const line = r.stderr.split('\n').find((l) => l.startsWith('PROBE '))
@@ -62,7 +91,10 @@ function versionFrame(file = bundle): { frame: string; source: string } {
 /** A preload that notes on stderr each library the loader compiles, and whether with a code cache. */
 function spy(): string {
   const file = join(tmp, 'spy.js')
-  writeFileSync(file, "const vm = require('vm'), S = vm.Script\nvm.Script = class extends S { constructor(src, o) { super(src, o); process.stderr.write('COMPILED ' + o.filename + ' cache=' + !!o.cachedData + '\\n') } }\n")
+  writeFileSync(
+    file,
+    "const vm = require('vm'), S = vm.Script\nvm.Script = class extends S { constructor(src, o) { super(src, o); process.stderr.write('COMPILED ' + o.filename + ' cache=' + !!o.cachedData + '\\n') } }\n"
+  )
   return file
 }
 
@@ -169,7 +201,9 @@ describe('a failure while loading is one ::error:: and exit 70, never a bare sta
     expect(version()).toMatch(/^remote-container-hooks /) // the core alone still starts
     const r = quick()
     expect(r.code).toBe(70)
-    expect(r.stdout).toMatch(/^::error::remote-container-hooks could not load the bundled library ssh2 \(the bundled library ssh2 is missing from \S+index\.js\)\n$/)
+    expect(r.stdout).toMatch(
+      /^::error::remote-container-hooks could not load the bundled library ssh2 \(the bundled library ssh2 is missing from \S+index\.js\)\n$/
+    )
     expect(r.stderr).not.toMatch(/\n\s+at /)
   })
 })

@@ -9,20 +9,34 @@ import { testImages } from '../helpers/testenv'
 const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
 
 test('--version prints the version of package.json and the build id, and exits 0', () => {
-  expect(execFileSync(process.execPath, [HOOK, '--version'], { encoding: 'utf8' })).toMatch(new RegExp(`^remote-container-hooks ${pkg.version.replace(/\./g, '\\.')} \\(build [0-9a-f]{12}\\)\n$`))
+  expect(execFileSync(process.execPath, [HOOK, '--version'], { encoding: 'utf8' })).toMatch(
+    new RegExp(`^remote-container-hooks ${pkg.version.replace(/\./g, '\\.')} \\(build [0-9a-f]{12}\\)\n$`)
+  )
 })
 
 test('--help says what the hook is, how the runner calls it, the env it reads and where the docs are, and exits 0', () => {
   const r = spawnSync(process.execPath, [HOOK, '--help'], { encoding: 'utf8', env: { PATH: process.env.PATH } })
   expect({ code: r.status, stderr: r.stderr }).toEqual({ code: 0, stderr: '' })
-  for (const s of ['ACTIONS_RUNNER_CONTAINER_HOOKS', 'prepare_job', 'responseFile', 'REMOTE_HOOKS_CONFIG', 'RUNNER_DEBUG', 'docs/', pkg.version]) expect(r.stdout).toContain(s)
+  for (const s of [
+    'ACTIONS_RUNNER_CONTAINER_HOOKS',
+    'prepare_job',
+    'responseFile',
+    'REMOTE_HOOKS_CONFIG',
+    'RUNNER_DEBUG',
+    'docs/',
+    pkg.version
+  ])
+    expect(r.stdout).toContain(s)
   expect(r.stdout).not.toMatch(/^::/m)
 })
 
 test('the log file is appended to: two hook commands leave both their lines', async () => {
   const runner = new FakeRunner()
   const logFile = join(runner.root, 'logs', 'hook.log')
-  const withLog = new FakeRunner({ name: runner.name, config: { ...JSON.parse(readFileSync(runner.configFile, 'utf8')), log: { file: logFile } } })
+  const withLog = new FakeRunner({
+    name: runner.name,
+    config: { ...JSON.parse(readFileSync(runner.configFile, 'utf8')), log: { file: logFile } }
+  })
   try {
     // Each fails after the log is open (the /__w mount names another folder), with a message of its own.
     const call = (n: number) => {

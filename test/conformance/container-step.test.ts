@@ -35,7 +35,9 @@ describe('run_container_step with state null (no prepare_job)', () => {
     const { args, fc } = runner.containerStep({
       image: testImages.tiny,
       entryPoint: 'sh',
-      args: runnerSplit('-c "echo action-output-line; echo from-action=ok >> $GITHUB_OUTPUT; echo ACTION_ENV=1 >> $GITHUB_ENV; echo made > /github/workspace/action-made.txt"')
+      args: runnerSplit(
+        '-c "echo action-output-line; echo from-action=ok >> $GITHUB_OUTPUT; echo ACTION_ENV=1 >> $GITHUB_ENV; echo made > /github/workspace/action-made.txt"'
+      )
     })
     const r = await runner.call('run_container_step', args, { state: null })
     expect({ code: r.code, errors: errorLines(r), stderr: r.stderr }).toEqual({ code: 0, errors: [], stderr: '' })
@@ -109,7 +111,10 @@ describe('private registry', () => {
     const wrong = `wrong-${randomBytes(8).toString('hex')}`
     const r = await runner.call(
       'prepare_job',
-      { container: runner.jobContainer(reg.image, { registry: { username: reg.user, password: wrong, serverUrl: reg.host } }), services: [] },
+      {
+        container: runner.jobContainer(reg.image, { registry: { username: reg.user, password: wrong, serverUrl: reg.host } }),
+        services: []
+      },
       { state: null }
     )
     expect(r.code).not.toBe(0)

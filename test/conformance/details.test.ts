@@ -73,7 +73,6 @@ describe('contract details', () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/::debug::timing: connect \d+ ms, push \d+ ms, exec \d+ ms, pull \d+ ms/)
   })
-
 })
 
 describe('pull policy', () => {

@@ -32,17 +32,27 @@ afterAll(async () => {
 
 test('CLI, Engine API and the job container mount all go through remote.dockerSocket', async () => {
   const vm = testVm()
-  const runner = new FakeRunner({ name: 'docker-socket', config: { provider: staticProvider(vm), remote: { workRoot: vm.workRoot, dockerSocket: socket } } })
+  const runner = new FakeRunner({
+    name: 'docker-socket',
+    config: { provider: staticProvider(vm), remote: { workRoot: vm.workRoot, dockerSocket: socket } }
+  })
   try {
     // The service's options make its create a CLI command; the rest of prepare_job is API calls.
-    const service = runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'], createOptions: '--label rch-test-cli=1' })
+    const service = runner.service(testImages.tiny, {
+      entryPoint: 'sleep',
+      entryPointArgs: ['3600'],
+      createOptions: '--label rch-test-cli=1'
+    })
     const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [service] })
     expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
     // prepare_job's CLI command (the create with options) and its API calls (network, creates, starts, inspect, health)
     expect(seen.cli).toBeGreaterThanOrEqual(1)
     expect(seen.other).toBeGreaterThanOrEqual(3)
     const id = p.response.context.container.id as string
-    const mounts = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Mounts}}', id], { encoding: 'utf8' })) as { Source: string; Destination: string }[]
+    const mounts = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Mounts}}', id], { encoding: 'utf8' })) as {
+      Source: string
+      Destination: string
+    }[]
     expect(mounts.find((m) => m.Destination === '/var/run/docker.sock')?.Source).toBe(socket)
 
     const before = seen.other

@@ -15,7 +15,13 @@ describe('a job end to end on a static host', () => {
     writeFileSync(join(runner.workspace, 'host-file.txt'), 'from the host\n')
     const r = await runner.prepare({
       container: runner.jobContainer(testImages.glibc, { portMappings: ['8080:80'] }),
-      services: [runner.service(testImages.tiny, { entryPoint: 'sh', entryPointArgs: ['-c', '"while', 'true;', 'do', 'echo', 'PONG', '|', 'nc', '-l', '-p', '6379;', 'done"'], portMappings: ['6379'] })]
+      services: [
+        runner.service(testImages.tiny, {
+          entryPoint: 'sh',
+          entryPointArgs: ['-c', '"while', 'true;', 'do', 'echo', 'PONG', '|', 'nc', '-l', '-p', '6379;', 'done"'],
+          portMappings: ['6379']
+        })
+      ]
     })
     expect(r.stdout + r.stderr).not.toContain('::error::')
     expect(r.code).toBe(0)
@@ -71,7 +77,10 @@ describe('a job end to end on a static host', () => {
   test('a JS action runs with /__e/node20/bin/node', async () => {
     const dir = join(runner.work, '_actions', 'acme', 'hello', 'v1', 'dist')
     mkdirSync(dir, { recursive: true })
-    writeFileSync(join(dir, 'index.js'), 'require("fs").appendFileSync(process.env.GITHUB_OUTPUT, "node=" + process.version + "\\n"); console.log("js-action " + process.env.INPUT_WHO)\n')
+    writeFileSync(
+      join(dir, 'index.js'),
+      'require("fs").appendFileSync(process.env.GITHUB_OUTPUT, "node=" + process.version + "\\n"); console.log("js-action " + process.env.INPUT_WHO)\n'
+    )
     const fc = runner.newFileCommands()
     const r = await runner.call('run_script_step', {
       entryPointArgs: ['/__w/_actions/acme/hello/v1/dist/index.js'],
@@ -91,7 +100,7 @@ describe('a job end to end on a static host', () => {
       image: testImages.tiny,
       entryPoint: 'sh',
       args: ['-c', '"echo', 'from-action=$INPUT_X', '>>', '$GITHUB_OUTPUT;', 'ls', '/github/workspace;', 'echo', 'action-ran"'],
-      env: { 'INPUT_X': 'y y' }
+      env: { INPUT_X: 'y y' }
     })
     const r = await runner.call('run_container_step', args)
     expect(r.stderr).toBe('')
@@ -104,7 +113,10 @@ describe('a job end to end on a static host', () => {
   test('a container action built from its Dockerfile on the remote', async () => {
     const dir = join(runner.work, '_actions', 'acme', 'docker-action', 'v1')
     mkdirSync(dir, { recursive: true })
-    writeFileSync(join(dir, 'Dockerfile'), `FROM ${testImages.tiny}\nCOPY entrypoint.sh /entrypoint.sh\nENTRYPOINT ["sh", "/entrypoint.sh"]\n`)
+    writeFileSync(
+      join(dir, 'Dockerfile'),
+      `FROM ${testImages.tiny}\nCOPY entrypoint.sh /entrypoint.sh\nENTRYPOINT ["sh", "/entrypoint.sh"]\n`
+    )
     writeFileSync(join(dir, 'entrypoint.sh'), 'echo "built-action $1"\necho "built=yes" >> "$GITHUB_OUTPUT"\n')
     const { args, fc } = runner.containerStep({ dockerfile: join(dir, 'Dockerfile'), args: ['"hello', 'world"'] })
     const r = await runner.call('run_container_step', args)

@@ -11,13 +11,19 @@ test("the job container's _work bind sources are the SSH user's, also one the co
   const vm = testVm()
   const runner = new FakeRunner({ name: `early-start-${process.pid}`, config: { sync: { toolCache: false } } })
   try {
-    const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })] })
+    const p = await runner.prepare({
+      container: runner.jobContainer(testImages.tiny),
+      services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
+    })
     expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
     const jobRoot = (runner.state as { jobRoot: string }).jobRoot
     expect(jobRoot.startsWith(`${vm.workRoot}/jobs/`)).toBe(true)
     // positive control: the job container really binds these folders of the job's copy
     const id = p.response.context.container.id as string
-    const mounts = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Mounts}}', id], { encoding: 'utf8' })) as { Source: string; Destination: string }[]
+    const mounts = JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Mounts}}', id], { encoding: 'utf8' })) as {
+      Source: string
+      Destination: string
+    }[]
     expect(mounts.find((m) => m.Destination === '/__w/_tool')?.Source).toBe(`${jobRoot}/w/_tool`)
     expect(mounts.find((m) => m.Destination === '/github/home')?.Source).toBe(`${jobRoot}/w/_temp/_github_home`)
     const uid = Number(execFileSync('id', ['-u', vm.user], { encoding: 'utf8' }).trim())

@@ -71,7 +71,10 @@ describe('on a VM whose SSH user has a start-up file that prints', () => {
   const DIR = `/var/tmp/rch-${NAME}`
   const RC = `${DIR}/rc`
   const vmScript = (...args: string[]): void =>
-    void execFileSync('bash', [join(repoRoot, 'scripts/testenv/vm.sh'), ...args], { env: { ...process.env, VM_FORCE_COMMAND: RC }, stdio: 'pipe' })
+    void execFileSync('bash', [join(repoRoot, 'scripts/testenv/vm.sh'), ...args], {
+      env: { ...process.env, VM_FORCE_COMMAND: RC },
+      stdio: 'pipe'
+    })
 
   beforeAll(() => {
     rmSync(DIR, { recursive: true, force: true })
@@ -90,7 +93,11 @@ describe('on a VM whose SSH user has a start-up file that prints', () => {
     const noisy = loadVm(NAME as VmName)
     const runner = new FakeRunner({
       name: `oper-noise-${mode.replace(' ', '-')}`,
-      config: { provider: staticProvider(noisy, { slots: 2 }), remote: { workRoot: noisy.workRoot }, ...(mode === 'no agent' ? { agent: { enabled: false } } : {}) }
+      config: {
+        provider: staticProvider(noisy, { slots: 2 }),
+        remote: { workRoot: noisy.workRoot },
+        ...(mode === 'no agent' ? { agent: { enabled: false } } : {})
+      }
     })
     try {
       const t0 = Date.now()

@@ -41,7 +41,8 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     expect(r.responseText).toBe('')
     // no rsync left, local or remote (the remote rsync runs in the job folder)
     const localRsyncs = (): unknown[] => scanCmdlines(runner.work).filter((p) => /(^|\/)rsync /.test(p.cmdline))
-    const remoteRsyncs = (): unknown[] => scanCmdlines('/jobs/').filter((p) => /rsync --server/.test(p.cmdline) && p.cmdline.includes(runner.name))
+    const remoteRsyncs = (): unknown[] =>
+      scanCmdlines('/jobs/').filter((p) => /rsync --server/.test(p.cmdline) && p.cmdline.includes(runner.name))
     await waitUntil(() => localRsyncs().length === 0 && remoteRsyncs().length === 0, 3000)
     expect(localRsyncs()).toEqual([])
     expect(remoteRsyncs()).toEqual([])

@@ -7,12 +7,26 @@ import { readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { callRaw, errorLines, leftovers, NOTHING, runnerSplit, staticProvider, testVm, writeScript, type RawRun } from '../helpers/conformance'
+import {
+  callRaw,
+  errorLines,
+  leftovers,
+  NOTHING,
+  runnerSplit,
+  staticProvider,
+  testVm,
+  writeScript,
+  type RawRun
+} from '../helpers/conformance'
 
 /** Exit != 0 and exactly one `::error::` line, which is returned. */
 function oneError(r: Pick<HookRun, 'code' | 'stdout' | 'stderr'>): string {
   const errors = errorLines(r)
-  expect({ code: r.code === 0 ? 0 : 'non-zero', errors: errors.length, out: r.stdout + r.stderr }).toEqual({ code: 'non-zero', errors: 1, out: expect.any(String) })
+  expect({ code: r.code === 0 ? 0 : 'non-zero', errors: errors.length, out: r.stdout + r.stderr }).toEqual({
+    code: 'non-zero',
+    errors: 1,
+    out: expect.any(String)
+  })
   return errors[0]
 }
 
@@ -80,7 +94,13 @@ describe('protocol: bad input starts nothing and names the problem', () => {
     const r = await runner.call('prepare_job', job(), { state: null, env: { REMOTE_HOOKS_CONFIG: bad } })
     expect(r.code).toBe(78)
     const fields = errorLines(r).map((l) => /^::error::invalid configuration: ([^:]+):/.exec(l)?.[1])
-    expect(fields.sort()).toEqual(['provider.hosts.0.identityFile', 'provider.hosts.0.port', 'remote.workRoot', 'timeouts.connectSeconds', 'timeouts.healthSecond'])
+    expect(fields.sort()).toEqual([
+      'provider.hosts.0.identityFile',
+      'provider.hosts.0.port',
+      'remote.workRoot',
+      'timeouts.connectSeconds',
+      'timeouts.healthSecond'
+    ])
     expect(errorLines(r)).toContain('::error::invalid configuration: timeouts.healthSecond: unknown key (did you mean `healthSeconds`?)')
   })
 
@@ -169,7 +189,11 @@ describe('protocol: what the runner sends is accepted', () => {
         entryPointArgs: runnerSplit(`-c "echo ${tag}; exec sleep 3600"`),
         portMappings: ports
       })
-    const r = await runner.call('prepare_job', { container: null, services: [svc('first', ['80']), svc('second', []), svc('third', [])] }, { state: null })
+    const r = await runner.call(
+      'prepare_job',
+      { container: null, services: [svc('first', ['80']), svc('second', []), svc('third', [])] },
+      { state: null }
+    )
     expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
     // exactly one JSON object (a second object or trailing garbage would not parse)
     expect(r.responseText.trim().split('\n')).toHaveLength(1)

@@ -36,7 +36,12 @@ afterEach(async () => {
 })
 
 function newRunner(pullTimeoutSeconds: number): FakeRunner {
-  const r = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }), images: { pullPolicy: 'missing', pullTimeoutSeconds } } })
+  const r = new FakeRunner({
+    config: {
+      provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }),
+      images: { pullPolicy: 'missing', pullTimeoutSeconds }
+    }
+  })
   runners.push(r)
   return r
 }
@@ -58,7 +63,11 @@ test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
   const runner = newRunner(600)
   const before = connections
   const image = `127.0.0.1:${port}/hung/other:1`
-  const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [runner.service(image)] }, { state: null })
+  const { child, done } = runner.start(
+    'prepare_job',
+    { container: runner.jobContainer(testImages.tiny), services: [runner.service(image)] },
+    { state: null }
+  )
   await waitForOutput(child, 'copied ')
   await waitUntil(() => connections > before, 10_000)
   expect(connections).toBeGreaterThan(before)

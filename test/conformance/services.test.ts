@@ -57,21 +57,29 @@ function readBanner(port: number): Promise<string> {
 
 async function bannerEventually(port: number): Promise<string> {
   let last = ''
-  await waitUntil(async () => {
-    last = await readBanner(port).catch((e: Error) => e.message)
-    return last !== '' && !last.startsWith('no banner') && !/ECONN/.test(last)
-  }, 5000, 250)
+  await waitUntil(
+    async () => {
+      last = await readBanner(port).catch((e: Error) => e.message)
+      return last !== '' && !last.startsWith('no banner') && !/ECONN/.test(last)
+    },
+    5000,
+    250
+  )
   return last
 }
 
 test('two services of one image both start and are reachable by alias from the job container (tiny, tiny-1, tiny-2)', async () => {
   const runner = newRunner()
-  const r = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [tagService(runner, 'svc-one'), tagService(runner, 'svc-two')] })
+  const r = await runner.prepare({
+    container: runner.jobContainer(testImages.tiny),
+    services: [tagService(runner, 'svc-one'), tagService(runner, 'svc-two')]
+  })
   ok(r)
   expect(r.response.context.services).toHaveLength(2)
   const [a, b] = r.response.context.services.map((s: { id: string }) => s.id)
   expect(a).not.toBe(b)
-  for (const id of [a, b]) expect(execFileSync('docker', ['inspect', '-f', '{{.State.Running}}', id], { encoding: 'utf8' }).trim()).toBe('true')
+  for (const id of [a, b])
+    expect(execFileSync('docker', ['inspect', '-f', '{{.State.Running}}', id], { encoding: 'utf8' }).trim()).toBe('true')
 
   // bash's /dev/tcp from the job container; retried because the nc loop restarts between connections
   const probe = (host: string): string =>
@@ -84,7 +92,12 @@ test('two services of one image both start and are reachable by alias from the j
   expect(s.stdout).toContain('tiny-2=svc-two\n')
   // the leftover probe sees a live job (so "NOTHING" below is not vacuous)
   const live = await leftovers(runner)
-  expect({ containers: live.containers.length, networks: live.networks.length, jobFolders: live.jobFolders.length, leases: live.leases.length }).toEqual({
+  expect({
+    containers: live.containers.length,
+    networks: live.networks.length,
+    jobFolders: live.jobFolders.length,
+    leases: live.leases.length
+  }).toEqual({
     containers: 3,
     networks: 1,
     jobFolders: 1,
@@ -166,7 +179,9 @@ test('port mappings "HOST:CONTAINER", "CONTAINER" and "CONTAINER/tcp" are accept
   const hostPort = await freePort()
   const svc = runner.service(testImages.tiny, {
     entryPoint: 'sh',
-    entryPointArgs: runnerSplit('-c "(while true; do echo on-80 | nc -l -p 80; done) & (while true; do echo on-81 | nc -l -p 81; done) & while true; do echo on-6379 | nc -l -p 6379; done"'),
+    entryPointArgs: runnerSplit(
+      '-c "(while true; do echo on-80 | nc -l -p 80; done) & (while true; do echo on-81 | nc -l -p 81; done) & while true; do echo on-6379 | nc -l -p 6379; done"'
+    ),
     portMappings: [`${hostPort}:80`, '81', '6379/tcp']
   })
   const r = await runner.prepare({ container: null, services: [svc] })
@@ -199,7 +214,7 @@ function activeCommands(out: string): string[] {
   return active
 }
 
-test("a service that prints workflow commands and exits: its log is folded and inert, the step log is folded by phase, one error of ours", async () => {
+test('a service that prints workflow commands and exits: its log is folded and inert, the step log is folded by phase, one error of ours', async () => {
   const runner = newRunner()
   const vm = testVm()
   const r = await runner.prepare({
@@ -207,7 +222,9 @@ test("a service that prints workflow commands and exits: its log is folded and i
     services: [
       runner.service(testImages.tiny, {
         entryPoint: 'sh',
-        entryPointArgs: runnerSplit('-c "echo hostile-start; echo ::error::pwned; echo ::add-mask::hostile-start; echo ::endgroup::; exit 3"')
+        entryPointArgs: runnerSplit(
+          '-c "echo hostile-start; echo ::error::pwned; echo ::add-mask::hostile-start; echo ::endgroup::; exit 3"'
+        )
       })
     ]
   })
@@ -222,11 +239,16 @@ test("a service that prints workflow commands and exits: its log is folded and i
   // folds: every phase opened is closed, none nested, and the service's log has its own
   const folds = active.filter((l) => /^::(end)?group::/.test(l))
   expect(folds).toEqual([
-    '::group::Getting a host', '::endgroup::',
-    "::group::Copying the job's files", '::endgroup::',
-    '::group::Images', '::endgroup::',
-    '::group::Starting the services and the job container', '::endgroup::',
-    expect.stringMatching(/^::group::\S+ \(.+\) logs$/), '::endgroup::'
+    '::group::Getting a host',
+    '::endgroup::',
+    "::group::Copying the job's files",
+    '::endgroup::',
+    '::group::Images',
+    '::endgroup::',
+    '::group::Starting the services and the job container',
+    '::endgroup::',
+    expect.stringMatching(/^::group::\S+ \(.+\) logs$/),
+    '::endgroup::'
   ])
   // the log is shown, and the error comes after its fold
   expect(r.stdout).toContain('hostile-start')

@@ -5,5 +5,5 @@ process.env.RCH_TEST_AGENT = 'off'
 afterAll(() => {
   delete process.env.RCH_TEST_AGENT
 })
- 
+
 require('./steps.test')

@@ -9,7 +9,16 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, extraFileCommands, procStatusKb, scanCmdlines, scanWhile, sleep, waitForOutput, writeScript } from '../helpers/conformance'
+import {
+  errorLines,
+  extraFileCommands,
+  procStatusKb,
+  scanCmdlines,
+  scanWhile,
+  sleep,
+  waitForOutput,
+  writeScript
+} from '../helpers/conformance'
 import { settlesWithin, waitUntil } from '../helpers/wait'
 
 const runner = new FakeRunner()
@@ -205,7 +214,10 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
   const r = await done
   sampling = false
   await sampler
-  if (process.env.RCH_TEST_VERBOSE) console.log(`slow phase read ${(readSlowly / 1e6).toFixed(1)} MB; peak RSS: agent ${Math.round(peak.agent / 1024)} MB (from ${Math.round(agentBase / 1024)} MB), hook ${Math.round(peak.hook / 1024)} MB`)
+  if (process.env.RCH_TEST_VERBOSE)
+    console.log(
+      `slow phase read ${(readSlowly / 1e6).toFixed(1)} MB; peak RSS: agent ${Math.round(peak.agent / 1024)} MB (from ${Math.round(agentBase / 1024)} MB), hook ${Math.round(peak.hook / 1024)} MB`
+    )
   // The reader really was the slow end: the step was still printing when the slow phase ended.
   expect(finishedEarly).toBe(false)
   expect(readSlowly).toBeGreaterThan(1_000_000)
@@ -225,7 +237,9 @@ test('a reader that is behind when the step ends still gets every byte before th
   // stdout: the hook reads all of it off the agent before the reader takes more, so it holds the
   // rest when the step's exit status arrives.
   const total = 400_000
-  const { child, done } = runner.start('run_script_step', runner.scriptStep(`head -c ${total} /dev/zero | tr '\\0' x\n`).args, { callerReadsStdout: true })
+  const { child, done } = runner.start('run_script_step', runner.scriptStep(`head -c ${total} /dev/zero | tr '\\0' x\n`).args, {
+    callerReadsStdout: true
+  })
   let read = 0
   let other = 0
   child.stdout!.pause()
@@ -240,7 +254,10 @@ test('a reader that is behind when the step ends still gets every byte before th
 }, 60000)
 
 test('a secret in the step env never appears on any process command line (positive control included)', async () => {
-  const secret = randomBytes(24).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 32)
+  const secret = randomBytes(24)
+    .toString('base64')
+    .replace(/[^A-Za-z0-9]/g, 'x')
+    .slice(0, 32)
   expect(secret).toHaveLength(32)
 
   // positive control: the same scanner finds the secret on a command line we put it on
@@ -294,21 +311,25 @@ test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
 })
 
 // With the agent disabled there is no agent to kill: the hook holds the connection itself.
-;(agentOn ? test : test.skip)('a dropped connection (the job agent killed mid-step) never exits 0', async () => {
-  const marker = `drop-marker-${randomBytes(4).toString('hex')}`
-  const { args } = runner.scriptStep(`echo ${marker}\nsleep 30\necho not-dropped\n`)
-  const { child, done } = runner.start('run_script_step', args)
-  await waitForOutput(child, marker)
-  const agents = scanCmdlines('__agent').filter((h) => h.cmdline.includes(localDir))
-  expect(agents).toHaveLength(1)
-  process.kill(agents[0].pid, 'SIGKILL')
-  const r: HookRun = await done
-  if (process.env.RCH_TEST_VERBOSE) console.log(`dropped: code ${r.code}\n${r.stdout}\n${r.stderr}`)
-  expect(r.code === 0).toBe(false)
-  expect(r.stdout).not.toContain('not-dropped')
-  // the job still works afterwards (a new agent is started)
-  const { args: after } = runner.scriptStep('echo still-usable\n')
-  const again = await runner.call('run_script_step', after)
-  expect(again.code).toBe(0)
-  expect(again.stdout).toContain('still-usable')
-}, 90000)
+;(agentOn ? test : test.skip)(
+  'a dropped connection (the job agent killed mid-step) never exits 0',
+  async () => {
+    const marker = `drop-marker-${randomBytes(4).toString('hex')}`
+    const { args } = runner.scriptStep(`echo ${marker}\nsleep 30\necho not-dropped\n`)
+    const { child, done } = runner.start('run_script_step', args)
+    await waitForOutput(child, marker)
+    const agents = scanCmdlines('__agent').filter((h) => h.cmdline.includes(localDir))
+    expect(agents).toHaveLength(1)
+    process.kill(agents[0].pid, 'SIGKILL')
+    const r: HookRun = await done
+    if (process.env.RCH_TEST_VERBOSE) console.log(`dropped: code ${r.code}\n${r.stdout}\n${r.stderr}`)
+    expect(r.code === 0).toBe(false)
+    expect(r.stdout).not.toContain('not-dropped')
+    // the job still works afterwards (a new agent is started)
+    const { args: after } = runner.scriptStep('echo still-usable\n')
+    const again = await runner.call('run_script_step', after)
+    expect(again.code).toBe(0)
+    expect(again.stdout).toContain('still-usable')
+  },
+  90000
+)

@@ -38,7 +38,9 @@ describe('user volumes and the standalone bundle', () => {
       })
       expect({ code: p.code, out: p.stdout }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
       expect(volumeExists(vol)).toBe(true)
-      const { args } = runner.scriptStep('cat /hostdata/seed.txt; echo persisted > /named/x; echo anon > /anon/y; cat /named/x /anon/y; touch /hostdata/ro 2>/dev/null && echo writable || echo read-only\n')
+      const { args } = runner.scriptStep(
+        'cat /hostdata/seed.txt; echo persisted > /named/x; echo anon > /anon/y; cat /named/x /anon/y; touch /hostdata/ro 2>/dev/null && echo writable || echo read-only\n'
+      )
       const r = await runner.call('run_script_step', args)
       expect(r.code).toBe(0)
       expect(r.stdout).toContain('seeded on the host')
@@ -58,7 +60,10 @@ describe('user volumes and the standalone bundle', () => {
     const vol = `rch-test-keep-${runner.trackingId.slice(0, 8)}`
     execFileSync('docker', ['volume', 'create', vol], { stdio: 'ignore' })
     try {
-      const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny, { userMountVolumes: [runner.mount(vol, '/keep', false, `${vol}:/keep`)] }), services: [] })
+      const p = await runner.prepare({
+        container: runner.jobContainer(testImages.tiny, { userMountVolumes: [runner.mount(vol, '/keep', false, `${vol}:/keep`)] }),
+        services: []
+      })
       expect(p.code).toBe(0)
       expect((await runner.cleanup()).code).toBe(0)
       expect(volumeExists(vol)).toBe(true)
@@ -71,7 +76,10 @@ describe('user volumes and the standalone bundle', () => {
   test('a host path outside the work folder is refused before anything starts', async () => {
     const runner = new FakeRunner()
     try {
-      const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny, { userMountVolumes: [runner.mount('/etc', '/hostetc', true, '/etc:/hostetc:ro')] }), services: [] })
+      const p = await runner.prepare({
+        container: runner.jobContainer(testImages.tiny, { userMountVolumes: [runner.mount('/etc', '/hostetc', true, '/etc:/hostetc:ro')] }),
+        services: []
+      })
       expect(p.code).not.toBe(0)
       expect(p.stdout).toMatch(/::error::args\.container\.userMountVolumes\.0\.sourceVolumePath: host path \/etc is outside/)
       expect(p.stdout).not.toContain('connecting')
@@ -85,12 +93,23 @@ describe('bulk copies without an OpenSSH client on the runner host', () => {
   test('the first sync goes through the job agent instead, and the job works', async () => {
     // A PATH holding rsync and tar but no ssh: the hook must use its agent as rsync's transport.
     const bin = mkdtempSync(join(tmpdir(), 'rch-bin-'))
-    for (const tool of ['rsync', 'tar', 'sh', 'dd', 'xargs', 'rm']) execFileSync('ln', ['-s', execFileSync('sh', ['-c', `command -v ${tool}`]).toString().trim(), join(bin, tool)])
+    for (const tool of ['rsync', 'tar', 'sh', 'dd', 'xargs', 'rm'])
+      execFileSync('ln', [
+        '-s',
+        execFileSync('sh', ['-c', `command -v ${tool}`])
+          .toString()
+          .trim(),
+        join(bin, tool)
+      ])
     expect(existsSync(join(bin, 'ssh'))).toBe(false)
     const runner = new FakeRunner()
     try {
       writeFileSync(join(runner.workspace, 'via-agent.txt'), 'copied by rsync over the agent\n')
-      const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env: { PATH: bin } })
+      const p = await runner.call(
+        'prepare_job',
+        { container: runner.jobContainer(testImages.tiny), services: [] },
+        { state: null, env: { PATH: bin } }
+      )
       expect({ code: p.code, out: p.stdout }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
       runner.state = p.response.state
       const { args } = runner.scriptStep('cat via-agent.txt\n')

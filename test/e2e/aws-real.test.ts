@@ -5,7 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { FakeRunner } from '../helpers/fake-runner'
 
-const optedIn = process.env.RCH_AWS_E2E === '1' && !!(process.env.AWS_ACCESS_KEY_ID || process.env.AWS_PROFILE) && !!process.env.RCH_AWS_CONFIG
+const optedIn =
+  process.env.RCH_AWS_E2E === '1' && !!(process.env.AWS_ACCESS_KEY_ID || process.env.AWS_PROFILE) && !!process.env.RCH_AWS_CONFIG
 const run = optedIn ? describe : describe.skip
 
 run('real AWS (opt-in)', () => {
@@ -15,9 +16,14 @@ run('real AWS (opt-in)', () => {
     const config = JSON.parse(readFileSync(cfgPath, 'utf8'))
     const runner = new FakeRunner({ config })
     const env: Record<string, string> = {}
-    for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_REGION']) if (process.env[k]) env[k] = process.env[k]!
+    for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_REGION'])
+      if (process.env[k]) env[k] = process.env[k]!
     try {
-      const p = await runner.call('prepare_job', { container: runner.jobContainer(process.env.RCH_AWS_IMAGE ?? 'public.ecr.aws/docker/library/alpine:3'), services: [] }, { state: null, env })
+      const p = await runner.call(
+        'prepare_job',
+        { container: runner.jobContainer(process.env.RCH_AWS_IMAGE ?? 'public.ecr.aws/docker/library/alpine:3'), services: [] },
+        { state: null, env }
+      )
       expect({ code: p.code, out: p.stdout }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
       runner.state = p.response.state
       const { args } = runner.scriptStep('uname -a; cat /etc/os-release | head -2\n')

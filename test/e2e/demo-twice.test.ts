@@ -7,7 +7,11 @@ const ROOT = join(__dirname, '..', '..')
 
 function demo(): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn('bash', ['scripts/demo.sh'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RCH_DEMO_PORT: '' } })
+    const p = spawn('bash', ['scripts/demo.sh'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RCH_DEMO_PORT: '' }
+    })
     let out = ''
     p.stdout.on('data', (c: Buffer) => (out += c.toString()))
     p.stderr.on('data', (c: Buffer) => (out += c.toString()))

@@ -18,4 +18,5 @@ export function builtId(hook = HOOK): string {
 }
 
 /** The agent socket a built hook uses for this job folder and host. */
-export const builtAgentSocket = (localDir: string, host: { user: string; host: string; port: number }, hook = HOOK): string => agentSocket(localDir, host, builtId(hook))
+export const builtAgentSocket = (localDir: string, host: { user: string; host: string; port: number }, hook = HOOK): string =>
+  agentSocket(localDir, host, builtId(hook))

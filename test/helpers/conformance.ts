@@ -42,10 +42,14 @@ export function errorLines(r: Pick<HookRun, 'stdout' | 'stderr'>): string[] {
   return `${r.stdout}\n${r.stderr}`.split(/\r?\n/).filter((l) => l.startsWith('::error::'))
 }
 
-export function cmd(file: string, args: string[], opts: { input?: string; maxBuffer?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function cmd(
+  file: string,
+  args: string[],
+  opts: { input?: string; maxBuffer?: number } = {}
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const c = execFile(file, args, { maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0
       resolve({ code, stdout: String(stdout), stderr: String(stderr) })
     })
     if (opts.input !== undefined) c.stdin?.end(opts.input)
@@ -122,7 +126,12 @@ export function scanCmdlines(needle: string): { pid: number; cmdline: string }[]
 }
 
 /** Scans /proc/*\/cmdline for needle until `until` settles (at least minScans times). */
-export async function scanWhile(needle: string, until: Promise<unknown>, minScans = 3, everyMs = 40): Promise<{ scans: number; hits: { pid: number; cmdline: string }[] }> {
+export async function scanWhile(
+  needle: string,
+  until: Promise<unknown>,
+  minScans = 3,
+  everyMs = 40
+): Promise<{ scans: number; hits: { pid: number; cmdline: string }[] }> {
   let finished = false
   until.then(
     () => (finished = true),
@@ -142,7 +151,10 @@ export async function scanWhile(needle: string, until: Promise<unknown>, minScan
 export function waitForOutput(child: ChildProcess, marker: string, timeoutMs = 60000): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = ''
-    const timer = setTimeout(() => reject(new Error(`no "${marker}" on the hook's stdout within ${timeoutMs} ms; got: ${seen.slice(-2000)}`)), timeoutMs)
+    const timer = setTimeout(
+      () => reject(new Error(`no "${marker}" on the hook's stdout within ${timeoutMs} ms; got: ${seen.slice(-2000)}`)),
+      timeoutMs
+    )
     const onData = (c: Buffer): void => {
       seen = (seen + c.toString()).slice(-100000)
       if (seen.includes(marker)) {
@@ -195,7 +207,13 @@ export function extraFileCommands(runner: FakeRunner): { files: Record<string, s
   const guid = randomUUID()
   const dir = join(runner.temp, '_runner_file_commands')
   mkdirSync(dir, { recursive: true })
-  const names: Record<string, string> = { GITHUB_PATH: 'add_path', GITHUB_ENV: 'set_env', GITHUB_OUTPUT: 'set_output', GITHUB_STATE: 'save_state', GITHUB_STEP_SUMMARY: 'step_summary' }
+  const names: Record<string, string> = {
+    GITHUB_PATH: 'add_path',
+    GITHUB_ENV: 'set_env',
+    GITHUB_OUTPUT: 'set_output',
+    GITHUB_STATE: 'save_state',
+    GITHUB_STEP_SUMMARY: 'step_summary'
+  }
   const files: Record<string, string> = {}
   const env: Record<string, string> = {}
   for (const [k, n] of Object.entries(names)) {
@@ -268,7 +286,8 @@ export async function runnerProcesses(runner: FakeRunner, graceMs = 3000): Promi
       try {
         const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
         if (/^\d+ \(.*\) Z /.test(stat)) continue // a zombie is gone already
-        if (readFileSync(`/proc/${p}/environ`).includes(needle)) out.push({ pid: Number(p), cmdline: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') })
+        if (readFileSync(`/proc/${p}/environ`).includes(needle))
+          out.push({ pid: Number(p), cmdline: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') })
       } catch {
         // exited meanwhile
       }

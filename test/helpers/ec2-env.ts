@@ -8,47 +8,47 @@
  * (see startInstanceSshd) and tells the code under test where it is through something the
  * test controls (a tag, a config override).
  */
-import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as path from 'node:path';
-import { promisify } from 'node:util';
-import { DescribeImagesCommand, EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2';
-import { parseEnvFile, readEnv, repoRoot, testenvDir } from './testenv';
+import { execFile } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as path from 'node:path'
+import { promisify } from 'node:util'
+import { DescribeImagesCommand, EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2'
+import { parseEnvFile, readEnv, repoRoot, testenvDir } from './testenv'
 
-const execFileP = promisify(execFile);
+const execFileP = promisify(execFile)
 
 /** Region every EC2 test uses (moto's default AMIs exist there). */
-export const TEST_REGION = 'eu-west-1';
+export const TEST_REGION = 'eu-west-1'
 
 /** moto accepts any credentials; these keep the SDK away from any real credential source. */
-export const DUMMY_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' } as const;
+export const DUMMY_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' } as const
 
 export interface MotoEnv {
   /** "http://127.0.0.1:5005" */
-  endpoint: string;
-  port: number;
+  endpoint: string
+  port: number
   /** the pinned moto version, e.g. "5.2.5" */
-  version: string;
+  version: string
   /** true: moto runs with AMI and instance-type validation (unknown ones are refused) */
-  validate: boolean;
+  validate: boolean
 }
 
 /** The moto server started by `scripts/testenv/moto.sh start` (reads .testenv/moto/env). */
 export function loadMoto(): MotoEnv {
-  const file = path.join(testenvDir, 'moto', 'env');
-  const env = readEnv(file, 'moto (`bash scripts/testenv/moto.sh start`)');
-  const endpoint = env.MOTO_ENDPOINT;
-  const port = Number(env.MOTO_PORT);
+  const file = path.join(testenvDir, 'moto', 'env')
+  const env = readEnv(file, 'moto (`bash scripts/testenv/moto.sh start`)')
+  const endpoint = env.MOTO_ENDPOINT
+  const port = Number(env.MOTO_PORT)
   if (!endpoint || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    throw new Error(`${file}: MOTO_ENDPOINT/MOTO_PORT missing or bad; restart scripts/testenv/moto.sh`);
+    throw new Error(`${file}: MOTO_ENDPOINT/MOTO_PORT missing or bad; restart scripts/testenv/moto.sh`)
   }
-  return { endpoint, port, version: env.MOTO_VERSION ?? 'unknown', validate: env.MOTO_VALIDATE === '1' };
+  return { endpoint, port, version: env.MOTO_VERSION ?? 'unknown', validate: env.MOTO_VALIDATE === '1' }
 }
 
 export interface Ec2ClientOptions extends Partial<EC2ClientConfig> {
   /** default: loadMoto().endpoint (pass a fault proxy's endpoint to go through it) */
-  endpoint?: string;
+  endpoint?: string
 }
 
 /**
@@ -57,14 +57,14 @@ export interface Ec2ClientOptions extends Partial<EC2ClientConfig> {
  * Call client.destroy() when done (keep-alive sockets).
  */
 export function ec2Client(options: Ec2ClientOptions = {}): EC2Client {
-  const { endpoint, ...rest } = options;
+  const { endpoint, ...rest } = options
   return new EC2Client({
     region: TEST_REGION,
     credentials: DUMMY_CREDENTIALS,
     requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
     ...rest,
-    endpoint: endpoint ?? loadMoto().endpoint,
-  });
+    endpoint: endpoint ?? loadMoto().endpoint
+  })
 }
 
 /**
@@ -74,9 +74,9 @@ export function ec2Client(options: Ec2ClientOptions = {}): EC2Client {
  * reset only where nothing else can be using moto (e.g. a globalSetup, or a dedicated server).
  */
 export async function resetMoto(endpoint: string = loadMoto().endpoint): Promise<void> {
-  const res = await fetch(new URL('/moto-api/reset', endpoint), { method: 'POST' });
-  await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`moto reset: HTTP ${res.status} from ${endpoint}`);
+  const res = await fetch(new URL('/moto-api/reset', endpoint), { method: 'POST' })
+  await res.arrayBuffer()
+  if (res.status !== 200) throw new Error(`moto reset: HTTP ${res.status} from ${endpoint}`)
 }
 
 /**
@@ -89,56 +89,51 @@ export async function motoImageId(client: EC2Client, arch: 'x86_64' | 'arm64' = 
       Owners: ['amazon'],
       Filters: [
         { Name: 'name', Values: ['amzn2-ami-hvm-*'] },
-        { Name: 'architecture', Values: [arch] },
-      ],
-    }),
-  );
-  const img = (out.Images ?? []).find((i) => i.ImageId && !/windows/i.test(String(i.Platform ?? '')));
-  if (!img?.ImageId) throw new Error(`moto has no amzn2-ami-hvm-* image for ${arch}`);
-  return img.ImageId;
+        { Name: 'architecture', Values: [arch] }
+      ]
+    })
+  )
+  const img = (out.Images ?? []).find((i) => i.ImageId && !/windows/i.test(String(i.Platform ?? '')))
+  if (!img?.ImageId) throw new Error(`moto has no amzn2-ami-hvm-* image for ${arch}`)
+  return img.ImageId
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
+    const srv = net.createServer()
+    srv.once('error', reject)
     srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(addr.port));
-    });
-  });
+      const addr = srv.address() as net.AddressInfo
+      srv.close(() => resolve(addr.port))
+    })
+  })
 }
 
 export interface InstanceSshd {
-  name: string;
-  host: '127.0.0.1';
-  port: number;
-  user: string;
+  name: string
+  host: '127.0.0.1'
+  port: number
+  user: string
   /** absolute directory owned by `user`, removed by stop() */
-  workRoot: string;
+  workRoot: string
   /** "SHA256:..." of the host key it serves */
-  hostKeyFingerprint: string;
-  stop(): Promise<void>;
+  hostKeyFingerprint: string
+  stop(): Promise<void>
 }
 
-const INSTANCE_SSHD = path.join(repoRoot, 'scripts', 'testenv', 'instance-sshd.sh');
+const INSTANCE_SSHD = path.join(repoRoot, 'scripts', 'testenv', 'instance-sshd.sh')
 
 /**
  * Starts scripts/testenv/instance-sshd.sh: a loopback sshd (user rchvm, group docker) serving
  * `hostKeyFile` (private key) and authorizing `authorizedKeyFile` (public key) - a stand-in
  * for a booted EC2 instance. Needs root. `name`: [a-z0-9-] (an instance id fits).
  */
-export async function startInstanceSshd(
-  name: string,
-  port: number,
-  authorizedKeyFile: string,
-  hostKeyFile: string,
-): Promise<InstanceSshd> {
+export async function startInstanceSshd(name: string, port: number, authorizedKeyFile: string, hostKeyFile: string): Promise<InstanceSshd> {
   await execFileP('bash', [INSTANCE_SSHD, 'start', name, String(port), authorizedKeyFile, hostKeyFile], {
-    timeout: 60_000,
-  });
-  const env = parseEnvFile(fs.readFileSync(path.join(testenvDir, `inst-${name}`, 'env'), 'utf8'));
+    timeout: 60_000
+  })
+  const env = parseEnvFile(fs.readFileSync(path.join(testenvDir, `inst-${name}`, 'env'), 'utf8'))
   return {
     name,
     host: '127.0.0.1',
@@ -146,10 +141,10 @@ export async function startInstanceSshd(
     user: env.INST_USER,
     workRoot: env.INST_WORKROOT,
     hostKeyFingerprint: env.INST_HOSTKEY_FINGERPRINT,
-    stop: () => stopInstanceSshd(name),
-  };
+    stop: () => stopInstanceSshd(name)
+  }
 }
 
 export async function stopInstanceSshd(name: string): Promise<void> {
-  await execFileP('bash', [INSTANCE_SSHD, 'stop', name], { timeout: 60_000 });
+  await execFileP('bash', [INSTANCE_SSHD, 'stop', name], { timeout: 60_000 })
 }

@@ -71,7 +71,11 @@ export class FakeRunner {
       // A busy host fails a test within 30 s instead of the default 10 minutes.
       ...(vm
         ? {
-            provider: { kind: 'static', acquireTimeoutSeconds: 30, hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }] },
+            provider: {
+              kind: 'static',
+              acquireTimeoutSeconds: 30,
+              hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }]
+            },
             remote: { workRoot: vm.workRoot }
           }
         : {}),
@@ -102,7 +106,11 @@ export class FakeRunner {
   }
 
   /** Starts the hook; resolve `done` for the result. The child is exposed for signals. */
-  start(command: string, args: unknown, opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean; callerReadsStdout?: boolean } = {}): { child: ChildProcess; done: Promise<HookRun> } {
+  start(
+    command: string,
+    args: unknown,
+    opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean; callerReadsStdout?: boolean } = {}
+  ): { child: ChildProcess; done: Promise<HookRun> } {
     const dir = join(this.temp, '_runner_hook_responses')
     mkdirSync(dir, { recursive: true })
     const responseFile = join(dir, `${randomUUID()}.json`)
@@ -137,7 +145,11 @@ export class FakeRunner {
     return { child, done }
   }
 
-  call(command: string, args: unknown, opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean } = {}): Promise<HookRun> {
+  call(
+    command: string,
+    args: unknown,
+    opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean } = {}
+  ): Promise<HookRun> {
     return this.start(command, args, opts).done
   }
 
@@ -202,8 +214,12 @@ export class FakeRunner {
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })
     const names: Record<string, string> = {
-      GITHUB_PATH: 'add_path', GITHUB_ENV: 'set_env', GITHUB_OUTPUT: 'set_output', GITHUB_STATE: 'save_state',
-      GITHUB_STEP_SUMMARY: 'step_summary', GITHUB_ARTIFACTS_LIST: 'artifacts_list'
+      GITHUB_PATH: 'add_path',
+      GITHUB_ENV: 'set_env',
+      GITHUB_OUTPUT: 'set_output',
+      GITHUB_STATE: 'save_state',
+      GITHUB_STEP_SUMMARY: 'step_summary',
+      GITHUB_ARTIFACTS_LIST: 'artifacts_list'
     }
     const files: Record<string, string> = {}
     const env: Record<string, string> = {}
@@ -217,7 +233,10 @@ export class FakeRunner {
   }
 
   /** A `run:` step: the script is written to _temp like ScriptHandler does. */
-  scriptStep(script: string, opts: { shell?: 'sh' | 'bash'; env?: Record<string, string>; workingDirectory?: string; prependPath?: string[] | string } = {}) {
+  scriptStep(
+    script: string,
+    opts: { shell?: 'sh' | 'bash'; env?: Record<string, string>; workingDirectory?: string; prependPath?: string[] | string } = {}
+  ) {
     const fc = this.newFileCommands()
     const guid = randomUUID()
     writeFileSync(join(this.temp, `${guid}.sh`), script)
@@ -242,9 +261,20 @@ export class FakeRunner {
   }
 
   /** A container action's args, as run_container_step gets them. */
-  containerStep(opts: { image?: string | null; dockerfile?: string | null; entryPoint?: string | null; args?: string[]; env?: Record<string, string> }) {
+  containerStep(opts: {
+    image?: string | null
+    dockerfile?: string | null
+    entryPoint?: string | null
+    args?: string[]
+    env?: Record<string, string>
+  }) {
     const fc = this.newFileCommands()
-    const env: Record<string, string> = { HOME: '/github/home', GITHUB_WORKSPACE: '/github/workspace', RUNNER_TEMP: '/github/runner_temp', GITHUB_EVENT_PATH: '/github/workflow/event.json' }
+    const env: Record<string, string> = {
+      HOME: '/github/home',
+      GITHUB_WORKSPACE: '/github/workspace',
+      RUNNER_TEMP: '/github/runner_temp',
+      GITHUB_EVENT_PATH: '/github/workflow/event.json'
+    }
     for (const [k, v] of Object.entries(fc.env)) env[k] = v.replace('/__w/_temp/_runner_file_commands', '/github/file_commands')
     return {
       fc,

@@ -5,8 +5,8 @@
  * under a running step. The stand-in instance (test/helpers/fake-instance.ts) talks to moto
  * directly, so every injected fault hits the hook. Loopback only.
  */
-import { DescribeSubnetsCommand, type EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
-import { ec2Client, motoImageId } from '../helpers/ec2-env';
+import { DescribeSubnetsCommand, type EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
+import { ec2Client, motoImageId } from '../helpers/ec2-env'
 import {
   LIVE_STATES,
   describeInstance,
@@ -18,44 +18,44 @@ import {
   instancesOfOwner,
   startInstanceBooter,
   waitInstanceState,
-  type InstanceBooter,
-} from '../helpers/fake-instance';
-import { FakeRunner, type HookRun } from '../helpers/fake-runner';
-import { type FaultProxy, type ProxiedRequest, isSpotRequest, startFaultProxy } from '../helpers/fault-proxy';
-import { errorLines, ownerOf } from '../helpers/conformance';
-import { testImages } from '../helpers/testenv';
+  type InstanceBooter
+} from '../helpers/fake-instance'
+import { FakeRunner, type HookRun } from '../helpers/fake-runner'
+import { type FaultProxy, type ProxiedRequest, isSpotRequest, startFaultProxy } from '../helpers/fault-proxy'
+import { errorLines, ownerOf } from '../helpers/conformance'
+import { testImages } from '../helpers/testenv'
 
-jest.setTimeout(180_000);
+jest.setTimeout(180_000)
 // the test process's own SDK client would warn about Node 20 (the hook silences it itself)
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 
-let ec2: EC2Client;
-let ami: string;
+let ec2: EC2Client
+let ami: string
 
 beforeAll(async () => {
-  ec2 = ec2Client();
-  ami = await motoImageId(ec2);
-});
-afterAll(() => ec2?.destroy());
+  ec2 = ec2Client()
+  ami = await motoImageId(ec2)
+})
+afterAll(() => ec2?.destroy())
 
 /** One job through the fault proxy: its runner, stand-in instance and proxy, torn down by end(). */
 interface Rig {
-  runner: FakeRunner;
-  owner: string;
-  proxy: FaultProxy;
-  booter: InstanceBooter;
-  end(): Promise<void>;
+  runner: FakeRunner
+  owner: string
+  proxy: FaultProxy
+  booter: InstanceBooter
+  end(): Promise<void>
 }
 
 async function rig(label: string, provider: Record<string, unknown> = {}): Promise<Rig> {
-  const name = instanceName(`ec2f-${label}`);
-  const proxy = await startFaultProxy();
+  const name = instanceName(`ec2f-${label}`)
+  const proxy = await startFaultProxy()
   const runner = new FakeRunner({
     name: `ec2-fault-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
-    config: ec2RunnerConfig({ endpoint: proxy.endpoint, imageId: ami, name, provider }),
-  });
-  const owner = ownerOf(runner.name);
-  const booter = startInstanceBooter(ec2, { owner, name: () => name });
+    config: ec2RunnerConfig({ endpoint: proxy.endpoint, imageId: ami, name, provider })
+  })
+  const owner = ownerOf(runner.name)
+  const booter = startInstanceBooter(ec2, { owner, name: () => name })
   return {
     runner,
     owner,
@@ -63,231 +63,270 @@ async function rig(label: string, provider: Record<string, unknown> = {}): Promi
     booter,
     async end() {
       try {
-        if (runner.state) await hookCall(runner, 'cleanup_job', {});
+        if (runner.state) await hookCall(runner, 'cleanup_job', {})
         // whatever happened, nothing of this runner may stay up (the next line proves the tests' own claims)
-        await hookCall(runner, 'cleanup_job', {}, { state: null });
+        await hookCall(runner, 'cleanup_job', {}, { state: null })
       } finally {
-        await booter.stop();
-        await proxy.close();
-        runner.dispose();
+        await booter.stop()
+        await proxy.close()
+        runner.dispose()
       }
-    },
-  };
+    }
+  }
 }
 
-const jobArgs = (runner: FakeRunner) => ({ container: runner.jobContainer(testImages.glibc), services: [] });
-const ok = (r: HookRun, booter?: InstanceBooter) => ({ errors: errorLines(r), code: r.code, out: r.code ? dumpRun(r, booter) : '' });
-const OK = { errors: [], code: 0, out: '' };
+const jobArgs = (runner: FakeRunner) => ({ container: runner.jobContainer(testImages.glibc), services: [] })
+const ok = (r: HookRun, booter?: InstanceBooter) => ({ errors: errorLines(r), code: r.code, out: r.code ? dumpRun(r, booter) : '' })
+const OK = { errors: [], code: 0, out: '' }
 const runCalls = (p: FaultProxy) =>
   p.calls('RunInstances').map((c: ProxiedRequest) => ({
     market: c.params.get('InstanceMarketOptions.MarketType') ?? 'on-demand',
     type: c.params.get('InstanceType'),
     subnet: c.params.get('SubnetId'),
-    fault: c.fault ?? null,
-  }));
-const tokens = (p: FaultProxy) => p.calls('RunInstances').map((c) => c.params.get('ClientToken'));
+    fault: c.fault ?? null
+  }))
+const tokens = (p: FaultProxy) => p.calls('RunInstances').map((c) => c.params.get('ClientToken'))
 
 async function cleanupTerminates(r: Rig, id: string): Promise<void> {
-  const c = await hookCall(r.runner, 'cleanup_job', {});
-  expect(ok(c)).toEqual(OK);
-  r.runner.state = null;
-  await waitInstanceState(ec2, id, 'terminated');
-  expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([]);
+  const c = await hookCall(r.runner, 'cleanup_job', {})
+  expect(ok(c)).toEqual(OK)
+  r.runner.state = null
+  await waitInstanceState(ec2, id, 'terminated')
+  expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([])
 }
 
 describe('EC2 API faults through a fault-injecting proxy', () => {
   test('throttling on DescribeInstances (x2) and a lost RunInstances response: retried, one instance, same idempotency token', async () => {
-    const r = await rig('throttle');
+    const r = await rig('throttle')
     try {
-      const throttle = r.proxy.fail({ action: 'DescribeInstances', times: 2, code: 'RequestLimitExceeded', message: 'Request limit exceeded.', status: 503 });
+      const throttle = r.proxy.fail({
+        action: 'DescribeInstances',
+        times: 2,
+        code: 'RequestLimitExceeded',
+        message: 'Request limit exceeded.',
+        status: 503
+      })
       // the launch reaches moto, its answer is lost: the retry must get the same instance back
-      const lost = r.proxy.fail({ action: 'RunInstances', times: 1, forward: true, code: 'InternalError', status: 500 });
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
-      expect(throttle.hits).toBe(2);
-      expect(lost.hits).toBe(1);
-      expect(r.proxy.calls('DescribeInstances').slice(0, 3).map((c) => c.status)).toEqual([503, 503, 200]);
-      const runs = r.proxy.calls('RunInstances');
+      const lost = r.proxy.fail({ action: 'RunInstances', times: 1, forward: true, code: 'InternalError', status: 500 })
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
+      expect(throttle.hits).toBe(2)
+      expect(lost.hits).toBe(1)
+      expect(
+        r.proxy
+          .calls('DescribeInstances')
+          .slice(0, 3)
+          .map((c) => c.status)
+      ).toEqual([503, 503, 200])
+      const runs = r.proxy.calls('RunInstances')
       expect(runs.map((c) => [c.fault ?? 'ok', c.replayed ?? false])).toEqual([
         ['InternalError', false],
-        ['ok', true],
-      ]);
-      expect(new Set(tokens(r.proxy)).size).toBe(1);
-      const mine = await instancesOfOwner(ec2, r.owner);
-      expect(mine.map((i) => i.InstanceId)).toEqual([(r.runner.state as any).host.instanceId]);
-      await cleanupTerminates(r, mine[0].InstanceId!);
+        ['ok', true]
+      ])
+      expect(new Set(tokens(r.proxy)).size).toBe(1)
+      const mine = await instancesOfOwner(ec2, r.owner)
+      expect(mine.map((i) => i.InstanceId)).toEqual([(r.runner.state as any).host.instanceId])
+      await cleanupTerminates(r, mine[0].InstanceId!)
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('capacity errors move on: next subnet, then next instance type, a new ClientToken for each different request', async () => {
-    const subnets = await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'default-for-az', Values: ['true'] }] }));
-    const [a, b] = (subnets.Subnets ?? []).map((s) => s.SubnetId!).sort();
-    expect(a && b).toBeTruthy();
-    const r = await rig('capacity', { instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: [a, b] });
+    const subnets = await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'default-for-az', Values: ['true'] }] }))
+    const [a, b] = (subnets.Subnets ?? []).map((s) => s.SubnetId!).sort()
+    expect(a && b).toBeTruthy()
+    const r = await rig('capacity', { instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: [a, b] })
     try {
       r.proxy.fail({
         action: 'RunInstances',
         when: (q) => q.get('InstanceType') === 'm7i.large' || q.get('SubnetId') === a,
         code: 'InsufficientInstanceCapacity',
         message: 'We currently do not have sufficient capacity in the Availability Zone you requested.',
-        status: 500,
-      });
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
+        status: 500
+      })
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
       expect(runCalls(r.proxy)).toEqual([
         { market: 'on-demand', type: 'm7i.large', subnet: a, fault: 'InsufficientInstanceCapacity' },
         { market: 'on-demand', type: 'm7i.large', subnet: b, fault: 'InsufficientInstanceCapacity' },
         { market: 'on-demand', type: 'm6i.large', subnet: a, fault: 'InsufficientInstanceCapacity' },
-        { market: 'on-demand', type: 'm6i.large', subnet: b, fault: null },
-      ]);
+        { market: 'on-demand', type: 'm6i.large', subnet: b, fault: null }
+      ])
       // capacity errors are not retried with the same request, and no token is reused
-      expect(new Set(tokens(r.proxy)).size).toBe(4);
-      expect(p.stdout).toContain(`[remote-hooks] no capacity for on-demand m7i.large in ${a} (InsufficientInstanceCapacity), trying the next option`);
-      const id = (r.runner.state as any).host.instanceId as string;
-      expect(p.stdout).toContain(`[remote-hooks] launched ${id} (on-demand m6i.large in ${b})`);
-      const inst = await describeInstance(ec2, id);
-      expect({ type: inst.InstanceType, subnet: inst.SubnetId }).toEqual({ type: 'm6i.large', subnet: b });
-      await cleanupTerminates(r, id);
+      expect(new Set(tokens(r.proxy)).size).toBe(4)
+      expect(p.stdout).toContain(
+        `[remote-hooks] no capacity for on-demand m7i.large in ${a} (InsufficientInstanceCapacity), trying the next option`
+      )
+      const id = (r.runner.state as any).host.instanceId as string
+      expect(p.stdout).toContain(`[remote-hooks] launched ${id} (on-demand m6i.large in ${b})`)
+      const inst = await describeInstance(ec2, id)
+      expect({ type: inst.InstanceType, subnet: inst.SubnetId }).toEqual({ type: 'm6i.large', subnet: b })
+      await cleanupTerminates(r, id)
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('spot-with-on-demand-fallback: spot fails for every type, on-demand is used', async () => {
-    const r = await rig('spot', { market: 'spot-with-on-demand-fallback' });
+    const r = await rig('spot', { market: 'spot-with-on-demand-fallback' })
     try {
-      r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, times: 1, code: 'SpotMaxPriceTooLow', message: 'Your Spot request price is lower than the minimum required Spot request fulfillment price.' });
-      r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, code: 'InsufficientInstanceCapacity', status: 500 });
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
+      r.proxy.fail({
+        action: 'RunInstances',
+        when: isSpotRequest,
+        times: 1,
+        code: 'SpotMaxPriceTooLow',
+        message: 'Your Spot request price is lower than the minimum required Spot request fulfillment price.'
+      })
+      r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, code: 'InsufficientInstanceCapacity', status: 500 })
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
       expect(runCalls(r.proxy)).toEqual([
         { market: 'spot', type: 'm7i.large', subnet: null, fault: 'SpotMaxPriceTooLow' },
         { market: 'spot', type: 'm6i.large', subnet: null, fault: 'InsufficientInstanceCapacity' },
-        { market: 'on-demand', type: 'm7i.large', subnet: null, fault: null },
-      ]);
-      expect(new Set(tokens(r.proxy)).size).toBe(3);
-      const id = (r.runner.state as any).host.instanceId as string;
-      expect(p.stdout).toContain(`[remote-hooks] launched ${id} (on-demand m7i.large)`);
-      expect((await describeInstance(ec2, id)).InstanceLifecycle).toBeUndefined(); // not spot
-      await cleanupTerminates(r, id);
+        { market: 'on-demand', type: 'm7i.large', subnet: null, fault: null }
+      ])
+      expect(new Set(tokens(r.proxy)).size).toBe(3)
+      const id = (r.runner.state as any).host.instanceId as string
+      expect(p.stdout).toContain(`[remote-hooks] launched ${id} (on-demand m7i.large)`)
+      expect((await describeInstance(ec2, id)).InstanceLifecycle).toBeUndefined() // not spot
+      await cleanupTerminates(r, id)
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('spot when it is available: the instance is a spot instance that terminates on interruption', async () => {
-    const r = await rig('spotok', { market: 'spot-with-on-demand-fallback' });
+    const r = await rig('spotok', { market: 'spot-with-on-demand-fallback' })
     try {
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
-      const [run] = r.proxy.calls('RunInstances');
-      expect(run.params.get('InstanceMarketOptions.MarketType')).toBe('spot');
-      expect(run.params.get('InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior')).toBe('terminate');
-      const id = (r.runner.state as any).host.instanceId as string;
-      expect((await describeInstance(ec2, id)).InstanceLifecycle).toBe('spot');
-      await cleanupTerminates(r, id);
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
+      const [run] = r.proxy.calls('RunInstances')
+      expect(run.params.get('InstanceMarketOptions.MarketType')).toBe('spot')
+      expect(run.params.get('InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior')).toBe('terminate')
+      const id = (r.runner.state as any).host.instanceId as string
+      expect((await describeInstance(ec2, id)).InstanceLifecycle).toBe('spot')
+      await cleanupTerminates(r, id)
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('no capacity anywhere: prepare_job fails at once with one ::error:: that says what was tried; nothing launched', async () => {
-    const r = await rig('none', { market: 'spot-with-on-demand-fallback' });
+    const r = await rig('none', { market: 'spot-with-on-demand-fallback' })
     try {
-      r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, code: 'InsufficientInstanceCapacity', status: 500 });
-      r.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500 });
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(p.code).not.toBe(0);
-      expect(p.ms).toBeLessThan(20_000);
-      const errors = errorLines(p);
-      expect(errors).toHaveLength(1);
-      expect(errors[0]).toMatch(/^::error::no EC2 capacity for this job; tried /);
+      r.proxy.fail({ action: 'RunInstances', when: isSpotRequest, code: 'InsufficientInstanceCapacity', status: 500 })
+      r.proxy.fail({ action: 'RunInstances', code: 'InsufficientInstanceCapacity', status: 500 })
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(p.code).not.toBe(0)
+      expect(p.ms).toBeLessThan(20_000)
+      const errors = errorLines(p)
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toMatch(/^::error::no EC2 capacity for this job; tried /)
       for (const what of ['spot m7i.large', 'spot m6i.large', 'on-demand m7i.large', 'on-demand m6i.large']) {
-        expect(errors[0]).toContain(`${what}: InsufficientInstanceCapacity`);
+        expect(errors[0]).toContain(`${what}: InsufficientInstanceCapacity`)
       }
-      expect(runCalls(r.proxy).map((c) => `${c.market} ${c.type}`)).toEqual(['spot m7i.large', 'spot m6i.large', 'on-demand m7i.large', 'on-demand m6i.large']);
-      expect(new Set(tokens(r.proxy)).size).toBe(4);
+      expect(runCalls(r.proxy).map((c) => `${c.market} ${c.type}`)).toEqual([
+        'spot m7i.large',
+        'spot m6i.large',
+        'on-demand m7i.large',
+        'on-demand m6i.large'
+      ])
+      expect(new Set(tokens(r.proxy)).size).toBe(4)
       // no wait for an instance: the only DescribeInstances is the look for this runner's leftovers (by tag)
-      expect(r.proxy.calls('DescribeInstances').filter((c) => c.params.has('InstanceId.1') || !c.params.get('Filter.1.Name')?.startsWith('tag:'))).toEqual([]);
-      expect(await instancesOfOwner(ec2, r.owner)).toEqual([]);
+      expect(
+        r.proxy.calls('DescribeInstances').filter((c) => c.params.has('InstanceId.1') || !c.params.get('Filter.1.Name')?.startsWith('tag:'))
+      ).toEqual([])
+      expect(await instancesOfOwner(ec2, r.owner)).toEqual([])
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('eventual consistency: DescribeInstances right after launch does not know the instance yet - waited for, not given up', async () => {
-    const r = await rig('notyet');
+    const r = await rig('notyet')
     try {
-      const f = r.proxy.fail({ action: 'DescribeInstances', times: 2, code: 'InvalidInstanceID.NotFound', message: 'The instance ID does not exist' });
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
-      expect(f.hits).toBe(2);
-      expect(r.proxy.calls('RunInstances')).toHaveLength(1);
-      await cleanupTerminates(r, (r.runner.state as any).host.instanceId);
+      const f = r.proxy.fail({
+        action: 'DescribeInstances',
+        times: 2,
+        code: 'InvalidInstanceID.NotFound',
+        message: 'The instance ID does not exist'
+      })
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
+      expect(f.hits).toBe(2)
+      expect(r.proxy.calls('RunInstances')).toHaveLength(1)
+      await cleanupTerminates(r, (r.runner.state as any).host.instanceId)
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('eventual consistency: TerminateInstances answering InvalidInstanceID.NotFound once still ends with the instance terminated', async () => {
-    const r = await rig('termnotyet');
+    const r = await rig('termnotyet')
     try {
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
-      const id = (r.runner.state as any).host.instanceId as string;
-      const f = r.proxy.fail({ action: 'TerminateInstances', times: 1, code: 'InvalidInstanceID.NotFound', message: 'The instance ID does not exist' });
-      const c = await hookCall(r.runner, 'cleanup_job', {});
-      expect(ok(c)).toEqual(OK);
-      r.runner.state = null;
-      expect(f.hits).toBe(1);
-      expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`);
-      expect((await describeInstance(ec2, id)).State?.Name).toMatch(/^(shutting-down|terminated)$/);
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
+      const id = (r.runner.state as any).host.instanceId as string
+      const f = r.proxy.fail({
+        action: 'TerminateInstances',
+        times: 1,
+        code: 'InvalidInstanceID.NotFound',
+        message: 'The instance ID does not exist'
+      })
+      const c = await hookCall(r.runner, 'cleanup_job', {})
+      expect(ok(c)).toEqual(OK)
+      r.runner.state = null
+      expect(f.hits).toBe(1)
+      expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`)
+      expect((await describeInstance(ec2, id)).State?.Name).toMatch(/^(shutting-down|terminated)$/)
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
+  })
 
   test('an instance terminated mid-job: the running step fails with an ::error::, cleanup_job still exits 0', async () => {
-    const r = await rig('midjob');
+    const r = await rig('midjob')
     try {
-      const p = await hookPrepare(r.runner, jobArgs(r.runner));
-      expect(ok(p, r.booter)).toEqual(OK);
-      const id = (r.runner.state as any).host.instanceId as string;
+      const p = await hookPrepare(r.runner, jobArgs(r.runner))
+      expect(ok(p, r.booter)).toEqual(OK)
+      const id = (r.runner.state as any).host.instanceId as string
 
-      const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n');
-      const run = r.runner.start('run_script_step', args, { env: {} });
-      const kill = setTimeout(() => run.child.kill('SIGTERM'), 60_000);
-      let out = '';
+      const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n')
+      const run = r.runner.start('run_script_step', args, { env: {} })
+      const kill = setTimeout(() => run.child.kill('SIGTERM'), 60_000)
+      let out = ''
       await new Promise<void>((resolve, reject) => {
         run.child.stdout!.on('data', (d) => {
-          out += d;
-          if (out.includes('step-started')) resolve();
-        });
-        run.child.once('close', () => reject(new Error(`step ended before it started: ${out}`)));
-      });
+          out += d
+          if (out.includes('step-started')) resolve()
+        })
+        run.child.once('close', () => reject(new Error(`step ended before it started: ${out}`)))
+      })
       // the instance goes away under the step: terminated in the API, its machine (sshd) gone
-      const t0 = Date.now();
-      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
-      await r.booter.kill(id);
-      const s = await run.done;
-      clearTimeout(kill);
-      expect(s.signal).toBeNull();
-      expect(s.code).not.toBe(0);
-      expect(s.stdout).not.toContain('not-reached');
-      expect(Date.now() - t0).toBeLessThan(25_000);
-      const errors = errorLines(s);
+      const t0 = Date.now()
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
+      await r.booter.kill(id)
+      const s = await run.done
+      clearTimeout(kill)
+      expect(s.signal).toBeNull()
+      expect(s.code).not.toBe(0)
+      expect(s.stdout).not.toContain('not-reached')
+      expect(Date.now() - t0).toBeLessThan(25_000)
+      const errors = errorLines(s)
       // (today's wording: "lost the job's agent during the step (no exit status)")
-      expect({ errors, out: errors.length === 1 ? '' : dumpRun(s) }).toEqual({ errors: [expect.stringMatching(/^::error::.*(lost|connection|closed)/i)], out: '' });
+      expect({ errors, out: errors.length === 1 ? '' : dumpRun(s) }).toEqual({
+        errors: [expect.stringMatching(/^::error::.*(lost|connection|closed)/i)],
+        out: ''
+      })
 
-      const c = await hookCall(r.runner, 'cleanup_job', {});
-      expect(ok(c)).toEqual(OK);
-      r.runner.state = null;
-      await waitInstanceState(ec2, id, 'terminated');
-      expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([]);
+      const c = await hookCall(r.runner, 'cleanup_job', {})
+      expect(ok(c)).toEqual(OK)
+      r.runner.state = null
+      await waitInstanceState(ec2, id, 'terminated')
+      expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([])
     } finally {
-      await r.end();
+      await r.end()
     }
-  });
-});
+  })
+})

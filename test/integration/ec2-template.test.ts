@@ -2,7 +2,16 @@
 // (IMDSv2 with hop limit 1, encrypted root volume), and shutdown always terminates.
 import { CreateLaunchTemplateCommand, DescribeVolumesCommand, type EC2Client } from '@aws-sdk/client-ec2'
 import { ec2Client, loadMoto, motoImageId } from '../helpers/ec2-env'
-import { describeInstance, dumpRun, ec2RunnerConfig, hookCall, hookPrepare, instanceName, startInstanceBooter, waitInstanceState } from '../helpers/fake-instance'
+import {
+  describeInstance,
+  dumpRun,
+  ec2RunnerConfig,
+  hookCall,
+  hookPrepare,
+  instanceName,
+  startInstanceBooter,
+  waitInstanceState
+} from '../helpers/fake-instance'
 import { FakeRunner } from '../helpers/fake-runner'
 import { ownerOf } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
@@ -20,10 +29,20 @@ afterAll(() => ec2?.destroy())
 
 async function jobWithTemplate(templateData: Record<string, unknown>) {
   const templateName = `rch-tpl-${Math.random().toString(36).slice(2, 8)}`
-  await ec2.send(new CreateLaunchTemplateCommand({ LaunchTemplateName: templateName, LaunchTemplateData: { ImageId: ami, InstanceType: 'm6i.large', ...templateData } }))
+  await ec2.send(
+    new CreateLaunchTemplateCommand({
+      LaunchTemplateName: templateName,
+      LaunchTemplateData: { ImageId: ami, InstanceType: 'm6i.large', ...templateData }
+    })
+  )
   const name = instanceName('tpl')
   const runner = new FakeRunner({
-    config: ec2RunnerConfig({ endpoint: loadMoto().endpoint, imageId: ami, name, provider: { imageId: undefined, instanceTypes: [], launchTemplate: { name: templateName, version: '$Latest' } } })
+    config: ec2RunnerConfig({
+      endpoint: loadMoto().endpoint,
+      imageId: ami,
+      name,
+      provider: { imageId: undefined, instanceTypes: [], launchTemplate: { name: templateName, version: '$Latest' } }
+    })
   })
   const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name })
   try {

@@ -25,10 +25,30 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true })
   // The control's copy on the VM (the failing copies never got there).
-  execFileSync('ssh', ['-F', '/dev/null', '-i', vm.identityFile, '-p', String(vm.port), '-o', `UserKnownHostsFile=${vm.knownHostsFile}`, '-o', 'BatchMode=yes', `${vm.user}@${vm.host}`, `rm -rf ${dest('control')}`])
+  execFileSync('ssh', [
+    '-F',
+    '/dev/null',
+    '-i',
+    vm.identityFile,
+    '-p',
+    String(vm.port),
+    '-o',
+    `UserKnownHostsFile=${vm.knownHostsFile}`,
+    '-o',
+    'BatchMode=yes',
+    `${vm.user}@${vm.host}`,
+    `rm -rf ${dest('control')}`
+  ])
 })
 
-const info = (over: Partial<{ identityFile: string; knownHostsFile: string }> = {}) => ({ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, ...over })
+const info = (over: Partial<{ identityFile: string; knownHostsFile: string }> = {}) => ({
+  host: vm.host,
+  port: vm.port,
+  user: vm.user,
+  identityFile: vm.identityFile,
+  knownHostsFile: vm.knownHostsFile,
+  ...over
+})
 const copy = (i: ReturnType<typeof info>, name: string) => rsyncUp(opensshTransport(tools().ssh!, i), src, ['f.txt'], dest(name))
 
 test('a key file others can read: the error says so', async () => {
@@ -50,5 +70,7 @@ test('a changed host key: the error says so', async () => {
   writeFileSync(known, `[${vm.host}]:${vm.port} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`)
   const err = await copy(info({ knownHostsFile: known }), 'hostkey').catch((e: Error) => e)
   expect(err).toBeInstanceOf(TransportError)
-  expect((err as Error).message).toMatch(/its SSH transport failed: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!.*Host key verification failed\.$/)
+  expect((err as Error).message).toMatch(
+    /its SSH transport failed: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!.*Host key verification failed\.$/
+  )
 })

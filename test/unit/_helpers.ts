@@ -63,7 +63,6 @@ export function cleanupTempDirs(): void {
 
 /** Bundles a TypeScript entry (a src module or a small script) into one CommonJS file. */
 export function bundle(entry: string, outfile: string): string {
-   
   const esbuild = require('esbuild') as typeof import('esbuild')
   esbuild.buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile, logLevel: 'silent' })
   return outfile

@@ -60,4 +60,3 @@ export function pax(records: Record<string, string>): Buffer {
 }
 
 export const tarOf = (...parts: Buffer[]): Buffer => Buffer.concat([...parts, END])
-

@@ -17,13 +17,18 @@ const state = { jobId, owner, localDir: '/somewhere/else', host: { ...host, inde
 const pick = (input: unknown): string | null => delegation(JSON.stringify(input), ROOT, RUNNER)
 
 describe('delegation: which hook inputs take the fast path to the job agent', () => {
-  test.each(['run_script_step', 'run_container_step'])("%s goes to the host's agent socket in the job folder derived from owner and job id", (command) => {
-    expect(pick({ command, args: {}, state })).toBe(agentSocket(`${ROOT}/${owner}-${jobId}`, host))
-  })
+  test.each(['run_script_step', 'run_container_step'])(
+    "%s goes to the host's agent socket in the job folder derived from owner and job id",
+    (command) => {
+      expect(pick({ command, args: {}, state })).toBe(agentSocket(`${ROOT}/${owner}-${jobId}`, host))
+    }
+  )
 
   test('the localDir a state names is never used', () => {
     expect(pick({ command: 'run_script_step', state })).not.toContain('/somewhere/else')
-    expect(pick({ command: 'run_script_step', state: { ...state, localDir: undefined } })).toBe(agentSocket(`${ROOT}/${owner}-${jobId}`, host))
+    expect(pick({ command: 'run_script_step', state: { ...state, localDir: undefined } })).toBe(
+      agentSocket(`${ROOT}/${owner}-${jobId}`, host)
+    )
   })
 
   test.each([
@@ -37,7 +42,10 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
     ["another runner's owner id", { command: 'run_script_step', state: { ...state, owner: ownerId('someone-else') } }],
     ['owner with a path in it', { command: 'run_script_step', state: { ...state, owner: '../x' } }],
     ['host name with a slash', { command: 'run_script_step', state: { ...state, host: { ...state.host, host: '../../x' } } }],
-    ['user that is not a user name', { command: 'run_script_step', state: { ...state, host: { ...state.host, user: '-oProxyCommand=x' } } }],
+    [
+      'user that is not a user name',
+      { command: 'run_script_step', state: { ...state, host: { ...state.host, user: '-oProxyCommand=x' } } }
+    ],
     ['host port as a string', { command: 'run_script_step', state: { ...state, host: { ...host, port: '2231' } } }],
     ['host port out of range', { command: 'run_script_step', state: { ...state, host: { ...host, port: 70000 } } }],
     ['host null', { command: 'run_script_step', state: { ...state, host: null } }]
@@ -84,7 +92,9 @@ describe('stopAgents (cleanup_job)', () => {
       await listen('other.sock')
       await stopAgents(dir)
       await waitUntil(() => Object.keys(got).length >= 2, 5000, 10)
-      expect(Object.keys(got).sort()).toEqual(['agent-0123abcd-p1.sock', agentSocket(dir, { user: 'u', host: 'h', port: 22 }).slice(dir.length + 1)].sort())
+      expect(Object.keys(got).sort()).toEqual(
+        ['agent-0123abcd-p1.sock', agentSocket(dir, { user: 'u', host: 'h', port: 22 }).slice(dir.length + 1)].sort()
+      )
       for (const v of Object.values(got)) expect(JSON.parse(v.trim())).toEqual({ op: 'shutdown' })
       await stopAgents(join(dir, 'missing')) // no folder: nothing to do
     } finally {

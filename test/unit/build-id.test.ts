@@ -82,12 +82,20 @@ describe('build id and agent socket name', () => {
     try {
       const responseFile = join(tmp, 'r.json')
       writeFileSync(responseFile, '')
-      const args = { entryPointArgs: ['-e', '/__w/_temp/1.sh'], entryPoint: 'sh', environmentVariables: {}, prependPath: [], workingDirectory: '/__w/app/app' }
+      const args = {
+        entryPointArgs: ['-e', '/__w/_temp/1.sh'],
+        entryPoint: 'sh',
+        environmentVariables: {},
+        prependPath: [],
+        workingDirectory: '/__w/app/app'
+      }
       const input = JSON.stringify({ command: 'run_script_step', responseFile, args, state: { v: 1, jobId, owner: ownerId(runner), host } })
       // Not spawnSync: the stand-in agent answers from this process's event loop.
       const run = (bundle: string): Promise<{ status: number | null; stdout: string }> =>
         new Promise((res) => {
-          const child = spawn(process.execPath, [bundle], { env: { PATH: process.env.PATH, TMPDIR: tmp, RUNNER_NAME: runner, RUNNER_TEMP: tmp } })
+          const child = spawn(process.execPath, [bundle], {
+            env: { PATH: process.env.PATH, TMPDIR: tmp, RUNNER_NAME: runner, RUNNER_TEMP: tmp }
+          })
           let stdout = ''
           child.stdout.on('data', (c) => (stdout += c))
           child.on('close', (status) => res({ status, stdout }))

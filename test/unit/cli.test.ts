@@ -34,17 +34,49 @@ function spec(over: Partial<CreateSpec> = {}): CreateSpec {
 describe('createArgv', () => {
   it('builds the full argv in order', () => {
     expect(createArgv(spec(), ['-e', 'SECRET', '--env-file', '/scratch/.env-1'])).toEqual([
-      'docker', 'create', '--name', 'rch-job1-redis',
-      '--label', 'rch.owner=o1', '--label', 'rch.job=j1',
-      '--network', 'rch-net-j1',
-      '--network-alias', 'redis', '--network-alias', 'redis-1',
-      '-p', '6379:6379', '-p', '8080:80/udp',
-      '-v', '/srv/rch/j1/w:/__w', '-v', '/srv/rch/externals/abc:/__e:ro', '-v', 'my_vol:/data', '-v', '/anon', '-v', '/anon-ro:ro',
-      '-e', 'SECRET', '--env-file', '/scratch/.env-1',
-      '--workdir', '/__w/repo/repo',
-      '--health-cmd', 'redis-cli ping', '--health-interval', '10s',
-      '--entrypoint', 'tail',
-      'redis:7', '-f', '/dev/null'
+      'docker',
+      'create',
+      '--name',
+      'rch-job1-redis',
+      '--label',
+      'rch.owner=o1',
+      '--label',
+      'rch.job=j1',
+      '--network',
+      'rch-net-j1',
+      '--network-alias',
+      'redis',
+      '--network-alias',
+      'redis-1',
+      '-p',
+      '6379:6379',
+      '-p',
+      '8080:80/udp',
+      '-v',
+      '/srv/rch/j1/w:/__w',
+      '-v',
+      '/srv/rch/externals/abc:/__e:ro',
+      '-v',
+      'my_vol:/data',
+      '-v',
+      '/anon',
+      '-v',
+      '/anon-ro:ro',
+      '-e',
+      'SECRET',
+      '--env-file',
+      '/scratch/.env-1',
+      '--workdir',
+      '/__w/repo/repo',
+      '--health-cmd',
+      'redis-cli ping',
+      '--health-interval',
+      '10s',
+      '--entrypoint',
+      'tail',
+      'redis:7',
+      '-f',
+      '/dev/null'
     ])
   })
 
@@ -77,7 +109,20 @@ describe('createArgv', () => {
 
   it('leaves out what is not set', () => {
     expect(
-      createArgv(spec({ labels: [], network: null, aliases: [], ports: [], mounts: [], createOptions: [], entrypoint: null, args: [], workdir: null }), [])
+      createArgv(
+        spec({
+          labels: [],
+          network: null,
+          aliases: [],
+          ports: [],
+          mounts: [],
+          createOptions: [],
+          entrypoint: null,
+          args: [],
+          workdir: null
+        }),
+        []
+      )
     ).toEqual(['docker', 'create', '--name', 'rch-job1-redis', 'redis:7'])
     expect(createArgv(spec({ entrypoint: '', workdir: '' }), [])).not.toContain('--entrypoint')
   })
@@ -109,7 +154,9 @@ echo ${FAKE_ID}
     const remote: Remote = {
       async openExec(command) {
         const p = spawn('/bin/sh', ['-c', command], { env: { PATH: `${bin}:/usr/bin:/bin`, HOME: '/root-of-remote-user', ...sessionEnv } })
-        const done = new Promise<{ code: number | null; signal: string | null }>((res) => p.on('close', (code, signal) => res({ code, signal })))
+        const done = new Promise<{ code: number | null; signal: string | null }>((res) =>
+          p.on('close', (code, signal) => res({ code, signal }))
+        )
         return { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, done }
       },
       async openSocket() {
@@ -149,7 +196,7 @@ echo ${FAKE_ID}
       MULTI: '\n\nx\n',
       EMPTY: '',
       'INPUT_node-version': '20 $x `y`',
-      TOKEN: 'ghp_single $(id) \'q\''
+      TOKEN: "ghp_single $(id) 'q'"
     }
     const id = await createContainer(remote, spec({ env }), scratch)
     expect(id).toBe(FAKE_ID)
@@ -161,7 +208,7 @@ echo ${FAKE_ID}
     expect(argv.filter((a, i) => a === '-e' || argv[i - 1] === '-e')).toEqual(['-e', 'SECRET', '-e', 'MULTI'])
     expect(argv.filter((a) => a === '--env-file')).toHaveLength(1)
     for (const k of ['EMPTY', 'INPUT_node-version', 'TOKEN']) expect([k, cliEnv.has(k)]).toEqual([k, false])
-    expect(readFileSync(`${rec}/envfile`, 'utf8')).toBe('EMPTY=\nINPUT_node-version=20 $x `y`\nTOKEN=ghp_single $(id) \'q\'\n')
+    expect(readFileSync(`${rec}/envfile`, 'utf8')).toBe("EMPTY=\nINPUT_node-version=20 $x `y`\nTOKEN=ghp_single $(id) 'q'\n")
     expect(argv.join('\0')).not.toMatch(/line2|INPUT_node-version=|\$x|ghp_/)
     expect(argv.slice(argv.indexOf('redis:7'))).toEqual(['redis:7', '-f', '/dev/null'])
     expect(readdirSync(scratch)).toEqual([])
@@ -199,8 +246,14 @@ echo ${FAKE_ID}
   // The shell that runs the docker CLI starts from an allow-list: whatever else the SSH session
   // carries (start-up files, AcceptEnv) does not reach the CLI, and of the job's variables only the
   // multi-line ones, exported for `-e NAME`, do.
-  it('the docker CLI sees only PATH, HOME, the operator\'s DOCKER_HOST/DOCKER_CONFIG and the exported multi-line job values', async () => {
-    const session = { SESSION_JUNK: 'x', BASH_ENV: '/tmp/rch-bash-env', IFS: ' ', DOCKER_HOST: 'unix:///operator.sock', DOCKER_CONFIG: '/operator/docker' }
+  it("the docker CLI sees only PATH, HOME, the operator's DOCKER_HOST/DOCKER_CONFIG and the exported multi-line job values", async () => {
+    const session = {
+      SESSION_JUNK: 'x',
+      BASH_ENV: '/tmp/rch-bash-env',
+      IFS: ' ',
+      DOCKER_HOST: 'unix:///operator.sock',
+      DOCKER_CONFIG: '/operator/docker'
+    }
     const { rec, scratch, remote } = setup(session)
     await createContainer(remote, spec({ env: { CERT: 'a\nb', LD_PRELOAD: '/job/evil.so', TOKEN: 't' } }), scratch)
     const { cliEnv, container } = containerEnv(rec)
@@ -221,7 +274,9 @@ echo ${FAKE_ID}
 
   it('a multi-line value under a steering name is refused before anything runs', async () => {
     const { rec, scratch, remote } = setup()
-    await expect(createContainer(remote, spec({ env: { LD_PRELOAD: '/tmp/evil.so\n' } }), scratch)).rejects.toThrow(/environmentVariables\.LD_PRELOAD: a multi-line value needs/)
+    await expect(createContainer(remote, spec({ env: { LD_PRELOAD: '/tmp/evil.so\n' } }), scratch)).rejects.toThrow(
+      /environmentVariables\.LD_PRELOAD: a multi-line value needs/
+    )
     expect(existsSync(`${rec}/argv`)).toBe(false)
   })
 })

@@ -56,7 +56,10 @@ function issuesOf(fn: () => unknown): string[] {
 
 function withHost(extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}): string {
   return JSON.stringify({
-    provider: { kind: 'static', hosts: [{ host: 'build1.example.com', user: 'runner', identityFile: KEY, knownHostsFile: KNOWN, ...extra }] },
+    provider: {
+      kind: 'static',
+      hosts: [{ host: 'build1.example.com', user: 'runner', identityFile: KEY, knownHostsFile: KNOWN, ...extra }]
+    },
     remote: { workRoot: '/srv/rch' },
     ...top
   })
@@ -73,7 +76,19 @@ describe('loadConfig: valid files', () => {
       },
       remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
       images: { pullPolicy: 'missing', pullTimeoutSeconds: 1800 },
-      sync: { toolCache: true, excludeFromPullBack: [], limits: { stepBytes: 10 * 1024 ** 3, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 1_000_000, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2, fileCommandBytes: 16 * 1024 ** 2 } },
+      sync: {
+        toolCache: true,
+        excludeFromPullBack: [],
+        limits: {
+          stepBytes: 10 * 1024 ** 3,
+          stepFiles: 200_000,
+          jobBytes: 50 * 1024 ** 3,
+          jobFiles: 1_000_000,
+          listingEntries: 1_000_000,
+          listingBytes: 256 * 1024 ** 2,
+          fileCommandBytes: 16 * 1024 ** 2
+        }
+      },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
       agent: { enabled: true, idleSeconds: 1800 },
       tools: {},
@@ -112,14 +127,18 @@ describe('loadConfig: valid files', () => {
 
 describe('loadConfig: the file itself', () => {
   it('reports an unset or empty REMOTE_HOOKS_CONFIG', () => {
-    expect(issuesOf(() => loadConfig({}, io({})))).toEqual(['REMOTE_HOOKS_CONFIG: not set (it must name the YAML or JSON configuration file)'])
+    expect(issuesOf(() => loadConfig({}, io({})))).toEqual([
+      'REMOTE_HOOKS_CONFIG: not set (it must name the YAML or JSON configuration file)'
+    ])
     expect(issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '' }, io({})))).toEqual([
       'REMOTE_HOOKS_CONFIG: not set (it must name the YAML or JSON configuration file)'
     ])
   })
 
   it('reports an unreadable file with its errno code', () => {
-    expect(issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '/nope.yml' }, io({})))).toEqual(['REMOTE_HOOKS_CONFIG: cannot read /nope.yml (ENOENT)'])
+    expect(issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '/nope.yml' }, io({})))).toEqual([
+      'REMOTE_HOOKS_CONFIG: cannot read /nope.yml (ENOENT)'
+    ])
   })
 
   it('reports a read error without a code by its message', () => {
@@ -196,9 +215,24 @@ describe('loadConfig: validation', () => {
 
   it('sync.limits: takes given caps, keeps the defaults of the others, and names a bad or unknown key', () => {
     const cfg = load(withHost({}, { sync: { limits: { stepBytes: 1024, jobFiles: 10 } } }))
-    expect(cfg.sync.limits).toEqual({ stepBytes: 1024, stepFiles: 200_000, jobBytes: 50 * 1024 ** 3, jobFiles: 10, listingEntries: 1_000_000, listingBytes: 256 * 1024 ** 2, fileCommandBytes: 16 * 1024 ** 2 })
-    const issues = issuesOf(() => load(withHost({}, { sync: { limits: { stepBytes: -1, stepFiles: 1.5, listingBytes: 10, stepbytes: 1 } } })))
-    expect(issues.map((i) => i.slice(0, i.indexOf(':'))).sort()).toEqual(['sync.limits.listingBytes', 'sync.limits.stepBytes', 'sync.limits.stepFiles', 'sync.limits.stepbytes'])
+    expect(cfg.sync.limits).toEqual({
+      stepBytes: 1024,
+      stepFiles: 200_000,
+      jobBytes: 50 * 1024 ** 3,
+      jobFiles: 10,
+      listingEntries: 1_000_000,
+      listingBytes: 256 * 1024 ** 2,
+      fileCommandBytes: 16 * 1024 ** 2
+    })
+    const issues = issuesOf(() =>
+      load(withHost({}, { sync: { limits: { stepBytes: -1, stepFiles: 1.5, listingBytes: 10, stepbytes: 1 } } }))
+    )
+    expect(issues.map((i) => i.slice(0, i.indexOf(':'))).sort()).toEqual([
+      'sync.limits.listingBytes',
+      'sync.limits.stepBytes',
+      'sync.limits.stepFiles',
+      'sync.limits.stepbytes'
+    ])
     expect(issues).toContain('sync.limits.stepbytes: unknown key (did you mean `stepBytes`?)')
   })
 
@@ -255,9 +289,14 @@ describe('loadConfig: validation', () => {
     expect(load(text).remote.workRoot).toBe(workRoot)
   })
 
-  it.each(['-oProxyCommand=x', 'host name', 'a;b', 'h\nx', '$(id)', 'a..b', '.a', 'a_b.example.com', 'x'.repeat(254)])('refuses provider.hosts.0.host %j', (host) => {
-    expect(issuesOf(() => load(withHost({ host })))).toContain('provider.hosts.0.host: must be a DNS name ([A-Za-z0-9.-]) or an IP address')
-  })
+  it.each(['-oProxyCommand=x', 'host name', 'a;b', 'h\nx', '$(id)', 'a..b', '.a', 'a_b.example.com', 'x'.repeat(254)])(
+    'refuses provider.hosts.0.host %j',
+    (host) => {
+      expect(issuesOf(() => load(withHost({ host })))).toContain(
+        'provider.hosts.0.host: must be a DNS name ([A-Za-z0-9.-]) or an IP address'
+      )
+    }
+  )
 
   it.each(['build1.example.com', '10.0.0.5', '::1', 'fe80::1', 'localhost', 'my-vm'])('accepts provider.hosts.0.host %j', (host) => {
     expect(load(withHost({ host })).provider).toMatchObject({ hosts: [{ host }] })
@@ -282,7 +321,9 @@ describe('loadConfig: validation', () => {
       },
       remote: { workRoot: '/srv/rch' }
     })
-    const issues = issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, io({ '/c.json': text, '/k/garbage': 'hello\n', '/k/pub': pub, '/k/enc': enc })))
+    const issues = issuesOf(() =>
+      loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, io({ '/c.json': text, '/k/garbage': 'hello\n', '/k/pub': pub, '/k/enc': enc }))
+    )
     expect(issues).toHaveLength(3)
     expect(issues[0]).toMatch(/^provider\.hosts\.0\.identityFile: \/k\/garbage is not a usable private key/)
     expect(issues[1]).toMatch(/^provider\.hosts\.1\.identityFile: \/k\/pub is not a private key$/)

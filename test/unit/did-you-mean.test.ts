@@ -39,7 +39,10 @@ describe('unknown configuration keys', () => {
   const io = { readFile: () => require('ssh2').utils.generateKeyPairSync('ed25519').private as string, canRead: () => null }
   function issues(cfg: Record<string, unknown>): string[] {
     try {
-      loadConfig({ REMOTE_HOOKS_CONFIG: '/etc/rch.json' }, { ...io, readFile: (p) => (p === '/etc/rch.json' ? JSON.stringify(cfg) : io.readFile()) })
+      loadConfig(
+        { REMOTE_HOOKS_CONFIG: '/etc/rch.json' },
+        { ...io, readFile: (p) => (p === '/etc/rch.json' ? JSON.stringify(cfg) : io.readFile()) }
+      )
     } catch (e) {
       expect(e).toBeInstanceOf(ConfigError)
       return (e as ConfigError).issues
@@ -56,9 +59,12 @@ describe('unknown configuration keys', () => {
     expect(issues({ provider: { kind: 'static', hosts: [host] }, remote: { workRoot: '/srv' }, timeout: { healthSeconds: 5 } })).toEqual([
       'timeout: unknown key (did you mean `timeouts`?)'
     ])
-    expect(issues({ provider: { kind: 'ec2', region: 'r', imageId: 'ami-1', instanceTypes: ['t3.micro'], subnetId: ['s'] }, remote: { workRoot: '/srv' } })).toEqual([
-      'provider.subnetId: unknown key (did you mean `subnetIds`?)'
-    ])
+    expect(
+      issues({
+        provider: { kind: 'ec2', region: 'r', imageId: 'ami-1', instanceTypes: ['t3.micro'], subnetId: ['s'] },
+        remote: { workRoot: '/srv' }
+      })
+    ).toEqual(['provider.subnetId: unknown key (did you mean `subnetIds`?)'])
   })
 
   test("another kind's key is not offered, and each unknown key is its own line", () => {

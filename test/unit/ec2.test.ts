@@ -24,7 +24,12 @@ jest.mock('../../src/providers/ec2-api', () => {
       readonly name = name
       constructor(readonly input: unknown) {}
     }
-  const sdk = Object.fromEntries(['RunInstances', 'DescribeInstances', 'DescribeImages', 'DescribeLaunchTemplateVersions', 'TerminateInstances'].map((n) => [`${n}Command`, command(n)]))
+  const sdk = Object.fromEntries(
+    ['RunInstances', 'DescribeInstances', 'DescribeImages', 'DescribeLaunchTemplateVersions', 'TerminateInstances'].map((n) => [
+      `${n}Command`,
+      command(n)
+    ])
+  )
   const client = {
     send: async (cmd: { name: string; input: unknown }) => {
       fake.calls.push({ name: cmd.name, input: cmd.input })
@@ -36,18 +41,24 @@ jest.mock('../../src/providers/ec2-api', () => {
 
 afterAll(cleanupTempDirs)
 
-const awsError = (name: string, status = 400): Error => Object.assign(new Error(`${name} happened`), { name, $metadata: { httpStatusCode: status } })
+const awsError = (name: string, status = 400): Error =>
+  Object.assign(new Error(`${name} happened`), { name, $metadata: { httpStatusCode: status } })
 
 function ec2Config(provider: Record<string, unknown> = {}, workRoot = '/srv/rch'): Ec2Config {
   const c = ConfigSchema.parse({ provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123', ...provider }, remote: { workRoot } })
   return c.provider as Ec2Config
 }
 
-const runner = { runnerName: 'runner-7', github: { repository: 'acme/widgets', workflow: 'CI', runId: '42', runAttempt: '1', job: 'build' } }
+const runner = {
+  runnerName: 'runner-7',
+  github: { repository: 'acme/widgets', workflow: 'CI', runId: '42', runAttempt: '1', job: 'build' }
+}
 
 describe('the launch plan', () => {
   test('markets, then types, then subnets (subnets vary fastest); spot first with the fallback', () => {
-    const plan = launchPlan(ec2Config({ market: 'spot-with-on-demand-fallback', instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: ['subnet-a', 'subnet-b'] }))
+    const plan = launchPlan(
+      ec2Config({ market: 'spot-with-on-demand-fallback', instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: ['subnet-a', 'subnet-b'] })
+    )
     expect(plan.map(describeAttempt)).toEqual([
       'spot m7i.large in subnet-a',
       'spot m7i.large in subnet-b',
@@ -89,7 +100,9 @@ describe('the RunInstances input', () => {
       InstanceType: 'm7i.large',
       SubnetId: 'subnet-a',
       SecurityGroupIds: ['sg-1'],
-      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: 'gp3', VolumeSize: 8 } }]
+      BlockDeviceMappings: [
+        { DeviceName: '/dev/xvda', Ebs: { Encrypted: true, DeleteOnTermination: true, VolumeType: 'gp3', VolumeSize: 8 } }
+      ]
     })
   })
 
@@ -103,13 +116,18 @@ describe('the RunInstances input', () => {
     expect(input).not.toHaveProperty('InstanceType')
     expect(input.InstanceInitiatedShutdownBehavior).toBe('terminate')
     // a template without MetadataOptions gets IMDSv2 required
-    expect(runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: null, templateSetsMetadata: false }, x).MetadataOptions).toMatchObject({ HttpTokens: 'required' })
+    expect(runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: null, templateSetsMetadata: false }, x).MetadataOptions).toMatchObject({
+      HttpTokens: 'required'
+    })
   })
 
   test('spot: a one-time request that terminates on interruption; rootVolume.sizeGiB wins over the image size', () => {
     const cfg = ec2Config({ market: 'spot', rootVolume: { sizeGiB: 100, type: 'io2' } })
     const input = runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: '/dev/sda1', rootSizeGiB: 8, templateSetsMetadata: false }, x)
-    expect(input.InstanceMarketOptions).toEqual({ MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } })
+    expect(input.InstanceMarketOptions).toEqual({
+      MarketType: 'spot',
+      SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' }
+    })
     expect(input.BlockDeviceMappings![0].Ebs).toMatchObject({ VolumeSize: 100, VolumeType: 'io2', Encrypted: true })
   })
 })
@@ -147,7 +165,16 @@ describe('tags', () => {
 })
 
 describe('the address to SSH to (connect.address)', () => {
-  const inst: Ec2.Instance = { PrivateIpAddress: '10.0.0.5', PublicIpAddress: '203.0.113.9', PublicDnsName: 'ec2-203-0-113-9.compute.amazonaws.com', Tags: [{ Key: 'ep', Value: '127.0.0.1:2299' }, { Key: 'v6', Value: '[2001:db8::1]:2200' }, { Key: 'plain', Value: 'bastion.example' }] }
+  const inst: Ec2.Instance = {
+    PrivateIpAddress: '10.0.0.5',
+    PublicIpAddress: '203.0.113.9',
+    PublicDnsName: 'ec2-203-0-113-9.compute.amazonaws.com',
+    Tags: [
+      { Key: 'ep', Value: '127.0.0.1:2299' },
+      { Key: 'v6', Value: '[2001:db8::1]:2200' },
+      { Key: 'plain', Value: 'bastion.example' }
+    ]
+  }
   test.each([
     ['private-ip', { host: '10.0.0.5', port: 22 }],
     ['public-ip', { host: '203.0.113.9', port: 22 }],
@@ -184,7 +211,14 @@ describe('the retry classifier (by error name and status, never the message)', (
   })
 
   test('a message that reads like capacity does not make an error a capacity error', () => {
-    expect(launchErrorAction(Object.assign(new Error('InsufficientInstanceCapacity: throttled, retry'), { name: 'AuthFailure', $metadata: { httpStatusCode: 401 } }))).toBe('fail')
+    expect(
+      launchErrorAction(
+        Object.assign(new Error('InsufficientInstanceCapacity: throttled, retry'), {
+          name: 'AuthFailure',
+          $metadata: { httpStatusCode: 401 }
+        })
+      )
+    ).toBe('fail')
   })
 })
 
@@ -198,8 +232,16 @@ describe('acquire against a scripted EC2', () => {
     fake.calls = []
     let runs = 0
     fake.answer = (name, input) => {
-      if (name === 'DescribeImages') return { Images: [{ RootDeviceName: '/dev/xvda', BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 8 } }] }] }
-      if (name === 'DescribeInstances') return input.Filters ? { Reservations: [] } : { Reservations: [{ Instances: [{ InstanceId: input.InstanceIds[0], State: { Name: 'running' }, PrivateIpAddress: '10.0.0.5' }] }] }
+      if (name === 'DescribeImages')
+        return { Images: [{ RootDeviceName: '/dev/xvda', BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 8 } }] }] }
+      if (name === 'DescribeInstances')
+        return input.Filters
+          ? { Reservations: [] }
+          : {
+              Reservations: [
+                { Instances: [{ InstanceId: input.InstanceIds[0], State: { Name: 'running' }, PrivateIpAddress: '10.0.0.5' }] }
+              ]
+            }
       if (name === 'RunInstances') return runInstances(input, ++runs)
       if (name === 'TerminateInstances') return {}
       throw new Error(`unexpected ${name}`)
@@ -212,7 +254,13 @@ describe('acquire against a scripted EC2', () => {
       connect: async () => new LocalRemote(dir),
       discard: async (_c, r) => r.close()
     }
-    return { provider: new Ec2Provider(cfg, workRoot), env, logged, job: { jobId: '0123456789abcdef', owner: 'fedcba9876543210', localDir: dir }, runs: () => fake.calls.filter((c) => c.name === 'RunInstances').map((c) => c.input) }
+    return {
+      provider: new Ec2Provider(cfg, workRoot),
+      env,
+      logged,
+      job: { jobId: '0123456789abcdef', owner: 'fedcba9876543210', localDir: dir },
+      runs: () => fake.calls.filter((c) => c.name === 'RunInstances').map((c) => c.input)
+    }
   }
   const launched = (id: string) => ({ Instances: [{ InstanceId: id }] })
 
@@ -226,7 +274,17 @@ describe('acquire against a scripted EC2', () => {
     expect(runs.map((r) => r.InstanceType)).toEqual(['m7i.large', 'm6i.large'])
     expect(runs[0].ClientToken).not.toBe(runs[1].ClientToken)
     expect(s.logged).toContain('no capacity for on-demand m7i.large (InsufficientInstanceCapacity), trying the next option')
-    expect(got.lease).toEqual({ kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: { host: '10.0.0.5', port: 22, user: 'ec2-user', identityFile: `${s.job.localDir}/id_ed25519`, knownHostsFile: `${s.job.localDir}/known_hosts` } })
+    expect(got.lease).toEqual({
+      kind: 'ec2',
+      instanceId: 'i-0123456789abcdef0',
+      connect: {
+        host: '10.0.0.5',
+        port: 22,
+        user: 'ec2-user',
+        identityFile: `${s.job.localDir}/id_ed25519`,
+        knownHostsFile: `${s.job.localDir}/known_hosts`
+      }
+    })
     expect(s.provider.describe(got.lease)).toBe('10.0.0.5:22 (i-0123456789abcdef0)')
     got.remote.close()
   })
@@ -270,7 +328,9 @@ describe('acquire against a scripted EC2', () => {
       const s = setup({ instanceTypes: ['m7i.large', 'm6i.large'], subnetIds: ['subnet-a', 'subnet-b'] }, () => {
         throw awsError(name, name === 'UnauthorizedOperation' ? 403 : 400)
       })
-      await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow(`RunInstances (on-demand m7i.large in subnet-a) failed: ${name}: ${name} happened`)
+      await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow(
+        `RunInstances (on-demand m7i.large in subnet-a) failed: ${name}: ${name} happened`
+      )
       expect(s.runs()).toHaveLength(1)
       expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toEqual([])
     }
@@ -284,7 +344,10 @@ describe('terminate', () => {
     fake.calls = []
     fake.answer = () => ({})
     const logged: string[] = []
-    await new Ec2Provider(ec2Config(), '/srv/rch').terminate('i-0123456789abcdef0', { signal: cancel.signal, log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: () => undefined } })
+    await new Ec2Provider(ec2Config(), '/srv/rch').terminate('i-0123456789abcdef0', {
+      signal: cancel.signal,
+      log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: () => undefined }
+    })
     expect(fake.calls).toEqual([{ name: 'TerminateInstances', input: { InstanceIds: ['i-0123456789abcdef0'] } }])
     expect(logged).toEqual(['terminated i-0123456789abcdef0'])
   })

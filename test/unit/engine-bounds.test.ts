@@ -61,15 +61,19 @@ describe('Engine.call reply bodies', () => {
 
   test('a body over the limit fails the call naming the limit', async () => {
     respond = bigBody(MAX_BODY + 4 * 1024 * 1024)
-    await expect(new Engine(remote, '/x').call('GET', '/info', undefined, 'info')).rejects.toThrow(`docker API info: reply body over the limit of ${MAX_BODY} bytes`)
+    await expect(new Engine(remote, '/x').call('GET', '/info', undefined, 'info')).rejects.toThrow(
+      `docker API info: reply body over the limit of ${MAX_BODY} bytes`
+    )
   })
 })
 
 describe('hijacked stream frames', () => {
-  const hijack = (frames: Buffer) => (sock: Socket): void => {
-    sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
-    sock.end(frames)
-  }
+  const hijack =
+    (frames: Buffer) =>
+    (sock: Socket): void => {
+      sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
+      sock.end(frames)
+    }
   const header = (type: number, size: number): Buffer => {
     const h = Buffer.alloc(8)
     h[0] = type
@@ -80,7 +84,11 @@ describe('hijacked stream frames', () => {
   test('normal frames are delivered (positive control)', async () => {
     respond = hijack(Buffer.concat([header(1, 3), Buffer.from('out'), header(2, 3), Buffer.from('err')]))
     const got: string[] = []
-    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void got.push(`1:${c.toString()}`), onStderr: (c) => void got.push(`2:${c.toString()}`) })
+    const { ended } = await new Engine(remote, '/x').hijack(
+      '/exec/1/start',
+      {},
+      { onStdout: (c) => void got.push(`1:${c.toString()}`), onStderr: (c) => void got.push(`2:${c.toString()}`) }
+    )
     await ended
     expect(got).toEqual(['1:out', '2:err'])
   })
@@ -88,8 +96,14 @@ describe('hijacked stream frames', () => {
   test('a frame header announcing more than the limit fails the stream at once', async () => {
     respond = hijack(Buffer.concat([header(1, 3), Buffer.from('out'), header(1, MAX_STREAM_FRAME + 1), Buffer.from('x')]))
     const got: string[] = []
-    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void got.push(String(c)), onStderr: () => undefined })
-    await expect(ended).rejects.toThrow(`output stream broke: a frame of ${MAX_STREAM_FRAME + 1} bytes is over the limit of ${MAX_STREAM_FRAME}`)
+    const { ended } = await new Engine(remote, '/x').hijack(
+      '/exec/1/start',
+      {},
+      { onStdout: (c) => void got.push(String(c)), onStderr: () => undefined }
+    )
+    await expect(ended).rejects.toThrow(
+      `output stream broke: a frame of ${MAX_STREAM_FRAME + 1} bytes is over the limit of ${MAX_STREAM_FRAME}`
+    )
     expect(got).toEqual(['out'])
   })
 
@@ -119,13 +133,17 @@ describe('hijacked stream output', () => {
     const got: number[] = []
     let first!: () => void
     const firstArrived = new Promise<void>((r) => (first = r))
-    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, {
-      onStdout: (c) => {
-        got.push(c.length)
-        first()
-      },
-      onStderr: () => undefined
-    })
+    const { ended } = await new Engine(remote, '/x').hijack(
+      '/exec/1/start',
+      {},
+      {
+        onStdout: (c) => {
+          got.push(c.length)
+          first()
+        },
+        onStderr: () => undefined
+      }
+    )
     await firstArrived
     expect(got).toEqual([1000])
     sendRest()
@@ -157,7 +175,11 @@ describe('hijacked stream output', () => {
     }
     const out: Buffer[] = []
     const err: Buffer[] = []
-    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, { onStdout: (c) => void out.push(Buffer.from(c)), onStderr: (c) => void err.push(Buffer.from(c)) })
+    const { ended } = await new Engine(remote, '/x').hijack(
+      '/exec/1/start',
+      {},
+      { onStdout: (c) => void out.push(Buffer.from(c)), onStderr: (c) => void err.push(Buffer.from(c)) }
+    )
     await ended
     expect(Buffer.concat(out).equals(Buffer.concat(want.out))).toBe(true)
     expect(Buffer.concat(err).equals(Buffer.concat(want.err))).toBe(true)

@@ -109,7 +109,7 @@ describe('envDelivery: multi-line values (exported on stdin, passed as -e NAME)'
     expect(readdirSync(dir)).toEqual([envFileOf(d.flags, dir).slice(dir.length + 1)])
   })
 
-  it('a single-line value too long for docker\'s env-file reader (64 KiB lines) is exported the same way', () => {
+  it("a single-line value too long for docker's env-file reader (64 KiB lines) is exported the same way", () => {
     const dir = tempDir()
     const long = `'"$(id)` + 'z'.repeat(100_000)
     const d = envDelivery({ LONG: long, SHORT: 'x' }, dir)
@@ -139,7 +139,14 @@ describe('envDelivery: single-line values (0600 env file through a quoted heredo
     const file = envFileOf(d.flags, dir)
     exported(d.stdin, dir)
     const bytes = readFileSync(file)
-    expect(bytes).toEqual(Buffer.from(Object.entries(SINGLE_LINE).map(([k, v]) => `${k}=${v}\n`).join(''), 'utf8'))
+    expect(bytes).toEqual(
+      Buffer.from(
+        Object.entries(SINGLE_LINE)
+          .map(([k, v]) => `${k}=${v}\n`)
+          .join(''),
+        'utf8'
+      )
+    )
     expect(envFileEntries(bytes.toString('utf8'))).toEqual(Object.entries(SINGLE_LINE))
   })
 
@@ -234,7 +241,19 @@ describe('validateEnvNames', () => {
 
   it('accepts identifier names with any value and any name with a single-line value', () => {
     expect(() =>
-      validateEnvNames({ A: 'x\ny', 'INPUT_node-version': '20', _B: '', C: '$`\'"\\', PATH: '/x', HOME: '/h', DOCKER_HOST: 'tcp://d:2375', BUILDKIT_X: '1' }, 'f')
+      validateEnvNames(
+        {
+          A: 'x\ny',
+          'INPUT_node-version': '20',
+          _B: '',
+          C: '$`\'"\\',
+          PATH: '/x',
+          HOME: '/h',
+          DOCKER_HOST: 'tcp://d:2375',
+          BUILDKIT_X: '1'
+        },
+        'f'
+      )
     ).not.toThrow()
   })
 
@@ -244,7 +263,8 @@ describe('validateEnvNames', () => {
     expect(bad({ 'A\0B': 'x' })).toMatch(/^args\.environmentVariables: invalid variable name /)
   })
 
-  const MULTI_LINE_MSG = 'a multi-line value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)'
+  const MULTI_LINE_MSG =
+    'a multi-line value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)'
 
   it('rejects a multi-line value for a name that is not a shell identifier', () => {
     expect(bad({ 'INPUT_my-key': 'line1\nline2' })).toBe(`args.environmentVariables.INPUT_my-key: ${MULTI_LINE_MSG}`)
@@ -264,15 +284,43 @@ describe('validateEnvNames', () => {
 
   // The same for names that steer the dynamic loader, libc, the shell, or the CLI's Go runtime.
   it.each([
-    'LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT', 'GCONV_PATH', 'GLIBC_TUNABLES', 'MALLOC_CHECK_', 'NLSPATH', 'LOCPATH', 'HOSTALIASES', 'RES_OPTIONS',
-    'BASH_ENV', 'ENV', 'IFS', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'TMPDIR', 'CDPATH', 'BASH_FUNC_x%%', 'LC_ALL', 'LANG',
-    'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'GODEBUG', 'SSL_CERT_FILE', 'XDG_CONFIG_HOME', 'DOCKER_CONTEXT'
+    'LD_PRELOAD',
+    'LD_LIBRARY_PATH',
+    'LD_AUDIT',
+    'GCONV_PATH',
+    'GLIBC_TUNABLES',
+    'MALLOC_CHECK_',
+    'NLSPATH',
+    'LOCPATH',
+    'HOSTALIASES',
+    'RES_OPTIONS',
+    'BASH_ENV',
+    'ENV',
+    'IFS',
+    'SHELLOPTS',
+    'BASHOPTS',
+    'PS4',
+    'TMPDIR',
+    'CDPATH',
+    'BASH_FUNC_x%%',
+    'LC_ALL',
+    'LANG',
+    'HTTPS_PROXY',
+    'https_proxy',
+    'NO_PROXY',
+    'OTEL_EXPORTER_OTLP_ENDPOINT',
+    'GODEBUG',
+    'SSL_CERT_FILE',
+    'XDG_CONFIG_HOME',
+    'DOCKER_CONTEXT'
   ])('rejects a multi-line value for %s (it would steer the loader, shell or CLI)', (name) => {
     expect(bad({ [name]: '/tmp/x\n' })).toBe(`args.environmentVariables.${name}: ${MULTI_LINE_MSG}`)
   })
 
   it('accepts those names with single-line values (they only go to the container, through the env file)', () => {
-    expect(() => validateEnvNames({ LD_PRELOAD: '/x.so', BASH_ENV: '/e', IFS: ':', https_proxy: 'http://p:3128', GODEBUG: 'x=1' }, 'f')).not.toThrow()
+    expect(() =>
+      validateEnvNames({ LD_PRELOAD: '/x.so', BASH_ENV: '/e', IFS: ':', https_proxy: 'http://p:3128', GODEBUG: 'x=1' }, 'f')
+    ).not.toThrow()
     const d = envDelivery({ LD_PRELOAD: '/x.so', IFS: ':' }, '/scratch')
     expect(d.flags).toEqual(['--env-file', expect.stringMatching(/^\/scratch\/\.env-/)])
     expect(d.stdin).not.toMatch(/export/)
@@ -284,7 +332,21 @@ describe('validateEnvNames', () => {
 
   it('accepts a multi-line value for names that merely resemble those the docker CLI reads', () => {
     expect(() =>
-      validateEnvNames({ GOOGLE_CREDENTIALS: '{\n}', MY_LD_PRELOAD: 'a\nb', MYPATH: 'a\nb', PATH_EXTRA: 'a\nb', path: 'a\nb', HOMEDIR: 'a\nb', DOCKER: 'a\nb', MY_DOCKER_HOST: 'a\nb', docker_host: 'a\nb', BUILDKIT: 'a\nb' }, 'f')
+      validateEnvNames(
+        {
+          GOOGLE_CREDENTIALS: '{\n}',
+          MY_LD_PRELOAD: 'a\nb',
+          MYPATH: 'a\nb',
+          PATH_EXTRA: 'a\nb',
+          path: 'a\nb',
+          HOMEDIR: 'a\nb',
+          DOCKER: 'a\nb',
+          MY_DOCKER_HOST: 'a\nb',
+          docker_host: 'a\nb',
+          BUILDKIT: 'a\nb'
+        },
+        'f'
+      )
     ).not.toThrow()
   })
 

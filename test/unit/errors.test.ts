@@ -1,7 +1,16 @@
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { Cancelled, ConfigError, HookError, InputError, RemoteCommandError, StepFailed, TransportError, formatError } from '../../src/errors'
+import {
+  Cancelled,
+  ConfigError,
+  HookError,
+  InputError,
+  RemoteCommandError,
+  StepFailed,
+  TransportError,
+  formatError
+} from '../../src/errors'
 import { SRC, bundle, cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -12,7 +21,9 @@ describe('formatError', () => {
   })
 
   it('appends the cause', () => {
-    expect(formatError(new Error('connect failed', { cause: new Error('ECONNREFUSED 10.0.0.1:22') }))).toBe('connect failed: ECONNREFUSED 10.0.0.1:22')
+    expect(formatError(new Error('connect failed', { cause: new Error('ECONNREFUSED 10.0.0.1:22') }))).toBe(
+      'connect failed: ECONNREFUSED 10.0.0.1:22'
+    )
     expect(formatError(new TransportError('ssh to a failed', 'network', { cause: 'timeout' }))).toBe('ssh to a failed: timeout')
   })
 

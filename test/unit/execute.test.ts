@@ -32,7 +32,16 @@ beforeEach(() => {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
   writeFileSync(join(dir, 'known_hosts'), '')
   const config = join(dir, 'hooks.json')
-  writeFileSync(config, JSON.stringify({ provider: { kind: 'static', hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: key, knownHostsFile: join(dir, 'known_hosts') }] }, remote: { workRoot: '/tmp/w' } }))
+  writeFileSync(
+    config,
+    JSON.stringify({
+      provider: {
+        kind: 'static',
+        hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: key, knownHostsFile: join(dir, 'known_hosts') }]
+      },
+      remote: { workRoot: '/tmp/w' }
+    })
+  )
   mkdirSync(join(dir, '_work', '_temp', '_runner_hook_responses'), { recursive: true })
   responseFile = join(dir, '_work', '_temp', '_runner_hook_responses', 'r.json')
   writeFileSync(responseFile, '')
@@ -40,7 +49,13 @@ beforeEach(() => {
 })
 afterAll(cleanupTempDirs)
 
-const args = { entryPointArgs: ['-e', '/__w/_temp/1.sh'], entryPoint: 'sh', environmentVariables: { CI: 'true' }, prependPath: [], workingDirectory: '/__w/app/app' }
+const args = {
+  entryPointArgs: ['-e', '/__w/_temp/1.sh'],
+  entryPoint: 'sh',
+  environmentVariables: { CI: 'true' },
+  prependPath: [],
+  workingDirectory: '/__w/app/app'
+}
 const raw = (): string => JSON.stringify({ command: 'run_script_step', responseFile, args, state: null })
 
 function io(): ExecuteIo & { stdout: ReturnType<typeof recorder>; stderr: ReturnType<typeof recorder> } {
@@ -52,7 +67,12 @@ function io(): ExecuteIo & { stdout: ReturnType<typeof recorder>; stderr: Return
     signal: new AbortController().signal,
     stdout: recorder(),
     stderr: recorder(),
-    place: { hookPath: '/hook/index.js', nodePath: process.execPath, localRoot: join(local, 'root'), defaultLogFile: join(local, 'log', 'hook.log') }
+    place: {
+      hookPath: '/hook/index.js',
+      nodePath: process.execPath,
+      localRoot: join(local, 'root'),
+      defaultLogFile: join(local, 'log', 'hook.log')
+    }
   }
 }
 
@@ -73,7 +93,7 @@ describe.each(Object.entries(paths))('execute, %s path', (_name, run) => {
     expect(o.stdout.text()).toBe('')
   })
 
-  test('no response: the file is left as the runner made it, the exit code is the handler\'s', async () => {
+  test("no response: the file is left as the runner made it, the exit code is the handler's", async () => {
     handler.mockResolvedValue({ exitCode: 3 })
     const r = await run(io())
     expect(r).toEqual({ code: 3, response: undefined })

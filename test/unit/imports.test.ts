@@ -32,7 +32,9 @@ describe('import structure of src/', () => {
   })
 
   it('fails on a module importing a layer above it', () => {
-    const dir = brokenCopy((d) => appendFileSync(join(d, 'remote', 'quote.ts'), "\nimport type { runScriptStep } from '../handlers/run-script-step'\n"))
+    const dir = brokenCopy((d) =>
+      appendFileSync(join(d, 'remote', 'quote.ts'), "\nimport type { runScriptStep } from '../handlers/run-script-step'\n")
+    )
     const r = check(dir)
     expect(r.code).toBe(1)
     expect(r.out).toContain('upward import: remote/quote.ts (remote) imports handlers/run-script-step.ts (handlers)')
@@ -53,12 +55,17 @@ describe('import structure of src/', () => {
     symlinkSync(resolve(__dirname, '..', '..', 'node_modules'), join(dir, 'node_modules'))
     const script = join(dir, 'check-imports.mjs')
     const text = readFileSync(SCRIPT, 'utf8')
-    const withOne = text.replace(/^export const KNOWN_EXCEPTIONS = \[\]$/m, "export const KNOWN_EXCEPTIONS = [{ from: 'providers/static-host.ts', to: 'session.ts', why: 'test' }]")
+    const withOne = text.replace(
+      /^export const KNOWN_EXCEPTIONS = \[\]$/m,
+      "export const KNOWN_EXCEPTIONS = [{ from: 'providers/static-host.ts', to: 'session.ts', why: 'test' }]"
+    )
     expect(withOne).not.toBe(text)
     writeFileSync(script, withOne)
     const run = (src: string) => spawnSync(process.execPath, [script, src], { encoding: 'utf8', timeout: 30_000 })
     // control: while the excepted import is there, it is tolerated
-    const src = brokenCopy((d) => appendFileSync(join(d, 'providers', 'static-host.ts'), "\nimport type { directRemote } from '../session'\n"))
+    const src = brokenCopy((d) =>
+      appendFileSync(join(d, 'providers', 'static-host.ts'), "\nimport type { directRemote } from '../session'\n")
+    )
     expect(run(src).stdout).toContain('check-imports: ok')
     const r = run(SRC)
     expect(r.status).toBe(1)

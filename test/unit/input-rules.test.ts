@@ -1,4 +1,13 @@
-import { isHostName, isImageRef, isMountTarget, isNormalAbsolute, isPortMapping, isRegistryServer, isSafeName, isVolumeName } from '../../src/input-rules'
+import {
+  isHostName,
+  isImageRef,
+  isMountTarget,
+  isNormalAbsolute,
+  isPortMapping,
+  isRegistryServer,
+  isSafeName,
+  isVolumeName
+} from '../../src/input-rules'
 
 describe('isImageRef (docker reference grammar)', () => {
   test.each([
@@ -42,24 +51,50 @@ describe('isImageRef (docker reference grammar)', () => {
 
   test('long hostile strings are refused quickly', () => {
     const t = Date.now()
-    for (const s of ['a'.repeat(1020) + '!', 'a-'.repeat(510) + '!', 'a.'.repeat(500) + '/!', ('a'.repeat(10) + '__').repeat(80) + '-']) expect(isImageRef(s)).toBe(false)
+    for (const s of ['a'.repeat(1020) + '!', 'a-'.repeat(510) + '!', 'a.'.repeat(500) + '/!', ('a'.repeat(10) + '__').repeat(80) + '-'])
+      expect(isImageRef(s)).toBe(false)
     expect(Date.now() - t).toBeLessThan(200)
   })
 })
 
 describe('isRegistryServer', () => {
-  test.each(['ghcr.io', '127.0.0.1:5000', 'registry.example.com/v2', 'https://index.docker.io/v1/', 'localhost'])('accepts %j', (s) => expect(isRegistryServer(s)).toBe(true))
-  test.each(['-ghcr.io', '--password=x', 'ghcr.io x', 'ghcr.io\n', 'a\tb', '$(id)', "ghcr.io'", ''])('refuses %j', (s) => expect(isRegistryServer(s)).toBe(false))
+  test.each(['ghcr.io', '127.0.0.1:5000', 'registry.example.com/v2', 'https://index.docker.io/v1/', 'localhost'])('accepts %j', (s) =>
+    expect(isRegistryServer(s)).toBe(true)
+  )
+  test.each(['-ghcr.io', '--password=x', 'ghcr.io x', 'ghcr.io\n', 'a\tb', '$(id)', "ghcr.io'", ''])('refuses %j', (s) =>
+    expect(isRegistryServer(s)).toBe(false)
+  )
 })
 
 describe('isPortMapping (docker run -p)', () => {
-  test.each(['80', '8080:80', '127.0.0.1:8080:80', '127.0.0.1::80', '8080:80/udp', '5000-5010:5000-5010', '[::1]:8080:80/tcp', '65535:1', '9000-9001'])('accepts %j', (p) =>
-    expect(isPortMapping(p)).toBe(true)
-  )
-  test.each(['', 'http', '70000:80', '80:0', '0', '80:65536', '-p', '80;id', '80:80/icmp', '5010-5000', '1.2.3:80:80', '999.1.1.1:80:80', '80 80', '80:80\n', '8080:80:80:80'])(
-    'refuses %j',
-    (p) => expect(isPortMapping(p)).toBe(false)
-  )
+  test.each([
+    '80',
+    '8080:80',
+    '127.0.0.1:8080:80',
+    '127.0.0.1::80',
+    '8080:80/udp',
+    '5000-5010:5000-5010',
+    '[::1]:8080:80/tcp',
+    '65535:1',
+    '9000-9001'
+  ])('accepts %j', (p) => expect(isPortMapping(p)).toBe(true))
+  test.each([
+    '',
+    'http',
+    '70000:80',
+    '80:0',
+    '0',
+    '80:65536',
+    '-p',
+    '80;id',
+    '80:80/icmp',
+    '5010-5000',
+    '1.2.3:80:80',
+    '999.1.1.1:80:80',
+    '80 80',
+    '80:80\n',
+    '8080:80:80:80'
+  ])('refuses %j', (p) => expect(isPortMapping(p)).toBe(false))
 })
 
 describe('isVolumeName / isMountTarget / isSafeName / isNormalAbsolute', () => {
@@ -82,6 +117,10 @@ describe('isVolumeName / isMountTarget / isSafeName / isNormalAbsolute', () => {
 })
 
 describe('isHostName', () => {
-  test.each(['a', 'vm-1.example.com', 'example.com.', '10.0.0.5', '::1', '2001:db8::1'])('accepts %j', (h) => expect(isHostName(h)).toBe(true))
-  test.each(['', '-oProxyCommand=x', 'a b', 'a_b', 'a..b', '.a', 'a/b', '[::1]', 'a\n', 'x'.repeat(254)])('refuses %j', (h) => expect(isHostName(h)).toBe(false))
+  test.each(['a', 'vm-1.example.com', 'example.com.', '10.0.0.5', '::1', '2001:db8::1'])('accepts %j', (h) =>
+    expect(isHostName(h)).toBe(true)
+  )
+  test.each(['', '-oProxyCommand=x', 'a b', 'a_b', 'a..b', '.a', 'a/b', '[::1]', 'a\n', 'x'.repeat(254)])('refuses %j', (h) =>
+    expect(isHostName(h)).toBe(false)
+  )
 })

@@ -38,7 +38,8 @@ describe('ed25519KeyPair', () => {
       expect(rawPub(pair.public)).toHaveLength(32)
       const priv = utils.parseKey(pair.private)
       const pub = utils.parseKey(pair.public)
-      if (priv instanceof Error || pub instanceof Error || Array.isArray(priv) || Array.isArray(pub)) throw new Error(`unparsable pair ${i}: ${pair.public}`)
+      if (priv instanceof Error || pub instanceof Error || Array.isArray(priv) || Array.isArray(pub))
+        throw new Error(`unparsable pair ${i}: ${pair.public}`)
       const data = Buffer.from(`message ${i}`)
       expect(pub.verify(data, priv.sign(data))).toBe(true)
     }

@@ -15,7 +15,8 @@ function keyBlob(): Buffer {
 const A = keyBlob()
 const B = keyBlob()
 const C = keyBlob()
-const line = (patterns: string, key: Buffer, marker = ''): string => `${marker ? marker + ' ' : ''}${patterns} ssh-ed25519 ${key.toString('base64')}`
+const line = (patterns: string, key: Buffer, marker = ''): string =>
+  `${marker ? marker + ' ' : ''}${patterns} ssh-ed25519 ${key.toString('base64')}`
 
 /** A hashed known_hosts name, as `ssh-keygen -H` / HashKnownHosts write it. */
 function hashed(name: string, salt = randomBytes(20)): string {
@@ -199,7 +200,8 @@ describe('parseKnownHosts / pinnedKeys', () => {
 describe('hostKeyAlgorithms', () => {
   test('offers only the algorithms of the keys pinned for that host and port', () => {
     const { hostKeyAlgorithms } = require('../../src/remote/known-hosts')
-    const kh = '[10.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\n10.0.0.2 ssh-rsa AAAAB3NzaC1yc2E=\n10.0.0.2 ecdsa-sha2-nistp256 AAAAE2VjZHNh\n'
+    const kh =
+      '[10.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\n10.0.0.2 ssh-rsa AAAAB3NzaC1yc2E=\n10.0.0.2 ecdsa-sha2-nistp256 AAAAE2VjZHNh\n'
     expect(hostKeyAlgorithms(kh, '10.0.0.1', 2222)).toEqual(['ssh-ed25519'])
     expect(hostKeyAlgorithms(kh, '10.0.0.2', 22)).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ecdsa-sha2-nistp256'])
     expect(hostKeyAlgorithms(kh, '10.0.0.3', 22)).toEqual([])

@@ -15,11 +15,18 @@ export class LocalRemote implements Remote {
   readonly outputs: Buffer[] = []
   private readonly bin: string
 
-  constructor(dir: string, private readonly noise: { before?: string; after?: string } = {}, stubs: Record<string, string> = {}) {
+  constructor(
+    dir: string,
+    private readonly noise: { before?: string; after?: string } = {},
+    stubs: Record<string, string> = {}
+  ) {
     this.bin = join(dir, 'stub-bin')
     mkdirSync(this.bin, { recursive: true })
     for (const name of ['docker', 'sudo']) {
-      writeFileSync(join(this.bin, name), `#!/bin/sh\necho "${name} $*" >> ${shq(join(dir, 'stub.log'))}\nexit ${name === 'sudo' ? 1 : 0}\n`)
+      writeFileSync(
+        join(this.bin, name),
+        `#!/bin/sh\necho "${name} $*" >> ${shq(join(dir, 'stub.log'))}\nexit ${name === 'sudo' ? 1 : 0}\n`
+      )
       chmodSync(join(this.bin, name), 0o755)
     }
     for (const [name, body] of Object.entries(stubs)) {
@@ -34,7 +41,11 @@ export class LocalRemote implements Remote {
     const before = this.noise.before !== undefined ? `printf ${shq(this.noise.before)}; ` : ''
     const after = this.noise.after !== undefined ? `printf ${shq(this.noise.after)}; ` : ''
     const wrapped = `${before}/bin/sh -c ${shq(command)}; rc=$?; ${after}exit $rc`
-    const child = spawn('/bin/sh', ['-c', wrapped], { env: { PATH: `${this.bin}:/usr/bin:/bin` }, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+    const child = spawn('/bin/sh', ['-c', wrapped], {
+      env: { PATH: `${this.bin}:/usr/bin:/bin` },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true
+    })
     // A closed channel ends the command, as sshd does: the whole process group this started.
     child.stdout.once('close', () => {
       try {

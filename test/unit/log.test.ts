@@ -22,10 +22,12 @@ describe('workflow commands written by the log', () => {
 
   test('group folds the work, and closes the fold when the work fails', async () => {
     const { log, out } = make()
-    await expect(log.group('Images', async () => {
-      log.progress('pulling')
-      throw new Error('boom')
-    })).rejects.toThrow('boom')
+    await expect(
+      log.group('Images', async () => {
+        log.progress('pulling')
+        throw new Error('boom')
+      })
+    ).rejects.toThrow('boom')
     expect(out).toEqual(['::group::Images', '[remote-hooks] pulling', '::endgroup::'])
   })
 
@@ -39,10 +41,12 @@ describe('workflow commands written by the log', () => {
   test("a container's log gets its own fold (closing the one it failed in), is inert, and secrets in it are masked", async () => {
     const { log, out } = make()
     log.addSecret('s3cret-value')
-    await expect(log.group('Starting the services', async () => {
-      log.foreign('redis (redis:7) logs', 'ready\n::error::pwned\npassword=s3cret-value\n')
-      throw new Error('stopped')
-    })).rejects.toThrow('stopped')
+    await expect(
+      log.group('Starting the services', async () => {
+        log.foreign('redis (redis:7) logs', 'ready\n::error::pwned\npassword=s3cret-value\n')
+        throw new Error('stopped')
+      })
+    ).rejects.toThrow('stopped')
     expect(out[0]).toBe('::group::Starting the services')
     expect(out[1]).toBe('::endgroup::')
     expect(out[2]).toBe('::group::redis (redis:7) logs')
@@ -74,7 +78,7 @@ describe('the log file', () => {
     expect(text).not.toContain('not at error level')
   })
 
-  test('is appended to: a second log on the same file keeps the first one\'s lines', async () => {
+  test("is appended to: a second log on the same file keeps the first one's lines", async () => {
     const first = make()
     first.log.progress('first command')
     await first.log.close()

@@ -8,7 +8,10 @@ afterEach(() => jest.restoreAllMocks())
 afterAll(cleanupTempDirs)
 
 const e = (l: string, r = l, t: BaseEntry['t'] = 'f'): BaseEntry => ({ t, l, r })
-const upd = (set: Record<string, BaseEntry> = {}, remove: string[] = []): BaseUpdate => ({ set: new Map(Object.entries(set)), remove: new Set(remove) })
+const upd = (set: Record<string, BaseEntry> = {}, remove: string[] = []): BaseUpdate => ({
+  set: new Map(Object.entries(set)),
+  remove: new Set(remove)
+})
 const asObj = (m: Map<string, BaseEntry>): Record<string, BaseEntry> => Object.fromEntries(m)
 
 describe('loadBase', () => {
@@ -79,7 +82,7 @@ describe('saveBase', () => {
 
   it('keeps paths with odd characters', async () => {
     const file = join(tempDir(), 'base.json')
-    const odd = "ws/new\nline/it's \"q\" ü"
+    const odd = 'ws/new\nline/it\'s "q" ü'
     await saveBase(file, upd({ [odd]: e('x') }))
     expect(loadBase(file).get(odd)).toEqual(e('x'))
   })
@@ -134,12 +137,19 @@ void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { s
     const WRITERS = 6
     const EACH = 40
     const codes = await Promise.all(
-      Array.from({ length: WRITERS }, (_, w) => new Promise<number | null>((res) => spawn(process.execPath, [js, file, `w${w}`, String(EACH)], { stdio: 'inherit' }).on('close', res)))
+      Array.from(
+        { length: WRITERS },
+        (_, w) =>
+          new Promise<number | null>((res) =>
+            spawn(process.execPath, [js, file, `w${w}`, String(EACH)], { stdio: 'inherit' }).on('close', res)
+          )
+      )
     )
     expect(codes).toEqual(Array(WRITERS).fill(0))
     const base = loadBase(file)
     expect(base.size).toBe(WRITERS * EACH)
-    for (let w = 0; w < WRITERS; w++) for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}` })
+    for (let w = 0; w < WRITERS; w++)
+      for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}` })
     expect(existsSync(`${file}.lock`)).toBe(false)
     expect(JSON.parse(readFileSync(file, 'utf8'))).toBeInstanceOf(Object)
   })

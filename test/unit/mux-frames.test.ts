@@ -3,7 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { F, FrameReader, FrameTooLarge, frame, isStreamFrame, MAX_FRAME, QUEUE_LIMIT, whenDrained, writeFrame } from '../../src/remote/mux-frames'
+import {
+  F,
+  FrameReader,
+  FrameTooLarge,
+  frame,
+  isStreamFrame,
+  MAX_FRAME,
+  QUEUE_LIMIT,
+  whenDrained,
+  writeFrame
+} from '../../src/remote/mux-frames'
 import { MuxRemote } from '../../src/remote/mux-client'
 import { MAX_HEADER, requestLine } from '../../src/remote/agent'
 
@@ -124,7 +134,11 @@ describe('FrameReader bounds', () => {
   it('delivers a frame at the limit (positive control) and refuses one over it, without waiting for its payload', () => {
     const got: number[] = []
     const errors: string[] = []
-    const reader = new FrameReader((_t, p) => got.push(p.length), (e) => errors.push(e.message), 10)
+    const reader = new FrameReader(
+      (_t, p) => got.push(p.length),
+      (e) => errors.push(e.message),
+      10
+    )
     reader.push(frame(F.STDOUT, Buffer.alloc(10)))
     expect(got).toEqual([10])
     reader.push(frame(F.STDOUT, Buffer.alloc(11)).subarray(0, 5))
@@ -136,7 +150,10 @@ describe('FrameReader bounds', () => {
 
   it('a 4 GiB length header fails at once with the default limit', () => {
     const errors: Error[] = []
-    const reader = new FrameReader(() => undefined, (e) => errors.push(e))
+    const reader = new FrameReader(
+      () => undefined,
+      (e) => errors.push(e)
+    )
     const head = Buffer.from([F.STDOUT, 0xff, 0xff, 0xff, 0xff])
     reader.push(head)
     expect(errors[0]?.message).toBe(`a frame of ${0xffffffff} bytes is over the limit of ${MAX_FRAME}`)
@@ -242,10 +259,15 @@ describe('FrameReader with byte-stream frames handed on in pieces', () => {
     expect(got.reduce((n, [, p]) => n + p.length, 0)).toBe(100_000)
   })
 
-  it('the limit on a frame\'s announced length holds for stream frames too', () => {
+  it("the limit on a frame's announced length holds for stream frames too", () => {
     const errors: string[] = []
     const got: number[] = []
-    const reader = new FrameReader((_t, p) => got.push(p.length), (e) => errors.push(e.message), 10, isStreamFrame)
+    const reader = new FrameReader(
+      (_t, p) => got.push(p.length),
+      (e) => errors.push(e.message),
+      10,
+      isStreamFrame
+    )
     reader.push(frame(F.STDOUT, Buffer.alloc(10)))
     reader.push(frame(F.STDOUT, Buffer.alloc(11)).subarray(0, 5))
     expect(got).toEqual([10])

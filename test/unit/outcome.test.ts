@@ -18,7 +18,7 @@ describe('outcomeOf', () => {
     for (const l of lines) expect(l.length).toBeLessThanOrEqual(150)
   })
 
-  test('an error message is escaped: it stays one ::error:: line, and % survives the runner\'s decoding', () => {
+  test("an error message is escaped: it stays one ::error:: line, and % survives the runner's decoding", () => {
     const o = outcomeOf(new InputError('args.x: 100% wrong\r\n::add-mask::y'))
     expect(o).toEqual({ code: EXIT.input, errorLine: '::error::args.x: 100%25 wrong ::add-mask::y\n' })
     // formatError joins lines first; a carriage return alone is escaped here

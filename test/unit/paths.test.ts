@@ -56,7 +56,9 @@ describe('remotePath', () => {
   })
 
   it('does not map externals when the layout has none', () => {
-    expect(() => remotePath({ ...L, hostExternals: null, remoteExternals: null }, '/home/runner/externals/node20', 'args.x')).toThrow(InputError)
+    expect(() => remotePath({ ...L, hostExternals: null, remoteExternals: null }, '/home/runner/externals/node20', 'args.x')).toThrow(
+      InputError
+    )
     expect(() => remotePath({ ...L, remoteExternals: null }, '/home/runner/externals/node20', 'args.x')).toThrow(/^args\.x: /)
   })
 })

@@ -69,7 +69,14 @@ describe('planJob', () => {
     ])
     for (const c of containersOf(p)) {
       expect(c.spec.network).toBe(p.network)
-      expect(c.spec.labels).toEqual(['--label', `${LABEL_OWNER}=${OWNER}`, '--label', `${LABEL_JOB}=${JOB}`, '--label', `${LABEL_RUNNER}=runner-1`])
+      expect(c.spec.labels).toEqual([
+        '--label',
+        `${LABEL_OWNER}=${OWNER}`,
+        '--label',
+        `${LABEL_JOB}=${JOB}`,
+        '--label',
+        `${LABEL_RUNNER}=runner-1`
+      ])
     }
   })
 
@@ -81,7 +88,11 @@ describe('planJob', () => {
   })
 
   it('maps mounts to the job folder, the externals copy, the VM socket, named and anonymous volumes', () => {
-    const p = plan({ container: jobContainer({ userMountVolumes: [mount('cache-vol', '/cache'), mount(null, '/anon'), mount(`${WORK}/repo/repo/data`, '/data', true)] }) })!
+    const p = plan({
+      container: jobContainer({
+        userMountVolumes: [mount('cache-vol', '/cache'), mount(null, '/anon'), mount(`${WORK}/repo/repo/data`, '/data', true)]
+      })
+    })!
     expect(p.job!.spec.mounts).toEqual([
       { source: 'cache-vol', target: '/cache', readOnly: false },
       { source: null, target: '/anon', readOnly: false },
@@ -95,7 +106,13 @@ describe('planJob', () => {
     expect(p.job!.needsCopy).toBe(true)
     expect(p.volumes).toEqual(['cache-vol'])
     expect(p.externals).toEqual({ host: EXT, remote: '/srv/rch/externals/aaaaaaaaaaaaaaaa' })
-    expect(p.layout).toEqual({ hostWork: WORK, remoteWork: `${ROOT}/w`, hostExternals: EXT, remoteExternals: '/srv/rch/externals/aaaaaaaaaaaaaaaa', dockerSocket: '/var/run/docker.sock' })
+    expect(p.layout).toEqual({
+      hostWork: WORK,
+      remoteWork: `${ROOT}/w`,
+      hostExternals: EXT,
+      remoteExternals: '/srv/rch/externals/aaaaaaaaaaaaaaaa',
+      dockerSocket: '/var/run/docker.sock'
+    })
   })
 
   it('a container binding the job folder or the externals needs the copy first', () => {
@@ -112,22 +129,40 @@ describe('planJob', () => {
   })
 
   it('a service mounting only a named volume does not need the copy; the VM socket follows remote.dockerSocket', () => {
-    const p = plan({ container: null, services: [container({ image: 'redis:7', userMountVolumes: [mount('v1', '/data')], systemMountVolumes: [mount('/var/run/docker.sock', '/s')] })] }, { dockerSocket: '/run/user/1000/docker.sock' })!
+    const p = plan(
+      {
+        container: null,
+        services: [
+          container({
+            image: 'redis:7',
+            userMountVolumes: [mount('v1', '/data')],
+            systemMountVolumes: [mount('/var/run/docker.sock', '/s')]
+          })
+        ]
+      },
+      { dockerSocket: '/run/user/1000/docker.sock' }
+    )!
     expect(p.services[0].needsCopy).toBe(false)
     expect(p.services[0].spec.mounts[1]).toEqual({ source: '/run/user/1000/docker.sock', target: '/s', readOnly: false })
     expect(p.externals).toBeNull()
     expect(p.job).toBeNull()
   })
 
-  it('env: the runner\'s values plus GITHUB_ACTIONS, and CI unless set', () => {
-    const p = plan({ container: jobContainer({ environmentVariables: { A: '1', CI: 'false' } }), services: [container({ environmentVariables: { B: '2' } })] })!
+  it("env: the runner's values plus GITHUB_ACTIONS, and CI unless set", () => {
+    const p = plan({
+      container: jobContainer({ environmentVariables: { A: '1', CI: 'false' } }),
+      services: [container({ environmentVariables: { B: '2' } })]
+    })!
     expect(p.job!.spec.env).toEqual({ A: '1', CI: 'false', GITHUB_ACTIONS: 'true' })
     expect(p.services[0].spec.env).toEqual({ B: '2', GITHUB_ACTIONS: 'true', CI: 'true' })
   })
 
   it('createOptions are split as the shell would, ports and registry are kept', () => {
     const registry = { username: 'u', password: 'p', serverUrl: 'ghcr.io' }
-    const p = plan({ container: null, services: [container({ createOptions: `--health-cmd "redis-cli ping" --label 'a b=c'`, portMappings: ['6379', '8080:80'], registry })] })!
+    const p = plan({
+      container: null,
+      services: [container({ createOptions: `--health-cmd "redis-cli ping" --label 'a b=c'`, portMappings: ['6379', '8080:80'], registry })]
+    })!
     expect(p.services[0].spec.createOptions).toEqual(['--health-cmd', 'redis-cli ping', '--label', 'a b=c'])
     expect(p.services[0].spec.ports).toEqual(['6379', '8080:80'])
     expect(p.services[0].registry).toEqual(registry)
@@ -148,33 +183,43 @@ describe('planJob', () => {
 
   describe('every input check, before anything starts', () => {
     it('a missing image names the field', () => {
-      expect(inputError(() => plan({ container: null, services: [container(), container({ image: null, dockerfile: '/x/Dockerfile' })] }))).toBe(
-        'args.services.1.image: missing (a Dockerfile is not supported for job or service containers)'
-      )
+      expect(
+        inputError(() => plan({ container: null, services: [container(), container({ image: null, dockerfile: '/x/Dockerfile' })] }))
+      ).toBe('args.services.1.image: missing (a Dockerfile is not supported for job or service containers)')
     })
 
     it('an unterminated quote in createOptions', () => {
-      expect(inputError(() => plan({ container: jobContainer({ createOptions: '--label "a' }) }))).toMatch(/^args\.container\.createOptions: unterminated quote/)
+      expect(inputError(() => plan({ container: jobContainer({ createOptions: '--label "a' }) }))).toMatch(
+        /^args\.container\.createOptions: unterminated quote/
+      )
     })
 
     it('an env name docker would misread', () => {
-      expect(inputError(() => plan({ container: null, services: [container({ environmentVariables: { '#A': '1' } })] }))).toMatch(/^args\.services\.0\.environmentVariables: invalid variable name/)
+      expect(inputError(() => plan({ container: null, services: [container({ environmentVariables: { '#A': '1' } })] }))).toMatch(
+        /^args\.services\.0\.environmentVariables: invalid variable name/
+      )
     })
 
     it('a multi-line value under a name that steers the docker CLI', () => {
-      expect(inputError(() => plan({ container: jobContainer({ environmentVariables: { LD_PRELOAD: 'a\nb' } }) }))).toMatch(/^args\.container\.environmentVariables\.LD_PRELOAD: a multi-line value/)
+      expect(inputError(() => plan({ container: jobContainer({ environmentVariables: { LD_PRELOAD: 'a\nb' } }) }))).toMatch(
+        /^args\.container\.environmentVariables\.LD_PRELOAD: a multi-line value/
+      )
     })
 
-    it('a /__w mount that is not the runner\'s work folder', () => {
+    it("a /__w mount that is not the runner's work folder", () => {
       const c = jobContainer()
       ;(c.systemMountVolumes as ReturnType<typeof mount>[])[1] = mount('/etc', '/__w')
-      expect(inputError(() => plan({ container: c }))).toBe(`args.container.systemMountVolumes.1.sourceVolumePath: the /__w mount must be the runner's work folder ${WORK}`)
+      expect(inputError(() => plan({ container: c }))).toBe(
+        `args.container.systemMountVolumes.1.sourceVolumePath: the /__w mount must be the runner's work folder ${WORK}`
+      )
     })
 
     it('a /__e mount that is not a normalised folder', () => {
       const c = jobContainer()
       ;(c.systemMountVolumes as ReturnType<typeof mount>[])[2] = mount('/home/runner/../externals', '/__e')
-      expect(inputError(() => plan({ container: c }))).toMatch(/^args\.container\.systemMountVolumes\.2\.sourceVolumePath: the \/__e mount must be a normalised absolute folder/)
+      expect(inputError(() => plan({ container: c }))).toMatch(
+        /^args\.container\.systemMountVolumes\.2\.sourceVolumePath: the \/__e mount must be a normalised absolute folder/
+      )
     })
 
     it('a host path outside the work folder cannot be synced', () => {
@@ -184,7 +229,9 @@ describe('planJob', () => {
     })
 
     it('the job container is checked before the services', () => {
-      expect(inputError(() => plan({ container: jobContainer({ createOptions: '"' }), services: [container({ image: null })] }))).toMatch(/^args\.container\./)
+      expect(inputError(() => plan({ container: jobContainer({ createOptions: '"' }), services: [container({ image: null })] }))).toMatch(
+        /^args\.container\./
+      )
     })
   })
 })
@@ -200,7 +247,12 @@ describe('startsEarly (the job container starting while the copy runs)', () => {
     for (const d of ['_temp/_github_home', '_actions', 'repo/repo']) mkdirSync(`${work}/${d}`, { recursive: true })
     make(work)
     const c = container({
-      systemMountVolumes: [mount(work, '/__w'), mount(`${work}/_temp`, '/__w/_temp'), mount(`${work}/_temp/_github_home`, '/github/home'), mount(`${work}/_actions`, '/__w/_actions')]
+      systemMountVolumes: [
+        mount(work, '/__w'),
+        mount(`${work}/_temp`, '/__w/_temp'),
+        mount(`${work}/_temp/_github_home`, '/github/home'),
+        mount(`${work}/_actions`, '/__w/_actions')
+      ]
     })
     return { work, p: plan({ container: c }, { hostWork: work, workspace: `${work}/repo/repo` }) }
   }
@@ -211,18 +263,26 @@ describe('startsEarly (the job container starting while the copy runs)', () => {
   })
 
   it('a bind source that is a file, a symlink or missing on the host: it waits for the copy', () => {
-    expect(startsEarly(workWith((w) => {
-      rmSync(`${w}/_actions`, { recursive: true })
-      writeFileSync(`${w}/_actions`, 'a file')
-    }).p!)).toBeNull()
-    expect(startsEarly(workWith((w) => {
-      rmSync(`${w}/_actions`, { recursive: true })
-      symlinkSync(`${w}/_temp`, `${w}/_actions`)
-    }).p!)).toBeNull()
+    expect(
+      startsEarly(
+        workWith((w) => {
+          rmSync(`${w}/_actions`, { recursive: true })
+          writeFileSync(`${w}/_actions`, 'a file')
+        }).p!
+      )
+    ).toBeNull()
+    expect(
+      startsEarly(
+        workWith((w) => {
+          rmSync(`${w}/_actions`, { recursive: true })
+          symlinkSync(`${w}/_temp`, `${w}/_actions`)
+        }).p!
+      )
+    ).toBeNull()
     expect(startsEarly(workWith((w) => rmSync(`${w}/_actions`, { recursive: true })).p!)).toBeNull()
   })
 
-  it('a job container with the runner\'s own entrypoint, or none at all: not early', () => {
+  it("a job container with the runner's own entrypoint, or none at all: not early", () => {
     expect(startsEarly(plan({ container: jobContainer({ entryPoint: 'sh' }) })!, () => true)).toBeNull()
     expect(startsEarly(plan({ container: null, services: [container()] })!, () => true)).toBeNull()
   })

@@ -28,7 +28,12 @@ describe('waitHealthy', () => {
   const info = (running: boolean, health?: string, exitCode = 0): Inspect => ({
     Id: 'x',
     Config: { Env: null, Image: 'i' },
-    State: { Running: running, Status: running ? 'running' : 'exited', ExitCode: exitCode, ...(health ? { Health: { Status: health } } : {}) },
+    State: {
+      Running: running,
+      Status: running ? 'running' : 'exited',
+      ExitCode: exitCode,
+      ...(health ? { Health: { Status: health } } : {})
+    },
     NetworkSettings: { Ports: null }
   })
 
@@ -43,7 +48,10 @@ describe('waitHealthy', () => {
       },
       logs: async (id: string) => `log of ${id}\n`
     } as unknown as RemoteDocker
-    const log = { progress: (m: string) => out.push(`progress ${m}`), foreign: (t: string, text: string) => out.push(`foreign ${t}: ${text.trim()}`) }
+    const log = {
+      progress: (m: string) => out.push(`progress ${m}`),
+      foreign: (t: string, text: string) => out.push(`foreign ${t}: ${text.trim()}`)
+    }
     const ctx = { config: { timeouts: { healthSeconds } }, log, signal: new AbortController().signal } as never
     return { docker, out, polls, ctx }
   }
@@ -77,7 +85,12 @@ describe('waitHealthy', () => {
 
   it('on a fake clock: pauses grow from 100 ms to 2 s, a progress line every 5 s names what is pending', async () => {
     const s = setup({ a: [info(true)], b: [...Array(12).fill(info(true, 'starting')), info(true, 'healthy')] }, 60)
-    const clock = { t: 0, pauses: [] as number[], now: () => clock.t, sleep: async (ms: number) => void (clock.pauses.push(ms), (clock.t += ms)) }
+    const clock = {
+      t: 0,
+      pauses: [] as number[],
+      now: () => clock.t,
+      sleep: async (ms: number) => void (clock.pauses.push(ms), (clock.t += ms))
+    }
     await waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'db')], clock)
     expect(clock.pauses).toEqual([100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000, 2000, 2000])
     expect(s.out).toEqual(['progress waiting for health: db (5 s)', 'progress waiting for health: db (11 s)'])
@@ -85,7 +98,9 @@ describe('waitHealthy', () => {
 
   it('past timeouts.healthSeconds: names what is pending, shows its log', async () => {
     const s = setup({ a: [info(true)], b: [info(true, 'starting')] }, 1)
-    await expect(waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'web')])).rejects.toThrow('web not healthy after 1 s (timeouts.healthSeconds)')
+    await expect(waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'web')])).rejects.toThrow(
+      'web not healthy after 1 s (timeouts.healthSeconds)'
+    )
     expect(s.out).toEqual(['foreign web (b:1) logs: log of b'])
     expect(s.polls.b).toBeGreaterThan(2)
   })
@@ -116,14 +131,18 @@ describe('makeJobFolder', () => {
     const remote = new LocalRemote(tempDir())
     const ext = `${root}/externals/aaaaaaaaaaaaaaaa`
     await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${JOB}`)).resolves.toEqual({ externalsPresent: null })
-    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${'1'.repeat(16)}`, { externals: ext })).resolves.toEqual({ externalsPresent: false })
+    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${'1'.repeat(16)}`, { externals: ext })).resolves.toEqual({
+      externalsPresent: false
+    })
     require('node:fs').mkdirSync(ext, { recursive: true })
     require('node:fs').writeFileSync(`${ext}/.rch-complete`, '')
-    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${'2'.repeat(16)}`, { externals: ext })).resolves.toEqual({ externalsPresent: true })
+    await expect(makeJobFolder(remote, root, `${root}/jobs/${OWNER}-${'2'.repeat(16)}`, { externals: ext })).resolves.toEqual({
+      externalsPresent: true
+    })
     expect(remote.commands).toHaveLength(3)
   })
 
-  it('refuses a folder outside the job\'s w before anything runs', async () => {
+  it("refuses a folder outside the job's w before anything runs", async () => {
     const root = tempDir()
     const jobRoot = `${root}/jobs/${OWNER}-${JOB}`
     const remote = new LocalRemote(tempDir())

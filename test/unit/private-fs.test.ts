@@ -42,7 +42,11 @@ describe('ensurePrivateDir / checkPrivateDir', () => {
 
   test('a folder another user made first is refused, naming the path, the owner and what to do', () => {
     const p = theirs('rch-0')
-    expect(() => ensurePrivateDir(p)).toThrow(new RegExp(`private folder ${p} is owned by uid ${other.uid}, not ${process.geteuid!()}: another local user may be trying to intercept the hook; set TMPDIR to a private folder`))
+    expect(() => ensurePrivateDir(p)).toThrow(
+      new RegExp(
+        `private folder ${p} is owned by uid ${other.uid}, not ${process.geteuid!()}: another local user may be trying to intercept the hook; set TMPDIR to a private folder`
+      )
+    )
     expect(() => checkPrivateDir(p)).toThrow(/owned by uid/)
   })
 
@@ -122,7 +126,9 @@ describe('the log folder', () => {
 
   test('a log folder another user made first fails the command before anything is written', () => {
     const dir = theirs(`remote-container-hooks-${Date.now()}`, '0777')
-    expect(() => createLog({ ...quiet, file: join(dir, 'hook.log') })).toThrow(new RegExp(`private folder ${dir} is owned by uid ${other.uid}`))
+    expect(() => createLog({ ...quiet, file: join(dir, 'hook.log') })).toThrow(
+      new RegExp(`private folder ${dir} is owned by uid ${other.uid}`)
+    )
     expect(existsSync(join(dir, 'hook.log'))).toBe(false)
   })
 

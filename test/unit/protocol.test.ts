@@ -41,7 +41,13 @@ function errorOf(text: string): InputError {
   throw new Error('expected an InputError')
 }
 
-const SCRIPT_ARGS = { entryPointArgs: ['-e', '/__w/_temp/x.sh'], entryPoint: 'sh', environmentVariables: {}, prependPath: [], workingDirectory: '/__w/r/r' }
+const SCRIPT_ARGS = {
+  entryPointArgs: ['-e', '/__w/_temp/x.sh'],
+  entryPoint: 'sh',
+  environmentVariables: {},
+  prependPath: [],
+  workingDirectory: '/__w/r/r'
+}
 
 describe('parseHookInput: requests as the runner sends them', () => {
   it('parses prepare_job (docs/protocol.md)', () => {
@@ -61,7 +67,11 @@ describe('parseHookInput: requests as the runner sends them', () => {
       ['/home/runner/_work', '/__w', false],
       ['/home/runner/externals', '/__e', true]
     ])
-    expect(c.userMountVolumes[0]).toMatchObject({ userProvidedValue: 'my_vol:/data', sourceVolumePath: 'my_vol', targetVolumePath: '/data' })
+    expect(c.userMountVolumes[0]).toMatchObject({
+      userProvidedValue: 'my_vol:/data',
+      sourceVolumePath: 'my_vol',
+      targetVolumePath: '/data'
+    })
     expect(h.args.services).toHaveLength(1)
     expect(h.args.services[0].createOptions).toBe('--health-cmd "redis-cli ping" --health-interval 10s')
     expect(h.args.services[0].workingDirectory).toBeNull()
@@ -146,8 +156,19 @@ describe('parseHookInput: tolerance', () => {
   it('fills keys the runner left out', () => {
     const h = parseHookInput(input('prepare_job', { container: { image: 'alpine', systemMountVolumes: [{ targetVolumePath: '/x' }] } }))
     if (h.command !== 'prepare_job') throw new Error()
-    expect(h.args.container).toMatchObject({ dockerfile: null, entryPoint: null, registry: null, createOptions: null, environmentVariables: {} })
-    expect(h.args.container!.systemMountVolumes[0]).toEqual({ userProvidedValue: null, sourceVolumePath: null, targetVolumePath: '/x', readOnly: false })
+    expect(h.args.container).toMatchObject({
+      dockerfile: null,
+      entryPoint: null,
+      registry: null,
+      createOptions: null,
+      environmentVariables: {}
+    })
+    expect(h.args.container!.systemMountVolumes[0]).toEqual({
+      userProvidedValue: null,
+      sourceVolumePath: null,
+      targetVolumePath: '/x',
+      readOnly: false
+    })
   })
 
   it('turns null env values into empty strings', () => {
@@ -170,7 +191,11 @@ describe('parseHookInput: tolerance', () => {
 
   it('keeps unknown keys (e.g. a service contextName) and ignores unknown top-level keys', () => {
     const h = parseHookInput(
-      input('prepare_job', { container: null, services: [{ image: 'redis', contextName: 'cache', newThing: [1] }], futureArg: true }, { extra: 'x' })
+      input(
+        'prepare_job',
+        { container: null, services: [{ image: 'redis', contextName: 'cache', newThing: [1] }], futureArg: true },
+        { extra: 'x' }
+      )
     )
     if (h.command !== 'prepare_job') throw new Error()
     expect((h.args.services[0] as Record<string, unknown>).contextName).toBe('cache')
@@ -264,7 +289,9 @@ describe('parseHookInput: errors', () => {
   })
 
   it('does not echo env values (they may be secrets) in errors', () => {
-    const msg = errorOf(input('run_script_step', { ...SCRIPT_ARGS, environmentVariables: { TOKEN: { v: 'ghp_supersecret' } }, workingDirectory: null })).message
+    const msg = errorOf(
+      input('run_script_step', { ...SCRIPT_ARGS, environmentVariables: { TOKEN: { v: 'ghp_supersecret' } }, workingDirectory: null })
+    ).message
     expect(msg).toContain('args.environmentVariables.TOKEN')
     expect(msg).toContain('args.workingDirectory')
     expect(msg).not.toContain('ghp_supersecret')
@@ -277,13 +304,41 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
     ['image with a leading -', { container: container({ image: '--privileged' }) }, 'args.container.image'],
     ['image with a space', { container: container({ image: 'alpine -v /:/h' }) }, 'args.container.image'],
     ['service image $()', { services: [container({ image: '$(id)' })] }, 'args.services.0.image'],
-    ['registry server with a leading -', { container: container({ registry: { username: 'u', password: 'p', serverUrl: '-H tcp://x' } }) }, 'args.container.registry.serverUrl'],
-    ['registry password with a newline', { container: container({ registry: { username: 'u', password: 'p\nx', serverUrl: 'ghcr.io' } }) }, 'args.container.registry.password'],
-    ['registry username with NUL', { container: container({ registry: { username: 'u\0', password: 'p', serverUrl: 'ghcr.io' } }) }, 'args.container.registry.username'],
-    ['volume name with a leading -', { container: container({ userMountVolumes: [{ sourceVolumePath: '-v', targetVolumePath: '/d' }] }) }, 'args.container.userMountVolumes.0.sourceVolumePath'],
-    ['relative mount target', { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: 'd' }] }) }, 'args.container.userMountVolumes.0.targetVolumePath'],
-    ['mount target with :', { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: '/d:/etc' }] }) }, 'args.container.userMountVolumes.0.targetVolumePath'],
-    ['mount source with :', { container: container({ systemMountVolumes: [{ sourceVolumePath: '/w/_work/a:/etc', targetVolumePath: '/d' }] }) }, 'args.container.systemMountVolumes.0.sourceVolumePath'],
+    [
+      'registry server with a leading -',
+      { container: container({ registry: { username: 'u', password: 'p', serverUrl: '-H tcp://x' } }) },
+      'args.container.registry.serverUrl'
+    ],
+    [
+      'registry password with a newline',
+      { container: container({ registry: { username: 'u', password: 'p\nx', serverUrl: 'ghcr.io' } }) },
+      'args.container.registry.password'
+    ],
+    [
+      'registry username with NUL',
+      { container: container({ registry: { username: 'u\0', password: 'p', serverUrl: 'ghcr.io' } }) },
+      'args.container.registry.username'
+    ],
+    [
+      'volume name with a leading -',
+      { container: container({ userMountVolumes: [{ sourceVolumePath: '-v', targetVolumePath: '/d' }] }) },
+      'args.container.userMountVolumes.0.sourceVolumePath'
+    ],
+    [
+      'relative mount target',
+      { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: 'd' }] }) },
+      'args.container.userMountVolumes.0.targetVolumePath'
+    ],
+    [
+      'mount target with :',
+      { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: '/d:/etc' }] }) },
+      'args.container.userMountVolumes.0.targetVolumePath'
+    ],
+    [
+      'mount source with :',
+      { container: container({ systemMountVolumes: [{ sourceVolumePath: '/w/_work/a:/etc', targetVolumePath: '/d' }] }) },
+      'args.container.systemMountVolumes.0.sourceVolumePath'
+    ],
     ['port 70000', { container: container({ portMappings: ['70000:80'] }) }, 'args.container.portMappings.0'],
     ['port by name', { services: [container({ portMappings: ['http'] })] }, 'args.services.0.portMappings.0'],
     ['NUL in an argument', { container: container({ entryPointArgs: ['a\0b'] }) }, 'args.container.entryPointArgs.0'],

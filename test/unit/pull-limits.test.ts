@@ -20,14 +20,18 @@ test('a pull that finishes in time succeeds (positive control)', async () => {
 
 test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async () => {
   const t0 = Date.now()
-  await expect(ensureImage(remote(30), 'img:1', 'missing', null, '/nowhere', undefined, { timeoutMs: 500 })).rejects.toThrow('docker pull img:1: no result after 0.5 s')
+  await expect(ensureImage(remote(30), 'img:1', 'missing', null, '/nowhere', undefined, { timeoutMs: 500 })).rejects.toThrow(
+    'docker pull img:1: no result after 0.5 s'
+  )
   expect(Date.now() - t0).toBeLessThan(3000)
 })
 
 test('a cancel ends the pull at once with Cancelled', async () => {
   const c = new AbortController()
   const dir = tempDir()
-  const pulling = ensureImage(remote(30, dir), 'img:1', 'always', null, '/nowhere', undefined, { signal: c.signal }).catch((e: unknown) => e)
+  const pulling = ensureImage(remote(30, dir), 'img:1', 'always', null, '/nowhere', undefined, { signal: c.signal }).catch(
+    (e: unknown) => e
+  )
   expect(await waitUntil(() => existsSync(`${dir}/pulling`), 10_000, 10)).toBe(true)
   const t0 = Date.now()
   c.abort('SIGINT')
@@ -39,9 +43,15 @@ test('a cancel ends the pull at once with Cancelled', async () => {
 
 test('the pull output a hostile docker on the VM prints is held a bounded line at a time (a line without end is not buffered whole)', async () => {
   // 8 MiB without a newline, then a short line: the docker CLI on the VM is the job's to replace.
-  const r = new LocalRemote(tempDir(), {}, { docker: `case "$1" in image) exit 1;; pull) head -c 8388608 /dev/zero | tr '\\0' x; printf '\\nok\\n';; esac` })
+  const r = new LocalRemote(
+    tempDir(),
+    {},
+    { docker: `case "$1" in image) exit 1;; pull) head -c 8388608 /dev/zero | tr '\\0' x; printf '\\nok\\n';; esac` }
+  )
   const lines: string[] = []
-  await expect(ensureImage(r, 'img:1', 'missing', null, '/nowhere', (l) => void lines.push(l), { timeoutMs: 20_000 })).resolves.toBe('pulled')
+  await expect(ensureImage(r, 'img:1', 'missing', null, '/nowhere', (l) => void lines.push(l), { timeoutMs: 20_000 })).resolves.toBe(
+    'pulled'
+  )
   expect(lines[lines.length - 1]).toBe('ok') // control: the lines after it still arrive
   expect(lines[0].startsWith('xxxx')).toBe(true) // control: the long line was really printed
   expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(4096)

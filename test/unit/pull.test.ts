@@ -23,7 +23,9 @@ function localRemote(env: NodeJS.ProcessEnv = {}): Remote {
   return {
     async openExec(command) {
       const c = spawn('/bin/sh', ['-c', command], { env: { PATH: REAL_PATH, ...env }, detached: true })
-      const done = new Promise<{ code: number | null; signal: string | null }>((res) => c.on('close', (code, signal) => res({ code, signal })))
+      const done = new Promise<{ code: number | null; signal: string | null }>((res) =>
+        c.on('close', (code, signal) => res({ code, signal }))
+      )
       let ended = false
       c.stdout.on('end', () => (ended = true))
       c.stdout.on('close', () => {
@@ -66,7 +68,16 @@ function world(): World {
       remoteWork: w.vm,
       manifestFile: `${top}/local/base.json`,
       excludes: ['_temp/_runner_hook_responses'],
-      limits: { stepBytes: 1e9, stepFiles: 1e6, jobBytes: 1e10, jobFiles: 1e7, listingEntries: 1e6, listingBytes: 1e7, fileCommandBytes: 1e9, ...limits },
+      limits: {
+        stepBytes: 1e9,
+        stepFiles: 1e6,
+        jobBytes: 1e10,
+        jobFiles: 1e7,
+        listingEntries: 1e6,
+        listingBytes: 1e7,
+        fileCommandBytes: 1e9,
+        ...limits
+      },
       warn: (m) => void w.warnings.push(m)
     })
   }
@@ -125,7 +136,11 @@ describe('pull: positive path', () => {
 
 describe('pull: the runner file-command files must be regular files', () => {
   it.each([
-    ['a symlink to the runner credentials', (p: string) => symlinkSync('../../../outside/.credentials', p), /add_path_1 is a symlink on the remote/],
+    [
+      'a symlink to the runner credentials',
+      (p: string) => symlinkSync('../../../outside/.credentials', p),
+      /add_path_1 is a symlink on the remote/
+    ],
     ['a fifo', (p: string) => execFileSync('mkfifo', [p]), /add_path_1 is a fifo on the remote/],
     ['a folder', (p: string) => mkdirSync(p), /add_path_1 is a folder on the remote/]
   ])('%s fails the step and nothing at all is copied back', async (_what, make, why) => {
@@ -220,7 +235,11 @@ describe('pull: a hostile tar or find on the VM', () => {
     ['a member sent twice', () => tarOf(member({ name: 'ws/f' }, 'a'), member({ name: 'ws/f' }, 'b')), /sent twice/],
     ['a hardlink to a host file', () => tarOf(member({ name: 'ws/f', type: '1', linkname: '/etc/passwd' })), /a hardlink/],
     ['a fifo', () => tarOf(member({ name: 'ws/f', type: '6' })), /a fifo/],
-    ['a symlink where the listing had a file', () => tarOf(member({ name: 'ws/f', type: '2', linkname: '../../outside' })), /not of the type the listing announced/],
+    [
+      'a symlink where the listing had a file',
+      () => tarOf(member({ name: 'ws/f', type: '2', linkname: '../../outside' })),
+      /not of the type the listing announced/
+    ],
     ['a cut-off archive', () => member({ name: 'ws/f' }, 'four'), /cut off/]
   ]
   it.each(cases)('%s is refused and nothing lands outside', async (_what, archive, why) => {
@@ -273,7 +292,9 @@ describe('pull: caps', () => {
     const w = world()
     writeFileSync(`${w.vm}/ws/small`, 's')
     execFileSync('truncate', ['-s', '1T', `${w.vm}/ws/huge`])
-    await expect(pull(w.target({}, { stepBytes: 10 * 1024 ** 3 }), ROOTS)).rejects.toThrow(/^sync\.limits\.stepBytes: .* 1099511627777 bytes, over the limit of 10737418240/)
+    await expect(pull(w.target({}, { stepBytes: 10 * 1024 ** 3 }), ROOTS)).rejects.toThrow(
+      /^sync\.limits\.stepBytes: .* 1099511627777 bytes, over the limit of 10737418240/
+    )
     expect(existsSync(`${w.host}/ws`)).toBe(false)
   })
 
@@ -290,7 +311,9 @@ describe('pull: caps', () => {
     writeFileSync(`${w.vm}/ws/a`, 'x'.repeat(600))
     await pull(w.target({}, { jobBytes: 1000 }), ROOTS)
     writeFileSync(`${w.vm}/ws/b`, 'x'.repeat(600))
-    await expect(pull(w.target({}, { jobBytes: 1000 }), ROOTS)).rejects.toThrow(/^sync\.limits\.jobBytes: .* to 1200, over the limit of 1000/)
+    await expect(pull(w.target({}, { jobBytes: 1000 }), ROOTS)).rejects.toThrow(
+      /^sync\.limits\.jobBytes: .* to 1200, over the limit of 1000/
+    )
     expect(existsSync(`${w.host}/ws/b`)).toBe(false)
     await expect(pull(w.target({}, { jobFiles: 4 }), ROOTS)).rejects.toThrow(/^sync\.limits\.jobFiles: .* to 5, over the limit of 4/)
     await pull(w.target({}, { jobFiles: 5 }), ROOTS) // control
@@ -301,8 +324,12 @@ describe('pull: caps', () => {
     const w = world()
     for (let i = 0; i < 50; i++) writeFileSync(`${w.vm}/ws/file-${i}`, 'x')
     await pull(w.target(), ROOTS)
-    await expect(pull(w.target({}, { listingBytes: 1024 }), ROOTS)).rejects.toThrow(/^sync\.limits\.listingBytes: the remote file listing is larger than 1024 bytes/)
-    await expect(pull(w.target({}, { listingEntries: 20 }), ROOTS)).rejects.toThrow(/^sync\.limits\.listingEntries: the remote listing has 53 entries/)
+    await expect(pull(w.target({}, { listingBytes: 1024 }), ROOTS)).rejects.toThrow(
+      /^sync\.limits\.listingBytes: the remote file listing is larger than 1024 bytes/
+    )
+    await expect(pull(w.target({}, { listingEntries: 20 }), ROOTS)).rejects.toThrow(
+      /^sync\.limits\.listingEntries: the remote listing has 53 entries/
+    )
     expect(existsSync(`${w.host}/ws/file-49`)).toBe(true)
   })
 })
@@ -335,8 +362,12 @@ describe('push: the remote extraction', () => {
 describe('run(): collected output over its bound', () => {
   it('is an OutputLimitError, never a silent cut', async () => {
     const r = localRemote()
-    await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow(OutputLimitError)
-    await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow('the listing: output is larger than 4096 bytes')
+    await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow(
+      OutputLimitError
+    )
+    await expect(run(r, 'head -c 5000 /dev/zero', { collect: true, maxCollect: 4096, label: 'the listing' })).rejects.toThrow(
+      'the listing: output is larger than 4096 bytes'
+    )
     expect((await run(r, 'head -c 4096 /dev/zero', { collect: true, maxCollect: 4096 })).stdout.length).toBe(4096) // control
   })
 })
@@ -382,7 +413,13 @@ describe('cancel stops a transfer the VM never ends', () => {
     const ac = new AbortController()
     const p = pull({ ...w.target(endless(w, '-c')), signal: ac.signal }, ROOTS)
     p.catch(() => undefined)
-    const state = await Promise.race([p.then(() => 'done', () => 'failed'), new Promise((r) => setTimeout(() => r('running'), 1000))])
+    const state = await Promise.race([
+      p.then(
+        () => 'done',
+        () => 'failed'
+      ),
+      new Promise((r) => setTimeout(() => r('running'), 1000))
+    ])
     expect(state).toBe('running')
     ac.abort('SIGINT')
     await expect(p).rejects.toBeInstanceOf(Cancelled)
@@ -394,7 +431,9 @@ describe('file-command files the runner will read', () => {
     const w = world()
     writeFileSync(`${w.vm}/${FC}/set_output_1`, 'x'.repeat(2000))
     writeFileSync(`${w.vm}/ws/f`, 'four')
-    await expect(pull(w.target({}, { fileCommandBytes: 1024 }), ROOTS)).rejects.toThrow(/sync\.limits\.fileCommandBytes: _temp\/_runner_file_commands\/set_output_1 is 2000 bytes/)
+    await expect(pull(w.target({}, { fileCommandBytes: 1024 }), ROOTS)).rejects.toThrow(
+      /sync\.limits\.fileCommandBytes: _temp\/_runner_file_commands\/set_output_1 is 2000 bytes/
+    )
     expect(existsSync(`${w.host}/ws/f`)).toBe(false)
     await pull(w.target({}, { fileCommandBytes: 4096 }), ROOTS)
     expect(readFileSync(`${w.host}/${FC}/set_output_1`, 'utf8')).toHaveLength(2000)
@@ -409,6 +448,8 @@ describe('file-command files the runner will read', () => {
   it('one whose size changes during the copy fails the step (a workspace file would be skipped)', async () => {
     const w = world()
     writeFileSync(`${w.vm}/${FC}/set_env_1`, 'A=1\n')
-    await expect(pull(w.target(evilTar(w, tarOf(member({ name: `${FC}/set_env_1` }, 'A=1\nB=2\n')))), ROOTS)).rejects.toThrow(/set_env_1 changed on the remote while it was being copied/)
+    await expect(pull(w.target(evilTar(w, tarOf(member({ name: `${FC}/set_env_1` }, 'A=1\nB=2\n')))), ROOTS)).rejects.toThrow(
+      /set_env_1 changed on the remote while it was being copied/
+    )
   })
 })

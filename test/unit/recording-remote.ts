@@ -64,7 +64,12 @@ export class RecordingRemote implements Remote {
     req.on('end', () => {
       const rawPath = (req.url ?? '').replace(/^\/v[\d.]+/, '')
       const text = Buffer.concat(chunks).toString('utf8')
-      const call: ApiCall = { method: req.method ?? '', path: decodeURIComponent(rawPath), rawPath, body: text ? JSON.parse(text) : undefined }
+      const call: ApiCall = {
+        method: req.method ?? '',
+        path: decodeURIComponent(rawPath),
+        rawPath,
+        body: text ? JSON.parse(text) : undefined
+      }
       this.api.push(call)
       const rule = this.apiRules.find(([m, re]) => m === call.method && re.test(call.path))
       const a = rule ? rule[2](call) : { status: 500, body: { message: `no scripted answer for ${call.method} ${call.path}` } }

@@ -20,14 +20,22 @@ const JOB = 'fedcba9876543210'
 function env(remote: Remote): ProviderEnv {
   const logged: string[] = []
   const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(m) }
-  return { runner: { runnerName: 'r', github: {} }, log, signal: new AbortController().signal, connect: async () => remote, discard: async () => undefined }
+  return {
+    runner: { runnerName: 'r', github: {} },
+    log,
+    signal: new AbortController().signal,
+    connect: async () => remote,
+    discard: async () => undefined
+  }
 }
 
 /** Cleanup without state as cleanup_job runs it: the handler's tidy on each host, then the provider's release. */
 async function cleanupOrphans(workRoot: string, remote: Remote) {
   const engine = await emptyEngine(tempDir())
   try {
-    return await provider(workRoot).cleanupOrphans(OWNER, env(remote), (r) => removeOwnedLeftovers(r, workRoot, engine.socket, OWNER).then(() => undefined))
+    return await provider(workRoot).cleanupOrphans(OWNER, env(remote), (r) =>
+      removeOwnedLeftovers(r, workRoot, engine.socket, OWNER).then(() => undefined)
+    )
   } finally {
     await engine.close()
   }
@@ -35,7 +43,11 @@ async function cleanupOrphans(workRoot: string, remote: Remote) {
 
 function provider(workRoot: string): StaticHostProvider {
   return new StaticHostProvider(
-    { kind: 'static', acquireTimeoutSeconds: 0, hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 2 }] },
+    {
+      kind: 'static',
+      acquireTimeoutSeconds: 0,
+      hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 2 }]
+    },
     workRoot
   )
 }
@@ -77,7 +89,9 @@ describe('answers are framed', () => {
 
   test('silentShell: output around the frame is an error naming it (rsync could not work through it)', async () => {
     const noisy = new LocalRemote(tempDir(), { before: 'Welcome\\n' })
-    await expect(ask(noisy, record("'ok'"), { label: 'create the job folder', silentShell: true })).rejects.toThrow(/create the job folder: the SSH user's shell printed output of its own \("Welcome\\n"\).*start-up files/)
+    await expect(ask(noisy, record("'ok'"), { label: 'create the job folder', silentShell: true })).rejects.toThrow(
+      /create the job folder: the SSH user's shell printed output of its own \("Welcome\\n"\).*start-up files/
+    )
     // control: the same noisy shell without the option, and a silent shell with it, both answer
     await expect(ask(new LocalRemote(tempDir(), { before: 'Welcome\\n' }), record("'ok'"), { label: 'x' })).resolves.toEqual(['ok'])
     await expect(ask(new LocalRemote(tempDir()), record("'ok'"), { label: 'x', silentShell: true })).resolves.toEqual(['ok'])
@@ -106,7 +120,9 @@ describe('job folder paths are checked before any rm', () => {
   test('removeJobFolder refuses a path with .. and a printed path without running anything', async () => {
     const { workRoot, canary, dir } = layout()
     const r = new LocalRemote(dir)
-    await expect(removeJobFolder(r, workRoot, `${workRoot}/jobs/${OWNER}-${JOB}/../../../canary`, null)).rejects.toThrow(/refusing to touch/)
+    await expect(removeJobFolder(r, workRoot, `${workRoot}/jobs/${OWNER}-${JOB}/../../../canary`, null)).rejects.toThrow(
+      /refusing to touch/
+    )
     await expect(removeJobFolder(r, workRoot, canary, null)).rejects.toThrow(/refusing to touch/)
     expect(r.commands).toEqual([])
     expect(existsSync(join(canary, 'keep'))).toBe(true)
@@ -154,12 +170,15 @@ describe('state-less cleanup (cleanupOrphans)', () => {
     const remote = new LocalRemote(dir)
     // A remote whose listing answers with a foreign path inside the frame.
     const evil: Remote = {
-      openExec: (c) => remote.openExec(c.includes('list') || c.includes('for d in') ? c.replace('for d in', `printf '%s\\0' /home/victim; for d in`) : c),
+      openExec: (c) =>
+        remote.openExec(c.includes('list') || c.includes('for d in') ? c.replace('for d in', `printf '%s\\0' /home/victim; for d in`) : c),
       openSocket: (p) => remote.openSocket(p),
       close: () => undefined
     }
     const report = await cleanupOrphans(workRoot, evil)
-    expect(report.unreachable).toEqual([{ machine: '127.0.0.1:22', reason: expect.stringMatching(/unexpected value from the remote: "\/home\/victim"/) }])
+    expect(report.unreachable).toEqual([
+      { machine: '127.0.0.1:22', reason: expect.stringMatching(/unexpected value from the remote: "\/home\/victim"/) }
+    ])
     expect(remote.commands.filter((c) => c.includes('rm -rf') && c.includes('/home/victim'))).toEqual([])
   })
 })
@@ -176,9 +195,15 @@ describe('leasing reads its answer strictly', () => {
   test('an unexpected answer is an error naming it, not a wait for a free slot', async () => {
     const { workRoot, dir } = layout()
     const remote = new LocalRemote(dir)
-    const evil: Remote = { openExec: (c) => remote.openExec(c.replace(/printf '%s\\0' \$r/, "printf '%s\\0' maybe")), openSocket: (p) => remote.openSocket(p), close: () => undefined }
+    const evil: Remote = {
+      openExec: (c) => remote.openExec(c.replace(/printf '%s\\0' \$r/, "printf '%s\\0' maybe")),
+      openSocket: (p) => remote.openSocket(p),
+      close: () => undefined
+    }
     const t0 = Date.now()
-    await expect(provider(workRoot).acquire({ jobId: JOB, owner: OWNER, localDir: dir }, env(evil))).rejects.toThrow(/lease slot 0 on 127\.0\.0\.1:22: unexpected value from the remote: "maybe"/)
+    await expect(provider(workRoot).acquire({ jobId: JOB, owner: OWNER, localDir: dir }, env(evil))).rejects.toThrow(
+      /lease slot 0 on 127\.0\.0\.1:22: unexpected value from the remote: "maybe"/
+    )
     expect(Date.now() - t0).toBeLessThan(5000)
   })
 })

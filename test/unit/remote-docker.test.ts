@@ -32,12 +32,17 @@ describe('network and volumes (Engine API)', () => {
     remote.onApi('POST', /^\/networks\/create$/, { status: 201, body: { Id: ID('a') } })
     await expect(docker.createNetwork('rch-net', labelMap(OWNER, JOB, RUNNER))).resolves.toBe(ID('a'))
     expect(remote.api).toEqual([
-      { method: 'POST', path: '/networks/create', rawPath: '/networks/create', body: { Name: 'rch-net', Labels: labelMap(OWNER, JOB, RUNNER), CheckDuplicate: true } }
+      {
+        method: 'POST',
+        path: '/networks/create',
+        rawPath: '/networks/create',
+        body: { Name: 'rch-net', Labels: labelMap(OWNER, JOB, RUNNER), CheckDuplicate: true }
+      }
     ])
     expect(remote.execs).toEqual([])
   })
 
-  it('a failed network create names the network and carries docker\'s message', async () => {
+  it("a failed network create names the network and carries docker's message", async () => {
     remote.onApi('POST', /^\/networks\/create$/, { status: 409, body: { message: 'network with name rch-net already exists' } })
     const err = await docker.createNetwork('rch-net', {}).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(EngineError)
@@ -80,7 +85,15 @@ describe('images', () => {
     remote.onExec(/docker image inspect/, { code: 1 })
     remote.onExec(/ pull /, { code: 0, stdout: 'pulled\n' })
     const image = '127.0.0.1:5000/private/tiny:1'
-    const how = await docker.ensureImage(image, 'missing', { username: "o'user", password: 'pw-s3cret', serverUrl: '127.0.0.1:5000' }, '/w/cfg dir', () => undefined, {}, false)
+    const how = await docker.ensureImage(
+      image,
+      'missing',
+      { username: "o'user", password: 'pw-s3cret', serverUrl: '127.0.0.1:5000' },
+      '/w/cfg dir',
+      () => undefined,
+      {},
+      false
+    )
     expect(how).toBe('pulled')
     const pull = remote.execs.find((e) => / pull /.test(e.command))!
     // positive control: the secret was really sent, on stdin
@@ -129,7 +142,13 @@ describe('containers', () => {
 
   it('create without options goes to the Engine API with the body docker create would send; env values only in that body', async () => {
     remote.onApi('POST', /^\/containers\/create\?name=/, { status: 201, body: { Id: ID('e') } })
-    const s = spec({ createOptions: [], ports: ['6379', '8080:80/udp'], mounts: [...spec().mounts, { source: 'vol', target: '/v', readOnly: true }, { source: null, target: '/anon', readOnly: false }], entrypoint: 'tail', args: ['-f', '/dev/null'] })
+    const s = spec({
+      createOptions: [],
+      ports: ['6379', '8080:80/udp'],
+      mounts: [...spec().mounts, { source: 'vol', target: '/v', readOnly: true }, { source: null, target: '/anon', readOnly: false }],
+      entrypoint: 'tail',
+      args: ['-f', '/dev/null']
+    })
     await expect(docker.create(s, '/work/jobs/x')).resolves.toBe(ID('e'))
     expect(remote.execs).toEqual([])
     expect(remote.api).toHaveLength(1)
@@ -203,7 +222,11 @@ describe('removeOwned', () => {
     await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 2, networks: 1, volumes: 1 })
     const calls = remote.api.map((c) => `${c.method} ${c.path}`)
     expect(calls.filter((c) => c.startsWith('GET'))).toEqual(
-      expect.arrayContaining([`GET /containers/json?all=1&filters=${filter}`, `GET /networks?filters=${filter}`, `GET /volumes?filters=${filter}`])
+      expect.arrayContaining([
+        `GET /containers/json?all=1&filters=${filter}`,
+        `GET /networks?filters=${filter}`,
+        `GET /volumes?filters=${filter}`
+      ])
     )
     const deletes = calls.filter((c) => c.startsWith('DELETE'))
     expect(deletes.slice(0, 2).sort()).toEqual([`DELETE /containers/${ID('1')}?force=1&v=1`, `DELETE /containers/${ID('2')}?force=1&v=1`])

@@ -3,7 +3,8 @@
 import { rsyncFailure } from '../../src/sync/rsync'
 import { HookError, TransportError } from '../../src/errors'
 
-const RSYNC_CLOSED = 'rsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: unexplained error (code 255) at io.c(285) [sender=3.5.0]\n'
+const RSYNC_CLOSED =
+  'rsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: unexplained error (code 255) at io.c(285) [sender=3.5.0]\n'
 const BAR = '@'.repeat(59)
 
 const keyTooOpen = `${BAR}
@@ -37,14 +38,18 @@ describe('rsyncFailure', () => {
   test("a key file others can read: ssh's reason, not rsync's closed connection", () => {
     const e = rsyncFailure('/w', 255, keyTooOpen)
     expect(e).toBeInstanceOf(TransportError)
-    expect(e.message).toBe('rsync to /w failed (exit 255): its SSH transport failed: WARNING: UNPROTECTED PRIVATE KEY FILE! | This private key will be ignored. | Load key "/k/id": bad permissions | rchvm@127.0.0.1: Permission denied (publickey).')
+    expect(e.message).toBe(
+      'rsync to /w failed (exit 255): its SSH transport failed: WARNING: UNPROTECTED PRIVATE KEY FILE! | This private key will be ignored. | Load key "/k/id": bad permissions | rchvm@127.0.0.1: Permission denied (publickey).'
+    )
     expect(e.message).not.toContain('unexpectedly closed')
   })
 
   test('a changed host key', () => {
     const e = rsyncFailure('/w', 255, hostKeyChanged)
     expect(e).toBeInstanceOf(TransportError)
-    expect(e.message).toMatch(/^rsync to \/w failed \(exit 255\): its SSH transport failed: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! \| .*Host key for \[127\.0\.0\.1\]:2231 has changed and you have requested strict checking\. \| Host key verification failed\.$/)
+    expect(e.message).toMatch(
+      /^rsync to \/w failed \(exit 255\): its SSH transport failed: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! \| .*Host key for \[127\.0\.0\.1\]:2231 has changed and you have requested strict checking\. \| Host key verification failed\.$/
+    )
   })
 
   test('a refused key alone', () => {
@@ -53,19 +58,33 @@ describe('rsyncFailure', () => {
   })
 
   test("the agent transport's own message is named the same way", () => {
-    const e = rsyncFailure('/w', 12, `connect ENOENT /tmp/rch-0/x/agent-1-2.sock\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: error in rsync protocol data stream (code 12) at io.c(232) [sender=3.2.7]\n`)
+    const e = rsyncFailure(
+      '/w',
+      12,
+      `connect ENOENT /tmp/rch-0/x/agent-1-2.sock\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: error in rsync protocol data stream (code 12) at io.c(232) [sender=3.2.7]\n`
+    )
     expect(e.message).toBe('rsync to /w failed (exit 12): its SSH transport failed: connect ENOENT /tmp/rch-0/x/agent-1-2.sock')
   })
 
   test("rsync's own failures (the transport worked) keep rsync's last lines", () => {
-    const e = rsyncFailure('/w', 23, 'rsync: [receiver] mkdir "/w/x" failed: Permission denied (13)\nrsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]\n')
+    const e = rsyncFailure(
+      '/w',
+      23,
+      'rsync: [receiver] mkdir "/w/x" failed: Permission denied (13)\nrsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]\n'
+    )
     expect(e).not.toBeInstanceOf(TransportError)
     expect(e).toBeInstanceOf(HookError)
-    expect(e.message).toBe('rsync to /w failed (exit 23): rsync: [receiver] mkdir "/w/x" failed: Permission denied (13) | rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]')
+    expect(e.message).toBe(
+      'rsync to /w failed (exit 23): rsync: [receiver] mkdir "/w/x" failed: Permission denied (13) | rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]'
+    )
   })
 
   test('a shell that prints on start-up is not mistaken for a transport failure', () => {
-    const e = rsyncFailure('/w', 2, 'protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)\nrsync error: protocol incompatibility (code 2) at compat.c(622) [sender=3.2.7]\n')
+    const e = rsyncFailure(
+      '/w',
+      2,
+      'protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)\nrsync error: protocol incompatibility (code 2) at compat.c(622) [sender=3.2.7]\n'
+    )
     expect(e).not.toBeInstanceOf(TransportError)
     expect(e.message).toContain('protocol incompatibility')
   })

@@ -12,7 +12,10 @@ test('a flood of rsync output is not held in memory, and the stats at its end ar
   const dir = tempDir()
   const fake = join(dir, 'rsync')
   // 256 MiB of message lines, then the stats rsync prints last.
-  writeFileSync(fake, `#!/bin/sh\nhead -c 268435456 /dev/zero | tr '\\0' 'm'\nprintf '\\nNumber of regular files transferred: 3\\nTotal transferred file size: 1,234 bytes\\n'\n`)
+  writeFileSync(
+    fake,
+    `#!/bin/sh\nhead -c 268435456 /dev/zero | tr '\\0' 'm'\nprintf '\\nNumber of regular files transferred: 3\\nTotal transferred file size: 1,234 bytes\\n'\n`
+  )
   chmodSync(fake, 0o755)
   useTools(resolveTools({ rsync: fake }, { workDir: '/nonexistent', runnerTemp: '/nonexistent/_temp' }))
   global.gc?.()
@@ -20,7 +23,10 @@ test('a flood of rsync output is not held in memory, and the stats at its end ar
   let peak = before
   const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 5)
   try {
-    await expect(rsyncUp(agentTransport(process.execPath, '/hook.js', '/sock'), dir, ['x'], '/d')).resolves.toEqual({ files: 3, bytes: 1234 })
+    await expect(rsyncUp(agentTransport(process.execPath, '/hook.js', '/sock'), dir, ['x'], '/d')).resolves.toEqual({
+      files: 3,
+      bytes: 1234
+    })
   } finally {
     clearInterval(sample)
   }

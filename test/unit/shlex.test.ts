@@ -51,7 +51,7 @@ describe('shlexSplit', () => {
   })
 
   it('takes single-quoted text literally', () => {
-    expect(shlexSplit("'a\\b \"c\" $d'")).toEqual(['a\\b "c" $d'])
+    expect(shlexSplit('\'a\\b "c" $d\'')).toEqual(['a\\b "c" $d'])
     expect(shlexSplit('"it\'s"')).toEqual(["it's"])
   })
 

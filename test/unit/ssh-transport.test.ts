@@ -45,7 +45,7 @@ function plantConfig(marker: string): void {
   }
 }
 
-test('the user\'s ~/.ssh/config is not read: no ProxyCommand or LocalCommand of theirs runs', () => {
+test("the user's ~/.ssh/config is not read: no ProxyCommand or LocalCommand of theirs runs", () => {
   const marker = join(user.home, 'ran')
   plantConfig(marker)
   // positive control: a plain ssh as that user runs the planted ProxyCommand
@@ -65,13 +65,26 @@ test('explicit options close everything a config could turn on', () => {
   expect(args.slice(0, 3)).toEqual(['/usr/bin/ssh', '-F', '/dev/null'])
   const opts = args.flatMap((a, i) => (args[i - 1] === '-o' ? [a] : []))
   for (const o of [
-    'ForwardAgent=no', 'ClearAllForwardings=yes', 'ProxyCommand=none', 'ProxyJump=none', 'PermitLocalCommand=no', 'ControlMaster=no',
-    'ControlPath=none', 'UpdateHostKeys=no', 'ForwardX11=no', 'StrictHostKeyChecking=yes', 'BatchMode=yes', 'IdentitiesOnly=yes',
-    'GlobalKnownHostsFile=/dev/null', `UserKnownHostsFile=${info().knownHostsFile}`, 'IdentityAgent=none'
-  ]) expect(opts).toContain(o)
+    'ForwardAgent=no',
+    'ClearAllForwardings=yes',
+    'ProxyCommand=none',
+    'ProxyJump=none',
+    'PermitLocalCommand=no',
+    'ControlMaster=no',
+    'ControlPath=none',
+    'UpdateHostKeys=no',
+    'ForwardX11=no',
+    'StrictHostKeyChecking=yes',
+    'BatchMode=yes',
+    'IdentitiesOnly=yes',
+    'GlobalKnownHostsFile=/dev/null',
+    `UserKnownHostsFile=${info().knownHostsFile}`,
+    'IdentityAgent=none'
+  ])
+    expect(opts).toContain(o)
 })
 
-test('rsync gets --protect-args, and --chmod for a job\'s files but not for the shared externals', () => {
+test("rsync gets --protect-args, and --chmod for a job's files but not for the shared externals", () => {
   const t = opensshTransport('/usr/bin/ssh', info())
   expect(t.rsh.startsWith('/usr/bin/ssh -F /dev/null ')).toBe(true)
   const priv = rsyncArgs(t, ['/w/./_temp'], 'h:/d/', [], 'private')

@@ -10,10 +10,22 @@ const WORK_ROOT = '/srv/rch'
 const LOCAL_ROOT = '/tmp/rch-1000'
 const HOST = { host: 'vm1.example.com', port: 2222, user: 'ci', identityFile: '/etc/rch/id', knownHostsFile: '/etc/rch/kh', slots: 2 }
 
-const staticConfig = { provider: { kind: 'static', hosts: [HOST], acquireTimeoutSeconds: 600 }, remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' } } as unknown as Config
-const ec2Config = { provider: { kind: 'ec2', user: 'ec2-user', sshPort: 22 }, remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' } } as unknown as Config
+const staticConfig = {
+  provider: { kind: 'static', hosts: [HOST], acquireTimeoutSeconds: 600 },
+  remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' }
+} as unknown as Config
+const ec2Config = {
+  provider: { kind: 'ec2', user: 'ec2-user', sshPort: 22 },
+  remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' }
+} as unknown as Config
 
-const facts = (config: Config = staticConfig): StateFacts => ({ config, runnerName: RUNNER, localRoot: LOCAL_ROOT, workDir: '/home/r/_work', workspace: '/home/r/_work/repo/repo' })
+const facts = (config: Config = staticConfig): StateFacts => ({
+  config,
+  runnerName: RUNNER,
+  localRoot: LOCAL_ROOT,
+  workDir: '/home/r/_work',
+  workspace: '/home/r/_work/repo/repo'
+})
 
 const ID = 'ab'.repeat(32)
 function good(): Record<string, any> {
@@ -21,7 +33,16 @@ function good(): Record<string, any> {
     v: 2,
     jobId: JOB,
     owner: OWNER,
-    host: { kind: 'static', index: 0, slot: 1, host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile },
+    host: {
+      kind: 'static',
+      index: 0,
+      slot: 1,
+      host: HOST.host,
+      port: HOST.port,
+      user: HOST.user,
+      identityFile: HOST.identityFile,
+      knownHostsFile: HOST.knownHostsFile
+    },
     jobRoot: `${WORK_ROOT}/jobs/${OWNER}-${JOB}`,
     hostWork: '/home/r/_work',
     externals: { host: '/home/r/externals', remote: `${WORK_ROOT}/externals/0123456789abcdef` },
@@ -34,7 +55,18 @@ function good(): Record<string, any> {
 }
 const ec2Local = `${LOCAL_ROOT}/${OWNER}-${JOB}`
 function goodEc2(): Record<string, any> {
-  return { ...good(), host: { kind: 'ec2', host: '10.0.0.7', port: 22, user: 'ec2-user', identityFile: `${ec2Local}/id_ed25519`, knownHostsFile: `${ec2Local}/known_hosts`, instanceId: 'i-0123456789abcdef0' } }
+  return {
+    ...good(),
+    host: {
+      kind: 'ec2',
+      host: '10.0.0.7',
+      port: 22,
+      user: 'ec2-user',
+      identityFile: `${ec2Local}/id_ed25519`,
+      knownHostsFile: `${ec2Local}/known_hosts`,
+      instanceId: 'i-0123456789abcdef0'
+    }
+  }
 }
 
 function refusal(raw: Record<string, unknown>, f = facts()): string {
@@ -60,17 +92,40 @@ const set = (path: string, value: unknown, base = good()): Record<string, any> =
 
 describe('the lease in the state, per provider kind', () => {
   test('a lease is stored flat beside its kind and read back as the same lease', () => {
-    const lease = { kind: 'static' as const, index: 0, slot: 1, connect: { host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile } }
+    const lease = {
+      kind: 'static' as const,
+      index: 0,
+      slot: 1,
+      connect: { host: HOST.host, port: HOST.port, user: HOST.user, identityFile: HOST.identityFile, knownHostsFile: HOST.knownHostsFile }
+    }
     expect(storedHost(lease)).toEqual(good().host)
     expect(leaseOf(storedHost(lease))).toEqual(lease)
-    const e = { kind: 'ec2' as const, instanceId: 'i-0123456789abcdef0', connect: { host: '10.0.0.7', port: 22, user: 'ec2-user', identityFile: `${ec2Local}/id_ed25519`, knownHostsFile: `${ec2Local}/known_hosts` } }
+    const e = {
+      kind: 'ec2' as const,
+      instanceId: 'i-0123456789abcdef0',
+      connect: {
+        host: '10.0.0.7',
+        port: 22,
+        user: 'ec2-user',
+        identityFile: `${ec2Local}/id_ed25519`,
+        knownHostsFile: `${ec2Local}/known_hosts`
+      }
+    }
     expect(storedHost(e)).toEqual(goodEc2().host)
     expect(leaseOf(storedHost(e))).toEqual(e)
   })
 
   test('initialState keeps no static-host fields for an EC2 lease', () => {
     const lease = leaseOf(goodEc2().host)
-    const s = initialState({ jobId: JOB, owner: OWNER, lease, jobRoot: `${WORK_ROOT}/jobs/${OWNER}-${JOB}`, hostWork: '/home/r/_work', repoRel: 'repo', localDir: ec2Local })
+    const s = initialState({
+      jobId: JOB,
+      owner: OWNER,
+      lease,
+      jobRoot: `${WORK_ROOT}/jobs/${OWNER}-${JOB}`,
+      hostWork: '/home/r/_work',
+      repoRel: 'repo',
+      localDir: ec2Local
+    })
     expect(Object.keys(s.host).sort()).toEqual(['host', 'identityFile', 'instanceId', 'kind', 'knownHostsFile', 'port', 'user'])
     expect(decodeState(storedState(s) as unknown as Record<string, unknown>, facts(ec2Config))).toEqual(s)
   })

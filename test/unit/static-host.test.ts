@@ -22,7 +22,14 @@ function env(remote: Remote, signal = new AbortController().signal): ProviderEnv
 }
 
 function provider(workRoot: string, acquireTimeoutSeconds = 600, slots = 1): StaticHostProvider {
-  return new StaticHostProvider({ kind: 'static', acquireTimeoutSeconds, hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots }] }, workRoot)
+  return new StaticHostProvider(
+    {
+      kind: 'static',
+      acquireTimeoutSeconds,
+      hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots }]
+    },
+    workRoot
+  )
 }
 
 /** A remote whose commands run with a file size limit of 0: any write into a file kills the shell. */
@@ -55,7 +62,9 @@ describe('a lease that cannot be completed fails at once and leaves no slot take
     const workRoot = join(dir, 'file', 'work')
     const e = env(new LocalRemote(dir))
     const t0 = Date.now()
-    const err = await provider(workRoot).acquire(job(dir), e).catch((x: Error) => x)
+    const err = await provider(workRoot)
+      .acquire(job(dir), e)
+      .catch((x: Error) => x)
     expect(Date.now() - t0).toBeLessThan(5000)
     expect((err as Error).message).toMatch(/Not a directory/)
     expect((err as Error).message).toContain(`cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot)`)
@@ -71,7 +80,9 @@ describe('a lease that cannot be completed fails at once and leaves no slot take
     writeFileSync(leaseDir(workRoot, 0), 'junk')
     const e = env(new LocalRemote(dir))
     const t0 = Date.now()
-    const err = await provider(workRoot).acquire(job(dir), e).catch((x: Error) => x)
+    const err = await provider(workRoot)
+      .acquire(job(dir), e)
+      .catch((x: Error) => x)
     expect(Date.now() - t0).toBeLessThan(5000)
     expect((err as Error).message).toMatch(/lease slot 0 on 127\.0\.0\.1:22 failed \(exit code 5\): .*slot-0/)
     expect(e.logged.filter((l) => l.includes('waiting'))).toEqual([])
@@ -93,7 +104,9 @@ describe('waiting for a free slot', () => {
     const { dir, workRoot } = busy()
     const e = env(new LocalRemote(dir))
     const t0 = Date.now()
-    await expect(provider(workRoot, 2).acquire(job(dir), e)).rejects.toThrow('no free host after 2 s: every slot of provider.hosts is leased by another job')
+    await expect(provider(workRoot, 2).acquire(job(dir), e)).rejects.toThrow(
+      'no free host after 2 s: every slot of provider.hosts is leased by another job'
+    )
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
     expect(e.logged).toEqual(['waiting for a free host (all 1 slots busy)'])
     expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toContain('other-runner')
@@ -120,7 +133,9 @@ describe('waiting for a free slot', () => {
     // The connection attempt is what the cancel interrupts (as the agent start wait does).
     e.connect = () => {
       attempts++
-      return new Promise((_, reject) => cancel.signal.addEventListener('abort', () => reject(new Error('aborted (SIGINT)')), { once: true }))
+      return new Promise((_, reject) =>
+        cancel.signal.addEventListener('abort', () => reject(new Error('aborted (SIGINT)')), { once: true })
+      )
     }
     const p = provider(workRoot, 600).acquire(job(dir), e)
     setTimeout(() => cancel.abort('SIGINT'), 100)

@@ -36,7 +36,7 @@ test('unset names are left out, not sent as undefined', () => {
   expect(stepEnv({ RUNNER_TEMP: '/t', AWS_SECRET_ACCESS_KEY: 'x' })).toEqual({ RUNNER_TEMP: '/t' })
 })
 
-test('every variable the agent\'s validation reads (runner env, config) is on the allow-list', () => {
+test("every variable the agent's validation reads (runner env, config) is on the allow-list", () => {
   const read = new Set<string>()
   const env: Record<string, string | undefined> = { ...hookEnv }
   const spy = new Proxy(env, {

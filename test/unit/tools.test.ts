@@ -46,7 +46,12 @@ describe('resolveTools', () => {
     const s = setup()
     const path = `${s.evil}:${process.env.PATH}`
     // positive control: a shell with that PATH picks the evil ones
-    expect(sh('for n in tar rsync ssh; do command -v $n; done', { env: { PATH: path } }).stdout.toString().trim().split('\n')).toEqual(['tar', 'rsync', 'ssh'].map((n) => join(s.evil, n)))
+    expect(
+      sh('for n in tar rsync ssh; do command -v $n; done', { env: { PATH: path } })
+        .stdout.toString()
+        .trim()
+        .split('\n')
+    ).toEqual(['tar', 'rsync', 'ssh'].map((n) => join(s.evil, n)))
     const t = await withPath(path, () => resolveTools({}, s.folders))
     for (const n of ['tar', 'rsync', 'ssh'] as const) {
       expect(t[n]).not.toBeNull()
@@ -96,7 +101,9 @@ describe('resolveTools', () => {
     const alias = join(s.root, 'alias-work')
     symlinkSync(s.work, alias)
     // RUNNER_TEMP given through the alias; the tool named by the real path
-    expect(() => resolveTools({ rsync: join(s.evil, 'rsync') }, { workDir: alias, runnerTemp: join(alias, '_temp') })).toThrow(/tools\.rsync/)
+    expect(() => resolveTools({ rsync: join(s.evil, 'rsync') }, { workDir: alias, runnerTemp: join(alias, '_temp') })).toThrow(
+      /tools\.rsync/
+    )
   })
 
   test('relative, missing and non-executable paths are refused, every key reported', () => {
@@ -131,7 +138,7 @@ describe('resolveTools', () => {
 describe('spawns use the resolved tool and a minimal environment', () => {
   beforeEach(() => useTools(resolveTools({}, { workDir: '/nonexistent', runnerTemp: '/nonexistent/_temp' })))
 
-  test('rsyncUp and the push\'s local tar never run a program found on the inherited PATH', () => {
+  test("rsyncUp and the push's local tar never run a program found on the inherited PATH", () => {
     const s = setup()
     mkdirSync(join(s.work, 'repo'))
     writeFileSync(join(s.work, 'repo', 'a.txt'), 'hello')
@@ -178,7 +185,7 @@ const remote = {
     expect(readdirSync(s.markers)).toEqual([])
   })
 
-  test('rsync gets only PATH (the fixed one) and LANG, never the hook\'s variables', async () => {
+  test("rsync gets only PATH (the fixed one) and LANG, never the hook's variables", async () => {
     const s = setup()
     mkdirSync(join(s.work, 'src'))
     const spy = join(s.root, 'opt', 'rsync')
@@ -194,7 +201,10 @@ const remote = {
     }
     const env = readFileSync(join(s.markers, 'spy.env'), 'utf8')
     expect(env).toContain(`PATH=${SYSTEM_PATH}\n`) // positive control: the spy ran and dumped its env
-    const names = env.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf('=')))
+    const names = env
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(0, l.indexOf('=')))
     expect(names.filter((n) => !['PATH', 'LANG', 'PWD', 'SHLVL', '_'].includes(n))).toEqual([])
     expect(env).not.toContain('canary-secret-1234')
   })
@@ -209,11 +219,17 @@ const remote = {
 })
 
 describe('the tools block of the config file', () => {
-  const base = { provider: { kind: 'static', hosts: [{ host: 'h', user: 'u', identityFile: '/k', knownHostsFile: '/kh' }] }, remote: { workRoot: '/srv/rch' } }
+  const base = {
+    provider: { kind: 'static', hosts: [{ host: 'h', user: 'u', identityFile: '/k', knownHostsFile: '/kh' }] },
+    remote: { workRoot: '/srv/rch' }
+  }
   // The identity file must hold a usable private key (config.ts checks it).
   const key = utils.generateKeyPairSync('ed25519').private
   const load = (tools: unknown) =>
-    loadConfig({ REMOTE_HOOKS_CONFIG: '/c.json' }, { readFile: (p) => (p === '/k' ? key : JSON.stringify({ ...base, tools })), canRead: () => null })
+    loadConfig(
+      { REMOTE_HOOKS_CONFIG: '/c.json' },
+      { readFile: (p) => (p === '/k' ? key : JSON.stringify({ ...base, tools })), canRead: () => null }
+    )
 
   test('absolute paths are accepted, each key optional', () => {
     expect(load({ tar: '/opt/gnu/bin/tar' }).tools).toEqual({ tar: '/opt/gnu/bin/tar' })

@@ -28,7 +28,7 @@ function makeTree(): string {
   w('ws/node_modules/.cache/x/big', 'cached')
   w('ws/node_modules/.cache2/kept', 'kept')
   w('ws/skip-me.txt', 'skip')
-  w("ws/spaced name it's \"q\".txt", 'odd')
+  w('ws/spaced name it\'s "q".txt', 'odd')
   w('ws/new\nline', 'nl')
   w('ws/ünïcødé', 'u')
   w('tmp/t', 't')
@@ -74,7 +74,7 @@ describe('remoteFindScript + parseRemoteListing vs walkLocal', () => {
         'd ws/node_modules',
         'd ws/node_modules/.cache2',
         'f ws/node_modules/.cache2/kept',
-        "f ws/spaced name it's \"q\".txt",
+        'f ws/spaced name it\'s "q".txt',
         'f ws/new\nline',
         'f ws/ünïcødé',
         'l ws/link',
@@ -161,13 +161,36 @@ describe('remoteFindScript + parseRemoteListing vs walkLocal', () => {
 })
 
 describe('parseRemoteListing (strict: the listing comes from a machine the job controls)', () => {
-  const rec = (y: string, path: string, link = '', size = '5', mtime = '1700000000.5000000000', mode = '644'): string[] => [y, size, mtime, mode, link, path]
-  const buf = (...recs: string[][]): Buffer => Buffer.from(recs.flat().map((f) => f + '\0').join(''), 'utf8')
+  const rec = (y: string, path: string, link = '', size = '5', mtime = '1700000000.5000000000', mode = '644'): string[] => [
+    y,
+    size,
+    mtime,
+    mode,
+    link,
+    path
+  ]
+  const buf = (...recs: string[][]): Buffer =>
+    Buffer.from(
+      recs
+        .flat()
+        .map((f) => f + '\0')
+        .join(''),
+      'utf8'
+    )
   const rules = { roots: ['a', 'b'], maxEntries: 100, tree: true }
   const parse = (b: Buffer, r: Partial<typeof rules> = {}) => parseRemoteListing(b, { ...rules, ...r })
 
   it('parses files, folders, symlinks, and keeps fifos, sockets and devices as "other"', () => {
-    const l = parse(buf(rec('d', 'a', '', '4096'), rec('f', 'a/b'), rec('l', 'a/l', '../x y', '7', '1', '777'), rec('p', 'a/fifo', '', '0'), rec('s', 'a/sock', '', '0'), rec('c', 'a/dev', '', '0')))
+    const l = parse(
+      buf(
+        rec('d', 'a', '', '4096'),
+        rec('f', 'a/b'),
+        rec('l', 'a/l', '../x y', '7', '1', '777'),
+        rec('p', 'a/fifo', '', '0'),
+        rec('s', 'a/sock', '', '0'),
+        rec('c', 'a/dev', '', '0')
+      )
+    )
     expect([...l.snap]).toEqual([
       ['a', { t: 'd', fp: 'd' }],
       ['a/b', { t: 'f', fp: 'f:5:1700000000.5000000000:420', size: 5 }],
@@ -256,7 +279,9 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
       ['a/l', 'n']
     ])
     // the path rules still hold for them
-    expect(() => parse(Buffer.concat([Buffer.from('f\x005\x001\x00644\x00\x00../'), Buffer.from([0xff]), Buffer.from('\0')]), { tree: false })).toThrow(/"\.\." component/)
+    expect(() =>
+      parse(Buffer.concat([Buffer.from('f\x005\x001\x00644\x00\x00../'), Buffer.from([0xff]), Buffer.from('\0')]), { tree: false })
+    ).toThrow(/"\.\." component/)
   })
 
   it('more entries than listingEntries is an error naming the key', () => {

@@ -39,7 +39,11 @@ describe('TarReader on archives made by the real tar', () => {
   symlinkSync(longTarget, `${dir}/d/longlink`)
   const names = ['d', `d/${'long-folder-name-'.repeat(5)}`, long, 'd/empty-dir', 'd/empty', 'd/big', 'd/ünï cødé', 'd/link', 'd/longlink']
   const make = (format: string): Buffer =>
-    execFileSync('tar', ['-c', '-f', '-', `--format=${format}`, '--no-recursion', '--null', '-T', '-'], { cwd: dir, input: names.map((n) => n + '\0').join(''), maxBuffer: 1 << 26 })
+    execFileSync('tar', ['-c', '-f', '-', `--format=${format}`, '--no-recursion', '--null', '-T', '-'], {
+      cwd: dir,
+      input: names.map((n) => n + '\0').join(''),
+      maxBuffer: 1 << 26
+    })
 
   it.each(['gnu', 'pax'])('reads a %s archive: long names, folders, empty files, symlinks, content', (format) => {
     const archive = make(format)
@@ -93,7 +97,9 @@ describe('TarReader on archives made by the real tar', () => {
     expect(read(execFileSync('tar', ['-c', '-f', '-', 'plain'], { cwd: h })).entries).toHaveLength(1) // control
     expect(() => read(execFileSync('tar', ['-c', '-f', '-', 'p'], { cwd: h }))).toThrow(/a fifo/)
     expect(() => read(execFileSync('tar', ['-c', '-f', '-', '--sparse', 'sparse'], { cwd: h }))).toThrow(/a sparse file/)
-    expect(() => read(execFileSync('tar', ['-c', '-f', '-', '--sparse', '--format=pax', 'sparse'], { cwd: h }))).toThrow(/a sparse file \(pax\)/)
+    expect(() => read(execFileSync('tar', ['-c', '-f', '-', '--sparse', '--format=pax', 'sparse'], { cwd: h }))).toThrow(
+      /a sparse file \(pax\)/
+    )
   })
 })
 
@@ -132,7 +138,9 @@ describe('TarReader on crafted archives', () => {
   })
 
   it('refuses bad names from a GNU long name, a pax path and a ustar prefix', () => {
-    expect(() => read(tarOf(member({ name: '././@LongLink', type: 'L' }, '../../../etc/x\0'), member({ name: 'a/f' })))).toThrow(/"\.\." component/)
+    expect(() => read(tarOf(member({ name: '././@LongLink', type: 'L' }, '../../../etc/x\0'), member({ name: 'a/f' })))).toThrow(
+      /"\.\." component/
+    )
     expect(() => read(tarOf(pax({ path: '/etc/cron.d/x' }), member({ name: 'a/f' })))).toThrow(/absolute/)
     expect(() => read(tarOf(member({ name: 'f', prefix: '../a', magic: 'ustar\x0000' })))).toThrow(/"\.\." component/)
     // controls: the same mechanisms with clean names
@@ -147,7 +155,14 @@ describe('TarReader on crafted archives', () => {
   })
 
   it('honours a pax size and linkpath, ignores a global header, refuses GNU.sparse keys', () => {
-    const got = read(tarOf(member({ name: 'g', type: 'g' }, '20 path=/etc/shadow\n'), pax({ size: '3', linkpath: '' }), member({ name: 'a/f', size: 0 }, 'abc').subarray(0, 512), body('abc')))
+    const got = read(
+      tarOf(
+        member({ name: 'g', type: 'g' }, '20 path=/etc/shadow\n'),
+        pax({ size: '3', linkpath: '' }),
+        member({ name: 'a/f', size: 0 }, 'abc').subarray(0, 512),
+        body('abc')
+      )
+    )
     expect(got.data.get('a/f')!.toString()).toBe('abc')
     expect(read(tarOf(pax({ linkpath: 'x/y' }), member({ name: 'a/l', type: '2', linkname: 'z' }))).entries[0].linkname).toBe('x/y')
     expect(() => read(tarOf(pax({ 'GNU.sparse.major': '1' }), member({ name: 'a/f' })))).toThrow(/sparse/)
@@ -171,7 +186,11 @@ describe('TarReader on crafted archives', () => {
     const b256 = Buffer.alloc(12)
     b256[0] = 0x80
     b256[11] = 3
-    expect(read(tarOf(header({ sizeField: b256 }), body('abc'))).data.get('a/f')!.toString()).toBe('abc') // base-256 is fine
+    expect(
+      read(tarOf(header({ sizeField: b256 }), body('abc')))
+        .data.get('a/f')!
+        .toString()
+    ).toBe('abc') // base-256 is fine
   })
 
   it('refuses folders or symlinks with content, symlinks without a target, link names on files', () => {

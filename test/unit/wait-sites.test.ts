@@ -39,7 +39,11 @@ function handWaits(): Map<string, string[]> {
 describe('waits', () => {
   it('the patterns find a hand-written wait (positive control)', () => {
     const sample = "import { retry, sleep } from '../retry'\nawait new Promise((r) => setTimeout(r, 50))\nAtomics.wait(a, 0, 0, 5)"
-    expect(HAND_WAITS.filter(([, re]) => re.test(sample)).map(([w]) => w)).toEqual(['sleep from retry.ts', 'Atomics.wait', 'a timer promise'])
+    expect(HAND_WAITS.filter(([, re]) => re.test(sample)).map(([w]) => w)).toEqual([
+      'sleep from retry.ts',
+      'Atomics.wait',
+      'a timer promise'
+    ])
   })
 
   it('no file outside retry.ts waits by hand', () => {

@@ -18,14 +18,28 @@ function fakeClock(): Clock & { t: number; pauses: number[] } {
 describe('retry on a fake clock', () => {
   it('grows the pause by the factor up to the maximum, without jitter when it is off', async () => {
     const clock = fakeClock()
-    await expect(retry(async () => { throw new Error('down') }, { attempts: 6, minDelayMs: 100, maxDelayMs: 1000, factor: 2, jitter: false, clock })).rejects.toThrow('down')
+    await expect(
+      retry(
+        async () => {
+          throw new Error('down')
+        },
+        { attempts: 6, minDelayMs: 100, maxDelayMs: 1000, factor: 2, jitter: false, clock }
+      )
+    ).rejects.toThrow('down')
     expect(clock.pauses).toEqual([100, 200, 400, 800, 1000])
   })
 
   it('draws each pause from the upper half of the backoff when jitter is on', async () => {
     const clock = fakeClock()
     const o = { minDelayMs: 100, maxDelayMs: 10_000, factor: 3 }
-    await expect(retry(async () => { throw new Error('down') }, { attempts: 7, ...o, clock })).rejects.toThrow('down')
+    await expect(
+      retry(
+        async () => {
+          throw new Error('down')
+        },
+        { attempts: 7, ...o, clock }
+      )
+    ).rejects.toThrow('down')
     expect(clock.pauses).toHaveLength(6)
     clock.pauses.forEach((p, i) => {
       expect(p).toBeGreaterThanOrEqual(backoff(i + 1, o) / 2)
@@ -39,7 +53,12 @@ describe('retry on a fake clock', () => {
     const clock = fakeClock()
     const start = clock.t
     let n = 0
-    const err = await retry(async () => { throw new Error(`fail ${++n}`) }, { deadlineMs: 1000, minDelayMs: 300, maxDelayMs: 300, jitter: false, clock }).catch((e: Error) => e)
+    const err = await retry(
+      async () => {
+        throw new Error(`fail ${++n}`)
+      },
+      { deadlineMs: 1000, minDelayMs: 300, maxDelayMs: 300, jitter: false, clock }
+    ).catch((e: Error) => e)
     expect(err.message).toBe(`fail ${n}`)
     expect(clock.pauses).toEqual([300, 300, 300, 100])
     expect(clock.t - start).toBe(1000)
@@ -49,11 +68,25 @@ describe('retry on a fake clock', () => {
   it('writes a progress note at most once per progressEveryMs, with the elapsed time and the last error', async () => {
     const clock = fakeClock()
     const notes: [number, number, string][] = []
-    await retry(async () => { throw new Error('busy') }, {
-      attempts: 12, minDelayMs: 1000, maxDelayMs: 1000, jitter: false, clock, progressEveryMs: 3000,
-      onProgress: (p) => notes.push([p.elapsedMs, p.attempt, (p.lastError as Error).message])
-    }).catch(() => undefined)
-    expect(notes).toEqual([[3000, 4, 'busy'], [6000, 7, 'busy'], [9000, 10, 'busy']])
+    await retry(
+      async () => {
+        throw new Error('busy')
+      },
+      {
+        attempts: 12,
+        minDelayMs: 1000,
+        maxDelayMs: 1000,
+        jitter: false,
+        clock,
+        progressEveryMs: 3000,
+        onProgress: (p) => notes.push([p.elapsedMs, p.attempt, (p.lastError as Error).message])
+      }
+    ).catch(() => undefined)
+    expect(notes).toEqual([
+      [3000, 4, 'busy'],
+      [6000, 7, 'busy'],
+      [9000, 10, 'busy']
+    ])
   })
 
   it('stops at once when the signal fires during a pause, with the signal reason', async () => {
@@ -65,7 +98,9 @@ describe('retry on a fake clock', () => {
       ac.abort(reason)
       if (signal?.aborted) throw signal.reason
     }
-    const fn = jest.fn(async () => { throw new Error('down') })
+    const fn = jest.fn(async () => {
+      throw new Error('down')
+    })
     await expect(retry(fn, { attempts: 10, clock, signal: ac.signal })).rejects.toBe(reason)
     expect(fn).toHaveBeenCalledTimes(1)
     expect(clock.pauses).toHaveLength(1)
@@ -76,14 +111,28 @@ describe('waitUntil', () => {
   it('returns the first value the probe gives, polling with growing pauses', async () => {
     const clock = fakeClock()
     let n = 0
-    const v = await waitUntil(async () => (++n === 4 ? 'ready' : undefined), { timeoutMs: 60_000, minDelayMs: 50, factor: 2, jitter: false, clock, onTimeout: () => new Error('late') })
+    const v = await waitUntil(async () => (++n === 4 ? 'ready' : undefined), {
+      timeoutMs: 60_000,
+      minDelayMs: 50,
+      factor: 2,
+      jitter: false,
+      clock,
+      onTimeout: () => new Error('late')
+    })
     expect(v).toBe('ready')
     expect(clock.pauses).toEqual([50, 100, 200])
   })
 
   it('throws the onTimeout error at the deadline, with the elapsed time', async () => {
     const clock = fakeClock()
-    const err = (await waitUntil(async () => undefined, { timeoutMs: 5000, minDelayMs: 1000, maxDelayMs: 1000, jitter: false, clock, onTimeout: (ms) => new Error(`not up after ${ms} ms`) }).catch((e: Error) => e)) as Error
+    const err = (await waitUntil(async () => undefined, {
+      timeoutMs: 5000,
+      minDelayMs: 1000,
+      maxDelayMs: 1000,
+      jitter: false,
+      clock,
+      onTimeout: (ms) => new Error(`not up after ${ms} ms`)
+    }).catch((e: Error) => e)) as Error
     expect(err.message).toBe('not up after 5000 ms')
   })
 
@@ -91,7 +140,15 @@ describe('waitUntil', () => {
     const clock = fakeClock()
     const fatal = new Error('host key mismatch')
     let n = 0
-    await expect(waitUntil(async () => { n++; throw fatal }, { timeoutMs: 5000, clock, onTimeout: () => new Error('late') })).rejects.toBe(fatal)
+    await expect(
+      waitUntil(
+        async () => {
+          n++
+          throw fatal
+        },
+        { timeoutMs: 5000, clock, onTimeout: () => new Error('late') }
+      )
+    ).rejects.toBe(fatal)
     expect(n).toBe(1)
     expect(clock.pauses).toEqual([])
   })
@@ -99,11 +156,20 @@ describe('waitUntil', () => {
   it('polls through transient probe errors and hands the last one to onTimeout', async () => {
     const clock = fakeClock()
     let n = 0
-    const err = await waitUntil(async () => { throw new Error(`refused ${++n}`) }, {
-      timeoutMs: 2000, minDelayMs: 500, maxDelayMs: 500, jitter: false, clock,
-      transient: (e) => /refused/.test((e as Error).message),
-      onTimeout: (_ms, last) => new Error(`gave up: ${(last as Error).message}`)
-    }).catch((e: Error) => e)
+    const err = await waitUntil(
+      async () => {
+        throw new Error(`refused ${++n}`)
+      },
+      {
+        timeoutMs: 2000,
+        minDelayMs: 500,
+        maxDelayMs: 500,
+        jitter: false,
+        clock,
+        transient: (e) => /refused/.test((e as Error).message),
+        onTimeout: (_ms, last) => new Error(`gave up: ${(last as Error).message}`)
+      }
+    ).catch((e: Error) => e)
     expect(n).toBe(5)
     expect(err.message).toBe('gave up: refused 5')
   })
@@ -111,14 +177,31 @@ describe('waitUntil', () => {
   it('ends after `attempts` polls when no timeout is given', async () => {
     const clock = fakeClock()
     let n = 0
-    await expect(waitUntil(async () => { n++; return undefined }, { attempts: 3, minDelayMs: 10, clock, onTimeout: () => new Error('still running') })).rejects.toThrow('still running')
+    await expect(
+      waitUntil(
+        async () => {
+          n++
+          return undefined
+        },
+        { attempts: 3, minDelayMs: 10, clock, onTimeout: () => new Error('still running') }
+      )
+    ).rejects.toThrow('still running')
     expect(n).toBe(3)
   })
 
   it('passes progress notes without the internal not-yet marker', async () => {
     const clock = fakeClock()
     const seen: unknown[] = []
-    await waitUntil(async () => undefined, { timeoutMs: 4000, minDelayMs: 1000, maxDelayMs: 1000, jitter: false, progressEveryMs: 1000, clock, onProgress: (p) => seen.push(p.lastError), onTimeout: () => new Error('late') }).catch(() => undefined)
+    await waitUntil(async () => undefined, {
+      timeoutMs: 4000,
+      minDelayMs: 1000,
+      maxDelayMs: 1000,
+      jitter: false,
+      progressEveryMs: 1000,
+      clock,
+      onProgress: (p) => seen.push(p.lastError),
+      onTimeout: () => new Error('late')
+    }).catch(() => undefined)
     expect(seen.length).toBeGreaterThan(0)
     expect(seen.every((e) => e === undefined)).toBe(true)
   })
@@ -128,7 +211,13 @@ describe('waitUntil', () => {
     const reason = new Error('cancelled by SIGTERM')
     const clock = fakeClock()
     let n = 0
-    const p = waitUntil(async () => { if (++n === 3) ac.abort(reason); return undefined }, { timeoutMs: 60_000, clock, signal: ac.signal, onTimeout: () => new Error('late') })
+    const p = waitUntil(
+      async () => {
+        if (++n === 3) ac.abort(reason)
+        return undefined
+      },
+      { timeoutMs: 60_000, clock, signal: ac.signal, onTimeout: () => new Error('late') }
+    )
     await expect(p).rejects.toBe(reason)
     expect(n).toBe(3)
   })
