@@ -28,9 +28,16 @@ export class InFlight {
     })
   }
 
-  /** Resolves once everything tracked has settled, or after maxMs, whichever comes first. */
+  /**
+   * Resolves once everything tracked has settled, or after maxMs, whichever comes first. Work that
+   * lands may have started more (containers created once their network exists): that is waited
+   * for too, not only what was running when the wait began.
+   */
   async settle(maxMs: number): Promise<void> {
-    if (this.pending.size === 0) return
-    await settlesWithin(Promise.all([...this.pending]), maxMs)
+    const end = Date.now() + maxMs
+    while (this.pending.size > 0) {
+      const left = end - Date.now()
+      if (left <= 0 || !(await settlesWithin(Promise.all([...this.pending]), left))) return
+    }
   }
 }

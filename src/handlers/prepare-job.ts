@@ -4,6 +4,7 @@
 // reverse, so a failed or cancelled prepare_job leaves nothing behind.
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
+import { Cancelled } from '../errors'
 import { LABEL_OWNER, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
 import type { Remote } from '../remote/remote'
@@ -248,6 +249,8 @@ async function dockerParts(
     docker.createNetwork(plan.network, plan.labels),
     allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])
+  // Nothing new is created once the job is cancelled (the undo may already be looking).
+  if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
   const created =
     ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null

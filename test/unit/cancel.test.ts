@@ -53,4 +53,18 @@ describe('InFlight', () => {
     await f.settle(10_000)
     expect(Date.now() - t0).toBeLessThan(500)
   })
+  test('settle also waits for work that landing work started (a create once its network exists)', async () => {
+    const ac = new AbortController()
+    const f = new InFlight(ac.signal)
+    let created = false
+    // The first piece starts the second when it lands and returns without waiting for it, as
+    // prepare_job's docker part does with the containers' creation.
+    const network = later(50, 'net').then(() => {
+      f.track(later(200, 'container').then(() => (created = true))).catch(() => undefined)
+    })
+    f.track(network).catch(() => undefined)
+    ac.abort('SIGTERM')
+    await f.settle(5000)
+    expect(created).toBe(true)
+  })
 })
