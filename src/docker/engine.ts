@@ -92,7 +92,9 @@ export class Engine {
     try {
       return await this.exchange<T>(req, payload, what)
     } catch (e) {
-      if (expired) throw expired
+      // Set by the timer, which the compiler cannot see from here.
+      const timedOut = expired as TransportError | null
+      if (timedOut) throw timedOut
       throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`)
     } finally {
       if (timer) clearTimeout(timer)

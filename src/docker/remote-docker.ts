@@ -37,7 +37,9 @@ function expectNames(list: unknown, key: string, pattern: RegExp | ((s: string) 
   const ok = typeof pattern === 'function' ? pattern : (s: string) => pattern.test(s)
   const bad = values.find((v) => typeof v !== 'string' || !ok(v))
   if (bad !== undefined)
-    throw new UnexpectedAnswer(`docker listed ${what} with an unexpected name: ${JSON.stringify(String(bad).slice(0, 100))}`)
+    throw new UnexpectedAnswer(
+      `docker listed ${what} with an unexpected name: ${JSON.stringify((typeof bad === 'string' ? bad : (JSON.stringify(bad) ?? 'undefined')).slice(0, 100))}`
+    )
   return values as string[]
 }
 
