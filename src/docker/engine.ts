@@ -3,8 +3,10 @@
 // per-call CLI start-up would cost latency (exec, inspect).
 import { request, type IncomingMessage } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
-import { HookError, TransportError } from '../errors'
+import { HookError, TransportError, formatError } from '../errors'
 import type { Remote } from '../remote/remote'
+import { UnexpectedAnswer } from '../remote/answer'
+import { CONTAINER_ID } from '../input-rules'
 
 export class EngineError extends HookError {
   constructor(
@@ -35,31 +37,75 @@ export const MAX_BODY = 16 * 1024 * 1024
 export const MAX_STREAM_FRAME = 16 * 1024 * 1024
 const MAX_ERROR_TEXT = 64 * 1024
 
+/**
+ * How long one request/reply may take. The engine is steerable by a job (a docker socket replaced
+ * by something that accepts and never answers): without a bound, prepare_job, its undo and a
+ * cleanup without state would wait forever and never give the host back. Real calls of these kinds
+ * answer in seconds; a wait for a container's exit opts out.
+ */
+export const CALL_TIMEOUT_MS = 120_000
+
 export class Engine {
   constructor(
     private readonly remote: Remote,
-    private readonly socketPath: string
+    private readonly socketPath: string,
+    private readonly callTimeoutMs = CALL_TIMEOUT_MS
   ) {}
 
   private open(method: string, path: string, headers: Record<string, string>, body?: Buffer) {
-    return request({
+    const req = request({
       method,
       path: API + path,
       host: 'docker',
       headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) },
       createConnection: ((_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
         this.remote.openSocket(this.socketPath).then(
-          (s) => cb(null, s),
+          // A socket that arrives after the request was given up is closed, not left open.
+          (s) => (req.destroyed ? s.destroy() : cb(null, s)),
           (e: Error) => cb(e)
         )
         return undefined
       }) as never
     })
+    return req
   }
 
-  async call<T = unknown>(method: string, path: string, body?: unknown, what = path): Promise<{ status: number; data: T }> {
+  /** One request and its whole reply; `timeoutMs: null` for a call that waits on the job (a container's exit). */
+  async call<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    what = path,
+    opts: { timeoutMs?: number | null } = {}
+  ): Promise<{ status: number; data: T }> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
     const req = this.open(method, path, payload ? { 'Content-Type': 'application/json' } : {}, payload)
+    const limit = opts.timeoutMs === undefined ? this.callTimeoutMs : opts.timeoutMs
+    let expired: TransportError | null = null
+    const timer =
+      limit === null
+        ? null
+        : setTimeout(() => {
+            expired = new TransportError(`docker API ${what}: no answer within ${limit / 1000} s`, 'timeout')
+            req.destroy(expired)
+          }, limit)
+    try {
+      return await this.exchange<T>(req, payload, what)
+    } catch (e) {
+      // Set by the timer, which the compiler cannot see from here.
+      const timedOut = expired as TransportError | null
+      if (timedOut) throw timedOut
+      throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`)
+    } finally {
+      if (timer) clearTimeout(timer)
+    }
+  }
+
+  private async exchange<T>(
+    req: ReturnType<typeof request>,
+    payload: Buffer | undefined,
+    what: string
+  ): Promise<{ status: number; data: T }> {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       req.on('response', resolve)
       req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${what}: ${e.message}`)))
@@ -81,7 +127,13 @@ export class Engine {
     const text = Buffer.concat(chunks).toString('utf8')
     const status = res.statusCode ?? 0
     let data: unknown = text
-    if ((res.headers['content-type'] ?? '').includes('json') && text) data = JSON.parse(text)
+    if ((res.headers['content-type'] ?? '').includes('json') && text) {
+      try {
+        data = JSON.parse(text)
+      } catch {
+        throw new UnexpectedAnswer(`docker API ${what}: the reply is not valid JSON`)
+      }
+    }
     if (status >= 400) {
       const msg = typeof data === 'object' && data && 'message' in data ? String(data.message) : text.trim()
       throw new EngineError(status, what, msg)
@@ -176,4 +228,11 @@ function demux(stream: Readable, out: Output): Promise<void> {
     stream.on('close', () => finish())
     stream.on('error', (e) => finish(e))
   })
+}
+
+/** The id docker answered with, checked before it becomes part of a request path. */
+export function idFrom(data: unknown, what: string): string {
+  const id = (data as { Id?: unknown } | null)?.Id
+  if (typeof id !== 'string' || !CONTAINER_ID.test(id)) throw new UnexpectedAnswer(`docker ${what} returned no valid id`)
+  return id
 }

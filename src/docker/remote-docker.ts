@@ -26,13 +26,21 @@ export const describeCounts = (c: Counts): string => `${c.containers} containers
 const imagePath = (s: string): string => s.split('/').map(encodeURIComponent).join('/')
 const seg = encodeURIComponent
 
-/** What the engine lists becomes part of a request path: only ids and names of the expected form. */
-function expectNames(values: string[], pattern: RegExp | ((s: string) => boolean), what: string): string[] {
+/**
+ * What the engine lists becomes part of a request path: only ids and names of the expected form,
+ * from an answer that is a list of objects (anything else is docker's answer gone wrong, not a crash).
+ */
+function expectNames(list: unknown, key: string, pattern: RegExp | ((s: string) => boolean), what: string): string[] {
+  if (!Array.isArray(list) || list.some((x) => typeof x !== 'object' || x === null))
+    throw new UnexpectedAnswer(`docker listed ${what} as something other than a list of objects`)
+  const values = list.map((x: Record<string, unknown>) => x[key])
   const ok = typeof pattern === 'function' ? pattern : (s: string) => pattern.test(s)
   const bad = values.find((v) => typeof v !== 'string' || !ok(v))
   if (bad !== undefined)
-    throw new UnexpectedAnswer(`docker listed ${what} with an unexpected name: ${JSON.stringify(String(bad).slice(0, 100))}`)
-  return values
+    throw new UnexpectedAnswer(
+      `docker listed ${what} with an unexpected name: ${JSON.stringify((typeof bad === 'string' ? bad : (JSON.stringify(bad) ?? 'undefined')).slice(0, 100))}`
+    )
+  return values as string[]
 }
 
 const labelFilter = (key: string, value: string): string => encodeURIComponent(JSON.stringify({ label: [`${key}=${value}`] }))
@@ -185,22 +193,22 @@ export class RemoteDocker {
   async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<Counts> {
     const f = labelFilter(key, value)
     const e = this.engine
-    const containers = (
-      await e.call<{ Id: string }[]>('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers')
-    ).data.map((c) => c.Id)
-    expectNames(containers, CONTAINER_ID, 'containers')
+    const containers = expectNames(
+      (await e.call('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers')).data,
+      'Id',
+      CONTAINER_ID,
+      'containers'
+    )
     await Promise.all(
       containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
     )
     // Listed after the containers are gone: a network or volume is removable only then.
     const [networks, volumes] = await Promise.all([
-      e.call<{ Id: string }[]>('GET', `/networks?filters=${f}`, undefined, 'list networks').then((r) => r.data.map((n) => n.Id)),
+      e.call('GET', `/networks?filters=${f}`, undefined, 'list networks').then((r) => expectNames(r.data, 'Id', CONTAINER_ID, 'networks')),
       e
-        .call<{ Volumes: { Name: string }[] | null }>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
-        .then((r) => (r.data.Volumes ?? []).map((v) => v.Name))
+        .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
+        .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes'))
     ])
-    expectNames(networks, CONTAINER_ID, 'networks')
-    expectNames(volumes, isVolumeName, 'volumes')
     await Promise.all(networks.map((id) => e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network').catch(unlessGone)))
     await Promise.all(
       volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone))

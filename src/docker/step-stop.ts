@@ -5,7 +5,7 @@
 // TERM, then KILL after the grace period. It needs only sh and grep (busybox has both); without a
 // shell in the image, the runner's node from the externals mount does the same.
 import { randomBytes } from 'node:crypto'
-import type { Engine } from './engine'
+import { idFrom, type Engine } from './engine'
 import { waitUntil } from '../retry'
 
 export const STEP_MARKER = 'RCH_STEP'
@@ -42,14 +42,15 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
       { User: '0', Cmd: cmd, AttachStdout: false, AttachStderr: false },
       'exec create (stop the step)'
     )
-    await engine.call('POST', `/exec/${data.Id}/start`, { Detach: true }, 'exec start (stop the step)')
+    const execId = idFrom(data, 'exec create (stop the step)')
+    await engine.call('POST', `/exec/${execId}/start`, { Detach: true }, 'exec start (stop the step)')
     // Still running at the limit counts as done: the stop script ends itself after its last KILL.
     const stillRunning = new Error('still running')
     return await waitUntil(
       async () => {
         const { data: info } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
           'GET',
-          `/exec/${data.Id}/json`,
+          `/exec/${execId}/json`,
           undefined,
           'exec inspect (stop the step)'
         )

@@ -2,7 +2,7 @@
 // a fresh container for container actions. Output is streamed as it arrives with backpressure; the
 // exit code comes from the engine, so a dropped connection can never read as success; cancellation
 // stops the remote process, not just the local stream.
-import { Engine, type Output } from './engine'
+import { Engine, idFrom, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
 import { TransportError } from '../errors'
 import { retry, settlesWithin, waitUntil } from '../retry'
@@ -64,7 +64,7 @@ export async function createExec(engine: Engine, spec: ExecSpec): Promise<string
     },
     'exec create'
   )
-  return data.Id
+  return idFrom(data, 'exec create')
 }
 
 export async function execStep(
@@ -148,7 +148,7 @@ export async function runContainer(
     body,
     'container create'
   )
-  const id = data.Id
+  const id = idFrom(data, 'container create')
   let cancelled = false
   const listener = (): void => {
     cancelled = true
@@ -156,7 +156,9 @@ export async function runContainer(
   }
   try {
     const { ended } = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out)
-    const waited = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, 'container wait')
+    const waited = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, 'container wait', {
+      timeoutMs: null
+    })
     waited.catch(() => undefined)
     // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })

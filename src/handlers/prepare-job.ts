@@ -110,7 +110,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // What was still running (a container being created, the base being written into the local
     // folder) lands first, so the undo finds it.
     await inflight.settle(config.timeouts.cancelGraceSeconds * 1000 + 5000)
-    await run.undo.run((m) => log.warn(m))
+    await run.undo.run((m) => log.warn(m), config.timeouts.cleanupSeconds * 1000)
     rmSync(run.localDir, { recursive: true, force: true })
     throw err
   } finally {

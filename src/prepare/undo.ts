@@ -2,6 +2,8 @@
 // it, and on failure the list runs in reverse (containers before the folder they mount, the host
 // released last). One failing entry does not stop the others. allOf runs pieces side by side and
 // fails only once all have landed, so the undo never misses what a sibling was still making.
+import { settlesWithin } from '../retry'
+
 export class Undo {
   private readonly entries: { what: string; fn: () => Promise<unknown> }[] = []
 
@@ -14,15 +16,20 @@ export class Undo {
     return this.entries.length
   }
 
-  /** Runs every entry, last pushed first, once; failures are reported through `warn`. */
-  async run(warn: (msg: string) => void): Promise<void> {
+  /**
+   * Runs every entry, last pushed first, once; failures are reported through `warn`. An entry that
+   * has not ended after `entryMs` is given up (the VM can make a command hang), so the ones after it
+   * still run: the host is released last.
+   */
+  async run(warn: (msg: string) => void, entryMs?: number): Promise<void> {
     while (this.entries.length) {
       const u = this.entries.pop()!
-      try {
-        await u.fn()
-      } catch (e) {
+      const done = Promise.resolve().then(u.fn).catch((e: unknown) => {
         warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
-      }
+      })
+      if (entryMs === undefined) await done
+      else if (!(await settlesWithin(done, entryMs)))
+        warn(`while undoing prepare_job, could not ${u.what}: no result after ${entryMs / 1000} s (timeouts.cleanupSeconds)`)
     }
   }
 }

@@ -10,9 +10,17 @@ export function connectFailureLine(e: unknown): string {
   return `${FAILED} [${kind}] ${formatError(e)}`
 }
 
-/** The connection failure an agent wrote into its log, with its kind; null when there is none. */
+/**
+ * The connection failure an agent wrote into its log, with its kind; null when there is none. Only
+ * an entry's own start counts (`<time> agent <pid>: `, as the agent writes each entry on one line):
+ * the same words later in a line are text an entry quoted, which the remote may have chosen.
+ */
 export function connectFailure(logText: string): TransportError | null {
-  const lines = logText.split('\n').filter((l) => l.includes(`: ${FAILED} [`))
-  const m = /: connect failed \[(hostkey|auth|keyfile|network|timeout|lost|agent)\] (.*)$/.exec(lines[lines.length - 1] ?? '')
+  const own = /^\S+ agent \d+: connect failed \[(hostkey|auth|keyfile|network|timeout|lost|agent)\] (.*)$/
+  const m = logText
+    .split('\n')
+    .map((l) => own.exec(l))
+    .filter((x) => x !== null)
+    .pop()
   return m ? new TransportError(m[2], m[1] as TransportKind) : null
 }

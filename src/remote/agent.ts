@@ -47,7 +47,10 @@ export interface RunIo {
 /** Runs one hook command inside the agent (warm code, the job's open connection); returns the exit code. */
 export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promise<number>
 
-export async function runAgent(opts: AgentOptions, log: (msg: string) => void, onRun?: RunHandler): Promise<number> {
+export async function runAgent(opts: AgentOptions, logLine: (msg: string) => void, onRun?: RunHandler): Promise<number> {
+  // One entry, one line: text the remote chose (an SSH disconnect's description is the server's)
+  // must not start a line of its own, which the hook would read back as the agent's (connectFailure).
+  const log = (msg: string): void => logLine(msg.replace(/[\r\n\u2028\u2029]+/g, ' '))
   let finish!: (code: number) => void
   const finished = new Promise<number>((r) => (finish = r))
   let remote: SshRemote

@@ -24,6 +24,33 @@ describe('Undo', () => {
   })
 })
 
+describe('Undo with a bound per entry', () => {
+  // The VM is the job's: a command of the undo (a docker that never answers, a shell that sleeps)
+  // may never end. The entries after it, the host's release last, must still run.
+  it('gives up an entry that does not end within the bound, says so, and runs the rest', async () => {
+    const ran: string[] = []
+    const warns: string[] = []
+    const u = new Undo()
+    u.push('release the host', async () => ran.push('release'))
+    u.push('remove the containers', () => {
+      ran.push('containers')
+      return new Promise(() => undefined)
+    })
+    await u.run((m) => warns.push(m), 50)
+    // positive control: the hanging entry really ran
+    expect(ran).toEqual(['containers', 'release'])
+    expect(warns).toEqual(['while undoing prepare_job, could not remove the containers: no result after 0.05 s (timeouts.cleanupSeconds)'])
+  })
+
+  it('an entry within the bound is waited for, and its failure is still named', async () => {
+    const warns: string[] = []
+    const u = new Undo()
+    u.push('remove the job folder', () => new Promise((_, reject) => setTimeout(() => reject(new Error('busy')), 20)))
+    await u.run((m) => warns.push(m), 1000)
+    expect(warns).toEqual(['while undoing prepare_job, could not remove the job folder: busy'])
+  })
+})
+
 describe('waitHealthy', () => {
   const info = (running: boolean, health?: string, exitCode = 0): Inspect => ({
     Id: 'x',

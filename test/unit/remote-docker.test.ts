@@ -249,6 +249,24 @@ describe('removeOwned', () => {
     expect(remote.api.map((c) => c.method)).toEqual(['GET'])
   })
 
+  // The engine is the job's (root on the VM): a listing of another shape is docker's answer gone
+  // wrong, refused as such before anything is removed, not a TypeError out of the hook.
+  it.each([
+    ['containers listed as an object', /^\/containers\/json/, { Id: ID('1') }, 'containers'],
+    ['a null in the container list', /^\/containers\/json/, [{ Id: ID('1') }, null], 'containers'],
+    ['networks listed as a string', /^\/networks\?/, 'nope', 'networks'],
+    ['volumes as an object, not a list', /^\/volumes\?/, { Volumes: { Name: 'x' } }, 'volumes']
+  ])('%s is an unexpected answer and nothing is removed', async (_what, path, body, what) => {
+    remote.onApi('GET', path, { status: 200, body })
+    scriptListing([], [], [])
+    const err = await docker.removeOwned(LABEL_OWNER, OWNER).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(UnexpectedAnswer)
+    expect((err as Error).message).toMatch(new RegExp(`docker listed ${what} as something other than a list`))
+    // positive control: the hostile listing was really sent
+    expect(remote.api.some((c) => c.method === 'GET' && path.test(c.path))).toBe(true)
+    expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
+  })
+
   it('a hostile volume name is refused too', async () => {
     scriptListing([], [], ['../x'])
     await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/volumes with an unexpected name: "..\/x"/)

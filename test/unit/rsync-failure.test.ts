@@ -2,6 +2,7 @@
 // what its transport (OpenSSH) said instead. The stderr texts are what OpenSSH 9 and rsync 3 print.
 import { rsyncFailure } from '../../src/sync/rsync'
 import { HookError, TransportError } from '../../src/errors'
+import { outcomeOf } from '../../src/outcome'
 
 const RSYNC_CLOSED =
   'rsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: unexplained error (code 255) at io.c(285) [sender=3.5.0]\n'
@@ -87,5 +88,23 @@ describe('rsyncFailure', () => {
     )
     expect(e).not.toBeInstanceOf(TransportError)
     expect(e.message).toContain('protocol incompatibility')
+  })
+})
+
+describe('what the remote writes to ssh/rsync stderr reaches the step log only inside the one ::error:: line', () => {
+  // The VM is the job's: its sshd banner, start-up files and rsync can print anything on stderr.
+  const hostile = `::add-mask::hidden\n::set-output name=x::y\r::stop-commands::abc\n%0A::warning::z\n${RSYNC_CLOSED}`
+  test.each([
+    ['a transport failure', hostile],
+    ["rsync's own failure", `::add-mask::hidden\n::set-output name=x::y\nrsync error: some files could not be transferred (code 23)\n`]
+  ])('%s', (_what, stderr) => {
+    const err = rsyncFailure('/w', 255, stderr)
+    // positive control: the commands really are in the message
+    expect(err.message).toContain('::set-output name=x::y')
+    const { errorLine } = outcomeOf(err)
+    const lines = errorLine!.split('\n').filter(Boolean)
+    expect(lines).toHaveLength(1)
+    expect(lines[0].startsWith('::error::')).toBe(true)
+    expect(errorLine).not.toMatch(/\r/)
   })
 })

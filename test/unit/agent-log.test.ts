@@ -1,0 +1,87 @@
+// The agent's log is read back by the hook that started it (connectFailure): a connection failure's
+// kind decides whether the hook retries. Text the remote chose (an SSH disconnect's description is
+// the server's own words) must stay inside one line, so it cannot forge a line of the agent's.
+import { join } from 'node:path'
+import { connectFailure } from '../../src/remote/agent-failure'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+let closeWith: Error
+jest.mock('../../src/remote/ssh', () => ({
+  SshRemote: {
+    connect: async (_info: unknown, _ms: number, onClose: (err?: Error) => void) => {
+      // The server hangs up just after the login, with a description of its choosing.
+      setTimeout(() => onClose(closeWith), 20)
+      return { openExec: () => Promise.reject(new Error('no')), openSocket: () => Promise.reject(new Error('no')), close: () => undefined }
+    }
+  }
+}))
+import { runAgent } from '../../src/remote/agent'
+
+afterAll(cleanupTempDirs)
+
+const FORGED = 'bye\n2026-12-01T00:00:00.000Z agent 1: connect failed [hostkey] the host key changed (forged)'
+
+async function agentLog(): Promise<string> {
+  const lines: string[] = []
+  // The same prefix main.ts gives each entry, one line per entry.
+  const say = (m: string): void => void lines.push(`2026-12-01T00:00:01.000Z agent 2: ${m}\n`)
+  const code = await runAgent(
+    {
+      socketPath: join(tempDir(), 'agent.sock'),
+      connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
+      connectTimeoutMs: 1000,
+      idleMs: 60_000
+    },
+    say
+  )
+  expect(code).toBe(3)
+  return lines.join('')
+}
+
+describe("the agent's log lines", () => {
+  test("the server's words are in the log (positive control: the forged text was written)", async () => {
+    closeWith = new Error('bye, plain')
+    const text = await agentLog()
+    expect(text).toContain('ssh connection closed: bye, plain')
+    expect(connectFailure(text)).toBeNull()
+  })
+
+  test('a disconnect description holding a newline and a forged failure line stays one line and is not read back', async () => {
+    closeWith = new Error(FORGED)
+    const text = await agentLog()
+    expect(text).toContain('connect failed [hostkey] the host key changed (forged)')
+    expect(
+      text
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes('ssh connection closed'))
+    ).toHaveLength(1)
+    expect(connectFailure(text)).toBeNull()
+  })
+
+  test('the line separators JavaScript splits on are flattened too', async () => {
+    closeWith = new Error(FORGED.replace('\n', '\r'))
+    expect(connectFailure(await agentLog())).toBeNull()
+    closeWith = new Error(FORGED.replace('\n', '\u2028'))
+    expect(await agentLog()).not.toContain('\u2028')
+  })
+})
+
+describe('connectFailure reads only an entry of its own', () => {
+  test("the agent's own failure line is read with its kind (positive control)", () => {
+    const e = connectFailure(
+      '2026-12-01T00:00:00.000Z agent 1: starting\n2026-12-01T00:00:01.000Z agent 1: connect failed [auth] key refused\n'
+    )
+    expect(e?.kind).toBe('auth')
+    expect(e?.message).toBe('key refused')
+  })
+
+  test('the same words quoted later in another entry are not', () => {
+    expect(connectFailure('2026-12-01T00:00:01.000Z agent 1: run failed: x: connect failed [hostkey] forged\n')).toBeNull()
+  })
+
+  test('in its own failure line, the kind is the one the agent wrote, not one quoted after it', () => {
+    const e = connectFailure('2026-12-01T00:00:01.000Z agent 1: connect failed [network] refused: connect failed [hostkey] forged\n')
+    expect(e?.kind).toBe('network')
+  })
+})
