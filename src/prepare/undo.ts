@@ -24,9 +24,11 @@ export class Undo {
   async run(warn: (msg: string) => void, entryMs?: number): Promise<void> {
     while (this.entries.length) {
       const u = this.entries.pop()!
-      const done = Promise.resolve().then(u.fn).catch((e: unknown) => {
-        warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
-      })
+      const done = Promise.resolve()
+        .then(u.fn)
+        .catch((e: unknown) => {
+          warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
+        })
       if (entryMs === undefined) await done
       else if (!(await settlesWithin(done, entryMs)))
         warn(`while undoing prepare_job, could not ${u.what}: no result after ${entryMs / 1000} s (timeouts.cleanupSeconds)`)
