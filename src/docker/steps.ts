@@ -5,6 +5,7 @@
 import { Engine, idFrom, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
 import { TransportError } from '../errors'
+import { UnexpectedAnswer } from '../remote/answer'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 
@@ -180,7 +181,37 @@ export interface Inspect {
 }
 
 export async function inspect(engine: Engine, id: string): Promise<Inspect> {
-  return (await engine.call<Inspect>('GET', `/containers/${id}/json`, undefined, 'container inspect')).data
+  return inspectShape((await engine.call<unknown>('GET', `/containers/${id}/json`, undefined, 'container inspect')).data)
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x)
+
+/** The fields the hook reads, of the types it reads them as: the VM's docker answers, and the job is root there. */
+export function inspectShape(x: unknown): Inspect {
+  const bad = (what: string): never => {
+    throw new UnexpectedAnswer(`docker API container inspect: ${what} is missing or not of the expected type`)
+  }
+  if (!isObject(x)) return bad('the reply')
+  const { State: st, Config: cfg, NetworkSettings: net } = x
+  if (!isObject(st) || typeof st.Running !== 'boolean' || typeof st.ExitCode !== 'number') bad('State')
+  if (isObject(st) && st.Health !== undefined && st.Health !== null && (!isObject(st.Health) || typeof st.Health.Status !== 'string'))
+    bad('State.Health')
+  if (
+    !isObject(cfg) ||
+    !(cfg.Env === null || cfg.Env === undefined || (Array.isArray(cfg.Env) && cfg.Env.every((e) => typeof e === 'string')))
+  )
+    bad('Config')
+  if (!isObject(net)) return bad('NetworkSettings')
+  const ports = net.Ports
+  if (ports !== null && ports !== undefined) {
+    if (!isObject(ports)) bad('NetworkSettings.Ports')
+    for (const binds of Object.values(ports as Record<string, unknown>)) {
+      if (binds === null) continue
+      if (!Array.isArray(binds) || !binds.every((b) => isObject(b) && (b.HostPort === undefined || typeof b.HostPort === 'string')))
+        bad('NetworkSettings.Ports')
+    }
+  }
+  return x as unknown as Inspect
 }
 
 /** container port → host port, as the runner expects `job.services.<id>.ports`. */

@@ -17,7 +17,9 @@ export function withDeadline(remote: Remote, ms: number, message: string): Bound
   let fail!: (e: Error) => void
   const expired = new Promise<never>((_, reject) => (fail = reject))
   expired.catch(() => undefined)
+  let expiredNow = false
   const timer = setTimeout(() => {
+    expiredNow = true
     // Closing the channel ends the remote command (for the agent's channels, its socket).
     for (const ch of open) {
       ch.stdout.destroy()
@@ -36,7 +38,15 @@ export function withDeadline(remote: Remote, ms: number, message: string): Bound
         return { ...ch, done }
       },
       async openSocket(path) {
-        const s = await Promise.race([remote.openSocket(path), expired])
+        const opening = remote.openSocket(path)
+        // One that opens after the deadline gave up on it is closed at once, not left to the end.
+        opening.then(
+          (s) => {
+            if (expiredNow) s.destroy()
+          },
+          () => undefined
+        )
+        const s = await Promise.race([opening, expired])
         sockets.add(s)
         s.once('close', () => sockets.delete(s))
         return s
