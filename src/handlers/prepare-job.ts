@@ -136,10 +136,11 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
   pruned.catch(() => undefined)
   const jobEarly = startsEarly(plan)
+  // On the list before the folder is made: a cancel stops the wait at once, and the folder may land after it.
+  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
   const folder = await step(
     makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote })
   )
-  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
   time.mark('folder')
   const copy = startCopy(ctx, r, host.lease.connect, run.localDir, {
     hostWork: plan.layout.hostWork,
