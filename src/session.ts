@@ -43,7 +43,13 @@ function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string
  */
 const AGENT_NODE_FLAGS = ['--max-semi-space-size=1']
 
-async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
+/** An agent being started: `ready` settles once it answers (or has failed); `stop` ends it, started or not. */
+export interface AgentStart {
+  ready: Promise<void>
+  stop: () => Promise<void>
+}
+
+function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): AgentStart {
   const logFile = `${localDir}/agent.log`
   const fd = openPrivateAppend(logFile)
   // The log is appended to by every agent of the job: only this one's lines count.
@@ -67,7 +73,8 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
   const limitMs = ctx.config.timeouts.connectSeconds * 1000 + 2000
   // The agent either answers on its socket or exits having written why into its log.
   // A cancelled or failed start ends the agent it began (it would otherwise connect for nobody).
-  await waitUntil(
+  let settled = false
+  const ready = waitUntil(
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
       if (exited !== null) throw agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
@@ -81,10 +88,35 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
       signal: ctx.signal,
       onTimeout: () => agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
     }
-  ).catch((e: unknown) => {
-    if (exited === null) child.kill()
-    throw e
-  })
+  )
+    .then(() => undefined)
+    .catch((e: unknown) => {
+      if (exited === null) child.kill()
+      throw e
+    })
+    .finally(() => (settled = true))
+  ready.catch(() => undefined)
+  const stop = async (): Promise<void> => {
+    // Still starting: it is ended here rather than waited for (a slow handshake could take the whole connect timeout).
+    if (!settled && exited === null) child.kill()
+    await ready.catch(() => undefined)
+    await stopAgent(localDir, connect)
+  }
+  return { ready, stop }
+}
+
+async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
+  await spawnAgent(ctx, connect, socketPath, localDir).ready
+}
+
+/**
+ * Starts the job's agent without waiting for it (null when the job runs without one), so that the
+ * caller's own work over a direct connection overlaps the agent's start-up and SSH handshake.
+ */
+export function startAgentInBackground(ctx: HookContext, connect: ConnectInfo, localDir: string): AgentStart | null {
+  if (ctx.remote || !ctx.config.agent.enabled) return null
+  ensurePrivateDir(localDir)
+  return spawnAgent(ctx, connect, agentSocket(localDir, connect), localDir)
 }
 
 /** Why an agent did not come up: the connect failure it logged (with its kind), else its last line. */
@@ -186,6 +218,35 @@ const directEnv = (ctx: HookContext): ProviderEnv =>
     (c) => directRemote(ctx, c),
     (_c, r) => Promise.resolve(r.close())
   )
+
+/** A direct connection to a job's host (the test-injected remote when there is one), for the caller to close. */
+function directJobRemote(ctx: HookContext, c: ConnectInfo): Promise<Remote> {
+  return ctx.remote ? Promise.resolve(forDocker(ctx, ctx.remote, () => undefined)) : directRemote(ctx, c)
+}
+
+/**
+ * Gets a machine for a job from its provider over a direct connection, which the caller keeps
+ * (and closes): the job's agent is not waited for here (see startAgentInBackground).
+ */
+export function acquireMachineDirect(
+  ctx: HookContext,
+  provider: VmProvider<Lease>,
+  jobId: string,
+  owner: string,
+  localDir: string
+): Promise<Acquired<Lease>> {
+  return provider.acquire(
+    { jobId, owner, localDir },
+    providerEnv(
+      ctx,
+      (c) => {
+        ctx.log.progress(`connecting to ${c.user}@${c.host}:${c.port}`)
+        return directJobRemote(ctx, c)
+      },
+      (_c, r) => Promise.resolve(r.close())
+    )
+  )
+}
 
 /** Gets a machine for a job from its provider, its connection going through the job's agent. */
 export function acquireMachine(

@@ -10,7 +10,8 @@ import type { PrepareJobArgs } from '../protocol'
 import type { Remote } from '../remote/remote'
 import type { Acquired } from '../providers/provider'
 import { providerFor, type Lease } from '../providers/factory'
-import { acquireMachine, jobLocalDir, releaseMachine, stopAgent } from '../session'
+import { acquireMachineDirect, jobLocalDir, releaseMachine, startAgentInBackground, type AgentStart } from '../session'
+import { tools } from '../tools'
 import { recordBase } from '../sync/sync'
 import { removeJobFolder } from '../docker/job-folder'
 import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-docker'
@@ -54,7 +55,8 @@ interface Run {
   time: Timings
 }
 
-type Host = Acquired & { docker: RemoteDocker }
+/** `remote` is a direct connection; `agent` (when the job has one) starts alongside the other parts. */
+type Host = Acquired & { docker: RemoteDocker; agent: AgentStart | null }
 
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
@@ -102,6 +104,9 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const ready = await log.group(starting, () => startAll(run, host, docked.created))
     await run.step(copied.base)
     run.time.mark('base listing')
+    // The first step finds the agent ready; one that failed to start fails the job here, as before.
+    if (host.agent) await run.step(host.agent.ready)
+    run.time.mark('agent')
     const response = buildResponse(plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
     log.debug(`prepare_job timings: ${run.time.toString()}`)
     log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
@@ -126,14 +131,17 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const { ctx, plan, step, time } = run
   const r = host.remote
   const workRoot = ctx.config.remote.workRoot
+  // Without OpenSSH's client the copy goes through the agent (see bulkTransport).
+  if (host.agent && !tools().ssh) await step(host.agent.ready)
   // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
   const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
   pruned.catch(() => undefined)
   const jobEarly = startsEarly(plan)
+  // On the list before the folder is made: a cancel stops the wait at once, and the folder may land after it.
+  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
   const folder = await step(
     makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote })
   )
-  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
   time.mark('folder')
   const copy = startCopy(ctx, r, host.lease.connect, run.localDir, {
     hostWork: plan.layout.hostWork,
@@ -219,14 +227,25 @@ async function startAll(
   return { ids, infos, isAlpine: await alpine }
 }
 
-/** The provider's part: a host for the job; stopping its agent and releasing it go on the undo list. */
-async function getHost(ctx: HookContext, plan: JobPlan, localDir: string, undo: Undo, started: number): Promise<Acquired<Lease>> {
+/**
+ * The provider's part: a host for the job over a direct connection, and its agent started alongside
+ * the parts that follow; stopping the agent and releasing the host go on the undo list.
+ */
+async function getHost(
+  ctx: HookContext,
+  plan: JobPlan,
+  localDir: string,
+  undo: Undo,
+  started: number
+): Promise<Acquired<Lease> & { agent: AgentStart | null }> {
   const provider = providerFor(ctx.config)
-  const a = await acquireMachine(ctx, provider, plan.jobId, plan.owner, localDir)
-  undo.push('stop the agent', () => stopAgent(localDir, a.lease.connect))
+  const a = await acquireMachineDirect(ctx, provider, plan.jobId, plan.owner, localDir)
   undo.push('release the host', () => releaseMachine(ctx, provider, a.lease, a.remote, plan.jobId))
+  const agent = startAgentInBackground(ctx, a.lease.connect, localDir)
+  // Pushed after the release so that it runs first: an agent still starting is ended, not leaked.
+  if (agent) undo.push('stop the agent', () => agent.stop())
   ctx.log.progress(`using ${provider.describe(a.lease)} (${Date.now() - started} ms)`)
-  return a
+  return { ...a, agent }
 }
 
 /**

@@ -35,8 +35,6 @@ export class SshRemote implements Remote {
       let ready = false
       client.on('ready', () => {
         ready = true
-        // Small request/response packets: Nagle + delayed ACK would hold back every round trip.
-        client.setNoDelay(true)
         resolve(new SshRemote(client, info))
       })
       client.on('error', (err: Error & { level?: string }) => {
@@ -74,6 +72,10 @@ export class SshRemote implements Remote {
             return hostKeyProblem === null
           }
         })
+        // Set on the socket before it connects, so the authentication round trips are not held back
+        // either: without ssh2's native crypto binding a packet goes out in more than one write, and
+        // Nagle then waits for the server's delayed ACK on each.
+        client.setNoDelay(true)
       } catch (e) {
         // ssh2 parses the private key inside connect() and throws there.
         reject(new TransportError(`cannot use the SSH key ${info.identityFile}: ${(e as Error).message}`, 'keyfile'))

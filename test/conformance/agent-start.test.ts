@@ -1,0 +1,72 @@
+// prepare_job does not wait for the job's agent: it works over its own direct connection while the
+// agent starts alongside. The agent must still be there for the first step, and a prepare_job that
+// fails or is cancelled while the agent is starting must not leave it running.
+import { randomBytes } from 'node:crypto'
+import { FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { errorLines, leftovers, NOTHING, ownerOf, runnerProcesses, scanCmdlines, scanWhile, staticProvider } from '../helpers/conformance'
+import { settlesWithin, waitUntil } from '../helpers/wait'
+
+const runners: FakeRunner[] = []
+function newRunner(config: Record<string, unknown> = {}): FakeRunner {
+  // Several slots: other suites share the test VMs and may hold slot 0.
+  const r = new FakeRunner({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }), ...config } })
+  runners.push(r)
+  return r
+}
+afterAll(async () => {
+  for (const r of runners) {
+    await r.cleanup()
+    r.dispose()
+  }
+})
+
+/** This runner's agent processes (their command line names the job folder, which names the owner). */
+const agentsOf = (runner: FakeRunner): { pid: number; cmdline: string }[] =>
+  scanCmdlines(ownerOf(runner.name)).filter((p) => p.cmdline.includes('__agent'))
+
+test('the first step after prepare_job is served by the agent prepare_job started', async () => {
+  const runner = newRunner()
+  const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+  expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+  const agents = agentsOf(runner)
+  expect(agents).toHaveLength(1)
+  const s = await runner.call('run_script_step', runner.scriptStep('echo hi-from-step').args)
+  expect(s.code).toBe(0)
+  expect(s.stdout).toContain('hi-from-step')
+  // No second agent was started: the step found the first one answering.
+  expect(s.stdout).not.toContain('connecting to')
+  expect(agentsOf(runner).map((a) => a.pid)).toEqual(agents.map((a) => a.pid))
+})
+
+test('a prepare_job that fails while the agent is starting leaves no agent behind', async () => {
+  const runner = newRunner({ images: { pullPolicy: 'never' } })
+  const image = `rch-test/absent-${randomBytes(4).toString('hex')}:1`
+  const done = runner.call('prepare_job', { container: runner.jobContainer(image), services: [] }, { state: null })
+  const seen = await scanWhile(ownerOf(runner.name), done, 3, 10)
+  const r = await done
+  expect({ failed: r.code !== 0, errors: errorLines(r).length }).toEqual({ failed: true, errors: 1 })
+  expect(errorLines(r)[0]).toContain(image)
+  // Positive control: an agent really was being started during this prepare_job.
+  expect(seen.hits.some((h) => h.cmdline.includes('__agent'))).toBe(true)
+  expect(agentsOf(runner)).toEqual([])
+  expect(await runnerProcesses(runner)).toEqual([])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
+test('a prepare_job cancelled while the agent is starting leaves no agent behind', async () => {
+  const runner = newRunner()
+  const { child, done } = runner.start('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null })
+  // Positive control: the cancel lands once this job's agent process exists (it takes far longer
+  // to answer on its socket than to appear).
+  const appeared = await waitUntil(() => agentsOf(runner).length > 0, 20_000, 5)
+  child.kill('SIGINT')
+  expect(appeared).toBe(true)
+  const exitedInTime = await settlesWithin(done, 5000)
+  if (!exitedInTime) child.kill('SIGKILL')
+  const r = await done
+  expect({ exitedInTime, code: r.code }).toEqual({ exitedInTime: true, code: 130 })
+  expect(agentsOf(runner)).toEqual([])
+  expect(await runnerProcesses(runner)).toEqual([])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
