@@ -23,7 +23,12 @@ export const countsTotal = (c: Counts): number => c.containers + c.networks + c.
 export const describeCounts = (c: Counts): string => `${c.containers} containers, ${c.networks} networks, ${c.volumes} volumes`
 
 /** An image reference as an Engine API path: its slashes stay, everything else is escaped. */
-const imagePath = (s: string): string => s.split('/').map(encodeURIComponent).join('/')
+/** An image reference as a request path: each segment encoded, and `.`/`..` too (a path must not climb out of /images/). */
+const imagePath = (s: string): string =>
+  s
+    .split('/')
+    .map((part) => (part === '.' || part === '..' ? part.replace(/\./g, '%2E') : encodeURIComponent(part)))
+    .join('/')
 const seg = encodeURIComponent
 
 /**

@@ -75,6 +75,16 @@ describe('images', () => {
     expect(remote.api[0].rawPath).toBe('/images/127.0.0.1%3A5000/private/tiny%3A1/json')
   })
 
+  it('a reference with . or .. segments cannot climb out of /images/ in the request path', async () => {
+    remote.onApi('GET', /^\/images\//, { status: 404, body: { message: 'No such image' } })
+    await expect(docker.imagePresent('../../containers/x')).resolves.toBe(false)
+    await expect(docker.imagePresent('a/./b')).resolves.toBe(false)
+    expect(remote.api.map((c) => c.rawPath)).toEqual(['/images/%2E%2E/%2E%2E/containers/x/json', '/images/a/%2E/b/json'])
+    // positive control: the plain reference still keeps its slashes
+    await docker.imagePresent('org/img:1')
+    expect(remote.api[2].rawPath).toBe('/images/org/img%3A1/json')
+  })
+
   it('a present image under pullPolicy "missing" costs no shell command', async () => {
     remote.onApi('GET', /^\/images\//, { status: 200, body: {} })
     await expect(docker.ensureImage('redis:7', 'missing', null, '/w/cfg', () => undefined, {})).resolves.toBe('present')
