@@ -27,6 +27,12 @@ function fnv1a(text: string): string {
  * upgrade the next step of a running job just starts an agent of the new build; the old one is
  * stopped by cleanup_job or idles out.
  */
+/** Linux's limit for a Unix socket path (108 bytes with the terminating NUL); a longer one is cut short silently. */
+export const MAX_SOCKET_PATH = 107
+
+/** Whether an agent can listen at `path` (a long TMPDIR makes the job's socket path too long). */
+export const socketFits = (path: string): boolean => Buffer.byteLength(path) <= MAX_SOCKET_PATH
+
 export const agentSocket = (localDir: string, c: { user: string; host: string; port: number }, build = BUILD_ID): string =>
   `${localDir}/agent-${fnv1a(`${c.user}@${c.host}:${c.port}`)}-${build}.sock`
 
@@ -54,7 +60,8 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   if (typeof jobId !== 'string' || !HEX16.test(jobId) || owner !== ownerId(runnerName)) return null
   if (typeof user !== 'string' || !isUserName(user) || typeof host !== 'string' || !isHostName(host)) return null
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null
-  return agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
+  const socket = agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
+  return socketFits(socket) ? socket : null
 }
 
 /** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */

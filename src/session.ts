@@ -7,7 +7,7 @@ import type { HookContext } from './context'
 import { HookError, TransportError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
-import { agentSocket } from './agent-client'
+import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { waitUntil } from './retry'
@@ -115,8 +115,15 @@ async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: st
  */
 export function startAgentInBackground(ctx: HookContext, connect: ConnectInfo, localDir: string): AgentStart | null {
   if (ctx.remote || !ctx.config.agent.enabled) return null
+  const sock = agentSocket(localDir, connect)
+  if (!socketFits(sock)) {
+    ctx.log.warn(
+      `the job's agent would listen at a path of ${Buffer.byteLength(sock)} bytes, over the ${MAX_SOCKET_PATH} a Unix socket allows: the job runs without it (slower steps); a shorter TMPDIR for the runner fixes this`
+    )
+    return null
+  }
   ensurePrivateDir(localDir)
-  return spawnAgent(ctx, connect, agentSocket(localDir, connect), localDir)
+  return spawnAgent(ctx, connect, sock, localDir)
 }
 
 /** Why an agent did not come up: the connect failure it logged (with its kind), else its last line. */
@@ -160,6 +167,8 @@ export async function openJobRemote(
   // Checked before its socket is used: a folder someone else made could hold their own "agent".
   const exists = checkPrivateDir(localDir)
   const sock = agentSocket(localDir, connect)
+  // A socket path over the limit would be cut short where the agent listens: no agent then (prepare_job warned).
+  if (!socketFits(sock)) return directRemote(ctx, connect)
   if (!exists || !(await MuxRemote.ping(sock))) {
     // The last command of a job gains nothing from starting an agent.
     if (opts.startAgent === false) return directRemote(ctx, connect)
@@ -203,7 +212,12 @@ export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: 
     throw new HookError(
       `ssh is not installed on the runner host and the agent is disabled: rsync has no transport (install OpenSSH's client or set tools.ssh)`
     )
-  return agentTransport(ctx.nodePath, ctx.hookPath, agentSocket(localDir, connect))
+  const sock = agentSocket(localDir, connect)
+  if (!socketFits(sock))
+    throw new HookError(
+      `ssh is not installed on the runner host and the job's agent cannot run (its socket path would be over ${MAX_SOCKET_PATH} bytes: shorten TMPDIR): rsync has no transport`
+    )
+  return agentTransport(ctx.nodePath, ctx.hookPath, sock)
 }
 
 /** What a provider gets of the hook: log, cancel, the runner's facts and how to connect. */

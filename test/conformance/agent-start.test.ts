@@ -70,3 +70,29 @@ test('a prepare_job cancelled while the agent is starting leaves no agent behind
   expect(await runnerProcesses(runner)).toEqual([])
   expect(await leftovers(runner)).toEqual(NOTHING)
 })
+
+test('a TMPDIR too long for the agent socket: a warning, then the job runs without an agent', async () => {
+  // Long enough that TMPDIR/rch-<uid>/<owner>-<job>/agent-<hash>-<build>.sock passes 107 bytes.
+  const long = `/tmp/rch-long-tmpdir-${'x'.repeat(40)}`
+  require('node:fs').mkdirSync(long, { recursive: true, mode: 0o700 })
+  class LongTmp extends FakeRunner {
+    override env(extra: Record<string, string> = {}): Record<string, string> {
+      return super.env({ TMPDIR: long, ...extra })
+    }
+  }
+  const runner = new LongTmp({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }) } })
+  runners.push(runner)
+  try {
+    const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+    expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+    expect(p.stdout).toMatch(/::warning::the job's agent would listen at a path of 1\d\d bytes, over the 107/)
+    expect(agentsOf(runner)).toEqual([])
+    const s = await runner.call('run_script_step', runner.scriptStep('echo hi-without-agent').args)
+    expect(s.code).toBe(0)
+    expect(s.stdout).toContain('hi-without-agent')
+    expect(agentsOf(runner)).toEqual([])
+  } finally {
+    await runner.cleanup()
+    require('node:fs').rmSync(long, { recursive: true, force: true })
+  }
+})
