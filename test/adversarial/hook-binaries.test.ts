@@ -20,7 +20,8 @@ import { STEP_ENV_NAMES } from '../../src/runner-env'
 import { SYSTEM_PATH } from '../../src/tools'
 
 const CANARY = 'canary-aws-secret-7f3e1d'
-const scratch = mkdtempSync(join(tmpdir(), 'rch-tools-conf-'))
+// Short: the job's agent socket path under TMPDIR=<scratch>/tmp-XXXXXX must stay within 107 bytes.
+const scratch = mkdtempSync(join(tmpdir(), 'rch-tc-'))
 chmodSync(scratch, 0o755) // the other local user below must reach its sticky folder
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
 
