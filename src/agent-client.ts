@@ -7,7 +7,7 @@
 import { connect } from 'node:net'
 import type { Writable } from 'node:stream'
 import { TransportError } from './errors'
-import { corkTurn, F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT } from './remote/mux-frames'
+import { corkTurn, F, frame, FrameReader, isStreamFrame, pausingWriter } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
@@ -86,18 +86,10 @@ export function runViaAgent(
       sock.write(JSON.stringify({ op: 'run', ...request }) + '\n')
     })
     // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
-    let paused = false
+    const relay = pausingWriter(sock)
     const forward = (dst: Sink, payload: Buffer): void => {
       if (dst.cork) corkTurn(dst as Required<Sink>)
-      const ok = dst.write(payload)
-      if (!ok && !paused && (dst.writableLength === undefined || dst.writableLength >= QUEUE_LIMIT)) {
-        paused = true
-        sock.pause()
-        dst.once('drain', () => {
-          paused = false
-          sock.resume()
-        })
-      }
+      relay(dst, payload)
     }
     const reader = new FrameReader(
       (type, payload) => {

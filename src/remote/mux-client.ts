@@ -2,7 +2,7 @@
 import { connect } from 'node:net'
 import { PassThrough, Writable, type Duplex } from 'node:stream'
 import { TransportError } from '../errors'
-import { F, frame, FrameReader, isStreamFrame, QUEUE_LIMIT, whenDrained, writeFrame } from './mux-frames'
+import { F, frame, FrameReader, isStreamFrame, pausingWriter, whenDrained, writeFrame } from './mux-frames'
 import type { ExecChannel, ExitStatus, Remote } from './remote'
 
 function dial(socketPath: string, header: object): Promise<import('node:net').Socket> {
@@ -50,17 +50,7 @@ export class MuxRemote implements Remote {
     let status: ExitStatus | null = null
     let error: string | null = null
     // Up to QUEUE_LIMIT bytes may wait in each stream before the socket is paused (see mux-frames.ts).
-    let paused = false
-    const pushTo = (dst: PassThrough, c: Buffer): void => {
-      if (!dst.write(c) && !paused && dst.writableLength >= QUEUE_LIMIT) {
-        paused = true
-        sock.pause()
-        dst.once('drain', () => {
-          paused = false
-          sock.resume()
-        })
-      }
-    }
+    const pushTo = pausingWriter(sock)
     const reader = new FrameReader(
       (type, payload) => {
         if (type === F.STDOUT) pushTo(stdout, payload)

@@ -57,6 +57,31 @@ export function whenDrained(sock: Socket, fn: () => void): void {
   sock.on('close', done)
 }
 
+/** Where relayed payloads go: a stream, or the hook's stdout Sink (whose queue length may be unknown). */
+export interface DrainTarget {
+  write(chunk: Buffer): boolean
+  once(event: 'drain', fn: () => void): unknown
+  readonly writableLength?: number
+}
+
+/**
+ * A writer that relays into destinations and pauses `source` once QUEUE_LIMIT bytes wait in one
+ * of them (at once, when its queue length is unknown), until that one drains.
+ */
+export function pausingWriter(source: { pause(): void; resume(): void }): (dst: DrainTarget, chunk: Buffer) => void {
+  let paused = false
+  return (dst, chunk) => {
+    if (!dst.write(chunk) && !paused && (dst.writableLength === undefined || dst.writableLength >= QUEUE_LIMIT)) {
+      paused = true
+      source.pause()
+      dst.once('drain', () => {
+        paused = false
+        source.resume()
+      })
+    }
+  }
+}
+
 /**
  * The largest frame accepted. Writers send stream chunks (tens of KiB) and small JSON, so this is
  * generous while keeping what one peer can make the other buffer bounded.
