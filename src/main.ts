@@ -7,7 +7,7 @@ import { dirname } from 'node:path'
 import { formatError } from './errors'
 import { delegation, runViaAgent } from './agent-client'
 import { checkPrivateDir } from './private-fs'
-import { stepEnv } from './runner-env'
+import { runnerNameOf, stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
 import { execute, executeRequest, report, type HookPlace } from './execute'
 import type { AgentOptions, RunIo } from './remote/agent'
@@ -49,7 +49,7 @@ async function hook(): Promise<number> {
   const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
   try {
     const raw = await readStdin()
-    const socket = delegation(raw, io.place.localRoot, process.env.RUNNER_NAME || 'runner')
+    const socket = delegation(raw, io.place.localRoot, runnerNameOf(process.env))
     // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
     if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
       const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, controller.signal)

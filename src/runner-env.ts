@@ -44,12 +44,15 @@ export interface RunnerEnv {
   github: { repository?: string; workflow?: string; runId?: string; runAttempt?: string; job?: string }
 }
 
+/** The runner's name as the hook knows it (the owner id, and so the agent's socket, derive from it). */
+export const runnerNameOf = (env: Record<string, string | undefined>): string => env.RUNNER_NAME || 'runner'
+
 export function readRunnerEnv(env: Record<string, string | undefined>, cwd: string): RunnerEnv {
   const missing = ['RUNNER_TEMP'].filter((k) => !env[k])
   if (missing.length) throw new InputError(`${missing.join(', ')} is not set: the hook must be started by the runner`)
   const runnerTemp = env.RUNNER_TEMP!
   return {
-    runnerName: env.RUNNER_NAME || 'runner',
+    runnerName: runnerNameOf(env),
     runnerTemp,
     workDir: dirname(runnerTemp),
     workspace: env.GITHUB_WORKSPACE || cwd,

@@ -57,10 +57,6 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
   return id
 }
 
-export async function startContainer(remote: Remote, id: string, what: string): Promise<void> {
-  await check(remote, shjoin(['docker', 'start', id]), { label: `docker start (${what})` })
-}
-
 /** The longest line of a pull's output kept for the log. */
 const MAX_LINE = 4096
 

@@ -22,6 +22,7 @@ import type { Remote } from '../remote/remote'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
+import { baseEnv } from '../prepare/plan'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -96,7 +97,7 @@ async function runIn(
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
-  const env = { ...args.environmentVariables, GITHUB_ACTIONS: 'true', ...('CI' in args.environmentVariables ? {} : { CI: 'true' }) }
+  const env = baseEnv(args.environmentVariables)
   const res = await runContainer(
     docker.engine,
     {

@@ -74,7 +74,8 @@ export interface JobPlan {
 /** What a job container runs when the runner gives no entrypoint: nothing, until a step execs. */
 const IDLE = { entrypoint: 'tail', args: ['-f', '/dev/null'] }
 
-function baseEnv(env: Record<string, string>): Record<string, string> {
+/** A job, service or action container's env: the runner's, plus what GitHub's own containers get. */
+export function baseEnv(env: Record<string, string>): Record<string, string> {
   return { ...env, GITHUB_ACTIONS: 'true', ...('CI' in env ? {} : { CI: 'true' }) }
 }
 

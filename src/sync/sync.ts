@@ -5,13 +5,22 @@
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
 import { spawn } from 'node:child_process'
-import type { Stats } from 'node:fs'
 import { TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
-import { isExcluded, NOT_UTF8, parseRemoteListing, remoteFindScript, walkLocal, type Node, type RemoteListing, type Snapshot } from './tree'
+import {
+  fileFp,
+  isExcluded,
+  NOT_UTF8,
+  parseRemoteListing,
+  remoteFindScript,
+  walkLocal,
+  type Node,
+  type RemoteListing,
+  type Snapshot
+} from './tree'
 import { isWithin, SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 
@@ -243,10 +252,6 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
 }
 
 const KIND: Record<TarEntry['type'], Node['t']> = { file: 'f', dir: 'd', symlink: 'l' }
-
-function fileFp(st: Stats): string {
-  return `f:${st.size}:${Math.floor(st.mtimeMs)}:${st.mode & 0o777}`
-}
 
 /**
  * Writes the tar of `fetch` coming from the remote under hostWork. Only the requested paths, each

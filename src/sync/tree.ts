@@ -1,6 +1,6 @@
 // Snapshots of a tree on either side, as path → fingerprint. A changed fingerprint means the path
 // must be copied; mtime+size is the same quick check rsync uses by default.
-import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs'
 import { HookError } from '../errors'
 import { badRelPath, isWithin } from './safe-fs'
 
@@ -15,6 +15,11 @@ export type Snapshot = Map<string, Node>
 
 export function isExcluded(rel: string, excludes: readonly string[]): boolean {
   return excludes.some((e) => rel === e || rel.startsWith(e + '/'))
+}
+
+/** A local file's fingerprint in the sync base: what a pull records must equal what the next walk computes. */
+export function fileFp(st: Stats): string {
+  return `f:${st.size}:${Math.floor(st.mtimeMs)}:${st.mode & 0o777}`
 }
 
 /** Walks `roots` (relative to base) on the local disk. Missing roots are skipped. */
@@ -40,15 +45,11 @@ export function walkLocal(base: string, roots: readonly string[], excludes: read
     } else if (st.isSymbolicLink()) {
       snap.set(rel, { t: 'l', fp: `l:${readlinkSync(`${base}/${rel}`)}` })
     } else if (st.isFile()) {
-      snap.set(rel, { t: 'f', fp: `f:${st.size}:${Math.floor(st.mtimeMs)}:${st.mode & 0o777}` })
+      snap.set(rel, { t: 'f', fp: fileFp(st) })
     }
   }
   for (const r of roots) visit(r)
   return snap
-}
-
-export function localNode(base: string, rel: string): Node | null {
-  return walkLocal(base, [rel], []).get(rel) ?? null
 }
 
 /**

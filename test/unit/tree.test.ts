@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { shq } from '../../src/remote/quote'
-import { isExcluded, localNode, parseRemoteListing, remoteFindScript, walkLocal, type Snapshot } from '../../src/sync/tree'
+import { isExcluded, parseRemoteListing, remoteFindScript, walkLocal, type Snapshot } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -151,12 +151,6 @@ describe('remoteFindScript + parseRemoteListing vs walkLocal', () => {
 
   it('remote regular files carry the size the listing announced', () => {
     expect(remote.get('ws/sub/b.bin')!.size).toBe(1000)
-  })
-
-  it('localNode returns one node or null', () => {
-    expect(localNode(base, 'ws/link')).toEqual({ t: 'l', fp: 'l:a.txt' })
-    expect(localNode(base, 'ws/sub')).toEqual({ t: 'd', fp: 'd' })
-    expect(localNode(base, 'nope')).toBeNull()
   })
 })
 
