@@ -27,7 +27,8 @@ export class ConfigError extends HookError {
  * unreachable, reset, handshake cut short) and `timeout` may; `lost` is a connection that dropped
  * after it worked; `agent` is the job's local agent process.
  */
-export type TransportKind = 'hostkey' | 'auth' | 'keyfile' | 'network' | 'timeout' | 'lost' | 'agent'
+export const TRANSPORT_KINDS = ['hostkey', 'auth', 'keyfile', 'network', 'timeout', 'lost', 'agent'] as const
+export type TransportKind = (typeof TRANSPORT_KINDS)[number]
 
 const PERMANENT: ReadonlySet<TransportKind> = new Set(['hostkey', 'auth', 'keyfile'])
 

@@ -44,28 +44,27 @@ export interface RetryOptions {
   startedAt?: number
 }
 
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error(`aborted (${String(signal.reason)})`)
+}
+
 /** Sleeps unless the signal fires first (then rejects with its reason). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const reason = (): Error => (signal?.reason instanceof Error ? signal.reason : new Error(`aborted (${String(signal?.reason)})`))
-    if (signal?.aborted) return reject(reason())
+    if (signal?.aborted) return reject(abortReason(signal))
     const t = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort)
       resolve()
     }, ms)
     const onAbort = (): void => {
       clearTimeout(t)
-      reject(reason())
+      reject(abortReason(signal!))
     }
     signal?.addEventListener('abort', onAbort, { once: true })
   })
 }
 
 export const systemClock: Clock = { now: () => Date.now(), sleep }
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error(`aborted (${String(signal.reason)})`)
-}
 
 /** The pause after failed attempt `n` (1-based), before jitter. */
 export function backoff(n: number, o: Pick<RetryOptions, 'minDelayMs' | 'maxDelayMs' | 'factor'>): number {

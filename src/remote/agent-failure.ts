@@ -1,7 +1,7 @@
 // How a job's agent reports that it could not connect: one line in its log naming the failure's
 // kind, which the hook that started it turns back into the same TransportError. Kept apart from
 // the agent so that reading it does not load ssh2.
-import { TransportError, formatError, type TransportKind } from '../errors'
+import { TRANSPORT_KINDS, TransportError, formatError, type TransportKind } from '../errors'
 
 const FAILED = 'connect failed'
 
@@ -10,16 +10,18 @@ export function connectFailureLine(e: unknown): string {
   return `${FAILED} [${kind}] ${formatError(e)}`
 }
 
+/** An entry of the agent's own that reports a connect failure: `<time> agent <pid>: connect failed [kind] …`. */
+const OWN_FAILURE = new RegExp(`^\\S+ agent \\d+: ${FAILED} \\[(${TRANSPORT_KINDS.join('|')})\\] (.*)$`)
+
 /**
  * The connection failure an agent wrote into its log, with its kind; null when there is none. Only
  * an entry's own start counts (`<time> agent <pid>: `, as the agent writes each entry on one line):
  * the same words later in a line are text an entry quoted, which the remote may have chosen.
  */
 export function connectFailure(logText: string): TransportError | null {
-  const own = /^\S+ agent \d+: connect failed \[(hostkey|auth|keyfile|network|timeout|lost|agent)\] (.*)$/
   const m = logText
     .split('\n')
-    .map((l) => own.exec(l))
+    .map((l) => OWN_FAILURE.exec(l))
     .filter((x) => x !== null)
     .pop()
   return m ? new TransportError(m[2], m[1] as TransportKind) : null

@@ -72,7 +72,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   const max = opts.maxCollect ?? 256 * 1024 * 1024
   let overflow: (() => void) | null = null
   const overflowed = new Promise<never>((_, reject) => {
-    overflow = () => reject(new OutputLimitError(opts.label ?? command.split(' ').slice(0, 3).join(' '), max))
+    overflow = () => reject(new OutputLimitError(labelOf(command, opts), max))
   })
   overflowed.catch(() => undefined)
   ch.stdout.on('data', (c: Buffer) => {
@@ -140,10 +140,15 @@ export function stopper(
   return { stopped, stop, dispose: () => signal?.removeEventListener('abort', onAbort) }
 }
 
+/** How errors name a command: its label, else its first three words. */
+function labelOf(command: string, opts: RunOptions): string {
+  return opts.label ?? command.split(' ').slice(0, 3).join(' ')
+}
+
 /** Like run(), but a non-zero exit or a dropped connection throws with the command's label. */
 export async function check(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
   const r = await run(remote, command, opts)
-  const label = opts.label ?? command.split(' ').slice(0, 3).join(' ')
+  const label = labelOf(command, opts)
   if (r.code === null) throw new TransportError(`connection lost while running ${label}`)
   if (r.code !== 0) throw new RemoteCommandError(label, r.code, r.stderr, r.signal ?? undefined)
   return r
