@@ -5,7 +5,6 @@
 // This is the hook's fast path, so it loads nothing heavy: the runner's raw input goes to the
 // agent, whose code is warm, and is validated there exactly as in the hook.
 import { connect } from 'node:net'
-import type { Writable } from 'node:stream'
 import { TransportError } from './errors'
 import { corkTurn, F, frame, FrameReader, isStreamFrame, pausingWriter } from './remote/mux-frames'
 import type { Sink } from './context'
@@ -64,12 +63,6 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   return socketFits(socket) ? socket : null
 }
 
-/** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */
-function flushed(s: Sink): Promise<void> {
-  if (!s.writableLength) return Promise.resolve()
-  return new Promise((resolve) => void (s as Pick<Writable, 'write'>).write(Buffer.alloc(0), () => resolve()))
-}
-
 /** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */
 export function runViaAgent(
   socketPath: string,
@@ -110,12 +103,8 @@ export function runViaAgent(
     })
     sock.on('close', () => {
       signal.removeEventListener('abort', onAbort)
-      // The hook exits soon after this, and an exit drops whatever a slow reader has not yet taken.
-      const code = exit
-      void Promise.all([flushed(out.stdout), flushed(out.stderr)]).then(() => {
-        if (code !== null) resolve(code)
-        else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
-      })
+      if (exit !== null) resolve(exit)
+      else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
     })
   })
 }

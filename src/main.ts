@@ -92,6 +92,12 @@ async function rsh(args: string[]): Promise<number> {
   return st.code ?? 255
 }
 
+/** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */
+function flushed(s: NodeJS.WriteStream): Promise<void> {
+  if (!s.writableLength) return Promise.resolve()
+  return new Promise((resolve) => void s.write(Buffer.alloc(0), () => resolve()))
+}
+
 async function main(): Promise<void> {
   // The runner puts the job's GITHUB_PATH entries first on this process's PATH: whatever starts a
   // program without an explicit environment (the AWS SDK's credential_process, for one) must not
@@ -118,6 +124,8 @@ async function main(): Promise<void> {
     process.stdout.write(usage(version))
     code = 0
   } else code = await hook()
+  // An exit drops whatever a slow reader has not yet taken from stdout/stderr, whichever path wrote it.
+  if (mode !== '__agent') await Promise.all([flushed(process.stdout), flushed(process.stderr)])
   process.exitCode = code
   // Open handles (an idle socket) must not keep the hook alive after its work is done.
   if (mode !== '__agent') setTimeout(() => process.exit(code), 50).unref()
