@@ -200,6 +200,8 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
   armIdle()
   log(`agent ready on ${opts.socketPath} for ${opts.connect.user}@${opts.connect.host}:${opts.connect.port}`)
   const code = await finished
+  // An agent that ended for another reason (its SSH connection dropped) leaves no idle timer behind.
+  clearTimeout(idleTimer)
   server.close()
   rmSync(opts.socketPath, { force: true })
   remote.close()
