@@ -3,7 +3,7 @@
 // once by shq; secrets arrive on stdin only.
 import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
-import { HookError, InputError } from '../errors'
+import { HookError } from '../errors'
 import { cliShell, envDelivery } from './env-script'
 import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
@@ -61,25 +61,19 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
 const MAX_LINE = 4096
 
 /**
- * Makes `image` present on the remote by policy. With registry credentials, a per-job docker config
- * is created, the password is read from stdin by `docker login`, and the config is removed after.
+ * Pulls `image` on the remote (the pull policy is RemoteDocker.ensureImage's). With registry
+ * credentials, a per-job docker config is created, the password is read from stdin by `docker
+ * login`, and the config is removed after.
  */
-export async function ensureImage(
+export async function pullImage(
   remote: Remote,
   image: string,
-  policy: PullPolicy,
   registry: Registry,
   configDir: string,
   onLine?: (line: string) => void,
   /** The step's or prepare_job's cancel, and images.pullTimeoutSeconds in ms. */
   limits: { signal?: AbortSignal; timeoutMs?: number } = {}
-): Promise<'present' | 'pulled'> {
-  const present =
-    (await run(remote, `docker image inspect --format . ${shq(image)}`, { signal: limits.signal, timeoutMs: limits.timeoutMs })).code === 0
-  if (present && policy !== 'always') return 'present'
-  if (!present && policy === 'never') {
-    throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
-  }
+): Promise<'pulled'> {
   const hasAuth = !!(registry?.username && registry.password)
   // sshd does not stop a command whose channel closed until it writes; a hung pull writes nothing.
   // So a watcher writes a newline each second and, once that fails, stops the pull (and login).

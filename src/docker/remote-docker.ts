@@ -4,7 +4,8 @@
 // user's `options:` (CLI flags), logs and pulls go through the docker CLI (cli.ts); registry
 // passwords reach `docker login` on stdin only, and env values never reach a command line.
 import { Engine, EngineError } from './engine'
-import { containerLogs, createContainer, ensureImage, type CreateSpec, type PullPolicy } from './cli'
+import { InputError } from '../errors'
+import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
 import type { Registry } from '../protocol'
@@ -159,8 +160,11 @@ export class RemoteDocker {
     limits: { signal?: AbortSignal; timeoutMs?: number },
     present?: boolean
   ): Promise<'present' | 'pulled'> {
-    if (policy !== 'always' && (present ?? (await this.imagePresent(image)))) return 'present'
-    return ensureImage(this.remote, image, policy, registry, configDir, onLine, limits)
+    if (policy !== 'always') {
+      if (present ?? (await this.imagePresent(image))) return 'present'
+      if (policy === 'never') throw new InputError(`image ${image} is not on the remote host and images.pullPolicy is "never"`)
+    }
+    return pullImage(this.remote, image, registry, configDir, onLine, limits)
   }
 
   /**

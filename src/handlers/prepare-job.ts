@@ -263,16 +263,17 @@ async function dockerParts(
     const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
     ctx.log.debug(`undo removed ${describeCounts(removed)}`)
   })
+  const always = ctx.config.images.pullPolicy === 'always'
   const [present] = await allOf<[boolean[], string, string[]]>([
-    Promise.all(containers.map((c) => docker.imagePresent(c.image))),
+    // Under "always" every image is pulled, so whether it is there is not asked.
+    always ? Promise.resolve(containers.map(() => false)) : Promise.all(containers.map((c) => docker.imagePresent(c.image))),
     docker.createNetwork(plan.network, plan.labels),
     allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])
   // Nothing new is created once the job is cancelled (the undo may already be looking).
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
-  const created =
-    ctx.config.images.pullPolicy !== 'always' && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
+  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
   created?.catch(() => undefined)
   return { present, created }
 }

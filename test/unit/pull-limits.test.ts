@@ -1,6 +1,6 @@
 // Image pulls are bounded: images.pullTimeoutSeconds ends a hung pull, and a cancel ends it at once;
 // either way the remote channel is closed and the call fails.
-import { ensureImage } from '../../src/docker/cli'
+import { pullImage } from '../../src/docker/cli'
 import { Cancelled } from '../../src/errors'
 import { existsSync } from 'node:fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -15,12 +15,12 @@ function remote(secs: number, dir = tempDir()): LocalRemote {
 }
 
 test('a pull that finishes in time succeeds (positive control)', async () => {
-  await expect(ensureImage(remote(0.2), 'img:1', 'missing', null, '/nowhere', undefined, { timeoutMs: 10_000 })).resolves.toBe('pulled')
+  await expect(pullImage(remote(0.2), 'img:1', null, '/nowhere', undefined, { timeoutMs: 10_000 })).resolves.toBe('pulled')
 })
 
 test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async () => {
   const t0 = Date.now()
-  await expect(ensureImage(remote(30), 'img:1', 'missing', null, '/nowhere', undefined, { timeoutMs: 500 })).rejects.toThrow(
+  await expect(pullImage(remote(30), 'img:1', null, '/nowhere', undefined, { timeoutMs: 500 })).rejects.toThrow(
     'docker pull img:1: no result after 0.5 s'
   )
   expect(Date.now() - t0).toBeLessThan(3000)
@@ -29,9 +29,7 @@ test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async
 test('a cancel ends the pull at once with Cancelled', async () => {
   const c = new AbortController()
   const dir = tempDir()
-  const pulling = ensureImage(remote(30, dir), 'img:1', 'always', null, '/nowhere', undefined, { signal: c.signal }).catch(
-    (e: unknown) => e
-  )
+  const pulling = pullImage(remote(30, dir), 'img:1', null, '/nowhere', undefined, { signal: c.signal }).catch((e: unknown) => e)
   expect(await waitUntil(() => existsSync(`${dir}/pulling`), 10_000, 10)).toBe(true)
   const t0 = Date.now()
   c.abort('SIGINT')
@@ -49,9 +47,7 @@ test('the pull output a hostile docker on the VM prints is held a bounded line a
     { docker: `case "$1" in image) exit 1;; pull) head -c 8388608 /dev/zero | tr '\\0' x; printf '\\nok\\n';; esac` }
   )
   const lines: string[] = []
-  await expect(ensureImage(r, 'img:1', 'missing', null, '/nowhere', (l) => void lines.push(l), { timeoutMs: 20_000 })).resolves.toBe(
-    'pulled'
-  )
+  await expect(pullImage(r, 'img:1', null, '/nowhere', (l) => void lines.push(l), { timeoutMs: 20_000 })).resolves.toBe('pulled')
   expect(lines[lines.length - 1]).toBe('ok') // control: the lines after it still arrive
   expect(lines[0].startsWith('xxxx')).toBe(true) // control: the long line was really printed
   expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(4096)
