@@ -102,10 +102,16 @@ const Ec2PoolProviderSchema = z
     /** Members: the instances this Auto Scaling group tags with aws:autoscaling:groupName. */
     autoScalingGroup: z.string().regex(/^[A-Za-z0-9._/:@+=-]{1,255}$/, 'must be an Auto Scaling group name'),
     ...awsMachine,
-    /** The members' SSH user: a plain user in group docker (a release ends its processes, so never root). */
+    /**
+     * The members' SSH user, in group docker (a release ends its processes, so never root), or
+     * `tag:<Name>`: each member's own, from that tag (pools of mixed images).
+     */
     user: z
       .string()
-      .refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)')
+      .refine(
+        (u) => isUserName(u) || /^tag:[A-Za-z0-9_.:/=+@-]+$/.test(u),
+        'must be a plain user name ([a-z_][a-z0-9_.-]*) or tag:<TagName>'
+      )
       .refine((u) => u !== 'root', 'must not be root (releasing a member ends all processes of this user)')
       .default('ec2-user'),
     /** The pool key: its public half is in the pool's launch template. */

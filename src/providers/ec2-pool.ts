@@ -8,7 +8,7 @@ import { renameSync } from 'node:fs'
 import { z } from 'zod'
 import type { Ec2PoolConfig } from '../config'
 import { HookError } from '../errors'
-import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
+import { EC2_INSTANCE_ID, isHostName, isUserName } from '../input-rules'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
 import { ask } from '../remote/answer'
@@ -126,7 +126,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const address = m.address as { host: string; port: number }
     const knownHostsFile = `${localDir}/${file}`
     writePrivateFile(knownHostsFile, `${knownHostsName(address.host, address.port)} ${m.hostKey}\n`)
-    return { ...address, user: this.cfg.user, identityFile: this.cfg.identityFile, knownHostsFile }
+    return { ...address, user: m.user as string, identityFile: this.cfg.identityFile, knownHostsFile }
   }
 
   async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<PoolLease>> {
@@ -466,7 +466,8 @@ export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
     issues(l, cfg, localDir) {
       const out: [string, string][] = []
       if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
-      if (l.connect.user !== cfg.user) out.push(['user', 'differs from provider.user'])
+      if (cfg.user.startsWith('tag:') ? !isUserName(l.connect.user) || l.connect.user === 'root' : l.connect.user !== cfg.user)
+        out.push(['user', 'differs from provider.user'])
       if (l.connect.identityFile !== cfg.identityFile) out.push(['identityFile', 'differs from provider.identityFile'])
       if (l.connect.knownHostsFile !== `${localDir}/known_hosts`) out.push(['knownHostsFile', "is not the job's own known_hosts file"])
       return out

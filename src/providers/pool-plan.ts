@@ -2,7 +2,7 @@
 // leased, and the lines a waiting job prints. Unit tested without AWS or SSH.
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2PoolConfig } from '../config'
-import { EC2_INSTANCE_ID } from '../input-rules'
+import { EC2_INSTANCE_ID, isUserName } from '../input-rules'
 import { addressOf } from './ec2-plan'
 
 /** Written by the member itself, once, through its instance role (docs/security.md): the key pinned per lease. */
@@ -19,6 +19,8 @@ const HOST_KEY = /^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sh
 
 export interface Member {
   id: string
+  /** The SSH user (provider.user, or the member's own from the tag it names); null: none usable. */
+  user: string | null
   /** EC2 state: pending, running, stopping, stopped. */
   state: string
   address: { host: string; port: number } | null
@@ -30,9 +32,15 @@ export interface Member {
 
 const tag = (i: Ec2.Instance, key: string): string | undefined => i.Tags?.find((t) => t.Key === key)?.Value
 
+/** The member's SSH user: the configured one, or the value of the tag it names (never root). */
+function userOf(i: Ec2.Instance, user: string): string | null {
+  const u = user.startsWith('tag:') ? tag(i, user.slice(4)) : user
+  return u && isUserName(u) && u !== 'root' ? u : null
+}
+
 export function membersOf(
   res: Ec2.DescribeInstancesCommandOutput,
-  cfg: Pick<Ec2PoolConfig, 'connect' | 'sshPort' | 'autoScalingGroup'>
+  cfg: Pick<Ec2PoolConfig, 'connect' | 'sshPort' | 'autoScalingGroup' | 'user'>
 ): Member[] {
   return (res.Reservations ?? [])
     .flatMap((r) => r.Instances ?? [])
@@ -42,6 +50,7 @@ export function membersOf(
       const jobs = Number(tag(i, TAG_JOBS) ?? '0')
       return {
         id: i.InstanceId as string,
+        user: userOf(i, cfg.user),
         state: i.State?.Name ?? 'unknown',
         address: addressOf(i, cfg),
         hostKey: key && HOST_KEY.test(key) ? key : null,
@@ -62,7 +71,7 @@ export function wornOut(m: Member, cfg: Pick<Ec2PoolConfig, 'reuse'>, now: numbe
 }
 
 export interface PoolView {
-  /** Running, booted (host key published), reachable, not being replaced. */
+  /** Running, booted (host key published), reachable with a usable user, not being replaced. */
   ready: Member[]
   /** Launched or started but not ready yet. */
   starting: Member[]
@@ -76,7 +85,7 @@ export function viewOf(members: Member[]): PoolView {
   for (const m of members) {
     if (m.recycle || m.state === 'stopping' || m.state === 'shutting-down' || m.state === 'terminated') v.leaving.push(m)
     else if (m.state === 'stopped') v.stopped.push(m)
-    else if (m.state === 'running' && m.address && m.hostKey) v.ready.push(m)
+    else if (m.state === 'running' && m.address && m.hostKey && m.user) v.ready.push(m)
     else v.starting.push(m)
   }
   return v

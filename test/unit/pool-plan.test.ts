@@ -17,6 +17,7 @@ import {
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'
 const cfg = {
   autoScalingGroup: 'ci-pool',
+  user: 'ec2-user',
   sshPort: 22,
   connect: { address: 'tag:rch-endpoint' },
   reuse: { maxJobsPerVm: 3, maxVmAgeMinutes: 60, maxDiskPercent: 90 }
@@ -45,6 +46,7 @@ describe('membersOf', () => {
     expect(ms.map((m) => m.id)).toEqual(['i-0000000000000000a', 'i-0000000000000000b'])
     expect(ms[1]).toEqual({
       id: 'i-0000000000000000b',
+      user: 'ec2-user',
       state: 'running',
       address: { host: '127.0.0.1', port: 2300 },
       hostKey: KEY,
@@ -68,6 +70,20 @@ describe('membersOf', () => {
     }
   })
 
+  it("user tag:<Name> takes each member's own user; a member without a usable one is not ready", () => {
+    const ms = membersOf(
+      described(
+        inst('i-0000000000000000a', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY, 'rch-user': 'ubuntu' }),
+        inst('i-0000000000000000b', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY, 'rch-user': 'root' }),
+        inst('i-0000000000000000c', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY, 'rch-user': 'a b' }),
+        inst('i-0000000000000000d', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY })
+      ),
+      { ...cfg, user: 'tag:rch-user' }
+    )
+    expect(ms.map((m) => m.user)).toEqual(['ubuntu', null, null, null])
+    expect(viewOf(ms).ready.map((m) => m.id)).toEqual(['i-0000000000000000a'])
+  })
+
   it('a job count that is not a count reads as 0', () => {
     for (const jobs of ['-1', 'x', '1e99', '9007199254740993']) {
       const [m] = membersOf(described(inst('i-0000000000000000b', 'running', { [TAG_JOBS]: jobs })), cfg)
@@ -78,6 +94,7 @@ describe('membersOf', () => {
 
 const member = (over: Partial<Member>): Member => ({
   id: 'i-0000000000000000a',
+  user: 'ec2-user',
   state: 'running',
   address: { host: '127.0.0.1', port: 22 },
   hostKey: KEY,
@@ -95,14 +112,15 @@ test('viewOf sorts members into ready, starting, stopped and leaving', () => {
     member({ id: 'i-4', state: 'stopped' }),
     member({ id: 'i-5', recycle: 'old' }),
     member({ id: 'i-6', state: 'stopping' }),
-    member({ id: 'i-7', address: null })
+    member({ id: 'i-7', address: null }),
+    member({ id: 'i-8', user: null })
   ])
   expect({
     ready: v.ready.map((m) => m.id),
     starting: v.starting.map((m) => m.id),
     stopped: v.stopped.map((m) => m.id),
     leaving: v.leaving.map((m) => m.id)
-  }).toEqual({ ready: ['i-1'], starting: ['i-2', 'i-3', 'i-7'], stopped: ['i-4'], leaving: ['i-5', 'i-6'] })
+  }).toEqual({ ready: ['i-1'], starting: ['i-2', 'i-3', 'i-7', 'i-8'], stopped: ['i-4'], leaving: ['i-5', 'i-6'] })
 })
 
 test('wornOut: by jobs served, then by age', () => {
