@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { isAbsolute } from 'node:path'
 import { ConfigError } from './errors'
 import { describeIssues } from './protocol'
-import { hasControl, isHostName, isNormalAbsolute, isUserName } from './input-rules'
+import { hasControl, isHomeWorkRoot, isHostName, isUserName, isWorkRoot } from './input-rules'
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
@@ -12,11 +12,6 @@ const absPath = z
   .string()
   .min(1)
   .refine((p) => isAbsolute(p) && !hasControl(p), { message: 'must be an absolute path' })
-
-/** Every remote path is built from it, inside and outside shell quoting: plain characters only. */
-function isWorkRoot(p: string): boolean {
-  return /^\/[A-Za-z0-9._/-]+$/.test(p) && isNormalAbsolute(p)
-}
 
 const HostSchema = z
   .object({
@@ -159,7 +154,10 @@ export const ConfigSchema = z
       .object({
         workRoot: z
           .string()
-          .refine(isWorkRoot, 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'),
+          .refine(
+            (p) => isWorkRoot(p) || isHomeWorkRoot(p),
+            'must be a normalised absolute path other than / (or ~/path for pools), without .. and only of A-Z a-z 0-9 . _ / -'
+          ),
         dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET)
       })
       .strict(),
@@ -283,6 +281,8 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     if (!p.launchTemplate && p.instanceTypes.length === 0)
       issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
   }
+  if (isHomeWorkRoot(cfg.remote.workRoot) && p.kind !== 'ec2-pool')
+    issues.push("remote.workRoot: ~/path (under each machine's home) is for provider.kind ec2-pool only; give an absolute path")
   if (p.kind === 'ec2-pool' && !cfg.agent.enabled)
     issues.push("agent.enabled: provider.kind ec2-pool needs the job's agent (it renews the member's lease while the job runs)")
   const unreadable = keyFileIssues(cfg, io)

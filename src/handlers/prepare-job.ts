@@ -18,6 +18,7 @@ import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-dock
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
+import { onJobMachine, workRootOf } from '../state'
 import { containersOf, onMachine, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { allOf, Undo } from '../prepare/undo'
 import { startsEarly } from '../prepare/early-start'
@@ -61,7 +62,7 @@ type Host = Acquired & { docker: RemoteDocker; agent: AgentStart | null }
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
   const owner = ownerId(runner.runnerName)
-  const plan = planJob(args, {
+  const facts = {
     hostWork: runner.workDir,
     workspace: runner.workspace,
     runnerName: runner.runnerName,
@@ -71,7 +72,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     owner,
     jobId: newJobId(),
     externalsVersion
-  })
+  }
+  const plan = planJob(args, facts)
   if (!plan) return { exitCode: 0, response: {} }
 
   // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
@@ -91,7 +93,13 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const host = await log.group('Getting a host', async () => {
       const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
       remote = a.remote
-      run.plan = onMachine(plan, machineOf(a.lease), runner.runnerName)
+      // A pool member's work root is known once it is leased (remote.workRoot may be ~/path): the plan follows it.
+      const workRoot = workRootOf(config, a.lease)
+      if (workRoot !== config.remote.workRoot) {
+        run.ctx = onJobMachine(ctx, workRoot)
+        run.plan = planJob(args, { ...facts, workRoot, jobId: plan.jobId }) as JobPlan
+      }
+      run.plan = onMachine(run.plan, machineOf(a.lease), runner.runnerName)
       run.containers = containersOf(run.plan)
       return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })

@@ -8,7 +8,7 @@ import { renameSync } from 'node:fs'
 import { z } from 'zod'
 import type { Ec2PoolConfig } from '../config'
 import { HookError } from '../errors'
-import { EC2_INSTANCE_ID, isHostName, isUserName } from '../input-rules'
+import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
 import { ask } from '../remote/answer'
@@ -51,6 +51,8 @@ export interface PoolLease extends LeaseBase<'ec2-pool'> {
   token: string
   /** The runner's worker process: the lease is renewed while it lives. */
   worker: WorkerProcess | null
+  /** remote.workRoot as it is on this member (a ~/path resolved). */
+  workRoot: string
 }
 
 /** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
@@ -289,6 +291,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       instanceId: m.id,
       token,
       worker: workerProcess(process.ppid),
+      workRoot: a.workRoot,
       connect: { ...c.connect, knownHostsFile: `${job.localDir}/known_hosts` }
     }
     let why: string | null =
@@ -435,7 +438,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           )
           if (r === 'not-owner') continue
           await tidy(remote, m.id)
-          await this.release({ kind: 'ec2-pool', instanceId: m.id, token, worker: null, connect }, remote, '', env)
+          await this.release({ kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot: this.workRoot, connect }, remote, '', env)
           report.released.push(m.id)
         } catch (e) {
           report.unreachable.push({ machine: m.id, reason: (e as Error).message })
@@ -461,7 +464,8 @@ export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
       worker: z
         .object({ pid: z.number().int().min(2), start: z.string().regex(/^[0-9]{0,20}$/) })
         .strict()
-        .nullable()
+        .nullable(),
+      workRoot: z.string().refine(isWorkRoot, 'must be a plain absolute path')
     },
     issues(l, cfg, localDir) {
       const out: [string, string][] = []

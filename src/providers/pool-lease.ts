@@ -6,7 +6,8 @@
 // What the member answers is untrusted (a job was root there): every answer is framed and matched
 // exactly, and a record that does not parse counts as "dirty" (scrubbed before anyone uses it).
 import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
-import { shq } from '../remote/quote'
+import { shPath, shq } from '../remote/quote'
+import { isWorkRoot } from '../input-rules'
 
 /** Seconds after which a waiter that stopped polling is dropped from a member's queue. */
 export const QUEUE_STALE_SECONDS = 15
@@ -17,7 +18,7 @@ export const leaseFolder = (workRoot: string): string => `${workRoot}/pool`
 
 /** Opens the member's lease folder, takes its lock and reads the record into st h ex o j (now = member time). */
 function locked(workRoot: string): string {
-  const p = shq(leaseFolder(workRoot))
+  const p = shPath(leaseFolder(workRoot))
   return (
     `umask 077; P=${p}; ` +
     `{ mkdir -p "$P" && [ -d "$P" ] && [ ! -L "$P" ]; } 2>/dev/null || { echo "cannot use $P (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
@@ -47,7 +48,7 @@ export interface AcquireArgs extends Waiter {
 }
 
 export type AcquireAnswer =
-  | { granted: true; clean: boolean; lapsed: boolean; diskPercent: number; docker: string | null }
+  | { granted: true; clean: boolean; lapsed: boolean; diskPercent: number; docker: string | null; workRoot: string }
   | { granted: false; state: 'held' | 'retired' | 'queued'; ahead: number; waiting: number; expiresIn: number }
 
 /**
@@ -57,7 +58,7 @@ export type AcquireAnswer =
  */
 export function acquireScript(workRoot: string, a: AcquireArgs): string {
   const q = `"$P/queue"`
-  const w = shq(workRoot)
+  const w = shPath(workRoot)
   return (
     locked(workRoot) +
     `avail=0; clean=0; lapsed=0; ` +
@@ -74,7 +75,7 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     `exec 9>&-; ` +
     `disk=$(df -P ${w} /var/lib/docker 2>/dev/null | awk 'NR > 1 { sub("%", "", $5); if ($5 + 0 > m) m = $5 + 0 } END { print m + 0 }'); ` +
     `dv=$(timeout 10 docker version --format '{{.Server.Version}}' 2>/dev/null | head -c 64); ` +
-    `${record('granted')}; ${record('"$clean"')}; ${record('"$lapsed"')}; ${record('"$disk"')}; ${record('"${dv:--}"')}; ` +
+    `${record('granted')}; ${record('"$clean"')}; ${record('"$lapsed"')}; ${record('"$disk"')}; ${record('"${dv:--}"')}; ${record(w)}; ` +
     `else ` +
     (a.queue ? `printf '%s %s %s\\n' ${a.since} ${a.token} "$now" >> ${q}.new; ` : '') +
     `mv -f ${q}.new ${q}; ` +
@@ -87,8 +88,10 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
 const INT = /^-?[0-9]{1,12}$/
 
 export function parseAcquire(records: string[], label: string): AcquireAnswer {
-  if (records[0] === 'granted' && records.length === 5) {
-    const [, clean, lapsed, disk, docker] = records
+  if (records[0] === 'granted' && records.length === 6) {
+    const [, clean, lapsed, disk, docker, workRoot] = records
+    if (!isWorkRoot(workRoot))
+      throw new UnexpectedAnswer(`${label}: the member's work root ${JSON.stringify(workRoot.slice(0, 200))} is not a plain absolute path`)
     expectEach([clean, lapsed], /^[01]$/, label)
     expectEach([disk], /^[0-9]{1,3}$/, label)
     expectEach([docker], /^[A-Za-z0-9.+~_-]{1,64}$/, label)
@@ -97,7 +100,8 @@ export function parseAcquire(records: string[], label: string): AcquireAnswer {
       clean: clean === '1',
       lapsed: lapsed === '1',
       diskPercent: Number(disk),
-      docker: docker === '-' ? null : docker
+      docker: docker === '-' ? null : docker,
+      workRoot
     }
   }
   if (records.length === 4 && /^(held|retired|queued)$/.test(records[0])) {

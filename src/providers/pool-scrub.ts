@@ -8,7 +8,7 @@
 // member has none and everything is in scope. Root on the member can defeat any scrub: see
 // docs/security.md on maxJobsPerVm.
 import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
-import { shq } from '../remote/quote'
+import { shPath, shq } from '../remote/quote'
 
 export const SCRUB_SCOPE_FILE = '.config/remote-container-hooks/scrub-scope'
 
@@ -20,7 +20,7 @@ const removeAll = (list: string, cmd: string, count: string): string =>
   `ids=$(${list}) || exit 11; ${count}=$(printf '%s' "$ids" | grep -c .); [ -z "$ids" ] || ${cmd} $ids >/dev/null || exit 12; `
 
 export function scrubScript(workRoot: string): string {
-  const w = shq(workRoot)
+  const w = shPath(workRoot)
   return (
     `S="$HOME"/${shq(SCRUB_SCOPE_FILE)}; lab=; ref=; ` +
     `if [ -f "$S" ]; then lab=$(sed -n 's/^label=//p' "$S" | head -1); ref=$(sed -n 's/^reference=//p' "$S" | head -1); fi; ` +

@@ -262,7 +262,7 @@ describe('loadConfig: validation', () => {
     expect(msg).not.toMatch(/hunter2/)
   })
 
-  const WORKROOT_RULE = 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'
+  const WORKROOT_RULE = 'must be a normalised absolute path other than / (or ~/path for pools), without .. and only of A-Z a-z 0-9 . _ / -'
   it.each([
     'srv/rch',
     '/',
@@ -282,6 +282,18 @@ describe('loadConfig: validation', () => {
   ])('refuses remote.workRoot %j', (workRoot) => {
     const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot } })
     expect(issuesOf(() => load(text))).toContain(`remote.workRoot: ${WORKROOT_RULE}`)
+  })
+
+  it.each(['~', '~/', '~/../x', '~user/x', '~/a b'])('refuses remote.workRoot %j', (workRoot) => {
+    const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot } })
+    expect(issuesOf(() => load(text))).toContain(`remote.workRoot: ${WORKROOT_RULE}`)
+  })
+
+  it('takes remote.workRoot ~/path for pools only (resolved on each member)', () => {
+    const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot: '~/rch' } })
+    expect(issuesOf(() => load(text))).toEqual([
+      "remote.workRoot: ~/path (under each machine's home) is for provider.kind ec2-pool only; give an absolute path"
+    ])
   })
 
   it.each(['/srv/rch', '/var/tmp/rch-vm-a/work', '/home/ci.user/rch_2', '/a'])('accepts remote.workRoot %j', (workRoot) => {

@@ -47,7 +47,7 @@ const nowS = (): number => Math.floor(Date.now() / 1000)
 
 test('a fresh member is granted once, reported dirty (never scrubbed yet) and healthy', async () => {
   const a = await acquire(tok('a'), 1000)
-  expect(a).toEqual({ granted: true, clean: false, lapsed: false, diskPercent: expect.any(Number), docker: '27.3.1' })
+  expect(a).toEqual({ granted: true, clean: false, lapsed: false, diskPercent: expect.any(Number), docker: '27.3.1', workRoot: work })
   expect(record()).toMatch(new RegExp(`^held ${tok('a')} \\d+ ${OWNER} ${JOB}\\n$`))
   // Busy for anyone else, without queueing unless asked.
   expect(await acquire(tok('b'), 2000)).toMatchObject({ granted: false, state: 'held', ahead: 0, waiting: 0 })
@@ -137,9 +137,12 @@ test('twenty jobs racing for one free member: exactly one is granted', async () 
 })
 
 test('answers that are not ours are refused', () => {
-  expect(() => parseAcquire(['granted', '1', '0', '12'], 'x')).toThrow(/unexpected answer/)
-  expect(() => parseAcquire(['granted', '1', '0', '12', '27; rm'], 'x')).toThrow(/unexpected value/)
-  expect(() => parseAcquire(['granted', '2', '0', '12', '27'], 'x')).toThrow(/unexpected value/)
+  expect(() => parseAcquire(['granted', '1', '0', '12', '27'], 'x')).toThrow(/unexpected answer/)
+  expect(() => parseAcquire(['granted', '1', '0', '12', '27; rm', '/w'], 'x')).toThrow(/unexpected value/)
+  expect(() => parseAcquire(['granted', '2', '0', '12', '27', '/w'], 'x')).toThrow(/unexpected value/)
+  for (const w of ['/home/u/../x', 'rel', '/w;rm', '/'])
+    expect(() => parseAcquire(['granted', '1', '0', '12', '27', w], 'x')).toThrow(/not a plain absolute path/)
+  expect(parseAcquire(['granted', '1', '0', '12', '27', '/home/u/rch'], 'x')).toMatchObject({ workRoot: '/home/u/rch' })
   expect(() => parseAcquire(['held', '0', '0'], 'x')).toThrow(/unexpected answer/)
   expect(() => parseAcquire(['busy', '0', '0', '5'], 'x')).toThrow(/unexpected answer/)
   expect(() => oneWord(['renewed', 'x'], ['renewed'], 'x')).toThrow(/unexpected answer/)
