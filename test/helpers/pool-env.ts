@@ -138,6 +138,12 @@ export interface MemberBehaviour {
   wrongHostKey?: boolean
   /** Docker out of reach for the member user: DOCKER_HOST names a dead socket, socket forwarding refused */
   dockerDown?: boolean
+  /**
+   * The work root is a small file system of its own (a 32 MiB tmpfs) filled to this percentage by
+   * a root-owned file the member user cannot remove: a disk the hook must find over its limit.
+   * Docker's own file system is not affected.
+   */
+  diskPercent?: number
 }
 
 export interface PoolOptions {
@@ -224,6 +230,8 @@ interface Live extends PoolMember {
   dir: string
   /** the sshd was started at least once (instance-sshd.sh holds its state) */
   started: boolean
+  /** behaviour.diskPercent's file system is mounted on the work root */
+  mounted: boolean
 }
 
 const UP = new Set(['pending', 'running'])
@@ -318,6 +326,7 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
     // the home exists now (instance-sshd.sh creates the user)
     m.home = (await execFileP('getent', ['passwd', user])).stdout.split(':')[5]
     await writeScrubScope(user, m.home, m.id)
+    if (m.behaviour.diskPercent !== undefined) await fillDisk(m)
     note(`${m.id}: sshd as ${user} on 127.0.0.1:${m.port}, work root ${m.workRoot}${m.behaviour.wrongHostKey ? ' (wrong host key)' : ''}`)
     await tag(m.id, { [ENDPOINT_TAG]: `127.0.0.1:${m.port}`, ...(opts.extraTags?.(copy(m)) ?? {}) })
     if (m.behaviour.hostKeyDelayMs) await sleep(m.behaviour.hostKeyDelayMs)
@@ -342,13 +351,33 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
     note(`${m.id}: running again on 127.0.0.1:${m.port}`)
   }
 
+  const fillDisk = async (m: Live) => {
+    const size = 32 * 1024 * 1024
+    const { uid, gid } = await ids(m.user)
+    await execFileP('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755,uid=${uid},gid=${gid}`, `rch-disk-${m.id}`, m.workRoot])
+    m.mounted = true
+    // in a root-owned folder: the member user (a scrub) can neither delete nor shrink it
+    const filler = path.join(m.workRoot, '.rch-disk-filler')
+    fs.mkdirSync(filler, { mode: 0o700 })
+    await execFileP('fallocate', ['-l', String(Math.floor((size * m.behaviour.diskPercent!) / 100)), path.join(filler, 'fill')])
+    note(`${m.id}: work root is a full disk (${m.behaviour.diskPercent} %)`)
+  }
+
   const end = async (m: Live) => {
     m.ready = false
-    if (m.started) await sshdCmd(m, ['stop', m.id])
+    // sshd and its sessions first, so nothing holds the work root
+    if (m.started) await sshdCmd(m, ['pause', m.id])
     if (m.user) {
       await endUserProcesses(m.user)
       await removeMachineDockerObjects(m.id)
-      fs.rmSync(m.workRoot, { recursive: true, force: true })
+    }
+    if (m.mounted) {
+      await execFileP('umount', ['--lazy', m.workRoot])
+      m.mounted = false
+    }
+    if (m.started) await sshdCmd(m, ['stop', m.id])
+    if (m.user) {
+      if (m.workRoot) fs.rmSync(m.workRoot, { recursive: true, force: true })
       await wipeUserFiles(m.user)
       releaseUser(m.user, m.id)
     }
@@ -375,7 +404,16 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
     const b = typeof opts.behaviour === 'function' ? opts.behaviour({ id, ordinal }) : (opts.behaviour ?? {})
     const m: Live = {
       ...{ id, ordinal, user: '', home: '', port: 0, workRoot: '', state: '', hostKey: '', servedHostKey: '' },
-      ...{ behaviour: { ...b }, ready: false, gone: false, chain: Promise.resolve(), target: 'new', dir: '', started: false }
+      ...{
+        behaviour: { ...b },
+        ready: false,
+        gone: false,
+        chain: Promise.resolve(),
+        target: 'new',
+        dir: '',
+        started: false,
+        mounted: false
+      }
     }
     members.set(id, m)
     note(`${id}: taken up (ordinal ${ordinal})`)
@@ -635,9 +673,7 @@ async function wipeUserFiles(user: string): Promise<void> {
 
 /** ~user/.config/remote-container-hooks/scrub-scope: the hook's scrub touches only this member's docker objects. */
 async function writeScrubScope(user: string, home: string, id: string): Promise<void> {
-  const ids = (await execFileP('id', ['-u', user])).stdout.trim()
-  const gid = Number((await execFileP('id', ['-g', user])).stdout.trim())
-  const uid = Number(ids)
+  const { uid, gid } = await ids(user)
   let d = home
   for (const part of ['.config', 'remote-container-hooks']) {
     d = path.join(d, part)
@@ -647,6 +683,12 @@ async function writeScrubScope(user: string, home: string, id: string): Promise<
   const file = path.join(d, 'scrub-scope')
   fs.writeFileSync(file, `label=${MACHINE_LABEL}=${id}\n`, { mode: 0o644 })
   fs.chownSync(file, uid, gid)
+}
+
+async function ids(user: string): Promise<{ uid: number; gid: number }> {
+  const uid = Number((await execFileP('id', ['-u', user])).stdout.trim())
+  const gid = Number((await execFileP('id', ['-g', user])).stdout.trim())
+  return { uid, gid }
 }
 
 /** Removes this machine's docker objects labelled for one member (what a terminated VM takes with it). */

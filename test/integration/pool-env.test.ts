@@ -177,7 +177,11 @@ describe('pool test environment', () => {
   test('stop ends the sshd and the user processes, keeps keys, port and disk; start brings the same member back', async () => {
     const [m] = await pool.waitReady(3)
     const before = await tagsOf(m.id)
-    expect(await sshMember(m, `echo kept > ${m.workRoot}/mark && ${DETACHED_SLEEP}`)).toMatchObject({ code: 0, stdout: 'started\n' })
+    expect(await pool.readLease(m.id)).toBeNull()
+    const lease = 'holder=t1 runner=r1 expiry=123 state=clean'
+    const setup = `mkdir ${m.workRoot}/pool && echo '${lease}' > ${m.workRoot}/pool/lease && echo kept > ${m.workRoot}/mark && ${DETACHED_SLEEP}`
+    expect(await sshMember(m, setup)).toMatchObject({ code: 0, stdout: 'started\n' })
+    expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
     expect((await userPids(m.user)).length).toBeGreaterThan(0) // positive control: a process to end
 
     await pool.stopMember(m.id)
@@ -187,6 +191,7 @@ describe('pool test environment', () => {
     expect(sshdPidsOf(m.id)).toEqual([])
     expect(await userPids(m.user)).toEqual([])
     expect(fs.readFileSync(path.join(m.workRoot, 'mark'), 'utf8')).toBe('kept\n')
+    expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
     expect((await pool.describe())!.instances.find((i) => i.id === m.id)?.lifecycleState).toBe('Standby')
 
     const back = await pool.startMember(m.id)
@@ -260,13 +265,14 @@ describe('pool test environment', () => {
     expect(pool.errors).toEqual([])
   }, 60_000)
 
-  test('the misbehaving members: a wrong host key, Docker down, a late host-key tag', async () => {
+  test('the misbehaving members: a wrong host key, Docker down, a late host-key tag, a full disk', async () => {
     const odd = await createPool({
       name: uniq('pooltest-odd'),
-      size: 2,
+      size: 3,
       clientPublicKey: clientPub,
-      behaviour: ({ ordinal }) => (ordinal === 0 ? { wrongHostKey: true } : { dockerDown: true, hostKeyDelayMs: 1500 })
+      behaviour: ({ ordinal }) => [{ wrongHostKey: true }, { dockerDown: true, hostKeyDelayMs: 1500 }, { diskPercent: 95 }][ordinal] ?? {}
     })
+    let full: PoolMember | undefined
     try {
       // the late one: its endpoint is out and sshd serves while the host-key tag is not there yet
       const late = await pool_waitFor(odd, (ms) => ms.find((m) => m.ordinal === 1))
@@ -277,7 +283,8 @@ describe('pool test environment', () => {
       expect(odd.member(late.id).ready).toBe(false)
       expect(await portOpen(odd.member(late.id).port)).toBe(true)
 
-      const [mitm, down] = (await odd.waitReady(2)).sort((a, b) => a.ordinal - b.ordinal)
+      const [mitm, down, disk] = (await odd.waitReady(3)).sort((a, b) => a.ordinal - b.ordinal)
+      full = disk
       // MITM: pinning the tag's key refuses it; the key it really serves lets us in (positive control)
       expect(mitm.servedHostKey).not.toBe(mitm.hostKey)
       const refused = await sshMember(mitm, 'echo ran')
@@ -289,10 +296,27 @@ describe('pool test environment', () => {
       // Docker down for the member user: the CLI cannot reach a daemon (a healthy member's can, above)
       const r = await sshMember(down, 'docker info >/dev/null 2>&1; echo "docker $?"; id -un')
       expect(r).toMatchObject({ code: 0, stdout: `docker 1\n${down.user}\n` })
+
+      // the full disk: its work root's file system is over 90 %, and its user cannot free it
+      const usage = (m: PoolMember) => `df -P ${m.workRoot} | awk 'NR == 2 { print $5 }' | tr -d %`
+      const d = await sshMember(
+        disk,
+        `${usage(disk)}; rm -rf ${disk.workRoot}/.rch-disk-filler 2>/dev/null; ${usage(disk)}; touch ${disk.workRoot}/job && echo writable`
+      )
+      expect(d).toMatchObject({ code: 0 })
+      const [pct, after, writable] = d.stdout.trim().split('\n')
+      expect(Number(pct)).toBeGreaterThan(90)
+      expect(after).toBe(pct)
+      expect(writable).toBe('writable')
+      expect(Number((await sshMember(down, usage(down))).stdout)).toBeLessThan(90) // the others are not on it
+      expect(fs.readFileSync('/proc/mounts', 'utf8')).toContain(`rch-disk-${disk.id} ${disk.workRoot} tmpfs`)
       expect(odd.errors).toEqual([])
     } finally {
       await odd.close()
     }
+    expect(odd.errors).toEqual([])
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain('rch-disk-')
+    expect(full && fs.existsSync(full.workRoot)).toBe(false)
   })
 })
 
