@@ -55,6 +55,8 @@ export const ENDPOINT_TAG = 'rch-endpoint'
 /** docker label the hook puts on everything it creates for a pool lease */
 export const MACHINE_LABEL = 'dev.remote-container-hooks.machine'
 /** the member users, one per live member on this machine */
+/** The images a member's scrub may judge (the image rule is tested with tags made under it). */
+export const SCOPED_IMAGES = 'rch-pool-scope/*'
 export const MEMBER_USERS: readonly string[] = Array.from({ length: 16 }, (_, i) => `rchp${i}`)
 
 const INSTANCE_SSHD = path.join(repoRoot, 'scripts', 'testenv', 'instance-sshd.sh')
@@ -671,7 +673,10 @@ async function wipeUserFiles(user: string): Promise<void> {
   )
 }
 
-/** ~user/.config/remote-container-hooks/scrub-scope: the hook's scrub touches only this member's docker objects. */
+/**
+ * ~user/.config/remote-container-hooks/scrub-scope: the hook's scrub touches only this member's docker
+ * objects, and only images under SCOPED_IMAGES (the machine's other images belong to other tests).
+ */
 async function writeScrubScope(user: string, home: string, id: string): Promise<void> {
   const { uid, gid } = await ids(user)
   let d = home
@@ -681,7 +686,7 @@ async function writeScrubScope(user: string, home: string, id: string): Promise<
     fs.chownSync(d, uid, gid)
   }
   const file = path.join(d, 'scrub-scope')
-  fs.writeFileSync(file, `label=${MACHINE_LABEL}=${id}\n`, { mode: 0o644 })
+  fs.writeFileSync(file, `label=${MACHINE_LABEL}=${id}\nreference=${SCOPED_IMAGES}\n`, { mode: 0o644 })
   fs.chownSync(file, uid, gid)
 }
 
