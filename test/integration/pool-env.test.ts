@@ -113,8 +113,9 @@ function sshdPidsOf(id: string): number[] {
   return out
 }
 
-async function containersOf(id: string): Promise<string[]> {
-  const { stdout } = await execFileP('docker', ['ps', '-aq', '--filter', `label=${MACHINE_LABEL}=${id}`])
+async function containersOf(id: string, status?: 'running'): Promise<string[]> {
+  const filters = ['--filter', `label=${MACHINE_LABEL}=${id}`, ...(status ? ['--filter', `status=${status}`] : [])]
+  const { stdout } = await execFileP('docker', ['ps', '-aq', ...filters])
   return stdout.split('\n').filter(Boolean)
 }
 
@@ -174,15 +175,17 @@ describe('pool test environment', () => {
     expect(pool.errors).toEqual([])
   })
 
-  test('stop ends the sshd and the user processes, keeps keys, port and disk; start brings the same member back', async () => {
+  test('stop ends the sshd, the user processes and the containers, keeps keys, port, disk and lease record; start brings the same member back', async () => {
     const [m] = await pool.waitReady(3)
     const before = await tagsOf(m.id)
     expect(await pool.readLease(m.id)).toBeNull()
     const lease = 'holder=t1 runner=r1 expiry=123 state=clean'
-    const setup = `mkdir ${m.workRoot}/pool && echo '${lease}' > ${m.workRoot}/pool/lease && echo kept > ${m.workRoot}/mark && ${DETACHED_SLEEP}`
+    const container = `docker run -d --label ${MACHINE_LABEL}=${m.id} ${testImages.tiny} sleep 600 >/dev/null`
+    const setup = `mkdir ${m.workRoot}/pool && echo '${lease}' > ${m.workRoot}/pool/lease && echo kept > ${m.workRoot}/mark && ${container} && ${DETACHED_SLEEP}`
     expect(await sshMember(m, setup)).toMatchObject({ code: 0, stdout: 'started\n' })
     expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
     expect((await userPids(m.user)).length).toBeGreaterThan(0) // positive control: a process to end
+    expect(await containersOf(m.id, 'running')).toHaveLength(1)
 
     await pool.stopMember(m.id)
     const stopped = pool.member(m.id)
@@ -192,6 +195,8 @@ describe('pool test environment', () => {
     expect(await userPids(m.user)).toEqual([])
     expect(fs.readFileSync(path.join(m.workRoot, 'mark'), 'utf8')).toBe('kept\n')
     expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
+    expect(await containersOf(m.id, 'running')).toEqual([])
+    expect(await containersOf(m.id)).toHaveLength(1) // exited, as on a machine that was shut down
     expect((await pool.describe())!.instances.find((i) => i.id === m.id)?.lifecycleState).toBe('Standby')
 
     const back = await pool.startMember(m.id)
