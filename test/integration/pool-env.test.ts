@@ -249,27 +249,6 @@ describe('pool test environment', () => {
     expect(pool.errors).toEqual([])
   })
 
-  test('close() leaves no sshd, no member-user process, no work root, no docker object, no ASG or launch template', async () => {
-    const all = pool.members()
-    const live = all.filter((m) => !m.gone)
-    expect(live.length).toBe(3)
-    for (const m of live) expect(sshdPidsOf(m.id).length).toBeGreaterThan(0) // positive control
-    const [y] = live.filter((m) => m.ordinal === 2)
-    expect(await containersOf(y.id)).toHaveLength(1)
-
-    await pool.close()
-    for (const m of all) {
-      expect(sshdPidsOf(m.id)).toEqual([])
-      expect(memberSshdEnv(m.id)).toBeNull()
-      expect(await userPids(m.user)).toEqual([])
-      expect(fs.existsSync(m.workRoot)).toBe(false)
-      expect(await containersOf(m.id)).toEqual([])
-    }
-    expect(await pool.describe()).toBeNull()
-    await expect(ec2.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateNames: [pool.launchTemplateName] }))).rejects.toThrow()
-    expect(pool.errors).toEqual([])
-  }, 60_000)
-
   test('the misbehaving members: a wrong host key, Docker down, a late host-key tag, a full disk', async () => {
     const odd = await createPool({
       name: uniq('pooltest-odd'),
@@ -290,6 +269,10 @@ describe('pool test environment', () => {
 
       const [mitm, down, disk] = (await odd.waitReady(3)).sort((a, b) => a.ordinal - b.ordinal)
       full = disk
+      // two pools at once (as parallel test files have): no member user is shared
+      const users = pool.members({ live: true }).map((m) => m.user)
+      expect(users).toHaveLength(3)
+      for (const m of [mitm, down, disk]) expect(users).not.toContain(m.user)
       // MITM: pinning the tag's key refuses it; the key it really serves lets us in (positive control)
       expect(mitm.servedHostKey).not.toBe(mitm.hostKey)
       const refused = await sshMember(mitm, 'echo ran')
@@ -323,6 +306,27 @@ describe('pool test environment', () => {
     expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain('rch-disk-')
     expect(full && fs.existsSync(full.workRoot)).toBe(false)
   })
+
+  test('close() leaves no sshd, no member-user process, no work root, no docker object, no ASG or launch template', async () => {
+    const all = pool.members()
+    const live = all.filter((m) => !m.gone)
+    expect(live.length).toBe(3)
+    for (const m of live) expect(sshdPidsOf(m.id).length).toBeGreaterThan(0) // positive control
+    const [y] = live.filter((m) => m.ordinal === 2)
+    expect(await containersOf(y.id)).toHaveLength(1)
+
+    await pool.close()
+    for (const m of all) {
+      expect(sshdPidsOf(m.id)).toEqual([])
+      expect(memberSshdEnv(m.id)).toBeNull()
+      expect(await userPids(m.user)).toEqual([])
+      expect(fs.existsSync(m.workRoot)).toBe(false)
+      expect(await containersOf(m.id)).toEqual([])
+    }
+    expect(await pool.describe()).toBeNull()
+    await expect(ec2.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateNames: [pool.launchTemplateName] }))).rejects.toThrow()
+    expect(pool.errors).toEqual([])
+  }, 60_000)
 })
 
 /** polls the pool's view until pick() finds a member */
