@@ -310,8 +310,16 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
   }
 
   const boot = async (m: Live) => {
-    const user = await claimUser(m.id)
-    if (!user) throw new Error(`no free member user (${MEMBER_USERS.join(' ')} all taken)`)
+    // a replacement can be seen before the member it replaces has freed its user: wait a little
+    let user = await claimUser(m.id)
+    if (!user) note(`${m.id}: waiting for a free member user`)
+    const deadline = Date.now() + 30_000
+    while (!user && Date.now() < deadline && m.target === 'up') {
+      await sleep(200)
+      user = await claimUser(m.id)
+    }
+    if (!user && m.target === 'gone') return
+    if (!user) throw new Error(`no free member user (${MEMBER_USERS.join(' ')} all taken for 30 s)`)
     m.user = user
     await wipeUserFiles(user)
     m.home = `/home/${user}`
