@@ -15,10 +15,11 @@
  *      remote-container-hooks:host-key=<ssh-ed25519 public key>
  *
  * A member seen stopping/stopped loses its sshd, its user's processes and its running containers
- * (stopped, not removed; keys, port, work root and tags kept); seen running again, its sshd comes back with the same keys. A member seen
- * shutting-down/terminated (or gone from moto) loses its sshd, its user's processes, its docker
- * objects (label dev.remote-container-hooks.machine=<id>, this machine's dockerd) and its work
- * root; its user's files are wiped and the user is free for the next member.
+ * (stopped, not removed; keys, port, work root and tags kept); seen running again, its sshd comes
+ * back with the same keys. A member seen shutting-down/terminated (or gone from moto) loses its
+ * sshd, its user's processes, its docker objects (label dev.remote-container-hooks.machine=<id>,
+ * this machine's dockerd) and its work root; its user's files are wiped and the user is free for
+ * the next member.
  *
  * The member users are created on first use and never removed (another test process may be
  * using one; a user is a line in /etc/passwd, cheap to keep). A user whose claim file names a
