@@ -84,17 +84,11 @@ function runnerFor(p: Pool, provider: Record<string, unknown> = {}, name?: strin
 }
 
 const jobArgs = (r: FakeRunner): unknown => ({ container: r.jobContainer(testImages.tiny), services: [] })
-const step = (r: FakeRunner, script: string): Promise<HookRun> =>
-  hookCall(r, 'run_script_step', {
-    entryPoint: 'sh',
-    entryPointArgs: ['-e', '-c', script],
-    environmentVariables: {},
-    prependPath: [],
-    workingDirectory: '/__w/repo/repo'
-  })
+const step = (r: FakeRunner, script: string): Promise<HookRun> => hookCall(r, 'run_script_step', r.scriptStep(script).args)
 const cleanup = (r: FakeRunner): Promise<HookRun> => hookCall(r, 'cleanup_job', {})
 /** Runs `cmd` on the member as its SSH user, as a job with the Docker socket could (it is this machine). */
-const asMember = async (m: PoolMember, cmd: string): Promise<string> => (await execFileP('runuser', ['-u', m.user, '--', 'sh', '-c', cmd])).stdout
+const asMember = async (m: PoolMember, cmd: string): Promise<string> =>
+  (await execFileP('runuser', ['-u', m.user, '--', 'sh', '-c', cmd])).stdout
 const dockerIds = async (what: 'ps -a' | 'network ls' | 'volume ls', id: string): Promise<string[]> =>
   (await execFileP('sh', ['-c', `docker ${what} -q --filter label=${MACHINE}=${id}`])).stdout.split('\n').filter(Boolean)
 const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
@@ -120,16 +114,20 @@ test('a job leases a warm member pinned by its tag, and gives it back scrubbed',
   // The job's objects carry the member's label (and live in its own work root).
   expect(await dockerIds('ps -a', id)).toHaveLength(1)
 
-  const s = await step(r, 'echo "on $(cat /etc/hostname)"; touch /__w/made-by-step')
+  const s = await step(r, 'echo "on the member"; echo made > made-by-step.txt\n')
   expect(s.code).toBe(0)
-  expect(s.stdout).toContain('on ')
+  expect(s.stdout).toContain('on the member')
+  expect(fs.readFileSync(path.join(r.workspace, 'made-by-step.txt'), 'utf8')).toBe('made\n')
 
   // What a hostile job leaves behind, through the Docker socket and as the SSH user.
   await asMember(m, `docker run -d --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
   await asMember(m, `docker network create --label ${MACHINE}=${id} left-net-${id} >/dev/null`)
   await asMember(m, `docker volume create --label ${MACHINE}=${id} left-vol-${id} >/dev/null`)
   await asMember(m, `docker tag ${testImages.tiny} rch-pool-scope/poison-${id}:1`)
-  await asMember(m, 'mkdir -p ~/.docker && echo {} > ~/.docker/config.json; echo x > /tmp/left-$(id -u); setsid sleep 600 </dev/null >/dev/null 2>&1 &')
+  await asMember(
+    m,
+    'mkdir -p ~/.docker && echo {} > ~/.docker/config.json; echo x > /tmp/left-$(id -u); setsid sleep 600 </dev/null >/dev/null 2>&1 &'
+  )
   const before = await userPids(m.user)
   expect(before.length).toBeGreaterThan(0) // positive control: the leftovers exist
   expect(await dockerIds('ps -a', id)).toHaveLength(2)
@@ -144,7 +142,11 @@ test('a job leases a warm member pinned by its tag, and gives it back scrubbed',
   expect((await execFileP('docker', ['images', '-q', `rch-pool-scope/poison-${id}:1`])).stdout.trim()).toBe('')
   expect((await execFileP('docker', ['images', '-q', testImages.tiny])).stdout.trim()).not.toBe('') // the cache stays
   expect(await asMember(m, 'ls -A ~/.docker 2>/dev/null; ls /tmp | grep -c "^left-$(id -u)$" || true')).toBe('0\n')
-  const left = (await execFileP('ps', ['-u', m.user, '-o', 'comm='])).stdout.split('\n').filter((x) => x && !x.startsWith('sshd'))
+  // Ended (a zombie is only waiting for whoever adopted it to reap it), sshd's own session processes aside.
+  const left = (await execFileP('ps', ['-u', m.user, '-o', 'stat=,comm='])).stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([stat, comm]) => stat && !stat.startsWith('Z') && !comm.startsWith('sshd'))
   expect(left).toEqual([])
   expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:jobs': '1' })
 })
@@ -229,7 +231,9 @@ test('an exhausted pool without scale-out fails loudly with its state, and leave
   const prep = await hookPrepare(r2, jobArgs(r2))
   expect(prep.code).not.toBe(0)
   expect(errorLines(prep)).toEqual([
-    expect.stringMatching(/^::error::pool pool-full-\S+: 1 of 1 busy, 0 starting, desired 1 of max 1, scale-out off: no member free after 5 s \(provider\.waitTimeoutSeconds\)$/)
+    expect.stringMatching(
+      /^::error::pool pool-full-\S+: 1 of 1 busy, 0 starting, desired 1 of max 1, scale-out off: no member free after 5 s \(provider\.waitTimeoutSeconds\)$/
+    )
   ])
   expect(prep.stdout + prep.stderr).toMatch(/1 of 1 busy/)
   // The waiting job left the member's queue; the holder is untouched.
