@@ -12,6 +12,7 @@ import { pull, push } from '../src/sync/sync'
 import { localDirOf } from '../src/paths'
 import { builtAgentSocket } from '../test/helpers/build-id'
 import { measureStream, streamRow } from './stream'
+import { poolRows } from './pool'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
 const N = Number(process.env.RCH_BENCH_N ?? 15)
@@ -334,6 +335,7 @@ async function main(): Promise<void> {
       note: `runs ${preps.map(Math.round).join(' ')} ms; docker run -d ${dockerRun.map(Math.round).join(' ')} ms`
     })
   }
+  if (want('pool')) rows.push(...(await poolRows(VM, benchConfig)))
   if (want('start-up')) {
     // Start-up of each command: the hook up to its handler, with input the handler answers at once
     // (so no remote work is timed), against bare `node -e 0`.

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci
 bash scripts/testenv/setup.sh
+bash scripts/testenv/moto.sh start
 bash scripts/testenv/vm.sh start bench 2280
 trap 'bash scripts/testenv/vm.sh stop bench' EXIT
 npm run build

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `npm run demo`: a sample job through the BUILT hook (dist/index.js), on one machine.
+# `npm run demo -- --pool`: the same job on a member leased from a pool (moto + loopback members).
 #
 #   npm ci (if node_modules is missing)
 #   -> scripts/testenv/setup.sh (packages when root, dockerd, local test images)
@@ -46,9 +47,16 @@ fi
 say "test environment (dockerd, local images)"
 bash scripts/testenv/setup.sh
 
-say "starting the loopback sshd \"VM\" $DEMO_VM on 127.0.0.1:$DEMO_PORT"
-VM_STARTED=1
-bash scripts/testenv/vm.sh start "$DEMO_VM" "$DEMO_PORT"
+if [ "${1:-}" = --pool ]; then
+  # The pool variant: moto's EC2 + Auto Scaling APIs on loopback; the demo makes the group and its members.
+  say "moto (EC2 and Auto Scaling APIs on loopback)"
+  bash scripts/testenv/moto.sh start
+  export RCH_DEMO_POOL=1
+else
+  say "starting the loopback sshd \"VM\" $DEMO_VM on 127.0.0.1:$DEMO_PORT"
+  VM_STARTED=1
+  bash scripts/testenv/vm.sh start "$DEMO_VM" "$DEMO_PORT"
+fi
 
 say "npm run build"
 npm run build

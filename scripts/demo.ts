@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { FakeRunner, HOOK, type HookRun } from '../test/helpers/fake-runner'
 import { loadVm, testImages, type VmName } from '../test/helpers/testenv'
+import { createPool, type Pool } from '../test/helpers/pool-env'
 
 const color = process.stdout.isTTY && !process.env.NO_COLOR
 const paint = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s)
@@ -45,7 +46,7 @@ async function hook(
   args: unknown,
   opts: { state?: unknown } = {}
 ): Promise<{ run: HookRun; phase: Phase }> {
-  const { child, done } = runner.start(command, args, opts)
+  const { child, done } = runner.start(command, args, { ...opts, env: hookEnv })
   child.stdout!.pipe(process.stdout, { end: false })
   child.stderr!.pipe(process.stderr, { end: false })
   const run = await done
@@ -86,14 +87,60 @@ function showFile(label: string, file: string): string {
   return text
 }
 
+/** What the hook gets beyond the runner's environment (the pool variant's AWS credentials for moto). */
+let hookEnv: Record<string, string> = {}
+
+/**
+ * The pool variant (`npm run demo -- --pool`): an Auto Scaling group of 2 in moto, its members loopback
+ * sshds (test/helpers/pool-env.ts), and a runner configured with provider.kind ec2-pool.
+ */
+async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: string }> {
+  const dir = join(process.env.RCH_DEMO_DIR ?? '/tmp', `rch-demo-pool-${process.pid}`)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const key = join(dir, 'pool_ed25519')
+  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'demo-pool', '-f', key])
+  const pub = readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
+  header('pool', 'an Auto Scaling group of 2 in moto; its members are loopback sshds, each its own user')
+  const pool = await createPool({ name: `demo-pool-${process.pid}`, size: 2, clientPublicKey: pub, extraTags: (m) => ({ 'rch-user': m.user }) })
+  for (const m of await pool.waitReady(2, 120_000)) info(`member ${m.id}: ssh ${m.user}@127.0.0.1:${m.port}, host key pinned from its tag`)
+  hookEnv = { AWS_ACCESS_KEY_ID: 'demo', AWS_SECRET_ACCESS_KEY: 'demo', AWS_EC2_METADATA_DISABLED: 'true' }
+  const runner = new FakeRunner({
+    name: `demo-runner-${process.pid}`,
+    config: {
+      provider: {
+        kind: 'ec2-pool',
+        region: 'eu-west-1',
+        endpoint: pool.endpoint,
+        autoScalingGroup: pool.name,
+        user: 'tag:rch-user',
+        identityFile: key,
+        connect: { address: 'tag:rch-endpoint' }
+      },
+      remote: { workRoot: '~/rch' }
+    }
+  })
+  return { pool, runner, remote: `pool ${pool.name} (moto at ${pool.endpoint}), work root ~/rch on each member` }
+}
+
+/** The member's own lease record and its history of grants and releases. */
+function showLease(pool: Pool, id: string): string {
+  const m = pool.member(id)
+  const lease = readHost(join(m.workRoot, 'pool', 'lease')).trim()
+  info(`lease record on ${id}: ${lease}`)
+  for (const l of readHost(join(m.workRoot, 'pool', 'log')).trim().split('\n').slice(-4)) info(`  history | ${l}`)
+  return lease
+}
+
 async function main(): Promise<number> {
   // Each demo run has its own VM name (scripts/demo.sh) and runner name: two runs never meet.
+  const poolMode = process.env.RCH_DEMO_POOL === '1'
   const vmName = (process.env.RCH_DEMO_VM ?? 'demo') as VmName
-  const vm = loadVm(vmName)
-  const runner = new FakeRunner({ vm: vmName, name: `demo-runner-${process.pid}` })
+  const vm = poolMode ? null : loadVm(vmName)
+  const pooled = poolMode ? await demoPool() : null
+  const runner = pooled?.runner ?? new FakeRunner({ vm: vmName, name: `demo-runner-${process.pid}` })
   process.stdout.write(`${bold('remote-container-hooks demo')}\n`)
   info(`hook:      ${HOOK}`)
-  info(`remote:    ssh ${vm.user}@${vm.host}:${vm.port} (work root ${vm.workRoot})`)
+  info(`remote:    ${pooled ? pooled.remote : `ssh ${vm!.user}@${vm!.host}:${vm!.port} (work root ${vm!.workRoot})`}`)
   info(`runner:    ${runner.work}`)
   info(`workspace: ${runner.workspace}`)
 
@@ -121,6 +168,8 @@ async function main(): Promise<number> {
     )
     const resp = prep.run.response
     if (prep.run.code === 0 && resp?.state) runner.state = resp.state
+    const member = (resp?.state?.host as { instanceId?: string } | undefined)?.instanceId
+    if (pooled && member) check(prep.phase, showLease(pooled.pool, member).startsWith('held '), `${member} is leased to this job`)
     jobId = (resp?.state?.jobId as string | undefined) ?? null
     const ctx = resp?.context ?? {}
     info(`isAlpine:     ${resp?.isAlpine}`)
@@ -250,6 +299,8 @@ async function main(): Promise<number> {
     header('cleanup_job', "remove the job's containers, network and remote work dir")
     try {
       const r = await hook('cleanup_job', 'cleanup_job', runner, {})
+      const member = (runner.state?.host as { instanceId?: string } | undefined)?.instanceId
+      if (pooled && member) check(r.phase, showLease(pooled.pool, member) === 'free clean', `${member} is back in the pool, scrubbed`)
       if (jobId) {
         const filter = `label=dev.remote-container-hooks.job=${jobId}`
         const ps = spawnSync('docker', ['ps', '-a', '--filter', filter, '--format', '{{.ID}} {{.Names}} {{.Status}}'], { encoding: 'utf8' })
@@ -265,6 +316,7 @@ async function main(): Promise<number> {
       phases.push({ name: 'cleanup_job', ms: null, code: null, signal: null, ok: false, notes: [String(e)] })
     }
     runner.dispose()
+    await pooled?.pool.close()
   }
 
   // --------------------------------------------------------------- summary

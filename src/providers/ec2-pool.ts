@@ -58,6 +58,8 @@ export interface PoolLease extends LeaseBase<'ec2-pool'> {
 /** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
 const RESCAN_MS = 10_000
 const POLL_MS = 1_000
+/** A member's line, as last seen, is trusted this long before the member is asked again. */
+const LINE_FRESH_MS = 30_000
 
 interface Conn {
   member: Member
@@ -194,30 +196,43 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       return a
     }
 
+    /** Each member's line as this job last saw it: a member with one is asked again only after LINE_FRESH_MS. */
+    const lines = new Map<string, { n: number; at: number }>()
+    let polledAt = 0
     const probe = async (): Promise<Acquired<PoolLease> | undefined> => {
       const now = Date.now()
       if (!queuedAt || now - scannedAt >= RESCAN_MS) {
         scannedAt = now
         members = await this.members(env)
         view = viewOf(members)
-        busy = 0
-        let waiting = queuedAt ? 0 : 1
-        let shortest: { m: Member; waiting: number } | null = null
-        for (const m of shuffled(view.ready.filter((x) => !failed.has(x.id)))) {
-          const a = await attempt(m, queuedAt?.id === m.id)
+        // A waiter only asks members that may grant it: new ones and ones nobody waits at (a member
+        // with a line serves that line first). The line it is in is polled below.
+        const ask = view.ready.filter((x) => {
+          const l = lines.get(x.id)
+          return !failed.has(x.id) && x.id !== queuedAt?.id && (!l || l.n === 0 || now - l.at >= LINE_FRESH_MS)
+        })
+        for (const m of shuffled(ask)) {
+          const a = await attempt(m, false)
           if (won) return won
-          if (!a || a.granted) continue
-          busy++
-          waiting += a.waiting
-          if (a.state !== 'retired' && (!shortest || a.waiting < shortest.waiting)) shortest = { m, waiting: a.waiting }
-          if (queuedAt?.id === m.id) queuedAt.ahead = a.ahead
+          if (a && !a.granted) lines.set(m.id, { n: a.state === 'retired' ? Infinity : a.waiting, at: Date.now() })
         }
-        if (!queuedAt && shortest) {
+        for (const id of lines.keys()) if (!view.ready.some((x) => x.id === id)) lines.delete(id)
+        busy = view.ready.filter((x) => lines.has(x.id)).length
+        if (!queuedAt) {
           // Queue at the member with the shortest line: the oldest waiter there is served first.
-          const a = await attempt(shortest.m, true)
-          if (won) return won
-          if (a && !a.granted) queuedAt = { id: shortest.m.id, ahead: a.ahead }
+          const shortest = [...lines].filter(([, l]) => Number.isFinite(l.n)).sort((a, b) => a[1].n - b[1].n)[0]
+          const m = shortest && view.ready.find((x) => x.id === shortest[0])
+          if (m) {
+            const a = await attempt(m, true)
+            if (won) return won
+            if (a && !a.granted) {
+              queuedAt = { id: m.id, ahead: a.ahead }
+              lines.set(m.id, { n: a.waiting + 1, at: Date.now() })
+              polledAt = Date.now()
+            }
+          }
         }
+        const waiting = [...lines.values()].filter((l) => Number.isFinite(l.n)).reduce((x, l) => x + l.n, 0) + (queuedAt ? 0 : 1)
         await this.grow(env, view, waiting, now - lastStart >= 30_000 ? () => (lastStart = now) : null).then(
           (c) => (cap = c ?? cap),
           (e: unknown) => env.log.warn(`could not add capacity to pool ${cfg.autoScalingGroup}: ${(e as Error).message}`)
@@ -231,13 +246,20 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           throw new HookError(
             `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member can come (provider.autoScalingGroup)`
           )
-        return undefined
+        if (!queuedAt) return undefined
       }
-      const m = members.find((x) => x.id === queuedAt?.id)
+      // Further back in the line, polled less often (every second at its head, at most every 5 s).
+      const q = queuedAt as { id: string; ahead: number } | null
+      if (!q || Date.now() - polledAt < Math.min(POLL_MS * (1 + q.ahead / 2), 5_000)) return undefined
+      const m = members.find((x) => x.id === q.id)
       if (!m) return void (queuedAt = null)
+      polledAt = Date.now()
       const a = await attempt(m, true)
       if (won) return won
-      if (a && !a.granted && queuedAt) queuedAt.ahead = a.ahead
+      if (a && !a.granted && queuedAt) {
+        queuedAt.ahead = a.ahead
+        lines.set(m.id, { n: a.waiting + 1, at: Date.now() })
+      }
       return undefined
     }
 

@@ -28,7 +28,9 @@ function locked(workRoot: string): string {
     `now=$(date +%s); st=; h=; ex=; o=; j=; ` +
     `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j < "$P/lease"; ` +
     `case "$ex" in ''|*[!0-9]*) ex=0;; esac; ` +
-    `put() { printf '%s\\n' "$*" > "$P/lease.new" && mv -f "$P/lease.new" "$P/lease"; }; `
+    `put() { printf '%s\\n' "$*" > "$P/lease.new" && mv -f "$P/lease.new" "$P/lease"; }; ` +
+    // An append-only history of grants and releases, for audits (and the tests' double-lease check); kept under 1 MiB.
+    `note() { printf '%s %s\\n' "$now" "$*" >> "$P/log"; }; `
   )
 }
 
@@ -72,6 +74,8 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     `waiting=$(wc -l < ${q}.new); ` +
     `if [ "$avail" = 1 ] && [ "$ahead" -eq 0 ]; then ` +
     `put held ${a.token} $((now + ${a.ttlSeconds})) ${a.owner} ${a.jobId} && mv -f ${q}.new ${q} || exit 5; ` +
+    `[ "$(wc -c < "$P/log" 2>/dev/null || echo 0)" -lt 1048576 ] || { tail -c 524288 "$P/log" > "$P/log.new"; mv -f "$P/log.new" "$P/log"; }; ` +
+    `note grant ${a.token} "\${st:-none}" "$lapsed"; ` +
     `exec 9>&-; ` +
     `disk=$(df -P ${w} /var/lib/docker 2>/dev/null | awk 'NR > 1 { sub("%", "", $5); if ($5 + 0 > m) m = $5 + 0 } END { print m + 0 }'); ` +
     `dv=$(timeout 10 docker version --format '{{.Server.Version}}' 2>/dev/null | head -c 64); ` +
@@ -135,7 +139,7 @@ export function releaseScript(workRoot: string, token: string, how: ReleaseAs): 
   const next = how.as === 'retired' ? `retired ${shq(how.reason.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 64))}` : `free ${how.as}`
   return (
     locked(workRoot) +
-    `if [ "$st" = held ] && [ "$h" = ${token} ]; then put ${next} || exit 5; ${record('released')}; ` +
+    `if [ "$st" = held ] && [ "$h" = ${token} ]; then put ${next} || exit 5; note release ${token} ${next.split(' ')[0]}; ${record('released')}; ` +
     `else ${record('not-holder')}; fi`
   )
 }
@@ -153,7 +157,7 @@ export function leaveScript(workRoot: string, token: string): string {
 export function takeOverScript(workRoot: string, owner: string, token: string, ttlSeconds: number): string {
   return (
     locked(workRoot) +
-    `if [ "$st" = held ] && [ "$o" = ${owner} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" || exit 5; ${record('taken')}; ` +
+    `if [ "$st" = held ] && [ "$o" = ${owner} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" || exit 5; note takeover ${token} "$h"; ${record('taken')}; ` +
     `else ${record('not-owner')}; fi`
   )
 }

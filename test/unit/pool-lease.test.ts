@@ -147,3 +147,23 @@ test('answers that are not ours are refused', () => {
   expect(() => parseAcquire(['busy', '0', '0', '5'], 'x')).toThrow(/unexpected answer/)
   expect(() => oneWord(['renewed', 'x'], ['renewed'], 'x')).toThrow(/unexpected answer/)
 })
+
+test('the member keeps a history of grants and releases (what the audits and the double-lease check read)', async () => {
+  await acquire(tok('a'), 1000)
+  await release(tok('a'), { as: 'clean' })
+  await acquire(tok('b'), 2000)
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('b')} ${nowS() - 1} ${OWNER} ${JOB}\n`)
+  await acquire(tok('c'), 3000)
+  await one(takeOverScript(work, OWNER, tok('d'), 60), ['taken', 'not-owner'])
+  const lines = readFileSync(join(work, 'pool', 'log'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').slice(1).join(' '))
+  expect(lines).toEqual([
+    `grant ${tok('a')} none 0`,
+    `release ${tok('a')} free`,
+    `grant ${tok('b')} free 0`,
+    `grant ${tok('c')} held 1`,
+    `takeover ${tok('d')} ${tok('c')}`
+  ])
+})
