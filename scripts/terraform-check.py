@@ -157,12 +157,13 @@ def lint(root):
     def add(kind, path, message, line=None):
         problems.append({"kind": kind, "file": os.path.relpath(path, root), "line": line, "message": message})
 
-    parsed_dirs = set()
+    dirs, broken_dirs = set(), set()
     for path in files:
+        dirs.add(os.path.dirname(path))
         try:
             parse_tree(path)
-            parsed_dirs.add(os.path.dirname(path))
         except Exception as e:  # noqa: BLE001 - any parser failure is the finding
+            broken_dirs.add(os.path.dirname(path))
             add("parse", path, f"python-hcl2 cannot parse it: {str(e).splitlines()[0][:300]}")
         with open(path, encoding="utf-8") as f:
             for no, text in enumerate(f, 1):
@@ -171,11 +172,9 @@ def lint(root):
                     add("skip", path, f"{m.group(1)} is skipped without a reason (#checkov:skip={m.group(1)}: why)", no)
 
     modules = {}
-    for d in sorted(parsed_dirs):
-        try:
-            modules[d] = Module(d)
-        except Exception as e:  # noqa: BLE001
-            add("parse", d, f"cannot load the module: {e}")
+    # A folder with a file that does not parse is reported once, above, and not checked further.
+    for d in sorted(dirs - broken_dirs):
+        modules[d] = Module(d)
 
     for d, mod in modules.items():
         for path, b in mod.blocks:
