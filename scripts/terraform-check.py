@@ -11,6 +11,10 @@ Runs in the venv of scripts/testenv/tf-venv.sh, which has python-hcl2 (the parse
       module. reference to something not declared), module-call (a local module called with an
       unknown argument or without a required one).
 
+  terraform-check.py inventory MODULE_DIR
+      Prints the module's variables (name, type and default as written, required, description)
+      and outputs (name, description) as JSON: the README tables are checked against it.
+
   terraform-check.py render MODULE_DIR EXPR TABLE.json
       Evaluates output.NAME or local.NAME of the module in MODULE_DIR and prints
       {"value": ...} (exit 0) or {"error": "..."} (exit 3). var.X comes from the table
@@ -727,7 +731,41 @@ def render(module_dir, expr, table):
     raise EvalError("EXPR must be output.NAME or local.NAME")
 
 
+def source_of(node, text):
+    """The source text of a node, whitespace collapsed."""
+    toks = list(node.scan_values(lambda v: isinstance(v, Token)))
+    if not toks:
+        return ""
+    return " ".join(text[toks[0].start_pos : toks[-1].end_pos].split())
+
+
+def inventory(directory):
+    """Variables (name, type, default, required, description) and outputs (name, description) of one module."""
+    out = {"variables": [], "outputs": []}
+    for path in sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".tf")):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for b in top_blocks(parse_tree(path)):
+            desc = string_literal(b.attrs["description"]) if "description" in b.attrs else None
+            if b.type == "variable":
+                out["variables"].append(
+                    {
+                        "name": b.labels[0],
+                        "type": source_of(b.attrs["type"], text) if "type" in b.attrs else None,
+                        "default": source_of(b.attrs["default"], text) if "default" in b.attrs else None,
+                        "required": "default" not in b.attrs,
+                        "description": desc,
+                    }
+                )
+            elif b.type == "output":
+                out["outputs"].append({"name": b.labels[0], "description": desc})
+    return out
+
+
 def main(argv):
+    if len(argv) == 3 and argv[1] == "inventory":
+        print(json.dumps(inventory(argv[2]), indent=1))
+        return 0
     if len(argv) == 3 and argv[1] == "lint":
         print(json.dumps(lint(argv[2]), indent=1))
         return 0

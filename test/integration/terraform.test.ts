@@ -608,8 +608,8 @@ describe('pool members', () => {
     expect([d.allowtcpforwarding, d.allowstreamlocalforwarding]).toEqual(['yes', 'yes'])
   })
 
-  test('user data: valid bash that installs the tools, and publishes the host key last, over IMDSv2', async () => {
-    const script = fill(tpl('user_data.sh.tftpl'), {
+  test('user data: valid bash that installs the tools, and publishes the host key last, over IMDSv2, from a unit that runs until done', async () => {
+    const setup = fill(tpl('member_setup.sh.tftpl'), {
       ssh_user: 'ec2-user',
       ssh_port: 22,
       work_root: '/srv/rch',
@@ -617,20 +617,30 @@ describe('pool members', () => {
       host_key_tag: 'remote-container-hooks:host-key',
       sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 })
     })
-    const file = path.join(scratch, 'user_data.sh')
-    fs.writeFileSync(file, script)
-    await execFileP('bash', ['-n', file])
-    expect(publishOrderProblems(script)).toEqual([])
-    for (const pkg of ['docker', 'rsync', 'tar', 'util-linux']) expect(script).toMatch(new RegExp(`dnf install -y [^\\n]*\\b${pkg}\\b`))
-    for (const pkg of ['docker.io', 'rsync', 'tar', 'util-linux'])
-      expect(script).toMatch(new RegExp(`apt-get install -y -q [^\\n]*\\b${pkg.replace('.', '\\.')}\\b`))
+    const userData = fill(tpl('user_data.sh.tftpl'), { member_setup: setup })
+    for (const [name, text] of [
+      ['member-setup', setup],
+      ['user-data', userData]
+    ]) {
+      const file = path.join(scratch, name)
+      fs.writeFileSync(file, text)
+      await execFileP('bash', ['-n', file])
+    }
+    // the setup script reaches the member whole (the heredoc's end marker is not in it)
+    expect(setup).not.toMatch(/^RCH_MEMBER_SETUP$/m)
+    expect(userData).toContain(setup)
+    expect(userData).toMatch(/ConditionPathExists=!\/var\/lib\/remote-container-hooks\/setup-done/)
+    expect(userData).toContain('systemctl enable rch-member-setup.service')
+    expect(setup).toMatch(/touch "\$STATE\/setup-done"\n\s*exit 0/)
+    expect(publishOrderProblems(setup)).toEqual([])
+    for (const pkg of ['docker', 'rsync', 'tar', 'util-linux']) expect(setup).toMatch(new RegExp(`dnf install -y [^\\n]*\\b${pkg}\\b`))
+    for (const pkg of ['docker\\.io', 'rsync', 'tar', 'util-linux'])
+      expect(setup).toMatch(new RegExp(`apt-get install -y -q [^\\n]*\\b${pkg}\\b`))
 
     // control: a script that tags before Docker is up, or reads the metadata without a token, is refused
-    const early = script
-      .replace(/(\n# ---- LAST:[\s\S]*)$/, '')
-      .replace('systemctl enable --now docker', 'aws ec2 create-tags --resources x\nsystemctl enable --now docker')
+    const early = setup.replace('systemctl enable --now docker', 'aws ec2 create-tags --resources x\nsystemctl enable --now docker')
     expect(publishOrderProblems(early)).toContain('the host key is published before: systemctl enable --now docker')
-    expect(publishOrderProblems(script.replace(/-H "X-aws-ec2-metadata-token: \$token" /, ''))).toContain(
+    expect(publishOrderProblems(setup.replace(/-H "X-aws-ec2-metadata-token: \$token" /, ''))).toContain(
       'instance metadata is read without an IMDSv2 token'
     )
   })

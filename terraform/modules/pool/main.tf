@@ -20,13 +20,17 @@ locals {
     ssh_port = var.ssh_port
   })
 
-  user_data = templatefile("${path.module}/templates/user_data.sh.tftpl", {
+  member_setup = templatefile("${path.module}/templates/member_setup.sh.tftpl", {
     ssh_user          = var.ssh_user
     ssh_port          = var.ssh_port
     work_root         = var.work_root
     client_public_key = trimspace(var.client_public_key)
     host_key_tag      = local.host_key_tag
     sshd_config       = local.sshd_config
+  })
+
+  user_data = templatefile("${path.module}/templates/user_data.sh.tftpl", {
+    member_setup = local.member_setup
   })
 }
 
