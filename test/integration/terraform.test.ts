@@ -362,6 +362,54 @@ describe('terraform/ parses, is typed and described, and its references match', 
   })
 })
 
+const FOLDERS = ['modules/pool', 'modules/ephemeral', 'modules/runner-iam', 'examples/static-hosts', 'examples/ephemeral', 'examples/pool']
+
+/** README.md of each module and example: its tables must name exactly the inputs and outputs. */
+async function readmeProblems(root: string): Promise<string[]> {
+  const problems: string[] = []
+  for (const folder of FOLDERS) {
+    const readme = path.join(root, folder, 'README.md')
+    if (!fs.existsSync(readme)) {
+      problems.push(`${folder}: no README.md`)
+      continue
+    }
+    const { stdout } = await execFileP(tools.HCL2_PYTHON, [CHECK, 'inventory', path.join(root, folder)])
+    const inv = JSON.parse(stdout) as { variables: { name: string }[]; outputs: { name: string }[] }
+    const text = fs.readFileSync(readme, 'utf8')
+    const section = (title: string): string[] => {
+      const m = new RegExp(`^### ${title}\\n([\\s\\S]*?)(?=^#|(?![\\s\\S]))`, 'm').exec(text)
+      return m ? [...m[1].matchAll(/^\| `([A-Za-z0-9_]+)` \|/gm)].map((r) => r[1]) : []
+    }
+    for (const [title, names] of [
+      ['Inputs', inv.variables.map((v) => v.name)],
+      ['Outputs', inv.outputs.map((o) => o.name)]
+    ] as const) {
+      const rows = section(title)
+      for (const n of names) if (!rows.includes(n)) problems.push(`${folder}: ${title} table lacks ${n}`)
+      for (const r of rows) if (!names.includes(r)) problems.push(`${folder}: ${title} table names ${r}, which does not exist`)
+    }
+  }
+  return problems
+}
+
+describe('READMEs', () => {
+  test('every module and example has a README whose tables list exactly its inputs and outputs', async () => {
+    expect(await readmeProblems(TF)).toEqual([])
+    expect(fs.readFileSync(path.join(TF, 'README.md'), 'utf8')).toMatch(/terraform validate[\s\S]*offline/)
+
+    const broken = brokenCopy('readme', [
+      ['modules/pool/README.md', /^\| `warm_pool_min_size` \|.*\n/m, ''],
+      ['examples/pool/README.md', /^(\| `hook_config` \|.*\n)/m, '$1| `old_output` | gone |\n']
+    ])
+    fs.rmSync(path.join(broken, 'examples/static-hosts/README.md'))
+    expect((await readmeProblems(broken)).sort()).toEqual([
+      'examples/pool: Outputs table names old_output, which does not exist',
+      'examples/static-hosts: no README.md',
+      'modules/pool: Inputs table lacks warm_pool_min_size'
+    ])
+  })
+})
+
 describe('checkov', () => {
   test('passes on terraform/, every skipped check is justified inline, and the key hardening checks ran', async () => {
     const { code, report } = await checkov(TF)

@@ -5,7 +5,7 @@
 # with every RunInstances, and a template network interface would conflict with its subnet.
 
 data "aws_ami" "image" {
-  owners = ["self", "amazon", "aws-marketplace"]
+  owners = var.image_owners
   filter {
     name   = "image-id"
     values = [var.image_id]

@@ -17,6 +17,12 @@ variable "image_id" {
   description = "AMI of the per-job instances. It must already have Docker, rsync, GNU tar, cloud-init, systemd and ssh_user (see the README): the hook replaces any user data with its own."
 }
 
+variable "image_owners" {
+  type        = list(string)
+  description = "Owners the AMI is looked up among (to read its root device): account ids, self, amazon, aws-marketplace. Add the account that shares a private AMI with you."
+  default     = ["self", "amazon", "aws-marketplace"]
+}
+
 variable "instance_type" {
   type        = string
   description = "Instance type of the template. null: none (then the hook's provider.instanceTypes must name them)."
