@@ -15,6 +15,14 @@ Runs in the venv of scripts/testenv/tf-venv.sh, which has python-hcl2 (the parse
       Prints the module's variables (name, type and default as written, required, description)
       and outputs (name, description) as JSON: the README tables are checked against it.
 
+  terraform-check.py validate MODULE_DIR TABLE.json
+      Evaluates every variable validation and resource precondition of the module with the
+      table's values (else the defaults) and prints the ones that fail: [{"check", "message"}].
+
+  terraform-check.py calls MODULE_DIR TABLE.json
+      For each call of a local module: renders its arguments in the caller and runs the callee's
+      validations and preconditions with them: {"<call>": [{"check", "message"}]}.
+
   terraform-check.py render MODULE_DIR EXPR TABLE.json
       Evaluates output.NAME or local.NAME of the module in MODULE_DIR and prints
       {"value": ...} (exit 0) or {"error": "..."} (exit 3). var.X comes from the table
@@ -27,6 +35,7 @@ Runs in the venv of scripts/testenv/tf-venv.sh, which has python-hcl2 (the parse
 """
 
 import json
+import math
 import os
 import re
 import sys
@@ -279,6 +288,10 @@ class EvalError(Exception):
     pass
 
 
+class UnknownReference(EvalError):
+    """A reference the table does not give: never hidden by can()."""
+
+
 ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
@@ -421,7 +434,21 @@ def _distinct(v):
     return out
 
 
+def _regex(pattern, s):
+    # Terraform's RE2 and Python's re agree on the patterns used here (no backreferences, no
+    # lookaround in RE2 anyway). Like Terraform: the first match, an error when there is none.
+    m = re.search(pattern, s)
+    if m is None:
+        raise EvalError(f"regex: {pattern!r} does not match {s!r}")
+    if m.re.groupindex:
+        return m.groupdict()
+    return list(m.groups()) if m.re.groups else m.group(0)
+
+
 FUNCTIONS = {
+    "regex": _regex,
+    "floor": lambda v: math.floor(v),
+    "ceil": lambda v: math.ceil(v),
     "jsonencode": tf_jsonencode,
     "jsondecode": json.loads,
     "merge": _merge,
@@ -474,7 +501,7 @@ class Evaluator:
         if v is None:
             raise EvalError(f"var.{name} is not declared in {self.mod.dir}")
         if "default" not in v.attrs:
-            raise EvalError(f"var.{name} has no default and the table gives no value")
+            raise UnknownReference(f"var.{name} has no default and the table gives no value")
         return self.eval(v.attrs["default"], {})
 
     def local(self, name):
@@ -509,7 +536,7 @@ class Evaluator:
             key = ".".join(names[:n])
             if key in self.table:
                 return self.apply(self.table[key], steps[n - 1 :], scope, key)
-        raise EvalError(f"unknown reference {'.'.join(names)}: not in the table")
+        raise UnknownReference(f"unknown reference {'.'.join(names)}: not in the table")
 
     def apply(self, value, steps, scope, label):
         for kind, val in steps:
@@ -664,6 +691,15 @@ class Evaluator:
         name = ident(n.children[0])
         if any(isinstance(c, Token) and c.type == "COLONS" for c in n.children):
             raise EvalError("provider functions are not supported")
+        if name == "can":
+            args_node = next((c for c in n.children if is_tree(c, "arguments")), None)
+            try:
+                self.eval(kids(args_node)[0], scope)
+                return True
+            except UnknownReference:
+                raise
+            except EvalError:
+                return False
         fn = FUNCTIONS.get(name)
         if fn is None:
             raise EvalError(f"function {name}() is not supported by this offline renderer")
@@ -718,6 +754,73 @@ class Evaluator:
         return out_list if n.data == "for_tuple_expr" else out_map
 
 
+def checks_of(mod):
+    """(what, condition node, error message node, block) of every variable validation and precondition."""
+    out = []
+    for _path, b in mod.blocks:
+        if b.type == "variable":
+            for v in b.blocks:
+                if v.type == "validation":
+                    out.append((f"var.{b.labels[0]}", v.attrs["condition"], v.attrs.get("error_message"), b))
+        elif b.type in ("resource", "data"):
+            for lc in b.blocks:
+                if lc.type == "lifecycle":
+                    for pre in lc.blocks:
+                        if pre.type == "precondition":
+                            out.append((".".join(b.labels) + " precondition", pre.attrs["condition"], pre.attrs.get("error_message"), b))
+    return out
+
+
+def instances(ev, block):
+    """How many instances a resource has (count / for_each); a precondition holds only for those."""
+    if "count" in block.attrs:
+        return ev.eval(block.attrs["count"], {})
+    if "for_each" in block.attrs:
+        return len(ev.eval(block.attrs["for_each"], {}))
+    return 1
+
+
+def validate(module_dir, table):
+    """Evaluates every validation and precondition; a required variable the table lacks fails too."""
+    mod = Module(module_dir)
+    ev = Evaluator(mod, table)
+    failures = []
+    for what, cond, msg, block in checks_of(mod):
+        try:
+            if block.type != "variable" and instances(ev, block) == 0:
+                continue
+            ok = ev.eval(cond, {})
+            if ok is not True:
+                failures.append({"check": what, "message": string_literal(msg) if msg is not None else "(no message)"})
+        except EvalError as e:
+            failures.append({"check": what, "message": f"cannot evaluate: {e}"})
+    return failures
+
+
+def calls(module_dir, table):
+    """Each local module call: its arguments rendered in the caller, then the callee's checks."""
+    mod = Module(module_dir)
+    ev = Evaluator(mod, table)
+    out = {}
+    for name, b in sorted(mod.calls.items()):
+        src = string_literal(b.attrs["source"])
+        callee_dir = os.path.normpath(os.path.join(module_dir, src))
+        callee_table = {}
+        failures = []
+        for arg, node in b.attrs.items():
+            if arg in ("source", "version", "providers", "count", "for_each", "depends_on"):
+                continue
+            try:
+                callee_table[f"var.{arg}"] = ev.eval(node, {})
+            except EvalError as e:
+                failures.append({"check": f"argument {arg}", "message": f"cannot evaluate: {e}"})
+        # what only exists after an apply (data sources) comes from the caller's table
+        callee_table.update({k: v for k, v in table.items() if not k.startswith(("var.", "module.", "local."))})
+        failures += validate(callee_dir, callee_table)
+        out[name] = failures
+    return out
+
+
 def render(module_dir, expr, table):
     mod = Module(module_dir)
     ev = Evaluator(mod, table)
@@ -768,6 +871,11 @@ def main(argv):
         return 0
     if len(argv) == 3 and argv[1] == "lint":
         print(json.dumps(lint(argv[2]), indent=1))
+        return 0
+    if len(argv) == 4 and argv[1] in ("validate", "calls"):
+        with open(argv[3], encoding="utf-8") as f:
+            table = json.load(f)
+        print(json.dumps((validate if argv[1] == "validate" else calls)(argv[2], table)))
         return 0
     if len(argv) == 5 and argv[1] == "render":
         with open(argv[4], encoding="utf-8") as f:

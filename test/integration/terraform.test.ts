@@ -166,14 +166,18 @@ const TABLES: Record<string, Record<string, Json>> = {
     'var.vpc_id': 'vpc-0123456789abcdef0',
     'var.subnet_ids': ['subnet-0aaa1111', 'subnet-0bbb2222'],
     'var.image_id': 'ami-0123456789abcdef0',
-    'module.ephemeral.launch_template_id': 'lt-0123456789abcdef0'
+    'var.runner_ingress_security_group_ids': ['sg-0runnerhosts0000'],
+    'module.ephemeral.launch_template_id': 'lt-0123456789abcdef0',
+    'module.ephemeral.security_group_id': 'sg-0123456789abcdef0'
   },
   pool: {
     'var.region': 'eu-west-1',
     'var.vpc_id': 'vpc-0123456789abcdef0',
     'var.subnet_ids': ['subnet-0aaa1111', 'subnet-0bbb2222'],
     'var.pool_public_key': POOL_PUBLIC_KEY,
+    'var.runner_ingress_security_group_ids': ['sg-0runnerhosts0000'],
     'module.pool.autoscaling_group_name': 'rch-pool',
+    'module.pool.autoscaling_group_arn': ASG_ARN,
     'module.pool.ssh_user': 'ec2-user',
     'module.pool.ssh_port': 22,
     'module.pool.work_root': '/srv/rch'
@@ -391,6 +395,80 @@ async function readmeProblems(root: string): Promise<string[]> {
   }
   return problems
 }
+
+interface Failure {
+  check: string
+  message: string
+}
+
+async function checkTool<T>(command: 'validate' | 'calls', dir: string, table: Record<string, Json>): Promise<T> {
+  const tableFile = path.join(scratch, `table-${process.hrtime.bigint()}.json`)
+  fs.writeFileSync(tableFile, JSON.stringify(table))
+  const { stdout } = await execFileP(tools.HCL2_PYTHON, [CHECK, command, dir, tableFile])
+  return JSON.parse(stdout) as T
+}
+const validate = (dir: string, table: Record<string, Json>): Promise<Failure[]> => checkTool<Failure[]>('validate', dir, table)
+const calls = (dir: string, table: Record<string, Json>): Promise<Record<string, Failure[]>> =>
+  checkTool<Record<string, Failure[]>>('calls', dir, table)
+
+describe('variable validations and preconditions', () => {
+  test("hold for the defaults, the examples' values and what the examples pass to the modules", async () => {
+    for (const example of ['static-hosts', 'ephemeral', 'pool']) {
+      expect(await validate(path.join(TF, 'examples', example), TABLES[example])).toEqual([])
+      const perCall = await calls(path.join(TF, 'examples', example), TABLES[example])
+      for (const failures of Object.values(perCall)) expect(failures).toEqual([])
+      expect(Object.keys(perCall).sort()).toEqual(
+        { 'static-hosts': [], ephemeral: ['ephemeral', 'runner_iam'], pool: ['pool', 'runner_iam'] }[example]
+      )
+    }
+    const ingress = { 'var.ingress_security_group_ids': ['sg-0runnerhosts0000'] }
+    expect(await validate(path.join(TF, 'modules/pool'), { ...POOL_MODULE_TABLE, ...ingress })).toEqual([])
+    expect(
+      await validate(path.join(TF, 'modules/ephemeral'), { 'var.name': 'rch', 'var.vpc_id': 'vpc-1', 'var.image_id': 'ami-1', ...ingress })
+    ).toEqual([])
+    expect(
+      await validate(path.join(TF, 'modules/runner-iam'), {
+        ...RUNNER_IAM_TABLE,
+        'var.create_ec2_policy': true,
+        'var.create_pool_policy': true
+      })
+    ).toEqual([])
+  })
+
+  test('control: bad values are refused with the module’s own message', async () => {
+    const pool = await calls(path.join(TF, 'examples/pool'), {
+      ...TABLES.pool,
+      'var.pool_public_key': "ssh-ed25519 AAAA'; touch /tmp/x; echo '",
+      'var.work_root': '/srv/../etc',
+      'var.runner_ingress_security_group_ids': []
+    })
+    expect(pool.pool.map((f) => f.check).sort()).toEqual([
+      'aws_security_group.member precondition',
+      'var.client_public_key',
+      'var.work_root'
+    ])
+    expect(pool.pool.find((f) => f.check === 'var.client_public_key')?.message).toMatch(
+      /^client_public_key must be one OpenSSH public key line/
+    )
+    const iam = await calls(path.join(TF, 'examples/ephemeral'), { ...TABLES.ephemeral, 'var.subnet_ids': [] })
+    expect(iam.runner_iam).toEqual([
+      {
+        check: 'aws_iam_policy.ec2 precondition',
+        message:
+          'The kind: ec2 policy needs image_ids, subnet_ids and security_group_ids (RunInstances is only allowed from named resources).'
+      }
+    ])
+    const hosts = TABLES['static-hosts']['var.hosts'] as { [k: string]: Json }[]
+    const relative = await validate(path.join(TF, 'examples/static-hosts'), {
+      'var.hosts': [{ ...hosts[0], identity_file: 'rch_ed25519' }]
+    })
+    expect(relative.map((f) => f.check)).toEqual(['var.hosts'])
+    // a value the table lacks is a failure, not a pass
+    expect(await validate(path.join(TF, 'modules/pool'), {})).toEqual(
+      expect.arrayContaining([{ check: 'var.name', message: 'cannot evaluate: var.name has no default and the table gives no value' }])
+    )
+  })
+})
 
 describe('READMEs', () => {
   test('every module and example has a README whose tables list exactly its inputs and outputs', async () => {
