@@ -32,7 +32,8 @@ export const LAYERS = [
       'workflow-commands.ts',
       'did-you-mean.ts',
       'usage.ts',
-      'build-id.ts'
+      'build-id.ts',
+      'worker-process.ts'
     ]
   },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },

@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { isAbsolute } from 'node:path'
 import { ConfigError } from './errors'
 import { describeIssues } from './protocol'
-import { hasControl, isHostName, isNormalAbsolute, isUserName } from './input-rules'
+import { hasControl, isHomeWorkRoot, isHostName, isUserName, isWorkRoot } from './input-rules'
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
@@ -12,11 +12,6 @@ const absPath = z
   .string()
   .min(1)
   .refine((p) => isAbsolute(p) && !hasControl(p), { message: 'must be an absolute path' })
-
-/** Every remote path is built from it, inside and outside shell quoting: plain characters only. */
-function isWorkRoot(p: string): boolean {
-  return /^\/[A-Za-z0-9._/-]+$/.test(p) && isNormalAbsolute(p)
-}
 
 const HostSchema = z
   .object({
@@ -39,12 +34,32 @@ const StaticProviderSchema = z
   })
   .strict()
 
+/** Where an AWS provider's API is. */
+const awsApi = {
+  region: z.string().min(1),
+  /** Any EC2-compatible endpoint (tests use moto on loopback). */
+  endpoint: z.string().url().optional()
+}
+
+/** How an AWS provider's machines are logged into. */
+const awsMachine = {
+  user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)').default('ec2-user'),
+  sshPort: z.number().int().min(1).max(65535).default(22),
+  connect: z
+    .object({
+      address: z
+        .string()
+        .regex(/^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/, 'must be private-ip, public-ip, public-dns or tag:<TagName>')
+        .default('private-ip')
+    })
+    .strict()
+    .default({})
+}
+
 const Ec2ProviderSchema = z
   .object({
     kind: z.literal('ec2'),
-    region: z.string().min(1),
-    /** Any EC2-compatible endpoint (tests use moto on loopback). */
-    endpoint: z.string().url().optional(),
+    ...awsApi,
     launchTemplate: z
       .object({ name: z.string().min(1).optional(), id: z.string().min(1).optional(), version: z.string().default('$Latest') })
       .strict()
@@ -57,20 +72,7 @@ const Ec2ProviderSchema = z
     subnetIds: z.array(z.string().min(1)).default([]),
     securityGroupIds: z.array(z.string().min(1)).default([]),
     market: z.enum(['on-demand', 'spot', 'spot-with-on-demand-fallback']).default('on-demand'),
-    user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)').default('ec2-user'),
-    sshPort: z.number().int().min(1).max(65535).default(22),
-    connect: z
-      .object({
-        address: z
-          .string()
-          .regex(
-            /^(private-ip|public-ip|public-dns|tag:[A-Za-z0-9_.:/=+@-]+)$/,
-            'must be private-ip, public-ip, public-dns or tag:<TagName>'
-          )
-          .default('private-ip')
-      })
-      .strict()
-      .default({}),
+    ...awsMachine,
     /** The VM shuts itself down (and so terminates) after this, whatever happens to the runner. */
     maxLifetimeMinutes: z
       .number()
@@ -88,19 +90,74 @@ const Ec2ProviderSchema = z
   })
   .strict()
 
+const Ec2PoolProviderSchema = z
+  .object({
+    kind: z.literal('ec2-pool'),
+    ...awsApi,
+    /** Members: the instances this Auto Scaling group tags with aws:autoscaling:groupName. */
+    autoScalingGroup: z.string().regex(/^[A-Za-z0-9._/:@+=-]{1,255}$/, 'must be an Auto Scaling group name'),
+    ...awsMachine,
+    /**
+     * The members' SSH user, in group docker (a release ends its processes, so never root), or
+     * `tag:<Name>`: each member's own, from that tag (pools of mixed images).
+     */
+    user: z
+      .string()
+      .refine(
+        (u) => isUserName(u) || /^tag:[A-Za-z0-9_.:/=+@-]+$/.test(u),
+        'must be a plain user name ([a-z_][a-z0-9_.-]*) or tag:<TagName>'
+      )
+      .refine((u) => u !== 'root', 'must not be root (releasing a member ends all processes of this user)')
+      .default('ec2-user'),
+    /** The pool key: its public half is in the pool's launch template. */
+    identityFile: absPath,
+    lease: z
+      .object({
+        /** A lease not renewed for this long lapses (the job's agent renews it every third of it). */
+        ttlSeconds: z.number().int().min(15).max(3600).default(120)
+      })
+      .strict()
+      .default({}),
+    reuse: z
+      .object({
+        /** A member that served this many jobs is recycled (1: every member serves one job only). */
+        maxJobsPerVm: z.number().int().min(1).max(100_000).default(20),
+        maxVmAgeMinutes: z
+          .number()
+          .int()
+          .min(10)
+          .max(90 * 24 * 60)
+          .default(720),
+        /** Disk use (of the work root's and Docker's file systems) over this recycles a member. */
+        maxDiskPercent: z.number().int().min(10).max(100).default(90)
+      })
+      .strict()
+      .default({}),
+    scaleOut: z
+      .object({ enabled: z.boolean().default(true) })
+      .strict()
+      .default({}),
+    /** How long a job waits for a free member (in the queue, or for one starting) before it fails. */
+    waitTimeoutSeconds: z.number().int().min(0).max(86400).default(600)
+  })
+  .strict()
+
 export const ConfigSchema = z
   .object({
-    provider: z.discriminatedUnion('kind', [StaticProviderSchema, Ec2ProviderSchema], {
+    provider: z.discriminatedUnion('kind', [StaticProviderSchema, Ec2ProviderSchema, Ec2PoolProviderSchema], {
       errorMap: (issue, ctx) =>
         issue.code === 'invalid_union_discriminator'
-          ? { message: `kind must be one of: static, ec2 (got ${JSON.stringify((ctx.data as { kind?: unknown })?.kind)})` }
+          ? { message: `kind must be one of: static, ec2, ec2-pool (got ${JSON.stringify((ctx.data as { kind?: unknown })?.kind)})` }
           : { message: ctx.defaultError }
     }),
     remote: z
       .object({
         workRoot: z
           .string()
-          .refine(isWorkRoot, 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'),
+          .refine(
+            (p) => isWorkRoot(p) || isHomeWorkRoot(p),
+            'must be a normalised absolute path other than / (or ~/path for pools), without .. and only of A-Z a-z 0-9 . _ / -'
+          ),
         dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET)
       })
       .strict(),
@@ -185,6 +242,7 @@ export type Config = z.infer<typeof ConfigSchema>
 export type HostConfig = z.infer<typeof HostSchema>
 export type StaticConfig = z.infer<typeof StaticProviderSchema>
 export type Ec2Config = z.infer<typeof Ec2ProviderSchema>
+export type Ec2PoolConfig = z.infer<typeof Ec2PoolProviderSchema>
 
 export interface ConfigIo {
   readFile(path: string): string
@@ -223,40 +281,47 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     if (!p.launchTemplate && p.instanceTypes.length === 0)
       issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
   }
+  if (isHomeWorkRoot(cfg.remote.workRoot) && p.kind !== 'ec2-pool')
+    issues.push("remote.workRoot: ~/path (under each machine's home) is for provider.kind ec2-pool only; give an absolute path")
+  if (p.kind === 'ec2-pool' && !cfg.agent.enabled)
+    issues.push("agent.enabled: provider.kind ec2-pool needs the job's agent (it renews the member's lease while the job runs)")
   const unreadable = keyFileIssues(cfg, io)
   issues.push(...unreadable)
-  if (p.kind === 'static') {
-    p.hosts.forEach((h, i) => {
-      const field = `provider.hosts.${i}.identityFile`
-      if (!unreadable.some((u) => u.startsWith(`${field}:`))) {
-        let why: string | null
-        try {
-          why = privateKeyProblem(io.readFile(h.identityFile))
-        } catch (e) {
-          why = `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
-        }
-        if (why) issues.push(`${field}: ${h.identityFile} ${why}`)
-      }
-    })
+  for (const k of keyFiles(cfg).filter((k) => k.privateKey && !unreadable.some((u) => u.startsWith(`${k.field}:`)))) {
+    let why: string | null
+    try {
+      why = privateKeyProblem(io.readFile(k.path))
+    } catch (e) {
+      why = `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
+    }
+    if (why) issues.push(`${k.field}: ${k.path} ${why}`)
   }
   if (issues.length) throw new ConfigError(issues)
   return Object.freeze(cfg)
 }
 
-/** Static hosts' key files that are named by an absolute path but cannot be read (works on unvalidated input too). */
+/** The runner-host key files a config names (works on unvalidated input too): field, path, and whether it is a private key. */
+function keyFiles(raw: unknown): { field: string; path: string; privateKey: boolean }[] {
+  const provider = (raw as { provider?: { kind?: unknown; hosts?: unknown; identityFile?: unknown } } | null)?.provider
+  const out: { field: string; path: string; privateKey: boolean }[] = []
+  const add = (field: string, path: unknown, privateKey: boolean): void => {
+    if (typeof path === 'string' && isAbsolute(path)) out.push({ field, path, privateKey })
+  }
+  if (provider?.kind === 'static' && Array.isArray(provider.hosts))
+    provider.hosts.forEach((h: Record<string, unknown> | null, i) => {
+      add(`provider.hosts.${i}.identityFile`, h?.identityFile, true)
+      add(`provider.hosts.${i}.knownHostsFile`, h?.knownHostsFile, false)
+    })
+  if (provider?.kind === 'ec2-pool') add('provider.identityFile', provider.identityFile, true)
+  return out
+}
+
+/** Key files that are named by an absolute path but cannot be read. */
 function keyFileIssues(raw: unknown, io: ConfigIo): string[] {
-  const provider = (raw as { provider?: { kind?: unknown; hosts?: unknown } } | null)?.provider
-  if (provider?.kind !== 'static' || !Array.isArray(provider.hosts)) return []
-  const issues: string[] = []
-  provider.hosts.forEach((h: Record<string, unknown> | null, i) => {
-    for (const key of ['identityFile', 'knownHostsFile'] as const) {
-      const path = h?.[key]
-      if (typeof path !== 'string' || !isAbsolute(path)) continue
-      const why = io.canRead(path)
-      if (why) issues.push(`provider.hosts.${i}.${key}: cannot read ${path} (${why})`)
-    }
+  return keyFiles(raw).flatMap((k) => {
+    const why = io.canRead(k.path)
+    return why ? [`${k.field}: cannot read ${k.path} (${why})`] : []
   })
-  return issues
 }
 
 /** Why a key file's text is not a private key ssh2 can log in with, or null when it is. */

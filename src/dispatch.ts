@@ -1,12 +1,13 @@
 // Command → handler. Handlers are loaded on demand so each command pays only for what it uses.
 import type { HandlerResult, HookContext } from './context'
 import type { HookInput } from './protocol'
-import { decodeState, stateFacts } from './state'
+import { decodeState, onJobMachine, stateFacts, workRootOf } from './state'
 
 export async function dispatch(input: HookInput, ctx: HookContext): Promise<HandlerResult> {
   // cleanup_job checks the state itself: a state it cannot trust still gets this runner cleaned up.
   if (input.command === 'cleanup_job') return (await import('./handlers/cleanup-job')).cleanupJob(input.state, ctx)
   const state = decodeState(input.state, stateFacts(ctx))
+  if (state) ctx = onJobMachine(ctx, workRootOf(ctx.config, state.host))
   switch (input.command) {
     case 'prepare_job':
       return (await import('./handlers/prepare-job')).prepareJob(input.args, ctx)

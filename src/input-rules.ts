@@ -83,3 +83,13 @@ export const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, 
 export const HEX16 = /^[0-9a-f]{16}$/
 export const CONTAINER_ID = /^[0-9a-f]{12,64}$/
 export const EC2_INSTANCE_ID = /^i-[0-9a-f]{8,17}$/
+
+/** Every remote path is built from a work root, inside and outside shell quoting: plain characters only. */
+export function isWorkRoot(p: string): boolean {
+  return /^\/[A-Za-z0-9._/-]+$/.test(p) && isNormalAbsolute(p)
+}
+
+/** `~/path`: under the SSH user's home on each machine, resolved when one is leased (pools of mixed images). */
+export function isHomeWorkRoot(p: string): boolean {
+  return p.startsWith('~/') && isWorkRoot(p.slice(1))
+}

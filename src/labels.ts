@@ -6,6 +6,8 @@ export const LABEL_PREFIX = 'dev.remote-container-hooks'
 export const LABEL_OWNER = `${LABEL_PREFIX}.owner`
 export const LABEL_JOB = `${LABEL_PREFIX}.job`
 export const LABEL_RUNNER = `${LABEL_PREFIX}.runner`
+/** The instance a job's objects are on (EC2 kinds): tells apart the members of a pool that share one engine. */
+export const LABEL_MACHINE = `${LABEL_PREFIX}.machine`
 
 /** Stable per-runner owner id (runner names may hold characters labels and paths dislike). */
 export function ownerId(runnerName: string): string {
@@ -16,10 +18,17 @@ export function newJobId(): string {
   return randomBytes(8).toString('hex')
 }
 
-export function labelArgs(owner: string, jobId: string, runnerName: string): string[] {
-  return ['--label', `${LABEL_OWNER}=${owner}`, '--label', `${LABEL_JOB}=${jobId}`, '--label', `${LABEL_RUNNER}=${runnerName}`]
+export function labelMap(owner: string, jobId: string, runnerName: string, machine?: string | null): Record<string, string> {
+  return { [LABEL_OWNER]: owner, [LABEL_JOB]: jobId, [LABEL_RUNNER]: runnerName, ...(machine ? { [LABEL_MACHINE]: machine } : {}) }
 }
 
-export function labelMap(owner: string, jobId: string, runnerName: string): Record<string, string> {
-  return { [LABEL_OWNER]: owner, [LABEL_JOB]: jobId, [LABEL_RUNNER]: runnerName }
+/** The same labels as docker CLI flags. */
+export function labelFlagsOf(labels: Record<string, string>): string[] {
+  return Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
+}
+
+/** The machine label's value for a lease: its instance, if it has one. */
+export function machineOf(lease: object): string | null {
+  const id = (lease as { instanceId?: unknown }).instanceId
+  return typeof id === 'string' ? id : null
 }

@@ -10,10 +10,12 @@ import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
+import type { AgentKeep, AgentOptions } from './remote/agent'
 import { waitUntil } from './retry'
 import { connectFailure } from './remote/agent-failure'
 import type { Acquired, OrphanReport, ProviderEnv, Tidy, VmProvider } from './providers/provider'
-import type { Lease } from './providers/factory'
+import { providerFor, type Lease } from './providers/factory'
+import { leaseOf, type StoredHost } from './state'
 import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
 import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
 import { tools, TOOL_ENV } from './tools'
@@ -49,7 +51,7 @@ export interface AgentStart {
   stop: () => Promise<void>
 }
 
-function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): AgentStart {
+function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string, keep?: AgentKeep): AgentStart {
   const logFile = `${localDir}/agent.log`
   const fd = openPrivateAppend(logFile)
   // The log is appended to by every agent of the job: only this one's lines count.
@@ -58,8 +60,9 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
     socketPath,
     connect,
     connectTimeoutMs: ctx.config.timeouts.connectSeconds * 1000,
-    idleMs: ctx.config.agent.idleSeconds * 1000
-  })
+    idleMs: ctx.config.agent.idleSeconds * 1000,
+    keep
+  } satisfies AgentOptions)
   // Detached with no stdio of ours: the runner waits for the hook's stdout to close.
   const child = spawn(ctx.nodePath, [...AGENT_NODE_FLAGS, ctx.hookPath, '__agent', payload], {
     detached: true,
@@ -105,25 +108,30 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   return { ready, stop }
 }
 
-async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string): Promise<void> {
-  await spawnAgent(ctx, connect, socketPath, localDir).ready
+async function startAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string, keep?: AgentKeep): Promise<void> {
+  await spawnAgent(ctx, connect, socketPath, localDir, keep).ready
 }
 
 /**
  * Starts the job's agent without waiting for it (null when the job runs without one), so that the
  * caller's own work over a direct connection overlaps the agent's start-up and SSH handshake.
  */
-export function startAgentInBackground(ctx: HookContext, connect: ConnectInfo, localDir: string): AgentStart | null {
+export function startAgentInBackground(ctx: HookContext, connect: ConnectInfo, localDir: string, keep?: AgentKeep): AgentStart | null {
   if (ctx.remote || !ctx.config.agent.enabled) return null
   const sock = agentSocket(localDir, connect)
   if (!socketFits(sock)) {
+    // A lease that lapses unless renewed cannot go without its keeper: another job would get the machine.
+    if (keep)
+      throw new HookError(
+        `the job's agent, which renews the machine's lease, would listen at a path of ${Buffer.byteLength(sock)} bytes, over the ${MAX_SOCKET_PATH} a Unix socket allows: set a shorter TMPDIR for the runner`
+      )
     ctx.log.warn(
       `the job's agent would listen at a path of ${Buffer.byteLength(sock)} bytes, over the ${MAX_SOCKET_PATH} a Unix socket allows: the job runs without it (slower steps); a shorter TMPDIR for the runner fixes this`
     )
     return null
   }
   ensurePrivateDir(localDir)
-  return spawnAgent(ctx, connect, sock, localDir)
+  return spawnAgent(ctx, connect, sock, localDir, keep)
 }
 
 /** Why an agent did not come up: the connect failure it logged (with its kind), else its last line. */
@@ -160,7 +168,7 @@ export async function openJobRemote(
   ctx: HookContext,
   connect: ConnectInfo,
   localDir: string,
-  opts: { startAgent?: boolean } = {}
+  opts: { startAgent?: boolean; keep?: () => AgentKeep | undefined } = {}
 ): Promise<Remote> {
   if (ctx.remote) return forDocker(ctx, ctx.remote, () => undefined)
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
@@ -174,10 +182,14 @@ export async function openJobRemote(
     if (opts.startAgent === false) return directRemote(ctx, connect)
     ensurePrivateDir(localDir)
     ctx.log.progress(`connecting to ${connect.user}@${connect.host}:${connect.port}`)
-    await startAgent(ctx, connect, sock, localDir)
+    await startAgent(ctx, connect, sock, localDir, opts.keep?.())
   }
   return forDocker(ctx, new MuxRemote(sock))
 }
+
+/** What a restarted agent of the job must keep alive (a pool lease's renewal), read from its stored lease. */
+export const keepOf = (ctx: HookContext, host: StoredHost) => (): AgentKeep | undefined =>
+  providerFor(ctx.config).keeper?.(leaseOf(host)) ?? undefined
 
 export async function stopAgent(localDir: string, c: ConnectInfo): Promise<void> {
   if (checkPrivateDir(localDir)) await MuxRemote.shutdown(agentSocket(localDir, c))
@@ -272,14 +284,17 @@ export function acquireMachine(
 ): Promise<Acquired<Lease>> {
   return provider.acquire(
     { jobId, owner, localDir },
-    providerEnv(
-      ctx,
-      (c) => openJobRemote(ctx, c, localDir),
-      async (c, r) => {
-        r.close()
-        await stopAgent(localDir, c)
-      }
-    )
+    // A provider whose lease needs renewing tries several machines and renews from this process: direct connections.
+    provider.keeper
+      ? directEnv(ctx)
+      : providerEnv(
+          ctx,
+          (c) => openJobRemote(ctx, c, localDir),
+          async (c, r) => {
+            r.close()
+            await stopAgent(localDir, c)
+          }
+        )
   )
 }
 

@@ -6,7 +6,17 @@ import { z } from 'zod'
 import type { Config } from './config'
 import type { HookContext } from './context'
 import { InputError } from './errors'
-import { CONTAINER_ID, escapeRe, HEX16, hasControl, isImageRef, isNormalAbsolute, isSafeName, isVolumeName } from './input-rules'
+import {
+  CONTAINER_ID,
+  escapeRe,
+  HEX16,
+  hasControl,
+  isHomeWorkRoot,
+  isImageRef,
+  isNormalAbsolute,
+  isSafeName,
+  isVolumeName
+} from './input-rules'
 import { ownerId } from './labels'
 import { jobFolder } from './docker/job-folder'
 import { localDirOf, repoRootOf } from './paths'
@@ -116,11 +126,26 @@ export function stateFacts(ctx: HookContext): StateFacts {
   }
 }
 
+/** remote.workRoot as it is on the job's machine: a pool lease carries it resolved (a ~/path). */
+export function workRootOf(config: Config, host: object): string {
+  const w = (host as { workRoot?: unknown }).workRoot
+  return typeof w === 'string' ? w : config.remote.workRoot
+}
+
+/** The context with remote.workRoot as it is on the job's machine (the same context when nothing differs). */
+export function onJobMachine(ctx: HookContext, workRoot: string): HookContext {
+  if (workRoot === ctx.config.remote.workRoot) return ctx
+  return { ...ctx, config: Object.freeze({ ...ctx.config, remote: Object.freeze({ ...ctx.config.remote, workRoot }) }) }
+}
+
 /** Fields whose value is not one this hook could have written for this runner (field → problem). */
 function mismatches(s: StoredState, f: StateFacts): string[] {
   const issues: string[] = []
   const bad = (field: string, why: string): void => void issues.push(`state.${field}: ${why}`)
-  const { workRoot } = f.config.remote
+  const configured = f.config.remote.workRoot
+  const workRoot = workRootOf(f.config, s.host)
+  if (workRoot !== configured && !(isHomeWorkRoot(configured) && workRoot.endsWith(configured.slice(1))))
+    bad('host.workRoot', 'is not remote.workRoot on this machine')
   const owner = ownerId(f.runnerName)
   if (s.owner !== owner) bad('owner', "is not this runner's owner id")
   if (s.jobRoot !== jobFolder(workRoot, s.owner, s.jobId)) bad('jobRoot', 'is not the job folder under remote.workRoot')

@@ -4,7 +4,7 @@ import { readdirSync, rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
-import { decodeState, leaseOf, stateFacts, type HookState } from '../state'
+import { decodeState, leaseOf, onJobMachine, stateFacts, workRootOf, type HookState } from '../state'
 import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
 import { describeCounts, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
@@ -31,6 +31,7 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     }
     throw e
   }
+  if (state) ctx = onJobMachine(ctx, workRootOf(ctx.config, state.host))
   const provider = providerFor(ctx.config)
   if (!state) {
     await withoutState(ctx, provider)

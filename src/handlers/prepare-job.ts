@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled } from '../errors'
-import { LABEL_OWNER, newJobId, ownerId } from '../labels'
+import { LABEL_OWNER, machineOf, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
 import type { Remote } from '../remote/remote'
 import type { Acquired } from '../providers/provider'
@@ -18,7 +18,8 @@ import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-dock
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
-import { containersOf, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
+import { onJobMachine, workRootOf } from '../state'
+import { containersOf, onMachine, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { allOf, Undo } from '../prepare/undo'
 import { startsEarly } from '../prepare/early-start'
 import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
@@ -61,7 +62,7 @@ type Host = Acquired & { docker: RemoteDocker; agent: AgentStart | null }
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
   const owner = ownerId(runner.runnerName)
-  const plan = planJob(args, {
+  const facts = {
     hostWork: runner.workDir,
     workspace: runner.workspace,
     runnerName: runner.runnerName,
@@ -71,7 +72,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     owner,
     jobId: newJobId(),
     externalsVersion
-  })
+  }
+  const plan = planJob(args, facts)
   if (!plan) return { exitCode: 0, response: {} }
 
   // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
@@ -91,13 +93,21 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const host = await log.group('Getting a host', async () => {
       const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
       remote = a.remote
+      // A pool member's work root is known once it is leased (remote.workRoot may be ~/path): the plan follows it.
+      const workRoot = workRootOf(config, a.lease)
+      if (workRoot !== config.remote.workRoot) {
+        run.ctx = onJobMachine(ctx, workRoot)
+        run.plan = planJob(args, { ...facts, workRoot, jobId: plan.jobId }) as JobPlan
+      }
+      run.plan = onMachine(run.plan, machineOf(a.lease), runner.runnerName)
+      run.containers = containersOf(run.plan)
       return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })
     run.time.mark('lease')
     const copied = await log.group("Copying the job's files", () => folderAndCopy(run, host))
     const docked = await log.group('Images', () => images(run, host, copied.docking))
-    const starting = plan.services.length
-      ? plan.job
+    const starting = run.plan.services.length
+      ? run.plan.job
         ? 'Starting the services and the job container'
         : 'Starting the services'
       : 'Starting the job container'
@@ -107,7 +117,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // The first step finds the agent ready; one that failed to start fails the job here, as before.
     if (host.agent) await run.step(host.agent.ready)
     run.time.mark('agent')
-    const response = buildResponse(plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
+    const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
     log.debug(`prepare_job timings: ${run.time.toString()}`)
     log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
     return { exitCode: 0, response }
@@ -241,7 +251,7 @@ async function getHost(
   const provider = providerFor(ctx.config)
   const a = await acquireMachineDirect(ctx, provider, plan.jobId, plan.owner, localDir)
   undo.push('release the host', () => releaseMachine(ctx, provider, a.lease, a.remote, plan.jobId))
-  const agent = startAgentInBackground(ctx, a.lease.connect, localDir)
+  const agent = startAgentInBackground(ctx, a.lease.connect, localDir, provider.keeper?.(a.lease) ?? undefined)
   // Pushed after the release so that it runs first: an agent still starting is ended, not leaked.
   if (agent) undo.push('stop the agent', () => agent.stop())
   ctx.log.progress(`using ${provider.describe(a.lease)} (${Date.now() - started} ms)`)

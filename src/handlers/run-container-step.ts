@@ -8,7 +8,7 @@ import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs, Mount } from '../protocol'
 import { initialState, type HookState } from '../state'
-import { acquireMachine, jobLocalDir, openJobRemote, releaseMachine, stopAgent } from '../session'
+import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
 import { RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
 import { buildImage, removeImage } from '../docker/cli'
@@ -16,9 +16,10 @@ import { pull, push, recordBase } from '../sync/sync'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
-import { labelArgs, labelMap, newJobId, ownerId } from '../labels'
+import { labelFlagsOf, labelMap, machineOf, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/factory'
 import type { Remote } from '../remote/remote'
+import { keepAlive } from '../remote/agent'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
@@ -28,7 +29,7 @@ export async function runContainerStep(args: ContainerArgs, state: HookState | n
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
   if (state) {
     const plan = planStep(args, layoutOf(state, ctx.config.remote.dockerSocket))
-    const remote = await openJobRemote(ctx, state.host, state.localDir)
+    const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
     try {
       return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
     } finally {
@@ -74,15 +75,13 @@ async function runIn(
   const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
   present.catch(() => undefined)
   await push(target, pushRoots)
-  const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName)
+  const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName, machineOf(state.host))
   let image = args.image
   if (!image) {
     const dockerfile = plan.dockerfile!
     image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
     ctx.log.progress(`building ${args.dockerfile}`)
-    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelArgs(state.owner, state.jobId, ctx.runner.runnerName), (l) =>
-      ctx.log.debug(l)
-    )
+    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l))
   } else {
     const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
     const how = await docker.ensureImage(
@@ -136,6 +135,16 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
   })
   const repoRel = repoRootOf(hostWork, runner.workspace)
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
+  // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).
+  const keep = provider.keeper?.(lease)
+  const keeping = keep
+    ? keepAlive(
+        keep,
+        remote,
+        (m) => ctx.log.warn(m),
+        () => undefined
+      )
+    : null
   try {
     await makeJobFolder(remote, config.remote.workRoot, jobRoot)
     const copied = await copyUp(ctx, remote, lease.connect, localDir, {
@@ -152,6 +161,7 @@ async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<Handl
       await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) =>
         ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
       )
+    if (keeping) clearInterval(keeping)
     await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) =>
       ctx.log.warn(`could not release the host: ${(e as Error).message}`)
     )

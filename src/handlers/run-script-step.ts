@@ -4,7 +4,7 @@ import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
-import { openJobRemote } from '../session'
+import { keepOf, openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
 import { createExec, execStep } from '../docker/steps'
 import { pull, push } from '../sync/sync'
@@ -15,7 +15,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   if (!state?.container)
     throw new InputError('state: run_script_step needs the job container from prepare_job (state is missing or has no container)')
   const t0 = Date.now()
-  const remote = await openJobRemote(ctx, state.host, state.localDir)
+  const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
   const tConnect = Date.now()
   try {
     const target = syncTarget(ctx, state, remote)

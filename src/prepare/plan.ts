@@ -9,7 +9,7 @@ import { jobFolder } from '../docker/job-folder'
 import type { CreateSpec, MountSpec } from '../docker/cli'
 import { validateEnvNames } from '../docker/env-script'
 import { serviceAliases } from '../docker/image'
-import { labelArgs, labelMap } from '../labels'
+import { labelFlagsOf, labelMap } from '../labels'
 import { isNormalAbsolute } from '../input-rules'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { firstCopyRoots } from '../job'
@@ -159,7 +159,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   }
 
   const network = `rch-${jobId}`
-  const labelFlags = labelArgs(owner, jobId, facts.runnerName)
+  const labelFlags = labelFlagsOf(labelMap(owner, jobId, facts.runnerName))
   const named = new Set<string>()
   const spec = (
     c: ContainerArgs,
@@ -233,6 +233,15 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
     services,
     job
   }
+}
+
+/** The plan with the machine it got: its label goes on everything the job creates there. */
+export function onMachine(plan: JobPlan, machine: string | null, runnerName: string): JobPlan {
+  if (!machine) return plan
+  const labels = labelMap(plan.owner, plan.jobId, runnerName, machine)
+  const labelFlags = labelFlagsOf(labels)
+  const relabel = (c: ContainerPlan): ContainerPlan => ({ ...c, spec: { ...c.spec, labels: labelFlags } })
+  return { ...plan, labels, labelFlags, services: plan.services.map(relabel), job: plan.job && relabel(plan.job) }
 }
 
 /** Every container of the plan, in start order. */

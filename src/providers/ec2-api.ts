@@ -1,9 +1,13 @@
 // Thin EC2 calls and the one classifier of AWS errors. The SDK is loaded on first use only, so
 // commands that never talk to EC2 (every step) do not pay for it.
 import type * as Ec2 from '@aws-sdk/client-ec2'
+import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2Config } from '../config'
 
 export type Ec2Sdk = typeof Ec2
+export type AsgSdk = typeof Asg
+/** Where an AWS provider's API is. */
+type AwsApi = Pick<Ec2Config, 'region' | 'endpoint'>
 
 let sdk: Ec2Sdk | null = null
 export function loadSdk(): Promise<Ec2Sdk> {
@@ -12,11 +16,19 @@ export function loadSdk(): Promise<Ec2Sdk> {
   return Promise.resolve(sdk)
 }
 
-export async function ec2Client(cfg: Ec2Config): Promise<{ sdk: Ec2Sdk; client: Ec2.EC2Client }> {
+export async function ec2Client(cfg: AwsApi): Promise<{ sdk: Ec2Sdk; client: Ec2.EC2Client }> {
   const s = await loadSdk()
   // Retries are ours (retry.ts with the classifier below), so the SDK makes one attempt per call.
   const client = new s.EC2Client({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1 })
   return { sdk: s, client }
+}
+
+let asgSdk: AsgSdk | null = null
+/** The Auto Scaling API, loaded on first use like EC2's. */
+export function autoScalingClient(cfg: AwsApi): { sdk: AsgSdk; client: Asg.AutoScalingClient } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  asgSdk ??= require('@aws-sdk/client-auto-scaling') as AsgSdk
+  return { sdk: asgSdk, client: new asgSdk.AutoScalingClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1 }) }
 }
 
 const THROTTLING = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestThrottled'])

@@ -4,13 +4,15 @@ import type { Config } from '../config'
 import type { LeaseBase, ProviderKind, VmProvider } from './provider'
 import { staticHosts } from './static-host'
 import { ec2 } from './ec2'
+import { ec2Pool } from './ec2-pool'
 
 type ProviderConfig = Config['provider']
 type ConfigOf<K extends ProviderConfig['kind']> = Extract<ProviderConfig, { kind: K }>
 
 const KINDS = {
   static: staticHosts,
-  ec2: ec2
+  ec2: ec2,
+  'ec2-pool': ec2Pool
 } satisfies { [K in ProviderConfig['kind']]: ProviderKind<ConfigOf<K>, LeaseBase<K>> }
 
 type Kinds = typeof KINDS

@@ -4,6 +4,9 @@ import type { z } from 'zod'
 import type { Log } from '../log'
 import type { RunnerEnv } from '../runner-env'
 import type { ConnectInfo, Remote } from '../remote/remote'
+import type { AgentKeep } from '../remote/agent'
+
+export type { AgentKeep }
 
 /** What every lease has; each provider adds its own fields under its own `kind`. */
 export interface LeaseBase<K extends string = string> {
@@ -54,6 +57,8 @@ export interface VmProvider<L extends LeaseBase = LeaseBase> {
   release(lease: L, remote: Remote | null, jobId: string, env: ProviderEnv): Promise<void>
   /** The lease for the step log, e.g. `vm1:22 slot 1`. */
   describe(lease: L): string
+  /** What the job's agent must do to keep this lease (renew it), if anything. */
+  keeper?(lease: L): AgentKeep | null
   /** Whether releasing the machine also destroys everything on it (no need to tidy it first). */
   readonly releaseDestroys: boolean
   /**

@@ -6,6 +6,8 @@ import { createServer, type Socket } from 'node:net'
 import { chmodSync, rmSync } from 'node:fs'
 import { SshRemote } from './ssh'
 import { connectFailureLine } from './agent-failure'
+import { ask } from './answer'
+import { isRunning, type WorkerProcess } from '../worker-process'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 
@@ -31,11 +33,21 @@ export function requestLine(max: number): (chunk: Buffer) => { line: Buffer; res
   }
 }
 
+/** A lease the agent keeps alive: `command` every `everyMs` while the runner's `worker` lives. */
+export interface AgentKeep {
+  /** A remote command printing one framed record: `renewed`, or `lost` (renewing stops). */
+  command: string
+  everyMs: number
+  worker: WorkerProcess | null
+}
+
 export interface AgentOptions {
   socketPath: string
   connect: ConnectInfo
   connectTimeoutMs: number
   idleMs: number
+  /** Set for leases that lapse unless renewed; the agent then lives as long as the runner's worker, not until idle. */
+  keep?: AgentKeep
 }
 
 export interface RunIo {
@@ -69,8 +81,9 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
   let idleTimer: NodeJS.Timeout | undefined
   const armIdle = (): void => {
     clearTimeout(idleTimer)
-    if (active === 0) idleTimer = setTimeout(() => finish(0), opts.idleMs)
+    if (active === 0 && !opts.keep) idleTimer = setTimeout(() => finish(0), opts.idleMs)
   }
+  const keeper = opts.keep ? keepAlive(opts.keep, remote, log, finish) : null
 
   const serve = (sock: Socket): void => {
     active++
@@ -202,8 +215,38 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
   const code = await finished
   // An agent that ended for another reason (its SSH connection dropped) leaves no idle timer behind.
   clearTimeout(idleTimer)
+  if (keeper) clearInterval(keeper)
   server.close()
   rmSync(opts.socketPath, { force: true })
   remote.close()
   return code
+}
+
+/**
+ * Renews a lease while the runner's worker lives. A dead worker (runner crashed or killed) ends the
+ * agent, so the lease lapses; a missed renewal is retried at the next tick (the lease outlives two).
+ */
+export function keepAlive(keep: AgentKeep, remote: Remote, log: (m: string) => void, finish: (code: number) => void): NodeJS.Timeout {
+  let busy = false
+  let lost = false
+  const tick = async (): Promise<void> => {
+    if (keep.worker && !isRunning(keep.worker)) {
+      log(`the runner's worker (pid ${keep.worker.pid}) is gone: the lease is no longer renewed`)
+      return finish(0)
+    }
+    if (busy || lost) return
+    busy = true
+    try {
+      const [word] = await ask(remote, keep.command, { label: 'renew the lease', timeoutMs: keep.everyMs })
+      if (word !== 'renewed') {
+        lost = true
+        log(`the lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
+      }
+    } catch (e) {
+      log(`renewing the lease failed: ${(e as Error).message}`)
+    } finally {
+      busy = false
+    }
+  }
+  return setInterval(() => void tick(), keep.everyMs)
 }

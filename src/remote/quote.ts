@@ -33,3 +33,8 @@ export function shq(arg: string): string {
 export function shjoin(argv: readonly string[]): string {
   return argv.map(shq).join(' ')
 }
+
+/** A remote path as one shell word; `~/path` is left to the remote shell's $HOME. */
+export function shPath(p: string): string {
+  return p.startsWith('~/') ? `"$HOME"/${shq(p.slice(2))}` : shq(p)
+}

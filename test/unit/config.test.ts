@@ -262,7 +262,7 @@ describe('loadConfig: validation', () => {
     expect(msg).not.toMatch(/hunter2/)
   })
 
-  const WORKROOT_RULE = 'must be a normalised absolute path other than /, without .. and only of A-Z a-z 0-9 . _ / -'
+  const WORKROOT_RULE = 'must be a normalised absolute path other than / (or ~/path for pools), without .. and only of A-Z a-z 0-9 . _ / -'
   it.each([
     'srv/rch',
     '/',
@@ -282,6 +282,18 @@ describe('loadConfig: validation', () => {
   ])('refuses remote.workRoot %j', (workRoot) => {
     const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot } })
     expect(issuesOf(() => load(text))).toContain(`remote.workRoot: ${WORKROOT_RULE}`)
+  })
+
+  it.each(['~', '~/', '~/../x', '~user/x', '~/a b'])('refuses remote.workRoot %j', (workRoot) => {
+    const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot } })
+    expect(issuesOf(() => load(text))).toContain(`remote.workRoot: ${WORKROOT_RULE}`)
+  })
+
+  it('takes remote.workRoot ~/path for pools only (resolved on each member)', () => {
+    const text = JSON.stringify({ ...JSON.parse(withHost()), remote: { workRoot: '~/rch' } })
+    expect(issuesOf(() => load(text))).toEqual([
+      "remote.workRoot: ~/path (under each machine's home) is for provider.kind ec2-pool only; give an absolute path"
+    ])
   })
 
   it.each(['/srv/rch', '/var/tmp/rch-vm-a/work', '/home/ci.user/rch_2', '/a'])('accepts remote.workRoot %j', (workRoot) => {
@@ -337,12 +349,12 @@ describe('loadConfig: validation', () => {
 
   it('reports an unknown provider.kind with the allowed kinds', () => {
     const text = JSON.stringify({ provider: { kind: 'aws', hosts: [] }, remote: { workRoot: '/srv/rch' } })
-    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2 (got "aws")'])
+    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2, ec2-pool (got "aws")'])
   })
 
   it('reports a missing provider.kind', () => {
     const text = JSON.stringify({ provider: { hosts: [] }, remote: { workRoot: '/srv/rch' } })
-    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2 (got undefined)'])
+    expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2, ec2-pool (got undefined)'])
   })
 
   it('requires at least one host', () => {
@@ -384,5 +396,53 @@ describe('loadConfig: validation', () => {
     const issues = issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '/c.yml' }, fake))
     expect(issues.filter((i) => i.startsWith('provider.hosts.0.identityFile'))).toHaveLength(1)
     expect(fake.canReadCalls).not.toContain('relative/id')
+  })
+})
+
+describe('loadConfig: provider.kind ec2-pool', () => {
+  const pool = (extra: Record<string, unknown> = {}, top: Record<string, unknown> = {}): string =>
+    JSON.stringify({
+      provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'ci-pool', identityFile: '/k/pool', ...extra },
+      remote: { workRoot: '/home/ec2-user/rch' },
+      ...top
+    })
+
+  it('takes the minimal pool and fills the defaults', () => {
+    const cfg = load(pool(), '/etc/rch/c.json')
+    expect(cfg.provider).toEqual({
+      kind: 'ec2-pool',
+      region: 'eu-west-1',
+      autoScalingGroup: 'ci-pool',
+      identityFile: '/k/pool',
+      user: 'ec2-user',
+      sshPort: 22,
+      connect: { address: 'private-ip' },
+      lease: { ttlSeconds: 120 },
+      reuse: { maxJobsPerVm: 20, maxVmAgeMinutes: 720, maxDiskPercent: 90 },
+      scaleOut: { enabled: true },
+      waitTimeoutSeconds: 600
+    })
+  })
+
+  it('names each bad field on its own line', () => {
+    expect(
+      issuesOf(() =>
+        load(pool({ user: 'root', lease: { ttlSeconds: 5 }, autoScalingGroup: 'a b', reuse: { maxJobsPerVm: 0 } }), '/etc/rch/c.json')
+      )
+    ).toEqual([
+      'provider.autoScalingGroup: must be an Auto Scaling group name',
+      'provider.user: must not be root (releasing a member ends all processes of this user)',
+      'provider.lease.ttlSeconds: Number must be greater than or equal to 15',
+      'provider.reuse.maxJobsPerVm: Number must be greater than or equal to 1'
+    ])
+  })
+
+  it('needs the agent (it renews the lease) and a readable pool key', () => {
+    expect(issuesOf(() => load(pool({}, { agent: { enabled: false } }), '/etc/rch/c.json'))).toEqual([
+      "agent.enabled: provider.kind ec2-pool needs the job's agent (it renews the member's lease while the job runs)"
+    ])
+    expect(issuesOf(() => load(pool({ identityFile: '/etc/rch/nokey' }), '/etc/rch/c.json', { '/etc/rch/nokey': 'EACCES' }))).toEqual([
+      'provider.identityFile: cannot read /etc/rch/nokey (EACCES)'
+    ])
   })
 })

@@ -5,7 +5,7 @@ import { createBody, RemoteDocker } from '../../src/docker/remote-docker'
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
 import { shq } from '../../src/remote/quote'
-import { LABEL_OWNER, labelArgs, labelMap } from '../../src/labels'
+import { LABEL_OWNER, labelFlagsOf, labelMap } from '../../src/labels'
 import type { CreateSpec } from '../../src/docker/cli'
 import { RecordingRemote } from './recording-remote'
 import { cleanupTempDirs, sh } from './_helpers'
@@ -119,7 +119,7 @@ describe('containers', () => {
   const spec = (over: Partial<CreateSpec> = {}): CreateSpec => ({
     name: 'rch-fedcba9876543210-redis',
     image: 'redis:7',
-    labels: labelArgs(OWNER, JOB, RUNNER),
+    labels: labelFlagsOf(labelMap(OWNER, JOB, RUNNER)),
     network: 'rch-fedcba9876543210',
     aliases: ['redis', "svc'1"],
     ports: ['6379'],

@@ -1,0 +1,480 @@
+// Warm VMs leased from an EC2 Auto Scaling group. Membership comes from one DescribeInstances; the
+// lease itself is an atomic record on the member (pool-lease.ts), renewed by the job's agent while
+// the runner's worker lives; trust comes from the host key each member publishes once, in a tag only
+// it may write (pinned per lease). Release scrubs the member (pool-scrub.ts) or, when it is worn out
+// or unhealthy, has the group replace it.
+import { randomBytes } from 'node:crypto'
+import { renameSync } from 'node:fs'
+import { z } from 'zod'
+import type { Ec2PoolConfig } from '../config'
+import { HookError } from '../errors'
+import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
+import { writePrivateFile } from '../private-fs'
+import { retry, waitUntil } from '../retry'
+import { ask } from '../remote/answer'
+import type { ConnectInfo, Remote } from '../remote/remote'
+import { workerProcess, type WorkerProcess } from '../worker-process'
+import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError } from './ec2-api'
+import { knownHostsName } from './ec2-plan'
+import {
+  acquireScript,
+  leaveScript,
+  oneWord,
+  parseAcquire,
+  releaseScript,
+  renewScript,
+  takeOverScript,
+  type AcquireAnswer,
+  type ReleaseAs,
+  type Waiter
+} from './pool-lease'
+import {
+  describePool,
+  membersOf,
+  scaleOutTo,
+  shuffled,
+  TAG_GROUP,
+  TAG_JOBS,
+  TAG_RECYCLE,
+  viewOf,
+  wornOut,
+  type Capacity,
+  type Member,
+  type PoolView
+} from './pool-plan'
+import { describeScrub, parseScrub, scrubScript } from './pool-scrub'
+import type { Acquired, AgentKeep, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
+
+export interface PoolLease extends LeaseBase<'ec2-pool'> {
+  instanceId: string
+  /** Who holds the member's lease record (random, per job). */
+  token: string
+  /** The runner's worker process: the lease is renewed while it lives. */
+  worker: WorkerProcess | null
+  /** remote.workRoot as it is on this member (a ~/path resolved). */
+  workRoot: string
+}
+
+/** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
+const RESCAN_MS = 10_000
+const POLL_MS = 1_000
+
+interface Conn {
+  member: Member
+  connect: ConnectInfo
+  remote: Remote
+}
+
+export class Ec2PoolProvider implements VmProvider<PoolLease> {
+  readonly kind = 'ec2-pool'
+  readonly releaseDestroys = false
+  constructor(
+    private readonly cfg: Ec2PoolConfig,
+    private readonly workRoot: string
+  ) {}
+
+  describe(l: PoolLease): string {
+    return `${l.connect.host}:${l.connect.port} (${l.instanceId} of pool ${this.cfg.autoScalingGroup})`
+  }
+
+  keeper(l: PoolLease): AgentKeep {
+    return {
+      command: renewScript(this.workRoot, l.token, this.cfg.lease.ttlSeconds),
+      everyMs: Math.floor((this.cfg.lease.ttlSeconds * 1000) / 3),
+      worker: l.worker
+    }
+  }
+
+  private send<T>(env: Pick<ProviderEnv, 'signal' | 'log'>, what: string, fn: () => Promise<T>, deadlineMs = 60_000): Promise<T> {
+    return retry(fn, {
+      attempts: 6,
+      minDelayMs: 300,
+      maxDelayMs: 4000,
+      deadlineMs,
+      signal: env.signal,
+      retryable: isRetryableAwsError,
+      onRetry: (e) => env.log.debug(`${what}: ${awsErrorName(e)}, retrying`)
+    })
+  }
+
+  private async members(env: Pick<ProviderEnv, 'signal' | 'log'>, ids?: string[]): Promise<Member[]> {
+    const { sdk, client } = await ec2Client(this.cfg)
+    const res = await this.send(env, 'DescribeInstances', () =>
+      client.send(
+        new sdk.DescribeInstancesCommand({
+          ...(ids ? { InstanceIds: ids } : {}),
+          Filters: [
+            { Name: `tag:${TAG_GROUP}`, Values: [this.cfg.autoScalingGroup] },
+            { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
+          ]
+        })
+      )
+    )
+    return membersOf(res, this.cfg)
+  }
+
+  private async capacity(env: ProviderEnv): Promise<Capacity> {
+    const { sdk, client } = autoScalingClient(this.cfg)
+    const res = await this.send(env, 'DescribeAutoScalingGroups', () =>
+      client.send(new sdk.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [this.cfg.autoScalingGroup] }))
+    )
+    const g = res.AutoScalingGroups?.[0]
+    if (!g) throw new HookError(`provider.autoScalingGroup: no Auto Scaling group named ${this.cfg.autoScalingGroup} in ${this.cfg.region}`)
+    return { desired: g.DesiredCapacity ?? 0, max: g.MaxSize ?? 0 }
+  }
+
+  /** The member's pinned host key in a known_hosts file of the job's own folder, and how to reach it. */
+  private connectInfo(m: Member, localDir: string, file = `known_hosts-${m.id}`): ConnectInfo {
+    const address = m.address as { host: string; port: number }
+    const knownHostsFile = `${localDir}/${file}`
+    writePrivateFile(knownHostsFile, `${knownHostsName(address.host, address.port)} ${m.hostKey}\n`)
+    return { ...address, user: m.user as string, identityFile: this.cfg.identityFile, knownHostsFile }
+  }
+
+  async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<PoolLease>> {
+    const cfg = this.cfg
+    const started = Date.now()
+    const me: Waiter = { token: randomBytes(16).toString('hex'), since: started }
+    const conns = new Map<string, Conn>()
+    /** Members that failed this job (unreachable, wrong key): not tried again by it. */
+    const failed = new Map<string, string>()
+    let members: Member[] = []
+    let view: PoolView = viewOf([])
+    let scannedAt = 0
+    let busy = 0
+    let queuedAt: { id: string; ahead: number } | null = null
+    let cap: Capacity | null = null
+    let lastStart = 0
+    let won: Acquired<PoolLease> | null = null
+
+    const conn = async (m: Member): Promise<Conn> => {
+      const have = conns.get(m.id)
+      if (have) return have
+      const connect = this.connectInfo(m, job.localDir)
+      const c = { member: m, connect, remote: await env.connect(connect) }
+      conns.set(m.id, c)
+      return c
+    }
+    const drop = async (id: string, why: string): Promise<void> => {
+      failed.set(id, why)
+      const c = conns.get(id)
+      conns.delete(id)
+      if (c) await env.discard(c.connect, c.remote).catch(() => undefined)
+      if (queuedAt?.id === id) queuedAt = null
+    }
+    /** One lease attempt on one member; null when it was not granted (or could not be used). */
+    const attempt = async (m: Member, queue: boolean): Promise<AcquireAnswer | null> => {
+      let c: Conn
+      let a: AcquireAnswer
+      try {
+        c = await conn(m)
+        a = parseAcquire(
+          await ask(
+            c.remote,
+            acquireScript(this.workRoot, { ...me, ttlSeconds: cfg.lease.ttlSeconds, queue, owner: job.owner, jobId: job.jobId }),
+            {
+              label: `lease ${m.id}`
+            }
+          ),
+          `lease ${m.id}`
+        )
+      } catch (e) {
+        if (env.signal.aborted) throw e
+        env.log.warn(`pool member ${m.id}: ${(e as Error).message}; trying the others`)
+        await drop(m.id, (e as Error).message)
+        return null
+      }
+      if (!a.granted) return a
+      const lease = await this.usable(c, a, job, me.token, env)
+      if (!lease) {
+        await drop(m.id, 'replaced')
+        return null
+      }
+      won = { lease, remote: c.remote }
+      return a
+    }
+
+    const probe = async (): Promise<Acquired<PoolLease> | undefined> => {
+      const now = Date.now()
+      if (!queuedAt || now - scannedAt >= RESCAN_MS) {
+        scannedAt = now
+        members = await this.members(env)
+        view = viewOf(members)
+        busy = 0
+        let waiting = queuedAt ? 0 : 1
+        let shortest: { m: Member; waiting: number } | null = null
+        for (const m of shuffled(view.ready.filter((x) => !failed.has(x.id)))) {
+          const a = await attempt(m, queuedAt?.id === m.id)
+          if (won) return won
+          if (!a || a.granted) continue
+          busy++
+          waiting += a.waiting
+          if (a.state !== 'retired' && (!shortest || a.waiting < shortest.waiting)) shortest = { m, waiting: a.waiting }
+          if (queuedAt?.id === m.id) queuedAt.ahead = a.ahead
+        }
+        if (!queuedAt && shortest) {
+          // Queue at the member with the shortest line: the oldest waiter there is served first.
+          const a = await attempt(shortest.m, true)
+          if (won) return won
+          if (a && !a.granted) queuedAt = { id: shortest.m.id, ahead: a.ahead }
+        }
+        await this.grow(env, view, waiting, now - lastStart >= 30_000 ? () => (lastStart = now) : null).then(
+          (c) => (cap = c ?? cap),
+          (e: unknown) => env.log.warn(`could not add capacity to pool ${cfg.autoScalingGroup}: ${(e as Error).message}`)
+        )
+        if (
+          !view.ready.length &&
+          !view.starting.length &&
+          !view.stopped.length &&
+          (!cfg.scaleOut.enabled || (cap && cap.desired >= cap.max))
+        )
+          throw new HookError(
+            `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member can come (provider.autoScalingGroup)`
+          )
+        return undefined
+      }
+      const m = members.find((x) => x.id === queuedAt?.id)
+      if (!m) return void (queuedAt = null)
+      const a = await attempt(m, true)
+      if (won) return won
+      if (a && !a.granted && queuedAt) queuedAt.ahead = a.ahead
+      return undefined
+    }
+
+    const note = (): void => {
+      const where = queuedAt ? `; ${queuedAt.ahead ? `${queuedAt.ahead} ahead of this job` : 'next'} at ${queuedAt.id}` : ''
+      env.log.progress(
+        `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}${where}, waiting ${Math.round((Date.now() - started) / 1000)} s`
+      )
+    }
+    try {
+      const got = await waitUntil(probe, {
+        timeoutMs: cfg.waitTimeoutSeconds * 1000,
+        minDelayMs: POLL_MS,
+        maxDelayMs: POLL_MS,
+        signal: env.signal,
+        onRetry: (_e, attempt) => attempt === 1 && note(),
+        progressEveryMs: 10_000,
+        onProgress: note,
+        onTimeout: () =>
+          new HookError(
+            `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member free after ${cfg.waitTimeoutSeconds} s (provider.waitTimeoutSeconds)`
+          )
+      })
+      env.log.progress(`leased ${this.describe(got.lease)} after ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      return got
+    } finally {
+      const keep = (won as Acquired<PoolLease> | null)?.lease.instanceId
+      const queued = (queuedAt as { id: string } | null)?.id
+      for (const [id, c] of conns) {
+        if (id === keep) continue
+        if (queued === id) await ask(c.remote, leaveScript(this.workRoot, me.token), { label: 'leave the queue' }).catch(() => undefined)
+        await env.discard(c.connect, c.remote).catch(() => undefined)
+      }
+    }
+  }
+
+  /**
+   * A granted member made ready for the job: scrubbed first if its last job did not give it back
+   * clean; replaced instead when it is unhealthy, worn out or cannot be scrubbed (null then).
+   */
+  private async usable(
+    c: Conn,
+    a: Extract<AcquireAnswer, { granted: true }>,
+    job: JobRef,
+    token: string,
+    env: ProviderEnv
+  ): Promise<PoolLease | null> {
+    const m = c.member
+    const lease: PoolLease = {
+      kind: 'ec2-pool',
+      instanceId: m.id,
+      token,
+      worker: workerProcess(process.ppid),
+      workRoot: a.workRoot,
+      connect: { ...c.connect, knownHostsFile: `${job.localDir}/known_hosts` }
+    }
+    let why: string | null =
+      a.docker === null
+        ? 'Docker does not answer'
+        : a.diskPercent >= this.cfg.reuse.maxDiskPercent
+          ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
+          : wornOut(m, this.cfg, Date.now())
+    if (!why && !a.clean) {
+      env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
+      why = await this.scrub(c.remote, m.id, env).then(
+        () => null,
+        (e: unknown) => `its scrub failed: ${(e as Error).message}`
+      )
+    }
+    if (why) {
+      await this.recycle(c.remote, lease, why, env)
+      return null
+    }
+    if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
+    renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
+    return lease
+  }
+
+  private async scrub(remote: Remote, id: string, env: Pick<ProviderEnv, 'log'>): Promise<void> {
+    const r = parseScrub(await ask(remote, scrubScript(this.workRoot), { label: `scrub ${id}`, timeoutMs: 300_000 }), `scrub ${id}`)
+    env.log.progress(`scrubbed ${id}: ${describeScrub(r)}`)
+  }
+
+  /** Marks the member retired (never leased again), tags why, and has the group replace it. */
+  private async recycle(remote: Remote | null, l: PoolLease, why: string, env: ProviderEnv): Promise<void> {
+    env.log.progress(`${l.instanceId} is replaced: ${why}`)
+    if (remote) await this.give(remote, l, { as: 'retired', reason: why }).catch(() => undefined)
+    await this.tag(l.instanceId, { [TAG_RECYCLE]: why.slice(0, 250) }, env).catch((e: unknown) =>
+      env.log.warn(`could not tag ${l.instanceId} for replacement: ${(e as Error).message}`)
+    )
+    const { sdk, client } = autoScalingClient(this.cfg)
+    await this.send(env, 'TerminateInstanceInAutoScalingGroup', () =>
+      client.send(new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: l.instanceId, ShouldDecrementDesiredCapacity: false }))
+    ).catch((e: unknown) => {
+      // Not (or no longer) in the group: gone already, which is what we wanted.
+      if (awsErrorName(e) !== 'ValidationError') throw e
+    })
+  }
+
+  private async tag(id: string, tags: Record<string, string>, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<void> {
+    const { sdk, client } = await ec2Client(this.cfg)
+    await this.send(env, 'CreateTags', () =>
+      client.send(new sdk.CreateTagsCommand({ Resources: [id], Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }))
+    )
+  }
+
+  private async give(remote: Remote, l: PoolLease, how: ReleaseAs): Promise<'released' | 'not-holder'> {
+    return oneWord(
+      await ask(remote, releaseScript(this.workRoot, l.token, how), { label: `release ${l.instanceId}` }),
+      ['released', 'not-holder'] as const,
+      'release'
+    )
+  }
+
+  /** Starts a stopped member or raises the group's desired capacity when jobs wait and nothing comes. */
+  private async grow(env: ProviderEnv, v: PoolView, waiting: number, mayStart: (() => void) | null): Promise<Capacity | null> {
+    // Enough members are on their way for everyone waiting.
+    if (waiting === 0 || v.starting.length >= waiting) return null
+    if (v.stopped.length && mayStart) {
+      mayStart()
+      const m = v.stopped[0]
+      env.log.progress(`starting stopped member ${m.id} of pool ${this.cfg.autoScalingGroup}`)
+      const { sdk, client } = await ec2Client(this.cfg)
+      await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [m.id] })))
+      // A stopped member waits in Standby (so the group's health checks leave it alone); a warm pool's does not.
+      const asg = autoScalingClient(this.cfg)
+      await this.send(env, 'ExitStandby', () =>
+        asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [m.id] }))
+      ).catch((e: unknown) => env.log.debug(`ExitStandby ${m.id}: ${awsErrorName(e)} (not in standby)`))
+      return null
+    }
+    const cap = await this.capacity(env)
+    if (!this.cfg.scaleOut.enabled) return cap
+    const to = scaleOutTo(cap, v, waiting)
+    if (to === null) return cap
+    env.log.progress(`pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${cap.desired}, max ${cap.max})`)
+    const { sdk, client } = autoScalingClient(this.cfg)
+    await this.send(env, 'SetDesiredCapacity', () =>
+      client.send(
+        new sdk.SetDesiredCapacityCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, DesiredCapacity: to, HonorCooldown: false })
+      )
+    )
+    return { ...cap, desired: to }
+  }
+
+  /**
+   * Gives the member back: scrubbed and freed, or replaced when it is worn out, unhealthy after the
+   * job, or its scrub failed. A lease another job holds now (ours lapsed) is not touched.
+   */
+  async release(lease: PoolLease, remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
+    const own = !remote
+    const r = remote ?? (await env.connect(lease.connect))
+    try {
+      const still = oneWord(
+        await ask(r, this.keeper(lease).command, { label: `renew ${lease.instanceId}` }),
+        ['renewed', 'lost'] as const,
+        'renew'
+      )
+      if (still === 'lost') {
+        env.log.warn(`the lease of ${lease.instanceId} lapsed and another job holds it now: left as it is`)
+        return
+      }
+      let why = await this.scrub(r, lease.instanceId, env).then(
+        () => null,
+        (e: unknown) => `its scrub failed: ${(e as Error).message}`
+      )
+      const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
+      const jobs = (m?.jobs ?? 0) + 1
+      why ??= m ? wornOut(m, this.cfg, Date.now(), jobs) : null
+      await this.tag(lease.instanceId, { [TAG_JOBS]: String(jobs) }, env).catch((e: unknown) =>
+        env.log.warn(`could not record the job count of ${lease.instanceId}: ${(e as Error).message}`)
+      )
+      if (why) return await this.recycle(r, lease, why, env)
+      if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')
+        env.log.warn(`the lease of ${lease.instanceId} was taken over during its release`)
+    } finally {
+      if (own) await env.discard(lease.connect, r)
+    }
+  }
+
+  /** Members whose lease this runner's lost jobs hold: taken over, tidied, scrubbed and given back. */
+  async cleanupOrphans(owner: string, env: ProviderEnv, tidy: Tidy): Promise<OrphanReport> {
+    const report: OrphanReport = { released: [], unreachable: [] }
+    const { mkdtempSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const dir = mkdtempSync(`${tmpdir()}/rch-pool-`)
+    try {
+      for (const m of viewOf(await this.members(env)).ready) {
+        const connect = this.connectInfo(m, dir)
+        let remote: Remote | null = null
+        try {
+          remote = await env.connect(connect)
+          const token = randomBytes(16).toString('hex')
+          const r = oneWord(
+            await ask(remote, takeOverScript(this.workRoot, owner, token, this.cfg.lease.ttlSeconds), { label: `look at ${m.id}` }),
+            ['taken', 'not-owner'] as const,
+            'take over'
+          )
+          if (r === 'not-owner') continue
+          await tidy(remote, m.id)
+          await this.release({ kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot: this.workRoot, connect }, remote, '', env)
+          report.released.push(m.id)
+        } catch (e) {
+          report.unreachable.push({ machine: m.id, reason: (e as Error).message })
+        } finally {
+          if (remote) await env.discard(connect, remote)
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    return report
+  }
+}
+
+const HEX32 = /^[0-9a-f]{32}$/
+
+export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
+  create: (cfg, workRoot) => new Ec2PoolProvider(cfg, workRoot),
+  lease: {
+    fields: {
+      instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)'),
+      token: z.string().regex(HEX32, 'must be 32 hex digits'),
+      worker: z
+        .object({ pid: z.number().int().min(2), start: z.string().regex(/^[0-9]{0,20}$/) })
+        .strict()
+        .nullable(),
+      workRoot: z.string().refine(isWorkRoot, 'must be a plain absolute path')
+    },
+    issues(l, cfg, localDir) {
+      const out: [string, string][] = []
+      if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
+      if (cfg.user.startsWith('tag:') ? !isUserName(l.connect.user) || l.connect.user === 'root' : l.connect.user !== cfg.user)
+        out.push(['user', 'differs from provider.user'])
+      if (l.connect.identityFile !== cfg.identityFile) out.push(['identityFile', 'differs from provider.identityFile'])
+      if (l.connect.knownHostsFile !== `${localDir}/known_hosts`) out.push(['knownHostsFile', "is not the job's own known_hosts file"])
+      return out
+    }
+  }
+}

@@ -1,0 +1,165 @@
+// A pool member's lease, kept on the member itself: one record under a flock, so any number of
+// runner hosts share a pool with no service of ours. Each operation below is one SSH exec and one
+// atomic step. Times are the member's own clock (a lease's expiry never depends on runner clocks);
+// waiting order compares the waiters' own start times (runner clocks, NTP-close).
+//
+// What the member answers is untrusted (a job was root there): every answer is framed and matched
+// exactly, and a record that does not parse counts as "dirty" (scrubbed before anyone uses it).
+import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
+import { shPath, shq } from '../remote/quote'
+import { isWorkRoot } from '../input-rules'
+
+/** Seconds after which a waiter that stopped polling is dropped from a member's queue. */
+export const QUEUE_STALE_SECONDS = 15
+/** A recorded expiry further ahead than ttl + this is not one we wrote: the lease counts as lapsed. */
+const EXPIRY_SLACK_SECONDS = 600
+
+export const leaseFolder = (workRoot: string): string => `${workRoot}/pool`
+
+/** Opens the member's lease folder, takes its lock and reads the record into st h ex o j (now = member time). */
+function locked(workRoot: string): string {
+  const p = shPath(leaseFolder(workRoot))
+  return (
+    `umask 077; P=${p}; ` +
+    `{ mkdir -p "$P" && [ -d "$P" ] && [ ! -L "$P" ]; } 2>/dev/null || { echo "cannot use $P (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
+    `exec 9>>"$P/lock" || exit 3; ` +
+    `command -v flock >/dev/null || { echo "flock (util-linux) is not installed on this member" >&2; exit 3; }; ` +
+    `flock -w 20 9 || { echo "the lease lock $P/lock stayed taken for 20 s" >&2; exit 4; }; ` +
+    `now=$(date +%s); st=; h=; ex=; o=; j=; ` +
+    `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j < "$P/lease"; ` +
+    `case "$ex" in ''|*[!0-9]*) ex=0;; esac; ` +
+    `put() { printf '%s\\n' "$*" > "$P/lease.new" && mv -f "$P/lease.new" "$P/lease"; }; `
+  )
+}
+
+export interface Waiter {
+  /** The lease's secret-free identity (random hex): who holds or waits. */
+  token: string
+  /** When this job started waiting (ms since the epoch): the older waiter goes first. */
+  since: number
+}
+
+export interface AcquireArgs extends Waiter {
+  ttlSeconds: number
+  /** Join the member's queue when it is not granted (the member this job waits at). */
+  queue: boolean
+  owner: string
+  jobId: string
+}
+
+export type AcquireAnswer =
+  | { granted: true; clean: boolean; lapsed: boolean; diskPercent: number; docker: string | null; workRoot: string }
+  | { granted: false; state: 'held' | 'retired' | 'queued'; ahead: number; waiting: number; expiresIn: number }
+
+/**
+ * Grants the member when it is free (or its holder's lease lapsed) and no live waiter queued there
+ * is older; else answers busy (and queues this waiter when asked). A granted member also reports
+ * its disk use and Docker's version (the health check costs no extra round trip).
+ */
+export function acquireScript(workRoot: string, a: AcquireArgs): string {
+  const q = `"$P/queue"`
+  const w = shPath(workRoot)
+  return (
+    locked(workRoot) +
+    `avail=0; clean=0; lapsed=0; ` +
+    `case "$st" in ` +
+    `held) if [ "$ex" -lt "$now" ] || [ "$ex" -gt $((now + ${a.ttlSeconds + EXPIRY_SLACK_SECONDS})) ]; then avail=1; lapsed=1; fi;; ` +
+    `free) avail=1; [ "$h" = clean ] && clean=1;; ` +
+    `retired) ;; ` +
+    `*) avail=1;; esac; ` +
+    `touch ${q}; awk -v now="$now" -v me=${a.token} '$3+0 >= now-${QUEUE_STALE_SECONDS} && $2 != me && NF == 3' ${q} > ${q}.new; ` +
+    `ahead=$(awk -v s=${a.since} -v me=${a.token} '$1+0 < s || ($1+0 == s && $2 < me)' ${q}.new | wc -l); ` +
+    `waiting=$(wc -l < ${q}.new); ` +
+    `if [ "$avail" = 1 ] && [ "$ahead" -eq 0 ]; then ` +
+    `put held ${a.token} $((now + ${a.ttlSeconds})) ${a.owner} ${a.jobId} && mv -f ${q}.new ${q} || exit 5; ` +
+    `exec 9>&-; ` +
+    `disk=$(df -P ${w} /var/lib/docker 2>/dev/null | awk 'NR > 1 { sub("%", "", $5); if ($5 + 0 > m) m = $5 + 0 } END { print m + 0 }'); ` +
+    `dv=$(timeout 10 docker version --format '{{.Server.Version}}' 2>/dev/null | head -c 64); ` +
+    `${record('granted')}; ${record('"$clean"')}; ${record('"$lapsed"')}; ${record('"$disk"')}; ${record('"${dv:--}"')}; ${record(w)}; ` +
+    `else ` +
+    (a.queue ? `printf '%s %s %s\\n' ${a.since} ${a.token} "$now" >> ${q}.new; ` : '') +
+    `mv -f ${q}.new ${q}; ` +
+    `[ "$st" = retired ] && s=retired || s=${a.queue ? 'queued' : 'held'}; ` +
+    `${record('"$s"')}; ${record('"$ahead"')}; ${record('"$waiting"')}; ${record('"$((ex - now))"')}; ` +
+    `fi`
+  )
+}
+
+const INT = /^-?[0-9]{1,12}$/
+
+export function parseAcquire(records: string[], label: string): AcquireAnswer {
+  if (records[0] === 'granted' && records.length === 6) {
+    const [, clean, lapsed, disk, docker, workRoot] = records
+    if (!isWorkRoot(workRoot))
+      throw new UnexpectedAnswer(`${label}: the member's work root ${JSON.stringify(workRoot.slice(0, 200))} is not a plain absolute path`)
+    expectEach([clean, lapsed], /^[01]$/, label)
+    expectEach([disk], /^[0-9]{1,3}$/, label)
+    expectEach([docker], /^[A-Za-z0-9.+~_-]{1,64}$/, label)
+    return {
+      granted: true,
+      clean: clean === '1',
+      lapsed: lapsed === '1',
+      diskPercent: Number(disk),
+      docker: docker === '-' ? null : docker,
+      workRoot
+    }
+  }
+  if (records.length === 4 && /^(held|retired|queued)$/.test(records[0])) {
+    const [state, ahead, waiting, expiresIn] = records
+    expectEach([ahead, waiting, expiresIn], INT, label)
+    return {
+      granted: false,
+      state: state as 'held' | 'retired' | 'queued',
+      ahead: Number(ahead),
+      waiting: Number(waiting),
+      expiresIn: Number(expiresIn)
+    }
+  }
+  throw new UnexpectedAnswer(`${label}: unexpected answer from the member: ${JSON.stringify(records.slice(0, 6))}`)
+}
+
+/** Extends this holder's lease; answers `renewed`, or `lost` when someone else holds it now. */
+export function renewScript(workRoot: string, token: string, ttlSeconds: number): string {
+  return (
+    locked(workRoot) +
+    `if [ "$st" = held ] && [ "$h" = ${token} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" || exit 5; ${record('renewed')}; ` +
+    `else ${record('lost')}; fi`
+  )
+}
+
+/** How a holder gives a member back: free and clean, free but to be scrubbed first, or never again. */
+export type ReleaseAs = { as: 'clean' } | { as: 'dirty' } | { as: 'retired'; reason: string }
+
+/** Gives the member back if this holder still holds it; answers `released` or `not-holder`. */
+export function releaseScript(workRoot: string, token: string, how: ReleaseAs): string {
+  const next = how.as === 'retired' ? `retired ${shq(how.reason.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 64))}` : `free ${how.as}`
+  return (
+    locked(workRoot) +
+    `if [ "$st" = held ] && [ "$h" = ${token} ]; then put ${next} || exit 5; ${record('released')}; ` +
+    `else ${record('not-holder')}; fi`
+  )
+}
+
+/** Leaves the member's queue (a waiter served elsewhere); answers `left`. */
+export function leaveScript(workRoot: string, token: string): string {
+  const q = `"$P/queue"`
+  return locked(workRoot) + `touch ${q}; awk -v me=${token} '$2 != me' ${q} > ${q}.new && mv -f ${q}.new ${q}; ${record('left')}`
+}
+
+/**
+ * Takes over a lease that `owner` (this runner, whose job was lost) holds, for a cleanup without
+ * state: answers `taken` (now held by `token`) or `not-owner`.
+ */
+export function takeOverScript(workRoot: string, owner: string, token: string, ttlSeconds: number): string {
+  return (
+    locked(workRoot) +
+    `if [ "$st" = held ] && [ "$o" = ${owner} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" || exit 5; ${record('taken')}; ` +
+    `else ${record('not-owner')}; fi`
+  )
+}
+
+/** Parses a one-word answer of renew/release/leave/take-over. */
+export function oneWord<T extends string>(records: string[], words: readonly T[], label: string): T {
+  if (records.length === 1 && (words as readonly string[]).includes(records[0])) return records[0] as T
+  throw new UnexpectedAnswer(`${label}: unexpected answer from the member: ${JSON.stringify(records.slice(0, 4))}`)
+}

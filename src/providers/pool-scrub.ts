@@ -1,0 +1,72 @@
+// The scrub that gives a pool member back clean: everything a job can leave through Docker or as the
+// SSH user goes; the image cache stays (that is what a pool is for), except images a job built or
+// retagged (a tag not backed by a digest pulled from its own repository could be a poisoned `node:20`).
+// It runs as the SSH user while the lease is still held, so no other job is on the member meanwhile.
+//
+// Members that share one Docker Engine with other things (the project's test machine) may narrow
+// what is listed with a scope file in the SSH user's home (`label=k=v`, `reference=pattern`); a real
+// member has none and everything is in scope. Root on the member can defeat any scrub: see
+// docs/security.md on maxJobsPerVm.
+import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
+import { shPath, shq } from '../remote/quote'
+
+export const SCRUB_SCOPE_FILE = '.config/remote-container-hooks/scrub-scope'
+
+export const SCRUB_COUNTS = ['containers', 'networks', 'volumes', 'images', 'folders', 'processes', 'tmp'] as const
+export type ScrubReport = Record<(typeof SCRUB_COUNTS)[number], number>
+
+/** Removes a list read from stdin with `cmd`, counting what was listed; a failed removal fails the scrub. */
+const removeAll = (list: string, cmd: string, count: string): string =>
+  `ids=$(${list}) || exit 11; ${count}=$(printf '%s' "$ids" | grep -c .); [ -z "$ids" ] || ${cmd} $ids >/dev/null || exit 12; `
+
+export function scrubScript(workRoot: string): string {
+  const w = shPath(workRoot)
+  return (
+    `S="$HOME"/${shq(SCRUB_SCOPE_FILE)}; lab=; ref=; ` +
+    `if [ -f "$S" ]; then lab=$(sed -n 's/^label=//p' "$S" | head -1); ref=$(sed -n 's/^reference=//p' "$S" | head -1); fi; ` +
+    `set --; [ -n "$lab" ] && set -- --filter "label=$lab"; ` +
+    // Containers first (they hold networks and volumes); -v takes their anonymous volumes too.
+    removeAll(`docker ps -aq "$@"`, 'docker rm -f -v', 'containers') +
+    removeAll(`docker network ls -q --filter type=custom "$@"`, 'docker network rm', 'networks') +
+    removeAll(`docker volume ls -q "$@"`, 'docker volume rm -f', 'volumes') +
+    // Images: a tag stays only if the image has a digest from that tag's own repository.
+    `set --; [ -n "$ref" ] && set -- --filter "reference=$ref"; ` +
+    `imgs=$(docker image ls -q --no-trunc "$@" | sort -u) || exit 13; images=0; ` +
+    `if [ -n "$imgs" ]; then ` +
+    `bad=$(docker image inspect --format '{{join .RepoTags " "}}|{{join .RepoDigests " "}}' $imgs | awk -F'|' '{ ` +
+    `n = split($2, d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
+    `m = split($1, t, " "); for (i = 1; i <= m; i++) { r = t[i]; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t[i] } }') || exit 14; ` +
+    `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi -f $bad >/dev/null || exit 15; fi; ` +
+    `docker image prune -f "$@" >/dev/null 2>&1; fi; ` +
+    // Job folders: files a container made as root need root (a container of a kept image) to go.
+    `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +
+    `rm -rf ${w}/jobs 2>/dev/null || sudo -n rm -rf ${w}/jobs 2>/dev/null || { ` +
+    `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); ` +
+    `[ -n "$img" ] && docker run --rm --user 0 --network none -v ${w}:/x --entrypoint rm "$img" -rf /x/jobs >/dev/null 2>&1; ` +
+    `rm -rf ${w}/jobs; } || exit 16; fi; ` +
+    `rm -rf "$HOME/.docker" || exit 17; ` +
+    // The SSH user's processes in other sessions (sshd's own stay: they carry other clients' sessions).
+    // Never as root: that would end the member's own services (the config refuses root; this is the last guard).
+    `processes=0; tmp=0; if [ "$(id -u)" != 0 ]; then ` +
+    `me=$(ps -o sid= -p $$ | tr -d ' '); ` +
+    `pids=$(ps -u "$(id -u)" -o pid=,sid=,comm= | awk -v me="$me" '$2 != me && $3 !~ /^sshd/ { print $1 }'); ` +
+    `processes=$(printf '%s' "$pids" | grep -c .); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null; ` +
+    // Temp files of the SSH user, except the folder that holds the work root (and the lease).
+    `for d in /tmp /var/tmp /dev/shm; do for f in "$d"/* "$d"/.[!.]*; do ` +
+    `[ -e "$f" ] || [ -L "$f" ] || continue; [ -O "$f" ] || continue; case ${w}/ in "$f"/*) continue;; esac; ` +
+    `rm -rf "$f" 2>/dev/null && tmp=$((tmp + 1)); done; done; fi; ` +
+    SCRUB_COUNTS.map((c) => `${record(`"$${c}"`)}; `).join('')
+  )
+}
+
+export function parseScrub(records: string[], label: string): ScrubReport {
+  if (records.length !== SCRUB_COUNTS.length)
+    throw new UnexpectedAnswer(`${label}: unexpected answer: ${JSON.stringify(records.slice(0, 8))}`)
+  expectEach(records, /^[0-9]{1,9}$/, label)
+  return Object.fromEntries(SCRUB_COUNTS.map((c, i) => [c, Number(records[i])])) as ScrubReport
+}
+
+export function describeScrub(r: ScrubReport): string {
+  const parts = SCRUB_COUNTS.filter((c) => r[c] > 0).map((c) => `${r[c]} ${c === 'tmp' ? 'temp files' : c}`)
+  return parts.length ? parts.join(', ') : 'nothing left'
+}

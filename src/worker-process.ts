@@ -1,0 +1,47 @@
+// The runner's worker process (the hook's parent): a pool lease is renewed only while it lives, so a
+// crashed or killed runner's lease lapses. Its start time guards against the pid being reused.
+import { readFileSync } from 'node:fs'
+
+export interface WorkerProcess {
+  pid: number
+  /** Start time in clock ticks since boot (/proc/PID/stat field 22); '' where /proc is not available. */
+  start: string
+}
+
+function startOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' && !procMounted() ? '' : null
+  }
+}
+
+let proc: boolean | undefined
+function procMounted(): boolean {
+  try {
+    proc ??= readFileSync('/proc/self/stat', 'utf8').length > 0
+  } catch {
+    proc = false
+  }
+  return proc
+}
+
+/** The process `pid` as it is now, or null when it does not exist. */
+export function workerProcess(pid: number): WorkerProcess | null {
+  if (!Number.isInteger(pid) || pid <= 1) return null
+  const start = startOf(pid)
+  return start === null ? null : { pid, start }
+}
+
+/** Whether the very process `w` still runs (not another one that got its pid). */
+export function isRunning(w: WorkerProcess): boolean {
+  try {
+    process.kill(w.pid, 0)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  const now = startOf(w.pid)
+  return now !== null && (w.start === '' || now === w.start)
+}

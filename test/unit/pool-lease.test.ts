@@ -1,0 +1,149 @@
+// The pool member's lease record, run by a real local shell (flock, awk, date) through LocalRemote:
+// grants, queue order, renewal, lapse, hostile records, and one winner under a race.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ask } from '../../src/remote/answer'
+import {
+  acquireScript,
+  leaveScript,
+  oneWord,
+  parseAcquire,
+  QUEUE_STALE_SECONDS,
+  releaseScript,
+  renewScript,
+  takeOverScript,
+  type AcquireAnswer,
+  type ReleaseAs
+} from '../../src/providers/pool-lease'
+import { LocalRemote } from './local-remote'
+
+const OWNER = 'aaaaaaaaaaaaaaaa'
+const JOB = '1111111111111111'
+const tok = (c: string): string => c.repeat(32)
+
+let dir: string
+let work: string
+let remote: LocalRemote
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rch-pool-lease-'))
+  work = join(dir, 'work')
+  // docker answers its version (a healthy member); df sees the temp file system.
+  remote = new LocalRemote(dir, { before: 'motd\\n', after: 'bye\\n' }, { docker: 'echo 27.3.1' })
+})
+afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+const acquire = async (token: string, since: number, queue = false, ttl = 120): Promise<AcquireAnswer> =>
+  parseAcquire(
+    await ask(remote, acquireScript(work, { token, since, queue, ttlSeconds: ttl, owner: OWNER, jobId: JOB }), { label: 'lease' }),
+    'lease'
+  )
+const one = async (script: string, words: readonly string[]): Promise<string> =>
+  oneWord(await ask(remote, script, { label: 'op' }), words, 'op')
+const release = (token: string, how: ReleaseAs): Promise<string> => one(releaseScript(work, token, how), ['released', 'not-holder'])
+const record = (): string => readFileSync(join(work, 'pool', 'lease'), 'utf8')
+const nowS = (): number => Math.floor(Date.now() / 1000)
+
+test('a fresh member is granted once, reported dirty (never scrubbed yet) and healthy', async () => {
+  const a = await acquire(tok('a'), 1000)
+  expect(a).toEqual({ granted: true, clean: false, lapsed: false, diskPercent: expect.any(Number), docker: '27.3.1', workRoot: work })
+  expect(record()).toMatch(new RegExp(`^held ${tok('a')} \\d+ ${OWNER} ${JOB}\\n$`))
+  // Busy for anyone else, without queueing unless asked.
+  expect(await acquire(tok('b'), 2000)).toMatchObject({ granted: false, state: 'held', ahead: 0, waiting: 0 })
+  expect(await acquire(tok('b'), 2000, true)).toMatchObject({ granted: false, state: 'queued', ahead: 0, waiting: 0 })
+  expect(await acquire(tok('c'), 3000, true)).toMatchObject({ granted: false, state: 'queued', ahead: 1, waiting: 1 })
+})
+
+test('given back clean, the member goes to the oldest live waiter, not to a newer one', async () => {
+  await acquire(tok('a'), 1000)
+  await acquire(tok('b'), 2000, true)
+  await acquire(tok('c'), 3000, true)
+  expect(await release(tok('a'), { as: 'clean' })).toBe('released')
+  expect(record()).toBe('free clean\n')
+  // c is younger than b, and a newcomer younger still: neither gets it.
+  expect(await acquire(tok('c'), 3000, true)).toMatchObject({ granted: false, ahead: 1 })
+  expect(await acquire(tok('d'), 4000)).toMatchObject({ granted: false, ahead: 2 })
+  expect(await acquire(tok('b'), 2000, true)).toMatchObject({ granted: true, clean: true, lapsed: false })
+  // b left the queue with its grant: c is next.
+  expect(await release(tok('b'), { as: 'dirty' })).toBe('released')
+  expect(await acquire(tok('c'), 3000, true)).toMatchObject({ granted: true, clean: false })
+})
+
+test('a waiter that stopped polling stops blocking others; leaving the queue does so at once', async () => {
+  await acquire(tok('a'), 1000)
+  await acquire(tok('b'), 2000, true)
+  await release(tok('a'), { as: 'clean' })
+  // b's heartbeat is made older than the stale limit, as if its runner died.
+  const q = join(work, 'pool', 'queue')
+  writeFileSync(q, readFileSync(q, 'utf8').replace(/ (\d+)\n$/, ` ${nowS() - QUEUE_STALE_SECONDS - 5}\n`))
+  expect(await acquire(tok('c'), 3000)).toMatchObject({ granted: true })
+  await release(tok('c'), { as: 'clean' })
+  // Free, and nobody older waits: granted even when asking to queue.
+  expect(await acquire(tok('d'), 4000, true)).toMatchObject({ granted: true })
+  await release(tok('d'), { as: 'clean' })
+  await acquire(tok('e'), 5000)
+  await acquire(tok('f'), 6000, true)
+  await release(tok('e'), { as: 'clean' })
+  expect(await acquire(tok('g'), 7000)).toMatchObject({ granted: false, ahead: 1 })
+  expect(await one(leaveScript(work, tok('f')), ['left'])).toBe('left')
+  expect(await acquire(tok('g'), 7000)).toMatchObject({ granted: true })
+})
+
+test('only the holder renews or releases; a lapsed lease is granted to the next job as lapsed and dirty', async () => {
+  await acquire(tok('a'), 1000, false, 60)
+  expect(await one(renewScript(work, tok('a'), 60), ['renewed', 'lost'])).toBe('renewed')
+  expect(await one(renewScript(work, tok('b'), 60), ['renewed', 'lost'])).toBe('lost')
+  expect(await release(tok('b'), { as: 'clean' })).toBe('not-holder')
+  expect(record()).toMatch(/^held a/)
+  // Its expiry passes (the runner died and nothing renewed it).
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() - 1} ${OWNER} ${JOB}\n`)
+  expect(await acquire(tok('b'), 2000)).toMatchObject({ granted: true, clean: false, lapsed: true })
+  // The old holder finds out.
+  expect(await one(renewScript(work, tok('a'), 60), ['renewed', 'lost'])).toBe('lost')
+})
+
+test('records a job could have forged: garbage is dirty, an expiry beyond reach is lapsed, retired is never granted', async () => {
+  await acquire(tok('a'), 1000)
+  for (const garbage of ['free', 'garbage here', `free clean; rm -rf /`, '']) {
+    writeFileSync(join(work, 'pool', 'lease'), `${garbage}\n`)
+    const a = await acquire(tok('b'), 2000)
+    expect(a).toMatchObject({ granted: true, clean: false })
+    await release(tok('b'), { as: 'dirty' })
+  }
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('z')} ${nowS() + 10 ** 9} ${OWNER} ${JOB}\n`)
+  expect(await acquire(tok('b'), 2000, false, 60)).toMatchObject({ granted: true, lapsed: true, clean: false })
+  expect(await release(tok('b'), { as: 'retired', reason: 'disk 95 % full; $(reboot)' })).toBe('released')
+  expect(record()).toBe('retired disk-95-full-reboot-\n')
+  expect(await acquire(tok('c'), 3000, true)).toMatchObject({ granted: false, state: 'retired' })
+})
+
+test('a member whose Docker does not answer is granted with docker null (the caller replaces it)', async () => {
+  remote = new LocalRemote(dir, {}, { docker: 'exit 1' })
+  expect(await acquire(tok('a'), 1000)).toMatchObject({ granted: true, docker: null })
+})
+
+test('a cleanup without state takes over only its own runner’s lease', async () => {
+  await acquire(tok('a'), 1000)
+  expect(await one(takeOverScript(work, 'bbbbbbbbbbbbbbbb', tok('x'), 60), ['taken', 'not-owner'])).toBe('not-owner')
+  expect(await one(takeOverScript(work, OWNER, tok('x'), 60), ['taken', 'not-owner'])).toBe('taken')
+  expect(await release(tok('a'), { as: 'clean' })).toBe('not-holder')
+  expect(await release(tok('x'), { as: 'clean' })).toBe('released')
+})
+
+test('twenty jobs racing for one free member: exactly one is granted', async () => {
+  const all = await Promise.all(Array.from({ length: 20 }, (_, i) => acquire(i.toString(16).padStart(32, '0'), 1000 + i)))
+  expect(all.filter((a) => a.granted)).toHaveLength(1)
+})
+
+test('answers that are not ours are refused', () => {
+  expect(() => parseAcquire(['granted', '1', '0', '12', '27'], 'x')).toThrow(/unexpected answer/)
+  expect(() => parseAcquire(['granted', '1', '0', '12', '27; rm', '/w'], 'x')).toThrow(/unexpected value/)
+  expect(() => parseAcquire(['granted', '2', '0', '12', '27', '/w'], 'x')).toThrow(/unexpected value/)
+  for (const w of ['/home/u/../x', 'rel', '/w;rm', '/'])
+    expect(() => parseAcquire(['granted', '1', '0', '12', '27', w], 'x')).toThrow(/not a plain absolute path/)
+  expect(parseAcquire(['granted', '1', '0', '12', '27', '/home/u/rch'], 'x')).toMatchObject({ workRoot: '/home/u/rch' })
+  expect(() => parseAcquire(['held', '0', '0'], 'x')).toThrow(/unexpected answer/)
+  expect(() => parseAcquire(['busy', '0', '0', '5'], 'x')).toThrow(/unexpected answer/)
+  expect(() => oneWord(['renewed', 'x'], ['renewed'], 'x')).toThrow(/unexpected answer/)
+})

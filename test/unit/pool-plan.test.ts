@@ -1,0 +1,160 @@
+// What DescribeInstances says about a pool's members, which are ready, and the lines a waiting job prints.
+import type * as Ec2 from '@aws-sdk/client-ec2'
+import {
+  describePool,
+  membersOf,
+  scaleOutTo,
+  shuffled,
+  TAG_GROUP,
+  TAG_HOST_KEY,
+  TAG_JOBS,
+  TAG_RECYCLE,
+  viewOf,
+  wornOut,
+  type Member
+} from '../../src/providers/pool-plan'
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl'
+const cfg = {
+  autoScalingGroup: 'ci-pool',
+  user: 'ec2-user',
+  sshPort: 22,
+  connect: { address: 'tag:rch-endpoint' },
+  reuse: { maxJobsPerVm: 3, maxVmAgeMinutes: 60, maxDiskPercent: 90 }
+}
+
+const inst = (id: string, state: string, tags: Record<string, string>, launched = new Date('2026-12-01T10:00:00Z')): Ec2.Instance => ({
+  InstanceId: id,
+  State: { Name: state as Ec2.InstanceStateName },
+  LaunchTime: launched,
+  PrivateIpAddress: '10.0.0.9',
+  Tags: Object.entries({ [TAG_GROUP]: 'ci-pool', ...tags }).map(([Key, Value]) => ({ Key, Value }))
+})
+const described = (...i: Ec2.Instance[]): Ec2.DescribeInstancesCommandOutput => ({ Reservations: [{ Instances: i }], $metadata: {} })
+
+describe('membersOf', () => {
+  it('reads address, host key, job count and recycle mark; only this group, only instance ids', () => {
+    const ms = membersOf(
+      described(
+        inst('i-0000000000000000b', 'running', { 'rch-endpoint': '127.0.0.1:2300', [TAG_HOST_KEY]: KEY, [TAG_JOBS]: '2' }),
+        inst('i-0000000000000000a', 'pending', {}),
+        inst('i-0000000000000000c', 'running', { [TAG_GROUP]: 'other-pool', [TAG_HOST_KEY]: KEY }),
+        inst('not-an-id', 'running', { [TAG_HOST_KEY]: KEY })
+      ),
+      cfg
+    )
+    expect(ms.map((m) => m.id)).toEqual(['i-0000000000000000a', 'i-0000000000000000b'])
+    expect(ms[1]).toEqual({
+      id: 'i-0000000000000000b',
+      user: 'ec2-user',
+      state: 'running',
+      address: { host: '127.0.0.1', port: 2300 },
+      hostKey: KEY,
+      jobs: 2,
+      launchedAt: new Date('2026-12-01T10:00:00Z'),
+      recycle: null
+    })
+  })
+
+  it('refuses host keys that are not one plain key (a member is only ready with a usable one)', () => {
+    for (const bad of [
+      `${KEY}\nssh-rsa AAAA`,
+      `ssh-rsa ${KEY.split(' ')[1]}`,
+      'ssh-ed25519 short',
+      `${KEY} comment`,
+      `@cert-authority * ${KEY}`
+    ]) {
+      const [m] = membersOf(described(inst('i-0000000000000000b', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: bad })), cfg)
+      expect(m.hostKey).toBeNull()
+      expect(viewOf([m]).ready).toHaveLength(0)
+    }
+  })
+
+  it("user tag:<Name> takes each member's own user; a member without a usable one is not ready", () => {
+    const ms = membersOf(
+      described(
+        inst('i-0000000000000000a', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY, 'rch-user': 'ubuntu' }),
+        inst('i-0000000000000000b', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY, 'rch-user': 'root' }),
+        inst('i-0000000000000000c', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY, 'rch-user': 'a b' }),
+        inst('i-0000000000000000d', 'running', { 'rch-endpoint': '127.0.0.1', [TAG_HOST_KEY]: KEY })
+      ),
+      { ...cfg, user: 'tag:rch-user' }
+    )
+    expect(ms.map((m) => m.user)).toEqual(['ubuntu', null, null, null])
+    expect(viewOf(ms).ready.map((m) => m.id)).toEqual(['i-0000000000000000a'])
+  })
+
+  it('a job count that is not a count reads as 0', () => {
+    for (const jobs of ['-1', 'x', '1e99', '9007199254740993']) {
+      const [m] = membersOf(described(inst('i-0000000000000000b', 'running', { [TAG_JOBS]: jobs })), cfg)
+      expect(m.jobs).toBe(0)
+    }
+  })
+})
+
+const member = (over: Partial<Member>): Member => ({
+  id: 'i-0000000000000000a',
+  user: 'ec2-user',
+  state: 'running',
+  address: { host: '127.0.0.1', port: 22 },
+  hostKey: KEY,
+  jobs: 0,
+  launchedAt: new Date(0),
+  recycle: null,
+  ...over
+})
+
+test('viewOf sorts members into ready, starting, stopped and leaving', () => {
+  const v = viewOf([
+    member({ id: 'i-1' }),
+    member({ id: 'i-2', hostKey: null }),
+    member({ id: 'i-3', state: 'pending' }),
+    member({ id: 'i-4', state: 'stopped' }),
+    member({ id: 'i-5', recycle: 'old' }),
+    member({ id: 'i-6', state: 'stopping' }),
+    member({ id: 'i-7', address: null }),
+    member({ id: 'i-8', user: null })
+  ])
+  expect({
+    ready: v.ready.map((m) => m.id),
+    starting: v.starting.map((m) => m.id),
+    stopped: v.stopped.map((m) => m.id),
+    leaving: v.leaving.map((m) => m.id)
+  }).toEqual({ ready: ['i-1'], starting: ['i-2', 'i-3', 'i-7', 'i-8'], stopped: ['i-4'], leaving: ['i-5', 'i-6'] })
+})
+
+test('wornOut: by jobs served, then by age', () => {
+  const now = 30 * 60_000
+  expect(wornOut(member({ jobs: 2 }), cfg, now)).toBeNull()
+  expect(wornOut(member({ jobs: 2 }), cfg, now, 3)).toBe('served 3 jobs (reuse.maxJobsPerVm 3)')
+  expect(wornOut(member({}), cfg, 60 * 60_000)).toBe('older than reuse.maxVmAgeMinutes (60)')
+  expect(wornOut(member({ launchedAt: null }), cfg, 10 ** 12)).toBeNull()
+})
+
+test('scaleOutTo asks for what waits beyond what is coming, within MaxSize', () => {
+  const v = viewOf([member({ id: 'i-1' }), member({ id: 'i-2', state: 'pending' })])
+  expect(scaleOutTo({ desired: 2, max: 10 }, v, 1)).toBeNull() // one coming for one waiting
+  expect(scaleOutTo({ desired: 2, max: 10 }, v, 4)).toBe(5)
+  expect(scaleOutTo({ desired: 2, max: 3 }, v, 9)).toBe(3)
+  expect(scaleOutTo({ desired: 3, max: 3 }, v, 9)).toBeNull()
+})
+
+test('describePool states the pool in one clause', () => {
+  const v = viewOf([
+    member({ id: 'i-1' }),
+    member({ id: 'i-2' }),
+    member({ id: 'i-3', state: 'pending' }),
+    member({ id: 'i-4', state: 'stopped' })
+  ])
+  expect(describePool('ci-pool', v, 2, { desired: 3, max: 3 }, false)).toBe(
+    'pool ci-pool: 2 of 2 busy, 1 starting, 1 stopped, desired 3 of max 3, scale-out off'
+  )
+  expect(describePool('ci-pool', viewOf([]), 0, null, true)).toBe('pool ci-pool: 0 of 0 busy, 0 starting')
+})
+
+test('shuffled keeps every member once, in an order from its random source', () => {
+  const xs = ['a', 'b', 'c', 'd']
+  expect(shuffled(xs, () => 0)).toEqual(['b', 'c', 'd', 'a'])
+  expect(shuffled(xs, () => 0.999).sort()).toEqual(xs)
+  expect(xs).toEqual(['a', 'b', 'c', 'd'])
+})
