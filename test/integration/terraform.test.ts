@@ -563,6 +563,7 @@ describe("each example's hook_config passes the hook's own configuration check",
     expect(p.kind).toBe('ec2-pool')
     expect(p.autoScalingGroup).toBe('rch-pool')
     expect(p.identityFile).toBe('/etc/remote-container-hooks/pool_ed25519')
+    expect(p.reuse).toEqual({ maxJobsPerVm: 20, maxVmAgeMinutes: 720, maxDiskPercent: 90 })
     expect(cfg.remote.workRoot).toBe('/srv/rch')
   })
 

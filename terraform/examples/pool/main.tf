@@ -39,7 +39,7 @@ locals {
       identityFile       = var.pool_identity_file
       connect            = { address = var.connect_address }
       lease              = { ttlSeconds = var.lease_ttl_seconds }
-      reuse              = { maxJobsPerVm = var.max_jobs_per_vm, maxVmAgeMinutes = var.max_vm_age_minutes }
+      reuse              = { maxJobsPerVm = var.max_jobs_per_vm, maxVmAgeMinutes = var.max_vm_age_minutes, maxDiskPercent = var.max_disk_percent }
       scaleOut           = { enabled = var.scale_out_enabled }
       waitTimeoutSeconds = var.wait_timeout_seconds
     }

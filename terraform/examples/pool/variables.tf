@@ -102,6 +102,12 @@ variable "max_vm_age_minutes" {
   default     = 720
 }
 
+variable "max_disk_percent" {
+  type        = number
+  description = "provider.reuse.maxDiskPercent: a member whose work root's or Docker's file system is fuller than this is recycled."
+  default     = 90
+}
+
 variable "scale_out_enabled" {
   type        = bool
   description = "provider.scaleOut.enabled: raise the desired capacity (up to max_size) when every member is busy."
