@@ -423,6 +423,7 @@ describe('variable validations and preconditions', () => {
     }
     const ingress = { 'var.ingress_security_group_ids': ['sg-0runnerhosts0000'] }
     expect(await validate(path.join(TF, 'modules/pool'), { ...POOL_MODULE_TABLE, ...ingress })).toEqual([])
+    expect(await validate(path.join(TF, 'modules/pool'), { ...POOL_MODULE_TABLE, ...ingress, 'var.work_root': '~/rch' })).toEqual([])
     expect(
       await validate(path.join(TF, 'modules/ephemeral'), { 'var.name': 'rch', 'var.vpc_id': 'vpc-1', 'var.image_id': 'ami-1', ...ingress })
     ).toEqual([])
@@ -680,12 +681,14 @@ describe('pool members', () => {
 
   /** templatefile() for the plain ${name} interpolations the templates use; anything else is refused. */
   function fill(text: string, vars: Record<string, string | number>): string {
-    const out = text.replace(/(\$?)\$\{([a-z_]+)\}/g, (m, esc: string, name: string) => {
-      if (esc) return m.slice(1)
-      if (!(name in vars)) throw new Error(`template variable ${name} not given`)
+    // $${ is a literal ${ (as in templatefile); any other ${ must be a plain variable given here
+    const out = text.replace(/\$\$\{|\$\{([^}]*)\}/g, (m, name: string | undefined) => {
+      if (m === '$${') return '${'
+      if (name === undefined || !/^[a-z_]+$/.test(name) || !(name in vars))
+        throw new Error(`template interpolation ${m} not supported or not given`)
       return String(vars[name])
     })
-    if (/%\{/.test(out)) throw new Error('template directives are not supported here')
+    if (/(^|[^%])%\{/.test(text)) throw new Error('template directives are not supported here')
     return out
   }
 
@@ -763,6 +766,17 @@ describe('pool members', () => {
     for (const pkg of ['docker', 'rsync', 'tar', 'util-linux']) expect(setup).toMatch(new RegExp(`dnf install -y [^\\n]*\\b${pkg}\\b`))
     for (const pkg of ['docker\\.io', 'rsync', 'tar', 'util-linux'])
       expect(setup).toMatch(new RegExp(`apt-get install -y -q [^\\n]*\\b${pkg}\\b`))
+
+    // a ~/path work root lands under the user's home, like the hook resolves it
+    const caseBlock = /\ncase "\$WORK_ROOT" in\n[\s\S]*?\nesac\n/.exec(setup)?.[0]
+    expect(caseBlock).toBeDefined()
+    for (const [root, want] of [
+      ['~/rch', '/home/ec2-user/rch'],
+      ['/srv/rch', '/srv/rch']
+    ]) {
+      const { stdout } = await execFileP('bash', ['-c', `home=/home/ec2-user; WORK_ROOT='${root}'${caseBlock}printf %s "$WORK_ROOT"`])
+      expect(stdout).toBe(want)
+    }
 
     // control: a script that tags before Docker is up, or reads the metadata without a token, is refused
     const early = setup.replace('systemctl enable --now docker', 'aws ec2 create-tags --resources x\nsystemctl enable --now docker')

@@ -96,11 +96,11 @@ variable "client_public_key" {
 
 variable "work_root" {
   type        = string
-  description = "The hook's remote.workRoot on every member: created owned by ssh_user, mode 0700."
+  description = "The hook's remote.workRoot on every member: created owned by ssh_user, mode 0700. An absolute path, or ~/path for one under ssh_user's home."
   default     = "/srv/rch"
   validation {
-    condition     = can(regex("^(/[A-Za-z0-9._-]+)+$", var.work_root)) && !can(regex("(^|/)\\.\\.?(/|$)", var.work_root))
-    error_message = "work_root must be a normalised absolute path of A-Z a-z 0-9 . _ - (no . or .. component, no trailing /), other than /."
+    condition     = can(regex("^(/|~/)[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.work_root)) && !can(regex("(^|/)\\.\\.?(/|$)", var.work_root))
+    error_message = "work_root must be a normalised absolute path (or ~/path) of A-Z a-z 0-9 . _ - (no . or .. component, no trailing /), other than /."
   }
 }
 
