@@ -520,7 +520,7 @@ describe('checkov', () => {
     const broken = brokenCopy('checkov', [
       ['modules/pool/main.tf', 'http_tokens                 = "required"', 'http_tokens                 = "optional"']
     ])
-    const bad = await checkov(broken)
+    const bad = await checkov(path.join(broken, 'modules/pool'))
     expect(bad.code).not.toBe(0)
     expect(bad.report.results.failed_checks.map((f) => f.check_id)).toContain('CKV_AWS_79')
   })
@@ -748,6 +748,8 @@ describe('pool members', () => {
       sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 })
     })
     const userData = fill(tpl('user_data.sh.tftpl'), { member_setup: setup })
+    // EC2 takes at most 16 KiB of user data (before base64)
+    expect(Buffer.byteLength(userData)).toBeLessThan(16384)
     for (const [name, text] of [
       ['member-setup', setup],
       ['user-data', userData]
