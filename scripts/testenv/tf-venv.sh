@@ -3,12 +3,14 @@
 #
 #   bash scripts/testenv/tf-venv.sh ensure   # idempotent; ~0 s when installed, ~30 s the first time
 #
-# Two virtualenvs, because both packages install a module named `hcl2` (checkov depends on its
-# own fork, bc-python-hcl2):
-#   .testenv/tf-venv/checkov   CHECKOV_SPEC     (checkov, run as `checkov -d terraform --skip-download`)
-#   .testenv/tf-venv/hcl2      HCL2_SPEC        (python-hcl2, the parser of scripts/terraform-check.py)
-#   .testenv/tf-venv/env       CHECKOV=<bin> HCL2_PYTHON=<python> CHECKOV_VERSION HCL2_VERSION
-#   .testenv/tf-venv/pip.log   pip's output      .testenv/tf-venv/freeze-*.txt  what was installed
+# Two virtualenvs, because checkov's own fork of the HCL parser (bc-python-hcl2) installs a
+# module named `hcl2` too:
+#   .testenv/tf-venv/checkov   CHECKOV_SPEC   checkov, run as `checkov -d terraform --skip-download`
+#   .testenv/tf-venv/tools     TOOLS_SPEC     python-hcl2 (the parser of scripts/terraform-check.py)
+#                                             and the AWS CLI (v1) the pool members' setup script
+#                                             publishes its host key with, run against moto
+#   .testenv/tf-venv/env       CHECKOV=<bin> HCL2_PYTHON=<python> AWS_CLI=<bin> and the versions
+#   .testenv/tf-venv/pip.log   pip's output    .testenv/tf-venv/freeze-*.txt  what was installed
 # pip reads this machine's own configuration (index, proxy, certificates): nothing is overridden,
 # and every package is held to scripts/testenv/tf-constraints.txt. A venv is reinstalled when its
 # spec or the constraints change.
@@ -21,8 +23,9 @@ set -euo pipefail
 # a new checkov release adds checks, a new python-hcl2 may change its parse tree.
 CHECKOV_VERSION=3.3.30
 HCL2_VERSION=8.1.4
+AWSCLI_VERSION=1.46.3
 CHECKOV_SPEC="checkov==$CHECKOV_VERSION"
-HCL2_SPEC="python-hcl2==$HCL2_VERSION"
+TOOLS_SPEC="python-hcl2==$HCL2_VERSION awscli==$AWSCLI_VERSION"
 PYTHON="${RCH_PYTHON:-python3}"
 CONSTRAINTS="$RCH_ROOT/scripts/testenv/tf-constraints.txt"
 D="$TESTENV_DIR/tf-venv"
@@ -46,7 +49,8 @@ ensure_venv() { # DIR SPEC PROGRAM NAME
     die "tf-venv: '$PYTHON -m venv' failed (Debian: apt-get install python3-venv)"
   }
   log "tf-venv: installing $spec into $dir"
-  "$dir/bin/python" -m pip install --disable-pip-version-check --no-input -q -c "$CONSTRAINTS" "$spec" \
+  # shellcheck disable=SC2086 # a spec may name several packages
+  "$dir/bin/python" -m pip install --disable-pip-version-check --no-input -q -c "$CONSTRAINTS" $spec \
     >>"$D/pip.log" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     tail -n 30 "$D/pip.log" >&2
@@ -64,13 +68,16 @@ ensure_venv() { # DIR SPEC PROGRAM NAME
 ensure() {
   mkdir -p "$D"
   ensure_venv "$D/checkov" "$CHECKOV_SPEC" checkov checkov
-  ensure_venv "$D/hcl2" "$HCL2_SPEC" python hcl2
-  "$D/hcl2/bin/python" -c 'import hcl2, lark' || die "tf-venv: python-hcl2 does not import in $D/hcl2"
+  ensure_venv "$D/tools" "$TOOLS_SPEC" aws tools
+  rm -rf "$D/hcl2" "$D/freeze-hcl2.txt" # the tools venv's former name
+  "$D/tools/bin/python" -c 'import hcl2, lark' || die "tf-venv: python-hcl2 does not import in $D/tools"
   write_env "$D/env" \
     "CHECKOV=$D/checkov/bin/checkov" \
     "CHECKOV_VERSION=$CHECKOV_VERSION" \
-    "HCL2_PYTHON=$D/hcl2/bin/python" \
-    "HCL2_VERSION=$HCL2_VERSION"
+    "HCL2_PYTHON=$D/tools/bin/python" \
+    "HCL2_VERSION=$HCL2_VERSION" \
+    "AWS_CLI=$D/tools/bin/aws" \
+    "AWSCLI_VERSION=$AWSCLI_VERSION"
 }
 
 case "${1:-}" in

@@ -14,13 +14,19 @@
  * Needs `bash scripts/testenv/tf-venv.sh ensure` (scripts/test.sh runs it).
  */
 import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
 import { utils } from 'ssh2'
 import { loadConfig, type Config } from '../../src/config'
 import { ConfigError } from '../../src/errors'
+import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
+import { membersOf, TAG_GROUP, TAG_HOST_KEY } from '../../src/providers/pool-plan'
+import { ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
 import { readEnv, repoRoot, testenvDir } from '../helpers/testenv'
 
 const execFileP = promisify(execFile)
@@ -46,12 +52,12 @@ interface Policy {
   Statement: Statement[]
 }
 
-let tools: { CHECKOV: string; HCL2_PYTHON: string }
+let tools: { CHECKOV: string; HCL2_PYTHON: string; AWS_CLI: string }
 let scratch: string
 
 beforeAll(() => {
   const env = readEnv(path.join(testenvDir, 'tf-venv', 'env'), 'Terraform check tools (bash scripts/testenv/tf-venv.sh ensure)')
-  tools = { CHECKOV: env.CHECKOV, HCL2_PYTHON: env.HCL2_PYTHON }
+  tools = { CHECKOV: env.CHECKOV, HCL2_PYTHON: env.HCL2_PYTHON, AWS_CLI: env.AWS_CLI }
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-tf-'))
 })
 
@@ -787,7 +793,147 @@ describe('pool members', () => {
       'instance metadata is read without an IMDSv2 token'
     )
   })
+
+  test('the member publishes its host key on itself through IMDSv2 and the AWS CLI, as the hook reads it (moto)', async () => {
+    const setup = fill(tpl('member_setup.sh.tftpl'), {
+      ssh_user: 'ec2-user',
+      ssh_port: 22,
+      work_root: '/srv/rch',
+      client_public_key: POOL_PUBLIC_KEY,
+      host_key_tag: TAG_HOST_KEY,
+      sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 })
+    })
+    const last = setup.slice(setup.indexOf('# ---- LAST:'))
+    // the section runs under the script's own shell options, repeated in the prelude below
+    expect(setup).toContain('\nset -euo pipefail\nshopt -s inherit_errexit\n')
+    const ec2 = ec2Client()
+    const run = await ec2.send(
+      new RunInstancesCommand({
+        ImageId: await motoImageId(ec2),
+        InstanceType: 't3.micro',
+        MinCount: 1,
+        MaxCount: 1,
+        TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: 'rch-test', Value: `terraform-${process.pid}` }] }]
+      })
+    )
+    const instanceId = run.Instances?.[0]?.InstanceId as string
+    const dir = fs.mkdtempSync(path.join(scratch, 'member-'))
+    try {
+      await execFileP('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'root@member', '-f', path.join(dir, 'host')])
+      await execFileP('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-N', '', '-f', path.join(dir, 'rsa')])
+      const publish = async (imdsUrl: string, pub: string): Promise<{ code: number; out: string }> => {
+        const section = last
+          .replace('\nIMDS=http://169.254.169.254\n', `\nIMDS=${imdsUrl}\n`)
+          .replace('\nHOST_KEY_PUB=/etc/ssh/ssh_host_ed25519_key.pub\n', `\nHOST_KEY_PUB=${pub}\n`)
+        expect(section).not.toContain('169.254.169.254')
+        expect(section).toContain(`HOST_KEY_PUB=${pub}`)
+        // the member's own prelude, with stand-ins for the parts that must not run here
+        const script = [
+          'set -euo pipefail',
+          'shopt -s inherit_errexit',
+          'fail() { echo "setup failed: $*"; exit 1; }',
+          'shutdown() { echo "shutdown refused in the test"; exit 99; }',
+          `STATE=${dir}/state; mkdir -p "$STATE"`,
+          `TAG_KEY='${TAG_HOST_KEY}'`,
+          section
+        ].join('\n')
+        fs.writeFileSync(path.join(dir, 'publish.sh'), script)
+        const env = {
+          PATH: `${path.dirname(tools.AWS_CLI)}:/usr/bin:/bin`,
+          HOME: dir,
+          AWS_ENDPOINT_URL: loadMoto().endpoint,
+          AWS_ACCESS_KEY_ID: 'testing',
+          AWS_SECRET_ACCESS_KEY: 'testing',
+          AWS_CONFIG_FILE: '/dev/null',
+          AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+          AWS_EC2_METADATA_DISABLED: 'true'
+        }
+        try {
+          const { stdout, stderr } = await execFileP('bash', [path.join(dir, 'publish.sh')], { env, timeout: 60_000 })
+          return { code: 0, out: stdout + stderr }
+        } catch (e) {
+          const err = e as { code?: number; stdout?: string; stderr?: string }
+          return { code: err.code ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }
+        }
+      }
+      const tagOf = async (): Promise<string | undefined> => {
+        const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))
+        return out.Reservations?.[0]?.Instances?.[0]?.Tags?.find((t) => t.Key === TAG_HOST_KEY)?.Value
+      }
+      const values = { 'instance-id': instanceId, 'placement/region': TEST_REGION }
+
+      // controls first: a metadata service without tokens (IMDSv1), or an RSA host key, publish nothing
+      const v1 = await fakeImds(values, false)
+      try {
+        const r = await publish(v1.url, path.join(dir, 'host.pub'))
+        expect(r.code).not.toBe(0)
+        expect(v1.seen).toEqual(['PUT /latest/api/token'])
+      } finally {
+        await v1.close()
+      }
+      const imds = await fakeImds(values, true)
+      try {
+        const rsa = await publish(imds.url, path.join(dir, 'rsa.pub'))
+        expect([rsa.code, rsa.out.trim()]).toEqual([1, 'setup failed: unexpected host key format'])
+        expect(await tagOf()).toBeUndefined()
+        expect(fs.existsSync(path.join(dir, 'state/setup-done'))).toBe(false)
+
+        const ok = await publish(imds.url, path.join(dir, 'host.pub'))
+        expect(ok.code).toBe(0)
+        expect(ok.out).toMatch(/published the host key \(1\)/)
+        expect(fs.existsSync(path.join(dir, 'state/setup-done'))).toBe(true)
+        // every metadata read carried the session token
+        expect(imds.seen.filter((l) => l.startsWith('GET') && !l.endsWith('+token'))).toEqual([])
+        expect(imds.seen).toContain('GET /latest/meta-data/instance-id +token')
+      } finally {
+        await imds.close()
+      }
+      const pub = fs.readFileSync(path.join(dir, 'host.pub'), 'utf8').trim().split(' ')
+      expect(await tagOf()).toBe(`${pub[0]} ${pub[1]}`)
+      // and the hook's own reader of the pool's members takes it as the member's pinned key
+      const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))
+      for (const inst of described.Reservations?.[0]?.Instances ?? [])
+        inst.Tags = [...(inst.Tags ?? []), { Key: TAG_GROUP, Value: 'rch-pool' }]
+      const [member] = membersOf(described, {
+        autoScalingGroup: 'rch-pool',
+        user: 'ec2-user',
+        sshPort: 22,
+        connect: { address: 'private-ip' }
+      })
+      expect(member.hostKey).toBe(`${pub[0]} ${pub[1]}`)
+    } finally {
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }))
+      ec2.destroy()
+    }
+  })
 })
+
+/** A loopback stand-in for the instance metadata service that answers IMDSv2 (token) requests only. */
+async function fakeImds(values: Record<string, string>, v2: boolean): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
+  const token = randomBytes(16).toString('hex')
+  const seen: string[] = []
+  const server = http.createServer((req, res) => {
+    const withToken = req.headers['x-aws-ec2-metadata-token'] === token
+    seen.push(`${req.method} ${req.url}${withToken ? ' +token' : ''}`)
+    if (v2 && req.method === 'PUT' && req.url === '/latest/api/token' && req.headers['x-aws-ec2-metadata-token-ttl-seconds']) {
+      res.end(token)
+    } else if (
+      req.method === 'GET' &&
+      (withToken || !v2) &&
+      req.url &&
+      req.url.startsWith('/latest/meta-data/') &&
+      values[req.url.slice(18)]
+    ) {
+      res.end(values[req.url.slice(18)])
+    } else {
+      res.statusCode = v2 ? 401 : 404
+      res.end()
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return { url: `http://127.0.0.1:${port}`, seen, close: () => new Promise((resolve) => server.close(() => resolve())) }
+}
 
 /** What is wrong with the order of the member's boot script: the host key must be its last act. */
 function publishOrderProblems(script: string): string[] {
@@ -808,10 +954,10 @@ function publishOrderProblems(script: string): string[] {
     const at = lines.findIndex((l) => l.includes(step))
     if (at < 0 || at > tagAt) problems.push(`the host key is published before: ${step}`)
   }
-  for (const l of lines.filter((x) => x.includes('169.254.169.254/latest/meta-data'))) {
+  for (const l of lines.filter((x) => x.includes('/latest/meta-data'))) {
     if (!l.includes('X-aws-ec2-metadata-token: $token')) problems.push('instance metadata is read without an IMDSv2 token')
   }
-  if (!lines.some((l) => l.includes('169.254.169.254/latest/api/token') && l.includes('-X PUT')))
-    problems.push('no IMDSv2 token is requested')
+  if (!lines.includes('IMDS=http://169.254.169.254')) problems.push('the metadata service is not the instance’s own')
+  if (!lines.some((l) => l.includes('/latest/api/token') && l.includes('-X PUT'))) problems.push('no IMDSv2 token is requested')
   return problems
 }
