@@ -29,15 +29,16 @@ export function scrubScript(workRoot: string): string {
     removeAll(`docker ps -aq "$@"`, 'docker rm -f -v', 'containers') +
     removeAll(`docker network ls -q --filter type=custom "$@"`, 'docker network rm', 'networks') +
     removeAll(`docker volume ls -q "$@"`, 'docker volume rm -f', 'volumes') +
-    // Images: a tag stays only if the image has a digest from that tag's own repository.
-    `set --; [ -n "$ref" ] && set -- --filter "reference=$ref"; ` +
-    `imgs=$(docker image ls -q --no-trunc "$@" | sort -u) || exit 13; images=0; ` +
-    `if [ -n "$imgs" ]; then ` +
-    `bad=$(docker image inspect --format '{{join .RepoTags " "}}|{{join .RepoDigests " "}}' $imgs | awk -F'|' '{ ` +
-    `n = split($2, d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
-    `m = split($1, t, " "); for (i = 1; i <= m; i++) { r = t[i]; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t[i] } }') || exit 14; ` +
-    `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi -f $bad >/dev/null || exit 15; fi; ` +
-    `docker image prune -f "$@" >/dev/null 2>&1; fi; ` +
+    // Images: a tag stays only if its image has a digest from that tag's own repository. Tags are
+    // judged one by one (an image may carry tags in and out of the scope).
+    `set --; [ -n "$ref" ] && set -- --filter "reference=$ref"; images=0; ` +
+    `tags=$(docker image ls --format '{{.Repository}}:{{.Tag}}' "$@" | grep -v '<none>' | sort -u) || exit 13; ` +
+    `if [ -n "$tags" ]; then T=$(mktemp) || exit 13; printf '%s\\n' $tags > "$T"; ` +
+    `bad=$(docker image inspect --format '{{join .RepoDigests " "}}' $tags | awk -v tf="$T" '{ ` +
+    `getline t < tf; n = split($0, d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
+    `r = t; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t }'); s=$?; rm -f "$T"; [ $s = 0 ] || exit 14; ` +
+    `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi $bad >/dev/null || exit 15; fi; fi; ` +
+    `docker image prune -f "$@" >/dev/null 2>&1; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +
     `rm -rf ${w}/jobs 2>/dev/null || sudo -n rm -rf ${w}/jobs 2>/dev/null || { ` +

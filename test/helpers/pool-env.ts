@@ -14,11 +14,12 @@
  *   -> tags rch-endpoint=127.0.0.1:PORT, and LAST (as a real member does at the end of its boot)
  *      remote-container-hooks:host-key=<ssh-ed25519 public key>
  *
- * A member seen stopping/stopped loses its sshd and its user's processes (keys, port, work root
- * and tags kept); seen running again, its sshd comes back with the same keys. A member seen
- * shutting-down/terminated (or gone from moto) loses its sshd, its user's processes, its docker
- * objects (label dev.remote-container-hooks.machine=<id>, this machine's dockerd) and its work
- * root; its user's files are wiped and the user is free for the next member.
+ * A member seen stopping/stopped loses its sshd, its user's processes and its running containers
+ * (stopped, not removed; keys, port, work root and tags kept); seen running again, its sshd comes
+ * back with the same keys. A member seen shutting-down/terminated (or gone from moto) loses its
+ * sshd, its user's processes, its docker objects (label dev.remote-container-hooks.machine=<id>,
+ * this machine's dockerd) and its work root; its user's files are wiped and the user is free for
+ * the next member.
  *
  * The member users are created on first use and never removed (another test process may be
  * using one; a user is a line in /etc/passwd, cheap to keep). A user whose claim file names a
@@ -55,6 +56,8 @@ export const ENDPOINT_TAG = 'rch-endpoint'
 /** docker label the hook puts on everything it creates for a pool lease */
 export const MACHINE_LABEL = 'dev.remote-container-hooks.machine'
 /** the member users, one per live member on this machine */
+/** The images a member's scrub may judge (the image rule is tested with tags made under it). */
+export const SCOPED_IMAGES = 'rch-pool-scope/*'
 export const MEMBER_USERS: readonly string[] = Array.from({ length: 16 }, (_, i) => `rchp${i}`)
 
 const INSTANCE_SSHD = path.join(repoRoot, 'scripts', 'testenv', 'instance-sshd.sh')
@@ -310,8 +313,16 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
   }
 
   const boot = async (m: Live) => {
-    const user = await claimUser(m.id)
-    if (!user) throw new Error(`no free member user (${MEMBER_USERS.join(' ')} all taken)`)
+    // a replacement can be seen before the member it replaces has freed its user: wait a little
+    let user = await claimUser(m.id)
+    if (!user) note(`${m.id}: waiting for a free member user`)
+    const deadline = Date.now() + 30_000
+    while (!user && Date.now() < deadline && m.target === 'up') {
+      await sleep(200)
+      user = await claimUser(m.id)
+    }
+    if (!user && m.target === 'gone') return
+    if (!user) throw new Error(`no free member user (${MEMBER_USERS.join(' ')} all taken for 30 s)`)
     m.user = user
     await wipeUserFiles(user)
     m.home = `/home/${user}`
@@ -340,7 +351,8 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
     m.ready = false
     if (m.started) await sshdCmd(m, ['pause', m.id])
     if (m.user) await endUserProcesses(m.user)
-    note(`${m.id}: stopped (sshd and ${m.user}'s processes ended, disk kept)`)
+    await stopMachineContainers(m.id)
+    note(`${m.id}: stopped (sshd, ${m.user}'s processes and containers ended, disk kept)`)
   }
 
   const resume = async (m: Live) => {
@@ -427,7 +439,10 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
     // moto drops the group tag of an instance the ASG terminates: ask for the rest by id
     const missing = [...members.values()].filter((m) => !m.gone && !seen.has(m.id)).map((m) => m.id)
     if (missing.length) {
-      const more = await ec2.send(new DescribeInstancesCommand({ InstanceIds: missing })).catch(() => null)
+      const more = await ec2.send(new DescribeInstancesCommand({ InstanceIds: missing })).catch((e: Error) => {
+        if (/NotFound/.test(e.name)) return null // moto forgot one: it is gone
+        throw e
+      })
       for (const i of instancesOf(more?.Reservations)) seen.set(i.InstanceId!, i.State?.Name ?? '')
       for (const id of missing) if (!seen.has(id)) seen.set(id, 'terminated')
     }
@@ -671,7 +686,10 @@ async function wipeUserFiles(user: string): Promise<void> {
   )
 }
 
-/** ~user/.config/remote-container-hooks/scrub-scope: the hook's scrub touches only this member's docker objects. */
+/**
+ * ~user/.config/remote-container-hooks/scrub-scope: the hook's scrub touches only this member's docker
+ * objects, and only images under SCOPED_IMAGES (the machine's other images belong to other tests).
+ */
 async function writeScrubScope(user: string, home: string, id: string): Promise<void> {
   const { uid, gid } = await ids(user)
   let d = home
@@ -681,7 +699,7 @@ async function writeScrubScope(user: string, home: string, id: string): Promise<
     fs.chownSync(d, uid, gid)
   }
   const file = path.join(d, 'scrub-scope')
-  fs.writeFileSync(file, `label=${MACHINE_LABEL}=${id}\n`, { mode: 0o644 })
+  fs.writeFileSync(file, `label=${MACHINE_LABEL}=${id}\nreference=${SCOPED_IMAGES}\n`, { mode: 0o644 })
   fs.chownSync(file, uid, gid)
 }
 
@@ -689,6 +707,13 @@ async function ids(user: string): Promise<{ uid: number; gid: number }> {
   const uid = Number((await execFileP('id', ['-u', user])).stdout.trim())
   const gid = Number((await execFileP('id', ['-g', user])).stdout.trim())
   return { uid, gid }
+}
+
+/** Stops this machine's running containers labelled for one member (its OS shut down); they stay, exited. */
+export async function stopMachineContainers(id: string): Promise<void> {
+  const { stdout } = await execFileP('docker', ['ps', '-q', '--filter', `label=${MACHINE_LABEL}=${id}`])
+  const running = stdout.split('\n').filter(Boolean)
+  if (running.length) await execFileP('docker', ['stop', '--time', '2', ...running])
 }
 
 /** Removes this machine's docker objects labelled for one member (what a terminated VM takes with it). */

@@ -113,8 +113,9 @@ function sshdPidsOf(id: string): number[] {
   return out
 }
 
-async function containersOf(id: string): Promise<string[]> {
-  const { stdout } = await execFileP('docker', ['ps', '-aq', '--filter', `label=${MACHINE_LABEL}=${id}`])
+async function containersOf(id: string, status?: 'running'): Promise<string[]> {
+  const filters = ['--filter', `label=${MACHINE_LABEL}=${id}`, ...(status ? ['--filter', `status=${status}`] : [])]
+  const { stdout } = await execFileP('docker', ['ps', '-aq', ...filters])
   return stdout.split('\n').filter(Boolean)
 }
 
@@ -174,15 +175,17 @@ describe('pool test environment', () => {
     expect(pool.errors).toEqual([])
   })
 
-  test('stop ends the sshd and the user processes, keeps keys, port and disk; start brings the same member back', async () => {
+  test('stop ends the sshd, the user processes and the containers, keeps keys, port, disk and lease record; start brings the same member back', async () => {
     const [m] = await pool.waitReady(3)
     const before = await tagsOf(m.id)
     expect(await pool.readLease(m.id)).toBeNull()
     const lease = 'holder=t1 runner=r1 expiry=123 state=clean'
-    const setup = `mkdir ${m.workRoot}/pool && echo '${lease}' > ${m.workRoot}/pool/lease && echo kept > ${m.workRoot}/mark && ${DETACHED_SLEEP}`
+    const container = `docker run -d --label ${MACHINE_LABEL}=${m.id} ${testImages.tiny} sleep 600 >/dev/null`
+    const setup = `mkdir ${m.workRoot}/pool && echo '${lease}' > ${m.workRoot}/pool/lease && echo kept > ${m.workRoot}/mark && ${container} && ${DETACHED_SLEEP}`
     expect(await sshMember(m, setup)).toMatchObject({ code: 0, stdout: 'started\n' })
     expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
     expect((await userPids(m.user)).length).toBeGreaterThan(0) // positive control: a process to end
+    expect(await containersOf(m.id, 'running')).toHaveLength(1)
 
     await pool.stopMember(m.id)
     const stopped = pool.member(m.id)
@@ -192,6 +195,8 @@ describe('pool test environment', () => {
     expect(await userPids(m.user)).toEqual([])
     expect(fs.readFileSync(path.join(m.workRoot, 'mark'), 'utf8')).toBe('kept\n')
     expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
+    expect(await containersOf(m.id, 'running')).toEqual([])
+    expect(await containersOf(m.id)).toHaveLength(1) // exited, as on a machine that was shut down
     expect((await pool.describe())!.instances.find((i) => i.id === m.id)?.lifecycleState).toBe('Standby')
 
     const back = await pool.startMember(m.id)
@@ -244,27 +249,6 @@ describe('pool test environment', () => {
     expect(pool.errors).toEqual([])
   })
 
-  test('close() leaves no sshd, no member-user process, no work root, no docker object, no ASG or launch template', async () => {
-    const all = pool.members()
-    const live = all.filter((m) => !m.gone)
-    expect(live.length).toBe(3)
-    for (const m of live) expect(sshdPidsOf(m.id).length).toBeGreaterThan(0) // positive control
-    const [y] = live.filter((m) => m.ordinal === 2)
-    expect(await containersOf(y.id)).toHaveLength(1)
-
-    await pool.close()
-    for (const m of all) {
-      expect(sshdPidsOf(m.id)).toEqual([])
-      expect(memberSshdEnv(m.id)).toBeNull()
-      expect(await userPids(m.user)).toEqual([])
-      expect(fs.existsSync(m.workRoot)).toBe(false)
-      expect(await containersOf(m.id)).toEqual([])
-    }
-    expect(await pool.describe()).toBeNull()
-    await expect(ec2.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateNames: [pool.launchTemplateName] }))).rejects.toThrow()
-    expect(pool.errors).toEqual([])
-  }, 60_000)
-
   test('the misbehaving members: a wrong host key, Docker down, a late host-key tag, a full disk', async () => {
     const odd = await createPool({
       name: uniq('pooltest-odd'),
@@ -285,6 +269,10 @@ describe('pool test environment', () => {
 
       const [mitm, down, disk] = (await odd.waitReady(3)).sort((a, b) => a.ordinal - b.ordinal)
       full = disk
+      // two pools at once (as parallel test files have): no member user is shared
+      const users = pool.members({ live: true }).map((m) => m.user)
+      expect(users).toHaveLength(3)
+      for (const m of [mitm, down, disk]) expect(users).not.toContain(m.user)
       // MITM: pinning the tag's key refuses it; the key it really serves lets us in (positive control)
       expect(mitm.servedHostKey).not.toBe(mitm.hostKey)
       const refused = await sshMember(mitm, 'echo ran')
@@ -318,6 +306,27 @@ describe('pool test environment', () => {
     expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain('rch-disk-')
     expect(full && fs.existsSync(full.workRoot)).toBe(false)
   })
+
+  test('close() leaves no sshd, no member-user process, no work root, no docker object, no ASG or launch template', async () => {
+    const all = pool.members()
+    const live = all.filter((m) => !m.gone)
+    expect(live.length).toBe(3)
+    for (const m of live) expect(sshdPidsOf(m.id).length).toBeGreaterThan(0) // positive control
+    const [y] = live.filter((m) => m.ordinal === 2)
+    expect(await containersOf(y.id)).toHaveLength(1)
+
+    await pool.close()
+    for (const m of all) {
+      expect(sshdPidsOf(m.id)).toEqual([])
+      expect(memberSshdEnv(m.id)).toBeNull()
+      expect(await userPids(m.user)).toEqual([])
+      expect(fs.existsSync(m.workRoot)).toBe(false)
+      expect(await containersOf(m.id)).toEqual([])
+    }
+    expect(await pool.describe()).toBeNull()
+    await expect(ec2.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateNames: [pool.launchTemplateName] }))).rejects.toThrow()
+    expect(pool.errors).toEqual([])
+  }, 60_000)
 })
 
 /** polls the pool's view until pick() finds a member */

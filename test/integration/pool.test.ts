@@ -1,0 +1,245 @@
+/**
+ * The ec2-pool provider end to end through dist/index.js, against moto's EC2 + Auto Scaling APIs,
+ * with loopback sshds standing in for the group's members (test/helpers/pool-env.ts: each member
+ * its own Linux user, work root ~/rch and host key, published in its host-key tag). Proves: a
+ * warm member is leased, pinned by its tag's key, used and given back scrubbed (what a job left
+ * through Docker or as the SSH user is gone, the lease record says free); a runner SIGKILLed
+ * mid-job lets its lease lapse and the next job scrubs the member before using it;
+ * reuse.maxJobsPerVm recycles a member through the group; a stopped member is started on demand;
+ * an exhausted pool without scale-out fails loudly with its state.
+ */
+import { execFile, spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { promisify } from 'node:util'
+import { createPool, userPids, type Pool, type PoolMember } from '../helpers/pool-env'
+import { FakeRunner, type HookRun } from '../helpers/fake-runner'
+import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
+import { errorLines } from '../helpers/conformance'
+import { testImages } from '../helpers/testenv'
+import { waitUntil } from '../helpers/wait'
+import { ec2Client } from '../helpers/ec2-env'
+import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2'
+
+jest.setTimeout(240_000)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+const execFileP = promisify(execFile)
+const MACHINE = 'dev.remote-container-hooks.machine'
+
+let dir: string
+let key: string
+let pub: string
+let ec2: EC2Client
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-pool-'))
+  key = path.join(dir, 'pool_ed25519')
+  await execFileP('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pool', '-f', key])
+  pub = fs.readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
+  ec2 = ec2Client()
+})
+afterAll(() => {
+  ec2?.destroy()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const pools: Pool[] = []
+afterEach(async () => {
+  for (const p of pools.splice(0)) await p.close()
+})
+
+async function pool(name: string, size: number, over: Partial<Parameters<typeof createPool>[0]> = {}): Promise<Pool> {
+  const p = await createPool({
+    name: `${name}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+    size,
+    clientPublicKey: pub,
+    extraTags: (m) => ({ 'rch-user': m.user }),
+    ...over
+  })
+  pools.push(p)
+  await p.waitReady(size, 60_000)
+  return p
+}
+
+function runnerFor(p: Pool, provider: Record<string, unknown> = {}, name?: string): FakeRunner {
+  return new FakeRunner({
+    ...(name ? { name } : {}),
+    config: {
+      provider: {
+        kind: 'ec2-pool',
+        region: 'eu-west-1',
+        endpoint: p.endpoint,
+        autoScalingGroup: p.name,
+        user: 'tag:rch-user',
+        identityFile: key,
+        connect: { address: 'tag:rch-endpoint' },
+        lease: { ttlSeconds: 15 },
+        waitTimeoutSeconds: 60,
+        ...provider
+      },
+      remote: { workRoot: '~/rch' }
+    }
+  })
+}
+
+const jobArgs = (r: FakeRunner): unknown => ({ container: r.jobContainer(testImages.tiny), services: [] })
+const step = (r: FakeRunner, script: string): Promise<HookRun> => hookCall(r, 'run_script_step', r.scriptStep(script).args)
+const cleanup = (r: FakeRunner): Promise<HookRun> => hookCall(r, 'cleanup_job', {})
+/** Runs `cmd` on the member as its SSH user, as a job with the Docker socket could (it is this machine). */
+const asMember = async (m: PoolMember, cmd: string): Promise<string> =>
+  (await execFileP('runuser', ['-u', m.user, '--', 'sh', '-c', cmd])).stdout
+const dockerIds = async (what: 'ps -a' | 'network ls' | 'volume ls', id: string): Promise<string[]> =>
+  (await execFileP('sh', ['-c', `docker ${what} -q --filter label=${MACHINE}=${id}`])).stdout.split('\n').filter(Boolean)
+const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
+
+async function instanceTags(id: string): Promise<Record<string, string>> {
+  const res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))
+  return tagsOf(res.Reservations?.[0]?.Instances?.[0] ?? {})
+}
+
+test('a job leases a warm member pinned by its tag, and gives it back scrubbed', async () => {
+  const p = await pool('pool-use', 2)
+  const r = runnerFor(p)
+  const prep = await hookPrepare(r, jobArgs(r))
+  expect(prep.code).toBe(0)
+  expect(prep.stderr + prep.stdout).toMatch(/leased 127\.0\.0\.1:\d+ \(i-[0-9a-f]+ of pool /)
+  const id = memberOf(r)
+  const m = p.member(id)
+  const host = (r.state as { host: Record<string, unknown> }).host
+  expect(host).toMatchObject({ kind: 'ec2-pool', user: m.user, workRoot: m.workRoot, instanceId: id })
+  expect(fs.readFileSync(host.knownHostsFile as string, 'utf8')).toBe(`[127.0.0.1]:${m.port} ${m.hostKey}\n`)
+  const lease = await p.readLease(id)
+  expect(lease).toMatch(new RegExp(`^held ${(host as { token: string }).token} \\d+ `))
+  // The job's objects carry the member's label (and live in its own work root).
+  expect(await dockerIds('ps -a', id)).toHaveLength(1)
+
+  const s = await step(r, 'echo "on the member"; echo made > made-by-step.txt\n')
+  expect(s.code).toBe(0)
+  expect(s.stdout).toContain('on the member')
+  expect(fs.readFileSync(path.join(r.workspace, 'made-by-step.txt'), 'utf8')).toBe('made\n')
+
+  // What a hostile job leaves behind, through the Docker socket and as the SSH user.
+  await asMember(m, `docker run -d --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
+  await asMember(m, `docker network create --label ${MACHINE}=${id} left-net-${id} >/dev/null`)
+  await asMember(m, `docker volume create --label ${MACHINE}=${id} left-vol-${id} >/dev/null`)
+  await asMember(m, `docker tag ${testImages.tiny} rch-pool-scope/poison-${id}:1`)
+  await asMember(
+    m,
+    'mkdir -p ~/.docker && echo {} > ~/.docker/config.json; echo x > /tmp/left-$(id -u); setsid sleep 600 </dev/null >/dev/null 2>&1 &'
+  )
+  const before = await userPids(m.user)
+  expect(before.length).toBeGreaterThan(0) // positive control: the leftovers exist
+  expect(await dockerIds('ps -a', id)).toHaveLength(2)
+
+  const c = await cleanup(r)
+  expect(c.code).toBe(0)
+  expect(c.stdout + c.stderr).toMatch(/scrubbed i-[0-9a-f]+: /)
+  expect(await p.readLease(id)).toBe('free clean\n')
+  expect(await dockerIds('ps -a', id)).toEqual([])
+  expect(await dockerIds('network ls', id)).toEqual([])
+  expect(await dockerIds('volume ls', id)).toEqual([])
+  expect((await execFileP('docker', ['images', '-q', `rch-pool-scope/poison-${id}:1`])).stdout.trim()).toBe('')
+  expect((await execFileP('docker', ['images', '-q', testImages.tiny])).stdout.trim()).not.toBe('') // the cache stays
+  expect(await asMember(m, 'ls -A ~/.docker 2>/dev/null; ls /tmp | grep -c "^left-$(id -u)$" || true')).toBe('0\n')
+  // Ended (a zombie is only waiting for whoever adopted it to reap it), sshd's own session processes aside.
+  const left = (await execFileP('ps', ['-u', m.user, '-o', 'stat=,comm='])).stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([stat, comm]) => stat && !stat.startsWith('Z') && !comm.startsWith('sshd'))
+  expect(left).toEqual([])
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:jobs': '1' })
+})
+
+test('a runner killed mid-job: its lease lapses, and the next job scrubs the member before using it', async () => {
+  const p = await pool('pool-lapse', 1)
+  const r = runnerFor(p)
+  // The hook's parent plays the runner's worker: a shell that stays after prepare_job, killed later.
+  const input = JSON.stringify({ command: 'prepare_job', responseFile: path.join(dir, 'resp.json'), args: jobArgs(r), state: null })
+  fs.writeFileSync(path.join(dir, 'resp.json'), '')
+  fs.writeFileSync(path.join(dir, 'in.json'), input + '\n')
+  const worker = spawn('sh', ['-c', `"${process.execPath}" "${r.hook}" < "${dir}/in.json"; echo "exit $?"; exec sleep 600`], {
+    cwd: r.workspace,
+    env: { ...r.env(EC2_HOOK_ENV) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  worker.stdout.on('data', (c) => (out += c))
+  worker.stderr.on('data', (c) => (out += c))
+  expect(await waitUntil(() => /exit \d+/.test(out), 90_000)).toBe(true)
+  expect(out).toMatch(/exit 0/)
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'resp.json'), 'utf8')).state
+  const id = state.host.instanceId as string
+  const m = p.member(id)
+  await asMember(m, `docker run -d --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
+  expect(await p.readLease(id)).toMatch(/^held /)
+
+  process.kill(worker.pid!, 'SIGKILL')
+  // Another runner waits for the member: it gets it once the lease lapses (ttl 15 s), scrubbed first.
+  const r2 = runnerFor(p)
+  const t0 = Date.now()
+  const prep = await hookPrepare(r2, jobArgs(r2))
+  expect(prep.code).toBe(0)
+  expect(memberOf(r2)).toBe(id)
+  expect(Date.now() - t0).toBeLessThan(15_000 + 40_000)
+  expect(prep.stdout + prep.stderr).toMatch(/its last lease lapsed; scrubbing it before use/)
+  // Only the new job's container is left of the member's objects.
+  expect(await dockerIds('ps -a', id)).toHaveLength(1)
+  expect((await cleanup(r2)).code).toBe(0)
+  expect((await cleanup(r)).code).toBe(0)
+})
+
+test('reuse.maxJobsPerVm: a member that served its jobs is replaced through the group', async () => {
+  const p = await pool('pool-recycle', 1)
+  const r = runnerFor(p, { reuse: { maxJobsPerVm: 1 } })
+  expect((await hookPrepare(r, jobArgs(r))).code).toBe(0)
+  const id = memberOf(r)
+  const c = await cleanup(r)
+  expect(c.code).toBe(0)
+  expect(c.stdout + c.stderr).toMatch(/is replaced: /)
+  await p.waitMember(id, 'gone', (m) => m.gone, 30_000)
+  // The group launched a replacement, and the next job gets it.
+  const [next] = await p.waitReady(1, 60_000).then((ms) => ms.filter((x) => x.id !== id))
+  expect(next).toBeDefined()
+  const r2 = runnerFor(p, { reuse: { maxJobsPerVm: 1 } })
+  expect((await hookPrepare(r2, jobArgs(r2))).code).toBe(0)
+  expect(memberOf(r2)).not.toBe(id)
+  expect((await cleanup(r2)).code).toBe(0)
+})
+
+test('a stopped member is started when no running one is free', async () => {
+  const p = await pool('pool-stopped', 2)
+  const [a, b] = p.members({ live: true })
+  await p.stopMember(b.id)
+  const r1 = runnerFor(p)
+  expect((await hookPrepare(r1, jobArgs(r1))).code).toBe(0)
+  expect(memberOf(r1)).toBe(a.id)
+  const r2 = runnerFor(p)
+  const prep = await hookPrepare(r2, jobArgs(r2), { limitMs: 120_000 })
+  expect(prep.code).toBe(0)
+  expect(prep.stdout + prep.stderr).toMatch(new RegExp(`starting stopped member ${b.id}`))
+  expect(memberOf(r2)).toBe(b.id)
+  expect((await cleanup(r2)).code).toBe(0)
+  expect((await cleanup(r1)).code).toBe(0)
+})
+
+test('an exhausted pool without scale-out fails loudly with its state, and leaves no lease behind', async () => {
+  const p = await pool('pool-full', 1)
+  const r1 = runnerFor(p, { scaleOut: { enabled: false }, waitTimeoutSeconds: 5 })
+  expect((await hookPrepare(r1, jobArgs(r1))).code).toBe(0)
+  const r2 = runnerFor(p, { scaleOut: { enabled: false }, waitTimeoutSeconds: 5 })
+  const prep = await hookPrepare(r2, jobArgs(r2))
+  expect(prep.code).not.toBe(0)
+  expect(errorLines(prep)).toEqual([
+    expect.stringMatching(
+      /^::error::pool pool-full-\S+: 1 of 1 busy, 0 starting, desired 1 of max 1, scale-out off: no member free after 5 s \(provider\.waitTimeoutSeconds\)$/
+    )
+  ])
+  expect(prep.stdout + prep.stderr).toMatch(/1 of 1 busy/)
+  // The waiting job left the member's queue; the holder is untouched.
+  const id = memberOf(r1)
+  expect(await p.readLease(id)).toMatch(/^held /)
+  expect(fs.readFileSync(path.join(p.member(id).workRoot, 'pool', 'queue'), 'utf8')).toBe('')
+  expect((await cleanup(r1)).code).toBe(0)
+  void dumpRun
+})
