@@ -6,6 +6,7 @@
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh)
+#      + the venvs of the offline Terraform checks (scripts/testenv/tf-venv.sh)
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME)
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
@@ -96,6 +97,8 @@ STARTED+=(registry)
 bash scripts/testenv/registry.sh start
 STARTED+=(moto)
 bash scripts/testenv/moto.sh start
+# checkov and python-hcl2 for the offline Terraform checks (a venv, like moto's; starts nothing)
+bash scripts/testenv/tf-venv.sh ensure
 
 phase "npm run build"
 npm run build

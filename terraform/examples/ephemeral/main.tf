@@ -1,0 +1,46 @@
+module "ephemeral" {
+  source = "../../modules/ephemeral"
+
+  name                       = var.name
+  vpc_id                     = var.vpc_id
+  image_id                   = var.image_id
+  instance_type              = var.instance_types[0]
+  ssh_port                   = var.ssh_port
+  ingress_security_group_ids = var.runner_ingress_security_group_ids
+  ingress_cidr_blocks        = var.runner_ingress_cidr_blocks
+}
+
+module "runner_iam" {
+  source = "../../modules/runner-iam"
+
+  name_prefix          = var.name
+  region               = var.region
+  create_ec2_policy    = true
+  image_ids            = [var.image_id]
+  subnet_ids           = var.subnet_ids
+  security_group_ids   = [module.ephemeral.security_group_id]
+  launch_template_ids  = [module.ephemeral.launch_template_id]
+  allow_spot           = var.market != "on-demand"
+  attach_to_role_names = var.runner_role_names
+}
+
+locals {
+  hook_config = {
+    provider = {
+      kind = "ec2"
+      # The template states IMDSv2, the encrypted root volume and the security group.
+      launchTemplate        = { id = module.ephemeral.launch_template_id, version = "$Latest" }
+      region                = var.region
+      instanceTypes         = var.instance_types
+      subnetIds             = var.subnet_ids
+      market                = var.market
+      user                  = var.ssh_user
+      sshPort               = var.ssh_port
+      connect               = { address = var.connect_address }
+      maxLifetimeMinutes    = var.max_lifetime_minutes
+      tags                  = var.instance_tags
+      acquireTimeoutSeconds = var.acquire_timeout_seconds
+    }
+    remote = { workRoot = var.work_root }
+  }
+}

@@ -1,0 +1,107 @@
+variable "region" {
+  type        = string
+  description = "AWS region of the per-job instances (the hook's provider.region)."
+}
+
+variable "name" {
+  type        = string
+  description = "Prefix of the created resources."
+  default     = "rch-ephemeral"
+}
+
+variable "vpc_id" {
+  type        = string
+  description = "VPC of the instances."
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "Subnets the hook launches into, tried in order on capacity errors (provider.subnetIds)."
+}
+
+variable "image_id" {
+  type        = string
+  description = "AMI with Docker, rsync, GNU tar, cloud-init, systemd and ssh_user (see the ephemeral module's README)."
+}
+
+variable "instance_types" {
+  type        = list(string)
+  description = "Instance types, tried in order on capacity errors (provider.instanceTypes)."
+  default     = ["m7i.large", "m6i.large", "m5.large"]
+}
+
+variable "market" {
+  type        = string
+  description = "provider.market: on-demand, spot or spot-with-on-demand-fallback."
+  default     = "on-demand"
+  validation {
+    condition     = contains(["on-demand", "spot", "spot-with-on-demand-fallback"], var.market)
+    error_message = "market must be on-demand, spot or spot-with-on-demand-fallback."
+  }
+}
+
+variable "ssh_user" {
+  type        = string
+  description = "SSH user that exists in the image (provider.user)."
+  default     = "ec2-user"
+}
+
+variable "ssh_port" {
+  type        = number
+  description = "sshd port of the image (provider.sshPort)."
+  default     = 22
+}
+
+variable "connect_address" {
+  type        = string
+  description = "provider.connect.address: private-ip, public-ip, public-dns or tag:<TagName>."
+  default     = "private-ip"
+}
+
+variable "work_root" {
+  type        = string
+  description = "remote.workRoot on the instances (created by the hook's user data, owned by ssh_user)."
+  default     = "/home/ec2-user/rch"
+}
+
+variable "max_lifetime_minutes" {
+  type        = number
+  description = "provider.maxLifetimeMinutes: an instance ends itself this long after boot, whatever happens to the runner. Above your longest job."
+  default     = 360
+}
+
+variable "acquire_timeout_seconds" {
+  type        = number
+  description = "provider.acquireTimeoutSeconds: one deadline for launch, boot and SSH."
+  default     = 600
+}
+
+variable "runner_ingress_security_group_ids" {
+  type        = list(string)
+  description = "Security groups of the runner hosts, allowed to reach sshd on the instances."
+  default     = []
+}
+
+variable "runner_ingress_cidr_blocks" {
+  type        = list(string)
+  description = "CIDR blocks of the runner hosts, allowed to reach sshd on the instances (besides the security groups)."
+  default     = []
+}
+
+variable "runner_role_names" {
+  type        = list(string)
+  description = "IAM roles of the runner hosts to attach the kind: ec2 policy to. Empty: attach the output runner_policy_arn yourself."
+  default     = []
+}
+
+variable "instance_tags" {
+  type        = map(string)
+  description = "provider.tags: extra tags the hook puts on every instance and volume at launch."
+  default     = {}
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Default tags of every resource Terraform creates here."
+  default     = {}
+}

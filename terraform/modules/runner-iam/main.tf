@@ -1,0 +1,186 @@
+# Least-privilege policies for the runner hosts, where the hook runs with the runner's AWS
+# credentials. Every statement that changes something is bound to the hook's tags or to
+# named resources; only reads (Describe*) are on "*", as EC2 and Auto Scaling require.
+
+data "aws_partition" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  partition = data.aws_partition.current.partition
+  account   = var.account_id != null ? var.account_id : data.aws_caller_identity.current.account_id
+  ec2_arn   = "arn:${local.partition}:ec2:${var.region}:${local.account}"
+
+  owner_tag    = "remote-container-hooks:owner"
+  host_key_tag = "remote-container-hooks:host-key"
+  pool_tag_keys = [
+    "remote-container-hooks:jobs",
+    "remote-container-hooks:recycle",
+  ]
+
+  # ---------------------------------------------------------------- kind: ec2
+  launch_from = concat(
+    [for id in var.image_ids : "arn:${local.partition}:ec2:${var.region}::image/${id}"],
+    [for id in var.subnet_ids : "${local.ec2_arn}:subnet/${id}"],
+    [for id in var.security_group_ids : "${local.ec2_arn}:security-group/${id}"],
+    [for id in var.launch_template_ids : "${local.ec2_arn}:launch-template/${id}"],
+    # Created by the same RunInstances call, which is only allowed with the owner tag on the
+    # instance (statement LaunchOnlyOwnedInstances), and cannot carry that tag itself.
+    var.allow_spot ? ["${local.ec2_arn}:spot-instances-request/*"] : [],
+  )
+  launched = [
+    "${local.ec2_arn}:instance/*",
+    "${local.ec2_arn}:volume/*",
+    "${local.ec2_arn}:network-interface/*",
+  ]
+
+  ec2_policy = {
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        {
+          Sid      = "LaunchFromNamedResources"
+          Effect   = "Allow"
+          Action   = "ec2:RunInstances"
+          Resource = local.launch_from
+        },
+        {
+          Sid       = "LaunchOnlyOwnedInstances"
+          Effect    = "Allow"
+          Action    = "ec2:RunInstances"
+          Resource  = local.launched
+          Condition = { Null = { "aws:RequestTag/${local.owner_tag}" = "false" } }
+        },
+        {
+          # Without ec2:CreateAction these credentials could tag any instance and then end it.
+          Sid      = "TagOnlyAtLaunch"
+          Effect   = "Allow"
+          Action   = "ec2:CreateTags"
+          Resource = local.launched
+          Condition = {
+            StringEquals = { "ec2:CreateAction" = "RunInstances" }
+            Null         = { "aws:RequestTag/${local.owner_tag}" = "false" }
+          }
+        },
+        {
+          Sid      = "Read"
+          Effect   = "Allow"
+          Action   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeLaunchTemplateVersions"]
+          Resource = "*"
+        },
+        {
+          Sid       = "TerminateOnlyOwnedInstances"
+          Effect    = "Allow"
+          Action    = "ec2:TerminateInstances"
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { Null = { "aws:ResourceTag/${local.owner_tag}" = "false" } }
+        },
+      ],
+      length(var.instance_role_arns) > 0 ? [
+        {
+          Sid       = "PassInstanceRoleToEc2"
+          Effect    = "Allow"
+          Action    = "iam:PassRole"
+          Resource  = var.instance_role_arns
+          Condition = { StringEquals = { "iam:PassedToService" = "ec2.amazonaws.com" } }
+        },
+      ] : [],
+    )
+  }
+
+  # ---------------------------------------------------------------- kind: ec2-pool
+  pool_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "Read"
+        Effect   = "Allow"
+        Action   = ["ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"]
+        Resource = "*"
+      },
+      {
+        Sid      = "ScaleOutRecycleAndResume"
+        Effect   = "Allow"
+        Action   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup", "autoscaling:ExitStandby"]
+        Resource = var.autoscaling_group_arns
+      },
+      {
+        Sid       = "StartStoppedMembers"
+        Effect    = "Allow"
+        Action    = "ec2:StartInstances"
+        Resource  = "${local.ec2_arn}:instance/*"
+        Condition = { StringEquals = { "aws:ResourceTag/aws:autoscaling:groupName" = var.autoscaling_group_names } }
+      },
+      {
+        Sid      = "TagMembersJobsAndRecycle"
+        Effect   = "Allow"
+        Action   = "ec2:CreateTags"
+        Resource = "${local.ec2_arn}:instance/*"
+        Condition = {
+          StringEquals                = { "aws:ResourceTag/aws:autoscaling:groupName" = var.autoscaling_group_names }
+          "ForAllValues:StringEquals" = { "aws:TagKeys" = local.pool_tag_keys }
+          Null                        = { "aws:TagKeys" = "false" }
+        }
+      },
+      {
+        # The member publishes its host key itself; whoever else could write it could redirect
+        # the hook to a machine of their choosing. Explicit, so no other policy can grant it.
+        Sid       = "NeverWriteTheHostKey"
+        Effect    = "Deny"
+        Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
+        Resource  = "*"
+        Condition = { "ForAnyValue:StringEquals" = { "aws:TagKeys" = [local.host_key_tag] } }
+      },
+      {
+        # DeleteTags without tag keys removes every tag, so deny any tag removal on members.
+        Sid       = "NeverUntagAMember"
+        Effect    = "Deny"
+        Action    = "ec2:DeleteTags"
+        Resource  = "*"
+        Condition = { Null = { "aws:ResourceTag/${local.host_key_tag}" = "false" } }
+      },
+    ]
+  }
+}
+
+resource "aws_iam_policy" "ec2" {
+  count       = var.create_ec2_policy ? 1 : 0
+  name_prefix = "${var.name_prefix}-ec2-"
+  description = "remote-container-hooks kind: ec2 on the runner hosts: launch owner-tagged instances, end only those."
+  policy      = jsonencode(local.ec2_policy)
+  tags        = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.image_ids) > 0 && length(var.subnet_ids) > 0 && length(var.security_group_ids) > 0
+      error_message = "The kind: ec2 policy needs image_ids, subnet_ids and security_group_ids (RunInstances is only allowed from named resources)."
+    }
+  }
+}
+
+resource "aws_iam_policy" "pool" {
+  count       = var.create_pool_policy ? 1 : 0
+  name_prefix = "${var.name_prefix}-pool-"
+  description = "remote-container-hooks kind: ec2-pool on the runner hosts: lease, scale out and recycle pool members; never write their host key."
+  policy      = jsonencode(local.pool_policy)
+  tags        = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.autoscaling_group_names) > 0 && length(var.autoscaling_group_names) == length(var.autoscaling_group_arns)
+      error_message = "The kind: ec2-pool policy needs autoscaling_group_names and the matching autoscaling_group_arns."
+    }
+  }
+}
+
+resource "aws_iam_role_policy_attachment" "ec2" {
+  for_each   = var.create_ec2_policy ? toset(var.attach_to_role_names) : toset([])
+  role       = each.value
+  policy_arn = aws_iam_policy.ec2[0].arn
+}
+
+resource "aws_iam_role_policy_attachment" "pool" {
+  for_each   = var.create_pool_policy ? toset(var.attach_to_role_names) : toset([])
+  role       = each.value
+  policy_arn = aws_iam_policy.pool[0].arn
+}

@@ -1,0 +1,92 @@
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of the IAM policy names."
+  default     = "remote-container-hooks"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.name_prefix))
+    error_message = "name_prefix must be 1-64 characters of A-Z a-z 0-9 + = , . @ _ -."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the instances or the pool (the hook's provider.region)."
+}
+
+variable "account_id" {
+  type        = string
+  description = "Account of the instances or the pool. null: the account of the Terraform credentials."
+  default     = null
+}
+
+variable "create_ec2_policy" {
+  type        = bool
+  description = "Create the policy for kind: ec2 (a new instance per job)."
+  default     = false
+}
+
+variable "create_pool_policy" {
+  type        = bool
+  description = "Create the policy for kind: ec2-pool (leases from an Auto Scaling group)."
+  default     = false
+}
+
+variable "image_ids" {
+  type        = list(string)
+  description = "kind: ec2: the AMIs instances may be launched from (the launch template's or provider.imageId)."
+  default     = []
+}
+
+variable "subnet_ids" {
+  type        = list(string)
+  description = "kind: ec2: the subnets instances may be launched into (provider.subnetIds, or the template's or default subnet)."
+  default     = []
+}
+
+variable "security_group_ids" {
+  type        = list(string)
+  description = "kind: ec2: the security groups instances may get (provider.securityGroupIds or the template's)."
+  default     = []
+}
+
+variable "launch_template_ids" {
+  type        = list(string)
+  description = "kind: ec2: the launch templates instances may be launched from (provider.launchTemplate)."
+  default     = []
+}
+
+variable "instance_role_arns" {
+  type        = list(string)
+  description = "kind: ec2: roles of the instance profiles a launch template gives the instances (iam:PassRole, only to EC2). Empty: no PassRole."
+  default     = []
+}
+
+variable "allow_spot" {
+  type        = bool
+  description = "kind: ec2: allow Spot launches (provider.market spot or spot-with-on-demand-fallback): adds the spot-instances-request resource, which RunInstances creates untagged."
+  default     = false
+}
+
+variable "autoscaling_group_names" {
+  type        = list(string)
+  description = "kind: ec2-pool: names of the pools' Auto Scaling groups (provider.autoScalingGroup): their members (tag aws:autoscaling:groupName) may be started and tagged."
+  default     = []
+}
+
+variable "autoscaling_group_arns" {
+  type        = list(string)
+  description = "kind: ec2-pool: ARNs of the same Auto Scaling groups (the pool module's autoscaling_group_arn): they may be scaled out, and members recycled and taken out of Standby."
+  default     = []
+}
+
+variable "attach_to_role_names" {
+  type        = list(string)
+  description = "Roles of the runner hosts (instance profile or other) to attach the created policies to. Empty: attach them yourself (outputs *_policy_arn)."
+  default     = []
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags on the IAM policies."
+  default     = {}
+}
