@@ -95,13 +95,20 @@ let hookEnv: Record<string, string> = {}
  * sshds (test/helpers/pool-env.ts), and a runner configured with provider.kind ec2-pool.
  */
 async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: string }> {
+  // This process's own SDK client (the group's stand-in) would warn about Node 20; the hook silences it itself.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
   const dir = join(process.env.RCH_DEMO_DIR ?? '/tmp', `rch-demo-pool-${process.pid}`)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const key = join(dir, 'pool_ed25519')
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'demo-pool', '-f', key])
   const pub = readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
   header('pool', 'an Auto Scaling group of 2 in moto; its members are loopback sshds, each its own user')
-  const pool = await createPool({ name: `demo-pool-${process.pid}`, size: 2, clientPublicKey: pub, extraTags: (m) => ({ 'rch-user': m.user }) })
+  const pool = await createPool({
+    name: `demo-pool-${process.pid}`,
+    size: 2,
+    clientPublicKey: pub,
+    extraTags: (m) => ({ 'rch-user': m.user })
+  })
   for (const m of await pool.waitReady(2, 120_000)) info(`member ${m.id}: ssh ${m.user}@127.0.0.1:${m.port}, host key pinned from its tag`)
   hookEnv = { AWS_ACCESS_KEY_ID: 'demo', AWS_SECRET_ACCESS_KEY: 'demo', AWS_EC2_METADATA_DISABLED: 'true' }
   const runner = new FakeRunner({
@@ -127,7 +134,11 @@ function showLease(pool: Pool, id: string): string {
   const m = pool.member(id)
   const lease = readHost(join(m.workRoot, 'pool', 'lease')).trim()
   info(`lease record on ${id}: ${lease}`)
-  for (const l of readHost(join(m.workRoot, 'pool', 'log')).trim().split('\n').slice(-4)) info(`  history | ${l}`)
+  for (const l of readHost(join(m.workRoot, 'pool', 'log'))
+    .trim()
+    .split('\n')
+    .slice(-4))
+    info(`  history | ${l}`)
   return lease
 }
 

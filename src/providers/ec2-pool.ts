@@ -378,17 +378,25 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   private async grow(env: ProviderEnv, v: PoolView, waiting: number, mayStart: (() => void) | null): Promise<Capacity | null> {
     // Enough members are on their way for everyone waiting.
     if (waiting === 0 || v.starting.length >= waiting) return null
-    if (v.stopped.length && mayStart) {
+    // A stopped member kept in Standby is started here; one in a warm pool (Warmed:Stopped) is the
+    // group's to start, which it does when the desired capacity rises (below).
+    const standby =
+      v.stopped.length && mayStart
+        ? await this.inStandby(
+            env,
+            v.stopped.map((m) => m.id)
+          )
+        : []
+    if (standby.length && mayStart) {
       mayStart()
-      const m = v.stopped[0]
-      env.log.progress(`starting stopped member ${m.id} of pool ${this.cfg.autoScalingGroup}`)
+      const id = standby[0]
+      env.log.progress(`starting stopped member ${id} of pool ${this.cfg.autoScalingGroup}`)
       const { sdk, client } = await ec2Client(this.cfg)
-      await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [m.id] })))
-      // A stopped member waits in Standby (so the group's health checks leave it alone); a warm pool's does not.
+      await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })))
       const asg = autoScalingClient(this.cfg)
       await this.send(env, 'ExitStandby', () =>
-        asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [m.id] }))
-      ).catch((e: unknown) => env.log.debug(`ExitStandby ${m.id}: ${awsErrorName(e)} (not in standby)`))
+        asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
+      )
       return null
     }
     const cap = await this.capacity(env)
@@ -403,6 +411,17 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       )
     )
     return { ...cap, desired: to }
+  }
+
+  /** Which of these instances the group keeps in Standby (stopped by the pool when idle). */
+  private async inStandby(env: ProviderEnv, ids: string[]): Promise<string[]> {
+    const { sdk, client } = autoScalingClient(this.cfg)
+    const res = await this.send(env, 'DescribeAutoScalingInstances', () =>
+      client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: ids }))
+    )
+    return (res.AutoScalingInstances ?? [])
+      .filter((i) => i.AutoScalingGroupName === this.cfg.autoScalingGroup && i.LifecycleState === 'Standby' && i.InstanceId)
+      .map((i) => i.InstanceId as string)
   }
 
   /**

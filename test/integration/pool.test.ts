@@ -243,3 +243,43 @@ test('an exhausted pool without scale-out fails loudly with its state, and leave
   expect((await cleanup(r1)).code).toBe(0)
   void dumpRun
 })
+
+test('members that must not be used: a wrong host key is skipped, Docker down or a full disk is replaced', async () => {
+  const p = await pool('pool-bad', 3, {
+    behaviour: ({ ordinal }) => (ordinal === 0 ? { wrongHostKey: true } : ordinal === 1 ? { dockerDown: true } : { diskPercent: 95 })
+  })
+  const [mitm, noDocker, full] = [0, 1, 2].map((o) => p.members().find((m) => m.ordinal === o)!)
+  const r = runnerFor(p, { waitTimeoutSeconds: 20, scaleOut: { enabled: false } })
+  const prep = await hookPrepare(r, jobArgs(r))
+  // Nothing usable: the job fails with the pool's state, after refusing each member for its own reason.
+  expect(prep.code).not.toBe(0)
+  const out = prep.stdout + prep.stderr
+  expect(out).toMatch(new RegExp(`pool member ${mitm.id}: .*host key`, 'i'))
+  expect(out).toMatch(new RegExp(`${noDocker.id} is replaced: Docker does not answer`))
+  expect(out).toMatch(new RegExp(`${full.id} is replaced: disk 9\\d % full \\(reuse.maxDiskPercent 90\\)`))
+  expect(errorLines(prep)).toHaveLength(1)
+  // The wrong-key member was never leased (no record); the others were tagged and ended through the group.
+  expect(await p.readLease(mitm.id)).toBeNull()
+  expect((await instanceTags(mitm.id))['remote-container-hooks:recycle']).toBeUndefined()
+  for (const [m, why] of [
+    [noDocker, /Docker does not answer/],
+    [full, /disk 9\d % full/]
+  ] as const) {
+    expect((await instanceTags(m.id))['remote-container-hooks:recycle']).toMatch(why)
+    await p.waitMember(m.id, 'gone', (x) => x.gone, 30_000)
+  }
+})
+
+test('an exhausted pool scales out within MaxSize and the waiting job gets the new member', async () => {
+  const p = await pool('pool-grow', 1, { maxSize: 2 })
+  const r1 = runnerFor(p)
+  expect((await hookPrepare(r1, jobArgs(r1))).code).toBe(0)
+  const r2 = runnerFor(p, { waitTimeoutSeconds: 90 })
+  const prep = await hookPrepare(r2, jobArgs(r2), { limitMs: 120_000 })
+  expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
+  expect(prep.stdout + prep.stderr).toMatch(/asking for 2 members \(was 1, max 2\)/)
+  expect(memberOf(r2)).not.toBe(memberOf(r1))
+  expect((await p.describe())?.desiredCapacity).toBe(2)
+  expect((await cleanup(r2)).code).toBe(0)
+  expect((await cleanup(r1)).code).toBe(0)
+})

@@ -630,6 +630,7 @@ describe('IAM policies', () => {
     expect(allowed(pool)).toEqual(
       [
         'autoscaling:DescribeAutoScalingGroups',
+        'autoscaling:DescribeAutoScalingInstances',
         'autoscaling:ExitStandby',
         'autoscaling:SetDesiredCapacity',
         'autoscaling:TerminateInstanceInAutoScalingGroup',
@@ -638,6 +639,11 @@ describe('IAM policies', () => {
         'ec2:StartInstances'
       ].sort()
     )
+    // ... which are exactly the calls the pool provider makes (read from its source, so the two stay in step)
+    const src = fs.readFileSync(path.join(repoRoot, 'src', 'providers', 'ec2-pool.ts'), 'utf8')
+    const calls = [...new Set([...src.matchAll(/new (?:asg\.)?sdk\.(\w+)Command/g)].map((m) => m[1]))]
+    expect(calls.length).toBeGreaterThan(5)
+    expect(calls.map((c) => allowed(pool).find((a) => a.endsWith(`:${c}`)) ?? c).sort()).toEqual(allowed(pool))
     // runner hosts: CreateTags on members only for the jobs and recycle keys ...
     const tagging = pool.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('ec2:CreateTags'))
     expect(tagging).toHaveLength(1)

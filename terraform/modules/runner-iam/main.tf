@@ -95,7 +95,7 @@ locals {
       {
         Sid      = "Read"
         Effect   = "Allow"
-        Action   = ["ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"]
+        Action   = ["ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances"]
         Resource = "*"
       },
       {
