@@ -8,7 +8,6 @@ import {
   TAG_GROUP,
   TAG_HOST_KEY,
   TAG_JOBS,
-  TAG_RECYCLE,
   viewOf,
   wornOut,
   type Member
