@@ -20,6 +20,7 @@ import {
   ENDPOINT_TAG,
   HOST_KEY_TAG,
   MACHINE_LABEL,
+  SCOPED_IMAGES,
   memberSshdEnv,
   type Pool,
   type PoolMember,
@@ -153,10 +154,11 @@ describe('pool test environment', () => {
         `id -un; id -nG; cat ${scope}; stat -c %U ${scope}; stat -c %U ${m.workRoot}; docker version --format ok`
       )
       expect(r).toMatchObject({ code: 0 })
-      const [user, groups, scopeLine, scopeOwner, workOwner, docker] = r.stdout.trim().split('\n')
+      const [user, groups, scopeLine, scopeImages, scopeOwner, workOwner, docker] = r.stdout.trim().split('\n')
       expect(user).toBe(m.user)
       expect(groups.split(' ')).toContain('docker')
       expect(scopeLine).toBe(`label=${MACHINE_LABEL}=${m.id}`)
+      expect(scopeImages).toBe(`reference=${SCOPED_IMAGES}`)
       expect(scopeOwner).toBe(m.user)
       expect(workOwner).toBe(m.user)
       expect(docker).toBe('ok')
@@ -203,7 +205,7 @@ describe('pool test environment', () => {
     expect(back).toMatchObject({ port: m.port, hostKey: m.hostKey, user: m.user, workRoot: m.workRoot, ready: true })
     expect(await tagsOf(m.id)).toEqual(before)
     const r = await sshMember(back, `cat ${m.workRoot}/mark; cat ~/.config/remote-container-hooks/scrub-scope`)
-    expect(r).toMatchObject({ code: 0, stdout: `kept\nlabel=${MACHINE_LABEL}=${m.id}\n` })
+    expect(r).toMatchObject({ code: 0, stdout: `kept\nlabel=${MACHINE_LABEL}=${m.id}\nreference=${SCOPED_IMAGES}\n` })
     expect((await pool.describe())!.instances.find((i) => i.id === m.id)?.lifecycleState).toBe('InService')
     expect(pool.errors).toEqual([])
   })

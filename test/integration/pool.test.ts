@@ -283,3 +283,23 @@ test('an exhausted pool scales out within MaxSize and the waiting job gets the n
   expect((await cleanup(r2)).code).toBe(0)
   expect((await cleanup(r1)).code).toBe(0)
 })
+
+test('cleanup_job without state (prepare_job was killed) gives back the member this runner holds, scrubbed', async () => {
+  const p = await pool('pool-orphan', 2)
+  const r = runnerFor(p)
+  expect((await hookPrepare(r, jobArgs(r))).code).toBe(0)
+  const id = memberOf(r)
+  const other = p.members({ live: true }).find((m) => m.id !== id)!
+  // Another runner's lease on the other member must stay as it is.
+  const r2 = runnerFor(p)
+  expect((await hookPrepare(r2, jobArgs(r2))).code).toBe(0)
+  expect(memberOf(r2)).toBe(other.id)
+  const c = await hookCall(r, 'cleanup_job', {}, { state: null })
+  expect({ code: c.code, out: c.code ? dumpRun(c) : '' }).toEqual({ code: 0, out: '' })
+  expect(c.stdout + c.stderr).toMatch(new RegExp(`released ${id}`))
+  expect(await p.readLease(id)).toBe('free clean\n')
+  expect(await dockerIds('ps -a', id)).toEqual([])
+  expect(await p.readLease(other.id)).toMatch(/^held /)
+  expect(await dockerIds('ps -a', other.id)).toHaveLength(1)
+  expect((await cleanup(r2)).code).toBe(0)
+})
