@@ -237,12 +237,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           (c) => (cap = c ?? cap),
           (e: unknown) => env.log.warn(`could not add capacity to pool ${cfg.autoScalingGroup}: ${(e as Error).message}`)
         )
-        if (
-          !view.ready.length &&
-          !view.starting.length &&
-          !view.stopped.length &&
-          (!cfg.scaleOut.enabled || (cap && cap.desired >= cap.max))
-        )
+        // Fails at once only when no member exists and none can come (the group may not, or need not, launch one).
+        const none = !view.ready.length && !view.starting.length && !view.stopped.length && !view.leaving.length
+        if (none && cap && (cap.max === 0 || (!cfg.scaleOut.enabled && cap.desired === 0)))
           throw new HookError(
             `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member can come (provider.autoScalingGroup)`
           )

@@ -201,8 +201,9 @@ test('reuse.maxJobsPerVm: a member that served its jobs is replaced through the 
   // The group launched a replacement, and the next job gets it.
   const [next] = await p.waitReady(1, 60_000).then((ms) => ms.filter((x) => x.id !== id))
   expect(next).toBeDefined()
-  const r2 = runnerFor(p, { reuse: { maxJobsPerVm: 1 } })
-  expect((await hookPrepare(r2, jobArgs(r2))).code).toBe(0)
+  const r2 = runnerFor(p, { reuse: { maxJobsPerVm: 1 }, waitTimeoutSeconds: 90 })
+  const prep = await hookPrepare(r2, jobArgs(r2), { limitMs: 120_000 })
+  expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
   expect(memberOf(r2)).not.toBe(id)
   expect((await cleanup(r2)).code).toBe(0)
 })
@@ -302,4 +303,45 @@ test('cleanup_job without state (prepare_job was killed) gives back the member t
   expect(await p.readLease(other.id)).toMatch(/^held /)
   expect(await dockerIds('ps -a', other.id)).toHaveLength(1)
   expect((await cleanup(r2)).code).toBe(0)
+})
+
+test('jobs waiting for a member are served in the order they came', async () => {
+  const p = await pool('pool-fair', 1)
+  const holder = runnerFor(p)
+  expect((await hookPrepare(holder, jobArgs(holder))).code).toBe(0)
+  // Three jobs arrive one after the other while the only member is busy.
+  const waiters = [0, 1, 2].map(() => runnerFor(p, { waitTimeoutSeconds: 120 }))
+  const served: number[] = []
+  const runs = waiters.map(async (r, i) => {
+    await new Promise((res) => setTimeout(res, i * 2500))
+    const prep = await hookPrepare(r, jobArgs(r), { limitMs: 150_000 })
+    served.push(i)
+    expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
+    expect(prep.stdout + prep.stderr).toMatch(/pool pool-fair-\S+: 1 of 1 busy.*waiting \d+ s/)
+    expect((await cleanup(r)).code).toBe(0)
+  })
+  await new Promise((res) => setTimeout(res, 8000))
+  expect((await cleanup(holder)).code).toBe(0)
+  await Promise.all(runs)
+  expect(served).toEqual([0, 1, 2])
+})
+
+test('maxJobsPerVm 1: a job that frees its own lease record cannot bring a second job onto its member', async () => {
+  // One member: without the mark in EC2 the next job would get it back; with it, the group grows instead.
+  const p = await pool('pool-single', 1, { maxSize: 2 })
+  const r1 = runnerFor(p, { reuse: { maxJobsPerVm: 1 } })
+  expect((await hookPrepare(r1, jobArgs(r1))).code).toBe(0)
+  const id = memberOf(r1)
+  // Marked for replacement in EC2 before the job's code runs.
+  expect((await instanceTags(id))['remote-container-hooks:recycle']).toBe('served its one job')
+  // The job (root on the member) writes its member's lease record as free and clean.
+  const m = p.member(id)
+  await asMember(m, `printf 'free clean\\n' > ~/rch/pool/lease`)
+  expect(await p.readLease(id)).toBe('free clean\n') // positive control: the record says free
+  const r2 = runnerFor(p, { reuse: { maxJobsPerVm: 1 }, waitTimeoutSeconds: 90 })
+  const prep = await hookPrepare(r2, jobArgs(r2), { limitMs: 120_000 })
+  expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
+  expect(memberOf(r2)).not.toBe(id)
+  expect((await cleanup(r2)).code).toBe(0)
+  expect((await cleanup(r1)).code).toBe(0)
 })
