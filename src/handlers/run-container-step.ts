@@ -7,7 +7,7 @@ import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError } from '../errors'
 import type { ContainerArgs, Mount } from '../protocol'
-import { initialState, type HookState } from '../state'
+import { initialState, onJobMachine, workRootOf, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
 import { RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
@@ -120,19 +120,26 @@ async function runIn(
 }
 
 /** No prepare_job ran: lease a host for this one step, sync what it mounts, and clean up after. */
-async function withOwnHost(args: ContainerArgs, ctx: HookContext): Promise<HandlerResult> {
-  const { config, runner } = ctx
+async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<HandlerResult> {
+  const { runner } = hookCtx
   const jobId = newJobId()
   const owner = ownerId(runner.runnerName)
-  const jobRoot = jobFolder(config.remote.workRoot, owner, jobId)
   const hostWork = runner.workDir
-  const plan = planStep(args, layoutOf({ hostWork, jobRoot, externals: null }, config.remote.dockerSocket))
-  const localDir = jobLocalDir(ctx, owner, jobId)
-  const provider = providerFor(config)
-  const { lease, remote } = await acquireMachine(ctx, provider, jobId, owner, localDir).catch((e: unknown) => {
+  const stepPlan = (workRoot: string): { jobRoot: string; plan: StepPlan } => {
+    const jobRoot = jobFolder(workRoot, owner, jobId)
+    return { jobRoot, plan: planStep(args, layoutOf({ hostWork, jobRoot, externals: null }, hookCtx.config.remote.dockerSocket)) }
+  }
+  // Checked before anything is leased; planned again on the machine's own work root (a pool's ~/path).
+  stepPlan(hookCtx.config.remote.workRoot)
+  const localDir = jobLocalDir(hookCtx, owner, jobId)
+  const provider = providerFor(hookCtx.config)
+  const { lease, remote } = await acquireMachine(hookCtx, provider, jobId, owner, localDir).catch((e: unknown) => {
     rmSync(localDir, { recursive: true, force: true })
     throw e
   })
+  const ctx = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
+  const { config } = ctx
+  const { jobRoot, plan } = stepPlan(config.remote.workRoot)
   const repoRel = repoRootOf(hostWork, runner.workspace)
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).

@@ -345,3 +345,17 @@ test('maxJobsPerVm 1: a job that frees its own lease record cannot bring a secon
   expect((await cleanup(r2)).code).toBe(0)
   expect((await cleanup(r1)).code).toBe(0)
 })
+
+test('a container action without prepare_job leases a member for its one step (work root ~/rch resolved there) and gives it back', async () => {
+  const p = await pool('pool-step', 1)
+  const r = runnerFor(p)
+  const c = r.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: ['-c', '"echo', 'from-action=yes', '>>', '$GITHUB_OUTPUT"'] })
+  const run = await hookCall(r, 'run_container_step', c.args, { state: null })
+  expect({ code: run.code, out: run.code ? dumpRun(run) : '' }).toEqual({ code: 0, out: '' })
+  expect(fs.readFileSync(c.fc.files.GITHUB_OUTPUT, 'utf8')).toContain('from-action=yes')
+  const [m] = p.members({ live: true })
+  expect(await p.readLease(m.id)).toBe('free clean\n')
+  // The step's job folder went with the release (the scrub takes the whole jobs folder).
+  expect(fs.existsSync(path.join(m.workRoot, 'jobs'))).toBe(false)
+  expect(fs.existsSync(path.join(m.home, '~'))).toBe(false)
+})
