@@ -6,7 +6,7 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
-import { inertLines, workflowCommand } from './workflow-commands'
+import { inertLines, workflowCommand, escapeData } from './workflow-commands'
 
 export interface Log {
   progress(msg: string): void
@@ -65,7 +65,8 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
   return {
     progress(msg) {
       const m = mask(msg)
-      opts.out(`[remote-hooks] ${m}`)
+      // Text a machine chose (an error's stderr) must not start a line of its own: the runner would read a workflow command there.
+      opts.out(`[remote-hooks] ${escapeData(m)}`)
       file().info(m)
     },
     warn(msg) {

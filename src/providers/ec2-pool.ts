@@ -14,6 +14,7 @@ import { retry, waitUntil } from '../retry'
 import { ask } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import { workerProcess, type WorkerProcess } from '../worker-process'
+import { keepAlive } from '../remote/agent'
 import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError } from './ec2-api'
 import { knownHostsName } from './ec2-plan'
 import {
@@ -58,6 +59,8 @@ export interface PoolLease extends LeaseBase<'ec2-pool'> {
 /** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
 const RESCAN_MS = 10_000
 const POLL_MS = 1_000
+/** One lease operation on a member: a member that does not answer by then is skipped (a job may have jammed it). */
+const ASK_MS = 30_000
 /** A member's line, as last seen, is trusted this long before the member is asked again. */
 const LINE_FRESH_MS = 30_000
 
@@ -175,7 +178,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
             c.remote,
             acquireScript(this.workRoot, { ...me, ttlSeconds: cfg.lease.ttlSeconds, queue, owner: job.owner, jobId: job.jobId }),
             {
-              label: `lease ${m.id}`
+              label: `lease ${m.id}`,
+              timeoutMs: ASK_MS
             }
           ),
           `lease ${m.id}`
@@ -205,6 +209,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         scannedAt = now
         members = await this.members(env)
         view = viewOf(members)
+        // A member no longer ready (marked for replacement, stopping) no longer holds this job's place.
+        if (queuedAt && !view.ready.some((x) => x.id === queuedAt?.id)) queuedAt = null
         // A waiter only asks members that may grant it: new ones and ones nobody waits at (a member
         // with a line serves that line first). The line it is in is polled below.
         const ask = view.ready.filter((x) => {
@@ -287,7 +293,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       const queued = (queuedAt as { id: string } | null)?.id
       for (const [id, c] of conns) {
         if (id === keep) continue
-        if (queued === id) await ask(c.remote, leaveScript(this.workRoot, me.token), { label: 'leave the queue' }).catch(() => undefined)
+        if (queued === id)
+          await ask(c.remote, leaveScript(this.workRoot, me.token), { label: 'leave the queue', timeoutMs: ASK_MS }).catch(() => undefined)
         await env.discard(c.connect, c.remote).catch(() => undefined)
       }
     }
@@ -313,15 +320,18 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       workRoot: a.workRoot,
       connect: { ...c.connect, knownHostsFile: `${job.localDir}/known_hosts` }
     }
-    let why: string | null =
-      a.docker === null
+    // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
+    const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
+    let why: string | null = fresh.recycle
+      ? `marked for replacement (${fresh.recycle})`
+      : a.docker === null
         ? 'Docker does not answer'
         : a.diskPercent >= this.cfg.reuse.maxDiskPercent
           ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
           : wornOut(m, this.cfg, Date.now())
     if (!why && !a.clean) {
       env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
-      why = await this.scrub(c.remote, m.id, env).then(
+      why = await this.renewing(c.remote, lease, env, () => this.scrub(c.remote, m.id, env)).then(
         () => null,
         (e: unknown) => `its scrub failed: ${(e as Error).message}`
       )
@@ -335,18 +345,36 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     return lease
   }
 
+  /** Runs `work` while the lease is renewed (a scrub may outlast the lease's ttl). */
+  private async renewing<T>(remote: Remote, l: PoolLease, env: Pick<ProviderEnv, 'log'>, work: () => Promise<T>): Promise<T> {
+    const timer = keepAlive(
+      { ...this.keeper(l), worker: null },
+      remote,
+      (m) => env.log.warn(`${l.instanceId}: ${m}`),
+      () => undefined
+    )
+    try {
+      return await work()
+    } finally {
+      clearInterval(timer)
+    }
+  }
+
   private async scrub(remote: Remote, id: string, env: Pick<ProviderEnv, 'log'>): Promise<void> {
     const r = parseScrub(await ask(remote, scrubScript(this.workRoot), { label: `scrub ${id}`, timeoutMs: 300_000 }), `scrub ${id}`)
     env.log.progress(`scrubbed ${id}: ${describeScrub(r)}`)
   }
 
   /** Marks the member retired (never leased again), tags why, and has the group replace it. */
-  private async recycle(remote: Remote | null, l: PoolLease, why: string, env: ProviderEnv): Promise<void> {
+  private async recycle(remote: Remote, l: PoolLease, why: string, env: ProviderEnv): Promise<void> {
     env.log.progress(`${l.instanceId} is replaced: ${why}`)
-    if (remote) await this.give(remote, l, { as: 'retired', reason: why }).catch(() => undefined)
+    const gave = await this.give(remote, l, { as: 'retired', reason: why }).catch((e: unknown) => (e as Error).message)
     await this.tag(l.instanceId, { [TAG_RECYCLE]: why.slice(0, 250) }, env).catch((e: unknown) =>
       env.log.warn(`could not tag ${l.instanceId} for replacement: ${(e as Error).message}`)
     )
+    // Ended only while this job still holds it: another job may hold it now (ours lapsed). The tag keeps
+    // anyone new away; whoever holds it replaces it at its release.
+    if (gave !== 'released') return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
     const { sdk, client } = autoScalingClient(this.cfg)
     await this.send(env, 'TerminateInstanceInAutoScalingGroup', () =>
       client.send(new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: l.instanceId, ShouldDecrementDesiredCapacity: false }))
@@ -365,7 +393,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
   private async give(remote: Remote, l: PoolLease, how: ReleaseAs): Promise<'released' | 'not-holder'> {
     return oneWord(
-      await ask(remote, releaseScript(this.workRoot, l.token, how), { label: `release ${l.instanceId}` }),
+      await ask(remote, releaseScript(this.workRoot, l.token, how), { label: `release ${l.instanceId}`, timeoutMs: ASK_MS }),
       ['released', 'not-holder'] as const,
       'release'
     )
@@ -427,27 +455,42 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
    */
   async release(lease: PoolLease, remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
     const own = !remote
-    const r = remote ?? (await env.connect(lease.connect))
+    const mark = (why: string): Promise<void> =>
+      this.tag(lease.instanceId, { [TAG_RECYCLE]: why }, env).catch((e: unknown) =>
+        env.log.warn(`could not tag ${lease.instanceId} for replacement: ${(e as Error).message}`)
+      )
+    let r: Remote
+    let still: 'renewed' | 'lost'
     try {
-      const still = oneWord(
-        await ask(r, this.keeper(lease).command, { label: `renew ${lease.instanceId}` }),
+      r = remote ?? (await env.connect(lease.connect))
+      still = oneWord(
+        await ask(r, this.keeper(lease).command, { label: `renew ${lease.instanceId}`, timeoutMs: ASK_MS }),
         ['renewed', 'lost'] as const,
         'renew'
       )
+    } catch (e) {
+      // A member that cannot be given back is not leased again (it may be jammed on purpose).
+      await mark('unreachable at release')
+      throw e
+    }
+    try {
       if (still === 'lost') {
-        env.log.warn(`the lease of ${lease.instanceId} lapsed and another job holds it now: left as it is`)
-        return
+        // Lapsed and taken over, or a record the job rewrote: nobody new gets it; a holder replaces it at release.
+        env.log.warn(`the lease of ${lease.instanceId} was no longer this job's at release: marked for replacement`)
+        return await mark('lease lost at release')
       }
-      let why = await this.scrub(r, lease.instanceId, env).then(
+      let why = await this.renewing(r, lease, env, () => this.scrub(r, lease.instanceId, env)).then(
         () => null,
         (e: unknown) => `its scrub failed: ${(e as Error).message}`
       )
       const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
-      const jobs = (m?.jobs ?? 0) + 1
-      why ??= m ? wornOut(m, this.cfg, Date.now(), jobs) : null
-      await this.tag(lease.instanceId, { [TAG_JOBS]: String(jobs) }, env).catch((e: unknown) =>
-        env.log.warn(`could not record the job count of ${lease.instanceId}: ${(e as Error).message}`)
-      )
+      if (m) {
+        const jobs = m.jobs + 1
+        why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, Date.now(), jobs)
+        await this.tag(lease.instanceId, { [TAG_JOBS]: String(jobs) }, env).catch((e: unknown) =>
+          env.log.warn(`could not record the job count of ${lease.instanceId}: ${(e as Error).message}`)
+        )
+      }
       if (why) return await this.recycle(r, lease, why, env)
       if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')
         env.log.warn(`the lease of ${lease.instanceId} was taken over during its release`)
@@ -470,7 +513,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           remote = await env.connect(connect)
           const token = randomBytes(16).toString('hex')
           const r = oneWord(
-            await ask(remote, takeOverScript(this.workRoot, owner, token, this.cfg.lease.ttlSeconds), { label: `look at ${m.id}` }),
+            await ask(remote, takeOverScript(this.workRoot, owner, token, this.cfg.lease.ttlSeconds), {
+              label: `look at ${m.id}`,
+              timeoutMs: ASK_MS
+            }),
             ['taken', 'not-owner'] as const,
             'take over'
           )

@@ -11,8 +11,11 @@ import { isWorkRoot } from '../input-rules'
 
 /** Seconds after which a waiter that stopped polling is dropped from a member's queue. */
 export const QUEUE_STALE_SECONDS = 15
-/** A recorded expiry further ahead than ttl + this is not one we wrote: the lease counts as lapsed. */
-const EXPIRY_SLACK_SECONDS = 600
+/**
+ * A recorded expiry further ahead than this is not one any runner wrote (the longest ttlSeconds the
+ * config allows, and slack): the lease counts as lapsed. Never the asker's own ttl, which may be shorter.
+ */
+const EXPIRY_BOUND_SECONDS = 3600 + 600
 
 export const leaseFolder = (workRoot: string): string => `${workRoot}/pool`
 
@@ -22,9 +25,13 @@ function locked(workRoot: string): string {
   return (
     `umask 077; P=${p}; ` +
     `{ mkdir -p "$P" && [ -d "$P" ] && [ ! -L "$P" ]; } 2>/dev/null || { echo "cannot use $P (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
+    // A job (root there) may have planted a FIFO or a symlink: anything but a plain file is replaced,
+    // never opened (the lock before it is taken, the rest under it).
+    `plain() { if [ -e "$P/$1" ] || [ -L "$P/$1" ]; then { [ -f "$P/$1" ] && [ ! -L "$P/$1" ]; } || rm -rf "$P/$1"; fi; }; plain lock; ` +
     `exec 9>>"$P/lock" || exit 3; ` +
     `command -v flock >/dev/null || { echo "flock (util-linux) is not installed on this member" >&2; exit 3; }; ` +
     `flock -w 20 9 || { echo "the lease lock $P/lock stayed taken for 20 s" >&2; exit 4; }; ` +
+    `for f in lease log queue lease.new queue.new log.new; do plain $f; done; ` +
     `now=$(date +%s); st=; h=; ex=; o=; j=; ` +
     `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j < "$P/lease"; ` +
     `case "$ex" in ''|*[!0-9]*) ex=0;; esac; ` +
@@ -65,7 +72,7 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     locked(workRoot) +
     `avail=0; clean=0; lapsed=0; ` +
     `case "$st" in ` +
-    `held) if [ "$ex" -lt "$now" ] || [ "$ex" -gt $((now + ${a.ttlSeconds + EXPIRY_SLACK_SECONDS})) ]; then avail=1; lapsed=1; fi;; ` +
+    `held) if [ "$ex" -lt "$now" ] || [ "$ex" -gt $((now + ${EXPIRY_BOUND_SECONDS})) ]; then avail=1; lapsed=1; fi;; ` +
     `free) avail=1; [ "$h" = clean ] && clean=1;; ` +
     `retired) ;; ` +
     `*) avail=1;; esac; ` +
@@ -111,6 +118,8 @@ export function parseAcquire(records: string[], label: string): AcquireAnswer {
   if (records.length === 4 && /^(held|retired|queued)$/.test(records[0])) {
     const [state, ahead, waiting, expiresIn] = records
     expectEach([ahead, waiting, expiresIn], INT, label)
+    // A member's own count of who waits there must not drive a scale-out to MaxSize by itself.
+    if (Number(waiting) > 1000 || Number(ahead) > 1000) throw new UnexpectedAnswer(`${label}: a line of more than 1000 jobs`)
     return {
       granted: false,
       state: state as 'held' | 'retired' | 'queued',

@@ -54,7 +54,7 @@ export function scrubScript(workRoot: string): string {
     `processes=$(printf '%s' "$pids" | grep -c .); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null; ` +
     // Temp files of the SSH user, except the folder that holds the work root (and the lease).
     `for d in /tmp /var/tmp /dev/shm; do for f in "$d"/* "$d"/.[!.]*; do ` +
-    `[ -e "$f" ] || [ -L "$f" ] || continue; [ -O "$f" ] || continue; case ${w}/ in "$f"/*) continue;; esac; ` +
+    `[ -e "$f" ] || [ -L "$f" ] || continue; [ -O "$f" ] || continue; case ${w}/ in "$f"/*) continue;; esac; case "$f"/ in ${w}/*) continue;; esac; ` +
     `rm -rf "$f" 2>/dev/null && tmp=$((tmp + 1)); done; done; fi; ` +
     SCRUB_COUNTS.map((c) => `${record(`"$${c}"`)}; `).join('')
   )

@@ -1,6 +1,7 @@
 // The pool member's lease record, run by a real local shell (flock, awk, date) through LocalRemote:
 // grants, queue order, renewal, lapse, hostile records, and one winner under a race.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
@@ -166,4 +167,32 @@ test('the member keeps a history of grants and releases (what the audits and the
     `grant ${tok('c')} held 1`,
     `takeover ${tok('d')} ${tok('c')}`
   ])
+})
+
+test('a FIFO or a symlink planted in the lease folder is replaced, never opened (an ask would hang on it)', async () => {
+  await acquire(tok('a'), 1000)
+  await release(tok('a'), { as: 'clean' })
+  const P = join(work, 'pool')
+  rmSync(join(P, 'lock'))
+  execFileSync('mkfifo', [join(P, 'lock')])
+  rmSync(join(P, 'queue'), { force: true })
+  execFileSync('mkfifo', [join(P, 'queue')])
+  writeFileSync(join(dir, 'victim'), 'keep\n')
+  rmSync(join(P, 'lease'))
+  symlinkSync(join(dir, 'victim'), join(P, 'lease'))
+  expect(statSync(join(P, 'lock')).isFIFO()).toBe(true) // positive control: the traps are set
+  const a = await Promise.race([acquire(tok('b'), 2000), new Promise((r) => setTimeout(() => r('hung'), 10_000))])
+  expect(a).toMatchObject({ granted: true, clean: false })
+  expect(readFileSync(join(dir, 'victim'), 'utf8')).toBe('keep\n')
+  expect(lstatSync(join(P, 'lease')).isFile()).toBe(true)
+})
+
+test('a holder with a longer ttl is not taken for lapsed by a runner with a shorter one', async () => {
+  await acquire(tok('a'), 1000, false, 900)
+  expect(await acquire(tok('b'), 2000, false, 120)).toMatchObject({ granted: false, state: 'held' })
+})
+
+test('a member claiming an absurd line is refused (it would drive a scale-out to MaxSize)', () => {
+  expect(() => parseAcquire(['queued', '0', '1001', '5'], 'x')).toThrow(/more than 1000/)
+  expect(parseAcquire(['queued', '0', '1000', '5'], 'x')).toMatchObject({ waiting: 1000 })
 })

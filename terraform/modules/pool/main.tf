@@ -163,8 +163,9 @@ resource "aws_launch_template" "member" {
     arn = aws_iam_instance_profile.member.arn
   }
 
-  # IMDSv2 only, and one hop: a job container (one hop further) cannot reach the instance's
-  # role credentials.
+  # IMDSv2 only, and one hop: a job container on a bridge network (one hop further) cannot reach
+  # the instance's role credentials. A job that starts a container with --network host can: give
+  # the role nothing a job may not have (additional_instance_policy_arns included).
   metadata_options {
     http_endpoint               = "enabled"
     http_tokens                 = "required"
