@@ -39,9 +39,11 @@ export function parseArgs(
 ): OpArgs | { help: true } | { error: string } {
   const out: OpArgs = { positional: [], json: false, options: {} }
   const known = cmd.options ?? {}
+  // Help wins wherever it stands, so `doctor --whatever --help` still shows it.
+  const end = argv.indexOf('--')
+  if ((end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--help' || a === '-h')) return { help: true }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
-    if (a === '--help' || a === '-h') return { help: true }
     if (a === '--json') out.json = true
     else if (a === '--') {
       out.positional.push(...argv.slice(i + 1))
