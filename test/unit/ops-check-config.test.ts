@@ -10,7 +10,6 @@ const dir = tempDir('rch-ops-cc-')
 afterAll(cleanupTempDirs)
 const main = join(dir, 'index.js')
 // The libraries stay outside the bundle (ssh2's optional native parts cannot be bundled) and are found through NODE_PATH.
-
 ;(require('esbuild') as typeof import('esbuild')).buildSync({
   entryPoints: [join(SRC, 'main.ts')],
   bundle: true,
