@@ -33,8 +33,20 @@ function recorder(region: string): { out: CheckResult[]; add: Add } {
 /** A DryRun call: true when AWS says it would have been allowed. */
 async function dryRun(add: Add, check: string, action: string, send: () => Promise<unknown>): Promise<boolean> {
   try {
-    await send()
-    add(check, 'pass', `${action} allowed (the endpoint ran it: it ignores DryRun)`)
+    const r = (await send()) as { Instances?: { InstanceId?: string }[] }
+    // AWS never runs a DryRun call; an endpoint that did must be told, and what it made named.
+    const made = (r?.Instances ?? []).map((i) => i.InstanceId).filter(Boolean)
+    if (made.length)
+      return (
+        add(
+          check,
+          'fail',
+          `the endpoint ignored DryRun and launched ${made.join(', ')}`,
+          `terminate ${made.join(', ')}; use an endpoint that honours DryRun`
+        ),
+        false
+      )
+    add(check, 'pass', `${action} answered (the endpoint ignores DryRun; nothing was launched)`)
     return true
   } catch (e) {
     const name = awsErrorName(e)

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { testVm } from '../helpers/conformance'
 import { repoRoot } from '../helpers/testenv'
+import { createPool, type Pool } from '../helpers/pool-env'
 
 const vm = testVm()
 const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
@@ -169,5 +170,65 @@ describe('doctor against loopback VMs', () => {
     expect(existsSync('/usr/bin/rsync')).toBe(true)
     expect(byName(r.checks, 'tar').detail).toBe(`${noRsyncBin}/tar`)
     expect(doctorFiles()).toEqual([])
+  })
+})
+
+describe('doctor against a pool (moto Auto Scaling group, members on loopback)', () => {
+  let pool: Pool | undefined
+  afterAll(async () => {
+    await pool?.close()
+  })
+
+  it('checks every ready member with the key from its tag; a member serving another key fails ssh only; nothing is scaled', async () => {
+    const key = join(dir, 'pool_ed25519')
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+    pool = await createPool({
+      name: `doctor-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+      size: 2,
+      clientPublicKey: readFileSync(`${key}.pub`, 'utf8'),
+      extraTags: (m) => ({ 'rch-user': m.user }),
+      behaviour: ({ ordinal }) => (ordinal === 1 ? { wrongHostKey: true } : {})
+    })
+    const members = await pool.waitReady(2)
+    const before = await pool.describe()
+    const f = join(dir, 'pool.json')
+    writeFileSync(
+      f,
+      JSON.stringify({
+        provider: {
+          kind: 'ec2-pool',
+          region: 'eu-west-1',
+          endpoint: pool.endpoint,
+          autoScalingGroup: pool.name,
+          user: 'tag:rch-user',
+          identityFile: key,
+          connect: { address: 'tag:rch-endpoint' }
+        },
+        remote: { workRoot: '~/rch' }
+      })
+    )
+    const r = spawnSync(process.execPath, [hook, 'doctor', f, '--json'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' }
+    })
+    expect(r.status).toBe(1)
+    const checks = (JSON.parse(r.stdout) as { checks: Check[] }).checks
+    const aws = checks.filter((c) => c.target === 'AWS eu-west-1')
+    expect(aws.map((c) => [c.check, c.status])).toEqual([
+      ['aws credentials', 'pass'],
+      ['auto scaling group', 'pass'],
+      ['members', 'pass']
+    ])
+    const [good, odd] = members
+    const of = (id: string): Check[] => checks.filter((c) => c.target.startsWith(`${id} `))
+    expect(of(good.id).map((c) => [c.check, c.status])).toEqual(MACHINE_CHECKS.map((c) => [c, 'pass']))
+    expect(of(good.id)[0].target).toBe(`${good.id} ${good.user}@127.0.0.1:${good.port}`)
+    expect(failed(of(odd.id))).toEqual(['ssh'])
+    expect(of(odd.id)[0].fix).toMatch(/host key is not the one pinned/)
+    expect(failed(checks)).toEqual(['ssh'])
+    // Read-only: the group is as it was, and no member was added or taken.
+    expect(await pool.describe()).toEqual(before)
+    expect(pool.members().map((m) => m.id)).toEqual(members.map((m) => m.id))
   })
 })

@@ -187,6 +187,19 @@ describe('doctor on AWS (fake client)', () => {
     expect(launch.fix).toMatch(/allow ec2:RunInstances/)
   })
 
+  it('an endpoint that ignores DryRun and launches is a failure naming what it made', async () => {
+    answers = {
+      DescribeImages: () => ({ Images: [{}] }),
+      DescribeSubnets: () => ({ Subnets: [{}] }),
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] }),
+      RunInstances: () => ({ Instances: [{ InstanceId: 'i-0123456789abcdef0' }] })
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const launch = (await ec2Checks(ec2Cfg, 'runner-1')).find((c) => c.check === 'launch')!
+    expect(launch).toMatchObject({ status: 'fail', detail: 'the endpoint ignored DryRun and launched i-0123456789abcdef0' })
+    expect(launch.fix).toMatch(/^terminate i-0123456789abcdef0/)
+  })
+
   it('without credentials nothing else is tried', async () => {
     answers = {
       DescribeInstances: () => {
