@@ -14,8 +14,16 @@ export interface CheckResult {
   fix?: string
 }
 
+/**
+ * A cell as it may reach a terminal: details carry text from machines and APIs (a tool's path, an
+ * error), and a control character there could move the cursor or rewrite earlier lines.
+ */
+// eslint-disable-next-line no-control-regex -- the control characters are what is replaced
+export const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+
 /** Rows of cells as aligned columns; the last column is not padded. */
-export function table(header: string[], rows: string[][]): string {
+export function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((r) => r.map(printable))
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string =>
     cells

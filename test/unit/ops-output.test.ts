@@ -35,6 +35,20 @@ describe('operator output', () => {
     expect(summary([])).toBe('0 passed, 0 failed, 0 skipped')
   })
 
+  it('shows text from a machine without its control characters (no terminal escapes)', () => {
+    const hostile: CheckResult = {
+      check: 'rsync',
+      target: 'u@h:22',
+      status: 'pass',
+      detail: '/usr/bin/rsync\u001b[2J\u001b]0;owned\u0007\r\n'
+    }
+    const out = checksTable([hostile])
+    expect(out).toContain('/usr/bin/rsync?[2J?]0;owned???')
+    // eslint-disable-next-line no-control-regex -- looking for them
+    expect(out.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/)
+    expect(JSON.parse(json(hostile))).toEqual(hostile)
+  })
+
   it('writes JSON as one document that parses back', () => {
     expect(JSON.parse(json({ ok: false, checks }))).toEqual({ ok: false, checks })
   })
