@@ -2,6 +2,7 @@
 // programs the hook runs there, the clock, Docker's API through a forwarded socket, and the work
 // root. Read-only but for one temporary file written and removed inside the work root.
 import { randomBytes } from 'node:crypto'
+import type { Duplex } from 'node:stream'
 import { DEFAULT_DOCKER_SOCKET } from '../config'
 import { Engine } from '../docker/engine'
 import { TransportError, formatError } from '../errors'
@@ -86,7 +87,13 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
           'run time synchronisation (chrony or systemd-timesyncd) on the machine and on this runner host'
         )
     }
-    await dockerChecks(remote, sh, m, add)
+    await dockerChecks(
+      remote,
+      sh,
+      m,
+      add,
+      out.some((c) => c.check === 'docker cli' && c.status === 'pass')
+    )
     await workRootCheck(sh, m, add)
   } catch (e) {
     add('ssh session', 'fail', formatError(e), 'the connection failed after login; check the machine (load, sshd MaxSessions) and retry')
@@ -99,54 +106,73 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
 type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
 type Sh = (cmd: string) => ReturnType<typeof run>
 
-async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add): Promise<void> {
-  const dockerFix = `start Docker on the machine, or set remote.dockerSocket to its socket (now ${m.dockerSocket}); ${m.connect.user} must be allowed to use it (group docker)`
-  let socketOpened = false
+async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli: boolean): Promise<void> {
+  const sock = m.dockerSocket
+  const dockerFix = `start Docker on the machine, or set remote.dockerSocket to its socket (now ${sock}); ${m.connect.user} must be allowed to use it (group docker)`
+  // The hook drives Docker both ways: the Engine API through the forwarded socket, and the CLI
+  // (create, pull, login, build) in SSH sessions. Both must reach the daemon.
+  const viaCli = async (): Promise<{ api: string | null; said: string }> => {
+    if (!hasCli) return { api: null, said: 'no docker CLI' }
+    const r = await sh(`docker version --format '{{.Server.APIVersion}}' 2>&1`)
+    const text = r.stdout.toString('utf8').trim()
+    return r.code === 0 && /^\d+\.\d+$/.test(text)
+      ? { api: text, said: text }
+      : { api: null, said: text.split('\n').slice(-1)[0] || `exit ${r.code}` }
+  }
+  let forwarded: Duplex | null = null
+  let refused: unknown = null
   try {
-    const s = await remote.openSocket(m.dockerSocket)
-    socketOpened = true
-    s.destroy()
-    add('forwarding', 'pass', `stream-local forwarding to ${m.dockerSocket} allowed`)
-    const v = await new Engine(remote, m.dockerSocket, CALL_MS).call<{ ApiVersion?: string; Version?: string }>(
-      'GET',
-      '/version',
-      undefined,
-      'version'
-    )
-    if (v.status !== 200) throw new Error(`HTTP ${v.status}`)
+    forwarded = await remote.openSocket(sock)
+  } catch (e) {
+    refused = e
+  }
+  if (forwarded) {
+    forwarded.destroy()
+    add('forwarding', 'pass', `stream-local forwarding to ${sock} allowed`)
+    let v: { status: number; data: { ApiVersion?: string; Version?: string } }
+    try {
+      v = await new Engine(remote, sock, CALL_MS).call('GET', '/version', undefined, 'version')
+      if (v.status !== 200) throw new Error(`HTTP ${v.status}`)
+    } catch (e) {
+      return add('docker api', 'fail', formatError(e), dockerFix)
+    }
     const api = v.data.ApiVersion ?? ''
-    if (apiAtLeast(api, MIN_API)) add('docker api', 'pass', `Engine ${v.data.Version ?? '?'}, API ${api} (through the forwarded socket)`)
-    else
-      add(
+    if (!apiAtLeast(api, MIN_API))
+      return add(
         'docker api',
         'fail',
         `API ${api || '(none)'}, older than ${MIN_API.join('.')}`,
         'upgrade Docker Engine on the machine (20.10 or later)'
       )
-    return
-  } catch (e) {
-    if (socketOpened) return add('docker api', 'fail', formatError(e), dockerFix)
-    // sshd answers "open failed" both when forwarding is off and when nothing listens on the path:
-    // the docker CLI over a plain session tells the two apart.
-    const cli = await sh(`docker version --format '{{.Server.APIVersion}}' 2>&1`)
-    const text = cli.stdout.toString('utf8').trim()
-    if (cli.code === 0 && /^\d+\.\d+$/.test(text)) {
-      add(
-        'forwarding',
-        'fail',
-        `sshd refuses to forward ${m.dockerSocket}, where Docker answers (API ${text} through the docker CLI)`,
-        "set AllowStreamLocalForwarding yes in the machine's sshd_config and reload sshd: the hook reaches Docker's API through it"
-      )
-      add('docker api', 'pass', `API ${text} (through the docker CLI: the forwarded socket is refused)`)
-    } else {
-      add('forwarding', 'skip', `cannot tell while Docker does not answer on ${m.dockerSocket}`)
+    const engine = `Engine ${v.data.Version ?? '?'}, API ${api} through the forwarded socket`
+    const cli = await viaCli()
+    if (!hasCli) add('docker api', 'pass', `${engine} (the CLI is missing: see docker cli)`)
+    else if (cli.api) add('docker api', 'pass', `${engine}; the docker CLI reaches it too`)
+    else
       add(
         'docker api',
         'fail',
-        `no Docker Engine answers on ${m.dockerSocket}: ${text.split('\n').slice(-1)[0] || formatError(e)}`,
-        dockerFix
+        `${engine}, but the docker CLI in an SSH session reaches no daemon: ${cli.said}`,
+        sock === DEFAULT_DOCKER_SOCKET
+          ? `the SSH user's environment sends the docker CLI elsewhere (DOCKER_HOST or DOCKER_CONTEXT from sshd SetEnv, ~/.ssh/environment or a start-up file): remove that, or set remote.dockerSocket to the daemon's socket (the hook then sets DOCKER_HOST itself)`
+          : `the hook sets DOCKER_HOST=unix://${sock} for the CLI and it still fails: check DOCKER_CONTEXT and ~${m.connect.user}/.docker/config.json on the machine`
       )
-    }
+    return
+  }
+  // sshd answers "open failed" both when forwarding is off and when nothing listens on the path:
+  // the docker CLI over a plain session tells the two apart.
+  const cli = await viaCli()
+  if (cli.api) {
+    add(
+      'forwarding',
+      'fail',
+      `sshd refuses to forward ${sock}, where Docker answers (API ${cli.api} through the docker CLI)`,
+      "set AllowStreamLocalForwarding yes in the machine's sshd_config and reload sshd: the hook reaches Docker's API through it"
+    )
+    add('docker api', 'pass', `API ${cli.api} through the docker CLI (the forwarded socket is refused: see forwarding)`)
+  } else {
+    add('forwarding', 'skip', `cannot tell while Docker does not answer on ${sock}`)
+    add('docker api', 'fail', `no Docker Engine answers on ${sock}: ${hasCli ? cli.said : formatError(refused)}`, dockerFix)
   }
 }
 

@@ -98,7 +98,7 @@ describe('doctor against loopback VMs', () => {
     const r = doctor(configFile('healthy'))
     expect(r.code).toBe(0)
     expect(on(r.checks).map((c) => [c.check, c.status])).toEqual(MACHINE_CHECKS.map((c) => [c, 'pass']))
-    expect(byName(r.checks, 'docker api').detail).toMatch(/API 1\.\d+ \(through the forwarded socket\)/)
+    expect(byName(r.checks, 'docker api').detail).toMatch(/API 1\.\d+ through the forwarded socket; the docker CLI reaches it too$/)
     expect(byName(r.checks, 'work root').detail).toContain('written and removed')
     expect(doctorFiles()).toEqual([])
     const t = doctor(configFile('healthy'), false)
@@ -140,6 +140,18 @@ describe('doctor against loopback VMs', () => {
     expect(byName(r.checks, 'forwarding').status).toBe('skip')
   })
 
+  it("docker down for the CLI only (sshd's SetEnv DOCKER_HOST names a dead socket): only docker api fails", async () => {
+    const odd = await oddVm('clidown', [`SetEnv DOCKER_HOST=unix:///run/rch-doctor-dead-${process.pid}/docker.sock`])
+    const r = doctor(configFile('clidown', { port: odd.port, knownHostsFile: odd.knownHostsFile }))
+    expect(r.code).toBe(1)
+    expect(failed(r.checks)).toEqual(['docker api'])
+    expect(byName(r.checks, 'docker api').detail).toMatch(
+      /through the forwarded socket, but the docker CLI in an SSH session reaches no daemon/
+    )
+    expect(byName(r.checks, 'docker api').fix).toMatch(/sends the docker CLI elsewhere \(DOCKER_HOST/)
+    expect(byName(r.checks, 'forwarding').status).toBe('pass')
+  })
+
   it('forwarding disabled (AllowStreamLocalForwarding no): only forwarding fails', async () => {
     const odd = await oddVm('noforward', ['AllowStreamLocalForwarding no'])
     const r = doctor(configFile('noforward', { port: odd.port, knownHostsFile: odd.knownHostsFile }))
@@ -147,7 +159,7 @@ describe('doctor against loopback VMs', () => {
     expect(failed(r.checks)).toEqual(['forwarding'])
     expect(byName(r.checks, 'forwarding').fix).toMatch(/AllowStreamLocalForwarding yes/)
     // Docker itself answers (through the CLI): the failure is the forwarding's alone.
-    expect(byName(r.checks, 'docker api').detail).toMatch(/through the docker CLI/)
+    expect(byName(r.checks, 'docker api').detail).toMatch(/through the docker CLI \(the forwarded socket is refused/)
     // Positive control: the same sshd with forwarding allowed passes it.
     const ok = await oddVm('forward', [])
     const c = doctor(configFile('forward', { port: ok.port, knownHostsFile: ok.knownHostsFile }))
