@@ -39,7 +39,10 @@ export function readConfig(file: string | undefined): { config: Config | null; p
   try {
     config = loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)
   } catch (e) {
-    if (e instanceof ConfigError) return { config: null, problems: e.issues.map(problemOf) }
+    if (e instanceof ConfigError) {
+      const problems = e.issues.map(problemOf)
+      return { config: null, problems: [...problems, ...rawKnownHostsProblems(file, problems)] }
+    }
     return { config: null, problems: [{ field: 'REMOTE_HOOKS_CONFIG', message: formatError(e) }] }
   }
   const problems: Problem[] = []
@@ -58,6 +61,30 @@ export function readConfig(file: string | undefined): { config: Config | null; p
   if (inSystem)
     problems.push({ field: 'remote.workRoot', message: `${root} is inside the system folder ${inSystem}; give a folder of its own` })
   return { config: problems.length ? null : config, problems }
+}
+
+/**
+ * The known_hosts checks of static hosts the hook's validation passed over, when it failed on
+ * something else: every problem of the file at once, not one round per kind.
+ */
+function rawKnownHostsProblems(file: string | undefined, found: Problem[]): Problem[] {
+  try {
+    const text = readFileSync(file!, 'utf8')
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const raw = (file!.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text)) as {
+      provider?: { kind?: unknown; hosts?: unknown }
+    }
+    if (raw?.provider?.kind !== 'static' || !Array.isArray(raw.provider.hosts)) return []
+    return (raw.provider.hosts as Record<string, unknown>[]).flatMap((h, i) => {
+      const field = `provider.hosts.${i}`
+      const port = h?.port ?? 22
+      if (found.some((p) => p.field === field || p.field.startsWith(`${field}.`))) return []
+      if (typeof h?.host !== 'string' || typeof h.knownHostsFile !== 'string' || typeof port !== 'number') return []
+      return knownHostsProblems(`${field}.knownHostsFile`, h.knownHostsFile, h.host, port)
+    })
+  } catch {
+    return []
+  }
 }
 
 /** What is wrong with a known_hosts file for host:port: unparsable lines, or no usable pinned key. */

@@ -151,6 +151,25 @@ describe('offline checks beyond the hook', () => {
     expect(r.problems[2].message).toBe('/etc/rch is inside the system folder /etc; give a folder of its own')
   })
 
+  it("are reported with the hook's own problems of other hosts, all at once", () => {
+    const f = join(dir, 'two.json')
+    const good = { host: '10.0.0.5', port: 2222, user: 'runner', identityFile: join(dir, 'id'), knownHostsFile: join(dir, 'known_hosts') }
+    writeFileSync(
+      f,
+      JSON.stringify({
+        provider: {
+          kind: 'static',
+          hosts: [
+            { ...good, user: 'Bad User' },
+            { ...good, host: '10.0.0.6' }
+          ]
+        },
+        remote: { workRoot: '/srv/rch' }
+      })
+    )
+    expect(readConfig(f).problems.map((p) => p.field)).toEqual(['provider.hosts.0.user', 'provider.hosts.1.knownHostsFile'])
+  })
+
   it('splits an issue at its first ": "', () => {
     expect(problemOf('a.b: must be: this')).toEqual({ field: 'a.b', message: 'must be: this' })
     expect(problemOf('no field')).toEqual({ field: '(root)', message: 'no field' })
