@@ -78,7 +78,8 @@ function rawKnownHostsProblems(file: string | undefined, found: Problem[]): Prob
     return (raw.provider.hosts as Record<string, unknown>[]).flatMap((h, i) => {
       const field = `provider.hosts.${i}`
       const port = h?.port ?? 22
-      if (found.some((p) => p.field === field || p.field.startsWith(`${field}.`))) return []
+      // A host whose own address or file is flagged already is not judged on it twice.
+      if (found.some((p) => [field, `${field}.host`, `${field}.port`, `${field}.knownHostsFile`].includes(p.field))) return []
       if (typeof h?.host !== 'string' || typeof h.knownHostsFile !== 'string' || typeof port !== 'number') return []
       return knownHostsProblems(`${field}.knownHostsFile`, h.knownHostsFile, h.host, port)
     })
