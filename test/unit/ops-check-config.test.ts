@@ -168,6 +168,25 @@ describe('offline checks beyond the hook', () => {
       })
     )
     expect(readConfig(f).problems.map((p) => p.field)).toEqual(['provider.hosts.0.user', 'provider.hosts.1.knownHostsFile'])
+    // A host whose key file is flagged still has its known_hosts judged; one whose port is flagged does not.
+    writeFileSync(
+      f,
+      JSON.stringify({
+        provider: {
+          kind: 'static',
+          hosts: [
+            { ...good, host: '10.0.0.7', identityFile: join(dir, 'none') },
+            { ...good, host: '10.0.0.8', port: 0 }
+          ]
+        },
+        remote: { workRoot: '/srv/rch' }
+      })
+    )
+    expect(readConfig(f).problems.map((p) => p.field)).toEqual([
+      'provider.hosts.1.port',
+      'provider.hosts.0.identityFile',
+      'provider.hosts.0.knownHostsFile'
+    ])
   })
 
   it('splits an issue at its first ": "', () => {
