@@ -44,6 +44,7 @@ export const LAYERS = [
   { name: 'job', modules: ['session.ts', 'agent-client.ts', 'state.ts', 'job.ts'] },
   { name: 'prepare', modules: ['prepare/'] },
   { name: 'handlers', modules: ['handlers/'] },
+  { name: 'ops', modules: ['ops/'] },
   { name: 'entry', modules: ['dispatch.ts', 'execute.ts', 'main.ts'] }
 ]
 

@@ -14,6 +14,7 @@ import type { AgentOptions, RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
 import { BUILD_ID } from './build-id'
+import { isOpCommand, type OpName } from './ops/names'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -92,6 +93,14 @@ async function rsh(args: string[]): Promise<number> {
   return st.code ?? 255
 }
 
+/** An operator command (check-config, doctor): its code is loaded only now, never on the hook's path. */
+async function operatorCommand(name: OpName, argv: string[]): Promise<number> {
+  const { runOpCommand } = await import('./ops/cli')
+  // No signal handlers: Ctrl-C ends a read-only command at once, as any command-line tool.
+  const signal = new AbortController().signal
+  return runOpCommand(name, argv, { env: process.env, stdout: process.stdout, stderr: process.stderr, signal })
+}
+
 /** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */
 function flushed(s: NodeJS.WriteStream): Promise<void> {
   if (!s.writableLength) return Promise.resolve()
@@ -123,7 +132,8 @@ async function main(): Promise<void> {
   } else if (mode === '--help' || mode === '-h') {
     process.stdout.write(usage(version))
     code = 0
-  } else code = await hook()
+  } else if (isOpCommand(mode)) code = await operatorCommand(mode, process.argv.slice(3))
+  else code = await hook()
   // An exit drops whatever a slow reader has not yet taken from stdout/stderr, whichever path wrote it.
   if (mode !== '__agent') await Promise.all([flushed(process.stdout), flushed(process.stderr)])
   process.exitCode = code

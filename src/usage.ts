@@ -21,6 +21,11 @@ Environment
                         the default log file (remote-container-hooks-<uid>/hook.log) go
   AWS_*                 credentials and profile for the ec2 provider (the AWS SDK's usual chain)
 
+Operator commands (run by hand or from scripts; \`remote-hooks\` is the package's bin for this file)
+  node index.js check-config [FILE]   validate a configuration offline (no network); exit 0, or 78
+  node index.js doctor [FILE]         read-only live checks with a fix for each failure; exit 0 or 1
+  Each takes --help and --json (a human table by default). FILE defaults to $REMOTE_HOOKS_CONFIG.
+
 Options
   --help      this text
   --version   the version

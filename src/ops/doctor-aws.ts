@@ -1,0 +1,178 @@
+// doctor's checks of the AWS side, read-only: permissions by DryRun calls (which AWS answers with
+// DryRunOperation when the call would have been allowed, and runs nothing), and Describe calls for
+// what the config names. Auto Scaling has no dry run: SetDesiredCapacity is never called.
+import { hostname } from 'node:os'
+import type { Ec2Config, Ec2PoolConfig } from '../config'
+import { formatError } from '../errors'
+import { newJobId, ownerId } from '../labels'
+import { autoScalingClient, awsErrorName, ec2Client } from '../providers/ec2-api'
+import { launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
+import { membersOf, type Member } from '../providers/pool-plan'
+import type { CheckResult } from './output'
+
+type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
+
+const CREDENTIAL_ERRORS = new Set([
+  'CredentialsProviderError',
+  'AuthFailure',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'ExpiredToken'
+])
+const CREDENTIALS_FIX =
+  'give this runner host AWS credentials (an instance profile, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as for the hook)'
+const policyFix = (action: string): string => `allow ${action} in the runner host's IAM policy (terraform/ has the policy the hook needs)`
+
+function recorder(region: string): { out: CheckResult[]; add: Add } {
+  const out: CheckResult[] = []
+  const add: Add = (check, status, detail, fix) =>
+    void out.push({ check, target: `AWS ${region}`, status, detail, ...(status === 'fail' && fix ? { fix } : {}) })
+  return { out, add }
+}
+
+/** A DryRun call: true when AWS says it would have been allowed. */
+async function dryRun(add: Add, check: string, action: string, send: () => Promise<unknown>): Promise<boolean> {
+  try {
+    const r = (await send()) as { Instances?: { InstanceId?: string }[] }
+    // AWS never runs a DryRun call; an endpoint that did must be told, and what it made named.
+    const made = (r?.Instances ?? []).map((i) => i.InstanceId).filter(Boolean)
+    if (made.length)
+      return (
+        add(
+          check,
+          'fail',
+          `the endpoint ignored DryRun and launched ${made.join(', ')}`,
+          `terminate ${made.join(', ')}; use an endpoint that honours DryRun`
+        ),
+        false
+      )
+    add(check, 'pass', `${action} answered (the endpoint ignores DryRun; nothing was launched)`)
+    return true
+  } catch (e) {
+    const name = awsErrorName(e)
+    if (name === 'DryRunOperation') return (add(check, 'pass', `${action} allowed (DryRun)`), true)
+    if (name === 'UnauthorizedOperation' || name === 'AccessDenied')
+      add(check, 'fail', `${action} denied (DryRun): ${name}`, policyFix(action))
+    else if (CREDENTIAL_ERRORS.has(name)) add(check, 'fail', `no usable AWS credentials: ${formatError(e)}`, CREDENTIALS_FIX)
+    else add(check, 'fail', `${action} (DryRun): ${name}: ${formatError(e)}`, 'see the error; the same call fails in the hook')
+    return false
+  }
+}
+
+/** One Describe call for something the config names; a failure is its own check line. */
+async function exists(add: Add, check: string, what: string, fix: string, call: () => Promise<number>): Promise<void> {
+  try {
+    const n = await call()
+    if (n > 0) add(check, 'pass', `${what} found`)
+    else add(check, 'fail', `${what} not found`, fix)
+  } catch (e) {
+    add(check, 'fail', `${what}: ${awsErrorName(e)}: ${formatError(e)}`, fix)
+  }
+}
+
+export async function ec2Checks(cfg: Ec2Config, runnerName: string): Promise<CheckResult[]> {
+  const { out, add } = recorder(cfg.region)
+  const { sdk, client } = await ec2Client(cfg)
+  const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
+    client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
+  )
+  if (!ok) return out
+  const t = cfg.launchTemplate
+  if (t)
+    await exists(add, 'launch template', `launch template ${t.name ?? t.id}`, 'create it or fix provider.launchTemplate', async () => {
+      const r = await client.send(
+        new sdk.DescribeLaunchTemplatesCommand(t.name ? { LaunchTemplateNames: [t.name] } : { LaunchTemplateIds: [t.id!] })
+      )
+      return r.LaunchTemplates?.length ?? 0
+    })
+  if (cfg.imageId)
+    await exists(add, 'image', `AMI ${cfg.imageId}`, 'fix provider.imageId (AMIs are per region)', async () => {
+      const r = await client.send(new sdk.DescribeImagesCommand({ ImageIds: [cfg.imageId!] }))
+      return r.Images?.length ?? 0
+    })
+  for (const id of cfg.subnetIds)
+    await exists(add, 'subnet', `subnet ${id}`, 'fix provider.subnetIds', async () => {
+      const r = await client.send(new sdk.DescribeSubnetsCommand({ SubnetIds: [id] }))
+      return r.Subnets?.length ?? 0
+    })
+  for (const id of cfg.securityGroupIds)
+    await exists(add, 'security group', `security group ${id}`, 'fix provider.securityGroupIds', async () => {
+      const r = await client.send(new sdk.DescribeSecurityGroupsCommand({ GroupIds: [id] }))
+      return r.SecurityGroups?.length ?? 0
+    })
+  // The first launch the hook would try, with its tags (a policy may require them), as a dry run.
+  const jobId = newJobId()
+  const tags = tagsFor(cfg, {
+    owner: ownerId(runnerName),
+    jobId,
+    runner: { runnerName, github: {} },
+    runnerHost: hostname(),
+    launchedAt: new Date()
+  })
+  const input = runInstancesInput(
+    cfg,
+    launchPlan(cfg)[0],
+    { rootDevice: null, templateSetsMetadata: !!t },
+    { token: jobId, userData: '', tags }
+  )
+  await dryRun(add, 'launch', 'ec2:RunInstances', () => client.send(new sdk.RunInstancesCommand({ ...input, DryRun: true })))
+  return out
+}
+
+/** The pool's group and members; the members the hook could lease now are returned for the SSH checks. */
+export async function poolChecks(cfg: Ec2PoolConfig): Promise<{ checks: CheckResult[]; ready: Member[] }> {
+  const { out, add } = recorder(cfg.region)
+  const { sdk, client } = await ec2Client(cfg)
+  const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
+    client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
+  )
+  if (!ok) return { checks: out, ready: [] }
+  const asg = autoScalingClient(cfg)
+  try {
+    const r = await asg.client.send(new asg.sdk.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [cfg.autoScalingGroup] }))
+    const g = r.AutoScalingGroups?.[0]
+    if (g)
+      add(
+        'auto scaling group',
+        'pass',
+        `${cfg.autoScalingGroup}: desired ${g.DesiredCapacity ?? 0}, max ${g.MaxSize ?? 0} (SetDesiredCapacity not tried: it has no dry run)`
+      )
+    else add('auto scaling group', 'fail', `no group ${cfg.autoScalingGroup}`, 'create it (terraform/) or fix provider.autoScalingGroup')
+  } catch (e) {
+    const name = awsErrorName(e)
+    add(
+      'auto scaling group',
+      'fail',
+      `DescribeAutoScalingGroups: ${name}: ${formatError(e)}`,
+      name === 'AccessDenied' ? policyFix('autoscaling:DescribeAutoScalingGroups') : 'see the error'
+    )
+  }
+  let members: Member[] = []
+  try {
+    const r = await client.send(
+      new sdk.DescribeInstancesCommand({
+        Filters: [
+          { Name: 'tag:aws:autoscaling:groupName', Values: [cfg.autoScalingGroup] },
+          { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
+        ]
+      })
+    )
+    members = membersOf(r, cfg)
+  } catch (e) {
+    add('members', 'fail', `DescribeInstances: ${awsErrorName(e)}: ${formatError(e)}`, 'see the error')
+    return { checks: out, ready: [] }
+  }
+  const ready = members.filter((m) => m.state === 'running' && m.address && m.hostKey && m.user && !m.recycle)
+  const count = (s: string): number => members.filter((m) => m.state === s).length
+  const detail = `${members.length} member(s): ${ready.length} ready to check, ${count('pending')} pending, ${count('stopped')} stopped`
+  if (members.length === 0) add('members', 'skip', `${detail} (nothing to check over SSH)`)
+  else if (ready.length === 0 && count('running') > 0)
+    add(
+      'members',
+      'fail',
+      `${detail}; running ones lack an address, a host-key tag or a user`,
+      "check the members' user data (it tags the host key)"
+    )
+  else add('members', 'pass', detail)
+  return { checks: out, ready }
+}

@@ -1,0 +1,216 @@
+// doctor's checks of one machine over SSH, as the hook would use it: the pinned host key, the
+// programs the hook runs there, the clock, Docker's API through a forwarded socket, and the work
+// root. Read-only but for one temporary file written and removed inside the work root.
+import { randomBytes } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { DEFAULT_DOCKER_SOCKET } from '../config'
+import { Engine } from '../docker/engine'
+import { TransportError, formatError } from '../errors'
+import { shPath, shq } from '../remote/quote'
+import { run, type ConnectInfo, type Remote } from '../remote/remote'
+import { SshRemote } from '../remote/ssh'
+import type { CheckResult } from './output'
+
+export interface Machine {
+  connect: ConnectInfo
+  /** remote.workRoot (a ~/path is the SSH user's home). */
+  workRoot: string
+  dockerSocket: string
+}
+
+export interface MachineOptions {
+  connectMs: number
+  /** A clock further off than this fails (signed requests and TLS certificates stop working). */
+  maxSkewSeconds: number
+  now?: () => number
+}
+
+/** The oldest Docker Engine API the hook speaks (its requests go to /v1.41). */
+const MIN_API = [1, 41]
+const REMOTE_TOOLS = ['rsync', 'tar', 'find', 'docker'] as const
+const CALL_MS = 20_000
+
+const target = (c: ConnectInfo): string => `${c.user}@${c.host}:${c.port}`
+
+export async function machineChecks(m: Machine, opts: MachineOptions): Promise<CheckResult[]> {
+  const now = opts.now ?? Date.now
+  const where = target(m.connect)
+  const out: CheckResult[] = []
+  const add = (check: string, status: CheckResult['status'], detail: string, fix?: string): void =>
+    void out.push({ check, target: where, status, detail, ...(status === 'fail' && fix ? { fix } : {}) })
+
+  let remote: Remote
+  try {
+    remote = await SshRemote.connect(m.connect, opts.connectMs)
+  } catch (e) {
+    add('ssh', 'fail', formatError(e), sshFix(e, m.connect))
+    for (const c of ['rsync', 'tar', 'find', 'docker cli', 'clock', 'forwarding', 'docker api', 'work root'])
+      add(c, 'skip', 'not reached over SSH')
+    return out
+  }
+  add('ssh', 'pass', `logged in with ${m.connect.identityFile}; host key pinned in ${m.connect.knownHostsFile}`)
+  // Every command gets DOCKER_HOST as the hook's do, so the docker CLI finds the same daemon.
+  const prefix = m.dockerSocket === DEFAULT_DOCKER_SOCKET ? '' : `DOCKER_HOST=${shq(`unix://${m.dockerSocket}`)}; export DOCKER_HOST; `
+  const sh = (cmd: string) => run(remote, prefix + cmd, { collect: true, maxCollect: 64 * 1024, timeoutMs: CALL_MS })
+  try {
+    // The machine's clock is read first, so the round trip around it is short.
+    const t0 = now()
+    const probe = await sh(
+      `echo "clock $(date +%s)"; for t in ${REMOTE_TOOLS.join(' ')}; do p=$(command -v "$t" 2>/dev/null) && echo "tool $t $p" || echo "tool $t -"; done`
+    )
+    const t1 = now()
+    if (probe.code === null) throw new TransportError('the connection dropped while reading the tools and the clock')
+    const lines = probe.stdout.toString('utf8').split('\n')
+    for (const t of REMOTE_TOOLS) {
+      const p = lines.find((l) => l.startsWith(`tool ${t} `))?.slice(`tool ${t} `.length)
+      const name = t === 'docker' ? 'docker cli' : t
+      if (p && p !== '-') add(name, 'pass', p)
+      else
+        add(
+          name,
+          'fail',
+          `${t} is not on the PATH of ${m.connect.user}'s SSH commands`,
+          `install ${t === 'docker' ? 'Docker (its CLI)' : t} on the machine (e.g. apt-get install ${t === 'docker' ? 'docker.io' : t}); the hook runs it by name over SSH`
+        )
+    }
+    const remoteClock = Number(lines.find((l) => l.startsWith('clock '))?.slice(6))
+    if (!Number.isFinite(remoteClock)) add('clock', 'fail', '`date +%s` gave no number', 'make `date` available on the machine')
+    else {
+      const skew = remoteClock - Math.floor((t0 + t1) / 2000)
+      const how = skew === 0 ? 'in step with this host' : `${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} this host`
+      if (Math.abs(skew) <= opts.maxSkewSeconds) add('clock', 'pass', `${how} (±1 s)`)
+      else
+        add(
+          'clock',
+          'fail',
+          `${how} (more than ${opts.maxSkewSeconds} s)`,
+          'run time synchronisation (chrony or systemd-timesyncd) on the machine and on this runner host'
+        )
+    }
+    await dockerChecks(
+      remote,
+      sh,
+      m,
+      add,
+      out.some((c) => c.check === 'docker cli' && c.status === 'pass')
+    )
+    await workRootCheck(sh, m, add)
+  } catch (e) {
+    add('ssh session', 'fail', formatError(e), 'the connection failed after login; check the machine (load, sshd MaxSessions) and retry')
+  } finally {
+    remote.close()
+  }
+  return out
+}
+
+type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
+type Sh = (cmd: string) => ReturnType<typeof run>
+
+async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli: boolean): Promise<void> {
+  const sock = m.dockerSocket
+  const dockerFix = `start Docker on the machine, or set remote.dockerSocket to its socket (now ${sock}); ${m.connect.user} must be allowed to use it (group docker)`
+  // The hook drives Docker both ways: the Engine API through the forwarded socket, and the CLI
+  // (create, pull, login, build) in SSH sessions. Both must reach the daemon.
+  const viaCli = async (): Promise<{ api: string | null; said: string }> => {
+    if (!hasCli) return { api: null, said: 'no docker CLI' }
+    const r = await sh(`docker version --format '{{.Server.APIVersion}}' 2>&1`)
+    const text = r.stdout.toString('utf8').trim()
+    return r.code === 0 && /^\d+\.\d+$/.test(text)
+      ? { api: text, said: text }
+      : { api: null, said: text.split('\n').slice(-1)[0] || `exit ${r.code}` }
+  }
+  let forwarded: Duplex | null = null
+  let refused: unknown = null
+  try {
+    forwarded = await remote.openSocket(sock)
+  } catch (e) {
+    refused = e
+  }
+  if (forwarded) {
+    forwarded.destroy()
+    add('forwarding', 'pass', `stream-local forwarding to ${sock} allowed`)
+    let v: { status: number; data: { ApiVersion?: string; Version?: string } }
+    try {
+      v = await new Engine(remote, sock, CALL_MS).call('GET', '/version', undefined, 'version')
+      if (v.status !== 200) throw new Error(`HTTP ${v.status}`)
+    } catch (e) {
+      return add('docker api', 'fail', formatError(e), dockerFix)
+    }
+    const api = v.data.ApiVersion ?? ''
+    if (!apiAtLeast(api, MIN_API))
+      return add(
+        'docker api',
+        'fail',
+        `API ${api || '(none)'}, older than ${MIN_API.join('.')}`,
+        'upgrade Docker Engine on the machine (20.10 or later)'
+      )
+    const engine = `Engine ${v.data.Version ?? '?'}, API ${api} through the forwarded socket`
+    const cli = await viaCli()
+    if (!hasCli) add('docker api', 'pass', `${engine} (the CLI is missing: see docker cli)`)
+    else if (cli.api) add('docker api', 'pass', `${engine}; the docker CLI reaches it too`)
+    else
+      add(
+        'docker api',
+        'fail',
+        `${engine}, but the docker CLI in an SSH session reaches no daemon: ${cli.said}`,
+        sock === DEFAULT_DOCKER_SOCKET
+          ? `the SSH user's environment sends the docker CLI elsewhere (DOCKER_HOST or DOCKER_CONTEXT from sshd SetEnv, ~/.ssh/environment or a start-up file): remove that, or set remote.dockerSocket to the daemon's socket (the hook then sets DOCKER_HOST itself)`
+          : `the hook sets DOCKER_HOST=unix://${sock} for the CLI and it still fails: check DOCKER_CONTEXT and ~${m.connect.user}/.docker/config.json on the machine`
+      )
+    return
+  }
+  // sshd answers "open failed" both when forwarding is off and when nothing listens on the path:
+  // the docker CLI over a plain session tells the two apart.
+  const cli = await viaCli()
+  if (cli.api) {
+    add(
+      'forwarding',
+      'fail',
+      `sshd refuses to forward ${sock}, where Docker answers (API ${cli.api} through the docker CLI)`,
+      "set AllowStreamLocalForwarding yes in the machine's sshd_config and reload sshd: the hook reaches Docker's API through it"
+    )
+    add('docker api', 'pass', `API ${cli.api} through the docker CLI (the forwarded socket is refused: see forwarding)`)
+  } else {
+    add('forwarding', 'skip', `cannot tell while Docker does not answer on ${sock}`)
+    add('docker api', 'fail', `no Docker Engine answers on ${sock}: ${hasCli ? cli.said : formatError(refused)}`, dockerFix)
+  }
+}
+
+async function workRootCheck(sh: Sh, m: Machine, add: Add): Promise<void> {
+  const name = `.rch-doctor-${randomBytes(6).toString('hex')}`
+  // noclobber: the file is made new (O_EXCL), never an existing one or a symlink's target written.
+  const r = await sh(
+    `R=${shPath(m.workRoot)}; if [ -d "$R" ]; then f="$R/"${shq(name)}; ` +
+      `if (set -C; : > "$f") 2>/dev/null; then rm -f "$f" && echo written || echo "kept $f"; else echo unwritable; fi; ` +
+      `else d="$R"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; if [ -w "$d" ]; then echo "absent $d"; else echo "absent-locked $d"; fi; fi`
+  )
+  const [word, ...rest] = r.stdout.toString('utf8').trim().split(' ')
+  const arg = rest.join(' ')
+  const fix = `create ${m.workRoot} on the machine, owned by ${m.connect.user} (mkdir -p, chown)`
+  if (word === 'written') add('work root', 'pass', `${m.workRoot} writable (a temporary file written and removed)`)
+  else if (word === 'absent') add('work root', 'pass', `${m.workRoot} does not exist yet; ${arg} is writable, the hook creates it`)
+  else if (word === 'absent-locked')
+    add('work root', 'fail', `${m.workRoot} does not exist and ${arg} is not writable by ${m.connect.user}`, fix)
+  else if (word === 'unwritable') add('work root', 'fail', `${m.workRoot} is not writable by ${m.connect.user}`, fix)
+  else if (word === 'kept')
+    add('work root', 'fail', `wrote ${arg} but could not remove it`, `remove ${arg} and check the folder's permissions`)
+  else add('work root', 'fail', `unexpected answer (exit ${r.code}): ${r.stderr.trim().slice(-200)}`, fix)
+}
+
+export function apiAtLeast(version: string, min: number[]): boolean {
+  const m = /^(\d+)\.(\d+)$/.exec(version)
+  if (!m) return false
+  const [a, b] = [Number(m[1]), Number(m[2])]
+  return a > min[0] || (a === min[0] && b >= min[1])
+}
+
+/** What to do about a failed SSH login, by where it failed (never by its message). */
+export function sshFix(e: unknown, c: ConnectInfo): string {
+  const name = c.port === 22 ? c.host : `[${c.host}]:${c.port}`
+  const kind = e instanceof TransportError ? e.kind : 'network'
+  if (kind === 'hostkey')
+    return `the machine's host key is not the one pinned for ${name} in ${c.knownHostsFile}: if the machine was rebuilt, get its new key out of band (its console or build output) and replace that line`
+  if (kind === 'auth') return `authorize the public key of ${c.identityFile} for ${c.user} on the machine (~${c.user}/.ssh/authorized_keys)`
+  if (kind === 'keyfile') return `make ${c.identityFile} a readable private key without a passphrase (see: remote-hooks check-config)`
+  return `check that sshd listens on ${c.host}:${c.port} and that this runner host can reach it (firewall, security group)`
+}

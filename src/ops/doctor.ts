@@ -1,0 +1,122 @@
+// `doctor`: read-only live checks of a setup, each a pass/fail line with a fix for each failure.
+// Creates and removes nothing but one temporary file inside each machine's work root (and, for a
+// pool, a private local folder for the members' pinned keys, removed at the end).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Config } from '../config'
+import { resolveTools } from '../tools'
+import { knownHostsName } from '../providers/ec2-plan'
+import type { OpCommand, OpIo } from './command'
+import { readConfig } from './config-file'
+import { machineChecks, type Machine, type MachineOptions } from './doctor-machine'
+import { checksTable, json, summary, type CheckResult } from './output'
+
+const MAX_SKEW_SECONDS = 30
+
+export const doctorCommand: OpCommand = {
+  name: 'doctor',
+  summary: 'read-only live checks of the configured machines and cloud account, with a fix for each failure',
+  maxPositional: 1,
+  help: `usage: remote-hooks doctor [FILE] [--json]
+
+Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as the hook would use it:
+  runner host   ssh, rsync and tar found (tools.* or the system PATH)
+  each machine  SSH login with the pinned host key (static: every host; ec2-pool: every ready
+                member, with the host key from its tag; ec2: skipped, a machine exists only per job);
+                rsync, tar, find and the docker CLI on the SSH user's PATH; clock skew (date +%s,
+                more than ${MAX_SKEW_SECONDS} s fails); stream-local forwarding of remote.dockerSocket; the Docker
+                Engine API version through it; remote.workRoot writable
+  AWS (ec2)     credentials and ec2:DescribeInstances (DryRun), the launch template, AMI, subnets
+                and security groups exist, ec2:RunInstances of the first launch the hook would try (DryRun)
+  AWS (pool)    credentials (DryRun), the Auto Scaling group and its members (Describe calls only;
+                SetDesiredCapacity is never called)
+
+The only write: a temporary file created and removed inside each machine's work root. Nothing
+else is created, started, stopped or removed.
+
+Output: a table (STATUS, CHECK, TARGET, DETAIL; "fix:" under each failure), or with --json
+  {"ok": true|false, "checks": [{"check", "target", "status": "pass"|"fail"|"skip", "detail", "fix"?}]}
+
+Exit status: 0 every check passed (skips allowed), 1 a check failed, 64 usage error.
+`,
+  async run(args, io) {
+    const checks = await doctor(args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG, io)
+    const ok = !checks.some((c) => c.status === 'fail')
+    io.stdout.write(args.json ? json({ ok, checks }) : checksTable(checks))
+    if (args.json) io.stderr.write(`doctor: ${summary(checks)}\n`)
+    return ok ? 0 : 1
+  }
+}
+
+export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, opts: Partial<MachineOptions> = {}): Promise<CheckResult[]> {
+  const { config, problems } = readConfig(file)
+  if (!config)
+    return [
+      {
+        check: 'configuration',
+        target: file ?? '(REMOTE_HOOKS_CONFIG not set)',
+        status: 'fail',
+        detail: problems.map((p) => `${p.field}: ${p.message}`).join('; '),
+        fix: 'run `remote-hooks check-config` and correct what it lists'
+      }
+    ]
+  const mopts: MachineOptions = { connectMs: config.timeouts.connectSeconds * 1000, maxSkewSeconds: MAX_SKEW_SECONDS, ...opts }
+  const checks: CheckResult[] = [
+    { check: 'configuration', target: file!, status: 'pass', detail: `valid (provider ${config.provider.kind})` }
+  ]
+  checks.push(...localChecks(config))
+  const p = config.provider
+  const machine = (connect: Machine['connect']): Machine => ({
+    connect,
+    workRoot: config.remote.workRoot,
+    dockerSocket: config.remote.dockerSocket
+  })
+  if (p.kind === 'static') {
+    for (const r of await Promise.all(p.hosts.map((h) => machineChecks(machine(h), mopts)))) checks.push(...r)
+  } else if (p.kind === 'ec2') {
+    const { ec2Checks } = await import('./doctor-aws')
+    checks.push(...(await ec2Checks(p, io.env.RUNNER_NAME ?? 'doctor')))
+    checks.push({
+      check: 'ssh',
+      target: 'ec2 instances',
+      status: 'skip',
+      detail: 'kind ec2 launches a machine per job; doctor launches nothing'
+    })
+  } else {
+    const { poolChecks } = await import('./doctor-aws')
+    const { checks: aws, ready } = await poolChecks(p)
+    checks.push(...aws)
+    // The members' pinned keys come from their tags; SSH reads known_hosts from a file.
+    const dir = ready.length ? mkdtempSync(join(tmpdir(), 'rch-doctor-')) : null
+    try {
+      const runs = ready.map((m) => {
+        const knownHostsFile = join(dir!, `known_hosts-${m.id}`)
+        writeFileSync(knownHostsFile, `${knownHostsName(m.address!.host, m.address!.port)} ${m.hostKey}\n`, { mode: 0o600 })
+        return machineChecks(machine({ ...m.address!, user: m.user!, identityFile: p.identityFile, knownHostsFile }), mopts).then((r) =>
+          r.map((c) => ({ ...c, target: `${m.id} ${c.target}` }))
+        )
+      })
+      for (const r of await Promise.all(runs)) checks.push(...r)
+    } finally {
+      if (dir) rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  return checks
+}
+
+/** The runner-host programs the hook starts, found as the hook finds them. */
+function localChecks(config: Config): CheckResult[] {
+  const found = resolveTools(config.tools, { workDir: '/nonexistent', runnerTemp: '/nonexistent' })
+  return (['ssh', 'rsync', 'tar'] as const).map((t) =>
+    found[t]
+      ? { check: `local ${t}`, target: 'runner host', status: 'pass' as const, detail: found[t] }
+      : {
+          check: `local ${t}`,
+          target: 'runner host',
+          status: 'fail' as const,
+          detail: `${t} not found (tools.${t} unset, not in the system PATH)`,
+          fix: `install ${t} on this runner host, or set tools.${t} to its absolute path`
+        }
+  )
+}

@@ -1,0 +1,51 @@
+// How an operator command shows its results: an aligned table for a person at a shell, or one
+// JSON document (`--json`) for scripts. Both come from the same records.
+
+export type Status = 'pass' | 'fail' | 'skip'
+
+/** One line of `doctor`: what was checked, where, how it went, and for a failure what to do. */
+export interface CheckResult {
+  check: string
+  /** The machine or place checked (`runner host`, `rchvm@10.0.0.5:22`, `AWS eu-west-1`). */
+  target: string
+  status: Status
+  detail: string
+  /** Set on every failure: one sentence of what to change. */
+  fix?: string
+}
+
+/**
+ * A cell as it may reach a terminal: details carry text from machines and APIs (a tool's path, an
+ * error), and a control character there could move the cursor or rewrite earlier lines.
+ */
+// eslint-disable-next-line no-control-regex -- the control characters are what is replaced
+export const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+
+/** Rows of cells as aligned columns; the last column is not padded. */
+export function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((r) => r.map(printable))
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd()
+  return [line(header), ...rows.map(line)].join('\n') + '\n'
+}
+
+/** The human form of doctor's checks: one row each, a failure's fix on the line under it, then a summary. */
+export function checksTable(checks: CheckResult[]): string {
+  const rows: string[][] = []
+  for (const c of checks) {
+    rows.push([c.status.toUpperCase(), c.check, c.target, c.detail])
+    if (c.status === 'fail' && c.fix) rows.push(['', '', '', `fix: ${c.fix}`])
+  }
+  return table(['STATUS', 'CHECK', 'TARGET', 'DETAIL'], rows) + summary(checks) + '\n'
+}
+
+export function summary(checks: CheckResult[]): string {
+  const n = (s: Status): number => checks.filter((c) => c.status === s).length
+  return `${n('pass')} passed, ${n('fail')} failed, ${n('skip')} skipped`
+}
+
+export const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n'

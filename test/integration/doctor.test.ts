@@ -1,0 +1,246 @@
+// `doctor` through dist/index.js against real loopback VMs, one thing broken at a time: each
+// breakage fails exactly its own check (with its fix line) and the healthy VM passes every check.
+// The odd VMs are extra sshds on free loopback ports, made from the test VM's own sshd_config and
+// keys (same user, same work root), started here and stopped by PID at the end.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, existsSync, writeFileSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { basename, dirname, join } from 'node:path'
+import { testVm } from '../helpers/conformance'
+import { repoRoot } from '../helpers/testenv'
+import { createPool, type Pool } from '../helpers/pool-env'
+
+const vm = testVm()
+const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
+const hook = join(repoRoot, 'dist', 'index.js')
+const sshds: ChildProcess[] = []
+// A PATH for the SSH user that has everything of the system's but rsync (readable by that user).
+const noRsyncBin = `/var/tmp/rch-doctor-bin-${process.pid}`
+
+interface Check {
+  check: string
+  target: string
+  status: 'pass' | 'fail' | 'skip'
+  detail: string
+  fix?: string
+}
+
+afterAll(() => {
+  for (const p of sshds) if (p.exitCode === null && p.pid) process.kill(p.pid, 'SIGTERM')
+  rmSync(dir, { recursive: true, force: true })
+  rmSync(noRsyncBin, { recursive: true, force: true })
+})
+
+function loopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address()
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0))
+    })
+  })
+}
+
+const listening = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const c = createConnection({ host: '127.0.0.1', port }, () => (c.destroy(), resolve(true)))
+    c.on('error', () => resolve(false))
+  })
+
+/** An sshd like the test VM's, on its own port, with `extra` lines appended; a known_hosts file pinning its (the VM's) key. */
+async function oddVm(name: string, extra: string[]): Promise<{ port: number; knownHostsFile: string }> {
+  const port = await loopbackPort()
+  const base = readFileSync(join(dirname(vm.knownHostsFile), 'sshd_config'), 'utf8')
+  const conf = join(dir, `sshd_config-${name}`)
+  const lines = base
+    .split('\n')
+    .filter((l) => !/^(Port|PidFile|AllowStreamLocalForwarding|ForceCommand|SetEnv)\b/.test(l))
+    .concat([`Port ${port}`, `PidFile ${dir}/sshd-${name}.pid`, ...extra])
+  writeFileSync(conf, lines.join('\n') + '\n', { mode: 0o600 })
+  const p = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
+  sshds.push(p)
+  let log = ''
+  p.stderr.on('data', (c: Buffer) => (log += c.toString()))
+  for (let i = 0; i < 100 && !(await listening(port)); i++) {
+    if (p.exitCode !== null) throw new Error(`sshd ${name} exited: ${log}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const key = readFileSync(vm.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ')
+  const knownHostsFile = join(dir, `known_hosts-${name}`)
+  writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${key}\n`)
+  return { port, knownHostsFile }
+}
+
+function configFile(name: string, host: Record<string, unknown> = {}, remote: Record<string, unknown> = {}): string {
+  const f = join(dir, `${name}.json`)
+  const h = { host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, ...host }
+  writeFileSync(f, JSON.stringify({ provider: { kind: 'static', hosts: [h] }, remote: { workRoot: vm.workRoot, ...remote } }))
+  return f
+}
+
+function doctor(file: string, json = true): { code: number | null; out: string; checks: Check[] } {
+  const r = spawnSync(process.execPath, [hook, 'doctor', file, ...(json ? ['--json'] : [])], { encoding: 'utf8', timeout: 60_000 })
+  const checks = json ? (JSON.parse(r.stdout) as { checks: Check[] }).checks : []
+  return { code: r.status, out: r.stdout, checks }
+}
+
+const on = (checks: Check[]): Check[] => checks.filter((c) => c.target !== 'runner host' && c.check !== 'configuration')
+const failed = (checks: Check[]): string[] => checks.filter((c) => c.status === 'fail').map((c) => c.check)
+const byName = (checks: Check[], name: string): Check => checks.find((c) => c.check === name)!
+const doctorFiles = (): string[] => (existsSync(vm.workRoot) ? readdirSync(vm.workRoot).filter((n) => n.startsWith('.rch-doctor-')) : [])
+
+const MACHINE_CHECKS = ['ssh', 'rsync', 'tar', 'find', 'docker cli', 'clock', 'forwarding', 'docker api', 'work root']
+
+describe('doctor against loopback VMs', () => {
+  it('a healthy VM passes every check (exit 0), and the table shows each', () => {
+    const r = doctor(configFile('healthy'))
+    expect(r.code).toBe(0)
+    expect(on(r.checks).map((c) => [c.check, c.status])).toEqual(MACHINE_CHECKS.map((c) => [c, 'pass']))
+    expect(byName(r.checks, 'docker api').detail).toMatch(/API 1\.\d+ through the forwarded socket; the docker CLI reaches it too$/)
+    expect(byName(r.checks, 'work root').detail).toContain('written and removed')
+    expect(doctorFiles()).toEqual([])
+    const t = doctor(configFile('healthy'), false)
+    expect(t.code).toBe(0)
+    expect(t.out).toMatch(/^STATUS\s+CHECK\s+TARGET\s+DETAIL$/m)
+    expect(t.out).toMatch(/^PASS\s+docker api\s+rchvm@127\.0\.0\.1:\d+/m)
+    expect(t.out).toContain(`${MACHINE_CHECKS.length + 4} passed, 0 failed, 0 skipped`)
+  })
+
+  it('wrong host key: only ssh fails, with its fix; the rest of that machine is skipped', () => {
+    const other = join(dir, 'other-key')
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other])
+    const known = join(dir, 'known_hosts-wrong')
+    writeFileSync(known, `[${vm.host}]:${vm.port} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`)
+    const r = doctor(configFile('wrong-key', { knownHostsFile: known }))
+    expect(r.code).toBe(1)
+    expect(failed(r.checks)).toEqual(['ssh'])
+    const ssh = byName(r.checks, 'ssh')
+    expect(ssh.detail).toMatch(/host key verification failed/)
+    expect(ssh.fix).toMatch(/not the one pinned .* in .*known_hosts-wrong/)
+    expect(
+      on(r.checks)
+        .filter((c) => c.check !== 'ssh')
+        .every((c) => c.status === 'skip')
+    ).toBe(true)
+    const t = doctor(configFile('wrong-key', { knownHostsFile: known }), false)
+    expect(t.code).toBe(1)
+    expect(t.out).toMatch(/^FAIL\s+ssh\s+.*\n\s+fix: the machine's host key is not the one pinned/m)
+  })
+
+  it('docker down (DOCKER_HOST and the forwarded socket at a dead path): only docker api fails', () => {
+    const dead = `/run/rch-doctor-dead-${process.pid}/docker.sock`
+    const r = doctor(configFile('docker-down', {}, { dockerSocket: dead }))
+    expect(r.code).toBe(1)
+    expect(failed(r.checks)).toEqual(['docker api'])
+    expect(byName(r.checks, 'docker api').detail).toContain(`no Docker Engine answers on ${dead}`)
+    expect(byName(r.checks, 'docker api').fix).toMatch(/start Docker on the machine, or set remote.dockerSocket/)
+    // sshd cannot tell a refused forward from a missing socket: forwarding is not blamed.
+    expect(byName(r.checks, 'forwarding').status).toBe('skip')
+  })
+
+  it("docker down for the CLI only (sshd's SetEnv DOCKER_HOST names a dead socket): only docker api fails", async () => {
+    const odd = await oddVm('clidown', [`SetEnv DOCKER_HOST=unix:///run/rch-doctor-dead-${process.pid}/docker.sock`])
+    const r = doctor(configFile('clidown', { port: odd.port, knownHostsFile: odd.knownHostsFile }))
+    expect(r.code).toBe(1)
+    expect(failed(r.checks)).toEqual(['docker api'])
+    expect(byName(r.checks, 'docker api').detail).toMatch(
+      /through the forwarded socket, but the docker CLI in an SSH session reaches no daemon/
+    )
+    expect(byName(r.checks, 'docker api').fix).toMatch(/sends the docker CLI elsewhere \(DOCKER_HOST/)
+    expect(byName(r.checks, 'forwarding').status).toBe('pass')
+  })
+
+  it('forwarding disabled (AllowStreamLocalForwarding no): only forwarding fails', async () => {
+    const odd = await oddVm('noforward', ['AllowStreamLocalForwarding no'])
+    const r = doctor(configFile('noforward', { port: odd.port, knownHostsFile: odd.knownHostsFile }))
+    expect(r.code).toBe(1)
+    expect(failed(r.checks)).toEqual(['forwarding'])
+    expect(byName(r.checks, 'forwarding').fix).toMatch(/AllowStreamLocalForwarding yes/)
+    // Docker itself answers (through the CLI): the failure is the forwarding's alone.
+    expect(byName(r.checks, 'docker api').detail).toMatch(/through the docker CLI \(the forwarded socket is refused/)
+    // Positive control: the same sshd with forwarding allowed passes it.
+    const ok = await oddVm('forward', [])
+    const c = doctor(configFile('forward', { port: ok.port, knownHostsFile: ok.knownHostsFile }))
+    expect(c.code).toBe(0)
+    expect(byName(c.checks, 'forwarding').status).toBe('pass')
+  })
+
+  it("no rsync on the VM (the SSH user's PATH lacks it): only rsync fails", async () => {
+    mkdirSync(noRsyncBin)
+    for (const d of ['/usr/local/bin', '/usr/bin', '/usr/sbin'])
+      for (const n of readdirSync(d))
+        if (n !== 'rsync' && !existsSync(join(noRsyncBin, n))) symlinkSync(join(d, n), join(noRsyncBin, basename(n)))
+    chmodSync(noRsyncBin, 0o755)
+    const odd = await oddVm('norsync', [`SetEnv PATH=${noRsyncBin}`])
+    const r = doctor(configFile('norsync', { port: odd.port, knownHostsFile: odd.knownHostsFile }))
+    expect(r.code).toBe(1)
+    expect(failed(r.checks)).toEqual(['rsync'])
+    expect(byName(r.checks, 'rsync').fix).toMatch(/install rsync on the machine/)
+    // Positive control: rsync is installed on this machine, and the other tools came from the odd PATH.
+    expect(existsSync('/usr/bin/rsync')).toBe(true)
+    expect(byName(r.checks, 'tar').detail).toBe(`${noRsyncBin}/tar`)
+    expect(doctorFiles()).toEqual([])
+  })
+})
+
+describe('doctor against a pool (moto Auto Scaling group, members on loopback)', () => {
+  let pool: Pool | undefined
+  afterAll(async () => {
+    await pool?.close()
+  })
+
+  it('checks every ready member with the key from its tag; a member serving another key fails ssh only; nothing is scaled', async () => {
+    const key = join(dir, 'pool_ed25519')
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+    pool = await createPool({
+      name: `doctor-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+      size: 2,
+      clientPublicKey: readFileSync(`${key}.pub`, 'utf8'),
+      extraTags: (m) => ({ 'rch-user': m.user }),
+      behaviour: ({ ordinal }) => (ordinal === 1 ? { wrongHostKey: true } : {})
+    })
+    const members = await pool.waitReady(2)
+    const before = await pool.describe()
+    const f = join(dir, 'pool.json')
+    writeFileSync(
+      f,
+      JSON.stringify({
+        provider: {
+          kind: 'ec2-pool',
+          region: 'eu-west-1',
+          endpoint: pool.endpoint,
+          autoScalingGroup: pool.name,
+          user: 'tag:rch-user',
+          identityFile: key,
+          connect: { address: 'tag:rch-endpoint' }
+        },
+        remote: { workRoot: '~/rch' }
+      })
+    )
+    const r = spawnSync(process.execPath, [hook, 'doctor', f, '--json'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' }
+    })
+    expect(r.status).toBe(1)
+    const checks = (JSON.parse(r.stdout) as { checks: Check[] }).checks
+    const aws = checks.filter((c) => c.target === 'AWS eu-west-1')
+    expect(aws.map((c) => [c.check, c.status])).toEqual([
+      ['aws credentials', 'pass'],
+      ['auto scaling group', 'pass'],
+      ['members', 'pass']
+    ])
+    const [good, odd] = members
+    const of = (id: string): Check[] => checks.filter((c) => c.target.startsWith(`${id} `))
+    expect(of(good.id).map((c) => [c.check, c.status])).toEqual(MACHINE_CHECKS.map((c) => [c, 'pass']))
+    expect(of(good.id)[0].target).toBe(`${good.id} ${good.user}@127.0.0.1:${good.port}`)
+    expect(failed(of(odd.id))).toEqual(['ssh'])
+    expect(of(odd.id)[0].fix).toMatch(/host key is not the one pinned/)
+    expect(failed(checks)).toEqual(['ssh'])
+    // Read-only: the group is as it was, and no member was added or taken.
+    expect(await pool.describe()).toEqual(before)
+    expect(pool.members().map((m) => m.id)).toEqual(members.map((m) => m.id))
+  })
+})

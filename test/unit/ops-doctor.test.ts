@@ -1,0 +1,255 @@
+// doctor's parts that need no machine: its exit codes and output for a bad config, the fix chosen
+// for each way SSH fails, and the AWS checks against a fake EC2/Auto Scaling client (which calls
+// are made, that they are dry runs, and how each answer is read).
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { TransportError } from '../../src/errors'
+import { runOpCommand } from '../../src/ops/cli'
+import { apiAtLeast, machineChecks, sshFix } from '../../src/ops/doctor-machine'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+type Sent = { name: string; input: Record<string, unknown> }
+const sent: Sent[] = []
+let answers: Record<string, (input: Record<string, unknown>) => unknown> = {}
+
+const awsError = (name: string): Error => Object.assign(new Error(`${name} message`), { name })
+
+jest.mock('../../src/providers/ec2-api', () => {
+  const real = jest.requireActual('../../src/providers/ec2-api')
+  // Each Command class records its name; the client answers from `answers` (a thrown Error is an AWS error).
+  const sdk = new Proxy(
+    {},
+    {
+      get: (_t, name: string) =>
+        class {
+          constructor(readonly input: Record<string, unknown>) {}
+          readonly name = name.replace(/Command$/, '')
+        }
+    }
+  )
+  const client = {
+    send: async (c: { name: string; input: Record<string, unknown> }) => {
+      sent.push({ name: c.name, input: c.input })
+      const a = answers[c.name]
+      if (!a) throw Object.assign(new Error('DryRunOperation'), { name: 'DryRunOperation' })
+      return a(c.input)
+    }
+  }
+  return { ...real, ec2Client: async () => ({ sdk, client }), autoScalingClient: () => ({ sdk, client }) }
+})
+
+const dir = tempDir('rch-ops-doctor-')
+afterAll(cleanupTempDirs)
+beforeEach(() => {
+  sent.length = 0
+  answers = {}
+})
+
+const io = () => {
+  let out = ''
+  let err = ''
+  return {
+    io: {
+      env: {},
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: (s: string) => (err += s) },
+      signal: new AbortController().signal
+    },
+    out: () => out,
+    err: () => err
+  }
+}
+
+const ec2Cfg = {
+  kind: 'ec2' as const,
+  region: 'eu-west-1',
+  imageId: 'ami-12345678',
+  instanceTypes: ['t3.medium'],
+  subnetIds: ['subnet-1'],
+  securityGroupIds: ['sg-1'],
+  market: 'on-demand' as const,
+  user: 'ec2-user',
+  sshPort: 22,
+  connect: { address: 'private-ip' },
+  maxLifetimeMinutes: 60,
+  rootVolume: { type: 'gp3' },
+  tags: {},
+  acquireTimeoutSeconds: 600
+}
+
+describe('doctor', () => {
+  it('an invalid config is one failing check with its fix, exit 1', async () => {
+    const f = join(dir, 'bad.json')
+    writeFileSync(f, JSON.stringify({ provider: { kind: 'static', hosts: [] }, remote: { workRoot: '/srv' } }))
+    const o = io()
+    expect(await runOpCommand('doctor', [f, '--json'], o.io)).toBe(1)
+    expect(JSON.parse(o.out())).toEqual({
+      ok: false,
+      checks: [
+        {
+          check: 'configuration',
+          target: f,
+          status: 'fail',
+          detail: 'provider.hosts: at least one host is required',
+          fix: 'run `remote-hooks check-config` and correct what it lists'
+        }
+      ]
+    })
+    expect(o.err()).toBe('doctor: 0 passed, 1 failed, 0 skipped\n')
+  })
+
+  it('--help exits 0 and says what is written', async () => {
+    const o = io()
+    expect(await runOpCommand('doctor', ['--help'], o.io)).toBe(0)
+    expect(o.out()).toContain('The only write: a temporary file created and removed inside each machine')
+  })
+
+  it('a machine that cannot be reached: ssh fails with the network fix, its other checks are skipped', async () => {
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')])
+    writeFileSync(join(dir, 'kh'), '')
+    // Port 1 on loopback: nothing listens there, the connection is refused.
+    const connect = { host: '127.0.0.1', port: 1, user: 'u', identityFile: join(dir, 'id'), knownHostsFile: join(dir, 'kh') }
+    const r = await machineChecks(
+      { connect, workRoot: '/srv', dockerSocket: '/var/run/docker.sock' },
+      { connectMs: 2000, maxSkewSeconds: 30 }
+    )
+    expect(r[0]).toMatchObject({ check: 'ssh', status: 'fail', target: 'u@127.0.0.1:1' })
+    expect(r[0].detail).toMatch(/ECONNREFUSED/)
+    expect(r[0].fix).toMatch(/check that sshd listens on 127.0.0.1:1/)
+    expect(r.slice(1).map((c) => c.status)).toEqual(Array(8).fill('skip'))
+  })
+
+  it('picks the fix by where SSH failed, never by the message', () => {
+    const c = { host: 'h', port: 2222, user: 'u', identityFile: '/k/id', knownHostsFile: '/k/kh' }
+    expect(sshFix(new TransportError('x', 'hostkey'), c)).toMatch(/not the one pinned for \[h\]:2222 in \/k\/kh/)
+    expect(sshFix(new TransportError('x', 'auth'), c)).toMatch(/authorize the public key of \/k\/id for u/)
+    expect(sshFix(new TransportError('x', 'keyfile'), c)).toMatch(/make \/k\/id a readable private key/)
+    expect(sshFix(new TransportError('host key', 'timeout'), c)).toMatch(/sshd listens on h:2222/)
+    expect(sshFix(new Error('whatever'), c)).toMatch(/sshd listens/)
+  })
+
+  it('compares Docker API versions numerically', () => {
+    expect(apiAtLeast('1.41', [1, 41])).toBe(true)
+    expect(apiAtLeast('1.47', [1, 41])).toBe(true)
+    expect(apiAtLeast('1.9', [1, 41])).toBe(false)
+    expect(apiAtLeast('2.0', [1, 41])).toBe(true)
+    expect(apiAtLeast('', [1, 41])).toBe(false)
+  })
+})
+
+describe('doctor on AWS (fake client)', () => {
+  it('ec2: dry runs for permissions, Describe calls for what the config names', async () => {
+    answers = {
+      DescribeImages: () => ({ Images: [{}] }),
+      DescribeSubnets: () => {
+        throw awsError('InvalidSubnetID.NotFound')
+      },
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const r = await ec2Checks(ec2Cfg, 'runner-1')
+    expect(r.map((c) => [c.check, c.status])).toEqual([
+      ['aws credentials', 'pass'],
+      ['image', 'pass'],
+      ['subnet', 'fail'],
+      ['security group', 'pass'],
+      ['launch', 'pass']
+    ])
+    expect(r[2].fix).toBe('fix provider.subnetIds')
+    expect(sent.map((s) => s.name)).toEqual([
+      'DescribeInstances',
+      'DescribeImages',
+      'DescribeSubnets',
+      'DescribeSecurityGroups',
+      'RunInstances'
+    ])
+    const run = sent[4].input
+    expect(run.DryRun).toBe(true)
+    expect(sent[0].input.DryRun).toBe(true)
+    expect(run).toMatchObject({ ImageId: 'ami-12345678', InstanceType: 't3.medium', SubnetId: 'subnet-1', SecurityGroupIds: ['sg-1'] })
+    expect((run.TagSpecifications as unknown[]).length).toBe(3)
+  })
+
+  it('ec2: a denied RunInstances fails with the policy fix', async () => {
+    answers = {
+      DescribeImages: () => ({ Images: [{}] }),
+      DescribeSubnets: () => ({ Subnets: [{}] }),
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] }),
+      RunInstances: () => {
+        throw awsError('UnauthorizedOperation')
+      }
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const r = await ec2Checks(ec2Cfg, 'runner-1')
+    const launch = r.find((c) => c.check === 'launch')!
+    expect(launch).toMatchObject({ status: 'fail', detail: 'ec2:RunInstances denied (DryRun): UnauthorizedOperation' })
+    expect(launch.fix).toMatch(/allow ec2:RunInstances/)
+  })
+
+  it('an endpoint that ignores DryRun and launches is a failure naming what it made', async () => {
+    answers = {
+      DescribeImages: () => ({ Images: [{}] }),
+      DescribeSubnets: () => ({ Subnets: [{}] }),
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] }),
+      RunInstances: () => ({ Instances: [{ InstanceId: 'i-0123456789abcdef0' }] })
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const launch = (await ec2Checks(ec2Cfg, 'runner-1')).find((c) => c.check === 'launch')!
+    expect(launch).toMatchObject({ status: 'fail', detail: 'the endpoint ignored DryRun and launched i-0123456789abcdef0' })
+    expect(launch.fix).toMatch(/^terminate i-0123456789abcdef0/)
+  })
+
+  it('without credentials nothing else is tried', async () => {
+    answers = {
+      DescribeInstances: () => {
+        throw awsError('CredentialsProviderError')
+      }
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const r = await ec2Checks(ec2Cfg, 'runner-1')
+    expect(r).toHaveLength(1)
+    expect(r[0]).toMatchObject({ check: 'aws credentials', status: 'fail' })
+    expect(r[0].fix).toMatch(/give this runner host AWS credentials/)
+    expect(sent.map((s) => s.name)).toEqual(['DescribeInstances'])
+  })
+
+  it('ec2-pool: the group and its members by Describe calls only (never SetDesiredCapacity)', async () => {
+    answers = {
+      DescribeInstances: (input) => {
+        if (input.DryRun) throw awsError('DryRunOperation')
+        return {
+          Reservations: [
+            {
+              Instances: [
+                {
+                  InstanceId: 'i-0123456789abcdef0',
+                  State: { Name: 'stopped' },
+                  Tags: [{ Key: 'aws:autoscaling:groupName', Value: 'pool' }]
+                }
+              ]
+            }
+          ]
+        }
+      },
+      DescribeAutoScalingGroups: () => ({ AutoScalingGroups: [{ DesiredCapacity: 1, MaxSize: 4 }] })
+    }
+    const { poolChecks } = await import('../../src/ops/doctor-aws')
+    const r = await poolChecks({
+      region: 'eu-west-1',
+      autoScalingGroup: 'pool',
+      user: 'ec2-user',
+      sshPort: 22,
+      connect: { address: 'private-ip' }
+    } as never)
+    expect(r.checks.map((c) => [c.check, c.status])).toEqual([
+      ['aws credentials', 'pass'],
+      ['auto scaling group', 'pass'],
+      ['members', 'pass']
+    ])
+    expect(r.checks[1].detail).toBe('pool: desired 1, max 4 (SetDesiredCapacity not tried: it has no dry run)')
+    expect(r.checks[2].detail).toBe('1 member(s): 0 ready to check, 0 pending, 1 stopped')
+    expect(r.ready).toEqual([])
+    expect(sent.map((s) => s.name)).toEqual(['DescribeInstances', 'DescribeAutoScalingGroups', 'DescribeInstances'])
+  })
+})
