@@ -6,7 +6,7 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
-import { inertLines, workflowCommand, escapeData } from './workflow-commands'
+import { inertLines, workflowCommand } from './workflow-commands'
 
 export interface Log {
   progress(msg: string): void
@@ -66,7 +66,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     progress(msg) {
       const m = mask(msg)
       // Text a machine chose (an error's stderr) must not start a line of its own: the runner would read a workflow command there.
-      opts.out(`[remote-hooks] ${escapeData(m)}`)
+      opts.out(`[remote-hooks] ${m.replace(/[\r\n\u2028\u2029]+/g, ' ')}`)
       file().info(m)
     },
     warn(msg) {

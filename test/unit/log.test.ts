@@ -89,3 +89,9 @@ describe('the log file', () => {
     expect(lines).toEqual([expect.stringMatching(/ info first command$/), expect.stringMatching(/ info second command$/)])
   })
 })
+
+test('a progress line never starts a line of its own (text a machine chose may hold CR or LF)', () => {
+  const { log, out } = make()
+  log.progress('scrub failed: x\r::error title=x::forged\n::add-mask::y')
+  expect(out).toEqual(['[remote-hooks] scrub failed: x ::error title=x::forged ::add-mask::y'])
+})
