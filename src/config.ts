@@ -152,7 +152,7 @@ const timeZone = z.string().refine((tz) => {
   }
 }, 'must be an IANA time zone name (e.g. UTC, Europe/Berlin)')
 
-const FleetSchema = z
+export const FleetSchema = z
   .object({
     /** Where reservations are kept: a local file (exact for one runner host) or a DynamoDB table (exact across hosts). */
     ledger: z
