@@ -183,7 +183,9 @@ export const FleetSchema = z
         perDayUsd: z.number().positive().max(1e9),
         timezone: timeZone.default('UTC'),
         /** USD per instance-hour, by instance type; a type without a price is refused while a budget is set. */
-        prices: z.record(z.string().regex(/^[a-z0-9][a-z0-9.-]*$/, 'must be an instance type name'), z.number().positive().max(1e6)).default({})
+        prices: z
+          .record(z.string().regex(/^[a-z0-9][a-z0-9.-]*$/, 'must be an instance type name'), z.number().positive().max(1e6))
+          .default({})
       })
       .strict()
       .optional()

@@ -58,7 +58,10 @@ export function isRetryableDynamoError(e: unknown): boolean {
   const name = errName(e)
   if (name === 'TransactionCanceledException') {
     const rs = reasons(e)
-    return !rs.includes('ConditionalCheckFailed') && rs.some((r) => r === 'TransactionConflict' || r === 'ThrottlingError' || r === 'ProvisionedThroughputExceeded')
+    return (
+      !rs.includes('ConditionalCheckFailed') &&
+      rs.some((r) => r === 'TransactionConflict' || r === 'ThrottlingError' || r === 'ProvisionedThroughputExceeded')
+    )
   }
   if (THROTTLED.has(name)) return true
   const status = (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
@@ -193,7 +196,13 @@ export class DynamoLedger implements Ledger {
     return toRecord(out.Item)
   }
 
-  private async update(id: string, expr: string, names: Record<string, string>, values: Record<string, AttributeValue>, cond = ''): Promise<boolean> {
+  private async update(
+    id: string,
+    expr: string,
+    names: Record<string, string>,
+    values: Record<string, AttributeValue>,
+    cond = ''
+  ): Promise<boolean> {
     try {
       await this.send(
         () =>

@@ -65,12 +65,12 @@ function breakStale(path: string, seen: string): void {
 export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<T> {
   const token = randomBytes(8).toString('hex')
   await waitUntil(
-    async () => {
-      if (tryCreate(path, token)) return true
+    () => {
+      if (tryCreate(path, token)) return Promise.resolve(true)
       const seen = read(path)
       const pid = Number(seen?.split(' ')[0])
       if (seen !== null && Number.isInteger(pid) && pid > 0 && !alive(pid)) breakStale(path, seen)
-      return undefined
+      return Promise.resolve(undefined)
     },
     {
       timeoutMs,

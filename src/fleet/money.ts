@@ -18,7 +18,9 @@ export const billedSeconds = (startedAt: number, endedAt: number): number => Mat
 
 /** The budget day of `at` (epoch ms) in `timeZone`: YYYY-MM-DD. */
 export function budgetDay(at: number, timeZone: string): string {
-  const parts = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(new Date(at))
+  const parts = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(
+    new Date(at)
+  )
   const get = (t: string): string => parts.find((p) => p.type === t)!.value
   return `${get('year')}-${get('month')}-${get('day')}`
 }

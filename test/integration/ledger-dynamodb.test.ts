@@ -71,7 +71,9 @@ const counter = async (table: string, pk: string, attr: string): Promise<number>
   Number((await ddb.send(new GetItemCommand({ TableName: table, Key: { pk: { S: pk } }, ConsistentRead: true }))).Item?.[attr]?.N ?? 0)
 
 const race = (fleet: FleetConfig, now = NOW): Promise<ReserveResult[]> =>
-  raceHosts([0, 1, 2].map((h) => ({ fleet, localRoot: '/nonexistent', count: 20, req: { ...REQ, runner: `host${h}` }, now }))).then((r) => r.flat())
+  raceHosts([0, 1, 2].map((h) => ({ fleet, localRoot: '/nonexistent', count: 20, req: { ...REQ, runner: `host${h}` }, now }))).then((r) =>
+    r.flat()
+  )
 
 test('3 runner hosts × 20 concurrent reserves against caps.instances 10: exactly 10 ok, 50 refused with the line, never 11', async () => {
   const table = await newTable()
@@ -113,7 +115,10 @@ test('the daily budget under the same race: exactly as many as it pays for, refu
 
 test('settle frees capacity, replaces the reserved cost with the real one, and is idempotent', async () => {
   const table = await newTable()
-  const fleet = fleetFor(table, { caps: { instances: 2, perRepository: { instances: 2 } }, budget: { perDayUsd: 50, prices: { 't3.medium': 0.0416 } } })
+  const fleet = fleetFor(table, {
+    caps: { instances: 2, perRepository: { instances: 2 } },
+    budget: { perDayUsd: 50, prices: { 't3.medium': 0.0416 } }
+  })
   const ledger = ledgerFor(fleet)
   const a = await ledger.reserve(REQ)
   const b = await ledger.reserve(REQ)
@@ -133,7 +138,11 @@ test('settle frees capacity, replaces the reserved cost with the real one, and i
   expect(await ledger.reserve(REQ)).toMatchObject({ ok: true })
   const recs = await ledger.records({ since: NOW, until: NOW + 1 })
   expect(recs).toHaveLength(3)
-  expect(recs.find((r) => r.id === id)).toMatchObject({ timings: { acquire: 1200, boot: 30_000 }, reservedMicro: 41600, endedAt: NOW + 90_500 })
+  expect(recs.find((r) => r.id === id)).toMatchObject({
+    timings: { acquire: 1200, boot: 30_000 },
+    reservedMicro: 41600,
+    endedAt: NOW + 90_500
+  })
   expect(await ledger.records({ since: NOW + 1 })).toHaveLength(0)
   expect((await ledger.unsettled()).map((r) => r.id)).not.toContain(id)
   ledger.close()
@@ -153,7 +162,9 @@ test('a transaction cancelled by a conflict or throttled is retried; one refused
   const table = await newTable()
   const fleet = fleetFor(table, { caps: { instances: 1 } })
   const ledger = ledgerFor(fleet)
-  const conflict = { CancellationReasons: [{ Code: 'None' }, { Code: 'TransactionConflict' }, { Code: 'None' }, { Code: 'None' }, { Code: 'None' }] }
+  const conflict = {
+    CancellationReasons: [{ Code: 'None' }, { Code: 'TransactionConflict' }, { Code: 'None' }, { Code: 'None' }, { Code: 'None' }]
+  }
   proxy.fail({ target: 'TransactWriteItems', times: 2, status: 400, type: 'TransactionCanceledException', extra: conflict })
   proxy.fail({ target: 'TransactWriteItems', times: 1, status: 400, type: 'ThrottlingException' })
   const before = proxy.calls.filter((c) => c === 'TransactWriteItems').length

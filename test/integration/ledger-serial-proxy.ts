@@ -40,7 +40,10 @@ export async function startSerialProxy(target: string): Promise<SerialProxy> {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      const op = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? ''
+      const op =
+        String(req.headers['x-amz-target'] ?? '')
+          .split('.')
+          .pop() ?? ''
       calls.push(op)
       const fault = faults.find((f) => f.target === op && f.times > 0)
       if (fault) {

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FleetSchema, type FleetConfig } from '../../src/config'
@@ -107,10 +108,18 @@ test('settlement: per second with a 60 s minimum, from attach time, replacing th
   await l.attach(id2, 'i-abc', NOON + 30_000)
   // 90.2 s after attach: 91 s, per second
   const s2 = await l.settle(id2, { endedAt: NOON + 30_000 + 90_200 })
-  expect(s2).toMatchObject({ instanceId: 'i-abc', attachedAt: NOON + 30_000, billedSeconds: 91, actualMicro: Math.ceil((41_600 * 91) / 3600) })
+  expect(s2).toMatchObject({
+    instanceId: 'i-abc',
+    attachedAt: NOON + 30_000,
+    billedSeconds: 91,
+    actualMicro: Math.ceil((41_600 * 91) / 3600)
+  })
   // the day now carries the two real costs only: 0.000694 + 0.001052 -> "0.01"; 23 more 1 h reservations fit in 1.00, not 24
   for (let i = 0; i < 23; i++) expect(await l.reserve(REQ, NOON)).toEqual(ok)
-  expect(await l.reserve(REQ, NOON)).toMatchObject({ ok: false, line: expect.stringMatching(/^fleet budget reached: budget today 0\.96 of 1\.00 USD/) })
+  expect(await l.reserve(REQ, NOON)).toMatchObject({
+    ok: false,
+    line: expect.stringMatching(/^fleet budget reached: budget today 0\.96 of 1\.00 USD/)
+  })
   expect(await l.unsettled()).toHaveLength(23)
 })
 
@@ -122,7 +131,15 @@ test('records: fields, timings, time range; unsettled; unknown id', async () => 
   await l.recordTimings(a, { boot: 20_000 })
   await l.settle(b, { endedAt: NOON + 120_000 })
   expect(await l.records({ since: NOON, until: NOON + 1000 })).toEqual([
-    { ...REQ, id: a, day: '2026-12-01', reservedAt: NOON, priceMicroPerHour: 41_600, reservedMicro: 41_600, timings: { acquire: 1500, boot: 20_000 } }
+    {
+      ...REQ,
+      id: a,
+      day: '2026-12-01',
+      reservedAt: NOON,
+      priceMicroPerHour: 41_600,
+      reservedMicro: 41_600,
+      timings: { acquire: 1500, boot: 20_000 }
+    }
   ])
   expect((await l.records({ since: NOON + 1 })).map((r) => r.id)).toEqual([b])
   expect((await l.unsettled()).map((r) => r.id)).toEqual([a])
@@ -137,9 +154,11 @@ test('the ledger is private: 0600 file in a 0700 folder; default folder under th
   expect(statSync(`${root}/ledger`).mode & 0o777).toBe(0o700)
   expect(statSync(`${root}/ledger/ledger.json`).mode & 0o777).toBe(0o600)
   const open = join(root, 'open')
-  require('node:fs').mkdirSync(open, { mode: 0o755 })
-  require('node:fs').chmodSync(open, 0o755)
-  expect(() => newLocalLedger(fleet({ ledger: { kind: 'local', path: open } }), root, { now: () => NOON })).toThrow(/is open to other users/)
+  mkdirSync(open)
+  chmodSync(open, 0o755)
+  expect(() => newLocalLedger(fleet({ ledger: { kind: 'local', path: open } }), root, { now: () => NOON })).toThrow(
+    /is open to other users/
+  )
 })
 
 test('a lock left by a dead process is taken over; one held by a live process is waited for', async () => {
@@ -155,7 +174,6 @@ test('a lock left by a dead process is taken over; one held by a live process is
   rmSync(`${dir}/ledger.lock`)
   expect(await waiting).toEqual(ok)
   // a dead pid's lock (a child that has exited)
-  const { spawnSync } = require('node:child_process') as typeof import('node:child_process')
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString()
   writeFileSync(`${dir}/ledger.lock`, `${dead} deadtoken\n`, { mode: 0o600 })
   expect(await l.reserve(REQ, NOON)).toEqual(ok)
@@ -172,7 +190,12 @@ test('a damaged ledger file is reported, not overwritten', async () => {
 
 test('20 processes reserving at once against caps.instances 10: exactly 10', async () => {
   const f = fleet({ caps: { instances: 10 } })
-  const results = (await raceHosts(Array.from({ length: 20 }, (_, i) => ({ fleet: f, localRoot: root, count: 1, req: { ...REQ, runner: `r${i}` }, now: NOON })), 3000)).flat()
+  const results = (
+    await raceHosts(
+      Array.from({ length: 20 }, (_, i) => ({ fleet: f, localRoot: root, count: 1, req: { ...REQ, runner: `r${i}` }, now: NOON })),
+      3000
+    )
+  ).flat()
   expect(results.filter((r) => r.ok)).toHaveLength(10)
   for (const r of results.filter((r) => !r.ok)) expect(r).toEqual({ ok: false, line: 'fleet cap reached: 10 of 10 instances' })
   expect(await ledger(f).unsettled()).toHaveLength(10)

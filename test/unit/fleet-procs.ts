@@ -12,7 +12,14 @@ let bundle: string | null = null
 function workerBundle(): string {
   if (bundle) return bundle
   const out = join(mkdtempSync(join(tmpdir(), 'fleet-worker-')), 'worker.js')
-  buildSync({ entryPoints: [join(__dirname, 'fleet-worker.ts')], bundle: true, platform: 'node', target: 'node20', outfile: out, logLevel: 'error' })
+  buildSync({
+    entryPoints: [join(__dirname, 'fleet-worker.ts')],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    outfile: out,
+    logLevel: 'error'
+  })
   return (bundle = out)
 }
 

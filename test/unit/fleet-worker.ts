@@ -21,7 +21,10 @@ async function main(): Promise<void> {
   const ledger =
     job.fleet.ledger.kind === 'local'
       ? newLocalLedger(job.fleet, job.localRoot, clock)
-      : new DynamoLedger(job.fleet, job.fleet.ledger, { clock, client: { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } } })
+      : new DynamoLedger(job.fleet, job.fleet.ledger, {
+          clock,
+          client: { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } }
+        })
   await new Promise((r) => setTimeout(r, Math.max(0, job.startAt - Date.now())))
   const results: ReserveResult[] = await Promise.all(Array.from({ length: job.count }, () => ledger.reserve(job.req, job.now)))
   ledger.close()
