@@ -180,10 +180,12 @@ export class DynamoLedger implements Ledger {
       return { ok: true, id }
     } catch (e) {
       if (errName(e) !== 'TransactionCanceledException') throw e
-      const failed = reasons(e).indexOf('ConditionalCheckFailed')
+      const rs = reasons(e)
+      // The reservation item exists: an earlier attempt of this very call went through (its answer
+      // was lost), whatever the counters, which now include it, say.
+      if (rs[limits.length] === 'ConditionalCheckFailed') return { ok: true, id }
+      const failed = rs.indexOf('ConditionalCheckFailed')
       if (failed < 0) throw e
-      // The reservation item exists: an earlier attempt of this very call went through.
-      if (failed === limits.length) return { ok: true, id }
       return this.refuse(limits[failed], req, priced.day, cost)
     }
   }
@@ -278,6 +280,8 @@ export class DynamoLedger implements Ledger {
   async recordTimings(id: string, timings: Record<string, number>): Promise<void> {
     const entries = Object.entries(timings)
     if (entries.length === 0) return
+    const bad = entries.find(([, ms]) => !Number.isFinite(ms))
+    if (bad) throw new HookError(`fleet ledger: timing ${bad[0]} is not a number of milliseconds`)
     const names: Record<string, string> = { '#t': 'timings' }
     const values: Record<string, AttributeValue> = {}
     const sets = entries.map(([phase, ms], i) => {

@@ -116,6 +116,8 @@ export class LocalLedger implements Ledger {
   }
 
   recordTimings(id: string, timings: Record<string, number>): Promise<void> {
+    const bad = Object.entries(timings).find(([, ms]) => !Number.isFinite(ms))
+    if (bad) return Promise.reject(new HookError(`fleet ledger: timing ${bad[0]} is not a number of milliseconds`))
     return this.update((s) => {
       Object.assign(LocalLedger.get(s, id).timings, timings)
       return { result: undefined, changed: true }

@@ -177,3 +177,18 @@ test('a transaction cancelled by a conflict or throttled is retried; one refused
   expect(await counter(table, 'counter#instances', 'n')).toBe(1)
   ledger.close()
 })
+
+test('a reservation whose answer was lost is not counted twice, nor reported refused, when its retry finds the cap full', async () => {
+  const table = await newTable()
+  const fleet = fleetFor(table, { caps: { instances: 1 } })
+  const ledger = ledgerFor(fleet)
+  // moto ignores ClientRequestToken, so the retry reaches the conditions: the cap (now full with
+  // this very reservation) and the reservation item (now there) both fail
+  proxy.fail({ target: 'TransactWriteItems', times: 1, status: 500, type: 'InternalServerError', forward: true })
+  const r = await ledger.reserve(REQ)
+  expect(r).toEqual({ ok: true, id: expect.any(String) })
+  expect(await counter(table, 'counter#instances', 'n')).toBe(1)
+  expect((await ledger.unsettled()).map((u) => u.id)).toEqual([(r as { id: string }).id])
+  expect(await ledger.reserve(REQ)).toEqual({ ok: false, line: 'fleet cap reached: 1 of 1 instances' })
+  ledger.close()
+})

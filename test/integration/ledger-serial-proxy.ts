@@ -21,6 +21,8 @@ export interface Fault {
   status: number
   type: string
   extra?: Record<string, unknown>
+  /** Forward the request to moto first (it takes effect), then answer with the error: a lost answer. */
+  forward?: boolean
 }
 
 export interface SerialProxy {
@@ -46,21 +48,26 @@ export async function startSerialProxy(target: string): Promise<SerialProxy> {
           .pop() ?? ''
       calls.push(op)
       const fault = faults.find((f) => f.target === op && f.times > 0)
-      if (fault) {
-        fault.times--
-        res.writeHead(fault.status, { 'content-type': 'application/x-amz-json-1.0' })
-        res.end(JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${fault.type}`, message: 'injected', ...fault.extra }))
-        return
+      if (fault) fault.times--
+      const answerFault = (): void => {
+        res.writeHead(fault!.status, { 'content-type': 'application/x-amz-json-1.0' })
+        res.end(JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${fault!.type}`, message: 'injected', ...fault!.extra }))
       }
+      if (fault && !fault.forward) return answerFault()
       queue = queue.then(
         () =>
           new Promise<void>((done) => {
             const up = http.request(
               { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers },
               (upRes) => {
-                res.writeHead(upRes.statusCode ?? 502, upRes.headers)
-                upRes.pipe(res)
-                upRes.on('end', done)
+                if (fault) {
+                  upRes.resume()
+                  upRes.on('end', () => (answerFault(), done()))
+                } else {
+                  res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+                  upRes.pipe(res)
+                  upRes.on('end', done)
+                }
                 upRes.on('error', done)
               }
             )
