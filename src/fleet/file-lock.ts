@@ -1,7 +1,7 @@
 // An exclusive lock between processes of one host: a lock file created O_EXCL holding the owner's
 // pid and a random token. A lock whose owner died is taken over: renamed away (only one process
 // wins a rename), and put back at once if it turns out to be a live owner's newer lock.
-import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { HookError } from '../errors'
 import { waitUntil } from '../retry'
@@ -61,6 +61,16 @@ function breakStale(path: string, seen: string): void {
   rmSync(aside, { force: true })
 }
 
+/** A lock file without an owner is one whose creator died before writing its pid; give it time to. */
+const UNNAMED_STALE_MS = 5000
+function unnamedFor(path: string, ms: number): boolean {
+  try {
+    return Date.now() - statSync(path).mtimeMs > ms
+  } catch {
+    return false
+  }
+}
+
 /** Runs `fn` holding the lock at `path`; waits up to `timeoutMs` for it. */
 export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<T> {
   const token = randomBytes(8).toString('hex')
@@ -69,7 +79,7 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, ti
       if (tryCreate(path, token)) return Promise.resolve(true)
       const seen = read(path)
       const pid = Number(seen?.split(' ')[0])
-      if (seen !== null && Number.isInteger(pid) && pid > 0 && !alive(pid)) breakStale(path, seen)
+      if (seen !== null && (Number.isInteger(pid) && pid > 0 ? !alive(pid) : unnamedFor(path, UNNAMED_STALE_MS))) breakStale(path, seen)
       return Promise.resolve(undefined)
     },
     {

@@ -1,5 +1,6 @@
 // Which limit a reservation would break, and the one line that says so with the current use.
 import type { FleetConfig } from '../config'
+import { HookError } from '../errors'
 import { budgetDay, costMicro, priceOf, toMicro, usd } from './money'
 import type { ReserveRequest } from './ledger'
 
@@ -21,6 +22,11 @@ export interface Priced {
 
 /** The budget day and the reserved cost of a request, or the refusal of a type without a price while a budget is set. */
 export function priceRequest(fleet: FleetConfig, req: ReserveRequest, now: number): Priced | { line: string } {
+  if (!Number.isInteger(req.vcpus) || req.vcpus < 1 || !Number.isInteger(req.maxLifetimeMinutes) || req.maxLifetimeMinutes < 1)
+    throw new HookError(
+      `fleet ledger: a reservation needs whole vcpus and maxLifetimeMinutes of at least 1 (got ${req.vcpus}, ${req.maxLifetimeMinutes})`
+    )
+  if (!Number.isFinite(now)) throw new HookError('fleet ledger: the reservation time is not a time')
   const price = priceOf(fleet, req.instanceType)
   if (fleet.budget && price === null)
     return { line: `fleet budget: no price for instance type ${req.instanceType} (add it to fleet.budget.prices)` }

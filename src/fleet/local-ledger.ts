@@ -78,10 +78,10 @@ export class LocalLedger implements Ledger {
     return r
   }
 
-  reserve(req: ReserveRequest, now = this.clock.now()): Promise<ReserveResult> {
+  async reserve(req: ReserveRequest, now = this.clock.now()): Promise<ReserveResult> {
     const priced = priceRequest(this.fleet, req, now)
-    if ('line' in priced) return Promise.resolve({ ok: false, line: priced.line })
-    return this.update<ReserveResult>((s) => {
+    if ('line' in priced) return { ok: false, line: priced.line }
+    return await this.update<ReserveResult>((s) => {
       const use = usageOf(Object.values(s.records), req.repository, priced.day)
       const limit = exceeded(this.fleet, req, priced.reservedMicro, use)
       if (limit) return { result: { ok: false, line: refusalLine(this.fleet, limit, req, priced.reservedMicro, use) }, changed: false }

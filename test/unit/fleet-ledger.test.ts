@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FleetSchema, type FleetConfig } from '../../src/config'
@@ -179,6 +179,26 @@ test('a lock left by a dead process is taken over; one held by a live process is
   writeFileSync(`${dir}/ledger.lock`, `${dead} deadtoken\n`, { mode: 0o600 })
   expect(await l.reserve(REQ, NOON)).toEqual(ok)
   expect(JSON.parse(readFileSync(`${dir}/ledger.json`, 'utf8')).records).toBeDefined()
+})
+
+test('a lock file its creator left empty (died before writing its pid) is taken over once old', async () => {
+  const l = ledger(fleet({}))
+  await l.reserve(REQ, NOON)
+  const lock = `${root}/ledger/ledger.lock`
+  writeFileSync(lock, '', { mode: 0o600 })
+  let done = false
+  const waiting = l.reserve(REQ, NOON).then((r) => ((done = true), r))
+  await new Promise((r) => setTimeout(r, 300))
+  expect(done).toBe(false) // a fresh one may be a live creator's, about to write
+  const old = new Date(Date.now() - 60_000)
+  utimesSync(lock, old, old)
+  expect(await waiting).toEqual(ok)
+})
+
+test('a request without whole vCPUs and lifetime is a programming error, not a refusal', async () => {
+  const l = ledger(fleet({}))
+  await expect(l.reserve({ ...REQ, vcpus: 0 }, NOON)).rejects.toThrow('fleet ledger: a reservation needs whole vcpus')
+  await expect(l.reserve({ ...REQ, maxLifetimeMinutes: 1.5 }, NOON)).rejects.toThrow('fleet ledger: a reservation needs whole vcpus')
 })
 
 test('a damaged ledger file is reported, not overwritten', async () => {
