@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
 
-const CHUNKS = ['@aws-sdk/client-ec2', '@aws-sdk/client-auto-scaling', 'ssh2', 'winston', 'yaml', 'zod']
+const CHUNKS = ['@aws-sdk/client-ec2', '@aws-sdk/client-auto-scaling', '@aws-sdk/client-dynamodb', 'ssh2', 'winston', 'yaml', 'zod']
 const common = {
   bundle: true,
   platform: 'node',

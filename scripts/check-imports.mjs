@@ -37,6 +37,7 @@ export const LAYERS = [
     ]
   },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },
+  { name: 'fleet', modules: ['fleet/'] },
   { name: 'remote', modules: ['remote/'] },
   { name: 'transfer', modules: ['sync/', 'docker/'] },
   { name: 'context', modules: ['context.ts'] },

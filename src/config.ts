@@ -142,6 +142,56 @@ const Ec2PoolProviderSchema = z
   })
   .strict()
 
+/** An IANA time zone name this node knows (the budget day starts at midnight there). */
+const timeZone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz })
+    return true
+  } catch {
+    return false
+  }
+}, 'must be an IANA time zone name (e.g. UTC, Europe/Berlin)')
+
+export const FleetSchema = z
+  .object({
+    /** Where reservations are kept: a local file (exact for one runner host) or a DynamoDB table (exact across hosts). */
+    ledger: z
+      .discriminatedUnion('kind', [
+        z.object({ kind: z.literal('local'), path: absPath.optional() }).strict(),
+        z
+          .object({
+            kind: z.literal('dynamodb'),
+            table: z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, 'must be a DynamoDB table name ([A-Za-z0-9_.-], 3 to 255 characters)'),
+            ...awsApi
+          })
+          .strict()
+      ])
+      .default({ kind: 'local' }),
+    caps: z
+      .object({
+        instances: z.number().int().min(1).optional(),
+        vcpus: z.number().int().min(1).optional(),
+        perRepository: z
+          .object({ instances: z.number().int().min(1).optional() })
+          .strict()
+          .default({})
+      })
+      .strict()
+      .default({}),
+    budget: z
+      .object({
+        perDayUsd: z.number().positive().max(1e9),
+        timezone: timeZone.default('UTC'),
+        /** USD per instance-hour, by instance type; a type without a price is refused while a budget is set. */
+        prices: z
+          .record(z.string().regex(/^[a-z0-9][a-z0-9.-]*$/, 'must be an instance type name'), z.number().positive().max(1e6))
+          .default({})
+      })
+      .strict()
+      .optional()
+  })
+  .strict()
+
 export const ConfigSchema = z
   .object({
     provider: z.discriminatedUnion('kind', [StaticProviderSchema, Ec2ProviderSchema, Ec2PoolProviderSchema], {
@@ -234,11 +284,13 @@ export const ConfigSchema = z
         level: z.enum(['error', 'warn', 'info', 'debug']).default('info')
       })
       .strict()
-      .default({})
+      .default({}),
+    fleet: FleetSchema.default({})
   })
   .strict()
 
 export type Config = z.infer<typeof ConfigSchema>
+export type FleetConfig = z.infer<typeof FleetSchema>
 export type HostConfig = z.infer<typeof HostSchema>
 export type StaticConfig = z.infer<typeof StaticProviderSchema>
 export type Ec2Config = z.infer<typeof Ec2ProviderSchema>

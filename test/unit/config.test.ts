@@ -92,7 +92,8 @@ describe('loadConfig: valid files', () => {
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
       agent: { enabled: true, idleSeconds: 1800 },
       tools: {},
-      log: { level: 'info' }
+      log: { level: 'info' },
+      fleet: { ledger: { kind: 'local' }, caps: { perRepository: {} } }
     })
     expect(Object.isFrozen(cfg)).toBe(true)
   })

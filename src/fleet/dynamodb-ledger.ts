@@ -1,0 +1,337 @@
+// The ledger in a DynamoDB table shared by every runner host. A reservation is ONE
+// TransactWriteItems: an increment of each counter item (open instances, open vCPUs, the
+// repository's open instances, the budget day's micro-dollars), each conditioned on the room left
+// under its cap, plus the Put of the reservation item. DynamoDB applies all or none, serialised
+// against every other transaction on those items, so no number of hosts can take one more.
+//
+// Table: partition key `pk` (string), nothing else. Items: `counter#instances`, `counter#vcpus`,
+// `repo#<owner/name>` (attribute n), `day#<YYYY-MM-DD>` (attribute usd, micro-dollars), and
+// `res#<id>` (one reservation).
+import { createHash, randomUUID } from 'node:crypto'
+import type * as Ddb from '@aws-sdk/client-dynamodb'
+import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb'
+import type { FleetConfig } from '../config'
+import { HookError } from '../errors'
+import { retry, type Clock } from '../retry'
+import type { Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
+import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
+import { billedSeconds, costMicro, toMicro } from './money'
+
+type DdbSdk = typeof Ddb
+type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
+
+let sdk: DdbSdk | null = null
+/** Loaded on first use: only launches and operator commands need it, never a step. */
+function loadSdk(): DdbSdk {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  sdk ??= require('@aws-sdk/client-dynamodb') as DdbSdk
+  return sdk
+}
+
+export const LEDGER_KEY = 'pk'
+const INSTANCES = 'counter#instances'
+const VCPUS = 'counter#vcpus'
+const repoKey = (repository: string): string => `repo#${repository}`
+const dayKey = (day: string): string => `day#${day}`
+const resKey = (id: string): string => `res#${id}`
+
+const S = (s: string): AttributeValue => ({ S: s })
+const N = (n: number): AttributeValue => ({ N: String(n) })
+const key = (pk: string): Record<string, AttributeValue> => ({ [LEDGER_KEY]: S(pk) })
+
+const errName = (e: unknown): string => (e as { name?: string })?.name ?? ''
+const reasons = (e: unknown): string[] =>
+  ((e as { CancellationReasons?: { Code?: string }[] })?.CancellationReasons ?? []).map((r) => r?.Code ?? 'None')
+
+const THROTTLED = new Set([
+  'ProvisionedThroughputExceededException',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'InternalServerError',
+  'ServiceUnavailable',
+  'TransactionInProgressException',
+  'TimeoutError'
+])
+
+/** Worth another attempt: a transaction cancelled by a conflict or throttling (never by a failed condition), throttling, server trouble, network. */
+export function isRetryableDynamoError(e: unknown): boolean {
+  const name = errName(e)
+  if (name === 'TransactionCanceledException') {
+    const rs = reasons(e)
+    return (
+      !rs.includes('ConditionalCheckFailed') &&
+      rs.some((r) => r === 'TransactionConflict' || r === 'ThrottlingError' || r === 'ProvisionedThroughputExceeded')
+    )
+  }
+  if (THROTTLED.has(name)) return true
+  const status = (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+  if (status !== undefined && status >= 500) return true
+  const code = (e as NodeJS.ErrnoException)?.code
+  return code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EPIPE'
+}
+
+/** The reservation fields that never change, kept as one JSON attribute. */
+type Fixed = Omit<LedgerRecord, 'instanceId' | 'attachedAt' | 'settledAt' | 'endedAt' | 'billedSeconds' | 'actualMicro' | 'timings'>
+
+function toRecord(item: Record<string, AttributeValue>): LedgerRecord {
+  const num = (k: string): number | undefined => (item[k]?.N === undefined ? undefined : Number(item[k].N))
+  const r: LedgerRecord = { ...(JSON.parse(item.fixed.S!) as Fixed), timings: {} }
+  for (const [k, v] of Object.entries(item.timings?.M ?? {})) r.timings[k] = Number(v.N)
+  if (item.instanceId?.S) r.instanceId = item.instanceId.S
+  for (const k of ['attachedAt', 'settledAt', 'endedAt', 'billedSeconds', 'actualMicro'] as const) {
+    const v = num(k)
+    if (v !== undefined) r[k] = v
+  }
+  return r
+}
+
+export interface DynamoLedgerOptions {
+  clock: LedgerClock
+  /** For the retries' pauses (tests pass a fake). */
+  retryClock?: Clock
+  /** Extra client settings (tests: credentials, timeouts). */
+  client?: Partial<Ddb.DynamoDBClientConfig>
+}
+
+export class DynamoLedger implements Ledger {
+  private readonly sdk = loadSdk()
+  private readonly client: Ddb.DynamoDBClient
+  private readonly table: string
+
+  constructor(
+    private readonly fleet: FleetConfig,
+    cfg: DynamoConfig,
+    private readonly opts: DynamoLedgerOptions
+  ) {
+    this.table = cfg.table
+    // Retries are ours (retry.ts with the classifier above), so the SDK makes one attempt per call.
+    this.client = new this.sdk.DynamoDBClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1, ...opts.client })
+  }
+
+  /** One call, retried on throttling, conflicts and server or network trouble; a fresh command each attempt. */
+  private send<T>(make: () => object): Promise<T> {
+    return retry(() => this.client.send(make() as never) as Promise<T>, {
+      attempts: 8,
+      minDelayMs: 50,
+      maxDelayMs: 2000,
+      retryable: isRetryableDynamoError,
+      clock: this.opts.retryClock
+    })
+  }
+
+  private async usage(repository: string, day: string): Promise<Usage> {
+    const get = async (pk: string, attr: string): Promise<number> => {
+      const out = await this.send<Ddb.GetItemCommandOutput>(
+        () => new this.sdk.GetItemCommand({ TableName: this.table, Key: key(pk), ConsistentRead: true })
+      )
+      return Number(out.Item?.[attr]?.N ?? 0)
+    }
+    const [instances, vcpus, repositoryInstances, dayMicro] = await Promise.all([
+      get(INSTANCES, 'n'),
+      get(VCPUS, 'n'),
+      get(repoKey(repository), 'n'),
+      get(dayKey(day), 'usd')
+    ])
+    return { instances, vcpus, repositoryInstances, dayMicro }
+  }
+
+  private async refuse(limit: Limit, req: ReserveRequest, day: string, cost: number): Promise<ReserveResult> {
+    return { ok: false, line: refusalLine(this.fleet, limit, req, cost, await this.usage(req.repository, day)) }
+  }
+
+  async reserve(req: ReserveRequest, now = this.opts.clock.now()): Promise<ReserveResult> {
+    const priced = priceRequest(this.fleet, req, now)
+    if ('line' in priced) return { ok: false, line: priced.line }
+    const { caps, budget } = this.fleet
+    const cost = priced.reservedMicro
+    // A request that fits under no use at all is refused without a write.
+    const alone = exceeded(this.fleet, req, cost, { instances: 0, vcpus: 0, repositoryInstances: 0, dayMicro: 0 })
+    if (alone) return this.refuse(alone, req, priced.day, cost)
+
+    const id = randomUUID()
+    const fixed: Fixed = { ...req, id, reservedAt: now, ...priced }
+    const counter = (pk: string, attr: string, add: number, room: number | undefined): TransactWriteItem => ({
+      Update: {
+        TableName: this.table,
+        Key: key(pk),
+        UpdateExpression: 'ADD #a :add',
+        ExpressionAttributeNames: { '#a': attr },
+        ExpressionAttributeValues: { ':add': N(add), ...(room === undefined ? {} : { ':room': N(room) }) },
+        ...(room === undefined ? {} : { ConditionExpression: 'attribute_not_exists(#a) OR #a <= :room' })
+      }
+    })
+    const limits: Limit[] = ['instances', 'repository', 'vcpus', 'budget']
+    const items: TransactWriteItem[] = [
+      counter(INSTANCES, 'n', 1, caps.instances === undefined ? undefined : caps.instances - 1),
+      counter(repoKey(req.repository), 'n', 1, caps.perRepository.instances === undefined ? undefined : caps.perRepository.instances - 1),
+      counter(VCPUS, 'n', req.vcpus, caps.vcpus === undefined ? undefined : caps.vcpus - req.vcpus),
+      counter(dayKey(priced.day), 'usd', cost, budget ? toMicro(budget.perDayUsd) - cost : undefined),
+      {
+        Put: {
+          TableName: this.table,
+          Item: { ...key(resKey(id)), fixed: S(JSON.stringify(fixed)), reservedAt: N(now), timings: { M: {} } },
+          ConditionExpression: 'attribute_not_exists(#k)',
+          ExpressionAttributeNames: { '#k': LEDGER_KEY }
+        }
+      }
+    ]
+    try {
+      await this.send(() => new this.sdk.TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: id }))
+      return { ok: true, id }
+    } catch (e) {
+      if (errName(e) !== 'TransactionCanceledException') throw e
+      const rs = reasons(e)
+      // The reservation item exists: an earlier attempt of this very call went through (its answer
+      // was lost), whatever the counters, which now include it, say.
+      if (rs[limits.length] === 'ConditionalCheckFailed') return { ok: true, id }
+      const failed = rs.indexOf('ConditionalCheckFailed')
+      if (failed < 0) throw e
+      return this.refuse(limits[failed], req, priced.day, cost)
+    }
+  }
+
+  private async get(id: string): Promise<LedgerRecord> {
+    const out = await this.send<Ddb.GetItemCommandOutput>(
+      () => new this.sdk.GetItemCommand({ TableName: this.table, Key: key(resKey(id)), ConsistentRead: true })
+    )
+    if (!out.Item) throw new HookError(`fleet ledger: no reservation ${id}`)
+    return toRecord(out.Item)
+  }
+
+  private async update(
+    id: string,
+    expr: string,
+    names: Record<string, string>,
+    values: Record<string, AttributeValue>,
+    cond = ''
+  ): Promise<boolean> {
+    try {
+      await this.send(
+        () =>
+          new this.sdk.UpdateItemCommand({
+            TableName: this.table,
+            Key: key(resKey(id)),
+            UpdateExpression: expr,
+            ConditionExpression: `attribute_exists(#k)${cond}`,
+            ExpressionAttributeNames: { '#k': LEDGER_KEY, ...names },
+            ExpressionAttributeValues: values
+          })
+      )
+      return true
+    } catch (e) {
+      if (errName(e) === 'ConditionalCheckFailedException') return false
+      throw e
+    }
+  }
+
+  async attach(id: string, instanceId: string, at = this.opts.clock.now()): Promise<void> {
+    const done = await this.update(
+      id,
+      'SET instanceId = :i, attachedAt = :t',
+      {},
+      { ':i': S(instanceId), ':t': N(at) },
+      ' AND (attribute_not_exists(instanceId) OR instanceId <> :i)'
+    )
+    if (!done && (await this.get(id)).instanceId !== instanceId) throw new HookError(`fleet ledger: reservation ${id} cannot be attached`)
+  }
+
+  async settle(id: string, opts: SettleOptions): Promise<LedgerRecord> {
+    const r = await this.get(id)
+    if (r.settledAt !== undefined) return r
+    const seconds = billedSeconds(opts.startedAt ?? r.attachedAt ?? r.reservedAt, opts.endedAt)
+    const actual = r.priceMicroPerHour === null ? 0 : costMicro(r.priceMicroPerHour, seconds)
+    const settledAt = this.opts.clock.now()
+    const add = (pk: string, attr: string, n: number): TransactWriteItem => ({
+      Update: {
+        TableName: this.table,
+        Key: key(pk),
+        UpdateExpression: 'ADD #a :add',
+        ExpressionAttributeNames: { '#a': attr },
+        ExpressionAttributeValues: { ':add': N(n) }
+      }
+    })
+    const items: TransactWriteItem[] = [
+      {
+        Update: {
+          TableName: this.table,
+          Key: key(resKey(id)),
+          UpdateExpression: 'SET settledAt = :s, endedAt = :e, billedSeconds = :b, actualMicro = :a',
+          ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(settledAt)',
+          ExpressionAttributeNames: { '#k': LEDGER_KEY },
+          ExpressionAttributeValues: { ':s': N(settledAt), ':e': N(opts.endedAt), ':b': N(seconds), ':a': N(actual) }
+        }
+      },
+      add(INSTANCES, 'n', -1),
+      add(repoKey(r.repository), 'n', -1),
+      add(VCPUS, 'n', -r.vcpus),
+      add(dayKey(r.day), 'usd', actual - r.reservedMicro)
+    ]
+    const token = createHash('sha256').update(`settle ${id}`).digest('hex').slice(0, 36)
+    try {
+      await this.send(() => new this.sdk.TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }))
+    } catch (e) {
+      // Settled meanwhile (by reap or a second call): that settlement stands.
+      if (!(errName(e) === 'TransactionCanceledException' && reasons(e)[0] === 'ConditionalCheckFailed')) throw e
+      return this.get(id)
+    }
+    return { ...r, settledAt, endedAt: opts.endedAt, billedSeconds: seconds, actualMicro: actual }
+  }
+
+  async recordTimings(id: string, timings: Record<string, number>): Promise<void> {
+    const entries = Object.entries(timings)
+    if (entries.length === 0) return
+    const bad = entries.find(([, ms]) => !Number.isFinite(ms))
+    if (bad) throw new HookError(`fleet ledger: timing ${bad[0]} is not a number of milliseconds`)
+    const names: Record<string, string> = { '#t': 'timings' }
+    const values: Record<string, AttributeValue> = {}
+    const sets = entries.map(([phase, ms], i) => {
+      names[`#p${i}`] = phase
+      values[`:v${i}`] = N(ms)
+      return `#t.#p${i} = :v${i}`
+    })
+    if (!(await this.update(id, `SET ${sets.join(', ')}`, names, values))) throw new HookError(`fleet ledger: no reservation ${id}`)
+  }
+
+  private async scan(filter: string, values: Record<string, AttributeValue>, names: Record<string, string> = {}): Promise<LedgerRecord[]> {
+    const out: LedgerRecord[] = []
+    let start: Record<string, AttributeValue> | undefined
+    do {
+      const page = await this.send<Ddb.ScanCommandOutput>(
+        () =>
+          new this.sdk.ScanCommand({
+            TableName: this.table,
+            ConsistentRead: true,
+            FilterExpression: `begins_with(#k, :res)${filter}`,
+            ExpressionAttributeNames: { '#k': LEDGER_KEY, ...names },
+            ExpressionAttributeValues: { ':res': S('res#'), ...values },
+            ExclusiveStartKey: start
+          })
+      )
+      for (const item of page.Items ?? []) out.push(toRecord(item))
+      start = page.LastEvaluatedKey
+    } while (start)
+    return out.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
+  }
+
+  unsettled(): Promise<LedgerRecord[]> {
+    return this.scan(' AND attribute_not_exists(settledAt)', {})
+  }
+
+  records({ since, until }: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
+    const values: Record<string, AttributeValue> = {}
+    let filter = ''
+    if (since !== undefined) {
+      filter += ' AND reservedAt >= :since'
+      values[':since'] = N(since)
+    }
+    if (until !== undefined) {
+      filter += ' AND reservedAt < :until'
+      values[':until'] = N(until)
+    }
+    return this.scan(filter, values)
+  }
+
+  close(): void {
+    this.client.destroy()
+  }
+}

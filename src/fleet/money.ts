@@ -1,0 +1,32 @@
+// The fleet's arithmetic, shared by both ledger kinds so that they agree to the micro-dollar.
+// Integer micro-dollars: sums of float dollars drift, and a cap compared against a drifted sum
+// can let one launch too many through.
+import type { FleetConfig } from '../config'
+
+export const MICRO = 1_000_000
+
+export const toMicro = (usd: number): number => Math.round(usd * MICRO)
+
+/** "48.10": micro-dollars as USD with cents (rounded up, so a spent budget never prints as less). */
+export const usd = (micro: number): string => (Math.ceil(micro / 10_000) / 100).toFixed(2)
+
+/** Cost of `seconds` at `microPerHour`, rounded up to the micro-dollar. */
+export const costMicro = (microPerHour: number, seconds: number): number => Math.ceil((microPerHour * seconds) / 3600)
+
+/** Billed seconds of an instance that ran from `startedAt` to `endedAt` (ms): per second, 60 s minimum. */
+export const billedSeconds = (startedAt: number, endedAt: number): number => Math.max(60, Math.ceil((endedAt - startedAt) / 1000))
+
+/** The budget day of `at` (epoch ms) in `timeZone`: YYYY-MM-DD. */
+export function budgetDay(at: number, timeZone: string): string {
+  const parts = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).formatToParts(
+    new Date(at)
+  )
+  const get = (t: string): string => parts.find((p) => p.type === t)!.value
+  return `${get('year')}-${get('month')}-${get('day')}`
+}
+
+/** The price of a type in micro-dollars per hour, or null when the config has none. */
+export function priceOf(fleet: FleetConfig, instanceType: string): number | null {
+  const p = fleet.budget?.prices[instanceType]
+  return p === undefined ? null : toMicro(p)
+}

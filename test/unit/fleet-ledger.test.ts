@@ -1,0 +1,223 @@
+import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FleetSchema, type FleetConfig } from '../../src/config'
+import type { ReserveRequest } from '../../src/fleet/ledger'
+import { LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
+import { openLedger } from '../../src/fleet/open-ledger'
+import { raceHosts } from './fleet-procs'
+
+const REQ: ReserveRequest = {
+  repository: 'acme/widgets',
+  workflow: 'ci',
+  runId: '7',
+  job: 'build',
+  runner: 'r1',
+  pool: 'warm',
+  instanceType: 't3.medium',
+  vcpus: 2,
+  maxLifetimeMinutes: 60
+}
+const NOON = Date.UTC(2026, 11, 1, 12)
+const PRICES = { 't3.medium': 0.0416, 't3.large': 0.0832 }
+
+let root: string
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'fleet-ledger-'))
+})
+afterEach(() => rmSync(root, { recursive: true, force: true }))
+
+const fleet = (extra: object): FleetConfig => FleetSchema.parse(extra)
+let clockNow = NOON
+const ledger = (f: FleetConfig): LocalLedger => newLocalLedger(f, root, { now: () => clockNow })
+const ok = { ok: true, id: expect.any(String) }
+
+test('caps.instances: the 3rd of a cap of 2 is refused with the line; settling one frees a place', async () => {
+  const l = ledger(fleet({ caps: { instances: 2 }, budget: { perDayUsd: 50, prices: PRICES } }))
+  const a = await l.reserve(REQ, NOON)
+  expect(a).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toEqual({ ok: false, line: 'fleet cap reached: 2 of 2 instances (budget today 0.09 of 50.00 USD)' })
+  await l.settle((a as { id: string }).id, { endedAt: NOON + 60_000 })
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+})
+
+test('without a budget the line has no budget part; caps.vcpus counts the request’s vCPUs', async () => {
+  const l = ledger(fleet({ caps: { vcpus: 5 } }))
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toEqual({ ok: false, line: 'fleet cap reached: 4 of 5 vCPUs, 2 more needed' })
+  expect(await l.reserve({ ...REQ, vcpus: 1 }, NOON)).toEqual(ok)
+})
+
+test('caps.perRepository.instances holds per repository only', async () => {
+  const l = ledger(fleet({ caps: { instances: 10, perRepository: { instances: 1 } } }))
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toEqual({ ok: false, line: 'fleet cap reached: 1 of 1 instances of acme/widgets' })
+  expect(await l.reserve({ ...REQ, repository: 'acme/gadgets' }, NOON)).toEqual(ok)
+})
+
+test('budget: refused once the day is spent, allowed the next day (injected clock), in the budget’s time zone', async () => {
+  // 1 h of t3.large reserves 0.0832; 0.20 USD pays for 2 (0.1664), not 3 (0.2496)
+  const f = fleet({ budget: { perDayUsd: 0.2, timezone: 'Europe/Berlin', prices: PRICES } })
+  const l = ledger(f)
+  const req = { ...REQ, instanceType: 't3.large' }
+  expect(await l.reserve(req, NOON)).toEqual(ok)
+  expect(await l.reserve(req, NOON)).toEqual(ok)
+  expect(await l.reserve(req, NOON)).toEqual({
+    ok: false,
+    line: 'fleet budget reached: budget today 0.17 of 0.20 USD (this t3.large reserves 0.09 USD for up to 60 min; 2 instances running)'
+  })
+  // 22:59 UTC is still 1 December in Berlin (UTC+1); 23:00 UTC is 2 December there
+  expect(await l.reserve(req, Date.UTC(2026, 11, 1, 22, 59))).toMatchObject({ ok: false })
+  expect(await l.reserve(req, Date.UTC(2026, 11, 1, 23, 0))).toEqual(ok)
+  // the clock given at open is the default
+  clockNow = NOON + 24 * 3600_000
+  // 2 December (Berlin): one reserved above, the 2nd fits, the 3rd not
+  expect(await l.reserve(req)).toEqual(ok)
+  expect(await l.reserve(req)).toMatchObject({ ok: false, line: expect.stringContaining('budget today 0.17 of 0.20 USD') })
+  clockNow = NOON
+  const days = (await l.records()).map((r) => r.day)
+  expect(days).toEqual(['2026-12-01', '2026-12-01', '2026-12-02', '2026-12-02'])
+})
+
+test('a type without a price is refused while a budget is set, naming the type; without a budget it counts at no cost', async () => {
+  expect(await ledger(fleet({ budget: { perDayUsd: 5, prices: PRICES } })).reserve({ ...REQ, instanceType: 'm7i.large' }, NOON)).toEqual({
+    ok: false,
+    line: 'fleet budget: no price for instance type m7i.large (add it to fleet.budget.prices)'
+  })
+  const l = ledger(fleet({}))
+  const r = await l.reserve({ ...REQ, instanceType: 'm7i.large' }, NOON)
+  expect(r).toEqual(ok)
+  expect((await l.records())[0]).toMatchObject({ priceMicroPerHour: null, reservedMicro: 0 })
+})
+
+test('settlement: per second with a 60 s minimum, from attach time, replacing the reserved cost on its day; idempotent', async () => {
+  const l = ledger(fleet({ budget: { perDayUsd: 1, prices: PRICES } }))
+  const id = ((await l.reserve(REQ, NOON)) as { id: string }).id
+  expect((await l.records())[0].reservedMicro).toBe(41_600)
+  // 10 s run: billed 60 s
+  const s1 = await l.settle(id, { endedAt: NOON + 10_000 })
+  expect(s1).toMatchObject({ billedSeconds: 60, actualMicro: Math.ceil((41_600 * 60) / 3600), endedAt: NOON + 10_000 })
+  expect(s1.actualMicro).toBe(694)
+  const again = await l.settle(id, { endedAt: NOON + 3_600_000 })
+  expect(again).toEqual(s1)
+
+  const id2 = ((await l.reserve(REQ, NOON)) as { id: string }).id
+  await l.attach(id2, 'i-abc', NOON + 30_000)
+  // 90.2 s after attach: 91 s, per second
+  const s2 = await l.settle(id2, { endedAt: NOON + 30_000 + 90_200 })
+  expect(s2).toMatchObject({
+    instanceId: 'i-abc',
+    attachedAt: NOON + 30_000,
+    billedSeconds: 91,
+    actualMicro: Math.ceil((41_600 * 91) / 3600)
+  })
+  // the day now carries the two real costs only: 0.000694 + 0.001052 -> "0.01"; 23 more 1 h reservations fit in 1.00, not 24
+  for (let i = 0; i < 23; i++) expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toMatchObject({
+    ok: false,
+    line: expect.stringMatching(/^fleet budget reached: budget today 0\.96 of 1\.00 USD/)
+  })
+  expect(await l.unsettled()).toHaveLength(23)
+})
+
+test('records: fields, timings, time range; unsettled; unknown id', async () => {
+  const l = ledger(fleet({ budget: { perDayUsd: 50, prices: PRICES } }))
+  const a = ((await l.reserve(REQ, NOON)) as { id: string }).id
+  const b = ((await l.reserve({ ...REQ, runner: 'r2' }, NOON + 1000)) as { id: string }).id
+  await l.recordTimings(a, { acquire: 1500 })
+  await l.recordTimings(a, { boot: 20_000 })
+  await l.settle(b, { endedAt: NOON + 120_000 })
+  expect(await l.records({ since: NOON, until: NOON + 1000 })).toEqual([
+    {
+      ...REQ,
+      id: a,
+      day: '2026-12-01',
+      reservedAt: NOON,
+      priceMicroPerHour: 41_600,
+      reservedMicro: 41_600,
+      timings: { acquire: 1500, boot: 20_000 }
+    }
+  ])
+  expect((await l.records({ since: NOON + 1 })).map((r) => r.id)).toEqual([b])
+  expect((await l.unsettled()).map((r) => r.id)).toEqual([a])
+  await expect(l.settle('nope', { endedAt: NOON })).rejects.toThrow('fleet ledger: no reservation nope')
+  await expect(l.recordTimings(a, { boot: NaN })).rejects.toThrow('fleet ledger: timing boot is not a number of milliseconds')
+  await expect(l.attach('constructor', 'i-1')).rejects.toThrow('no reservation constructor')
+})
+
+test('the ledger is private: 0600 file in a 0700 folder; default folder under the local root; a folder open to others is refused', async () => {
+  const l = await openLedger(fleet({}), { localRoot: root, clock: { now: () => NOON } })
+  await l.reserve(REQ)
+  expect(localLedgerDir(fleet({}), root)).toBe(`${root}/ledger`)
+  expect(statSync(`${root}/ledger`).mode & 0o777).toBe(0o700)
+  expect(statSync(`${root}/ledger/ledger.json`).mode & 0o777).toBe(0o600)
+  const open = join(root, 'open')
+  mkdirSync(open)
+  chmodSync(open, 0o755)
+  expect(() => newLocalLedger(fleet({ ledger: { kind: 'local', path: open } }), root, { now: () => NOON })).toThrow(
+    /is open to other users/
+  )
+})
+
+test('a lock left by a dead process is taken over; one held by a live process is waited for', async () => {
+  const l = ledger(fleet({ caps: { instances: 5 } }))
+  const dir = `${root}/ledger`
+  await l.reserve(REQ, NOON)
+  // positive control: a lock naming this live process holds the ledger until it goes
+  writeFileSync(`${dir}/ledger.lock`, `${process.pid} livetoken\n`, { mode: 0o600 })
+  let done = false
+  const waiting = l.reserve(REQ, NOON).then((r) => ((done = true), r))
+  await new Promise((r) => setTimeout(r, 300))
+  expect(done).toBe(false)
+  rmSync(`${dir}/ledger.lock`)
+  expect(await waiting).toEqual(ok)
+  // a dead pid's lock (a child that has exited)
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString()
+  writeFileSync(`${dir}/ledger.lock`, `${dead} deadtoken\n`, { mode: 0o600 })
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(JSON.parse(readFileSync(`${dir}/ledger.json`, 'utf8')).records).toBeDefined()
+})
+
+test('a lock file its creator left empty (died before writing its pid) is taken over once old', async () => {
+  const l = ledger(fleet({}))
+  await l.reserve(REQ, NOON)
+  const lock = `${root}/ledger/ledger.lock`
+  writeFileSync(lock, '', { mode: 0o600 })
+  let done = false
+  const waiting = l.reserve(REQ, NOON).then((r) => ((done = true), r))
+  await new Promise((r) => setTimeout(r, 300))
+  expect(done).toBe(false) // a fresh one may be a live creator's, about to write
+  const old = new Date(Date.now() - 60_000)
+  utimesSync(lock, old, old)
+  expect(await waiting).toEqual(ok)
+})
+
+test('a request without whole vCPUs and lifetime is a programming error, not a refusal', async () => {
+  const l = ledger(fleet({}))
+  await expect(l.reserve({ ...REQ, vcpus: 0 }, NOON)).rejects.toThrow('fleet ledger: a reservation needs whole vcpus')
+  await expect(l.reserve({ ...REQ, maxLifetimeMinutes: 1.5 }, NOON)).rejects.toThrow('fleet ledger: a reservation needs whole vcpus')
+})
+
+test('a damaged ledger file is reported, not overwritten', async () => {
+  const l = ledger(fleet({}))
+  await l.reserve(REQ, NOON)
+  writeFileSync(`${root}/ledger/ledger.json`, '{"version":1,"rec')
+  await expect(l.reserve(REQ, NOON)).rejects.toThrow(/fleet ledger: .*ledger\.json is not a ledger/)
+  expect(readFileSync(`${root}/ledger/ledger.json`, 'utf8')).toBe('{"version":1,"rec')
+})
+
+test('20 processes reserving at once against caps.instances 10: exactly 10', async () => {
+  const f = fleet({ caps: { instances: 10 } })
+  const results = (
+    await raceHosts(
+      Array.from({ length: 20 }, (_, i) => ({ fleet: f, localRoot: root, count: 1, req: { ...REQ, runner: `r${i}` }, now: NOON })),
+      3000
+    )
+  ).flat()
+  expect(results.filter((r) => r.ok)).toHaveLength(10)
+  for (const r of results.filter((r) => !r.ok)) expect(r).toEqual({ ok: false, line: 'fleet cap reached: 10 of 10 instances' })
+  expect(await ledger(f).unsettled()).toHaveLength(10)
+}, 60_000)
