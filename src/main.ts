@@ -9,7 +9,7 @@ import { delegation, runViaAgent } from './agent-client'
 import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
-import { execute, executeRequest, report, type HookPlace } from './execute'
+import type { HookPlace } from './execute'
 import type { AgentOptions, RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
@@ -56,15 +56,17 @@ async function hook(): Promise<number> {
       if (code !== null) return code
     }
     // No agent (or not a step): the command runs in this process.
+    const { execute } = await import('./execute')
     return (await execute(raw, process.env, io)).code
   } catch (err) {
+    const { report } = await import('./execute')
     return report(err, io)
   }
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
 const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> =>
-  (await executeRequest(req, { ...io, place: place() })).code
+  (await (await import('./execute')).executeRequest(req, { ...io, place: place() })).code
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
