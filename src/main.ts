@@ -134,4 +134,10 @@ async function main(): Promise<void> {
   else process.exit(code)
 }
 
-void main()
+// What main() does not catch itself: a part imported on demand that failed to load. Reported as the
+// loader reports a library that cannot load, with its exit code.
+main().catch((e: unknown) => {
+  const m = formatError(e).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
+  process.stdout.write(`::error::remote-container-hooks could not load a part of itself (${m})\n`)
+  process.exit(70)
+})
