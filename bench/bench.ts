@@ -78,7 +78,11 @@ interface Row {
   note?: string
 }
 
+/** The 1-minute load average: on a shared machine it says how far a run's figures can be trusted. */
+const load = (): string => require('node:os').loadavg()[0].toFixed(1)
+
 async function main(): Promise<void> {
+  const loadAtStart = load()
   const rows: Row[] = []
   const runner = new FakeRunner({ vm: VM, config: benchConfig })
   const ws = runner.workspace
@@ -384,7 +388,13 @@ async function main(): Promise<void> {
     if (r.target.startsWith('≤') && r.ratio !== undefined) r.ok = r.ratio <= Number(r.target.replace(/[^\d.]/g, ''))
     if (r.target.startsWith('overhead')) r.ok = r.ours - r.baseline <= Number(r.target.replace(/[^\d.]/g, ''))
   }
-  const results = { date: new Date().toISOString(), n: N, host: `${require('node:os').cpus().length} cores`, rows }
+  const results = {
+    date: new Date().toISOString(),
+    n: N,
+    host: `${require('node:os').cpus().length} cores`,
+    load: `${loadAtStart} at the start, ${load()} at the end`,
+    rows
+  }
   const unit = (r: Row, v: number): string => `${v.toFixed(0)} ${r.unit}`
   const table = [
     '| measurement | ours (median) | baseline (median) | baseline | ratio | target | met | note |',
@@ -400,7 +410,7 @@ async function main(): Promise<void> {
   const doc = join(repoRoot, 'docs', 'benchmarks.md')
   const begin = '<!-- bench:begin -->'
   const end = '<!-- bench:end -->'
-  const block = `${begin}\nLast run: ${results.date}, N=${N}, ${results.host}, loopback VM (user ${vm.user}).\n\n${table}\n${end}`
+  const block = `${begin}\nLast run: ${results.date}, N=${N}, ${results.host} (load average ${results.load}), loopback VM (user ${vm.user}).\n\n${table}\n${end}`
   let text = existsSync(doc) ? readFileSync(doc, 'utf8') : `# Benchmarks\n\n${begin}\n${end}\n`
   if (!text.includes(begin)) text += `\n${begin}\n${end}\n`
   text = text.replace(new RegExp(`${begin}[\\s\\S]*${end}`), block)

@@ -22,6 +22,7 @@ export const LAYERS = [
       'input-rules.ts',
       'tools.ts',
       'labels.ts',
+      'sha256.ts',
       'retry.ts',
       'cancel.ts',
       'private-fs.ts',

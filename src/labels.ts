@@ -1,6 +1,6 @@
 // Ownership labels put on every container, network and volume at creation, so cleanup and pruning
 // work from labels alone when state is lost.
-import { createHash, randomBytes } from 'node:crypto'
+import { sha256Hex } from './sha256'
 
 export const LABEL_PREFIX = 'dev.remote-container-hooks'
 export const LABEL_OWNER = `${LABEL_PREFIX}.owner`
@@ -11,11 +11,12 @@ export const LABEL_MACHINE = `${LABEL_PREFIX}.machine`
 
 /** Stable per-runner owner id (runner names may hold characters labels and paths dislike). */
 export function ownerId(runnerName: string): string {
-  return createHash('sha256').update(runnerName).digest('hex').slice(0, 16)
+  return sha256Hex(runnerName).slice(0, 16)
 }
 
 export function newJobId(): string {
-  return randomBytes(8).toString('hex')
+  // Web Crypto's global, loaded on first use: the step fast path imports this file too.
+  return Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(8))).toString('hex')
 }
 
 export function labelMap(owner: string, jobId: string, runnerName: string, machine?: string | null): Record<string, string> {

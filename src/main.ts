@@ -9,7 +9,7 @@ import { delegation, runViaAgent } from './agent-client'
 import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
-import { execute, executeRequest, report, type HookPlace } from './execute'
+import type { HookPlace } from './execute'
 import type { AgentOptions, RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
@@ -57,15 +57,17 @@ async function hook(): Promise<number> {
       if (code !== null) return code
     }
     // No agent (or not a step): the command runs in this process.
+    const { execute } = await import('./execute')
     return (await execute(raw, process.env, io)).code
   } catch (err) {
+    const { report } = await import('./execute')
     return report(err, io)
   }
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
 const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> =>
-  (await executeRequest(req, { ...io, place: place() })).code
+  (await (await import('./execute')).executeRequest(req, { ...io, place: place() })).code
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
@@ -142,4 +144,10 @@ async function main(): Promise<void> {
   else process.exit(code)
 }
 
-void main()
+// What main() does not catch itself: a part imported on demand that failed to load. Reported as the
+// loader reports a library that cannot load, with its exit code.
+main().catch((e: unknown) => {
+  const m = formatError(e).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
+  process.stdout.write(`::error::remote-container-hooks could not load a part of itself (${m})\n`)
+  process.exit(70)
+})

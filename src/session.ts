@@ -41,9 +41,11 @@ function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string
 /**
  * A small young generation: the buffers a step's output goes through live outside V8's heap, and
  * with the default (16 MiB semi-spaces) dead ones piled up between collections; memory the
- * allocator took for them stays with the process.
+ * allocator took for them stays with the process. A slower-growing old generation: what each step
+ * promotes (listings, base copies) is collected before the heap grows by more than a fifth, so an
+ * agent's memory levels off instead of creeping up step after step.
  */
-const AGENT_NODE_FLAGS = ['--max-semi-space-size=1']
+const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--heap-growing-percent=20']
 
 /** An agent being started: `ready` settles once it answers (or has failed); `stop` ends it, started or not. */
 export interface AgentStart {

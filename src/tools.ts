@@ -1,7 +1,7 @@
-// The runner-host programs the hook and its agent start (tar, rsync, ssh), found once by absolute
-// path. The runner prepends the job's GITHUB_PATH entries to the hook's PATH, so a job could put
-// its own `tar` first: the inherited PATH is never searched, and every spawn gets TOOL_ENV instead
-// of the hook's environment.
+// The runner-host programs the hook and its agent start (rsync, ssh; `tar` is no longer started,
+// its key stays valid), found once by absolute path. The runner prepends the job's GITHUB_PATH
+// entries to the hook's PATH, so a job could put its own `rsync` first: the inherited PATH is never
+// searched, and every spawn gets TOOL_ENV instead of the hook's environment.
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { ConfigError, HookError } from './errors'

@@ -4,11 +4,9 @@
 // pulls them as a tar. The first, bulk copy in prepare_job uses rsync (see rsync.ts).
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
-import { spawn } from 'node:child_process'
 import { TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { requireTool, TOOL_ENV } from '../tools'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
 import {
   fileFp,
@@ -23,6 +21,7 @@ import {
 } from './tree'
 import { isWithin, SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
+import { tarOf } from './tar-writer'
 
 export interface SyncLimits {
   stepBytes: number
@@ -114,20 +113,6 @@ export function forward(
     }
   })
   src.on('end', () => void (open && dst.end()))
-}
-
-/** Local `tar` as a child process (GNU tar on the runner host, never one found on the job's PATH). */
-function localTar(args: string[], cwd: string): ReturnType<typeof spawn> {
-  return spawn(requireTool('tar'), args, { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...TOOL_ENV } })
-}
-
-function waitChild(child: ReturnType<typeof spawn>, what: string): Promise<void> {
-  let err = ''
-  child.stderr?.on('data', (c) => (err = (err + c).slice(-2000)))
-  return new Promise((resolve, reject) => {
-    child.on('error', (e) => reject(new HookError(`${what}: ${e.message}`)))
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new HookError(`${what} exited ${code}: ${err.trim()}`))))
-  })
 }
 
 /**
@@ -226,13 +211,15 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   ch.stdin.on('error', () => undefined)
   ch.stdin.write(`${delList.length}\n`)
   if (delList.length) ch.stdin.write(delList)
-  const tar = localTar(['-c', '-f', '-', '--no-recursion', '--ignore-failed-read', '--null', '-T', '-'], t.hostWork)
-  tar.stdin!.end(send.map((p) => p + '\0').join(''))
-  forward(tar.stdout!, ch.stdin, (n) => (bytes += n))
-  const cancel = stopper(ch, t.signal, () => tar.kill())
-  const [, status] = await Promise.race([Promise.all([waitChild(tar, 'local tar (sync to remote)'), ch.done]), cancel.stopped]).finally(
-    () => cancel.dispose()
-  )
+  const tar = tarOf(t.hostWork, send)
+  const tarred = new Promise<void>((resolve, reject) => {
+    tar.on('end', resolve)
+    tar.on('error', (e) => reject(new HookError(`reading the files to sync to the remote: ${e.message}`)))
+  })
+  tarred.catch(() => undefined)
+  forward(tar, ch.stdin, (n) => (bytes += n))
+  const cancel = stopper(ch, t.signal, () => tar.destroy())
+  const [, status] = await Promise.race([Promise.all([tarred, ch.done]), cancel.stopped]).finally(() => cancel.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
     throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
