@@ -359,3 +359,17 @@ test('a container action without prepare_job leases a member for its one step (w
   expect(fs.existsSync(path.join(m.workRoot, 'jobs'))).toBe(false)
   expect(fs.existsSync(path.join(m.home, '~'))).toBe(false)
 })
+
+test('a group that has no member and may not launch one fails the job at once, stating why', async () => {
+  const p = await pool('pool-empty', 0, { maxSize: 0 })
+  const r = runnerFor(p, { waitTimeoutSeconds: 120 })
+  const t0 = Date.now()
+  const prep = await hookPrepare(r, jobArgs(r))
+  expect(prep.code).not.toBe(0)
+  expect(Date.now() - t0).toBeLessThan(30_000)
+  expect(errorLines(prep)).toEqual([
+    expect.stringMatching(
+      /^::error::pool pool-empty-\S+: 0 of 0 busy, 0 starting, desired 0 of max 0: no member can come \(provider\.autoScalingGroup\)$/
+    )
+  ])
+})
