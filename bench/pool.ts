@@ -1,12 +1,11 @@
 // Pool rows of `npm run bench`: leasing a warm member, and prepare_job on one, against moto's EC2 and
 // Auto Scaling APIs with loopback members (test/helpers/pool-env.ts), each compared in the same run
 // with the same measurement on a static host.
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../test/helpers/fake-runner'
-import { createPool } from '../test/helpers/pool-env'
+import { createPool, poolHookConfig, poolKeyPair } from '../test/helpers/pool-env'
 import { testImages, type VmName } from '../test/helpers/testenv'
 
 export interface PoolRow {
@@ -29,9 +28,7 @@ const leaseMs = (out: string): number => Number(/using .* \((\d+) ms\)/.exec(out
 
 export async function poolRows(vm: VmName, staticConfig: Record<string, unknown>, rounds = 7): Promise<PoolRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'rch-bench-pool-'))
-  const key = join(dir, 'pool_ed25519')
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pool', '-f', key])
-  const pub = readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
+  const { key, pub } = poolKeyPair(dir)
   const pool = await createPool({
     name: `bench-pool-${process.pid}`,
     size: 2,
@@ -40,18 +37,7 @@ export async function poolRows(vm: VmName, staticConfig: Record<string, unknown>
   })
   try {
     await pool.waitReady(2, 120_000)
-    const poolConfig = {
-      provider: {
-        kind: 'ec2-pool',
-        region: 'eu-west-1',
-        endpoint: pool.endpoint,
-        autoScalingGroup: pool.name,
-        user: 'tag:rch-user',
-        identityFile: key,
-        connect: { address: 'tag:rch-endpoint' }
-      },
-      remote: { workRoot: '~/rch' }
-    }
+    const poolConfig = poolHookConfig(pool, key)
     const env = {
       AWS_ACCESS_KEY_ID: 'testing',
       AWS_SECRET_ACCESS_KEY: 'testing',

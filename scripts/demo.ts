@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { FakeRunner, HOOK, type HookRun } from '../test/helpers/fake-runner'
 import { loadVm, testImages, type VmName } from '../test/helpers/testenv'
-import { createPool, type Pool } from '../test/helpers/pool-env'
+import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../test/helpers/pool-env'
 
 const color = process.stdout.isTTY && !process.env.NO_COLOR
 const paint = (code: string, s: string): string => (color ? `\x1b[${code}m${s}\x1b[0m` : s)
@@ -99,9 +99,7 @@ async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: str
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
   const dir = join(process.env.RCH_DEMO_DIR ?? '/tmp', `rch-demo-pool-${process.pid}`)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const key = join(dir, 'pool_ed25519')
-  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'demo-pool', '-f', key])
-  const pub = readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
+  const { key, pub } = poolKeyPair(dir, 'demo-pool')
   header('pool', 'an Auto Scaling group of 2 in moto; its members are loopback sshds, each its own user')
   const pool = await createPool({
     name: `demo-pool-${process.pid}`,
@@ -113,18 +111,7 @@ async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: str
   hookEnv = { AWS_ACCESS_KEY_ID: 'demo', AWS_SECRET_ACCESS_KEY: 'demo', AWS_EC2_METADATA_DISABLED: 'true' }
   const runner = new FakeRunner({
     name: `demo-runner-${process.pid}`,
-    config: {
-      provider: {
-        kind: 'ec2-pool',
-        region: 'eu-west-1',
-        endpoint: pool.endpoint,
-        autoScalingGroup: pool.name,
-        user: 'tag:rch-user',
-        identityFile: key,
-        connect: { address: 'tag:rch-endpoint' }
-      },
-      remote: { workRoot: '~/rch' }
-    }
+    config: poolHookConfig(pool, key)
   })
   return { pool, runner, remote: `pool ${pool.name} (moto at ${pool.endpoint}), work root ~/rch on each member` }
 }

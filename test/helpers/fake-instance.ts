@@ -93,8 +93,12 @@ export interface InstanceBooter {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** Removes this machine's docker objects labelled with an owner (what a terminated VM takes with it). */
-export async function removeOwnerDockerObjects(owner: string): Promise<void> {
-  const f = `label=${LABEL_OWNER}=${owner}`
+export function removeOwnerDockerObjects(owner: string): Promise<void> {
+  return removeLabelledDockerObjects(`label=${LABEL_OWNER}=${owner}`)
+}
+
+/** Removes this machine's containers, networks, volumes (and with `images`, images) matching a docker `--filter`. */
+export async function removeLabelledDockerObjects(filter: string, opts: { images?: boolean } = {}): Promise<void> {
   const ids = async (args: string[]) => {
     try {
       const { stdout } = await execFileP('docker', args)
@@ -103,12 +107,15 @@ export async function removeOwnerDockerObjects(owner: string): Promise<void> {
       return []
     }
   }
-  const containers = await ids(['ps', '-aq', '--filter', f])
+  const containers = await ids(['ps', '-aq', '--filter', filter])
   if (containers.length) await execFileP('docker', ['rm', '-f', ...containers]).catch(() => undefined)
-  const networks = await ids(['network', 'ls', '-q', '--filter', f])
+  const networks = await ids(['network', 'ls', '-q', '--filter', filter])
   if (networks.length) await execFileP('docker', ['network', 'rm', ...networks]).catch(() => undefined)
-  const volumes = await ids(['volume', 'ls', '-q', '--filter', f])
+  const volumes = await ids(['volume', 'ls', '-q', '--filter', filter])
   if (volumes.length) await execFileP('docker', ['volume', 'rm', '-f', ...volumes]).catch(() => undefined)
+  if (!opts.images) return
+  const images = await ids(['image', 'ls', '-q', '--filter', filter])
+  if (images.length) await execFileP('docker', ['image', 'rm', '-f', ...new Set(images)]).catch(() => undefined)
 }
 
 export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): InstanceBooter {

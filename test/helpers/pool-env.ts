@@ -29,7 +29,7 @@
  * 127.0.0.1: the addresses moto invents are never used. It ends only processes it started (its
  * sshds, by instance-sshd.sh's recorded PID) and the processes of the member users it holds.
  */
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -44,6 +44,7 @@ import {
   StopInstancesCommand
 } from '@aws-sdk/client-ec2'
 import { ec2Client, freePort, loadMoto, motoImageId, TEST_REGION } from './ec2-env'
+import { removeLabelledDockerObjects } from './fake-instance'
 import { parseEnvFile, repoRoot, testenvDir } from './testenv'
 
 const execFileP = promisify(execFile)
@@ -716,24 +717,9 @@ export async function stopMachineContainers(id: string): Promise<void> {
   if (running.length) await execFileP('docker', ['stop', '--time', '2', ...running])
 }
 
-/** Removes this machine's docker objects labelled for one member (what a terminated VM takes with it). */
-export async function removeMachineDockerObjects(id: string): Promise<void> {
-  const f = `label=${MACHINE_LABEL}=${id}`
-  const ids = async (args: string[]) => {
-    try {
-      return (await execFileP('docker', args)).stdout.split('\n').filter(Boolean)
-    } catch {
-      return []
-    }
-  }
-  const containers = await ids(['ps', '-aq', '--filter', f])
-  if (containers.length) await execFileP('docker', ['rm', '-f', ...containers]).catch(() => undefined)
-  const networks = await ids(['network', 'ls', '-q', '--filter', f])
-  if (networks.length) await execFileP('docker', ['network', 'rm', ...networks]).catch(() => undefined)
-  const volumes = await ids(['volume', 'ls', '-q', '--filter', f])
-  if (volumes.length) await execFileP('docker', ['volume', 'rm', '-f', ...volumes]).catch(() => undefined)
-  const images = await ids(['image', 'ls', '-q', '--filter', f])
-  if (images.length) await execFileP('docker', ['image', 'rm', '-f', ...new Set(images)]).catch(() => undefined)
+/** Removes this machine's docker objects labelled for one member (what a terminated VM takes with it), its images too. */
+export function removeMachineDockerObjects(id: string): Promise<void> {
+  return removeLabelledDockerObjects(`label=${MACHINE_LABEL}=${id}`, { images: true })
 }
 
 /** The env file instance-sshd.sh writes while a member's sshd runs (null when it does not run). */
@@ -742,5 +728,29 @@ export function memberSshdEnv(id: string): Record<string, string> | null {
     return parseEnvFile(fs.readFileSync(path.join(testenvDir, `inst-${id}`, 'env'), 'utf8'))
   } catch {
     return null
+  }
+}
+
+/** A pool key (the private half in `dir`, no passphrase), as an operator makes one: its path and `ssh-ed25519 AAAA…` public half. */
+export function poolKeyPair(dir: string, comment = 'pool'): { key: string; pub: string } {
+  const key = path.join(dir, 'pool_ed25519')
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', key])
+  return { key, pub: fs.readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ') }
+}
+
+/** The hook's configuration for a pool made here: members by their tags (address, user), work root ~/rch. */
+export function poolHookConfig(pool: Pick<Pool, 'endpoint' | 'name'>, identityFile: string, provider: Record<string, unknown> = {}) {
+  return {
+    provider: {
+      kind: 'ec2-pool',
+      region: 'eu-west-1',
+      endpoint: pool.endpoint,
+      autoScalingGroup: pool.name,
+      user: 'tag:rch-user',
+      identityFile,
+      connect: { address: `tag:${ENDPOINT_TAG}` },
+      ...provider
+    },
+    remote: { workRoot: '~/rch' }
   }
 }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { testVm } from '../helpers/conformance'
 import { repoRoot } from '../helpers/testenv'
-import { createPool, type Pool } from '../helpers/pool-env'
+import { createPool, type Pool, poolHookConfig } from '../helpers/pool-env'
 
 const vm = testVm()
 const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
@@ -204,21 +204,7 @@ describe('doctor against a pool (moto Auto Scaling group, members on loopback)',
     const members = await pool.waitReady(2)
     const before = await pool.describe()
     const f = join(dir, 'pool.json')
-    writeFileSync(
-      f,
-      JSON.stringify({
-        provider: {
-          kind: 'ec2-pool',
-          region: 'eu-west-1',
-          endpoint: pool.endpoint,
-          autoScalingGroup: pool.name,
-          user: 'tag:rch-user',
-          identityFile: key,
-          connect: { address: 'tag:rch-endpoint' }
-        },
-        remote: { workRoot: '~/rch' }
-      })
-    )
+    writeFileSync(f, JSON.stringify(poolHookConfig(pool, key)))
     const r = spawnSync(process.execPath, [hook, 'doctor', f, '--json'], {
       encoding: 'utf8',
       timeout: 60_000,

@@ -5,19 +5,16 @@
  * ever had two holders — checked from each member's own lease history, and against what each job
  * says it held. The wait each job had is reported (median, max).
  */
-import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { promisify } from 'node:util'
-import { createPool, type Pool } from '../helpers/pool-env'
+import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/pool-env'
 import { FakeRunner } from '../helpers/fake-runner'
 import { dumpRun, hookCall, hookPrepare } from '../helpers/fake-instance'
 import { testImages } from '../helpers/testenv'
 
 jest.setTimeout(900_000)
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
-const execFileP = promisify(execFile)
 
 /** Holders of one member over time, from its history; a grant while another holds it is a double lease. */
 export function doubleLeases(history: string): string[] {
@@ -54,9 +51,7 @@ afterAll(async () => {
 
 test('50 jobs from 2 runner hosts on a pool of 10: all succeed, never two holders on one member', async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-load-'))
-  const key = path.join(dir, 'pool_ed25519')
-  await execFileP('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pool', '-f', key])
-  const pub = fs.readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
+  const { key, pub } = poolKeyPair(dir)
   p = await createPool({
     name: `pool-load-${process.pid.toString(36)}`,
     size: 10,
@@ -71,21 +66,7 @@ test('50 jobs from 2 runner hosts on a pool of 10: all succeed, never two holder
     const host = hosts[i % 2]
     const r = new FakeRunner({
       name: `load-${host.name}-${i}`,
-      config: {
-        provider: {
-          kind: 'ec2-pool',
-          region: 'eu-west-1',
-          endpoint: pool.endpoint,
-          autoScalingGroup: pool.name,
-          user: 'tag:rch-user',
-          identityFile: key,
-          connect: { address: 'tag:rch-endpoint' },
-          lease: { ttlSeconds: 60 },
-          scaleOut: { enabled: false },
-          waitTimeoutSeconds: 600
-        },
-        remote: { workRoot: '~/rch' }
-      }
+      config: poolHookConfig(pool, key, { lease: { ttlSeconds: 60 }, scaleOut: { enabled: false }, waitTimeoutSeconds: 600 })
     })
     const env = { TMPDIR: host.tmp }
     const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] }, { env, limitMs: 700_000 })

@@ -13,7 +13,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
-import { createPool, userPids, type Pool, type PoolMember } from '../helpers/pool-env'
+import { createPool, poolHookConfig, poolKeyPair, userPids, type Pool, type PoolMember } from '../helpers/pool-env'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { errorLines } from '../helpers/conformance'
@@ -34,9 +34,7 @@ let ec2: EC2Client
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-pool-'))
-  key = path.join(dir, 'pool_ed25519')
-  await execFileP('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'pool', '-f', key])
-  pub = fs.readFileSync(`${key}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')
+  ;({ key, pub } = poolKeyPair(dir))
   ec2 = ec2Client()
 })
 afterAll(() => {
@@ -65,21 +63,7 @@ async function pool(name: string, size: number, over: Partial<Parameters<typeof 
 function runnerFor(p: Pool, provider: Record<string, unknown> = {}, name?: string): FakeRunner {
   return new FakeRunner({
     ...(name ? { name } : {}),
-    config: {
-      provider: {
-        kind: 'ec2-pool',
-        region: 'eu-west-1',
-        endpoint: p.endpoint,
-        autoScalingGroup: p.name,
-        user: 'tag:rch-user',
-        identityFile: key,
-        connect: { address: 'tag:rch-endpoint' },
-        lease: { ttlSeconds: 15 },
-        waitTimeoutSeconds: 60,
-        ...provider
-      },
-      remote: { workRoot: '~/rch' }
-    }
+    config: poolHookConfig(p, key, { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, ...provider })
   })
 }
 
