@@ -13,9 +13,10 @@ import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb
 import type { FleetConfig } from '../config'
 import { HookError } from '../errors'
 import { retry, type Clock } from '../retry'
-import type { Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
+import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
 import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
-import { billedSeconds, costMicro, toMicro } from './money'
+import { settlement, toMicro } from './money'
+import { checkJobUpdate } from './job-record'
 
 type DdbSdk = typeof Ddb
 type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
@@ -34,6 +35,22 @@ const VCPUS = 'counter#vcpus'
 const repoKey = (repository: string): string => `repo#${repository}`
 const dayKey = (day: string): string => `day#${day}`
 const resKey = (id: string): string => `res#${id}`
+const jobKey = (id: string): string => `job#${id}`
+/** A job's phase times are top-level attributes `ms_<phase>`: an update sets each without reading the others. */
+const PHASE_ATTR = 'ms_'
+const JOB_FIELDS = [
+  'repository',
+  'workflow',
+  'runId',
+  'job',
+  'runner',
+  'runnerHost',
+  'provider',
+  'pool',
+  'machine',
+  'reservationId'
+] as const
+const JOB_TIMES = ['startedAt', 'endedAt'] as const
 
 const S = (s: string): AttributeValue => ({ S: s })
 const N = (n: number): AttributeValue => ({ N: String(n) })
@@ -71,18 +88,41 @@ export function isRetryableDynamoError(e: unknown): boolean {
 }
 
 /** The reservation fields that never change, kept as one JSON attribute. */
-type Fixed = Omit<LedgerRecord, 'instanceId' | 'attachedAt' | 'settledAt' | 'endedAt' | 'billedSeconds' | 'actualMicro' | 'timings'>
+type Fixed = Omit<
+  LedgerRecord,
+  'instanceId' | 'attachedAt' | 'settledAt' | 'endedAt' | 'billedSeconds' | 'actualMicro' | 'heartbeatAt' | 'timings'
+>
 
 function toRecord(item: Record<string, AttributeValue>): LedgerRecord {
   const num = (k: string): number | undefined => (item[k]?.N === undefined ? undefined : Number(item[k].N))
   const r: LedgerRecord = { ...(JSON.parse(item.fixed.S!) as Fixed), timings: {} }
   for (const [k, v] of Object.entries(item.timings?.M ?? {})) r.timings[k] = Number(v.N)
   if (item.instanceId?.S) r.instanceId = item.instanceId.S
-  for (const k of ['attachedAt', 'settledAt', 'endedAt', 'billedSeconds', 'actualMicro'] as const) {
+  for (const k of ['attachedAt', 'settledAt', 'endedAt', 'billedSeconds', 'actualMicro', 'heartbeatAt'] as const) {
     const v = num(k)
     if (v !== undefined) r[k] = v
   }
   return r
+}
+
+function toJob(item: Record<string, AttributeValue>): JobRecord {
+  const j: JobRecord = {
+    jobId: item[LEDGER_KEY].S!.slice(jobKey('').length),
+    repository: '',
+    workflow: '',
+    runId: '',
+    job: '',
+    runner: '',
+    runnerHost: '',
+    provider: '',
+    startedAt: Number(item.startedAt?.N ?? 0),
+    timings: {}
+  }
+  for (const k of JOB_FIELDS) if (item[k]?.S !== undefined) j[k] = item[k].S
+  if (item.endedAt?.N !== undefined) j.endedAt = Number(item.endedAt.N)
+  for (const [k, v] of Object.entries(item))
+    if (k.startsWith(PHASE_ATTR) && v.N !== undefined) j.timings[k.slice(PHASE_ATTR.length)] = Number(v.N)
+  return j
 }
 
 export interface DynamoLedgerOptions {
@@ -238,8 +278,7 @@ export class DynamoLedger implements Ledger {
   async settle(id: string, opts: SettleOptions): Promise<LedgerRecord> {
     const r = await this.get(id)
     if (r.settledAt !== undefined) return r
-    const seconds = billedSeconds(opts.startedAt ?? r.attachedAt ?? r.reservedAt, opts.endedAt)
-    const actual = r.priceMicroPerHour === null ? 0 : costMicro(r.priceMicroPerHour, seconds)
+    const { seconds, actual } = settlement(r, opts)
     const settledAt = this.opts.clock.now()
     const add = (pk: string, attr: string, n: number): TransactWriteItem => ({
       Update: {
@@ -292,8 +331,54 @@ export class DynamoLedger implements Ledger {
     if (!(await this.update(id, `SET ${sets.join(', ')}`, names, values))) throw new HookError(`fleet ledger: no reservation ${id}`)
   }
 
-  private async scan(filter: string, values: Record<string, AttributeValue>, names: Record<string, string> = {}): Promise<LedgerRecord[]> {
-    const out: LedgerRecord[] = []
+  async beat(id: string, at = this.opts.clock.now()): Promise<void> {
+    // Not found, settled, or a later beat already there: nothing to do.
+    await this.update(
+      id,
+      'SET heartbeatAt = :t',
+      {},
+      { ':t': N(at) },
+      ' AND attribute_not_exists(settledAt) AND (attribute_not_exists(heartbeatAt) OR heartbeatAt < :t)'
+    )
+  }
+
+  async recordJob(u: JobUpdate): Promise<void> {
+    checkJobUpdate(u)
+    const names: Record<string, string> = {}
+    const values: Record<string, AttributeValue> = {}
+    const sets: string[] = []
+    const set = (attr: string, v: AttributeValue): void => {
+      const i = sets.length
+      names[`#a${i}`] = attr
+      values[`:v${i}`] = v
+      sets.push(`#a${i} = :v${i}`)
+    }
+    for (const k of JOB_FIELDS) if (u[k] !== undefined) set(k, S(u[k]))
+    for (const k of JOB_TIMES) if (u[k] !== undefined) set(k, N(u[k]))
+    if (u.startedAt === undefined) {
+      values[':now'] = N(this.opts.clock.now())
+      sets.push('startedAt = if_not_exists(startedAt, :now)')
+    }
+    for (const [phase, ms] of Object.entries(u.timings ?? {})) set(`${PHASE_ATTR}${phase}`, N(ms))
+    await this.send(
+      () =>
+        new this.sdk.UpdateItemCommand({
+          TableName: this.table,
+          Key: key(jobKey(u.jobId)),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ...(Object.keys(names).length ? { ExpressionAttributeNames: names } : {}),
+          ExpressionAttributeValues: values
+        })
+    )
+  }
+
+  private async scan<T>(
+    prefix: string,
+    read: (item: Record<string, AttributeValue>) => T,
+    filter: string,
+    values: Record<string, AttributeValue>
+  ): Promise<T[]> {
+    const out: T[] = []
     let start: Record<string, AttributeValue> | undefined
     do {
       const page = await this.send<Ddb.ScanCommandOutput>(
@@ -301,37 +386,52 @@ export class DynamoLedger implements Ledger {
           new this.sdk.ScanCommand({
             TableName: this.table,
             ConsistentRead: true,
-            FilterExpression: `begins_with(#k, :res)${filter}`,
-            ExpressionAttributeNames: { '#k': LEDGER_KEY, ...names },
-            ExpressionAttributeValues: { ':res': S('res#'), ...values },
+            FilterExpression: `begins_with(#k, :prefix)${filter}`,
+            ExpressionAttributeNames: { '#k': LEDGER_KEY },
+            ExpressionAttributeValues: { ':prefix': S(prefix), ...values },
             ExclusiveStartKey: start
           })
       )
-      for (const item of page.Items ?? []) out.push(toRecord(item))
+      for (const item of page.Items ?? []) out.push(read(item))
       start = page.LastEvaluatedKey
     } while (start)
-    return out.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
+    return out
   }
 
-  unsettled(): Promise<LedgerRecord[]> {
-    return this.scan(' AND attribute_not_exists(settledAt)', {})
+  async unsettled(): Promise<LedgerRecord[]> {
+    return sortRecords(await this.scan(resKey(''), toRecord, ' AND attribute_not_exists(settledAt)', {}))
   }
 
-  records({ since, until }: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
-    const values: Record<string, AttributeValue> = {}
-    let filter = ''
-    if (since !== undefined) {
-      filter += ' AND reservedAt >= :since'
-      values[':since'] = N(since)
-    }
-    if (until !== undefined) {
-      filter += ' AND reservedAt < :until'
-      values[':until'] = N(until)
-    }
-    return this.scan(filter, values)
+  async records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
+    return sortRecords(await this.scan(resKey(''), toRecord, ...between('reservedAt', range)))
+  }
+
+  async jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
+    const jobs = await this.scan(jobKey(''), toJob, ...between('startedAt', range))
+    return jobs.sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
   }
 
   close(): void {
     this.client.destroy()
   }
+}
+
+const sortRecords = (rs: LedgerRecord[]): LedgerRecord[] => rs.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
+
+/** A scan filter for `attr` in [since, until). */
+function between(
+  attr: 'reservedAt' | 'startedAt',
+  { since, until }: { since?: number; until?: number }
+): [string, Record<string, AttributeValue>] {
+  const values: Record<string, AttributeValue> = {}
+  let filter = ''
+  if (since !== undefined) {
+    filter += ` AND ${attr} >= :since`
+    values[':since'] = N(since)
+  }
+  if (until !== undefined) {
+    filter += ` AND ${attr} < :until`
+    values[':until'] = N(until)
+  }
+  return [filter, values]
 }

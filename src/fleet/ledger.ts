@@ -14,6 +14,9 @@ export interface ReserveRequest {
   vcpus: number
   /** The instance ends itself by then, so its cost is bounded by price × this. */
   maxLifetimeMinutes: number
+  /** The hook's id of the job that launched (labels.ts), and the runner machine's host name: what reap asks about. */
+  jobId?: string
+  runnerHost?: string
 }
 
 export type ReserveResult = { ok: true; id: string } | { ok: false; line: string }
@@ -34,14 +37,42 @@ export interface LedgerRecord extends ReserveRequest {
   endedAt?: number
   billedSeconds?: number
   actualMicro?: number
+  /** Last sign of life of the job holding it (its hook or agent); reap leaves a fresh one alone. */
+  heartbeatAt?: number
   /** Per-phase durations in ms (acquire, boot, ...), as recorded. */
   timings: Record<string, number>
 }
+
+/** One job as seen by the hook, whatever its provider: what `report` counts jobs and phase times from. */
+export interface JobRecord {
+  jobId: string
+  repository: string
+  workflow: string
+  runId: string
+  job: string
+  runner: string
+  runnerHost: string
+  /** The provider kind: static, ec2, ec2-pool. */
+  provider: string
+  pool?: string
+  /** The instance id or host:port the job ran on. */
+  machine?: string
+  reservationId?: string
+  startedAt: number
+  endedAt?: number
+  /** prepare_job's and cleanup_job's phases in ms (acquire, boot, ssh, sync, containers, health, total, cleanup, ...). */
+  timings: Record<string, number>
+}
+
+/** A change to a job record: named fields replace, timings merge phase by phase. */
+export type JobUpdate = Partial<JobRecord> & { jobId: string }
 
 export interface SettleOptions {
   endedAt: number
   /** When billing started; default the attach time, else the reservation time. */
   startedAt?: number
+  /** false: no instance ever ran for it (the launch failed): settled at zero cost. */
+  launched?: boolean
 }
 
 export interface Ledger {
@@ -51,9 +82,15 @@ export interface Ledger {
   /** Replaces the reserved cost with the real one and frees the instance and its vCPUs; a second call changes nothing. */
   settle(id: string, opts: SettleOptions): Promise<LedgerRecord>
   recordTimings(id: string, timings: Record<string, number>): Promise<void>
+  /** A sign of life of the job holding the reservation; nothing once it is settled. */
+  beat(id: string, at?: number): Promise<void>
   unsettled(): Promise<LedgerRecord[]>
   /** Every reservation made in [since, until) (epoch ms; either bound optional), oldest first. */
   records(range?: { since?: number; until?: number }): Promise<LedgerRecord[]>
+  /** Creates or amends the job's record (fields replace, timings merge). */
+  recordJob(update: JobUpdate): Promise<void>
+  /** Every job started in [since, until), oldest first. */
+  jobs(range?: { since?: number; until?: number }): Promise<JobRecord[]>
   close(): void
 }
 

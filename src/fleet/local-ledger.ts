@@ -7,13 +7,15 @@ import type { FleetConfig } from '../config'
 import { HookError } from '../errors'
 import { ensurePrivateDir, writePrivateFile } from '../private-fs'
 import { withFileLock } from './file-lock'
-import type { Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
+import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
 import { exceeded, priceRequest, refusalLine, type Usage } from './limits'
-import { billedSeconds, costMicro } from './money'
+import { settlement } from './money'
+import { checkJobUpdate, mergeJob } from './job-record'
 
 interface State {
   version: 1
   records: Record<string, LedgerRecord>
+  jobs?: Record<string, JobRecord>
 }
 
 const HINT = 'set fleet.ledger.path to a folder only the runner user can open'
@@ -104,13 +106,8 @@ export class LocalLedger implements Ledger {
     return this.update((s) => {
       const r = LocalLedger.get(s, id)
       if (r.settledAt !== undefined) return { result: r, changed: false }
-      const seconds = billedSeconds(opts.startedAt ?? r.attachedAt ?? r.reservedAt, opts.endedAt)
-      Object.assign(r, {
-        settledAt: this.clock.now(),
-        endedAt: opts.endedAt,
-        billedSeconds: seconds,
-        actualMicro: r.priceMicroPerHour === null ? 0 : costMicro(r.priceMicroPerHour, seconds)
-      })
+      const { seconds, actual } = settlement(r, opts)
+      Object.assign(r, { settledAt: this.clock.now(), endedAt: opts.endedAt, billedSeconds: seconds, actualMicro: actual })
       return { result: r, changed: true }
     })
   }
@@ -124,6 +121,34 @@ export class LocalLedger implements Ledger {
     })
   }
 
+  beat(id: string, at = this.clock.now()): Promise<void> {
+    return this.update((s) => {
+      const r = LocalLedger.get(s, id)
+      if (r.settledAt !== undefined || (r.heartbeatAt ?? 0) >= at) return { result: undefined, changed: false }
+      r.heartbeatAt = at
+      return { result: undefined, changed: true }
+    })
+  }
+
+  async recordJob(u: JobUpdate): Promise<void> {
+    checkJobUpdate(u)
+    return await this.update((s) => {
+      const jobs = (s.jobs ??= {})
+      const old = Object.prototype.hasOwnProperty.call(jobs, u.jobId) ? jobs[u.jobId] : undefined
+      jobs[u.jobId] = mergeJob(old, u, this.clock.now())
+      return { result: undefined, changed: true }
+    })
+  }
+
+  jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
+    return this.update((s) => ({
+      result: Object.values(s.jobs ?? {})
+        .filter((j) => inRange({ reservedAt: j.startedAt }, range))
+        .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId)),
+      changed: false
+    }))
+  }
+
   unsettled(): Promise<LedgerRecord[]> {
     return this.update((s) => ({ result: sorted(Object.values(s.records).filter((r) => r.settledAt === undefined)), changed: false }))
   }
@@ -135,7 +160,7 @@ export class LocalLedger implements Ledger {
   close(): void {}
 }
 
-export const inRange = (r: LedgerRecord, { since, until }: { since?: number; until?: number }): boolean =>
+export const inRange = (r: Pick<LedgerRecord, 'reservedAt'>, { since, until }: { since?: number; until?: number }): boolean =>
   (since === undefined || r.reservedAt >= since) && (until === undefined || r.reservedAt < until)
 
 export const sorted = (rs: LedgerRecord[]): LedgerRecord[] => rs.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))

@@ -30,3 +30,13 @@ export function priceOf(fleet: FleetConfig, instanceType: string): number | null
   const p = fleet.budget?.prices[instanceType]
   return p === undefined ? null : toMicro(p)
 }
+
+/** What settling a reservation bills: per second with a 60 s minimum, or nothing when no instance ever ran. */
+export function settlement(
+  r: { priceMicroPerHour: number | null; attachedAt?: number; reservedAt: number },
+  opts: { startedAt?: number; endedAt: number; launched?: boolean }
+): { seconds: number; actual: number } {
+  if (opts.launched === false) return { seconds: 0, actual: 0 }
+  const seconds = billedSeconds(opts.startedAt ?? r.attachedAt ?? r.reservedAt, opts.endedAt)
+  return { seconds, actual: r.priceMicroPerHour === null ? 0 : costMicro(r.priceMicroPerHour, seconds) }
+}

@@ -192,3 +192,51 @@ test('a reservation whose answer was lost is not counted twice, nor reported ref
   expect(await ledger.reserve(REQ)).toEqual({ ok: false, line: 'fleet cap reached: 1 of 1 instances' })
   ledger.close()
 })
+
+test('beats, zero-cost settlement and job records round-trip through the table', async () => {
+  const table = await newTable()
+  const fleet = fleetFor(table, { caps: { instances: 1 }, budget: { perDayUsd: 5, prices: { 't3.medium': 0.0416 } } })
+  let now = NOW
+  const ledger = new DynamoLedger(fleet, fleet.ledger as Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>, {
+    clock: { now: () => now },
+    client: { credentials: DUMMY_CREDENTIALS }
+  })
+  const a = (await ledger.reserve({ ...REQ, jobId: 'j1', runnerHost: 'rh1' })) as { id: string }
+  await ledger.beat(a.id, NOW + 5000)
+  await ledger.beat(a.id, NOW + 1000)
+  expect((await ledger.unsettled())[0]).toMatchObject({ heartbeatAt: NOW + 5000, jobId: 'j1', runnerHost: 'rh1' })
+  expect(await ledger.settle(a.id, { endedAt: NOW + 600_000, launched: false })).toMatchObject({ billedSeconds: 0, actualMicro: 0 })
+  expect(await counter(table, 'day#2026-12-01', 'usd')).toBe(0)
+  expect(await counter(table, 'counter#instances', 'n')).toBe(0)
+
+  await ledger.recordJob({
+    jobId: 'j1',
+    repository: 'acme/widgets',
+    job: 'build',
+    provider: 'ec2',
+    timings: { acquire: 1200, boot: 30_000 }
+  })
+  now = NOW + 60_000
+  await ledger.recordJob({ jobId: 'j1', endedAt: NOW + 90_000, machine: 'i-0abc', timings: { cleanup: 800, boot: 31_000 } })
+  await ledger.recordJob({ jobId: 'j0', repository: 'acme/gadgets', provider: 'static', startedAt: NOW - 1000 })
+  const jobs = await ledger.jobs()
+  expect(jobs.map((j) => j.jobId)).toEqual(['j0', 'j1'])
+  expect(jobs[1]).toEqual({
+    jobId: 'j1',
+    repository: 'acme/widgets',
+    workflow: '',
+    runId: '',
+    job: 'build',
+    runner: '',
+    runnerHost: '',
+    provider: 'ec2',
+    machine: 'i-0abc',
+    startedAt: NOW,
+    endedAt: NOW + 90_000,
+    timings: { acquire: 1200, boot: 31_000, cleanup: 800 }
+  })
+  expect((await ledger.jobs({ since: NOW })).map((j) => j.jobId)).toEqual(['j1'])
+  // Job items are not reservations, nor the other way round.
+  expect((await ledger.records()).map((r) => r.id)).toEqual([a.id])
+  ledger.close()
+})

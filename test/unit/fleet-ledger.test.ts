@@ -221,3 +221,39 @@ test('20 processes reserving at once against caps.instances 10: exactly 10', asy
   for (const r of results.filter((r) => !r.ok)) expect(r).toEqual({ ok: false, line: 'fleet cap reached: 10 of 10 instances' })
   expect(await ledger(f).unsettled()).toHaveLength(10)
 }, 60_000)
+
+test('settle with launched: false frees the place at zero cost; beat records the latest sign of life until settled', async () => {
+  const l = ledger(fleet({ caps: { instances: 1 }, budget: { perDayUsd: 1, prices: PRICES } }))
+  const a = (await l.reserve(REQ, NOON)) as { id: string }
+  await l.beat(a.id, NOON + 5_000)
+  await l.beat(a.id, NOON + 1_000)
+  expect((await l.unsettled())[0].heartbeatAt).toBe(NOON + 5_000)
+  const r = await l.settle(a.id, { endedAt: NOON + 600_000, launched: false })
+  expect(r).toMatchObject({ billedSeconds: 0, actualMicro: 0 })
+  await l.beat(a.id, NOON + 9_000)
+  expect((await l.records())[0].heartbeatAt).toBe(NOON + 5_000)
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+})
+
+test('job records: created by the first update, fields replace, timings merge; bad phase names and times refused', async () => {
+  const l = ledger(fleet({}))
+  clockNow = NOON
+  await l.recordJob({ jobId: 'j1', repository: 'acme/widgets', provider: 'ec2', timings: { acquire: 1200, boot: 30_000 } })
+  clockNow = NOON + 60_000
+  await l.recordJob({ jobId: 'j1', endedAt: NOON + 90_000, timings: { cleanup: 800, boot: 31_000 } })
+  await l.recordJob({ jobId: 'j0', repository: 'acme/gadgets', provider: 'static', startedAt: NOON - 1000, timings: {} })
+  const jobs = await l.jobs()
+  expect(jobs.map((j) => j.jobId)).toEqual(['j0', 'j1'])
+  expect(jobs[1]).toMatchObject({
+    repository: 'acme/widgets',
+    provider: 'ec2',
+    startedAt: NOON,
+    endedAt: NOON + 90_000,
+    timings: { acquire: 1200, boot: 31_000, cleanup: 800 }
+  })
+  expect((await l.jobs({ since: NOON })).map((j) => j.jobId)).toEqual(['j1'])
+  await expect(l.recordJob({ jobId: 'j1', timings: { 'a b': 1 } })).rejects.toThrow(/timing "a b"/)
+  await expect(l.recordJob({ jobId: 'j1', timings: { x: NaN } })).rejects.toThrow(/timing "x"/)
+  await expect(l.recordJob({ jobId: '../x' })).rejects.toThrow(/bad job id/)
+  clockNow = NOON
+})

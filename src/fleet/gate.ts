@@ -1,0 +1,41 @@
+// What a provider sees of the fleet ledger: reserve before a launch (refused → the job fails with
+// the ledger's one line), attach the instance, settle at release. The job's facts (repository,
+// run, runner...) are filled in here, so a provider passes only what it is launching.
+import { HookError } from '../errors'
+import type { Ledger, ReserveRequest, SettleOptions } from './ledger'
+
+/** What a provider is about to launch. */
+export interface LaunchSpec {
+  instanceType: string
+  vcpus: number
+  /** The instance's cost is bounded by its price × this (it ends itself, or is recycled, by then). */
+  maxLifetimeMinutes: number
+  pool?: string
+}
+
+/** The job's facts every reservation carries. */
+export type JobFacts = Pick<ReserveRequest, 'repository' | 'workflow' | 'runId' | 'job' | 'runner' | 'jobId' | 'runnerHost'>
+
+/** A refused launch: its message is the ledger's line, printed as the job's one `::error::`. */
+export class FleetRefused extends HookError {}
+
+export interface FleetGate {
+  /** Reserves one launch; throws FleetRefused with the limit and the current use. */
+  reserve(spec: LaunchSpec): Promise<string>
+  attach(id: string, instanceId: string): Promise<void>
+  settle(id: string, opts: SettleOptions): Promise<void>
+  beat(id: string): Promise<void>
+}
+
+export function fleetGate(ledger: Ledger, facts: JobFacts): FleetGate {
+  return {
+    async reserve(spec) {
+      const r = await ledger.reserve({ ...facts, ...spec })
+      if (!r.ok) throw new FleetRefused(r.line)
+      return r.id
+    },
+    attach: (id, instanceId) => ledger.attach(id, instanceId),
+    settle: async (id, opts) => void (await ledger.settle(id, opts)),
+    beat: (id) => ledger.beat(id)
+  }
+}

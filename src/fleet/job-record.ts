@@ -1,0 +1,34 @@
+// Job records as both ledger kinds keep them: one merge rule, one check of what a record may hold.
+import { HookError } from '../errors'
+import type { JobRecord, JobUpdate } from './ledger'
+
+const PHASE = /^[a-z][a-z0-9_]{0,39}$/
+
+/** Rejects what would corrupt a report: a phase name that is not a plain word, or a time that is not a number. */
+export function checkJobUpdate(u: JobUpdate): void {
+  if (typeof u.jobId !== 'string' || !/^[A-Za-z0-9_-]{1,80}$/.test(u.jobId))
+    throw new HookError(`fleet ledger: bad job id ${JSON.stringify(u.jobId)}`)
+  for (const [phase, ms] of Object.entries(u.timings ?? {}))
+    if (!PHASE.test(phase) || !Number.isFinite(ms))
+      throw new HookError(`fleet ledger: timing ${JSON.stringify(phase)} is not a phase in milliseconds`)
+  for (const k of ['startedAt', 'endedAt'] as const)
+    if (u[k] !== undefined && !Number.isFinite(u[k])) throw new HookError(`fleet ledger: job ${k} is not a time`)
+}
+
+/** The record after `u`: named fields replace, timings merge; a job first seen in an update starts at `now`. */
+export function mergeJob(old: JobRecord | undefined, u: JobUpdate, now: number): JobRecord {
+  const base: JobRecord = old ?? {
+    jobId: u.jobId,
+    repository: '',
+    workflow: '',
+    runId: '',
+    job: '',
+    runner: '',
+    runnerHost: '',
+    provider: '',
+    startedAt: now,
+    timings: {}
+  }
+  const defined = Object.fromEntries(Object.entries(u).filter(([k, v]) => v !== undefined && k !== 'timings'))
+  return { ...base, ...defined, timings: { ...base.timings, ...(u.timings ?? {}) } }
+}
