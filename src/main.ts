@@ -15,17 +15,16 @@ import { version } from '../package.json'
 import { usage } from './usage'
 import { BUILD_ID } from './build-id'
 import { isOpCommand, type OpName } from './ops/names'
+import { hookLocalRoot } from './paths'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
 
 const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
-/** Agent sockets, per-job keys and sync bases: a private folder of this user (private-fs.ts). */
-const localRoot = (): string => `${tmpdir()}/rch-${uid()}`
 const place = (): HookPlace => ({
   hookPath: process.argv[1],
   nodePath: process.execPath,
-  localRoot: localRoot(),
+  localRoot: hookLocalRoot(),
   defaultLogFile: `${tmpdir()}/remote-container-hooks-${uid()}/hook.log`
 })
 

@@ -1,6 +1,7 @@
 // Host paths the runner hands over → paths on the remote host. Only what the hook syncs can be
 // mapped: the runner's `_work` (→ <jobRoot>/w), its externals (→ a shared, content-versioned copy)
 // and the Docker socket.
+import { tmpdir } from 'node:os'
 import { posix } from 'node:path'
 import { InputError } from './errors'
 
@@ -49,3 +50,6 @@ export const repoRootOf = (workDir: string, workspace: string): string | null =>
  * state-less cleanup can find a lost job's. Always derived from these, never read from the state.
  */
 export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`
+
+/** The hook's private folder on the runner host (agent sockets, per-job keys, the local ledger): one per user. */
+export const hookLocalRoot = (): string => `${tmpdir()}/rch-${typeof process.getuid === 'function' ? process.getuid() : 0}`

@@ -24,7 +24,10 @@ Environment
 Operator commands (run by hand or from scripts; \`remote-hooks\` is the package's bin for this file)
   node index.js check-config [FILE]   validate a configuration offline (no network); exit 0, or 78
   node index.js doctor [FILE]         read-only live checks with a fix for each failure; exit 0 or 1
-  Each takes --help and --json (a human table by default). FILE defaults to $REMOTE_HOOKS_CONFIG.
+  node index.js report [FILE] [--since T] [--until T] [--by repository|workflow|runner|day]
+                                      jobs, instance-hours, cost, acquire/boot times from the fleet ledger
+  Each takes --help and --json (a human table by default; report also --csv and --openmetrics).
+  FILE defaults to $REMOTE_HOOKS_CONFIG.
 
 Options
   --help      this text

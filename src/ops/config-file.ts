@@ -12,7 +12,8 @@ export interface Problem {
   message: string
 }
 
-const fileIo = {
+/** loadConfig's file access, as the hook's. */
+export const fileIo = {
   readFile: (p: string) => readFileSync(p, 'utf8'),
   canRead: (p: string) => {
     try {

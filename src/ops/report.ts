@@ -1,0 +1,118 @@
+// `report`: what the fleet did in a time range, from the ledger only (no cloud call): jobs,
+// launches, instance-hours, cost and the acquire and boot times, per repository, workflow,
+// runner or budget day.
+import { existsSync } from 'node:fs'
+import { loadConfig, type Config } from '../config'
+import { ConfigError } from '../errors'
+import type { JobRecord, Ledger, LedgerRecord } from '../fleet/ledger'
+import { localLedgerDir } from '../fleet/local-ledger'
+import { openLedger } from '../fleet/open-ledger'
+import { hookLocalRoot } from '../paths'
+import { EX_USAGE, type OpArgs, type OpCommand, type OpIo } from './command'
+import { fileIo } from './config-file'
+import { EX_CONFIG } from './check-config'
+import { buildReport, GROUP_BYS, type GroupBy } from './report-data'
+import { reportCsv, reportJson, reportTable } from './report-format'
+import { reportOpenMetrics } from './report-openmetrics'
+import { parseTime, TIME_FORMS } from './report-time'
+
+const DEFAULT_DAYS = 7
+
+export const reportCommand: OpCommand = {
+  name: 'report',
+  summary: 'jobs, launches, instance-hours, cost and acquire/boot times from the fleet ledger, per group',
+  maxPositional: 1,
+  options: { config: 'value', since: 'value', until: 'value', by: 'value', csv: 'flag', openmetrics: 'flag' },
+  help: `usage: remote-hooks report [FILE | --config FILE] [--since T] [--until T]
+                           [--by repository|workflow|runner|day] [--json | --csv | --openmetrics]
+
+Reads the fleet ledger the configuration FILE (default: $REMOTE_HOOKS_CONFIG) names (fleet.ledger)
+and prints, per group and in total: jobs, launches, instance-hours, cost in USD, and the p50/p95
+(nearest rank) of prepare_job's acquire and boot times. Nothing but the ledger is read; nothing is written.
+
+  --since T, --until T  the range [since, until): jobs by their start, launches by their reservation.
+                        T is ${TIME_FORMS}; a date or time without a zone is in the budget's time zone.
+                        Default: the last ${DEFAULT_DAYS} days up to now (--openmetrics: from the beginning).
+  --by                  repository (default), workflow (with its repository), runner, or day
+                        (the budget day: fleet.budget.timezone, else UTC)
+
+A launch counts once its instance is reserved; one settled as never launched is not counted.
+Settled launches count their billed seconds and cost; launches still running count the time since
+they started at the configured price, marked * in the table ("running" in --json and --csv).
+
+Output: a table; --json {"by", "timeZone", "since", "until", "now", "groups": [{<group fields>,
+  "jobs", "launches", "runningLaunches", "instanceSeconds", "instanceHours", "runningInstanceSeconds",
+  "costUsd", "runningCostUsd", "unpricedLaunches", "acquireSeconds": {"samples", "p50", "p95"},
+  "bootSeconds": {...}}], "total": {...}}; --csv the same as RFC 4180 rows (scope group|total);
+  --openmetrics OpenMetrics text for a node-exporter textfile collector (docs/operations.md).
+
+Exit status: 0 done, 64 usage error (a bad --since, --until or --by), 78 bad configuration.
+`,
+  run: (args, io) => runReport(args, io)
+}
+
+export interface ReportDeps {
+  now?: number
+  localRoot?: string
+  open?: (config: Config) => Promise<Ledger>
+}
+
+const usage = (io: OpIo, line: string): number => (io.stderr.write(`report: ${line}\n`), EX_USAGE)
+
+export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): Promise<number> {
+  const o = args.options
+  const forms = (['json', 'csv', 'openmetrics'] as const).filter((f) => (f === 'json' ? args.json : o[f]))
+  if (forms.length > 1) return usage(io, `give one output form, not ${forms.map((f) => `--${f}`).join(' and ')}`)
+  if (o.config !== undefined && args.positional.length) return usage(io, 'give the configuration file once (FILE or --config FILE)')
+  const by = (o.by ?? 'repository') as GroupBy
+  if (!GROUP_BYS.includes(by)) return usage(io, `--by must be one of ${GROUP_BYS.join(', ')} (got ${JSON.stringify(o.by)})`)
+
+  const file = (o.config as string | undefined) ?? args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG
+  let config: Config
+  try {
+    config = loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e
+    for (const issue of e.issues) io.stderr.write(`report: invalid configuration: ${issue}\n`)
+    return EX_CONFIG
+  }
+
+  const now = deps.now ?? Date.now()
+  const timeZone = config.fleet.budget?.timezone ?? 'UTC'
+  const range: { since?: number; until?: number } = {}
+  for (const flag of ['since', 'until'] as const) {
+    const text = o[flag]
+    if (text === undefined) continue
+    const at = parseTime(String(text), now, timeZone)
+    if (at === null) return usage(io, `--${flag} ${JSON.stringify(text)} is not a time: give ${TIME_FORMS}`)
+    range[flag] = at
+  }
+  if (o.since === undefined && !o.openmetrics) range.since = now - DEFAULT_DAYS * 86_400_000
+  if (range.since !== undefined && range.until !== undefined && range.since >= range.until)
+    return usage(io, `--since (${new Date(range.since).toISOString()}) must be before --until (${new Date(range.until).toISOString()})`)
+
+  const { records, jobs } = await readLedger(config, range, now, deps)
+  const report = buildReport({ records, jobs, by, timeZone, now, ...range })
+  io.stdout.write(
+    args.json ? reportJson(report) : o.csv ? reportCsv(report) : o.openmetrics ? reportOpenMetrics(report) : reportTable(report)
+  )
+  return 0
+}
+
+async function readLedger(
+  config: Config,
+  range: { since?: number; until?: number },
+  now: number,
+  deps: ReportDeps
+): Promise<{ records: LedgerRecord[]; jobs: JobRecord[] }> {
+  const localRoot = deps.localRoot ?? hookLocalRoot()
+  // A local ledger not made yet holds nothing; opening it would create its folder.
+  if (!deps.open && config.fleet.ledger.kind === 'local' && !existsSync(localLedgerDir(config.fleet, localRoot)))
+    return { records: [], jobs: [] }
+  const ledger = await (deps.open ?? ((c) => openLedger(c.fleet, { localRoot, clock: { now: () => now } })))(config)
+  try {
+    return { records: await ledger.records(range), jobs: await ledger.jobs(range) }
+  } finally {
+    ledger.close()
+  }
+}
