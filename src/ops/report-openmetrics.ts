@@ -80,9 +80,8 @@ export function reportOpenMetrics(r: Report): string {
   const fields = GROUP_FIELDS[r.by]
   const out: string[] = []
   for (const f of FAMILIES) {
-    out.push(`# TYPE ${f.name} ${f.type}`)
+    out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`)
     if (f.unit) out.push(`# UNIT ${f.name} ${f.unit}`)
-    out.push(`# HELP ${f.name} ${f.help}`)
     for (const row of r.rows) {
       const labels = fields.map((name, i) => `${name}="${escapeLabel(row.key[i])}"`)
       for (const [suffix, extra, value] of f.samples(row)) {

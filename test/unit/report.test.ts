@@ -1,0 +1,530 @@
+// `report` against a local ledger the test fills with known reservations, settlements and jobs.
+// Every expected number is worked out by hand in the comments next to it, never by the report's code.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FleetSchema } from '../../src/config'
+import type { ReserveRequest } from '../../src/fleet/ledger'
+import { LocalLedger } from '../../src/fleet/local-ledger'
+import { runOpCommand } from '../../src/ops/cli'
+import { parseArgs } from '../../src/ops/command'
+import { reportCommand, runReport } from '../../src/ops/report'
+
+const H = 3_600_000
+const NOON = Date.UTC(2026, 11, 1, 12)
+const PRICES = { 't3.medium': 0.0416, 't3.large': 0.0832 }
+
+let root: string
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'rch-report-'))
+})
+afterEach(() => rmSync(root, { recursive: true, force: true }))
+
+function configFile(fleet: object): string {
+  const f = join(root, 'config.json')
+  writeFileSync(
+    f,
+    JSON.stringify({
+      provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-1', instanceTypes: ['t3.medium'] },
+      remote: { workRoot: '/srv/rch' },
+      fleet: { ledger: { kind: 'local', path: join(root, 'ledger') }, ...fleet }
+    })
+  )
+  return f
+}
+
+const FLEET = { budget: { perDayUsd: 50, timezone: 'Europe/Berlin', prices: PRICES } }
+const ledgerOf = (fleet: object): LocalLedger => new LocalLedger(FleetSchema.parse(fleet), join(root, 'ledger'), { now: () => NOON })
+
+const req = (repository: string, workflow: string, runner: string, instanceType: string): ReserveRequest => ({
+  repository,
+  workflow,
+  runId: '1',
+  job: 'build',
+  runner,
+  instanceType,
+  vcpus: 2,
+  maxLifetimeMinutes: 60
+})
+
+async function reserve(l: LocalLedger, r: ReserveRequest, at: number): Promise<string> {
+  const res = await l.reserve(r, at)
+  if (!res.ok) throw new Error(res.line)
+  return res.id
+}
+
+/**
+ * Launches (reservedAt → attach → end):
+ *   A widgets/ci/r1      t3.medium 09:00Z, +30 s, ended 3600 s later   → 3600 s, 0.0416 × 1 h        = 41600 µ$
+ *   B widgets/release/r2 t3.large  10:00Z, +10 s, ended 30 s later     → 60 s (minimum), 83200/60 = 1386.67 → 1387 µ$
+ *   C gadgets/ci/r1      t3.medium 11:00Z, +20 s, still running at 12:00 → 3580 s, 41600 × 3580/3600 = 41368.9 → 41369 µ$
+ *   D gadgets/ci/r2      t3.large  11:30Z, settled as never launched  → not a launch
+ *   E widgets/ci/r1      t3.medium Nov 30 22:30Z (23:30 Berlin), never attached, ended 120 s later → 120 s, 1386.67 → 1387 µ$
+ *   F gadgets/nightly/r3 t3.large  Nov 30 23:30Z (00:30 Dec 1 Berlin), +5 s, ended 3600 s later → 3600 s, 83200 µ$
+ *   O widgets/ci/r1      t3.medium 8 days before noon, settled: outside the default 7 days
+ * Jobs (start, acquire ms, boot ms):
+ *   j1 widgets/ci/r1 09:00Z 400 31200; j2 widgets/release/r2 10:00Z 500 29000; j3 gadgets/ci/r1 11:00Z 1000 40000;
+ *   j4 gadgets/ci/r2 11:30Z 900 -; j5 widgets/ci/r1 Nov 30 22:30Z 300 35000; j6 gadgets/nightly/r3 Nov 30 23:30Z 700 30000;
+ *   j7 widgets/ci/r1 (static) 11:45Z 10 -; jOld widgets 8 days before noon.
+ */
+async function fill(): Promise<void> {
+  const l = ledgerOf(FLEET)
+  const W = 'acme/widgets'
+  const G = 'acme/gadgets'
+  const t9 = NOON - 3 * H
+  const a = await reserve(l, req(W, 'ci', 'r1', 't3.medium'), t9)
+  await l.attach(a, 'i-a', t9 + 30_000)
+  await l.settle(a, { endedAt: t9 + 30_000 + 3600_000 })
+  const t10 = NOON - 2 * H
+  const b = await reserve(l, req(W, 'release', 'r2', 't3.large'), t10)
+  await l.attach(b, 'i-b', t10 + 10_000)
+  await l.settle(b, { endedAt: t10 + 40_000 })
+  const t11 = NOON - H
+  const c = await reserve(l, req(G, 'ci', 'r1', 't3.medium'), t11)
+  await l.attach(c, 'i-c', t11 + 20_000)
+  const d = await reserve(l, req(G, 'ci', 'r2', 't3.large'), NOON - H / 2)
+  await l.settle(d, { endedAt: NOON - H / 2 + 5000, launched: false })
+  const e = await reserve(l, req(W, 'ci', 'r1', 't3.medium'), Date.UTC(2026, 10, 30, 22, 30))
+  await l.settle(e, { endedAt: Date.UTC(2026, 10, 30, 22, 32) })
+  const tf = Date.UTC(2026, 10, 30, 23, 30)
+  const f = await reserve(l, req(G, 'nightly', 'r3', 't3.large'), tf)
+  await l.attach(f, 'i-f', tf + 5000)
+  await l.settle(f, { endedAt: tf + 5000 + 3600_000 })
+  const o = await reserve(l, req(W, 'ci', 'r1', 't3.medium'), NOON - 8 * 24 * H)
+  await l.settle(o, { endedAt: NOON - 8 * 24 * H + 600_000 })
+  const job = (jobId: string, repository: string, workflow: string, runner: string, startedAt: number, timings: Record<string, number>) =>
+    l.recordJob({ jobId, repository, workflow, runner, runId: '1', job: 'build', runnerHost: 'h', provider: 'ec2', startedAt, timings })
+  await job('j1', W, 'ci', 'r1', t9, { acquire: 400, boot: 31200 })
+  await job('j2', W, 'release', 'r2', t10, { acquire: 500, boot: 29000 })
+  await job('j3', G, 'ci', 'r1', t11, { acquire: 1000, boot: 40000 })
+  await job('j4', G, 'ci', 'r2', NOON - H / 2, { acquire: 900 })
+  await job('j5', W, 'ci', 'r1', Date.UTC(2026, 10, 30, 22, 30), { acquire: 300, boot: 35000 })
+  await job('j6', G, 'nightly', 'r3', tf, { acquire: 700, boot: 30000 })
+  await job('j7', W, 'ci', 'r1', NOON - H / 4, { acquire: 10 })
+  await job('jOld', W, 'ci', 'r1', NOON - 8 * 24 * H, { acquire: 99999, boot: 99999 })
+}
+
+function io() {
+  const out: string[] = []
+  const err: string[] = []
+  return {
+    io: {
+      env: {},
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { write: (s: string) => err.push(s) },
+      signal: new AbortController().signal
+    },
+    out: () => out.join(''),
+    err: () => err.join('')
+  }
+}
+
+async function report(argv: string[], now = NOON): Promise<{ code: number; out: string; err: string }> {
+  const args = parseArgs(reportCommand, argv)
+  if (!('positional' in args)) throw new Error(JSON.stringify(args))
+  const t = io()
+  const code = await runReport(args, t.io, { now, localRoot: join(root, 'unused') })
+  return { code, out: t.out(), err: t.err() }
+}
+
+async function reportJson(argv: string[], now = NOON) {
+  const r = await report([configFile(FLEET), '--json', ...argv], now)
+  expect(r).toMatchObject({ code: 0, err: '' })
+  return JSON.parse(r.out)
+}
+
+const phase = (samples: number, p50: number | null, p95: number | null) => ({ samples, p50, p95 })
+
+describe('report totals against a ledger worked out by hand', () => {
+  beforeEach(fill)
+
+  test('--by repository (the default): jobs, launches, instance time, cost, p50/p95, and the total row', async () => {
+    const r = await reportJson([])
+    expect(r).toMatchObject({ by: 'repository', timeZone: 'Europe/Berlin', until: null, now: '2026-12-01T12:00:00.000Z' })
+    expect(r.since).toBe('2026-11-24T12:00:00.000Z')
+    expect(r.groups).toEqual([
+      {
+        repository: 'acme/gadgets',
+        jobs: 3, // j3 j4 j6
+        launches: 2, // C F (D never ran)
+        runningLaunches: 1, // C
+        instanceSeconds: 7180, // 3580 + 3600
+        instanceHours: 1.994444, // 7180 / 3600
+        runningInstanceSeconds: 3580,
+        costUsd: 0.124569, // 41369 + 83200 µ$
+        runningCostUsd: 0.041369,
+        unpricedLaunches: 0,
+        acquireSeconds: phase(3, 0.9, 1), // [700 900 1000]: rank ceil(1.5)=2, ceil(2.85)=3
+        bootSeconds: phase(2, 30, 40) // [30000 40000]: rank 1, 2
+      },
+      {
+        repository: 'acme/widgets',
+        jobs: 4, // j1 j2 j5 j7 (jOld out of range)
+        launches: 3, // A B E
+        runningLaunches: 0,
+        instanceSeconds: 3780, // 3600 + 60 + 120
+        instanceHours: 1.05,
+        runningInstanceSeconds: 0,
+        costUsd: 0.044374, // 41600 + 1387 + 1387 µ$
+        runningCostUsd: 0,
+        unpricedLaunches: 0,
+        acquireSeconds: phase(4, 0.3, 0.5), // [10 300 400 500]: rank 2, ceil(3.8)=4
+        bootSeconds: phase(3, 31.2, 35) // [29000 31200 35000]: rank 2, 3
+      }
+    ])
+    expect(r.total).toEqual({
+      jobs: 7,
+      launches: 5,
+      runningLaunches: 1,
+      instanceSeconds: 10960, // 3780 + 7180
+      instanceHours: 3.044444,
+      runningInstanceSeconds: 3580,
+      costUsd: 0.168943, // 44374 + 124569 µ$
+      runningCostUsd: 0.041369,
+      unpricedLaunches: 0,
+      // percentiles of all jobs, not of the groups' percentiles
+      acquireSeconds: phase(7, 0.5, 1), // [10 300 400 500 700 900 1000]: rank 4, 7
+      bootSeconds: phase(5, 31.2, 40) // [29000 30000 31200 35000 40000]: rank 3, 5
+    })
+  })
+
+  test('a running launch counts up to now: an hour later only its time and cost have grown', async () => {
+    const r = await reportJson([], NOON + H)
+    const gadgets = r.groups[0]
+    // C: attached 11:00:20, now 13:00 → 7180 s; 41600 × 7180/3600 = 82968.9 → 82969 µ$
+    expect(gadgets).toMatchObject({ runningInstanceSeconds: 7180, instanceSeconds: 10780, runningCostUsd: 0.082969, costUsd: 0.166169 })
+    expect(r.groups[1]).toMatchObject({ instanceSeconds: 3780, costUsd: 0.044374 })
+  })
+
+  test('--by workflow keeps the repository with the workflow', async () => {
+    const r = await reportJson(['--by', 'workflow'])
+    expect(
+      r.groups.map((g: Record<string, unknown>) => [g.repository, g.workflow, g.jobs, g.launches, g.instanceSeconds, g.costUsd])
+    ).toEqual([
+      ['acme/gadgets', 'ci', 2, 1, 3580, 0.041369], // j3 j4; C
+      ['acme/gadgets', 'nightly', 1, 1, 3600, 0.0832], // j6; F
+      ['acme/widgets', 'ci', 3, 2, 3720, 0.042987], // j1 j5 j7; A E: 3600+120 s, 41600+1387 µ$
+      ['acme/widgets', 'release', 1, 1, 60, 0.001387] // j2; B
+    ])
+    expect(r.total).toMatchObject({ jobs: 7, launches: 5, instanceSeconds: 10960, costUsd: 0.168943 })
+  })
+
+  test('--by runner', async () => {
+    const r = await reportJson(['--by=runner'])
+    expect(r.groups.map((g: Record<string, unknown>) => [g.runner, g.jobs, g.launches, g.runningLaunches, g.instanceSeconds])).toEqual([
+      ['r1', 4, 3, 1, 7300], // j1 j3 j5 j7; A C E: 3600+3580+120
+      ['r2', 2, 1, 0, 60], // j2 j4; B (D never ran)
+      ['r3', 1, 1, 0, 3600] // j6; F
+    ])
+  })
+
+  test('--by day uses the budget time zone: 23:30 UTC on 30 November is 1 December in Berlin', async () => {
+    const r = await reportJson(['--by', 'day'])
+    expect(r.groups.map((g: Record<string, unknown>) => [g.day, g.jobs, g.launches, g.instanceSeconds, g.costUsd])).toEqual([
+      ['2026-11-30', 1, 1, 120, 0.001387], // j5; E (22:30Z = 23:30 Berlin)
+      ['2026-12-01', 6, 4, 10840, 0.167556] // the rest: 10960-120 s, 168943-1387 µ$
+    ])
+    // the same ledger by UTC days: F and j6 move to 30 November
+    const utc = await report([configFile({}), '--json', '--by', 'day'])
+    expect(JSON.parse(utc.out).groups.map((g: Record<string, unknown>) => [g.day, g.jobs, g.launches])).toEqual([
+      ['2026-11-30', 2, 2],
+      ['2026-12-01', 5, 3]
+    ])
+  })
+
+  test('range bounds: [since, until) — a record exactly at --until is out, one exactly at --since is in', async () => {
+    const r = await reportJson(['--since', '2026-12-01T10:00Z', '--until', '2026-12-01T11:00:00Z'])
+    // B and j2 at exactly 10:00 are in; C and j3 at exactly 11:00 are out
+    expect(r.total).toMatchObject({ jobs: 1, launches: 1, instanceSeconds: 60, costUsd: 0.001387 })
+    expect(r.groups.map((g: Record<string, unknown>) => g.repository)).toEqual(['acme/widgets'])
+    expect(r).toMatchObject({ since: '2026-12-01T10:00:00.000Z', until: '2026-12-01T11:00:00.000Z' })
+  })
+
+  test('a date without a zone is midnight in the budget time zone; ages count back from now', async () => {
+    // Berlin midnight of 1 December = 30 November 23:00Z: F and j6 (23:30Z) are in, E and j5 (22:30Z) out
+    const day = await reportJson(['--since', '2026-12-01', '--until', '2026-12-02'])
+    expect(day.since).toBe('2026-11-30T23:00:00.000Z')
+    expect(day.total).toMatchObject({ jobs: 6, launches: 4 })
+    // 90 minutes back from noon is 10:30Z: C, D (never ran) and j3 j4 j7
+    const age = await reportJson(['--since', '90m'])
+    expect(age.since).toBe('2026-12-01T10:30:00.000Z')
+    expect(age.total).toMatchObject({ jobs: 3, launches: 1, runningLaunches: 1 })
+    // the default is 7 days: jOld and O (8 days back) only with a longer range
+    expect((await reportJson(['--since', '9d'])).total).toMatchObject({ jobs: 8, launches: 6, instanceSeconds: 10960 + 600 })
+  })
+
+  test('the table marks running figures and says why; the total row is last', async () => {
+    const r = await report([configFile(FLEET)])
+    expect(r.code).toBe(0)
+    const lines = r.out.split('\n')
+    expect(lines[0]).toBe('fleet report by repository: 2026-11-24T12:00:00.000Z to now (2026-12-01T12:00:00.000Z)')
+    expect(lines[1].split(/\s{2,}/)).toEqual([
+      'REPOSITORY',
+      'JOBS',
+      'LAUNCHES',
+      'INSTANCE-H',
+      'COST USD',
+      'ACQUIRE P50',
+      'ACQUIRE P95',
+      'BOOT P50',
+      'BOOT P95'
+    ])
+    // 7180 s = 1.99 h; 0.124569 USD rounds up to 0.13
+    expect(lines[2].split(/\s{2,}/)).toEqual(['acme/gadgets', '3', '2', '1.99*', '0.13*', '0.9 s', '1.0 s', '30.0 s', '40.0 s'])
+    expect(lines[3].split(/\s{2,}/)).toEqual(['acme/widgets', '4', '3', '1.05', '0.05', '0.3 s', '0.5 s', '31.2 s', '35.0 s'])
+    expect(lines[4].split(/\s{2,}/)).toEqual(['(total)', '7', '5', '3.04*', '0.17*', '0.5 s', '1.0 s', '31.2 s', '40.0 s'])
+    expect(lines[5]).toBe('* includes 1 running launch, counted up to now at price × elapsed (settled at release)')
+  })
+})
+
+describe('report inputs', () => {
+  test('a bad --since, --until or --by is one line naming the flag, exit 64 (through the command line parser)', async () => {
+    const f = configFile(FLEET)
+    const run = async (argv: string[]) => {
+      const t = io()
+      const code = await runOpCommand('report', argv, t.io)
+      return { code, out: t.out(), err: t.err() }
+    }
+    for (const [argv, flag] of [
+      [['--since', 'yesterday'], '--since "yesterday"'],
+      [['--until', '2026-02-30'], '--until "2026-02-30"'],
+      [['--since', '2026-12-01T25:00'], '--since "2026-12-01T25:00"']
+    ] as const) {
+      const r = await run([f, ...argv])
+      expect(r).toEqual({ code: 64, out: '', err: expect.stringMatching(new RegExp(`^report: ${flag} is not a time: give .*\\n$`)) })
+      expect(r.err.split('\n')).toHaveLength(2)
+    }
+    expect(await run([f, '--by', 'repo'])).toEqual({
+      code: 64,
+      out: '',
+      err: 'report: --by must be one of repository, workflow, runner, day (got "repo")\n'
+    })
+    expect(await run([f, '--since', '1d', '--until', '2d'])).toMatchObject({
+      code: 64,
+      err: expect.stringMatching(/^report: --since .* must be before --until/)
+    })
+    expect(await run([f, '--csv', '--json'])).toEqual({ code: 64, out: '', err: 'report: give one output form, not --json and --csv\n' })
+    expect(await run([f, '--config', f])).toMatchObject({
+      code: 64,
+      err: 'report: give the configuration file once (FILE or --config FILE)\n'
+    })
+    // a positive control: the same command line with good values runs
+    expect(await run([f, '--since', '1d', '--by', 'runner'])).toMatchObject({ code: 0, err: '' })
+    expect(await run(['--config', f, '--since', '1d'])).toMatchObject({ code: 0, err: '' })
+  })
+
+  test('a bad configuration: its problems on stderr, exit 78', async () => {
+    const f = join(root, 'bad.json')
+    writeFileSync(
+      f,
+      JSON.stringify({
+        provider: { kind: 'ec2', region: 'eu-west-1' },
+        remote: { workRoot: '/srv/rch' },
+        fleet: { budget: { perDayUsd: -1 } }
+      })
+    )
+    const r = await report([f])
+    expect(r.code).toBe(78)
+    expect(r.err).toContain('report: invalid configuration: fleet.budget.perDayUsd:')
+  })
+
+  test('a local ledger not made yet: an empty report, and its folder is not created', async () => {
+    const r = await report([configFile(FLEET), '--json'])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.out)).toMatchObject({ groups: [], total: { jobs: 0, launches: 0, costUsd: 0 } })
+    expect(existsSync(join(root, 'ledger'))).toBe(false)
+  })
+
+  test('an instance type without a price (no budget) counts at 0 USD and is said to', async () => {
+    const l = ledgerOf({})
+    const id = await reserve(l, req('acme/widgets', 'ci', 'r1', 'm7i.large'), NOON - H)
+    await l.settle(id, { endedAt: NOON - H + 600_000 })
+    const j = await report([configFile({}), '--json'])
+    expect(JSON.parse(j.out).total).toMatchObject({ launches: 1, instanceSeconds: 600, costUsd: 0, unpricedLaunches: 1 })
+    expect((await report([configFile({})])).out).toContain('1 launch of an instance type without a price counted at 0 USD\n')
+  })
+})
+
+// A hostile repository name (it comes from the job) in every form: a quote, a newline, a backslash, a formula.
+const EVIL = ['acme/"we,ird"\nname\\x', '=HYPERLINK("http://x";"y")', '+1', '-2', '@SUM(A1)', 'acme/plain']
+
+async function fillEvil(): Promise<void> {
+  const l = ledgerOf(FLEET)
+  for (const [i, name] of EVIL.entries()) {
+    const id = await reserve(l, req(name, 'ci', 'r1', 't3.medium'), NOON - H + i * 1000)
+    await l.attach(id, `i-${i}`, NOON - H + i * 1000)
+    // each ran 1800 s: 41600 / 2 = 20800 µ$
+    await l.settle(id, { endedAt: NOON - H + i * 1000 + 1800_000 })
+    await l.recordJob({
+      jobId: `j${i}`,
+      repository: name,
+      workflow: 'ci',
+      runner: 'r1',
+      startedAt: NOON - H,
+      timings: { acquire: 1000 * (i + 1) }
+    })
+  }
+}
+
+/** RFC 4180 records: fields split on commas outside quotes, "" inside quotes a quote, records end in CRLF. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = []
+  let row: string[] = []
+  let field = ''
+  let quoted = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') ((field += '"'), i++)
+      else if (c === '"') quoted = false
+      else field += c
+    } else if (c === '"') quoted = true
+    else if (c === ',') (row.push(field), (field = ''))
+    else if (c === '\r' && text[i + 1] === '\n') (row.push(field), rows.push(row), (row = []), (field = ''), i++)
+    else if (c === '\r' || c === '\n') throw new Error(`bare line break outside quotes at ${i}`)
+    else field += c
+  }
+  if (field || row.length) throw new Error('last record does not end in CRLF')
+  return rows
+}
+
+/** OpenMetrics text → metadata and samples, with label values unescaped; throws on anything else. */
+function parseOpenMetrics(text: string) {
+  const lines = text.split('\n')
+  expect(lines.pop()).toBe('')
+  expect(lines.pop()).toBe('# EOF')
+  const meta: Record<string, Record<string, string>> = {}
+  const samples: { name: string; labels: Record<string, string>; value: number }[] = []
+  for (const line of lines) {
+    const m = /^# (TYPE|UNIT|HELP) ([a-z_]+) (.*)$/.exec(line)
+    if (m) {
+      ;(meta[m[2]] ??= {})[m[1]] = m[3]
+      continue
+    }
+    const s = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line)
+    if (!s) throw new Error(`not a sample: ${JSON.stringify(line)}`)
+    const labels: Record<string, string> = {}
+    let rest = s[2]
+    while (rest) {
+      const l = /^([a-z_]+)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)/.exec(rest)
+      if (!l) throw new Error(`bad labels: ${JSON.stringify(rest)}`)
+      labels[l[1]] = l[2].replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c))
+      rest = rest.slice(l[0].length)
+    }
+    samples.push({ name: s[1], labels, value: Number(s[3]) })
+  }
+  return { meta, samples }
+}
+
+describe('the machine-read forms with names from the job', () => {
+  beforeEach(fillEvil)
+
+  test('--csv: RFC 4180 quoting round-trips every name; a name a spreadsheet would evaluate gets a leading quote', async () => {
+    const r = await report([configFile(FLEET), '--csv'])
+    expect(r.code).toBe(0)
+    const rows = parseCsv(r.out)
+    expect(rows[0]).toEqual([
+      'scope',
+      'repository',
+      'jobs',
+      'launches',
+      'runningLaunches',
+      'instanceSeconds',
+      'instanceHours',
+      'runningInstanceSeconds',
+      'costUsd',
+      'runningCostUsd',
+      'unpricedLaunches',
+      'acquireP50Seconds',
+      'acquireP95Seconds',
+      'bootP50Seconds',
+      'bootP95Seconds'
+    ])
+    const byName = new Map(rows.slice(1, -1).map((row) => [row[1], row]))
+    expect([...byName.keys()].sort()).toEqual(
+      ["'+1", "'-2", '\'=HYPERLINK("http://x";"y")', "'@SUM(A1)", 'acme/"we,ird"\nname\\x', 'acme/plain'].sort()
+    )
+    // the raw text: the formula cell starts with the quote inside the CSV quotes
+    expect(r.out).toContain(`,"'=HYPERLINK(""http://x"";""y"")",`)
+    expect(r.out).toContain(`,"acme/""we,ird""\nname\\x",`)
+    expect(byName.get('acme/plain')).toEqual([
+      'group',
+      'acme/plain',
+      '1',
+      '1',
+      '0',
+      '1800',
+      '0.5',
+      '0',
+      '0.0208',
+      '0',
+      '0',
+      '6',
+      '6',
+      '',
+      ''
+    ])
+    // total: 6 × 1800 s, 6 × 20800 µ$; acquire [1..6] s: rank 3 and 6
+    expect(rows[rows.length - 1]).toEqual(['total', '', '6', '6', '0', '10800', '3', '0', '0.1248', '0', '0', '3', '6', '', ''])
+  })
+
+  test('--openmetrics: TYPE/UNIT/HELP per family, labels escaped (backslash, quote, newline), counters settled only, # EOF', async () => {
+    // one running launch besides the settled ones
+    const l = ledgerOf(FLEET)
+    const id = await reserve(l, req('acme/plain', 'ci', 'r1', 't3.medium'), NOON - H)
+    await l.attach(id, 'i-run', NOON - H)
+    const r = await report([configFile(FLEET), '--openmetrics'])
+    expect(r.code).toBe(0)
+    // the evil name's newline is escaped: no sample line holds a raw one
+    expect(r.out).toContain('repository="acme/\\"we,ird\\"\\nname\\\\x"')
+    const { meta, samples } = parseOpenMetrics(r.out)
+    expect(meta.rch_jobs).toEqual({ TYPE: 'counter', HELP: expect.any(String) })
+    expect(meta.rch_instance_seconds).toEqual({ TYPE: 'counter', UNIT: 'seconds', HELP: expect.any(String) })
+    expect(meta.rch_cost_usd).toEqual({ TYPE: 'counter', UNIT: 'usd', HELP: expect.any(String) })
+    expect(meta.rch_running_cost_usd).toMatchObject({ TYPE: 'gauge', UNIT: 'usd' })
+    expect(meta.rch_acquire_seconds).toMatchObject({ TYPE: 'summary', UNIT: 'seconds' })
+    const value = (name: string, repository: string, extra: Record<string, string> = {}) =>
+      samples.filter((s) => s.name === name && JSON.stringify(s.labels) === JSON.stringify({ repository, ...extra })).map((s) => s.value)
+    for (const name of EVIL) {
+      expect(value('rch_jobs_total', name)).toEqual([1])
+      expect(value('rch_launches_total', name)).toEqual(name === 'acme/plain' ? [2] : [1])
+    }
+    const evil = EVIL[0]
+    expect(value('rch_instance_seconds_total', evil)).toEqual([1800])
+    expect(value('rch_cost_usd_total', evil)).toEqual([0.0208])
+    // acme/plain: the settled 1800 s / 0.0208 USD in the counters, the running hour (41600 µ$) in the gauges only
+    expect(value('rch_instance_seconds_total', 'acme/plain')).toEqual([1800])
+    expect(value('rch_cost_usd_total', 'acme/plain')).toEqual([0.0208])
+    expect(value('rch_running_instances', 'acme/plain')).toEqual([1])
+    expect(value('rch_running_instance_seconds', 'acme/plain')).toEqual([3600])
+    expect(value('rch_running_cost_usd', 'acme/plain')).toEqual([0.0416])
+    expect(value('rch_running_instances', evil)).toEqual([0])
+    // the summary: j5 (acme/plain) acquired in 6 s
+    expect(value('rch_acquire_seconds', 'acme/plain', { quantile: '0.5' })).toEqual([6])
+    expect(value('rch_acquire_seconds_count', 'acme/plain')).toEqual([1])
+    expect(value('rch_acquire_seconds_sum', 'acme/plain')).toEqual([6])
+    expect(value('rch_boot_seconds', 'acme/plain', { quantile: '0.5' })).toEqual([])
+    // every family's samples follow its metadata, each family once
+    const order = r.out
+      .split('\n')
+      .filter((x) => x.startsWith('# TYPE'))
+      .map((x) => x.split(' ')[2])
+    expect(new Set(order).size).toBe(order.length)
+  })
+
+  test('--openmetrics counts from the beginning unless --since is given (counters must not drop as days pass)', async () => {
+    const l = ledgerOf(FLEET)
+    const id = await reserve(l, req('acme/plain', 'ci', 'r1', 't3.medium'), NOON - 30 * 24 * H)
+    await l.settle(id, { endedAt: NOON - 30 * 24 * H + 60_000 })
+    const all = parseOpenMetrics((await report([configFile(FLEET), '--openmetrics'])).out)
+    expect(all.samples.find((s) => s.name === 'rch_launches_total' && s.labels.repository === 'acme/plain')?.value).toBe(2)
+    const week = parseOpenMetrics((await report([configFile(FLEET), '--openmetrics', '--since', '7d'])).out)
+    expect(week.samples.find((s) => s.name === 'rch_launches_total' && s.labels.repository === 'acme/plain')?.value).toBe(1)
+  })
+
+  test('the table shows a control character in a name as ?, never raw', async () => {
+    const r = await report([configFile(FLEET)])
+    expect(r.out).toContain('acme/"we,ird"?name\\x')
+    expect(r.out.split('\n')).toHaveLength(1 + 1 + EVIL.length + 1 + 1)
+  })
+})
