@@ -346,7 +346,7 @@ describe('report inputs', () => {
 })
 
 // A hostile repository name (it comes from the job) in every form: a quote, a newline, a backslash, a formula.
-const EVIL = ['acme/"we,ird"\nname\\x', '=HYPERLINK("http://x";"y")', '+1', '-2', '@SUM(A1)', 'acme/plain']
+const EVIL = ['acme/"we,ird"\nname\\x', 'acme/line\nbreak', '=HYPERLINK("http://x";"y")', '+1', '-2', '@SUM(A1)', 'acme/plain']
 
 async function fillEvil(): Promise<void> {
   const l = ledgerOf(FLEET)
@@ -442,11 +442,12 @@ describe('the machine-read forms with names from the job', () => {
     ])
     const byName = new Map(rows.slice(1, -1).map((row) => [row[1], row]))
     expect([...byName.keys()].sort()).toEqual(
-      ["'+1", "'-2", '\'=HYPERLINK("http://x";"y")', "'@SUM(A1)", 'acme/"we,ird"\nname\\x', 'acme/plain'].sort()
+      ["'+1", "'-2", '\'=HYPERLINK("http://x";"y")', "'@SUM(A1)", 'acme/"we,ird"\nname\\x', 'acme/line\nbreak', 'acme/plain'].sort()
     )
     // the raw text: the formula cell starts with the quote inside the CSV quotes
     expect(r.out).toContain(`,"'=HYPERLINK(""http://x"";""y"")",`)
     expect(r.out).toContain(`,"acme/""we,ird""\nname\\x",`)
+    expect(r.out).toContain(`,"acme/line\nbreak",`)
     expect(byName.get('acme/plain')).toEqual([
       'group',
       'acme/plain',
@@ -459,13 +460,13 @@ describe('the machine-read forms with names from the job', () => {
       '0.0208',
       '0',
       '0',
-      '6',
-      '6',
+      '7',
+      '7',
       '',
       ''
     ])
-    // total: 6 × 1800 s, 6 × 20800 µ$; acquire [1..6] s: rank 3 and 6
-    expect(rows[rows.length - 1]).toEqual(['total', '', '6', '6', '0', '10800', '3', '0', '0.1248', '0', '0', '3', '6', '', ''])
+    // total: 7 × 1800 s = 3.5 h, 7 × 20800 µ$; acquire [1..7] s: rank ceil(3.5) = 4 and ceil(6.65) = 7
+    expect(rows[rows.length - 1]).toEqual(['total', '', '7', '7', '0', '12600', '3.5', '0', '0.1456', '0', '0', '4', '7', '', ''])
   })
 
   test('--openmetrics: TYPE/UNIT/HELP per family, labels escaped (backslash, quote, newline), counters settled only, # EOF', async () => {
@@ -499,10 +500,10 @@ describe('the machine-read forms with names from the job', () => {
     expect(value('rch_running_instance_seconds', 'acme/plain')).toEqual([3600])
     expect(value('rch_running_cost_usd', 'acme/plain')).toEqual([0.0416])
     expect(value('rch_running_instances', evil)).toEqual([0])
-    // the summary: j5 (acme/plain) acquired in 6 s
-    expect(value('rch_acquire_seconds', 'acme/plain', { quantile: '0.5' })).toEqual([6])
+    // the summary: j6 (acme/plain) acquired in 7 s
+    expect(value('rch_acquire_seconds', 'acme/plain', { quantile: '0.5' })).toEqual([7])
     expect(value('rch_acquire_seconds_count', 'acme/plain')).toEqual([1])
-    expect(value('rch_acquire_seconds_sum', 'acme/plain')).toEqual([6])
+    expect(value('rch_acquire_seconds_sum', 'acme/plain')).toEqual([7])
     expect(value('rch_boot_seconds', 'acme/plain', { quantile: '0.5' })).toEqual([])
     // every family's samples follow its metadata, each family once
     const order = r.out
