@@ -59,7 +59,8 @@ export function reportTable(r: Report): string {
   }
   const rows = r.rows.map((row) => [...row.key, ...cells(row)])
   rows.push(['(total)', ...fields.slice(1).map(() => ''), ...cells(r.total)])
-  const head = `fleet report by ${r.by}${r.by === 'day' ? ` (${r.timeZone})` : ''}: ${iso(r.since) ?? 'the beginning'} to ${iso(r.until) ?? `now (${iso(r.now)})`}\n`
+  const at = (ms: number | undefined): string | null => iso(ms)?.replace(/\.\d{3}Z$/, 'Z') ?? null
+  const head = `fleet report by ${r.by}${r.by === 'day' ? ` (${r.timeZone})` : ''}: ${at(r.since) ?? 'the beginning'} to ${at(r.until) ?? `now (${at(r.now)})`}\n`
   const notes: string[] = []
   if (!r.rows.length) notes.push('no jobs and no launches in this range')
   if (r.total.running)

@@ -257,7 +257,7 @@ describe('report totals against a ledger worked out by hand', () => {
     const r = await report([configFile(FLEET)])
     expect(r.code).toBe(0)
     const lines = r.out.split('\n')
-    expect(lines[0]).toBe('fleet report by repository: 2026-11-24T12:00:00.000Z to now (2026-12-01T12:00:00.000Z)')
+    expect(lines[0]).toBe('fleet report by repository: 2026-11-24T12:00:00Z to now (2026-12-01T12:00:00Z)')
     expect(lines[1].split(/\s{2,}/)).toEqual([
       'REPOSITORY',
       'JOBS',
