@@ -28,7 +28,8 @@ export const reportCommand: OpCommand = {
 
 Reads the fleet ledger the configuration FILE (default: $REMOTE_HOOKS_CONFIG) names (fleet.ledger)
 and prints, per group and in total: jobs, launches, instance-hours, cost in USD, and the p50/p95
-(nearest rank) of prepare_job's acquire and boot times. Nothing but the ledger is read; nothing is written.
+(nearest rank) of prepare_job's acquire and boot times. Nothing but the ledger is read, and it is
+left as it was.
 
   --since T, --until T  the range [since, until): jobs by their start, launches by their reservation.
                         T is ${TIME_FORMS}; a date or time without a zone is in the budget's time zone.
