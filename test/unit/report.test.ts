@@ -9,6 +9,7 @@ import { LocalLedger } from '../../src/fleet/local-ledger'
 import { runOpCommand } from '../../src/ops/cli'
 import { parseArgs } from '../../src/ops/command'
 import { reportCommand, runReport } from '../../src/ops/report'
+import { parseTime } from '../../src/ops/report-time'
 
 const H = 3_600_000
 const NOON = Date.UTC(2026, 11, 1, 12)
@@ -536,5 +537,20 @@ describe('the machine-read forms with names from the job', () => {
     const r = await report([configFile(FLEET)])
     expect(r.out).toContain('acme/"we,ird"?name\\x')
     expect(r.out.split('\n')).toHaveLength(1 + 1 + EVIL.length + 1 + 1)
+  })
+})
+
+describe('--since/--until forms', () => {
+  test('zone-less times are read in the budget zone, also next to a daylight-saving change', () => {
+    // Berlin is UTC+1 until 29 March 2026 01:00Z, UTC+2 after: 01:30 local is still +1, so 00:30Z
+    expect(parseTime('2026-03-29T01:30', NOON, 'Europe/Berlin')).toBe(Date.UTC(2026, 2, 29, 0, 30))
+    expect(parseTime('2026-07-01', NOON, 'Europe/Berlin')).toBe(Date.UTC(2026, 5, 30, 22))
+    expect(parseTime('2026-07-01 08:15:30', NOON, 'UTC')).toBe(Date.UTC(2026, 6, 1, 8, 15, 30))
+    expect(parseTime('2026-07-01T08:15+0200', NOON, 'UTC')).toBe(Date.UTC(2026, 6, 1, 6, 15))
+    expect(parseTime('2026-07-01T08:15:00.5Z', NOON, 'Europe/Berlin')).toBe(Date.UTC(2026, 6, 1, 8, 15, 0, 500))
+    expect(parseTime('now', NOON, 'UTC')).toBe(NOON)
+    expect(parseTime('2w', NOON, 'UTC')).toBe(NOON - 14 * 24 * H)
+    for (const bad of ['', '7', '7y', '-7d', '2026-13-01', '2026-02-29', '2026-07-01T24:00', 'yesterday', '1e3d'])
+      expect(parseTime(bad, NOON, 'UTC')).toBeNull()
   })
 })
