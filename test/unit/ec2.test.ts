@@ -14,6 +14,7 @@ import type { ProviderEnv } from '../../src/providers/provider'
 import { readyMarker } from '../../src/providers/user-data'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import { recordingFleetGate } from '../helpers/fleet-gate'
 
 /** The scripted client: each command is answered by `answer(name, input)`; every call is recorded. */
 const fake = { calls: [] as { name: string; input: any }[], answer: (_name: string, _input: any): any => ({}) }
@@ -252,7 +253,8 @@ describe('acquire against a scripted EC2', () => {
       signal: new AbortController().signal,
       log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: (m) => void logged.push(`warn: ${m}`) },
       connect: async () => new LocalRemote(dir),
-      discard: async (_c, r) => r.close()
+      discard: async (_c, r) => r.close(),
+      fleet: recordingFleetGate()
     }
     return {
       provider: new Ec2Provider(cfg, workRoot),
