@@ -38,7 +38,12 @@ const connectShape = {
 }
 
 /** Any kind's lease may carry the fleet ledger reservation its machine was launched under. */
-const reservationShape = { reservation: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be a ledger reservation id').optional() }
+const reservationShape = {
+  reservation: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be a ledger reservation id')
+    .optional()
+}
 
 /** The job's lease as stored: its connect fields beside the configured kind's own fields. */
 function storedHostSchema(kind: string) {

@@ -41,9 +41,9 @@ export class JobFleet {
       this.ledger()
         .then((l) => fn(fleetGate(l, this.facts, this.clock)))
         .catch((e: unknown) => {
-        if (e instanceof FleetRefused || (e instanceof HookError && e.message.startsWith('fleet.ledger'))) throw e
-        throw new HookError(`fleet.ledger (${this.kind}): cannot ${what}: ${formatError(e)}`, { cause: e })
-      })
+          if (e instanceof FleetRefused || (e instanceof HookError && e.message.startsWith('fleet.ledger'))) throw e
+          throw new HookError(`fleet.ledger (${this.kind}): cannot ${what}: ${formatError(e)}`, { cause: e })
+        })
     this.gate = {
       reserve: (spec) => use('reserve a launch, so the caps and the budget cannot be checked', (g) => g.reserve(spec)),
       attach: (id, instanceId) => use(`attach ${instanceId} to reservation ${id}`, (g) => g.attach(id, instanceId)),

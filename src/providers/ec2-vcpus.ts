@@ -28,9 +28,12 @@ async function ask(cfg: Pick<Ec2Config, 'region' | 'endpoint'>, instanceType: st
     signal,
     retryable: isRetryableAwsError
   }).catch((e: unknown) => {
-    throw new HookError(`DescribeInstanceTypes ${instanceType} failed (the fleet ledger counts its vCPUs): ${awsErrorName(e)}: ${(e as Error).message}`)
+    throw new HookError(
+      `DescribeInstanceTypes ${instanceType} failed (the fleet ledger counts its vCPUs): ${awsErrorName(e)}: ${(e as Error).message}`
+    )
   })
   const n = res.InstanceTypes?.[0]?.VCpuInfo?.DefaultVCpus
-  if (!Number.isInteger(n) || n! < 1) throw new HookError(`provider.instanceTypes: EC2 does not know the vCPUs of instance type ${instanceType}`)
+  if (!Number.isInteger(n) || n! < 1)
+    throw new HookError(`provider.instanceTypes: EC2 does not know the vCPUs of instance type ${instanceType}`)
   return n!
 }
