@@ -25,7 +25,7 @@ import * as path from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2'
-import { FleetSchema, type FleetConfig } from '../../src/config'
+import { FleetSchema } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import { openLedger } from '../../src/fleet/open-ledger'
 import type { LedgerRecord } from '../../src/fleet/ledger'
@@ -193,7 +193,7 @@ test('3 runner hosts × 20 concurrent prepare_job against caps.instances 10 (Dyn
   const cleaned = await Promise.all(waiting.map(({ f }) => cleanupWithoutState(f)))
   for (const c of cleaned) expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
 
-  const ledger = new DynamoLedger(FleetSchema.parse(fleet) as FleetConfig, FleetSchema.parse(fleet).ledger as never, {
+  const ledger = new DynamoLedger(FleetSchema.parse(fleet), FleetSchema.parse(fleet).ledger as never, {
     clock: { now: () => Date.now() },
     client: { credentials: DUMMY_CREDENTIALS }
   })
