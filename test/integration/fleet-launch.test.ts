@@ -340,13 +340,16 @@ test('a whole job: timings lines, the job record, heartbeats while a step runs, 
     await step({})
     expect(await beatAt()).toBe(b0)
     await step({ RCH_LEDGER_BEAT_MS: '400' })
-    expect(await beatAt()).toBeGreaterThan(b0!)
+    const b1 = await beatAt()
+    expect(b1).toBeGreaterThan(b0!)
 
     const clean = await f.runner.call('cleanup_job', {}, { env: f.env })
     expect({ code: clean.code, errors: errorLines(clean) }).toEqual({ code: 0, errors: [] })
     expect(timingsLines(clean)).toEqual([expect.stringMatching(/^timings: terminate \d+\.\d s \(total \d+\.\d s\)$/)])
     const [done] = await l.records()
     expect(done.settledAt).toBeDefined()
+    // cleanup_job beats at its start, before the terminate settles the reservation.
+    expect(done.heartbeatAt).toBeGreaterThan(b1!)
     const seconds = Math.max(60, Math.ceil((done.endedAt! - done.attachedAt!) / 1000))
     expect(done.billedSeconds).toBe(seconds)
     expect(done.actualMicro).toBe(Math.ceil((seconds * 100_800) / 3600))
