@@ -64,8 +64,12 @@ export function writePrivateFile(path: string, data: string | Buffer): void {
 }
 
 /** A 0600 file in a checked private folder, opened for appending without following a symlink. */
-export function openPrivateAppend(path: string): number {
-  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+export function openPrivateAppend(path: string, readable = false): number {
+  const fd = openSync(
+    path,
+    (readable ? constants.O_RDWR : constants.O_WRONLY) | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+    0o600
+  )
   if (!fstatSync(fd).isFile()) {
     closeSync(fd)
     throw new HookError(`${path} is not a regular file`)

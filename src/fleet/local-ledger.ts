@@ -1,11 +1,17 @@
-// The ledger in one private file of this runner host, read and rewritten whole under an exclusive
-// lock: the caps and the budget hold exactly for the launches of this host only. The file is
-// replaced by a rename of a complete temp file, so a crash leaves the old state or the new one.
-import { readFileSync } from 'node:fs'
+// The ledger in private files of this runner host, changed under an exclusive lock: the caps and
+// the budget hold exactly for the launches of this host only.
+// - ledger.json: the open reservations and each budget day's total, rewritten whole (a rename of a
+//   complete temp file, so a crash leaves the old state or the new one). It stays as small as the
+//   number of instances running, so a long-lived runner host pays the same per job on day 400 as on day 1.
+// - settled.jsonl and jobs.jsonl: settled reservations and job updates, appended one line each
+//   (the last line for an id wins; a line torn by a crash is skipped when read).
+// A settlement is appended before it leaves ledger.json: a crash in between leaves the reservation
+// open (counted, the day charged its reserved cost) and a later settle finishes it.
+import { closeSync, fstatSync, readFileSync, readSync, writeSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import type { FleetConfig } from '../config'
 import { HookError } from '../errors'
-import { ensurePrivateDir, writePrivateFile } from '../private-fs'
+import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
 import { withFileLock } from './file-lock'
 import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
 import { exceeded, priceRequest, refusalLine, type Usage } from './limits'
@@ -13,23 +19,29 @@ import { settlement } from './money'
 import { checkJobUpdate, mergeJob } from './job-record'
 
 interface State {
-  version: 1
-  records: Record<string, LedgerRecord>
-  jobs?: Record<string, JobRecord>
+  version: 2
+  /** Unsettled reservations by id. */
+  open: Record<string, LedgerRecord>
+  /** Each budget day's reserved-or-settled cost, micro-dollars. */
+  days: Record<string, number>
+}
+
+/** One line of jobs.jsonl: an update and when it was made (a job first seen starts then). */
+interface JobLine {
+  at: number
+  update: JobUpdate
 }
 
 const HINT = 'set fleet.ledger.path to a folder only the runner user can open'
+const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
 
-/** What `records` count now against `req` on budget day `day`. */
-export function usageOf(records: Iterable<LedgerRecord>, repository: string, day: string): Usage {
-  const use: Usage = { instances: 0, vcpus: 0, repositoryInstances: 0, dayMicro: 0 }
-  for (const r of records) {
-    if (r.settledAt === undefined) {
-      use.instances++
-      use.vcpus += r.vcpus
-      if (r.repository === repository) use.repositoryInstances++
-    }
-    if (r.day === day) use.dayMicro += r.actualMicro ?? r.reservedMicro
+/** What the open reservations count against `repository`, with the day's total. */
+export function usageOf(open: Iterable<LedgerRecord>, repository: string, dayMicro: number): Usage {
+  const use: Usage = { instances: 0, vcpus: 0, repositoryInstances: 0, dayMicro }
+  for (const r of open) {
+    use.instances++
+    use.vcpus += r.vcpus
+    if (r.repository === repository) use.repositoryInstances++
   }
   return use
 }
@@ -37,6 +49,8 @@ export function usageOf(records: Iterable<LedgerRecord>, repository: string, day
 export class LocalLedger implements Ledger {
   private readonly file: string
   private readonly lock: string
+  private readonly settledFile: string
+  private readonly jobsFile: string
 
   constructor(
     private readonly fleet: FleetConfig,
@@ -46,23 +60,64 @@ export class LocalLedger implements Ledger {
     ensurePrivateDir(dir, HINT)
     this.file = `${dir}/ledger.json`
     this.lock = `${dir}/ledger.lock`
+    this.settledFile = `${dir}/settled.jsonl`
+    this.jobsFile = `${dir}/jobs.jsonl`
+  }
+
+  private read(path: string): string | null {
+    try {
+      return readFileSync(path, 'utf8')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw new HookError(`fleet ledger: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    }
   }
 
   private load(): State {
-    let text: string
-    try {
-      text = readFileSync(this.file, 'utf8')
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, records: {} }
-      throw new HookError(`fleet ledger: cannot read ${this.file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
-    }
+    const text = this.read(this.file)
+    if (text === null) return { version: 2, open: {}, days: {} }
     try {
       const s = JSON.parse(text) as State
-      if (s.version !== 1 || typeof s.records !== 'object' || s.records === null) throw new Error('unknown format')
+      if (s.version !== 2 || typeof s.open !== 'object' || s.open === null || typeof s.days !== 'object' || s.days === null)
+        throw new Error('unknown format')
       return s
     } catch (e) {
       throw new HookError(`fleet ledger: ${this.file} is not a ledger (${(e as Error).message})`)
     }
+  }
+
+  private append(path: string, value: object): void {
+    const fd = openPrivateAppend(path, true)
+    try {
+      // After a line torn by a crash, start a new one: the torn one stays unreadable alone.
+      const size = fstatSync(fd).size
+      const last = Buffer.alloc(1)
+      const torn = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a
+      const line = Buffer.from(`${torn ? '\n' : ''}${JSON.stringify(value)}\n`)
+      for (let off = 0; off < line.length;) off += writeSync(fd, line, off)
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  private lines<T>(path: string): T[] {
+    const out: T[] = []
+    for (const line of (this.read(path) ?? '').split('\n')) {
+      if (!line) continue
+      try {
+        out.push(JSON.parse(line) as T)
+      } catch {
+        // A line torn by a crash mid-append: what it said never took effect.
+      }
+    }
+    return out
+  }
+
+  /** Settled reservations by id (the last line for an id wins). */
+  private settledById(): Map<string, LedgerRecord> {
+    const m = new Map<string, LedgerRecord>()
+    for (const r of this.lines<LedgerRecord>(this.settledFile)) if (typeof r?.id === 'string') m.set(r.id, r)
+    return m
   }
 
   private update<T>(fn: (s: State) => { result: T; changed: boolean }): Promise<T> {
@@ -74,8 +129,8 @@ export class LocalLedger implements Ledger {
     })
   }
 
-  private static get(s: State, id: string): LedgerRecord {
-    const r = Object.prototype.hasOwnProperty.call(s.records, id) ? s.records[id] : undefined
+  private settledOne(id: string): LedgerRecord {
+    const r = this.settledById().get(id)
     if (!r) throw new HookError(`fleet ledger: no reservation ${id}`)
     return r
   }
@@ -84,18 +139,23 @@ export class LocalLedger implements Ledger {
     const priced = priceRequest(this.fleet, req, now)
     if ('line' in priced) return { ok: false, line: priced.line }
     return await this.update<ReserveResult>((s) => {
-      const use = usageOf(Object.values(s.records), req.repository, priced.day)
+      const use = usageOf(Object.values(s.open), req.repository, s.days[priced.day] ?? 0)
       const limit = exceeded(this.fleet, req, priced.reservedMicro, use)
       if (limit) return { result: { ok: false, line: refusalLine(this.fleet, limit, req, priced.reservedMicro, use) }, changed: false }
       const id = randomUUID()
-      s.records[id] = { ...req, id, reservedAt: now, ...priced, timings: {} }
+      s.open[id] = { ...req, id, reservedAt: now, ...priced, timings: {} }
+      s.days[priced.day] = (s.days[priced.day] ?? 0) + priced.reservedMicro
       return { result: { ok: true, id }, changed: true }
     })
   }
 
   attach(id: string, instanceId: string, at = this.clock.now()): Promise<void> {
     return this.update((s) => {
-      const r = LocalLedger.get(s, id)
+      if (!own(s.open, id)) {
+        if (this.settledOne(id).instanceId !== instanceId) throw new HookError(`fleet ledger: reservation ${id} cannot be attached`)
+        return { result: undefined, changed: false }
+      }
+      const r = s.open[id]
       if (r.instanceId === instanceId) return { result: undefined, changed: false }
       Object.assign(r, { instanceId, attachedAt: at })
       return { result: undefined, changed: true }
@@ -104,11 +164,14 @@ export class LocalLedger implements Ledger {
 
   settle(id: string, opts: SettleOptions): Promise<LedgerRecord> {
     return this.update((s) => {
-      const r = LocalLedger.get(s, id)
-      if (r.settledAt !== undefined) return { result: r, changed: false }
+      if (!own(s.open, id)) return { result: this.settledOne(id), changed: false }
+      const r = s.open[id]
       const { seconds, actual } = settlement(r, opts)
-      Object.assign(r, { settledAt: this.clock.now(), endedAt: opts.endedAt, billedSeconds: seconds, actualMicro: actual })
-      return { result: r, changed: true }
+      const done: LedgerRecord = { ...r, settledAt: this.clock.now(), endedAt: opts.endedAt, billedSeconds: seconds, actualMicro: actual }
+      this.append(this.settledFile, done)
+      delete s.open[id]
+      s.days[r.day] = (s.days[r.day] ?? 0) + actual - r.reservedMicro
+      return { result: done, changed: true }
     })
   }
 
@@ -116,15 +179,24 @@ export class LocalLedger implements Ledger {
     const bad = Object.entries(timings).find(([, ms]) => !Number.isFinite(ms))
     if (bad) return Promise.reject(new HookError(`fleet ledger: timing ${bad[0]} is not a number of milliseconds`))
     return this.update((s) => {
-      Object.assign(LocalLedger.get(s, id).timings, timings)
-      return { result: undefined, changed: true }
+      if (own(s.open, id)) {
+        Object.assign(s.open[id].timings, timings)
+        return { result: undefined, changed: true }
+      }
+      const r = this.settledOne(id)
+      this.append(this.settledFile, { ...r, timings: { ...r.timings, ...timings } })
+      return { result: undefined, changed: false }
     })
   }
 
   beat(id: string, at = this.clock.now()): Promise<void> {
     return this.update((s) => {
-      const r = LocalLedger.get(s, id)
-      if (r.settledAt !== undefined || (r.heartbeatAt ?? 0) >= at) return { result: undefined, changed: false }
+      if (!own(s.open, id)) {
+        this.settledOne(id)
+        return { result: undefined, changed: false }
+      }
+      const r = s.open[id]
+      if ((r.heartbeatAt ?? 0) >= at) return { result: undefined, changed: false }
       r.heartbeatAt = at
       return { result: undefined, changed: true }
     })
@@ -132,29 +204,34 @@ export class LocalLedger implements Ledger {
 
   async recordJob(u: JobUpdate): Promise<void> {
     checkJobUpdate(u)
-    return await this.update((s) => {
-      const jobs = (s.jobs ??= {})
-      const old = Object.prototype.hasOwnProperty.call(jobs, u.jobId) ? jobs[u.jobId] : undefined
-      jobs[u.jobId] = mergeJob(old, u, this.clock.now())
-      return { result: undefined, changed: true }
-    })
+    const line: JobLine = { at: this.clock.now(), update: u }
+    await withFileLock(this.lock, () => this.append(this.jobsFile, line))
   }
 
   jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
-    return this.update((s) => ({
-      result: Object.values(s.jobs ?? {})
+    return withFileLock(this.lock, () => {
+      const jobs = new Map<string, JobRecord>()
+      for (const l of this.lines<JobLine>(this.jobsFile)) {
+        if (typeof l?.update?.jobId !== 'string') continue
+        jobs.set(l.update.jobId, mergeJob(jobs.get(l.update.jobId), l.update, l.at))
+      }
+      return [...jobs.values()]
         .filter((j) => inRange({ reservedAt: j.startedAt }, range))
-        .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId)),
-      changed: false
-    }))
+        .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
+    })
   }
 
   unsettled(): Promise<LedgerRecord[]> {
-    return this.update((s) => ({ result: sorted(Object.values(s.records).filter((r) => r.settledAt === undefined)), changed: false }))
+    return this.update((s) => ({ result: sorted(Object.values(s.open)), changed: false }))
   }
 
   records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
-    return this.update((s) => ({ result: sorted(Object.values(s.records).filter((r) => inRange(r, range))), changed: false }))
+    return this.update((s) => {
+      const all = this.settledById()
+      // Still open: its settlement line (if any) is from a settle that never finished (see the header).
+      for (const r of Object.values(s.open)) all.set(r.id, r)
+      return { result: sorted([...all.values()].filter((r) => inRange(r, range))), changed: false }
+    })
   }
 
   close(): void {}

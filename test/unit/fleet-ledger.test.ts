@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FleetSchema, type FleetConfig } from '../../src/config'
@@ -178,7 +178,7 @@ test('a lock left by a dead process is taken over; one held by a live process is
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString()
   writeFileSync(`${dir}/ledger.lock`, `${dead} deadtoken\n`, { mode: 0o600 })
   expect(await l.reserve(REQ, NOON)).toEqual(ok)
-  expect(JSON.parse(readFileSync(`${dir}/ledger.json`, 'utf8')).records).toBeDefined()
+  expect(JSON.parse(readFileSync(`${dir}/ledger.json`, 'utf8')).open).toBeDefined()
 })
 
 test('a lock file its creator left empty (died before writing its pid) is taken over once old', async () => {
@@ -256,4 +256,47 @@ test('job records: created by the first update, fields replace, timings merge; b
   await expect(l.recordJob({ jobId: 'j1', timings: { x: NaN } })).rejects.toThrow(/timing "x"/)
   await expect(l.recordJob({ jobId: '../x' })).rejects.toThrow(/bad job id/)
   clockNow = NOON
+})
+
+test('ledger.json holds only open reservations: its size does not grow with settled launches and jobs (kept in append-only logs)', async () => {
+  const l = ledger(fleet({ caps: { instances: 3 }, budget: { perDayUsd: 1000, prices: PRICES } }))
+  const sizeAfter = async (n: number): Promise<number> => {
+    for (let i = 0; i < n; i++) {
+      const { id } = (await l.reserve(REQ, NOON)) as { id: string }
+      await l.settle(id, { endedAt: NOON + 120_000 })
+      await l.recordJob({ jobId: `job${i}-${n}`, repository: 'acme/widgets', timings: { acquire: 10 } })
+    }
+    return statSync(`${root}/ledger/ledger.json`).size
+  }
+  const small = await sizeAfter(2)
+  const large = await sizeAfter(60)
+  // Only the day's total may gain a digit or two.
+  expect(large - small).toBeLessThan(8)
+  expect((await l.records()).length).toBe(62)
+  expect((await l.jobs()).length).toBe(62)
+  for (const f of ['settled.jsonl', 'jobs.jsonl']) expect(statSync(`${root}/ledger/${f}`).mode & 0o777).toBe(0o600)
+  // Control: an open reservation does make it grow.
+  await l.reserve(REQ, NOON)
+  expect(statSync(`${root}/ledger/ledger.json`).size - large).toBeGreaterThan(200)
+})
+
+test('a crash mid-append (torn last line) and a crash between the settlement line and the rewrite both leave a consistent ledger', async () => {
+  const l = ledger(fleet({ caps: { instances: 1 }, budget: { perDayUsd: 1, prices: PRICES } }))
+  const a = (await l.reserve(REQ, NOON)) as { id: string }
+  await l.recordJob({ jobId: 'j1', repository: 'acme/widgets' })
+  // Crash after the settlement line was written, before ledger.json changed: still open, still counted.
+  appendFileSync(`${root}/ledger/settled.jsonl`, JSON.stringify({ ...(await l.unsettled())[0], settledAt: NOON, actualMicro: 1 }) + '\n')
+  // And a line torn mid-write in each log.
+  appendFileSync(`${root}/ledger/settled.jsonl`, '{"id":"x","reser')
+  appendFileSync(`${root}/ledger/jobs.jsonl`, '{"at":1,"upd')
+  expect((await l.unsettled()).map((r) => r.id)).toEqual([a.id])
+  expect((await l.records()).map((r) => [r.id, r.settledAt])).toEqual([[a.id, undefined]])
+  expect(await l.reserve(REQ, NOON)).toMatchObject({ ok: false })
+  // The settle that finishes it: the day now carries the real cost, not the reserved one.
+  const done = await l.settle(a.id, { endedAt: NOON + 60_000 })
+  expect(done.actualMicro).toBe(Math.ceil(41600 / 60))
+  expect(await l.unsettled()).toEqual([])
+  expect((await l.records()).map((r) => r.actualMicro)).toEqual([done.actualMicro])
+  expect(JSON.parse(readFileSync(`${root}/ledger/ledger.json`, 'utf8')).days['2026-12-01']).toBe(done.actualMicro)
+  expect((await l.jobs()).map((j) => j.jobId)).toEqual(['j1'])
 })
