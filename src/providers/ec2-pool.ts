@@ -507,9 +507,17 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       reserved.push(r.id)
     }
     if (!reserved.length) return { cap, refused }
-    const to = cap.desired + reserved.length
+    // SetDesiredCapacity is absolute: read the group again after reserving (another hook may have
+    // raised or lowered it meanwhile), and give back what no longer fits under its MaxSize.
+    const now = await this.capacity(env).catch(async (e: unknown) => {
+      for (const id of reserved) await this.settle(env, id, '(none)', false)
+      throw e
+    })
+    for (const id of reserved.splice(Math.max(0, now.max - now.desired))) await this.settle(env, id, '(none)', false)
+    if (!reserved.length) return { cap: now, refused }
+    const to = now.desired + reserved.length
     env.log.progress(
-      `pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${cap.desired}, max ${cap.max})` +
+      `pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${now.desired}, max ${now.max})` +
         (refused ? `; scale-out refused beyond that: ${refused}` : '')
     )
     const { sdk, client } = autoScalingClient(this.cfg)
@@ -525,7 +533,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
     const before = new Set([...v.ready, ...v.starting, ...v.stopped, ...v.leaving].map((m) => m.id))
     for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
-    return { cap: { ...cap, desired: to }, refused }
+    return { cap: { ...now, desired: to }, refused }
   }
 
   /** One member reserved in the fleet ledger, or the ledger's refusal line. */
