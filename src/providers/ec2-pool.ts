@@ -531,7 +531,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       for (const id of reserved) await this.settle(env, id, '(none)', false)
       throw e
     }
-    const before = new Set([...v.ready, ...v.starting, ...v.stopped, ...v.leaving].map((m) => m.id))
+    // A stopped member the group starts (its warm pool) counts as new: EC2's LaunchTime is its last start.
+    const before = new Set([...v.ready, ...v.starting, ...v.leaving].map((m) => m.id))
     for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
     return { cap: { ...now, desired: to }, refused }
   }

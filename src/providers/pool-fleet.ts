@@ -43,7 +43,7 @@ export function templateType(res: Ec2.DescribeLaunchTemplateVersionsCommandOutpu
 export interface PendingClaim {
   id: string
   reservedAt: number
-  /** The members the group had when it was asked for more: none of them is the new one. */
+  /** The members the group had running when it was asked for more: none of them is the new one. */
   before: ReadonlySet<string>
 }
 
