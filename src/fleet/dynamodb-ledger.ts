@@ -4,9 +4,9 @@
 // under its cap, plus the Put of the reservation item. DynamoDB applies all or none, serialised
 // against every other transaction on those items, so no number of hosts can take one more.
 //
-// Table: partition key `pk` (string), nothing else. Items: `counter#instances`, `counter#vcpus`,
-// `repo#<owner/name>` (attribute n), `day#<YYYY-MM-DD>` (attribute usd, micro-dollars), and
-// `res#<id>` (one reservation).
+// Table: see ledger-table.ts (key `pk`, a sparse index of open reservations). Items:
+// `counter#instances`, `counter#vcpus`, `repo#<owner/name>` (attribute n), `day#<YYYY-MM-DD>`
+// (attribute usd, micro-dollars), `res#<id>` (one reservation) and `job#<id>` (one job record).
 import { createHash, randomUUID } from 'node:crypto'
 import type * as Ddb from '@aws-sdk/client-dynamodb'
 import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb'
@@ -17,6 +17,7 @@ import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRe
 import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
 import { settlement, toMicro } from './money'
 import { checkJobUpdate } from './job-record'
+import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from './ledger-table'
 
 type DdbSdk = typeof Ddb
 type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
@@ -29,7 +30,6 @@ function loadSdk(): DdbSdk {
   return sdk
 }
 
-export const LEDGER_KEY = 'pk'
 const INSTANCES = 'counter#instances'
 const VCPUS = 'counter#vcpus'
 const repoKey = (repository: string): string => `repo#${repository}`
@@ -209,7 +209,7 @@ export class DynamoLedger implements Ledger {
       {
         Put: {
           TableName: this.table,
-          Item: { ...key(resKey(id)), fixed: S(JSON.stringify(fixed)), reservedAt: N(now), timings: { M: {} } },
+          Item: { ...key(resKey(id)), fixed: S(JSON.stringify(fixed)), reservedAt: N(now), timings: { M: {} }, [OPEN_ATTR]: S('1') },
           ConditionExpression: 'attribute_not_exists(#k)',
           ExpressionAttributeNames: { '#k': LEDGER_KEY }
         }
@@ -294,9 +294,9 @@ export class DynamoLedger implements Ledger {
         Update: {
           TableName: this.table,
           Key: key(resKey(id)),
-          UpdateExpression: 'SET settledAt = :s, endedAt = :e, billedSeconds = :b, actualMicro = :a',
+          UpdateExpression: 'SET settledAt = :s, endedAt = :e, billedSeconds = :b, actualMicro = :a REMOVE #o',
           ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(settledAt)',
-          ExpressionAttributeNames: { '#k': LEDGER_KEY },
+          ExpressionAttributeNames: { '#k': LEDGER_KEY, '#o': OPEN_ATTR },
           ExpressionAttributeValues: { ':s': N(settledAt), ':e': N(opts.endedAt), ':b': N(seconds), ':a': N(actual) }
         }
       },
@@ -398,8 +398,26 @@ export class DynamoLedger implements Ledger {
     return out
   }
 
+  /** From the sparse index of open reservations (eventually consistent: one settled a moment ago may still be listed; settle is idempotent). */
   async unsettled(): Promise<LedgerRecord[]> {
-    return sortRecords(await this.scan(resKey(''), toRecord, ' AND attribute_not_exists(settledAt)', {}))
+    const out: LedgerRecord[] = []
+    let start: Record<string, AttributeValue> | undefined
+    do {
+      const page = await this.send<Ddb.QueryCommandOutput>(
+        () =>
+          new this.sdk.QueryCommand({
+            TableName: this.table,
+            IndexName: OPEN_INDEX,
+            KeyConditionExpression: '#o = :one',
+            ExpressionAttributeNames: { '#o': OPEN_ATTR },
+            ExpressionAttributeValues: { ':one': S('1') },
+            ExclusiveStartKey: start
+          })
+      )
+      for (const item of page.Items ?? []) if (item.settledAt === undefined) out.push(toRecord(item))
+      start = page.LastEvaluatedKey
+    } while (start)
+    return sortRecords(out)
   }
 
   async records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {

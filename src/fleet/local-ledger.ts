@@ -26,6 +26,13 @@ interface State {
   days: Record<string, number>
 }
 
+/** The first format: every reservation and job ever made, in ledger.json. */
+interface V1State {
+  version: 1
+  records: Record<string, LedgerRecord>
+  jobs?: Record<string, JobRecord>
+}
+
 /** One line of jobs.jsonl: an update and when it was made (a job first seen starts then). */
 interface JobLine {
   at: number
@@ -73,17 +80,32 @@ export class LocalLedger implements Ledger {
     }
   }
 
-  private load(): State {
+  /** The state, and whether it was converted from the first format (then the caller writes it back). */
+  private load(): { s: State; migrated: boolean } {
     const text = this.read(this.file)
-    if (text === null) return { version: 2, open: {}, days: {} }
+    if (text === null) return { s: { version: 2, open: {}, days: {} }, migrated: false }
+    let s: State | V1State
     try {
-      const s = JSON.parse(text) as State
-      if (s.version !== 2 || typeof s.open !== 'object' || s.open === null || typeof s.days !== 'object' || s.days === null)
+      s = JSON.parse(text) as State | V1State
+      if (s?.version === 1 && typeof s.records === 'object' && s.records !== null) return { s: this.migrate(s), migrated: true }
+      if (s?.version !== 2 || typeof s.open !== 'object' || s.open === null || typeof s.days !== 'object' || s.days === null)
         throw new Error('unknown format')
-      return s
+      return { s, migrated: false }
     } catch (e) {
       throw new HookError(`fleet ledger: ${this.file} is not a ledger (${(e as Error).message})`)
     }
+  }
+
+  /** The first format held every record in ledger.json: settled ones and jobs move to the logs (repeating this after a crash only repeats lines). */
+  private migrate(old: V1State): State {
+    const s: State = { version: 2, open: {}, days: {} }
+    for (const r of Object.values(old.records)) {
+      s.days[r.day] = (s.days[r.day] ?? 0) + (r.actualMicro ?? r.reservedMicro)
+      if (r.settledAt === undefined) s.open[r.id] = r
+      else this.append(this.settledFile, r)
+    }
+    for (const j of Object.values(old.jobs ?? {})) this.append(this.jobsFile, { at: j.startedAt, update: j } satisfies JobLine)
+    return s
   }
 
   private append(path: string, value: object): void {
@@ -122,9 +144,9 @@ export class LocalLedger implements Ledger {
 
   private update<T>(fn: (s: State) => { result: T; changed: boolean }): Promise<T> {
     return withFileLock(this.lock, () => {
-      const s = this.load()
+      const { s, migrated } = this.load()
       const { result, changed } = fn(s)
-      if (changed) writePrivateFile(this.file, JSON.stringify(s))
+      if (changed || migrated) writePrivateFile(this.file, JSON.stringify(s))
       return result
     })
   }
@@ -205,19 +227,24 @@ export class LocalLedger implements Ledger {
   async recordJob(u: JobUpdate): Promise<void> {
     checkJobUpdate(u)
     const line: JobLine = { at: this.clock.now(), update: u }
-    await withFileLock(this.lock, () => this.append(this.jobsFile, line))
+    // Through update(): a ledger of the first format is converted before anything is appended.
+    await this.update(() => {
+      this.append(this.jobsFile, line)
+      return { result: undefined, changed: false }
+    })
   }
 
   jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
-    return withFileLock(this.lock, () => {
+    return this.update(() => {
       const jobs = new Map<string, JobRecord>()
       for (const l of this.lines<JobLine>(this.jobsFile)) {
         if (typeof l?.update?.jobId !== 'string') continue
         jobs.set(l.update.jobId, mergeJob(jobs.get(l.update.jobId), l.update, l.at))
       }
-      return [...jobs.values()]
+      const result = [...jobs.values()]
         .filter((j) => inRange({ reservedAt: j.startedAt }, range))
         .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
+      return { result, changed: false }
     })
   }
 

@@ -10,6 +10,7 @@ import { formatError } from '../errors'
 import { systemLedgerClock } from '../fleet/ledger'
 import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
 import { checkPrivateDir } from '../private-fs'
+import { OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
 import type { CheckResult } from './output'
 
 const CHECK = 'fleet ledger'
@@ -89,6 +90,16 @@ async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
         `key schema ${keys.join(', ') || '(none)'}${pkType ? ` (pk ${pkType})` : ''}: the ledger needs a string partition key pk and no sort key`,
         'make a table with partition key pk (string) only (terraform/modules/ledger) and name it in fleet.ledger.table'
       )
+    const index = table?.GlobalSecondaryIndexes?.find((g) => g.IndexName === OPEN_INDEX)
+    const indexKeys = (index?.KeySchema ?? []).map((k) => `${k.AttributeName}/${k.KeyType}`).join()
+    const openType = table?.AttributeDefinitions?.find((a) => a.AttributeName === OPEN_ATTR)?.AttributeType
+    if (indexKeys !== `${OPEN_ATTR}/HASH` || openType !== 'S' || index?.Projection?.ProjectionType !== 'ALL')
+      return fail(
+        index
+          ? `index ${OPEN_INDEX}: key ${indexKeys || '(none)'}, projection ${index.Projection?.ProjectionType ?? '(none)'}: the ledger needs key ${OPEN_ATTR} (string) and projection ALL`
+          : `no index ${OPEN_INDEX}: the ledger lists open reservations from it`,
+        `add the global secondary index ${OPEN_INDEX} (partition key ${OPEN_ATTR}, string; projection ALL) — terraform/modules/ledger has it`
+      )
     if (table?.TableStatus && table.TableStatus !== 'ACTIVE')
       return fail(`table status ${table.TableStatus}`, 'wait until the table is ACTIVE, then run doctor again')
     let open: number
@@ -104,7 +115,7 @@ async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
       check: CHECK,
       target,
       status: 'pass',
-      detail: `table ACTIVE, key pk (string); ${open} instance${open === 1 ? '' : 's'} reserved now`
+      detail: `table ACTIVE, key pk (string), index ${OPEN_INDEX}; ${open} instance${open === 1 ? '' : 's'} reserved now`
     }
   } finally {
     client.destroy()

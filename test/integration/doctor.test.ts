@@ -15,6 +15,7 @@ import { FleetSchema, type FleetConfig } from '../../src/config'
 import { newLocalLedger } from '../../src/fleet/local-ledger'
 import { ledgerChecks } from '../../src/ops/doctor-ledger'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 
 const vm = testVm()
 const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
@@ -272,14 +273,15 @@ describe('doctor: the fleet ledger', () => {
   }
 
   it('dynamodb: a table with key pk (string) passes and reads; an absent table or another key fails with its fix; nothing is written', async () => {
-    const good = await table([{ name: 'pk', type: 'S', key: 'HASH' }])
+    const good = await createLedgerTable(ddb, `rch-doctor-${process.pid}-good`)
+    tables.push(good)
     await ddb.send(new PutItemCommand({ TableName: good, Item: { pk: { S: 'counter#instances' }, n: { N: '3' } } }))
     const [ok] = await withEnv(() => ledgerChecks(dynamo(good)))
     expect(ok).toEqual({
       check: 'fleet ledger',
       target: `DynamoDB ${good} (${TEST_REGION})`,
       status: 'pass',
-      detail: 'table ACTIVE, key pk (string); 3 instances reserved now'
+      detail: 'table ACTIVE, key pk (string), index open-index; 3 instances reserved now'
     })
 
     const [absent] = await withEnv(() => ledgerChecks(dynamo(`rch-doctor-none-${process.pid}`)))
@@ -298,6 +300,11 @@ describe('doctor: the fleet ledger', () => {
     })
     const [s] = await withEnv(() => ledgerChecks(dynamo(sorted)))
     expect(s).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^key schema pk\/HASH, sk\/RANGE \(pk S\)/) })
+    // The key alone is not enough: without the open-reservations index the ledger cannot list them.
+    const noIndex = await table([{ name: 'pk', type: 'S', key: 'HASH' }])
+    const [i] = await withEnv(() => ledgerChecks(dynamo(noIndex)))
+    expect(i).toMatchObject({ status: 'fail', detail: 'no index open-index: the ledger lists open reservations from it' })
+    expect(i.fix).toMatch(/global secondary index open-index/)
     // Read-only: the good table holds only the item put above.
     expect((await ddb.send(new ScanCommand({ TableName: good }))).Items).toEqual([{ pk: { S: 'counter#instances' }, n: { N: '3' } }])
   })

@@ -23,13 +23,14 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { randomUUID } from 'node:crypto'
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
+import { DeleteTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2'
 import { FleetSchema } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import { openLedger } from '../../src/fleet/open-ledger'
 import type { LedgerRecord } from '../../src/fleet/ledger'
 import { DUMMY_CREDENTIALS, ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 import { EC2_HOOK_ENV, dumpRun, ec2RunnerConfig, instanceName, startInstanceBooter, tagsOf } from '../helpers/fake-instance'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { errorLines, ownerOf } from '../helpers/conformance'
@@ -65,14 +66,7 @@ afterAll(async () => {
 
 async function newTable(): Promise<string> {
   const name = `rch-fleet-launch-${process.pid}-${Date.now()}-${tables.length}`
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST'
-    })
-  )
+  await createLedgerTable(ddb, name)
   tables.push(name)
   return name
 }

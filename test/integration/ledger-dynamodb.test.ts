@@ -7,11 +7,12 @@
  * lock, so under a race it lets through what DynamoDB refuses (seen here: 13 reservations against
  * a budget for 12); the proxy restores DynamoDB's per-request atomicity, no more.
  */
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
+import { DeleteTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest, ReserveResult } from '../../src/fleet/ledger'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 import { raceHosts } from '../unit/fleet-procs'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
 
@@ -28,14 +29,7 @@ let seq = 0
 
 async function newTable(): Promise<string> {
   const name = `rch-fleet-${process.pid}-${Date.now()}-${seq++}`
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST'
-    })
-  )
+  await createLedgerTable(ddb, name)
   tables.push(name)
   return name
 }

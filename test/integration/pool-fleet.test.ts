@@ -11,7 +11,7 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
@@ -22,6 +22,7 @@ import { dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance
 import { errorLines } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { DUMMY_CREDENTIALS, ec2Client, loadMoto, TEST_REGION } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
 
 jest.setTimeout(240_000)
@@ -60,14 +61,7 @@ afterAll(async () => {
 /** A fresh ledger table, the hook's fleet section for it, and the ledger as the test reads it. */
 async function ledger(caps: object): Promise<{ fleet: Record<string, unknown>; read: DynamoLedger }> {
   const table = `rch-pool-fleet-${process.pid}-${Date.now()}-${tables.length}`
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: table,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST'
-    })
-  )
+  await createLedgerTable(ddb, table)
   tables.push(table)
   const fleet = { ledger: { kind: 'dynamodb', table, region: TEST_REGION, endpoint: proxy.endpoint }, caps }
   const parsed: FleetConfig = FleetSchema.parse(fleet)

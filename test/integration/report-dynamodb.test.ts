@@ -7,11 +7,12 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 
 const hook = resolve(__dirname, '..', '..', 'dist', 'index.js')
 const endpoint = loadMoto().endpoint
@@ -55,14 +56,7 @@ const req = (repository: string, workflow: string, runner: string, instanceType:
  *       j3 gadgets/ci/r1 T0+2h 800 41000; j4 gadgets/ci/r2 T0+3h 300 -; j5 widgets T0-1d (out); j6 widgets T0+1d (out).
  */
 beforeAll(async () => {
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: table,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST'
-    })
-  )
+  await createLedgerTable(ddb, table)
   const l = ledgerAt(T0)
   const reserve = async (r: ReserveRequest, at: number): Promise<string> => {
     const res = await l.reserve(r, at)

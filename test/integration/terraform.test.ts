@@ -26,6 +26,7 @@ import { loadConfig, type Config } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { membersOf, TAG_GROUP, TAG_HOST_KEY } from '../../src/providers/pool-plan'
+import { ledgerTableShape, OPEN_INDEX } from '../../src/fleet/ledger-table'
 import { ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
 import { readEnv, repoRoot, testenvDir } from '../helpers/testenv'
 
@@ -334,17 +335,45 @@ function ledgerActions(): string[] {
   }
   return [...calls].map((c) => `dynamodb:${c}`).sort()
 }
-const LEDGER_ACTIONS = ['dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', 'dynamodb:UpdateItem']
+const LEDGER_ACTIONS = [
+  'dynamodb:DescribeTable',
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+  'dynamodb:UpdateItem'
+]
+/** A Query reads the index of open reservations, whose ARN is the table's plus /index/<name>. */
+const LEDGER_INDEX_ARN = `${LEDGER_ARN}/index/${OPEN_INDEX}`
+const ledgerResourceOf = (action: string): string => (action === 'dynamodb:Query' ? LEDGER_INDEX_ARN : LEDGER_ARN)
 
-/** What the policy lacks of the ledger's calls on LEDGER_ARN, or grants of DynamoDB beyond that table. */
+/** What the policy lacks of the ledger's calls on LEDGER_ARN (or its index), or grants of DynamoDB beyond them. */
 function ledgerProblems(p: Policy, needed: string[]): string[] {
   const out: string[] = []
   const on = p.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).some((a) => a.startsWith('dynamodb:')))
   for (const a of needed)
-    if (!on.some((s) => asList(s.Action).includes(a) && asList(s.Resource).some((r) => r === LEDGER_ARN || r === '*')))
+    if (!on.some((s) => asList(s.Action).includes(a) && asList(s.Resource).some((r) => r === ledgerResourceOf(a) || r === '*')))
       out.push(`${a} is not allowed on the ledger table`)
-  for (const s of on) if (asList(s.Resource).some((r) => r !== LEDGER_ARN)) out.push(`${s.Sid ?? '?'} is not bound to the ledger table`)
+  for (const s of on)
+    if (asList(s.Resource).some((r) => r !== LEDGER_ARN && r !== LEDGER_INDEX_ARN))
+      out.push(`${s.Sid ?? '?'} is not bound to the ledger table`)
   return out
+}
+
+/** The ledger module's table as the hook's ledgerTableShape() words it, read from main.tf. */
+function tfLedgerShape(root: string): object {
+  const tf = fs.readFileSync(path.join(root, 'modules/ledger/main.tf'), 'utf8')
+  const blocks = (name: string): string[] => [...tf.matchAll(new RegExp(`\\n\\s*${name} \\{([^}]*)\\}`, 'g'))].map((m) => m[1])
+  const field = (block: string, k: string): string | undefined => new RegExp(`${k}\\s*=\\s*"([^"]*)"`).exec(block)?.[1]
+  return {
+    AttributeDefinitions: blocks('attribute').map((b) => ({ AttributeName: field(b, 'name'), AttributeType: field(b, 'type') })),
+    KeySchema: [{ AttributeName: field(tf, 'hash_key'), KeyType: 'HASH' }],
+    GlobalSecondaryIndexes: blocks('global_secondary_index').map((b) => ({
+      IndexName: field(b, 'name'),
+      KeySchema: [{ AttributeName: field(b, 'hash_key'), KeyType: 'HASH' }],
+      Projection: { ProjectionType: field(b, 'projection_type') }
+    }))
+  }
 }
 
 // ------------------------------------------------------------------ tests
@@ -776,6 +805,13 @@ describe('IAM policies', () => {
       expect(asList(s.Resource)).toEqual([ASG_ARN])
     }
     expect(memberPolicyProblems(member)).toEqual([])
+  })
+
+  test("the ledger module's table has the key and the index the hook's ledger uses (src/fleet/ledger-table.ts)", () => {
+    expect(tfLedgerShape(TF)).toEqual(ledgerTableShape())
+    // control: another index name is seen
+    const broken = brokenCopy('ledger-index', [['modules/ledger/main.tf', 'name            = "open-index"', 'name            = "open"']])
+    expect(tfLedgerShape(broken)).not.toEqual(ledgerTableShape())
   })
 
   test("the ledger statement covers every call of the DynamoDB ledger and doctor's, on the ledger's table only", async () => {

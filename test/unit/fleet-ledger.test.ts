@@ -300,3 +300,47 @@ test('a crash mid-append (torn last line) and a crash between the settlement lin
   expect(JSON.parse(readFileSync(`${root}/ledger/ledger.json`, 'utf8')).days['2026-12-01']).toBe(done.actualMicro)
   expect((await l.jobs()).map((j) => j.jobId)).toEqual(['j1'])
 })
+
+test('a ledger of the first format (every record in ledger.json) is converted on first use, nothing lost', async () => {
+  const dir = `${root}/ledger`
+  mkdirSync(dir, { mode: 0o700 })
+  const base = { ...REQ, day: '2026-12-01', priceMicroPerHour: 41600, reservedMicro: 41600, timings: {} }
+  const v1 = {
+    version: 1,
+    records: {
+      a: { ...base, id: 'a', reservedAt: NOON - 5000, instanceId: 'i-1', attachedAt: NOON - 4000 },
+      b: { ...base, id: 'b', reservedAt: NOON - 9000, settledAt: NOON - 1000, endedAt: NOON - 1000, billedSeconds: 60, actualMicro: 694 }
+    },
+    jobs: {
+      j1: {
+        jobId: 'j1',
+        repository: 'acme/widgets',
+        workflow: 'ci',
+        runId: '7',
+        job: 'build',
+        runner: 'r1',
+        runnerHost: 'h',
+        provider: 'ec2',
+        startedAt: NOON - 9000,
+        endedAt: NOON - 500,
+        timings: { acquire: 5 }
+      }
+    }
+  }
+  writeFileSync(`${dir}/ledger.json`, JSON.stringify(v1), { mode: 0o600 })
+  const l = ledger(fleet({ caps: { instances: 2 }, budget: { perDayUsd: 1, prices: PRICES } }))
+  // A job update first: the old job's record must not be overwritten by the conversion that follows.
+  await l.recordJob({ jobId: 'j1', endedAt: NOON, timings: { cleanup: 7 } })
+  expect((await l.unsettled()).map((r) => r.id)).toEqual(['a'])
+  expect((await l.records()).map((r) => [r.id, r.actualMicro])).toEqual([
+    ['b', 694],
+    ['a', undefined]
+  ])
+  expect((await l.jobs())[0]).toMatchObject({ jobId: 'j1', repository: 'acme/widgets', endedAt: NOON, timings: { acquire: 5, cleanup: 7 } })
+  const state = JSON.parse(readFileSync(`${dir}/ledger.json`, 'utf8'))
+  expect(state).toMatchObject({ version: 2, days: { '2026-12-01': 41600 + 694 } })
+  expect(Object.keys(state.open)).toEqual(['a'])
+  // caps still count the open one
+  expect(await l.reserve(REQ, NOON)).toEqual(ok)
+  expect(await l.reserve(REQ, NOON)).toMatchObject({ ok: false })
+})

@@ -1,6 +1,8 @@
 # The fleet ledger's DynamoDB table, shared by every runner host: each reservation is one
-# conditional transaction on it, so the caps and the day's budget hold across hosts. The hook reads
-# and writes items by `pk` only (string partition key, no sort key, no index).
+# conditional transaction on it, so the caps and the day's budget hold across hosts. Items are
+# read and written by `pk` (string partition key, no sort key); the open reservations alone carry
+# `open`, so the sparse index open-index lists them without reading the table's history (reap).
+# The hook's src/fleet/ledger-table.ts is the same shape; the offline check compares the two.
 
 resource "aws_dynamodb_table" "ledger" {
   #checkov:skip=CKV_AWS_119:always encrypted at rest with KMS (the AWS-managed key by default); kms_key_arn selects a customer-managed key where policy requires one
@@ -12,6 +14,17 @@ resource "aws_dynamodb_table" "ledger" {
   attribute {
     name = "pk"
     type = "S"
+  }
+
+  attribute {
+    name = "open"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "open-index"
+    hash_key        = "open"
+    projection_type = "ALL"
   }
 
   server_side_encryption {

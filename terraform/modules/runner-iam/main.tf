@@ -24,13 +24,20 @@ locals {
 
   # ---------------------------------------------------------------- fleet (both kinds)
   # The fleet ledger's table, when it is in DynamoDB: TransactWriteItems is authorised per item it
-  # writes (Put: PutItem, Update: UpdateItem); DescribeTable is doctor's. Nothing else, this table only.
+  # writes (Put: PutItem, Update: UpdateItem); DescribeTable is doctor's; Query only on the index of open
+  # reservations. Nothing else, this table only.
   ledger_statements = length(var.ledger_table_arns) > 0 ? [
     {
       Sid      = "FleetLedger"
       Effect   = "Allow"
       Action   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
       Resource = var.ledger_table_arns
+    },
+    {
+      Sid      = "FleetLedgerOpenReservations"
+      Effect   = "Allow"
+      Action   = ["dynamodb:Query"]
+      Resource = [for arn in var.ledger_table_arns : "${arn}/index/open-index"]
     },
   ] : []
   # The keep tag is the operator's word that reap leaves an instance alone: these credentials never set or remove it.
