@@ -8,6 +8,8 @@ export const TAG_PREFIX = 'remote-container-hooks'
 export const TAG_OWNER = `${TAG_PREFIX}:owner`
 export const TAG_JOB = `${TAG_PREFIX}:job-id`
 export const TAG_RUNNER_HOST = `${TAG_PREFIX}:runner-host`
+/** The fleet ledger reservation an instance was launched under (set at creation, so reap finds it even before attach). */
+export const TAG_RESERVATION = `${TAG_PREFIX}:reservation`
 
 export interface Attempt {
   market: 'spot' | 'on-demand'
@@ -137,3 +139,10 @@ export function addressOf(inst: Ec2.Instance, cfg: Pick<Ec2Config, 'connect' | '
 export function knownHostsName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`
 }
+
+/** Set by reap's first pass on what it would remove (`<ISO time>`); a later pass removes only what is still unowned. */
+export const TAG_REAP_CANDIDATE = `${TAG_PREFIX}:reap-candidate`
+/** Any value: reap never touches the instance. */
+export const TAG_KEEP = `${TAG_PREFIX}:keep`
+/** When the instance ends itself (ISO time), written at launch. */
+export const TAG_EXPIRES_AT = `${TAG_PREFIX}:expires-at`
