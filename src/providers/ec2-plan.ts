@@ -72,6 +72,8 @@ export interface LaunchBasis {
   rootSizeGiB?: number
   /** The template states MetadataOptions itself: then it decides, else IMDSv2 is required. */
   templateSetsMetadata: boolean
+  /** The template's instance type, used when provider.instanceTypes names none. */
+  templateInstanceType?: string
 }
 
 /** The RunInstances request for one attempt. Tags go on at creation: nothing is ever untagged. */
