@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Config, Ec2PoolConfig } from '../config'
+import { fleetGate, type JobFacts } from '../fleet/gate'
 import { newJobId, ownerId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry } from '../retry'
@@ -93,7 +94,9 @@ class PoolPass {
       signal: ctx.signal,
       runner: { runnerName: `reap@${hostname()}`, github: {} },
       connect: (c) => SshRemote.connect(c, ctx.connectMs),
-      discard: (_c, r) => Promise.resolve(r.close())
+      discard: (_c, r) => Promise.resolve(r.close()),
+      // Only a release's settlement of a recycled member goes through it: reap reserves nothing.
+      fleet: fleetGate(ctx.ledger, {} as JobFacts, ctx.clock)
     }
   }
 
@@ -244,7 +247,7 @@ class PoolPass {
     if (!r) return ''
     const s = await this.ctx.ledger.settle(id, {
       startedAt: r.attachedAt ?? (inst.LaunchTime ? new Date(inst.LaunchTime).getTime() : undefined),
-      endedAt: Date.now()
+      endedAt: this.ctx.clock.now()
     })
     return `; reservation ${id} settled (${s.billedSeconds} s)`
   }
