@@ -86,6 +86,13 @@ async function instancesTagged(value: string): Promise<Instance[]> {
   return (out.Reservations ?? []).flatMap((r) => r.Instances ?? [])
 }
 
+/** The step log's `timings:` lines (without the hook's prefix). */
+const timingsLines = (r: HookRun): string[] =>
+  r.stdout
+    .split('\n')
+    .map((l) => l.replace(/^\[remote-hooks\] /, ''))
+    .filter((l) => l.startsWith('timings:'))
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** A runner whose hook launches kind ec2 instances tagged `tag`, with its own TMPDIR (its own local root). */
@@ -292,7 +299,7 @@ test('a whole job: timings lines, the job record, heartbeats while a step runs, 
     expect({ code: prep.code, errors: errorLines(prep) }).toEqual({ code: 0, errors: [] })
     f.runner.state = prep.response.state
     const host = prep.response.state.host
-    const line = prep.stdout.split('\n').filter((x) => x.startsWith('timings:'))
+    const line = timingsLines(prep)
     expect(line).toHaveLength(1)
     expect(line[0]).toMatch(
       /^timings: acquire \d+\.\d s, boot \d+\.\d s, ssh ready \d+\.\d s, first sync \d+\.\d s, containers \d+\.\d s, health \d+\.\d s \(total \d+\.\d s\)$/
@@ -329,7 +336,7 @@ test('a whole job: timings lines, the job record, heartbeats while a step runs, 
 
     const clean = await f.runner.call('cleanup_job', {}, { env: f.env })
     expect({ code: clean.code, errors: errorLines(clean) }).toEqual({ code: 0, errors: [] })
-    expect(clean.stdout.split('\n').filter((x) => x.startsWith('timings:'))).toEqual([
+    expect(timingsLines(clean)).toEqual([
       expect.stringMatching(/^timings: terminate \d+\.\d s \(total \d+\.\d s\)$/)
     ])
     const [done] = await l.records()
