@@ -1,0 +1,119 @@
+/**
+ * `reap` for kind ec2-pool through dist/index.js, against moto's EC2 + Auto Scaling with loopback
+ * sshds as the members (test/helpers/pool-env.ts). Three members: one whose job's runner worker
+ * died (its lease lapses: the agent stops renewing it), one whose job lives (its lease is renewed),
+ * one marked for replacement that nobody holds.
+ */
+import { execFile } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { promisify } from 'node:util'
+import { CreateTagsCommand, type EC2Client } from '@aws-sdk/client-ec2'
+import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/pool-env'
+import { FakeRunner } from '../helpers/fake-runner'
+import { describeInstance, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
+import { ec2Client } from '../helpers/ec2-env'
+import { repoRoot, testImages } from '../helpers/testenv'
+import { waitUntil } from '../helpers/wait'
+import { expectOk, rowOf, runReap } from './reap-helpers'
+
+jest.setTimeout(300_000)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+const execFileP = promisify(execFile)
+const MIN = 60_000
+
+let dir: string
+let key: string
+let pub: string
+let ec2: EC2Client
+let pool: Pool | null = null
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-reap-pool-'))
+  ;({ key, pub } = poolKeyPair(dir))
+  ec2 = ec2Client()
+})
+afterAll(async () => {
+  await pool?.close()
+  ec2?.destroy()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const containersOf = async (jobId: string): Promise<string[]> =>
+  (await execFileP('docker', ['ps', '-aq', '--filter', `label=dev.remote-container-hooks.job=${jobId}`])).stdout.split('\n').filter(Boolean)
+const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
+
+test('a lapsed lease is taken back and the member scrubbed; a live lease is left alone; a member marked for replacement that nobody holds is replaced', async () => {
+  pool = await createPool({
+    name: `reap-pool-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+    size: 3,
+    clientPublicKey: pub,
+    extraTags: (m) => ({ 'rch-user': m.user })
+  })
+  const p = pool
+  await p.waitReady(3, 90_000)
+  const provider = { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
+  const worker = path.join(dir, 'worker.js')
+  // The runner's worker as a process of its own: it runs the hook and exits (a runner that died after prepare_job).
+  fs.writeFileSync(
+    worker,
+    `const r = require('node:child_process').spawnSync(process.execPath, [${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}], { stdio: 'inherit' })\nprocess.exit(r.status ?? 1)\n`
+  )
+  const dead = new FakeRunner({ config: poolHookConfig(p, key, provider), hook: worker })
+  const live = new FakeRunner({ config: poolHookConfig(p, key, provider) })
+  for (const r of [dead, live]) {
+    const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
+    expect(prep.code).toBe(0)
+  }
+  const lapsed = memberOf(dead)
+  const held = memberOf(live)
+  const idle = p.members({ live: true }).find((m) => m.id !== lapsed && m.id !== held)?.id as string
+  await ec2.send(new CreateTagsCommand({ Resources: [idle], Tags: [{ Key: 'remote-container-hooks:recycle', Value: 'test' }] }))
+  const deadJob = (dead.state as { jobId: string }).jobId
+  const liveJob = (live.state as { jobId: string }).jobId
+  // Positive control: the dead job's container is on its member; its lease lapses once its agent stops renewing it.
+  expect(await containersOf(deadJob)).toHaveLength(1)
+  const didLapse = await waitUntil(
+    async () => {
+      const l = (await p.readLease(lapsed)) ?? ''
+      const ex = Number(l.split(' ')[2])
+      return l.startsWith('held ') && ex < Date.now() / 1000 - 1
+    },
+    40_000,
+    500
+  )
+  expect(didLapse).toBe(true)
+
+  const cfg = path.join(dir, 'reap.json')
+  fs.writeFileSync(
+    cfg,
+    JSON.stringify({ ...poolHookConfig(p, key, provider), fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger') } } })
+  )
+  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+
+  const p1 = await runReap(cfg, tmp)
+  expectOk(p1)
+  expect(rowOf(p1, lapsed)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^lease lapsed \d+ s ago$/) })
+  expect(rowOf(p1, held)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/^lease live/) })
+  expect(rowOf(p1, idle)).toMatchObject({ action: 'marked', why: 'marked for replacement (test) and nobody holds it' })
+
+  const p2 = await runReap(cfg, tmp, { env: { RCH_LEDGER_NOW_MS: String(Date.now() + 3 * MIN) } })
+  expectOk(p2)
+  expect(rowOf(p2, lapsed)).toMatchObject({
+    action: 'removed',
+    why: expect.stringMatching(/lease taken back, member scrubbed and given back/)
+  })
+  expect(rowOf(p2, held).action).toBe('left alone')
+  expect(rowOf(p2, idle)).toMatchObject({ action: 'removed', why: expect.stringMatching(/replaced through the group/) })
+
+  expect(await p.readLease(lapsed)).toMatch(/^free clean/)
+  expect(await containersOf(deadJob)).toHaveLength(0)
+  expect(tagsOf(await describeInstance(ec2, lapsed))['remote-container-hooks:reap-candidate']).toBeUndefined()
+  // The live job's member is still its own, with its container.
+  expect(await p.readLease(held)).toMatch(new RegExp(`^held ${(live.state as { host: { token: string } }).host.token} `))
+  expect(await containersOf(liveJob)).toHaveLength(1)
+  expect(['shutting-down', 'terminated']).toContain((await describeInstance(ec2, idle)).State?.Name)
+
+  const c = await hookCall(live, 'cleanup_job', {})
+  expect(c.code).toBe(0)
+})
