@@ -89,7 +89,11 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
       const one = await api.one(r.instanceId)
       inst = one ? factOf(one) : null
     }
-    const unclaimed = !inst && r.pool && pool && r.pool === pool.group ? unclaimedMemberFor(r, pool.members, claimed) : undefined
+    if (!inst && r.pool && r.pool !== pool?.group) {
+      addRow(ctx, 'reservation', r.id, 'left alone', `no member found; pool ${r.pool} is another configuration's, its own reap judges it`)
+      continue
+    }
+    const unclaimed = !inst && r.pool && pool ? unclaimedMemberFor(r, pool.members, claimed) : undefined
     const step = reservationStep(r, inst, t, unclaimed)
     const key = `reservation:${r.id}`
     if (step.do === 'none') addRow(ctx, 'reservation', r.id, 'left alone', step.why)

@@ -16,12 +16,25 @@ import { describeInstance, hookCall, hookPrepare, tagsOf } from '../helpers/fake
 import { ec2Client } from '../helpers/ec2-env'
 import { repoRoot, testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
+import { FleetSchema } from '../../src/config'
+import { LocalLedger } from '../../src/fleet/local-ledger'
+import type { ReserveRequest } from '../../src/fleet/ledger'
 import { expectOk, rowOf, runReap } from './reap-helpers'
 
 jest.setTimeout(300_000)
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const execFileP = promisify(execFile)
 const MIN = 60_000
+const REQ: ReserveRequest = {
+  repository: 'acme/widgets',
+  workflow: 'ci',
+  runId: '1',
+  job: 'build',
+  runner: 'reap-test',
+  instanceType: 't3.medium',
+  vcpus: 2,
+  maxLifetimeMinutes: 720
+}
 
 let dir: string
 let key: string
@@ -43,7 +56,7 @@ const containersOf = async (jobId: string): Promise<string[]> =>
   (await execFileP('docker', ['ps', '-aq', '--filter', `label=dev.remote-container-hooks.job=${jobId}`])).stdout.split('\n').filter(Boolean)
 const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
 
-test('a lapsed lease is taken back and the member scrubbed; a live lease is left alone; a member marked for replacement that nobody holds is replaced', async () => {
+test('a lapsed lease is taken back and the member scrubbed; a live lease is left alone; a member marked for replacement that nobody holds is replaced and its reservation settled; a failed claim is attached', async () => {
   pool = await createPool({
     name: `reap-pool-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
     size: 3,
@@ -68,7 +81,27 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   const lapsed = memberOf(dead)
   const held = memberOf(live)
   const idle = p.members({ live: true }).find((m) => m.id !== lapsed && m.id !== held)?.id as string
-  await ec2.send(new CreateTagsCommand({ Resources: [idle], Tags: [{ Key: 'remote-container-hooks:recycle', Value: 'test' }] }))
+  // The ledger: the idle member was started under a reservation; another reservation's claim failed (no member carries it).
+  const fleet = FleetSchema.parse({ ledger: { kind: 'local', path: path.join(dir, 'ledger') } })
+  const ledger = new LocalLedger(fleet, path.join(dir, 'ledger'), { now: () => Date.now() })
+  const reserve = async (at: number): Promise<string> => {
+    const r = await ledger.reserve({ ...REQ, pool: p.name }, at)
+    if (!r.ok) throw new Error(r.line)
+    return r.id
+  }
+  const started = Date.now()
+  const rIdle = await reserve(started - 5 * MIN)
+  await ledger.attach(rIdle, idle, started - 5 * MIN)
+  const rUnclaimed = await reserve(started - MIN)
+  await ec2.send(
+    new CreateTagsCommand({
+      Resources: [idle],
+      Tags: [
+        { Key: 'remote-container-hooks:recycle', Value: 'test' },
+        { Key: 'remote-container-hooks:reservation', Value: rIdle }
+      ]
+    })
+  )
   const deadJob = (dead.state as { jobId: string }).jobId
   const liveJob = (live.state as { jobId: string }).jobId
   // Positive control: the dead job's container is on its member; its lease lapses once its agent stops renewing it.
@@ -96,6 +129,14 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   expect(rowOf(p1, lapsed)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^lease lapsed \d+ s ago$/) })
   expect(rowOf(p1, held)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/^lease live/) })
   expect(rowOf(p1, idle)).toMatchObject({ action: 'marked', why: 'marked for replacement (test) and nobody holds it' })
+  // The failed claim is mended: the reservation goes to an untagged member of the pool launched after it was made.
+  expect(rowOf(p1, rUnclaimed)).toMatchObject({
+    action: 'attached',
+    why: expect.stringMatching(new RegExp(`^member i-[0-9a-f]+ of pool ${p.name} was launched for it$`))
+  })
+  const claimedBy = (await ledger.records()).find((r) => r.id === rUnclaimed)?.instanceId as string
+  expect([lapsed, held]).toContain(claimedBy)
+  expect(tagsOf(await describeInstance(ec2, claimedBy))['remote-container-hooks:reservation']).toBe(rUnclaimed)
 
   const p2 = await runReap(cfg, tmp, { env: { RCH_LEDGER_NOW_MS: String(Date.now() + 3 * MIN) } })
   expectOk(p2)
@@ -104,7 +145,14 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
     why: expect.stringMatching(/lease taken back, member scrubbed and given back/)
   })
   expect(rowOf(p2, held).action).toBe('left alone')
-  expect(rowOf(p2, idle)).toMatchObject({ action: 'removed', why: expect.stringMatching(/replaced through the group/) })
+  expect(rowOf(p2, idle)).toMatchObject({
+    action: 'removed',
+    why: expect.stringMatching(new RegExp(`replaced through the group; reservation ${rIdle} settled \\(\\d+ s\\)$`))
+  })
+  expect(rowOf(p2, rUnclaimed)).toMatchObject({ action: 'left alone', why: `its instance ${claimedBy} is running` })
+  const recs = await ledger.records()
+  expect(recs.find((r) => r.id === rIdle)?.settledAt).toBeDefined()
+  expect(recs.find((r) => r.id === rUnclaimed)?.settledAt).toBeUndefined()
 
   expect(await p.readLease(lapsed)).toMatch(/^free clean/)
   expect(await containersOf(deadJob)).toHaveLength(0)
