@@ -78,7 +78,14 @@ async function setup(reap: { deadAfterMinutes?: number; graceMinutes?: number } 
   const file = (grace?: number): string => {
     const f = path.join(dir, `${scope}-${grace ?? 'cfg'}.json`)
     const cfg = {
-      provider: { kind: 'ec2', region: TEST_REGION, endpoint: moto, imageId, instanceTypes: ['t3.medium'], tags: { 'rch-reap-test': scope } },
+      provider: {
+        kind: 'ec2',
+        region: TEST_REGION,
+        endpoint: moto,
+        imageId,
+        instanceTypes: ['t3.medium'],
+        tags: { 'rch-reap-test': scope }
+      },
       remote: { workRoot: '/var/tmp/rch-reap' },
       fleet: grace === undefined ? fleetRaw : { ...fleetRaw, reap: { ...fleetRaw.reap, graceMinutes: grace } }
     }
