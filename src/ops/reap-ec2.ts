@@ -57,7 +57,7 @@ async function removeInstance(api: ReapEc2, ctx: ReapContext, id: string): Promi
     await api.terminate(id)
     if (!res || res.settledAt !== undefined) return 'terminated'
     const s = await ctx.ledger.settle(res.id, {
-      startedAt: res.attachedAt ?? (now.LaunchTime ? new Date(now.LaunchTime).getTime() : undefined),
+      startedAt: now.LaunchTime ? new Date(now.LaunchTime).getTime() : res.attachedAt,
       endedAt: ctx.clock.now()
     })
     return `terminated; reservation ${res.id} settled (${s.billedSeconds} s)`
