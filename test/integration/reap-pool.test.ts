@@ -2,7 +2,7 @@
  * `reap` for kind ec2-pool through dist/index.js, against moto's EC2 + Auto Scaling with loopback
  * sshds as the members (test/helpers/pool-env.ts). Three members: one whose job's runner worker
  * died (its lease lapses: the agent stops renewing it), one whose job lives (its lease is renewed),
- * one marked for replacement that nobody holds.
+ * one marked for replacement that nobody holds, one that stopped answering over SSH.
  */
 import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -12,9 +12,9 @@ import { promisify } from 'node:util'
 import { CreateTagsCommand, type EC2Client } from '@aws-sdk/client-ec2'
 import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/pool-env'
 import { FakeRunner } from '../helpers/fake-runner'
-import { describeInstance, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
+import { describeInstance, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { ec2Client } from '../helpers/ec2-env'
-import { repoRoot, testImages } from '../helpers/testenv'
+import { repoRoot, testenvDir, testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 import { FleetSchema } from '../../src/config'
 import { LocalLedger } from '../../src/fleet/local-ledger'
@@ -59,12 +59,12 @@ const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: st
 test('a lapsed lease is taken back and the member scrubbed; a live lease is left alone; a member marked for replacement that nobody holds is replaced and its reservation settled; a failed claim is attached', async () => {
   pool = await createPool({
     name: `reap-pool-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
-    size: 3,
+    size: 4,
     clientPublicKey: pub,
     extraTags: (m) => ({ 'rch-user': m.user })
   })
   const p = pool
-  await p.waitReady(3, 90_000)
+  await p.waitReady(4, 90_000)
   const provider = { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
   const worker = path.join(dir, 'worker.js')
   // The runner's worker as a process of its own: it runs the hook and exits (a runner that died after prepare_job).
@@ -76,11 +76,20 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   const live = new FakeRunner({ config: poolHookConfig(p, key, provider) })
   for (const r of [dead, live]) {
     const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
-    expect(prep.code).toBe(0)
+    if (prep.code !== 0) throw new Error(dumpRun(prep))
   }
   const lapsed = memberOf(dead)
   const held = memberOf(live)
-  const idle = p.members({ live: true }).find((m) => m.id !== lapsed && m.id !== held)?.id as string
+  const [idle, silent] = p
+    .members({ live: true })
+    .filter((m) => m.id !== lapsed && m.id !== held)
+    .map((m) => m.id)
+  // A member that stops answering over SSH (its sshd gone, the instance still running).
+  const s = p.member(silent)
+  await execFileP('bash', [path.join(repoRoot, 'scripts', 'testenv', 'instance-sshd.sh'), 'pause', silent], {
+    env: { ...process.env, RCH_TESTENV_DIR: testenvDir, INST_USER: s.user, INST_WORKROOT: s.workRoot },
+    timeout: 60_000
+  })
   // The ledger: the idle member was started under a reservation; another reservation's claim failed (no member carries it).
   const fleet = FleetSchema.parse({ ledger: { kind: 'local', path: path.join(dir, 'ledger') } })
   const ledger = new LocalLedger(fleet, path.join(dir, 'ledger'), { now: () => Date.now() })
@@ -92,6 +101,9 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   const started = Date.now()
   const rIdle = await reserve(started - 5 * MIN)
   await ledger.attach(rIdle, idle, started - 5 * MIN)
+  const rSilent = await reserve(started - 5 * MIN)
+  await ledger.attach(rSilent, silent, started - 5 * MIN)
+  await ec2.send(new CreateTagsCommand({ Resources: [silent], Tags: [{ Key: 'remote-container-hooks:reservation', Value: rSilent }] }))
   const rUnclaimed = await reserve(started - MIN)
   await ec2.send(
     new CreateTagsCommand({
@@ -129,6 +141,7 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   expect(rowOf(p1, lapsed)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^lease lapsed \d+ s ago$/) })
   expect(rowOf(p1, held)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/^lease live/) })
   expect(rowOf(p1, idle)).toMatchObject({ action: 'marked', why: 'marked for replacement (test) and nobody holds it' })
+  expect(rowOf(p1, silent)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^unreachable: /) })
   // The failed claim is mended: the reservation goes to an untagged member of the pool launched after it was made.
   expect(rowOf(p1, rUnclaimed)).toMatchObject({
     action: 'attached',
@@ -149,9 +162,15 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
     action: 'removed',
     why: expect.stringMatching(new RegExp(`replaced through the group; reservation ${rIdle} settled \\(\\d+ s\\)$`))
   })
+  expect(rowOf(p2, silent)).toMatchObject({
+    action: 'removed',
+    why: expect.stringMatching(new RegExp(`^unreachable: .*; replaced through the group; reservation ${rSilent} settled`))
+  })
+  expect(['shutting-down', 'terminated']).toContain((await describeInstance(ec2, silent)).State?.Name)
   expect(rowOf(p2, rUnclaimed)).toMatchObject({ action: 'left alone', why: `its instance ${claimedBy} is running` })
   const recs = await ledger.records()
   expect(recs.find((r) => r.id === rIdle)?.settledAt).toBeDefined()
+  expect(recs.find((r) => r.id === rSilent)?.settledAt).toBeDefined()
   expect(recs.find((r) => r.id === rUnclaimed)?.settledAt).toBeUndefined()
 
   expect(await p.readLease(lapsed)).toMatch(/^free clean/)
