@@ -10,7 +10,7 @@ import { z } from 'zod'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
 import { HookError } from '../errors'
-import { FleetRefused, type FleetGate, type LaunchSpec } from '../fleet/gate'
+import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
@@ -18,9 +18,10 @@ import { ask } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import { workerProcess, type WorkerProcess } from '../worker-process'
 import { keepAlive } from '../remote/agent'
-import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError, type Ec2Sdk } from './ec2-api'
+import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError } from './ec2-api'
+import { instanceVcpus } from './ec2-vcpus'
 import { knownHostsName, TAG_RESERVATION } from './ec2-plan'
-import { claimable, groupTypes, launchSpecOf, templateType, vcpusOf, type PendingClaim } from './pool-fleet'
+import { claimable, groupTypes, launchSpecOf, templateType, type PendingClaim } from './pool-fleet'
 import {
   acquireScript,
   leaveScript,
@@ -424,9 +425,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
   /** Settles the member's reservation at its end; one this runner host's ledger does not know is left to reap. */
   private async settle(env: ProviderEnv, reservation: string, instanceId: string, launched = true): Promise<void> {
-    const fleet = fleetOf(env)
-    if (!fleet) return
-    await fleet.settle(reservation, { endedAt: Date.now(), ...(launched ? {} : { launched: false }) }).then(
+    await env.fleet.settle(reservation, launched ? {} : { launched: false }).then(
       () => env.log.debug(`fleet reservation ${reservation} of ${instanceId} settled`),
       (e: unknown) =>
         env.log.warn(`could not settle fleet reservation ${reservation} of ${instanceId} (reap settles it): ${(e as Error).message}`)
@@ -456,7 +455,6 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   private async grow(env: ProviderEnv, v: PoolView, waiting: number, mayStart: (() => void) | null): Promise<Growth> {
     // Enough members are on their way for everyone waiting.
     if (waiting === 0 || v.starting.length >= waiting) return { cap: null }
-    const fleet = fleetOf(env)
     // A stopped member kept in Standby is started here; one in a warm pool (Warmed:Stopped) is the
     // group's to start, which it does when the desired capacity rises (below).
     const standby =
@@ -469,24 +467,21 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (standby.length && mayStart) {
       mayStart()
       const id = standby[0]
-      let reservation: string | null = null
-      if (fleet) {
-        // Its earlier run's reservation ended when it stopped (at the latest): settled before a new one counts.
-        const old = v.stopped.find((m) => m.id === id)?.reservation
-        if (old) await this.settle(env, old, id)
-        const r = await this.reserve(fleet, env)
-        if ('refused' in r) return { cap: null, refused: r.refused }
-        reservation = r.id
-      }
+      // Its earlier run's reservation ended when it stopped (at the latest): settled before a new one counts.
+      const old = v.stopped.find((m) => m.id === id)?.reservation
+      if (old) await this.settle(env, old, id)
+      const r = await this.reserve(env)
+      if ('refused' in r) return { cap: null, refused: r.refused }
+      const reservation = r.id
       env.log.progress(`starting stopped member ${id} of pool ${this.cfg.autoScalingGroup}`)
       const { sdk, client } = await ec2Client(this.cfg)
       try {
         await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })))
       } catch (e) {
-        if (reservation) await this.settle(env, reservation, id, false)
+        await this.settle(env, reservation, id, false)
         throw e
       }
-      if (reservation) await this.bind(env, id, reservation)
+      await this.bind(env, id, reservation)
       const asg = autoScalingClient(this.cfg)
       await this.send(env, 'ExitStandby', () =>
         asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
@@ -500,23 +495,29 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const reserved: string[] = []
     let refused: string | null = null
     const since = Date.now()
-    if (fleet) {
-      for (let n = cap.desired; n < want; n++) {
-        const r = await this.reserve(fleet, env).catch(async (e: unknown) => {
-          for (const id of reserved) await this.settle(env, id, '(none)', false)
-          throw e
-        })
-        if ('refused' in r) {
-          refused = r.refused
-          break
-        }
-        reserved.push(r.id)
+    for (let n = cap.desired; n < want; n++) {
+      const r = await this.reserve(env).catch(async (e: unknown) => {
+        for (const id of reserved) await this.settle(env, id, '(none)', false)
+        throw e
+      })
+      if ('refused' in r) {
+        refused = r.refused
+        break
       }
-      if (!reserved.length) return { cap, refused }
+      reserved.push(r.id)
     }
-    const to = fleet ? cap.desired + reserved.length : want
+    if (!reserved.length) return { cap, refused }
+    // SetDesiredCapacity is absolute: read the group again after reserving (another hook may have
+    // raised or lowered it meanwhile), and give back what no longer fits under its MaxSize.
+    const now = await this.capacity(env).catch(async (e: unknown) => {
+      for (const id of reserved) await this.settle(env, id, '(none)', false)
+      throw e
+    })
+    for (const id of reserved.splice(Math.max(0, now.max - now.desired))) await this.settle(env, id, '(none)', false)
+    if (!reserved.length) return { cap: now, refused }
+    const to = now.desired + reserved.length
     env.log.progress(
-      `pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${cap.desired}, max ${cap.max})` +
+      `pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${now.desired}, max ${now.max})` +
         (refused ? `; scale-out refused beyond that: ${refused}` : '')
     )
     const { sdk, client } = autoScalingClient(this.cfg)
@@ -530,14 +531,16 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       for (const id of reserved) await this.settle(env, id, '(none)', false)
       throw e
     }
-    for (const id of reserved) this.pending.push({ id, reservedAt: since })
-    return { cap: { ...cap, desired: to }, refused }
+    // A stopped member the group starts (its warm pool) counts as new: EC2's LaunchTime is its last start.
+    const before = new Set([...v.ready, ...v.starting, ...v.leaving].map((m) => m.id))
+    for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
+    return { cap: { ...now, desired: to }, refused }
   }
 
   /** One member reserved in the fleet ledger, or the ledger's refusal line. */
-  private async reserve(fleet: FleetGate, env: ProviderEnv): Promise<{ id: string } | { refused: string }> {
+  private async reserve(env: ProviderEnv): Promise<{ id: string } | { refused: string }> {
     try {
-      return { id: await fleet.reserve(await this.launchSpec(env)) }
+      return { id: await env.fleet.reserve(await this.launchSpec(env)) }
     } catch (e) {
       if (e instanceof FleetRefused) return { refused: e.message }
       throw e
@@ -572,10 +575,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         )
       types = [type]
     }
-    const res = await this.send(env, 'DescribeInstanceTypes', () =>
-      client.send(new sdk.DescribeInstanceTypesCommand({ InstanceTypes: types as Ec2InstanceType[] }))
-    )
-    this.spec = launchSpecOf(this.cfg, vcpusOf(res))
+    const vcpus = new Map<string, number>()
+    for (const t of types) vcpus.set(t, await instanceVcpus(this.cfg, t, env.signal))
+    this.spec = launchSpecOf(this.cfg, vcpus)
     return this.spec
   }
 
@@ -583,7 +585,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   private async bind(env: ProviderEnv, instanceId: string, reservation: string): Promise<void> {
     try {
       await this.tag(instanceId, { [TAG_RESERVATION]: reservation }, env)
-      await fleetOf(env)?.attach(reservation, instanceId)
+      await env.fleet.attach(reservation, instanceId)
     } catch (e) {
       env.log.warn(`could not mark ${instanceId} as fleet reservation ${reservation}'s (reap settles it): ${(e as Error).message}`)
     }
@@ -598,13 +600,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const taken = new Set<string>()
     try {
       for (const p of [...this.pending]) {
-        for (const m of claimable(members, p.reservedAt, taken).slice(0, CLAIM_TRIES)) {
+        for (const m of claimable(members, p, taken).slice(0, CLAIM_TRIES)) {
           taken.add(m.id)
           await this.tag(m.id, { [TAG_RESERVATION]: p.id }, env)
           const [back] = await this.members(env, [m.id])
           if (back?.reservation !== p.id) continue
           this.pending.splice(this.pending.indexOf(p), 1)
-          await fleetOf(env)?.attach(p.id, m.id)
+          await env.fleet.attach(p.id, m.id)
           env.log.debug(`fleet reservation ${p.id} claimed ${m.id}`)
           break
         }
@@ -727,11 +729,6 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 }
 
 const HEX32 = /^[0-9a-f]{32}$/
-
-type Ec2InstanceType = NonNullable<NonNullable<ConstructorParameters<Ec2Sdk['DescribeInstanceTypesCommand']>[0]>['InstanceTypes']>[number]
-
-/** The fleet ledger, where the hook gives one. */
-const fleetOf = (env: ProviderEnv): FleetGate | undefined => (env as ProviderEnv & { fleet?: FleetGate }).fleet
 
 export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
   create: (cfg, workRoot) => new Ec2PoolProvider(cfg, workRoot),

@@ -39,29 +39,29 @@ export function templateType(res: Ec2.DescribeLaunchTemplateVersionsCommandOutpu
   return res.LaunchTemplateVersions?.[0]?.LaunchTemplateData?.InstanceType ?? null
 }
 
-export function vcpusOf(res: Ec2.DescribeInstanceTypesCommandOutput): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const t of res.InstanceTypes ?? []) if (t.InstanceType && t.VCpuInfo?.DefaultVCpus) out.set(t.InstanceType, t.VCpuInfo.DefaultVCpus)
-  return out
-}
-
 /** A reservation made for a scale-out, waiting for the member it paid for. */
 export interface PendingClaim {
   id: string
   reservedAt: number
+  /** The members the group had running when it was asked for more: none of them is the new one. */
+  before: ReadonlySet<string>
 }
 
-/** Members a scale-out reservation made at `reservedAt` may claim: new, unclaimed, not leaving; oldest first. */
-export function claimable(members: Member[], reservedAt: number, skip: ReadonlySet<string>): Member[] {
+/**
+ * Members a scale-out reservation may claim: ones the group did not have when asked, unclaimed,
+ * not leaving, launched since the reservation (less a slack for clock skew); oldest first.
+ */
+export function claimable(members: Member[], p: PendingClaim, skip: ReadonlySet<string>): Member[] {
   return members
     .filter(
       (m) =>
         !m.reservation &&
         !m.recycle &&
         !skip.has(m.id) &&
+        !p.before.has(m.id) &&
         (m.state === 'pending' || m.state === 'running') &&
         m.launchedAt !== null &&
-        m.launchedAt.getTime() >= reservedAt - CLAIM_SLACK_MS
+        m.launchedAt.getTime() >= p.reservedAt - CLAIM_SLACK_MS
     )
     .sort((a, b) => (a.launchedAt as Date).getTime() - (b.launchedAt as Date).getTime() || a.id.localeCompare(b.id))
 }

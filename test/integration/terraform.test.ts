@@ -730,7 +730,7 @@ describe('IAM policies', () => {
     // step), reap's removal of its candidate mark, and the ledger's (checked on their own below)
     const src = fs
       .readdirSync(path.join(repoRoot, 'src', 'providers'))
-      .filter((f) => f === 'ec2-pool.ts' || /^pool-.*\.ts$/.test(f))
+      .filter((f) => f === 'ec2-pool.ts' || f === 'ec2-vcpus.ts' || /^pool-.*\.ts$/.test(f))
       .map((f) => fs.readFileSync(path.join(repoRoot, 'src', 'providers', f), 'utf8'))
       .join('\n')
     const calls = [...new Set([...src.matchAll(/new (?:asg\.)?sdk\.(\w+)Command/g)].map((m) => m[1]))]

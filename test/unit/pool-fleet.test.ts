@@ -1,5 +1,5 @@
 import type * as Asg from '@aws-sdk/client-auto-scaling'
-import { claimable, CLAIM_SLACK_MS, groupTypes, launchSpecOf, templateType, vcpusOf } from '../../src/providers/pool-fleet'
+import { claimable, CLAIM_SLACK_MS, groupTypes, launchSpecOf, templateType } from '../../src/providers/pool-fleet'
 import type { Member } from '../../src/providers/pool-plan'
 
 const cfg = { autoScalingGroup: 'rch-pool', reuse: { maxJobsPerVm: 20, maxVmAgeMinutes: 720, maxDiskPercent: 90 } }
@@ -23,22 +23,18 @@ test("groupTypes: a mixed-instances group's overrides, else its launch template,
 })
 
 test('launchSpecOf: reserved as the largest type, for the longest a member may live', () => {
-  const vcpus = vcpusOf({
-    InstanceTypes: [
-      { InstanceType: 't3.large', VCpuInfo: { DefaultVCpus: 2 } },
-      { InstanceType: 'm5.xlarge', VCpuInfo: { DefaultVCpus: 4 } },
-      { InstanceType: 'c5.xlarge', VCpuInfo: { DefaultVCpus: 4 } },
-      { InstanceType: 'x1.32xlarge' }
-    ],
-    $metadata: {}
-  })
+  const vcpus = new Map([
+    ['t3.large', 2],
+    ['m5.xlarge', 4],
+    ['c5.xlarge', 4]
+  ])
   expect(launchSpecOf(cfg, vcpus)).toEqual({ instanceType: 'c5.xlarge', vcpus: 4, maxLifetimeMinutes: 720, pool: 'rch-pool' })
   expect(() => launchSpecOf(cfg, new Map())).toThrow(/^provider\.autoScalingGroup: no instance type with a vCPU count/)
   expect(templateType({ LaunchTemplateVersions: [{ LaunchTemplateData: { InstanceType: 't3.micro' } }], $metadata: {} })).toBe('t3.micro')
   expect(templateType({ LaunchTemplateVersions: [{ LaunchTemplateData: {} }], $metadata: {} })).toBeNull()
 })
 
-test('claimable: new members without a reservation, launched since the reservation (less the slack), oldest first', () => {
+test('claimable: members the group did not have, without a reservation, launched since the reservation (less the slack), oldest first', () => {
   const at = Date.UTC(2026, 11, 1, 12)
   const m = (id: string, launched: number, over: Partial<Member> = {}): Member => ({
     id,
@@ -59,7 +55,9 @@ test('claimable: new members without a reservation, launched since the reservati
     m('i-owned', at + 1_000, { reservation: 'r-other' }),
     m('i-leaving', at + 1_000, { recycle: 'worn' }),
     m('i-stopped', at + 1_000, { state: 'stopped' }),
-    m('i-taken', at + 1_000)
+    m('i-taken', at + 1_000),
+    m('i-there-before', at + 1_000)
   ]
-  expect(claimable(members, at, new Set(['i-taken'])).map((x) => x.id)).toEqual(['i-early', 'i-late'])
+  const p = { id: 'r-1', reservedAt: at, before: new Set(['i-there-before']) }
+  expect(claimable(members, p, new Set(['i-taken'])).map((x) => x.id)).toEqual(['i-early', 'i-late'])
 })
