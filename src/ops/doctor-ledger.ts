@@ -3,21 +3,18 @@
 // does); a folder not made yet is left to the first launch. DynamoDB: the table exists with the key
 // the ledger writes (`pk`, a string) and one item reads.
 import { accessSync, constants, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import type { FleetConfig } from '../config'
 import { formatError } from '../errors'
 import { systemLedgerClock } from '../fleet/ledger'
 import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
 import { checkPrivateDir } from '../private-fs'
+import { hookLocalRoot } from '../paths'
 import { OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
 import type { CheckResult } from './output'
 
 const CHECK = 'fleet ledger'
 type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
-
-/** The hook's private local root, where the local ledger's default folder is. */
-export const hookLocalRoot = (): string => `${tmpdir()}/rch-${process.geteuid?.() ?? 0}`
 
 export async function ledgerChecks(fleet: FleetConfig, localRoot = hookLocalRoot()): Promise<CheckResult[]> {
   return [fleet.ledger.kind === 'local' ? await localCheck(fleet, localRoot) : await dynamoCheck(fleet.ledger)]

@@ -1,8 +1,8 @@
 // `reap [--dry-run]`: finds what dead jobs left (instances, pool leases, host slots, unsettled
 // reservations) and removes it in two phases: a pass marks candidates, a later pass removes those
 // marked at least fleet.reap.graceMinutes ago that a last check still finds unowned.
-import { tmpdir } from 'node:os'
 import type { Config } from '../config'
+import { hookLocalRoot } from '../paths'
 import type { LedgerClock } from '../fleet/ledger'
 import { ledgerClockFrom } from '../fleet/ledger-clock'
 import { openLedger } from '../fleet/open-ledger'
@@ -100,9 +100,8 @@ export interface ReapOptions {
 
 /** One reap pass over what the configuration names; the rows say what was done. */
 export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]> {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
   // The hook's own private local folder: the local ledger's default place, and reap's marks.
-  const localRoot = `${tmpdir()}/rch-${uid}`
+  const localRoot = hookLocalRoot()
   const ledger = await openLedger(config.fleet, { localRoot, clock: opts.clock })
   const seenMarks = new Set<string>()
   const marks = fileMarks(`${localRoot}/reap`, ledgerName(config), opts.dryRun)

@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../config'
 import { ConfigError } from '../errors'
 import type { JobRecord, Ledger, LedgerRecord } from '../fleet/ledger'
 import { localLedgerDir } from '../fleet/local-ledger'
+import { ledgerClockFrom } from '../fleet/ledger-clock'
 import { openLedger } from '../fleet/open-ledger'
 import { hookLocalRoot } from '../paths'
 import { EX_USAGE, type OpArgs, type OpCommand, type OpIo } from './command'
@@ -78,7 +79,7 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
     return EX_CONFIG
   }
 
-  const now = deps.now ?? Date.now()
+  const now = deps.now ?? ledgerClockFrom(io.env).now()
   const timeZone = config.fleet.budget?.timezone ?? 'UTC'
   const range: { since?: number; until?: number } = {}
   for (const flag of ['since', 'until'] as const) {

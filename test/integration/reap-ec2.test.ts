@@ -8,12 +8,13 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { RunInstancesCommand, TerminateInstancesCommand, type EC2Client, type Tag } from '@aws-sdk/client-ec2'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { LedgerRecord, ReserveRequest } from '../../src/fleet/ledger'
 import { DUMMY_CREDENTIALS, ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 import { describeInstance, tagsOf } from '../helpers/fake-instance'
 import { repoRoot } from '../helpers/testenv'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
@@ -59,14 +60,7 @@ let seq = 0
 async function setup(reap: { deadAfterMinutes?: number; graceMinutes?: number } = {}): Promise<Setup> {
   const scope = `reap-${process.pid}-${Date.now().toString(36)}-${seq++}`
   const table = `rch-reap-${scope}`
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: table,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST'
-    })
-  )
+  await createLedgerTable(ddb, table)
   tables.push(table)
   const fleetRaw = {
     ledger: { kind: 'dynamodb', table, region: TEST_REGION, endpoint: proxy.endpoint },
