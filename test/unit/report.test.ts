@@ -584,3 +584,18 @@ test('--csv: a workflow name with a semicolon is quoted, so a `;`-separated spre
   expect(semicolonCells(line).some((c) => /^[=+\-@]/.test(c))).toBe(false)
   expect(line).toContain(`,"${name}",`)
 })
+
+test('the table: a workflow name with a right-to-left override cannot reorder what a terminal shows', async () => {
+  const name = 'ci\u202e1 90.0'
+  const l = ledgerOf(FLEET)
+  const id = await reserve(l, req('acme/widgets', name, 'r1', 't3.medium'), NOON - H)
+  await l.attach(id, 'i-1', NOON - H)
+  await l.settle(id, { endedAt: NOON - H + 1800_000 })
+  // Positive control: the name reached the report (--json keeps it as it is).
+  const j = await report([configFile(FLEET), '--json', '--by', 'workflow'])
+  expect(j.out).toContain('"workflow": "ci\\u202e1 90.0"'.replace('\\u202e', '\u202e'))
+  const r = await report([configFile(FLEET), '--by', 'workflow'])
+  expect(r.code).toBe(0)
+  expect(r.out).not.toMatch(/[\u200e\u200f\u202a-\u202e\u2066-\u2069]/)
+  expect(r.out).toContain('ci?1 90.0')
+})
