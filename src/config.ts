@@ -205,7 +205,17 @@ export const FleetSchema = z
           .int()
           .min(0)
           .max(24 * 60)
-          .default(2)
+          .default(2),
+        /**
+         * The longest a job may hold a pool member: a member older than reuse.maxVmAgeMinutes plus
+         * this is replaced whatever its lease record (which the member can write) says.
+         */
+        maxJobMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(7 * 24 * 60)
+          .default(5 * 24 * 60)
       })
       .strict()
       .default({})

@@ -16,10 +16,11 @@ export interface CheckResult {
 
 /**
  * A cell as it may reach a terminal: details carry text from machines and APIs (a tool's path, an
- * error), and a control character there could move the cursor or rewrite earlier lines.
+ * error) and names from jobs, and a control character there could move the cursor or rewrite
+ * earlier lines; a bidirectional override or isolate could show a row's cells in another order.
  */
 // eslint-disable-next-line no-control-regex -- the control characters are what is replaced
-export const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+export const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '?')
 
 /** Rows of cells as aligned columns; the last column is not padded. */
 export function table(header: string[], cells: string[][]): string {

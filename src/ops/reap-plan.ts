@@ -141,3 +141,13 @@ export function unclaimedMemberFor(
     .filter((m) => !m.tags[TAG_RESERVATION] && !taken.has(m.id) && m.launchedAt !== undefined && m.launchedAt >= r.reservedAt - 60_000)
     .sort((a, b) => (a.launchedAt ?? 0) - (b.launchedAt ?? 0))[0]
 }
+
+/**
+ * A pool member no job can still hold: the hook leases only members younger than maxVmAgeMs, and
+ * no job runs longer than maxJobMs. Past that, a lease record saying "held" was written by the
+ * member itself (a job was root there), so it is not believed. The reason, or null.
+ */
+export function heldPastAnyJob(launchedAt: number | undefined, now: number, maxVmAgeMs: number, maxJobMs: number): string | null {
+  if (launchedAt === undefined || now - launchedAt < maxVmAgeMs + maxJobMs) return null
+  return `launched ${minutes(now - launchedAt)} ago, past reuse.maxVmAgeMinutes ${minutes(maxVmAgeMs).split(' ')[0]} + fleet.reap.maxJobMinutes ${minutes(maxJobMs).split(' ')[0]}: no job can hold it, its lease record is not believed`
+}

@@ -24,7 +24,7 @@ import type { ProviderEnv } from '../providers/provider'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
 import type { PoolFacts } from './reap-ec2'
-import { markStep, waitWhy } from './reap-plan'
+import { heldPastAnyJob, markStep, waitWhy } from './reap-plan'
 
 const CALL_MS = 30_000
 /** As pool-lease.ts judges it: an expiry further ahead than any runner writes is a lapsed lease. */
@@ -78,6 +78,7 @@ class PoolPass {
   private readonly provider: Ec2PoolProvider
   private readonly env: ProviderEnv
   private readonly workRoot: string
+  private readonly maxJobMs: number
 
   constructor(
     private readonly cfg: Ec2PoolConfig,
@@ -87,6 +88,7 @@ class PoolPass {
     private readonly dir: string
   ) {
     this.workRoot = config.remote.workRoot
+    this.maxJobMs = config.fleet.reap.maxJobMinutes * 60_000
     this.provider = new Ec2PoolProvider(cfg, this.workRoot)
     const quiet = (): void => undefined
     this.env = {
@@ -124,6 +126,9 @@ class PoolPass {
         unreachable = (e as Error).message
       }
     } else unreachable = 'no address, host key or user to reach it with'
+    // The lease record is the member's word; its age is EC2's.
+    const tooOld = heldPastAnyJob(m.launchedAt?.getTime(), this.ctx.times.now, this.cfg.reuse.maxVmAgeMinutes * 60_000, this.maxJobMs)
+    if (tooOld) return { candidate: true, why: tooOld, how: 'replace', remote }
     if (lease && live(lease)) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
     if (m.recycle) return { candidate: true, why: `marked for replacement (${m.recycle}) and nobody holds it`, how: 'replace', remote }
     if (!lease) return { candidate: true, why: `unreachable: ${unreachable}`, how: 'replace', remote }

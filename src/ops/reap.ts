@@ -27,7 +27,8 @@ $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
   ec2        instances with the hook's owner tag that are past their expires-at tag, or whose job
              is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes)
   ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
-             replacement that nobody holds, members unreachable in two passes (replaced)
+             replacement that nobody holds, members unreachable in two passes, members older than
+             reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says (replaced)
   static     host slots leased from this runner host whose runner worker process is gone (the
              job's containers, job folder and slot are removed)
   ledger     reservations whose instance ended (settled with its real time), or for which no

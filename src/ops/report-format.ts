@@ -86,12 +86,16 @@ export function reportTable(r: Report): string {
 /** A spreadsheet evaluates a cell starting with one of these as a formula (CSV injection). */
 const FORMULA_START = /^[=+\-@\t\r]/
 
-/** One CSV field (RFC 4180): quoted when it holds a quote, comma or line break; a text that a spreadsheet would evaluate gets a leading '. */
+/**
+ * One CSV field (RFC 4180): quoted when it holds a quote, comma, semicolon or line break; a text that
+ * a spreadsheet would evaluate gets a leading '. The semicolon: where the list separator is `;`, a
+ * spreadsheet splits an unquoted `x;=1+1` into a second cell that starts with `=`.
+ */
 export function csvField(v: string | number | null, text: boolean): string {
   if (v === null) return ''
   let s = String(v)
   if (text && FORMULA_START.test(s)) s = `'${s}`
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+  return /[",;\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
 }
 
 export const CSV_METRICS = [

@@ -1,5 +1,6 @@
 import type { LedgerRecord } from '../../src/fleet/ledger'
 import {
+  heldPastAnyJob,
   instanceVerdict,
   jobLife,
   markStep,
@@ -181,4 +182,15 @@ test('the table says "would" in a dry run, and sums up', () => {
   )
   expect(reapTable(rows, false)).toMatch(/i-1 +marked[\s\S]*\n1 marked; 1 left alone\n$/)
   expect(reapTable([], false)).toBe('nothing found\n')
+})
+
+test('a pool member older than maxVmAge plus the longest job is held by no job, whatever its lease record says', () => {
+  const age = 720 * MIN
+  const job = 120 * MIN
+  // Positive control: a member within the bound keeps the word of its lease record.
+  expect(heldPastAnyJob(NOW - (age + job - MIN), NOW, age, job)).toBeNull()
+  expect(heldPastAnyJob(undefined, NOW, age, job)).toBeNull()
+  expect(heldPastAnyJob(NOW - (age + job), NOW, age, job)).toBe(
+    'launched 840 min ago, past reuse.maxVmAgeMinutes 720 + fleet.reap.maxJobMinutes 120: no job can hold it, its lease record is not believed'
+  )
 })

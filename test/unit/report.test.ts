@@ -554,3 +554,48 @@ describe('--since/--until forms', () => {
       expect(parseTime(bad, NOON, 'UTC')).toBeNull()
   })
 })
+
+/** Cells as a spreadsheet whose list separator is `;` reads a CSV line: split on `;` outside quotes. */
+const semicolonCells = (line: string): string[] => {
+  const cells: string[] = []
+  let cell = ''
+  let quoted = false
+  for (const c of line) {
+    if (c === '"') quoted = !quoted
+    else if (c === ';' && !quoted) {
+      cells.push(cell)
+      cell = ''
+    } else cell += c
+  }
+  return [...cells, cell]
+}
+
+test('--csv: a workflow name with a semicolon is quoted, so a `;`-separated spreadsheet finds no formula cell in it', async () => {
+  const name = 'ci;=HYPERLINK(1)'
+  const l = ledgerOf(FLEET)
+  const id = await reserve(l, req('acme/widgets', name, 'r1', 't3.medium'), NOON - H)
+  await l.attach(id, 'i-1', NOON - H)
+  await l.settle(id, { endedAt: NOON - H + 1800_000 })
+  const r = await report([configFile(FLEET), '--csv', '--by', 'workflow'])
+  expect(r.code).toBe(0)
+  const line = r.out.split('\r\n').find((x) => x.includes('HYPERLINK')) as string
+  // Positive control: the name itself, unquoted, gives such a cell.
+  expect(semicolonCells(`group,acme/widgets,${name},1`).some((c) => c.startsWith('='))).toBe(true)
+  expect(semicolonCells(line).some((c) => /^[=+\-@]/.test(c))).toBe(false)
+  expect(line).toContain(`,"${name}",`)
+})
+
+test('the table: a workflow name with a right-to-left override cannot reorder what a terminal shows', async () => {
+  const name = 'ci\u202e1 90.0'
+  const l = ledgerOf(FLEET)
+  const id = await reserve(l, req('acme/widgets', name, 'r1', 't3.medium'), NOON - H)
+  await l.attach(id, 'i-1', NOON - H)
+  await l.settle(id, { endedAt: NOON - H + 1800_000 })
+  // Positive control: the name reached the report (--json keeps it as it is).
+  const j = await report([configFile(FLEET), '--json', '--by', 'workflow'])
+  expect(j.out).toContain('"workflow": "ci\\u202e1 90.0"'.replace('\\u202e', '\u202e'))
+  const r = await report([configFile(FLEET), '--by', 'workflow'])
+  expect(r.code).toBe(0)
+  expect(r.out).not.toMatch(/[\u200e\u200f\u202a-\u202e\u2066-\u2069]/)
+  expect(r.out).toContain('ci?1 90.0')
+})
