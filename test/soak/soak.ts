@@ -1,0 +1,192 @@
+// The chaos soak: N jobs through dist/index.js, several at once, static and EC2 mixed, with a seeded
+// plan of chaos (the runner killed mid-command or between commands, the job's agent killed, the
+// instance terminated under a step); then one reap cycle, and what is left before and after it.
+import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
+import { OWNER_TAG, tagsOf } from '../helpers/fake-instance'
+import { type FakeRunner } from '../helpers/fake-runner'
+import { newRunner, PhaseClock, runJob, type JobPlan, type JobResult, type Phase } from './job'
+import { describeLeftovers, leftovers, total, type Leftovers } from './leftovers'
+import { alive, killPid, processesOf } from './procs'
+import { reapConfig, reapPass, type ReapPass } from './reap'
+import { rng, type Rng } from './rng'
+import { openSoakEnv, type SoakEnv } from './soak-env'
+
+export interface SoakOptions {
+  jobs: number
+  concurrency: number
+  seed: number
+  /** progress lines (default: none) */
+  log?: (line: string) => void
+}
+
+export interface SoakResult {
+  seed: number
+  jobs: JobResult[]
+  before: Leftovers
+  reap: ReapPass[]
+  after: Leftovers
+  /** leftovers after reap that the soak removed itself, so that the machine is clean for what runs next */
+  wallMs: number
+  reapMs: number
+  summary: string
+}
+
+/** Chaos by quota, not by independent draws: every run, even a short one, has each kind of chaos. */
+export function planJobs(n: number, r: Rng): JobPlan[] {
+  const plans: JobPlan[] = Array.from({ length: n }, (_, i) => ({
+    n: i,
+    kind: i % 2 === 0 ? 'static' : 'ec2',
+    chaos: 'none',
+    phase: 'step 1',
+    at: 0.1 + 0.8 * r.next(),
+    stepMs: r.int(100, 900),
+    reverseHosts: r.next() < 0.5
+  }))
+  r.shuffle(plans)
+  const ec2 = plans.filter((p) => p.kind === 'ec2')
+  const quota = (share: number) => Math.max(1, Math.round(n * share))
+  for (const p of ec2.slice(0, quota(0.08))) {
+    p.chaos = 'terminate'
+    p.phase = r.pick(['step 1', 'step 2'] as const)
+  }
+  const rest = r.shuffle(plans.filter((p) => p.chaos === 'none'))
+  const phases: Phase[] = ['prepare_job', 'step 1', 'step 2', 'cleanup_job']
+  const hookKills = quota(0.25)
+  rest.slice(0, hookKills).forEach((p, i) => {
+    p.chaos = 'kill-hook'
+    p.phase = phases[i % phases.length]
+  })
+  for (const p of rest.slice(hookKills, hookKills + quota(0.1))) {
+    p.chaos = 'kill-agent'
+    p.phase = r.pick(['step 1', 'step 2'] as const)
+  }
+  return plans.sort((a, b) => a.n - b.n)
+}
+
+const count = <T>(xs: T[], key: (x: T) => string): Record<string, number> => {
+  const m: Record<string, number> = {}
+  for (const x of xs) m[key(x)] = (m[key(x)] ?? 0) + 1
+  return m
+}
+const fmt = (m: Record<string, number>) =>
+  Object.entries(m)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ') || 'none'
+
+export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
+  const log = opts.log ?? (() => undefined)
+  const tag = `${opts.seed.toString(36)}-${process.pid.toString(36)}`
+  const env = await openSoakEnv(tag)
+  const t0 = Date.now()
+  const plans = planJobs(opts.jobs, rng(opts.seed))
+  const clock = new PhaseClock()
+  const results: JobResult[] = []
+  try {
+    let next = 0
+    const lane = async () => {
+      while (next < plans.length) {
+        const plan = plans[next++]
+        const res = await runJob(env, plan, clock)
+        results.push(res)
+        log(
+          `job ${plan.n} ${plan.kind} ${plan.chaos}${plan.chaos !== 'none' ? ` (${res.struck})` : ''}: ${res.outcome} in ${(res.ms / 1000).toFixed(1)} s` +
+            (Object.keys(res.errors).length ? ` ${JSON.stringify(res.errors)}` : '')
+        )
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency, plans.length) }, lane))
+    results.sort((a, b) => a.plan.n - b.plan.n)
+    const jobsMs = Date.now() - t0
+
+    // The jobs are over; what died is still there. A live job is not among them: the rest all finished.
+    const before = await leftovers(env, results)
+    log(`before reap: ${describeLeftovers(before)}`)
+
+    const r0 = Date.now()
+    const reap = await reapCycle(env, results, log)
+    // An abandoned agent ends by itself (its idle timeout): give it that long before counting it stray.
+    await waitFor(() => processesOf(results.map((j) => j.trackingId)).length === 0, 30_000)
+    const after = await leftovers(env, results)
+    const reapMs = Date.now() - r0
+    log(`after reap: ${describeLeftovers(after)}`)
+
+    const summary = summarize(opts, results, before, reap, after, jobsMs, reapMs)
+    return { seed: opts.seed, jobs: results, before, reap, after, wallMs: Date.now() - t0, reapMs, summary }
+  } finally {
+    await scrub(env, results)
+    await env.close()
+  }
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 250))
+}
+
+async function reapCycle(env: SoakEnv, jobs: JobResult[], log: (l: string) => void): Promise<ReapPass[]> {
+  const configs: string[] = []
+  for (const kind of ['static', 'ec2'] as const) {
+    const j = jobs.find((x) => x.plan.kind === kind)
+    if (!j) continue
+    const runner: FakeRunner = newRunner(env, j.plan)
+    configs.push(reapConfig(runner, env.tmp, kind))
+    runner.dispose()
+  }
+  const passes: ReapPass[] = []
+  for (const pass of [1, 2]) {
+    for (const c of configs) {
+      const p = await reapPass(c, env.tmp)
+      passes.push(p)
+      log(`reap pass ${pass} (${c.replace(/.*reap-/, '')}): exit ${p.code}, ${p.rows.length} rows${p.raw ? `: ${p.raw}` : ''}`)
+    }
+    if (pass === 1) await new Promise((r) => setTimeout(r, graceMs(env)))
+  }
+  return passes
+}
+
+const graceMs = (env: SoakEnv): number => {
+  const reap = (env.fleet as { reap?: { graceMinutes?: number } }).reap
+  return Math.max(1000, (reap?.graceMinutes ?? 0) * 60_000 + 1000)
+}
+
+/** After the checks: whatever is still there is removed (the soak's own things only), so the machine is clean for what runs next. */
+async function scrub(env: SoakEnv, jobs: JobResult[]): Promise<void> {
+  for (const j of jobs) for (const p of [j.workerPid, ...j.hookPids]) if (alive(p)) killPid(p)
+  for (const p of processesOf(jobs.map((j) => j.trackingId))) killPid(p.pid)
+  const owners = new Set(jobs.map((j) => j.owner))
+  const out = await env.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag-key', Values: [OWNER_TAG] }] })).catch(() => null)
+  const ids = (out?.Reservations ?? [])
+    .flatMap((r) => r.Instances ?? [])
+    .filter((i) => owners.has(tagsOf(i)[OWNER_TAG] ?? '') && i.State?.Name !== 'terminated')
+    .map((i) => i.InstanceId!)
+  if (ids.length) await env.ec2.send(new TerminateInstancesCommand({ InstanceIds: ids })).catch(() => undefined)
+  const { removeLabelledDockerObjects } = await import('../helpers/fake-instance')
+  for (const j of jobs) await removeLabelledDockerObjects(`label=dev.remote-container-hooks.runner=${j.runner}`)
+}
+
+function summarize(
+  opts: SoakOptions,
+  jobs: JobResult[],
+  before: Leftovers,
+  reap: ReapPass[],
+  after: Leftovers,
+  jobsMs: number,
+  reapMs: number
+): string {
+  const chaos = jobs.filter((j) => j.plan.chaos !== 'none')
+  const struck = (j: JobResult) => (j.struck ?? 'none').replace(/ pid [\d,]+/, '').replace(/i-[0-9a-f]+/, 'instance')
+  const reapRows = reap.flatMap((p) => p.rows)
+  const action = (row: Record<string, unknown>) => String(row.action ?? row.did ?? '?')
+  const clean = jobs.filter((j) => j.plan.chaos === 'none')
+  return [
+    `chaos soak: seed ${opts.seed} (SOAK_SEED=${opts.seed} replays it), ${jobs.length} jobs, ${opts.concurrency} at once`,
+    `jobs: ${fmt(count(jobs, (j) => j.plan.kind))}`,
+    `chaos: ${fmt(count(chaos, (j) => `${j.plan.chaos} ${struck(j)}`))}`,
+    `outcomes: ${fmt(count(jobs, (j) => j.outcome))}; jobs without chaos: ${fmt(count(clean, (j) => j.outcome))}`,
+    `left before reap: ${describeLeftovers(before)} (${total(before)})`,
+    `reap: ${reap.map((p) => `exit ${p.code}`).join(', ')}; actions: ${fmt(count(reapRows, action))}`,
+    `left after reap: ${describeLeftovers(after)} (${total(after)})`,
+    `wall time: jobs ${(jobsMs / 1000).toFixed(0)} s, reap cycle and checks ${(reapMs / 1000).toFixed(0)} s`
+  ].join('\n')
+}
