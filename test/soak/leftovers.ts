@@ -46,7 +46,8 @@ export function describeLeftovers(l: Leftovers): string {
 }
 
 async function dockerOf(kind: 'ps -a' | 'network ls' | 'volume ls', runners: Set<string>): Promise<string[]> {
-  const r = await cmd('docker', [...kind.split(' '), '--filter', `label=${LABEL_RUNNER}`, '--format', `{{.Name}} {{.Label "${LABEL_RUNNER}"}}`])
+  const name = kind === 'ps -a' ? '{{.Names}}' : '{{.Name}}'
+  const r = await cmd('docker', [...kind.split(' '), '--filter', `label=${LABEL_RUNNER}`, '--format', `${name} {{.Label "${LABEL_RUNNER}"}}`])
   if (r.code !== 0) throw new Error(`docker ${kind}: ${r.stderr}`)
   return r.stdout
     .split('\n')
