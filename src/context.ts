@@ -4,6 +4,7 @@ import type { Config } from './config'
 import type { Log } from './log'
 import type { RunnerEnv } from './runner-env'
 import type { Remote } from './remote/remote'
+import type { LedgerClock } from './fleet/ledger'
 
 export interface Sink {
   write(chunk: Buffer | string): boolean
@@ -30,6 +31,8 @@ export interface HookContext {
   localRoot: string
   /** Set when the command runs inside the job's agent: its connection, shared by all commands. */
   remote?: Remote
+  /** The fleet ledger's clock (the system clock unless a test moved it: fleet/ledger-clock.ts). */
+  ledgerClock?: LedgerClock
 }
 
 export interface HandlerResult {

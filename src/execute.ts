@@ -8,6 +8,7 @@ import { outcomeOf } from './outcome'
 import { ensurePrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
 import type { HookContext, Sink } from './context'
+import { ledgerClockFrom } from './fleet/ledger-clock'
 import type { HookInput } from './protocol'
 import type { Log } from './log'
 import type { Remote } from './remote/remote'
@@ -125,6 +126,7 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     stderr: io.stderr,
     localRoot,
     remote: io.remote,
+    ledgerClock: ledgerClockFrom(env),
     input
   }
 }

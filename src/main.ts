@@ -50,6 +50,7 @@ async function hook(): Promise<number> {
   const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
   try {
     const raw = await readStdin()
+    stepHeartbeats(raw, io.place.localRoot)
     const socket = delegation(raw, io.place.localRoot, runnerNameOf(process.env))
     // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
     if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
@@ -63,6 +64,25 @@ async function hook(): Promise<number> {
     const { report } = await import('./execute')
     return report(err, io)
   }
+}
+
+/**
+ * While a step of a launched machine runs, its reservation gets a heartbeat every minute (see
+ * fleet/step-beat.ts). Only a timer here: nothing is loaded unless the step outlives a period.
+ */
+function stepHeartbeats(raw: string, localRoot: string): void {
+  if (!/"command"\s*:\s*"run_(script|container)_step"/.test(raw) || !raw.includes('"reservation"')) return
+  const every = Number(process.env.RCH_LEDGER_BEAT_MS) >= 100 ? Number(process.env.RCH_LEDGER_BEAT_MS) : 60_000
+  let busy = false
+  const beat = (): void => {
+    if (busy) return
+    busy = true
+    void import('./fleet/step-beat')
+      .then((m) => m.beatOnce(raw, process.env, localRoot))
+      .catch(() => undefined)
+      .finally(() => (busy = false))
+  }
+  setInterval(beat, every).unref()
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */

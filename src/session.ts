@@ -20,6 +20,7 @@ import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rs
 import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
 import { tools, TOOL_ENV } from './tools'
 import { localDirOf } from './paths'
+import { jobFleet } from './fleet/job-fleet'
 
 /** Creates (0700) or checks the job's local folder. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
@@ -234,15 +235,23 @@ export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: 
   return agentTransport(ctx.nodePath, ctx.hookPath, sock)
 }
 
-/** What a provider gets of the hook: log, cancel, the runner's facts and how to connect. */
-function providerEnv(ctx: HookContext, connect: ProviderEnv['connect'], discard: ProviderEnv['discard']): ProviderEnv {
-  return { log: ctx.log, signal: ctx.signal, runner: { runnerName: ctx.runner.runnerName, github: ctx.runner.github }, connect, discard }
+/** What a provider gets of the hook: log, cancel, the runner's facts, how to connect, and the job's fleet ledger. */
+function providerEnv(ctx: HookContext, jobId: string, connect: ProviderEnv['connect'], discard: ProviderEnv['discard']): ProviderEnv {
+  return {
+    log: ctx.log,
+    signal: ctx.signal,
+    runner: { runnerName: ctx.runner.runnerName, github: ctx.runner.github },
+    connect,
+    discard,
+    fleet: jobFleet(ctx, jobId).gate
+  }
 }
 
 /** Direct connections, closed by whoever opened them (no job agent to stop). */
-const directEnv = (ctx: HookContext): ProviderEnv =>
+const directEnv = (ctx: HookContext, jobId: string): ProviderEnv =>
   providerEnv(
     ctx,
+    jobId,
     (c) => directRemote(ctx, c),
     (_c, r) => Promise.resolve(r.close())
   )
@@ -267,6 +276,7 @@ export function acquireMachineDirect(
     { jobId, owner, localDir },
     providerEnv(
       ctx,
+      jobId,
       (c) => {
         ctx.log.progress(`connecting to ${c.user}@${c.host}:${c.port}`)
         return directJobRemote(ctx, c)
@@ -288,9 +298,10 @@ export function acquireMachine(
     { jobId, owner, localDir },
     // A provider whose lease needs renewing tries several machines and renews from this process: direct connections.
     provider.keeper
-      ? directEnv(ctx)
+      ? directEnv(ctx, jobId)
       : providerEnv(
           ctx,
+          jobId,
           (c) => openJobRemote(ctx, c, localDir),
           async (c, r) => {
             r.close()
@@ -309,10 +320,11 @@ export async function releaseMachine(
   jobId: string
 ): Promise<void> {
   if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
-  return provider.release(lease, remote, jobId, directEnv(ctx))
+  return provider.release(lease, remote, jobId, directEnv(ctx, jobId))
 }
 
 /** Cleanup without state: `tidy` runs on each machine this runner may hold, then the provider releases it. */
 export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, owner: string, tidy: Tidy): Promise<OrphanReport> {
-  return provider.cleanupOrphans(owner, directEnv(ctx), tidy)
+  // No job: the ledger is only asked to settle what is terminated, by the reservation on its tag.
+  return provider.cleanupOrphans(owner, directEnv(ctx, `cleanup-${owner}`), tidy)
 }

@@ -37,6 +37,14 @@ const connectShape = {
   knownHostsFile: z.string()
 }
 
+/** Any kind's lease may carry the fleet ledger reservation its machine was launched under. */
+const reservationShape = {
+  reservation: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be a ledger reservation id')
+    .optional()
+}
+
 /** The job's lease as stored: its connect fields beside the configured kind's own fields. */
 function storedHostSchema(kind: string) {
   const rules = leaseFields().find((k) => k.kind === kind)
@@ -44,6 +52,7 @@ function storedHostSchema(kind: string) {
     .object({
       kind: z.literal(kind, { errorMap: () => ({ message: `is not provider.kind (${kind})` }) }),
       ...connectShape,
+      ...reservationShape,
       ...rules?.fields
     })
     .strict()

@@ -2,7 +2,7 @@
 // the ledger's one line), attach the instance, settle at release. The job's facts (repository,
 // run, runner...) are filled in here, so a provider passes only what it is launching.
 import { HookError } from '../errors'
-import type { Ledger, ReserveRequest, SettleOptions } from './ledger'
+import { systemLedgerClock, type Ledger, type LedgerClock, type ReserveRequest, type SettleOptions } from './ledger'
 
 /** What a provider is about to launch. */
 export interface LaunchSpec {
@@ -23,11 +23,12 @@ export interface FleetGate {
   /** Reserves one launch; throws FleetRefused with the limit and the current use. */
   reserve(spec: LaunchSpec): Promise<string>
   attach(id: string, instanceId: string): Promise<void>
-  settle(id: string, opts: SettleOptions): Promise<void>
+  /** endedAt defaults to the ledger's now, startedAt to the attach time. */
+  settle(id: string, opts?: Partial<SettleOptions>): Promise<void>
   beat(id: string): Promise<void>
 }
 
-export function fleetGate(ledger: Ledger, facts: JobFacts): FleetGate {
+export function fleetGate(ledger: Ledger, facts: JobFacts, clock: LedgerClock = systemLedgerClock): FleetGate {
   return {
     async reserve(spec) {
       const r = await ledger.reserve({ ...facts, ...spec })
@@ -35,7 +36,7 @@ export function fleetGate(ledger: Ledger, facts: JobFacts): FleetGate {
       return r.id
     },
     attach: (id, instanceId) => ledger.attach(id, instanceId),
-    settle: async (id, opts) => void (await ledger.settle(id, opts)),
+    settle: async (id, opts = {}) => void (await ledger.settle(id, { ...opts, endedAt: opts.endedAt ?? clock.now() })),
     beat: (id) => ledger.beat(id)
   }
 }

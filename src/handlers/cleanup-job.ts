@@ -14,6 +14,9 @@ import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Remote } from '../remote/remote'
 import { withDeadline } from '../remote/deadline'
+import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
+import { beatQuietly, recordCleanedUp } from '../fleet/job-records'
+import { timingsLine } from '../fleet/timings-line'
 
 export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookContext): Promise<HandlerResult> {
   const { log } = ctx
@@ -38,6 +41,18 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     return { exitCode: 0 }
   }
   const lease = leaseOf(state.host)
+  const started = Date.now()
+  const fleet = jobFleet(ctx, state.jobId)
+  const warn = (m: string): void => log.warn(m)
+  await beatQuietly(fleet, warn, lease.reservation)
+  // How long giving the machine back took: a terminate when that destroys it, else the release.
+  const releasePhase = provider.releaseDestroys ? 'terminate' : 'release'
+  let releaseMs: number | undefined
+  const release = async (r: Remote | null): Promise<void> => {
+    const t = Date.now()
+    await releaseMachine(ctx, provider, lease, r, state.jobId)
+    releaseMs = Date.now() - t
+  }
   let remote: Remote | null = null
   try {
     // A machine that is destroyed on release needs no tidying (and may already be gone).
@@ -58,19 +73,24 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.
         try {
-          await releaseMachine(ctx, provider, lease, bounded.remote, state.jobId)
+          await release(bounded.remote)
         } finally {
           bounded.clear()
         }
       }
     } else {
-      await releaseMachine(ctx, provider, lease, null, state.jobId)
+      await release(null)
     }
   } finally {
     remote?.close()
     await stopAgents(state.localDir)
     rmSync(state.localDir, { recursive: true, force: true })
   }
+  const total = Date.now() - started
+  const timings = { cleanup: total, ...(releaseMs !== undefined ? { [releasePhase]: releaseMs } : {}) }
+  log.progress(timingsLine(timings, total))
+  await recordCleanedUp(fleet, warn, { reservation: lease.reservation, timings })
+  closeJobFleet(state.jobId)
   return { exitCode: 0 }
 }
 

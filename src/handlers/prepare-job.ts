@@ -25,16 +25,25 @@ import { startsEarly } from '../prepare/early-start'
 import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
 import { waitHealthy, type Started } from '../prepare/health'
 import { buildResponse } from '../prepare/response'
+import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
+import { recordPrepared } from '../fleet/job-records'
+import { timingsLine } from '../fleet/timings-line'
 
 /** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */
 class Timings {
   private readonly parts: string[] = []
+  private readonly marks = new Map<string, number>()
   private last = Date.now()
   constructor(readonly started = Date.now()) {}
   mark(part: string): void {
     const now = Date.now()
     this.parts.push(`${part} ${now - this.last}`)
+    this.marks.set(part, now)
     this.last = now
+  }
+  /** When a part ended. */
+  at(part: string): number {
+    return this.marks.get(part) ?? this.last
   }
   toString(): string {
     return `${this.parts.join(', ')} (ms; total ${Date.now() - this.started})`
@@ -120,6 +129,16 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
     log.debug(`prepare_job timings: ${run.time.toString()}`)
     log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
+    const phases = jobPhases(run.time, host.timings)
+    log.progress(timingsLine(phases, phases.total))
+    const fleet = jobFleet(ctx, plan.jobId)
+    await recordPrepared(fleet, (m) => log.warn(m), {
+      provider: host.lease.kind,
+      machine: machineOf(host.lease) ?? `${host.lease.connect.host}:${host.lease.connect.port}`,
+      reservation: host.lease.reservation,
+      startedAt: fleet.clock.now() - (Date.now() - run.time.started),
+      timings: phases
+    })
     return { exitCode: 0, response }
   } catch (err) {
     // What was still running (a container being created, the base being written into the local
@@ -130,6 +149,19 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     throw err
   } finally {
     ;(remote as Remote | null)?.close()
+    closeJobFleet(plan.jobId)
+  }
+}
+
+/** The job's phases in ms: the provider's own (else the whole lease as acquire), then the copy, the containers and health. */
+function jobPhases(time: Timings, provider: Record<string, number> | undefined): Record<string, number> {
+  const lease = time.at('lease')
+  return {
+    ...(provider ?? { acquire: lease - time.started }),
+    sync: time.at('copy') - lease,
+    containers: time.at('starts') - time.at('copy'),
+    health: time.at('health') - time.at('starts'),
+    total: Date.now() - time.started
   }
 }
 

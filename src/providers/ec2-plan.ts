@@ -8,6 +8,8 @@ export const TAG_PREFIX = 'remote-container-hooks'
 export const TAG_OWNER = `${TAG_PREFIX}:owner`
 export const TAG_JOB = `${TAG_PREFIX}:job-id`
 export const TAG_RUNNER_HOST = `${TAG_PREFIX}:runner-host`
+/** The fleet ledger reservation an instance was launched under (set at creation, so reap finds it even before attach). */
+export const TAG_RESERVATION = `${TAG_PREFIX}:reservation`
 
 export interface Attempt {
   market: 'spot' | 'on-demand'
@@ -70,6 +72,8 @@ export interface LaunchBasis {
   rootSizeGiB?: number
   /** The template states MetadataOptions itself: then it decides, else IMDSv2 is required. */
   templateSetsMetadata: boolean
+  /** The template's instance type, used when provider.instanceTypes names none. */
+  templateInstanceType?: string
 }
 
 /** The RunInstances request for one attempt. Tags go on at creation: nothing is ever untagged. */

@@ -23,9 +23,11 @@ import {
   runInstancesInput,
   tagsFor,
   TAG_OWNER,
+  TAG_RESERVATION,
   TAG_RUNNER_HOST,
   type LaunchBasis
 } from './ec2-plan'
+import { instanceVcpus } from './ec2-vcpus'
 import { ed25519KeyPair } from './keys'
 import { readyMarker, userDataScript } from './user-data'
 
@@ -40,6 +42,15 @@ export const TERMINATE_DEADLINE_MS = 60_000
 export const TERMINATE_AFTER_CANCEL_MS = 15_000
 
 const TERMINAL = new Set(['terminated', 'shutting-down', 'stopped', 'stopping'])
+
+/** What RunInstances launches when neither the request nor the launch template names a type. */
+export const EC2_DEFAULT_INSTANCE_TYPE = 'm1.small'
+
+/** A live instance of ours, and the ledger reservation it was launched under (its tag), if any. */
+interface Live {
+  id: string
+  reservation?: string
+}
 
 /**
  * The signal that ends a terminate: its deadline, or a short grace once `cancel` fires. Cancel never
@@ -75,7 +86,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<Ec2Lease>> {
     const cfg = this.cfg
     const { owner, localDir, jobId } = job
-    const until = Date.now() + cfg.acquireTimeoutSeconds * 1000
+    const started = Date.now()
+    const until = started + cfg.acquireTimeoutSeconds * 1000
     const left = (): number => Math.max(0, until - Date.now())
     const { sdk, client } = await ec2Client(cfg)
     const send = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
@@ -111,35 +123,43 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     // Only instances launched from this machine: a same-named runner elsewhere is not this one.
     const leftovers = this.liveOf(owner, env.signal, hostname()).catch((e: unknown) => {
       env.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
-      return [] as string[]
+      return [] as Live[]
     })
 
-    const instanceId = await this.launch(job, env, basis, userData, (input) =>
+    const { instanceId, reservation } = await this.launch(job, env, basis, userData, (input) =>
       send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input)))
     )
+    const launched = Date.now()
     const lease: Ec2Lease = {
       kind: 'ec2',
       instanceId,
+      reservation,
       connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` }
     }
     try {
+      // Billing starts now: attached at once, so an early end is settled from here.
+      await env.fleet.attach(reservation, instanceId)
       const address = await this.waitRunning(env, instanceId, left, (input) =>
         send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand(input)))
       )
+      const running = Date.now()
       lease.connect = { ...lease.connect, ...address }
       writePrivateFile(
         lease.connect.knownHostsFile,
         `${knownHostsName(address.host, address.port)} ${hostKey.public.split(' ').slice(0, 2).join(' ')}\n`
       )
       const remote = await this.waitReady(env, lease.connect, instanceId, left)
-      for (const id of (await leftovers).filter((x) => x !== instanceId)) {
-        env.log.progress(`terminating ${id}, left by an earlier job of this runner`)
-        await this.terminate(id, env).catch((t) => env.log.warn(`could not terminate ${id}: ${(t as Error).message}`))
+      const ready = Date.now()
+      for (const old of (await leftovers).filter((x) => x.id !== instanceId)) {
+        env.log.progress(`terminating ${old.id}, left by an earlier job of this runner`)
+        await this.terminateAndSettle(old, env).catch((t) => env.log.warn(`could not terminate ${old.id}: ${(t as Error).message}`))
       }
-      return { lease, remote }
+      return { lease, remote, timings: { acquire: launched - started, boot: running - launched, ssh: ready - running } }
     } catch (e) {
       // The instance exists: it must not outlive this failure (nor a cancel: see terminateSignal).
-      await this.terminate(instanceId, env).catch((t) => env.log.warn(`could not terminate ${instanceId}: ${(t as Error).message}`))
+      await this.terminateAndSettle({ id: instanceId, reservation }, env).catch((t) =>
+        env.log.warn(`could not terminate ${instanceId}: ${(t as Error).message}`)
+      )
       throw e
     }
   }
@@ -163,6 +183,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       const data = v.LaunchTemplateVersions?.[0]?.LaunchTemplateData
       if (!data) throw new HookError(`provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} not found`)
       basis.templateSetsMetadata = !!data.MetadataOptions
+      basis.templateInstanceType = data.InstanceType
       if (!data.BlockDeviceMappings?.length) imageForRoot = data.ImageId ?? cfg.imageId ?? null
     }
     if (imageForRoot) {
@@ -176,14 +197,18 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     return basis
   }
 
-  /** Walks the launch plan: capacity errors move on, throttling was retried by `runInstances`, anything else fails at once. */
+  /**
+   * Walks the launch plan: capacity errors move on, throttling was retried by `runInstances`,
+   * anything else fails at once. Each attempt is reserved in the fleet ledger first (a refusal
+   * fails the job before anything launches); an attempt that launched nothing is settled at once.
+   */
   private async launch(
     job: JobRef,
     env: ProviderEnv,
     basis: LaunchBasis,
     userData: string,
     runInstances: (input: Ec2.RunInstancesCommandInput) => Promise<Ec2.RunInstancesCommandOutput>
-  ): Promise<string> {
+  ): Promise<{ instanceId: string; reservation: string }> {
     const tried: string[] = []
     const tags = tagsFor(this.cfg, {
       owner: job.owner,
@@ -198,10 +223,19 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         .update(`${job.jobId}:${i}:${randomBytes(8).toString('hex')}`)
         .digest('hex')
         .slice(0, 48)
+      const instanceType = at.instanceType ?? basis.templateInstanceType ?? EC2_DEFAULT_INSTANCE_TYPE
+      const vcpus = await instanceVcpus(this.cfg, instanceType, env.signal)
+      const reservation = await env.fleet.reserve({ instanceType, vcpus, maxLifetimeMinutes: this.cfg.maxLifetimeMinutes })
+      const unlaunched = (): Promise<void> =>
+        env.fleet
+          .settle(reservation, { launched: false })
+          .catch((s: unknown) => env.log.warn(`could not settle the unused reservation ${reservation}: ${(s as Error).message}`))
       let res: Ec2.RunInstancesCommandOutput
       try {
-        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags }))
+        const reserved = [...tags, { Key: TAG_RESERVATION, Value: reservation }]
+        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags: reserved }))
       } catch (e) {
+        await unlaunched()
         if (env.signal.aborted || launchErrorAction(e) !== 'next')
           throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)
         tried.push(`${describeAttempt(at)}: ${awsErrorName(e)}`)
@@ -209,9 +243,12 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         continue
       }
       const id = res.Instances?.[0]?.InstanceId
-      if (!id) throw new HookError('RunInstances returned no instance')
+      if (!id) {
+        await unlaunched()
+        throw new HookError('RunInstances returned no instance')
+      }
       env.log.progress(`launched ${id} (${describeAttempt(at)})`)
-      return id
+      return { instanceId: id, reservation }
     }
     throw new HookError(`no EC2 capacity for this job; tried ${tried.join('; ')}`)
   }
@@ -335,12 +372,26 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     }
   }
 
-  async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
-    await this.terminate(lease.instanceId, env)
+  /**
+   * Terminates, then settles the instance's reservation with its real time. A failed terminate
+   * leaves it unsettled (reap settles it); a ledger that cannot be written is only a warning here.
+   */
+  private async terminateAndSettle(live: Live, env: Pick<ProviderEnv, 'log' | 'signal' | 'fleet'>): Promise<void> {
+    await this.terminate(live.id, env)
+    if (!live.reservation) return
+    await env.fleet
+      .settle(live.reservation)
+      .catch((e: unknown) =>
+        env.log.warn(`could not settle the fleet ledger reservation ${live.reservation} of ${live.id}: ${(e as Error).message}`)
+      )
   }
 
-  /** Ids of the live (not terminated) instances tagged with an owner id (and, if given, launched from that runner host). */
-  private async liveOf(owner: string, signal: AbortSignal, runnerHost?: string): Promise<string[]> {
+  async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
+    await this.terminateAndSettle({ id: lease.instanceId, reservation: lease.reservation }, env)
+  }
+
+  /** The live (not terminated) instances tagged with an owner id (and, if given, launched from that runner host). */
+  private async liveOf(owner: string, signal: AbortSignal, runnerHost?: string): Promise<Live[]> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
@@ -355,18 +406,22 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         ),
       { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal, retryable: isRetryableAwsError }
     )
-    return (res.Reservations ?? []).flatMap((r) => r.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : []))
+    return (res.Reservations ?? [])
+      .flatMap((r) => r.Instances ?? [])
+      .flatMap((i) =>
+        i.InstanceId ? [{ id: i.InstanceId, reservation: i.Tags?.find((t) => t.Key === TAG_RESERVATION)?.Value || undefined }] : []
+      )
   }
 
   /** Terminates every live instance tagged with this runner's owner id (cleanup without state): nothing to tidy first. */
   async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
     const report: OrphanReport = { released: [], unreachable: [] }
-    for (const id of await this.liveOf(owner, env.signal)) {
+    for (const live of await this.liveOf(owner, env.signal)) {
       try {
-        await this.terminate(id, env)
-        report.released.push(id)
+        await this.terminateAndSettle(live, env)
+        report.released.push(live.id)
       } catch (e) {
-        report.unreachable.push({ machine: id, reason: (e as Error).message })
+        report.unreachable.push({ machine: live.id, reason: (e as Error).message })
       }
     }
     return report

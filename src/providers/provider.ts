@@ -5,6 +5,7 @@ import type { Log } from '../log'
 import type { RunnerEnv } from '../runner-env'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { AgentKeep } from '../remote/agent'
+import type { FleetGate } from '../fleet/gate'
 
 export type { AgentKeep }
 
@@ -12,6 +13,8 @@ export type { AgentKeep }
 export interface LeaseBase<K extends string = string> {
   kind: K
   connect: ConnectInfo
+  /** The fleet ledger reservation the machine was launched (or started) under, when the job made one. */
+  reservation?: string
 }
 
 /** What a provider may use of the hook: no handler context, no config beyond its own section. */
@@ -24,6 +27,8 @@ export interface ProviderEnv {
   connect: (c: ConnectInfo) => Promise<Remote>
   /** Closes a connection the provider opened but does not keep. */
   discard: (c: ConnectInfo, r: Remote) => Promise<void>
+  /** The fleet ledger: reserve before every launch, attach, settle at release (opened on first use). */
+  fleet: FleetGate
 }
 
 export interface JobRef {
@@ -36,6 +41,8 @@ export interface JobRef {
 export interface Acquired<L extends LeaseBase = LeaseBase> {
   lease: L
   remote: Remote
+  /** The provider's own phases in ms (e.g. acquire, boot, ssh), for the job's timings line and record. */
+  timings?: Record<string, number>
 }
 
 /** What cleanup without state did, machine by machine. */

@@ -152,8 +152,11 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
       'remote-container-hooks:run-attempt': '2',
       'remote-container-hooks:job': 'build',
       'remote-container-hooks:launched-at': launchedAt,
-      'remote-container-hooks:expires-at': new Date(Date.parse(launchedAt) + 360 * 60_000).toISOString()
+      'remote-container-hooks:expires-at': new Date(Date.parse(launchedAt) + 360 * 60_000).toISOString(),
+      // the fleet ledger reservation it was launched under, also kept in the lease
+      'remote-container-hooks:reservation': state.host.reservation
     }
+    expect(state.host.reservation).toMatch(/^[0-9a-f-]{36}$/)
     expect(Math.abs(Date.parse(launchedAt) - Date.now())).toBeLessThan(120_000)
     // plus the endpoint tag the stand-in instance published
     expect(tagsOf(inst)).toEqual({ ...expected, 'rch-endpoint': `127.0.0.1:${state.host.port}` })

@@ -10,10 +10,12 @@ import { ConfigSchema, type Ec2Config } from '../../src/config'
 import { addressOf, describeAttempt, launchPlan, runInstancesInput, tagsFor, TAG_OWNER } from '../../src/providers/ec2-plan'
 import { launchErrorAction } from '../../src/providers/ec2-api'
 import { Ec2Provider, terminateSignal } from '../../src/providers/ec2'
+import { FleetRefused } from '../../src/fleet/gate'
 import type { ProviderEnv } from '../../src/providers/provider'
 import { readyMarker } from '../../src/providers/user-data'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import { recordingFleetGate } from '../helpers/fleet-gate'
 
 /** The scripted client: each command is answered by `answer(name, input)`; every call is recorded. */
 const fake = { calls: [] as { name: string; input: any }[], answer: (_name: string, _input: any): any => ({}) }
@@ -25,10 +27,14 @@ jest.mock('../../src/providers/ec2-api', () => {
       constructor(readonly input: unknown) {}
     }
   const sdk = Object.fromEntries(
-    ['RunInstances', 'DescribeInstances', 'DescribeImages', 'DescribeLaunchTemplateVersions', 'TerminateInstances'].map((n) => [
-      `${n}Command`,
-      command(n)
-    ])
+    [
+      'RunInstances',
+      'DescribeInstances',
+      'DescribeImages',
+      'DescribeLaunchTemplateVersions',
+      'TerminateInstances',
+      'DescribeInstanceTypes'
+    ].map((n) => [`${n}Command`, command(n)])
   )
   const client = {
     send: async (cmd: { name: string; input: unknown }) => {
@@ -223,7 +229,13 @@ describe('the retry classifier (by error name and status, never the message)', (
 })
 
 describe('acquire against a scripted EC2', () => {
-  function setup(provider: Record<string, unknown>, runInstances: (input: any, n: number) => any) {
+  const VCPUS: Record<string, number> = { 'm7i.large': 2, 'm6i.large': 2, 'c7i.4xlarge': 16, 'm1.small': 1 }
+  /** `more` answers first (undefined: the defaults below). */
+  function setup(
+    provider: Record<string, unknown>,
+    runInstances: (input: any, n: number) => any,
+    more?: (name: string, input: any) => any
+  ) {
     const dir = tempDir()
     const workRoot = join(dir, 'work')
     require('node:fs').mkdirSync(workRoot)
@@ -232,6 +244,10 @@ describe('acquire against a scripted EC2', () => {
     fake.calls = []
     let runs = 0
     fake.answer = (name, input) => {
+      const own = more?.(name, input)
+      if (own !== undefined) return own
+      if (name === 'DescribeInstanceTypes')
+        return { InstanceTypes: input.InstanceTypes.map((t: string) => ({ InstanceType: t, VCpuInfo: { DefaultVCpus: VCPUS[t] } })) }
       if (name === 'DescribeImages')
         return { Images: [{ RootDeviceName: '/dev/xvda', BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 8 } }] }] }
       if (name === 'DescribeInstances')
@@ -247,16 +263,19 @@ describe('acquire against a scripted EC2', () => {
       throw new Error(`unexpected ${name}`)
     }
     const logged: string[] = []
+    const fleet = recordingFleetGate()
     const env: ProviderEnv = {
       runner,
       signal: new AbortController().signal,
       log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: (m) => void logged.push(`warn: ${m}`) },
       connect: async () => new LocalRemote(dir),
-      discard: async (_c, r) => r.close()
+      discard: async (_c, r) => r.close(),
+      fleet
     }
     return {
       provider: new Ec2Provider(cfg, workRoot),
       env,
+      fleet,
       logged,
       job: { jobId: '0123456789abcdef', owner: 'fedcba9876543210', localDir: dir },
       runs: () => fake.calls.filter((c) => c.name === 'RunInstances').map((c) => c.input)
@@ -277,6 +296,7 @@ describe('acquire against a scripted EC2', () => {
     expect(got.lease).toEqual({
       kind: 'ec2',
       instanceId: 'i-0123456789abcdef0',
+      reservation: 'res-2',
       connect: {
         host: '10.0.0.5',
         port: 22,
@@ -334,6 +354,111 @@ describe('acquire against a scripted EC2', () => {
       expect(s.runs()).toHaveLength(1)
       expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toEqual([])
     }
+  })
+
+  describe('the fleet ledger around each launch (recording gate)', () => {
+    const tagOf = (input: any, key: string) => (input.TagSpecifications as any[]).map((t) => t.Tags.find((x: any) => x.Key === key)?.Value)
+    test('each attempt is reserved with its type and vCPUs; one that launched nothing is settled unlaunched before the next; the launched one is attached and tagged', async () => {
+      const s = setup({ instanceTypes: ['c7i.4xlarge', 'm6i.large'], maxLifetimeMinutes: 90 }, (_i, n) => {
+        if (n === 1) throw awsError('InsufficientInstanceCapacity', 500)
+        return launched('i-0123456789abcdef0')
+      })
+      const got = await s.provider.acquire(s.job, s.env)
+      got.remote.close()
+      expect(s.fleet.calls).toEqual([
+        { op: 'reserve', spec: { instanceType: 'c7i.4xlarge', vcpus: 16, maxLifetimeMinutes: 90 } },
+        { op: 'settle', id: 'res-1', opts: { launched: false } },
+        { op: 'reserve', spec: { instanceType: 'm6i.large', vcpus: 2, maxLifetimeMinutes: 90 } },
+        { op: 'attach', id: 'res-2', instanceId: 'i-0123456789abcdef0' }
+      ])
+      // The reservation is on instance, volume and ENI from creation (reap finds it before attach).
+      expect(s.runs().map((r) => tagOf(r, 'remote-container-hooks:reservation'))).toEqual([
+        ['res-1', 'res-1', 'res-1'],
+        ['res-2', 'res-2', 'res-2']
+      ])
+      expect(got.lease.reservation).toBe('res-2')
+      expect(Object.keys(got.timings ?? {})).toEqual(['acquire', 'boot', 'ssh'])
+    })
+
+    test("a refusal fails the job with the ledger's line before anything is launched", async () => {
+      const s = setup({ instanceTypes: ['m7i.large'] }, () => launched('i-0123456789abcdef0'))
+      s.env.fleet = Object.assign(recordingFleetGate({ refuse: 'fleet cap reached: 3 of 3 instances' }), {})
+      const err = await s.provider.acquire(s.job, s.env).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(FleetRefused)
+      expect((err as Error).message).toBe('fleet cap reached: 3 of 3 instances')
+      expect(s.runs()).toEqual([])
+    })
+
+    test('the type the launch template names is the one reserved when provider.instanceTypes names none', async () => {
+      const s = setup(
+        { imageId: undefined, launchTemplate: { name: 'lt' } },
+        () => launched('i-0123456789abcdef0'),
+        (name) =>
+          name === 'DescribeLaunchTemplateVersions'
+            ? { LaunchTemplateVersions: [{ LaunchTemplateData: { InstanceType: 'c7i.4xlarge', ImageId: 'ami-0123' } }] }
+            : undefined
+      )
+      const got = await s.provider.acquire(s.job, s.env)
+      got.remote.close()
+      expect(s.fleet.calls[0]).toEqual({ op: 'reserve', spec: { instanceType: 'c7i.4xlarge', vcpus: 16, maxLifetimeMinutes: 360 } })
+    })
+
+    test('a failure after the launch terminates the instance, then settles its reservation', async () => {
+      const s = setup({ instanceTypes: ['m7i.large'] }, () => launched('i-0123456789abcdef0'))
+      s.env.connect = async () => {
+        throw new TransportError('host key verification failed for 10.0.0.5:22: the host key does not match the pinned key', 'hostkey')
+      }
+      await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow('host key verification failed')
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
+      expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve', 'attach', 'settle'])
+      expect(s.fleet.calls[2]).toEqual({ op: 'settle', id: 'res-1', opts: undefined })
+    })
+
+    test('release settles after the terminate succeeded, and leaves the reservation unsettled when it failed', async () => {
+      const s = setup({}, () => launched('i-0123456789abcdef0'))
+      const lease = {
+        kind: 'ec2' as const,
+        instanceId: 'i-0123456789abcdef0',
+        reservation: 'res-9',
+        connect: { host: '10.0.0.5', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+      }
+      await s.provider.release(lease, null, s.job.jobId, s.env)
+      expect(s.fleet.calls).toEqual([{ op: 'settle', id: 'res-9', opts: undefined }])
+
+      const f = setup(
+        {},
+        () => launched('i-0123456789abcdef0'),
+        (name) => {
+          if (name === 'TerminateInstances') throw awsError('UnauthorizedOperation', 403)
+          return undefined
+        }
+      )
+      await expect(f.provider.release(lease, null, f.job.jobId, f.env)).rejects.toThrow('UnauthorizedOperation')
+      expect(f.fleet.calls).toEqual([])
+    })
+
+    test('cleanup without state settles the reservation each terminated instance carries on its tag', async () => {
+      const s = setup(
+        {},
+        () => launched('i-0123456789abcdef0'),
+        (name, input) =>
+          name === 'DescribeInstances' && input.Filters
+            ? {
+                Reservations: [
+                  {
+                    Instances: [
+                      { InstanceId: 'i-0000000000000000a', Tags: [{ Key: 'remote-container-hooks:reservation', Value: 'res-a' }] },
+                      { InstanceId: 'i-0000000000000000b', Tags: [] }
+                    ]
+                  }
+                ]
+              }
+            : undefined
+      )
+      const report = await s.provider.cleanupOrphans('fedcba9876543210', s.env)
+      expect(report.released).toEqual(['i-0000000000000000a', 'i-0000000000000000b'])
+      expect(s.fleet.calls).toEqual([{ op: 'settle', id: 'res-a', opts: undefined }])
+    })
   })
 })
 

@@ -10,6 +10,7 @@ import { removeOwnedLeftovers } from '../../src/handlers/cleanup-job'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { emptyEngine, LocalRemote } from './local-remote'
+import { recordingFleetGate } from '../helpers/fleet-gate'
 
 afterAll(cleanupTempDirs)
 
@@ -25,7 +26,8 @@ function env(remote: Remote): ProviderEnv {
     log,
     signal: new AbortController().signal,
     connect: async () => remote,
-    discard: async () => undefined
+    discard: async () => undefined,
+    fleet: recordingFleetGate()
   }
 }
 

@@ -9,6 +9,7 @@ import type { ProviderEnv } from '../../src/providers/provider'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import { recordingFleetGate } from '../helpers/fleet-gate'
 
 afterAll(cleanupTempDirs)
 
@@ -18,7 +19,7 @@ const JOB = 'fedcba9876543210'
 function env(remote: Remote, signal = new AbortController().signal): ProviderEnv & { logged: string[] } {
   const logged: string[] = []
   const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(`warn: ${m}`) }
-  return { runner: { runnerName: 'r', github: {} }, log, signal, connect: async () => remote, discard: async () => undefined, logged }
+  return { runner: { runnerName: 'r', github: {} }, log, signal, connect: async () => remote, discard: async () => undefined, fleet: recordingFleetGate(), logged }
 }
 
 function provider(workRoot: string, acquireTimeoutSeconds = 600, slots = 1): StaticHostProvider {
