@@ -188,7 +188,27 @@ export const FleetSchema = z
           .default({})
       })
       .strict()
-      .optional()
+      .optional(),
+    /** What `reap` counts as a dead job, and how long a mark stands before anything is removed. */
+    reap: z
+      .object({
+        /** A job whose last sign of life (heartbeat, else reservation) is older than this is dead. */
+        deadAfterMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(7 * 24 * 60)
+          .default(15),
+        /** Phase 2 removes only candidates that phase 1 marked at least this long ago. */
+        graceMinutes: z
+          .number()
+          .int()
+          .min(0)
+          .max(24 * 60)
+          .default(2)
+      })
+      .strict()
+      .default({})
   })
   .strict()
 

@@ -5,5 +5,6 @@ import type { OpName } from './names'
 
 export const REGISTRY: Record<OpName, () => Promise<OpCommand>> = {
   'check-config': async () => (await import('./check-config')).checkConfigCommand,
-  doctor: async () => (await import('./doctor')).doctorCommand
+  doctor: async () => (await import('./doctor')).doctorCommand,
+  reap: async () => (await import('./reap')).reapCommand
 }

@@ -141,3 +141,10 @@ export function addressOf(inst: Ec2.Instance, cfg: Pick<Ec2Config, 'connect' | '
 export function knownHostsName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`
 }
+
+/** Set by reap's first pass on what it would remove (`<ISO time>`); a later pass removes only what is still unowned. */
+export const TAG_REAP_CANDIDATE = `${TAG_PREFIX}:reap-candidate`
+/** Any value: reap never touches the instance. */
+export const TAG_KEEP = `${TAG_PREFIX}:keep`
+/** When the instance ends itself (ISO time), written at launch. */
+export const TAG_EXPIRES_AT = `${TAG_PREFIX}:expires-at`

@@ -9,6 +9,8 @@ import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { waitUntil } from '../retry'
 import type { StaticConfig } from '../config'
+import { HEX16 } from '../input-rules'
+import { workerProcess, type WorkerProcess } from '../worker-process'
 import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
 
 export interface StaticLease extends LeaseBase<'static'> {
@@ -58,6 +60,32 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
     `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
   )
+}
+
+/**
+ * The slot's owner file: owner, job, runner, runner host, time, and the runner's worker process
+ * (pid and start time, `-` when unknown): reap on that runner host judges the job dead once the
+ * worker is gone.
+ */
+export function leaseMark(owner: string, jobId: string, runnerName: string, worker: WorkerProcess | null): string {
+  const w = worker ? `${worker.pid} ${worker.start || '-'}` : '- -'
+  return `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()} ${w}`
+}
+
+export interface LeaseMark {
+  owner: string
+  jobId: string
+  runnerHost: string
+  /** Null: the lease names no worker (made by an older hook, or the worker was not found). */
+  worker: WorkerProcess | null
+}
+
+export function parseLeaseMark(line: string): LeaseMark | null {
+  const f = line.trim().split(' ')
+  if (f.length < 5 || !HEX16.test(f[0]) || !HEX16.test(f[1])) return null
+  const pid = Number(f[5])
+  const worker = Number.isInteger(pid) && pid > 1 && /^([0-9]{1,20}|-)$/.test(f[6] ?? '') ? { pid, start: f[6] === '-' ? '' : f[6] } : null
+  return { owner: f[0], jobId: f[1], runnerHost: f[3], worker }
 }
 
 const hostKey = (c: ConnectInfo): string => `${c.host}:${c.port}`
@@ -162,7 +190,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     env: ProviderEnv
   ): Promise<boolean> {
     const dir = leaseDir(this.workRoot, lease.slot)
-    const mark = `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()}`
+    const mark = leaseMark(owner, jobId, runnerName, workerProcess(process.ppid))
     const label = `lease slot ${lease.slot} on ${hostKey(lease.connect)}`
     // A runner runs one job at a time: a lease of its own is from a job that died. It is taken
     // over, and once a slot is ours, its other leases on this host are released.

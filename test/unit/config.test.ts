@@ -93,7 +93,7 @@ describe('loadConfig: valid files', () => {
       agent: { enabled: true, idleSeconds: 1800 },
       tools: {},
       log: { level: 'info' },
-      fleet: { ledger: { kind: 'local' }, caps: { perRepository: {} } }
+      fleet: { ledger: { kind: 'local' }, caps: { perRepository: {} }, reap: { deadAfterMinutes: 15, graceMinutes: 2 } }
     })
     expect(Object.isFrozen(cfg)).toBe(true)
   })

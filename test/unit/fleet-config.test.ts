@@ -21,17 +21,23 @@ test('every fleet key, as in the documentation', () => {
   const cfg = load({
     ledger: { kind: 'dynamodb', table: 'rch-fleet', region: 'eu-west-1', endpoint: 'http://127.0.0.1:5005' },
     caps: { instances: 20, vcpus: 80, perRepository: { instances: 5 } },
-    budget: { perDayUsd: 50, timezone: 'Europe/Berlin', prices: { 't3.medium': 0.0416, 't3.large': 0.0832 } }
+    budget: { perDayUsd: 50, timezone: 'Europe/Berlin', prices: { 't3.medium': 0.0416, 't3.large': 0.0832 } },
+    reap: { deadAfterMinutes: 30, graceMinutes: 5 }
   })
   expect(cfg.fleet).toEqual({
     ledger: { kind: 'dynamodb', table: 'rch-fleet', region: 'eu-west-1', endpoint: 'http://127.0.0.1:5005' },
     caps: { instances: 20, vcpus: 80, perRepository: { instances: 5 } },
-    budget: { perDayUsd: 50, timezone: 'Europe/Berlin', prices: { 't3.medium': 0.0416, 't3.large': 0.0832 } }
+    budget: { perDayUsd: 50, timezone: 'Europe/Berlin', prices: { 't3.medium': 0.0416, 't3.large': 0.0832 } },
+    reap: { deadAfterMinutes: 30, graceMinutes: 5 }
   })
 })
 
 test('defaults: a local ledger (its folder chosen at open), no caps, no budget; budget time zone UTC', () => {
-  expect(load(undefined).fleet).toEqual({ ledger: { kind: 'local' }, caps: { perRepository: {} } })
+  expect(load(undefined).fleet).toEqual({
+    ledger: { kind: 'local' },
+    caps: { perRepository: {} },
+    reap: { deadAfterMinutes: 15, graceMinutes: 2 }
+  })
   expect(load({ ledger: { kind: 'local', path: '/var/lib/remote-hooks/ledger' } }).fleet.ledger).toEqual({
     kind: 'local',
     path: '/var/lib/remote-hooks/ledger'
@@ -62,4 +68,13 @@ test('one line per problem, each naming its field', () => {
     expect.stringMatching(/^fleet\.ledger\.region: /)
   ])
   expect(issues({ ledger: { kind: 'sqlite' } })).toEqual([expect.stringMatching(/^fleet\.ledger\.kind: /)])
+})
+
+test('fleet.reap: each bad value is one issue naming its field', () => {
+  expect(issues({ reap: { deadAfterMinutes: 0, graceMinutes: -1 } }).sort()).toEqual([
+    expect.stringMatching(/^fleet\.reap\.deadAfterMinutes: /),
+    expect.stringMatching(/^fleet\.reap\.graceMinutes: /)
+  ])
+  expect(issues({ reap: { deadAfter: 5 } })).toEqual(['fleet.reap.deadAfter: unknown key'])
+  expect(load({ reap: { graceMinutes: 0 } }).fleet.reap).toEqual({ deadAfterMinutes: 15, graceMinutes: 0 })
 })

@@ -1,0 +1,45 @@
+// What every reap pass is given: the times it judges by, whether it may change anything, the
+// ledger (when the configuration has one), its marks for untagged things, and the rows it reports.
+import type { Ledger } from '../fleet/ledger'
+import type { MarkStore } from './reap-marks'
+import type { Action, ReapRow, ReapTimes } from './reap-plan'
+
+export interface ReapContext {
+  times: ReapTimes
+  /** Nothing is changed, not even a mark: the rows say what would be done. */
+  dryRun: boolean
+  ledger: Ledger
+  marks: MarkStore
+  /** Keys of `marks` this pass still has a use for (the others are dropped when it ends). */
+  seenMarks: Set<string>
+  rows: ReapRow[]
+  signal: AbortSignal
+  connectMs: number
+}
+
+export function addRow(ctx: Pick<ReapContext, 'rows'>, kind: ReapRow['kind'], what: string, action: Action, why: string): void {
+  ctx.rows.push({ kind, what, why, action })
+}
+
+/** Runs `act` unless this is a dry run; a failure becomes a `failed` row instead of ending the pass. */
+export async function act(
+  ctx: ReapContext,
+  kind: ReapRow['kind'],
+  what: string,
+  action: Action,
+  why: string,
+  fn: () => Promise<string | void>
+): Promise<boolean> {
+  if (ctx.dryRun) {
+    addRow(ctx, kind, what, action, why)
+    return true
+  }
+  try {
+    const more = await fn()
+    addRow(ctx, kind, what, action, more ? `${why}; ${more}` : why)
+    return true
+  } catch (e) {
+    addRow(ctx, kind, what, 'failed', `${why}; ${action === 'left alone' ? '' : `${action}: `}${(e as Error).message}`)
+    return false
+  }
+}

@@ -1,0 +1,143 @@
+// reap's judgements as pure functions: whether a job is dead, whether an instance is a candidate,
+// what a mark allows, and what becomes of an unsettled reservation. The passes (reap-ec2.ts,
+// reap-pool.ts, reap-static.ts) gather the facts and act; everything they decide is decided here.
+import type { LedgerRecord } from '../fleet/ledger'
+import { TAG_EXPIRES_AT, TAG_KEEP, TAG_RESERVATION } from '../providers/ec2-plan'
+
+/** What a row of reap's output says was done (or, in a dry run, would be done). */
+export type Action = 'marked' | 'removed' | 'settled' | 'attached' | 'unmarked' | 'kept' | 'left alone' | 'failed'
+
+export interface ReapRow {
+  kind: 'instance' | 'reservation' | 'member' | 'slot'
+  /** The instance id, reservation id, `host:port slot N`. */
+  what: string
+  why: string
+  action: Action
+}
+
+export interface ReapTimes {
+  now: number
+  deadAfterMs: number
+  graceMs: number
+}
+
+const minutes = (ms: number): string => `${Math.floor(ms / 60_000)} min`
+const iso = (t: number): string => new Date(t).toISOString()
+
+/** Whether the job holding an unsettled reservation still shows signs of life. */
+export function jobLife(r: LedgerRecord, t: ReapTimes): { dead: boolean; why: string } {
+  const last = r.heartbeatAt ?? r.reservedAt
+  const age = t.now - last
+  const what = r.heartbeatAt !== undefined ? 'last heartbeat' : 'reserved'
+  return age > t.deadAfterMs
+    ? { dead: true, why: `job dead: ${what} ${minutes(age)} ago (fleet.reap.deadAfterMinutes ${minutes(t.deadAfterMs).split(' ')[0]})` }
+    : { dead: false, why: `job alive: ${what} ${Math.round(age / 1000)} s ago` }
+}
+
+export type Tags = Record<string, string>
+
+/**
+ * Whether an instance the hook launched is a candidate for removal. `records` is the whole ledger
+ * by id: an instance whose reservation is not in it belongs to another fleet, and only its expiry
+ * (and the keep tag) apply.
+ */
+export function instanceVerdict(
+  tags: Tags,
+  records: ReadonlyMap<string, LedgerRecord>,
+  t: ReapTimes
+): { candidate: boolean; keep?: true; why: string } {
+  if (TAG_KEEP in tags) return { candidate: false, keep: true, why: `keep tag (${TAG_KEEP})` }
+  const expires = Date.parse(tags[TAG_EXPIRES_AT] ?? '')
+  if (Number.isFinite(expires) && expires <= t.now) return { candidate: true, why: `past its expires-at ${iso(expires)}` }
+  const until = Number.isFinite(expires) ? `expires ${iso(expires)}` : 'no expires-at tag'
+  const id = tags[TAG_RESERVATION]
+  if (!id) return { candidate: false, why: `no reservation tag: only its expiry applies (${until})` }
+  const r = records.get(id)
+  if (!r) return { candidate: false, why: `reservation ${id} is not in this ledger: only its expiry applies (${until})` }
+  if (r.settledAt !== undefined) return { candidate: true, why: `job dead: its reservation was settled at ${iso(r.settledAt)}` }
+  return { ...jobLife(r, t), candidate: jobLife(r, t).dead }
+}
+
+/** What a pass may do with something given whether it is a candidate now and its mark (ISO time) if any. */
+export type MarkStep = 'mark' | 'wait' | 'remove' | 'unmark' | 'none'
+
+export function markStep(candidate: boolean, mark: string | undefined, t: ReapTimes): MarkStep {
+  if (!candidate) return mark === undefined ? 'none' : 'unmark'
+  if (mark === undefined) return 'mark'
+  const at = Date.parse(mark)
+  // A mark that is not a time (hand-edited, damaged) starts the grace again.
+  if (!Number.isFinite(at)) return 'mark'
+  return t.now - at >= t.graceMs ? 'remove' : 'wait'
+}
+
+/** The row's reason for a mark still within its grace. */
+export function waitWhy(why: string, mark: string, t: ReapTimes): string {
+  const age = Math.max(0, Math.round((t.now - Date.parse(mark)) / 1000))
+  return `${why}; marked ${age} s ago, removed after fleet.reap.graceMinutes ${Math.round(t.graceMs / 60_000)}`
+}
+
+/** An instance as EC2 last described it, for settling a reservation. */
+export interface InstanceFact {
+  id: string
+  state: string
+  launchedAt?: number
+  /** When EC2 says it ended (from its state transition reason), if it says. */
+  endedAt?: number
+  tags: Tags
+}
+
+/** EC2's `User initiated (2026-12-01 10:00:00 GMT)`: the time an instance was stopped or terminated. */
+export function transitionTime(reason: string | undefined): number | undefined {
+  const m = /\((\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) GMT\)/.exec(reason ?? '')
+  if (!m) return undefined
+  const t = Date.parse(`${m[1]}T${m[2]}Z`)
+  return Number.isFinite(t) ? t : undefined
+}
+
+export type ReservationStep =
+  | { do: 'settle'; startedAt?: number; endedAt: number; why: string }
+  | { do: 'settle-unlaunched'; why: string }
+  | { do: 'attach'; instanceId: string; why: string }
+  | { do: 'none'; why: string }
+
+/**
+ * An unsettled reservation, given its instance (attached or found by its tag; undefined: none
+ * found, null: the attached id is unknown to EC2) and, for a pool's unattached one, a member it
+ * may have launched.
+ */
+export function reservationStep(
+  r: LedgerRecord,
+  inst: InstanceFact | null | undefined,
+  t: ReapTimes,
+  unclaimedMember?: InstanceFact
+): ReservationStep {
+  if (inst === null)
+    return { do: 'settle', startedAt: r.attachedAt, endedAt: t.now, why: `its instance ${r.instanceId} is gone (EC2 no longer knows it)` }
+  if (inst) {
+    if (inst.state === 'terminated')
+      return {
+        do: 'settle',
+        startedAt: r.attachedAt ?? inst.launchedAt,
+        endedAt: inst.endedAt ?? t.now,
+        why: `its instance ${inst.id} ended${inst.endedAt ? ` at ${iso(inst.endedAt)}` : ''}`
+      }
+    return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
+  }
+  if (unclaimedMember)
+    return { do: 'attach', instanceId: unclaimedMember.id, why: `member ${unclaimedMember.id} of pool ${r.pool} was launched for it` }
+  const age = t.now - (r.heartbeatAt ?? r.reservedAt)
+  if (age > t.deadAfterMs)
+    return { do: 'settle-unlaunched', why: `no instance found ${minutes(t.now - r.reservedAt)} after it was reserved` }
+  return { do: 'none', why: `no instance yet, reserved ${Math.round((t.now - r.reservedAt) / 1000)} s ago` }
+}
+
+/** The pool member a pool reservation whose claim failed may have launched: untagged, launched after it (with a minute's slack). */
+export function unclaimedMemberFor(
+  r: LedgerRecord,
+  members: readonly InstanceFact[],
+  taken: ReadonlySet<string>
+): InstanceFact | undefined {
+  return members
+    .filter((m) => !m.tags[TAG_RESERVATION] && !taken.has(m.id) && m.launchedAt !== undefined && m.launchedAt >= r.reservedAt - 60_000)
+    .sort((a, b) => (a.launchedAt ?? 0) - (b.launchedAt ?? 0))[0]
+}

@@ -1,0 +1,251 @@
+// reap's pass over a pool's members: a lease that lapsed (its job's runner died) is taken back,
+// scrubbed and given back; a member marked for replacement that nobody holds, or one unreachable
+// in two passes, is replaced through the group. A member with a live lease is left alone. The lease
+// operations are pool-lease.ts's and the give-back is the pool provider's own release.
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
+import type * as Ec2 from '@aws-sdk/client-ec2'
+import type { Config, Ec2PoolConfig } from '../config'
+import { newJobId, ownerId } from '../labels'
+import { writePrivateFile } from '../private-fs'
+import { retry } from '../retry'
+import { ask, expectEach, record } from '../remote/answer'
+import { shPath } from '../remote/quote'
+import type { ConnectInfo, Remote } from '../remote/remote'
+import { SshRemote } from '../remote/ssh'
+import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../providers/ec2-api'
+import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
+import { Ec2PoolProvider } from '../providers/ec2-pool'
+import { acquireScript, leaseFolder, oneWord, parseAcquire, releaseScript } from '../providers/pool-lease'
+import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, type Member } from '../providers/pool-plan'
+import type { ProviderEnv } from '../providers/provider'
+import { act, addRow, type ReapContext } from './reap-context'
+import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
+import type { PoolFacts } from './reap-ec2'
+import { markStep, waitWhy } from './reap-plan'
+
+const CALL_MS = 30_000
+/** As pool-lease.ts judges it: an expiry further ahead than any runner writes is a lapsed lease. */
+const EXPIRY_BOUND_SECONDS = 3600 + 600
+
+interface LeaseView {
+  state: string
+  /** Seconds until it lapses (negative: lapsed), by the member's clock. */
+  left: number
+}
+
+/** The member's lease record, read without its lock (the record is replaced whole by a rename). */
+async function readLease(remote: Remote, workRoot: string): Promise<LeaseView> {
+  const label = 'read the lease'
+  const r = await ask(
+    remote,
+    `P=${shPath(leaseFolder(workRoot))}; now=$(date +%s); st=; h=; ex=; ` +
+      `if [ -f "$P/lease" ] && [ ! -L "$P/lease" ]; then read -r st h ex o j < "$P/lease"; fi; ` +
+      `case "$ex" in ''|*[!0-9]*) ex=0;; esac; case "$st" in *[!a-z]*) st=unreadable;; esac; ` +
+      `${record('"${st:-none}"')}; ${record('"$((ex - now))"')}`,
+    { label, timeoutMs: CALL_MS }
+  )
+  if (r.length !== 2) throw new Error(`${label}: unexpected answer`)
+  expectEach([r[0]], /^[a-z]{1,16}$/, label)
+  expectEach([r[1]], /^-?[0-9]{1,12}$/, label)
+  return { state: r[0], left: Number(r[1]) }
+}
+
+const lapsed = (l: LeaseView): boolean => l.state === 'held' && (l.left < 0 || l.left > EXPIRY_BOUND_SECONDS)
+const live = (l: LeaseView): boolean => l.state === 'held' && !lapsed(l)
+
+export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2, ctx: ReapContext): Promise<PoolFacts> {
+  const raw = await api.describe([
+    { Name: `tag:${TAG_GROUP}`, Values: [cfg.autoScalingGroup] },
+    { Name: 'instance-state-name', Values: LIVE_STATES }
+  ])
+  const byId = new Map(raw.map((i) => [i.InstanceId as string, i]))
+  const members = membersOf({ Reservations: [{ Instances: raw }] } as Ec2.DescribeInstancesCommandOutput, cfg)
+  const ready = new Set(viewOf(members).ready.map((m) => m.id))
+  const dir = mkdtempSync(`${tmpdir()}/rch-reap-`)
+  const pool = new PoolPass(cfg, config, api, ctx, dir)
+  try {
+    for (const m of members) await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return { group: cfg.autoScalingGroup, members: raw.map(factOf) }
+}
+
+class PoolPass {
+  private readonly provider: Ec2PoolProvider
+  private readonly env: ProviderEnv
+  private readonly workRoot: string
+
+  constructor(
+    private readonly cfg: Ec2PoolConfig,
+    config: Config,
+    private readonly api: ReapEc2,
+    private readonly ctx: ReapContext,
+    private readonly dir: string
+  ) {
+    this.workRoot = config.remote.workRoot
+    this.provider = new Ec2PoolProvider(cfg, this.workRoot)
+    const quiet = (): void => undefined
+    this.env = {
+      log: { progress: quiet, warn: quiet, debug: quiet },
+      signal: ctx.signal,
+      runner: { runnerName: `reap@${hostname()}`, github: {} },
+      connect: (c) => SshRemote.connect(c, ctx.connectMs),
+      discard: (_c, r) => Promise.resolve(r.close())
+    }
+  }
+
+  private connectInfo(m: Member): ConnectInfo {
+    const a = m.address as { host: string; port: number }
+    const knownHostsFile = `${this.dir}/known_hosts-${m.id}`
+    writePrivateFile(knownHostsFile, `${knownHostsName(a.host, a.port)} ${m.hostKey}\n`)
+    return { ...a, user: m.user as string, identityFile: this.cfg.identityFile, knownHostsFile }
+  }
+
+  /** What the member is: a candidate (and why) or not; `remote` stays open for phase 2. */
+  private async judge(
+    m: Member,
+    isReady: boolean
+  ): Promise<{ candidate: boolean; why: string; how?: 'lapsed' | 'replace'; remote?: Remote }> {
+    if (!isReady && !m.recycle) return { candidate: false, why: `${m.state}, not ready to serve (starting or stopped)` }
+    let remote: Remote | undefined
+    let lease: LeaseView | null = null
+    let unreachable = ''
+    if (m.address && m.hostKey && m.user) {
+      try {
+        remote = await SshRemote.connect(this.connectInfo(m), this.ctx.connectMs)
+        lease = await readLease(remote, this.workRoot)
+      } catch (e) {
+        unreachable = (e as Error).message
+      }
+    } else unreachable = 'no address, host key or user to reach it with'
+    if (lease && live(lease)) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
+    if (m.recycle) return { candidate: true, why: `marked for replacement (${m.recycle}) and nobody holds it`, how: 'replace', remote }
+    if (!lease) return { candidate: true, why: `unreachable: ${unreachable}`, how: 'replace', remote }
+    if (lapsed(lease)) return { candidate: true, why: `lease lapsed ${-lease.left} s ago`, how: 'lapsed', remote }
+    return { candidate: false, why: `lease ${lease.state}`, remote }
+  }
+
+  async member(m: Member, tags: Record<string, string>, isReady: boolean): Promise<void> {
+    const { ctx, api } = this
+    const t = ctx.times
+    const id = m.id
+    if (TAG_KEEP in tags) return addRow(ctx, 'member', id, 'left alone', `keep tag (${TAG_KEEP})`)
+    const v = await this.judge(m, isReady)
+    try {
+      const mark = tags[TAG_REAP_CANDIDATE]
+      const step = markStep(v.candidate, mark, t)
+      if (step === 'none') return addRow(ctx, 'member', id, 'left alone', v.why)
+      if (step === 'unmark')
+        return void (await act(ctx, 'member', id, 'unmarked', `no longer a candidate: ${v.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
+      if (step === 'mark')
+        return void (await act(ctx, 'member', id, 'marked', v.why, () =>
+          api.tag(id, { [TAG_REAP_CANDIDATE]: new Date(t.now).toISOString() })
+        ))
+      if (step === 'wait') return addRow(ctx, 'member', id, 'kept', waitWhy(v.why, mark, t))
+      // Phase 2: the tags read again (keep, recycle), then the lease judged again under its lock.
+      const again = await api.one(id)
+      const fresh =
+        again && LIVE_STATES.includes(again.State?.Name ?? '')
+          ? membersOf({ Reservations: [{ Instances: [again] }] } as Ec2.DescribeInstancesCommandOutput, this.cfg)[0]
+          : undefined
+      if (!fresh) return addRow(ctx, 'member', id, 'left alone', 'ended meanwhile')
+      if (TAG_KEEP in tagsOf(again as Ec2.Instance)) return addRow(ctx, 'member', id, 'left alone', `keep tag (${TAG_KEEP})`)
+      if (v.how === 'lapsed' && !fresh.recycle && v.remote) return await this.takeBack(fresh, v.remote, v.why)
+      const now = fresh.recycle || v.how === 'replace' ? await this.judge(fresh, isReady) : v
+      v.remote?.close()
+      v.remote = now.remote
+      if (!now.candidate)
+        return void (await act(ctx, 'member', id, 'unmarked', `came back to life: ${now.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
+      await act(ctx, 'member', id, 'removed', now.why, async () => {
+        if (!fresh.recycle) await api.tag(id, { [TAG_RECYCLE]: `reap: ${now.why}`.slice(0, 250) })
+        await this.terminateInGroup(id)
+        return `replaced through the group${await this.settleFor(tagsOf(again as Ec2.Instance), again as Ec2.Instance)}`
+      })
+    } finally {
+      v.remote?.close()
+    }
+  }
+
+  /** A lapsed lease taken back (only while it is still lapsed: the grant is atomic), scrubbed and given back. */
+  private async takeBack(m: Member, remote: Remote, why: string): Promise<void> {
+    const { ctx } = this
+    if (ctx.dryRun) return addRow(ctx, 'member', m.id, 'removed', `${why}: take it back, scrub it, give it back`)
+    const token = randomBytes(16).toString('hex')
+    try {
+      const a = parseAcquire(
+        await ask(
+          remote,
+          acquireScript(this.workRoot, {
+            token,
+            since: 0,
+            ttlSeconds: this.cfg.lease.ttlSeconds,
+            queue: false,
+            owner: ownerId(`reap@${hostname()}`),
+            jobId: newJobId()
+          }),
+          { label: `take back ${m.id}`, timeoutMs: CALL_MS }
+        ),
+        `take back ${m.id}`
+      )
+      if (!a.granted) {
+        await this.api.untag(m.id, [TAG_REAP_CANDIDATE])
+        return addRow(ctx, 'member', m.id, 'unmarked', `came back to life: lease ${a.state}`)
+      }
+      if (!a.lapsed) {
+        // Given back meanwhile: handed straight back as it was.
+        oneWord(
+          await ask(remote, releaseScript(this.workRoot, token, { as: a.clean ? 'clean' : 'dirty' }), {
+            label: 'give back',
+            timeoutMs: CALL_MS
+          }),
+          ['released', 'not-holder'] as const,
+          'release'
+        )
+        await this.api.untag(m.id, [TAG_REAP_CANDIDATE])
+        return addRow(ctx, 'member', m.id, 'unmarked', 'came back to life: given back meanwhile')
+      }
+      const connect = { ...this.connectInfo(m) }
+      await this.provider.release(
+        { kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot: a.workRoot, connect },
+        remote,
+        '',
+        this.env
+      )
+      await this.api.untag(m.id, [TAG_REAP_CANDIDATE]).catch(() => undefined)
+      addRow(ctx, 'member', m.id, 'removed', `${why}; lease taken back, member scrubbed and given back (or replaced if it could not be)`)
+    } catch (e) {
+      addRow(ctx, 'member', m.id, 'failed', `${why}; taking it back: ${(e as Error).message}`)
+    }
+  }
+
+  private async terminateInGroup(id: string): Promise<void> {
+    const { sdk, client } = autoScalingClient(this.cfg)
+    try {
+      await retry(
+        () => client.send(new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: id, ShouldDecrementDesiredCapacity: false })),
+        { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal: this.ctx.signal, retryable: isRetryableAwsError }
+      )
+    } catch (e) {
+      // Not (or no longer) in the group: ended already.
+      if (awsErrorName(e) !== 'ValidationError') throw e
+    } finally {
+      client.destroy()
+    }
+  }
+
+  /** The member's reservation (the one its scale-out or start made), settled with its real time. */
+  private async settleFor(tags: Record<string, string>, inst: Ec2.Instance): Promise<string> {
+    const id = tags[TAG_RESERVATION]
+    if (!id) return ''
+    const r = (await this.ctx.ledger.unsettled()).find((x) => x.id === id)
+    if (!r) return ''
+    const s = await this.ctx.ledger.settle(id, {
+      startedAt: r.attachedAt ?? (inst.LaunchTime ? new Date(inst.LaunchTime).getTime() : undefined),
+      endedAt: Date.now()
+    })
+    return `; reservation ${id} settled (${s.billedSeconds} s)`
+  }
+}

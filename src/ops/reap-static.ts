@@ -1,0 +1,132 @@
+// reap's pass over static hosts: a slot leased from THIS runner host whose worker process is gone
+// belongs to a dead job. Phase 1 marks the slot (a file beside its owner file, naming the job);
+// phase 2 re-reads the owner, then removes the job's containers, its job folder and the slot.
+// Slots of other runner hosts are left to their own reap: only there can the worker be looked at.
+import { hostname } from 'node:os'
+import type { Config, StaticConfig } from '../config'
+import { jobFolder, removeJobFolder } from '../docker/job-folder'
+import { RemoteDocker, describeCounts } from '../docker/remote-docker'
+import { LABEL_JOB } from '../labels'
+import { ask, expectEach, record } from '../remote/answer'
+import { shPath, shq } from '../remote/quote'
+import { check, type ConnectInfo, type Remote } from '../remote/remote'
+import { SshRemote } from '../remote/ssh'
+import { parseLeaseMark, type LeaseMark } from '../providers/static-host'
+import { isRunning } from '../worker-process'
+import { act, addRow, type ReapContext } from './reap-context'
+import { markStep, waitWhy } from './reap-plan'
+
+const CANDIDATE_FILE = 'reap-candidate'
+const CALL_MS = 30_000
+
+interface Slot {
+  name: string
+  /** The owner file's first line ('' when there is none). */
+  owner: string
+  /** The candidate file: `<ISO time> <job id>` ('' when unmarked). */
+  candidate: string
+}
+
+const leasesOf = (workRoot: string): string => `${workRoot}/leases`
+
+/** Every slot folder on the host with its owner line and mark; a name is only ever `slot-N`. */
+async function listSlots(remote: Remote, workRoot: string): Promise<Slot[]> {
+  const label = 'list the host slots'
+  const r = await ask(
+    remote,
+    `L=${shPath(leasesOf(workRoot))}; [ -d "$L" ] || exit 0; for d in "$L"/slot-*; do [ -d "$d" ] && [ ! -L "$d" ] || continue; ` +
+      `o=$(head -n 1 "$d/owner" 2>/dev/null | head -c 400); c=$(head -n 1 "$d/${CANDIDATE_FILE}" 2>/dev/null | head -c 200); ` +
+      `${record('"${d##*/}"')}; ${record('"$o"')}; ${record('"$c"')}; done`,
+    { label, timeoutMs: CALL_MS }
+  )
+  if (r.length % 3) throw new Error(`${label}: a partial answer`)
+  const out: Slot[] = []
+  for (let i = 0; i < r.length; i += 3)
+    out.push({ name: expectEach([r[i]], /^slot-[0-9]{1,3}$/, label)[0], owner: r[i + 1], candidate: r[i + 2] })
+  return out
+}
+
+/** Whether the slot's job is dead, as this runner host can tell. */
+function judge(m: LeaseMark | null, me: string): { dead: boolean; why: string } {
+  if (!m) return { dead: false, why: 'owner file unreadable or of another format' }
+  if (m.runnerHost !== me) return { dead: false, why: `leased from runner host ${m.runnerHost}: its own reap judges it` }
+  if (!m.worker) return { dead: false, why: `job ${m.jobId}: the lease names no worker process` }
+  return isRunning(m.worker)
+    ? { dead: false, why: `job ${m.jobId} alive: its worker ${m.worker.pid} runs` }
+    : { dead: true, why: `job ${m.jobId} dead: its worker ${m.worker.pid} is gone` }
+}
+
+export async function reapStatic(cfg: StaticConfig, config: Config, ctx: ReapContext): Promise<void> {
+  const me = hostname()
+  const workRoot = config.remote.workRoot
+  const seen = new Set<string>()
+  for (const h of cfg.hosts) {
+    const where = `${h.host}:${h.port}`
+    if (seen.has(where)) continue
+    seen.add(where)
+    const c: ConnectInfo = { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
+    let remote: Remote
+    try {
+      remote = await SshRemote.connect(c, ctx.connectMs)
+    } catch (e) {
+      addRow(ctx, 'slot', where, 'failed', `unreachable: ${(e as Error).message}`)
+      continue
+    }
+    try {
+      for (const s of await listSlots(remote, workRoot)) await slotPass(remote, workRoot, config, ctx, `${where} ${s.name}`, s, me)
+    } catch (e) {
+      addRow(ctx, 'slot', where, 'failed', (e as Error).message)
+    } finally {
+      remote.close()
+    }
+  }
+}
+
+async function slotPass(
+  remote: Remote,
+  workRoot: string,
+  config: Config,
+  ctx: ReapContext,
+  what: string,
+  s: Slot,
+  me: string
+): Promise<void> {
+  const t = ctx.times
+  const m = parseLeaseMark(s.owner)
+  const v = judge(m, me)
+  const dir = `${leasesOf(workRoot)}/${s.name}`
+  const d = shPath(dir)
+  // A mark names the job it was made for: a slot leased again since is judged afresh.
+  const [markAt, markJob] = s.candidate.split(' ')
+  const mark = markJob && markJob === m?.jobId ? markAt : undefined
+  const step = markStep(v.dead, s.candidate ? (mark ?? 'stale') : undefined, t)
+  if (step === 'none') return addRow(ctx, 'slot', what, 'left alone', v.why)
+  if (step === 'unmark')
+    return void (await act(ctx, 'slot', what, 'unmarked', `no longer a candidate: ${v.why}`, () =>
+      check(remote, `rm -f ${d}/${CANDIDATE_FILE}`, { label: 'unmark the slot', timeoutMs: CALL_MS }).then(() => undefined)
+    ))
+  const job = m as LeaseMark
+  if (step === 'mark')
+    return void (await act(ctx, 'slot', what, 'marked', v.why, () =>
+      check(
+        remote,
+        `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" = ${shq(job.jobId)} ] && printf '%s %s\\n' ${shq(new Date(t.now).toISOString())} ${shq(job.jobId)} > ${d}/${CANDIDATE_FILE}`,
+        { label: 'mark the slot', timeoutMs: CALL_MS }
+      ).then(() => undefined)
+    ))
+  if (step === 'wait') return addRow(ctx, 'slot', what, 'kept', waitWhy(v.why, mark as string, t))
+  // Phase 2: the owner file read again; only the same job, still dead, goes.
+  const again = (await listSlots(remote, workRoot)).find((x) => x.name === s.name)
+  const now = again ? parseLeaseMark(again.owner) : null
+  const still = now && now.jobId === job.jobId ? judge(now, me) : null
+  if (!still?.dead) return addRow(ctx, 'slot', what, 'left alone', still ? `came back to life: ${still.why}` : 'released meanwhile')
+  await act(ctx, 'slot', what, 'removed', v.why, async () => {
+    const removed = describeCounts(await new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_JOB, job.jobId))
+    await removeJobFolder(remote, workRoot, jobFolder(workRoot, job.owner, job.jobId), null)
+    await check(remote, `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" != ${shq(job.jobId)} ] || rm -rf ${d}`, {
+      label: 'free the slot',
+      timeoutMs: CALL_MS
+    })
+    return `${removed}, job folder and slot`
+  })
+}

@@ -1,0 +1,156 @@
+// `reap [--dry-run]`: finds what dead jobs left (instances, pool leases, host slots, unsettled
+// reservations) and removes it in two phases: a pass marks candidates, a later pass removes those
+// marked at least fleet.reap.graceMinutes ago that a last check still finds unowned.
+import { tmpdir } from 'node:os'
+import type { Config } from '../config'
+import { openLedger } from '../fleet/open-ledger'
+import type { OpCommand } from './command'
+import { EX_CONFIG } from './check-config'
+import { readConfig } from './config-file'
+import { json, table } from './output'
+import type { ReapContext } from './reap-context'
+import { fileMarks } from './reap-marks'
+import type { ReapRow } from './reap-plan'
+
+export const reapCommand: OpCommand = {
+  name: 'reap',
+  summary: 'remove what dead jobs left (instances, pool leases, host slots) and settle their reservations, in two phases',
+  maxPositional: 1,
+  options: { config: 'value', 'dry-run': 'flag' },
+  help: `usage: remote-hooks reap [FILE | --config FILE] [--dry-run] [--json]
+
+Finds what jobs that died left behind, for the provider in the configuration FILE (default:
+$REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
+  ec2        instances with the hook's owner tag that are past their expires-at tag, or whose job
+             is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes)
+  ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
+             replacement that nobody holds, members unreachable in two passes (replaced)
+  static     host slots leased from this runner host whose runner worker process is gone (the
+             job's containers, job folder and slot are removed)
+  ledger     reservations whose instance ended (settled with its real time), or for which no
+             instance came within fleet.reap.deadAfterMinutes (settled at zero cost)
+
+Two phases: a pass marks each candidate (tag remote-container-hooks:reap-candidate=<time>, or a mark
+on the host or in this runner host's local folder); a later pass removes a candidate marked at least
+fleet.reap.graceMinutes ago after reading everything again. A candidate that came back to life is
+unmarked. An instance tagged remote-container-hooks:keep is never touched. Run it every few minutes
+on every runner host (a systemd timer or cron: docs/operations.md).
+
+--dry-run  says what this pass would do and changes nothing (not even marks).
+
+Output: a table (KIND, WHAT, ACTION, WHY), or with --json
+  {"ok": true|false, "dryRun": bool, "at": "<ISO time>", "provider": "static"|"ec2"|"ec2-pool",
+   "rows": [{"kind": "instance"|"reservation"|"member"|"slot", "what", "action", "why"}]}
+  action: marked, removed, settled, attached, unmarked, kept (marked, grace not over), left alone,
+  failed.
+
+Exit status: 0 done (or nothing to do), 1 some action failed (see its row), 64 usage error,
+78 configuration not valid.
+`,
+  async run(args, io) {
+    const file = (args.options.config as string | undefined) ?? args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG
+    const { config, problems } = readConfig(file)
+    if (!config) {
+      io.stderr.write(`reap: ${file ?? '(REMOTE_HOOKS_CONFIG not set)'}: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}\n`)
+      return EX_CONFIG
+    }
+    const dryRun = args.options['dry-run'] === true
+    const at = Date.now()
+    const rows = await reap(config, { dryRun, now: at, signal: io.signal })
+    const ok = !rows.some((r) => r.action === 'failed')
+    if (args.json) io.stdout.write(json({ ok, dryRun, at: new Date(at).toISOString(), provider: config.provider.kind, rows }))
+    else io.stdout.write(reapTable(rows, dryRun))
+    return ok ? 0 : 1
+  }
+}
+
+const WOULD: Partial<Record<ReapRow['action'], string>> = {
+  marked: 'would mark',
+  removed: 'would remove',
+  settled: 'would settle',
+  attached: 'would attach',
+  unmarked: 'would unmark'
+}
+
+export function reapTable(rows: ReapRow[], dryRun: boolean): string {
+  const word = (a: ReapRow['action']): string => (dryRun ? (WOULD[a] ?? a) : a)
+  const count = (a: ReapRow['action']): number => rows.filter((r) => r.action === a).length
+  const sum = (['removed', 'settled', 'marked', 'kept', 'unmarked', 'attached', 'failed'] as const)
+    .filter((a) => count(a))
+    .map((a) => `${count(a)} ${word(a)}`)
+  const head = dryRun ? 'dry run, nothing changed: ' : ''
+  if (!rows.length) return `${head}nothing found\n`
+  return (
+    table(
+      ['KIND', 'WHAT', 'ACTION', 'WHY'],
+      rows.map((r) => [r.kind, r.what, word(r.action), r.why])
+    ) + `${head}${sum.join(', ') || 'nothing to do'}; ${count('left alone')} left alone\n`
+  )
+}
+
+export interface ReapOptions {
+  dryRun: boolean
+  now: number
+  signal: AbortSignal
+}
+
+/** One reap pass over what the configuration names; the rows say what was done. */
+export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]> {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+  // The hook's own private local folder: the local ledger's default place, and reap's marks.
+  const localRoot = `${tmpdir()}/rch-${uid}`
+  const ledger = await openLedger(config.fleet, { localRoot })
+  const seenMarks = new Set<string>()
+  const marks = fileMarks(`${localRoot}/reap`, opts.dryRun)
+  const ctx: ReapContext = {
+    times: { now: opts.now, deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000, graceMs: config.fleet.reap.graceMinutes * 60_000 },
+    dryRun: opts.dryRun,
+    ledger,
+    marks,
+    seenMarks,
+    rows: [],
+    signal: opts.signal,
+    connectMs: config.timeouts.connectSeconds * 1000
+  }
+  try {
+    const p = config.provider
+    if (p.kind === 'static') {
+      const { reapStatic } = await import('./reap-static')
+      await reapStatic(p, config, ctx)
+      const open = await ledger.unsettled()
+      for (const r of open)
+        ctx.rows.push({
+          kind: 'reservation',
+          what: r.id,
+          action: 'left alone',
+          why: 'no EC2 provider in this configuration to look its instance up'
+        })
+    } else {
+      const { ReapEc2 } = await import('./reap-aws')
+      const { reapInstances, reapReservations } = await import('./reap-ec2')
+      const api = new ReapEc2(p, opts.signal)
+      if (p.kind === 'ec2') {
+        await step(ctx, 'instance', 'EC2 instances', () => reapInstances(api, ctx))
+        await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx))
+      } else {
+        const { reapPool } = await import('./reap-pool')
+        const pool = await step(ctx, 'member', p.autoScalingGroup, () => reapPool(p, config, api, ctx))
+        await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx, pool ?? undefined))
+      }
+    }
+    marks.save(seenMarks)
+  } finally {
+    ledger.close()
+  }
+  return ctx.rows
+}
+
+/** One part of the pass; its failure is a row, and the other parts still run. */
+async function step<T>(ctx: ReapContext, kind: ReapRow['kind'], what: string, fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn()
+  } catch (e) {
+    ctx.rows.push({ kind, what, action: 'failed', why: (e as Error).message })
+    return null
+  }
+}

@@ -1,0 +1,184 @@
+import type { LedgerRecord } from '../../src/fleet/ledger'
+import {
+  instanceVerdict,
+  jobLife,
+  markStep,
+  reservationStep,
+  transitionTime,
+  unclaimedMemberFor,
+  type InstanceFact,
+  type ReapTimes
+} from '../../src/ops/reap-plan'
+import { reapTable } from '../../src/ops/reap'
+import { leaseMark, parseLeaseMark } from '../../src/providers/static-host'
+
+const NOW = Date.UTC(2026, 11, 1, 12)
+const MIN = 60_000
+const T: ReapTimes = { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN }
+const iso = (t: number): string => new Date(t).toISOString()
+
+const rec = (over: Partial<LedgerRecord> = {}): LedgerRecord => ({
+  id: 'r1',
+  repository: 'acme/widgets',
+  workflow: 'ci',
+  runId: '1',
+  job: 'build',
+  runner: 'r',
+  instanceType: 't3.medium',
+  vcpus: 2,
+  maxLifetimeMinutes: 60,
+  day: '2026-12-01',
+  reservedAt: NOW - 60 * MIN,
+  priceMicroPerHour: 41_600,
+  reservedMicro: 41_600,
+  timings: {},
+  ...over
+})
+const ledger = (...rs: LedgerRecord[]): Map<string, LedgerRecord> => new Map(rs.map((r) => [r.id, r]))
+const RES = 'remote-container-hooks:reservation'
+const EXPIRES = 'remote-container-hooks:expires-at'
+const KEEP = 'remote-container-hooks:keep'
+
+describe('jobLife', () => {
+  test('the last heartbeat decides, else the reservation time', () => {
+    expect(jobLife(rec({ heartbeatAt: NOW - 30_000 }), T)).toMatchObject({ dead: false, why: 'job alive: last heartbeat 30 s ago' })
+    expect(jobLife(rec({ heartbeatAt: NOW - 16 * MIN }), T)).toMatchObject({
+      dead: true,
+      why: expect.stringMatching(/last heartbeat 16 min ago/)
+    })
+    expect(jobLife(rec({ reservedAt: NOW - 10 * MIN }), T).dead).toBe(false)
+    expect(jobLife(rec({ reservedAt: NOW - 20 * MIN }), T)).toMatchObject({ dead: true, why: expect.stringMatching(/reserved 20 min ago/) })
+  })
+})
+
+describe('instanceVerdict', () => {
+  const future = iso(NOW + 60 * MIN)
+  test('the keep tag protects even an expired instance of a dead job', () => {
+    const tags = { [KEEP]: '', [EXPIRES]: iso(NOW - MIN), [RES]: 'r1' }
+    expect(instanceVerdict(tags, ledger(rec({ settledAt: NOW - MIN })), T)).toMatchObject({ candidate: false, keep: true })
+    delete (tags as Record<string, string>)[KEEP]
+    expect(instanceVerdict(tags, ledger(rec({ settledAt: NOW - MIN })), T).candidate).toBe(true)
+  })
+  test('past expires-at: a candidate whatever its job', () => {
+    expect(instanceVerdict({ [EXPIRES]: iso(NOW - 1) }, ledger(), T)).toMatchObject({
+      candidate: true,
+      why: expect.stringMatching(/past its expires-at/)
+    })
+    expect(instanceVerdict({ [EXPIRES]: iso(NOW - 1), [RES]: 'r1' }, ledger(rec({ heartbeatAt: NOW })), T).candidate).toBe(true)
+  })
+  test('without a reservation tag, or with one of another ledger, only its expiry applies', () => {
+    expect(instanceVerdict({ [EXPIRES]: future }, ledger(), T)).toMatchObject({
+      candidate: false,
+      why: expect.stringMatching(/no reservation tag/)
+    })
+    expect(instanceVerdict({ [EXPIRES]: future, [RES]: 'elsewhere' }, ledger(rec()), T)).toMatchObject({
+      candidate: false,
+      why: expect.stringMatching(/not in this ledger/)
+    })
+  })
+  test('its reservation settled while it lives, or its job silent past deadAfterMinutes: a candidate; a fresh heartbeat: not', () => {
+    const tags = { [EXPIRES]: future, [RES]: 'r1' }
+    expect(instanceVerdict(tags, ledger(rec({ settledAt: NOW - MIN })), T)).toMatchObject({
+      candidate: true,
+      why: expect.stringMatching(/settled/)
+    })
+    expect(instanceVerdict(tags, ledger(rec({ heartbeatAt: NOW - 16 * MIN })), T).candidate).toBe(true)
+    expect(instanceVerdict(tags, ledger(rec({ heartbeatAt: NOW - MIN })), T).candidate).toBe(false)
+  })
+})
+
+describe('markStep', () => {
+  test('mark, wait out the grace, remove; unmark what came back to life', () => {
+    expect(markStep(true, undefined, T)).toBe('mark')
+    expect(markStep(true, iso(NOW - MIN), T)).toBe('wait')
+    expect(markStep(true, iso(NOW - 2 * MIN), T)).toBe('remove')
+    expect(markStep(false, iso(NOW - 10 * MIN), T)).toBe('unmark')
+    expect(markStep(false, undefined, T)).toBe('none')
+  })
+  test('a mark that is not a time starts the grace again; grace 0 removes on the next pass', () => {
+    expect(markStep(true, 'soon', T)).toBe('mark')
+    expect(markStep(true, iso(NOW), { ...T, graceMs: 0 })).toBe('remove')
+  })
+})
+
+describe('reservationStep', () => {
+  const inst = (over: Partial<InstanceFact>): InstanceFact => ({
+    id: 'i-0abc',
+    state: 'running',
+    launchedAt: NOW - 50 * MIN,
+    tags: {},
+    ...over
+  })
+  test('an ended instance settles it with the time EC2 gives', () => {
+    expect(reservationStep(rec({ attachedAt: NOW - 55 * MIN }), inst({ state: 'terminated', endedAt: NOW - 5 * MIN }), T)).toEqual({
+      do: 'settle',
+      startedAt: NOW - 55 * MIN,
+      endedAt: NOW - 5 * MIN,
+      why: expect.stringMatching(/ended at/)
+    })
+    // found by its tag only (the hook died before attach): billed from the launch time, until now when EC2 gives no time
+    expect(reservationStep(rec(), inst({ state: 'terminated' }), T)).toMatchObject({
+      do: 'settle',
+      startedAt: NOW - 50 * MIN,
+      endedAt: NOW
+    })
+  })
+  test('an attached instance EC2 no longer knows: settled now', () => {
+    expect(reservationStep(rec({ instanceId: 'i-0abc', attachedAt: NOW - 9 * MIN }), null, T)).toMatchObject({
+      do: 'settle',
+      startedAt: NOW - 9 * MIN,
+      endedAt: NOW
+    })
+  })
+  test('a live instance: nothing here', () => {
+    expect(reservationStep(rec(), inst({}), T)).toMatchObject({ do: 'none' })
+  })
+  test('no instance: settled at zero cost only past deadAfterMinutes', () => {
+    expect(reservationStep(rec({ reservedAt: NOW - 16 * MIN }), undefined, T)).toMatchObject({ do: 'settle-unlaunched' })
+    expect(reservationStep(rec({ reservedAt: NOW - 5 * MIN }), undefined, T)).toMatchObject({ do: 'none' })
+  })
+  test('a pool reservation whose claim failed is attached to the untagged member launched for it', () => {
+    const r = rec({ pool: 'p', reservedAt: NOW - 10 * MIN })
+    const members = [
+      inst({ id: 'i-old', launchedAt: NOW - 30 * MIN }),
+      inst({ id: 'i-tagged', launchedAt: NOW - 9 * MIN, tags: { [RES]: 'other' } }),
+      inst({ id: 'i-new', launchedAt: NOW - 10.5 * MIN })
+    ]
+    const m = unclaimedMemberFor(r, members, new Set())
+    expect(m?.id).toBe('i-new')
+    expect(unclaimedMemberFor(r, members, new Set(['i-new']))).toBeUndefined()
+    expect(reservationStep(r, undefined, T, m)).toMatchObject({ do: 'attach', instanceId: 'i-new' })
+  })
+})
+
+test("EC2's state transition reason gives the time an instance ended", () => {
+  expect(transitionTime('User initiated (2026-12-01 10:00:07 GMT)')).toBe(Date.UTC(2026, 11, 1, 10, 0, 7))
+  expect(transitionTime('')).toBeUndefined()
+  expect(transitionTime(undefined)).toBeUndefined()
+})
+
+test('a static slot lease names the runner host and its worker process, and reads back', () => {
+  const line = leaseMark('0123456789abcdef', 'fedcba9876543210', 'my runner', { pid: 4242, start: '12345' })
+  expect(line).toMatch(/^0123456789abcdef fedcba9876543210 my_runner \S+ \S+Z 4242 12345$/)
+  expect(parseLeaseMark(line)).toMatchObject({
+    owner: '0123456789abcdef',
+    jobId: 'fedcba9876543210',
+    worker: { pid: 4242, start: '12345' }
+  })
+  expect(parseLeaseMark(leaseMark('0123456789abcdef', 'fedcba9876543210', 'r', null))?.worker).toBeNull()
+  // A lease of an older hook (no worker fields) is never judged dead.
+  expect(parseLeaseMark('0123456789abcdef fedcba9876543210 r host 2026-12-01T00:00:00Z')?.worker).toBeNull()
+  expect(parseLeaseMark('garbage')).toBeNull()
+})
+
+test('the table says "would" in a dry run, and sums up', () => {
+  const rows = [
+    { kind: 'instance' as const, what: 'i-1', action: 'marked' as const, why: 'past its expires-at' },
+    { kind: 'instance' as const, what: 'i-2', action: 'left alone' as const, why: 'job alive' }
+  ]
+  expect(reapTable(rows, true)).toMatch(
+    /i-1 +would mark +past its expires-at\n[\s\S]*dry run, nothing changed: 1 would mark; 1 left alone\n$/
+  )
+  expect(reapTable(rows, false)).toMatch(/i-1 +marked[\s\S]*\n1 marked; 1 left alone\n$/)
+  expect(reapTable([], false)).toBe('nothing found\n')
+})
