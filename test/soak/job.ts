@@ -41,6 +41,8 @@ export interface JobResult {
   /** the hook processes the soak's worker started (all must be gone at the end) */
   hookPids: number[]
   workerPid: number
+  /** when its runner died (epoch ms): its last sign of life in the ledger is no later */
+  diedAt?: number
   ms: number
   /** failures a clean job must not have: phase → first error line */
   errors: Record<string, string>
@@ -113,7 +115,6 @@ export async function runJob(env: SoakEnv, plan: JobPlan, clock: PhaseClock): Pr
     errors: {}
   }
   const hookEnv = { ...(plan.kind === 'ec2' ? EC2_HOOK_ENV : {}), GITHUB_REPOSITORY: 'acme/soak', GITHUB_JOB: `job${plan.n % 7}`, TMPDIR: env.tmp }
-  const dies = plan.chaos === 'kill-hook'
 
   /** Runs one command; false when the runner died in it (or right after it). */
   const command = async (phase: Phase, cmd: string, args: unknown, state: unknown): Promise<HookRun | null> => {
@@ -123,37 +124,36 @@ export async function runJob(env: SoakEnv, plan: JobPlan, clock: PhaseClock): Pr
     let timer: NodeJS.Timeout | undefined
     let sideEffect: Promise<void> = Promise.resolve()
     const strikes = plan.phase === phase && plan.chaos !== 'none'
+    /** The chaos itself; `when` says where it landed. */
+    const strike = async (when: string): Promise<void> => {
+      if (plan.chaos === 'kill-hook') {
+        if (when.startsWith('mid')) killPid(pid)
+        worker.kill()
+        res.diedAt = Date.now()
+        res.struck = when
+      } else if (plan.chaos === 'kill-agent') {
+        const agents = agentsOf(runner.trackingId)
+        for (const a of agents) killPid(a.pid)
+        res.struck = agents.length ? `agent pid ${agents.map((a) => a.pid).join(',')} ${when}` : `missed: no agent ${when}`
+      } else if (plan.chaos === 'terminate' && res.instanceId) {
+        const id = res.instanceId
+        res.struck = `${id} ${when}`
+        await env.ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
+        await env.booter.kill(id)
+      }
+    }
     if (strikes) {
       const delay = Math.round(plan.at * clock.typical(plan.kind, phase))
       timer = setTimeout(() => {
-        if (plan.chaos === 'kill-hook') {
-          killPid(pid)
-          worker.kill()
-          res.struck = `mid ${phase}`
-        } else if (plan.chaos === 'kill-agent') {
-          const agents = agentsOf(runner.trackingId)
-          for (const a of agents) killPid(a.pid)
-          res.struck = agents.length ? `agent pid ${agents.map((a) => a.pid).join(',')} in ${phase}` : `missed: no agent in ${phase}`
-        } else if (plan.chaos === 'terminate' && res.instanceId) {
-          const id = res.instanceId
-          res.struck = `${id} in ${phase}`
-          sideEffect = (async () => {
-            await env.ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
-            await env.booter.kill(id)
-          })().catch((e) => void (res.errors['terminate'] = String(e)))
-        }
+        sideEffect = strike(`mid ${phase}`).catch((e) => void (res.errors['chaos'] = String(e)))
       }, delay)
     }
     const r = await run.done
     clearTimeout(timer)
     await sideEffect
     if (!r.killed) clock.note(plan.kind, phase, r.ms)
-    if (dies && strikes && !res.struck) {
-      // The command ended before the kill: the runner dies right after it instead (between commands).
-      worker.kill()
-      res.struck = `after ${phase}`
-    }
-    if (strikes && !res.struck) res.struck = `missed: ${phase} ended first`
+    // The command ended before the chaos struck: it strikes right after it instead (between commands).
+    if (strikes && !res.struck) await strike(`after ${phase}`).catch((e) => void (res.errors['chaos'] = String(e)))
     if (r.killed || !worker.alive) {
       res.outcome = 'runner killed'
       return null

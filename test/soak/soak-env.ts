@@ -39,6 +39,9 @@ export interface SoakEnv {
   close(): Promise<void>
 }
 
+/** fleet.reap.deadAfterMinutes of the soak's config */
+export const DEAD_AFTER_MINUTES = 1
+
 export const instanceNameOf = (owner: string): string => `soak-${owner}`
 export const instanceWorkRoot = (owner: string): string => `/var/tmp/rch-inst-${instanceNameOf(owner)}/work`
 
@@ -89,7 +92,9 @@ export async function openSoakEnv(tag: string): Promise<SoakEnv> {
   const fleet = {
     ledger: { kind: 'dynamodb', table, region: SOAK_REGION, endpoint: proxy.endpoint },
     caps: { instances: 40, vcpus: 80 },
-    budget: { perDayUsd: 1000, prices: { 'm7i.large': 0.1008, 'm6i.large': 0.096 } }
+    budget: { perDayUsd: 1000, prices: { 'm7i.large': 0.1008, 'm6i.large': 0.096 } },
+    // the shortest the config allows: a dead job is judged so a minute after its last sign of life
+    reap: { deadAfterMinutes: DEAD_AFTER_MINUTES, graceMinutes: 0 }
   }
   return {
     tag,

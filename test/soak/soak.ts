@@ -9,7 +9,7 @@ import { describeLeftovers, leftovers, total, type Leftovers } from './leftovers
 import { alive, killPid, processesOf } from './procs'
 import { reapConfig, reapPass, type ReapPass } from './reap'
 import { rng, type Rng } from './rng'
-import { openSoakEnv, type SoakEnv } from './soak-env'
+import { DEAD_AFTER_MINUTES, openSoakEnv, type SoakEnv } from './soak-env'
 
 export interface SoakOptions {
   jobs: number
@@ -104,10 +104,20 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     log(`before reap: ${describeLeftovers(before)}`)
 
     const r0 = Date.now()
+    // reap judges a job dead once its last sign of life is deadAfterMinutes old: the last runner killed sets when that is.
+    const lastDeath = Math.max(0, ...results.map((j) => j.diedAt ?? 0))
+    const readyAt = lastDeath + DEAD_AFTER_MINUTES * 60_000 + 2_000
+    if (readyAt > Date.now()) log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the last dead job is ${DEAD_AFTER_MINUTES} min silent`)
+    await new Promise((r) => setTimeout(r, Math.max(0, readyAt - Date.now())))
     const reap = await reapCycle(env, results, log)
-    // An abandoned agent ends by itself (its idle timeout): give it that long before counting it stray.
-    await waitFor(() => processesOf(results.map((j) => j.trackingId)).length === 0, 30_000)
-    const after = await leftovers(env, results)
+    // A terminated stand-in takes its containers and sshd with it once the booter sees it (it polls), and an
+    // abandoned agent ends at its idle timeout: both get that long before they count as left.
+    let after = await leftovers(env, results)
+    const settle = Date.now() + 30_000
+    while (total(after) > 0 && Date.now() < settle) {
+      await new Promise((r) => setTimeout(r, 1000))
+      after = await leftovers(env, results)
+    }
     const reapMs = Date.now() - r0
     log(`after reap: ${describeLeftovers(after)}`)
 
@@ -117,11 +127,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await scrub(env, results)
     await env.close()
   }
-}
-
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 250))
 }
 
 async function reapCycle(env: SoakEnv, jobs: JobResult[], log: (l: string) => void): Promise<ReapPass[]> {
