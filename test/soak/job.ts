@@ -120,6 +120,10 @@ export async function runJob(env: SoakEnv, plan: JobPlan, clock: PhaseClock): Pr
   const command = async (phase: Phase, cmd: string, args: unknown, state: unknown): Promise<HookRun | null> => {
     const run = worker.start(runner, cmd, args, { state, env: hookEnv })
     const pid = await run.pid
+    if (pid < 0) {
+      res.outcome = 'runner killed'
+      return null
+    }
     res.hookPids.push(pid)
     let timer: NodeJS.Timeout | undefined
     let sideEffect: Promise<void> = Promise.resolve()

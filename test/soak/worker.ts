@@ -36,6 +36,8 @@ export class JobWorker {
   readonly child: ChildProcess
   readonly pid: number
   private exited = false
+  /** SIGKILL sent: nothing more is started, whether or not its exit was seen yet */
+  private killed = false
   private seq = 0
   private readonly waiting = new Map<number, { out: string; err: string; onPid: (p: number) => void; end: (code: number | null, signal: NodeJS.Signals | null, killed: boolean) => void }>()
 
@@ -54,12 +56,17 @@ export class JobWorker {
     })
     this.child.on('exit', () => {
       this.exited = true
-      for (const w of this.waiting.values()) w.end(null, 'SIGKILL', true)
+      for (const w of this.waiting.values()) {
+        w.onPid(-1)
+        w.end(null, 'SIGKILL', true)
+      }
     })
+    // a send racing the worker's death fails with EPIPE: the command is then reported killed
+    this.child.on('error', () => undefined)
   }
 
   get alive(): boolean {
-    return !this.exited
+    return !this.exited && !this.killed
   }
 
   /** A hook command as the runner starts it (FakeRunner.start's envelope, response file and env), but as this worker's child. */
@@ -97,13 +104,21 @@ export class JobWorker {
       }
       this.waiting.set(id, entry)
     })
-    if (this.exited) this.waiting.get(id)?.end(null, 'SIGKILL', true)
-    else this.child.send({ id, file: process.execPath, args: [runner.hook], cwd: runner.workspace, env: runner.env(opts.env), input })
+    const fail = () => {
+      onPid(-1)
+      this.waiting.get(id)?.end(null, 'SIGKILL', true)
+    }
+    if (!this.alive) fail()
+    else
+      this.child.send({ id, file: process.execPath, args: [runner.hook], cwd: runner.workspace, env: runner.env(opts.env), input }, (err) => {
+        if (err) fail()
+      })
     return { pid, done }
   }
 
   /** The runner dies: SIGKILL to this worker (its hook commands are killed by the caller first, by pid). */
   kill(): void {
+    this.killed = true
     if (!this.exited) this.child.kill('SIGKILL')
   }
 
