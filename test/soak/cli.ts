@@ -17,9 +17,13 @@ async function main(): Promise<number> {
   if (process.env.SOAK_RESULT) writeFileSync(process.env.SOAK_RESULT, JSON.stringify(r, null, 2))
   const cleanFailed = r.jobs.filter((j) => j.plan.chaos === 'none' && j.outcome !== 'ok')
   const problems = [
-    ...(total(r.before) === 0 && r.jobs.some((j) => j.diedAt) ? ['positive control: runners were killed but nothing was left before reap'] : []),
+    ...(total(r.before) === 0 && r.jobs.some((j) => j.diedAt)
+      ? ['positive control: runners were killed but nothing was left before reap']
+      : []),
     ...(total(r.after) ? [`left after reap: ${JSON.stringify(r.after)}`] : []),
-    ...r.reap.filter((p) => p.code !== 0).map((p) => `reap exited ${p.code} (${p.config}): ${p.raw ?? JSON.stringify(p.rows.filter((x) => x.action === 'failed'))}`),
+    ...r.reap
+      .filter((p) => p.code !== 0)
+      .map((p) => `reap exited ${p.code} (${p.config}): ${p.raw ?? JSON.stringify(p.rows.filter((x) => x.action === 'failed'))}`),
     ...cleanFailed.map((j) => `job ${j.plan.n} (${j.plan.kind}, no chaos) ${j.outcome}: ${JSON.stringify(j.errors)}`)
   ]
   for (const p of problems) process.stdout.write(`FAIL: ${p}\n`)

@@ -75,7 +75,12 @@ export function newRunner(env: SoakEnv, plan: JobPlan): FakeRunner {
   }
   if (plan.kind === 'ec2') {
     const owner = ownerOf(name)
-    const base = ec2RunnerConfig({ endpoint: env.motoEndpoint, imageId: env.ami, name: instanceNameOf(owner), provider: { region: SOAK_REGION } })
+    const base = ec2RunnerConfig({
+      endpoint: env.motoEndpoint,
+      imageId: env.ami,
+      name: instanceNameOf(owner),
+      provider: { region: SOAK_REGION }
+    })
     return new FakeRunner({ name, config: { ...base, ...common } })
   }
   const hosts = env.vms.map((vm) => ({
@@ -114,7 +119,12 @@ export async function runJob(env: SoakEnv, plan: JobPlan, clock: PhaseClock): Pr
     ms: 0,
     errors: {}
   }
-  const hookEnv = { ...(plan.kind === 'ec2' ? EC2_HOOK_ENV : {}), GITHUB_REPOSITORY: 'acme/soak', GITHUB_JOB: `job${plan.n % 7}`, TMPDIR: env.tmp }
+  const hookEnv = {
+    ...(plan.kind === 'ec2' ? EC2_HOOK_ENV : {}),
+    GITHUB_REPOSITORY: 'acme/soak',
+    GITHUB_JOB: `job${plan.n % 7}`,
+    TMPDIR: env.tmp
+  }
 
   /** Runs one command; false when the runner died in it (or right after it). */
   const command = async (phase: Phase, cmd: string, args: unknown, state: unknown): Promise<HookRun | null> => {

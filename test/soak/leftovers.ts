@@ -47,7 +47,13 @@ export function describeLeftovers(l: Leftovers): string {
 
 async function dockerOf(kind: 'ps -a' | 'network ls' | 'volume ls', runners: Set<string>): Promise<string[]> {
   const name = kind === 'ps -a' ? '{{.Names}}' : '{{.Name}}'
-  const r = await cmd('docker', [...kind.split(' '), '--filter', `label=${LABEL_RUNNER}`, '--format', `${name} {{.Label "${LABEL_RUNNER}"}}`])
+  const r = await cmd('docker', [
+    ...kind.split(' '),
+    '--filter',
+    `label=${LABEL_RUNNER}`,
+    '--format',
+    `${name} {{.Label "${LABEL_RUNNER}"}}`
+  ])
   if (r.code !== 0) throw new Error(`docker ${kind}: ${r.stderr}`)
   return r.stdout
     .split('\n')
@@ -56,13 +62,18 @@ async function dockerOf(kind: 'ps -a' | 'network ls' | 'volume ls', runners: Set
 }
 
 export async function unsettledReservations(env: SoakEnv): Promise<string[]> {
-  const fleet = FleetSchema.parse({ ...env.fleet, ledger: { kind: 'dynamodb', table: env.table, region: SOAK_REGION, endpoint: env.motoEndpoint } })
+  const fleet = FleetSchema.parse({
+    ...env.fleet,
+    ledger: { kind: 'dynamodb', table: env.table, region: SOAK_REGION, endpoint: env.motoEndpoint }
+  })
   const ledger = new DynamoLedger(fleet, fleet.ledger as Extract<typeof fleet.ledger, { kind: 'dynamodb' }>, {
     clock: systemLedgerClock,
     client: { credentials: DUMMY_CREDENTIALS }
   })
   try {
-    return (await ledger.unsettled()).map((r) => `${r.id} ${r.instanceId ?? '(no instance)'} reserved ${new Date(r.reservedAt).toISOString()}`)
+    return (await ledger.unsettled()).map(
+      (r) => `${r.id} ${r.instanceId ?? '(no instance)'} reserved ${new Date(r.reservedAt).toISOString()}`
+    )
   } finally {
     ledger.close()
   }

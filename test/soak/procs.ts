@@ -20,7 +20,8 @@ export function processesOf(trackingIds: Iterable<string>): Proc[] {
       if (/^\d+ \(.*\) Z /s.test(readFileSync(`/proc/${p}/stat`, 'utf8'))) continue
       const env = readFileSync(`/proc/${p}/environ`)
       const hit = needles.find((n) => env.includes(n.b))
-      if (hit) out.push({ pid: Number(p), trackingId: hit.t, cmdline: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() })
+      if (hit)
+        out.push({ pid: Number(p), trackingId: hit.t, cmdline: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim() })
     } catch {
       // exited meanwhile
     }

@@ -33,8 +33,11 @@ export async function reapPass(config: string, tmp: string): Promise<ReapPass> {
     AWS_EC2_METADATA_DISABLED: 'true'
   }
   const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const c = execFile(process.execPath, [HOOK, 'reap', '--config', config, '--json'], { env, maxBuffer: 64 << 20, timeout: 300_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr })
+    const c = execFile(
+      process.execPath,
+      [HOOK, 'reap', '--config', config, '--json'],
+      { env, maxBuffer: 64 << 20, timeout: 300_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr })
     )
     c.stdin?.end()
   })

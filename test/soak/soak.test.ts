@@ -41,7 +41,9 @@ test('positive control: before reap, the killed runners left instances, reservat
 })
 
 test('jobs no chaos touched all succeeded; an agent killed or an instance gone never failed a cleanup', () => {
-  const bad = soak.jobs.filter((j) => (j.plan.chaos === 'none' && j.outcome !== 'ok') || (j.plan.chaos !== 'kill-hook' && j.errors.cleanup_job))
+  const bad = soak.jobs.filter(
+    (j) => (j.plan.chaos === 'none' && j.outcome !== 'ok') || (j.plan.chaos !== 'kill-hook' && j.errors.cleanup_job)
+  )
   expect(bad.map((j) => `${j.runner} ${j.plan.kind} ${j.plan.chaos}: ${j.outcome} ${JSON.stringify(j.errors)}`)).toEqual([])
 })
 

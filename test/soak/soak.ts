@@ -107,7 +107,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     // reap judges a job dead once its last sign of life is deadAfterMinutes old: the last runner killed sets when that is.
     const lastDeath = Math.max(0, ...results.map((j) => j.diedAt ?? 0))
     const readyAt = lastDeath + DEAD_AFTER_MINUTES * 60_000 + 2_000
-    if (readyAt > Date.now()) log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the last dead job is ${DEAD_AFTER_MINUTES} min silent`)
+    if (readyAt > Date.now())
+      log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the last dead job is ${DEAD_AFTER_MINUTES} min silent`)
     await new Promise((r) => setTimeout(r, Math.max(0, readyAt - Date.now())))
     const reap = await reapCycle(env, results, log)
     // A terminated stand-in takes its containers and sshd with it once the booter sees it (it polls), and an
@@ -182,7 +183,7 @@ function summarize(
   const chaos = jobs.filter((j) => j.plan.chaos !== 'none')
   const struck = (j: JobResult) => (j.struck ?? 'none').replace(/ pid [\d,]+/, '').replace(/i-[0-9a-f]+/, 'instance')
   const reapRows = reap.flatMap((p) => p.rows)
-  const action = (row: Record<string, unknown>) => String(row.action ?? row.did ?? '?')
+  const action = (row: Record<string, unknown>) => (typeof row.action === 'string' ? row.action : '?')
   const clean = jobs.filter((j) => j.plan.chaos === 'none')
   return [
     `chaos soak: seed ${opts.seed} (SOAK_SEED=${opts.seed} replays it), ${jobs.length} jobs, ${opts.concurrency} at once`,

@@ -39,21 +39,32 @@ export class JobWorker {
   /** SIGKILL sent: nothing more is started, whether or not its exit was seen yet */
   private killed = false
   private seq = 0
-  private readonly waiting = new Map<number, { out: string; err: string; onPid: (p: number) => void; end: (code: number | null, signal: NodeJS.Signals | null, killed: boolean) => void }>()
+  private readonly waiting = new Map<
+    number,
+    {
+      out: string
+      err: string
+      onPid: (p: number) => void
+      end: (code: number | null, signal: NodeJS.Signals | null, killed: boolean) => void
+    }
+  >()
 
   constructor() {
     this.child = fork('-e', [WORKER_SOURCE], { execArgv: [], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] })
     // fork() runs `node -e SOURCE` when its module path is -e
     this.pid = this.child.pid!
-    this.child.on('message', (m: { type: string; id: number; pid?: number; fd?: number; data?: string; code?: number | null; signal?: NodeJS.Signals | null }) => {
-      const w = this.waiting.get(m.id)
-      if (!w) return
-      if (m.type === 'pid') w.onPid(m.pid!)
-      else if (m.type === 'out') {
-        if (m.fd === 1) w.out += m.data
-        else w.err += m.data
-      } else if (m.type === 'close') w.end(m.code ?? null, m.signal ?? null, false)
-    })
+    this.child.on(
+      'message',
+      (m: { type: string; id: number; pid?: number; fd?: number; data?: string; code?: number | null; signal?: NodeJS.Signals | null }) => {
+        const w = this.waiting.get(m.id)
+        if (!w) return
+        if (m.type === 'pid') w.onPid(m.pid!)
+        else if (m.type === 'out') {
+          if (m.fd === 1) w.out += m.data
+          else w.err += m.data
+        } else if (m.type === 'close') w.end(m.code ?? null, m.signal ?? null, false)
+      }
+    )
     this.child.on('exit', () => {
       this.exited = true
       for (const w of this.waiting.values()) {
@@ -93,7 +104,7 @@ export class JobWorker {
           } catch {
             // absent
           }
-          let response: unknown = null
+          let response: unknown
           try {
             response = responseText.trim() ? JSON.parse(responseText) : null
           } catch {
@@ -110,9 +121,12 @@ export class JobWorker {
     }
     if (!this.alive) fail()
     else
-      this.child.send({ id, file: process.execPath, args: [runner.hook], cwd: runner.workspace, env: runner.env(opts.env), input }, (err) => {
-        if (err) fail()
-      })
+      this.child.send(
+        { id, file: process.execPath, args: [runner.hook], cwd: runner.workspace, env: runner.env(opts.env), input },
+        (err) => {
+          if (err) fail()
+        }
+      )
     return { pid, done }
   }
 
