@@ -67,10 +67,14 @@ export async function startSerialProxy(target: string): Promise<SerialProxy> {
                   res.writeHead(upRes.statusCode ?? 502, upRes.headers)
                   upRes.pipe(res)
                   upRes.on('end', done)
+                  // A client that went away (a killed hook) unpipes moto's answer, which would then never
+                  // end: drain it, or every later request waits behind it forever.
+                  res.on('close', () => upRes.resume())
                 }
                 upRes.on('error', done)
               }
             )
+            up.setTimeout(60_000, () => up.destroy(new Error('moto did not answer within 60 s')))
             up.on('error', () => {
               res.destroy()
               done()
