@@ -1,4 +1,4 @@
-// `npm run soak`: the long chaos soak (SOAK_JOBS, default 200) with a summary; exit 1 when anything
+// `npm run soak`: the long chaos soak (SOAK_JOBS, default 200, in rounds of SOAK_ROUND, default 20) with a summary; exit 1 when anything
 // is left after the reap cycle or a job without chaos failed. SOAK_SEED replays a run.
 import { writeFileSync } from 'node:fs'
 import { total } from './leftovers'
@@ -11,8 +11,9 @@ async function main(): Promise<number> {
   const seed = seedFrom(process.env)
   const jobs = Number(process.env.SOAK_JOBS || 200)
   const concurrency = Number(process.env.SOAK_CONCURRENCY || 4)
-  process.stdout.write(`chaos soak seed ${seed}: ${jobs} jobs, ${concurrency} at once\n`)
-  const r = await runSoak({ jobs, concurrency, seed, log: (l) => process.stdout.write(`[soak] ${l}\n`) })
+  const round = Number(process.env.SOAK_ROUND || 20)
+  process.stdout.write(`chaos soak seed ${seed}: ${jobs} jobs, ${concurrency} at once, a reap cycle after every ${round}\n`)
+  const r = await runSoak({ jobs, concurrency, seed, round, log: (l) => process.stdout.write(`[soak] ${l}\n`) })
   process.stdout.write(`\n${r.summary}\n`)
   if (process.env.SOAK_RESULT) writeFileSync(process.env.SOAK_RESULT, JSON.stringify(r, null, 2))
   const cleanFailed = r.jobs.filter((j) => j.plan.chaos === 'none' && j.outcome !== 'ok')

@@ -15,6 +15,12 @@ export interface SoakOptions {
   jobs: number
   concurrency: number
   seed: number
+  /**
+   * Jobs per round (default: all in one): each round ends with its own reap cycle and checks. A
+   * killed job's network lives until reap, and docker's default address pools hold ~30 bridge
+   * networks on a machine other tests share, so a long soak reaps as it goes, as a timer would.
+   */
+  round?: number
   /** progress lines (default: none) */
   log?: (line: string) => void
 }
@@ -82,52 +88,86 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const plans = planJobs(opts.jobs, rng(opts.seed))
   const clock = new PhaseClock()
   const results: JobResult[] = []
+  const before: Leftovers[] = []
+  const after: Leftovers[] = []
+  const reap: ReapPass[] = []
+  let jobsMs = 0
+  let reapMs = 0
   try {
-    let next = 0
-    const lane = async () => {
-      while (next < plans.length) {
-        const plan = plans[next++]
-        const res = await runJob(env, plan, clock)
-        results.push(res)
-        log(
-          `job ${plan.n} ${plan.kind} ${plan.chaos}${plan.chaos !== 'none' ? ` (${res.struck})` : ''}: ${res.outcome} in ${(res.ms / 1000).toFixed(1)} s` +
-            (Object.keys(res.errors).length ? ` ${JSON.stringify(res.errors)}` : '')
-        )
-      }
+    const size = Math.max(1, opts.round ?? plans.length)
+    for (let from = 0; from < plans.length; from += size) {
+      const round = await runRound(env, plans.slice(from, from + size), clock, opts.concurrency, log)
+      results.push(...round.jobs)
+      before.push(round.before)
+      after.push(round.after)
+      reap.push(...round.reap)
+      jobsMs += round.jobsMs
+      reapMs += round.reapMs
     }
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency, plans.length) }, lane))
     results.sort((a, b) => a.plan.n - b.plan.n)
-    const jobsMs = Date.now() - t0
-
-    // The jobs are over; what died is still there. A live job is not among them: the rest all finished.
-    const before = await leftovers(env, results)
-    log(`before reap: ${describeLeftovers(before)}`)
-
-    const r0 = Date.now()
-    // reap judges a job dead once its last sign of life is deadAfterMinutes old: the last runner killed sets when that is.
-    const lastDeath = Math.max(0, ...results.map((j) => j.diedAt ?? 0))
-    const readyAt = lastDeath + DEAD_AFTER_MINUTES * 60_000 + 2_000
-    if (readyAt > Date.now())
-      log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the last dead job is ${DEAD_AFTER_MINUTES} min silent`)
-    await new Promise((r) => setTimeout(r, Math.max(0, readyAt - Date.now())))
-    const reap = await reapCycle(env, results, log)
-    // A terminated stand-in takes its containers and sshd with it once the booter sees it (it polls), and an
-    // abandoned agent ends at its idle timeout: both get that long before they count as left.
-    let after = await leftovers(env, results)
-    const settle = Date.now() + 30_000
-    while (total(after) > 0 && Date.now() < settle) {
-      await new Promise((r) => setTimeout(r, 1000))
-      after = await leftovers(env, results)
-    }
-    const reapMs = Date.now() - r0
-    log(`after reap: ${describeLeftovers(after)}`)
-
-    const summary = summarize(opts, results, before, reap, after, jobsMs, reapMs)
-    return { seed: opts.seed, jobs: results, before, reap, after, wallMs: Date.now() - t0, reapMs, summary }
+    // Once more over every job of every round: nothing of an earlier round came back.
+    after.push(await leftovers(env, results))
+    const merged = { before: merge(before), after: merge(after) }
+    const summary = summarize(opts, results, merged.before, reap, merged.after, jobsMs, reapMs)
+    return { seed: opts.seed, jobs: results, ...merged, reap, wallMs: Date.now() - t0, reapMs, summary }
   } finally {
     await scrub(env, results)
     await env.close()
   }
+}
+
+const merge = (ls: Leftovers[]): Leftovers =>
+  Object.fromEntries(Object.keys(ls[0]).map((k) => [k, [...new Set(ls.flatMap((l) => l[k as keyof Leftovers]))]])) as unknown as Leftovers
+
+interface Round {
+  jobs: JobResult[]
+  before: Leftovers
+  reap: ReapPass[]
+  after: Leftovers
+  jobsMs: number
+  reapMs: number
+}
+
+async function runRound(env: SoakEnv, plans: JobPlan[], clock: PhaseClock, concurrency: number, log: (l: string) => void): Promise<Round> {
+  const t0 = Date.now()
+  const results: JobResult[] = []
+  let next = 0
+  const lane = async () => {
+    while (next < plans.length) {
+      const plan = plans[next++]
+      const res = await runJob(env, plan, clock)
+      results.push(res)
+      log(
+        `job ${plan.n} ${plan.kind} ${plan.chaos}${plan.chaos !== 'none' ? ` (${res.struck})` : ''}: ${res.outcome} in ${(res.ms / 1000).toFixed(1)} s` +
+          (Object.keys(res.errors).length ? ` ${JSON.stringify(res.errors)}` : '')
+      )
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, plans.length) }, lane))
+  const jobsMs = Date.now() - t0
+
+  // The round's jobs are over; what died is still there. A live job is not among them: the rest all finished.
+  const before = await leftovers(env, results)
+  log(`before reap: ${describeLeftovers(before)}`)
+
+  const r0 = Date.now()
+  // reap judges a job dead once its last sign of life is deadAfterMinutes old: the last runner killed sets when that is.
+  const lastDeath = Math.max(0, ...results.map((j) => j.diedAt ?? 0))
+  const readyAt = lastDeath + DEAD_AFTER_MINUTES * 60_000 + 2_000
+  if (readyAt > Date.now())
+    log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the last dead job is ${DEAD_AFTER_MINUTES} min silent`)
+  await new Promise((r) => setTimeout(r, Math.max(0, readyAt - Date.now())))
+  const reap = await reapCycle(env, results, log)
+  // A terminated stand-in takes its containers and sshd with it once the booter sees it (it polls), and an
+  // abandoned agent ends at its idle timeout: both get that long before they count as left.
+  let after = await leftovers(env, results)
+  const settle = Date.now() + 30_000
+  while (total(after) > 0 && Date.now() < settle) {
+    await new Promise((r) => setTimeout(r, 1000))
+    after = await leftovers(env, results)
+  }
+  log(`after reap: ${describeLeftovers(after)}`)
+  return { jobs: results, before, reap, after, jobsMs, reapMs: Date.now() - r0 }
 }
 
 async function reapCycle(env: SoakEnv, jobs: JobResult[], log: (l: string) => void): Promise<ReapPass[]> {
@@ -186,7 +226,7 @@ function summarize(
   const action = (row: Record<string, unknown>) => (typeof row.action === 'string' ? row.action : '?')
   const clean = jobs.filter((j) => j.plan.chaos === 'none')
   return [
-    `chaos soak: seed ${opts.seed} (SOAK_SEED=${opts.seed} replays it), ${jobs.length} jobs, ${opts.concurrency} at once`,
+    `chaos soak: seed ${opts.seed} (SOAK_SEED=${opts.seed} replays it), ${jobs.length} jobs, ${opts.concurrency} at once, a reap cycle after every ${opts.round ?? jobs.length}`,
     `jobs: ${fmt(count(jobs, (j) => j.plan.kind))}`,
     `chaos: ${fmt(count(chaos, (j) => `${j.plan.chaos} ${struck(j)}`))}`,
     `outcomes: ${fmt(count(jobs, (j) => j.outcome))}; jobs without chaos: ${fmt(count(clean, (j) => j.outcome))}`,
