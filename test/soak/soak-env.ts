@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
-import { DescribeInstancesCommand, EC2Client, type DescribeInstancesCommandOutput } from '@aws-sdk/client-ec2'
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2'
 import { DUMMY_CREDENTIALS, loadMoto, motoImageId } from '../helpers/ec2-env'
 import { OWNER_TAG, startInstanceBooter, tagsOf, type InstanceBooter } from '../helpers/fake-instance'
 import { startSerialProxy, type SerialProxy } from '../integration/ledger-serial-proxy'
@@ -28,7 +28,7 @@ export interface SoakEnv {
   proxy: SerialProxy
   table: string
   booter: InstanceBooter
-  /** owner ids of the soak's EC2 jobs: the booter takes up only their instances */
+  /** owner ids of the EC2 jobs of the round under way: the booter lists and takes up only their instances */
   owners: Set<string>
   vms: TestVm[]
   /** the soak's work root on the static VMs (its own slots and job folders; both VMs are this machine, so they share it) */
@@ -71,18 +71,16 @@ export async function openSoakEnv(tag: string): Promise<SoakEnv> {
   const ownerById = new Map<string, string>()
   const view = {
     send: async (cmd: unknown) => {
-      const out = (await ec2.send(cmd as DescribeInstancesCommand)) as unknown
-      if (cmd instanceof DescribeInstancesCommand) {
-        const o = out as DescribeInstancesCommandOutput
-        for (const r of o.Reservations ?? []) {
-          r.Instances = (r.Instances ?? []).filter((i) => owners.has(tagsOf(i)[OWNER_TAG] ?? ''))
-          for (const i of r.Instances) ownerById.set(i.InstanceId!, tagsOf(i)[OWNER_TAG])
-        }
-      }
+      if (!(cmd instanceof DescribeInstancesCommand)) return ec2.send(cmd as DescribeInstancesCommand)
+      // Only the owners of the round under way: moto lists every instance ever made in the region,
+      // terminated ones included, and under load a listing of them all took seconds.
+      if (!owners.size) return { Reservations: [] }
+      const out = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${OWNER_TAG}`, Values: [...owners] }] }))
+      for (const r of out.Reservations ?? []) for (const i of r.Instances ?? []) ownerById.set(i.InstanceId!, tagsOf(i)[OWNER_TAG])
       return out
     }
   } as unknown as EC2Client
-  const booter = startInstanceBooter(view, { name: (id) => instanceNameOf(ownerById.get(id) ?? id), pollMs: 300 })
+  const booter = startInstanceBooter(view, { name: (id) => instanceNameOf(ownerById.get(id) ?? id), pollMs: 1000 })
   const vms = [loadVm('a'), loadVm('b')]
   const workRoot = `/var/tmp/rch-soak-${tag}/work`
   mkdirSync(workRoot, { recursive: true, mode: 0o755 })

@@ -167,6 +167,8 @@ async function runRound(env: SoakEnv, plans: JobPlan[], clock: PhaseClock, concu
     after = await leftovers(env, results)
   }
   log(`after reap: ${describeLeftovers(after)}`)
+  // the booter stops watching the round's instances once they are checked gone
+  if (total(after) === 0) for (const j of results) env.owners.delete(j.owner)
   return { jobs: results, before, reap, after, jobsMs, reapMs: Date.now() - r0 }
 }
 
