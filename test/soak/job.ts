@@ -79,7 +79,7 @@ export function newRunner(env: SoakEnv, plan: JobPlan): FakeRunner {
       endpoint: env.motoEndpoint,
       imageId: env.ami,
       name: instanceNameOf(owner),
-      provider: { region: SOAK_REGION }
+      provider: { region: SOAK_REGION, acquireTimeoutSeconds: 180 }
     })
     return new FakeRunner({ name, config: { ...base, ...common } })
   }
