@@ -437,6 +437,25 @@ describe('acquire against a scripted EC2', () => {
       expect(f.fleet.calls).toEqual([])
     })
 
+    test('a ledger that cannot be written at release is a warning: the terminate counts, the release succeeds', async () => {
+      const s = setup({}, () => launched('i-0123456789abcdef0'))
+      s.env.fleet = {
+        ...s.fleet,
+        settle: async () => Promise.reject(new Error('fleet.ledger (dynamodb): cannot settle reservation res-9: down'))
+      }
+      const lease = {
+        kind: 'ec2' as const,
+        instanceId: 'i-0123456789abcdef0',
+        reservation: 'res-9',
+        connect: { host: '10.0.0.5', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+      }
+      await s.provider.release(lease, null, s.job.jobId, s.env)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
+      expect(s.logged).toContain(
+        'warn: could not settle the fleet ledger reservation res-9 of i-0123456789abcdef0: fleet.ledger (dynamodb): cannot settle reservation res-9: down'
+      )
+    })
+
     test('cleanup without state settles the reservation each terminated instance carries on its tag', async () => {
       const s = setup(
         {},

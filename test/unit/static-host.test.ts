@@ -19,7 +19,15 @@ const JOB = 'fedcba9876543210'
 function env(remote: Remote, signal = new AbortController().signal): ProviderEnv & { logged: string[] } {
   const logged: string[] = []
   const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(`warn: ${m}`) }
-  return { runner: { runnerName: 'r', github: {} }, log, signal, connect: async () => remote, discard: async () => undefined, fleet: recordingFleetGate(), logged }
+  return {
+    runner: { runnerName: 'r', github: {} },
+    log,
+    signal,
+    connect: async () => remote,
+    discard: async () => undefined,
+    fleet: recordingFleetGate(),
+    logged
+  }
 }
 
 function provider(workRoot: string, acquireTimeoutSeconds = 600, slots = 1): StaticHostProvider {

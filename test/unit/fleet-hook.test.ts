@@ -1,0 +1,114 @@
+// The hook's side of the fleet ledger: the timings line, the test clock, the lazily opened job
+// ledger (its errors name fleet.ledger; a refusal passes through as the ledger's line), and the
+// records after a launch, whose failures are warnings.
+import { FleetSchema } from '../../src/config'
+import { FleetRefused } from '../../src/fleet/gate'
+import { JobFleet } from '../../src/fleet/job-fleet'
+import { beatQuietly, recordCleanedUp, recordPrepared } from '../../src/fleet/job-records'
+import { ledgerClockFrom } from '../../src/fleet/ledger-clock'
+import { timingsLine } from '../../src/fleet/timings-line'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
+
+const runner = { runnerName: 'r1', github: { repository: 'acme/widgets', workflow: 'CI', runId: '7', job: 'build' } }
+const fleetCtx = (fleet: object, localRoot = tempDir()) => ({ config: { fleet: FleetSchema.parse(fleet) }, runner, localRoot })
+
+describe('the timings line', () => {
+  test('phases in a fixed order with their labels, in seconds with one decimal, the total last', () => {
+    expect(timingsLine({ health: 0, containers: 2200, sync: 800, ssh: 3100, boot: 31_200, acquire: 400, total: 37_700 }, 37_700)).toBe(
+      'timings: acquire 0.4 s, boot 31.2 s, ssh ready 3.1 s, first sync 0.8 s, containers 2.2 s, health 0.0 s (total 37.7 s)'
+    )
+    expect(timingsLine({ cleanup: 900, terminate: 700 }, 900)).toBe('timings: terminate 0.7 s (total 0.9 s)')
+    expect(timingsLine({ acquire: 50, sync: 1000, scrub_disk: 300 }, 2000)).toBe(
+      'timings: acquire 0.1 s, first sync 1.0 s, scrub_disk 0.3 s (total 2.0 s)'
+    )
+  })
+})
+
+describe('RCH_LEDGER_NOW_MS', () => {
+  test('unset: the system clock; set: starts there and runs at real speed; not a number: refused naming it', () => {
+    expect(ledgerClockFrom({}).now()).toBeGreaterThan(Date.UTC(2020, 0, 1))
+    let real = 1000
+    const c = ledgerClockFrom({ RCH_LEDGER_NOW_MS: String(Date.UTC(2026, 5, 1)) }, () => real)
+    expect(c.now()).toBe(Date.UTC(2026, 5, 1))
+    real += 1500
+    expect(c.now()).toBe(Date.UTC(2026, 5, 1) + 1500)
+    expect(() => ledgerClockFrom({ RCH_LEDGER_NOW_MS: 'yesterday' })).toThrow('RCH_LEDGER_NOW_MS must be a time in epoch milliseconds')
+  })
+})
+
+describe("the job's ledger", () => {
+  test('the job facts fill every reservation; a refusal is the ledger line itself', async () => {
+    const f = new JobFleet(fleetCtx({ caps: { instances: 1 } }), '0123456789abcdef')
+    const id = await f.gate.reserve({ instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 })
+    const [rec] = await (await f.ledger()).records()
+    expect(rec).toMatchObject({
+      id,
+      repository: 'acme/widgets',
+      workflow: 'CI',
+      runId: '7',
+      job: 'build',
+      runner: 'r1',
+      jobId: '0123456789abcdef'
+    })
+    const refused = await f.gate.reserve({ instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 }).catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(FleetRefused)
+    expect((refused as Error).message).toBe('fleet cap reached: 1 of 1 instances')
+    // settle with no end time takes the ledger clock's now
+    await f.gate.settle(id)
+    expect(await (await f.ledger()).unsettled()).toEqual([])
+  })
+
+  test('a ledger that cannot be opened fails a reservation with one message naming fleet.ledger', async () => {
+    const root = tempDir()
+    require('node:fs').chmodSync(root, 0o755)
+    const f = new JobFleet(fleetCtx({ ledger: { kind: 'local', path: root } }), '0123456789abcdef')
+    const err = (await f.gate.reserve({ instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 }).catch((e: unknown) => e)) as Error
+    expect(err.message).toMatch(/^fleet\.ledger \(local\): cannot open the ledger: /)
+    expect(err.message).not.toContain('\n')
+  })
+
+  test('after a launch a ledger that cannot be written is a warning: the records, the heartbeat', async () => {
+    const root = tempDir()
+    require('node:fs').chmodSync(root, 0o755)
+    const f = new JobFleet(fleetCtx({ ledger: { kind: 'local', path: root } }), '0123456789abcdef')
+    const warned: string[] = []
+    const warn = (m: string) => void warned.push(m)
+    await recordPrepared(f, warn, { provider: 'ec2', machine: 'i-0abc', reservation: 'x', startedAt: 1, timings: { acquire: 1 } })
+    await recordCleanedUp(f, warn, { reservation: 'x', timings: { cleanup: 1 } })
+    await beatQuietly(f, warn, 'x')
+    expect(warned).toHaveLength(3)
+    for (const w of warned) expect(w).toMatch(/^fleet\.ledger: could not record/)
+  })
+
+  test('the records: the job record for every provider kind, timings and a heartbeat on the reservation', async () => {
+    const f = new JobFleet(fleetCtx({}), '0123456789abcdef')
+    const id = await f.gate.reserve({ instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 })
+    const warned: string[] = []
+    await recordPrepared(f, (m) => void warned.push(m), {
+      provider: 'ec2',
+      machine: 'i-0abc',
+      reservation: id,
+      startedAt: 1000,
+      timings: { acquire: 5, total: 9 }
+    })
+    await recordCleanedUp(f, (m) => void warned.push(m), { reservation: id, timings: { cleanup: 3, terminate: 2 } })
+    const l = await f.ledger()
+    const [rec] = await l.records()
+    const [job] = await l.jobs()
+    expect(warned).toEqual([])
+    expect(rec.timings).toEqual({ acquire: 5, total: 9, cleanup: 3, terminate: 2 })
+    expect(rec.heartbeatAt).toBeDefined()
+    expect(job).toMatchObject({
+      jobId: '0123456789abcdef',
+      provider: 'ec2',
+      machine: 'i-0abc',
+      reservationId: id,
+      runnerHost: require('node:os').hostname(),
+      startedAt: 1000,
+      timings: { acquire: 5, total: 9, cleanup: 3, terminate: 2 }
+    })
+    expect(job.endedAt).toBeGreaterThan(1000)
+  })
+})
