@@ -24,6 +24,7 @@ Environment
 Operator commands (run by hand or from scripts; \`remote-hooks\` is the package's bin for this file)
   node index.js check-config [FILE]   validate a configuration offline (no network); exit 0, or 78
   node index.js doctor [FILE]         read-only live checks with a fix for each failure; exit 0 or 1
+  node index.js reap [FILE] [--dry-run]  remove what dead jobs left, settle their reservations (two passes)
   Each takes --help and --json (a human table by default). FILE defaults to $REMOTE_HOOKS_CONFIG.
 
 Options

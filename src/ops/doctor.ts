@@ -31,9 +31,13 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
                 and security groups exist, ec2:RunInstances of the first launch the hook would try (DryRun)
   AWS (pool)    credentials (DryRun), the Auto Scaling group and its members (Describe calls only;
                 SetDesiredCapacity is never called)
+  fleet ledger  local: its folder is private to this user and writable, and the ledger reads (a
+                folder not made yet passes when the first launch can make it); dynamodb: the table
+                exists with partition key pk (string) only, and one item reads
 
-The only write: a temporary file created and removed inside each machine's work root. Nothing
-else is created, started, stopped or removed.
+The only write: a temporary file created and removed inside each machine's work root (and the
+local ledger's lock file, taken to read it as the hook does). Nothing else is created, started,
+stopped or removed.
 
 Output: a table (STATUS, CHECK, TARGET, DETAIL; "fix:" under each failure), or with --json
   {"ok": true|false, "checks": [{"check", "target", "status": "pass"|"fail"|"skip", "detail", "fix"?}]}
@@ -66,6 +70,8 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
     { check: 'configuration', target: file!, status: 'pass', detail: `valid (provider ${config.provider.kind})` }
   ]
   checks.push(...localChecks(config))
+  const { ledgerChecks } = await import('./doctor-ledger')
+  checks.push(...(await ledgerChecks(config.fleet)))
   const p = config.provider
   const machine = (connect: Machine['connect']): Machine => ({
     connect,

@@ -1,6 +1,6 @@
 // What every reap pass is given: the times it judges by, whether it may change anything, the
 // ledger (when the configuration has one), its marks for untagged things, and the rows it reports.
-import type { Ledger } from '../fleet/ledger'
+import type { Ledger, LedgerClock } from '../fleet/ledger'
 import type { MarkStore } from './reap-marks'
 import type { Action, ReapRow, ReapTimes } from './reap-plan'
 
@@ -9,6 +9,8 @@ export interface ReapContext {
   /** Nothing is changed, not even a mark: the rows say what would be done. */
   dryRun: boolean
   ledger: Ledger
+  /** The ledger's clock: settlement times (tests move it with RCH_LEDGER_NOW_MS). */
+  clock: LedgerClock
   marks: MarkStore
   /** Keys of `marks` this pass still has a use for (the others are dropped when it ends). */
   seenMarks: Set<string>

@@ -14,13 +14,17 @@ async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord>> 
   return new Map(all.map((r) => [r.id, r]))
 }
 
-/** Kind ec2: every instance with the owner tag that is not terminated. */
-export async function reapInstances(api: ReapEc2, ctx: ReapContext): Promise<void> {
+/**
+ * Kind ec2: every instance with the owner tag that is not terminated, and that carries the
+ * configured provider.tags (what this configuration launches; other setups in the account differ there).
+ */
+export async function reapInstances(api: ReapEc2, ctx: ReapContext, scope: Record<string, string>): Promise<void> {
   const t = ctx.times
   const records = await ledgerById(ctx)
   const instances = await api.describe([
     { Name: 'tag-key', Values: [TAG_OWNER] },
-    { Name: 'instance-state-name', Values: LIVE_STATES }
+    { Name: 'instance-state-name', Values: LIVE_STATES },
+    ...Object.entries(scope).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] }))
   ])
   for (const inst of instances) {
     const id = inst.InstanceId as string
@@ -53,8 +57,8 @@ async function removeInstance(api: ReapEc2, ctx: ReapContext, id: string): Promi
     await api.terminate(id)
     if (!res || res.settledAt !== undefined) return 'terminated'
     const s = await ctx.ledger.settle(res.id, {
-      startedAt: res.attachedAt ?? (now.LaunchTime ? new Date(now.LaunchTime).getTime() : undefined),
-      endedAt: Date.now()
+      startedAt: now.LaunchTime ? new Date(now.LaunchTime).getTime() : res.attachedAt,
+      endedAt: ctx.clock.now()
     })
     return `terminated; reservation ${res.id} settled (${s.billedSeconds} s)`
   })
@@ -85,7 +89,11 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
       const one = await api.one(r.instanceId)
       inst = one ? factOf(one) : null
     }
-    const unclaimed = !inst && r.pool && pool && r.pool === pool.group ? unclaimedMemberFor(r, pool.members, claimed) : undefined
+    if (!inst && r.pool && r.pool !== pool?.group) {
+      addRow(ctx, 'reservation', r.id, 'left alone', `no member found; pool ${r.pool} is another configuration's, its own reap judges it`)
+      continue
+    }
+    const unclaimed = !inst && r.pool && pool ? unclaimedMemberFor(r, pool.members, claimed) : undefined
     const step = reservationStep(r, inst, t, unclaimed)
     const key = `reservation:${r.id}`
     if (step.do === 'none') addRow(ctx, 'reservation', r.id, 'left alone', step.why)
@@ -126,7 +134,7 @@ async function settleUnlaunched(api: ReapEc2, ctx: ReapContext, r: LedgerRecord,
     return addRow(ctx, 'reservation', r.id, 'unmarked', fresh ? 'came back to life: it has an instance now' : 'settled meanwhile')
   }
   await act(ctx, 'reservation', r.id, 'settled', `${why}: nothing ran for it`, async () => {
-    await ctx.ledger.settle(r.id, { endedAt: Date.now(), launched: false })
+    await ctx.ledger.settle(r.id, { endedAt: ctx.clock.now(), launched: false })
     ctx.marks.delete(key)
     return 'zero cost'
   })

@@ -12,8 +12,8 @@ export interface MarkStore {
   save(seen: ReadonlySet<string>): void
 }
 
-export function fileMarks(dir: string, dryRun: boolean): MarkStore {
-  const file = `${dir}/reap-marks.json`
+export function fileMarks(dir: string, ledger: string, dryRun: boolean): MarkStore {
+  const file = `${dir}/marks-${ledger}.json`
   let marks: Record<string, string> = {}
   try {
     const v = JSON.parse(readFileSync(file, 'utf8')) as unknown

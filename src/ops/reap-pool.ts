@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Config, Ec2PoolConfig } from '../config'
+import { fleetGate, type JobFacts } from '../fleet/gate'
 import { newJobId, ownerId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry } from '../retry'
@@ -93,7 +94,9 @@ class PoolPass {
       signal: ctx.signal,
       runner: { runnerName: `reap@${hostname()}`, github: {} },
       connect: (c) => SshRemote.connect(c, ctx.connectMs),
-      discard: (_c, r) => Promise.resolve(r.close())
+      discard: (_c, r) => Promise.resolve(r.close()),
+      // Only a release's settlement of a recycled member goes through it: reap reserves nothing.
+      fleet: fleetGate(ctx.ledger, {} as JobFacts, ctx.clock)
     }
   }
 
@@ -161,7 +164,7 @@ class PoolPass {
         return void (await act(ctx, 'member', id, 'unmarked', `came back to life: ${now.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
       await act(ctx, 'member', id, 'removed', now.why, async () => {
         if (!fresh.recycle) await api.tag(id, { [TAG_RECYCLE]: `reap: ${now.why}`.slice(0, 250) })
-        await this.terminateInGroup(id)
+        await this.terminateInGroup(id, fresh.reservation !== null)
         return `replaced through the group${await this.settleFor(tagsOf(again as Ec2.Instance), again as Ec2.Instance)}`
       })
     } finally {
@@ -221,13 +224,23 @@ class PoolPass {
     }
   }
 
-  private async terminateInGroup(id: string): Promise<void> {
+  /**
+   * Has the group replace the member. One a hook reserved goes with the desired capacity lowered (as
+   * the pool provider does), so its replacement is reserved by whoever asks for it; where the
+   * group's minimum refuses that, it is replaced as one of the members the group keeps.
+   */
+  private async terminateInGroup(id: string, reserved: boolean): Promise<void> {
     const { sdk, client } = autoScalingClient(this.cfg)
-    try {
-      await retry(
-        () => client.send(new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: id, ShouldDecrementDesiredCapacity: false })),
+    const terminate = (decrement: boolean): Promise<unknown> =>
+      retry(
+        () =>
+          client.send(new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: id, ShouldDecrementDesiredCapacity: decrement })),
         { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal: this.ctx.signal, retryable: isRetryableAwsError }
       )
+    try {
+      await (reserved
+        ? terminate(true).catch((e: unknown) => (awsErrorName(e) === 'ValidationError' ? terminate(false) : Promise.reject(e)))
+        : terminate(false))
     } catch (e) {
       // Not (or no longer) in the group: ended already.
       if (awsErrorName(e) !== 'ValidationError') throw e
@@ -244,7 +257,7 @@ class PoolPass {
     if (!r) return ''
     const s = await this.ctx.ledger.settle(id, {
       startedAt: r.attachedAt ?? (inst.LaunchTime ? new Date(inst.LaunchTime).getTime() : undefined),
-      endedAt: Date.now()
+      endedAt: this.ctx.clock.now()
     })
     return `; reservation ${id} settled (${s.billedSeconds} s)`
   }

@@ -3,10 +3,13 @@
 // marked at least fleet.reap.graceMinutes ago that a last check still finds unowned.
 import { tmpdir } from 'node:os'
 import type { Config } from '../config'
+import type { LedgerClock } from '../fleet/ledger'
+import { ledgerClockFrom } from '../fleet/ledger-clock'
 import { openLedger } from '../fleet/open-ledger'
 import type { OpCommand } from './command'
 import { EX_CONFIG } from './check-config'
 import { readConfig } from './config-file'
+import { sha256Hex } from '../sha256'
 import { json, table } from './output'
 import type { ReapContext } from './reap-context'
 import { fileMarks } from './reap-marks'
@@ -55,8 +58,9 @@ Exit status: 0 done (or nothing to do), 1 some action failed (see its row), 64 u
       return EX_CONFIG
     }
     const dryRun = args.options['dry-run'] === true
-    const at = Date.now()
-    const rows = await reap(config, { dryRun, now: at, signal: io.signal })
+    const clock = ledgerClockFrom(io.env)
+    const at = clock.now()
+    const rows = await reap(config, { dryRun, clock, signal: io.signal })
     const ok = !rows.some((r) => r.action === 'failed')
     if (args.json) io.stdout.write(json({ ok, dryRun, at: new Date(at).toISOString(), provider: config.provider.kind, rows }))
     else io.stdout.write(reapTable(rows, dryRun))
@@ -90,7 +94,7 @@ export function reapTable(rows: ReapRow[], dryRun: boolean): string {
 
 export interface ReapOptions {
   dryRun: boolean
-  now: number
+  clock: LedgerClock
   signal: AbortSignal
 }
 
@@ -99,13 +103,18 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0
   // The hook's own private local folder: the local ledger's default place, and reap's marks.
   const localRoot = `${tmpdir()}/rch-${uid}`
-  const ledger = await openLedger(config.fleet, { localRoot })
+  const ledger = await openLedger(config.fleet, { localRoot, clock: opts.clock })
   const seenMarks = new Set<string>()
-  const marks = fileMarks(`${localRoot}/reap`, opts.dryRun)
+  const marks = fileMarks(`${localRoot}/reap`, ledgerName(config), opts.dryRun)
   const ctx: ReapContext = {
-    times: { now: opts.now, deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000, graceMs: config.fleet.reap.graceMinutes * 60_000 },
+    times: {
+      now: opts.clock.now(),
+      deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000,
+      graceMs: config.fleet.reap.graceMinutes * 60_000
+    },
     dryRun: opts.dryRun,
     ledger,
+    clock: opts.clock,
     marks,
     seenMarks,
     rows: [],
@@ -130,7 +139,7 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
       const { reapInstances, reapReservations } = await import('./reap-ec2')
       const api = new ReapEc2(p, opts.signal)
       if (p.kind === 'ec2') {
-        await step(ctx, 'instance', 'EC2 instances', () => reapInstances(api, ctx))
+        await step(ctx, 'instance', 'EC2 instances', () => reapInstances(api, ctx, p.tags))
         await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx))
       } else {
         const { reapPool } = await import('./reap-pool')
@@ -143,6 +152,12 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
     ledger.close()
   }
   return ctx.rows
+}
+
+/** Which ledger the marks belong to: runners of one host may use different ones. */
+function ledgerName(config: Config): string {
+  const l = config.fleet.ledger
+  return sha256Hex(l.kind === 'dynamodb' ? `dynamodb ${l.region} ${l.endpoint ?? ''} ${l.table}` : `local ${l.path ?? ''}`).slice(0, 16)
 }
 
 /** One part of the pass; its failure is a row, and the other parts still run. */

@@ -2,12 +2,15 @@
 // lease itself is an atomic record on the member (pool-lease.ts), renewed by the job's agent while
 // the runner's worker lives; trust comes from the host key each member publishes once, in a tag only
 // it may write (pinned per lease). Release scrubs the member (pool-scrub.ts) or, when it is worn out
-// or unhealthy, has the group replace it.
+// or unhealthy, has the group replace it. Every member a hook adds (scale-out) or starts is
+// reserved in the fleet ledger first (pool-fleet.ts) and settled when it is replaced.
 import { randomBytes } from 'node:crypto'
 import { renameSync } from 'node:fs'
 import { z } from 'zod'
+import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
 import { HookError } from '../errors'
+import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
@@ -16,7 +19,9 @@ import type { ConnectInfo, Remote } from '../remote/remote'
 import { workerProcess, type WorkerProcess } from '../worker-process'
 import { keepAlive } from '../remote/agent'
 import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError } from './ec2-api'
-import { knownHostsName } from './ec2-plan'
+import { instanceVcpus } from './ec2-vcpus'
+import { knownHostsName, TAG_RESERVATION } from './ec2-plan'
+import { claimable, groupTypes, launchSpecOf, templateType, type PendingClaim } from './pool-fleet'
 import {
   acquireScript,
   leaveScript,
@@ -63,6 +68,14 @@ const POLL_MS = 1_000
 const ASK_MS = 30_000
 /** A member's line, as last seen, is trusted this long before the member is asked again. */
 const LINE_FRESH_MS = 30_000
+/** New members a scale-out reservation tries to claim in one pass before it waits for the next. */
+const CLAIM_TRIES = 3
+
+/** What grow() did: the group's capacity when read, and the ledger's refusal when it refused (undefined: not asked). */
+interface Growth {
+  cap: Capacity | null
+  refused?: string | null
+}
 
 interface Conn {
   member: Member
@@ -73,6 +86,11 @@ interface Conn {
 export class Ec2PoolProvider implements VmProvider<PoolLease> {
   readonly kind = 'ec2-pool'
   readonly releaseDestroys = false
+  /** The group as last described, and what one more member is reserved as (read once per hook run). */
+  private group: Asg.AutoScalingGroup | null = null
+  private spec: LaunchSpec | null = null
+  /** Scale-out reservations of this run whose member is not claimed yet. */
+  private readonly pending: PendingClaim[] = []
   constructor(
     private readonly cfg: Ec2PoolConfig,
     private readonly workRoot: string
@@ -125,6 +143,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     )
     const g = res.AutoScalingGroups?.[0]
     if (!g) throw new HookError(`provider.autoScalingGroup: no Auto Scaling group named ${this.cfg.autoScalingGroup} in ${this.cfg.region}`)
+    this.group = g
     return { desired: g.DesiredCapacity ?? 0, max: g.MaxSize ?? 0 }
   }
 
@@ -149,6 +168,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     let busy = 0
     let queuedAt: { id: string; ahead: number } | null = null
     let cap: Capacity | null = null
+    /** The fleet ledger's last refusal of a member for this pool (cleared when it reserves one). */
+    let refused: string | null = null
+    const state = (): string =>
+      `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}${refused ? `; scale-out refused: ${refused}` : ''}`
     let lastStart = 0
     let won: Acquired<PoolLease> | null = null
 
@@ -209,6 +232,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         scannedAt = now
         members = await this.members(env)
         view = viewOf(members)
+        if (this.pending.length) await this.claim(env, members)
         // A member no longer ready (marked for replacement, stopping) no longer holds this job's place.
         if (queuedAt && !view.ready.some((x) => x.id === queuedAt?.id)) queuedAt = null
         // A waiter only asks members that may grant it: new ones and ones nobody waits at (a member
@@ -240,11 +264,16 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         }
         const waiting = [...lines.values()].filter((l) => Number.isFinite(l.n)).reduce((x, l) => x + l.n, 0) + (queuedAt ? 0 : 1)
         await this.grow(env, view, waiting, now - lastStart >= 30_000 ? () => (lastStart = now) : null).then(
-          (c) => (cap = c ?? cap),
+          (g) => {
+            cap = g.cap ?? cap
+            if (g.refused !== undefined) refused = g.refused
+          },
           (e: unknown) => env.log.warn(`could not add capacity to pool ${cfg.autoScalingGroup}: ${(e as Error).message}`)
         )
-        // Fails at once only when no member exists and none can come (the group may not, or need not, launch one).
+        // Fails at once only when no member exists and none can come (the group may not, or need not,
+        // launch one; or the fleet ledger refuses it one).
         const none = !view.ready.length && !view.starting.length && !view.stopped.length && !view.leaving.length
+        if (none && refused) throw new FleetRefused(refused)
         if (none && cap && (cap.max === 0 || (!cfg.scaleOut.enabled && cap.desired === 0)))
           throw new HookError(
             `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member can come (provider.autoScalingGroup)`
@@ -268,9 +297,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
     const note = (): void => {
       const where = queuedAt ? `; ${queuedAt.ahead ? `${queuedAt.ahead} ahead of this job` : 'next'} at ${queuedAt.id}` : ''
-      env.log.progress(
-        `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}${where}, waiting ${Math.round((Date.now() - started) / 1000)} s`
-      )
+      env.log.progress(`${state()}${where}, waiting ${Math.round((Date.now() - started) / 1000)} s`)
     }
     try {
       const got = await waitUntil(probe, {
@@ -281,14 +308,12 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         onRetry: (_e, attempt) => attempt === 1 && note(),
         progressEveryMs: 10_000,
         onProgress: note,
-        onTimeout: () =>
-          new HookError(
-            `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member free after ${cfg.waitTimeoutSeconds} s (provider.waitTimeoutSeconds)`
-          )
+        onTimeout: () => new HookError(`${state()}: no member free after ${cfg.waitTimeoutSeconds} s (provider.waitTimeoutSeconds)`)
       })
       env.log.progress(`leased ${this.describe(got.lease)} after ${((Date.now() - started) / 1000).toFixed(1)} s`)
       return got
     } finally {
+      await this.claimLeft(env)
       const keep = (won as Acquired<PoolLease> | null)?.lease.instanceId
       const queued = (queuedAt as { id: string } | null)?.id
       for (const [id, c] of conns) {
@@ -337,7 +362,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       )
     }
     if (why) {
-      await this.recycle(c.remote, lease, why, env)
+      await this.recycle(c.remote, lease, why, env, fresh.reservation)
       return null
     }
     if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
@@ -365,8 +390,12 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     env.log.progress(`scrubbed ${id}: ${describeScrub(r)}`)
   }
 
-  /** Marks the member retired (never leased again), tags why, and has the group replace it. */
-  private async recycle(remote: Remote, l: PoolLease, why: string, env: ProviderEnv): Promise<void> {
+  /**
+   * Marks the member retired (never leased again), tags why, and has the group replace it. A member
+   * a hook reserved is ended with the group's desired capacity lowered by one (where its minimum
+   * allows), so what replaces it is reserved by whoever asks for it; its reservation is settled.
+   */
+  private async recycle(remote: Remote, l: PoolLease, why: string, env: ProviderEnv, reservation: string | null): Promise<void> {
     env.log.progress(`${l.instanceId} is replaced: ${why}`)
     const gave = await this.give(remote, l, { as: 'retired', reason: why }).catch((e: unknown) => (e as Error).message)
     await this.tag(l.instanceId, { [TAG_RECYCLE]: why.slice(0, 250) }, env).catch((e: unknown) =>
@@ -376,12 +405,31 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     // anyone new away; whoever holds it replaces it at its release.
     if (gave !== 'released') return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
     const { sdk, client } = autoScalingClient(this.cfg)
-    await this.send(env, 'TerminateInstanceInAutoScalingGroup', () =>
-      client.send(new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: l.instanceId, ShouldDecrementDesiredCapacity: false }))
+    const terminate = (decrement: boolean): Promise<unknown> =>
+      this.send(env, 'TerminateInstanceInAutoScalingGroup', () =>
+        client.send(
+          new sdk.TerminateInstanceInAutoScalingGroupCommand({ InstanceId: l.instanceId, ShouldDecrementDesiredCapacity: decrement })
+        )
+      )
+    // A lowered capacity the group's minimum refuses: replaced as one of the members it keeps.
+    await (
+      reservation
+        ? terminate(true).catch((e: unknown) => (awsErrorName(e) === 'ValidationError' ? terminate(false) : Promise.reject(e)))
+        : terminate(false)
     ).catch((e: unknown) => {
       // Not (or no longer) in the group: gone already, which is what we wanted.
       if (awsErrorName(e) !== 'ValidationError') throw e
     })
+    if (reservation) await this.settle(env, reservation, l.instanceId)
+  }
+
+  /** Settles the member's reservation at its end; one this runner host's ledger does not know is left to reap. */
+  private async settle(env: ProviderEnv, reservation: string, instanceId: string, launched = true): Promise<void> {
+    await env.fleet.settle(reservation, launched ? {} : { launched: false }).then(
+      () => env.log.debug(`fleet reservation ${reservation} of ${instanceId} settled`),
+      (e: unknown) =>
+        env.log.warn(`could not settle fleet reservation ${reservation} of ${instanceId} (reap settles it): ${(e as Error).message}`)
+    )
   }
 
   private async tag(id: string, tags: Record<string, string>, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<void> {
@@ -399,10 +447,14 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     )
   }
 
-  /** Starts a stopped member or raises the group's desired capacity when jobs wait and nothing comes. */
-  private async grow(env: ProviderEnv, v: PoolView, waiting: number, mayStart: (() => void) | null): Promise<Capacity | null> {
+  /**
+   * Starts a stopped member or raises the group's desired capacity when jobs wait and nothing comes;
+   * each member it adds or starts is reserved in the fleet ledger first, and only as many as were
+   * reserved are added (a refused one is not started).
+   */
+  private async grow(env: ProviderEnv, v: PoolView, waiting: number, mayStart: (() => void) | null): Promise<Growth> {
     // Enough members are on their way for everyone waiting.
-    if (waiting === 0 || v.starting.length >= waiting) return null
+    if (waiting === 0 || v.starting.length >= waiting) return { cap: null }
     // A stopped member kept in Standby is started here; one in a warm pool (Warmed:Stopped) is the
     // group's to start, which it does when the desired capacity rises (below).
     const standby =
@@ -415,27 +467,165 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (standby.length && mayStart) {
       mayStart()
       const id = standby[0]
+      // Its earlier run's reservation ended when it stopped (at the latest): settled before a new one counts.
+      const old = v.stopped.find((m) => m.id === id)?.reservation
+      if (old) await this.settle(env, old, id)
+      const r = await this.reserve(env)
+      if ('refused' in r) return { cap: null, refused: r.refused }
+      const reservation = r.id
       env.log.progress(`starting stopped member ${id} of pool ${this.cfg.autoScalingGroup}`)
       const { sdk, client } = await ec2Client(this.cfg)
-      await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })))
+      try {
+        await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })))
+      } catch (e) {
+        await this.settle(env, reservation, id, false)
+        throw e
+      }
+      await this.bind(env, id, reservation)
       const asg = autoScalingClient(this.cfg)
       await this.send(env, 'ExitStandby', () =>
         asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
       )
-      return null
+      return { cap: null, refused: null }
     }
     const cap = await this.capacity(env)
-    if (!this.cfg.scaleOut.enabled) return cap
-    const to = scaleOutTo(cap, v, waiting)
-    if (to === null) return cap
-    env.log.progress(`pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${cap.desired}, max ${cap.max})`)
-    const { sdk, client } = autoScalingClient(this.cfg)
-    await this.send(env, 'SetDesiredCapacity', () =>
-      client.send(
-        new sdk.SetDesiredCapacityCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, DesiredCapacity: to, HonorCooldown: false })
-      )
+    if (!this.cfg.scaleOut.enabled) return { cap }
+    const want = scaleOutTo(cap, v, waiting)
+    if (want === null) return { cap }
+    const reserved: string[] = []
+    let refused: string | null = null
+    const since = Date.now()
+    for (let n = cap.desired; n < want; n++) {
+      const r = await this.reserve(env).catch(async (e: unknown) => {
+        for (const id of reserved) await this.settle(env, id, '(none)', false)
+        throw e
+      })
+      if ('refused' in r) {
+        refused = r.refused
+        break
+      }
+      reserved.push(r.id)
+    }
+    if (!reserved.length) return { cap, refused }
+    // SetDesiredCapacity is absolute: read the group again after reserving (another hook may have
+    // raised or lowered it meanwhile), and give back what no longer fits under its MaxSize.
+    const now = await this.capacity(env).catch(async (e: unknown) => {
+      for (const id of reserved) await this.settle(env, id, '(none)', false)
+      throw e
+    })
+    for (const id of reserved.splice(Math.max(0, now.max - now.desired))) await this.settle(env, id, '(none)', false)
+    if (!reserved.length) return { cap: now, refused }
+    const to = now.desired + reserved.length
+    env.log.progress(
+      `pool ${this.cfg.autoScalingGroup}: asking for ${to} members (was ${now.desired}, max ${now.max})` +
+        (refused ? `; scale-out refused beyond that: ${refused}` : '')
     )
-    return { ...cap, desired: to }
+    const { sdk, client } = autoScalingClient(this.cfg)
+    try {
+      await this.send(env, 'SetDesiredCapacity', () =>
+        client.send(
+          new sdk.SetDesiredCapacityCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, DesiredCapacity: to, HonorCooldown: false })
+        )
+      )
+    } catch (e) {
+      for (const id of reserved) await this.settle(env, id, '(none)', false)
+      throw e
+    }
+    // A stopped member the group starts (its warm pool) counts as new: EC2's LaunchTime is its last start.
+    const before = new Set([...v.ready, ...v.starting, ...v.leaving].map((m) => m.id))
+    for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
+    return { cap: { ...now, desired: to }, refused }
+  }
+
+  /** One member reserved in the fleet ledger, or the ledger's refusal line. */
+  private async reserve(env: ProviderEnv): Promise<{ id: string } | { refused: string }> {
+    try {
+      return { id: await env.fleet.reserve(await this.launchSpec(env)) }
+    } catch (e) {
+      if (e instanceof FleetRefused) return { refused: e.message }
+      throw e
+    }
+  }
+
+  /** What one more member is reserved as: the group's instance type (pool-fleet.ts), read once. */
+  private async launchSpec(env: ProviderEnv): Promise<LaunchSpec> {
+    if (this.spec) return this.spec
+    if (!this.group) await this.capacity(env)
+    const kinds = groupTypes(this.group as Asg.AutoScalingGroup)
+    const name = this.cfg.autoScalingGroup
+    if ('none' in kinds)
+      throw new HookError(`provider.autoScalingGroup: the fleet ledger cannot price a member of pool ${name}: ${kinds.none}`)
+    const { sdk, client } = await ec2Client(this.cfg)
+    let types: string[]
+    if ('types' in kinds) types = kinds.types
+    else {
+      const t = kinds.template
+      const res = await this.send(env, 'DescribeLaunchTemplateVersions', () =>
+        client.send(
+          new sdk.DescribeLaunchTemplateVersionsCommand({
+            ...(t.LaunchTemplateId ? { LaunchTemplateId: t.LaunchTemplateId } : { LaunchTemplateName: t.LaunchTemplateName }),
+            Versions: [t.Version ?? '$Default']
+          })
+        )
+      )
+      const type = templateType(res)
+      if (!type)
+        throw new HookError(
+          `provider.autoScalingGroup: the fleet ledger cannot price a member of pool ${name}: its launch template names no instance type`
+        )
+      types = [type]
+    }
+    const vcpus = new Map<string, number>()
+    for (const t of types) vcpus.set(t, await instanceVcpus(this.cfg, t, env.signal))
+    this.spec = launchSpecOf(this.cfg, vcpus)
+    return this.spec
+  }
+
+  /** Marks the member as the reservation's (its tag) and attaches it in the ledger; a failure is left to reap. */
+  private async bind(env: ProviderEnv, instanceId: string, reservation: string): Promise<void> {
+    try {
+      await this.tag(instanceId, { [TAG_RESERVATION]: reservation }, env)
+      await env.fleet.attach(reservation, instanceId)
+    } catch (e) {
+      env.log.warn(`could not mark ${instanceId} as fleet reservation ${reservation}'s (reap settles it): ${(e as Error).message}`)
+    }
+  }
+
+  /**
+   * Gives each scale-out reservation of this run a new member: one without a reservation, launched
+   * since (less a slack), tagged with the reservation and read back; a tag another hook overwrote
+   * meanwhile sends it to the next one. Best effort: what stays unclaimed, reap settles.
+   */
+  private async claim(env: ProviderEnv, members: Member[]): Promise<void> {
+    const taken = new Set<string>()
+    try {
+      for (const p of [...this.pending]) {
+        for (const m of claimable(members, p, taken).slice(0, CLAIM_TRIES)) {
+          taken.add(m.id)
+          await this.tag(m.id, { [TAG_RESERVATION]: p.id }, env)
+          const [back] = await this.members(env, [m.id])
+          if (back?.reservation !== p.id) continue
+          this.pending.splice(this.pending.indexOf(p), 1)
+          await env.fleet.attach(p.id, m.id)
+          env.log.debug(`fleet reservation ${p.id} claimed ${m.id}`)
+          break
+        }
+      }
+    } catch (e) {
+      if (env.signal.aborted) throw e
+      env.log.warn(`could not claim a new member of pool ${this.cfg.autoScalingGroup} for its fleet reservation: ${(e as Error).message}`)
+    }
+  }
+
+  /** A last claim for the reservations still waiting when the job's wait ends; what is left is named for reap. */
+  private async claimLeft(env: ProviderEnv): Promise<void> {
+    if (!this.pending.length || env.signal.aborted) return
+    await this.members(env).then(
+      (ms) => this.claim(env, ms),
+      () => undefined
+    )
+    for (const p of this.pending.splice(0))
+      env.log.progress(`fleet reservation ${p.id} of pool ${this.cfg.autoScalingGroup} has no member yet; reap attaches or settles it`)
   }
 
   /** Which of these instances the group keeps in Standby (stopped by the pool when idle). */
@@ -484,6 +674,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         (e: unknown) => `its scrub failed: ${(e as Error).message}`
       )
       const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
+      const reservation = m?.reservation ?? null
       if (m) {
         const jobs = m.jobs + 1
         why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, Date.now(), jobs)
@@ -491,7 +682,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           env.log.warn(`could not record the job count of ${lease.instanceId}: ${(e as Error).message}`)
         )
       }
-      if (why) return await this.recycle(r, lease, why, env)
+      if (why) return await this.recycle(r, lease, why, env, reservation)
       if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')
         env.log.warn(`the lease of ${lease.instanceId} was taken over during its release`)
     } finally {

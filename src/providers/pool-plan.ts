@@ -3,7 +3,7 @@
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2PoolConfig } from '../config'
 import { EC2_INSTANCE_ID, isUserName } from '../input-rules'
-import { addressOf } from './ec2-plan'
+import { addressOf, TAG_RESERVATION } from './ec2-plan'
 
 /** Written by the member itself, once, through its instance role (docs/security.md): the key pinned per lease. */
 export const TAG_HOST_KEY = 'remote-container-hooks:host-key'
@@ -28,6 +28,8 @@ export interface Member {
   jobs: number
   launchedAt: Date | null
   recycle: string | null
+  /** The fleet ledger reservation the member runs under (a scale-out or start by a hook), or null. */
+  reservation: string | null
 }
 
 const tag = (i: Ec2.Instance, key: string): string | undefined => i.Tags?.find((t) => t.Key === key)?.Value
@@ -56,7 +58,8 @@ export function membersOf(
         hostKey: key && HOST_KEY.test(key) ? key : null,
         jobs: Number.isSafeInteger(jobs) && jobs >= 0 ? jobs : 0,
         launchedAt: i.LaunchTime ? new Date(i.LaunchTime) : null,
-        recycle: tag(i, TAG_RECYCLE) ?? null
+        recycle: tag(i, TAG_RECYCLE) ?? null,
+        reservation: tag(i, TAG_RESERVATION) || null
       }
     })
     .sort((a, b) => (a.id < b.id ? -1 : 1))

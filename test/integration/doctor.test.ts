@@ -10,6 +10,11 @@ import { basename, dirname, join } from 'node:path'
 import { testVm } from '../helpers/conformance'
 import { repoRoot } from '../helpers/testenv'
 import { createPool, type Pool, poolHookConfig } from '../helpers/pool-env'
+import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb'
+import { FleetSchema, type FleetConfig } from '../../src/config'
+import { newLocalLedger } from '../../src/fleet/local-ledger'
+import { ledgerChecks } from '../../src/ops/doctor-ledger'
+import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
 
 const vm = testVm()
 const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
@@ -105,7 +110,8 @@ describe('doctor against loopback VMs', () => {
     expect(t.code).toBe(0)
     expect(t.out).toMatch(/^STATUS\s+CHECK\s+TARGET\s+DETAIL$/m)
     expect(t.out).toMatch(/^PASS\s+docker api\s+rchvm@127\.0\.0\.1:\d+/m)
-    expect(t.out).toContain(`${MACHINE_CHECKS.length + 4} passed, 0 failed, 0 skipped`)
+    // configuration, local ssh, rsync, tar and the fleet ledger
+    expect(t.out).toContain(`${MACHINE_CHECKS.length + 5} passed, 0 failed, 0 skipped`)
   })
 
   it('wrong host key: only ssh fails, with its fix; the rest of that machine is skipped', () => {
@@ -228,5 +234,116 @@ describe('doctor against a pool (moto Auto Scaling group, members on loopback)',
     // Read-only: the group is as it was, and no member was added or taken.
     expect(await pool.describe()).toEqual(before)
     expect(pool.members().map((m) => m.id)).toEqual(members.map((m) => m.id))
+  })
+})
+
+describe('doctor: the fleet ledger', () => {
+  const motoEndpoint = loadMoto().endpoint
+  const ddb = new DynamoDBClient({ region: TEST_REGION, endpoint: motoEndpoint, credentials: DUMMY_CREDENTIALS })
+  const tables: string[] = []
+  const table = async (keys: { name: string; type: 'S' | 'N'; key: 'HASH' | 'RANGE' }[]): Promise<string> => {
+    const name = `rch-doctor-${process.pid}-${tables.length}`
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: name,
+        AttributeDefinitions: keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type })),
+        KeySchema: keys.map((k) => ({ AttributeName: k.name, KeyType: k.key })),
+        BillingMode: 'PAY_PER_REQUEST'
+      })
+    )
+    tables.push(name)
+    return name
+  }
+  afterAll(async () => {
+    for (const t of tables) await ddb.send(new DeleteTableCommand({ TableName: t })).catch(() => undefined)
+    ddb.destroy()
+  })
+  const fleet = (ledger: object): FleetConfig => FleetSchema.parse({ ledger })
+  const dynamo = (t: string): FleetConfig => fleet({ kind: 'dynamodb', table: t, region: TEST_REGION, endpoint: motoEndpoint })
+  const env = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' }
+  const withEnv = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const old = { ...process.env }
+    Object.assign(process.env, env)
+    try {
+      return await fn()
+    } finally {
+      for (const k of Object.keys(env)) if (old[k] === undefined) delete process.env[k]
+    }
+  }
+
+  it('dynamodb: a table with key pk (string) passes and reads; an absent table or another key fails with its fix; nothing is written', async () => {
+    const good = await table([{ name: 'pk', type: 'S', key: 'HASH' }])
+    await ddb.send(new PutItemCommand({ TableName: good, Item: { pk: { S: 'counter#instances' }, n: { N: '3' } } }))
+    const [ok] = await withEnv(() => ledgerChecks(dynamo(good)))
+    expect(ok).toEqual({
+      check: 'fleet ledger',
+      target: `DynamoDB ${good} (${TEST_REGION})`,
+      status: 'pass',
+      detail: 'table ACTIVE, key pk (string); 3 instances reserved now'
+    })
+
+    const [absent] = await withEnv(() => ledgerChecks(dynamo(`rch-doctor-none-${process.pid}`)))
+    expect(absent).toMatchObject({ status: 'fail', detail: `no table rch-doctor-none-${process.pid} in ${TEST_REGION}` })
+    expect(absent.fix).toMatch(/terraform\/modules\/ledger/)
+
+    const numeric = await table([{ name: 'pk', type: 'N', key: 'HASH' }])
+    const sorted = await table([
+      { name: 'pk', type: 'S', key: 'HASH' },
+      { name: 'sk', type: 'S', key: 'RANGE' }
+    ])
+    const [n] = await withEnv(() => ledgerChecks(dynamo(numeric)))
+    expect(n).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/^key schema pk\/HASH \(pk N\): the ledger needs a string partition key pk/)
+    })
+    const [s] = await withEnv(() => ledgerChecks(dynamo(sorted)))
+    expect(s).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^key schema pk\/HASH, sk\/RANGE \(pk S\)/) })
+    // Read-only: the good table holds only the item put above.
+    expect((await ddb.send(new ScanCommand({ TableName: good }))).Items).toEqual([{ pk: { S: 'counter#instances' }, n: { N: '3' } }])
+  })
+
+  it('local: a private folder passes with its open reservations, one open to others or absent under a read-only folder fails', async () => {
+    const root = mkdtempSync(join(dir, 'ledger-'))
+    // not made yet: passes, and is still not made
+    const [fresh] = await ledgerChecks(fleet({ kind: 'local' }), root)
+    expect(fresh).toMatchObject({
+      status: 'pass',
+      target: 'runner host',
+      detail: `local ${root}/ledger: not created yet: the first launch creates it (${root} is writable)`
+    })
+    expect(existsSync(join(root, 'ledger'))).toBe(false)
+
+    const led = join(root, 'private')
+    const l = newLocalLedger(fleet({ kind: 'local', path: led }), root, { now: () => Date.now() })
+    const req = {
+      repository: 'a/b',
+      workflow: 'ci',
+      runId: '1',
+      job: 'j',
+      runner: 'r',
+      instanceType: 't3.micro',
+      vcpus: 2,
+      maxLifetimeMinutes: 60
+    }
+    expect((await l.reserve(req)).ok).toBe(true)
+    const before = readFileSync(join(led, 'ledger.json'), 'utf8')
+    const [ok] = await ledgerChecks(fleet({ kind: 'local', path: led }), root)
+    expect(ok).toMatchObject({ status: 'pass', detail: `local ${led}: private and writable; 1 reservation open` })
+    expect(readFileSync(join(led, 'ledger.json'), 'utf8')).toBe(before)
+
+    chmodSync(led, 0o755)
+    const [open] = await ledgerChecks(fleet({ kind: 'local', path: led }), root)
+    expect(open).toMatchObject({ status: 'fail', detail: expect.stringMatching(/is open to other users \(mode 0755, must be 0700\)/) })
+    expect(open.fix).toMatch(/fleet\.ledger\.path/)
+
+    // A folder above that this user may not write (root may write anywhere: a file stands in for the folder).
+    writeFileSync(join(root, 'file'), '')
+    const [blocked] = await ledgerChecks(fleet({ kind: 'local', path: join(root, 'file', 'ledger') }), root)
+    expect(blocked.status).toBe('fail')
+  })
+
+  it('runs within doctor: its line is in the table through dist/index.js', () => {
+    const r = doctor(configFile('ledger'), false)
+    expect(r.out).toMatch(/^PASS\s+fleet ledger\s+runner host\s+local \//m)
   })
 })

@@ -143,6 +143,7 @@ const DATA = {
   'data.aws_partition.current.partition': 'aws',
   'data.aws_caller_identity.current.account_id': ACCOUNT
 }
+const LEDGER_ARN = `arn:aws:dynamodb:eu-west-1:${ACCOUNT}:table/rch-fleet`
 const POOL_PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpjpVfUZuzkD2rsBlLyeKx0P9rnEo7i0eTjGHvEMhCH rch-pool'
 
 const TABLES: Record<string, Record<string, Json>> = {
@@ -174,7 +175,9 @@ const TABLES: Record<string, Record<string, Json>> = {
     'var.image_id': 'ami-0123456789abcdef0',
     'var.runner_ingress_security_group_ids': ['sg-0runnerhosts0000'],
     'module.ephemeral.launch_template_id': 'lt-0123456789abcdef0',
-    'module.ephemeral.security_group_id': 'sg-0123456789abcdef0'
+    'module.ephemeral.security_group_id': 'sg-0123456789abcdef0',
+    'module.ledger.table_name': 'rch-fleet',
+    'module.ledger.table_arn': LEDGER_ARN
   },
   pool: {
     'var.region': 'eu-west-1',
@@ -186,7 +189,9 @@ const TABLES: Record<string, Record<string, Json>> = {
     'module.pool.autoscaling_group_arn': ASG_ARN,
     'module.pool.ssh_user': 'ec2-user',
     'module.pool.ssh_port': 22,
-    'module.pool.work_root': '/srv/rch'
+    'module.pool.work_root': '/srv/rch',
+    'module.ledger.table_name': 'rch-pool-fleet',
+    'module.ledger.table_arn': LEDGER_ARN
   }
 }
 
@@ -200,7 +205,8 @@ const RUNNER_IAM_TABLE: Record<string, Json> = {
   'var.instance_role_arns': [`arn:aws:iam::${ACCOUNT}:role/rch-instance`],
   'var.allow_spot': true,
   'var.autoscaling_group_names': ['rch-pool'],
-  'var.autoscaling_group_arns': [ASG_ARN]
+  'var.autoscaling_group_arns': [ASG_ARN],
+  'var.ledger_table_arns': [LEDGER_ARN]
 }
 
 const POOL_MODULE_TABLE: Record<string, Json> = {
@@ -311,6 +317,36 @@ async function renderPolicies(root: string): Promise<{ ec2: Policy; pool: Policy
   }
 }
 
+/** The ledger's DynamoDB calls (read from its source): a transaction is authorised per item it writes (Put, Update...), plus doctor's DescribeTable. */
+function ledgerActions(): string[] {
+  const read = (f: string): string => fs.readFileSync(path.join(repoRoot, 'src', f), 'utf8')
+  const ledger = read('fleet/dynamodb-ledger.ts')
+  const doctor = read('ops/doctor-ledger.ts')
+  const calls = new Set([...(ledger + doctor).matchAll(/new (?:this\.)?sdk\.(\w+)Command/g)].map((m) => m[1]))
+  if (calls.delete('TransactWriteItems')) {
+    const kinds: Record<string, string> = {
+      Put: 'PutItem',
+      Update: 'UpdateItem',
+      Delete: 'DeleteItem',
+      ConditionCheck: 'ConditionCheckItem'
+    }
+    for (const m of ledger.matchAll(/^\s+(Put|Update|Delete|ConditionCheck): \{/gm)) calls.add(kinds[m[1]])
+  }
+  return [...calls].map((c) => `dynamodb:${c}`).sort()
+}
+const LEDGER_ACTIONS = ['dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', 'dynamodb:UpdateItem']
+
+/** What the policy lacks of the ledger's calls on LEDGER_ARN, or grants of DynamoDB beyond that table. */
+function ledgerProblems(p: Policy, needed: string[]): string[] {
+  const out: string[] = []
+  const on = p.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).some((a) => a.startsWith('dynamodb:')))
+  for (const a of needed)
+    if (!on.some((s) => asList(s.Action).includes(a) && asList(s.Resource).some((r) => r === LEDGER_ARN || r === '*')))
+      out.push(`${a} is not allowed on the ledger table`)
+  for (const s of on) if (asList(s.Resource).some((r) => r !== LEDGER_ARN)) out.push(`${s.Sid ?? '?'} is not bound to the ledger table`)
+  return out
+}
+
 // ------------------------------------------------------------------ tests
 
 describe('terraform/ parses, is typed and described, and its references match', () => {
@@ -320,6 +356,7 @@ describe('terraform/ parses, is typed and described, and its references match', 
     for (const m of [
       'modules/pool',
       'modules/ephemeral',
+      'modules/ledger',
       'modules/runner-iam',
       'examples/static-hosts',
       'examples/ephemeral',
@@ -372,7 +409,15 @@ describe('terraform/ parses, is typed and described, and its references match', 
   })
 })
 
-const FOLDERS = ['modules/pool', 'modules/ephemeral', 'modules/runner-iam', 'examples/static-hosts', 'examples/ephemeral', 'examples/pool']
+const FOLDERS = [
+  'modules/pool',
+  'modules/ephemeral',
+  'modules/ledger',
+  'modules/runner-iam',
+  'examples/static-hosts',
+  'examples/ephemeral',
+  'examples/pool'
+]
 
 /** README.md of each module and example: its tables must name exactly the inputs and outputs. */
 async function readmeProblems(root: string): Promise<string[]> {
@@ -424,7 +469,7 @@ describe('variable validations and preconditions', () => {
       const perCall = await calls(path.join(TF, 'examples', example), TABLES[example])
       for (const failures of Object.values(perCall)) expect(failures).toEqual([])
       expect(Object.keys(perCall).sort()).toEqual(
-        { 'static-hosts': [], ephemeral: ['ephemeral', 'runner_iam'], pool: ['pool', 'runner_iam'] }[example]
+        { 'static-hosts': [], ephemeral: ['ephemeral', 'ledger', 'runner_iam'], pool: ['ledger', 'pool', 'runner_iam'] }[example]
       )
     }
     const ingress = { 'var.ingress_security_group_ids': ['sg-0runnerhosts0000'] }
@@ -440,6 +485,7 @@ describe('variable validations and preconditions', () => {
         'var.create_pool_policy': true
       })
     ).toEqual([])
+    expect(await validate(path.join(TF, 'modules/ledger'), { 'var.name': 'rch-fleet' })).toEqual([])
   })
 
   test('control: bad values are refused with the module’s own message', async () => {
@@ -457,6 +503,12 @@ describe('variable validations and preconditions', () => {
     expect(pool.pool.find((f) => f.check === 'var.client_public_key')?.message).toMatch(
       /^client_public_key must be one OpenSSH public key line/
     )
+    expect((await validate(path.join(TF, 'modules/ledger'), { 'var.name': 'x' })).map((f) => f.check)).toEqual(['var.name'])
+    expect(
+      (await validate(path.join(TF, 'modules/runner-iam'), { ...RUNNER_IAM_TABLE, 'var.ledger_table_arns': ['rch-fleet'] })).map(
+        (f) => f.message
+      )
+    ).toEqual(['ledger_table_arns must be DynamoDB table ARNs (arn:aws:dynamodb:<region>:<account>:table/<name>).'])
     const iam = await calls(path.join(TF, 'examples/ephemeral'), { ...TABLES.ephemeral, 'var.subnet_ids': [] })
     expect(iam.runner_iam).toEqual([
       {
@@ -513,7 +565,9 @@ describe('checkov', () => {
       'CKV_AWS_290',
       'CKV_AWS_286',
       'CKV_AWS_287',
-      'CKV_AWS_289'
+      'CKV_AWS_289',
+      // the fleet ledger's table: point-in-time recovery
+      'CKV_AWS_28'
     ]) {
       expect(passed).toContain(id)
     }
@@ -524,11 +578,12 @@ describe('checkov', () => {
 
     // control: IMDSv1 allowed in the pool's launch template is found and fails the run
     const broken = brokenCopy('checkov', [
-      ['modules/pool/main.tf', 'http_tokens                 = "required"', 'http_tokens                 = "optional"']
+      ['modules/pool/main.tf', 'http_tokens                 = "required"', 'http_tokens                 = "optional"'],
+      ['modules/ledger/main.tf', /(point_in_time_recovery \{\n\s*enabled = )true/, '$1false']
     ])
-    const bad = await checkov(path.join(broken, 'modules/pool'))
+    const bad = await checkov(path.join(broken, 'modules'))
     expect(bad.code).not.toBe(0)
-    expect(bad.report.results.failed_checks.map((f) => f.check_id)).toContain('CKV_AWS_79')
+    expect(bad.report.results.failed_checks.map((f) => f.check_id)).toEqual(expect.arrayContaining(['CKV_AWS_79', 'CKV_AWS_28']))
   })
 
   test('a #checkov:skip without a reason is refused', async () => {
@@ -561,6 +616,7 @@ describe("each example's hook_config passes the hook's own configuration check",
     expect(cfg.provider.launchTemplate).toEqual({ id: 'lt-0123456789abcdef0', version: '$Latest' })
     expect(cfg.provider.subnetIds).toEqual(['subnet-0aaa1111', 'subnet-0bbb2222'])
     expect(cfg.provider.region).toBe('eu-west-1')
+    expect(cfg.fleet).toEqual({ ledger: { kind: 'dynamodb', table: 'rch-fleet', region: 'eu-west-1' }, caps: { perRepository: {} } })
   })
 
   test('pool (kind: ec2-pool, from the pool module)', async () => {
@@ -572,6 +628,30 @@ describe("each example's hook_config passes the hook's own configuration check",
     expect(p.identityFile).toBe('/etc/remote-container-hooks/pool_ed25519')
     expect(p.reuse).toEqual({ maxJobsPerVm: 20, maxVmAgeMinutes: 720, maxDiskPercent: 90 })
     expect(cfg.remote.workRoot).toBe('/srv/rch')
+    expect(cfg.fleet.ledger).toEqual({ kind: 'dynamodb', table: 'rch-pool-fleet', region: 'eu-west-1' })
+    expect(cfg.fleet.budget).toBeUndefined()
+  })
+
+  test("the fleet section: the examples' caps and budget, as the hook reads them; unset ones left out", async () => {
+    for (const example of ['ephemeral', 'pool']) {
+      const text = await renderOk(TF, `examples/${example}`, 'output.hook_config', {
+        ...TABLES[example],
+        'var.fleet_max_instances': 20,
+        'var.fleet_max_instances_per_repository': 5,
+        'var.fleet_budget_per_day_usd': 50,
+        'var.fleet_prices': { 't3.large': 0.0832 }
+      })
+      const cfg = hookCheck(text as string)
+      expect(cfg.fleet.caps).toEqual({ instances: 20, perRepository: { instances: 5 } })
+      expect(cfg.fleet.budget).toEqual({ perDayUsd: 50, timezone: 'UTC', prices: { 't3.large': 0.0832 } })
+    }
+    // control: a value the hook refuses is refused with its field
+    const bad = await renderOk(TF, 'examples/pool', 'output.hook_config', {
+      ...TABLES.pool,
+      'var.fleet_budget_per_day_usd': 50,
+      'var.fleet_budget_timezone': 'Mars/Olympus'
+    })
+    expect(() => hookCheck(bad as string)).toThrow(/fleet\.budget\.timezone: must be an IANA time zone name/)
   })
 
   test('controls: an unknown reference fails the render, and a config the hook refuses is refused', async () => {
@@ -619,12 +699,15 @@ describe('IAM policies', () => {
     expect(allowed(ec2)).toEqual(
       [
         'ec2:CreateTags',
+        'ec2:DeleteTags',
         'ec2:DescribeImages',
+        'ec2:DescribeInstanceTypes',
         'ec2:DescribeInstances',
         'ec2:DescribeLaunchTemplateVersions',
         'ec2:RunInstances',
         'ec2:TerminateInstances',
-        'iam:PassRole'
+        'iam:PassRole',
+        ...LEDGER_ACTIONS
       ].sort()
     )
     expect(allowed(pool)).toEqual(
@@ -635,22 +718,50 @@ describe('IAM policies', () => {
         'autoscaling:SetDesiredCapacity',
         'autoscaling:TerminateInstanceInAutoScalingGroup',
         'ec2:CreateTags',
+        'ec2:DeleteTags',
+        'ec2:DescribeInstanceTypes',
         'ec2:DescribeInstances',
-        'ec2:StartInstances'
+        'ec2:DescribeLaunchTemplateVersions',
+        'ec2:StartInstances',
+        ...LEDGER_ACTIONS
       ].sort()
     )
-    // ... which are exactly the calls the pool provider makes (read from its source, so the two stay in step)
-    const src = fs.readFileSync(path.join(repoRoot, 'src', 'providers', 'ec2-pool.ts'), 'utf8')
+    // ... which are exactly the calls the pool provider makes (read from its source, so the two stay in
+    // step), reap's removal of its candidate mark, and the ledger's (checked on their own below)
+    const src = fs
+      .readdirSync(path.join(repoRoot, 'src', 'providers'))
+      .filter((f) => f === 'ec2-pool.ts' || f === 'ec2-vcpus.ts' || /^pool-.*\.ts$/.test(f))
+      .map((f) => fs.readFileSync(path.join(repoRoot, 'src', 'providers', f), 'utf8'))
+      .join('\n')
     const calls = [...new Set([...src.matchAll(/new (?:asg\.)?sdk\.(\w+)Command/g)].map((m) => m[1]))]
     expect(calls.length).toBeGreaterThan(5)
-    expect(calls.map((c) => allowed(pool).find((a) => a.endsWith(`:${c}`)) ?? c).sort()).toEqual(allowed(pool))
-    // runner hosts: CreateTags on members only for the jobs and recycle keys ...
+    expect([...calls.map((c) => allowed(pool).find((a) => a.endsWith(`:${c}`)) ?? c), 'ec2:DeleteTags', ...LEDGER_ACTIONS].sort()).toEqual(
+      allowed(pool)
+    )
+    // runner hosts: CreateTags on members only for the jobs, recycle, reservation and reap-candidate keys ...
     const tagging = pool.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('ec2:CreateTags'))
     expect(tagging).toHaveLength(1)
     expect(tagging[0].Condition?.['ForAllValues:StringEquals']?.['aws:TagKeys']).toEqual([
       'remote-container-hooks:jobs',
-      'remote-container-hooks:recycle'
+      'remote-container-hooks:recycle',
+      'remote-container-hooks:reservation',
+      'remote-container-hooks:reap-candidate'
     ])
+    // ... DeleteTags of reap's mark only, on members and on owned instances ...
+    for (const p of [pool, ec2]) {
+      const untag = p.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('ec2:DeleteTags'))
+      expect(untag).toHaveLength(1)
+      expect(untag[0].Condition?.['ForAllValues:StringEquals']?.['aws:TagKeys']).toEqual(['remote-container-hooks:reap-candidate'])
+      expect(untag[0].Condition?.Null?.['aws:TagKeys']).toBe('false')
+      // ... and never the keep tag, which is the operator's alone
+      const keep = p.Statement.find((s) => s.Sid === 'NeverWriteTheKeepTag')
+      expect(keep).toMatchObject({ Effect: 'Deny', Resource: '*', Action: ['ec2:CreateTags', 'ec2:DeleteTags'] })
+      expect(keep?.Condition?.['ForAnyValue:StringEquals']?.['aws:TagKeys']).toEqual(['remote-container-hooks:keep'])
+    }
+    // kind ec2: CreateTags outside a launch only for reap's mark, only on owned instances
+    const ec2Tagging = ec2.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).includes('ec2:CreateTags'))
+    expect(ec2Tagging.map((s) => s.Sid)).toEqual(['TagOnlyAtLaunch', 'MarkReapCandidates'])
+    expect(ec2Tagging[1].Condition?.Null?.['aws:ResourceTag/remote-container-hooks:owner']).toBe('false')
     expect(tagging[0].Condition?.StringEquals?.['aws:ResourceTag/aws:autoscaling:groupName']).toEqual(['rch-pool'])
     // ... and an explicit Deny of writing or deleting the host key
     const deny = pool.Statement.find(
@@ -665,6 +776,29 @@ describe('IAM policies', () => {
       expect(asList(s.Resource)).toEqual([ASG_ARN])
     }
     expect(memberPolicyProblems(member)).toEqual([])
+  })
+
+  test("the ledger statement covers every call of the DynamoDB ledger and doctor's, on the ledger's table only", async () => {
+    const { ec2, pool } = await renderPolicies(TF)
+    const needed = ledgerActions()
+    expect(needed).toEqual(LEDGER_ACTIONS)
+    for (const p of [ec2, pool]) {
+      expect(ledgerProblems(p, needed)).toEqual([])
+      expect(allowed(p).filter((a) => a.startsWith('dynamodb:'))).toEqual(needed)
+    }
+    // without a table (ledger kind local) no DynamoDB access at all
+    const local = await renderOk(TF, 'modules/runner-iam', 'output.pool_policy_json', { ...RUNNER_IAM_TABLE, 'var.ledger_table_arns': [] })
+    expect(allowed(policyShape(JSON.parse(local as string) as Json)).filter((a) => a.startsWith('dynamodb:'))).toEqual([])
+    // controls: an action dropped from the statement, or the statement on every table, is refused
+    const broken = brokenCopy('ledger-iam', [
+      ['modules/runner-iam/main.tf', '"dynamodb:UpdateItem", ', ''],
+      ['modules/runner-iam/main.tf', 'Resource = var.ledger_table_arns', 'Resource = "*"']
+    ])
+    const b = await renderPolicies(broken)
+    expect(ledgerProblems(b.pool, needed)).toEqual([
+      'dynamodb:UpdateItem is not allowed on the ledger table',
+      'FleetLedger is not bound to the ledger table'
+    ])
   })
 
   test('control: a statement without its tag condition, or with a wildcard resource, is refused', async () => {
@@ -686,6 +820,29 @@ describe('IAM policies', () => {
     }
     expect(unboundMutations(spotOnly)).toEqual(['#0'])
   })
+})
+
+/** What the pool's launch template leaves untagged of instance, volume and network interface (the pool's name is the cost tag). */
+async function poolTagProblems(root: string): Promise<string[]> {
+  const text = fs.readFileSync(path.join(root, 'modules/pool/main.tf'), 'utf8')
+  const lt = /\nresource "aws_launch_template" "member" \{\n([\s\S]*?)\n\}\n/.exec(text)?.[1] ?? ''
+  const specs = [...lt.matchAll(/tag_specifications \{\s*resource_type = "([a-z-]+)"\s*tags\s*= merge\(local\.tags,/g)].map((m) => m[1])
+  const out = ['instance', 'volume', 'network-interface'].filter((t) => !specs.includes(t)).map((t) => `${t} is not tagged at launch`)
+  const tags = (await renderOk(root, 'modules/pool', 'local.tags', { ...POOL_MODULE_TABLE, 'var.tags': {} })) as Record<string, Json>
+  if (tags['remote-container-hooks:pool'] !== 'rch-pool') out.push('local.tags lacks remote-container-hooks:pool = the pool name')
+  return out
+}
+
+test("the pool's launch template tags instance, volume and network interface with the pool's name (cost tags)", async () => {
+  expect(await poolTagProblems(TF)).toEqual([])
+  const broken = brokenCopy('pool-tags', [
+    ['modules/pool/main.tf', /\n {2}tag_specifications \{\n {4}resource_type = "network-interface"\n[\s\S]*?\n {2}\}\n/, '\n'],
+    ['modules/pool/main.tf', '{ "remote-container-hooks:pool" = var.name }', '{}']
+  ])
+  expect(await poolTagProblems(broken)).toEqual([
+    'network-interface is not tagged at launch',
+    'local.tags lacks remote-container-hooks:pool = the pool name'
+  ])
 })
 
 describe('pool members', () => {

@@ -110,6 +110,7 @@ describe('check-config through the entry point', () => {
     const r = cli(['--help'])
     expect(r.out).toContain('node index.js check-config [FILE]')
     expect(r.out).toContain('node index.js doctor [FILE]')
+    expect(r.out).toContain('node index.js reap [FILE] [--dry-run]')
   })
 })
 

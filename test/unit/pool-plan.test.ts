@@ -51,7 +51,8 @@ describe('membersOf', () => {
       hostKey: KEY,
       jobs: 2,
       launchedAt: new Date('2026-12-01T10:00:00Z'),
-      recycle: null
+      recycle: null,
+      reservation: null
     })
   })
 
@@ -100,6 +101,7 @@ const member = (over: Partial<Member>): Member => ({
   jobs: 0,
   launchedAt: new Date(0),
   recycle: null,
+  reservation: null,
   ...over
 })
 

@@ -10,6 +10,13 @@ module "ephemeral" {
   ingress_cidr_blocks        = var.runner_ingress_cidr_blocks
 }
 
+module "ledger" {
+  source = "../../modules/ledger"
+
+  name                = "${var.name}-fleet"
+  deletion_protection = var.ledger_deletion_protection
+}
+
 module "runner_iam" {
   source = "../../modules/runner-iam"
 
@@ -21,6 +28,7 @@ module "runner_iam" {
   security_group_ids   = [module.ephemeral.security_group_id]
   launch_template_ids  = [module.ephemeral.launch_template_id]
   allow_spot           = var.market != "on-demand"
+  ledger_table_arns    = [module.ledger.table_arn]
   attach_to_role_names = var.runner_role_names
 }
 
@@ -42,5 +50,19 @@ locals {
       acquireTimeoutSeconds = var.acquire_timeout_seconds
     }
     remote = { workRoot = var.work_root }
+    # The fleet ledger in DynamoDB: the caps and the budget hold across every runner host (unset ones left out).
+    fleet = { for k, v in {
+      ledger = { kind = "dynamodb", table = module.ledger.table_name, region = var.region }
+      caps = { for k, v in {
+        instances     = var.fleet_max_instances
+        vcpus         = var.fleet_max_vcpus
+        perRepository = var.fleet_max_instances_per_repository == null ? null : { instances = var.fleet_max_instances_per_repository }
+      } : k => v if v != null }
+      budget = var.fleet_budget_per_day_usd == null ? null : {
+        perDayUsd = var.fleet_budget_per_day_usd
+        timezone  = var.fleet_budget_timezone
+        prices    = var.fleet_prices
+      }
+    } : k => v if v != null }
   }
 }

@@ -105,3 +105,45 @@ variable "tags" {
   description = "Default tags of every resource Terraform creates here."
   default     = {}
 }
+
+variable "ledger_deletion_protection" {
+  type        = bool
+  description = "Refuse to delete the fleet ledger's table (set false before a terraform destroy that should remove it)."
+  default     = true
+}
+
+variable "fleet_max_instances" {
+  type        = number
+  description = "fleet.caps.instances: at most this many instances the hook launched or added at once, across all runner hosts. null: no cap."
+  default     = null
+}
+
+variable "fleet_max_vcpus" {
+  type        = number
+  description = "fleet.caps.vcpus: at most this many vCPUs of such instances at once. null: no cap."
+  default     = null
+}
+
+variable "fleet_max_instances_per_repository" {
+  type        = number
+  description = "fleet.caps.perRepository.instances: at most this many such instances per repository at once. null: no cap."
+  default     = null
+}
+
+variable "fleet_budget_per_day_usd" {
+  type        = number
+  description = "fleet.budget.perDayUsd: launches stop for the day once their reserved cost would pass this. null: no budget."
+  default     = null
+}
+
+variable "fleet_budget_timezone" {
+  type        = string
+  description = "fleet.budget.timezone: where the budget day starts at midnight (an IANA name)."
+  default     = "UTC"
+}
+
+variable "fleet_prices" {
+  type        = map(number)
+  description = "fleet.budget.prices: USD per instance-hour by instance type; with a budget, a type without a price is refused."
+  default     = {}
+}

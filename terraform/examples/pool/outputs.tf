@@ -22,3 +22,8 @@ output "runner_policy_json" {
   description = "The kind: ec2-pool policy document, as JSON."
   value       = module.runner_iam.pool_policy_json
 }
+
+output "ledger_table_name" {
+  description = "Name of the fleet ledger's DynamoDB table (the hook's fleet.ledger.table)."
+  value       = module.ledger.table_name
+}

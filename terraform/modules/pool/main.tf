@@ -198,6 +198,12 @@ resource "aws_launch_template" "member" {
     tags          = merge(local.tags, { Name = "${var.name}-member" })
   }
 
+  # Cost tags on all three (the pool's name among them), so a bill splits by pool.
+  tag_specifications {
+    resource_type = "network-interface"
+    tags          = merge(local.tags, { Name = "${var.name}-member" })
+  }
+
   tags = local.tags
 }
 

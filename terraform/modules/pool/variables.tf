@@ -193,6 +193,6 @@ variable "additional_instance_policy_arns" {
 
 variable "tags" {
   type        = map(string)
-  description = "Tags on every resource of the pool, and on the members and their volumes."
+  description = "Tags on every resource of the pool, and on the members, their volumes and network interfaces."
   default     = {}
 }

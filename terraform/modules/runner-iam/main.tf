@@ -11,12 +11,36 @@ locals {
   account   = var.account_id != null ? var.account_id : data.aws_caller_identity.current.account_id
   ec2_arn   = "arn:${local.partition}:ec2:${var.region}:${local.account}"
 
-  owner_tag    = "remote-container-hooks:owner"
-  host_key_tag = "remote-container-hooks:host-key"
+  owner_tag         = "remote-container-hooks:owner"
+  host_key_tag      = "remote-container-hooks:host-key"
+  reap_candidate    = "remote-container-hooks:reap-candidate"
+  keep_tag          = "remote-container-hooks:keep"
   pool_tag_keys = [
     "remote-container-hooks:jobs",
     "remote-container-hooks:recycle",
+    "remote-container-hooks:reservation",
+    local.reap_candidate,
   ]
+
+  # ---------------------------------------------------------------- fleet (both kinds)
+  # The fleet ledger's table, when it is in DynamoDB: TransactWriteItems is authorised per item it
+  # writes (Put: PutItem, Update: UpdateItem); DescribeTable is doctor's. Nothing else, this table only.
+  ledger_statements = length(var.ledger_table_arns) > 0 ? [
+    {
+      Sid      = "FleetLedger"
+      Effect   = "Allow"
+      Action   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
+      Resource = var.ledger_table_arns
+    },
+  ] : []
+  # The keep tag is the operator's word that reap leaves an instance alone: these credentials never set or remove it.
+  never_keep = {
+    Sid       = "NeverWriteTheKeepTag"
+    Effect    = "Deny"
+    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
+    Resource  = "*"
+    Condition = { "ForAnyValue:StringEquals" = { "aws:TagKeys" = [local.keep_tag] } }
+  }
 
   # ---------------------------------------------------------------- kind: ec2
   launch_from = concat(
@@ -65,9 +89,21 @@ locals {
         {
           Sid      = "Read"
           Effect   = "Allow"
-          Action   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeLaunchTemplateVersions"]
+          Action   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeInstanceTypes"]
           Resource = "*"
         },
+        {
+          # reap's first pass marks an owned instance, and unmarks it when its job shows life again.
+          Sid      = "MarkReapCandidates"
+          Effect   = "Allow"
+          Action   = ["ec2:CreateTags", "ec2:DeleteTags"]
+          Resource = "${local.ec2_arn}:instance/*"
+          Condition = {
+            Null                        = { "aws:ResourceTag/${local.owner_tag}" = "false", "aws:TagKeys" = "false" }
+            "ForAllValues:StringEquals" = { "aws:TagKeys" = [local.reap_candidate] }
+          }
+        },
+        local.never_keep,
         {
           Sid       = "TerminateOnlyOwnedInstances"
           Effect    = "Allow"
@@ -85,17 +121,24 @@ locals {
           Condition = { StringEquals = { "iam:PassedToService" = "ec2.amazonaws.com" } }
         },
       ] : [],
+      local.ledger_statements,
     )
   }
 
   # ---------------------------------------------------------------- kind: ec2-pool
   pool_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
-        Sid      = "Read"
-        Effect   = "Allow"
-        Action   = ["ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances"]
+        Sid    = "Read"
+        Effect = "Allow"
+        Action = [
+          "ec2:DescribeInstances",
+          "ec2:DescribeLaunchTemplateVersions",
+          "ec2:DescribeInstanceTypes",
+          "autoscaling:DescribeAutoScalingGroups",
+          "autoscaling:DescribeAutoScalingInstances",
+        ]
         Resource = "*"
       },
       {
@@ -123,6 +166,18 @@ locals {
         }
       },
       {
+        # reap unmarks a member that is no longer a candidate: that one tag key, named.
+        Sid      = "UnmarkReapCandidates"
+        Effect   = "Allow"
+        Action   = "ec2:DeleteTags"
+        Resource = "${local.ec2_arn}:instance/*"
+        Condition = {
+          StringEquals                = { "aws:ResourceTag/aws:autoscaling:groupName" = var.autoscaling_group_names }
+          "ForAllValues:StringEquals" = { "aws:TagKeys" = [local.reap_candidate] }
+          Null                        = { "aws:TagKeys" = "false" }
+        }
+      },
+      {
         # The member publishes its host key itself; whoever else could write it could redirect
         # the hook to a machine of their choosing. Explicit, so no other policy can grant it.
         Sid       = "NeverWriteTheHostKey"
@@ -132,14 +187,26 @@ locals {
         Condition = { "ForAnyValue:StringEquals" = { "aws:TagKeys" = [local.host_key_tag] } }
       },
       {
-        # DeleteTags without tag keys removes every tag, so deny any tag removal on members.
+        # DeleteTags without tag keys removes every tag: never on a member.
         Sid       = "NeverUntagAMember"
         Effect    = "Deny"
         Action    = "ec2:DeleteTags"
         Resource  = "*"
-        Condition = { Null = { "aws:ResourceTag/${local.host_key_tag}" = "false" } }
+        Condition = { Null = { "aws:ResourceTag/${local.host_key_tag}" = "false", "aws:TagKeys" = "true" } }
       },
-    ]
+      {
+        # ... and of a member's tags, only reap's candidate mark may go.
+        Sid      = "UntagOnlyTheReapMark"
+        Effect   = "Deny"
+        Action   = "ec2:DeleteTags"
+        Resource = "*"
+        Condition = {
+          Null                           = { "aws:ResourceTag/${local.host_key_tag}" = "false" }
+          "ForAnyValue:StringNotEquals" = { "aws:TagKeys" = [local.reap_candidate] }
+        }
+      },
+      local.never_keep,
+    ], local.ledger_statements)
   }
 }
 

@@ -79,6 +79,16 @@ variable "autoscaling_group_arns" {
   default     = []
 }
 
+variable "ledger_table_arns" {
+  type        = list(string)
+  description = "ARNs of the fleet ledger's DynamoDB tables (the ledger module's table_arn), for fleet.ledger kind dynamodb: both policies may read and write items there. Empty: no DynamoDB access (kind local)."
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.ledger_table_arns : can(regex("^arn:[a-z-]+:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}$", a))])
+    error_message = "ledger_table_arns must be DynamoDB table ARNs (arn:aws:dynamodb:<region>:<account>:table/<name>)."
+  }
+}
+
 variable "attach_to_role_names" {
   type        = list(string)
   description = "Roles of the runner hosts (instance profile or other) to attach the created policies to. Empty: attach them yourself (outputs *_policy_arn)."

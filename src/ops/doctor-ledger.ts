@@ -1,0 +1,112 @@
+// doctor's check of the fleet ledger, read-only. Local: the folder is private to the runner user
+// and writable, and the ledger in it reads (the read takes the ledger's lock, as every reader
+// does); a folder not made yet is left to the first launch. DynamoDB: the table exists with the key
+// the ledger writes (`pk`, a string) and one item reads.
+import { accessSync, constants, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname } from 'node:path'
+import type { FleetConfig } from '../config'
+import { formatError } from '../errors'
+import { systemLedgerClock } from '../fleet/ledger'
+import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
+import { checkPrivateDir } from '../private-fs'
+import type { CheckResult } from './output'
+
+const CHECK = 'fleet ledger'
+type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
+
+/** The hook's private local root, where the local ledger's default folder is. */
+export const hookLocalRoot = (): string => `${tmpdir()}/rch-${process.geteuid?.() ?? 0}`
+
+export async function ledgerChecks(fleet: FleetConfig, localRoot = hookLocalRoot()): Promise<CheckResult[]> {
+  return [fleet.ledger.kind === 'local' ? await localCheck(fleet, localRoot) : await dynamoCheck(fleet.ledger)]
+}
+
+const writable = (path: string): boolean => {
+  try {
+    accessSync(path, constants.W_OK | constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function localCheck(fleet: FleetConfig, localRoot: string): Promise<CheckResult> {
+  const dir = localLedgerDir(fleet, localRoot)
+  const result = (status: 'pass' | 'fail', detail: string, fix?: string): CheckResult => ({
+    check: CHECK,
+    target: 'runner host',
+    status,
+    detail: `local ${dir}: ${detail}`,
+    ...(fix ? { fix } : {})
+  })
+  const fix = 'set fleet.ledger.path to a folder only the runner user can open (mode 0700), or correct this one'
+  try {
+    if (!checkPrivateDir(dir, 'set fleet.ledger.path')) {
+      // Not made yet: the first launch makes it, 0700, if the nearest existing folder above lets it.
+      let up = dirname(dir)
+      while (!existsSync(up) && up !== dirname(up)) up = dirname(up)
+      return writable(up)
+        ? result('pass', `not created yet: the first launch creates it (${up} is writable)`)
+        : result('fail', `does not exist, and ${up} is not writable by this user`, fix)
+    }
+    if (!writable(dir)) return result('fail', 'is not writable by this user', fix)
+    const ledger = new LocalLedger(fleet, dir, systemLedgerClock)
+    const open = await ledger.unsettled()
+    return result('pass', `private and writable; ${open.length} reservation${open.length === 1 ? '' : 's'} open`)
+  } catch (e) {
+    return result('fail', formatError(e), fix)
+  }
+}
+
+async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
+  const target = `DynamoDB ${cfg.table} (${cfg.region})`
+  const fail = (detail: string, fix: string): CheckResult => ({ check: CHECK, target, status: 'fail', detail, fix })
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sdk = require('@aws-sdk/client-dynamodb') as typeof import('@aws-sdk/client-dynamodb')
+  const client = new sdk.DynamoDBClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 2 })
+  const denied = (action: string): string =>
+    `allow dynamodb:${action} on the table in the runner host's IAM policy (terraform/modules/runner-iam: ledger_table_arns)`
+  try {
+    let table
+    try {
+      table = (await client.send(new sdk.DescribeTableCommand({ TableName: cfg.table }))).Table
+    } catch (e) {
+      const name = (e as { name?: string }).name ?? ''
+      if (name === 'ResourceNotFoundException')
+        return fail(
+          `no table ${cfg.table} in ${cfg.region}`,
+          'create it (terraform/modules/ledger), or correct fleet.ledger.table and region'
+        )
+      if (/AccessDenied|UnrecognizedClient|InvalidSignature|CredentialsProvider|ExpiredToken/.test(name))
+        return fail(`DescribeTable: ${name}: ${formatError(e)}`, denied('DescribeTable'))
+      return fail(`DescribeTable: ${name || 'error'}: ${formatError(e)}`, 'see the error; the hook reaches the table the same way')
+    }
+    const keys = (table?.KeySchema ?? []).map((k) => `${k.AttributeName}/${k.KeyType}`)
+    const pkType = table?.AttributeDefinitions?.find((a) => a.AttributeName === 'pk')?.AttributeType
+    if (keys.join() !== 'pk/HASH' || pkType !== 'S')
+      return fail(
+        `key schema ${keys.join(', ') || '(none)'}${pkType ? ` (pk ${pkType})` : ''}: the ledger needs a string partition key pk and no sort key`,
+        'make a table with partition key pk (string) only (terraform/modules/ledger) and name it in fleet.ledger.table'
+      )
+    if (table?.TableStatus && table.TableStatus !== 'ACTIVE')
+      return fail(`table status ${table.TableStatus}`, 'wait until the table is ACTIVE, then run doctor again')
+    let open: number
+    try {
+      const got = await client.send(
+        new sdk.GetItemCommand({ TableName: cfg.table, Key: { pk: { S: 'counter#instances' } }, ConsistentRead: true })
+      )
+      open = Number(got.Item?.n?.N ?? 0)
+    } catch (e) {
+      return fail(`GetItem: ${(e as { name?: string }).name ?? 'error'}: ${formatError(e)}`, denied('GetItem'))
+    }
+    return {
+      check: CHECK,
+      target,
+      status: 'pass',
+      detail: `table ACTIVE, key pk (string); ${open} instance${open === 1 ? '' : 's'} reserved now`
+    }
+  } finally {
+    client.destroy()
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * `reap` for kind ec2 through dist/index.js, against moto's EC2 and moto's DynamoDB (the ledger,
+ * through the serialising proxy). The instances are made here with the tags the hook puts on at
+ * launch; every test scopes reap by a provider.tags value of its own, so parallel test files on the
+ * same moto are never looked at. Time moves with RCH_LEDGER_NOW_MS (reap's and the ledger's clock).
+ */
+import { spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { RunInstancesCommand, TerminateInstancesCommand, type EC2Client, type Tag } from '@aws-sdk/client-ec2'
+import { FleetSchema, type FleetConfig } from '../../src/config'
+import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
+import type { LedgerRecord, ReserveRequest } from '../../src/fleet/ledger'
+import { DUMMY_CREDENTIALS, ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
+import { describeInstance, tagsOf } from '../helpers/fake-instance'
+import { repoRoot } from '../helpers/testenv'
+import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
+import { expectOk, rowOf, runReap, type ReapOut } from './reap-helpers'
+
+jest.setTimeout(180_000)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+
+const moto = loadMoto().endpoint
+const MIN = 60_000
+const P = 'remote-container-hooks'
+let proxy: SerialProxy
+let ec2: EC2Client
+let imageId: string
+let dir: string
+const ddb = new DynamoDBClient({ region: TEST_REGION, endpoint: moto, credentials: DUMMY_CREDENTIALS })
+const tables: string[] = []
+
+beforeAll(async () => {
+  proxy = await startSerialProxy(moto)
+  ec2 = ec2Client()
+  imageId = await motoImageId(ec2)
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-reap-ec2-'))
+})
+afterAll(async () => {
+  for (const t of tables) await ddb.send(new DeleteTableCommand({ TableName: t })).catch(() => undefined)
+  ddb.destroy()
+  ec2?.destroy()
+  await proxy?.close()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+interface Setup {
+  scope: string
+  config: string
+  tmp: string
+  ledger: DynamoLedger
+  fleet: FleetConfig
+  reap(opts?: { dryRun?: boolean; at?: number; graceMinutes?: number; human?: boolean }): Promise<ReapOut>
+}
+
+let seq = 0
+async function setup(reap: { deadAfterMinutes?: number; graceMinutes?: number } = {}): Promise<Setup> {
+  const scope = `reap-${process.pid}-${Date.now().toString(36)}-${seq++}`
+  const table = `rch-reap-${scope}`
+  await ddb.send(
+    new CreateTableCommand({
+      TableName: table,
+      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      BillingMode: 'PAY_PER_REQUEST'
+    })
+  )
+  tables.push(table)
+  const fleetRaw = {
+    ledger: { kind: 'dynamodb', table, region: TEST_REGION, endpoint: proxy.endpoint },
+    budget: { perDayUsd: 1000, prices: { 't3.medium': 0.0416 } },
+    reap: { deadAfterMinutes: 15, graceMinutes: 2, ...reap }
+  }
+  const fleet = FleetSchema.parse(fleetRaw)
+  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+  const file = (grace?: number): string => {
+    const f = path.join(dir, `${scope}-${grace ?? 'cfg'}.json`)
+    const cfg = {
+      provider: {
+        kind: 'ec2',
+        region: TEST_REGION,
+        endpoint: moto,
+        imageId,
+        instanceTypes: ['t3.medium'],
+        tags: { 'rch-reap-test': scope }
+      },
+      remote: { workRoot: '/var/tmp/rch-reap' },
+      fleet: grace === undefined ? fleetRaw : { ...fleetRaw, reap: { ...fleetRaw.reap, graceMinutes: grace } }
+    }
+    fs.writeFileSync(f, JSON.stringify(cfg))
+    return f
+  }
+  const ledger = new DynamoLedger(fleet, fleet.ledger as Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>, {
+    clock: { now: () => Date.now() },
+    client: { credentials: DUMMY_CREDENTIALS }
+  })
+  return {
+    scope,
+    config: file(),
+    tmp,
+    ledger,
+    fleet,
+    reap: (o = {}) =>
+      runReap(file(o.graceMinutes), tmp, {
+        dryRun: o.dryRun,
+        human: o.human,
+        env: o.at ? { RCH_LEDGER_NOW_MS: String(o.at) } : {}
+      })
+  }
+}
+
+const REQ: ReserveRequest = {
+  repository: 'acme/widgets',
+  workflow: 'ci',
+  runId: '1',
+  job: 'build',
+  runner: 'reap-test',
+  instanceType: 't3.medium',
+  vcpus: 2,
+  maxLifetimeMinutes: 60
+}
+
+async function reserve(s: Setup, at: number): Promise<string> {
+  const r = await s.ledger.reserve({ ...REQ, jobId: '0123456789abcdef', runnerHost: 'reap-test-host' }, at)
+  if (!r.ok) throw new Error(r.line)
+  return r.id
+}
+
+/** An instance as the hook launches it: owner, expiry, cost tags, the configuration's tags, and the reservation. */
+async function launch(s: Setup, tags: Record<string, string>): Promise<string> {
+  const now = Date.now()
+  const all: Tag[] = Object.entries({
+    [`${P}:owner`]: 'fedcba9876543210',
+    [`${P}:job-id`]: '0123456789abcdef',
+    [`${P}:launched-at`]: new Date(now).toISOString(),
+    [`${P}:expires-at`]: new Date(now + 60 * MIN).toISOString(),
+    'rch-reap-test': s.scope,
+    ...tags
+  }).map(([Key, Value]) => ({ Key, Value }))
+  const res = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: imageId,
+      InstanceType: 't3.medium',
+      MinCount: 1,
+      MaxCount: 1,
+      TagSpecifications: [{ ResourceType: 'instance', Tags: all }]
+    })
+  )
+  return res.Instances?.[0]?.InstanceId as string
+}
+
+const state = async (id: string): Promise<string> => (await describeInstance(ec2, id)).State?.Name ?? '?'
+const tags = async (id: string): Promise<Record<string, string>> => tagsOf(await describeInstance(ec2, id))
+const MARK = `${P}:reap-candidate`
+const byId = (rs: LedgerRecord[], id: string): LedgerRecord | undefined => rs.find((r) => r.id === id)
+
+test('two phases: a pass marks, a pass within the grace removes nothing, a later one removes; keep tag, live job, dry run', async () => {
+  const s = await setup()
+  const now = Date.now()
+  const rDead = await reserve(s, now - 20 * MIN)
+  const rLive = await reserve(s, now - 20 * MIN)
+  await s.ledger.beat(rLive, now)
+  const rBack = await reserve(s, now - 20 * MIN)
+  const dead = await launch(s, { [`${P}:reservation`]: rDead })
+  const live = await launch(s, { [`${P}:reservation`]: rLive })
+  const back = await launch(s, { [`${P}:reservation`]: rBack })
+  const expired = await launch(s, { [`${P}:expires-at`]: new Date(now - MIN).toISOString() })
+  const kept = await launch(s, { [`${P}:expires-at`]: new Date(now - MIN).toISOString(), [`${P}:keep`]: 'ops' })
+  const foreign = await launch(s, { [`${P}:reservation`]: 'not-in-this-ledger' })
+  await s.ledger.attach(rDead, dead, now - 19 * MIN)
+  await s.ledger.attach(rLive, live, now - 19 * MIN)
+  const ids = [dead, live, back, expired, kept, foreign]
+  const snapshot = async (): Promise<unknown> => ({
+    instances: await Promise.all(ids.map(async (i) => ({ i, state: await state(i), tags: await tags(i) }))),
+    ledger: await s.ledger.records()
+  })
+
+  // Dry run: says what pass 1 would do, changes nothing.
+  const before = await snapshot()
+  const dry = await s.reap({ dryRun: true })
+  expectOk(dry)
+  expect(dry.json?.dryRun).toBe(true)
+  expect(rowOf(dry, dead)).toMatchObject({ action: 'marked', why: expect.stringMatching(/job dead: reserved 20 min ago/) })
+  expect(rowOf(dry, expired)).toMatchObject({ action: 'marked', why: expect.stringMatching(/past its expires-at/) })
+  expect(await snapshot()).toEqual(before)
+  const dryHuman = await s.reap({ dryRun: true, human: true })
+  expect(dryHuman.stdout).toMatch(new RegExp(`instance +${dead} +would mark +job dead`))
+  expect(await snapshot()).toEqual(before)
+
+  // Pass 1 marks.
+  const p1 = await s.reap()
+  expectOk(p1)
+  expect(rowOf(p1, dead).action).toBe('marked')
+  expect(rowOf(p1, back).action).toBe('marked')
+  expect(rowOf(p1, expired).action).toBe('marked')
+  expect(rowOf(p1, live)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/job alive: last heartbeat/) })
+  expect(rowOf(p1, kept)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/keep tag/) })
+  expect(rowOf(p1, foreign)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/not in this ledger/) })
+  expect((await tags(dead))[MARK]).toMatch(/^\d{4}-\d\d-\d\dT/)
+
+  // Pass 2, within the grace: nothing removed, the marks stay.
+  const p2 = await s.reap()
+  expect(rowOf(p2, dead)).toMatchObject({ action: 'kept', why: expect.stringMatching(/removed after fleet.reap.graceMinutes 2/) })
+  expect(await state(dead)).toBe('running')
+  expect((await tags(dead))[MARK]).toBeDefined()
+
+  // One job comes back to life before the last pass: its heartbeat is fresh.
+  const later = now + 3 * MIN
+  await s.ledger.beat(rBack, later)
+
+  // Pass 3, past the grace: the dead and the expired go, the live one next to them stays.
+  const p3 = await s.reap({ at: later })
+  expectOk(p3)
+  expect(rowOf(p3, dead)).toMatchObject({ action: 'removed', why: expect.stringMatching(/reservation .* settled/) })
+  expect(rowOf(p3, expired).action).toBe('removed')
+  expect(rowOf(p3, back)).toMatchObject({ action: 'unmarked', why: 'no longer a candidate: job alive: last heartbeat 0 s ago' })
+  expect(rowOf(p3, live).action).toBe('left alone')
+  expect(rowOf(p3, kept).action).toBe('left alone')
+  expect(['shutting-down', 'terminated']).toContain(await state(dead))
+  expect(['shutting-down', 'terminated']).toContain(await state(expired))
+  for (const i of [live, back, kept, foreign]) expect(await state(i)).toBe('running')
+  expect((await tags(back))[MARK]).toBeUndefined()
+  const recs = await s.ledger.records()
+  expect(byId(recs, rDead)?.settledAt).toBeDefined()
+  expect(byId(recs, rLive)?.settledAt).toBeUndefined()
+  expect(byId(recs, rBack)?.settledAt).toBeUndefined()
+  s.ledger.close()
+  await ec2.send(new TerminateInstancesCommand({ InstanceIds: [live, back, kept, foreign] }))
+})
+
+test('reservations: an ended instance is settled with its real time; one that never got an instance is settled at zero cost after two passes', async () => {
+  const s = await setup({ graceMinutes: 0 })
+  const t0 = Date.now()
+  const rEnded = await reserve(s, t0)
+  const ended = await launch(s, { [`${P}:reservation`]: rEnded })
+  await s.ledger.attach(rEnded, ended)
+  // A reservation whose hook died before attach: found by the instance's tag alone.
+  const rTagOnly = await reserve(s, t0)
+  const tagOnly = await launch(s, { [`${P}:reservation`]: rTagOnly })
+  const rNone = await reserve(s, t0 - 20 * MIN)
+  const rYoung = await reserve(s, t0 - MIN)
+  await new Promise((r) => setTimeout(r, 2000))
+  const endAt = Date.now()
+  await ec2.send(new TerminateInstancesCommand({ InstanceIds: [ended, tagOnly] }))
+
+  const p1 = await s.reap()
+  expectOk(p1)
+  expect(rowOf(p1, rEnded)).toMatchObject({ action: 'settled', why: expect.stringMatching(new RegExp(`its instance ${ended} ended`)) })
+  expect(rowOf(p1, rTagOnly).action).toBe('settled')
+  expect(rowOf(p1, rNone)).toMatchObject({ action: 'marked', why: expect.stringMatching(/no instance found 20 min after/) })
+  expect(rowOf(p1, rYoung)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/no instance yet/) })
+  let recs = await s.ledger.records()
+  const e = byId(recs, rEnded) as LedgerRecord
+  // Billed from attach to the end EC2 reports (or reap's now): the real time, 60 s minimum.
+  expect(e.endedAt).toBeGreaterThanOrEqual(Math.floor(endAt / 1000) * 1000 - 1000)
+  expect(e.endedAt).toBeLessThanOrEqual(Date.now())
+  expect(e.billedSeconds).toBe(Math.max(60, Math.ceil(((e.endedAt as number) - (e.attachedAt as number)) / 1000)))
+  expect(e.actualMicro).toBeGreaterThan(0)
+  expect(byId(recs, rNone)?.settledAt).toBeUndefined()
+
+  const p2 = await s.reap()
+  expect(rowOf(p2, rNone)).toMatchObject({ action: 'settled', why: expect.stringMatching(/nothing ran for it; zero cost/) })
+  recs = await s.ledger.records()
+  expect(byId(recs, rNone)).toMatchObject({ actualMicro: 0 })
+  expect(byId(recs, rYoung)?.settledAt).toBeUndefined()
+  s.ledger.close()
+})
+
+test('an unreadable configuration: exit 78 and one line naming the field; a usage error: 64', async () => {
+  const f = path.join(dir, 'bad.json')
+  fs.writeFileSync(
+    f,
+    JSON.stringify({ provider: { kind: 'ec2', region: TEST_REGION, imageId: 'ami-1' }, fleet: { reap: { graceMinutes: -1 } } })
+  )
+  const r = await runReap(f, dir)
+  expect(r.code).toBe(78)
+  expect(r.stderr).toMatch(/fleet\.reap\.graceMinutes: /)
+  expect(r.stderr.trim().split('\n')).toHaveLength(1)
+  const u = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'index.js'), 'reap', '--bogus'], { encoding: 'utf8' })
+  expect(u.status).toBe(64)
+  expect(u.stderr).toMatch(/^reap: unknown option --bogus/)
+})

@@ -1,0 +1,186 @@
+/**
+ * `reap` for kind ec2-pool through dist/index.js, against moto's EC2 + Auto Scaling with loopback
+ * sshds as the members (test/helpers/pool-env.ts). Three members: one whose job's runner worker
+ * died (its lease lapses: the agent stops renewing it), one whose job lives (its lease is renewed),
+ * one marked for replacement that nobody holds, one that stopped answering over SSH.
+ */
+import { execFile } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { promisify } from 'node:util'
+import { CreateTagsCommand, type EC2Client } from '@aws-sdk/client-ec2'
+import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/pool-env'
+import { FakeRunner } from '../helpers/fake-runner'
+import { describeInstance, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
+import { ec2Client } from '../helpers/ec2-env'
+import { repoRoot, testenvDir, testImages } from '../helpers/testenv'
+import { waitUntil } from '../helpers/wait'
+import { FleetSchema } from '../../src/config'
+import { LocalLedger } from '../../src/fleet/local-ledger'
+import type { ReserveRequest } from '../../src/fleet/ledger'
+import { expectOk, rowOf, runReap } from './reap-helpers'
+
+jest.setTimeout(300_000)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+const execFileP = promisify(execFile)
+const MIN = 60_000
+const REQ: ReserveRequest = {
+  repository: 'acme/widgets',
+  workflow: 'ci',
+  runId: '1',
+  job: 'build',
+  runner: 'reap-test',
+  instanceType: 't3.medium',
+  vcpus: 2,
+  maxLifetimeMinutes: 720
+}
+
+let dir: string
+let key: string
+let pub: string
+let ec2: EC2Client
+let pool: Pool | null = null
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-reap-pool-'))
+  ;({ key, pub } = poolKeyPair(dir))
+  ec2 = ec2Client()
+})
+afterAll(async () => {
+  await pool?.close()
+  ec2?.destroy()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+const containersOf = async (jobId: string): Promise<string[]> =>
+  (await execFileP('docker', ['ps', '-aq', '--filter', `label=dev.remote-container-hooks.job=${jobId}`])).stdout.split('\n').filter(Boolean)
+const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
+
+test('a lapsed lease is taken back and the member scrubbed; a live lease is left alone; a member marked for replacement that nobody holds is replaced and its reservation settled; a failed claim is attached', async () => {
+  pool = await createPool({
+    name: `reap-pool-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+    size: 4,
+    clientPublicKey: pub,
+    extraTags: (m) => ({ 'rch-user': m.user })
+  })
+  const p = pool
+  await p.waitReady(4, 90_000)
+  const provider = { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
+  const worker = path.join(dir, 'worker.js')
+  // The runner's worker as a process of its own: it runs the hook and exits (a runner that died after prepare_job).
+  fs.writeFileSync(
+    worker,
+    `const r = require('node:child_process').spawnSync(process.execPath, [${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}], { stdio: 'inherit' })\nprocess.exit(r.status ?? 1)\n`
+  )
+  const dead = new FakeRunner({ config: poolHookConfig(p, key, provider), hook: worker })
+  const live = new FakeRunner({ config: poolHookConfig(p, key, provider) })
+  for (const r of [dead, live]) {
+    const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
+    if (prep.code !== 0) throw new Error(dumpRun(prep))
+  }
+  const lapsed = memberOf(dead)
+  const held = memberOf(live)
+  const [idle, silent] = p
+    .members({ live: true })
+    .filter((m) => m.id !== lapsed && m.id !== held)
+    .map((m) => m.id)
+  // A member that stops answering over SSH (its sshd gone, the instance still running).
+  const s = p.member(silent)
+  await execFileP('bash', [path.join(repoRoot, 'scripts', 'testenv', 'instance-sshd.sh'), 'pause', silent], {
+    env: { ...process.env, RCH_TESTENV_DIR: testenvDir, INST_USER: s.user, INST_WORKROOT: s.workRoot },
+    timeout: 60_000
+  })
+  // The ledger: the idle member was started under a reservation; another reservation's claim failed (no member carries it).
+  const fleet = FleetSchema.parse({ ledger: { kind: 'local', path: path.join(dir, 'ledger') } })
+  const ledger = new LocalLedger(fleet, path.join(dir, 'ledger'), { now: () => Date.now() })
+  const reserve = async (at: number): Promise<string> => {
+    const r = await ledger.reserve({ ...REQ, pool: p.name }, at)
+    if (!r.ok) throw new Error(r.line)
+    return r.id
+  }
+  const started = Date.now()
+  const rIdle = await reserve(started - 5 * MIN)
+  await ledger.attach(rIdle, idle, started - 5 * MIN)
+  const rSilent = await reserve(started - 5 * MIN)
+  await ledger.attach(rSilent, silent, started - 5 * MIN)
+  await ec2.send(new CreateTagsCommand({ Resources: [silent], Tags: [{ Key: 'remote-container-hooks:reservation', Value: rSilent }] }))
+  const rUnclaimed = await reserve(started - MIN)
+  await ec2.send(
+    new CreateTagsCommand({
+      Resources: [idle],
+      Tags: [
+        { Key: 'remote-container-hooks:recycle', Value: 'test' },
+        { Key: 'remote-container-hooks:reservation', Value: rIdle }
+      ]
+    })
+  )
+  const deadJob = (dead.state as { jobId: string }).jobId
+  const liveJob = (live.state as { jobId: string }).jobId
+  // Positive control: the dead job's container is on its member; its lease lapses once its agent stops renewing it.
+  expect(await containersOf(deadJob)).toHaveLength(1)
+  const didLapse = await waitUntil(
+    async () => {
+      const l = (await p.readLease(lapsed)) ?? ''
+      const ex = Number(l.split(' ')[2])
+      return l.startsWith('held ') && ex < Date.now() / 1000 - 1
+    },
+    40_000,
+    500
+  )
+  expect(didLapse).toBe(true)
+
+  const cfg = path.join(dir, 'reap.json')
+  fs.writeFileSync(
+    cfg,
+    JSON.stringify({ ...poolHookConfig(p, key, provider), fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger') } } })
+  )
+  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+
+  const p1 = await runReap(cfg, tmp)
+  expectOk(p1)
+  expect(rowOf(p1, lapsed)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^lease lapsed \d+ s ago$/) })
+  expect(rowOf(p1, held)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/^lease live/) })
+  expect(rowOf(p1, idle)).toMatchObject({ action: 'marked', why: 'marked for replacement (test) and nobody holds it' })
+  expect(rowOf(p1, silent)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^unreachable: /) })
+  // The failed claim is mended: the reservation goes to an untagged member of the pool launched after it was made.
+  expect(rowOf(p1, rUnclaimed)).toMatchObject({
+    action: 'attached',
+    why: expect.stringMatching(new RegExp(`^member i-[0-9a-f]+ of pool ${p.name} was launched for it$`))
+  })
+  const claimedBy = (await ledger.records()).find((r) => r.id === rUnclaimed)?.instanceId as string
+  expect([lapsed, held]).toContain(claimedBy)
+  expect(tagsOf(await describeInstance(ec2, claimedBy))['remote-container-hooks:reservation']).toBe(rUnclaimed)
+
+  const p2 = await runReap(cfg, tmp, { env: { RCH_LEDGER_NOW_MS: String(Date.now() + 3 * MIN) } })
+  expectOk(p2)
+  expect(rowOf(p2, lapsed)).toMatchObject({
+    action: 'removed',
+    why: expect.stringMatching(/lease taken back, member scrubbed and given back/)
+  })
+  expect(rowOf(p2, held).action).toBe('left alone')
+  expect(rowOf(p2, idle)).toMatchObject({
+    action: 'removed',
+    why: expect.stringMatching(new RegExp(`replaced through the group; reservation ${rIdle} settled \\(\\d+ s\\)$`))
+  })
+  expect(rowOf(p2, silent)).toMatchObject({
+    action: 'removed',
+    why: expect.stringMatching(new RegExp(`^unreachable: .*; replaced through the group; reservation ${rSilent} settled`))
+  })
+  expect(['shutting-down', 'terminated']).toContain((await describeInstance(ec2, silent)).State?.Name)
+  expect(rowOf(p2, rUnclaimed)).toMatchObject({ action: 'left alone', why: `its instance ${claimedBy} is running` })
+  const recs = await ledger.records()
+  expect(recs.find((r) => r.id === rIdle)?.settledAt).toBeDefined()
+  expect(recs.find((r) => r.id === rSilent)?.settledAt).toBeDefined()
+  expect(recs.find((r) => r.id === rUnclaimed)?.settledAt).toBeUndefined()
+
+  expect(await p.readLease(lapsed)).toMatch(/^free clean/)
+  expect(await containersOf(deadJob)).toHaveLength(0)
+  expect(tagsOf(await describeInstance(ec2, lapsed))['remote-container-hooks:reap-candidate']).toBeUndefined()
+  // The live job's member is still its own, with its container.
+  expect(await p.readLease(held)).toMatch(new RegExp(`^held ${(live.state as { host: { token: string } }).host.token} `))
+  expect(await containersOf(liveJob)).toHaveLength(1)
+  expect(['shutting-down', 'terminated']).toContain((await describeInstance(ec2, idle)).State?.Name)
+
+  const c = await hookCall(live, 'cleanup_job', {})
+  expect(c.code).toBe(0)
+})

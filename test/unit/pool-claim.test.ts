@@ -1,0 +1,79 @@
+// The claim of a new member for a scale-out reservation when another hook races for the same
+// member: EC2 tags have no condition, so the hook reads its tag back and moves on when it lost.
+import { Ec2PoolProvider } from '../../src/providers/ec2-pool'
+import type { PendingClaim } from '../../src/providers/pool-fleet'
+import type { Member } from '../../src/providers/pool-plan'
+import type { ProviderEnv } from '../../src/providers/provider'
+import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
+import { recordingFleetGate } from '../helpers/fleet-gate'
+
+const cfg = ConfigSchema.parse({
+  provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k' },
+  remote: { workRoot: '~/rch' }
+}).provider as Ec2PoolConfig
+
+const AT = Date.UTC(2026, 11, 1, 12)
+const member = (id: string, launched: number): Member => ({
+  id,
+  user: 'ec2-user',
+  state: 'running',
+  address: null,
+  hostKey: null,
+  jobs: 0,
+  launchedAt: new Date(launched),
+  recycle: null,
+  reservation: null
+})
+
+/** The provider with EC2 stood in for: tags kept in `tags`; `steal` names members another hook tags right after this one. */
+function harness(steal: Set<string>) {
+  const p = new Ec2PoolProvider(cfg, '~/rch')
+  const tags = new Map<string, string>()
+  const writes: string[] = []
+  const fake = p as unknown as {
+    tag(id: string, t: Record<string, string>): Promise<void>
+    members(env: unknown, ids?: string[]): Promise<Member[]>
+    claim(env: ProviderEnv, ms: Member[]): Promise<void>
+    pending: PendingClaim[]
+  }
+  fake.tag = async (id, t) => {
+    const v = t['remote-container-hooks:reservation']
+    writes.push(`${id}=${v}`)
+    tags.set(id, steal.has(id) ? 'res-other-hook' : v)
+  }
+  fake.members = async (_env, ids) => (ids ?? []).map((id) => ({ ...member(id, AT), reservation: tags.get(id) ?? null }))
+  const fleet = recordingFleetGate()
+  const log = { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() }
+  const env = { fleet, log, signal: new AbortController().signal } as unknown as ProviderEnv
+  return { fake, tags, writes, fleet, env, log }
+}
+
+test('a member whose tag another hook overwrote is left to it: the reservation claims the next new member', async () => {
+  const h = harness(new Set(['i-a']))
+  h.fake.pending.push({ id: 'res-1', reservedAt: AT, before: new Set() })
+  await h.fake.claim(h.env, [member('i-a', AT + 1000), member('i-b', AT + 2000)])
+  expect(h.writes).toEqual(['i-a=res-1', 'i-b=res-1'])
+  expect(h.fleet.calls).toEqual([{ op: 'attach', id: 'res-1', instanceId: 'i-b' }])
+  expect(h.tags.get('i-a')).toBe('res-other-hook')
+  expect(h.fake.pending).toEqual([])
+})
+
+test('positive control: without a race the first new member is claimed, and two reservations claim two members', async () => {
+  const h = harness(new Set())
+  const before = new Set(['i-old'])
+  h.fake.pending.push({ id: 'res-1', reservedAt: AT, before }, { id: 'res-2', reservedAt: AT, before })
+  await h.fake.claim(h.env, [member('i-old', AT), member('i-a', AT + 1000), member('i-b', AT + 2000)])
+  expect(h.fleet.calls).toEqual([
+    { op: 'attach', id: 'res-1', instanceId: 'i-a' },
+    { op: 'attach', id: 'res-2', instanceId: 'i-b' }
+  ])
+  expect(h.fake.pending).toEqual([])
+})
+
+test('every new member lost to other hooks: the reservation stays pending (left for a later pass, then reap)', async () => {
+  const h = harness(new Set(['i-a', 'i-b']))
+  h.fake.pending.push({ id: 'res-1', reservedAt: AT, before: new Set() })
+  await h.fake.claim(h.env, [member('i-a', AT + 1000), member('i-b', AT + 2000)])
+  expect(h.fleet.calls).toEqual([])
+  expect(h.fake.pending.map((p) => p.id)).toEqual(['res-1'])
+})

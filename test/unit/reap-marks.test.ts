@@ -1,0 +1,48 @@
+// reap's marks for untagged things (a private file per ledger on this runner host), and its command
+// line: the configuration from --config or the first argument, and the flags it takes.
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { parseArgs } from '../../src/ops/command'
+import { fileMarks } from '../../src/ops/reap-marks'
+import { reapCommand } from '../../src/ops/reap'
+
+afterAll(cleanupTempDirs)
+
+test('marks persist between passes in a 0600 file; marks no pass still uses are dropped; a dry run writes nothing', () => {
+  const dir = join(tempDir('rch-reap-marks-'), 'reap')
+  const a = fileMarks(dir, 'l1', true)
+  a.set('reservation:x', '2026-12-01T00:00:00.000Z')
+  a.save(new Set(['reservation:x']))
+  expect(existsSync(dir)).toBe(false)
+
+  const b = fileMarks(dir, 'l1', false)
+  b.set('reservation:x', '2026-12-01T00:00:00.000Z')
+  b.set('reservation:y', '2026-12-01T00:01:00.000Z')
+  b.save(new Set(['reservation:x', 'reservation:y']))
+  expect(statSync(join(dir, 'marks-l1.json')).mode & 0o777).toBe(0o600)
+  const c = fileMarks(dir, 'l1', false)
+  expect(c.get('reservation:x')).toBe('2026-12-01T00:00:00.000Z')
+  c.save(new Set(['reservation:y']))
+  expect(JSON.parse(readFileSync(join(dir, 'marks-l1.json'), 'utf8'))).toEqual({ 'reservation:y': '2026-12-01T00:01:00.000Z' })
+  // Another ledger's marks are another file.
+  expect(fileMarks(dir, 'l2', false).get('reservation:y')).toBeUndefined()
+  // A damaged file starts the marks again (reap only ever waits longer).
+  writeFileSync(join(dir, 'marks-l1.json'), '{not json')
+  expect(fileMarks(dir, 'l1', false).get('reservation:y')).toBeUndefined()
+  // Inherited names are not marks.
+  expect(fileMarks(dir, 'l1', false).get('constructor')).toBeUndefined()
+})
+
+test('the command line: --config FILE or FILE, --dry-run, --json; anything else is a usage error', () => {
+  expect(parseArgs(reapCommand, ['--config', '/etc/rch.yaml', '--dry-run', '--json'])).toEqual({
+    positional: [],
+    json: true,
+    options: { config: '/etc/rch.yaml', 'dry-run': true }
+  })
+  expect(parseArgs(reapCommand, ['/etc/rch.yaml'])).toMatchObject({ positional: ['/etc/rch.yaml'] })
+  expect(parseArgs(reapCommand, ['--dry-run=yes'])).toEqual({ error: 'reap: --dry-run takes no value' })
+  expect(parseArgs(reapCommand, ['--force'])).toEqual({ error: 'reap: unknown option --force' })
+  expect(parseArgs(reapCommand, ['a', 'b'])).toEqual({ error: 'reap: unexpected argument "b"' })
+  expect(reapCommand.help).toMatch(/^usage: remote-hooks reap \[FILE \| --config FILE\] \[--dry-run\] \[--json\]/)
+})
