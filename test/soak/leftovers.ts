@@ -3,7 +3,7 @@
 // folders and slot leases in the soak's work root and on the stand-in instances, and processes.
 import { existsSync, readdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { DescribeInstancesCommand } from '@aws-sdk/client-ec2'
+import { DescribeInstancesCommand, type Instance } from '@aws-sdk/client-ec2'
 import { FleetSchema } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import { systemLedgerClock } from '../../src/fleet/ledger'
@@ -79,14 +79,33 @@ export async function unsettledReservations(env: SoakEnv): Promise<string[]> {
   }
 }
 
+/** Instances of these owners not terminated: asked by owner value, every page (moto keeps every instance ever made). */
+export async function liveInstancesOf(env: SoakEnv, owners: Set<string>): Promise<Instance[]> {
+  const all = [...owners]
+  const out: Instance[] = []
+  for (let i = 0; i < all.length; i += 100) {
+    let token: string | undefined
+    do {
+      const page = await env.ec2.send(
+        new DescribeInstancesCommand({
+          Filters: [
+            { Name: `tag:${OWNER_TAG}`, Values: all.slice(i, i + 100) },
+            { Name: 'instance-state-name', Values: ['pending', 'running', 'shutting-down', 'stopping', 'stopped'] }
+          ],
+          NextToken: token
+        })
+      )
+      out.push(...(page.Reservations ?? []).flatMap((r) => r.Instances ?? []))
+      token = page.NextToken
+    } while (token)
+  }
+  return out
+}
+
 export async function leftovers(env: SoakEnv, jobs: JobResult[]): Promise<Leftovers> {
   const runners = new Set(jobs.map((j) => j.runner))
   const owners = new Set(jobs.map((j) => j.owner))
-  const out = await env.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag-key', Values: [OWNER_TAG] }] }))
-  const instances = (out.Reservations ?? [])
-    .flatMap((r) => r.Instances ?? [])
-    .filter((i) => owners.has(tagsOf(i)[OWNER_TAG] ?? '') && i.State?.Name !== 'terminated')
-    .map((i) => `${i.InstanceId} ${i.State?.Name} ${tagsOf(i)[OWNER_TAG]}`)
+  const instances = (await liveInstancesOf(env, owners)).map((i) => `${i.InstanceId} ${i.State?.Name} ${tagsOf(i)[OWNER_TAG]}`)
   const dir = (d: string) => (existsSync(d) ? readdirSync(d).map((x) => `${d}/${x}`) : [])
   const procs = [
     ...jobs.flatMap((j) => [j.workerPid, ...j.hookPids].filter(alive).map((p) => `pid ${p} (${j.runner})`)),

@@ -1,11 +1,10 @@
 // The chaos soak: N jobs through dist/index.js, several at once, static and EC2 mixed, with a seeded
 // plan of chaos (the runner killed mid-command or between commands, the job's agent killed, the
 // instance terminated under a step); then one reap cycle, and what is left before and after it.
-import { DescribeInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
-import { OWNER_TAG, tagsOf } from '../helpers/fake-instance'
+import { TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { type FakeRunner } from '../helpers/fake-runner'
 import { newRunner, PhaseClock, runJob, type JobPlan, type JobResult, type Phase } from './job'
-import { describeLeftovers, leftovers, total, type Leftovers } from './leftovers'
+import { describeLeftovers, leftovers, liveInstancesOf, total, type Leftovers } from './leftovers'
 import { alive, killPid, processesOf } from './procs'
 import { reapConfig, reapPass, type ReapPass } from './reap'
 import { rng, type Rng } from './rng'
@@ -203,11 +202,7 @@ async function scrub(env: SoakEnv, jobs: JobResult[]): Promise<void> {
   for (const j of jobs) for (const p of [j.workerPid, ...j.hookPids]) if (alive(p)) killPid(p)
   for (const p of processesOf(jobs.map((j) => j.trackingId))) killPid(p.pid)
   const owners = new Set(jobs.map((j) => j.owner))
-  const out = await env.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag-key', Values: [OWNER_TAG] }] })).catch(() => null)
-  const ids = (out?.Reservations ?? [])
-    .flatMap((r) => r.Instances ?? [])
-    .filter((i) => owners.has(tagsOf(i)[OWNER_TAG] ?? '') && i.State?.Name !== 'terminated')
-    .map((i) => i.InstanceId!)
+  const ids = (await liveInstancesOf(env, owners).catch(() => [])).map((i) => i.InstanceId!)
   if (ids.length) await env.ec2.send(new TerminateInstancesCommand({ InstanceIds: ids })).catch(() => undefined)
   const { removeLabelledDockerObjects } = await import('../helpers/fake-instance')
   for (const j of jobs) await removeLabelledDockerObjects(`label=dev.remote-container-hooks.runner=${j.runner}`)
