@@ -10,7 +10,9 @@ module.exports = {
         '<rootDir>/test/integration/**/*.test.ts',
         '<rootDir>/test/conformance/**/*.test.ts',
         '<rootDir>/test/e2e/**/*.test.ts',
-        '<rootDir>/test/adversarial/**/*.test.ts'
+        '<rootDir>/test/adversarial/**/*.test.ts',
+        // the short chaos soak (npm run soak runs the long one)
+        '<rootDir>/test/soak/**/*.test.ts'
       ]
     }
   ],

@@ -64,13 +64,23 @@ export async function startSerialProxy(target: string): Promise<SerialProxy> {
                   upRes.resume()
                   upRes.on('end', () => (answerFault(), done()))
                 } else {
-                  res.writeHead(upRes.statusCode ?? 502, upRes.headers)
-                  upRes.pipe(res)
-                  upRes.on('end', done)
+                  // Read whole, never piped: a client that went away (a killed hook), before or during the
+                  // answer, would leave a piped answer paused and unended, and every later request queued
+                  // behind it forever.
+                  const body: Buffer[] = []
+                  upRes.on('data', (c: Buffer) => body.push(c))
+                  upRes.on('end', () => {
+                    if (!res.destroyed) {
+                      res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+                      res.end(Buffer.concat(body))
+                    }
+                    done()
+                  })
                 }
                 upRes.on('error', done)
               }
             )
+            up.setTimeout(60_000, () => up.destroy(new Error('moto did not answer within 60 s')))
             up.on('error', () => {
               res.destroy()
               done()
