@@ -131,6 +131,14 @@ export interface DynamoLedgerOptions {
   retryClock?: Clock
   /** Extra client settings (tests: credentials, timeouts). */
   client?: Partial<Ddb.DynamoDBClientConfig>
+  /** One request gives up after this (default 10 s), all attempts of one call after `callMs` (default 60 s). */
+  attemptMs?: number
+  callMs?: number
+}
+
+/** A request the ledger stopped waiting for: retried like a network error, and named when the call gives up. */
+class LedgerTimeout extends Error {
+  override name = 'LedgerTimeout'
 }
 
 export class DynamoLedger implements Ledger {
@@ -149,14 +157,29 @@ export class DynamoLedger implements Ledger {
   }
 
   /** One call, retried on throttling, conflicts and server or network trouble; a fresh command each attempt. */
+  // Every request has a time limit: a ledger endpoint that accepts a connection and never answers
+  // would otherwise hold prepare_job (and reap) without end.
   private send<T>(make: () => object): Promise<T> {
-    return retry(() => this.client.send(make() as never) as Promise<T>, {
-      attempts: 8,
-      minDelayMs: 50,
-      maxDelayMs: 2000,
-      retryable: isRetryableDynamoError,
-      clock: this.opts.retryClock
-    })
+    const attemptMs = this.opts.attemptMs ?? 10_000
+    return retry(
+      async () => {
+        const limit = AbortSignal.timeout(attemptMs)
+        try {
+          return (await this.client.send(make() as never, { abortSignal: limit })) as T
+        } catch (e) {
+          if (limit.aborted) throw new LedgerTimeout(`DynamoDB did not answer within ${attemptMs / 1000} s`)
+          throw e
+        }
+      },
+      {
+        attempts: 8,
+        minDelayMs: 50,
+        maxDelayMs: 2000,
+        deadlineMs: this.opts.callMs ?? 60_000,
+        retryable: (e) => e instanceof LedgerTimeout || isRetryableDynamoError(e),
+        clock: this.opts.retryClock
+      }
+    )
   }
 
   private async usage(repository: string, day: string): Promise<Usage> {

@@ -7,9 +7,10 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2'
 import { DUMMY_CREDENTIALS, loadMoto, motoImageId } from '../helpers/ec2-env'
+import { createLedgerTable } from '../helpers/ledger-table'
 import { OWNER_TAG, startInstanceBooter, tagsOf, type InstanceBooter } from '../helpers/fake-instance'
 import { startSerialProxy, type SerialProxy } from '../integration/ledger-serial-proxy'
 import { loadVm, type TestVm } from '../helpers/testenv'
@@ -56,14 +57,7 @@ export async function openSoakEnv(tag: string): Promise<SoakEnv> {
   const ami = await motoImageId(ec2)
   const ddb = new DynamoDBClient({ region: SOAK_REGION, endpoint: motoEndpoint, credentials: DUMMY_CREDENTIALS })
   const table = `rch-soak-${tag}`
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: table,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-      BillingMode: 'PAY_PER_REQUEST'
-    })
-  )
+  await createLedgerTable(ddb, table)
   const proxy = await startSerialProxy(motoEndpoint)
   const owners = new Set<string>()
   // The booter names an instance's sshd from its id alone; the soak's runners know only their
