@@ -22,7 +22,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
 import { utils } from 'ssh2'
-import { loadConfig, type Config } from '../../src/config'
+import { FleetSchema, loadConfig, type Config } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { membersOf, TAG_GROUP, TAG_HOST_KEY } from '../../src/providers/pool-plan'
@@ -645,7 +645,11 @@ describe("each example's hook_config passes the hook's own configuration check",
     expect(cfg.provider.launchTemplate).toEqual({ id: 'lt-0123456789abcdef0', version: '$Latest' })
     expect(cfg.provider.subnetIds).toEqual(['subnet-0aaa1111', 'subnet-0bbb2222'])
     expect(cfg.provider.region).toBe('eu-west-1')
-    expect(cfg.fleet).toEqual({ ledger: { kind: 'dynamodb', table: 'rch-fleet', region: 'eu-west-1' }, caps: { perRepository: {} } })
+    expect(cfg.fleet).toEqual({
+      ledger: { kind: 'dynamodb', table: 'rch-fleet', region: 'eu-west-1' },
+      caps: { perRepository: {} },
+      reap: FleetSchema.parse({}).reap
+    })
   })
 
   test('pool (kind: ec2-pool, from the pool module)', async () => {
