@@ -22,7 +22,8 @@ export class FleetRefused extends HookError {}
 export interface FleetGate {
   /** Reserves one launch; throws FleetRefused with the limit and the current use. */
   reserve(spec: LaunchSpec): Promise<string>
-  attach(id: string, instanceId: string): Promise<void>
+  /** `at`: when billing started (default the ledger's now); an already attached reservation keeps its time. */
+  attach(id: string, instanceId: string, at?: number): Promise<void>
   /** endedAt defaults to the ledger's now, startedAt to the attach time. */
   settle(id: string, opts?: Partial<SettleOptions>): Promise<void>
   beat(id: string): Promise<void>
@@ -35,7 +36,7 @@ export function fleetGate(ledger: Ledger, facts: JobFacts, clock: LedgerClock = 
       if (!r.ok) throw new FleetRefused(r.line)
       return r.id
     },
-    attach: (id, instanceId) => ledger.attach(id, instanceId),
+    attach: (id, instanceId, at) => ledger.attach(id, instanceId, at ?? clock.now()),
     settle: async (id, opts = {}) => void (await ledger.settle(id, { ...opts, endedAt: opts.endedAt ?? clock.now() })),
     beat: (id) => ledger.beat(id)
   }

@@ -46,7 +46,7 @@ export class JobFleet {
         })
     this.gate = {
       reserve: (spec) => use('reserve a launch, so the caps and the budget cannot be checked', (g) => g.reserve(spec)),
-      attach: (id, instanceId) => use(`attach ${instanceId} to reservation ${id}`, (g) => g.attach(id, instanceId)),
+      attach: (id, instanceId, at) => use(`attach ${instanceId} to reservation ${id}`, (g) => g.attach(id, instanceId, at)),
       settle: (id, opts) => use(`settle reservation ${id}`, (g) => g.settle(id, opts)),
       beat: (id) => use(`record a heartbeat of reservation ${id}`, (g) => g.beat(id))
     }

@@ -50,6 +50,8 @@ export const EC2_DEFAULT_INSTANCE_TYPE = 'm1.small'
 interface Live {
   id: string
   reservation?: string
+  /** EC2's launch time (epoch ms), for an instance found by its tags rather than by a lease. */
+  launchedAt?: number
 }
 
 /**
@@ -378,12 +380,17 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
    */
   private async terminateAndSettle(live: Live, env: Pick<ProviderEnv, 'log' | 'signal' | 'fleet'>): Promise<void> {
     await this.terminate(live.id, env)
-    if (!live.reservation) return
-    await env.fleet
-      .settle(live.reservation)
-      .catch((e: unknown) =>
-        env.log.warn(`could not settle the fleet ledger reservation ${live.reservation} of ${live.id}: ${(e as Error).message}`)
-      )
+    const reservation = live.reservation
+    if (!reservation) return
+    const settle = async (): Promise<void> => {
+      // Found by its tags: its hook may have died between the launch and the attach, so the
+      // reservation learns its instance here, billed from EC2's launch time (an attached one keeps its own).
+      if (live.launchedAt !== undefined) await env.fleet.attach(reservation, live.id, live.launchedAt)
+      await env.fleet.settle(reservation)
+    }
+    await settle().catch((e: unknown) =>
+      env.log.warn(`could not settle the fleet ledger reservation ${reservation} of ${live.id}: ${(e as Error).message}`)
+    )
   }
 
   async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
@@ -409,7 +416,15 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     return (res.Reservations ?? [])
       .flatMap((r) => r.Instances ?? [])
       .flatMap((i) =>
-        i.InstanceId ? [{ id: i.InstanceId, reservation: i.Tags?.find((t) => t.Key === TAG_RESERVATION)?.Value || undefined }] : []
+        i.InstanceId
+          ? [
+              {
+                id: i.InstanceId,
+                reservation: i.Tags?.find((t) => t.Key === TAG_RESERVATION)?.Value || undefined,
+                launchedAt: i.LaunchTime ? new Date(i.LaunchTime).getTime() : undefined
+              }
+            ]
+          : []
       )
   }
 

@@ -7,6 +7,7 @@ export interface FleetCall {
   id?: string
   spec?: LaunchSpec
   instanceId?: string
+  at?: number
   opts?: Partial<SettleOptions>
 }
 
@@ -20,8 +21,8 @@ export function recordingFleetGate(o: { refuse?: string } = {}): FleetGate & { c
       if (o.refuse) throw new FleetRefused(o.refuse)
       return `res-${++n}`
     },
-    async attach(id, instanceId) {
-      calls.push({ op: 'attach', id, instanceId })
+    async attach(id, instanceId, at) {
+      calls.push({ op: 'attach', id, instanceId, ...(at === undefined ? {} : { at }) })
     },
     async settle(id, opts) {
       calls.push({ op: 'settle', id, opts })

@@ -122,14 +122,22 @@ function cleanupWithoutState(f: FleetRunner, env: Record<string, string> = {}): 
   return f.runner.call('cleanup_job', {}, { state: null, env: { ...f.env, ...env } })
 }
 
-/** Starts prepare_job, waits until its instance exists in moto, then SIGKILLs it (its reservation stays open). */
-async function launchThenKill(f: FleetRunner, tag: string, env: Record<string, string> = {}): Promise<Instance> {
+/**
+ * Starts prepare_job, waits until its instance exists in moto (and, given `attached`, until the
+ * ledger has it attached), then SIGKILLs it (its reservation stays open).
+ */
+async function launchThenKill(
+  f: FleetRunner,
+  tag: string,
+  env: Record<string, string> = {},
+  attached?: (instanceId: string) => Promise<boolean>
+): Promise<Instance> {
   const run = startPrepare(f, env)
   const owner = ownerOf(f.runner.name)
   const end = Date.now() + 60_000
   for (;;) {
     const mine = (await instancesTagged(tag)).find((i) => tagsOf(i)['remote-container-hooks:owner'] === owner)
-    if (mine) {
+    if (mine && (!attached || (await attached(mine.InstanceId!)))) {
       run.child.kill('SIGKILL')
       await run.done
       return mine
@@ -224,7 +232,13 @@ describe('the budget and refusals (local ledger, injected clock)', () => {
   test("refused once the day's budget is spent, allowed the next day; a state-less cleanup settles by the instance's tag", async () => {
     const tag = randomUUID()
     const a = fleetRunner('budget-a', tag, fleet, { maxLifetimeMinutes: 60 })
-    const first = await launchThenKill(a, tag, clock(DAY1))
+    // Killed once attached: the billing this test checks starts at the attach (a kill before it is
+    // the state-less cleanup's to attach, from EC2's launch time, which the injected clock does not move).
+    const attached = async (id: string): Promise<boolean> => {
+      const l = await ledger()
+      return (await l.unsettled()).some((r) => r.instanceId === id)
+    }
+    const first = await launchThenKill(a, tag, clock(DAY1), attached)
 
     const b = fleetRunner('budget-b', tag, fleet, { maxLifetimeMinutes: 60 })
     const refused = await b.runner.call('prepare_job', jobArgs(b.runner), { state: null, env: { ...b.env, ...clock(DAY1 + H) } })
@@ -238,7 +252,7 @@ describe('the budget and refusals (local ledger, injected clock)', () => {
 
     // The next day the same request launches (positive control: this config does launch).
     const c = fleetRunner('budget-c', tag, fleet, { maxLifetimeMinutes: 60 })
-    const next = await launchThenKill(c, tag, clock(DAY1 + 24 * H))
+    const next = await launchThenKill(c, tag, clock(DAY1 + 24 * H), attached)
     expect(await instancesTagged(tag)).toHaveLength(2)
 
     expect((await cleanupWithoutState(a, clock(DAY1 + 90_000))).code).toBe(0)

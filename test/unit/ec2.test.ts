@@ -456,7 +456,7 @@ describe('acquire against a scripted EC2', () => {
       )
     })
 
-    test('cleanup without state settles the reservation each terminated instance carries on its tag', async () => {
+    test('cleanup without state attaches (at its launch time) and settles the reservation each terminated instance carries on its tag', async () => {
       const s = setup(
         {},
         () => launched('i-0123456789abcdef0'),
@@ -466,7 +466,11 @@ describe('acquire against a scripted EC2', () => {
                 Reservations: [
                   {
                     Instances: [
-                      { InstanceId: 'i-0000000000000000a', Tags: [{ Key: 'remote-container-hooks:reservation', Value: 'res-a' }] },
+                      {
+                        InstanceId: 'i-0000000000000000a',
+                        LaunchTime: new Date(Date.UTC(2026, 11, 1, 12)),
+                        Tags: [{ Key: 'remote-container-hooks:reservation', Value: 'res-a' }]
+                      },
                       { InstanceId: 'i-0000000000000000b', Tags: [] }
                     ]
                   }
@@ -476,7 +480,11 @@ describe('acquire against a scripted EC2', () => {
       )
       const report = await s.provider.cleanupOrphans('fedcba9876543210', s.env)
       expect(report.released).toEqual(['i-0000000000000000a', 'i-0000000000000000b'])
-      expect(s.fleet.calls).toEqual([{ op: 'settle', id: 'res-a', opts: undefined }])
+      // Attached first (its hook may have died before it could), billed from EC2's launch time.
+      expect(s.fleet.calls).toEqual([
+        { op: 'attach', id: 'res-a', instanceId: 'i-0000000000000000a', at: Date.UTC(2026, 11, 1, 12) },
+        { op: 'settle', id: 'res-a', opts: undefined }
+      ])
     })
   })
 })
