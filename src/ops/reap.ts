@@ -105,7 +105,7 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
   const localRoot = hookLocalRoot()
   const ledger = await openLedger(config.fleet, { localRoot, clock: opts.clock })
   const seenMarks = new Set<string>()
-  const marks = fileMarks(`${localRoot}/reap`, ledgerName(config), opts.dryRun)
+  const marks = fileMarks(`${localRoot}/reap`, marksName(config), opts.dryRun)
   const ctx: ReapContext = {
     times: {
       now: opts.clock.now(),
@@ -155,9 +155,15 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
 }
 
 /** Which ledger the marks belong to: runners of one host may use different ones. */
-function ledgerName(config: Config): string {
+/**
+ * Whose marks a pass keeps: one file per ledger and provider. A pass drops the marks it did not see,
+ * so two configurations on one ledger (static hosts and EC2, say) must not share a file: each
+ * would drop the other's marks and its candidates would never reach their second pass.
+ */
+function marksName(config: Config): string {
   const l = config.fleet.ledger
-  return sha256Hex(l.kind === 'dynamodb' ? `dynamodb ${l.region} ${l.endpoint ?? ''} ${l.table}` : `local ${l.path ?? ''}`).slice(0, 16)
+  const ledger = l.kind === 'dynamodb' ? `dynamodb ${l.region} ${l.endpoint ?? ''} ${l.table}` : `local ${l.path ?? ''}`
+  return sha256Hex(`${ledger}\n${JSON.stringify(config.provider)}`).slice(0, 16)
 }
 
 /** One part of the pass; its failure is a row, and the other parts still run. */
