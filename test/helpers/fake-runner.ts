@@ -74,7 +74,10 @@ export class FakeRunner {
             provider: {
               kind: 'static',
               acquireTimeoutSeconds: 30,
-              hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }]
+              // Several slots: npm test runs two files at once, and a suite may hold a job for its whole length.
+              hosts: [
+                { host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 4 }
+              ]
             },
             remote: { workRoot: vm.workRoot }
           }
