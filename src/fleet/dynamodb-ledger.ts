@@ -24,13 +24,14 @@ type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
 
 let sdk: DdbSdk | null = null
 /** Loaded on first use: only launches and operator commands need it, never a step. */
-function loadSdk(): DdbSdk {
+export function loadSdk(): DdbSdk {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   sdk ??= require('@aws-sdk/client-dynamodb') as DdbSdk
   return sdk
 }
 
-const INSTANCES = 'counter#instances'
+/** The counter of open instances (attribute n): doctor reads it too. */
+export const INSTANCES = 'counter#instances'
 const VCPUS = 'counter#vcpus'
 const repoKey = (repository: string): string => `repo#${repository}`
 const dayKey = (day: string): string => `day#${day}`

@@ -10,7 +10,7 @@ import { systemLedgerClock } from '../fleet/ledger'
 import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
 import { checkPrivateDir } from '../private-fs'
 import { hookLocalRoot } from '../paths'
-import { OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
+import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
 import type { CheckResult } from './output'
 
 const CHECK = 'fleet ledger'
@@ -60,8 +60,8 @@ async function localCheck(fleet: FleetConfig, localRoot: string): Promise<CheckR
 async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
   const target = `DynamoDB ${cfg.table} (${cfg.region})`
   const fail = (detail: string, fix: string): CheckResult => ({ check: CHECK, target, status: 'fail', detail, fix })
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const sdk = require('@aws-sdk/client-dynamodb') as typeof import('@aws-sdk/client-dynamodb')
+  const { loadSdk, INSTANCES } = await import('../fleet/dynamodb-ledger')
+  const sdk = loadSdk()
   const client = new sdk.DynamoDBClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 2 })
   const denied = (action: string): string =>
     `allow dynamodb:${action} on the table in the runner host's IAM policy (terraform/modules/runner-iam: ledger_table_arns)`
@@ -81,8 +81,8 @@ async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
       return fail(`DescribeTable: ${name || 'error'}: ${formatError(e)}`, 'see the error; the hook reaches the table the same way')
     }
     const keys = (table?.KeySchema ?? []).map((k) => `${k.AttributeName}/${k.KeyType}`)
-    const pkType = table?.AttributeDefinitions?.find((a) => a.AttributeName === 'pk')?.AttributeType
-    if (keys.join() !== 'pk/HASH' || pkType !== 'S')
+    const pkType = table?.AttributeDefinitions?.find((a) => a.AttributeName === LEDGER_KEY)?.AttributeType
+    if (keys.join() !== `${LEDGER_KEY}/HASH` || pkType !== 'S')
       return fail(
         `key schema ${keys.join(', ') || '(none)'}${pkType ? ` (pk ${pkType})` : ''}: the ledger needs a string partition key pk and no sort key`,
         'make a table with partition key pk (string) only (terraform/modules/ledger) and name it in fleet.ledger.table'
@@ -102,7 +102,7 @@ async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
     let open: number
     try {
       const got = await client.send(
-        new sdk.GetItemCommand({ TableName: cfg.table, Key: { pk: { S: 'counter#instances' } }, ConsistentRead: true })
+        new sdk.GetItemCommand({ TableName: cfg.table, Key: { [LEDGER_KEY]: { S: INSTANCES } }, ConsistentRead: true })
       )
       open = Number(got.Item?.n?.N ?? 0)
     } catch (e) {
