@@ -35,27 +35,67 @@ describe('contract details', () => {
   })
 
   test('steps do not leak SSH channels (each would hold a docker.sock connection on the host)', async () => {
+    // Only the sshd serving this job's agent counts: other test files run jobs on the same VM at once.
     const sshdSockets = (): number => {
-      let n = 0
-      for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      const pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d))
+      const cmdline = (pid: string): string => {
         try {
-          if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sshd: rchvm@notty')) continue
-          n += readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+        } catch {
+          return ''
+        }
+      }
+      const sockets = (pid: string): Set<string> => {
+        const out = new Set<string>()
+        try {
+          for (const fd of readdirSync(`/proc/${pid}/fd`)) {
             try {
-              return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')
+              const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+              if (m) out.add(m[1])
             } catch {
-              return false
+              // closed meanwhile
             }
-          }).length
+          }
         } catch {
           // the process ended meanwhile
         }
+        return out
+      }
+      // TCP endpoints (local, remote) of the given socket inodes, as the process's own network namespace sees them.
+      const tcp = (pid: string, inodes: Set<string>): Array<[string, string]> => {
+        const out: Array<[string, string]> = []
+        for (const table of ['tcp', 'tcp6']) {
+          let text: string
+          try {
+            text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8')
+          } catch {
+            continue
+          }
+          for (const line of text.split('\n').slice(1)) {
+            const f = line.trim().split(/\s+/)
+            // Ports only: an IPv4 client shows as an IPv4-mapped address in a dual-stack server's tcp6.
+            if (f.length > 9 && inodes.has(f[9])) out.push([f[1].split(':').pop() ?? '', f[2].split(':').pop() ?? ''])
+          }
+        }
+        return out
+      }
+      // The agent's socket path (in its command line) names the job's local folder, `<owner>-<jobId>`.
+      const { owner, jobId } = runner.state as { owner: string; jobId: string }
+      const agents = pids.filter((pid) => cmdline(pid).includes('__agent') && cmdline(pid).includes(`/${owner}-${jobId}/`))
+      const agentEnds = new Set(agents.flatMap((pid) => tcp(pid, sockets(pid)).map(([l, r]) => `${r}>${l}`)))
+      let n = 0
+      for (const pid of pids) {
+        if (!cmdline(pid).startsWith('sshd: rchvm@notty')) continue
+        const own = sockets(pid)
+        if (tcp(pid, own).some(([l, r]) => agentEnds.has(`${l}>${r}`))) n += own.size
       }
       return n
     }
     const { args } = runner.scriptStep('true\n')
     expect((await runner.call('run_script_step', args)).code).toBe(0)
     const before = sshdSockets()
+    // The job's agent holds one connection to sshd, whose channels are the sockets counted.
+    expect(before).toBeGreaterThan(0)
     for (let i = 0; i < 20; i++) {
       const { args: a } = runner.scriptStep('echo step\n')
       expect((await runner.call('run_script_step', a)).code).toBe(0)
