@@ -14,6 +14,7 @@ import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { relative, sep } from 'node:path'
 
 const CHUNKS = ['@aws-sdk/client-ec2', '@aws-sdk/client-auto-scaling', '@aws-sdk/client-dynamodb', 'ssh2', 'winston', 'yaml', 'zod']
 const common = {
@@ -24,7 +25,10 @@ const common = {
   minify: false,
   legalComments: 'none',
   logLevel: 'warning',
-  write: false
+  write: false,
+  // import() of the core's parts becomes require() through the loader (a real import() would go to
+  // node's ESM loader, which knows nothing of them).
+  supported: { 'dynamic-import': false }
 }
 
 // ASCII only: one non-ASCII character makes V8 hold and scan the whole file as a two-byte string.
@@ -41,6 +45,77 @@ for (const name of CHUNKS) {
   chunks[name] = ascii(r.outputFiles[0].text)
 }
 
+// The core is split in two. A step handed to the job's agent needs only main.ts and what it imports
+// statically (~20 KiB); V8 would still parse all ~470 KiB of the rest on every start. So every module
+// main.ts's static graph loads on demand (`await import()`) goes into the chunk `rch-rest`, compiled
+// on first use with its code cache like the libraries. The rest takes the core's modules from the
+// core (`rch-core:<file>`), never a second copy: one instance of each module, so `instanceof` and
+// module state hold across the two.
+const REST = 'rch-rest'
+const rel = (abs) => relative(process.cwd(), abs).split(sep).join('/')
+const onDemand = new Set()
+const lazyImports = {
+  name: 'rch-lazy-imports',
+  setup(b) {
+    b.onResolve({ filter: /^\./ }, async (a) => {
+      if (a.kind !== 'dynamic-import') return undefined
+      const r = await b.resolve(a.path, { resolveDir: a.resolveDir, kind: 'import-statement' })
+      if (r.errors.length) return { errors: r.errors }
+      onDemand.add(rel(r.path))
+      return { path: `${REST}:${rel(r.path)}`, external: true }
+    })
+  }
+}
+const coreEntry = (register) => ({
+  contents: `${register.length ? `require('rch:core-modules')({\n${register.map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`).join('\n')}\n})\n` : ''}require('./src/main.ts')\n`,
+  resolveDir: process.cwd(),
+  sourcefile: 'core-entry.js',
+  loader: 'js'
+})
+const first = await build({
+  ...common,
+  stdin: coreEntry([]),
+  metafile: true,
+  external: ['cpu-features', '*.node', ...CHUNKS],
+  plugins: [lazyImports]
+})
+const inCore = new Set(Object.keys(first.metafile.inputs).filter((f) => f !== 'core-entry.js'))
+const shared = new Set()
+const fromCore = {
+  name: 'rch-from-core',
+  setup(b) {
+    b.onResolve({ filter: /^\./ }, async (a) => {
+      if (a.pluginData === 'rch') return undefined
+      const r = await b.resolve(a.path, { resolveDir: a.resolveDir, kind: a.kind, pluginData: 'rch' })
+      if (r.errors.length) return { errors: r.errors }
+      if (!inCore.has(rel(r.path))) return undefined
+      shared.add(rel(r.path))
+      return { path: `rch-core:${rel(r.path)}`, external: true }
+    })
+  }
+}
+const restOut = await build({
+  ...common,
+  stdin: {
+    contents: `module.exports = {\n${[...onDemand].map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`).join('\n')}\n}\n`,
+    resolveDir: process.cwd(),
+    sourcefile: 'rest-entry.js',
+    loader: 'js'
+  },
+  outfile: 'dist/rest.js',
+  metafile: true,
+  sourcemap: 'external',
+  sourcesContent: false,
+  external: ['cpu-features', '*.node', ...CHUNKS],
+  plugins: [fromCore]
+})
+const twice = Object.keys(restOut.metafile.inputs).filter((f) => inCore.has(f))
+if (twice.length) throw new Error(`build: in the core and in ${REST} both: ${twice.join(', ')}`)
+chunks[REST] = ascii(restOut.outputFiles.find((f) => f.path.endsWith('.js')).text)
+chunks[`${REST}.map`] = restOut.outputFiles.find((f) => f.path.endsWith('.map')).text
+if (chunks[REST].includes('__RCH_BUILD__'))
+  throw new Error('build: the build id must be read from the core (src/build-id.ts), not the rest')
+
 // The build id (src/build-id.ts, part of the agent socket's name) is a hash of everything built,
 // taken with a placeholder of the same length in its place; the core is then built again with the
 // id itself, so the same sources always give the same id and any change of code gives another.
@@ -48,11 +123,12 @@ const BUILD_ID_LENGTH = 12
 const buildCore = async (id) => {
   const out = await build({
     ...common,
-    entryPoints: ['src/main.ts'],
+    stdin: coreEntry([...shared].sort()),
     outfile: 'dist/index.js',
     sourcemap: 'external',
     sourcesContent: false,
-    external: ['cpu-features', '*.node', ...CHUNKS],
+    external: ['cpu-features', '*.node', 'rch:core-modules', ...CHUNKS],
+    plugins: [lazyImports],
     define: { __RCH_BUILD__: JSON.stringify(id) }
   })
   return {
@@ -133,7 +209,7 @@ const head = `#!/usr/bin/env node
       });
     }
     const m = { exports: {} };
-    script.runInThisContext().call(m.exports, m.exports, require, m, __filename, __dirname);
+    script.runInThisContext().call(m.exports, m.exports, lazyRequire, m, __filename, __dirname);
     return m.exports;
   }
   // The file is read only when a library is first needed; lines are found by their markers, so
@@ -155,13 +231,27 @@ const head = `#!/usr/bin/env node
     return require('zlib').gunzipSync(Buffer.from(table[id], 'base64')).toString('latin1');
   }
   const loaded = {};
+  // The core's own modules, for the rest (see rch-rest above); registered before main.ts runs.
+  let coreModules = {};
   function lazyRequire(id) {
     if (id in loaded) return loaded[id];
-    if (${JSON.stringify(CHUNKS)}.includes(id)) {
+    if (id === 'rch:core-modules') return (m) => { coreModules = m; };
+    if (id.startsWith('rch-core:')) {
+      const get = coreModules[id.slice(9)];
+      if (!get) fatal('a part of itself ', new Error(id + ' is not in the core'));
+      return (loaded[id] = get());
+    }
+    if (id.startsWith('${REST}:')) {
+      const rest = lazyRequire('${REST}');
+      const get = rest[id.slice(${REST.length + 1})];
+      if (!get) fatal('a part of itself ', new Error(id + ' is not in the file'));
+      return (loaded[id] = get());
+    }
+    if (${JSON.stringify([...CHUNKS, REST])}.includes(id)) {
       try {
         return (loaded[id] = compile(id, chunk(id)));
       } catch (e) {
-        fatal('the bundled library ' + id + ' ', e);
+        fatal(id === '${REST}' ? 'a part of itself ' : 'the bundled library ' + id + ' ', e);
       }
     }
     return require(id);
@@ -187,17 +277,28 @@ const head = `#!/usr/bin/env node
     } catch (e) { /* no map: plain frames */ }
     return smap;
   }
+  // The rest's map is in the chunk table; its lines are the chunk's own (Module.wrap adds no line).
+  let rmap;
+  function restMap() {
+    if (rmap !== undefined) return rmap;
+    rmap = null;
+    try {
+      rmap = { map: new (require('module').SourceMap)(JSON.parse(chunk('${REST}.map'))), shift: 0 };
+    } catch (e) { /* no map: plain frames */ }
+    return rmap;
+  }
   function frame(f) {
     const plain = String(f);
     try {
-      if (f.getFileName() !== __filename) return plain;
-      const s = sourceMap();
+      const file = f.getFileName();
+      const s = file === __filename ? sourceMap() : file === 'bundled:${REST}' ? restMap() : null;
+      if (!s) return plain;
       const line = f.getLineNumber(), col = f.getColumnNumber();
-      const e = s && s.map.findEntry(line - 1 - s.shift, col - 1);
+      const e = s.map.findEntry(line - 1 - s.shift, col - 1);
       // findEntry falls back to an earlier line; a frame in the loader has no line of its own.
       if (!e || !e.originalSource || e.generatedLine !== line - 1 - s.shift) return plain;
       const where = e.originalSource.replace(/^(\\.\\.\\/)+/, '') + ':' + (e.originalLine + 1) + ':' + (e.originalColumn + 1);
-      return plain.replace(__filename + ':' + line + ':' + col, where);
+      return plain.replace(file + ':' + line + ':' + col, where);
     } catch (e) {
       return plain;
     }

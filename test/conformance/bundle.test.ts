@@ -18,6 +18,7 @@ import {
   writeFileSync
 } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { gunzipSync } from 'node:zlib'
 import { join } from 'node:path'
 import { FakeRunner, HOOK } from '../helpers/fake-runner'
 import { repoRoot, testImages } from '../helpers/testenv'
@@ -67,14 +68,17 @@ function quick(file = bundle, nodeArgs: string[] = []): { code: number | null; s
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-/** A stack trace taken while the core writes `--version`: its first src/ frame and that source line. */
-function versionFrame(file = bundle): { frame: string; source: string } {
+/**
+ * A stack trace taken while the hook writes `--version` (or what `args` ask for): its first src/
+ * frame and that source line.
+ */
+function versionFrame(file = bundle, args = ['--version']): { frame: string; source: string } {
   const probe = join(tmp, 'probe.js')
   writeFileSync(
     probe,
     "const w = process.stdout.write.bind(process.stdout)\nprocess.stdout.write = (c, ...r) => (process.stderr.write('PROBE ' + JSON.stringify(new Error('probe').stack) + '\\n'), w(c, ...r))\n"
   )
-  const r = spawnSync(process.execPath, ['-r', probe, file, '--version'], { env: env(), encoding: 'utf8' })
+  const r = spawnSync(process.execPath, ['-r', probe, file, ...args], { env: env(), encoding: 'utf8' })
   expect(r.status).toBe(0)
   const line = r.stderr.split('\n').find((l) => l.startsWith('PROBE '))
   expect(line).toBeDefined() // positive control: the probe ran inside the hook's write
@@ -158,6 +162,26 @@ test('stack frames in the core name src/ files and lines', () => {
   const { frame, source } = versionFrame()
   expect(source).toMatch(/stdout\.write|console\.log/)
   expect(frame).toMatch(/^\(src\//)
+})
+
+test('frames in the part loaded on demand (rch-rest) name src/ files and lines too', () => {
+  // check-config's help is written by src/ops/, which is not in the core the fast path parses.
+  const text = readFileSync(HOOK, 'latin1')
+  expect(text).toMatch(/\nrch-rest [A-Za-z0-9+/=]+\r?\n/) // positive control: the part is in the file, not the core
+  expect(text.slice(0, text.indexOf('/*RCH-' + 'CHUNKS'))).not.toContain('checkConfigCommand')
+  const { frame, source } = versionFrame(bundle, ['check-config', '--help'])
+  expect(frame).toMatch(/^\(src\/ops\//)
+  expect(source).toMatch(/stdout\.write|\.write\(/)
+})
+
+test('the part loaded on demand takes the modules of the core from the core, never a copy of its own (one instance: instanceof holds across them)', () => {
+  const text = readFileSync(HOOK, 'latin1')
+  const core = text.slice(0, text.indexOf('/*RCH-' + 'CHUNKS'))
+  const rest = gunzipSync(Buffer.from(/\nrch-rest ([A-Za-z0-9+/=]+)\r?\n/.exec(text)![1], 'base64')).toString('latin1')
+  expect(core).toMatch(/TransportError = class extends/) // positive control: the core defines it
+  expect(rest).toContain('rch-core:src/errors.ts') // and the rest uses it, from the core
+  expect(rest).not.toMatch(/TransportError = class extends/)
+  expect(rest).toMatch(/\w+ = class extends import_errors\d*\.HookError/) // its own error classes extend the core's HookError
 })
 
 describe('an edited copy still works', () => {
