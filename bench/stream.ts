@@ -2,7 +2,7 @@
 // run_script_step served by the job's agent) and under local `docker exec` into the same container,
 // each writing to a pipe that is read to the end as the runner reads the hook's stdout. Also samples
 // the hook's and the agent's memory during the step.
-import { spawn } from 'node:child_process'
+import { spawnPiped } from '../test/helpers/pipes'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -62,7 +62,8 @@ function drain(
 ): Promise<Drained> {
   return new Promise((resolve, reject) => {
     const t = process.hrtime.bigint()
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+    // Pipes, as the runner gives the hook (and, for the same reader, docker exec too).
+    const { child, closed } = spawnPiped(cmd, args, { env: opts.env, cwd: opts.cwd })
     let bytes = 0
     let stderr = ''
     let first = 0n
@@ -73,10 +74,10 @@ function drain(
       bytes += c.length
     })
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    child.stdin.end(opts.input ?? '')
+    child.stdin!.end(opts.input ?? '')
     child.on('error', reject)
     opts.onStart?.(child.pid!)
-    child.on('close', (code) =>
+    void closed.then(({ code }) =>
       resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, flowMs: Number(last - first) / 1e6, bytes, code, stderr })
     )
   })

@@ -12,6 +12,7 @@ import { HEX16, isHostName, isUserName } from './input-rules'
 import { ownerId } from './labels'
 import { localDirOf } from './paths'
 import { BUILD_ID } from './build-id'
+import { hookPipes } from './remote/direct-output'
 
 /** FNV-1a: a short, stable name per host; loading node:crypto would slow every step's start-up. */
 function fnv1a(text: string): string {
@@ -76,7 +77,7 @@ export function runViaAgent(
     let exit: number | null = null
     sock.once('connect', () => {
       started = true
-      sock.write(JSON.stringify({ op: 'run', ...request }) + '\n')
+      sock.write(JSON.stringify({ op: 'run', ...request, pipes: hookPipes() }) + '\n')
     })
     // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
     const relay = pausingWriter(sock)

@@ -10,6 +10,7 @@ import { ask } from './answer'
 import { isRunning, type WorkerProcess } from '../worker-process'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
+import { openDirect } from './direct-output'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -185,8 +186,14 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
       () => sock.destroy()
     )
     sock.on('data', (c: Buffer) => reader.push(c))
+    // The output goes straight into the hook's pipes when it named them (see direct-output.ts).
+    const { pipes, ...request } = req
+    const direct = openDirect(pipes)
     // The hook process vanished (killed by the runner): stop the remote process as for a cancel.
-    sock.on('close', () => controller.signal.aborted || controller.abort('SIGKILL'))
+    sock.on('close', () => {
+      direct?.drop()
+      if (!controller.signal.aborted) controller.abort('SIGKILL')
+    })
     if (rest.length) reader.push(rest)
     sock.resume()
     const sink = (type: number) => ({
@@ -196,10 +203,16 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
     const shared: Remote = { openExec: (c) => remote.openExec(c), openSocket: (p) => remote.openSocket(p), close: () => undefined }
     let code = 70
     try {
-      code = await onRun!(req, { stdout: sink(F.STDOUT), stderr: sink(F.STDERR), signal: controller.signal, remote: shared })
+      const out = direct ? { stdout: direct.stdout, stderr: direct.stderr } : { stdout: sink(F.STDOUT), stderr: sink(F.STDERR) }
+      if ((request.env as Record<string, unknown> | undefined)?.RUNNER_DEBUG === '1')
+        out.stdout.write(
+          `::debug::step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}\n`
+        )
+      code = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
     } catch (e) {
       log(`run failed: ${(e as Error).message}`)
     }
+    if (direct) await direct.close()
     sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null })))
   }
 

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
+import { waitForOutput } from '../helpers/conformance'
 
 describe('contract details', () => {
   const runner = new FakeRunner()
@@ -112,6 +113,44 @@ describe('contract details', () => {
     const r = await runner.call('run_script_step', a2, { env: { RUNNER_DEBUG: '1' } })
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/::debug::timing: connect \d+ ms, push \d+ ms, exec \d+ ms, pull \d+ ms/)
+  })
+
+  test("with pipes for stdout and stderr (as the runner's) the agent writes the output into them; with a socket the hook relays it", async () => {
+    const piped = await runner.call('run_script_step', runner.scriptStep('echo out; echo err >&2\n').args, { env: { RUNNER_DEBUG: '1' } })
+    expect(piped.code).toBe(0)
+    expect(piped.stdout).toContain("::debug::step output: written by the job's agent into the hook's pipes")
+    expect(piped.stdout).toMatch(/^out$/m)
+    expect(piped.stderr).toMatch(/^err$/m)
+    process.env.RCH_TEST_STDIO = 'socket'
+    try {
+      const relayed = await runner.call('run_script_step', runner.scriptStep('echo out; echo err >&2\n').args, {
+        env: { RUNNER_DEBUG: '1' }
+      })
+      expect(relayed.code).toBe(0)
+      expect(relayed.stdout).toContain('::debug::step output: relayed by the hook')
+      expect(relayed.stdout).toMatch(/^out$/m)
+      expect(relayed.stderr).toMatch(/^err$/m)
+    } finally {
+      delete process.env.RCH_TEST_STDIO
+    }
+  })
+
+  test("a hook killed mid-step leaves its pipes at once: the agent holding them would keep the runner's read open", async () => {
+    const { child, done } = runner.start(
+      'run_script_step',
+      runner.scriptStep("trap '' TERM INT; while true; do echo tick; sleep 0.05; done\n").args,
+      {
+        env: { RUNNER_DEBUG: '1' }
+      }
+    )
+    await waitForOutput(child, 'tick')
+    child.kill('SIGKILL')
+    const t = Date.now()
+    const r = await done // resolves once the hook exited and both pipes reached their end
+    expect(r.signal).toBe('SIGKILL')
+    expect(r.stdout).toContain("written by the job's agent into the hook's pipes") // positive control: the agent held them
+    // The step ignores TERM, so stopping it takes the whole cancelGraceSeconds (2 s): the pipes must not wait for that.
+    expect(Date.now() - t).toBeLessThan(1500)
   })
 })
 

@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadVm, repoRoot, testenvDir, type VmName } from './testenv'
+import { spawnPiped } from './pipes'
 
 export const HOOK = join(repoRoot, 'dist', 'index.js')
 
@@ -121,15 +122,22 @@ export class FakeRunner {
     const state = opts.state === undefined ? this.state : opts.state
     const input = opts.stdin ?? JSON.stringify({ command, responseFile, args, state }) + '\n'
     const started = Date.now()
-    const child = spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
+    // stdout and stderr are pipes, as the runner's (see pipes.ts); RCH_TEST_STDIO=socket gives Node's socketpair.
+    const { child, closed } =
+      process.env.RCH_TEST_STDIO === 'socket'
+        ? {
+            child: spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] }),
+            closed: null
+          }
+        : spawnPiped(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env) })
     let stdout = ''
     let stderr = ''
     // callerReadsStdout: the caller reads the hook's stdout itself, at its own pace (HookRun.stdout stays empty).
     if (!opts.callerReadsStdout) child.stdout.on('data', (c) => (stdout += c))
     child.stderr.on('data', (c) => (stderr += c))
-    child.stdin.end(input)
+    child.stdin!.end(input)
     const done = new Promise<HookRun>((resolve) => {
-      child.on('close', (code, signal) => {
+      const onClose = (code: number | null, signal: NodeJS.Signals | null): void => {
         let responseText = ''
         try {
           responseText = readFileSync(responseFile, 'utf8')
@@ -143,7 +151,9 @@ export class FakeRunner {
           response = { unparsable: responseText }
         }
         resolve({ code, signal, stdout, stderr, response, responseText, ms: Date.now() - started })
-      })
+      }
+      if (closed) void closed.then(({ code, signal }) => onClose(code, signal))
+      else child.on('close', onClose)
     })
     return { child, done }
   }

@@ -1,0 +1,54 @@
+// A child whose stdout and stderr are pipes, as the runner's (.NET Process redirects them with
+// pipe(2)). Node's own spawn gives a socketpair instead, which the hook treats differently (its
+// agent can write a step's output straight into a pipe, not into a socket), so tests and the bench
+// would otherwise never see the path a real runner takes. Node cannot make an anonymous pipe: a
+// FIFO, opened at both ends and unlinked at once, is one.
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs'
+import { Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+function pipe(): { read: number; write: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'rch-fifo-'))
+  try {
+    const path = join(dir, 'p')
+    const made = spawnSync('mkfifo', ['-m', '600', path])
+    if (made.status !== 0) throw new Error(`mkfifo: ${String(made.stderr)}`)
+    const read = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+    const write = openSync(path, constants.O_WRONLY)
+    return { read, write }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+export interface PipedChild {
+  /** stdout and stderr of the returned child are the read ends of its pipes (ended once every writer closed them). */
+  child: ChildProcess & { stdout: Socket; stderr: Socket }
+  /** Resolves once the child exited and both pipes reached their end (no process holds them any more). */
+  closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** spawn() with stdin a Node pipe and stdout/stderr real pipes. */
+export function spawnPiped(cmd: string, args: string[], opts: Omit<SpawnOptions, 'stdio'> = {}): PipedChild {
+  const out = pipe()
+  const err = pipe()
+  let child: ChildProcess
+  try {
+    child = spawn(cmd, args, { ...opts, stdio: ['pipe', out.write, err.write] })
+  } finally {
+    closeSync(out.write)
+    closeSync(err.write)
+  }
+  const stdout = new Socket({ fd: out.read, readable: true, writable: false })
+  const stderr = new Socket({ fd: err.read, readable: true, writable: false })
+  Object.defineProperty(child, 'stdout', { value: stdout })
+  Object.defineProperty(child, 'stderr', { value: stderr })
+  const ended = (s: Socket): Promise<void> => new Promise((r) => (s.readableEnded || s.destroyed ? r() : s.once('close', () => r())))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal }))
+  )
+  const closed = Promise.all([exited, ended(stdout), ended(stderr)]).then(([x]) => x)
+  return { child: child as PipedChild['child'], closed }
+}
