@@ -17,6 +17,7 @@ import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRe
 import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
 import { settlement, toMicro } from './money'
 import { checkJobUpdate } from './job-record'
+import { checkTimings } from './check-timings'
 import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from './ledger-table'
 
 type DdbSdk = typeof Ddb
@@ -341,10 +342,9 @@ export class DynamoLedger implements Ledger {
   }
 
   async recordTimings(id: string, timings: Record<string, number>): Promise<void> {
+    checkTimings(timings)
     const entries = Object.entries(timings)
     if (entries.length === 0) return
-    const bad = entries.find(([, ms]) => !Number.isFinite(ms))
-    if (bad) throw new HookError(`fleet ledger: timing ${bad[0]} is not a number of milliseconds`)
     const names: Record<string, string> = { '#t': 'timings' }
     const values: Record<string, AttributeValue> = {}
     const sets = entries.map(([phase, ms], i) => {

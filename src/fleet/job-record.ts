@@ -1,16 +1,13 @@
 // Job records as both ledger kinds keep them: one merge rule, one check of what a record may hold.
 import { HookError } from '../errors'
+import { checkTimings } from './check-timings'
 import type { JobRecord, JobUpdate } from './ledger'
 
-const PHASE = /^[a-z][a-z0-9_]{0,39}$/
-
-/** Rejects what would corrupt a report: a phase name that is not a plain word, or a time that is not a number. */
+/** Rejects what would corrupt a report: a bad job id, phase timings checkTimings refuses, or a time that is not a number. */
 export function checkJobUpdate(u: JobUpdate): void {
   if (typeof u.jobId !== 'string' || !/^[A-Za-z0-9_-]{1,80}$/.test(u.jobId))
     throw new HookError(`fleet ledger: bad job id ${JSON.stringify(u.jobId)}`)
-  for (const [phase, ms] of Object.entries(u.timings ?? {}))
-    if (!PHASE.test(phase) || !Number.isFinite(ms))
-      throw new HookError(`fleet ledger: timing ${JSON.stringify(phase)} is not a phase in milliseconds`)
+  checkTimings(u.timings ?? {})
   for (const k of ['startedAt', 'endedAt'] as const)
     if (u[k] !== undefined && !Number.isFinite(u[k])) throw new HookError(`fleet ledger: job ${k} is not a time`)
 }

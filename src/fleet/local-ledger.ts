@@ -17,6 +17,7 @@ import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRe
 import { exceeded, priceRequest, refusalLine, type Usage } from './limits'
 import { settlement } from './money'
 import { checkJobUpdate, mergeJob } from './job-record'
+import { checkTimings } from './check-timings'
 
 interface State {
   version: 2
@@ -197,10 +198,9 @@ export class LocalLedger implements Ledger {
     })
   }
 
-  recordTimings(id: string, timings: Record<string, number>): Promise<void> {
-    const bad = Object.entries(timings).find(([, ms]) => !Number.isFinite(ms))
-    if (bad) return Promise.reject(new HookError(`fleet ledger: timing ${bad[0]} is not a number of milliseconds`))
-    return this.update((s) => {
+  async recordTimings(id: string, timings: Record<string, number>): Promise<void> {
+    checkTimings(timings)
+    await this.update((s) => {
       if (own(s.open, id)) {
         Object.assign(s.open[id].timings, timings)
         return { result: undefined, changed: true }

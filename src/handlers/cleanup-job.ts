@@ -15,7 +15,7 @@ import { shq } from '../remote/quote'
 import type { Remote } from '../remote/remote'
 import { withDeadline } from '../remote/deadline'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
-import { beatQuietly, recordCleanedUp } from '../fleet/job-records'
+import { beatQuietly, recordCleanedUp } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
 
 export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookContext): Promise<HandlerResult> {

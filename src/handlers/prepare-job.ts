@@ -26,7 +26,7 @@ import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-cop
 import { waitHealthy, type Started } from '../prepare/health'
 import { buildResponse } from '../prepare/response'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
-import { recordPrepared } from '../fleet/job-records'
+import { recordPrepared } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
 
 /** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */

@@ -1,11 +1,17 @@
 /**
  * Runs `reap` as an operator would (`node dist/index.js reap --config FILE --json`) with the EC2
  * test environment's dummy credentials and a TMPDIR of the test's own (reap's local marks and the
- * default local ledger live under it), and reads its JSON answer.
+ * default local ledger live under it), and reads its JSON answer. For reap against a pool, the
+ * set-up its test files share (usePoolReapTest).
  */
 import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { EC2Client } from '@aws-sdk/client-ec2'
+import { ec2Client } from '../helpers/ec2-env'
 import { EC2_HOOK_ENV } from '../helpers/fake-instance'
+import { createPool, poolHookConfig, poolKeyPair, type Pool, type PoolMember } from '../helpers/pool-env'
 import { repoRoot } from '../helpers/testenv'
 
 export interface ReapRowOut {
@@ -74,4 +80,73 @@ export function rowOf(out: ReapOut, what: string): ReapRowOut {
 /** Exit 0, or fail with what reap printed. */
 export function expectOk(out: ReapOut): void {
   if (out.code !== 0) throw new Error(`reap exited ${out.code}\n--- stdout\n${out.stdout}\n--- stderr\n${out.stderr}`)
+}
+
+/** runReap's options for a reap run as if the ledger's clock were `ms` ahead of now. */
+export function ledgerAhead(ms: number): { env: Record<string, string> } {
+  return { env: { RCH_LEDGER_NOW_MS: String(Date.now() + ms) } }
+}
+
+/** What a test file of reap against a pool works with; the fields are set once its beforeAll has run. */
+export interface PoolReapTest {
+  /** The file's private folder, removed after all its tests. */
+  dir: string
+  /** The runner's private key for the pool's members (poolHookConfig's identityFile). */
+  key: string
+  ec2: EC2Client
+  /** The local ledger's folder, as reapConfig names it. */
+  ledgerDir: string
+  /** A pool of `size` members (members' users as the tag rch-user), once all are ready; closed after all tests. */
+  startPool(size: number): Promise<{ pool: Pool; members: PoolMember[] }>
+  /**
+   * Writes reap's configuration: the pool's hook configuration with `provider` settings, and the
+   * local ledger in ledgerDir with `reap` settings. Returns its path and a fresh TMPDIR for runReap.
+   */
+  reapConfig(pool: Pool, provider: Record<string, unknown>, reap?: Record<string, unknown>): { cfg: string; tmp: string }
+}
+
+/** Registers the file's beforeAll/afterAll: a private folder with a key pair and an EC2 client; closes the pool it starts. */
+export function usePoolReapTest(prefix: string): PoolReapTest {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+  const pools: Pool[] = []
+  const t: PoolReapTest = {
+    dir: '',
+    key: '',
+    ec2: undefined as unknown as EC2Client,
+    ledgerDir: '',
+    async startPool(size) {
+      const pool = await createPool({
+        name: `${prefix}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+        size,
+        clientPublicKey: pub,
+        extraTags: (m) => ({ 'rch-user': m.user })
+      })
+      pools.push(pool)
+      return { pool, members: await pool.waitReady(size, 90_000) }
+    },
+    reapConfig(pool, provider, reap) {
+      const cfg = join(t.dir, 'reap.json')
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          ...poolHookConfig(pool, t.key, provider),
+          fleet: { ledger: { kind: 'local', path: t.ledgerDir }, ...(reap ? { reap } : {}) }
+        })
+      )
+      return { cfg, tmp: mkdtempSync(join(t.dir, 'tmp-')) }
+    }
+  }
+  let pub = ''
+  beforeAll(() => {
+    t.dir = mkdtempSync(join(tmpdir(), `rch-${prefix}-`))
+    t.ledgerDir = join(t.dir, 'ledger')
+    ;({ key: t.key, pub } = poolKeyPair(t.dir))
+    t.ec2 = ec2Client()
+  })
+  afterAll(async () => {
+    for (const p of pools) await p.close()
+    t.ec2?.destroy()
+    if (t.dir) rmSync(t.dir, { recursive: true, force: true })
+  })
+  return t
 }

@@ -6,23 +6,20 @@
  */
 import { execFile } from 'node:child_process'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
-import { CreateTagsCommand, type EC2Client } from '@aws-sdk/client-ec2'
-import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/pool-env'
+import { CreateTagsCommand } from '@aws-sdk/client-ec2'
+import { poolHookConfig } from '../helpers/pool-env'
 import { FakeRunner } from '../helpers/fake-runner'
 import { describeInstance, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
-import { ec2Client } from '../helpers/ec2-env'
 import { repoRoot, testenvDir, testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 import { FleetSchema } from '../../src/config'
 import { LocalLedger } from '../../src/fleet/local-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
-import { expectOk, rowOf, runReap } from './reap-helpers'
+import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest } from './reap-helpers'
 
 jest.setTimeout(300_000)
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const execFileP = promisify(execFile)
 const MIN = 60_000
 const REQ: ReserveRequest = {
@@ -36,35 +33,15 @@ const REQ: ReserveRequest = {
   maxLifetimeMinutes: 720
 }
 
-let dir: string
-let key: string
-let pub: string
-let ec2: EC2Client
-let pool: Pool | null = null
-beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-reap-pool-'))
-  ;({ key, pub } = poolKeyPair(dir))
-  ec2 = ec2Client()
-})
-afterAll(async () => {
-  await pool?.close()
-  ec2?.destroy()
-  fs.rmSync(dir, { recursive: true, force: true })
-})
+const t = usePoolReapTest('reap-pool')
 
 const containersOf = async (jobId: string): Promise<string[]> =>
   (await execFileP('docker', ['ps', '-aq', '--filter', `label=dev.remote-container-hooks.job=${jobId}`])).stdout.split('\n').filter(Boolean)
 const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
 
 test('a lapsed lease is taken back and the member scrubbed; a live lease is left alone; a member marked for replacement that nobody holds is replaced and its reservation settled; a failed claim is attached', async () => {
-  pool = await createPool({
-    name: `reap-pool-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
-    size: 4,
-    clientPublicKey: pub,
-    extraTags: (m) => ({ 'rch-user': m.user })
-  })
-  const p = pool
-  await p.waitReady(4, 90_000)
+  const { pool: p } = await t.startPool(4)
+  const { dir, key, ec2 } = t
   const provider = { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
   const worker = path.join(dir, 'worker.js')
   // The runner's worker as a process of its own: it runs the hook and exits (a runner that died after prepare_job).
@@ -91,8 +68,8 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
     timeout: 60_000
   })
   // The ledger: the idle member was started under a reservation; another reservation's claim failed (no member carries it).
-  const fleet = FleetSchema.parse({ ledger: { kind: 'local', path: path.join(dir, 'ledger') } })
-  const ledger = new LocalLedger(fleet, path.join(dir, 'ledger'), { now: () => Date.now() })
+  const fleet = FleetSchema.parse({ ledger: { kind: 'local', path: t.ledgerDir } })
+  const ledger = new LocalLedger(fleet, t.ledgerDir, { now: () => Date.now() })
   const reserve = async (at: number): Promise<string> => {
     const r = await ledger.reserve({ ...REQ, pool: p.name }, at)
     if (!r.ok) throw new Error(r.line)
@@ -129,12 +106,7 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   )
   expect(didLapse).toBe(true)
 
-  const cfg = path.join(dir, 'reap.json')
-  fs.writeFileSync(
-    cfg,
-    JSON.stringify({ ...poolHookConfig(p, key, provider), fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger') } } })
-  )
-  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+  const { cfg, tmp } = t.reapConfig(p, provider)
 
   const p1 = await runReap(cfg, tmp)
   expectOk(p1)
@@ -151,7 +123,7 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
   expect([lapsed, held]).toContain(claimedBy)
   expect(tagsOf(await describeInstance(ec2, claimedBy))['remote-container-hooks:reservation']).toBe(rUnclaimed)
 
-  const p2 = await runReap(cfg, tmp, { env: { RCH_LEDGER_NOW_MS: String(Date.now() + 3 * MIN) } })
+  const p2 = await runReap(cfg, tmp, ledgerAhead(3 * MIN))
   expectOk(p2)
   expect(rowOf(p2, lapsed)).toMatchObject({
     action: 'removed',

@@ -4,7 +4,7 @@
 import { FleetSchema } from '../../src/config'
 import { FleetRefused } from '../../src/fleet/gate'
 import { JobFleet } from '../../src/fleet/job-fleet'
-import { beatQuietly, recordCleanedUp, recordPrepared } from '../../src/fleet/job-records'
+import { beatQuietly, recordCleanedUp, recordPrepared } from '../../src/fleet/job-ledger-writes'
 import { ledgerClockFrom } from '../../src/fleet/ledger-clock'
 import { timingsLine } from '../../src/fleet/timings-line'
 import { cleanupTempDirs, tempDir } from './_helpers'

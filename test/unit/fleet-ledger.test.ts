@@ -144,7 +144,7 @@ test('records: fields, timings, time range; unsettled; unknown id', async () => 
   expect((await l.records({ since: NOON + 1 })).map((r) => r.id)).toEqual([b])
   expect((await l.unsettled()).map((r) => r.id)).toEqual([a])
   await expect(l.settle('nope', { endedAt: NOON })).rejects.toThrow('fleet ledger: no reservation nope')
-  await expect(l.recordTimings(a, { boot: NaN })).rejects.toThrow('fleet ledger: timing boot is not a number of milliseconds')
+  await expect(l.recordTimings(a, { boot: NaN })).rejects.toThrow('fleet ledger: timing "boot" is not a number of milliseconds')
   await expect(l.attach('constructor', 'i-1')).rejects.toThrow('no reservation constructor')
 })
 
