@@ -23,6 +23,7 @@ export const LAYERS = [
       'tools.ts',
       'labels.ts',
       'sha256.ts',
+      'mono-clock.ts',
       'retry.ts',
       'cancel.ts',
       'private-fs.ts',

@@ -17,6 +17,7 @@ import { withDeadline } from '../remote/deadline'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 import { beatQuietly, recordCleanedUp } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
+import { monoMs } from '../mono-clock'
 
 export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookContext): Promise<HandlerResult> {
   const { log } = ctx
@@ -41,7 +42,7 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     return { exitCode: 0 }
   }
   const lease = leaseOf(state.host)
-  const started = Date.now()
+  const started = monoMs()
   const fleet = jobFleet(ctx, state.jobId)
   const warn = (m: string): void => log.warn(m)
   await beatQuietly(fleet, warn, lease.reservation)
@@ -49,9 +50,9 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
   const releasePhase = provider.releaseDestroys ? 'terminate' : 'release'
   let releaseMs: number | undefined
   const release = async (r: Remote | null): Promise<void> => {
-    const t = Date.now()
+    const t = monoMs()
     await releaseMachine(ctx, provider, lease, r, state.jobId)
-    releaseMs = Date.now() - t
+    releaseMs = monoMs() - t
   }
   let remote: Remote | null = null
   try {
@@ -86,7 +87,7 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     await stopAgents(state.localDir)
     rmSync(state.localDir, { recursive: true, force: true })
   }
-  const total = Date.now() - started
+  const total = monoMs() - started
   const timings = { cleanup: total, ...(releaseMs !== undefined ? { [releasePhase]: releaseMs } : {}) }
   log.progress(timingsLine(timings, total))
   await recordCleanedUp(fleet, warn, { reservation: lease.reservation, timings })

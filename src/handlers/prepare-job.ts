@@ -28,15 +28,16 @@ import { buildResponse } from '../prepare/response'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 import { recordPrepared } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
+import { monoMs } from '../mono-clock'
 
 /** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */
 class Timings {
   private readonly parts: string[] = []
   private readonly marks = new Map<string, number>()
-  private last = Date.now()
-  constructor(readonly started = Date.now()) {}
+  private last = monoMs()
+  constructor(readonly started = monoMs()) {}
   mark(part: string): void {
-    const now = Date.now()
+    const now = monoMs()
     this.parts.push(`${part} ${now - this.last}`)
     this.marks.set(part, now)
     this.last = now
@@ -46,7 +47,7 @@ class Timings {
     return this.marks.get(part) ?? this.last
   }
   toString(): string {
-    return `${this.parts.join(', ')} (ms; total ${Date.now() - this.started})`
+    return `${this.parts.join(', ')} (ms; total ${monoMs() - this.started})`
   }
 }
 
@@ -137,7 +138,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       pool: config.provider.kind === 'ec2-pool' ? config.provider.autoScalingGroup : undefined,
       machine: machineOf(host.lease) ?? `${host.lease.connect.host}:${host.lease.connect.port}`,
       reservation: host.lease.reservation,
-      startedAt: fleet.clock.now() - (Date.now() - run.time.started),
+      startedAt: fleet.clock.now() - (monoMs() - run.time.started),
       timings: phases
     })
     return { exitCode: 0, response }
@@ -162,7 +163,7 @@ function jobPhases(time: Timings, provider: Record<string, number> | undefined):
     sync: time.at('copy') - lease,
     containers: time.at('starts') - time.at('copy'),
     health: time.at('health') - time.at('starts'),
-    total: Date.now() - time.started
+    total: monoMs() - time.started
   }
 }
 

@@ -30,6 +30,7 @@ import {
 import { instanceVcpus } from './ec2-vcpus'
 import { ed25519KeyPair } from './keys'
 import { readyMarker, userDataScript } from './user-data'
+import { monoMs } from '../mono-clock'
 
 export interface Ec2Lease extends LeaseBase<'ec2'> {
   /** The instance made for the job. */
@@ -88,9 +89,9 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   async acquire(job: JobRef, env: ProviderEnv): Promise<Acquired<Ec2Lease>> {
     const cfg = this.cfg
     const { owner, localDir, jobId } = job
-    const started = Date.now()
+    const started = monoMs()
     const until = started + cfg.acquireTimeoutSeconds * 1000
-    const left = (): number => Math.max(0, until - Date.now())
+    const left = (): number => Math.max(0, until - monoMs())
     const { sdk, client } = await ec2Client(cfg)
     const send = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
       retry(fn, {
@@ -131,7 +132,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     const { instanceId, reservation } = await this.launch(job, env, basis, userData, (input) =>
       send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input)))
     )
-    const launched = Date.now()
+    const launched = monoMs()
     const lease: Ec2Lease = {
       kind: 'ec2',
       instanceId,
@@ -144,14 +145,14 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       const address = await this.waitRunning(env, instanceId, left, (input) =>
         send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand(input)))
       )
-      const running = Date.now()
+      const running = monoMs()
       lease.connect = { ...lease.connect, ...address }
       writePrivateFile(
         lease.connect.knownHostsFile,
         `${knownHostsName(address.host, address.port)} ${hostKey.public.split(' ').slice(0, 2).join(' ')}\n`
       )
       const remote = await this.waitReady(env, lease.connect, instanceId, left)
-      const ready = Date.now()
+      const ready = monoMs()
       for (const old of (await leftovers).filter((x) => x.id !== instanceId)) {
         env.log.progress(`terminating ${old.id}, left by an earlier job of this runner`)
         await this.terminateAndSettle(old, env).catch((t) => env.log.warn(`could not terminate ${old.id}: ${(t as Error).message}`))
