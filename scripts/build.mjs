@@ -180,10 +180,21 @@ const head = `#!/usr/bin/env node
     } catch (e) { /* no cache: compile normally */ }
     return usable;
   }
+  // V8 rejects a code cache made under other flags (the agent runs with its own heap flags), so
+  // each set of node flags keeps its own file: one shared file was rewritten by every other process.
+  let flv;
+  function flavor() {
+    if (flv !== undefined) return flv;
+    // A preloaded module (-r) does not change what V8 accepts.
+    const flags = process.execArgv.filter((a, i, all) => !/^(-r|--require)(=|$)/.test(a) && !/^(-r|--require)$/.test(all[i - 1] || ''));
+    let h = 0x811c9dc5;
+    for (const c of Buffer.from(flags.join('\\0'), 'utf8')) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+    return (flv = flags.length ? '-f' + h.toString(16).padStart(8, '0') : '');
+  }
   let swept = false;
   function compile(name, source) {
     const vm = require('vm'), Module = require('module');
-    const file = path.join(dir, 'code-${key}-' + name.replace(/[^a-z0-9]+/gi, '_') + '.bin');
+    const file = path.join(dir, 'code-${key}-' + name.replace(/[^a-z0-9]+/gi, '_') + flavor() + '.bin');
     let cached;
     if (cacheUsable()) { try { cached = fs.readFileSync(file); } catch (e) { /* first run */ } }
     // Named for what it is: a library bundled into this file, not a file of its own.

@@ -132,6 +132,24 @@ test('a copy alone in an empty folder runs and writes its code cache 0600 in a 0
   expect(again.stderr).toContain('COMPILED bundled:ssh2 cache=true')
 })
 
+test("a process with other node flags (the agent's) keeps its own code cache: one shared file was rejected and rewritten by every other process", () => {
+  const spyFile = join(tmp, 'spy-rejected.js')
+  writeFileSync(
+    spyFile,
+    "const vm = require('vm'), S = vm.Script\nvm.Script = class extends S { constructor(src, o) { super(src, o); process.stderr.write('COMPILED ' + o.filename + ' cache=' + !!o.cachedData + ' rejected=' + !!this.cachedDataRejected + '\\n') } }\n"
+  )
+  const agentFlags = ['--max-semi-space-size=1', '--heap-growing-percent=20']
+  const run = (flags: string[]): string[] => {
+    const r = spawnSync(process.execPath, [...flags, '-r', spyFile, bundle, 'check-config', '--help'], { env: env(), encoding: 'utf8' })
+    expect(r.status).toBe(0)
+    return r.stderr.split('\n').filter((l) => l.startsWith('COMPILED bundled:rch-rest'))
+  }
+  expect(run([])).toEqual(['COMPILED bundled:rch-rest cache=false rejected=false']) // positive control: the part is compiled, no cache yet
+  expect(run(agentFlags)).toEqual(['COMPILED bundled:rch-rest cache=false rejected=false'])
+  expect(run([])).toEqual(['COMPILED bundled:rch-rest cache=true rejected=false'])
+  expect(run(agentFlags)).toEqual(['COMPILED bundled:rch-rest cache=true rejected=false'])
+})
+
 test('caches of other versions older than a day are removed when a new version writes its own; newer ones and other files stay', () => {
   mkdirSync(cacheDir(), { mode: 0o700 })
   const old = join(cacheDir(), 'code-0123456789abcdef-core.bin')
