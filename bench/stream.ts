@@ -2,7 +2,7 @@
 // run_script_step served by the job's agent) and under local `docker exec` into the same container,
 // each writing to a pipe that is read to the end as the runner reads the hook's stdout. Also samples
 // the hook's and the agent's memory during the step.
-import { spawnPiped } from '../test/helpers/pipes'
+import { makePipes, spawnPiped } from '../test/helpers/pipes'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -61,9 +61,10 @@ function drain(
   opts: { env?: Record<string, string>; cwd?: string; input?: string; onStart?: (pid: number) => void } = {}
 ): Promise<Drained> {
   return new Promise((resolve, reject) => {
+    // Pipes, as the runner gives the hook (and, for the same reader, docker exec too); made before the clock starts.
+    const pipes = makePipes()
     const t = process.hrtime.bigint()
-    // Pipes, as the runner gives the hook (and, for the same reader, docker exec too).
-    const { child, closed } = spawnPiped(cmd, args, { env: opts.env, cwd: opts.cwd })
+    const { child, closed } = spawnPiped(cmd, args, { env: opts.env, cwd: opts.cwd }, pipes)
     let bytes = 0
     let stderr = ''
     let first = 0n

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadVm, repoRoot, testenvDir, type VmName } from './testenv'
-import { spawnPiped } from './pipes'
+import { makePipes, spawnPiped } from './pipes'
 
 export const HOOK = join(repoRoot, 'dist', 'index.js')
 
@@ -121,6 +121,7 @@ export class FakeRunner {
     if (!opts.noResponseFile) writeFileSync(responseFile, '')
     const state = opts.state === undefined ? this.state : opts.state
     const input = opts.stdin ?? JSON.stringify({ command, responseFile, args, state }) + '\n'
+    const pipes = process.env.RCH_TEST_STDIO === 'socket' ? null : makePipes()
     const started = Date.now()
     // stdout and stderr are pipes, as the runner's (see pipes.ts); RCH_TEST_STDIO=socket gives Node's socketpair.
     const { child, closed } =
@@ -129,7 +130,7 @@ export class FakeRunner {
             child: spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] }),
             closed: null
           }
-        : spawnPiped(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env) })
+        : spawnPiped(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env) }, pipes ?? undefined)
     let stdout = ''
     let stderr = ''
     // callerReadsStdout: the caller reads the hook's stdout itself, at its own pace (HookRun.stdout stays empty).

@@ -30,10 +30,19 @@ export interface PipedChild {
   closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+export interface Pipes {
+  out: { read: number; write: number }
+  err: { read: number; write: number }
+}
+
+/** The two pipes for spawnPiped, made beforehand when their making (two mkfifo runs) must not count in a timing. */
+export function makePipes(): Pipes {
+  return { out: pipe(), err: pipe() }
+}
+
 /** spawn() with stdin a Node pipe and stdout/stderr real pipes. */
-export function spawnPiped(cmd: string, args: string[], opts: Omit<SpawnOptions, 'stdio'> = {}): PipedChild {
-  const out = pipe()
-  const err = pipe()
+export function spawnPiped(cmd: string, args: string[], opts: Omit<SpawnOptions, 'stdio'> = {}, pipes: Pipes = makePipes()): PipedChild {
+  const { out, err } = pipes
   let child: ChildProcess
   try {
     child = spawn(cmd, args, { ...opts, stdio: ['pipe', out.write, err.write] })
