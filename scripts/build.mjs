@@ -13,8 +13,9 @@
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { relative, sep } from 'node:path'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join, relative, sep } from 'node:path'
 
 const CHUNKS = ['@aws-sdk/client-ec2', '@aws-sdk/client-auto-scaling', '@aws-sdk/client-dynamodb', 'ssh2', 'winston', 'yaml', 'zod']
 const common = {
@@ -35,11 +36,29 @@ const common = {
 // eslint-disable-next-line no-control-regex -- the range is all of ASCII, NUL included
 const ascii = (src) => src.replace(/[^\x00-\x7f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 
+// The AWS clients are large (the EC2 one alone ~3 MiB) and the code uses a few dozen of their
+// exports: their chunks export only the names that appear in src/ (any identifier there that the
+// client exports, so a name used is never left out), and esbuild drops the rest. Every hook start
+// reads the whole file, so what is left out is time saved on every step.
+const srcWords = new Set()
+for (const f of readdirSync('src', { recursive: true })) {
+  if (String(f).endsWith('.ts'))
+    for (const w of readFileSync(join('src', String(f)), 'utf8').match(/[A-Za-z_$][\w$]*/g) ?? []) srcWords.add(w)
+}
+const requireHere = createRequire(import.meta.url)
+const entryOf = (name) => {
+  if (!name.startsWith('@aws-sdk/')) return `module.exports = require(${JSON.stringify(name)})`
+  const used = Object.keys(requireHere(name)).filter((k) => srcWords.has(k))
+  if (!used.length) throw new Error(`build: nothing of ${name} is used in src/`)
+  return `export { ${used.join(', ')} } from ${JSON.stringify(name)}`
+}
 const chunks = {}
 for (const name of CHUNKS) {
   const r = await build({
     ...common,
-    stdin: { contents: `module.exports = require(${JSON.stringify(name)})`, resolveDir: process.cwd(), loader: 'js' },
+    stdin: { contents: entryOf(name), resolveDir: process.cwd(), loader: 'js', sourcefile: `${name}-entry.js` },
+    // Their ES module builds: esbuild can drop unused exports only from those, not from CommonJS.
+    ...(name.startsWith('@aws-sdk/') ? { mainFields: ['module', 'main'] } : {}),
     external: ['cpu-features', '*.node']
   })
   chunks[name] = ascii(r.outputFiles[0].text)
