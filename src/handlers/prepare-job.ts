@@ -129,7 +129,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     run.time.mark('agent')
     const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
     log.debug(`prepare_job timings: ${run.time.toString()}`)
-    log.progress(`job ready in ${((Date.now() - run.time.started) / 1000).toFixed(1)} s`)
+    log.progress(`job ready in ${((monoMs() - run.time.started) / 1000).toFixed(1)} s`)
     const phases = jobPhases(run.time, host.timings)
     log.progress(timingsLine(phases, phases.total))
     const fleet = jobFleet(ctx, plan.jobId)
@@ -288,7 +288,7 @@ async function getHost(
   const agent = startAgentInBackground(ctx, a.lease.connect, localDir, provider.keeper?.(a.lease) ?? undefined)
   // Pushed after the release so that it runs first: an agent still starting is ended, not leaked.
   if (agent) undo.push('stop the agent', () => agent.stop())
-  ctx.log.progress(`using ${provider.describe(a.lease)} (${Date.now() - started} ms)`)
+  ctx.log.progress(`using ${provider.describe(a.lease)} (${monoMs() - started} ms)`)
   return { ...a, agent }
 }
 

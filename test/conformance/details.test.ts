@@ -25,6 +25,12 @@ describe('contract details', () => {
     const p2 = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [] })
     expect(p2.code).toBe(0)
     expect(p2.stdout).toContain('externals reused')
+    // The durations it prints are within the command's own wall time (one was once a clock's absolute value).
+    const leased = Number(/using .* \((\d+) ms\)/.exec(p2.stdout)?.[1])
+    const ready = Number(/job ready in ([\d.]+) s/.exec(p2.stdout)?.[1]) * 1000
+    expect({ leased, ready }).toEqual({ leased: expect.any(Number), ready: expect.any(Number) })
+    expect(leased).toBeLessThanOrEqual(p2.ms)
+    expect(ready).toBeLessThanOrEqual(p2.ms + 50)
   })
 
   test('CI and GITHUB_ACTIONS are set in the job container; steps never write the response file', async () => {
