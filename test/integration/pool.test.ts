@@ -127,7 +127,13 @@ test('a job leases a warm member pinned by its tag, and gives it back scrubbed',
   expect((await execFileP('docker', ['images', '-q', testImages.tiny])).stdout.trim()).not.toBe('') // the cache stays
   expect(await asMember(m, 'ls -A ~/.docker 2>/dev/null; ls /tmp | grep -c "^left-$(id -u)$" || true')).toBe('0\n')
   // Ended (a zombie is only waiting for whoever adopted it to reap it), sshd's own session processes aside.
-  const left = (await execFileP('ps', ['-u', m.user, '-o', 'stat=,comm='])).stdout
+  // ps exits 1 when the user has no process at all (sshd's session already gone): nothing is left.
+  const left = (
+    await execFileP('ps', ['-u', m.user, '-o', 'stat=,comm=']).catch((e: { code?: number; stdout?: string }) => {
+      if (e.code === 1 && !e.stdout) return { stdout: '' }
+      throw e
+    })
+  ).stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
     .filter(([stat, comm]) => stat && !stat.startsWith('Z') && !comm.startsWith('sshd'))
