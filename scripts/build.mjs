@@ -116,7 +116,10 @@ const fromCore = {
 const restOut = await build({
   ...common,
   stdin: {
-    contents: `module.exports = {\n${[...onDemand].map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`).join('\n')}\n}\n`,
+    contents: `module.exports = {\n${[...onDemand]
+      .sort()
+      .map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`)
+      .join('\n')}\n}\n`,
     resolveDir: process.cwd(),
     sourcefile: 'rest-entry.js',
     loader: 'js'
@@ -204,8 +207,9 @@ const head = `#!/usr/bin/env node
   let flv;
   function flavor() {
     if (flv !== undefined) return flv;
-    // A preloaded module (-r) does not change what V8 accepts.
+    // A preloaded module (-r) does not change what V8 accepts; NODE_OPTIONS may.
     const flags = process.execArgv.filter((a, i, all) => !/^(-r|--require)(=|$)/.test(a) && !/^(-r|--require)$/.test(all[i - 1] || ''));
+    if (process.env.NODE_OPTIONS) flags.push('NODE_OPTIONS=' + process.env.NODE_OPTIONS);
     let h = 0x811c9dc5;
     for (const c of Buffer.from(flags.join('\\0'), 'utf8')) h = Math.imul(h ^ c, 0x01000193) >>> 0;
     return (flv = flags.length ? '-f' + h.toString(16).padStart(8, '0') : '');

@@ -188,9 +188,12 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
     sock.on('data', (c: Buffer) => reader.push(c))
     // The output goes straight into the hook's pipes when it named them (see direct-output.ts).
     const { pipes, ...request } = req
-    const direct = openDirect(pipes)
+    // The runner stopped reading (EPIPE): stop the step, as the hook's own failed write did before.
+    const direct = openDirect(pipes, () => controller.signal.aborted || controller.abort('SIGKILL'))
     // The hook process vanished (killed by the runner): stop the remote process as for a cancel.
+    let hookGone = false
     sock.on('close', () => {
+      hookGone = true
       direct?.drop()
       if (!controller.signal.aborted) controller.abort('SIGKILL')
     })
@@ -212,6 +215,7 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
     } catch (e) {
       log(`run failed: ${(e as Error).message}`)
     }
+    if (hookGone) log(`a step whose hook went away ended (exit ${code})`)
     if (direct) await direct.close()
     sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null })))
   }

@@ -2,7 +2,7 @@
 // each byte skips a hop (agent → Unix socket → hook → pipe) and the hook process, which otherwise
 // copies every byte once more on a machine whose few cores the whole chain shares.
 //
-// The hook names its pipes (its pid and each pipe's inode); the agent reopens them through
+// The hook names its pipes (its pid, and each pipe's device and inode); the agent reopens them through
 // /proc/<pid>/fd/<n>, which for a pipe gives a new description of the same pipe (non-blocking
 // there without touching the runner's end). Only pipes: reopening a file through /proc would write
 // from its start. Anything that does not match (not a pipe, another inode, no such process) leaves
@@ -11,12 +11,13 @@
 // runner reads the pipe to its end, which only comes once no process holds it open.
 import { closeSync, constants, fstatSync, openSync, statSync } from 'node:fs'
 import { Socket } from 'node:net'
+import { corkTurn, QUEUE_LIMIT, whenDrained } from './mux-frames'
 
-/** What the hook sends: its pid and the inodes of its stdout and stderr pipes. */
+/** What the hook sends: its pid and each pipe's device and inode. */
 export interface DirectPipes {
   pid: number
-  out: number
-  err: number
+  out: { dev: number; ino: number }
+  err: { dev: number; ino: number }
 }
 
 /** The hook's side: its pipes, or undefined when either is not a pipe (a file, a terminal). */
@@ -25,58 +26,92 @@ export function hookPipes(): DirectPipes | undefined {
     const out = fstatSync(1)
     const err = fstatSync(2)
     if (!out.isFIFO() || !err.isFIFO()) return undefined
-    return { pid: process.pid, out: out.ino, err: err.ino }
+    return { pid: process.pid, out: { dev: out.dev, ino: out.ino }, err: { dev: err.dev, ino: err.ino } }
   } catch {
     return undefined
   }
 }
 
-const isId = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0
+const isId = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0
+const isPipeId = (p: unknown): p is { dev: number; ino: number } =>
+  !!p && typeof p === 'object' && isId((p as { dev?: unknown }).dev) && isId((p as { ino?: unknown }).ino)
+const same = (st: { dev: number; ino: number; isFIFO(): boolean }, id: { dev: number; ino: number }): boolean =>
+  st.isFIFO() && st.dev === id.dev && st.ino === id.ino
 
-function reopen(pid: number, fd: 1 | 2, ino: number): Socket | null {
+function reopen(pid: number, fd: 1 | 2, id: { dev: number; ino: number }): Socket | null {
   const path = `/proc/${pid}/fd/${fd}`
   let h: number | null = null
   try {
-    const st = statSync(path)
-    if (!st.isFIFO() || st.ino !== ino) return null
+    if (!same(statSync(path), id)) return null
     h = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
     // The fd may have changed between the two calls: what was opened must be that same pipe.
-    const again = fstatSync(h)
-    if (!again.isFIFO() || again.ino !== ino) {
+    if (!same(fstatSync(h), id)) {
       closeSync(h)
       return null
     }
-    const s = new Socket({ fd: h, readable: false, writable: true })
-    // The reader went away (EPIPE): the step's output has nowhere to go, as for the hook itself.
-    s.on('error', () => s.destroy())
-    return s
+    return new Socket({ fd: h, readable: false, writable: true })
   } catch {
     if (h !== null) closeSync(h)
     return null
   }
 }
 
+/** A pipe as the step's output goes to it: a writer that waits for it as a relay would, and never for a closed one. */
+export interface PipeSink {
+  write(c: Buffer | string): boolean
+  once(e: 'drain', fn: () => void): unknown
+}
+
 export interface Direct {
-  stdout: Socket
-  stderr: Socket
+  stdout: PipeSink
+  stderr: PipeSink
   /** Resolves once everything written has left for the pipes; then both are closed. */
   close(): Promise<void>
   /** Closes both at once, dropping what is queued (the hook is gone). */
   drop(): void
 }
 
-/** The agent's side: the hook's two pipes, or null (the output then goes over the socket). */
-export function openDirect(p: unknown): Direct | null {
+function sinkOf(s: Socket): PipeSink {
+  return {
+    // A closed pipe takes nothing more, and is not waited for (its 'drain' never comes).
+    write: (c) => {
+      if (s.destroyed) return true
+      // What one turn of the event loop writes leaves in one writev.
+      corkTurn(s)
+      s.write(c)
+      return s.writableLength < QUEUE_LIMIT
+    },
+    once: (_e, fn) => (s.destroyed ? setImmediate(fn) : whenDrained(s, fn))
+  }
+}
+
+/**
+ * The agent's side: the hook's two pipes, or null (the output then goes over the socket).
+ * `onLost` is called once if a pipe fails (its reader went away, EPIPE): the step then has nowhere
+ * to print, as when the hook itself died of that before.
+ */
+export function openDirect(p: unknown, onLost: () => void): Direct | null {
   if (!p || typeof p !== 'object') return null
   const { pid, out, err } = p as Record<string, unknown>
-  if (!isId(pid) || !isId(out) || !isId(err)) return null
+  if (!isId(pid) || pid === 0 || !isPipeId(out) || !isPipeId(err)) return null
   const stdout = reopen(pid, 1, out)
   if (!stdout) return null
-  const stderr = reopen(pid, 2, err)
+  // stdout and stderr the same pipe (2>&1): one description, one queue, so their bytes keep the
+  // order they were written in (two would interleave partial writes once the pipe is full).
+  const stderr = out.dev === err.dev && out.ino === err.ino ? stdout : reopen(pid, 2, err)
   if (!stderr) {
     stdout.destroy()
     return null
   }
+  let lost = false
+  for (const s of new Set([stdout, stderr]))
+    s.on('error', () => {
+      s.destroy()
+      if (!lost) {
+        lost = true
+        onLost()
+      }
+    })
   const flushed = (s: Socket): Promise<void> =>
     new Promise((resolve) => {
       if (s.destroyed) return resolve()
@@ -85,8 +120,8 @@ export function openDirect(p: unknown): Direct | null {
       s.write(Buffer.alloc(0), () => resolve())
     })
   return {
-    stdout,
-    stderr,
+    stdout: sinkOf(stdout),
+    stderr: sinkOf(stderr),
     close: async () => {
       await Promise.all([flushed(stdout), flushed(stderr)])
       stdout.destroy()

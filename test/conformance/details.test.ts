@@ -1,9 +1,12 @@
 // Smaller points of the contract, each proven through dist/index.js.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { localDirOf } from '../../src/paths'
 import { FakeRunner } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
 import { waitForOutput } from '../helpers/conformance'
+import { waitUntil } from '../helpers/wait'
 
 describe('contract details', () => {
   const runner = new FakeRunner()
@@ -157,6 +160,13 @@ describe('contract details', () => {
     expect(r.stdout).toContain("written by the job's agent into the hook's pipes") // positive control: the agent held them
     // The step ignores TERM, so stopping it takes the whole cancelGraceSeconds (2 s): the pipes must not wait for that.
     expect(Date.now() - t).toBeLessThan(1500)
+    // And the agent's run of it ends: with nowhere left to write, the output must not wait for a
+    // closed pipe's 'drain' for ever (the step's channel and Docker connection would stay open).
+    const { owner, jobId } = runner.state as { owner: string; jobId: string }
+    const agentLog = join(localDirOf(`${tmpdir()}/rch-${process.getuid!()}`, owner, jobId), 'agent.log')
+    const ended = (): boolean => readFileSync(agentLog, 'utf8').includes('a step whose hook went away ended')
+    await waitUntil(ended, 15_000, 100)
+    expect(ended()).toBe(true)
   })
 })
 

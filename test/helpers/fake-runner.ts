@@ -130,7 +130,12 @@ export class FakeRunner {
             child: spawn(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env), stdio: ['pipe', 'pipe', 'pipe'] }),
             closed: null
           }
-        : spawnPiped(process.execPath, [this.hook], { cwd: this.workspace, env: this.env(opts.env) }, pipes ?? undefined)
+        : spawnPiped(
+            process.execPath,
+            [this.hook],
+            { cwd: this.workspace, env: this.env(opts.env), sharedPipe: process.env.RCH_TEST_STDIO === 'shared-pipe' },
+            pipes ?? undefined
+          )
     let stdout = ''
     let stderr = ''
     // callerReadsStdout: the caller reads the hook's stdout itself, at its own pace (HookRun.stdout stays empty).
@@ -153,7 +158,14 @@ export class FakeRunner {
         }
         resolve({ code, signal, stdout, stderr, response, responseText, ms: Date.now() - started })
       }
-      if (closed) void closed.then(({ code, signal }) => onClose(code, signal))
+      if (closed)
+        void closed.then(
+          ({ code, signal }) => onClose(code, signal),
+          (e: Error) => {
+            stderr += `could not start the hook: ${e.message}`
+            onClose(null, null)
+          }
+        )
       else child.on('close', onClose)
     })
     return { child, done }

@@ -41,11 +41,21 @@ export function makePipes(): Pipes {
 }
 
 /** spawn() with stdin a Node pipe and stdout/stderr real pipes. */
-export function spawnPiped(cmd: string, args: string[], opts: Omit<SpawnOptions, 'stdio'> = {}, pipes: Pipes = makePipes()): PipedChild {
+export function spawnPiped(
+  cmd: string,
+  args: string[],
+  opts: Omit<SpawnOptions, 'stdio'> & { sharedPipe?: boolean } = {},
+  pipes: Pipes = makePipes()
+): PipedChild {
   const { out, err } = pipes
+  const { sharedPipe, ...spawnOpts } = opts
   let child: ChildProcess
   try {
-    child = spawn(cmd, args, { ...opts, stdio: ['pipe', out.write, err.write] })
+    // sharedPipe: stdout and stderr are one pipe (2>&1); stderr's own pipe then only ends.
+    child = spawn(cmd, args, { ...spawnOpts, stdio: ['pipe', out.write, sharedPipe ? out.write : err.write] })
+  } catch (e) {
+    for (const fd of [out.read, err.read]) closeSync(fd)
+    throw e
   } finally {
     closeSync(out.write)
     closeSync(err.write)
@@ -55,9 +65,15 @@ export function spawnPiped(cmd: string, args: string[], opts: Omit<SpawnOptions,
   Object.defineProperty(child, 'stdout', { value: stdout })
   Object.defineProperty(child, 'stderr', { value: stderr })
   const ended = (s: Socket): Promise<void> => new Promise((r) => (s.readableEnded || s.destroyed ? r() : s.once('close', () => r())))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r, reject) => {
     child.once('exit', (code, signal) => r({ code, signal }))
-  )
+    // A child that could not start (ENOENT…) never exits: fail instead of waiting for ever.
+    child.once('error', (e) => {
+      stdout.destroy()
+      stderr.destroy()
+      reject(e)
+    })
+  })
   const closed = Promise.all([exited, ended(stdout), ended(stderr)]).then(([x]) => x)
   return { child: child as PipedChild['child'], closed }
 }
