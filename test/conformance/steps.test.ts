@@ -4,7 +4,7 @@
 // prependPath, and a dropped connection is never reported as success.
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
@@ -208,6 +208,18 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
     }
   })()
   const finishedEarly = await settlesWithin(done, SLOW_MS)
+  // The runner's pipe is written by the agent itself (the hook's stdout is a pipe here): the agent
+  // holds that very pipe while the step still floods it, so what is bounded is the direct path.
+  const hookPipe = readlinkSync(`/proc/${child.pid}/fd/1`)
+  const agentHoldsIt = agentOn
+    ? readdirSync(`/proc/${agent[0].pid}/fd`).some((fd) => {
+        try {
+          return readlinkSync(`/proc/${agent[0].pid}/fd/${fd}`) === hookPipe
+        } catch {
+          return false
+        }
+      })
+    : false
   const readSlowly = read
   slow = false
   child.stdout!.resume()
@@ -218,6 +230,7 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
     console.log(
       `slow phase read ${(readSlowly / 1e6).toFixed(1)} MB; peak RSS: agent ${Math.round(peak.agent / 1024)} MB (from ${Math.round(agentBase / 1024)} MB), hook ${Math.round(peak.hook / 1024)} MB`
     )
+  expect({ hookPipe, agentHoldsIt }).toEqual({ hookPipe: expect.stringMatching(/\S/), agentHoldsIt: agentOn })
   // The reader really was the slow end: the step was still printing when the slow phase ended.
   expect(finishedEarly).toBe(false)
   expect(readSlowly).toBeGreaterThan(1_000_000)
