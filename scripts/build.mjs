@@ -65,7 +65,7 @@ for (const name of CHUNKS) {
 }
 
 // The core is split in two. A step handed to the job's agent needs only main.ts and what it imports
-// statically (~20 KiB); V8 would still parse all ~470 KiB of the rest on every start. So every module
+// statically (~40 KiB); V8 would still parse all ~470 KiB of the rest on every start. So every module
 // main.ts's static graph loads on demand (`await import()`) goes into the chunk `rch-rest`, compiled
 // on first use with its code cache like the libraries. The rest takes the core's modules from the
 // core (`rch-core:<file>`), never a second copy: one instance of each module, so `instanceof` and
@@ -85,8 +85,11 @@ const lazyImports = {
     })
   }
 }
+// `{ 'src/x.ts': () => require('./src/x.ts'), … }`: modules by file, each loaded on first ask.
+const requireTable = (files) =>
+  `{\n${files.map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`).join('\n')}\n}`
 const coreEntry = (register) => ({
-  contents: `${register.length ? `require('rch:core-modules')({\n${register.map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`).join('\n')}\n})\n` : ''}require('./src/main.ts')\n`,
+  contents: `${register.length ? `require('rch:core-modules')(${requireTable(register)})\n` : ''}require('./src/main.ts')\n`,
   resolveDir: process.cwd(),
   sourcefile: 'core-entry.js',
   loader: 'js'
@@ -116,10 +119,7 @@ const fromCore = {
 const restOut = await build({
   ...common,
   stdin: {
-    contents: `module.exports = {\n${[...onDemand]
-      .sort()
-      .map((f) => `  ${JSON.stringify(f)}: () => require(${JSON.stringify(`./${f}`)}),`)
-      .join('\n')}\n}\n`,
+    contents: `module.exports = ${requireTable([...onDemand].sort())}\n`,
     resolveDir: process.cwd(),
     sourcefile: 'rest-entry.js',
     loader: 'js'
