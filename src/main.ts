@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import { formatError } from './errors'
 import { delegation, runViaAgent } from './agent-client'
+import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
@@ -120,12 +121,6 @@ async function operatorCommand(name: OpName, argv: string[]): Promise<number> {
   // No signal handlers: Ctrl-C ends a read-only command at once, as any command-line tool.
   const signal = new AbortController().signal
   return runOpCommand(name, argv, { env: process.env, stdout: process.stdout, stderr: process.stderr, signal })
-}
-
-/** Resolves once everything written to s so far has left this process (an empty write's callback runs after the writes before it). */
-function flushed(s: NodeJS.WriteStream): Promise<void> {
-  if (!s.writableLength) return Promise.resolve()
-  return new Promise((resolve) => void s.write(Buffer.alloc(0), () => resolve()))
 }
 
 async function main(): Promise<void> {

@@ -11,7 +11,7 @@
 // runner reads the pipe to its end, which only comes once no process holds it open.
 import { closeSync, constants, fstatSync, openSync, statSync } from 'node:fs'
 import { Socket } from 'node:net'
-import { corkTurn, QUEUE_LIMIT, whenDrained } from './mux-frames'
+import { flushed, whenDrained, writeQueued } from './mux-frames'
 
 /** What the hook sends: its pid and each pipe's device and inode. */
 export interface DirectPipes {
@@ -74,14 +74,8 @@ export interface Direct {
 function sinkOf(s: Socket): PipeSink {
   return {
     // A closed pipe takes nothing more, and is not waited for (its 'drain' never comes).
-    write: (c) => {
-      if (s.destroyed) return true
-      // What one turn of the event loop writes leaves in one writev.
-      corkTurn(s)
-      s.write(c)
-      return s.writableLength < QUEUE_LIMIT
-    },
-    once: (_e, fn) => (s.destroyed ? setImmediate(fn) : whenDrained(s, fn))
+    write: (c) => s.destroyed || writeQueued(s, c),
+    once: (_e, fn) => whenDrained(s, fn)
   }
 }
 
@@ -111,13 +105,6 @@ export function openDirect(p: unknown, onLost: () => void): Direct | null {
         lost = true
         onLost()
       }
-    })
-  const flushed = (s: Socket): Promise<void> =>
-    new Promise((resolve) => {
-      if (s.destroyed) return resolve()
-      s.once('close', () => resolve())
-      // An empty write's callback runs once the writes before it are done.
-      s.write(Buffer.alloc(0), () => resolve())
     })
   return {
     stdout: sinkOf(stdout),

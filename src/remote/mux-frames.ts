@@ -37,17 +37,25 @@ export function corkTurn(s: { cork(): void; uncork(): void; writableCorked: numb
   setImmediate(() => s.uncork())
 }
 
-/** Writes one frame without copying the payload, batched with the turn's others; false once the queue is over QUEUE_LIMIT. */
-export function writeFrame(sock: Socket, type: number, payload: Buffer): boolean {
-  if (payload.length === 0 && isStreamFrame(type)) return sock.writableLength < QUEUE_LIMIT
+/** Writes the parts, batched with the turn's others; false once the queue is over QUEUE_LIMIT. */
+export function writeQueued(sock: Socket, ...parts: (Buffer | string)[]): boolean {
   corkTurn(sock)
-  sock.write(frameHead(type, payload.length))
-  sock.write(payload)
+  for (const p of parts) sock.write(p)
   return sock.writableLength < QUEUE_LIMIT
 }
 
-/** Calls fn once the socket drained, or once it closed: a source waiting on a hook that went away must not wait for ever. */
+/** Writes one frame without copying the payload, batched with the turn's others; false once the queue is over QUEUE_LIMIT. */
+export function writeFrame(sock: Socket, type: number, payload: Buffer): boolean {
+  if (payload.length === 0 && isStreamFrame(type)) return sock.writableLength < QUEUE_LIMIT
+  return writeQueued(sock, frameHead(type, payload.length), payload)
+}
+
+/**
+ * Calls fn once the socket drained, or once it closed: a source waiting on a hook that went away
+ * must not wait for ever (one already closed gets no event any more: fn runs on the next turn).
+ */
 export function whenDrained(sock: Socket, fn: () => void): void {
+  if (sock.destroyed) return void setImmediate(fn)
   const done = (): void => {
     sock.off('drain', done)
     sock.off('close', done)
@@ -55,6 +63,23 @@ export function whenDrained(sock: Socket, fn: () => void): void {
   }
   sock.on('drain', done)
   sock.on('close', done)
+}
+
+/**
+ * Resolves once everything written to s so far has left this process (an empty write's callback
+ * runs after the writes before it), or once s closed: an exit or a close would drop the rest.
+ */
+export function flushed(s: {
+  readonly destroyed: boolean
+  readonly writableLength: number
+  write(c: Buffer, cb: () => void): unknown
+  once(e: 'close', fn: () => void): unknown
+}): Promise<void> {
+  if (s.destroyed || !s.writableLength) return Promise.resolve()
+  return new Promise((resolve) => {
+    s.once('close', () => resolve())
+    s.write(Buffer.alloc(0), () => resolve())
+  })
 }
 
 /** Where relayed payloads go: a stream, or the hook's stdout Sink (whose queue length may be unknown). */
