@@ -129,8 +129,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     run.time.mark('agent')
     const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
     log.debug(`prepare_job timings: ${run.time.toString()}`)
-    log.progress(`job ready in ${((monoMs() - run.time.started) / 1000).toFixed(1)} s`)
     const phases = jobPhases(run.time, host.timings)
+    log.progress(`job ready in ${(phases.total / 1000).toFixed(1)} s`)
     log.progress(timingsLine(phases, phases.total))
     const fleet = jobFleet(ctx, plan.jobId)
     await recordPrepared(fleet, (m) => log.warn(m), {
@@ -138,7 +138,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       pool: config.provider.kind === 'ec2-pool' ? config.provider.autoScalingGroup : undefined,
       machine: machineOf(host.lease) ?? `${host.lease.connect.host}:${host.lease.connect.port}`,
       reservation: host.lease.reservation,
-      startedAt: fleet.clock.now() - (monoMs() - run.time.started),
+      startedAt: fleet.clock.now() - phases.total,
       timings: phases
     })
     return { exitCode: 0, response }
