@@ -1,9 +1,8 @@
 // A DynamoDB endpoint that accepts connections and never answers must not hold a launch (or reap)
 // without end: each request has a limit, the whole call a deadline.
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { FleetSchema, type FleetConfig } from '../../src/config'
-import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
+import type { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
+import { loopbackLedger } from './loopback-dynamo'
 
 let server: Server
 let requests = 0
@@ -22,22 +21,7 @@ afterAll(async () => {
   await new Promise((r) => server.close(r))
 })
 
-const ledger = (): DynamoLedger => {
-  const fleet: FleetConfig = FleetSchema.parse({
-    ledger: {
-      kind: 'dynamodb',
-      table: 'rch-timeout',
-      region: 'us-east-1',
-      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-    }
-  })
-  return new DynamoLedger(fleet, fleet.ledger as Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>, {
-    clock: { now: () => Date.now() },
-    client: { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } },
-    attemptMs: 300,
-    callMs: 1200
-  })
-}
+const ledger = (): DynamoLedger => loopbackLedger(server, { table: 'rch-timeout', now: () => Date.now(), attemptMs: 300, callMs: 1200 })
 
 test('a ledger endpoint that never answers fails the call within its deadline, after retries, naming the timeout', async () => {
   const l = ledger()

@@ -2,14 +2,14 @@
 // a reservation's recordTimings and a job record's recordJob.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FleetSchema, type FleetConfig } from '../../src/config'
+import { FleetSchema } from '../../src/config'
 import { checkTimings } from '../../src/fleet/check-timings'
-import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
+import type { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { newLocalLedger } from '../../src/fleet/local-ledger'
+import { loopbackLedger } from './loopback-dynamo'
 
 const REQ: ReserveRequest = {
   repository: 'acme/widgets',
@@ -90,22 +90,7 @@ describe('the DynamoDB ledger', () => {
     bodies = []
   })
 
-  const ledger = (): DynamoLedger => {
-    const fleet: FleetConfig = FleetSchema.parse({
-      ledger: {
-        kind: 'dynamodb',
-        table: 'rch-timings',
-        region: 'us-east-1',
-        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-      }
-    })
-    return new DynamoLedger(fleet, fleet.ledger as Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>, {
-      clock: { now: () => NOON },
-      client: { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } },
-      attemptMs: 2000,
-      callMs: 5000
-    })
-  }
+  const ledger = (): DynamoLedger => loopbackLedger(server, { table: 'rch-timings', now: () => NOON, attemptMs: 2000, callMs: 5000 })
 
   test('control: a good timing is sent, its phase and ms in the update', async () => {
     const l = ledger()
