@@ -9,20 +9,6 @@ import { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-function pipe(): { read: number; write: number } {
-  const dir = mkdtempSync(join(tmpdir(), 'rch-fifo-'))
-  try {
-    const path = join(dir, 'p')
-    const made = spawnSync('mkfifo', ['-m', '600', path])
-    if (made.status !== 0) throw new Error(`mkfifo: ${String(made.stderr)}`)
-    const read = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
-    const write = openSync(path, constants.O_WRONLY)
-    return { read, write }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
-
 export interface PipedChild {
   /** stdout and stderr of the returned child are the read ends of its pipes (ended once every writer closed them). */
   child: ChildProcess & { stdout: Socket; stderr: Socket }
@@ -35,9 +21,21 @@ export interface Pipes {
   err: { read: number; write: number }
 }
 
-/** The two pipes for spawnPiped, made beforehand when their making (two mkfifo runs) must not count in a timing. */
+/** The two pipes for spawnPiped, made beforehand when their making (a mkfifo run) must not count in a timing. */
 export function makePipes(): Pipes {
-  return { out: pipe(), err: pipe() }
+  const dir = mkdtempSync(join(tmpdir(), 'rch-fifo-'))
+  try {
+    const paths = [join(dir, 'out'), join(dir, 'err')]
+    const made = spawnSync('mkfifo', ['-m', '600', ...paths])
+    if (made.status !== 0) throw new Error(`mkfifo: ${String(made.stderr)}`)
+    const [out, err] = paths.map((path) => {
+      const read = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+      return { read, write: openSync(path, constants.O_WRONLY) }
+    })
+    return { out, err }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 /** spawn() with stdin a Node pipe and stdout/stderr real pipes. */
