@@ -242,6 +242,29 @@ const UP = new Set(['pending', 'running'])
 const PAUSED = new Set(['stopping', 'stopped'])
 const GONE = new Set(['shutting-down', 'terminated'])
 
+/**
+ * A pool for one test: a name made unique from `name`, members tagged with their user, added to
+ * `pools` (for the caller to close) before it is waited for, and ready when returned.
+ */
+export async function startTestPool(
+  pools: Pool[],
+  name: string,
+  size: number,
+  clientPublicKey: string,
+  over: Partial<PoolOptions> = {},
+  readyMs = 60_000
+): Promise<{ pool: Pool; members: PoolMember[] }> {
+  const pool = await createPool({
+    name: `${name}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
+    size,
+    clientPublicKey,
+    extraTags: (m) => ({ 'rch-user': m.user }),
+    ...over
+  })
+  pools.push(pool)
+  return { pool, members: await pool.waitReady(size, readyMs) }
+}
+
 export async function createPool(opts: PoolOptions): Promise<Pool> {
   if (!/^[A-Za-z0-9-]{1,100}$/.test(opts.name)) throw new Error(`pool name ${opts.name}: use [A-Za-z0-9-]`)
   if (opts.size > MEMBER_USERS.length || (opts.maxSize ?? opts.size) > MEMBER_USERS.length)

@@ -16,7 +16,7 @@ import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
-import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/pool-env'
+import { poolHookConfig, poolKeyPair, startTestPool, type Pool, type PoolOptions } from '../helpers/pool-env'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { errorLines } from '../helpers/conformance'
@@ -85,17 +85,8 @@ const OTHER: ReserveRequest = {
   maxLifetimeMinutes: 60
 }
 
-async function pool(name: string, size: number, over: Partial<Parameters<typeof createPool>[0]> = {}): Promise<Pool> {
-  const p = await createPool({
-    name: `${name}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
-    size,
-    clientPublicKey: pub,
-    extraTags: (m) => ({ 'rch-user': m.user }),
-    ...over
-  })
-  pools.push(p)
-  await p.waitReady(size, 60_000)
-  return p
+async function pool(name: string, size: number, over: Partial<PoolOptions> = {}): Promise<Pool> {
+  return (await startTestPool(pools, name, size, pub, over)).pool
 }
 
 const runnerFor = (p: Pool, fleet: object, provider: Record<string, unknown> = {}): FakeRunner =>

@@ -13,7 +13,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
-import { createPool, poolHookConfig, poolKeyPair, userPids, type Pool, type PoolMember } from '../helpers/pool-env'
+import { poolHookConfig, poolKeyPair, startTestPool, userPids, type Pool, type PoolMember, type PoolOptions } from '../helpers/pool-env'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { errorLines } from '../helpers/conformance'
@@ -47,17 +47,8 @@ afterEach(async () => {
   for (const p of pools.splice(0)) await p.close()
 })
 
-async function pool(name: string, size: number, over: Partial<Parameters<typeof createPool>[0]> = {}): Promise<Pool> {
-  const p = await createPool({
-    name: `${name}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
-    size,
-    clientPublicKey: pub,
-    extraTags: (m) => ({ 'rch-user': m.user }),
-    ...over
-  })
-  pools.push(p)
-  await p.waitReady(size, 60_000)
-  return p
+async function pool(name: string, size: number, over: Partial<PoolOptions> = {}): Promise<Pool> {
+  return (await startTestPool(pools, name, size, pub, over)).pool
 }
 
 function runnerFor(p: Pool, provider: Record<string, unknown> = {}, name?: string): FakeRunner {

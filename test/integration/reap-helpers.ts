@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { EC2Client } from '@aws-sdk/client-ec2'
 import { ec2Client } from '../helpers/ec2-env'
 import { EC2_HOOK_ENV } from '../helpers/fake-instance'
-import { createPool, poolHookConfig, poolKeyPair, type Pool, type PoolMember } from '../helpers/pool-env'
+import { poolHookConfig, poolKeyPair, startTestPool, type Pool, type PoolMember } from '../helpers/pool-env'
 import { repoRoot } from '../helpers/testenv'
 
 export interface ReapRowOut {
@@ -114,16 +114,7 @@ export function usePoolReapTest(prefix: string): PoolReapTest {
     key: '',
     ec2: undefined as unknown as EC2Client,
     ledgerDir: '',
-    async startPool(size) {
-      const pool = await createPool({
-        name: `${prefix}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 6)}`,
-        size,
-        clientPublicKey: pub,
-        extraTags: (m) => ({ 'rch-user': m.user })
-      })
-      pools.push(pool)
-      return { pool, members: await pool.waitReady(size, 90_000) }
-    },
+    startPool: (size) => startTestPool(pools, prefix, size, pub, {}, 90_000),
     reapConfig(pool, provider, reap) {
       const cfg = join(t.dir, 'reap.json')
       writeFileSync(
