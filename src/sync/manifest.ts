@@ -24,8 +24,14 @@ export interface BaseUpdate {
 
 // The agent runs every step of a job, so it keeps the last base it read or wrote and re-reads the
 // file only when another process replaced it (a new file: new inode), instead of parsing a large
-// base again on every step.
-const cache = new Map<string, { key: string; base: Base }>()
+// base again on every step. With it, each entry's JSON text: a save re-encodes only the entries it
+// changes (a step's push changes a handful of a workspace's thousands).
+interface Cached {
+  key: string
+  base: Base
+  json: Map<string, string>
+}
+const cache = new Map<string, Cached>()
 
 function fileKey(file: string): string | null {
   try {
@@ -36,20 +42,28 @@ function fileKey(file: string): string | null {
   }
 }
 
+/** The base as saved, kept in the cache; empty when there is none yet (or it cannot be read). */
+function current(file: string): Cached {
+  const key = fileKey(file)
+  const hit = cache.get(file)
+  if (key !== null && hit?.key === key) return hit
+  let base: Base = new Map()
+  try {
+    if (key !== null) base = new Map(Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>))
+  } catch {
+    // unreadable: start again from an empty base, as before any copy
+  }
+  const fresh: Cached = { key: key ?? '', base, json: new Map() }
+  if (key !== null) cache.set(file, fresh)
+  return fresh
+}
+
 /** The saved base (a copy the caller may change); empty when there is none yet. */
 export function loadBase(file: string): Base {
-  const key = fileKey(file)
-  if (key === null) return new Map()
-  const hit = cache.get(file)
-  if (hit?.key === key) return new Map(hit.base)
-  try {
-    const base: Base = new Map(Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>))
-    cache.set(file, { key, base })
-    return new Map(base)
-  } catch {
-    return new Map()
-  }
+  return new Map(current(file).base)
 }
+
+const entryJson = (p: string, e: BaseEntry): string => `${JSON.stringify(p)}:${JSON.stringify(e)}`
 
 async function withLock<T>(file: string, fn: () => T): Promise<T> {
   const lock = `${file}.lock`
@@ -84,12 +98,27 @@ async function withLock<T>(file: string, fn: () => T): Promise<T> {
 export async function saveBase(file: string, update: BaseUpdate): Promise<void> {
   if (update.set.size === 0 && update.remove.size === 0) return
   await withLock(file, () => {
-    const base = loadBase(file)
-    for (const p of update.remove) base.delete(p)
-    for (const [p, e] of update.set) base.set(p, e)
-    writePrivateFile(file, JSON.stringify(Object.fromEntries(base)))
+    // Changed in place: no await until the cache is right again, and readers get copies.
+    const c = current(file)
+    cache.delete(file)
+    const { base, json } = c
+    for (const p of update.remove) {
+      base.delete(p)
+      json.delete(p)
+    }
+    for (const [p, e] of update.set) {
+      base.set(p, e)
+      json.set(p, entryJson(p, e))
+    }
+    // Entries read from the file get their text on the first save (same order as the base's).
+    if (json.size !== base.size) {
+      const all = new Map<string, string>()
+      for (const [p, e] of base) all.set(p, json.get(p) ?? entryJson(p, e))
+      c.json = all
+    }
+    writePrivateFile(file, `{${[...c.json.values()].join(',')}}`)
     const key = fileKey(file)
-    if (key) cache.set(file, { key, base })
+    if (key) cache.set(file, { ...c, key })
   })
 }
 

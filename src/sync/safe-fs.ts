@@ -34,11 +34,12 @@ export function badRelPath(p: string): string | null {
   if (p === '') return 'empty'
   if (p.includes('\0')) return 'contains NUL'
   if (p.startsWith('/')) return 'absolute'
-  if (Buffer.byteLength(p) > MAX_PATH) return `longer than ${MAX_PATH} bytes`
+  // A UTF-16 unit is at most 3 bytes of UTF-8: most names need no byte count (listings run this per entry).
+  if (p.length * 3 > MAX_PATH && Buffer.byteLength(p) > MAX_PATH) return `longer than ${MAX_PATH} bytes`
   for (const c of p.split('/')) {
     if (c === '') return 'empty component'
     if (c === '.' || c === '..') return `"${c}" component`
-    if (Buffer.byteLength(c) > MAX_NAME) return `a name longer than ${MAX_NAME} bytes`
+    if (c.length * 3 > MAX_NAME && Buffer.byteLength(c) > MAX_NAME) return `a name longer than ${MAX_NAME} bytes`
   }
   return null
 }

@@ -133,10 +133,21 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
   if (count > rules.maxEntries)
     throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
   for (let n = 0; n < count; n++) {
-    const [y, size, mtime, mode, link, path] = parts.slice(n * 6, n * 6 + 6)
+    const at = n * 6
+    const y = parts[at]
+    const size = parts[at + 1]
+    const mtime = parts[at + 2]
+    const mode = parts[at + 3]
+    const link = parts[at + 4]
+    const path = parts[at + 5]
     const bad = badRelPath(path)
     if (bad) throw listingError(`bad path: ${bad}`, n, path)
-    const root = rules.roots.find((r) => isWithin(path, r))
+    let root: string | undefined
+    for (const r of rules.roots)
+      if (isWithin(path, r)) {
+        root = r
+        break
+      }
     if (root === undefined) throw listingError('path outside the requested folders', n, path)
     if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
     if (!SIZE.test(size) || !MTIME.test(mtime) || !MODE.test(mode)) throw listingError('malformed size, mtime or mode', n, path)

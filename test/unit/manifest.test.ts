@@ -34,6 +34,38 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
   })
 
+  it("a save after another process replaced the file keeps the other process's entries, not stale cached text", async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1'), b: e('2') }))
+    await saveBase(file, upd({ a: e('3') }))
+    writeFileSync(`${file}.other`, JSON.stringify({ b: e('5'), c: e('6') }))
+    require('node:fs').renameSync(`${file}.other`, file)
+    await saveBase(file, upd({ d: e('7') }, ['c']))
+    const onDisk = JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>
+    expect(onDisk).toEqual({ b: e('5'), d: e('7') })
+    expect(asObj(loadBase(file))).toEqual(onDisk)
+  })
+
+  it('the file always holds the whole base, in its order, across many small saves', async () => {
+    const file = join(tempDir(), 'base.json')
+    const want = new Map<string, BaseEntry>()
+    for (let i = 0; i < 50; i++) want.set(`d/f${i}`, e(`l${i}`, `r${i}`))
+    await saveBase(file, { set: new Map(want), remove: new Set() })
+    for (let round = 0; round < 5; round++) {
+      const set = new Map([
+        [`d/f${round * 7}`, e(`new${round}`)],
+        [`n/${round}`, e(`n${round}`, `n${round}`, 'd')]
+      ])
+      const remove = [`d/f${round * 3 + 1}`]
+      for (const p of remove) want.delete(p)
+      for (const [p, v] of set) want.set(p, v)
+      await saveBase(file, { set, remove: new Set(remove) })
+      const text = readFileSync(file, 'utf8')
+      expect(Object.keys(JSON.parse(text) as object)).toEqual([...want.keys()])
+      expect(JSON.parse(text)).toEqual(asObj(want))
+    }
+  })
+
   it('hands out copies: changing a loaded base changes neither the file nor the next load', async () => {
     const file = join(tempDir(), 'base.json')
     await saveBase(file, upd({ a: e('1') }))

@@ -232,4 +232,17 @@ describe('badRelPath', () => {
   ])('%j → %j', (p, want) => {
     expect(badRelPath(p)).toBe(want)
   })
+
+  // Limits are in UTF-8 bytes, not characters: the count is skipped only when it cannot matter.
+  it.each([
+    ['a 255-byte name of 85 three-byte characters', `d/${'€'.repeat(85)}`, null],
+    ['a 258-byte name of 86 three-byte characters', `d/${'€'.repeat(86)}`, 'a name longer than 255 bytes'],
+    ['a 256-byte name of 64 four-byte characters', `d/${'😀'.repeat(64)}`, 'a name longer than 255 bytes'],
+    ['a 252-byte name of 63 four-byte characters', `d/${'😀'.repeat(63)}`, null],
+    ['a 4098-byte path of three-byte characters', `${`${'€'.repeat(80)}/`.repeat(17)}a`, 'longer than 4096 bytes'],
+    ['a 4096-byte path of three-byte characters', `${`${'€'.repeat(80)}/`.repeat(16)}${'a'.repeat(240)}`, null]
+  ])('%s', (_what, p, want) => {
+    if (want === null) expect(Buffer.byteLength(p)).toBeLessThanOrEqual(4096)
+    expect(badRelPath(p)).toBe(want)
+  })
 })
