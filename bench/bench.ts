@@ -9,6 +9,8 @@ import { FakeRunner } from '../test/helpers/fake-runner'
 import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
 import { MuxRemote } from '../src/remote/mux-client'
 import { pull, push } from '../src/sync/sync'
+import { opensshTransport, rsyncArgs } from '../src/sync/rsync'
+import { existingRoots, firstCopyRoots, RSYNC_EXCLUDES } from '../src/job'
 import { localDirOf } from '../src/paths'
 import { builtAgentSocket } from '../test/helpers/build-id'
 import { measureStream, streamRow } from './stream'
@@ -119,6 +121,17 @@ async function main(): Promise<void> {
   }
   const rawFirst: number[] = []
   const oursFirst: number[] = []
+  // The hook's own rsync command (its arguments and OpenSSH options), run alone: prepare_job runs the
+  // copy beside the Docker work and the agent's start, which on this loopback box take the same two
+  // cores as both ends of the copy.
+  const aloneFirst: number[] = []
+  const transport = opensshTransport('ssh', {
+    host: vm.host,
+    port: vm.port,
+    user: vm.user,
+    identityFile: vm.identityFile,
+    knownHostsFile: vm.knownHostsFile
+  })
   const ROUNDS = want('first-sync') ? 8 : 0
   for (let i = 0; i < ROUNDS; i++) {
     const r2 = new FakeRunner({ vm: VM, name: `bench-first-${i}`, config: benchConfig })
@@ -136,11 +149,19 @@ async function main(): Promise<void> {
     if (!m) throw new Error(`first-sync round ${i}: no "copied" line in prepare_job's output: ${p.stdout}${p.stderr}`)
     oursFirst.push(Number(m[3]) * 1000)
     if (i % 2 === 0) raw()
+    const aloneDest = `${vm.workRoot}/bench-alone-${i}`
+    execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${aloneDest} && mkdir -p ${aloneDest}`])
+    quiesce()
+    // The same roots as the job's copy (what exists of them under _work), from _work as the hook runs it.
+    const roots = existingRoots(r2.work, firstCopyRoots('repo', existsSync(join(r2.work, '_tool'))))
+    const args = rsyncArgs(transport, roots, `${transport.host}:${aloneDest}/`, RSYNC_EXCLUDES, 'private')
+    aloneFirst.push(timeMs(() => execFileSync('rsync', args, { cwd: r2.work, stdio: 'ignore' })))
+    execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${aloneDest}`])
     await r2.cleanup()
     r2.dispose()
     execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${dest}`])
     console.log(
-      `bench: first sync round ${i} (${i % 2 ? 'rsync first' : 'ours first'}): ours ${Math.round(oursFirst[i])} ms, rsync ${Math.round(rawFirst[i])} ms`
+      `bench: first sync round ${i} (${i % 2 ? 'rsync first' : 'ours first'}): ours ${Math.round(oursFirst[i])} ms, rsync ${Math.round(rawFirst[i])} ms, the hook's rsync alone ${Math.round(aloneFirst[i])} ms`
     )
   }
   const paired = oursFirst.map((o, i) => o / rawFirst[i])
@@ -155,7 +176,9 @@ async function main(): Promise<void> {
       note: `${ROUNDS} rounds; per-round ratios ${[...paired]
         .sort((a, b) => a - b)
         .map((x) => x.toFixed(2))
-        .join(' ')}`
+        .join(
+          ' '
+        )}; the hook's rsync command alone (no prepare_job around it): ${Math.round(median(aloneFirst))} ms, ${(median(aloneFirst) / median(rawFirst)).toFixed(2)}×`
     })
 
   if (want('no-op')) {
