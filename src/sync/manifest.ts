@@ -42,19 +42,32 @@ function fileKey(file: string): string | null {
   }
 }
 
-/** The base as saved, kept in the cache; empty when there is none yet (or it cannot be read). */
-function current(file: string): Cached {
+/**
+ * The base as saved, kept in the cache; empty when there is none yet or it is not JSON. A failed read
+ * is never cached (it may be passing: EMFILE, EIO); `forSave` makes it an error, so a save cannot
+ * replace a base it could not read.
+ */
+function current(file: string, forSave = false): Cached {
   const key = fileKey(file)
   const hit = cache.get(file)
   if (key !== null && hit?.key === key) return hit
-  let base: Base = new Map()
+  cache.delete(file)
+  const fresh: Cached = { key: key ?? '', base: new Map(), json: new Map() }
+  if (key === null) return fresh
+  let text: string
   try {
-    if (key !== null) base = new Map(Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>))
-  } catch {
-    // unreadable: start again from an empty base, as before any copy
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    if (forSave) throw new HookError(`cannot read the sync base ${file}: ${(e as Error).message}`)
+    return fresh
   }
-  const fresh: Cached = { key: key ?? '', base, json: new Map() }
-  if (key !== null) cache.set(file, fresh)
+  try {
+    fresh.base = new Map(Object.entries(JSON.parse(text) as Record<string, BaseEntry>))
+  } catch {
+    // not JSON: start again from an empty base, as before any copy
+    return fresh
+  }
+  cache.set(file, fresh)
   return fresh
 }
 
@@ -99,22 +112,19 @@ export async function saveBase(file: string, update: BaseUpdate): Promise<void> 
   if (update.set.size === 0 && update.remove.size === 0) return
   await withLock(file, () => {
     // Changed in place: no await until the cache is right again, and readers get copies.
-    const c = current(file)
+    const c = current(file, true)
     cache.delete(file)
-    const { base, json } = c
+    // Every entry's text, in the base's order, before the update (a base read from the file has none yet).
+    if (c.json.size !== c.base.size) c.json = new Map([...c.base].map(([p, e]) => [p, entryJson(p, e)]))
     for (const p of update.remove) {
-      base.delete(p)
-      json.delete(p)
+      c.base.delete(p)
+      c.json.delete(p)
     }
     for (const [p, e] of update.set) {
-      base.set(p, e)
-      json.set(p, entryJson(p, e))
-    }
-    // Entries read from the file get their text on the first save (same order as the base's).
-    if (json.size !== base.size) {
-      const all = new Map<string, string>()
-      for (const [p, e] of base) all.set(p, json.get(p) ?? entryJson(p, e))
-      c.json = all
+      // A copy: the cached text must describe the entry even if the caller's object changes later.
+      const entry: BaseEntry = { t: e.t, l: e.l, r: e.r }
+      c.base.set(p, entry)
+      c.json.set(p, entryJson(p, entry))
     }
     writePrivateFile(file, `{${[...c.json.values()].join(',')}}`)
     const key = fileKey(file)

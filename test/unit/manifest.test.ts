@@ -46,6 +46,61 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     expect(asObj(loadBase(file))).toEqual(onDisk)
   })
 
+  it("a save after the base was read from the file keeps the base's order", async () => {
+    const file = join(tempDir(), 'base.json')
+    writeFileSync(`${file}.other`, JSON.stringify({ a: e('1'), b: e('2'), c: e('3') }))
+    require('node:fs').renameSync(`${file}.other`, file)
+    expect([...loadBase(file).keys()]).toEqual(['a', 'b', 'c']) // read from the file, not written here
+    // As many entries changed as the base holds: no entry is left without its text.
+    await saveBase(file, upd({ c: e('7'), b: e('5'), a: e('8') }))
+    expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')) as object)).toEqual(['a', 'b', 'c'])
+    await saveBase(file, upd({ d: e('9'), b: e('6') }, ['a']))
+    expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')) as object)).toEqual(['b', 'c', 'd'])
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(asObj(loadBase(file)))
+  })
+
+  it('a failed read is not kept: the next load reads the file again, and a save refuses to replace a base it could not read', async () => {
+    const file = join(tempDir(), 'base.json')
+    writeFileSync(`${file}.other`, JSON.stringify({ a: e('1'), b: e('2') }))
+    require('node:fs').renameSync(`${file}.other`, file)
+    const fs = require('node:fs') as typeof import('node:fs')
+    const real = fs.readFileSync
+    const failing = jest.spyOn(fs, 'readFileSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
+      if (p === file) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })
+      return (real as (...a: unknown[]) => unknown)(p, ...rest)
+    }) as never)
+    expect(loadBase(file).size).toBe(0)
+    await expect(saveBase(file, upd({ c: e('3') }))).rejects.toThrow(/cannot read the sync base .*EIO/)
+    failing.mockRestore()
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') }) // read again, not the empty base
+    await saveBase(file, upd({ c: e('3') }))
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), b: e('2'), c: e('3') })
+  })
+
+  it('a save whose write fails leaves the next load equal to the file', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    const privateFs = require('../../src/private-fs') as typeof import('../../src/private-fs')
+    const failing = jest.spyOn(privateFs, 'writePrivateFile').mockImplementation(() => {
+      throw new Error('ENOSPC: no space left on device')
+    })
+    await expect(saveBase(file, upd({ b: e('2') }, ['a']))).rejects.toThrow(/ENOSPC/)
+    failing.mockRestore()
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    await saveBase(file, upd({ c: e('3') }))
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), c: e('3') })
+  })
+
+  it("the saved text follows the entry as it was given, not a later change to the caller's object", async () => {
+    const file = join(tempDir(), 'base.json')
+    const entry = e('1')
+    await saveBase(file, upd({ a: entry }))
+    entry.l = 'changed later'
+    await saveBase(file, upd({ b: e('2') }))
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), b: e('2') })
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
+  })
+
   it('the file always holds the whole base, in its order, across many small saves', async () => {
     const file = join(tempDir(), 'base.json')
     const want = new Map<string, BaseEntry>()
