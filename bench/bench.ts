@@ -152,8 +152,9 @@ async function main(): Promise<void> {
     const aloneDest = `${vm.workRoot}/bench-alone-${i}`
     execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${aloneDest} && mkdir -p ${aloneDest}`])
     quiesce()
-    // The same roots as the job's copy (what exists of them under _work), from _work as the hook runs it.
-    const roots = existingRoots(r2.work, firstCopyRoots('repo', existsSync(join(r2.work, '_tool'))))
+    // The same roots as the job's copy (what exists of them under _work), from _work as the hook runs
+    // it; sync.toolCache is at its default (on): the bench's config leaves it.
+    const roots = existingRoots(r2.work, firstCopyRoots('repo', true))
     const args = rsyncArgs(transport, roots, `${transport.host}:${aloneDest}/`, RSYNC_EXCLUDES, 'private')
     aloneFirst.push(timeMs(() => execFileSync('rsync', args, { cwd: r2.work, stdio: 'ignore' })))
     execFileSync('ssh', [...sshBase, `${vm.user}@${vm.host}`, `rm -rf ${aloneDest}`])
