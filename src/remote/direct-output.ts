@@ -97,6 +97,10 @@ export function openDirect(p: unknown, onLost: () => void): Direct | null {
     stdout.destroy()
     return null
   }
+  const drop = (): void => {
+    stdout.destroy()
+    stderr.destroy()
+  }
   let lost = false
   for (const s of new Set([stdout, stderr]))
     s.on('error', () => {
@@ -111,12 +115,8 @@ export function openDirect(p: unknown, onLost: () => void): Direct | null {
     stderr: sinkOf(stderr),
     close: async () => {
       await Promise.all([flushed(stdout), flushed(stderr)])
-      stdout.destroy()
-      stderr.destroy()
+      drop()
     },
-    drop: () => {
-      stdout.destroy()
-      stderr.destroy()
-    }
+    drop
   }
 }
