@@ -223,6 +223,23 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
     expect(() => parse(buf(rec('f', path)), { tree: false })).toThrow(why)
   })
 
+  // A VM's listing counts UTF-8 bytes, not characters: names of 3- and 4-byte characters just over
+  // the limits are refused, the same names just under them are accepted (the parser's byte count is
+  // skipped only where the limit cannot be reached).
+  it.each([
+    ['a name of 86 three-byte characters (258 bytes)', `a/${'€'.repeat(86)}`, `a/${'€'.repeat(85)}`, /longer than 255/],
+    ['a name of 64 four-byte characters (256 bytes)', `a/${'😀'.repeat(64)}`, `a/${'😀'.repeat(63)}`, /longer than 255/],
+    [
+      'a path of 4098 bytes in three-byte names',
+      `a/${`${'€'.repeat(80)}/`.repeat(16)}${'€'.repeat(80)}`,
+      `a/${`${'€'.repeat(80)}/`.repeat(16)}${'€'.repeat(79)}`,
+      /longer than 4096/
+    ]
+  ])('refuses %s; accepts it one character shorter', (_what, over, under, why) => {
+    expect(parse(buf(rec('f', under)), { tree: false }).snap.has(under)).toBe(true) // positive control
+    expect(() => parse(buf(rec('f', over)), { tree: false })).toThrow(why)
+  })
+
   it('refuses paths outside the requested roots (a root name as a prefix is not enough)', () => {
     expect(() => parse(buf(rec('f', 'c/x')), { tree: false })).toThrow(/outside the requested folders/)
     expect(() => parse(buf(rec('f', 'ab/x')), { tree: false })).toThrow(/outside the requested folders/)
