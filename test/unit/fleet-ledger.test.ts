@@ -7,18 +7,9 @@ import type { ReserveRequest } from '../../src/fleet/ledger'
 import { LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
 import { openLedger } from '../../src/fleet/open-ledger'
 import { raceHosts } from './fleet-procs'
+import { RESERVE_REQ } from './reserve-request'
 
-const REQ: ReserveRequest = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '7',
-  job: 'build',
-  runner: 'r1',
-  pool: 'warm',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 60
-}
+const REQ: ReserveRequest = { ...RESERVE_REQ, pool: 'warm' }
 const NOON = Date.UTC(2026, 11, 1, 12)
 const PRICES = { 't3.medium': 0.0416, 't3.large': 0.0832 }
 

@@ -7,20 +7,10 @@ import { join } from 'node:path'
 import { FleetSchema } from '../../src/config'
 import { checkTimings } from '../../src/fleet/check-timings'
 import type { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
-import type { ReserveRequest } from '../../src/fleet/ledger'
 import { newLocalLedger } from '../../src/fleet/local-ledger'
 import { loopbackLedger } from './loopback-dynamo'
+import { RESERVE_REQ as REQ } from './reserve-request'
 
-const REQ: ReserveRequest = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '7',
-  job: 'build',
-  runner: 'r1',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 60
-}
 const NOON = Date.UTC(2026, 11, 1, 12)
 
 // Each with the message it must give.
