@@ -205,8 +205,13 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
     : null
 
   const aliases = serviceAliases(args.services.map((s) => s.image!))
+  // A contextName (the runner sends none today) is one more alias, unless a container has that name
+  // already: no name may answer for two containers.
+  const taken = new Set(['job', ...aliases.flat()].map((a) => a.toLowerCase()))
   const services = args.services.map((s, i): ContainerPlan => {
-    const al = [...aliases[i], ...(s.contextName ? [s.contextName] : [])]
+    const own = s.contextName && !taken.has(s.contextName.toLowerCase()) ? [s.contextName] : []
+    own.forEach((a) => taken.add(a.toLowerCase()))
+    const al = [...aliases[i], ...own]
     const field = `args.services.${i}`
     return {
       role: 'service',

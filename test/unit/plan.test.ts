@@ -54,6 +54,25 @@ describe('planJob', () => {
     expect(plan({ container: null, services: [] })).toBeNull()
   })
 
+  it("a service's contextName is an alias only while no other container answers to it", () => {
+    const p = plan({
+      container: jobContainer(),
+      services: [
+        container({ image: 'postgres:16', contextName: 'Redis' }),
+        container({ image: 'redis:7', contextName: 'cache' }),
+        container({ image: 'nginx', contextName: 'JOB' }),
+        container({ image: 'busybox', contextName: 'cache' })
+      ]
+    })!
+    expect(containersOf(p).map((c) => c.spec.aliases)).toEqual([
+      ['postgres', 'postgres-1'],
+      ['redis', 'redis-1', 'cache'],
+      ['nginx', 'nginx-1'],
+      ['busybox', 'busybox-1'],
+      ['job']
+    ])
+  })
+
   it('a job container and two services: names, aliases, network, labels, start order', () => {
     const p = plan({
       container: jobContainer(),
