@@ -111,18 +111,24 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
   return checks
 }
 
-/** The runner-host programs the hook starts, found as the hook finds them. */
-function localChecks(config: Config): CheckResult[] {
-  const found = resolveTools(config.tools, { workDir: '/nonexistent', runnerTemp: '/nonexistent' })
-  return (['ssh', 'rsync', 'tar'] as const).map((t) =>
-    found[t]
-      ? { check: `local ${t}`, target: 'runner host', status: 'pass' as const, detail: found[t] }
-      : {
-          check: `local ${t}`,
-          target: 'runner host',
-          status: 'fail' as const,
-          detail: `${t} not found (tools.${t} unset, not in the system PATH)`,
-          fix: `install ${t} on this runner host, or set tools.${t} to its absolute path`
-        }
-  )
+/** No job's folders: only the tool paths themselves are judged. */
+const NO_JOB = { workDir: '/nonexistent', runnerTemp: '/nonexistent' }
+
+/**
+ * The runner-host programs the hook starts, found as the hook finds them: rsync always (the first
+ * copy); ssh only without the agent, which otherwise carries the copy itself (slower).
+ */
+export function localChecks(config: Pick<Config, 'tools' | 'agent'>, found = resolveTools(config.tools, NO_JOB)): CheckResult[] {
+  return (['ssh', 'rsync'] as const).map((t): CheckResult => {
+    const base = { check: `local ${t}`, target: 'runner host' }
+    if (found[t]) return { ...base, status: 'pass', detail: found[t] }
+    if (t === 'ssh' && config.agent.enabled)
+      return { ...base, status: 'skip', detail: "not installed: optional, the first copy goes through the job's agent instead (slower)" }
+    return {
+      ...base,
+      status: 'fail',
+      detail: `${t} not found (tools.${t} unset, not in the system PATH)${t === 'ssh' ? '; agent.enabled is false, so rsync has no other transport' : ''}`,
+      fix: `install ${t} on this runner host, or set tools.${t} to its absolute path`
+    }
+  })
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { TransportError } from '../../src/errors'
 import { runOpCommand } from '../../src/ops/cli'
 import { apiAtLeast, machineChecks, sshFix } from '../../src/ops/doctor-machine'
+import { localChecks } from '../../src/ops/doctor'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 type Sent = { name: string; input: Record<string, unknown> }
@@ -251,5 +252,33 @@ describe('doctor on AWS (fake client)', () => {
     expect(r.checks[2].detail).toBe('1 member(s): 0 ready to check, 0 pending, 1 stopped')
     expect(r.ready).toEqual([])
     expect(sent.map((s) => s.name)).toEqual(['DescribeInstances', 'DescribeAutoScalingGroups', 'DescribeInstances'])
+  })
+})
+
+describe('the runner-host tools doctor checks', () => {
+  const tools = { tar: null, rsync: null, ssh: null }
+  const cfg = (enabled: boolean) => ({ tools: {}, agent: { enabled } }) as unknown as Parameters<typeof localChecks>[0]
+  const row = (enabled: boolean, found: Partial<Record<'tar' | 'rsync' | 'ssh', string | null>>) =>
+    localChecks(cfg(enabled), { ...tools, ...found }).map((c) => [c.check, c.status])
+
+  it('rsync is required; tar is not checked (the hook no longer starts it)', () => {
+    expect(row(true, { ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync' })).toEqual([
+      ['local ssh', 'pass'],
+      ['local rsync', 'pass']
+    ])
+    expect(row(true, { ssh: '/usr/bin/ssh' })).toEqual([
+      ['local ssh', 'pass'],
+      ['local rsync', 'fail']
+    ])
+  })
+
+  it('a missing ssh is a skip while the agent carries the first copy, a failure without the agent', () => {
+    expect(row(true, { rsync: '/usr/bin/rsync' })).toEqual([
+      ['local ssh', 'skip'],
+      ['local rsync', 'pass']
+    ])
+    const off = localChecks(cfg(false), { ...tools, rsync: '/usr/bin/rsync' })
+    expect(off[0]).toMatchObject({ check: 'local ssh', status: 'fail', fix: expect.stringContaining('install ssh') })
+    expect(off[0].detail).toContain('agent.enabled is false')
   })
 })
