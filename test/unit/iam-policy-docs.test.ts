@@ -1,0 +1,38 @@
+// The least-privilege IAM policy in docs/configuration.md allows every EC2 call `kind: ec2` makes,
+// and tagging at launch of every resource type the launch tags: a policy copied from the docs
+// that misses one fails every launch.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+const root = join(__dirname, '..', '..')
+const read = (f: string): string => readFileSync(join(root, f), 'utf8')
+
+type Statement = { Sid: string; Effect: string; Action: string | string[]; Resource: string | string[] }
+const doc = read('docs/configuration.md')
+const policy = JSON.parse(/A least-privilege policy[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)![1]) as { Statement: Statement[] }
+const list = (x: string | string[]): string[] => (Array.isArray(x) ? x : [x])
+
+/** The EC2 API calls of the ec2 provider's files, as IAM actions. */
+const used = [
+  ...new Set(
+    ['src/providers/ec2.ts', 'src/providers/ec2-vcpus.ts'].flatMap((f) =>
+      [...read(f).matchAll(/sdk\.(\w+)Command\b/g)].map((m) => `ec2:${m[1]}`)
+    )
+  )
+].sort()
+
+test('every EC2 call of kind ec2 is allowed by the policy and named in the permissions table', () => {
+  expect(used).toEqual(expect.arrayContaining(['ec2:RunInstances', 'ec2:DescribeInstanceTypes', 'ec2:TerminateInstances']))
+  const allowed = new Set(policy.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => list(s.Action)))
+  expect(used.filter((a) => !allowed.has(a))).toEqual([])
+  const table = doc.slice(doc.indexOf('### IAM permissions'), doc.indexOf('A least-privilege policy'))
+  expect(used.filter((a) => !table.includes(`| \`${a}\` |`))).toEqual([])
+})
+
+test('tags can be set at launch on every resource type the launch tags', () => {
+  const types = JSON.parse(/TagSpecifications: \((\[[^\]]*\])/.exec(read('src/providers/ec2-plan.ts'))![1].replace(/'/g, '"')) as string[]
+  expect(types).toContain('instance')
+  const tagging = policy.Statement.find((s) => s.Sid === 'TagOnlyAtLaunch')!
+  expect(list(tagging.Action)).toEqual(['ec2:CreateTags'])
+  expect(types.filter((t) => !list(tagging.Resource).some((r) => r.endsWith(`:${t}/*`)))).toEqual([])
+})
