@@ -105,6 +105,8 @@ npm run build
 
 phase "jest"
 rm -f "$TESTENV/jest.json"
+# The fleet ledger of the tests' jobs (test/helpers/fake-runner.ts): each run starts from an empty one.
+rm -rf "$TESTENV/ledger"
 jest_rc=0
 # Two test files at a time: most integration time is spent waiting (boots, lease lapses, moto),
 # and every file keeps to its own runner names, work roots, tables and regions.

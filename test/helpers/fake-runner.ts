@@ -10,6 +10,8 @@ import { loadVm, repoRoot, testenvDir, type VmName } from './testenv'
 import { makePipes, spawnPiped } from './pipes'
 
 export const HOOK = join(repoRoot, 'dist', 'index.js')
+/** The fleet ledger of every job the tests run (scripts/test.sh empties it before a run). */
+export const TEST_LEDGER = join(testenvDir, 'ledger')
 
 export interface HookRun {
   code: number | null
@@ -87,7 +89,10 @@ export class FakeRunner {
       // Agents of jobs a test abandons end soon instead of after the default 30 minutes.
       // RCH_TEST_AGENT=off runs a suite with agent.enabled: false (test/conformance/*-no-agent.test.ts).
       agent: { idleSeconds: 120, ...(process.env.RCH_TEST_AGENT === 'off' ? { enabled: false } : {}) },
-      ...(opts.config ?? {})
+      ...(opts.config ?? {}),
+      // Reservations go to the test environment's ledger (a test's own fleet.ledger wins), never to
+      // the machine's default under $TMPDIR/rch-<uid>, which a real runner of this user shares.
+      fleet: { ledger: { kind: 'local', path: TEST_LEDGER }, ...(opts.config?.fleet ?? {}) }
     }
     this.configFile = join(this.root, 'hooks.json')
     writeFileSync(this.configFile, JSON.stringify(config, null, 2))
