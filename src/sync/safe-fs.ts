@@ -28,6 +28,8 @@ export class UnsafePathError extends HookError {}
 
 const MAX_PATH = 4096
 const MAX_NAME = 255
+const DOT = 0x2e
+const SLASH = 0x2f
 
 /** Why `p` is not a plain relative path (no `..`, `.` or empty components), or null when it is. */
 export function badRelPath(p: string): string | null {
@@ -36,16 +38,23 @@ export function badRelPath(p: string): string | null {
   if (p.startsWith('/')) return 'absolute'
   // A UTF-16 unit is at most 3 bytes of UTF-8: most names need no byte count (listings run this per entry).
   if (p.length * 3 > MAX_PATH && Buffer.byteLength(p) > MAX_PATH) return `longer than ${MAX_PATH} bytes`
-  for (const c of p.split('/')) {
-    if (c === '') return 'empty component'
-    if (c === '.' || c === '..') return `"${c}" component`
-    if (c.length * 3 > MAX_NAME && Buffer.byteLength(c) > MAX_NAME) return `a name longer than ${MAX_NAME} bytes`
+  // Components by position, not split(): a listing runs this for every entry.
+  for (let start = 0; start <= p.length;) {
+    const slash = p.indexOf('/', start)
+    const end = slash < 0 ? p.length : slash
+    const len = end - start
+    if (len === 0) return 'empty component'
+    if (len <= 2 && p.charCodeAt(start) === DOT && (len === 1 || p.charCodeAt(start + 1) === DOT))
+      return `"${p.slice(start, end)}" component`
+    if (len * 3 > MAX_NAME && Buffer.byteLength(p.slice(start, end)) > MAX_NAME) return `a name longer than ${MAX_NAME} bytes`
+    start = end + 1
   }
   return null
 }
 
 /** Whether the relative path `p` is `root` itself or something inside it. */
-export const isWithin = (p: string, root: string): boolean => p === root || p.startsWith(root + '/')
+export const isWithin = (p: string, root: string): boolean =>
+  p === root || (p.length > root.length && p.charCodeAt(root.length) === SLASH && p.startsWith(root))
 
 function checked(rel: string): string {
   const bad = badRelPath(rel)

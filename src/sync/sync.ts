@@ -144,24 +144,25 @@ const TYPE_NAMES: Record<string, string> = {
  * before anything is copied back.
  */
 function checkFileCommands(listing: RemoteListing, limits: SyncLimits): void {
-  const kinds = [...[...listing.snap].map(([p, n]) => [p, n.t] as const), ...listing.other]
-  for (const [p, t] of kinds) {
-    const folder = p === FILE_COMMANDS || FILE_COMMANDS.startsWith(p + '/')
-    const ok = folder ? t === 'd' : !isFileCommand(p) || t === 'f'
-    if (!ok)
-      throw new HookError(
-        `${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files in real folders (nothing was copied back)`
-      )
-    const size = listing.snap.get(p)?.size ?? 0
-    if (isFileCommand(p) && size > limits.fileCommandBytes) {
-      throw new HookError(
-        `sync.limits.fileCommandBytes: ${p} is ${size} bytes on the remote, over the limit of ${limits.fileCommandBytes} (the runner reads these files whole; nothing was copied back)`
-      )
-    }
+  for (const [p, n] of listing.snap) checkFileCommand(p, n.t, n.size ?? 0, limits)
+  for (const [p, t] of listing.other) checkFileCommand(p, t, 0, limits)
+}
+
+function checkFileCommand(p: string, t: string, size: number, limits: SyncLimits): void {
+  const command = isFileCommand(p)
+  const ok = isWithin(FILE_COMMANDS, p) ? t === 'd' : !command || t === 'f'
+  if (!ok)
+    throw new HookError(
+      `${p} is ${TYPE_NAMES[t] ?? t} on the remote; the runner's file-command files must be regular files in real folders (nothing was copied back)`
+    )
+  if (command && size > limits.fileCommandBytes) {
+    throw new HookError(
+      `sync.limits.fileCommandBytes: ${p} is ${size} bytes on the remote, over the limit of ${limits.fileCommandBytes} (the runner reads these files whole; nothing was copied back)`
+    )
   }
 }
 
-const isFileCommand = (p: string): boolean => p.startsWith(FILE_COMMANDS + '/')
+const isFileCommand = (p: string): boolean => p !== FILE_COMMANDS && isWithin(p, FILE_COMMANDS)
 
 function limitsOf(t: SyncTarget): SyncLimits {
   return t.limits ?? NO_LIMITS

@@ -14,7 +14,8 @@ export interface Node {
 export type Snapshot = Map<string, Node>
 
 export function isExcluded(rel: string, excludes: readonly string[]): boolean {
-  return excludes.some((e) => rel === e || rel.startsWith(e + '/'))
+  for (const e of excludes) if (isWithin(rel, e)) return true
+  return false
 }
 
 /** A local file's fingerprint in the sync base: what a pull records must equal what the next walk computes. */
@@ -82,17 +83,19 @@ export interface ListingRules {
 const OTHER_TYPES = new Set(['p', 's', 'c', 'b', 'D'])
 const SIZE = /^\d{1,20}$/
 const MTIME = /^-?\d{1,20}(\.\d{1,10})?$/
-const MODE = /^[0-7]{1,5}$/
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /** The type kept in `other` for an entry whose name or link target is not valid UTF-8. */
 export const NOT_UTF8 = 'n'
 
-/** NUL-separated fields; records (6 fields) with a field that is not UTF-8 are flagged, not refused. */
-function splitFields(buf: Buffer): { parts: string[]; notUtf8: Set<number> } {
+/**
+ * The listing as one string of NUL-separated fields; records (6 fields) with a field that is not
+ * UTF-8 are flagged, not refused (such a field is decoded with replacement characters).
+ */
+function decodeFields(buf: Buffer): { text: string; notUtf8: Set<number> } {
   const notUtf8 = new Set<number>()
   try {
-    return { parts: utf8.decode(buf).split('\0'), notUtf8 }
+    return { text: utf8.decode(buf), notUtf8 }
   } catch {
     // rare: decode field by field
   }
@@ -110,7 +113,19 @@ function splitFields(buf: Buffer): { parts: string[]; notUtf8: Set<number> } {
     if (end < 0) break
     start = end + 1
   }
-  return { parts, notUtf8 }
+  return { text: parts.join('\0'), notUtf8 }
+}
+
+/** An octal mode of 1 to 5 digits as a number, or -1. */
+function octalMode(text: string, from: number, to: number): number {
+  if (to - from < 1 || to - from > 5) return -1
+  let v = 0
+  for (let i = from; i < to; i++) {
+    const d = text.charCodeAt(i) - 0x30
+    if (d < 0 || d > 7) return -1
+    v = v * 8 + d
+  }
+  return v
 }
 
 function listingError(what: string, n: number, path?: string): HookError {
@@ -127,19 +142,42 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
   const other = new Map<string, string>()
   if (buf.length === 0) return { snap, other }
   if (buf[buf.length - 1] !== 0) throw listingError('the last record is cut off', 0)
-  const { parts, notUtf8 } = splitFields(buf.subarray(0, buf.length - 1))
-  if (parts.length % 6 !== 0) throw listingError('the last record is cut off', Math.floor(parts.length / 6))
-  const count = parts.length / 6
+  const { text, notUtf8 } = decodeFields(buf.subarray(0, buf.length - 1))
+  // Fields by position in the one string: no array of every field, and no string for a field
+  // that is only checked (type, mode, an empty link target).
+  let fields = 1
+  for (let i = text.indexOf('\0'); i >= 0; i = text.indexOf('\0', i + 1)) fields++
+  if (fields % 6 !== 0) throw listingError('the last record is cut off', Math.floor(fields / 6))
+  const count = fields / 6
+  /** The folder last found to be the parent of an entry (always a listed directory). */
+  let lastDir = ''
   if (count > rules.maxEntries)
     throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
+  let pos = 0
+  const end = (): number => {
+    const at = text.indexOf('\0', pos)
+    return at < 0 ? text.length : at
+  }
   for (let n = 0; n < count; n++) {
-    const at = n * 6
-    const y = parts[at]
-    const size = parts[at + 1]
-    const mtime = parts[at + 2]
-    const mode = parts[at + 3]
-    const link = parts[at + 4]
-    const path = parts[at + 5]
+    const yAt = pos
+    const yEnd = end()
+    pos = yEnd + 1
+    const sizeAt = pos
+    const sizeEnd = end()
+    pos = sizeEnd + 1
+    const mtimeAt = pos
+    const mtimeEnd = end()
+    pos = mtimeEnd + 1
+    const modeAt = pos
+    const modeEnd = end()
+    pos = modeEnd + 1
+    const linkAt = pos
+    const linkEnd = end()
+    pos = linkEnd + 1
+    const pathEnd = end()
+    const path = text.slice(pos, pathEnd)
+    pos = pathEnd + 1
+    const y = yEnd - yAt === 1 ? text[yAt] : text.slice(yAt, yEnd)
     const bad = badRelPath(path)
     if (bad) throw listingError(`bad path: ${bad}`, n, path)
     let root: string | undefined
@@ -150,20 +188,27 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
       }
     if (root === undefined) throw listingError('path outside the requested folders', n, path)
     if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
-    if (!SIZE.test(size) || !MTIME.test(mtime) || !MODE.test(mode)) throw listingError('malformed size, mtime or mode', n, path)
-    if (y !== 'l' && link !== '') throw listingError('link target on something that is not a symlink', n, path)
+    const size = text.slice(sizeAt, sizeEnd)
+    const mtime = text.slice(mtimeAt, mtimeEnd)
+    const mode = octalMode(text, modeAt, modeEnd)
+    if (!SIZE.test(size) || !MTIME.test(mtime) || mode < 0) throw listingError('malformed size, mtime or mode', n, path)
+    if (y !== 'l' && linkEnd !== linkAt) throw listingError('link target on something that is not a symlink', n, path)
     if (notUtf8.has(n)) {
       // Such a name cannot be written back as is: left alone on both sides, like a fifo.
       other.set(path, NOT_UTF8)
       continue
     }
-    if (rules.tree && path !== root && snap.get(path.slice(0, path.lastIndexOf('/')))?.t !== 'd')
-      throw listingError('listed before its folder', n, path)
+    // find lists a folder's entries together: most have the folder just checked as their parent.
+    if (rules.tree && path !== root && !(lastDir !== '' && isWithin(path, lastDir) && path.indexOf('/', lastDir.length + 1) < 0)) {
+      const parent = path.slice(0, path.lastIndexOf('/'))
+      if (snap.get(parent)?.t !== 'd') throw listingError('listed before its folder', n, path)
+      lastDir = parent
+    }
     if (y === 'd') snap.set(path, { t: 'd', fp: 'd' })
     else if (y === 'l') {
-      if (link === '') throw listingError('symlink without a target', n, path)
-      snap.set(path, { t: 'l', fp: `l:${link}` })
-    } else if (y === 'f') snap.set(path, { t: 'f', fp: `f:${size}:${mtime}:${parseInt(mode, 8)}`, size: Number(size) })
+      if (linkEnd === linkAt) throw listingError('symlink without a target', n, path)
+      snap.set(path, { t: 'l', fp: `l:${text.slice(linkAt, linkEnd)}` })
+    } else if (y === 'f') snap.set(path, { t: 'f', fp: `f:${size}:${mtime}:${mode}`, size: Number(size) })
     else if (OTHER_TYPES.has(y)) other.set(path, y)
     else throw listingError(`unknown type ${JSON.stringify(y.slice(0, 8))}`, n, path)
   }

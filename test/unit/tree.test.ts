@@ -250,6 +250,13 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
     expect(() => parse(buf(rec('f', 'a/b'), rec('d', 'a', '', '0')))).toThrow(/listed before its folder/)
     expect(() => parse(buf(rec('l', 'a', 'x'), rec('f', 'a/b')))).toThrow(/listed before its folder/)
     expect(parse(buf(rec('d', 'a', '', '0'), rec('f', 'a/b'))).snap.size).toBe(2)
+    // The parent just checked does not vouch for a folder below it, listed or not.
+    const a = rec('d', 'a', '', '0')
+    expect(() => parse(buf(a, rec('f', 'a/b'), rec('f', 'a/c/d')))).toThrow(/listed before its folder/)
+    expect(() => parse(buf(a, rec('d', 'a/c', '', '0'), rec('f', 'a/c/x'), rec('f', 'a/y'), rec('f', 'a/c2/x')))).toThrow(
+      /listed before its folder \(entry 5 "a\/c2\/x"\)/
+    )
+    expect(parse(buf(a, rec('d', 'a/c', '', '0'), rec('f', 'a/c/x'), rec('f', 'a/y'), rec('f', 'a/c/z'))).snap.size).toBe(5)
   })
 
   it.each([
@@ -259,7 +266,9 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
     ['mtime', rec('f', 'a', '', '1', '1.2.3')],
     ['mtime', rec('f', 'a', '', '1', 'now')],
     ['mode', rec('f', 'a', '', '1', '1', '648')],
-    ['mode', rec('f', 'a', '', '1', '1', '')]
+    ['mode', rec('f', 'a', '', '1', '1', '')],
+    ['mode', rec('f', 'a', '', '1', '1', '123456')],
+    ['mode', rec('f', 'a', '', '1', '1', ' 644')]
   ])('refuses a malformed %s', (_f, r) => {
     expect(() => parse(buf(r))).toThrow(/malformed size, mtime or mode/)
   })
