@@ -116,6 +116,9 @@ function decodeFields(buf: Buffer): { text: string; notUtf8: Set<number> } {
   return { text: parts.join('\0'), notUtf8 }
 }
 
+/** A listing record's fields, in the order of the find format. */
+const [F_TYPE, F_SIZE, F_MTIME, F_MODE, F_LINK, F_PATH] = [0, 1, 2, 3, 4, 5]
+
 /** An octal mode of 1 to 5 digits as a number, or -1. */
 function octalMode(text: string, from: number, to: number): number {
   if (to - from < 1 || to - from > 5) return -1
@@ -153,31 +156,19 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
   let lastDir = ''
   if (count > rules.maxEntries)
     throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
+  // Where each of a record's six fields (F_TYPE…F_PATH) starts and ends; reused for every record.
+  const from = new Int32Array(6)
+  const to = new Int32Array(6)
   let pos = 0
-  const end = (): number => {
-    const at = text.indexOf('\0', pos)
-    return at < 0 ? text.length : at
-  }
   for (let n = 0; n < count; n++) {
-    const yAt = pos
-    const yEnd = end()
-    pos = yEnd + 1
-    const sizeAt = pos
-    const sizeEnd = end()
-    pos = sizeEnd + 1
-    const mtimeAt = pos
-    const mtimeEnd = end()
-    pos = mtimeEnd + 1
-    const modeAt = pos
-    const modeEnd = end()
-    pos = modeEnd + 1
-    const linkAt = pos
-    const linkEnd = end()
-    pos = linkEnd + 1
-    const pathEnd = end()
-    const path = text.slice(pos, pathEnd)
-    pos = pathEnd + 1
-    const y = yEnd - yAt === 1 ? text[yAt] : text.slice(yAt, yEnd)
+    for (let f = 0; f < 6; f++) {
+      const nul = text.indexOf('\0', pos)
+      from[f] = pos
+      to[f] = nul < 0 ? text.length : nul
+      pos = to[f] + 1
+    }
+    const path = text.slice(from[F_PATH], to[F_PATH])
+    const y = to[F_TYPE] - from[F_TYPE] === 1 ? text[from[F_TYPE]] : text.slice(from[F_TYPE], to[F_TYPE])
     const bad = badRelPath(path)
     if (bad) throw listingError(`bad path: ${bad}`, n, path)
     let root: string | undefined
@@ -188,11 +179,11 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
       }
     if (root === undefined) throw listingError('path outside the requested folders', n, path)
     if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
-    const size = text.slice(sizeAt, sizeEnd)
-    const mtime = text.slice(mtimeAt, mtimeEnd)
-    const mode = octalMode(text, modeAt, modeEnd)
+    const size = text.slice(from[F_SIZE], to[F_SIZE])
+    const mtime = text.slice(from[F_MTIME], to[F_MTIME])
+    const mode = octalMode(text, from[F_MODE], to[F_MODE])
     if (!SIZE.test(size) || !MTIME.test(mtime) || mode < 0) throw listingError('malformed size, mtime or mode', n, path)
-    if (y !== 'l' && linkEnd !== linkAt) throw listingError('link target on something that is not a symlink', n, path)
+    if (y !== 'l' && to[F_LINK] !== from[F_LINK]) throw listingError('link target on something that is not a symlink', n, path)
     if (notUtf8.has(n)) {
       // Such a name cannot be written back as is: left alone on both sides, like a fifo.
       other.set(path, NOT_UTF8)
@@ -206,8 +197,8 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
     }
     if (y === 'd') snap.set(path, { t: 'd', fp: 'd' })
     else if (y === 'l') {
-      if (linkEnd === linkAt) throw listingError('symlink without a target', n, path)
-      snap.set(path, { t: 'l', fp: `l:${text.slice(linkAt, linkEnd)}` })
+      if (to[F_LINK] === from[F_LINK]) throw listingError('symlink without a target', n, path)
+      snap.set(path, { t: 'l', fp: `l:${text.slice(from[F_LINK], to[F_LINK])}` })
     } else if (y === 'f') snap.set(path, { t: 'f', fp: `f:${size}:${mtime}:${mode}`, size: Number(size) })
     else if (OTHER_TYPES.has(y)) other.set(path, y)
     else throw listingError(`unknown type ${JSON.stringify(y.slice(0, 8))}`, n, path)
