@@ -83,7 +83,8 @@ export interface ListingRules {
 const OTHER_TYPES = new Set(['p', 's', 'c', 'b', 'D'])
 const SIZE = /^\d{1,20}$/
 const MTIME = /^-?\d{1,20}(\.\d{1,10})?$/
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is part of a name, not a marker to drop (find never writes one).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /** The type kept in `other` for an entry whose name or link target is not valid UTF-8. */
 export const NOT_UTF8 = 'n'

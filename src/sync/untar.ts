@@ -33,7 +33,8 @@ export interface TarHandler {
 const BLOCK = 512
 const MAX_LONG_NAME = 8192
 const MAX_PAX = 64 * 1024
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is part of a name (as the listing reads it), not a marker to drop.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 const REFUSED: Record<string, string> = {
   '1': 'a hardlink',

@@ -51,10 +51,11 @@ export function member(h: H, content: Buffer | string = ''): Buffer {
 export function pax(records: Record<string, string>): Buffer {
   let text = ''
   for (const [k, v] of Object.entries(records)) {
-    const rest = ` ${k}=${v}\n`
-    let n = rest.length + 1
-    while (String(n).length + rest.length !== n) n++
-    text += `${n}${rest}`
+    // A record's length counts bytes, not UTF-16 units.
+    const rest = Buffer.byteLength(` ${k}=${v}\n`)
+    let n = rest + 1
+    while (String(n).length + rest !== n) n++
+    text += `${n} ${k}=${v}\n`
   }
   return member({ name: 'PaxHeaders/x', type: 'x' }, text)
 }

@@ -281,6 +281,18 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
     expect(() => parse(buf(rec('l', 'a', '')))).toThrow(/symlink without a target/)
   })
 
+  it('keeps a leading U+FEFF in names and link targets, whether or not another entry is not UTF-8', () => {
+    const bom = [rec('d', 'a', '', '0'), rec('f', 'a/\uFEFFb'), rec('l', 'a/l', '\uFEFFt')]
+    const notUtf8 = Buffer.concat([Buffer.from('f\x005\x001\x00644\x00\x00a/'), Buffer.from([0xff]), Buffer.from('\0')])
+    for (const b of [buf(...bom), Buffer.concat([buf(...bom), notUtf8])]) {
+      const l = parse(b)
+      expect(l.snap.get('a/\uFEFFb')?.t).toBe('f')
+      expect(l.snap.get('a/l')?.fp).toBe('l:\uFEFFt')
+    }
+    // At the very start it is not a byte-order mark to skip: the first type is then unknown.
+    expect(() => parse(Buffer.concat([Buffer.from('\uFEFF'), buf(...bom)]))).toThrow(/unknown type "\uFEFFd"/)
+  })
+
   it('keeps entries named (or linking) in bytes that are not UTF-8 as "other": never fetched, never deleted', () => {
     const b = Buffer.concat([
       buf(rec('d', 'a', '', '0')),

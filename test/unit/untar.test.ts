@@ -149,6 +149,12 @@ describe('TarReader on crafted archives', () => {
     expect(read(tarOf(member({ name: 'f', prefix: 'a/b', magic: 'ustar\x0000' }))).entries[0].name).toBe('a/b/f')
   })
 
+  it('keeps a leading U+FEFF in a member name, a pax path and a link target (the listing keeps it too)', () => {
+    expect(read(tarOf(member({ name: '\uFEFFb' }))).entries[0].name).toBe('\uFEFFb')
+    expect(read(tarOf(pax({ path: '\uFEFFp' }), member({ name: 'a/f' }))).entries[0].name).toBe('\uFEFFp')
+    expect(read(tarOf(member({ name: 'a/l', type: '2', linkname: '\uFEFFt' }))).entries[0].linkname).toBe('\uFEFFt')
+  })
+
   it('a folder may end in "/" (tar adds it); a file may not', () => {
     expect(read(tarOf(member({ name: 'a/d/', type: '5' }))).entries[0].name).toBe('a/d')
     expect(() => read(tarOf(member({ name: 'a/d/', type: '0' })))).toThrow(/empty component/)
