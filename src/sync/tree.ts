@@ -153,10 +153,10 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
   for (let i = text.indexOf('\0'); i >= 0; i = text.indexOf('\0', i + 1)) fields++
   if (fields % 6 !== 0) throw listingError('the last record is cut off', Math.floor(fields / 6))
   const count = fields / 6
-  /** The folder last found to be the parent of an entry (always a listed directory). */
-  let lastDir = ''
   if (count > rules.maxEntries)
     throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
+  /** The folder last found to be the parent of an entry (always a listed directory). */
+  let lastDir = ''
   // Where each of a record's six fields (F_TYPE…F_PATH) starts and ends; reused for every record.
   const from = new Int32Array(6)
   const to = new Int32Array(6)

@@ -11,6 +11,7 @@ import { DeleteTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/cli
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest, ReserveResult } from '../../src/fleet/ledger'
+import { RESERVE_REQ } from '../helpers/reserve-request'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
 import { createLedgerTable } from '../helpers/ledger-table'
 import { raceHosts } from '../unit/fleet-procs'
@@ -43,16 +44,7 @@ afterAll(async () => {
 const fleetFor = (table: string, extra: object): FleetConfig =>
   FleetSchema.parse({ ledger: { kind: 'dynamodb', table, region: TEST_REGION, endpoint }, ...extra })
 
-const REQ: ReserveRequest = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '1',
-  job: 'build',
-  runner: 'r1',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 60
-}
+const REQ: ReserveRequest = { ...RESERVE_REQ, runId: '1' }
 const NOW = Date.UTC(2026, 11, 1, 12)
 
 const ledgerFor = (fleet: FleetConfig, now = NOW): DynamoLedger =>

@@ -13,6 +13,7 @@ import { RunInstancesCommand, TerminateInstancesCommand, type EC2Client, type Ta
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { LedgerRecord, ReserveRequest } from '../../src/fleet/ledger'
+import { RESERVE_REQ } from '../helpers/reserve-request'
 import { DUMMY_CREDENTIALS, ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
 import { createLedgerTable } from '../helpers/ledger-table'
 import { describeInstance, tagsOf } from '../helpers/fake-instance'
@@ -105,16 +106,7 @@ async function setup(reap: { deadAfterMinutes?: number; graceMinutes?: number } 
   }
 }
 
-const REQ: ReserveRequest = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '1',
-  job: 'build',
-  runner: 'reap-test',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 60
-}
+const REQ: ReserveRequest = { ...RESERVE_REQ, runId: '1', runner: 'reap-test' }
 
 async function reserve(s: Setup, at: number): Promise<string> {
   const r = await s.ledger.reserve({ ...REQ, jobId: '0123456789abcdef', runnerHost: 'reap-test-host' }, at)

@@ -17,21 +17,13 @@ import { waitUntil } from '../helpers/wait'
 import { FleetSchema } from '../../src/config'
 import { LocalLedger } from '../../src/fleet/local-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
+import { RESERVE_REQ } from '../helpers/reserve-request'
 import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest } from './reap-helpers'
 
 jest.setTimeout(300_000)
 const execFileP = promisify(execFile)
 const MIN = 60_000
-const REQ: ReserveRequest = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '1',
-  job: 'build',
-  runner: 'reap-test',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 720
-}
+const REQ: ReserveRequest = { ...RESERVE_REQ, runId: '1', runner: 'reap-test', maxLifetimeMinutes: 720 }
 
 const t = usePoolReapTest('reap-pool')
 

@@ -9,7 +9,7 @@ import { checkTimings } from '../../src/fleet/check-timings'
 import type { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import { newLocalLedger } from '../../src/fleet/local-ledger'
 import { loopbackLedger } from './loopback-dynamo'
-import { RESERVE_REQ as REQ } from './reserve-request'
+import { RESERVE_REQ as REQ } from '../helpers/reserve-request'
 
 const NOON = Date.UTC(2026, 11, 1, 12)
 
