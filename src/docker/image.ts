@@ -8,9 +8,12 @@ export function imageBaseName(image: string): string {
   return name.toLowerCase().replace(/[^a-z0-9_.-]/g, '-') || 'service'
 }
 
+/** The job container's alias (and its container name's suffix): never a service's. */
+export const JOB_ALIAS = 'job'
+
 /** Network aliases for each service: the base name for the first of an image, `name-N` for all; never repeated. */
 export function serviceAliases(images: readonly string[]): string[][] {
-  const used = new Set<string>()
+  const used = new Set<string>([JOB_ALIAS])
   const next = new Map<string, number>()
   return images.map((img) => {
     const base = imageBaseName(img)

@@ -8,7 +8,7 @@ import { rejoinArgs, shlexSplit } from '../shlex'
 import { jobFolder } from '../docker/job-folder'
 import type { CreateSpec, MountSpec } from '../docker/cli'
 import { validateEnvNames } from '../docker/env-script'
-import { serviceAliases } from '../docker/image'
+import { JOB_ALIAS, serviceAliases } from '../docker/image'
 import { labelFlagsOf, labelMap } from '../labels'
 import { isNormalAbsolute } from '../input-rules'
 import { remotePath, repoRootOf, type Layout } from '../paths'
@@ -197,8 +197,8 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
         image: c.image!,
         registry: c.registry,
         field: 'args.container',
-        ...spec(c, 'args.container', `rch-${jobId}-job`, {
-          aliases: ['job'],
+        ...spec(c, 'args.container', `rch-${jobId}-${JOB_ALIAS}`, {
+          aliases: [JOB_ALIAS],
           ...(c.entryPoint ? { entrypoint: c.entryPoint, args: rejoinArgs(c.entryPointArgs) } : IDLE)
         })
       }
@@ -207,7 +207,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   const aliases = serviceAliases(args.services.map((s) => s.image!))
   // A contextName (the runner sends none today) is one more alias, unless a container has that name
   // already: no name may answer for two containers.
-  const taken = new Set(['job', ...aliases.flat()].map((a) => a.toLowerCase()))
+  const taken = new Set([JOB_ALIAS, ...aliases.flat()].map((a) => a.toLowerCase()))
   const services = args.services.map((s, i): ContainerPlan => {
     const own = s.contextName && !taken.has(s.contextName.toLowerCase()) ? [s.contextName] : []
     own.forEach((a) => taken.add(a.toLowerCase()))

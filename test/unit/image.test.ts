@@ -53,4 +53,8 @@ describe('serviceAliases', () => {
     const aliases = serviceAliases(['redis', 'redis', 'redis-2']).flat()
     expect(new Set(aliases).size).toBe(aliases.length)
   })
+
+  it('never gives a service the job container\'s alias "job" (nor its container name)', () => {
+    expect(serviceAliases(['acme/job:1', 'job', 'redis'])).toEqual([['job-1'], ['job-2'], ['redis', 'redis-1']])
+  })
 })

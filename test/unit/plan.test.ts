@@ -54,6 +54,14 @@ describe('planJob', () => {
     expect(plan({ container: null, services: [] })).toBeNull()
   })
 
+  it("a service whose image is called job gets neither the job container's alias nor its name", () => {
+    const p = plan({ container: jobContainer(), services: [container({ image: 'acme/job:1' })] })!
+    expect(containersOf(p).map((c) => [c.role, c.spec.name, c.spec.aliases])).toEqual([
+      ['service', `rch-${JOB}-job-1`, ['job-1']],
+      ['job', `rch-${JOB}-job`, ['job']]
+    ])
+  })
+
   it("a service's contextName is an alias only while no other container answers to it", () => {
     const p = plan({
       container: jobContainer(),
