@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Config } from '../config'
 import { resolveTools } from '../tools'
+import { agentSocket, MAX_SOCKET_PATH } from '../agent-client'
+import { hookLocalRoot, localDirOf } from '../paths'
 import { knownHostsName } from '../providers/ec2-plan'
 import type { OpCommand, OpIo } from './command'
 import { readConfig } from './config-file'
@@ -114,21 +116,48 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
 /** No job's folders: only the tool paths themselves are judged. */
 const NO_JOB = { workDir: '/nonexistent', runnerTemp: '/nonexistent' }
 
+/** The longest path a job's agent socket takes under this process's TMPDIR (doctor's; the runner's may differ). */
+const agentSocketBytes = (): number =>
+  Buffer.byteLength(agentSocket(localDirOf(hookLocalRoot(), 'f'.repeat(16), 'f'.repeat(16)), { user: '', host: '', port: 0 }))
+
 /**
  * The runner-host programs the hook starts, found as the hook finds them: rsync always (the first
- * copy); ssh only without the agent, which otherwise carries the copy itself (slower).
+ * copy); ssh only when the job runs without its agent, which otherwise carries the copy itself
+ * (slower). A TMPDIR too long for the agent's socket makes every job run without it, and fails
+ * every ec2-pool job (the agent renews the member's lease).
  */
-export function localChecks(config: Pick<Config, 'tools' | 'agent'>, found = resolveTools(config.tools, NO_JOB)): CheckResult[] {
-  return (['ssh', 'rsync'] as const).map((t): CheckResult => {
+export function localChecks(
+  config: Pick<Config, 'tools' | 'agent' | 'provider'>,
+  found = resolveTools(config.tools, NO_JOB),
+  socketBytes = agentSocketBytes()
+): CheckResult[] {
+  const fits = socketBytes <= MAX_SOCKET_PATH
+  const tooLong = `TMPDIR ${JSON.stringify(tmpdir())} makes a job's agent socket path ${socketBytes} bytes, over the ${MAX_SOCKET_PATH} a Unix socket allows (this is doctor's own TMPDIR; check the runner's)`
+  const rows = (['ssh', 'rsync'] as const).map((t): CheckResult => {
     const base = { check: `local ${t}`, target: 'runner host' }
     if (found[t]) return { ...base, status: 'pass', detail: found[t] }
-    if (t === 'ssh' && config.agent.enabled)
+    if (t === 'ssh' && config.agent.enabled && fits)
       return { ...base, status: 'skip', detail: "not installed: optional, the first copy goes through the job's agent instead (slower)" }
+    const why =
+      t !== 'ssh'
+        ? ''
+        : !config.agent.enabled
+          ? '; agent.enabled is false, so rsync has no other transport'
+          : `; ${tooLong}, so jobs run without it and rsync has no other transport`
     return {
       ...base,
       status: 'fail',
-      detail: `${t} not found (tools.${t} unset, not in the system PATH)${t === 'ssh' ? '; agent.enabled is false, so rsync has no other transport' : ''}`,
+      detail: `${t} not found (tools.${t} unset, not in the system PATH)${why}`,
       fix: `install ${t} on this runner host, or set tools.${t} to its absolute path`
     }
   })
+  if (!fits && config.provider.kind === 'ec2-pool')
+    rows.push({
+      check: 'agent socket',
+      target: 'runner host',
+      status: 'fail',
+      detail: `${tooLong}: every ec2-pool job fails, its agent renews the member's lease`,
+      fix: 'give the runner a shorter TMPDIR (e.g. /tmp)'
+    })
+  return rows
 }

@@ -257,9 +257,13 @@ describe('doctor on AWS (fake client)', () => {
 
 describe('the runner-host tools doctor checks', () => {
   const tools = { tar: null, rsync: null, ssh: null }
-  const cfg = (enabled: boolean) => ({ tools: {}, agent: { enabled } }) as unknown as Parameters<typeof localChecks>[0]
-  const row = (enabled: boolean, found: Partial<Record<'tar' | 'rsync' | 'ssh', string | null>>) =>
-    localChecks(cfg(enabled), { ...tools, ...found }).map((c) => [c.check, c.status])
+  type Found = Partial<Record<'tar' | 'rsync' | 'ssh', string | null>>
+  const cfg = (enabled: boolean, kind = 'static') =>
+    ({ tools: {}, agent: { enabled }, provider: { kind } }) as unknown as Parameters<typeof localChecks>[0]
+  const checks = (enabled: boolean, found: Found, socketBytes = 80, kind = 'static') =>
+    localChecks(cfg(enabled, kind), { ...tools, ...found }, socketBytes)
+  const row = (enabled: boolean, found: Found, socketBytes = 80, kind = 'static') =>
+    checks(enabled, found, socketBytes, kind).map((c) => [c.check, c.status])
 
   it('rsync is required; tar is not checked (the hook no longer starts it)', () => {
     expect(row(true, { ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync' })).toEqual([
@@ -277,8 +281,31 @@ describe('the runner-host tools doctor checks', () => {
       ['local ssh', 'skip'],
       ['local rsync', 'pass']
     ])
-    const off = localChecks(cfg(false), { ...tools, rsync: '/usr/bin/rsync' })
-    expect(off[0]).toMatchObject({ check: 'local ssh', status: 'fail', fix: expect.stringContaining('install ssh') })
-    expect(off[0].detail).toContain('agent.enabled is false')
+    const [off] = checks(false, { rsync: '/usr/bin/rsync' })
+    expect(off).toMatchObject({ check: 'local ssh', status: 'fail', fix: expect.stringContaining('install ssh') })
+    expect(off.detail).toContain('agent.enabled is false')
+  })
+
+  it("a TMPDIR too long for the agent's socket: a missing ssh fails, and an ec2-pool fails whatever ssh", () => {
+    const [ssh] = checks(true, { rsync: '/usr/bin/rsync' }, 108)
+    expect(ssh).toMatchObject({ check: 'local ssh', status: 'fail' })
+    expect(ssh.detail).toMatch(/socket path 108 bytes, over the 107/)
+    expect(row(true, { rsync: '/usr/bin/rsync' }, 107)).toEqual([
+      ['local ssh', 'skip'],
+      ['local rsync', 'pass']
+    ])
+    expect(row(true, { ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync' }, 108)).toEqual([
+      ['local ssh', 'pass'],
+      ['local rsync', 'pass']
+    ])
+    expect(row(true, { ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync' }, 108, 'ec2-pool')).toEqual([
+      ['local ssh', 'pass'],
+      ['local rsync', 'pass'],
+      ['agent socket', 'fail']
+    ])
+    expect(row(true, { ssh: '/usr/bin/ssh', rsync: '/usr/bin/rsync' }, 107, 'ec2-pool')).toEqual([
+      ['local ssh', 'pass'],
+      ['local rsync', 'pass']
+    ])
   })
 })
