@@ -2,7 +2,7 @@
 // process, concurrent steps do not serialize, large output is byte-exact with bounded memory,
 // secrets stay off command lines, streams stay separate, workflow commands pass through, legacy
 // prependPath, and a dropped connection is never reported as success.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
@@ -170,12 +170,18 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
   const total = 200_000_000
   const cmd = `yes ${line.toString().trim()} | head -c ${total}`
   // Positive control: unthrottled, the same command prints all 200 MB here in localMs. The slow
-  // phase lasts twice that (a busy machine stretches both), so anything the reader does not take
-  // would pile up somewhere if nothing held the step back.
+  // phase lasts twice that (a busy machine stretches both; at most 20 s, when the slow reader has
+  // taken ~64 MB), so a step that nothing held back would have printed everything within it.
   const t0 = Date.now()
   const local = execFileSync('docker', ['exec', containerId, 'sh', '-c', `${cmd} | wc -c`], { encoding: 'utf8' })
   expect(Number(local.trim())).toBe(total)
-  const slowMs = Math.max(4000, 2 * (Date.now() - t0))
+  const localMs = Date.now() - t0
+  const slowMs = Math.min(20_000, Math.max(4000, 2 * localMs))
+  expect(localMs).toBeLessThan(slowMs)
+  // The step marks the moment its command has printed everything: whether that happened during the
+  // slow phase is what shows the backpressure reached the step itself, wherever the bytes wait.
+  const marker = `/tmp/printed-all-${randomBytes(4).toString('hex')}`
+  const printedAll = (): boolean => spawnSync('docker', ['exec', containerId, 'test', '-e', marker]).status === 0
 
   // The job's agent exists once a step ran; its memory now is the baseline.
   expect((await runner.call('run_script_step', runner.scriptStep('true\n').args)).code).toBe(0)
@@ -185,7 +191,7 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
 
   const pattern = Buffer.alloc(line.length * 4096)
   for (let i = 0; i < 4096; i++) line.copy(pattern, i * line.length)
-  const { child, done } = runner.start('run_script_step', runner.scriptStep(`${cmd}\n`).args, { callerReadsStdout: true })
+  const { child, done } = runner.start('run_script_step', runner.scriptStep(`${cmd}\ntouch ${marker}\n`).args, { callerReadsStdout: true })
   let read = 0
   let wrong = 0
   let slow = true
@@ -208,6 +214,7 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
     }
   })()
   const finishedEarly = await settlesWithin(done, slowMs)
+  const printedAllEarly = printedAll()
   // The runner's pipe is written by the agent itself (the hook's stdout is a pipe here): the agent
   // holds that very pipe while the step still floods it, so what is bounded is the direct path.
   const hookPipe = readlinkSync(`/proc/${child.pid}/fd/1`)
@@ -231,8 +238,10 @@ test('a step printing faster than the runner reads keeps the agent and the hook 
       `slow phase of ${slowMs} ms read ${(readSlowly / 1e6).toFixed(1)} MB; peak RSS: agent ${Math.round(peak.agent / 1024)} MB (from ${Math.round(agentBase / 1024)} MB), hook ${Math.round(peak.hook / 1024)} MB`
     )
   expect({ hookPipe, agentHoldsIt }).toEqual({ hookPipe: expect.stringMatching(/\S/), agentHoldsIt: agentOn })
-  // The reader really was the slow end: the step was still printing when the slow phase ended.
-  expect(finishedEarly).toBe(false)
+  // The reader really was the slow end: the step was still printing when the slow phase ended (and
+  // the hook had not exited early); the marker is there once the reader has taken everything.
+  expect({ finishedEarly, printedAllEarly }).toEqual({ finishedEarly: false, printedAllEarly: false })
+  expect(printedAll()).toBe(true)
   expect(readSlowly).toBeGreaterThan(1_000_000)
   expect(readSlowly).toBeLessThan(total / 2)
   // Every byte arrived, in order.
