@@ -191,8 +191,9 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
       continue
     }
     // find lists a folder's entries together: most have the folder just checked as their parent.
-    if (rules.tree && path !== root && !(lastDir !== '' && isWithin(path, lastDir) && path.indexOf('/', lastDir.length + 1) < 0)) {
-      const parent = path.slice(0, path.lastIndexOf('/'))
+    const cut = path.lastIndexOf('/')
+    if (rules.tree && path !== root && !(cut === lastDir.length && path.startsWith(lastDir))) {
+      const parent = path.slice(0, cut)
       if (snap.get(parent)?.t !== 'd') throw listingError('listed before its folder', n, path)
       lastDir = parent
     }
