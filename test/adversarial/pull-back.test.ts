@@ -31,6 +31,20 @@ describe('pull-back from a hostile step', () => {
     expect(existsSync(join(runner.workspace, 'changed.txt'))).toBe(false)
   })
 
+  test('a symlink target starting with U+FEFF comes back as it is, beside a name that is not UTF-8', async () => {
+    // Both decoders (listing and tar) once dropped a leading U+FEFF from a field: the tar reader from
+    // every link target, the listing when another entry was not UTF-8 (as the one made here).
+    const { args } = runner.scriptStep(
+      'ln -s "$(printf \'\\357\\273\\277t\')" bomlink\nln -s t plainlink\nprintf bom > "$(printf \'\\357\\273\\277b\')"\ntouch "$(printf \'bad\\377\')"\n'
+    )
+    const r = await runner.call('run_script_step', args)
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    expect(readlinkSync(join(runner.workspace, 'bomlink'))).toBe('\uFEFFt')
+    expect(readFileSync(join(runner.workspace, '\uFEFFb'), 'utf8')).toBe('bom')
+    // positive control: the plain link comes back as it is
+    expect(readlinkSync(join(runner.workspace, 'plainlink'))).toBe('t')
+  })
+
   test('symlinks leaving _work are not created on the host (a warning names them) and are not deleted on the VM by the next step', async () => {
     const { args } = runner.scriptStep('ln -s ../../.. esc\nln -s /etc abs\nln -s changed.txt inside\n')
     const r = await runner.call('run_script_step', args)
