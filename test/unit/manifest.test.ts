@@ -12,7 +12,7 @@ const upd = (set: Record<string, BaseEntry> = {}, remove: string[] = []): BaseUp
   set: new Map(Object.entries(set)),
   remove: new Set(remove)
 })
-const asObj = (m: Map<string, BaseEntry>): Record<string, BaseEntry> => Object.fromEntries(m)
+const asObj = (m: ReadonlyMap<string, BaseEntry>): Record<string, BaseEntry> => Object.fromEntries(m)
 
 describe('loadBase', () => {
   it('is empty when the file is missing or not JSON', () => {
@@ -121,13 +121,14 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     }
   })
 
-  it('hands out copies: changing a loaded base changes neither the file nor the next load', async () => {
+  it('a base handed out is a snapshot: later saves, set or remove, do not change it', async () => {
     const file = join(tempDir(), 'base.json')
-    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ a: e('1'), b: e('2') }))
     const first = loadBase(file)
-    first.delete('a')
-    first.set('z', e('9'))
-    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    await saveBase(file, upd({ c: e('3'), a: e('9') }))
+    await saveBase(file, { set: new Map(), remove: new Set(['b']) })
+    expect(asObj(first)).toEqual({ a: e('1'), b: e('2') })
+    expect(asObj(loadBase(file))).toEqual({ a: e('9'), c: e('3') })
   })
 })
 
