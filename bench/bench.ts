@@ -184,10 +184,11 @@ async function main(): Promise<void> {
 
   if (want('no-op')) {
     // (1) no-op run_script_step vs local docker exec true.
+    // Alternated, so that both sides see the machine as it is at that moment (its speed drifts).
     const local: number[] = []
-    for (let i = 0; i < N; i++) local.push(timeMs(() => execFileSync('docker', ['exec', state.container.id, 'true'])))
     const step: number[] = []
     for (let i = 0; i < N; i++) {
+      local.push(timeMs(() => execFileSync('docker', ['exec', state.container.id, 'true'])))
       const { args } = runner.scriptStep('true\n')
       const r = await runner.call('run_script_step', args)
       if (r.code !== 0) throw new Error(`no-op step failed: ${r.stdout}${r.stderr}`)

@@ -255,6 +255,8 @@ export const ConfigSchema = z
         toolCache: z.boolean().default(true),
         /** Glob-free path prefixes relative to `_work` that the per-step sync skips both ways (e.g. repo/repo/node_modules/.cache). */
         excludeFromPullBack: z.array(z.string().min(1)).default([]),
+        /** Between steps the job's agent sends the runner's new _temp files while the next hook starts (early-push.ts). */
+        earlyPush: z.boolean().default(true),
         /** Caps on what the VM may send back: it is untrusted, and a sparse file costs it nothing. */
         limits: z
           .object({

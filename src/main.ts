@@ -93,8 +93,10 @@ async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
   const opts = JSON.parse(payload) as AgentOptions
   const say = (m: string): void => void process.stderr.write(`${new Date().toISOString()} agent ${process.pid}: ${m}\n`)
+  const { betweenSteps } = await import('./sync/early-push')
+  betweenSteps.onFailure = (e) => say(`early push failed (the step's own push sends the files): ${formatError(e)}`)
   try {
-    return await runAgent(opts, say, runInAgent)
+    return await runAgent(opts, say, runInAgent, betweenSteps)
   } catch (e) {
     say(formatError(e))
     return 1

@@ -12,7 +12,8 @@ import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, sto
 import { RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
 import { buildImage, removeImage } from '../docker/cli'
-import { pull, push, recordBase } from '../sync/sync'
+import { pull, recordBase } from '../sync/sync'
+import { betweenSteps } from '../sync/early-push'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
@@ -74,7 +75,7 @@ async function runIn(
   // The image's presence is looked up (Engine API) while the push runs.
   const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
   present.catch(() => undefined)
-  await push(target, pushRoots)
+  await betweenSteps.push(target, pushRoots)
   const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName, machineOf(state.host))
   let image = args.image
   if (!image) {

@@ -7,7 +7,8 @@ import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
 import { createExec, execStep } from '../docker/steps'
-import { pull, push } from '../sync/sync'
+import { pull } from '../sync/sync'
+import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 
@@ -17,6 +18,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   const t0 = Date.now()
   const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
   const tConnect = Date.now()
+  let pulling: ReturnType<typeof pull> | null = null
   try {
     const target = syncTarget(ctx, state, remote)
     const env = { ...args.environmentVariables }
@@ -31,11 +33,10 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     // The exec is created while the files go up; it starts only once they are there.
     const created = createExec(engine, spec)
     created.catch(() => undefined)
-    const up = await push(target, PUSH_ROOTS)
+    const up = await betweenSteps.push(target, PUSH_ROOTS)
     if (up.bytes > 1048576)
       ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
     // The pull-back starts as soon as the output ends, alongside the call for the exit status.
-    let pulling: ReturnType<typeof pull> | null = null
     let tExec = 0
     const startPull = (): void => {
       tExec = Date.now()
@@ -59,8 +60,19 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
       `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms; sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`
     )
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
+    // In the job's agent: the next step's files may go up before its hook has started.
+    if (ctx.remote) {
+      if (ctx.config.sync.earlyPush) betweenSteps.arm(target)
+      else betweenSteps.disarm()
+    }
     return { exitCode: res.exitCode }
+  } catch (e) {
+    // A step that failed leaves the watch off (an early push must not run beside a pull still going).
+    if (ctx.remote) betweenSteps.disarm()
+    throw e
   } finally {
+    // A pull started before a failure still writes into _work: the step ends after it.
+    await (pulling as Promise<unknown> | null)?.catch(() => undefined)
     remote.close()
   }
 }

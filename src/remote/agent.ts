@@ -60,7 +60,16 @@ export interface RunIo {
 /** Runs one hook command inside the agent (warm code, the job's open connection); returns the exit code. */
 export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promise<number>
 
-export async function runAgent(opts: AgentOptions, logLine: (msg: string) => void, onRun?: RunHandler): Promise<number> {
+/**
+ * Work the agent does between requests (an early push, see sync/early-push.ts): every request but a
+ * ping enters first and leaves when its connection closes; the agent enters before it ends.
+ */
+export interface IdleWork {
+  enter(): Promise<void>
+  leave(): void
+}
+
+export async function runAgent(opts: AgentOptions, logLine: (msg: string) => void, onRun?: RunHandler, idle?: IdleWork): Promise<number> {
   // One entry, one line: text the remote chose (an SSH disconnect's description is the server's)
   // must not start a line of its own, which the hook would read back as the agent's (connectFailure).
   const log = (msg: string): void => logLine(msg.replace(/[\r\n\u2028\u2029]+/g, ' '))
@@ -116,10 +125,27 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
         return finish(0)
       }
       if (req.op === 'ping') return void sock.end('pong\n')
-      if (req.op === 'socket' && req.path) return void bridgeSocket(sock, req.path, rest)
-      if (req.op === 'exec' && typeof req.cmd === 'string') return void bridgeExec(sock, req.cmd, rest)
-      if (req.op === 'run' && onRun) return void bridgeRun(sock, req, rest)
-      sock.destroy()
+      const bridge =
+        req.op === 'socket' && req.path
+          ? () => bridgeSocket(sock, req.path!, rest)
+          : req.op === 'exec' && typeof req.cmd === 'string'
+            ? () => bridgeExec(sock, req.cmd!, rest)
+            : req.op === 'run' && onRun
+              ? () => bridgeRun(sock, req, rest)
+              : null
+      if (!bridge) return void sock.destroy()
+      if (!idle) return void bridge()
+      // Left once the client is gone and the work is done (a step cancelled by its hook going away
+      // may still be pulling): whichever comes last.
+      let open = 2
+      const done = (): void => void (--open === 0 && idle.leave())
+      sock.once('close', done)
+      // A client gone while the agent waited is not served (its close already came and went).
+      void idle
+        .enter()
+        .then(() => (sock.destroyed ? undefined : bridge()))
+        .catch(() => undefined)
+        .finally(done)
     }
     sock.on('data', onHeader)
   }
@@ -233,8 +259,11 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
   // An agent that ended for another reason (its SSH connection dropped) leaves no idle timer behind.
   clearTimeout(idleTimer)
   if (keeper) clearInterval(keeper)
+  // No new request from here on (a hook then runs its step itself), and work between requests
+  // lands, or is given up on, before the connection closes under it.
   server.close()
   rmSync(opts.socketPath, { force: true })
+  await idle?.enter()
   remote.close()
   return code
 }

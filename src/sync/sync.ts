@@ -124,6 +124,21 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
   return `find ${sent.map((p) => shq(p)).join(' ')} -maxdepth 0 -printf ${shq('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')} 2>/dev/null; true`
 }
 
+/**
+ * The push's remote command. Its stdin: the byte length of the deletion list, a newline, the list
+ * (NUL-terminated paths), then the tar. umask 077 and --no-same-permissions: the job's files are
+ * not readable by other users of the VM. The list is read whole into a file first: a list cut short
+ * (a push stopped half-way) must not hand its last, unterminated name to rm, which would remove
+ * whatever that prefix names.
+ */
+export function pushCommand(remoteWork: string, listing: string): string {
+  return (
+    `umask 077 && cd ${shq(remoteWork)} && IFS= read -r n && ` +
+    `{ [ "$n" = 0 ] || { d=$(mktemp) && { dd ibs=1 count="$n" of="$d" 2>/dev/null && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
+    `tar -x -f - --no-same-permissions && { ${listing}; }`
+  )
+}
+
 /** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
 const FILE_COMMANDS = '_temp/_runner_file_commands'
 
@@ -183,24 +198,53 @@ async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<Remo
   return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, tree: true })
 }
 
+/** What an early push (early-push.ts) changes about a push. */
+export interface PushScope {
+  /** Sent even when their fingerprints match the base: written again after an earlier push read them. */
+  force?: (p: string) => boolean
+  /** Paths an earlier push that failed may have left on the remote: sent if here, else deleted there. */
+  unsure?: readonly string[]
+  /** Only these are sent or deleted, and no path that changed its type (what the watch covers). */
+  only?: (p: string) => boolean
+  /** How deep the walk goes below each root (1: the entries directly in it). */
+  depth?: number
+  /** Told what is about to be sent and deleted, before anything is. */
+  onPlan?: (send: readonly string[], del: readonly string[]) => void
+  /** Asked before the base is saved: false leaves it (the push was given up on meanwhile). */
+  mayRecord?: () => boolean
+}
+
 /** Pushes local changes under `roots` to the remote. */
-export async function push(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
+export async function push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
   const base = loadBase(t.manifestFile)
-  const local = walkLocal(t.hostWork, roots, t.excludes)
-  const send = changedPaths(local, base, 'l')
-  const del = deletedPaths(local, base, roots, t.excludes)
+  const local = walkLocal(t.hostWork, roots, t.excludes, scope.depth)
+  let send = changedPaths(local, base, 'l')
+  let del = deletedPaths(local, base, roots, t.excludes)
+  const sending = new Set(send)
+  const also = (p: string): void => {
+    if (!sending.has(p)) {
+      sending.add(p)
+      send.push(p)
+    }
+  }
+  if (scope.force) for (const [p, n] of local) if (n.t !== 'd' && scope.force(p)) also(p)
+  for (const p of scope.unsure ?? []) {
+    if (local.has(p)) also(p)
+    else if (!isExcluded(p, t.excludes) && !del.some((d) => isWithin(p, d))) del.push(p)
+  }
+  if (scope.only) {
+    const only = scope.only
+    send = send.filter((p) => only(p) && (base.get(p)?.t ?? local.get(p)!.t) === local.get(p)!.t)
+    del = del.filter(only)
+  }
+  scope.onPlan?.(send, del)
   if (send.length === 0 && del.length === 0) return { files: 0, bytes: 0, deleted: 0, ms: Date.now() - started }
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
-  // umask 077 and --no-same-permissions: the job's files are not readable by other users of the VM.
-  const cmd =
-    `umask 077 && cd ${shq(t.remoteWork)} && IFS= read -r n && ` +
-    `{ [ "$n" = 0 ] || dd ibs=1 count="$n" 2>/dev/null | xargs -0 -r rm -rf --; } && ` +
-    `tar -x -f - --no-same-permissions && { ${listSent(send, roots, t.excludes)}; }`
-  const ch = await t.remote.openExec(cmd)
+  const ch = await t.remote.openExec(pushCommand(t.remoteWork, listSent(send, roots, t.excludes)))
   const out: Buffer[] = []
   let outLen = 0
   let errTail = ''
@@ -235,7 +279,7 @@ export async function push(t: SyncTarget, roots: readonly string[]): Promise<Syn
   }
   const remove = new Set<string>()
   for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
-  await saveBase(t.manifestFile, { set, remove })
+  if (scope.mayRecord?.() !== false) await saveBase(t.manifestFile, { set, remove })
   return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
 

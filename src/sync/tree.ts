@@ -23,10 +23,13 @@ export function fileFp(st: Stats): string {
   return `f:${st.size}:${Math.floor(st.mtimeMs)}:${st.mode & 0o777}`
 }
 
-/** Walks `roots` (relative to base) on the local disk. Missing roots are skipped. */
-export function walkLocal(base: string, roots: readonly string[], excludes: readonly string[]): Snapshot {
+/**
+ * Walks `roots` (relative to base) on the local disk. Missing roots are skipped. `depth` 1 takes
+ * each root and the entries directly in it (the early push's folders), nothing below.
+ */
+export function walkLocal(base: string, roots: readonly string[], excludes: readonly string[], depth = Infinity): Snapshot {
   const snap: Snapshot = new Map()
-  const visit = (rel: string): void => {
+  const visit = (rel: string, level: number): void => {
     if (isExcluded(rel, excludes)) return
     let st
     try {
@@ -36,20 +39,21 @@ export function walkLocal(base: string, roots: readonly string[], excludes: read
     }
     if (st.isDirectory()) {
       snap.set(rel, { t: 'd', fp: 'd' })
+      if (level >= depth) return
       let names: string[]
       try {
         names = readdirSync(`${base}/${rel}`)
       } catch {
         return
       }
-      for (const n of names) visit(`${rel}/${n}`)
+      for (const n of names) visit(`${rel}/${n}`, level + 1)
     } else if (st.isSymbolicLink()) {
       snap.set(rel, { t: 'l', fp: `l:${readlinkSync(`${base}/${rel}`)}` })
     } else if (st.isFile()) {
       snap.set(rel, { t: 'f', fp: fileFp(st) })
     }
   }
-  for (const r of roots) visit(r)
+  for (const r of roots) visit(r, 0)
   return snap
 }
 

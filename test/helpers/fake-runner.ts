@@ -3,7 +3,18 @@
 // pre-created empty response file, cwd = the workspace).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  chmodSync
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadVm, repoRoot, testenvDir, type VmName } from './testenv'
@@ -242,8 +253,14 @@ export class FakeRunner {
   newFileCommands(): { guid: string; files: Record<string, string>; env: Record<string, string> } {
     const guid = randomUUID()
     const dir = join(this.temp, '_runner_file_commands')
-    rmSync(dir, { recursive: true, force: true })
-    mkdirSync(dir, { recursive: true })
+    // As the runner: the folder stays and the earlier step's files go (a test may have put
+    // something else in the folder's place: that goes whole).
+    if (lstatSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+      for (const f of readdirSync(dir)) rmSync(join(dir, f), { recursive: true, force: true })
+    } else {
+      rmSync(dir, { recursive: true, force: true })
+      mkdirSync(dir, { recursive: true })
+    }
     const names: Record<string, string> = {
       GITHUB_PATH: 'add_path',
       GITHUB_ENV: 'set_env',

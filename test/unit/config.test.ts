@@ -79,6 +79,7 @@ describe('loadConfig: valid files', () => {
       sync: {
         toolCache: true,
         excludeFromPullBack: [],
+        earlyPush: true,
         limits: {
           stepBytes: 10 * 1024 ** 3,
           stepFiles: 200_000,

@@ -1,0 +1,250 @@
+// Between two steps the job's agent watches the runner's `_temp` folders. The runner writes a step's
+// script and its file-command files just before it starts the hook for that step, so the hook's own
+// start-up (a node process) is time in which those files can already go up. The step's own push
+// still runs and decides; an early push only sends the same files sooner, and the step then finds
+// them on the VM.
+//
+// Why this cannot leave stale or extra files on the VM:
+// - A fingerprint is size, mtime (ms) and mode, so a file written again with the same size within
+//   the same clock tick after a push read it would look unchanged. Every watch event marks its path
+//   dirty, and the next push (early or the step's) sends dirty paths whatever their fingerprints.
+// - Only entries directly in a watched folder are pushed early (and none that changed its type),
+//   so every file an early push sent is one whose later writes raise events.
+// - An early push that failed or was given up on may have left some of its files on the VM without
+//   recording them: they are "unsure", and the next push sends them again, or deletes them on the
+//   VM if the runner removed them meanwhile. A push given up on records nothing, even if it ends later.
+// - The watch is on only between a step that ran to its end in this agent and the next request to
+//   it, and only while the base is as this agent left it (another process that pushed or pulled,
+//   e.g. the agent of a newer build after an upgrade, turns it off).
+import { watch, type FSWatcher } from 'node:fs'
+import { basename } from 'node:path'
+import { lstatSync } from 'node:fs'
+import { push, type PushScope, type SyncStats, type SyncTarget } from './sync'
+import { baseVersion } from './manifest'
+
+/** Relative to the runner's `_work`: where the runner writes a step's script and file-command files. */
+export const WATCHED = ['_temp', '_temp/_runner_file_commands'] as const
+
+const inWatched = (p: string): boolean => {
+  const i = p.lastIndexOf('/')
+  return i > 0 && (WATCHED as readonly string[]).includes(p.slice(0, i))
+}
+
+/** A folder's inode; null when it is not a folder (gone, something else in its place, or unreadable). */
+function inode(path: string): number | null {
+  try {
+    const st = lstatSync(path, { throwIfNoEntry: false })
+    return st?.isDirectory() ? st.ino : null
+  } catch {
+    return null
+  }
+}
+
+export interface EarlyPushTiming {
+  /** Quiet time after the last event before an early push starts (the runner writes several files in a row). */
+  quietMs: number
+  /** How long a request waits for an early push under way before giving up on it (a VM that does not answer). */
+  settleMs: number
+}
+
+export class EarlyPush {
+  private target: SyncTarget | null = null
+  /** The base as this agent left it (manifest.ts baseVersion): another version means another writer. */
+  private baseKey: string | null = null
+  private watchers = new Map<string, { w: FSWatcher; ino: number }>()
+  private timer: NodeJS.Timeout | undefined
+  private inflight: Promise<void> | null = null
+  private stop: AbortController | null = null
+  /** Bumped when an early push is given up on: its late end then records nothing. */
+  private generation = 0
+  private dirty = new Set<string>()
+  private allDirty = false
+  private readonly unsure = new Set<string>()
+  /** What the early push under way means to send or delete. */
+  private planned: readonly string[] = []
+  /** Watched folders whose watch may follow a folder since removed (see onEvent). */
+  private readonly stale = new Set<string>()
+  private again = false
+  private busy = 0
+  /** Early pushes that completed, and those that failed or were given up on (tests and the agent's log). */
+  readonly counts = { done: 0, failed: 0 }
+
+  /** Told why an early push failed (the agent logs it). */
+  onFailure: (e: unknown) => void = () => undefined
+
+  constructor(private readonly timing: EarlyPushTiming = { quietMs: 3, settleMs: 2000 }) {}
+
+  /**
+   * A request reaches the agent: the watch stops (only a step that runs to its end turns it on
+   * again), and an early push under way finishes first, or is given up on after settleMs.
+   */
+  async enter(): Promise<void> {
+    this.busy++
+    this.again = false
+    clearTimeout(this.timer)
+    // Events already queued are read first: they may name paths written after the last push read them.
+    await new Promise((r) => setImmediate(r))
+    if (this.target && this.watchers.size) this.refresh(this.target, 'check')
+    this.unwatch()
+    this.target = null
+    clearTimeout(this.timer)
+    const running = this.inflight
+    if (!running) return
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), this.timing.settleMs)))
+    const how = await Promise.race([running.then(() => 'ended' as const), late])
+    clearTimeout(timer)
+    if (how === 'late') {
+      // Whatever it meant to send or delete is unsure; it records nothing if it ends later, and its channel is closed.
+      for (const p of this.planned) this.unsure.add(p)
+      this.generation++
+      this.stop?.abort(new Error('early push given up: a request to the agent was waiting'))
+      this.inflight = null
+    }
+  }
+
+  /** A request ended: with a step's target armed and no other request running, the watch starts. */
+  leave(): void {
+    this.busy = Math.max(0, this.busy - 1)
+    if (this.busy === 0 && this.target) this.refresh(this.target, 'arm')
+  }
+
+  /** Called by a step that ran to its end: the folders are watched with this target once its request ends. */
+  arm(target: SyncTarget): void {
+    this.target = { ...target, signal: undefined, warn: undefined }
+    this.baseKey = baseVersion(target.manifestFile)
+  }
+
+  disarm(): void {
+    this.target = null
+    this.unwatch()
+  }
+
+  /**
+   * The push of a request (or an early one): sends dirty and unsure paths whatever their
+   * fingerprints, deletes unsure ones the runner removed; if it fails they stay for the next.
+   */
+  async push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
+    const dirty = this.dirty
+    const all = this.allDirty
+    const unsure = [...this.unsure]
+    this.dirty = new Set()
+    this.allDirty = false
+    this.unsure.clear()
+    const force = all ? inWatched : dirty.size ? (p: string) => dirty.has(p) : undefined
+    try {
+      return await push(t, roots, { ...scope, force, unsure })
+    } catch (e) {
+      for (const p of dirty) this.dirty.add(p)
+      for (const p of unsure) this.unsure.add(p)
+      this.allDirty ||= all
+      throw e
+    }
+  }
+
+  /**
+   * Watches each folder not watched yet, or watched under a folder since replaced (removed and made
+   * again: a watch follows the old folder); 'check' only looks. A folder whose watch was missing or
+   * stale may hold files written unseen, so everything in the watched folders becomes dirty, except
+   * when the watch starts ('arm'): the step that just ended compared every file since.
+   */
+  private refresh(target: SyncTarget, mode: 'arm' | 'renew' | 'check'): void {
+    for (const dir of WATCHED) {
+      const path = `${target.hostWork}/${dir}`
+      const now = inode(path)
+      const cur = this.watchers.get(dir)
+      if (cur && cur.ino === now && !this.stale.has(dir)) continue
+      this.stale.delete(dir)
+      cur?.w.close()
+      this.watchers.delete(dir)
+      if (now === null) continue // not there: nothing in it to send early
+      if (mode !== 'arm') this.allDirty = true
+      if (mode === 'check') continue
+      let w: FSWatcher
+      try {
+        w = watch(path, { persistent: false }, (_event, name) => this.onEvent(dir, name))
+      } catch {
+        this.allDirty = true
+        continue
+      }
+      // Made again between the look and the watch: the next refresh replaces this watch.
+      const ino = inode(path) === now ? now : -1
+      // A watch that broke may have missed events.
+      w.on('error', () => {
+        this.allDirty = true
+        w.close()
+        if (this.watchers.get(dir)?.w === w) this.watchers.delete(dir)
+      })
+      this.watchers.set(dir, { w, ino })
+    }
+  }
+
+  private unwatch(): void {
+    for (const { w } of this.watchers.values()) w.close()
+    this.watchers.clear()
+  }
+
+  private onEvent(dir: string, name: string | Buffer | null): void {
+    const n = name?.toString()
+    if (n === undefined) {
+      this.allDirty = true
+      for (const d of WATCHED) this.stale.add(d)
+    } else {
+      const path = `${dir}/${n}`
+      this.dirty.add(path)
+      // A watched folder removed or renamed (its parent's event, or its own with its own name; an
+      // entry of that name is taken the same way): the watch is renewed before the next push.
+      // Its inode cannot tell: a folder made again at once often gets the same number.
+      if ((WATCHED as readonly string[]).includes(path)) this.stale.add(path)
+      if (n === basename(dir)) this.stale.add(dir)
+    }
+    if (this.busy) return
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => this.begin(), this.timing.quietMs)
+  }
+
+  private begin(): void {
+    const target = this.target
+    if (this.busy || !target) return
+    if (this.inflight) {
+      this.again = true
+      return
+    }
+    // Another process pushed or pulled since this agent's last step: it is not the one to push now.
+    if (baseVersion(target.manifestFile) !== this.baseKey) return this.disarm()
+    this.refresh(target, 'renew')
+    const generation = this.generation
+    const current = (): boolean => generation === this.generation
+    this.planned = []
+    this.stop = new AbortController()
+    this.inflight = this.push({ ...target, signal: this.stop.signal }, WATCHED, {
+      only: inWatched,
+      depth: 1,
+      onPlan: (send, del) => (this.planned = [...send, ...del]),
+      mayRecord: current
+    })
+      .then(() => {
+        if (!current()) throw new Error('early push given up on')
+        this.counts.done++
+        this.baseKey = baseVersion(target.manifestFile)
+      })
+      .catch((e: unknown) => {
+        // (One given up on had its paths made unsure by enter() already.)
+        if (current()) for (const p of this.planned) this.unsure.add(p)
+        this.counts.failed++
+        this.onFailure(e)
+      })
+      .finally(() => {
+        if (!current()) return
+        this.inflight = null
+        this.stop = null
+        if (this.again && !this.busy) {
+          this.again = false
+          this.begin()
+        }
+      })
+  }
+}
+
+/** The agent's one instance (a hook process never arms it: it serves a single request). */
+export const betweenSteps = new EarlyPush()

@@ -1,0 +1,291 @@
+// The early push between steps, with real inotify watches on a local "runner" folder and a local
+// folder as the VM (LocalRemote runs the push's command in /bin/sh with the real tar and find).
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { EarlyPush } from '../../src/sync/early-push'
+import { pull, push, pushCommand, type SyncTarget } from '../../src/sync/sync'
+import { loadBase, saveBase } from '../../src/sync/manifest'
+import { fileFp } from '../../src/sync/tree'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
+import { settlesWithin, waitUntil } from '../helpers/wait'
+
+afterAll(cleanupTempDirs)
+
+// Every instance is disarmed after its test: no watch outlives it.
+const made: EarlyPush[] = []
+afterEach(() => {
+  while (made.length) made.pop()!.disarm()
+})
+const early = (quietMs: number, settleMs: number): EarlyPush => {
+  const e = new EarlyPush({ quietMs, settleMs })
+  made.push(e)
+  return e
+}
+
+const ROOTS = ['_temp', '_actions']
+const FC = '_temp/_runner_file_commands'
+
+function world(stubs: Record<string, string> = {}): { host: string; vm: string; target: SyncTarget } {
+  const top = tempDir()
+  const host = `${top}/host`
+  const vm = `${top}/vm`
+  for (const d of [`${host}/${FC}`, `${host}/_actions/a`, vm, `${top}/local`]) mkdirSync(d, { recursive: true })
+  writeFileSync(`${host}/_actions/a/action.yml`, 'name: a\n')
+  const target: SyncTarget = {
+    remote: new LocalRemote(top, {}, stubs),
+    hostWork: host,
+    remoteWork: vm,
+    manifestFile: `${top}/local/base.json`,
+    excludes: []
+  }
+  return { host, vm, target }
+}
+
+/** One step as the agent runs it: enter, the step's push (the pull is not needed here), arm or not, leave. */
+async function step(e: EarlyPush, target: SyncTarget, arm: boolean): Promise<number> {
+  await e.enter()
+  const s = await e.push(target, ROOTS)
+  if (arm) e.arm(target)
+  else e.disarm()
+  e.leave()
+  return s.files
+}
+
+describe('early push between steps', () => {
+  it('sends what the runner writes into _temp before the next hook arrives, and that step then sends nothing', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    expect(await step(e, target, true)).toBe(1) // the action's file
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    writeFileSync(`${host}/${FC}/set_output_2`, '')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`) && existsSync(`${vm}/${FC}/set_output_2`), 5000, 5)).toBe(true)
+    expect(readFileSync(`${vm}/_temp/step2.sh`, 'utf8')).toBe('echo two\n')
+    expect(await step(e, target, true)).toBe(0)
+    expect(e.counts.failed).toBe(0)
+    expect(e.counts.done).toBeGreaterThanOrEqual(1)
+  })
+
+  it('control: disarmed (or sync.earlyPush: false), nothing goes before the step, whose push sends it', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    await step(e, target, false)
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    // Nothing to wait for when nothing happens: a bounded look, 100 times the quiet time.
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 300, 10)).toBe(false)
+    expect(await step(e, target, false)).toBe(1)
+    expect(readFileSync(`${vm}/_temp/step2.sh`, 'utf8')).toBe('echo two\n')
+    expect(e.counts.done).toBe(0)
+  })
+
+  it('propagates a deletion in a watched folder, and leaves what is outside the watched folders to the step', async () => {
+    const { host, vm, target } = world()
+    writeFileSync(`${host}/_temp/old.sh`, 'old\n')
+    const e = early(3, 2000)
+    await step(e, target, true)
+    expect(existsSync(`${vm}/_temp/old.sh`)).toBe(true)
+    mkdirSync(`${host}/_temp/sub`)
+    writeFileSync(`${host}/_temp/sub/deep.txt`, 'deep\n')
+    writeFileSync(`${host}/_actions/a/new.js`, 'x\n')
+    rmSync(`${host}/_temp/old.sh`)
+    expect(await waitUntil(() => !existsSync(`${vm}/_temp/old.sh`) && existsSync(`${vm}/_temp/sub`), 5000, 5)).toBe(true)
+    // The folder went (it is in _temp); its contents and _actions did not: no watch covers them.
+    expect(existsSync(`${vm}/_temp/sub/deep.txt`)).toBe(false)
+    expect(existsSync(`${vm}/_actions/a/new.js`)).toBe(false)
+    expect(await step(e, target, true)).toBe(2)
+    expect(readFileSync(`${vm}/_temp/sub/deep.txt`, 'utf8')).toBe('deep\n')
+  })
+
+  describe('a file written again after an early push read it, same size and same mtime', () => {
+    /** Both versions carry this mtime, as two writes within one tick of a coarse file clock would. */
+    const T = new Date('2026-01-01T00:00:00Z')
+    const write = (p: string, text: string): void => {
+      writeFileSync(p, text)
+      utimesSync(p, T, T)
+    }
+    /** Rewrites `p` with other bytes of the same length and the same mtime: its fingerprint does not change. */
+    const rewriteUnseen = (p: string, text: string): void => {
+      const before = fileFp(statSync(p))
+      write(p, text)
+      expect(fileFp(statSync(p))).toBe(before)
+    }
+
+    it('control: a push by fingerprint alone cannot see the change (the VM keeps the old bytes)', async () => {
+      const { host, vm, target } = world()
+      write(`${host}/_temp/s.sh`, 'echo AAA\n')
+      await push(target, ROOTS)
+      rewriteUnseen(`${host}/_temp/s.sh`, 'echo BBB\n')
+      expect((await push(target, ROOTS)).files).toBe(0)
+      expect(readFileSync(`${vm}/_temp/s.sh`, 'utf8')).toBe('echo AAA\n')
+    })
+
+    it("the watch marks it dirty and the step's push sends it", async () => {
+      const { host, vm, target } = world()
+      // No early push starts on its own here (a long quiet time): only the step's push can send it.
+      const e = early(60_000, 2000)
+      await step(e, target, true)
+      write(`${host}/_temp/s.sh`, 'echo AAA\n')
+      // The early push, started by hand as the quiet time would have, reads AAA.
+      ;(e as unknown as { begin(): void }).begin()
+      expect(await waitUntil(() => e.counts.done === 1, 5000, 5)).toBe(true)
+      expect(readFileSync(`${vm}/_temp/s.sh`, 'utf8')).toBe('echo AAA\n')
+      rewriteUnseen(`${host}/_temp/s.sh`, 'echo BBB\n')
+      await step(e, target, true)
+      expect(readFileSync(`${vm}/_temp/s.sh`, 'utf8')).toBe('echo BBB\n')
+    })
+
+    it('and an early push that starts after the rewrite sends it too', async () => {
+      const { host, vm, target } = world()
+      const e = early(3, 2000)
+      await step(e, target, true)
+      write(`${host}/_temp/s.sh`, 'echo AAA\n')
+      expect(await waitUntil(() => e.counts.done >= 1 && readFileSync(`${vm}/_temp/s.sh`, 'utf8') === 'echo AAA\n', 5000, 5)).toBe(true)
+      const before = e.counts.done
+      rewriteUnseen(`${host}/_temp/s.sh`, 'echo BBB\n')
+      expect(await waitUntil(() => e.counts.done > before, 5000, 5)).toBe(true)
+      expect(readFileSync(`${vm}/_temp/s.sh`, 'utf8')).toBe('echo BBB\n')
+    })
+  })
+
+  it('follows a watched folder that was removed and made again (the watch stays with the old one)', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    await step(e, target, true)
+    rmSync(`${host}/${FC}`, { recursive: true })
+    mkdirSync(`${host}/${FC}`)
+    const T = new Date('2026-01-01T00:00:00Z')
+    const f = `${host}/${FC}/set_env_2`
+    writeFileSync(f, 'A=AAA\n')
+    utimesSync(f, T, T)
+    expect(await waitUntil(() => existsSync(`${vm}/${FC}/set_env_2`), 5000, 5)).toBe(true)
+    const before = fileFp(statSync(f))
+    writeFileSync(f, 'A=BBB\n')
+    utimesSync(f, T, T)
+    expect(fileFp(statSync(f))).toBe(before)
+    await step(e, target, true)
+    expect(readFileSync(`${vm}/${FC}/set_env_2`, 'utf8')).toBe('A=BBB\n')
+  })
+
+  it('a request waits for an early push under way, and gives up on one the VM does not finish', async () => {
+    // The VM's tar reads its input and then hangs (a hostile or stuck VM).
+    const { host, target } = world({ tar: 'cat > /dev/null; exec sleep 30' })
+    const e = early(3, 300)
+    e.arm(target)
+    e.leave()
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    // Started and hanging: the request enters and is held until the settle time.
+    expect(await waitUntil(() => (e as unknown as { inflight: unknown }).inflight !== null, 5000, 5)).toBe(true)
+    const t = Date.now()
+    expect(await settlesWithin(e.enter(), 5000)).toBe(true)
+    expect(Date.now() - t).toBeGreaterThanOrEqual(250)
+    expect(await waitUntil(() => e.counts.failed === 1, 5000, 5)).toBe(true)
+    expect(e.counts.done).toBe(0)
+    // What it did not finish is still to be sent by the step: nothing was recorded as sent.
+    expect(loadBase(target.manifestFile).has('_temp/step2.sh')).toBe(false)
+  })
+
+  it('gives up after the settle time even when the VM never opens the channel', async () => {
+    const { host, target } = world()
+    let hang = false
+    const real = target.remote
+    const remote = { ...real, openExec: (c: string) => (hang ? new Promise<never>(() => undefined) : real.openExec(c)) }
+    const t0 = { ...target, remote }
+    const e = early(3, 300)
+    await step(e, t0, true)
+    hang = true
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    expect(await waitUntil(() => (e as unknown as { inflight: unknown }).inflight !== null, 5000, 5)).toBe(true)
+    const t = Date.now()
+    expect(await settlesWithin(e.enter(), 3000)).toBe(true)
+    expect(Date.now() - t).toBeLessThan(2000)
+    hang = false
+    // The request's own push sends the file.
+    expect((await e.push(t0, ROOTS)).files).toBe(1)
+    e.leave()
+  })
+
+  it('an early push that failed after the VM extracted its files: the next push deletes one the runner removed meanwhile', async () => {
+    // The VM's tar extracts, then fails while a flag file exists (a VM that breaks half-way).
+    const realTar = execFileSync('/bin/sh', ['-c', 'command -v tar']).toString().trim()
+    const flag = `${tempDir()}/fail`
+    const { host, vm, target } = world({ tar: `${realTar} "$@"; rc=$?; [ -e ${flag} ] && exit 1; exit $rc` })
+    const e = early(3, 2000)
+    await step(e, target, true)
+    writeFileSync(flag, '')
+    writeFileSync(`${host}/_temp/transient.txt`, 'here for a moment\n')
+    expect(await waitUntil(() => e.counts.failed === 1, 5000, 5)).toBe(true)
+    expect(existsSync(`${vm}/_temp/transient.txt`)).toBe(true) // it did land on the VM
+    rmSync(flag)
+    rmSync(`${host}/_temp/transient.txt`)
+    await step(e, target, true)
+    // Control of what this guards: a pull would otherwise have found it on the VM and brought it back.
+    expect(existsSync(`${vm}/_temp/transient.txt`)).toBe(false)
+    expect(await pullNothingBack(target)).toBe(true)
+  })
+
+  it('another process that writes the base (an agent of another build) turns the watch off', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    await step(e, target, true)
+    await saveBase(target.manifestFile, {
+      set: new Map([['_actions/other', { t: 'f', l: 'f:1:1:420', r: 'f:1:1.0:420' }]]),
+      remove: new Set()
+    })
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 300, 10)).toBe(false)
+    expect(e.counts).toEqual({ done: 0, failed: 0 })
+    // Control: armed again by a step of its own, it pushes early.
+    await step(e, target, true)
+    writeFileSync(`${host}/_temp/step3.sh`, 'echo three\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step3.sh`), 5000, 5)).toBe(true)
+  })
+
+  it('leaves a path that changed its type to the step (a folder replaced by a file)', async () => {
+    const { host, vm, target } = world()
+    mkdirSync(`${host}/_temp/x`)
+    writeFileSync(`${host}/_temp/x/a`, 'a\n')
+    const e = early(3, 2000)
+    await step(e, target, true)
+    rmSync(`${host}/_temp/x`, { recursive: true })
+    writeFileSync(`${host}/_temp/x`, 'now a file\n')
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true)
+    expect(e.counts.failed).toBe(0)
+    expect(statSync(`${vm}/_temp/x`).isDirectory()).toBe(true)
+    await step(e, target, true)
+    expect(readFileSync(`${vm}/_temp/x`, 'utf8')).toBe('now a file\n')
+  })
+})
+
+/** True when a pull from the VM finds nothing to bring back or delete (the two sides agree). */
+async function pullNothingBack(target: SyncTarget): Promise<boolean> {
+  const s = await pull(target, ['_temp'])
+  return s.files === 0 && s.deleted === 0
+}
+
+describe('the push command', () => {
+  /** Runs pushCommand in a local folder with `input` on stdin. */
+  function runPush(input: Buffer): { dir: string; code: number | null } {
+    const dir = tempDir()
+    mkdirSync(`${dir}/_temp`)
+    writeFileSync(`${dir}/_temp/ab`, 'keep\n')
+    writeFileSync(`${dir}/_temp/abcdef`, 'goes\n')
+    const r = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true')], { input })
+    return { dir, code: r.status }
+  }
+  const emptyTar = Buffer.alloc(1024)
+
+  it('deletes what a whole list names (control)', () => {
+    const { dir, code } = runPush(Buffer.concat([Buffer.from('14\n_temp/abcdef\0'), emptyTar]))
+    expect(code).toBe(0)
+    expect(existsSync(`${dir}/_temp/abcdef`)).toBe(false)
+    expect(existsSync(`${dir}/_temp/ab`)).toBe(true)
+  })
+
+  it('deletes nothing from a list cut short, not even the prefix its last name was cut to', () => {
+    const { dir, code } = runPush(Buffer.from('14\n_temp/ab'))
+    expect(code).not.toBe(0)
+    expect(existsSync(`${dir}/_temp/ab`)).toBe(true)
+    expect(existsSync(`${dir}/_temp/abcdef`)).toBe(true)
+  })
+})
