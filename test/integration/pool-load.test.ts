@@ -66,7 +66,11 @@ test('50 jobs from 2 runner hosts on a pool of 10: all succeed, never two holder
     const host = hosts[i % 2]
     const r = new FakeRunner({
       name: `load-${host.name}-${i}`,
-      config: poolHookConfig(pool, key, { lease: { ttlSeconds: 60 }, scaleOut: { enabled: false }, waitTimeoutSeconds: 600 })
+      config: {
+        ...poolHookConfig(pool, key, { lease: { ttlSeconds: 60 }, scaleOut: { enabled: false }, waitTimeoutSeconds: 600 }),
+        // Each simulated runner host keeps its own fleet ledger, as two real hosts would.
+        fleet: { ledger: { kind: 'local', path: path.join(host.tmp, 'ledger') } }
+      }
     })
     const env = { TMPDIR: host.tmp }
     const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] }, { env, limitMs: 700_000 })
