@@ -95,6 +95,7 @@ async function agent(payload: string): Promise<number> {
   const say = (m: string): void => void process.stderr.write(`${new Date().toISOString()} agent ${process.pid}: ${m}\n`)
   const { betweenSteps } = await import('./sync/early-push')
   betweenSteps.onFailure = (e) => say(`early push failed (the step's own push sends the files): ${formatError(e)}`)
+  betweenSteps.ownSocket = opts.socketPath
   try {
     return await runAgent(opts, say, runInAgent, betweenSteps)
   } catch (e) {

@@ -144,7 +144,7 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
       void idle
         .enter()
         .then(() => (sock.destroyed ? undefined : bridge()))
-        .catch(() => undefined)
+        .catch((e: unknown) => log(`request failed: ${(e as Error).message}`))
         .finally(done)
     }
     sock.on('data', onHeader)

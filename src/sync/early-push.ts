@@ -11,16 +11,16 @@
 // - Only entries directly in a watched folder are pushed early (and none that changed its type),
 //   so every file an early push sent is one whose later writes raise events.
 // - An early push that failed or was given up on may have left some of its files on the VM without
-//   recording them: they are "unsure", and the next push sends them again, or deletes them on the
-//   VM if the runner removed them meanwhile. A push given up on records nothing, even if it ends later.
+//   recording them: they go into the base as unsure (manifest.ts UNSURE, so an agent that dies keeps
+//   them too), and the next push sends them again, or deletes them on the VM if the runner removed
+//   them meanwhile. A push given up on records nothing, even if it ends later.
 // - The watch is on only between a step that ran to its end in this agent and the next request to
 //   it, and only while the base is as this agent left it (another process that pushed or pulled,
 //   e.g. the agent of a newer build after an upgrade, turns it off).
-import { watch, type FSWatcher } from 'node:fs'
-import { basename } from 'node:path'
-import { lstatSync } from 'node:fs'
+import { lstatSync, readdirSync, watch, type FSWatcher } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import { push, type PushScope, type SyncStats, type SyncTarget } from './sync'
-import { baseVersion } from './manifest'
+import { baseVersion, saveBase, UNSURE, type BaseEntry } from './manifest'
 
 /** Relative to the runner's `_work`: where the runner writes a step's script and file-command files. */
 export const WATCHED = ['_temp', '_temp/_runner_file_commands'] as const
@@ -59,9 +59,9 @@ export class EarlyPush {
   private generation = 0
   private dirty = new Set<string>()
   private allDirty = false
-  private readonly unsure = new Set<string>()
-  /** What the early push under way means to send or delete. */
+  /** What the early push under way means to send, and for which job. */
   private planned: readonly string[] = []
+  private inflightTarget: SyncTarget | null = null
   /** Watched folders whose watch may follow a folder since removed (see onEvent). */
   private readonly stale = new Set<string>()
   private again = false
@@ -71,6 +71,8 @@ export class EarlyPush {
 
   /** Told why an early push failed (the agent logs it). */
   onFailure: (e: unknown) => void = () => undefined
+  /** This agent's socket: another agent's socket made after it, in the same job folder, is a newer agent. */
+  ownSocket: string | null = null
 
   constructor(private readonly timing: EarlyPushTiming = { quietMs: 3, settleMs: 2000 }) {}
 
@@ -95,11 +97,11 @@ export class EarlyPush {
     const how = await Promise.race([running.then(() => 'ended' as const), late])
     clearTimeout(timer)
     if (how === 'late') {
-      // Whatever it meant to send or delete is unsure; it records nothing if it ends later, and its channel is closed.
-      for (const p of this.planned) this.unsure.add(p)
+      // It records nothing if it ends later, its channel is closed, and what it meant to send is unsure.
       this.generation++
       this.stop?.abort(new Error('early push given up: a request to the agent was waiting'))
       this.inflight = null
+      if (this.inflightTarget) await this.markUnsure(this.inflightTarget, this.planned)
     }
   }
 
@@ -121,24 +123,31 @@ export class EarlyPush {
   }
 
   /**
-   * The push of a request (or an early one): sends dirty and unsure paths whatever their
-   * fingerprints, deletes unsure ones the runner removed; if it fails they stay for the next.
+   * The push of a request (or an early one): sends dirty paths whatever their fingerprints; if it
+   * fails they stay dirty for the next.
    */
   async push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
     const dirty = this.dirty
     const all = this.allDirty
-    const unsure = [...this.unsure]
     this.dirty = new Set()
     this.allDirty = false
-    this.unsure.clear()
     const force = all ? inWatched : dirty.size ? (p: string) => dirty.has(p) : undefined
     try {
-      return await push(t, roots, { ...scope, force, unsure })
+      return await push(t, roots, { ...scope, force })
     } catch (e) {
       for (const p of dirty) this.dirty.add(p)
-      for (const p of unsure) this.unsure.add(p)
       this.allDirty ||= all
       throw e
+    }
+  }
+
+  /** Paths an early push may have left on the VM unrecorded: the next push sends them, or deletes them there. */
+  private async markUnsure(target: SyncTarget, paths: readonly string[]): Promise<void> {
+    if (!paths.length) return
+    try {
+      await saveBase(target.manifestFile, { set: new Map<string, BaseEntry>(paths.map((p) => [p, UNSURE])), remove: new Set() })
+    } catch {
+      this.allDirty = true // the base cannot be written: at least the watched files go again
     }
   }
 
@@ -203,6 +212,19 @@ export class EarlyPush {
     this.timer = setTimeout(() => this.begin(), this.timing.quietMs)
   }
 
+  private newerAgent(): boolean {
+    if (!this.ownSocket) return false
+    try {
+      const own = lstatSync(this.ownSocket).mtimeMs
+      const dir = dirname(this.ownSocket)
+      return readdirSync(dir).some(
+        (n) => /^agent-.*\.sock$/.test(n) && n !== basename(this.ownSocket!) && lstatSync(`${dir}/${n}`).mtimeMs > own
+      )
+    } catch {
+      return true // cannot tell: do not push
+    }
+  }
+
   private begin(): void {
     const target = this.target
     if (this.busy || !target) return
@@ -210,17 +232,20 @@ export class EarlyPush {
       this.again = true
       return
     }
-    // Another process pushed or pulled since this agent's last step: it is not the one to push now.
-    if (baseVersion(target.manifestFile) !== this.baseKey) return this.disarm()
+    // Another process pushed or pulled since this agent's last step, or a newer agent serves the
+    // job (another build's, after an upgrade): this one is not the one to push now.
+    if (baseVersion(target.manifestFile) !== this.baseKey || this.newerAgent()) return this.disarm()
     this.refresh(target, 'renew')
     const generation = this.generation
     const current = (): boolean => generation === this.generation
     this.planned = []
+    this.inflightTarget = target
     this.stop = new AbortController()
     this.inflight = this.push({ ...target, signal: this.stop.signal }, WATCHED, {
       only: inWatched,
       depth: 1,
-      onPlan: (send, del) => (this.planned = [...send, ...del]),
+      // Deletions need no mark: until a push records them, the base still has those paths.
+      onPlan: (send) => (this.planned = send),
       mayRecord: current
     })
       .then(() => {
@@ -228,9 +253,9 @@ export class EarlyPush {
         this.counts.done++
         this.baseKey = baseVersion(target.manifestFile)
       })
-      .catch((e: unknown) => {
-        // (One given up on had its paths made unsure by enter() already.)
-        if (current()) for (const p of this.planned) this.unsure.add(p)
+      .catch(async (e: unknown) => {
+        // (One given up on had its paths marked by enter() already.)
+        if (current()) await this.markUnsure(target, this.planned)
         this.counts.failed++
         this.onFailure(e)
       })

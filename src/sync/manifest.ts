@@ -18,6 +18,13 @@ export interface BaseEntry {
 /** A base as handed out: never changed afterwards (a save makes a new one). */
 export type Base = ReadonlyMap<string, BaseEntry>
 
+/**
+ * A path whose state on the remote is unknown (an early push that failed may have left it there):
+ * it matches no fingerprint of either side, so the next push sends it, or deletes it on the remote
+ * when the host no longer has it.
+ */
+export const UNSURE: BaseEntry = { t: 'f', l: '?', r: '?' }
+
 export interface BaseUpdate {
   set: Map<string, BaseEntry>
   remove: Set<string>
@@ -116,10 +123,14 @@ async function withLock<T>(file: string, fn: () => T): Promise<T> {
   }
 }
 
-/** Applies an update to the saved base (re-read under the lock, so concurrent updates merge). */
-export async function saveBase(file: string, update: BaseUpdate): Promise<void> {
+/**
+ * Applies an update to the saved base (re-read under the lock, so concurrent updates merge).
+ * `still` is asked once the lock is held: false leaves the base as it is.
+ */
+export async function saveBase(file: string, update: BaseUpdate, still?: () => boolean): Promise<void> {
   if (update.set.size === 0 && update.remove.size === 0) return
   await withLock(file, () => {
+    if (still && !still()) return
     const c = current(file, true)
     cache.delete(file)
     // A new map: the old one may be in a reader's hands (loadBase hands out no copies). The texts

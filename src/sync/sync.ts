@@ -4,7 +4,7 @@
 // pulls them as a tar. The first, bulk copy in prepare_job uses rsync (see rsync.ts).
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
-import { TransportError, HookError } from '../errors'
+import { Cancelled, TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
@@ -66,10 +66,14 @@ export interface SyncStats {
 
 /** Drops children of deleted directories: removing the directory covers them. */
 function topmost(paths: string[]): string[] {
-  const sorted = [...paths].sort()
-  const out: string[] = []
-  for (const p of sorted) if (!out.some((d) => p.startsWith(d + '/'))) out.push(p)
-  return out
+  const all = new Set(paths)
+  // A path goes when any folder above it is in the list (each path's ancestors looked up: linear in the list).
+  return paths
+    .filter((p) => {
+      for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) if (all.has(p.slice(0, i))) return false
+      return true
+    })
+    .sort()
 }
 
 function changedPaths(now: Snapshot, base: Base, side: 'l' | 'r'): string[] {
@@ -81,9 +85,15 @@ function changedPaths(now: Snapshot, base: Base, side: 'l' | 'r'): string[] {
   return out
 }
 
-function deletedPaths(now: Snapshot, base: Base, roots: readonly string[], excludes: readonly string[]): string[] {
+function deletedPaths(
+  now: Snapshot,
+  base: Base,
+  roots: readonly string[],
+  excludes: readonly string[],
+  only: (p: string) => boolean = () => true
+): string[] {
   const out: string[] = []
-  for (const p of base.keys()) if (underRoots(p, roots) && !now.has(p) && !isExcluded(p, excludes)) out.push(p)
+  for (const p of base.keys()) if (underRoots(p, roots) && !now.has(p) && !isExcluded(p, excludes) && only(p)) out.push(p)
   return topmost(out)
 }
 
@@ -120,21 +130,33 @@ export function forward(
  * sends a handful of files; listing all of _actions every step would cost more than the copy).
  */
 function listSent(sent: string[], roots: readonly string[], excludes: readonly string[]): string {
-  if (sent.length === 0 || sent.length > 256) return remoteFindScript(roots, excludes, shq)
+  // Only the sent paths are read from it: none sent, nothing to list.
+  if (sent.length === 0) return 'true'
+  // Roots inside other roots (an early push's folders) would be listed twice.
+  if (sent.length > 256)
+    return remoteFindScript(
+      roots.filter((r) => !roots.some((o) => o !== r && isWithin(r, o))),
+      excludes,
+      shq
+    )
   return `find ${sent.map((p) => shq(p)).join(' ')} -maxdepth 0 -printf ${shq('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')} 2>/dev/null; true`
 }
 
 /**
- * The push's remote command. Its stdin: the byte length of the deletion list, a newline, the list
- * (NUL-terminated paths), then the tar. umask 077 and --no-same-permissions: the job's files are
- * not readable by other users of the VM. The list is read whole into a file first: a list cut short
- * (a push stopped half-way) must not hand its last, unterminated name to rm, which would remove
- * whatever that prefix names.
+ * The push's remote command, run in `remoteWork` (the job folder's `w`). Its stdin: the byte length
+ * of the deletion list, a newline, the list (NUL-terminated paths), then the tar.
+ * - umask 077 and --no-same-permissions: the job's files are not readable by other users of the VM.
+ * - The list is read whole into a file in the job folder first: a list cut short (a push stopped
+ *   half-way) must not hand its last, unterminated name to rm, which would remove whatever that
+ *   prefix names.
+ * - Pushes of one job take turns (flock, where the VM has it): one given up on by the hook may
+ *   still be running there, and must not delete or write beside the one after it.
  */
 export function pushCommand(remoteWork: string, listing: string): string {
   return (
-    `umask 077 && cd ${shq(remoteWork)} && IFS= read -r n && ` +
-    `{ [ "$n" = 0 ] || { d=$(mktemp) && { dd ibs=1 count="$n" of="$d" 2>/dev/null && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
+    `umask 077 && cd ${shq(remoteWork)} && exec 9>>../.rch-push.lock && { ! command -v flock >/dev/null || flock 9; } && ` +
+    `IFS= read -r n && ` +
+    `{ [ "$n" = 0 ] || { d=../.rch-delete-$$ && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
     `tar -x -f - --no-same-permissions && { ${listing}; }`
   )
 }
@@ -202,8 +224,6 @@ async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<Remo
 export interface PushScope {
   /** Sent even when their fingerprints match the base: written again after an earlier push read them. */
   force?: (p: string) => boolean
-  /** Paths an earlier push that failed may have left on the remote: sent if here, else deleted there. */
-  unsure?: readonly string[]
   /** Only these are sent or deleted, and no path that changed its type (what the watch covers). */
   only?: (p: string) => boolean
   /** How deep the walk goes below each root (1: the entries directly in it). */
@@ -221,18 +241,10 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   const base = loadBase(t.manifestFile)
   const local = walkLocal(t.hostWork, roots, t.excludes, scope.depth)
   let send = changedPaths(local, base, 'l')
-  let del = deletedPaths(local, base, roots, t.excludes)
-  const sending = new Set(send)
-  const also = (p: string): void => {
-    if (!sending.has(p)) {
-      sending.add(p)
-      send.push(p)
-    }
-  }
-  if (scope.force) for (const [p, n] of local) if (n.t !== 'd' && scope.force(p)) also(p)
-  for (const p of scope.unsure ?? []) {
-    if (local.has(p)) also(p)
-    else if (!isExcluded(p, t.excludes) && !del.some((d) => isWithin(p, d))) del.push(p)
+  let del = deletedPaths(local, base, roots, t.excludes, scope.only)
+  if (scope.force) {
+    const sending = new Set(send)
+    for (const [p, n] of local) if (n.t !== 'd' && !sending.has(p) && scope.force(p)) send.push(p)
   }
   if (scope.only) {
     const only = scope.only
@@ -245,6 +257,12 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
   const ch = await t.remote.openExec(pushCommand(t.remoteWork, listSent(send, roots, t.excludes)))
+  // Given up on while the channel opened (an early push): nothing is written, so nothing runs there.
+  if (t.signal?.aborted) {
+    ch.stdin.destroy()
+    ch.stdout.destroy()
+    throw Cancelled.by(t.signal)
+  }
   const out: Buffer[] = []
   let outLen = 0
   let errTail = ''
@@ -279,7 +297,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   }
   const remove = new Set<string>()
   for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
-  if (scope.mayRecord?.() !== false) await saveBase(t.manifestFile, { set, remove })
+  await saveBase(t.manifestFile, { set, remove }, scope.mayRecord)
   return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
 }
 

@@ -1,13 +1,14 @@
 // The early push between steps, with real inotify watches on a local "runner" folder and a local
 // folder as the VM (LocalRemote runs the push's command in /bin/sh with the real tar and find).
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { EarlyPush } from '../../src/sync/early-push'
 import { pull, push, pushCommand, type SyncTarget } from '../../src/sync/sync'
-import { loadBase, saveBase } from '../../src/sync/manifest'
+import { loadBase, saveBase, UNSURE } from '../../src/sync/manifest'
 import { fileFp } from '../../src/sync/tree'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import type { Remote } from '../../src/remote/remote'
 import { settlesWithin, waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
@@ -180,8 +181,8 @@ describe('early push between steps', () => {
     expect(Date.now() - t).toBeGreaterThanOrEqual(250)
     expect(await waitUntil(() => e.counts.failed === 1, 5000, 5)).toBe(true)
     expect(e.counts.done).toBe(0)
-    // What it did not finish is still to be sent by the step: nothing was recorded as sent.
-    expect(loadBase(target.manifestFile).has('_temp/step2.sh')).toBe(false)
+    // Not recorded as sent: recorded as unsure, so the next push sends it whatever the VM has.
+    expect(loadBase(target.manifestFile).get('_temp/step2.sh')).toEqual(UNSURE)
   })
 
   it('gives up after the settle time even when the VM never opens the channel', async () => {
@@ -204,7 +205,7 @@ describe('early push between steps', () => {
     e.leave()
   })
 
-  it('an early push that failed after the VM extracted its files: the next push deletes one the runner removed meanwhile', async () => {
+  it('an early push that failed after the VM extracted its files: the next push, even in a new agent, deletes one the runner removed meanwhile', async () => {
     // The VM's tar extracts, then fails while a flag file exists (a VM that breaks half-way).
     const realTar = execFileSync('/bin/sh', ['-c', 'command -v tar']).toString().trim()
     const flag = `${tempDir()}/fail`
@@ -217,7 +218,8 @@ describe('early push between steps', () => {
     expect(existsSync(`${vm}/_temp/transient.txt`)).toBe(true) // it did land on the VM
     rmSync(flag)
     rmSync(`${host}/_temp/transient.txt`)
-    await step(e, target, true)
+    // The next step in a new agent (this one's connection dropped with the push): what is unsure is in the base.
+    await step(early(3, 2000), target, true)
     // Control of what this guards: a pull would otherwise have found it on the VM and brought it back.
     expect(existsSync(`${vm}/_temp/transient.txt`)).toBe(false)
     expect(await pullNothingBack(target)).toBe(true)
@@ -238,6 +240,54 @@ describe('early push between steps', () => {
     await step(e, target, true)
     writeFileSync(`${host}/_temp/step3.sh`, 'echo three\n')
     expect(await waitUntil(() => existsSync(`${vm}/_temp/step3.sh`), 5000, 5)).toBe(true)
+  })
+
+  it('an early push with only a deletion to make succeeds (the two watched roots overlap: nothing is listed twice)', async () => {
+    const { host, vm, target } = world()
+    writeFileSync(`${host}/${FC}/set_env_1`, '')
+    const e = early(3, 2000)
+    await step(e, target, true)
+    rmSync(`${host}/${FC}/set_env_1`)
+    expect(await waitUntil(() => e.counts.done + e.counts.failed > 0, 5000, 5)).toBe(true)
+    expect(e.counts).toEqual({ done: 1, failed: 0 })
+    expect(existsSync(`${vm}/${FC}/set_env_1`)).toBe(false)
+  })
+
+  it('an early push given up on before its channel opened writes nothing there when it opens late', async () => {
+    const { host, vm, target } = world()
+    let delay = 0
+    // As sshd: a closed channel does not end the command, which still gets what was written before.
+    const remote: Remote = {
+      openExec: async (c: string) => {
+        if (delay) await new Promise((r) => setTimeout(r, delay))
+        const child = spawn('/bin/sh', ['-c', c], { stdio: ['pipe', 'pipe', 'pipe'] })
+        const done = new Promise<{ code: number | null; signal: string | null }>((res) =>
+          child.on('close', (code, signal) => res({ code, signal }))
+        )
+        child.stdin.on('error', () => undefined)
+        return { stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, done }
+      },
+      openSocket: () => Promise.reject(new Error('no sockets here')),
+      close: () => undefined
+    }
+    const t0 = { ...target, remote }
+    writeFileSync(`${host}/_temp/old.sh`, 'echo old\n')
+    const e = early(3, 200)
+    await step(e, t0, true)
+    delay = 600
+    rmSync(`${host}/_temp/old.sh`)
+    expect(await waitUntil(() => (e as unknown as { inflight: unknown }).inflight !== null, 5000, 5)).toBe(true)
+    await e.enter() // gives up after 200 ms, while the channel is still opening
+    delay = 0
+    writeFileSync(`${host}/_temp/old.sh`, 'echo new, made again by the runner\n')
+    await e.push(t0, ROOTS)
+    e.leave()
+    expect(readFileSync(`${vm}/_temp/old.sh`, 'utf8')).toBe('echo new, made again by the runner\n')
+    // The late channel opens now: the given-up push must not delete what the step's push just sent.
+    expect(await waitUntil(() => e.counts.failed === 1, 5000, 10)).toBe(true)
+    // A command it started would run on its own time: a bounded look for the file going.
+    expect(await waitUntil(() => !existsSync(`${vm}/_temp/old.sh`), 1000, 20)).toBe(false)
+    expect(readFileSync(`${vm}/_temp/old.sh`, 'utf8')).toBe('echo new, made again by the runner\n')
   })
 
   it('leaves a path that changed its type to the step (a folder replaced by a file)', async () => {
@@ -266,8 +316,9 @@ async function pullNothingBack(target: SyncTarget): Promise<boolean> {
 describe('the push command', () => {
   /** Runs pushCommand in a local folder with `input` on stdin. */
   function runPush(input: Buffer): { dir: string; code: number | null } {
-    const dir = tempDir()
-    mkdirSync(`${dir}/_temp`)
+    // Like the job folder's `w`: the command keeps its lock and list files beside it.
+    const dir = `${tempDir()}/w`
+    mkdirSync(`${dir}/_temp`, { recursive: true })
     writeFileSync(`${dir}/_temp/ab`, 'keep\n')
     writeFileSync(`${dir}/_temp/abcdef`, 'goes\n')
     const r = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true')], { input })
