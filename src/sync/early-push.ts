@@ -47,21 +47,24 @@ export interface EarlyPushTiming {
   settleMs: number
 }
 
+/** One early push: what it means to send (for the unsure marks), how to stop it, and its end. */
+interface Flight {
+  target: SyncTarget
+  stop: AbortController
+  planned: readonly string[]
+  done: Promise<void>
+}
+
 export class EarlyPush {
   private target: SyncTarget | null = null
   /** The base as this agent left it (manifest.ts baseVersion): another version means another writer. */
   private baseKey: string | null = null
   private watchers = new Map<string, { w: FSWatcher; ino: number }>()
   private timer: NodeJS.Timeout | undefined
-  private inflight: Promise<void> | null = null
-  private stop: AbortController | null = null
-  /** Bumped when an early push is given up on: its late end then records nothing. */
-  private generation = 0
+  /** The early push under way; one given up on is no longer it, so its late end records nothing. */
+  private flight: Flight | null = null
   private dirty = new Set<string>()
   private allDirty = false
-  /** What the early push under way means to send, and for which job. */
-  private planned: readonly string[] = []
-  private inflightTarget: SyncTarget | null = null
   /** Watched folders whose watch may follow a folder since removed (see onEvent). */
   private readonly stale = new Set<string>()
   private again = false
@@ -90,18 +93,17 @@ export class EarlyPush {
     this.unwatch()
     this.target = null
     clearTimeout(this.timer)
-    const running = this.inflight
+    const running = this.flight
     if (!running) return
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), this.timing.settleMs)))
-    const how = await Promise.race([running.then(() => 'ended' as const), late])
+    const how = await Promise.race([running.done.then(() => 'ended' as const), late])
     clearTimeout(timer)
     if (how === 'late') {
       // It records nothing if it ends later, its channel is closed, and what it meant to send is unsure.
-      this.generation++
-      this.stop?.abort(new Error('early push given up: a request to the agent was waiting'))
-      this.inflight = null
-      if (this.inflightTarget) await this.markUnsure(this.inflightTarget, this.planned)
+      this.flight = null
+      running.stop.abort(new Error('early push given up: a request to the agent was waiting'))
+      await this.markUnsure(running.target, running.planned)
     }
   }
 
@@ -228,7 +230,7 @@ export class EarlyPush {
   private begin(): void {
     const target = this.target
     if (this.busy || !target) return
-    if (this.inflight) {
+    if (this.flight) {
       this.again = true
       return
     }
@@ -236,16 +238,14 @@ export class EarlyPush {
     // job (another build's, after an upgrade): this one is not the one to push now.
     if (baseVersion(target.manifestFile) !== this.baseKey || this.newerAgent()) return this.disarm()
     this.refresh(target, 'renew')
-    const generation = this.generation
-    const current = (): boolean => generation === this.generation
-    this.planned = []
-    this.inflightTarget = target
-    this.stop = new AbortController()
-    this.inflight = this.push({ ...target, signal: this.stop.signal }, WATCHED, {
+    const flight: Flight = { target, stop: new AbortController(), planned: [], done: Promise.resolve() }
+    const current = (): boolean => this.flight === flight
+    this.flight = flight
+    flight.done = this.push({ ...target, signal: flight.stop.signal }, WATCHED, {
       only: inWatched,
       depth: 1,
       // Deletions need no mark: until a push records them, the base still has those paths.
-      onPlan: (send) => (this.planned = send),
+      onPlan: (send) => (flight.planned = send),
       mayRecord: current
     })
       .then(() => {
@@ -255,14 +255,13 @@ export class EarlyPush {
       })
       .catch(async (e: unknown) => {
         // (One given up on had its paths marked by enter() already.)
-        if (current()) await this.markUnsure(target, this.planned)
+        if (current()) await this.markUnsure(target, flight.planned)
         this.counts.failed++
         this.onFailure(e)
       })
       .finally(() => {
         if (!current()) return
-        this.inflight = null
-        this.stop = null
+        this.flight = null
         if (this.again && !this.busy) {
           this.again = false
           this.begin()

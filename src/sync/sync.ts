@@ -133,12 +133,7 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
   // Only the sent paths are read from it: none sent, nothing to list.
   if (sent.length === 0) return 'true'
   // Roots inside other roots (an early push's folders) would be listed twice.
-  if (sent.length > 256)
-    return remoteFindScript(
-      roots.filter((r) => !roots.some((o) => o !== r && isWithin(r, o))),
-      excludes,
-      shq
-    )
+  if (sent.length > 256) return remoteFindScript(topmost([...roots]), excludes, shq)
   return `find ${sent.map((p) => shq(p)).join(' ')} -maxdepth 0 -printf ${shq('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')} 2>/dev/null; true`
 }
 
@@ -228,8 +223,8 @@ export interface PushScope {
   only?: (p: string) => boolean
   /** How deep the walk goes below each root (1: the entries directly in it). */
   depth?: number
-  /** Told what is about to be sent and deleted, before anything is. */
-  onPlan?: (send: readonly string[], del: readonly string[]) => void
+  /** Told what is about to be sent, before anything is. */
+  onPlan?: (send: readonly string[]) => void
   /** Asked before the base is saved: false leaves it (the push was given up on meanwhile). */
   mayRecord?: () => boolean
 }
@@ -251,7 +246,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
     send = send.filter((p) => only(p) && (base.get(p)?.t ?? local.get(p)!.t) === local.get(p)!.t)
     del = del.filter(only)
   }
-  scope.onPlan?.(send, del)
+  scope.onPlan?.(send)
   if (send.length === 0 && del.length === 0) return { files: 0, bytes: 0, deleted: 0, ms: Date.now() - started }
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
