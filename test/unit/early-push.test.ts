@@ -1,7 +1,7 @@
 // The early push between steps, with real inotify watches on a local "runner" folder and a local
 // folder as the VM (LocalRemote runs the push's command in /bin/sh with the real tar and find).
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { EarlyPush } from '../../src/sync/early-push'
 import { pull, push, pushCommand, type SyncTarget } from '../../src/sync/sync'
 import { loadBase, saveBase, UNSURE } from '../../src/sync/manifest'
@@ -175,7 +175,7 @@ describe('early push between steps', () => {
     e.leave()
     writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
     // Started and hanging: the request enters and is held until the settle time.
-    expect(await waitUntil(() => (e as unknown as { inflight: unknown }).inflight !== null, 5000, 5)).toBe(true)
+    expect(await waitUntil(() => (e as unknown as { flight: unknown }).flight !== null, 5000, 5)).toBe(true)
     const t = Date.now()
     expect(await settlesWithin(e.enter(), 5000)).toBe(true)
     expect(Date.now() - t).toBeGreaterThanOrEqual(250)
@@ -195,7 +195,7 @@ describe('early push between steps', () => {
     await step(e, t0, true)
     hang = true
     writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
-    expect(await waitUntil(() => (e as unknown as { inflight: unknown }).inflight !== null, 5000, 5)).toBe(true)
+    expect(await waitUntil(() => (e as unknown as { flight: unknown }).flight !== null, 5000, 5)).toBe(true)
     const t = Date.now()
     expect(await settlesWithin(e.enter(), 3000)).toBe(true)
     expect(Date.now() - t).toBeLessThan(2000)
@@ -253,6 +253,24 @@ describe('early push between steps', () => {
     expect(existsSync(`${vm}/${FC}/set_env_1`)).toBe(false)
   })
 
+  it('an early push given up on while it waits to record records nothing when it gets there', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 200)
+    await step(e, target, true)
+    // The base's lock is held (another process saving): the early push finishes on the VM, then waits.
+    const lock = `${target.manifestFile}.lock`
+    mkdirSync(lock)
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true)
+    const release = setTimeout(() => rmdirSync(lock), 400)
+    await e.enter() // gives up after 200 ms; its unsure mark waits for the lock too
+    e.leave()
+    clearTimeout(release)
+    expect(await waitUntil(() => e.counts.done + e.counts.failed > 0, 5000, 5)).toBe(true)
+    expect(e.counts).toEqual({ done: 0, failed: 1 })
+    expect(loadBase(target.manifestFile).get('_temp/step2.sh')).toEqual(UNSURE)
+  })
+
   it('an early push given up on before its channel opened writes nothing there when it opens late', async () => {
     const { host, vm, target } = world()
     let delay = 0
@@ -276,7 +294,7 @@ describe('early push between steps', () => {
     await step(e, t0, true)
     delay = 600
     rmSync(`${host}/_temp/old.sh`)
-    expect(await waitUntil(() => (e as unknown as { inflight: unknown }).inflight !== null, 5000, 5)).toBe(true)
+    expect(await waitUntil(() => (e as unknown as { flight: unknown }).flight !== null, 5000, 5)).toBe(true)
     await e.enter() // gives up after 200 ms, while the channel is still opening
     delay = 0
     writeFileSync(`${host}/_temp/old.sh`, 'echo new, made again by the runner\n')
@@ -304,6 +322,34 @@ describe('early push between steps', () => {
     expect(statSync(`${vm}/_temp/x`).isDirectory()).toBe(true)
     await step(e, target, true)
     expect(readFileSync(`${vm}/_temp/x`, 'utf8')).toBe('now a file\n')
+  })
+})
+
+describe('early push: a hostile VM', () => {
+  it("a forged answer to an early push fails it, records nothing but 'unsure', and the step's push sends the file", async () => {
+    // The VM's find answers with a record of its own choosing while a flag file exists.
+    const realFind = execFileSync('/bin/sh', ['-c', 'command -v find']).toString().trim()
+    const flag = `${tempDir()}/forge`
+    const forged = `printf 'f\\0%s\\0%s\\0%s\\0\\0%s\\0' 5 1.0 644 ../../outside`
+    const { host, vm, target } = world({ find: `if [ -e ${flag} ]; then ${forged}; exit 0; fi; exec ${realFind} "$@"` })
+    const e = early(3, 2000)
+    await step(e, target, true)
+    // Positive control: an honest answer, the early push records the file.
+    writeFileSync(`${host}/_temp/a.sh`, 'echo a\n')
+    expect(await waitUntil(() => e.counts.done === 1, 5000, 5)).toBe(true)
+    expect(loadBase(target.manifestFile).get('_temp/a.sh')?.r).toMatch(/^f:7:/)
+    writeFileSync(flag, '')
+    writeFileSync(`${host}/_temp/b.sh`, 'echo bb\n')
+    expect(await waitUntil(() => e.counts.failed === 1, 5000, 5)).toBe(true)
+    expect(e.counts.done).toBe(1)
+    expect(loadBase(target.manifestFile).get('_temp/b.sh')).toEqual(UNSURE)
+    expect(loadBase(target.manifestFile).has('../../outside')).toBe(false)
+    rmSync(flag)
+    await e.enter()
+    expect((await e.push(target, ROOTS)).files).toBe(1)
+    e.leave()
+    expect(readFileSync(`${vm}/_temp/b.sh`, 'utf8')).toBe('echo bb\n')
+    expect(loadBase(target.manifestFile).get('_temp/b.sh')?.r).toMatch(/^f:8:/)
   })
 })
 
