@@ -1,10 +1,12 @@
 // Direct ssh2 connection with a pinned host key, keepalives and a connect deadline.
 import { Client } from 'ssh2'
 import { readFileSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { TransportError, type TransportKind } from '../errors'
 import { hostKeyAlgorithms, verifyHostKey } from './known-hosts'
 import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
+import { connectReusingReads, type ReadCounts } from './read-buffer'
 
 /** ssh2 marks where a failure arose in `level`: the client's authentication, its deadline, or the socket. */
 function kindOf(err: Error & { level?: string }): TransportKind {
@@ -16,7 +18,9 @@ function kindOf(err: Error & { level?: string }): TransportKind {
 export class SshRemote implements Remote {
   private constructor(
     private readonly client: Client,
-    readonly info: ConnectInfo
+    readonly info: ConnectInfo,
+    /** How the socket's reads were served (see read-buffer.ts). */
+    readonly reads: ReadCounts
   ) {}
 
   static connect(info: ConnectInfo, timeoutMs: number, onClose?: (err?: Error) => void): Promise<SshRemote> {
@@ -31,11 +35,12 @@ export class SshRemote implements Remote {
     const serverHostKey = hostKeyAlgorithms(knownHosts, info.host, info.port)
     return new Promise((resolve, reject) => {
       const client = new Client()
+      const reads: ReadCounts = { reused: 0, fresh: 0 }
       let hostKeyProblem: string | null = null
       let ready = false
       client.on('ready', () => {
         ready = true
-        resolve(new SshRemote(client, info))
+        resolve(new SshRemote(client, info, reads))
       })
       client.on('error', (err: Error & { level?: string }) => {
         if (ready) return onClose?.(err)
@@ -53,8 +58,16 @@ export class SshRemote implements Remote {
             )
           )
       })
+      let sock: Socket
+      try {
+        const decipher = (): unknown => (client as unknown as { _protocol?: { _decipher?: unknown } })._protocol?._decipher
+        sock = connectReusingReads(info.host, info.port, decipher, reads)
+      } catch (e) {
+        return reject(new TransportError(`cannot connect to ${info.user}@${info.host}:${info.port}: ${(e as Error).message}`, 'network'))
+      }
       try {
         client.connect({
+          sock,
           host: info.host,
           port: info.port,
           username: info.user,
@@ -77,7 +90,8 @@ export class SshRemote implements Remote {
         // Nagle then waits for the server's delayed ACK on each.
         client.setNoDelay(true)
       } catch (e) {
-        // ssh2 parses the private key inside connect() and throws there.
+        // ssh2 parses the private key inside connect() and throws there, before it listens on the socket.
+        sock.destroy()
         reject(new TransportError(`cannot use the SSH key ${info.identityFile}: ${(e as Error).message}`, 'keyfile'))
       }
     })
