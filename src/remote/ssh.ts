@@ -35,7 +35,7 @@ export class SshRemote implements Remote {
     const serverHostKey = hostKeyAlgorithms(knownHosts, info.host, info.port)
     return new Promise((resolve, reject) => {
       const client = new Client()
-      const reads: ReadCounts = { reused: 0, fresh: 0 }
+      const reads: ReadCounts = { shared: 0, copied: 0, replaced: 0 }
       let hostKeyProblem: string | null = null
       let ready = false
       client.on('ready', () => {
