@@ -43,6 +43,9 @@ export class SshRemote implements Remote {
         resolve(new SshRemote(client, info, reads))
       })
       client.on('error', (err: Error & { level?: string }) => {
+        // After a protocol error ssh2 only ends its own side: a server that keeps its side open
+        // would hold every channel, and whatever waits on one, for ever. Closing the socket fails them.
+        client.destroy()
         if (ready) return onClose?.(err)
         if (hostKeyProblem)
           return reject(new TransportError(`host key verification failed for ${info.host}:${info.port}: ${hostKeyProblem}`, 'hostkey'))
@@ -99,31 +102,44 @@ export class SshRemote implements Remote {
 
   openExec(command: string): Promise<ExecChannel> {
     return new Promise((resolve, reject) => {
-      this.client.exec(command, (err, stream) => {
-        if (err) return reject(new TransportError(`cannot start a remote command on ${this.info.host}: ${err.message}`, 'lost'))
-        let status: ExitStatus | null = null
-        stream.on('exit', (code: number | null, signal?: string) => {
-          status = { code: typeof code === 'number' ? code : null, signal: signal ?? null }
-          if (status.code === null && !status.signal) status = null
+      // ssh2 throws "Not connected" once the connection is gone.
+      this.guard(reject, () =>
+        this.client.exec(command, (err, stream) => {
+          if (err) return reject(new TransportError(`cannot start a remote command on ${this.info.host}: ${err.message}`, 'lost'))
+          let status: ExitStatus | null = null
+          stream.on('exit', (code: number | null, signal?: string) => {
+            status = { code: typeof code === 'number' ? code : null, signal: signal ?? null }
+            if (status.code === null && !status.signal) status = null
+          })
+          const done = new Promise<ExitStatus>((res) => {
+            stream.on('close', () => res(status ?? { code: null, signal: null }))
+          })
+          resolve({ stdin: stream, stdout: stream, stderr: stream.stderr, done })
         })
-        const done = new Promise<ExitStatus>((res) => {
-          stream.on('close', () => res(status ?? { code: null, signal: null }))
-        })
-        resolve({ stdin: stream, stdout: stream, stderr: stream.stderr, done })
-      })
+      )
     })
   }
 
   openSocket(path: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      this.client.openssh_forwardOutStreamLocal(path, (err, stream) => {
-        if (err)
-          return reject(
-            new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`, 'lost')
-          )
-        resolve(stream)
-      })
+      this.guard(reject, () =>
+        this.client.openssh_forwardOutStreamLocal(path, (err, stream) => {
+          if (err)
+            return reject(
+              new TransportError(`cannot open ${path} on ${this.info.host} (sshd AllowStreamLocalForwarding?): ${err.message}`, 'lost')
+            )
+          resolve(stream)
+        })
+      )
     })
+  }
+
+  private guard(reject: (e: unknown) => void, open: () => unknown): void {
+    try {
+      open()
+    } catch (e) {
+      reject(new TransportError(`the connection to ${this.info.host} is gone: ${(e as Error).message}`, 'lost'))
+    }
   }
 
   close(): void {
