@@ -65,6 +65,10 @@ export class SshRemote implements Remote {
       try {
         const decipher = (): unknown => (client as unknown as { _protocol?: { _decipher?: unknown } })._protocol?._decipher
         sock = connectReusingReads(info.host, info.port, decipher, reads)
+        // Once our side is ended (ssh2 does it after a DISCONNECT from the server, which it does not
+        // report as an error when the reason is "by application"), nothing more is read: a server
+        // that then holds its side open must not hold the channels with it.
+        sock.on('finish', () => sock.destroy())
       } catch (e) {
         return reject(new TransportError(`cannot connect to ${info.user}@${info.host}:${info.port}: ${(e as Error).message}`, 'network'))
       }

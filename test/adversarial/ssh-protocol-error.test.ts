@@ -2,10 +2,12 @@
 // only ends its own side after a protocol error; unless the hook closes the socket, every channel
 // of the job, and whatever waits on one, waits for ever. Through a proxy on loopback in front of the
 // test VM's sshd that garbles the server's next bytes on request and then holds both sockets open.
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Server as SshServer, utils, type Connection, type ParsedKey } from 'ssh2'
 import { SshRemote } from '../../src/remote/ssh'
 import { TransportError } from '../../src/errors'
 import { testVm } from '../helpers/conformance'
@@ -86,4 +88,89 @@ test('garbage after login: the connection is closed and reported, a running comm
     5_000
   )
   expect(next).toBeInstanceOf(TransportError)
+})
+
+describe('a server that says goodbye "by application" and keeps the TCP connection open', () => {
+  // ssh2 reports a DISCONNECT with that reason as no error at all: it only ends its own side. An
+  // in-process ssh2 server plays the VM (sshd cannot be made to do this); the proxy in front keeps
+  // the connection open after the server's FIN.
+  const conns: Connection[] = []
+  let sshServer: SshServer
+  let relay: Server
+  let relayPort = 0
+  const relayKnownHosts = join(dir, 'known_hosts_relay')
+  const user = join(dir, 'user')
+
+  beforeAll(async () => {
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host')])
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', user])
+    const userKey = utils.parseKey(readFileSync(`${user}.pub`)) as ParsedKey
+    sshServer = new SshServer({ hostKeys: [readFileSync(join(dir, 'host'))] }, (conn) => {
+      conns.push(conn)
+      conn.on('error', () => undefined)
+      conn.on('authentication', (ctx) => {
+        if (ctx.method === 'publickey' && ctx.key.data.equals(userKey.getPublicSSH())) return ctx.accept()
+        ctx.reject(['publickey'])
+      })
+      conn.on('session', (accept) =>
+        accept().on('exec', (acceptExec, _reject, info) => {
+          const ch = acceptExec()
+          // `hello` answers and exits; anything else runs until the connection goes.
+          if (info.command === 'hello') {
+            ch.write('hi\n')
+            ch.exit(0)
+            ch.end()
+          }
+        })
+      )
+    })
+    await new Promise<void>((r) => sshServer.listen(0, '127.0.0.1', r))
+    const serverPort = (sshServer.address() as AddressInfo).port
+    relay = createServer({ allowHalfOpen: true }, (client) => {
+      const server = createConnection({ host: '127.0.0.1', port: serverPort, allowHalfOpen: true })
+      sockets.push(client, server)
+      client.on('error', () => undefined)
+      server.on('error', () => undefined)
+      client.on('data', (c: Buffer) => server.write(c))
+      server.on('data', (c: Buffer) => client.write(c))
+    })
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r))
+    relayPort = (relay.address() as AddressInfo).port
+    const hostPub = readFileSync(join(dir, 'host.pub'), 'utf8').split(' ').slice(0, 2).join(' ')
+    writeFileSync(relayKnownHosts, `[127.0.0.1]:${relayPort} ${hostPub}\n`)
+  })
+
+  afterAll(async () => {
+    for (const c of conns) c.end()
+    // A server closes only once its connections have: the relay's are held open on purpose.
+    for (const s of sockets) s.destroy()
+    await new Promise((r) => relay.close(r))
+    await new Promise((r) => sshServer.close(r))
+  })
+
+  const relayInfo = () => ({ host: '127.0.0.1', port: relayPort, user: 'u', identityFile: user, knownHostsFile: relayKnownHosts })
+
+  test('positive control: through it, a command runs', async () => {
+    const remote = await SshRemote.connect(relayInfo(), 10_000)
+    try {
+      const ch = await remote.openExec('hello')
+      let out = ''
+      ch.stdout.on('data', (c: Buffer) => (out += c.toString()))
+      expect(await ch.done).toEqual({ code: 0, signal: null })
+      expect(out).toBe('hi\n')
+    } finally {
+      remote.close()
+    }
+  })
+
+  test('the running command ends as lost and the connection is reported closed', async () => {
+    let closed = false
+    const remote = await SshRemote.connect(relayInfo(), 10_000, () => (closed = true))
+    const ch = await remote.openExec('run-for-ever')
+    ch.stdout.resume()
+    // DISCONNECT, reason 11 (by application), then the server's FIN, which the relay keeps to itself.
+    conns[conns.length - 1].end()
+    expect(await within(ch.done, 8_000)).toEqual({ code: null, signal: null })
+    expect(closed).toBe(true)
+  })
 })
