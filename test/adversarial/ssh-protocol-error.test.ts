@@ -56,18 +56,23 @@ const info = () => ({ host: '127.0.0.1', port, user: vm.user, identityFile: vm.i
 const within = <T>(p: Promise<T>, ms: number): Promise<T | 'still waiting'> =>
   Promise.race([p, new Promise<'still waiting'>((r) => setTimeout(() => r('still waiting'), ms).unref())])
 
-test('positive control: through the proxy, untouched, a command runs', async () => {
-  garble = false
-  const remote = await SshRemote.connect(info(), 10_000)
+/** Positive control: a command runs over a connection to `to` and prints `out`. */
+async function runsThrough(to: Parameters<typeof SshRemote.connect>[0], command: string, out: string): Promise<void> {
+  const remote = await SshRemote.connect(to, 10_000)
   try {
-    const ch = await remote.openExec('echo through-the-proxy')
-    let out = ''
-    ch.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    const ch = await remote.openExec(command)
+    let got = ''
+    ch.stdout.on('data', (c: Buffer) => (got += c.toString()))
     expect(await ch.done).toEqual({ code: 0, signal: null })
-    expect(out).toBe('through-the-proxy\n')
+    expect(got).toBe(out)
   } finally {
     remote.close()
   }
+}
+
+test('positive control: through the proxy, untouched, a command runs', async () => {
+  garble = false
+  await runsThrough(info(), 'echo through-the-proxy', 'through-the-proxy\n')
 })
 
 test('garbage after login: the connection is closed and reported, a running command ends as lost, a new one fails', async () => {
@@ -151,16 +156,7 @@ describe('a server that says goodbye "by application" and keeps the TCP connecti
   const relayInfo = () => ({ host: '127.0.0.1', port: relayPort, user: 'u', identityFile: user, knownHostsFile: relayKnownHosts })
 
   test('positive control: through it, a command runs', async () => {
-    const remote = await SshRemote.connect(relayInfo(), 10_000)
-    try {
-      const ch = await remote.openExec('hello')
-      let out = ''
-      ch.stdout.on('data', (c: Buffer) => (out += c.toString()))
-      expect(await ch.done).toEqual({ code: 0, signal: null })
-      expect(out).toBe('hi\n')
-    } finally {
-      remote.close()
-    }
+    await runsThrough(relayInfo(), 'hello', 'hi\n')
   })
 
   test('the running command ends as lost and the connection is reported closed', async () => {
