@@ -13,6 +13,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, wr
 import { join } from 'node:path'
 import { errors, HostileJob, type Mode } from './harness'
 import { archive, type Member } from './tar-craft'
+import type { HookRun } from '../helpers/fake-runner'
 import { loadVm, repoRoot } from '../helpers/testenv'
 import { ownerOf, staticProvider } from '../helpers/conformance'
 
@@ -20,6 +21,12 @@ const PORT = 2240
 const DIR = '/var/tmp/rch-adv'
 const RC = `${DIR}/rc`
 const MODE = `${DIR}/mode`
+
+/** Positive control: the hostile tool ran; the hook's output says why when it did not. */
+function expectRan(marker: 'ran-tar' | 'ran-find' | 'ran-rc', r: HookRun): void {
+  if (!existsSync(join(DIR, marker)))
+    throw new Error(`${marker} is missing: the hook never ran it (exit ${r.code})\n${r.stdout}\n${r.stderr}`)
+}
 
 /** Switches the hostile behaviour; turning one on clears the markers of the last one. */
 function setMode(mode: '' | 'noise' | 'tools'): void {
@@ -125,7 +132,7 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (
     const { r } = await job.step('echo changed > /__w/repo/repo/changed.txt\n')
     setMode('')
     // Positive control: the hook read the hostile archive.
-    expect(existsSync(`${DIR}/ran-tar`)).toBe(true)
+    expectRan('ran-tar', r)
     expect(r.code).not.toBe(0)
     expect(errors(r).length).toBeGreaterThan(0)
     expect(job.canaries.changes()).toEqual([])
@@ -143,7 +150,7 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (
     setMode('tools')
     const { r } = await job.step('echo changed > /__w/repo/repo/changed.txt\n')
     setMode('')
-    expect(existsSync(`${DIR}/ran-tar`)).toBe(true)
+    expectRan('ran-tar', r)
     expect(errors(r)).toEqual([])
     expect(r.stdout).toContain('changed on the remote while it was being copied')
     const changed = join(job.runner.workspace, 'changed.txt')
@@ -181,7 +188,7 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile listing on the VM (%s)
     const { r } = await job.step('true\n')
     setMode('')
     rmSync(`${DIR}/listing`, { force: true })
-    expect(existsSync(`${DIR}/ran-find`)).toBe(true)
+    expectRan('ran-find', r)
     expect(r.code).not.toBe(0)
     expect(errors(r).length).toBeGreaterThan(0)
     expect(job.canaries.changes()).toEqual([])
@@ -204,7 +211,7 @@ describe('command output that looks like paths', () => {
     setMode('noise')
     try {
       const r = await job.runner.call('cleanup_job', {}, { state: null })
-      expect(existsSync(`${DIR}/ran-rc`)).toBe(true)
+      expectRan('ran-rc', r)
       expect(existsSync(`${victim}/keep.txt`)).toBe(true)
       expect(existsSync(leftover)).toBe(false)
       // The answers are framed: the noise around them is ignored, not taken for job folders.
@@ -222,7 +229,7 @@ describe('command output that looks like paths', () => {
     try {
       const t0 = Date.now()
       const r = await job.runner.prepare({ container: job.runner.jobContainer('rch-test/tiny:1'), services: [] })
-      expect(existsSync(`${DIR}/ran-rc`)).toBe(true)
+      expectRan('ran-rc', r)
       expect(r.code).not.toBe(0)
       expect(Date.now() - t0).toBeLessThan(15000)
       expect(errors(r).join('\n')).not.toMatch(/leased by another job/)
