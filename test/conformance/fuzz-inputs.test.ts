@@ -12,10 +12,10 @@ import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
-import { utils } from 'ssh2'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, ownerOf, testVm } from '../helpers/conformance'
+import { encryptedTestKey, testKeyPair } from '../helpers/keys'
 
 const SEED = process.env.RCH_FUZZ_SEED ? Number(process.env.RCH_FUZZ_SEED) : Date.now() % 1e9
 
@@ -91,11 +91,8 @@ const keys = (() => {
   const write = (name: string, text: string): string => (writeFileSync(join(dir, name), text, { mode: 0o600 }), join(dir, name))
   return {
     garbage: write('garbage', 'not a key\n'),
-    public: write('public', utils.generateKeyPairSync('ed25519').public),
-    encrypted: write(
-      'encrypted',
-      utils.generateKeyPairSync('ed25519', { passphrase: 'pw', cipher: 'aes256-ctr', rounds: 4 } as never).private
-    ),
+    public: write('public', testKeyPair().public),
+    encrypted: write('encrypted', encryptedTestKey()),
     empty: write('empty', '')
   }
 })()

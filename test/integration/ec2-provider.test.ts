@@ -310,10 +310,12 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       ])
       expect(r.ms).toBeGreaterThanOrEqual(14_000)
       expect(r.ms).toBeLessThan(30_000)
-      // it said what it waited for, more than once over 15 s (every 10 s), without busy polling
-      expect(
-        r.stdout.match(new RegExp(`\\[remote-hooks\\] waiting for ${id} \\(running, no tag:rch-endpoint yet, \\d+ s\\)`, 'g'))?.length
-      ).toBeGreaterThanOrEqual(2)
+      // It said what it waited for, more than once over 15 s (at the first retry, then every 10 s),
+      // without busy polling. The first note may still say "pending" on a loaded machine.
+      const waits = r.stdout.match(new RegExp(`\\[remote-hooks\\] waiting for ${id} \\([^)]*\\)`, 'g')) ?? []
+      expect(waits.slice(0, 2)).toEqual([expect.stringMatching(/, \d+ s\)$/), expect.stringMatching(/, \d+ s\)$/)])
+      expect(waits.length).toBeLessThanOrEqual(3)
+      expect(waits).toContainEqual(expect.stringMatching(/\(running, no tag:rch-endpoint yet, \d+ s\)$/))
       expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`)
       await waitState(id, 'terminated')
       expect(fs.existsSync(localDirOf(tagsOf(inst)['remote-container-hooks:owner'], tagsOf(inst)['remote-container-hooks:job-id']))).toBe(

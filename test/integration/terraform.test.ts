@@ -21,7 +21,6 @@ import type { AddressInfo } from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
-import { utils } from 'ssh2'
 import { FleetSchema, loadConfig, type Config } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
@@ -29,6 +28,7 @@ import { membersOf, TAG_GROUP, TAG_HOST_KEY } from '../../src/providers/pool-pla
 import { ledgerTableShape, OPEN_INDEX } from '../../src/fleet/ledger-table'
 import { ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
 import { readEnv, repoRoot, testenvDir } from '../helpers/testenv'
+import { testKeyPair } from '../helpers/keys'
 
 const execFileP = promisify(execFile)
 const TF = path.join(repoRoot, 'terraform')
@@ -220,7 +220,7 @@ const POOL_MODULE_TABLE: Record<string, Json> = {
 
 /** The hook's own configuration check (loadConfig), on a rendered hook_config; key files are stood in for. */
 function hookCheck(text: string): Config {
-  const key = utils.generateKeyPairSync('ed25519').private
+  const key = testKeyPair().private
   const configPath = '/virtual/remote-container-hooks/config.json'
   return loadConfig(
     { REMOTE_HOOKS_CONFIG: configPath },

@@ -1,10 +1,11 @@
 import { utils } from 'ssh2'
 import { loadConfig, privateKeyProblem, type ConfigIo } from '../../src/config'
 import { ConfigError } from '../../src/errors'
+import { encryptedTestKey, testKeyPair } from '../helpers/keys'
 
 const KEY = '/etc/rch/id_ed25519'
 const KNOWN = '/etc/rch/known_hosts'
-const PRIVATE_KEY = utils.generateKeyPairSync('ed25519').private
+const PRIVATE_KEY = testKeyPair().private
 /** Every path under /k/ or the usual KEY holds a usable private key unless a test says otherwise. */
 const isKeyPath = (p: string): boolean => p === KEY || p.startsWith('/k/')
 
@@ -325,8 +326,8 @@ describe('loadConfig: validation', () => {
   })
 
   it('refuses an identityFile that is not a usable private key, naming the field (config error, not a transport error)', () => {
-    const pub = utils.generateKeyPairSync('ed25519').public
-    const enc = utils.generateKeyPairSync('ed25519', { passphrase: 'pw', cipher: 'aes256-ctr', rounds: 4 } as never).private
+    const pub = testKeyPair().public
+    const enc = encryptedTestKey()
     const text = JSON.stringify({
       provider: {
         kind: 'static',

@@ -1,6 +1,7 @@
 import { editDistance, keysAt, nearestKey } from '../../src/did-you-mean'
 import { ConfigSchema, loadConfig } from '../../src/config'
 import { ConfigError } from '../../src/errors'
+import { testKeyPair } from '../helpers/keys'
 
 describe('nearestKey', () => {
   test('a key differing only in case, a letter or two, or a swap, gets a suggestion', () => {
@@ -36,7 +37,7 @@ describe('keysAt', () => {
 
 describe('unknown configuration keys', () => {
   const KEY = '/k/id'
-  const io = { readFile: () => require('ssh2').utils.generateKeyPairSync('ed25519').private as string, canRead: () => null }
+  const io = { readFile: () => testKeyPair().private, canRead: () => null }
   function issues(cfg: Record<string, unknown>): string[] {
     try {
       loadConfig(

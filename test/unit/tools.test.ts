@@ -1,4 +1,3 @@
-import { utils } from 'ssh2'
 // The runner-host programs the hook spawns: found in a fixed system PATH or at a configured absolute
 // path outside the job's folders, never on the inherited PATH (which the job extends with
 // GITHUB_PATH), and started with a minimal environment.
@@ -10,6 +9,7 @@ import { loadConfig } from '../../src/config'
 import { requireTool, resolveTools, SYSTEM_PATH, tools, useTools } from '../../src/tools'
 import { rsyncUp, agentTransport } from '../../src/sync/rsync'
 import { bundle, cleanupTempDirs, sh, SRC, tempDir } from './_helpers'
+import { testKeyPair } from '../helpers/keys'
 
 afterAll(cleanupTempDirs)
 
@@ -224,7 +224,7 @@ describe('the tools block of the config file', () => {
     remote: { workRoot: '/srv/rch' }
   }
   // The identity file must hold a usable private key (config.ts checks it).
-  const key = utils.generateKeyPairSync('ed25519').private
+  const key = testKeyPair().private
   const load = (tools: unknown) =>
     loadConfig(
       { REMOTE_HOOKS_CONFIG: '/c.json' },
