@@ -36,7 +36,7 @@ export interface RetryOptions {
   /** Return false for errors that must not be retried (they are rethrown at once). Default: all retried. */
   retryable?: (err: unknown) => boolean
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void
-  /** Called at most every `progressEveryMs` while retrying: for "still waiting" lines in the step log. */
+  /** Called every `progressEveryMs` while retrying (on time, also during a long pause): "still waiting" lines. */
   onProgress?: (p: ProgressNote) => void
   progressEveryMs?: number
   clock?: Clock
@@ -105,11 +105,21 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
           delay = Math.min(delay, opts.deadlineMs - elapsed)
         }
         opts.onRetry?.(err, n, delay)
-        if (opts.onProgress && clock.now() - lastNote >= everyMs) {
+        const note = (): void => {
           lastNote = clock.now()
-          opts.onProgress({ elapsedMs: elapsed, attempt: n, lastError: err })
+          opts.onProgress!({ elapsedMs: lastNote - started, attempt: n, lastError: err })
         }
-        await clock.sleep(delay, opts.signal)
+        if (opts.onProgress && clock.now() - lastNote >= everyMs) note()
+        // A note that falls due during the pause is written on time: waiting for the next attempt
+        // could put it past the deadline (long pauses, a slow attempt on a loaded machine).
+        let left = delay
+        while (opts.onProgress && lastNote + everyMs - clock.now() < left) {
+          const due = Math.max(0, lastNote + everyMs - clock.now())
+          await clock.sleep(due, opts.signal)
+          left -= due
+          note()
+        }
+        await clock.sleep(left, opts.signal)
       }
     }
   ).catch((e: unknown) => {

@@ -119,8 +119,13 @@ describe('waitHealthy', () => {
       sleep: async (ms: number) => void (clock.pauses.push(ms), (clock.t += ms))
     }
     await waitHealthy(s.ctx, s.docker, [c('a'), c('b', 'db')], clock)
-    expect(clock.pauses).toEqual([100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000, 2000, 2000])
-    expect(s.out).toEqual(['progress waiting for health: db (5 s)', 'progress waiting for health: db (11 s)'])
+    // Attempts at 0, 0.1, 0.3, 0.7, 1.5, 3.1 s, then every 2 s; a note on each 5 s mark splits the pause it falls in.
+    expect(clock.pauses).toEqual([100, 200, 400, 800, 1600, 1900, 100, 2000, 2000, 900, 1100, 2000, 1900, 100, 2000])
+    expect(s.out).toEqual([
+      'progress waiting for health: db (5 s)',
+      'progress waiting for health: db (10 s)',
+      'progress waiting for health: db (15 s)'
+    ])
   })
 
   it('past timeouts.healthSeconds: names what is pending, shows its log', async () => {

@@ -89,6 +89,33 @@ describe('retry on a fake clock', () => {
     ])
   })
 
+  it('writes a note that falls due during a long pause on time, not at the next attempt', async () => {
+    const clock = fakeClock()
+    const notes: [number, number][] = []
+    await retry(
+      async () => {
+        throw new Error('busy')
+      },
+      {
+        attempts: 4,
+        minDelayMs: 5000,
+        maxDelayMs: 5000,
+        jitter: false,
+        clock,
+        progressEveryMs: 3000,
+        onProgress: (p) => notes.push([p.elapsedMs, p.attempt])
+      }
+    ).catch(() => undefined)
+    expect(notes).toEqual([
+      [3000, 1],
+      [6000, 2],
+      [9000, 2],
+      [12000, 3]
+    ])
+    // The pauses add up to the same schedule: attempts still start every 5 s.
+    expect(clock.pauses).toEqual([3000, 2000, 1000, 3000, 1000, 2000, 3000])
+  })
+
   it('stops at once when the signal fires during a pause, with the signal reason', async () => {
     const ac = new AbortController()
     const reason = new Error('cancelled by SIGINT')
