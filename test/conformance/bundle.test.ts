@@ -18,7 +18,7 @@ import {
   writeFileSync
 } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { gunzipSync } from 'node:zlib'
+import { brotliDecompressSync } from 'node:zlib'
 import { join } from 'node:path'
 import { FakeRunner, HOOK } from '../helpers/fake-runner'
 import { repoRoot, testImages } from '../helpers/testenv'
@@ -182,6 +182,16 @@ test('stack frames in the core name src/ files and lines', () => {
   expect(frame).toMatch(/^\(src\//)
 })
 
+test('the three AWS clients are one chunk: the SDK code they share is in the file once (node reads all of it on every start)', () => {
+  const text = readFileSync(HOOK, 'latin1')
+  const table = text.slice(text.lastIndexOf('/*RCH-' + 'CHUNKS'))
+  const names = [...table.matchAll(/\n([\w@/.-]+) [A-Za-z0-9+/=]+(?=\r?\n)/g)].map((m) => m[1])
+  expect(names).toContain('ssh2') // positive control: the table is read
+  expect(names.filter((n) => /aws/.test(n))).toEqual(['rch-aws'])
+  const aws = brotliDecompressSync(Buffer.from(/\nrch-aws ([A-Za-z0-9+/=]+)\r?\n/.exec(text)![1], 'base64')).toString('latin1')
+  for (const client of ['EC2Client', 'AutoScalingClient', 'DynamoDBClient']) expect(aws).toContain(`var ${client} = class`)
+})
+
 test('frames in the part loaded on demand (rch-rest) name src/ files and lines too', () => {
   // check-config's help is written by src/ops/, which is not in the core the fast path parses.
   const text = readFileSync(HOOK, 'latin1')
@@ -195,7 +205,7 @@ test('frames in the part loaded on demand (rch-rest) name src/ files and lines t
 test('the part loaded on demand takes the modules of the core from the core, never a copy of its own (one instance: instanceof holds across them)', () => {
   const text = readFileSync(HOOK, 'latin1')
   const core = text.slice(0, text.indexOf('/*RCH-' + 'CHUNKS'))
-  const rest = gunzipSync(Buffer.from(/\nrch-rest ([A-Za-z0-9+/=]+)\r?\n/.exec(text)![1], 'base64')).toString('latin1')
+  const rest = brotliDecompressSync(Buffer.from(/\nrch-rest ([A-Za-z0-9+/=]+)\r?\n/.exec(text)![1], 'base64')).toString('latin1')
   expect(core).toMatch(/TransportError = class extends/) // positive control: the core defines it
   expect(rest).toContain('rch-core:src/errors.ts') // and the rest uses it, from the core
   expect(rest).not.toMatch(/TransportError = class extends/)
