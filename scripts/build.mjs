@@ -148,7 +148,7 @@ const restOut = await build({
 const twice = Object.keys(restOut.metafile.inputs).filter((f) => inCore.has(f))
 if (twice.length) throw new Error(`build: in the core and in ${REST} both: ${twice.join(', ')}`)
 chunks[REST] = ascii(restOut.outputFiles.find((f) => f.path.endsWith('.js')).text)
-chunks[`${REST}.map`] = restOut.outputFiles.find((f) => f.path.endsWith('.map')).text
+chunks[`${REST}.map`] = ascii(restOut.outputFiles.find((f) => f.path.endsWith('.map')).text)
 if (chunks[REST].includes('__RCH_BUILD__'))
   throw new Error('build: the build id must be read from the core (src/build-id.ts), not the rest')
 
@@ -295,8 +295,8 @@ const head = `#!/usr/bin/env node
       if (!get) fatal('a part of itself ', new Error(id + ' is not in the file'));
       return (loaded[id] = get());
     }
-    const aws = ${JSON.stringify(AWS)}[id];
-    if (aws) return (loaded[id] = lazyRequire('${AWS_CHUNK}')[aws]);
+    const aws = ${JSON.stringify(AWS)};
+    if (Object.prototype.hasOwnProperty.call(aws, id)) return (loaded[id] = lazyRequire('${AWS_CHUNK}')[aws[id]]);
     if (${JSON.stringify([AWS_CHUNK, ...LIBS, REST])}.includes(id)) {
       try {
         return (loaded[id] = compile(id, chunk(id)));

@@ -297,7 +297,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
 
   test('an instance that never boots: prepare_job fails at the acquire deadline with one ::error:: and terminates it', async () => {
     const name = instanceName('ec2never')
-    const runner = newRunner('never', name, loadMoto().endpoint, { acquireTimeoutSeconds: 15 })
+    const runner = newRunner('never', name, loadMoto().endpoint, { acquireTimeoutSeconds: 18 })
     const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, neverBoot: true })
     try {
       const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] })
@@ -306,12 +306,12 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       const id = inst.InstanceId!
       expect(r.code).not.toBe(0)
       expect(errorLines(r)).toEqual([
-        expect.stringMatching(new RegExp(`^::error::${id} not usable after 15 s \\(state running; provider.acquireTimeoutSeconds\\)`))
+        expect.stringMatching(new RegExp(`^::error::${id} not usable after 18 s \\(state running; provider.acquireTimeoutSeconds\\)`))
       ])
-      expect(r.ms).toBeGreaterThanOrEqual(14_000)
-      expect(r.ms).toBeLessThan(30_000)
-      // It said what it waited for, more than once over 15 s (at the first retry, then every 10 s),
-      // without busy polling. The first note may still say "pending" on a loaded machine.
+      expect(r.ms).toBeGreaterThanOrEqual(17_000)
+      expect(r.ms).toBeLessThan(33_000)
+      // It said what it waited for at the first retry and again 10 s later, once per 10 s, not once
+      // per attempt (every 0.5-5 s). The first note may still say "pending" on a loaded machine.
       const waits = r.stdout.match(new RegExp(`\\[remote-hooks\\] waiting for ${id} \\([^)]*\\)`, 'g')) ?? []
       expect(waits.slice(0, 2)).toEqual([expect.stringMatching(/, \d+ s\)$/), expect.stringMatching(/, \d+ s\)$/)])
       expect(waits.length).toBeLessThanOrEqual(3)

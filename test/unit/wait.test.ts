@@ -116,6 +116,61 @@ describe('retry on a fake clock', () => {
     expect(clock.pauses).toEqual([3000, 2000, 1000, 3000, 1000, 2000, 3000])
   })
 
+  it('with progressEveryMs 0 writes a note at every retry and still ends (no endless split of the pause)', async () => {
+    const clock = fakeClock()
+    const notes: number[] = []
+    await retry(
+      async () => {
+        throw new Error('busy')
+      },
+      {
+        attempts: 4,
+        minDelayMs: 1000,
+        maxDelayMs: 1000,
+        jitter: false,
+        clock,
+        progressEveryMs: 0,
+        onProgress: (p) => notes.push(p.attempt)
+      }
+    ).catch(() => undefined)
+    expect(notes).toEqual([1, 2, 3])
+    expect(clock.pauses).toEqual([1000, 1000, 1000])
+  })
+
+  it('stops at once when the signal fires in a pause split by a note, with the signal reason', async () => {
+    const ac = new AbortController()
+    const reason = new Error('cancelled by SIGTERM')
+    const clock = fakeClock()
+    const sleep = clock.sleep.bind(clock)
+    // The pause is split at the note due at 3 s; the signal fires during its second part.
+    clock.sleep = async (ms, signal) => {
+      if (clock.pauses.length === 1) ac.abort(reason)
+      return sleep(ms, signal)
+    }
+    const notes: number[] = []
+    let n = 0
+    const err = await retry(
+      async () => {
+        n++
+        throw new Error('busy')
+      },
+      {
+        attempts: 5,
+        minDelayMs: 5000,
+        maxDelayMs: 5000,
+        jitter: false,
+        clock,
+        signal: ac.signal,
+        progressEveryMs: 3000,
+        onProgress: (p) => notes.push(p.elapsedMs)
+      }
+    ).catch((e: Error) => e)
+    expect(err).toBe(reason)
+    expect(notes).toEqual([3000]) // positive control: the pause was split by the note
+    expect(clock.pauses).toEqual([3000])
+    expect(n).toBe(1)
+  })
+
   it('stops at once when the signal fires during a pause, with the signal reason', async () => {
     const ac = new AbortController()
     const reason = new Error('cancelled by SIGINT')
