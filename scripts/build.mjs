@@ -13,7 +13,7 @@
 import { build } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { brotliCompressSync, constants as zlibConstants } from 'node:zlib'
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, relative, sep } from 'node:path'
 
@@ -263,7 +263,24 @@ const head = `#!/usr/bin/env node
   // The file is read only when a library is first needed; lines are found by their markers, so
   // CRLF line endings or an added line do not move anything.
   let table = null;
-  const self = () => fs.readFileSync(__filename, 'latin1');
+  // Read from the file this process was started from, opened now: a file replaced later (an
+  // upgrade, a rebuild) must not lend its chunks to this process's code. The name may already point
+  // to another build by now: the header's key says whose file it is.
+  let selfFd = null;
+  try { selfFd = fs.openSync(__filename, 'r'); } catch (e) { /* read by name when needed */ }
+  const self = () => {
+    let t;
+    if (selfFd === null) t = fs.readFileSync(__filename, 'latin1');
+    else {
+      const b = Buffer.allocUnsafe(fs.fstatSync(selfFd).size);
+      let at = 0, n;
+      while (at < b.length && (n = fs.readSync(selfFd, b, at, b.length - at, at)) > 0) at += n;
+      t = b.toString('latin1', 0, at);
+    }
+    if (!t.slice(0, 512).includes('remote-container-hooks ' + '${key}' + ':'))
+      throw new Error(__filename + ' was replaced by another build while this command ran (run it again)');
+    return t;
+  };
   function chunk(id) {
     if (!table) {
       table = {};
@@ -383,7 +400,11 @@ RCH-CHUNKS*/
 //# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}
 `
 mkdirSync('dist', { recursive: true })
-writeFileSync('dist/index.js', out, { mode: 0o755 })
+// Replaced in one step: a hook started meanwhile (tests build while others run) reads the old file
+// or the new one, never an empty or half-written one.
+const tmp = `dist/index.js.${process.pid}.tmp`
+writeFileSync(tmp, out, { mode: 0o755 })
+renameSync(tmp, 'dist/index.js')
 const kib = (s) => (Buffer.byteLength(s) / 1024).toFixed(0)
 console.log(
   `dist/index.js ${kib(out)} KiB (core ${kib(core)} KiB; ${Object.entries(chunks)

@@ -75,7 +75,8 @@ export class HostileJob {
 
   async prepare(image: string = testImages.glibc): Promise<HookRun> {
     const r = await this.runner.prepare({ container: this.runner.jobContainer(image), services: [] })
-    if (r.code !== 0) throw new Error(`prepare_job failed (${r.code}): ${r.stdout}\n${r.stderr}`)
+    // No state is a failure too: a hook that ran nothing (an empty file) exits 0 without one.
+    if (r.code !== 0 || !r.response?.state) throw new Error(`prepare_job failed (${r.code}): ${r.stdout}\n${r.stderr}`)
     return r
   }
 

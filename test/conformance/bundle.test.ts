@@ -212,6 +212,41 @@ test('the part loaded on demand takes the modules of the core from the core, nev
   expect(rest).toMatch(/\w+ = class extends import_errors\d*\.HookError/) // its own error classes extend the core's HookError
 })
 
+describe('a file replaced while a command runs (an upgrade: install, then mv over it)', () => {
+  test('the chunks come from the file the process started from', () => {
+    // Another build's file (here: one without the rest of the hook) is moved over the bundle once
+    // the loader has started and before it reads its first chunk (loaded after an await).
+    const other = join(tmp, 'other.js')
+    writeFileSync(other, readFileSync(HOOK, 'latin1').replace(/\nrch-rest [A-Za-z0-9+/=]+\r?\n/, '\n'), 'latin1')
+    const swap = join(tmp, 'swap.js')
+    writeFileSync(swap, `process.nextTick(() => require('fs').renameSync(${JSON.stringify(other)}, ${JSON.stringify(bundle)}))\n`)
+    const r = spawnSync(process.execPath, ['-r', swap, bundle, 'check-config', '--help'], { env: env(), encoding: 'utf8' })
+    expect(readFileSync(bundle, 'latin1')).not.toMatch(/\nrch-rest /) // positive control: it was replaced
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' })
+    expect(r.stdout).toMatch(/^usage: remote-hooks check-config/)
+  })
+  test('replaced by another build before the loader opened it: a clear error when a chunk is needed, never its chunks', () => {
+    const text = readFileSync(HOOK, 'latin1')
+    const key = /^#!.*\r?\n\/\/ remote-container-hooks ([0-9a-f]{16}):/.exec(text)![1]
+    const other = join(tmp, 'other.js')
+    writeFileSync(other, text.replace(`remote-container-hooks ${key}:`, `remote-container-hooks ${'0'.repeat(16)}:`), 'latin1')
+    // Moved over the bundle after node has read it, before the loader runs.
+    const swap = join(tmp, 'swap-early.js')
+    writeFileSync(
+      swap,
+      `const M = require('module'); const c = M.prototype._compile; M.prototype._compile = function (...a) {\n` +
+        `  if (a[1] === ${JSON.stringify(bundle)}) require('fs').renameSync(${JSON.stringify(other)}, ${JSON.stringify(bundle)})\n` +
+        `  return c.apply(this, a) }\n`
+    )
+    const r = spawnSync(process.execPath, ['-r', swap, bundle, 'check-config', '--help'], { env: env(), encoding: 'utf8' })
+    expect(readFileSync(bundle, 'latin1')).toContain(`remote-container-hooks ${'0'.repeat(16)}:`) // positive control
+    expect(r.status).toBe(70)
+    expect(r.stdout).toMatch(
+      /^::error::remote-container-hooks could not load .*was replaced by another build while this command ran \(run it again\)/
+    )
+  })
+})
+
 describe('an edited copy still works', () => {
   test('a line added after the shebang: --version, a whole job, and stack frames still on the right src/ line', async () => {
     const text = readFileSync(HOOK, 'latin1')
