@@ -283,7 +283,9 @@ test('a secret in the step env never appears on any process command line (positi
   expect(secret).toHaveLength(32)
 
   // positive control: the same scanner finds the secret on a command line we put it on
-  const control = spawn('sh', ['-c', 'sleep 5', `control-${secret}`], { stdio: 'ignore' })
+  // A node process keeps its command line until it ends (a shell may fork a child that shows the
+  // shell's command line until it execs, and outlives the shell: a CI run found one after the kill).
+  const control = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)', `control-${secret}`], { stdio: 'ignore' })
   try {
     await waitUntil(() => scanCmdlines(secret).some((h) => h.pid === control.pid), 5000)
     expect(scanCmdlines(secret).map((h) => h.pid)).toContain(control.pid)
