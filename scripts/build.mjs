@@ -296,6 +296,9 @@ const head = `#!/usr/bin/env node
     return require('zlib').brotliDecompressSync(Buffer.from(table[id], 'base64')).toString('latin1');
   }
   const loaded = {};
+  // Each AWS client's part of the one AWS chunk; the chunks by id.
+  const awsParts = ${JSON.stringify(AWS)};
+  const chunkIds = ${JSON.stringify([AWS_CHUNK, ...LIBS, REST])};
   // The core's own modules, for the rest (see rch-rest above); registered before main.ts runs.
   let coreModules = {};
   function lazyRequire(id) {
@@ -312,9 +315,8 @@ const head = `#!/usr/bin/env node
       if (!get) fatal('a part of itself ', new Error(id + ' is not in the file'));
       return (loaded[id] = get());
     }
-    const aws = ${JSON.stringify(AWS)};
-    if (Object.prototype.hasOwnProperty.call(aws, id)) return (loaded[id] = lazyRequire('${AWS_CHUNK}')[aws[id]]);
-    if (${JSON.stringify([AWS_CHUNK, ...LIBS, REST])}.includes(id)) {
+    if (Object.prototype.hasOwnProperty.call(awsParts, id)) return (loaded[id] = lazyRequire('${AWS_CHUNK}')[awsParts[id]]);
+    if (chunkIds.includes(id)) {
       try {
         return (loaded[id] = compile(id, chunk(id)));
       } catch (e) {

@@ -113,11 +113,12 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
         // A note that falls due during the pause is written on time: waiting for the next attempt
         // could put it past the deadline (long pauses, a slow attempt on a loaded machine).
         let left = delay
-        while (opts.onProgress && everyMs > 0 && lastNote + everyMs - clock.now() < left) {
-          const due = Math.max(0, lastNote + everyMs - clock.now())
+        let due = Math.max(0, lastNote + everyMs - clock.now())
+        while (opts.onProgress && everyMs > 0 && due < left) {
           await clock.sleep(due, opts.signal)
           left -= due
           note()
+          due = everyMs
         }
         await clock.sleep(left, opts.signal)
       }
