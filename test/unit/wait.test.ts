@@ -1,5 +1,5 @@
 // The wait primitive on a fake clock: no real time passes, so schedules are checked exactly.
-import { backoff, retry, waitUntil, type Clock } from '../../src/retry'
+import { backoff, retry, waitUntil, type Clock, type ProgressNote } from '../../src/retry'
 
 function fakeClock(): Clock & { t: number; pauses: number[] } {
   const c = {
@@ -13,6 +13,26 @@ function fakeClock(): Clock & { t: number; pauses: number[] } {
     }
   }
   return c
+}
+
+/** The progress notes of a retry whose every attempt fails, with fixed pauses on the fake clock. */
+async function notesOf(clock: Clock, o: { attempts: number; pauseMs: number; progressEveryMs: number }): Promise<ProgressNote[]> {
+  const notes: ProgressNote[] = []
+  await retry(
+    async () => {
+      throw new Error('busy')
+    },
+    {
+      attempts: o.attempts,
+      minDelayMs: o.pauseMs,
+      maxDelayMs: o.pauseMs,
+      jitter: false,
+      clock,
+      progressEveryMs: o.progressEveryMs,
+      onProgress: (p) => notes.push(p)
+    }
+  ).catch(() => undefined)
+  return notes
 }
 
 describe('retry on a fake clock', () => {
@@ -66,23 +86,8 @@ describe('retry on a fake clock', () => {
   })
 
   it('writes a progress note at most once per progressEveryMs, with the elapsed time and the last error', async () => {
-    const clock = fakeClock()
-    const notes: [number, number, string][] = []
-    await retry(
-      async () => {
-        throw new Error('busy')
-      },
-      {
-        attempts: 12,
-        minDelayMs: 1000,
-        maxDelayMs: 1000,
-        jitter: false,
-        clock,
-        progressEveryMs: 3000,
-        onProgress: (p) => notes.push([p.elapsedMs, p.attempt, (p.lastError as Error).message])
-      }
-    ).catch(() => undefined)
-    expect(notes).toEqual([
+    const notes = await notesOf(fakeClock(), { attempts: 12, pauseMs: 1000, progressEveryMs: 3000 })
+    expect(notes.map((p) => [p.elapsedMs, p.attempt, (p.lastError as Error).message])).toEqual([
       [3000, 4, 'busy'],
       [6000, 7, 'busy'],
       [9000, 10, 'busy']
@@ -91,22 +96,8 @@ describe('retry on a fake clock', () => {
 
   it('writes a note that falls due during a long pause on time, not at the next attempt', async () => {
     const clock = fakeClock()
-    const notes: [number, number][] = []
-    await retry(
-      async () => {
-        throw new Error('busy')
-      },
-      {
-        attempts: 4,
-        minDelayMs: 5000,
-        maxDelayMs: 5000,
-        jitter: false,
-        clock,
-        progressEveryMs: 3000,
-        onProgress: (p) => notes.push([p.elapsedMs, p.attempt])
-      }
-    ).catch(() => undefined)
-    expect(notes).toEqual([
+    const notes = await notesOf(clock, { attempts: 4, pauseMs: 5000, progressEveryMs: 3000 })
+    expect(notes.map((p) => [p.elapsedMs, p.attempt])).toEqual([
       [3000, 1],
       [6000, 2],
       [9000, 2],
@@ -118,22 +109,8 @@ describe('retry on a fake clock', () => {
 
   it('with progressEveryMs 0 writes a note at every retry and still ends (no endless split of the pause)', async () => {
     const clock = fakeClock()
-    const notes: number[] = []
-    await retry(
-      async () => {
-        throw new Error('busy')
-      },
-      {
-        attempts: 4,
-        minDelayMs: 1000,
-        maxDelayMs: 1000,
-        jitter: false,
-        clock,
-        progressEveryMs: 0,
-        onProgress: (p) => notes.push(p.attempt)
-      }
-    ).catch(() => undefined)
-    expect(notes).toEqual([1, 2, 3])
+    const notes = await notesOf(clock, { attempts: 4, pauseMs: 1000, progressEveryMs: 0 })
+    expect(notes.map((p) => p.attempt)).toEqual([1, 2, 3])
     expect(clock.pauses).toEqual([1000, 1000, 1000])
   })
 
