@@ -305,8 +305,10 @@ describe('pool test environment', () => {
       await odd.close()
     }
     expect(odd.errors).toEqual([])
-    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain('rch-disk-')
-    expect(full && fs.existsSync(full.workRoot)).toBe(false)
+    // this pool's mount only: pool.test.ts runs alongside with a full-disk member of its own
+    expect(full).toBeDefined()
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(`rch-disk-${full!.id} `)
+    expect(fs.existsSync(full!.workRoot)).toBe(false)
   })
 
   test('close() leaves no sshd, no member-user process, no work root, no docker object, no ASG or launch template', async () => {
