@@ -307,8 +307,8 @@ describe('pool test environment', () => {
     expect(odd.errors).toEqual([])
     // this pool's mount only: pool.test.ts runs alongside with a full-disk member of its own
     expect(full).toBeDefined()
-    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(`rch-disk-${full!.id} `)
-    expect(fs.existsSync(full!.workRoot)).toBe(false)
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(`rch-disk-${full.id} `)
+    expect(fs.existsSync(full.workRoot)).toBe(false)
   })
 
   test('close() leaves no sshd, no member-user process, no work root, no docker object, no ASG or launch template', async () => {

@@ -3,7 +3,6 @@
 // in the bundle (which carries no .node file): its JavaScript ciphers are what the agent uses.
 // Virtual: the binding exists only where npm could compile it.
 jest.mock(
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- hoisted above the imports
   require('node:path').join(require('node:path').dirname(require.resolve('ssh2')), 'protocol/crypto/build/Release/sshcrypto.node'),
   () => {
     throw new Error('not in the bundle')
@@ -46,7 +45,6 @@ function collect(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream): 
 }
 
 test('ssh2 runs on its JavaScript ciphers here, as in the bundle', () => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- ssh2's own module, to read how it loaded
   expect(require('ssh2/lib/protocol/crypto').bindingAvailable).toBe(false)
 })
 
