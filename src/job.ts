@@ -9,6 +9,8 @@ import type { Layout } from './paths'
 
 /** Never synced: the runner's response files (host only) and anything of ours. */
 export const SYNC_EXCLUDES = ['_temp/_runner_hook_responses']
+/** Up to this, the first copy is a tar over the hook's connection instead of rsync over a new one. */
+export const TAR_COPY_MAX = { entries: 2000, bytes: 8 * 1024 * 1024 }
 /** SYNC_EXCLUDES as rsync arguments (anchored at the transfer root). */
 export const RSYNC_EXCLUDES = SYNC_EXCLUDES.map((e) => `--exclude=/${e}`)
 

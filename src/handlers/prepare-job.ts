@@ -51,6 +51,8 @@ class Timings {
   }
 }
 
+const VIA = { tar: 'tar over the connection; ', rsync: 'rsync; ', none: '' }
+
 /** The containers' ids in start order, and whether each was started already. */
 type Created = Promise<{ id: string; started: boolean }[]>
 
@@ -205,14 +207,16 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const copied = await copying
   time.mark('copy')
   ctx.log.progress(
-    `copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (externals ${copied.externals})`
+    `copied ${copied.files} files / ${mb(copied.bytes)} MB in ${(copied.ms / 1000).toFixed(2)} s (${VIA[copied.via]}externals ${copied.externals})`
   )
   // The sync base (both sides' listings) only has to be recorded before the first step, so it is
-  // made alongside the rest. The local side is read after the copy, not during it (that cost the
-  // copy CPU): nothing writes the runner's files while prepare_job runs, the runner waits for it.
+  // made alongside the rest. After rsync the local side is read after the copy, not during it (that
+  // cost the copy CPU); a tar copy hands over the walk it sent. Nothing writes the runner's files
+  // while prepare_job runs: the runner waits for it.
   const base = recordBase(
     syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir: run.localDir }, r),
-    copied.roots
+    copied.roots,
+    copied.local
   )
   base.catch(() => undefined)
   return { base, docking }

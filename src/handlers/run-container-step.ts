@@ -162,7 +162,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       roots: firstCopyRoots(repoRel, config.sync.toolCache),
       externals: null
     })
-    if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots)
+    if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } finally {
     if (!provider.releaseDestroys)

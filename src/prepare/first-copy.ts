@@ -1,6 +1,9 @@
 // The job folder and the first copy of the runner's files into it, shared by prepare_job and by a
-// container step that runs without one. The copy is rsync (OpenSSH's transport when the runner host
-// has it); the runner's externals are copied once per content version and shared by jobs.
+// container step that runs without one. A small tree (the usual case: before the first step the
+// workspace is empty and _actions holds a few actions) goes as a tar over the hook's own SSH
+// connection; a larger one with rsync (OpenSSH's transport when the runner host has it), whose own
+// connection costs a handshake but whose C data path is faster for bulk. The runner's externals are
+// copied once per content version and shared by jobs.
 import { createHash } from 'node:crypto'
 import type { HookContext } from '../context'
 import { HookError } from '../errors'
@@ -10,8 +13,9 @@ import { shq } from '../remote/quote'
 import { createJobFolderScript, HEX16_GLOB } from '../docker/job-folder'
 import { bulkTransport } from '../session'
 import { rsyncUp } from '../sync/rsync'
-import { existingRoots, RSYNC_EXCLUDES } from '../job'
-import { walkLocal } from '../sync/tree'
+import { existingRoots, RSYNC_EXCLUDES, SYNC_EXCLUDES, TAR_COPY_MAX } from '../job'
+import { walkLocal, walkSmall, type Snapshot } from '../sync/tree'
+import { push } from '../sync/sync'
 
 /**
  * Creates the job folder, and checks in the same round trip that rsync is there for the copy (and,
@@ -74,9 +78,13 @@ export interface CopySpec {
 export interface Copied {
   files: number
   bytes: number
+  /** How the job's files went: a tar over the hook's connection, rsync, or nothing to copy. */
+  via: 'tar' | 'rsync' | 'none'
   externals: 'none' | 'reused' | 'copied'
   /** The roots that were sent (the sync base is recorded for these). */
   roots: string[]
+  /** The local walk the tar copy sent, for the sync base (an rsync copy leaves it to be read after). */
+  local?: Snapshot
   ms: number
 }
 
@@ -90,10 +98,15 @@ export function startCopy(
 ): { externals: Promise<Copied['externals']>; copied: Promise<Copied> } {
   const t = Date.now()
   const roots = existingRoots(spec.hostWork, spec.roots)
-  const transport = bulkTransport(ctx, connect, localDir)
-  const work = roots.length
-    ? rsyncUp(transport, spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
-    : Promise.resolve({ files: 0, bytes: 0 })
+  const small = roots.length ? walkSmall(spec.hostWork, roots, SYNC_EXCLUDES, TAR_COPY_MAX) : null
+  // Made only when something goes by rsync (without OpenSSH's client it needs the agent).
+  let transport: ReturnType<typeof bulkTransport> | undefined
+  const bulk = (): ReturnType<typeof bulkTransport> => (transport ??= bulkTransport(ctx, connect, localDir))
+  const work = !roots.length
+    ? Promise.resolve({ files: 0, bytes: 0 })
+    : small
+      ? tarUp(remote, spec, roots, small.snap, ctx.signal).then((files) => ({ files, bytes: small.bytes }))
+      : rsyncUp(bulk(), spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
   const externals = (async (): Promise<Copied['externals']> => {
     if (!spec.externals) return 'none'
     const dest = spec.externals.remote
@@ -107,7 +120,7 @@ export function startCopy(
     // are shared by jobs, and containers running as other users must run the node in them.
     await check(remote, `umask 022 && mkdir -p ${shq(tmp)}`)
     try {
-      await rsyncUp(transport, spec.externals.host, ['.'], tmp, [], ctx.signal, 'shared')
+      await rsyncUp(bulk(), spec.externals.host, ['.'], tmp, [], ctx.signal, 'shared')
       await check(remote, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, {
         label: 'install externals'
       })
@@ -121,11 +134,19 @@ export function startCopy(
   const copied = Promise.all([work, externals]).then(([w, e]) => ({
     files: w.files,
     bytes: w.bytes,
+    via: !roots.length ? ('none' as const) : small ? ('tar' as const) : ('rsync' as const),
     externals: e,
     roots,
+    local: small?.snap,
     ms: Date.now() - t
   }))
   return { externals, copied }
+}
+
+/** The tar copy: the walk's entries into the job's `w`, as a push would send them; resolves with the files sent. */
+async function tarUp(remote: Remote, spec: CopySpec, roots: string[], snap: Snapshot, signal: AbortSignal): Promise<number> {
+  const target = { remote, hostWork: spec.hostWork, remoteWork: `${spec.jobRoot}/w`, manifestFile: '', excludes: SYNC_EXCLUDES, signal }
+  return (await push(target, roots, { fresh: snap })).files
 }
 
 export function copyUp(ctx: HookContext, remote: Remote, connect: ConnectInfo, localDir: string, spec: CopySpec): Promise<Copied> {

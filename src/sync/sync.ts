@@ -64,6 +64,9 @@ export interface SyncStats {
   ms: number
 }
 
+/** A first copy's base: the remote has nothing yet. */
+const NO_BASE: Base = new Map()
+
 /** Drops children of deleted directories: removing the directory covers them. */
 function topmost(paths: string[]): string[] {
   const all = new Set(paths)
@@ -227,14 +230,19 @@ export interface PushScope {
   onPlan?: (send: readonly string[]) => void
   /** Asked before the base is saved: false leaves it (the push was given up on meanwhile). */
   mayRecord?: () => boolean
+  /**
+   * A first copy into an empty folder: this walk is sent whole and nothing is deleted; the remote is
+   * not listed and no base is saved (the caller records it, as after an rsync copy).
+   */
+  fresh?: Snapshot
 }
 
 /** Pushes local changes under `roots` to the remote. */
 export async function push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
-  const base = loadBase(t.manifestFile)
-  const local = walkLocal(t.hostWork, roots, t.excludes, scope.depth)
+  const base = scope.fresh ? NO_BASE : loadBase(t.manifestFile)
+  const local = scope.fresh ?? walkLocal(t.hostWork, roots, t.excludes, scope.depth)
   let send = changedPaths(local, base, 'l')
   let del = deletedPaths(local, base, roots, t.excludes, scope.only)
   if (scope.force) {
@@ -251,7 +259,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
-  const ch = await t.remote.openExec(pushCommand(t.remoteWork, listSent(send, roots, t.excludes)))
+  const ch = await t.remote.openExec(pushCommand(t.remoteWork, scope.fresh ? 'true' : listSent(send, roots, t.excludes)))
   // Given up on while the channel opened (an early push): nothing is written, so nothing runs there.
   if (t.signal?.aborted) {
     ch.stdin.destroy()
@@ -281,6 +289,8 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
     throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+  const files = send.filter((p) => local.get(p)!.t === 'f').length
+  if (scope.fresh) return { files, bytes, deleted: 0, ms: Date.now() - started }
   if (outLen > limits.listingBytes)
     throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
   const remote = parseRemoteListing(Buffer.concat(out), { roots, maxEntries: limits.listingEntries }).snap
@@ -293,7 +303,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   const remove = new Set<string>()
   for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
   await saveBase(t.manifestFile, { set, remove }, scope.mayRecord)
-  return { files: send.filter((p) => local.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
+  return { files, bytes, deleted: del.length, ms: Date.now() - started }
 }
 
 const KIND: Record<TarEntry['type'], Node['t']> = { file: 'f', dir: 'd', symlink: 'l' }

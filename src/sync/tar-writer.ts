@@ -131,10 +131,22 @@ export function tarOf(base: string, paths: readonly string[]): Readable {
     highWaterMark: 4 * CHUNK,
     read() {
       try {
-        let more = true
-        while (more) {
-          const p = piece()
-          more = this.push(p) && p !== null
+        for (;;) {
+          // Pieces go out gathered up to a chunk: each write becomes its own SSH packet, and a push
+          // of 2,000 small files, one write per header and per file, cost ~0.2 ms of CPU a piece.
+          const parts: Buffer[] = []
+          let size = 0
+          let p: Buffer | null = null
+          while (size < CHUNK && (p = piece()) !== null) {
+            parts.push(p)
+            size += p.length
+          }
+          const more = parts.length === 0 || this.push(parts.length === 1 ? parts[0] : Buffer.concat(parts, size))
+          if (p === null) {
+            this.push(null)
+            return
+          }
+          if (!more) return
         }
       } catch (e) {
         this.destroy(e as Error)

@@ -28,15 +28,58 @@ export function fileFp(st: Stats): string {
  * each root and the entries directly in it (the early push's folders), nothing below.
  */
 export function walkLocal(base: string, roots: readonly string[], excludes: readonly string[], depth = Infinity): Snapshot {
+  return walk(base, roots, excludes, depth, () => true)!
+}
+
+/** A small tree's walk and the bytes of its files. */
+export interface SmallTree {
+  snap: Snapshot
+  bytes: number
+}
+
+/**
+ * walkLocal for a tree within `max` entries and file bytes, or null as soon as it is found to be
+ * larger, or to hold a name that is not UTF-8 (node reads it with U+FFFD, so no path would reach it).
+ */
+export function walkSmall(
+  base: string,
+  roots: readonly string[],
+  excludes: readonly string[],
+  max: { entries: number; bytes: number }
+): SmallTree | null {
+  let entries = 0
+  let bytes = 0
+  const snap = walk(base, roots, excludes, Infinity, (rel, st) => {
+    if (rel.includes('\uFFFD')) return false
+    if (st?.isFile()) bytes += st.size
+    return st === null || (++entries <= max.entries && bytes <= max.bytes)
+  })
+  return snap && { snap, bytes }
+}
+
+/** The walk; `see` false for an entry (null: one that could not be read) ends it, with null. */
+function walk(
+  base: string,
+  roots: readonly string[],
+  excludes: readonly string[],
+  depth: number,
+  see: (rel: string, st: Stats | null) => boolean
+): Snapshot | null {
   const snap: Snapshot = new Map()
+  let over = false
   const visit = (rel: string, level: number): void => {
-    if (isExcluded(rel, excludes)) return
-    let st
+    if (over || isExcluded(rel, excludes)) return
+    let st: Stats | null = null
     try {
       st = lstatSync(`${base}/${rel}`)
     } catch {
+      // gone, or named in bytes node cannot pass back: skipped (walkSmall gives up on the latter)
+    }
+    if (!see(rel, st)) {
+      over = true
       return
     }
+    if (!st) return
     if (st.isDirectory()) {
       snap.set(rel, { t: 'd', fp: 'd' })
       if (level >= depth) return
@@ -54,7 +97,7 @@ export function walkLocal(base: string, roots: readonly string[], excludes: read
     }
   }
   for (const r of roots) visit(r, 0)
-  return snap
+  return over ? null : snap
 }
 
 /**

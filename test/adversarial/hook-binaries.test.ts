@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
+import { TAR_COPY_MAX } from '../../src/job'
 import { loadMoto } from '../helpers/ec2-env'
 import { errorLines, ownerOf, runnerProcesses, staticProvider, testVm } from '../helpers/conformance'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
@@ -75,8 +76,11 @@ describe("a job's tar, rsync and ssh first on the hook's PATH are never run", ()
     const runner = patient({ agent: { enabled: false } })
     try {
       const { env, markers } = evilPath(runner)
+      // Past the tar copy's limit: the first copy is rsync over OpenSSH, both found by the hook itself.
+      writeFileSync(join(runner.workspace, 'big.bin'), Buffer.alloc(TAR_COPY_MAX.bytes + 1))
       const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
       expect(ok(p)).toEqual({ code: 0, errors: [] })
+      expect(p.stdout).toMatch(/copied \d+ files .* \(rsync; /)
       runner.state = p.response.state
       await syncedStep(runner, env, 'one')
       await syncedStep(runner, env, 'two')

@@ -29,6 +29,8 @@ describe('contract details', () => {
     const p2 = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [] })
     expect(p2.code).toBe(0)
     expect(p2.stdout).toContain('externals reused')
+    // A small tree (a fresh runner's _work): the first copy is a tar over the hook's own connection.
+    expect(p2.stdout).toMatch(/copied \d+ files \/ [\d.]+ MB in [\d.]+ s \(tar over the connection; externals reused\)/)
     // The durations it prints are within the command's own wall time (one was once a clock's absolute value).
     const leased = Number(/using .* \((\d+) ms\)/.exec(p2.stdout)?.[1])
     const ready = Number(/job ready in ([\d.]+) s/.exec(p2.stdout)?.[1]) * 1000

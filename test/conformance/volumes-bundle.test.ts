@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner, HOOK } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
+import { TAR_COPY_MAX } from '../../src/job'
 
 const volumeExists = (name: string): boolean => {
   try {
@@ -105,12 +106,15 @@ describe('bulk copies without an OpenSSH client on the runner host', () => {
     const runner = new FakeRunner()
     try {
       writeFileSync(join(runner.workspace, 'via-agent.txt'), 'copied by rsync over the agent\n')
+      // Past the tar copy's limit (TAR_COPY_MAX): a small tree would go over the hook's own connection.
+      writeFileSync(join(runner.workspace, 'big.bin'), Buffer.alloc(TAR_COPY_MAX.bytes + 1))
       const p = await runner.call(
         'prepare_job',
         { container: runner.jobContainer(testImages.tiny), services: [] },
         { state: null, env: { PATH: bin } }
       )
       expect({ code: p.code, out: p.stdout }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+      expect(p.stdout).toMatch(/copied \d+ files \/ [\d.]+ MB in [\d.]+ s \(rsync; /)
       runner.state = p.response.state
       const { args } = runner.scriptStep('cat via-agent.txt\n')
       const r = await runner.call('run_script_step', args, { env: { PATH: bin } })

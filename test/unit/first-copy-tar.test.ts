@@ -1,0 +1,152 @@
+// The first copy of a small tree: walkSmall decides, push({ fresh }) sends it as a tar over the
+// connection into an empty folder ("the remote" is a local folder run by the real /bin/sh and tar).
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync
+} from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import { push } from '../../src/sync/sync'
+import { walkLocal, walkSmall } from '../../src/sync/tree'
+import { tarOf } from '../../src/sync/tar-writer'
+import { SYNC_EXCLUDES } from '../../src/job'
+import { LocalRemote } from './local-remote'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
+
+/** A runner-side `_work` with the kinds a first copy meets, and a response file it must leave out. */
+function work(): string {
+  const w = tempDir()
+  mkdirSync(join(w, 'repo/repo/src/deep'), { recursive: true })
+  mkdirSync(join(w, '_actions/actions/checkout/v4'), { recursive: true })
+  mkdirSync(join(w, '_temp/_runner_hook_responses'), { recursive: true })
+  writeFileSync(join(w, 'repo/repo/README'), 'hello\n')
+  writeFileSync(join(w, 'repo/repo/src/deep/run.sh'), '#!/bin/sh\necho ran\n')
+  chmodSync(join(w, 'repo/repo/src/deep/run.sh'), 0o755)
+  writeFileSync(join(w, 'repo/repo/name with spaces\nand a newline'), 'odd\n')
+  writeFileSync(join(w, 'repo/repo/empty'), '')
+  symlinkSync('README', join(w, 'repo/repo/link'))
+  symlinkSync('/nowhere/at/all', join(w, 'repo/repo/dangling'))
+  writeFileSync(join(w, '_actions/actions/checkout/v4/action.yml'), 'runs: {}\n')
+  writeFileSync(join(w, '_temp/_runner_hook_responses/r.json'), '{"secret":1}')
+  writeFileSync(join(w, '_temp/step.sh'), 'echo step\n')
+  utimesSync(join(w, 'repo/repo/README'), 1_600_000_000, 1_600_000_000)
+  return w
+}
+
+const ROOTS = ['_temp', '_actions', 'repo/repo']
+const BIG = { entries: 1e6, bytes: 1e12 }
+
+describe('walkSmall', () => {
+  test('within the limits: the same walk as walkLocal, and the bytes of its files', () => {
+    const w = work()
+    const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)
+    expect(small).not.toBeNull()
+    expect([...small!.snap]).toEqual([...walkLocal(w, ROOTS, SYNC_EXCLUDES)])
+    expect(small!.bytes).toBe(6 + 19 + 4 + 0 + 9 + 10)
+    expect(small!.snap.has('_temp/_runner_hook_responses')).toBe(false)
+  })
+
+  test('null once past the entry or byte limit (the limit itself still fits)', () => {
+    const w = work()
+    const all = walkLocal(w, ROOTS, SYNC_EXCLUDES)
+    const bytes = 48
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: all.size, bytes: 1e9 })).not.toBeNull()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: all.size - 1, bytes: 1e9 })).toBeNull()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: 1e6, bytes })).not.toBeNull()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: 1e6, bytes: bytes - 1 })).toBeNull()
+  })
+
+  test('null for a name that is not UTF-8 (node could not name it to read it)', () => {
+    const w = work()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)).not.toBeNull() // positive control: the same tree without it
+    writeFileSync(Buffer.from(`${w}/repo/repo/bad-\xff-name`, 'latin1'), 'x')
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)).toBeNull()
+  })
+})
+
+describe('push({ fresh }): the tar copy', () => {
+  test('sends the whole walk into the empty folder: contents, modes without group/other bits, symlinks, times; no listing, no base', async () => {
+    const w = work()
+    const dest = tempDir()
+    const manifest = join(tempDir(), 'base.json')
+    const remote = new LocalRemote(tempDir())
+    const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
+    const s = await push({ remote, hostWork: w, remoteWork: dest, manifestFile: manifest, excludes: SYNC_EXCLUDES }, ROOTS, {
+      fresh: small.snap
+    })
+    expect(s.files).toBe(6)
+    expect(s.deleted).toBe(0)
+    expect(readFileSync(join(dest, 'repo/repo/README'), 'utf8')).toBe('hello\n')
+    expect(readFileSync(join(dest, 'repo/repo/name with spaces\nand a newline'), 'utf8')).toBe('odd\n')
+    expect(readFileSync(join(dest, 'repo/repo/empty'), 'utf8')).toBe('')
+    expect(execFileSync(join(dest, 'repo/repo/src/deep/run.sh')).toString()).toBe('ran\n')
+    expect(statSync(join(dest, 'repo/repo/src/deep/run.sh')).mode & 0o777).toBe(0o700)
+    expect(statSync(join(dest, 'repo/repo/README')).mode & 0o777).toBe(0o600)
+    expect(statSync(join(dest, 'repo/repo/src')).mode & 0o777).toBe(0o700)
+    expect(Math.floor(statSync(join(dest, 'repo/repo/README')).mtimeMs / 1000)).toBe(1_600_000_000)
+    expect(readlinkSync(join(dest, 'repo/repo/link'))).toBe('README')
+    expect(readlinkSync(join(dest, 'repo/repo/dangling'))).toBe('/nowhere/at/all')
+    expect(readFileSync(join(dest, '_actions/actions/checkout/v4/action.yml'), 'utf8')).toBe('runs: {}\n')
+    expect(existsSync(join(dest, '_temp/step.sh'))).toBe(true)
+    expect(existsSync(join(dest, '_temp/_runner_hook_responses'))).toBe(false)
+    // Every path of the walk arrived, of its kind.
+    const arrived = walkLocal(dest, ROOTS, [])
+    expect([...arrived.keys()].sort()).toEqual([...small.snap.keys()].sort())
+    for (const [p, n] of small.snap) expect(arrived.get(p)!.t).toBe(n.t)
+    // One command, and it lists nothing back; nothing recorded (the caller records the base).
+    expect(remote.commands).toHaveLength(1)
+    expect(remote.commands[0]).toMatch(/tar -x -f - --no-same-permissions && \{ true; \}$/)
+    expect(existsSync(manifest)).toBe(false)
+  })
+
+  test('a base left in the manifest is neither read nor written: nothing is deleted on the remote', async () => {
+    const w = work()
+    const dest = tempDir()
+    const manifest = join(tempDir(), 'base.json')
+    // A base naming a path the walk does not have: a normal push would delete it there.
+    writeFileSync(manifest, JSON.stringify({ 'repo/repo/old.txt': { t: 'f', l: 'f:1:1:420', r: 'f:1:1:420' } }))
+    mkdirSync(join(dest, 'repo/repo'), { recursive: true })
+    writeFileSync(join(dest, 'repo/repo/old.txt'), 'x')
+    const before = readFileSync(manifest, 'utf8')
+    const remote = new LocalRemote(tempDir())
+    const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
+    await push({ remote, hostWork: w, remoteWork: dest, manifestFile: manifest, excludes: SYNC_EXCLUDES }, ROOTS, { fresh: small.snap })
+    expect(existsSync(join(dest, 'repo/repo/old.txt'))).toBe(true)
+    expect(readFileSync(manifest, 'utf8')).toBe(before)
+    expect(lstatSync(join(dest, 'repo/repo/README')).isFile()).toBe(true) // positive control: the copy ran
+  })
+})
+
+describe('tarOf: small pieces go out gathered', () => {
+  test('2,000 small files come out in a few large chunks, and the archive holds all of them', async () => {
+    const w = tempDir()
+    mkdirSync(join(w, 'd'))
+    for (let i = 0; i < 2000; i++) writeFileSync(join(w, 'd', `f${i}`), `file ${i}\n`)
+    const paths = ['d', ...Array.from({ length: 2000 }, (_, i) => `d/f${i}`)]
+    const chunks: Buffer[] = []
+    await new Promise<void>((resolve, reject) => {
+      const t = tarOf(w, paths)
+      t.on('data', (c: Buffer) => chunks.push(c))
+      t.on('end', resolve)
+      t.on('error', reject)
+    })
+    const total = chunks.reduce((n, c) => n + c.length, 0)
+    // Each file is a header and a padded block: 2 × 2,000 + 1 pieces (+ the end) one by one.
+    expect(total).toBe(512 + 2000 * 1024 + 1024)
+    expect(chunks.length).toBeLessThanOrEqual(Math.ceil(total / (64 * 1024)) + 1)
+    const out = tempDir()
+    execFileSync('tar', ['-x', '-f', '-', '-C', out], { input: Buffer.concat(chunks) })
+    for (const i of [0, 999, 1999]) expect(readFileSync(join(out, 'd', `f${i}`), 'utf8')).toBe(`file ${i}\n`)
+    expect(walkLocal(out, ['d'], []).size).toBe(2001)
+  })
+})
