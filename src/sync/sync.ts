@@ -271,7 +271,8 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   let errTail = ''
   ch.stdout.on('data', (c: Buffer) => {
     outLen += c.length
-    if (outLen <= limits.listingBytes) out.push(c)
+    // A first copy asks for no listing: whatever the VM prints is read and dropped.
+    if (!scope.fresh && outLen <= limits.listingBytes) out.push(c)
   })
   ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
   ch.stdin.on('error', () => undefined)

@@ -1,6 +1,6 @@
 // Snapshots of a tree on either side, as path → fingerprint. A changed fingerprint means the path
 // must be copied; mtime+size is the same quick check rsync uses by default.
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs'
+import { accessSync, constants, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs'
 import { HookError } from '../errors'
 import { badRelPath, isWithin } from './safe-fs'
 
@@ -38,21 +38,40 @@ export interface SmallTree {
 }
 
 /**
- * walkLocal for a tree within `max` entries and file bytes, or null as soon as it is found to be
- * larger, or to hold a name that is not UTF-8 (node reads it with U+FFFD, so no path would reach it).
+ * walkLocal for a tree a tar copy can carry as rsync would, or null as soon as the tree is found to
+ * be past `max` entries or file bytes, or to hold what the tar would lose where rsync copies it or
+ * fails loudly: a name or link target that is not UTF-8 (node reads it with U+FFFD), a folder or
+ * file this process cannot read (rsync fails on it; the tar writer would leave it out), a fifo,
+ * socket or device (rsync -a copies fifos and sockets; the walk skips them).
  */
 export function walkSmall(
   base: string,
   roots: readonly string[],
   excludes: readonly string[],
-  max: { entries: number; bytes: number }
+  max: { entries: number; bytes: number },
+  access: (path: string, mode: number) => void = accessSync
 ): SmallTree | null {
   let entries = 0
   let bytes = 0
+  const readable = (rel: string, mode: number): boolean => {
+    try {
+      access(`${base}/${rel}`, mode)
+      return true
+    } catch {
+      return false
+    }
+  }
   const snap = walk(base, roots, excludes, Infinity, (rel, st) => {
     if (rel.includes('\uFFFD')) return false
-    if (st?.isFile()) bytes += st.size
-    return st === null || (++entries <= max.entries && bytes <= max.bytes)
+    if (st === null) return true // gone since it was listed, or a root that is not there
+    if (++entries > max.entries) return false
+    if (st.isFile()) {
+      bytes += st.size
+      return bytes <= max.bytes && readable(rel, constants.R_OK)
+    }
+    if (st.isDirectory()) return readable(rel, constants.R_OK | constants.X_OK)
+    if (st.isSymbolicLink()) return !readlinkSync(`${base}/${rel}`).includes('\uFFFD')
+    return false
   })
   return snap && { snap, bytes }
 }

@@ -20,6 +20,7 @@ import { tarOf } from '../../src/sync/tar-writer'
 import { SYNC_EXCLUDES } from '../../src/job'
 import { LocalRemote } from './local-remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -64,6 +65,32 @@ describe('walkSmall', () => {
     expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: all.size - 1, bytes: 1e9 })).toBeNull()
     expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: 1e6, bytes })).not.toBeNull()
     expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, { entries: 1e6, bytes: bytes - 1 })).toBeNull()
+  })
+
+  test('null for a symlink whose target is not UTF-8 (the tar would carry U+FFFD in its place)', () => {
+    const w = work()
+    symlinkSync('fine-target', join(w, 'repo/repo/good-link'))
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)).not.toBeNull() // positive control: a link with a UTF-8 target
+    symlinkSync(Buffer.from('target-\xff', 'latin1'), join(w, 'repo/repo/bad-link'))
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)).toBeNull()
+  })
+
+  test('null for a fifo or socket (rsync -a copies them; the walk does not list them)', () => {
+    const w = work()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)).not.toBeNull()
+    execFileSync('mkfifo', [join(w, 'repo/repo/pipe')])
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)).toBeNull()
+  })
+
+  test('null for a file or folder this process cannot read (rsync fails on it loudly; the tar would leave it out)', () => {
+    const w = work()
+    const denying = (denied: string) => (path: string) => {
+      if (path === join(w, denied)) throw Object.assign(new Error('EACCES'), { code: 'EACCES' })
+    }
+    // positive control: the same check, denying a path that is not in the tree
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG, denying('repo/repo/not-there'))).not.toBeNull()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG, denying('repo/repo/README'))).toBeNull()
+    expect(walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG, denying('repo/repo/src'))).toBeNull()
   })
 
   test('null for a name that is not UTF-8 (node could not name it to read it)', () => {
@@ -124,6 +151,67 @@ describe('push({ fresh }): the tar copy', () => {
     expect(existsSync(join(dest, 'repo/repo/old.txt'))).toBe(true)
     expect(readFileSync(manifest, 'utf8')).toBe(before)
     expect(lstatSync(join(dest, 'repo/repo/README')).isFile()).toBe(true) // positive control: the copy ran
+  })
+})
+
+describe('push({ fresh }) when the VM misbehaves', () => {
+  const TAR = execFileSync('/bin/sh', ['-c', 'command -v tar']).toString().trim()
+  const copy = (stubs: Record<string, string>, opts: { signal?: AbortSignal; listingBytes?: number; fresh?: boolean } = {}) => {
+    const w = work()
+    const dest = tempDir()
+    const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
+    const limits = {
+      stepBytes: 1e9,
+      stepFiles: 1e6,
+      jobBytes: 1e10,
+      jobFiles: 1e7,
+      listingEntries: 1e6,
+      listingBytes: opts.listingBytes ?? 1e7,
+      fileCommandBytes: 1e9
+    }
+    const target = {
+      remote: new LocalRemote(tempDir(), {}, stubs),
+      hostWork: w,
+      remoteWork: dest,
+      manifestFile: join(tempDir(), 'b.json'),
+      excludes: SYNC_EXCLUDES,
+      limits,
+      signal: opts.signal
+    }
+    return { dest, done: push(target, ROOTS, opts.fresh === false ? {} : { fresh: small.snap }) }
+  }
+
+  test('a tar that fails fails the copy with its exit code and its last words', async () => {
+    await expect(copy({ tar: 'echo "tar: no space left" >&2; exit 3' }).done).rejects.toThrow(
+      /sync to remote failed \(exit 3\): tar: no space left/
+    )
+    await expect(copy({ tar: `exec ${TAR} "$@"` }).done).resolves.toMatchObject({ files: 6 }) // positive control: the real tar through the stub
+  })
+
+  test('a VM whose command dies without an exit status is a lost connection, never a success', async () => {
+    await expect(copy({ tar: 'kill -KILL 0' }).done).rejects.toThrow(/connection lost while syncing/)
+  })
+
+  test('a VM that never reads the tar: a cancel ends the copy at once', async () => {
+    const ac = new AbortController()
+    const started = join(tempDir(), 'started')
+    const { done } = copy({ tar: `touch ${started}; exec sleep 60` }, { signal: ac.signal })
+    const settled = done.then(
+      () => 'resolved',
+      (e: Error) => e.constructor.name
+    )
+    await waitUntil(() => existsSync(started), 10_000, 10)
+    const t = Date.now()
+    ac.abort('SIGINT')
+    expect(await settled).toBe('Cancelled')
+    expect(Date.now() - t).toBeLessThan(3000)
+  })
+
+  test('what the VM prints is no listing: sync.limits.listingBytes does not fail a first copy', async () => {
+    const noisy = { tar: `head -c 20000 /dev/zero; exec ${TAR} "$@"` }
+    await expect(copy(noisy, { listingBytes: 100 }).done).resolves.toMatchObject({ files: 6 })
+    // positive control: a push that asks for its listing keeps the output and meets the limit
+    await expect(copy(noisy, { listingBytes: 100, fresh: false }).done).rejects.toThrow(/sync.limits.listingBytes/)
   })
 })
 
