@@ -7,10 +7,12 @@
 # Debian's docker-registry (distribution 2.8) on 127.0.0.1:5000, htpasswd (bcrypt)
 # auth, user `ci`, random password in .testenv/registry/password (0600). No TLS:
 # dockerd treats 127.0.0.0/8 as an insecure registry by default. On start it pushes
-# rch-test/tiny:1 as 127.0.0.1:5000/private/tiny:1 (with a throwaway DOCKER_CONFIG,
-# never ~/.docker) and then removes that tag locally, so a test has to pull it.
+# rch-test/tiny:1 as 127.0.0.1:5000/private/tiny:1 and as .../private/tiny-policy:1
+# (with a throwaway DOCKER_CONFIG, never ~/.docker) and then removes those tags locally,
+# so a test has to pull them. Two names, because two test files that may run at the
+# same time remove or expect their image: each has its own.
 # .testenv/registry/env: REGISTRY_HOST REGISTRY_USER REGISTRY_PASSWORD_FILE
-# REGISTRY_IMAGE REGISTRY_PID. Needs scripts/testenv/setup.sh to have run.
+# REGISTRY_IMAGE REGISTRY_POLICY_IMAGE REGISTRY_PID. Needs scripts/testenv/setup.sh.
 set -euo pipefail
 # shellcheck source=scripts/testenv/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,10 +21,11 @@ REG_PORT=5000
 REG_HOST="127.0.0.1:$REG_PORT"
 REG_USER=ci
 REG_IMAGE="$REG_HOST/private/tiny:1"
+REG_POLICY_IMAGE="$REG_HOST/private/tiny-policy:1"
 SOURCE_IMAGE=rch-test/tiny:1
 D="$TESTENV_DIR/registry"
 
-untag_local() { docker image rm "$REG_IMAGE" >/dev/null 2>&1 || true; }
+untag_local() { docker image rm "$REG_IMAGE" "$REG_POLICY_IMAGE" >/dev/null 2>&1 || true; }
 
 push_image() {
   local cfg rc=0
@@ -33,9 +36,11 @@ push_image() {
     export DOCKER_CONFIG="$cfg"
     docker login -u "$REG_USER" --password-stdin "$REG_HOST" <"$D/password" >/dev/null 2>"$cfg/err" ||
       { cat "$cfg/err" >&2; echo "docker login $REG_HOST failed" >&2; exit 1; }
-    docker tag "$SOURCE_IMAGE" "$REG_IMAGE"
-    docker push "$REG_IMAGE" >"$cfg/push.log" 2>&1 ||
-      { cat "$cfg/push.log" >&2; echo "docker push $REG_IMAGE failed" >&2; exit 1; }
+    for image in "$REG_IMAGE" "$REG_POLICY_IMAGE"; do
+      docker tag "$SOURCE_IMAGE" "$image"
+      docker push "$image" >"$cfg/push.log" 2>&1 ||
+        { cat "$cfg/push.log" >&2; echo "docker push $image failed" >&2; exit 1; }
+    done
     docker logout "$REG_HOST" >/dev/null 2>&1 || true
   ) || rc=$?
   rm -rf "$cfg"
@@ -53,12 +58,12 @@ start_registry() {
   if [ -f "$D/registry.pid" ]; then
     pid="$(cat "$D/registry.pid")"
     if pid_is "$pid" "$D/config.yml"; then
-      if [ "$(http_status "$REG_PORT" /v2/)" = 401 ] && [ -s "$D/env" ]; then
+      if [ "$(http_status "$REG_PORT" /v2/)" = 401 ] && grep -q '^REGISTRY_POLICY_IMAGE=' "$D/env" 2>/dev/null; then
         untag_local   # a previous test run may have pulled it
         log "registry: already running (pid $pid, $REG_HOST)"
         return 0
       fi
-      log "registry: pid $pid runs but /v2/ does not answer 401; restarting"
+      log "registry: pid $pid runs but /v2/ does not answer 401 or its env is from an older version; restarting"
       stop_pid "$pid" "$D/config.yml" registry
     fi
     rm -f "$D/registry.pid"
@@ -122,6 +127,7 @@ EOF
     "REGISTRY_USER=$REG_USER" \
     "REGISTRY_PASSWORD_FILE=$D/password" \
     "REGISTRY_IMAGE=$REG_IMAGE" \
+    "REGISTRY_POLICY_IMAGE=$REG_POLICY_IMAGE" \
     "REGISTRY_PID=$pid"
   log "registry: pid $pid on $REG_HOST, user $REG_USER, image $REG_IMAGE ($(elapsed "$t0") s)"
 }

@@ -176,7 +176,8 @@ describe('contract details', () => {
 describe('pull policy', () => {
   // Runs after the job above is cleaned up: the loopback host has one slot.
   test('images.pullPolicy always pulls an image the host already has', async () => {
-    const reg = loadRegistry()
+    // Its own image: container-step.test.ts, which may run at the same time, removes `image`.
+    const { policyImage: image, ...reg } = loadRegistry()
     const password = readFileSync(reg.passwordFile, 'utf8').trim()
     const registry = { username: reg.user, password, serverUrl: reg.host }
     const withPolicy = (policy: string) => new FakeRunner({ config: { images: { pullPolicy: policy } } })
@@ -184,16 +185,16 @@ describe('pull policy', () => {
     const b = withPolicy('always')
     try {
       // make sure the image is present first
-      const pa = await a.prepare({ container: a.jobContainer(reg.image, { registry }), services: [] })
+      const pa = await a.prepare({ container: a.jobContainer(image, { registry }), services: [] })
       expect(pa.code).toBe(0)
       expect((await a.cleanup()).code).toBe(0)
-      const pa2 = await a.prepare({ container: a.jobContainer(reg.image, { registry }), services: [] })
+      const pa2 = await a.prepare({ container: a.jobContainer(image, { registry }), services: [] })
       expect(pa2.code).toBe(0)
-      expect(pa2.stdout).not.toContain(`pulled ${reg.image}`)
+      expect(pa2.stdout).not.toContain(`pulled ${image}`)
       expect((await a.cleanup()).code).toBe(0)
-      const pb = await b.prepare({ container: b.jobContainer(reg.image, { registry }), services: [] })
+      const pb = await b.prepare({ container: b.jobContainer(image, { registry }), services: [] })
       expect(pb.code).toBe(0)
-      expect(pb.stdout).toContain(`pulled ${reg.image}`)
+      expect(pb.stdout).toContain(`pulled ${image}`)
       expect(pb.stdout + pb.stderr).not.toContain(password)
       expect((await b.cleanup()).code).toBe(0)
     } finally {

@@ -47,6 +47,8 @@ export interface TestRegistry {
   passwordFile: string
   /** an image that is in the registry but not tagged locally: "127.0.0.1:5000/private/tiny:1" */
   image: string
+  /** the same image under its own name, for a test file that may run alongside the one using `image` */
+  policyImage: string
 }
 
 /** Parses KEY=value lines (values optionally single- or double-quoted); # comments allowed. */
@@ -117,6 +119,7 @@ export function loadRegistry(): TestRegistry {
     host: need(env, 'REGISTRY_HOST', file),
     user: need(env, 'REGISTRY_USER', file),
     passwordFile: need(env, 'REGISTRY_PASSWORD_FILE', file),
-    image: need(env, 'REGISTRY_IMAGE', file)
+    image: need(env, 'REGISTRY_IMAGE', file),
+    policyImage: need(env, 'REGISTRY_POLICY_IMAGE', file)
   }
 }
