@@ -55,7 +55,9 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('cancellation by %s', (sig) =>
     const { args } = runner.scriptStep(`echo ${marker}\nsleep ${secs}\necho not-cancelled\n`)
     const { child, done } = runner.start('run_script_step', args)
     await waitForOutput(child, marker)
-    // the step is really running remotely before we cancel
+    // the step is really running remotely before we cancel (the shell prints the marker before its
+    // child has become `sleep`: a CI run listed it as a second `sh` for a moment)
+    await waitUntil(() => containerProcesses().includes(`sleep ${secs}`), 10_000, 20)
     expect(containerProcesses()).toContain(`sleep ${secs}`)
     const t0 = Date.now()
     child.kill(sig)
@@ -78,6 +80,7 @@ test('a step that ignores SIGTERM and SIGINT is still stopped (escalation) withi
   const { args } = runner.scriptStep(`trap '' TERM INT\necho ${marker}\nsleep 320\necho not-cancelled\n`)
   const { child, done } = runner.start('run_script_step', args)
   await waitForOutput(child, marker)
+  await waitUntil(() => containerProcesses().includes('sleep 320'), 10_000, 20)
   expect(containerProcesses()).toContain('sleep 320')
   child.kill('SIGINT')
   const exitedInTime = await settlesWithin(done, 5000)
