@@ -99,14 +99,15 @@ export function startCopy(
   const t = Date.now()
   const roots = existingRoots(spec.hostWork, spec.roots)
   const small = roots.length ? walkSmall(spec.hostWork, roots, SYNC_EXCLUDES, TAR_COPY_MAX) : null
+  const via: Copied['via'] = !roots.length ? 'none' : small ? 'tar' : 'rsync'
   // Made only when something goes by rsync (without OpenSSH's client it needs the agent).
   let transport: ReturnType<typeof bulkTransport> | undefined
   const bulk = (): ReturnType<typeof bulkTransport> => (transport ??= bulkTransport(ctx, connect, localDir))
-  const work = !roots.length
-    ? Promise.resolve({ files: 0, bytes: 0 })
-    : small
-      ? tarUp(remote, spec, roots, small.snap, ctx.signal).then((files) => ({ files, bytes: small.bytes }))
-      : rsyncUp(bulk(), spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
+  const work = small
+    ? tarUp(remote, spec, roots, small.snap, ctx.signal).then((files) => ({ files, bytes: small.bytes }))
+    : via === 'rsync'
+      ? rsyncUp(bulk(), spec.hostWork, roots, `${spec.jobRoot}/w`, RSYNC_EXCLUDES, ctx.signal)
+      : Promise.resolve({ files: 0, bytes: 0 })
   const externals = (async (): Promise<Copied['externals']> => {
     if (!spec.externals) return 'none'
     const dest = spec.externals.remote
@@ -134,7 +135,7 @@ export function startCopy(
   const copied = Promise.all([work, externals]).then(([w, e]) => ({
     files: w.files,
     bytes: w.bytes,
-    via: !roots.length ? ('none' as const) : small ? ('tar' as const) : ('rsync' as const),
+    via,
     externals: e,
     roots,
     local: small?.snap,

@@ -70,10 +70,12 @@ export function walkSmall(
       return bytes <= max.bytes && readable(rel, constants.R_OK)
     }
     if (st.isDirectory()) return readable(rel, constants.R_OK | constants.X_OK)
-    if (st.isSymbolicLink()) return !readlinkSync(`${base}/${rel}`).includes('\uFFFD')
-    return false
+    return st.isSymbolicLink()
   })
-  return snap && { snap, bytes }
+  if (!snap) return null
+  // A link's target is in its fingerprint (read once, by the walk).
+  for (const n of snap.values()) if (n.t === 'l' && n.fp.includes('\uFFFD')) return null
+  return { snap, bytes }
 }
 
 /** The walk; `see` false for an entry (null: one that could not be read) ends it, with null. */
