@@ -386,10 +386,17 @@ const loaderHead = head.replace('@CORE_LINE@', String(CORE_LINE))
 const map = { ...coreMap, file: 'index.js', mappings: ';'.repeat(CORE_LINE) + coreMap.mappings }
 // Brotli: node reads all of the file on every start, the chunks included (its loader's UTF-8 read
 // costs ~2.5 ms per MB here), and brotli makes them ~20 % smaller than gzip -9. Quality 10: 11 is
-// 2 % smaller and takes 4 s more per build.
+// 2 % smaller and takes 4 s more per build. RCH_BROTLI_QUALITY (0-11) is for builds whose size does
+// not matter (a test that builds copies of the sources): quality 5 is 15 % larger and 20x faster to
+// make; the build id hashes the code before compression, so it is the same at any quality.
+const quality = process.env.RCH_BROTLI_QUALITY === undefined ? 10 : Number(process.env.RCH_BROTLI_QUALITY)
+if (!Number.isInteger(quality) || quality < 0 || quality > 11) {
+  console.error(`build: RCH_BROTLI_QUALITY must be an integer 0-11, not ${JSON.stringify(process.env.RCH_BROTLI_QUALITY)}`)
+  process.exit(2)
+}
 const brotli = (text) =>
   brotliCompressSync(Buffer.from(text, 'latin1'), {
-    params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 10, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: text.length }
+    params: { [zlibConstants.BROTLI_PARAM_QUALITY]: quality, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: text.length }
   }).toString('base64')
 const out = `${loaderHead}${core}
   })(lazyRequire);
