@@ -2,7 +2,8 @@
 # The project's one test command (`npm test`):
 #   npm ci (when node_modules is missing or older than package-lock.json, and is not a link)
 #   -> type check of the whole tree (tsc --noEmit), lint (eslint .) and format check (prettier
-#      --check .): each that fails counts as one failure, and the run goes on
+#      --check .), in the background while the environment is set up: each that fails counts as
+#      one failure, and the run goes on
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh)
@@ -27,6 +28,9 @@ STARTED=()
 finish() {
   local rc=$? i
   set +e
+  # The checks end on their own within a minute or two; a run that stops early waits for them
+  # rather than leaving them behind.
+  [ -n "${CHECKS_PID:-}" ] && wait "$CHECKS_PID" 2>/dev/null
   if [ "${TESTENV_KEEP:-0}" = 1 ]; then
     [ ${#STARTED[@]} -gt 0 ] && echo "[test] TESTENV_KEEP=1: leaving ${STARTED[*]} running" >&2
   else
@@ -67,25 +71,26 @@ elif [ ! -d node_modules ]; then
   npm install --no-audit --no-fund
 fi
 
-# Before the environment: it needs none, and a type error shows up in seconds. esbuild and ts-jest
-# only transpile, so without this a type error in code no test imports would pass.
-checks_failed=0
-phase "type check (tsc --noEmit)"
-if ! npx --no-install tsc --noEmit; then
-  echo "[test] the type check failed (errors above); counting that as 1 failure" >&2
-  checks_failed=$((checks_failed + 1))
-fi
-# Lint (ESLint, type-aware) and format (Prettier) over the whole tree; each counts as 1 failure.
-phase "lint (eslint)"
-if ! npx --no-install eslint .; then
-  echo "[test] the lint check failed (problems above); counting that as 1 failure" >&2
-  checks_failed=$((checks_failed + 1))
-fi
-phase "format (prettier --check)"
-if ! npx --no-install prettier --check . --log-level warn; then
-  echo "[test] files above are not formatted (npm run format fixes them); counting that as 1 failure" >&2
-  checks_failed=$((checks_failed + 1))
-fi
+# The type check, lint (ESLint, type-aware) and format check (Prettier) of the whole tree run in the
+# background while the environment is set up: they need none, and they are CPU while the set-up is
+# mostly waiting (packages, images, venvs on a fresh machine). esbuild and ts-jest only transpile,
+# so without tsc a type error in code no test imports would pass. Each check that fails counts as
+# one failure; their output is printed once they are done, before jest.
+CHECKS_LOG="$TESTENV/checks.log"
+rm -f "$TESTENV/checks.failed"
+(
+  n=0
+  echo "[test] type check (tsc --noEmit)"
+  npx --no-install tsc --noEmit || { echo "[test] the type check failed (errors above); counting that as 1 failure"; n=$((n + 1)); }
+  echo "[test] lint (eslint)"
+  npx --no-install eslint . || { echo "[test] the lint check failed (problems above); counting that as 1 failure"; n=$((n + 1)); }
+  echo "[test] format (prettier --check)"
+  npx --no-install prettier --check . --log-level warn ||
+    { echo "[test] files above are not formatted (npm run format fixes them); counting that as 1 failure"; n=$((n + 1)); }
+  echo "$n" >"$TESTENV/checks.failed"
+) >"$CHECKS_LOG" 2>&1 </dev/null &
+CHECKS_PID=$!
+phase "type check, lint and format check started (pid $CHECKS_PID, output in $CHECKS_LOG)"
 
 phase "test environment"
 bash scripts/testenv/setup.sh
@@ -102,6 +107,13 @@ bash scripts/testenv/tf-venv.sh ensure
 
 phase "npm run build"
 npm run build
+
+phase "waiting for the type check, lint and format check"
+wait "$CHECKS_PID" || true
+CHECKS_PID=""
+cat "$CHECKS_LOG" >&2
+checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || echo 1)
+[ -s "$TESTENV/checks.failed" ] || echo "[test] the checks ended without a result; counting that as 1 failure" >&2
 
 phase "jest"
 rm -f "$TESTENV/jest.json"
