@@ -112,8 +112,13 @@ phase "waiting for the type check, lint and format check"
 wait "$CHECKS_PID" || true
 CHECKS_PID=""
 cat "$CHECKS_LOG" >&2
-checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || echo 1)
-[ -s "$TESTENV/checks.failed" ] || echo "[test] the checks ended without a result; counting that as 1 failure" >&2
+checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || true)
+case "$checks_failed" in
+  '' | *[!0-9]*)
+    echo "[test] the checks ended without a result; counting that as 1 failure" >&2
+    checks_failed=1
+    ;;
+esac
 
 phase "jest"
 rm -f "$TESTENV/jest.json"
