@@ -28,9 +28,13 @@ STARTED=()
 finish() {
   local rc=$? i
   set +e
-  # The checks end on their own within a minute or two; a run that stops early waits for them
-  # rather than leaving them behind.
-  [ -n "${CHECKS_PID:-}" ] && wait "$CHECKS_PID" 2>/dev/null
+  # A run that stops before jest ends the checks (their own process group) and still shows what
+  # they printed so far.
+  if [ -n "${CHECKS_PID:-}" ]; then
+    kill -TERM -- "-$CHECKS_PID" 2>/dev/null
+    wait "$CHECKS_PID" 2>/dev/null
+    cat "$CHECKS_LOG" >&2 2>/dev/null
+  fi
   if [ "${TESTENV_KEEP:-0}" = 1 ]; then
     [ ${#STARTED[@]} -gt 0 ] && echo "[test] TESTENV_KEEP=1: leaving ${STARTED[*]} running" >&2
   else
@@ -78,6 +82,8 @@ fi
 # one failure; their output is printed once they are done, before jest.
 CHECKS_LOG="$TESTENV/checks.log"
 rm -f "$TESTENV/checks.failed"
+# Job control on for this one job: it gets a process group of its own, which finish() can end.
+set -m
 (
   n=0
   echo "[test] type check (tsc --noEmit)"
@@ -90,6 +96,7 @@ rm -f "$TESTENV/checks.failed"
   echo "$n" >"$TESTENV/checks.failed"
 ) >"$CHECKS_LOG" 2>&1 </dev/null &
 CHECKS_PID=$!
+set +m
 phase "type check, lint and format check started (pid $CHECKS_PID, output in $CHECKS_LOG)"
 
 phase "test environment"

@@ -59,6 +59,8 @@ describe('build id and agent socket name', () => {
 
   test('the same sources give the same id; one byte of code more or less gives another', () => {
     expect(again.id).toBe(a.id)
+    // control: the two builds did compress differently (the quality was applied), yet have one id
+    expect(readFileSync(again.bundle).equals(readFileSync(a.bundle))).toBe(false)
     expect(other.id).not.toBe(a.id)
     expect(a.id).not.toBe('src')
   })
