@@ -50,20 +50,20 @@ const ascii = (src) => src.replace(/[^\x00-\x7f]/g, (c) => '\\u' + c.charCodeAt(
 // Identifiers, not words: "EC2" or "DynamoDB" in a comment or a message would export the client's
 // aggregated class, which holds every one of its commands (the EC2 one ~600). Every hook start
 // reads the whole file, so what is left out is time saved on every step.
-const srcWords = new Set()
+const srcIdentifiers = new Set()
+const collectIdentifiers = (n) => {
+  if (ts.isIdentifier(n)) srcIdentifiers.add(n.text)
+  ts.forEachChild(n, collectIdentifiers)
+}
 for (const f of readdirSync('src', { recursive: true })) {
   if (!String(f).endsWith('.ts')) continue
   const file = join('src', String(f))
-  const walk = (n) => {
-    if (ts.isIdentifier(n)) srcWords.add(n.text)
-    ts.forEachChild(n, walk)
-  }
-  walk(ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false))
+  collectIdentifiers(ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false))
 }
 const requireHere = createRequire(import.meta.url)
 const awsEntry = Object.entries(AWS)
   .map(([name, key]) => {
-    const used = Object.keys(requireHere(name)).filter((k) => srcWords.has(k))
+    const used = Object.keys(requireHere(name)).filter((k) => srcIdentifiers.has(k))
     if (!used.length) throw new Error(`build: nothing of ${name} is used in src/`)
     const local = (u) => `${key}_${u}`
     return `import { ${used.map((u) => `${u} as ${local(u)}`).join(', ')} } from ${JSON.stringify(name)}\nexport const ${key} = { ${used.map((u) => `${u}: ${local(u)}`).join(', ')} }\n`
@@ -399,7 +399,7 @@ const map = { ...coreMap, file: 'index.js', mappings: ';'.repeat(CORE_LINE) + co
 // make; the build id hashes the code before compression, so it is the same at any quality.
 const qualityText = process.env.RCH_BROTLI_QUALITY
 if (qualityText !== undefined && !/^(?:[0-9]|1[01])$/.test(qualityText)) {
-  console.error(`build: RCH_BROTLI_QUALITY must be an integer 0-11, not ${JSON.stringify(process.env.RCH_BROTLI_QUALITY)}`)
+  console.error(`build: RCH_BROTLI_QUALITY must be an integer 0-11, not ${JSON.stringify(qualityText)}`)
   process.exit(2)
 }
 const quality = qualityText === undefined ? 10 : Number(qualityText)
