@@ -257,6 +257,8 @@ export const ConfigSchema = z
         excludeFromPullBack: z.array(z.string().min(1)).default([]),
         /** Between steps the job's agent sends the runner's new _temp files while the next hook starts (early-push.ts). */
         earlyPush: z.boolean().default(true),
+        /** After a step the VM lists only what changed since the last listing, by ctime (tree.ts remoteListScript). */
+        deltaListing: z.boolean().default(true),
         /** Caps on what the VM may send back: it is untrusted, and a sparse file costs it nothing. */
         limits: z
           .object({

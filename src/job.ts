@@ -39,6 +39,7 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
     manifestFile: `${state.localDir}/base.json`,
     excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack],
     limits: ctx.config.sync.limits,
+    deltaListing: ctx.config.sync.deltaListing,
     warn: (m) => ctx.log.warn(m),
     signal: ctx.signal
   }

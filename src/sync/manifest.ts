@@ -196,6 +196,67 @@ export function reservePull(manifestFile: string, add: PulledTotals, caps: { job
   })
 }
 
+/**
+ * Per pull root, the time a delta listing may start from (remoteListScript's `since`): everything
+ * in that root that changed on the remote before it is in the base as it is there. Kept next to the
+ * base, with the excludes it holds for (a path excluded then is in no base).
+ */
+interface SinceFile {
+  excludes: string
+  roots: Record<string, number>
+}
+
+function sinceFile(manifestFile: string): string {
+  return `${dirname(manifestFile)}/since.json`
+}
+
+function readSince(manifestFile: string): SinceFile | null {
+  try {
+    const f = JSON.parse(readFileSync(sinceFile(manifestFile), 'utf8')) as SinceFile
+    if (typeof f.excludes === 'string' && f.roots && typeof f.roots === 'object') return f
+  } catch {
+    // none yet
+  }
+  return null
+}
+
+/** The time a delta listing of `roots` may start from, or null when it must list everything. */
+export function listingSince(manifestFile: string, roots: readonly string[], excludes: readonly string[]): number | null {
+  const f = readSince(manifestFile)
+  if (!f || f.excludes !== JSON.stringify(excludes)) return null
+  let since = Infinity
+  for (const r of roots) {
+    const t = Object.prototype.hasOwnProperty.call(f.roots, r) ? f.roots[r] : undefined
+    if (!Number.isSafeInteger(t)) return null
+    since = Math.min(since, t!)
+  }
+  return Number.isSafeInteger(since) ? since : null
+}
+
+/**
+ * Records that the base holds everything in `roots` that changed before `since`, after a listing
+ * that started from `used` (null: a full one) was brought back whole. Under the base's lock; if
+ * another listing moved a root's time meanwhile, the earlier of the times stays.
+ */
+export function recordSince(
+  manifestFile: string,
+  roots: readonly string[],
+  excludes: readonly string[],
+  since: number,
+  used: number | null
+): Promise<void> {
+  return withLock(manifestFile, () => {
+    const key = JSON.stringify(excludes)
+    const f = readSince(manifestFile)
+    const next: SinceFile = { excludes: key, roots: f && f.excludes === key ? { ...f.roots } : {} }
+    for (const r of roots) {
+      const now = Object.prototype.hasOwnProperty.call(next.roots, r) ? next.roots[r] : undefined
+      next.roots[r] = used === null || now === used ? since : Math.min(now ?? used, since, used)
+    }
+    writePrivateFile(sinceFile(manifestFile), JSON.stringify(next))
+  })
+}
+
 export function underRoots(path: string, roots: readonly string[]): boolean {
   return roots.some((r) => isWithin(path, r))
 }

@@ -7,13 +7,14 @@
 import { Cancelled, TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { loadBase, reservePull, saveBase, underRoots, type Base, type BaseEntry } from './manifest'
+import { listingSince, loadBase, recordSince, reservePull, saveBase, underRoots, UNSURE, type Base, type BaseEntry } from './manifest'
 import {
   fileFp,
   isExcluded,
   NOT_UTF8,
   parseRemoteListing,
   remoteFindScript,
+  remoteListScript,
   walkLocal,
   type Node,
   type RemoteListing,
@@ -55,6 +56,8 @@ export interface SyncTarget {
   warn?: (msg: string) => void
   /** A cancel closes the transfer and fails it at once (a hostile VM may stream for ever). */
   signal?: AbortSignal
+  /** Pulls list only what changed on the remote since the last listing (sync.deltaListing). */
+  deltaListing?: boolean
 }
 
 export interface SyncStats {
@@ -62,6 +65,8 @@ export interface SyncStats {
   bytes: number
   deleted: number
   ms: number
+  /** A pull's listing: of the changes since the last one, or of everything. */
+  listed?: 'changes' | 'all'
 }
 
 /** A first copy's base: the remote has nothing yet. */
@@ -203,9 +208,14 @@ function limitsOf(t: SyncTarget): SyncLimits {
   return t.limits ?? NO_LIMITS
 }
 
-async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<RemoteListing> {
+/**
+ * The remote's listing of `roots` (remoteListScript), of the changes since `since` when it is given.
+ * A stamp before `since` means the remote's clock went back since that listing (what changed
+ * meanwhile may carry older times): everything is listed again.
+ */
+async function listRemote(t: SyncTarget, roots: readonly string[], since: number | null = null): Promise<RemoteListing> {
   const limits = limitsOf(t)
-  const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && { ${remoteFindScript(roots, t.excludes, shq)}; }`, {
+  const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && ${remoteListScript(roots, t.excludes, shq, since)}`, {
     collect: true,
     maxCollect: limits.listingBytes,
     label: 'remote file listing',
@@ -215,7 +225,57 @@ async function listRemote(t: SyncTarget, roots: readonly string[]): Promise<Remo
       throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
     throw e
   })
-  return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, tree: true })
+  const parsed = parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, stamped: true, delta: since !== null })
+  if (since !== null && parsed.stamp! < since + SINCE_MARGIN) return listRemote(t, roots, null)
+  for (const d of parsed.changedDirs ?? []) if (d.includes('\n')) return listRemote(t, roots, null)
+  return parsed
+}
+
+/**
+ * Seconds a delta listing reaches back before the last stamp: ctime is taken from a clock that may
+ * lag the stamp's by a tick, and some file systems keep whole (or even two) seconds.
+ */
+const SINCE_MARGIN = 2
+
+/** Where the next delta listing of `roots` may start, or null: everything must be listed. */
+function sinceFor(t: SyncTarget, roots: readonly string[], base: Base): number | null {
+  if (!t.deltaListing || base.size === 0) return null
+  // A path an early push left unsure may hold anything on the remote, with any ctime: all are listed.
+  for (const [p, e] of base) if (e.r === UNSURE.r && underRoots(p, roots)) return null
+  return listingSince(t.manifestFile, roots, t.excludes)
+}
+
+/**
+ * A folder the base does not have that did not change since the last listing (one renamed, or
+ * inside one renamed, on a file system that leaves a renamed folder's ctime): its entries were not
+ * listed and are in no base.
+ */
+function unknownFolders(listing: RemoteListing, base: Base): boolean {
+  for (const [p, n] of listing.snap) if (n.t === 'd' && !listing.changedDirs!.has(p) && base.get(p)?.t !== 'd') return true
+  return false
+}
+
+/**
+ * What a delta listing shows deleted: every folder is listed, so a folder it lacks is gone, and so is
+ * everything under it; another entry is gone when its folder's entries were all listed without it.
+ */
+function deletedSince(listing: RemoteListing, base: Base, roots: readonly string[], excludes: readonly string[]): string[] {
+  const { snap, other, changedDirs } = listing
+  const out: string[] = []
+  for (const [p, e] of base) {
+    if (snap.has(p) || other.has(p) || !underRoots(p, roots) || isExcluded(p, excludes)) continue
+    if (e.t === 'd') {
+      out.push(p)
+      continue
+    }
+    // A root that is not a folder is listed only when it changed.
+    if (roots.includes(p)) continue
+    const parent = p.slice(0, p.lastIndexOf('/'))
+    // A folder named in bytes that are not UTF-8 is left alone, and so is what is in it.
+    if (other.has(parent)) continue
+    if (snap.get(parent)?.t !== 'd' || changedDirs!.has(parent)) out.push(p)
+  }
+  return topmost(out)
 }
 
 /** What an early push (early-push.ts) changes about a push. */
@@ -446,13 +506,17 @@ interface Received {
 export async function pull(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
-  const listing = await listRemote(t, roots)
+  const since = sinceFor(t, roots, loadBase(t.manifestFile))
+  let listing = await listRemote(t, roots, since)
+  if (listing.changedDirs && unknownFolders(listing, loadBase(t.manifestFile))) listing = await listRemote(t, roots, null)
   // Everything is checked before anything on the host changes.
   checkFileCommands(listing, limits)
   const remote = listing.snap
   const base = loadBase(t.manifestFile)
   const fetch = changedPaths(remote, base, 'r').filter((p) => !isExcluded(p, t.excludes))
-  const del = deletedPaths(remote, base, roots, t.excludes).filter((p) => !listing.other.has(p))
+  const del = listing.changedDirs
+    ? deletedSince(listing, base, roots, t.excludes)
+    : deletedPaths(remote, base, roots, t.excludes).filter((p) => !listing.other.has(p))
   const announced = fetch.reduce((sum, p) => sum + (remote.get(p)!.size ?? 0), 0)
   if (fetch.length > limits.stepFiles)
     throw new HookError(
@@ -477,12 +541,16 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     for (const p of got.dropped) remove.add(p)
     await saveBase(t.manifestFile, { set: got.set, remove })
   }
-  return { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
+  // Only a pull that brought everything back moves the next listing's start.
+  await recordSince(t.manifestFile, roots, t.excludes, listing.stamp! - SINCE_MARGIN, listing.changedDirs ? since : null)
+  const listed = listing.changedDirs ? 'changes' : 'all'
+  return { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started, listed }
 }
 
 /** Records both sides as equal after a bulk copy (rsync) of `roots`. */
 export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot): Promise<void> {
-  const remote = (await listRemote(t, roots)).snap
+  const listing = await listRemote(t, roots)
+  const remote = listing.snap
   const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
   const set = new Map<string, BaseEntry>()
   for (const [p, l] of local) {
@@ -490,4 +558,8 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
   await saveBase(t.manifestFile, { set, remove: new Set() })
+  // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
+  // only if that pull lists everything.
+  for (const p of remote.keys()) if (!set.has(p)) return
+  await recordSince(t.manifestFile, roots, t.excludes, listing.stamp! - SINCE_MARGIN, null)
 }

@@ -133,11 +133,62 @@ export function remoteFindScript(roots: readonly string[], excludes: readonly st
     .join('; ')
 }
 
+/** A listing's stamp file, beside the job folder's `w` (the folder a listing runs in), made fresh each time. */
+const STAMP = '../.rch-list-stamp'
+/** The folders a delta listing found changed, handed from its walk to the listing of their entries. */
+const CHANGED = '../.rch-list-changed'
+/** A delta listing's record types: a folder whose entries changed, and an entry of such a folder. */
+export const CHANGED_DIR = 'd+'
+const IN_CHANGED = '='
+
+/**
+ * The listing a pull reads: remoteFindScript's records, one walk for all roots, after a first field
+ * that is the ctime of a file made just before the walk. That stamp comes from the clock the file
+ * system stamps changes with, so a later listing can ask for what changed after it.
+ *
+ * `since` (seconds, from an earlier stamp) makes it a delta listing: every folder (those whose ctime
+ * is after `since` typed `d+`), every other entry whose ctime is after `since`, then every entry but
+ * folders directly in a `d+` folder, typed `=` + its type (so an entry added, removed or renamed
+ * there is seen, and one that was not is not taken for a deletion). ctime moves with every change of
+ * content, mode, mtime or name and cannot be set back by a tool, unlike mtime.
+ */
+export function remoteListScript(
+  roots: readonly string[],
+  excludes: readonly string[],
+  quote: (s: string) => string,
+  since: number | null
+): string {
+  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(e)}`).join(' -o ')} \\) -prune -o ` : ''
+  const fields = '\\0%s\\0%T@\\0%m\\0%l\\0%p\\0'
+  const fmt = quote(`%y${fields}`)
+  // Roots that do not exist are skipped, as in remoteFindScript.
+  const existing = `set -- && for r in ${roots.map(quote).join(' ')}; do if [ -e "$r" ] || [ -L "$r" ]; then set -- "$@" "$r"; fi; done`
+  const stamp = `\\( -path "$s" -printf '%C@\\0' \\) -o `
+  if (since === null)
+    return `s=${STAMP}.$$ && ${existing} && : > "$s" && { find "$s" "$@" ${prune}${stamp}-printf ${fmt}; r=$?; rm -f "$s"; exit $r; }`
+  if (!Number.isSafeInteger(since)) throw new Error(`not a listing time: ${since}`)
+  const newer = `-newerct @${since}`
+  // The changed folders go to a file a line each, but for a name with a newline in it: its entries
+  // are not listed, and the pull lists everything again (sync.ts).
+  const walk =
+    `find "$s" "$@" ${prune}${stamp}` +
+    `\\( -type d ${newer} -printf ${quote(`${CHANGED_DIR}${fields}`)} \\( -path ${quote('*\n*')} -o -fprintf "$c" '%p\\n' \\) \\) -o ` +
+    `\\( -type d -printf ${fmt} \\) -o \\( ${newer} -printf ${fmt} \\)`
+  const entries =
+    `set -- && while IFS= read -r d; do set -- "$@" "$d"; done < "$c" && ` +
+    `{ [ $# = 0 ] || find "$@" -mindepth 1 -maxdepth 1 ${prune}! -type d -printf ${quote(`${IN_CHANGED}%y${fields}`)}; }`
+  return `s=${STAMP}.$$ c=${CHANGED}.$$ && ${existing} && : > "$s" && { ${walk} && ${entries}; r=$?; rm -f "$s" "$c"; exit $r; }`
+}
+
 export interface RemoteListing {
   /** Files, directories and symlinks. */
   snap: Snapshot
   /** Everything else (fifo, socket, device…) by find's type letter: never fetched, never deleted. */
   other: Map<string, string>
+  /** remoteListScript's stamp (whole seconds, rounded down). */
+  stamp?: number
+  /** A delta listing's folders whose entries were all listed; what they no longer hold was deleted. */
+  changedDirs?: Set<string>
 }
 
 export interface ListingRules {
@@ -146,10 +197,15 @@ export interface ListingRules {
   maxEntries: number
   /** A full tree walk: every path below a root comes after its parent, listed as a directory. */
   tree?: boolean
+  /** remoteListScript's output: a stamp first. */
+  stamped?: boolean
+  /** remoteListScript's delta listing (implies tree and stamped). */
+  delta?: boolean
 }
 
 const OTHER_TYPES = new Set(['p', 's', 'c', 'b', 'D'])
 const SIZE = /^\d{1,20}$/
+const STAMP_TIME = /^\d{1,12}(\.\d{1,10})?$/
 const MTIME = /^-?\d{1,20}(\.\d{1,10})?$/
 // ignoreBOM: a leading U+FEFF is part of a name, not a marker to drop (find never writes one).
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
@@ -210,9 +266,21 @@ function listingError(what: string, n: number, path?: string): HookError {
  * and anything malformed is an error rather than skipped (a skipped entry would read as a deletion).
  */
 export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteListing {
+  if (!rules.stamped && !rules.delta) return parseRecords(buf, rules)
+  const end = buf.indexOf(0)
+  const stamp = buf.subarray(0, end < 0 ? buf.length : end).toString('latin1')
+  if (end < 0 || !STAMP_TIME.test(stamp))
+    throw new HookError(`remote file listing: no listing time at its start (${JSON.stringify(stamp.slice(0, 40))})`)
+  const listing = parseRecords(buf.subarray(end + 1), { ...rules, tree: true })
+  listing.stamp = Number(stamp.split('.')[0])
+  return listing
+}
+
+function parseRecords(buf: Buffer, rules: ListingRules): RemoteListing {
   const snap: Snapshot = new Map()
   const other = new Map<string, string>()
-  if (buf.length === 0) return { snap, other }
+  const changedDirs = rules.delta ? new Set<string>() : undefined
+  if (buf.length === 0) return { snap, other, changedDirs }
   if (buf[buf.length - 1] !== 0) throw listingError('the last record is cut off', 0)
   const { text, notUtf8 } = decodeFields(buf.subarray(0, buf.length - 1))
   // Fields by position in the one string: no array of every field, and no string for a field
@@ -225,6 +293,9 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
     throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
   /** The folder last found to be the parent of an entry (always a listed directory). */
   let lastDir = ''
+  /** Past the walk, in the entries of the changed folders; the paths seen there. */
+  let entriesPart = false
+  const again = new Set<string>()
   // Where each of a record's six fields (F_TYPE…F_PATH) starts and ends; reused for every record.
   const from = new Int32Array(6)
   const to = new Int32Array(6)
@@ -237,7 +308,14 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
       pos = to[f] + 1
     }
     const path = text.slice(from[F_PATH], to[F_PATH])
-    const y = to[F_TYPE] - from[F_TYPE] === 1 ? text[from[F_TYPE]] : text.slice(from[F_TYPE], to[F_TYPE])
+    let y = to[F_TYPE] - from[F_TYPE] === 1 ? text[from[F_TYPE]] : text.slice(from[F_TYPE], to[F_TYPE])
+    // A delta listing's second part: the entries of its changed folders (see remoteListScript).
+    const inChanged = changedDirs !== undefined && y.length === 2 && y[0] === '='
+    if (inChanged) {
+      y = y[1]
+      if (y === 'd') throw listingError('a folder in the entries of a changed folder', n, path)
+      entriesPart = true
+    } else if (entriesPart) throw listingError('listed after the entries of the changed folders', n, path)
     const bad = badRelPath(path)
     if (bad) throw listingError(`bad path: ${bad}`, n, path)
     let root: string | undefined
@@ -247,7 +325,13 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
         break
       }
     if (root === undefined) throw listingError('path outside the requested folders', n, path)
-    if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
+    if (inChanged) {
+      // The walk also lists an entry that changed itself; this later sight of it replaces that one.
+      if (again.has(path) || snap.get(path)?.t === 'd') throw listingError('path listed twice', n, path)
+      again.add(path)
+      snap.delete(path)
+      other.delete(path)
+    } else if (snap.has(path) || other.has(path)) throw listingError('path listed twice', n, path)
     const size = text.slice(from[F_SIZE], to[F_SIZE])
     const mtime = text.slice(from[F_MTIME], to[F_MTIME])
     const mode = octalMode(text, from[F_MODE], to[F_MODE])
@@ -258,20 +342,24 @@ export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteList
       other.set(path, NOT_UTF8)
       continue
     }
-    // find lists a folder's entries together: most have the folder just checked as their parent.
     const cut = path.lastIndexOf('/')
-    if (rules.tree && path !== root && !(cut === lastDir.length && path.startsWith(lastDir))) {
+    if (inChanged) {
+      if (path === root || !changedDirs.has(path.slice(0, cut))) throw listingError('not in a changed folder', n, path)
+    } else if (rules.tree && path !== root && !(cut === lastDir.length && path.startsWith(lastDir))) {
+      // find lists a folder's entries together: most have the folder just checked as their parent.
       const parent = path.slice(0, cut)
       if (snap.get(parent)?.t !== 'd') throw listingError('listed before its folder', n, path)
       lastDir = parent
     }
-    if (y === 'd') snap.set(path, { t: 'd', fp: 'd' })
-    else if (y === 'l') {
+    if (y === 'd' || (y === CHANGED_DIR && changedDirs)) {
+      snap.set(path, { t: 'd', fp: 'd' })
+      if (y === CHANGED_DIR) changedDirs!.add(path)
+    } else if (y === 'l') {
       if (to[F_LINK] === from[F_LINK]) throw listingError('symlink without a target', n, path)
       snap.set(path, { t: 'l', fp: `l:${text.slice(from[F_LINK], to[F_LINK])}` })
     } else if (y === 'f') snap.set(path, { t: 'f', fp: `f:${size}:${mtime}:${mode}`, size: Number(size) })
     else if (OTHER_TYPES.has(y)) other.set(path, y)
     else throw listingError(`unknown type ${JSON.stringify(y.slice(0, 8))}`, n, path)
   }
-  return { snap, other }
+  return { snap, other, changedDirs }
 }

@@ -4,7 +4,7 @@
 // prependPath, and a dropped connection is never reported as success.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
@@ -328,6 +328,19 @@ test('::add-mask:: and ::set-output lines pass through unchanged on stdout', asy
   expect(lines).toContain('::set-output name=x::y')
   expect(lines.indexOf('::add-mask::hunter2-mask-me')).toBeLessThan(lines.indexOf('::set-output name=x::y'))
   expect(lines.indexOf('::set-output name=x::y')).toBeLessThan(lines.indexOf('after-commands'))
+})
+
+test('after the workspace is older than the listing reaches back, the pull lists only the changes: an edit in place with its mtime set back and a deletion come back', async () => {
+  const made = runner.scriptStep('mkdir -p delta/old delta/gone && echo a > delta/old/a && echo b > delta/gone/b && sleep 3\n')
+  expect((await runner.call('run_script_step', made.args)).code).toBe(0)
+  expect(readFileSync(join(runner.workspace, 'delta/gone/b'), 'utf8')).toBe('b\n')
+  const { args } = runner.scriptStep("printf changed > delta/old/a && touch -d '2001-01-01 00:00:00' delta/old/a && rm delta/gone/b\n")
+  const r = await runner.call('run_script_step', args, { env: { RUNNER_DEBUG: '1' } })
+  expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  expect(r.stdout).toMatch(/::debug::timing: .* pull \d+ ms \(listed changes\)/)
+  expect(readFileSync(join(runner.workspace, 'delta/old/a'), 'utf8')).toBe('changed')
+  expect(existsSync(join(runner.workspace, 'delta/gone/b'))).toBe(false)
+  expect(existsSync(join(runner.workspace, 'delta/gone'))).toBe(true) // control: only the file went
 })
 
 test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {

@@ -81,6 +81,7 @@ describe('loadConfig: valid files', () => {
         toolCache: true,
         excludeFromPullBack: [],
         earlyPush: true,
+        deltaListing: true,
         limits: {
           stepBytes: 10 * 1024 ** 3,
           stepFiles: 200_000,

@@ -277,11 +277,12 @@ describe('pull: a hostile tar or find on the VM', () => {
   it('a find that lists paths of its choosing is refused before anything is copied', async () => {
     const w = world()
     const rec = (y: string, p: string): string => `${y}\\0004\\0001\\000644\\000\\000${p}\\000`
-    const env = shadow(w, 'find', `printf '${rec('d', 'ws')}${rec('f', 'ws/../../outside/x')}'`)
+    // The listing starts with its time (remoteListScript).
+    const env = shadow(w, 'find', `printf '1.5\\000${rec('d', 'ws')}${rec('f', 'ws/../../outside/x')}'`)
     await expect(pull(w.target(env), ROOTS)).rejects.toThrow(/remote file listing: bad path: "\.\." component/)
-    const env2 = shadow(w, 'find', `printf '${rec('d', 'ws')}${rec('f', 'elsewhere/x')}'`)
+    const env2 = shadow(w, 'find', `printf '1.5\\000${rec('d', 'ws')}${rec('f', 'elsewhere/x')}'`)
     await expect(pull(w.target(env2), ROOTS)).rejects.toThrow(/outside the requested folders/)
-    const env3 = shadow(w, 'find', `printf '${rec('d', 'ws')}${rec('f', 'ws/ok')}'`)
+    const env3 = shadow(w, 'find', `printf '1.5\\000${rec('d', 'ws')}${rec('f', 'ws/ok')}'`)
     await expect(pull(w.target(env3), ['ws'])).resolves.toBeTruthy() // control: the fake find is used and parsed
     expect(loadBase(w.target().manifestFile).has('ws/ok')).toBe(false) // (the real tar found no ws/ok)
   })

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { shq } from '../../src/remote/quote'
-import { isExcluded, parseRemoteListing, remoteFindScript, walkLocal, type Snapshot } from '../../src/sync/tree'
+import { isExcluded, parseRemoteListing, remoteFindScript, remoteListScript, walkLocal, type Snapshot } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -341,5 +341,123 @@ describe('isExcluded', () => {
 
   it('excludes nothing without excludes', () => {
     expect(isExcluded('a', [])).toBe(false)
+  })
+})
+
+describe('remoteListScript (a stamp first; with `since`, only what changed) against the real find', () => {
+  /**
+   * ctime cannot be set back, so `since` is the next whole second after a stamp: everything made
+   * before the stamp is older, and this waits until the clock is past it, so what changes next is newer.
+   */
+  const pastStamp = (stamp: number): number => {
+    const since = stamp + 1
+    while (Date.now() / 1000 < since + 0.02) sh('sleep 0.05')
+    return since
+  }
+  const run = (base: string, roots: string[], since: number | null, excludes: string[] = []) => {
+    const r = sh(remoteListScript(roots, excludes, shq, since), { cwd: `${base}/w` })
+    expect(r.stderr.toString()).toBe('')
+    expect(r.status).toBe(0)
+    return parseRemoteListing(r.stdout, { roots, maxEntries: 1000, stamped: true, delta: since !== null })
+  }
+
+  it('without `since` it lists what remoteFindScript lists, after a stamp of the file system clock, and leaves no file behind', () => {
+    const base = makeTree()
+    mkdirSync(`${base}/w`)
+    for (const r of ['ws', 'tmp']) execFileSync('mv', [`${base}/${r}`, `${base}/w/${r}`])
+    const before = Date.now() / 1000
+    const l = run(base, ['ws', 'tmp', 'missing'], null, EXCLUDES)
+    expect(l.stamp).toBeGreaterThanOrEqual(Math.floor(before) - 1)
+    expect(l.stamp).toBeLessThanOrEqual(Date.now() / 1000)
+    expect(l.changedDirs).toBeUndefined()
+    const old = sh(remoteFindScript(['ws', 'tmp', 'missing'], EXCLUDES, shq), { cwd: `${base}/w` })
+    expect(kinds(l.snap)).toEqual(kinds(parseRemoteListing(old.stdout, { roots: ['ws', 'tmp'], maxEntries: 1000, tree: true }).snap))
+    const left = execFileSync('ls', ['-A', base]).toString().split('\n')
+    expect(left.filter((n) => n.startsWith('.rch'))).toEqual([])
+    expect(left).toContain('w') // control: the folder the stamp was made in
+  })
+
+  it('with `since`: every folder, what changed, and every entry of a folder whose entries changed', () => {
+    const base = tempDir()
+    const w = `${base}/w`
+    mkdirSync(`${w}/ws/old/deep`, { recursive: true })
+    mkdirSync(`${w}/ws/busy`, { recursive: true })
+    for (const f of ['ws/old/a', 'ws/old/b', 'ws/old/deep/c', 'ws/busy/d', 'ws/busy/e']) writeFileSync(`${w}/${f}`, f)
+    const since = pastStamp(run(base, ['ws'], null).stamp!)
+    writeFileSync(`${w}/ws/old/a`, 'changed in place') // its folder did not change
+    utimesSync(`${w}/ws/old/a`, 1_000_000_000, 1_000_000_000) // an old mtime does not hide it
+    writeFileSync(`${w}/ws/busy/new`, 'n') // its folder changed: every entry there is listed
+    const l = run(base, ['ws'], since)
+    expect([...l.changedDirs!].sort()).toEqual(['ws/busy'])
+    expect(kinds(l.snap)).toEqual([
+      'd ws',
+      'd ws/busy',
+      'd ws/old',
+      'd ws/old/deep',
+      'f ws/busy/d',
+      'f ws/busy/e',
+      'f ws/busy/new',
+      'f ws/old/a'
+    ])
+    // control: the same files are all there in a full listing
+    expect(run(base, ['ws'], null).snap.size).toBe(l.snap.size + 2)
+  })
+
+  it('a changed folder with a newline in its name is marked changed but its entries are not listed (the pull lists everything then)', () => {
+    const base = tempDir()
+    mkdirSync(`${base}/w/ws/a\nb`, { recursive: true })
+    writeFileSync(`${base}/w/ws/a\nb/f`, 'f')
+    const since = pastStamp(run(base, ['ws'], null).stamp!)
+    writeFileSync(`${base}/w/ws/a\nb/g`, 'g')
+    writeFileSync(`${base}/w/ws/h`, 'h')
+    const l = run(base, ['ws'], since)
+    expect([...l.changedDirs!].sort()).toEqual(['ws', 'ws/a\nb'])
+    expect(l.snap.has('ws/a\nb/f')).toBe(false)
+    expect(l.snap.has('ws/h')).toBe(true) // control: the other changed folder's entries are listed
+  })
+})
+
+describe('parseRemoteListing: a delta listing (strict)', () => {
+  const rec = (y: string, path: string): string[] => [y, '5', '1700000000.5', '644', y.endsWith('l') ? 't' : '', path]
+  const buf = (stamp: string, ...recs: string[][]): Buffer => Buffer.from([stamp, ...recs.flat()].map((f) => f + '\0').join(''), 'utf8')
+  const parse = (b: Buffer, delta = true) => parseRemoteListing(b, { roots: ['a'], maxEntries: 100, stamped: true, delta })
+
+  it('reads the stamp, the changed folders, and lets the entries of a changed folder replace what the walk said of them', () => {
+    const l = parse(
+      buf('1700000123.75', rec('d+', 'a'), rec('d', 'a/s'), rec('f', 'a/x'), rec('=f', 'a/x'), rec('=l', 'a/y'), rec('=p', 'a/z'))
+    )
+    expect(l.stamp).toBe(1700000123)
+    expect([...l.changedDirs!]).toEqual(['a'])
+    expect(kinds(l.snap)).toEqual(['d a', 'd a/s', 'f a/x', 'l a/y'])
+    expect([...l.other]).toEqual([['a/z', 'p']])
+  })
+
+  it.each([
+    ['no stamp', buf('x', rec('d', 'a')), /no listing time at its start/],
+    ['an entry of a folder that did not change', buf('1', rec('d+', 'a'), rec('d', 'a/s'), rec('=f', 'a/s/x')), /not in a changed folder/],
+    ['a root as an entry of a changed folder', buf('1', rec('=f', 'a')), /not in a changed folder/],
+    [
+      'a folder among the entries of a changed folder',
+      buf('1', rec('d+', 'a'), rec('=d', 'a/s')),
+      /a folder in the entries of a changed folder/
+    ],
+    [
+      'the walk again after the entries',
+      buf('1', rec('d+', 'a'), rec('=f', 'a/x'), rec('f', 'a/y')),
+      /listed after the entries of the changed folders/
+    ],
+    ['an entry listed twice among the entries', buf('1', rec('d+', 'a'), rec('=f', 'a/x'), rec('=f', 'a/x')), /path listed twice/],
+    ['a folder of the walk as an entry', buf('1', rec('d+', 'a'), rec('d', 'a/s'), rec('=f', 'a/s')), /path listed twice/],
+    ['a file listed twice by the walk', buf('1', rec('d+', 'a'), rec('f', 'a/x'), rec('f', 'a/x')), /path listed twice/],
+    ['an entry outside the roots', buf('1', rec('d+', 'a'), rec('=f', 'b/x')), /outside the requested folders/],
+    ['an entry with a bad path', buf('1', rec('d+', 'a'), rec('=f', 'a/../x')), /bad path/]
+  ])('refuses %s', (_what, b, err) => {
+    expect(() => parse(b)).toThrow(err)
+  })
+
+  it('a full listing knows neither kind of record', () => {
+    expect(() => parse(buf('1', rec('d+', 'a')), false)).toThrow(/unknown type "d\+"/)
+    expect(() => parse(buf('1', rec('d', 'a'), rec('=f', 'a/x')), false)).toThrow(/unknown type "=f"/)
+    expect(parse(buf('1', rec('d', 'a'), rec('f', 'a/x')), false).snap.size).toBe(2) // control
   })
 })

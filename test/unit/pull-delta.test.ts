@@ -1,0 +1,301 @@
+// pull() with sync.deltaListing: the VM lists only what changed since the last listing. A "VM" that
+// is a local folder, run by the real /bin/sh, find and tar; random steps change it between pulls,
+// and after every pull the runner's copy must be what the VM has.
+import { createHash } from 'node:crypto'
+import {
+  chmodSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync
+} from 'node:fs'
+import { saveBase, UNSURE } from '../../src/sync/manifest'
+import { pull, type SyncTarget } from '../../src/sync/sync'
+import { cleanupTempDirs, sh, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
+
+afterAll(cleanupTempDirs)
+
+const ROOTS = ['_temp', 'ws']
+const EXCLUDES = ['_temp/_runner_hook_responses', 'ws/cache']
+
+interface World {
+  host: string
+  vm: string
+  top: string
+  target(over?: Partial<SyncTarget> & { stubs?: Record<string, string> }): SyncTarget
+}
+
+function world(): World {
+  const top = tempDir()
+  const host = `${top}/host`
+  const vm = `${top}/job/w`
+  for (const d of [host, `${vm}/_temp/_runner_file_commands`, `${vm}/ws`, `${top}/local`]) mkdirSync(d, { recursive: true })
+  return {
+    host,
+    vm,
+    top,
+    target: ({ stubs, ...over } = {}) => ({
+      remote: new LocalRemote(`${top}/remote-${Math.random().toString(36).slice(2)}`, {}, stubs),
+      hostWork: host,
+      remoteWork: vm,
+      manifestFile: `${top}/local/base.json`,
+      excludes: EXCLUDES,
+      deltaListing: true,
+      ...over
+    })
+  }
+}
+
+/** What sync keeps equal on both sides: kinds, sizes, file modes, contents and link targets (not folder modes or times). */
+function describeTree(base: string): string[] {
+  const out: string[] = []
+  const visit = (rel: string): void => {
+    if (EXCLUDES.some((e) => rel === e || rel.startsWith(`${e}/`))) return
+    const st = lstatSync(`${base}/${rel}`)
+    if (st.isDirectory()) {
+      out.push(`d ${rel}`)
+      for (const n of readdirSync(`${base}/${rel}`)) visit(`${rel}/${n}`)
+    } else if (st.isSymbolicLink()) out.push(`l ${rel} -> ${readlinkSync(`${base}/${rel}`)}`)
+    else {
+      const sum = createHash('sha256')
+        .update(readFileSync(`${base}/${rel}`))
+        .digest('hex')
+        .slice(0, 12)
+      out.push(`f ${rel} ${st.size} ${(st.mode & 0o777).toString(8)} ${sum}`)
+    }
+  }
+  for (const r of ROOTS) visit(r)
+  return out.sort()
+}
+
+/** The clock past a listing's reach-back (2 s) and its whole second: what exists now is old to the next listing. */
+function ageTree(): void {
+  const until = Date.now() + 3100
+  while (Date.now() < until) sh('sleep 0.1')
+}
+
+/** A small deterministic PRNG, so a failing sequence can be replayed from its seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** One change a step could make to the VM's copy, picked at random among what exists. */
+function randomChange(vm: string, rnd: () => number, n: number): string {
+  const all = (kind: 'f' | 'd' | 'l'): string[] =>
+    describeTree(vm)
+      .filter((l) => l.startsWith(`${kind} ws`) || (kind !== 'd' && l.startsWith(`${kind} _temp/x`)))
+      .map((l) => l.split(' ')[1])
+  const pick = <T>(xs: T[]): T | undefined => (xs.length ? xs[Math.floor(rnd() * xs.length)] : undefined)
+  const files = all('f')
+  const dirs = all('d')
+  const links = all('l')
+  const dir = pick(dirs) ?? 'ws'
+  const at = (rel: string): string => `${vm}/${rel}`
+  const ops: Array<() => string | null> = [
+    () => (writeFileSync(at(`${dir}/n${n}`), `new ${n}`), `add ${dir}/n${n}`),
+    () => (writeFileSync(at('_temp/x' + n), `t${n}`), `add _temp/x${n}`),
+    () => {
+      const f = pick(files)
+      return f ? (writeFileSync(at(f), `${readFileSync(at(f), 'utf8')}+${n}`), `append ${f}`) : null
+    },
+    () => {
+      // Same size, other bytes, and an mtime set far back: only ctime tells.
+      const f = pick(files)
+      if (!f) return null
+      const old = readFileSync(at(f))
+      writeFileSync(at(f), Buffer.from(old.map((b) => b ^ 1)))
+      utimesSync(at(f), 1_000_000_000 + n, 1_000_000_000 + n)
+      return `rewrite+backdate ${f}`
+    },
+    () => {
+      const f = pick(files)
+      return f ? (chmodSync(at(f), rnd() < 0.5 ? 0o600 : 0o755), `chmod ${f}`) : null
+    },
+    () => {
+      const f = pick([...files, ...links])
+      return f ? (rmSync(at(f)), `rm ${f}`) : null
+    },
+    () => {
+      const f = pick(files)
+      return f ? (renameSync(at(f), at(`${dir}/r${n}`)), `mv ${f} ${dir}/r${n}`) : null
+    },
+    () => (mkdirSync(at(`${dir}/m${n}/s`), { recursive: true }), writeFileSync(at(`${dir}/m${n}/s/f`), `${n}`), `mkdir ${dir}/m${n}/s`),
+    () => {
+      const d = pick(dirs.filter((x) => x !== 'ws'))
+      return d ? (rmSync(at(d), { recursive: true }), `rm -r ${d}`) : null
+    },
+    () => {
+      // A renamed folder with folders in it: their ctime does not move (the pull lists all then).
+      const d = pick(dirs.filter((x) => x !== 'ws'))
+      return d ? (renameSync(at(d), at(`ws/R${n}`)), `mv ${d} ws/R${n}`) : null
+    },
+    () => {
+      const f = pick(files)
+      return f ? (rmSync(at(f)), mkdirSync(at(f)), writeFileSync(at(`${f}/in`), 'in'), `file->dir ${f}`) : null
+    },
+    () => {
+      const d = pick(dirs.filter((x) => x !== 'ws'))
+      return d ? (rmSync(at(d), { recursive: true }), writeFileSync(at(d), 'was a dir'), `dir->file ${d}`) : null
+    },
+    () => {
+      const f = pick(files)
+      return f ? (symlinkSync(f.slice(f.lastIndexOf('/') + 1), at(`${f}.ln${n}`)), `ln -s ${f}.ln${n}`) : null
+    },
+    () => {
+      const l = pick(links)
+      return l ? (rmSync(at(l)), symlinkSync(`t${n}`, at(l)), `retarget ${l}`) : null
+    },
+    () => {
+      const f = pick(files)
+      return f ? (linkSync(at(f), at(`${dir}/h${n}`)), `ln ${f} ${dir}/h${n}`) : null
+    },
+    () => (writeFileSync(at(`ws/cache/c${n}`), 'excluded'), `excluded ws/cache/c${n}`)
+  ]
+  for (;;) {
+    const done = ops[Math.floor(rnd() * ops.length)]()
+    if (done) return done
+  }
+}
+
+function seedTree(vm: string): void {
+  for (let d = 0; d < 4; d++) {
+    mkdirSync(`${vm}/ws/d${d}/sub`, { recursive: true })
+    for (let f = 0; f < 6; f++) writeFileSync(`${vm}/ws/d${d}/f${f}`, `d${d} f${f}`)
+    writeFileSync(`${vm}/ws/d${d}/sub/s`, `s${d}`)
+  }
+  mkdirSync(`${vm}/ws/cache`)
+  writeFileSync(`${vm}/_temp/_runner_file_commands/set_env_0`, '')
+  symlinkSync('f0', `${vm}/ws/d0/link`)
+}
+
+/** Seeded worlds, aged once for the whole file (each test takes its own). */
+const aged: World[] = []
+beforeAll(() => {
+  for (let i = 0; i < 9; i++) {
+    const w = world()
+    seedTree(w.vm)
+    aged.push(w)
+  }
+  ageTree()
+})
+const agedWorld = (): World => aged.pop()!
+
+describe('pull: the delta listing against the VM it lists', () => {
+  it('after each of 60 rounds of random changes the runner has what the VM has, and most pulls listed only the changes', async () => {
+    const w = agedWorld()
+    expect((await pull(w.target(), ROOTS)).listed).toBe('all') // no listing before: everything
+    expect(describeTree(w.host)).toEqual(describeTree(w.vm))
+    const seed = Number(process.env.RCH_PULL_SEED ?? 0x5eed8)
+    const rnd = prng(seed)
+    const listed: string[] = []
+    for (let round = 0; round < 60; round++) {
+      const did: string[] = []
+      for (let k = 0, n = 1 + Math.floor(rnd() * 3); k < n; k++) did.push(randomChange(w.vm, rnd, round * 10 + k))
+      const s = await pull(w.target(), ROOTS)
+      listed.push(s.listed!)
+      const host = describeTree(w.host)
+      const vm = describeTree(w.vm)
+      if (JSON.stringify(host) !== JSON.stringify(vm)) throw new Error(`seed ${seed}, round ${round} after ${did.join('; ')}`)
+      expect(host).toEqual(vm)
+    }
+    // Pulls fall back to a full listing only after a folder was renamed.
+    expect(listed.filter((l) => l === 'changes').length).toBeGreaterThan(30)
+  }, 60_000)
+
+  it('lists the old tree once: later listings carry only what changed (the find output is counted)', async () => {
+    const w = agedWorld()
+    // A find that keeps a copy of what it printed (exit status kept).
+    const log = `${w.top}/find.log`
+    const real = sh('command -v find').stdout.toString().trim()
+    const stubs = { find: `${real} "$@" > "${log}.one"; rc=$?; cat "${log}.one" >> "${log}"; cat "${log}.one"; exit $rc` }
+    const records = (): number => {
+      const n = readFileSync(log).toString('latin1').split('\0').length - 1
+      rmSync(log)
+      return n
+    }
+    expect((await pull(w.target({ stubs }), ROOTS)).listed).toBe('all')
+    const full = records()
+    writeFileSync(`${w.vm}/ws/d1/f2`, 'changed in place, in an old folder')
+    expect((await pull(w.target({ stubs }), ROOTS)).listed).toBe('changes')
+    const delta = records()
+    expect(readFileSync(`${w.host}/ws/d1/f2`, 'utf8')).toBe('changed in place, in an old folder')
+    // 41 entries listed in full; then the 11 folders and the one changed file (6 fields each, and the stamp).
+    expect(full).toBe(1 + 6 * 41)
+    expect(delta).toBe(1 + 6 * 12)
+  }, 30_000)
+})
+
+describe('pull: when the delta listing lists everything instead', () => {
+  async function listedAfter(w: World, change: () => void | Promise<void>, over: Partial<SyncTarget> = {}): Promise<string> {
+    expect((await pull(w.target(over), ROOTS)).listed).toBe('all')
+    await change()
+    const s = await pull(w.target(over), ROOTS)
+    expect(describeTree(w.host)).toEqual(describeTree(w.vm))
+    return s.listed!
+  }
+
+  it('control: a change in place is listed as a change', async () => {
+    const w = agedWorld()
+    expect(await listedAfter(w, () => writeFileSync(`${w.vm}/ws/d0/f0`, 'x'))).toBe('changes')
+  })
+
+  it('sync.deltaListing false', async () => {
+    const w = agedWorld()
+    expect(await listedAfter(w, () => writeFileSync(`${w.vm}/ws/d0/f0`, 'x'), { deltaListing: false })).toBe('all')
+  })
+
+  it("the VM's clock went back since the last listing (what changed meanwhile may carry older times)", async () => {
+    const w = agedWorld()
+    const since = `${w.top}/local/since.json`
+    const listed = await listedAfter(w, () => {
+      const f = JSON.parse(readFileSync(since, 'utf8')) as { roots: Record<string, number> }
+      for (const r of Object.keys(f.roots)) f.roots[r] += 3600
+      writeFileSync(since, JSON.stringify(f))
+      writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
+    })
+    expect(listed).toBe('all')
+  })
+
+  it('the base holds a path an early push left unsure', async () => {
+    const w = agedWorld()
+    const listed = await listedAfter(w, async () => {
+      await saveBase(w.target().manifestFile, { set: new Map([['_temp/step.sh', UNSURE]]), remove: new Set() })
+      writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
+    })
+    expect(listed).toBe('all')
+  })
+
+  it('a folder whose name has a newline in it changed', async () => {
+    const w = agedWorld()
+    expect(await listedAfter(w, () => mkdirSync(`${w.vm}/ws/d0/a\nb`))).toBe('all')
+  })
+
+  it('a folder was renamed with folders in it', async () => {
+    const w = agedWorld()
+    expect(await listedAfter(w, () => renameSync(`${w.vm}/ws/d0`, `${w.vm}/ws/moved`))).toBe('all')
+  })
+
+  it('the excludes are not those of the last listing', async () => {
+    const w = agedWorld()
+    await pull(w.target(), ROOTS)
+    writeFileSync(`${w.vm}/ws/cache/c`, 'was excluded')
+    const s = await pull(w.target({ excludes: ['_temp/_runner_hook_responses'] }), ROOTS)
+    expect(s.listed).toBe('all')
+    expect(readFileSync(`${w.host}/ws/cache/c`, 'utf8')).toBe('was excluded')
+  })
+})
