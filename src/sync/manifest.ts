@@ -197,13 +197,20 @@ export function reservePull(manifestFile: string, add: PulledTotals, caps: { job
 }
 
 /**
- * Per pull root, the time a delta listing may start from (remoteListScript's `since`): everything
- * in that root that changed on the remote before it is in the base as it is there. Kept next to the
+ * Per pull root, where a delta listing may start (remoteListScript's `since`): everything in that
+ * root that changed on the remote before it is in the base as it is there. With the stamp and the
+ * VM's uptime it came from, to tell whether the VM's clock was set back since. Kept next to the
  * base, with the excludes it holds for (a path excluded then is in no base).
  */
+export interface ListingTime {
+  since: number
+  stamp: number
+  up: number | null
+}
+
 interface SinceFile {
   excludes: string
-  roots: Record<string, number>
+  roots: Record<string, ListingTime>
 }
 
 function sinceFile(manifestFile: string): string {
@@ -220,40 +227,48 @@ function readSince(manifestFile: string): SinceFile | null {
   return null
 }
 
-/** The time a delta listing of `roots` may start from, or null when it must list everything. */
-export function listingSince(manifestFile: string, roots: readonly string[], excludes: readonly string[]): number | null {
+const isTime = (t: unknown): t is ListingTime =>
+  typeof t === 'object' &&
+  t !== null &&
+  Number.isSafeInteger((t as ListingTime).since) &&
+  Number.isFinite((t as ListingTime).stamp) &&
+  ((t as ListingTime).up === null || Number.isFinite((t as ListingTime).up))
+
+/** Where a delta listing of `roots` may start (the earliest of theirs), or null when it must list everything. */
+export function listingSince(manifestFile: string, roots: readonly string[], excludes: readonly string[]): ListingTime | null {
   const f = readSince(manifestFile)
   if (!f || f.excludes !== JSON.stringify(excludes)) return null
-  let since = Infinity
+  let first: ListingTime | null = null
   for (const r of roots) {
-    const t = Object.prototype.hasOwnProperty.call(f.roots, r) ? f.roots[r] : undefined
-    if (!Number.isSafeInteger(t)) return null
-    since = Math.min(since, t!)
+    const t: unknown = Object.prototype.hasOwnProperty.call(f.roots, r) ? f.roots[r] : undefined
+    if (!isTime(t)) return null
+    if (!first || t.since < first.since) first = t
   }
-  return Number.isSafeInteger(since) ? since : null
+  return first
 }
 
 /**
- * Records that the base holds everything in `roots` that changed before `since`, after a listing
- * that started from `used` (null: a full one) was brought back whole. Under the base's lock; if
- * another listing moved a root's time meanwhile, the earlier of the times stays.
+ * Records that the base holds everything in `roots` that changed before `next.since`, after a
+ * listing that started from `used` (null: a full one) was brought back whole. Under the base's
+ * lock; if another listing moved a root's time meanwhile, the earlier of the times stays.
  */
 export function recordSince(
   manifestFile: string,
   roots: readonly string[],
   excludes: readonly string[],
-  since: number,
-  used: number | null
+  next: ListingTime,
+  used: ListingTime | null
 ): Promise<void> {
   return withLock(manifestFile, () => {
     const key = JSON.stringify(excludes)
     const f = readSince(manifestFile)
-    const next: SinceFile = { excludes: key, roots: f && f.excludes === key ? { ...f.roots } : {} }
+    const all: SinceFile = { excludes: key, roots: f && f.excludes === key ? { ...f.roots } : {} }
     for (const r of roots) {
-      const now = Object.prototype.hasOwnProperty.call(next.roots, r) ? next.roots[r] : undefined
-      next.roots[r] = used === null || now === used ? since : Math.min(now ?? used, since, used)
+      const now = Object.prototype.hasOwnProperty.call(all.roots, r) ? all.roots[r] : undefined
+      const moved = used !== null && (!isTime(now) || now.since !== used.since)
+      all.roots[r] = !moved ? next : [now, used, next].filter(isTime).reduce((a, b) => (b.since < a.since ? b : a))
     }
-    writePrivateFile(sinceFile(manifestFile), JSON.stringify(next))
+    writePrivateFile(sinceFile(manifestFile), JSON.stringify(all))
   })
 }
 

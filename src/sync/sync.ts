@@ -7,7 +7,18 @@
 import { Cancelled, TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { listingSince, loadBase, recordSince, reservePull, saveBase, underRoots, UNSURE, type Base, type BaseEntry } from './manifest'
+import {
+  listingSince,
+  loadBase,
+  recordSince,
+  reservePull,
+  saveBase,
+  underRoots,
+  UNSURE,
+  type Base,
+  type BaseEntry,
+  type ListingTime
+} from './manifest'
 import {
   fileFp,
   isExcluded,
@@ -67,6 +78,8 @@ export interface SyncStats {
   ms: number
   /** A pull's listing: of the changes since the last one, or of everything. */
   listed?: 'changes' | 'all'
+  /** Why a pull listed everything although it could have listed the changes, or does not move the next listing's start. */
+  why?: string
 }
 
 /** A first copy's base: the remote has nothing yet. */
@@ -208,13 +221,10 @@ function limitsOf(t: SyncTarget): SyncLimits {
   return t.limits ?? NO_LIMITS
 }
 
-/**
- * The remote's listing of `roots` (remoteListScript), of the changes since `since` when it is given.
- * A stamp before `since` means the remote's clock went back since that listing (what changed
- * meanwhile may carry older times): everything is listed again.
- */
-async function listRemote(t: SyncTarget, roots: readonly string[], since: number | null = null): Promise<RemoteListing> {
+/** The remote's listing of `roots` (remoteListScript), of the changes since `from` when it is given. */
+async function listRemote(t: SyncTarget, roots: readonly string[], from: ListingTime | null = null): Promise<RemoteListing> {
   const limits = limitsOf(t)
+  const since = from === null ? null : from.since
   const listing = await check(t.remote, `cd ${shq(t.remoteWork)} && ${remoteListScript(roots, t.excludes, shq, since)}`, {
     collect: true,
     maxCollect: limits.listingBytes,
@@ -225,20 +235,21 @@ async function listRemote(t: SyncTarget, roots: readonly string[], since: number
       throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
     throw e
   })
-  const parsed = parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, stamped: true, delta: since !== null })
-  if (since !== null && parsed.stamp! < since + SINCE_MARGIN) return listRemote(t, roots, null)
-  for (const d of parsed.changedDirs ?? []) if (d.includes('\n')) return listRemote(t, roots, null)
-  return parsed
+  return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, stamped: true, delta: since !== null })
 }
 
 /**
  * Seconds a delta listing reaches back before the last stamp: ctime is taken from a clock that may
- * lag the stamp's by a tick, and some file systems keep whole (or even two) seconds.
+ * lag the stamp's by a tick, and some file systems keep whole (or even two) seconds. A clock set
+ * back by less than this cannot hide a change either.
  */
 const SINCE_MARGIN = 2
 
+/** The listing's time, for the next delta listing to start from. */
+const timeOf = (l: RemoteListing): ListingTime => ({ since: Math.floor(l.stamp!) - SINCE_MARGIN, stamp: l.stamp!, up: l.up ?? null })
+
 /** Where the next delta listing of `roots` may start, or null: everything must be listed. */
-function sinceFor(t: SyncTarget, roots: readonly string[], base: Base): number | null {
+function sinceFor(t: SyncTarget, roots: readonly string[], base: Base): ListingTime | null {
   if (!t.deltaListing || base.size === 0) return null
   // A path an early push left unsure may hold anything on the remote, with any ctime: all are listed.
   for (const [p, e] of base) if (e.r === UNSURE.r && underRoots(p, roots)) return null
@@ -246,13 +257,26 @@ function sinceFor(t: SyncTarget, roots: readonly string[], base: Base): number |
 }
 
 /**
- * A folder the base does not have that did not change since the last listing (one renamed, or
- * inside one renamed, on a file system that leaves a renamed folder's ctime): its entries were not
- * listed and are in no base.
+ * Why a delta listing cannot be relied on, or null:
+ * - its changed folders' entries are not all in it (remoteListScript's trailer);
+ * - the VM's clock went back since `from` by more than a second beyond what the uptime says passed
+ *   (what changed meanwhile may carry ctimes before `since`), or the VM restarted, or its uptime is
+ *   unknown;
+ * - a folder that did not change is not the one the base knows at that path (by device and inode):
+ *   a tree moved there keeps the ctimes of everything in it but the folder moved.
  */
-function unknownFolders(listing: RemoteListing, base: Base): boolean {
-  for (const [p, n] of listing.snap) if (n.t === 'd' && !listing.changedDirs!.has(p) && base.get(p)?.t !== 'd') return true
-  return false
+function deltaProblem(listing: RemoteListing, from: ListingTime, base: Base): string | null {
+  if (listing.partial) return listing.partial
+  if (from.up === null || listing.up === null || listing.up === undefined) return "the VM's uptime is unknown"
+  const passed = listing.up - from.up
+  if (passed < 0) return 'the VM restarted'
+  if (passed - (listing.stamp! - from.stamp) > 1) return "the VM's clock went back"
+  for (const [p, n] of listing.snap) {
+    if (n.t !== 'd' || listing.changedDirs!.has(p)) continue
+    const b = base.get(p)
+    if (b?.t !== 'd' || b.r !== n.fp) return `${p} is not the folder the last listing saw there`
+  }
+  return null
 }
 
 /**
@@ -268,8 +292,6 @@ function deletedSince(listing: RemoteListing, base: Base, roots: readonly string
       out.push(p)
       continue
     }
-    // A root that is not a folder is listed only when it changed.
-    if (roots.includes(p)) continue
     const parent = p.slice(0, p.lastIndexOf('/'))
     // A folder named in bytes that are not UTF-8 is left alone, and so is what is in it.
     if (other.has(parent)) continue
@@ -490,7 +512,10 @@ async function receive(
     throw new HookError(
       `${unread[0]} could not be read on the remote (is it readable by the SSH user?); the step's file commands would be lost`
     )
-  if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
+  if (errTail.trim()) {
+    got.unreadable = 'some files could not be read on the remote'
+    t.warn?.(`${got.unreadable}: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
+  }
   // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
   for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
 }
@@ -500,15 +525,18 @@ interface Received {
   set: Map<string, BaseEntry>
   /** Refused symlinks: removed on the host and from the base. */
   dropped: Set<string>
+  /** Set when the VM's tar could not read some files (they are listed again next time). */
+  unreadable?: string
 }
 
 /** Pulls remote changes under `roots` back to the host, deletions included. */
 export async function pull(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
-  const since = sinceFor(t, roots, loadBase(t.manifestFile))
-  let listing = await listRemote(t, roots, since)
-  if (listing.changedDirs && unknownFolders(listing, loadBase(t.manifestFile))) listing = await listRemote(t, roots, null)
+  const from = sinceFor(t, roots, loadBase(t.manifestFile))
+  let listing = await listRemote(t, roots, from)
+  const why = from && deltaProblem(listing, from, loadBase(t.manifestFile))
+  if (why) listing = await listRemote(t, roots, null)
   // Everything is checked before anything on the host changes.
   checkFileCommands(listing, limits)
   const remote = listing.snap
@@ -541,10 +569,19 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     for (const p of got.dropped) remove.add(p)
     await saveBase(t.manifestFile, { set: got.set, remove })
   }
-  // Only a pull that brought everything back moves the next listing's start.
-  await recordSince(t.manifestFile, roots, t.excludes, listing.stamp! - SINCE_MARGIN, listing.changedDirs ? since : null)
+  // Only a pull that brought everything back records which folder each path is (a refused one
+  // must not make a moved tree look known) and moves the next listing's start.
+  const ids = new Map<string, BaseEntry>()
+  for (const [p, n] of remote) {
+    const b = base.get(p)
+    if (n.t === 'd' && b?.t === 'd' && b.r !== n.fp && !got.set.has(p)) ids.set(p, { t: 'd', l: b.l, r: n.fp })
+  }
+  await saveBase(t.manifestFile, { set: ids, remove: new Set() })
+  const stats = { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
   const listed = listing.changedDirs ? 'changes' : 'all'
-  return { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started, listed }
+  if (got.unreadable) return { ...stats, listed, why: got.unreadable }
+  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), listing.changedDirs ? from : null)
+  return { ...stats, listed, ...(why ? { why } : {}) }
 }
 
 /** Records both sides as equal after a bulk copy (rsync) of `roots`. */
@@ -561,5 +598,5 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
   // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
   // only if that pull lists everything.
   for (const p of remote.keys()) if (!set.has(p)) return
-  await recordSince(t.manifestFile, roots, t.excludes, listing.stamp! - SINCE_MARGIN, null)
+  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), null)
 }

@@ -137,20 +137,30 @@ export function remoteFindScript(roots: readonly string[], excludes: readonly st
 const STAMP = '../.rch-list-stamp'
 /** The folders a delta listing found changed, handed from its walk to the listing of their entries. */
 const CHANGED = '../.rch-list-changed'
-/** A delta listing's record types: a folder whose entries changed, and an entry of such a folder. */
+/** A delta listing's record types: a folder whose entries changed, an entry of such a folder, the end. */
 export const CHANGED_DIR = 'd+'
 const IN_CHANGED = '='
+const TRAILER = '#'
+/** Past this many changed folders a delta listing leaves their entries out (the pull lists everything). */
+export const MAX_CHANGED_DIRS = 256
+
+/** A find -path pattern that matches `p` only. */
+const exactPath = (p: string): string => p.replace(/[[\]*?\\]/g, (c) => `\\${c}`)
 
 /**
- * The listing a pull reads: remoteFindScript's records, one walk for all roots, after a first field
- * that is the ctime of a file made just before the walk. That stamp comes from the clock the file
- * system stamps changes with, so a later listing can ask for what changed after it.
+ * The listing a pull reads: remoteFindScript's records, one walk for all roots, after two fields:
+ * the VM's uptime (a clock that is never set) and the ctime of a file made just before the walk.
+ * That stamp comes from the clock the file system stamps changes with, so a later listing can ask
+ * for what changed after it; the uptime tells whether that clock was set back meanwhile. A folder's
+ * record carries `device:inode` in the link field: a folder at a known path that is another folder
+ * (a tree moved over it) is told apart.
  *
  * `since` (seconds, from an earlier stamp) makes it a delta listing: every folder (those whose ctime
- * is after `since` typed `d+`), every other entry whose ctime is after `since`, then every entry but
- * folders directly in a `d+` folder, typed `=` + its type (so an entry added, removed or renamed
- * there is seen, and one that was not is not taken for a deletion). ctime moves with every change of
- * content, mode, mtime or name and cannot be set back by a tool, unlike mtime.
+ * is after `since` typed `d+`), every root, every other entry whose ctime is after `since`, then
+ * every entry but folders directly in a `d+` folder, typed `=` + its type (so an entry added, removed
+ * or renamed there is seen, and one that was not is not taken for a deletion), then a trailer with
+ * the number of changed folders whose entries it listed (`-`: none, there were too many). ctime moves
+ * with every change of content, mode, mtime or name and cannot be set back by a tool, unlike mtime.
  */
 export function remoteListScript(
   roots: readonly string[],
@@ -161,23 +171,33 @@ export function remoteListScript(
   const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(e)}`).join(' -o ')} \\) -prune -o ` : ''
   const fields = '\\0%s\\0%T@\\0%m\\0%l\\0%p\\0'
   const fmt = quote(`%y${fields}`)
+  const dirFields = '\\0%s\\0%T@\\0%m\\0%D:%i\\0%p\\0'
   // Roots that do not exist are skipped, as in remoteFindScript.
   const existing = `set -- && for r in ${roots.map(quote).join(' ')}; do if [ -e "$r" ] || [ -L "$r" ]; then set -- "$@" "$r"; fi; done`
+  const head =
+    `s=${STAMP}.$$ c=${CHANGED}.$$ && ${existing} && : > "$s" && ` +
+    `{ up=; read -r up _ < /proc/uptime; } 2>/dev/null; printf '%s\\0' "\${up:-?}" && `
   const stamp = `\\( -path "$s" -printf '%C@\\0' \\) -o `
+  const end = `r=$?; rm -f "$s" "$c"; exit $r; }`
   if (since === null)
-    return `s=${STAMP}.$$ && ${existing} && : > "$s" && { find "$s" "$@" ${prune}${stamp}-printf ${fmt}; r=$?; rm -f "$s"; exit $r; }`
+    return `${head}{ find "$s" "$@" ${prune}${stamp}\\( -type d -printf ${quote(`d${dirFields}`)} \\) -o -printf ${fmt}; ${end}`
   if (!Number.isSafeInteger(since)) throw new Error(`not a listing time: ${since}`)
   const newer = `-newerct @${since}`
+  const rootPaths = roots.map((r) => `-path ${quote(exactPath(r))}`).join(' -o ')
   // The changed folders go to a file a line each, but for a name with a newline in it: its entries
   // are not listed, and the pull lists everything again (sync.ts).
   const walk =
     `find "$s" "$@" ${prune}${stamp}` +
-    `\\( -type d ${newer} -printf ${quote(`${CHANGED_DIR}${fields}`)} \\( -path ${quote('*\n*')} -o -fprintf "$c" '%p\\n' \\) \\) -o ` +
-    `\\( -type d -printf ${fmt} \\) -o \\( ${newer} -printf ${fmt} \\)`
+    `\\( -type d ${newer} -printf ${quote(`${CHANGED_DIR}${dirFields}`)} \\( -path ${quote('*\n*')} -o -fprintf "$c" '%p\\n' \\) \\) -o ` +
+    `\\( -type d -printf ${quote(`d${dirFields}`)} \\) -o \\( ${newer} -printf ${fmt} \\) -o \\( \\( ${rootPaths} \\) -printf ${fmt} \\)`
+  // A folder gone since the walk is not asked for (its entries read as deleted, as they are); the
+  // trailer counts what was read, so a list cut short (a full disk) is noticed.
   const entries =
-    `set -- && while IFS= read -r d; do set -- "$@" "$d"; done < "$c" && ` +
-    `{ [ $# = 0 ] || find "$@" -mindepth 1 -maxdepth 1 ${prune}! -type d -printf ${quote(`${IN_CHANGED}%y${fields}`)}; }`
-  return `s=${STAMP}.$$ c=${CHANGED}.$$ && ${existing} && : > "$s" && { ${walk} && ${entries}; r=$?; rm -f "$s" "$c"; exit $r; }`
+    `n=0 && set -- && while IFS= read -r d; do n=$((n + 1)); if [ $n -le ${MAX_CHANGED_DIRS} ] && [ -d "$d" ]; then set -- "$@" "$d"; fi; done < "$c" && ` +
+    `if [ $n -gt ${MAX_CHANGED_DIRS} ]; then printf '${TRAILER}\\0-\\0\\0\\0\\0\\0'; else ` +
+    `{ [ $# = 0 ] || find "$@" -mindepth 1 -maxdepth 1 ${prune}! -type d -printf ${quote(`${IN_CHANGED}%y${fields}`)}; } && ` +
+    `printf '${TRAILER}\\0%s\\0\\0\\0\\0\\0' "$n"; fi`
+  return `${head}{ ${walk} && ${entries}; ${end}`
 }
 
 export interface RemoteListing {
@@ -185,10 +205,13 @@ export interface RemoteListing {
   snap: Snapshot
   /** Everything else (fifo, socket, device…) by find's type letter: never fetched, never deleted. */
   other: Map<string, string>
-  /** remoteListScript's stamp (whole seconds, rounded down). */
+  /** remoteListScript's stamp (seconds), and the VM's uptime then (null: unknown). */
   stamp?: number
+  up?: number | null
   /** A delta listing's folders whose entries were all listed; what they no longer hold was deleted. */
   changedDirs?: Set<string>
+  /** Why a delta listing cannot be relied on (its changed folders' entries are not all there). */
+  partial?: string
 }
 
 export interface ListingRules {
@@ -206,6 +229,9 @@ export interface ListingRules {
 const OTHER_TYPES = new Set(['p', 's', 'c', 'b', 'D'])
 const SIZE = /^\d{1,20}$/
 const STAMP_TIME = /^\d{1,12}(\.\d{1,10})?$/
+const UPTIME = /^(\?|\d{1,12}(\.\d{1,10})?)$/
+/** A folder's `device:inode` in a stamped listing. */
+const DIR_ID = /^\d{1,20}:\d{1,20}$/
 const MTIME = /^-?\d{1,20}(\.\d{1,10})?$/
 // ignoreBOM: a leading U+FEFF is part of a name, not a marker to drop (find never writes one).
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
@@ -267,12 +293,16 @@ function listingError(what: string, n: number, path?: string): HookError {
  */
 export function parseRemoteListing(buf: Buffer, rules: ListingRules): RemoteListing {
   if (!rules.stamped && !rules.delta) return parseRecords(buf, rules)
-  const end = buf.indexOf(0)
-  const stamp = buf.subarray(0, end < 0 ? buf.length : end).toString('latin1')
-  if (end < 0 || !STAMP_TIME.test(stamp))
-    throw new HookError(`remote file listing: no listing time at its start (${JSON.stringify(stamp.slice(0, 40))})`)
-  const listing = parseRecords(buf.subarray(end + 1), { ...rules, tree: true })
-  listing.stamp = Number(stamp.split('.')[0])
+  // Two fields first: the uptime and the stamp (remoteListScript).
+  const first = buf.indexOf(0)
+  const second = first < 0 ? -1 : buf.indexOf(0, first + 1)
+  const up = buf.subarray(0, Math.max(first, 0)).toString('latin1')
+  const stamp = second < 0 ? '' : buf.subarray(first + 1, second).toString('latin1')
+  if (second < 0 || !UPTIME.test(up) || !STAMP_TIME.test(stamp))
+    throw new HookError(`remote file listing: no listing time at its start (${JSON.stringify(buf.subarray(0, 40).toString('latin1'))})`)
+  const listing = parseRecords(buf.subarray(second + 1), { ...rules, tree: true, stamped: true })
+  listing.stamp = Number(stamp)
+  listing.up = up === '?' ? null : Number(up)
   return listing
 }
 
@@ -280,7 +310,10 @@ function parseRecords(buf: Buffer, rules: ListingRules): RemoteListing {
   const snap: Snapshot = new Map()
   const other = new Map<string, string>()
   const changedDirs = rules.delta ? new Set<string>() : undefined
-  if (buf.length === 0) return { snap, other, changedDirs }
+  if (buf.length === 0) {
+    if (changedDirs) throw listingError('no trailer', 0)
+    return { snap, other }
+  }
   if (buf[buf.length - 1] !== 0) throw listingError('the last record is cut off', 0)
   const { text, notUtf8 } = decodeFields(buf.subarray(0, buf.length - 1))
   // Fields by position in the one string: no array of every field, and no string for a field
@@ -296,6 +329,9 @@ function parseRecords(buf: Buffer, rules: ListingRules): RemoteListing {
   /** Past the walk, in the entries of the changed folders; the paths seen there. */
   let entriesPart = false
   const again = new Set<string>()
+  /** Changed folders whose entries the script was to list (not those with a newline in the name). */
+  let toList = 0
+  let partial: string | undefined
   // Where each of a record's six fields (F_TYPE…F_PATH) starts and ends; reused for every record.
   const from = new Int32Array(6)
   const to = new Int32Array(6)
@@ -309,8 +345,18 @@ function parseRecords(buf: Buffer, rules: ListingRules): RemoteListing {
     }
     const path = text.slice(from[F_PATH], to[F_PATH])
     let y = to[F_TYPE] - from[F_TYPE] === 1 ? text[from[F_TYPE]] : text.slice(from[F_TYPE], to[F_TYPE])
+    if (changedDirs && n === count - 1) {
+      // The trailer: how many changed folders' entries were listed ('-': none, too many).
+      const listed = text.slice(from[F_SIZE], to[F_SIZE])
+      const empty = (f: number): boolean => from[f] === to[f]
+      if (y !== TRAILER || path !== '' || !(listed === '-' || SIZE.test(listed)) || !empty(F_MTIME) || !empty(F_MODE) || !empty(F_LINK))
+        throw listingError('no trailer', n)
+      if (listed === '-') partial = `more than ${MAX_CHANGED_DIRS} folders changed`
+      else if (Number(listed) !== toList) partial = `${listed} of the ${toList} changed folders were read back`
+      break
+    }
     // A delta listing's second part: the entries of its changed folders (see remoteListScript).
-    const inChanged = changedDirs !== undefined && y.length === 2 && y[0] === '='
+    const inChanged = changedDirs !== undefined && y.length === 2 && y[0] === IN_CHANGED
     if (inChanged) {
       y = y[1]
       if (y === 'd') throw listingError('a folder in the entries of a changed folder', n, path)
@@ -336,30 +382,36 @@ function parseRecords(buf: Buffer, rules: ListingRules): RemoteListing {
     const mtime = text.slice(from[F_MTIME], to[F_MTIME])
     const mode = octalMode(text, from[F_MODE], to[F_MODE])
     if (!SIZE.test(size) || !MTIME.test(mtime) || mode < 0) throw listingError('malformed size, mtime or mode', n, path)
-    if (y !== 'l' && to[F_LINK] !== from[F_LINK]) throw listingError('link target on something that is not a symlink', n, path)
+    const isDir = y === 'd' || (y === CHANGED_DIR && changedDirs !== undefined)
+    if (!isDir && y !== 'f' && y !== 'l' && !OTHER_TYPES.has(y))
+      throw listingError(`unknown type ${JSON.stringify(y.slice(0, 8))}`, n, path)
+    const link = text.slice(from[F_LINK], to[F_LINK])
+    if (isDir && rules.stamped ? !DIR_ID.test(link) : y !== 'l' && link !== '')
+      throw listingError(isDir ? 'a folder without its device and inode' : 'link target on something that is not a symlink', n, path)
+    const cut = path.lastIndexOf('/')
+    if (inChanged && (path === root || !changedDirs.has(path.slice(0, cut)))) throw listingError('not in a changed folder', n, path)
+    if (y === CHANGED_DIR && changedDirs) {
+      changedDirs.add(path)
+      if (path.includes('\n')) partial = 'a changed folder has a newline in its name'
+      else toList++
+    }
     if (notUtf8.has(n)) {
       // Such a name cannot be written back as is: left alone on both sides, like a fifo.
       other.set(path, NOT_UTF8)
       continue
     }
-    const cut = path.lastIndexOf('/')
-    if (inChanged) {
-      if (path === root || !changedDirs.has(path.slice(0, cut))) throw listingError('not in a changed folder', n, path)
-    } else if (rules.tree && path !== root && !(cut === lastDir.length && path.startsWith(lastDir))) {
+    if (!inChanged && rules.tree && path !== root && !(cut === lastDir.length && path.startsWith(lastDir))) {
       // find lists a folder's entries together: most have the folder just checked as their parent.
       const parent = path.slice(0, cut)
       if (snap.get(parent)?.t !== 'd') throw listingError('listed before its folder', n, path)
       lastDir = parent
     }
-    if (y === 'd' || (y === CHANGED_DIR && changedDirs)) {
-      snap.set(path, { t: 'd', fp: 'd' })
-      if (y === CHANGED_DIR) changedDirs!.add(path)
-    } else if (y === 'l') {
-      if (to[F_LINK] === from[F_LINK]) throw listingError('symlink without a target', n, path)
-      snap.set(path, { t: 'l', fp: `l:${text.slice(from[F_LINK], to[F_LINK])}` })
+    if (isDir) snap.set(path, { t: 'd', fp: rules.stamped ? `d:${link}` : 'd' })
+    else if (y === 'l') {
+      if (link === '') throw listingError('symlink without a target', n, path)
+      snap.set(path, { t: 'l', fp: `l:${link}` })
     } else if (y === 'f') snap.set(path, { t: 'f', fp: `f:${size}:${mtime}:${mode}`, size: Number(size) })
-    else if (OTHER_TYPES.has(y)) other.set(path, y)
-    else throw listingError(`unknown type ${JSON.stringify(y.slice(0, 8))}`, n, path)
+    else other.set(path, y)
   }
-  return { snap, other, changedDirs }
+  return { snap, other, changedDirs, partial }
 }

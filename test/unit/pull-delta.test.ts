@@ -18,6 +18,7 @@ import {
 } from 'node:fs'
 import { saveBase, UNSURE } from '../../src/sync/manifest'
 import { pull, type SyncTarget } from '../../src/sync/sync'
+import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 
@@ -145,6 +146,14 @@ function randomChange(vm: string, rnd: () => number, n: number): string {
       return d ? (renameSync(at(d), at(`ws/R${n}`)), `mv ${d} ws/R${n}`) : null
     },
     () => {
+      // A tree moved over another (rm -rf dist && mv dist.new dist): the folders in it keep their ctimes.
+      const [a, b] = [pick(dirs.filter((x) => x !== 'ws')), pick(dirs.filter((x) => x !== 'ws'))]
+      if (!a || !b || a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`)) return null
+      rmSync(at(b), { recursive: true })
+      renameSync(at(a), at(b))
+      return `mv ${a} over ${b}`
+    },
+    () => {
       const f = pick(files)
       return f ? (rmSync(at(f)), mkdirSync(at(f)), writeFileSync(at(`${f}/in`), 'in'), `file->dir ${f}`) : null
     },
@@ -175,18 +184,20 @@ function randomChange(vm: string, rnd: () => number, n: number): string {
 function seedTree(vm: string): void {
   for (let d = 0; d < 4; d++) {
     mkdirSync(`${vm}/ws/d${d}/sub`, { recursive: true })
-    for (let f = 0; f < 6; f++) writeFileSync(`${vm}/ws/d${d}/f${f}`, `d${d} f${f}`)
-    writeFileSync(`${vm}/ws/d${d}/sub/s`, `s${d}`)
+    // Sizes differ by folder: a tree moved over another must differ by more than its ctimes.
+    for (let f = 0; f < 6; f++) writeFileSync(`${vm}/ws/d${d}/f${f}`, `d${d} f${f}${'.'.repeat(d)}`)
+    writeFileSync(`${vm}/ws/d${d}/sub/s`, `s${d}${'.'.repeat(d)}`)
   }
   mkdirSync(`${vm}/ws/cache`)
   writeFileSync(`${vm}/_temp/_runner_file_commands/set_env_0`, '')
   symlinkSync('f0', `${vm}/ws/d0/link`)
+  writeFileSync(`${vm}/rootfile`, 'a root that is a file')
 }
 
 /** Seeded worlds, aged once for the whole file (each test takes its own). */
 const aged: World[] = []
 beforeAll(() => {
-  for (let i = 0; i < 9; i++) {
+  for (let i = 0; i < 14; i++) {
     const w = world()
     seedTree(w.vm)
     aged.push(w)
@@ -246,7 +257,7 @@ describe('pull: when the delta listing lists everything instead', () => {
     await change()
     const s = await pull(w.target(over), ROOTS)
     expect(describeTree(w.host)).toEqual(describeTree(w.vm))
-    return s.listed!
+    return s.why ? `${s.listed}: ${s.why}` : s.listed!
   }
 
   it('control: a change in place is listed as a change', async () => {
@@ -259,16 +270,47 @@ describe('pull: when the delta listing lists everything instead', () => {
     expect(await listedAfter(w, () => writeFileSync(`${w.vm}/ws/d0/f0`, 'x'), { deltaListing: false })).toBe('all')
   })
 
+  /** Changes what the last listing recorded about its time (since.json, next to the base). */
+  const editTimes = (w: World, edit: (t: { since: number; stamp: number; up: number | null }) => void): void => {
+    const file = `${w.top}/local/since.json`
+    const f = JSON.parse(readFileSync(file, 'utf8')) as { roots: Record<string, { since: number; stamp: number; up: number | null }> }
+    for (const t of Object.values(f.roots)) edit(t)
+    writeFileSync(file, JSON.stringify(f))
+  }
+
   it("the VM's clock went back since the last listing (what changed meanwhile may carry older times)", async () => {
     const w = agedWorld()
-    const since = `${w.top}/local/since.json`
     const listed = await listedAfter(w, () => {
-      const f = JSON.parse(readFileSync(since, 'utf8')) as { roots: Record<string, number> }
-      for (const r of Object.keys(f.roots)) f.roots[r] += 3600
-      writeFileSync(since, JSON.stringify(f))
+      // As if the last listing's clock had been an hour ahead of the one now.
+      editTimes(w, (t) => {
+        t.stamp += 3600
+        t.since += 3600
+      })
       writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
     })
-    expect(listed).toBe('all')
+    expect(listed).toBe("all: the VM's clock went back")
+  })
+
+  it("the VM's uptime was not known at the last listing", async () => {
+    const w = agedWorld()
+    expect(await listedAfter(w, () => editTimes(w, (t) => (t.up = null)))).toBe("all: the VM's uptime is unknown")
+  })
+
+  it('a tree was moved over a folder the last listing saw (rm -rf dist && mv dist.new dist)', async () => {
+    const w = agedWorld()
+    const listed = await listedAfter(w, () => {
+      rmSync(`${w.vm}/ws/d1`, { recursive: true })
+      renameSync(`${w.vm}/ws/d2`, `${w.vm}/ws/d1`)
+    })
+    expect(listed).toBe('all: ws/d1/sub is not the folder the last listing saw there')
+  })
+
+  it(`more than ${MAX_CHANGED_DIRS} folders changed`, async () => {
+    const w = agedWorld()
+    const listed = await listedAfter(w, () => {
+      for (let i = 0; i <= MAX_CHANGED_DIRS; i++) mkdirSync(`${w.vm}/ws/d3/many${i}`)
+    })
+    expect(listed).toBe(`all: more than ${MAX_CHANGED_DIRS} folders changed`)
   })
 
   it('the base holds a path an early push left unsure', async () => {
@@ -282,12 +324,42 @@ describe('pull: when the delta listing lists everything instead', () => {
 
   it('a folder whose name has a newline in it changed', async () => {
     const w = agedWorld()
-    expect(await listedAfter(w, () => mkdirSync(`${w.vm}/ws/d0/a\nb`))).toBe('all')
+    expect(await listedAfter(w, () => mkdirSync(`${w.vm}/ws/d0/a\nb`))).toBe('all: a changed folder has a newline in its name')
   })
 
   it('a folder was renamed with folders in it', async () => {
     const w = agedWorld()
-    expect(await listedAfter(w, () => renameSync(`${w.vm}/ws/d0`, `${w.vm}/ws/moved`))).toBe('all')
+    expect(await listedAfter(w, () => renameSync(`${w.vm}/ws/d0`, `${w.vm}/ws/moved`))).toBe(
+      'all: ws/moved/sub is not the folder the last listing saw there'
+    )
+  })
+
+  it('a root that is a file, left alone and then removed, is removed on the runner', async () => {
+    const w = agedWorld()
+    const roots = [...ROOTS, 'rootfile']
+    expect((await pull(w.target(), roots)).listed).toBe('all')
+    expect(readFileSync(`${w.host}/rootfile`, 'utf8')).toBe('a root that is a file')
+    writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
+    expect((await pull(w.target(), roots)).listed).toBe('changes')
+    expect(readFileSync(`${w.host}/rootfile`, 'utf8')).toBe('a root that is a file') // control: unchanged, kept
+    rmSync(`${w.vm}/rootfile`)
+    const s = await pull(w.target(), roots)
+    expect(s.listed).toBe('changes')
+    expect(s.deleted).toBe(1)
+    expect(() => lstatSync(`${w.host}/rootfile`)).toThrow()
+  })
+
+  it('a changed folder removed between the walk and the listing of its entries: its entries go, and it goes with the next pull', async () => {
+    const w = agedWorld()
+    await pull(w.target(), ROOTS)
+    const real = sh('command -v find').stdout.toString().trim()
+    // ws/d2 goes right after the walk, before the listing of the changed folders' entries.
+    const stubs = { find: `${real} "$@"; rc=$?\ncase "$1" in ../.rch-list-stamp.*) rm -rf ${w.vm}/ws/d2 ;; esac\nexit $rc` }
+    writeFileSync(`${w.vm}/ws/d2/new`, 'n')
+    expect((await pull(w.target({ stubs }), ROOTS)).listed).toBe('changes')
+    expect(readdirSync(`${w.host}/ws/d2`)).toEqual(['sub'])
+    await pull(w.target(), ROOTS)
+    expect(describeTree(w.host)).toEqual(describeTree(w.vm))
   })
 
   it('the excludes are not those of the last listing', async () => {

@@ -276,8 +276,8 @@ describe('pull: a hostile tar or find on the VM', () => {
 
   it('a find that lists paths of its choosing is refused before anything is copied', async () => {
     const w = world()
-    const rec = (y: string, p: string): string => `${y}\\0004\\0001\\000644\\000\\000${p}\\000`
-    // The listing starts with its time (remoteListScript).
+    const rec = (y: string, p: string): string => `${y}\\0004\\0001\\000644\\000${y === 'd' ? '1:2' : ''}\\000${p}\\000`
+    // find starts the listing with its time (remoteListScript); a folder carries its device and inode.
     const env = shadow(w, 'find', `printf '1.5\\000${rec('d', 'ws')}${rec('f', 'ws/../../outside/x')}'`)
     await expect(pull(w.target(env), ROOTS)).rejects.toThrow(/remote file listing: bad path: "\.\." component/)
     const env2 = shadow(w, 'find', `printf '1.5\\000${rec('d', 'ws')}${rec('f', 'elsewhere/x')}'`)

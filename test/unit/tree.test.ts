@@ -350,7 +350,7 @@ describe('remoteListScript (a stamp first; with `since`, only what changed) agai
    * before the stamp is older, and this waits until the clock is past it, so what changes next is newer.
    */
   const pastStamp = (stamp: number): number => {
-    const since = stamp + 1
+    const since = Math.floor(stamp) + 1
     while (Date.now() / 1000 < since + 0.02) sh('sleep 0.05')
     return since
   }
@@ -418,15 +418,28 @@ describe('remoteListScript (a stamp first; with `since`, only what changed) agai
 })
 
 describe('parseRemoteListing: a delta listing (strict)', () => {
-  const rec = (y: string, path: string): string[] => [y, '5', '1700000000.5', '644', y.endsWith('l') ? 't' : '', path]
-  const buf = (stamp: string, ...recs: string[][]): Buffer => Buffer.from([stamp, ...recs.flat()].map((f) => f + '\0').join(''), 'utf8')
+  const rec = (y: string, path: string): string[] => [
+    y,
+    '5',
+    '1700000000.5',
+    '644',
+    y.endsWith('l') ? 't' : y[0] === 'd' ? '8:1' : '',
+    path
+  ]
+  /** The uptime and the stamp, the records, and the trailer with the number of changed folders listed. */
+  const buf = (stamp: string, ...recs: string[][]): Buffer => {
+    const changed = recs.filter((r) => r[0] === 'd+').length
+    const trailer = recs.some((r) => r[0] === '#') ? [] : [['#', String(changed), '', '', '', '']]
+    return Buffer.from(['12.5', stamp, ...[...recs, ...trailer].flat()].map((f) => f + '\0').join(''), 'utf8')
+  }
   const parse = (b: Buffer, delta = true) => parseRemoteListing(b, { roots: ['a'], maxEntries: 100, stamped: true, delta })
 
   it('reads the stamp, the changed folders, and lets the entries of a changed folder replace what the walk said of them', () => {
     const l = parse(
       buf('1700000123.75', rec('d+', 'a'), rec('d', 'a/s'), rec('f', 'a/x'), rec('=f', 'a/x'), rec('=l', 'a/y'), rec('=p', 'a/z'))
     )
-    expect(l.stamp).toBe(1700000123)
+    expect(l.stamp).toBe(1700000123.75)
+    expect(l.up).toBe(12.5)
     expect([...l.changedDirs!]).toEqual(['a'])
     expect(kinds(l.snap)).toEqual(['d a', 'd a/s', 'f a/x', 'l a/y'])
     expect([...l.other]).toEqual([['a/z', 'p']])
@@ -455,9 +468,50 @@ describe('parseRemoteListing: a delta listing (strict)', () => {
     expect(() => parse(b)).toThrow(err)
   })
 
-  it('a full listing knows neither kind of record', () => {
-    expect(() => parse(buf('1', rec('d+', 'a')), false)).toThrow(/unknown type "d\+"/)
-    expect(() => parse(buf('1', rec('d', 'a'), rec('=f', 'a/x')), false)).toThrow(/unknown type "=f"/)
-    expect(parse(buf('1', rec('d', 'a'), rec('f', 'a/x')), false).snap.size).toBe(2) // control
+  it('a full listing knows none of its kinds of record', () => {
+    const full = (...recs: string[][]): Buffer => Buffer.from(['12.5', '1', ...recs.flat()].map((f) => f + '\0').join(''), 'utf8')
+    expect(() => parse(full(rec('d+', 'a')), false)).toThrow(/unknown type "d\+"/)
+    expect(() => parse(full(rec('d', 'a'), rec('=f', 'a/x')), false)).toThrow(/unknown type "=f"/)
+    expect(() => parse(full(rec('d', 'a'), ['#', '0', '', '', '', '']), false)).toThrow(/bad path: empty/)
+    expect(parse(full(rec('d', 'a'), rec('f', 'a/x')), false).snap.size).toBe(2) // control
+  })
+
+  it('a folder carries its device and inode, and a delta listing ends with its trailer', () => {
+    expect(parse(buf('1', rec('d', 'a'))).snap.get('a')).toEqual({ t: 'd', fp: 'd:8:1' })
+    const noId = Buffer.from(['12.5', '1', 'd', '5', '1', '644', '', 'a', '#', '0', '', '', '', ''].map((f) => f + '\0').join(''))
+    expect(() => parse(noId)).toThrow(/a folder without its device and inode/)
+    const noTrailer = Buffer.from(['12.5', '1', ...rec('d', 'a')].map((f) => f + '\0').join(''))
+    expect(() => parse(noTrailer)).toThrow(/no trailer/)
+    expect(() => parse(Buffer.from('12.5\x001\x00'))).toThrow(/no trailer/)
+  })
+
+  it('an entry named in bytes that are not UTF-8 is left alone, but only in a changed folder', () => {
+    const raw = (...fields: Array<string | Buffer>): Buffer =>
+      Buffer.concat(fields.map((f) => Buffer.concat([Buffer.from(f), Buffer.from([0])])))
+    const bad = Buffer.concat([Buffer.from('a/s/x'), Buffer.from([0xff])])
+    const head = ['12.5', '1', 'd+', '5', '1', '644', '8:1', 'a', 'd', '5', '1', '644', '8:2', 'a/s']
+    const entry = (parent: string): Array<string | Buffer> => [
+      '=f',
+      '5',
+      '1',
+      '644',
+      '',
+      parent === 'a/s' ? bad : Buffer.concat([Buffer.from('a/x'), Buffer.from([0xff])])
+    ]
+    expect(() => parse(raw(...head, ...entry('a/s'), '#', '1', '', '', '', ''))).toThrow(/not in a changed folder/)
+    const ok = parse(raw(...head, ...entry('a'), '#', '1', '', '', '', '')) // control: in the changed folder
+    expect([...ok.other.values()]).toEqual(['n'])
+  })
+
+  it('says when the entries of the changed folders are not all there', () => {
+    expect(parse(buf('1', rec('d+', 'a'), rec('d+', 'a/s'))).partial).toBeUndefined() // control
+    expect(parse(buf('1', rec('d+', 'a'), rec('d+', 'a/s'), ['#', '1', '', '', '', ''])).partial).toBe(
+      '1 of the 2 changed folders were read back'
+    )
+    expect(parse(buf('1', rec('d+', 'a'), ['#', '-', '', '', '', ''])).partial).toBe('more than 256 folders changed')
+    expect(parse(buf('1', rec('d+', 'a'), rec('d+', 'a/x\ny'), ['#', '1', '', '', '', ''])).partial).toBe(
+      'a changed folder has a newline in its name'
+    )
+    expect(() => parse(buf('1', rec('d', 'a'), ['#', 'x', '', '', '', '']))).toThrow(/no trailer/)
   })
 })
