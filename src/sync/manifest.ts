@@ -234,14 +234,26 @@ const isTime = (t: unknown): t is ListingTime =>
   Number.isFinite((t as ListingTime).stamp) &&
   ((t as ListingTime).up === null || Number.isFinite((t as ListingTime).up))
 
-/** Where a delta listing of `roots` may start (the earliest of theirs), or null when it must list everything. */
-export function listingSince(manifestFile: string, roots: readonly string[], excludes: readonly string[]): ListingTime | null {
+/** What since.json says of each of some roots (none: nothing, or recorded under other excludes). */
+export type ListingTimes = Readonly<Record<string, ListingTime | undefined>>
+
+export function listingTimes(manifestFile: string, roots: readonly string[], excludes: readonly string[]): ListingTimes {
   const f = readSince(manifestFile)
-  if (!f || f.excludes !== JSON.stringify(excludes)) return null
+  const out: Record<string, ListingTime | undefined> = {}
+  for (const r of roots) {
+    const t: unknown =
+      f && f.excludes === JSON.stringify(excludes) && Object.prototype.hasOwnProperty.call(f.roots, r) ? f.roots[r] : undefined
+    out[r] = isTime(t) ? t : undefined
+  }
+  return out
+}
+
+/** Where a delta listing of `roots` may start (the earliest of their times), or null when one has none. */
+export function earliest(roots: readonly string[], seen: ListingTimes): ListingTime | null {
   let first: ListingTime | null = null
   for (const r of roots) {
-    const t: unknown = Object.prototype.hasOwnProperty.call(f.roots, r) ? f.roots[r] : undefined
-    if (!isTime(t)) return null
+    const t = seen[r]
+    if (!t) return null
     if (!first || t.since < first.since) first = t
   }
   return first
@@ -249,24 +261,26 @@ export function listingSince(manifestFile: string, roots: readonly string[], exc
 
 /**
  * Records that the base holds everything in `roots` that changed before `next.since`, after a
- * listing that started from `used` (null: a full one) was brought back whole. Under the base's
- * lock; if another listing moved a root's time meanwhile, the earlier of the times stays.
+ * listing, made when since.json said `seen`, was brought back whole. Under the base's lock. A root
+ * whose time another listing changed meanwhile keeps the earlier of the two: pulls that ran at the
+ * same time may have saved older sights of a path last, and the next listing must reach back to them.
  */
 export function recordSince(
   manifestFile: string,
   roots: readonly string[],
   excludes: readonly string[],
   next: ListingTime,
-  used: ListingTime | null
+  seen: ListingTimes
 ): Promise<void> {
   return withLock(manifestFile, () => {
     const key = JSON.stringify(excludes)
     const f = readSince(manifestFile)
     const all: SinceFile = { excludes: key, roots: f && f.excludes === key ? { ...f.roots } : {} }
     for (const r of roots) {
-      const now = Object.prototype.hasOwnProperty.call(all.roots, r) ? all.roots[r] : undefined
-      const moved = used !== null && (!isTime(now) || now.since !== used.since)
-      all.roots[r] = !moved ? next : [now, used, next].filter(isTime).reduce((a, b) => (b.since < a.since ? b : a))
+      const raw: unknown = Object.prototype.hasOwnProperty.call(all.roots, r) ? all.roots[r] : undefined
+      const now = isTime(raw) ? raw : undefined
+      const moved = now?.since !== seen[r]?.since
+      all.roots[r] = moved && now && now.since < next.since ? now : next
     }
     writePrivateFile(sinceFile(manifestFile), JSON.stringify(all))
   })

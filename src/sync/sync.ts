@@ -8,7 +8,8 @@ import { Cancelled, TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import {
-  listingSince,
+  earliest,
+  listingTimes,
   loadBase,
   recordSince,
   reservePull,
@@ -17,7 +18,8 @@ import {
   UNSURE,
   type Base,
   type BaseEntry,
-  type ListingTime
+  type ListingTime,
+  type ListingTimes
 } from './manifest'
 import {
   fileFp,
@@ -249,11 +251,11 @@ const SINCE_MARGIN = 2
 const timeOf = (l: RemoteListing): ListingTime => ({ since: Math.floor(l.stamp!) - SINCE_MARGIN, stamp: l.stamp!, up: l.up ?? null })
 
 /** Where the next delta listing of `roots` may start, or null: everything must be listed. */
-function sinceFor(t: SyncTarget, roots: readonly string[], base: Base): ListingTime | null {
+function sinceFor(t: SyncTarget, roots: readonly string[], base: Base, seen: ListingTimes): ListingTime | null {
   if (!t.deltaListing || base.size === 0) return null
   // A path an early push left unsure may hold anything on the remote, with any ctime: all are listed.
   for (const [p, e] of base) if (e.r === UNSURE.r && underRoots(p, roots)) return null
-  return listingSince(t.manifestFile, roots, t.excludes)
+  return earliest(roots, seen)
 }
 
 /**
@@ -438,7 +440,8 @@ async function receive(
       } else if (e.type === 'dir') {
         fs.makeDir(e.name)
         dirs.push(e)
-        set.set(e.name, { t: 'd', l: 'd', r: n.fp })
+        // Which folder it is (device, inode) is recorded only once the whole pull succeeded.
+        set.set(e.name, { t: 'd', l: 'd', r: 'd' })
       } else if (n.fp !== `l:${e.linkname}`) {
         throw new HookError(
           `tar stream from the remote: the symlink ${JSON.stringify(e.name.slice(0, 200))} does not have the target the listing announced`
@@ -512,10 +515,7 @@ async function receive(
     throw new HookError(
       `${unread[0]} could not be read on the remote (is it readable by the SSH user?); the step's file commands would be lost`
     )
-  if (errTail.trim()) {
-    got.unreadable = 'some files could not be read on the remote'
-    t.warn?.(`${got.unreadable}: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
-  }
+  if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
   // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
   for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
 }
@@ -525,18 +525,26 @@ interface Received {
   set: Map<string, BaseEntry>
   /** Refused symlinks: removed on the host and from the base. */
   dropped: Set<string>
-  /** Set when the VM's tar could not read some files (they are listed again next time). */
-  unreadable?: string
 }
 
 /** Pulls remote changes under `roots` back to the host, deletions included. */
 export async function pull(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
-  const from = sinceFor(t, roots, loadBase(t.manifestFile))
-  let listing = await listRemote(t, roots, from)
-  const why = from && deltaProblem(listing, from, loadBase(t.manifestFile))
-  if (why) listing = await listRemote(t, roots, null)
+  const seen = listingTimes(t.manifestFile, roots, t.excludes)
+  const from = sinceFor(t, roots, loadBase(t.manifestFile), seen)
+  let listing: RemoteListing | null = null
+  let why: string | null = null
+  if (from) {
+    // A delta listing that fails (a full disk: it writes two small files) is tried again in full.
+    listing = await listRemote(t, roots, from).catch((e: unknown) => {
+      if (e instanceof Cancelled || e instanceof TransportError) throw e
+      why = `the listing of the changes failed: ${(e as Error).message}`
+      return null
+    })
+    why ??= listing && deltaProblem(listing, from, loadBase(t.manifestFile))
+  }
+  if (!listing || why) listing = await listRemote(t, roots, null)
   // Everything is checked before anything on the host changes.
   checkFileCommands(listing, limits)
   const remote = listing.snap
@@ -573,15 +581,15 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   // must not make a moved tree look known) and moves the next listing's start.
   const ids = new Map<string, BaseEntry>()
   for (const [p, n] of remote) {
-    const b = base.get(p)
-    if (n.t === 'd' && b?.t === 'd' && b.r !== n.fp && !got.set.has(p)) ids.set(p, { t: 'd', l: b.l, r: n.fp })
+    const b = got.set.get(p) ?? base.get(p)
+    if (n.t === 'd' && b?.t === 'd' && b.r !== n.fp) ids.set(p, { t: 'd', l: b.l, r: n.fp })
   }
   await saveBase(t.manifestFile, { set: ids, remove: new Set() })
+  // A file the VM's tar could not read (the SSH user may not) is listed again once it changes:
+  // making it readable moves its ctime, or its folder's.
+  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), seen)
   const stats = { files: fetch.filter((p) => remote.get(p)!.t === 'f').length, bytes, deleted: del.length, ms: Date.now() - started }
-  const listed = listing.changedDirs ? 'changes' : 'all'
-  if (got.unreadable) return { ...stats, listed, why: got.unreadable }
-  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), listing.changedDirs ? from : null)
-  return { ...stats, listed, ...(why ? { why } : {}) }
+  return { ...stats, listed: listing.changedDirs ? 'changes' : 'all', ...(why ? { why } : {}) }
 }
 
 /** Records both sides as equal after a bulk copy (rsync) of `roots`. */
@@ -594,9 +602,10 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     const r = remote.get(p)
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
+  const seen = listingTimes(t.manifestFile, roots, t.excludes)
   await saveBase(t.manifestFile, { set, remove: new Set() })
   // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
   // only if that pull lists everything.
   for (const p of remote.keys()) if (!set.has(p)) return
-  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), null)
+  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), seen)
 }

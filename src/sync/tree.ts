@@ -121,12 +121,15 @@ function walk(
   return over ? null : snap
 }
 
+/** A find -path pattern that matches `p` only (excludes are prefixes, not patterns). */
+const exactPath = (p: string): string => p.replace(/[[\]*?\\]/g, (c) => `\\${c}`)
+
 /**
  * Remote listing command (GNU find): NUL-separated fields type, size, mtime, mode, link target, path.
  * Roots that do not exist are skipped silently.
  */
 export function remoteFindScript(roots: readonly string[], excludes: readonly string[], quote: (s: string) => string): string {
-  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(e)}`).join(' -o ')} \\) -prune -o ` : ''
+  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(exactPath(e))}`).join(' -o ')} \\) -prune -o ` : ''
   const fmt = quote('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')
   return roots
     .map((r) => `if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then find ${quote(r)} ${prune}-printf ${fmt} || exit 1; fi`)
@@ -143,9 +146,6 @@ const IN_CHANGED = '='
 const TRAILER = '#'
 /** Past this many changed folders a delta listing leaves their entries out (the pull lists everything). */
 export const MAX_CHANGED_DIRS = 256
-
-/** A find -path pattern that matches `p` only. */
-const exactPath = (p: string): string => p.replace(/[[\]*?\\]/g, (c) => `\\${c}`)
 
 /**
  * The listing a pull reads: remoteFindScript's records, one walk for all roots, after two fields:
@@ -168,17 +168,19 @@ export function remoteListScript(
   quote: (s: string) => string,
   since: number | null
 ): string {
-  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(e)}`).join(' -o ')} \\) -prune -o ` : ''
+  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(exactPath(e))}`).join(' -o ')} \\) -prune -o ` : ''
   const fields = '\\0%s\\0%T@\\0%m\\0%l\\0%p\\0'
   const fmt = quote(`%y${fields}`)
   const dirFields = '\\0%s\\0%T@\\0%m\\0%D:%i\\0%p\\0'
   // Roots that do not exist are skipped, as in remoteFindScript.
   const existing = `set -- && for r in ${roots.map(quote).join(' ')}; do if [ -e "$r" ] || [ -L "$r" ]; then set -- "$@" "$r"; fi; done`
   const head =
-    `s=${STAMP}.$$ c=${CHANGED}.$$ && ${existing} && : > "$s" && ` +
+    // Without room for the stamp (a full disk), the job folder stands in: an old time, so the next
+    // listing reaches back further, and it is never removed.
+    `s=${STAMP}.$$ && c=${CHANGED}.$$ && k=$s && ${existing} && { : > "$s" || s=.. k=; } 2>/dev/null && ` +
     `{ up=; read -r up _ < /proc/uptime; } 2>/dev/null; printf '%s\\0' "\${up:-?}" && `
-  const stamp = `\\( -path "$s" -printf '%C@\\0' \\) -o `
-  const end = `r=$?; rm -f "$s" "$c"; exit $r; }`
+  const stamp = `\\( -path "$s" -printf '%C@\\0' -prune \\) -o `
+  const end = `r=$?; rm -f $k "$c"; exit $r; }`
   if (since === null)
     return `${head}{ find "$s" "$@" ${prune}${stamp}\\( -type d -printf ${quote(`d${dirFields}`)} \\) -o -printf ${fmt}; ${end}`
   if (!Number.isSafeInteger(since)) throw new Error(`not a listing time: ${since}`)
@@ -193,7 +195,7 @@ export function remoteListScript(
   // A folder gone since the walk is not asked for (its entries read as deleted, as they are); the
   // trailer counts what was read, so a list cut short (a full disk) is noticed.
   const entries =
-    `n=0 && set -- && while IFS= read -r d; do n=$((n + 1)); if [ $n -le ${MAX_CHANGED_DIRS} ] && [ -d "$d" ]; then set -- "$@" "$d"; fi; done < "$c" && ` +
+    `n=0 && set -- && while IFS= read -r d; do n=$((n + 1)); [ $n -le ${MAX_CHANGED_DIRS} ] || break; if [ -d "$d" ]; then set -- "$@" "$d"; fi; done < "$c" && ` +
     `if [ $n -gt ${MAX_CHANGED_DIRS} ]; then printf '${TRAILER}\\0-\\0\\0\\0\\0\\0'; else ` +
     `{ [ $# = 0 ] || find "$@" -mindepth 1 -maxdepth 1 ${prune}! -type d -printf ${quote(`${IN_CHANGED}%y${fields}`)}; } && ` +
     `printf '${TRAILER}\\0%s\\0\\0\\0\\0\\0' "$n"; fi`

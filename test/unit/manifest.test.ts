@@ -1,7 +1,17 @@
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { loadBase, saveBase, underRoots, type BaseEntry, type BaseUpdate } from '../../src/sync/manifest'
+import {
+  earliest,
+  listingTimes,
+  loadBase,
+  recordSince,
+  saveBase,
+  underRoots,
+  type BaseEntry,
+  type BaseUpdate,
+  type ListingTime
+} from '../../src/sync/manifest'
 import { SRC, bundle, cleanupTempDirs, tempDir } from './_helpers'
 
 afterEach(() => jest.restoreAllMocks())
@@ -253,5 +263,37 @@ describe('underRoots', () => {
     ['x/ws', false]
   ])('%j → %s', (p, want) => {
     expect(underRoots(p, ['ws', '_temp'])).toBe(want)
+  })
+})
+
+describe('the delta listing times (since.json)', () => {
+  const t = (since: number): ListingTime => ({ since, stamp: since + 2, up: 100 + since })
+
+  it('a pull moves every root to its time, whatever time each had', async () => {
+    const file = `${tempDir()}/base.json`
+    await recordSince(file, ['a'], [], t(10), listingTimes(file, ['a'], []))
+    await recordSince(file, ['b'], [], t(20), listingTimes(file, ['b'], []))
+    const seen = listingTimes(file, ['a', 'b'], [])
+    expect(earliest(['a', 'b'], seen)).toEqual(t(10))
+    await recordSince(file, ['a', 'b'], [], t(30), seen)
+    expect(listingTimes(file, ['a', 'b'], [])).toEqual({ a: t(30), b: t(30) })
+  })
+
+  it('a root another pull moved meanwhile keeps the earlier of the two times', async () => {
+    const file = `${tempDir()}/base.json`
+    await recordSince(file, ['a', 'b'], [], t(10), {})
+    const seen = listingTimes(file, ['a', 'b'], [])
+    await recordSince(file, ['a'], [], t(5), listingTimes(file, ['a'], [])) // earlier than ours
+    await recordSince(file, ['b'], [], t(50), listingTimes(file, ['b'], [])) // later than ours
+    await recordSince(file, ['a', 'b'], [], t(30), seen)
+    expect(listingTimes(file, ['a', 'b'], [])).toEqual({ a: t(5), b: t(30) })
+  })
+
+  it('times recorded under other excludes, or missing, are none', async () => {
+    const file = `${tempDir()}/base.json`
+    await recordSince(file, ['a'], ['x'], t(10), {})
+    expect(earliest(['a'], listingTimes(file, ['a'], ['x']))).toEqual(t(10)) // control
+    expect(earliest(['a'], listingTimes(file, ['a'], ['y']))).toBeNull()
+    expect(earliest(['a', 'b'], listingTimes(file, ['a', 'b'], ['x']))).toBeNull()
   })
 })

@@ -21,6 +21,7 @@ import { pull, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import { member, tarOf } from './_tar'
 
 afterAll(cleanupTempDirs)
 
@@ -197,7 +198,7 @@ function seedTree(vm: string): void {
 /** Seeded worlds, aged once for the whole file (each test takes its own). */
 const aged: World[] = []
 beforeAll(() => {
-  for (let i = 0; i < 14; i++) {
+  for (let i = 0; i < 17; i++) {
     const w = world()
     seedTree(w.vm)
     aged.push(w)
@@ -360,6 +361,51 @@ describe('pull: when the delta listing lists everything instead', () => {
     expect(readdirSync(`${w.host}/ws/d2`)).toEqual(['sub'])
     await pull(w.target(), ROOTS)
     expect(describeTree(w.host)).toEqual(describeTree(w.vm))
+  })
+
+  it('a pull refused half-way does not record the folders it wrote as known: the next pull lists everything again', async () => {
+    const w = agedWorld()
+    await pull(w.target(), ROOTS)
+    renameSync(`${w.vm}/ws/d2`, `${w.vm}/ws/out`) // an old tree at a new path
+    // The VM's tar sends the two folders asked for, then a member nobody asked for.
+    writeFileSync(
+      `${w.top}/evil.tar`,
+      tarOf(member({ name: 'ws/out', type: '5' }), member({ name: 'ws/out/sub', type: '5' }), member({ name: 'ws/zzz' }, 'x'))
+    )
+    const realTar = sh('command -v tar').stdout.toString().trim()
+    const stubs = { tar: `case "$1" in -c) cat ${w.top}/evil.tar; exit 0;; esac\nexec ${realTar} "$@"` }
+    await expect(pull(w.target({ stubs }), ROOTS)).rejects.toThrow(/was not asked for/)
+    expect(readdirSync(`${w.host}/ws/out`)).toEqual(['sub']) // the folders were written
+    const s = await pull(w.target(), ROOTS)
+    expect(s.why).toBe('ws/out/sub is not the folder the last listing saw there')
+    expect(describeTree(w.host)).toEqual(describeTree(w.vm))
+  })
+
+  it('a delta listing that fails is made again in full', async () => {
+    const w = agedWorld()
+    await pull(w.target(), ROOTS)
+    writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
+    const real = sh('command -v find').stdout.toString().trim()
+    const stubs = { find: `case " $* " in *" -newerct "*) echo 'find: no room' >&2; exit 1;; esac\nexec ${real} "$@"` }
+    const s = await pull(w.target({ stubs }), ROOTS)
+    expect(`${s.listed}: ${s.why}`).toMatch(/^all: the listing of the changes failed: .*no room/)
+    expect(describeTree(w.host)).toEqual(describeTree(w.vm))
+  })
+
+  it('an exclude with characters find would take for a pattern is pruned as the path it names', async () => {
+    const w = agedWorld()
+    const excludes = [...EXCLUDES, 'ws/c[1]']
+    mkdirSync(`${w.vm}/ws/c[1]/x`, { recursive: true })
+    writeFileSync(`${w.vm}/ws/c[1]/x/f`, 'excluded')
+    mkdirSync(`${w.vm}/ws/c1`)
+    writeFileSync(`${w.vm}/ws/c1/g`, 'not excluded') // what the unescaped pattern would have pruned
+    await pull(w.target({ excludes }), ROOTS)
+    writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
+    const s = await pull(w.target({ excludes }), ROOTS)
+    expect(s.listed).toBe('changes')
+    expect(s.why).toBeUndefined()
+    expect(() => lstatSync(`${w.host}/ws/c[1]`)).toThrow()
+    expect(readFileSync(`${w.host}/ws/c1/g`, 'utf8')).toBe('not excluded')
   })
 
   it('the excludes are not those of the last listing', async () => {
