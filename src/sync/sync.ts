@@ -80,7 +80,7 @@ export interface SyncStats {
   ms: number
   /** A pull's listing: of the changes since the last one, or of everything. */
   listed?: 'changes' | 'all'
-  /** Why a pull listed everything although it could have listed the changes, or does not move the next listing's start. */
+  /** Why a pull listed everything although it could have listed only the changes. */
   why?: string
 }
 
@@ -276,7 +276,7 @@ function deltaProblem(listing: RemoteListing, from: ListingTime, base: Base): st
   for (const [p, n] of listing.snap) {
     if (n.t !== 'd' || listing.changedDirs!.has(p)) continue
     const b = base.get(p)
-    if (b?.t !== 'd' || b.r !== n.fp) return `${p} is not the folder the last listing saw there`
+    if (b?.t !== 'd' || b.r !== n.fp) return `${p.slice(0, 200)} is not the folder the last listing saw there`
   }
   return null
 }
@@ -594,6 +594,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
 
 /** Records both sides as equal after a bulk copy (rsync) of `roots`. */
 export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot): Promise<void> {
+  const seen = listingTimes(t.manifestFile, roots, t.excludes)
   const listing = await listRemote(t, roots)
   const remote = listing.snap
   const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
@@ -602,7 +603,6 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     const r = remote.get(p)
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
-  const seen = listingTimes(t.manifestFile, roots, t.excludes)
   await saveBase(t.manifestFile, { set, remove: new Set() })
   // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
   // only if that pull lists everything.
