@@ -224,7 +224,7 @@ build_glibc_image() {
   node_bin="$(command -v node || true)"
   if [ -n "$node_bin" ]; then
     node_bin="$(readlink -f "$node_bin")"
-    if ! out="$(docker run --rm --network none -v "$node_bin:/__e/node20/bin/node:ro" \
+    if ! out="$(docker run --rm --pull never --network none -v "$node_bin:/__e/node20/bin/node:ro" \
       rch-test/glibc:1 /__e/node20/bin/node -e 'console.log(process.version)' 2>&1)"; then
       docker image rm rch-test/glibc:1 >/dev/null 2>&1 || true
       die "rch-test/glibc:1 cannot run the host's node ($node_bin): $out"

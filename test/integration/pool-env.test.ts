@@ -182,7 +182,7 @@ describe('pool test environment', () => {
     const before = await tagsOf(m.id)
     expect(await pool.readLease(m.id)).toBeNull()
     const lease = 'holder=t1 runner=r1 expiry=123 state=clean'
-    const container = `docker run -d --label ${MACHINE_LABEL}=${m.id} ${testImages.tiny} sleep 600 >/dev/null`
+    const container = `docker run -d --pull never --label ${MACHINE_LABEL}=${m.id} ${testImages.tiny} sleep 600 >/dev/null`
     const setup = `mkdir ${m.workRoot}/pool && echo '${lease}' > ${m.workRoot}/pool/lease && echo kept > ${m.workRoot}/mark && ${container} && ${DETACHED_SLEEP}`
     expect(await sshMember(m, setup)).toMatchObject({ code: 0, stdout: 'started\n' })
     expect(await pool.readLease(m.id)).toBe(`${lease}\n`)
@@ -216,7 +216,7 @@ describe('pool test environment', () => {
     for (const m of [x, y]) {
       const r = await sshMember(
         m,
-        `docker run -d ${label(m.id)} ${testImages.tiny} sleep 600 >/dev/null && echo x > /tmp/rch-pool-test-${m.user} && ${DETACHED_SLEEP}`
+        `docker run -d --pull never ${label(m.id)} ${testImages.tiny} sleep 600 >/dev/null && echo x > /tmp/rch-pool-test-${m.user} && ${DETACHED_SLEEP}`
       )
       expect(r).toMatchObject({ code: 0, stdout: 'started\n' })
     }

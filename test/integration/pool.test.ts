@@ -95,7 +95,7 @@ test('a job leases a warm member pinned by its tag, and gives it back scrubbed',
   expect(fs.readFileSync(path.join(r.workspace, 'made-by-step.txt'), 'utf8')).toBe('made\n')
 
   // What a hostile job leaves behind, through the Docker socket and as the SSH user.
-  await asMember(m, `docker run -d --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
+  await asMember(m, `docker run -d --pull never --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
   await asMember(m, `docker network create --label ${MACHINE}=${id} left-net-${id} >/dev/null`)
   await asMember(m, `docker volume create --label ${MACHINE}=${id} left-vol-${id} >/dev/null`)
   await asMember(m, `docker tag ${testImages.tiny} rch-pool-scope/poison-${id}:1`)
@@ -152,7 +152,7 @@ test('a runner killed mid-job: its lease lapses, and the next job scrubs the mem
   const state = JSON.parse(fs.readFileSync(path.join(dir, 'resp.json'), 'utf8')).state
   const id = state.host.instanceId as string
   const m = p.member(id)
-  await asMember(m, `docker run -d --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
+  await asMember(m, `docker run -d --pull never --label ${MACHINE}=${id} ${testImages.tiny} sleep 600 >/dev/null`)
   expect(await p.readLease(id)).toMatch(/^held /)
 
   process.kill(worker.pid!, 'SIGKILL')
