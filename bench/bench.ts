@@ -351,7 +351,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < 5; i++)
       dockerRun.push(
         timeMs(() =>
-          execFileSync('docker', ['run', '-d', '--rm', '--pull', 'never', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], { stdio: 'ignore' })
+          execFileSync('docker', ['run', '-d', '--rm', '--pull', 'never', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], {
+            stdio: 'ignore'
+          })
         )
       )
     rows.push({
