@@ -667,6 +667,18 @@ async function claimUser(id: string): Promise<string | null> {
   return null
 }
 
+/**
+ * Whether another member (of this process or of a pool test running beside it) holds `user` now:
+ * its processes and its home's work root are that member's, not leftovers of member `id`.
+ */
+export function userHeldByOther(user: string, id: string): boolean {
+  try {
+    return fs.readFileSync(path.join(CLAIMS, user), 'utf8') !== `${process.pid} ${id}`
+  } catch {
+    return false
+  }
+}
+
 function releaseUser(user: string, id: string): void {
   const file = path.join(CLAIMS, user)
   try {
