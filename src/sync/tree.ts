@@ -124,13 +124,21 @@ function walk(
 /** A find -path pattern that matches `p` only (excludes are prefixes, not patterns). */
 const exactPath = (p: string): string => p.replace(/[[\]*?\\]/g, (c) => `\\${c}`)
 
+/** find -printf fields after the type: size, mtime, mode, link target, path (NUL-separated). */
+const FIELDS = '\\0%s\\0%T@\\0%m\\0%l\\0%p\\0'
+
+/** The find expression that skips the excluded paths, and all below them. */
+function pruneOf(excludes: readonly string[], quote: (s: string) => string): string {
+  return excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(exactPath(e))}`).join(' -o ')} \\) -prune -o ` : ''
+}
+
 /**
  * Remote listing command (GNU find): NUL-separated fields type, size, mtime, mode, link target, path.
  * Roots that do not exist are skipped silently.
  */
 export function remoteFindScript(roots: readonly string[], excludes: readonly string[], quote: (s: string) => string): string {
-  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(exactPath(e))}`).join(' -o ')} \\) -prune -o ` : ''
-  const fmt = quote('%y\\0%s\\0%T@\\0%m\\0%l\\0%p\\0')
+  const prune = pruneOf(excludes, quote)
+  const fmt = quote(`%y${FIELDS}`)
   return roots
     .map((r) => `if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then find ${quote(r)} ${prune}-printf ${fmt} || exit 1; fi`)
     .join('; ')
@@ -168,9 +176,8 @@ export function remoteListScript(
   quote: (s: string) => string,
   since: number | null
 ): string {
-  const prune = excludes.length ? `\\( ${excludes.map((e) => `-path ${quote(exactPath(e))}`).join(' -o ')} \\) -prune -o ` : ''
-  const fields = '\\0%s\\0%T@\\0%m\\0%l\\0%p\\0'
-  const fmt = quote(`%y${fields}`)
+  const prune = pruneOf(excludes, quote)
+  const fmt = quote(`%y${FIELDS}`)
   const dirFields = '\\0%s\\0%T@\\0%m\\0%D:%i\\0%p\\0'
   // Roots that do not exist are skipped, as in remoteFindScript.
   const existing = `set -- && for r in ${roots.map(quote).join(' ')}; do if [ -e "$r" ] || [ -L "$r" ]; then set -- "$@" "$r"; fi; done`
@@ -197,7 +204,7 @@ export function remoteListScript(
   const entries =
     `n=0 && set -- && while IFS= read -r d; do n=$((n + 1)); [ $n -le ${MAX_CHANGED_DIRS} ] || break; if [ -d "$d" ]; then set -- "$@" "$d"; fi; done < "$c" && ` +
     `if [ $n -gt ${MAX_CHANGED_DIRS} ]; then printf '${TRAILER}\\0-\\0\\0\\0\\0\\0'; else ` +
-    `{ [ $# = 0 ] || find "$@" -mindepth 1 -maxdepth 1 ${prune}! -type d -printf ${quote(`${IN_CHANGED}%y${fields}`)}; } && ` +
+    `{ [ $# = 0 ] || find "$@" -mindepth 1 -maxdepth 1 ${prune}! -type d -printf ${quote(`${IN_CHANGED}%y${FIELDS}`)}; } && ` +
     `printf '${TRAILER}\\0%s\\0\\0\\0\\0\\0' "$n"; fi`
   return `${head}{ ${walk} && ${entries}; ${end}`
 }

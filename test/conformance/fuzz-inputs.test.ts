@@ -16,23 +16,13 @@ import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, ownerOf, testVm } from '../helpers/conformance'
 import { encryptedTestKey, testKeyPair } from '../helpers/keys'
+import { rng } from '../soak/rng'
 
 const SEED = process.env.RCH_FUZZ_SEED ? Number(process.env.RCH_FUZZ_SEED) : Date.now() % 1e9
 
 console.log(`fuzz-inputs seed ${SEED} (replay with RCH_FUZZ_SEED=${SEED})`)
 
-/** mulberry32: small, seedable, good enough to pick cases. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-const rand = rng(SEED)
+const rand = rng(SEED).next
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]
 const int = (n: number): number => Math.floor(rand() * n)
 const word = (n = 1 + int(8)): string => Array.from({ length: n }, () => pick('abcdefghijklmnopqrstuvwxyz0123456789'.split(''))).join('')

@@ -3,8 +3,8 @@
 
 export interface Rng {
   readonly seed: number
-  /** [0, 1) */
-  next(): number
+  /** [0, 1); a plain function, so it can be handed on alone */
+  next(this: void): number
   /** an integer in [lo, hi] */
   int(lo: number, hi: number): number
   pick<T>(xs: readonly T[]): T

@@ -21,6 +21,7 @@ import { pull, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import { rng } from '../soak/rng'
 import { member, tarOf } from './_tar'
 
 afterAll(cleanupTempDirs)
@@ -82,18 +83,6 @@ function describeTree(base: string): string[] {
 function ageTree(): void {
   const until = Date.now() + 3100
   while (Date.now() < until) sh('sleep 0.1')
-}
-
-/** A small deterministic PRNG, so a failing sequence can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** One change a step could make to the VM's copy, picked at random among what exists. */
@@ -213,7 +202,7 @@ describe('pull: the delta listing against the VM it lists', () => {
     expect((await pull(w.target(), ROOTS)).listed).toBe('all') // no listing before: everything
     expect(describeTree(w.host)).toEqual(describeTree(w.vm))
     const seed = Number(process.env.RCH_PULL_SEED ?? 0x5eed8)
-    const rnd = prng(seed)
+    const rnd = rng(seed).next
     const listed: string[] = []
     for (let round = 0; round < 60; round++) {
       const did: string[] = []
