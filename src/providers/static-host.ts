@@ -54,7 +54,10 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
     `rm -rf ${t}; { mkdir ${t} && echo ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
-    `if e=$(mv -T ${t} ${d} 2>&1); then r=new; ` +
+    // A slot released between a failed rename and the checks below is gone, not broken: rename again.
+    `r=; i=0; while :; do if e=$(mv -T ${t} ${d} 2>&1); then r=new; break; fi; ` +
+    `i=$((i + 1)); { [ -e ${d} ] || [ -L ${d} ] || [ $i -ge 5 ]; } && break; done; ` +
+    `if [ "$r" = new ]; then :; ` +
     `elif [ -L ${d} ] || [ ! -d ${d} ]; then rm -rf ${t}; echo "$e" >&2; exit 5; ` +
     `elif [ "$(cut -d' ' -f1 ${d}/owner 2>/dev/null)" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
     `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +

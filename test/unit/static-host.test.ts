@@ -153,6 +153,26 @@ describe('waiting for a free slot', () => {
     expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
   })
 
+  test('a slot released between a failed rename and its checks is taken, not an error', async () => {
+    const { dir, workRoot } = busy()
+    const flag = join(dir, 'stub-ran')
+    const slot = leaseDir(workRoot, 0)
+    // The first rename fails on the held slot; the other job releases it right after (a race seen in a soak).
+    const stub = `mv() { if [ ! -e '${flag}' ]; then : > '${flag}'; command mv "$@"; s=$?; rm -rf '${slot}'; return $s; fi; command mv "$@"; }; `
+    const local = new LocalRemote(dir)
+    const racing: Remote = { openExec: (c) => local.openExec(stub + c), openSocket: (p) => local.openSocket(p), close: () => undefined }
+    const e = env(racing)
+    const t0 = Date.now()
+    const got = await provider(workRoot, 30).acquire(job(dir), e)
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(got.lease.slot).toBe(0)
+    expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
+    // positive control: the stub ran, so the first rename did meet the other job's slot
+    expect(existsSync(flag)).toBe(true)
+    expect(e.logged.filter((l) => l.includes('waiting') || l.startsWith('warn:'))).toEqual([])
+    expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
+  })
+
   test('a slot freed during the wait is taken', async () => {
     const { dir, workRoot } = busy()
     const e = env(new LocalRemote(dir))
