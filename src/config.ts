@@ -306,7 +306,9 @@ export const ConfigSchema = z
       .object({
         /** Keep one SSH connection per job in a helper process, reused by every hook command of the job. */
         enabled: z.boolean().default(true),
-        idleSeconds: z.number().int().min(5).max(86400).default(1800)
+        idleSeconds: z.number().int().min(5).max(86400).default(1800),
+        /** Steps go through one shell the agent keeps open in the job container instead of an exec each. */
+        warmShell: z.boolean().default(true)
       })
       .strict()
       .default({}),

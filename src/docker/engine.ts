@@ -2,7 +2,7 @@
 // would need secrets on its environment or command line (step env, container actions) and where
 // per-call CLI start-up would cost latency (exec, inspect).
 import { request, type IncomingMessage } from 'node:http'
-import type { Duplex, Readable } from 'node:stream'
+import type { Duplex, Readable, Writable } from 'node:stream'
 import { HookError, TransportError, formatError } from '../errors'
 import type { Remote } from '../remote/remote'
 import { UnexpectedAnswer } from '../remote/answer'
@@ -141,13 +141,19 @@ export class Engine {
     return { status, data: data as T }
   }
 
-  /** Opens a hijacked stream (exec start / container attach) and demultiplexes it into out. */
-  async hijack(path: string, body: unknown, out: Output): Promise<{ ended: Promise<void> }> {
+  /**
+   * Opens a hijacked stream (exec start / container attach) and demultiplexes it into out. `input`
+   * writes to the process's stdin (an exec created with AttachStdin), null when docker did not
+   * upgrade the connection; `close` ends the stream from this side.
+   */
+  async hijack(path: string, body: unknown, out: Output): Promise<{ ended: Promise<void>; input: Writable | null; close: () => void }> {
     const payload = Buffer.from(JSON.stringify(body))
     const req = this.open('POST', path, { 'Content-Type': 'application/json', Connection: 'Upgrade', Upgrade: 'tcp' }, payload)
+    let input: Duplex | null = null
     const stream = await new Promise<Readable>((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head)
+        input = socket
         resolve(socket)
       })
       req.on('response', (res) => {
@@ -162,7 +168,7 @@ export class Engine {
       req.on('error', (e) => reject(new TransportError(`docker API ${path}: ${e.message}`)))
       req.end(payload)
     })
-    return { ended: demux(stream, out) }
+    return { ended: demux(stream, out), input, close: () => void stream.destroy() }
   }
 }
 

@@ -8,6 +8,7 @@ import { TransportError } from '../errors'
 import { UnexpectedAnswer } from '../remote/answer'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
+import type { WarmShell } from './warm-shell'
 
 export interface ExecSpec {
   container: string
@@ -79,9 +80,41 @@ export async function execStep(
   /** Called when the output has ended (not on cancel): lets the caller start work that overlaps the exit-status call. */
   onOutputEnded?: () => void
 ): Promise<{ exitCode: number; cancelled: boolean }> {
-  const data = { Id: await (created ?? createExec(engine, spec)) }
+  const id = await (created ?? createExec(engine, spec))
   if (signal.aborted) return { exitCode: 130, cancelled: true }
-  const { ended } = await engine.hijack(`/exec/${data.Id}/start`, { Detach: false, Tty: false }, out)
+  const { ended } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
+  return follow({ ended, exitCode: () => exitOfExec(engine, id) }, engine, spec, signal, graceMs, onOutputEnded)
+}
+
+/**
+ * The same through the job's step shell (warm-shell.ts). A cancelled step retires the shell: what
+ * it was left doing is not worth finding out, and the next step starts from an exec.
+ */
+export async function shellStep(
+  shell: WarmShell,
+  engine: Engine,
+  spec: ExecSpec,
+  out: Output,
+  signal: AbortSignal,
+  graceMs: number,
+  onOutputEnded?: () => void
+): Promise<{ exitCode: number; cancelled: boolean }> {
+  if (signal.aborted) return { exitCode: 130, cancelled: true }
+  const res = await follow(shell.run({ ...spec, marker: markerOf(spec) }, out), engine, spec, signal, graceMs, onOutputEnded)
+  if (res.cancelled) shell.close()
+  return res
+}
+
+/** A started step to its end: its output complete, then its exit status; a cancel stops its processes. */
+async function follow(
+  started: { ended: Promise<void>; exitCode: () => Promise<number> },
+  engine: Engine,
+  spec: ExecSpec,
+  signal: AbortSignal,
+  graceMs: number,
+  onOutputEnded?: () => void
+): Promise<{ exitCode: number; cancelled: boolean }> {
+  const { ended } = started
   let cancelled = false
   const marker = markerOf(spec)
   const onAbort = async (): Promise<void> => {
@@ -109,7 +142,7 @@ export async function execStep(
   if (stopping.done) await stopping.done
   if (cancelled) return { exitCode: 130, cancelled }
   onOutputEnded?.()
-  return { exitCode: await exitOfExec(engine, data.Id), cancelled }
+  return { exitCode: await started.exitCode(), cancelled }
 }
 
 export interface RunSpec {

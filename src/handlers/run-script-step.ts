@@ -6,7 +6,8 @@ import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
-import { createExec, execStep } from '../docker/steps'
+import { createExec, execStep, shellStep, type ExecSpec } from '../docker/steps'
+import { jobShell, shellUnfit } from '../docker/warm-shell'
 import { pull } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
@@ -24,15 +25,23 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     const env = { ...args.environmentVariables }
     env.PATH = [...args.prependPath, state.container.path].filter(Boolean).join(':')
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
-    const spec = {
+    const spec: ExecSpec = {
       container: state.container.id,
       cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)],
       env,
       workdir: args.workingDirectory
     }
+    // In the job's agent, a step goes through the job's step shell when it has one (warm-shell.ts).
+    const warm = ctx.remote !== undefined && ctx.config.agent.warmShell
+    const shell = warm ? jobShell.take(spec.container) : null
+    const unfit = shell ? shellUnfit({ ...spec, marker: '' }) : null
+    if (unfit) ctx.log.debug(`step shell not used: ${unfit}`)
+    const problem = warm ? jobShell.takeProblem() : null
+    if (problem) ctx.log.debug(problem)
+    const viaShell = unfit ? null : shell
     // The exec is created while the files go up; it starts only once they are there.
-    const created = createExec(engine, spec)
-    created.catch(() => undefined)
+    const created = viaShell ? null : createExec(engine, spec)
+    created?.catch(() => undefined)
     const up = await betweenSteps.push(target, PUSH_ROOTS)
     if (up.bytes > 1048576)
       ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
@@ -43,21 +52,18 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
       pulling = pull(target, state.pullRoots)
       pulling.catch(() => undefined)
     }
-    const res = await execStep(
-      remote,
-      engine,
-      spec,
-      outputTo(ctx.stdout, ctx.stderr),
-      ctx.signal,
-      ctx.config.timeouts.cancelGraceSeconds * 1000,
-      created,
-      startPull
-    )
+    const out = outputTo(ctx.stdout, ctx.stderr)
+    const graceMs = ctx.config.timeouts.cancelGraceSeconds * 1000
+    const res = viaShell
+      ? await shellStep(viaShell, engine, spec, out, ctx.signal, graceMs, startPull)
+      : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created!, startPull)
     if (res.cancelled) throw Cancelled.by(ctx.signal)
+    // The next step finds the shell running (started now, after this step's exec).
+    if (warm && !viaShell) jobShell.after(engine, spec.container)
     if (!pulling) startPull()
     const down = await pulling!
     ctx.log.debug(
-      `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms (listed ${down.listed}${down.why ? `: ${down.why}` : ''}); sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms`
+      `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms (listed ${down.listed}${down.why ? `: ${down.why}` : ''}); sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms; step by ${viaShell ? 'the step shell' : 'docker exec'}`
     )
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
     // In the job's agent: the next step's files may go up before its hook has started.

@@ -38,3 +38,11 @@ export function shjoin(argv: readonly string[]): string {
 export function shPath(p: string): string {
   return p.startsWith('~/') ? `"$HOME"/${shq(p.slice(2))}` : shq(p)
 }
+
+/**
+ * shq for a command that must fit on one line (read by a shell's `read`): a newline in the
+ * argument becomes `"$n"` between quotes, so the reading shell must hold a newline in `n`.
+ */
+export function shqOneLine(arg: string): string {
+  return shq(arg).replace(/\n/g, `'"$n"'`)
+}

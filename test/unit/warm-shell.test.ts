@@ -1,0 +1,327 @@
+// The job's step shell (agent.warmShell) against a real local /bin/sh: the request line carries the
+// step's command, environment and folder byte-exact and runs nothing else; the end markers split
+// the streams exactly; a step cannot end its own step early by printing, nor make the agent read a
+// shell that died as a success. The engine here only starts the exec's command as a local process
+// (the conformance suites run the same shell in a real container through docker).
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { EndScanner, JobShell, MAX_STARTS, WarmShell, shellRequest, shellUnfit, type ShellStep } from '../../src/docker/warm-shell'
+import type { Engine, Output } from '../../src/docker/engine'
+import { TransportError } from '../../src/errors'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
+
+const ID = 'ab'.repeat(32)
+
+/** The two Engine calls WarmShell makes, with the exec's command run here; `cmd` replaces it (a broken image). */
+function localEngine(cmd?: string[]): Engine & { started: number; kill: () => void } {
+  let argv: string[] = []
+  const kids: ReturnType<typeof spawn>[] = []
+  const e = {
+    started: 0,
+    kill: () => kids.forEach((k) => k.kill('SIGKILL')),
+    call: async (_m: string, _p: string, body: { Cmd: string[] }) => {
+      argv = cmd ?? body.Cmd
+      return { status: 201, data: { Id: ID } }
+    },
+    hijack: async (_p: string, _b: unknown, out: Output) => {
+      e.started++
+      // The environment of a container's exec: the image's, not this test process's.
+      const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: '/root' } })
+      kids.push(child)
+      child.stdout.on('data', (c: Buffer) => out.onStdout(c))
+      child.stderr.on('data', (c: Buffer) => out.onStderr(c))
+      child.stdin.on('error', () => undefined)
+      const ended = new Promise<void>((r) => child.once('close', () => r()))
+      return { ended, input: child.stdin, close: () => child.kill('SIGKILL') }
+    }
+  }
+  return e as unknown as Engine & { started: number; kill: () => void }
+}
+
+interface Ran {
+  code: number
+  out: string
+  err: string
+}
+
+async function run(shell: WarmShell, step: Partial<ShellStep>): Promise<Ran> {
+  let out = ''
+  let err = ''
+  const o: Output = { onStdout: (c) => void (out += c.toString('latin1')), onStderr: (c) => void (err += c.toString('latin1')) }
+  const r = shell.run({ cmd: ['true'], env: { PATH: process.env.PATH! }, workdir: '/', marker: 'm', ...step }, o)
+  await r.ended
+  return { code: await r.exitCode(), out, err }
+}
+
+const sh = (script: string, env: Record<string, string> = {}): Partial<ShellStep> => ({
+  cmd: ['/bin/sh', '-c', script],
+  env: { PATH: process.env.PATH!, ...env }
+})
+
+let shells: WarmShell[] = []
+afterEach(() => {
+  shells.forEach((s) => s.close())
+  shells = []
+})
+async function start(engine = localEngine()): Promise<WarmShell> {
+  const s = await WarmShell.start(engine, 'c')
+  shells.push(s)
+  return s
+}
+
+describe('steps through the shell', () => {
+  test('exit status, stdout and stderr of each step, one after another', async () => {
+    const s = await start()
+    expect(await run(s, sh('echo out; echo err >&2; exit 3'))).toEqual({ code: 3, out: 'out\n', err: 'err\n' })
+    expect(await run(s, sh('printf no-newline; printf e >&2'))).toEqual({ code: 0, out: 'no-newline', err: 'e' })
+    expect(await run(s, sh('kill -TERM $$'))).toMatchObject({ code: 143 })
+    expect(s.usable).toBe(true)
+  })
+
+  test('environment values and arguments arrive byte-exact and run nothing', async () => {
+    const dir = tempDir()
+    const canary = join(dir, 'canary')
+    const values = [
+      `a'b"c\\d`,
+      `line1\nline2\n`,
+      `$(touch ${canary})`,
+      `'; touch ${canary}; '`,
+      '`touch ' + canary + '`',
+      `'"$n"'`,
+      '\r\t ünï €',
+      ''
+    ]
+    const s = await start()
+    for (const v of values) {
+      const r = await run(s, sh('printf %s "$V"; printf %s "$1" >&2', { V: v }))
+      expect(r.code).toBe(0)
+      expect(Buffer.from(r.out, 'latin1').toString('utf8')).toBe(v)
+    }
+    const arg = await run(s, { cmd: ['/bin/sh', '-c', 'printf %s "$1"', 'x', `$(touch ${canary})\n'"`] })
+    expect(arg.out).toBe(`$(touch ${canary})\n'"`)
+    expect(existsSync(canary)).toBe(false)
+    // positive control: a step that does create it
+    await run(s, sh(`touch ${canary}`))
+    expect(existsSync(canary)).toBe(true)
+  })
+
+  test("a step's env is its own: nothing from earlier steps, no PWD/OLDPWD/SHLVL of the shell unless given", async () => {
+    const s = await start()
+    await run(s, sh('export LEAK=1; cd /tmp', { FIRST: 'x' }))
+    // `env` itself, not a shell (which sets PWD of its own, as it does under an exec)
+    const env = (extra: Record<string, string> = {}): Promise<Ran> => run(s, { cmd: ['env'], env: { PATH: process.env.PATH!, ...extra } })
+    const r = await env()
+    expect(r.out.split('\n').filter(Boolean).sort()).toEqual([`HOME=/root`, `PATH=${process.env.PATH}`, 'RCH_STEP=m'])
+    // positive control: given ones are there
+    const given = (await env({ PWD: '/given', SHLVL: '7' })).out
+    expect(given).toMatch(/^PWD=\/given$/m)
+    expect(given).toMatch(/^SHLVL=7$/m)
+  })
+
+  test('the working folder: entered (symlinks resolved), and a missing one is status 126 as with an exec', async () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, 'real'))
+    const s = await start()
+    expect((await run(s, { ...sh('pwd -P'), workdir: join(dir, 'real') })).out).toBe(`${join(dir, 'real')}\n`)
+    const missing = await run(s, { ...sh('echo ran'), workdir: join(dir, 'none') })
+    expect(missing.code).toBe(126)
+    expect(missing.out).toBe('')
+    // the shell goes on
+    expect(await run(s, sh('echo next'))).toMatchObject({ code: 0, out: 'next\n' })
+  })
+
+  test("a step reads no stdin: the next step's request is not its to read", async () => {
+    const s = await start()
+    const r = await run(s, sh('cat; echo "read:$?"'))
+    expect(r.out).toBe('read:0\n')
+    // positive control: the following request still reached the shell
+    expect(await run(s, sh('echo after'))).toMatchObject({ out: 'after\n' })
+  })
+
+  test('a step ends when its process does: output of what it left running shows in the step running then, or is dropped between steps', async () => {
+    const s = await start()
+    const a = await run(s, sh('(sleep 0.3; echo late-output; echo late-err >&2) & (sleep 1.5; echo dropped) & echo a'))
+    expect(a).toEqual({ code: 0, out: 'a\n', err: '' })
+    const b = await run(s, sh('sleep 0.8; echo b'))
+    expect(b).toEqual({ code: 0, out: 'late-output\nb\n', err: 'late-err\n' })
+    await new Promise((r) => setTimeout(r, 1200))
+    expect(await run(s, sh('echo c'))).toEqual({ code: 0, out: 'c\n', err: '' })
+  })
+
+  test('a forged end line (no nonce, a wrong one) is output like any other and does not end the step', async () => {
+    const s = await start()
+    const forged = 'printf "\\001rch-end 00000000000000000000000000000000 0\\n"; printf "\\001rch-end x\\n" >&2; printf "\\001rch-"; exit 7'
+    const r = await run(s, sh(forged))
+    expect(r.code).toBe(7)
+    expect(r.out).toBe('\x01rch-end 00000000000000000000000000000000 0\n\x01rch-')
+    expect(r.err).toBe('\x01rch-end x\n')
+  })
+
+  test('a step that kills the shell fails (never a success) and the shell is retired', async () => {
+    const s = await start()
+    expect((await run(s, sh('true'))).code).toBe(0)
+    const r = s.run(
+      { cmd: ['/bin/sh', '-c', 'kill -KILL $PPID; exit 0'], env: { PATH: process.env.PATH! }, workdir: '/', marker: 'm' },
+      {
+        onStdout: () => undefined,
+        onStderr: () => undefined
+      }
+    )
+    await expect(r.ended).rejects.toThrow(TransportError)
+    await expect(r.ended).rejects.toThrow(/the step shell ended before the step's exit status came/)
+    expect(s.usable).toBe(false)
+    expect(() =>
+      s.run({ cmd: ['true'], env: {}, workdir: '/', marker: 'm' }, { onStdout: () => undefined, onStderr: () => undefined })
+    ).toThrow('not free')
+  })
+
+  test('large output passes through whole and in order', async () => {
+    const s = await start()
+    const r = await run(s, sh('i=0; while [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done'))
+    const lines = r.out.split('\n')
+    expect(lines).toHaveLength(20001)
+    expect(lines[19999]).toBe('line 19999')
+  })
+
+  test('a shell that ends before its ready line (no /bin/sh in the image) fails at once', async () => {
+    const t0 = Date.now()
+    const quick = localEngine(['/bin/sh', '-c', 'echo "sh: not found" >&2; exit 127'])
+    await expect(WarmShell.start(quick, 'c')).rejects.toThrow(/the step shell ended/)
+    expect(Date.now() - t0).toBeLessThan(5000)
+  })
+
+  test("no step's environment stays in the shell's memory for a later step to read", async () => {
+    const s = await start()
+    const secret = `hunter2-${Date.now()}-first-step`
+    await run(s, sh('true', { SECRET_ONE: secret }))
+    // A later step reads the shell's whole writable memory (its parent: same user, no Yama here).
+    const scan = (what: string): Promise<Ran> =>
+      run(s, {
+        cmd: ['python3', '-c', SCAN, what],
+        env: { PATH: process.env.PATH! }
+      })
+    const r = await scan(secret)
+    expect(r.err).toBe('')
+    expect(r.out).toBe('0\n')
+    // positive control: the scan finds what the shell does hold (the end marker it prints)
+    expect(Number((await scan('\x01rch-end ')).out)).toBeGreaterThan(0)
+  })
+})
+
+/** python3: counts the occurrences of argv[1] in the writable mappings of the parent process. */
+const SCAN = `
+import os, re, sys
+want = sys.argv[1].encode('latin1'); n = 0; pid = os.getppid()
+with open(f'/proc/{pid}/maps') as maps, open(f'/proc/{pid}/mem', 'rb', 0) as mem:
+    for line in maps:
+        m = re.match(r'([0-9a-f]+)-([0-9a-f]+) rw', line)
+        if not m: continue
+        a, b = int(m.group(1), 16), int(m.group(2), 16)
+        try:
+            mem.seek(a); n += mem.read(b - a).count(want)
+        except OSError: pass
+print(n)
+`
+
+describe('EndScanner', () => {
+  const M = '\x01rch-end abc'
+  function scan(chunks: string[]): { passed: string; rest: string | null | undefined } {
+    let passed = ''
+    let rest: string | null | undefined
+    const s = new EndScanner(
+      M,
+      (b) => void (passed += b.toString('latin1')),
+      (r) => (rest = r)
+    )
+    for (const c of chunks) s.push(Buffer.from(c, 'latin1'))
+    return { passed, rest }
+  }
+  const all = `output\x01x${M} 42\nafter`
+
+  test('finds the marker split at every byte, passes on exactly what came before, drops what follows', () => {
+    for (let i = 0; i <= all.length; i++)
+      for (let j = i; j <= all.length; j++) {
+        const got = scan([all.slice(0, i), all.slice(i, j), all.slice(j)])
+        expect(got).toEqual({ passed: 'output\x01x', rest: ' 42' })
+      }
+  })
+
+  test('holds back only a tail that could start the marker', () => {
+    let passed = ''
+    const s = new EndScanner(
+      M,
+      (b) => void (passed += b.toString('latin1')),
+      () => undefined
+    )
+    s.push(Buffer.from('abc\x01rch'))
+    expect(passed).toBe('abc')
+    s.push(Buffer.from('-other'))
+    expect(passed).toBe('abc\x01rch-other')
+    s.push(Buffer.from('plain'))
+    expect(passed).toBe('abc\x01rch-otherplain')
+  })
+
+  test('a marker line that runs long is reported as null', () => {
+    expect(scan([`${M} 1234567890\n`]).rest).toBeNull()
+    // control: a short one is read
+    expect(scan([`${M} 1\n`]).rest).toBe(' 1')
+  })
+})
+
+describe('shellUnfit: steps an exec runs instead', () => {
+  const ok: ShellStep = { cmd: ['bash', '-e', 'x'], env: { A_1: 'v' }, workdir: '/w', marker: 'm' }
+  test.each([
+    [{ workdir: 'rel' }, /not absolute/],
+    [{ cmd: ['-x'] }, /starts with -/],
+    [{ cmd: [] }, /empty/],
+    [{ env: { 'A-B': '1' } }, /not a shell name/],
+    [{ env: { '1A': '1' } }, /not a shell name/],
+    [{ env: { A: 'a\0b' } }, /NUL/],
+    [{ cmd: ['x', 'a\0'] }, /NUL/]
+  ])('%j', (change, why) => {
+    expect(shellUnfit({ ...ok, ...change })).toMatch(why)
+  })
+  test('a plain step fits', () => {
+    expect(shellUnfit(ok)).toBeNull()
+  })
+  test('the request is two lines whatever newlines the step holds: the end marker, then the step', () => {
+    const req = shellRequest({ ...ok, env: { A: 'x\ny\n' }, cmd: ['a\nb'], workdir: '/w\n' }, 'n1')
+    const lines = req.split('\n')
+    expect(lines).toHaveLength(3)
+    expect(lines[0]).toBe('\x01rch-end n1')
+    expect(lines[2]).toBe('')
+  })
+})
+
+describe('JobShell: one per job, started after a step, given up after repeated failures', () => {
+  test('starts in the background, is taken by the next step, and is not taken for another container', async () => {
+    const j = new JobShell()
+    const engine = localEngine()
+    j.after(engine, 'c')
+    expect(j.take('c')).toBeNull()
+    for (let i = 0; i < 100 && !j.take('c'); i++) await new Promise((r) => setImmediate(r))
+    await new Promise((r) => setTimeout(r, 200))
+    const s = j.take('c')
+    expect(s).not.toBeNull()
+    expect(j.take('d')).toBeNull()
+    j.after(engine, 'c')
+    expect(engine.started).toBe(1)
+    j.drop()
+    expect(j.take('c')).toBeNull()
+  })
+
+  test(`a shell that cannot start is tried at most ${MAX_STARTS} times, and why is told once`, async () => {
+    const j = new JobShell()
+    const engine = localEngine(['/bin/sh', '-c', 'exit 127'])
+    for (let i = 0; i < MAX_STARTS + 2; i++) {
+      j.after(engine, 'c')
+      await new Promise((r) => setTimeout(r, 300))
+    }
+    expect(engine.started).toBe(MAX_STARTS)
+    expect(j.takeProblem()).toMatch(/the step shell did not start \(steps use an exec\): the step shell ended/)
+    expect(j.takeProblem()).toBeNull()
+  })
+})
