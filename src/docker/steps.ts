@@ -87,8 +87,10 @@ export async function execStep(
 }
 
 /**
- * The same through the job's step shell (warm-shell.ts). A cancelled step retires the shell: what
- * it was left doing is not worth finding out, and the next step starts from an exec.
+ * The same through the job's step shell (warm-shell.ts), which the caller has claimed. A cancelled
+ * step retires the shell (what it was left doing is not worth finding out), and so does a cancel
+ * the shell does not answer (a step that stopped it). A shell that fails mid-step leaves no process
+ * of the step running: they are stopped as on a cancel.
  */
 export async function shellStep(
   shell: WarmShell,
@@ -99,10 +101,21 @@ export async function shellStep(
   graceMs: number,
   onOutputEnded?: () => void
 ): Promise<{ exitCode: number; cancelled: boolean }> {
-  if (signal.aborted) return { exitCode: 130, cancelled: true }
-  const res = await follow(shell.run({ ...spec, marker: markerOf(spec) }, out), engine, spec, signal, graceMs, onOutputEnded)
-  if (res.cancelled) shell.close()
-  return res
+  if (signal.aborted) {
+    shell.release()
+    return { exitCode: 130, cancelled: true }
+  }
+  const marker = markerOf(spec)
+  try {
+    const res = await follow(shell.run({ ...spec, marker }, out), engine, spec, signal, graceMs, onOutputEnded, () =>
+      shell.close('the step shell did not answer the cancel')
+    )
+    if (res.cancelled) shell.close()
+    return res
+  } catch (e) {
+    await stopMarked(engine, spec.container, marker, 0).catch(() => undefined)
+    throw e
+  }
 }
 
 /** A started step to its end: its output complete, then its exit status; a cancel stops its processes. */
@@ -112,7 +125,9 @@ async function follow(
   spec: ExecSpec,
   signal: AbortSignal,
   graceMs: number,
-  onOutputEnded?: () => void
+  onOutputEnded?: () => void,
+  /** A cancel whose stop passes all failed to end the output: the step's source is to be cut off. */
+  onStuck?: () => void
 ): Promise<{ exitCode: number; cancelled: boolean }> {
   const { ended } = started
   let cancelled = false
@@ -127,7 +142,7 @@ async function follow(
         if (!(await settlesWithin(ended, 1000))) throw new Error('the step is still running')
       },
       { attempts: 3, minDelayMs: 0, jitter: false }
-    ).catch(() => undefined)
+    ).catch(() => onStuck?.())
   }
   // Set by the abort listener (a field, so the check below is not narrowed to its initial null).
   const stopping: { done: Promise<void> | null } = { done: null }
@@ -136,6 +151,9 @@ async function follow(
   else signal.addEventListener('abort', listener, { once: true })
   try {
     await ended
+  } catch (e) {
+    // The output cut off by the cancel (onStuck) is the cancel.
+    if (!stopping.done) throw e
   } finally {
     signal.removeEventListener('abort', listener)
   }

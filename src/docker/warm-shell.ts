@@ -23,6 +23,14 @@ import { STEP_MARKER } from './step-stop'
 /** Markers start with SOH, a byte a step's text output practically never ends with (see EndScanner). */
 const MARK = '\x01rch-'
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+/**
+ * Names a shell gives a meaning of its own (dash stops on a bad OPTIND; bash as /bin/sh refuses to
+ * export its read-only ones): an exec passes them through untouched, so such steps go by exec.
+ */
+const SHELL_NAMES =
+  /^(IFS|OPTIND|OPTARG|PPID|UID|EUID|GROUPS|SHELLOPTS|BASHOPTS|BASHPID|LINENO|RANDOM|SRANDOM|SECONDS|EPOCHSECONDS|EPOCHREALTIME|HISTCMD|FUNCNAME|_|BASH_.*|__rch_.*)$/
+/** Output allowed between steps (of processes a step left running) before the shell is retired. */
+export const MAX_IDLE_OUTPUT = 1024 * 1024
 const START_MS = 10_000
 /** Starts of a new shell per job: a job whose steps keep killing it goes back to execs for good. */
 export const MAX_STARTS = 3
@@ -40,6 +48,8 @@ export function shellUnfit(step: ShellStep): string | null {
   if (!step.cmd.length || step.cmd[0] === '' || step.cmd[0].startsWith('-')) return 'its command is empty or starts with -'
   const bad = Object.keys(step.env).find((k) => !NAME.test(k))
   if (bad !== undefined) return `an environment variable name is not a shell name (${JSON.stringify(bad.slice(0, 40))})`
+  const special = Object.keys(step.env).find((k) => SHELL_NAMES.test(k))
+  if (special !== undefined) return `the environment sets ${special}, which the shell treats as its own`
   const all = [step.workdir, ...step.cmd, ...Object.values(step.env)]
   if (all.some((s) => s.includes('\0'))) return 'a NUL byte in its command, environment or working directory'
   return null
@@ -57,21 +67,29 @@ export function shellRequest(step: ShellStep, nonce: string): string {
   const exports = Object.entries(env).map(([k, v]) => shqOneLine(`${k}=${v}`))
   return (
     `${MARK}end ${nonce}\n` +
-    `cd -P -- ${shqOneLine(step.workdir)} || exit 126; unset PWD OLDPWD SHLVL; ` +
+    `${nonce} cd -P -- ${shqOneLine(step.workdir)} || exit 126; unset PWD OLDPWD SHLVL; ` +
     `${exports.length ? `export ${exports.join(' ')}; ` : ''}exec ${step.cmd.map(shqOneLine).join(' ')}\n`
   )
 }
 
 /**
- * The shell itself: reads an end marker, lets a subshell read and run the step's line with no
- * stdin of its own, then prints the marker on both streams. `n` holds the newline shqOneLine
- * refers to; dash and busybox read a pipe a byte at a time, so each `read` takes one line only.
+ * The shell itself: reads an end marker (exactly one, or it exits), lets a subshell read the step's
+ * line, check that it carries the same nonce, and run it with no stdin of its own; then prints the
+ * marker on both streams. It ignores INT, TERM, HUP and QUIT (a step's `kill 0` reaches its whole
+ * process group, the shell included); the subshell restores them for the step. Its variables have
+ * names no image uses (`__rch_n` holds the newline shqOneLine refers to). dash, busybox ash and bash
+ * read a pipe a byte at a time, so each `read` takes one line only.
  */
 export function shellScript(readyNonce: string): string {
+  const hex32 = '?'.repeat(32)
   return (
-    `n='\n'; printf '%s\\n' '${MARK}ready ${readyNonce}'; ` +
-    `while IFS= read -r e; do ( IFS= read -r l || exit 125; exec </dev/null; eval "$l" ); ` +
-    `printf '%s %s\\n' "$e" "$?"; printf '%s\\n' "$e" >&2; done`
+    `__rch_n='\n'; __rch_s=$(printf '\\001'); trap '' INT TERM HUP QUIT; ` +
+    `printf '%s\\n' '${MARK}ready ${readyNonce}'; ` +
+    `while IFS= read -r __rch_e; do ` +
+    `case $__rch_e in "$__rch_s"'rch-end '${hex32}) ;; *) exit 99;; esac; ` +
+    `( trap - INT TERM HUP QUIT; IFS= read -r __rch_l || exit 125; exec </dev/null; ` +
+    `case $__rch_l in "\${__rch_e##* } "*) ;; *) exit 125;; esac; eval "\${__rch_l#* }" ); ` +
+    `printf '%s %s\\n' "$__rch_e" "$?"; printf '%s\\n' "$__rch_e" >&2; done`
   )
 }
 
@@ -154,6 +172,8 @@ interface Running {
 
 export class WarmShell {
   private step: Running | null = null
+  private claimed = false
+  private idleBytes = 0
   private broken: string | null = null
   private ready: EndScanner | null = null
   /** Wakes start()'s wait for the ready line when the shell fails first. */
@@ -215,14 +235,28 @@ export class WarmShell {
     return this.broken === null
   }
 
-  /** Free for a step: started, not broken, no step running. */
+  /** Free for a step: started, not broken, not claimed, no step running. */
   get usable(): boolean {
-    return this.broken === null && this.step === null && this.ready !== null && this.ready.done
+    return this.broken === null && !this.claimed && this.step === null && this.ready !== null && this.ready.done
   }
 
-  /** Runs one step: `ended` settles when its output on both streams is complete; then `exitCode()`. */
+  /** Reserves the shell for one step (two steps at once: the second gets false and uses an exec). */
+  claim(): boolean {
+    if (!this.usable) return false
+    this.claimed = true
+    return true
+  }
+
+  /** Gives back a claim that will not be used. */
+  release(): void {
+    this.claimed = false
+  }
+
+  /** Runs one step on a claimed shell: `ended` settles when its output on both streams is complete; then `exitCode()`. */
   run(step: ShellStep, out: Output): { ended: Promise<void>; exitCode: () => Promise<number> } {
-    if (!this.usable) throw new Error('the step shell is not free')
+    if (!this.claimed || this.broken !== null || this.step !== null) throw new Error('the step shell is not claimed or not free')
+    this.claimed = false
+    this.idleBytes = 0
     const nonce = randomBytes(16).toString('hex')
     let finish!: (err?: Error) => void
     const ended = new Promise<void>((resolve, reject) => (finish = (err) => (err ? reject(err) : resolve())))
@@ -267,26 +301,34 @@ export class WarmShell {
   }
 
   /** Ends the shell (its stdin closes; the stream goes); a step in flight fails. */
-  close(): void {
-    this.fail('the step shell was closed')
-    this.closeStream()
+  close(why = 'the step shell was closed'): void {
+    this.fail(why)
   }
 
   private onStdout(c: Buffer): boolean | void {
     if (this.ready && !this.ready.done) return this.ready.push(c)
-    return this.step?.scanOut.push(c)
+    return this.step && !this.step.scanOut.done ? this.step.scanOut.push(c) : this.idle(c)
   }
 
   private onStderr(c: Buffer): boolean | void {
-    return this.step?.scanErr.push(c)
+    return this.step && !this.step.scanErr.done ? this.step.scanErr.push(c) : this.idle(c)
   }
 
+  /** Output after a step's end: dropped, and the shell retired once there is much of it (a `yes &` left behind). */
+  private idle(c: Buffer): void {
+    this.idleBytes += c.length
+    if (this.idleBytes > MAX_IDLE_OUTPUT) this.close(`over ${MAX_IDLE_OUTPUT} bytes of output came between steps`)
+  }
+
+  /** A failed shell is closed at once: nothing more is read from it. */
   private fail(why: string): void {
-    if (this.broken === null) this.broken = why
+    const first = this.broken === null
+    if (first) this.broken = why
     this.onBroken?.()
     const r = this.step
     this.step = null
     r?.finish(new TransportError(`${why} before the step's exit status came`))
+    if (first) this.closeStream()
   }
 }
 
@@ -299,9 +341,15 @@ export class JobShell {
   private starting: Promise<void> | null = null
   private starts = 0
 
+  /** The job's shell, claimed for one step (release it when the step does not use it), or null. */
   take(container: string): WarmShell | null {
     const s = this.shell
-    return s && s.container === container && s.usable ? s : null
+    return s && s.container === container && s.claim() ? s : null
+  }
+
+  /** The start under way, if any. */
+  get pending(): Promise<void> | null {
+    return this.starting
   }
 
   /** Why the last start failed, once (the step that reads it logs it; the one that started it has ended). */
@@ -314,8 +362,9 @@ export class JobShell {
   }
 
   after(engine: Engine, container: string): void {
-    if ((this.shell?.container === container && this.shell.alive) || this.starting || this.starts >= MAX_STARTS) return
+    if (this.shell?.container === container && this.shell.alive) return
     this.drop()
+    if (this.starting || this.starts >= MAX_STARTS) return
     this.starts++
     this.starting = WarmShell.start(engine, container)
       .then(

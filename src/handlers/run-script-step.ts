@@ -7,7 +7,7 @@ import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
 import { createExec, execStep, shellStep, type ExecSpec } from '../docker/steps'
-import { jobShell, shellUnfit } from '../docker/warm-shell'
+import { jobShell, shellUnfit, type WarmShell } from '../docker/warm-shell'
 import { pull } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
@@ -20,6 +20,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
   const tConnect = Date.now()
   let pulling: ReturnType<typeof pull> | null = null
+  let viaShell: WarmShell | null = null
   try {
     const target = syncTarget(ctx, state, remote)
     const env = { ...args.environmentVariables }
@@ -33,12 +34,12 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     }
     // In the job's agent, a step goes through the job's step shell when it has one (warm-shell.ts).
     const warm = ctx.remote !== undefined && ctx.config.agent.warmShell
-    const shell = warm ? jobShell.take(spec.container) : null
-    const unfit = shell ? shellUnfit({ ...spec, marker: '' }) : null
+    const unfit = warm ? shellUnfit({ ...spec, marker: '' }) : null
     if (unfit) ctx.log.debug(`step shell not used: ${unfit}`)
     const problem = warm ? jobShell.takeProblem() : null
     if (problem) ctx.log.debug(problem)
-    const viaShell = unfit ? null : shell
+    // Claimed now, so a step running beside this one uses an exec.
+    viaShell = warm && !unfit ? jobShell.take(spec.container) : null
     // The exec is created while the files go up; it starts only once they are there.
     const created = viaShell ? null : createExec(engine, spec)
     created?.catch(() => undefined)
@@ -54,16 +55,19 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     }
     const out = outputTo(ctx.stdout, ctx.stderr)
     const graceMs = ctx.config.timeouts.cancelGraceSeconds * 1000
-    const res = viaShell
-      ? await shellStep(viaShell, engine, spec, out, ctx.signal, graceMs, startPull)
-      : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created!, startPull)
+    // A shell that died during the push (a process an earlier step left behind): this step by exec.
+    if (viaShell && !viaShell.alive) ctx.log.debug('the step shell ended before the step started: step by docker exec')
+    const usedShell = viaShell?.alive ? viaShell : null
+    const res = usedShell
+      ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs, startPull)
+      : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec), startPull)
     if (res.cancelled) throw Cancelled.by(ctx.signal)
     // The next step finds the shell running (started now, after this step's exec).
-    if (warm && !viaShell) jobShell.after(engine, spec.container)
+    if (warm && !usedShell) jobShell.after(engine, spec.container)
     if (!pulling) startPull()
     const down = await pulling!
     ctx.log.debug(
-      `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms (listed ${down.listed}${down.why ? `: ${down.why}` : ''}); sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms; step by ${viaShell ? 'the step shell' : 'docker exec'}`
+      `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms (listed ${down.listed}${down.why ? `: ${down.why}` : ''}); sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms; step by ${usedShell ? 'the step shell' : 'docker exec'}`
     )
     if (down.bytes > 1048576) ctx.log.progress(`synced ${down.files} files / ${mb(down.bytes)} MB back in ${(down.ms / 1000).toFixed(1)} s`)
     // In the job's agent: the next step's files may go up before its hook has started.
@@ -73,6 +77,8 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     }
     return { exitCode: res.exitCode }
   } catch (e) {
+    // A claim the step never used (the push failed) frees the shell for the next step.
+    viaShell?.release()
     // A step that failed leaves the watch off (an early push must not run beside a pull still going).
     if (ctx.remote) betweenSteps.disarm()
     throw e

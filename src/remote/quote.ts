@@ -41,8 +41,8 @@ export function shPath(p: string): string {
 
 /**
  * shq for a command that must fit on one line (read by a shell's `read`): a newline in the
- * argument becomes `"$n"` between quotes, so the reading shell must hold a newline in `n`.
+ * argument becomes `"$__rch_n"` between quotes, so the reading shell must hold a newline there.
  */
 export function shqOneLine(arg: string): string {
-  return shq(arg).replace(/\n/g, `'"$n"'`)
+  return shq(arg).replace(/\n/g, `'"$__rch_n"'`)
 }

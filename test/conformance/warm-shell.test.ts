@@ -1,9 +1,11 @@
 // The job's step shell (agent.warmShell) in a real job container: from the second step on, steps
 // go through it, and what a step sees (user, folder, environment, exit status) is what an exec
 // gives; a step that kills the shell fails rather than passing, and the job goes on by exec.
+import { execFileSync } from 'node:child_process'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines } from '../helpers/conformance'
+import { errorLines, waitForOutput } from '../helpers/conformance'
+import { settlesWithin, waitUntil } from '../helpers/wait'
 
 const agentOn = process.env.RCH_TEST_AGENT !== 'off'
 const d = agentOn ? describe : describe.skip
@@ -11,11 +13,14 @@ const d = agentOn ? describe : describe.skip
 const warm = new FakeRunner({ name: 'warm-on' })
 const cold = new FakeRunner({ name: 'warm-off', config: { agent: { warmShell: false } } })
 
+let warmId = ''
 beforeAll(async () => {
   for (const r of [warm, cold]) {
     const p = await r.prepare({ container: r.jobContainer(testImages.tiny), services: [] })
     expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+    if (r === warm) warmId = String(p.response.context.container.id)
   }
+  expect(warmId).toMatch(/^[0-9a-f]{64}$/)
 })
 
 afterAll(async () => {
@@ -95,5 +100,37 @@ d("steps through the job container's shell", () => {
     expect({ code: next.code, via: via(next), out: body(next).includes('next') }).toEqual({ code: 0, via: 'docker exec', out: true })
     const later = await step(warm, 'echo later\n')
     expect({ code: later.code, via: via(later) }).toEqual({ code: 0, via: 'the step shell' })
+  })
+
+  test("a step's `kill 0` (a common EXIT trap) ends as under an exec and leaves the shell for the next step", async () => {
+    await step(warm, 'true\n')
+    const w = await step(warm, "trap 'kill 0' EXIT\necho hi\n")
+    const c = await step(cold, "trap 'kill 0' EXIT\necho hi\n")
+    expect(via(w)).toBe('the step shell')
+    expect({ code: w.code, hi: body(w).includes('hi') }).toEqual({ code: c.code, hi: body(c).includes('hi') })
+    const next = await step(warm, 'echo next\n')
+    expect({ code: next.code, via: via(next) }).toEqual({ code: 0, via: 'the step shell' })
+  })
+
+  test("SIGINT during a step run by the shell: the hook exits non-zero within 5 s and the step's process is gone", async () => {
+    await step(warm, 'true\n')
+    const marker = `warm-cancel-${Date.now()}`
+    const { args } = warm.scriptStep(`echo ${marker}\nsleep 307\necho not-cancelled\n`)
+    const { child, done } = warm.start('run_script_step', args, DEBUG)
+    await waitForOutput(child, marker)
+    const procs = (): string => execFileSync('docker', ['top', warmId, '-o', 'pid,args'], { encoding: 'utf8' })
+    await waitUntil(() => procs().includes('sleep 307'), 10_000, 20)
+    const t0 = Date.now()
+    child.kill('SIGINT')
+    const inTime = await settlesWithin(done, 5000)
+    if (!inTime) child.kill('SIGKILL')
+    const r = await done
+    expect({ inTime, ms: Date.now() - t0 < 5000 }).toEqual({ inTime: true, ms: true })
+    expect(r.code).toBe(130)
+    expect(r.stdout).not.toContain('not-cancelled')
+    expect(procs()).not.toContain('sleep 307')
+    // the job goes on: by exec first, then by a new shell
+    const next = await step(warm, 'echo next\n')
+    expect({ code: next.code, via: via(next) }).toEqual({ code: 0, via: 'docker exec' })
   })
 })

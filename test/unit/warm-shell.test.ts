@@ -6,8 +6,18 @@
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { EndScanner, JobShell, MAX_STARTS, WarmShell, shellRequest, shellUnfit, type ShellStep } from '../../src/docker/warm-shell'
+import {
+  EndScanner,
+  JobShell,
+  MAX_IDLE_OUTPUT,
+  MAX_STARTS,
+  WarmShell,
+  shellRequest,
+  shellUnfit,
+  type ShellStep
+} from '../../src/docker/warm-shell'
 import type { Engine, Output } from '../../src/docker/engine'
+import { shellStep } from '../../src/docker/steps'
 import { TransportError } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
@@ -15,21 +25,36 @@ afterAll(cleanupTempDirs)
 
 const ID = 'ab'.repeat(32)
 
-/** The two Engine calls WarmShell makes, with the exec's command run here; `cmd` replaces it (a broken image). */
-function localEngine(cmd?: string[]): Engine & { started: number; kill: () => void } {
+type LocalEngine = Engine & { started: number; kill: () => void; stdin: () => NodeJS.WritableStream; stops: number }
+
+/**
+ * The Engine calls WarmShell makes, with the shell's exec run here: `cmd` replaces its command (a
+ * broken image), `edit` changes its script (a shell that lies). The stop exec of a cancel finds
+ * nothing to stop here: it is counted and answers as done.
+ */
+function localEngine(cmd?: string[], edit?: (script: string) => string): LocalEngine {
   let argv: string[] = []
   const kids: ReturnType<typeof spawn>[] = []
   const e = {
     started: 0,
+    stops: 0,
     kill: () => kids.forEach((k) => k.kill('SIGKILL')),
-    call: async (_m: string, _p: string, body: { Cmd: string[] }) => {
-      argv = cmd ?? body.Cmd
+    stdin: () => kids[kids.length - 1].stdin!,
+    call: async (_m: string, path: string, body?: { Cmd: string[]; AttachStdin?: boolean }) => {
+      if (path.endsWith('/json')) return { status: 200, data: { Running: false, ExitCode: 0 } }
+      if (body?.AttachStdin) argv = cmd ?? [body.Cmd[0], body.Cmd[1], edit ? edit(body.Cmd[2]) : body.Cmd[2]]
+      else if (body?.Cmd) e.stops++
       return { status: 201, data: { Id: ID } }
     },
     hijack: async (_p: string, _b: unknown, out: Output) => {
       e.started++
       // The environment of a container's exec: the image's, not this test process's.
-      const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: '/root' } })
+      // Its own session, as a container's exec is: a step's `kill 0` must not reach this test process.
+      const child = spawn(argv[0], argv.slice(1), {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { PATH: process.env.PATH, HOME: '/root' },
+        detached: true
+      })
       kids.push(child)
       child.stdout.on('data', (c: Buffer) => out.onStdout(c))
       child.stderr.on('data', (c: Buffer) => out.onStderr(c))
@@ -38,7 +63,7 @@ function localEngine(cmd?: string[]): Engine & { started: number; kill: () => vo
       return { ended, input: child.stdin, close: () => child.kill('SIGKILL') }
     }
   }
-  return e as unknown as Engine & { started: number; kill: () => void }
+  return e as unknown as LocalEngine
 }
 
 interface Ran {
@@ -51,6 +76,7 @@ async function run(shell: WarmShell, step: Partial<ShellStep>): Promise<Ran> {
   let out = ''
   let err = ''
   const o: Output = { onStdout: (c) => void (out += c.toString('latin1')), onStderr: (c) => void (err += c.toString('latin1')) }
+  expect(shell.claim()).toBe(true)
   const r = shell.run({ cmd: ['true'], env: { PATH: process.env.PATH! }, workdir: '/', marker: 'm', ...step }, o)
   await r.ended
   return { code: await r.exitCode(), out, err }
@@ -163,6 +189,7 @@ describe('steps through the shell', () => {
   test('a step that kills the shell fails (never a success) and the shell is retired', async () => {
     const s = await start()
     expect((await run(s, sh('true'))).code).toBe(0)
+    expect(s.claim()).toBe(true)
     const r = s.run(
       { cmd: ['/bin/sh', '-c', 'kill -KILL $PPID; exit 0'], env: { PATH: process.env.PATH! }, workdir: '/', marker: 'm' },
       {
@@ -173,9 +200,10 @@ describe('steps through the shell', () => {
     await expect(r.ended).rejects.toThrow(TransportError)
     await expect(r.ended).rejects.toThrow(/the step shell ended before the step's exit status came/)
     expect(s.usable).toBe(false)
+    expect(s.claim()).toBe(false)
     expect(() =>
       s.run({ cmd: ['true'], env: {}, workdir: '/', marker: 'm' }, { onStdout: () => undefined, onStderr: () => undefined })
-    ).toThrow('not free')
+    ).toThrow('not claimed')
   })
 
   test('large output passes through whole and in order', async () => {
@@ -191,6 +219,116 @@ describe('steps through the shell', () => {
     const quick = localEngine(['/bin/sh', '-c', 'echo "sh: not found" >&2; exit 127'])
     await expect(WarmShell.start(quick, 'c')).rejects.toThrow(/the step shell ended/)
     expect(Date.now() - t0).toBeLessThan(5000)
+  })
+
+  test('one step at a time: a claimed shell is not given to a second step until released', async () => {
+    const s = await start()
+    expect(s.claim()).toBe(true)
+    expect(s.claim()).toBe(false)
+    s.release()
+    // positive control: free again
+    expect(s.claim()).toBe(true)
+    s.release()
+  })
+
+  test("a step's `kill 0` (its whole process group) does not end the shell; the step itself gets TERM as under an exec", async () => {
+    const s = await start()
+    const r = await run(s, sh("trap 'kill 0' EXIT; echo hi"))
+    expect(r.out).toBe('hi\n')
+    expect(r.code).toBe(143)
+    expect(s.usable).toBe(true)
+    expect(await run(s, sh('echo still'))).toMatchObject({ code: 0, out: 'still\n' })
+  })
+
+  test.each([
+    ['an exit status over 255', (t: string) => t.replace(`"$__rch_e" "$?"`, `"$__rch_e" 256`)],
+    [
+      'a stdout end line and no stderr one (the stream ends)',
+      (t: string) => t.replace(`printf '%s\\n' "$__rch_e" >&2; done`, 'exit 0; done')
+    ],
+    ['a stderr end line with more on it', (t: string) => t.replace(`printf '%s\\n' "$__rch_e" >&2`, `printf '%s 0\\n' "$__rch_e" >&2`)]
+  ])('a shell that answers with %s fails the step, never a success, and is retired', async (_what, edit) => {
+    const engine = localEngine(undefined, (t) => {
+      const changed = edit(t)
+      // the edit applies: this is the lying shell
+      expect(changed).not.toBe(t)
+      return changed
+    })
+    const s = await start(engine)
+    let out = ''
+    expect(s.claim()).toBe(true)
+    const r = s.run({ ...sh('echo step-ran'), workdir: '/', marker: 'm' } as ShellStep, {
+      onStdout: (c) => void (out += String(c)),
+      onStderr: () => undefined
+    })
+    await expect(r.ended).rejects.toThrow(TransportError)
+    expect(out).toBe('step-ran\n')
+    expect(s.alive).toBe(false)
+  })
+
+  test("lines out of step (a stray line on the shell's stdin) never make the shell print a step's environment", async () => {
+    const secret = `s3cret-${Date.now()}`
+    const attempt = async (edit?: (t: string) => string): Promise<{ out: string; err: string; rejected: boolean }> => {
+      const engine = localEngine(undefined, edit)
+      const s = await start(engine)
+      // A process left by an earlier step writes a marker-like line into the shell's stdin first.
+      engine.stdin().write(`\x01rch-end ${'0'.repeat(32)}\n`)
+      let out = ''
+      let err = ''
+      expect(s.claim()).toBe(true)
+      const r = s.run({ ...sh('true', { TOKEN: secret }), workdir: '/', marker: 'm' } as ShellStep, {
+        onStdout: (c) => void (out += String(c)),
+        onStderr: (c) => void (err += String(c))
+      })
+      // The unguarded shell below waits for a line that never comes: its input ends after a while.
+      const ending = setTimeout(() => engine.stdin().end(), 1000)
+      const rejected = await r.ended.then(
+        () => false,
+        () => true
+      )
+      clearTimeout(ending)
+      return { out, err, rejected }
+    }
+    const guarded = await attempt()
+    expect(guarded.rejected).toBe(true)
+    expect(guarded.out + guarded.err).not.toContain(secret)
+    // positive control: without the shell's checks of the two lines, the step's line is printed
+    const unguarded = await attempt((t) =>
+      t.replace(/case \$__rch_e in [^;]*;; \*\) exit 99;; esac; /, '').replace(/case \$__rch_l in [^;]*;; \*\) exit 125;; esac; /, '')
+    )
+    expect(unguarded.out + unguarded.err).toContain(secret)
+  })
+
+  test(`over ${MAX_IDLE_OUTPUT} bytes between steps (a \`yes &\` left behind) retire the shell; a little is dropped`, async () => {
+    const s = await start()
+    await run(s, sh('(sleep 0.2; head -c 100 /dev/zero) & true'))
+    await new Promise((r) => setTimeout(r, 500))
+    expect(s.usable).toBe(true)
+    await run(s, sh(`(sleep 0.2; head -c ${MAX_IDLE_OUTPUT * 3} /dev/zero) & true`))
+    for (let i = 0; i < 50 && s.alive; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(s.alive).toBe(false)
+  })
+
+  test('a cancel the shell does not answer (the step stopped it) still ends the step, and retires the shell', async () => {
+    const engine = localEngine()
+    const s = await start(engine)
+    const cancel = new AbortController()
+    expect(s.claim()).toBe(true)
+    setTimeout(() => cancel.abort('SIGINT'), 300)
+    const t0 = Date.now()
+    const res = await shellStep(
+      s,
+      engine,
+      { container: 'c', cmd: ['/bin/sh', '-c', 'kill -STOP $PPID; exit 0'], env: { PATH: process.env.PATH! }, workdir: '/' },
+      { onStdout: () => undefined, onStderr: () => undefined },
+      cancel.signal,
+      100
+    )
+    expect(res).toEqual({ exitCode: 130, cancelled: true })
+    expect(Date.now() - t0).toBeLessThan(8000)
+    expect(engine.stops).toBeGreaterThanOrEqual(1)
+    expect(s.alive).toBe(false)
+    engine.kill()
   })
 
   test("no step's environment stays in the shell's memory for a later step to read", async () => {
@@ -280,7 +418,11 @@ describe('shellUnfit: steps an exec runs instead', () => {
     [{ env: { 'A-B': '1' } }, /not a shell name/],
     [{ env: { '1A': '1' } }, /not a shell name/],
     [{ env: { A: 'a\0b' } }, /NUL/],
-    [{ cmd: ['x', 'a\0'] }, /NUL/]
+    [{ cmd: ['x', 'a\0'] }, /NUL/],
+    [{ env: { OPTIND: 'abc' } }, /OPTIND, which the shell/],
+    [{ env: { UID: '1' } }, /UID/],
+    [{ env: { BASH_ENV: '/x' } }, /BASH_ENV/],
+    [{ env: { __rch_n: 'x' } }, /__rch_n/]
   ])('%j', (change, why) => {
     expect(shellUnfit({ ...ok, ...change })).toMatch(why)
   })
@@ -292,6 +434,7 @@ describe('shellUnfit: steps an exec runs instead', () => {
     const lines = req.split('\n')
     expect(lines).toHaveLength(3)
     expect(lines[0]).toBe('\x01rch-end n1')
+    expect(lines[1].startsWith('n1 cd -P -- ')).toBe(true)
     expect(lines[2]).toBe('')
   })
 })
@@ -302,10 +445,12 @@ describe('JobShell: one per job, started after a step, given up after repeated f
     const engine = localEngine()
     j.after(engine, 'c')
     expect(j.take('c')).toBeNull()
-    for (let i = 0; i < 100 && !j.take('c'); i++) await new Promise((r) => setImmediate(r))
-    await new Promise((r) => setTimeout(r, 200))
+    await j.pending
     const s = j.take('c')
     expect(s).not.toBeNull()
+    // claimed by this step: a step beside it gets none
+    expect(j.take('c')).toBeNull()
+    s!.release()
     expect(j.take('d')).toBeNull()
     j.after(engine, 'c')
     expect(engine.started).toBe(1)
@@ -318,7 +463,7 @@ describe('JobShell: one per job, started after a step, given up after repeated f
     const engine = localEngine(['/bin/sh', '-c', 'exit 127'])
     for (let i = 0; i < MAX_STARTS + 2; i++) {
       j.after(engine, 'c')
-      await new Promise((r) => setTimeout(r, 300))
+      await j.pending
     }
     expect(engine.started).toBe(MAX_STARTS)
     expect(j.takeProblem()).toMatch(/the step shell did not start \(steps use an exec\): the step shell ended/)
