@@ -158,7 +158,7 @@ describe('waiting for a free slot', () => {
     const flag = join(dir, 'stub-ran')
     const slot = leaseDir(workRoot, 0)
     // The first rename fails on the held slot; the other job releases it right after (a race seen in a soak).
-    const stub = `mv() { if [ ! -e '${flag}' ]; then : > '${flag}'; command mv "$@"; s=$?; rm -rf '${slot}'; return $s; fi; command mv "$@"; }; `
+    const stub = `mv() { if [ ! -e '${flag}' ]; then printf '%s\\n' "$*" > '${flag}'; command mv "$@"; s=$?; rm -rf '${slot}'; return $s; fi; command mv "$@"; }; `
     const local = new LocalRemote(dir)
     const racing: Remote = { openExec: (c) => local.openExec(stub + c), openSocket: (p) => local.openSocket(p), close: () => undefined }
     const e = env(racing)
@@ -167,8 +167,8 @@ describe('waiting for a free slot', () => {
     expect(Date.now() - t0).toBeLessThan(5000)
     expect(got.lease.slot).toBe(0)
     expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
-    // positive control: the stub ran, so the first rename did meet the other job's slot
-    expect(existsSync(flag)).toBe(true)
+    // positive control: the stub ran on the lease's rename, so that rename did meet the other job's slot
+    expect(readFileSync(flag, 'utf8')).toMatch(new RegExp(`^-T \\S+/leases/\\.new-\\S+ ${slot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`))
     expect(e.logged.filter((l) => l.includes('waiting') || l.startsWith('warn:'))).toEqual([])
     expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
   })
