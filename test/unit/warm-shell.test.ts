@@ -25,6 +25,17 @@ afterAll(cleanupTempDirs)
 
 const ID = 'ab'.repeat(32)
 
+/**
+ * The image's /bin/sh, as the shells images have: dash (Debian), busybox ash (Alpine), bash in
+ * POSIX mode (bash as sh: RHEL, Fedora, Amazon Linux).
+ */
+const SHELLS: [string, string[]][] = [
+  ['dash', ['/usr/bin/dash']],
+  ['busybox ash', ['/usr/bin/busybox', 'sh']],
+  ['bash as sh', ['/usr/bin/bash', '--posix']]
+]
+let shellUnderTest = SHELLS[0][1]
+
 type LocalEngine = Engine & { started: number; kill: () => void; stdin: () => NodeJS.WritableStream; stops: number }
 
 /**
@@ -42,7 +53,7 @@ function localEngine(cmd?: string[], edit?: (script: string) => string): LocalEn
     stdin: () => kids[kids.length - 1].stdin!,
     call: async (_m: string, path: string, body?: { Cmd: string[]; AttachStdin?: boolean }) => {
       if (path.endsWith('/json')) return { status: 200, data: { Running: false, ExitCode: 0 } }
-      if (body?.AttachStdin) argv = cmd ?? [body.Cmd[0], body.Cmd[1], edit ? edit(body.Cmd[2]) : body.Cmd[2]]
+      if (body?.AttachStdin) argv = cmd ?? [...shellUnderTest, body.Cmd[1], edit ? edit(body.Cmd[2]) : body.Cmd[2]]
       else if (body?.Cmd) e.stops++
       return { status: 201, data: { Id: ID } }
     },
@@ -52,7 +63,8 @@ function localEngine(cmd?: string[], edit?: (script: string) => string): LocalEn
       // Its own session, as a container's exec is: a step's `kill 0` must not reach this test process.
       const child = spawn(argv[0], argv.slice(1), {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { PATH: process.env.PATH, HOME: '/root' },
+        // A HOME without start-up files: bash sources ~/.bashrc when its stdin is a socket (as Node's pipes are).
+        env: { PATH: process.env.PATH, HOME: '/nonexistent-rch-home' },
         detached: true
       })
       kids.push(child)
@@ -98,7 +110,14 @@ async function start(engine = localEngine()): Promise<WarmShell> {
   return s
 }
 
-describe('steps through the shell', () => {
+describe.each(SHELLS)('steps through the shell (%s)', (_name, argv) => {
+  beforeAll(() => {
+    shellUnderTest = argv
+  })
+  afterAll(() => {
+    shellUnderTest = SHELLS[0][1]
+  })
+
   test('exit status, stdout and stderr of each step, one after another', async () => {
     const s = await start()
     expect(await run(s, sh('echo out; echo err >&2; exit 3'))).toEqual({ code: 3, out: 'out\n', err: 'err\n' })
@@ -140,7 +159,7 @@ describe('steps through the shell', () => {
     // `env` itself, not a shell (which sets PWD of its own, as it does under an exec)
     const env = (extra: Record<string, string> = {}): Promise<Ran> => run(s, { cmd: ['env'], env: { PATH: process.env.PATH!, ...extra } })
     const r = await env()
-    expect(r.out.split('\n').filter(Boolean).sort()).toEqual([`HOME=/root`, `PATH=${process.env.PATH}`, 'RCH_STEP=m'])
+    expect(r.out.split('\n').filter(Boolean).sort()).toEqual(['HOME=/nonexistent-rch-home', `PATH=${process.env.PATH}`, 'RCH_STEP=m'])
     // positive control: given ones are there
     const given = (await env({ PWD: '/given', SHLVL: '7' })).out
     expect(given).toMatch(/^PWD=\/given$/m)
