@@ -43,7 +43,7 @@ export interface ShellStep {
 }
 
 /** Why this step cannot go through the shell (an exec runs it instead), or null. */
-export function shellUnfit(step: ShellStep): string | null {
+export function shellUnfit(step: Omit<ShellStep, 'marker'>): string | null {
   if (!step.workdir.startsWith('/')) return 'its working directory is not absolute'
   if (!step.cmd.length || step.cmd[0] === '' || step.cmd[0].startsWith('-')) return 'its command is empty or starts with -'
   const bad = Object.keys(step.env).find((k) => !NAME.test(k))
@@ -261,10 +261,7 @@ export class WarmShell {
     let finish!: (err?: Error) => void
     const ended = new Promise<void>((resolve, reject) => (finish = (err) => (err ? reject(err) : resolve())))
     const both = (): void => {
-      if (r.scanOut.done && r.scanErr.done && r.code !== null) {
-        this.step = null
-        finish()
-      }
+      if (r.scanOut.done && r.scanErr.done && r.code !== null) r.finish()
     }
     const r: Running = {
       out,
@@ -340,6 +337,8 @@ export class JobShell {
   private shell: WarmShell | null = null
   private starting: Promise<void> | null = null
   private starts = 0
+  /** Why the last start failed, once (the step that reads it logs it; the one that started it has ended). */
+  private problem: string | null = null
 
   /** The job's shell, claimed for one step (release it when the step does not use it), or null. */
   take(container: string): WarmShell | null {
@@ -351,9 +350,6 @@ export class JobShell {
   get pending(): Promise<void> | null {
     return this.starting
   }
-
-  /** Why the last start failed, once (the step that reads it logs it; the one that started it has ended). */
-  private problem: string | null = null
 
   takeProblem(): string | null {
     const p = this.problem

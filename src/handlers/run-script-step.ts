@@ -34,7 +34,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     }
     // In the job's agent, a step goes through the job's step shell when it has one (warm-shell.ts).
     const warm = ctx.remote !== undefined && ctx.config.agent.warmShell
-    const unfit = warm ? shellUnfit({ ...spec, marker: '' }) : null
+    const unfit = warm ? shellUnfit(spec) : null
     if (unfit) ctx.log.debug(`step shell not used: ${unfit}`)
     const problem = warm ? jobShell.takeProblem() : null
     if (problem) ctx.log.debug(problem)
@@ -56,8 +56,8 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     const out = outputTo(ctx.stdout, ctx.stderr)
     const graceMs = ctx.config.timeouts.cancelGraceSeconds * 1000
     // A shell that died during the push (a process an earlier step left behind): this step by exec.
-    if (viaShell && !viaShell.alive) ctx.log.debug('the step shell ended before the step started: step by docker exec')
     const usedShell = viaShell?.alive ? viaShell : null
+    if (viaShell && !usedShell) ctx.log.debug('the step shell ended before the step started: step by docker exec')
     const res = usedShell
       ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs, startPull)
       : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec), startPull)
