@@ -93,6 +93,8 @@ export function shellScript(readyNonce: string): string {
   )
 }
 
+const NONE = Buffer.alloc(0)
+
 /**
  * Finds `marker` followed by a short rest and a newline in one output stream. What comes before it
  * is passed on as it arrives; only a tail that could be the start of the marker is held back (so a
@@ -100,7 +102,7 @@ export function shellScript(readyNonce: string): string {
  * of processes the step left running: dropped, as the step is over.
  */
 export class EndScanner {
-  private held: Buffer = Buffer.alloc(0)
+  private held: Buffer = NONE
   private rest: string | null = null
   private ended = false
   private readonly mark: Buffer
@@ -121,17 +123,20 @@ export class EndScanner {
   push(c: Buffer): boolean | void {
     if (this.ended) return
     if (this.rest !== null) return this.collect(c)
+    // Nearly every chunk of a step's output: nothing held and not one byte that could start the
+    // marker (one memchr), so neither the marker nor a start of it is in it.
+    if (!this.held.length && c.indexOf(this.mark[0]) < 0) return this.pass(c)
     const b = this.held.length ? Buffer.concat([this.held, c]) : c
     const at = b.indexOf(this.mark)
     if (at >= 0) {
-      this.held = Buffer.alloc(0)
+      this.held = NONE
       const r = at > 0 ? this.pass(b.subarray(0, at)) : undefined
       this.rest = ''
       this.collect(b.subarray(at + this.mark.length))
       return r
     }
     const keep = partialTail(b, this.mark)
-    this.held = keep ? Buffer.from(b.subarray(b.length - keep)) : Buffer.alloc(0)
+    this.held = keep ? Buffer.from(b.subarray(b.length - keep)) : NONE
     return b.length > keep ? this.pass(b.subarray(0, b.length - keep)) : undefined
   }
 
