@@ -289,19 +289,39 @@ const head = `#!/usr/bin/env node
       throw new Error(__filename + ' was replaced by another build while this command ran (run it again)');
     return t;
   };
+  // id -> where the library's text is in this file ([offset, length], read again from the open file
+  // when it is asked for), or, when the file could not be kept open, a copy of the text. Never a
+  // slice of the file's text: V8 keeps the string a slice was cut from alive, and that is the whole
+  // file (~1 MB of every hook's and agent's heap, for the life of the process).
   function chunk(id) {
     if (!table) {
       table = {};
       const t = self();
       const from = t.lastIndexOf('/*RCH-' + 'CHUNKS'), to = t.lastIndexOf('RCH-CHUNKS' + '*/');
       if (from < 0 || to < from) throw new Error('the bundled libraries are missing from ' + __filename);
-      for (const line of t.slice(from, to).split(/\\r?\\n/).slice(1)) {
-        const at = line.indexOf(' ');
-        if (at > 0) table[line.slice(0, at)] = line.slice(at + 1).trim();
+      for (let p = t.indexOf('\\n', from) + 1; p > 0 && p < to; ) {
+        let e = t.indexOf('\\n', p);
+        if (e < 0 || e > to) e = to;
+        const sp = t.indexOf(' ', p);
+        if (sp > p && sp < e) {
+          let s = sp + 1, z = e;
+          while (s < z && t.charCodeAt(s) <= 32) s++;
+          while (z > s && t.charCodeAt(z - 1) <= 32) z--;
+          table[Buffer.from(t.slice(p, sp), 'latin1').toString('latin1')] = selfFd === null ? Buffer.from(t.slice(s, z), 'latin1') : [s, z - s];
+        }
+        p = e + 1;
       }
     }
-    if (table[id] === undefined) throw new Error('the bundled library ' + id + ' is missing from ' + __filename);
-    return require('zlib').brotliDecompressSync(Buffer.from(table[id], 'base64')).toString('latin1');
+    const at = table[id];
+    if (at === undefined) throw new Error('the bundled library ' + id + ' is missing from ' + __filename);
+    let text = at;
+    if (Array.isArray(at)) {
+      text = Buffer.allocUnsafe(at[1]);
+      let n = 0, k;
+      while (n < at[1] && (k = fs.readSync(selfFd, text, n, at[1] - n, at[0] + n)) > 0) n += k;
+      if (n < at[1]) throw new Error(__filename + ' was cut short while this command ran (run it again)');
+    }
+    return require('zlib').brotliDecompressSync(Buffer.from(text.toString('latin1'), 'base64')).toString('latin1');
   }
   const loaded = {};
   // Each AWS client's part of the one AWS chunk; the chunks by id.

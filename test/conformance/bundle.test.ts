@@ -132,6 +132,30 @@ test('a copy alone in an empty folder runs and writes its code cache 0600 in a 0
   expect(again.stderr).toContain('COMPILED bundled:ssh2 cache=true')
 })
 
+test("a process that loaded libraries from the file keeps one copy of the file's text (V8's, of the script), not a second one held by the chunk table", () => {
+  const snap = join(tmp, 'heap.heapsnapshot')
+  const probe = join(tmp, 'snap.js')
+  writeFileSync(probe, `process.on('exit', () => require('v8').writeHeapSnapshot(${JSON.stringify(snap)}))\n`)
+  const r = quick(bundle, ['-r', spy(), '-r', probe])
+  expect(r.code).toBe(0)
+  expect(r.stderr).toContain('COMPILED bundled:ssh2') // positive control: a library was read from the file
+  const size = statSync(bundle).size
+  const h = JSON.parse(readFileSync(snap, 'utf8')) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } }
+    nodes: number[]
+    strings: string[]
+  }
+  // Strings as the snapshot lists them: a type, a name (the text's start) and a size in the heap.
+  const f = h.snapshot.meta.node_fields
+  const [type, name, self] = ['type', 'name', 'self_size'].map((k) => f.indexOf(k))
+  const copies: number[] = []
+  for (let i = 0; i < h.nodes.length; i += f.length) {
+    const big = h.snapshot.meta.node_types[0][h.nodes[i + type]] === 'string' && h.nodes[i + self] >= size
+    if (big && h.strings[h.nodes[i + name]].startsWith('#!/usr/bin/env node')) copies.push(h.nodes[i + self])
+  }
+  expect(copies.length).toBe(1) // the script's own source, so the search finds the text (a second: the table's slices kept the file)
+})
+
 test("a process with other node flags (the agent's) keeps its own code cache: one shared file was rejected and rewritten by every other process", () => {
   const spyFile = join(tmp, 'spy-rejected.js')
   writeFileSync(
