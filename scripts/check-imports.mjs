@@ -35,7 +35,8 @@ export const LAYERS = [
       'did-you-mean.ts',
       'usage.ts',
       'build-id.ts',
-      'worker-process.ts'
+      'worker-process.ts',
+      'gc-policy.ts'
     ]
   },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },

@@ -9,6 +9,7 @@ import { UnexpectedAnswer } from '../remote/answer'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
+import { outputStreaming } from '../gc-policy'
 
 export interface ExecSpec {
   container: string
@@ -149,12 +150,14 @@ async function follow(
   const listener = (): void => void (stopping.done = onAbort())
   if (signal.aborted) listener()
   else signal.addEventListener('abort', listener, { once: true })
+  const streamed = outputStreaming()
   try {
     await ended
   } catch (e) {
     // The output cut off by the cancel (onStuck) is the cancel.
     if (!stopping.done) throw e
   } finally {
+    streamed()
     signal.removeEventListener('abort', listener)
   }
   if (stopping.done) await stopping.done

@@ -11,6 +11,7 @@ import { isRunning, type WorkerProcess } from '../worker-process'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
+import { pauseMarkingWhileStreaming } from '../gc-policy'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -73,6 +74,7 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
   // One entry, one line: text the remote chose (an SSH disconnect's description is the server's)
   // must not start a line of its own, which the hook would read back as the agent's (connectFailure).
   const log = (msg: string): void => logLine(msg.replace(/[\r\n\u2028\u2029]+/g, ' '))
+  pauseMarkingWhileStreaming()
   let finish!: (code: number) => void
   const finished = new Promise<number>((r) => (finish = r))
   let remote: SshRemote
