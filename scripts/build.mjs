@@ -276,17 +276,21 @@ const head = `#!/usr/bin/env node
   // to another build by now: the header's key says whose file it is.
   let selfFd = null;
   try { selfFd = fs.openSync(__filename, 'r'); } catch (e) { /* read by name when needed */ }
+  // The open file as the table was read from it: a file written over in place (not replaced by a
+  // rename) changes under the open descriptor, and its chunks must not be taken either.
+  let seen = null;
+  const replaced = () => new Error(__filename + ' was replaced by another build while this command ran (run it again)');
   const self = () => {
     let t;
     if (selfFd === null) t = fs.readFileSync(__filename, 'latin1');
     else {
-      const b = Buffer.allocUnsafe(fs.fstatSync(selfFd).size);
+      seen = fs.fstatSync(selfFd);
+      const b = Buffer.allocUnsafe(seen.size);
       let at = 0, n;
       while (at < b.length && (n = fs.readSync(selfFd, b, at, b.length - at, at)) > 0) at += n;
       t = b.toString('latin1', 0, at);
     }
-    if (!t.slice(0, 512).includes('remote-container-hooks ' + '${key}' + ':'))
-      throw new Error(__filename + ' was replaced by another build while this command ran (run it again)');
+    if (!t.slice(0, 512).includes('remote-container-hooks ' + '${key}' + ':')) throw replaced();
     return t;
   };
   // id -> where the library's text is in this file ([offset, length], read again from the open file
@@ -319,7 +323,8 @@ const head = `#!/usr/bin/env node
       text = Buffer.allocUnsafe(at[1]);
       let n = 0, k;
       while (n < at[1] && (k = fs.readSync(selfFd, text, n, at[1] - n, at[0] + n)) > 0) n += k;
-      if (n < at[1]) throw new Error(__filename + ' was cut short while this command ran (run it again)');
+      const st = fs.fstatSync(selfFd);
+      if (n < at[1] || st.size !== seen.size || st.mtimeMs !== seen.mtimeMs || st.ctimeMs !== seen.ctimeMs) throw replaced();
     }
     return require('zlib').brotliDecompressSync(Buffer.from(text.toString('latin1'), 'base64')).toString('latin1');
   }

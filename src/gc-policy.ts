@@ -12,7 +12,14 @@ let streaming = 0
 
 /** Called once by the agent as it starts: only its streams pause marking. */
 export function pauseMarkingWhileStreaming(): void {
+  if (enabled) return
   enabled = true
+  // V8's code caches carry a hash of its flags: the loader writes the caches of the libraries this
+  // process compiled when it exits, and an exit in mid-stream must write them under the usual flags
+  // (before the loader's own exit listeners), or the next agent would reject them.
+  process.prependListener('exit', () => {
+    if (streaming > 0) setMarking(true)
+  })
 }
 
 /** A stream's output begins; the function returned says it is over (calling it again does nothing). */

@@ -83,8 +83,10 @@ export async function execStep(
 ): Promise<{ exitCode: number; cancelled: boolean }> {
   const id = await (created ?? createExec(engine, spec))
   if (signal.aborted) return { exitCode: 130, cancelled: true }
-  const { ended } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
-  return follow({ ended, exitCode: () => exitOfExec(engine, id) }, engine, spec, signal, graceMs, onOutputEnded)
+  const { ended, close } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
+  // A cancel whose stops all failed (the VM's docker, steerable by the job, keeps the stream open):
+  // the stream is cut, so the step ends as cancelled instead of waiting for ever.
+  return follow({ ended, exitCode: () => exitOfExec(engine, id) }, engine, spec, signal, graceMs, onOutputEnded, close)
 }
 
 /**
@@ -219,8 +221,13 @@ export async function runContainer(
     signal.addEventListener('abort', listener, { once: true })
     if (signal.aborted) return { exitCode: 130, cancelled: true }
     await engine.call('POST', `/containers/${id}/start`, undefined, 'container start')
-    const [{ data: w }] = await Promise.all([waited, ended])
-    return { exitCode: cancelled ? 130 : w.StatusCode, cancelled }
+    const streamed = outputStreaming()
+    try {
+      const [{ data: w }] = await Promise.all([waited, ended])
+      return { exitCode: cancelled ? 130 : w.StatusCode, cancelled }
+    } finally {
+      streamed()
+    }
   } finally {
     signal.removeEventListener('abort', listener)
     await engine.call('DELETE', `/containers/${id}?force=1&v=1`).catch(() => undefined)

@@ -256,7 +256,9 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
   })
   chmodSync(opts.socketPath, 0o600)
   armIdle()
-  log(`agent ready on ${opts.socketPath} for ${opts.connect.user}@${opts.connect.host}:${opts.connect.port}`)
+  log(
+    `agent ready on ${opts.socketPath} for ${opts.connect.user}@${opts.connect.host}:${opts.connect.port}; V8's incremental marking is paused while a step's output streams`
+  )
   const code = await finished
   // An agent that ended for another reason (its SSH connection dropped) leaves no idle timer behind.
   clearTimeout(idleTimer)

@@ -274,6 +274,27 @@ describe('a file replaced while a command runs (an upgrade: install, then mv ove
       /^::error::remote-container-hooks could not load .*was replaced by another build while this command ran \(run it again\)/
     )
   })
+  test('written over in place (same inode, same length) after its first chunk was read: a later chunk is refused, never taken from the new text', () => {
+    const text = readFileSync(HOOK, 'latin1')
+    const key = /^#!.*\r?\n\/\/ remote-container-hooks ([0-9a-f]{16}):/.exec(text)![1]
+    const other = text.replace(`remote-container-hooks ${key}:`, `remote-container-hooks ${'0'.repeat(16)}:`)
+    expect(other.length).toBe(text.length) // every chunk at the same offset: only the check can tell
+    // After the first chunk is decompressed (the rest of the hook, before it reads its config),
+    // the file is rewritten through its own name: the loader's open descriptor sees the new bytes.
+    const over = join(tmp, 'over.js')
+    writeFileSync(
+      over,
+      `const z = require('zlib'); const d = z.brotliDecompressSync; let n = 0; z.brotliDecompressSync = function (...a) {\n` +
+        `  const r = d.apply(this, a); if (n++ === 0) require('fs').writeFileSync(${JSON.stringify(bundle)}, ${JSON.stringify(other)}, 'latin1')\n` +
+        `  return r }\n`
+    )
+    const r = quick(bundle, ['-r', over])
+    expect(readFileSync(bundle, 'latin1')).toContain(`remote-container-hooks ${'0'.repeat(16)}:`) // positive control: it was written
+    expect(r.code).toBe(70)
+    expect(r.stdout).toMatch(
+      /::error::remote-container-hooks could not load .*was replaced by another build while this command ran \(run it again\)/
+    )
+  })
 })
 
 describe('an edited copy still works', () => {
