@@ -9,6 +9,8 @@
 // it goes off is finished as usual, and a full collection still comes at the old generation's limit.
 let enabled = false
 let streaming = 0
+/** Whether this process turned marking off and has not turned it on again. */
+let paused = false
 
 /** Called once by the agent as it starts: only its streams pause marking. */
 export function pauseMarkingWhileStreaming(): void {
@@ -18,24 +20,32 @@ export function pauseMarkingWhileStreaming(): void {
   // process compiled when it exits, and an exit in mid-stream must write them under the usual flags
   // (before the loader's own exit listeners), or the next agent would reject them.
   process.prependListener('exit', () => {
-    if (streaming > 0) setMarking(true)
+    if (paused) setMarking(true)
   })
 }
 
 /** A stream's output begins; the function returned says it is over (calling it again does nothing). */
 export function outputStreaming(): () => void {
   if (!enabled) return () => undefined
-  if (streaming++ === 0) setMarking(false)
+  if (streaming++ === 0) paused = setMarking(false)
   let over = false
   return () => {
     if (over) return
     over = true
-    if (--streaming === 0) setMarking(true)
+    if (--streaming === 0 && paused) paused = !setMarking(true)
   }
 }
 
-function setMarking(on: boolean): void {
-  // Loaded on the agent's first stream, not by every hook that loads this module.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  ;(require('node:v8') as typeof import('node:v8')).setFlagsFromString(on ? '--incremental-marking' : '--no-incremental-marking')
+/** Whether V8 took the flag. */
+function setMarking(on: boolean): boolean {
+  try {
+    // Loaded on the agent's first stream, not by every hook that loads this module.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    ;(require('node:v8') as typeof import('node:v8')).setFlagsFromString(on ? '--incremental-marking' : '--no-incremental-marking')
+    return true
+  } catch {
+    // A node that refuses flags at run time: the policy is only about CPU, never a step's failure.
+    enabled = false
+    return false
+  }
 }

@@ -74,3 +74,26 @@ test("an agent that exits in mid-stream has V8's usual flags again when the load
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('a node that refuses V8 flags at run time: streams go on, and the policy stops trying', async () => {
+  jest.resetModules()
+  const calls: string[] = []
+  jest.doMock('node:v8', () => ({
+    setFlagsFromString: (f: string) => {
+      calls.push(f)
+      throw new Error('flags are frozen')
+    }
+  }))
+  try {
+    const { outputStreaming, pauseMarkingWhileStreaming } = await import('../../src/gc-policy')
+    pauseMarkingWhileStreaming()
+    const done = outputStreaming()
+    expect(calls).toEqual(['--no-incremental-marking']) // positive control: it tried, and the throw did not escape
+    done()
+    outputStreaming()()
+    expect(calls).toEqual(['--no-incremental-marking'])
+  } finally {
+    jest.dontMock('node:v8')
+    jest.resetModules()
+  }
+})
