@@ -280,15 +280,19 @@ const head = `#!/usr/bin/env node
   // rename) changes under the open descriptor, and its chunks must not be taken either.
   let seen = null;
   const replaced = () => new Error(__filename + ' was replaced by another build while this command ran (run it again)');
+  // Up to length bytes of the open file from position (fewer only at its end).
+  const readAt = (position, length) => {
+    const b = Buffer.allocUnsafe(length);
+    let at = 0, n;
+    while (at < length && (n = fs.readSync(selfFd, b, at, length - at, position + at)) > 0) at += n;
+    return b.subarray(0, at);
+  };
   const self = () => {
     let t;
     if (selfFd === null) t = fs.readFileSync(__filename, 'latin1');
     else {
       seen = fs.fstatSync(selfFd);
-      const b = Buffer.allocUnsafe(seen.size);
-      let at = 0, n;
-      while (at < b.length && (n = fs.readSync(selfFd, b, at, b.length - at, at)) > 0) at += n;
-      t = b.toString('latin1', 0, at);
+      t = readAt(0, seen.size).toString('latin1');
     }
     if (!t.slice(0, 512).includes('remote-container-hooks ' + '${key}' + ':')) throw replaced();
     return t;
@@ -320,11 +324,9 @@ const head = `#!/usr/bin/env node
     if (at === undefined) throw new Error('the bundled library ' + id + ' is missing from ' + __filename);
     let text = at;
     if (Array.isArray(at)) {
-      text = Buffer.allocUnsafe(at[1]);
-      let n = 0, k;
-      while (n < at[1] && (k = fs.readSync(selfFd, text, n, at[1] - n, at[0] + n)) > 0) n += k;
+      text = readAt(at[0], at[1]);
       const st = fs.fstatSync(selfFd);
-      if (n < at[1] || st.size !== seen.size || st.mtimeMs !== seen.mtimeMs || st.ctimeMs !== seen.ctimeMs) throw replaced();
+      if (text.length < at[1] || st.size !== seen.size || st.mtimeMs !== seen.mtimeMs || st.ctimeMs !== seen.ctimeMs) throw replaced();
     }
     return require('zlib').brotliDecompressSync(Buffer.from(text.toString('latin1'), 'base64')).toString('latin1');
   }
