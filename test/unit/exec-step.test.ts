@@ -1,7 +1,8 @@
 // A step run by a plain exec whose cancel the VM's docker ignores (steerable by the job: it keeps the
 // output stream open and the stop execs change nothing): the step still ends, as cancelled, by
 // cutting the stream, and the agent's pause of V8's marking for that stream ends with it.
-import { cachedDataVersionTag, setFlagsFromString } from 'node:v8'
+import { cachedDataVersionTag } from 'node:v8'
+import { guardMarking } from '../helpers/v8-marking'
 import { execStep } from '../../src/docker/steps'
 import { pauseMarkingWhileStreaming } from '../../src/gc-policy'
 import type { Engine, Output } from '../../src/docker/engine'
@@ -35,12 +36,7 @@ function deafEngine(): Engine & { closed: number; stops: number } {
   return e as unknown as Engine & { closed: number; stops: number }
 }
 
-const normal = cachedDataVersionTag()
-afterEach(() => {
-  const tag = cachedDataVersionTag()
-  setFlagsFromString('--incremental-marking')
-  expect(tag).toBe(normal)
-})
+const normal = guardMarking()
 
 test('a cancel the engine does not answer ends the step as cancelled within the stop passes, and V8 marks again', async () => {
   pauseMarkingWhileStreaming()

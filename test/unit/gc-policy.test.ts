@@ -1,7 +1,8 @@
 // The agent's GC policy: V8's incremental marking is off exactly while at least one step's output
 // streams, and only in a process that asked for it (the agent). V8's flag state is read back through
 // cachedDataVersionTag(), which changes with the flags.
-import { cachedDataVersionTag, setFlagsFromString } from 'node:v8'
+import { cachedDataVersionTag } from 'node:v8'
+import { guardMarking } from '../helpers/v8-marking'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,13 +14,7 @@ const load = async (): Promise<typeof import('../../src/gc-policy')> => {
   return import('../../src/gc-policy')
 }
 
-const normal = cachedDataVersionTag()
-// No test leaves marking off for the files after it in this worker, and each is checked for it.
-afterEach(() => {
-  const tag = cachedDataVersionTag()
-  setFlagsFromString('--incremental-marking')
-  expect(tag).toBe(normal)
-})
+const normal = guardMarking()
 
 test('not enabled (a hook process): a stream leaves V8 as it is', async () => {
   const { outputStreaming } = await load()
