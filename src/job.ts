@@ -45,24 +45,32 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
   }
 }
 
-/** Streams to the hook's stdout/stderr with backpressure, so large outputs use bounded memory. */
+/**
+ * Streams to the hook's stdout/stderr with backpressure, so large outputs use bounded memory. One
+ * drain listener per full sink, however many writes found it full: each write of a chunk's frames
+ * used to add its own, and a pipe held full for a few frames gathered them past node's warning limit.
+ */
 export function outputTo(stdout: Sink, stderr: Sink): Output {
-  let waiting: Promise<void> | null = null
-  const wait = (s: Sink): void => {
-    waiting = new Promise((res) => s.once('drain', () => res()))
+  const pending = new Map<Sink, Promise<void>>()
+  const write = (s: Sink, c: Buffer): boolean => {
+    const ok = s.write(c)
+    if (!ok && !pending.has(s))
+      pending.set(
+        s,
+        new Promise((res) =>
+          s.once('drain', () => {
+            pending.delete(s)
+            res()
+          })
+        )
+      )
+    return ok
   }
   return {
-    onStdout: (c) => {
-      const ok = stdout.write(c)
-      if (!ok) wait(stdout)
-      return ok
-    },
-    onStderr: (c) => {
-      const ok = stderr.write(c)
-      if (!ok) wait(stderr)
-      return ok
-    },
-    waitDrain: () => waiting ?? Promise.resolve()
+    onStdout: (c) => write(stdout, c),
+    onStderr: (c) => write(stderr, c),
+    // Both, when both are full: the source must not resume into the one still full.
+    waitDrain: () => (pending.size ? Promise.all(pending.values()).then(() => undefined) : Promise.resolve())
   }
 }
 

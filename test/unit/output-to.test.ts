@@ -1,0 +1,65 @@
+// The step output's backpressure (job.ts outputTo): a full sink gets one drain listener however many
+// writes find it full, and the source resumes only once every full sink drained.
+import { EventEmitter } from 'node:events'
+import { outputTo } from '../../src/job'
+
+class FullSink extends EventEmitter {
+  full = true
+  writes = 0
+  write(): boolean {
+    this.writes++
+    return !this.full
+  }
+  drain(): void {
+    this.full = false
+    this.emit('drain')
+  }
+}
+
+const settled = async (p: Promise<void>): Promise<boolean> => {
+  let done = false
+  void p.then(() => (done = true))
+  await new Promise((r) => setImmediate(r))
+  return done
+}
+
+test('many writes into a full sink add one drain listener, not one each', () => {
+  const out = new FullSink()
+  const o = outputTo(out, new FullSink())
+  for (let i = 0; i < 20; i++) expect(o.onStdout(Buffer.from('x'))).toBe(false)
+  expect(out.writes).toBe(20)
+  expect(out.listenerCount('drain')).toBe(1)
+  out.drain()
+  expect(out.listenerCount('drain')).toBe(0)
+  // Full again later: waited for again.
+  out.full = true
+  o.onStdout(Buffer.from('y'))
+  expect(out.listenerCount('drain')).toBe(1)
+})
+
+test('waitDrain resolves once the full sink drained, at once when none is full', async () => {
+  const out = new FullSink()
+  out.full = false
+  const o = outputTo(out, new FullSink())
+  expect(o.onStdout(Buffer.from('x'))).toBe(true)
+  expect(await settled(o.waitDrain!())).toBe(true)
+  out.full = true
+  o.onStdout(Buffer.from('x'))
+  const w = o.waitDrain!()
+  expect(await settled(w)).toBe(false)
+  out.drain()
+  expect(await settled(w)).toBe(true)
+})
+
+test('with stdout and stderr both full, the source waits for both', async () => {
+  const out = new FullSink()
+  const err = new FullSink()
+  const o = outputTo(out, err)
+  o.onStdout(Buffer.from('x'))
+  o.onStderr(Buffer.from('x'))
+  const w = o.waitDrain!()
+  err.drain()
+  expect(await settled(w)).toBe(false)
+  out.drain()
+  expect(await settled(w)).toBe(true)
+})
