@@ -360,21 +360,26 @@ async function main(): Promise<void> {
         onTimeout: () => new Error('bench: the docker run -d containers did not go away within 30 s')
       })
     for (let i = 0; i < 7; i++) {
-      const r = new FakeRunner({ vm: VM, name: `bench-prep-${i}`, config: benchConfig })
       const baseline = i % 2 ? runTwice() : NaN
       if (i % 2) await benchContainersGone()
-      const p = await r.prepare({
-        container: r.jobContainer(testImages.glibc),
-        services: [r.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
-      })
-      if (p.code !== 0) throw new Error(`prepare_job failed: ${p.stdout}`)
-      await r.cleanup()
-      r.dispose()
+      const r = new FakeRunner({ vm: VM, name: `bench-prep-${i}`, config: benchConfig })
+      let ms: number
+      try {
+        const p = await r.prepare({
+          container: r.jobContainer(testImages.glibc),
+          services: [r.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
+        })
+        if (p.code !== 0) throw new Error(`prepare_job failed: ${p.stdout}`)
+        ms = p.ms
+      } finally {
+        await r.cleanup()
+        r.dispose()
+      }
       const two = i % 2 ? baseline : runTwice()
       if (!(i % 2)) await benchContainersGone()
-      preps.push(p.ms)
+      preps.push(ms)
       dockerRun.push(two / 2)
-      pairs.push(p.ms / two)
+      pairs.push(ms / two)
     }
     rows.push({
       name: 'prepare_job, 1 job + 1 service, images cached',
@@ -383,9 +388,11 @@ async function main(): Promise<void> {
       baselineName: '2 × local docker run -d',
       unit: 'ms',
       target: '≤ 1.6×',
-      note: `7 rounds, each prepare_job next to its own two docker run -d; runs ${preps.map(Math.round).join(' ')} ms; docker run -d (mean of the two) ${dockerRun.map(Math.round).join(' ')} ms; per-round ratios ${pairs
+      note: `${preps.length} rounds, each prepare_job next to its own two docker run -d; runs ${preps.map(Math.round).join(' ')} ms; docker run -d (mean of the two) ${dockerRun.map(Math.round).join(' ')} ms; per-round ratios ${[
+        ...pairs
+      ]
+        .sort((a, b) => a - b)
         .map((x) => x.toFixed(2))
-        .sort()
         .join(' ')}`
     })
   }

@@ -249,8 +249,9 @@ export function streamRow(
     ok: ours / local >= 0.7,
     note:
       `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds (per-round ratios ${r.ours
-        .map((o, i) => (r.local[i] / o).toFixed(2))
-        .sort()
+        .map((o, i) => r.local[i] / o)
+        .sort((a, b) => a - b)
+        .map((x) => x.toFixed(2))
         .join(' ')}); first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
       `${Math.round(median(r.localFlow))} ms (${(mbps(median(r.oursFlow)) / mbps(median(r.localFlow))).toFixed(2)}×). Peak RSS (VmRSS every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, agent ${r.agentPeakMb.toFixed(0)} MB. ` +
       `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these`

@@ -69,8 +69,11 @@ export function outputTo(stdout: Sink, stderr: Sink): Output {
   return {
     onStdout: (c) => write(stdout, c),
     onStderr: (c) => write(stderr, c),
-    // Both, when both are full: the source must not resume into the one still full.
-    waitDrain: () => (pending.size ? Promise.all(pending.values()).then(() => undefined) : Promise.resolve())
+    // Every full sink, also one that filled while the source waited (the rest of its chunk went on
+    // being written): the source must not resume into a sink still full.
+    waitDrain: async () => {
+      while (pending.size) await Promise.all(pending.values())
+    }
   }
 }
 

@@ -21,7 +21,7 @@ export class EngineError extends HookError {
 export interface Output {
   onStdout(chunk: Buffer): boolean | void
   onStderr(chunk: Buffer): boolean | void
-  /** Resolves when the sink can take more (bounded memory for large outputs). */
+  /** Resolves when every sink that was full can take more (bounded memory for large outputs). */
   waitDrain?(): Promise<void>
 }
 

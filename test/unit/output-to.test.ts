@@ -63,3 +63,19 @@ test('with stdout and stderr both full, the source waits for both', async () => 
   out.drain()
   expect(await settled(w)).toBe(true)
 })
+
+test('a sink that fills while the source already waits is waited for too', async () => {
+  const out = new FullSink()
+  const err = new FullSink()
+  err.full = false
+  const o = outputTo(out, err)
+  o.onStdout(Buffer.from('x'))
+  const w = o.waitDrain!()
+  // The rest of the chunk goes on being written after the source asked to wait.
+  err.full = true
+  o.onStderr(Buffer.from('x'))
+  out.drain()
+  expect(await settled(w)).toBe(false)
+  err.drain()
+  expect(await settled(w)).toBe(true)
+})
