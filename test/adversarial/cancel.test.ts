@@ -119,7 +119,9 @@ const RUNS: [Mode, string, (n: string) => string][] = [
 describe('run_script_step in bash (rch-test/tiny)', () => {
   test.each(RUNS)('(%s) %s is gone within 5 s of SIGINT', async (mode, what, body) => {
     const runner = await prepared(testImages.tiny, mode)
-    const secs = String(313 + Math.floor(Math.random() * 600))
+    // The needle is matched against every process on the host: a value no other test sleeps for
+    // (313–912 once matched other suites' `sleep 320` and `sleep 600` running alongside).
+    const secs = String(700_000 + Math.floor(Math.random() * 200_000))
     const needle = `sleep ${secs}`
     const mark = `started-${randomBytes(4).toString('hex')}`
     const { args } = runner.scriptStep(`echo ${mark}\n${body(secs)}echo not-cancelled\n`, { shell: 'bash' })
