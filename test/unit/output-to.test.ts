@@ -4,8 +4,10 @@ import { EventEmitter } from 'node:events'
 import { outputTo } from '../../src/job'
 
 class FullSink extends EventEmitter {
-  full = true
   writes = 0
+  constructor(public full: boolean) {
+    super()
+  }
   write(): boolean {
     this.writes++
     return !this.full
@@ -16,6 +18,13 @@ class FullSink extends EventEmitter {
   }
 }
 
+/** The step's stdout and stderr, each full or not to begin with, and the output writing to them. */
+function sinks(outFull: boolean, errFull: boolean): { out: FullSink; err: FullSink; o: ReturnType<typeof outputTo> } {
+  const out = new FullSink(outFull)
+  const err = new FullSink(errFull)
+  return { out, err, o: outputTo(out, err) }
+}
+
 const settled = async (p: Promise<void>): Promise<boolean> => {
   let done = false
   void p.then(() => (done = true))
@@ -24,8 +33,7 @@ const settled = async (p: Promise<void>): Promise<boolean> => {
 }
 
 test('many writes into a full sink add one drain listener, not one each', () => {
-  const out = new FullSink()
-  const o = outputTo(out, new FullSink())
+  const { out, o } = sinks(true, true)
   for (let i = 0; i < 20; i++) expect(o.onStdout(Buffer.from('x'))).toBe(false)
   expect(out.writes).toBe(20)
   expect(out.listenerCount('drain')).toBe(1)
@@ -38,9 +46,7 @@ test('many writes into a full sink add one drain listener, not one each', () => 
 })
 
 test('waitDrain resolves once the full sink drained, at once when none is full', async () => {
-  const out = new FullSink()
-  out.full = false
-  const o = outputTo(out, new FullSink())
+  const { out, o } = sinks(false, true)
   expect(o.onStdout(Buffer.from('x'))).toBe(true)
   expect(await settled(o.waitDrain!())).toBe(true)
   out.full = true
@@ -52,9 +58,7 @@ test('waitDrain resolves once the full sink drained, at once when none is full',
 })
 
 test('with stdout and stderr both full, the source waits for both', async () => {
-  const out = new FullSink()
-  const err = new FullSink()
-  const o = outputTo(out, err)
+  const { out, err, o } = sinks(true, true)
   o.onStdout(Buffer.from('x'))
   o.onStderr(Buffer.from('x'))
   const w = o.waitDrain!()
@@ -65,10 +69,7 @@ test('with stdout and stderr both full, the source waits for both', async () => 
 })
 
 test('a sink that fills while the source already waits is waited for too', async () => {
-  const out = new FullSink()
-  const err = new FullSink()
-  err.full = false
-  const o = outputTo(out, err)
+  const { out, err, o } = sinks(true, false)
   o.onStdout(Buffer.from('x'))
   const w = o.waitDrain!()
   // The rest of the chunk goes on being written after the source asked to wait.
