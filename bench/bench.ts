@@ -15,6 +15,7 @@ import { localDirOf } from '../src/paths'
 import { waitUntil } from '../src/retry'
 import { builtAgentSocket } from '../test/helpers/build-id'
 import { measureStream, streamRow } from './stream'
+import { median, ratiosText } from './stats'
 import { poolRows } from './pool'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
@@ -31,10 +32,6 @@ const benchConfig = {
   }
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
@@ -175,12 +172,7 @@ async function main(): Promise<void> {
       baselineName: 'rsync -a over ssh',
       unit: 'ms',
       target: '≤ 1.2×',
-      note: `${ROUNDS} rounds; per-round ratios ${[...paired]
-        .sort((a, b) => a - b)
-        .map((x) => x.toFixed(2))
-        .join(
-          ' '
-        )}; the hook's rsync command alone (no prepare_job around it): ${Math.round(median(aloneFirst))} ms, ${(median(aloneFirst) / median(rawFirst)).toFixed(2)}×`
+      note: `${ROUNDS} rounds; per-round ratios ${ratiosText(paired)}; the hook's rsync command alone (no prepare_job around it): ${Math.round(median(aloneFirst))} ms, ${(median(aloneFirst) / median(rawFirst)).toFixed(2)}×`
     })
 
   if (want('no-op')) {
@@ -341,27 +333,30 @@ async function main(): Promise<void> {
     const preps: number[] = []
     const dockerRun: number[] = []
     const pairs: number[] = []
-    const runTwice = (): number =>
-      [0, 1]
-        .map(() =>
-          timeMs(() =>
-            execFileSync('docker', ['run', '-d', '--rm', '--pull', 'never', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], {
-              stdio: 'ignore'
-            })
-          )
+    // Two `docker run -d`, timed; then their exit and removal (dockerd's work) is waited for, so it
+    // does not fall into the next prepare_job.
+    const twoDockerRuns = async (): Promise<number> => {
+      const run = (): number =>
+        timeMs(() =>
+          execFileSync('docker', ['run', '-d', '--rm', '--pull', 'never', '--label', 'rch-bench=1', testImages.tiny, 'sleep', '1'], {
+            stdio: 'ignore'
+          })
         )
-        .reduce((a, b) => a + b)
-    // Their exit and removal (dockerd's work) must not fall into the next prepare_job.
-    const benchContainersGone = (): Promise<true> =>
-      waitUntil(async () => (execFileSync('docker', ['ps', '-aq', '--filter', 'label=rch-bench=1']).toString().trim() ? undefined : true), {
-        timeoutMs: 30_000,
-        minDelayMs: 100,
-        maxDelayMs: 100,
-        onTimeout: () => new Error('bench: the docker run -d containers did not go away within 30 s')
-      })
+      const ms = run() + run()
+      await waitUntil(
+        async () => (execFileSync('docker', ['ps', '-aq', '--filter', 'label=rch-bench=1']).toString().trim() ? undefined : true),
+        {
+          timeoutMs: 30_000,
+          minDelayMs: 100,
+          maxDelayMs: 100,
+          onTimeout: () => new Error('bench: the docker run -d containers did not go away within 30 s')
+        }
+      )
+      return ms
+    }
     for (let i = 0; i < 7; i++) {
-      const baseline = i % 2 ? runTwice() : NaN
-      if (i % 2) await benchContainersGone()
+      const baselineFirst = i % 2 === 1
+      let two = baselineFirst ? await twoDockerRuns() : NaN
       const r = new FakeRunner({ vm: VM, name: `bench-prep-${i}`, config: benchConfig })
       let ms: number
       try {
@@ -375,8 +370,7 @@ async function main(): Promise<void> {
         await r.cleanup()
         r.dispose()
       }
-      const two = i % 2 ? baseline : runTwice()
-      if (!(i % 2)) await benchContainersGone()
+      if (!baselineFirst) two = await twoDockerRuns()
       preps.push(ms)
       dockerRun.push(two / 2)
       pairs.push(ms / two)
@@ -388,12 +382,7 @@ async function main(): Promise<void> {
       baselineName: '2 × local docker run -d',
       unit: 'ms',
       target: '≤ 1.6×',
-      note: `${preps.length} rounds, each prepare_job next to its own two docker run -d; runs ${preps.map(Math.round).join(' ')} ms; docker run -d (mean of the two) ${dockerRun.map(Math.round).join(' ')} ms; per-round ratios ${[
-        ...pairs
-      ]
-        .sort((a, b) => a - b)
-        .map((x) => x.toFixed(2))
-        .join(' ')}`
+      note: `${preps.length} rounds, each prepare_job next to its own two docker run -d; runs ${preps.map(Math.round).join(' ')} ms; docker run -d (mean of the two) ${dockerRun.map(Math.round).join(' ')} ms; per-round ratios ${ratiosText(pairs)}`
     })
   }
   if (want('pool')) rows.push(...(await poolRows(VM, benchConfig)))

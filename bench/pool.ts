@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { FakeRunner } from '../test/helpers/fake-runner'
 import { createPool, poolHookConfig, poolKeyPair } from '../test/helpers/pool-env'
 import { testImages, type VmName } from '../test/helpers/testenv'
+import { median } from './stats'
 
 export interface PoolRow {
   name: string
@@ -19,10 +20,6 @@ export interface PoolRow {
   note?: string
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 /** prepare_job's own "using <machine> (N ms)": from the command's start to a leased, connected machine. */
 const leaseMs = (out: string): number => Number(/using .* \((\d+) ms\)/.exec(out)?.[1] ?? NaN)
 

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { FakeRunner } from '../test/helpers/fake-runner'
+import { median, ratiosText } from './stats'
 
 export const STREAM_BYTES = 20_000_000
 const FILE = '/tmp/rch-bench-stream.txt'
@@ -118,11 +119,6 @@ export interface StreamResult {
   agentIdlePrivateMb: number
   agentSteadyMb: number
   agentSteadyPrivateMb: number
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
 /** Hook input for one run_script_step, as the runner writes it (fresh response file). */
@@ -248,11 +244,7 @@ export function streamRow(
     ratio: ours / local,
     ok: ours / local >= 0.7,
     note:
-      `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds (per-round ratios ${r.ours
-        .map((o, i) => r.local[i] / o)
-        .sort((a, b) => a - b)
-        .map((x) => x.toFixed(2))
-        .join(' ')}); first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
+      `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds (per-round ratios ${ratiosText(r.ours.map((o, i) => r.local[i] / o))}); first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
       `${Math.round(median(r.localFlow))} ms (${(mbps(median(r.oursFlow)) / mbps(median(r.localFlow))).toFixed(2)}×). Peak RSS (VmRSS every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, agent ${r.agentPeakMb.toFixed(0)} MB. ` +
       `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these`
   }
