@@ -2,7 +2,10 @@
 // hijacked stream frames over the limit fail the call instead of growing memory.
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
 import { Engine, MAX_BODY, MAX_STREAM_FRAME } from '../../src/docker/engine'
+import { outputTo } from '../../src/job'
+import type { Sink } from '../../src/context'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
@@ -183,5 +186,55 @@ describe('hijacked stream output', () => {
     await ended
     expect(Buffer.concat(out).equals(Buffer.concat(want.out))).toBe(true)
     expect(Buffer.concat(err).equals(Buffer.concat(want.err))).toBe(true)
+  })
+
+  test('thousands of tiny frames in one go into pipes that stay full: one drain listener per pipe, every byte in order', async () => {
+    // What the VM's engine sends is the job's to choose: here 4,000 one-byte frames, stdout and
+    // stderr in turn, written at once, while the runner reads nothing.
+    const parts: Buffer[] = []
+    const want = { out: [] as Buffer[], err: [] as Buffer[] }
+    for (let i = 0; i < 4000; i++) {
+      const type = i % 2 ? 2 : 1
+      const p = Buffer.from([0x41 + (i % 26)])
+      ;(type === 2 ? want.err : want.out).push(p)
+      parts.push(header(type, 1), p)
+    }
+    respond = (sock) => {
+      sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
+      sock.end(Buffer.concat(parts))
+    }
+    let stalled!: () => void
+    const full = new Promise<void>((r) => (stalled = r))
+    let refused = 0
+    /** A pipe nobody reads yet (full after 16 bytes), counting its waiters. */
+    const pipe = (): { pt: PassThrough; sink: Sink; mostWaiting: () => number } => {
+      const pt = new PassThrough({ highWaterMark: 16 })
+      let most = 0
+      const sink: Sink = {
+        write: (c) => {
+          const ok = pt.write(c)
+          if (!ok && ++refused === 100) stalled()
+          return ok
+        },
+        once: (e, fn) => {
+          pt.once(e, fn)
+          most = Math.max(most, pt.listenerCount('drain'))
+        }
+      }
+      return { pt, sink, mostWaiting: () => most }
+    }
+    const out = pipe()
+    const err = pipe()
+    const { ended } = await new Engine(remote, '/x').hijack('/exec/1/start', {}, outputTo(out.sink, err.sink))
+    await full
+    // Positive control: the pipes really were full for many writes before anything was read.
+    expect(refused).toBeGreaterThanOrEqual(100)
+    const got = { out: [] as Buffer[], err: [] as Buffer[] }
+    out.pt.on('data', (c: Buffer) => got.out.push(c))
+    err.pt.on('data', (c: Buffer) => got.err.push(c))
+    await ended
+    expect(Buffer.concat(got.out).equals(Buffer.concat(want.out))).toBe(true)
+    expect(Buffer.concat(got.err).equals(Buffer.concat(want.err))).toBe(true)
+    expect({ out: out.mostWaiting(), err: err.mostWaiting() }).toEqual({ out: 1, err: 1 })
   })
 })
