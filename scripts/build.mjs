@@ -326,7 +326,11 @@ const head = `#!/usr/bin/env node
     if (Array.isArray(at)) {
       text = readAt(at[0], at[1]);
       const st = fs.fstatSync(selfFd);
-      if (text.length < at[1] || st.size !== seen.size || st.mtimeMs !== seen.mtimeMs || st.ctimeMs !== seen.ctimeMs) throw replaced();
+      // A write moves mtime; ctime catches one whose mtime was set back. A rename over the name
+      // (an upgrade, a rebuild) only drops the open file's link count, which moves ctime too but
+      // leaves its bytes as they were: that one is not a change.
+      const ctimeMoved = st.ctimeMs !== seen.ctimeMs && st.nlink === seen.nlink;
+      if (text.length < at[1] || st.size !== seen.size || st.mtimeMs !== seen.mtimeMs || ctimeMoved) throw replaced();
     }
     return require('zlib').brotliDecompressSync(Buffer.from(text.toString('latin1'), 'base64')).toString('latin1');
   }

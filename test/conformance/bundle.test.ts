@@ -274,6 +274,26 @@ describe('a file replaced while a command runs (an upgrade: install, then mv ove
       /^::error::remote-container-hooks could not load .*was replaced by another build while this command ran \(run it again\)/
     )
   })
+  test('moved over after its first chunk was read (a rebuild or an upgrade beside a running job): the later chunks still come from the open file', () => {
+    // The old inode's link count drops to 0, which changes its ctime but never its bytes: CI saw
+    // a running hook refuse its next chunk when a concurrent `npm run build` renamed a new file in.
+    const text = readFileSync(HOOK, 'latin1')
+    const key = /^#!.*\r?\n\/\/ remote-container-hooks ([0-9a-f]{16}):/.exec(text)![1]
+    const other = join(tmp, 'moved.js')
+    writeFileSync(other, text.replace(`remote-container-hooks ${key}:`, `remote-container-hooks ${'0'.repeat(16)}:`), 'latin1')
+    const before = statSync(bundle).ino
+    const over = join(tmp, 'move-over.js')
+    writeFileSync(
+      over,
+      `const z = require('zlib'); const d = z.brotliDecompressSync; let n = 0; z.brotliDecompressSync = function (...a) {\n` +
+        `  const r = d.apply(this, a); if (n++ === 0) require('fs').renameSync(${JSON.stringify(other)}, ${JSON.stringify(bundle)})\n` +
+        `  return r }\n`
+    )
+    const r = quick(bundle, ['-r', over, '-r', spy()])
+    expect(statSync(bundle).ino).not.toBe(before) // positive control: another file has the name now
+    expect(r.stderr).toContain('COMPILED bundled:ssh2') // and a chunk was read after the move
+    expect(r).toEqual({ code: 0, stdout: expect.not.stringContaining('::error::'), stderr: expect.any(String) })
+  })
   test('written over in place (same inode, same length) after its first chunk was read: a later chunk is refused, never taken from the new text', () => {
     const text = readFileSync(HOOK, 'latin1')
     const key = /^#!.*\r?\n\/\/ remote-container-hooks ([0-9a-f]{16}):/.exec(text)![1]
