@@ -214,6 +214,11 @@ export interface Pool {
   waitMember(id: string, what: string, cond: (m: PoolMember) => boolean, timeoutMs?: number): Promise<PoolMember>
   /** the raw text of the member's lease record `${workRoot}/pool/lease` (read as root); null if absent */
   readLease(id: string): Promise<string | null>
+  /**
+   * the member's lease history `${workRoot}/pool/log` ('' if no job asked it yet); for a terminated
+   * member, the copy taken just before its work root was removed
+   */
+  leaseLog(id: string): Promise<string>
   /** EnterStandby (desired capacity decremented) + StopInstances; resolves once its sshd is stopped */
   stopMember(id: string): Promise<void>
   /** StartInstances + ExitStandby (what the hook does for a stopped member); resolves once ready again */
@@ -407,6 +412,9 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
       await endUserProcesses(m.user)
       await removeMachineDockerObjects(m.id)
     }
+    // the history outlives the member (a job that held it before it was replaced still counts);
+    // taken once nothing writes there any more, before the work root goes
+    if (m.workRoot && m.dir) fs.writeFileSync(path.join(m.dir, 'lease-log'), readLeaseLog(path.join(m.workRoot, 'pool', 'log')))
     if (m.mounted) {
       await execFileP('umount', ['--lazy', m.workRoot])
       m.mounted = false
@@ -533,6 +541,13 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
         timeoutMs
       ),
     waitMember,
+    leaseLog: async (id) => {
+      const m = get(id)
+      // one being terminated: once its copy is taken
+      if (m.target === 'gone') await m.chain.catch(() => undefined)
+      if (m.gone) return m.dir ? readLeaseLog(path.join(m.dir, 'lease-log')) : ''
+      return m.workRoot ? readLeaseLog(path.join(m.workRoot, 'pool', 'log')) : ''
+    },
     readLease: async (id) => {
       try {
         return await fs.promises.readFile(path.join(get(id).workRoot, 'pool', 'lease'), 'utf8')
@@ -603,6 +618,16 @@ function pidAlive(pid: number): boolean {
     return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** A member's lease history file; '' when there is none yet. */
+function readLeaseLog(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ''
+    throw e
   }
 }
 

@@ -226,6 +226,11 @@ describe('pool test environment', () => {
     expect((await userPids(x.user)).length).toBeGreaterThan(0)
     expect(fs.existsSync(`/tmp/rch-pool-test-${x.user}`)).toBe(true)
     const ids = new Set(pool.members().map((m) => m.id))
+    // its lease history outlives it (a load test counts the jobs a replaced member served)
+    const history = '1700000000 grant 0123abcd none 0\n'
+    fs.mkdirSync(path.join(x.workRoot, 'pool'), { recursive: true })
+    fs.writeFileSync(path.join(x.workRoot, 'pool', 'log'), history)
+    expect(await pool.leaseLog(x.id)).toBe(history)
 
     await pool.terminateMember(x.id)
     expect(pool.member(x.id)).toMatchObject({ gone: true, ready: false })
@@ -235,6 +240,7 @@ describe('pool test environment', () => {
     expect(await containersOf(x.id)).toEqual([])
     expect(await userPids(x.user)).toEqual([])
     expect(fs.existsSync(x.workRoot)).toBe(false)
+    expect(await pool.leaseLog(x.id)).toBe(history)
     expect(fs.existsSync(`/tmp/rch-pool-test-${x.user}`)).toBe(false)
     expect(fs.readdirSync(x.home)).toEqual([])
     // the other member keeps its container and processes
