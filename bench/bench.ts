@@ -317,7 +317,8 @@ async function main(): Promise<void> {
         localDir,
         Math.max(3, Math.min(N, 7)),
         join(repoRoot, 'dist', 'index.js'),
-        command
+        command,
+        vm
       )
       console.log(`bench: stream (${command}) ours ${st.ours.map(Math.round).join(' ')} ms, local ${st.local.map(Math.round).join(' ')} ms`)
       rows.push(streamRow(command, st))

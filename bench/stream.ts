@@ -1,11 +1,15 @@
 // The step-output row of `npm run bench`: one command printing 20 MB, run through the hook (a
 // run_script_step served by the job's agent) and under local `docker exec` into the same container,
-// each writing to a pipe that is read to the end as the runner reads the hook's stdout. Also samples
-// the hook's and the agent's memory during the step.
+// each writing to a pipe that is read to the end as the runner reads the hook's stdout; and, for
+// reference, under the docker CLI over OpenSSH's forwarding of the VM's Docker socket (the same SSH
+// hop with OpenSSH's client). Also samples the hook's and the agent's memory during the step.
 import { makePipes, spawnPiped } from '../test/helpers/pipes'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { waitUntil } from '../src/retry'
 import type { FakeRunner } from '../test/helpers/fake-runner'
 import { median, ratiosText } from './stats'
 
@@ -110,6 +114,8 @@ function sampler(pids: () => number[]): { stop(): Promise<Map<number, number>> }
 export interface StreamResult {
   ours: number[]
   local: number[]
+  /** The docker CLI over OpenSSH's forwarding of the VM's Docker socket (the same SSH hop, OpenSSH's client). */
+  forwarded: number[]
   oursFlow: number[]
   localFlow: number[]
   hookPeakMb: number
@@ -132,6 +138,58 @@ function stepInput(runner: FakeRunner, script: string): string {
 }
 
 /**
+ * OpenSSH's client forwarding the VM's Docker socket to a socket in `dir` (a folder only we can
+ * enter: the socket is root on the VM); resolves once it answers, with a stop function.
+ */
+async function forwardDocker(vm: SshTarget, dir: string): Promise<{ socket: string; stop(): void }> {
+  const socket = join(dir, 'docker.sock')
+  const p = spawn(
+    'ssh',
+    [
+      ...[
+        '-i',
+        vm.identityFile,
+        '-p',
+        String(vm.port),
+        '-o',
+        `UserKnownHostsFile=${vm.knownHostsFile}`,
+        '-o',
+        'GlobalKnownHostsFile=/dev/null'
+      ],
+      ...['-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-N'],
+      ...['-L', `${socket}:/var/run/docker.sock`, `${vm.user}@${vm.host}`]
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] }
+  )
+  let err = ''
+  p.stderr.on('data', (c: Buffer) => (err += c.toString()))
+  const stop = (): void => void p.kill()
+  try {
+    await waitUntil(
+      () =>
+        p.exitCode === null
+          ? drain('docker', ['-H', `unix://${socket}`, 'version', '--format', '{{.Server.Version}}']).then((r) =>
+              r.code === 0 ? true : undefined
+            )
+          : Promise.reject(new Error(`ssh forwarding exited ${p.exitCode}: ${err}`)),
+      { timeoutMs: 15_000, minDelayMs: 100, maxDelayMs: 200, onTimeout: () => new Error(`ssh forwarding did not answer: ${err}`) }
+    )
+  } catch (e) {
+    stop()
+    throw e
+  }
+  return { socket, stop }
+}
+
+export interface SshTarget {
+  host: string
+  port: number
+  user: string
+  identityFile: string
+  knownHostsFile: string
+}
+
+/**
  * `rounds` runs of each side, alternating which goes first. For `cat`, the 20 MB are made once in
  * the job container (random base64 lines of 100 characters), so both sides time only the path.
  */
@@ -141,7 +199,8 @@ export async function measureStream(
   localDir: string,
   rounds: number,
   hook: string,
-  command: StreamCommand
+  command: StreamCommand,
+  vm: SshTarget
 ): Promise<StreamResult> {
   const script = STREAM_COMMANDS[command].script
   const make = await drain('docker', [
@@ -161,6 +220,7 @@ export async function measureStream(
   const idlePrivate = statusKb(agent, 'RssAnon') ?? 0
   const ours: number[] = []
   const local: number[] = []
+  const forwarded: number[] = []
   const oursFlow: number[] = []
   const localFlow: number[] = []
   let hookPeak = 0
@@ -187,14 +247,21 @@ export async function measureStream(
     local.push(r.ms)
     localFlow.push(r.flowMs)
   }
-  for (let i = 0; i < rounds; i++) {
-    if (i % 2) {
-      await runLocal()
-      await runOurs()
-    } else {
-      await runOurs()
-      await runLocal()
-    }
+  const fwdDir = mkdtempSync(join(tmpdir(), 'rch-bench-fwd-'))
+  const fwd = await forwardDocker(vm, fwdDir)
+  const runForwarded = async (): Promise<void> => {
+    const r = await drain('docker', ['-H', `unix://${fwd.socket}`, 'exec', containerId, 'sh', '-c', script])
+    if (r.code !== 0 || r.bytes < STREAM_BYTES)
+      throw new Error(`stream bench: forwarded docker exec exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
+    forwarded.push(r.ms)
+  }
+  try {
+    // Each side first in turn: ours, local, forwarded; then local, forwarded, ours; …
+    const sides = [runOurs, runLocal, runForwarded]
+    for (let i = 0; i < rounds; i++) for (let k = 0; k < sides.length; k++) await sides[(i + k) % sides.length]()
+  } finally {
+    fwd.stop()
+    rmSync(fwdDir, { recursive: true, force: true })
   }
   // Steady: the agent between steps, a second after the last stream.
   await new Promise((r) => setTimeout(r, 1000))
@@ -205,6 +272,7 @@ export async function measureStream(
   return {
     ours,
     local,
+    forwarded,
     oursFlow,
     localFlow,
     hookPeakMb: mb(hookPeak),
@@ -246,6 +314,8 @@ export function streamRow(
     note:
       `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds (per-round ratios ${ratiosText(r.ours.map((o, i) => r.local[i] / o))}); first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
       `${Math.round(median(r.localFlow))} ms (${(mbps(median(r.oursFlow)) / mbps(median(r.localFlow))).toFixed(2)}×). Peak RSS (VmRSS every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, agent ${r.agentPeakMb.toFixed(0)} MB. ` +
-      `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these`
+      `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these. ` +
+      `Reference, the same SSH hop with OpenSSH's client: docker CLI over ssh -L of the VM's Docker socket ${Math.round(median(r.forwarded))} ms, ` +
+      `${(median(r.local) / median(r.forwarded)).toFixed(2)}× local (per-round ratios ${ratiosText(r.forwarded.map((f, i) => r.local[i] / f))})`
   }
 }
