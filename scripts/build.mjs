@@ -188,6 +188,29 @@ if (core.split(JSON.stringify(buildId)).join(JSON.stringify(placeholder)) !== un
   throw new Error('build: the stamped core differs from the unstamped one in more than its build id')
 const key = createHash('sha256').update(core).update(JSON.stringify(chunks)).digest('hex').slice(0, 16)
 
+// Brotli: node reads all of the file on every start, the chunks included (its loader's UTF-8 read
+// costs ~2.5 ms per MB here), and brotli makes them ~20 % smaller than gzip -9. Quality 10: 11 is
+// 2 % smaller and takes 4 s more per build. RCH_BROTLI_QUALITY (0-11) is for builds whose size does
+// not matter (a test that builds copies of the sources): quality 5 is 15 % larger and 20x faster to
+// make; the build id hashes the code before compression, so it is the same at any quality.
+const qualityText = process.env.RCH_BROTLI_QUALITY
+if (qualityText !== undefined && !/^(?:[0-9]|1[01])$/.test(qualityText)) {
+  console.error(`build: RCH_BROTLI_QUALITY must be an integer 0-11, not ${JSON.stringify(qualityText)}`)
+  process.exit(2)
+}
+const quality = qualityText === undefined ? 10 : Number(qualityText)
+const brotli = (text) =>
+  brotliCompressSync(Buffer.from(text, 'latin1'), {
+    params: { [zlibConstants.BROTLI_PARAM_QUALITY]: quality, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: text.length }
+  }).toString('base64')
+const packed = Object.fromEntries(Object.entries(chunks).map(([n, c]) => [n, brotli(c)]))
+// Each packed chunk's digest, in the loader's own text: a chunk read from the file later is taken
+// only if it is the one this process's code was built with, whatever happened to the file meanwhile.
+const DIGEST_LENGTH = 32
+const digests = Object.fromEntries(
+  Object.entries(packed).map(([n, p]) => [n, createHash('sha256').update(p, 'latin1').digest('hex').slice(0, DIGEST_LENGTH)])
+)
+
 // The marker is split in the loader's own text so that only the real one is found.
 const CORE_MARK = '(function (require) { // rch-core'
 const head = `#!/usr/bin/env node
@@ -276,9 +299,9 @@ const head = `#!/usr/bin/env node
   // to another build by now: the header's key says whose file it is.
   let selfFd = null;
   try { selfFd = fs.openSync(__filename, 'r'); } catch (e) { /* read by name when needed */ }
-  // The open file as the table was read from it: a file written over in place (not replaced by a
-  // rename) changes under the open descriptor, and its chunks must not be taken either.
-  let seen = null;
+  // A file written over in place (not replaced by a rename) changes under the open descriptor: a
+  // chunk is taken only if its digest is the one built into this loader (see chunk()).
+  const digests = ${JSON.stringify(digests)};
   const replaced = () => new Error(__filename + ' was replaced by another build while this command ran (run it again)');
   // Up to length bytes of the open file from position (fewer only at its end).
   const readAt = (position, length) => {
@@ -290,10 +313,7 @@ const head = `#!/usr/bin/env node
   const self = () => {
     let t;
     if (selfFd === null) t = fs.readFileSync(__filename, 'latin1');
-    else {
-      seen = fs.fstatSync(selfFd);
-      t = readAt(0, seen.size).toString('latin1');
-    }
+    else t = readAt(0, fs.fstatSync(selfFd).size).toString('latin1');
     if (!t.slice(0, 512).includes('remote-container-hooks ' + '${key}' + ':')) throw replaced();
     return t;
   };
@@ -322,16 +342,10 @@ const head = `#!/usr/bin/env node
     }
     const at = table[id];
     if (at === undefined) throw new Error('the bundled library ' + id + ' is missing from ' + __filename);
-    let text = at;
-    if (Array.isArray(at)) {
-      text = readAt(at[0], at[1]);
-      const st = fs.fstatSync(selfFd);
-      // A write moves mtime; ctime catches one whose mtime was set back. A rename over the name
-      // (an upgrade, a rebuild) only drops the open file's link count, which moves ctime too but
-      // leaves its bytes as they were: that one is not a change.
-      const ctimeMoved = st.ctimeMs !== seen.ctimeMs && st.nlink === seen.nlink;
-      if (text.length < at[1] || st.size !== seen.size || st.mtimeMs !== seen.mtimeMs || ctimeMoved) throw replaced();
-    }
+    const text = Array.isArray(at) ? readAt(at[0], at[1]) : at;
+    // Content, not the file's metadata: a rename over the name, a chmod or a hard link leave the
+    // bytes this process needs as they were; a write over them (even of the same size and mtime) does not.
+    if (require('crypto').createHash('sha256').update(text).digest('hex').slice(0, ${DIGEST_LENGTH}) !== digests[id]) throw replaced();
     return require('zlib').brotliDecompressSync(Buffer.from(text.toString('latin1'), 'base64')).toString('latin1');
   }
   const loaded = {};
@@ -423,27 +437,12 @@ const head = `#!/usr/bin/env node
 const CORE_LINE = head.split('\n').length - 1
 const loaderHead = head.replace('@CORE_LINE@', String(CORE_LINE))
 const map = { ...coreMap, file: 'index.js', mappings: ';'.repeat(CORE_LINE) + coreMap.mappings }
-// Brotli: node reads all of the file on every start, the chunks included (its loader's UTF-8 read
-// costs ~2.5 ms per MB here), and brotli makes them ~20 % smaller than gzip -9. Quality 10: 11 is
-// 2 % smaller and takes 4 s more per build. RCH_BROTLI_QUALITY (0-11) is for builds whose size does
-// not matter (a test that builds copies of the sources): quality 5 is 15 % larger and 20x faster to
-// make; the build id hashes the code before compression, so it is the same at any quality.
-const qualityText = process.env.RCH_BROTLI_QUALITY
-if (qualityText !== undefined && !/^(?:[0-9]|1[01])$/.test(qualityText)) {
-  console.error(`build: RCH_BROTLI_QUALITY must be an integer 0-11, not ${JSON.stringify(qualityText)}`)
-  process.exit(2)
-}
-const quality = qualityText === undefined ? 10 : Number(qualityText)
-const brotli = (text) =>
-  brotliCompressSync(Buffer.from(text, 'latin1'), {
-    params: { [zlibConstants.BROTLI_PARAM_QUALITY]: quality, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: text.length }
-  }).toString('base64')
 const out = `${loaderHead}${core}
   })(lazyRequire);
 });
 /*RCH-CHUNKS
-${Object.entries(chunks)
-  .map(([n, c]) => `${n} ${brotli(c)}`)
+${Object.entries(packed)
+  .map(([n, p]) => `${n} ${p}`)
   .join('\n')}
 RCH-CHUNKS*/
 //# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}

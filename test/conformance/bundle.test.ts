@@ -93,6 +93,29 @@ function versionFrame(file = bundle, args = ['--version']): { frame: string; sou
 }
 
 /** A preload that notes on stderr each library the loader compiles, and whether with a code cache. */
+/** A preload that runs `code` right after the first chunk is decompressed, then prints CHANGED to stderr. */
+function afterFirstChunk(code: string): string {
+  const file = join(tmp, `after-first-chunk-${Math.random().toString(36).slice(2)}.js`)
+  writeFileSync(
+    file,
+    `const z = require('zlib'); const d = z.brotliDecompressSync; let n = 0; z.brotliDecompressSync = function (...a) {\n` +
+      `  const r = d.apply(this, a); if (n++ === 0) { ${code}; process.stderr.write('CHANGED\\n') }\n` +
+      `  return r }\n`
+  )
+  return file
+}
+
+/** The bundle's text with one base64 letter of chunk `id` changed: same length, every chunk at its offset. */
+function withChunkChanged(text: string, id: string): string {
+  const at = text.indexOf(`\n${id} `, text.lastIndexOf('/*RCH-CHUNKS'))
+  expect(at).toBeGreaterThan(0)
+  const p = at + id.length + 2 + 1000
+  const c = text[p] === 'A' ? 'B' : 'A'
+  const out = text.slice(0, p) + c + text.slice(p + 1)
+  expect(out.length).toBe(text.length)
+  return out
+}
+
 function spy(): string {
   const file = join(tmp, 'spy.js')
   writeFileSync(
@@ -282,38 +305,51 @@ describe('a file replaced while a command runs (an upgrade: install, then mv ove
     const other = join(tmp, 'moved.js')
     writeFileSync(other, text.replace(`remote-container-hooks ${key}:`, `remote-container-hooks ${'0'.repeat(16)}:`), 'latin1')
     const before = statSync(bundle).ino
-    const over = join(tmp, 'move-over.js')
-    writeFileSync(
-      over,
-      `const z = require('zlib'); const d = z.brotliDecompressSync; let n = 0; z.brotliDecompressSync = function (...a) {\n` +
-        `  const r = d.apply(this, a); if (n++ === 0) require('fs').renameSync(${JSON.stringify(other)}, ${JSON.stringify(bundle)})\n` +
-        `  return r }\n`
-    )
-    const r = quick(bundle, ['-r', over, '-r', spy()])
+    const r = quick(bundle, [
+      '-r',
+      afterFirstChunk(`require('fs').renameSync(${JSON.stringify(other)}, ${JSON.stringify(bundle)})`),
+      '-r',
+      spy()
+    ])
     expect(statSync(bundle).ino).not.toBe(before) // positive control: another file has the name now
-    expect(r.stderr).toContain('COMPILED bundled:ssh2') // and a chunk was read after the move
+    // and a chunk was read after the move
+    expect(r.stderr.indexOf('COMPILED bundled:ssh2')).toBeGreaterThan(r.stderr.indexOf('CHANGED\n'))
+    expect(r.stderr.indexOf('CHANGED\n')).toBeGreaterThanOrEqual(0)
     expect(r).toEqual({ code: 0, stdout: expect.not.stringContaining('::error::'), stderr: expect.any(String) })
   })
   test('written over in place (same inode, same length) after its first chunk was read: a later chunk is refused, never taken from the new text', () => {
-    const text = readFileSync(HOOK, 'latin1')
-    const key = /^#!.*\r?\n\/\/ remote-container-hooks ([0-9a-f]{16}):/.exec(text)![1]
-    const other = text.replace(`remote-container-hooks ${key}:`, `remote-container-hooks ${'0'.repeat(16)}:`)
-    expect(other.length).toBe(text.length) // every chunk at the same offset: only the check can tell
+    const other = withChunkChanged(readFileSync(HOOK, 'latin1'), 'ssh2')
     // After the first chunk is decompressed (the rest of the hook, before it reads its config),
     // the file is rewritten through its own name: the loader's open descriptor sees the new bytes.
-    const over = join(tmp, 'over.js')
-    writeFileSync(
-      over,
-      `const z = require('zlib'); const d = z.brotliDecompressSync; let n = 0; z.brotliDecompressSync = function (...a) {\n` +
-        `  const r = d.apply(this, a); if (n++ === 0) require('fs').writeFileSync(${JSON.stringify(bundle)}, ${JSON.stringify(other)}, 'latin1')\n` +
-        `  return r }\n`
-    )
-    const r = quick(bundle, ['-r', over])
-    expect(readFileSync(bundle, 'latin1')).toContain(`remote-container-hooks ${'0'.repeat(16)}:`) // positive control: it was written
+    const r = quick(bundle, [
+      '-r',
+      afterFirstChunk(`require('fs').writeFileSync(${JSON.stringify(bundle)}, ${JSON.stringify(other)}, 'latin1')`)
+    ])
+    expect(readFileSync(bundle, 'latin1')).toBe(other) // positive control: it was written
     expect(r.code).toBe(70)
     expect(r.stdout).toMatch(
       /::error::remote-container-hooks could not load .*was replaced by another build while this command ran \(run it again\)/
     )
+  })
+  test('written over in place with its size and mtime kept, while a hard link to it was made: refused (the bytes are checked, not the metadata)', () => {
+    const other = withChunkChanged(readFileSync(HOOK, 'latin1'), 'ssh2')
+    const ref = join(tmp, 'mtime-ref')
+    writeFileSync(ref, '')
+    const q = (p: string): string => JSON.stringify(p)
+    const r = quick(bundle, [
+      '-r',
+      afterFirstChunk(
+        `const fs = require('fs'), cp = require('child_process'); cp.execFileSync('touch', ['-r', ${q(bundle)}, ${q(ref)}]); ` +
+          `fs.linkSync(${q(bundle)}, ${q(`${bundle}.bak`)}); fs.writeFileSync(${q(bundle)}, ${q(other)}, 'latin1'); ` +
+          `cp.execFileSync('touch', ['-r', ${q(ref)}, ${q(bundle)}])`
+      )
+    ])
+    // positive controls: the new bytes under the same inode, with the old mtime and a second link
+    expect(readFileSync(bundle, 'latin1')).toBe(other)
+    expect(statSync(bundle).mtimeMs).toBe(statSync(ref).mtimeMs)
+    expect(statSync(bundle).nlink).toBe(2)
+    expect(r.code).toBe(70)
+    expect(r.stdout).toMatch(/::error::remote-container-hooks could not load .*was replaced by another build while this command ran/)
   })
 })
 
