@@ -621,13 +621,23 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** A member's lease history file; '' when there is none yet. */
+/**
+ * A member's lease history file; '' when there is none yet. The member user can write its folder:
+ * a symlink is not followed and a FIFO does not block (only a regular file is read).
+ */
 function readLeaseLog(file: string): string {
+  let fd: number
   try {
-    return fs.readFileSync(file, 'utf8')
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ''
     throw e
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`)
+    return fs.readFileSync(fd, 'utf8')
+  } finally {
+    fs.closeSync(fd)
   }
 }
 
