@@ -315,7 +315,7 @@ async function main(): Promise<void> {
         runner,
         state.container.id,
         localDir,
-        Math.max(3, Math.min(N, 7)),
+        Math.max(6, Math.ceil(N / 6) * 6),
         join(repoRoot, 'dist', 'index.js'),
         command,
         vm
@@ -355,7 +355,7 @@ async function main(): Promise<void> {
       )
       return ms
     }
-    for (let i = 0; i < 7; i++) {
+    for (let i = 0; i < Math.max(3, N); i++) {
       const baselineFirst = i % 2 === 1
       let two = baselineFirst ? await twoDockerRuns() : NaN
       const r = new FakeRunner({ vm: VM, name: `bench-prep-${i}`, config: benchConfig })

@@ -5,7 +5,7 @@
 // hop with OpenSSH's client). Also samples the hook's and the agent's memory during the step.
 import { makePipes, spawnPiped } from '../test/helpers/pipes'
 import { randomUUID } from 'node:crypto'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -143,35 +143,36 @@ function stepInput(runner: FakeRunner, script: string): string {
  */
 async function forwardDocker(vm: SshTarget, dir: string): Promise<{ socket: string; stop(): void }> {
   const socket = join(dir, 'docker.sock')
+  // -F /dev/null: no ControlMaster or other setting of the user's own config in the timing.
   const p = spawn(
     'ssh',
     [
-      ...[
-        '-i',
-        vm.identityFile,
-        '-p',
-        String(vm.port),
-        '-o',
-        `UserKnownHostsFile=${vm.knownHostsFile}`,
-        '-o',
-        'GlobalKnownHostsFile=/dev/null'
-      ],
-      ...['-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-N'],
-      ...['-L', `${socket}:/var/run/docker.sock`, `${vm.user}@${vm.host}`]
+      ...['-F', '/dev/null', '-i', vm.identityFile, '-p', String(vm.port), '-o', `UserKnownHostsFile=${vm.knownHostsFile}`],
+      ...['-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'],
+      ...['-o', 'ExitOnForwardFailure=yes', '-N', '-L', `${socket}:/var/run/docker.sock`, `${vm.user}@${vm.host}`]
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] }
   )
   let err = ''
+  let failed: Error | null = null
+  p.on('error', (e) => (failed = e))
   p.stderr.on('data', (c: Buffer) => (err += c.toString()))
   const stop = (): void => void p.kill()
+  const answers = (): boolean => {
+    try {
+      execFileSync('docker', ['-H', `unix://${socket}`, 'version', '--format', '{{.Server.Version}}'], { stdio: 'ignore', timeout: 5_000 })
+      return true
+    } catch {
+      return false
+    }
+  }
   try {
     await waitUntil(
-      () =>
-        p.exitCode === null
-          ? drain('docker', ['-H', `unix://${socket}`, 'version', '--format', '{{.Server.Version}}']).then((r) =>
-              r.code === 0 ? true : undefined
-            )
-          : Promise.reject(new Error(`ssh forwarding exited ${p.exitCode}: ${err}`)),
+      async () => {
+        if (failed) throw new Error(`cannot run ssh: ${String(failed)}`)
+        if (p.exitCode !== null || p.signalCode !== null) throw new Error(`ssh forwarding ended (${p.exitCode ?? p.signalCode}): ${err}`)
+        return answers() ? true : undefined
+      },
       { timeoutMs: 15_000, minDelayMs: 100, maxDelayMs: 200, onTimeout: () => new Error(`ssh forwarding did not answer: ${err}`) }
     )
   } catch (e) {
@@ -180,6 +181,16 @@ async function forwardDocker(vm: SshTarget, dir: string): Promise<{ socket: stri
   }
   return { socket, stop }
 }
+
+/** Every order of three sides: over 6 rounds each side goes first, second and last twice, and follows each other side equally often. */
+const ORDERS = [
+  [0, 1, 2],
+  [1, 2, 0],
+  [2, 0, 1],
+  [0, 2, 1],
+  [1, 0, 2],
+  [2, 1, 0]
+] as const
 
 export interface SshTarget {
   host: string
@@ -190,7 +201,7 @@ export interface SshTarget {
 }
 
 /**
- * `rounds` runs of each side, alternating which goes first. For `cat`, the 20 MB are made once in
+ * `rounds` runs of each side (a multiple of 6 is fair: see ORDERS). For `cat`, the 20 MB are made once in
  * the job container (random base64 lines of 100 characters), so both sides time only the path.
  */
 export async function measureStream(
@@ -248,19 +259,20 @@ export async function measureStream(
     localFlow.push(r.flowMs)
   }
   const fwdDir = mkdtempSync(join(tmpdir(), 'rch-bench-fwd-'))
-  const fwd = await forwardDocker(vm, fwdDir)
-  const runForwarded = async (): Promise<void> => {
-    const r = await drain('docker', ['-H', `unix://${fwd.socket}`, 'exec', containerId, 'sh', '-c', script])
-    if (r.code !== 0 || r.bytes < STREAM_BYTES)
-      throw new Error(`stream bench: forwarded docker exec exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
-    forwarded.push(r.ms)
-  }
+  let fwd: { socket: string; stop(): void } | null = null
   try {
-    // Each side first in turn: ours, local, forwarded; then local, forwarded, ours; …
+    fwd = await forwardDocker(vm, fwdDir)
+    const socket = fwd.socket
+    const runForwarded = async (): Promise<void> => {
+      const r = await drain('docker', ['-H', `unix://${socket}`, 'exec', containerId, 'sh', '-c', script])
+      if (r.code !== 0 || r.bytes < STREAM_BYTES)
+        throw new Error(`stream bench: forwarded docker exec exit ${r.code}, ${r.bytes} bytes: ${r.stderr}`)
+      forwarded.push(r.ms)
+    }
     const sides = [runOurs, runLocal, runForwarded]
-    for (let i = 0; i < rounds; i++) for (let k = 0; k < sides.length; k++) await sides[(i + k) % sides.length]()
+    for (let i = 0; i < rounds; i++) for (const k of ORDERS[i % ORDERS.length]) await sides[k]()
   } finally {
-    fwd.stop()
+    fwd?.stop()
     rmSync(fwdDir, { recursive: true, force: true })
   }
   // Steady: the agent between steps, a second after the last stream.
