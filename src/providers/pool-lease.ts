@@ -28,7 +28,9 @@ function locked(workRoot: string): string {
     // A job (root there) may have planted a FIFO or a symlink: anything but a plain file is replaced,
     // never opened (the lock before it is taken, the rest under it).
     `plain() { if [ -e "$P/$1" ] || [ -L "$P/$1" ]; then { [ -f "$P/$1" ] && [ ! -L "$P/$1" ]; } || rm -rf "$P/$1"; fi; }; plain lock; ` +
-    `exec 9>>"$P/lock" || exit 3; ` +
+    // Tried with `true` first: a failed redirection of `exec` (a special built-in) ends the shell
+    // with its own status instead of this one and its message.
+    `{ true >> "$P/lock"; } 2>/dev/null || { echo "cannot write $P/lock as $(id -un) (a full disk?)" >&2; exit 3; }; exec 9>>"$P/lock"; ` +
     `command -v flock >/dev/null || { echo "flock (util-linux) is not installed on this member" >&2; exit 3; }; ` +
     `flock -w 20 9 || { echo "the lease lock $P/lock stayed taken for 20 s" >&2; exit 4; }; ` +
     `for f in lease log queue lease.new queue.new log.new; do plain $f; done; ` +
