@@ -182,10 +182,11 @@ export function remoteListScript(
   // Roots that do not exist are skipped, as in remoteFindScript.
   const existing = `set -- && for r in ${roots.map(quote).join(' ')}; do if [ -e "$r" ] || [ -L "$r" ]; then set -- "$@" "$r"; fi; done`
   const head =
-    // Without room for the stamp (a full disk), the job folder stands in: an old time, so the next
-    // listing reaches back further, and it is never removed. `true`, not `:`: a failed redirection
-    // of a special built-in like `:` ends a POSIX shell (dash, bash as sh) instead of failing it.
-    `s=${STAMP}.$$ && c=${CHANGED}.$$ && k=$s && ${existing} && { true > "$s" || s=.. k=; } 2>/dev/null && ` +
+    // The stamp is made by mktemp (O_EXCL: never a FIFO, folder or link the job planted at a name it
+    // could guess). Without room for it (a full disk), the job folder stands in: an old time, so the
+    // next listing reaches back further, and it is never removed. No `: >`: a failed redirection of
+    // a special built-in like `:` ends a POSIX shell (dash, bash as sh) instead of failing it.
+    `c=${CHANGED}.$$ && ${existing} && { s=$(mktemp ${STAMP}.XXXXXX) && k=$s || { s=.. k=; }; } 2>/dev/null && ` +
     `{ up=; read -r up _ < /proc/uptime; } 2>/dev/null; printf '%s\\0' "\${up:-?}" && `
   const stamp = `\\( -path "$s" -printf '%C@\\0' -prune \\) -o `
   const end = `r=$?; rm -f $k "$c"; exit $r; }`
