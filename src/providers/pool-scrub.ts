@@ -37,7 +37,10 @@ export function scrubScript(workRoot: string): string {
     `bad=$(docker image inspect --format '{{join .RepoDigests " "}}' $tags | awk -v tf="$T" '{ ` +
     `getline t < tf; n = split($0, d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
     `r = t; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t }'); s=$?; rm -f "$T"; [ $s = 0 ] || exit 14; ` +
-    `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi $bad >/dev/null || exit 15; fi; fi; ` +
+    // A tag gone meanwhile (removed by someone else: "No such image") is what the scrub wants; one
+    // still there after a failed rmi (an image in use) fails it.
+    `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi $bad >/dev/null || ` +
+    `{ left=$(docker image inspect --format '{{.Id}}' $bad 2>/dev/null); [ -z "$left" ] || exit 15; }; fi; fi; ` +
     `docker image prune -f "$@" >/dev/null 2>&1; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +
