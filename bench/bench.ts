@@ -16,6 +16,7 @@ import { waitUntil } from '../src/retry'
 import { builtAgentSocket } from '../test/helpers/build-id'
 import { measureStream, streamRow } from './stream'
 import { median, ratiosText } from './stats'
+import { sshBase as sshBaseOf } from './ssh'
 import { poolRows } from './pool'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
@@ -41,20 +42,7 @@ const timeMs = (fn: () => void): number => {
   fn()
   return Number(process.hrtime.bigint() - t) / 1e6
 }
-const sshBase = [
-  '-i',
-  vm.identityFile,
-  '-p',
-  String(vm.port),
-  '-o',
-  `UserKnownHostsFile=${vm.knownHostsFile}`,
-  '-o',
-  'StrictHostKeyChecking=yes',
-  '-o',
-  'BatchMode=yes',
-  '-o',
-  'GlobalKnownHostsFile=/dev/null'
-]
+const sshBase = sshBaseOf(vm)
 const rshPlain = ['ssh', ...sshBase].join(' ')
 
 function makeTree(dir: string, files: number, size: number): void {
@@ -311,15 +299,7 @@ async function main(): Promise<void> {
   if (want('stream')) {
     // (6) a step printing 20 MB: throughput against local docker exec, and the memory it costs.
     for (const command of ['generated', 'cat'] as const) {
-      const st = await measureStream(
-        runner,
-        state.container.id,
-        localDir,
-        Math.max(6, Math.ceil(N / 6) * 6),
-        join(repoRoot, 'dist', 'index.js'),
-        command,
-        vm
-      )
+      const st = await measureStream(runner, state.container.id, localDir, N, join(repoRoot, 'dist', 'index.js'), command, vm)
       console.log(`bench: stream (${command}) ours ${st.ours.map(Math.round).join(' ')} ms, local ${st.local.map(Math.round).join(' ')} ms`)
       rows.push(streamRow(command, st))
     }

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { waitUntil } from '../src/retry'
 import type { FakeRunner } from '../test/helpers/fake-runner'
+import type { TestVm } from '../test/helpers/testenv'
+import { sshBase } from './ssh'
 import { median, ratiosText } from './stats'
 
 export const STREAM_BYTES = 20_000_000
@@ -141,15 +143,21 @@ function stepInput(runner: FakeRunner, script: string): string {
  * OpenSSH's client forwarding the VM's Docker socket to a socket in `dir` (a folder only we can
  * enter: the socket is root on the VM); resolves once it answers, with a stop function.
  */
-async function forwardDocker(vm: SshTarget, dir: string): Promise<{ socket: string; stop(): void }> {
+async function forwardDocker(vm: TestVm, dir: string): Promise<{ socket: string; stop(): void }> {
   const socket = join(dir, 'docker.sock')
   // -F /dev/null: no ControlMaster or other setting of the user's own config in the timing.
   const p = spawn(
     'ssh',
     [
-      ...['-F', '/dev/null', '-i', vm.identityFile, '-p', String(vm.port), '-o', `UserKnownHostsFile=${vm.knownHostsFile}`],
-      ...['-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'],
-      ...['-o', 'ExitOnForwardFailure=yes', '-N', '-L', `${socket}:/var/run/docker.sock`, `${vm.user}@${vm.host}`]
+      '-F',
+      '/dev/null',
+      ...sshBase(vm),
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-N',
+      '-L',
+      `${socket}:/var/run/docker.sock`,
+      `${vm.user}@${vm.host}`
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] }
   )
@@ -192,26 +200,18 @@ const ORDERS = [
   [2, 1, 0]
 ] as const
 
-export interface SshTarget {
-  host: string
-  port: number
-  user: string
-  identityFile: string
-  knownHostsFile: string
-}
-
 /**
- * `rounds` runs of each side (a multiple of 6 is fair: see ORDERS). For `cat`, the 20 MB are made once in
+ * At least `minRounds` runs of each side, rounded up to a multiple of 6 (see ORDERS). For `cat`, the 20 MB are made once in
  * the job container (random base64 lines of 100 characters), so both sides time only the path.
  */
 export async function measureStream(
   runner: FakeRunner,
   containerId: string,
   localDir: string,
-  rounds: number,
+  minRounds: number,
   hook: string,
   command: StreamCommand,
-  vm: SshTarget
+  vm: TestVm
 ): Promise<StreamResult> {
   const script = STREAM_COMMANDS[command].script
   const make = await drain('docker', [
@@ -270,6 +270,7 @@ export async function measureStream(
       forwarded.push(r.ms)
     }
     const sides = [runOurs, runLocal, runForwarded]
+    const rounds = Math.max(1, Math.ceil(minRounds / ORDERS.length)) * ORDERS.length
     for (let i = 0; i < rounds; i++) for (const k of ORDERS[i % ORDERS.length]) await sides[k]()
   } finally {
     fwd?.stop()
