@@ -3,14 +3,14 @@
 // tar and flock (test/unit/local-remote.ts). A failed redirection of a special built-in (`:`,
 // `exec`) ends a POSIX shell outright, so these scripts must not rely on one failing softly.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pull, type SyncTarget } from '../../src/sync/sync'
 import { ask } from '../../src/remote/answer'
 import { acquireScript } from '../../src/providers/pool-lease'
 import { LocalRemote } from '../unit/local-remote'
+import { treeView } from '../unit/_tree-view'
 
 const ROOTS = ['_temp', 'ws']
 
@@ -44,25 +44,7 @@ function fill(dir: string): void {
   expect(spawnSync('sh', ['-c', `cat /dev/zero > ${join(f, 'i0')}`]).stderr.toString()).toMatch(/No space left/)
 }
 
-/** Kinds, sizes and contents under the roots (what a pull keeps equal). */
-function tree(base: string): string[] {
-  const out: string[] = []
-  const visit = (rel: string): void => {
-    const st = lstatSync(join(base, rel))
-    if (st.isDirectory()) {
-      out.push(`d ${rel}`)
-      for (const n of readdirSync(join(base, rel))) visit(`${rel}/${n}`)
-    } else
-      out.push(
-        `f ${rel} ${createHash('sha256')
-          .update(readFileSync(join(base, rel)))
-          .digest('hex')
-          .slice(0, 12)}`
-      )
-  }
-  for (const r of ROOTS) visit(r)
-  return out.sort()
-}
+const tree = (base: string): string[] => treeView(base, ROOTS)
 
 test('a VM disk with no inode or block left: the pull lists everything and brings back what changed; no listing file is left', async () => {
   top = mkdtempSync(join(tmpdir(), 'rch-full-disk-'))

@@ -1,7 +1,6 @@
 // pull() with sync.deltaListing: the VM lists only what changed since the last listing. A "VM" that
 // is a local folder, run by the real /bin/sh, find and tar; random steps change it between pulls,
 // and after every pull the runner's copy must be what the VM has.
-import { createHash } from 'node:crypto'
 import {
   chmodSync,
   linkSync,
@@ -9,7 +8,6 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   renameSync,
   rmSync,
   symlinkSync,
@@ -23,6 +21,7 @@ import { cleanupTempDirs, sh, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import { rng } from '../soak/rng'
 import { member, tarOf } from './_tar'
+import { treeView } from './_tree-view'
 
 afterAll(cleanupTempDirs)
 
@@ -57,27 +56,8 @@ function world(): World {
   }
 }
 
-/** What sync keeps equal on both sides: kinds, sizes, file modes, contents and link targets (not folder modes or times). */
-function describeTree(base: string): string[] {
-  const out: string[] = []
-  const visit = (rel: string): void => {
-    if (EXCLUDES.some((e) => rel === e || rel.startsWith(`${e}/`))) return
-    const st = lstatSync(`${base}/${rel}`)
-    if (st.isDirectory()) {
-      out.push(`d ${rel}`)
-      for (const n of readdirSync(`${base}/${rel}`)) visit(`${rel}/${n}`)
-    } else if (st.isSymbolicLink()) out.push(`l ${rel} -> ${readlinkSync(`${base}/${rel}`)}`)
-    else {
-      const sum = createHash('sha256')
-        .update(readFileSync(`${base}/${rel}`))
-        .digest('hex')
-        .slice(0, 12)
-      out.push(`f ${rel} ${st.size} ${(st.mode & 0o777).toString(8)} ${sum}`)
-    }
-  }
-  for (const r of ROOTS) visit(r)
-  return out.sort()
-}
+/** What sync keeps equal on both sides (test/unit/_tree-view.ts). */
+const describeTree = (base: string): string[] => treeView(base, ROOTS, EXCLUDES)
 
 /** The clock past a listing's reach-back (2 s) and its whole second: what exists now is old to the next listing. */
 function ageTree(): void {
