@@ -14,6 +14,7 @@ import {
   utimesSync,
   writeFileSync
 } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { saveBase, UNSURE } from '../../src/sync/manifest'
 import { pull, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
@@ -167,7 +168,7 @@ function seedTree(vm: string): void {
 /** Seeded worlds, aged once for the whole file (each test takes its own). */
 const aged: World[] = []
 beforeAll(() => {
-  for (let i = 0; i < 17; i++) {
+  for (let i = 0; i < 18; i++) {
     const w = world()
     seedTree(w.vm)
     aged.push(w)
@@ -349,6 +350,19 @@ describe('pull: when the delta listing lists everything instead', () => {
     expect(s.why).toBe('ws/out/sub is not the folder the last listing saw there')
     expect(describeTree(w.host)).toEqual(describeTree(w.vm))
   })
+
+  it("FIFOs a job planted at every stamp name it could guess (the listing shell's pid) do not hang the pull", async () => {
+    const w = agedWorld()
+    // The next 3000 pids: the stamp is made beside the job folder w, in its parent.
+    const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'))
+    const names = Array.from({ length: 3000 }, (_, i) => `${w.top}/job/.rch-list-stamp.${last + 1 + i}`)
+    execFileSync('mkfifo', names)
+    // Positive control: a stamp opened by the shell's pid, as before, blocks on one of them.
+    const blocked = spawnSync('sh', ['-c', 'true > ../.rch-list-stamp.$$'], { cwd: w.vm, timeout: 2_000 })
+    expect(blocked.signal).toBe('SIGTERM')
+    expect((await pull(w.target(), ROOTS)).listed).toBe('all')
+    expect(describeTree(w.host)).toEqual(describeTree(w.vm))
+  }, 20_000)
 
   it('a delta listing that fails is made again in full', async () => {
     const w = agedWorld()
