@@ -169,12 +169,15 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
  *   prefix names.
  * - Pushes of one job take turns (flock, where the VM has it): one given up on by the hook may
  *   still be running there, and must not delete or write beside the one after it.
+ * - The lock is opened only as a plain file and the list's file is made by mktemp: a FIFO planted at
+ *   a name the push opens would hang it.
  */
 export function pushCommand(remoteWork: string, listing: string): string {
   return (
-    `umask 077 && cd ${shq(remoteWork)} && exec 9>>../.rch-push.lock && { ! command -v flock >/dev/null || flock 9; } && ` +
+    `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && { { [ -f $L ] && [ ! -L $L ]; } || rm -rf $L; } && ` +
+    `exec 9>>$L && { ! command -v flock >/dev/null || flock 9; } && ` +
     `IFS= read -r n && ` +
-    `{ [ "$n" = 0 ] || { d=../.rch-delete-$$ && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
+    `{ [ "$n" = 0 ] || { d=$(mktemp ../.rch-delete.XXXXXX) && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
     `tar -x -f - --no-same-permissions && { ${listing}; }`
   )
 }

@@ -361,14 +361,15 @@ async function pullNothingBack(target: SyncTarget): Promise<boolean> {
 
 describe('the push command', () => {
   /** Runs pushCommand in a local folder with `input` on stdin. */
-  function runPush(input: Buffer): { dir: string; code: number | null } {
+  function runPush(input: Buffer, plant?: (dir: string) => void): { dir: string; code: number | null; signal: string | null } {
     // Like the job folder's `w`: the command keeps its lock and list files beside it.
     const dir = `${tempDir()}/w`
     mkdirSync(`${dir}/_temp`, { recursive: true })
     writeFileSync(`${dir}/_temp/ab`, 'keep\n')
     writeFileSync(`${dir}/_temp/abcdef`, 'goes\n')
-    const r = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true')], { input })
-    return { dir, code: r.status }
+    plant?.(dir)
+    const r = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true')], { input, timeout: 10_000 })
+    return { dir, code: r.status, signal: r.signal }
   }
   const emptyTar = Buffer.alloc(1024)
 
@@ -385,4 +386,29 @@ describe('the push command', () => {
     expect(existsSync(`${dir}/_temp/ab`)).toBe(true)
     expect(existsSync(`${dir}/_temp/abcdef`)).toBe(true)
   })
+
+  it.each([
+    ['the lock and every list name', true],
+    ['every list name', false]
+  ])(
+    "FIFOs a job planted at %s it could guess (the shell's pid) do not hang the push",
+    (_what, lockToo) => {
+      const plant = (dir: string): void => {
+        // The next 3000 pids, as the list's name once was.
+        const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'))
+        const lists = Array.from({ length: 3000 }, (_, i) => `${dir}/../.rch-delete-${last + 1 + i}`)
+        execFileSync('mkfifo', lockToo ? [`${dir}/../.rch-push.lock`, ...lists] : lists)
+        // Positive control: a file opened by the name it had before blocks on the FIFO there.
+        const name = lockToo ? '../.rch-push.lock' : '../.rch-delete-$$'
+        const blocked = spawnSync('sh', ['-c', `exec 9>>${name}`], { cwd: dir, timeout: 2_000 })
+        expect(blocked.signal).toBe('SIGTERM')
+      }
+      const { dir, code, signal } = runPush(Buffer.concat([Buffer.from('14\n_temp/abcdef\0'), emptyTar]), plant)
+      expect({ code, signal }).toEqual({ code: 0, signal: null })
+      expect(existsSync(`${dir}/_temp/abcdef`)).toBe(false)
+      expect(existsSync(`${dir}/_temp/ab`)).toBe(true)
+      expect(statSync(`${dir}/../.rch-push.lock`).isFile()).toBe(true)
+    },
+    30_000
+  )
 })
