@@ -30,17 +30,22 @@ export function scrubScript(workRoot: string): string {
     removeAll(`docker network ls -q --filter type=custom "$@"`, 'docker network rm', 'networks') +
     removeAll(`docker volume ls -q "$@"`, 'docker volume rm -f', 'volumes') +
     // Images: a tag stays only if its image has a digest from that tag's own repository. Tags are
-    // judged one by one (an image may carry tags in and out of the scope).
-    `set --; [ -n "$ref" ] && set -- --filter "reference=$ref"; images=0; ` +
-    `tags=$(docker image ls --format '{{.Repository}}:{{.Tag}}' "$@" | grep -v '<none>' | sort -u) || exit 13; ` +
-    `if [ -n "$tags" ]; then T=$(mktemp) || exit 13; printf '%s\\n' $tags > "$T"; ` +
-    `bad=$(docker image inspect --format '{{join .RepoDigests " "}}' $tags | awk -v tf="$T" '{ ` +
-    `getline t < tf; n = split($0, d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
-    `r = t; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t }'); s=$?; rm -f "$T"; [ $s = 0 ] || exit 14; ` +
+    // judged one by one (an image may carry tags in and out of the scope), each with its own image's
+    // tags and digests read by image ID, so an image removed meanwhile cannot shift which tag is
+    // judged by whose digests; its inspect fails, and the listing is taken again (up to 3 times).
+    `set --; [ -n "$ref" ] && set -- --filter "reference=$ref"; images=0; bad=; ` +
+    `L=$(mktemp) || exit 13; O=$(mktemp) || { rm -f "$L"; exit 13; }; got=; for try in 1 2 3; do ` +
+    `docker image ls --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$@" > "$L" || { rm -f "$L" "$O"; exit 13; }; ` +
+    `ids=$(awk '$2 !~ /<none>/ { print $1 }' "$L" | sort -u); [ -n "$ids" ] || { got=none; break; }; ` +
+    `docker image inspect --format '{{join .RepoTags " "}}|{{join .RepoDigests " "}}' $ids > "$O" 2>/dev/null && { got=1; break; }; done; ` +
+    `if [ "$got" = 1 ]; then bad=$(awk 'NR == FNR { if ($2 !~ /<none>/) scope[$2] = 1; next } { ` +
+    `split($0, p, "|"); n = split(p[2], d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
+    `m = split(p[1], g, " "); for (j = 1; j <= m; j++) { t = g[j]; if (!(t in scope)) continue; r = t; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t } }' "$L" "$O" | sort -u) || got=; fi; ` +
+    `rm -f "$L" "$O"; [ -n "$got" ] || exit 14; ` +
     // A tag gone meanwhile (removed by someone else: "No such image") is what the scrub wants; one
     // still there after a failed rmi (an image in use) fails it.
     `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi $bad >/dev/null || ` +
-    `{ left=$(docker image inspect --format '{{.Id}}' $bad 2>/dev/null); [ -z "$left" ] || exit 15; }; fi; fi; ` +
+    `{ left=$(docker image inspect --format '{{.Id}}' $bad 2>/dev/null); [ -z "$left" ] || exit 15; }; fi; ` +
     `docker image prune -f "$@" >/dev/null 2>&1; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +

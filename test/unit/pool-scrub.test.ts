@@ -1,7 +1,7 @@
 // The pool member's scrub, run by a real local shell through LocalRemote, against a stub `docker`
 // that holds one tag with no digest of its own (one a job made: it must go). Another remover may
 // take it first: an image gone meanwhile is what the scrub wants, one still there is a failure.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
@@ -21,9 +21,34 @@ function dockerStub(rmiError: string, stays: boolean): string {
   const gone = shq(join(dir, 'gone'))
   return [
     `case "$1 $2" in`,
-    `  "image ls") [ -e ${gone} ] || echo job/made:1 ;;`,
-    `  "image inspect") [ -e ${gone} ] && { echo "Error: No such image: $5" >&2; exit 1; }; case "$3" in --format) case "$4" in *RepoDigests*) echo ;; *) echo sha256:abc ;; esac ;; esac ;;`,
+    `  "image ls") [ -e ${gone} ] || echo sha256:made job/made:1 ;;`,
+    `  "image inspect") [ -e ${gone} ] && { echo "Error: No such image: $5" >&2; exit 1; }; case "$4" in *RepoTags*) echo 'job/made:1|' ;; *) echo sha256:made ;; esac ;;`,
     `  "rmi job/made:1") ${stays ? '' : `: > ${gone}; `}echo ${shq(rmiError)} >&2; exit 1 ;;`,
+    `  *) ;;`,
+    `esac`
+  ].join('\n')
+}
+
+/**
+ * A docker whose image B (`gone/away:1`, no digest of its own) is removed by someone else right after
+ * the scrub's first listing. A (`library/good:1`) has its own digest; C (`job/poison:1`) is a retag a
+ * job made. Answers inspect by ID or by tag, in the order asked, as docker does; records every rmi.
+ */
+function vanishingStub(): string {
+  const listed = shq(join(dir, 'listed'))
+  const rmi = shq(join(dir, 'rmi'))
+  return [
+    `rec() { case "$1" in sha256:a|library/good:1) r='library/good:1|library/good@sha256:1111';;`,
+    `  sha256:b|gone/away:1) [ -e ${listed} ] && { echo "Error: No such image: $1" >&2; return 1; }; r='gone/away:1|';;`,
+    `  sha256:c|job/poison:1) r='job/poison:1|';; *) echo "Error: No such image: $1" >&2; return 1;; esac;`,
+    `  case "$2" in *RepoTags*) echo "$r";; *RepoDigests*) echo "\${r#*|}";; *) echo "\${1%%:*}";; esac; }`,
+    `case "$1 $2" in`,
+    `  "image ls") shift 2; f=; while [ $# -gt 0 ]; do [ "$1" = --format ] && f=$2; shift; done;`,
+    `    b=yes; [ -e ${listed} ] && b=; : > ${listed};`,
+    `    for x in "sha256:a library/good:1" \${b:+"sha256:b gone/away:1"} "sha256:c job/poison:1"; do`,
+    `      case "$f" in *.ID*) echo "$x";; *) echo "\${x#* }";; esac; done ;;`,
+    `  "image inspect") shift 2; f=$2; shift 2; s=0; for a in "$@"; do rec "$a" "$f" || s=1; done; exit $s ;;`,
+    `  rmi*) shift; echo "$*" >> ${rmi} ;;`,
     `  *) ;;`,
     `esac`
   ].join('\n')
@@ -44,4 +69,23 @@ test('positive control: a tag still there after rmi failed (an image in use) fai
   await expect(scrub(dockerStub('Error response from daemon: conflict: unable to remove repository reference', true))).rejects.toThrow(
     /exit code 15.*conflict/s
   )
+})
+
+test('an image removed by someone else between the listing and the inspect: every remaining tag is judged by its own digests', async () => {
+  const r = await scrub(vanishingStub())
+  // The first inspect fails on the vanished image; the second listing no longer has it.
+  expect(readFileSync(join(dir, 'rmi'), 'utf8')).toBe('job/poison:1\n')
+  expect(r.images).toBe(1)
+})
+
+test('an inspect that keeps failing (not an image gone) fails the scrub with exit 14 after three listings', async () => {
+  const stub = [
+    `case "$1 $2" in`,
+    `  "image ls") echo x >> ${shq(join(dir, 'ls'))}; echo sha256:a library/good:1 ;;`,
+    `  "image inspect") echo 'Cannot connect to the Docker daemon' >&2; exit 1 ;;`,
+    `  *) ;;`,
+    `esac`
+  ].join('\n')
+  await expect(scrub(stub)).rejects.toThrow(/exit code 14/)
+  expect(readFileSync(join(dir, 'ls'), 'utf8')).toBe('x\nx\nx\n')
 })
