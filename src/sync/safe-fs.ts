@@ -72,6 +72,14 @@ function lstatOrNull(p: string): Stats | null {
   }
 }
 
+/**
+ * The mode a file or folder from the VM gets on the runner host: no setuid, setgid or sticky bit,
+ * and never writable by group or others (the VM's 0777 would let another local user swap what the
+ * runner reads after the pull, its file-command files among them). What a checkout makes (0644,
+ * 0755) is kept.
+ */
+export const hostMode = (mode: number): number => mode & 0o755
+
 let tmpSeq = 0
 const tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`
 
@@ -161,8 +169,7 @@ export class SafeTree {
       },
       finish: () => {
         try {
-          // 0o777: no setuid, setgid or sticky bit from the VM.
-          fchmodSync(fd, mode & 0o777)
+          fchmodSync(fd, hostMode(mode))
           futimesSync(fd, mtimeSec, mtimeSec)
           const st = fstatSync(fd)
           close()
@@ -207,7 +214,7 @@ export class SafeTree {
     this.known.add(rel)
   }
 
-  /** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it). */
+  /** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it; see hostMode). */
   setDirMode(rel: string, mode: number): void {
     if (!this.parentOf(rel, false)) return
     let fd: number
@@ -217,7 +224,7 @@ export class SafeTree {
       return // gone or no longer a folder: nothing to set
     }
     try {
-      fchmodSync(fd, (mode & 0o777) | 0o700)
+      fchmodSync(fd, hostMode(mode) | 0o700)
     } finally {
       closeSync(fd)
     }

@@ -38,6 +38,14 @@ describe('openFile', () => {
     expect(st.mtimeMs).toBe(1_600_000_000_000)
   })
 
+  it('never makes a file writable by group or others, whatever mode the VM sent', () => {
+    const { root } = setup()
+    put(root, 'open', 'x', 0o777)
+    put(root, 'plain', 'x', 0o664)
+    expect(statSync(`${root}/open`).mode & 0o7777).toBe(0o755)
+    expect(statSync(`${root}/plain`).mode & 0o7777).toBe(0o644)
+  })
+
   it('refuses to write through a symlinked parent (control: a plain write escapes)', () => {
     const { root, outside } = setup()
     symlinkSync('../outside', `${root}/x`)
@@ -160,6 +168,15 @@ describe('makeDir and setDirMode', () => {
     setDirMode(root, 'd', 0o500)
     expect(statSync(`${root}/d`).mode & 0o777).toBe(0o700) // the owner keeps rwx
     expect(readFileSync(`${outside}/secret`, 'utf8')).toBe('secret')
+  })
+
+  it('setDirMode never makes a folder writable by group or others', () => {
+    const { root } = setup()
+    makeDir(root, 'd')
+    setDirMode(root, 'd', 0o777)
+    expect(statSync(`${root}/d`).mode & 0o7777).toBe(0o755)
+    setDirMode(root, 'd', 0o1777)
+    expect(statSync(`${root}/d`).mode & 0o7777).toBe(0o755)
   })
 
   it('setDirMode does not follow a symlink', () => {
