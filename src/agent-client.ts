@@ -75,9 +75,21 @@ export function runViaAgent(
     const sock = connect(socketPath)
     let started = false
     let exit: number | null = null
+    // SIGINT, then the runner's SIGTERM: one cancel, sent once the request is (or with it).
+    let cancelSent = false
+    const onAbort = (): void => {
+      if (!started || sock.destroyed || cancelSent) return
+      cancelSent = true
+      sock.write(frame(F.CANCEL, String(signal.reason ?? 'SIGINT')))
+    }
+    signal.addEventListener('abort', onAbort)
     sock.once('connect', () => {
       started = true
-      sock.write(JSON.stringify({ op: 'run', ...request, pipes: hookPipes() }) + '\n')
+      // A cancel that came before the connection (or before this call) is part of the request: as a
+      // frame after it, the agent could start the step before reading that far.
+      const cancel = signal.aborted ? String(signal.reason ?? 'SIGINT') : undefined
+      cancelSent = cancel !== undefined
+      sock.write(JSON.stringify({ op: 'run', ...request, pipes: hookPipes(), cancel }) + '\n')
     })
     // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
     const relay = pausingWriter(sock)
@@ -96,8 +108,6 @@ export function runViaAgent(
       isStreamFrame
     )
     sock.on('data', (c: Buffer) => reader.push(c))
-    const onAbort = (): void => void (started && !sock.destroyed && sock.write(frame(F.CANCEL, String(signal.reason ?? 'SIGINT'))))
-    signal.addEventListener('abort', onAbort, { once: true })
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (!started && (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')) return resolve(null)
       if (exit === null) reject(new TransportError(`lost the job's agent during the step: ${e.message}`))

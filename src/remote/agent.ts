@@ -215,7 +215,9 @@ export async function runAgent(opts: AgentOptions, logLine: (msg: string) => voi
     )
     sock.on('data', (c: Buffer) => reader.push(c))
     // The output goes straight into the hook's pipes when it named them (see direct-output.ts).
-    const { pipes, ...request } = req
+    const { pipes, cancel, ...request } = req
+    // Cancelled before the hook connected: the step must not start.
+    if (typeof cancel === 'string' && !controller.signal.aborted) controller.abort(cancel)
     // The runner stopped reading (EPIPE): stop the step, as the hook's own failed write did before.
     const direct = openDirect(pipes, () => controller.signal.aborted || controller.abort('SIGKILL'))
     // The hook process vanished (killed by the runner): stop the remote process as for a cancel.

@@ -195,3 +195,43 @@ describe('a container action', () => {
     await expectAllGone(child, done, needle)
   })
 })
+
+/** What the process's main thread waits in ('' once it is gone). */
+function wchan(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/wchan`, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** How often the process's main thread has gone to sleep (-1 once it is gone). */
+function sleeps(pid: number): number {
+  try {
+    return Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1])
+  } catch {
+    return -1
+  }
+}
+
+describe('a cancel that comes before the hook has reached the step', () => {
+  test.each(['agent', 'no-agent'] as Mode[])('(%s) the step never starts, and the hook fails', async (mode) => {
+    const runner = await prepared(testImages.tiny, mode)
+    const mark = `ran-${randomBytes(4).toString('hex')}`
+    // Positive control: the same step, not cancelled, runs and prints its mark.
+    const ok = await runner.call('run_script_step', runner.scriptStep(`echo ${mark}\n`).args)
+    expect({ code: ok.code, ran: ok.stdout.includes(mark) }).toEqual({ code: 0, ran: true })
+    const { child, done } = runner.start('run_script_step', runner.scriptStep(`echo ${mark}\n`).args, { holdStdin: true })
+    const pid = child.pid!
+    // The hook has its signal handlers by the time it waits for the end of its input (its main
+    // thread idle in epoll). Its input ends only once it has handled the SIGINT (woken, and asleep
+    // again), so the cancel is in before the hook connects to anything.
+    await waitUntil(() => wchan(pid) === 'do_epoll_wait')
+    const before = sleeps(pid)
+    child.kill('SIGINT')
+    await waitUntil(() => sleeps(pid) > before && wchan(pid) === 'do_epoll_wait')
+    child.stdin!.end()
+    const r = await done
+    expect({ code: r.code, ran: r.stdout.includes(mark) }).toEqual({ code: 130, ran: false })
+  })
+})

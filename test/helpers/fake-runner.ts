@@ -129,7 +129,15 @@ export class FakeRunner {
   start(
     command: string,
     args: unknown,
-    opts: { state?: unknown; env?: Record<string, string>; stdin?: string; noResponseFile?: boolean; callerReadsStdout?: boolean } = {}
+    opts: {
+      state?: unknown
+      env?: Record<string, string>
+      stdin?: string
+      noResponseFile?: boolean
+      callerReadsStdout?: boolean
+      /** The input is written but stdin left open: the caller ends it (the hook waits for its end). */
+      holdStdin?: boolean
+    } = {}
   ): { child: ChildProcess; done: Promise<HookRun> } {
     const dir = join(this.temp, '_runner_hook_responses')
     mkdirSync(dir, { recursive: true })
@@ -157,7 +165,8 @@ export class FakeRunner {
     // callerReadsStdout: the caller reads the hook's stdout itself, at its own pace (HookRun.stdout stays empty).
     if (!opts.callerReadsStdout) child.stdout.on('data', (c) => (stdout += c))
     child.stderr.on('data', (c) => (stderr += c))
-    child.stdin!.end(input)
+    if (opts.holdStdin) child.stdin!.write(input)
+    else child.stdin!.end(input)
     const done = new Promise<HookRun>((resolve) => {
       const onClose = (code: number | null, signal: NodeJS.Signals | null): void => {
         let responseText = ''
