@@ -5,7 +5,7 @@
 #
 # 1. installs missing Debian packages (needs root; one `apt-get update` first):
 #    docker.io openssh-server rsync docker-registry debootstrap apache2-utils
-#    busybox-static bash-static
+#    busybox-static bash-static python3-fusepy (the name-folding test's FUSE file system)
 # 2. starts dockerd if `docker info` fails (log .testenv/dockerd.log, pid
 #    .testenv/dockerd.pid) and leaves it running
 # 3. builds the local test images, without any registry (docker import of a
@@ -27,7 +27,7 @@ t0="$(now_s)"
 mkdir -p "$TESTENV_DIR/cache"
 
 PACKAGES=(docker.io openssh-server openssh-client rsync docker-registry debootstrap
-  apache2-utils busybox-static bash-static)
+  apache2-utils busybox-static bash-static python3-fusepy)
 IMAGE_PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 # ---------------------------------------------------------------- packages

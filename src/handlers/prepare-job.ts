@@ -13,6 +13,7 @@ import { providerFor, type Lease } from '../providers/factory'
 import { acquireMachineDirect, jobLocalDir, releaseMachine, startAgentInBackground, type AgentStart } from '../session'
 import { tools } from '../tools'
 import { recordBase } from '../sync/sync'
+import { checkNamesDistinct } from '../sync/safe-fs'
 import { removeJobFolder } from '../docker/job-folder'
 import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-docker'
 import { isAlpine, type Inspect } from '../docker/steps'
@@ -87,6 +88,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   }
   const plan = planJob(args, facts)
   if (!plan) return { exitCode: 0, response: {} }
+  // Every step's pull would refuse it: refused before any machine is got.
+  checkNamesDistinct(runner.workDir)
 
   // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
   const inflight = new InFlight(ctx.signal)

@@ -14,6 +14,7 @@ import {
   mkdirSync,
   openSync,
   renameSync,
+  rmdirSync,
   rmSync,
   symlinkSync,
   unlinkSync,
@@ -98,10 +99,12 @@ export interface FileWriter {
 /**
  * One root's writes and deletes. Folders found to be real directories are remembered (a pull of
  * many files in a few folders checks each folder once) and forgotten when this tree removes or
- * replaces anything at or above them.
+ * replaces anything at or above them. They are remembered with their inode: on a file system that
+ * folds names (`a/D` finds `a/d`) a folder removed under another spelling is forgotten under every
+ * spelling it was remembered by, so no later write goes through whatever took its place.
  */
 export class SafeTree {
-  private readonly known = new Set<string>()
+  private readonly known = new Map<string, number>()
 
   constructor(private readonly root: string) {}
 
@@ -116,30 +119,38 @@ export class SafeTree {
       dirRel = dirRel ? `${dirRel}/${parts[i]}` : parts[i]
       if (this.known.has(dirRel)) continue
       const dir = `${this.root}/${dirRel}`
-      const st = lstatOrNull(dir)
+      let st = lstatOrNull(dir)
       if (!st) {
         if (!create) return null
         mkdirSync(dir, { mode: 0o755 })
-      } else if (!st.isDirectory()) {
+        st = lstatSync(dir)
+      }
+      if (!st.isDirectory()) {
         if (!create && !st.isSymbolicLink()) return null
         const what = st.isSymbolicLink() ? 'a symlink' : 'not a folder'
         throw new UnsafePathError(`refusing ${JSON.stringify(rel)}: ${JSON.stringify(dirRel)} is ${what} on the runner host`)
       }
-      this.known.add(dirRel)
+      this.known.set(dirRel, st.ino)
     }
     return dirRel ? `${this.root}/${dirRel}` : this.root
   }
 
-  /** Something at `rel` is about to be removed or replaced: what was known below it no longer holds. */
-  private forget(rel: string): void {
-    for (const k of this.known) if (isWithin(k, rel)) this.known.delete(k)
+  /**
+   * Something at `rel` is about to be removed or replaced: what was known below it no longer holds.
+   * A folder (`dir`, its lstat) is forgotten by its inode too, under any other name it was known by.
+   */
+  private forget(rel: string, dir?: Stats): void {
+    const gone = [rel]
+    if (dir) for (const [k, ino] of this.known) if (ino === dir.ino) gone.push(k)
+    for (const k of this.known.keys()) if (gone.some((g) => isWithin(k, g))) this.known.delete(k)
   }
 
   /** Clears the final name for a new entry: a real folder there is removed (rm does not follow symlinks). */
   private clearDir(rel: string): void {
     const path = `${this.root}/${rel}`
-    if (lstatOrNull(path)?.isDirectory()) {
-      this.forget(rel)
+    const st = lstatOrNull(path)
+    if (st?.isDirectory()) {
+      this.forget(rel, st)
       rmSync(path, { recursive: true, force: true })
     }
   }
@@ -206,12 +217,13 @@ export class SafeTree {
   makeDir(rel: string): void {
     this.parentOf(rel, true)
     const final = `${this.root}/${rel}`
-    const st = lstatOrNull(final)
+    let st = lstatOrNull(final)
     if (!st?.isDirectory()) {
       if (st) unlinkSync(final)
       mkdirSync(final, { mode: 0o755 })
+      st = lstatSync(final)
     }
-    this.known.add(rel)
+    this.known.set(rel, st.ino)
   }
 
   /** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it; see hostMode). */
@@ -236,11 +248,48 @@ export class SafeTree {
     const final = `${this.root}/${rel}`
     const st = lstatOrNull(final)
     if (!st) return false
-    this.forget(rel)
+    this.forget(rel, st.isDirectory() ? st : undefined)
     if (st.isDirectory()) rmSync(final, { recursive: true, force: true })
     else unlinkSync(final)
     return true
   }
+}
+
+const distinct = new Map<string, boolean>()
+
+/**
+ * Refuses a folder on a file system that folds names (ext4 with casefold, vfat, CIFS, a
+ * case-insensitive ZFS): there `_temp/_RUNNER_FILE_COMMANDS` from the VM is the runner's own
+ * file-command folder, which every check here knows by one spelling. Tried once per folder and
+ * process: a folder made under a name with capitals and a precomposed letter, then looked up under
+ * the other case and the decomposed form.
+ */
+export function checkNamesDistinct(dir: string): void {
+  let ok = distinct.get(dir)
+  if (ok === undefined) {
+    const name = `.rch-names-${randomBytes(4).toString('hex')}-A\u00e9`
+    const path = `${dir}/${name}`
+    try {
+      mkdirSync(path, { mode: 0o700 })
+    } catch (e) {
+      throw new HookError(`could not check that ${dir} tells names apart: ${(e as Error).message}`)
+    }
+    try {
+      const st = lstatSync(path)
+      const others = [name.toUpperCase(), name.toLowerCase(), name.normalize('NFD')].filter((v) => v !== name)
+      ok = !others.some((v) => {
+        const o = lstatOrNull(`${dir}/${v}`)
+        return o !== null && o.dev === st.dev && o.ino === st.ino
+      })
+    } finally {
+      rmdirSync(path)
+    }
+    distinct.set(dir, ok)
+  }
+  if (!ok)
+    throw new UnsafePathError(
+      `${dir} is on a file system that takes names differing in case or Unicode form for one name: a name the VM sends could reach the runner's own folders under another spelling, so nothing is copied back there (put the runner's _work on a case-sensitive file system)`
+    )
 }
 
 /**

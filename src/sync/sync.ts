@@ -33,7 +33,7 @@ import {
   type RemoteListing,
   type Snapshot
 } from './tree'
-import { isWithin, SafeTree, type FileWriter } from './safe-fs'
+import { checkNamesDistinct, isWithin, SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 import { tarOf } from './tar-writer'
 
@@ -568,6 +568,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
+  if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   const fs = new SafeTree(t.hostWork)
   for (const p of del) fs.removeUnder(p)
   const remove = new Set<string>()

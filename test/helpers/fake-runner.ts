@@ -53,6 +53,8 @@ export interface RunnerOptions {
   vm?: VmName
   name?: string
   config?: Record<string, unknown>
+  /** The folder the runner's root (its _work and config) is made in (default: the temp folder). */
+  parent?: string
 }
 
 export class FakeRunner {
@@ -68,7 +70,7 @@ export class FakeRunner {
   state: Record<string, unknown> | null = null
 
   constructor(opts: RunnerOptions = {}) {
-    this.root = mkdtempSync(join(tmpdir(), 'rch-runner-'))
+    this.root = mkdtempSync(join(opts.parent ?? tmpdir(), 'rch-runner-'))
     this.work = join(this.root, '_work')
     this.temp = join(this.work, '_temp')
     this.workspace = join(this.work, 'repo', 'repo')
