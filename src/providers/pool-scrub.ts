@@ -36,12 +36,13 @@ export function scrubScript(workRoot: string): string {
     `set --; [ -n "$ref" ] && set -- --filter "reference=$ref"; images=0; bad=; ` +
     `L=$(mktemp) || exit 13; O=$(mktemp) || { rm -f "$L"; exit 13; }; got=; for try in 1 2 3; do ` +
     `docker image ls --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$@" > "$L" || { rm -f "$L" "$O"; exit 13; }; ` +
-    `ids=$(awk '$2 !~ /<none>/ { print $1 }' "$L" | sort -u); [ -n "$ids" ] || { got=none; break; }; ` +
-    `docker image inspect --format '{{join .RepoTags " "}}|{{join .RepoDigests " "}}' $ids > "$O" 2>/dev/null && { got=1; break; }; done; ` +
+    `ids=$(awk '$2 !~ /<none>/ { print $1 }' "$L") || { rm -f "$L" "$O"; exit 13; }; [ -n "$ids" ] || { got=none; break; }; ` +
+    `err=$(docker image inspect --format '{{join .RepoTags " "}}|{{join .RepoDigests " "}}' $ids 2>&1 > "$O") && { got=1; break; }; done; ` +
     `if [ "$got" = 1 ]; then bad=$(awk 'NR == FNR { if ($2 !~ /<none>/) scope[$2] = 1; next } { ` +
     `split($0, p, "|"); n = split(p[2], d, " "); delete ok; for (i = 1; i <= n; i++) { r = d[i]; sub(/@.*/, "", r); ok[r] = 1 } ` +
-    `m = split(p[1], g, " "); for (j = 1; j <= m; j++) { t = g[j]; if (!(t in scope)) continue; r = t; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t } }' "$L" "$O" | sort -u) || got=; fi; ` +
-    `rm -f "$L" "$O"; [ -n "$got" ] || exit 14; ` +
+    `m = split(p[1], g, " "); for (j = 1; j <= m; j++) { t = g[j]; if (!(t in scope)) continue; r = t; sub(/:[^:/]*$/, "", r); if (!(r in ok)) print t } }' "$L" "$O") || got=; ` +
+    `bad=$(printf '%s\\n' $bad | sort -u); fi; ` +
+    `rm -f "$L" "$O"; [ -n "$got" ] || { printf '%s\\n' "$err" | tail -n 3 >&2; exit 14; }; ` +
     // A tag gone meanwhile (removed by someone else: "No such image") is what the scrub wants; one
     // still there after a failed rmi (an image in use) fails it.
     `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi $bad >/dev/null || ` +

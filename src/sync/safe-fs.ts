@@ -261,8 +261,9 @@ const distinct = new Map<string, boolean>()
  * Refuses a folder on a file system that folds names (ext4 with casefold, vfat, CIFS, a
  * case-insensitive ZFS): there `_temp/_RUNNER_FILE_COMMANDS` from the VM is the runner's own
  * file-command folder, which every check here knows by one spelling. Tried once per folder and
- * process: a folder made under a name with capitals and a precomposed letter, then looked up under
- * the other case and the decomposed form.
+ * process: a folder made under a random name with capitals and a precomposed letter, then looked
+ * up under the other case and the decomposed form. Only `_work` itself is tried: a folding folder
+ * an operator mounts or marks (`chattr +F`) below it is not seen (docs/operations.md).
  */
 export function checkNamesDistinct(dir: string): void {
   let ok = distinct.get(dir)
@@ -275,12 +276,10 @@ export function checkNamesDistinct(dir: string): void {
       throw new HookError(`could not check that ${dir} tells names apart: ${(e as Error).message}`)
     }
     try {
-      const st = lstatSync(path)
+      // The name is random: found under another spelling at all, it was folded (some folding file
+      // systems, CIFS with noserverino or a FUSE one, give each spelling its own inode number).
       const others = [name.toUpperCase(), name.toLowerCase(), name.normalize('NFD')].filter((v) => v !== name)
-      ok = !others.some((v) => {
-        const o = lstatOrNull(`${dir}/${v}`)
-        return o !== null && o.dev === st.dev && o.ino === st.ino
-      })
+      ok = !others.some((v) => lstatOrNull(`${dir}/${v}`) !== null)
     } finally {
       rmdirSync(path)
     }

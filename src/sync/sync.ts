@@ -565,10 +565,10 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     throw new HookError(
       `sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`
     )
+  if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
-  if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   const fs = new SafeTree(t.hostWork)
   for (const p of del) fs.removeUnder(p)
   const remove = new Set<string>()

@@ -226,10 +226,11 @@ describe('a cancel that comes before the hook has reached the step', () => {
     // The hook has its signal handlers by the time it waits for the end of its input (its main
     // thread idle in epoll). Its input ends only once it has handled the SIGINT (woken, and asleep
     // again), so the cancel is in before the hook connects to anything.
-    await waitUntil(() => wchan(pid) === 'do_epoll_wait')
+    const idle = (): boolean => /epoll/.test(wchan(pid))
+    expect(await waitUntil(idle)).toBe(true)
     const before = sleeps(pid)
     child.kill('SIGINT')
-    await waitUntil(() => sleeps(pid) > before && wchan(pid) === 'do_epoll_wait')
+    expect(await waitUntil(() => sleeps(pid) > before && idle())).toBe(true)
     child.stdin!.end()
     const r = await done
     expect({ code: r.code, ran: r.stdout.includes(mark) }).toEqual({ code: 130, ran: false })

@@ -4,7 +4,10 @@
 # through to a backing folder; the tests mount it (as root) where a kernel without CONFIG_UNICODE
 # has no such file system of its own.
 #
-#   /usr/bin/python3 test/helpers/foldfs.py BACKING MOUNTPOINT   (Debian: python3-fusepy)
+#   /usr/bin/python3 test/helpers/foldfs.py BACKING MOUNTPOINT [name-inodes]   (Debian: python3-fusepy)
+#
+# name-inodes: each spelling of a name gets its own inode number (libfuse numbers nodes by name), as
+# on CIFS with noserverino; by default the backing folder's inode numbers pass through.
 #
 # Runs in the foreground; ends when the mount point is unmounted. No kernel caching of names or
 # attributes, so an entry removed under one spelling is gone under the other at once.
@@ -123,5 +126,6 @@ class FoldFS(Operations):
 
 if __name__ == '__main__':
     backing, mountpoint = sys.argv[1], sys.argv[2]
-    FUSE(FoldFS(backing), mountpoint, foreground=True, nothreads=True, use_ino=True,
+    name_inodes = sys.argv[3:] == ['name-inodes']
+    FUSE(FoldFS(backing), mountpoint, foreground=True, nothreads=True, use_ino=not name_inodes,
          entry_timeout=0, attr_timeout=0, negative_timeout=0, fsname='rch-foldfs')

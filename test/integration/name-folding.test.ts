@@ -3,7 +3,7 @@
 // FUSE file system that folds case and Unicode form (test/helpers/foldfs.py, python3-fusepy) is
 // mounted as root over a backing folder. Names the VM sends are distinct on Linux, but not there.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,30 +15,39 @@ import { settlesWithin, waitUntil } from '../helpers/wait'
 
 let top: string
 let mnt: string
-let fuse: ChildProcess
-let fuseExit: Promise<void>
-let fuseLog = ''
+const mounts: { mnt: string; stop: () => Promise<void> }[] = []
 
-const mounted = (): boolean => readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${mnt} `)
+const mountedAt = (dir: string): boolean => readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${dir} `)
+
+/** Mounts test/helpers/foldfs.py at top/NAME over top/NAME-backing. */
+async function mountFold(name: string, ...extra: string[]): Promise<string> {
+  const dir = join(top, name)
+  mkdirSync(`${dir}-backing`)
+  mkdirSync(dir)
+  let log = ''
+  const fuse: ChildProcess = spawn('/usr/bin/python3', [join(__dirname, '../helpers/foldfs.py'), `${dir}-backing`, dir, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  fuse.stdout!.on('data', (c) => (log += c))
+  fuse.stderr!.on('data', (c) => (log += c))
+  const exited = new Promise<void>((r) => fuse.once('exit', () => r()))
+  const stop = async (): Promise<void> => {
+    if (mountedAt(dir)) execFileSync('umount', [dir])
+    if (!(await settlesWithin(exited, 5000))) fuse.kill('SIGKILL')
+  }
+  mounts.push({ mnt: dir, stop })
+  if (!(await waitUntil(() => mountedAt(dir) || fuse.exitCode !== null, 10_000)) || !mountedAt(dir))
+    throw new Error(`the folding file system did not mount: ${log}`)
+  return dir
+}
 
 beforeAll(async () => {
   top = mkdtempSync(join(tmpdir(), 'rch-folding-'))
-  mnt = join(top, 'mnt')
-  mkdirSync(join(top, 'backing'))
-  mkdirSync(mnt)
-  fuse = spawn('/usr/bin/python3', [join(__dirname, '../helpers/foldfs.py'), join(top, 'backing'), mnt], {
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  fuse.stdout!.on('data', (c) => (fuseLog += c))
-  fuse.stderr!.on('data', (c) => (fuseLog += c))
-  fuseExit = new Promise((r) => fuse.once('exit', () => r()))
-  if (!(await waitUntil(() => mounted() || fuse.exitCode !== null, 10_000)) || !mounted())
-    throw new Error(`the folding file system did not mount: ${fuseLog}`)
+  mnt = await mountFold('mnt')
 })
 
 afterAll(async () => {
-  if (mnt && mounted()) execFileSync('umount', [mnt])
-  if (fuse && !(await settlesWithin(fuseExit, 5000))) fuse.kill('SIGKILL')
+  for (const m of mounts.splice(0)) await m.stop()
   rmSync(top, { recursive: true, force: true })
 })
 
@@ -105,6 +114,14 @@ describe('a runner whose _work folds names', () => {
     expect(() => checkNamesDistinct(work())).toThrow(/case-sensitive file system/)
     const plain = mkdtempSync(join(top, 'plain-'))
     expect(() => checkNamesDistinct(plain)).not.toThrow()
+  })
+
+  test('also where each spelling of a name has its own inode number (CIFS with noserverino)', async () => {
+    const other = await mountFold('name-inodes', 'name-inodes')
+    mkdirSync(join(other, 'd'))
+    expect(existsSync(join(other, 'D'))).toBe(true) // it folds
+    expect(statSync(join(other, 'D')).ino).not.toBe(statSync(join(other, 'd')).ino) // under another inode
+    expect(() => checkNamesDistinct(other)).toThrow(/case-sensitive file system/)
   })
 
   let recorder: Server
