@@ -186,19 +186,21 @@ export function remoteListScript(
     // could guess). Without room for it (a full disk), the job folder stands in: an old time, so the
     // next listing reaches back further, and it is never removed. No `: >`: a failed redirection of
     // a special built-in like `:` ends a POSIX shell (dash, bash as sh) instead of failing it.
-    `c=${CHANGED}.$$ && ${existing} && { s=$(mktemp ${STAMP}.XXXXXX) && k=$s || { s=.. k=; }; } 2>/dev/null && ` +
+    `c= && ${existing} && { s=$(mktemp ${STAMP}.XXXXXX) && k=$s || { s=.. k=; }; } 2>/dev/null && ` +
     `{ up=; read -r up _ < /proc/uptime; } 2>/dev/null; printf '%s\\0' "\${up:-?}" && `
   const stamp = `\\( -path "$s" -printf '%C@\\0' -prune \\) -o `
-  const end = `r=$?; rm -f $k "$c"; exit $r; }`
+  const end = `r=$?; rm -f $k $c; exit $r; }`
   if (since === null)
     return `${head}{ find "$s" "$@" ${prune}${stamp}\\( -type d -printf ${quote(`d${dirFields}`)} \\) -o -printf ${fmt}; ${end}`
   if (!Number.isSafeInteger(since)) throw new Error(`not a listing time: ${since}`)
   const newer = `-newerct @${since}`
   const rootPaths = roots.map((r) => `-path ${quote(exactPath(r))}`).join(' -o ')
   // The changed folders go to a file a line each, but for a name with a newline in it: its entries
-  // are not listed, and the pull lists everything again (sync.ts).
+  // are not listed, and the pull lists everything again (sync.ts). The file is made by mktemp, as the
+  // stamp is (find's -fprintf would open a FIFO planted at a guessable name and wait on it); without
+  // room for it the delta listing fails, and a full one is made.
   const walk =
-    `find "$s" "$@" ${prune}${stamp}` +
+    `c=$(mktemp ${CHANGED}.XXXXXX) && find "$s" "$@" ${prune}${stamp}` +
     `\\( -type d ${newer} -printf ${quote(`${CHANGED_DIR}${dirFields}`)} \\( -path ${quote('*\n*')} -o -fprintf "$c" '%p\\n' \\) \\) -o ` +
     `\\( -type d -printf ${quote(`d${dirFields}`)} \\) -o \\( ${newer} -printf ${fmt} \\) -o \\( \\( ${rootPaths} \\) -printf ${fmt} \\)`
   // A folder gone since the walk is not asked for (its entries read as deleted, as they are); the

@@ -351,16 +351,29 @@ describe('pull: when the delta listing lists everything instead', () => {
     expect(describeTree(w.host)).toEqual(describeTree(w.vm))
   })
 
-  it("FIFOs a job planted at every stamp name it could guess (the listing shell's pid) do not hang the pull", async () => {
+  it("FIFOs a job planted at every stamp and changed-folders name it could guess (the listing shell's pid) do not hang the pull", async () => {
     const w = agedWorld()
-    // The next 3000 pids: the stamp is made beside the job folder w, in its parent.
+    await pull(w.target(), ROOTS)
+    // The next 3000 pids, for both files a listing makes beside the job folder w, in its parent.
     const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'))
-    const names = Array.from({ length: 3000 }, (_, i) => `${w.top}/job/.rch-list-stamp.${last + 1 + i}`)
-    execFileSync('mkfifo', names)
-    // Positive control: a stamp opened by the shell's pid, as before, blocks on one of them.
+    const pids = Array.from({ length: 3000 }, (_, i) => last + 1 + i)
+    execFileSync(
+      'mkfifo',
+      pids.map((p) => `${w.top}/job/.rch-list-stamp.${p}`)
+    )
+    execFileSync(
+      'mkfifo',
+      pids.map((p) => `${w.top}/job/.rch-list-changed.${p}`)
+    )
+    // Positive controls: a stamp opened by the shell's pid, and find's -fprintf to the changed-folders
+    // file by the shell's pid, as before, each block on one of them.
     const blocked = spawnSync('sh', ['-c', 'true > ../.rch-list-stamp.$$'], { cwd: w.vm, timeout: 2_000 })
     expect(blocked.signal).toBe('SIGTERM')
-    expect((await pull(w.target(), ROOTS)).listed).toBe('all')
+    const blockedFind = spawnSync('sh', ['-c', "find . -maxdepth 0 -fprintf ../.rch-list-changed.$$ '%p'"], { cwd: w.vm, timeout: 2_000 })
+    expect(blockedFind.signal).toBe('SIGTERM')
+    writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
+    const s = await pull(w.target(), ROOTS)
+    expect(`${s.listed}: ${s.why ?? ''}`).toBe('changes: ')
     expect(describeTree(w.host)).toEqual(describeTree(w.vm))
   }, 20_000)
 
