@@ -7,6 +7,7 @@
 // exactly, and a record that does not parse counts as "dirty" (scrubbed before anyone uses it).
 import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
+import { plainFileOnly } from '../remote/plain-file'
 import { isWorkRoot } from '../input-rules'
 
 /** Seconds after which a waiter that stopped polling is dropped from a member's queue. */
@@ -27,7 +28,7 @@ function locked(workRoot: string): string {
     `{ mkdir -p "$P" && [ -d "$P" ] && [ ! -L "$P" ]; } 2>/dev/null || { echo "cannot use $P (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
     // A job (root there) may have planted a FIFO or a symlink: anything but a plain file is replaced,
     // never opened (the lock before it is taken, the rest under it).
-    `plain() { if [ -e "$P/$1" ] || [ -L "$P/$1" ]; then { [ -f "$P/$1" ] && [ ! -L "$P/$1" ]; } || rm -rf "$P/$1"; fi; }; plain lock; ` +
+    `plain() { ${plainFileOnly('"$P/$1"')}; }; plain lock; ` +
     // Tried with `true` first: a failed redirection of `exec` (a special built-in) ends the shell
     // with its own status instead of this one and its message.
     `{ true >> "$P/lock"; } 2>/dev/null || { echo "cannot write $P/lock as $(id -un) (a full disk?)" >&2; exit 3; }; exec 9>>"$P/lock"; ` +

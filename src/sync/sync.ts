@@ -7,6 +7,7 @@
 import { Cancelled, TransportError, HookError } from '../errors'
 import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
+import { plainFileOnly } from '../remote/plain-file'
 import {
   earliest,
   listingTimes,
@@ -174,7 +175,7 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
  */
 export function pushCommand(remoteWork: string, listing: string): string {
   return (
-    `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && { { [ -f $L ] && [ ! -L $L ]; } || rm -rf $L; } && ` +
+    `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && ${plainFileOnly('$L')} && ` +
     `exec 9>>$L && { ! command -v flock >/dev/null || flock 9; } && ` +
     `IFS= read -r n && ` +
     `{ [ "$n" = 0 ] || { d=$(mktemp ../.rch-delete.XXXXXX) && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
