@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../test/helpers/fake-runner'
-import { loadVm, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
+import { loadVm, opensshArgs, repoRoot, testImages, type VmName } from '../test/helpers/testenv'
 import { MuxRemote } from '../src/remote/mux-client'
 import { pull, push } from '../src/sync/sync'
 import { opensshTransport, rsyncArgs } from '../src/sync/rsync'
@@ -16,7 +16,6 @@ import { waitUntil } from '../src/retry'
 import { builtAgentSocket } from '../test/helpers/build-id'
 import { measureStream, streamRow } from './stream'
 import { median, ratiosText } from './stats'
-import { sshBase as sshBaseOf } from './ssh'
 import { poolRows } from './pool'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
@@ -42,7 +41,7 @@ const timeMs = (fn: () => void): number => {
   fn()
   return Number(process.hrtime.bigint() - t) / 1e6
 }
-const sshBase = sshBaseOf(vm)
+const sshBase = opensshArgs(vm)
 const rshPlain = ['ssh', ...sshBase].join(' ')
 
 function makeTree(dir: string, files: number, size: number): void {

@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { waitUntil } from '../src/retry'
 import type { FakeRunner } from '../test/helpers/fake-runner'
-import type { TestVm } from '../test/helpers/testenv'
-import { sshBase } from './ssh'
+import { opensshArgs, type TestVm } from '../test/helpers/testenv'
 import { median, ratiosText } from './stats'
 
 export const STREAM_BYTES = 20_000_000
@@ -151,7 +150,7 @@ async function forwardDocker(vm: TestVm, dir: string): Promise<{ socket: string;
     [
       '-F',
       '/dev/null',
-      ...sshBase(vm),
+      ...opensshArgs(vm),
       '-o',
       'ExitOnForwardFailure=yes',
       '-N',

@@ -111,6 +111,25 @@ export function loadVm(name: VmName): TestVm {
   }
 }
 
+/**
+ * OpenSSH client options for a test VM: its key, its pinned host key, no prompts (for the tests'
+ * and the bench's own ssh commands; add `-F /dev/null` to keep the user's ssh config out).
+ */
+export const opensshArgs = (vm: TestVm): string[] => [
+  '-i',
+  vm.identityFile,
+  '-p',
+  String(vm.port),
+  '-o',
+  `UserKnownHostsFile=${vm.knownHostsFile}`,
+  '-o',
+  'StrictHostKeyChecking=yes',
+  '-o',
+  'BatchMode=yes',
+  '-o',
+  'GlobalKnownHostsFile=/dev/null'
+]
+
 /** The private registry started by `scripts/testenv/registry.sh start`. */
 export function loadRegistry(): TestRegistry {
   const file = path.join(testenvDir, 'registry', 'env')

@@ -9,6 +9,7 @@ import { TransportError } from '../../src/errors'
 import { opensshTransport, rsyncUp } from '../../src/sync/rsync'
 import { resolveTools, tools, useTools } from '../../src/tools'
 import { testVm } from '../helpers/conformance'
+import { opensshArgs } from '../helpers/testenv'
 
 const vm = testVm()
 let dir: string
@@ -25,20 +26,7 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true })
   // The control's copy on the VM (the failing copies never got there).
-  execFileSync('ssh', [
-    '-F',
-    '/dev/null',
-    '-i',
-    vm.identityFile,
-    '-p',
-    String(vm.port),
-    '-o',
-    `UserKnownHostsFile=${vm.knownHostsFile}`,
-    '-o',
-    'BatchMode=yes',
-    `${vm.user}@${vm.host}`,
-    `rm -rf ${dest('control')}`
-  ])
+  execFileSync('ssh', ['-F', '/dev/null', ...opensshArgs(vm), `${vm.user}@${vm.host}`, `rm -rf ${dest('control')}`])
 })
 
 const info = (over: Partial<{ identityFile: string; knownHostsFile: string }> = {}) => ({
