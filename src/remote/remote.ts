@@ -70,20 +70,17 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   let outLen = 0
   let err = ''
   const max = opts.maxCollect ?? 256 * 1024 * 1024
-  let overflow: (() => void) | null = null
-  const overflowed = new Promise<never>((_, reject) => {
-    overflow = () => reject(new OutputLimitError(labelOf(command, opts), max))
-  })
-  overflowed.catch(() => undefined)
+  // Set below, in this same tick, so before any 'data' event.
+  let s: ReturnType<typeof stopper> | null = null
   ch.stdout.on('data', (c: Buffer) => {
     opts.onStdout?.(c)
     if (!opts.collect || outLen > max) return
     outLen += c.length
-    // Over the bound: fail now and keep draining (discarding) so the channel still closes. A cut
-    // listing would read as deletions.
+    // Over the bound: fail now and close the channel rather than drain it (a VM can stream for
+    // ever). A cut listing would read as deletions.
     if (outLen > max) {
       out.length = 0
-      overflow!()
+      s!.stop(new OutputLimitError(labelOf(command, opts), max))
     } else out.push(c)
   })
   ch.stderr.on('data', (c: Buffer) => {
@@ -98,7 +95,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
     input.pipe(ch.stdin)
   }
   ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
-  const s = stopper(ch, opts.signal)
+  s = stopper(ch, opts.signal)
   const timer =
     opts.timeoutMs === undefined
       ? undefined
@@ -107,7 +104,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
           opts.timeoutMs
         )
   try {
-    const status = await Promise.race([ch.done, overflowed, s.stopped])
+    const status = await Promise.race([ch.done, s.stopped])
     return { ...status, stdout: Buffer.concat(out), stderr: err }
   } finally {
     clearTimeout(timer)

@@ -400,8 +400,7 @@ const KIND: Record<TarEntry['type'], Node['t']> = { file: 'f', dir: 'd', symlink
 /**
  * Writes the tar of `fetch` coming from the remote under hostWork. Only the requested paths, each
  * once and of the type the listing announced, are accepted. Resolves with the base entries of what
- * was written; rejects at the first refused member (the rest is drained and dropped so the channel
- * still closes). A file whose size changed since the listing (a log still being written, another
+ * was written; rejects at the first refused member or byte, closing the channel. A file whose size changed since the listing (a log still being written, another
  * step's output) is not written and not recorded, so the next pull fetches it again; its bytes
  * still count against sync.limits.stepBytes.
  */
@@ -489,27 +488,24 @@ async function receive(
   ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
   ch.stdin.on('error', () => undefined)
   ch.stdin.end(fetch.map((p) => p + '\0').join(''))
-  const refused = new Promise<never>((_, reject) => {
-    ch.stdout.on('data', (c: Buffer) => {
-      if (failed) return // drained and dropped
-      onBytes(c.length)
-      try {
-        reader.write(c)
-      } catch (e) {
-        failed = e
-        file?.abort()
-        reject(e)
-      }
-    })
-  })
-  refused.catch(() => undefined)
-  // All of stdout read, not only the channel closed: the last chunks may still be on their way.
-  const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
-  const cancel = stopper(ch, t.signal, () => {
+  const stop = stopper(ch, t.signal, () => {
     failed ??= 'cancelled'
     file?.abort()
   })
-  const [status] = await Promise.race([Promise.all([ch.done, ended]), refused, cancel.stopped]).finally(() => cancel.dispose())
+  ch.stdout.on('data', (c: Buffer) => {
+    if (failed) return
+    onBytes(c.length)
+    try {
+      reader.write(c)
+    } catch (e) {
+      // Closed, not drained: a VM that streams for ever would otherwise keep this channel busy.
+      failed = e
+      stop.stop(e as Error)
+    }
+  })
+  // All of stdout read, not only the channel closed: the last chunks may still be on their way.
+  const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
+  const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
   if (status.code !== 0)
     throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)

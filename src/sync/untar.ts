@@ -33,6 +33,9 @@ export interface TarHandler {
 const BLOCK = 512
 const MAX_LONG_NAME = 8192
 const MAX_PAX = 64 * 1024
+// tar fills its last record with zeros after the end-of-archive marker: 18 blocks with the default
+// blocking factor of 20. More than this is a VM streaming for ever, not padding.
+const MAX_TRAILER = 1024 * 1024
 // ignoreBOM: a leading U+FEFF is part of a name (as the listing reads it), not a marker to drop.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
@@ -125,13 +128,18 @@ export class TarReader {
   private pax: Map<string, string> | null = null
   private zeros = 0
   private ended = false
+  private trailer = 0
+  private globalSeen = false
 
   constructor(private readonly handler: TarHandler) {}
 
   write(chunk: Buffer): void {
     let off = 0
     while (off < chunk.length) {
-      if (this.ended) return // blocking padding after the end-of-archive marker
+      if (this.ended) {
+        this.padding(chunk.subarray(off))
+        return
+      }
       if (this.left > 0) {
         const n = Math.min(this.left, chunk.length - off)
         const part = chunk.subarray(off, off + n)
@@ -166,6 +174,16 @@ export class TarReader {
     if (!this.ended) throw new TarError('the archive is cut off (no end-of-archive marker)')
   }
 
+  /**
+   * What follows the end-of-archive marker: only tar's zero padding, and a bounded amount of it, so
+   * the stream (and with it every byte the VM sends) is bounded by the members asked for.
+   */
+  private padding(rest: Buffer): void {
+    this.trailer += rest.length
+    if (this.trailer > MAX_TRAILER) throw new TarError(`over ${MAX_TRAILER} bytes after the end-of-archive marker`)
+    if (rest.some((b) => b !== 0)) throw new TarError('data after the end-of-archive marker')
+  }
+
   private onHeader(h: Buffer): void {
     if (h.every((b) => b === 0)) {
       if (this.longName !== null || this.longLink !== null || this.pax) throw new TarError('an extended header without its member')
@@ -182,6 +200,15 @@ export class TarReader {
     if (flag === 'L' || flag === 'K' || flag === 'x' || flag === 'g') {
       const max = flag === 'L' || flag === 'K' ? MAX_LONG_NAME : MAX_PAX
       if (size > max) throw new TarError(`extended header of ${size} bytes (at most ${max})`)
+      // One of each per member and one global header per archive: a repeated one would let the VM
+      // send headers for ever without a member, none of it counted as content.
+      const again =
+        (flag === 'L' && this.longName !== null) ||
+        (flag === 'K' && this.longLink !== null) ||
+        (flag === 'x' && this.pax) ||
+        (flag === 'g' && this.globalSeen)
+      if (again) throw new TarError(`a repeated extended header (type ${flag})`)
+      if (flag === 'g') this.globalSeen = true
       this.meta = { kind: flag, chunks: [], len: 0 }
       this.startBody(size)
       return

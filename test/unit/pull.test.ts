@@ -373,6 +373,92 @@ describe('run(): collected output over its bound', () => {
   })
 })
 
+/** Whether `pid` is a live process (a zombie left for its reaper is not). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'))
+  } catch {
+    return false
+  }
+}
+
+describe('a VM that streams for ever is cut off, and its command ended', () => {
+  /** A tar that writes its pid, sends `archive`, then runs `then` (which never ends). */
+  const endless = (w: World, archive: Buffer, then: string): NodeJS.ProcessEnv => {
+    writeFileSync(`${w.bin}/evil.tar`, archive)
+    return shadow(w, 'tar', `case "$1" in -c) echo $$ > ${w.bin}/pid; cat ${w.bin}/evil.tar; ${then};; esac\nexec ${realTar} "$@"`)
+  }
+  const pidOf = async (w: World): Promise<number> => {
+    expect(await waitUntil(() => existsSync(`${w.bin}/pid`) && readFileSync(`${w.bin}/pid`, 'utf8').endsWith('\n'), 10_000, 10)).toBe(true)
+    return Number(readFileSync(`${w.bin}/pid`, 'utf8'))
+  }
+  /** The pull's outcome, or 'still running' after 15 s (the old reader took such a stream for ever). */
+  const settle = (p: Promise<unknown>): Promise<unknown> =>
+    Promise.race([
+      p.then(
+        () => 'resolved',
+        (e: unknown) => e
+      ),
+      new Promise((r) => setTimeout(() => r('still running'), 15_000).unref())
+    ])
+  const asked = (w: World): Buffer => {
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    return tarOf(member({ name: 'ws', type: '5' }), member({ name: 'ws/f' }, 'FAKE'))
+  }
+
+  it('control: a live process is seen as running, a finished one is not', async () => {
+    expect(running(process.pid)).toBe(true)
+    const c = spawn('sleep', ['0.1'])
+    expect(running(c.pid!)).toBe(true)
+    await new Promise((r) => c.on('close', r))
+    expect(running(c.pid!)).toBe(false)
+  })
+
+  it("zeros for ever after the end of the archive: refused after 1 MiB of them (control: tar's own padding is taken)", async () => {
+    const w = world()
+    const padded = endless(w, Buffer.concat([asked(w), Buffer.alloc(9216)]), 'exit 0')
+    await expect(pull(w.target(padded), ROOTS)).resolves.toBeTruthy()
+    expect(readFileSync(`${w.host}/ws/f`, 'utf8')).toBe('FAKE')
+    const w2 = world()
+    const err = await settle(pull(w2.target(endless(w2, asked(w2), 'exec cat /dev/zero')), ROOTS))
+    expect(String(err)).toMatch(/over 1048576 bytes after the end-of-archive marker/)
+    const pid = await pidOf(w2)
+    expect(await waitUntil(() => !running(pid), 5000, 20)).toBe(true)
+  })
+
+  it('extended headers for ever, without a member: refused at the second', async () => {
+    const w = world()
+    writeFileSync(`${w.bin}/g.hdr`, member({ name: 'g', type: 'g' }, '20 path=/etc/shadow\n'))
+    const env = endless(w, Buffer.alloc(0), `while :; do cat ${w.bin}/g.hdr || exit; done`)
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    const err = await settle(pull(w.target(env), ROOTS))
+    expect(String(err)).toMatch(/a repeated extended header \(type g\)/)
+    const pid = await pidOf(w)
+    expect(await waitUntil(() => !running(pid), 5000, 20)).toBe(true)
+  })
+
+  it('a refused member closes the channel at once: the VM command is ended, not drained to its end', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    const env = endless(w, tarOf(member({ name: 'ws/other' }, 'x')).subarray(0, 1024), 'exec cat /dev/zero')
+    const err = await settle(pull(w.target(env), ROOTS))
+    expect(String(err)).toMatch(/"ws\/other" was not asked for/)
+    const pid = await pidOf(w)
+    expect(await waitUntil(() => !running(pid), 5000, 20)).toBe(true)
+    expect(existsSync(`${w.host}/ws/other`)).toBe(false)
+  })
+
+  it('run(): output over maxCollect closes the channel at once (a listing that never ends)', async () => {
+    const dir = tempDir()
+    const r = localRemote()
+    await expect(
+      run(r, `echo $$ > ${dir}/pid; exec cat /dev/zero`, { collect: true, maxCollect: 4096, label: 'the listing' })
+    ).rejects.toThrow('the listing: output is larger than 4096 bytes')
+    const pid = Number(readFileSync(`${dir}/pid`, 'utf8'))
+    expect(await waitUntil(() => !running(pid), 5000, 20)).toBe(true)
+  })
+})
+
 describe('cancel stops a transfer the VM never ends', () => {
   const endless = (w: World, mode: '-c' | '-x'): NodeJS.ProcessEnv =>
     // prints a tar header's worth of zeros, marks that it stalls, then stalls: a VM that keeps the

@@ -220,7 +220,36 @@ describe('TarReader on crafted archives', () => {
     expect(() => read(Buffer.concat([member({}), Buffer.alloc(512), member({ name: 'a/g' }), END]))).toThrow(/zero block inside/)
   })
 
-  it('ignores what follows the end marker (tar pads to its record size)', () => {
+  it('takes the zero padding after the end marker (tar pads to its record size), up to 1 MiB of it', () => {
     expect(read(Buffer.concat([tarOf(member({})), Buffer.alloc(9216)])).entries).toHaveLength(1)
+    expect(read(Buffer.concat([tarOf(member({})), Buffer.alloc(1024 * 1024)]), 4096).entries).toHaveLength(1) // control
+    expect(() => read(Buffer.concat([tarOf(member({})), Buffer.alloc(1024 * 1024 + 1)]), 4096)).toThrow(
+      /over 1048576 bytes after the end-of-archive marker/
+    )
+    expect(() => read(Buffer.concat([tarOf(member({})), Buffer.alloc(100), Buffer.from('x')]))).toThrow(
+      /data after the end-of-archive marker/
+    )
+  })
+
+  it('refuses a repeated extended header, which would let headers come for ever without content', () => {
+    const long = (n: string): Buffer => member({ name: '././@LongLink', type: 'L' }, `${n}\0`)
+    const link = (n: string): Buffer => member({ name: '././@LongLink', type: 'K' }, `${n}\0`)
+    const glob = member({ name: 'g', type: 'g' }, '20 path=/etc/shadow\n')
+    // controls: one of each before a member, and one global header, are read
+    expect(read(tarOf(long('a/long'), member({ name: 'x' }))).entries[0].name).toBe('a/long')
+    expect(
+      read(tarOf(glob, long('a/l1'), link('t1'), pax({ mtime: '1' }), member({ name: 'x', type: '2', linkname: 'y' }))).entries[0]
+    ).toMatchObject({
+      name: 'a/l1',
+      linkname: 't1'
+    })
+    expect(read(tarOf(long('a/l1'), member({ name: 'x' }), long('a/l2'), member({ name: 'y' }))).entries.map((e) => e.name)).toEqual([
+      'a/l1',
+      'a/l2'
+    ])
+    expect(() => read(tarOf(long('a/l1'), long('a/l2'), member({ name: 'x' })))).toThrow(/a repeated extended header \(type L\)/)
+    expect(() => read(tarOf(link('t1'), link('t2'), member({ name: 'x', type: '2', linkname: 'y' })))).toThrow(/type K/)
+    expect(() => read(tarOf(pax({ mtime: '1' }), pax({ mtime: '2' }), member({ name: 'x' })))).toThrow(/type x/)
+    expect(() => read(tarOf(glob, member({ name: 'x' }), glob, member({ name: 'y' })))).toThrow(/type g/)
   })
 })
