@@ -183,6 +183,9 @@ export function pushCommand(remoteWork: string, listing: string): string {
   )
 }
 
+/** What a first copy's command may print (it prints nothing; a shell's start-up files may). */
+const NOISE_BYTES = 1024 * 1024
+
 /** The runner's file-command files (GITHUB_ENV, GITHUB_PATH…): the runner reads them on the host. */
 const FILE_COMMANDS = '_temp/_runner_file_commands'
 
@@ -357,31 +360,35 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   const out: Buffer[] = []
   let outLen = 0
   let errTail = ''
+  const tar = tarOf(t.hostWork, send)
+  const stop = stopper(ch, t.signal, () => tar.destroy())
+  // A first copy asks for no listing: what the VM prints (a shell's start-up noise) is dropped, up
+  // to a bound of its own. Over either bound the channel is closed rather than read to its end: a
+  // VM can print for ever.
+  const max = scope.fresh ? NOISE_BYTES : limits.listingBytes
   ch.stdout.on('data', (c: Buffer) => {
     outLen += c.length
-    // A first copy asks for no listing: whatever the VM prints is read and dropped.
-    if (!scope.fresh && outLen <= limits.listingBytes) out.push(c)
+    if (outLen <= max) {
+      if (!scope.fresh) out.push(c)
+    } else if (scope.fresh) stop.stop(new HookError(`the remote printed over ${max} bytes during the first copy, which prints nothing`))
+    else stop.stop(new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${max} bytes`))
   })
   ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
   ch.stdin.on('error', () => undefined)
   ch.stdin.write(`${delList.length}\n`)
   if (delList.length) ch.stdin.write(delList)
-  const tar = tarOf(t.hostWork, send)
   const tarred = new Promise<void>((resolve, reject) => {
     tar.on('end', resolve)
     tar.on('error', (e) => reject(new HookError(`reading the files to sync to the remote: ${e.message}`)))
   })
   tarred.catch(() => undefined)
   forward(tar, ch.stdin, (n) => (bytes += n))
-  const cancel = stopper(ch, t.signal, () => tar.destroy())
-  const [, status] = await Promise.race([Promise.all([tarred, ch.done]), cancel.stopped]).finally(() => cancel.dispose())
+  const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => stop.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
     throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
   const files = send.filter((p) => local.get(p)!.t === 'f').length
   if (scope.fresh) return { files, bytes, deleted: 0, ms: Date.now() - started }
-  if (outLen > limits.listingBytes)
-    throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limits.listingBytes} bytes`)
   const remote = parseRemoteListing(Buffer.concat(out), { roots, maxEntries: limits.listingEntries }).snap
   const set = new Map<string, BaseEntry>()
   for (const p of send) {

@@ -19,7 +19,7 @@ import { walkLocal, walkSmall } from '../../src/sync/tree'
 import { tarOf } from '../../src/sync/tar-writer'
 import { SYNC_EXCLUDES } from '../../src/job'
 import { LocalRemote } from './local-remote'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, running, tempDir } from './_helpers'
 import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
@@ -213,6 +213,24 @@ describe('push({ fresh }) when the VM misbehaves', () => {
     // positive control: a push that asks for its listing keeps the output and meets the limit
     await expect(copy(noisy, { listingBytes: 100, fresh: false }).done).rejects.toThrow(/sync.limits.listingBytes/)
   })
+
+  test.each([true, false])(
+    'a VM that prints for ever fails the copy (fresh: %s) and its command is ended, the channel closed rather than read to its end',
+    async (fresh) => {
+      const pidFile = join(tempDir(), 'pid')
+      const endless = { tar: `echo $$ > ${pidFile}; exec cat /dev/zero` }
+      const settled = await Promise.race([
+        copy(endless, { fresh }).done.then(
+          () => 'resolved',
+          (e: Error) => e.message
+        ),
+        new Promise((r) => setTimeout(() => r('still running'), 20_000).unref())
+      ])
+      expect(settled).toMatch(fresh ? /printed over 1048576 bytes during the first copy/ : /sync.limits.listingBytes/)
+      const pid = Number(readFileSync(pidFile, 'utf8'))
+      expect(await waitUntil(() => !running(pid), 5000, 20)).toBe(true)
+    }
+  )
 })
 
 describe('tarOf: small pieces go out gathered', () => {

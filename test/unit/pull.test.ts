@@ -6,7 +6,7 @@ import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
 import { OutputLimitError, run, type Remote } from '../../src/remote/remote'
 import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
 import { Cancelled } from '../../src/errors'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, running, tempDir } from './_helpers'
 import { member, tarOf } from './_tar'
 import { waitUntil } from '../helpers/wait'
 
@@ -372,15 +372,6 @@ describe('run(): collected output over its bound', () => {
     expect((await run(r, 'head -c 4096 /dev/zero', { collect: true, maxCollect: 4096 })).stdout.length).toBe(4096) // control
   })
 })
-
-/** Whether `pid` is a live process (a zombie left for its reaper is not). */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'))
-  } catch {
-    return false
-  }
-}
 
 describe('a VM that streams for ever is cut off, and its command ended', () => {
   /** A tar that writes its pid, sends `archive`, then runs `then` (which never ends). */
