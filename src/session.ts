@@ -1,10 +1,10 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
-import { readFileSync, readdirSync, closeSync, fstatSync } from 'node:fs'
+import { readdirSync, closeSync, fstatSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
-import { HookError, TransportError } from './errors'
+import { HookError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
@@ -12,7 +12,7 @@ import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import type { AgentKeep, AgentOptions } from './remote/agent'
 import { waitUntil } from './retry'
-import { connectFailure } from './remote/agent-failure'
+import { agentFailure } from './remote/agent-failure'
 import type { Acquired, OrphanReport, ProviderEnv, Tidy, VmProvider } from './providers/provider'
 import { providerFor, type Lease } from './providers/factory'
 import { leaseOf, type StoredHost } from './state'
@@ -57,7 +57,8 @@ export interface AgentStart {
 function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string, keep?: AgentKeep): AgentStart {
   const logFile = `${localDir}/agent.log`
   const fd = openPrivateAppend(logFile)
-  // The log is appended to by every agent of the job: only this one's lines count.
+  // The log is appended to by every agent of the job: only this one's lines count (from here on, and
+  // not those of another agent that is still writing).
   const from = fstatSync(fd).size
   const payload = JSON.stringify({
     socketPath,
@@ -83,7 +84,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   const ready = waitUntil(
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
-      if (exited !== null) throw agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
+      if (exited !== null) throw agentFailure(logFile, from, child.pid, connect, ctx.config.timeouts.connectSeconds)
       return undefined
     },
     {
@@ -92,7 +93,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
       maxDelayMs: 15,
       jitter: false,
       signal: ctx.signal,
-      onTimeout: () => agentFailure(logFile, from, connect, ctx.config.timeouts.connectSeconds)
+      onTimeout: () => agentFailure(logFile, from, child.pid, connect, ctx.config.timeouts.connectSeconds)
     }
   )
     .then(() => undefined)
@@ -135,24 +136,6 @@ export function startAgentInBackground(ctx: HookContext, connect: ConnectInfo, l
   }
   ensurePrivateDir(localDir)
   return spawnAgent(ctx, connect, sock, localDir, keep)
-}
-
-/** Why an agent did not come up: the connect failure it logged (with its kind), else its last line. */
-function agentFailure(logFile: string, from: number, connect: ConnectInfo, seconds: number): TransportError {
-  let text = ''
-  try {
-    text = readFileSync(logFile).subarray(from).toString('utf8')
-  } catch {
-    // no log: the generic reason below
-  }
-  const tail = text.trim().split('\n').slice(-1)[0] ?? ''
-  return (
-    connectFailure(text) ??
-    new TransportError(
-      tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${seconds} s`,
-      tail ? 'agent' : 'timeout'
-    )
-  )
 }
 
 /**

@@ -1,7 +1,9 @@
 // How a job's agent reports that it could not connect: one line in its log naming the failure's
 // kind, which the hook that started it turns back into the same TransportError. Kept apart from
 // the agent so that reading it does not load ssh2.
+import { readFileSync } from 'node:fs'
 import { TRANSPORT_KINDS, TransportError, formatError, type TransportKind } from '../errors'
+import type { ConnectInfo } from './remote'
 
 const FAILED = 'connect failed'
 
@@ -25,4 +27,48 @@ export function connectFailure(logText: string): TransportError | null {
     .filter((x) => x !== null)
     .pop()
   return m ? new TransportError(m[2], m[1] as TransportKind) : null
+}
+
+/** An entry's own start: `<time> agent <pid>: `. */
+const ENTRY = /^\S+ agent (\d+): /
+
+/**
+ * The lines of one agent in a log the job's agents share: its own entries, and lines without an
+ * entry's start (what node itself prints when it fails), but none of another agent's entries.
+ */
+export function linesOf(logText: string, pid: number | undefined): string {
+  return logText
+    .split('\n')
+    .filter((l) => {
+      const m = ENTRY.exec(l)
+      return !m || pid === undefined || Number(m[1]) === pid
+    })
+    .join('\n')
+}
+
+/**
+ * Why an agent did not come up, from the log it shares with the job's other agents (its lines from
+ * offset `from` on): the connect failure it logged (with its kind), else its last line.
+ */
+export function agentFailure(
+  logFile: string,
+  from: number,
+  pid: number | undefined,
+  connect: ConnectInfo,
+  seconds: number
+): TransportError {
+  let text = ''
+  try {
+    text = linesOf(readFileSync(logFile).subarray(from).toString('utf8'), pid)
+  } catch {
+    // no log: the generic reason below
+  }
+  const tail = text.trim().split('\n').slice(-1)[0] ?? ''
+  return (
+    connectFailure(text) ??
+    new TransportError(
+      tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${seconds} s`,
+      tail ? 'agent' : 'timeout'
+    )
+  )
 }
