@@ -2,7 +2,8 @@
 // logs). They live under a shared TMPDIR, so another local user could create one of them first
 // and catch what the hook sends there: a folder is used only if it is a real directory of this
 // user with no group/other access, and files in it are created without following symlinks.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { HookError } from './errors'
 
 const DEFAULT_HINT = 'set TMPDIR to a private folder'
@@ -23,12 +24,45 @@ export function checkPrivateDir(path: string, hint = DEFAULT_HINT): boolean {
   else if (st.uid !== me) why = `is owned by uid ${st.uid}, not ${me}: another local user may be trying to intercept the hook`
   else if (st.mode & 0o077) why = `is open to other users (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, must be 0700)`
   if (why) throw new HookError(`private folder ${path} ${why}; ${hint}`)
+  checkAncestors(path, me, hint)
   return true
+}
+
+/**
+ * The folders above a private one: a checked folder is only as private as its place. Where another
+ * user may rename entries (a folder writable by others without the sticky bit, or owned by someone
+ * else), they could move ours away after the check and put their own in its place. As OpenSSH's
+ * StrictModes: each must be owned by root or this user, and writable by others only when sticky.
+ */
+function checkAncestors(path: string, me: number, hint: string): void {
+  // From the nearest folder that exists: ensurePrivateDir checks before it creates any.
+  let dir = dirname(path)
+  for (;;) {
+    try {
+      dir = realpathSync(dir)
+      break
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir))
+        throw new HookError(`the folders above ${path} cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+      dir = dirname(dir)
+    }
+  }
+  for (;;) {
+    const st = lstatSync(dir)
+    let why: string | null = null
+    if (st.uid !== 0 && st.uid !== me) why = `is owned by uid ${st.uid}, who could replace what is in it`
+    else if (st.mode & 0o022 && !(st.mode & 0o1000))
+      why = `is writable by other users without the sticky bit (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}), so they could replace what is in it`
+    if (why) throw new HookError(`private folder ${path}: ${dir} ${why}; ${hint}`)
+    if (dir === '/') return
+    dir = dirname(dir)
+  }
 }
 
 /** The folder, created 0700 if missing, else checked; nothing is read from or written to it unless this passes. */
 export function ensurePrivateDir(path: string, hint = DEFAULT_HINT): string {
   if (checkPrivateDir(path, hint)) return path
+  checkAncestors(path, process.geteuid?.() ?? 0, hint)
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 })
   } catch (e) {

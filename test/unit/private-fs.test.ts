@@ -1,6 +1,17 @@
 // Private folders and files on the runner host. Another local user (a throwaway one made with
 // useradd) who creates the hook's folder first must not receive anything the hook writes there.
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from 'node:fs'
 import { join } from 'node:path'
 import { checkPrivateDir, ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../../src/private-fs'
 import { createLog } from '../../src/log'
@@ -78,6 +89,57 @@ describe('ensurePrivateDir / checkPrivateDir', () => {
     const p = join(shared, `file-${Date.now()}`)
     writeFileSync(p, '')
     expect(() => ensurePrivateDir(p)).toThrow(/is not a folder/)
+  })
+})
+
+describe('the folders above a private folder', () => {
+  /** A folder of ours in a parent of the given mode and owner. */
+  const placed = (mode: number, owner?: number): { parent: string; mine: string } => {
+    const top = tempDir('rch-above-')
+    chmodSync(top, 0o755) // the other user may reach it, as /tmp's parent
+    const parent = join(top, 'tmp')
+    mkdirSync(parent)
+    chmodSync(parent, mode)
+    if (owner !== undefined) chownSync(parent, owner, owner)
+    return { parent, mine: join(parent, 'rch-0') }
+  }
+
+  test('control: in a sticky world-writable parent (like /tmp) the folder is accepted, and the other user cannot move it away', () => {
+    const { parent, mine } = placed(0o1777)
+    ensurePrivateDir(mine)
+    expect(checkPrivateDir(mine)).toBe(true)
+    expect(other.tryRun(['mv', mine, join(parent, 'moved')]).status).not.toBe(0)
+    expect(existsSync(mine)).toBe(true)
+  })
+
+  test('a world-writable parent without the sticky bit is refused: the other user could swap the checked folder for theirs', () => {
+    const { parent, mine } = placed(0o777)
+    mkdirSync(mine, { mode: 0o700 })
+    // positive control: the other user can indeed move ours away and put theirs in its place
+    expect(other.tryRun(['mv', mine, join(parent, 'moved')]).status).toBe(0)
+    other.run(['mkdir', '-m', '0700', mine])
+    expect(lstatSync(mine).uid).toBe(other.uid)
+    const fresh = join(parent, 'rch-1')
+    expect(() => ensurePrivateDir(fresh)).toThrow(
+      new RegExp(`private folder ${fresh}: ${parent} is writable by other users without the sticky bit \\(mode 0777\\)`)
+    )
+    expect(existsSync(fresh)).toBe(false)
+  })
+
+  test("a parent owned by another user is refused, and so is a grandparent that is (a folder's owner may rename what is in it)", () => {
+    const { mine } = placed(0o755, other.uid)
+    expect(() => ensurePrivateDir(mine)).toThrow(new RegExp(`is owned by uid ${other.uid}, who could replace what is in it`))
+    const top = tempDir('rch-above-')
+    chownSync(top, other.uid, other.uid)
+    mkdirSync(join(top, 'a'), { mode: 0o755 })
+    expect(() => ensurePrivateDir(join(top, 'a', 'rch-0'))).toThrow(new RegExp(`${top} is owned by uid ${other.uid}`))
+  })
+
+  test('the check follows the parent through a symlink to where it really is', () => {
+    const { parent } = placed(0o777)
+    const link = join(tempDir('rch-above-'), 'tmp-link')
+    symlinkSync(parent, link)
+    expect(() => ensurePrivateDir(join(link, 'rch-0'))).toThrow(/is writable by other users without the sticky bit/)
   })
 })
 
