@@ -43,7 +43,9 @@ function checkAncestors(path: string, me: number, hint: string): void {
       break
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir))
-        throw new HookError(`the folders above ${path} cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+        throw new HookError(
+          `the folders above ${path} cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`
+        )
       dir = dirname(dir)
     }
   }
