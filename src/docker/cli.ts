@@ -33,7 +33,7 @@ export interface CreateSpec {
 }
 
 export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
-  const argv = ['docker', 'create', '--name', spec.name, ...spec.labels]
+  const argv = ['docker', 'create']
   if (spec.network) argv.push('--network', spec.network)
   for (const a of spec.aliases) argv.push('--network-alias', a)
   for (const p of spec.ports) argv.push('-p', p)
@@ -41,6 +41,10 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   argv.push(...envFlags)
   if (spec.workdir) argv.push('--workdir', spec.workdir)
   argv.push(...spec.createOptions)
+  // After the workflow's options: the docker CLI keeps the last --name and the last value of a
+  // label, so `options: --label dev.remote-container-hooks.job=…` cannot take the container out
+  // of its job's cleanup, nor --name take another name.
+  argv.push('--name', spec.name, ...spec.labels)
   if (spec.entrypoint) argv.push('--entrypoint', spec.entrypoint)
   argv.push(spec.image, ...spec.args)
   return argv

@@ -218,10 +218,47 @@ export class RemoteDocker {
         .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
         .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes'))
     ])
-    await Promise.all(networks.map((id) => e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network').catch(unlessGone)))
+    await Promise.all(networks.map((id) => this.removeNetwork(id)))
     await Promise.all(
       volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone))
     )
     return { containers: containers.length, networks: networks.length, volumes: volumes.length }
+  }
+
+  /**
+   * Removes a network of ours even when containers that are not ours joined it (a job's
+   * `options: --network` naming another job's network, or any container the job started through
+   * the Docker socket): they are disconnected first, else the engine refuses and the job's
+   * network, and whatever its cleanup does after, would stay.
+   */
+  private async removeNetwork(id: string): Promise<void> {
+    const e = this.engine
+    const remove = (): Promise<void> =>
+      e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network').then(() => undefined, unlessGone)
+    try {
+      return await remove()
+    } catch (err) {
+      if (!(err instanceof EngineError && err.status === 403)) throw err
+    }
+    let joined: string[]
+    try {
+      const r = await e.call<{ Containers?: unknown } | null>('GET', `/networks/${seg(id)}`, undefined, 'inspect network')
+      const c = r.data?.Containers
+      if (c === null || c === undefined) joined = []
+      else if (typeof c !== 'object' || Array.isArray(c)) throw new UnexpectedAnswer('docker inspect network: Containers is not a map')
+      else joined = Object.keys(c)
+    } catch (err) {
+      unlessGone(err)
+      return
+    }
+    const bad = joined.find((j) => !CONTAINER_ID.test(j))
+    if (bad !== undefined)
+      throw new UnexpectedAnswer(`docker inspect network: a container id that is not one: ${JSON.stringify(bad.slice(0, 80))}`)
+    await Promise.all(
+      joined.map((c) =>
+        e.call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network').catch(unlessGone)
+      )
+    )
+    await remove()
   }
 }

@@ -66,10 +66,20 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
         `timeouts.cleanupSeconds: cleaning up ${state.host.host}:${state.host.port} took longer than ${secs} s and was stopped (the next prepare_job of this runner there removes what is left)`
       )
       try {
-        const removed = describeCounts(
-          await new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket).removeOwned(LABEL_JOB, state.jobId)
+        // The job folder goes even when removing a container, network or volume failed (one the
+        // job's own code holds on to, say); that first failure is then reported.
+        const docker = new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket)
+        const owned = await docker.removeOwned(LABEL_JOB, state.jobId).then(
+          (counts) => ({ counts }),
+          (error: unknown) => ({ error })
         )
-        await removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
+        const folder = removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
+        if ('error' in owned) {
+          await folder.catch((f: unknown) => log.warn(`removing the job folder failed too: ${(f as Error).message}`))
+          throw owned.error
+        }
+        await folder
+        const removed = describeCounts(owned.counts)
         log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.

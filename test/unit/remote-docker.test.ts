@@ -277,6 +277,43 @@ describe('removeOwned', () => {
     expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
   })
 
+  it("a network another container joined (not ours) is removed after that container is disconnected; the engine's 403 alone left it", async () => {
+    let deletes = 0
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('3')}$`), () =>
+      ++deletes === 1
+        ? { status: 403, body: { message: 'error while removing network: network rch-j1 has active endpoints' } }
+        : { status: 204 }
+    )
+    remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), { status: 200, body: { Containers: { [ID('9')]: { Name: 'intruder' } } } })
+    remote.onApi('POST', /\/disconnect$/, { status: 200 })
+    scriptListing([], [ID('3')], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0 })
+    const calls = remote.api.filter((c) => c.method !== 'GET' || c.path.startsWith('/networks/')).map((c) => `${c.method} ${c.path}`)
+    expect(calls).toEqual([
+      `DELETE /networks/${ID('3')}`,
+      `GET /networks/${ID('3')}`,
+      `POST /networks/${ID('3')}/disconnect`,
+      `DELETE /networks/${ID('3')}`
+    ])
+    expect(remote.api.find((c) => c.method === 'POST')!.body).toEqual({ Container: ID('9'), Force: true })
+  })
+
+  it('a joined container whose id is not an id is refused before it becomes a request', async () => {
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('3')}$`), { status: 403, body: { message: 'has active endpoints' } })
+    remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), { status: 200, body: { Containers: { '../../containers/x': {} } } })
+    scriptListing([], [ID('3')], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/a container id that is not one: "..\/..\/containers\/x"/)
+    expect(remote.api.some((c) => c.method === 'GET' && c.path === `/networks/${ID('3')}`)).toBe(true) // control: it was read
+    expect(remote.api.filter((c) => c.method === 'POST')).toEqual([])
+  })
+
+  it('another failure to remove a network fails as it is, without a retry', async () => {
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('4')}$`), { status: 500, body: { message: 'boom' } })
+    scriptListing([], [ID('4')], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/boom/)
+    expect(remote.api.filter((c) => c.path === `/networks/${ID('4')}`).map((c) => c.method)).toEqual(['DELETE'])
+  })
+
   it('a hostile volume name is refused too', async () => {
     scriptListing([], [], ['../x'])
     await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/volumes with an unexpected name: "..\/x"/)

@@ -1,0 +1,119 @@
+// A workflow's `options:` and the job's own containers against the job's cleanup, on a real dockerd
+// and sshd: the job cannot take its containers out of its cleanup with labels of ours, and a
+// container that is not the job's, joined to its network or holding its volume, does not keep the
+// job's network or folder on the VM.
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { FakeRunner } from '../helpers/fake-runner'
+import { testImages } from '../helpers/testenv'
+import { cmd, dockerLines, errorLines, leftovers, NOTHING, ownerOf, testVm } from '../helpers/conformance'
+
+const LABEL = 'dev.remote-container-hooks'
+const runners: FakeRunner[] = []
+const foreign: string[] = []
+
+function newRunner(name: string): FakeRunner {
+  const r = new FakeRunner({ name })
+  runners.push(r)
+  return r
+}
+
+afterAll(async () => {
+  for (const c of foreign) await cmd('docker', ['rm', '-f', c])
+  // What a regression would leave: a container that took itself out of its job's cleanup.
+  for (const c of await dockerLines(['ps', '-aq', '--filter', 'label=rch-test-hostile=1'])) await cmd('docker', ['rm', '-f', c])
+  for (const r of runners) {
+    await r.cleanup()
+    r.dispose()
+  }
+})
+
+const labelsOf = (id: string): Record<string, string> =>
+  JSON.parse(execFileSync('docker', ['inspect', '--format', '{{json .Config.Labels}}', id], { encoding: 'utf8' })) as Record<string, string>
+
+/** The job's folders on the VM (`<workRoot>/jobs/<owner>-*`). */
+const jobFolders = async (runner: FakeRunner): Promise<string[]> => (await leftovers(runner)).jobFolders
+
+/** A container that is not the job's, started as the job could start one through the Docker socket. */
+function startForeign(args: string[]): string {
+  const id = execFileSync(
+    'docker',
+    ['run', '-d', '--pull', 'never', '--label', 'rch-test-foreign=1', ...args, testImages.tiny, 'sleep', '600'],
+    {
+      encoding: 'utf8'
+    }
+  ).trim()
+  foreign.push(id)
+  return id
+}
+
+test("options: with the ownership labels and --name of its own: the container keeps its job's labels and name, and cleanup removes it", async () => {
+  const runner = newRunner(`hostile-options-${process.pid}`)
+  const evilName = `rch-evil-${process.pid}`
+  const options = [
+    `--label ${LABEL}.job=0000000000000000`,
+    `--label ${LABEL}.owner=0000000000000000`,
+    `--label ${LABEL}.runner=someone-else`,
+    '--label rch-test-hostile=1',
+    `--name ${evilName}`
+  ].join(' ')
+  const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny, { createOptions: options }), services: [] })
+  expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+  const id = p.response.context.container.id as string
+  const labels = labelsOf(id)
+  expect(labels['rch-test-hostile']).toBe('1') // control: the workflow's options were applied
+  expect(labels[`${LABEL}.owner`]).toBe(ownerOf(runner.name))
+  expect(labels[`${LABEL}.runner`]).toBe(runner.name)
+  expect(labels[`${LABEL}.job`]).toMatch(/^[0-9a-f]{16}$/)
+  expect(labels[`${LABEL}.job`]).not.toBe('0000000000000000')
+  expect(await dockerLines(['ps', '-aq', '--filter', `name=^${evilName}$`])).toEqual([])
+  const c = await runner.cleanup()
+  expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
+  expect(await dockerLines(['ps', '-aq', '--filter', `id=${id}`])).toEqual([])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
+test("a container that is not the job's, joined to the job's network: cleanup disconnects it and removes the network and the job folder", async () => {
+  const runner = newRunner(`hostile-network-${process.pid}`)
+  const p = await runner.prepare({
+    container: runner.jobContainer(testImages.tiny),
+    services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['600'] })]
+  })
+  expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+  const [network] = await dockerLines(['network', 'ls', '-q', '--filter', `label=${LABEL}.owner=${ownerOf(runner.name)}`])
+  expect(network).toBeTruthy()
+  const intruder = startForeign(['--network', network])
+  // positive control: with it joined, the engine refuses to remove the network
+  const rm = await cmd('docker', ['network', 'rm', network])
+  expect(rm.code).not.toBe(0)
+  expect(rm.stderr).toMatch(/active endpoints/)
+  expect(await jobFolders(runner)).toHaveLength(1)
+  const c = await runner.cleanup()
+  expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
+  expect(await leftovers(runner)).toEqual(NOTHING)
+  // The intruder is not the job's: disconnected, not removed.
+  expect(await dockerLines(['ps', '-q', '--filter', `id=${intruder}`])).toHaveLength(1)
+})
+
+test("a container that is not the job's holds the job's volume: cleanup fails naming it, and the job folder still goes", async () => {
+  const runner = newRunner(`hostile-volume-${process.pid}`)
+  const vm = testVm()
+  const p = await runner.prepare({
+    container: runner.jobContainer(testImages.tiny, {
+      userMountVolumes: [{ sourceVolumePath: `rchvol${process.pid}`, targetVolumePath: '/data', readOnly: false }]
+    }),
+    services: []
+  })
+  expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+  const [volume] = await dockerLines(['volume', 'ls', '-q', '--filter', `label=${LABEL}.owner=${ownerOf(runner.name)}`])
+  expect(volume).toBeTruthy()
+  startForeign(['-v', `${volume}:/held`])
+  const [folder] = await jobFolders(runner)
+  expect(existsSync(join(vm.workRoot, 'jobs', folder))).toBe(true) // control: the folder is there before the cleanup
+  const c = await runner.cleanup()
+  expect(c.code).not.toBe(0)
+  expect(errorLines(c).join('\n')).toMatch(/volume/)
+  expect(existsSync(join(vm.workRoot, 'jobs', folder))).toBe(false)
+  expect((await leftovers(runner)).jobFolders).toEqual([])
+})
