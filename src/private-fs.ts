@@ -2,8 +2,20 @@
 // logs). They live under a shared TMPDIR, so another local user could create one of them first
 // and catch what the hook sends there: a folder is used only if it is a real directory of this
 // user with no group/other access, and files in it are created without following symlinks.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, writeSync } from 'node:fs'
-import { dirname } from 'node:path'
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  type Stats
+} from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { HookError } from './errors'
 
 const DEFAULT_HINT = 'set TMPDIR to a private folder'
@@ -30,34 +42,58 @@ export function checkPrivateDir(path: string, hint = DEFAULT_HINT): boolean {
 
 /**
  * The folders above a private one: a checked folder is only as private as its place. Where another
- * user may rename entries (a folder writable by others without the sticky bit, or owned by someone
- * else), they could move ours away after the check and put their own in its place. As OpenSSH's
- * StrictModes: each must be owned by root or this user, and writable by others only when sticky.
+ * user may rename entries (a folder writable by all without the sticky bit, or owned by someone
+ * else), they could move ours away after the check and put their own in its place. Like OpenSSH's
+ * StrictModes: each folder must be owned by root or this user, and writable by all only when
+ * sticky (as /tmp). A group-writable one is accepted: its group is the administrator's choice
+ * (Ubuntu's /var/log is root:syslog 0775). The path is resolved by hand, so every folder it goes
+ * through is checked: those as written, those that hold a symlink on it (and the symlink's owner),
+ * and those its targets go through.
  */
 function checkAncestors(path: string, me: number, hint: string): void {
-  // From the nearest folder that exists: ensurePrivateDir checks before it creates any.
-  let dir = dirname(path)
-  for (;;) {
-    try {
-      dir = realpathSync(dir)
-      break
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir))
-        throw new HookError(
-          `the folders above ${path} cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`
-        )
-      dir = dirname(dir)
-    }
+  const fail = (dir: string, why: string): never => {
+    throw new HookError(`private folder ${path}: ${dir} ${why}; ${hint}`)
   }
-  for (;;) {
-    const st = lstatSync(dir)
-    let why: string | null = null
-    if (st.uid !== 0 && st.uid !== me) why = `is owned by uid ${st.uid}, who could replace what is in it`
-    else if (st.mode & 0o022 && !(st.mode & 0o1000))
-      why = `is writable by other users without the sticky bit (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}), so they could replace what is in it`
-    if (why) throw new HookError(`private folder ${path}: ${dir} ${why}; ${hint}`)
-    if (dir === '/') return
-    dir = dirname(dir)
+  const check = (dir: string, st: Stats): void => {
+    if (st.uid !== 0 && st.uid !== me) fail(dir, `is owned by uid ${st.uid}, who could replace what is in it`)
+    if (st.mode & 0o002 && !(st.mode & 0o1000))
+      fail(
+        dir,
+        `is writable by all users without the sticky bit (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}), so any of them could replace what is in it`
+      )
+  }
+  const todo = resolve(dirname(path)).split('/').filter(Boolean)
+  let cur = '/'
+  check(cur, lstatSync(cur))
+  let links = 0
+  while (todo.length) {
+    const name = todo.shift()!
+    if (name === '.') continue
+    if (name === '..') {
+      cur = dirname(cur) // cur is a real folder here: its parent was checked on the way in
+      continue
+    }
+    const next = join(cur, name)
+    let st: Stats
+    try {
+      st = lstatSync(next)
+    } catch (e) {
+      // What is missing is created by ensurePrivateDir, below the folders checked so far.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+      return fail(next, `cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    }
+    if (st.isSymbolicLink()) {
+      if (++links > 40) fail(next, 'is one symlink too many (a loop?)')
+      // Its folder was checked; in a sticky one its owner could still replace it.
+      if (st.uid !== 0 && st.uid !== me) fail(next, `is a symlink owned by uid ${st.uid}, who could point it elsewhere`)
+      const target = readlinkSync(next)
+      if (target.startsWith('/')) cur = '/'
+      todo.unshift(...target.split('/').filter(Boolean))
+      continue
+    }
+    if (!st.isDirectory()) fail(next, 'is not a folder')
+    check(next, st)
+    cur = next
   }
 }
 

@@ -125,7 +125,11 @@ export function stopper(
   let reject!: (e: Error) => void
   const stopped = new Promise<never>((_, r) => (reject = r))
   stopped.catch(() => undefined)
+  let done = false
   const stop = (e: Error): void => {
+    // Once: chunks already in flight (up to a channel's window) still arrive after the close.
+    if (done) return
+    done = true
     onStop?.()
     ch.stdout.destroy()
     ch.stdin.destroy()

@@ -488,7 +488,7 @@ async function receive(
     }
   })
   const ch = await t.remote.openExec(
-    `cd ${shq(t.remoteWork)} && tar -c -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`
+    `cd ${shq(t.remoteWork)} && tar -c -b 20 -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`
   )
   let errTail = ''
   let failed: unknown = null

@@ -16,6 +16,7 @@ import { archive, type Member } from './tar-craft'
 import type { HookRun } from '../helpers/fake-runner'
 import { loadVm, repoRoot } from '../helpers/testenv'
 import { ownerOf, staticProvider } from '../helpers/conformance'
+import { running, waitUntil } from '../helpers/wait'
 
 const PORT = 2240
 const DIR = '/var/tmp/rch-adv'
@@ -58,7 +59,8 @@ beforeAll(() => {
   )
   writeFileSync(
     `${DIR}/bin/tar`,
-    `#!/bin/sh\ncase " $* " in *" -c "*) if [ -f ${DIR}/archive.tar ]; then touch ${DIR}/ran-tar; cat >/dev/null; cat ${DIR}/archive.tar; exit 0; fi ;; esac\nexec /usr/bin/tar "$@"\n`
+    // With `endless` set it goes on with zeros for ever, as its own process (pid in tar.pid).
+    `#!/bin/sh\ncase " $* " in *" -c "*) if [ -f ${DIR}/archive.tar ]; then touch ${DIR}/ran-tar; cat >/dev/null; cat ${DIR}/archive.tar; if [ -f ${DIR}/endless ]; then echo $$ > ${DIR}/tar.pid; exec cat /dev/zero; fi; exit 0; fi ;; esac\nexec /usr/bin/tar "$@"\n`
   )
   writeFileSync(
     `${DIR}/bin/find`,
@@ -144,6 +146,38 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (
       expect(st.isFile() && st.nlink === 1).toBe(true)
     }
   })
+
+  const endless: [string, Member[], RegExp][] = [
+    ['a refused member', [{ name: 'repo/repo/pwned-unasked', type: '0', data: 'x' }], /was not asked for/],
+    [
+      'the asked-for file and the end of the archive',
+      [{ name: 'repo/repo/changed.txt', type: '0', data: 'changed\n' }],
+      /after the end-of-archive marker/
+    ]
+  ]
+  test.each(endless)(
+    "%s, then zeros for ever: the step fails, and the VM's tar ends once the channel is closed",
+    async (_what, members, why) => {
+      writeFileSync(`${DIR}/archive.tar`, archive(members))
+      writeFileSync(`${DIR}/endless`, '')
+      rmSync(`${DIR}/tar.pid`, { force: true })
+      setMode('tools')
+      try {
+        const { r } = await job.step('echo changed > /__w/repo/repo/changed.txt\n')
+        expectRan('ran-tar', r)
+        expect(r.code).not.toBe(0)
+        expect(errors(r).join('\n')).toMatch(why)
+        const pid = Number(readFileSync(`${DIR}/tar.pid`, 'utf8'))
+        expect(pid).toBeGreaterThan(0)
+        // sshd ends it the way it ends any command whose channel closed: its next write fails.
+        expect(await waitUntil(() => !running(pid), 10_000, 50)).toBe(true)
+        expect(pwnedFiles(job.runner.root)).toEqual([])
+      } finally {
+        setMode('')
+        rmSync(`${DIR}/endless`, { force: true })
+      }
+    }
+  )
 
   test('a member larger than announced is not written (the next pull fetches it again) and counts against the byte cap', async () => {
     writeFileSync(`${DIR}/archive.tar`, archive([{ name: 'repo/repo/changed.txt', type: '0', data: 'y'.repeat(3000) }]))

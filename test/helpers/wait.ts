@@ -1,5 +1,6 @@
 // Waiting in tests for something to happen, instead of sleeping a fixed time and hoping it did.
 // Both clear their timers, so a finished test leaves nothing that holds Jest open.
+import { readFileSync } from 'node:fs'
 
 /**
  * Polls cond every everyMs until it is true or timeoutMs have passed; true if it became true.
@@ -26,5 +27,14 @@ export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<bo
     return await Promise.race([settled, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))])
   } finally {
     clearTimeout(timer)
+  }
+}
+
+/** Whether `pid` is a live process (a zombie left for its reaper is not). */
+export function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'))
+  } catch {
+    return false
   }
 }

@@ -1,7 +1,7 @@
 // Shared helpers for the unit tests: running a real local /bin/sh, temp dirs, and bundling a
 // module with esbuild so it can run in a child process (for hang-prone or multi-process cases).
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -66,13 +66,4 @@ export function bundle(entry: string, outfile: string): string {
   const esbuild = require('esbuild') as typeof import('esbuild')
   esbuild.buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile, logLevel: 'silent' })
   return outfile
-}
-
-/** Whether `pid` is a live process (a zombie left for its reaper is not). */
-export function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'))
-  } catch {
-    return false
-  }
 }

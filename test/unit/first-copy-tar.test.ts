@@ -19,8 +19,8 @@ import { walkLocal, walkSmall } from '../../src/sync/tree'
 import { tarOf } from '../../src/sync/tar-writer'
 import { SYNC_EXCLUDES } from '../../src/job'
 import { LocalRemote } from './local-remote'
-import { cleanupTempDirs, running, tempDir } from './_helpers'
-import { waitUntil } from '../helpers/wait'
+import { cleanupTempDirs, tempDir } from './_helpers'
+import { running, waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 

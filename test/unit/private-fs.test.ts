@@ -121,7 +121,7 @@ describe('the folders above a private folder', () => {
     expect(lstatSync(mine).uid).toBe(other.uid)
     const fresh = join(parent, 'rch-1')
     expect(() => ensurePrivateDir(fresh)).toThrow(
-      new RegExp(`private folder ${fresh}: ${parent} is writable by other users without the sticky bit \\(mode 0777\\)`)
+      new RegExp(`private folder ${fresh}: ${parent} is writable by all users without the sticky bit \\(mode 0777\\)`)
     )
     expect(existsSync(fresh)).toBe(false)
   })
@@ -139,7 +139,39 @@ describe('the folders above a private folder', () => {
     const { parent } = placed(0o777)
     const link = join(tempDir('rch-above-'), 'tmp-link')
     symlinkSync(parent, link)
-    expect(() => ensurePrivateDir(join(link, 'rch-0'))).toThrow(/is writable by other users without the sticky bit/)
+    expect(() => ensurePrivateDir(join(link, 'rch-0'))).toThrow(/is writable by all users without the sticky bit/)
+  })
+
+  test('a symlink to a safe folder, held in an unsafe one, is refused: the folder that holds the link is checked too', () => {
+    const { parent } = placed(0o777)
+    const safe = tempDir('rch-safe-')
+    symlinkSync(safe, join(parent, 'rt'))
+    // positive control: the other user can swap the link itself for one of theirs
+    other.run(['mv', join(parent, 'rt'), join(parent, 'rt-old')])
+    other.run(['ln', '-s', other.home, join(parent, 'rt')])
+    expect(readlinkSync(join(parent, 'rt'))).toBe(other.home)
+    other.run(['rm', join(parent, 'rt')])
+    other.run(['mv', join(parent, 'rt-old'), join(parent, 'rt')])
+    expect(() => ensurePrivateDir(join(parent, 'rt', 'rch-0'))).toThrow(
+      new RegExp(`private folder ${parent}/rt/rch-0: ${parent} is writable by all users without the sticky bit`)
+    )
+    expect(existsSync(join(safe, 'rch-0'))).toBe(false)
+  })
+
+  test('a symlink the other user owns in a sticky folder is refused (they may replace their own entry there); ours is followed, relative targets too', () => {
+    const { parent } = placed(0o1777)
+    const safe = tempDir('rch-safe-')
+    other.run(['ln', '-s', safe, join(parent, 'theirs')])
+    expect(() => ensurePrivateDir(join(parent, 'theirs', 'rch-0'))).toThrow(new RegExp(`is a symlink owned by uid ${other.uid}`))
+    mkdirSync(join(parent, 'real'), { mode: 0o755 })
+    symlinkSync('./real/../real', join(parent, 'mine'))
+    expect(ensurePrivateDir(join(parent, 'mine', 'rch-0'))).toBe(join(parent, 'mine', 'rch-0')) // control
+    expect(statSync(join(parent, 'real', 'rch-0')).mode & 0o777).toBe(0o700)
+  })
+
+  test("a group-writable folder above is accepted (its group is the administrator's choice, as Ubuntu's /var/log root:syslog 0775)", () => {
+    const { mine } = placed(0o775)
+    expect(ensurePrivateDir(mine)).toBe(mine)
   })
 })
 

@@ -3,12 +3,12 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
-import { OutputLimitError, run, type Remote } from '../../src/remote/remote'
+import { OutputLimitError, run, stopper, type Remote } from '../../src/remote/remote'
 import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
 import { Cancelled } from '../../src/errors'
-import { cleanupTempDirs, running, tempDir } from './_helpers'
+import { cleanupTempDirs, tempDir } from './_helpers'
 import { member, tarOf } from './_tar'
-import { waitUntil } from '../helpers/wait'
+import { running, waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -370,6 +370,34 @@ describe('run(): collected output over its bound', () => {
       'the listing: output is larger than 4096 bytes'
     )
     expect((await run(r, 'head -c 4096 /dev/zero', { collect: true, maxCollect: 4096 })).stdout.length).toBe(4096) // control
+  })
+})
+
+describe("tar's record size on the VM", () => {
+  it('a VM whose TAR_OPTIONS sets 2 MiB records still pulls: the pull asks for 20-block records itself', async () => {
+    const w = world()
+    writeFileSync(`${w.vm}/ws/f`, 'four')
+    // positive control: the VM's tar honours TAR_OPTIONS, and pads far past the reader's 1 MiB bound
+    const padded = execFileSync('tar', ['-c', '-f', '-', 'ws/f'], {
+      cwd: w.vm,
+      env: { PATH: REAL_PATH, TAR_OPTIONS: '-b 4096' },
+      maxBuffer: 1 << 24
+    })
+    expect(padded.length).toBe(4096 * 512)
+    await pull(w.target({ TAR_OPTIONS: '-b 4096' }), ROOTS)
+    expect(readFileSync(`${w.host}/ws/f`, 'utf8')).toBe('four')
+  })
+})
+
+describe('stopper', () => {
+  it('stops once: a second stop (a chunk already in flight over the bound) runs nothing again', async () => {
+    const { PassThrough } = await import('node:stream')
+    let ran = 0
+    const s = stopper({ stdin: new PassThrough(), stdout: new PassThrough() }, undefined, () => void ran++)
+    s.stop(new Error('first'))
+    s.stop(new Error('second'))
+    await expect(s.stopped).rejects.toThrow('first')
+    expect(ran).toBe(1)
   })
 })
 
