@@ -2,6 +2,7 @@
 // with their names, aliases, mounts, env and ports; the network; named volumes; the externals copy;
 // the remote layout). Pure: every input check happens here, before anything is started, and it is
 // unit tested without a remote. Reading the externals' content is passed in.
+import { posix } from 'node:path'
 import { HookError, InputError } from '../errors'
 import type { ContainerArgs, Mount, PrepareJobArgs, Registry } from '../protocol'
 import { rejoinArgs, shlexSplit } from '../shlex'
@@ -96,9 +97,17 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
   const workBinds: { host: string; remote: string }[] = []
   let bindsExternals = false
   const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
+  // Docker refuses these only at create, after a host was got and the files copied.
+  const targets = new Map<string, string>()
   const toSpec =
     (kind: 'user' | 'system') =>
     (m: Mount, i: number): MountSpec => {
+      const at = `${field}.${kind}MountVolumes.${i}.targetVolumePath`
+      const target = posix.normalize(m.targetVolumePath).replace(/(?<=.)\/+$/, '')
+      if (target === '/') throw new InputError(`${at}: a volume cannot be mounted over the container's root /`)
+      const twin = targets.get(target)
+      if (twin) throw new InputError(`${at}: ${target} is already the target of ${twin} (docker would refuse a duplicate mount point)`)
+      targets.set(target, at)
       const src = m.sourceVolumePath
       if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
       if (!src.startsWith('/')) {

@@ -142,6 +142,27 @@ describe('planJob', () => {
     })
   })
 
+  it('a mount over / or two mounts at one container path fail at planning, naming the field (docker would refuse them only at create)', () => {
+    expect(inputError(() => plan({ container: jobContainer({ userMountVolumes: [mount('v', '/')] }) }))).toBe(
+      "args.container.userMountVolumes.0.targetVolumePath: a volume cannot be mounted over the container's root /"
+    )
+    expect(inputError(() => plan({ container: jobContainer({ userMountVolumes: [mount(`${WORK}/repo/repo/x`, '/__w/')] }) }))).toBe(
+      'args.container.systemMountVolumes.1.targetVolumePath: /__w is already the target of args.container.userMountVolumes.0.targetVolumePath (docker would refuse a duplicate mount point)'
+    )
+    expect(
+      inputError(() => plan({ container: null, services: [container({ userMountVolumes: [mount('a', '/d'), mount('b', '/x/../d')] })] }))
+    ).toMatch(
+      /^args\.services\.0\.userMountVolumes\.1\.targetVolumePath: \/d is already the target of args\.services\.0\.userMountVolumes\.0/
+    )
+    // control: the same path in two different containers is fine
+    expect(
+      plan({
+        container: null,
+        services: [container({ userMountVolumes: [mount('a', '/d')] }), container({ userMountVolumes: [mount('b', '/d')] })]
+      })
+    ).not.toBeNull()
+  })
+
   it('a container binding the job folder or the externals needs the copy first', () => {
     const p = plan({
       container: null,
