@@ -64,6 +64,19 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
 /** The longest line of a pull's output kept for the log. */
 const MAX_LINE = 4096
 
+/** Docker Hub's key in a docker config, as `docker login` writes it. */
+const HUB_KEY = 'https://index.docker.io/v1/'
+
+/**
+ * A docker config holding the registry's credentials, as `docker login` stores them: under the
+ * registry's host (its scheme and path dropped), or Docker Hub's key for an empty server.
+ */
+export function dockerConfig(registry: Pick<NonNullable<Registry>, 'username' | 'password' | 'serverUrl'>): string {
+  const host = (registry.serverUrl ?? '').replace(/^https?:\/\//, '').split('/')[0]
+  const auth = Buffer.from(`${registry.username}:${registry.password}`).toString('base64')
+  return JSON.stringify({ auths: { [host || HUB_KEY]: { auth } } })
+}
+
 /**
  * Pulls `image` on the remote (the pull policy is RemoteDocker.ensureImage's). With registry
  * credentials, a per-job docker config is created, the password is read from stdin by `docker
@@ -87,15 +100,16 @@ export async function pullImage(
     `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
   let cmd = `${watched}watched docker pull ${shq(image)}`
   if (hasAuth) {
-    const server = registry.serverUrl || ''
+    // The credentials go into a private docker config from stdin, as `docker login` would store
+    // them, so that neither the user name (often kept as a secret too) nor the password is on a
+    // command line; `cat` reads stdin before the pull starts.
     cmd =
-      `${watched}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d") && ` +
-      `watched docker --config "$d" login -u ${shq(registry.username!)} --password-stdin ${server ? shq(server) : ''} >/dev/null && ` +
-      `watched docker --config "$d" pull ${shq(image)}; rc=$?; docker --config "$d" logout ${server ? shq(server) : ''} >/dev/null 2>&1; rm -rf "$d"; exit $rc`
+      `${watched}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d" && cat > "$d/config.json") && ` +
+      `watched docker --config "$d" pull ${shq(image)}; rc=$?; rm -rf "$d"; exit $rc`
   }
   let partial = ''
   await check(remote, cmd, {
-    input: hasAuth ? registry.password! + '\n' : undefined,
+    input: hasAuth ? dockerConfig(registry) : undefined,
     label: `docker pull ${image}`,
     signal: limits.signal,
     timeoutMs: limits.timeoutMs,

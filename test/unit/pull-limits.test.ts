@@ -1,8 +1,8 @@
 // Image pulls are bounded: images.pullTimeoutSeconds ends a hung pull, and a cancel ends it at once;
 // either way the remote channel is closed and the call fails.
-import { pullImage } from '../../src/docker/cli'
+import { dockerConfig, pullImage } from '../../src/docker/cli'
 import { Cancelled } from '../../src/errors'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { waitUntil } from '../helpers/wait'
 import { LocalRemote } from './local-remote'
@@ -59,4 +59,41 @@ test("a failed container's logs are read up to 1 MiB, whatever the VM's docker p
   await expect(containerLogs(huge, 'c1')).resolves.toMatch(/over 1048576 bytes: not shown/)
   const short = new LocalRemote(tempDir(), {}, { docker: 'echo "database ready"' })
   await expect(containerLogs(short, 'c1')).resolves.toBe('database ready\n')
+})
+
+describe('registry credentials', () => {
+  const registry = { username: 'octo-user-7f3a', password: 'pw-9c1e-secret', serverUrl: 'https://registry.example.test:5000/v2' }
+
+  test('reach the VM on stdin as a private docker config: neither the user name nor the password is on a command line', async () => {
+    const dir = tempDir()
+    const config = `${dir}/cfg`
+    // The stub docker keeps its arguments and the config it was given (as a real pull would read it).
+    const r = new LocalRemote(
+      dir,
+      {},
+      { docker: `echo "$*" >> ${dir}/argv; [ "$1" = --config ] && cp "$2/config.json" ${dir}/seen.json; echo pulled` }
+    )
+    await expect(pullImage(r, 'registry.example.test:5000/app:1', registry, config, undefined, { timeoutMs: 20_000 })).resolves.toBe(
+      'pulled'
+    )
+    const seen = JSON.parse(readFileSync(`${dir}/seen.json`, 'utf8')) as { auths: Record<string, { auth: string }> }
+    expect(seen).toEqual({
+      auths: { 'registry.example.test:5000': { auth: Buffer.from('octo-user-7f3a:pw-9c1e-secret').toString('base64') } }
+    })
+    expect(readFileSync(`${dir}/argv`, 'utf8')).toBe(`--config ${config} pull registry.example.test:5000/app:1\n`) // control: the stub ran
+    for (const secret of [registry.username, registry.password]) {
+      expect(r.commands.join('\n')).not.toContain(secret)
+      expect(readFileSync(`${dir}/argv`, 'utf8')).not.toContain(secret)
+    }
+    expect(existsSync(config)).toBe(false) // the config is gone after the pull
+  })
+
+  test("Docker Hub's credentials go under the key docker login uses for it", () => {
+    expect(JSON.parse(dockerConfig({ username: 'u', password: 'p', serverUrl: '' }))).toEqual({
+      auths: { 'https://index.docker.io/v1/': { auth: Buffer.from('u:p').toString('base64') } }
+    })
+    expect(
+      Object.keys((JSON.parse(dockerConfig({ username: 'u', password: 'p', serverUrl: 'ghcr.io' })) as { auths: object }).auths)
+    ).toEqual(['ghcr.io'])
+  })
 })
