@@ -116,8 +116,10 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
       }
       const remote = remotePath(layout, src, `${field}.${kind}MountVolumes.${i}.sourceVolumePath`)
       if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
-      if (under(remote, layout.remoteExternals)) bindsExternals = true
-      return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly }
+      // The externals copy on the VM is shared by the jobs there and reused: never writable.
+      const shared = under(remote, layout.remoteExternals)
+      if (shared) bindsExternals = true
+      return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared }
     }
   const mounts = [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]
   return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }

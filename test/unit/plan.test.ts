@@ -163,6 +163,16 @@ describe('planJob', () => {
     ).not.toBeNull()
   })
 
+  it('a bind into the externals copy is always read-only: the copy is shared by the jobs on the VM and reused (control: a workspace bind stays writable)', () => {
+    const p = plan({
+      container: jobContainer({ userMountVolumes: [mount(`${EXT}/node20`, '/e', false), mount(`${WORK}/repo/repo/data`, '/data', false)] })
+    })!
+    expect(p.job!.spec.mounts.slice(0, 2)).toEqual([
+      { source: '/srv/rch/externals/aaaaaaaaaaaaaaaa/node20', target: '/e', readOnly: true },
+      { source: `${ROOT}/w/repo/repo/data`, target: '/data', readOnly: false }
+    ])
+  })
+
   it('a container binding the job folder or the externals needs the copy first', () => {
     const p = plan({
       container: null,
