@@ -162,6 +162,12 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
 }
 
 /**
+ * How long a push waits for the one before it: a push the hook gave up on ends at its next read of
+ * the closed channel, so only a job holding the lock itself (it is root on the VM) waits this long.
+ */
+const PUSH_LOCK_WAIT = 60
+
+/**
  * The push's remote command, run in `remoteWork` (the job folder's `w`). Its stdin: the byte length
  * of the deletion list, a newline, the list (NUL-terminated paths), then the tar.
  * - umask 077 and --no-same-permissions: the job's files are not readable by other users of the VM.
@@ -169,14 +175,16 @@ function listSent(sent: string[], roots: readonly string[], excludes: readonly s
  *   half-way) must not hand its last, unterminated name to rm, which would remove whatever that
  *   prefix names.
  * - Pushes of one job take turns (flock, where the VM has it): one given up on by the hook may
- *   still be running there, and must not delete or write beside the one after it.
+ *   still be running there, and must not delete or write beside the one after it. The wait is
+ *   bounded, so a lock the job itself holds fails the step (exit 75, saying so) instead of hanging it.
  * - The lock is opened only as a plain file and the list's file is made by mktemp: a FIFO planted at
  *   a name the push opens would hang it.
  */
-export function pushCommand(remoteWork: string, listing: string): string {
+export function pushCommand(remoteWork: string, listing: string, lockWaitSeconds = PUSH_LOCK_WAIT): string {
+  const held = `the job folder's push lock stayed taken for ${lockWaitSeconds} s (an earlier push still running there, or the job holding it)`
   return (
     `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && ${plainFileOnly('$L')} && ` +
-    `exec 9>>$L && { ! command -v flock >/dev/null || flock 9; } && ` +
+    `exec 9>>$L && { ! command -v flock >/dev/null || flock -w ${lockWaitSeconds} 9 || { echo ${shq(held)} >&2; exit 75; }; } && ` +
     `IFS= read -r n && ` +
     `{ [ "$n" = 0 ] || { d=$(mktemp ../.rch-delete.XXXXXX) && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
     `tar -x -f - --no-same-permissions && { ${listing}; }`

@@ -411,4 +411,35 @@ describe('the push command', () => {
     },
     30_000
   )
+
+  it('a lock the job holds on the VM fails the push after the wait, saying so, instead of hanging the step (control: once it is let go, the push runs)', async () => {
+    const dir = `${tempDir()}/w`
+    mkdirSync(`${dir}/_temp`, { recursive: true })
+    writeFileSync(`${dir}/_temp/abcdef`, 'goes\n')
+    writeFileSync(`${dir}/../.rch-push.lock`, '')
+    // The job, root on the VM, holds the lock for good (here: until the test lets it go).
+    const holder = spawn('flock', [`${dir}/../.rch-push.lock`, 'sleep', '60'], { stdio: 'ignore', detached: true })
+    try {
+      const held = (): boolean => spawnSync('flock', ['-n', `${dir}/../.rch-push.lock`, 'true']).status !== 0
+      expect(await waitUntil(held, 5000, 10)).toBe(true)
+      const input = Buffer.concat([Buffer.from('14\n_temp/abcdef\0'), Buffer.alloc(1024)])
+      const t0 = Date.now()
+      const r = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true', 1)], { input, timeout: 10_000 })
+      expect(Date.now() - t0).toBeLessThan(5000)
+      expect({ code: r.status, stderr: r.stderr.toString() }).toEqual({
+        code: 75,
+        stderr: "the job folder's push lock stayed taken for 1 s (an earlier push still running there, or the job holding it)\n"
+      })
+      expect(existsSync(`${dir}/_temp/abcdef`)).toBe(true)
+    } finally {
+      process.kill(-holder.pid!, 'SIGKILL') // flock and the sleep that holds the lock
+    }
+    await new Promise((r) => holder.once('close', r))
+    const again = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true', 1)], {
+      input: Buffer.concat([Buffer.from('14\n_temp/abcdef\0'), Buffer.alloc(1024)]),
+      timeout: 10_000
+    })
+    expect(again.status).toBe(0)
+    expect(existsSync(`${dir}/_temp/abcdef`)).toBe(false)
+  })
 })
