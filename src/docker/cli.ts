@@ -33,7 +33,8 @@ export interface CreateSpec {
 }
 
 export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
-  const argv = ['docker', 'create']
+  // The name before the workflow's options, as the runner puts it: `options: --name db` is honoured.
+  const argv = ['docker', 'create', '--name', spec.name]
   if (spec.network) argv.push('--network', spec.network)
   for (const a of spec.aliases) argv.push('--network-alias', a)
   for (const p of spec.ports) argv.push('-p', p)
@@ -41,10 +42,11 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   argv.push(...envFlags)
   if (spec.workdir) argv.push('--workdir', spec.workdir)
   argv.push(...spec.createOptions)
-  // After the workflow's options: the docker CLI keeps the last --name and the last value of a
-  // label, so `options: --label dev.remote-container-hooks.job=…` cannot take the container out
-  // of its job's cleanup, nor --name take another name.
-  argv.push('--name', spec.name, ...spec.labels)
+  // After the workflow's options: the docker CLI keeps the last value of a label, so `options:
+  // --label dev.remote-container-hooks.job=…` cannot take the container out of its job's cleanup.
+  // Options ending in a flag that waits for a value (`--label`) take the hook's first `--label`,
+  // and the `k=v` after it then stands where the image goes: docker refuses that name.
+  argv.push(...spec.labels)
   if (spec.entrypoint) argv.push('--entrypoint', spec.entrypoint)
   argv.push(spec.image, ...spec.args)
   return argv
@@ -67,14 +69,20 @@ const MAX_LINE = 4096
 /** Docker Hub's key in a docker config, as `docker login` writes it. */
 const HUB_KEY = 'https://index.docker.io/v1/'
 
+/** Docker Hub's names: the CLI looks its credentials up under HUB_KEY only. */
+const HUB_HOSTS = new Set(['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'])
+
 /**
  * A docker config holding the registry's credentials, as `docker login` stores them: under the
- * registry's host (its scheme and path dropped), or Docker Hub's key for an empty server.
+ * registry's host (its scheme and path dropped), or Docker Hub's own key for Docker Hub.
  */
 export function dockerConfig(registry: Pick<NonNullable<Registry>, 'username' | 'password' | 'serverUrl'>): string {
-  const host = (registry.serverUrl ?? '').replace(/^https?:\/\//, '').split('/')[0]
+  const host = (registry.serverUrl ?? '')
+    .replace(/^https?:\/\//, '')
+    .split('/')[0]
+    .toLowerCase()
   const auth = Buffer.from(`${registry.username}:${registry.password}`).toString('base64')
-  return JSON.stringify({ auths: { [host || HUB_KEY]: { auth } } })
+  return JSON.stringify({ auths: { [HUB_HOSTS.has(host) ? HUB_KEY : host]: { auth } } })
 }
 
 /**

@@ -71,3 +71,21 @@ export async function removeJobFolder(remote: Remote, workRoot: string, jobRoot:
     { label: 'remove the job folder' }
   )
 }
+
+/**
+ * `owned` (removing a job's containers, networks and volumes), then `folders` even when that
+ * failed: a job folder is never kept because something the job's code holds on to could not go.
+ * The first failure is rethrown as it was (its kind decides retries); a second one goes to `also`.
+ */
+export async function thenFolders<T>(owned: Promise<T>, folders: () => Promise<void>, also: (e: unknown) => void): Promise<T> {
+  const r = await owned.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error })
+  )
+  if (!('error' in r)) {
+    await folders()
+    return r.value
+  }
+  await folders().catch(also)
+  throw r.error
+}

@@ -2,7 +2,7 @@
 // image presence, container create, start, inspect and removal by label go through the Engine API
 // over the forwarded socket (JSON answers, no CLI start-up on the VM per call). A create with the
 // user's `options:` (CLI flags), logs and pulls go through the docker CLI (cli.ts); registry
-// passwords reach `docker login` on stdin only, and env values never reach a command line.
+// credentials reach the VM on stdin only (as a docker config), and env values never reach a command line.
 import { Engine, EngineError } from './engine'
 import { InputError } from '../errors'
 import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
@@ -208,7 +208,13 @@ export class RemoteDocker {
       CONTAINER_ID,
       'containers'
     )
-    await Promise.all(
+    // Every removal is tried, the first failure reported after: a network or volume that cannot go
+    // (one a container that is not ours holds) does not keep the others.
+    const failures: unknown[] = []
+    const settle = async (removals: Promise<unknown>[]): Promise<void> => {
+      for (const r of await Promise.allSettled(removals)) if (r.status === 'rejected') failures.push(r.reason)
+    }
+    await settle(
       containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
     )
     // Listed after the containers are gone: a network or volume is removable only then.
@@ -218,10 +224,9 @@ export class RemoteDocker {
         .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
         .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes'))
     ])
-    await Promise.all(networks.map((id) => this.removeNetwork(id)))
-    await Promise.all(
-      volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone))
-    )
+    await settle(networks.map((id) => this.removeNetwork(id)))
+    await settle(volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone)))
+    if (failures.length) throw failures[0]
     return { containers: containers.length, networks: networks.length, volumes: volumes.length }
   }
 

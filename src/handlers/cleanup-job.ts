@@ -7,7 +7,7 @@ import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import { decodeState, leaseOf, onJobMachine, stateFacts, workRootOf, type HookState } from '../state'
 import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
 import { describeCounts, RemoteDocker } from '../docker/remote-docker'
-import { HEX16_GLOB, jobFolder, removeJobFolder } from '../docker/job-folder'
+import { HEX16_GLOB, jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
 import { providerFor, type Lease } from '../providers/factory'
 import type { OrphanReport, VmProvider } from '../providers/provider'
 import { ask, expectEach, record } from '../remote/answer'
@@ -66,20 +66,14 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
         `timeouts.cleanupSeconds: cleaning up ${state.host.host}:${state.host.port} took longer than ${secs} s and was stopped (the next prepare_job of this runner there removes what is left)`
       )
       try {
-        // The job folder goes even when removing a container, network or volume failed (one the
-        // job's own code holds on to, say); that first failure is then reported.
         const docker = new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket)
-        const owned = await docker.removeOwned(LABEL_JOB, state.jobId).then(
-          (counts) => ({ counts }),
-          (error: unknown) => ({ error })
+        const removed = describeCounts(
+          await thenFolders(
+            docker.removeOwned(LABEL_JOB, state.jobId),
+            () => removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null),
+            (f) => log.warn(`removing the job folder failed too: ${formatError(f)}`)
+          )
         )
-        const folder = removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null)
-        if ('error' in owned) {
-          await folder.catch((f: unknown) => log.warn(`removing the job folder failed too: ${(f as Error).message}`))
-          throw owned.error
-        }
-        await folder
-        const removed = describeCounts(owned.counts)
         log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.
@@ -142,7 +136,21 @@ export async function removeOwnedLeftovers(
   dockerSocket: string,
   owner: string
 ): Promise<{ removed: string; jobFolders: number }> {
-  const removed = describeCounts(await new RemoteDocker(remote, dockerSocket).removeOwned(LABEL_OWNER, owner))
+  let jobFolders = 0
+  const removed = describeCounts(
+    await thenFolders(
+      new RemoteDocker(remote, dockerSocket).removeOwned(LABEL_OWNER, owner),
+      async () => {
+        jobFolders = await removeOwnerFolders(remote, workRoot, owner)
+      },
+      () => undefined // the first failure is the one reported
+    )
+  )
+  return { removed, jobFolders }
+}
+
+/** The job folders of `owner` on a machine, removed; how many there were. */
+async function removeOwnerFolders(remote: Remote, workRoot: string, owner: string): Promise<number> {
   const label = "list this runner's job folders"
   const names = expectEach(
     await ask(
@@ -154,7 +162,7 @@ export async function removeOwnedLeftovers(
     label
   )
   for (const n of names) await removeJobFolder(remote, workRoot, jobFolder(workRoot, owner, n.slice(owner.length + 1)), null)
-  return { removed, jobFolders: names.length }
+  return names.length
 }
 
 /** Local folders of this runner's lost jobs (per-job keys, agent sockets): agents stopped, folders removed. */

@@ -97,31 +97,40 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
   const workBinds: { host: string; remote: string }[] = []
   let bindsExternals = false
   const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
-  // Docker refuses these only at create, after a host was got and the files copied.
-  const targets = new Map<string, string>()
   const toSpec =
     (kind: 'user' | 'system') =>
-    (m: Mount, i: number): MountSpec => {
-      const at = `${field}.${kind}MountVolumes.${i}.targetVolumePath`
-      const target = posix.normalize(m.targetVolumePath).replace(/(?<=.)\/+$/, '')
-      if (target === '/') throw new InputError(`${at}: a volume cannot be mounted over the container's root /`)
-      const twin = targets.get(target)
-      if (twin) throw new InputError(`${at}: ${target} is already the target of ${twin} (docker would refuse a duplicate mount point)`)
-      targets.set(target, at)
+    (m: Mount, i: number): [MountSpec, string] => {
+      const at = `${field}.${kind}MountVolumes.${i}`
       const src = m.sourceVolumePath
-      if (!src) return { source: null, target: m.targetVolumePath, readOnly: m.readOnly }
+      if (!src) return [{ source: null, target: m.targetVolumePath, readOnly: m.readOnly }, at]
       if (!src.startsWith('/')) {
         named.add(src)
-        return { source: src, target: m.targetVolumePath, readOnly: m.readOnly }
+        return [{ source: src, target: m.targetVolumePath, readOnly: m.readOnly }, at]
       }
-      const remote = remotePath(layout, src, `${field}.${kind}MountVolumes.${i}.sourceVolumePath`)
+      const remote = remotePath(layout, src, `${at}.sourceVolumePath`)
       if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
       // The externals copy on the VM is shared by the jobs there and reused: never writable.
       const shared = under(remote, layout.remoteExternals)
       if (shared) bindsExternals = true
-      return { source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared }
+      return [{ source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared }, at]
     }
-  const mounts = [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]
+  // Docker refuses these only at create, after a host was got and the files copied. A mount the
+  // runner already makes, given again as it is (`volumes: /var/run/docker.sock:/var/run/docker.sock`),
+  // is one mount.
+  const mounts: MountSpec[] = []
+  const targets = new Map<string, { spec: MountSpec; at: string }>()
+  for (const [spec, at] of [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]) {
+    const target = posix.normalize(spec.target).replace(/(?<=.)\/+$/, '')
+    if (target === '/') throw new InputError(`${at}.targetVolumePath: a volume cannot be mounted over the container's root /`)
+    const twin = targets.get(target)
+    if (twin && twin.spec.source !== null && twin.spec.source === spec.source && twin.spec.readOnly === spec.readOnly) continue
+    if (twin)
+      throw new InputError(
+        `${at}.targetVolumePath: ${target} is already the target of ${twin.at}.targetVolumePath with another source or mode (docker would refuse a duplicate mount point)`
+      )
+    targets.set(target, { spec, at })
+    mounts.push(spec)
+  }
   return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }
 }
 

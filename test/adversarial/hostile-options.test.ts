@@ -48,31 +48,46 @@ function startForeign(args: string[]): string {
   return id
 }
 
-test("options: with the ownership labels and --name of its own: the container keeps its job's labels and name, and cleanup removes it", async () => {
+test("options: with the ownership labels of its own: the container keeps its job's labels (its --name is honoured, as by the runner), and cleanup removes it", async () => {
   const runner = newRunner(`hostile-options-${process.pid}`)
-  const evilName = `rch-evil-${process.pid}`
+  const name = `rch-test-named-${process.pid}`
   const options = [
     `--label ${LABEL}.job=0000000000000000`,
     `--label ${LABEL}.owner=0000000000000000`,
     `--label ${LABEL}.runner=someone-else`,
     '--label rch-test-hostile=1',
-    `--name ${evilName}`
+    `--name ${name}`
   ].join(' ')
   const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny, { createOptions: options }), services: [] })
   expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
   const id = p.response.context.container.id as string
   const labels = labelsOf(id)
   expect(labels['rch-test-hostile']).toBe('1') // control: the workflow's options were applied
+  expect(await dockerLines(['ps', '-aq', '--no-trunc', '--filter', `name=^${name}$`])).toEqual([id])
   expect(labels[`${LABEL}.owner`]).toBe(ownerOf(runner.name))
   expect(labels[`${LABEL}.runner`]).toBe(runner.name)
   expect(labels[`${LABEL}.job`]).toMatch(/^[0-9a-f]{16}$/)
   expect(labels[`${LABEL}.job`]).not.toBe('0000000000000000')
-  expect(await dockerLines(['ps', '-aq', '--filter', `name=^${evilName}$`])).toEqual([])
   const c = await runner.cleanup()
   expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
   expect(await dockerLines(['ps', '-aq', '--filter', `id=${id}`])).toEqual([])
   expect(await leftovers(runner)).toEqual(NOTHING)
 })
+
+test.each(['--label', '--env', '--'])(
+  "options: ending in %s (a flag waiting for a value, or the end of flags) cannot swallow the hook's labels: the create fails, nothing is left",
+  async (tail) => {
+    const runner = newRunner(`hostile-tail-${process.pid}`)
+    const p = await runner.prepare({
+      container: runner.jobContainer(testImages.tiny, { createOptions: `--label rch-test-hostile=1 ${tail}` }),
+      services: []
+    })
+    expect(p.code).not.toBe(0)
+    expect(errorLines(p).join('\n')).toMatch(/docker create .*invalid reference format/)
+    expect(await dockerLines(['ps', '-aq', '--filter', 'label=rch-test-hostile=1'])).toEqual([])
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  }
+)
 
 test("a container that is not the job's, joined to the job's network: cleanup disconnects it and removes the network and the job folder", async () => {
   const runner = newRunner(`hostile-network-${process.pid}`)

@@ -36,6 +36,8 @@ describe('createArgv', () => {
     expect(createArgv(spec(), ['-e', 'SECRET', '--env-file', '/scratch/.env-1'])).toEqual([
       'docker',
       'create',
+      '--name',
+      'rch-job1-redis',
       '--network',
       'rch-net-j1',
       '--network-alias',
@@ -66,8 +68,6 @@ describe('createArgv', () => {
       'redis-cli ping',
       '--health-interval',
       '10s',
-      '--name',
-      'rch-job1-redis',
       '--label',
       'rch.owner=o1',
       '--label',

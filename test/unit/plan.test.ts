@@ -147,13 +147,23 @@ describe('planJob', () => {
       "args.container.userMountVolumes.0.targetVolumePath: a volume cannot be mounted over the container's root /"
     )
     expect(inputError(() => plan({ container: jobContainer({ userMountVolumes: [mount(`${WORK}/repo/repo/x`, '/__w/')] }) }))).toBe(
-      'args.container.systemMountVolumes.1.targetVolumePath: /__w is already the target of args.container.userMountVolumes.0.targetVolumePath (docker would refuse a duplicate mount point)'
+      'args.container.systemMountVolumes.1.targetVolumePath: /__w is already the target of args.container.userMountVolumes.0.targetVolumePath with another source or mode (docker would refuse a duplicate mount point)'
     )
     expect(
       inputError(() => plan({ container: null, services: [container({ userMountVolumes: [mount('a', '/d'), mount('b', '/x/../d')] })] }))
     ).toMatch(
       /^args\.services\.0\.userMountVolumes\.1\.targetVolumePath: \/d is already the target of args\.services\.0\.userMountVolumes\.0/
     )
+    // the runner's own socket mount given again as it is: one mount, as docker takes it
+    const again = plan({ container: jobContainer({ userMountVolumes: [mount('/var/run/docker.sock', '/var/run/docker.sock')] }) })!
+    expect(again.job!.spec.mounts.filter((m) => m.target === '/var/run/docker.sock')).toEqual([
+      { source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false }
+    ])
+    expect(
+      inputError(() =>
+        plan({ container: jobContainer({ userMountVolumes: [mount('/var/run/docker.sock', '/var/run/docker.sock', true)] }) })
+      )
+    ).toMatch(/userMountVolumes\.0\.targetVolumePath with another source or mode/)
     // control: the same path in two different containers is fine
     expect(
       plan({

@@ -92,8 +92,11 @@ describe('registry credentials', () => {
     expect(JSON.parse(dockerConfig({ username: 'u', password: 'p', serverUrl: '' }))).toEqual({
       auths: { 'https://index.docker.io/v1/': { auth: Buffer.from('u:p').toString('base64') } }
     })
-    expect(
-      Object.keys((JSON.parse(dockerConfig({ username: 'u', password: 'p', serverUrl: 'ghcr.io' })) as { auths: object }).auths)
-    ).toEqual(['ghcr.io'])
+    const key = (serverUrl: string): string[] =>
+      Object.keys((JSON.parse(dockerConfig({ username: 'u', password: 'p', serverUrl })) as { auths: object }).auths)
+    for (const hub of ['docker.io', 'index.docker.io', 'https://index.docker.io/v1/', 'registry-1.docker.io', 'Docker.io'])
+      expect(key(hub)).toEqual(['https://index.docker.io/v1/'])
+    expect(key('ghcr.io')).toEqual(['ghcr.io'])
+    expect(key('https://registry.example.test:5000/v2/')).toEqual(['registry.example.test:5000'])
   })
 })

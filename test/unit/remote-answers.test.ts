@@ -209,3 +209,43 @@ describe('leasing reads its answer strictly', () => {
     expect(Date.now() - t0).toBeLessThan(5000)
   })
 })
+
+describe('thenFolders: the job folders go even when removing what docker holds failed', () => {
+  it('runs the folders after a failure, rethrows that first failure as it was, and hands a second one on', async () => {
+    const { thenFolders } = await import('../../src/docker/job-folder')
+    const { TransportError } = await import('../../src/errors')
+    const seen: string[] = []
+    const first = new TransportError('connection lost', 'lost')
+    await expect(
+      thenFolders(
+        Promise.reject(first),
+        async () => void seen.push('folders'),
+        () => seen.push('also')
+      )
+    ).rejects.toBe(first)
+    expect(seen).toEqual(['folders'])
+    await expect(
+      thenFolders(
+        Promise.reject(first),
+        () => Promise.reject(new Error('folder failed')),
+        (e) => seen.push(`also: ${(e as Error).message}`)
+      )
+    ).rejects.toBe(first)
+    expect(seen).toEqual(['folders', 'also: folder failed'])
+    // control: without a failure, the folders run and their own failure is the error
+    await expect(
+      thenFolders(
+        Promise.resolve(3),
+        async () => void seen.push('folders again'),
+        () => undefined
+      )
+    ).resolves.toBe(3)
+    await expect(
+      thenFolders(
+        Promise.resolve(3),
+        () => Promise.reject(new Error('only this')),
+        () => undefined
+      )
+    ).rejects.toThrow('only this')
+  })
+})

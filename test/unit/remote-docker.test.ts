@@ -106,10 +106,11 @@ describe('images', () => {
     )
     expect(how).toBe('pulled')
     const pull = remote.execs.find((e) => / pull /.test(e.command))!
-    // positive control: the secret was really sent, on stdin
-    expect(pull.stdin).toBe('pw-s3cret\n')
-    for (const e of remote.execs) expect(e.command).not.toContain('pw-s3cret')
-    expect(pull.command).toContain(`-u ${shq("o'user")}`)
+    // positive control: the credentials were really sent, on stdin, as a docker config
+    expect(JSON.parse(String(pull.stdin))).toEqual({
+      auths: { '127.0.0.1:5000': { auth: Buffer.from("o'user:pw-s3cret").toString('base64') } }
+    })
+    for (const e of remote.execs) for (const secret of ['pw-s3cret', "o'user", shq("o'user")]) expect(e.command).not.toContain(secret)
     expect(pull.command).toContain(`pull ${shq(image)}`)
     expect(pull.command).toContain(`d=${shq('/w/cfg dir')}`)
   })
@@ -305,6 +306,14 @@ describe('removeOwned', () => {
     await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/a container id that is not one: "..\/..\/containers\/x"/)
     expect(remote.api.some((c) => c.method === 'GET' && c.path === `/networks/${ID('3')}`)).toBe(true) // control: it was read
     expect(remote.api.filter((c) => c.method === 'POST')).toEqual([])
+  })
+
+  it('a network that cannot go does not keep the volumes: every removal is tried, the first failure reported', async () => {
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('4')}$`), { status: 500, body: { message: 'boom' } })
+    scriptListing([ID('1')], [ID('4')], ['cache-vol'])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/boom/)
+    const deletes = remote.api.filter((c) => c.method === 'DELETE').map((c) => c.path)
+    expect(deletes).toEqual([`/containers/${ID('1')}?force=1&v=1`, `/networks/${ID('4')}`, '/volumes/cache-vol?force=1'])
   })
 
   it('another failure to remove a network fails as it is, without a retry', async () => {
