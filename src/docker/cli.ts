@@ -69,20 +69,18 @@ const MAX_LINE = 4096
 /** Docker Hub's key in a docker config, as `docker login` writes it. */
 const HUB_KEY = 'https://index.docker.io/v1/'
 
-/** Docker Hub's names: the CLI looks its credentials up under HUB_KEY only. */
-const HUB_HOSTS = new Set(['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'])
+/** The names the docker CLI takes for Docker Hub, whose credentials it looks up under HUB_KEY only. */
+const HUB_HOSTS = new Set(['', 'docker.io', 'index.docker.io'])
 
 /**
  * A docker config holding the registry's credentials, as `docker login` stores them: under the
  * registry's host (its scheme and path dropped), or Docker Hub's own key for Docker Hub.
  */
 export function dockerConfig(registry: Pick<NonNullable<Registry>, 'username' | 'password' | 'serverUrl'>): string {
-  const host = (registry.serverUrl ?? '')
-    .replace(/^https?:\/\//, '')
-    .split('/')[0]
-    .toLowerCase()
+  const host = (registry.serverUrl ?? '').replace(/^https?:\/\//, '').split('/')[0]
   const auth = Buffer.from(`${registry.username}:${registry.password}`).toString('base64')
-  return JSON.stringify({ auths: { [HUB_HOSTS.has(host) ? HUB_KEY : host]: { auth } } })
+  // Other keys are matched as written, so only the test for Hub ignores case.
+  return JSON.stringify({ auths: { [HUB_HOSTS.has(host.toLowerCase()) ? HUB_KEY : host]: { auth } } })
 }
 
 /**

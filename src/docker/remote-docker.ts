@@ -4,7 +4,7 @@
 // user's `options:` (CLI flags), logs and pulls go through the docker CLI (cli.ts); registry
 // credentials reach the VM on stdin only (as a docker config), and env values never reach a command line.
 import { Engine, EngineError } from './engine'
-import { InputError } from '../errors'
+import { InputError, TransportError } from '../errors'
 import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
@@ -210,9 +210,12 @@ export class RemoteDocker {
     )
     // Every removal is tried, the first failure reported after: a network or volume that cannot go
     // (one a container that is not ours holds) does not keep the others.
+    // A lost or stalled connection (a TransportError) ends it at once: nothing later could work.
     const failures: unknown[] = []
     const settle = async (removals: Promise<unknown>[]): Promise<void> => {
       for (const r of await Promise.allSettled(removals)) if (r.status === 'rejected') failures.push(r.reason)
+      const lost = failures.find((x) => x instanceof TransportError)
+      if (lost) throw lost
     }
     await settle(
       containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
@@ -223,7 +226,9 @@ export class RemoteDocker {
       e
         .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
         .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes'))
-    ])
+    ]).catch((listing: unknown) => {
+      throw failures[0] ?? listing
+    })
     await settle(networks.map((id) => this.removeNetwork(id)))
     await settle(volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone)))
     if (failures.length) throw failures[0]

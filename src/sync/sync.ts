@@ -182,9 +182,11 @@ const PUSH_LOCK_WAIT = 60
  */
 export function pushCommand(remoteWork: string, listing: string, lockWaitSeconds = PUSH_LOCK_WAIT): string {
   const held = `the job folder's push lock stayed taken for ${lockWaitSeconds} s (an earlier push still running there, or the job holding it)`
+  // `flock -n` and a count rather than `flock -w`: BusyBox's flock has no -w.
+  const lock = `i=0; until flock -n 9; do [ $i -lt ${lockWaitSeconds} ] || { echo ${shq(held)} >&2; exit 75; }; i=$((i+1)); sleep 1; done`
   return (
     `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && ${plainFileOnly('$L')} && ` +
-    `exec 9>>$L && { ! command -v flock >/dev/null || flock -w ${lockWaitSeconds} 9 || { echo ${shq(held)} >&2; exit 75; }; } && ` +
+    `exec 9>>$L && { ! command -v flock >/dev/null || { ${lock}; }; } && ` +
     `IFS= read -r n && ` +
     `{ [ "$n" = 0 ] || { d=$(mktemp ../.rch-delete.XXXXXX) && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
     `tar -x -f - --no-same-permissions && { ${listing}; }`

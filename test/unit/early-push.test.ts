@@ -1,7 +1,7 @@
 // The early push between steps, with real inotify watches on a local "runner" folder and a local
 // folder as the VM (LocalRemote runs the push's command in /bin/sh with the real tar and find).
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { EarlyPush } from '../../src/sync/early-push'
 import { pull, push, pushCommand, type SyncTarget } from '../../src/sync/sync'
 import { loadBase, saveBase, UNSURE } from '../../src/sync/manifest'
@@ -411,6 +411,27 @@ describe('the push command', () => {
     },
     30_000
   )
+
+  it("works with a flock that has no -w (BusyBox's): the wait is counted with flock -n", () => {
+    const dir = `${tempDir()}/w`
+    mkdirSync(`${dir}/_temp`, { recursive: true })
+    writeFileSync(`${dir}/_temp/abcdef`, 'goes\n')
+    const bin = tempDir()
+    // Like BusyBox's: -s -x -u -n only.
+    writeFileSync(
+      `${bin}/flock`,
+      `#!/bin/sh\ncase "$1" in -w*) echo "flock: unrecognized option '$1'" >&2; exit 1;; esac\nexec /usr/bin/flock "$@"\n`
+    )
+    chmodSync(`${bin}/flock`, 0o755)
+    const env = { PATH: `${bin}:/usr/bin:/bin` }
+    // positive control: this flock refuses -w
+    expect(spawnSync('flock', ['-w', '1', `${dir}/x`, 'true'], { env }).status).toBe(1)
+    const input = Buffer.concat([Buffer.from('14\n_temp/abcdef\0'), Buffer.alloc(1024)])
+    const r = spawnSync('/bin/sh', ['-c', pushCommand(dir, 'true')], { input, env, timeout: 10_000 })
+    expect(r.status).toBe(0)
+    expect(r.stderr.toString()).not.toMatch(/flock|push lock/)
+    expect(existsSync(`${dir}/_temp/abcdef`)).toBe(false)
+  })
 
   it('a lock the job holds on the VM fails the push after the wait, saying so, instead of hanging the step (control: once it is let go, the push runs)', async () => {
     const dir = `${tempDir()}/w`

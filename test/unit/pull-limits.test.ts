@@ -94,9 +94,11 @@ describe('registry credentials', () => {
     })
     const key = (serverUrl: string): string[] =>
       Object.keys((JSON.parse(dockerConfig({ username: 'u', password: 'p', serverUrl })) as { auths: object }).auths)
-    for (const hub of ['docker.io', 'index.docker.io', 'https://index.docker.io/v1/', 'registry-1.docker.io', 'Docker.io'])
+    for (const hub of ['docker.io', 'index.docker.io', 'https://index.docker.io/v1/', 'Docker.io'])
       expect(key(hub)).toEqual(['https://index.docker.io/v1/'])
     expect(key('ghcr.io')).toEqual(['ghcr.io'])
+    expect(key('registry-1.docker.io')).toEqual(['registry-1.docker.io']) // not a name the CLI takes for Hub
+    expect(key('Registry.Example.test')).toEqual(['Registry.Example.test']) // keys are matched as written
     expect(key('https://registry.example.test:5000/v2/')).toEqual(['registry.example.test:5000'])
   })
 })

@@ -316,6 +316,13 @@ describe('removeOwned', () => {
     expect(deletes).toEqual([`/containers/${ID('1')}?force=1&v=1`, `/networks/${ID('4')}`, '/volumes/cache-vol?force=1'])
   })
 
+  it('a listing that fails after a removal failed reports the removal; a lost connection ends it at once', async () => {
+    remote.onApi('DELETE', new RegExp(`^/containers/${ID('1')}`), { status: 500, body: { message: 'container stuck' } })
+    remote.onApi('GET', /^\/networks\?/, { status: 500, body: { message: 'listing broke' } })
+    scriptListing([ID('1')], [], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/container stuck/)
+  })
+
   it('another failure to remove a network fails as it is, without a retry', async () => {
     remote.onApi('DELETE', new RegExp(`^/networks/${ID('4')}$`), { status: 500, body: { message: 'boom' } })
     scriptListing([], [ID('4')], [])
