@@ -193,6 +193,10 @@ export function pushCommand(remoteWork: string, listing: string, lockWaitSeconds
   )
 }
 
+/** A remote listing over sync.limits.listingBytes: an error, never a shorter listing read as deletions. */
+const listingTooLarge = (limit: number): HookError =>
+  new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${limit} bytes`)
+
 /** What a first copy's command may print (it prints nothing; a shell's start-up files may). */
 const NOISE_BYTES = 1024 * 1024
 
@@ -250,8 +254,7 @@ async function listRemote(t: SyncTarget, roots: readonly string[], from: Listing
     label: 'remote file listing',
     signal: t.signal
   }).catch((e: unknown) => {
-    if (e instanceof OutputLimitError)
-      throw new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${e.limit} bytes`)
+    if (e instanceof OutputLimitError) throw listingTooLarge(e.limit)
     throw e
   })
   return parseRemoteListing(listing.stdout, { roots, maxEntries: limits.listingEntries, stamped: true, delta: since !== null })
@@ -381,7 +384,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
     if (outLen <= max) {
       if (!scope.fresh) out.push(c)
     } else if (scope.fresh) stop.stop(new HookError(`the remote printed over ${max} bytes during the first copy, which prints nothing`))
-    else stop.stop(new HookError(`sync.limits.listingBytes: the remote file listing is larger than ${max} bytes`))
+    else stop.stop(listingTooLarge(max))
   })
   ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
   ch.stdin.on('error', () => undefined)
@@ -417,9 +420,10 @@ const KIND: Record<TarEntry['type'], Node['t']> = { file: 'f', dir: 'd', symlink
 /**
  * Writes the tar of `fetch` coming from the remote under hostWork. Only the requested paths, each
  * once and of the type the listing announced, are accepted. Resolves with the base entries of what
- * was written; rejects at the first refused member or byte, closing the channel. A file whose size changed since the listing (a log still being written, another
- * step's output) is not written and not recorded, so the next pull fetches it again; its bytes
- * still count against sync.limits.stepBytes.
+ * was written; rejects at the first refused member or byte, closing the channel. A file whose size
+ * changed since the listing (a log still being written, another step's output) is not written and
+ * not recorded, so the next pull fetches it again; its bytes still count against
+ * sync.limits.stepBytes.
  */
 async function receive(
   t: SyncTarget,
