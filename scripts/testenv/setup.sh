@@ -199,14 +199,15 @@ build_glibc_image() {
   local cache="$TESTENV_DIR/cache/glibc-bookworm-rootfs.tar" R mirror t
   if [ ! -s "$cache" ]; then
     mirror="$(debian_mirror)"
-    R="$TESTENV_DIR/cache/rootfs-glibc"
-    rm -rf "$R"
+    # Outside the checkout: debootstrap mounts /proc in it for a while, and the format check, which
+    # runs meanwhile, walks the tree and stops at /proc's unreadable entries.
+    R="$(mktemp -d /var/tmp/rch-rootfs-glibc.XXXXXX)"
     t="$(now_s)"
     log "debootstrap --variant=minbase bookworm from $mirror (~30 s, log: $TESTENV_DIR/cache/debootstrap.log)"
     if ! debootstrap --variant=minbase --include=ca-certificates bookworm "$R" "$mirror" \
       >"$TESTENV_DIR/cache/debootstrap.log" 2>&1; then
       tail -n 30 "$TESTENV_DIR/cache/debootstrap.log" >&2
-      die "debootstrap failed, see $TESTENV_DIR/cache/debootstrap.log"
+      die "debootstrap failed, see $TESTENV_DIR/cache/debootstrap.log (its partial tree is left in $R)"
     fi
     # trim: package caches, apt lists, docs, man pages, locales, logs
     rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/cache/apt/*.bin \
