@@ -14,7 +14,7 @@ import { existingRoots, firstCopyRoots, RSYNC_EXCLUDES } from '../src/job'
 import { localDirOf } from '../src/paths'
 import { waitUntil } from '../src/retry'
 import { builtAgentSocket } from '../test/helpers/build-id'
-import { measureStream, streamRow } from './stream'
+import { agentPid, measureStream, streamRow } from './stream'
 import { median, ratiosText } from './stats'
 import { poolRows } from './pool'
 
@@ -302,6 +302,25 @@ async function main(): Promise<void> {
       console.log(`bench: stream (${command}) ours ${st.ours.map(Math.round).join(' ')} ms, local ${st.local.map(Math.round).join(' ')} ms`)
       rows.push(streamRow(command, st))
     }
+    // The same generated output with agent.lowMemory: the configuration is read by every hook, and the
+    // job's next step starts a new agent, with the allocator settings, once the current one is gone.
+    const cfg = JSON.parse(readFileSync(runner.configFile, 'utf8')) as { agent?: Record<string, unknown> }
+    writeFileSync(runner.configFile, JSON.stringify({ ...cfg, agent: { ...cfg.agent, lowMemory: true } }))
+    const old = agentPid(localDir)
+    if (old === null) throw new Error('stream bench: no agent process for the job')
+    process.kill(old, 'SIGTERM')
+    await waitUntil(async () => agentPid(localDir) === null || undefined, {
+      timeoutMs: 10_000,
+      minDelayMs: 20,
+      maxDelayMs: 20,
+      jitter: false,
+      onTimeout: () => new Error('stream bench: the agent did not exit')
+    })
+    const lean = await measureStream(runner, state.container.id, localDir, N, join(repoRoot, 'dist', 'index.js'), 'generated', vm, false)
+    console.log(
+      `bench: stream (generated, agent.lowMemory) ours ${lean.ours.map(Math.round).join(' ')} ms, local ${lean.local.map(Math.round).join(' ')} ms`
+    )
+    rows.push(streamRow('generated', lean, 'with `agent.lowMemory: true`'))
   }
   await runner.cleanup()
   runner.dispose()

@@ -308,7 +308,9 @@ export const ConfigSchema = z
         enabled: z.boolean().default(true),
         idleSeconds: z.number().int().min(5).max(86400).default(1800),
         /** Steps go through one shell the agent keeps open in the job container instead of an exec each. */
-        warmShell: z.boolean().default(true)
+        warmShell: z.boolean().default(true),
+        /** Trade agent CPU for memory: the C allocator hands freed output buffers back (session.ts). */
+        lowMemory: z.boolean().default(false)
       })
       .strict()
       .default({}),

@@ -28,14 +28,31 @@ export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): str
 }
 
 /**
- * The agent's whole environment: the fixed tool PATH, the hook's HOME and temp folder (so it finds
- * the same local root), and RUNNER_TRACKING_ID, by which the runner ends leftover processes at job
- * end. Nothing else of the hook's environment (cloud credentials, the job's PATH) reaches it.
+ * glibc's allocator for an agent with `agent.lowMemory`: one arena; every block of 4 KiB or more (the
+ * buffers a step's output passes through) mapped on its own, so it goes back to the system when freed
+ * instead of staying as a hole in a heap that only shrinks from its top; the heap grown by what is
+ * asked and no more (top_pad 0), so those buffers do not fill its spare end either. An agent then
+ * ends a large output at about the memory it started with, for some more CPU while output streams
+ * (docs/benchmarks.md). Other C libraries (musl) ignore the variable.
  */
-function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string, string> {
+export const LOW_MEMORY_TUNABLES =
+  'glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=4096:glibc.malloc.trim_threshold=16384:glibc.malloc.top_pad=0'
+
+/**
+ * The agent's whole environment: the fixed tool PATH, the hook's HOME and temp folder (so it finds
+ * the same local root), RUNNER_TRACKING_ID, by which the runner ends leftover processes at job
+ * end, and with `agent.lowMemory` the allocator's settings. Nothing else of the hook's environment
+ * (cloud credentials, the job's PATH) reaches it.
+ */
+export function agentEnv(ctx: {
+  runner: Pick<HookContext['runner'], 'home' | 'trackingId'>
+  localRoot: string
+  config: { agent: Pick<HookContext['config']['agent'], 'lowMemory'> }
+}): Record<string, string> {
   const env: Record<string, string> = { ...TOOL_ENV, TMPDIR: dirname(ctx.localRoot) }
   if (ctx.runner.home) env.HOME = ctx.runner.home
   if (ctx.runner.trackingId) env.RUNNER_TRACKING_ID = ctx.runner.trackingId
+  if (ctx.config.agent.lowMemory) env.GLIBC_TUNABLES = LOW_MEMORY_TUNABLES
   return env
 }
 
@@ -46,7 +63,7 @@ function agentEnv(ctx: Pick<HookContext, 'runner' | 'localRoot'>): Record<string
  * promotes (listings, base copies) is collected before the heap grows by more than a fifth, so an
  * agent's memory levels off instead of creeping up step after step.
  */
-const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--heap-growing-percent=20']
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--heap-growing-percent=20']
 
 /** An agent being started: `ready` settles once it answers (or has failed); `stop` ends it, started or not. */
 export interface AgentStart {

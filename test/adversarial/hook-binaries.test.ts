@@ -19,6 +19,7 @@ import { builtAgentSocket } from '../helpers/build-id'
 import { F, frame } from '../../src/remote/mux-frames'
 import { STEP_ENV_NAMES } from '../../src/runner-env'
 import { SYSTEM_PATH } from '../../src/tools'
+import { LOW_MEMORY_TUNABLES } from '../../src/session'
 
 const CANARY = 'canary-aws-secret-7f3e1d'
 // Short: the job's agent socket path under TMPDIR=<scratch>/tmp-XXXXXX must stay within 107 bytes.
@@ -128,6 +129,32 @@ describe("a job's tar, rsync and ssh first on the hook's PATH are never run", ()
     }
   }, 900_000)
 })
+
+test('agent.lowMemory: the agent started for the job carries the allocator settings, and nothing of the hook', async () => {
+  const runner = patient({ agent: { lowMemory: true } })
+  try {
+    const { env } = evilPath(runner)
+    const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
+    expect(ok(p)).toEqual({ code: 0, errors: [] })
+    runner.state = p.response.state
+    await syncedStep(runner, env, 'lean')
+    const agents = await agentsOf(runner)
+    expect(agents.length).toBe(1)
+    // glibc rewrites the variable as it reads it, one tunable after another NUL: that it did so shows it read them.
+    const raw = readFileSync(`/proc/${agents[0].pid}/environ`).toString('utf8')
+    expect(raw.replace(/\0/g, ':')).toContain(`GLIBC_TUNABLES=${LOW_MEMORY_TUNABLES}:`)
+    expect(raw).not.toContain(CANARY)
+    const names = raw
+      .split('\0')
+      .filter((e) => e && !e.startsWith('glibc.'))
+      .map((e) => e.slice(0, e.indexOf('=')))
+    expect(names.sort()).toEqual(['GLIBC_TUNABLES', 'HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
+    expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
+    runner.state = null
+  } finally {
+    await done(runner)
+  }
+}, 900_000)
 
 /** A job state as prepare_job writes it, with its local folder under `tmp`/rch-<uid>. */
 function fakeState(runner: FakeRunner, tmp: string) {

@@ -93,7 +93,7 @@ describe('loadConfig: valid files', () => {
         }
       },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
-      agent: { enabled: true, idleSeconds: 1800, warmShell: true },
+      agent: { enabled: true, idleSeconds: 1800, warmShell: true, lowMemory: false },
       tools: {},
       log: { level: 'info' },
       fleet: {
@@ -121,7 +121,7 @@ describe('loadConfig: valid files', () => {
     expect(cfg.images.pullPolicy).toBe('always')
     expect(cfg.sync).toMatchObject({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
     expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0, cleanupSeconds: 600 })
-    expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800, warmShell: true })
+    expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800, warmShell: true, lowMemory: false })
     expect(cfg.log).toEqual({ file: '/var/log/rch.log', level: 'debug' })
   })
 
