@@ -316,7 +316,7 @@ async function main(): Promise<void> {
       jitter: false,
       onTimeout: () => new Error('stream bench: the agent did not exit')
     })
-    const lean = await measureStream(runner, state.container.id, localDir, N, join(repoRoot, 'dist', 'index.js'), 'generated', vm, false)
+    const lean = await measureStream(runner, state.container.id, localDir, N, join(repoRoot, 'dist', 'index.js'), 'generated', vm, false, 6)
     console.log(
       `bench: stream (generated, agent.lowMemory) ours ${lean.ours.map(Math.round).join(' ')} ms, local ${lean.local.map(Math.round).join(' ')} ms`
     )

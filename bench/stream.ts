@@ -222,7 +222,9 @@ export async function measureStream(
   command: StreamCommand,
   vm: TestVm,
   /** Also time the same command over OpenSSH's forwarding of the VM's Docker socket. */
-  reference = true
+  reference = true,
+  /** Untimed runs of the step first, so that a new agent's code is as warm as a long-running one's. */
+  warmRuns = 0
 ): Promise<StreamResult> {
   const script = STREAM_COMMANDS[command].script
   const make = await drain('docker', [
@@ -240,6 +242,10 @@ export async function measureStream(
   if (agent === null) throw new Error('stream bench: no agent process for the job')
   const idle = statusKb(agent, 'VmRSS') ?? 0
   const idlePrivate = statusKb(agent, 'RssAnon') ?? 0
+  for (let i = 0; i < warmRuns; i++) {
+    const r = await drain(process.execPath, [hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, `${script}\n`) })
+    if (r.code !== 0) throw new Error(`stream bench: warm-up run failed: ${r.stderr}`)
+  }
   const ours: number[] = []
   const local: number[] = []
   const forwarded: number[] = []
