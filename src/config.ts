@@ -309,8 +309,8 @@ export const ConfigSchema = z
         idleSeconds: z.number().int().min(5).max(86400).default(1800),
         /** Steps go through one shell the agent keeps open in the job container instead of an exec each. */
         warmShell: z.boolean().default(true),
-        /** Trade agent CPU for memory: the C allocator hands freed output buffers back (session.ts). */
-        lowMemory: z.boolean().default(false)
+        /** The C allocator hands freed output buffers back, for some agent CPU while output streams (session.ts). */
+        lowMemory: z.boolean().default(true)
       })
       .strict()
       .default({}),

@@ -68,6 +68,20 @@ async function syncedStep(runner: FakeRunner, env: Record<string, string>, tag: 
   return r
 }
 
+/**
+ * An agent's environment as /proc shows it, and the names in it. glibc rewrites GLIBC_TUNABLES as it
+ * reads it, one tunable after another NUL: those pieces are not variables of their own.
+ */
+function agentEnvironment(pid: number): { raw: string; names: string[] } {
+  const raw = readFileSync(`/proc/${pid}/environ`).toString('utf8')
+  const names = raw
+    .split('\0')
+    .filter((e) => e && !e.startsWith('glibc.'))
+    .map((e) => e.slice(0, e.indexOf('=')))
+    .sort()
+  return { raw, names }
+}
+
 function agentsOf(runner: FakeRunner): Promise<{ pid: number; cmdline: string }[]> {
   return runnerProcesses(runner, 0).then((ps) => ps.filter((p) => p.cmdline.includes('__agent')))
 }
@@ -115,11 +129,13 @@ describe("a job's tar, rsync and ssh first on the hook's PATH are never run", ()
       const s2 = await syncedStep(runner, env, 'in-agent')
       expect(s2.stdout).not.toContain('connecting to')
 
-      const environ = readFileSync(`/proc/${agents[0].pid}/environ`).toString('utf8').split('\0').filter(Boolean)
-      expect(environ).toContain(`RUNNER_TRACKING_ID=${runner.trackingId}`) // positive control: the agent's own environment
-      expect(environ).toContain(`PATH=${SYSTEM_PATH}`)
-      expect(environ.join('\n')).not.toContain(CANARY)
-      expect(environ.map((e) => e.slice(0, e.indexOf('='))).sort()).toEqual(['HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
+      const { raw, names } = agentEnvironment(agents[0].pid)
+      expect(raw.split('\0')).toContain(`RUNNER_TRACKING_ID=${runner.trackingId}`) // positive control: the agent's own environment
+      expect(raw.split('\0')).toContain(`PATH=${SYSTEM_PATH}`)
+      expect(raw).not.toContain(CANARY)
+      // agent.lowMemory is on by default.
+      expect(raw.replace(/\0/g, ':')).toContain(`GLIBC_TUNABLES=${LOW_MEMORY_TUNABLES}:`)
+      expect(names).toEqual(['GLIBC_TUNABLES', 'HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
 
       expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
       runner.state = null
@@ -130,25 +146,20 @@ describe("a job's tar, rsync and ssh first on the hook's PATH are never run", ()
   }, 900_000)
 })
 
-test('agent.lowMemory: the agent started for the job carries the allocator settings, and nothing of the hook', async () => {
-  const runner = patient({ agent: { lowMemory: true } })
+test("agent.lowMemory: false: the agent runs with glibc's own allocator settings", async () => {
+  const runner = patient({ agent: { lowMemory: false } })
   try {
     const { env } = evilPath(runner)
     const p = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
     expect(ok(p)).toEqual({ code: 0, errors: [] })
     runner.state = p.response.state
-    await syncedStep(runner, env, 'lean')
+    await syncedStep(runner, env, 'plain')
     const agents = await agentsOf(runner)
     expect(agents.length).toBe(1)
-    // glibc rewrites the variable as it reads it, one tunable after another NUL: that it did so shows it read them.
-    const raw = readFileSync(`/proc/${agents[0].pid}/environ`).toString('utf8')
-    expect(raw.replace(/\0/g, ':')).toContain(`GLIBC_TUNABLES=${LOW_MEMORY_TUNABLES}:`)
+    const { raw, names } = agentEnvironment(agents[0].pid)
+    expect(raw).not.toContain('GLIBC_TUNABLES')
     expect(raw).not.toContain(CANARY)
-    const names = raw
-      .split('\0')
-      .filter((e) => e && !e.startsWith('glibc.'))
-      .map((e) => e.slice(0, e.indexOf('=')))
-    expect(names.sort()).toEqual(['GLIBC_TUNABLES', 'HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
+    expect(names).toEqual(['HOME', 'LANG', 'PATH', 'RUNNER_TRACKING_ID', 'TMPDIR'])
     expect(ok(await runner.call('cleanup_job', {}, { env }))).toEqual({ code: 0, errors: [] })
     runner.state = null
   } finally {

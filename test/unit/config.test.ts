@@ -93,7 +93,7 @@ describe('loadConfig: valid files', () => {
         }
       },
       timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
-      agent: { enabled: true, idleSeconds: 1800, warmShell: true, lowMemory: false },
+      agent: { enabled: true, idleSeconds: 1800, warmShell: true, lowMemory: true },
       tools: {},
       log: { level: 'info' },
       fleet: {
@@ -121,7 +121,7 @@ describe('loadConfig: valid files', () => {
     expect(cfg.images.pullPolicy).toBe('always')
     expect(cfg.sync).toMatchObject({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
     expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0, cleanupSeconds: 600 })
-    expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800, warmShell: true, lowMemory: false })
+    expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800, warmShell: true, lowMemory: true })
     expect(cfg.log).toEqual({ file: '/var/log/rch.log', level: 'debug' })
   })
 
