@@ -89,3 +89,30 @@ export async function thenFolders<T>(owned: Promise<T>, folders: () => Promise<v
   await folders().catch(also)
   throw r.error
 }
+
+/**
+ * thenFolders for a report line: when `owned` failed, its error (same object, so its kind) also
+ * says what became of the job folder, which was tried all the same.
+ */
+export async function thenFoldersReported<T>(owned: Promise<T>, folders: () => Promise<void>): Promise<T> {
+  let ownedFailed = false
+  let folderError: { e: unknown } | null = null
+  const marked = owned.catch((e: unknown) => {
+    ownedFailed = true
+    throw e
+  })
+  try {
+    return await thenFolders(marked, folders, (e) => (folderError = { e }))
+  } catch (e) {
+    if (!ownedFailed) throw e
+    const f = folderError as { e: unknown } | null
+    const tail = f
+      ? `; the job folder could not be removed either: ${f.e instanceof Error ? f.e.message : String(f.e)}`
+      : '; the job folder was removed'
+    if (e instanceof Error) {
+      e.message += tail
+      throw e
+    }
+    throw new Error(`${String(e)}${tail}`)
+  }
+}

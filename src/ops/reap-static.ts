@@ -4,7 +4,7 @@
 // Slots of other runner hosts are left to their own reap: only there can the worker be looked at.
 import { hostname } from 'node:os'
 import type { Config, StaticConfig } from '../config'
-import { jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
+import { jobFolder, removeJobFolder, thenFoldersReported } from '../docker/job-folder'
 import { RemoteDocker, describeCounts } from '../docker/remote-docker'
 import { LABEL_JOB } from '../labels'
 import { ask, expectEach, record } from '../remote/answer'
@@ -122,10 +122,8 @@ async function slotPass(
   if (!still?.dead) return addRow(ctx, 'slot', what, 'left alone', still ? `came back to life: ${still.why}` : 'released meanwhile')
   await act(ctx, 'slot', what, 'removed', v.why, async () => {
     const removed = describeCounts(
-      await thenFolders(
-        new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_JOB, job.jobId),
-        () => removeJobFolder(remote, workRoot, jobFolder(workRoot, job.owner, job.jobId), null),
-        () => undefined // the first failure is the one reported
+      await thenFoldersReported(new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_JOB, job.jobId), () =>
+        removeJobFolder(remote, workRoot, jobFolder(workRoot, job.owner, job.jobId), null)
       )
     )
     await check(remote, `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" != ${shq(job.jobId)} ] || rm -rf ${d}`, {

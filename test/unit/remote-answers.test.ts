@@ -248,4 +248,25 @@ describe('thenFolders: the job folders go even when removing what docker holds f
       )
     ).rejects.toThrow('only this')
   })
+
+  it('thenFoldersReported: a failure to remove what docker holds also says what became of the job folder', async () => {
+    const { thenFoldersReported } = await import('../../src/docker/job-folder')
+    const { TransportError } = await import('../../src/errors')
+    const lost = new TransportError('connection lost', 'lost')
+    // the folder went: the report says so, and the error keeps its kind
+    const e1 = await thenFoldersReported(Promise.reject(lost), async () => undefined).catch((e: unknown) => e)
+    expect(e1).toBe(lost)
+    expect((e1 as Error).message).toBe('connection lost; the job folder was removed')
+    // both failed: the folder's failure is named too
+    const busy = new Error('network in use')
+    const e2 = await thenFoldersReported(Promise.reject(busy), () => Promise.reject(new Error('rm: Permission denied'))).catch(
+      (e: unknown) => e
+    )
+    expect((e2 as Error).message).toBe('network in use; the job folder could not be removed either: rm: Permission denied')
+    // control: docker's part went, the folder's own failure is the error, as it was
+    await expect(thenFoldersReported(Promise.resolve(2), () => Promise.reject(new Error('only the folder')))).rejects.toThrow(
+      /^only the folder$/
+    )
+    await expect(thenFoldersReported(Promise.resolve(2), async () => undefined)).resolves.toBe(2)
+  })
 })
