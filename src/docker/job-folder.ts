@@ -113,6 +113,6 @@ export async function thenFoldersReported<T>(owned: Promise<T>, folders: () => P
       e.message += tail
       throw e
     }
-    throw new Error(`${String(e)}${tail}`)
+    throw new Error(`${String(e)}${tail}`, { cause: e })
   }
 }
