@@ -256,14 +256,11 @@ export class RemoteDocker {
       const c = r.data?.Containers
       if (c === null || c === undefined) joined = []
       else if (typeof c !== 'object' || Array.isArray(c)) throw new UnexpectedAnswer('docker inspect network: Containers is not a map')
-      else joined = Object.keys(c)
+      else joined = Object.entries(c as Record<string, unknown>).map(([k, v]) => endpointOwner(k, v))
     } catch (err) {
       unlessGone(err)
       return
     }
-    const bad = joined.find((j) => !CONTAINER_ID.test(j))
-    if (bad !== undefined)
-      throw new UnexpectedAnswer(`docker inspect network: a container id that is not one: ${JSON.stringify(bad.slice(0, 80))}`)
     await Promise.all(
       joined.map((c) =>
         e.call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network').catch(unlessGone)
@@ -271,4 +268,22 @@ export class RemoteDocker {
     )
     await remove()
   }
+}
+
+/** A stale endpoint (its container gone, as after a daemon crash) is listed as `ep-<endpoint id>`. */
+const STALE_ENDPOINT = /^ep-[0-9a-f]{64}$/
+/** A container name as the engine makes or accepts them. */
+const CONTAINER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
+
+/**
+ * What a forced disconnect names for one entry of a network's `Containers`: the container id, or
+ * for a stale endpoint the name it was made for (the engine then deletes the endpoint by that
+ * name). Anything else (a load balancer endpoint of a swarm network, which ours never are) is an
+ * answer the hook does not act on.
+ */
+export function endpointOwner(key: string, entry: unknown): string {
+  if (CONTAINER_ID.test(key)) return key
+  const name = (entry as { Name?: unknown } | null)?.Name
+  if (STALE_ENDPOINT.test(key) && typeof name === 'string' && CONTAINER_NAME.test(name)) return name
+  throw new UnexpectedAnswer(`docker inspect network: a container id that is not one: ${JSON.stringify(key.slice(0, 80))}`)
 }

@@ -308,6 +308,38 @@ describe('removeOwned', () => {
     expect(remote.api.filter((c) => c.method === 'POST')).toEqual([])
   })
 
+  it('a stale endpoint (ep-<id>, its container gone) is disconnected by the name it was made for', async () => {
+    let deletes = 0
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('3')}$`), () =>
+      ++deletes === 1 ? { status: 403, body: { message: 'has active endpoints' } } : { status: 204 }
+    )
+    const ep = `ep-${'e'.repeat(64)}`
+    remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), {
+      status: 200,
+      body: { Containers: { [ep]: { Name: 'ghost_1', EndpointID: 'e'.repeat(64) }, [ID('9')]: { Name: 'intruder' } } }
+    })
+    remote.onApi('POST', /\/disconnect$/, { status: 200 })
+    scriptListing([], [ID('3')], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0 })
+    expect(remote.api.filter((c) => c.method === 'POST').map((c) => c.body)).toEqual([
+      { Container: 'ghost_1', Force: true },
+      { Container: ID('9'), Force: true }
+    ])
+  })
+
+  it.each([
+    ['a load balancer endpoint', `lb-${'a'.repeat(12)}`, { Name: 'lb' }],
+    ['a stale endpoint without a name', `ep-${'e'.repeat(64)}`, {}],
+    ['a stale endpoint whose name is not a name', `ep-${'e'.repeat(64)}`, { Name: '../x' }]
+  ])('%s is refused before anything is disconnected', async (_what, key, entry) => {
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('3')}$`), { status: 403, body: { message: 'has active endpoints' } })
+    remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), { status: 200, body: { Containers: { [key]: entry } } })
+    scriptListing([], [ID('3')], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/a container id that is not one/)
+    expect(remote.api.some((c) => c.method === 'GET' && c.path === `/networks/${ID('3')}`)).toBe(true)
+    expect(remote.api.filter((c) => c.method === 'POST')).toEqual([])
+  })
+
   it('a network that cannot go does not keep the volumes: every removal is tried, the first failure reported', async () => {
     remote.onApi('DELETE', new RegExp(`^/networks/${ID('4')}$`), { status: 500, body: { message: 'boom' } })
     scriptListing([ID('1')], [ID('4')], ['cache-vol'])
