@@ -32,7 +32,7 @@ export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): str
  * buffers a step's output passes through) mapped on its own, so it goes back to the system when freed
  * instead of staying as a hole in a heap that only shrinks from its top; the heap grown by what is
  * asked and no more (top_pad 0), so those buffers do not fill its spare end either. An agent then
- * ends a large output at about the memory it started with, ~25 MB below an agent with glibc's
+ * ends a large output at about the memory it started with, 20–30 MB below an agent with glibc's
  * defaults, for some more CPU while output streams (docs/benchmarks.md). On by default: memory is
  * held all job long, the CPU is spent only while a step prints. Other C libraries (musl) ignore it.
  */

@@ -43,7 +43,28 @@ function retainedMb(env: Record<string, string>): number {
   return Number(r.stdout.trim())
 }
 
-test('glibc takes the settings: freed buffers go back to the system', () => {
+const report = process.report.getReport() as unknown as { header: { glibcVersionRuntime?: string }; sharedObjects: string[] }
+/** The settings are glibc's: elsewhere (musl) they are ignored, as documented, and there is nothing to check. */
+const onGlibc = report.header.glibcVersionRuntime ? test : test.skip
+
+onGlibc('glibc reads each setting with the value given (its loader lists what it took)', () => {
+  const ldso = report.sharedObjects.find((f) => /\/ld-linux[^/]*\.so/.test(f))
+  expect(ldso).toBeDefined()
+  const took = (env: Record<string, string>): Map<string, number> => {
+    const r = spawnSync(ldso!, ['--list-tunables'], { env, encoding: 'utf8' })
+    expect(r.status).toBe(0)
+    return new Map([...r.stdout.matchAll(/^(glibc\.malloc\.\w+): (0x[0-9a-f]+)/gm)].map((m) => [m[1], Number(m[2])]))
+  }
+  const given = LOW_MEMORY_TUNABLES.split(':').map((t) => t.split('='))
+  const seen = took({ GLIBC_TUNABLES: LOW_MEMORY_TUNABLES })
+  for (const [name, value] of given) expect([name, seen.get(name)]).toEqual([name, Number(value)])
+  // Positive control: without the variable the non-zero ones are unset (top_pad's 0 is its unset
+  // value too; the test below sees it taken: without it the freed buffers stay).
+  const unset = took({})
+  expect(given.filter(([name, value]) => Number(value) !== 0 && unset.get(name) === Number(value))).toEqual([])
+})
+
+onGlibc('glibc takes the settings: freed buffers go back to the system', () => {
   // Positive control: with glibc's defaults the holes stay resident.
   expect(retainedMb({})).toBeGreaterThan(20)
   expect(retainedMb({ GLIBC_TUNABLES: LOW_MEMORY_TUNABLES })).toBeLessThan(12)
