@@ -82,11 +82,13 @@ export async function thenFolders<T>(owned: Promise<T>, folders: () => Promise<v
     (value) => ({ value }),
     (error: unknown) => ({ error })
   )
+  // A folders() that throws before its promise is treated as one that rejects.
+  const run = (): Promise<void> => Promise.resolve().then(folders)
   if (!('error' in r)) {
-    await folders()
+    await run()
     return r.value
   }
-  await folders().catch(also)
+  await run().catch(also)
   throw r.error
 }
 

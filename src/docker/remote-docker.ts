@@ -256,7 +256,8 @@ export class RemoteDocker {
       const c = r.data?.Containers
       if (c === null || c === undefined) joined = []
       else if (typeof c !== 'object' || Array.isArray(c)) throw new UnexpectedAnswer('docker inspect network: Containers is not a map')
-      else joined = Object.entries(c as Record<string, unknown>).map(([k, v]) => endpointOwner(k, v))
+      // One container can come back twice (by id, and by name for a stale endpoint): disconnected once.
+      else joined = [...new Set(Object.entries(c as Record<string, unknown>).map(([k, v]) => endpointOwner(k, v)))]
     } catch (err) {
       unlessGone(err)
       return

@@ -268,5 +268,14 @@ describe('thenFolders: the job folders go even when removing what docker holds f
       /^only the folder$/
     )
     await expect(thenFoldersReported(Promise.resolve(2), async () => undefined)).resolves.toBe(2)
+    // a failure that is not an Error becomes one that keeps it as its cause
+    const e3 = await thenFoldersReported(Promise.reject('x'), async () => undefined).catch((e: unknown) => e)
+    expect((e3 as Error).message).toBe('x; the job folder was removed')
+    expect((e3 as Error).cause).toBe('x')
+    // folders() that throws at once counts as a failed removal, not as one that went
+    const e4 = await thenFoldersReported(Promise.reject(new Error('docker down')), () => {
+      throw new Error('bad path')
+    }).catch((e: unknown) => e)
+    expect((e4 as Error).message).toBe('docker down; the job folder could not be removed either: bad path')
   })
 })

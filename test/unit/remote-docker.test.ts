@@ -316,7 +316,14 @@ describe('removeOwned', () => {
     const ep = `ep-${'e'.repeat(64)}`
     remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), {
       status: 200,
-      body: { Containers: { [ep]: { Name: 'ghost_1', EndpointID: 'e'.repeat(64) }, [ID('9')]: { Name: 'intruder' } } }
+      body: {
+        Containers: {
+          [ep]: { Name: 'ghost_1', EndpointID: 'e'.repeat(64) },
+          [ID('9')]: { Name: 'intruder' },
+          // the same container twice (its id, and its id as a stale endpoint's name): one disconnect
+          [`ep-${'f'.repeat(64)}`]: { Name: ID('9') }
+        }
+      }
     })
     remote.onApi('POST', /\/disconnect$/, { status: 200 })
     scriptListing([], [ID('3')], [])
@@ -325,6 +332,7 @@ describe('removeOwned', () => {
       { Container: 'ghost_1', Force: true },
       { Container: ID('9'), Force: true }
     ])
+    expect(remote.api.filter((c) => c.method === 'DELETE').map((c) => c.path)).toEqual([`/networks/${ID('3')}`, `/networks/${ID('3')}`])
   })
 
   it.each([
