@@ -269,6 +269,7 @@ describe('thenFolders: the job folders go even when removing what docker holds f
     )
     await expect(thenFoldersReported(Promise.resolve(2), async () => undefined)).resolves.toBe(2)
     // a failure that is not an Error becomes one that keeps it as its cause
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the case under test
     const e3 = await thenFoldersReported(Promise.reject('x'), async () => undefined).catch((e: unknown) => e)
     expect((e3 as Error).message).toBe('x; the job folder was removed')
     expect((e3 as Error).cause).toBe('x')
