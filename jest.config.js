@@ -1,5 +1,9 @@
 // Unit tests run alone with `--selectProjects unit`; integration and conformance need scripts/test.sh's environment.
-const common = { preset: 'ts-jest', testEnvironment: 'node', transform: { '^.+\\.ts$': ['ts-jest', {}] } }
+const common = {
+  preset: 'ts-jest',
+  testEnvironment: '<rootDir>/test/helpers/handle-check-env.ts',
+  transform: { '^.+\\.ts$': ['ts-jest', {}] }
+}
 module.exports = {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },

@@ -105,18 +105,12 @@ test('two run_script_step calls at the same time both succeed and run concurrent
     prependPath: [],
     workingDirectory: '/__w/repo/repo'
   })
-  // one alone first, as the yardstick
-  const single = extraFileCommands(runner)
-  const t0 = Date.now()
-  const one = await runner.call('run_script_step', step('solo', single))
-  const singleMs = Date.now() - t0
+  const one = await runner.call('run_script_step', step('solo', extraFileCommands(runner)))
   expect(one.code).toBe(0)
 
   const fa = extraFileCommands(runner)
   const fb = extraFileCommands(runner)
-  const t1 = Date.now()
   const [a, b] = await Promise.all([runner.call('run_script_step', step('A', fa)), runner.call('run_script_step', step('B', fb))])
-  const pairMs = Date.now() - t1
   expect({ a: a.code, b: b.code, errors: [...errorLines(a), ...errorLines(b)] }).toEqual({ a: 0, b: 0, errors: [] })
   expect(a.stdout).toContain('ran-A')
   expect(b.stdout).toContain('ran-B')
@@ -125,10 +119,8 @@ test('two run_script_step calls at the same time both succeed and run concurrent
   expect(readFileSync(fb.files.GITHUB_OUTPUT, 'utf8')).toBe('who=B\n')
   const t = (f: string): number => Number(readFileSync(join(runner.workspace, f), 'utf8').trim())
   const [sA, eA, sB, eB] = [t('conc-A.start'), t('conc-A.end'), t('conc-B.start'), t('conc-B.end')]
-  // the two sleeps overlapped in time...
+  // the two sleeps overlapped in time (read from the VM's clock, not timed here)
   expect({ overlap: sA < eB && sB < eA, A: [sA, eA], B: [sB, eB] }).toEqual({ overlap: true, A: [sA, eA], B: [sB, eB] })
-  // ...and the pair took less than two single steps
-  expect(pairMs).toBeLessThan(2 * singleMs)
   // the two overlapping syncs left a consistent picture: the next step sees all four files remotely
   const { args: next } = runner.scriptStep('ls conc-A.start conc-A.end conc-B.start conc-B.end | tr "\\n" " "; echo\n')
   const after = await runner.call('run_script_step', next)

@@ -1,0 +1,68 @@
+// The project's test environment fails a test file that leaves a handle open (here a listening
+// server), and passes the same file when it closes it: run through a real Jest on a scratch file.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { excess } from '../helpers/handle-check-env'
+
+const root = resolve(__dirname, '../..')
+
+function jestOn(body: string): Promise<{ code: number | null; out: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'rch-handles-'))
+  writeFileSync(join(dir, 'scratch.test.js'), body)
+  const config = {
+    rootDir: dir,
+    testEnvironment: join(root, 'test/helpers/handle-check-env.ts'),
+    transform: { '^.+\\.ts$': [require.resolve('ts-jest'), {}] },
+    testMatch: ['<rootDir>/scratch.test.js']
+  }
+  const child = spawn(process.execPath, [require.resolve('jest/bin/jest'), '--ci', '--forceExit', '--config', JSON.stringify(config)], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+  return new Promise((done) =>
+    child.on('close', (code) => {
+      rmSync(dir, { recursive: true, force: true })
+      done({ code, out })
+    })
+  )
+}
+
+const server = (close: boolean): string => `
+const net = require('net')
+test('listens', async () => {
+  const s = net.createServer()
+  await new Promise((r) => s.listen(0, '127.0.0.1', r))
+  ${close ? 'await new Promise((r) => s.close(r))' : ''}
+})
+`
+
+test('a file that leaves a server listening fails, naming the file and the handle', async () => {
+  const r = await jestOn(server(false))
+  expect(r.code).toBe(1)
+  expect(r.out).toMatch(/scratch\.test\.js left open handles 5 s after its last test: \{"TCPServerWrap":1\}/)
+}, 60_000)
+
+test('the same file that closes its server passes (control)', async () => {
+  const r = await jestOn(server(true))
+  expect({ code: r.code, leftMessage: /left open handles/.test(r.out) }).toEqual({ code: 0, leftMessage: false })
+}, 60_000)
+
+test('a child process left running is named', async () => {
+  const r = await jestOn(`
+const { spawn } = require('child_process')
+test('spawns', () => { spawn('sleep', ['30'], { stdio: 'ignore' }) })
+`)
+  expect(r.code).toBe(1)
+  expect(r.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30/)
+}, 60_000)
+
+test('excess counts only kinds that grew', () => {
+  expect(excess({ PipeWrap: 3, Timeout: 2 }, { PipeWrap: 3, Timeout: 1, TCPWrap: 1 })).toEqual({ TCPWrap: 1 })
+  expect(excess({ PipeWrap: 3 }, { PipeWrap: 4 })).toEqual({ PipeWrap: 1 })
+  expect(excess({ PipeWrap: 3 }, { PipeWrap: 2 })).toEqual({})
+})
