@@ -1,5 +1,6 @@
 // The test environment of every project: node's, plus a check that each test file leaves the Jest
-// worker with no more open handles (processes, sockets, servers, ref'd timers…) than it found.
+// worker with no more open handles (processes, sockets, servers…) than it found, and no ref'd
+// timer of its own still pending.
 // A handle left behind keeps the worker alive after the run, and Jest then force-exits it with
 // "A worker process has failed to exit gracefully"; here the file that left it fails instead,
 // naming what it left.
@@ -9,10 +10,49 @@ import { waitUntil } from './wait'
 
 type Tally = Record<string, number>
 
+// Timers are told apart by who made them, not counted: Jest's own come and go in the same process.
 function tally(): Tally {
   const t: Tally = {}
-  for (const r of process.getActiveResourcesInfo()) t[r] = (t[r] ?? 0) + 1
+  for (const r of process.getActiveResourcesInfo()) if (r !== 'Timeout') t[r] = (t[r] ?? 0) + 1
   return t
+}
+
+/**
+ * Wraps the test context's timer functions (which the code under test uses too) so that the
+ * returned set holds every timer made through them that has neither fired nor been cleared.
+ */
+export function trackTimers(
+  g: Pick<typeof globalThis, 'setTimeout' | 'setInterval' | 'clearTimeout' | 'clearInterval'>
+): Set<NodeJS.Timeout> {
+  const pending = new Set<NodeJS.Timeout>()
+  const { setTimeout: set, setInterval: every, clearTimeout: clear } = g
+  const wrapSet = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    const t: NodeJS.Timeout = set(
+      (...a: unknown[]) => {
+        pending.delete(t)
+        fn(...a)
+      },
+      ms,
+      ...args
+    )
+    pending.add(t)
+    return t
+  }) as typeof setTimeout
+  const wrapEvery = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    const t: NodeJS.Timeout = every(fn, ms, ...args)
+    pending.add(t)
+    return t
+  }) as typeof setInterval
+  // Either clear ends either kind, as in node.
+  const wrapClear = (t?: NodeJS.Timeout | string | number): void => {
+    if (t && typeof t === 'object') pending.delete(t)
+    clear(t)
+  }
+  g.setTimeout = Object.assign(wrapSet, { __promisify__: set.__promisify__ })
+  g.setInterval = wrapEvery
+  g.clearTimeout = wrapClear
+  g.clearInterval = wrapClear
+  return pending
 }
 
 /** Resource kinds of which there are more now than in `before`, with how many more. */
@@ -29,6 +69,7 @@ const SETTLE_MS = 5_000
 export default class HandleCheckEnvironment extends TestEnvironment {
   private readonly testPath: string
   private before: Tally = {}
+  private timers = new Set<NodeJS.Timeout>()
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context)
@@ -38,17 +79,23 @@ export default class HandleCheckEnvironment extends TestEnvironment {
   override async setup(): Promise<void> {
     await super.setup()
     this.before = tally()
+    this.timers = trackTimers(this.global)
   }
 
   override async teardown(): Promise<void> {
     await super.teardown()
-    if (await waitUntil(() => Object.keys(excess(this.before, tally())).length === 0, SETTLE_MS, 20)) return
-    const left = excess(this.before, tally())
+    const timers = (): number => [...this.timers].filter((t) => t.hasRef()).length
+    const left = (): Tally => {
+      const more = excess(this.before, tally())
+      if (timers()) more.Timeout = timers()
+      return more
+    }
+    if (await waitUntil(() => Object.keys(left()).length === 0, SETTLE_MS, 20)) return
     const children = ((process as any)._getActiveHandles() as Array<{ spawnargs?: string[]; pid?: number }>)
       .filter((h) => Array.isArray(h.spawnargs))
       .map((h) => `pid ${h.pid}: ${h.spawnargs!.join(' ').slice(0, 200)}`)
     throw new Error(
-      `${this.testPath} left open handles ${SETTLE_MS / 1000} s after its last test: ${JSON.stringify(left)}` +
+      `${this.testPath} left open handles ${SETTLE_MS / 1000} s after its last test: ${JSON.stringify(left())}` +
         (children.length ? `; child processes: ${children.join(' | ')}` : '')
     )
   }

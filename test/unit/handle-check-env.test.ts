@@ -1,5 +1,6 @@
-// The project's test environment fails a test file that leaves a handle open (here a listening
-// server), and passes the same file when it closes it: run through a real Jest on a scratch file.
+// The project's test environment fails a test file that leaves a handle open (a listening server,
+// a child process, a pending timer), and passes it when it closes it: run through a real Jest on
+// a scratch file.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -59,6 +60,18 @@ test('spawns', () => { spawn('sleep', ['30'], { stdio: 'ignore' }) })
 `)
   expect(r.code).toBe(1)
   expect(r.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30/)
+}, 60_000)
+
+test('a timer of the file still pending fails it; a cleared or unref-ed one does not (control)', async () => {
+  const left = await jestOn(`test('waits', () => { setTimeout(() => undefined, 60_000) })`)
+  expect(left.code).toBe(1)
+  expect(left.out).toMatch(/left open handles 5 s after its last test: \{"Timeout":1\}/)
+  const fine = await jestOn(`
+test('clears', () => { clearTimeout(setTimeout(() => undefined, 60_000)); clearInterval(setInterval(() => undefined, 60_000)) })
+test('unrefs', () => { setTimeout(() => undefined, 60_000).unref() })
+test('fires', async () => { await new Promise((r) => setTimeout(r, 10)) })
+`)
+  expect({ code: fine.code, leftMessage: /left open handles/.test(fine.out) }).toEqual({ code: 0, leftMessage: false })
 }, 60_000)
 
 test('excess counts only kinds that grew', () => {
