@@ -1,7 +1,8 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
 import { spawn } from 'node:child_process'
-import { readdirSync, closeSync, fstatSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { readdirSync, closeSync, renameSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
 import { HookError } from './errors'
@@ -73,11 +74,11 @@ export interface AgentStart {
 }
 
 function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string, keep?: AgentKeep): AgentStart {
-  const logFile = `${localDir}/agent.log`
-  const fd = openPrivateAppend(logFile)
-  // The log is appended to by every agent of the job: only this one's lines count (from here on, and
-  // not those of another agent that is still writing).
-  const from = fstatSync(fd).size
+  // Each agent has a log of its own, named for its pid once it has one: lines of another agent of
+  // the job (node's own crash output has no entry prefix to tell them apart) are never read as this
+  // one's failure.
+  const starting = `${localDir}/agent-starting-${randomBytes(6).toString('hex')}.log`
+  const fd = openPrivateAppend(starting)
   const payload = JSON.stringify({
     socketPath,
     connect,
@@ -92,6 +93,16 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
     env: agentEnv(ctx)
   })
   closeSync(fd)
+  let logFile = starting
+  if (child.pid !== undefined) {
+    const named = `${localDir}/agent-${child.pid}.log`
+    try {
+      renameSync(starting, named)
+      logFile = named
+    } catch {
+      // it keeps its first name, which is still its own
+    }
+  }
   let exited: number | null = null
   child.on('exit', (code) => (exited = code ?? 1))
   child.unref()
@@ -102,7 +113,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   const ready = waitUntil(
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
-      if (exited !== null) throw agentFailure(logFile, from, child.pid, connect, ctx.config.timeouts.connectSeconds)
+      if (exited !== null) throw agentFailure(logFile, connect, ctx.config.timeouts.connectSeconds)
       return undefined
     },
     {
@@ -111,7 +122,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
       maxDelayMs: 15,
       jitter: false,
       signal: ctx.signal,
-      onTimeout: () => agentFailure(logFile, from, child.pid, connect, ctx.config.timeouts.connectSeconds)
+      onTimeout: () => agentFailure(logFile, connect, ctx.config.timeouts.connectSeconds)
     }
   )
     .then(() => undefined)

@@ -29,37 +29,14 @@ export function connectFailure(logText: string): TransportError | null {
   return m ? new TransportError(m[2], m[1] as TransportKind) : null
 }
 
-/** An entry's own start: `<time> agent <pid>: `. */
-const ENTRY = /^\S+ agent (\d+): /
-
 /**
- * The lines of one agent in a log the job's agents share: its own entries, and lines without an
- * entry's start (what node itself prints when it fails), but none of another agent's entries.
+ * Why an agent did not come up, from its own log (each agent has one): the connect failure it
+ * logged (with its kind), else its last line (node's own words when it crashed).
  */
-export function linesOf(logText: string, pid: number | undefined): string {
-  return logText
-    .split('\n')
-    .filter((l) => {
-      const m = ENTRY.exec(l)
-      return !m || pid === undefined || Number(m[1]) === pid
-    })
-    .join('\n')
-}
-
-/**
- * Why an agent did not come up, from the log it shares with the job's other agents (its lines from
- * offset `from` on): the connect failure it logged (with its kind), else its last line.
- */
-export function agentFailure(
-  logFile: string,
-  from: number,
-  pid: number | undefined,
-  connect: ConnectInfo,
-  seconds: number
-): TransportError {
+export function agentFailure(logFile: string, connect: ConnectInfo, seconds: number): TransportError {
   let text = ''
   try {
-    text = linesOf(readFileSync(logFile).subarray(from).toString('utf8'), pid)
+    text = readFileSync(logFile, 'utf8')
   } catch {
     // no log: the generic reason below
   }

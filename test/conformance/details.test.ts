@@ -166,10 +166,18 @@ describe('contract details', () => {
     // And the agent's run of it ends: with nowhere left to write, the output must not wait for a
     // closed pipe's 'drain' for ever (the step's channel and Docker connection would stay open).
     const { owner, jobId } = runner.state as { owner: string; jobId: string }
-    const agentLog = join(localDirOf(`${tmpdir()}/rch-${process.getuid!()}`, owner, jobId), 'agent.log')
-    const ended = (): boolean => readFileSync(agentLog, 'utf8').includes('a step whose hook went away ended')
+    const local = localDirOf(`${tmpdir()}/rch-${process.getuid!()}`, owner, jobId)
+    const logs = (): string[] => readdirSync(local).filter((f) => f.startsWith('agent') && f.endsWith('.log'))
+    const ended = (): boolean => logs().some((f) => readFileSync(join(local, f), 'utf8').includes('a step whose hook went away ended'))
     await waitUntil(ended, 15_000, 100)
     expect(ended()).toBe(true)
+    // Each agent of the job has a log of its own, named for its pid, holding only its own entries.
+    for (const f of logs()) {
+      const pid = /^agent-(\d+)\.log$/.exec(f)?.[1]
+      const entries = readFileSync(join(local, f), 'utf8').match(/^\S+ agent \d+: /gm) ?? []
+      expect({ f, pid: Boolean(pid), entries: entries.length > 0 }).toEqual({ f, pid: true, entries: true })
+      expect(entries.filter((e) => !e.endsWith(` agent ${pid}: `))).toEqual([])
+    }
   })
 })
 

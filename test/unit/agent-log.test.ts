@@ -87,53 +87,35 @@ describe('connectFailure reads only an entry of its own', () => {
   })
 })
 
-describe("agentFailure reads the starting agent's lines only (the job's agents share one log)", () => {
+describe("agentFailure reads the agent's own log (each agent of a job has one)", () => {
   const connect = { host: '127.0.0.1', port: 2222, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
   const log = (text: string): string => {
-    const f = join(tempDir(), 'agent.log')
+    const f = join(tempDir(), 'agent-8.log')
     writeFileSync(f, text)
     return f
   }
-  // Agent 7, started earlier for another host of the job, fails while agent 8 starts and then exits.
-  const shared = [
-    '2026-12-01T00:00:00.000Z agent 6: old line before this start',
+  const own = [
     '2026-12-01T00:00:01.000Z agent 8: starting',
-    '2026-12-01T00:00:02.000Z agent 7: connect failed [hostkey] the host key of another host changed',
     '2026-12-01T00:00:03.000Z agent 8: connect failed [network] connection refused',
-    '2026-12-01T00:00:04.000Z agent 7: ssh connection closed',
     ''
   ].join('\n')
-  const from = shared.indexOf('\n') + 1
 
-  test("positive control: read whole, the other agent's failure is the one found", () => {
-    expect(connectFailure(shared.slice(from))?.kind).toBe('network')
-    expect(connectFailure(shared.slice(from).replace('agent 8: connect failed [network]', 'agent 8: exiting'))?.kind).toBe('hostkey')
-  })
-
-  test("the starting agent's failure with its kind, not another agent's", () => {
-    const e = agentFailure(log(shared.replace('[network]', '[auth]')), from, 8, connect, 20)
+  test('its failure with the kind it wrote', () => {
+    const e = agentFailure(log(own.replace('[network]', '[auth]')), connect, 20)
     expect([e.kind, e.message]).toEqual(['auth', 'connection refused'])
-    const other = agentFailure(
-      log(shared.replace('agent 8: connect failed [network] connection refused', 'agent 8: exiting')),
-      from,
-      8,
-      connect,
-      20
-    )
-    expect([other.kind, other.message]).toEqual(['agent', '2026-12-01T00:00:03.000Z agent 8: exiting'])
-    expect(agentFailure(log(shared), from, 7, connect, 20).kind).toBe('hostkey')
   })
 
-  test("node's own words (no entry start) count; lines before the start do not; no lines at all is a timeout", () => {
-    const crashed = agentFailure(
-      log(`${shared.replace('agent 8: connect failed [network] connection refused', 'agent 8: exiting')}Error: Cannot find module 'x'\n`),
-      from,
-      8,
-      connect,
-      20
-    )
-    expect(crashed.message).toBe("Error: Cannot find module 'x'")
-    const none = agentFailure(log(shared), shared.length, 8, connect, 20)
-    expect([none.kind, none.message]).toEqual(['timeout', 'could not reach u@127.0.0.1:2222 within 20 s'])
+  test("without a failure line, its last line (an entry, or node's own words when it crashed)", () => {
+    const exiting = own.replace('connect failed [network] connection refused', 'exiting')
+    const e = agentFailure(log(exiting), connect, 20)
+    expect([e.kind, e.message]).toEqual(['agent', '2026-12-01T00:00:03.000Z agent 8: exiting'])
+    expect(agentFailure(log(`${exiting}Error: Cannot find module 'x'\n`), connect, 20).message).toBe("Error: Cannot find module 'x'")
+  })
+
+  test('an empty or missing log is a timeout', () => {
+    for (const f of [log(''), join(tempDir(), 'none.log')]) {
+      const e = agentFailure(f, connect, 20)
+      expect([e.kind, e.message]).toEqual(['timeout', 'could not reach u@127.0.0.1:2222 within 20 s'])
+    }
   })
 })
