@@ -1,11 +1,11 @@
 // Getting a Remote for a job: through its agent when one answers (or can be started), else a
 // direct SSH connection. Also the job's local folder (agent socket, sync manifests).
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readdirSync, closeSync, renameSync } from 'node:fs'
+import { readdirSync, closeSync, linkSync, rmSync, unlinkSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
-import { HookError } from './errors'
+import { HookError, TransportError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
@@ -87,24 +87,37 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
     keep
   } satisfies AgentOptions)
   // Detached with no stdio of ours: the runner waits for the hook's stdout to close.
-  const child = spawn(ctx.nodePath, [...AGENT_NODE_FLAGS, ctx.hookPath, '__agent', payload], {
-    detached: true,
-    stdio: ['ignore', fd, fd],
-    env: agentEnv(ctx)
-  })
-  closeSync(fd)
+  let child: ChildProcess
+  try {
+    child = spawn(ctx.nodePath, [...AGENT_NODE_FLAGS, ctx.hookPath, '__agent', payload], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: agentEnv(ctx)
+    })
+  } finally {
+    closeSync(fd)
+  }
   let logFile = starting
   if (child.pid !== undefined) {
+    // A link, not a rename: the log of an earlier agent of the job whose pid this one reuses stays
+    // that agent's (this one then keeps its first name, which is still its own).
     const named = `${localDir}/agent-${child.pid}.log`
     try {
-      renameSync(starting, named)
+      linkSync(starting, named)
+      unlinkSync(starting)
       logFile = named
     } catch {
-      // it keeps its first name, which is still its own
+      // keeps its first name
     }
-  }
+  } else rmSync(starting, { force: true }) // nothing was started to write in it
   let exited: number | null = null
+  let spawnError: Error | null = null
   child.on('exit', (code) => (exited = code ?? 1))
+  // Not started at all (no such node, out of processes): node says so here, with no 'exit'.
+  child.once('error', (e) => {
+    spawnError = e
+    exited = 1
+  })
   child.unref()
   const limitMs = ctx.config.timeouts.connectSeconds * 1000 + 2000
   // The agent either answers on its socket or exits having written why into its log.
@@ -113,7 +126,8 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   const ready = waitUntil(
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
-      if (exited !== null) throw agentFailure(logFile, connect, ctx.config.timeouts.connectSeconds)
+      if (spawnError) throw new TransportError(`could not start the job's agent: ${spawnError.message}`, 'agent')
+      if (exited !== null) throw agentFailure(logFile, child.pid, connect, ctx.config.timeouts.connectSeconds)
       return undefined
     },
     {
@@ -122,7 +136,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
       maxDelayMs: 15,
       jitter: false,
       signal: ctx.signal,
-      onTimeout: () => agentFailure(logFile, connect, ctx.config.timeouts.connectSeconds)
+      onTimeout: () => agentFailure(logFile, child.pid, connect, ctx.config.timeouts.connectSeconds)
     }
   )
     .then(() => undefined)

@@ -12,28 +12,30 @@ export function connectFailureLine(e: unknown): string {
   return `${FAILED} [${kind}] ${formatError(e)}`
 }
 
-/** An entry of the agent's own that reports a connect failure: `<time> agent <pid>: connect failed [kind] …`. */
-const OWN_FAILURE = new RegExp(`^\\S+ agent \\d+: ${FAILED} \\[(${TRANSPORT_KINDS.join('|')})\\] (.*)$`)
+/** An entry that reports a connect failure: `<time> agent <pid>: connect failed [kind] …`. */
+const OWN_FAILURE = new RegExp(`^\\S+ agent (\\d+): ${FAILED} \\[(${TRANSPORT_KINDS.join('|')})\\] (.*)$`)
 
 /**
  * The connection failure an agent wrote into its log, with its kind; null when there is none. Only
  * an entry's own start counts (`<time> agent <pid>: `, as the agent writes each entry on one line):
- * the same words later in a line are text an entry quoted, which the remote may have chosen.
+ * the same words later in a line are text an entry quoted, which the remote may have chosen. Given
+ * the agent's pid, only its entries count: a line that got past the one-line rule would also have
+ * to guess the pid.
  */
-export function connectFailure(logText: string): TransportError | null {
+export function connectFailure(logText: string, pid?: number): TransportError | null {
   const m = logText
     .split('\n')
     .map((l) => OWN_FAILURE.exec(l))
-    .filter((x) => x !== null)
+    .filter((x) => x !== null && (pid === undefined || Number(x[1]) === pid))
     .pop()
-  return m ? new TransportError(m[2], m[1] as TransportKind) : null
+  return m ? new TransportError(m[3], m[2] as TransportKind) : null
 }
 
 /**
  * Why an agent did not come up, from its own log (each agent has one): the connect failure it
  * logged (with its kind), else its last line (node's own words when it crashed).
  */
-export function agentFailure(logFile: string, connect: ConnectInfo, seconds: number): TransportError {
+export function agentFailure(logFile: string, pid: number | undefined, connect: ConnectInfo, seconds: number): TransportError {
   let text = ''
   try {
     text = readFileSync(logFile, 'utf8')
@@ -42,7 +44,7 @@ export function agentFailure(logFile: string, connect: ConnectInfo, seconds: num
   }
   const tail = text.trim().split('\n').slice(-1)[0] ?? ''
   return (
-    connectFailure(text) ??
+    connectFailure(text, pid) ??
     new TransportError(
       tail || `could not reach ${connect.user}@${connect.host}:${connect.port} within ${seconds} s`,
       tail ? 'agent' : 'timeout'

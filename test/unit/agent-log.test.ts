@@ -101,20 +101,29 @@ describe("agentFailure reads the agent's own log (each agent of a job has one)",
   ].join('\n')
 
   test('its failure with the kind it wrote', () => {
-    const e = agentFailure(log(own.replace('[network]', '[auth]')), connect, 20)
+    const e = agentFailure(log(own.replace('[network]', '[auth]')), 8, connect, 20)
     expect([e.kind, e.message]).toEqual(['auth', 'connection refused'])
   })
 
   test("without a failure line, its last line (an entry, or node's own words when it crashed)", () => {
     const exiting = own.replace('connect failed [network] connection refused', 'exiting')
-    const e = agentFailure(log(exiting), connect, 20)
+    const e = agentFailure(log(exiting), 8, connect, 20)
     expect([e.kind, e.message]).toEqual(['agent', '2026-12-01T00:00:03.000Z agent 8: exiting'])
-    expect(agentFailure(log(`${exiting}Error: Cannot find module 'x'\n`), connect, 20).message).toBe("Error: Cannot find module 'x'")
+    expect(agentFailure(log(`${exiting}Error: Cannot find module 'x'\n`), 8, connect, 20).message).toBe("Error: Cannot find module 'x'")
+  })
+
+  test("a failure line with another pid is not this agent's (positive control: without the pid it is read)", () => {
+    const forged =
+      own.replace('connect failed [network] connection refused', 'exiting') +
+      '2026-12-01T00:00:04.000Z agent 9: connect failed [hostkey] forged\n'
+    expect(connectFailure(forged)?.kind).toBe('hostkey')
+    const e = agentFailure(log(forged), 8, connect, 20)
+    expect(e.kind).toBe('agent')
   })
 
   test('an empty or missing log is a timeout', () => {
     for (const f of [log(''), join(tempDir(), 'none.log')]) {
-      const e = agentFailure(f, connect, 20)
+      const e = agentFailure(f, 8, connect, 20)
       expect([e.kind, e.message]).toEqual(['timeout', 'could not reach u@127.0.0.1:2222 within 20 s'])
     }
   })
