@@ -98,8 +98,15 @@ d("steps through the job container's shell", () => {
     expect(errorLines(killer).join('\n')).toMatch(/the step shell ended before the step's exit status came/)
     const next = await step(warm, 'echo next\n')
     expect({ code: next.code, via: via(next), out: body(next).includes('next') }).toEqual({ code: 0, via: 'docker exec', out: true })
-    const later = await step(warm, 'echo later\n')
-    expect({ code: later.code, via: via(later) }).toEqual({ code: 0, via: 'the step shell' })
+    // The new shell starts after that exec, while the next hook starts: on a loaded machine the
+    // step right after may still find it starting and use an exec, so up to three steps may pass.
+    const later: string[] = []
+    for (let i = 0; i < 3 && !later.includes('the step shell'); i++) {
+      const r = await step(warm, 'echo later\n')
+      expect(r.code).toBe(0)
+      later.push(via(r))
+    }
+    expect(later).toContain('the step shell')
   })
 
   test("a step's `kill 0` (a common EXIT trap) ends as under an exec and leaves the shell for the next step", async () => {

@@ -6,6 +6,7 @@
 // naming what it left.
 import { TestEnvironment } from 'jest-environment-node'
 import type { EnvironmentContext, JestEnvironmentConfig } from '@jest/environment'
+import { promisify } from 'node:util'
 import { waitUntil } from './wait'
 
 type Tally = Record<string, number>
@@ -26,11 +27,11 @@ export function trackTimers(
 ): Set<NodeJS.Timeout> {
   const pending = new Set<NodeJS.Timeout>()
   const { setTimeout: set, setInterval: every, clearTimeout: clear } = g
-  const wrapSet = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+  const wrapSet = ((fn: (this: NodeJS.Timeout, ...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
     const t: NodeJS.Timeout = set(
-      (...a: unknown[]) => {
+      function (this: NodeJS.Timeout, ...a: unknown[]) {
         pending.delete(t)
-        fn(...a)
+        fn.apply(this, a)
       },
       ms,
       ...args
@@ -48,7 +49,9 @@ export function trackTimers(
     if (t && typeof t === 'object') pending.delete(t)
     clear(t)
   }
-  g.setTimeout = Object.assign(wrapSet, { __promisify__: set.__promisify__ })
+  // util.promisify(setTimeout) finds node's own promise version under this symbol.
+  Object.defineProperty(wrapSet, promisify.custom, { value: (set as unknown as Record<symbol, unknown>)[promisify.custom] })
+  g.setTimeout = wrapSet
   g.setInterval = wrapEvery
   g.clearTimeout = wrapClear
   g.clearInterval = wrapClear
@@ -70,6 +73,7 @@ export default class HandleCheckEnvironment extends TestEnvironment {
   private readonly testPath: string
   private before: Tally = {}
   private timers = new Set<NodeJS.Timeout>()
+  private failed = false
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context)
@@ -82,6 +86,12 @@ export default class HandleCheckEnvironment extends TestEnvironment {
     this.timers = trackTimers(this.global)
   }
 
+  // jest-circus reports each test's end here: a file with a failed test may well leave its awaits
+  // behind (a timed-out test's hook is still running), so its leak is not the finding.
+  handleTestEvent(event: { name: string; test?: { errors: unknown[] } }): void {
+    if ((event.name === 'test_done' && event.test!.errors.length > 0) || event.name === 'hook_failure') this.failed = true
+  }
+
   override async teardown(): Promise<void> {
     await super.teardown()
     const timers = (): number => [...this.timers].filter((t) => t.hasRef()).length
@@ -91,12 +101,16 @@ export default class HandleCheckEnvironment extends TestEnvironment {
       return more
     }
     if (await waitUntil(() => Object.keys(left()).length === 0, SETTLE_MS, 20)) return
-    const children = ((process as any)._getActiveHandles() as Array<{ spawnargs?: string[]; pid?: number }>)
-      .filter((h) => Array.isArray(h.spawnargs))
-      .map((h) => `pid ${h.pid}: ${h.spawnargs!.join(' ').slice(0, 200)}`)
-    throw new Error(
-      `${this.testPath} left open handles ${SETTLE_MS / 1000} s after its last test: ${JSON.stringify(left())}` +
-        (children.length ? `; child processes: ${children.join(' | ')}` : '')
+    const kids = ((process as any)._getActiveHandles() as Array<{ spawnargs?: string[]; pid?: number; kill?: () => void }>).filter((h) =>
+      Array.isArray(h.spawnargs)
     )
+    const message =
+      `${this.testPath} left open handles ${SETTLE_MS / 1000} s after its last test: ${JSON.stringify(left())}` +
+      (kids.length ? `; child processes: ${kids.map((h) => `pid ${h.pid}: ${h.spawnargs!.join(' ').slice(0, 200)}`).join(' | ')}` : '')
+    // Throwing here replaces the file's results with this error, which would hide the failed test.
+    if (!this.failed) throw new Error(message)
+    process.stderr.write(`${message} (after a failed test; its child processes are stopped and its timers cleared)\n`)
+    for (const k of kids) k.kill?.()
+    for (const t of this.timers) clearTimeout(t)
   }
 }

@@ -305,7 +305,8 @@ test('jobs waiting for a member are served in the order they came', async () => 
   expect((await cleanup(holder)).code).toBe(0)
   await Promise.all(runs)
   expect(served).toEqual([0, 1, 2])
-})
+  // The three jobs run one after another, each allowed 150 s: more than Jest's default 120 s for all.
+}, 400_000)
 
 test('maxJobsPerVm 1: a job that frees its own lease record cannot bring a second job onto its member', async () => {
   // One member: without the mark in EC2 the next job would get it back; with it, the group grows instead.

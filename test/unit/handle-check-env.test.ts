@@ -74,6 +74,31 @@ test('fires', async () => { await new Promise((r) => setTimeout(r, 10)) })
   expect({ code: fine.code, leftMessage: /left open handles/.test(fine.out) }).toEqual({ code: 0, leftMessage: false })
 }, 60_000)
 
+test('after a failed test the leak is reported, not thrown: the failure itself stays in the results', async () => {
+  const r = await jestOn(`
+const { spawn } = require('child_process')
+test('times out with its child still running', async () => {
+  spawn('sleep', ['30'], { stdio: 'ignore' })
+  expect('the real failure').toBe('seen')
+})
+`)
+  expect(r.code).toBe(1)
+  expect(r.out).toContain('times out with its child still running')
+  expect(r.out).toContain('"the real failure"')
+  expect(r.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30 \(after a failed test; its child processes are stopped/)
+}, 60_000)
+
+test("timers keep what node gives them: util.promisify(setTimeout) and the callback's this", async () => {
+  const r = await jestOn(`
+test('promisified', async () => { expect(await require('util').promisify(setTimeout)(5, 'v')).toBe('v') })
+test('this', async () => {
+  const t = await new Promise((r) => { const id = setTimeout(function () { r(this === id) }, 5) })
+  expect(t).toBe(true)
+})
+`)
+  expect({ code: r.code, out: r.code ? r.out : '' }).toEqual({ code: 0, out: '' })
+}, 60_000)
+
 test('excess counts only kinds that grew', () => {
   expect(excess({ PipeWrap: 3, Timeout: 2 }, { PipeWrap: 3, Timeout: 1, TCPWrap: 1 })).toEqual({ TCPWrap: 1 })
   expect(excess({ PipeWrap: 3 }, { PipeWrap: 4 })).toEqual({ PipeWrap: 1 })
