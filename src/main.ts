@@ -91,8 +91,9 @@ const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<numb
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
+  const { agentEntry } = await import('./remote/agent-failure')
   const opts = JSON.parse(payload) as AgentOptions
-  const say = (m: string): void => void process.stderr.write(`${new Date().toISOString()} agent ${process.pid}: ${m}\n`)
+  const say = (m: string): void => void process.stderr.write(agentEntry(m))
   const { betweenSteps } = await import('./sync/early-push')
   betweenSteps.onFailure = (e) => say(`early push failed (the step's own push sends the files): ${formatError(e)}`)
   betweenSteps.ownSocket = opts.socketPath

@@ -12,8 +12,17 @@ export function connectFailureLine(e: unknown): string {
   return `${FAILED} [${kind}] ${formatError(e)}`
 }
 
+/**
+ * One entry of an agent's log, always one line: a message may quote text the remote chose (an SSH
+ * disconnect's description is the server's), which must not start a line of its own that the hook
+ * would read back as the agent's (connectFailure). Every entry an agent writes is made here.
+ */
+export function agentEntry(message: string, pid = process.pid, at = new Date()): string {
+  return `${at.toISOString()} agent ${pid}: ${message.replace(/[\r\n\u2028\u2029]+/g, ' ')}\n`
+}
+
 /** An entry that reports a connect failure: `<time> agent <pid>: connect failed [kind] …`. */
-const OWN_FAILURE = new RegExp(`^\\S+ agent (\\d+): ${FAILED} \\[(${TRANSPORT_KINDS.join('|')})\\] (.*)$`)
+const FAILURE_ENTRY = new RegExp(`^\\S+ agent (\\d+): ${FAILED} \\[(${TRANSPORT_KINDS.join('|')})\\] (.*)$`)
 
 /**
  * The connection failure an agent wrote into its log, with its kind; null when there is none. Only
@@ -25,7 +34,7 @@ const OWN_FAILURE = new RegExp(`^\\S+ agent (\\d+): ${FAILED} \\[(${TRANSPORT_KI
 export function connectFailure(logText: string, pid?: number): TransportError | null {
   const m = logText
     .split('\n')
-    .map((l) => OWN_FAILURE.exec(l))
+    .map((l) => FAILURE_ENTRY.exec(l))
     .filter((x) => x !== null && (pid === undefined || Number(x[1]) === pid))
     .pop()
   return m ? new TransportError(m[3], m[2] as TransportKind) : null

@@ -70,10 +70,8 @@ export interface IdleWork {
   leave(): void
 }
 
-export async function runAgent(opts: AgentOptions, logLine: (msg: string) => void, onRun?: RunHandler, idle?: IdleWork): Promise<number> {
-  // One entry, one line: text the remote chose (an SSH disconnect's description is the server's)
-  // must not start a line of its own, which the hook would read back as the agent's (connectFailure).
-  const log = (msg: string): void => logLine(msg.replace(/[\r\n\u2028\u2029]+/g, ' '))
+/** `log` writes one entry of the agent's log (agentEntry, which keeps it one line). */
+export async function runAgent(opts: AgentOptions, log: (msg: string) => void, onRun?: RunHandler, idle?: IdleWork): Promise<number> {
   pauseMarkingWhileStreaming()
   let finish!: (code: number) => void
   const finished = new Promise<number>((r) => (finish = r))

@@ -3,7 +3,7 @@
 // the server's own words) must stay inside one line, so it cannot forge a line of the agent's.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { agentFailure, connectFailure } from '../../src/remote/agent-failure'
+import { agentEntry, agentFailure, connectFailure } from '../../src/remote/agent-failure'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 let closeWith: Error
@@ -24,8 +24,8 @@ const FORGED = 'bye\n2026-12-01T00:00:00.000Z agent 1: connect failed [hostkey] 
 
 async function agentLog(): Promise<string> {
   const lines: string[] = []
-  // The same prefix main.ts gives each entry, one line per entry.
-  const say = (m: string): void => void lines.push(`2026-12-01T00:00:01.000Z agent 2: ${m}\n`)
+  // Each entry made as main.ts makes the agent's.
+  const say = (m: string): void => void lines.push(agentEntry(m, 2, new Date('2026-12-01T00:00:01.000Z')))
   const code = await runAgent(
     {
       socketPath: join(tempDir(), 'agent.sock'),
@@ -58,6 +58,12 @@ describe("the agent's log lines", () => {
         .filter((l) => l.includes('ssh connection closed'))
     ).toHaveLength(1)
     expect(connectFailure(text)).toBeNull()
+  })
+
+  test('an entry written outside runAgent (an early push failure quoting the VM) is one line too', () => {
+    const raw = `2026-12-01T00:00:01.000Z agent 2: early push failed: ${FORGED}\n`
+    expect(connectFailure(raw)?.kind).toBe('hostkey') // positive control: written as it came, the forged line is read
+    expect(connectFailure(agentEntry(`early push failed: ${FORGED}`, 2))).toBeNull()
   })
 
   test('the line separators JavaScript splits on are flattened too', async () => {
