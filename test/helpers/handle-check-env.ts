@@ -94,10 +94,10 @@ export default class HandleCheckEnvironment extends TestEnvironment {
 
   override async teardown(): Promise<void> {
     await super.teardown()
-    const timers = (): number => [...this.timers].filter((t) => t.hasRef()).length
     const left = (): Tally => {
       const more = excess(this.before, tally())
-      if (timers()) more.Timeout = timers()
+      const timers = [...this.timers].filter((t) => t.hasRef()).length
+      if (timers) more.Timeout = timers
       return more
     }
     if (await waitUntil(() => Object.keys(left()).length === 0, SETTLE_MS, 20)) return
