@@ -135,6 +135,11 @@ export function writePrivateFile(path: string, data: string | Buffer): void {
   }
 }
 
+/** A new 0600 file in a checked private folder, for appending: fails if the name exists in any form (file, link, symlink). */
+export function createPrivateAppend(path: string): number {
+  return openSync(path, CREATE_NEW | constants.O_APPEND, 0o600)
+}
+
 /** A 0600 file in a checked private folder, opened for appending without following a symlink. */
 export function openPrivateAppend(path: string, readable = false): number {
   const fd = openSync(

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync, closeSync, linkSync, rmSync, unlinkSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
-import { HookError, TransportError } from './errors'
+import { HookError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
@@ -18,7 +18,7 @@ import type { Acquired, OrphanReport, ProviderEnv, Tidy, VmProvider } from './pr
 import { providerFor, type Lease } from './providers/factory'
 import { leaseOf, type StoredHost } from './state'
 import { agentTransport, opensshTransport, type RsyncTransport } from './sync/rsync'
-import { ensurePrivateDir, checkPrivateDir, openPrivateAppend } from './private-fs'
+import { ensurePrivateDir, checkPrivateDir, createPrivateAppend } from './private-fs'
 import { tools, TOOL_ENV } from './tools'
 import { localDirOf } from './paths'
 import { jobFleet } from './fleet/job-fleet'
@@ -73,12 +73,39 @@ export interface AgentStart {
   stop: () => Promise<void>
 }
 
+/**
+ * No process could be started (no node at that path, out of processes): a local problem that waiting
+ * does not mend, so not a TransportError, which a provider retries as an unreachable host.
+ */
+const agentNotStarted = (e: unknown): HookError => new HookError(`could not start the job's agent: ${(e as Error)?.message ?? String(e)}`)
+
+function notStarted(e: unknown): AgentStart {
+  const ready = Promise.reject(agentNotStarted(e))
+  ready.catch(() => undefined)
+  return { ready, stop: () => Promise.resolve() }
+}
+
+/**
+ * The agent's log under the name of its pid: a link, not a rename, so the log of an earlier agent of
+ * the job whose pid this one reuses stays that agent's; this one then keeps its first name, which is
+ * still its own. Returns the name the log has.
+ */
+export function claimLogName(starting: string, named: string): string {
+  try {
+    linkSync(starting, named)
+  } catch {
+    return starting
+  }
+  unlinkSync(starting)
+  return named
+}
+
 function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, localDir: string, keep?: AgentKeep): AgentStart {
   // Each agent has a log of its own, named for its pid once it has one: lines of another agent of
   // the job (node's own crash output has no entry prefix to tell them apart) are never read as this
   // one's failure.
   const starting = `${localDir}/agent-starting-${randomBytes(6).toString('hex')}.log`
-  const fd = openPrivateAppend(starting)
+  const fd = createPrivateAppend(starting)
   const payload = JSON.stringify({
     socketPath,
     connect,
@@ -94,22 +121,15 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
       stdio: ['ignore', fd, fd],
       env: agentEnv(ctx)
     })
+  } catch (e) {
+    // Refused before any process existed (an argument list too long, a bad option): nothing to wait for.
+    rmSync(starting, { force: true })
+    return notStarted(e)
   } finally {
     closeSync(fd)
   }
-  let logFile = starting
-  if (child.pid !== undefined) {
-    // A link, not a rename: the log of an earlier agent of the job whose pid this one reuses stays
-    // that agent's (this one then keeps its first name, which is still its own).
-    const named = `${localDir}/agent-${child.pid}.log`
-    try {
-      linkSync(starting, named)
-      unlinkSync(starting)
-      logFile = named
-    } catch {
-      // keeps its first name
-    }
-  } else rmSync(starting, { force: true }) // nothing was started to write in it
+  const logFile = child.pid === undefined ? starting : claimLogName(starting, `${localDir}/agent-${child.pid}.log`)
+  if (child.pid === undefined) rmSync(starting, { force: true }) // nothing was started to write in it
   let exited: number | null = null
   let spawnError: Error | null = null
   child.on('exit', (code) => (exited = code ?? 1))
@@ -126,7 +146,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   const ready = waitUntil(
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
-      if (spawnError) throw new TransportError(`could not start the job's agent: ${spawnError.message}`, 'agent')
+      if (spawnError) throw agentNotStarted(spawnError)
       if (exited !== null) throw agentFailure(logFile, child.pid, connect, ctx.config.timeouts.connectSeconds)
       return undefined
     },

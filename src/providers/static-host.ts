@@ -138,8 +138,9 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
             remote = await env.connect(c)
             opened.set(index, remote)
           } catch (e) {
-            // A wrong host key or key pair will not fix itself by waiting; a cancel is not a host problem.
-            if (isPermanentTransport(e) || env.signal.aborted) throw e
+            // A wrong host key or key pair will not fix itself by waiting; a cancel is not a host problem;
+            // nor is a failure on this side (the job's agent could not be started, a folder is not private).
+            if (!(e instanceof TransportError) || isPermanentTransport(e) || env.signal.aborted) throw e
             lastError = e
             log.warn(`host ${hostKey(c)} unreachable: ${(e as Error).message}`)
             continue

@@ -18,8 +18,16 @@ export function connectFailureLine(e: unknown): string {
  * would read back as the agent's (connectFailure). Every entry an agent writes is made here.
  */
 export function agentEntry(message: string, pid = process.pid, at = new Date()): string {
-  return `${at.toISOString()} agent ${pid}: ${message.replace(/[\r\n\u2028\u2029]+/g, ' ')}\n`
+  return `${at.toISOString()} agent ${pid}: ${oneLine(message)}\n`
 }
+
+/**
+ * Every control character (C0, DEL, C1) and Unicode line or paragraph separator as a space: no
+ * line break of any kind, and no terminal escape that would show a forged line to someone who
+ * `cat`s the log.
+ */
+// eslint-disable-next-line no-control-regex -- the control characters are what it removes
+const oneLine = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
 
 /** An entry that reports a connect failure: `<time> agent <pid>: connect failed [kind] …`. */
 const FAILURE_ENTRY = new RegExp(`^\\S+ agent (\\d+): ${FAILED} \\[(${TRANSPORT_KINDS.join('|')})\\] (.*)$`)
@@ -41,8 +49,22 @@ export function connectFailure(logText: string, pid?: number): TransportError | 
 }
 
 /**
+ * The line that says why, of what node printed when the agent crashed: the error's own line
+ * (`TypeError [ERR_X]: …`), not the `Node.js v20…` that node prints last; else the last line.
+ * Shown as one line (the text is node's, not an entry, and may hold anything).
+ */
+export function crashReason(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^Node\.js v\d/.test(l))
+  const error = lines.filter((l) => /^(?:[A-Za-z_$][\w$]*)?(?:Error|Exception)\b[^:]*:/.test(l)).pop()
+  return oneLine(error ?? lines.pop() ?? '')
+}
+
+/**
  * Why an agent did not come up, from its own log (each agent has one): the connect failure it
- * logged (with its kind), else its last line (node's own words when it crashed).
+ * logged (with its kind), else node's own reason when it crashed (crashReason).
  */
 export function agentFailure(logFile: string, pid: number | undefined, connect: ConnectInfo, seconds: number): TransportError {
   let text = ''
@@ -51,7 +73,7 @@ export function agentFailure(logFile: string, pid: number | undefined, connect: 
   } catch {
     // no log: the generic reason below
   }
-  const tail = text.trim().split('\n').slice(-1)[0] ?? ''
+  const tail = crashReason(text)
   return (
     connectFailure(text, pid) ??
     new TransportError(

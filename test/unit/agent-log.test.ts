@@ -1,6 +1,7 @@
 // The agent's log is read back by the hook that started it (connectFailure): a connection failure's
 // kind decides whether the hook retries. Text the remote chose (an SSH disconnect's description is
 // the server's own words) must stay inside one line, so it cannot forge a line of the agent's.
+import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { agentEntry, agentFailure, connectFailure } from '../../src/remote/agent-failure'
@@ -68,9 +69,22 @@ describe("the agent's log lines", () => {
 
   test('the line separators JavaScript splits on are flattened too', async () => {
     closeWith = new Error(FORGED.replace('\n', '\r'))
-    expect(connectFailure(await agentLog())).toBeNull()
+    const cr = await agentLog()
+    expect(connectFailure(cr)).toBeNull()
+    expect(cr).not.toContain('\r')
     closeWith = new Error(FORGED.replace('\n', '\u2028'))
     expect(await agentLog()).not.toContain('\u2028')
+  })
+
+  test('so is every other control character: no terminal escape shows someone who cats the log a forged line', () => {
+    const remote = 'closed\x1b[2K\x1b[1G2026-12-01T00:00:01.000Z agent 2: connect failed [hostkey] forged\v\f\x85\x00\x7f\x9b\tend'
+    const entry = agentEntry(`ssh connection closed: ${remote}`, 2)
+    const controls = [...'\x1b\v\f\x85\x00\x7f\x9b\t\r\n\u2028\u2029']
+    // positive control: the text the VM chose holds such characters
+    expect(controls.filter((c) => remote.includes(c)).length).toBeGreaterThan(5)
+    expect(controls.filter((c) => entry.slice(0, -1).includes(c))).toEqual([])
+    expect(entry.endsWith('end\n')).toBe(true)
+    expect(connectFailure(entry)).toBeNull()
   })
 })
 
@@ -111,11 +125,28 @@ describe("agentFailure reads the agent's own log (each agent of a job has one)",
     expect([e.kind, e.message]).toEqual(['auth', 'connection refused'])
   })
 
-  test("without a failure line, its last line (an entry, or node's own words when it crashed)", () => {
+  test('without a failure line, its last line', () => {
     const exiting = own.replace('connect failed [network] connection refused', 'exiting')
     const e = agentFailure(log(exiting), 8, connect, 20)
     expect([e.kind, e.message]).toEqual(['agent', '2026-12-01T00:00:03.000Z agent 8: exiting'])
-    expect(agentFailure(log(`${exiting}Error: Cannot find module 'x'\n`), 8, connect, 20).message).toBe("Error: Cannot find module 'x'")
+  })
+
+  test("when it crashed, node's own reason, not the version line node prints last", () => {
+    // What node really prints for an uncaught error: the source line, the error, its stack, a blank line, its version.
+    const crash = spawnSync(process.execPath, ['-e', "throw new TypeError('the payload is not JSON')"], { encoding: 'utf8' }).stderr
+    expect(crash.trim().split('\n').pop()).toMatch(/^Node\.js v\d/) // positive control: the last line says nothing
+    const e = agentFailure(log(`${own.split('\n')[0]}\n${crash}`), 8, connect, 20)
+    expect([e.kind, e.message]).toEqual(['agent', 'TypeError: the payload is not JSON'])
+    // An error with a code: node prints `Error [ERR_X]: …`, and the object's fields after the stack.
+    const coded = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        "const e = new Error('no such socket'); e.code = 'ERR_X'; Object.defineProperty(e, 'name', { value: 'Error [ERR_X]' }); throw e"
+      ],
+      { encoding: 'utf8' }
+    ).stderr
+    expect(agentFailure(log(coded), 8, connect, 20).message).toBe('Error [ERR_X]: no such socket')
   })
 
   test("a failure line with another pid is not this agent's (positive control: without the pid it is read)", () => {

@@ -1,9 +1,10 @@
 // Starting the job's agent, with a real process: its log is a file of its own, named for its pid,
 // and an agent that cannot be started at all fails the start with node's reason.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { HookContext } from '../../src/context'
-import { startAgentInBackground } from '../../src/session'
+import { HookError, TransportError } from '../../src/errors'
+import { claimLogName, startAgentInBackground } from '../../src/session'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -43,12 +44,53 @@ process.exit(3)
   expect(logs[0]).toMatch(/^agent-\d+\.log$/)
 })
 
-test('a node that cannot be started fails the start at once, naming why', async () => {
+const openFds = (): number => readdirSync('/proc/self/fd').length
+
+test('a node that cannot be started fails the start at once, naming why, and not as a transport failure', async () => {
   const { ctx, local } = ctxFor('/nonexistent/node', '/nonexistent/index.js')
   const start = startAgentInBackground(ctx, connect, local)!
-  await expect(start.ready).rejects.toMatchObject({
-    kind: 'agent',
-    message: expect.stringMatching(/^could not start the job's agent: spawn \/nonexistent\/node ENOENT/)
-  })
+  const e = await start.ready.then(
+    () => null,
+    (x: unknown) => x
+  )
+  expect(e).toBeInstanceOf(HookError)
+  // A TransportError is what a provider retries as an unreachable host, for up to acquireTimeoutSeconds.
+  expect(e).not.toBeInstanceOf(TransportError)
+  expect((e as Error).message).toMatch(/^could not start the job's agent: spawn \/nonexistent\/node ENOENT/)
   expect(readdirSync(local).filter((f) => f.endsWith('.log'))).toEqual([]) // the empty log of a process that never was is gone
+})
+
+test('a start that node refuses before any process exists (spawn throws): the same failure, no log and no descriptor left', async () => {
+  const { ctx, local } = ctxFor(process.execPath, '/nonexistent/index.js')
+  // One argument over Linux's 128 KiB limit for a single argument: spawn throws E2BIG at once.
+  const huge = { ...connect, host: 'h'.repeat(200_000) }
+  const before = openFds()
+  const start = startAgentInBackground(ctx, huge, local)!
+  await expect(start.ready).rejects.toThrow(/^could not start the job's agent: spawn E2BIG/)
+  await start.stop()
+  expect(readdirSync(local)).toEqual([])
+  expect(openFds()).toBe(before)
+  // positive control: the same start with a normal argument does make a log (it fails later, on the missing hook file)
+  const ok = startAgentInBackground(ctx, connect, local)!
+  await expect(ok.ready).rejects.toBeInstanceOf(TransportError)
+  expect(readdirSync(local).filter((f) => f.endsWith('.log'))).toHaveLength(1)
+})
+
+describe("an agent's log takes its pid's name only when that name is free", () => {
+  test('a free name: the log is renamed to it, content kept', () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'agent-starting-a.log'), 'mine\n')
+    expect(claimLogName(join(dir, 'agent-starting-a.log'), join(dir, 'agent-42.log'))).toBe(join(dir, 'agent-42.log'))
+    expect(readdirSync(dir)).toEqual(['agent-42.log'])
+    expect(readFileSync(join(dir, 'agent-42.log'), 'utf8')).toBe('mine\n')
+  })
+
+  test("a name an earlier agent of the job left (its pid reused): that log stays the earlier agent's", () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, 'agent-42.log'), 'the earlier agent: connect failed [hostkey] …\n')
+    writeFileSync(join(dir, 'agent-starting-b.log'), 'mine\n')
+    expect(claimLogName(join(dir, 'agent-starting-b.log'), join(dir, 'agent-42.log'))).toBe(join(dir, 'agent-starting-b.log'))
+    expect(readFileSync(join(dir, 'agent-42.log'), 'utf8')).toBe('the earlier agent: connect failed [hostkey] …\n')
+    expect(readFileSync(join(dir, 'agent-starting-b.log'), 'utf8')).toBe('mine\n')
+  })
 })

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import { StaticHostProvider, leaseDir } from '../../src/providers/static-host'
 import { ownerId } from '../../src/labels'
+import { HookError, TransportError } from '../../src/errors'
 import type { ProviderEnv } from '../../src/providers/provider'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -151,6 +152,31 @@ describe('waiting for a free slot', () => {
     await expect(p).rejects.toThrow('aborted (SIGINT)')
     expect(attempts).toBe(1)
     expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
+  })
+
+  test('a failure on this side of the connection (the agent could not be started) fails at once, not as an unreachable host', async () => {
+    const { dir, workRoot } = busy()
+    const e = env(new LocalRemote(dir))
+    let attempts = 0
+    e.connect = () => {
+      attempts++
+      return Promise.reject(new HookError("could not start the job's agent: spawn /nonexistent/node ENOENT"))
+    }
+    const t0 = Date.now()
+    await expect(provider(workRoot, 600).acquire(job(dir), e)).rejects.toThrow("could not start the job's agent")
+    expect(attempts).toBe(1)
+    expect(Date.now() - t0).toBeLessThan(3000)
+    expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
+    // positive control: a network failure is an unreachable host, warned about and tried again
+    const n = env(new LocalRemote(dir))
+    let tries = 0
+    n.connect = () => {
+      tries++
+      return Promise.reject(new TransportError('connection refused', 'network'))
+    }
+    await expect(provider(workRoot, 1).acquire(job(dir), n)).rejects.toThrow()
+    expect(tries).toBeGreaterThan(1)
+    expect(n.logged.some((l) => l.startsWith('warn: host 127.0.0.1:22 unreachable'))).toBe(true)
   })
 
   test('a slot released between a failed rename and its checks is taken, not an error', async () => {
