@@ -9,7 +9,7 @@ import { renameSync } from 'node:fs'
 import { z } from 'zod'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
-import { HookError } from '../errors'
+import { HookError, TransportError } from '../errors'
 import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { writePrivateFile } from '../private-fs'
@@ -64,6 +64,13 @@ export interface PoolLease extends LeaseBase<'ec2-pool'> {
 /** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
 const RESCAN_MS = 10_000
 const POLL_MS = 1_000
+/** A connect failure on the runner's side, carried past the per-member handling of `attempt`. */
+class LocalFailure extends Error {
+  constructor(readonly local: unknown) {
+    super('a connect failure on the runner side')
+  }
+}
+
 /** One lease operation on a member: a member that does not answer by then is skipped (a job may have jammed it). */
 const ASK_MS = 30_000
 /** A member's line, as last seen, is trusted this long before the member is asked again. */
@@ -195,7 +202,14 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       let c: Conn
       let a: AcquireAnswer
       try {
-        c = await conn(m)
+        try {
+          c = await conn(m)
+        } catch (e) {
+          // A failure on this side (the job's agent could not be started, a folder is not private) is
+          // no member's: every member would fail alike, and waiting does not mend it.
+          if (!(e instanceof TransportError)) throw new LocalFailure(e)
+          throw e
+        }
         a = parseAcquire(
           await ask(
             c.remote,
@@ -208,6 +222,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           `lease ${m.id}`
         )
       } catch (e) {
+        if (e instanceof LocalFailure) throw e.local
         if (env.signal.aborted) throw e
         env.log.warn(`pool member ${m.id}: ${(e as Error).message}; trying the others`)
         await drop(m.id, (e as Error).message)

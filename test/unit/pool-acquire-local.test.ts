@@ -1,0 +1,72 @@
+// A job that cannot connect to a pool member because of something on the runner's side (the job's
+// agent could not be started) fails at once: every member would fail alike, and waiting for
+// provider.waitTimeoutSeconds does not mend it. A member's own failure (unreachable) is still that
+// member's: it is warned about and the job goes on waiting.
+import { Ec2PoolProvider } from '../../src/providers/ec2-pool'
+import type { Member } from '../../src/providers/pool-plan'
+import type { ProviderEnv } from '../../src/providers/provider'
+import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
+import { HookError, TransportError } from '../../src/errors'
+import { recordingFleetGate } from '../helpers/fleet-gate'
+
+const cfg = ConfigSchema.parse({
+  provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', waitTimeoutSeconds: 2 },
+  remote: { workRoot: '~/rch' }
+}).provider as Ec2PoolConfig
+
+const ready: Member = {
+  id: 'i-a',
+  user: 'ec2-user',
+  state: 'running',
+  address: { host: '127.0.0.1', port: 22 },
+  hostKey: 'ssh-ed25519 AAAA',
+  jobs: 0,
+  launchedAt: new Date(Date.UTC(2026, 11, 1)),
+  recycle: null,
+  reservation: null
+}
+
+/** The provider with EC2 stood in for: one ready member, no scale-out; `connect` fails as given. */
+function harness(fail: () => Error) {
+  const p = new Ec2PoolProvider(cfg, '~/rch')
+  const fake = p as unknown as {
+    members(env: unknown, ids?: string[]): Promise<Member[]>
+    grow(): Promise<{ cap: null }>
+    connectInfo(m: Member): unknown
+  }
+  fake.members = async () => [ready]
+  fake.grow = async () => ({ cap: null })
+  fake.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' })
+  const warned: string[] = []
+  let connects = 0
+  const env = {
+    fleet: recordingFleetGate(),
+    log: { progress: () => undefined, warn: (m: string) => void warned.push(m), debug: () => undefined },
+    signal: new AbortController().signal,
+    runner: { runnerName: 'r', github: {} },
+    connect: async () => {
+      connects++
+      throw fail()
+    },
+    discard: async () => undefined
+  } as unknown as ProviderEnv
+  const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
+  return { acquire: () => p.acquire(job, env), warned, connects: () => connects }
+}
+
+test('the agent could not be started: the job fails at once with that reason, no member is blamed', async () => {
+  const h = harness(() => new HookError("could not start the job's agent: spawn /nonexistent/node ENOENT"))
+  const t0 = Date.now()
+  await expect(h.acquire()).rejects.toThrow("could not start the job's agent: spawn /nonexistent/node ENOENT")
+  expect(Date.now() - t0).toBeLessThan(1500)
+  expect(h.connects()).toBe(1)
+  expect(h.warned).toEqual([])
+})
+
+test('positive control: an unreachable member is warned about and the job waits for another, up to waitTimeoutSeconds', async () => {
+  const h = harness(() => new TransportError('cannot connect to ec2-user@127.0.0.1:22: connect ECONNREFUSED', 'network'))
+  const t0 = Date.now()
+  await expect(h.acquire()).rejects.toThrow('no member free after 2 s (provider.waitTimeoutSeconds)')
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
+  expect(h.warned[0]).toMatch(/^pool member i-a: cannot connect .*ECONNREFUSED; trying the others$/)
+})
