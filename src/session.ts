@@ -128,8 +128,10 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   } finally {
     closeSync(fd)
   }
-  const logFile = child.pid === undefined ? starting : claimLogName(starting, `${localDir}/agent-${child.pid}.log`)
-  if (child.pid === undefined) rmSync(starting, { force: true }) // nothing was started to write in it
+  let logFile = starting
+  if (child.pid === undefined)
+    rmSync(starting, { force: true }) // nothing was started to write in it
+  else logFile = claimLogName(starting, `${localDir}/agent-${child.pid}.log`)
   let exited: number | null = null
   let spawnError: Error | null = null
   child.on('exit', (code) => (exited = code ?? 1))

@@ -64,13 +64,6 @@ export interface PoolLease extends LeaseBase<'ec2-pool'> {
 /** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
 const RESCAN_MS = 10_000
 const POLL_MS = 1_000
-/** A connect failure on the runner's side, carried past the per-member handling of `attempt`. */
-class LocalFailure extends Error {
-  constructor(readonly local: unknown) {
-    super('a connect failure on the runner side')
-  }
-}
-
 /** One lease operation on a member: a member that does not answer by then is skipped (a job may have jammed it). */
 const ASK_MS = 30_000
 /** A member's line, as last seen, is trusted this long before the member is asked again. */
@@ -199,17 +192,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
     /** One lease attempt on one member; null when it was not granted (or could not be used). */
     const attempt = async (m: Member, queue: boolean): Promise<AcquireAnswer | null> => {
-      let c: Conn
+      let c: Conn | null = null
       let a: AcquireAnswer
       try {
-        try {
-          c = await conn(m)
-        } catch (e) {
-          // A failure on this side (the job's agent could not be started, a folder is not private) is
-          // no member's: every member would fail alike, and waiting does not mend it.
-          if (!(e instanceof TransportError)) throw new LocalFailure(e)
-          throw e
-        }
+        c = await conn(m)
         a = parseAcquire(
           await ask(
             c.remote,
@@ -222,7 +208,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           `lease ${m.id}`
         )
       } catch (e) {
-        if (e instanceof LocalFailure) throw e.local
+        // A connect failure on this side (the job's agent could not be started, a folder is not
+        // private) is no member's: every member would fail alike, and waiting does not mend it.
+        if (!c && !(e instanceof TransportError)) throw e
         if (env.signal.aborted) throw e
         env.log.warn(`pool member ${m.id}: ${(e as Error).message}; trying the others`)
         await drop(m.id, (e as Error).message)
