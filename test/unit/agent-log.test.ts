@@ -76,6 +76,16 @@ describe("the agent's log lines", () => {
     expect(await agentLog()).not.toContain('\u2028')
   })
 
+  test("a server's disconnect words with terminal escapes reach the log as spaces (positive control: they were sent)", async () => {
+    const words = `bye\x1b[2K\x1b[1G${FORGED.replace('\n', '\v')}\x9b`
+    expect(words).toContain('\x1b') // positive control: the server's words hold the escapes
+    closeWith = new Error(words)
+    const text = await agentLog()
+    expect(text).toContain('bye') // the words themselves were logged
+    for (const c of ['\x1b', '\v', '\x9b']) expect(text).not.toContain(c)
+    expect(connectFailure(text)).toBeNull()
+  })
+
   test('so is every other control character: no terminal escape shows someone who cats the log a forged line', () => {
     const remote = 'closed\x1b[2K\x1b[1G2026-12-01T00:00:01.000Z agent 2: connect failed [hostkey] forged\v\f\x85\x00\x7f\x9b\tend'
     const entry = agentEntry(`ssh connection closed: ${remote}`, 2)
