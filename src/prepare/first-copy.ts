@@ -16,6 +16,7 @@ import { rsyncUp } from '../sync/rsync'
 import { existingRoots, RSYNC_EXCLUDES, SYNC_EXCLUDES, TAR_COPY_MAX } from '../job'
 import { walkLocal, walkSmall, type Snapshot } from '../sync/tree'
 import { push } from '../sync/sync'
+import { allOf } from './undo'
 
 /**
  * Creates the job folder, and checks in the same round trip that rsync is there for the copy (and,
@@ -132,7 +133,9 @@ export function startCopy(
     return 'copied'
   })()
   externals.catch(() => undefined)
-  const copied = Promise.all([work, externals]).then(([w, e]) => ({
+  // Settles once both halves have: prepare_job's undo waits for the copy (cancel.ts), and must not
+  // start while the externals are still being installed because the roots' half failed first.
+  const copied = allOf<[{ files: number; bytes: number }, Copied['externals']]>([work, externals]).then(([w, e]) => ({
     files: w.files,
     bytes: w.bytes,
     via,

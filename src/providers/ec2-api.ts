@@ -69,6 +69,19 @@ export function isRetryableAwsError(err: unknown): boolean {
   return code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EPIPE' || name === 'TimeoutError'
 }
 
+/**
+ * What a failed request says of whether it was carried out: `refused` (EC2 answered no: nothing was
+ * done), `throttled` (turned away before it was looked at: says nothing of an earlier attempt), or
+ * `unknown` (a server error, or no answer at all: a RunInstances may have launched its instance).
+ */
+export function requestOutcome(err: unknown): 'refused' | 'throttled' | 'unknown' {
+  const name = errName(err)
+  if (THROTTLING.has(name)) return 'throttled'
+  if (CAPACITY.has(name)) return 'refused'
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+  return status !== undefined && status < 500 && !isRetryableAwsError(err) ? 'refused' : 'unknown'
+}
+
 /** This request cannot be served now; another instance type, subnet or market may be. */
 export function isCapacityError(err: unknown): boolean {
   return CAPACITY.has(errName(err))

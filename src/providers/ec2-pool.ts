@@ -217,7 +217,18 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         return null
       }
       if (!a.granted) return a
-      const lease = await this.usable(c, a, job, me.token, env)
+      let lease: PoolLease | null
+      try {
+        lease = await this.usable(c, a, job, me.token, env)
+      } catch (e) {
+        // Granted, then not made ready (a cancel, an EC2 call that failed): given back, to be
+        // scrubbed by whoever takes it next, rather than held by nobody until its lease lapses.
+        const granted = { instanceId: m.id, token: me.token } as PoolLease
+        await this.give(c.remote, granted, { as: 'dirty' }).catch((g: unknown) =>
+          env.log.warn(`could not give ${m.id} back (its lease lapses after ${cfg.lease.ttlSeconds} s): ${(g as Error).message}`)
+        )
+        throw e
+      }
       if (!lease) {
         await drop(m.id, 'replaced')
         return null

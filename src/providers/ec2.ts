@@ -14,7 +14,7 @@ import { retry, waitUntil } from '../retry'
 import { run, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
-import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, type Ec2Sdk } from './ec2-api'
+import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, requestOutcome, type Ec2Sdk } from './ec2-api'
 import {
   addressOf,
   describeAttempt,
@@ -129,8 +129,13 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       return [] as Live[]
     })
 
-    const { instanceId, reservation } = await this.launch(job, env, basis, userData, (input) =>
-      send('RunInstances', () => client.send(new sdk.RunInstancesCommand(input)))
+    const { instanceId, reservation } = await this.launch(job, env, basis, userData, (input, failed) =>
+      send('RunInstances', () =>
+        client.send(new sdk.RunInstancesCommand(input)).catch((e: unknown) => {
+          failed(e)
+          throw e
+        })
+      )
     )
     const launched = monoMs()
     const lease: Ec2Lease = {
@@ -210,7 +215,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     env: ProviderEnv,
     basis: LaunchBasis,
     userData: string,
-    runInstances: (input: Ec2.RunInstancesCommandInput) => Promise<Ec2.RunInstancesCommandOutput>
+    /** `failed` hears of every attempt that failed, also those retried. */
+    runInstances: (input: Ec2.RunInstancesCommandInput, failed: (e: unknown) => void) => Promise<Ec2.RunInstancesCommandOutput>
   ): Promise<{ instanceId: string; reservation: string }> {
     const tried: string[] = []
     const tags = tagsFor(this.cfg, {
@@ -234,11 +240,19 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
           .settle(reservation, { launched: false })
           .catch((s: unknown) => env.log.warn(`could not settle the unused reservation ${reservation}: ${(s as Error).message}`))
       let res: Ec2.RunInstancesCommandOutput
+      // Whether an attempt of this request may have launched an instance whose answer was lost (a
+      // server error, a dropped connection) and no later attempt with the same token said otherwise.
+      let unsure = false
+      const failed = (e: unknown): void => {
+        const outcome = requestOutcome(e)
+        if (outcome !== 'throttled') unsure = outcome === 'unknown'
+      }
       try {
         const reserved = [...tags, { Key: TAG_RESERVATION, Value: reservation }]
-        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags: reserved }))
+        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags: reserved }), failed)
       } catch (e) {
-        await unlaunched()
+        if (unsure) await this.launchedAnyway(token, reservation, env)
+        else await unlaunched()
         if (env.signal.aborted || launchErrorAction(e) !== 'next')
           throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)
         tried.push(`${describeAttempt(at)}: ${awsErrorName(e)}`)
@@ -254,6 +268,53 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       return { instanceId: id, reservation }
     }
     throw new HookError(`no EC2 capacity for this job; tried ${tried.join('; ')}`)
+  }
+
+  /**
+   * A RunInstances given up on (a cancel, the deadline, retries used up) after an attempt whose
+   * answer was lost: what its token launched is terminated now, its reservation settled with it. An
+   * instance not found (EC2 may not show it yet) keeps the reservation unsettled, for reap: settled
+   * as unlaunched, it would free the fleet's counters for an instance that may run.
+   */
+  private async launchedAnyway(token: string, reservation: string, env: ProviderEnv): Promise<void> {
+    const { sdk, client } = await ec2Client(this.cfg)
+    // Looked for even after a cancel, as a terminate is (see terminateSignal).
+    const stop = terminateSignal(env.signal)
+    let found: Live[]
+    try {
+      const res = await retry(
+        () =>
+          client.send(new sdk.DescribeInstancesCommand({ Filters: [{ Name: 'client-token', Values: [token] }] }), {
+            abortSignal: stop.signal
+          }),
+        { attempts: 4, minDelayMs: 300, maxDelayMs: 2000, signal: stop.signal, retryable: isRetryableAwsError }
+      )
+      found = (res.Reservations ?? [])
+        .flatMap((r) => r.Instances ?? [])
+        .filter((i) => i.InstanceId && !TERMINAL.has(i.State?.Name ?? ''))
+        .map((i) => ({
+          id: i.InstanceId as string,
+          reservation,
+          launchedAt: i.LaunchTime ? new Date(i.LaunchTime).getTime() : undefined
+        }))
+    } catch (e) {
+      env.log.warn(
+        `RunInstances may have launched an instance whose answer was lost, and it could not be looked for (${(e as Error).message}): reservation ${reservation} is left to reap`
+      )
+      return
+    } finally {
+      stop.done()
+    }
+    if (!found.length)
+      return env.log.warn(
+        `RunInstances may have launched an instance whose answer was lost, and none is visible yet: reservation ${reservation} is left to reap (such an instance carries this runner's owner tag)`
+      )
+    for (const live of found) {
+      env.log.progress(`terminating ${live.id}, launched by a RunInstances whose answer was lost`)
+      await this.terminateAndSettle(live, env).catch((t: unknown) =>
+        env.log.warn(`could not terminate ${live.id}: ${(t as Error).message}`)
+      )
+    }
   }
 
   private waitRunning(

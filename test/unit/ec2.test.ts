@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import { ConfigSchema, type Ec2Config } from '../../src/config'
 import { addressOf, describeAttempt, launchPlan, runInstancesInput, tagsFor, TAG_OWNER } from '../../src/providers/ec2-plan'
-import { launchErrorAction } from '../../src/providers/ec2-api'
+import { launchErrorAction, requestOutcome } from '../../src/providers/ec2-api'
 import { Ec2Provider, terminateSignal } from '../../src/providers/ec2'
 import { FleetRefused } from '../../src/fleet/gate'
 import type { ProviderEnv } from '../../src/providers/provider'
@@ -228,6 +228,16 @@ describe('the retry classifier (by error name and status, never the message)', (
   })
 })
 
+test('what a failed request says of whether it ran: refused, throttled, or unknown (a server error or no answer)', () => {
+  expect(requestOutcome(awsError('InsufficientInstanceCapacity', 500))).toBe('refused')
+  expect(requestOutcome(awsError('UnauthorizedOperation', 403))).toBe('refused')
+  expect(requestOutcome(awsError('RequestLimitExceeded', 503))).toBe('throttled')
+  expect(requestOutcome(awsError('InternalError', 500))).toBe('unknown')
+  expect(requestOutcome(awsError('RequestTimeout', 400))).toBe('unknown')
+  expect(requestOutcome(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).toBe('unknown')
+  expect(requestOutcome(new TypeError('fetch failed'))).toBe('unknown')
+})
+
 describe('acquire against a scripted EC2', () => {
   const VCPUS: Record<string, number> = { 'm7i.large': 2, 'm6i.large': 2, 'c7i.4xlarge': 16, 'm1.small': 1 }
   /** `more` answers first (undefined: the defaults below). */
@@ -412,6 +422,61 @@ describe('acquire against a scripted EC2', () => {
       expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
       expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve', 'attach', 'settle'])
       expect(s.fleet.calls[2]).toEqual({ op: 'settle', id: 'res-1', opts: undefined })
+    })
+
+    describe('a RunInstances whose answer was lost, given up on (here by a cancel during its retry pause)', () => {
+      const cancelledAfterLostAnswer = (found: any[]) => {
+        const cancel = new AbortController()
+        const s = setup(
+          { instanceTypes: ['m7i.large'] },
+          () => {
+            // EC2 launched it, but the reply never came back; the runner cancels before the retry.
+            setImmediate(() => cancel.abort(new Error('cancelled by the runner')))
+            throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+          },
+          (name, input) =>
+            name === 'DescribeInstances' && input.Filters?.some((f: any) => f.Name === 'client-token')
+              ? { Reservations: [{ Instances: found }] }
+              : undefined
+        )
+        s.env.signal = cancel.signal
+        return s
+      }
+
+      test('the instance its token launched is found and terminated, and its reservation settled with its real time', async () => {
+        const s = cancelledAfterLostAnswer([
+          { InstanceId: 'i-0123456789abcdef0', State: { Name: 'pending' }, LaunchTime: new Date(Date.UTC(2026, 0, 2, 3)) }
+        ])
+        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow()
+        const token = s.runs()[0].ClientToken
+        expect(fake.calls.filter((c) => c.name === 'DescribeInstances' && c.input.Filters?.[0]?.Name === 'client-token')).toEqual([
+          { name: 'DescribeInstances', input: { Filters: [{ Name: 'client-token', Values: [token] }] } }
+        ])
+        expect(fake.calls.filter((c) => c.name === 'TerminateInstances').map((c) => c.input)).toEqual([
+          { InstanceIds: ['i-0123456789abcdef0'] }
+        ])
+        expect(s.fleet.calls).toEqual([
+          { op: 'reserve', spec: { instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 360 } },
+          { op: 'attach', id: 'res-1', instanceId: 'i-0123456789abcdef0', at: Date.UTC(2026, 0, 2, 3) },
+          { op: 'settle', id: 'res-1', opts: undefined }
+        ])
+      })
+
+      test('none visible yet: the reservation is not settled as unlaunched (it may run), but left to reap, with a warning', async () => {
+        const s = cancelledAfterLostAnswer([])
+        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow()
+        expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve'])
+        expect(s.logged.filter((l) => l.includes('left to reap'))).toHaveLength(1)
+      })
+
+      test('positive control: a request refused outright (capacity) launched nothing and is settled unlaunched at once', async () => {
+        const s = setup({ instanceTypes: ['m7i.large'] }, () => {
+          throw awsError('InsufficientInstanceCapacity', 500)
+        })
+        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow('no EC2 capacity')
+        expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve', 'settle'])
+        expect(fake.calls.filter((c) => c.name === 'DescribeInstances' && c.input.Filters?.[0]?.Name === 'client-token')).toEqual([])
+      })
     })
 
     test('release settles after the terminate succeeded, and leaves the reservation unsettled when it failed', async () => {

@@ -7,6 +7,7 @@ import type { Member } from '../../src/providers/pool-plan'
 import type { ProviderEnv } from '../../src/providers/provider'
 import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
 import { HookError, TransportError } from '../../src/errors'
+import { PassThrough } from 'node:stream'
 import { recordingFleetGate } from '../helpers/fleet-gate'
 
 const cfg = ConfigSchema.parse({
@@ -69,4 +70,74 @@ test('positive control: an unreachable member is warned about and the job waits 
   await expect(h.acquire()).rejects.toThrow('no member free after 2 s (provider.waitTimeoutSeconds)')
   expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
   expect(h.warned[0]).toMatch(/^pool member i-a: cannot connect .*ECONNREFUSED; trying the others$/)
+})
+
+describe('a member granted, then not made ready (a cancel, a failed EC2 call)', () => {
+  /** A member that grants its lease; `describeFails` is what DescribeInstances of that one member throws. */
+  function granted(describeFails: Error) {
+    const one = ConfigSchema.parse({
+      provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', reuse: { maxJobsPerVm: 1 } },
+      remote: { workRoot: '~/rch' }
+    }).provider as Ec2PoolConfig
+    const p = new Ec2PoolProvider(one, '~/rch')
+    const fake = p as unknown as {
+      members(env: unknown, ids?: string[]): Promise<Member[]>
+      grow(): Promise<{ cap: null }>
+      connectInfo(m: Member): unknown
+    }
+    fake.members = async (_env, ids) => {
+      if (ids) throw describeFails
+      return [ready]
+    }
+    fake.grow = async () => ({ cap: null })
+    fake.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' })
+    const commands: string[] = []
+    const answer = (command: string): string[] =>
+      command.includes('note grant')
+        ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch']
+        : command.includes('note release')
+          ? ['released']
+          : []
+    const remote = {
+      openExec: async (command: string) => {
+        commands.push(command)
+        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+        const stdout = new PassThrough()
+        const stderr = new PassThrough()
+        const stdin = new PassThrough()
+        stdin.resume()
+        stdout.end(
+          nonce
+            ? `RCH-BEGIN-${nonce}\0${answer(command)
+                .map((r) => `${r}\0`)
+                .join('')}RCH-END-${nonce}\0`
+            : ''
+        )
+        stderr.end()
+        return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+      },
+      openSocket: () => Promise.reject(new Error('no sockets')),
+      close: () => undefined
+    }
+    const env = {
+      fleet: recordingFleetGate(),
+      log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },
+      signal: new AbortController().signal,
+      runner: { runnerName: 'r', github: {} },
+      connect: async () => remote,
+      discard: async () => undefined
+    } as unknown as ProviderEnv
+    const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
+    return { acquire: () => p.acquire(job, env), commands }
+  }
+
+  test('the lease is given back (to be scrubbed first), not left held by nobody until it lapses', async () => {
+    const h = granted(new Error('DescribeInstances: AccessDenied'))
+    await expect(h.acquire()).rejects.toThrow('AccessDenied')
+    // positive control: the member really was granted to this job
+    expect(h.commands.filter((c) => c.includes('note grant'))).toHaveLength(1)
+    const releases = h.commands.filter((c) => c.includes('note release'))
+    expect(releases).toHaveLength(1)
+    expect(releases[0]).toContain('put free dirty')
+  })
 })
