@@ -330,7 +330,10 @@ export class DynamoLedger implements Ledger {
       add(VCPUS, 'n', -r.vcpus),
       add(dayKey(r.day), 'usd', actual - r.reservedMicro)
     ]
-    const token = createHash('sha256').update(`settle ${id}`).digest('hex').slice(0, 36)
+    // One token per settlement (its items hold its times): retries of this call stay idempotent,
+    // while another settlement at once (reap's) fails its condition, not as a token reused with
+    // other parameters (IdempotentParameterMismatch), and reads the one that stands.
+    const token = createHash('sha256').update(JSON.stringify(items)).digest('hex').slice(0, 36)
     try {
       await this.send(() => new this.sdk.TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }))
     } catch (e) {

@@ -94,6 +94,9 @@ export function transitionTime(reason: string | undefined): number | undefined {
   return Number.isFinite(t) ? t : undefined
 }
 
+/** How long after its attach an instance EC2 does not list is taken as not visible yet, rather than gone. */
+export const UNSEEN_MS = 5 * 60_000
+
 export type ReservationStep =
   | { do: 'settle'; startedAt?: number; endedAt: number; why: string }
   | { do: 'settle-unlaunched'; why: string }
@@ -111,8 +114,15 @@ export function reservationStep(
   t: ReapTimes,
   unclaimedMember?: InstanceFact
 ): ReservationStep {
-  if (inst === null)
+  if (inst === null) {
+    // EC2 is eventually consistent: an instance launched a moment ago may be unknown to Describe
+    // yet. Settled then, its live job would count for nothing, and be judged dead by its instance's
+    // next pass (its reservation settled) and terminated. An ended one stays listed for about an hour.
+    const since = t.now - (r.attachedAt ?? r.reservedAt)
+    if (since < UNSEEN_MS)
+      return { do: 'none', why: `its instance ${r.instanceId} is not listed by EC2 yet (attached ${Math.round(since / 1000)} s ago)` }
     return { do: 'settle', startedAt: r.attachedAt, endedAt: t.now, why: `its instance ${r.instanceId} is gone (EC2 no longer knows it)` }
+  }
   if (inst) {
     if (inst.state === 'terminated')
       return {

@@ -28,6 +28,8 @@ export interface Totals {
   launches: number
   /** Launches not settled yet: their time and cost below run up to now. */
   running: number
+  /** Of those, the ones no instance is attached to yet: they may still be settled as never launched. */
+  unattached: number
   /** Settled: billed seconds; running: per-second seconds since attach (or reservation), 60 s minimum. */
   instanceSeconds: number
   runningInstanceSeconds: number
@@ -97,6 +99,7 @@ function totalsOf(records: LedgerRecord[], jobs: JobRecord[], now: number): Tota
     jobs: jobs.length,
     launches: 0,
     running: 0,
+    unattached: 0,
     instanceSeconds: 0,
     runningInstanceSeconds: 0,
     costMicro: 0,
@@ -114,6 +117,7 @@ function totalsOf(records: LedgerRecord[], jobs: JobRecord[], now: number): Tota
     if (r.priceMicroPerHour === null) t.unpriced++
     if (use.running) {
       t.running++
+      if (r.instanceId === undefined) t.unattached++
       t.runningInstanceSeconds += use.seconds
       t.runningCostMicro += use.micro
     }

@@ -30,7 +30,14 @@ const summary = (pick: (t: Totals) => Phase) => (t: Totals) => {
 
 const FAMILIES: Family[] = [
   { name: 'rch_jobs', type: 'counter', help: 'Jobs started, any provider.', samples: count((t) => t.jobs) },
-  { name: 'rch_launches', type: 'counter', help: 'Instances launched for jobs or pools.', samples: count((t) => t.launches) },
+  // A reservation with no instance attached yet may still be settled as never launched (a failed
+  // launch, a scale-out no member came for): counted then, the counter would drop, read as a reset.
+  {
+    name: 'rch_launches',
+    type: 'counter',
+    help: 'Instances launched for jobs or pools (once attached to their reservation).',
+    samples: count((t) => t.launches - t.unattached)
+  },
   {
     name: 'rch_instance_seconds',
     type: 'counter',

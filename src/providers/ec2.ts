@@ -490,10 +490,14 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       )
   }
 
-  /** Terminates every live instance tagged with this runner's owner id (cleanup without state): nothing to tidy first. */
+  /**
+   * Terminates every live instance tagged with this runner's owner id and launched from this runner
+   * host (cleanup without state): nothing to tidy first. The owner id is only the runner's name: a
+   * same-named runner on another host (another organisation in the account) may be running a job.
+   */
   async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
     const report: OrphanReport = { released: [], unreachable: [] }
-    for (const live of await this.liveOf(owner, env.signal)) {
+    for (const live of await this.liveOf(owner, env.signal, hostname())) {
       try {
         await this.terminateAndSettle(live, env)
         report.released.push(live.id)

@@ -5,6 +5,7 @@
 import { TransportError } from '../../src/errors'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { hostname } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import { ConfigSchema, type Ec2Config } from '../../src/config'
 import { addressOf, describeAttempt, launchPlan, runInstancesInput, tagsFor, TAG_OWNER } from '../../src/providers/ec2-plan'
@@ -545,6 +546,12 @@ describe('acquire against a scripted EC2', () => {
       )
       const report = await s.provider.cleanupOrphans('fedcba9876543210', s.env)
       expect(report.released).toEqual(['i-0000000000000000a', 'i-0000000000000000b'])
+      // Only this runner host's: a same-named runner elsewhere may be running a job on its own.
+      expect(fake.calls.find((c) => c.name === 'DescribeInstances')?.input.Filters).toEqual([
+        { Name: 'tag:remote-container-hooks:owner', Values: ['fedcba9876543210'] },
+        { Name: 'tag:remote-container-hooks:runner-host', Values: [hostname()] },
+        { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
+      ])
       // Attached first (its hook may have died before it could), billed from EC2's launch time.
       expect(s.fleet.calls).toEqual([
         { op: 'attach', id: 'res-a', instanceId: 'i-0000000000000000a', at: Date.UTC(2026, 11, 1, 12) },

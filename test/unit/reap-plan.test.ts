@@ -124,6 +124,12 @@ describe('reservationStep', () => {
       endedAt: NOW
     })
   })
+  test('an instance attached a moment ago that EC2 does not list yet (eventual consistency): left alone, not settled', () => {
+    expect(reservationStep(rec({ instanceId: 'i-0abc', attachedAt: NOW - 20_000 }), null, T)).toEqual({
+      do: 'none',
+      why: 'its instance i-0abc is not listed by EC2 yet (attached 20 s ago)'
+    })
+  })
   test('an attached instance EC2 no longer knows: settled now', () => {
     expect(reservationStep(rec({ instanceId: 'i-0abc', attachedAt: NOW - 9 * MIN }), null, T)).toMatchObject({
       do: 'settle',

@@ -523,6 +523,27 @@ describe('the machine-read forms with names from the job', () => {
     expect(new Set(order).size).toBe(order.length)
   })
 
+  test('--openmetrics: a reservation no instance is attached to yet is not a launch in the counter, which must not drop when it is settled as never launched', async () => {
+    const launches = async (): Promise<number | undefined> =>
+      parseOpenMetrics((await report([configFile(FLEET), '--openmetrics'])).out).samples.find(
+        (s) => s.name === 'rch_launches_total' && s.labels.repository === 'acme/plain'
+      )?.value
+    const l = ledgerOf(FLEET)
+    const before = await launches()
+    expect(before).toBe(1)
+    // a scale-out waiting for its member, or a launch whose answer was lost
+    const id = await reserve(l, req('acme/plain', 'ci', 'r1', 't3.medium'), NOON - 60_000)
+    expect(await launches()).toBe(1)
+    await l.settle(id, { endedAt: NOON, launched: false })
+    expect(await launches()).toBe(1)
+    // one that came: counted once attached, and still after its settlement
+    const got = await reserve(l, req('acme/plain', 'ci', 'r1', 't3.medium'), NOON - 60_000)
+    await l.attach(got, 'i-got', NOON - 50_000)
+    expect(await launches()).toBe(2)
+    await l.settle(got, { endedAt: NOON })
+    expect(await launches()).toBe(2)
+  })
+
   test('--openmetrics counts from the beginning unless --since is given (counters must not drop as days pass)', async () => {
     const l = ledgerOf(FLEET)
     const id = await reserve(l, req('acme/plain', 'ci', 'r1', 't3.medium'), NOON - 30 * 24 * H)
