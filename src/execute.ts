@@ -5,6 +5,7 @@
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { Cancelled, formatError } from './errors'
 import { outcomeOf } from './outcome'
+import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
 import type { HookContext, Sink } from './context'
@@ -66,6 +67,28 @@ export async function execute(raw: string, env: Record<string, string | undefine
 export async function executeRequest(req: Record<string, unknown>, io: Omit<ExecuteIo, 'cwd'>): Promise<Executed> {
   const env = stepEnv((req.env ?? {}) as Record<string, string | undefined>)
   return execute(String(req.raw), env, { ...io, cwd: String(req.cwd) })
+}
+
+/**
+ * After a step failed for its connection: one more `::error::` line with what became of the job's
+ * machine, when its provider can tell (handlers/lost-machine.ts). Quiet when it cannot: the step's
+ * own error line stands.
+ */
+export async function explainLoss(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<void> {
+  let log: Log | undefined
+  try {
+    const ctx = await prepared(raw, env, io)
+    log = ctx.log
+    const { lostMachine } = await import('./handlers/lost-machine')
+    const why = await lostMachine(ctx.input, ctx)
+    if (!why) return
+    io.stdout.write(`${workflowCommand('error', why)}\n`)
+    log.failure(why)
+  } catch (e) {
+    log?.debug(`could not find out what became of the job's machine: ${formatError(e)}`)
+  } finally {
+    await log?.close()
+  }
 }
 
 /**

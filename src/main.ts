@@ -10,7 +10,8 @@ import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
-import type { HookPlace } from './execute'
+import type { ExecuteIo, HookPlace } from './execute'
+import { EXIT } from './outcome'
 import type { AgentOptions, RunIo } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
@@ -48,22 +49,35 @@ async function hook(): Promise<number> {
   process.on('SIGTERM', onSignal)
 
   const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
+  let raw = ''
+  let code: number
   try {
-    const raw = await readStdin()
+    raw = await readStdin()
     stepHeartbeats(raw, io.place.localRoot)
-    const socket = delegation(raw, io.place.localRoot, runnerNameOf(process.env))
-    // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
-    if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
-      const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, controller.signal)
-      if (code !== null) return code
-    }
-    // No agent (or not a step): the command runs in this process.
-    const { execute } = await import('./execute')
-    return (await execute(raw, process.env, io)).code
+    code = await command(raw, io)
   } catch (err) {
     const { report } = await import('./execute')
-    return report(err, io)
+    code = report(err, io)
   }
+  // A step that lost its machine's connection: the provider says what became of the machine.
+  if (code === EXIT.transport && !controller.signal.aborted && STEP_COMMAND.test(raw))
+    await (await import('./execute')).explainLoss(raw, process.env, io)
+  return code
+}
+
+const STEP_COMMAND = /"command"\s*:\s*"run_(script|container)_step"/
+
+/** Runs one hook command: through the job's agent when it has one, else in this process. */
+async function command(raw: string, io: ExecuteIo): Promise<number> {
+  const socket = delegation(raw, io.place.localRoot, runnerNameOf(process.env))
+  // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
+  if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
+    const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, io.signal)
+    if (code !== null) return code
+  }
+  // No agent (or not a step): the command runs in this process.
+  const { execute } = await import('./execute')
+  return (await execute(raw, process.env, io)).code
 }
 
 /**
@@ -71,7 +85,7 @@ async function hook(): Promise<number> {
  * fleet/step-beat.ts). Only a timer here: nothing is loaded unless the step outlives a period.
  */
 function stepHeartbeats(raw: string, localRoot: string): void {
-  if (!/"command"\s*:\s*"run_(script|container)_step"/.test(raw) || !raw.includes('"reservation"')) return
+  if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return
   const every = Number(process.env.RCH_LEDGER_BEAT_MS) >= 100 ? Number(process.env.RCH_LEDGER_BEAT_MS) : 60_000
   let busy = false
   const beat = (): void => {

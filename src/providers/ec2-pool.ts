@@ -49,7 +49,8 @@ import {
   type PoolView
 } from './pool-plan'
 import { describeScrub, parseScrub, scrubScript } from './pool-scrub'
-import type { Acquired, AgentKeep, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
+import type { Acquired, AgentKeep, JobRef, LeaseBase, LossEnv, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
+import { fateSentence, instanceFate } from './instance-fate'
 
 export interface PoolLease extends LeaseBase<'ec2-pool'> {
   instanceId: string
@@ -651,6 +652,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     return (res.AutoScalingInstances ?? [])
       .filter((i) => i.AutoScalingGroupName === this.cfg.autoScalingGroup && i.LifecycleState === 'Standby' && i.InstanceId)
       .map((i) => i.InstanceId as string)
+  }
+
+  async whyLost(lease: PoolLease, env: LossEnv): Promise<string | null> {
+    return fateSentence(lease.instanceId, await instanceFate(this.cfg, lease.instanceId, env), { now: Date.now() })
   }
 
   /**

@@ -13,7 +13,8 @@ import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
 import { retry, waitUntil } from '../retry'
 import { run, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
+import type { Acquired, JobRef, LeaseBase, LossEnv, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
+import { fateSentence, instanceFate } from './instance-fate'
 import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, requestOutcome, type Ec2Sdk } from './ec2-api'
 import {
   addressOf,
@@ -453,6 +454,11 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     await settle().catch((e: unknown) =>
       env.log.warn(`could not settle the fleet ledger reservation ${reservation} of ${live.id}: ${(e as Error).message}`)
     )
+  }
+
+  async whyLost(lease: Ec2Lease, env: LossEnv): Promise<string | null> {
+    const fate = await instanceFate(this.cfg, lease.instanceId, env)
+    return fateSentence(lease.instanceId, fate, { maxLifetimeMinutes: this.cfg.maxLifetimeMinutes, now: Date.now() })
   }
 
   async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {

@@ -31,6 +31,9 @@ export interface ProviderEnv {
   fleet: FleetGate
 }
 
+/** What a provider may use to find out why a machine was lost: the step has already failed. */
+export type LossEnv = Pick<ProviderEnv, 'log' | 'signal'>
+
 export interface JobRef {
   jobId: string
   owner: string
@@ -66,6 +69,11 @@ export interface VmProvider<L extends LeaseBase = LeaseBase> {
   describe(lease: L): string
   /** What the job's agent must do to keep this lease (renew it), if anything. */
   keeper?(lease: L): AgentKeep | null
+  /**
+   * After a step lost its connection to the machine: what became of the machine, in the provider's
+   * words (e.g. terminated by a Spot interruption), or null when the provider cannot tell.
+   */
+  whyLost?(lease: L, env: LossEnv): Promise<string | null>
   /** Whether releasing the machine also destroys everything on it (no need to tidy it first). */
   readonly releaseDestroys: boolean
   /**

@@ -12,6 +12,7 @@ import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
+import { settlesWithin } from '../retry'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -70,6 +71,11 @@ export interface IdleWork {
   leave(): void
 }
 
+/** The agent's exit code when its SSH connection dropped. */
+const CONNECTION_LOST = 3
+/** How long steps under way may take to fail once the connection dropped, before the agent exits. */
+export const RUNS_WIND_DOWN_MS = 10_000
+
 /** `log` writes one entry of the agent's log (agentEntry, which keeps it one line). */
 export async function runAgent(opts: AgentOptions, log: (msg: string) => void, onRun?: RunHandler, idle?: IdleWork): Promise<number> {
   pauseMarkingWhileStreaming()
@@ -79,7 +85,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   try {
     remote = await SshRemote.connect(opts.connect, opts.connectTimeoutMs, (err) => {
       log(`ssh connection closed${err ? `: ${err.message}` : ''}`)
-      finish(3)
+      finish(CONNECTION_LOST)
     })
   } catch (e) {
     // The hook that started this agent reads the failure's kind from this line (connectFailure).
@@ -131,7 +137,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           : req.op === 'exec' && typeof req.cmd === 'string'
             ? () => bridgeExec(sock, req.cmd!, rest)
             : req.op === 'run' && onRun
-              ? () => bridgeRun(sock, req, rest)
+              ? () => inFlight(bridgeRun(sock, req, rest))
               : null
       if (!bridge) return void sock.destroy()
       if (!idle) return void bridge()
@@ -203,6 +209,12 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     sock.end(frame(F.EXIT, JSON.stringify(status)))
   }
 
+  const runs = new Set<Promise<void>>()
+  const inFlight = (run: Promise<void>): Promise<void> => {
+    runs.add(run)
+    return run.finally(() => runs.delete(run))
+  }
+
   const bridgeRun = async (sock: Socket, req: Record<string, unknown>, rest: Buffer): Promise<void> => {
     const controller = new AbortController()
     const reader = new FrameReader(
@@ -267,6 +279,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   // lands, or is given up on, before the connection closes under it.
   server.close()
   rmSync(opts.socketPath, { force: true })
+  // A step under way when the connection dropped fails in its own words (its error line, exit 75)
+  // instead of the hook finding its agent gone without an exit status.
+  if (code === CONNECTION_LOST) await settlesWithin(Promise.allSettled([...runs]), RUNS_WIND_DOWN_MS)
   await idle?.enter()
   remote.close()
   return code

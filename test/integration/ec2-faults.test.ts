@@ -8,6 +8,7 @@
 import { DescribeSubnetsCommand, type EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { ec2Client, motoImageId } from '../helpers/ec2-env'
 import {
+  EC2_HOOK_ENV,
   LIVE_STATES,
   describeInstance,
   dumpRun,
@@ -47,12 +48,12 @@ interface Rig {
   end(): Promise<void>
 }
 
-async function rig(label: string, provider: Record<string, unknown> = {}): Promise<Rig> {
+async function rig(label: string, provider: Record<string, unknown> = {}, more: Record<string, unknown> = {}): Promise<Rig> {
   const name = instanceName(`ec2f-${label}`)
   const proxy = await startFaultProxy()
   const runner = new FakeRunner({
     name: `ec2-fault-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
-    config: ec2RunnerConfig({ endpoint: proxy.endpoint, imageId: ami, name, provider })
+    config: { ...ec2RunnerConfig({ endpoint: proxy.endpoint, imageId: ami, name, provider }), ...more }
   })
   const owner = ownerOf(runner.name)
   const booter = startInstanceBooter(ec2, { owner, name: () => name })
@@ -285,46 +286,75 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     }
   })
 
-  test('an instance terminated mid-job: the running step fails with an ::error::, cleanup_job still exits 0', async () => {
+  /**
+   * A step whose machine goes away under it: terminated through the API and its sshd gone, or only
+   * its sshd gone (the instance still running in EC2). The step fails; a second ::error:: line says
+   * what became of the machine; cleanup_job still exits 0 and leaves nothing running.
+   */
+  async function machineLostMidStep(r: Rig, how: { terminate: boolean }): Promise<{ id: string; errors: string[]; out: string }> {
+    const p = await hookPrepare(r.runner, jobArgs(r.runner))
+    expect(ok(p, r.booter)).toEqual(OK)
+    const id = (r.runner.state as any).host.instanceId as string
+
+    const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n')
+    // the runner gives every hook command the same environment: the AWS credentials too
+    const run = r.runner.start('run_script_step', args, { env: EC2_HOOK_ENV })
+    const kill = setTimeout(() => run.child.kill('SIGTERM'), 60_000)
+    let out = ''
+    await new Promise<void>((resolve, reject) => {
+      run.child.stdout!.on('data', (d) => {
+        out += d
+        if (out.includes('step-started')) resolve()
+      })
+      run.child.once('close', () => reject(new Error(`step ended before it started: ${out}`)))
+    })
+    const t0 = Date.now()
+    if (how.terminate) await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
+    await r.booter.kill(id)
+    const s = await run.done
+    clearTimeout(kill)
+    expect(s.signal).toBeNull()
+    expect(s.code).toBe(75)
+    expect(s.stdout).not.toContain('not-reached')
+    expect(Date.now() - t0).toBeLessThan(25_000)
+
+    const c = await hookCall(r.runner, 'cleanup_job', {})
+    expect(ok(c)).toEqual(OK)
+    r.runner.state = null
+    await waitInstanceState(ec2, id, 'terminated')
+    expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([])
+    return { id, errors: errorLines(s), out: dumpRun(s) }
+  }
+
+  test('an instance terminated mid-job: the running step fails and says the instance was ended through the EC2 API', async () => {
     const r = await rig('midjob')
     try {
-      const p = await hookPrepare(r.runner, jobArgs(r.runner))
-      expect(ok(p, r.booter)).toEqual(OK)
-      const id = (r.runner.state as any).host.instanceId as string
-
-      const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n')
-      const run = r.runner.start('run_script_step', args, { env: {} })
-      const kill = setTimeout(() => run.child.kill('SIGTERM'), 60_000)
-      let out = ''
-      await new Promise<void>((resolve, reject) => {
-        run.child.stdout!.on('data', (d) => {
-          out += d
-          if (out.includes('step-started')) resolve()
-        })
-        run.child.once('close', () => reject(new Error(`step ended before it started: ${out}`)))
-      })
-      // the instance goes away under the step: terminated in the API, its machine (sshd) gone
-      const t0 = Date.now()
-      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
-      await r.booter.kill(id)
-      const s = await run.done
-      clearTimeout(kill)
-      expect(s.signal).toBeNull()
-      expect(s.code).not.toBe(0)
-      expect(s.stdout).not.toContain('not-reached')
-      expect(Date.now() - t0).toBeLessThan(25_000)
-      const errors = errorLines(s)
-      // (today's wording: "lost the job's agent during the step (no exit status)")
-      expect({ errors, out: errors.length === 1 ? '' : dumpRun(s) }).toEqual({
-        errors: [expect.stringMatching(/^::error::.*(lost|connection|closed)/i)],
+      const { id, errors, out } = await machineLostMidStep(r, { terminate: true })
+      expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
+        errors: [
+          // the step's own words from the agent, which waits for the step to fail before it ends
+          // (not "lost the job's agent during the step (no exit status)")
+          expect.stringMatching(/^::error::the connection to 127\.0\.0\.1 is gone/),
+          `::error::the job's machine ${id} is terminated: it was ended through the EC2 API (by a person, a script, an Auto Scaling group or a reaper) (EC2: Client.UserInitiatedShutdown: User initiated shutdown)`
+        ],
         out: ''
       })
+    } finally {
+      await r.end()
+    }
+  })
 
-      const c = await hookCall(r.runner, 'cleanup_job', {})
-      expect(ok(c)).toEqual(OK)
-      r.runner.state = null
-      await waitInstanceState(ec2, id, 'terminated')
-      expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([])
+  test('a machine lost while EC2 still runs it (agent off: the step runs in the hook process): "still running", the connection failed', async () => {
+    const r = await rig('midjob-live', {}, { agent: { enabled: false } })
+    try {
+      const { id, errors, out } = await machineLostMidStep(r, { terminate: false })
+      expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
+        errors: [
+          expect.stringMatching(/^::error::.*(lost|connection|closed)/i),
+          `::error::the job's machine ${id} is still running in EC2: the connection to it failed, not the machine`
+        ],
+        out: ''
+      })
     } finally {
       await r.end()
     }
