@@ -232,8 +232,9 @@ async function images(run: Run, host: Host, docking: ReturnType<typeof dockerPar
   const t = Date.now()
   for (const c of containers) if (c.registry?.password) ctx.log.addSecret(c.registry.password)
   const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+  // allOf: a failed pull lets the undo start only once the other pulls have ended.
   const how = await step(
-    Promise.all(
+    allOf(
       containers.map(async (c, i) => {
         const h = await host.docker.ensureImage(
           c.image,
@@ -317,7 +318,7 @@ async function dockerParts(
   const always = ctx.config.images.pullPolicy === 'always'
   const [present] = await allOf<[boolean[], string, string[]]>([
     // Under "always" every image is pulled, so whether it is there is not asked.
-    always ? Promise.resolve(containers.map(() => false)) : Promise.all(containers.map((c) => docker.imagePresent(c.image))),
+    always ? Promise.resolve(containers.map(() => false)) : allOf(containers.map((c) => docker.imagePresent(c.image))),
     docker.createNetwork(plan.network, plan.labels),
     allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
   ])

@@ -16,10 +16,17 @@ export function loadSdk(): Promise<Ec2Sdk> {
   return Promise.resolve(sdk)
 }
 
-export async function ec2Client(cfg: AwsApi): Promise<{ sdk: Ec2Sdk; client: Ec2.EC2Client }> {
+/**
+ * Every EC2 and Auto Scaling request: a connection within 10 s, the whole answer within 30 s, else
+ * a TimeoutError (retried like any lost answer). Without them a call the network swallowed held
+ * prepare_job, its undo or a cleanup until the runner killed the hook.
+ */
+export const AWS_HTTP = { connectionTimeout: 10_000, requestTimeout: 30_000, throwOnRequestTimeout: true }
+
+export async function ec2Client(cfg: AwsApi, http = AWS_HTTP): Promise<{ sdk: Ec2Sdk; client: Ec2.EC2Client }> {
   const s = await loadSdk()
   // Retries are ours (retry.ts with the classifier below), so the SDK makes one attempt per call.
-  const client = new s.EC2Client({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1 })
+  const client = new s.EC2Client({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1, requestHandler: http })
   return { sdk: s, client }
 }
 
@@ -28,7 +35,10 @@ let asgSdk: AsgSdk | null = null
 export function autoScalingClient(cfg: AwsApi): { sdk: AsgSdk; client: Asg.AutoScalingClient } {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   asgSdk ??= require('@aws-sdk/client-auto-scaling') as AsgSdk
-  return { sdk: asgSdk, client: new asgSdk.AutoScalingClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1 }) }
+  return {
+    sdk: asgSdk,
+    client: new asgSdk.AutoScalingClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1, requestHandler: AWS_HTTP })
+  }
 }
 
 const THROTTLING = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestThrottled'])

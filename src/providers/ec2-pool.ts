@@ -51,6 +51,7 @@ import {
 import { describeScrub, parseScrub, scrubScript } from './pool-scrub'
 import type { Acquired, AgentKeep, JobRef, LeaseBase, LossEnv, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
 import { fateSentence, instanceFate } from './instance-fate'
+import { terminateSignal } from './ec2'
 
 export interface PoolLease extends LeaseBase<'ec2-pool'> {
   instanceId: string
@@ -662,7 +663,18 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
    * Gives the member back: scrubbed and freed, or replaced when it is worn out, unhealthy after the
    * job, or its scrub failed. A lease another job holds now (ours lapsed) is not touched.
    */
-  async release(lease: PoolLease, remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
+  async release(lease: PoolLease, remote: Remote | null, _jobId: string, jobEnv: ProviderEnv): Promise<void> {
+    // Giving the member back is cleanup: it goes on after a cancel (a failed prepare_job's undo runs
+    // with the job's cancelled signal), bounded as a terminate is.
+    const bound = terminateSignal(jobEnv.signal)
+    try {
+      await this.giveBack(lease, remote, { ...jobEnv, signal: bound.signal })
+    } finally {
+      bound.done()
+    }
+  }
+
+  private async giveBack(lease: PoolLease, remote: Remote | null, env: ProviderEnv): Promise<void> {
     const own = !remote
     const mark = (why: string): Promise<void> =>
       this.tag(lease.instanceId, { [TAG_RECYCLE]: why }, env).catch((e: unknown) =>
