@@ -14,6 +14,11 @@ export function ownerId(runnerName: string): string {
   return sha256Hex(runnerName).slice(0, 16)
 }
 
+/** A runner host's id for lease records on machines (hex, so it needs no quoting there). */
+export function runnerHostId(hostName: string): string {
+  return sha256Hex(`host ${hostName}`).slice(0, 16)
+}
+
 export function newJobId(): string {
   // Web Crypto's global, loaded on first use: the step fast path imports this file too.
   return Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(8))).toString('hex')

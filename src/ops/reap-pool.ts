@@ -8,7 +8,7 @@ import { hostname, tmpdir } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Config, Ec2PoolConfig } from '../config'
 import { fleetGate, type JobFacts } from '../fleet/gate'
-import { newJobId, ownerId } from '../labels'
+import { newJobId, ownerId, runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry } from '../retry'
 import { ask, expectEach, record } from '../remote/answer'
@@ -192,6 +192,7 @@ class PoolPass {
             ttlSeconds: this.cfg.lease.ttlSeconds,
             queue: false,
             owner: ownerId(`reap@${hostname()}`),
+            host: runnerHostId(hostname()),
             jobId: newJobId()
           }),
           { label: `take back ${m.id}`, timeoutMs: CALL_MS }

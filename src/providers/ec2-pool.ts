@@ -6,12 +6,14 @@
 // reserved in the fleet ledger first (pool-fleet.ts) and settled when it is replaced.
 import { randomBytes } from 'node:crypto'
 import { renameSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { z } from 'zod'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
 import { HookError, TransportError } from '../errors'
 import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
+import { runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
 import { ask } from '../remote/answer'
@@ -201,7 +203,14 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         a = parseAcquire(
           await ask(
             c.remote,
-            acquireScript(this.workRoot, { ...me, ttlSeconds: cfg.lease.ttlSeconds, queue, owner: job.owner, jobId: job.jobId }),
+            acquireScript(this.workRoot, {
+              ...me,
+              ttlSeconds: cfg.lease.ttlSeconds,
+              queue,
+              owner: job.owner,
+              jobId: job.jobId,
+              host: runnerHostId(hostname())
+            }),
             {
               label: `lease ${m.id}`,
               timeoutMs: ASK_MS
@@ -735,7 +744,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           remote = await env.connect(connect)
           const token = randomBytes(16).toString('hex')
           const r = oneWord(
-            await ask(remote, takeOverScript(this.workRoot, owner, token, this.cfg.lease.ttlSeconds), {
+            await ask(remote, takeOverScript(this.workRoot, owner, runnerHostId(hostname()), token, this.cfg.lease.ttlSeconds), {
               label: `look at ${m.id}`,
               timeoutMs: ASK_MS
             }),

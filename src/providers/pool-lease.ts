@@ -20,7 +20,11 @@ const EXPIRY_BOUND_SECONDS = 3600 + 600
 
 export const leaseFolder = (workRoot: string): string => `${workRoot}/pool`
 
-/** Opens the member's lease folder, takes its lock and reads the record into st h ex o j (now = member time). */
+/**
+ * Opens the member's lease folder, takes its lock and reads the record into st h ex o j r (now =
+ * member time): state, holder's token, expiry, owner, job, and the holder's runner host (hex id;
+ * empty in a record of an older hook).
+ */
 function locked(workRoot: string): string {
   const p = shPath(leaseFolder(workRoot))
   return (
@@ -35,8 +39,8 @@ function locked(workRoot: string): string {
     `command -v flock >/dev/null || { echo "flock (util-linux) is not installed on this member" >&2; exit 3; }; ` +
     `flock -w 20 9 || { echo "the lease lock $P/lock stayed taken for 20 s" >&2; exit 4; }; ` +
     `for f in lease log queue lease.new queue.new log.new; do plain $f; done; ` +
-    `now=$(date +%s); st=; h=; ex=; o=; j=; ` +
-    `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j < "$P/lease"; ` +
+    `now=$(date +%s); st=; h=; ex=; o=; j=; r=; ` +
+    `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j r < "$P/lease"; ` +
     `case "$ex" in ''|*[!0-9]*) ex=0;; esac; ` +
     `put() { printf '%s\\n' "$*" > "$P/lease.new" && mv -f "$P/lease.new" "$P/lease"; }; ` +
     // An append-only history of grants and releases, for audits (and the tests' double-lease check); kept under 1 MiB.
@@ -57,6 +61,8 @@ export interface AcquireArgs extends Waiter {
   queue: boolean
   owner: string
   jobId: string
+  /** The runner host's id (runnerHostId): a cleanup without state takes over only its own host's leases. */
+  host: string
 }
 
 export type AcquireAnswer =
@@ -83,7 +89,7 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     `ahead=$(awk -v s=${a.since} -v me=${a.token} '$1+0 < s || ($1+0 == s && $2 < me)' ${q}.new | wc -l); ` +
     `waiting=$(wc -l < ${q}.new); ` +
     `if [ "$avail" = 1 ] && [ "$ahead" -eq 0 ]; then ` +
-    `put held ${a.token} $((now + ${a.ttlSeconds})) ${a.owner} ${a.jobId} && mv -f ${q}.new ${q} || exit 5; ` +
+    `put held ${a.token} $((now + ${a.ttlSeconds})) ${a.owner} ${a.jobId} ${a.host} && mv -f ${q}.new ${q} || exit 5; ` +
     `[ "$(wc -c < "$P/log" 2>/dev/null || echo 0)" -lt 1048576 ] || { tail -c 524288 "$P/log" > "$P/log.new"; mv -f "$P/log.new" "$P/log"; }; ` +
     `note grant ${a.token} "\${st:-none}" "$lapsed"; ` +
     `exec 9>&-; ` +
@@ -138,7 +144,7 @@ export function parseAcquire(records: string[], label: string): AcquireAnswer {
 export function renewScript(workRoot: string, token: string, ttlSeconds: number): string {
   return (
     locked(workRoot) +
-    `if [ "$st" = held ] && [ "$h" = ${token} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" || exit 5; ${record('renewed')}; ` +
+    `if [ "$st" = held ] && [ "$h" = ${token} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" "$r" || exit 5; ${record('renewed')}; ` +
     `else ${record('lost')}; fi`
   )
 }
@@ -163,13 +169,15 @@ export function leaveScript(workRoot: string, token: string): string {
 }
 
 /**
- * Takes over a lease that `owner` (this runner, whose job was lost) holds, for a cleanup without
- * state: answers `taken` (now held by `token`) or `not-owner`.
+ * Takes over a lease that `owner` (this runner, whose job was lost) holds from runner host `host`,
+ * for a cleanup without state: answers `taken` (now held by `token`) or `not-owner`. The owner id
+ * is only the runner's name: a same-named runner on another host may be running a job there. A
+ * record of an older hook names no host and goes by the owner alone.
  */
-export function takeOverScript(workRoot: string, owner: string, token: string, ttlSeconds: number): string {
+export function takeOverScript(workRoot: string, owner: string, host: string, token: string, ttlSeconds: number): string {
   return (
     locked(workRoot) +
-    `if [ "$st" = held ] && [ "$o" = ${owner} ]; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" || exit 5; note takeover ${token} "$h"; ${record('taken')}; ` +
+    `if [ "$st" = held ] && [ "$o" = ${owner} ] && { [ -z "$r" ] || [ "$r" = ${host} ]; }; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" "$r" || exit 5; note takeover ${token} "$h"; ${record('taken')}; ` +
     `else ${record('not-owner')}; fi`
   )
 }

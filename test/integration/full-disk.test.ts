@@ -95,6 +95,7 @@ test("a pool member's lease on a full disk (its lock file not made yet): exit 3 
   const script = acquireScript(work, {
     token: 'a'.repeat(32),
     since: 1000,
+    host: 'cccccccccccccccc',
     queue: false,
     ttlSeconds: 60,
     owner: 'a'.repeat(16),

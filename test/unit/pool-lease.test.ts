@@ -1,7 +1,7 @@
 // The pool member's lease record, run by a real local shell (flock, awk, date) through LocalRemote:
 // grants, queue order, renewal, lapse, hostile records, and one winner under a race.
 import { execFileSync } from 'node:child_process'
-import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
@@ -22,6 +22,7 @@ import { settlesWithin } from '../helpers/wait'
 
 const OWNER = 'aaaaaaaaaaaaaaaa'
 const JOB = '1111111111111111'
+const HOST = 'cccccccccccccccc'
 const tok = (c: string): string => c.repeat(32)
 
 let dir: string
@@ -38,7 +39,9 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }))
 
 const acquire = async (token: string, since: number, queue = false, ttl = 120): Promise<AcquireAnswer> =>
   parseAcquire(
-    await ask(remote, acquireScript(work, { token, since, queue, ttlSeconds: ttl, owner: OWNER, jobId: JOB }), { label: 'lease' }),
+    await ask(remote, acquireScript(work, { token, since, queue, ttlSeconds: ttl, owner: OWNER, jobId: JOB, host: HOST }), {
+      label: 'lease'
+    }),
     'lease'
   )
 const one = async (script: string, words: readonly string[]): Promise<string> =>
@@ -50,7 +53,7 @@ const nowS = (): number => Math.floor(Date.now() / 1000)
 test('a fresh member is granted once, reported dirty (never scrubbed yet) and healthy', async () => {
   const a = await acquire(tok('a'), 1000)
   expect(a).toEqual({ granted: true, clean: false, lapsed: false, diskPercent: expect.any(Number), docker: '27.3.1', workRoot: work })
-  expect(record()).toMatch(new RegExp(`^held ${tok('a')} \\d+ ${OWNER} ${JOB}\\n$`))
+  expect(record()).toMatch(new RegExp(`^held ${tok('a')} \\d+ ${OWNER} ${JOB} ${HOST}\\n$`))
   // Busy for anyone else, without queueing unless asked.
   expect(await acquire(tok('b'), 2000)).toMatchObject({ granted: false, state: 'held', ahead: 0, waiting: 0 })
   expect(await acquire(tok('b'), 2000, true)).toMatchObject({ granted: false, state: 'queued', ahead: 0, waiting: 0 })
@@ -125,12 +128,27 @@ test('a member whose Docker does not answer is granted with docker null (the cal
   expect(await acquire(tok('a'), 1000)).toMatchObject({ granted: true, docker: null })
 })
 
-test('a cleanup without state takes over only its own runner’s lease', async () => {
+test('a cleanup without state takes over only its own runner’s lease, from its own runner host', async () => {
   await acquire(tok('a'), 1000)
-  expect(await one(takeOverScript(work, 'bbbbbbbbbbbbbbbb', tok('x'), 60), ['taken', 'not-owner'])).toBe('not-owner')
-  expect(await one(takeOverScript(work, OWNER, tok('x'), 60), ['taken', 'not-owner'])).toBe('taken')
+  const takeOver = (owner: string, host: string, token: string) => one(takeOverScript(work, owner, host, token, 60), ['taken', 'not-owner'])
+  expect(await takeOver('bbbbbbbbbbbbbbbb', HOST, tok('x'))).toBe('not-owner')
+  // The same runner name on another host: its lease is that runner's live job, not a lost one.
+  expect(await takeOver(OWNER, 'dddddddddddddddd', tok('x'))).toBe('not-owner')
+  expect(record()).toMatch(new RegExp(`^held ${tok('a')} \\d+ ${OWNER} ${JOB} ${HOST}\\n$`))
+  expect(await takeOver(OWNER, HOST, tok('x'))).toBe('taken')
+  // the record keeps its runner host through the take-over and a renewal
+  expect(record()).toMatch(new RegExp(`^held ${tok('x')} \\d+ ${OWNER} ${JOB} ${HOST}\\n$`))
+  expect(await one(renewScript(work, tok('x'), 60), ['renewed', 'lost'])).toBe('renewed')
+  expect(record()).toMatch(new RegExp(`^held ${tok('x')} \\d+ ${OWNER} ${JOB} ${HOST}\\n$`))
   expect(await release(tok('a'), { as: 'clean' })).toBe('not-holder')
   expect(await release(tok('x'), { as: 'clean' })).toBe('released')
+})
+
+test('a lease record of an older hook (no runner host) is taken over by its owner alone', async () => {
+  mkdirSync(join(work, 'pool'), { recursive: true, mode: 0o700 })
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() + 600} ${OWNER} ${JOB}\n`)
+  expect(await one(takeOverScript(work, 'bbbbbbbbbbbbbbbb', 'dddddddddddddddd', tok('x'), 60), ['taken', 'not-owner'])).toBe('not-owner')
+  expect(await one(takeOverScript(work, OWNER, 'dddddddddddddddd', tok('x'), 60), ['taken', 'not-owner'])).toBe('taken')
 })
 
 test('twenty jobs racing for one free member: exactly one is granted', async () => {
@@ -156,7 +174,7 @@ test('the member keeps a history of grants and releases (what the audits and the
   await acquire(tok('b'), 2000)
   writeFileSync(join(work, 'pool', 'lease'), `held ${tok('b')} ${nowS() - 1} ${OWNER} ${JOB}\n`)
   await acquire(tok('c'), 3000)
-  await one(takeOverScript(work, OWNER, tok('d'), 60), ['taken', 'not-owner'])
+  await one(takeOverScript(work, OWNER, HOST, tok('d'), 60), ['taken', 'not-owner'])
   const lines = readFileSync(join(work, 'pool', 'log'), 'utf8')
     .trim()
     .split('\n')
