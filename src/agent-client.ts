@@ -64,17 +64,23 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   return socketFits(socket) ? socket : null
 }
 
-/** Resolves the step's exit code, or null when no agent listens (the caller runs the step itself). */
+/** A step's end as its agent reports it: `lost` when it failed for the agent's connection to the machine. */
+export interface AgentExit {
+  code: number
+  lost: boolean
+}
+
+/** Resolves the step's exit, or null when no agent listens (the caller runs the step itself). */
 export function runViaAgent(
   socketPath: string,
   request: object,
   out: { stdout: Sink; stderr: Sink },
   signal: AbortSignal
-): Promise<number | null> {
+): Promise<AgentExit | null> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath)
     let started = false
-    let exit: number | null = null
+    let exit: AgentExit | null = null
     // SIGINT, then the runner's SIGTERM: one cancel, sent once the request is (or with it).
     let cancelSent = false
     const onAbort = (): void => {
@@ -101,7 +107,10 @@ export function runViaAgent(
       (type, payload) => {
         if (type === F.STDOUT) forward(out.stdout, payload)
         else if (type === F.STDERR) forward(out.stderr, payload)
-        else if (type === F.EXIT) exit = (JSON.parse(payload.toString('utf8')) as { code: number }).code
+        else if (type === F.EXIT) {
+          const st = JSON.parse(payload.toString('utf8')) as { code: number; lost?: unknown }
+          exit = { code: st.code, lost: st.lost === true }
+        }
       },
       undefined,
       undefined,

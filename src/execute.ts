@@ -3,8 +3,8 @@
 // runner environment, check the response file, run the handler, write its response, and map a
 // failure to its exit code and `::error::` line.
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
-import { Cancelled, formatError } from './errors'
-import { outcomeOf } from './outcome'
+import { Cancelled, formatError, TransportError } from './errors'
+import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
 import { stepEnv } from './runner-env'
@@ -39,7 +39,15 @@ export interface Executed {
   code: number
   /** What was written to the response file. */
   response?: object
+  /**
+   * Set when the command failed for its connection to the job's machine (the hook's own exit 75),
+   * never for a step that exited 75 itself: only then is what became of the machine worth asking.
+   */
+  lost?: true
 }
+
+/** Whether a command that ended with `code` after `err` lost its connection (rather than a step exiting 75). */
+export const lostConnection = (err: unknown, code: number): boolean => code === EXIT.transport && err instanceof TransportError
 
 export async function execute(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<Executed> {
   let log: Log | undefined
@@ -54,7 +62,8 @@ export async function execute(raw: string, env: Record<string, string | undefine
     }
     return { code: result.exitCode, response: result.response }
   } catch (err) {
-    return { code: report(err, io, log) }
+    const code = report(err, io, log)
+    return lostConnection(err, code) ? { code, lost: true } : { code }
   } finally {
     await log?.close()
   }

@@ -11,8 +11,7 @@ import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
 import { SYSTEM_PATH } from './tools'
 import type { ExecuteIo, HookPlace } from './execute'
-import { EXIT } from './outcome'
-import type { AgentOptions, RunIo } from './remote/agent'
+import type { AgentOptions, RunIo, RunResult } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
 import { BUILD_ID } from './build-id'
@@ -50,34 +49,37 @@ async function hook(): Promise<number> {
 
   const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
   let raw = ''
-  let code: number
+  let ended: RunResult
   try {
     raw = await readStdin()
     stepHeartbeats(raw, io.place.localRoot)
-    code = await command(raw, io)
+    ended = await command(raw, io)
   } catch (err) {
-    const { report } = await import('./execute')
-    code = report(err, io)
+    const { report, lostConnection } = await import('./execute')
+    const code = report(err, io)
+    ended = { code, lost: lostConnection(err, code) }
   }
-  // A step that lost its machine's connection: the provider says what became of the machine.
-  if (code === EXIT.transport && !controller.signal.aborted && STEP_COMMAND.test(raw))
+  // A step that lost its machine's connection (not one that exited 75 itself): the provider says
+  // what became of the machine.
+  if (ended.lost && !controller.signal.aborted && STEP_COMMAND.test(raw))
     await (await import('./execute')).explainLoss(raw, process.env, io)
-  return code
+  return ended.code
 }
 
 const STEP_COMMAND = /"command"\s*:\s*"run_(script|container)_step"/
 
 /** Runs one hook command: through the job's agent when it has one, else in this process. */
-async function command(raw: string, io: ExecuteIo): Promise<number> {
+async function command(raw: string, io: ExecuteIo): Promise<RunResult> {
   const socket = delegation(raw, io.place.localRoot, runnerNameOf(process.env))
   // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
   if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
-    const code = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, io.signal)
-    if (code !== null) return code
+    const exit = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, io.signal)
+    if (exit !== null) return exit
   }
   // No agent (or not a step): the command runs in this process.
   const { execute } = await import('./execute')
-  return (await execute(raw, process.env, io)).code
+  const r = await execute(raw, process.env, io)
+  return { code: r.code, lost: r.lost === true }
 }
 
 /**
@@ -100,8 +102,10 @@ function stepHeartbeats(raw: string, localRoot: string): void {
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
-const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<number> =>
-  (await (await import('./execute')).executeRequest(req, { ...io, place: place() })).code
+const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunResult> => {
+  const r = await (await import('./execute')).executeRequest(req, { ...io, place: place() })
+  return { code: r.code, lost: r.lost === true }
+}
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')

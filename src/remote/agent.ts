@@ -59,8 +59,13 @@ export interface RunIo {
   signal: AbortSignal
   remote: Remote
 }
-/** Runs one hook command inside the agent (warm code, the job's open connection); returns the exit code. */
-export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promise<number>
+/** A run's exit code, and whether it failed for its connection to the job's machine (see Executed.lost). */
+export interface RunResult {
+  code: number
+  lost?: boolean
+}
+/** Runs one hook command inside the agent (warm code, the job's open connection). */
+export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promise<RunResult>
 
 /**
  * Work the agent does between requests (an early push, see sync/early-push.ts): every request but a
@@ -245,19 +250,22 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     })
     const shared: Remote = { openExec: (c) => remote.openExec(c), openSocket: (p) => remote.openSocket(p), close: () => undefined }
     let code = 70
+    let lost = false
     try {
       const out = direct ? { stdout: direct.stdout, stderr: direct.stderr } : { stdout: sink(F.STDOUT), stderr: sink(F.STDERR) }
       if ((request.env as Record<string, unknown> | undefined)?.RUNNER_DEBUG === '1')
         out.stdout.write(
           `::debug::step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}\n`
         )
-      code = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
+      const r = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
+      code = r.code
+      lost = r.lost === true
     } catch (e) {
       log(`run failed: ${(e as Error).message}`)
     }
     if (hookGone) log(`a step whose hook went away ended (exit ${code})`)
     if (direct) await direct.close()
-    sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null })))
+    sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null, ...(lost ? { lost: true } : {}) })))
   }
 
   rmSync(opts.socketPath, { force: true })

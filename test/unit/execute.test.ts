@@ -101,14 +101,29 @@ describe.each(Object.entries(paths))('execute, %s path', (_name, run) => {
   })
 
   test.each([
-    ['a transport error', new TransportError('ssh: connection lost'), EXIT.transport, '::error::ssh: connection lost\n'],
-    ['an internal error', new Error('boom'), EXIT.internal, '::error::boom\n'],
-    ["the step's own failure", new StepFailed(5), 5, '']
-  ])('%s: its exit code and one ::error:: line on stdout', async (_what, err, code, line) => {
+    [
+      'a transport error',
+      new TransportError('ssh: connection lost'),
+      { code: EXIT.transport, lost: true },
+      '::error::ssh: connection lost\n'
+    ],
+    ['an internal error', new Error('boom'), { code: EXIT.internal }, '::error::boom\n'],
+    ["the step's own failure", new StepFailed(5), { code: 5 }, '']
+  ])('%s: its exit code and one ::error:: line on stdout', async (_what, err, ended, line) => {
     handler.mockRejectedValue(err)
     const o = io()
-    expect(await run(o)).toEqual({ code })
+    expect(await run(o)).toStrictEqual(ended)
     expect(o.stdout.text()).toBe(line)
+  })
+
+  test("a step that exits 75 itself is not a lost connection (the hook asks nothing of the machine's fate)", async () => {
+    handler.mockResolvedValue({ exitCode: EXIT.transport })
+    const r = await run(io())
+    expect(r.code).toBe(EXIT.transport)
+    expect(r.lost).toBeUndefined()
+    handler.mockResolvedValue({ exitCode: 0 })
+    handler.mockRejectedValue(new StepFailed(EXIT.transport))
+    expect(await run(io())).toStrictEqual({ code: EXIT.transport })
   })
 
   test('a config error never reaches the handler: exit 78, one line per problem', async () => {

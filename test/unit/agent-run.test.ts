@@ -1,0 +1,89 @@
+// A step run through the job's agent, end to end over the agent's socket (the SSH side is a stand-in):
+// the hook learns whether the step failed for the agent's connection (then, and only then, it asks
+// what became of the machine) or exited 75 itself; and a connection that drops mid-step lets the step
+// fail in its own words, within the wind-down, where a cancel still reaches it.
+import { join } from 'node:path'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+let dropConnection: () => void = () => undefined
+jest.mock('../../src/remote/ssh', () => ({
+  SshRemote: {
+    connect: async (_info: unknown, _ms: number, onClose: (err?: Error) => void) => {
+      dropConnection = () => onClose(new Error('connection reset'))
+      return { openExec: () => Promise.reject(new Error('no')), openSocket: () => Promise.reject(new Error('no')), close: () => undefined }
+    }
+  }
+}))
+import { runAgent, type RunHandler } from '../../src/remote/agent'
+import { runViaAgent } from '../../src/agent-client'
+
+afterAll(cleanupTempDirs)
+
+let agentEndedAt = 0
+const sink = () => ({ write: () => true, once: () => undefined })
+
+async function withAgent(onRun: RunHandler, use: (socket: string) => Promise<void>): Promise<number> {
+  const socketPath = join(tempDir(), 'agent.sock')
+  let agent!: Promise<number>
+  const ready = new Promise<void>((res) => {
+    const log = (m: string): void => void (m.startsWith('agent ready') && res())
+    agent = runAgent(
+      {
+        socketPath,
+        connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
+        connectTimeoutMs: 1000,
+        idleMs: 300
+      },
+      log,
+      onRun
+    )
+  })
+  await ready
+  const ended = agent.then((code) => ((agentEndedAt = Date.now()), code))
+  await use(socketPath)
+  return ended
+}
+
+const step = (socket: string, signal = new AbortController().signal) =>
+  runViaAgent(socket, { raw: '{}', env: {}, cwd: '/' }, { stdout: sink(), stderr: sink() }, signal)
+
+test("a step that exited 75 itself is no lost connection; the agent's own transport failure is", async () => {
+  await withAgent(
+    async () => ({ code: 75 }),
+    async (s) => expect(await step(s)).toEqual({ code: 75, lost: false })
+  )
+  await withAgent(
+    async () => ({ code: 75, lost: true }),
+    async (s) => expect(await step(s)).toEqual({ code: 75, lost: true })
+  )
+})
+
+test('the connection dropping mid-step: the step ends in its own words, not as a lost agent', async () => {
+  let runEndedAt = 0
+  const code = await withAgent(
+    (_req, io) =>
+      new Promise((res) => {
+        setTimeout(dropConnection, 20)
+        // The step notices the dropped connection a moment later.
+        setTimeout(() => ((runEndedAt = Date.now()), res({ code: 75, lost: true })), 300)
+        io.signal.addEventListener('abort', () => res({ code: 130 }))
+      }),
+    async (s) => expect(await step(s)).toEqual({ code: 75, lost: true })
+  )
+  expect(code).toBe(3)
+  // The agent (whose process then exits) waited for the step.
+  expect(agentEndedAt).toBeGreaterThanOrEqual(runEndedAt)
+})
+
+test('a cancel during the wind-down still reaches the step', async () => {
+  const c = new AbortController()
+  await withAgent(
+    (_req, io) =>
+      new Promise((res) => {
+        setTimeout(dropConnection, 20)
+        setTimeout(() => c.abort('SIGINT'), 100)
+        io.signal.addEventListener('abort', () => res({ code: 130 }))
+      }),
+    async (s) => expect(await step(s, c.signal)).toEqual({ code: 130, lost: false })
+  )
+})

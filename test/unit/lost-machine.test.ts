@@ -1,0 +1,65 @@
+// After a step lost its machine, the hook asks the provider what became of it, bounded in time and
+// stopped by a cancel, whatever the provider's call waits on (the AWS SDK heeds its abort signal in
+// the HTTP call only, not while it resolves credentials). Provider and state are stand-ins here.
+const whyLost = jest.fn<Promise<string | null>, [unknown, { signal: AbortSignal }]>()
+jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({ kind: 'ec2', whyLost }) }))
+jest.mock('../../src/state', () => ({
+  decodeState: () => ({ host: { kind: 'ec2', instanceId: 'i-0123456789abcdef0' } }),
+  stateFacts: () => ({}),
+  leaseOf: (h: unknown) => h
+}))
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { lostMachine } from '../../src/handlers/lost-machine'
+import type { HookContext } from '../../src/context'
+import type { HookInput } from '../../src/protocol'
+
+const input = { command: 'run_script_step', state: {} } as unknown as HookInput
+const ctx = (signal: AbortSignal): HookContext => ({ signal, log: {}, config: {} }) as unknown as HookContext
+
+beforeEach(() => whyLost.mockReset())
+
+// A full collection on demand: the hook's own heap churn (loading the AWS SDK) does the same.
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+test("the provider's answer is returned (positive control)", async () => {
+  whyLost.mockResolvedValue('the machine is terminated')
+  await expect(lostMachine(input, ctx(new AbortController().signal), 5000)).resolves.toBe('the machine is terminated')
+})
+
+test('a provider call that ignores its signal is given up on at the bound', async () => {
+  let seen: AbortSignal | undefined
+  whyLost.mockImplementation((_l, env) => {
+    seen = env.signal
+    setTimeout(gc, 10)
+    return new Promise(() => undefined)
+  })
+  const t0 = Date.now()
+  await expect(lostMachine(input, ctx(new AbortController().signal), 100)).rejects.toThrow()
+  expect(Date.now() - t0).toBeLessThan(2000)
+  expect(seen?.aborted).toBe(true)
+})
+
+test('the bound fires after a garbage collection (a call that heeds its signal ends with it)', async () => {
+  whyLost.mockImplementation(
+    (_l, env) =>
+      new Promise((_resolve, reject) => {
+        setTimeout(gc, 10)
+        env.signal.addEventListener('abort', () => reject(new Error('aborted')))
+      })
+  )
+  const t0 = Date.now()
+  await expect(lostMachine(input, ctx(new AbortController().signal), 100)).rejects.toThrow()
+  expect(Date.now() - t0).toBeLessThan(2000)
+})
+
+test('a cancel ends the lookup at once, even when the provider call ignores it', async () => {
+  whyLost.mockImplementation(() => new Promise(() => undefined))
+  const c = new AbortController()
+  const p = lostMachine(input, ctx(c.signal), 60_000)
+  setTimeout(() => c.abort('SIGINT'), 50)
+  const t0 = Date.now()
+  await expect(p).rejects.toThrow()
+  expect(Date.now() - t0).toBeLessThan(2000)
+})
