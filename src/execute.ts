@@ -49,21 +49,42 @@ export interface Executed {
 /** Whether a command that ended with `code` after `err` lost its connection (rather than a step exiting 75). */
 export const lostConnection = (err: unknown, code: number): boolean => code === EXIT.transport && err instanceof TransportError
 
-export async function execute(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<Executed> {
+export function execute(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<Executed> {
+  return withContext<Executed>(
+    raw,
+    env,
+    io,
+    async (ctx) => {
+      const { dispatch } = await import('./dispatch')
+      const result = await dispatch(ctx.input, ctx)
+      if (result.response) {
+        const { writeResponse } = await import('./protocol')
+        await writeResponse(ctx.input.responseFile, result.response)
+      }
+      return { code: result.exitCode, response: result.response }
+    },
+    (err, log) => {
+      const code = report(err, io, log)
+      return lostConnection(err, code) ? { code, lost: true } : { code }
+    }
+  )
+}
+
+/** Runs `body` with the validated context; `failed` answers for any failure; the log is closed either way. */
+async function withContext<T>(
+  raw: string,
+  env: Record<string, string | undefined>,
+  io: ExecuteIo,
+  body: (ctx: HookContext & { input: HookInput }) => Promise<T>,
+  failed: (err: unknown, log: Log | undefined) => T
+): Promise<T> {
   let log: Log | undefined
   try {
     const ctx = await prepared(raw, env, io)
     log = ctx.log
-    const { dispatch } = await import('./dispatch')
-    const result = await dispatch(ctx.input, ctx)
-    if (result.response) {
-      const { writeResponse } = await import('./protocol')
-      await writeResponse(ctx.input.responseFile, result.response)
-    }
-    return { code: result.exitCode, response: result.response }
+    return await body(ctx)
   } catch (err) {
-    const code = report(err, io, log)
-    return lostConnection(err, code) ? { code, lost: true } : { code }
+    return failed(err, log)
   } finally {
     await log?.close()
   }
@@ -83,21 +104,20 @@ export async function executeRequest(req: Record<string, unknown>, io: Omit<Exec
  * machine, when its provider can tell (handlers/lost-machine.ts). Quiet when it cannot: the step's
  * own error line stands.
  */
-export async function explainLoss(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<void> {
-  let log: Log | undefined
-  try {
-    const ctx = await prepared(raw, env, io)
-    log = ctx.log
-    const { lostMachine } = await import('./handlers/lost-machine')
-    const why = await lostMachine(ctx.input, ctx)
-    if (!why) return
-    io.stdout.write(`${workflowCommand('error', why)}\n`)
-    log.failure(why)
-  } catch (e) {
-    log?.debug(`could not find out what became of the job's machine: ${formatError(e)}`)
-  } finally {
-    await log?.close()
-  }
+export function explainLoss(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<void> {
+  return withContext(
+    raw,
+    env,
+    io,
+    async (ctx) => {
+      const { lostMachine } = await import('./handlers/lost-machine')
+      const why = await lostMachine(ctx.input, ctx)
+      if (!why) return
+      io.stdout.write(`${workflowCommand('error', why)}\n`)
+      ctx.log.failure(why)
+    },
+    (e, log) => log?.debug(`could not find out what became of the job's machine: ${formatError(e)}`)
+  )
 }
 
 /**
