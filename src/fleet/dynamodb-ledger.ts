@@ -50,7 +50,8 @@ const JOB_FIELDS = [
   'provider',
   'pool',
   'machine',
-  'reservationId'
+  'reservationId',
+  'lost'
 ] as const
 const JOB_TIMES = ['startedAt', 'endedAt'] as const
 

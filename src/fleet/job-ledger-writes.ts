@@ -3,6 +3,7 @@
 // job is past its launch by then, so a ledger that cannot be written is a warning, never a failure.
 import { formatError } from '../errors'
 import type { JobFleet } from './job-fleet'
+import type { LossCause } from './ledger'
 
 type Warn = (m: string) => void
 
@@ -53,6 +54,15 @@ export async function recordCleanedUp(
     ])
   } catch (e) {
     warn(`fleet.ledger: could not record the job's cleanup: ${formatError(e)}`)
+  }
+}
+
+/** Why the job's machine went away under a step, on the job's record; a failure is only a warning. */
+export async function recordLost(fleet: JobFleet, warn: Warn, cause: LossCause): Promise<void> {
+  try {
+    await (await fleet.ledger()).recordJob({ jobId: fleet.facts.jobId!, lost: cause })
+  } catch (e) {
+    warn(`fleet.ledger: could not record the lost machine: ${formatError(e)}`)
   }
 }
 

@@ -1,13 +1,15 @@
 // Job records as both ledger kinds keep them: one merge rule, one check of what a record may hold.
 import { HookError } from '../errors'
 import { checkTimings } from './check-timings'
-import type { JobRecord, JobUpdate } from './ledger'
+import { LOSS_CAUSES, type JobRecord, type JobUpdate } from './ledger'
 
 /** Rejects what would corrupt a report: a bad job id, phase timings checkTimings refuses, or a time that is not a number. */
 export function checkJobUpdate(u: JobUpdate): void {
   if (typeof u.jobId !== 'string' || !/^[A-Za-z0-9_-]{1,80}$/.test(u.jobId))
     throw new HookError(`fleet ledger: bad job id ${JSON.stringify(u.jobId)}`)
   checkTimings(u.timings ?? {})
+  if (u.lost !== undefined && !(LOSS_CAUSES as readonly string[]).includes(u.lost))
+    throw new HookError(`fleet ledger: job ${u.jobId}: unknown cause of a lost machine ${JSON.stringify(u.lost)}`)
   for (const k of ['startedAt', 'endedAt'] as const)
     if (u[k] !== undefined && !Number.isFinite(u[k])) throw new HookError(`fleet ledger: job ${k} is not a time`)
 }

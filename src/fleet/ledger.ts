@@ -62,7 +62,17 @@ export interface JobRecord {
   endedAt?: number
   /** prepare_job's and cleanup_job's phases in ms (acquire, boot, ssh, sync, containers, health, total, cleanup, ...). */
   timings: Record<string, number>
+  /** Set when a step lost its machine: why it went away (one of LOSS_CAUSES). */
+  lost?: string
 }
+
+/**
+ * Why a job's machine went away under a step, from EC2's state reason: a Spot interruption, a
+ * shutdown from inside, its lifetime limit, an end through the API, another reason; `running`: EC2
+ * still ran it (the connection failed); `gone`: EC2 no longer knew it.
+ */
+export const LOSS_CAUSES = ['spot', 'inside', 'lifetime', 'api', 'other', 'running', 'gone'] as const
+export type LossCause = (typeof LOSS_CAUSES)[number]
 
 /** A change to a job record: named fields replace, timings merge phase by phase. */
 export type JobUpdate = Partial<JobRecord> & { jobId: string }

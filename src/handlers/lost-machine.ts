@@ -5,6 +5,9 @@ import type { HookContext } from '../context'
 import type { HookInput } from '../protocol'
 import { decodeState, leaseOf, stateFacts } from '../state'
 import { providerFor } from '../providers/factory'
+import type { LostMachine } from '../providers/provider'
+import { jobFleet } from '../fleet/job-fleet'
+import { recordLost } from '../fleet/job-ledger-writes'
 
 /** The lookup gives up after this: the step has failed already and the runner waits on the hook. */
 export const LOSS_LOOKUP_MS = 20_000
@@ -29,11 +32,16 @@ export async function lostMachine(input: HookInput, ctx: HookContext, limitMs = 
     if (stop.signal.aborted) reject(stop.signal.reason)
     else stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true })
   })
+  let lost: LostMachine | null
   try {
-    return await Promise.race([provider.whyLost(leaseOf(state.host), { log: ctx.log, signal: stop.signal }), stopped])
+    lost = await Promise.race([provider.whyLost(leaseOf(state.host), { log: ctx.log, signal: stop.signal }), stopped])
   } finally {
     clearTimeout(timer)
     ctx.signal.removeEventListener('abort', onCancel)
     end('done')
   }
+  if (!lost) return null
+  // For `report`: how often machines go away under steps, and why (Spot interruptions above all).
+  await recordLost(jobFleet(ctx, state.jobId), (m) => ctx.log.warn(m), lost.cause)
+  return lost.says
 }

@@ -1,6 +1,6 @@
 // What `report` counts, from the ledger's reservations (launches, instance time, cost) and job
 // records (jobs, phase times), grouped by one of their fields. Every output form prints these rows.
-import type { JobRecord, LedgerRecord } from '../fleet/ledger'
+import { LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
 import { billedSeconds, budgetDay, costMicro } from '../fleet/money'
 
 export const GROUP_BYS = ['repository', 'workflow', 'runner', 'day'] as const
@@ -40,6 +40,8 @@ export interface Totals {
   unpriced: number
   acquire: Phase
   boot: Phase
+  /** Jobs whose machine went away under a step, by cause (every cause, 0 when none). */
+  lost: Record<LossCause, number>
 }
 
 export interface Row extends Totals {
@@ -106,7 +108,13 @@ function totalsOf(records: LedgerRecord[], jobs: JobRecord[], now: number): Tota
     runningCostMicro: 0,
     unpriced: 0,
     acquire: phase(jobs.flatMap((j) => (Number.isFinite(j.timings.acquire) ? [j.timings.acquire] : []))),
-    boot: phase(jobs.flatMap((j) => (Number.isFinite(j.timings.boot) ? [j.timings.boot] : [])))
+    boot: phase(jobs.flatMap((j) => (Number.isFinite(j.timings.boot) ? [j.timings.boot] : []))),
+    lost: Object.fromEntries(LOSS_CAUSES.map((c) => [c, 0])) as Record<LossCause, number>
+  }
+  for (const j of jobs) {
+    if (j.lost === undefined) continue
+    // A cause this version does not know (a newer hook's) counts as other.
+    t.lost[(LOSS_CAUSES as readonly string[]).includes(j.lost) ? (j.lost as LossCause) : 'other']++
   }
   for (const r of records) {
     if (neverRan(r)) continue

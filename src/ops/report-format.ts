@@ -2,6 +2,18 @@
 import { usd } from '../fleet/money'
 import { json, table } from './output'
 import { GROUP_FIELDS, type Phase, type Report, type Totals } from './report-data'
+import type { LossCause } from '../fleet/ledger'
+
+/** The table's words for each cause of a lost machine. */
+const LOSS_WORDS: Record<LossCause, string> = {
+  spot: 'Spot interruption',
+  inside: 'shut down from inside',
+  lifetime: 'lifetime limit',
+  api: 'ended through the API',
+  other: 'other EC2 reason',
+  running: 'connection lost (machine still running)',
+  gone: 'unknown to EC2'
+}
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString())
 const seconds = (ms: number | null): number | null => (ms === null ? null : ms / 1000)
@@ -22,9 +34,12 @@ function metrics(t: Totals) {
     runningCostUsd: dollars(t.runningCostMicro),
     unpricedLaunches: t.unpriced,
     acquireSeconds: ph(t.acquire),
-    bootSeconds: ph(t.boot)
+    bootSeconds: ph(t.boot),
+    lostMachines: { ...t.lost }
   }
 }
+
+const lostTotal = (t: Totals): number => Object.values(t.lost).reduce((a, b) => a + b, 0)
 
 const groupOf = (r: Report, key: string[]): Record<string, string> => Object.fromEntries(GROUP_FIELDS[r.by].map((f, i) => [f, key[i]]))
 
@@ -54,7 +69,8 @@ export function reportTable(r: Report): string {
       phaseCell(t.acquire.p50),
       phaseCell(t.acquire.p95),
       phaseCell(t.boot.p50),
-      phaseCell(t.boot.p95)
+      phaseCell(t.boot.p95),
+      String(lostTotal(t))
     ]
   }
   const rows = r.rows.map((row) => [...row.key, ...cells(row)])
@@ -67,6 +83,14 @@ export function reportTable(r: Report): string {
     notes.push(
       `* includes ${r.total.running} running launch${r.total.running === 1 ? '' : 'es'}, counted up to now at price × elapsed (settled at release)`
     )
+  const lost = lostTotal(r.total)
+  if (lost)
+    notes.push(
+      `${lost} job${lost === 1 ? '' : 's'} lost ${lost === 1 ? 'its' : 'their'} machine during a step: ${Object.entries(r.total.lost)
+        .filter(([, n]) => n)
+        .map(([c, n]) => `${LOSS_WORDS[c as LossCause]} ${n}`)
+        .join(', ')}`
+    )
   if (r.total.unpriced)
     notes.push(`${r.total.unpriced} launch${r.total.unpriced === 1 ? '' : 'es'} of an instance type without a price counted at 0 USD`)
   const header = [
@@ -78,7 +102,8 @@ export function reportTable(r: Report): string {
     'ACQUIRE P50',
     'ACQUIRE P95',
     'BOOT P50',
-    'BOOT P95'
+    'BOOT P95',
+    'LOST'
   ]
   return head + table(header, rows) + notes.map((n) => `${n}\n`).join('')
 }
@@ -111,7 +136,14 @@ export const CSV_METRICS = [
   'acquireP50Seconds',
   'acquireP95Seconds',
   'bootP50Seconds',
-  'bootP95Seconds'
+  'bootP95Seconds',
+  'lostSpot',
+  'lostInside',
+  'lostLifetime',
+  'lostApi',
+  'lostOther',
+  'lostRunning',
+  'lostGone'
 ] as const
 
 export function reportCsv(r: Report): string {
@@ -123,7 +155,14 @@ export function reportCsv(r: Report): string {
       acquireP50Seconds: m.acquireSeconds.p50,
       acquireP95Seconds: m.acquireSeconds.p95,
       bootP50Seconds: m.bootSeconds.p50,
-      bootP95Seconds: m.bootSeconds.p95
+      bootP95Seconds: m.bootSeconds.p95,
+      lostSpot: t.lost.spot,
+      lostInside: t.lost.inside,
+      lostLifetime: t.lost.lifetime,
+      lostApi: t.lost.api,
+      lostOther: t.lost.other,
+      lostRunning: t.lost.running,
+      lostGone: t.lost.gone
     }
     return [scope, ...key, ...CSV_METRICS.map((c) => flat[c])].map((v, i) => csvField(v, i <= fields.length)).join(',')
   }

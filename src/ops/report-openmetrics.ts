@@ -4,6 +4,7 @@
 // settlement replaces it with the billed figure, which a counter must not show as a reset.
 import type { Phase, Report, Totals } from './report-data'
 import { GROUP_FIELDS } from './report-data'
+import { LOSS_CAUSES } from '../fleet/ledger'
 
 /** A label value as OpenMetrics writes it: backslash, double quote and line feed escaped. */
 export const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
@@ -73,6 +74,12 @@ const FAMILIES: Family[] = [
     unit: 'seconds',
     help: "prepare_job's acquire phase: getting the job's machine (a launch, a pool lease, a static host).",
     samples: summary((t) => t.acquire)
+  },
+  {
+    name: 'rch_machines_lost',
+    type: 'counter',
+    help: 'Jobs whose machine went away under a step, by cause (EC2 state reason: spot, inside, lifetime, api, other; running: the connection failed; gone).',
+    samples: (t) => LOSS_CAUSES.map((c) => ['_total', `cause="${c}"`, t.lost[c]] as [string, string, number])
   },
   {
     name: 'rch_boot_seconds',

@@ -51,8 +51,20 @@ import {
   type PoolView
 } from './pool-plan'
 import { describeScrub, parseScrub, scrubScript } from './pool-scrub'
-import type { Acquired, AgentKeep, JobRef, LeaseBase, LossEnv, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
-import { fateSentence, instanceFate } from './instance-fate'
+import type {
+  Acquired,
+  AgentKeep,
+  JobRef,
+  LeaseBase,
+  LossEnv,
+  LostMachine,
+  OrphanReport,
+  ProviderEnv,
+  ProviderKind,
+  Tidy,
+  VmProvider
+} from './provider'
+import { instanceFate, lostMachineOf } from './instance-fate'
 import { terminateSignal } from './ec2'
 
 export interface PoolLease extends LeaseBase<'ec2-pool'> {
@@ -664,8 +676,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       .map((i) => i.InstanceId as string)
   }
 
-  async whyLost(lease: PoolLease, env: LossEnv): Promise<string | null> {
-    return fateSentence(lease.instanceId, await instanceFate(this.cfg, lease.instanceId, env), { now: Date.now() })
+  async whyLost(lease: PoolLease, env: LossEnv): Promise<LostMachine> {
+    return lostMachineOf(lease.instanceId, await instanceFate(this.cfg, lease.instanceId, env), { now: Date.now() })
   }
 
   /**

@@ -13,8 +13,8 @@ import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
 import { retry, waitUntil } from '../retry'
 import { run, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import type { Acquired, JobRef, LeaseBase, LossEnv, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
-import { fateSentence, instanceFate } from './instance-fate'
+import type { Acquired, JobRef, LeaseBase, LossEnv, LostMachine, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
+import { instanceFate, lostMachineOf } from './instance-fate'
 import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, requestOutcome, type Ec2Sdk } from './ec2-api'
 import {
   addressOf,
@@ -456,9 +456,9 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     )
   }
 
-  async whyLost(lease: Ec2Lease, env: LossEnv): Promise<string | null> {
+  async whyLost(lease: Ec2Lease, env: LossEnv): Promise<LostMachine> {
     const fate = await instanceFate(this.cfg, lease.instanceId, env)
-    return fateSentence(lease.instanceId, fate, { maxLifetimeMinutes: this.cfg.maxLifetimeMinutes, now: Date.now() })
+    return lostMachineOf(lease.instanceId, fate, { maxLifetimeMinutes: this.cfg.maxLifetimeMinutes, now: Date.now() })
   }
 
   async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {

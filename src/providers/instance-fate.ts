@@ -6,7 +6,8 @@ import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2Config } from '../config'
 import { waitUntil, type Clock } from '../retry'
 import { awsErrorName, ec2Client, isRetryableAwsError } from './ec2-api'
-import type { LossEnv } from './provider'
+import type { LossCause } from '../fleet/ledger'
+import type { LossEnv, LostMachine } from './provider'
 
 /** What EC2 says of the instance; `gone` when it no longer knows the id. */
 export interface InstanceFate {
@@ -18,36 +19,39 @@ export interface InstanceFate {
 
 const LIVE = new Set(['pending', 'running'])
 
-/** EC2's own state reason, as it reads in a step log. */
-const REASONS: Record<string, string> = {
-  'Server.SpotInstanceTermination': 'a Spot interruption: EC2 took the capacity back',
-  'Server.SpotInstanceShutdown': 'a Spot interruption: EC2 took the capacity back',
-  'Client.UserInitiatedShutdown': 'it was ended through the EC2 API (by a person, a script, an Auto Scaling group or a reaper)',
-  'Client.InstanceInitiatedShutdown':
+/** EC2's own state reason, as it reads in a step log, and the cause the fleet ledger records. */
+const REASONS: Record<string, [string, LossCause]> = {
+  'Server.SpotInstanceTermination': ['a Spot interruption: EC2 took the capacity back', 'spot'],
+  'Server.SpotInstanceShutdown': ['a Spot interruption: EC2 took the capacity back', 'spot'],
+  'Client.UserInitiatedShutdown': ['it was ended through the EC2 API (by a person, a script, an Auto Scaling group or a reaper)', 'api'],
+  'Client.InstanceInitiatedShutdown': [
     'it was shut down from inside (a shutdown or poweroff on the machine; a job can run one as root through the Docker socket)',
-  'Server.InternalError': 'EC2 ended it after an internal error',
-  'Server.ScheduledStop': 'EC2 retired it (a scheduled retirement of its hardware)'
+    'inside'
+  ],
+  'Server.InternalError': ['EC2 ended it after an internal error', 'other'],
+  'Server.ScheduledStop': ['EC2 retired it (a scheduled retirement of its hardware)', 'other']
 }
 
 /** Text from the API as one printable ASCII line of bounded length. */
 const plain = (s: string): string => s.replace(/[^\x20-\x7e]/g, '?').slice(0, 200)
 
 /**
- * The step log's sentence for what became of `id`. `maxLifetimeMinutes` (per-job instances only)
- * tells a shutdown at the instance's own lifetime limit from any other shutdown from inside.
+ * What the step log says of what became of `id`, and the cause the fleet ledger records.
+ * `maxLifetimeMinutes` (per-job instances only) tells a shutdown at the instance's own lifetime
+ * limit from any other shutdown from inside.
  */
-export function fateSentence(id: string, f: InstanceFate, o: { maxLifetimeMinutes?: number; now: number }): string {
+export function lostMachineOf(id: string, f: InstanceFate, o: { maxLifetimeMinutes?: number; now: number }): LostMachine {
   const m = `the job's machine ${id}`
-  if (f.state === 'gone') return `${m} is no longer known to EC2 (terminated some time ago)`
-  if (LIVE.has(f.state)) return `${m} is still ${f.state} in EC2: the connection to it failed, not the machine`
+  if (f.state === 'gone') return { says: `${m} is no longer known to EC2 (terminated some time ago)`, cause: 'gone' }
+  if (LIVE.has(f.state)) return { says: `${m} is still ${f.state} in EC2: the connection to it failed, not the machine`, cause: 'running' }
   const code = f.reasonCode ?? ''
-  let why = REASONS[code] ?? (code ? `EC2 gives the reason ${plain(code)}` : 'EC2 gives no reason')
+  let [why, cause] = REASONS[code] ?? [code ? `EC2 gives the reason ${plain(code)}` : 'EC2 gives no reason', 'other']
   const limit = o.maxLifetimeMinutes
   // The self-destruct timer runs from boot, a little after launch: a minute of slack.
   if (code === 'Client.InstanceInitiatedShutdown' && limit && f.launchedAt !== undefined && o.now >= f.launchedAt + (limit - 1) * 60_000)
-    why = `it reached provider.maxLifetimeMinutes (${limit}) and shut itself down`
+    [why, cause] = [`it reached provider.maxLifetimeMinutes (${limit}) and shut itself down`, 'lifetime']
   const said = f.reasonMessage ? ` (EC2: ${plain(f.reasonMessage)})` : ''
-  return `${m} is ${plain(f.state)}: ${why}${said}`
+  return { says: `${m} is ${plain(f.state)}: ${why}${said}`, cause }
 }
 
 /** Reads the instance's state from one DescribeInstances answer. */

@@ -6,6 +6,7 @@ import type { RunnerEnv } from '../runner-env'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { AgentKeep } from '../remote/agent'
 import type { FleetGate } from '../fleet/gate'
+import type { LossCause } from '../fleet/ledger'
 
 export type { AgentKeep }
 
@@ -29,6 +30,12 @@ export interface ProviderEnv {
   discard: (c: ConnectInfo, r: Remote) => Promise<void>
   /** The fleet ledger: reserve before every launch, attach, settle at release (opened on first use). */
   fleet: FleetGate
+}
+
+/** What became of a machine a step lost: the step log's line, and the cause the fleet ledger records. */
+export interface LostMachine {
+  says: string
+  cause: LossCause
 }
 
 /** What a provider may use to find out why a machine was lost: the step has already failed. */
@@ -73,7 +80,7 @@ export interface VmProvider<L extends LeaseBase = LeaseBase> {
    * After a step lost its connection to the machine: what became of the machine, in the provider's
    * words (e.g. terminated by a Spot interruption), or null when the provider cannot tell.
    */
-  whyLost?(lease: L, env: LossEnv): Promise<string | null>
+  whyLost?(lease: L, env: LossEnv): Promise<LostMachine | null>
   /** Whether releasing the machine also destroys everything on it (no need to tidy it first). */
   readonly releaseDestroys: boolean
   /**

@@ -204,6 +204,7 @@ test('beats, zero-cost settlement and job records round-trip through the table',
   })
   now = NOW + 60_000
   await ledger.recordJob({ jobId: 'j1', endedAt: NOW + 90_000, machine: 'i-0abc', timings: { cleanup: 800, boot: 31_000 } })
+  await ledger.recordJob({ jobId: 'j1', lost: 'inside' })
   await ledger.recordJob({ jobId: 'j0', repository: 'acme/gadgets', provider: 'static', startedAt: NOW - 1000 })
   const jobs = await ledger.jobs()
   expect(jobs.map((j) => j.jobId)).toEqual(['j0', 'j1'])
@@ -219,7 +220,8 @@ test('beats, zero-cost settlement and job records round-trip through the table',
     machine: 'i-0abc',
     startedAt: NOW,
     endedAt: NOW + 90_000,
-    timings: { acquire: 1200, boot: 31_000, cleanup: 800 }
+    timings: { acquire: 1200, boot: 31_000, cleanup: 800 },
+    lost: 'inside'
   })
   expect((await ledger.jobs({ since: NOW })).map((j) => j.jobId)).toEqual(['j1'])
   // Job items are not reservations, nor the other way round.

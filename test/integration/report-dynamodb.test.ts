@@ -97,6 +97,7 @@ beforeAll(async () => {
   await job('j4', 'acme/gadgets', 'ci', 'r2', T0 + 3 * H, { acquire: 300 })
   await job('j5', 'acme/widgets', 'ci', 'r1', T0 - 24 * H, { acquire: 9000, boot: 9000 })
   await job('j6', 'acme/widgets', 'ci', 'r1', T0 + 24 * H, { acquire: 9000, boot: 9000 })
+  await l.recordJob({ jobId: 'j2', lost: 'spot' }) // a Spot interruption under one of j2's steps
   l.close()
   writeFileSync(
     configFile,
@@ -150,7 +151,8 @@ test('report --json over a DynamoDB ledger: the totals worked out by hand', () =
     runningCostUsd: 0,
     unpricedLaunches: 0,
     acquireSeconds: { samples: 2, p50: 0.4, p95: 0.6 },
-    bootSeconds: { samples: 2, p50: 30, p95: 34 }
+    bootSeconds: { samples: 2, p50: 30, p95: 34 },
+    lostMachines: { spot: 1, inside: 0, lifetime: 0, api: 0, other: 0, running: 0, gone: 0 }
   })
   // C runs: its time is bounded by the clock before and after the command
   const lo = running(r.before)

@@ -232,6 +232,7 @@ test('job records: created by the first update, fields replace, timings merge; b
   await l.recordJob({ jobId: 'j1', repository: 'acme/widgets', provider: 'ec2', timings: { acquire: 1200, boot: 30_000 } })
   clockNow = NOON + 60_000
   await l.recordJob({ jobId: 'j1', endedAt: NOON + 90_000, timings: { cleanup: 800, boot: 31_000 } })
+  await l.recordJob({ jobId: 'j1', lost: 'spot' })
   await l.recordJob({ jobId: 'j0', repository: 'acme/gadgets', provider: 'static', startedAt: NOON - 1000, timings: {} })
   const jobs = await l.jobs()
   expect(jobs.map((j) => j.jobId)).toEqual(['j0', 'j1'])
@@ -240,9 +241,13 @@ test('job records: created by the first update, fields replace, timings merge; b
     provider: 'ec2',
     startedAt: NOON,
     endedAt: NOON + 90_000,
-    timings: { acquire: 1200, boot: 31_000, cleanup: 800 }
+    timings: { acquire: 1200, boot: 31_000, cleanup: 800 },
+    lost: 'spot'
   })
+  expect(jobs[0].lost).toBeUndefined()
   expect((await l.jobs({ since: NOON })).map((j) => j.jobId)).toEqual(['j1'])
+  // the cause of a lost machine is one of the known words
+  await expect(l.recordJob({ jobId: 'j1', lost: 'struck by lightning' })).rejects.toThrow(/unknown cause of a lost machine/)
   await expect(l.recordJob({ jobId: 'j1', timings: { 'a b': 1 } })).rejects.toThrow(/timing "a b"/)
   await expect(l.recordJob({ jobId: 'j1', timings: { x: NaN } })).rejects.toThrow(/timing "x"/)
   await expect(l.recordJob({ jobId: '../x' })).rejects.toThrow(/bad job id/)

@@ -2,7 +2,7 @@
 // words an operator can act on, polled while EC2 still calls the instance live. Fake clock, scripted
 // DescribeInstances answers.
 import type * as Ec2 from '@aws-sdk/client-ec2'
-import { FATE_LOOKS, fateOf, fateSentence, instanceFate, type InstanceFate } from '../../src/providers/instance-fate'
+import { FATE_LOOKS, fateOf, instanceFate, lostMachineOf, type InstanceFate } from '../../src/providers/instance-fate'
 import type { Clock } from '../../src/retry'
 
 const ID = 'i-0123456789abcdef0'
@@ -42,8 +42,24 @@ const env = () => ({
   signal: new AbortController().signal
 })
 
-describe('fateSentence', () => {
-  const say = (f: InstanceFate, maxLifetimeMinutes?: number) => fateSentence(ID, f, { maxLifetimeMinutes, now: NOW })
+describe('lostMachineOf', () => {
+  const say = (f: InstanceFate, maxLifetimeMinutes?: number) => lostMachineOf(ID, f, { maxLifetimeMinutes, now: NOW }).says
+  const cause = (f: InstanceFate, maxLifetimeMinutes?: number) => lostMachineOf(ID, f, { maxLifetimeMinutes, now: NOW }).cause
+
+  test('the cause the fleet ledger records, one per kind of end', () => {
+    const inside = { state: 'terminated', reasonCode: 'Client.InstanceInitiatedShutdown' }
+    expect(cause({ state: 'shutting-down', reasonCode: 'Server.SpotInstanceTermination' })).toBe('spot')
+    expect(cause({ state: 'stopped', reasonCode: 'Server.SpotInstanceShutdown' })).toBe('spot')
+    expect(cause({ ...inside, launchedAt: NOW - 30 * 60_000 }, 360)).toBe('inside')
+    expect(cause({ ...inside, launchedAt: NOW - 360 * 60_000 }, 360)).toBe('lifetime')
+    expect(cause({ state: 'terminated', reasonCode: 'Client.UserInitiatedShutdown' })).toBe('api')
+    expect(cause({ state: 'terminated', reasonCode: 'Server.InternalError' })).toBe('other')
+    expect(cause({ state: 'stopped', reasonCode: 'Client.SomethingNew' })).toBe('other')
+    expect(cause({ state: 'stopped' })).toBe('other')
+    expect(cause({ state: 'running' })).toBe('running')
+    expect(cause({ state: 'pending' })).toBe('running')
+    expect(cause({ state: 'gone' })).toBe('gone')
+  })
 
   test('a Spot interruption is named as one, with EC2 own words', () => {
     expect(

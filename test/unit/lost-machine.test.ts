@@ -1,10 +1,13 @@
 // After a step lost its machine, the hook asks the provider what became of it, bounded in time and
 // stopped by a cancel, whatever the provider's call waits on (the AWS SDK heeds its abort signal in
 // the HTTP call only, not while it resolves credentials). Provider and state are stand-ins here.
-const whyLost = jest.fn<Promise<string | null>, [unknown, { signal: AbortSignal }]>()
+const whyLost = jest.fn<Promise<{ says: string; cause: string } | null>, [unknown, { signal: AbortSignal }]>()
+const recordLost = jest.fn<Promise<void>, [unknown, unknown, string]>()
 jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({ kind: 'ec2', whyLost }) }))
+jest.mock('../../src/fleet/job-fleet', () => ({ jobFleet: (_ctx: unknown, jobId: string) => ({ jobId }) }))
+jest.mock('../../src/fleet/job-ledger-writes', () => ({ recordLost }))
 jest.mock('../../src/state', () => ({
-  decodeState: () => ({ host: { kind: 'ec2', instanceId: 'i-0123456789abcdef0' } }),
+  decodeState: () => ({ jobId: 'fedcba9876543210', host: { kind: 'ec2', instanceId: 'i-0123456789abcdef0' } }),
   stateFacts: () => ({}),
   leaseOf: (h: unknown) => h
 }))
@@ -17,15 +20,26 @@ import type { HookInput } from '../../src/protocol'
 const input = { command: 'run_script_step', state: {} } as unknown as HookInput
 const ctx = (signal: AbortSignal): HookContext => ({ signal, log: {}, config: {} }) as unknown as HookContext
 
-beforeEach(() => whyLost.mockReset())
+beforeEach(() => {
+  whyLost.mockReset()
+  recordLost.mockReset()
+  recordLost.mockResolvedValue(undefined)
+})
 
 // A full collection on demand: the hook's own heap churn (loading the AWS SDK) does the same.
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 
-test("the provider's answer is returned (positive control)", async () => {
-  whyLost.mockResolvedValue('the machine is terminated')
+test("the provider's answer is returned, and its cause goes on the job's record (positive control)", async () => {
+  whyLost.mockResolvedValue({ says: 'the machine is terminated', cause: 'spot' })
   await expect(lostMachine(input, ctx(new AbortController().signal), 5000)).resolves.toBe('the machine is terminated')
+  expect(recordLost.mock.calls.map(([fleet, , cause]) => [fleet, cause])).toEqual([[{ jobId: 'fedcba9876543210' }, 'spot']])
+})
+
+test('a provider that cannot tell records nothing', async () => {
+  whyLost.mockResolvedValue(null)
+  await expect(lostMachine(input, ctx(new AbortController().signal), 5000)).resolves.toBeNull()
+  expect(recordLost).not.toHaveBeenCalled()
 })
 
 test('a provider call that ignores its signal is given up on at the bound', async () => {

@@ -10,6 +10,7 @@ import { runOpCommand } from '../../src/ops/cli'
 import { parseArgs } from '../../src/ops/command'
 import { reportCommand, runReport } from '../../src/ops/report'
 import { parseTime } from '../../src/ops/report-time'
+import { buildReport } from '../../src/ops/report-data'
 
 const H = 3_600_000
 const NOON = Date.UTC(2026, 11, 1, 12)
@@ -103,7 +104,14 @@ async function fill(): Promise<void> {
   await job('j6', G, 'nightly', 'r3', tf, { acquire: 700, boot: 30000 })
   await job('j7', W, 'ci', 'r1', NOON - H / 4, { acquire: 10 })
   await job('jOld', W, 'ci', 'r1', NOON - 8 * 24 * H, { acquire: 99999, boot: 99999 })
+  // Machines lost under a step (the hook records the cause later, on the same record).
+  await l.recordJob({ jobId: 'j3', lost: 'spot' })
+  await l.recordJob({ jobId: 'j5', lost: 'lifetime' })
+  await l.recordJob({ jobId: 'j7', lost: 'spot' })
+  await l.recordJob({ jobId: 'jOld', lost: 'api' })
 }
+
+const noLoss = { spot: 0, inside: 0, lifetime: 0, api: 0, other: 0, running: 0, gone: 0 }
 
 function io() {
   const out: string[] = []
@@ -156,7 +164,8 @@ describe('report totals against a ledger worked out by hand', () => {
         runningCostUsd: 0.041369,
         unpricedLaunches: 0,
         acquireSeconds: phase(3, 0.9, 1), // [700 900 1000]: rank ceil(1.5)=2, ceil(2.85)=3
-        bootSeconds: phase(2, 30, 40) // [30000 40000]: rank 1, 2
+        bootSeconds: phase(2, 30, 40), // [30000 40000]: rank 1, 2
+        lostMachines: { ...noLoss, spot: 1 } // j3
       },
       {
         repository: 'acme/widgets',
@@ -170,7 +179,8 @@ describe('report totals against a ledger worked out by hand', () => {
         runningCostUsd: 0,
         unpricedLaunches: 0,
         acquireSeconds: phase(4, 0.3, 0.5), // [10 300 400 500]: rank 2, ceil(3.8)=4
-        bootSeconds: phase(3, 31.2, 35) // [29000 31200 35000]: rank 2, 3
+        bootSeconds: phase(3, 31.2, 35), // [29000 31200 35000]: rank 2, 3
+        lostMachines: { ...noLoss, spot: 1, lifetime: 1 } // j7, j5 (jOld out of range)
       }
     ])
     expect(r.total).toEqual({
@@ -185,7 +195,8 @@ describe('report totals against a ledger worked out by hand', () => {
       unpricedLaunches: 0,
       // percentiles of all jobs, not of the groups' percentiles
       acquireSeconds: phase(7, 0.5, 1), // [10 300 400 500 700 900 1000]: rank 4, 7
-      bootSeconds: phase(5, 31.2, 40) // [29000 30000 31200 35000 40000]: rank 3, 5
+      bootSeconds: phase(5, 31.2, 40), // [29000 30000 31200 35000 40000]: rank 3, 5
+      lostMachines: { ...noLoss, spot: 2, lifetime: 1 }
     })
   })
 
@@ -268,13 +279,15 @@ describe('report totals against a ledger worked out by hand', () => {
       'ACQUIRE P50',
       'ACQUIRE P95',
       'BOOT P50',
-      'BOOT P95'
+      'BOOT P95',
+      'LOST'
     ])
     // 7180 s = 1.99 h; 0.124569 USD rounds up to 0.13
-    expect(lines[2].split(/\s{2,}/)).toEqual(['acme/gadgets', '3', '2', '1.99*', '0.13*', '0.9 s', '1.0 s', '30.0 s', '40.0 s'])
-    expect(lines[3].split(/\s{2,}/)).toEqual(['acme/widgets', '4', '3', '1.05', '0.05', '0.3 s', '0.5 s', '31.2 s', '35.0 s'])
-    expect(lines[4].split(/\s{2,}/)).toEqual(['(total)', '7', '5', '3.04*', '0.17*', '0.5 s', '1.0 s', '31.2 s', '40.0 s'])
+    expect(lines[2].split(/\s{2,}/)).toEqual(['acme/gadgets', '3', '2', '1.99*', '0.13*', '0.9 s', '1.0 s', '30.0 s', '40.0 s', '1'])
+    expect(lines[3].split(/\s{2,}/)).toEqual(['acme/widgets', '4', '3', '1.05', '0.05', '0.3 s', '0.5 s', '31.2 s', '35.0 s', '2'])
+    expect(lines[4].split(/\s{2,}/)).toEqual(['(total)', '7', '5', '3.04*', '0.17*', '0.5 s', '1.0 s', '31.2 s', '40.0 s', '3'])
     expect(lines[5]).toBe('* includes 1 running launch, counted up to now at price × elapsed (settled at release)')
+    expect(lines[6]).toBe('3 jobs lost their machine during a step: Spot interruption 2, lifetime limit 1')
   })
 })
 
@@ -362,7 +375,9 @@ async function fillEvil(): Promise<void> {
       workflow: 'ci',
       runner: 'r1',
       startedAt: NOON - H,
-      timings: { acquire: 1000 * (i + 1) }
+      timings: { acquire: 1000 * (i + 1) },
+      // acme/plain's machine was shut down from inside under a step
+      lost: name === 'acme/plain' ? 'inside' : undefined
     })
   }
 }
@@ -448,7 +463,14 @@ describe('the machine-read forms with names from the job', () => {
       'acquireP50Seconds',
       'acquireP95Seconds',
       'bootP50Seconds',
-      'bootP95Seconds'
+      'bootP95Seconds',
+      'lostSpot',
+      'lostInside',
+      'lostLifetime',
+      'lostApi',
+      'lostOther',
+      'lostRunning',
+      'lostGone'
     ])
     const byName = new Map(rows.slice(1, -1).map((row) => [row[1], row]))
     expect([...byName.keys()].sort()).toEqual(
@@ -473,10 +495,14 @@ describe('the machine-read forms with names from the job', () => {
       '7',
       '7',
       '',
-      ''
+      '',
+      ...['0', '1', '0', '0', '0', '0', '0'] // lost: spot, inside, lifetime, api, other, running, gone
     ])
     // total: 7 × 1800 s = 3.5 h, 7 × 20800 µ$; acquire [1..7] s: rank ceil(3.5) = 4 and ceil(6.65) = 7
-    expect(rows[rows.length - 1]).toEqual(['total', '', '7', '7', '0', '12600', '3.5', '0', '0.1456', '0', '0', '4', '7', '', ''])
+    expect(rows[rows.length - 1]).toEqual([
+      ...['total', '', '7', '7', '0', '12600', '3.5', '0', '0.1456', '0', '0', '4', '7', '', ''],
+      ...['0', '1', '0', '0', '0', '0', '0']
+    ])
   })
 
   test('--openmetrics: TYPE/UNIT/HELP per family, labels escaped (backslash, quote, newline), counters settled only, # EOF', async () => {
@@ -515,6 +541,20 @@ describe('the machine-read forms with names from the job', () => {
     expect(value('rch_acquire_seconds_count', 'acme/plain')).toEqual([1])
     expect(value('rch_acquire_seconds_sum', 'acme/plain')).toEqual([7])
     expect(value('rch_boot_seconds', 'acme/plain', { quantile: '0.5' })).toEqual([])
+    // machines lost: one series per cause for every group, counted from the job records
+    expect(meta.rch_machines_lost).toEqual({ TYPE: 'counter', HELP: expect.any(String) })
+    expect(value('rch_machines_lost_total', 'acme/plain', { cause: 'inside' })).toEqual([1])
+    expect(value('rch_machines_lost_total', 'acme/plain', { cause: 'spot' })).toEqual([0])
+    expect(value('rch_machines_lost_total', evil, { cause: 'inside' })).toEqual([0])
+    expect(samples.filter((x) => x.name === 'rch_machines_lost_total' && x.labels.repository === evil).map((x) => x.labels.cause)).toEqual([
+      'spot',
+      'inside',
+      'lifetime',
+      'api',
+      'other',
+      'running',
+      'gone'
+    ])
     // every family's samples follow its metadata, each family once
     const order = r.out
       .split('\n')
@@ -557,7 +597,8 @@ describe('the machine-read forms with names from the job', () => {
   test('the table shows a control character in a name as ?, never raw', async () => {
     const r = await report([configFile(FLEET)])
     expect(r.out).toContain('acme/"we,ird"?name\\x')
-    expect(r.out.split('\n')).toHaveLength(1 + 1 + EVIL.length + 1 + 1)
+    // head, header, the groups, the total, the lost-machine note, the end
+    expect(r.out.split('\n')).toHaveLength(1 + 1 + EVIL.length + 1 + 1 + 1)
   })
 })
 
@@ -619,4 +660,22 @@ test('the table: a workflow name with a right-to-left override cannot reorder wh
   expect(r.code).toBe(0)
   expect(r.out).not.toMatch(/[\u200e\u200f\u202a-\u202e\u2066-\u2069]/)
   expect(r.out).toContain('ci?1 90.0')
+})
+
+test('a lost-machine cause this version does not know (a newer hook wrote it) counts as other', () => {
+  const j = (jobId: string, lost?: string) => ({
+    jobId,
+    repository: 'acme/x',
+    workflow: 'ci',
+    runId: '1',
+    job: 'b',
+    runner: 'r',
+    runnerHost: 'h',
+    provider: 'ec2',
+    startedAt: NOON,
+    timings: {},
+    lost
+  })
+  const r = buildReport({ records: [], jobs: [j('a', 'meteor'), j('b', 'spot'), j('c')], by: 'repository', timeZone: 'UTC', now: NOON })
+  expect(r.total.lost).toEqual({ spot: 1, inside: 0, lifetime: 0, api: 0, other: 1, running: 0, gone: 0 })
 })
