@@ -111,10 +111,12 @@ export function explainLoss(raw: string, env: Record<string, string | undefined>
     io,
     async (ctx) => {
       const { lostMachine } = await import('./handlers/lost-machine')
-      const why = await lostMachine(ctx.input, ctx)
-      if (!why) return
-      io.stdout.write(`${workflowCommand('error', why)}\n`)
-      ctx.log.failure(why)
+      const found = await lostMachine(ctx.input, ctx)
+      if (!found) return
+      // Said first: the ledger's record must not hold the line back.
+      io.stdout.write(`${workflowCommand('error', found.says)}\n`)
+      ctx.log.failure(found.says)
+      await found.record()
     },
     (e, log) => log?.debug(`could not find out what became of the job's machine: ${formatError(e)}`)
   )

@@ -57,10 +57,22 @@ export async function recordCleanedUp(
   }
 }
 
-/** Why the job's machine went away under a step, on the job's record; a failure is only a warning. */
-export async function recordLost(fleet: JobFleet, warn: Warn, cause: LossCause): Promise<void> {
+/**
+ * Why the job's machine went away under a step, on the job's record (the first cause stays); a
+ * failure is only a warning. The job's facts go with it, so a record prepare_job could not write is
+ * not left without them.
+ */
+export async function recordLost(fleet: JobFleet, warn: Warn, cause: LossCause, provider: string): Promise<void> {
   try {
-    await (await fleet.ledger()).recordJob({ jobId: fleet.facts.jobId!, lost: cause })
+    await (
+      await fleet.ledger()
+    ).recordJob({
+      ...fleet.facts,
+      jobId: fleet.facts.jobId!,
+      runnerHost: fleet.facts.runnerHost ?? '',
+      provider,
+      lost: cause
+    })
   } catch (e) {
     warn(`fleet.ledger: could not record the lost machine: ${formatError(e)}`)
   }

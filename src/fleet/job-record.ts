@@ -14,7 +14,7 @@ export function checkJobUpdate(u: JobUpdate): void {
     if (u[k] !== undefined && !Number.isFinite(u[k])) throw new HookError(`fleet ledger: job ${k} is not a time`)
 }
 
-/** The record after `u`: named fields replace, timings merge; a job first seen in an update starts at `now`. */
+/** The record after `u`: named fields replace (but `lost`), timings merge; a job first seen in an update starts at `now`. */
 export function mergeJob(old: JobRecord | undefined, u: JobUpdate, now: number): JobRecord {
   const base: JobRecord = old ?? {
     jobId: u.jobId,
@@ -29,5 +29,9 @@ export function mergeJob(old: JobRecord | undefined, u: JobUpdate, now: number):
     timings: {}
   }
   const defined = Object.fromEntries(Object.entries(u).filter(([k, v]) => v !== undefined && k !== 'timings'))
-  return { ...base, ...defined, timings: { ...base.timings, ...(u.timings ?? {}) } }
+  const merged = { ...base, ...defined, timings: { ...base.timings, ...(u.timings ?? {}) } }
+  // The first cause of a lost machine stays: a later step's lookup must not move a job from one
+  // cause to another (report's counters would go down).
+  if (old?.lost !== undefined) merged.lost = old.lost
+  return merged
 }

@@ -112,7 +112,7 @@ function totalsOf(records: LedgerRecord[], jobs: JobRecord[], now: number): Tota
     lost: Object.fromEntries(LOSS_CAUSES.map((c) => [c, 0])) as Record<LossCause, number>
   }
   for (const j of jobs) {
-    if (j.lost === undefined) continue
+    if (typeof j.lost !== 'string') continue
     // A cause this version does not know (a newer hook's) counts as other.
     t.lost[(LOSS_CAUSES as readonly string[]).includes(j.lost) ? (j.lost as LossCause) : 'other']++
   }

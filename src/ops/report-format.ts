@@ -11,7 +11,7 @@ const LOSS_WORDS: Record<LossCause, string> = {
   lifetime: 'lifetime limit',
   api: 'ended through the API',
   other: 'other EC2 reason',
-  running: 'connection lost (machine still running)',
+  running: 'connection lost, machine still running',
   gone: 'unknown to EC2'
 }
 
@@ -39,7 +39,8 @@ function metrics(t: Totals) {
   }
 }
 
-const lostTotal = (t: Totals): number => Object.values(t.lost).reduce((a, b) => a + b, 0)
+/** Machines that went away under a step; `running` (EC2 still ran it: only the connection failed) is not one. */
+const lostTotal = (t: Totals): number => Object.entries(t.lost).reduce((a, [c, n]) => (c === 'running' ? a : a + n), 0)
 
 const groupOf = (r: Report, key: string[]): Record<string, string> => Object.fromEntries(GROUP_FIELDS[r.by].map((f, i) => [f, key[i]]))
 
@@ -87,10 +88,12 @@ export function reportTable(r: Report): string {
   if (lost)
     notes.push(
       `${lost} job${lost === 1 ? '' : 's'} lost ${lost === 1 ? 'its' : 'their'} machine during a step: ${Object.entries(r.total.lost)
-        .filter(([, n]) => n)
+        .filter(([c, n]) => n && c !== 'running')
         .map(([c, n]) => `${LOSS_WORDS[c as LossCause]} ${n}`)
         .join(', ')}`
     )
+  const cut = r.total.lost.running
+  if (cut) notes.push(`${cut} job${cut === 1 ? '' : 's'} lost the connection to a machine EC2 still ran (not counted under LOST)`)
   if (r.total.unpriced)
     notes.push(`${r.total.unpriced} launch${r.total.unpriced === 1 ? '' : 'es'} of an instance type without a price counted at 0 USD`)
   const header = [

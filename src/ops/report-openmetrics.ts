@@ -78,7 +78,7 @@ const FAMILIES: Family[] = [
   {
     name: 'rch_machines_lost',
     type: 'counter',
-    help: 'Jobs whose machine went away under a step, by cause (EC2 state reason: spot, inside, lifetime, api, other; running: the connection failed; gone).',
+    help: 'Jobs whose machine went away under a step, by cause (EC2 state reason: spot, inside, lifetime, api, other; gone: unknown to EC2), and (running) whose connection failed while EC2 still ran the machine.',
     samples: (t) => LOSS_CAUSES.map((c) => ['_total', `cause="${c}"`, t.lost[c]] as [string, string, number])
   },
   {

@@ -41,11 +41,15 @@ left as it was.
 A launch counts once its instance is reserved; one settled as never launched is not counted.
 Settled launches count their billed seconds and cost; launches still running count the time since
 they started at the configured price, marked * in the table ("running" in --json and --csv).
+LOST: jobs whose machine went away under a step, by the cause EC2 gave (Spot interruption, shut
+down from inside, lifetime limit, ended through the API, other, gone); a lost connection to a
+machine EC2 still ran is counted apart ("running").
 
 Output: a table; --json {"by", "timeZone", "since", "until", "now", "groups": [{<group fields>,
   "jobs", "launches", "runningLaunches", "instanceSeconds", "instanceHours", "runningInstanceSeconds",
   "costUsd", "runningCostUsd", "unpricedLaunches", "acquireSeconds": {"samples", "p50", "p95"},
-  "bootSeconds": {...}}], "total": {...}}; --csv the same as RFC 4180 rows (scope group|total);
+  "bootSeconds": {...}, "lostMachines": {"spot", "inside", "lifetime", "api", "other", "running",
+  "gone"}}], "total": {...}}; --csv the same as RFC 4180 rows (scope group|total);
   --openmetrics OpenMetrics text for a node-exporter textfile collector (docs/operations.md).
 
 Exit status: 0 done, 64 usage error (a bad --since, --until or --by), 78 bad configuration.

@@ -205,6 +205,7 @@ test('beats, zero-cost settlement and job records round-trip through the table',
   now = NOW + 60_000
   await ledger.recordJob({ jobId: 'j1', endedAt: NOW + 90_000, machine: 'i-0abc', timings: { cleanup: 800, boot: 31_000 } })
   await ledger.recordJob({ jobId: 'j1', lost: 'inside' })
+  await ledger.recordJob({ jobId: 'j1', lost: 'spot' }) // the first cause stays
   await ledger.recordJob({ jobId: 'j0', repository: 'acme/gadgets', provider: 'static', startedAt: NOW - 1000 })
   const jobs = await ledger.jobs()
   expect(jobs.map((j) => j.jobId)).toEqual(['j0', 'j1'])

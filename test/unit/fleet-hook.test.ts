@@ -4,7 +4,7 @@
 import { FleetSchema } from '../../src/config'
 import { FleetRefused } from '../../src/fleet/gate'
 import { JobFleet } from '../../src/fleet/job-fleet'
-import { beatQuietly, recordCleanedUp, recordPrepared } from '../../src/fleet/job-ledger-writes'
+import { beatQuietly, recordCleanedUp, recordLost, recordPrepared } from '../../src/fleet/job-ledger-writes'
 import { ledgerClockFrom } from '../../src/fleet/ledger-clock'
 import { timingsLine } from '../../src/fleet/timings-line'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -110,5 +110,25 @@ describe("the job's ledger", () => {
       timings: { acquire: 5, total: 9, cleanup: 3, terminate: 2 }
     })
     expect(job.endedAt).toBeGreaterThan(1000)
+  })
+
+  test("a lost machine's cause: with the job's facts (prepare_job may not have written the record), and the first cause stays", async () => {
+    const f = new JobFleet(fleetCtx({}), '0123456789abcdef')
+    const warned: string[] = []
+    await recordLost(f, (m) => void warned.push(m), 'running', 'ec2-pool')
+    await recordLost(f, (m) => void warned.push(m), 'spot', 'ec2-pool')
+    const [job] = await (await f.ledger()).jobs()
+    expect(warned).toEqual([])
+    expect(job).toMatchObject({
+      jobId: '0123456789abcdef',
+      repository: 'acme/widgets',
+      workflow: 'CI',
+      runId: '7',
+      job: 'build',
+      runner: 'r1',
+      runnerHost: require('node:os').hostname(),
+      provider: 'ec2-pool',
+      lost: 'running'
+    })
   })
 })

@@ -233,6 +233,8 @@ test('job records: created by the first update, fields replace, timings merge; b
   clockNow = NOON + 60_000
   await l.recordJob({ jobId: 'j1', endedAt: NOON + 90_000, timings: { cleanup: 800, boot: 31_000 } })
   await l.recordJob({ jobId: 'j1', lost: 'spot' })
+  // a later step's lookup does not move the job to another cause (report's counters would go down)
+  await l.recordJob({ jobId: 'j1', lost: 'running' })
   await l.recordJob({ jobId: 'j0', repository: 'acme/gadgets', provider: 'static', startedAt: NOON - 1000, timings: {} })
   const jobs = await l.jobs()
   expect(jobs.map((j) => j.jobId)).toEqual(['j0', 'j1'])

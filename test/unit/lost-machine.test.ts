@@ -2,7 +2,7 @@
 // stopped by a cancel, whatever the provider's call waits on (the AWS SDK heeds its abort signal in
 // the HTTP call only, not while it resolves credentials). Provider and state are stand-ins here.
 const whyLost = jest.fn<Promise<{ says: string; cause: string } | null>, [unknown, { signal: AbortSignal }]>()
-const recordLost = jest.fn<Promise<void>, [unknown, unknown, string]>()
+const recordLost = jest.fn<Promise<void>, [unknown, unknown, string, string]>()
 jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({ kind: 'ec2', whyLost }) }))
 jest.mock('../../src/fleet/job-fleet', () => ({ jobFleet: (_ctx: unknown, jobId: string) => ({ jobId }) }))
 jest.mock('../../src/fleet/job-ledger-writes', () => ({ recordLost }))
@@ -18,27 +18,47 @@ import type { HookContext } from '../../src/context'
 import type { HookInput } from '../../src/protocol'
 
 const input = { command: 'run_script_step', state: {} } as unknown as HookInput
-const ctx = (signal: AbortSignal): HookContext => ({ signal, log: {}, config: {} }) as unknown as HookContext
+const warned: string[] = []
+const ctx = (signal: AbortSignal): HookContext =>
+  ({ signal, log: { warn: (m: string) => warned.push(m) }, config: {} }) as unknown as HookContext
+const limits = (lookupMs: number, recordMs = 1000) => ({ lookupMs, recordMs })
 
 beforeEach(() => {
   whyLost.mockReset()
   recordLost.mockReset()
   recordLost.mockResolvedValue(undefined)
+  warned.length = 0
 })
 
 // A full collection on demand: the hook's own heap churn (loading the AWS SDK) does the same.
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
 
-test("the provider's answer is returned, and its cause goes on the job's record (positive control)", async () => {
+test("the provider's answer is returned; its cause goes on the job's record when asked (positive control)", async () => {
   whyLost.mockResolvedValue({ says: 'the machine is terminated', cause: 'spot' })
-  await expect(lostMachine(input, ctx(new AbortController().signal), 5000)).resolves.toBe('the machine is terminated')
-  expect(recordLost.mock.calls.map(([fleet, , cause]) => [fleet, cause])).toEqual([[{ jobId: 'fedcba9876543210' }, 'spot']])
+  const found = await lostMachine(input, ctx(new AbortController().signal), limits(5000))
+  expect(found?.says).toBe('the machine is terminated')
+  // the line is said before anything is written to the ledger
+  expect(recordLost).not.toHaveBeenCalled()
+  await found!.record()
+  expect(recordLost.mock.calls.map(([fleet, , cause, provider]) => [fleet, cause, provider])).toEqual([
+    [{ jobId: 'fedcba9876543210' }, 'spot', 'ec2']
+  ])
+})
+
+test('a ledger that does not answer holds the hook no longer than the record bound, with a warning', async () => {
+  whyLost.mockResolvedValue({ says: 'the machine is terminated', cause: 'spot' })
+  recordLost.mockImplementation(() => new Promise(() => undefined))
+  const found = await lostMachine(input, ctx(new AbortController().signal), limits(5000, 100))
+  const t0 = Date.now()
+  await found!.record()
+  expect(Date.now() - t0).toBeLessThan(2000)
+  expect(warned).toEqual([expect.stringMatching(/^fleet\.ledger: could not record the lost machine: no answer within 0\.1 s/)])
 })
 
 test('a provider that cannot tell records nothing', async () => {
   whyLost.mockResolvedValue(null)
-  await expect(lostMachine(input, ctx(new AbortController().signal), 5000)).resolves.toBeNull()
+  await expect(lostMachine(input, ctx(new AbortController().signal), limits(5000))).resolves.toBeNull()
   expect(recordLost).not.toHaveBeenCalled()
 })
 
@@ -50,7 +70,7 @@ test('a provider call that ignores its signal is given up on at the bound', asyn
     return new Promise(() => undefined)
   })
   const t0 = Date.now()
-  await expect(lostMachine(input, ctx(new AbortController().signal), 100)).rejects.toThrow()
+  await expect(lostMachine(input, ctx(new AbortController().signal), limits(100))).rejects.toThrow()
   expect(Date.now() - t0).toBeLessThan(2000)
   expect(seen?.aborted).toBe(true)
 })
@@ -64,14 +84,14 @@ test('the bound fires after a garbage collection (a call that heeds its signal e
       })
   )
   const t0 = Date.now()
-  await expect(lostMachine(input, ctx(new AbortController().signal), 100)).rejects.toThrow()
+  await expect(lostMachine(input, ctx(new AbortController().signal), limits(100))).rejects.toThrow()
   expect(Date.now() - t0).toBeLessThan(2000)
 })
 
 test('a cancel ends the lookup at once, even when the provider call ignores it', async () => {
   whyLost.mockImplementation(() => new Promise(() => undefined))
   const c = new AbortController()
-  const p = lostMachine(input, ctx(c.signal), 60_000)
+  const p = lostMachine(input, ctx(c.signal), limits(60_000))
   setTimeout(() => c.abort('SIGINT'), 50)
   const t0 = Date.now()
   await expect(p).rejects.toThrow()

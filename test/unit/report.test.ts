@@ -108,6 +108,7 @@ async function fill(): Promise<void> {
   await l.recordJob({ jobId: 'j3', lost: 'spot' })
   await l.recordJob({ jobId: 'j5', lost: 'lifetime' })
   await l.recordJob({ jobId: 'j7', lost: 'spot' })
+  await l.recordJob({ jobId: 'j4', lost: 'running' }) // only the connection: not under LOST in the table
   await l.recordJob({ jobId: 'jOld', lost: 'api' })
 }
 
@@ -165,7 +166,7 @@ describe('report totals against a ledger worked out by hand', () => {
         unpricedLaunches: 0,
         acquireSeconds: phase(3, 0.9, 1), // [700 900 1000]: rank ceil(1.5)=2, ceil(2.85)=3
         bootSeconds: phase(2, 30, 40), // [30000 40000]: rank 1, 2
-        lostMachines: { ...noLoss, spot: 1 } // j3
+        lostMachines: { ...noLoss, spot: 1, running: 1 } // j3, j4
       },
       {
         repository: 'acme/widgets',
@@ -196,7 +197,7 @@ describe('report totals against a ledger worked out by hand', () => {
       // percentiles of all jobs, not of the groups' percentiles
       acquireSeconds: phase(7, 0.5, 1), // [10 300 400 500 700 900 1000]: rank 4, 7
       bootSeconds: phase(5, 31.2, 40), // [29000 30000 31200 35000 40000]: rank 3, 5
-      lostMachines: { ...noLoss, spot: 2, lifetime: 1 }
+      lostMachines: { ...noLoss, spot: 2, lifetime: 1, running: 1 }
     })
   })
 
@@ -288,6 +289,7 @@ describe('report totals against a ledger worked out by hand', () => {
     expect(lines[4].split(/\s{2,}/)).toEqual(['(total)', '7', '5', '3.04*', '0.17*', '0.5 s', '1.0 s', '31.2 s', '40.0 s', '3'])
     expect(lines[5]).toBe('* includes 1 running launch, counted up to now at price × elapsed (settled at release)')
     expect(lines[6]).toBe('3 jobs lost their machine during a step: Spot interruption 2, lifetime limit 1')
+    expect(lines[7]).toBe('1 job lost the connection to a machine EC2 still ran (not counted under LOST)')
   })
 })
 
@@ -676,6 +678,8 @@ test('a lost-machine cause this version does not know (a newer hook wrote it) co
     timings: {},
     lost
   })
-  const r = buildReport({ records: [], jobs: [j('a', 'meteor'), j('b', 'spot'), j('c')], by: 'repository', timeZone: 'UTC', now: NOON })
+  // null: a hand-edited local ledger line; not a loss
+  const n = { ...j('d'), lost: null as unknown as string }
+  const r = buildReport({ records: [], jobs: [j('a', 'meteor'), j('b', 'spot'), j('c'), n], by: 'repository', timeZone: 'UTC', now: NOON })
   expect(r.total.lost).toEqual({ spot: 1, inside: 0, lifetime: 0, api: 0, other: 1, running: 0, gone: 0 })
 })
