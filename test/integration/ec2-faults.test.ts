@@ -21,7 +21,9 @@ import {
   waitInstanceState,
   type InstanceBooter
 } from '../helpers/fake-instance'
-import { FakeRunner, type HookRun } from '../helpers/fake-runner'
+import { FakeRunner, TEST_LEDGER, type HookRun } from '../helpers/fake-runner'
+import { LocalLedger } from '../../src/fleet/local-ledger'
+import { FleetSchema } from '../../src/config'
 import { type FaultProxy, type ProxiedRequest, isSpotRequest, startFaultProxy } from '../helpers/fault-proxy'
 import { errorLines, ownerOf } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
@@ -291,10 +293,14 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
    * its sshd gone (the instance still running in EC2). The step fails; a second ::error:: line says
    * what became of the machine; cleanup_job still exits 0 and leaves nothing running.
    */
-  async function machineLostMidStep(r: Rig, how: { terminate: boolean }): Promise<{ id: string; errors: string[]; out: string }> {
+  async function machineLostMidStep(
+    r: Rig,
+    how: { terminate: boolean }
+  ): Promise<{ id: string; errors: string[]; out: string; lost: string | undefined }> {
     const p = await hookPrepare(r.runner, jobArgs(r.runner))
     expect(ok(p, r.booter)).toEqual(OK)
     const id = (r.runner.state as any).host.instanceId as string
+    const jobId = (r.runner.state as any).jobId as string
 
     const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n')
     // the runner gives every hook command the same environment: the AWS credentials too
@@ -317,19 +323,23 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     expect(s.code).toBe(75)
     expect(s.stdout).not.toContain('not-reached')
     expect(Date.now() - t0).toBeLessThan(25_000)
+    // the cause, as report counts it, on the job's record in the runner's ledger
+    const ledger = new LocalLedger(FleetSchema.parse({}), TEST_LEDGER, { now: () => Date.now() })
+    const lost = (await ledger.jobs()).find((j) => j.jobId === jobId)?.lost
 
     const c = await hookCall(r.runner, 'cleanup_job', {})
     expect(ok(c)).toEqual(OK)
     r.runner.state = null
     await waitInstanceState(ec2, id, 'terminated')
     expect(await instancesOfOwner(ec2, r.owner, LIVE_STATES)).toEqual([])
-    return { id, errors: errorLines(s), out: dumpRun(s) }
+    return { id, errors: errorLines(s), out: dumpRun(s), lost }
   }
 
   test('an instance terminated mid-job: the running step fails and says the instance was ended through the EC2 API', async () => {
     const r = await rig('midjob')
     try {
-      const { id, errors, out } = await machineLostMidStep(r, { terminate: true })
+      const { id, errors, out, lost } = await machineLostMidStep(r, { terminate: true })
+      expect(lost).toBe('api')
       expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
         errors: [
           // the step's own words from the agent, which waits for the step to fail before it ends
@@ -347,7 +357,8 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
   test('a machine lost while EC2 still runs it (agent off: the step runs in the hook process): "still running", the connection failed', async () => {
     const r = await rig('midjob-live', {}, { agent: { enabled: false } })
     try {
-      const { id, errors, out } = await machineLostMidStep(r, { terminate: false })
+      const { id, errors, out, lost } = await machineLostMidStep(r, { terminate: false })
+      expect(lost).toBe('running')
       expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
         errors: [
           expect.stringMatching(/^::error::.*(lost|connection|closed)/i),
