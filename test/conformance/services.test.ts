@@ -232,7 +232,10 @@ test('a service that prints workflow commands and exits: its log is folded and i
         entryPoint: 'sh',
         entryPointArgs: runnerSplit(
           '-c "echo hostile-start; echo ::error::pwned; echo ::add-mask::hostile-start; echo ::endgroup::; exit 3"'
-        )
+        ),
+        // A health check that stays 'starting' keeps the health wait looking until the service has
+        // exited: without one, a first look taken before its exit counts it as up (a CI run saw that).
+        createOptions: '--health-cmd "sleep 600" --health-interval 600s'
       })
     ]
   })
