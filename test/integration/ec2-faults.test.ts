@@ -295,12 +295,13 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
    */
   async function machineLostMidStep(
     r: Rig,
-    how: { terminate: boolean }
+    how: { terminate: boolean; first?: () => Promise<void> }
   ): Promise<{ id: string; errors: string[]; out: string; lost: string | undefined }> {
     const p = await hookPrepare(r.runner, jobArgs(r.runner))
     expect(ok(p, r.booter)).toEqual(OK)
     const id = (r.runner.state as any).host.instanceId as string
     const jobId = (r.runner.state as any).jobId as string
+    await how.first?.()
 
     const { args } = r.runner.scriptStep('echo step-started\nsleep 30\necho not-reached\n')
     // the runner gives every hook command the same environment: the AWS credentials too
@@ -366,6 +367,41 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
         ],
         out: ''
       })
+    } finally {
+      await r.end()
+    }
+  })
+
+  // Adversarial: the job's own exit code must not pass for a lost machine (a false line in the step
+  // log, and EC2 lookups at the job's will). Positive control in the same job: its machine lost
+  // for real afterwards is explained.
+  test.each([
+    ['with the agent', {}],
+    ['agent off', { agent: { enabled: false } }]
+  ])('a step that exits 75 itself (%s) is no lost machine: its own code, no line about the machine, EC2 not asked', async (_mode, more) => {
+    const r = await rig('exit75', {}, more)
+    try {
+      const { id, errors, out } = await machineLostMidStep(r, {
+        terminate: false,
+        first: async () => {
+          r.proxy.clearLog()
+          const { args } = r.runner.scriptStep('echo pretending to be lost\nexit 75\n')
+          const s = await hookCall(r.runner, 'run_script_step', args)
+          expect({ code: s.code, errors: errorLines(s) }).toEqual({ code: 75, errors: [] })
+          expect(s.stdout).toContain('pretending to be lost')
+          expect(s.stdout).not.toContain("the job's machine")
+          expect(r.proxy.calls('DescribeInstances')).toEqual([])
+        }
+      })
+      expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
+        errors: [
+          // the step's own words; a job's second step goes through the step shell, which says it ended
+          expect.stringMatching(/^::error::.*(lost|connection|closed|the step shell ended)/i),
+          `::error::the job's machine ${id} is still running in EC2: the connection to it failed, not the machine`
+        ],
+        out: ''
+      })
+      expect(r.proxy.calls('DescribeInstances').length).toBeGreaterThan(0)
     } finally {
       await r.end()
     }

@@ -1,7 +1,7 @@
 // The pool member's lease record, run by a real local shell (flock, awk, date) through LocalRemote:
 // grants, queue order, renewal, lapse, hostile records, and one winner under a race.
 import { execFileSync } from 'node:child_process'
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
@@ -142,6 +142,20 @@ test('a cleanup without state takes over only its own runner’s lease, from its
   expect(record()).toMatch(new RegExp(`^held ${tok('x')} \\d+ ${OWNER} ${JOB} ${HOST}\\n$`))
   expect(await release(tok('a'), { as: 'clean' })).toBe('not-holder')
   expect(await release(tok('x'), { as: 'clean' })).toBe('released')
+})
+
+test('a runner-host field a job forged on the member (the job was root there) is compared, never run, and takes over nothing', async () => {
+  const marker = join(dir, 'ran')
+  const takeOver = () => one(takeOverScript(work, OWNER, HOST, tok('x'), 60), ['taken', 'not-owner'])
+  mkdirSync(join(work, 'pool'), { recursive: true, mode: 0o700 })
+  for (const forged of [`$(touch ${marker})`, `\`touch ${marker}\``, `${HOST} ${HOST}`, `${HOST} -o x`, `-o x = x`, '*']) {
+    writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() + 600} ${OWNER} ${JOB} ${forged}\n`)
+    expect(await takeOver()).toBe('not-owner')
+    expect(existsSync(marker)).toBe(false)
+  }
+  // positive control: the same record naming this runner host is taken over
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() + 600} ${OWNER} ${JOB} ${HOST}\n`)
+  expect(await takeOver()).toBe('taken')
 })
 
 test('a lease record of an older hook (no runner host) is taken over by its owner alone', async () => {
