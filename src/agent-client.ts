@@ -13,6 +13,7 @@ import { ownerId } from './labels'
 import { localDirOf } from './paths'
 import { BUILD_ID } from './build-id'
 import { hookPipes } from './remote/direct-output'
+import type { RunResult } from './remote/agent'
 
 /** FNV-1a: a short, stable name per host; loading node:crypto would slow every step's start-up. */
 function fnv1a(text: string): string {
@@ -64,23 +65,17 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   return socketFits(socket) ? socket : null
 }
 
-/** A step's end as its agent reports it: `lost` when it failed for the agent's connection to the machine. */
-export interface AgentExit {
-  code: number
-  lost: boolean
-}
-
 /** Resolves the step's exit, or null when no agent listens (the caller runs the step itself). */
 export function runViaAgent(
   socketPath: string,
   request: object,
   out: { stdout: Sink; stderr: Sink },
   signal: AbortSignal
-): Promise<AgentExit | null> {
+): Promise<RunResult | null> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath)
     let started = false
-    let exit: AgentExit | null = null
+    let exit: RunResult | null = null
     // SIGINT, then the runner's SIGTERM: one cancel, sent once the request is (or with it).
     let cancelSent = false
     const onAbort = (): void => {

@@ -78,8 +78,7 @@ async function command(raw: string, io: ExecuteIo): Promise<RunResult> {
   }
   // No agent (or not a step): the command runs in this process.
   const { execute } = await import('./execute')
-  const r = await execute(raw, process.env, io)
-  return { code: r.code, lost: r.lost === true }
+  return execute(raw, process.env, io)
 }
 
 /**
@@ -102,10 +101,8 @@ function stepHeartbeats(raw: string, localRoot: string): void {
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
-const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunResult> => {
-  const r = await (await import('./execute')).executeRequest(req, { ...io, place: place() })
-  return { code: r.code, lost: r.lost === true }
-}
+const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunResult> =>
+  (await import('./execute')).executeRequest(req, { ...io, place: place() })
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')

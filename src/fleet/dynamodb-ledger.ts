@@ -375,20 +375,15 @@ export class DynamoLedger implements Ledger {
     const names: Record<string, string> = {}
     const values: Record<string, AttributeValue> = {}
     const sets: string[] = []
-    const set = (attr: string, v: AttributeValue): void => {
+    /** `once`: an attribute that keeps its first value. */
+    const set = (attr: string, v: AttributeValue, once = false): void => {
       const i = sets.length
       names[`#a${i}`] = attr
       values[`:v${i}`] = v
-      sets.push(`#a${i} = :v${i}`)
+      sets.push(once ? `#a${i} = if_not_exists(#a${i}, :v${i})` : `#a${i} = :v${i}`)
     }
-    for (const k of JOB_FIELDS) if (u[k] !== undefined && k !== 'lost') set(k, S(u[k]))
     // The first cause of a lost machine stays (see mergeJob).
-    if (u.lost !== undefined) {
-      const i = sets.length
-      names[`#a${i}`] = 'lost'
-      values[`:v${i}`] = S(u.lost)
-      sets.push(`#a${i} = if_not_exists(#a${i}, :v${i})`)
-    }
+    for (const k of JOB_FIELDS) if (u[k] !== undefined) set(k, S(u[k]), k === 'lost')
     for (const k of JOB_TIMES) if (u[k] !== undefined) set(k, N(u[k]))
     if (u.startedAt === undefined) {
       values[':now'] = N(this.opts.clock.now())

@@ -39,8 +39,9 @@ function metrics(t: Totals) {
   }
 }
 
-/** Machines that went away under a step; `running` (EC2 still ran it: only the connection failed) is not one. */
-const lostTotal = (t: Totals): number => Object.entries(t.lost).reduce((a, [c, n]) => (c === 'running' ? a : a + n), 0)
+/** Machines that went away under a step, by cause; `running` (EC2 still ran it: only the connection failed) is not one. */
+const lostCauses = (t: Totals): [LossCause, number][] => (Object.entries(t.lost) as [LossCause, number][]).filter(([c]) => c !== 'running')
+const lostTotal = (t: Totals): number => lostCauses(t).reduce((a, [, n]) => a + n, 0)
 
 const groupOf = (r: Report, key: string[]): Record<string, string> => Object.fromEntries(GROUP_FIELDS[r.by].map((f, i) => [f, key[i]]))
 
@@ -87,9 +88,9 @@ export function reportTable(r: Report): string {
   const lost = lostTotal(r.total)
   if (lost)
     notes.push(
-      `${lost} job${lost === 1 ? '' : 's'} lost ${lost === 1 ? 'its' : 'their'} machine during a step: ${Object.entries(r.total.lost)
-        .filter(([c, n]) => n && c !== 'running')
-        .map(([c, n]) => `${LOSS_WORDS[c as LossCause]} ${n}`)
+      `${lost} job${lost === 1 ? '' : 's'} lost ${lost === 1 ? 'its' : 'their'} machine during a step: ${lostCauses(r.total)
+        .filter(([, n]) => n)
+        .map(([c, n]) => `${LOSS_WORDS[c]} ${n}`)
         .join(', ')}`
     )
   const cut = r.total.lost.running

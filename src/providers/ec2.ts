@@ -125,7 +125,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
     // cleanup never ran: found while this job launches, terminated once this job has its machine.
     // Only instances launched from this machine: a same-named runner elsewhere is not this one.
-    const leftovers = this.liveOf(owner, env.signal, hostname()).catch((e: unknown) => {
+    const leftovers = this.liveOf(owner, env.signal).catch((e: unknown) => {
       env.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
       return [] as Live[]
     })
@@ -465,8 +465,11 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     await this.terminateAndSettle({ id: lease.instanceId, reservation: lease.reservation }, env)
   }
 
-  /** The live (not terminated) instances tagged with an owner id (and, if given, launched from that runner host). */
-  private async liveOf(owner: string, signal: AbortSignal, runnerHost?: string): Promise<Live[]> {
+  /**
+   * The live (not terminated) instances tagged with an owner id and launched from this runner host:
+   * the owner id is only the runner's name, and a same-named runner elsewhere is not this one.
+   */
+  private async liveOf(owner: string, signal: AbortSignal): Promise<Live[]> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
@@ -474,7 +477,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
           new sdk.DescribeInstancesCommand({
             Filters: [
               { Name: `tag:${TAG_OWNER}`, Values: [owner] },
-              ...(runnerHost ? [{ Name: `tag:${TAG_RUNNER_HOST}`, Values: [runnerHost] }] : []),
+              { Name: `tag:${TAG_RUNNER_HOST}`, Values: [hostname()] },
               { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
             ]
           })
@@ -503,7 +506,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
    */
   async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
     const report: OrphanReport = { released: [], unreachable: [] }
-    for (const live of await this.liveOf(owner, env.signal, hostname())) {
+    for (const live of await this.liveOf(owner, env.signal)) {
       try {
         await this.terminateAndSettle(live, env)
         report.released.push(live.id)
