@@ -9,6 +9,8 @@ import { InputError } from '../errors'
 import { shq } from '../remote/quote'
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** "=", NUL, and whitespace as JS (\s, with U+FEFF, the BOM docker strips) or Go (unicode.IsSpace, with U+0085) knows it. */
+const SPACE_OR_EQ = /[=\0\s\p{White_Space}]/u
 /** docker reads --env-file with a line scanner that stops at 64 KiB: longer values are exported too. */
 const ENV_FILE_LINE_MAX = 60_000
 /** Linux refuses a single environment string over 128 KiB (MAX_ARG_STRLEN) when the CLI is started. */
@@ -48,7 +50,9 @@ export interface EnvDelivery {
 export function validateEnvNames(env: Record<string, string>, field: string): void {
   for (const [k, v] of Object.entries(env)) {
     // docker's env-file reader would misread these (a leading # is a comment, whitespace is trimmed).
-    if (!k || /[=\0\s]/.test(k) || k.startsWith('#')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
+    // Its whitespace is Go's unicode.IsSpace, which also holds U+0085 (NEL, not in JS's \s): a name
+    // of only that is trimmed away, and docker then refuses the line by quoting it, value and all.
+    if (!k || SPACE_OR_EQ.test(k) || k.startsWith('#')) throw new InputError(`${field}: invalid variable name ${JSON.stringify(k)}`)
     if (exported(k, v) && (!IDENT.test(k) || STEERING.test(k))) {
       throw new InputError(
         `${field}.${k}: a ${/[\r\n]/.test(v) ? 'multi-line' : 'very long'} value needs a variable name made of letters, digits and _ that does not steer the loader, shell or docker CLI (not LD_*, IFS, ENV, PATH, HOME, DOCKER_*, *_PROXY and the like)`

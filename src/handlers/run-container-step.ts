@@ -84,6 +84,8 @@ async function runIn(
     ctx.log.progress(`building ${args.dockerfile}`)
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l))
   } else {
+    // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
+    if (args.registry?.password) ctx.log.addSecret(args.registry.password)
     const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
     const how = await docker.ensureImage(
       image,
@@ -95,7 +97,6 @@ async function runIn(
       await present
     )
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
-    if (args.registry?.password) ctx.log.addSecret(args.registry.password)
   }
   const env = baseEnv(args.environmentVariables)
   const res = await runContainer(

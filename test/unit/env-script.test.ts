@@ -361,3 +361,60 @@ describe('validateEnvNames: names docker env files would misread', () => {
     expect(() => validateEnvNames({ [name]: 'v' }, 'args.environmentVariables')).toThrow(/invalid variable name/)
   })
 })
+
+/**
+ * docker/cli's env-file reader (pkg/kvfile Parse): lines split at \n (a trailing \r dropped), a BOM
+ * dropped from the first, leading whitespace trimmed as Go's unicode.IsSpace does (the Unicode
+ * White_Space property), `#` lines skipped, the key up to the first "="; a line whose key is empty
+ * is refused with the whole line quoted.
+ */
+function dockerEnvFile(text: string): [string, string][] {
+  const out: [string, string][] = []
+  text.split('\n').forEach((raw, i) => {
+    let l = raw.endsWith('\r') ? raw.slice(0, -1) : raw
+    if (i === 0) l = l.replace(/^\uFEFF/, '')
+    const line = l.replace(/^\p{White_Space}+/u, '')
+    if (!line || line.startsWith('#')) return
+    const eq = line.indexOf('=')
+    const key = eq < 0 ? line : line.slice(0, eq)
+    if (!key) throw new Error(`no variable name on line '${line}'`)
+    if (/[ \t]/.test(key)) throw new Error(`variable '${key}' contains whitespaces`)
+    out.push([key, eq < 0 ? '' : line.slice(eq + 1)])
+  })
+  return out
+}
+
+describe("validateEnvNames: names docker's env-file reader trims as Go does", () => {
+  const secret = 'pg-s3cret-9f1c'
+
+  it('docker quotes a line with nothing before "=" once trimmed, value and all (control: the reader port)', () => {
+    expect(() => dockerEnvFile(`\u0085=${secret}\n`)).toThrow(`no variable name on line '=${secret}'`)
+  })
+
+  // U+0085 (NEL) is whitespace to Go's unicode.IsSpace but not to JS's \s: such a name passed the
+  // check, went into the env file, and `docker create` failed with the service's value in its
+  // stderr, which the hook put into its error line and hook.log.
+  const escaped = (s: string): string => s.replace(/[^\x21-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  test.each(['\u0085', '\u0085\u0085', '\u0085#X', '\u0085NAME', 'NA\u0085ME', '\uFEFF', '\u00A0', '\u3000'].map((n) => [escaped(n), n]))(
+    'refuses %s without printing the value',
+    (_shown, name) => {
+      let msg = ''
+      try {
+        validateEnvNames({ [name]: secret }, 'args.services.0.environmentVariables')
+      } catch (e) {
+        expect(e).toBeInstanceOf(InputError)
+        msg = (e as Error).message
+      }
+      expect(msg).toMatch(/invalid variable name/)
+      expect(msg).not.toContain(secret)
+    }
+  )
+
+  it('every name it lets into the env file comes back from docker as that name, with its value', () => {
+    const dir = tempDir()
+    const env = { ...SINGLE_LINE, 'INPUT_x-y': secret }
+    const d = envDelivery(env, dir)
+    exported(d.stdin, dir)
+    expect(dockerEnvFile(readFileSync(envFileOf(d.flags, dir), 'utf8'))).toEqual(Object.entries(env))
+  })
+})
