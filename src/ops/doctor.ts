@@ -12,6 +12,7 @@ import { knownHostsName } from '../providers/ec2-plan'
 import type { OpCommand, OpIo } from './command'
 import { readConfig } from './config-file'
 import { machineChecks, type Machine, type MachineOptions } from './doctor-machine'
+import { rsyncFixCheck } from './doctor-rsync'
 import { checksTable, json, summary, type CheckResult } from './output'
 
 const MAX_SKEW_SECONDS = 30
@@ -23,7 +24,8 @@ export const doctorCommand: OpCommand = {
   help: `usage: remote-hooks doctor [FILE] [--json]
 
 Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as the hook would use it:
-  runner host   ssh, rsync and tar found (tools.* or the system PATH)
+  runner host   ssh and rsync found (tools.* or the system PATH); rsync 3.4.0 or later, or a
+                distribution build whose changelog names the fix for CVE-2024-12086
   each machine  SSH login with the pinned host key (static: every host; ec2-pool: every ready
                 member, with the host key from its tag; ec2: skipped, a machine exists only per job);
                 rsync, tar, find and the docker CLI on the SSH user's PATH; clock skew (date +%s,
@@ -72,6 +74,8 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
     { check: 'configuration', target: file!, status: 'pass', detail: `valid (provider ${config.provider.kind})` }
   ]
   checks.push(...localChecks(config))
+  const rsync = resolveTools(config.tools, NO_JOB).rsync
+  if (rsync) checks.push(await rsyncFixCheck(rsync, config.provider.kind))
   const { ledgerChecks } = await import('./doctor-ledger')
   checks.push(...(await ledgerChecks(config.fleet)))
   const p = config.provider

@@ -111,8 +111,9 @@ describe('doctor against loopback VMs', () => {
     expect(t.code).toBe(0)
     expect(t.out).toMatch(/^STATUS\s+CHECK\s+TARGET\s+DETAIL$/m)
     expect(t.out).toMatch(/^PASS\s+docker api\s+rchvm@127\.0\.0\.1:\d+/m)
-    // configuration, local ssh and rsync, and the fleet ledger
-    expect(t.out).toContain(`${MACHINE_CHECKS.length + 4} passed, 0 failed, 0 skipped`)
+    // configuration, local ssh, rsync and its fixes, and the fleet ledger
+    expect(t.out).toContain(`${MACHINE_CHECKS.length + 5} passed, 0 failed, 0 skipped`)
+    expect(t.out).toMatch(/^PASS\s+local rsync fixes\s+runner host\s+\d+\.\d+\.\d+/m)
   })
 
   it('wrong host key: only ssh fails, with its fix; the rest of that machine is skipped', () => {
