@@ -186,6 +186,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     let cap: Capacity | null = null
     /** The fleet ledger's last refusal of a member for this pool (cleared when it reserves one). */
     let refused: string | null = null
+    /** Why the last attempt to add capacity failed (cleared when one succeeds). */
+    let growFailed: unknown = null
     const state = (): string =>
       `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}${refused ? `; scale-out refused: ${refused}` : ''}`
     let lastStart = 0
@@ -232,15 +234,16 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         )
       } catch (e) {
         // A connect failure on this side (the job's agent could not be started, a folder is not
-        // private) is no member's: every member would fail alike, and waiting does not mend it.
-        if (!c && !(e instanceof TransportError)) throw e
+        // private, provider.identityFile unusable) is no member's: every member would fail alike,
+        // and waiting does not mend it.
+        if (!c && (!(e instanceof TransportError) || e.kind === 'keyfile')) throw e
         if (env.signal.aborted) throw e
         env.log.warn(`pool member ${m.id}: ${(e as Error).message}; trying the others`)
         await drop(m.id, (e as Error).message)
         return null
       }
       if (!a.granted) return a
-      let lease: PoolLease | null
+      let lease: PoolLease | string
       try {
         lease = await this.usable(c, a, job, me.token, env)
       } catch (e) {
@@ -252,8 +255,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         )
         throw e
       }
-      if (!lease) {
-        await drop(m.id, 'replaced')
+      if (typeof lease === 'string') {
+        await drop(m.id, `replaced: ${lease}`)
         return null
       }
       won = { lease, remote: c.remote }
@@ -302,15 +305,26 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         const waiting = [...lines.values()].filter((l) => Number.isFinite(l.n)).reduce((x, l) => x + l.n, 0) + (queuedAt ? 0 : 1)
         await this.grow(env, view, waiting, now - lastStart >= 30_000 ? () => (lastStart = now) : null).then(
           (g) => {
+            growFailed = null
             cap = g.cap ?? cap
             if (g.refused !== undefined) refused = g.refused
           },
-          (e: unknown) => env.log.warn(`could not add capacity to pool ${cfg.autoScalingGroup}: ${(e as Error).message}`)
+          (e: unknown) => {
+            growFailed = e
+            env.log.warn(`could not add capacity to pool ${cfg.autoScalingGroup}: ${(e as Error).message}`)
+          }
         )
         // Fails at once only when no member exists and none can come (the group may not, or need not,
         // launch one; or the fleet ledger refuses it one).
         const none = !view.ready.length && !view.starting.length && !view.stopped.length && !view.leaving.length
         if (none && refused) throw new FleetRefused(refused)
+        // Nor when none exists and adding one failed for a reason waiting does not mend (no such
+        // group, access denied, the fleet ledger): throttling and server trouble are waited through.
+        if (none && growFailed && !isRetryableAwsError(growFailed) && !env.signal.aborted)
+          throw new HookError(
+            `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member, and none can be added: ${(growFailed as Error).message}`,
+            { cause: growFailed }
+          )
         if (none && cap && (cap.max === 0 || (!cfg.scaleOut.enabled && cap.desired === 0)))
           throw new HookError(
             `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}: no member can come (provider.autoScalingGroup)`
@@ -345,7 +359,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         onRetry: (_e, attempt) => attempt === 1 && note(),
         progressEveryMs: 10_000,
         onProgress: note,
-        onTimeout: () => new HookError(`${state()}: no member free after ${cfg.waitTimeoutSeconds} s (provider.waitTimeoutSeconds)`)
+        // What each member failed this job with is the likelier cause than a busy pool: named.
+        onTimeout: () =>
+          new HookError(
+            `${state()}: no member free after ${cfg.waitTimeoutSeconds} s (provider.waitTimeoutSeconds)` +
+              (failed.size ? `; failed for this job: ${[...failed].map(([id, why]) => `${id}: ${why}`).join('; ')}` : '') +
+              (growFailed ? `; could not add capacity: ${(growFailed as Error).message}` : '')
+          )
       })
       env.log.progress(`leased ${this.describe(got.lease)} after ${((Date.now() - started) / 1000).toFixed(1)} s`)
       return got
@@ -364,7 +384,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
   /**
    * A granted member made ready for the job: scrubbed first if its last job did not give it back
-   * clean; replaced instead when it is unhealthy, worn out or cannot be scrubbed (null then).
+   * clean; replaced instead when it is unhealthy, worn out or cannot be scrubbed (why, then).
    */
   private async usable(
     c: Conn,
@@ -372,7 +392,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     job: JobRef,
     token: string,
     env: ProviderEnv
-  ): Promise<PoolLease | null> {
+  ): Promise<PoolLease | string> {
     const m = c.member
     const lease: PoolLease = {
       kind: 'ec2-pool',
@@ -400,7 +420,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
     if (why) {
       await this.recycle(c.remote, lease, why, env, fresh.reservation)
-      return null
+      return why
     }
     if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)

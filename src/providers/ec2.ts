@@ -11,7 +11,8 @@ import type { Ec2Config } from '../config'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
 import { retry, waitUntil } from '../retry'
-import { run, type ConnectInfo, type Remote } from '../remote/remote'
+import type { ConnectInfo, Remote } from '../remote/remote'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, LossEnv, LostMachine, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
 import { instanceFate, lostMachineOf } from './instance-fate'
@@ -378,8 +379,14 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         const remote = await env.connect(c)
         let ready = false
         try {
-          const r = await run(remote, `[ -f ${shq(readyMarker(this.workRoot))} ] && echo ready || echo booting`, { collect: true })
-          ready = r.code === 0 && r.stdout.toString().trim() === 'ready'
+          // Framed (answer.ts): a start-up file that prints text is not a boot that never ends. A
+          // check the shell cannot run fails here with its exit status and stderr (a lost connection
+          // is a TransportError, polled again): waiting does not mend a shell that refuses commands.
+          const label = `${id}: check the boot setup`
+          const marker = shq(readyMarker(this.workRoot))
+          const got = await ask(remote, `if [ -f ${marker} ]; then ${record('ready')}; else ${record('booting')}; fi`, { label })
+          if (got.length !== 1) throw new UnexpectedAnswer(`${label}: expected one answer, got ${got.length}`)
+          ready = expectEach(got, /^(ready|booting)$/, label)[0] === 'ready'
         } finally {
           if (!ready) await env.discard(c, remote)
         }

@@ -123,6 +123,8 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     const byHost = new Map<number, StaticLease[]>()
     for (const l of this.candidates()) byHost.set(l.index, [...(byHost.get(l.index) ?? []), l])
     let lastError: unknown = null
+    /** Hosts that did not answer on the last pass, with why: named when the wait ends, not hidden behind "busy". */
+    const down = new Map<number, string>()
     // Connections stay open while we wait for a slot, and all but the chosen one are closed at the end.
     const opened = new Map<number, Remote>()
     const discardAll = async (keep?: number): Promise<void> => {
@@ -137,11 +139,13 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
           try {
             remote = await env.connect(c)
             opened.set(index, remote)
+            down.delete(index)
           } catch (e) {
             // A wrong host key or key pair will not fix itself by waiting; a cancel is not a host problem;
             // nor is a failure on this side (the job's agent could not be started, a folder is not private).
             if (!(e instanceof TransportError) || isPermanentTransport(e) || env.signal.aborted) throw e
             lastError = e
+            down.set(index, `${hostKey(c)}: ${(e as Error).message}`)
             log.warn(`host ${hostKey(c)} unreachable: ${(e as Error).message}`)
             continue
           }
@@ -173,7 +177,13 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
                 `no host could be leased: ${(lastError as Error).message}`,
                 lastError instanceof TransportError ? lastError.kind : 'network'
               )
-            : new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`)
+            : down.size
+              ? new HookError(
+                  `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of the hosts that answered is leased by another job; unreachable: ${[...down.values()].join('; ')}`
+                )
+              : new HookError(
+                  `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`
+                )
       })
     } finally {
       await discardAll()

@@ -100,7 +100,9 @@ async function withLock<T>(file: string, fn: () => T): Promise<T> {
     try {
       mkdirSync(lock)
       return true
-    } catch {
+    } catch (e) {
+      // Only a lock that exists is waited for: a folder gone or not writable is not mended by waiting.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
       // A lock older than 30 s belongs to a killed process.
       try {
         if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)

@@ -342,6 +342,44 @@ describe('acquire against a scripted EC2', () => {
     expect(hk).toBe(1)
   })
 
+  describe('the boot-setup check reads its answer, not the shell around it', () => {
+    test('a start-up file that prints text does not read as a boot never finished', async () => {
+      const s = setup({ acquireTimeoutSeconds: 10 }, () => launched('i-0123456789abcdef0'))
+      s.env.connect = async () => new LocalRemote(s.job.localDir, { before: 'Welcome to the build VM\\n' })
+      const t0 = Date.now()
+      const got = await s.provider.acquire(s.job, s.env)
+      expect(Date.now() - t0).toBeLessThan(5000)
+      got.remote.close()
+    })
+
+    test('a check the shell cannot run (exit status, stderr) fails at once with its words, the instance terminated', async () => {
+      const s = setup({ acquireTimeoutSeconds: 10 }, () => launched('i-0123456789abcdef0'))
+      const local = (): LocalRemote => new LocalRemote(s.job.localDir)
+      // The SSH user's login shell refuses to run commands (nologin), as on a wrongly set provider.user.
+      s.env.connect = async () => {
+        const r = local()
+        return {
+          openExec: () => r.openExec("echo 'This account is currently not available.' >&2; exit 1"),
+          openSocket: (p: string) => r.openSocket(p),
+          close: () => undefined
+        }
+      }
+      const t0 = Date.now()
+      const err = (await s.provider.acquire(s.job, s.env).catch((e: unknown) => e)) as Error
+      expect(Date.now() - t0).toBeLessThan(5000)
+      expect(err.message).toContain('This account is currently not available.')
+      expect(err.message).not.toContain('cloud-init')
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
+      expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve', 'attach', 'settle'])
+    })
+
+    test('positive control: a missing marker is still waited for, up to acquireTimeoutSeconds', async () => {
+      const s = setup({ acquireTimeoutSeconds: 10 }, () => launched('i-0123456789abcdef0'))
+      require('node:fs').rmSync(readyMarker(join(s.job.localDir, 'work')))
+      await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow('boot setup (cloud-init user data) not finished after 10 s')
+    }, 20_000)
+  })
+
   test('throttling retries the same request with the same token', async () => {
     const s = setup({ instanceTypes: ['m7i.large', 'm6i.large'] }, (_i, n) => {
       if (n <= 2) throw awsError('RequestLimitExceeded', 503)

@@ -87,6 +87,15 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), b: e('2'), c: e('3') })
   })
 
+  it('a lock that cannot be made (its folder gone) fails at once with the reason, not as "stayed locked"', async () => {
+    const file = join(tempDir(), 'gone', 'base.json')
+    const t0 = Date.now()
+    const err = (await saveBase(file, upd({ a: e('1') })).catch((x: unknown) => x)) as Error
+    expect(Date.now() - t0).toBeLessThan(2000)
+    expect(err.message).toMatch(/ENOENT/)
+    expect(err.message).not.toMatch(/stayed locked/)
+  })
+
   it('a save whose write fails leaves the next load equal to the file', async () => {
     const file = join(tempDir(), 'base.json')
     await saveBase(file, upd({ a: e('1') }))

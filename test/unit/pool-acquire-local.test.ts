@@ -52,7 +52,7 @@ function harness(fail: () => Error) {
     discard: async () => undefined
   } as unknown as ProviderEnv
   const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
-  return { acquire: () => p.acquire(job, env), warned, connects: () => connects }
+  return { acquire: () => p.acquire(job, env), warned, connects: () => connects, env, provider: p }
 }
 
 test('the agent could not be started: the job fails at once with that reason, no member is blamed', async () => {
@@ -70,6 +70,130 @@ test('positive control: an unreachable member is warned about and the job waits 
   await expect(h.acquire()).rejects.toThrow('no member free after 2 s (provider.waitTimeoutSeconds)')
   expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
   expect(h.warned[0]).toMatch(/^pool member i-a: cannot connect .*ECONNREFUSED; trying the others$/)
+})
+
+describe('what a member failed this job with is named, not "no member free"', () => {
+  test('the key file (provider.identityFile, the same for every member) cannot be used: fails at once naming it', async () => {
+    const h = harness(() => new TransportError('cannot use the SSH key /k: Cannot parse privateKey: Unsupported key format', 'keyfile'))
+    const t0 = Date.now()
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(err.message).toContain('cannot use the SSH key /k')
+    expect(h.connects()).toBe(1)
+  })
+
+  test('a refused login on every member: the timeout names it', async () => {
+    const h = harness(
+      () => new TransportError('cannot connect to ec2-user@127.0.0.1:22: All configured authentication methods failed', 'auth')
+    )
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('no member free after 2 s (provider.waitTimeoutSeconds)')
+    expect(err.message).toContain('i-a: cannot connect to ec2-user@127.0.0.1:22: All configured authentication methods failed')
+  })
+
+  test("the lease script's own failure on every member (remote.workRoot not writable): the timeout names it", async () => {
+    const h = harness(() => new Error('unused'))
+    const failing = {
+      openExec: async () => {
+        const stdout = new PassThrough()
+        const stderr = new PassThrough()
+        const stdin = new PassThrough()
+        stdin.resume()
+        stdout.end('')
+        stderr.end('mkdir: cannot create directory /home/ec2-user/rch: Read-only file system\n')
+        return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 3, signal: null }))) }
+      },
+      openSocket: () => Promise.reject(new Error('no sockets')),
+      close: () => undefined
+    }
+    h.env.connect = async () => failing as never
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('no member free after 2 s')
+    expect(err.message).toContain(
+      'i-a: lease i-a failed (exit code 3): mkdir: cannot create directory /home/ec2-user/rch: Read-only file system'
+    )
+  })
+})
+
+test('a member replaced on grant (its Docker does not answer): the timeout says which and why', async () => {
+  const h = harness(() => new Error('unused'))
+  const p = h.provider as unknown as { recycle(): Promise<void> }
+  const recycled: string[] = []
+  p.recycle = async (...a: unknown[]) => void recycled.push(String(a[2]))
+  h.env.connect = async () =>
+    ({
+      openExec: async (command: string) => {
+        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+        const stdout = new PassThrough()
+        const stderr = new PassThrough()
+        const stdin = new PassThrough()
+        stdin.resume()
+        const records = ['granted', '1', '0', '10', '-', '/home/ec2-user/rch']
+        stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
+        stderr.end()
+        return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+      },
+      openSocket: () => Promise.reject(new Error('no sockets')),
+      close: () => undefined
+    }) as never
+  const err = (await h.acquire().catch((e: unknown) => e)) as Error
+  expect(recycled).toEqual(['Docker does not answer'])
+  expect(err.message).toContain('failed for this job: i-a: replaced: Docker does not answer')
+})
+
+describe('a pool with no member, whose group cannot be read or grown', () => {
+  /** No member; the group's capacity read (scale-out) fails with `err`. */
+  function empty(err: () => Error) {
+    const p = new Ec2PoolProvider(cfg, '~/rch')
+    const fake = p as unknown as { members(): Promise<Member[]>; capacity(): Promise<unknown> }
+    fake.members = async () => []
+    let reads = 0
+    fake.capacity = async () => {
+      reads++
+      throw err()
+    }
+    const warned: string[] = []
+    const env = {
+      fleet: recordingFleetGate(),
+      log: { progress: () => undefined, warn: (m: string) => void warned.push(m), debug: () => undefined },
+      signal: new AbortController().signal,
+      runner: { runnerName: 'r', github: {} },
+      connect: async () => {
+        throw new Error('no member to connect to')
+      },
+      discard: async () => undefined
+    } as unknown as ProviderEnv
+    const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
+    return { acquire: () => p.acquire(job, env), warned, reads: () => reads }
+  }
+
+  test('no such Auto Scaling group: fails at once naming it, not "no member free" after waitTimeoutSeconds', async () => {
+    const h = empty(() => new HookError('provider.autoScalingGroup: no Auto Scaling group named rch-pool in eu-west-1'))
+    const t0 = Date.now()
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(err.message).toContain('no Auto Scaling group named rch-pool')
+  })
+
+  test('AccessDenied on the group: fails at once naming the AWS error', async () => {
+    const h = empty(() =>
+      Object.assign(new Error('User is not authorized to perform: autoscaling:DescribeAutoScalingGroups'), {
+        name: 'AccessDenied',
+        $metadata: { httpStatusCode: 403 }
+      })
+    )
+    const t0 = Date.now()
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(err.message).toContain('autoscaling:DescribeAutoScalingGroups')
+  })
+
+  test('positive control: throttling on the group is waited through, and named when the wait ends', async () => {
+    const h = empty(() => Object.assign(new Error('Rate exceeded'), { name: 'Throttling', $metadata: { httpStatusCode: 400 } }))
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('no member free after 2 s')
+    expect(err.message).toContain('Rate exceeded')
+  })
 })
 
 describe('a member granted, then not made ready (a cancel, a failed EC2 call)', () => {

@@ -179,6 +179,29 @@ describe('waiting for a free slot', () => {
     expect(n.logged.some((l) => l.startsWith('warn: host 127.0.0.1:22 unreachable'))).toBe(true)
   })
 
+  test('one host unreachable, the others busy: the timeout names the unreachable host, not only busy slots', async () => {
+    const { dir, workRoot } = busy()
+    const two = new StaticHostProvider(
+      {
+        kind: 'static',
+        acquireTimeoutSeconds: 1,
+        hosts: [
+          { host: '10.0.0.9', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 2 },
+          { host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 1 }
+        ]
+      },
+      workRoot
+    )
+    const e = env(new LocalRemote(dir))
+    e.connect = async (c) => {
+      if (c.host === '10.0.0.9') throw new TransportError('cannot connect to u@10.0.0.9:22: connect EHOSTUNREACH 10.0.0.9:22', 'network')
+      return new LocalRemote(dir)
+    }
+    const err = (await two.acquire(job(dir), e).catch((x: unknown) => x)) as Error
+    expect(err.message).toContain('EHOSTUNREACH')
+    expect(err.message).not.toContain('every slot of provider.hosts is leased by another job')
+  })
+
   test('a slot released between a failed rename and its checks is taken, not an error', async () => {
     const { dir, workRoot } = busy()
     const flag = join(dir, 'stub-ran')
