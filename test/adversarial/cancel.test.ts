@@ -38,8 +38,10 @@ async function prepared(image: string, mode: Mode = 'agent'): Promise<FakeRunner
   if (mode === 'agent-gone') {
     // The agent dies; the step's hook process starts a new one.
     const job = (runner.state as { jobId: string }).jobId
-    for (const p of scanCmdlines(`${ownerOf(runner.name)}-${job}`).filter((h) => h.cmdline.includes('__agent')))
-      process.kill(p.pid, 'SIGKILL')
+    const agents = scanCmdlines(`${ownerOf(runner.name)}-${job}`).filter((h) => h.cmdline.includes('__agent'))
+    // Positive control: there was an agent to kill (else this mode would quietly be 'agent').
+    expect(agents.length).toBeGreaterThan(0)
+    for (const p of agents) process.kill(p.pid, 'SIGKILL')
   }
   return runner
 }

@@ -95,8 +95,10 @@ export class HostileJob {
     const pids = scanCmdlines(needle)
       .filter((p) => p.cmdline.includes('__agent'))
       .map((p) => p.pid)
+    // Positive control: an agent was there to kill (else 'agent-gone' would quietly be 'agent'), and it is gone.
+    expect(pids.length).toBeGreaterThan(0)
     for (const pid of pids) process.kill(pid, 'SIGKILL')
-    await waitUntil(() => !scanCmdlines(needle).some((p) => p.cmdline.includes('__agent')), 1000, 20)
+    expect(await waitUntil(() => !scanCmdlines(needle).some((p) => p.cmdline.includes('__agent')), 1000, 20)).toBe(true)
     return pids.length
   }
 

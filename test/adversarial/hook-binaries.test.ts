@@ -384,7 +384,11 @@ describe("programs the hook's libraries start", () => {
       expect(existsSync(marker)).toBe(false)
       // it fails loudly for want of credentials, instead of running the job's program
       expect(r.code).not.toBe(0)
-      expect(errorLines(r)).toHaveLength(1)
+      expect(errorLines(r)).toEqual([expect.stringMatching(/Could not load credentials/)])
+      // positive control: the hook reads this AWS config and runs its credential_process (named by its path here)
+      writeFileSync(awsConfig, `[default]\ncredential_process = ${join(bin, 'rch-evil-cred')}\n`)
+      await runner.call('cleanup_job', {}, { state: null, env })
+      expect(existsSync(marker)).toBe(true)
     } finally {
       runner.dispose()
     }

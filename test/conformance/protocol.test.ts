@@ -45,12 +45,12 @@ describe('protocol: bad input starts nothing and names the problem', () => {
 
   test('stdin that is not JSON', async () => {
     const r = await runner.call('prepare_job', job(), { stdin: '{"command":"prepare_job", this is not json\n' })
-    expect(oneError(r)).toMatch(/JSON/)
+    expect(oneError(r)).toMatch(/stdin is not valid JSON \(/)
   })
 
   test('empty stdin', async () => {
     const r = await runner.call('prepare_job', job(), { stdin: '' })
-    expect(oneError(r)).toMatch(/stdin|input/i)
+    expect(oneError(r)).toContain("no input on stdin: expected the runner's JSON hook request")
   })
 
   test('an unknown command', async () => {

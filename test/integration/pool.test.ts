@@ -186,6 +186,7 @@ test('reuse.maxJobsPerVm: a member that served its jobs is replaced through the 
   const prep = await hookPrepare(r2, jobArgs(r2), { limitMs: 120_000 })
   expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
   expect(memberOf(r2)).not.toBe(id)
+  expect(memberOf(r2)).toBe(next.id)
   expect((await cleanup(r2)).code).toBe(0)
 })
 

@@ -2,6 +2,7 @@
 import { PassThrough } from 'node:stream'
 import { withDeadline } from '../../src/remote/deadline'
 import type { Remote } from '../../src/remote/remote'
+import { waitUntil } from '../helpers/wait'
 
 function socketRemote(openAfterMs: number): { remote: Remote; opened: PassThrough[] } {
   const opened: PassThrough[] = []
@@ -27,8 +28,7 @@ describe('withDeadline', () => {
     const s = await b.remote.openSocket('/var/run/docker.sock')
     s.on('error', () => undefined) // the Engine client listens; the destroy carries the deadline's error
     expect(s.destroyed).toBe(false)
-    await new Promise((r) => setTimeout(r, 120))
-    expect(opened[0].destroyed).toBe(true)
+    expect(await waitUntil(() => opened[0].destroyed, 5000, 5)).toBe(true)
     b.clear()
   })
 
@@ -36,9 +36,8 @@ describe('withDeadline', () => {
     const { remote, opened } = socketRemote(150)
     const b = withDeadline(remote, 40, 'too slow')
     await expect(b.remote.openSocket('/var/run/docker.sock')).rejects.toThrow('too slow')
-    await new Promise((r) => setTimeout(r, 200))
-    expect(opened).toHaveLength(1)
-    expect(opened[0].destroyed).toBe(true)
+    expect(opened).toHaveLength(0) // it had not opened yet when the deadline gave up on it
+    expect(await waitUntil(() => opened.length === 1 && opened[0].destroyed, 5000, 5)).toBe(true)
     b.clear()
   })
 

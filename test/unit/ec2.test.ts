@@ -486,7 +486,7 @@ describe('acquire against a scripted EC2', () => {
         const s = cancelledAfterLostAnswer([
           { InstanceId: 'i-0123456789abcdef0', State: { Name: 'pending' }, LaunchTime: new Date(Date.UTC(2026, 0, 2, 3)) }
         ])
-        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow()
+        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow('cancelled by the runner')
         const token = s.runs()[0].ClientToken
         expect(fake.calls.filter((c) => c.name === 'DescribeInstances' && c.input.Filters?.[0]?.Name === 'client-token')).toEqual([
           { name: 'DescribeInstances', input: { Filters: [{ Name: 'client-token', Values: [token] }] } }
@@ -503,7 +503,7 @@ describe('acquire against a scripted EC2', () => {
 
       test('none visible yet: the reservation is not settled as unlaunched (it may run), but left to reap, with a warning', async () => {
         const s = cancelledAfterLostAnswer([])
-        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow()
+        await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow('cancelled by the runner')
         expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve'])
         expect(s.logged.filter((l) => l.includes('left to reap'))).toHaveLength(1)
       })

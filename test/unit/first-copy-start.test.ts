@@ -10,6 +10,7 @@ import { TransportError } from '../../src/errors'
 import type { ExecChannel, ExitStatus, Remote } from '../../src/remote/remote'
 import { startCopy } from '../../src/prepare/first-copy'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -67,8 +68,10 @@ test('the copy fails only once the externals have landed too, not while they are
   )
   copied.catch(() => undefined)
   // The tar copy of the roots has failed (its channel could not open); the externals lookup is still out.
-  await new Promise((res) => setTimeout(res, 100))
-  expect(r.commands.some((x) => x.includes('.rch-complete'))).toBe(true)
+  const asked = (): boolean => r.commands.some((x) => x.includes('.rch-complete')) && r.commands.some((x) => !x.includes('.rch-complete'))
+  expect(await waitUntil(asked, 5000, 5)).toBe(true)
+  // Once the failure has had its turn (a copy settling with it would have settled by now):
+  await new Promise((res) => setImmediate(res))
   expect(settled).toBe(false)
   r.answer()
   await expect(copied).rejects.toThrow('the connection is gone')

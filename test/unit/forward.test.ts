@@ -1,15 +1,18 @@
 import { PassThrough, Readable, Writable } from 'node:stream'
 import { forward } from '../../src/sync/sync'
 
-/** A source of n chunks of 16 KiB that records when it has been read to the end. */
-function source(n: number): Readable & { ended: Promise<void> } {
+/** A source of n chunks of 16 KiB that records when it has been read to the end, and how much it has given. */
+function source(n: number): Readable & { ended: Promise<void>; given: number } {
   let i = 0
   const r = new Readable({
     highWaterMark: 16 * 1024,
     read() {
-      this.push(i++ < n ? Buffer.alloc(16 * 1024, 1) : null)
+      const more = i++ < n
+      if (more) r.given += 16 * 1024
+      this.push(more ? Buffer.alloc(16 * 1024, 1) : null)
     }
-  }) as Readable & { ended: Promise<void> }
+  }) as Readable & { ended: Promise<void>; given: number }
+  r.given = 0
   r.ended = new Promise((res) => r.on('end', () => res()))
   return r
 }
@@ -28,10 +31,15 @@ describe('forward', () => {
   test('copies everything, with backpressure, and ends the destination', async () => {
     const src = source(50)
     const got: Buffer[] = []
+    let written = 0
+    let ahead = 0
     const dst = new Writable({
       highWaterMark: 1024,
       write(c, _e, cb) {
         got.push(c)
+        written += c.length
+        // how far the source has been read beyond what the destination has taken
+        ahead = Math.max(ahead, src.given - written)
         setImmediate(cb)
       }
     })
@@ -41,6 +49,8 @@ describe('forward', () => {
     await finished
     expect(Buffer.concat(got).length).toBe(50 * 16 * 1024)
     expect(counted).toBe(50 * 16 * 1024)
+    // backpressure: the source is read a few chunks ahead at most, not all 50 while the destination is busy
+    expect(ahead).toBeLessThanOrEqual(4 * 16 * 1024)
   })
 
   test('a destination that goes away while full (a tar that stopped reading) still lets the source run to its end', async () => {

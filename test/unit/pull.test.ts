@@ -519,6 +519,8 @@ describe('cancel stops a transfer the VM never ends', () => {
     const ac = new AbortController()
     const p = pull({ ...w.target(endless(w, '-c')), signal: ac.signal }, ROOTS)
     p.catch(() => undefined)
+    // stalled as in the tests above: what the cancel there ended
+    expect(await stalled(w)).toBe(true)
     const state = await Promise.race([
       p.then(
         () => 'done',

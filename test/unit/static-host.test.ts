@@ -126,13 +126,23 @@ describe('waiting for a free slot', () => {
     const { dir, workRoot } = busy()
     const cancel = new AbortController()
     const e = env(new LocalRemote(dir), cancel.signal)
-    const t0 = Date.now()
+    // The cancel comes once the wait has started (its note is the event), not after a guessed delay.
+    let t0 = 0
+    const progress = e.log.progress
+    e.log = {
+      ...e.log,
+      progress: (m: string) => {
+        progress(m)
+        if (!m.startsWith('waiting')) return
+        t0 = Date.now()
+        cancel.abort(new Error('cancelled by the runner'))
+      }
+    }
     const p = provider(workRoot, 600).acquire(job(dir), e)
-    setTimeout(() => cancel.abort(new Error('cancelled by the runner')), 700)
     await expect(p).rejects.toThrow('cancelled by the runner')
     expect(Date.now() - t0).toBeLessThan(3000)
     // positive control: it was waiting when the cancel came
-    expect(e.logged).toContain('waiting for a free host (all 1 slots busy)')
+    expect(e.logged).toEqual(['waiting for a free host (all 1 slots busy)'])
   })
 
   test('a cancel while connecting is the cancel, not an unreachable host', async () => {
@@ -143,12 +153,14 @@ describe('waiting for a free slot', () => {
     // The connection attempt is what the cancel interrupts (as the agent start wait does).
     e.connect = () => {
       attempts++
-      return new Promise((_, reject) =>
+      const connecting = new Promise<Remote>((_, reject) =>
         cancel.signal.addEventListener('abort', () => reject(new Error('aborted (SIGINT)')), { once: true })
       )
+      // The cancel comes while this attempt is under way.
+      setImmediate(() => cancel.abort('SIGINT'))
+      return connecting
     }
     const p = provider(workRoot, 600).acquire(job(dir), e)
-    setTimeout(() => cancel.abort('SIGINT'), 100)
     await expect(p).rejects.toThrow('aborted (SIGINT)')
     expect(attempts).toBe(1)
     expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
@@ -225,9 +237,18 @@ describe('waiting for a free slot', () => {
   test('a slot freed during the wait is taken', async () => {
     const { dir, workRoot } = busy()
     const e = env(new LocalRemote(dir))
-    const p = provider(workRoot, 30).acquire(job(dir), e)
-    setTimeout(() => rmSync(leaseDir(workRoot, 0), { recursive: true }), 800)
-    const got = await p
+    // The other job lets its slot go once this one is waiting (its note is the event).
+    const progress = e.log.progress
+    e.log = {
+      ...e.log,
+      progress: (m: string) => {
+        progress(m)
+        if (m.startsWith('waiting')) rmSync(leaseDir(workRoot, 0), { recursive: true })
+      }
+    }
+    const got = await provider(workRoot, 30).acquire(job(dir), e)
+    // positive control: the slot was busy at first, so the job did wait for it
+    expect(e.logged).toEqual(['waiting for a free host (all 1 slots busy)'])
     expect(got.lease.slot).toBe(0)
     expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
   })
