@@ -86,6 +86,11 @@ const ASK_MS = 30_000
 const LINE_FRESH_MS = 30_000
 /** New members a scale-out reservation tries to claim in one pass before it waits for the next. */
 const CLAIM_TRIES = 3
+/**
+ * A member that did not answer (refused, timed out) is tried again after this pause, doubled at each
+ * failure up to the last: one started from stopped is running in EC2 before its sshd listens.
+ */
+const UNREACHABLE_PAUSE_MS = [1_000, 30_000] as const
 
 /** What grow() did: the group's capacity when read, and the ledger's refusal when it refused (undefined: not asked). */
 interface Growth {
@@ -176,8 +181,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const started = Date.now()
     const me: Waiter = { token: randomBytes(16).toString('hex'), since: started }
     const conns = new Map<string, Conn>()
-    /** Members that failed this job (unreachable, wrong key): not tried again by it. */
+    /** Members that failed this job, with why: not tried again by it, except those in `retryAt`. */
     const failed = new Map<string, string>()
+    /** Members that did not answer: tried again from `at` (a member just started has no sshd yet). */
+    const retryAt = new Map<string, { at: number; pauseMs: number }>()
     let members: Member[] = []
     let view: PoolView = viewOf([])
     let scannedAt = 0
@@ -214,6 +221,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       let a: AcquireAnswer
       try {
         c = await conn(m)
+        // It answers now: what it failed with before (not answering) is no longer its reason.
+        failed.delete(m.id)
+        retryAt.delete(m.id)
         a = parseAcquire(
           await ask(
             c.remote,
@@ -238,8 +248,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         // and waiting does not mend it.
         if (!c && (!(e instanceof TransportError) || e.kind === 'keyfile')) throw e
         if (env.signal.aborted) throw e
-        env.log.warn(`pool member ${m.id}: ${(e as Error).message}; trying the others`)
-        await drop(m.id, (e as Error).message)
+        const why = (e as Error).message
+        // Said once per reason: an unreachable member is tried again, and fails alike until it answers.
+        if (failed.get(m.id) !== why) env.log.warn(`pool member ${m.id}: ${why}; trying the others`)
+        await drop(m.id, why)
+        const prev = retryAt.get(m.id)
+        if (!c && e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout')) {
+          const pauseMs = prev ? Math.min(prev.pauseMs * 2, UNREACHABLE_PAUSE_MS[1]) : UNREACHABLE_PAUSE_MS[0]
+          retryAt.set(m.id, { at: Date.now() + pauseMs, pauseMs })
+        } else retryAt.delete(m.id)
         return null
       }
       if (!a.granted) return a
@@ -257,6 +274,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       }
       if (typeof lease === 'string') {
         await drop(m.id, `replaced: ${lease}`)
+        retryAt.delete(m.id)
         return null
       }
       won = { lease, remote: c.remote }
@@ -279,7 +297,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         // with a line serves that line first). The line it is in is polled below.
         const ask = view.ready.filter((x) => {
           const l = lines.get(x.id)
-          return !failed.has(x.id) && x.id !== queuedAt?.id && (!l || l.n === 0 || now - l.at >= LINE_FRESH_MS)
+          const again = !failed.has(x.id) || (retryAt.get(x.id)?.at ?? Infinity) <= now
+          return again && x.id !== queuedAt?.id && (!l || l.n === 0 || now - l.at >= LINE_FRESH_MS)
         })
         for (const m of shuffled(ask)) {
           const a = await attempt(m, false)

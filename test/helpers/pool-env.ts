@@ -148,6 +148,8 @@ export interface MemberBehaviour {
    * Docker's own file system is not affected.
    */
   diskPercent?: number
+  /** started again after a stop, sshd listens only this long after EC2 says running (the tags kept from before say ready at once) */
+  resumeSshdDelayMs?: number
 }
 
 export interface PoolOptions {
@@ -386,6 +388,10 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
 
   const resume = async (m: Live) => {
     const port = m.port
+    if (m.behaviour.resumeSshdDelayMs) {
+      note(`${m.id}: running, sshd in ${m.behaviour.resumeSshdDelayMs} ms`)
+      await sleep(m.behaviour.resumeSshdDelayMs)
+    }
     await startSshd(m)
     if (m.port !== port) await tag(m.id, { [ENDPOINT_TAG]: `127.0.0.1:${m.port}` })
     m.ready = true

@@ -206,6 +206,22 @@ test('a stopped member is started when no running one is free', async () => {
   expect((await cleanup(r1)).code).toBe(0)
 })
 
+test('a stopped member started for a job is leased even though its sshd listens only seconds after EC2 says running', async () => {
+  // Its tags (address, host key) are kept from before the stop, so it looks ready while sshd is down.
+  const p = await pool('pool-late-sshd', 1, { behaviour: { resumeSshdDelayMs: 4000 } })
+  const [a] = p.members({ live: true })
+  await p.stopMember(a.id)
+  const r = runnerFor(p, { waitTimeoutSeconds: 90 })
+  const prep = await hookPrepare(r, jobArgs(r), { limitMs: 150_000 })
+  expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
+  const out = prep.stdout + prep.stderr
+  expect(out).toMatch(new RegExp(`starting stopped member ${a.id}`))
+  // positive control: the job did reach it while sshd was down, and said so once
+  expect(out.match(new RegExp(`pool member ${a.id}: .*ECONNREFUSED.*; trying the others`, 'g'))).toHaveLength(1)
+  expect(memberOf(r)).toBe(a.id)
+  expect((await cleanup(r)).code).toBe(0)
+})
+
 test('an exhausted pool without scale-out fails loudly with its state, and leaves no lease behind', async () => {
   const p = await pool('pool-full', 1)
   const r1 = runnerFor(p, { scaleOut: { enabled: false }, waitTimeoutSeconds: 5 })

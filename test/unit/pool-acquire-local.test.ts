@@ -70,6 +70,39 @@ test('positive control: an unreachable member is warned about and the job waits 
   await expect(h.acquire()).rejects.toThrow('no member free after 2 s (provider.waitTimeoutSeconds)')
   expect(Date.now() - t0).toBeGreaterThanOrEqual(2000)
   expect(h.warned[0]).toMatch(/^pool member i-a: cannot connect .*ECONNREFUSED; trying the others$/)
+  // tried again after a pause (1 s, then 2 s: past the 2 s wait), and said once
+  expect(h.connects()).toBe(2)
+  expect(h.warned).toHaveLength(1)
+})
+
+test('a member that does not answer yet (started from stopped: running in EC2 before its sshd listens) is tried again and leased', async () => {
+  const h = harness(() => new Error('unused'))
+  const granting = {
+    openExec: async (command: string) => {
+      const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      const stdin = new PassThrough()
+      stdin.resume()
+      const records = ['granted', '1', '0', '10', '-', '/home/ec2-user/rch']
+      stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
+      stderr.end()
+      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+    },
+    openSocket: () => Promise.reject(new Error('no sockets')),
+    close: () => undefined
+  }
+  let connects = 0
+  h.env.connect = async () => {
+    if (++connects === 1) throw new TransportError('cannot connect to ec2-user@127.0.0.1:22: connect ECONNREFUSED', 'network')
+    return granting as never
+  }
+  const leased = { kind: 'ec2-pool', instanceId: 'i-a', connect: { host: '127.0.0.1', port: 22 } }
+  ;(h.provider as unknown as { usable(): Promise<unknown> }).usable = async () => leased
+  const got = await h.acquire()
+  expect(got.lease).toBe(leased)
+  expect(connects).toBe(2)
+  expect(h.warned).toEqual([expect.stringMatching(/^pool member i-a: cannot connect .*ECONNREFUSED; trying the others$/)])
 })
 
 describe('what a member failed this job with is named, not "no member free"', () => {
@@ -89,6 +122,8 @@ describe('what a member failed this job with is named, not "no member free"', ()
     const err = (await h.acquire().catch((e: unknown) => e)) as Error
     expect(err.message).toContain('no member free after 2 s (provider.waitTimeoutSeconds)')
     expect(err.message).toContain('i-a: cannot connect to ec2-user@127.0.0.1:22: All configured authentication methods failed')
+    // a refused login does not mend by waiting: the member is not tried again
+    expect(h.connects()).toBe(1)
   })
 
   test("the lease script's own failure on every member (remote.workRoot not writable): the timeout names it", async () => {
