@@ -11,6 +11,7 @@ import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
 import { checkPrivateDir } from '../private-fs'
 import { hookLocalRoot } from '../paths'
 import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
+import { AWS_HTTP } from '../providers/ec2-api'
 import type { CheckResult } from './output'
 
 const CHECK = 'fleet ledger'
@@ -62,7 +63,7 @@ async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
   const fail = (detail: string, fix: string): CheckResult => ({ check: CHECK, target, status: 'fail', detail, fix })
   const { loadSdk, INSTANCES } = await import('../fleet/dynamodb-ledger')
   const sdk = loadSdk()
-  const client = new sdk.DynamoDBClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 2 })
+  const client = new sdk.DynamoDBClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 2, requestHandler: AWS_HTTP })
   const denied = (action: string): string =>
     `allow dynamodb:${action} on the table in the runner host's IAM policy (terraform/modules/runner-iam: ledger_table_arns)`
   try {

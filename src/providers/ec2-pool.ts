@@ -84,6 +84,8 @@ const POLL_MS = 1_000
 const ASK_MS = 30_000
 /** A member's line, as last seen, is trusted this long before the member is asked again. */
 const LINE_FRESH_MS = 30_000
+/** The start of a member's replacement reason when its Docker did not answer. */
+const DOCKER_DOWN = 'Docker does not answer'
 /** New members a scale-out reservation tries to claim in one pass before it waits for the next. */
 const CLAIM_TRIES = 3
 /**
@@ -275,6 +277,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (typeof lease === 'string') {
         await drop(m.id, `replaced: ${lease}`)
         retryAt.delete(m.id)
+        // Two members whose Docker fails alike point at the pool (its image, the SSH user's access to
+        // Docker), not at what a job did to one member: their replacements would fail alike too.
+        const alike = [...failed].filter(([, why]) => why === `replaced: ${lease}`).map(([id]) => id)
+        if (lease.startsWith(DOCKER_DOWN) && alike.length >= 2)
+          throw new HookError(
+            `pool ${cfg.autoScalingGroup}: members ${alike.join(' and ')} both failed the Docker check alike (${lease}) and were replaced; the pool's image or its SSH user's access to Docker is likely wrong, so this job stops here`
+          )
         return null
       }
       won = { lease, remote: c.remote }
@@ -426,7 +435,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     let why: string | null = fresh.recycle
       ? `marked for replacement (${fresh.recycle})`
       : a.docker === null
-        ? 'Docker does not answer'
+        ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
         : a.diskPercent >= this.cfg.reuse.maxDiskPercent
           ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
           : wornOut(m, this.cfg, Date.now())

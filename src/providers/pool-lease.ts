@@ -66,8 +66,20 @@ export interface AcquireArgs extends Waiter {
 }
 
 export type AcquireAnswer =
-  | { granted: true; clean: boolean; lapsed: boolean; diskPercent: number; docker: string | null; workRoot: string }
+  | {
+      granted: true
+      clean: boolean
+      lapsed: boolean
+      diskPercent: number
+      docker: string | null
+      /** When Docker did not answer: what its CLI said (its last lines, printable ASCII), or that it said nothing in time. */
+      dockerError: string | null
+      workRoot: string
+    }
   | { granted: false; state: 'held' | 'retired' | 'queued'; ahead: number; waiting: number; expiresIn: number }
+
+/** How much of what Docker's CLI said on a member is kept (the member is a job's: bounded, printable). */
+const DOCKER_ERROR_MAX = 300
 
 /**
  * Grants the member when it is free (or its holder's lease lapsed) and no live waiter queued there
@@ -94,8 +106,11 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     `note grant ${a.token} "\${st:-none}" "$lapsed"; ` +
     `exec 9>&-; ` +
     `disk=$(df -P ${w} /var/lib/docker 2>/dev/null | awk 'NR > 1 { sub("%", "", $5); if ($5 + 0 > m) m = $5 + 0 } END { print m + 0 }'); ` +
-    `dv=$(timeout 10 docker version --format '{{.Server.Version}}' 2>/dev/null | head -c 64); ` +
-    `${record('granted')}; ${record('"$clean"')}; ${record('"$lapsed"')}; ${record('"$disk"')}; ${record('"${dv:--}"')}; ${record(w)}; ` +
+    // Docker's own words when it does not answer (not installed, no access to its socket, daemon
+    // stopped): what a job is told, and whether members fail alike (the pool's image, not one member).
+    `de=$(mktemp) || exit 6; dv=$(timeout 10 docker version --format '{{.Server.Version}}' 2>"$de" | head -c 64); ` +
+    `dm=; [ -n "$dv" ] || dm=$(tail -n 2 "$de" | LC_ALL=C tr -c '[:print:]' ' ' | head -c ${DOCKER_ERROR_MAX}); rm -f "$de"; ` +
+    `${record('granted')}; ${record('"$clean"')}; ${record('"$lapsed"')}; ${record('"$disk"')}; ${record('"${dv:--}"')}; ${record(w)}; ${record('"${dm:--}"')}; ` +
     `else ` +
     (a.queue ? `printf '%s %s %s\\n' ${a.since} ${a.token} "$now" >> ${q}.new; ` : '') +
     `mv -f ${q}.new ${q}; ` +
@@ -108,19 +123,22 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
 const INT = /^-?[0-9]{1,12}$/
 
 export function parseAcquire(records: string[], label: string): AcquireAnswer {
-  if (records[0] === 'granted' && records.length === 6) {
-    const [, clean, lapsed, disk, docker, workRoot] = records
+  if (records[0] === 'granted' && records.length === 7) {
+    const [, clean, lapsed, disk, docker, workRoot, dockerSaid] = records
     if (!isWorkRoot(workRoot))
       throw new UnexpectedAnswer(`${label}: the member's work root ${JSON.stringify(workRoot.slice(0, 200))} is not a plain absolute path`)
     expectEach([clean, lapsed], /^[01]$/, label)
     expectEach([disk], /^[0-9]{1,3}$/, label)
     expectEach([docker], /^[A-Za-z0-9.+~_-]{1,64}$/, label)
+    expectEach([dockerSaid], new RegExp(`^[\\x20-\\x7e]{1,${DOCKER_ERROR_MAX}}$`), label)
     return {
       granted: true,
       clean: clean === '1',
       lapsed: lapsed === '1',
       diskPercent: Number(disk),
       docker: docker === '-' ? null : docker,
+      dockerError:
+        docker !== '-' ? null : dockerSaid.trim() === '-' || !dockerSaid.trim() ? 'no version and no error within 10 s' : dockerSaid.trim(),
       workRoot
     }
   }

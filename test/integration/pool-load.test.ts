@@ -183,7 +183,10 @@ test('50 jobs from 2 runner hosts on a pool of 10: all succeed, never two holder
   // positive control: the member whose Docker is out of reach was replaced under the load, for that
   // reason, and the grant its job gave back was counted as such
   const unusable = members.find((m) => m.ordinal === 0)!.id
-  expect({ unusable, why: why.get(unusable) }).toEqual({ unusable, why: 'Docker does not answer' })
+  expect({ unusable, why: why.get(unusable) }).toEqual({
+    unusable,
+    why: expect.stringMatching(/^Docker does not answer: .*Cannot connect to the Docker daemon/)
+  })
   expect(recycled).toBeGreaterThanOrEqual(1)
   const replaced = [...why].map(([id, reason]) => `${id}: ${reason}`)
   const waits = results.map((r) => r.wait).sort((a, b) => a - b)

@@ -84,7 +84,15 @@ test('a member that does not answer yet (started from stopped: running in EC2 be
       const stderr = new PassThrough()
       const stdin = new PassThrough()
       stdin.resume()
-      const records = ['granted', '1', '0', '10', '-', '/home/ec2-user/rch']
+      const records = [
+        'granted',
+        '1',
+        '0',
+        '10',
+        '-',
+        '/home/ec2-user/rch',
+        'permission denied while trying to connect to the Docker daemon socket'
+      ]
       stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
       stderr.end()
       return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
@@ -163,7 +171,15 @@ test('a member replaced on grant (its Docker does not answer): the timeout says 
         const stderr = new PassThrough()
         const stdin = new PassThrough()
         stdin.resume()
-        const records = ['granted', '1', '0', '10', '-', '/home/ec2-user/rch']
+        const records = [
+          'granted',
+          '1',
+          '0',
+          '10',
+          '-',
+          '/home/ec2-user/rch',
+          'permission denied while trying to connect to the Docker daemon socket'
+        ]
         stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
         stderr.end()
         return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
@@ -172,8 +188,66 @@ test('a member replaced on grant (its Docker does not answer): the timeout says 
       close: () => undefined
     }) as never
   const err = (await h.acquire().catch((e: unknown) => e)) as Error
-  expect(recycled).toEqual(['Docker does not answer'])
-  expect(err.message).toContain('failed for this job: i-a: replaced: Docker does not answer')
+  expect(recycled).toEqual(['Docker does not answer: permission denied while trying to connect to the Docker daemon socket'])
+  expect(err.message).toContain('failed for this job: i-a: replaced: Docker does not answer: permission denied while trying')
+})
+
+describe('members whose Docker fails alike (the pool, not one member)', () => {
+  /** Members i-a and i-b that grant, with Docker failing on each as `said` gives. */
+  function twoGranting(said: (id: string) => string) {
+    const h = harness(() => new Error('unused'))
+    const p = h.provider as unknown as { recycle(): Promise<void>; members(): Promise<Member[]>; connectInfo(m: Member): unknown }
+    p.members = async () => [ready, { ...ready, id: 'i-b' }]
+    let target = ''
+    p.connectInfo = (m: Member) => (
+      (target = m.id),
+      { host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' }
+    )
+    const recycled: string[] = []
+    p.recycle = async (...a: unknown[]) => void recycled.push(`${(a[1] as { instanceId: string }).instanceId}: ${String(a[2])}`)
+    h.env.connect = async () => {
+      const id = target
+      return {
+        openExec: async (command: string) => {
+          const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+          const stdout = new PassThrough()
+          const stderr = new PassThrough()
+          const stdin = new PassThrough()
+          stdin.resume()
+          const records = ['granted', '1', '0', '10', '-', '/home/ec2-user/rch', said(id)]
+          stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
+          stderr.end()
+          return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+        },
+        openSocket: () => Promise.reject(new Error('no sockets')),
+        close: () => undefined
+      } as never
+    }
+    return { ...h, recycled }
+  }
+
+  test('two members failing the Docker check alike: both replaced, and the job stops at once naming what Docker said', async () => {
+    const h = twoGranting(() => 'sh: 1: docker: not found')
+    const t0 = Date.now()
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(Date.now() - t0).toBeLessThan(1500)
+    expect(err.message).toMatch(
+      /^pool rch-pool: members i-[ab] and i-[ab] both failed the Docker check alike \(Docker does not answer: sh: 1: docker: not found\)/
+    )
+    expect(h.recycled.sort()).toEqual([
+      'i-a: Docker does not answer: sh: 1: docker: not found',
+      'i-b: Docker does not answer: sh: 1: docker: not found'
+    ])
+  })
+
+  test('positive control: failing differently (one member a job broke), the job waits on as before', async () => {
+    const h = twoGranting((id) =>
+      id === 'i-a' ? 'sh: 1: docker: not found' : 'permission denied while trying to connect to the Docker daemon socket'
+    )
+    const err = (await h.acquire().catch((e: unknown) => e)) as Error
+    expect(err.message).toContain('no member free after 2 s')
+    expect(h.recycled).toHaveLength(2)
+  })
 })
 
 describe('a pool with no member, whose group cannot be read or grown', () => {
@@ -253,7 +327,7 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
     const commands: string[] = []
     const answer = (command: string): string[] =>
       command.includes('note grant')
-        ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch']
+        ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']
         : command.includes('note release')
           ? ['released']
           : []

@@ -52,7 +52,15 @@ const nowS = (): number => Math.floor(Date.now() / 1000)
 
 test('a fresh member is granted once, reported dirty (never scrubbed yet) and healthy', async () => {
   const a = await acquire(tok('a'), 1000)
-  expect(a).toEqual({ granted: true, clean: false, lapsed: false, diskPercent: expect.any(Number), docker: '27.3.1', workRoot: work })
+  expect(a).toEqual({
+    granted: true,
+    clean: false,
+    lapsed: false,
+    diskPercent: expect.any(Number),
+    docker: '27.3.1',
+    dockerError: null,
+    workRoot: work
+  })
   expect(record()).toMatch(new RegExp(`^held ${tok('a')} \\d+ ${OWNER} ${JOB} ${HOST}\\n$`))
   // Busy for anyone else, without queueing unless asked.
   expect(await acquire(tok('b'), 2000)).toMatchObject({ granted: false, state: 'held', ahead: 0, waiting: 0 })
@@ -123,9 +131,32 @@ test('records a job could have forged: garbage is dirty, an expiry beyond reach 
   expect(await acquire(tok('c'), 3000, true)).toMatchObject({ granted: false, state: 'retired' })
 })
 
-test('a member whose Docker does not answer is granted with docker null (the caller replaces it)', async () => {
+test("a member whose Docker does not answer is granted with docker null and Docker's own words (the caller replaces it)", async () => {
+  remote = new LocalRemote(
+    dir,
+    {},
+    {
+      docker: `printf 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\\nIs the docker daemon running? \\033[31m\\n' >&2; exit 1`
+    }
+  )
+  expect(await acquire(tok('a'), 1000)).toMatchObject({
+    granted: true,
+    docker: null,
+    dockerError: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?  [31m'
+  })
   remote = new LocalRemote(dir, {}, { docker: 'exit 1' })
-  expect(await acquire(tok('a'), 1000)).toMatchObject({ granted: true, docker: null })
+  await release(tok('a'), { as: 'clean' })
+  expect(await acquire(tok('b'), 2000)).toMatchObject({ granted: true, docker: null, dockerError: 'no version and no error within 10 s' })
+})
+
+test("a member's answer about Docker is checked: not printable, too long, or beside a version, it is refused", () => {
+  const granted = (docker: string, said: string) => ['granted', '1', '0', '10', docker, '/w', said]
+  expect(parseAcquire(granted('27.3.1', '-'), 'lease')).toMatchObject({ docker: '27.3.1', dockerError: null })
+  expect(() => parseAcquire(granted('-', 'bad\u0007bell'), 'lease')).toThrow(/lease/)
+  expect(() => parseAcquire(granted('-', 'x'.repeat(301)), 'lease')).toThrow(/lease/)
+  expect(() => parseAcquire(granted('-', ''), 'lease')).toThrow(/lease/)
+  // the six records of before are not an answer
+  expect(() => parseAcquire(granted('27.3.1', '-').slice(0, 6), 'lease')).toThrow(/lease/)
 })
 
 test('a cleanup without state takes over only its own runner’s lease, from its own runner host', async () => {
@@ -172,11 +203,11 @@ test('twenty jobs racing for one free member: exactly one is granted', async () 
 
 test('answers that are not ours are refused', () => {
   expect(() => parseAcquire(['granted', '1', '0', '12', '27'], 'x')).toThrow(/unexpected answer/)
-  expect(() => parseAcquire(['granted', '1', '0', '12', '27; rm', '/w'], 'x')).toThrow(/unexpected value/)
-  expect(() => parseAcquire(['granted', '2', '0', '12', '27', '/w'], 'x')).toThrow(/unexpected value/)
+  expect(() => parseAcquire(['granted', '1', '0', '12', '27; rm', '/w', '-'], 'x')).toThrow(/unexpected value/)
+  expect(() => parseAcquire(['granted', '2', '0', '12', '27', '/w', '-'], 'x')).toThrow(/unexpected value/)
   for (const w of ['/home/u/../x', 'rel', '/w;rm', '/'])
-    expect(() => parseAcquire(['granted', '1', '0', '12', '27', w], 'x')).toThrow(/not a plain absolute path/)
-  expect(parseAcquire(['granted', '1', '0', '12', '27', '/home/u/rch'], 'x')).toMatchObject({ workRoot: '/home/u/rch' })
+    expect(() => parseAcquire(['granted', '1', '0', '12', '27', w, '-'], 'x')).toThrow(/not a plain absolute path/)
+  expect(parseAcquire(['granted', '1', '0', '12', '27', '/home/u/rch', '-'], 'x')).toMatchObject({ workRoot: '/home/u/rch' })
   expect(() => parseAcquire(['held', '0', '0'], 'x')).toThrow(/unexpected answer/)
   expect(() => parseAcquire(['busy', '0', '0', '5'], 'x')).toThrow(/unexpected answer/)
   expect(() => oneWord(['renewed', 'x'], ['renewed'], 'x')).toThrow(/unexpected answer/)
