@@ -2,7 +2,7 @@
 // transport is either the job's agent (no second SSH handshake) or OpenSSH with the pinned
 // known_hosts file; never a command line holding a secret.
 import { spawn } from 'node:child_process'
-import { Cancelled, HookError, TransportError } from '../errors'
+import { Cancelled, HookError, TransportError, type TransportKind } from '../errors'
 import type { ConnectInfo } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
@@ -119,9 +119,27 @@ export function rsyncFailure(destDir: string, code: number | null, stderr: strin
   const closed = lines.some((l) => own(l) && /connection unexpectedly closed|error in rsync protocol data stream/.test(l))
   if (closed && transport.length) {
     const banner = /^WARNING: /.test(transport[0]) && transport.length > 3 ? [transport[0]] : []
-    return new TransportError(`${what}: its SSH transport failed: ${[...banner, ...transport.slice(-3)].join(' | ')}`)
+    return new TransportError(`${what}: its SSH transport failed: ${[...banner, ...transport.slice(-3)].join(' | ')}`, sshKind(transport))
   }
   return new HookError(`${what}: ${lines.slice(-2).join(' | ')}`)
+}
+
+/**
+ * The kind of an OpenSSH client failure, from the fixed lines it prints (its only account of it);
+ * anything else, the agent transport's own lines included, is a connection lost.
+ */
+function sshKind(lines: string[]): TransportKind {
+  const has = (re: RegExp): boolean => lines.some((l) => re.test(l))
+  if (has(/^Host key verification failed\.$|REMOTE HOST IDENTIFICATION HAS CHANGED|^No \S+ host key is known for /)) return 'hostkey'
+  if (has(/UNPROTECTED PRIVATE KEY FILE|^Load key ".*": |^Warning: Identity file .* not accessible/)) return 'keyfile'
+  if (has(/: Permission denied \(/)) return 'auth'
+  if (
+    has(
+      /^ssh: connect to host .*: (Connection refused|Connection timed out|No route to host|Network is unreachable)$|^ssh: Could not resolve hostname /
+    )
+  )
+    return 'network'
+  return 'lost'
 }
 
 /** How much of rsync's stdout is kept: its transfer statistics come last. */

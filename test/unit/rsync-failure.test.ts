@@ -91,6 +91,26 @@ describe('rsyncFailure', () => {
   })
 })
 
+describe("the kind of a transport failure, from OpenSSH's own lines", () => {
+  test.each([
+    [keyTooOpen, 'keyfile'],
+    [hostKeyChanged, 'hostkey'],
+    [`rchvm@127.0.0.1: Permission denied (publickey).\n${RSYNC_CLOSED}`, 'auth'],
+    [`Load key "/k/id": invalid format\nrchvm@127.0.0.1: Permission denied (publickey).\n${RSYNC_CLOSED}`, 'keyfile'],
+    [
+      `No ED25519 host key is known for [127.0.0.1]:2231 and you have requested strict checking.\nHost key verification failed.\n${RSYNC_CLOSED}`,
+      'hostkey'
+    ],
+    [`ssh: connect to host 127.0.0.1 port 2231: Connection refused\n${RSYNC_CLOSED}`, 'network'],
+    [`Connection to 127.0.0.1 closed by remote host.\n${RSYNC_CLOSED}`, 'lost'],
+    [`connect ENOENT /tmp/rch-0/x/agent-1-2.sock\n${RSYNC_CLOSED}`, 'lost']
+  ])('%#: %s', (stderr, kind) => {
+    const e = rsyncFailure('/w', 255, stderr)
+    expect(e).toBeInstanceOf(TransportError)
+    expect((e as TransportError).kind).toBe(kind)
+  })
+})
+
 describe('what the remote writes to ssh/rsync stderr reaches the step log only inside the one ::error:: line', () => {
   // The VM is the job's: its sshd banner, start-up files and rsync can print anything on stderr.
   const hostile = `::add-mask::hidden\n::set-output name=x::y\r::stop-commands::abc\n%0A::warning::z\n${RSYNC_CLOSED}`
