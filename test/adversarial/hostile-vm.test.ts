@@ -64,7 +64,9 @@ beforeAll(() => {
   )
   writeFileSync(
     `${DIR}/bin/find`,
-    `#!/bin/sh\nif [ -f ${DIR}/listing ]; then touch ${DIR}/ran-find; cat ${DIR}/listing; exit 0; fi\nexec /usr/bin/find "$@"\n`
+    // A pull's listing starts with the stamp file's ctime, which find prints: a hostile find prints
+    // one too, so that its records are read (and refused) rather than its start.
+    `#!/bin/sh\nif [ -f ${DIR}/listing ]; then touch ${DIR}/ran-find; case "$*" in *rch-list-stamp*) printf '%s.0\\0' "$(date +%s)" ;; esac; cat ${DIR}/listing; exit 0; fi\nexec /usr/bin/find "$@"\n`
   )
   chmodSync(RC, 0o755)
   chmodSync(`${DIR}/bin/tar`, 0o755)
@@ -117,18 +119,39 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (
     await job.finish()
   })
 
-  const cases: [string, Member[]][] = [
-    ['a member that climbs out of _work', [{ name: '../pwned-climb', type: '0', data: 'x' }]],
-    ['a member that climbs out through the workspace', [{ name: 'repo/repo/../../../pwned-climb2', type: '0', data: 'x' }]],
-    ['an absolute member name', [{ name: '/tmp/pwned-abs', type: '0', data: 'x' }]],
-    ['a member that was not asked for', [{ name: 'repo/repo/pwned-unasked', type: '0', data: 'x' }]],
-    ['a hardlink to a runner secret', [{ name: 'repo/repo/changed.txt', type: '1', linkname: '../.credentials' }]],
-    ['a symlink where a file was announced', [{ name: 'repo/repo/changed.txt', type: '2', linkname: '../../../.credentials' }]],
-    ['a FIFO', [{ name: 'repo/repo/changed.txt', type: '6' }]],
-    ['a character device', [{ name: 'repo/repo/changed.txt', type: '3' }]]
+  // Each with the refusal it must meet (not just any error).
+  const cases: [string, Member[], RegExp][] = [
+    [
+      'a member that climbs out of _work',
+      [{ name: '../pwned-climb', type: '0', data: 'x' }],
+      /refused member name "\.\.\/pwned-climb": "\.\." component/
+    ],
+    [
+      'a member that climbs out through the workspace',
+      [{ name: 'repo/repo/../../../pwned-climb2', type: '0', data: 'x' }],
+      /refused member name ".*pwned-climb2": "\.\." component/
+    ],
+    ['an absolute member name', [{ name: '/tmp/pwned-abs', type: '0', data: 'x' }], /refused member name "\/tmp\/pwned-abs": absolute/],
+    [
+      'a member that was not asked for',
+      [{ name: 'repo/repo/pwned-unasked', type: '0', data: 'x' }],
+      /"repo\/repo\/pwned-unasked" was not asked for/
+    ],
+    [
+      'a hardlink to a runner secret',
+      [{ name: 'repo/repo/changed.txt', type: '1', linkname: '../.credentials' }],
+      /refused member type: a hardlink/
+    ],
+    [
+      'a symlink where a file was announced',
+      [{ name: 'repo/repo/changed.txt', type: '2', linkname: '../../../.credentials' }],
+      /"repo\/repo\/changed.txt" is not of the type the listing announced/
+    ],
+    ['a FIFO', [{ name: 'repo/repo/changed.txt', type: '6' }], /refused member type: a fifo/],
+    ['a character device', [{ name: 'repo/repo/changed.txt', type: '3' }], /refused member type: a character device/]
   ]
 
-  test.each(cases)('%s is refused and nothing outside _work changes', async (_what, members) => {
+  test.each(cases)('%s is refused and nothing outside _work changes', async (_what, members, why) => {
     writeFileSync(`${DIR}/archive.tar`, archive(members))
     setMode('tools')
     const { r } = await job.step('echo changed > /__w/repo/repo/changed.txt\n')
@@ -136,7 +159,7 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (
     // Positive control: the hook read the hostile archive.
     expectRan('ran-tar', r)
     expect(r.code).not.toBe(0)
-    expect(errors(r).length).toBeGreaterThan(0)
+    expect(errors(r)).toEqual([expect.stringMatching(why)])
     expect(job.canaries.changes()).toEqual([])
     expect(pwnedFiles(job.runner.root)).toEqual([])
     const changed = join(job.runner.workspace, 'changed.txt')
@@ -207,16 +230,25 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile listing on the VM (%s)
 
   const rec = (type: string, path: string, size = 1, link = ''): string =>
     `${type}\0${size}\0${Math.floor(Date.now() / 1000)}.0\x00644\x00${link}\0${path}\0`
-  const cases: [string, string][] = [
-    ['a path that climbs out of _work', rec('f', '../outside/secret.txt')],
-    ['a path that climbs out through the workspace', rec('d', 'repo/../../outside')],
-    ['an absolute path', rec('f', '/etc/passwd')],
-    ['a path outside the synced roots', rec('f', '_actions/pwned-root')],
-    ['an empty path component', rec('f', 'repo//repo/x')],
-    ['a malformed record', 'f\0not-a-size\0x\0y\0\0repo/repo/x\0']
+  // Each with the refusal it must meet (not just any error).
+  const cases: [string, string, RegExp][] = [
+    [
+      'a path that climbs out of _work',
+      rec('f', '../outside/secret.txt'),
+      /bad path: "\.\." component \(entry 1 "\.\.\/outside\/secret.txt"\)/
+    ],
+    ['a path that climbs out through the workspace', rec('d', 'repo/../../outside'), /bad path: "\.\." component/],
+    ['an absolute path', rec('f', '/etc/passwd'), /bad path: absolute \(entry 1 "\/etc\/passwd"\)/],
+    [
+      'a path outside the synced roots',
+      rec('f', '_actions/pwned-root'),
+      /path outside the requested folders \(entry 1 "_actions\/pwned-root"\)/
+    ],
+    ['an empty path component', rec('f', 'repo//repo/x'), /bad path: empty component/],
+    ['a malformed record', 'f\0not-a-size\0x\0y\0\0_temp/x\0', /malformed size, mtime or mode \(entry 1 "_temp\/x"\)/]
   ]
 
-  test.each(cases)('%s is an error, not a copy or a deletion', async (_what, listing) => {
+  test.each(cases)('%s is an error, not a copy or a deletion', async (_what, listing, why) => {
     writeFileSync(`${DIR}/listing`, listing)
     setMode('tools')
     const { r } = await job.step('true\n')
@@ -224,7 +256,7 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile listing on the VM (%s)
     rmSync(`${DIR}/listing`, { force: true })
     expectRan('ran-find', r)
     expect(r.code).not.toBe(0)
-    expect(errors(r).length).toBeGreaterThan(0)
+    expect(errors(r)).toEqual([expect.stringMatching(why)])
     expect(job.canaries.changes()).toEqual([])
     expect(pwnedFiles(job.runner.root)).toEqual([])
   })

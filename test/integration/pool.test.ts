@@ -308,18 +308,25 @@ test('jobs waiting for a member are served in the order they came', async () => 
   const p = await pool('pool-fair', 1)
   const holder = runnerFor(p)
   expect((await hookPrepare(holder, jobArgs(holder))).code).toBe(0)
-  // Three jobs arrive one after the other while the only member is busy.
+  // Three jobs arrive one after the other while the only member is busy: each once the one before
+  // is in the member's queue (its line there is the event, not a guessed delay).
+  const queueFile = path.join(p.member(memberOf(holder)).workRoot, 'pool', 'queue')
+  const queued = (): number => (fs.existsSync(queueFile) ? fs.readFileSync(queueFile, 'utf8').split('\n').filter(Boolean).length : 0)
   const waiters = [0, 1, 2].map(() => runnerFor(p, { waitTimeoutSeconds: 120 }))
   const served: number[] = []
-  const runs = waiters.map(async (r, i) => {
-    await new Promise((res) => setTimeout(res, i * 2500))
-    const prep = await hookPrepare(r, jobArgs(r), { limitMs: 150_000 })
-    served.push(i)
-    expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
-    expect(prep.stdout + prep.stderr).toMatch(/pool pool-fair-\S+: 1 of 1 busy.*waiting \d+ s/)
-    expect((await cleanup(r)).code).toBe(0)
-  })
-  await new Promise((res) => setTimeout(res, 8000))
+  const runs: Promise<void>[] = []
+  for (const [i, r] of waiters.entries()) {
+    runs.push(
+      (async () => {
+        const prep = await hookPrepare(r, jobArgs(r), { limitMs: 150_000 })
+        served.push(i)
+        expect({ code: prep.code, out: prep.code ? dumpRun(prep) : '' }).toEqual({ code: 0, out: '' })
+        expect(prep.stdout + prep.stderr).toMatch(/pool pool-fair-\S+: 1 of 1 busy.*waiting \d+ s/)
+        expect((await cleanup(r)).code).toBe(0)
+      })()
+    )
+    expect(await waitUntil(() => queued() === i + 1, 60_000, 100)).toBe(true)
+  }
   expect((await cleanup(holder)).code).toBe(0)
   await Promise.all(runs)
   expect(served).toEqual([0, 1, 2])
