@@ -137,7 +137,10 @@ export async function buildImage(
   labels: string[],
   onLine: (l: string) => void
 ): Promise<void> {
-  await check(remote, shjoin(['docker', 'build', '-q', ...labels, '-t', tag, '-f', dockerfile, context]), {
+  // --force-rm: the legacy builder keeps a failed step's intermediate container otherwise, which
+  // carries none of the labels (they go on the image only) and so no cleanup would find. BuildKit
+  // accepts the flag and ignores it (it makes no containers).
+  await check(remote, shjoin(['docker', 'build', '-q', '--force-rm', ...labels, '-t', tag, '-f', dockerfile, context]), {
     label: `docker build ${dockerfile}`,
     onStderr: (c) => c.toString().split('\n').filter(Boolean).forEach(onLine)
   })

@@ -18,10 +18,16 @@ export interface Counts {
   containers: number
   networks: number
   volumes: number
+  /** Images a container action built (the only images the hook labels). */
+  images: number
 }
 
-export const countsTotal = (c: Counts): number => c.containers + c.networks + c.volumes
-export const describeCounts = (c: Counts): string => `${c.containers} containers, ${c.networks} networks, ${c.volumes} volumes`
+export const countsTotal = (c: Counts): number => c.containers + c.networks + c.volumes + c.images
+export const describeCounts = (c: Counts): string =>
+  `${c.containers} containers, ${c.networks} networks, ${c.volumes} volumes${c.images ? `, ${c.images} images` : ''}`
+
+/** An image id as the engine lists it. */
+const IMAGE_ID = /^sha256:[0-9a-f]{64}$/
 
 /** An image reference as an Engine API path: its slashes stay, everything else is escaped. */
 /** An image reference as a request path: each segment encoded, and `.`/`..` too (a path must not climb out of /images/). */
@@ -198,7 +204,12 @@ export class RemoteDocker {
     return containerLogs(this.remote, id, lines)
   }
 
-  /** Removes the containers (with their anonymous volumes), then networks, then volumes labelled `key=value`. */
+  /**
+   * Removes the containers (with their anonymous volumes), then networks, volumes and images labelled
+   * `key=value`. The images are those a container action built (`docker build --label`): a step
+   * killed between its build and the image's removal leaves one, which only its labels find. An
+   * image still used by a container that is not ours stays, as after the step.
+   */
   async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<Counts> {
     const f = labelFilter(key, value)
     const e = this.engine
@@ -220,19 +231,33 @@ export class RemoteDocker {
     await settle(
       containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
     )
-    // Listed after the containers are gone: a network or volume is removable only then.
-    const [networks, volumes] = await Promise.all([
+    // Listed after the containers are gone: a network, volume or image is removable only then.
+    const [networks, volumes, images] = await Promise.all([
       e.call('GET', `/networks?filters=${f}`, undefined, 'list networks').then((r) => expectNames(r.data, 'Id', CONTAINER_ID, 'networks')),
       e
         .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
-        .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes'))
+        .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes')),
+      e.call('GET', `/images/json?filters=${f}`, undefined, 'list images').then((r) => expectNames(r.data, 'Id', IMAGE_ID, 'images'))
     ]).catch((listing: unknown) => {
       throw failures[0] ?? listing
     })
     await settle(networks.map((id) => this.removeNetwork(id)))
     await settle(volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone)))
+    let removedImages = 0
+    await settle(
+      images.map((id) =>
+        // force: every tag of the job's image goes with it (one the job added, `node:20`, included).
+        e.call('DELETE', `/images/${seg(id)}?force=1`, undefined, 'remove image').then(
+          () => void removedImages++,
+          (err: unknown) => {
+            // In use by a container that is not ours (409): it stays, as removeImage leaves it.
+            if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
+          }
+        )
+      )
+    )
     if (failures.length) throw failures[0]
-    return { containers: containers.length, networks: networks.length, volumes: volumes.length }
+    return { containers: containers.length, networks: networks.length, volumes: volumes.length, images: removedImages }
   }
 
   /**

@@ -99,23 +99,29 @@ async function runIn(
     if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
   }
   const env = baseEnv(args.environmentVariables)
-  const res = await runContainer(
-    docker.engine,
-    {
-      image,
-      name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
-      cmd: rejoinArgs(args.entryPointArgs),
-      entrypoint: args.entryPoint || null,
-      env,
-      workdir: args.workingDirectory ?? '/github/workspace',
-      binds: plan.binds,
-      network: state.network,
-      labels
-    },
-    outputTo(ctx.stdout, ctx.stderr),
-    ctx.signal
-  )
-  if (!args.image) await removeImage(remote, image)
+  let res: Awaited<ReturnType<typeof runContainer>>
+  try {
+    res = await runContainer(
+      docker.engine,
+      {
+        image,
+        name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
+        cmd: rejoinArgs(args.entryPointArgs),
+        entrypoint: args.entryPoint || null,
+        env,
+        workdir: args.workingDirectory ?? '/github/workspace',
+        binds: plan.binds,
+        network: state.network,
+        labels
+      },
+      outputTo(ctx.stdout, ctx.stderr),
+      ctx.signal
+    )
+  } finally {
+    // Also when the container could not be created or its stream failed; a hook killed before
+    // this leaves the image to cleanup_job, which finds it by its labels.
+    if (!args.image) await removeImage(remote, image).catch(() => undefined)
+  }
   if (res.cancelled) throw Cancelled.by(ctx.signal)
   await pull(target, state.pullRoots)
   return { exitCode: res.exitCode }

@@ -5,6 +5,7 @@
 // connection costs a handshake but whose C data path is faster for bulk. The runner's externals are
 // copied once per content version and shared by jobs.
 import { createHash } from 'node:crypto'
+import { posix } from 'node:path'
 import type { HookContext } from '../context'
 import { HookError } from '../errors'
 import { check, run, type ConnectInfo, type Remote } from '../remote/remote'
@@ -117,10 +118,13 @@ export function startCopy(
       (await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })).join() ===
         'yes'
     if (have) return 'reused'
-    const tmp = `${dest}.tmp-${spec.jobId}`
+    // Copied into the job folder, then renamed into place: a prepare_job killed half-way leaves the
+    // half copy where every cleanup of the job (and the runner's next prune) removes it. Beside
+    // `dest`, named by the job id only, nothing would ever find it again.
+    const tmp = `${spec.jobRoot}/externals.tmp`
     // Unlike job folders, the content-versioned externals stay readable: they hold no secrets,
     // are shared by jobs, and containers running as other users must run the node in them.
-    await check(remote, `umask 022 && mkdir -p ${shq(tmp)}`)
+    await check(remote, `umask 022 && mkdir -p ${shq(posix.dirname(dest))} ${shq(tmp)}`)
     try {
       await rsyncUp(bulk(), spec.externals.host, ['.'], tmp, [], ctx.signal, 'shared')
       await check(remote, `touch ${shq(tmp)}/.rch-complete && { mv -T ${shq(tmp)} ${shq(dest)} 2>/dev/null || rm -rf ${shq(tmp)}; }`, {

@@ -558,15 +558,23 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       const r = await this.reserve(env)
       if ('refused' in r) return { cap: null, refused: r.refused }
       const reservation = r.id
-      env.log.progress(`starting stopped member ${id} of pool ${this.cfg.autoScalingGroup}`)
       const { sdk, client } = await ec2Client(this.cfg)
       try {
+        // Tagged before it runs: a hook killed between a start and a later tag left the member
+        // running under its old reservation, settled above, so neither reap nor a claim tied it to
+        // this one, which reap then settled as unlaunched while the member ran uncounted.
+        await this.tag(id, { [TAG_RESERVATION]: reservation }, env)
+        env.log.progress(`starting stopped member ${id} of pool ${this.cfg.autoScalingGroup}`)
         await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })))
       } catch (e) {
         await this.settle(env, reservation, id, false)
         throw e
       }
-      await this.bind(env, id, reservation)
+      await env.fleet
+        .attach(reservation, id)
+        .catch((e: unknown) =>
+          env.log.warn(`could not attach ${id} to fleet reservation ${reservation} (reap settles it): ${(e as Error).message}`)
+        )
       const asg = autoScalingClient(this.cfg)
       await this.send(env, 'ExitStandby', () =>
         asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
@@ -664,16 +672,6 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     for (const t of types) vcpus.set(t, await instanceVcpus(this.cfg, t, env.signal))
     this.spec = launchSpecOf(this.cfg, vcpus)
     return this.spec
-  }
-
-  /** Marks the member as the reservation's (its tag) and attaches it in the ledger; a failure is left to reap. */
-  private async bind(env: ProviderEnv, instanceId: string, reservation: string): Promise<void> {
-    try {
-      await this.tag(instanceId, { [TAG_RESERVATION]: reservation }, env)
-      await env.fleet.attach(reservation, instanceId)
-    } catch (e) {
-      env.log.warn(`could not mark ${instanceId} as fleet reservation ${reservation}'s (reap settles it): ${(e as Error).message}`)
-    }
   }
 
   /**

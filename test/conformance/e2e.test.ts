@@ -1,4 +1,5 @@
 // The whole job through dist/index.js on a loopback "VM": prepare → steps → cleanup.
+import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { dockerIds, FakeRunner } from '../helpers/fake-runner'
@@ -132,8 +133,19 @@ describe('a job end to end on a static host', () => {
 
   test('cleanup_job removes everything and is safe to run twice', async () => {
     const jobId = (runner.state as { jobId: string }).jobId
+    // A container action's image left by a step killed between its build and its removal: found by its label.
+    const label = `dev.remote-container-hooks.job=${jobId}`
+    const images = (): string[] =>
+      execFileSync('docker', ['images', '-q', '--filter', `label=${label}`], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+    const [job] = await dockerIds(`label=${label}`)
+    execFileSync('docker', ['commit', '--change', `LABEL ${label}`, job, `rch-action-${jobId}:left`], { stdio: 'ignore' })
+    expect(images()).toHaveLength(1) // positive control
     const r1 = await runner.cleanup()
     expect({ code: r1.code, out: r1.stdout + r1.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+    expect(r1.stdout).toMatch(/cleaned up .*, 1 images/)
+    expect(images()).toEqual([])
     expect(await dockerIds(`label=dev.remote-container-hooks.job=${jobId}`)).toEqual([])
     const r2 = await runner.cleanup()
     expect({ code: r2.code, out: r2.stdout + r2.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })

@@ -76,3 +76,43 @@ test('the copy fails only once the externals have landed too, not while they are
   r.answer()
   await expect(copied).rejects.toThrow('the connection is gone')
 })
+
+// The externals are copied under a temporary name, then renamed into place. A prepare_job killed
+// during that copy (the runner's externals are hundreds of MB) left `<workRoot>/externals/<v>.tmp-<jobId>`
+// behind: outside the job folder, named by no owner, so no cleanup_job, prune or reap ever found it.
+// Inside the job folder, every removal of the job's folder takes it.
+test('the externals are copied into the job folder first, where the removal of the job folder finds a half copy', async () => {
+  const commands: string[] = []
+  const r: Remote = {
+    openExec: async (command: string): Promise<ExecChannel> => {
+      commands.push(command)
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      const stdin = new PassThrough()
+      stdin.resume()
+      stdout.end()
+      stderr.end('stopped here\n')
+      // Every command fails: the copy ends at its first step, with nothing sent.
+      return { stdin, stdout, stderr, done: Promise.resolve({ code: 1, signal: null }) }
+    },
+    openSocket: () => Promise.reject(new Error('no sockets')),
+    close: () => undefined
+  }
+  const ext = tempDir()
+  writeFileSync(join(ext, 'node'), 'bin\n')
+  const jobRoot = '/srv/rch/jobs/0123456789abcdef-fedcba9876543210'
+  const ctx = { signal: new AbortController().signal } as unknown as HookContext
+  const c = startCopy(ctx, r, { host: 'h', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }, tempDir(), {
+    hostWork: tempDir(),
+    jobRoot,
+    jobId: 'fedcba9876543210',
+    roots: [],
+    externals: { host: ext, remote: '/srv/rch/externals/v1' },
+    externalsPresent: false
+  })
+  await expect(c.copied).rejects.toThrow(/exit code 1/)
+  expect(commands).toHaveLength(1)
+  // The temporary copy is inside the job folder; the shared folder it is renamed into is made beside.
+  expect(commands[0]).toBe(`umask 022 && mkdir -p /srv/rch/externals ${jobRoot}/externals.tmp`)
+  expect(commands[0]).not.toMatch(/\/srv\/rch\/externals\/v1\.tmp/)
+})

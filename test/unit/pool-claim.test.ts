@@ -77,3 +77,74 @@ test('every new member lost to other hooks: the reservation stays pending (left 
   expect(h.fleet.calls).toEqual([])
   expect(h.fake.pending.map((p) => p.id)).toEqual(['res-1'])
 })
+
+// A stopped member kept in Standby is started for a waiting job under a new reservation; its old one
+// is settled first. Tagged only after StartInstances, a hook killed in between left the member
+// running with the old, settled reservation's tag: reap matches an open reservation to a member by
+// that tag (or to an untagged new member), so it found none for the new one, settled it as
+// unlaunched, and the member ran outside the fleet's caps and budget.
+test('a stopped member is tagged with its new reservation before it is started, not after', async () => {
+  const p = new Ec2PoolProvider(cfg, '~/rch')
+  const tags = new Map<string, string>([['i-stopped', 'res-old']])
+  const sent: string[] = []
+  const fake = p as unknown as {
+    tag(id: string, t: Record<string, string>): Promise<void>
+    inStandby(env: unknown, ids: string[]): Promise<string[]>
+    reserve(env: unknown): Promise<{ id: string }>
+    send<T>(env: unknown, what: string, fn: () => Promise<T>): Promise<T>
+    grow(env: ProviderEnv, v: unknown, waiting: number, mayStart: (() => void) | null): Promise<unknown>
+  }
+  fake.tag = async (id, t) => void tags.set(id, t['remote-container-hooks:reservation'])
+  fake.inStandby = async (_env, ids) => ids
+  fake.reserve = async () => ({ id: 'res-new' })
+  // What the member's tag said when each call went out (a kill right after it leaves it so).
+  fake.send = async <T>(_env: unknown, what: string) => {
+    sent.push(`${what} (tag ${tags.get('i-stopped')})`)
+    return {} as T
+  }
+  const fleet = recordingFleetGate()
+  const env = {
+    fleet,
+    log: { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() },
+    signal: new AbortController().signal
+  } as unknown as ProviderEnv
+  const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
+  await fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)
+  expect(sent).toEqual(['StartInstances (tag res-new)', 'ExitStandby (tag res-new)'])
+  expect(fleet.calls).toEqual([
+    { op: 'settle', id: 'res-old', opts: {} },
+    { op: 'attach', id: 'res-new', instanceId: 'i-stopped' }
+  ])
+})
+
+test('a start that fails settles the new reservation as unlaunched (the stopped member keeps its tag, which names a settled one)', async () => {
+  const p = new Ec2PoolProvider(cfg, '~/rch')
+  const tags = new Map<string, string>([['i-stopped', 'res-old']])
+  const fake = p as unknown as {
+    tag(id: string, t: Record<string, string>): Promise<void>
+    inStandby(env: unknown, ids: string[]): Promise<string[]>
+    reserve(env: unknown): Promise<{ id: string }>
+    send<T>(env: unknown, what: string, fn: () => Promise<T>): Promise<T>
+    grow(env: ProviderEnv, v: unknown, waiting: number, mayStart: (() => void) | null): Promise<unknown>
+  }
+  fake.tag = async (id, t) => void tags.set(id, t['remote-container-hooks:reservation'])
+  fake.inStandby = async (_env, ids) => ids
+  fake.reserve = async () => ({ id: 'res-new' })
+  fake.send = async () => {
+    throw new Error('IncorrectInstanceState')
+  }
+  const fleet = recordingFleetGate()
+  const env = {
+    fleet,
+    log: { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() },
+    signal: new AbortController().signal
+  } as unknown as ProviderEnv
+  const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
+  await expect(fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)).rejects.toThrow(
+    'IncorrectInstanceState'
+  )
+  expect(fleet.calls).toEqual([
+    { op: 'settle', id: 'res-old', opts: {} },
+    { op: 'settle', id: 'res-new', opts: { launched: false } }
+  ])
+})

@@ -1,12 +1,12 @@
 // The remote-docker layer against a recording remote: which Engine API requests and shell commands
 // each operation sends, what it makes of the answers (ids, counts, presence), that names and labels
 // reach a shell only quoted by shq, and that secrets never reach a command line.
-import { createBody, RemoteDocker } from '../../src/docker/remote-docker'
+import { createBody, describeCounts, RemoteDocker } from '../../src/docker/remote-docker'
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
 import { shq } from '../../src/remote/quote'
 import { LABEL_OWNER, labelFlagsOf, labelMap } from '../../src/labels'
-import type { CreateSpec } from '../../src/docker/cli'
+import { buildImage, type CreateSpec } from '../../src/docker/cli'
 import { RecordingRemote } from './recording-remote'
 import { cleanupTempDirs, sh } from './_helpers'
 
@@ -114,6 +114,19 @@ describe('images', () => {
     expect(pull.command).toContain(`pull ${shq(image)}`)
     expect(pull.command).toContain(`d=${shq('/w/cfg dir')}`)
   })
+
+  // The build's labels go on the image only: the legacy builder's container for a step that fails
+  // carries none, and without --force-rm it stays, where no removal by label finds it.
+  it('a build labels the image and asks that the intermediate containers go even when it fails', async () => {
+    remote.onExec(/docker build/, { code: 0, stdout: 'sha256:abc\n' })
+    const labels = labelFlagsOf(labelMap(OWNER, JOB, RUNNER))
+    await buildImage(remote, `rch-action-${JOB}:0a1b2c3d`, '/w/a/Dockerfile', '/w/a', labels, () => undefined)
+    expect(remote.execs.map((e) => e.command)).toEqual([
+      ['docker', 'build', '-q', '--force-rm', ...labels, '-t', `rch-action-${JOB}:0a1b2c3d`, '-f', '/w/a/Dockerfile', '/w/a']
+        .map(shq)
+        .join(' ')
+    ])
+  })
 })
 
 describe('containers', () => {
@@ -220,17 +233,18 @@ describe('containers', () => {
 describe('removeOwned', () => {
   const filter = JSON.stringify({ label: [`${LABEL_OWNER}=${OWNER}`] })
 
-  function scriptListing(containers: string[], networks: string[], volumes: string[]): void {
+  function scriptListing(containers: string[], networks: string[], volumes: string[], images: string[] = []): void {
     remote.onApi('GET', /^\/containers\/json/, { status: 200, body: containers.map((Id) => ({ Id })) })
     remote.onApi('GET', /^\/networks\?/, { status: 200, body: networks.map((Id) => ({ Id })) })
     remote.onApi('GET', /^\/volumes\?/, { status: 200, body: { Volumes: volumes.length ? volumes.map((Name) => ({ Name })) : null } })
+    remote.onApi('GET', /^\/images\/json\?/, { status: 200, body: images.map((Id) => ({ Id, RepoTags: [`rch-action-${JOB}:0a1b2c3d`] })) })
     remote.onApi('DELETE', new RegExp(`^/containers/${ID('2')}`), { status: 404, body: { message: 'No such container' } })
     remote.onApi('DELETE', /./, { status: 204 })
   }
 
   it('removes containers, then networks, then volumes by label, and counts them', async () => {
     scriptListing([ID('1'), ID('2')], [ID('3')], ['cache-vol'])
-    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 2, networks: 1, volumes: 1 })
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 2, networks: 1, volumes: 1, images: 0 })
     const calls = remote.api.map((c) => `${c.method} ${c.path}`)
     expect(calls.filter((c) => c.startsWith('GET'))).toEqual(
       expect.arrayContaining([
@@ -247,9 +261,38 @@ describe('removeOwned', () => {
     expect(remote.execs).toEqual([])
   })
 
+  // A container step killed between its `docker build` and the image's removal (or one whose
+  // container could not be created) leaves the image it built: labelled at the build, and found
+  // only if the removal by label lists images too. Before, cleanup_job, the next prepare_job's prune
+  // and reap listed containers, networks and volumes only, and such images stayed on static hosts.
+  it('removes the images a container action built (by label, after the containers), and counts them', async () => {
+    const img = (c: string): string => `sha256:${c.repeat(64)}`
+    remote.onApi('DELETE', new RegExp(`^/images/${img('b')}`), { status: 404, body: { message: 'No such image' } })
+    remote.onApi('DELETE', new RegExp(`^/images/${img('c')}`), {
+      status: 409,
+      body: { message: 'image is being used by running container' }
+    })
+    scriptListing([ID('1')], [], [], [img('a'), img('b'), img('c')])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 1, networks: 0, volumes: 0, images: 1 })
+    const calls = remote.api.map((c) => `${c.method} ${c.path}`)
+    expect(calls).toContain(`GET /images/json?filters=${filter}`)
+    const imageDeletes = calls.filter((c) => c.startsWith('DELETE /images/'))
+    expect(imageDeletes.sort()).toEqual([img('a'), img('b'), img('c')].map((i) => `DELETE /images/${i}?force=1`))
+    // listed only once the containers (which may use them) were gone
+    expect(calls.indexOf(`GET /images/json?filters=${filter}`)).toBeGreaterThan(calls.indexOf(`DELETE /containers/${ID('1')}?force=1&v=1`))
+    expect(describeCounts({ containers: 1, networks: 0, volumes: 0, images: 1 })).toBe('1 containers, 0 networks, 0 volumes, 1 images')
+    expect(describeCounts({ containers: 1, networks: 0, volumes: 0, images: 0 })).toBe('1 containers, 0 networks, 0 volumes')
+  })
+
+  it('a listed image id that is not one is refused before it becomes a request path', async () => {
+    scriptListing([], [], [], ['../../containers/x'])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/images with an unexpected name: "..\/..\/containers\/x"/)
+    expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
+  })
+
   it('nothing labelled: zero counts and no removal', async () => {
     scriptListing([], [], [])
-    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 0, volumes: 0 })
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 0, volumes: 0, images: 0 })
     expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
   })
 
@@ -288,7 +331,7 @@ describe('removeOwned', () => {
     remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), { status: 200, body: { Containers: { [ID('9')]: { Name: 'intruder' } } } })
     remote.onApi('POST', /\/disconnect$/, { status: 200 })
     scriptListing([], [ID('3')], [])
-    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0 })
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0, images: 0 })
     const calls = remote.api.filter((c) => c.method !== 'GET' || c.path.startsWith('/networks/')).map((c) => `${c.method} ${c.path}`)
     expect(calls).toEqual([
       `DELETE /networks/${ID('3')}`,
@@ -327,7 +370,7 @@ describe('removeOwned', () => {
     })
     remote.onApi('POST', /\/disconnect$/, { status: 200 })
     scriptListing([], [ID('3')], [])
-    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0 })
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0, images: 0 })
     expect(remote.api.filter((c) => c.method === 'POST').map((c) => c.body)).toEqual([
       { Container: 'ghost_1', Force: true },
       { Container: ID('9'), Force: true }
