@@ -432,13 +432,20 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
     // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
     const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
+    // A lease that lapsed: its job's runner died before the release that counts a job, so that job
+    // is counted here, before the member serves another (else it could serve one beyond maxJobsPerVm).
+    const served = a.lapsed ? m.jobs + 1 : m.jobs
     let why: string | null = fresh.recycle
       ? `marked for replacement (${fresh.recycle})`
       : a.docker === null
         ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
         : a.diskPercent >= this.cfg.reuse.maxDiskPercent
           ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
-          : wornOut(m, this.cfg, Date.now())
+          : wornOut(m, this.cfg, Date.now(), served)
+    if (!why && a.lapsed)
+      await this.tag(m.id, { [TAG_JOBS]: String(served) }, env).catch((e: unknown) =>
+        env.log.warn(`could not record the job count of ${m.id}: ${(e as Error).message}`)
+      )
     if (!why && !a.clean) {
       env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
       why = await this.renewing(c.remote, lease, env, () => this.scrub(c.remote, m.id, env)).then(

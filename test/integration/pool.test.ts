@@ -164,9 +164,12 @@ test('a runner killed mid-job: its lease lapses, and the next job scrubs the mem
   expect(memberOf(r2)).toBe(id)
   expect(Date.now() - t0).toBeLessThan(15_000 + 40_000)
   expect(prep.stdout + prep.stderr).toMatch(/its last lease lapsed; scrubbing it before use/)
+  // The job that died holding it never reached the release that counts a job: counted at the take-over.
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:jobs': '1' })
   // Only the new job's container is left of the member's objects.
   expect(await dockerIds('ps -a', id)).toHaveLength(1)
   expect((await cleanup(r2)).code).toBe(0)
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:jobs': '2' })
   expect((await cleanup(r)).code).toBe(0)
 })
 

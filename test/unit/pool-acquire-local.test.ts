@@ -250,6 +250,64 @@ describe('members whose Docker fails alike (the pool, not one member)', () => {
   })
 })
 
+describe('a lease taken over because it lapsed counts the job that died holding it', () => {
+  /** One member that has served `jobs` jobs and grants with its last lease lapsed (`lapsed`). */
+  function lapsedGrant(jobs: number, lapsed: boolean) {
+    const h = harness(() => new Error('unused'))
+    const p = h.provider as unknown as {
+      recycle(): Promise<void>
+      members(): Promise<Member[]>
+      tag(id: string, tags: Record<string, string>): Promise<void>
+      scrub(): Promise<void>
+    }
+    p.members = async () => [{ ...ready, jobs, launchedAt: new Date() }]
+    const events: string[] = []
+    p.recycle = async (...a: unknown[]) => void events.push(`replaced: ${String(a[2])}`)
+    p.tag = async (id: string, tags: Record<string, string>) => void events.push(`tag ${id} ${JSON.stringify(tags)}`)
+    // The scrub a lapsed member gets first fails here: the events up to it are what is checked.
+    p.scrub = async () => {
+      events.push('scrub')
+      throw new Error('stop here')
+    }
+    h.env.connect = async () =>
+      ({
+        openExec: async (command: string) => {
+          const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+          const stdout = new PassThrough()
+          const stderr = new PassThrough()
+          const stdin = new PassThrough()
+          stdin.resume()
+          const records = ['granted', '0', lapsed ? '1' : '0', '10', '24.0.7', '/home/ec2-user/rch', '-']
+          stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
+          stderr.end()
+          return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+        },
+        openSocket: () => Promise.reject(new Error('no sockets')),
+        close: () => undefined
+      }) as never
+    return { ...h, events }
+  }
+
+  test('one job short of reuse.maxJobsPerVm (20): the dead job makes it 20, so the member is replaced, not used', async () => {
+    const h = lapsedGrant(19, true)
+    await h.acquire().catch(() => undefined)
+    expect(h.events[0]).toBe('replaced: served 20 jobs (reuse.maxJobsPerVm 20)')
+    expect(h.events).not.toContain('scrub')
+  })
+
+  test('below the limit: the count is recorded (5 → 6) before the scrub and the job', async () => {
+    const h = lapsedGrant(5, true)
+    await h.acquire().catch(() => undefined)
+    expect(h.events.slice(0, 2)).toEqual(['tag i-a {"remote-container-hooks:jobs":"6"}', 'scrub'])
+  })
+
+  test('positive control: a member given back dirty, not lapsed, is neither counted again nor replaced', async () => {
+    const h = lapsedGrant(19, false)
+    await h.acquire().catch(() => undefined)
+    expect(h.events[0]).toBe('scrub')
+  })
+})
+
 describe('a pool with no member, whose group cannot be read or grown', () => {
   /** No member; the group's capacity read (scale-out) fails with `err`. */
   function empty(err: () => Error) {
