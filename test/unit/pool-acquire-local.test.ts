@@ -27,6 +27,37 @@ const ready: Member = {
   reservation: null
 }
 
+/** A grant whose Docker check failed: no version, and Docker's own words. */
+const DOCKER_DENIED = [
+  'granted',
+  '1',
+  '0',
+  '10',
+  '-',
+  '/home/ec2-user/rch',
+  'permission denied while trying to connect to the Docker daemon socket'
+]
+
+/** A member's SSH session answering each framed command with `records` (or what they give for it); commands seen go to `seen`. */
+function answering(records: string[] | ((command: string) => string[]), seen?: string[]) {
+  return {
+    openExec: async (command: string) => {
+      seen?.push(command)
+      const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+      const out = typeof records === 'function' ? records(command) : records
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      const stdin = new PassThrough()
+      stdin.resume()
+      stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${out.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
+      stderr.end()
+      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+    },
+    openSocket: () => Promise.reject(new Error('no sockets')),
+    close: () => undefined
+  }
+}
+
 /** The provider with EC2 stood in for: one ready member, no scale-out; `connect` fails as given. */
 function harness(fail: () => Error) {
   const p = new Ec2PoolProvider(cfg, '~/rch')
@@ -77,29 +108,7 @@ test('positive control: an unreachable member is warned about and the job waits 
 
 test('a member that does not answer yet (started from stopped: running in EC2 before its sshd listens) is tried again and leased', async () => {
   const h = harness(() => new Error('unused'))
-  const granting = {
-    openExec: async (command: string) => {
-      const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
-      const stdout = new PassThrough()
-      const stderr = new PassThrough()
-      const stdin = new PassThrough()
-      stdin.resume()
-      const records = [
-        'granted',
-        '1',
-        '0',
-        '10',
-        '-',
-        '/home/ec2-user/rch',
-        'permission denied while trying to connect to the Docker daemon socket'
-      ]
-      stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
-      stderr.end()
-      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
-    },
-    openSocket: () => Promise.reject(new Error('no sockets')),
-    close: () => undefined
-  }
+  const granting = answering(DOCKER_DENIED)
   let connects = 0
   h.env.connect = async () => {
     if (++connects === 1) throw new TransportError('cannot connect to ec2-user@127.0.0.1:22: connect ECONNREFUSED', 'network')
@@ -163,30 +172,7 @@ test('a member replaced on grant (its Docker does not answer): the timeout says 
   const p = h.provider as unknown as { recycle(): Promise<void> }
   const recycled: string[] = []
   p.recycle = async (...a: unknown[]) => void recycled.push(String(a[2]))
-  h.env.connect = async () =>
-    ({
-      openExec: async (command: string) => {
-        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
-        const stdout = new PassThrough()
-        const stderr = new PassThrough()
-        const stdin = new PassThrough()
-        stdin.resume()
-        const records = [
-          'granted',
-          '1',
-          '0',
-          '10',
-          '-',
-          '/home/ec2-user/rch',
-          'permission denied while trying to connect to the Docker daemon socket'
-        ]
-        stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
-        stderr.end()
-        return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
-      },
-      openSocket: () => Promise.reject(new Error('no sockets')),
-      close: () => undefined
-    }) as never
+  h.env.connect = async () => answering(DOCKER_DENIED) as never
   const err = (await h.acquire().catch((e: unknown) => e)) as Error
   expect(recycled).toEqual(['Docker does not answer: permission denied while trying to connect to the Docker daemon socket'])
   expect(err.message).toContain('failed for this job: i-a: replaced: Docker does not answer: permission denied while trying')
@@ -207,21 +193,7 @@ describe('members whose Docker fails alike (the pool, not one member)', () => {
     p.recycle = async (...a: unknown[]) => void recycled.push(`${(a[1] as { instanceId: string }).instanceId}: ${String(a[2])}`)
     h.env.connect = async () => {
       const id = target
-      return {
-        openExec: async (command: string) => {
-          const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
-          const stdout = new PassThrough()
-          const stderr = new PassThrough()
-          const stdin = new PassThrough()
-          stdin.resume()
-          const records = ['granted', '1', '0', '10', '-', '/home/ec2-user/rch', said(id)]
-          stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
-          stderr.end()
-          return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
-        },
-        openSocket: () => Promise.reject(new Error('no sockets')),
-        close: () => undefined
-      } as never
+      return answering(['granted', '1', '0', '10', '-', '/home/ec2-user/rch', said(id)]) as never
     }
     return { ...h, recycled }
   }
@@ -269,22 +241,7 @@ describe('a lease taken over because it lapsed counts the job that died holding 
       events.push('scrub')
       throw new Error('stop here')
     }
-    h.env.connect = async () =>
-      ({
-        openExec: async (command: string) => {
-          const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
-          const stdout = new PassThrough()
-          const stderr = new PassThrough()
-          const stdin = new PassThrough()
-          stdin.resume()
-          const records = ['granted', '0', lapsed ? '1' : '0', '10', '24.0.7', '/home/ec2-user/rch', '-']
-          stdout.end(nonce ? `RCH-BEGIN-${nonce}\0${records.map((r) => `${r}\0`).join('')}RCH-END-${nonce}\0` : '')
-          stderr.end()
-          return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
-        },
-        openSocket: () => Promise.reject(new Error('no sockets')),
-        close: () => undefined
-      }) as never
+    h.env.connect = async () => answering(['granted', '0', lapsed ? '1' : '0', '10', '24.0.7', '/home/ec2-user/rch', '-']) as never
     return { ...h, events }
   }
 
@@ -311,27 +268,17 @@ describe('a lease taken over because it lapsed counts the job that died holding 
 describe('a pool with no member, whose group cannot be read or grown', () => {
   /** No member; the group's capacity read (scale-out) fails with `err`. */
   function empty(err: () => Error) {
-    const p = new Ec2PoolProvider(cfg, '~/rch')
-    const fake = p as unknown as { members(): Promise<Member[]>; capacity(): Promise<unknown> }
+    const h = harness(() => new Error('no member to connect to'))
+    const fake = h.provider as unknown as { members(): Promise<Member[]>; capacity(): Promise<unknown>; grow: unknown }
     fake.members = async () => []
+    // the provider's own scale-out, which reads the group's capacity
+    fake.grow = Object.getPrototypeOf(h.provider).grow
     let reads = 0
     fake.capacity = async () => {
       reads++
       throw err()
     }
-    const warned: string[] = []
-    const env = {
-      fleet: recordingFleetGate(),
-      log: { progress: () => undefined, warn: (m: string) => void warned.push(m), debug: () => undefined },
-      signal: new AbortController().signal,
-      runner: { runnerName: 'r', github: {} },
-      connect: async () => {
-        throw new Error('no member to connect to')
-      },
-      discard: async () => undefined
-    } as unknown as ProviderEnv
-    const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
-    return { acquire: () => p.acquire(job, env), warned, reads: () => reads }
+    return { acquire: h.acquire, warned: h.warned, reads: () => reads }
   }
 
   test('no such Auto Scaling group: fails at once naming it, not "no member free" after waitTimeoutSeconds', async () => {
@@ -389,27 +336,7 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
         : command.includes('note release')
           ? ['released']
           : []
-    const remote = {
-      openExec: async (command: string) => {
-        commands.push(command)
-        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
-        const stdout = new PassThrough()
-        const stderr = new PassThrough()
-        const stdin = new PassThrough()
-        stdin.resume()
-        stdout.end(
-          nonce
-            ? `RCH-BEGIN-${nonce}\0${answer(command)
-                .map((r) => `${r}\0`)
-                .join('')}RCH-END-${nonce}\0`
-            : ''
-        )
-        stderr.end()
-        return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
-      },
-      openSocket: () => Promise.reject(new Error('no sockets')),
-      close: () => undefined
-    }
+    const remote = answering(answer, commands)
     const env = {
       fleet: recordingFleetGate(),
       log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },

@@ -83,10 +83,10 @@ test('every new member lost to other hooks: the reservation stays pending (left 
 // running with the old, settled reservation's tag: reap matches an open reservation to a member by
 // that tag (or to an untagged new member), so it found none for the new one, settled it as
 // unlaunched, and the member ran outside the fleet's caps and budget.
-test('a stopped member is tagged with its new reservation before it is started, not after', async () => {
+/** The provider with a stopped member i-stopped (tagged res-old) in Standby; `send` stands in for EC2 and Auto Scaling. */
+function standby(send: (what: string, tags: Map<string, string>) => Promise<unknown>) {
   const p = new Ec2PoolProvider(cfg, '~/rch')
   const tags = new Map<string, string>([['i-stopped', 'res-old']])
-  const sent: string[] = []
   const fake = p as unknown as {
     tag(id: string, t: Record<string, string>): Promise<void>
     inStandby(env: unknown, ids: string[]): Promise<string[]>
@@ -97,11 +97,7 @@ test('a stopped member is tagged with its new reservation before it is started, 
   fake.tag = async (id, t) => void tags.set(id, t['remote-container-hooks:reservation'])
   fake.inStandby = async (_env, ids) => ids
   fake.reserve = async () => ({ id: 'res-new' })
-  // What the member's tag said when each call went out (a kill right after it leaves it so).
-  fake.send = async <T>(_env: unknown, what: string) => {
-    sent.push(`${what} (tag ${tags.get('i-stopped')})`)
-    return {} as T
-  }
+  fake.send = (async (_env: unknown, what: string) => send(what, tags)) as typeof fake.send
   const fleet = recordingFleetGate()
   const env = {
     fleet,
@@ -109,41 +105,28 @@ test('a stopped member is tagged with its new reservation before it is started, 
     signal: new AbortController().signal
   } as unknown as ProviderEnv
   const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
-  await fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)
+  const grow = () => fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)
+  return { grow, fleet }
+}
+
+test('a stopped member is tagged with its new reservation before it is started, not after', async () => {
+  const sent: string[] = []
+  // What the member's tag said when each call went out (a kill right after it leaves it so).
+  const h = standby(async (what, tags) => void sent.push(`${what} (tag ${tags.get('i-stopped')})`))
+  await h.grow()
   expect(sent).toEqual(['StartInstances (tag res-new)', 'ExitStandby (tag res-new)'])
-  expect(fleet.calls).toEqual([
+  expect(h.fleet.calls).toEqual([
     { op: 'settle', id: 'res-old', opts: {} },
     { op: 'attach', id: 'res-new', instanceId: 'i-stopped' }
   ])
 })
 
 test('a start that fails settles the new reservation as unlaunched (the stopped member keeps its tag, which names a settled one)', async () => {
-  const p = new Ec2PoolProvider(cfg, '~/rch')
-  const tags = new Map<string, string>([['i-stopped', 'res-old']])
-  const fake = p as unknown as {
-    tag(id: string, t: Record<string, string>): Promise<void>
-    inStandby(env: unknown, ids: string[]): Promise<string[]>
-    reserve(env: unknown): Promise<{ id: string }>
-    send<T>(env: unknown, what: string, fn: () => Promise<T>): Promise<T>
-    grow(env: ProviderEnv, v: unknown, waiting: number, mayStart: (() => void) | null): Promise<unknown>
-  }
-  fake.tag = async (id, t) => void tags.set(id, t['remote-container-hooks:reservation'])
-  fake.inStandby = async (_env, ids) => ids
-  fake.reserve = async () => ({ id: 'res-new' })
-  fake.send = async () => {
+  const h = standby(async () => {
     throw new Error('IncorrectInstanceState')
-  }
-  const fleet = recordingFleetGate()
-  const env = {
-    fleet,
-    log: { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() },
-    signal: new AbortController().signal
-  } as unknown as ProviderEnv
-  const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
-  await expect(fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)).rejects.toThrow(
-    'IncorrectInstanceState'
-  )
-  expect(fleet.calls).toEqual([
+  })
+  await expect(h.grow()).rejects.toThrow('IncorrectInstanceState')
+  expect(h.fleet.calls).toEqual([
     { op: 'settle', id: 'res-old', opts: {} },
     { op: 'settle', id: 'res-new', opts: { launched: false } }
   ])
