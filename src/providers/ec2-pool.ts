@@ -16,7 +16,7 @@ import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-ru
 import { runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
-import { ask } from '../remote/answer'
+import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import { workerProcess, type WorkerProcess } from '../worker-process'
 import { keepAlive } from '../remote/agent'
@@ -27,7 +27,6 @@ import { claimable, groupTypes, launchSpecOf, templateType, type PendingClaim } 
 import {
   acquireScript,
   leaveScript,
-  oneWord,
   parseAcquire,
   releaseScript,
   renewScript,
@@ -442,10 +441,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         : a.diskPercent >= this.cfg.reuse.maxDiskPercent
           ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
           : wornOut(m, this.cfg, Date.now(), served)
-    if (!why && a.lapsed)
-      await this.tag(m.id, { [TAG_JOBS]: String(served) }, env).catch((e: unknown) =>
-        env.log.warn(`could not record the job count of ${m.id}: ${(e as Error).message}`)
-      )
+    if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
     if (!why && !a.clean) {
       env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
       why = await this.renewing(c.remote, lease, env, () => this.scrub(c.remote, m.id, env)).then(
@@ -460,6 +456,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
     return lease
+  }
+
+  /** The member's job count (its tag); a failure is warned about, not fatal. */
+  private recordJobs(id: string, jobs: number, env: Pick<ProviderEnv, 'log' | 'signal'>): Promise<void> {
+    return this.tag(id, { [TAG_JOBS]: String(jobs) }, env).catch((e: unknown) =>
+      env.log.warn(`could not record the job count of ${id}: ${(e as Error).message}`)
+    )
   }
 
   /** Runs `work` while the lease is renewed (a scrub may outlast the lease's ttl). */
@@ -783,9 +786,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (m) {
         const jobs = m.jobs + 1
         why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, Date.now(), jobs)
-        await this.tag(lease.instanceId, { [TAG_JOBS]: String(jobs) }, env).catch((e: unknown) =>
-          env.log.warn(`could not record the job count of ${lease.instanceId}: ${(e as Error).message}`)
-        )
+        await this.recordJobs(lease.instanceId, jobs, env)
       }
       if (why) return await this.recycle(r, lease, why, env, reservation)
       if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')

@@ -12,7 +12,7 @@ import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
 import { retry, waitUntil } from '../retry'
 import type { ConnectInfo, Remote } from '../remote/remote'
-import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
+import { ask, oneWord, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, LossEnv, LostMachine, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
 import { instanceFate, lostMachineOf } from './instance-fate'
@@ -385,8 +385,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
           const label = `${id}: check the boot setup`
           const marker = shq(readyMarker(this.workRoot))
           const got = await ask(remote, `if [ -f ${marker} ]; then ${record('ready')}; else ${record('booting')}; fi`, { label })
-          if (got.length !== 1) throw new UnexpectedAnswer(`${label}: expected one answer, got ${got.length}`)
-          ready = expectEach(got, /^(ready|booting)$/, label)[0] === 'ready'
+          ready = oneWord(got, ['ready', 'booting'] as const, label) === 'ready'
         } finally {
           if (!ready) await env.discard(c, remote)
         }

@@ -199,9 +199,3 @@ export function takeOverScript(workRoot: string, owner: string, host: string, to
     `else ${record('not-owner')}; fi`
   )
 }
-
-/** Parses a one-word answer of renew/release/leave/take-over. */
-export function oneWord<T extends string>(records: string[], words: readonly T[], label: string): T {
-  if (records.length === 1 && (words as readonly string[]).includes(records[0])) return records[0] as T
-  throw new UnexpectedAnswer(`${label}: unexpected answer from the member: ${JSON.stringify(records.slice(0, 4))}`)
-}

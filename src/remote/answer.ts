@@ -67,3 +67,9 @@ export async function ask(remote: Remote, body: string, opts: RunOptions & { lab
   }
   return records
 }
+
+/** Parses an answer of exactly one of `words` (a lease operation's outcome, a state). */
+export function oneWord<T extends string>(records: string[], words: readonly T[], label: string): T {
+  if (records.length === 1 && (words as readonly string[]).includes(records[0])) return records[0] as T
+  throw new UnexpectedAnswer(`${label}: unexpected answer from the machine: ${JSON.stringify(records.slice(0, 4))}`)
+}

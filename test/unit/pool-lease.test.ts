@@ -4,11 +4,10 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ask } from '../../src/remote/answer'
+import { ask, oneWord } from '../../src/remote/answer'
 import {
   acquireScript,
   leaveScript,
-  oneWord,
   parseAcquire,
   QUEUE_STALE_SECONDS,
   releaseScript,
