@@ -1,6 +1,6 @@
 // An exclusive lock between processes of one host: a lock file created O_EXCL holding the owner's
-// pid and a random token. A lock whose owner died is taken over: renamed away (only one process
-// wins a rename), and put back at once if it turns out to be a live owner's newer lock.
+// pid and a random token. A lock whose owner died is removed by one breaker at a time (see
+// breakStale) and then taken like a free one.
 import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { HookError } from '../errors'
@@ -40,27 +40,6 @@ function read(path: string): string | null {
   }
 }
 
-/** Removes the lock at `path` if it is still exactly `seen` (a dead owner's). */
-function breakStale(path: string, seen: string): void {
-  const aside = `${path}.stale.${process.pid}.${randomBytes(4).toString('hex')}`
-  try {
-    renameSync(path, aside)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
-    throw e
-  }
-  if (read(aside) !== seen) {
-    // A live owner's lock, taken between our read and the rename: give it back.
-    try {
-      linkSync(aside, path)
-    } catch {
-      // someone else holds a lock now; the displaced owner still believes it holds one, which the
-      // ledger tolerates no worse than a crash (its write is a rename of a complete file)
-    }
-  }
-  rmSync(aside, { force: true })
-}
-
 /** A lock file without an owner is one whose creator died before writing its pid; give it time to. */
 const UNNAMED_STALE_MS = 5000
 function unnamedFor(path: string, ms: number): boolean {
@@ -71,6 +50,52 @@ function unnamedFor(path: string, ms: number): boolean {
   }
 }
 
+/** Moves `path` away if it is still exactly `seen`, and puts it back if it turned out not to be. */
+function removeIfStill(path: string, seen: string): void {
+  const aside = `${path}.stale.${process.pid}.${randomBytes(4).toString('hex')}`
+  try {
+    renameSync(path, aside)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw e
+  }
+  if (read(aside) !== seen) {
+    try {
+      linkSync(aside, path)
+    } catch {
+      // taken again meanwhile: the one displaced is a breaker's guard, held for microseconds
+    }
+  }
+  rmSync(aside, { force: true })
+}
+
+/** A lock (or guard) is stale when the pid it names is dead, or, naming none, once it is old. */
+function stale(path: string, seen: string): boolean {
+  const pid = Number(seen.split(' ')[0])
+  return Number.isInteger(pid) && pid > 0 ? !alive(pid) : unnamedFor(path, UNNAMED_STALE_MS)
+}
+
+/**
+ * Removes the lock at `path` if it is still exactly `seen` (a dead owner's). Breakers take turns
+ * through a guard file, and nothing else removes a lock its process did not create, so the lock
+ * cannot change between the check and the removal: a live owner's lock is never moved. Only a
+ * guard whose breaker died in its few microseconds is moved aside, by compare and put back.
+ */
+export function breakStale(path: string, seen: string): void {
+  const guard = `${path}.break`
+  const token = randomBytes(8).toString('hex')
+  if (!tryCreate(guard, token)) {
+    const g = read(guard)
+    if (g !== null && stale(guard, g)) removeIfStill(guard, g)
+    return
+  }
+  try {
+    if (read(path) === seen) rmSync(path, { force: true })
+  } finally {
+    if (read(guard) === `${process.pid} ${token}\n`) rmSync(guard, { force: true })
+  }
+}
+
 /** Runs `fn` holding the lock at `path`; waits up to `timeoutMs` for it. */
 export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<T> {
   const token = randomBytes(8).toString('hex')
@@ -78,8 +103,7 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, ti
     () => {
       if (tryCreate(path, token)) return Promise.resolve(true)
       const seen = read(path)
-      const pid = Number(seen?.split(' ')[0])
-      if (seen !== null && (Number.isInteger(pid) && pid > 0 ? !alive(pid) : unnamedFor(path, UNNAMED_STALE_MS))) breakStale(path, seen)
+      if (seen !== null && stale(path, seen)) breakStale(path, seen)
       return Promise.resolve(undefined)
     },
     {

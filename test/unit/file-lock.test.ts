@@ -1,0 +1,86 @@
+// The lock between processes of one runner host (the local fleet ledger's): a dead owner's lock is
+// taken over, and breaking it never moves a live owner's lock, even for a breaker that read the
+// dead one just before a live process took its place.
+import { spawnSync } from 'node:child_process'
+import { watch, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { breakStale, withFileLock } from '../../src/fleet/file-lock'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
+
+const deadPid = (): string => spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString()
+
+/**
+ * The names of the changes under `dir` while `act` runs: those between two sentinel files written
+ * before and after it (inotify keeps their order; a watch may also see earlier changes late).
+ */
+async function changesDuring(dir: string, act: () => void): Promise<string[]> {
+  const names: string[] = []
+  const tag = Math.random().toString(16).slice(2)
+  const [begin, end] = [`begin-${tag}`, `end-${tag}`]
+  let on = false
+  const w = watch(dir)
+  try {
+    const seen = new Promise<void>((done) =>
+      w.on('change', (_e, f) => {
+        if (String(f) === begin) on = true
+        else if (String(f) === end) done()
+        else if (on) names.push(String(f))
+      })
+    )
+    writeFileSync(join(dir, begin), '')
+    act()
+    writeFileSync(join(dir, end), '')
+    await seen
+  } finally {
+    w.close()
+  }
+  return names
+}
+
+test("a breaker that read a dead owner's lock leaves the live lock that replaced it untouched", async () => {
+  const dir = tempDir()
+  const lock = join(dir, 'ledger.lock')
+  const dead = `${deadPid()} deadtoken\n`
+  const live = `${process.pid} livetoken\n`
+  // positive control: the watch sees the lock file change when a breaker does remove it
+  writeFileSync(lock, dead)
+  expect(await changesDuring(dir, () => breakStale(lock, dead))).toContain('ledger.lock')
+  expect(existsSync(lock)).toBe(false)
+
+  // the breaker read `dead`; meanwhile another process broke it and took the lock itself
+  writeFileSync(lock, live)
+  const changed = await changesDuring(dir, () => breakStale(lock, dead))
+  // not moved aside and back either: a third process could have taken the lock in between
+  expect(changed).not.toContain('ledger.lock')
+  expect(readFileSync(lock, 'utf8')).toBe(live)
+})
+
+test("breakers take turns: a live breaker's guard holds others off; a dead breaker's is cleared", async () => {
+  const dir = tempDir()
+  const lock = join(dir, 'ledger.lock')
+  writeFileSync(lock, `${deadPid()} deadtoken\n`)
+  writeFileSync(`${lock}.break`, `${process.pid} breaking\n`)
+  await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow(`fleet ledger: lock ${lock} still held after 0 s`)
+  // the guard's breaker died mid-break: its guard goes, then the dead owner's lock
+  writeFileSync(`${lock}.break`, `${deadPid()} breaking\n`)
+  expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+  expect(existsSync(lock)).toBe(false)
+  expect(existsSync(`${lock}.break`)).toBe(false)
+})
+
+test('the lock is exclusive: concurrent holders in one process run one at a time', async () => {
+  const lock = join(tempDir(), 'ledger.lock')
+  let inside = 0
+  let most = 0
+  const hold = (): Promise<void> =>
+    withFileLock(lock, async () => {
+      most = Math.max(most, ++inside)
+      await new Promise((r) => setImmediate(r))
+      inside--
+    })
+  await Promise.all(Array.from({ length: 20 }, hold))
+  expect(most).toBe(1)
+  rmSync(lock, { force: true })
+})
