@@ -3,7 +3,7 @@
 // root reading the same files as the positive control.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
@@ -35,7 +35,13 @@ function asOther(argv: string[]): { code: number | null; out: string } {
 test("another VM user cannot read a step's script or its set_env file in the job folder", async () => {
   // As a VM whose jobs folder an earlier version made with the default umask: it must be made private.
   const jobs = join(testVm().workRoot, 'jobs')
-  if (existsSync(jobs)) chmodSync(jobs, 0o755)
+  mkdirSync(jobs, { recursive: true })
+  const owner = Number(execFileSync('id', ['-u', testVm().user], { encoding: 'utf8' }).trim())
+  chownSync(jobs, owner, Number(execFileSync('id', ['-g', testVm().user], { encoding: 'utf8' }).trim()))
+  chmodSync(jobs, 0o755)
+  // control: the old, readable folder is really there before prepare_job
+  expect(statSync(jobs).mode & 0o777).toBe(0o755)
+  expect(statSync(jobs).uid).toBe(owner)
   const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
   expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
   const secret = `secret-${randomBytes(6).toString('hex')}`

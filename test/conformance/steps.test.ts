@@ -4,7 +4,7 @@
 // prependPath, and a dropped connection is never reported as success.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
@@ -35,7 +35,8 @@ beforeAll(async () => {
   const st = runner.state as { owner: string; jobId: string }
   localDir = join(tmpdir(), `rch-${process.getuid!()}`, `${st.owner}-${st.jobId}`)
   expect(containerId).toMatch(/^[0-9a-f]{64}$/)
-  expect(localDir).toBeTruthy()
+  // the folder prepare_job made: the agent checks below find the job's agent by this path
+  expect(statSync(localDir).isDirectory()).toBe(true)
 })
 
 afterAll(async () => {

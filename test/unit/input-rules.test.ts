@@ -49,11 +49,16 @@ describe('isImageRef (docker reference grammar)', () => {
     'a'.repeat(100000) + '!'
   ])('refuses %j', (ref) => expect(isImageRef(ref)).toBe(false))
 
+  // Catastrophic backtracking on strings this long would not end in any lifetime, and polynomial
+  // backtracking under the 1,024-character cap stays in milliseconds: the generous bound only
+  // separates those two, so a loaded machine cannot fail it.
   test('long hostile strings are refused quickly', () => {
+    const hostile = ['a'.repeat(1020) + '!', 'a-'.repeat(510) + '!', 'a.'.repeat(500) + '/!', ('a'.repeat(10) + '__').repeat(80) + '-']
+    // control: each is under the length cap, so the pattern itself runs on it
+    for (const s of hostile) expect(s.length).toBeLessThanOrEqual(1024)
     const t = Date.now()
-    for (const s of ['a'.repeat(1020) + '!', 'a-'.repeat(510) + '!', 'a.'.repeat(500) + '/!', ('a'.repeat(10) + '__').repeat(80) + '-'])
-      expect(isImageRef(s)).toBe(false)
-    expect(Date.now() - t).toBeLessThan(200)
+    for (const s of hostile) expect(isImageRef(s)).toBe(false)
+    expect(Date.now() - t).toBeLessThan(2000)
   })
 })
 

@@ -36,7 +36,14 @@ const SHELLS: [string, string[]][] = [
 ]
 let shellUnderTest = SHELLS[0][1]
 
-type LocalEngine = Engine & { started: number; kill: () => void; stdin: () => NodeJS.WritableStream; stops: number }
+type LocalEngine = Engine & {
+  started: number
+  kill: () => void
+  stdin: () => NodeJS.WritableStream
+  stops: number
+  /** Resolves once the shell has been handed stdout containing `text` (it has read those bytes). */
+  handed: (text: string) => Promise<void>
+}
 
 /**
  * The Engine calls WarmShell makes, with the shell's exec run here: `cmd` replaces its command (a
@@ -46,9 +53,12 @@ type LocalEngine = Engine & { started: number; kill: () => void; stdin: () => No
 function localEngine(cmd?: string[], edit?: (script: string) => string): LocalEngine {
   let argv: string[] = []
   const kids: ReturnType<typeof spawn>[] = []
+  let seen = ''
+  const waiting: { text: string; done: () => void }[] = []
   const e = {
     started: 0,
     stops: 0,
+    handed: (text: string) => new Promise<void>((done) => (seen.includes(text) ? done() : waiting.push({ text, done }))),
     kill: () => kids.forEach((k) => k.kill('SIGKILL')),
     stdin: () => kids[kids.length - 1].stdin!,
     call: async (_m: string, path: string, body?: { Cmd: string[]; AttachStdin?: boolean }) => {
@@ -68,7 +78,11 @@ function localEngine(cmd?: string[], edit?: (script: string) => string): LocalEn
         detached: true
       })
       kids.push(child)
-      child.stdout.on('data', (c: Buffer) => out.onStdout(c))
+      child.stdout.on('data', (c: Buffer) => {
+        out.onStdout(c)
+        seen += c.toString('latin1')
+        waiting.filter((w) => seen.includes(w.text)).forEach((w) => w.done())
+      })
       child.stderr.on('data', (c: Buffer) => out.onStderr(c))
       child.stdin.on('error', () => undefined)
       const ended = new Promise<void>((r) => child.once('close', () => r()))
@@ -187,12 +201,15 @@ describe.each(SHELLS)('steps through the shell (%s)', (_name, argv) => {
   })
 
   test('a step ends when its process does: output of what it left running shows in the step running then, or is dropped between steps', async () => {
-    const s = await start()
+    const engine = localEngine()
+    const s = await start(engine)
     const a = await run(s, sh('(sleep 0.3; echo late-output; echo late-err >&2) & (sleep 1.5; echo dropped) & echo a'))
     expect(a).toEqual({ code: 0, out: 'a\n', err: '' })
     const b = await run(s, sh('sleep 0.8; echo b'))
     expect(b).toEqual({ code: 0, out: 'late-output\nb\n', err: 'late-err\n' })
-    await new Promise((r) => setTimeout(r, 1200))
+    // the shell has read the late line between steps (it came after b's end) ...
+    await engine.handed('dropped')
+    // ... and it shows in no step
     expect(await run(s, sh('echo c'))).toEqual({ code: 0, out: 'c\n', err: '' })
   })
 
