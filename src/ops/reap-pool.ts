@@ -19,7 +19,7 @@ import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../provide
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript } from '../providers/pool-lease'
-import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, type Member } from '../providers/pool-plan'
+import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
@@ -133,6 +133,10 @@ class PoolPass {
     if (m.recycle) return { candidate: true, why: `marked for replacement (${m.recycle}) and nobody holds it`, how: 'replace', remote }
     if (!lease) return { candidate: true, why: `unreachable: ${unreachable}`, how: 'replace', remote }
     if (lapsed(lease)) return { candidate: true, why: `lease lapsed ${-lease.left} s ago`, how: 'lapsed', remote }
+    // No job is granted a worn-out member (the grant replaces it instead), so one nobody holds only
+    // runs up cost until a job happens to come: its reservation was priced up to that age.
+    const worn = wornOut(m, this.cfg, this.ctx.times.now)
+    if (worn) return { candidate: true, why: `${worn} and nobody holds it`, how: 'replace', remote }
     return { candidate: false, why: `lease ${lease.state}`, remote }
   }
 
