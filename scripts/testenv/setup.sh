@@ -192,7 +192,7 @@ debian_mirror() {
       }' "$f")"
     [ -n "$uri" ] && { printf '%s' "$uri"; return; }
   done
-  printf '%s' http://deb.debian.org/debian
+  die "no Debian mirror for bookworm in the apt sources: set DEBIAN_MIRROR to the mirror debootstrap should use"
 }
 
 build_glibc_image() {

@@ -1,6 +1,6 @@
 // Image-name helpers: service aliases and registry hosts.
 
-/** `ghcr.io/org/redis:7` → `redis`; `redis@sha256:…` → `redis`. */
+/** `registry.example.com/org/redis:7` → `redis`; `redis@sha256:…` → `redis`. */
 export function imageBaseName(image: string): string {
   const noDigest = image.split('@')[0]
   const last = noDigest.split('/').pop() ?? noDigest

@@ -37,7 +37,8 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
                 SetDesiredCapacity is never called)
   fleet ledger  local: its folder is private to this user and writable, and the ledger reads (a
                 folder not made yet passes when the first launch can make it); dynamodb: the table
-                exists with partition key pk (string) only, and one item reads
+                exists with partition key pk (string) only and the index open-index (key open,
+                projection ALL), is ACTIVE, and one item reads
 
 The only write: a temporary file created and removed inside each machine's work root (and the
 local ledger's lock file, taken to read it as the hook does). Nothing else is created, started,

@@ -36,3 +36,25 @@ test('tags can be set at launch on every resource type the launch tags', () => {
   expect(list(tagging.Action)).toEqual(['ec2:CreateTags'])
   expect(types.filter((t) => !list(tagging.Resource).some((r) => r.endsWith(`:${t}/*`)))).toEqual([])
 })
+
+test("every statement of terraform/modules/runner-iam is in its README's tables, with its actions", () => {
+  const tf = read('terraform/modules/runner-iam/main.tf')
+  const readme = read('terraform/modules/runner-iam/README.md')
+  // Each statement's Sid and the Action list that follows it in the HCL.
+  const statements = [...tf.matchAll(/Sid\s*=\s*"(\w+)"[\s\S]*?Action\s*=\s*(\[[^\]]*\]|"[^"]*")/g)].map((m) => ({
+    sid: m[1],
+    actions: [...m[2].matchAll(/"([\w:*]+)"/g)].map((a) => a[1])
+  }))
+  expect(statements.map((s) => s.sid)).toEqual(expect.arrayContaining(['FleetLedger', 'LaunchOnlyOwnedInstances', 'NeverWriteTheHostKey']))
+  // A row names one or more statements in its first cell (`A`, `B`) and their actions in the second,
+  // the service prefix written once (`ec2:DescribeInstances`, `DescribeImages`).
+  const rows = readme.split('\n').filter((l) => /^\| `\w+`/.test(l))
+  // (Two statements may share a Sid, one per policy: `Read`.)
+  const missing = statements.filter(
+    ({ sid, actions }) =>
+      !rows
+        .filter((r) => r.split('|')[1].includes(`\`${sid}\``))
+        .some((r) => actions.every((a) => r.split('|')[2].includes(a) || r.split('|')[2].includes(`\`${a.split(':')[1]}\``)))
+  )
+  expect(missing.map((s) => s.sid)).toEqual([])
+})

@@ -80,3 +80,27 @@ describe('import structure of src/', () => {
     expect(r.out).toContain("unresolved import: newcomer.ts imports './not-there'")
   })
 })
+
+describe('docs/architecture.md', () => {
+  /** Layer name → its modules as the docs write them (`errors`, `fleet/*`), sorted. */
+  type Layers = [string, string[]][]
+  const asDocs = (m: string): string => (m.endsWith('/') ? `${m}*` : m.replace(/\.ts$/, ''))
+
+  it("lists the same layers, in the same order and with the same modules, as the check's LAYERS", () => {
+    const script = readFileSync(SCRIPT, 'utf8')
+    const block = /^export const LAYERS = \[([\s\S]*?)^\]/m.exec(script)![1]
+    const fromScript: Layers = [...block.matchAll(/name: '([^']+)',\s*modules: \[([^\]]*)\]/g)].map((m) => [
+      m[1],
+      [...m[2].matchAll(/'([^']+)'/g)].map((x) => asDocs(x[1])).sort()
+    ])
+    expect(fromScript.map(([name]) => name)).toEqual(expect.arrayContaining(['base', 'ops', 'entry'])) // the parse found them
+
+    const doc = readFileSync(resolve(__dirname, '..', '..', 'docs', 'architecture.md'), 'utf8')
+    const rows = doc.slice(doc.indexOf('| layer (lowest first) |')).split('\n\n')[0].split('\n').slice(2)
+    const fromDocs: Layers = rows.map((row) => {
+      const [, name, modules] = row.split('|').map((c) => c.trim())
+      return [name, [...modules.matchAll(/`([^`]+)`/g)].map((x) => x[1]).sort()]
+    })
+    expect(fromDocs).toEqual(fromScript)
+  })
+})
