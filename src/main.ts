@@ -15,7 +15,7 @@ import type { AgentOptions, RunIo, RunResult } from './remote/agent'
 import { version } from '../package.json'
 import { usage } from './usage'
 import { BUILD_ID } from './build-id'
-import { isOpCommand, type OpName } from './ops/names'
+import { isOpCommand, NO_REQUEST_AT_TERMINAL, notACommand, type OpName } from './ops/names'
 import { hookLocalRoot } from './paths'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
@@ -168,7 +168,10 @@ async function main(): Promise<void> {
     process.stdout.write(usage(version))
     code = 0
   } else if (isOpCommand(mode)) code = await operatorCommand(mode, process.argv.slice(3))
-  else code = await hook()
+  else if (mode !== undefined || process.stdin.isTTY) {
+    process.stderr.write(mode !== undefined ? notACommand(mode) : NO_REQUEST_AT_TERMINAL)
+    code = 64
+  } else code = await hook()
   // An exit drops whatever a slow reader has not yet taken from stdout/stderr, whichever path wrote it.
   if (mode !== '__agent') await Promise.all([flushed(process.stdout), flushed(process.stderr)])
   process.exitCode = code

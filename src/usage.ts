@@ -28,7 +28,7 @@ Operator commands (run by hand or from scripts; \`remote-hooks\` is the package'
   node index.js report [FILE] [--since T] [--until T] [--by repository|workflow|runner|day]
                                       jobs, instance-hours, cost, acquire/boot times from the fleet ledger
   Each takes --help and --json (a human table by default; report also --csv and --openmetrics).
-  FILE defaults to $REMOTE_HOOKS_CONFIG.
+  FILE (or --config FILE) defaults to $REMOTE_HOOKS_CONFIG.
 
 Options
   --help      this text

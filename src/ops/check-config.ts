@@ -11,7 +11,7 @@ export const checkConfigCommand: OpCommand = {
   name: 'check-config',
   summary: 'validate a configuration file offline (no network, no SSH); exit 0 valid, 78 not',
   maxPositional: 1,
-  help: `usage: remote-hooks check-config [FILE] [--json]
+  help: `usage: remote-hooks check-config [FILE | --config FILE] [--json]
 
 Validates the configuration FILE (default: $REMOTE_HOOKS_CONFIG) exactly as the hook does at the
 start of every command, and adds what can be checked without the network: private key files are
@@ -25,7 +25,7 @@ Output: one problem per line (FIELD, PROBLEM), or with --json
 Exit status: 0 valid, 78 (EX_CONFIG) not valid, 64 usage error.
 `,
   run(args, io) {
-    const file = args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG
+    const file = args.file ?? io.env.REMOTE_HOOKS_CONFIG
     const { config, problems } = readConfig(file)
     if (args.json) io.stdout.write(json({ ok: problems.length === 0, file: file ?? null, problems }))
     else if (problems.length) {

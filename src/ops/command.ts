@@ -12,6 +12,8 @@ export interface OpIo {
 
 export interface OpArgs {
   positional: string[]
+  /** The configuration file named on the command line: FILE or --config FILE (every command takes both). */
+  file?: string
   json: boolean
   /** Options by name without the dashes: true for a flag, the text for one that takes a value. */
   options: Record<string, string | true>
@@ -38,7 +40,7 @@ export function parseArgs(
   argv: string[]
 ): OpArgs | { help: true } | { error: string } {
   const out: OpArgs = { positional: [], json: false, options: {} }
-  const known = cmd.options ?? {}
+  const known: Record<string, 'flag' | 'value'> = { config: 'value', ...cmd.options }
   // Help wins wherever it stands, so `doctor --whatever --help` still shows it.
   const end = argv.indexOf('--')
   if ((end < 0 ? argv : argv.slice(0, end)).some((a) => a === '--help' || a === '-h')) return { help: true }
@@ -63,5 +65,10 @@ export function parseArgs(
   }
   if (out.positional.length > cmd.maxPositional)
     return { error: `${cmd.name}: unexpected argument ${JSON.stringify(out.positional[cmd.maxPositional])}` }
+  const named = out.options.config
+  delete out.options.config
+  if (named !== undefined && out.positional.length)
+    return { error: `${cmd.name}: give the configuration file once (FILE or --config FILE)` }
+  out.file = (named as string | undefined) ?? out.positional[0]
   return out
 }

@@ -21,7 +21,7 @@ export const doctorCommand: OpCommand = {
   name: 'doctor',
   summary: 'read-only live checks of the configured machines and cloud account, with a fix for each failure',
   maxPositional: 1,
-  help: `usage: remote-hooks doctor [FILE] [--json]
+  help: `usage: remote-hooks doctor [FILE | --config FILE] [--json]
 
 Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as the hook would use it:
   runner host   ssh and rsync found (tools.* or the system PATH); rsync 3.4.0 or later, or a
@@ -50,7 +50,7 @@ Output: a table (STATUS, CHECK, TARGET, DETAIL; "fix:" under each failure), or w
 Exit status: 0 every check passed (skips allowed), 1 a check failed, 64 usage error.
 `,
   async run(args, io) {
-    const checks = await doctor(args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG, io)
+    const checks = await doctor(args.file ?? io.env.REMOTE_HOOKS_CONFIG, io)
     const ok = !checks.some((c) => c.status === 'fail')
     io.stdout.write(args.json ? json({ ok, checks }) : checksTable(checks))
     if (args.json) io.stderr.write(`doctor: ${summary(checks)}\n`)

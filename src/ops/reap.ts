@@ -19,7 +19,7 @@ export const reapCommand: OpCommand = {
   name: 'reap',
   summary: 'remove what dead jobs left (instances, pool leases, host slots) and settle their reservations, in two phases',
   maxPositional: 1,
-  options: { config: 'value', 'dry-run': 'flag' },
+  options: { 'dry-run': 'flag' },
   help: `usage: remote-hooks reap [FILE | --config FILE] [--dry-run] [--json]
 
 Finds what jobs that died left behind, for the provider in the configuration FILE (default:
@@ -52,7 +52,7 @@ Exit status: 0 done (or nothing to do), 1 some action failed (see its row), 64 u
 78 configuration not valid.
 `,
   async run(args, io) {
-    const file = (args.options.config as string | undefined) ?? args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG
+    const file = args.file ?? io.env.REMOTE_HOOKS_CONFIG
     const { config, problems } = readConfig(file)
     if (!config) {
       io.stderr.write(`reap: ${file ?? '(REMOTE_HOOKS_CONFIG not set)'}: ${problems.map((p) => `${p.field}: ${p.message}`).join('; ')}\n`)

@@ -23,7 +23,7 @@ export const reportCommand: OpCommand = {
   name: 'report',
   summary: 'jobs, launches, instance-hours, cost and acquire/boot times from the fleet ledger, per group',
   maxPositional: 1,
-  options: { config: 'value', since: 'value', until: 'value', by: 'value', csv: 'flag', openmetrics: 'flag' },
+  options: { since: 'value', until: 'value', by: 'value', csv: 'flag', openmetrics: 'flag' },
   help: `usage: remote-hooks report [FILE | --config FILE] [--since T] [--until T]
                            [--by repository|workflow|runner|day] [--json | --csv | --openmetrics]
 
@@ -69,11 +69,10 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
   const o = args.options
   const forms = (['json', 'csv', 'openmetrics'] as const).filter((f) => (f === 'json' ? args.json : o[f]))
   if (forms.length > 1) return usage(io, `give one output form, not ${forms.map((f) => `--${f}`).join(' and ')}`)
-  if (o.config !== undefined && args.positional.length) return usage(io, 'give the configuration file once (FILE or --config FILE)')
   const by = (o.by ?? 'repository') as GroupBy
   if (!GROUP_BYS.includes(by)) return usage(io, `--by must be one of ${GROUP_BYS.join(', ')} (got ${JSON.stringify(o.by)})`)
 
-  const file = (o.config as string | undefined) ?? args.positional[0] ?? io.env.REMOTE_HOOKS_CONFIG
+  const file = args.file ?? io.env.REMOTE_HOOKS_CONFIG
   let config: Config
   try {
     config = loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)

@@ -30,6 +30,38 @@ test('--help says what the hook is, how the runner calls it, the env it reads an
   expect(r.stdout).not.toMatch(/^::/m)
 })
 
+test('an argument that is no command is refused at once (exit 64, a near command named), even with a request on stdin', () => {
+  // a request that would run: the hook must not take it when its command line is wrong
+  const request = JSON.stringify({ command: 'cleanup_job', responseFile: '/nonexistent/x.json', args: {}, state: null })
+  for (const [arg, near] of [
+    ['doctr', ' (did you mean doctor?)'],
+    ['--hepl', ' (did you mean --help?)'],
+    ['prepare_job', '']
+  ]) {
+    const r = spawnSync(process.execPath, [HOOK, arg], {
+      input: request,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+      timeout: 10_000
+    })
+    expect({ code: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({
+      code: 64,
+      stdout: '',
+      stderr: `remote-hooks: unknown command ${JSON.stringify(arg)}${near}; the hook itself takes no arguments\n(see: remote-hooks --help)\n`
+    })
+  }
+  // control: without the argument the same request reaches the hook (and fails there, on its own terms)
+  const r = spawnSync(process.execPath, [HOOK], { input: request, encoding: 'utf8', env: { PATH: process.env.PATH }, timeout: 10_000 })
+  expect(r.stdout).toMatch(/^::error::/)
+})
+
+test('started at a terminal, the hook says where its request comes from instead of waiting for one', () => {
+  // util-linux `script` gives the hook a terminal as stdin
+  const r = spawnSync('script', ['-qec', `${process.execPath} ${HOOK}`, '/dev/null'], { encoding: 'utf8', timeout: 10_000, input: '' })
+  expect(r.status).toBe(64)
+  expect(r.stdout).toContain('remote-hooks: the hook reads one JSON request on stdin, as the runner sends it')
+})
+
 test('the log file is appended to: two hook commands leave both their lines', async () => {
   const runner = new FakeRunner()
   const logFile = join(runner.root, 'logs', 'hook.log')

@@ -60,11 +60,17 @@ describe('operator command lines', () => {
   it('reads --json, flags, valued options (both forms) and positionals', () => {
     expect(parseArgs(cmd, ['f.yaml', '--json', '--dry-run', '--since', '2026-12-01'])).toEqual({
       positional: ['f.yaml'],
+      file: 'f.yaml',
       json: true,
       options: { 'dry-run': true, since: '2026-12-01' }
     })
+    // every command takes the configuration file as --config FILE too, and only once
+    expect(parseArgs(cmd, ['--config=c.yaml', '--json'])).toEqual({ positional: [], file: 'c.yaml', json: true, options: {} })
+    expect(parseArgs(cmd, ['c.yaml', '--config', 'd.yaml'])).toEqual({
+      error: 'doctor: give the configuration file once (FILE or --config FILE)'
+    })
     expect(parseArgs(cmd, ['--since=yesterday'])).toEqual({ positional: [], json: false, options: { since: 'yesterday' } })
-    expect(parseArgs(cmd, ['--', '--json'])).toEqual({ positional: ['--json'], json: false, options: {} })
+    expect(parseArgs(cmd, ['--', '--json'])).toEqual({ positional: ['--json'], file: '--json', json: false, options: {} })
   })
 
   it('answers --help and -h before anything else', () => {

@@ -37,10 +37,11 @@ test('marks persist between passes in a 0600 file; marks no pass still uses are 
 test('the command line: --config FILE or FILE, --dry-run, --json; anything else is a usage error', () => {
   expect(parseArgs(reapCommand, ['--config', '/etc/rch.yaml', '--dry-run', '--json'])).toEqual({
     positional: [],
+    file: '/etc/rch.yaml',
     json: true,
-    options: { config: '/etc/rch.yaml', 'dry-run': true }
+    options: { 'dry-run': true }
   })
-  expect(parseArgs(reapCommand, ['/etc/rch.yaml'])).toMatchObject({ positional: ['/etc/rch.yaml'] })
+  expect(parseArgs(reapCommand, ['/etc/rch.yaml'])).toMatchObject({ positional: ['/etc/rch.yaml'], file: '/etc/rch.yaml' })
   expect(parseArgs(reapCommand, ['--dry-run=yes'])).toEqual({ error: 'reap: --dry-run takes no value' })
   expect(parseArgs(reapCommand, ['--force'])).toEqual({ error: 'reap: unknown option --force' })
   expect(parseArgs(reapCommand, ['a', 'b'])).toEqual({ error: 'reap: unexpected argument "b"' })

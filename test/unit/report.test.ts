@@ -322,7 +322,7 @@ describe('report inputs', () => {
     expect(await run([f, '--csv', '--json'])).toEqual({ code: 64, out: '', err: 'report: give one output form, not --json and --csv\n' })
     expect(await run([f, '--config', f])).toMatchObject({
       code: 64,
-      err: 'report: give the configuration file once (FILE or --config FILE)\n'
+      err: 'report: give the configuration file once (FILE or --config FILE)\n(see: remote-hooks report --help)\n'
     })
     // a positive control: the same command line with good values runs
     expect(await run([f, '--since', '1d', '--by', 'runner'])).toMatchObject({ code: 0, err: '' })
