@@ -63,6 +63,16 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
   return id
 }
 
+/**
+ * Shell: defines `watched CMD…`, which runs CMD and stops it once the hook's channel is gone. sshd
+ * does not stop a command whose channel closed until it writes, and a hung pull or a quiet build
+ * writes nothing: a watcher writes a newline to stdout each second and, once that fails, kills CMD.
+ */
+const WATCHED =
+  `exec 3<&0; trap '' PIPE; watched() { "$@" <&3 3<&- & p=$!; ` +
+  `(while sleep 1; do printf '\\n' 2>/dev/null || { kill $p 2>/dev/null; exit 0; }; done) 3<&- & w=$!; ` +
+  `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
+
 /** The longest line of a pull's output kept for the log. */
 const MAX_LINE = 4096
 
@@ -98,19 +108,13 @@ export async function pullImage(
   limits: { signal?: AbortSignal; timeoutMs?: number } = {}
 ): Promise<'pulled'> {
   const hasAuth = !!(registry?.username && registry.password)
-  // sshd does not stop a command whose channel closed until it writes; a hung pull writes nothing.
-  // So a watcher writes a newline each second and, once that fails, stops the pull (and login).
-  const watched =
-    `exec 3<&0; trap '' PIPE; watched() { "$@" <&3 3<&- & p=$!; ` +
-    `(while sleep 1; do printf '\\n' 2>/dev/null || { kill $p 2>/dev/null; exit 0; }; done) 3<&- & w=$!; ` +
-    `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
-  let cmd = `${watched}watched docker pull ${shq(image)}`
+  let cmd = `${WATCHED}watched docker pull ${shq(image)}`
   if (hasAuth) {
     // The credentials go into a private docker config from stdin, as `docker login` would store
     // them, so that neither the user name (often kept as a secret too) nor the password is on a
     // command line; `cat` reads stdin before the pull starts.
     cmd =
-      `${watched}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d" && cat > "$d/config.json") && ` +
+      `${WATCHED}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d" && cat > "$d/config.json") && ` +
       `watched docker --config "$d" pull ${shq(image)}; rc=$?; rm -rf "$d"; exit $rc`
   }
   let partial = ''
@@ -135,13 +139,18 @@ export async function buildImage(
   dockerfile: string,
   context: string,
   labels: string[],
-  onLine: (l: string) => void
+  onLine: (l: string) => void,
+  /** The step's cancel: the channel is closed at once and the watcher stops the build's client. */
+  signal?: AbortSignal
 ): Promise<void> {
   // --force-rm: the legacy builder keeps a failed step's intermediate container otherwise, which
   // carries none of the labels (they go on the image only) and so no cleanup would find. BuildKit
-  // accepts the flag and ignores it (it makes no containers).
-  await check(remote, shjoin(['docker', 'build', '-q', '--force-rm', ...labels, '-t', tag, '-f', dockerfile, context]), {
+  // accepts the flag and ignores it (it makes no containers). The daemon ends a build whose client
+  // went away, so stopping the client stops the build's RUN steps too.
+  const argv = ['docker', 'build', '-q', '--force-rm', ...labels, '-t', tag, '-f', dockerfile, context]
+  await check(remote, `${WATCHED}watched ${shjoin(argv)}`, {
     label: `docker build ${dockerfile}`,
+    signal,
     onStderr: (c) => c.toString().split('\n').filter(Boolean).forEach(onLine)
   })
 }

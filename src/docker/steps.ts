@@ -221,6 +221,9 @@ export async function runContainer(
     signal.addEventListener('abort', listener, { once: true })
     if (signal.aborted) return { exitCode: 130, cancelled: true }
     await engine.call('POST', `/containers/${id}/start`, undefined, 'container start')
+    // A cancel during the start sent its kill before anything ran (docker refuses it: not running),
+    // and the container would run to its end: killed again, now that it runs.
+    if (cancelled) await engine.call('POST', `/containers/${id}/kill`).catch(() => undefined)
     const streamed = outputStreaming()
     try {
       const [{ data: w }] = await Promise.all([waited, ended])

@@ -187,7 +187,7 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   pruned.catch(() => undefined)
   const jobEarly = startsEarly(plan)
   // On the list before the folder is made: a cancel stops the wait at once, and the folder may land after it.
-  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null))
+  run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null), { onHost: true })
   const folder = await step(
     makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote })
   )
@@ -293,6 +293,7 @@ async function getHost(
   const provider = providerFor(ctx.config)
   const a = await acquireMachineDirect(ctx, provider, plan.jobId, plan.owner, localDir)
   undo.push('release the host', () => releaseMachine(ctx, provider, a.lease, a.remote, plan.jobId))
+  if (provider.releaseDestroys) undo.releaseDestroysHost()
   const agent = startAgentInBackground(ctx, a.lease.connect, localDir, provider.keeper?.(a.lease) ?? undefined)
   // Pushed after the release so that it runs first: an agent still starting is ended, not leaked.
   if (agent) undo.push('stop the agent', () => agent.stop())
@@ -311,10 +312,14 @@ async function dockerParts(
 ): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
   // One entry for all of it: everything the job creates carries the owner label.
-  run.undo.push("remove the job's containers, network and volumes", async () => {
-    const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
-    ctx.log.debug(`undo removed ${describeCounts(removed)}`)
-  })
+  run.undo.push(
+    "remove the job's containers, network and volumes",
+    async () => {
+      const removed = await docker.removeOwned(LABEL_OWNER, plan.owner)
+      ctx.log.debug(`undo removed ${describeCounts(removed)}`)
+    },
+    { onHost: true }
+  )
   const always = ctx.config.images.pullPolicy === 'always'
   const [present] = await allOf<[boolean[], string, string[]]>([
     // Under "always" every image is pulled, so whether it is there is not asked.

@@ -82,7 +82,7 @@ async function runIn(
     const dockerfile = plan.dockerfile!
     image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
     ctx.log.progress(`building ${args.dockerfile}`)
-    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l))
+    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l), ctx.signal)
   } else {
     // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
     if (args.registry?.password) ctx.log.addSecret(args.registry.password)

@@ -6,10 +6,24 @@ import { settlesWithin } from '../retry'
 
 export class Undo {
   private readonly entries: { what: string; fn: () => Promise<unknown> }[] = []
+  private hostGoes = false
 
-  /** `what` completes "could not …" in the warning when the undo itself fails. */
-  push(what: string, fn: () => Promise<unknown>): void {
+  /**
+   * `what` completes "could not …" in the warning when the undo itself fails. `onHost`: what the
+   * entry removes is on the host, so it is not kept when releasing the host destroys the host.
+   */
+  push(what: string, fn: () => Promise<unknown>, opts: { onHost?: boolean } = {}): void {
+    if (opts.onHost && this.hostGoes) return
     this.entries.push({ what, fn })
+  }
+
+  /**
+   * Releasing the host destroys it (EC2): entries for what is on it are dropped from now on. The
+   * runner kills the hook 10 s after a cancel; tidying a machine about to go (a slow docker there)
+   * must not hold its release back past that.
+   */
+  releaseDestroysHost(): void {
+    this.hostGoes = true
   }
 
   get size(): number {

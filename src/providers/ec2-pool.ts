@@ -10,7 +10,7 @@ import { hostname } from 'node:os'
 import { z } from 'zod'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
-import { HookError, TransportError } from '../errors'
+import { Cancelled, HookError, TransportError } from '../errors'
 import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { runnerHostId } from '../labels'
@@ -103,6 +103,20 @@ interface Conn {
   member: Member
   connect: ConnectInfo
   remote: Remote
+}
+
+/**
+ * Runs `work` as cleanup: its EC2 and Auto Scaling calls go on after the job's cancel, bounded as a
+ * terminate is (see terminateSignal). For what must not stop half-way: a member given back or
+ * replaced, or one started and not yet out of Standby (else it runs outside the group's care).
+ */
+async function asCleanup<T>(env: ProviderEnv, work: (env: ProviderEnv) => Promise<T>): Promise<T> {
+  const bound = terminateSignal(env.signal)
+  try {
+    return await work({ ...env, signal: bound.signal })
+  } finally {
+    bound.done()
+  }
 }
 
 export class Ec2PoolProvider implements VmProvider<PoolLease> {
@@ -220,6 +234,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const attempt = async (m: Member, queue: boolean): Promise<AcquireAnswer | null> => {
       let c: Conn | null = null
       let a: AcquireAnswer
+      // Nothing more is asked once the job is cancelled: a pass over the pool goes on between its
+      // waits, and a member granted now would be held (and scrubbed) for a job that is over.
+      if (env.signal.aborted) throw Cancelled.by(env.signal)
       try {
         c = await conn(m)
         // It answers now: what it failed with before (not answering) is no longer its reason.
@@ -450,8 +467,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       )
     }
     if (why) {
-      await this.recycle(c.remote, lease, why, env, fresh.reservation)
-      return why
+      // Once it is given back as retired nobody leases it again: a cancel must not stop its
+      // replacement half-way, or it would run, unused, until reap finds it too old.
+      const reason = why
+      await asCleanup(env, (e) => this.recycle(c.remote, lease, reason, e, fresh.reservation))
+      return reason
     }
     if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
@@ -586,8 +606,12 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           env.log.warn(`could not attach ${id} to fleet reservation ${reservation} (reap settles it): ${(e as Error).message}`)
         )
       const asg = autoScalingClient(this.cfg)
-      await this.send(env, 'ExitStandby', () =>
-        asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
+      // Started, it must leave Standby even after a cancel: a running member in Standby is neither
+      // counted nor replaced by the group.
+      await asCleanup(env, (e) =>
+        this.send(e, 'ExitStandby', () =>
+          asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
+        )
       )
       return { cap: null, refused: null }
     }
@@ -742,13 +766,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
    */
   async release(lease: PoolLease, remote: Remote | null, _jobId: string, jobEnv: ProviderEnv): Promise<void> {
     // Giving the member back is cleanup: it goes on after a cancel (a failed prepare_job's undo runs
-    // with the job's cancelled signal), bounded as a terminate is.
-    const bound = terminateSignal(jobEnv.signal)
-    try {
-      await this.giveBack(lease, remote, { ...jobEnv, signal: bound.signal })
-    } finally {
-      bound.done()
-    }
+    // with the job's cancelled signal).
+    await asCleanup(jobEnv, (env) => this.giveBack(lease, remote, env))
   }
 
   private async giveBack(lease: PoolLease, remote: Remote | null, env: ProviderEnv): Promise<void> {

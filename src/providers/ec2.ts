@@ -512,7 +512,16 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
    */
   async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
     const report: OrphanReport = { released: [], unreachable: [] }
-    for (const live of await this.liveOf(owner, env.signal)) {
+    // Looked for even after a cancel, as a terminate is (see terminateSignal): the last cleanup of
+    // a lost job must not end before it has found what to terminate.
+    const stop = terminateSignal(env.signal)
+    let found: Live[]
+    try {
+      found = await this.liveOf(owner, stop.signal)
+    } finally {
+      stop.done()
+    }
+    for (const live of found) {
       try {
         await this.terminateAndSettle(live, env)
         report.released.push(live.id)

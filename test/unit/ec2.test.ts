@@ -596,6 +596,22 @@ describe('acquire against a scripted EC2', () => {
         { op: 'settle', id: 'res-a', opts: undefined }
       ])
     })
+
+    test('a cleanup without state that the runner cancels still looks for the instances and terminates them', async () => {
+      const s = setup(
+        {},
+        () => launched('i-0123456789abcdef0'),
+        (name, input) =>
+          name === 'DescribeInstances' && input.Filters
+            ? { Reservations: [{ Instances: [{ InstanceId: 'i-0000000000000000a' }] }] }
+            : undefined
+      )
+      const cancel = new AbortController()
+      cancel.abort('SIGINT')
+      const report = await s.provider.cleanupOrphans('fedcba9876543210', { ...s.env, signal: cancel.signal })
+      expect(report).toEqual({ released: ['i-0000000000000000a'], unreachable: [] })
+      expect(fake.calls.map((c) => c.name)).toEqual(['DescribeInstances', 'TerminateInstances'])
+    })
   })
 })
 

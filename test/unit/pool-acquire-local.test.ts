@@ -359,3 +359,46 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
     expect(releases[0]).toContain('put free dirty')
   })
 })
+
+describe('a member replaced on grant while the job is being cancelled', () => {
+  test('its replacement still goes out (tagged, then terminated in the group): retired, it would otherwise run unused until reap', async () => {
+    const h = harness(() => new Error('unused'))
+    const cancel = new AbortController()
+    ;(h.env as { signal: AbortSignal }).signal = cancel.signal
+    const sent: string[] = []
+    ;(h.provider as unknown as { send(env: ProviderEnv, what: string): Promise<unknown> }).send = async (env, what) => {
+      sent.push(`${what}${env.signal.aborted ? ' (signal fired)' : ''}`)
+      // As retry() does: a call whose signal has fired is not sent.
+      if (env.signal.aborted) throw new Error(`${what}: not sent (cancelled)`)
+      return {}
+    }
+    const commands: string[] = []
+    h.env.connect = async () =>
+      answering((command) => {
+        // The runner's SIGINT lands while the member answers the grant (its Docker is down).
+        if (command.includes('note grant')) return (cancel.abort('SIGINT'), DOCKER_DENIED)
+        return command.includes('note release') ? ['released'] : []
+      }, commands) as never
+    await expect(h.acquire()).rejects.toThrow('SIGINT')
+    // positive control: the member was given back as retired (nobody leases it again)
+    expect(commands.filter((c) => c.includes('note release'))).toEqual([expect.stringContaining('retired')])
+    expect(sent).toEqual(['CreateTags', 'TerminateInstanceInAutoScalingGroup'])
+  })
+})
+
+test('a cancel during a pass over the pool: no further member is asked (one granted now would be held for a job that is over)', async () => {
+  const h = harness(() => new Error('unused'))
+  const p = h.provider as unknown as { members(): Promise<Member[]>; usable(): Promise<unknown> }
+  p.members = async () => [ready, { ...ready, id: 'i-b' }]
+  p.usable = async () => ({ kind: 'ec2-pool', instanceId: 'i-?', connect: { host: '127.0.0.1', port: 22 } })
+  const cancel = new AbortController()
+  ;(h.env as { signal: AbortSignal }).signal = cancel.signal
+  let connects = 0
+  h.env.connect = async () =>
+    connects++ === 0
+      ? // The first member asked is held by another job; the runner's SIGINT lands while it answers.
+        (answering(() => (cancel.abort('SIGINT'), ['held', '0', '0', '30'])) as never)
+      : (answering(['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']) as never)
+  await expect(h.acquire()).rejects.toThrow('cancelled by SIGINT')
+  expect(connects).toBe(1)
+})

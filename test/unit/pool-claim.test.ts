@@ -84,7 +84,10 @@ test('every new member lost to other hooks: the reservation stays pending (left 
 // that tag (or to an untagged new member), so it found none for the new one, settled it as
 // unlaunched, and the member ran outside the fleet's caps and budget.
 /** The provider with a stopped member i-stopped (tagged res-old) in Standby; `send` stands in for EC2 and Auto Scaling. */
-function standby(send: (what: string, tags: Map<string, string>) => Promise<unknown>) {
+function standby(
+  send: (what: string, tags: Map<string, string>, env: ProviderEnv) => Promise<unknown>,
+  signal = new AbortController().signal
+) {
   const p = new Ec2PoolProvider(cfg, '~/rch')
   const tags = new Map<string, string>([['i-stopped', 'res-old']])
   const fake = p as unknown as {
@@ -97,12 +100,12 @@ function standby(send: (what: string, tags: Map<string, string>) => Promise<unkn
   fake.tag = async (id, t) => void tags.set(id, t['remote-container-hooks:reservation'])
   fake.inStandby = async (_env, ids) => ids
   fake.reserve = async () => ({ id: 'res-new' })
-  fake.send = (async (_env: unknown, what: string) => send(what, tags)) as typeof fake.send
+  fake.send = (async (env: ProviderEnv, what: string) => send(what, tags, env)) as typeof fake.send
   const fleet = recordingFleetGate()
   const env = {
     fleet,
     log: { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() },
-    signal: new AbortController().signal
+    signal
   } as unknown as ProviderEnv
   const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
   const grow = () => fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)
@@ -130,4 +133,19 @@ test('a start that fails settles the new reservation as unlaunched (the stopped 
     { op: 'settle', id: 'res-old', opts: {} },
     { op: 'settle', id: 'res-new', opts: { launched: false } }
   ])
+})
+
+test('a member started for a job that is cancelled meanwhile still leaves Standby (running there, the group neither counts nor replaces it)', async () => {
+  const cancel = new AbortController()
+  const sent: string[] = []
+  const h = standby(async (what, _tags, env) => {
+    // As retry() does: a call whose signal has fired is not sent.
+    if (env.signal.aborted) throw new Error(`${what}: not sent (cancelled)`)
+    sent.push(what)
+    // The runner's SIGINT lands while the start is under way.
+    if (what === 'StartInstances') cancel.abort('SIGINT')
+  }, cancel.signal)
+  await h.grow()
+  expect(sent).toEqual(['StartInstances', 'ExitStandby'])
+  expect(h.fleet.calls).toContainEqual({ op: 'attach', id: 'res-new', instanceId: 'i-stopped' })
 })

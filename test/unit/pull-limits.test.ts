@@ -1,6 +1,6 @@
-// Image pulls are bounded: images.pullTimeoutSeconds ends a hung pull, and a cancel ends it at once;
-// either way the remote channel is closed and the call fails.
-import { dockerConfig, pullImage } from '../../src/docker/cli'
+// Image pulls are bounded: images.pullTimeoutSeconds ends a hung pull, and a cancel ends it (or a
+// container action's build) at once; either way the remote channel is closed and the call fails.
+import { buildImage, dockerConfig, pullImage } from '../../src/docker/cli'
 import { Cancelled } from '../../src/errors'
 import { existsSync, readFileSync } from 'node:fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -34,6 +34,20 @@ test('a cancel ends the pull at once with Cancelled', async () => {
   const t0 = Date.now()
   c.abort('SIGINT')
   const err = await pulling
+  expect(err).toBeInstanceOf(Cancelled)
+  expect((err as Error).message).toBe('cancelled by SIGINT')
+  expect(Date.now() - t0).toBeLessThan(3000)
+})
+
+test('a cancel ends a Dockerfile build at once with Cancelled (a build prints nothing while its RUN steps go on)', async () => {
+  const c = new AbortController()
+  const dir = tempDir()
+  const r = new LocalRemote(dir, {}, { docker: `case "$1" in build) : > ${dir}/building; sleep 30; echo built;; esac` })
+  const building = buildImage(r, 'rch-action-x:1', '/w/a/Dockerfile', '/w/a', [], () => undefined, c.signal).catch((e: unknown) => e)
+  expect(await waitUntil(() => existsSync(`${dir}/building`), 10_000, 10)).toBe(true)
+  const t0 = Date.now()
+  c.abort('SIGINT')
+  const err = await building
   expect(err).toBeInstanceOf(Cancelled)
   expect((err as Error).message).toBe('cancelled by SIGINT')
   expect(Date.now() - t0).toBeLessThan(3000)

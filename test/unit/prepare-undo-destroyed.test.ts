@@ -1,0 +1,106 @@
+// A prepare_job cancelled on a machine that its release destroys (EC2): the runner kills the hook
+// 10 s after its SIGINT, so the undo must not spend that time removing containers and folders from
+// a machine it is about to terminate (a slow docker there held the terminate back past the kill,
+// and the instance ran on until maxLifetimeMinutes). The release comes first, and alone.
+import { chmodSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { ConfigSchema } from '../../src/config'
+import { TransportError } from '../../src/errors'
+import type { HookContext } from '../../src/context'
+import { PrepareJobArgsSchema } from '../../src/protocol'
+import type { Log } from '../../src/log'
+import type { Remote } from '../../src/remote/remote'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+/** The provider the handler gets: what it does, and every remote call, in order. */
+const seen: string[] = []
+let destroys = true
+jest.mock('../../src/providers/factory', () => ({
+  ...jest.requireActual('../../src/providers/factory'),
+  providerFor: () => ({
+    kind: 'ec2',
+    get releaseDestroys() {
+      return destroys
+    },
+    describe: () => 'the machine',
+    acquire: async () => ({ lease: { kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: {} }, remote: machine }),
+    release: async () => void seen.push('release')
+  })
+}))
+
+let cancel = new AbortController()
+/** The machine: each command or socket fails (its docker is gone); creating the job folder is when the SIGINT lands. */
+const machine: Remote = {
+  openExec: async (command: string) => {
+    seen.push(cancel.signal.aborted ? 'command after the cancel' : 'command')
+    if (!cancel.signal.aborted) cancel.abort('SIGINT')
+    throw new TransportError(`no answer to ${command.slice(0, 20)}`, 'lost')
+  },
+  openSocket: async () => {
+    seen.push(cancel.signal.aborted ? 'docker after the cancel' : 'docker')
+    throw new TransportError('no docker', 'lost')
+  },
+  close: () => undefined
+}
+
+afterAll(cleanupTempDirs)
+
+/** A fresh job (its own cancel) on a machine whose release does or does not destroy it. */
+function context(releaseDestroys: boolean): HookContext {
+  destroys = releaseDestroys
+  cancel = new AbortController()
+  seen.length = 0
+  const dir = tempDir()
+  const localRoot = join(dir, 'local')
+  mkdirSync(localRoot)
+  chmodSync(localRoot, 0o700)
+  const work = join(dir, '_work')
+  mkdirSync(join(work, '_temp'), { recursive: true })
+  const quiet = (): void => undefined
+  const log = {
+    progress: quiet,
+    warn: quiet,
+    debug: quiet,
+    failure: quiet,
+    addSecret: quiet,
+    group: (_t: string, fn: () => unknown) => fn()
+  }
+  return {
+    config: ConfigSchema.parse({
+      provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' },
+      remote: { workRoot: '/srv/rch' },
+      agent: { enabled: false }
+    }),
+    runner: {
+      runnerName: 'runner-1',
+      runnerTemp: join(work, '_temp'),
+      workDir: work,
+      workspace: join(work, 'r', 'r'),
+      trackingId: undefined,
+      debug: false,
+      home: undefined,
+      github: {}
+    },
+    log: log as unknown as Log,
+    signal: cancel.signal,
+    hookPath: '/nonexistent/hook.js',
+    nodePath: '/nonexistent/node',
+    stdout: process.stdout,
+    stderr: process.stderr,
+    localRoot
+  }
+}
+
+const args = PrepareJobArgsSchema.parse({ container: null, services: [{ image: 'redis:7', environmentVariables: {} }] })
+
+test('cancelled on an EC2 instance: the undo terminates it at once, before (and instead of) tidying it', async () => {
+  const { prepareJob } = await import('../../src/handlers/prepare-job')
+  await expect(prepareJob(args, context(true))).rejects.toThrow('cancelled by SIGINT')
+  expect(seen.slice(seen.indexOf('command') + 1)).toEqual(['release'])
+})
+
+test('positive control: on a machine its release keeps (a static host), the job folder is removed first, then the slot released', async () => {
+  const { prepareJob } = await import('../../src/handlers/prepare-job')
+  await expect(prepareJob(args, context(false))).rejects.toThrow('cancelled by SIGINT')
+  expect(seen.slice(seen.indexOf('command') + 1)).toEqual(['command after the cancel', 'release'])
+})
