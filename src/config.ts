@@ -3,8 +3,8 @@
 import { z } from 'zod'
 import { isAbsolute } from 'node:path'
 import { ConfigError } from './errors'
-import { describeIssues } from './protocol'
-import { hasControl, isHomeWorkRoot, isHostName, isUserName, isWorkRoot } from './input-rules'
+import { describeIssues, shownValue } from './protocol'
+import { hasControl, isHomeWorkRoot, isHostName, isPlainRelPath, isUserName, isWorkRoot } from './input-rules'
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
@@ -84,7 +84,21 @@ const Ec2ProviderSchema = z
       .object({ sizeGiB: z.number().int().min(8).max(16384).optional(), type: z.string().default('gp3') })
       .strict()
       .default({}),
-    tags: z.record(z.string().max(256)).default({}),
+    // EC2's own rules, in characters (not UTF-16 units): broken, they fail RunInstances only after the
+    // launch was reserved in the fleet ledger. 50 tags at most per resource, of which the hook's take
+    // 13 (its remote-container-hooks:* keys and Name, which replace an operator's of the same name).
+    tags: z
+      .record(
+        z
+          .string()
+          .refine((k) => k !== '' && [...k].length <= 128 && !/^aws:/i.test(k), 'tag keys are 1 to 128 characters, not starting with aws:'),
+        z.string().refine((v) => [...v].length <= 256, 'tag values are at most 256 characters')
+      )
+      .refine(
+        (t) => Object.keys(t).filter((k) => k !== 'Name' && !k.startsWith('remote-container-hooks:')).length <= 37,
+        'at most 37 tags besides Name (EC2 allows 50 per instance; the hook sets 13)'
+      )
+      .default({}),
     /** One overall deadline for launch → running → SSH ready. */
     acquireTimeoutSeconds: z.number().int().min(10).max(3600).default(600)
   })
@@ -227,7 +241,7 @@ export const ConfigSchema = z
     provider: z.discriminatedUnion('kind', [StaticProviderSchema, Ec2ProviderSchema, Ec2PoolProviderSchema], {
       errorMap: (issue, ctx) =>
         issue.code === 'invalid_union_discriminator'
-          ? { message: `kind must be one of: static, ec2, ec2-pool (got ${JSON.stringify((ctx.data as { kind?: unknown })?.kind)})` }
+          ? { message: `kind must be one of: static, ec2, ec2-pool (got ${shownValue((ctx.data as { kind?: unknown })?.kind)})` }
           : { message: ctx.defaultError }
     }),
     remote: z
@@ -254,7 +268,18 @@ export const ConfigSchema = z
         /** Also sync the runner's tool cache (_work/_tool) in prepare_job. */
         toolCache: z.boolean().default(true),
         /** Glob-free path prefixes relative to `_work` that the per-step sync skips both ways (e.g. repo/repo/node_modules/.cache). */
-        excludeFromPullBack: z.array(z.string().min(1)).default([]),
+        // Compared with the sync's own paths as they are: `repo/x/`, `./repo/x` or `/abs` would match
+        // nothing, and the step would bring the folder back after all.
+        excludeFromPullBack: z
+          .array(
+            z
+              .string()
+              .refine(
+                isPlainRelPath,
+                'must be a path relative to _work such as repo/repo/node_modules/.cache (no leading or trailing /, no . or .. parts)'
+              )
+          )
+          .default([]),
         /** Between steps the job's agent sends the runner's new _temp files while the next hook starts (early-push.ts). */
         earlyPush: z.boolean().default(true),
         /** After a step the VM lists only what changed since the last listing, by ctime (tree.ts remoteListScript). */
@@ -343,6 +368,12 @@ export interface ConfigIo {
 export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo): Config {
   const path = env.REMOTE_HOOKS_CONFIG
   if (!path) throw new ConfigError(['REMOTE_HOOKS_CONFIG: not set (it must name the YAML or JSON configuration file)'])
+  // The hook's working folder is the job's workspace: a relative path would take the configuration
+  // (hosts, keys, work root) from whatever the job checked out there.
+  if (!isAbsolute(path))
+    throw new ConfigError([
+      `REMOTE_HOOKS_CONFIG: ${JSON.stringify(path.slice(0, 200))} is not an absolute path (a relative one would be read from the job's workspace)`
+    ])
   let text: string
   try {
     text = io.readFile(path)

@@ -35,29 +35,46 @@ export function isRegistryServer(s: string): boolean {
 /** docker's rule for named volumes. */
 export const isVolumeName = (s: string): boolean => /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s)
 
+/**
+ * A volume a job may name: docker's local driver (the one the hook creates volumes with) also
+ * refuses a one-character name, and its folder is one path component (255 bytes). Either would
+ * fail only at `docker volume create`, after the job's machine was got and the files copied.
+ */
+export const isJobVolumeName = (s: string): boolean => isVolumeName(s) && s.length >= 2 && s.length <= 255
+
 /** A container path for `-v` / Binds: absolute, and nothing that would split the spec. */
 export const isMountTarget = (s: string): boolean => s.startsWith('/') && !/[:\0\r\n]/.test(s)
 
 const portOk = (p: string): boolean => /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535
-const rangeOk = (r: string): boolean => {
+/** How many ports past the first a range spans (0 for one port), or null when it is not one. */
+const rangeSpan = (r: string): number | null => {
   const [a, b, ...rest] = r.split('-')
-  if (rest.length || !portOk(a)) return false
-  return b === undefined || (portOk(b) && Number(b) >= Number(a))
+  if (rest.length || !portOk(a)) return null
+  if (b === undefined) return 0
+  return portOk(b) && Number(b) >= Number(a) ? Number(b) - Number(a) : null
 }
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 const isIpv6 = (s: string): boolean => /^[0-9a-fA-F:.]+$/.test(s) && s.includes(':') && s.split('::').length <= 2
 
 const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
 
-/** `docker run -p`: [ip:][hostPort:]containerPort[/proto], ports or ranges within 1–65535. */
+/**
+ * `docker run -p`: [ip:][hostPort:]containerPort[/proto], ports or ranges within 1–65535. As docker
+ * parses it: the protocol in any case, and a host range beside a container range only of the same
+ * length (docker refuses `80:80-90` at create, after the job's machine was got).
+ */
 export function isPortMapping(s: string): boolean {
   if (s.length > 128) return false
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:([0-9-]*):)?([0-9-]+)(?:\/(tcp|udp|sctp))?$/.exec(s)
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:([0-9-]*):)?([0-9-]+)(?:\/(tcp|udp|sctp))?$/i.exec(s)
   if (!m) return false
   const [, ip, host, container] = m
   if (ip && !isIpLiteral(ip.replace(/^\[|\]$/g, ''))) return false
-  if (host && !rangeOk(host)) return false
-  return rangeOk(container)
+  const span = rangeSpan(container)
+  if (span === null) return false
+  if (!host) return true
+  const hostSpan = rangeSpan(host)
+  // A host range beside one container port is the range docker picks a free port from.
+  return hostSpan !== null && (span === 0 || hostSpan === span)
 }
 
 /** A DNS name or an IP literal; never something ssh or a shell could read as an option. */
@@ -73,6 +90,9 @@ export function isNormalAbsolute(p: string): boolean {
   if (hasControl(p) || !p.startsWith('/')) return false
   return p === '/' || (posix.normalize(p) === p && !p.endsWith('/'))
 }
+
+/** A relative path as the sync compares them: no empty, `.` or `..` parts (so no leading or trailing /), no NUL. */
+export const isPlainRelPath = (p: string): boolean => !p.includes('\0') && p.split('/').every((c) => c !== '' && c !== '.' && c !== '..')
 
 /** A single path component that is not `.` or `..` and has only portable characters. */
 export const isSafeName = (s: string): boolean => /^[A-Za-z0-9._-]+$/.test(s) && s !== '.' && s !== '..'

@@ -7,7 +7,7 @@ import { constants } from 'node:fs'
 import { lstat, open } from 'node:fs/promises'
 import { InputError } from './errors'
 import { keysAt, nearestKey } from './did-you-mean'
-import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isPortMapping, isRegistryServer, isVolumeName } from './input-rules'
+import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isJobVolumeName, isPortMapping, isRegistryServer } from './input-rules'
 
 const str = z.string()
 const optStr = z
@@ -21,8 +21,8 @@ const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => 
 
 // An empty source is an anonymous volume, as the runner sends it.
 const mountSource = str.refine(
-  (s) => s === '' || (s.startsWith('/') ? !hasControl(s) && !s.includes(':') : isVolumeName(s)),
-  'must be an absolute path (without ":" or control characters) or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)'
+  (s) => s === '' || (s.startsWith('/') ? !hasControl(s) && !s.includes(':') : isJobVolumeName(s)),
+  'must be an absolute path (without ":" or control characters) or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, 2 to 255 characters)'
 )
 /** Empty means "not given", as null does. */
 const emptyIsNull = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => (v || null) as string | null)
@@ -129,12 +129,19 @@ export const CleanupArgsSchema = z.object({}).passthrough().nullish()
 export const COMMANDS = ['prepare_job', 'cleanup_job', 'run_script_step', 'run_container_step'] as const
 export type Command = (typeof COMMANDS)[number]
 
+/**
+ * A value the sender gave where a name belongs, for an error: a string's start, quoted, else only its
+ * type (stringifying a deeply nested value overflows the stack, and an object is no name anyway).
+ */
+export function shownValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.slice(0, 80))
+  return Array.isArray(v) ? 'an array' : v !== null && typeof v === 'object' ? 'an object' : String(v)
+}
+
 const EnvelopeSchema = z
   .object({
     command: z.enum(COMMANDS, {
-      errorMap: (_i, ctx) => ({
-        message: ctx.data === undefined ? 'missing' : `unknown command ${String(JSON.stringify(ctx.data)).slice(0, 80)}`
-      })
+      errorMap: (_i, ctx) => ({ message: ctx.data === undefined ? 'missing' : `unknown command ${shownValue(ctx.data)}` })
     }),
     responseFile: absLine,
     args: z.unknown(),
@@ -185,7 +192,9 @@ export function parseHookInput(text: string): HookInput {
       raw = JSON.parse(lines[lines.length - 1])
     }
   } catch (e) {
-    throw new InputError(`stdin is not valid JSON (${(e as Error).message})`)
+    // V8 quotes up to ten characters of the text around the error: they may be part of a secret.
+    const why = (e as Error).message.replace(/(?:,\s*|^)(?:\.\.\.)?".*$/s, '') || 'not valid JSON'
+    throw new InputError(`stdin is not valid JSON (${why})`)
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new InputError('stdin JSON must be an object')
   const env = EnvelopeSchema.safeParse(raw)

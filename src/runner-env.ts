@@ -1,6 +1,7 @@
 // What the hook takes from the runner's environment, read once in main.ts.
 import { dirname } from 'node:path'
 import { InputError } from './errors'
+import { isNormalAbsolute } from './input-rules'
 
 /**
  * Every variable the hook reads from its environment to run a step (config file, runner facts,
@@ -51,10 +52,17 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
   const missing = ['RUNNER_TEMP'].filter((k) => !env[k])
   if (missing.length) throw new InputError(`${missing.join(', ')} is not set: the hook must be started by the runner`)
   const runnerTemp = env.RUNNER_TEMP!
+  const workDir = dirname(runnerTemp)
+  // The state's hostWork rule: a `_work` that is not would be set up by prepare_job and then refused
+  // by every step (and `/` would make the whole file system the job's `_work`).
+  if (!isNormalAbsolute(workDir) || workDir === '/')
+    throw new InputError(
+      `RUNNER_TEMP: ${JSON.stringify(runnerTemp.slice(0, 200))} is not <_work>/_temp with <_work> a normalised absolute folder other than /`
+    )
   return {
     runnerName: runnerNameOf(env),
     runnerTemp,
-    workDir: dirname(runnerTemp),
+    workDir,
     workspace: env.GITHUB_WORKSPACE || cwd,
     trackingId: env.RUNNER_TRACKING_ID,
     debug: env.RUNNER_DEBUG === '1',

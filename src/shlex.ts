@@ -1,6 +1,15 @@
 // POSIX-style word splitting without expansion, for the option and argument strings the runner
 // hands over (createOptions, rejoined entryPointArgs). Returns null on an unterminated quote.
 export function shlexSplit(input: string): string[] | null {
+  const r = shlexScan(input)
+  return Array.isArray(r) ? r : null
+}
+
+/**
+ * The words, or where the quote that is never closed opens (0-based): an error can point there
+ * without echoing the text, which may hold secrets (`--env TOKEN=…`).
+ */
+export function shlexScan(input: string): string[] | { unterminatedAt: number } {
   const out: string[] = []
   let cur = ''
   let inWord = false
@@ -9,11 +18,12 @@ export function shlexSplit(input: string): string[] | null {
     const c = input[i]
     if (c === "'") {
       const end = input.indexOf("'", i + 1)
-      if (end < 0) return null
+      if (end < 0) return { unterminatedAt: i }
       cur += input.slice(i + 1, end)
       inWord = true
       i = end + 1
     } else if (c === '"') {
+      const open = i
       i++
       let closed = false
       while (i < input.length) {
@@ -31,7 +41,7 @@ export function shlexSplit(input: string): string[] | null {
         cur += d
         i++
       }
-      if (!closed) return null
+      if (!closed) return { unterminatedAt: open }
       inWord = true
     } else if (c === '\\') {
       if (i + 1 < input.length && input[i + 1] === '\n') {

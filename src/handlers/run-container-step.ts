@@ -24,7 +24,8 @@ import { keepAlive } from '../remote/agent'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
-import { baseEnv } from '../prepare/plan'
+import { baseEnv, distinctMounts } from '../prepare/plan'
+import type { MountSpec } from '../docker/cli'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -46,19 +47,21 @@ interface StepPlan {
   dockerfile: string | null
 }
 
-/** Every mount and the Dockerfile mapped to remote paths: done before anything is started. */
+/** Every mount and the Dockerfile mapped to remote paths, checked as prepare_job's: done before anything is started. */
 function planStep(args: ContainerArgs, layout: Layout): StepPlan {
-  const bind =
+  const spec =
     (kind: 'user' | 'system') =>
-    (m: Mount, i: number): string => {
+    (m: Mount, i: number): [MountSpec, string] => {
+      const at = `args.${kind}MountVolumes.${i}`
       const src = m.sourceVolumePath
         ? m.sourceVolumePath.startsWith('/')
-          ? remotePath(layout, m.sourceVolumePath, `args.${kind}MountVolumes.${i}.sourceVolumePath`)
+          ? remotePath(layout, m.sourceVolumePath, `${at}.sourceVolumePath`)
           : m.sourceVolumePath
         : null
-      return (src ? `${src}:` : '') + m.targetVolumePath + (m.readOnly ? ':ro' : '')
+      return [{ source: src, target: m.targetVolumePath, readOnly: m.readOnly }, at]
     }
-  const binds = [...args.userMountVolumes.map(bind('user')), ...args.systemMountVolumes.map(bind('system'))]
+  const mounts = distinctMounts([...args.userMountVolumes.map(spec('user')), ...args.systemMountVolumes.map(spec('system'))])
+  const binds = mounts.map((m) => (m.source ? `${m.source}:` : '') + m.target + (m.readOnly ? ':ro' : ''))
   return { binds, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
 }
 

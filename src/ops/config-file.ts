@@ -2,6 +2,7 @@
 // the checks of it that need no network: the pinned host keys, the runner-host tools and the work
 // root's place. Shared by check-config and doctor.
 import { accessSync, constants, readFileSync, statSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { type Config, loadConfig } from '../config'
 import { ConfigError, formatError } from '../errors'
 import { parseKnownHosts, pinnedKeys } from '../remote/known-hosts'
@@ -31,6 +32,9 @@ export function problemOf(issue: string): Problem {
   return at < 0 ? { field: '(root)', message: issue } : { field: issue.slice(0, at), message: issue.slice(at + 2) }
 }
 
+/** An operator command's FILE: relative to where the operator runs it (the hook itself takes absolute paths only). */
+export const opFile = (file: string | undefined): string | undefined => (file ? resolve(file) : file)
+
 /** System folders no job's files belong in: a work root there is a slip of the pen. */
 const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc', '/sbin', '/sys', '/usr']
 
@@ -38,7 +42,7 @@ const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc',
 export function readConfig(file: string | undefined): { config: Config | null; problems: Problem[] } {
   let config: Config
   try {
-    config = loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)
+    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(file) }, fileIo)
   } catch (e) {
     if (e instanceof ConfigError) {
       const problems = e.issues.map(problemOf)

@@ -10,7 +10,7 @@ import { ledgerClockFrom } from '../fleet/ledger-clock'
 import { openLedger } from '../fleet/open-ledger'
 import { hookLocalRoot } from '../paths'
 import { EX_USAGE, type OpArgs, type OpCommand, type OpIo } from './command'
-import { fileIo } from './config-file'
+import { fileIo, opFile } from './config-file'
 import { EX_CONFIG } from './check-config'
 import { buildReport, GROUP_BYS, type GroupBy } from './report-data'
 import { reportCsv, reportJson, reportTable } from './report-format'
@@ -75,7 +75,7 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
   const file = args.file ?? io.env.REMOTE_HOOKS_CONFIG
   let config: Config
   try {
-    config = loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)
+    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(file) }, fileIo)
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
     for (const issue of e.issues) io.stderr.write(`report: invalid configuration: ${issue}\n`)

@@ -5,7 +5,7 @@
 import { posix } from 'node:path'
 import { HookError, InputError } from '../errors'
 import type { ContainerArgs, Mount, PrepareJobArgs, Registry } from '../protocol'
-import { rejoinArgs, shlexSplit } from '../shlex'
+import { rejoinArgs, shlexScan } from '../shlex'
 import { jobFolder } from '../docker/job-folder'
 import type { CreateSpec, MountSpec } from '../docker/cli'
 import { validateEnvNames } from '../docker/env-script'
@@ -81,8 +81,12 @@ export function baseEnv(env: Record<string, string>): Record<string, string> {
 }
 
 function createOptionsOf(args: ContainerArgs, field: string): string[] {
-  const options = args.createOptions ? shlexSplit(args.createOptions) : []
-  if (options === null) throw new InputError(`${field}.createOptions: unterminated quote in ${JSON.stringify(args.createOptions)}`)
+  const options = args.createOptions ? shlexScan(args.createOptions) : []
+  // Where, never what: the options may hold a secret (`--env TOKEN=…`), and hook.log is not masked for it.
+  if (!Array.isArray(options))
+    throw new InputError(
+      `${field}.createOptions: unterminated quote: the ${args.createOptions![options.unterminatedAt]} at character ${options.unterminatedAt + 1} is never closed`
+    )
   return options
 }
 
@@ -114,12 +118,20 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
       if (shared) bindsExternals = true
       return [{ source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared }, at]
     }
-  // Docker refuses these only at create, after a host was got and the files copied. A mount the
-  // runner already makes, given again as it is (`volumes: /var/run/docker.sock:/var/run/docker.sock`),
-  // is one mount.
+  const mounts = distinctMounts([...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))])
+  return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }
+}
+
+/**
+ * A container's mounts (each with its field), checked as docker checks them only at create, after
+ * a host was got and the files copied: none over `/`, no two at one path. A mount the runner
+ * already makes, given again as it is (`volumes: /var/run/docker.sock:/var/run/docker.sock`), is
+ * one mount. Shared by prepare_job and run_container_step.
+ */
+export function distinctMounts(specs: [MountSpec, string][]): MountSpec[] {
   const mounts: MountSpec[] = []
   const targets = new Map<string, { spec: MountSpec; at: string }>()
-  for (const [spec, at] of [...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))]) {
+  for (const [spec, at] of specs) {
     const target = posix.normalize(spec.target).replace(/(?<=.)\/+$/, '')
     if (target === '/') throw new InputError(`${at}.targetVolumePath: a volume cannot be mounted over the container's root /`)
     const twin = targets.get(target)
@@ -131,7 +143,7 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
     targets.set(target, { spec, at })
     mounts.push(spec)
   }
-  return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }
+  return mounts
 }
 
 /** The plan, or null when there is nothing to start (no job container and no services). */

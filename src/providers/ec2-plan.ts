@@ -60,9 +60,11 @@ export function tagsFor(cfg: Pick<Ec2Config, 'tags' | 'maxLifetimeMinutes'>, f: 
     [`${TAG_PREFIX}:expires-at`]: expires.toISOString(),
     Name: cfg.tags.Name ?? `rch-${f.jobId}`
   }
+  // EC2 counts characters, not UTF-16 units; and a cut inside a surrogate pair leaves a lone half,
+  // which the SDK cannot URL-encode: RunInstances would fail after the launch was reserved.
   return Object.entries(tags)
     .filter(([, v]) => v !== undefined && v !== '')
-    .map(([Key, Value]) => ({ Key, Value: String(Value).slice(0, 256) }))
+    .map(([Key, Value]) => ({ Key, Value: Array.from(String(Value)).slice(0, 256).join('') }))
 }
 
 /** What the launch template or image told us before launching. */

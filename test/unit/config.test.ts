@@ -125,6 +125,16 @@ describe('loadConfig: valid files', () => {
     expect(cfg.log).toEqual({ file: '/var/log/rch.log', level: 'debug' })
   })
 
+  it('refuses an excludeFromPullBack entry the sync would never match, naming it (the folder would come back after all)', () => {
+    const bad = ['repo/repo/node_modules/.cache/', './repo/x', '/home/runner/_work/repo/x', 'repo//x', 'repo/../x', '..', '']
+    const text = withHost({}, { sync: { excludeFromPullBack: ['repo/repo/node_modules/.cache', ...bad] } })
+    const issues = issuesOf(() => load(text, '/etc/rch/config.json'))
+    expect(issues.map((i) => i.slice(0, i.indexOf(':')))).toEqual(bad.map((_b, i) => `sync.excludeFromPullBack.${i + 1}`))
+    // control: plain relative prefixes, odd characters and all, are kept
+    const good = ['repo/repo/node_modules/.cache', '_temp/x', 'r/r/a b/.c..d', 'r/r/@scope/#1']
+    expect(load(withHost({}, { sync: { excludeFromPullBack: good } }), '/etc/rch/config.json').sync.excludeFromPullBack).toEqual(good)
+  })
+
   it('checks that every identityFile and knownHostsFile is readable', () => {
     const files = { '/c.yml': MINIMAL_YAML }
     const fake = io(files)
@@ -141,6 +151,19 @@ describe('loadConfig: the file itself', () => {
     expect(issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: '' }, io({})))).toEqual([
       'REMOTE_HOOKS_CONFIG: not set (it must name the YAML or JSON configuration file)'
     ])
+  })
+
+  it("refuses a relative REMOTE_HOOKS_CONFIG without reading it (the hook's working folder is the job's workspace)", () => {
+    const files = { 'config.yml': MINIMAL_YAML, '/c.yml': MINIMAL_YAML }
+    const read: string[] = []
+    const fake = { ...io(files), readFile: (p: string) => (read.push(p), io(files).readFile(p)) }
+    for (const path of ['config.yml', './config.yml', '../etc/rch/config.yml'])
+      expect(issuesOf(() => loadConfig({ REMOTE_HOOKS_CONFIG: path }, fake))).toEqual([
+        `REMOTE_HOOKS_CONFIG: ${JSON.stringify(path)} is not an absolute path (a relative one would be read from the job's workspace)`
+      ])
+    expect(read).toEqual([])
+    // control: the same file by its absolute path
+    expect(loadConfig({ REMOTE_HOOKS_CONFIG: '/c.yml' }, fake).remote.workRoot).toBe('/srv/rch')
   })
 
   it('reports an unreadable file with its errno code', () => {
@@ -360,6 +383,14 @@ describe('loadConfig: validation', () => {
     expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2, ec2-pool (got "aws")'])
   })
 
+  it('reports a provider.kind that is no name, however deeply nested, as a config issue (its text once overflowed the stack)', () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000)
+    const text = `{"provider":{"kind":${deep},"hosts":[]},"remote":{"workRoot":"/srv/rch"}}`
+    expect(issuesOf(() => load(text, '/etc/rch/config.json'))).toEqual([
+      'provider.kind: kind must be one of: static, ec2, ec2-pool (got an array)'
+    ])
+  })
+
   it('reports a missing provider.kind', () => {
     const text = JSON.stringify({ provider: { hosts: [] }, remote: { workRoot: '/srv/rch' } })
     expect(issuesOf(() => load(text))).toEqual(['provider.kind: kind must be one of: static, ec2, ec2-pool (got undefined)'])
@@ -452,5 +483,36 @@ describe('loadConfig: provider.kind ec2-pool', () => {
     expect(issuesOf(() => load(pool({ identityFile: '/etc/rch/nokey' }), '/etc/rch/c.json', { '/etc/rch/nokey': 'EACCES' }))).toEqual([
       'provider.identityFile: cannot read /etc/rch/nokey (EACCES)'
     ])
+  })
+})
+
+describe('loadConfig: provider.kind ec2 tags', () => {
+  const ec2 = (tags: Record<string, string>): string =>
+    JSON.stringify({
+      provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123456789abcdef0', instanceTypes: ['t3.micro'], tags },
+      remote: { workRoot: '/srv/rch' }
+    })
+  const many = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`team-${i}`, 'x']))
+
+  // EC2 refuses these in RunInstances, after the launch was reserved in the fleet ledger.
+  it('refuses what EC2 would refuse at launch, naming the tag', () => {
+    expect(issuesOf(() => load(ec2({ 'aws:cloudformation:stack-name': 'ci' }), '/etc/rch/c.json'))).toEqual([
+      'provider.tags.aws:cloudformation:stack-name: tag keys are 1 to 128 characters, not starting with aws:'
+    ])
+    expect(issuesOf(() => load(ec2({ ['k'.repeat(129)]: 'x' }), '/etc/rch/c.json'))[0]).toMatch(
+      /^provider\.tags\.k+: tag keys are 1 to 128/
+    )
+    expect(issuesOf(() => load(ec2({ team: 'x'.repeat(257) }), '/etc/rch/c.json'))).toEqual([
+      'provider.tags.team: tag values are at most 256 characters'
+    ])
+    expect(issuesOf(() => load(ec2(many(38)), '/etc/rch/c.json'))).toEqual([
+      'provider.tags: at most 37 tags besides Name (EC2 allows 50 per instance; the hook sets 13)'
+    ])
+  })
+
+  it('control: 37 tags and a Name, 256 characters counted as EC2 counts them (an emoji is one)', () => {
+    const tags = { ...many(35), Name: 'ci-box', emoji: '🚀'.repeat(256), ['k'.repeat(128)]: 'x' }
+    const cfg = load(ec2(tags), '/etc/rch/c.json')
+    expect(cfg.provider.kind === 'ec2' && cfg.provider.tags).toEqual(tags)
   })
 })

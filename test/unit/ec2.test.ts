@@ -169,6 +169,21 @@ describe('tags', () => {
     expect(t).not.toHaveProperty('remote-container-hooks:repository')
     expect(t['remote-container-hooks:runner']).toBe('r'.repeat(256))
   })
+
+  test('a value is cut at 256 characters, never inside one (a lone surrogate cannot be URL-encoded: RunInstances fails)', () => {
+    // A workflow name of 255 letters and then emoji: the 256th character is the first emoji, whole.
+    const workflow = 'w'.repeat(255) + '🚀🚀'
+    const t = asMap(tagsFor(ec2Config(), { ...base, runner: { runnerName: 'r', github: { workflow } } }))
+    const cut = t['remote-container-hooks:workflow']
+    expect(cut).toBe('w'.repeat(255) + '🚀')
+    expect(() => encodeURIComponent(cut)).not.toThrow()
+    // control: a short value is kept whole
+    expect(
+      asMap(tagsFor(ec2Config(), { ...base, runner: { runnerName: 'r', github: { workflow: 'CI 🚀' } } }))[
+        'remote-container-hooks:workflow'
+      ]
+    ).toBe('CI 🚀')
+  })
 })
 
 describe('the address to SSH to (connect.address)', () => {

@@ -6,7 +6,8 @@ import {
   isPortMapping,
   isRegistryServer,
   isSafeName,
-  isVolumeName
+  isVolumeName,
+  isJobVolumeName
 } from '../../src/input-rules'
 
 describe('isImageRef (docker reference grammar)', () => {
@@ -100,12 +101,26 @@ describe('isPortMapping (docker run -p)', () => {
     '80:80\n',
     '8080:80:80:80'
   ])('refuses %j', (p) => expect(isPortMapping(p)).toBe(false))
+  // docker's ParsePortSpec: a host range only beside one container port (the range it picks from)
+  // or a container range of the same length; the protocol in any case. Refused ones fail only at
+  // create, after the job's machine was got and the files copied.
+  test.each(['8000-8010:80', '5000-5010:6000-6010', '127.0.0.1:8000-8001:80-81/udp', '80/TCP', '8080:80/Udp'])(
+    'accepts %j as docker does',
+    (p) => expect(isPortMapping(p)).toBe(true)
+  )
+  test.each(['80:80-90', '8000-8005:80-90', '127.0.0.1:8080:80-81'])('refuses %j as docker does', (p) =>
+    expect(isPortMapping(p)).toBe(false)
+  )
 })
 
 describe('isVolumeName / isMountTarget / isSafeName / isNormalAbsolute', () => {
   test('volume names follow docker', () => {
     for (const ok of ['my_vol', 'a', 'data.1', 'A-b_c.d']) expect(isVolumeName(ok)).toBe(true)
     for (const bad of ['', '-v', '.x', '_x', 'a/b', 'a:b', 'a b', '../x', 'a\0']) expect(isVolumeName(bad)).toBe(false)
+  })
+  test("a job's volume names are ones docker's local driver creates (two characters at least, one path component)", () => {
+    for (const ok of ['ab', 'my_vol', 'x'.repeat(255)]) expect(isJobVolumeName(ok)).toBe(true)
+    for (const bad of ['a', '7', 'x'.repeat(256), '', '-v']) expect(isJobVolumeName(bad)).toBe(false)
   })
   test('mount targets are absolute and cannot split a -v spec', () => {
     for (const ok of ['/data', '/__w', '/github/home', '/a b']) expect(isMountTarget(ok)).toBe(true)

@@ -2,7 +2,7 @@
 // would): exit codes, one problem per line, the JSON shape; and the offline checks it adds.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { SRC, cleanupTempDirs, tempDir } from './_helpers'
 import { knownHostsProblems, problemOf, readConfig } from '../../src/ops/config-file'
 
@@ -56,6 +56,13 @@ describe('check-config through the entry point', () => {
     expect(r).toEqual({ code: 0, out: `${f}: valid (provider static, 1 host; remote.workRoot /srv/rch)\n`, err: '' })
   })
 
+  it("takes a FILE relative to the operator's folder (only the hook insists on an absolute path)", () => {
+    const f = config('good-relative')
+    const rel = relative(process.cwd(), f)
+    expect(rel.startsWith('/')).toBe(false)
+    expect(readConfig(rel).problems).toEqual([])
+  })
+
   it('reads $REMOTE_HOOKS_CONFIG when no file is given', () => {
     expect(cli(['check-config'], { REMOTE_HOOKS_CONFIG: config('good') }).code).toBe(0)
     const none = cli(['check-config', '--json'])
@@ -98,7 +105,7 @@ describe('check-config through the entry point', () => {
   it('--help exits 0; a bad command line exits 64 with the reason on stderr', () => {
     const h = cli(['check-config', '--help'])
     expect(h.code).toBe(0)
-    expect(h.out).toMatch(/^usage: remote-hooks check-config \[FILE\] \[--json\]/)
+    expect(h.out).toMatch(/^usage: remote-hooks check-config \[FILE \| --config FILE\] \[--json\]/)
     expect(h.out).toContain('78 (EX_CONFIG)')
     const u = cli(['check-config', 'a', 'b'])
     expect(u.code).toBe(64)

@@ -143,14 +143,14 @@ describe('planJob', () => {
   })
 
   it('a mount over / or two mounts at one container path fail at planning, naming the field (docker would refuse them only at create)', () => {
-    expect(inputError(() => plan({ container: jobContainer({ userMountVolumes: [mount('v', '/')] }) }))).toBe(
+    expect(inputError(() => plan({ container: jobContainer({ userMountVolumes: [mount('vol', '/')] }) }))).toBe(
       "args.container.userMountVolumes.0.targetVolumePath: a volume cannot be mounted over the container's root /"
     )
     expect(inputError(() => plan({ container: jobContainer({ userMountVolumes: [mount(`${WORK}/repo/repo/x`, '/__w/')] }) }))).toBe(
       'args.container.systemMountVolumes.1.targetVolumePath: /__w is already the target of args.container.userMountVolumes.0.targetVolumePath with another source or mode (docker would refuse a duplicate mount point)'
     )
     expect(
-      inputError(() => plan({ container: null, services: [container({ userMountVolumes: [mount('a', '/d'), mount('b', '/x/../d')] })] }))
+      inputError(() => plan({ container: null, services: [container({ userMountVolumes: [mount('va', '/d'), mount('vb', '/x/../d')] })] }))
     ).toMatch(
       /^args\.services\.0\.userMountVolumes\.1\.targetVolumePath: \/d is already the target of args\.services\.0\.userMountVolumes\.0/
     )
@@ -168,7 +168,7 @@ describe('planJob', () => {
     expect(
       plan({
         container: null,
-        services: [container({ userMountVolumes: [mount('a', '/d')] }), container({ userMountVolumes: [mount('b', '/d')] })]
+        services: [container({ userMountVolumes: [mount('va', '/d')] }), container({ userMountVolumes: [mount('vb', '/d')] })]
       })
     ).not.toBeNull()
   })
@@ -260,6 +260,18 @@ describe('planJob', () => {
       expect(inputError(() => plan({ container: jobContainer({ createOptions: '--label "a' }) }))).toMatch(
         /^args\.container\.createOptions: unterminated quote/
       )
+    })
+
+    it('an unterminated quote in createOptions is located, never quoted (the options may hold a secret)', () => {
+      const secret = 'ghp_0ptionsS3cret'
+      const msg = inputError(() =>
+        plan({ container: null, services: [container({ createOptions: `--env TOKEN=${secret} --label 'a b` })] })
+      )
+      expect(msg).toBe("args.services.0.createOptions: unterminated quote: the ' at character 39 is never closed")
+      expect(msg).not.toContain(secret)
+      // control: the same options with the quote closed are split as the shell would
+      const p = plan({ container: null, services: [container({ createOptions: `--env TOKEN=${secret} --label 'a b'` })] })!
+      expect(p.services[0].spec.createOptions).toEqual(['--env', `TOKEN=${secret}`, '--label', 'a b'])
     })
 
     it('an env name docker would misread', () => {

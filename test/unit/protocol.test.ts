@@ -241,6 +241,22 @@ describe('parseHookInput: errors', () => {
     expect(errorOf(' \n\t\n').message).toMatch(/^no input on stdin/)
   })
 
+  it('says why stdin is not JSON without quoting any of it (the text may be a secret)', () => {
+    const secret = 'ghp_N0tJs0nS3cret'
+    for (const text of [
+      `{"command":"run_script_step","args":{"environmentVariables":{"TOKEN": ${secret}}}}`,
+      `${secret}`,
+      `{"a":1} ${secret}`,
+      `{"TOKEN":"${secret}`
+    ]) {
+      const msg = errorOf(text).message
+      expect(msg).toMatch(/^stdin is not valid JSON \(.+\)$/)
+      expect(msg).not.toContain(secret.slice(0, 4))
+    }
+    // control: the reason itself is kept
+    expect(errorOf('{"a":1,}').message).toMatch(/^stdin is not valid JSON \(.*position 7/)
+  })
+
   it('refuses invalid JSON and non-objects', () => {
     expect(errorOf('{"command":').message).toMatch(/^stdin is not valid JSON \(/)
     expect(errorOf('[1,2]').message).toBe('stdin JSON must be an object')
@@ -250,6 +266,20 @@ describe('parseHookInput: errors', () => {
 
   it('names an unknown command', () => {
     expect(errorOf(input('job_cleanup', {})).message).toBe('invalid hook input: command: unknown command "job_cleanup"')
+  })
+
+  it('names a command that is no name, however deeply nested (its text once overflowed the stack: exit 70, no field)', () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000)
+    const msg = (command: string): string =>
+      errorOf(`{"command":${command},"responseFile":"/w/_temp/_runner_hook_responses/x.json","args":{},"state":null}`).message
+    expect(msg(deep)).toBe('invalid hook input: command: unknown command an array')
+    expect(msg(`{"a":${deep}}`)).toBe('invalid hook input: command: unknown command an object')
+    expect(msg('7')).toBe('invalid hook input: command: unknown command 7')
+    expect(msg(JSON.stringify('x'.repeat(1000)))).toBe(`invalid hook input: command: unknown command "${'x'.repeat(80)}"`)
+    // control: a known command in the same envelope is accepted
+    expect(parseHookInput(`{"command":"cleanup_job","responseFile":"/w/r.json","args":{"a":${deep}},"state":null}`).command).toBe(
+      'cleanup_job'
+    )
   })
 
   it('names a missing command (it once crashed the message builder: exit 70 instead of 64)', () => {
@@ -326,12 +356,12 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
     ],
     [
       'relative mount target',
-      { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: 'd' }] }) },
+      { container: container({ userMountVolumes: [{ sourceVolumePath: 'vol', targetVolumePath: 'd' }] }) },
       'args.container.userMountVolumes.0.targetVolumePath'
     ],
     [
       'mount target with :',
-      { container: container({ userMountVolumes: [{ sourceVolumePath: 'v', targetVolumePath: '/d:/etc' }] }) },
+      { container: container({ userMountVolumes: [{ sourceVolumePath: 'vol', targetVolumePath: '/d:/etc' }] }) },
       'args.container.userMountVolumes.0.targetVolumePath'
     ],
     [
@@ -349,7 +379,18 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
     ['empty env name', { container: container({ environmentVariables: { '': '1' } }) }, 'args.container.environmentVariables'],
     ['env value with NUL', { container: container({ environmentVariables: { A: 'x\0y' } }) }, 'args.container.environmentVariables.A'],
     ['service contextName with a leading -', { services: [container({ contextName: '--privileged' })] }, 'args.services.0.contextName'],
-    ['createOptions with NUL', { container: container({ createOptions: '--cpus 1\0' }) }, 'args.container.createOptions']
+    ['createOptions with NUL', { container: container({ createOptions: '--cpus 1\0' }) }, 'args.container.createOptions'],
+    // Both pass docker's name rules but fail at create, after the job's machine was got.
+    [
+      'one-character volume name',
+      { container: container({ userMountVolumes: [{ sourceVolumePath: 'a', targetVolumePath: '/d' }] }) },
+      'args.container.userMountVolumes.0.sourceVolumePath'
+    ],
+    [
+      'container port range beside one host port',
+      { services: [container({ portMappings: ['8080:80-81'] })] },
+      'args.services.0.portMappings.0'
+    ]
   ])('prepare_job: %s', (_what, args, field) => {
     const msg = errorOf(input('prepare_job', args)).message
     expect(msg).toContain(`${field}:`)
@@ -375,6 +416,18 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
     ['image with a leading -', { image: '-alpine' }, 'args.image']
   ])('run_container_step: %s', (_what, args, field) => {
     expect(errorOf(input('run_container_step', args)).message).toContain(`${field}:`)
+  })
+
+  test('what docker takes is kept: a two-character volume, a host range for one container port, the protocol in capitals', () => {
+    const h = parseHookInput(
+      input('prepare_job', {
+        container: container({ userMountVolumes: [{ sourceVolumePath: 'ab', targetVolumePath: '/d' }] }),
+        services: [container({ portMappings: ['8000-8010:80', '5000-5001:6000-6001', '53/UDP'] })]
+      })
+    )
+    if (h.command !== 'prepare_job') throw new Error(h.command)
+    expect(h.args.container!.userMountVolumes[0].sourceVolumePath).toBe('ab')
+    expect(h.args.services[0].portMappings).toEqual(['8000-8010:80', '5000-5001:6000-6001', '53/UDP'])
   })
 
   test('a relative or NUL responseFile is refused', () => {

@@ -1,4 +1,4 @@
-import { rejoinArgs, shlexSplit } from '../../src/shlex'
+import { rejoinArgs, shlexScan, shlexSplit } from '../../src/shlex'
 import { sh, splitNul } from './_helpers'
 
 /** A real POSIX shell's word splitting of `input` (inputs here have no expansions or operators). */
@@ -65,6 +65,16 @@ describe('shlexSplit', () => {
 
   it.each(['"abc', "'abc", 'a "b c', "a 'b", '"a\\"', 'ok "', "ok '"])('returns null on the unterminated quote in %j', (input) => {
     expect(shlexSplit(input)).toBeNull()
+  })
+
+  it.each([
+    ['"abc', 0],
+    ['a "b c', 2],
+    ["x 'y' \"z", 6],
+    ['"it\'s" \'a', 7],
+    ['"a\\"', 0]
+  ])('shlexScan locates the quote that is never closed in %j', (input, at) => {
+    expect(shlexScan(input)).toEqual({ unterminatedAt: at })
   })
 
   // The same strings through a real shell, as the oracle.
