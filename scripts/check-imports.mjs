@@ -33,6 +33,7 @@ export const LAYERS = [
       'log.ts',
       'workflow-commands.ts',
       'did-you-mean.ts',
+      'near-miss.ts',
       'usage.ts',
       'build-id.ts',
       'worker-process.ts',

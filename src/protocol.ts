@@ -6,7 +6,8 @@ import { z } from 'zod'
 import { constants } from 'node:fs'
 import { lstat, open } from 'node:fs/promises'
 import { InputError } from './errors'
-import { keysAt, nearestKey } from './did-you-mean'
+import { keysAt } from './did-you-mean'
+import { nearestKey } from './near-miss'
 import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isJobVolumeName, isPortMapping, isRegistryServer } from './input-rules'
 
 const str = z.string()

@@ -1,6 +1,6 @@
 // The operator commands' names, all main.ts needs to tell one from a hook call: the commands
 // themselves (registry.ts) load only when one of them runs, so the hook's start-up stays as it is.
-import { nearestKey } from '../did-you-mean'
+import { nearestKey } from '../near-miss'
 
 export const OP_COMMANDS = ['check-config', 'doctor', 'reap', 'report'] as const
 export type OpName = (typeof OP_COMMANDS)[number]

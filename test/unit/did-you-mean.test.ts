@@ -1,4 +1,5 @@
-import { editDistance, keysAt, nearestKey } from '../../src/did-you-mean'
+import { keysAt } from '../../src/did-you-mean'
+import { editDistance, nearestKey } from '../../src/near-miss'
 import { ConfigSchema, loadConfig } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 import { testKeyPair } from '../helpers/keys'
