@@ -86,7 +86,9 @@ const Ec2ProviderSchema = z
       .default({}),
     // EC2's own rules, in characters (not UTF-16 units): broken, they fail RunInstances only after the
     // launch was reserved in the fleet ledger. 50 tags at most per resource, of which the hook's take
-    // 13 (its remote-container-hooks:* keys and Name, which replace an operator's of the same name).
+    // 13 at launch (its remote-container-hooks:* keys and Name) and reap one more later: its
+    // reap-candidate mark, without which an instance whose job disabled its shutdown timer is never
+    // ended. Every key but Name counts: a remote-container-hooks:* key the hook does not set is sent too.
     tags: z
       .record(
         z
@@ -95,8 +97,8 @@ const Ec2ProviderSchema = z
         z.string().refine((v) => [...v].length <= 256, 'tag values are at most 256 characters')
       )
       .refine(
-        (t) => Object.keys(t).filter((k) => k !== 'Name' && !k.startsWith('remote-container-hooks:')).length <= 37,
-        'at most 37 tags besides Name (EC2 allows 50 per instance; the hook sets 13)'
+        (t) => Object.keys(t).filter((k) => k !== 'Name').length <= 36,
+        'at most 36 tags besides Name (EC2 allows 50 per instance; the hook sets 13 at launch and reap marks with one more)'
       )
       .default({}),
     /** One overall deadline for launch → running → SSH ready. */

@@ -69,6 +69,9 @@ export function isPortMapping(s: string): boolean {
   if (!m) return false
   const [, ip, host, container] = m
   if (ip && !isIpLiteral(ip.replace(/^\[|\]$/g, ''))) return false
+  // docker splits at the colons: two parts are hostPort:containerPort, so `127.0.0.1:80` has the
+  // address as its host port (refused at create); an address needs `ip::80` or `ip:8080:80`.
+  if (ip && host === undefined) return false
   const span = rangeSpan(container)
   if (span === null) return false
   if (!host) return true

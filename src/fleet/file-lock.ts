@@ -90,7 +90,9 @@ export function breakStale(path: string, seen: string): void {
     return
   }
   try {
-    if (read(path) === seen) rmSync(path, { force: true })
+    // Judged again as it is now: an owner that has just created its lock and not yet written its pid
+    // reads as the same empty text as the dead one's, but its file is new.
+    if (read(path) === seen && stale(path, seen)) rmSync(path, { force: true })
   } finally {
     if (read(guard) === `${process.pid} ${token}\n`) rmSync(guard, { force: true })
   }

@@ -1,6 +1,7 @@
 import { utils } from 'ssh2'
 import { loadConfig, privateKeyProblem, type ConfigIo } from '../../src/config'
 import { ConfigError } from '../../src/errors'
+import { tagsFor } from '../../src/providers/ec2-plan'
 import { encryptedTestKey, testKeyPair } from '../helpers/keys'
 
 const KEY = '/etc/rch/id_ed25519'
@@ -505,13 +506,45 @@ describe('loadConfig: provider.kind ec2 tags', () => {
     expect(issuesOf(() => load(ec2({ team: 'x'.repeat(257) }), '/etc/rch/c.json'))).toEqual([
       'provider.tags.team: tag values are at most 256 characters'
     ])
-    expect(issuesOf(() => load(ec2(many(38)), '/etc/rch/c.json'))).toEqual([
-      'provider.tags: at most 37 tags besides Name (EC2 allows 50 per instance; the hook sets 13)'
+    expect(issuesOf(() => load(ec2(many(37)), '/etc/rch/c.json'))).toEqual([
+      'provider.tags: at most 36 tags besides Name (EC2 allows 50 per instance; the hook sets 13 at launch and reap marks with one more)'
     ])
   })
 
-  it('control: 37 tags and a Name, 256 characters counted as EC2 counts them (an emoji is one)', () => {
-    const tags = { ...many(35), Name: 'ci-box', emoji: '🚀'.repeat(256), ['k'.repeat(128)]: 'x' }
+  // An instance at EC2's 50 cannot be marked by reap (CreateTags fails), so it is never ended, even
+  // once a job has disabled its shutdown timer.
+  it("every accepted set of tags leaves room at launch for the reservation and later for reap's mark", () => {
+    const facts = {
+      owner: 'o'.repeat(16),
+      jobId: 'j'.repeat(16),
+      runner: { runnerName: 'r', github: { repository: 'a/b', workflow: 'w', runId: '1', runAttempt: '1', job: 'j' } },
+      runnerHost: 'h',
+      launchedAt: new Date(0)
+    }
+    const tried = [
+      many(36),
+      many(37),
+      { ...many(35), 'remote-container-hooks:team': 'x', Name: 'n' },
+      { ...many(36), 'remote-container-hooks:team': 'x' }
+    ]
+    let accepted = 0
+    for (const tags of tried) {
+      let cfg
+      try {
+        cfg = load(ec2(tags), '/etc/rch/c.json')
+      } catch {
+        continue
+      }
+      accepted++
+      if (cfg.provider.kind !== 'ec2') throw new Error('not ec2')
+      // + remote-container-hooks:reservation at launch, + remote-container-hooks:reap-candidate later
+      expect(tagsFor(cfg.provider, facts).length + 2).toBeLessThanOrEqual(50)
+    }
+    expect(accepted).toBe(2) // control: the check above ran, on the largest sets still allowed
+  })
+
+  it('control: 36 tags and a Name, 256 characters counted as EC2 counts them (an emoji is one)', () => {
+    const tags = { ...many(34), Name: 'ci-box', emoji: '🚀'.repeat(256), ['k'.repeat(128)]: 'x' }
     const cfg = load(ec2(tags), '/etc/rch/c.json')
     expect(cfg.provider.kind === 'ec2' && cfg.provider.tags).toEqual(tags)
   })

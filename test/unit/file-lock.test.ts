@@ -2,7 +2,7 @@
 // taken over, and breaking it never moves a live owner's lock, even for a breaker that read the
 // dead one just before a live process took its place.
 import { spawnSync } from 'node:child_process'
-import { watch, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs'
+import { watch, writeFileSync, readFileSync, existsSync, rmSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { breakStale, withFileLock } from '../../src/fleet/file-lock'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -83,4 +83,32 @@ test('the lock is exclusive: concurrent holders in one process run one at a time
   await Promise.all(Array.from({ length: 20 }, hold))
   expect(most).toBe(1)
   rmSync(lock, { force: true })
+})
+
+test("an empty lock is broken only while it is old: a new owner's, not yet named, reads the same", () => {
+  const dir = tempDir()
+  const lock = join(dir, 'ledger.lock')
+  // the breaker read an old empty lock (its creator died before writing); meanwhile it was broken and
+  // a live process has just created its own, which is empty until that process writes its pid
+  writeFileSync(lock, '')
+  breakStale(lock, '')
+  expect(existsSync(lock)).toBe(true)
+  expect(existsSync(`${lock}.break`)).toBe(false)
+  // positive control: an empty lock past the grace is a dead creator's, and goes
+  const old = new Date(Date.now() - 60_000)
+  utimesSync(lock, old, old)
+  breakStale(lock, '')
+  expect(existsSync(lock)).toBe(false)
+})
+
+test('a breaker killed between creating its guard and naming itself leaves an empty guard, cleared once old', async () => {
+  const dir = tempDir()
+  const lock = join(dir, 'ledger.lock')
+  writeFileSync(lock, `${deadPid()} deadtoken\n`)
+  writeFileSync(`${lock}.break`, '')
+  await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('still held')
+  const old = new Date(Date.now() - 60_000)
+  utimesSync(`${lock}.break`, old, old)
+  expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+  expect(existsSync(`${lock}.break`)).toBe(false)
 })

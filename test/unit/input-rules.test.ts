@@ -104,11 +104,20 @@ describe('isPortMapping (docker run -p)', () => {
   // docker's ParsePortSpec: a host range only beside one container port (the range it picks from)
   // or a container range of the same length; the protocol in any case. Refused ones fail only at
   // create, after the job's machine was got and the files copied.
-  test.each(['8000-8010:80', '5000-5010:6000-6010', '127.0.0.1:8000-8001:80-81/udp', '80/TCP', '8080:80/Udp'])(
-    'accepts %j as docker does',
-    (p) => expect(isPortMapping(p)).toBe(true)
-  )
-  test.each(['80:80-90', '8000-8005:80-90', '127.0.0.1:8080:80-81'])('refuses %j as docker does', (p) =>
+  test.each([
+    '8000-8010:80',
+    '5000-5010:6000-6010',
+    '127.0.0.1:8000-8001:80-81/udp',
+    '80/TCP',
+    '8080:80/Udp',
+    '127.0.0.1::80',
+    '[::1]:80:80/udp',
+    '[::1]::80',
+    '8080:80/sctp',
+    ':80'
+  ])('accepts %j as docker does', (p) => expect(isPortMapping(p)).toBe(true))
+  // an address before the container port alone is read by docker as the host port
+  test.each(['80:80-90', '8000-8005:80-90', '127.0.0.1:8080:80-81', '127.0.0.1:80', '[::1]:80/udp'])('refuses %j as docker does', (p) =>
     expect(isPortMapping(p)).toBe(false)
   )
 })
