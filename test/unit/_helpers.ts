@@ -1,7 +1,7 @@
 // Shared helpers for the unit tests: running a real local /bin/sh, temp dirs, and bundling a
 // module with esbuild so it can run in a child process (for hang-prone or multi-process cases).
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -66,4 +66,20 @@ export function bundle(entry: string, outfile: string): string {
   const esbuild = require('esbuild') as typeof import('esbuild')
   esbuild.buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', outfile, logLevel: 'silent' })
   return outfile
+}
+
+/**
+ * FIFOs where a hostile job would plant them for a shell about to start: at the names built from the
+ * next `count` pids (wrapping at pid_max, as the kernel does past its 300 reserved pids). Enough of
+ * them that a busy machine (a CI run in parallel) does not use them all up before the shell starts.
+ */
+export function plantAtNextPids(names: (pid: number) => string[], count = 10_000): void {
+  const max = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'))
+  const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'))
+  const pids = Array.from({ length: Math.min(count, max - 301) }, (_, i) => {
+    const p = last + 1 + i
+    return p < max ? p : 301 + (p - max)
+  })
+  // in batches: one argv of them all could pass ARG_MAX
+  for (let i = 0; i < pids.length; i += 2000) execFileSync('mkfifo', pids.slice(i, i + 2000).flatMap(names))
 }

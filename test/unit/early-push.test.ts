@@ -6,7 +6,7 @@ import { EarlyPush } from '../../src/sync/early-push'
 import { pull, push, pushCommand, type SyncTarget } from '../../src/sync/sync'
 import { loadBase, saveBase, UNSURE } from '../../src/sync/manifest'
 import { fileFp } from '../../src/sync/tree'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, plantAtNextPids, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import type { Remote } from '../../src/remote/remote'
 import { settlesWithin, waitUntil } from '../helpers/wait'
@@ -394,13 +394,13 @@ describe('the push command', () => {
     "FIFOs a job planted at %s it could guess (the shell's pid) do not hang the push",
     (_what, lockToo) => {
       const plant = (dir: string): void => {
-        // The next 3000 pids, as the list's name once was.
-        const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'))
-        const lists = Array.from({ length: 3000 }, (_, i) => `${dir}/../.rch-delete-${last + 1 + i}`)
-        execFileSync('mkfifo', lockToo ? [`${dir}/../.rch-push.lock`, ...lists] : lists)
-        // Positive control: a file opened by the name it had before blocks on the FIFO there.
-        const name = lockToo ? '../.rch-push.lock' : '../.rch-delete-$$'
-        const blocked = spawnSync('sh', ['-c', `exec 9>>${name}`], { cwd: dir, timeout: 2_000 })
+        // At the next pids, as the list's name once was.
+        if (lockToo) execFileSync('mkfifo', [`${dir}/../.rch-push.lock`])
+        plantAtNextPids((p) => [`${dir}/../.rch-delete-${p}`])
+        // Positive control: a file opened by the name it had before blocks on the FIFO there (planted,
+        // or made here when the shell's pid fell outside the planted ones).
+        const open = lockToo ? 'exec 9>>../.rch-push.lock' : 'mkfifo ../.rch-delete-$$ 2>/dev/null; exec 9>>../.rch-delete-$$'
+        const blocked = spawnSync('sh', ['-c', open], { cwd: dir, timeout: 2_000 })
         expect(blocked.signal).toBe('SIGTERM')
       }
       const { dir, code, signal } = runPush(Buffer.concat([Buffer.from('14\n_temp/abcdef\0'), emptyTar]), plant)

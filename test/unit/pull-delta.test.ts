@@ -14,11 +14,11 @@ import {
   utimesSync,
   writeFileSync
 } from 'node:fs'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { saveBase, UNSURE } from '../../src/sync/manifest'
 import { pull, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
-import { cleanupTempDirs, sh, tempDir } from './_helpers'
+import { cleanupTempDirs, plantAtNextPids, sh, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import { rng } from '../soak/rng'
 import { member, tarOf } from './_tar'
@@ -354,22 +354,21 @@ describe('pull: when the delta listing lists everything instead', () => {
   it("FIFOs a job planted at every stamp and changed-folders name it could guess (the listing shell's pid) do not hang the pull", async () => {
     const w = agedWorld()
     await pull(w.target(), ROOTS)
-    // The next 3000 pids, for both files a listing makes beside the job folder w, in its parent.
-    const last = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'utf8'))
-    const pids = Array.from({ length: 3000 }, (_, i) => last + 1 + i)
-    execFileSync(
-      'mkfifo',
-      pids.map((p) => `${w.top}/job/.rch-list-stamp.${p}`)
-    )
-    execFileSync(
-      'mkfifo',
-      pids.map((p) => `${w.top}/job/.rch-list-changed.${p}`)
-    )
+    // For the next pids, both files a listing makes beside the job folder w, in its parent.
+    plantAtNextPids((p) => [`${w.top}/job/.rch-list-stamp.${p}`, `${w.top}/job/.rch-list-changed.${p}`])
     // Positive controls: a stamp opened by the shell's pid, and find's -fprintf to the changed-folders
-    // file by the shell's pid, as before, each block on one of them.
-    const blocked = spawnSync('sh', ['-c', 'true > ../.rch-list-stamp.$$'], { cwd: w.vm, timeout: 2_000 })
+    // file by the shell's pid, as before, each block on a FIFO there (planted, or made here when the
+    // shell's pid fell outside the planted ones).
+    const blocked = spawnSync('sh', ['-c', 'mkfifo ../.rch-list-stamp.$$ 2>/dev/null; true > ../.rch-list-stamp.$$'], {
+      cwd: w.vm,
+      timeout: 2_000
+    })
     expect(blocked.signal).toBe('SIGTERM')
-    const blockedFind = spawnSync('sh', ['-c', "find . -maxdepth 0 -fprintf ../.rch-list-changed.$$ '%p'"], { cwd: w.vm, timeout: 2_000 })
+    const blockedFind = spawnSync(
+      'sh',
+      ['-c', "mkfifo ../.rch-list-changed.$$ 2>/dev/null; find . -maxdepth 0 -fprintf ../.rch-list-changed.$$ '%p'"],
+      { cwd: w.vm, timeout: 2_000 }
+    )
     expect(blockedFind.signal).toBe('SIGTERM')
     writeFileSync(`${w.vm}/ws/d0/f0`, 'x')
     const s = await pull(w.target(), ROOTS)
