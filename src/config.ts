@@ -93,7 +93,13 @@ const Ec2ProviderSchema = z
       .record(
         z
           .string()
-          .refine((k) => k !== '' && [...k].length <= 128 && !/^aws:/i.test(k), 'tag keys are 1 to 128 characters, not starting with aws:'),
+          .refine((k) => k !== '' && [...k].length <= 128 && !/^aws:/i.test(k), 'tag keys are 1 to 128 characters, not starting with aws:')
+          // TAG_KEEP (providers/ec2-plan.ts): the operator's mark, by hand, on one instance reap must
+          // leave alone. On every launch it would exempt them all, and the runner-iam policy denies it.
+          .refine(
+            (k) => k !== 'remote-container-hooks:keep',
+            "remote-container-hooks:keep is set by hand on an instance reap must leave alone, never at launch (terraform/modules/runner-iam's policy denies writing it, so every launch would fail)"
+          ),
         z.string().refine((v) => [...v].length <= 256, 'tag values are at most 256 characters')
       )
       .refine(

@@ -59,14 +59,19 @@ async function dryRun(add: Add, check: string, action: string, send: () => Promi
   }
 }
 
-/** One Describe call for something the config names; a failure is its own check line. */
-async function exists(add: Add, check: string, what: string, fix: string, call: () => Promise<number>): Promise<void> {
+/**
+ * One Describe call (`action`) for something the config names; a failure is its own check line. A
+ * denied call is the policy's to fix, not the config's.
+ */
+async function exists(add: Add, check: string, what: string, action: string, fix: string, call: () => Promise<number>): Promise<void> {
   try {
     const n = await call()
     if (n > 0) add(check, 'pass', `${what} found`)
     else add(check, 'fail', `${what} not found`, fix)
   } catch (e) {
-    add(check, 'fail', `${what}: ${awsErrorName(e)}: ${formatError(e)}`, fix)
+    const name = awsErrorName(e)
+    const denied = name === 'UnauthorizedOperation' || name === 'AccessDenied'
+    add(check, 'fail', `${what}: ${name}: ${formatError(e)}`, denied ? policyFix(action) : fix)
   }
 }
 
@@ -78,25 +83,33 @@ export async function ec2Checks(cfg: Ec2Config, runnerName: string): Promise<Che
   )
   if (!ok) return out
   const t = cfg.launchTemplate
+  // The template's version as the hook reads it before each launch: the same call, so the same permission.
   if (t)
-    await exists(add, 'launch template', `launch template ${t.name ?? t.id}`, 'create it or fix provider.launchTemplate', async () => {
-      const r = await client.send(
-        new sdk.DescribeLaunchTemplatesCommand(t.name ? { LaunchTemplateNames: [t.name] } : { LaunchTemplateIds: [t.id!] })
-      )
-      return r.LaunchTemplates?.length ?? 0
-    })
+    await exists(
+      add,
+      'launch template',
+      `launch template ${t.name ?? t.id} version ${t.version}`,
+      'ec2:DescribeLaunchTemplateVersions',
+      'create it or fix provider.launchTemplate',
+      async () => {
+        const r = await client.send(
+          new sdk.DescribeLaunchTemplateVersionsCommand({ LaunchTemplateName: t.name, LaunchTemplateId: t.id, Versions: [t.version] })
+        )
+        return r.LaunchTemplateVersions?.length ?? 0
+      }
+    )
   if (cfg.imageId)
-    await exists(add, 'image', `AMI ${cfg.imageId}`, 'fix provider.imageId (AMIs are per region)', async () => {
+    await exists(add, 'image', `AMI ${cfg.imageId}`, 'ec2:DescribeImages', 'fix provider.imageId (AMIs are per region)', async () => {
       const r = await client.send(new sdk.DescribeImagesCommand({ ImageIds: [cfg.imageId!] }))
       return r.Images?.length ?? 0
     })
   for (const id of cfg.subnetIds)
-    await exists(add, 'subnet', `subnet ${id}`, 'fix provider.subnetIds', async () => {
+    await exists(add, 'subnet', `subnet ${id}`, 'ec2:DescribeSubnets', 'fix provider.subnetIds', async () => {
       const r = await client.send(new sdk.DescribeSubnetsCommand({ SubnetIds: [id] }))
       return r.Subnets?.length ?? 0
     })
   for (const id of cfg.securityGroupIds)
-    await exists(add, 'security group', `security group ${id}`, 'fix provider.securityGroupIds', async () => {
+    await exists(add, 'security group', `security group ${id}`, 'ec2:DescribeSecurityGroups', 'fix provider.securityGroupIds', async () => {
       const r = await client.send(new sdk.DescribeSecurityGroupsCommand({ GroupIds: [id] }))
       return r.SecurityGroups?.length ?? 0
     })

@@ -737,6 +737,9 @@ describe('IAM policies', () => {
         'ec2:DescribeInstanceTypes',
         'ec2:DescribeInstances',
         'ec2:DescribeLaunchTemplateVersions',
+        // doctor's checks of the subnets and security groups the config names
+        'ec2:DescribeSecurityGroups',
+        'ec2:DescribeSubnets',
         'ec2:RunInstances',
         'ec2:TerminateInstances',
         'iam:PassRole',

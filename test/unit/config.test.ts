@@ -1,7 +1,7 @@
 import { utils } from 'ssh2'
 import { loadConfig, privateKeyProblem, type ConfigIo } from '../../src/config'
 import { ConfigError } from '../../src/errors'
-import { tagsFor } from '../../src/providers/ec2-plan'
+import { TAG_KEEP, tagsFor } from '../../src/providers/ec2-plan'
 import { encryptedTestKey, testKeyPair } from '../helpers/keys'
 
 const KEY = '/etc/rch/id_ed25519'
@@ -508,6 +508,13 @@ describe('loadConfig: provider.kind ec2 tags', () => {
     ])
     expect(issuesOf(() => load(ec2(many(37)), '/etc/rch/c.json'))).toEqual([
       'provider.tags: at most 36 tags besides Name (EC2 allows 50 per instance; the hook sets 13 at launch and reap marks with one more)'
+    ])
+  })
+
+  // The runner-iam policy denies writing the keep tag (NeverWriteTheKeepTag): every launch would be refused.
+  it("refuses reap's keep tag, which is the operator's to set by hand", () => {
+    expect(issuesOf(() => load(ec2({ [TAG_KEEP]: 'yes' }), '/etc/rch/c.json'))).toEqual([
+      `provider.tags.${TAG_KEEP}: ${TAG_KEEP} is set by hand on an instance reap must leave alone, never at launch (terraform/modules/runner-iam's policy denies writing it, so every launch would fail)`
     ])
   })
 

@@ -1,32 +1,59 @@
-// The least-privilege IAM policy in docs/configuration.md allows every EC2 call `kind: ec2` makes,
-// and tagging at launch of every resource type the launch tags: a policy copied from the docs
-// that misses one fails every launch.
+// The least-privilege IAM policy in docs/configuration.md allows every EC2 call `kind: ec2` makes
+// (the hook, `reap` and `doctor`), and tagging at launch of every resource type the launch tags: a
+// policy copied from the docs that misses one fails every launch (or every reap pass, or a doctor check).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 const root = join(__dirname, '..', '..')
 const read = (f: string): string => readFileSync(join(root, f), 'utf8')
 
-type Statement = { Sid: string; Effect: string; Action: string | string[]; Resource: string | string[] }
+type Statement = {
+  Sid: string
+  Effect: string
+  Action: string | string[]
+  Resource: string | string[]
+  Condition?: Record<string, Record<string, unknown>>
+}
 const doc = read('docs/configuration.md')
 const policy = JSON.parse(/A least-privilege policy[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)![1]) as { Statement: Statement[] }
 const list = (x: string | string[]): string[] => (Array.isArray(x) ? x : [x])
 
-/** The EC2 API calls of the ec2 provider's files, as IAM actions. */
+/** doctor's checks of kind ec2 (not of a pool). */
+const doctorEc2 = ((s: string): string =>
+  s.slice(s.indexOf('export async function ec2Checks'), s.indexOf('export async function poolChecks')))(read('src/ops/doctor-aws.ts'))
+/** The EC2 API calls of kind ec2 (the provider's files, `reap`'s, `doctor`'s), as IAM actions. */
 const used = [
   ...new Set(
-    ['src/providers/ec2.ts', 'src/providers/ec2-vcpus.ts'].flatMap((f) =>
-      [...read(f).matchAll(/sdk\.(\w+)Command\b/g)].map((m) => `ec2:${m[1]}`)
-    )
+    [
+      ...['src/providers/ec2.ts', 'src/providers/ec2-vcpus.ts', 'src/providers/instance-fate.ts', 'src/ops/reap-aws.ts'].map(read),
+      doctorEc2
+    ].flatMap((src) => [...src.matchAll(/sdk\.(\w+)Command\b/g)].map((m) => `ec2:${m[1]}`))
   )
 ].sort()
 
-test('every EC2 call of kind ec2 is allowed by the policy and named in the permissions table', () => {
-  expect(used).toEqual(expect.arrayContaining(['ec2:RunInstances', 'ec2:DescribeInstanceTypes', 'ec2:TerminateInstances']))
+test('every EC2 call of kind ec2 (hook, reap, doctor) is allowed by the policy and named in the permissions table', () => {
+  expect(used).toEqual(
+    expect.arrayContaining([
+      'ec2:RunInstances',
+      'ec2:DescribeInstanceTypes',
+      'ec2:TerminateInstances',
+      'ec2:DeleteTags',
+      'ec2:DescribeSubnets'
+    ])
+  )
   const allowed = new Set(policy.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => list(s.Action)))
   expect(used.filter((a) => !allowed.has(a))).toEqual([])
   const table = doc.slice(doc.indexOf('### IAM permissions'), doc.indexOf('A least-privilege policy'))
   expect(used.filter((a) => !table.includes(`| \`${a}\` |`))).toEqual([])
+  // reap's mark is written after the launch: a CreateTags bound to the launch alone refuses it.
+  const mark = policy.Statement.filter(
+    (s) =>
+      s.Effect === 'Allow' &&
+      list(s.Action).includes('ec2:CreateTags') &&
+      list(s.Action).includes('ec2:DeleteTags') &&
+      !s.Condition?.StringEquals?.['ec2:CreateAction']
+  )
+  expect(mark.map((s) => s.Condition?.['ForAllValues:StringEquals']?.['aws:TagKeys'])).toEqual([['remote-container-hooks:reap-candidate']])
 })
 
 test('tags can be set at launch on every resource type the launch tags', () => {

@@ -172,6 +172,30 @@ describe('doctor on AWS (fake client)', () => {
     expect((run.TagSpecifications as unknown[]).length).toBe(3)
   })
 
+  it("ec2: the launch template is read as the hook reads it (its version), and a denied read is the policy's to fix", async () => {
+    answers = {
+      DescribeLaunchTemplateVersions: () => ({ LaunchTemplateVersions: [{ LaunchTemplateData: {} }] }),
+      DescribeSubnets: () => {
+        throw awsError('UnauthorizedOperation')
+      },
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const r = await ec2Checks({ ...ec2Cfg, imageId: undefined, launchTemplate: { id: 'lt-0123456789abcdef0', version: '3' } }, 'runner-1')
+    expect(r.map((c) => [c.check, c.status])).toEqual([
+      ['aws credentials', 'pass'],
+      ['launch template', 'pass'],
+      ['subnet', 'fail'],
+      ['security group', 'pass'],
+      ['launch', 'pass']
+    ])
+    expect(sent[1]).toEqual({
+      name: 'DescribeLaunchTemplateVersions',
+      input: { LaunchTemplateId: 'lt-0123456789abcdef0', Versions: ['3'] }
+    })
+    expect(r[2].fix).toMatch(/^allow ec2:DescribeSubnets in the runner host's IAM policy/)
+  })
+
   it('ec2: a denied RunInstances fails with the policy fix', async () => {
     answers = {
       DescribeImages: () => ({ Images: [{}] }),

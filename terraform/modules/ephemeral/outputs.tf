@@ -4,7 +4,7 @@ output "launch_template_id" {
 }
 
 output "launch_template_arn" {
-  description = "ARN of the launch template (for the runner-iam module's launch_template_arns)."
+  description = "ARN of the launch template (the runner-iam module takes its id, launch_template_id, in launch_template_ids)."
   value       = aws_launch_template.instance.arn
 }
 
@@ -19,7 +19,7 @@ output "security_group_id" {
 }
 
 output "security_group_arn" {
-  description = "ARN of that security group (for the runner-iam module's security_group_arns)."
+  description = "ARN of that security group (the runner-iam module takes its id, security_group_id, in security_group_ids)."
   value       = aws_security_group.instance.arn
 }
 

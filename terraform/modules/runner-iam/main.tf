@@ -94,9 +94,17 @@ locals {
           }
         },
         {
-          Sid      = "Read"
-          Effect   = "Allow"
-          Action   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeInstanceTypes"]
+          # DescribeSubnets and DescribeSecurityGroups are doctor's (the subnets and groups the config names).
+          Sid    = "Read"
+          Effect = "Allow"
+          Action = [
+            "ec2:DescribeInstances",
+            "ec2:DescribeImages",
+            "ec2:DescribeLaunchTemplateVersions",
+            "ec2:DescribeInstanceTypes",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+          ]
           Resource = "*"
         },
         {
@@ -214,6 +222,14 @@ locals {
       },
       local.never_keep,
     ], local.ledger_statements)
+  }
+
+  # ---------------------------------------------------------------- the ledger alone
+  # For runner hosts of kind static (their job records, reap's reservations) and machines that only
+  # run report: the fleet ledger's statements, without any EC2 or Auto Scaling access.
+  ledger_policy = {
+    Version   = "2012-10-17"
+    Statement = local.ledger_statements
   }
 }
 
