@@ -236,14 +236,42 @@ const head = `#!/usr/bin/env node
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   const dir = path.join(os.tmpdir(), 'rch-' + uid);
   let usable;
+  // The folders on the way to the cache folder, as src/private-fs.ts checks them (checkAncestors):
+  // each owned by root or this user and writable by all only when sticky, the path resolved by hand
+  // through every symlink (each owned by root or this user). Another user who may rename an entry
+  // on the way could put a folder of theirs in place of ours after the check below, and every
+  // later read of a cache file would then run their code.
+  function placeSafe(p) {
+    const ok = (st) => (st.uid === 0 || st.uid === uid) && (!(st.mode & 0o002) || (st.mode & 0o1000) !== 0);
+    const todo = path.resolve(path.dirname(p)).split('/').filter(Boolean);
+    let cur = '/', links = 0;
+    if (!ok(fs.lstatSync(cur))) return false;
+    while (todo.length) {
+      const name = todo.shift();
+      if (name === '.') continue;
+      if (name === '..') { cur = path.dirname(cur); continue; }
+      const next = path.join(cur, name);
+      const st = fs.lstatSync(next);
+      if (st.isSymbolicLink()) {
+        if (++links > 40 || (st.uid !== 0 && st.uid !== uid)) return false;
+        const target = fs.readlinkSync(next);
+        if (target.startsWith('/')) cur = '/';
+        todo.unshift(...target.split('/').filter(Boolean));
+        continue;
+      }
+      if (!st.isDirectory() || !ok(st)) return false;
+      cur = next;
+    }
+    return true;
+  }
   function cacheUsable() {
     if (usable !== undefined) return usable;
     usable = false;
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const st = fs.lstatSync(dir);
-      // Only a folder we own and nobody else can write may hold code we run.
-      usable = st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0;
+      // Only a folder we own and nobody else can write, in a place nobody else can change, may hold code we run.
+      usable = st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0 && placeSafe(dir);
     } catch (e) { /* no cache: compile normally */ }
     return usable;
   }

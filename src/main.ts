@@ -48,6 +48,10 @@ async function hook(): Promise<number> {
   process.on('SIGTERM', onSignal)
 
   const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
+  // The runner starts the hook in the job's workspace, which the job fills (pull-back): what this
+  // process starts (the AWS SDK's credential_process, rsync, ssh, the job's agent) must not run in
+  // it and find a file the job put there by a relative name. The workspace stays known as io.cwd.
+  process.chdir('/')
   let raw = ''
   let ended: RunResult
   try {
@@ -112,6 +116,7 @@ async function agent(payload: string): Promise<number> {
   const { betweenSteps } = await import('./sync/early-push')
   betweenSteps.onFailure = (e) => say(`early push failed (the step's own push sends the files): ${formatError(e)}`)
   betweenSteps.ownSocket = opts.socketPath
+  betweenSteps.worker = opts.worker ?? null
   try {
     return await runAgent(opts, say, runInAgent, betweenSteps)
   } catch (e) {

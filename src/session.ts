@@ -22,6 +22,7 @@ import { ensurePrivateDir, checkPrivateDir, createPrivateAppend } from './privat
 import { tools, TOOL_ENV } from './tools'
 import { localDirOf } from './paths'
 import { jobFleet } from './fleet/job-fleet'
+import { workerProcess } from './worker-process'
 
 /** Creates (0700) or checks the job's local folder. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
@@ -111,7 +112,8 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
     connect,
     connectTimeoutMs: ctx.config.timeouts.connectSeconds * 1000,
     idleMs: ctx.config.agent.idleSeconds * 1000,
-    keep
+    keep,
+    worker: workerProcess(process.ppid)
   } satisfies AgentOptions)
   // Detached with no stdio of ours: the runner waits for the hook's stdout to close.
   let child: ChildProcess

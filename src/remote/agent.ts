@@ -51,6 +51,12 @@ export interface AgentOptions {
   idleMs: number
   /** Set for leases that lapse unless renewed; the agent then lives as long as the runner's worker, not until idle. */
   keep?: AgentKeep
+  /**
+   * The runner's worker (the starting hook's parent), which lives exactly as long as the job: once it
+   * is gone (a crashed runner) the agent pushes nothing on its own, so an agent left behind never
+   * sends the next job's files to this job's machine (see sync/early-push.ts).
+   */
+  worker?: WorkerProcess | null
 }
 
 export interface RunIo {

@@ -21,6 +21,7 @@ import { lstatSync, readdirSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { push, type PushScope, type SyncStats, type SyncTarget } from './sync'
 import { baseVersion, saveBase, UNSURE, type BaseEntry } from './manifest'
+import { isRunning, type WorkerProcess } from '../worker-process'
 
 /** Relative to the runner's `_work`: where the runner writes a step's script and file-command files. */
 export const WATCHED = ['_temp', '_temp/_runner_file_commands'] as const
@@ -76,6 +77,12 @@ export class EarlyPush {
   onFailure: (e: unknown) => void = () => undefined
   /** This agent's socket: another agent's socket made after it, in the same job folder, is a newer agent. */
   ownSocket: string | null = null
+  /**
+   * The runner's worker of this agent's job. Gone (the runner crashed, and its end-of-job kill of the
+   * agent never came), the next job's runner writes its scripts (secrets spelt out in them) into the
+   * same `_temp`: they must not go to this job's machine, which this job's code may still control.
+   */
+  worker: WorkerProcess | null = null
 
   constructor(private readonly timing: EarlyPushTiming = { quietMs: 3, settleMs: 2000 }) {}
 
@@ -235,8 +242,10 @@ export class EarlyPush {
       return
     }
     // Another process pushed or pulled since this agent's last step, or a newer agent serves the
-    // job (another build's, after an upgrade): this one is not the one to push now.
-    if (baseVersion(target.manifestFile) !== this.baseKey || this.newerAgent()) return this.disarm()
+    // job (another build's, after an upgrade), or the job is over (its runner's worker is gone):
+    // this one is not the one to push now.
+    if (baseVersion(target.manifestFile) !== this.baseKey || this.newerAgent() || (this.worker && !isRunning(this.worker)))
+      return this.disarm()
     this.refresh(target, 'renew')
     const flight: Flight = { target, stop: new AbortController(), planned: [], done: Promise.resolve() }
     const current = (): boolean => this.flight === flight

@@ -5,6 +5,8 @@ import { join } from 'node:path'
 import type { HookContext } from '../../src/context'
 import { HookError, TransportError } from '../../src/errors'
 import { claimLogName, startAgentInBackground } from '../../src/session'
+import type { AgentOptions } from '../../src/remote/agent'
+import { workerProcess } from '../../src/worker-process'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -42,6 +44,23 @@ process.exit(3)
   const logs = readdirSync(local).filter((f) => f.endsWith('.log'))
   expect(logs).toHaveLength(1)
   expect(logs[0]).toMatch(/^agent-\d+\.log$/)
+})
+
+test("the agent is told its runner's worker (the starting hook's parent), so it pushes nothing once that is gone", async () => {
+  // A stand-in agent: writes the options it was given into its log, and exits.
+  const fake = join(tempDir(), 'options-agent.js')
+  writeFileSync(fake, `console.log('OPTIONS ' + process.argv[process.argv.indexOf('__agent') + 1]); process.exit(3)\n`)
+  const { ctx, local } = ctxFor(process.execPath, fake)
+  const start = startAgentInBackground(ctx, connect, local)!
+  await expect(start.ready).rejects.toBeInstanceOf(TransportError)
+  const [log] = readdirSync(local).filter((f) => f.endsWith('.log'))
+  const line = readFileSync(join(local, log), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('OPTIONS '))
+  const opts = JSON.parse(line!.slice('OPTIONS '.length)) as AgentOptions
+  expect(opts.socketPath).toContain(local) // positive control: these are the options the agent got
+  expect(opts.worker).toEqual(workerProcess(process.ppid))
+  expect(opts.worker?.pid).toBe(process.ppid)
 })
 
 const openFds = (): number => readdirSync('/proc/self/fd').length

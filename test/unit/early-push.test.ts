@@ -10,6 +10,7 @@ import { cleanupTempDirs, plantAtNextPids, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import type { Remote } from '../../src/remote/remote'
 import { settlesWithin, waitUntil } from '../helpers/wait'
+import { workerProcess } from '../../src/worker-process'
 
 afterAll(cleanupTempDirs)
 
@@ -322,6 +323,30 @@ describe('early push between steps', () => {
     expect(statSync(`${vm}/_temp/x`).isDirectory()).toBe(true)
     await step(e, target, true)
     expect(readFileSync(`${vm}/_temp/x`, 'utf8')).toBe('now a file\n')
+  })
+  it("an agent left behind by a crashed runner (its worker gone) sends none of the next job's _temp to its machine; while the worker lives it does (control)", async () => {
+    const { host, vm, target } = world()
+    // The runner's worker: a process of its own, ended as a crash ends it.
+    const worker = spawn('sleep', ['60'], { stdio: 'ignore' })
+    const gone = new Promise((r) => worker.once('exit', r))
+    try {
+      const e = early(3, 2000)
+      e.worker = workerProcess(worker.pid!)
+      expect(e.worker).not.toBeNull()
+      await step(e, target, true)
+      writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+      expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true) // control: the job's own next step
+      await step(e, target, true)
+      worker.kill('SIGKILL')
+      await gone
+      // The next job's runner writes its first script (secrets spelt out in it) into the same _temp.
+      writeFileSync(`${host}/_temp/next-job.sh`, 'echo "$NEXT_JOBS_SECRET"\n')
+      writeFileSync(`${host}/${FC}/set_env_next`, '')
+      expect(await waitUntil(() => existsSync(`${vm}/_temp/next-job.sh`) || existsSync(`${vm}/${FC}/set_env_next`), 300, 10)).toBe(false)
+      expect(e.counts).toEqual({ done: 1, failed: 0 })
+    } finally {
+      worker.kill('SIGKILL')
+    }
   })
 })
 
