@@ -128,7 +128,8 @@ export function explainLoss(raw: string, env: Record<string, string | undefined>
  */
 export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; stderr: Sink }, log?: Log): number {
   const cause = io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err
-  const o = outcomeOf(cause)
+  // Masked as the log masks: the step log must not show what the command's own lines hid.
+  const o = outcomeOf(cause, log ? (s) => log.mask(s) : undefined)
   if (o.note) io.stderr.write(o.note)
   if (o.errorLine) io.stdout.write(o.errorLine)
   if (log && o.errorLine) {

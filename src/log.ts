@@ -6,7 +6,7 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
-import { inertLines, workflowCommand } from './workflow-commands'
+import { inertLines, noLegacyCommand, workflowCommand } from './workflow-commands'
 
 export interface Log {
   progress(msg: string): void
@@ -21,6 +21,8 @@ export interface Log {
   /** Text the hook does not control (a container's log), folded under `title`, inert and bounded. */
   foreign(title: string, text: string): void
   addSecret(value: string): void
+  /** `s` with every registered secret replaced by `***`, as every line of this log is. */
+  mask(s: string): string
   close(): Promise<void>
 }
 
@@ -66,7 +68,8 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     progress(msg) {
       const m = mask(msg)
       // Text a machine chose (an error's stderr) must not start a line of its own: the runner would read a workflow command there.
-      opts.out(`[remote-hooks] ${m.replace(/[\r\n\u2028\u2029]+/g, ' ')}`)
+      // Nor hold `##[`: the runner reads that old command form anywhere in a line.
+      opts.out(`[remote-hooks] ${noLegacyCommand(m.replace(/[\r\n\u2028\u2029]+/g, ' '))}`)
       file().info(m)
     },
     warn(msg) {
@@ -104,8 +107,13 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       file().info(`${t}:\n${lines.slice(1, -1).join('\n')}`)
     },
     addSecret(value) {
-      if (value && value.length >= 3 && !secrets.includes(value)) secrets.push(value)
+      if (value && value.length >= 3 && !secrets.includes(value)) {
+        secrets.push(value)
+        // Longest first: a secret that is part of a longer one must not leave the longer one's rest shown.
+        secrets.sort((a, b) => b.length - a.length)
+      }
     },
+    mask,
     async close() {
       const l = logger
       if (!l) return

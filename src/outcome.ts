@@ -14,8 +14,9 @@ export interface Outcome {
   note?: string
 }
 
-export function outcomeOf(err: unknown): Outcome {
-  const msg = formatError(err)
+/** `mask` hides the secrets the command registered (Log.mask): the error line may quote what a machine printed. */
+export function outcomeOf(err: unknown, mask: (s: string) => string = (s) => s): Outcome {
+  const msg = mask(formatError(err))
   if (err instanceof StepFailed) return { code: err.exitCode }
   if (err instanceof Cancelled)
     return { code: err.signal === 'SIGTERM' ? 143 : 130, note: `[remote-hooks] ${msg}; the remote process was stopped\n` }

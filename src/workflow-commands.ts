@@ -7,9 +7,20 @@ export function escapeData(s: string): string {
   return s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
 }
 
+/**
+ * Text as it may appear anywhere in a step-log line: the runner also reads the old command form
+ * `##[name props]value` ANYWHERE in a line (ActionCommand.TryParse, tried after the `::` form), so
+ * `[remote-hooks] … ##[stop-commands]x` would stop every later command of the job (its
+ * `::add-mask::` lines too); and its log viewer folds at a line starting `##[group]` (a decoded
+ * `%0A` starts one). The `##[` is broken apart.
+ */
+export function noLegacyCommand(s: string): string {
+  return s.replace(/##\[/g, '## [')
+}
+
 /** One workflow command line (without its newline). */
 export function workflowCommand(name: 'error' | 'warning' | 'debug' | 'group' | 'endgroup', message = ''): string {
-  return `::${name}::${escapeData(message)}`
+  return `::${name}::${escapeData(noLegacyCommand(message))}`
 }
 
 /** The most of a foreign log printed to the step log: the tail is kept, where a failure usually shows. */
@@ -21,7 +32,7 @@ export const MAX_FOREIGN_LOG_CHARS = 64 * 1024
  * the token is random, so the text cannot end the block itself. Bounded to its last part.
  */
 export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): string[] {
-  let body = text.replace(/\r\n?/g, '\n').replace(/\n$/, '')
+  let body = noLegacyCommand(text.replace(/\r\n?/g, '\n').replace(/\n$/, ''))
   let cut = ''
   if (body.length > maxChars) {
     const whole = body.length

@@ -6,14 +6,14 @@ import { execFileSync } from 'node:child_process'
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
-import type { HandlerResult } from '../../src/context'
+import type { HandlerResult, HookContext } from '../../src/context'
 
 const handler = jest.fn<Promise<HandlerResult>, unknown[]>()
 jest.mock('../../src/dispatch', () => ({ dispatch: (...a: unknown[]) => handler(...a) }))
 
 import { execute, executeRequest, type ExecuteIo } from '../../src/execute'
 import { EXIT } from '../../src/outcome'
-import { StepFailed, TransportError } from '../../src/errors'
+import { RemoteCommandError, StepFailed, TransportError } from '../../src/errors'
 
 /** A sink that records what was written, as the runner would see it. */
 function recorder(): { write(c: Buffer | string): boolean; once(e: 'drain', fn: () => void): unknown; text(): string } {
@@ -114,6 +114,23 @@ describe.each(Object.entries(paths))('execute, %s path', (_name, run) => {
     const o = io()
     expect(await run(o)).toStrictEqual(ended)
     expect(o.stdout.text()).toBe(line)
+  })
+
+  test("the error line is masked as the command's log is: a registry password a failed pull quoted is not shown", async () => {
+    const password = 'ghp_R3gistryPassw0rd'
+    const fail = new RemoteCommandError('docker pull ghcr.io/o/a:1', 1, `denied: ${password}`)
+    // positive control: the error line quotes what the machine printed
+    handler.mockRejectedValue(fail)
+    const plain = io()
+    await run(plain)
+    expect(plain.stdout.text()).toContain(`denied: ${password}`)
+    handler.mockImplementation(async (...a: unknown[]) => {
+      ;(a[1] as HookContext).log.addSecret(password)
+      throw fail
+    })
+    const o = io()
+    await run(o)
+    expect(o.stdout.text()).toBe('::error::docker pull ghcr.io/o/a:1 failed (exit code 1): denied: ***\n')
   })
 
   test("a step that exits 75 itself is not a lost connection (the hook asks nothing of the machine's fate)", async () => {

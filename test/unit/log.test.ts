@@ -95,3 +95,15 @@ test('a progress line never starts a line of its own (text a machine chose may h
   log.progress('scrub failed: x\r::error title=x::forged\n::add-mask::y')
   expect(out).toEqual(['[remote-hooks] scrub failed: x ::error title=x::forged ::add-mask::y'])
 })
+
+test('a secret that is part of a longer one, registered first, does not leave the longer one half shown', () => {
+  const { log, out } = make()
+  log.addSecret('hunter2')
+  // control: one secret is masked
+  log.progress('login: hunter2')
+  log.addSecret('hunter2-registry')
+  log.progress('login: hunter2-registry')
+  log.warn('login: hunter2-registry')
+  expect(out).toEqual(['[remote-hooks] login: ***', '[remote-hooks] login: ***', '::warning::login: ***'])
+  expect(log.mask('hunter2-registry and hunter2')).toBe('*** and ***')
+})

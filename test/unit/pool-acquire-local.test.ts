@@ -9,6 +9,12 @@ import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
 import { HookError, TransportError } from '../../src/errors'
 import { PassThrough } from 'node:stream'
 import { recordingFleetGate } from '../helpers/fleet-gate'
+import { join } from 'node:path'
+import { createLog } from '../../src/log'
+import { runnerCommands } from './_runner-commands'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
 
 const cfg = ConfigSchema.parse({
   provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', waitTimeoutSeconds: 2 },
@@ -176,6 +182,22 @@ test('a member replaced on grant (its Docker does not answer): the timeout says 
   const err = (await h.acquire().catch((e: unknown) => e)) as Error
   expect(recycled).toEqual(['Docker does not answer: permission denied while trying to connect to the Docker daemon socket'])
   expect(err.message).toContain('failed for this job: i-a: replaced: Docker does not answer: permission denied while trying')
+})
+
+test("Docker's words on a member (a job before had root there) reach the step log as text, never as a command", async () => {
+  const h = harness(() => new Error('unused'))
+  const p = h.provider as unknown as { give(): Promise<never>; tag(): Promise<void> }
+  // The replacement itself is not what this test is about: the member is not given back.
+  p.give = async () => Promise.reject(new Error('not held'))
+  p.tag = async () => undefined
+  const out: string[] = []
+  h.env.log = createLog({ file: join(tempDir(), 'logs', 'hook.log'), level: 'info', debugToStepLog: false, out: (l) => void out.push(l) })
+  h.env.connect = async () => answering([...DOCKER_DENIED.slice(0, -1), 'x ##[stop-commands]pwned']) as never
+  await h.acquire().catch(() => undefined)
+  // control: the words were printed, on the hook's progress line
+  expect(out).toContain('[remote-hooks] i-a is replaced: Docker does not answer: x ## [stop-commands]pwned')
+  // the job's own ::add-mask:: after it still counts
+  expect(runnerCommands([...out, '::add-mask::job-token'])).toContain('add-mask:job-token')
 })
 
 describe('members whose Docker fails alike (the pool, not one member)', () => {
