@@ -4,8 +4,9 @@
  * default local ledger live under it), and reads its JSON answer. For reap against a pool, the
  * set-up its test files share (usePoolReapTest).
  */
-import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { EC2Client } from '@aws-sdk/client-ec2'
@@ -140,4 +141,20 @@ export function usePoolReapTest(prefix: string): PoolReapTest {
     if (t.dir) rmSync(t.dir, { recursive: true, force: true })
   })
   return t
+}
+
+/**
+ * Writes a lease record on a member as a live job's agent keeps it (or as root there forges one):
+ * held by a token no runner has, expiring within the TTL bound. Returns the record.
+ */
+export function writeHeldLease(m: { workRoot: string; user: string }): string {
+  const folder = join(m.workRoot, 'pool')
+  mkdirSync(folder, { recursive: true, mode: 0o700 })
+  const uid = Number(execFileSync('id', ['-u', m.user]).toString().trim())
+  const gid = Number(execFileSync('id', ['-g', m.user]).toString().trim())
+  chownSync(folder, uid, gid)
+  const hex = (n: number): string => randomBytes(n).toString('hex')
+  const record = `held ${hex(16)} ${Math.floor(Date.now() / 1000) + 3000} ${hex(8)} ${hex(8)}\n`
+  writeFileSync(join(folder, 'lease'), record, { mode: 0o644 })
+  return record
 }

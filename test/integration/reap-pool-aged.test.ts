@@ -4,12 +4,8 @@
  * member a job still holds at that age is left to its job. Through dist/index.js against moto and
  * loopback sshd members.
  */
-import { randomBytes } from 'node:crypto'
-import * as fs from 'node:fs'
-import * as path from 'node:path'
-import { execFileSync } from 'node:child_process'
 import { describeInstance } from '../helpers/fake-instance'
-import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest } from './reap-helpers'
+import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest, writeHeldLease } from './reap-helpers'
 
 jest.setTimeout(300_000)
 const MIN = 60_000
@@ -20,14 +16,7 @@ test('a member older than maxVmAgeMinutes that nobody holds is replaced; one hel
   const { pool, members } = await t.startPool(2)
   const [idle, held] = members
   // The held member's lease, as a live job's agent keeps it: held, expiring within the TTL bound.
-  const folder = path.join(held.workRoot, 'pool')
-  fs.mkdirSync(folder, { recursive: true, mode: 0o700 })
-  const uid = Number(execFileSync('id', ['-u', held.user]).toString().trim())
-  const gid = Number(execFileSync('id', ['-g', held.user]).toString().trim())
-  fs.chownSync(folder, uid, gid)
-  const hex = (n: number): string => randomBytes(n).toString('hex')
-  fs.writeFileSync(path.join(folder, 'lease'), `held ${hex(16)} ${Math.floor(Date.now() / 1000) + 3000} ${hex(8)} ${hex(8)}\n`)
-  fs.chownSync(path.join(folder, 'lease'), uid, gid)
+  writeHeldLease(held)
 
   const { cfg, tmp } = t.reapConfig(
     pool,

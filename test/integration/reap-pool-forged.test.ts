@@ -5,12 +5,10 @@
  * (reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes, the age from EC2's LaunchTime), or the member
  * and its reservation stay for ever. Through dist/index.js against moto and a loopback sshd member.
  */
-import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { describeInstance } from '../helpers/fake-instance'
-import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest } from './reap-helpers'
+import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest, writeHeldLease } from './reap-helpers'
 
 jest.setTimeout(300_000)
 const MIN = 60_000
@@ -21,14 +19,8 @@ test('a lease record the member keeps saying "held" does not keep it past maxVmA
   const { pool, members } = await t.startPool(1)
   const m = members[0]
   // What root on the member writes: a lease held by a token no runner has, expiring within the TTL bound.
+  const forged = writeHeldLease(m)
   const folder = path.join(m.workRoot, 'pool')
-  fs.mkdirSync(folder, { recursive: true, mode: 0o700 })
-  const uid = Number(execFileSync('id', ['-u', m.user]).toString().trim())
-  const gid = Number(execFileSync('id', ['-g', m.user]).toString().trim())
-  fs.chownSync(folder, uid, gid)
-  const hex = (n: number): string => randomBytes(n).toString('hex')
-  const forged = `held ${hex(16)} ${Math.floor(Date.now() / 1000) + 3000} ${hex(8)} ${hex(8)}\n`
-  fs.writeFileSync(path.join(folder, 'lease'), forged, { mode: 0o644 })
 
   const { cfg, tmp } = t.reapConfig(
     pool,

@@ -4,6 +4,7 @@ import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_proce
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import type { HookState } from '../../src/state'
 
 export const SRC = resolve(__dirname, '..', '..', 'src')
 
@@ -82,4 +83,19 @@ export function plantAtNextPids(names: (pid: number) => string[], count = 10_000
   })
   // in batches: one argv of them all could pass ARG_MAX
   for (let i = 0; i < pids.length; i += 2000) execFileSync('mkfifo', pids.slice(i, i + 2000).flatMap(names))
+}
+
+/** The state a static-host prepare_job leaves for job 0123456789abcdef of owner fedcba9876543210, its job folder under `workRoot`. */
+export function staticJobState(workRoot: string, localDir: string): HookState {
+  return {
+    jobId: '0123456789abcdef',
+    owner: 'fedcba9876543210',
+    host: { kind: 'static', host: 'h', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
+    jobRoot: `${workRoot}/jobs/fedcba9876543210-0123456789abcdef`,
+    hostWork: '/runner/_work',
+    externals: null,
+    pullRoots: ['_temp'],
+    network: null,
+    localDir
+  } as unknown as HookState
 }

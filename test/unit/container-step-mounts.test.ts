@@ -22,7 +22,7 @@ jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({}) }))
 import { runContainerStep } from '../../src/handlers/run-container-step'
 import { InputError } from '../../src/errors'
 import type { HookContext } from '../../src/context'
-import type { HookState } from '../../src/state'
+import { staticJobState } from './_helpers'
 import type { ContainerArgs, Mount } from '../../src/protocol'
 
 const ctx = {
@@ -30,17 +30,7 @@ const ctx = {
   runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' }
 } as unknown as HookContext
 
-const state = {
-  jobId: '0123456789abcdef',
-  owner: 'fedcba9876543210',
-  host: { kind: 'static', host: 'h', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
-  jobRoot: '/srv/rch/jobs/fedcba9876543210-0123456789abcdef',
-  hostWork: '/runner/_work',
-  externals: null,
-  pullRoots: ['_temp'],
-  network: null,
-  localDir: '/nonexistent/rch-test'
-} as unknown as HookState
+const state = staticJobState('/srv/rch', '/nonexistent/rch-test')
 
 const mount = (sourceVolumePath: string | null, targetVolumePath: string, readOnly = false): Mount => ({
   userProvidedValue: null,

@@ -3,7 +3,7 @@
 // prepare_job. Before, it was registered only after a pull that succeeded.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, staticJobState, tempDir } from './_helpers'
 import { RemoteCommandError, formatError } from '../../src/errors'
 
 jest.mock('../../src/session', () => ({
@@ -26,7 +26,6 @@ jest.mock('../../src/docker/remote-docker', () => ({
 import { runContainerStep } from '../../src/handlers/run-container-step'
 import { createLog } from '../../src/log'
 import type { HookContext } from '../../src/context'
-import type { HookState } from '../../src/state'
 import type { ContainerArgs } from '../../src/protocol'
 
 afterAll(cleanupTempDirs)
@@ -47,17 +46,7 @@ test('a failing pull of a container action logs its registry password masked (st
     log,
     signal: new AbortController().signal
   } as unknown as HookContext
-  const state = {
-    jobId: '0123456789abcdef',
-    owner: 'fedcba9876543210',
-    host: { kind: 'static', host: 'h', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
-    jobRoot: '/w/jobs/fedcba9876543210-0123456789abcdef',
-    hostWork: '/runner/_work',
-    externals: null,
-    pullRoots: ['_temp'],
-    network: null,
-    localDir: dir
-  } as unknown as HookState
+  const state = staticJobState('/w', dir)
   const args = {
     image: 'ghcr.io/o/a:1',
     dockerfile: null,

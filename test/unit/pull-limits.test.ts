@@ -9,9 +9,9 @@ import { LocalRemote } from './local-remote'
 
 afterAll(cleanupTempDirs)
 
-/** A docker that has no image and whose pull takes `secs` seconds (it creates dir/pulling first). */
+/** A docker that has no image and whose pull takes `secs` seconds (it creates dir/marker first). */
 function remote(secs: number, dir = tempDir()): LocalRemote {
-  return new LocalRemote(dir, {}, { docker: `case "$1" in image) exit 1;; pull) : > ${dir}/pulling; sleep ${secs}; echo pulled;; esac` })
+  return new LocalRemote(dir, {}, { docker: `case "$1" in image) exit 1;; pull) : > ${dir}/marker; sleep ${secs}; echo pulled;; esac` })
 }
 
 test('a pull that finishes in time succeeds (positive control)', async () => {
@@ -26,31 +26,34 @@ test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async
   expect(Date.now() - t0).toBeLessThan(3000)
 })
 
-test('a cancel ends the pull at once with Cancelled', async () => {
+/** Starts `run` with a signal, waits for its `marker` file (the remote command is under way), cancels, and returns what it threw and how long after the cancel. */
+async function cancelled(dir: string, run: (signal: AbortSignal) => Promise<unknown>): Promise<{ err: unknown; ms: number }> {
   const c = new AbortController()
-  const dir = tempDir()
-  const pulling = pullImage(remote(30, dir), 'img:1', null, '/nowhere', undefined, { signal: c.signal }).catch((e: unknown) => e)
-  expect(await waitUntil(() => existsSync(`${dir}/pulling`), 10_000, 10)).toBe(true)
+  const going = run(c.signal).catch((e: unknown) => e)
+  expect(await waitUntil(() => existsSync(`${dir}/marker`), 10_000, 10)).toBe(true)
   const t0 = Date.now()
   c.abort('SIGINT')
-  const err = await pulling
+  const err = await going
+  return { err, ms: Date.now() - t0 }
+}
+
+test('a cancel ends the pull at once with Cancelled', async () => {
+  const dir = tempDir()
+  const { err, ms } = await cancelled(dir, (signal) => pullImage(remote(30, dir), 'img:1', null, '/nowhere', undefined, { signal }))
   expect(err).toBeInstanceOf(Cancelled)
   expect((err as Error).message).toBe('cancelled by SIGINT')
-  expect(Date.now() - t0).toBeLessThan(3000)
+  expect(ms).toBeLessThan(3000)
 })
 
 test('a cancel ends a Dockerfile build at once with Cancelled (a build prints nothing while its RUN steps go on)', async () => {
-  const c = new AbortController()
   const dir = tempDir()
-  const r = new LocalRemote(dir, {}, { docker: `case "$1" in build) : > ${dir}/building; sleep 30; echo built;; esac` })
-  const building = buildImage(r, 'rch-action-x:1', '/w/a/Dockerfile', '/w/a', [], () => undefined, c.signal).catch((e: unknown) => e)
-  expect(await waitUntil(() => existsSync(`${dir}/building`), 10_000, 10)).toBe(true)
-  const t0 = Date.now()
-  c.abort('SIGINT')
-  const err = await building
+  const r = new LocalRemote(dir, {}, { docker: `case "$1" in build) : > ${dir}/marker; sleep 30; echo built;; esac` })
+  const { err, ms } = await cancelled(dir, (signal) =>
+    buildImage(r, 'rch-action-x:1', '/w/a/Dockerfile', '/w/a', [], () => undefined, signal)
+  )
   expect(err).toBeInstanceOf(Cancelled)
   expect((err as Error).message).toBe('cancelled by SIGINT')
-  expect(Date.now() - t0).toBeLessThan(3000)
+  expect(ms).toBeLessThan(3000)
 })
 
 test('the pull output a hostile docker on the VM prints is held a bounded line at a time (a line without end is not buffered whole)', async () => {
