@@ -6,12 +6,17 @@ import { randomBytes } from 'node:crypto'
 import { HookError } from '../errors'
 import { waitUntil } from '../retry'
 
+/**
+ * Whether the lock's owner still runs. The lock lives in a folder private to this user, so only
+ * this user's processes take it: a pid we may not signal (EPERM) is another user's process that
+ * reused a dead owner's pid, and the lock is stale.
+ */
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
     return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  } catch {
+    return false
   }
 }
 

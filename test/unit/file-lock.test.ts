@@ -1,11 +1,11 @@
 // The lock between processes of one runner host (the local fleet ledger's): a dead owner's lock is
 // taken over, and breaking it never moves a live owner's lock, even for a breaker that read the
 // dead one just before a live process took its place.
-import { spawnSync } from 'node:child_process'
-import { watch, writeFileSync, readFileSync, existsSync, rmSync, utimesSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { chmodSync, watch, writeFileSync, readFileSync, existsSync, rmSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { breakStale, withFileLock } from '../../src/fleet/file-lock'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { bundle, cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
 
@@ -112,3 +112,40 @@ test('a breaker killed between creating its guard and naming itself leaves an em
   expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
   expect(existsSync(`${lock}.break`)).toBe(false)
 })
+
+// Run as another user (nobody) so that pid 1 is a live process it may not signal, as a dead owner's
+// pid reused by another user's process is.
+;(process.getuid?.() === 0 ? test : test.skip)(
+  "a lock naming a pid now used by another user's process is broken, not waited on until the timeout",
+  () => {
+    const dir = tempDir()
+    chmodSync(dir, 0o777)
+    const worker = join(dir, 'worker.js')
+    writeFileSync(
+      join(dir, 'worker.ts'),
+      `import { withFileLock } from ${JSON.stringify(join(__dirname, '..', '..', 'src', 'fleet', 'file-lock'))}\n` +
+        `withFileLock(process.argv[2], () => 'taken', 3000).then((r) => console.log(r), (e) => console.log(e.message))\n`
+    )
+    bundle(join(dir, 'worker.ts'), worker)
+    const asNobody = (lock: string): string =>
+      spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, worker, lock], {
+        encoding: 'utf8',
+        timeout: 20_000
+      }).stdout.trim()
+    const lock = join(dir, 'ledger.lock')
+    // control: a lock naming a live process of nobody's own holds it off
+    const holder = spawn('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', 'sleep', '30'])
+    try {
+      writeFileSync(lock, `${holder.pid} livetoken\n`)
+      chmodSync(lock, 0o666)
+      expect(asNobody(lock)).toBe(`fleet ledger: lock ${lock} still held after 3 s`)
+    } finally {
+      holder.kill('SIGKILL')
+    }
+    // pid 1 runs as root: nobody may not signal it
+    writeFileSync(lock, '1 roottoken\n')
+    chmodSync(lock, 0o666)
+    expect(asNobody(lock)).toBe('taken')
+  },
+  60_000
+)
