@@ -64,7 +64,7 @@ import type {
   VmProvider
 } from './provider'
 import { instanceFate, lostMachineOf } from './instance-fate'
-import { terminateSignal } from './ec2'
+import { asCleanup } from './ec2'
 
 export interface PoolLease extends LeaseBase<'ec2-pool'> {
   instanceId: string
@@ -103,20 +103,6 @@ interface Conn {
   member: Member
   connect: ConnectInfo
   remote: Remote
-}
-
-/**
- * Runs `work` as cleanup: its EC2 and Auto Scaling calls go on after the job's cancel, bounded as a
- * terminate is (see terminateSignal). For what must not stop half-way: a member given back or
- * replaced, or one started and not yet out of Standby (else it runs outside the group's care).
- */
-async function asCleanup<T>(env: ProviderEnv, work: (env: ProviderEnv) => Promise<T>): Promise<T> {
-  const bound = terminateSignal(env.signal)
-  try {
-    return await work({ ...env, signal: bound.signal })
-  } finally {
-    bound.done()
-  }
 }
 
 export class Ec2PoolProvider implements VmProvider<PoolLease> {
@@ -470,7 +456,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       // Once it is given back as retired nobody leases it again: a cancel must not stop its
       // replacement half-way, or it would run, unused, until reap finds it too old.
       const reason = why
-      await asCleanup(env, (e) => this.recycle(c.remote, lease, reason, e, fresh.reservation))
+      await asCleanup(env.signal, (signal) => this.recycle(c.remote, lease, reason, { ...env, signal }, fresh.reservation))
       return reason
     }
     if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
@@ -608,8 +594,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       const asg = autoScalingClient(this.cfg)
       // Started, it must leave Standby even after a cancel: a running member in Standby is neither
       // counted nor replaced by the group.
-      await asCleanup(env, (e) =>
-        this.send(e, 'ExitStandby', () =>
+      await asCleanup(env.signal, (signal) =>
+        this.send({ ...env, signal }, 'ExitStandby', () =>
           asg.client.send(new asg.sdk.ExitStandbyCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, InstanceIds: [id] }))
         )
       )
@@ -767,7 +753,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   async release(lease: PoolLease, remote: Remote | null, _jobId: string, jobEnv: ProviderEnv): Promise<void> {
     // Giving the member back is cleanup: it goes on after a cancel (a failed prepare_job's undo runs
     // with the job's cancelled signal).
-    await asCleanup(jobEnv, (env) => this.giveBack(lease, remote, env))
+    await asCleanup(jobEnv.signal, (signal) => this.giveBack(lease, remote, { ...jobEnv, signal }))
   }
 
   private async giveBack(lease: PoolLease, remote: Remote | null, env: ProviderEnv): Promise<void> {

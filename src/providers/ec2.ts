@@ -76,6 +76,16 @@ export function terminateSignal(
   return { signal: stop.signal, done: () => cancel.removeEventListener('abort', graceOver) }
 }
 
+/** Runs `work` with a signal bounded as a terminate is (see terminateSignal): the job's cancel only shortens its wait. */
+export async function asCleanup<T>(cancel: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const stop = terminateSignal(cancel)
+  try {
+    return await work(stop.signal)
+  } finally {
+    stop.done()
+  }
+}
+
 export class Ec2Provider implements VmProvider<Ec2Lease> {
   readonly kind = 'ec2'
   readonly releaseDestroys = true
@@ -281,15 +291,16 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   private async launchedAnyway(token: string, reservation: string, env: ProviderEnv): Promise<void> {
     const { sdk, client } = await ec2Client(this.cfg)
     // Looked for even after a cancel, as a terminate is (see terminateSignal).
-    const stop = terminateSignal(env.signal)
     let found: Live[]
     try {
-      const res = await retry(
-        () =>
-          client.send(new sdk.DescribeInstancesCommand({ Filters: [{ Name: 'client-token', Values: [token] }] }), {
-            abortSignal: stop.signal
-          }),
-        { attempts: 4, minDelayMs: 300, maxDelayMs: 2000, signal: stop.signal, retryable: isRetryableAwsError }
+      const res = await asCleanup(env.signal, (signal) =>
+        retry(
+          () =>
+            client.send(new sdk.DescribeInstancesCommand({ Filters: [{ Name: 'client-token', Values: [token] }] }), {
+              abortSignal: signal
+            }),
+          { attempts: 4, minDelayMs: 300, maxDelayMs: 2000, signal, retryable: isRetryableAwsError }
+        )
       )
       found = (res.Reservations ?? [])
         .flatMap((r) => r.Instances ?? [])
@@ -304,8 +315,6 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         `RunInstances may have launched an instance whose answer was lost, and it could not be looked for (${(e as Error).message}): reservation ${reservation} is left to reap`
       )
       return
-    } finally {
-      stop.done()
     }
     if (!found.length)
       return env.log.warn(
@@ -514,14 +523,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     const report: OrphanReport = { released: [], unreachable: [] }
     // Looked for even after a cancel, as a terminate is (see terminateSignal): the last cleanup of
     // a lost job must not end before it has found what to terminate.
-    const stop = terminateSignal(env.signal)
-    let found: Live[]
-    try {
-      found = await this.liveOf(owner, stop.signal)
-    } finally {
-      stop.done()
-    }
-    for (const live of found) {
+    for (const live of await asCleanup(env.signal, (signal) => this.liveOf(owner, signal))) {
       try {
         await this.terminateAndSettle(live, env)
         report.released.push(live.id)
