@@ -37,7 +37,8 @@ export const LAYERS = [
       'usage.ts',
       'build-id.ts',
       'worker-process.ts',
-      'gc-policy.ts'
+      'gc-policy.ts',
+      'line-start.ts'
     ]
   },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },

@@ -13,6 +13,7 @@ import { ownerId } from './labels'
 import { localDirOf } from './paths'
 import { BUILD_ID } from './build-id'
 import { hookPipes } from './remote/direct-output'
+import { setLineOpen, wrote } from './line-start'
 import type { RunResult } from './remote/agent'
 
 /** FNV-1a: a short, stable name per host; loading node:crypto would slow every step's start-up. */
@@ -76,6 +77,7 @@ export function runViaAgent(
     const sock = connect(socketPath)
     let started = false
     let exit: RunResult | null = null
+    let pipes: ReturnType<typeof hookPipes>
     // SIGINT, then the runner's SIGTERM: one cancel, sent once the request is (or with it).
     let cancelSent = false
     const onAbort = (): void => {
@@ -90,21 +92,26 @@ export function runViaAgent(
       // frame after it, the agent could start the step before reading that far.
       const cancel = signal.aborted ? String(signal.reason ?? 'SIGINT') : undefined
       cancelSent = cancel !== undefined
-      sock.write(JSON.stringify({ op: 'run', ...request, pipes: hookPipes(), cancel }) + '\n')
+      pipes = hookPipes()
+      sock.write(JSON.stringify({ op: 'run', ...request, pipes, cancel }) + '\n')
     })
     // Up to QUEUE_LIMIT bytes may wait in stdout before the socket is paused (see mux-frames.ts).
     const relay = pausingWriter(sock)
     const forward = (dst: Sink, payload: Buffer): void => {
       if (dst.cork) corkTurn(dst as Required<Sink>)
       relay(dst, payload)
+      wrote(dst, payload)
     }
     const reader = new FrameReader(
       (type, payload) => {
         if (type === F.STDOUT) forward(out.stdout, payload)
         else if (type === F.STDERR) forward(out.stderr, payload)
         else if (type === F.EXIT) {
-          const st = JSON.parse(payload.toString('utf8')) as { code: number; lost?: unknown }
+          const st = JSON.parse(payload.toString('utf8')) as { code: number; lost?: unknown; openOut?: unknown; openErr?: unknown }
           exit = { code: st.code, lost: st.lost === true }
+          // The agent wrote into the pipes itself, or relayed: either way it knows where the step's lines ended.
+          setLineOpen(out.stdout, st.openOut === true)
+          setLineOpen(out.stderr, st.openErr === true)
         }
       },
       undefined,
@@ -112,14 +119,20 @@ export function runViaAgent(
       isStreamFrame
     )
     sock.on('data', (c: Buffer) => reader.push(c))
+    // Lost mid-step: what the agent wrote into the pipes itself is unknown here, so the error line
+    // starts a line of its own (at worst after an empty one).
+    const lostAgent = (why: string): void => {
+      if (pipes) setLineOpen(out.stdout, true)
+      reject(new TransportError(`lost the job's agent during the step${why}`))
+    }
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (!started && (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')) return resolve(null)
-      if (exit === null) reject(new TransportError(`lost the job's agent during the step: ${e.message}`))
+      if (exit === null) lostAgent(`: ${e.message}`)
     })
     sock.on('close', () => {
       signal.removeEventListener('abort', onAbort)
       if (exit !== null) resolve(exit)
-      else if (started) reject(new TransportError("lost the job's agent during the step (no exit status)"))
+      else if (started) lostAgent(' (no exit status)')
     })
   })
 }

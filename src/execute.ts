@@ -7,6 +7,7 @@ import { Cancelled, formatError, TransportError } from './errors'
 import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
+import { ownLines } from './line-start'
 import { stepEnv } from './runner-env'
 import type { HookContext, Sink } from './context'
 import { ledgerClockFrom } from './fleet/ledger-clock'
@@ -114,7 +115,7 @@ export function explainLoss(raw: string, env: Record<string, string | undefined>
       const found = await lostMachine(ctx.input, ctx)
       if (!found) return
       // Said first: the ledger's record must not hold the line back.
-      io.stdout.write(`${workflowCommand('error', found.says)}\n`)
+      ownLines(io.stdout, `${workflowCommand('error', found.says)}\n`)
       ctx.log.failure(found.says)
       await found.record()
     },
@@ -130,8 +131,8 @@ export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; st
   const cause = io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err
   // Masked as the log masks: the step log must not show what the command's own lines hid.
   const o = outcomeOf(cause, log ? (s) => log.mask(s) : undefined)
-  if (o.note) io.stderr.write(o.note)
-  if (o.errorLine) io.stdout.write(o.errorLine)
+  if (o.note) ownLines(io.stderr, o.note)
+  if (o.errorLine) ownLines(io.stdout, o.errorLine)
   if (log && o.errorLine) {
     log.failure(formatError(cause))
     // Reading .stack formats it through the source map (tens of ms): only when it is written.
@@ -167,7 +168,7 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     file: config.log.file ?? io.place.defaultLogFile,
     level: runner.debug ? 'debug' : config.log.level,
     debugToStepLog: runner.debug,
-    out: (line) => void io.stdout.write(line + '\n')
+    out: (line) => ownLines(io.stdout, line + '\n')
   })
   const { hookPath, nodePath } = io.place
   return {

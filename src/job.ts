@@ -1,5 +1,6 @@
 // Per-job facts derived from state: remote layout, sync targets, the Engine, output sinks.
 import { existsSync } from 'node:fs'
+import { wrote } from './line-start'
 import type { HookContext, Sink } from './context'
 import type { HookState } from './state'
 import type { Remote } from './remote/remote'
@@ -54,6 +55,7 @@ export function outputTo(stdout: Sink, stderr: Sink): Output {
   const pending = new Map<Sink, Promise<void>>()
   const write = (s: Sink, c: Buffer): boolean => {
     const ok = s.write(c)
+    wrote(s, c)
     if (!ok && !pending.has(s))
       pending.set(
         s,

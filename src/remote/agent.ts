@@ -11,6 +11,7 @@ import { isRunning, type WorkerProcess } from '../worker-process'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
+import { lineOpen } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
 import { settlesWithin } from '../retry'
 
@@ -257,8 +258,8 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     const shared: Remote = { openExec: (c) => remote.openExec(c), openSocket: (p) => remote.openSocket(p), close: () => undefined }
     let code = 70
     let lost = false
+    const out = direct ? { stdout: direct.stdout, stderr: direct.stderr } : { stdout: sink(F.STDOUT), stderr: sink(F.STDERR) }
     try {
-      const out = direct ? { stdout: direct.stdout, stderr: direct.stderr } : { stdout: sink(F.STDOUT), stderr: sink(F.STDERR) }
       if ((request.env as Record<string, unknown> | undefined)?.RUNNER_DEBUG === '1')
         out.stdout.write(
           `::debug::step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}\n`
@@ -271,7 +272,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     }
     if (hookGone) log(`a step whose hook went away ended (exit ${code})`)
     if (direct) await direct.close()
-    sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null, ...(lost ? { lost: true } : {}) })))
+    // Lines the step left open, for the hook's own lines after it (line-start.ts).
+    const open = { ...(lineOpen(out.stdout) ? { openOut: true } : {}), ...(lineOpen(out.stderr) ? { openErr: true } : {}) }
+    sock.end(frame(F.EXIT, JSON.stringify({ code, signal: null, ...(lost ? { lost: true } : {}), ...open })))
   }
 
   rmSync(opts.socketPath, { force: true })

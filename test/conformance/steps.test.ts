@@ -336,6 +336,15 @@ test('after the workspace is older than the listing reaches back, the pull lists
   expect(existsSync(join(runner.workspace, 'delta/gone'))).toBe(true) // control: only the file went
 })
 
+test("output that ends without a newline does not take the hook's next line into its own", async () => {
+  const { args } = runner.scriptStep("printf 'no newline at the end'\n")
+  const r = await runner.call('run_script_step', args, { env: { RUNNER_DEBUG: '1' } })
+  expect(r.code).toBe(0)
+  // The runner reads commands only at the start of a line: joined, the timing line would be text.
+  expect(r.stdout).toMatch(/^no newline at the end$/m)
+  expect(r.stdout).toMatch(/^::debug::timing: /m)
+})
+
 test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
   const { args } = runner.scriptStep('echo "PATH=$PATH"\n', { prependPath: '/a:/b' })
   const r = await runner.call('run_script_step', args)
@@ -348,7 +357,8 @@ test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
   'a dropped connection (the job agent killed mid-step) never exits 0',
   async () => {
     const marker = `drop-marker-${randomBytes(4).toString('hex')}`
-    const { args } = runner.scriptStep(`echo ${marker}\nsleep 30\necho not-dropped\n`)
+    // The marker leaves its line open: the hook's error line must still start one of its own.
+    const { args } = runner.scriptStep(`printf '%s' ${marker}\nsleep 30\necho not-dropped\n`)
     const { child, done } = runner.start('run_script_step', args)
     await waitForOutput(child, marker)
     const agents = scanCmdlines('__agent').filter((h) => h.cmdline.includes(localDir))
@@ -358,6 +368,8 @@ test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
     if (process.env.RCH_TEST_VERBOSE) console.log(`dropped: code ${r.code}\n${r.stdout}\n${r.stderr}`)
     expect(r.code === 0).toBe(false)
     expect(r.stdout).not.toContain('not-dropped')
+    expect(r.stdout).toMatch(new RegExp(`^${marker}$`, 'm'))
+    expect(r.stdout).toMatch(/^::error::lost the job's agent during the step/m)
     // the job still works afterwards (a new agent is started)
     const { args: after } = runner.scriptStep('echo still-usable\n')
     const again = await runner.call('run_script_step', after)
