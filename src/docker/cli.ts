@@ -1,6 +1,7 @@
 // Docker operations run as docker CLI commands over SSH: the ones that take the user's raw
 // `options:` string (create), registry logins, pulls and builds. argv is built as arrays and quoted
 // once by shq; secrets arrive on stdin only.
+import { StringDecoder } from 'node:string_decoder'
 import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
 import { HookError } from '../errors'
@@ -73,7 +74,7 @@ const WATCHED =
   `(while sleep 1; do printf '\\n' 2>/dev/null || { kill $p 2>/dev/null; exit 0; }; done) 3<&- & w=$!; ` +
   `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
 
-/** The longest line of a pull's output kept for the log. */
+/** The longest line of a pull's or build's output kept for the log. */
 const MAX_LINE = 4096
 
 /** Docker Hub's key in a docker config, as `docker login` writes it. */
@@ -117,20 +118,42 @@ export async function pullImage(
       `${WATCHED}d=${shq(configDir)}; rm -rf "$d"; (umask 077; mkdir -p "$d" && cat > "$d/config.json") && ` +
       `watched docker --config "$d" pull ${shq(image)}; rc=$?; rm -rf "$d"; exit $rc`
   }
-  let partial = ''
-  await check(remote, cmd, {
-    input: hasAuth ? dockerConfig(registry) : undefined,
-    label: `docker pull ${image}`,
-    signal: limits.signal,
-    timeoutMs: limits.timeoutMs,
-    onStdout: (c) => {
-      // The VM's docker is the job's to replace: a line without end is cut, never buffered whole.
-      const lines = (partial + c.toString()).split('\n')
-      partial = (lines.pop() ?? '').slice(0, MAX_LINE)
-      for (const l of lines) if (l) onLine?.(l.slice(0, MAX_LINE))
-    }
-  })
+  const lines = linesOf(onLine ?? (() => undefined))
+  try {
+    await check(remote, cmd, {
+      input: hasAuth ? dockerConfig(registry) : undefined,
+      label: `docker pull ${image}`,
+      signal: limits.signal,
+      timeoutMs: limits.timeoutMs,
+      onStdout: (c) => lines.push(c)
+    })
+  } finally {
+    lines.end()
+  }
   return 'pulled'
+}
+
+/**
+ * Lines of what the VM's docker prints, for the log. The VM's docker is the job's to replace: a
+ * line without end is cut at MAX_LINE, never held whole. A line (or a character) split across
+ * chunks stays whole, and a last line without a newline still arrives.
+ */
+function linesOf(onLine: (l: string) => void): { push(c: Buffer): void; end(): void } {
+  const text = new StringDecoder('utf8')
+  let partial = ''
+  const cut = (l: string): string => l.slice(0, MAX_LINE)
+  return {
+    push(c) {
+      const lines = (partial + text.write(c)).split('\n')
+      partial = cut(lines.pop() ?? '')
+      for (const l of lines) if (l) onLine(cut(l))
+    },
+    end() {
+      const last = cut(partial + text.end())
+      partial = ''
+      if (last) onLine(last)
+    }
+  }
 }
 
 export async function buildImage(
@@ -148,11 +171,16 @@ export async function buildImage(
   // accepts the flag and ignores it (it makes no containers). The daemon ends a build whose client
   // went away, so stopping the client stops the build's RUN steps too.
   const argv = ['docker', 'build', '-q', '--force-rm', ...labels, '-t', tag, '-f', dockerfile, context]
-  await check(remote, `${WATCHED}watched ${shjoin(argv)}`, {
-    label: `docker build ${dockerfile}`,
-    signal,
-    onStderr: (c) => c.toString().split('\n').filter(Boolean).forEach(onLine)
-  })
+  const lines = linesOf(onLine)
+  try {
+    await check(remote, `${WATCHED}watched ${shjoin(argv)}`, {
+      label: `docker build ${dockerfile}`,
+      signal,
+      onStderr: (c) => lines.push(c)
+    })
+  } finally {
+    lines.end()
+  }
 }
 
 /** Removes an image the job built; one that is gone or still in use stays as it is. */

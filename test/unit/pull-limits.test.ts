@@ -70,6 +70,22 @@ test('the pull output a hostile docker on the VM prints is held a bounded line a
   expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(4096)
 })
 
+test("a build's stderr line split across writes (and a character split across them) arrives whole; a last line without a newline arrives too", async () => {
+  // The euro sign's three bytes are written in two parts, with a pause between, so they reach the hook as two chunks.
+  const script = `printf 'step 1: a line '; sleep 0.2; printf 'written in two \\342\\202'; sleep 0.2; printf '\\254 parts\\nlast words' `
+  const r = new LocalRemote(tempDir(), {}, { docker: `case "$1" in build) { ${script}; } >&2; exit 1;; esac` })
+  const lines: string[] = []
+  await expect(buildImage(r, 'rch-action-x:1', '/w/a/Dockerfile', '/w/a', [], (l) => void lines.push(l))).rejects.toThrow()
+  expect(lines).toEqual(['step 1: a line written in two \u20ac parts', 'last words'])
+})
+
+test('control: lines written whole arrive one each, in order', async () => {
+  const r = new LocalRemote(tempDir(), {}, { docker: `case "$1" in build) printf 'one\\ntwo\\n' >&2;; esac` })
+  const lines: string[] = []
+  await buildImage(r, 'rch-action-x:1', '/w/a/Dockerfile', '/w/a', [], (l) => void lines.push(l))
+  expect(lines).toEqual(['one', 'two'])
+})
+
 test("a failed container's logs are read up to 1 MiB, whatever the VM's docker prints (control: a short log is shown)", async () => {
   const { containerLogs } = await import('../../src/docker/cli')
   const huge = new LocalRemote(tempDir(), {}, { docker: 'head -c 20000000 /dev/zero | tr "\\0" x' })
