@@ -78,6 +78,11 @@ export interface LaunchBasis {
   templateInstanceType?: string
 }
 
+/** Every resource type a launch in `market` creates, each tagged by the RunInstances call itself. */
+export function launchTagTypes(market: Attempt['market']): Ec2.ResourceType[] {
+  return ['instance', 'volume', 'network-interface', ...(market === 'spot' ? (['spot-instances-request'] as const) : [])]
+}
+
 /** The RunInstances request for one attempt. Tags go on at creation: nothing is ever untagged. */
 export function runInstancesInput(
   cfg: Ec2Config,
@@ -92,7 +97,9 @@ export function runInstancesInput(
     MaxCount: 1,
     ClientToken: x.token,
     UserData: x.userData,
-    TagSpecifications: (['instance', 'volume', 'network-interface'] as const).map((ResourceType) => ({ ResourceType, Tags: x.tags })),
+    // A spot launch also creates a Spot request, tagged by the same call (and only then: EC2 fails a
+    // launch whose tags name a resource type it does not create).
+    TagSpecifications: launchTagTypes(at.market).map((ResourceType) => ({ ResourceType, Tags: x.tags })),
     ...(t ? { LaunchTemplate: { LaunchTemplateName: t.name, LaunchTemplateId: t.id, Version: t.version } } : { ImageId: cfg.imageId }),
     ...(b.templateSetsMetadata ? {} : { MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' } }),
     // Always, template or not: the self-destruct timer must end the instance, not just stop it.

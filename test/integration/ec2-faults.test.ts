@@ -207,6 +207,12 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
       const [run] = r.proxy.calls('RunInstances')
       expect(run.params.get('InstanceMarketOptions.MarketType')).toBe('spot')
       expect(run.params.get('InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior')).toBe('terminate')
+      // The Spot request the launch creates is tagged by the same call, owner tag included.
+      const specs = [...run.params.entries()].filter(([k]) => /^TagSpecification\.\d+\.ResourceType$/.test(k))
+      expect(specs.map(([, v]) => v)).toEqual(['instance', 'volume', 'network-interface', 'spot-instances-request'])
+      const spotSpec = specs[3][0].replace(/ResourceType$/, '')
+      const keys = [...run.params.entries()].filter(([k]) => k.startsWith(spotSpec) && k.endsWith('.Key')).map(([, v]) => v)
+      expect(keys).toContain('remote-container-hooks:owner')
       const id = (r.runner.state as any).host.instanceId as string
       expect((await describeInstance(ec2, id)).InstanceLifecycle).toBe('spot')
       await cleanupTerminates(r, id)

@@ -239,33 +239,15 @@ const TAG_CONDITION = /^(aws:ResourceTag\/.+|aws:RequestTag\/.+|aws:TagKeys|ec2:
 /** A resource named exactly: an ARN whose resource part has no wildcard. */
 const named = (arn: string): boolean => /^arn:[a-z-]+:[a-z0-9-]+:[a-z0-9-]*:\d*:[^*?]+$/.test(arn)
 
-/**
- * Statements that change something without being bound to a tag or to named resources. One
- * exception, by name: the spot-instances-request a RunInstances call creates is untaggable, and
- * is allowed only alongside a RunInstances statement that requires the owner tag on the instance
- * the same call must launch.
- */
+/** Statements that change something without being bound to a tag or to named resources. */
 function unboundMutations(policy: Policy): string[] {
-  const ownerTaggedLaunch = policy.Statement.some(
-    (s) =>
-      s.Effect === 'Allow' &&
-      asList(s.Action).includes('ec2:RunInstances') &&
-      asList(s.Resource).some((r) => r.endsWith(':instance/*')) &&
-      Object.values(s.Condition ?? {}).some((c) => Object.keys(c).some((k) => k.startsWith('aws:RequestTag/')))
-  )
   const bad: string[] = []
   policy.Statement.forEach((s, i) => {
     const actions = asList(s.Action)
     if (actions.every(readOnly)) return
     const tagBound = Object.values(s.Condition ?? {}).some((c) => Object.keys(c).some((k) => TAG_CONDITION.test(k)))
     const resources = asList(s.Resource)
-    const nameBound =
-      resources.length > 0 &&
-      resources.every(
-        (r) =>
-          named(r) ||
-          (ownerTaggedLaunch && actions.length === 1 && actions[0] === 'ec2:RunInstances' && /:spot-instances-request\/\*$/.test(r))
-      )
+    const nameBound = resources.length > 0 && resources.every(named)
     if (!tagBound && !nameBound) bad.push(s.Sid ?? `#${i}`)
   })
   return bad
@@ -856,7 +838,7 @@ describe('IAM policies', () => {
     // the member policy keeps a tag condition (aws:TagKeys), so only the exact check sees write-once gone
     expect(unboundMutations(member)).toEqual([])
     expect(memberPolicyProblems(member)).toEqual(['the member may write the host-key tag more than once'])
-    // and a spot request without the owner-tagged launch beside it is not excused
+    // and a spot request launched without the owner tag is unbound (a spot launch tags its request)
     const spotOnly: Policy = {
       Version: '2012-10-17',
       Statement: [{ Effect: 'Allow', Action: 'ec2:RunInstances', Resource: 'arn:aws:ec2:eu-west-1:1:spot-instances-request/*' }]

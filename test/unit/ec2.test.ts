@@ -137,6 +137,16 @@ describe('the RunInstances input', () => {
     })
     expect(input.BlockDeviceMappings![0].Ebs).toMatchObject({ VolumeSize: 100, VolumeType: 'io2', Encrypted: true })
   })
+
+  test('a spot launch tags its Spot request at creation too; an on-demand launch names no such type (EC2 would fail it)', () => {
+    const cfg = ec2Config({ market: 'spot-with-on-demand-fallback' })
+    const [spot, onDemand] = launchPlan(cfg)
+    const types = (at: typeof spot) => runInstancesInput(cfg, at, { rootDevice: null, templateSetsMetadata: false }, x).TagSpecifications!
+    expect(types(spot)).toEqual(
+      ['instance', 'volume', 'network-interface', 'spot-instances-request'].map((ResourceType) => ({ ResourceType, Tags: tags }))
+    )
+    expect(types(onDemand).map((t) => t.ResourceType)).toEqual(['instance', 'volume', 'network-interface'])
+  })
 })
 
 describe('tags', () => {

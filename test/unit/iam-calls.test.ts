@@ -365,8 +365,10 @@ test.each(['ec2', 'pool', 'ledger'] as const)('the %s policy grants no action th
 })
 
 test('a launch tags, and may tag, every resource type it creates, with the owner tag the conditions ask for', () => {
-  const types = JSON.parse(/TagSpecifications: \((\[[^\]]*\])/.exec(read('src/providers/ec2-plan.ts'))![1].replace(/'/g, '"')) as string[]
-  expect(types).toEqual(expect.arrayContaining(['instance', 'volume', 'network-interface']))
+  // A spot launch creates the most: its Spot request besides the instance, volume and ENI.
+  const types = ec2Plan.launchTagTypes('spot')
+  expect(types).toEqual(expect.arrayContaining(['instance', 'volume', 'network-interface', 'spot-instances-request']))
+  expect(read('src/providers/ec2-plan.ts')).toMatch(/TagSpecifications: launchTagTypes\(at\.market\)/)
   const p = POLICIES.ec2
   const launchOwned = allows(p, 'ec2:RunInstances').filter((s) => s.condition.includes(`aws:RequestTag/${ec2Plan.TAG_OWNER}`))
   const tagAtLaunch = allows(p, 'ec2:CreateTags').filter((s) => /ec2:CreateAction/.test(s.condition))

@@ -3,6 +3,7 @@
 // policy copied from the docs that misses one fails every launch (or every reap pass, or a doctor check).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { launchTagTypes } from '../../src/providers/ec2-plan'
 
 const root = join(__dirname, '..', '..')
 const read = (f: string): string => readFileSync(join(root, f), 'utf8')
@@ -56,12 +57,19 @@ test('every EC2 call of kind ec2 (hook, reap, doctor) is allowed by the policy a
   expect(mark.map((s) => s.Condition?.['ForAllValues:StringEquals']?.['aws:TagKeys'])).toEqual([['remote-container-hooks:reap-candidate']])
 })
 
-test('tags can be set at launch on every resource type the launch tags', () => {
-  const types = JSON.parse(/TagSpecifications: \((\[[^\]]*\])/.exec(read('src/providers/ec2-plan.ts'))![1].replace(/'/g, '"')) as string[]
-  expect(types).toContain('instance')
+test('tags can be set at launch, and a launch is allowed only owner-tagged, on every resource type the launch tags', () => {
+  // A spot launch tags the most (its Spot request too); the docs' policy covers spot.
+  const types = launchTagTypes('spot')
+  expect(types).toContain('spot-instances-request')
   const tagging = policy.Statement.find((s) => s.Sid === 'TagOnlyAtLaunch')!
   expect(list(tagging.Action)).toEqual(['ec2:CreateTags'])
   expect(types.filter((t) => !list(tagging.Resource).some((r) => r.endsWith(`:${t}/*`)))).toEqual([])
+  const owned = policy.Statement.find((s) => s.Sid === 'LaunchOnlyOwnedInstances')!
+  expect(owned.Condition?.Null).toEqual({ 'aws:RequestTag/remote-container-hooks:owner': 'false' })
+  // The instance and the Spot request are bound by the owner tag, never launched from "any" resource.
+  for (const t of ['instance', 'spot-instances-request']) expect(list(owned.Resource).some((r) => r.endsWith(`:${t}/*`))).toBe(true)
+  const launchFrom = policy.Statement.find((s) => s.Sid === 'LaunchResources')!
+  expect(list(launchFrom.Resource).filter((r) => /:(instance|spot-instances-request)\//.test(r))).toEqual([])
 })
 
 test("every statement of terraform/modules/runner-iam is in its README's tables, with its actions", () => {

@@ -55,15 +55,16 @@ locals {
     [for id in var.subnet_ids : "${local.ec2_arn}:subnet/${id}"],
     [for id in var.security_group_ids : "${local.ec2_arn}:security-group/${id}"],
     [for id in var.launch_template_ids : "${local.ec2_arn}:launch-template/${id}"],
-    # Created by the same RunInstances call, which is only allowed with the owner tag on the
-    # instance (statement LaunchOnlyOwnedInstances), and cannot carry that tag itself.
+  )
+  # What a launch creates, each tagged by the launch itself (a spot launch's Spot request too).
+  launched = concat(
+    [
+      "${local.ec2_arn}:instance/*",
+      "${local.ec2_arn}:volume/*",
+      "${local.ec2_arn}:network-interface/*",
+    ],
     var.allow_spot ? ["${local.ec2_arn}:spot-instances-request/*"] : [],
   )
-  launched = [
-    "${local.ec2_arn}:instance/*",
-    "${local.ec2_arn}:volume/*",
-    "${local.ec2_arn}:network-interface/*",
-  ]
 
   ec2_policy = {
     Version = "2012-10-17"

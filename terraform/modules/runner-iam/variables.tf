@@ -63,7 +63,7 @@ variable "instance_role_arns" {
 
 variable "allow_spot" {
   type        = bool
-  description = "kind: ec2: allow Spot launches (provider.market spot or spot-with-on-demand-fallback): adds the spot-instances-request resource, which RunInstances creates untagged."
+  description = "kind: ec2: allow Spot launches (provider.market spot or spot-with-on-demand-fallback): adds the spot-instances-request resource, which a spot launch creates and tags with the instance's tags."
   default     = false
 }
 
