@@ -22,6 +22,15 @@ export function existingRoots(hostWork: string, roots: readonly string[]): strin
 /** Pushed before every step: what the runner writes on the host between steps. */
 export const PUSH_ROOTS = ['_temp', '_actions']
 
+/**
+ * What a step of this job pushes. A job without a job container (services only) runs its `run:`
+ * steps and JS actions on the runner host, so the repository changes there between its container
+ * actions (a checkout, a build) and goes up too; with a job container it changes only on the VM.
+ */
+export function pushRootsOf(state: Pick<HookState, 'container' | 'pullRoots'>): string[] {
+  return state.container ? PUSH_ROOTS : [...PUSH_ROOTS, ...state.pullRoots.filter((r) => !PUSH_ROOTS.includes(r))]
+}
+
 export function layoutOf(state: Pick<HookState, 'hostWork' | 'jobRoot' | 'externals'>, dockerSocket: string): Layout {
   return {
     hostWork: state.hostWork,

@@ -14,7 +14,7 @@ import { runContainer } from '../docker/steps'
 import { buildImage, removeImage } from '../docker/cli'
 import { pull, recordBase } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
-import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, syncTarget } from '../job'
+import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, pushRootsOf, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { labelFlagsOf, labelMap, machineOf, newJobId, ownerId } from '../labels'
@@ -33,7 +33,7 @@ export async function runContainerStep(args: ContainerArgs, state: HookState | n
     const plan = planStep(args, layoutOf(state, ctx.config.remote.dockerSocket))
     const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
     try {
-      return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
+      return await runIn(args, plan, state, remote, ctx, pushRootsOf(state))
     } finally {
       remote.close()
     }

@@ -23,8 +23,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   let viaShell: WarmShell | null = null
   try {
     const target = syncTarget(ctx, state, remote)
-    const env = { ...args.environmentVariables }
-    env.PATH = [...args.prependPath, state.container.path].filter(Boolean).join(':')
+    const env = stepPathEnv(args, state.container.path)
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
     const spec: ExecSpec = {
       container: state.container.id,
@@ -87,4 +86,19 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     await (pulling as Promise<unknown> | null)?.catch(() => undefined)
     remote.close()
   }
+}
+
+/**
+ * The step's env with its PATH as the runner's own `docker exec` sets it: the job's GITHUB_PATH
+ * entries in front of the container's PATH; without any, a PATH the workflow's `env:` sets stands,
+ * else the container's.
+ */
+export function stepPathEnv(
+  args: Pick<ScriptStepArgs, 'environmentVariables' | 'prependPath'>,
+  containerPath: string
+): Record<string, string> {
+  const env = { ...args.environmentVariables }
+  const prepend = args.prependPath.filter(Boolean)
+  if (prepend.length || env.PATH === undefined) env.PATH = [...prepend, containerPath].filter(Boolean).join(':')
+  return env
 }

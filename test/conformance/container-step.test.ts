@@ -1,6 +1,6 @@
 // run_container_step without prepare_job, private-registry
 // pulls with credentials that never show up in output or on a command line, and the pull policy.
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
@@ -141,4 +141,31 @@ test('images.pullPolicy "never" with a missing image: a clear error naming the i
   expect(errors[0]).toContain(image)
   expect(errors[0]).toContain('images.pullPolicy')
   expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
+test("a services-only job's container action sees the workspace as the runner host's steps left it (control: with a job container, host changes stay on the host)", async () => {
+  // Without a job container, run: steps and JS actions run on the runner host: a checkout there
+  // after prepare_job must reach the VM before a container action reads it.
+  const action = (runner: FakeRunner) =>
+    runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: runnerSplit('-c "cat /github/workspace/host-made.txt || echo not-there"')
+    })
+  const servicesOnly = newRunner()
+  const svc = servicesOnly.service(testImages.tiny, { entryPoint: 'sh', entryPointArgs: runnerSplit('-c "exec sleep 3600"') })
+  expect((await servicesOnly.prepare({ container: null, services: [svc] })).code).toBe(0)
+  writeFileSync(`${servicesOnly.workspace}/host-made.txt`, 'checked out on the host\n')
+  const r = await servicesOnly.call('run_container_step', action(servicesOnly).args)
+  expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  expect(r.stdout).toMatch(/^checked out on the host$/m)
+  expect((await servicesOnly.cleanup()).code).toBe(0)
+  // Control: a job with a job container runs its steps on the VM; the repository is not pushed again.
+  const withContainer = newRunner()
+  expect((await withContainer.prepare({ container: withContainer.jobContainer(testImages.tiny), services: [] })).code).toBe(0)
+  writeFileSync(`${withContainer.workspace}/host-made.txt`, 'checked out on the host\n')
+  const c = await withContainer.call('run_container_step', action(withContainer).args)
+  expect(c.code).toBe(0)
+  expect(c.stdout).toMatch(/^not-there$/m)
+  expect((await withContainer.cleanup()).code).toBe(0)
 })

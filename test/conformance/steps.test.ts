@@ -345,6 +345,21 @@ test("output that ends without a newline does not take the hook's next line into
   expect(r.stdout).toMatch(/^::debug::timing: /m)
 })
 
+test("a PATH the workflow's env sets stands when GITHUB_PATH added nothing, as under the runner's docker exec (control: an entry goes in front of the container's)", async () => {
+  const own = await runner.call(
+    'run_script_step',
+    runner.scriptStep('echo "PATH=$PATH"\n', { env: { PATH: '/opt/own/bin:/usr/bin:/bin' } }).args
+  )
+  expect(own.code).toBe(0)
+  expect(own.stdout).toMatch(/^PATH=\/opt\/own\/bin:\/usr\/bin:\/bin$/m)
+  const added = await runner.call(
+    'run_script_step',
+    runner.scriptStep('echo "PATH=$PATH"\n', { env: { PATH: '/opt/own/bin' }, prependPath: ['/opt/added'] }).args
+  )
+  expect(added.stdout).toMatch(/^PATH=\/opt\/added:\/\S+/m)
+  expect(added.stdout).not.toContain('/opt/own/bin')
+})
+
 test("legacy string prependPath '/a:/b' is put in front of PATH", async () => {
   const { args } = runner.scriptStep('echo "PATH=$PATH"\n', { prependPath: '/a:/b' })
   const r = await runner.call('run_script_step', args)
