@@ -189,6 +189,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     } catch (e) {
       return void sock.end(frame(F.ERROR, (e as Error).message))
     }
+    // The hook went away while the channel opened (its close came and went): nothing would ever end
+    // the command's stdin or close the channel, which would stay open until the job ends.
+    if (sock.destroyed) return void ch.stdout.destroy()
     const send = (type: number, src: NodeJS.ReadableStream & { pause(): void; resume(): void }) => (c: Buffer) => {
       if (!sock.destroyed && !writeFrame(sock, type, c)) {
         src.pause()

@@ -526,11 +526,19 @@ async function receive(
   })
   // All of stdout read, not only the channel closed: the last chunks may still be on their way.
   const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
-  const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
-  if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
-  if (status.code !== 0)
-    throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
-  reader.finish()
+  // A stream that ended inside a file (the VM's tar failed, the connection dropped, the archive was
+  // cut short): that file's temporary copy goes, and its descriptor is closed (the agent lives all job).
+  const dropPartial = (): void => file?.abort()
+  try {
+    const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
+    if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
+    if (status.code !== 0)
+      throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+    reader.finish()
+  } catch (e) {
+    dropPartial()
+    throw e
+  }
   const unread = fetch.filter((p) => isFileCommand(p) && !seen.has(p))
   if (unread.length)
     throw new HookError(
