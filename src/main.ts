@@ -110,9 +110,17 @@ const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunR
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
-  const { agentEntry } = await import('./remote/agent-failure')
+  const { agentEntry, OTHER_BUILD_EXIT } = await import('./remote/agent-failure')
   const opts = JSON.parse(payload) as AgentOptions
   const say = (m: string): void => void process.stderr.write(agentEntry(m))
+  // Started by a hook of another build (this file replaced it after that hook started): that hook
+  // would talk to this agent as to one of its own build. Nothing is served.
+  if (opts.build !== BUILD_ID) {
+    say(
+      `this file is build ${BUILD_ID}, the hook that started the agent ${opts.build ? `build ${opts.build}` : 'an older build'}: not started`
+    )
+    return OTHER_BUILD_EXIT
+  }
   const { betweenSteps } = await import('./sync/early-push')
   betweenSteps.onFailure = (e) => say(`early push failed (the step's own push sends the files): ${formatError(e)}`)
   betweenSteps.ownSocket = opts.socketPath
@@ -129,6 +137,13 @@ async function agent(payload: string): Promise<number> {
 async function rsh(args: string[]): Promise<number> {
   const { MuxRemote } = await import('./remote/mux-client')
   const [socket, ...rest] = args
+  // Its socket is named for the build of the command that started rsync (agent-client.ts): another
+  // build's means this file replaced that command's after it started.
+  if (!socket?.endsWith(`-${BUILD_ID}.sock`)) {
+    const { replacedWhileRunning } = await import('./remote/agent-failure')
+    process.stderr.write(`${replacedWhileRunning(process.argv[1])}: ${socket} is not an agent of this build (${BUILD_ID})\n`)
+    return 255
+  }
   while (rest[0]?.startsWith('-')) rest.splice(0, rest[0] === '-l' || rest[0] === '-p' ? 2 : 1)
   rest.shift() // host
   const ch = await new MuxRemote(socket).openExec(rest.join(' '))

@@ -13,7 +13,8 @@ import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import type { AgentKeep, AgentOptions } from './remote/agent'
 import { waitUntil } from './retry'
-import { agentFailure } from './remote/agent-failure'
+import { agentFailure, OTHER_BUILD_EXIT, replacedWhileRunning } from './remote/agent-failure'
+import { BUILD_ID } from './build-id'
 import type { Acquired, OrphanReport, ProviderEnv, Tidy, VmProvider } from './providers/provider'
 import { providerFor, type Lease } from './providers/factory'
 import { leaseOf, type StoredHost } from './state'
@@ -108,6 +109,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
   const starting = `${localDir}/agent-starting-${randomBytes(6).toString('hex')}.log`
   const fd = createPrivateAppend(starting)
   const payload = JSON.stringify({
+    build: BUILD_ID,
     socketPath,
     connect,
     connectTimeoutMs: ctx.config.timeouts.connectSeconds * 1000,
@@ -151,6 +153,9 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
     async () => {
       if (await MuxRemote.ping(socketPath)) return true
       if (spawnError) throw agentNotStarted(spawnError)
+      // The file was replaced by another build after this hook started: its agent serves nothing.
+      if (exited === OTHER_BUILD_EXIT)
+        throw new HookError(`${replacedWhileRunning(ctx.hookPath)}: the job's agent started from it is of that build`)
       if (exited !== null) throw agentFailure(logFile, child.pid, connect, ctx.config.timeouts.connectSeconds)
       return undefined
     },

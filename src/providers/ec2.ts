@@ -37,6 +37,11 @@ import { monoMs } from '../mono-clock'
 export interface Ec2Lease extends LeaseBase<'ec2'> {
   /** The instance made for the job. */
   instanceId: string
+  /**
+   * provider.region when it was launched: an instance id means nothing in another region (a
+   * terminate there answers "not found", which reads as "already gone"). Absent in an older build's state.
+   */
+  region?: string
 }
 
 /** A terminate gives up after this, even on a hung call. */
@@ -153,6 +158,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     const lease: Ec2Lease = {
       kind: 'ec2',
       instanceId,
+      region: cfg.region,
       reservation,
       connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` }
     }
@@ -538,9 +544,14 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
 export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
   create: (cfg, workRoot) => new Ec2Provider(cfg, workRoot),
   lease: {
-    fields: { instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)') },
+    fields: {
+      instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)'),
+      region: z.string().min(1).optional()
+    },
     issues(l, cfg, localDir) {
       const out: [string, string][] = []
+      // provider.region changed mid-job: this configuration cannot reach (or terminate) the instance.
+      if (l.region !== undefined && l.region !== cfg.region) out.push(['region', `differs from provider.region (${cfg.region})`])
       if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
       if (l.connect.user !== cfg.user) out.push(['user', 'differs from provider.user'])
       if (l.connect.identityFile !== `${localDir}/id_ed25519`) out.push(['identityFile', "is not the job's own key file"])

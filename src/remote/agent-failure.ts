@@ -7,6 +7,16 @@ import type { ConnectInfo } from './remote'
 
 const FAILED = 'connect failed'
 
+/**
+ * How an agent ends when the hook that started it is of another build: the hook's file was replaced
+ * (an upgrade) after that hook started, and `node <file> __agent` ran the new one. It serves nothing:
+ * a hook never talks to an agent of another build (src/build-id.ts).
+ */
+export const OTHER_BUILD_EXIT = 76
+
+/** A hook command whose file was replaced while it ran, as the loader says it (scripts/build.mjs). */
+export const replacedWhileRunning = (file: string): string => `${file} was replaced by another build while this command ran (run it again)`
+
 export function connectFailureLine(e: unknown): string {
   const kind = e instanceof TransportError ? e.kind : 'network'
   return `${FAILED} [${kind}] ${formatError(e)}`

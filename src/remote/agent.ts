@@ -46,6 +46,11 @@ export interface AgentKeep {
 }
 
 export interface AgentOptions {
+  /**
+   * The build of the hook that starts the agent (src/build-id.ts). The agent is started from the
+   * hook's file by name: replaced since that hook started, it is another build, which refuses.
+   */
+  build?: string
   socketPath: string
   connect: ConnectInfo
   connectTimeoutMs: number

@@ -332,6 +332,8 @@ describe('acquire against a scripted EC2', () => {
     expect(got.lease).toEqual({
       kind: 'ec2',
       instanceId: 'i-0123456789abcdef0',
+      // the region it was launched in: the state is refused once provider.region names another
+      region: 'eu-west-1',
       reservation: 'res-2',
       connect: {
         host: '10.0.0.5',

@@ -15,7 +15,7 @@ const staticConfig = {
   remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' }
 } as unknown as Config
 const ec2Config = {
-  provider: { kind: 'ec2', user: 'ec2-user', sshPort: 22 },
+  provider: { kind: 'ec2', region: 'eu-west-1', user: 'ec2-user', sshPort: 22 },
   remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' }
 } as unknown as Config
 
@@ -208,5 +208,21 @@ describe('decodeState: what this hook could have written', () => {
     ['host.kind', 'static', 'state.host.kind']
   ])('ec2: %s = %j is refused, naming %s', (path, value, field) => {
     expect(refusal(set(path, value, goodEc2()), facts(ec2Config))).toContain(field)
+  })
+
+  test('ec2: the lease keeps the region it was launched in; a state from before that (no region) is still read', () => {
+    const withRegion = set('host.region', 'eu-west-1', goodEc2())
+    expect(decodeState(withRegion, facts(ec2Config))!.host).toMatchObject({ kind: 'ec2', region: 'eu-west-1' })
+    expect(storedHost(leaseOf(withRegion.host))).toEqual(withRegion.host)
+    expect(decodeState(goodEc2(), facts(ec2Config))).not.toBeNull()
+  })
+
+  test('ec2: provider.region changed since prepare_job: refused, naming the field (the instance cannot be reached, nor terminated, from here)', () => {
+    // A terminate of the id in the new region answers "not found", which reads as "already gone":
+    // cleanup_job would report success and leave the instance running.
+    expect(refusal(set('host.region', 'us-east-1', goodEc2()), facts(ec2Config))).toBe(
+      'invalid state from the runner: state.host.region: differs from provider.region (eu-west-1)'
+    )
+    expect(refusal(set('host.region', '', goodEc2()), facts(ec2Config))).toContain('state.host.region')
   })
 })
