@@ -74,6 +74,8 @@ export interface PoolLease extends LeaseBase<'ec2-pool'> {
   worker: WorkerProcess | null
   /** remote.workRoot as it is on this member (a ~/path resolved). */
   workRoot: string
+  /** provider.region when leased: the member's replacement and tags go there. Absent in an older build's state. */
+  region?: string
 }
 
 /** A waiter re-reads the pool (and tries every member) this often; in between it polls its queue. */
@@ -430,6 +432,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       token,
       worker: workerProcess(process.ppid),
       workRoot: a.workRoot,
+      region: this.cfg.region,
       connect: { ...c.connect, knownHostsFile: `${job.localDir}/known_hosts` }
     }
     // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
@@ -851,10 +854,14 @@ export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
         .object({ pid: z.number().int().min(2), start: z.string().regex(/^[0-9]{0,20}$/) })
         .strict()
         .nullable(),
-      workRoot: z.string().refine(isWorkRoot, 'must be a plain absolute path')
+      workRoot: z.string().refine(isWorkRoot, 'must be a plain absolute path'),
+      region: z.string().min(1).optional()
     },
     issues(l, cfg, localDir) {
       const out: [string, string][] = []
+      // provider.region changed mid-job: a member found unfit at release would be retired (tagged,
+      // terminated in its group) in a region where its id means nothing.
+      if (l.region !== undefined && l.region !== cfg.region) out.push(['region', `differs from provider.region (${cfg.region})`])
       if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
       if (cfg.user.startsWith('tag:') ? !isUserName(l.connect.user) || l.connect.user === 'root' : l.connect.user !== cfg.user)
         out.push(['user', 'differs from provider.user'])

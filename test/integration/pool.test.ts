@@ -82,7 +82,7 @@ test('a job leases a warm member pinned by its tag, and gives it back scrubbed',
   const id = memberOf(r)
   const m = p.member(id)
   const host = (r.state as { host: Record<string, unknown> }).host
-  expect(host).toMatchObject({ kind: 'ec2-pool', user: m.user, workRoot: m.workRoot, instanceId: id })
+  expect(host).toMatchObject({ kind: 'ec2-pool', user: m.user, workRoot: m.workRoot, instanceId: id, region: 'eu-west-1' })
   expect(fs.readFileSync(host.knownHostsFile as string, 'utf8')).toBe(`[127.0.0.1]:${m.port} ${m.hostKey}\n`)
   const lease = await p.readLease(id)
   expect(lease).toMatch(new RegExp(`^held ${(host as { token: string }).token} \\d+ `))

@@ -226,3 +226,37 @@ describe('decodeState: what this hook could have written', () => {
     expect(refusal(set('host.region', '', goodEc2()), facts(ec2Config))).toContain('state.host.region')
   })
 })
+
+describe('decodeState: an ec2-pool lease and its region', () => {
+  const poolConfig = {
+    provider: { kind: 'ec2-pool', region: 'eu-west-1', user: 'ec2-user', identityFile: '/etc/rch/pool_key', sshPort: 22 },
+    remote: { workRoot: WORK_ROOT, dockerSocket: '/var/run/docker.sock' }
+  } as unknown as Config
+  const goodPool = (region?: string): Record<string, any> => ({
+    ...good(),
+    host: {
+      kind: 'ec2-pool',
+      host: '10.0.0.8',
+      port: 22,
+      user: 'ec2-user',
+      identityFile: '/etc/rch/pool_key',
+      knownHostsFile: `${ec2Local}/known_hosts`,
+      instanceId: 'i-0123456789abcdef0',
+      token: 'ab'.repeat(16),
+      worker: null,
+      workRoot: WORK_ROOT,
+      ...(region === undefined ? {} : { region })
+    }
+  })
+
+  test('the lease keeps the region it was leased in; a state from before that (no region) is still read', () => {
+    expect(decodeState(goodPool('eu-west-1'), facts(poolConfig))!.host).toMatchObject({ kind: 'ec2-pool', region: 'eu-west-1' })
+    expect(decodeState(goodPool(), facts(poolConfig))).not.toBeNull()
+  })
+
+  test('provider.region changed since prepare_job: refused, naming the field (a member retired at release would be looked for there)', () => {
+    expect(refusal(goodPool('us-east-1'), facts(poolConfig))).toBe(
+      'invalid state from the runner: state.host.region: differs from provider.region (eu-west-1)'
+    )
+  })
+})
