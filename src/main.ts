@@ -17,6 +17,7 @@ import { usage } from './usage'
 import { BUILD_ID } from './build-id'
 import { isOpCommand, NO_REQUEST_AT_TERMINAL, notACommand, type OpName } from './ops/names'
 import { hookLocalRoot } from './paths'
+import { ownLines } from './line-start'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -204,6 +205,6 @@ async function main(): Promise<void> {
 // loader reports a library that cannot load, with its exit code.
 main().catch((e: unknown) => {
   const m = formatError(e).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
-  process.stdout.write(`::error::remote-container-hooks could not load a part of itself (${m})\n`)
+  ownLines(process.stdout, `::error::remote-container-hooks could not load a part of itself (${m})\n`)
   process.exit(70)
 })

@@ -208,7 +208,10 @@ export class RemoteDocker {
    * Removes the containers (with their anonymous volumes), then networks, volumes and images labelled
    * `key=value`. The images are those a container action built (`docker build --label`): a step
    * killed between its build and the image's removal leaves one, which only its labels find. An
-   * image still used by a container that is not ours stays, as after the step.
+   * image still used by a container that is not ours stays, as after the step. So does a named
+   * volume: a volume a job created is the host's, and a job of another runner on the same host that
+   * names the same volume uses it (found existing, it is not labelled again); its containers keep it
+   * in use (409) until that job ends, and the next removal by these labels takes it.
    */
   async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<Counts> {
     const f = labelFilter(key, value)
@@ -242,7 +245,18 @@ export class RemoteDocker {
       throw failures[0] ?? listing
     })
     await settle(networks.map((id) => this.removeNetwork(id)))
-    await settle(volumes.map((name) => e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').catch(unlessGone)))
+    let removedVolumes = 0
+    await settle(
+      volumes.map((name) =>
+        e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').then(
+          () => void removedVolumes++,
+          (err: unknown) => {
+            // In use by a container that is not ours (ours are gone by now): it stays.
+            if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
+          }
+        )
+      )
+    )
     let removedImages = 0
     await settle(
       images.map((id) =>
@@ -257,7 +271,7 @@ export class RemoteDocker {
       )
     )
     if (failures.length) throw failures[0]
-    return { containers: containers.length, networks: networks.length, volumes: volumes.length, images: removedImages }
+    return { containers: containers.length, networks: networks.length, volumes: removedVolumes, images: removedImages }
   }
 
   /**

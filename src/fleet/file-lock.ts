@@ -1,24 +1,36 @@
 // An exclusive lock between processes of one host: a lock file created O_EXCL holding the owner's
-// pid and a random token. A lock whose owner died is removed by one breaker at a time (see
-// breakStale) and then taken like a free one.
+// pid, a random token and the owner's start time. A lock whose owner died is removed by one breaker
+// at a time (see breakStale) and then taken like a free one.
 import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { HookError } from '../errors'
 import { waitUntil } from '../retry'
+import { isRunning, workerProcess } from '../worker-process'
 
 /**
  * Whether the lock's owner still runs. The lock lives in a folder private to this user, so only
  * this user's processes take it: a pid we may not signal (EPERM) is another user's process that
- * reused a dead owner's pid, and the lock is stale.
+ * reused a dead owner's pid, and the lock is stale. A pid reused by another process of this user
+ * (the hooks and agents of the other runners of the host, a runner's own processes) is told apart
+ * by its start time, which the lock names; a lock of an older build names none and goes by the pid.
  */
-const alive = (pid: number): boolean => {
+const alive = (pid: number, start: string): boolean => {
   try {
     process.kill(pid, 0)
-    return true
   } catch {
     return false
   }
+  // No start time named (an older build's lock, or a host without /proc): the pid alone decides.
+  // isRunning with none would still need /proc to read the pid's, and call every lock stale without it.
+  return start === '' || isRunning({ pid, start })
 }
+
+/** This process's start time (/proc/self/stat), '' where it cannot be read; looked up once. */
+let ownStart: string | undefined
+const myStart = (): string => (ownStart ??= workerProcess(process.pid)?.start ?? '')
+
+/** What a lock or guard file of this process holds. */
+const content = (token: string): string => `${process.pid} ${token}${myStart() ? ` ${myStart()}` : ''}\n`
 
 function tryCreate(path: string, token: string): boolean {
   let fd: number
@@ -29,7 +41,7 @@ function tryCreate(path: string, token: string): boolean {
     throw e
   }
   try {
-    writeSync(fd, `${process.pid} ${token}\n`)
+    writeSync(fd, content(token))
   } finally {
     closeSync(fd)
   }
@@ -74,10 +86,14 @@ function removeIfStill(path: string, seen: string): void {
   rmSync(aside, { force: true })
 }
 
-/** A lock (or guard) is stale when the pid it names is dead, or, naming none, once it is old. */
+/**
+ * A lock (or guard) is stale when the process it names is gone (its pid dead, or now another
+ * process's), or, naming none, once it is old.
+ */
 function stale(path: string, seen: string): boolean {
-  const pid = Number(seen.split(' ')[0])
-  return Number.isInteger(pid) && pid > 0 ? !alive(pid) : unnamedFor(path, UNNAMED_STALE_MS)
+  const [p, , start = ''] = seen.trim().split(' ')
+  const pid = Number(p)
+  return Number.isInteger(pid) && pid > 0 ? !alive(pid, /^[0-9]{1,20}$/.test(start) ? start : '') : unnamedFor(path, UNNAMED_STALE_MS)
 }
 
 /**
@@ -99,7 +115,7 @@ export function breakStale(path: string, seen: string): void {
     // reads as the same empty text as the dead one's, but its file is new.
     if (read(path) === seen && stale(path, seen)) rmSync(path, { force: true })
   } finally {
-    if (read(guard) === `${process.pid} ${token}\n`) rmSync(guard, { force: true })
+    if (read(guard) === content(token)) rmSync(guard, { force: true })
   }
 }
 
@@ -123,6 +139,6 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, ti
   try {
     return await fn()
   } finally {
-    if (read(path) === `${process.pid} ${token}\n`) rmSync(path, { force: true })
+    if (read(path) === content(token)) rmSync(path, { force: true })
   }
 }

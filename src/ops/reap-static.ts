@@ -11,7 +11,7 @@ import { ask, expectEach, record } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
-import { parseLeaseMark, type LeaseMark } from '../providers/static-host'
+import { asideOf, freeSlotScript, parseLeaseMark, type LeaseMark } from '../providers/static-host'
 import { isRunning } from '../worker-process'
 import { act, addRow, type ReapContext } from './reap-context'
 import { markStep, waitWhy } from './reap-plan'
@@ -126,10 +126,14 @@ async function slotPass(
         removeJobFolder(remote, workRoot, jobFolder(workRoot, job.owner, job.jobId), null)
       )
     )
-    await check(remote, `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" != ${shq(job.jobId)} ] || rm -rf ${d}`, {
-      label: 'free the slot',
-      timeoutMs: CALL_MS
-    })
+    await check(
+      remote,
+      `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" != ${shq(job.jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, job.jobId)))}; }`,
+      {
+        label: 'free the slot',
+        timeoutMs: CALL_MS
+      }
+    )
     return `${removed}, job folder and slot`
   })
 }

@@ -24,16 +24,35 @@ export function leaseDir(workRoot: string, slot: number): string {
 }
 
 /**
+ * Shell: frees the lease folder `dir` (a shell word), renamed first to `aside` beside it and removed
+ * there. `rm -rf` of the folder in place empties it before it removes it, and a lease of another
+ * runner (`mv -T`, which replaces an empty folder) could take the slot's name in between: that
+ * lease then held the slot and the removal failed on it ("Directory not empty"). Renamed whole,
+ * the slot is held or free, never an empty folder another lease can land on. A slot already gone
+ * is free.
+ */
+export function freeSlotScript(dir: string, aside: string): string {
+  return (
+    `rm -rf ${aside} && if ! e=$(mv -T ${dir} ${aside} 2>&1); then ` +
+    `if [ -e ${dir} ] || [ -L ${dir} ]; then echo "$e" >&2; exit 1; fi; fi; rm -rf ${aside}`
+  )
+}
+
+/** Where a job's released lease folder is removed (see freeSlotScript). */
+export const asideOf = (workRoot: string, jobId: string): string => `${workRoot}/leases/.gone-${jobId}`
+
+/**
  * Shell: removes the lease folders an owner holds on this host (but `keep`), a symlink never
  * followed, and its half-made ones; names each lease released as a record `released-slot-N`.
  */
 function releaseOwnedScript(workRoot: string, owner: string, keep?: string): string {
   const leases = shq(`${workRoot}/leases`)
   return (
-    `rm -rf ${leases}/.new-${owner}-*; ` +
+    `rm -rf ${leases}/.new-${owner}-* ${leases}/.gone-${owner}-*; ` +
     `for d in ${leases}/slot-*; do ` +
     `if [ -L "$d" ]; then continue; fi; ` +
-    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || { rm -rf "$d" && ${record('"released-${d##*/}"')}; }; ` +
+    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || ` +
+    `{ g=${leases}/.gone-${owner}-"\${d##*/}"; mv -T "$d" "$g" 2>/dev/null && rm -rf "$g" && ${record('"released-${d##*/}"')}; }; ` +
     `done; true`
   )
 }
@@ -54,11 +73,15 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
     `rm -rf ${t}; { mkdir ${t} && echo ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
-    // A slot released between a failed rename and the checks below is gone, not broken: rename again.
+    // After a failed rename: a lease folder is judged by its owner below; something else in the
+    // slot's place is the operator's to fix; a slot released meanwhile (by the rename's failure, or
+    // by any test of it since: another runner's job may end at any moment) is renamed into again.
+    // Each test holds whatever the slot became in between: a folder gone and leased again, or a
+    // lease released after it was seen (its owner then reads as no one's: busy, tried again).
     `r=; i=0; while :; do if e=$(mv -T ${t} ${d} 2>&1); then r=new; break; fi; ` +
-    `i=$((i + 1)); { [ -e ${d} ] || [ -L ${d} ] || [ $i -ge 5 ]; } && break; done; ` +
+    `i=$((i + 1)); if [ -d ${d} ] && [ ! -L ${d} ]; then break; fi; ` +
+    `if [ -L ${d} ] || { [ -e ${d} ] && [ ! -d ${d} ]; } || [ $i -ge 5 ]; then rm -rf ${t}; echo "$e" >&2; exit 5; fi; done; ` +
     `if [ "$r" = new ]; then :; ` +
-    `elif [ -L ${d} ] || [ ! -d ${d} ]; then rm -rf ${t}; echo "$e" >&2; exit 5; ` +
     `elif [ "$(cut -d' ' -f1 ${d}/owner 2>/dev/null)" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
     `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
     `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
@@ -230,9 +253,11 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     if (!remote) throw new HookError('releasing a static host slot needs a connection to the host')
     const dir = leaseDir(this.workRoot, lease.slot)
     // Only our own lease: a stale state must not free a slot another job holds now.
-    await check(remote, `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || rm -rf ${shq(dir)}`, {
-      label: 'release the host slot'
-    })
+    await check(
+      remote,
+      `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)))}; }`,
+      { label: 'release the host slot' }
+    )
   }
 
   /** Every slot this runner holds on a host (cleanup without state): the slots released. */

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, watch, writeFileSync, readFileSync, existsSync, rmSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { breakStale, withFileLock } from '../../src/fleet/file-lock'
+import { workerProcess } from '../../src/worker-process'
 import { bundle, cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -149,3 +150,37 @@ test('a breaker killed between creating its guard and naming itself leaves an em
   },
   60_000
 )
+
+// Several runners on one host run as one user: a lock holder killed mid-update (a cancelled job's
+// hook) leaves its lock, and its pid may be given to another process of that same user (another
+// runner's hook or agent, which may live for hours) before any hook comes to break it. Signalling
+// it then succeeds: only the start time the lock names tells the two apart. Before, every ledger
+// operation of every runner of the host waited out the lock's timeout and failed while that
+// process lived.
+test('a lock naming a pid now used by another process of this user is broken; the process it names holds it', async () => {
+  const lock = join(tempDir(), 'ledger.lock')
+  const other = spawn('sleep', ['30'])
+  try {
+    const now = workerProcess(other.pid!)
+    expect(now?.start).toMatch(/^[0-9]+$/)
+    // control: the very process the lock names holds it
+    writeFileSync(lock, `${other.pid} livetoken ${now!.start}\n`)
+    await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('still held')
+    // a lock of an older build names no start time: the pid alone says whether its owner runs
+    writeFileSync(lock, `${other.pid} oldtoken\n`)
+    await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('still held')
+    // the owner that wrote the lock started at another time: its pid is now someone else's
+    writeFileSync(lock, `${other.pid} deadtoken ${Number(now!.start) - 1}\n`)
+    expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+    expect(existsSync(lock)).toBe(false)
+  } finally {
+    other.kill('SIGKILL')
+  }
+})
+
+test("a holder's lock names its pid, token and start time, and is removed at the end", async () => {
+  const lock = join(tempDir(), 'ledger.lock')
+  const inside = await withFileLock(lock, () => readFileSync(lock, 'utf8'))
+  expect(inside).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} ${workerProcess(process.pid)!.start}\\n$`))
+  expect(existsSync(lock)).toBe(false)
+})

@@ -5,7 +5,7 @@ import { createBody, describeCounts, RemoteDocker } from '../../src/docker/remot
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
 import { shq } from '../../src/remote/quote'
-import { LABEL_OWNER, labelFlagsOf, labelMap } from '../../src/labels'
+import { LABEL_JOB, LABEL_OWNER, labelFlagsOf, labelMap } from '../../src/labels'
 import { buildImage, type CreateSpec } from '../../src/docker/cli'
 import { RecordingRemote } from './recording-remote'
 import { cleanupTempDirs, sh } from './_helpers'
@@ -281,6 +281,62 @@ describe('removeOwned', () => {
     expect(calls.indexOf(`GET /images/json?filters=${filter}`)).toBeGreaterThan(calls.indexOf(`DELETE /containers/${ID('1')}?force=1&v=1`))
     expect(describeCounts({ containers: 1, networks: 0, volumes: 0, images: 1 })).toBe('1 containers, 0 networks, 0 volumes, 1 images')
     expect(describeCounts({ containers: 1, networks: 0, volumes: 0, images: 0 })).toBe('1 containers, 0 networks, 0 volumes')
+  })
+
+  // Two runners' jobs on one static host whose workflows name the same volume (`pgdata:/var/lib/…`):
+  // job A creates it (labelled A's), job B finds it existing and mounts it too. A's cleanup (or its
+  // runner's next prepare_job prune, or reap) then meets the engine's 409 "volume is in use" from
+  // B's container. Before, that failed A's cleanup_job, and the next prepare_job of A's runner on
+  // that host as long as B ran; the volume now stays until B is done, and goes at the next removal.
+  it("a volume another job's container uses is left to it, not a failure; the next removal takes it", async () => {
+    const JOB_A = 'aaaaaaaaaaaaaaaa'
+    const JOB_B = 'bbbbbbbbbbbbbbbb'
+    const volumes = new Map<string, Record<string, string>>()
+    /** The containers using each volume, by job. */
+    const users = new Map<string, Set<string>>()
+    remote.onApi('GET', /^\/volumes\/pgdata$/, () =>
+      volumes.has('pgdata') ? { status: 200, body: { Name: 'pgdata' } } : { status: 404, body: { message: 'no such volume' } }
+    )
+    remote.onApi('POST', /^\/volumes\/create$/, (c) => {
+      const b = c.body as { Name: string; Labels: Record<string, string> }
+      if (!volumes.has(b.Name)) volumes.set(b.Name, b.Labels)
+      return { status: 201, body: { Name: b.Name } }
+    })
+    remote.onApi('GET', /^\/containers\/json/, { status: 200, body: [] })
+    remote.onApi('GET', /^\/networks\?/, { status: 200, body: [] })
+    remote.onApi('GET', /^\/images\/json\?/, { status: 200, body: [] })
+    remote.onApi('GET', /^\/volumes\?/, (c) => {
+      const want = (JSON.parse(decodeURIComponent(c.path.split('filters=')[1])) as { label: string[] }).label[0]
+      const [k, v] = want.split('=')
+      const hits = [...volumes].filter(([, labels]) => labels[k] === v).map(([Name]) => ({ Name }))
+      return { status: 200, body: { Volumes: hits.length ? hits : null } }
+    })
+    remote.onApi('DELETE', /^\/volumes\/pgdata\?force=1$/, () => {
+      if (users.get('pgdata')?.size) return { status: 409, body: { message: `remove pgdata: volume is in use - [${ID('b')}]` } }
+      volumes.delete('pgdata')
+      return { status: 204 }
+    })
+    const labelsA = labelMap(OWNER, JOB_A, RUNNER)
+    const labelsB = labelMap('1111111111111111', JOB_B, 'runner-2')
+    await expect(docker.ensureVolume('pgdata', labelsA)).resolves.toBe('created')
+    await expect(docker.ensureVolume('pgdata', labelsB)).resolves.toBe('existing')
+    users.set('pgdata', new Set([JOB_A, JOB_B]))
+    // A's containers are removed first; B's still uses the volume
+    users.get('pgdata')!.delete(JOB_A)
+    await expect(docker.removeOwned(LABEL_JOB, JOB_A)).resolves.toEqual({ containers: 0, networks: 0, volumes: 0, images: 0 })
+    expect(volumes.has('pgdata')).toBe(true)
+    // positive control: the removal was asked for, and the engine refused it as in use
+    expect(remote.api.filter((c) => c.method === 'DELETE').map((c) => c.path)).toEqual(['/volumes/pgdata?force=1'])
+    // B is done: the next removal by A's runner's owner label (its next prune) takes it
+    users.get('pgdata')!.delete(JOB_B)
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 0, volumes: 1, images: 0 })
+    expect(volumes.has('pgdata')).toBe(false)
+  })
+
+  it('a volume removal failing otherwise than "in use" or "gone" is still a failure', async () => {
+    remote.onApi('DELETE', /^\/volumes\/cache-vol/, { status: 500, body: { message: 'daemon broke' } })
+    scriptListing([], [], ['cache-vol'])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow('daemon broke')
   })
 
   it('a listed image id that is not one is refused before it becomes a request path', async () => {

@@ -10,6 +10,7 @@ import type { ProviderEnv } from '../../src/providers/provider'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
+import { shq } from '../../src/remote/quote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
 
 afterAll(cleanupTempDirs)
@@ -252,4 +253,106 @@ describe('waiting for a free slot', () => {
     expect(got.lease.slot).toBe(0)
     expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
   })
+})
+
+// Several runners share a static host's slots: one job's release and another job's lease of the
+// same slot meet. Whatever the order of their steps, the release succeeds and the lease gets the
+// slot (at once, or as "busy" on one pass and then on the next).
+describe("a slot changing hands between two runners' jobs", () => {
+  const OTHER = '0000000000000000'
+  const OTHER_JOB = '1111111111111111'
+  const held = (workRoot: string): void => {
+    mkdirSync(leaseDir(workRoot, 0), { recursive: true })
+    writeFileSync(join(leaseDir(workRoot, 0), 'owner'), `${OTHER} ${OTHER_JOB} other-runner h 2026-01-01T00:00:00Z\n`)
+  }
+  /** A remote whose commands run in bash after `prelude` (bash lets a function stand for `[`). */
+  const inBash = (dir: string, prelude: string): Remote => {
+    const local = new LocalRemote(dir)
+    return {
+      openExec: (c) => local.openExec(`exec bash --norc --noprofile -c ${shq(prelude + c)}`),
+      openSocket: (p) => local.openSocket(p),
+      close: () => undefined
+    }
+  }
+
+  // The other job's release lands right after this job's rename failed on its slot, before the
+  // n-th test of the slot that follows (each n a fresh try, until no test of the held slot is
+  // left). Before, a release landing between the loop's "it exists" and the "is it a folder"
+  // after it was read as something else in the slot's place: exit 5, and prepare_job failed.
+  test('a release landing before any test of the slot that follows a failed rename: the slot is taken, never an error', async () => {
+    const injected: number[] = []
+    for (let n = 1; n <= 10; n++) {
+      const dir = tempDir()
+      const workRoot = join(dir, 'work')
+      held(workRoot)
+      const slot = leaseDir(workRoot, 0)
+      const [failed, done] = [join(dir, 'rename-failed'), join(dir, 'released')]
+      const prelude =
+        `mv() { command mv "$@"; s=$?; if test $s -ne 0 && test "$3" = ${shq(slot)}; then : > ${shq(failed)}; fi; return $s; }; n=0; ` +
+        `function [ { case " $* " in *" ${slot} "*) if test -e ${shq(failed)} && grep -qs '^${OTHER} ' ${shq(slot)}/owner; then ` +
+        `n=$((n + 1)); if test $n -eq ${n}; then rm -rf ${shq(slot)}; : > ${shq(done)}; fi; fi;; esac; builtin [ "$@"; }; `
+      const e = env(inBash(dir, prelude))
+      // No n-th test came (the slot was judged busy before it): the other job ends after all.
+      const progress = e.log.progress
+      e.log = {
+        ...e.log,
+        progress: (m: string) => (progress(m), m.startsWith('waiting') && !existsSync(done) && rmSync(slot, { recursive: true }))
+      }
+      const got = await provider(workRoot, 30).acquire(job(dir), e)
+      expect(got.lease.slot).toBe(0)
+      expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
+      expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
+      // positive control: the rename did meet the other job's slot
+      expect(existsSync(failed)).toBe(true)
+      if (!existsSync(done)) break
+      injected.push(n)
+    }
+    // positive control: the release did land before the first tests (the loop's own, then the judgement's)
+    expect(injected).toEqual(expect.arrayContaining([1, 2]))
+  }, 60_000)
+
+  // `rm -rf` empties a folder before it removes it, and `mv -T` replaces an empty folder: a lease
+  // landing in between held the slot, and the release's last step (removing the folder by name)
+  // failed on that lease ("Directory not empty"), failing the other job's cleanup_job.
+  test("a lease landing while the release removes the slot's folder: both succeed", async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    held(workRoot)
+    const slot = leaseDir(workRoot, 0)
+    const [emptied, go] = [join(dir, 'emptied'), join(dir, 'go')]
+    // rm -rf as it goes: the folder's entries first, then the folder by its name
+    const prelude =
+      `rm() { if test "$1" = -rf && test -d "$2" && test ! -L "$2" && test -e "$2"/owner; then command rm -f "$2"/*; : > ${shq(emptied)}; ` +
+      `while test ! -e ${shq(go)}; do sleep 0.02; done; command rmdir "$2"; return; fi; command rm "$@"; }; `
+    const releasing = new StaticHostProvider(
+      {
+        kind: 'static',
+        acquireTimeoutSeconds: 30,
+        hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 1 }]
+      },
+      workRoot
+    )
+      .release(
+        {
+          kind: 'static',
+          index: 0,
+          slot: 0,
+          connect: { host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+        },
+        inBash(dir, prelude),
+        OTHER_JOB
+      )
+      .then(
+        () => 'released',
+        (x: Error) => x.message
+      )
+    while (!existsSync(emptied)) await new Promise((r) => setTimeout(r, 10))
+    // this job leases the slot while the other's release is under way
+    const got = await provider(workRoot, 30).acquire(job(dir), env(new LocalRemote(dir)))
+    writeFileSync(go, '')
+    expect(await releasing).toBe('released')
+    expect(got.lease.slot).toBe(0)
+    expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
+    expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
+  }, 30_000)
 })
