@@ -2,6 +2,7 @@
 // ssh2 connection or the per-job agent that keeps one connection open across hook processes.
 import type { Duplex, Readable, Writable } from 'node:stream'
 import { Cancelled, HookError, RemoteCommandError, TransportError } from '../errors'
+import { monoMs } from '../mono-clock'
 
 export interface ConnectInfo {
   host: string
@@ -63,9 +64,44 @@ export class OutputLimitError extends HookError {
   }
 }
 
+const noResult = (command: string, opts: RunOptions): HookError =>
+  new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)
+
+/**
+ * The command's channel, bounded by the call's cancel and timeout as the rest of the call is: an
+ * open the remote never answers (an sshd that still answers keepalives) must not hold the call for
+ * ever. A channel that opens after the call gave up is closed at once.
+ */
+async function opened(remote: Remote, command: string, opts: RunOptions): Promise<ExecChannel> {
+  const open = remote.openExec(command)
+  if (opts.timeoutMs === undefined && !opts.signal) return open
+  let fail!: (e: Error) => void
+  const failed = new Promise<never>((_, r) => (fail = r))
+  const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => fail(noResult(command, opts)), opts.timeoutMs)
+  const onAbort = (): void => fail(Cancelled.by(opts.signal!))
+  if (opts.signal?.aborted) onAbort()
+  else opts.signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await Promise.race([open, failed])
+  } catch (e) {
+    open.then(
+      (ch) => {
+        ch.stdout.destroy()
+        ch.stdin.destroy()
+      },
+      () => undefined
+    )
+    throw e
+  } finally {
+    clearTimeout(timer)
+    opts.signal?.removeEventListener('abort', onAbort)
+  }
+}
+
 /** Runs a shell command on the remote, feeding stdin and collecting output. Never throws on exit codes. */
 export async function run(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
-  const ch = await remote.openExec(command)
+  const began = monoMs()
+  const ch = await opened(remote, command, opts)
   const out: Buffer[] = []
   let outLen = 0
   let err = ''
@@ -96,13 +132,11 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   }
   ch.stdin.on('error', () => undefined) // the remote may exit before reading all input
   s = stopper(ch, opts.signal)
+  // One bound for the whole call: what the open took is not given again.
   const timer =
     opts.timeoutMs === undefined
       ? undefined
-      : setTimeout(
-          () => s.stop(new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)),
-          opts.timeoutMs
-        )
+      : setTimeout(() => s.stop(noResult(command, opts)), Math.max(0, opts.timeoutMs - (monoMs() - began)))
   try {
     const status = await Promise.race([ch.done, s.stopped])
     return { ...status, stdout: Buffer.concat(out), stderr: err }
