@@ -150,6 +150,13 @@ export class Engine {
     const payload = Buffer.from(JSON.stringify(body))
     const req = this.open('POST', path, { 'Content-Type': 'application/json', Connection: 'Upgrade', Upgrade: 'tcp' }, payload)
     let input: Duplex | null = null
+    // The answer that opens the stream is bounded like a call (the stream itself is the job's to
+    // end): an engine that accepts and never answers would hold the step, or a step shell's start, for ever.
+    let expired: TransportError | null = null
+    const timer = setTimeout(() => {
+      expired = new TransportError(`docker API ${path}: no answer within ${this.callTimeoutMs / 1000} s`, 'timeout')
+      req.destroy(expired)
+    }, this.callTimeoutMs)
     const stream = await new Promise<Readable>((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head)
@@ -165,9 +172,9 @@ export class Engine {
           res.on('end', () => reject(new EngineError(res.statusCode ?? 0, path, t.trim())))
         } else resolve(res)
       })
-      req.on('error', (e) => reject(new TransportError(`docker API ${path}: ${e.message}`)))
+      req.on('error', (e) => reject(e === expired ? e : new TransportError(`docker API ${path}: ${e.message}`)))
       req.end(payload)
-    })
+    }).finally(() => clearTimeout(timer))
     return { ended: demux(stream, out), input, close: () => void stream.destroy() }
   }
 }

@@ -96,6 +96,25 @@ describe('hijacked stream frames', () => {
     expect(got).toEqual(['1:out', '2:err'])
   })
 
+  test('an engine that accepts and never answers the upgrade fails the call at its bound (control: the same bound with an answer streams)', async () => {
+    const out = { onStdout: () => undefined, onStderr: () => undefined }
+    respond = () => undefined
+    const t = Date.now()
+    await expect(new Engine(remote, '/x', 200).hijack('/exec/1/start', {}, out)).rejects.toThrow(
+      'docker API /exec/1/start: no answer within 0.2 s'
+    )
+    expect(Date.now() - t).toBeLessThan(5000)
+    // The bound is on the answer, not on the stream: a stream that outlives it is not cut.
+    respond = (sock) => {
+      sock.write('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n')
+      setTimeout(() => sock.end(Buffer.concat([header(1, 3), Buffer.from('out')])), 400)
+    }
+    const got: string[] = []
+    const { ended } = await new Engine(remote, '/x', 200).hijack('/exec/1/start', {}, { ...out, onStdout: (c) => void got.push(String(c)) })
+    await expect(ended).resolves.toBeUndefined()
+    expect(got).toEqual(['out'])
+  })
+
   test('a frame header announcing more than the limit fails the stream at once', async () => {
     respond = hijack(Buffer.concat([header(1, 3), Buffer.from('out'), header(1, MAX_STREAM_FRAME + 1), Buffer.from('x')]))
     const got: string[] = []
