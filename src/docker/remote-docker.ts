@@ -226,11 +226,17 @@ export class RemoteDocker {
     // (one a container that is not ours holds) does not keep the others.
     // A lost or stalled connection (a TransportError) ends it at once: nothing later could work.
     const failures: unknown[] = []
-    const settle = async (removals: Promise<unknown>[]): Promise<void> => {
-      for (const r of await Promise.allSettled(removals)) if (r.status === 'rejected') failures.push(r.reason)
+    const settle = async <T>(removals: Promise<T>[]): Promise<T[]> => {
+      const done: T[] = []
+      for (const r of await Promise.allSettled(removals)) {
+        if (r.status === 'rejected') failures.push(r.reason)
+        else done.push(r.value)
+      }
       const lost = failures.find((x) => x instanceof TransportError)
       if (lost) throw lost
+      return done
     }
+    const sum = (ns: number[]): number => ns.reduce((a, b) => a + b, 0)
     await settle(
       containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
     )
@@ -245,31 +251,19 @@ export class RemoteDocker {
       throw failures[0] ?? listing
     })
     await settle(networks.map((id) => this.removeNetwork(id)))
-    let removedVolumes = 0
-    await settle(
-      volumes.map((name) =>
-        e.call('DELETE', `/volumes/${seg(name)}?force=1`, undefined, 'remove volume').then(
-          () => void removedVolumes++,
-          (err: unknown) => {
-            // In use by a container that is not ours (ours are gone by now): it stays.
-            if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
-          }
-        )
+    // One in use by a container that is not ours (409; ours are gone by now) stays: a named volume
+    // another runner's job also mounts, an image it runs (as removeImage leaves it).
+    const removeUnlessInUse = async (what: string, path: string): Promise<number> =>
+      e.call('DELETE', path, undefined, what).then(
+        () => 1,
+        (err: unknown) => {
+          if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
+          return 0
+        }
       )
-    )
-    let removedImages = 0
-    await settle(
-      images.map((id) =>
-        // force: every tag of the job's image goes with it (one the job added, `node:20`, included).
-        e.call('DELETE', `/images/${seg(id)}?force=1`, undefined, 'remove image').then(
-          () => void removedImages++,
-          (err: unknown) => {
-            // In use by a container that is not ours (409): it stays, as removeImage leaves it.
-            if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
-          }
-        )
-      )
-    )
+    const removedVolumes = sum(await settle(volumes.map((name) => removeUnlessInUse('remove volume', `/volumes/${seg(name)}?force=1`))))
+    // force: every tag of the job's image goes with it (one the job added, `node:20`, included).
+    const removedImages = sum(await settle(images.map((id) => removeUnlessInUse('remove image', `/images/${seg(id)}?force=1`))))
     if (failures.length) throw failures[0]
     return { containers: containers.length, networks: networks.length, volumes: removedVolumes, images: removedImages }
   }

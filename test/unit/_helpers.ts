@@ -1,10 +1,12 @@
 // Shared helpers for the unit tests: running a real local /bin/sh, temp dirs, and bundling a
 // module with esbuild so it can run in a child process (for hang-prone or multi-process cases).
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { HookState } from '../../src/state'
+import type { HookContext } from '../../src/context'
+import type { ContainerArgs, Mount } from '../../src/protocol'
 
 export const SRC = resolve(__dirname, '..', '..', 'src')
 
@@ -98,4 +100,50 @@ export function staticJobState(workRoot: string, localDir: string): HookState {
     network: null,
     localDir
   } as unknown as HookState
+}
+
+/** What starting the job's agent reads of a hook's context, with a private local root in a temp dir; `local` is the job's folder. */
+export function agentStartCtx(hookPath: string, nodePath = process.execPath): { ctx: HookContext; local: string } {
+  const root = join(tempDir(), 'rch')
+  mkdirSync(root, { mode: 0o700 })
+  const ctx = {
+    nodePath,
+    hookPath,
+    localRoot: root,
+    signal: new AbortController().signal,
+    log: { warn: () => undefined, progress: () => undefined, debug: () => undefined },
+    runner: { home: '', trackingId: '' },
+    config: { agent: { enabled: true, idleSeconds: 60, lowMemory: false }, timeouts: { connectSeconds: 2 } }
+  } as unknown as HookContext
+  return { ctx, local: join(root, 'job') }
+}
+
+/** A mount as the runner sends it. */
+export const runnerMount = (sourceVolumePath: string | null, targetVolumePath: string, readOnly = false): Mount => ({
+  userProvidedValue: null,
+  sourceVolumePath,
+  targetVolumePath,
+  readOnly
+})
+
+/** A container action's args (`alpine:3`, the runner's workspace at /github/workspace, the Docker socket); `over` replaces fields. */
+export function containerActionArgs(over: Partial<ContainerArgs> = {}): ContainerArgs {
+  return {
+    image: 'alpine:3',
+    dockerfile: null,
+    entryPointArgs: [],
+    entryPoint: null,
+    workingDirectory: '/github/workspace',
+    createOptions: null,
+    registry: null,
+    environmentVariables: {},
+    portMappings: [],
+    systemMountVolumes: [
+      runnerMount('/runner/_work/repo/repo', '/github/workspace'),
+      runnerMount('/var/run/docker.sock', '/var/run/docker.sock')
+    ],
+    userMountVolumes: [],
+    contextName: null,
+    ...over
+  }
 }

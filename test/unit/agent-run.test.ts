@@ -5,15 +5,8 @@
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
-let dropConnection: () => void = () => undefined
-jest.mock('../../src/remote/ssh', () => ({
-  SshRemote: {
-    connect: async (_info: unknown, _ms: number, onClose: (err?: Error) => void) => {
-      dropConnection = () => onClose(new Error('connection reset'))
-      return { openExec: () => Promise.reject(new Error('no')), openSocket: () => Promise.reject(new Error('no')), close: () => undefined }
-    }
-  }
-}))
+jest.mock('../../src/remote/ssh', () => jest.requireActual('./_ssh-stand-in'))
+import { dropConnection } from './_ssh-stand-in'
 import { runAgent, type RunHandler } from '../../src/remote/agent'
 import { runViaAgent } from '../../src/agent-client'
 

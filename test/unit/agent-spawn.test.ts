@@ -1,30 +1,15 @@
 // Starting the job's agent, with a real process: its log is a file of its own, named for its pid,
 // and an agent that cannot be started at all fails the start with node's reason.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { HookContext } from '../../src/context'
 import { HookError, TransportError } from '../../src/errors'
 import { claimLogName, startAgentInBackground } from '../../src/session'
 import type { AgentOptions } from '../../src/remote/agent'
 import { workerProcess } from '../../src/worker-process'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { agentStartCtx, cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
 
-function ctxFor(nodePath: string, hookPath: string): { ctx: HookContext; local: string } {
-  const root = join(tempDir(), 'rch')
-  mkdirSync(root, { mode: 0o700 })
-  const ctx = {
-    nodePath,
-    hookPath,
-    localRoot: root,
-    signal: new AbortController().signal,
-    log: { warn: () => undefined, progress: () => undefined, debug: () => undefined },
-    runner: { home: '', trackingId: '' },
-    config: { agent: { enabled: true, idleSeconds: 60, lowMemory: false }, timeouts: { connectSeconds: 2 } }
-  } as unknown as HookContext
-  return { ctx, local: join(root, 'job') }
-}
 const connect = { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
 
 test('an agent that writes its failure and exits: the start fails with it, and its log is agent-<pid>.log', async () => {
@@ -38,7 +23,7 @@ console.log(new Date().toISOString() + ' agent ' + (p + 1) + ': connect failed [
 process.exit(3)
 `
   )
-  const { ctx, local } = ctxFor(process.execPath, fake)
+  const { ctx, local } = agentStartCtx(fake)
   const start = startAgentInBackground(ctx, connect, local)!
   await expect(start.ready).rejects.toMatchObject({ kind: 'auth', message: 'refused by the server' })
   const logs = readdirSync(local).filter((f) => f.endsWith('.log'))
@@ -50,7 +35,7 @@ test("the agent is told its runner's worker (the starting hook's parent), so it 
   // A stand-in agent: writes the options it was given into its log, and exits.
   const fake = join(tempDir(), 'options-agent.js')
   writeFileSync(fake, `console.log('OPTIONS ' + process.argv[process.argv.indexOf('__agent') + 1]); process.exit(3)\n`)
-  const { ctx, local } = ctxFor(process.execPath, fake)
+  const { ctx, local } = agentStartCtx(fake)
   const start = startAgentInBackground(ctx, connect, local)!
   await expect(start.ready).rejects.toBeInstanceOf(TransportError)
   const [log] = readdirSync(local).filter((f) => f.endsWith('.log'))
@@ -66,7 +51,7 @@ test("the agent is told its runner's worker (the starting hook's parent), so it 
 const openFds = (): number => readdirSync('/proc/self/fd').length
 
 test('a node that cannot be started fails the start at once, naming why, and not as a transport failure', async () => {
-  const { ctx, local } = ctxFor('/nonexistent/node', '/nonexistent/index.js')
+  const { ctx, local } = agentStartCtx('/nonexistent/index.js', '/nonexistent/node')
   const start = startAgentInBackground(ctx, connect, local)!
   const e = await start.ready.then(
     () => null,
@@ -80,7 +65,7 @@ test('a node that cannot be started fails the start at once, naming why, and not
 })
 
 test('a start that node refuses before any process exists (spawn throws): the same failure, no log and no descriptor left', async () => {
-  const { ctx, local } = ctxFor(process.execPath, '/nonexistent/index.js')
+  const { ctx, local } = agentStartCtx('/nonexistent/index.js')
   // One argument over Linux's 128 KiB limit for a single argument: spawn throws E2BIG at once.
   const huge = { ...connect, host: 'h'.repeat(200_000) }
   const before = openFds()

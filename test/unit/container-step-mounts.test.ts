@@ -22,7 +22,7 @@ jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({}) }))
 import { runContainerStep } from '../../src/handlers/run-container-step'
 import { InputError } from '../../src/errors'
 import type { HookContext } from '../../src/context'
-import { staticJobState } from './_helpers'
+import { containerActionArgs, runnerMount, staticJobState } from './_helpers'
 import type { ContainerArgs, Mount } from '../../src/protocol'
 
 const ctx = {
@@ -32,27 +32,8 @@ const ctx = {
 
 const state = staticJobState('/srv/rch', '/nonexistent/rch-test')
 
-const mount = (sourceVolumePath: string | null, targetVolumePath: string, readOnly = false): Mount => ({
-  userProvidedValue: null,
-  sourceVolumePath,
-  targetVolumePath,
-  readOnly
-})
-
-const args = (user: Mount[]): ContainerArgs => ({
-  image: 'alpine:3',
-  dockerfile: null,
-  entryPointArgs: [],
-  entryPoint: null,
-  workingDirectory: '/github/workspace',
-  createOptions: null,
-  registry: null,
-  environmentVariables: {},
-  portMappings: [],
-  systemMountVolumes: [mount('/runner/_work/repo/repo', '/github/workspace'), mount('/var/run/docker.sock', '/var/run/docker.sock')],
-  userMountVolumes: user,
-  contextName: null
-})
+const mount = runnerMount
+const args = (user: Mount[]): ContainerArgs => containerActionArgs({ userMountVolumes: user })
 
 beforeEach(() => (reached.length = 0))
 

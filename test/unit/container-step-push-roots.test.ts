@@ -3,7 +3,7 @@
 // reach the VM before a container action mounts the workspace at /github/workspace (or builds a local
 // action's Dockerfile from it). Before, only _temp and _actions went up, and the action saw the
 // workspace as it was at prepare_job.
-import { staticJobState } from './_helpers'
+import { containerActionArgs, staticJobState } from './_helpers'
 
 const pushed: string[][] = []
 jest.mock('../../src/session', () => ({
@@ -33,7 +33,6 @@ jest.mock('../../src/docker/steps', () => ({ runContainer: async () => ({ exitCo
 
 import { runContainerStep } from '../../src/handlers/run-container-step'
 import type { HookContext } from '../../src/context'
-import type { ContainerArgs } from '../../src/protocol'
 import type { HookState } from '../../src/state'
 
 const ctx = {
@@ -49,22 +48,7 @@ const ctx = {
   stderr: process.stderr
 } as unknown as HookContext
 
-const args = {
-  image: 'alpine:3',
-  dockerfile: null,
-  entryPointArgs: [],
-  entryPoint: null,
-  workingDirectory: '/github/workspace',
-  createOptions: null,
-  registry: null,
-  environmentVariables: {},
-  portMappings: [],
-  systemMountVolumes: [
-    { userProvidedValue: null, sourceVolumePath: '/runner/_work/repo/repo', targetVolumePath: '/github/workspace', readOnly: false }
-  ],
-  userMountVolumes: [],
-  contextName: null
-} as ContainerArgs
+const args = containerActionArgs()
 
 const jobState = (container: HookState['container']): HookState => ({
   ...staticJobState('/srv/rch', '/nonexistent/rch-test'),

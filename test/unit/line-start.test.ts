@@ -8,15 +8,8 @@ import { closeSync, fstatSync, readSync } from 'node:fs'
 import { makePipes } from '../helpers/pipes'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
-let dropConnection: () => void = () => undefined
-jest.mock('../../src/remote/ssh', () => ({
-  SshRemote: {
-    connect: async (_info: unknown, _ms: number, onClose: (err?: Error) => void) => {
-      dropConnection = () => onClose(new Error('connection reset'))
-      return { openExec: () => Promise.reject(new Error('no')), openSocket: () => Promise.reject(new Error('no')), close: () => undefined }
-    }
-  }
-}))
+jest.mock('../../src/remote/ssh', () => jest.requireActual('./_ssh-stand-in'))
+import { dropConnection } from './_ssh-stand-in'
 // The hook's pipes as the test says: none (the agent relays), or some the agent cannot open.
 let pipesOfHook: object | undefined
 jest.mock('../../src/remote/direct-output', () => ({

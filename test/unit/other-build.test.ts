@@ -6,11 +6,10 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { HookContext } from '../../src/context'
 import { HookError, TransportError } from '../../src/errors'
 import { agentSocket } from '../../src/agent-client'
 import { startAgentInBackground } from '../../src/session'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { agentStartCtx, cleanupTempDirs, tempDir } from './_helpers'
 import { buildBundle } from './_bundle'
 
 let bundle: string
@@ -27,28 +26,13 @@ beforeAll(() => {
 // No key files: an agent that goes on to connect fails with `connect failed [keyfile]`.
 const connect = { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
 
-function ctxFor(hookPath: string): { ctx: HookContext; local: string } {
-  const root = join(tempDir(), 'rch')
-  mkdirSync(root, { mode: 0o700 })
-  const ctx = {
-    nodePath: process.execPath,
-    hookPath,
-    localRoot: root,
-    signal: new AbortController().signal,
-    log: { warn: () => undefined, progress: () => undefined, debug: () => undefined },
-    runner: { home: '', trackingId: '' },
-    config: { agent: { enabled: true, idleSeconds: 60, lowMemory: false }, timeouts: { connectSeconds: 2 } }
-  } as unknown as HookContext
-  return { ctx, local: join(root, 'job') }
-}
-
 const agentLog = (local: string): string => {
   const [log] = readdirSync(local).filter((f) => f.endsWith('.log'))
   return readFileSync(join(local, log), 'utf8')
 }
 
 test('an agent started from a file of another build serves nothing: the start fails as a replaced hook, not as an unreachable host', async () => {
-  const { ctx, local } = ctxFor(bundle)
+  const { ctx, local } = agentStartCtx(bundle)
   const e = await startAgentInBackground(ctx, connect, local)!.ready.then(
     () => null,
     (x: unknown) => x
