@@ -2,6 +2,8 @@
 // the hook learns whether the step failed for the agent's connection (then, and only then, it asks
 // what became of the machine) or exited 75 itself; and a connection that drops mid-step lets the step
 // fail in its own words, within the wind-down, where a cancel still reaches it.
+import { statSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
@@ -79,4 +81,27 @@ test('a cancel during the wind-down still reaches the step', async () => {
       }),
     async (s) => expect(await step(s, c.signal)).toEqual({ code: 130, lost: false })
   )
+})
+
+test("the agent's socket is the runner user's alone (0600), even under a umask that leaves sockets open to all", async () => {
+  const saved = process.umask(0)
+  try {
+    // positive control: under this umask a socket is made open to every local user
+    const dir = tempDir()
+    const plain = createServer()
+    await new Promise<void>((res) => plain.listen(join(dir, 'plain.sock'), res))
+    const open = statSync(join(dir, 'plain.sock')).mode & 0o777
+    await new Promise((res) => plain.close(res))
+    expect(open & 0o077).not.toBe(0)
+    await withAgent(
+      async () => ({ code: 0 }),
+      async (s) => {
+        expect(statSync(s).isSocket()).toBe(true)
+        expect(statSync(s).mode & 0o777).toBe(0o600)
+        expect(await step(s)).toEqual({ code: 0, lost: false }) // and it serves the runner user
+      }
+    )
+  } finally {
+    process.umask(saved)
+  }
 })

@@ -126,3 +126,30 @@ test('the reader went away (EPIPE): onLost once, and writes no longer wait for a
   d.drop()
   closeSync(err.read)
 })
+
+test("the pipe is checked again once opened: a descriptor swapped between the check and the open is not taken for the step's output", () => {
+  const named = makePipes().out // the pipe the request names
+  const other = makePipes().out // what the hook's stdout is by the time the agent opens it
+  const hook = hookWith(other.write, other.write)
+  const namedId = idOf(named.write)
+  const fs = require('node:fs') as typeof import('node:fs')
+  const realStat = fs.statSync
+  const proc = `/proc/${hook.pid}/fd/`
+  // The path check sees the named pipe (as it was then); the open gets what is there now.
+  const spy = jest
+    .spyOn(fs, 'statSync')
+    .mockImplementation(((p: string, o?: unknown) =>
+      String(p).startsWith(proc) ? fstatSync(named.write) : realStat(p, o as never)) as typeof fs.statSync)
+  try {
+    expect(openDirect({ pid: hook.pid, out: namedId, err: namedId }, () => undefined)).toBeNull()
+    expect(spy).toHaveBeenCalledWith(`${proc}1`) // control: the path check passed, and the open was reached
+  } finally {
+    spy.mockRestore()
+  }
+  // control: with that pipe really there, the same request is accepted
+  const hook2 = hookWith(named.write, named.write)
+  const ok = openDirect({ pid: hook2.pid, out: namedId, err: namedId }, () => undefined)
+  expect(ok).not.toBeNull()
+  ok!.drop()
+  for (const fd of [named.read, named.write, other.read, other.write]) closeSync(fd)
+})

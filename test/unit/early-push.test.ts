@@ -243,6 +243,24 @@ describe('early push between steps', () => {
     expect(await waitUntil(() => existsSync(`${vm}/_temp/step3.sh`), 5000, 5)).toBe(true)
   })
 
+  it("a newer agent serving the job (another build's, after an upgrade) turns the watch off; alone, it pushes (control)", async () => {
+    const { host, vm, target } = world()
+    const sockets = tempDir()
+    const e = early(3, 2000)
+    e.ownSocket = `${sockets}/agent-own.sock`
+    writeFileSync(e.ownSocket, '')
+    utimesSync(e.ownSocket, 1_700_000_000, 1_700_000_000)
+    await step(e, target, true)
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true) // control
+    await step(e, target, true)
+    // The newer agent's socket, made after this one's.
+    writeFileSync(`${sockets}/agent-newer.sock`, '')
+    writeFileSync(`${host}/_temp/step3.sh`, 'echo three\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step3.sh`), 300, 10)).toBe(false)
+    expect(e.counts).toEqual({ done: 1, failed: 0 })
+  })
+
   it('an early push with only a deletion to make succeeds (the two watched roots overlap: nothing is listed twice)', async () => {
     const { host, vm, target } = world()
     writeFileSync(`${host}/${FC}/set_env_1`, '')

@@ -107,3 +107,31 @@ test('a secret that is part of a longer one, registered first, does not leave th
   expect(out).toEqual(['[remote-hooks] login: ***', '[remote-hooks] login: ***', '::warning::login: ***'])
   expect(log.mask('hunter2-registry and hunter2')).toBe('*** and ***')
 })
+
+test('a registered secret is masked in progress, warning and debug lines, in the step log and in the file log', async () => {
+  const { log, out, file } = make('debug')
+  const lines = (secret: string): void => {
+    log.progress(`progress ${secret}`)
+    log.warn(`warning ${secret}`)
+    log.debug(`debug ${secret}`)
+  }
+  // positive control: before it is registered, each kind of line carries it to both logs
+  lines('hunter2-before')
+  log.addSecret('hunter2-after')
+  lines('hunter2-after')
+  await log.close()
+  const text = readFileSync(file, 'utf8')
+  expect(out).toEqual([
+    '[remote-hooks] progress hunter2-before',
+    '::warning::warning hunter2-before',
+    '::debug::debug hunter2-before',
+    '[remote-hooks] progress ***',
+    '::warning::warning ***',
+    '::debug::debug ***'
+  ])
+  for (const kind of ['info progress', 'warn warning', 'debug debug']) {
+    expect(text).toContain(` ${kind} hunter2-before\n`)
+    expect(text).toContain(` ${kind} ***\n`)
+  }
+  expect(text).not.toContain('hunter2-after')
+})

@@ -13,12 +13,12 @@ import {
   writeFileSync
 } from 'node:fs'
 import { join } from 'node:path'
-import { checkPrivateDir, ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../../src/private-fs'
+import { checkPrivateDir, createPrivateAppend, ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../../src/private-fs'
 import { createLog } from '../../src/log'
 import { saveBase } from '../../src/sync/manifest'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 import { cleanupTempDirs, tempDir } from './_helpers'
-import { closeSync, writeSync } from 'node:fs'
+import { closeSync, openSync, writeSync } from 'node:fs'
 
 let other: LocalUser
 /** A sticky, world-writable folder like /tmp, where the other user can create the hook's folder first. */
@@ -212,6 +212,41 @@ describe('files in private folders', () => {
     closeSync(fd)
     expect(readFileSync(join(dir, 'x.log'), 'utf8')).toBe('ab')
     expect(readFileSync(victim, 'utf8')).toBe('original')
+  })
+})
+
+describe("an agent's log", () => {
+  test('is a new 0600 file even under a permissive umask; a symlink or file planted at its name is refused, not written through', () => {
+    const dir = tempDir('rch-priv-')
+    const victim = join(tempDir('rch-victim-'), 'victim')
+    writeFileSync(victim, 'original')
+    symlinkSync(victim, join(dir, 'agent-starting-1.log'))
+    writeFileSync(join(dir, 'agent-starting-2.log'), 'planted')
+    const saved = process.umask(0)
+    try {
+      // positive control: under this umask a plain append follows a link, and a new file is open to all
+      const other = join(tempDir('rch-victim-'), 'victim')
+      writeFileSync(other, '')
+      symlinkSync(other, join(dir, 'control-link.log'))
+      const plain = openSync(join(dir, 'control-link.log'), 'a', 0o666)
+      writeSync(plain, 'followed')
+      closeSync(plain)
+      expect(readFileSync(other, 'utf8')).toBe('followed')
+      const open = openSync(join(dir, 'control.log'), 'a', 0o666)
+      closeSync(open)
+      expect(statSync(join(dir, 'control.log')).mode & 0o777).toBe(0o666)
+      expect(() => createPrivateAppend(join(dir, 'agent-starting-1.log'))).toThrow(/EEXIST/)
+      expect(() => createPrivateAppend(join(dir, 'agent-starting-2.log'))).toThrow(/EEXIST/)
+      const fd = createPrivateAppend(join(dir, 'agent-starting-3.log'))
+      writeSync(fd, 'entry\n')
+      closeSync(fd)
+    } finally {
+      process.umask(saved)
+    }
+    expect(statSync(join(dir, 'agent-starting-3.log')).mode & 0o777).toBe(0o600)
+    expect(readFileSync(join(dir, 'agent-starting-3.log'), 'utf8')).toBe('entry\n')
+    expect(readFileSync(victim, 'utf8')).toBe('original')
+    expect(readFileSync(join(dir, 'agent-starting-2.log'), 'utf8')).toBe('planted')
   })
 })
 

@@ -2,7 +2,9 @@
 // container action's build) at once; either way the remote channel is closed and the call fails.
 import { buildImage, dockerConfig, pullImage } from '../../src/docker/cli'
 import { Cancelled } from '../../src/errors'
-import { existsSync, readFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { waitUntil } from '../helpers/wait'
 import { LocalRemote } from './local-remote'
@@ -119,6 +121,70 @@ describe('registry credentials', () => {
       expect(readFileSync(`${dir}/argv`, 'utf8')).not.toContain(secret)
     }
     expect(existsSync(config)).toBe(false) // the config is gone after the pull
+  })
+
+  test('are removed from the VM after a pull that fails too; while it ran, they were readable by the SSH user alone', async () => {
+    const dir = tempDir()
+    const config = `${dir}/cfg`
+    // The stub docker keeps the config and its modes (as a real pull would read it), then fails as a refused login does.
+    const r = new LocalRemote(
+      dir,
+      {},
+      {
+        docker: `[ "$1" = --config ] && cp "$2/config.json" ${dir}/seen.json && stat -c %a "$2" "$2/config.json" > ${dir}/modes; echo 'denied' >&2; exit 1`
+      }
+    )
+    await expect(pullImage(r, 'registry.example.test:5000/app:1', registry, config, undefined, { timeoutMs: 20_000 })).rejects.toThrow(
+      /docker pull registry\.example\.test:5000\/app:1.*exit code 1/
+    )
+    expect(readFileSync(`${dir}/seen.json`, 'utf8')).toContain('"auths"') // control: the config was there while the pull ran
+    expect(readFileSync(`${dir}/modes`, 'utf8')).toBe('700\n600\n')
+    expect(existsSync(config)).toBe(false)
+  })
+
+  test('are removed from the VM after a pull that is cancelled (the VM command outlives its closed channel, as under sshd)', async () => {
+    const dir = tempDir()
+    const config = `${dir}/cfg`
+    const bin = `${dir}/bin`
+    mkdirSync(bin)
+    // A docker whose pull hangs; it notes that it started with the config in place.
+    writeFileSync(
+      `${bin}/docker`,
+      `#!/bin/sh
+[ -e "$2/config.json" ] && : > ${dir}/marker
+exec sleep 30
+`
+    )
+    chmodSync(`${bin}/docker`, 0o755)
+    // sshd closes a command's pipes when its channel closes and signals nothing (no terminal):
+    // this remote does the same, where LocalRemote ends the whole process group.
+    const started: number[] = []
+    const r: Remote = {
+      async openExec(command) {
+        const c = spawn('/bin/sh', ['-c', command], { env: { PATH: `${bin}:/usr/bin:/bin` }, detached: true })
+        started.push(c.pid!)
+        const done = new Promise<{ code: number | null; signal: string | null }>((res) =>
+          c.on('close', (code, signal) => res({ code, signal }))
+        )
+        return { stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, done }
+      },
+      openSocket: () => Promise.reject(new Error('no sockets here')),
+      close: () => undefined
+    }
+    try {
+      const { err } = await cancelled(dir, (signal) =>
+        pullImage(r, 'registry.example.test:5000/app:1', registry, config, undefined, { signal })
+      )
+      expect(err).toBeInstanceOf(Cancelled)
+      expect(await waitUntil(() => !existsSync(config), 10_000)).toBe(true)
+    } finally {
+      for (const pid of started)
+        try {
+          process.kill(-pid, 'SIGKILL')
+        } catch {
+          // already gone
+        }
+    }
   })
 
   test("Docker Hub's credentials go under the key docker login uses for it", () => {

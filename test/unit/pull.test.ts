@@ -267,6 +267,23 @@ describe('pull: a hostile tar or find on the VM', () => {
     expect(readFileSync(`${w.host}/ws/f`, 'utf8')).toBe('four')
   })
 
+  it('a symlink whose target is not the one the listing announced is refused (control: the announced target is taken)', async () => {
+    const w = world()
+    mkdirSync(`${w.vm}/ws/a`)
+    mkdirSync(`${w.vm}/ws/b`)
+    symlinkSync('a', `${w.vm}/ws/l`)
+    // The listing (the real find) says ws/l -> a; the VM's tar sends ws/l -> b, another folder inside _work.
+    const link = (target: string): Buffer => tarOf(member({ name: 'ws/l', type: '2', linkname: target }))
+    await expect(pull(w.target(evilTar(w, link('b'))), ['ws'])).rejects.toThrow(
+      /the symlink "ws\/l" does not have the target the listing announced/
+    )
+    expect(() => lstatSync(`${w.host}/ws/l`)).toThrow()
+    expect(loadBase(w.target().manifestFile).has('ws/l')).toBe(false)
+    // control: the same shadowing tar with the announced target is accepted, and the link made
+    await pull(w.target(evilTar(w, link('a'))), ['ws'])
+    expect(readlinkSync(`${w.host}/ws/l`)).toBe('a')
+  })
+
   it('control: the shadowing tar is really used (a well-formed archive from it is accepted)', async () => {
     const w = world()
     writeFileSync(`${w.vm}/ws/f`, 'four')

@@ -2,8 +2,8 @@
 // that still answers keepalives but never answers a channel open must not hold the call (a lease
 // renewal, cleanup's work on the VM) for ever. A channel that opens after the call gave up is closed.
 import { PassThrough } from 'node:stream'
-import { run, type ExecChannel, type Remote } from '../../src/remote/remote'
-import { Cancelled } from '../../src/errors'
+import { check, run, type ExecChannel, type Remote } from '../../src/remote/remote'
+import { Cancelled, RemoteCommandError } from '../../src/errors'
 
 /** A channel whose command exits 0 at once, and whether it was closed from our side. */
 function channel(runMs = 0): ExecChannel & { closed: () => boolean } {
@@ -69,4 +69,39 @@ test('control: a slow open within the bound runs the command', async () => {
   expect(r.opened[0].closed()).toBe(false)
   // Without a bound or signal the open is simply awaited.
   await expect(run(slowRemote(50), 'true')).resolves.toMatchObject({ code: 0 })
+})
+
+describe('how a failed command is named', () => {
+  /** A remote whose command fails with exit 1 and `stderr`. */
+  const failing = (stderr: string): Remote => ({
+    openExec: async () => {
+      const stdout = new PassThrough()
+      const err = new PassThrough()
+      err.end(stderr)
+      stdout.end()
+      // The exit status comes after the output, as over SSH.
+      const done = new Promise<{ code: number; signal: null }>((res) => setTimeout(() => res({ code: 1, signal: null }), 20))
+      return { stdin: new PassThrough(), stdout, stderr: err, done }
+    },
+    openSocket: () => Promise.reject(new Error('unused')),
+    close: () => undefined
+  })
+  const command = `docker run --rm -e TOKEN=tok-4f9e1c img:1 sh -c 'echo hi'`
+
+  test('without a label: by its first three words only, never the whole command line', async () => {
+    const err = await check(failing('no such image\n'), command).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(RemoteCommandError)
+    expect((err as Error).message).toBe('docker run --rm failed (exit code 1): no such image')
+    expect((err as Error).message).not.toContain('tok-4f9e1c')
+  })
+
+  test('control: a label names it as given, and the stderr that a machine printed is quoted', async () => {
+    await expect(check(failing('no such image\n'), command, { label: 'start the probe' })).rejects.toThrow(
+      'start the probe failed (exit code 1): no such image'
+    )
+    // What the command itself printed is shown (the log masks what was registered as secret).
+    await expect(check(failing('TOKEN=tok-4f9e1c\n'), command, { label: 'start the probe' })).rejects.toThrow(
+      'start the probe failed (exit code 1): TOKEN=tok-4f9e1c'
+    )
+  })
 })

@@ -1,8 +1,10 @@
 // rsync's OpenSSH transport must not be steered by the runner user's ssh configuration
 // (ProxyCommand, LocalCommand, forwarding, shared connections): checked with the real ssh client
 // run as a throwaway user whose ~/.ssh/config would run commands.
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { opensshArgs, opensshTransport, rsyncArgs } from '../../src/sync/rsync'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
@@ -92,4 +94,70 @@ test("rsync gets --protect-args, and --chmod for a job's files but not for the s
   const shared = rsyncArgs(t, ['/e/./.'], 'h:/d/', [], 'shared')
   expect(shared).toContain('--protect-args')
   expect(shared.some((a) => a.startsWith('--chmod'))).toBe(false)
+})
+
+describe("what ssh makes of rsync's options (ssh -G: the settings it would connect with, nothing contacted)", () => {
+  /** ssh -G's effective settings, lower-case keys as it prints them. */
+  const effective = (args: string[]): Map<string, string> => {
+    const r = spawnSync(args[0], [...args.slice(1), '-G', '127.0.0.1'], { encoding: 'utf8' })
+    expect(r.status).toBe(0)
+    return new Map(r.stdout.split('\n').map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]))
+  }
+  // What a config file could turn on: a weak key exchange, no host key check, other known_hosts,
+  // forwarding, a shared connection, a command of its own.
+  const hostile = {
+    kexalgorithms: 'diffie-hellman-group14-sha1',
+    stricthostkeychecking: 'false',
+    userknownhostsfile: '/tmp/elsewhere',
+    globalknownhostsfile: '/etc/ssh/ssh_known_hosts',
+    batchmode: 'no',
+    identitiesonly: 'no',
+    identityagent: '/tmp/agent.sock',
+    forwardagent: 'yes',
+    forwardx11: 'yes',
+    clearallforwardings: 'no',
+    controlmaster: 'auto',
+    controlpath: '/tmp/cm',
+    permitlocalcommand: 'yes',
+    localcommand: '/bin/false',
+    proxycommand: '/bin/false',
+    updatehostkeys: 'true'
+  }
+  const KEX = 'curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512'
+
+  test('a config that is read after all (were -F dropped) turns on nothing: every option is stated on the command line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-ssh-g-'))
+    try {
+      const planted = join(dir, 'config')
+      writeFileSync(
+        planted,
+        `Host *\n${Object.entries(hostile)
+          .map(([k, v]) => `  ${k} ${v}\n`)
+          .join('')}`
+      )
+      // positive control: ssh reading that config takes every one of its settings
+      const control = effective(['/usr/bin/ssh', '-F', planted])
+      for (const [k, v] of Object.entries(hostile)) expect([k, control.get(k)]).toEqual([k, v])
+      const args = opensshArgs('/usr/bin/ssh', info())
+      expect(args.slice(1, 3)).toEqual(['-F', '/dev/null'])
+      const got = effective([args[0], '-F', planted, ...args.slice(3)])
+      for (const k of Object.keys(hostile)) expect([k, got.get(k)]).not.toEqual([k, hostile[k as keyof typeof hostile]])
+      expect(got.get('kexalgorithms')).toBe(KEX)
+      expect(got.get('stricthostkeychecking')).toBe('true')
+      expect(got.get('userknownhostsfile')).toBe(info().knownHostsFile)
+      expect(got.get('globalknownhostsfile')).toBe('/dev/null')
+      expect(got.get('batchmode')).toBe('yes')
+      expect(got.get('forwardagent')).toBe('no')
+      expect(got.get('controlmaster')).toBe('false')
+      expect(got.has('proxycommand')).toBe(false)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test("the key exchanges are only the four named (control: ssh's own default list has more)", () => {
+    const args = opensshArgs('/usr/bin/ssh', info())
+    expect(effective(args).get('kexalgorithms')).toBe(KEX)
+    expect(effective(['/usr/bin/ssh', '-F', '/dev/null']).get('kexalgorithms')).not.toBe(KEX)
+  })
 })

@@ -1,0 +1,117 @@
+// prepare_job with registry credentials: the password is registered for masking before the pulls,
+// so what the VM's docker prints about it (debug lines) and the pull's failure reach the step log and
+// hook.log masked. The machine, the first copy and the VM's docker are stand-ins; the handler, its
+// log and the masking are the real ones.
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ConfigSchema } from '../../src/config'
+import { RemoteCommandError, formatError } from '../../src/errors'
+import type { HookContext } from '../../src/context'
+import { PrepareJobArgsSchema } from '../../src/protocol'
+import type { Remote } from '../../src/remote/remote'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+const machine: Remote = {
+  openExec: () => Promise.reject(new Error('no remote commands here')),
+  openSocket: () => Promise.reject(new Error('no sockets here')),
+  close: () => undefined
+}
+const connect = { host: '192.0.2.10', port: 22, user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }
+
+jest.mock('../../src/providers/factory', () => ({
+  ...jest.requireActual('../../src/providers/factory'),
+  providerFor: () => ({ kind: 'static', releaseDestroys: false, describe: () => 'the host' })
+}))
+jest.mock('../../src/session', () => ({
+  ...jest.requireActual('../../src/session'),
+  acquireMachineDirect: async () => ({ lease: { kind: 'static', host: 'h', slot: 'slot-1', connect }, remote: machine }),
+  releaseMachine: async () => undefined,
+  startAgentInBackground: () => null
+}))
+jest.mock('../../src/prepare/first-copy', () => ({
+  ...jest.requireActual('../../src/prepare/first-copy'),
+  makeJobFolder: async () => ({ externalsPresent: false }),
+  startCopy: () => ({
+    externals: Promise.resolve('absent'),
+    copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
+  })
+}))
+jest.mock('../../src/sync/sync', () => ({ ...jest.requireActual('../../src/sync/sync'), recordBase: async () => undefined }))
+jest.mock('../../src/docker/job-folder', () => ({
+  ...jest.requireActual('../../src/docker/job-folder'),
+  removeJobFolder: async () => undefined
+}))
+jest.mock('../../src/docker/remote-docker', () => ({
+  ...jest.requireActual('../../src/docker/remote-docker'),
+  RemoteDocker: class {
+    engine = {}
+    removeOwned = async (): Promise<Record<string, number>> => ({})
+    imagePresent = async (): Promise<boolean> => false
+    createNetwork = async (): Promise<string> => 'net'
+    ensureVolume = async (): Promise<string> => 'vol'
+    // What the VM's docker printed (the VM is the job's): the password, on stdout and stderr.
+    ensureImage = async (_i: string, _p: string, reg: { password: string }, _d: string, onLine: (l: string) => void): Promise<never> => {
+      onLine(`login as octo with ${reg.password}`)
+      throw new RemoteCommandError('docker pull ghcr.io/o/a:1', 1, `denied: ${reg.password}`)
+    }
+  }
+}))
+
+import { createLog } from '../../src/log'
+
+afterAll(cleanupTempDirs)
+
+async function prepareWith(password: string): Promise<{ out: string; file: string }> {
+  const dir = tempDir()
+  const localRoot = join(dir, 'local')
+  mkdirSync(localRoot)
+  chmodSync(localRoot, 0o700)
+  const work = join(dir, '_work')
+  mkdirSync(join(work, '_temp'), { recursive: true })
+  const file = join(dir, 'logs', 'hook.log')
+  const out: string[] = []
+  const log = createLog({ file, level: 'debug', debugToStepLog: true, out: (l) => void out.push(l) })
+  const ctx: HookContext = {
+    config: ConfigSchema.parse({
+      provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] },
+      remote: { workRoot: '/srv/rch' },
+      agent: { enabled: false }
+    }),
+    runner: {
+      runnerName: 'runner-1',
+      runnerTemp: join(work, '_temp'),
+      workDir: work,
+      workspace: join(work, 'r', 'r'),
+      trackingId: undefined,
+      debug: true,
+      home: undefined,
+      github: {}
+    },
+    log,
+    signal: new AbortController().signal,
+    hookPath: '/nonexistent/hook.js',
+    nodePath: '/nonexistent/node',
+    stdout: process.stdout,
+    stderr: process.stderr,
+    localRoot
+  }
+  const registry = { username: 'octo', password, serverUrl: 'ghcr.io' }
+  const args = PrepareJobArgsSchema.parse({ container: { image: 'ghcr.io/o/a:1', registry }, services: [] })
+  const { prepareJob } = await import('../../src/handlers/prepare-job')
+  const err = await prepareJob(args, ctx).catch((e: unknown) => e)
+  expect(err).toBeInstanceOf(RemoteCommandError)
+  log.failure(formatError(err)) // as execute.ts's report() writes it
+  await log.close()
+  return { out: out.join('\n'), file: readFileSync(file, 'utf8') }
+}
+
+test("a failing pull of the job container's image logs its registry password masked (step log and hook.log)", async () => {
+  const password = 'ghp_Pr3pareJobPassw0rd'
+  const { out, file } = await prepareWith(password)
+  // control: the pull's line and its failure were logged, in both
+  expect(out).toContain('login as octo with ***')
+  expect(file).toContain('login as octo with ***')
+  expect(file).toContain('denied: ***')
+  expect(out).not.toContain(password)
+  expect(file).not.toContain(password)
+})
