@@ -20,11 +20,20 @@ export interface Counts {
   volumes: number
   /** Images a container action built (the only images the hook labels). */
   images: number
+  /** Volumes left because a container that is not the job's uses them (409): the next removal by the same labels takes them. */
+  keptInUse?: string[]
 }
 
 export const countsTotal = (c: Counts): number => c.containers + c.networks + c.volumes + c.images
 export const describeCounts = (c: Counts): string =>
-  `${c.containers} containers, ${c.networks} networks, ${c.volumes} volumes${c.images ? `, ${c.images} images` : ''}`
+  `${c.containers} containers, ${c.networks} networks, ${c.volumes} volumes${c.images ? `, ${c.images} images` : ''}` +
+  (c.keptInUse?.length ? `; kept, in use by a container that is not the job's: volume ${c.keptInUse.join(', ')}` : '')
+
+/** The warning for volumes removeOwned kept, or null. */
+export const keptWarning = (c: Counts, where: string): string | null =>
+  c.keptInUse?.length
+    ? `volume ${c.keptInUse.join(', ')} stays on ${where}: a container that is not the job's uses it (another job's, or one the job started); the next prepare_job of this runner there removes it once it is free`
+    : null
 
 /** An image id as the engine lists it. */
 const IMAGE_ID = /^sha256:[0-9a-f]{64}$/
@@ -253,19 +262,29 @@ export class RemoteDocker {
     await settle(networks.map((id) => this.removeNetwork(id)))
     // One in use by a container that is not ours (409; ours are gone by now) stays: a named volume
     // another runner's job also mounts, an image it runs (as removeImage leaves it).
-    const removeUnlessInUse = async (what: string, path: string): Promise<number> =>
+    const keptInUse: string[] = []
+    const removeUnlessInUse = async (what: string, path: string, name?: string): Promise<number> =>
       e.call('DELETE', path, undefined, what).then(
         () => 1,
         (err: unknown) => {
           if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
+          if (name) keptInUse.push(name)
           return 0
         }
       )
-    const removedVolumes = sum(await settle(volumes.map((name) => removeUnlessInUse('remove volume', `/volumes/${seg(name)}?force=1`))))
+    const removedVolumes = sum(
+      await settle(volumes.map((name) => removeUnlessInUse('remove volume', `/volumes/${seg(name)}?force=1`, name)))
+    )
     // force: every tag of the job's image goes with it (one the job added, `node:20`, included).
     const removedImages = sum(await settle(images.map((id) => removeUnlessInUse('remove image', `/images/${seg(id)}?force=1`))))
     if (failures.length) throw failures[0]
-    return { containers: containers.length, networks: networks.length, volumes: removedVolumes, images: removedImages }
+    return {
+      containers: containers.length,
+      networks: networks.length,
+      volumes: removedVolumes,
+      images: removedImages,
+      ...(keptInUse.length ? { keptInUse } : {})
+    }
   }
 
   /**

@@ -6,7 +6,7 @@ import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import { decodeState, leaseOf, onJobMachine, stateFacts, workRootOf, type HookState } from '../state'
 import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
-import { describeCounts, RemoteDocker } from '../docker/remote-docker'
+import { describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
 import { providerFor, type Lease } from '../providers/factory'
 import type { OrphanReport, VmProvider } from '../providers/provider'
@@ -67,14 +67,14 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
       )
       try {
         const docker = new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket)
-        const removed = describeCounts(
-          await thenFolders(
-            docker.removeOwned(LABEL_JOB, state.jobId),
-            () => removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null),
-            (f) => log.warn(`removing the job folder failed too: ${formatError(f)}`)
-          )
+        const counts = await thenFolders(
+          docker.removeOwned(LABEL_JOB, state.jobId),
+          () => removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null),
+          (f) => log.warn(`removing the job folder failed too: ${formatError(f)}`)
         )
-        log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${removed}`)
+        log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${describeCounts(counts)}`)
+        const kept = keptWarning(counts, `${state.host.host}:${state.host.port}`)
+        if (kept) log.warn(kept)
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.
         try {

@@ -15,7 +15,7 @@ import { tools } from '../tools'
 import { recordBase } from '../sync/sync'
 import { checkNamesDistinct } from '../sync/safe-fs'
 import { removeJobFolder } from '../docker/job-folder'
-import { countsTotal, describeCounts, RemoteDocker } from '../docker/remote-docker'
+import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
@@ -204,6 +204,8 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   copying.catch(() => undefined)
   const leftovers = await pruned
   if (countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
+  const kept = keptWarning(leftovers, 'this machine')
+  if (kept) ctx.log.warn(`an earlier job's ${kept}`)
   const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
   const docking = step(dockerParts(run, host.docker, jobGate))
   docking.catch(() => undefined)

@@ -111,7 +111,9 @@ test("a container that is not the job's, joined to the job's network: cleanup di
   expect(await dockerLines(['ps', '-q', '--filter', `id=${intruder}`])).toHaveLength(1)
 })
 
-test("a container that is not the job's holds the job's volume: cleanup fails naming it, and the job folder still goes", async () => {
+test("a container that is not the job's holds the job's volume: cleanup warns naming it and keeps it, the job folder goes, and the runner's next cleanup takes it once free", async () => {
+  // Another runner's job on the VM may mount the same named volume: holding it is not the job's
+  // failure. It stays, loudly, labelled as this runner's, and goes with the next removal by label.
   const runner = newRunner(`hostile-volume-${process.pid}`)
   const vm = testVm()
   const p = await runner.prepare({
@@ -123,13 +125,18 @@ test("a container that is not the job's holds the job's volume: cleanup fails na
   expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
   const [volume] = await dockerLines(['volume', 'ls', '-q', '--filter', `label=${LABEL}.owner=${ownerOf(runner.name)}`])
   expect(volume).toBeTruthy()
-  startForeign(['-v', `${volume}:/held`])
+  const holder = startForeign(['-v', `${volume}:/held`])
   const [folder] = await jobFolders(runner)
   expect(existsSync(join(vm.workRoot, 'jobs', folder))).toBe(true) // control: the folder is there before the cleanup
   const c = await runner.cleanup()
-  expect(c.code).not.toBe(0)
-  expect(errorLines(c).join('\n')).toContain('docker remove volume: ')
-  expect(errorLines(c).join('\n')).toContain(volume)
+  expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
+  expect(c.stdout).toMatch(new RegExp(`^::warning::volume ${volume} stays on .*a container that is not the job's uses it`, 'm'))
   expect(existsSync(join(vm.workRoot, 'jobs', folder))).toBe(false)
   expect((await leftovers(runner)).jobFolders).toEqual([])
+  // Kept while held, with this runner's label; once free, the runner's next cleanup (by label) takes it.
+  expect(await dockerLines(['volume', 'ls', '-q', '--filter', `name=^${volume}$`])).toEqual([volume])
+  await cmd('docker', ['rm', '-f', holder])
+  runner.state = null
+  expect((await runner.cleanup()).code).toBe(0)
+  expect(await dockerLines(['volume', 'ls', '-q', '--filter', `name=^${volume}$`])).toEqual([])
 })

@@ -323,7 +323,13 @@ describe('removeOwned', () => {
     users.set('pgdata', new Set([JOB_A, JOB_B]))
     // A's containers are removed first; B's still uses the volume
     users.get('pgdata')!.delete(JOB_A)
-    await expect(docker.removeOwned(LABEL_JOB, JOB_A)).resolves.toEqual({ containers: 0, networks: 0, volumes: 0, images: 0 })
+    await expect(docker.removeOwned(LABEL_JOB, JOB_A)).resolves.toEqual({
+      containers: 0,
+      networks: 0,
+      volumes: 0,
+      images: 0,
+      keptInUse: ['pgdata']
+    })
     expect(volumes.has('pgdata')).toBe(true)
     // positive control: the removal was asked for, and the engine refused it as in use
     expect(remote.api.filter((c) => c.method === 'DELETE').map((c) => c.path)).toEqual(['/volumes/pgdata?force=1'])
