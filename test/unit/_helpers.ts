@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path'
 import type { HookState } from '../../src/state'
 import type { HookContext } from '../../src/context'
 import type { ContainerArgs, Mount } from '../../src/protocol'
+import type { PlanFacts } from '../../src/prepare/plan'
 
 export const SRC = resolve(__dirname, '..', '..', 'src')
 
@@ -147,3 +148,17 @@ export function containerActionArgs(over: Partial<ContainerArgs> = {}): Containe
     ...over
   }
 }
+
+/** prepare_job's plan facts for job fedcba9876543210 of owner 0123456789abcdef, `_work` at /home/runner/_work. */
+export const planFacts = (over: Partial<PlanFacts> = {}): PlanFacts => ({
+  hostWork: '/home/runner/_work',
+  workspace: '/home/runner/_work/repo/repo',
+  runnerName: 'runner-1',
+  workRoot: '/srv/rch',
+  dockerSocket: '/var/run/docker.sock',
+  toolCache: false,
+  owner: '0123456789abcdef',
+  jobId: 'fedcba9876543210',
+  externalsVersion: () => 'aaaaaaaaaaaaaaaa',
+  ...over
+})

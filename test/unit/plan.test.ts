@@ -4,6 +4,7 @@ import { PrepareJobArgsSchema } from '../../src/protocol'
 import { planJob, containersOf, type PlanFacts } from '../../src/prepare/plan'
 import { InputError } from '../../src/errors'
 import { rmSync } from 'node:fs'
+import { planFacts } from './_helpers'
 import { LABEL_JOB, LABEL_OWNER, LABEL_RUNNER } from '../../src/labels'
 
 const WORK = '/home/runner/_work'
@@ -12,18 +13,7 @@ const OWNER = '0123456789abcdef'
 const JOB = 'fedcba9876543210'
 const ROOT = `/srv/rch/jobs/${OWNER}-${JOB}`
 
-const facts = (over: Partial<PlanFacts> = {}): PlanFacts => ({
-  hostWork: WORK,
-  workspace: `${WORK}/repo/repo`,
-  runnerName: 'runner-1',
-  workRoot: '/srv/rch',
-  dockerSocket: '/var/run/docker.sock',
-  toolCache: false,
-  owner: OWNER,
-  jobId: JOB,
-  externalsVersion: () => 'aaaaaaaaaaaaaaaa',
-  ...over
-})
+const facts = planFacts
 
 const mount = (src: string | null, target: string, readOnly = false) => ({ sourceVolumePath: src, targetVolumePath: target, readOnly })
 const container = (over: Record<string, unknown> = {}): Record<string, unknown> => ({ image: 'node:20', environmentVariables: {}, ...over })

@@ -2,14 +2,13 @@
 // so what the VM's docker prints about it (debug lines) and the pull's failure reach the step log and
 // hook.log masked. The machine, the first copy and the VM's docker are stand-ins; the handler, its
 // log and the masking are the real ones.
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ConfigSchema } from '../../src/config'
 import { RemoteCommandError, formatError } from '../../src/errors'
-import type { HookContext } from '../../src/context'
 import { PrepareJobArgsSchema } from '../../src/protocol'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { unitHookContext } from './_hook-context'
 
 const machine: Remote = {
   openExec: () => Promise.reject(new Error('no remote commands here')),
@@ -62,39 +61,14 @@ import { createLog } from '../../src/log'
 afterAll(cleanupTempDirs)
 
 async function prepareWith(password: string): Promise<{ out: string; file: string }> {
-  const dir = tempDir()
-  const localRoot = join(dir, 'local')
-  mkdirSync(localRoot)
-  chmodSync(localRoot, 0o700)
-  const work = join(dir, '_work')
-  mkdirSync(join(work, '_temp'), { recursive: true })
-  const file = join(dir, 'logs', 'hook.log')
+  const file = join(tempDir(), 'logs', 'hook.log')
   const out: string[] = []
   const log = createLog({ file, level: 'debug', debugToStepLog: true, out: (l) => void out.push(l) })
-  const ctx: HookContext = {
-    config: ConfigSchema.parse({
-      provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] },
-      remote: { workRoot: '/srv/rch' },
-      agent: { enabled: false }
-    }),
-    runner: {
-      runnerName: 'runner-1',
-      runnerTemp: join(work, '_temp'),
-      workDir: work,
-      workspace: join(work, 'r', 'r'),
-      trackingId: undefined,
-      debug: true,
-      home: undefined,
-      github: {}
-    },
+  const ctx = unitHookContext({
+    provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] },
     log,
-    signal: new AbortController().signal,
-    hookPath: '/nonexistent/hook.js',
-    nodePath: '/nonexistent/node',
-    stdout: process.stdout,
-    stderr: process.stderr,
-    localRoot
-  }
+    debug: true
+  })
   const registry = { username: 'octo', password, serverUrl: 'ghcr.io' }
   const args = PrepareJobArgsSchema.parse({ container: { image: 'ghcr.io/o/a:1', registry }, services: [] })
   const { prepareJob } = await import('../../src/handlers/prepare-job')

@@ -2,15 +2,13 @@
 // 10 s after its SIGINT, so the undo must not spend that time removing containers and folders from
 // a machine it is about to terminate (a slow docker there held the terminate back past the kill,
 // and the instance ran on until maxLifetimeMinutes). The release comes first, and alone.
-import { chmodSync, mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { ConfigSchema } from '../../src/config'
 import { TransportError } from '../../src/errors'
 import type { HookContext } from '../../src/context'
 import { PrepareJobArgsSchema } from '../../src/protocol'
 import type { Log } from '../../src/log'
 import type { Remote } from '../../src/remote/remote'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs } from './_helpers'
+import { unitHookContext } from './_hook-context'
 
 /** The provider the handler gets: what it does, and every remote call, in order. */
 const seen: string[] = []
@@ -50,12 +48,6 @@ function context(releaseDestroys: boolean): HookContext {
   destroys = releaseDestroys
   cancel = new AbortController()
   seen.length = 0
-  const dir = tempDir()
-  const localRoot = join(dir, 'local')
-  mkdirSync(localRoot)
-  chmodSync(localRoot, 0o700)
-  const work = join(dir, '_work')
-  mkdirSync(join(work, '_temp'), { recursive: true })
   const quiet = (): void => undefined
   const log = {
     progress: quiet,
@@ -65,30 +57,11 @@ function context(releaseDestroys: boolean): HookContext {
     addSecret: quiet,
     group: (_t: string, fn: () => unknown) => fn()
   }
-  return {
-    config: ConfigSchema.parse({
-      provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' },
-      remote: { workRoot: '/srv/rch' },
-      agent: { enabled: false }
-    }),
-    runner: {
-      runnerName: 'runner-1',
-      runnerTemp: join(work, '_temp'),
-      workDir: work,
-      workspace: join(work, 'r', 'r'),
-      trackingId: undefined,
-      debug: false,
-      home: undefined,
-      github: {}
-    },
+  return unitHookContext({
+    provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' },
     log: log as unknown as Log,
-    signal: cancel.signal,
-    hookPath: '/nonexistent/hook.js',
-    nodePath: '/nonexistent/node',
-    stdout: process.stdout,
-    stderr: process.stderr,
-    localRoot
-  }
+    signal: cancel.signal
+  })
 }
 
 const args = PrepareJobArgsSchema.parse({ container: null, services: [{ image: 'redis:7', environmentVariables: {} }] })

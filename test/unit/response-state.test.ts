@@ -1,26 +1,16 @@
 // The state prepare_job hands the runner (which keeps it and gives it back to every later command)
 // holds ids and paths only: never a registry password or user name, never an env value, never a key.
 import { PrepareJobArgsSchema } from '../../src/protocol'
-import { planJob, type PlanFacts } from '../../src/prepare/plan'
+import { planJob } from '../../src/prepare/plan'
 import { buildResponse } from '../../src/prepare/response'
 import type { Inspect } from '../../src/docker/steps'
+import { planFacts } from './_helpers'
 
-const WORK = '/home/runner/_work'
 const OWNER = '0123456789abcdef'
 const JOB = 'fedcba9876543210'
 const LOCAL = `/tmp/rch-1000/${OWNER}-${JOB}`
 
-const facts: PlanFacts = {
-  hostWork: WORK,
-  workspace: `${WORK}/repo/repo`,
-  runnerName: 'runner-1',
-  workRoot: '/srv/rch',
-  dockerSocket: '/var/run/docker.sock',
-  toolCache: false,
-  owner: OWNER,
-  jobId: JOB,
-  externalsVersion: () => 'aaaaaaaaaaaaaaaa'
-}
+const facts = planFacts()
 
 const SECRETS = {
   registryUser: 'octo-user-55aa',
