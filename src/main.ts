@@ -18,6 +18,7 @@ import { BUILD_ID } from './build-id'
 import { isOpCommand, NO_REQUEST_AT_TERMINAL, notACommand, type OpName } from './ops/names'
 import { hookLocalRoot } from './paths'
 import { ownLines } from './line-start'
+import { workflowCommand } from './workflow-commands'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -204,7 +205,6 @@ async function main(): Promise<void> {
 // What main() does not catch itself: a part imported on demand that failed to load. Reported as the
 // loader reports a library that cannot load, with its exit code.
 main().catch((e: unknown) => {
-  const m = formatError(e).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
-  ownLines(process.stdout, `::error::remote-container-hooks could not load a part of itself (${m})\n`)
+  ownLines(process.stdout, `${workflowCommand('error', `remote-container-hooks could not load a part of itself (${formatError(e)})`)}\n`)
   process.exit(70)
 })

@@ -64,7 +64,7 @@ import type {
   VmProvider
 } from './provider'
 import { instanceFate, lostMachineOf } from './instance-fate'
-import { asCleanup } from './ec2'
+import { asCleanup, leaseRegion } from './ec2'
 
 export interface PoolLease extends LeaseBase<'ec2-pool'> {
   instanceId: string
@@ -855,13 +855,11 @@ export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
         .strict()
         .nullable(),
       workRoot: z.string().refine(isWorkRoot, 'must be a plain absolute path'),
-      region: z.string().min(1).optional()
+      region: leaseRegion.field
     },
     issues(l, cfg, localDir) {
-      const out: [string, string][] = []
-      // provider.region changed mid-job: a member found unfit at release would be retired (tagged,
-      // terminated in its group) in a region where its id means nothing.
-      if (l.region !== undefined && l.region !== cfg.region) out.push(['region', `differs from provider.region (${cfg.region})`])
+      // A member found unfit at release is tagged and replaced in its group, in provider.region.
+      const out: [string, string][] = leaseRegion.issue(l, cfg)
       if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
       if (cfg.user.startsWith('tag:') ? !isUserName(l.connect.user) || l.connect.user === 'root' : l.connect.user !== cfg.user)
         out.push(['user', 'differs from provider.user'])

@@ -541,17 +541,26 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   }
 }
 
+/**
+ * The lease's `region` (provider.region when it was launched or leased) and its check, for both
+ * EC2 kinds: an instance id means nothing in another region (a terminate there answers "not found",
+ * which reads as "already gone"), so a changed provider.region is refused. Absent in an older build's state.
+ */
+export const leaseRegion = {
+  field: z.string().min(1).optional(),
+  issue: (l: { region?: string }, cfg: { region: string }): [string, string][] =>
+    l.region !== undefined && l.region !== cfg.region ? [['region', `differs from provider.region (${cfg.region})`]] : []
+}
+
 export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
   create: (cfg, workRoot) => new Ec2Provider(cfg, workRoot),
   lease: {
     fields: {
       instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)'),
-      region: z.string().min(1).optional()
+      region: leaseRegion.field
     },
     issues(l, cfg, localDir) {
-      const out: [string, string][] = []
-      // provider.region changed mid-job: this configuration cannot reach (or terminate) the instance.
-      if (l.region !== undefined && l.region !== cfg.region) out.push(['region', `differs from provider.region (${cfg.region})`])
+      const out: [string, string][] = leaseRegion.issue(l, cfg)
       if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])
       if (l.connect.user !== cfg.user) out.push(['user', 'differs from provider.user'])
       if (l.connect.identityFile !== `${localDir}/id_ed25519`) out.push(['identityFile', "is not the job's own key file"])
