@@ -31,6 +31,7 @@ export const LAYERS = [
       'outcome.ts',
       'runner-env.ts',
       'log.ts',
+      'secret-forms.ts',
       'workflow-commands.ts',
       'did-you-mean.ts',
       'near-miss.ts',

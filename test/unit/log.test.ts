@@ -135,3 +135,37 @@ test('a registered secret is masked in progress, warning and debug lines, in the
   }
   expect(text).not.toContain('hunter2-after')
 })
+
+describe('a secret inside base64 (docker sends `user:password` so, and a registry may quote it back)', () => {
+  const password = 'pw-7f3a91c0d2e4b6a8'
+  /** What is left of the password in `text` once masked: any base64 run in it that decodes to hold 6 of its bytes in a row. */
+  const leaks = (text: string): string[] =>
+    (text.match(/[A-Za-z0-9+/]{8,}={0,2}/g) ?? []).filter((run) => {
+      for (const shift of ['', 'A', 'AA']) {
+        const decoded = Buffer.from(shift + run, 'base64').toString('latin1')
+        for (let i = 0; i + 6 <= password.length; i++) if (decoded.includes(password.slice(i, i + 6))) return true
+      }
+      return false
+    })
+
+  test('the auth of any user name, at every alignment, is masked in both logs', async () => {
+    const { log, out, file } = make('debug')
+    const auths = ['', 'u', 'ci', 'bot', 'user-1', 'deploy-x7'].map((u) => Buffer.from(`${u}:${password}`).toString('base64'))
+    // positive control: unregistered, each auth shows the password to whoever decodes it
+    for (const a of auths) expect(leaks(`unauthorized: basic ${a}`)).toEqual([a])
+    log.addSecret(password)
+    for (const a of auths) log.progress(`unauthorized: basic ${a} refused`)
+    await log.close()
+    for (const line of out) expect(line).toContain('***')
+    expect(out.flatMap(leaks)).toEqual([])
+    expect(leaks(readFileSync(file, 'utf8'))).toEqual([])
+  })
+
+  test('ordinary base64 is left alone: another password, and a short secret, mask no run', () => {
+    const { log } = make()
+    log.addSecret('pw-0000000000000000')
+    log.addSecret('abc')
+    const other = Buffer.from(`ci:${password}`).toString('base64')
+    expect(log.mask(`basic ${other}`)).toBe(`basic ${other}`)
+  })
+})
