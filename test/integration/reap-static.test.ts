@@ -4,7 +4,7 @@
  * stand-in worker process that then exited) and one whose worker lives (this test process).
  * Each test uses a work root of its own on the VM, so no other test's slots are looked at.
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -112,6 +112,76 @@ test('a dead job’s slot is marked, kept through the grace, then emptied (conta
       const job = (r.state as { jobId?: string } | null)?.jobId
       if (job) for (const id of await containersOf(job)) await execFileP('docker', ['rm', '-f', id]).catch(() => undefined)
     }
+    fs.rmSync(workRoot, { recursive: true, force: true })
+  }
+})
+
+test('a slot a job replaced by a symlink is never followed: its target keeps its files and gets no mark, and its forged job folder stays (control: the same forgery in a real slot is reaped)', async () => {
+  const vm = loadVm('b')
+  const workRoot = `${vm.workRoot}/reap-link-${process.pid}-${Date.now().toString(36)}`
+  const config = {
+    provider: {
+      kind: 'static',
+      acquireTimeoutSeconds: 30,
+      hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 2 }]
+    },
+    remote: { workRoot }
+  }
+  const reapConfig = path.join(dir, 'reap-link.json')
+  fs.writeFileSync(reapConfig, JSON.stringify({ ...config, fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger-link') } } }))
+  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+  // A worker pid that is surely gone: a process that has exited.
+  const gone = await new Promise<number>((resolve) => {
+    const c = spawn(process.execPath, ['-e', '0'])
+    c.on('exit', () => resolve(c.pid!))
+  })
+  const owner = 'abcdef0123456789'
+  // What a job that is root on the VM writes: an owner file naming a dead job of this runner host.
+  const forged = (job: string): string => `${owner} ${job} forged-runner ${os.hostname()} ${new Date().toISOString()} ${gone} -\n`
+  const realJob = '1111111111111111'
+  const linkJob = '2222222222222222'
+  const linkMark = forged(linkJob)
+  const leases = path.join(workRoot, 'leases')
+  const decoy = path.join(workRoot, 'decoy')
+  const uid = Number((await execFileP('id', ['-u', vm.user])).stdout)
+  const gid = Number((await execFileP('id', ['-g', vm.user])).stdout)
+  try {
+    for (const d of [
+      leases,
+      decoy,
+      path.join(leases, 'slot-0'),
+      path.join(workRoot, 'jobs', `${owner}-${realJob}`),
+      path.join(workRoot, 'jobs', `${owner}-${linkJob}`)
+    ])
+      fs.mkdirSync(d, { recursive: true, mode: 0o700 })
+    fs.writeFileSync(path.join(leases, 'slot-0', 'owner'), forged(realJob))
+    fs.writeFileSync(path.join(decoy, 'owner'), linkMark)
+    fs.writeFileSync(path.join(decoy, 'keep.txt'), 'keep\n')
+    fs.symlinkSync(decoy, path.join(leases, 'slot-1'))
+    await execFileP('chown', ['-R', '-h', `${uid}:${gid}`, workRoot])
+    const decoyFiles = (): string[] => fs.readdirSync(decoy).sort()
+    const what = (slot: string): string => `${vm.host}:${vm.port} ${slot}`
+    const rows = (out: Awaited<ReturnType<typeof runReap>>): string[] => (out.json?.rows ?? []).map((r) => r.what)
+
+    const p1 = await runReap(reapConfig, tmp)
+    expectOk(p1)
+    // positive control: the forgery in a real slot is believed (the job is "dead") and marked
+    expect(rowOf(p1, what('slot-0')).action).toBe('marked')
+    expect(rows(p1)).not.toContain(what('slot-1'))
+    expect(decoyFiles()).toEqual(['keep.txt', 'owner'])
+
+    const p2 = await runReap(reapConfig, tmp, { env: { RCH_LEDGER_NOW_MS: String(Date.now() + 3 * MIN) } })
+    expectOk(p2)
+    expect(rowOf(p2, what('slot-0'))).toMatchObject({ action: 'removed', why: expect.stringMatching(/job folder and slot/) })
+    expect(fs.existsSync(path.join(leases, 'slot-0'))).toBe(false)
+    expect(fs.existsSync(path.join(workRoot, 'jobs', `${owner}-${realJob}`))).toBe(false)
+    // the symlinked slot: not listed, not followed, and what it points at untouched
+    expect(rows(p2)).not.toContain(what('slot-1'))
+    expect(fs.lstatSync(path.join(leases, 'slot-1')).isSymbolicLink()).toBe(true)
+    expect(decoyFiles()).toEqual(['keep.txt', 'owner'])
+    expect(fs.readFileSync(path.join(decoy, 'owner'), 'utf8')).toBe(linkMark)
+    expect(fs.existsSync(path.join(workRoot, 'jobs', `${owner}-${linkJob}`))).toBe(true)
+  } finally {
     fs.rmSync(workRoot, { recursive: true, force: true })
   }
 })
