@@ -11,6 +11,7 @@ import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
+import { Rejoinable } from './remote/rejoinable'
 import type { AgentKeep, AgentOptions } from './remote/agent'
 import { waitUntil } from './retry'
 import { agentFailure, OTHER_BUILD_EXIT, replacedWhileRunning } from './remote/agent-failure'
@@ -314,6 +315,11 @@ const directEnv = (ctx: HookContext, jobId: string): ProviderEnv =>
 /** A direct connection to a job's host (the test-injected remote when there is one), for the caller to close. */
 function directJobRemote(ctx: HookContext, c: ConnectInfo): Promise<Remote> {
   return ctx.remote ? Promise.resolve(forDocker(ctx, ctx.remote, () => undefined)) : directRemote(ctx, c)
+}
+
+/** `first`, made again over a direct connection if it is lost once `rejoin()` is called (a failed prepare_job's undo). */
+export function rejoinableRemote(ctx: HookContext, first: Remote, c: ConnectInfo): Rejoinable {
+  return new Rejoinable(first, () => directJobRemote(ctx, c))
 }
 
 /**

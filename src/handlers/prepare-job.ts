@@ -7,10 +7,10 @@ import type { HandlerResult, HookContext } from '../context'
 import { Cancelled } from '../errors'
 import { LABEL_OWNER, machineOf, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
-import type { Remote } from '../remote/remote'
 import type { Acquired } from '../providers/provider'
 import { providerFor, type Lease } from '../providers/factory'
-import { acquireMachineDirect, jobLocalDir, releaseMachine, startAgentInBackground, type AgentStart } from '../session'
+import { acquireMachineDirect, jobLocalDir, rejoinableRemote, releaseMachine, startAgentInBackground, type AgentStart } from '../session'
+import type { Rejoinable } from '../remote/rejoinable'
 import { tools } from '../tools'
 import { recordBase } from '../sync/sync'
 import { checkNamesDistinct } from '../sync/safe-fs'
@@ -102,7 +102,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     step: (w) => inflight.track(w),
     time: new Timings()
   }
-  let remote: Remote | null = null
+  let remote: Rejoinable | null = null
   try {
     // The step log folds each part; what failed stays readable after its fold (the error line comes last).
     const host = await log.group('Getting a host', async () => {
@@ -151,11 +151,13 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // What was still running (a container being created, the base being written into the local
     // folder) lands first, so the undo finds it.
     await inflight.settle(config.timeouts.cancelGraceSeconds * 1000 + 5000)
+    // A connection that dropped is made again for the undo (once), so a network blip leaves nothing.
+    ;(remote as Rejoinable | null)?.rejoin()
     await run.undo.run((m) => log.warn(m), config.timeouts.cleanupSeconds * 1000)
     rmSync(run.localDir, { recursive: true, force: true })
     throw err
   } finally {
-    ;(remote as Remote | null)?.close()
+    ;(remote as Rejoinable | null)?.close()
     closeJobFleet(plan.jobId)
   }
 }
@@ -291,9 +293,10 @@ async function getHost(
   localDir: string,
   undo: Undo,
   started: number
-): Promise<Acquired<Lease> & { agent: AgentStart | null }> {
+): Promise<Acquired<Lease> & { remote: Rejoinable; agent: AgentStart | null }> {
   const provider = providerFor(ctx.config)
-  const a = await acquireMachineDirect(ctx, provider, plan.jobId, plan.owner, localDir)
+  const got = await acquireMachineDirect(ctx, provider, plan.jobId, plan.owner, localDir)
+  const a = { ...got, remote: rejoinableRemote(ctx, got.remote, got.lease.connect) }
   undo.push('release the host', () => releaseMachine(ctx, provider, a.lease, a.remote, plan.jobId))
   if (provider.releaseDestroys) undo.releaseDestroysHost()
   const agent = startAgentInBackground(ctx, a.lease.connect, localDir, provider.keeper?.(a.lease) ?? undefined)

@@ -230,3 +230,34 @@ test('the connection to the VM drops during a pull with credentials: the hook fa
   expect((await runner.call('cleanup_job', {}, { state: null })).code).toBe(0)
   expect(await leftovers(runner)).toEqual(NOTHING)
 })
+
+test('the connection drops during prepare_job but the VM is still reachable: the undo connects again and leaves nothing (control: the test above, where it cannot)', async () => {
+  mode = 'hang'
+  const runner = newRunner(true)
+  const c = secretCreds()
+  const image = `127.0.0.1:${registryPort}/hang/blip:1`
+  const before = seen.length
+  const { child, done } = runner.start(
+    'prepare_job',
+    {
+      container: runner.jobContainer(testImages.tiny),
+      services: [runner.service(image, { registry: { ...c, serverUrl: `127.0.0.1:${registryPort}` } })]
+    },
+    { state: null }
+  )
+  await waitForOutput(child, 'copied ')
+  await waitUntil(() => seen.length > before, 20_000)
+  // positive control: the job's things are on the VM when the connection drops
+  const made = await leftovers(runner)
+  expect(made.jobFolders).toHaveLength(1)
+  expect(made.leases).toHaveLength(1)
+  expect(made.networks).toHaveLength(1)
+  for (const s of relayed) s.destroy()
+  const r = await done
+  // A dropped connection is still a failure, said as one.
+  expect(r.code).not.toBe(0)
+  expect(errorLines(r)).toEqual([`::error::connection lost while running docker pull ${image}`])
+  expect(r.stdout).not.toContain('while undoing prepare_job')
+  expect(await leftovers(runner)).toEqual(NOTHING)
+  expect(filesOnVmWith(runner, c)).toEqual([])
+})
