@@ -1,7 +1,7 @@
 // reap's passes over EC2: instances the hook launched (kind ec2) whose job is dead or that are past
 // their expiry, and the ledger's unsettled reservations whose instance ended or never came.
 import type { LedgerRecord } from '../fleet/ledger'
-import { TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
+import { launchedScope, TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
 import { instanceVerdict, markStep, reservationStep, unclaimedMemberFor, waitWhy, type InstanceFact } from './reap-plan'
@@ -16,15 +16,16 @@ async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord>> 
 
 /**
  * Kind ec2: every instance with the owner tag that is not terminated, and that carries the
- * configured provider.tags (what this configuration launches; other setups in the account differ there).
+ * configured provider.tags (what this configuration launches; other setups in the account differ
+ * there) as a launch sets them: `tags` is provider.tags, read through launchedScope.
  */
-export async function reapInstances(api: ReapEc2, ctx: ReapContext, scope: Record<string, string>): Promise<void> {
+export async function reapInstances(api: ReapEc2, ctx: ReapContext, tags: Readonly<Record<string, string>>): Promise<void> {
   const t = ctx.times
   const records = await ledgerById(ctx)
   const instances = await api.describe([
     { Name: 'tag-key', Values: [TAG_OWNER] },
     { Name: 'instance-state-name', Values: LIVE_STATES },
-    ...Object.entries(scope).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] }))
+    ...Object.entries(launchedScope(tags)).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] }))
   ])
   for (const inst of instances) {
     const id = inst.InstanceId as string

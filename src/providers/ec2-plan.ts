@@ -67,6 +67,16 @@ export function tagsFor(cfg: Pick<Ec2Config, 'tags' | 'maxLifetimeMinutes'>, f: 
     .map(([Key, Value]) => ({ Key, Value: Array.from(String(Value)).slice(0, 256).join('') }))
 }
 
+/**
+ * The operator's provider.tags as every instance launched under them carries them (see tagsFor):
+ * what reap filters on to tell this configuration's instances from other setups'. A key of the
+ * hook's own namespace carries the hook's value (or none), and an empty value is not sent: a filter
+ * on either matches no instance, and reap would never see one, past its expires-at included.
+ */
+export function launchedScope(tags: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(tags).filter(([k, v]) => v !== '' && !k.startsWith(`${TAG_PREFIX}:`)))
+}
+
 /** What the launch template or image told us before launching. */
 export interface LaunchBasis {
   /** Root device of the image when we set the root volume ourselves, else null (the template's). */

@@ -545,6 +545,31 @@ describe('acquire against a scripted EC2', () => {
       })
     })
 
+    test('a cancel while RunInstances is in flight: its answer is awaited, and the instance it names is terminated and its reservation settled', async () => {
+      const cancel = new AbortController()
+      let answer: (v: unknown) => void = () => undefined
+      const s = setup(
+        { instanceTypes: ['m7i.large'] },
+        // EC2 is still answering when the runner cancels: the request is not aborted (its answer names the instance).
+        () => new Promise((r) => (answer = r))
+      )
+      s.env.signal = cancel.signal
+      const acquiring = s.provider.acquire(s.job, s.env)
+      while (!s.runs().length) await new Promise((r) => setImmediate(r))
+      cancel.abort(new Error('cancelled by the runner'))
+      answer(launched('i-0123456789abcdef0'))
+      await expect(acquiring).rejects.toThrow('cancelled by the runner')
+      expect(s.runs()).toHaveLength(1)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances').map((c) => c.input)).toEqual([
+        { InstanceIds: ['i-0123456789abcdef0'] }
+      ])
+      expect(s.fleet.calls.map((c) => [c.op, c.id])).toEqual([
+        ['reserve', undefined],
+        ['attach', 'res-1'],
+        ['settle', 'res-1']
+      ])
+    })
+
     test('release settles after the terminate succeeded, and leaves the reservation unsettled when it failed', async () => {
       const s = setup({}, () => launched('i-0123456789abcdef0'))
       const lease = {
