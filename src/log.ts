@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
 import { inertLines, noLegacyCommand, workflowCommand } from './workflow-commands'
-import { secretForms } from './secret-forms'
+import { MIN_SECRET, secretForms } from './secret-forms'
 
 export interface Log {
   progress(msg: string): void
@@ -108,7 +108,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       file().info(`${t}:\n${lines.slice(1, -1).join('\n')}`)
     },
     addSecret(value) {
-      if (!value || value.length < 3) return
+      if (!value || value.length < MIN_SECRET) return
       for (const form of secretForms(value)) if (!secrets.includes(form)) secrets.push(form)
       // Longest first: a secret that is part of a longer one must not leave the longer one's rest shown.
       secrets.sort((a, b) => b.length - a.length)

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync, closeSync, linkSync, rmSync, unlinkSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
-import { HookError } from './errors'
+import { HookError, TransportError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
@@ -317,9 +317,46 @@ function directJobRemote(ctx: HookContext, c: ConnectInfo): Promise<Remote> {
   return ctx.remote ? Promise.resolve(forDocker(ctx, ctx.remote, () => undefined)) : directRemote(ctx, c)
 }
 
-/** `first`, made again over a direct connection if it is lost once `rejoin()` is called (a failed prepare_job's undo). */
+/**
+ * How long a failed prepare_job's reconnect may take once the job is cancelled: the runner kills
+ * the hook 10 s after its SIGINT, and the undo's other steps (the release last) still need time.
+ * A machine that answers at all answers well within it.
+ */
+export const REJOIN_AFTER_CANCEL_MS = 2000
+
+/** `made`, given up REJOIN_AFTER_CANCEL_MS after `signal` aborts (at once if it has); one that connects later is closed. */
+function untilCancelBound(made: Promise<Remote>, signal: AbortSignal, c: ConnectInfo): Promise<Remote> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined
+    const start = (): void => {
+      timer = setTimeout(() => {
+        reject(
+          new TransportError(
+            `cannot connect to ${c.user}@${c.host}:${c.port} again within ${REJOIN_AFTER_CANCEL_MS / 1000} s of the cancel`,
+            'timeout'
+          )
+        )
+        made.then(
+          (r) => r.close(),
+          () => undefined
+        )
+      }, REJOIN_AFTER_CANCEL_MS)
+    }
+    if (signal.aborted) start()
+    else signal.addEventListener('abort', start, { once: true })
+    made.then(resolve, reject).finally(() => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', start)
+    })
+  })
+}
+
+/**
+ * `first`, made again over a direct connection if it is lost once `rejoin()` is called (a failed
+ * prepare_job's undo); after a cancel that connection gets REJOIN_AFTER_CANCEL_MS, not timeouts.connectSeconds.
+ */
 export function rejoinableRemote(ctx: HookContext, first: Remote, c: ConnectInfo): Rejoinable {
-  return new Rejoinable(first, () => directJobRemote(ctx, c))
+  return new Rejoinable(first, () => untilCancelBound(directJobRemote(ctx, c), ctx.signal, c))
 }
 
 /**

@@ -15,6 +15,7 @@ import { tools } from '../tools'
 import { recordBase } from '../sync/sync'
 import { checkNamesDistinct } from '../sync/safe-fs'
 import { removeJobFolder } from '../docker/job-folder'
+import { registrySecrets } from '../docker/cli'
 import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
@@ -234,7 +235,7 @@ async function images(run: Run, host: Host, docking: ReturnType<typeof dockerPar
   const { ctx, plan, containers, step } = run
   const d = await docking
   const t = Date.now()
-  for (const c of containers) if (c.registry?.password) ctx.log.addSecret(c.registry.password)
+  for (const c of containers) for (const s of registrySecrets(c.registry)) ctx.log.addSecret(s)
   const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
   // allOf: a failed pull lets the undo start only once the other pulls have ended.
   const how = await step(

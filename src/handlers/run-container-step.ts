@@ -11,7 +11,7 @@ import { initialState, onJobMachine, workRootOf, type HookState } from '../state
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
 import { RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
-import { buildImage, removeImage } from '../docker/cli'
+import { buildImage, registrySecrets, removeImage } from '../docker/cli'
 import { pull, recordBase } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, pushRootsOf, syncTarget } from '../job'
@@ -88,7 +88,7 @@ async function runIn(
     await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l), ctx.signal)
   } else {
     // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
-    if (args.registry?.password) ctx.log.addSecret(args.registry.password)
+    for (const s of registrySecrets(args.registry)) ctx.log.addSecret(s)
     const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
     const how = await docker.ensureImage(
       image,

@@ -16,8 +16,16 @@ jest.mock('../../src/docker/remote-docker', () => ({
     engine = {}
     imagePresent = async (): Promise<boolean> => false
     // What the VM's docker printed (the VM is the job's): the password, on stdout and stderr.
-    ensureImage = async (_i: string, _p: string, reg: { password: string }, _d: string, onLine: (l: string) => void): Promise<never> => {
+    ensureImage = async (
+      _i: string,
+      _p: string,
+      reg: { username: string; password: string },
+      _d: string,
+      onLine: (l: string) => void
+    ): Promise<never> => {
       onLine(`login as octo with ${reg.password}`)
+      // A registry that quotes back the Authorization header docker sent it.
+      onLine(`unauthorized: basic ${Buffer.from(`${reg.username}:${reg.password}`).toString('base64')} refused`)
       throw new RemoteCommandError('docker pull ghcr.io/o/a:1', 1, `denied: ${reg.password}`)
     }
   }
@@ -71,4 +79,7 @@ test('a failing pull of a container action logs its registry password masked (st
   expect(text).toContain('denied: ***')
   expect(out.join('\n')).not.toContain(password)
   expect(text).not.toContain(password)
+  // the quoted auth is masked whole: no encoded byte of the password is left at its edges
+  expect(out.join('\n')).toContain('unauthorized: basic *** refused')
+  expect(text).toContain('unauthorized: basic *** refused')
 })

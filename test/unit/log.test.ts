@@ -167,5 +167,45 @@ describe('a secret inside base64 (docker sends `user:password` so, and a registr
     log.addSecret('abc')
     const other = Buffer.from(`ci:${password}`).toString('base64')
     expect(log.mask(`basic ${other}`)).toBe(`basic ${other}`)
+    // base64 text that begins with the encoding of `abc` (YWJj): a 4-character run would hide it
+    const text = Buffer.from('abcdefgh-other-text').toString('base64')
+    expect(text.startsWith(Buffer.from('abc').toString('base64'))).toBe(true)
+    expect(log.mask(`digest ${text}`)).toBe(`digest ${text}`)
+  })
+})
+
+describe('a secret in the other forms it travels in', () => {
+  test('escaped: in a JSON string or Go %q quote, and URL- or form-encoded (an OAuth token request)', () => {
+    const { log } = make()
+    const pw = 'p"w\\d%20 x/+&é!*'
+    const quoted = JSON.stringify(pw).slice(1, -1)
+    const uri = encodeURIComponent(pw)
+    const form = uri.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).replace(/%20/g, '+')
+    // control: each form differs from the value and from each other, and none holds the value itself
+    expect(new Set([pw, quoted, uri, form]).size).toBe(4)
+    for (const f of [quoted, uri, form]) expect(f).not.toContain(pw)
+    log.addSecret(pw)
+    expect(log.mask(`error parsing HTTP 401 response body: invalid character: "bad ${quoted} here"`)).toBe(
+      'error parsing HTTP 401 response body: invalid character: "bad *** here"'
+    )
+    expect(log.mask(`body grant_type=password&username=u&password=${form}&scope=x`)).toBe(
+      'body grant_type=password&username=u&password=***&scope=x'
+    )
+    expect(log.mask(`url ?password=${uri}&x=1`)).toBe('url ?password=***&x=1')
+  })
+
+  test('a multi-line secret (a JSON key as password, as `_json_key` registries take) is masked line by line too', async () => {
+    const key =
+      '{\n  "type": "service_account",\n  "private_key_id": "0f4c2a9e7d1b",\n' +
+      '  "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n-----END PRIVATE KEY-----\\n"\n}\n'
+    const { log, out, file } = make('debug')
+    log.addSecret(key)
+    // What reaches the log: docker's output a line at a time, and a failure's stderr tail joined with ` | ` (errors.ts).
+    for (const line of key.split('\n')) log.debug(`registry said: ${line}`)
+    log.failure(`docker pull x failed (exit code 1): ${key.trim().split('\n').slice(-3).join(' | ')}`)
+    await log.close()
+    const all = `${out.join('\n')}\n${readFileSync(file, 'utf8')}`
+    expect(all).toContain('registry said:   ***')
+    for (const part of ['MIIEvQIBADANBgkqhkiG9w0BAQEFAASC', '0f4c2a9e7d1b', 'service_account']) expect(all).not.toContain(part)
   })
 })

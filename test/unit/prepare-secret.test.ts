@@ -49,8 +49,16 @@ jest.mock('../../src/docker/remote-docker', () => ({
     createNetwork = async (): Promise<string> => 'net'
     ensureVolume = async (): Promise<string> => 'vol'
     // What the VM's docker printed (the VM is the job's): the password, on stdout and stderr.
-    ensureImage = async (_i: string, _p: string, reg: { password: string }, _d: string, onLine: (l: string) => void): Promise<never> => {
+    ensureImage = async (
+      _i: string,
+      _p: string,
+      reg: { username: string; password: string },
+      _d: string,
+      onLine: (l: string) => void
+    ): Promise<never> => {
       onLine(`login as octo with ${reg.password}`)
+      // A registry that quotes back the Authorization header docker sent it.
+      onLine(`unauthorized: basic ${Buffer.from(`${reg.username}:${reg.password}`).toString('base64')} refused`)
       throw new RemoteCommandError('docker pull ghcr.io/o/a:1', 1, `denied: ${reg.password}`)
     }
   }
@@ -88,4 +96,17 @@ test("a failing pull of the job container's image logs its registry password mas
   expect(file).toContain('denied: ***')
   expect(out).not.toContain(password)
   expect(file).not.toContain(password)
+  // the quoted auth is masked whole: no encoded byte of the password is left at its edges
+  expect(out).toContain('unauthorized: basic *** refused')
+  expect(file).toContain('unauthorized: basic *** refused')
+})
+
+test('a short password (under 8 bytes, too short for a base64 run of its own) is masked in the auth docker sends', async () => {
+  const password = 'pw1234'
+  const auth = Buffer.from(`octo:${password}`).toString('base64')
+  const { out, file } = await prepareWith(password)
+  expect(out).toContain('unauthorized: basic *** refused')
+  expect(file).toContain('unauthorized: basic *** refused')
+  expect(out).not.toContain(auth)
+  expect(file).not.toContain(auth)
 })
