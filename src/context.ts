@@ -33,6 +33,8 @@ export interface HookContext {
   remote?: Remote
   /** The fleet ledger's clock (the system clock unless a test moved it: fleet/ledger-clock.ts). */
   ledgerClock?: LedgerClock
+  /** How often a long command beats its reservation (fleet/beat-period.ts; 60 s unless a test shortens it). */
+  beatMs?: number
 }
 
 export interface HandlerResult {

@@ -11,6 +11,7 @@ import { ownLines } from './line-start'
 import { stepEnv } from './runner-env'
 import type { HookContext, Sink } from './context'
 import { ledgerClockFrom } from './fleet/ledger-clock'
+import { beatPeriodFrom } from './fleet/beat-period'
 import type { HookInput } from './protocol'
 import type { Log } from './log'
 import type { Remote } from './remote/remote'
@@ -183,6 +184,7 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     localRoot,
     remote: io.remote,
     ledgerClock: ledgerClockFrom(env),
+    beatMs: beatPeriodFrom(env),
     input
   }
 }

@@ -19,6 +19,7 @@ import { isOpCommand, NO_REQUEST_AT_TERMINAL, notACommand, type OpName } from '.
 import { hookLocalRoot } from './paths'
 import { ownLines } from './line-start'
 import { workflowCommand } from './workflow-commands'
+import { beatPeriodFrom } from './fleet/beat-period'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -93,7 +94,7 @@ async function command(raw: string, io: ExecuteIo): Promise<RunResult> {
  */
 function stepHeartbeats(raw: string, localRoot: string): void {
   if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return
-  const every = Number(process.env.RCH_LEDGER_BEAT_MS) >= 100 ? Number(process.env.RCH_LEDGER_BEAT_MS) : 60_000
+  const every = beatPeriodFrom(process.env)
   let busy = false
   const beat = (): void => {
     if (busy) return

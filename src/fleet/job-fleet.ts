@@ -17,6 +17,9 @@ export interface JobFleetContext {
 
 export class JobFleet {
   private opened: Promise<Ledger> | null = null
+  /** Reservations this command made and has not settled: what its heartbeats are for. */
+  private readonly reserved = new Set<string>()
+  private beating: NodeJS.Timeout | null = null
   readonly clock: LedgerClock
   readonly facts: JobFacts
   /** What a provider uses: reserve, attach, settle, beat. */
@@ -45,9 +48,18 @@ export class JobFleet {
           throw new HookError(`fleet.ledger (${this.kind}): cannot ${what}: ${formatError(e)}`, { cause: e })
         })
     this.gate = {
-      reserve: (spec) => use('reserve a launch, so the caps and the budget cannot be checked', (g) => g.reserve(spec)),
+      reserve: (spec) =>
+        use('reserve a launch, so the caps and the budget cannot be checked', async (g) => {
+          const id = await g.reserve(spec)
+          this.reserved.add(id)
+          return id
+        }),
       attach: (id, instanceId, at) => use(`attach ${instanceId} to reservation ${id}`, (g) => g.attach(id, instanceId, at)),
-      settle: (id, opts) => use(`settle reservation ${id}`, (g) => g.settle(id, opts)),
+      settle: (id, opts) =>
+        use(`settle reservation ${id}`, async (g) => {
+          await g.settle(id, opts)
+          this.reserved.delete(id)
+        }),
       beat: (id) => use(`record a heartbeat of reservation ${id}`, (g) => g.beat(id))
     }
   }
@@ -64,7 +76,37 @@ export class JobFleet {
     return this.opened
   }
 
+  /**
+   * Heartbeats of what this command reserves, every `everyMs` (the first after one period) until
+   * stopBeating or close. reap judges a launched machine's job dead once its reservation has had no
+   * heartbeat for fleet.reap.deadAfterMinutes, and a step beats only while it runs (main.ts): a
+   * prepare_job with a long pull, or a container action without state (it has no reservation in a
+   * state to beat), would otherwise look dead while it runs. A failed beat is said once.
+   */
+  keepBeating(everyMs: number, warn: (m: string) => void): void {
+    if (this.beating) return
+    let busy = false
+    let warned = false
+    this.beating = setInterval(() => {
+      if (busy || !this.reserved.size) return
+      busy = true
+      void Promise.all([...this.reserved].map((id) => this.gate.beat(id)))
+        .catch((e: unknown) => {
+          if (!warned) warn(`fleet.ledger: could not record a heartbeat: ${formatError(e)}`)
+          warned = true
+        })
+        .finally(() => (busy = false))
+    }, everyMs)
+    this.beating.unref()
+  }
+
+  stopBeating(): void {
+    if (this.beating) clearInterval(this.beating)
+    this.beating = null
+  }
+
   close(): void {
+    this.stopBeating()
     void this.opened?.then((l) => l.close()).catch(() => undefined)
   }
 }

@@ -26,6 +26,7 @@ import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
 import { baseEnv, distinctMounts } from '../prepare/plan'
 import type { MountSpec } from '../docker/cli'
+import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!args.image && !args.dockerfile) throw new InputError('args: run_container_step needs image or dockerfile')
@@ -144,7 +145,12 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   stepPlan(hookCtx.config.remote.workRoot)
   const localDir = jobLocalDir(hookCtx, owner, jobId)
   const provider = providerFor(hookCtx.config)
+  // Its machine's reservation is in no state, so main.ts's step heartbeats do not cover it: a
+  // container action that outlasts fleet.reap.deadAfterMinutes must not look dead to reap.
+  const fleet = jobFleet(hookCtx, jobId)
+  fleet.keepBeating(hookCtx.beatMs ?? 60_000, (m) => hookCtx.log.warn(m))
   const { lease, remote } = await acquireMachine(hookCtx, provider, jobId, owner, localDir).catch((e: unknown) => {
+    closeJobFleet(jobId)
     rmSync(localDir, { recursive: true, force: true })
     throw e
   })
@@ -180,9 +186,11 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
         ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
       )
     if (keeping) clearInterval(keeping)
+    fleet.stopBeating()
     await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) =>
       ctx.log.warn(`could not release the host: ${(e as Error).message}`)
     )
+    closeJobFleet(jobId)
     remote.close()
     await stopAgent(localDir, lease.connect)
     rmSync(localDir, { recursive: true, force: true })

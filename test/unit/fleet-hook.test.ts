@@ -132,3 +132,72 @@ describe("the job's ledger", () => {
     })
   })
 })
+
+describe('heartbeats while a long command runs (reap must not judge a live prepare_job or container action dead)', () => {
+  /** A ledger clock that moves on 1 ms at every read, so each heartbeat is a later one. */
+  const ticking = (): { now: () => number } => {
+    let t = Date.UTC(2026, 11, 1)
+    return { now: () => ++t }
+  }
+  const beatOf = async (f: JobFleet, id: string): Promise<number | undefined> =>
+    (await (await f.ledger()).records()).find((r) => r.id === id)?.heartbeatAt
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
+  const spec = { instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 }
+
+  test('what the command reserved gets a heartbeat every period, until it stops; a settled one no longer', async () => {
+    const f = new JobFleet({ ...fleetCtx({}), ledgerClock: ticking() }, '0123456789abcdef')
+    const warned: string[] = []
+    f.keepBeating(20, (m) => void warned.push(m))
+    const id = await f.gate.reserve(spec)
+    // positive control: reserving alone records no heartbeat
+    expect(await beatOf(f, id)).toBeUndefined()
+    await pause(150)
+    const first = await beatOf(f, id)
+    expect(first).toBeDefined()
+    await pause(100)
+    const later = (await beatOf(f, id))!
+    expect(later).toBeGreaterThan(first!)
+    f.stopBeating()
+    await pause(60)
+    const stopped = (await beatOf(f, id))!
+    await pause(100)
+    expect(await beatOf(f, id)).toBe(stopped)
+    expect(warned).toEqual([])
+    f.close()
+  })
+
+  test('control: without keepBeating nothing beats; with it, nothing beats before anything is reserved', async () => {
+    const f = new JobFleet({ ...fleetCtx({}), ledgerClock: ticking() }, '0123456789abcdef')
+    const id = await f.gate.reserve(spec)
+    await pause(100)
+    expect(await beatOf(f, id)).toBeUndefined()
+    await f.gate.settle(id)
+    let beats = 0
+    const g = new JobFleet({ ...fleetCtx({}), ledgerClock: ticking() }, '0123456789abcdef')
+    const gate = { ...g.gate }
+    g.gate.beat = (x) => (beats++, gate.beat(x))
+    g.keepBeating(20, () => undefined)
+    await pause(100)
+    expect(beats).toBe(0)
+    const id2 = await g.gate.reserve(spec)
+    await pause(100)
+    expect(beats).toBeGreaterThan(0)
+    // settled: no longer beaten
+    await g.gate.settle(id2)
+    const after = beats
+    await pause(100)
+    expect(beats).toBe(after)
+    g.close()
+  })
+
+  test('a ledger that fails the heartbeats is said once, not every period', async () => {
+    const f = new JobFleet(fleetCtx({}), '0123456789abcdef')
+    await f.gate.reserve(spec)
+    f.gate.beat = () => Promise.reject(new Error('throttled'))
+    const warned: string[] = []
+    f.keepBeating(20, (m) => void warned.push(m))
+    await pause(150)
+    f.close()
+    expect(warned).toEqual(['fleet.ledger: could not record a heartbeat: throttled'])
+  })
+})
