@@ -27,7 +27,7 @@ import type { ContainerArgs, Mount } from '../../src/protocol'
 
 const ctx = {
   config: { remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' } },
-  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' }
+  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo', github: {} }
 } as unknown as HookContext
 
 const state = staticJobState('/srv/rch', '/nonexistent/rch-test')
