@@ -15,7 +15,7 @@ import { HookError } from '../errors'
 import { retry, type Clock } from '../retry'
 import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
 import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
-import { settlement, toMicro } from './money'
+import { attachTime, settlement, toMicro } from './money'
 import { checkJobUpdate } from './job-record'
 import { checkTimings } from './check-timings'
 import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from './ledger-table'
@@ -291,6 +291,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async attach(id: string, instanceId: string, at = this.opts.clock.now()): Promise<void> {
+    attachTime(id, at)
     const done = await this.update(
       id,
       'SET instanceId = :i, attachedAt = :t',

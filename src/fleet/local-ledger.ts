@@ -15,7 +15,7 @@ import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../privat
 import { withFileLock } from './file-lock'
 import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
 import { exceeded, priceRequest, refusalLine, type Usage } from './limits'
-import { settlement } from './money'
+import { attachTime, settlement } from './money'
 import { checkJobUpdate, mergeJob } from './job-record'
 import { checkTimings } from './check-timings'
 
@@ -172,8 +172,9 @@ export class LocalLedger implements Ledger {
     })
   }
 
-  attach(id: string, instanceId: string, at = this.clock.now()): Promise<void> {
-    return this.update((s) => {
+  async attach(id: string, instanceId: string, at = this.clock.now()): Promise<void> {
+    attachTime(id, at)
+    await this.update((s) => {
       if (!own(s.open, id)) {
         if (this.settledOne(id).instanceId !== instanceId) throw new HookError(`fleet ledger: reservation ${id} cannot be attached`)
         return { result: undefined, changed: false }

@@ -2,6 +2,7 @@
 // Integer micro-dollars: sums of float dollars drift, and a cap compared against a drifted sum
 // can let one launch too many through.
 import type { FleetConfig } from '../config'
+import { HookError } from '../errors'
 
 export const MICRO = 1_000_000
 
@@ -31,12 +32,28 @@ export function priceOf(fleet: FleetConfig, instanceType: string): number | null
   return p === undefined ? null : toMicro(p)
 }
 
-/** What settling a reservation bills: per second with a 60 s minimum, or nothing when no instance ever ran. */
+/**
+ * What settling a reservation bills: per second with a 60 s minimum, or nothing when no instance ever ran.
+ * A start or end that is not a time is refused (the reservation stays open for a later settle or
+ * reap): its NaN cost would make the budget day's total NaN, which the local ledger writes as null
+ * and reads back as 0, forgetting the day's spending and every open reservation's cost.
+ */
 export function settlement(
-  r: { priceMicroPerHour: number | null; attachedAt?: number; reservedAt: number },
+  r: { id: string; priceMicroPerHour: number | null; attachedAt?: number; reservedAt: number },
   opts: { startedAt?: number; endedAt: number; launched?: boolean }
 ): { seconds: number; actual: number } {
+  const refuse = (what: string): HookError =>
+    new HookError(`fleet ledger: reservation ${r.id} cannot be settled: its ${what} is not a time`)
+  if (!Number.isFinite(opts.endedAt)) throw refuse('end')
   if (opts.launched === false) return { seconds: 0, actual: 0 }
-  const seconds = billedSeconds(opts.startedAt ?? r.attachedAt ?? r.reservedAt, opts.endedAt)
+  const startedAt = opts.startedAt ?? r.attachedAt ?? r.reservedAt
+  if (!Number.isFinite(startedAt)) throw refuse('start')
+  const seconds = billedSeconds(startedAt, opts.endedAt)
   return { seconds, actual: r.priceMicroPerHour === null ? 0 : costMicro(r.priceMicroPerHour, seconds) }
+}
+
+/** An attach time, checked: billing runs from it. */
+export function attachTime(id: string, at: number): number {
+  if (!Number.isFinite(at)) throw new HookError(`fleet ledger: reservation ${id} cannot be attached: the time is not a time`)
+  return at
 }

@@ -4,7 +4,8 @@ import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2Config } from '../config'
 import { retry } from '../retry'
 import { awsErrorName, ec2Client, isRetryableAwsError } from '../providers/ec2-api'
-import { transitionTime, type InstanceFact, type Tags } from './reap-plan'
+import { transitionTime } from '../providers/ec2-plan'
+import type { InstanceFact, Tags } from './reap-plan'
 
 /** States in which an instance may still run something (and costs money). */
 export const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped']
@@ -18,6 +19,7 @@ export function factOf(i: Ec2.Instance): InstanceFact {
     state,
     launchedAt: i.LaunchTime ? new Date(i.LaunchTime).getTime() : undefined,
     endedAt: state === 'terminated' || state === 'shutting-down' ? transitionTime(i.StateTransitionReason) : undefined,
+    ...(state === 'stopped' ? { stoppedAt: transitionTime(i.StateTransitionReason) } : {}),
     tags: tagsOf(i)
   }
 }

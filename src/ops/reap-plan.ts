@@ -83,16 +83,12 @@ export interface InstanceFact {
   launchedAt?: number
   /** When EC2 says it ended (from its state transition reason), if it says. */
   endedAt?: number
+  /** When EC2 says a stopped instance stopped (from its state transition reason), if it says. */
+  stoppedAt?: number
   tags: Tags
 }
 
-/** EC2's `User initiated (2026-12-01 10:00:00 GMT)`: the time an instance was stopped or terminated. */
-export function transitionTime(reason: string | undefined): number | undefined {
-  const m = /\((\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) GMT\)/.exec(reason ?? '')
-  if (!m) return undefined
-  const t = Date.parse(`${m[1]}T${m[2]}Z`)
-  return Number.isFinite(t) ? t : undefined
-}
+export { transitionTime } from '../providers/ec2-plan'
 
 /** How long after its attach an instance EC2 does not list is taken as not visible yet, rather than gone. */
 export const UNSEEN_MS = 5 * 60_000
@@ -130,6 +126,18 @@ export function reservationStep(
         startedAt: r.attachedAt ?? inst.launchedAt,
         endedAt: inst.endedAt ?? t.now,
         why: `its instance ${inst.id} ended${inst.endedAt ? ` at ${iso(inst.endedAt)}` : ''}`
+      }
+    // A pool member stopped (into Standby) since this reservation's run began: that run is over, and
+    // a stopped member bills no instance time. Left open, the reservation held the caps while it
+    // stood stopped, and was billed for the whole stop when the member was started or ended later.
+    // A stop from before (a member tagged with a new reservation just before its start) is not its end.
+    const start = r.attachedAt ?? r.reservedAt
+    if (inst.state === 'stopped' && r.pool && inst.stoppedAt !== undefined && inst.stoppedAt >= Math.floor(start / 1000) * 1000)
+      return {
+        do: 'settle',
+        startedAt: r.attachedAt ?? inst.launchedAt,
+        endedAt: inst.stoppedAt,
+        why: `its pool member ${inst.id} stopped at ${iso(inst.stoppedAt)}`
       }
     return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
   }

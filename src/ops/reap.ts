@@ -31,8 +31,9 @@ $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
              reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says (replaced)
   static     host slots leased from this runner host whose runner worker process is gone (the
              job's containers, job folder and slot are removed)
-  ledger     reservations whose instance ended (settled with its real time), or for which no
-             instance came within fleet.reap.deadAfterMinutes (settled at zero cost)
+  ledger     reservations whose instance ended or whose pool member stopped (settled with its real
+             time), or for which no instance came within fleet.reap.deadAfterMinutes (settled at
+             zero cost)
 
 Two phases: a pass marks each candidate (tag remote-container-hooks:reap-candidate=<time>, or a mark
 on the host or in this runner host's local folder); a later pass removes a candidate marked at least

@@ -11,6 +11,14 @@ export const TAG_RUNNER_HOST = `${TAG_PREFIX}:runner-host`
 /** The fleet ledger reservation an instance was launched under (set at creation, so reap finds it even before attach). */
 export const TAG_RESERVATION = `${TAG_PREFIX}:reservation`
 
+/** EC2's `User initiated (2026-12-01 10:00:00 GMT)`: the time an instance was stopped or terminated. */
+export function transitionTime(reason: string | undefined): number | undefined {
+  const m = /\((\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) GMT\)/.exec(reason ?? '')
+  if (!m) return undefined
+  const t = Date.parse(`${m[1]}T${m[2]}Z`)
+  return Number.isFinite(t) ? t : undefined
+}
+
 export interface Attempt {
   market: 'spot' | 'on-demand'
   instanceType: string | null

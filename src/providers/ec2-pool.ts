@@ -527,9 +527,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (reservation) await this.settle(env, reservation, l.instanceId)
   }
 
-  /** Settles the member's reservation at its end; one this runner host's ledger does not know is left to reap. */
-  private async settle(env: ProviderEnv, reservation: string, instanceId: string, launched = true): Promise<void> {
-    await env.fleet.settle(reservation, launched ? {} : { launched: false }).then(
+  /** Settles the member's reservation at its end (`endedAt`, default now); one this runner host's ledger does not know is left to reap. */
+  private async settle(env: ProviderEnv, reservation: string, instanceId: string, launched = true, endedAt?: number): Promise<void> {
+    await env.fleet.settle(reservation, !launched ? { launched: false } : endedAt === undefined ? {} : { endedAt }).then(
       () => env.log.debug(`fleet reservation ${reservation} of ${instanceId} settled`),
       (e: unknown) =>
         env.log.warn(`could not settle fleet reservation ${reservation} of ${instanceId} (reap settles it): ${(e as Error).message}`)
@@ -571,9 +571,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (standby.length && mayStart) {
       mayStart()
       const id = standby[0]
-      // Its earlier run's reservation ended when it stopped (at the latest): settled before a new one counts.
-      const old = v.stopped.find((m) => m.id === id)?.reservation
-      if (old) await this.settle(env, old, id)
+      // Its earlier run's reservation ended when it stopped: settled at that time (EC2's, else now)
+      // before a new one counts. Settled now, it billed the whole time the member stood stopped.
+      const was = v.stopped.find((m) => m.id === id)
+      if (was?.reservation) await this.settle(env, was.reservation, id, true, was.stoppedAt)
       const r = await this.reserve(env)
       if ('refused' in r) return { cap: null, refused: r.refused }
       const reservation = r.id

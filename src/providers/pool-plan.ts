@@ -3,7 +3,7 @@
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2PoolConfig } from '../config'
 import { EC2_INSTANCE_ID, isUserName } from '../input-rules'
-import { addressOf, TAG_RESERVATION } from './ec2-plan'
+import { addressOf, TAG_RESERVATION, transitionTime } from './ec2-plan'
 
 /** Written by the member itself, once, through its instance role (docs/security.md): the key pinned per lease. */
 export const TAG_HOST_KEY = 'remote-container-hooks:host-key'
@@ -27,6 +27,8 @@ export interface Member {
   hostKey: string | null
   jobs: number
   launchedAt: Date | null
+  /** A stopped member: when EC2 says it stopped (its state transition reason), if it says. */
+  stoppedAt?: number
   recycle: string | null
   /** The fleet ledger reservation the member runs under (a scale-out or start by a hook), or null. */
   reservation: string | null
@@ -50,6 +52,7 @@ export function membersOf(
     .map((i) => {
       const key = tag(i, TAG_HOST_KEY)?.trim()
       const jobs = Number(tag(i, TAG_JOBS) ?? '0')
+      const stoppedAt = i.State?.Name === 'stopped' ? transitionTime(i.StateTransitionReason) : undefined
       return {
         id: i.InstanceId as string,
         user: userOf(i, cfg.user),
@@ -59,7 +62,8 @@ export function membersOf(
         jobs: Number.isSafeInteger(jobs) && jobs >= 0 ? jobs : 0,
         launchedAt: i.LaunchTime ? new Date(i.LaunchTime) : null,
         recycle: tag(i, TAG_RECYCLE) ?? null,
-        reservation: tag(i, TAG_RESERVATION) || null
+        reservation: tag(i, TAG_RESERVATION) || null,
+        ...(stoppedAt === undefined ? {} : { stoppedAt })
       }
     })
     .sort((a, b) => (a.id < b.id ? -1 : 1))

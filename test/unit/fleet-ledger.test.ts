@@ -226,6 +226,27 @@ test('settle with launched: false frees the place at zero cost; beat records the
   expect(await l.reserve(REQ, NOON)).toEqual(ok)
 })
 
+test('a settlement or attach time that is not a time is refused: the reservation stays open and the day keeps its total', async () => {
+  // A NaN cost would have made the day's total NaN, written as null and read back as 0: the budget
+  // wiped for the rest of the day, the other open reservations' cost forgotten.
+  const l = ledger(fleet({ budget: { perDayUsd: 0.2, prices: PRICES } }))
+  const req = { ...REQ, instanceType: 't3.large' }
+  const a = (await l.reserve(req, NOON)) as { id: string }
+  expect(await l.reserve(req, NOON)).toEqual(ok)
+  await expect(l.settle(a.id, { endedAt: NaN })).rejects.toThrow(
+    'fleet ledger: reservation ' + a.id + ' cannot be settled: its end is not a time'
+  )
+  await expect(l.settle(a.id, { endedAt: NOON + 60_000, startedAt: Infinity })).rejects.toThrow('its start is not a time')
+  await expect(l.attach(a.id, 'i-a', NaN)).rejects.toThrow(
+    'fleet ledger: reservation ' + a.id + ' cannot be attached: the time is not a time'
+  )
+  expect((await l.unsettled()).map((r) => r.id)).toContain(a.id)
+  // 2 × 0.0832 reserved of 0.20: the 3rd is still refused
+  expect(await l.reserve(req, NOON)).toMatchObject({ ok: false, line: expect.stringContaining('budget today 0.17 of 0.20 USD') })
+  // a settlement with no instance ever launched needs no start
+  expect(await l.settle(a.id, { endedAt: NOON + 1000, launched: false })).toMatchObject({ actualMicro: 0 })
+})
+
 test('job records: created by the first update, fields replace, timings merge; bad phase names and times refused', async () => {
   const l = ledger(fleet({}))
   clockNow = NOON

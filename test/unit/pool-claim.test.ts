@@ -86,7 +86,8 @@ test('every new member lost to other hooks: the reservation stays pending (left 
 /** The provider with a stopped member i-stopped (tagged res-old) in Standby; `send` stands in for EC2 and Auto Scaling. */
 function standby(
   send: (what: string, tags: Map<string, string>, env: ProviderEnv) => Promise<unknown>,
-  signal = new AbortController().signal
+  signal = new AbortController().signal,
+  stoppedAt?: number
 ) {
   const p = new Ec2PoolProvider(cfg, '~/rch')
   const tags = new Map<string, string>([['i-stopped', 'res-old']])
@@ -107,7 +108,12 @@ function standby(
     log: { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() },
     signal
   } as unknown as ProviderEnv
-  const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
+  const stopped = {
+    ...member('i-stopped', AT),
+    state: 'stopped',
+    reservation: 'res-old',
+    ...(stoppedAt === undefined ? {} : { stoppedAt })
+  }
   const grow = () => fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)
   return { grow, fleet }
 }
@@ -120,6 +126,17 @@ test('a stopped member is tagged with its new reservation before it is started, 
   expect(sent).toEqual(['StartInstances (tag res-new)', 'ExitStandby (tag res-new)'])
   expect(h.fleet.calls).toEqual([
     { op: 'settle', id: 'res-old', opts: {} },
+    { op: 'attach', id: 'res-new', instanceId: 'i-stopped' }
+  ])
+})
+
+test("a stopped member's old reservation is settled at the time EC2 says it stopped, not at its restart (no bill for the stop)", async () => {
+  // Stopped 14 h before this start: settled now, its run would have billed those 14 h of a stopped member.
+  const stop = Date.UTC(2026, 11, 1, 22)
+  const h = standby(async () => undefined, undefined, stop)
+  await h.grow()
+  expect(h.fleet.calls).toEqual([
+    { op: 'settle', id: 'res-old', opts: { endedAt: stop } },
     { op: 'attach', id: 'res-new', instanceId: 'i-stopped' }
   ])
 })

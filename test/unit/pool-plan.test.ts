@@ -84,6 +84,16 @@ describe('membersOf', () => {
     expect(viewOf(ms).ready.map((m) => m.id)).toEqual(['i-0000000000000000a'])
   })
 
+  it('a stopped member carries the time EC2 says it stopped (its fleet reservation ends then); a running one none', () => {
+    const stopped = { ...inst('i-0000000000000000a', 'stopped', {}), StateTransitionReason: 'User initiated (2026-12-01 18:30:05 GMT)' }
+    const running = { ...inst('i-0000000000000000b', 'running', {}), StateTransitionReason: 'User initiated (2026-12-01 18:30:05 GMT)' }
+    const unsaid = inst('i-0000000000000000c', 'stopped', {})
+    const [a, b, c] = membersOf(described(stopped, running, unsaid), cfg)
+    expect(a.stoppedAt).toBe(Date.UTC(2026, 11, 1, 18, 30, 5))
+    expect(b).not.toHaveProperty('stoppedAt')
+    expect(c).not.toHaveProperty('stoppedAt')
+  })
+
   it('a job count that is not a count reads as 0', () => {
     for (const jobs of ['-1', 'x', '1e99', '9007199254740993']) {
       const [m] = membersOf(described(inst('i-0000000000000000b', 'running', { [TAG_JOBS]: jobs })), cfg)

@@ -11,10 +11,12 @@ import {
   type ReapTimes
 } from '../../src/ops/reap-plan'
 import { reapTable } from '../../src/ops/reap'
+import { factOf } from '../../src/ops/reap-aws'
 import { leaseMark, parseLeaseMark } from '../../src/providers/static-host'
 
 const NOW = Date.UTC(2026, 11, 1, 12)
 const MIN = 60_000
+const H = 60 * MIN
 const T: ReapTimes = { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN }
 const iso = (t: number): string => new Date(t).toISOString()
 
@@ -137,6 +139,23 @@ describe('reservationStep', () => {
       endedAt: NOW
     })
   })
+  test('a pool member stopped since its reservation began: settled at the stop (a stopped member bills no instance time)', () => {
+    const r = rec({ pool: 'p', instanceId: 'i-0abc', reservedAt: NOW - 10 * H, attachedAt: NOW - 10 * H + 30_000 })
+    const stop = Math.floor((NOW - 2 * H) / 1000) * 1000
+    expect(reservationStep(r, inst({ state: 'stopped', stoppedAt: stop }), T)).toEqual({
+      do: 'settle',
+      startedAt: NOW - 10 * H + 30_000,
+      endedAt: stop,
+      why: `its pool member i-0abc stopped at ${iso(stop)}`
+    })
+    // a stop from before the reservation: the member was tagged with a new one just before its start
+    expect(reservationStep(rec({ pool: 'p', reservedAt: NOW - 10_000 }), inst({ state: 'stopped', stoppedAt: NOW - H }), T)).toMatchObject({
+      do: 'none'
+    })
+    // EC2 gives no time, or not a pool's (a per-job instance is ended by its job or reap, never started again): left alone
+    expect(reservationStep(r, inst({ state: 'stopped' }), T)).toMatchObject({ do: 'none' })
+    expect(reservationStep({ ...r, pool: undefined }, inst({ state: 'stopped', stoppedAt: stop }), T)).toMatchObject({ do: 'none' })
+  })
   test('a live instance: nothing here', () => {
     expect(reservationStep(rec(), inst({}), T)).toMatchObject({ do: 'none' })
   })
@@ -158,10 +177,16 @@ describe('reservationStep', () => {
   })
 })
 
-test("EC2's state transition reason gives the time an instance ended", () => {
+test("EC2's state transition reason gives the time an instance ended, or stopped", () => {
   expect(transitionTime('User initiated (2026-12-01 10:00:07 GMT)')).toBe(Date.UTC(2026, 11, 1, 10, 0, 7))
   expect(transitionTime('')).toBeUndefined()
   expect(transitionTime(undefined)).toBeUndefined()
+  const reason = 'User initiated (2026-12-01 10:00:07 GMT)'
+  const fact = (state: string) => factOf({ InstanceId: 'i-0abc', State: { Name: state as 'stopped' }, StateTransitionReason: reason })
+  expect(fact('stopped')).toMatchObject({ stoppedAt: Date.UTC(2026, 11, 1, 10, 0, 7) })
+  expect(fact('stopped').endedAt).toBeUndefined()
+  expect(fact('terminated')).toMatchObject({ endedAt: Date.UTC(2026, 11, 1, 10, 0, 7) })
+  expect(fact('terminated')).not.toHaveProperty('stoppedAt')
 })
 
 test('a static slot lease names the runner host and its worker process, and reads back', () => {
