@@ -8,7 +8,23 @@ import type { HookContext } from '../../src/context'
 import type { Log } from '../../src/log'
 import { tempDir } from './_helpers'
 
-export function unitHookContext(o: { provider: object; log: Log; debug?: boolean; signal?: AbortSignal }): HookContext {
+/** A log that says nothing and runs a group's work inside it. */
+export function quietLog(): Log {
+  const quiet = (): void => undefined
+  return {
+    progress: quiet,
+    warn: quiet,
+    debug: quiet,
+    failure: quiet,
+    addSecret: quiet,
+    group: (_t: string, fn: () => unknown) => fn()
+  } as unknown as Log
+}
+
+/** The ec2 provider block the handler tests use (no call reaches EC2 in them). */
+export const UNIT_EC2 = { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' }
+
+export function unitHookContext(o: { provider: object; log?: Log; debug?: boolean; signal?: AbortSignal }): HookContext {
   const dir = tempDir()
   const localRoot = join(dir, 'local')
   mkdirSync(localRoot)
@@ -27,7 +43,7 @@ export function unitHookContext(o: { provider: object; log: Log; debug?: boolean
       home: undefined,
       github: {}
     },
-    log: o.log,
+    log: o.log ?? quietLog(),
     signal: o.signal ?? new AbortController().signal,
     hookPath: '/nonexistent/hook.js',
     nodePath: '/nonexistent/node',

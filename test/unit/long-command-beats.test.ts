@@ -5,12 +5,11 @@
 // as they run. The provider is a stand-in that reserves through the job's ledger as EC2 does, then
 // takes its time before failing; the ledger is the real local one.
 import type { HookContext } from '../../src/context'
-import type { Log } from '../../src/log'
 import { openLedger } from '../../src/fleet/open-ledger'
 import { ContainerSchema, PrepareJobArgsSchema } from '../../src/protocol'
 import type { ProviderEnv } from '../../src/providers/provider'
 import { cleanupTempDirs } from './_helpers'
-import { unitHookContext } from './_hook-context'
+import { UNIT_EC2, unitHookContext } from './_hook-context'
 
 let acquireMs = 0
 jest.mock('../../src/providers/factory', () => ({
@@ -29,11 +28,8 @@ jest.mock('../../src/providers/factory', () => ({
 
 afterAll(cleanupTempDirs)
 
-const quiet = (): void => undefined
-const log = { progress: quiet, warn: quiet, debug: quiet, failure: quiet, addSecret: quiet, group: (_t: string, fn: () => unknown) => fn() }
-
 function context(beatMs: number): HookContext {
-  const ctx = unitHookContext({ provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' }, log: log as unknown as Log })
+  const ctx = unitHookContext({ provider: UNIT_EC2 })
   return { ...ctx, beatMs }
 }
 

@@ -6,10 +6,9 @@
 import { HookError, TransportError } from '../../src/errors'
 import type { HookContext } from '../../src/context'
 import { PrepareJobArgsSchema } from '../../src/protocol'
-import type { Log } from '../../src/log'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs } from './_helpers'
-import { unitHookContext } from './_hook-context'
+import { UNIT_EC2, unitHookContext } from './_hook-context'
 
 /** Every remote call, in order, by connection. */
 const seen: string[] = []
@@ -78,20 +77,7 @@ function context(cancelled: boolean): HookContext {
   cancelOnDrop = cancelled
   cancel = new AbortController()
   seen.length = 0
-  const quiet = (): void => undefined
-  const log = {
-    progress: quiet,
-    warn: quiet,
-    debug: quiet,
-    failure: quiet,
-    addSecret: quiet,
-    group: (_t: string, fn: () => unknown) => fn()
-  }
-  return unitHookContext({
-    provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' },
-    log: log as unknown as Log,
-    signal: cancel.signal
-  })
+  return unitHookContext({ provider: UNIT_EC2, signal: cancel.signal })
 }
 
 const args = PrepareJobArgsSchema.parse({ container: null, services: [{ image: 'redis:7', environmentVariables: {} }] })

@@ -5,10 +5,9 @@
 import { TransportError } from '../../src/errors'
 import type { HookContext } from '../../src/context'
 import { PrepareJobArgsSchema } from '../../src/protocol'
-import type { Log } from '../../src/log'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs } from './_helpers'
-import { unitHookContext } from './_hook-context'
+import { UNIT_EC2, unitHookContext } from './_hook-context'
 
 /** The provider the handler gets: what it does, and every remote call, in order. */
 const seen: string[] = []
@@ -48,20 +47,7 @@ function context(releaseDestroys: boolean): HookContext {
   destroys = releaseDestroys
   cancel = new AbortController()
   seen.length = 0
-  const quiet = (): void => undefined
-  const log = {
-    progress: quiet,
-    warn: quiet,
-    debug: quiet,
-    failure: quiet,
-    addSecret: quiet,
-    group: (_t: string, fn: () => unknown) => fn()
-  }
-  return unitHookContext({
-    provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' },
-    log: log as unknown as Log,
-    signal: cancel.signal
-  })
+  return unitHookContext({ provider: UNIT_EC2, signal: cancel.signal })
 }
 
 const args = PrepareJobArgsSchema.parse({ container: null, services: [{ image: 'redis:7', environmentVariables: {} }] })
