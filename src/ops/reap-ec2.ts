@@ -1,10 +1,21 @@
 // reap's passes over EC2: instances the hook launched (kind ec2) whose job is dead or that are past
-// their expiry, and the ledger's unsettled reservations whose instance ended or never came.
+// their expiry, and the ledger's unsettled reservations whose instance ended or never came (or, for
+// a pool's, whose member the group replaced: the replacement takes the reservation over).
 import type { LedgerRecord } from '../fleet/ledger'
 import { launchedScope, TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
+import { TAG_GROUP } from '../providers/pool-plan'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
-import { instanceVerdict, markStep, reservationStep, unclaimedMemberFor, waitWhy, type InstanceFact } from './reap-plan'
+import {
+  instanceVerdict,
+  markStep,
+  replacementFor,
+  reservationStep,
+  unclaimedMemberFor,
+  waitWhy,
+  type InstanceFact,
+  type ReservationStep
+} from './reap-plan'
 
 /** Reservations this old are past any instance's lifetime: an instance naming one is judged on its expiry alone. */
 const RECORDS_WINDOW_MS = 8 * 24 * 3600_000
@@ -71,7 +82,10 @@ export interface PoolFacts {
   members: InstanceFact[]
 }
 
-/** Every unsettled reservation: settled when its instance ended, or when none ever came. */
+/**
+ * Every unsettled reservation: settled when its instance ended, or when none ever came. A pool
+ * reservation whose member ended is moved to the member the group launched in its place, if any.
+ */
 export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: PoolFacts): Promise<void> {
   const t = ctx.times
   const open = await ctx.ledger.unsettled()
@@ -90,12 +104,17 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
       const one = await api.one(r.instanceId)
       inst = one ? factOf(one) : null
     }
-    if (!inst && r.pool && r.pool !== pool?.group) {
-      addRow(ctx, 'reservation', r.id, 'left alone', `no member found; pool ${r.pool} is another configuration's, its own reap judges it`)
+    // Another pool's reservation: its own reap knows the members its group launched in place of an ended one.
+    if (r.pool && r.pool !== pool?.group && (!inst || inst.state === 'terminated')) {
+      const seen = inst ? `its member ${inst.id} ended` : 'no member found'
+      addRow(ctx, 'reservation', r.id, 'left alone', `${seen}; pool ${r.pool} is another configuration's, its own reap judges it`)
       continue
     }
-    const unclaimed = !inst && r.pool && pool ? unclaimedMemberFor(r, pool.members, claimed) : undefined
-    const step = reservationStep(r, inst, t, unclaimed)
+    const members = r.pool !== undefined && r.pool === pool?.group ? pool.members : undefined
+    const unclaimed = !inst && members ? unclaimedMemberFor(r, members, claimed) : undefined
+    const ended = inst === null || inst?.state === 'terminated'
+    const replacement = ended && members ? (replacementFor(r, members, claimed, t) ?? null) : undefined
+    const step = reservationStep(r, inst, t, unclaimed, replacement)
     const key = `reservation:${r.id}`
     if (step.do === 'none') addRow(ctx, 'reservation', r.id, 'left alone', step.why)
     else if (step.do === 'settle')
@@ -109,7 +128,8 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
         await api.tag(step.instanceId, { [TAG_RESERVATION]: r.id })
         await ctx.ledger.attach(r.id, step.instanceId, unclaimed?.launchedAt)
       })
-    } else {
+    } else if (step.do === 'move') await moveReservation(api, ctx, r, step, claimed)
+    else {
       // No tag to mark: the mark is kept on this runner host.
       ctx.seenMarks.add(key)
       const mark = ctx.marks.get(key)
@@ -119,9 +139,93 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
           Promise.resolve(void ctx.marks.set(key, new Date(t.now).toISOString()))
         )
       else if (m === 'wait') addRow(ctx, 'reservation', r.id, 'kept', waitWhy(step.why, mark as string, t))
+      else if (step.do === 'settle-unreplaced') await settleUnreplaced(api, ctx, r, inst as InstanceFact, pool as PoolFacts, claimed)
       else await settleUnlaunched(api, ctx, r, step.why)
     }
   }
+}
+
+/**
+ * A pool reservation taken over by the member its group launched in place of the ended one: tagged
+ * and read back (EC2 has no conditional tagging: a hook's claim of the same member at that moment
+ * wins, and the next pass looks again), then attached with the first member's billing start.
+ */
+async function moveReservation(
+  api: ReapEc2,
+  ctx: ReapContext,
+  r: LedgerRecord,
+  step: Extract<ReservationStep, { do: 'move' }>,
+  claimed: Set<string>
+): Promise<void> {
+  const id = step.instanceId
+  claimed.add(id)
+  if (ctx.dryRun) return addRow(ctx, 'reservation', r.id, 'attached', step.why)
+  try {
+    const now = await api.one(id)
+    const f = now ? factOf(now) : null
+    if (!f || !['pending', 'running'].includes(f.state) || f.tags[TAG_RESERVATION]) {
+      const is = !f ? 'gone' : f.tags[TAG_RESERVATION] ? `claimed by reservation ${f.tags[TAG_RESERVATION]}` : f.state
+      return addRow(ctx, 'reservation', r.id, 'left alone', `${step.why}; but ${id} is ${is} now: the next pass looks again`)
+    }
+    await api.tag(id, { [TAG_RESERVATION]: r.id })
+    const back = await api.one(id)
+    const holder = back ? tagsOf(back)[TAG_RESERVATION] : undefined
+    if (holder !== r.id)
+      return addRow(
+        ctx,
+        'reservation',
+        r.id,
+        'left alone',
+        `${step.why}; but ${id} was claimed by reservation ${holder} meanwhile: the next pass looks again`
+      )
+    await ctx.ledger.attach(r.id, id, step.startedAt)
+    addRow(ctx, 'reservation', r.id, 'attached', step.why)
+  } catch (e) {
+    addRow(ctx, 'reservation', r.id, 'failed', `${step.why}; attached: ${(e as Error).message}`)
+  }
+}
+
+/**
+ * Phase 2 for a pool reservation whose member ended with nothing in its place: the ledger and the
+ * group's members read again; a member launched in its place meanwhile takes it over, else it is settled.
+ */
+async function settleUnreplaced(
+  api: ReapEc2,
+  ctx: ReapContext,
+  r: LedgerRecord,
+  inst: InstanceFact,
+  pool: PoolFacts,
+  claimed: Set<string>
+): Promise<void> {
+  const key = `reservation:${r.id}`
+  const fresh = (await ctx.ledger.unsettled()).find((x) => x.id === r.id)
+  if (!fresh || fresh.instanceId !== r.instanceId) {
+    ctx.marks.delete(key)
+    return addRow(
+      ctx,
+      'reservation',
+      r.id,
+      'unmarked',
+      fresh ? `came back to life: attached to ${fresh.instanceId} now` : 'settled meanwhile'
+    )
+  }
+  const members = (
+    await api.describe([
+      { Name: `tag:${TAG_GROUP}`, Values: [pool.group] },
+      { Name: 'instance-state-name', Values: ['pending', 'running'] }
+    ])
+  ).map(factOf)
+  const step = reservationStep(fresh, inst, ctx.times, undefined, replacementFor(fresh, members, claimed, ctx.times) ?? null)
+  if (step.do === 'move') {
+    ctx.marks.delete(key)
+    return moveReservation(api, ctx, fresh, step, claimed)
+  }
+  if (step.do !== 'settle-unreplaced') return addRow(ctx, 'reservation', r.id, 'left alone', step.why)
+  await act(ctx, 'reservation', r.id, 'settled', step.why, async () => {
+    const s = await ctx.ledger.settle(r.id, { startedAt: step.startedAt, endedAt: step.endedAt })
+    ctx.marks.delete(key)
+    return `${s.billedSeconds} s billed`
+  })
 }
 
 /** Phase 2 for a reservation no instance came for: the ledger and EC2 asked again first. */

@@ -92,24 +92,45 @@ export { transitionTime } from '../providers/ec2-plan'
 
 /** How long after its attach an instance EC2 does not list is taken as not visible yet, rather than gone. */
 export const UNSEEN_MS = 5 * 60_000
+/** How long after a pool member ended its group is given to launch one in its place before its reservation is settled. */
+export const REPLACE_MS = 5 * 60_000
+/** A pool member launched this recently may be the one a hook's scale-out is claiming: not taken for another reservation yet. */
+export const CLAIMING_MS = 2 * 60_000
 
 export type ReservationStep =
   | { do: 'settle'; startedAt?: number; endedAt: number; why: string }
   | { do: 'settle-unlaunched'; why: string }
+  | { do: 'settle-unreplaced'; startedAt?: number; endedAt: number; why: string }
   | { do: 'attach'; instanceId: string; why: string }
+  | { do: 'move'; instanceId: string; startedAt: number; why: string }
   | { do: 'none'; why: string }
 
 /**
  * An unsettled reservation, given its instance (attached or found by its tag; undefined: none
  * found, null: the attached id is unknown to EC2) and, for a pool's unattached one, a member it
- * may have launched.
+ * may have launched. `replacement` is given for a reservation of this configuration's pool only
+ * (undefined otherwise): the member its group launched in place of the reserved one, or null.
  */
 export function reservationStep(
   r: LedgerRecord,
   inst: InstanceFact | null | undefined,
   t: ReapTimes,
-  unclaimedMember?: InstanceFact
+  unclaimedMember?: InstanceFact,
+  replacement?: InstanceFact | null
 ): ReservationStep {
+  // A pool member that ended outside the hook (a Spot interruption, the group's health replacement,
+  // an instance refresh) left the desired capacity as it was: the group runs a member in its place,
+  // untagged, and the reservation is that member's now. Settled, it would stop counting what the
+  // group runs for the hook until the desired capacity dropped. Billing runs on from the first attach.
+  const moveTo = (ended: string, endedAt: number | undefined, startedAt: number): ReservationStep | null =>
+    replacement
+      ? {
+          do: 'move',
+          instanceId: replacement.id,
+          startedAt,
+          why: `its member ${ended} ended${endedAt ? ` at ${iso(endedAt)}` : ''}; the group launched ${replacement.id} in its place, which takes the reservation over`
+        }
+      : null
   if (inst === null) {
     // EC2 is eventually consistent: an instance launched a moment ago may be unknown to Describe
     // yet. Settled then, its live job would count for nothing, and be judged dead by its instance's
@@ -117,29 +138,42 @@ export function reservationStep(
     const since = t.now - (r.attachedAt ?? r.reservedAt)
     if (since < UNSEEN_MS)
       return { do: 'none', why: `its instance ${r.instanceId} is not listed by EC2 yet (attached ${Math.round(since / 1000)} s ago)` }
-    return { do: 'settle', startedAt: r.attachedAt, endedAt: t.now, why: `its instance ${r.instanceId} is gone (EC2 no longer knows it)` }
+    return (
+      moveTo(r.instanceId as string, undefined, r.attachedAt ?? r.reservedAt) ?? {
+        do: 'settle',
+        startedAt: r.attachedAt,
+        endedAt: t.now,
+        why: `its instance ${r.instanceId} is gone (EC2 no longer knows it)`
+      }
+    )
   }
   if (inst) {
-    if (inst.state === 'terminated')
-      return {
-        do: 'settle',
-        startedAt: r.attachedAt ?? inst.launchedAt,
-        endedAt: inst.endedAt ?? t.now,
-        why: `its instance ${inst.id} ended${inst.endedAt ? ` at ${iso(inst.endedAt)}` : ''}`
-      }
-    // A pool member stopped (into Standby) since this reservation's run began: that run is over, and
-    // a stopped member bills no instance time. Left open, the reservation held the caps while it
-    // stood stopped, and was billed for the whole stop when the member was started or ended later.
-    // A stop from before (a member tagged with a new reservation just before its start) is not its end.
-    const start = r.attachedAt ?? r.reservedAt
-    if (inst.state === 'stopped' && r.pool && inst.stoppedAt !== undefined && inst.stoppedAt >= Math.floor(start / 1000) * 1000)
-      return {
-        do: 'settle',
-        startedAt: r.attachedAt ?? inst.launchedAt,
-        endedAt: inst.stoppedAt,
-        why: `its pool member ${inst.id} stopped at ${iso(inst.stoppedAt)}`
-      }
-    return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
+    if (inst.state !== 'terminated') {
+      // A pool member stopped (into Standby) since this reservation's run began: that run is over, and
+      // a stopped member bills no instance time. Left open, the reservation held the caps while it
+      // stood stopped, and was billed for the whole stop when the member was started or ended later.
+      // A stop from before (a member tagged with a new reservation just before its start) is not its end.
+      const start = r.attachedAt ?? r.reservedAt
+      if (inst.state === 'stopped' && r.pool && inst.stoppedAt !== undefined && inst.stoppedAt >= Math.floor(start / 1000) * 1000)
+        return {
+          do: 'settle',
+          startedAt: r.attachedAt ?? inst.launchedAt,
+          endedAt: inst.stoppedAt,
+          why: `its pool member ${inst.id} stopped at ${iso(inst.stoppedAt)}`
+        }
+      return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
+    }
+    const startedAt = r.attachedAt ?? inst.launchedAt
+    const endedAt = inst.endedAt ?? t.now
+    const ended = `ended${inst.endedAt ? ` at ${iso(inst.endedAt)}` : ''}`
+    if (replacement === undefined) return { do: 'settle', startedAt, endedAt, why: `its instance ${inst.id} ${ended}` }
+    const moved = moveTo(inst.id, inst.endedAt, startedAt ?? r.reservedAt)
+    if (moved) return moved
+    // The group usually launches the replacement within a minute or two of the end; until then nothing
+    // tells a lost member from one ended with the desired capacity lowered.
+    if (inst.endedAt !== undefined && t.now - inst.endedAt < REPLACE_MS)
+      return { do: 'none', why: `its member ${inst.id} ${ended}; the group may still launch one in its place` }
+    return { do: 'settle-unreplaced', startedAt, endedAt, why: `its member ${inst.id} ${ended}, and the group launched none in its place` }
   }
   if (unclaimedMember)
     return { do: 'attach', instanceId: unclaimedMember.id, why: `member ${unclaimedMember.id} of pool ${r.pool} was launched for it` }
@@ -158,6 +192,33 @@ export function unclaimedMemberFor(
   return members
     .filter((m) => !m.tags[TAG_RESERVATION] && !taken.has(m.id) && m.launchedAt !== undefined && m.launchedAt >= r.reservedAt - 60_000)
     .sort((a, b) => (a.launchedAt ?? 0) - (b.launchedAt ?? 0))[0]
+}
+
+/**
+ * The member a pool's group launched in place of a reserved member that ended without the desired
+ * capacity lowered: untagged, pending or running, launched since the reservation's attach (with a
+ * minute's slack), and not in the last CLAIMING_MS (a hook's scale-out may be claiming it); the
+ * oldest. Which of the untagged members carries the reservation does not change what the caps
+ * count: one reservation for one member the group runs beyond the ones nobody reserved.
+ */
+export function replacementFor(
+  r: LedgerRecord,
+  members: readonly InstanceFact[],
+  taken: ReadonlySet<string>,
+  t: ReapTimes
+): InstanceFact | undefined {
+  const since = (r.attachedAt ?? r.reservedAt) - 60_000
+  return members
+    .filter(
+      (m) =>
+        !m.tags[TAG_RESERVATION] &&
+        !taken.has(m.id) &&
+        (m.state === 'pending' || m.state === 'running') &&
+        m.launchedAt !== undefined &&
+        m.launchedAt >= since &&
+        m.launchedAt <= t.now - CLAIMING_MS
+    )
+    .sort((a, b) => (a.launchedAt ?? 0) - (b.launchedAt ?? 0) || a.id.localeCompare(b.id))[0]
 }
 
 /**

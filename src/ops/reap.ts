@@ -33,7 +33,9 @@ $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
              job's containers, job folder and slot are removed)
   ledger     reservations whose instance ended or whose pool member stopped (settled with its real
              time), or for which no instance came within fleet.reap.deadAfterMinutes (settled at
-             zero cost)
+             zero cost); a pool reservation whose member ended is attached to the untagged member
+             its group launched in its place, and settled (two phases) only when none came within
+             5 minutes
 
 Two phases: a pass marks each candidate (tag remote-container-hooks:reap-candidate=<time>, or a mark
 on the host or in this runner host's local folder); a later pass removes a candidate marked at least

@@ -3,7 +3,8 @@
 // the runner's worker lives; trust comes from the host key each member publishes once, in a tag only
 // it may write (pinned per lease). Release scrubs the member (pool-scrub.ts) or, when it is worn out
 // or unhealthy, has the group replace it. Every member a hook adds (scale-out) or starts is
-// reserved in the fleet ledger first (pool-fleet.ts) and settled when it is replaced.
+// reserved in the fleet ledger first (pool-fleet.ts) and settled when it is replaced (with the
+// desired capacity lowered); reap moves the reservation of one the group replaced on its own.
 import { randomBytes } from 'node:crypto'
 import { renameSync } from 'node:fs'
 import { hostname } from 'node:os'

@@ -1,6 +1,8 @@
 // The fleet ledger's side of a pool: what one more member costs (the group's instance type and
 // its vCPUs), and which new member a scale-out reservation belongs to. A pool reservation is
-// capacity: one per instance a hook asks the group to add or starts, settled when that member ends.
+// capacity: one per instance a hook asks the group to add or starts, settled when that member ends
+// with the desired capacity lowered. One the group replaces on its own (a Spot interruption, a
+// health replacement, an instance refresh) hands it to the member launched in its place (reap).
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2PoolConfig } from '../config'

@@ -4,6 +4,7 @@ import {
   instanceVerdict,
   jobLife,
   markStep,
+  replacementFor,
   reservationStep,
   transitionTime,
   unclaimedMemberFor,
@@ -174,6 +175,39 @@ describe('reservationStep', () => {
     expect(m?.id).toBe('i-new')
     expect(unclaimedMemberFor(r, members, new Set(['i-new']))).toBeUndefined()
     expect(reservationStep(r, undefined, T, m)).toMatchObject({ do: 'attach', instanceId: 'i-new' })
+  })
+  test("a pool member that ended: its group's replacement takes the reservation over; without one it waits, then settles in two phases", () => {
+    const r = rec({ pool: 'p', instanceId: 'i-lost', attachedAt: NOW - 50 * MIN })
+    const lost = inst({ id: 'i-lost', state: 'terminated', endedAt: NOW - 6 * MIN })
+    const members = [
+      inst({ id: 'i-base', launchedAt: NOW - 300 * MIN }),
+      inst({ id: 'i-claimed', launchedAt: NOW - 5 * MIN, tags: { [RES]: 'other' } }),
+      inst({ id: 'i-stopped', state: 'stopped', launchedAt: NOW - 5 * MIN }),
+      inst({ id: 'i-claiming', launchedAt: NOW - MIN }),
+      inst({ id: 'i-new', state: 'pending', launchedAt: NOW - 4 * MIN })
+    ]
+    // Untagged, live, launched since the attach and not in the last two minutes.
+    const m = replacementFor(r, members, new Set(), T)
+    expect(m?.id).toBe('i-new')
+    expect(replacementFor(r, members, new Set(['i-new']), T)).toBeUndefined()
+    expect(reservationStep(r, lost, T, undefined, m)).toEqual({
+      do: 'move',
+      instanceId: 'i-new',
+      startedAt: NOW - 50 * MIN,
+      why: `its member i-lost ended at ${iso(NOW - 6 * MIN)}; the group launched i-new in its place, which takes the reservation over`
+    })
+    // EC2 forgot the ended member: the same.
+    expect(reservationStep(r, null, T, undefined, m)).toMatchObject({ do: 'move', instanceId: 'i-new', startedAt: NOW - 50 * MIN })
+    // No replacement yet: the group is given five minutes from the end, then two phases settle it.
+    expect(reservationStep(r, { ...lost, endedAt: NOW - 4 * MIN }, T, undefined, null)).toMatchObject({ do: 'none' })
+    expect(reservationStep(r, lost, T, undefined, null)).toEqual({
+      do: 'settle-unreplaced',
+      startedAt: NOW - 50 * MIN,
+      endedAt: NOW - 6 * MIN,
+      why: `its member i-lost ended at ${iso(NOW - 6 * MIN)}, and the group launched none in its place`
+    })
+    // Not this configuration's pool (or no pool): settled at once, as any ended instance.
+    expect(reservationStep(r, lost, T)).toMatchObject({ do: 'settle', endedAt: NOW - 6 * MIN })
   })
 })
 
