@@ -195,11 +195,15 @@ describe('a registry that quotes the credentials back in its refusal', () => {
   })
 })
 
-test('the connection to the VM drops during a pull with credentials: the hook fails, and the VM drops the docker config itself', async () => {
+/**
+ * prepare_job through the relay, its service pulled with credentials from the stub, which holds the
+ * pull: resolves once docker has sent the credentials (the stub saw them) and the pull hangs.
+ */
+async function hungPull(name: string) {
   mode = 'hang'
   const runner = newRunner(true)
   const c = secretCreds()
-  const image = `127.0.0.1:${registryPort}/hang/image:1`
+  const image = `127.0.0.1:${registryPort}/hang/${name}:1`
   const before = seen.length
   const { child, done } = runner.start(
     'prepare_job',
@@ -211,8 +215,13 @@ test('the connection to the VM drops during a pull with credentials: the hook fa
   )
   await waitForOutput(child, 'copied ')
   await waitUntil(() => seen.length > before, 20_000)
-  // positive control: while the pull hangs, the VM holds the credentials in the job's docker config
   expect(seen.slice(before)).toContain(`${c.username}:${c.password}`)
+  return { runner, c, image, done }
+}
+
+test('the connection to the VM drops during a pull with credentials: the hook fails, and the VM drops the docker config itself', async () => {
+  const { runner, c, done } = await hungPull('image')
+  // positive control: while the pull hangs, the VM holds the credentials in the job's docker config
   expect(filesOnVmWith(runner, c)).toEqual([expect.stringMatching(/\/docker-config-\d+\/config\.json$/)])
 
   refuse = true
@@ -232,21 +241,7 @@ test('the connection to the VM drops during a pull with credentials: the hook fa
 })
 
 test('the connection drops during prepare_job but the VM is still reachable: the undo connects again and leaves nothing (control: the test above, where it cannot)', async () => {
-  mode = 'hang'
-  const runner = newRunner(true)
-  const c = secretCreds()
-  const image = `127.0.0.1:${registryPort}/hang/blip:1`
-  const before = seen.length
-  const { child, done } = runner.start(
-    'prepare_job',
-    {
-      container: runner.jobContainer(testImages.tiny),
-      services: [runner.service(image, { registry: { ...c, serverUrl: `127.0.0.1:${registryPort}` } })]
-    },
-    { state: null }
-  )
-  await waitForOutput(child, 'copied ')
-  await waitUntil(() => seen.length > before, 20_000)
+  const { runner, c, image, done } = await hungPull('blip')
   // positive control: the job's things are on the VM when the connection drops
   const made = await leftovers(runner)
   expect(made.jobFolders).toHaveLength(1)

@@ -16,18 +16,7 @@ jest.mock('../../src/docker/remote-docker', () => ({
     engine = {}
     imagePresent = async (): Promise<boolean> => false
     // What the VM's docker printed (the VM is the job's): the password, on stdout and stderr.
-    ensureImage = async (
-      _i: string,
-      _p: string,
-      reg: { username: string; password: string },
-      _d: string,
-      onLine: (l: string) => void
-    ): Promise<never> => {
-      onLine(`login as octo with ${reg.password}`)
-      // A registry that quotes back the Authorization header docker sent it.
-      onLine(`unauthorized: basic ${Buffer.from(`${reg.username}:${reg.password}`).toString('base64')} refused`)
-      throw new RemoteCommandError('docker pull ghcr.io/o/a:1', 1, `denied: ${reg.password}`)
-    }
+    ensureImage = jest.requireActual<typeof import('./_echoing-pull')>('./_echoing-pull').echoingPull
   }
 }))
 
