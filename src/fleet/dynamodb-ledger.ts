@@ -292,12 +292,14 @@ export class DynamoLedger implements Ledger {
 
   async attach(id: string, instanceId: string, at = this.opts.clock.now()): Promise<void> {
     attachTime(id, at)
+    // A settled one keeps its instance, as in the local ledger (reap's move of a pool reservation may
+    // race the hook that settles it).
     const done = await this.update(
       id,
       'SET instanceId = :i, attachedAt = :t',
       {},
       { ':i': S(instanceId), ':t': N(at) },
-      ' AND (attribute_not_exists(instanceId) OR instanceId <> :i)'
+      ' AND (attribute_not_exists(instanceId) OR instanceId <> :i) AND attribute_not_exists(settledAt)'
     )
     if (!done && (await this.get(id)).instanceId !== instanceId) throw new HookError(`fleet ledger: reservation ${id} cannot be attached`)
   }

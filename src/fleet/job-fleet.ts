@@ -87,17 +87,20 @@ export class JobFleet {
     if (this.beating) return
     let busy = false
     let warned = false
-    this.beating = setInterval(() => {
+    const timer = setInterval(() => {
       if (busy || !this.reserved.size) return
       busy = true
       void Promise.all([...this.reserved].map((id) => this.gate.beat(id)))
         .catch((e: unknown) => {
-          if (!warned) warn(`fleet.ledger: could not record a heartbeat: ${formatError(e)}`)
+          // A beat still in flight when the command stopped beating (and closed the ledger under it)
+          // is no news: the command is over, and its end was written without it.
+          if (!warned && this.beating === timer) warn(`fleet.ledger: could not record a heartbeat: ${formatError(e)}`)
           warned = true
         })
         .finally(() => (busy = false))
     }, everyMs)
-    this.beating.unref()
+    timer.unref()
+    this.beating = timer
   }
 
   stopBeating(): void {

@@ -9,6 +9,7 @@ import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
 import {
   instanceVerdict,
   markStep,
+  newMemberIn,
   replacementFor,
   reservationStep,
   unclaimedMemberFor,
@@ -76,10 +77,12 @@ async function removeInstance(api: ReapEc2, ctx: ReapContext, id: string): Promi
   })
 }
 
-/** A pool's members, for pool reservations whose claim failed. */
+/** A pool's members, for pool reservations whose claim failed or whose member ended or stopped. */
 export interface PoolFacts {
   group: string
   members: InstanceFact[]
+  /** The stopped members the group keeps in Standby: only their stop ends a reservation's run. */
+  standby: ReadonlySet<string>
 }
 
 /**
@@ -99,7 +102,8 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
   }
   const claimed = new Set([...byReservation.values()].map((f) => f.id))
   for (const r of open) {
-    let inst: InstanceFact | null | undefined = byReservation.get(r.id)
+    const carrier = byReservation.get(r.id)
+    let inst: InstanceFact | null | undefined = carrier
     if (r.instanceId && inst?.id !== r.instanceId) {
       const one = await api.one(r.instanceId)
       inst = one ? factOf(one) : null
@@ -111,9 +115,16 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
       continue
     }
     const members = r.pool !== undefined && r.pool === pool?.group ? pool.members : undefined
+    if (inst?.state === 'stopped' && members && pool?.standby.has(inst.id)) inst = { ...inst, standby: true }
     const unclaimed = !inst && members ? unclaimedMemberFor(r, members, claimed) : undefined
     const ended = inst === null || inst?.state === 'terminated'
-    const replacement = ended && members ? (replacementFor(r, members, claimed, t) ?? null) : undefined
+    // A move cut short (tagged, not attached: the ledger failed, the pass was killed) is finished on
+    // the member that carries the tag; another replacement would leave that one counted by nothing.
+    const halfMoved =
+      carrier && carrier.id !== r.instanceId && ['pending', 'running'].includes(carrier.state) && members?.some((m) => m.id === carrier.id)
+        ? carrier
+        : undefined
+    const replacement = ended && members ? (halfMoved ?? replacementFor(r, members, claimed, t) ?? null) : undefined
     const step = reservationStep(r, inst, t, unclaimed, replacement)
     const key = `reservation:${r.id}`
     if (step.do === 'none') addRow(ctx, 'reservation', r.id, 'left alone', step.why)
@@ -163,11 +174,13 @@ async function moveReservation(
   try {
     const now = await api.one(id)
     const f = now ? factOf(now) : null
-    if (!f || !['pending', 'running'].includes(f.state) || f.tags[TAG_RESERVATION]) {
-      const is = !f ? 'gone' : f.tags[TAG_RESERVATION] ? `claimed by reservation ${f.tags[TAG_RESERVATION]}` : f.state
+    const holds = f?.tags[TAG_RESERVATION]
+    if (!f || !['pending', 'running'].includes(f.state) || (holds && holds !== r.id)) {
+      const is = !f ? 'gone' : holds ? `claimed by reservation ${holds}` : f.state
       return addRow(ctx, 'reservation', r.id, 'left alone', `${step.why}; but ${id} is ${is} now: the next pass looks again`)
     }
-    await api.tag(id, { [TAG_RESERVATION]: r.id })
+    // Carrying this reservation already: an earlier move that did not reach the ledger.
+    if (holds !== r.id) await api.tag(id, { [TAG_RESERVATION]: r.id })
     const back = await api.one(id)
     const holder = back ? tagsOf(back)[TAG_RESERVATION] : undefined
     if (holder !== r.id)
@@ -221,6 +234,16 @@ async function settleUnreplaced(
     return moveReservation(api, ctx, fresh, step, claimed)
   }
   if (step.do !== 'settle-unreplaced') return addRow(ctx, 'reservation', r.id, 'left alone', step.why)
+  // Marked, it waits on: a later pass settles it once no new member may be its replacement.
+  const young = newMemberIn(members, claimed, ctx.times)
+  if (young)
+    return addRow(
+      ctx,
+      'reservation',
+      r.id,
+      'kept',
+      `${step.why}; but ${young.id} was launched ${Math.round((ctx.times.now - (young.launchedAt as number)) / 1000)} s ago and may be that one: the next pass looks again`
+    )
   await act(ctx, 'reservation', r.id, 'settled', step.why, async () => {
     const s = await ctx.ledger.settle(r.id, { startedAt: step.startedAt, endedAt: step.endedAt })
     ctx.marks.delete(key)

@@ -85,6 +85,11 @@ export interface InstanceFact {
   endedAt?: number
   /** When EC2 says a stopped instance stopped (from its state transition reason), if it says. */
   stoppedAt?: number
+  /**
+   * A pool member its group keeps in Standby (Auto Scaling's word, not EC2's): the group neither
+   * counts nor replaces it. A member stopped while in service is replaced instead (its EC2 health check).
+   */
+  standby?: true
   tags: Tags
 }
 
@@ -149,12 +154,21 @@ export function reservationStep(
   }
   if (inst) {
     if (inst.state !== 'terminated') {
-      // A pool member stopped (into Standby) since this reservation's run began: that run is over, and
+      // A pool member stopped into Standby since this reservation's run began: that run is over, and
       // a stopped member bills no instance time. Left open, the reservation held the caps while it
       // stood stopped, and was billed for the whole stop when the member was started or ended later.
       // A stop from before (a member tagged with a new reservation just before its start) is not its end.
+      // A member stopped in service (a shutdown from inside: its own root, or its setup failing) is
+      // not: its group replaces it with an untagged member, which takes the reservation over (below);
+      // settled at the stop, that replacement would run uncounted for good.
       const start = r.attachedAt ?? r.reservedAt
-      if (inst.state === 'stopped' && r.pool && inst.stoppedAt !== undefined && inst.stoppedAt >= Math.floor(start / 1000) * 1000)
+      if (
+        inst.state === 'stopped' &&
+        r.pool &&
+        inst.standby &&
+        inst.stoppedAt !== undefined &&
+        inst.stoppedAt >= Math.floor(start / 1000) * 1000
+      )
         return {
           do: 'settle',
           startedAt: r.attachedAt ?? inst.launchedAt,
@@ -219,6 +233,23 @@ export function replacementFor(
         m.launchedAt <= t.now - CLAIMING_MS
     )
     .sort((a, b) => (a.launchedAt ?? 0) - (b.launchedAt ?? 0) || a.id.localeCompare(b.id))[0]
+}
+
+/**
+ * An untagged member pending or running that the group launched within CLAIMING_MS: too new to take
+ * a reservation over (a hook may be claiming it), but maybe the one launched in place of an ended
+ * member, so that member's reservation is not settled while it is there. A group that launched late
+ * (or an end EC2 gave no time for, so that nothing waited REPLACE_MS) would otherwise lose it.
+ */
+export function newMemberIn(members: readonly InstanceFact[], taken: ReadonlySet<string>, t: ReapTimes): InstanceFact | undefined {
+  return members.find(
+    (m) =>
+      !m.tags[TAG_RESERVATION] &&
+      !taken.has(m.id) &&
+      (m.state === 'pending' || m.state === 'running') &&
+      m.launchedAt !== undefined &&
+      m.launchedAt > t.now - CLAIMING_MS
+  )
 }
 
 /**

@@ -71,7 +71,39 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-  return { group: cfg.autoScalingGroup, members: raw.map(factOf) }
+  // Not known, no stop is taken for a reservation's end (the ledger pass still runs on the members).
+  const stopped = members.filter((m) => m.state === 'stopped').map((m) => m.id)
+  const standby = await inStandby(cfg, stopped, ctx.signal).catch((e: unknown) => {
+    addRow(ctx, 'member', cfg.autoScalingGroup, 'failed', `which stopped members are in Standby: ${(e as Error).message}`)
+    return new Set<string>()
+  })
+  return { group: cfg.autoScalingGroup, members: raw.map(factOf), standby }
+}
+
+/** DescribeAutoScalingInstances takes at most 50 ids a call. */
+const STANDBY_BATCH = 50
+
+/**
+ * Which of these stopped members the group keeps in Standby (parked by the operator, started again
+ * by a hook). One stopped in service is not among them: the group replaces it (its EC2 health check).
+ */
+async function inStandby(cfg: Ec2PoolConfig, ids: string[], signal: AbortSignal): Promise<Set<string>> {
+  const out = new Set<string>()
+  if (!ids.length) return out
+  const { sdk, client } = autoScalingClient(cfg)
+  try {
+    for (let i = 0; i < ids.length; i += STANDBY_BATCH) {
+      const res = await retry(
+        () => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: ids.slice(i, i + STANDBY_BATCH) })),
+        { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal, retryable: isRetryableAwsError }
+      )
+      for (const a of res.AutoScalingInstances ?? [])
+        if (a.AutoScalingGroupName === cfg.autoScalingGroup && a.LifecycleState === 'Standby' && a.InstanceId) out.add(a.InstanceId)
+    }
+  } finally {
+    client.destroy()
+  }
+  return out
 }
 
 class PoolPass {

@@ -31,8 +31,8 @@ $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
              reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says (replaced)
   static     host slots leased from this runner host whose runner worker process is gone (the
              job's containers, job folder and slot are removed)
-  ledger     reservations whose instance ended or whose pool member stopped (settled with its real
-             time), or for which no instance came within fleet.reap.deadAfterMinutes (settled at
+  ledger     reservations whose instance ended or whose pool member stopped in Standby (settled
+             with its real time), or for which no instance came within fleet.reap.deadAfterMinutes (settled at
              zero cost); a pool reservation whose member ended is attached to the untagged member
              its group launched in its place, and settled (two phases) only when none came within
              5 minutes

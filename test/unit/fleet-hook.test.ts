@@ -200,4 +200,18 @@ describe('heartbeats while a long command runs (reap must not judge a live prepa
     f.close()
     expect(warned).toEqual(['fleet.ledger: could not record a heartbeat: throttled'])
   })
+
+  test('a beat still in flight when the command stops beating (its ledger closed under it) is not warned about', async () => {
+    const f = new JobFleet(fleetCtx({}), '0123456789abcdef')
+    await f.gate.reserve(spec)
+    let started = 0
+    f.gate.beat = () => (started++, new Promise((_resolve, reject) => setTimeout(() => reject(new Error('client destroyed')), 60)))
+    const warned: string[] = []
+    f.keepBeating(20, (m) => void warned.push(m))
+    await pause(35)
+    expect(started).toBe(1)
+    f.close()
+    await pause(100)
+    expect(warned).toEqual([])
+  })
 })

@@ -79,6 +79,8 @@ describe.each(Object.entries(commands))('%s', (_name, run) => {
     const ctx = context(50)
     await expect(run(ctx)).rejects.toThrow('no instance came up')
     const at = (await heartbeatOf(ctx)).heartbeatAt
+    // It beat while it ran: otherwise "no later beat" below would hold with no beats at all.
+    expect(at).toBeDefined()
     await new Promise((r) => setTimeout(r, 200))
     expect((await heartbeatOf(ctx)).heartbeatAt).toBe(at)
   })

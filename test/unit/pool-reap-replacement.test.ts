@@ -47,8 +47,11 @@ function instance(
   }
 }
 
-/** EC2 stood in for; `steal` names instances another hook tags with its own reservation right after any tag. */
-function fakeEc2(instances: Ec2.Instance[], steal = new Set<string>()) {
+/**
+ * EC2 stood in for; `steal` names instances another hook tags with its own reservation right after
+ * any tag; `standby` the stopped members the group keeps in Standby (Auto Scaling's word).
+ */
+function fakeEc2(instances: Ec2.Instance[], steal = new Set<string>(), standby = new Set<string>()) {
   const byId = new Map(instances.map((i) => [i.InstanceId as string, i]))
   const tagOf = (i: Ec2.Instance, k: string): string | undefined => i.Tags?.find((t) => t.Key === k)?.Value
   const has = (i: Ec2.Instance, f: Ec2.Filter): boolean => {
@@ -83,7 +86,8 @@ function fakeEc2(instances: Ec2.Instance[], steal = new Set<string>()) {
   } as unknown as ReapEc2
   const poolFacts = (): PoolFacts => ({
     group: GROUP,
-    members: [...byId.values()].filter((i) => tagOf(i, ASG) === GROUP && LIVE_STATES.includes(i.State?.Name ?? '')).map(factOf)
+    members: [...byId.values()].filter((i) => tagOf(i, ASG) === GROUP && LIVE_STATES.includes(i.State?.Name ?? '')).map(factOf),
+    standby
   })
   return { api, tagged, poolFacts, tag: (id: string, k: string) => tagOf(byId.get(id) as Ec2.Instance, k) }
 }
@@ -281,4 +285,96 @@ test('a dry run says it would move the reservation and changes nothing', async (
   expect(rowsOf(c)).toEqual([[r, 'attached', expect.stringMatching(/the group launched i-new in its place/)]])
   expect(ec2.tagged).toEqual([])
   expect((await s.ledger.unsettled()).map((x) => x.instanceId)).toEqual(['i-lost'])
+})
+
+describe('a reserved member that stopped', () => {
+  test('in service (a shutdown from inside: its root, or its setup failing): the reservation stays, and moves to the member the group launches in its place', async () => {
+    // Settled at the stop, the group's health check then replaced the member with an untagged one:
+    // the drift the move exists for, and one a job's root could cause at will with `poweroff`.
+    const s = setup({ caps: { instances: 1 } })
+    const r = await s.reserve(NOW - 60 * MIN)
+    await s.ledger.attach(r, 'i-down', NOW - 59 * MIN)
+    const down = (state: string, at: number) => instance('i-down', { state, launchedAt: NOW - 59 * MIN, endedAt: at, tags: { [RES]: r } })
+    const stopped = fakeEc2([down('stopped', NOW - 3 * MIN)])
+    const c1 = s.ctx()
+    await reapReservations(stopped.api, c1, stopped.poolFacts())
+    expect(rowsOf(c1)).toEqual([[r, 'left alone', 'its instance i-down is stopped']])
+    expect((await s.ledger.unsettled()).map((x) => [x.id, x.instanceId])).toEqual([[r, 'i-down']])
+    // The cap still counts it: the group runs (or is about to run) a member for it.
+    expect(await s.ledger.reserve(REQ, NOW)).toMatchObject({ ok: false })
+
+    // The group ends it as unhealthy and launches one in its place.
+    const replaced = fakeEc2([down('terminated', NOW - MIN), instance('i-new', { state: 'pending', launchedAt: NOW + MIN })])
+    const c2 = s.ctx(NOW + 5 * MIN)
+    await reapReservations(replaced.api, c2, replaced.poolFacts())
+    expect(rowsOf(c2)).toEqual([
+      [r, 'attached', expect.stringMatching(/^its member i-down ended at .*; the group launched i-new in its place/)]
+    ])
+    expect((await s.ledger.unsettled()).map((x) => [x.id, x.instanceId, x.attachedAt])).toEqual([[r, 'i-new', NOW - 59 * MIN]])
+  })
+
+  test('positive control: into Standby, its run ends at the stop (settled at the time EC2 gives)', async () => {
+    const s = setup()
+    const r = await s.reserve(NOW - 60 * MIN)
+    await s.ledger.attach(r, 'i-parked', NOW - 59 * MIN)
+    const ec2 = fakeEc2(
+      [instance('i-parked', { state: 'stopped', launchedAt: NOW - 59 * MIN, endedAt: NOW - 29 * MIN, tags: { [RES]: r } })],
+      undefined,
+      new Set(['i-parked'])
+    )
+    const c = s.ctx()
+    await reapReservations(ec2.api, c, ec2.poolFacts())
+    expect(rowsOf(c)).toEqual([[r, 'settled', expect.stringMatching(/^its pool member i-parked stopped at .*; 1800 s billed$/)]])
+    expect(await s.ledger.unsettled()).toEqual([])
+  })
+})
+
+test("a move cut short (tagged, the ledger's attach failed) is finished on the member that carries the tag, not handed to another", async () => {
+  // Handed to another untagged member, two members would carry it and the ledger would count one of
+  // them; with none, it was settled while its tag stayed on the replacement, which then ran uncounted.
+  const s = setup()
+  const r = await s.reserve(NOW - 60 * MIN)
+  await s.ledger.attach(r, 'i-lost', NOW - 59 * MIN)
+  const attach = s.ledger.attach.bind(s.ledger)
+  let failures = 1
+  s.ledger.attach = (id, instanceId, at) => (failures-- > 0 ? Promise.reject(new Error('ledger unreachable')) : attach(id, instanceId, at))
+  const ec2 = fakeEc2([
+    instance('i-lost', { state: 'terminated', launchedAt: NOW - 59 * MIN, endedAt: NOW - 6 * MIN, tags: { [RES]: r } }),
+    instance('i-new', { launchedAt: NOW - 5 * MIN }),
+    instance('i-spare', { launchedAt: NOW - 4 * MIN })
+  ])
+  const c1 = s.ctx()
+  await reapReservations(ec2.api, c1, ec2.poolFacts())
+  expect(rowsOf(c1)).toEqual([[r, 'failed', expect.stringMatching(/i-new in its place.*ledger unreachable/)]])
+  expect(ec2.tag('i-new', RES)).toBe(r)
+
+  const c2 = s.ctx(NOW + MIN)
+  await reapReservations(ec2.api, c2, ec2.poolFacts())
+  expect(rowsOf(c2)).toEqual([[r, 'attached', expect.stringMatching(/the group launched i-new in its place/)]])
+  expect((await s.ledger.unsettled()).map((x) => [x.id, x.instanceId, x.attachedAt])).toEqual([[r, 'i-new', NOW - 59 * MIN]])
+  expect(ec2.tag('i-spare', RES)).toBeUndefined()
+})
+
+test('a replacement the group launches late, just before the second pass, is waited for: the reservation is not settled under it', async () => {
+  // Too new to take the reservation (a hook may be claiming it), it still says the group replaced the
+  // member; settled then, the member it launched would run uncounted for good.
+  const s = setup()
+  const r = await s.reserve(NOW - 60 * MIN)
+  await s.ledger.attach(r, 'i-lost', NOW - 59 * MIN)
+  const lost = instance('i-lost', { state: 'terminated', launchedAt: NOW - 59 * MIN, endedAt: NOW - 6 * MIN, tags: { [RES]: r } })
+  const before = fakeEc2([lost])
+  const c1 = s.ctx()
+  await reapReservations(before.api, c1, before.poolFacts())
+  expect(rowsOf(c1)).toEqual([[r, 'marked', expect.stringMatching(/the group launched none in its place/)]])
+
+  const after = fakeEc2([lost, instance('i-late', { state: 'pending', launchedAt: NOW + 2.5 * MIN })])
+  const c2 = s.ctx(NOW + 3 * MIN)
+  await reapReservations(after.api, c2, after.poolFacts())
+  expect(rowsOf(c2)).toEqual([[r, 'kept', expect.stringMatching(/but i-late was launched 30 s ago and may be that one/)]])
+  expect((await s.ledger.unsettled()).map((x) => [x.id, x.instanceId])).toEqual([[r, 'i-lost']])
+
+  const c3 = s.ctx(NOW + 5 * MIN)
+  await reapReservations(after.api, c3, after.poolFacts())
+  expect(rowsOf(c3)).toEqual([[r, 'attached', expect.stringMatching(/the group launched i-late in its place/)]])
+  expect((await s.ledger.unsettled()).map((x) => x.instanceId)).toEqual(['i-late'])
 })

@@ -140,22 +140,26 @@ describe('reservationStep', () => {
       endedAt: NOW
     })
   })
-  test('a pool member stopped since its reservation began: settled at the stop (a stopped member bills no instance time)', () => {
+  test('a pool member stopped into Standby since its reservation began: settled at the stop (a stopped member bills no instance time)', () => {
     const r = rec({ pool: 'p', instanceId: 'i-0abc', reservedAt: NOW - 10 * H, attachedAt: NOW - 10 * H + 30_000 })
     const stop = Math.floor((NOW - 2 * H) / 1000) * 1000
-    expect(reservationStep(r, inst({ state: 'stopped', stoppedAt: stop }), T)).toEqual({
+    // Stopped in service (a shutdown from inside), the group replaces it: the replacement takes the reservation over.
+    expect(reservationStep(r, inst({ state: 'stopped', stoppedAt: stop }), T)).toMatchObject({ do: 'none' })
+    expect(reservationStep(r, inst({ state: 'stopped', stoppedAt: stop, standby: true }), T)).toEqual({
       do: 'settle',
       startedAt: NOW - 10 * H + 30_000,
       endedAt: stop,
       why: `its pool member i-0abc stopped at ${iso(stop)}`
     })
     // a stop from before the reservation: the member was tagged with a new one just before its start
-    expect(reservationStep(rec({ pool: 'p', reservedAt: NOW - 10_000 }), inst({ state: 'stopped', stoppedAt: NOW - H }), T)).toMatchObject({
+    expect(
+      reservationStep(rec({ pool: 'p', reservedAt: NOW - 10_000 }), inst({ state: 'stopped', stoppedAt: NOW - H, standby: true }), T)
+    ).toMatchObject({ do: 'none' })
+    // EC2 gives no time, or not a pool's (a per-job instance is ended by its job or reap, never started again): left alone
+    expect(reservationStep(r, inst({ state: 'stopped', standby: true }), T)).toMatchObject({ do: 'none' })
+    expect(reservationStep({ ...r, pool: undefined }, inst({ state: 'stopped', stoppedAt: stop, standby: true }), T)).toMatchObject({
       do: 'none'
     })
-    // EC2 gives no time, or not a pool's (a per-job instance is ended by its job or reap, never started again): left alone
-    expect(reservationStep(r, inst({ state: 'stopped' }), T)).toMatchObject({ do: 'none' })
-    expect(reservationStep({ ...r, pool: undefined }, inst({ state: 'stopped', stoppedAt: stop }), T)).toMatchObject({ do: 'none' })
   })
   test('a live instance: nothing here', () => {
     expect(reservationStep(rec(), inst({}), T)).toMatchObject({ do: 'none' })
