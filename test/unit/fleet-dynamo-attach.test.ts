@@ -3,26 +3,10 @@
 // it, and the settled record must keep the instance it was settled with. The stand-in evaluates the
 // condition expressions the ledger sends on one item, as DynamoDB would.
 import { createServer, type Server } from 'node:http'
-import { loopbackLedger } from './loopback-dynamo'
+import { fixedReservation, loopbackLedger, NOON, RESERVATION_ID } from './loopback-dynamo'
 
-const NOON = Date.UTC(2026, 11, 1, 12)
-const ID = '6f1c2a64-9a57-4c1e-8d0e-2d1f7c3b9e10'
-const FIXED = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '1',
-  job: 'build',
-  runner: 'r1',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 60,
-  id: ID,
-  day: '2026-12-01',
-  reservedAt: NOON - 3_600_000,
-  priceMicroPerHour: 41_600,
-  reservedMicro: 41_600,
-  pool: 'rch-pool'
-}
+const ID = RESERVATION_ID
+const FIXED = fixedReservation({ pool: 'rch-pool' })
 
 type Attr = { S?: string; N?: string }
 let item: Record<string, Attr>

@@ -2,25 +2,10 @@
 // first's, not fail. DynamoDB answers a ClientRequestToken reused within 10 minutes with other
 // parameters by IdempotentParameterMismatchException; the stand-in below does the same.
 import { createServer, type Server } from 'node:http'
-import { loopbackLedger } from './loopback-dynamo'
+import { fixedReservation, loopbackLedger, NOON, RESERVATION_ID } from './loopback-dynamo'
 
-const NOON = Date.UTC(2026, 11, 1, 12)
-const ID = '6f1c2a64-9a57-4c1e-8d0e-2d1f7c3b9e10'
-const FIXED = {
-  repository: 'acme/widgets',
-  workflow: 'ci',
-  runId: '1',
-  job: 'build',
-  runner: 'r1',
-  instanceType: 't3.medium',
-  vcpus: 2,
-  maxLifetimeMinutes: 60,
-  id: ID,
-  day: '2026-12-01',
-  reservedAt: NOON - 3_600_000,
-  priceMicroPerHour: 41_600,
-  reservedMicro: 41_600
-}
+const ID = RESERVATION_ID
+const FIXED = fixedReservation()
 
 let server: Server
 let settled: Record<string, { N: string }> | null = null

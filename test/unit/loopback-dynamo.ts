@@ -23,3 +23,26 @@ export function loopbackLedger(
     callMs: opts.callMs
   })
 }
+
+export const NOON = Date.UTC(2026, 11, 1, 12)
+export const RESERVATION_ID = '6f1c2a64-9a57-4c1e-8d0e-2d1f7c3b9e10'
+
+/** The fixed part of one reservation made at 11:00 of 2026-12-01 (the item's `fixed` attribute). */
+export function fixedReservation(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    repository: 'acme/widgets',
+    workflow: 'ci',
+    runId: '1',
+    job: 'build',
+    runner: 'r1',
+    instanceType: 't3.medium',
+    vcpus: 2,
+    maxLifetimeMinutes: 60,
+    id: RESERVATION_ID,
+    day: '2026-12-01',
+    reservedAt: NOON - 3_600_000,
+    priceMicroPerHour: 41_600,
+    reservedMicro: 41_600,
+    ...extra
+  }
+}
