@@ -7,6 +7,7 @@ import { formatError, HookError } from '../errors'
 import { FleetRefused, fleetGate, type FleetGate, type JobFacts } from './gate'
 import { systemLedgerClock, type Ledger, type LedgerClock } from './ledger'
 import { openLedger } from './open-ledger'
+import { BEAT_MS } from './beat-period'
 
 export interface JobFleetContext {
   config: { fleet: FleetConfig }
@@ -83,7 +84,7 @@ export class JobFleet {
    * prepare_job with a long pull, or a container action without state (it has no reservation in a
    * state to beat), would otherwise look dead while it runs. A failed beat is said once.
    */
-  keepBeating(everyMs: number, warn: (m: string) => void): void {
+  keepBeating(everyMs: number = BEAT_MS, warn: (m: string) => void): void {
     if (this.beating) return
     let busy = false
     let warned = false

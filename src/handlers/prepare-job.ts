@@ -105,7 +105,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   }
   let remote: Rejoinable | null = null
   // A long prepare_job (a large pull) must not look dead to reap; closeJobFleet stops the beats.
-  jobFleet(ctx, plan.jobId).keepBeating(ctx.beatMs ?? 60_000, (m) => log.warn(m))
+  jobFleet(ctx, plan.jobId).keepBeating(ctx.beatMs, (m) => log.warn(m))
   try {
     // The step log folds each part; what failed stays readable after its fold (the error line comes last).
     const host = await log.group('Getting a host', async () => {

@@ -148,7 +148,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   // Its machine's reservation is in no state, so main.ts's step heartbeats do not cover it: a
   // container action that outlasts fleet.reap.deadAfterMinutes must not look dead to reap.
   const fleet = jobFleet(hookCtx, jobId)
-  fleet.keepBeating(hookCtx.beatMs ?? 60_000, (m) => hookCtx.log.warn(m))
+  fleet.keepBeating(hookCtx.beatMs, (m) => hookCtx.log.warn(m))
   const { lease, remote } = await acquireMachine(hookCtx, provider, jobId, owner, localDir).catch((e: unknown) => {
     closeJobFleet(jobId)
     rmSync(localDir, { recursive: true, force: true })
