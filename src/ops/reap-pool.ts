@@ -19,7 +19,7 @@ import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../provide
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript } from '../providers/pool-lease'
-import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type Member } from '../providers/pool-plan'
+import { membersOf, standbyAmong, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
@@ -80,30 +80,23 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
   return { group: cfg.autoScalingGroup, members: raw.map(factOf), standby }
 }
 
-/** DescribeAutoScalingInstances takes at most 50 ids a call. */
-const STANDBY_BATCH = 50
-
-/**
- * Which of these stopped members the group keeps in Standby (parked by the operator, started again
- * by a hook). One stopped in service is not among them: the group replaces it (its EC2 health check).
- */
+/** The stopped members in Standby, asked through reap's retry. */
 async function inStandby(cfg: Ec2PoolConfig, ids: string[], signal: AbortSignal): Promise<Set<string>> {
-  const out = new Set<string>()
-  if (!ids.length) return out
+  if (!ids.length) return new Set()
   const { sdk, client } = autoScalingClient(cfg)
   try {
-    for (let i = 0; i < ids.length; i += STANDBY_BATCH) {
-      const res = await retry(
-        () => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: ids.slice(i, i + STANDBY_BATCH) })),
-        { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal, retryable: isRetryableAwsError }
-      )
-      for (const a of res.AutoScalingInstances ?? [])
-        if (a.AutoScalingGroupName === cfg.autoScalingGroup && a.LifecycleState === 'Standby' && a.InstanceId) out.add(a.InstanceId)
-    }
+    return await standbyAmong(cfg.autoScalingGroup, ids, (batch) =>
+      retry(() => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: batch })), {
+        attempts: 6,
+        minDelayMs: 300,
+        maxDelayMs: 4000,
+        signal,
+        retryable: isRetryableAwsError
+      })
+    )
   } finally {
     client.destroy()
   }
-  return out
 }
 
 class PoolPass {

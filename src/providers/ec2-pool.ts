@@ -41,6 +41,7 @@ import {
   membersOf,
   scaleOutTo,
   shuffled,
+  standbyAmong,
   TAG_GROUP,
   TAG_JOBS,
   TAG_RECYCLE,
@@ -736,15 +737,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       env.log.progress(`fleet reservation ${p.id} of pool ${this.cfg.autoScalingGroup} has no member yet; reap attaches or settles it`)
   }
 
-  /** Which of these instances the group keeps in Standby (stopped by the pool when idle). */
+  /** Which of these stopped members the group keeps in Standby, in call order. */
   private async inStandby(env: ProviderEnv, ids: string[]): Promise<string[]> {
     const { sdk, client } = autoScalingClient(this.cfg)
-    const res = await this.send(env, 'DescribeAutoScalingInstances', () =>
-      client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: ids }))
+    const standby = await standbyAmong(this.cfg.autoScalingGroup, ids, (batch) =>
+      this.send(env, 'DescribeAutoScalingInstances', () => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: batch })))
     )
-    return (res.AutoScalingInstances ?? [])
-      .filter((i) => i.AutoScalingGroupName === this.cfg.autoScalingGroup && i.LifecycleState === 'Standby' && i.InstanceId)
-      .map((i) => i.InstanceId as string)
+    return ids.filter((id) => standby.has(id))
   }
 
   async whyLost(lease: PoolLease, env: LossEnv): Promise<LostMachine> {

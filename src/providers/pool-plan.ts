@@ -1,5 +1,6 @@
 // Pure parts of the pool provider: what DescribeInstances says about the members, which may be
 // leased, and the lines a waiting job prints. Unit tested without AWS or SSH.
+import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2PoolConfig } from '../config'
 import { EC2_INSTANCE_ID, isUserName } from '../input-rules'
@@ -128,4 +129,28 @@ export function scaleOutTo(cap: Capacity, v: PoolView, waiting: number): number 
   const coming = v.starting.length
   if (waiting <= coming || cap.desired >= cap.max) return null
   return Math.min(cap.max, cap.desired + Math.min(waiting - coming, cap.max - cap.desired))
+}
+
+/** DescribeAutoScalingInstances takes at most 50 ids a call. */
+export const STANDBY_BATCH = 50
+
+/**
+ * Which of these stopped members the group keeps in Standby (parked by the pool when idle, started
+ * again by a hook). One stopped in service is not among them: the group replaces it (its EC2 health
+ * check). `describe` sends one call of at most STANDBY_BATCH ids.
+ */
+export async function standbyAmong(
+  group: string,
+  ids: readonly string[],
+  describe: (batch: string[]) => Promise<Asg.DescribeAutoScalingInstancesCommandOutput>
+): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (let i = 0; i < ids.length; i += STANDBY_BATCH) {
+    const batch = ids.slice(i, i + STANDBY_BATCH)
+    const asked = new Set(batch)
+    for (const a of (await describe(batch)).AutoScalingInstances ?? [])
+      if (a.AutoScalingGroupName === group && a.LifecycleState === 'Standby' && a.InstanceId && asked.has(a.InstanceId))
+        out.add(a.InstanceId)
+  }
+  return out
 }

@@ -1,10 +1,13 @@
 // What DescribeInstances says about a pool's members, which are ready, and the lines a waiting job prints.
+import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import {
   describePool,
   membersOf,
   scaleOutTo,
   shuffled,
+  STANDBY_BATCH,
+  standbyAmong,
   TAG_GROUP,
   TAG_HOST_KEY,
   TAG_JOBS,
@@ -168,4 +171,54 @@ test('shuffled keeps every member once, in an order from its random source', () 
   expect(shuffled(xs, () => 0)).toEqual(['b', 'c', 'd', 'a'])
   expect(shuffled(xs, () => 0.999).sort()).toEqual(xs)
   expect(xs).toEqual(['a', 'b', 'c', 'd'])
+})
+
+describe('standbyAmong', () => {
+  const answer = (rows: [string, string, string][]): Asg.DescribeAutoScalingInstancesCommandOutput => ({
+    $metadata: {},
+    AutoScalingInstances: rows.map(([InstanceId, AutoScalingGroupName, LifecycleState]) => ({
+      InstanceId,
+      AutoScalingGroupName,
+      LifecycleState,
+      AvailabilityZone: 'us-east-1a',
+      HealthStatus: 'HEALTHY',
+      ProtectedFromScaleIn: false
+    }))
+  })
+
+  it("asks in calls of at most 50 ids and keeps only this group's members in Standby", async () => {
+    const ids = Array.from({ length: 2 * STANDBY_BATCH + 1 }, (_, i) => `i-${String(i).padStart(17, '0')}`)
+    const calls: string[][] = []
+    const got = await standbyAmong('ci-pool', ids, async (batch) => {
+      calls.push(batch)
+      // AWS refuses a call of over 50 ids (ValidationError).
+      if (batch.length > STANDBY_BATCH) throw new Error('ValidationError: too many ids')
+      return answer(
+        batch.map((id, i) => [id, i % 3 === 2 ? 'other-pool' : 'ci-pool', i % 2 ? 'InService' : 'Standby'] as [string, string, string])
+      )
+    })
+    expect(calls.map((c) => c.length)).toEqual([50, 50, 1])
+    expect(calls.flat()).toEqual(ids)
+    const want = calls.flatMap((batch) => batch.filter((_, i) => i % 2 === 0 && i % 3 !== 2))
+    expect([...got].sort()).toEqual(want.sort())
+    // Control: the filter kept some and dropped some.
+    expect(got.size).toBeGreaterThan(0)
+    expect(got.size).toBeLessThan(ids.length)
+  })
+
+  it('takes no id the call was not asked about', async () => {
+    const got = await standbyAmong('ci-pool', ['i-0000000000000000a'], async () =>
+      answer([
+        ['i-0000000000000000a', 'ci-pool', 'Standby'],
+        ['i-0000000000000000b', 'ci-pool', 'Standby']
+      ])
+    )
+    expect([...got]).toEqual(['i-0000000000000000a'])
+  })
+
+  it('makes no call for no ids', async () => {
+    const describe = jest.fn()
+    expect((await standbyAmong('ci-pool', [], describe)).size).toBe(0)
+    expect(describe).not.toHaveBeenCalled()
+  })
 })
