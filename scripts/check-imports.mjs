@@ -39,7 +39,8 @@ export const LAYERS = [
       'build-id.ts',
       'worker-process.ts',
       'gc-policy.ts',
-      'line-start.ts'
+      'line-start.ts',
+      'line-tail.ts'
     ]
   },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },

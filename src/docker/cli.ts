@@ -8,6 +8,7 @@ import { HookError } from '../errors'
 import { cliShell, envDelivery } from './env-script'
 import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
+import { wholeLine } from '../line-tail'
 
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -74,7 +75,7 @@ const WATCHED =
   `(while sleep 1; do printf '\\n' 2>/dev/null || { kill $p 2>/dev/null; exit 0; }; done) 3<&- & w=$!; ` +
   `wait $p; rc=$?; kill $w 2>/dev/null; return $rc; }; `
 
-/** The longest line of a pull's or build's output kept for the log. */
+/** The longest line of a pull's or build's output shown in the log. */
 const MAX_LINE = 4096
 
 /** Docker Hub's key in a docker config, as `docker login` writes it. */
@@ -150,23 +151,25 @@ export async function pullImage(
 
 /**
  * Lines of what the VM's docker prints, for the log. The VM's docker is the job's to replace: a
- * line without end is cut at MAX_LINE, never held whole. A line (or a character) split across
- * chunks stays whole, and a last line without a newline still arrives.
+ * line without end is held only to MAX_LINE + 1 characters, never whole, and one over MAX_LINE is
+ * shown as a note, never in part (line-tail.ts). A line (or a character) split across chunks stays
+ * whole, and a last line without a newline still arrives.
  */
 function linesOf(onLine: (l: string) => void): { push(c: Buffer): void; end(): void } {
   const text = new StringDecoder('utf8')
   let partial = ''
-  const cut = (l: string): string => l.slice(0, MAX_LINE)
+  // One character over the bound is enough to know the line is too long to show.
+  const cut = (l: string): string => l.slice(0, MAX_LINE + 1)
   return {
     push(c) {
       const lines = (partial + text.write(c)).split('\n')
       partial = cut(lines.pop() ?? '')
-      for (const l of lines) if (l) onLine(cut(l))
+      for (const l of lines) if (l) onLine(wholeLine(l, MAX_LINE))
     },
     end() {
-      const last = cut(partial + text.end())
+      const last = partial + text.end()
       partial = ''
-      if (last) onLine(last)
+      if (last) onLine(wholeLine(last, MAX_LINE))
     }
   }
 }

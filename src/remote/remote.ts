@@ -3,6 +3,7 @@
 import type { Duplex, Readable, Writable } from 'node:stream'
 import { Cancelled, HookError, RemoteCommandError, TransportError } from '../errors'
 import { monoMs } from '../mono-clock'
+import { lineTail } from '../line-tail'
 
 export interface ConnectInfo {
   host: string
@@ -104,7 +105,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   const ch = await opened(remote, command, opts)
   const out: Buffer[] = []
   let outLen = 0
-  let err = ''
+  const err = lineTail(TAIL)
   const max = opts.maxCollect ?? 256 * 1024 * 1024
   // Set below, in this same tick, so before any 'data' event.
   let s: ReturnType<typeof stopper> | null = null
@@ -121,7 +122,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   })
   ch.stderr.on('data', (c: Buffer) => {
     opts.onStderr?.(c)
-    err = (err + c.toString('utf8')).slice(-TAIL)
+    err.push(c.toString('utf8'))
   })
   const input = opts.input
   if (input === undefined) ch.stdin.end()
@@ -139,7 +140,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
       : setTimeout(() => s.stop(noResult(command, opts)), Math.max(0, opts.timeoutMs - (monoMs() - began)))
   try {
     const status = await Promise.race([ch.done, s.stopped])
-    return { ...status, stdout: Buffer.concat(out), stderr: err }
+    return { ...status, stdout: Buffer.concat(out), stderr: err.text() }
   } finally {
     clearTimeout(timer)
     s.dispose()

@@ -6,6 +6,7 @@ import { Cancelled, HookError, TransportError, type TransportKind } from '../err
 import type { ConnectInfo } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
+import { lineTail } from '../line-tail'
 
 export interface RsyncTransport {
   /** The `-e` command rsync runs to reach the remote. */
@@ -173,15 +174,15 @@ export function rsyncUp(
     const onAbort = (): void => void child.kill('SIGTERM')
     signal?.addEventListener('abort', onAbort, { once: true })
     let out = ''
-    let err = ''
+    const err = lineTail(4000)
     // Only the tail (rsync prints its stats last): the remote rsync's messages reach this stdout too.
     child.stdout.on('data', (c) => (out = (out + c).slice(-STATS_TAIL)))
-    child.stderr.on('data', (c) => (err = (err + c).slice(-4000)))
+    child.stderr.on('data', (c: Buffer) => err.push(c.toString()))
     child.on('error', (e) => reject(new HookError(`rsync (${rsync}) could not start: ${e.message}`)))
     child.on('close', (code) => {
       signal?.removeEventListener('abort', onAbort)
       if (signal?.aborted) return reject(Cancelled.by(signal))
-      if (code !== 0) return reject(rsyncFailure(destDir, code, err))
+      if (code !== 0) return reject(rsyncFailure(destDir, code, err.text()))
       const files = Number(/Number of regular files transferred: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
       const bytes = Number(/Total transferred file size: ([\d,.]+)/.exec(out)?.[1]?.replace(/[,.]/g, '') ?? 0)
       resolve({ files, bytes })

@@ -37,6 +37,7 @@ import {
 import { checkNamesDistinct, isWithin, SafeTree, type FileWriter } from './safe-fs'
 import { TarReader, type TarEntry } from './untar'
 import { tarOf } from './tar-writer'
+import { lineTail } from '../line-tail'
 
 export interface SyncLimits {
   stepBytes: number
@@ -372,7 +373,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   }
   const out: Buffer[] = []
   let outLen = 0
-  let errTail = ''
+  const errTail = lineTail(2000)
   const tar = tarOf(t.hostWork, send)
   const stop = stopper(ch, t.signal, () => tar.destroy())
   // A first copy asks for no listing: what the VM prints (a shell's start-up noise) is dropped, up
@@ -386,7 +387,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
     } else if (scope.fresh) stop.stop(new HookError(`the remote printed over ${max} bytes during the first copy, which prints nothing`))
     else stop.stop(listingTooLarge(max))
   })
-  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
+  ch.stderr.on('data', (c: Buffer) => errTail.push(c.toString()))
   ch.stdin.on('error', () => undefined)
   ch.stdin.write(`${delList.length}\n`)
   if (delList.length) ch.stdin.write(delList)
@@ -399,7 +400,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => stop.dispose())
   if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
-    throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+    throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
   const files = send.filter((p) => local.get(p)!.t === 'f').length
   if (scope.fresh) return { files, bytes, deleted: 0, ms: Date.now() - started }
   const remote = parseRemoteListing(Buffer.concat(out), { roots, maxEntries: limits.listingEntries }).snap
@@ -504,9 +505,9 @@ async function receive(
   const ch = await t.remote.openExec(
     `cd ${shq(t.remoteWork)} && tar -c -b 20 -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`
   )
-  let errTail = ''
+  const errTail = lineTail(2000)
   let failed: unknown = null
-  ch.stderr.on('data', (c: Buffer) => (errTail = (errTail + c.toString()).slice(-2000)))
+  ch.stderr.on('data', (c: Buffer) => errTail.push(c.toString()))
   ch.stdin.on('error', () => undefined)
   ch.stdin.end(fetch.map((p) => p + '\0').join(''))
   const stop = stopper(ch, t.signal, () => {
@@ -533,7 +534,7 @@ async function receive(
     const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
     if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
     if (status.code !== 0)
-      throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.trim().split('\n').slice(-2).join(' | ')}`)
+      throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
     reader.finish()
   } catch (e) {
     dropPartial()
@@ -544,7 +545,8 @@ async function receive(
     throw new HookError(
       `${unread[0]} could not be read on the remote (is it readable by the SSH user?); the step's file commands would be lost`
     )
-  if (errTail.trim()) t.warn?.(`some files could not be read on the remote: ${errTail.trim().split('\n').slice(0, 3).join(' | ')}`)
+  if (errTail.text().trim())
+    t.warn?.(`some files could not be read on the remote: ${errTail.text().trim().split('\n').slice(0, 3).join(' | ')}`)
   // Folder modes last, deepest first, so a read-only folder does not stop its own contents.
   for (const d of dirs.reverse()) fs.setDirMode(d.name, d.mode)
 }
