@@ -45,6 +45,21 @@ export const agentSocket = (localDir: string, c: { user: string; host: string; p
  * taken from the state; a state whose facts are not well-formed picks no socket at all.
  */
 export function delegation(raw: string, localRoot: string, runnerName: string): string | null {
+  const job = stepJob(raw, localRoot, runnerName)
+  if (!job) return null
+  const socket = agentSocket(job.dir, job.host)
+  return socketFits(socket) ? socket : null
+}
+
+/**
+ * A step command's job folder and host, derived as the hook derives them (this runner's owner id,
+ * a well-formed job id, user, host and port), never taken from the state; null for any other input.
+ */
+export function stepJob(
+  raw: string,
+  localRoot: string,
+  runnerName: string
+): { dir: string; host: { user: string; host: string; port: number } } | null {
   let input: {
     command?: unknown
     state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null
@@ -62,8 +77,7 @@ export function delegation(raw: string, localRoot: string, runnerName: string): 
   if (typeof jobId !== 'string' || !HEX16.test(jobId) || owner !== ownerId(runnerName)) return null
   if (typeof user !== 'string' || !isUserName(user) || typeof host !== 'string' || !isHostName(host)) return null
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null
-  const socket = agentSocket(localDirOf(localRoot, owner, jobId), { user, host, port })
-  return socketFits(socket) ? socket : null
+  return { dir: localDirOf(localRoot, owner, jobId), host: { user, host, port } }
 }
 
 /** Resolves the step's exit, or null when no agent listens (the caller runs the step itself). */

@@ -5,7 +5,7 @@
 import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import { formatError } from './errors'
-import { delegation, runViaAgent } from './agent-client'
+import { delegation, runViaAgent, stepJob } from './agent-client'
 import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
@@ -19,7 +19,7 @@ import { isOpCommand, NO_REQUEST_AT_TERMINAL, notACommand, type OpName } from '.
 import { hookLocalRoot } from './paths'
 import { ownLines } from './line-start'
 import { workflowCommand } from './workflow-commands'
-import { beatPeriodFrom } from './fleet/beat-period'
+import { BEAT_LAND_MS, beatDue, beatPeriodFrom } from './fleet/beat-period'
 
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
@@ -57,9 +57,10 @@ async function hook(): Promise<number> {
   process.chdir('/')
   let raw = ''
   let ended: RunResult
+  let beats = { landed: async (): Promise<void> => undefined }
   try {
     raw = await readStdin()
-    stepHeartbeats(raw, io.place.localRoot)
+    beats = stepHeartbeats(raw, io.place.localRoot)
     ended = await command(raw, io)
   } catch (err) {
     const { report, lostConnection } = await import('./execute')
@@ -70,6 +71,8 @@ async function hook(): Promise<number> {
   // what became of the machine.
   if (ended.lost && !controller.signal.aborted && STEP_COMMAND.test(raw))
     await (await import('./execute')).explainLoss(raw, process.env, io)
+  // A cancelled step does not wait: the runner kills the hook soon after its signals.
+  if (!controller.signal.aborted) await beats.landed()
   return ended.code
 }
 
@@ -90,21 +93,39 @@ async function command(raw: string, io: ExecuteIo): Promise<RunResult> {
 
 /**
  * While a step of a launched machine runs, its reservation gets a heartbeat every minute (see
- * fleet/step-beat.ts). Only a timer here: nothing is loaded unless the step outlives a period.
+ * fleet/step-beat.ts). Only a timer here: nothing is loaded unless the step outlives a period or
+ * the job's last heartbeat is a period old.
  */
-function stepHeartbeats(raw: string, localRoot: string): void {
-  if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return
+function stepHeartbeats(raw: string, localRoot: string): { landed(): Promise<void> } {
+  const none = { landed: async () => undefined }
+  if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return none
   const every = beatPeriodFrom(process.env)
-  let busy = false
-  const beat = (): void => {
-    if (busy) return
-    busy = true
-    void import('./fleet/step-beat')
-      .then((m) => m.beatOnce(raw, process.env, localRoot))
-      .catch(() => undefined)
-      .finally(() => (busy = false))
+  // The job's folder stamps its last heartbeat: a step that starts a period or more after it beats
+  // at once, so a run of steps each shorter than the period (which never reach the timer) still
+  // beats about once a period.
+  let jobDir: string | null = null
+  try {
+    const dir = stepJob(raw, localRoot, runnerNameOf(process.env))?.dir
+    jobDir = dir && checkPrivateDir(localRoot) && checkPrivateDir(dir) ? dir : null
+  } catch {
+    jobDir = null
   }
+  let beating: Promise<void> | null = null
+  const beat = (): void => {
+    if (beating) return
+    beating = import('./fleet/step-beat')
+      .then((m) => m.beatOnce(raw, process.env, localRoot, jobDir))
+      .catch(() => undefined)
+      .finally(() => (beating = null))
+  }
+  if (jobDir && beatDue(jobDir, every)) beat()
   setInterval(beat, every).unref()
+  return {
+    // A step shorter than the ledger's round trip would otherwise exit under its beat.
+    async landed() {
+      if (beating) await (await import('./retry')).settlesWithin(beating, BEAT_LAND_MS)
+    }
+  }
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */

@@ -28,6 +28,7 @@ import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-cop
 import { waitHealthy, type Started } from '../prepare/health'
 import { buildResponse } from '../prepare/response'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
+import { stampBeat } from '../fleet/beat-period'
 import { recordPrepared } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
 import { monoMs } from '../mono-clock'
@@ -149,6 +150,13 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       startedAt: fleet.clock.now() - phases.total,
       timings: phases
     })
+    // The job's steps beat at once only when this is a period old (main.ts).
+    if (host.lease.reservation)
+      try {
+        stampBeat(run.localDir)
+      } catch {
+        // the first step beats at once instead
+      }
     return { exitCode: 0, response }
   } catch (err) {
     // What was still running (a container being created, the base being written into the local
