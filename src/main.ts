@@ -57,7 +57,7 @@ async function hook(): Promise<number> {
   process.chdir('/')
   let raw = ''
   let ended: RunResult
-  let beats = { landed: async (): Promise<void> => undefined }
+  let beats = NO_BEATS
   try {
     raw = await readStdin()
     beats = stepHeartbeats(raw, io.place.localRoot)
@@ -91,14 +91,19 @@ async function command(raw: string, io: ExecuteIo): Promise<RunResult> {
   return execute(raw, process.env, io)
 }
 
+interface Beats {
+  /** Resolves once the heartbeat on its way, if any, has landed (or a bounded wait is over). */
+  landed(): Promise<void>
+}
+const NO_BEATS: Beats = { landed: () => Promise.resolve() }
+
 /**
  * While a step of a launched machine runs, its reservation gets a heartbeat every minute (see
  * fleet/step-beat.ts). Only a timer here: nothing is loaded unless the step outlives a period or
  * the job's last heartbeat is a period old.
  */
-function stepHeartbeats(raw: string, localRoot: string): { landed(): Promise<void> } {
-  const none = { landed: async () => undefined }
-  if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return none
+function stepHeartbeats(raw: string, localRoot: string): Beats {
+  if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return NO_BEATS
   const every = beatPeriodFrom(process.env)
   // The job's folder stamps its last heartbeat: a step that starts a period or more after it beats
   // at once, so a run of steps each shorter than the period (which never reach the timer) still

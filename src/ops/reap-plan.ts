@@ -19,19 +19,52 @@ export interface ReapTimes {
   now: number
   deadAfterMs: number
   graceMs: number
+  /**
+   * How long this reap host has itself seen a reservation's last sign of life (lastSign) unchanged,
+   * by its own clock: the sign is written by another runner host's clock, and a skew between the
+   * two must not make a live job look dead (watchedFor keeps the observation).
+   */
+  watched(r: LedgerRecord): number
+}
+
+/** A reservation's last sign of life, as written by the clock of the runner host that wrote it. */
+export const lastSign = (r: Pick<LedgerRecord, 'heartbeatAt' | 'reservedAt'>): number => r.heartbeatAt ?? r.reservedAt
+
+/**
+ * The observation reap keeps of one reservation's last sign of life (`<sign>@<first seen>`, both ms),
+ * given the one kept before: how long this host has seen `sign` unchanged, and what to keep now.
+ */
+export function watchedFor(kept: string | undefined, sign: number, now: number): { ms: number; keep: string } {
+  const m = /^(-?\d+)@(\d+)$/.exec(kept ?? '')
+  const since = m && Number(m[1]) === sign && Number(m[2]) <= now ? Number(m[2]) : now
+  return { ms: now - since, keep: `${sign}@${since}` }
 }
 
 const minutes = (ms: number): string => `${Math.floor(ms / 60_000)} min`
 const iso = (t: number): string => new Date(t).toISOString()
 
-/** Whether the job holding an unsettled reservation still shows signs of life. */
+/**
+ * Whether the job holding an unsettled reservation still shows signs of life: dead once its last
+ * sign is over deadAfter old by its own timestamp and this reap host has also watched it unchanged
+ * for deadAfter (a host first seeing it waits that long): a clock skewed on either side cannot end
+ * a live job, however far off.
+ */
 export function jobLife(r: LedgerRecord, t: ReapTimes): { dead: boolean; why: string } {
-  const last = r.heartbeatAt ?? r.reservedAt
-  const age = t.now - last
+  const age = t.now - lastSign(r)
   const what = r.heartbeatAt !== undefined ? 'last heartbeat' : 'reserved'
-  return age > t.deadAfterMs
-    ? { dead: true, why: `job dead: ${what} ${minutes(age)} ago (fleet.reap.deadAfterMinutes ${minutes(t.deadAfterMs).split(' ')[0]})` }
-    : { dead: false, why: `job alive: ${what} ${Math.round(age / 1000)} s ago` }
+  const after = `fleet.reap.deadAfterMinutes ${minutes(t.deadAfterMs).split(' ')[0]}`
+  // Watched on every pass, a young sign too: the watch then starts soon after the sign was written.
+  const watched = t.watched(r)
+  if (age <= t.deadAfterMs) return { dead: false, why: `job alive: ${what} ${Math.round(age / 1000)} s ago` }
+  if (watched < t.deadAfterMs)
+    return {
+      dead: false,
+      why: `job quiet: ${what} ${minutes(age)} ago, unchanged for the ${minutes(watched)} this host has watched it (${after} of its own)`
+    }
+  return {
+    dead: true,
+    why: `job dead: ${what} ${minutes(age)} ago, unchanged for the ${minutes(watched)} this host has watched it (${after})`
+  }
 }
 
 export type Tags = Record<string, string>
@@ -55,7 +88,8 @@ export function instanceVerdict(
   const r = records.get(id)
   if (!r) return { candidate: false, why: `reservation ${id} is not in this ledger: only its expiry applies (${until})` }
   if (r.settledAt !== undefined) return { candidate: true, why: `job dead: its reservation was settled at ${iso(r.settledAt)}` }
-  return { ...jobLife(r, t), candidate: jobLife(r, t).dead }
+  const life = jobLife(r, t)
+  return { ...life, candidate: life.dead }
 }
 
 /** What a pass may do with something given whether it is a candidate now and its mark (ISO time) if any. */
@@ -191,8 +225,7 @@ export function reservationStep(
   }
   if (unclaimedMember)
     return { do: 'attach', instanceId: unclaimedMember.id, why: `member ${unclaimedMember.id} of pool ${r.pool} was launched for it` }
-  const age = t.now - (r.heartbeatAt ?? r.reservedAt)
-  if (age > t.deadAfterMs)
+  if (jobLife(r, t).dead)
     return { do: 'settle-unlaunched', why: `no instance found ${minutes(t.now - r.reservedAt)} after it was reserved` }
   return { do: 'none', why: `no instance yet, reserved ${Math.round((t.now - r.reservedAt) / 1000)} s ago` }
 }

@@ -13,7 +13,7 @@ import { sha256Hex } from '../sha256'
 import { json, table } from './output'
 import type { ReapContext } from './reap-context'
 import { fileMarks } from './reap-marks'
-import type { ReapRow } from './reap-plan'
+import { lastSign, watchedFor, type ReapRow } from './reap-plan'
 
 export const reapCommand: OpCommand = {
   name: 'reap',
@@ -109,11 +109,19 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
   const ledger = await openLedger(config.fleet, { localRoot, clock: opts.clock })
   const seenMarks = new Set<string>()
   const marks = fileMarks(`${localRoot}/reap`, marksName(config), opts.dryRun)
+  const now = opts.clock.now()
   const ctx: ReapContext = {
     times: {
-      now: opts.clock.now(),
+      now,
       deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000,
-      graceMs: config.fleet.reap.graceMinutes * 60_000
+      graceMs: config.fleet.reap.graceMinutes * 60_000,
+      watched: (r) => {
+        const key = `watch:${r.id}`
+        const w = watchedFor(marks.get(key), lastSign(r), now)
+        marks.set(key, w.keep)
+        seenMarks.add(key)
+        return w.ms
+      }
     },
     dryRun: opts.dryRun,
     ledger,

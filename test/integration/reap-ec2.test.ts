@@ -149,6 +149,14 @@ test('two phases: a pass marks, a pass within the grace removes nothing, a later
   const rLive = await reserve(s, now - 20 * MIN)
   await s.ledger.beat(rLive, now)
   const rBack = await reserve(s, now - 20 * MIN)
+  // Pass 0 starts this host's watch of each reservation's last sign of life: 20 minutes old by its
+  // timestamp, but not yet watched for deadAfterMinutes here, so no job is dead yet.
+  const p0 = await s.reap()
+  expectOk(p0)
+  expect(rowOf(p0, rDead)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/no instance yet/) })
+  // The passes below run 16 minutes later; the live job beats then.
+  const t1 = now + 16 * MIN
+  await s.ledger.beat(rLive, t1)
   const dead = await launch(s, { [`${P}:reservation`]: rDead })
   const live = await launch(s, { [`${P}:reservation`]: rLive })
   const back = await launch(s, { [`${P}:reservation`]: rBack })
@@ -165,18 +173,21 @@ test('two phases: a pass marks, a pass within the grace removes nothing, a later
 
   // Dry run: says what pass 1 would do, changes nothing.
   const before = await snapshot()
-  const dry = await s.reap({ dryRun: true })
+  const dry = await s.reap({ dryRun: true, at: t1 })
   expectOk(dry)
   expect(dry.json?.dryRun).toBe(true)
-  expect(rowOf(dry, dead)).toMatchObject({ action: 'marked', why: expect.stringMatching(/job dead: reserved 20 min ago/) })
+  expect(rowOf(dry, dead)).toMatchObject({
+    action: 'marked',
+    why: expect.stringMatching(/job dead: reserved 36 min ago, unchanged for the 1[56] min this host has watched it/)
+  })
   expect(rowOf(dry, expired)).toMatchObject({ action: 'marked', why: expect.stringMatching(/past its expires-at/) })
   expect(await snapshot()).toEqual(before)
-  const dryHuman = await s.reap({ dryRun: true, human: true })
+  const dryHuman = await s.reap({ dryRun: true, human: true, at: t1 })
   expect(dryHuman.stdout).toMatch(new RegExp(`instance +${dead} +would mark +job dead`))
   expect(await snapshot()).toEqual(before)
 
   // Pass 1 marks.
-  const p1 = await s.reap()
+  const p1 = await s.reap({ at: t1 })
   expectOk(p1)
   expect(rowOf(p1, dead).action).toBe('marked')
   expect(rowOf(p1, back).action).toBe('marked')
@@ -187,13 +198,13 @@ test('two phases: a pass marks, a pass within the grace removes nothing, a later
   expect((await tags(dead))[MARK]).toMatch(/^\d{4}-\d\d-\d\dT/)
 
   // Pass 2, within the grace: nothing removed, the marks stay.
-  const p2 = await s.reap()
+  const p2 = await s.reap({ at: t1 })
   expect(rowOf(p2, dead)).toMatchObject({ action: 'kept', why: expect.stringMatching(/removed after fleet.reap.graceMinutes 2/) })
   expect(await state(dead)).toBe('running')
   expect((await tags(dead))[MARK]).toBeDefined()
 
   // One job comes back to life before the last pass: its heartbeat is fresh.
-  const later = now + 3 * MIN
+  const later = t1 + 3 * MIN
   await s.ledger.beat(rBack, later)
 
   // Pass 3, past the grace: the dead and the expired go, the live one next to them stays.
@@ -235,7 +246,8 @@ test('reservations: an ended instance is settled with its real time; one that ne
   expectOk(p1)
   expect(rowOf(p1, rEnded)).toMatchObject({ action: 'settled', why: expect.stringMatching(new RegExp(`its instance ${ended} ended`)) })
   expect(rowOf(p1, rTagOnly).action).toBe('settled')
-  expect(rowOf(p1, rNone)).toMatchObject({ action: 'marked', why: expect.stringMatching(/no instance found 20 min after/) })
+  // Old by its timestamp, but this host's watch of it starts now.
+  expect(rowOf(p1, rNone)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/no instance yet/) })
   expect(rowOf(p1, rYoung)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/no instance yet/) })
   let recs = await s.ledger.records()
   const e = byId(recs, rEnded) as LedgerRecord
@@ -246,8 +258,14 @@ test('reservations: an ended instance is settled with its real time; one that ne
   expect(e.actualMicro).toBeGreaterThan(0)
   expect(byId(recs, rNone)?.settledAt).toBeUndefined()
 
-  const p2 = await s.reap()
-  expect(rowOf(p2, rNone)).toMatchObject({ action: 'settled', why: expect.stringMatching(/nothing ran for it; zero cost/) })
+  // 16 minutes later (the young one's job still beats): marked, then settled (no grace here).
+  const t1 = t0 + 16 * MIN
+  await s.ledger.beat(rYoung, t1)
+  const p2 = await s.reap({ at: t1 })
+  expect(rowOf(p2, rNone)).toMatchObject({ action: 'marked', why: expect.stringMatching(/no instance found 36 min after/) })
+  expect(rowOf(p2, rYoung)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/no instance yet/) })
+  const p3 = await s.reap({ at: t1 })
+  expect(rowOf(p3, rNone)).toMatchObject({ action: 'settled', why: expect.stringMatching(/nothing ran for it; zero cost/) })
   recs = await s.ledger.records()
   expect(byId(recs, rNone)).toMatchObject({ actualMicro: 0 })
   expect(byId(recs, rYoung)?.settledAt).toBeUndefined()

@@ -150,12 +150,6 @@ async function runRound(env: SoakEnv, plans: JobPlan[], clock: PhaseClock, concu
   log(`before reap: ${describeLeftovers(before)}`)
 
   const r0 = Date.now()
-  // reap judges a job dead once its last sign of life is deadAfterMinutes old: the last runner killed sets when that is.
-  const lastDeath = Math.max(0, ...results.map((j) => j.diedAt ?? 0))
-  const readyAt = lastDeath + DEAD_AFTER_MINUTES * 60_000 + 2_000
-  if (readyAt > Date.now())
-    log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the last dead job is ${DEAD_AFTER_MINUTES} min silent`)
-  await new Promise((r) => setTimeout(r, Math.max(0, readyAt - Date.now())))
   const reap = await reapCycle(env, results, log)
   // A terminated stand-in takes its containers and sshd with it once the booter sees it (it polls), and an
   // abandoned agent ends at its idle timeout: both get that long before they count as left.
@@ -181,6 +175,20 @@ async function reapCycle(env: SoakEnv, jobs: JobResult[], log: (l: string) => vo
     runner.dispose()
   }
   const passes: ReapPass[] = []
+  // reap judges a job dead once its last sign of life is deadAfterMinutes old and it has itself
+  // watched that sign unchanged as long: pass 0 starts the watch, and the passes that remove come
+  // once the last runner killed is that long silent and the watch that long too.
+  const watchFrom = Date.now()
+  for (const c of configs) {
+    const p = await reapPass(c, env.tmp)
+    passes.push(p)
+    log(`reap pass 0 (${c.replace(/.*reap-/, '')}): exit ${p.code}, ${p.rows.length} rows${p.raw ? `: ${p.raw}` : ''}`)
+  }
+  const lastDeath = Math.max(0, ...jobs.map((j) => j.diedAt ?? 0))
+  const readyAt = Math.max(lastDeath, watchFrom) + DEAD_AFTER_MINUTES * 60_000 + 2_000
+  if (readyAt > Date.now())
+    log(`waiting ${Math.round((readyAt - Date.now()) / 1000)} s until the dead jobs are ${DEAD_AFTER_MINUTES} min silent and watched`)
+  await new Promise((r) => setTimeout(r, Math.max(0, readyAt - Date.now())))
   for (const pass of [1, 2]) {
     for (const c of configs) {
       const p = await reapPass(c, env.tmp)

@@ -54,7 +54,7 @@ function fakeEc2(cfg: Ec2Config): { api: ReapEc2; tagged: Record<string, string>
 function reapContext(): ReapContext {
   const ledger = { records: async () => [] } as unknown as Ledger
   return {
-    times: { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN },
+    times: { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN, watched: () => Infinity },
     dryRun: false,
     ledger,
     clock: { now: () => NOW },

@@ -96,7 +96,7 @@ function setup(fleet: object = {}) {
   const marks = new Map<string, string>()
   const ledger = new LocalLedger(FleetSchema.parse(fleet), join(root, 'ledger'), { now: () => NOW })
   const ctx = (now = NOW, dryRun = false): ReapContext => ({
-    times: { now, deadAfterMs: 15 * MIN, graceMs: 2 * MIN },
+    times: { now, deadAfterMs: 15 * MIN, graceMs: 2 * MIN, watched: () => Infinity },
     dryRun,
     ledger,
     clock: { now: () => now },

@@ -3,6 +3,8 @@ import {
   heldPastAnyJob,
   instanceVerdict,
   jobLife,
+  lastSign,
+  watchedFor,
   markStep,
   replacementFor,
   reservationStep,
@@ -18,7 +20,8 @@ import { leaseMark, parseLeaseMark } from '../../src/providers/static-host'
 const NOW = Date.UTC(2026, 11, 1, 12)
 const MIN = 60_000
 const H = 60 * MIN
-const T: ReapTimes = { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN }
+// This reap host has watched every sign of life for longer than deadAfter (the 'watched' tests below vary it).
+const T: ReapTimes = { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN, watched: () => 20 * MIN }
 const iso = (t: number): string => new Date(t).toISOString()
 
 const rec = (over: Partial<LedgerRecord> = {}): LedgerRecord => ({
@@ -52,6 +55,56 @@ describe('jobLife', () => {
     })
     expect(jobLife(rec({ reservedAt: NOW - 10 * MIN }), T).dead).toBe(false)
     expect(jobLife(rec({ reservedAt: NOW - 20 * MIN }), T)).toMatchObject({ dead: true, why: expect.stringMatching(/reserved 20 min ago/) })
+  })
+
+  test('a sign of life old by its timestamp is dead only once this reap host has watched it unchanged for deadAfter', () => {
+    const quiet = jobLife(rec({ heartbeatAt: NOW - 16 * MIN }), { ...T, watched: () => 14 * MIN })
+    expect(quiet).toMatchObject({
+      dead: false,
+      why: expect.stringMatching(/^job quiet: last heartbeat 16 min ago, unchanged for the 14 min/)
+    })
+    expect(jobLife(rec({ heartbeatAt: NOW - 16 * MIN }), { ...T, watched: () => 15 * MIN }).dead).toBe(true)
+    // A young sign is alive whatever the watch says.
+    expect(jobLife(rec({ heartbeatAt: NOW - MIN }), { ...T, watched: () => 60 * MIN }).dead).toBe(false)
+  })
+
+  test('a reap host 14 minutes ahead of the runner host that beats: a 12-minute pause between steps is not death', () => {
+    // reap passes every 5 minutes, its clock 14 minutes ahead; the job beats at the start, then pauses.
+    const SKEW = 14 * MIN
+    const beat = NOW
+    let kept: string | undefined
+    const verdicts: boolean[] = []
+    for (let real = NOW + 2 * MIN; real <= NOW + 12 * MIN; real += 5 * MIN) {
+      const now = real + SKEW
+      const t: ReapTimes = {
+        ...T,
+        now,
+        watched: (r) => {
+          const w = watchedFor(kept, lastSign(r), now)
+          kept = w.keep
+          return w.ms
+        }
+      }
+      verdicts.push(jobLife(rec({ heartbeatAt: beat }), t).dead)
+    }
+    expect(verdicts).toEqual([false, false, false])
+    // Control: judged by the timestamp alone (a watch as long as the age), the same passes end it.
+    const byStamp = [2, 7, 12].map(
+      (m) => jobLife(rec({ heartbeatAt: beat }), { ...T, now: NOW + m * MIN + SKEW, watched: () => Infinity }).dead
+    )
+    expect(byStamp).toEqual([true, true, true])
+  })
+})
+
+describe('watchedFor', () => {
+  test('the same sign keeps the time it was first seen; another sign, or a kept value that is not one, starts again', () => {
+    const first = watchedFor(undefined, 1000, NOW)
+    expect(first).toEqual({ ms: 0, keep: `1000@${NOW}` })
+    expect(watchedFor(first.keep, 1000, NOW + 5 * MIN)).toEqual({ ms: 5 * MIN, keep: `1000@${NOW}` })
+    expect(watchedFor(first.keep, 2000, NOW + 5 * MIN)).toEqual({ ms: 0, keep: `2000@${NOW + 5 * MIN}` })
+    expect(watchedFor('garbage', 1000, NOW).ms).toBe(0)
+    // First seen after now (this host's clock was set back since): starts again rather than counting back.
+    expect(watchedFor(`1000@${NOW + H}`, 1000, NOW)).toEqual({ ms: 0, keep: `1000@${NOW}` })
   })
 })
 

@@ -124,7 +124,12 @@ describe('a job of steps each shorter than the heartbeat period', () => {
     await beatOnce(raw, env, localRoot, jobDir)
     const at = (await heartbeatOf(env, localRoot, id)) as number
     expect(
-      jobLife({ heartbeatAt: at, reservedAt: at } as never, { now: Date.now(), deadAfterMs: 15 * 60_000, graceMs: 120_000 }).dead
+      jobLife({ heartbeatAt: at, reservedAt: at } as never, {
+        now: Date.now(),
+        deadAfterMs: 15 * 60_000,
+        graceMs: 120_000,
+        watched: () => Infinity
+      }).dead
     ).toBe(false)
   })
 })
