@@ -264,7 +264,8 @@ test('reservations: an ended instance is settled with its real time; one that ne
   const p2 = await s.reap({ at: t1 })
   expect(rowOf(p2, rNone)).toMatchObject({ action: 'marked', why: expect.stringMatching(/no instance found 36 min after/) })
   expect(rowOf(p2, rYoung)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/no instance yet/) })
-  const p3 = await s.reap({ at: t1 })
+  // A second later: each pass's clock starts at `at` and runs from its own start.
+  const p3 = await s.reap({ at: t1 + 1000 })
   expect(rowOf(p3, rNone)).toMatchObject({ action: 'settled', why: expect.stringMatching(/nothing ran for it; zero cost/) })
   recs = await s.ledger.records()
   expect(byId(recs, rNone)).toMatchObject({ actualMicro: 0 })
