@@ -3,6 +3,7 @@
 // a moment after the undo looked for it would otherwise be left behind.
 import { Cancelled } from './errors'
 import { settlesWithin } from './retry'
+import { monoMs } from './mono-clock'
 
 export class InFlight {
   private readonly pending = new Set<Promise<unknown>>()
@@ -34,9 +35,9 @@ export class InFlight {
    * for too, not only what was running when the wait began.
    */
   async settle(maxMs: number): Promise<void> {
-    const end = Date.now() + maxMs
+    const end = monoMs() + maxMs
     while (this.pending.size > 0) {
-      const left = end - Date.now()
+      const left = end - monoMs()
       if (left <= 0 || !(await settlesWithin(Promise.all([...this.pending]), left))) return
     }
   }

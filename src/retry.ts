@@ -7,6 +7,7 @@
 // an AbortSignal nor replaced in tests (its successors that can are ESM-only, which this Jest
 // setup cannot load).
 import pRetry, { AbortError } from 'p-retry'
+import { monoMs } from './mono-clock'
 
 export interface Clock {
   now(): number
@@ -64,7 +65,9 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   })
 }
 
-export const systemClock: Clock = { now: () => Date.now(), sleep }
+// Elapsed time on the monotonic clock: a wall clock stepped forward mid-wait (NTP, a resumed VM)
+// would end a wait at once, and one stepped back would stretch it (and its deadline) by the step.
+export const systemClock: Clock = { now: monoMs, sleep }
 
 /** The pause after failed attempt `n` (1-based), before jitter. */
 export function backoff(n: number, o: Pick<RetryOptions, 'minDelayMs' | 'maxDelayMs' | 'factor'>): number {

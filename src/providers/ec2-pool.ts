@@ -17,6 +17,7 @@ import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-ru
 import { runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
+import { monoMs } from '../mono-clock'
 import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import { workerProcess, type WorkerProcess } from '../worker-process'
@@ -192,7 +193,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const retryAt = new Map<string, { at: number; pauseMs: number }>()
     let members: Member[] = []
     let view: PoolView = viewOf([])
-    let scannedAt = 0
+    let scannedAt = -Infinity
     let busy = 0
     let queuedAt: { id: string; ahead: number } | null = null
     let cap: Capacity | null = null
@@ -202,7 +203,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     let growFailed: unknown = null
     const state = (): string =>
       `${describePool(cfg.autoScalingGroup, view, busy, cap, cfg.scaleOut.enabled)}${refused ? `; scale-out refused: ${refused}` : ''}`
-    let lastStart = 0
+    let lastStart = -Infinity
     let won: Acquired<PoolLease> | null = null
 
     const conn = async (m: Member): Promise<Conn> => {
@@ -263,7 +264,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         const prev = retryAt.get(m.id)
         if (!c && e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout')) {
           const pauseMs = prev ? Math.min(prev.pauseMs * 2, UNREACHABLE_PAUSE_MS[1]) : UNREACHABLE_PAUSE_MS[0]
-          retryAt.set(m.id, { at: Date.now() + pauseMs, pauseMs })
+          retryAt.set(m.id, { at: monoMs() + pauseMs, pauseMs })
         } else retryAt.delete(m.id)
         return null
       }
@@ -300,7 +301,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const lines = new Map<string, { n: number; at: number }>()
     let polledAt = 0
     const probe = async (): Promise<Acquired<PoolLease> | undefined> => {
-      const now = Date.now()
+      const now = monoMs()
       if (!queuedAt || now - scannedAt >= RESCAN_MS) {
         scannedAt = now
         members = await this.members(env)
@@ -318,7 +319,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         for (const m of shuffled(ask)) {
           const a = await attempt(m, false)
           if (won) return won
-          if (a && !a.granted) lines.set(m.id, { n: a.state === 'retired' ? Infinity : a.waiting, at: Date.now() })
+          if (a && !a.granted) lines.set(m.id, { n: a.state === 'retired' ? Infinity : a.waiting, at: monoMs() })
         }
         for (const id of lines.keys()) if (!view.ready.some((x) => x.id === id)) lines.delete(id)
         busy = view.ready.filter((x) => lines.has(x.id)).length
@@ -331,8 +332,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
             if (won) return won
             if (a && !a.granted) {
               queuedAt = { id: m.id, ahead: a.ahead }
-              lines.set(m.id, { n: a.waiting + 1, at: Date.now() })
-              polledAt = Date.now()
+              lines.set(m.id, { n: a.waiting + 1, at: monoMs() })
+              polledAt = monoMs()
             }
           }
         }
@@ -367,15 +368,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       }
       // Further back in the line, polled less often (every second at its head, at most every 5 s).
       const q = queuedAt as { id: string; ahead: number } | null
-      if (!q || Date.now() - polledAt < Math.min(POLL_MS * (1 + q.ahead / 2), 5_000)) return undefined
+      if (!q || monoMs() - polledAt < Math.min(POLL_MS * (1 + q.ahead / 2), 5_000)) return undefined
       const m = members.find((x) => x.id === q.id)
       if (!m) return void (queuedAt = null)
-      polledAt = Date.now()
+      polledAt = monoMs()
       const a = await attempt(m, true)
       if (won) return won
       if (a && !a.granted && queuedAt) {
         queuedAt.ahead = a.ahead
-        lines.set(m.id, { n: a.waiting + 1, at: Date.now() })
+        lines.set(m.id, { n: a.waiting + 1, at: monoMs() })
       }
       return undefined
     }
