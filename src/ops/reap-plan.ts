@@ -3,6 +3,7 @@
 // reap-pool.ts, reap-static.ts) gather the facts and act; everything they decide is decided here.
 import type { LedgerRecord } from '../fleet/ledger'
 import { TAG_EXPIRES_AT, TAG_KEEP, TAG_RESERVATION } from '../providers/ec2-plan'
+import { CLAIM_SLACK_MS } from '../providers/pool-fleet'
 
 /** What a row of reap's output says was done (or, in a dry run, would be done). */
 export type Action = 'marked' | 'removed' | 'settled' | 'attached' | 'unmarked' | 'kept' | 'left alone' | 'failed'
@@ -230,14 +231,16 @@ export function reservationStep(
   return { do: 'none', why: `no instance yet, reserved ${Math.round((t.now - r.reservedAt) / 1000)} s ago` }
 }
 
-/** The pool member a pool reservation whose claim failed may have launched: untagged, launched after it (with a minute's slack). */
+/** The pool member a pool reservation whose claim failed may have launched: untagged, launched after it (less the clock slack of pool-fleet.ts). */
 export function unclaimedMemberFor(
   r: LedgerRecord,
   members: readonly InstanceFact[],
   taken: ReadonlySet<string>
 ): InstanceFact | undefined {
   return members
-    .filter((m) => !m.tags[TAG_RESERVATION] && !taken.has(m.id) && m.launchedAt !== undefined && m.launchedAt >= r.reservedAt - 60_000)
+    .filter(
+      (m) => !m.tags[TAG_RESERVATION] && !taken.has(m.id) && m.launchedAt !== undefined && m.launchedAt >= r.reservedAt - CLAIM_SLACK_MS
+    )
     .sort((a, b) => (a.launchedAt ?? 0) - (b.launchedAt ?? 0))[0]
 }
 

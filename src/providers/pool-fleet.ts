@@ -10,8 +10,15 @@ import { HookError } from '../errors'
 import type { LaunchSpec } from '../fleet/gate'
 import type { Member } from './pool-plan'
 
-/** A scale-out member may have been launched this long before its reservation (clock skew, the group's own timing). */
-export const CLAIM_SLACK_MS = 60_000
+/**
+ * A scale-out member may have been launched this long before its reservation: the reservation's
+ * time is the runner host's clock, the launch time EC2's, and a runner host whose clock is off
+ * AWS's by up to ~15 minutes still has its requests signed. Narrower, a host a couple of minutes
+ * ahead never claimed its members, which then ran uncounted by the caps. The hook's claim also
+ * skips every member the group had when asked; which untagged member carries a reservation does
+ * not change the count.
+ */
+export const CLAIM_SLACK_MS = 15 * 60_000
 
 /** The instance types the group may launch: its mixed-instances overrides, else its launch template's type. */
 export function groupTypes(

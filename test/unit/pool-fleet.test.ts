@@ -60,4 +60,6 @@ test('claimable: members the group did not have, without a reservation, launched
   ]
   const p = { id: 'r-1', reservedAt: at, before: new Set(['i-there-before']) }
   expect(claimable(members, p, new Set(['i-taken'])).map((x) => x.id)).toEqual(['i-early', 'i-late'])
+  // A runner host 3 minutes ahead of AWS reserves "after" EC2 launched its member: still claimable.
+  expect(claimable([m('i-skewed', at - 2.5 * 60_000)], p, new Set()).map((x) => x.id)).toEqual(['i-skewed'])
 })

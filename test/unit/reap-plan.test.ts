@@ -233,6 +233,14 @@ describe('reservationStep', () => {
     expect(unclaimedMemberFor(r, members, new Set(['i-new']))).toBeUndefined()
     expect(reservationStep(r, undefined, T, m)).toMatchObject({ do: 'attach', instanceId: 'i-new' })
   })
+  test("a runner host whose clock is 3 minutes ahead of AWS's: the member launched for its reservation is still found", () => {
+    // Reserved at 12:03 by the runner host's clock; EC2 launched the member at 12:00:30 by its own.
+    const r = rec({ pool: 'p', reservedAt: NOW + 3 * MIN })
+    const member = inst({ id: 'i-new', launchedAt: NOW + 30_000 })
+    expect(unclaimedMemberFor(r, [member], new Set())?.id).toBe('i-new')
+    // Control: a member launched long before the reservation is not its.
+    expect(unclaimedMemberFor(r, [inst({ id: 'i-old', launchedAt: NOW - H })], new Set())).toBeUndefined()
+  })
   test("a pool member that ended: its group's replacement takes the reservation over; without one it waits, then settles in two phases", () => {
     const r = rec({ pool: 'p', instanceId: 'i-lost', attachedAt: NOW - 50 * MIN })
     const lost = inst({ id: 'i-lost', state: 'terminated', endedAt: NOW - 6 * MIN })
