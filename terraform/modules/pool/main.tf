@@ -222,6 +222,10 @@ resource "aws_autoscaling_group" "pool" {
   # protection would only keep the group from replacing them.
   protect_from_scale_in = false
   termination_policies  = ["OldestInstance", "Default"]
+  # The hook ends a member with the desired capacity lowered (TerminateInstanceInAutoScalingGroup),
+  # which can leave the zones uneven; AZRebalance would then end members in other zones to even
+  # them out, the oldest first: likely one running a long job.
+  suspended_processes = ["AZRebalance"]
   enabled_metrics       = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupStandbyInstances", "GroupTerminatingInstances", "GroupTotalInstances", "WarmPoolWarmedCapacity"]
 
   launch_template {
