@@ -28,8 +28,13 @@ function envList(env: Record<string, string>): string[] {
   return Object.entries(env).map(([k, v]) => `${k}=${v}`)
 }
 
-/** The exit code of an exec whose output has ended (docker may take a moment to record it). */
-function exitOfExec(engine: Engine, execId: string): Promise<number> {
+/**
+ * The exit code of an exec whose output has ended. Docker may take a moment to record it, and the
+ * output can end long before the process does: a step that sends its output to a file (`exec >f
+ * 2>&1`) closes the stream and may run for hours. So it is asked for as long as the process runs,
+ * less often as time goes on; only a cancel (or a failed call) ends the wait.
+ */
+function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<number> {
   return waitUntil(
     async () => {
       const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
@@ -41,11 +46,12 @@ function exitOfExec(engine: Engine, execId: string): Promise<number> {
       return !data.Running && data.ExitCode !== null ? data.ExitCode : undefined
     },
     {
-      attempts: 50,
+      attempts: Infinity,
       minDelayMs: 20,
       factor: 1.2,
-      maxDelayMs: 500,
+      maxDelayMs: 2_000,
       jitter: false,
+      signal,
       onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
     }
   )
@@ -86,7 +92,7 @@ export async function execStep(
   const { ended, close } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
   // A cancel whose stops all failed (the VM's docker, steerable by the job, keeps the stream open):
   // the stream is cut, so the step ends as cancelled instead of waiting for ever.
-  return follow({ ended, exitCode: () => exitOfExec(engine, id) }, engine, spec, signal, graceMs, onOutputEnded, close)
+  return follow({ ended, exitCode: () => exitOfExec(engine, id, signal) }, engine, spec, signal, graceMs, onOutputEnded, close)
 }
 
 /**
@@ -165,7 +171,14 @@ async function follow(
   if (stopping.done) await stopping.done
   if (cancelled) return { exitCode: 130, cancelled }
   onOutputEnded?.()
-  return { exitCode: await started.exitCode(), cancelled }
+  try {
+    return { exitCode: await started.exitCode(), cancelled }
+  } catch (e) {
+    // A cancel while the process outlives its output: stopped as above.
+    if (!signal.aborted) throw e
+    await onAbort()
+    return { exitCode: 130, cancelled: true }
+  }
 }
 
 export interface RunSpec {

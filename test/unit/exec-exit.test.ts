@@ -1,0 +1,69 @@
+// A step's output can end long before its process does: a step that sends its output to a file
+// (`exec >build.log 2>&1`) closes docker's stream and may run on for hours. The plain exec path
+// asks for the exit status for as long as docker says the process runs (it gave up after ~19 s,
+// failing the step as a lost connection); a cancel meanwhile stops the step's processes.
+import { execStep } from '../../src/docker/steps'
+import type { Engine, Output } from '../../src/docker/engine'
+import type { Remote } from '../../src/remote/remote'
+
+const ID = 'b'.repeat(64)
+
+/** An engine whose exec stream ends at once, and whose process runs for `runsMs` after that (Infinity: until stopped). */
+function quietEngine(runsMs: number): Engine & { polls: number; stops: number } {
+  let endedAt = 0
+  const e = {
+    polls: 0,
+    stops: 0,
+    call: async (_m: string, path: string, body?: { User?: string }) => {
+      if (body?.User === '0') {
+        e.stops++
+        runsMs = 0
+      }
+      if (path.endsWith('/json')) {
+        e.polls++
+        const running = Date.now() - endedAt < runsMs
+        return { status: 200, data: { Running: running, ExitCode: running ? null : 3 } }
+      }
+      return { status: 201, data: { Id: ID } }
+    },
+    hijack: async (_p: string, _b: unknown, _out: Output) => {
+      endedAt = Date.now()
+      return { ended: Promise.resolve(), input: null, close: () => undefined }
+    }
+  }
+  return e as unknown as Engine & { polls: number; stops: number }
+}
+
+const SPEC = { container: 'c', cmd: ['sh', '-c', 'exec >f 2>&1; sleep 3600'], env: {}, workdir: '/' }
+const OUT = { onStdout: () => undefined, onStderr: () => undefined }
+
+beforeEach(() => jest.useFakeTimers())
+afterEach(() => jest.useRealTimers())
+
+test('a process that runs 10 minutes after its output ended: the step waits for its exit code', async () => {
+  const engine = quietEngine(10 * 60_000)
+  let res: unknown = null
+  const step = execStep({} as Remote, engine, SPEC, OUT, new AbortController().signal, 100).then((r) => (res = r))
+  await jest.advanceTimersByTimeAsync(9 * 60_000)
+  // Still waiting (it gave up after 50 polls, about 19 s, before): the process still runs.
+  expect(res).toBeNull()
+  expect(engine.polls).toBeGreaterThan(50)
+  await jest.advanceTimersByTimeAsync(2 * 60_000)
+  await step
+  expect(res).toEqual({ exitCode: 3, cancelled: false })
+})
+
+test('a cancel while the process outlives its output stops it, and the step ends as cancelled', async () => {
+  const engine = quietEngine(Infinity)
+  const cancel = new AbortController()
+  let res: unknown = null
+  const step = execStep({} as Remote, engine, SPEC, OUT, cancel.signal, 100).then((r) => (res = r))
+  await jest.advanceTimersByTimeAsync(60_000)
+  expect(res).toBeNull()
+  expect(engine.stops).toBe(0)
+  cancel.abort('SIGINT')
+  await jest.advanceTimersByTimeAsync(10_000)
+  await step
+  expect(res).toEqual({ exitCode: 130, cancelled: true })
+  expect(engine.stops).toBeGreaterThanOrEqual(1)
+})
