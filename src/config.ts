@@ -328,6 +328,8 @@ export const ConfigSchema = z
     timeouts: z
       .object({
         connectSeconds: z.number().min(1).max(600).default(20),
+        /** How long a connection may go unanswered (keepalives unanswered) before it counts as lost. */
+        keepaliveSeconds: z.number().int().min(10).max(3600).default(90),
         healthSeconds: z.number().min(1).max(86400).default(600),
         cancelGraceSeconds: z.number().min(0).max(30).default(2),
         /** cleanup_job's remote work (removal and the slot's release) ends by then, whatever the VM does. */

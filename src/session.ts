@@ -114,6 +114,7 @@ function spawnAgent(ctx: HookContext, connect: ConnectInfo, socketPath: string, 
     socketPath,
     connect,
     connectTimeoutMs: ctx.config.timeouts.connectSeconds * 1000,
+    keepaliveMs: ctx.config.timeouts.keepaliveSeconds * 1000,
     idleMs: ctx.config.agent.idleSeconds * 1000,
     keep,
     worker: workerProcess(process.ppid)
@@ -269,7 +270,8 @@ export async function stopAgents(localDir: string): Promise<void> {
 /** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */
 export async function directRemote(ctx: HookContext, connect: ConnectInfo): Promise<Remote> {
   const { SshRemote } = await import('./remote/ssh')
-  return forDocker(ctx, await SshRemote.connect(connect, ctx.config.timeouts.connectSeconds * 1000))
+  const t = ctx.config.timeouts
+  return forDocker(ctx, await SshRemote.connect(connect, t.connectSeconds * 1000, undefined, t.keepaliveSeconds * 1000))
 }
 
 /**

@@ -54,6 +54,8 @@ export interface AgentOptions {
   socketPath: string
   connect: ConnectInfo
   connectTimeoutMs: number
+  /** timeouts.keepaliveSeconds in ms (absent: ssh.ts's default). */
+  keepaliveMs?: number
   idleMs: number
   /** Set for leases that lapse unless renewed; the agent then lives as long as the runner's worker, not until idle. */
   keep?: AgentKeep
@@ -100,10 +102,15 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   const finished = new Promise<number>((r) => (finish = r))
   let remote: SshRemote
   try {
-    remote = await SshRemote.connect(opts.connect, opts.connectTimeoutMs, (err) => {
-      log(`ssh connection closed${err ? `: ${err.message}` : ''}`)
-      finish(CONNECTION_LOST)
-    })
+    remote = await SshRemote.connect(
+      opts.connect,
+      opts.connectTimeoutMs,
+      (err) => {
+        log(`ssh connection closed${err ? `: ${err.message}` : ''}`)
+        finish(CONNECTION_LOST)
+      },
+      opts.keepaliveMs
+    )
   } catch (e) {
     // The hook that started this agent reads the failure's kind from this line (connectFailure).
     log(connectFailureLine(e))

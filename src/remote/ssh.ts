@@ -15,6 +15,18 @@ function kindOf(err: Error & { level?: string }): TransportKind {
   return 'network'
 }
 
+/** How long an unanswered server counts as still there, unless the caller says otherwise. */
+export const KEEPALIVE_MS = 30_000
+
+/**
+ * ssh2's keepalive settings for a connection that may go `ms` unanswered: a keepalive every 10 s
+ * (a third of `ms` when shorter); ssh2 gives up at the tick after `keepaliveCountMax` unanswered.
+ */
+export function keepalives(ms: number): { keepaliveInterval: number; keepaliveCountMax: number } {
+  const interval = Math.min(10_000, Math.max(1_000, Math.floor(ms / 3)))
+  return { keepaliveInterval: interval, keepaliveCountMax: Math.max(1, Math.round(ms / interval) - 1) }
+}
+
 export class SshRemote implements Remote {
   private constructor(
     private readonly client: Client,
@@ -23,7 +35,13 @@ export class SshRemote implements Remote {
     readonly reads: ReadCounts
   ) {}
 
-  static connect(info: ConnectInfo, timeoutMs: number, onClose?: (err?: Error) => void): Promise<SshRemote> {
+  /**
+   * `keepaliveMs`: how long the server may leave keepalives unanswered before the connection counts
+   * as lost (a keepalive every 10 s, or a third of that when shorter). The operator commands keep
+   * the default; a job's connections take timeouts.keepaliveSeconds, so that a network blip shorter
+   * than that does not fail a long step.
+   */
+  static connect(info: ConnectInfo, timeoutMs: number, onClose?: (err?: Error) => void, keepaliveMs = KEEPALIVE_MS): Promise<SshRemote> {
     let knownHosts: string
     let privateKey: Buffer
     try {
@@ -80,8 +98,7 @@ export class SshRemote implements Remote {
           username: info.user,
           privateKey,
           readyTimeout: timeoutMs,
-          keepaliveInterval: 10_000,
-          keepaliveCountMax: 3,
+          ...keepalives(keepaliveMs),
           algorithms: {
             kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256'],
             cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'],

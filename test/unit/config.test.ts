@@ -93,7 +93,7 @@ describe('loadConfig: valid files', () => {
           fileCommandBytes: 16 * 1024 ** 2
         }
       },
-      timeouts: { connectSeconds: 20, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
+      timeouts: { connectSeconds: 20, keepaliveSeconds: 90, healthSeconds: 600, cancelGraceSeconds: 2, cleanupSeconds: 600 },
       agent: { enabled: true, idleSeconds: 1800, warmShell: true, lowMemory: true },
       tools: {},
       log: { level: 'info' },
@@ -121,7 +121,13 @@ describe('loadConfig: valid files', () => {
     expect(cfg.provider.kind === 'static' && cfg.provider.hosts[0]).toMatchObject({ port: 2231, slots: 4, user: 'ci_1' })
     expect(cfg.images.pullPolicy).toBe('always')
     expect(cfg.sync).toMatchObject({ toolCache: false, excludeFromPullBack: ['node_modules/.cache'] })
-    expect(cfg.timeouts).toEqual({ connectSeconds: 5, healthSeconds: 600, cancelGraceSeconds: 0, cleanupSeconds: 600 })
+    expect(cfg.timeouts).toEqual({
+      connectSeconds: 5,
+      keepaliveSeconds: 90,
+      healthSeconds: 600,
+      cancelGraceSeconds: 0,
+      cleanupSeconds: 600
+    })
     expect(cfg.agent).toEqual({ enabled: false, idleSeconds: 1800, warmShell: true, lowMemory: true })
     expect(cfg.log).toEqual({ file: '/var/log/rch.log', level: 'debug' })
   })
