@@ -14,6 +14,8 @@ import { openDirect } from './direct-output'
 import { lineOpen } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
 import { settlesWithin } from '../retry'
+import { workflowCommand } from '../workflow-commands'
+import { EXIT } from '../outcome'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -43,6 +45,14 @@ export interface AgentKeep {
   command: string
   everyMs: number
   worker: WorkerProcess | null
+}
+
+/** A lease the agent renews, as the job's next step is told of it. */
+export interface LeaseState {
+  /** Set once a renewal was refused: the lease is another job's now, and no step runs. */
+  lost: string | null
+  /** The last renewal failed (the lease lapses if that goes on for lease.ttlSeconds); cleared by a success. */
+  failing: string | null
 }
 
 export interface AgentOptions {
@@ -123,7 +133,8 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     clearTimeout(idleTimer)
     if (active === 0 && !opts.keep) idleTimer = setTimeout(() => finish(0), opts.idleMs)
   }
-  const keeper = opts.keep ? keepAlive(opts.keep, remote, log, finish) : null
+  const lease: LeaseState = { lost: null, failing: null }
+  const keeper = opts.keep ? keepAlive(opts.keep, remote, log, finish, lease) : null
 
   const serve = (sock: Socket): void => {
     active++
@@ -279,9 +290,16 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         out.stdout.write(
           `::debug::step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}\n`
         )
-      const r = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
-      code = r.code
-      lost = r.lost === true
+      // A lease another job may hold now: nothing of this job runs on the machine any more.
+      if (lease.lost) {
+        out.stdout.write(`${workflowCommand('error', `${lease.lost}; the step was not run`)}\n`)
+        code = EXIT.transport
+      } else {
+        if (lease.failing) out.stdout.write(`${workflowCommand('warning', `${lease.failing}; the lease lapses if this goes on`)}\n`)
+        const r = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
+        code = r.code
+        lost = r.lost === true
+      }
     } catch (e) {
       log(`run failed: ${(e as Error).message}`)
     }
@@ -323,7 +341,14 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
  * Renews a lease while the runner's worker lives. A dead worker (runner crashed or killed) ends the
  * agent, so the lease lapses; a missed renewal is retried at the next tick (the lease outlives two).
  */
-export function keepAlive(keep: AgentKeep, remote: Remote, log: (m: string) => void, finish: (code: number) => void): NodeJS.Timeout {
+export function keepAlive(
+  keep: AgentKeep,
+  remote: Remote,
+  log: (m: string) => void,
+  finish: (code: number) => void,
+  /** What the job's steps are told of the lease (the agent's): set here, read before each step. */
+  state: LeaseState = { lost: null, failing: null }
+): NodeJS.Timeout {
   let busy = false
   let lost = false
   const tick = async (): Promise<void> => {
@@ -337,10 +362,12 @@ export function keepAlive(keep: AgentKeep, remote: Remote, log: (m: string) => v
       const [word] = await ask(remote, keep.command, { label: 'renew the lease', timeoutMs: keep.everyMs })
       if (word !== 'renewed') {
         lost = true
-        log(`the lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
-      }
+        state.lost = `this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`
+        log(state.lost)
+      } else state.failing = null
     } catch (e) {
-      log(`renewing the lease failed: ${(e as Error).message}`)
+      state.failing = `renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`
+      log(state.failing)
     } finally {
       busy = false
     }

@@ -3,12 +3,15 @@
 // what became of the machine) or exited 75 itself; and a connection that drops mid-step lets the step
 // fail in its own words, within the wind-down, where a cancel still reaches it.
 import { statSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 jest.mock('../../src/remote/ssh', () => jest.requireActual('./_ssh-stand-in'))
-import { dropConnection } from './_ssh-stand-in'
+import { dropConnection, runCommandsWith } from './_ssh-stand-in'
+import { LocalRemote } from './local-remote'
+import { record } from '../../src/remote/answer'
+import { F, FrameReader } from '../../src/remote/mux-frames'
 import { runAgent, type RunHandler } from '../../src/remote/agent'
 import { runViaAgent } from '../../src/agent-client'
 
@@ -104,4 +107,77 @@ test("the agent's socket is the runner user's alone (0600), even under a umask t
   } finally {
     process.umask(saved)
   }
+})
+
+describe("a pool member's lease, as the agent renews it", () => {
+  /** An agent renewing a lease every 300 ms with `renew` (a shell body printing one record), and what a step printed. */
+  async function leased(renew: string, afterMs: number): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string }> {
+    runCommandsWith(new LocalRemote(tempDir()))
+    const socketPath = join(tempDir(), 'agent.sock')
+    let ran = false
+    let said = ''
+    let agent!: Promise<number>
+    const ready = new Promise<void>((res) => {
+      agent = runAgent(
+        {
+          socketPath,
+          connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
+          connectTimeoutMs: 1000,
+          idleMs: 300,
+          keep: { command: renew, everyMs: 300, worker: null }
+        },
+        (m) => void (m.startsWith('agent ready') && res()),
+        async () => ((ran = true), { code: 0 })
+      )
+    })
+    await ready
+    await new Promise((r) => setTimeout(r, afterMs))
+    // Asked without naming the hook's pipes, the agent sends the step's output in frames.
+    const exit = await new Promise<{ code: number; lost: boolean }>((res, rej) => {
+      const c = createConnection(socketPath, () => c.write(`${JSON.stringify({ op: 'run', raw: '{}', env: {}, cwd: '/' })}\n`))
+      const reader = new FrameReader(
+        (type, payload) => {
+          if (type === F.STDOUT) said += payload.toString()
+          if (type === F.EXIT) {
+            const st = JSON.parse(payload.toString()) as { code: number; lost?: boolean }
+            res({ code: st.code, lost: st.lost === true })
+          }
+        },
+        () => rej(new Error('bad frame'))
+      )
+      c.on('data', (d: Buffer) => reader.push(d))
+      c.on('error', rej)
+    })
+    // The agent of a lease lives until shut down.
+    await new Promise<void>((res) => {
+      const c = createConnection(socketPath, () => c.end('{"op":"shutdown"}\n'))
+      c.on('close', () => res())
+    })
+    await agent
+    runCommandsWith(null)
+    return { exit, ran, said }
+  }
+
+  test('renewed: the step runs, and nothing is said of the lease (control)', async () => {
+    const r = await leased(record('renewed'), 1000)
+    expect(r).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '' })
+  })
+
+  test('refused ("lost": another job may hold the machine): the step is not run, and fails saying so', async () => {
+    const r = await leased(record('lost'), 1000)
+    expect(r.ran).toBe(false)
+    expect(r.exit.code).toBe(75)
+    expect(r.said).toMatch(
+      /^::error::this machine's lease was not renewed \("lost"\): another job may hold the machine now; the step was not run\n$/
+    )
+  })
+
+  test('a renewal that fails: the step runs, with a warning naming the failure', async () => {
+    const r = await leased('echo "no space left on device" >&2; exit 1', 1000)
+    expect(r.ran).toBe(true)
+    expect(r.exit.code).toBe(0)
+    expect(r.said).toMatch(
+      /^::warning::renewing this machine's lease failed at .*no space left on device.*; the lease lapses if this goes on\n$/
+    )
+  })
 })
