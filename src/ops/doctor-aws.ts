@@ -30,6 +30,49 @@ function recorder(region: string): { out: CheckResult[]; add: Add } {
   return { out, add }
 }
 
+/** What doctor needs of an SDK client to read the Date of its answers. */
+interface Stacked {
+  middlewareStack?: {
+    add(mw: (next: (a: unknown) => Promise<{ response?: unknown }>) => (a: unknown) => Promise<unknown>, o: object): void
+  }
+}
+
+/**
+ * This host's clock against AWS's, from the Date of the client's next answer (whole seconds)
+ * against the middle of the call on this host's clock: seconds AWS is ahead (negative: behind), or
+ * null when no answer carried a Date. Reservations, heartbeats, the budget day and a pool's claims
+ * are stamped with the runner host's clock and compared with EC2's times and other hosts'.
+ */
+function awsClock(client: Stacked): () => number | null {
+  let skew: number | null = null
+  client.middlewareStack?.add(
+    (next) => async (args) => {
+      const t0 = Date.now()
+      const r = await next(args)
+      const date = Date.parse(String((r.response as { headers?: Record<string, string> } | undefined)?.headers?.date ?? ''))
+      if (skew === null && Number.isFinite(date)) skew = Math.round((date - (t0 + Date.now()) / 2) / 1000)
+      return r
+    },
+    // Inside the deserializer: the raw answer, an error's too (a DryRun call always is one).
+    { step: 'deserialize', name: 'rchAwsClock', priority: 'low' }
+  )
+  return () => skew
+}
+
+/** The clock line, once the client's first call answered. */
+function clockCheck(add: Add, skew: number | null, maxSkewSeconds: number): void {
+  if (skew === null) return
+  const how = skew === 0 ? "in step with AWS's" : `${Math.abs(skew)} s ${skew > 0 ? 'behind' : 'ahead of'} AWS's`
+  if (Math.abs(skew) <= maxSkewSeconds) add('clock', 'pass', `this runner host's clock is ${how} (±1 s)`)
+  else
+    add(
+      'clock',
+      'fail',
+      `this runner host's clock is ${how} (more than ${maxSkewSeconds} s): its reservations and heartbeats are stamped with it`,
+      'run time synchronisation (chrony or systemd-timesyncd) on this runner host'
+    )
+}
+
 /** A DryRun call: true when AWS says it would have been allowed. */
 async function dryRun(add: Add, check: string, action: string, send: () => Promise<unknown>): Promise<boolean> {
   try {
@@ -75,13 +118,15 @@ async function exists(add: Add, check: string, what: string, action: string, fix
   }
 }
 
-export async function ec2Checks(cfg: Ec2Config, runnerName: string): Promise<CheckResult[]> {
+export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSeconds: number): Promise<CheckResult[]> {
   const { out, add } = recorder(cfg.region)
   const { sdk, client } = await ec2Client(cfg)
+  const skew = awsClock(client as Stacked)
   const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
     client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
   )
   if (!ok) return out
+  clockCheck(add, skew(), maxSkewSeconds)
   const t = cfg.launchTemplate
   // The template's version as the hook reads it before each launch: the same call, so the same permission.
   if (t)
@@ -133,13 +178,15 @@ export async function ec2Checks(cfg: Ec2Config, runnerName: string): Promise<Che
 }
 
 /** The pool's group and members; the members the hook could lease now are returned for the SSH checks. */
-export async function poolChecks(cfg: Ec2PoolConfig): Promise<{ checks: CheckResult[]; ready: Member[] }> {
+export async function poolChecks(cfg: Ec2PoolConfig, maxSkewSeconds: number): Promise<{ checks: CheckResult[]; ready: Member[] }> {
   const { out, add } = recorder(cfg.region)
   const { sdk, client } = await ec2Client(cfg)
+  const skew = awsClock(client as Stacked)
   const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
     client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
   )
   if (!ok) return { checks: out, ready: [] }
+  clockCheck(add, skew(), maxSkewSeconds)
   const asg = autoScalingClient(cfg)
   try {
     const r = await asg.client.send(new asg.sdk.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [cfg.autoScalingGroup] }))

@@ -89,7 +89,7 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
     for (const r of await Promise.all(p.hosts.map((h) => machineChecks(machine(h), mopts)))) checks.push(...r)
   } else if (p.kind === 'ec2') {
     const { ec2Checks } = await import('./doctor-aws')
-    checks.push(...(await ec2Checks(p, io.env.RUNNER_NAME ?? 'doctor')))
+    checks.push(...(await ec2Checks(p, io.env.RUNNER_NAME ?? 'doctor', MAX_SKEW_SECONDS)))
     checks.push({
       check: 'ssh',
       target: 'ec2 instances',
@@ -98,7 +98,7 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
     })
   } else {
     const { poolChecks } = await import('./doctor-aws')
-    const { checks: aws, ready } = await poolChecks(p)
+    const { checks: aws, ready } = await poolChecks(p, MAX_SKEW_SECONDS)
     checks.push(...aws)
     // The members' pinned keys come from their tags; SSH reads known_hosts from a file.
     const dir = ready.length ? mkdtempSync(join(tmpdir(), 'rch-doctor-')) : null

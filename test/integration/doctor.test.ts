@@ -223,6 +223,7 @@ describe('doctor against a pool (moto Auto Scaling group, members on loopback)',
     const aws = checks.filter((c) => c.target === 'AWS eu-west-1')
     expect(aws.map((c) => [c.check, c.status])).toEqual([
       ['aws credentials', 'pass'],
+      ['clock', 'pass'],
       ['auto scaling group', 'pass'],
       ['members', 'pass']
     ])

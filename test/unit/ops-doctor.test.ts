@@ -13,6 +13,8 @@ import { cleanupTempDirs, tempDir } from './_helpers'
 type Sent = { name: string; input: Record<string, unknown> }
 const sent: Sent[] = []
 let answers: Record<string, (input: Record<string, unknown>) => unknown> = {}
+/** The Date header of every fake AWS answer (null: none). */
+let awsDate: () => string | null = () => new Date().toUTCString()
 
 const awsError = (name: string): Error => Object.assign(new Error(`${name} message`), { name })
 
@@ -29,9 +31,16 @@ jest.mock('../../src/providers/ec2-api', () => {
         }
     }
   )
+  // The SDK's middleware stack, as far as doctor's clock check uses it: each answer carries awsDate().
+  type Mw = (next: (a: unknown) => Promise<{ response: unknown }>) => (a: unknown) => Promise<unknown>
+  const mws: Mw[] = []
   const client = {
+    middlewareStack: { add: (mw: Mw) => void mws.push(mw) },
     send: async (c: { name: string; input: Record<string, unknown> }) => {
       sent.push({ name: c.name, input: c.input })
+      const date = awsDate()
+      const raw = async () => ({ response: { headers: date === null ? {} : { date } } })
+      for (const mw of mws) await mw(raw)(c)
       const a = answers[c.name]
       if (!a) throw Object.assign(new Error('DryRunOperation'), { name: 'DryRunOperation' })
       return a(c.input)
@@ -45,6 +54,7 @@ afterAll(cleanupTempDirs)
 beforeEach(() => {
   sent.length = 0
   answers = {}
+  awsDate = () => new Date().toUTCString()
 })
 
 const io = () => {
@@ -149,15 +159,16 @@ describe('doctor on AWS (fake client)', () => {
       DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks(ec2Cfg, 'runner-1')
+    const r = await ec2Checks(ec2Cfg, 'runner-1', 30)
     expect(r.map((c) => [c.check, c.status])).toEqual([
       ['aws credentials', 'pass'],
+      ['clock', 'pass'],
       ['image', 'pass'],
       ['subnet', 'fail'],
       ['security group', 'pass'],
       ['launch', 'pass']
     ])
-    expect(r[2].fix).toBe('fix provider.subnetIds')
+    expect(r[3].fix).toBe('fix provider.subnetIds')
     expect(sent.map((s) => s.name)).toEqual([
       'DescribeInstances',
       'DescribeImages',
@@ -181,9 +192,14 @@ describe('doctor on AWS (fake client)', () => {
       DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks({ ...ec2Cfg, imageId: undefined, launchTemplate: { id: 'lt-0123456789abcdef0', version: '3' } }, 'runner-1')
+    const r = await ec2Checks(
+      { ...ec2Cfg, imageId: undefined, launchTemplate: { id: 'lt-0123456789abcdef0', version: '3' } },
+      'runner-1',
+      30
+    )
     expect(r.map((c) => [c.check, c.status])).toEqual([
       ['aws credentials', 'pass'],
+      ['clock', 'pass'],
       ['launch template', 'pass'],
       ['subnet', 'fail'],
       ['security group', 'pass'],
@@ -193,7 +209,7 @@ describe('doctor on AWS (fake client)', () => {
       name: 'DescribeLaunchTemplateVersions',
       input: { LaunchTemplateId: 'lt-0123456789abcdef0', Versions: ['3'] }
     })
-    expect(r[2].fix).toMatch(/^allow ec2:DescribeSubnets in the runner host's IAM policy/)
+    expect(r[3].fix).toMatch(/^allow ec2:DescribeSubnets in the runner host's IAM policy/)
   })
 
   it('ec2: a denied RunInstances fails with the policy fix', async () => {
@@ -206,7 +222,7 @@ describe('doctor on AWS (fake client)', () => {
       }
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks(ec2Cfg, 'runner-1')
+    const r = await ec2Checks(ec2Cfg, 'runner-1', 30)
     const launch = r.find((c) => c.check === 'launch')!
     expect(launch).toMatchObject({ status: 'fail', detail: 'ec2:RunInstances denied (DryRun): UnauthorizedOperation' })
     expect(launch.fix).toMatch(/allow ec2:RunInstances/)
@@ -220,7 +236,7 @@ describe('doctor on AWS (fake client)', () => {
       RunInstances: () => ({ Instances: [{ InstanceId: 'i-0123456789abcdef0' }] })
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const launch = (await ec2Checks(ec2Cfg, 'runner-1')).find((c) => c.check === 'launch')!
+    const launch = (await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'launch')!
     expect(launch).toMatchObject({ status: 'fail', detail: 'the endpoint ignored DryRun and launched i-0123456789abcdef0' })
     expect(launch.fix).toMatch(/^terminate i-0123456789abcdef0/)
   })
@@ -232,11 +248,29 @@ describe('doctor on AWS (fake client)', () => {
       }
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks(ec2Cfg, 'runner-1')
+    const r = await ec2Checks(ec2Cfg, 'runner-1', 30)
     expect(r).toHaveLength(1)
     expect(r[0]).toMatchObject({ check: 'aws credentials', status: 'fail' })
     expect(r[0].fix).toMatch(/give this runner host AWS credentials/)
     expect(sent.map((s) => s.name)).toEqual(['DescribeInstances'])
+  })
+
+  it("the clock: this host's clock against the Date of AWS's answers; none said without a Date", async () => {
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    awsDate = () => new Date(Date.now() + 120_000).toUTCString()
+    const behind = (await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'clock')
+    expect(behind).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/^this runner host's clock is 1(19|20|21) s behind AWS's \(more than 30 s\)/)
+    })
+    expect(behind?.fix).toMatch(/chrony or systemd-timesyncd/)
+    awsDate = () => new Date(Date.now() - 10_000).toUTCString()
+    expect((await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'clock')).toMatchObject({
+      status: 'pass',
+      detail: expect.stringMatching(/^this runner host's clock is (9|10|11) s ahead of AWS's \(±1 s\)$/)
+    })
+    awsDate = () => null
+    expect((await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'clock')).toBeUndefined()
   })
 
   it('ec2-pool: the group and its members by Describe calls only (never SetDesiredCapacity)', async () => {
@@ -260,20 +294,24 @@ describe('doctor on AWS (fake client)', () => {
       DescribeAutoScalingGroups: () => ({ AutoScalingGroups: [{ DesiredCapacity: 1, MaxSize: 4 }] })
     }
     const { poolChecks } = await import('../../src/ops/doctor-aws')
-    const r = await poolChecks({
-      region: 'eu-west-1',
-      autoScalingGroup: 'pool',
-      user: 'ec2-user',
-      sshPort: 22,
-      connect: { address: 'private-ip' }
-    } as never)
+    const r = await poolChecks(
+      {
+        region: 'eu-west-1',
+        autoScalingGroup: 'pool',
+        user: 'ec2-user',
+        sshPort: 22,
+        connect: { address: 'private-ip' }
+      } as never,
+      30
+    )
     expect(r.checks.map((c) => [c.check, c.status])).toEqual([
       ['aws credentials', 'pass'],
+      ['clock', 'pass'],
       ['auto scaling group', 'pass'],
       ['members', 'pass']
     ])
-    expect(r.checks[1].detail).toBe('pool: desired 1, max 4 (SetDesiredCapacity not tried: it has no dry run)')
-    expect(r.checks[2].detail).toBe('1 member(s): 0 ready to check, 0 pending, 1 stopped')
+    expect(r.checks[2].detail).toBe('pool: desired 1, max 4 (SetDesiredCapacity not tried: it has no dry run)')
+    expect(r.checks[3].detail).toBe('1 member(s): 0 ready to check, 0 pending, 1 stopped')
     expect(r.ready).toEqual([])
     expect(sent.map((s) => s.name)).toEqual(['DescribeInstances', 'DescribeAutoScalingGroups', 'DescribeInstances'])
   })
