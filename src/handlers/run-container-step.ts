@@ -185,7 +185,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) =>
         ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
       )
-    if (keeping) clearInterval(keeping)
+    keeping?.stop()
     fleet.stopBeating()
     await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) =>
       ctx.log.warn(`could not release the host: ${(e as Error).message}`)

@@ -131,6 +131,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     return {
       command: renewScript(this.workRoot, l.token, this.cfg.lease.ttlSeconds),
       everyMs: Math.floor((this.cfg.lease.ttlSeconds * 1000) / 3),
+      ttlMs: this.cfg.lease.ttlSeconds * 1000,
       worker: l.worker
     }
   }
@@ -488,7 +489,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     try {
       return await work()
     } finally {
-      clearInterval(timer)
+      timer.stop()
     }
   }
 

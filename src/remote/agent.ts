@@ -14,6 +14,7 @@ import { openDirect } from './direct-output'
 import { lineOpen } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
 import { settlesWithin } from '../retry'
+import { monoMs } from '../mono-clock'
 import { workflowCommand } from '../workflow-commands'
 import { EXIT } from '../outcome'
 
@@ -44,6 +45,8 @@ export interface AgentKeep {
   /** A remote command printing one framed record: `renewed`, or `lost` (renewing stops). */
   command: string
   everyMs: number
+  /** lease.ttlSeconds in ms: not renewed for this long, the lease has lapsed on the member. */
+  ttlMs?: number
   worker: WorkerProcess | null
 }
 
@@ -98,7 +101,12 @@ export type RunHandler = (request: Record<string, unknown>, io: RunIo) => Promis
 export interface IdleWork {
   enter(): Promise<void>
   leave(): void
+  /** Stops what is armed to run between steps (the early push): the machine is no longer the job's. */
+  disarm?(): void
 }
+
+/** How soon a failed renewal is tried again (at most a quarter of the period). */
+const RENEW_RETRY_MS = 5_000
 
 /** The agent's exit code when its SSH connection dropped. */
 const CONNECTION_LOST = 3
@@ -134,7 +142,14 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     if (active === 0 && !opts.keep) idleTimer = setTimeout(() => finish(0), opts.idleMs)
   }
   const lease: LeaseState = { lost: null, failing: null }
-  const keeper = opts.keep ? keepAlive(opts.keep, remote, log, finish, lease) : null
+  // Steps under way: stopped when the lease is lost (another job may be using the machine).
+  const running = new Set<AbortController>()
+  const keeper = opts.keep
+    ? keepAlive(opts.keep, remote, log, finish, lease, () => {
+        idle?.disarm?.()
+        for (const c of running) if (!c.signal.aborted) c.abort('SIGTERM')
+      })
+    : null
 
   const serve = (sock: Socket): void => {
     active++
@@ -296,9 +311,19 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         code = EXIT.transport
       } else {
         if (lease.failing) out.stdout.write(`${workflowCommand('warning', `${lease.failing}; the lease lapses if this goes on`)}\n`)
-        const r = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
-        code = r.code
-        lost = r.lost === true
+        running.add(controller)
+        try {
+          const r = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
+          code = r.code
+          lost = r.lost === true
+        } finally {
+          running.delete(controller)
+        }
+        // Stopped because the lease was lost while it ran.
+        if (lease.lost && controller.signal.aborted && !hookGone) {
+          out.stdout.write(`${workflowCommand('error', `${lease.lost}; the step was stopped`)}\n`)
+          code = EXIT.transport
+        }
       }
     } catch (e) {
       log(`run failed: ${(e as Error).message}`)
@@ -324,7 +349,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   const code = await finished
   // An agent that ended for another reason (its SSH connection dropped) leaves no idle timer behind.
   clearTimeout(idleTimer)
-  if (keeper) clearInterval(keeper)
+  keeper?.stop()
   // No new request from here on (a hook then runs its step itself), and work between requests
   // lands, or is given up on, before the connection closes under it.
   server.close()
@@ -339,7 +364,11 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
 
 /**
  * Renews a lease while the runner's worker lives. A dead worker (runner crashed or killed) ends the
- * agent, so the lease lapses; a missed renewal is retried at the next tick (the lease outlives two).
+ * agent, so the lease lapses. Each try gets half a period, and a failed one is tried again within
+ * seconds, not a period later: a renewal that waited out a whole period left the lease one try
+ * from lapsing. Once `ttlMs` has passed since the last renewal the member counts the lease as
+ * lapsed, another job may take the machine, and the lease is lost (`onLost`), as when a renewal is
+ * refused.
  */
 export function keepAlive(
   keep: AgentKeep,
@@ -347,10 +376,34 @@ export function keepAlive(
   log: (m: string) => void,
   finish: (code: number) => void,
   /** What the job's steps are told of the lease (the agent's): set here, read before each step. */
-  state: LeaseState = { lost: null, failing: null }
-): NodeJS.Timeout {
+  state: LeaseState = { lost: null, failing: null },
+  onLost: () => void = () => undefined
+): { stop(): void } {
   let busy = false
   let lost = false
+  let again: NodeJS.Timeout | undefined
+  const lose = (why: string): void => {
+    if (lost) return
+    lost = true
+    state.lost = why
+    log(why)
+    onLost()
+  }
+  // A ttl after a renewal was sent (before it reached the member, so no later than the member's
+  // own expiry), the lease has lapsed unless renewed since, even with a try still under way.
+  let lapse: NodeJS.Timeout | undefined
+  const lapsesIn = (ms: number): void => {
+    clearTimeout(lapse)
+    if (keep.ttlMs !== undefined)
+      lapse = setTimeout(
+        () =>
+          lose(
+            `this machine's lease lapsed: not renewed for ${Math.round((keep.ttlMs ?? 0) / 1000)} s; another job may hold the machine now`
+          ),
+        ms
+      )
+  }
+  lapsesIn(keep.ttlMs ?? 0)
   const tick = async (): Promise<void> => {
     if (keep.worker && !isRunning(keep.worker)) {
       log(`the runner's worker (pid ${keep.worker.pid}) is gone: the lease is no longer renewed`)
@@ -358,19 +411,29 @@ export function keepAlive(
     }
     if (busy || lost) return
     busy = true
+    const started = monoMs()
     try {
-      const [word] = await ask(remote, keep.command, { label: 'renew the lease', timeoutMs: keep.everyMs })
-      if (word !== 'renewed') {
-        lost = true
-        state.lost = `this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`
-        log(state.lost)
-      } else state.failing = null
+      const [word] = await ask(remote, keep.command, { label: 'renew the lease', timeoutMs: Math.max(1000, Math.floor(keep.everyMs / 2)) })
+      if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
+      else {
+        state.failing = null
+        if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (monoMs() - started))
+      }
     } catch (e) {
       state.failing = `renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`
       log(state.failing)
+      clearTimeout(again)
+      again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))
     } finally {
       busy = false
     }
   }
-  return setInterval(() => void tick(), keep.everyMs)
+  const every = setInterval(() => void tick(), keep.everyMs)
+  return {
+    stop() {
+      clearInterval(every)
+      clearTimeout(again)
+      clearTimeout(lapse)
+    }
+  }
 }

@@ -111,7 +111,11 @@ test("the agent's socket is the runner user's alone (0600), even under a umask t
 
 describe("a pool member's lease, as the agent renews it", () => {
   /** An agent renewing a lease every 300 ms with `renew` (a shell body printing one record), and what a step printed. */
-  async function leased(renew: string, afterMs: number): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string }> {
+  async function leased(
+    renew: string,
+    afterMs: number,
+    more: { ttlMs?: number; step?: RunHandler } = {}
+  ): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string }> {
     runCommandsWith(new LocalRemote(tempDir()))
     const socketPath = join(tempDir(), 'agent.sock')
     let ran = false
@@ -124,10 +128,13 @@ describe("a pool member's lease, as the agent renews it", () => {
           connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
           connectTimeoutMs: 1000,
           idleMs: 300,
-          keep: { command: renew, everyMs: 300, worker: null }
+          keep: { command: renew, everyMs: 300, ttlMs: more.ttlMs, worker: null }
         },
         (m) => void (m.startsWith('agent ready') && res()),
-        async () => ((ran = true), { code: 0 })
+        async (req, io) => {
+          ran = true
+          return more.step ? more.step(req, io) : { code: 0 }
+        }
       )
     })
     await ready
@@ -180,4 +187,17 @@ describe("a pool member's lease, as the agent renews it", () => {
       /^::warning::renewing this machine's lease failed at .*no space left on device.*; the lease lapses if this goes on\n$/
     )
   })
+
+  test('a lease that lapses while a step runs (renewals failing for the whole ttl): the step is stopped and fails saying so', async () => {
+    const r = await leased('exit 1', 100, {
+      ttlMs: 1500,
+      // A step that runs until it is stopped.
+      step: (_req, io) => new Promise((res) => io.signal.addEventListener('abort', () => res({ code: 130 })))
+    })
+    expect(r.ran).toBe(true)
+    expect(r.exit.code).toBe(75)
+    expect(r.said).toMatch(
+      /::error::this machine's lease lapsed: not renewed for 2 s; another job may hold the machine now; the step was stopped\n$/
+    )
+  }, 20_000)
 })

@@ -1,0 +1,90 @@
+// The job's agent renews its pool member's lease every third of lease.ttlSeconds. A network stall
+// must not let the lease lapse while the connection (which now survives 90 s of silence) lives on:
+// a failed renewal is tried again within seconds, and once the lease has gone a whole ttl without
+// a renewal it counts as lost (another job may take the machine) and the job's steps are stopped.
+import { PassThrough } from 'node:stream'
+import { keepAlive, type LeaseState } from '../../src/remote/agent'
+import type { ExecChannel, Remote } from '../../src/remote/remote'
+
+const TTL = 120_000
+const EVERY = TTL / 3
+
+/** A member whose renewals answer `renewed` at once, except while `stalled` (then nothing comes back). */
+function member(): Remote & { stalled: boolean; renewals: number[] } {
+  const m = {
+    stalled: false,
+    renewals: [] as number[],
+    openExec: async (cmd: string): Promise<ExecChannel> => {
+      const stdout = new PassThrough()
+      const stdin = new PassThrough()
+      let exit!: (s: { code: number; signal: null }) => void
+      const done = new Promise<{ code: number; signal: null }>((r) => (exit = r))
+      if (!m.stalled) {
+        m.renewals.push(Date.now())
+        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(cmd)?.[1]
+        setImmediate(() => {
+          stdout.end(`RCH-BEGIN-${nonce}\0renewed\0RCH-END-${nonce}\0`)
+          exit({ code: 0, signal: null })
+        })
+      }
+      return { stdin, stdout, stderr: new PassThrough(), done }
+    },
+    openSocket: () => Promise.reject(new Error('no')),
+    close: () => undefined
+  }
+  return m
+}
+
+beforeEach(() => jest.useFakeTimers())
+afterEach(() => jest.useRealTimers())
+
+function keep(m: Remote): { state: LeaseState; lostAt: () => number | null; stop(): void } {
+  const state: LeaseState = { lost: null, failing: null }
+  let lostAt: number | null = null
+  const t0 = Date.now()
+  const k = keepAlive(
+    { command: 'renew', everyMs: EVERY, ttlMs: TTL, worker: null },
+    m,
+    () => undefined,
+    () => undefined,
+    state,
+    () => {
+      lostAt = Date.now() - t0
+    }
+  )
+  return { state, lostAt: () => lostAt, stop: () => k.stop() }
+}
+
+test('a 55-second stall: the failed renewal is tried again within seconds, and the lease never lapses', async () => {
+  const m = member()
+  const t0 = Date.now()
+  const k = keep(m)
+  await jest.advanceTimersByTimeAsync(30_000)
+  m.stalled = true
+  await jest.advanceTimersByTimeAsync(55_000)
+  m.stalled = false
+  await jest.advanceTimersByTimeAsync(60_000)
+  k.stop()
+  expect(k.lostAt()).toBeNull()
+  expect(k.state).toEqual({ lost: null, failing: null })
+  // The first renewal after the stall came within seconds of its end (at 85 s), not at the next period (120 s).
+  const after = m.renewals.map((t) => t - t0).filter((t) => t >= 85_000)
+  expect(after[0]).toBeLessThan(95_000)
+  // And no renewal gap reached the ttl.
+  const at = [0, ...m.renewals.map((t) => t - t0)]
+  expect(Math.max(...at.slice(1).map((t, i) => t - at[i]))).toBeLessThan(TTL)
+})
+
+test('a stall past the ttl: the lease counts as lost once a whole ttl went without a renewal', async () => {
+  const m = member()
+  const k = keep(m)
+  m.stalled = true
+  await jest.advanceTimersByTimeAsync(TTL - 5_000)
+  expect(k.lostAt()).toBeNull()
+  expect(k.state.failing).toMatch(/^renewing this machine's lease failed at /)
+  await jest.advanceTimersByTimeAsync(20_000)
+  k.stop()
+  expect(k.lostAt()).toBeGreaterThanOrEqual(TTL)
+  expect(k.lostAt()).toBeLessThan(TTL + 15_000)
+  expect(k.state.lost).toBe("this machine's lease lapsed: not renewed for 120 s; another job may hold the machine now")
+})
