@@ -32,11 +32,15 @@ function envList(env: Record<string, string>): string[] {
  * The exit code of an exec whose output has ended. Docker may take a moment to record it, and the
  * output can end long before the process does: a step that sends its output to a file (`exec >f
  * 2>&1`) closes the stream and may run for hours. So it is asked for as long as the process runs,
- * less often as time goes on; only a cancel (or a failed call) ends the wait.
+ * less often as time goes on; only a cancel (or a failed call) ends the wait. `outlived`: the first
+ * answer said the process still ran, so it may have written files after the pull-back (started
+ * when the output ended) looked.
  */
-function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<number> {
-  return waitUntil(
+async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<Exit> {
+  let asked = 0
+  const code = await waitUntil(
     async () => {
+      asked++
       const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
         'GET',
         `/exec/${execId}/json`,
@@ -55,6 +59,13 @@ function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promis
       onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
     }
   )
+  return asked > 1 ? { code, outlived: true } : { code }
+}
+
+/** How a step's process ended; `outlived`: it ran on after its output ended (see exitOfExec). */
+interface Exit {
+  code: number
+  outlived?: true
 }
 
 /** Creates the exec without starting it, so it can overlap with the sync before the step. */
@@ -86,7 +97,7 @@ export async function execStep(
   created?: Promise<string>,
   /** Called when the output has ended (not on cancel): lets the caller start work that overlaps the exit-status call. */
   onOutputEnded?: () => void
-): Promise<{ exitCode: number; cancelled: boolean }> {
+): Promise<StepEnd> {
   const id = await (created ?? createExec(engine, spec))
   if (signal.aborted) return { exitCode: 130, cancelled: true }
   const { ended, close } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
@@ -109,7 +120,7 @@ export async function shellStep(
   signal: AbortSignal,
   graceMs: number,
   onOutputEnded?: () => void
-): Promise<{ exitCode: number; cancelled: boolean }> {
+): Promise<StepEnd> {
   if (signal.aborted) {
     shell.release()
     return { exitCode: 130, cancelled: true }
@@ -127,9 +138,16 @@ export async function shellStep(
   }
 }
 
+/** How a step ended; `outlived`: its process ran on after its output ended (a pull-back begun then may have missed files). */
+export interface StepEnd {
+  exitCode: number
+  cancelled: boolean
+  outlived?: true
+}
+
 /** A started step to its end: its output complete, then its exit status; a cancel stops its processes. */
 async function follow(
-  started: { ended: Promise<void>; exitCode: () => Promise<number> },
+  started: { ended: Promise<void>; exitCode: () => Promise<number | Exit> },
   engine: Engine,
   spec: ExecSpec,
   signal: AbortSignal,
@@ -137,7 +155,7 @@ async function follow(
   onOutputEnded?: () => void,
   /** A cancel whose stop passes all failed to end the output: the step's source is to be cut off. */
   onStuck?: () => void
-): Promise<{ exitCode: number; cancelled: boolean }> {
+): Promise<StepEnd> {
   const { ended } = started
   let cancelled = false
   const marker = markerOf(spec)
@@ -172,7 +190,8 @@ async function follow(
   if (cancelled) return { exitCode: 130, cancelled }
   onOutputEnded?.()
   try {
-    return { exitCode: await started.exitCode(), cancelled }
+    const e = await started.exitCode()
+    return typeof e === 'number' ? { exitCode: e, cancelled } : { exitCode: e.code, cancelled, ...(e.outlived ? { outlived: true } : {}) }
   } catch (e) {
     // A cancel while the process outlives its output: stopped as above.
     if (!signal.aborted) throw e
@@ -194,12 +213,7 @@ export interface RunSpec {
 }
 
 /** Runs a container action to completion and removes it. */
-export async function runContainer(
-  engine: Engine,
-  spec: RunSpec,
-  out: Output,
-  signal: AbortSignal
-): Promise<{ exitCode: number; cancelled: boolean }> {
+export async function runContainer(engine: Engine, spec: RunSpec, out: Output, signal: AbortSignal): Promise<StepEnd> {
   const body: Record<string, unknown> = {
     Image: spec.image,
     Env: envList(spec.env),

@@ -64,7 +64,13 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     // The next step finds the shell running (started now, after this step's exec).
     if (warm && !usedShell) jobShell.after(engine, spec.container)
     if (!pulling) startPull()
-    const down = await pulling!
+    let down = await pulling!
+    // The process ran on after its output ended (exec >file): what it wrote since the pull looked comes back too.
+    if (res.outlived) {
+      ctx.log.debug("the step's process ran on after its output ended: pulled again after its exit")
+      pulling = pull(target, state.pullRoots)
+      down = await pulling
+    }
     ctx.log.debug(
       `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms (listed ${down.listed}${down.why ? `: ${down.why}` : ''}); sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms; step by ${usedShell ? 'the step shell' : 'docker exec'}`
     )

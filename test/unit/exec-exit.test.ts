@@ -50,7 +50,15 @@ test('a process that runs 10 minutes after its output ended: the step waits for 
   expect(engine.polls).toBeGreaterThan(50)
   await jest.advanceTimersByTimeAsync(2 * 60_000)
   await step
+  // Outlived: the pull-back begun when the output ended is made again after the exit (run-script-step.ts).
+  expect(res).toEqual({ exitCode: 3, cancelled: false, outlived: true })
+})
+
+test('control: a process that has exited when its output ends is not said to have outlived it', async () => {
+  const engine = quietEngine(0)
+  const res = await execStep({} as Remote, engine, SPEC, OUT, new AbortController().signal, 100)
   expect(res).toEqual({ exitCode: 3, cancelled: false })
+  expect(engine.polls).toBe(1)
 })
 
 test('a cancel while the process outlives its output stops it, and the step ends as cancelled', async () => {
