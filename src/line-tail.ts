@@ -7,31 +7,37 @@
 export const longLineNote = (max: number): string => `[a line of over ${max} characters, not shown]`
 
 /**
- * The last `max` characters (or fewer) of what is pushed, from the start of a line: where the bound
- * falls inside a line, the rest of that line is dropped, and a line longer than `max` is dropped
- * whole (up to its newline) and stands as a note at the end if the text ends inside it.
+ * The last `max` characters (or about: a note may stand in) of what is pushed, from the start of a
+ * line. Where the bound falls inside a line that began before the kept text, the rest of that line
+ * is dropped; a line longer than `max` is dropped whole and the note stands in its place, so the
+ * last line (often the error) is never dropped without a word.
  */
 export function lineTail(max: number): { push(s: string): void; text(): string } {
   let kept = ''
   // Inside a line too long to keep: everything up to its newline is dropped.
   let skipping = false
+  const note = `${longLineNote(max)}\n`
   return {
     push(s) {
       if (skipping) {
         const nl = s.indexOf('\n')
         if (nl < 0) return
-        s = s.slice(nl + 1)
+        s = note + s.slice(nl + 1)
         skipping = false
       }
       kept += s
       if (kept.length <= max) return
       const from = kept.length - max
-      const nl = kept[from - 1] === '\n' ? from - 1 : kept.indexOf('\n', from)
-      if (nl >= 0) kept = kept.slice(nl + 1)
-      else {
+      if (kept[from - 1] === '\n') return void (kept = kept.slice(from))
+      const nl = kept.indexOf('\n', from)
+      if (nl < 0) {
         kept = ''
         skipping = true
+        return
       }
+      // The line cut: one longer than the bound is noted; the end of an older one is dropped.
+      const lineStart = kept.lastIndexOf('\n', from - 1) + 1
+      kept = (nl - lineStart > max ? note : '') + kept.slice(nl + 1)
     },
     text: () => (skipping ? `${kept}${longLineNote(max)}` : kept)
   }

@@ -123,7 +123,8 @@ function stepHeartbeats(raw: string, localRoot: string): Beats {
       .catch(() => undefined)
       .finally(() => (beating = null))
   }
-  if (jobDir && beatDue(jobDir, every)) beat()
+  // Without a job folder to stamp, every step beats at once (the timer alone misses short steps).
+  if (!jobDir || beatDue(jobDir, every)) beat()
   setInterval(beat, every).unref()
   return {
     // A step shorter than the ledger's round trip would otherwise exit under its beat.

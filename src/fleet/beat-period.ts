@@ -28,9 +28,11 @@ export function stampBeat(jobDir: string): void {
  * and reap would end its machine after fleet.reap.deadAfterMinutes of such steps.
  */
 export function beatDue(jobDir: string, everyMs: number, now = Date.now()): boolean {
-  // Wall clock against a file's mtime, both this host's: a clock stepped back only delays one beat by the step.
+  // Wall clock against a file's mtime, both this host's. A stamp from the future (the clock was set
+  // back since) says nothing of when the last beat was: due.
   try {
-    return now - statSync(`${jobDir}/${BEAT_STAMP}`).mtimeMs >= everyMs
+    const age = now - statSync(`${jobDir}/${BEAT_STAMP}`).mtimeMs
+    return age >= everyMs || age < 0
   } catch {
     return true
   }

@@ -246,8 +246,8 @@ export function unclaimedMemberFor(
 
 /**
  * The member a pool's group launched in place of a reserved member that ended without the desired
- * capacity lowered: untagged, pending or running, launched since the reservation's attach (with a
- * minute's slack), and not in the last CLAIMING_MS (a hook's scale-out may be claiming it); the
+ * capacity lowered: untagged, pending or running, launched since the reservation's attach (less
+ * CLAIM_SLACK_MS: the attach time is the runner host's clock), and not in the last CLAIMING_MS (a hook's scale-out may be claiming it); the
  * oldest. Which of the untagged members carries the reservation does not change what the caps
  * count: one reservation for one member the group runs beyond the ones nobody reserved.
  */
@@ -257,7 +257,7 @@ export function replacementFor(
   taken: ReadonlySet<string>,
   t: ReapTimes
 ): InstanceFact | undefined {
-  const since = (r.attachedAt ?? r.reservedAt) - 60_000
+  const since = (r.attachedAt ?? r.reservedAt) - CLAIM_SLACK_MS
   return members
     .filter(
       (m) =>

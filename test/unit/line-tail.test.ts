@@ -47,8 +47,14 @@ describe('lineTail', () => {
     expect(tailOf(['first\nsecond\n'], 7)).toBe('second\n')
   })
 
-  test('a line longer than the bound is left out up to its newline, then lines are kept again', () => {
-    expect(tailOf(['ok\n', 'x'.repeat(30), 'y'.repeat(30), 'z\nnext\n'], 20)).toBe('next\n')
+  test('a line longer than the bound is left out up to its newline, the note in its place, then lines are kept again', () => {
+    expect(tailOf(['ok\n', 'x'.repeat(30), 'y'.repeat(30), 'z\nnext\n'], 20)).toBe(`${longLineNote(20)}\nnext\n`)
+  })
+
+  test('a last line longer than the bound, ended: the note stands in for it (the error line is never dropped without a word)', () => {
+    expect(tailOf([`first\n${'e'.repeat(50)}\n`], 20)).toBe(`${longLineNote(20)}\n`)
+    // Control: an older line cut by the bound is dropped without a note.
+    expect(tailOf(['first line\nsecond\nthird\n'], 14)).toBe('second\nthird\n')
   })
 
   test('text that ends inside a line too long to keep ends with the note', () => {
@@ -70,12 +76,19 @@ describe('lineTail', () => {
       }
       const max = 5 + rnd(60)
       const got = tailOf(chunks, max)
-      const body = got.endsWith(longLineNote(max)) ? got.slice(0, -longLineNote(max).length) : got
+      // A note may lead (a long line cut away) or end it (the text ends inside one); between them, text.
+      const note = longLineNote(max)
+      let body = got.startsWith(`${note}\n`) ? got.slice(note.length + 1) : got
+      const endsInLong = body.endsWith(note)
+      if (endsInLong) body = body.slice(0, -note.length)
       expect(body.length).toBeLessThanOrEqual(max)
-      expect(text.endsWith(body) || got.endsWith(longLineNote(max))).toBe(true)
-      // It starts where a line starts.
-      const at = text.length - body.length
-      if (!got.endsWith(longLineNote(max))) expect(at === 0 || text[at - 1] === '\n').toBe(true)
+      expect(body.includes(note)).toBe(false)
+      if (!endsInLong) {
+        expect(text.endsWith(body)).toBe(true)
+        // It starts where a line starts.
+        const at = text.length - body.length
+        expect(at === 0 || text[at - 1] === '\n').toBe(true)
+      }
     }
   })
 })
