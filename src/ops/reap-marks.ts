@@ -8,9 +8,15 @@ export interface MarkStore {
   get(key: string): string | undefined
   set(key: string, at: string): void
   delete(key: string): void
-  /** Writes the marks back (nothing in a dry run); keys not seen by this pass are dropped. */
+  /**
+   * Writes the marks back; keys not seen by this pass are dropped. A dry run writes only its
+   * observations (WATCH keys: what it saw, not what it did), the other marks as they were.
+   */
   save(seen: ReadonlySet<string>): void
 }
+
+/** Keys of reap's watch of heartbeats (reap.ts): observations, kept by a dry run too. */
+export const WATCH = 'watch:'
 
 export function fileMarks(dir: string, ledger: string, dryRun: boolean): MarkStore {
   const file = `${dir}/marks-${ledger}.json`
@@ -22,15 +28,17 @@ export function fileMarks(dir: string, ledger: string, dryRun: boolean): MarkSto
   } catch {
     // No file yet, or a damaged one: every mark starts again (reap only ever waits longer).
   }
+  const loaded = { ...marks }
   return {
     get: (k) => (Object.prototype.hasOwnProperty.call(marks, k) ? marks[k] : undefined),
     set: (k, at) => void (marks[k] = at),
     delete: (k) => void delete marks[k],
     save(seen) {
-      if (dryRun) return
-      const kept = Object.fromEntries(Object.entries(marks).filter(([k]) => seen.has(k)))
+      const watched = Object.entries(marks).filter(([k]) => k.startsWith(WATCH) && seen.has(k))
+      if (dryRun && !watched.length) return
+      const others = Object.entries(dryRun ? loaded : marks).filter(([k]) => !k.startsWith(WATCH) && (dryRun || seen.has(k)))
       ensurePrivateDir(dir)
-      writePrivateFile(file, JSON.stringify(kept))
+      writePrivateFile(file, JSON.stringify(Object.fromEntries([...others, ...watched])))
     }
   }
 }

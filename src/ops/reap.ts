@@ -12,7 +12,7 @@ import { readConfig } from './config-file'
 import { sha256Hex } from '../sha256'
 import { json, table } from './output'
 import type { ReapContext } from './reap-context'
-import { fileMarks } from './reap-marks'
+import { fileMarks, WATCH } from './reap-marks'
 import { lastSign, watchedFor, type ReapRow } from './reap-plan'
 
 export const reapCommand: OpCommand = {
@@ -25,7 +25,8 @@ export const reapCommand: OpCommand = {
 Finds what jobs that died left behind, for the provider in the configuration FILE (default:
 $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
   ec2        instances with the hook's owner tag that are past their expires-at tag, or whose job
-             is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes)
+             is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes,
+             by its timestamp and by this host's own watch of it: keep this host's TMPDIR)
   ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
              replacement that nobody holds, members unreachable in two passes, members older than
              reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says (replaced)
@@ -43,7 +44,8 @@ fleet.reap.graceMinutes ago after reading everything again. A candidate that cam
 unmarked. An instance tagged remote-container-hooks:keep is never touched. Run it every few minutes
 on every runner host (a systemd timer or cron: docs/operations.md).
 
---dry-run  says what this pass would do and changes nothing (not even marks).
+--dry-run  says what this pass would do and changes nothing (not even marks); it keeps only its
+           watch of heartbeats (what it saw).
 
 Output: a table (KIND, WHAT, ACTION, WHY), or with --json
   {"ok": true|false, "dryRun": bool, "at": "<ISO time>", "provider": "static"|"ec2"|"ec2-pool",
@@ -116,7 +118,7 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
       deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000,
       graceMs: config.fleet.reap.graceMinutes * 60_000,
       watched: (r) => {
-        const key = `watch:${r.id}`
+        const key = `${WATCH}${r.id}`
         const w = watchedFor(marks.get(key), lastSign(r), now)
         marks.set(key, w.keep)
         seenMarks.add(key)

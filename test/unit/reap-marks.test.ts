@@ -4,12 +4,12 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { parseArgs } from '../../src/ops/command'
-import { fileMarks } from '../../src/ops/reap-marks'
+import { fileMarks, WATCH } from '../../src/ops/reap-marks'
 import { reapCommand } from '../../src/ops/reap'
 
 afterAll(cleanupTempDirs)
 
-test('marks persist between passes in a 0600 file; marks no pass still uses are dropped; a dry run writes nothing', () => {
+test('marks persist between passes in a 0600 file; marks no pass still uses are dropped; a dry run changes no mark', () => {
   const dir = join(tempDir('rch-reap-marks-'), 'reap')
   const a = fileMarks(dir, 'l1', true)
   a.set('reservation:x', '2026-12-01T00:00:00.000Z')
@@ -46,4 +46,23 @@ test('the command line: --config FILE or FILE, --dry-run, --json; anything else 
   expect(parseArgs(reapCommand, ['--force'])).toEqual({ error: 'reap: unknown option --force' })
   expect(parseArgs(reapCommand, ['a', 'b'])).toEqual({ error: 'reap: unexpected argument "b"' })
   expect(reapCommand.help).toMatch(/^usage: remote-hooks reap \[FILE \| --config FILE\] \[--dry-run\] \[--json\]/)
+})
+
+test('a dry run keeps its watch of heartbeats (what it saw), and leaves every mark as it was', () => {
+  const dir = join(tempDir('rch-reap-marks-'), 'reap')
+  const real = fileMarks(dir, 'l1', false)
+  real.set('reservation:x', '2026-12-01T00:00:00.000Z')
+  real.set(`${WATCH}r1`, '1000@2000')
+  real.save(new Set(['reservation:x', `${WATCH}r1`]))
+  const dry = fileMarks(dir, 'l1', true)
+  dry.set('reservation:y', '2026-12-01T00:05:00.000Z')
+  dry.delete('reservation:x')
+  dry.set(`${WATCH}r1`, '1500@3000')
+  dry.set(`${WATCH}r2`, '1000@3000')
+  dry.save(new Set(['reservation:y', `${WATCH}r1`, `${WATCH}r2`]))
+  expect(JSON.parse(readFileSync(join(dir, 'marks-l1.json'), 'utf8'))).toEqual({
+    'reservation:x': '2026-12-01T00:00:00.000Z',
+    [`${WATCH}r1`]: '1500@3000',
+    [`${WATCH}r2`]: '1000@3000'
+  })
 })
