@@ -12,7 +12,8 @@ import { dropConnection, runCommandsWith } from './_ssh-stand-in'
 import { LocalRemote } from './local-remote'
 import { record } from '../../src/remote/answer'
 import { F, FrameReader } from '../../src/remote/mux-frames'
-import { runAgent, type RunHandler } from '../../src/remote/agent'
+import type { RunHandler } from '../../src/remote/agent'
+import { standInAgent } from './_stand-in-agent'
 import { runViaAgent } from '../../src/agent-client'
 
 afterAll(cleanupTempDirs)
@@ -21,22 +22,7 @@ let agentEndedAt = 0
 const sink = () => ({ write: () => true, once: () => undefined })
 
 async function withAgent(onRun: RunHandler, use: (socket: string) => Promise<void>): Promise<number> {
-  const socketPath = join(tempDir(), 'agent.sock')
-  let agent!: Promise<number>
-  const ready = new Promise<void>((res) => {
-    const log = (m: string): void => void (m.startsWith('agent ready') && res())
-    agent = runAgent(
-      {
-        socketPath,
-        connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
-        connectTimeoutMs: 1000,
-        idleMs: 300
-      },
-      log,
-      onRun
-    )
-  })
-  await ready
+  const { socketPath, agent } = await standInAgent(onRun)
   const ended = agent.then((code) => ((agentEndedAt = Date.now()), code))
   await use(socketPath)
   return ended
@@ -117,27 +103,15 @@ describe("a pool member's lease, as the agent renews it", () => {
     more: { ttlMs?: number; step?: RunHandler } = {}
   ): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string }> {
     runCommandsWith(new LocalRemote(tempDir()))
-    const socketPath = join(tempDir(), 'agent.sock')
     let ran = false
     let said = ''
-    let agent!: Promise<number>
-    const ready = new Promise<void>((res) => {
-      agent = runAgent(
-        {
-          socketPath,
-          connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
-          connectTimeoutMs: 1000,
-          idleMs: 300,
-          keep: { command: renew, everyMs: 300, ttlMs: more.ttlMs, worker: null }
-        },
-        (m) => void (m.startsWith('agent ready') && res()),
-        async (req, io) => {
-          ran = true
-          return more.step ? more.step(req, io) : { code: 0 }
-        }
-      )
-    })
-    await ready
+    const { socketPath, agent } = await standInAgent(
+      async (req, io) => {
+        ran = true
+        return more.step ? more.step(req, io) : { code: 0 }
+      },
+      { command: renew, everyMs: 300, ttlMs: more.ttlMs, worker: null }
+    )
     await new Promise((r) => setTimeout(r, afterMs))
     // Asked without naming the hook's pipes, the agent sends the step's output in frames.
     const exit = await new Promise<{ code: number; lost: boolean }>((res, rej) => {

@@ -16,7 +16,8 @@ jest.mock('../../src/remote/direct-output', () => ({
   ...jest.requireActual('../../src/remote/direct-output'),
   hookPipes: () => pipesOfHook
 }))
-import { runAgent, type RunHandler } from '../../src/remote/agent'
+import type { RunHandler } from '../../src/remote/agent'
+import { standInAgent } from './_stand-in-agent'
 import { runViaAgent } from '../../src/agent-client'
 import { report } from '../../src/execute'
 import { outputTo } from '../../src/job'
@@ -71,21 +72,7 @@ describe("the hook's own lines after a step's output", () => {
 
 describe('through the job agent', () => {
   async function withAgent(onRun: RunHandler, use: (socket: string) => Promise<void>): Promise<void> {
-    const socketPath = join(tempDir(), 'agent.sock')
-    let agent!: Promise<number>
-    const ready = new Promise<void>((res) => {
-      agent = runAgent(
-        {
-          socketPath,
-          connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' },
-          connectTimeoutMs: 1000,
-          idleMs: 300
-        },
-        (m) => void (m.startsWith('agent ready') && res()),
-        onRun
-      )
-    })
-    await ready
+    const { socketPath, agent } = await standInAgent(onRun)
     await use(socketPath)
     dropConnection()
     await agent

@@ -23,27 +23,27 @@ const PERIOD = 60_000
 const RUNNER = 'runner-1'
 const JOB = '0123456789abcdef'
 
-async function setUp(): Promise<{ env: Record<string, string>; localRoot: string; raw: string; id: string; jobDir: string }> {
-  const dir = tempDir()
-  const localRoot = join(dir, 'local')
-  mkdirSync(localRoot, { mode: 0o700 })
-  chmodSync(localRoot, 0o700)
-  const ledgerDir = join(dir, 'ledger')
-  const config = join(dir, 'config.json')
-  const fleet = { ledger: { kind: 'local', path: ledgerDir } }
+const LOCAL = (root: string) => ({ ledger: { kind: 'local', path: join(root, 'ledger') } })
+
+/**
+ * A kind ec2 configuration in `root` (its ledger `fleet`; nothing listens at its EC2 endpoint) and
+ * a reservation of this job in the local ledger of `root`: the configuration's path and the id.
+ */
+async function reserved(root: string, localRoot: string, fleet: object = LOCAL(root)): Promise<{ config: string; id: string }> {
+  const config = join(root, 'config.json')
   writeFileSync(
     config,
     JSON.stringify({
-      provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123', instanceTypes: ['m7i.large'] },
+      provider: { kind: 'ec2', region: 'eu-west-1', endpoint: 'http://127.0.0.1:9', imageId: 'ami-0123', instanceTypes: ['m7i.large'] },
       remote: { workRoot: '/srv/rch' },
       fleet
     })
   )
-  const ledger = await openLedger(FleetSchema.parse(fleet), { localRoot })
+  const ledger = await openLedger(FleetSchema.parse(LOCAL(root)), { localRoot })
   const res = await ledger.reserve({
     instanceType: 'm7i.large',
     vcpus: 2,
-    maxLifetimeMinutes: 7200,
+    maxLifetimeMinutes: 60,
     repository: 'acme/w',
     workflow: 'CI',
     runId: '1',
@@ -53,6 +53,16 @@ async function setUp(): Promise<{ env: Record<string, string>; localRoot: string
   })
   ledger.close()
   if (!res.ok) throw new Error('no reservation')
+  return { config, id: res.id }
+}
+
+async function setUp(): Promise<{ env: Record<string, string>; localRoot: string; raw: string; id: string; jobDir: string }> {
+  const dir = tempDir()
+  const localRoot = join(dir, 'local')
+  mkdirSync(localRoot, { mode: 0o700 })
+  chmodSync(localRoot, 0o700)
+  const { config, id } = await reserved(dir, localRoot)
+  const res = { id }
   const raw = JSON.stringify({
     command: 'run_script_step',
     responseFile: null,
@@ -138,32 +148,14 @@ describe('the hook as the runner starts it (the real bundle)', () => {
     mkdirSync(tmp, { mode: 0o700 })
     const localRoot = join(tmp, `rch-${process.getuid!()}`)
     mkdirSync(localRoot, { mode: 0o700 })
-    const local = { ledger: { kind: 'local', path: join(root, 'ledger') } }
-    const fleet = dynamo ? { ledger: { kind: 'dynamodb', table: 'rch', region: 'us-east-1', endpoint: dynamo } } : local
-    const config = join(root, 'config.json')
+    const local = LOCAL(root)
     // Nothing listens at the endpoint or at the machine's address: the step fails at once.
-    writeFileSync(
-      config,
-      JSON.stringify({
-        provider: { kind: 'ec2', region: 'eu-west-1', endpoint: 'http://127.0.0.1:9', imageId: 'ami-0123', instanceTypes: ['m7i.large'] },
-        remote: { workRoot: '/srv/rch' },
-        fleet
-      })
+    const { config, id } = await reserved(
+      root,
+      localRoot,
+      dynamo ? { ledger: { kind: 'dynamodb', table: 'rch', region: 'us-east-1', endpoint: dynamo } } : local
     )
-    const ledger = await openLedger(FleetSchema.parse(local), { localRoot })
-    const res = await ledger.reserve({
-      instanceType: 'm7i.large',
-      vcpus: 2,
-      maxLifetimeMinutes: 60,
-      repository: 'acme/w',
-      workflow: 'CI',
-      runId: '1',
-      job: 'build',
-      runner: RUNNER,
-      jobId: JOB
-    })
-    ledger.close()
-    if (!res.ok) throw new Error('no reservation')
+    const res = { id }
     const jobDir = join(localRoot, `${ownerId(RUNNER)}-${JOB}`)
     mkdirSync(jobDir, { mode: 0o700 })
     const responseFile = join(root, 'response.json')
