@@ -10,6 +10,7 @@ import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
 import { outputStreaming } from '../gc-policy'
+import { monoMs } from '../mono-clock'
 
 export interface ExecSpec {
   container: string
@@ -32,15 +33,15 @@ function envList(env: Record<string, string>): string[] {
  * The exit code of an exec whose output has ended. Docker may take a moment to record it, and the
  * output can end long before the process does: a step that sends its output to a file (`exec >f
  * 2>&1`) closes the stream and may run for hours. So it is asked for as long as the process runs,
- * less often as time goes on; only a cancel (or a failed call) ends the wait. `outlived`: the first
- * answer said the process still ran, so it may have written files after the pull-back (started
- * when the output ended) looked.
+ * less often as time goes on; only a cancel (or a failed call) ends the wait. `outlived`: the exit
+ * came over OUTLIVED_MS after the output's end, so the process may have written files after the
+ * pull-back (started when the output ended) looked. Docker records a plain exit a moment after
+ * the stream's end, so a first answer of "running" alone is no sign of it.
  */
 async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<Exit> {
-  let asked = 0
+  const outputEnded = monoMs()
   const code = await waitUntil(
     async () => {
-      asked++
       const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
         'GET',
         `/exec/${execId}/json`,
@@ -59,8 +60,11 @@ async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): 
       onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
     }
   )
-  return asked > 1 ? { code, outlived: true } : { code }
+  return monoMs() - outputEnded > OUTLIVED_MS ? { code, outlived: true } : { code }
 }
+
+/** An exit this long after the output's end is a process that ran on, not docker's delay in recording it. */
+const OUTLIVED_MS = 1_000
 
 /** How a step's process ended; `outlived`: it ran on after its output ended (see exitOfExec). */
 interface Exit {

@@ -61,6 +61,16 @@ test('control: a process that has exited when its output ends is not said to hav
   expect(engine.polls).toBe(1)
 })
 
+test("nor is one whose exit docker records a moment after the output's end (a few polls)", async () => {
+  const engine = quietEngine(200)
+  let res: unknown = null
+  const step = execStep({} as Remote, engine, SPEC, OUT, new AbortController().signal, 100).then((r) => (res = r))
+  await jest.advanceTimersByTimeAsync(2_000)
+  await step
+  expect(engine.polls).toBeGreaterThan(1)
+  expect(res).toEqual({ exitCode: 3, cancelled: false })
+})
+
 test('a cancel while the process outlives its output stops it, and the step ends as cancelled', async () => {
   const engine = quietEngine(Infinity)
   const cancel = new AbortController()
