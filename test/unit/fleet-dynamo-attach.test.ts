@@ -2,8 +2,16 @@
 // pool reservation (to the member launched in place of an ended one) can race the hook that settles
 // it, and the settled record must keep the instance it was settled with. The stand-in evaluates the
 // condition expressions the ledger sends on one item, as DynamoDB would.
-import { createServer, type Server } from 'node:http'
-import { fixedReservation, loopbackLedger, NOON, RESERVATION_ID } from './loopback-dynamo'
+import type { Server } from 'node:http'
+import {
+  closeStandIn,
+  dynamoError as error,
+  dynamoStandIn,
+  fixedReservation,
+  loopbackLedger,
+  NOON,
+  RESERVATION_ID
+} from './loopback-dynamo'
 
 const ID = RESERVATION_ID
 const FIXED = fixedReservation({ pool: 'rch-pool' })
@@ -11,8 +19,6 @@ const FIXED = fixedReservation({ pool: 'rch-pool' })
 type Attr = { S?: string; N?: string }
 let item: Record<string, Attr>
 let server: Server
-
-const error = (type: string): string => JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${type}`, message: type })
 
 /** The few conditions the ledger's updates use, evaluated on `item`. */
 function holds(cond: string, names: Record<string, string>, values: Record<string, Attr>): boolean {
@@ -44,39 +50,27 @@ function reduce(js: string, cond: string): boolean {
 }
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => (body += c.toString()))
-    req.on('end', () => {
-      const op = String(req.headers['x-amz-target']).split('.')[1]
-      const send = (status: number, text: string): void =>
-        void res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(text)
-      const input = JSON.parse(body) as {
-        UpdateExpression?: string
-        ConditionExpression?: string
-        ExpressionAttributeNames?: Record<string, string>
-        ExpressionAttributeValues?: Record<string, Attr>
-      }
-      if (op === 'GetItem') return send(200, JSON.stringify({ Item: item }))
-      if (op !== 'UpdateItem') return send(400, error('ValidationException'))
-      const values = input.ExpressionAttributeValues ?? {}
-      if (!holds(input.ConditionExpression ?? '', input.ExpressionAttributeNames ?? {}, values))
-        return send(400, error('ConditionalCheckFailedException'))
-      const set = /^SET (.*)$/.exec(input.UpdateExpression ?? '')
-      if (!set) return send(400, error('ValidationException'))
-      for (const part of set[1].split(',')) {
-        const [a, v] = part.split('=').map((x) => x.trim())
-        item[a] = values[v]
-      }
-      send(200, '{}')
-    })
+  server = await dynamoStandIn<{
+    UpdateExpression?: string
+    ConditionExpression?: string
+    ExpressionAttributeNames?: Record<string, string>
+    ExpressionAttributeValues?: Record<string, Attr>
+  }>((op, input, send) => {
+    if (op === 'GetItem') return send(200, JSON.stringify({ Item: item }))
+    if (op !== 'UpdateItem') return send(400, error('ValidationException'))
+    const values = input.ExpressionAttributeValues ?? {}
+    if (!holds(input.ConditionExpression ?? '', input.ExpressionAttributeNames ?? {}, values))
+      return send(400, error('ConditionalCheckFailedException'))
+    const set = /^SET (.*)$/.exec(input.UpdateExpression ?? '')
+    if (!set) return send(400, error('ValidationException'))
+    for (const part of set[1].split(',')) {
+      const [a, v] = part.split('=').map((x) => x.trim())
+      item[a] = values[v]
+    }
+    send(200, '{}')
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
 })
-afterAll(async () => {
-  server.closeAllConnections()
-  await new Promise((r) => server.close(r))
-})
+afterAll(() => closeStandIn(server))
 
 const base = (): Record<string, Attr> => ({
   pk: { S: `res#${ID}` },

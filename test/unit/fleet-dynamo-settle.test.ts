@@ -1,8 +1,16 @@
 // Two settlements of one reservation at once (a hook's release and reap): the second must see the
 // first's, not fail. DynamoDB answers a ClientRequestToken reused within 10 minutes with other
 // parameters by IdempotentParameterMismatchException; the stand-in below does the same.
-import { createServer, type Server } from 'node:http'
-import { fixedReservation, loopbackLedger, NOON, RESERVATION_ID } from './loopback-dynamo'
+import type { Server } from 'node:http'
+import {
+  closeStandIn,
+  dynamoError as error,
+  dynamoStandIn,
+  fixedReservation,
+  loopbackLedger,
+  NOON,
+  RESERVATION_ID
+} from './loopback-dynamo'
 
 const ID = RESERVATION_ID
 const FIXED = fixedReservation()
@@ -14,63 +22,42 @@ let stale = 0
 const tokens = new Map<string, string>()
 const transactions: string[] = []
 
-const error = (type: string, extra: object = {}): string =>
-  JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${type}`, message: type, ...extra })
-
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    let body = ''
-    req.on('data', (c: Buffer) => (body += c.toString()))
-    req.on('end', () => {
-      const op = String(req.headers['x-amz-target']).split('.')[1]
-      const send = (status: number, text: string): void =>
-        void res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(text)
-      const input = JSON.parse(body) as { ClientRequestToken?: string; TransactItems?: unknown[] }
-      if (op === 'GetItem')
-        return send(
-          200,
-          JSON.stringify({
-            Item: {
-              pk: { S: `res#${ID}` },
-              fixed: { S: JSON.stringify(FIXED) },
-              timings: { M: {} },
-              ...((stale-- > 0 ? null : settled) ?? {})
-            }
-          })
-        )
-      if (op !== 'TransactWriteItems') return send(400, error('ValidationException'))
-      const token = input.ClientRequestToken ?? ''
-      const params = JSON.stringify(input.TransactItems)
-      transactions.push(token)
-      const seen = tokens.get(token)
-      if (seen !== undefined && seen !== params) return send(400, error('IdempotentParameterMismatchException'))
-      if (seen !== undefined) return send(200, '{}')
-      tokens.set(token, params)
-      if (settled)
-        return send(
-          400,
-          error('TransactionCanceledException', {
-            CancellationReasons: [
-              { Code: 'ConditionalCheckFailed' },
-              { Code: 'None' },
-              { Code: 'None' },
-              { Code: 'None' },
-              { Code: 'None' }
-            ]
-          })
-        )
-      const set = (input.TransactItems as { Update: { ExpressionAttributeValues: Record<string, { N: string }> } }[])[0].Update
-        .ExpressionAttributeValues
-      settled = { settledAt: set[':s'], endedAt: set[':e'], billedSeconds: set[':b'], actualMicro: set[':a'] }
-      send(200, '{}')
-    })
+  server = await dynamoStandIn<{ ClientRequestToken?: string; TransactItems?: unknown[] }>((op, input, send) => {
+    if (op === 'GetItem')
+      return send(
+        200,
+        JSON.stringify({
+          Item: {
+            pk: { S: `res#${ID}` },
+            fixed: { S: JSON.stringify(FIXED) },
+            timings: { M: {} },
+            ...((stale-- > 0 ? null : settled) ?? {})
+          }
+        })
+      )
+    if (op !== 'TransactWriteItems') return send(400, error('ValidationException'))
+    const token = input.ClientRequestToken ?? ''
+    const params = JSON.stringify(input.TransactItems)
+    transactions.push(token)
+    const seen = tokens.get(token)
+    if (seen !== undefined && seen !== params) return send(400, error('IdempotentParameterMismatchException'))
+    if (seen !== undefined) return send(200, '{}')
+    tokens.set(token, params)
+    if (settled)
+      return send(
+        400,
+        error('TransactionCanceledException', {
+          CancellationReasons: [{ Code: 'ConditionalCheckFailed' }, { Code: 'None' }, { Code: 'None' }, { Code: 'None' }, { Code: 'None' }]
+        })
+      )
+    const set = (input.TransactItems as { Update: { ExpressionAttributeValues: Record<string, { N: string }> } }[])[0].Update
+      .ExpressionAttributeValues
+    settled = { settledAt: set[':s'], endedAt: set[':e'], billedSeconds: set[':b'], actualMicro: set[':a'] }
+    send(200, '{}')
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
 })
-afterAll(async () => {
-  server.closeAllConnections()
-  await new Promise((r) => server.close(r))
-})
+afterAll(() => closeStandIn(server))
 
 test("a second settlement with other times (reap's, after the hook's) returns the first one instead of failing", async () => {
   const hook = loopbackLedger(server, { table: 'rch-settle', now: () => NOON, attemptMs: 2000, callMs: 5000 })

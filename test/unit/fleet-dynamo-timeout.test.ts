@@ -2,7 +2,7 @@
 // without end: each request has a limit, the whole call a deadline.
 import { createServer, type Server } from 'node:http'
 import type { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
-import { loopbackLedger } from './loopback-dynamo'
+import { closeStandIn, loopbackLedger } from './loopback-dynamo'
 
 let server: Server
 let requests = 0
@@ -16,10 +16,7 @@ beforeAll(async () => {
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
 })
-afterAll(async () => {
-  server.closeAllConnections()
-  await new Promise((r) => server.close(r))
-})
+afterAll(() => closeStandIn(server))
 
 const ledger = (): DynamoLedger => loopbackLedger(server, { table: 'rch-timeout', now: () => Date.now(), attemptMs: 300, callMs: 1200 })
 

@@ -1,5 +1,5 @@
 // A DynamoDB ledger pointed at a stand-in HTTP server on loopback (the unit tests' own endpoint).
-import type { Server } from 'node:http'
+import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
@@ -45,4 +45,34 @@ export function fixedReservation(extra: Record<string, unknown> = {}): Record<st
     reservedMicro: 41_600,
     ...extra
   }
+}
+
+export type Send = (status: number, text: string) => void
+
+/** A DynamoDB error answer of `type`, as the SDK reads it. */
+export const dynamoError = (type: string, extra: object = {}): string =>
+  JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${type}`, message: type, ...extra })
+
+/** A DynamoDB stand-in listening on loopback: each call's operation (GetItem, UpdateItem, …) and body go to `answer`. */
+export async function dynamoStandIn<I>(answer: (op: string, input: I, send: Send) => void): Promise<Server> {
+  const server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => (body += c.toString()))
+    req.on('end', () => {
+      const op = String(req.headers['x-amz-target']).split('.')[1]
+      answer(
+        op,
+        JSON.parse(body) as I,
+        (status, text) => void res.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' }).end(text)
+      )
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return server
+}
+
+/** Ends a stand-in, its open connections too. */
+export async function closeStandIn(server: Server): Promise<void> {
+  server.closeAllConnections()
+  await new Promise((r) => server.close(r))
 }

@@ -14,7 +14,7 @@ import { ownerId } from '../../src/labels'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { buildBundle } from './_bundle'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:http'
+import { closeStandIn, dynamoStandIn } from './loopback-dynamo'
 import type { AddressInfo } from 'node:net'
 
 afterAll(cleanupTempDirs)
@@ -211,23 +211,19 @@ describe('the hook as the runner starts it (the real bundle)', () => {
 
   test("a heartbeat still on its way when the step ends is waited for: the ledger's answer lands before the hook exits", async () => {
     // A DynamoDB stand-in that answers every call after 1 s: the step fails long before.
-    const targets: string[] = []
-    const server = createServer((req, res) => {
-      req.resume()
-      req.on('end', () => {
-        targets.push(String(req.headers['x-amz-target']))
-        setTimeout(() => res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' }).end('{}'), 1000)
-      })
+    const ops: string[] = []
+    const server = await dynamoStandIn((op, _input, send) => {
+      ops.push(op)
+      setTimeout(() => send(200, '{}'), 1000)
     })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
     try {
       const j = await job(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
       expect(await j.run()).not.toBe(0)
-      expect(targets).toEqual(['DynamoDB_20120810.UpdateItem'])
+      expect(ops).toEqual(['UpdateItem'])
       // The stamp is written once the beat is answered: the hook waited for it.
       expect(beatDue(j.jobDir, PERIOD)).toBe(false)
     } finally {
-      server.close()
+      await closeStandIn(server)
     }
   }, 120_000)
 })
