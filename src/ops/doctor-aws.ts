@@ -118,15 +118,25 @@ async function exists(add: Add, check: string, what: string, action: string, fix
   }
 }
 
-export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSeconds: number): Promise<CheckResult[]> {
-  const { out, add } = recorder(cfg.region)
-  const { sdk, client } = await ec2Client(cfg)
+/** The credentials (a DryRun DescribeInstances) and, from its answer, the clock: false when the credentials fail. */
+async function credentialsAndClock(
+  add: Add,
+  sdk: Awaited<ReturnType<typeof ec2Client>>['sdk'],
+  client: Awaited<ReturnType<typeof ec2Client>>['client'],
+  maxSkewSeconds: number
+): Promise<boolean> {
   const skew = awsClock(client as Stacked)
   const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
     client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
   )
-  if (!ok) return out
-  clockCheck(add, skew(), maxSkewSeconds)
+  if (ok) clockCheck(add, skew(), maxSkewSeconds)
+  return ok
+}
+
+export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSeconds: number): Promise<CheckResult[]> {
+  const { out, add } = recorder(cfg.region)
+  const { sdk, client } = await ec2Client(cfg)
+  if (!(await credentialsAndClock(add, sdk, client, maxSkewSeconds))) return out
   const t = cfg.launchTemplate
   // The template's version as the hook reads it before each launch: the same call, so the same permission.
   if (t)
@@ -181,12 +191,7 @@ export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSecon
 export async function poolChecks(cfg: Ec2PoolConfig, maxSkewSeconds: number): Promise<{ checks: CheckResult[]; ready: Member[] }> {
   const { out, add } = recorder(cfg.region)
   const { sdk, client } = await ec2Client(cfg)
-  const skew = awsClock(client as Stacked)
-  const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
-    client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
-  )
-  if (!ok) return { checks: out, ready: [] }
-  clockCheck(add, skew(), maxSkewSeconds)
+  if (!(await credentialsAndClock(add, sdk, client, maxSkewSeconds))) return { checks: out, ready: [] }
   const asg = autoScalingClient(cfg)
   try {
     const r = await asg.client.send(new asg.sdk.DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [cfg.autoScalingGroup] }))

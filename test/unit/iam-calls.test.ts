@@ -142,12 +142,17 @@ const FEATURES: Feature[] = [
     files: ['src/ops/reap-aws.ts', 'src/ops/reap-pool.ts'],
     code: [without('src/ops/reap-aws.ts', 'terminate'), src('src/ops/reap-pool.ts')]
   },
-  { name: 'doctor, kind ec2', policies: ['ec2'], files: ['src/ops/doctor-aws.ts'], code: [part('src/ops/doctor-aws.ts', 'ec2Checks')] },
+  {
+    name: 'doctor, kind ec2',
+    policies: ['ec2'],
+    files: ['src/ops/doctor-aws.ts'],
+    code: [part('src/ops/doctor-aws.ts', 'credentialsAndClock'), part('src/ops/doctor-aws.ts', 'ec2Checks')]
+  },
   {
     name: 'doctor, kind ec2-pool',
     policies: ['pool'],
     files: ['src/ops/doctor-aws.ts'],
-    code: [part('src/ops/doctor-aws.ts', 'poolChecks')]
+    code: [part('src/ops/doctor-aws.ts', 'credentialsAndClock'), part('src/ops/doctor-aws.ts', 'poolChecks')]
   },
   {
     name: 'fleet ledger in DynamoDB (hook, reap, report)',

@@ -19,9 +19,9 @@ const doc = read('docs/configuration.md')
 const policy = JSON.parse(/A least-privilege policy[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)![1]) as { Statement: Statement[] }
 const list = (x: string | string[]): string[] => (Array.isArray(x) ? x : [x])
 
-/** doctor's checks of kind ec2 (not of a pool). */
+/** doctor's checks of kind ec2 (not of a pool), the credentials check they start with included. */
 const doctorEc2 = ((s: string): string =>
-  s.slice(s.indexOf('export async function ec2Checks'), s.indexOf('export async function poolChecks')))(read('src/ops/doctor-aws.ts'))
+  s.slice(s.indexOf('async function credentialsAndClock'), s.indexOf('export async function poolChecks')))(read('src/ops/doctor-aws.ts'))
 /** The EC2 API calls of kind ec2 (the provider's files, `reap`'s, `doctor`'s), as IAM actions. */
 const used = [
   ...new Set(
