@@ -46,20 +46,25 @@ export const agentSocket = (localDir: string, c: { user: string; host: string; p
  */
 export function delegation(raw: string, localRoot: string, runnerName: string): string | null {
   const job = stepJob(raw, localRoot, runnerName)
-  if (!job) return null
+  return job ? jobSocket(job) : null
+}
+
+/** The agent socket of a step's job (stepJob), or null when its path is too long for a Unix socket. */
+export function jobSocket(job: StepJob): string | null {
   const socket = agentSocket(job.dir, job.host)
   return socketFits(socket) ? socket : null
+}
+
+export interface StepJob {
+  dir: string
+  host: { user: string; host: string; port: number }
 }
 
 /**
  * A step command's job folder and host, derived as the hook derives them (this runner's owner id,
  * a well-formed job id, user, host and port), never taken from the state; null for any other input.
  */
-export function stepJob(
-  raw: string,
-  localRoot: string,
-  runnerName: string
-): { dir: string; host: { user: string; host: string; port: number } } | null {
+export function stepJob(raw: string, localRoot: string, runnerName: string): StepJob | null {
   let input: {
     command?: unknown
     state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null

@@ -5,7 +5,7 @@
 import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import { formatError } from './errors'
-import { delegation, runViaAgent, stepJob } from './agent-client'
+import { jobSocket, runViaAgent, stepJob, type StepJob } from './agent-client'
 import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
 import { runnerNameOf, stepEnv } from './runner-env'
@@ -60,8 +60,10 @@ async function hook(): Promise<number> {
   let beats = NO_BEATS
   try {
     raw = await readStdin()
-    beats = stepHeartbeats(raw, io.place.localRoot)
-    ended = await command(raw, io)
+    // A step's job, derived once from the request for its heartbeats and its agent.
+    const job = stepJob(raw, io.place.localRoot, runnerNameOf(process.env))
+    beats = stepHeartbeats(raw, job, io.place.localRoot)
+    ended = await command(raw, io, job)
   } catch (err) {
     const { report, lostConnection } = await import('./execute')
     const code = report(err, io)
@@ -79,8 +81,8 @@ async function hook(): Promise<number> {
 const STEP_COMMAND = /"command"\s*:\s*"run_(script|container)_step"/
 
 /** Runs one hook command: through the job's agent when it has one, else in this process. */
-async function command(raw: string, io: ExecuteIo): Promise<RunResult> {
-  const socket = delegation(raw, io.place.localRoot, runnerNameOf(process.env))
+async function command(raw: string, io: ExecuteIo, job: StepJob | null): Promise<RunResult> {
+  const socket = job && jobSocket(job)
   // Nothing goes to a socket whose folders another user could have made (missing: no agent yet).
   if (socket && checkPrivateDir(io.place.localRoot) && checkPrivateDir(dirname(socket))) {
     const exit = await runViaAgent(socket, { raw, env: stepEnv(process.env), cwd: io.cwd }, io, io.signal)
@@ -102,7 +104,7 @@ const NO_BEATS: Beats = { landed: () => Promise.resolve() }
  * fleet/step-beat.ts). Only a timer here: nothing is loaded unless the step outlives a period or
  * the job's last heartbeat is a period old.
  */
-function stepHeartbeats(raw: string, localRoot: string): Beats {
+function stepHeartbeats(raw: string, job: StepJob | null, localRoot: string): Beats {
   if (!STEP_COMMAND.test(raw) || !raw.includes('"reservation"')) return NO_BEATS
   const every = beatPeriodFrom(process.env)
   // The job's folder stamps its last heartbeat: a step that starts a period or more after it beats
@@ -110,8 +112,7 @@ function stepHeartbeats(raw: string, localRoot: string): Beats {
   // beats about once a period.
   let jobDir: string | null = null
   try {
-    const dir = stepJob(raw, localRoot, runnerNameOf(process.env))?.dir
-    jobDir = dir && checkPrivateDir(localRoot) && checkPrivateDir(dir) ? dir : null
+    jobDir = job && checkPrivateDir(localRoot) && checkPrivateDir(job.dir) ? job.dir : null
   } catch {
     jobDir = null
   }
