@@ -381,6 +381,9 @@ export function keepAlive(
 ): { stop(): void } {
   let busy = false
   let lost = false
+  // A try still under way when stopped must not arm a retry or a lapse: a failing one would
+  // otherwise go on retrying for ever after the agent meant to end.
+  let stopped = false
   let again: NodeJS.Timeout | undefined
   const lose = (why: string): void => {
     if (lost) return
@@ -394,7 +397,7 @@ export function keepAlive(
   let lapse: NodeJS.Timeout | undefined
   const lapsesIn = (ms: number): void => {
     clearTimeout(lapse)
-    if (keep.ttlMs !== undefined)
+    if (keep.ttlMs !== undefined && !stopped)
       lapse = setTimeout(
         () =>
           lose(
@@ -409,7 +412,7 @@ export function keepAlive(
       log(`the runner's worker (pid ${keep.worker.pid}) is gone: the lease is no longer renewed`)
       return finish(0)
     }
-    if (busy || lost) return
+    if (busy || lost || stopped) return
     busy = true
     const started = monoMs()
     try {
@@ -423,7 +426,7 @@ export function keepAlive(
       state.failing = `renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`
       log(state.failing)
       clearTimeout(again)
-      again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))
+      if (!stopped) again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))
     } finally {
       busy = false
     }
@@ -431,6 +434,7 @@ export function keepAlive(
   const every = setInterval(() => void tick(), keep.everyMs)
   return {
     stop() {
+      stopped = true
       clearInterval(every)
       clearTimeout(again)
       clearTimeout(lapse)

@@ -88,3 +88,56 @@ test('a stall past the ttl: the lease counts as lost once a whole ttl went witho
   expect(k.lostAt()).toBeLessThan(TTL + 15_000)
   expect(k.state.lost).toBe("this machine's lease lapsed: not renewed for 120 s; another job may hold the machine now")
 })
+
+describe('stopped while a renewal is under way', () => {
+  /** A member whose one renewal answers only when `answer` is called: `renewed`, or a failure. */
+  function slow(): Remote & { answer(ok: boolean): void; asked: number } {
+    let settle: ((ok: boolean) => void) | null = null
+    const m = {
+      asked: 0,
+      answer: (ok: boolean) => settle?.(ok),
+      openExec: async (cmd: string): Promise<ExecChannel> => {
+        m.asked++
+        const stdout = new PassThrough()
+        let exit!: (s: { code: number; signal: null }) => void
+        const done = new Promise<{ code: number; signal: null }>((r) => (exit = r))
+        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(cmd)?.[1]
+        settle = (ok) => {
+          stdout.end(ok ? `RCH-BEGIN-${nonce}\0renewed\0RCH-END-${nonce}\0` : '')
+          exit({ code: ok ? 0 : 1, signal: null })
+        }
+        return { stdin: new PassThrough(), stdout, stderr: new PassThrough(), done }
+      },
+      openSocket: () => Promise.reject(new Error('no')),
+      close: () => undefined
+    }
+    return m
+  }
+
+  test.each([
+    ['fails', false],
+    ['succeeds', true]
+  ])('a renewal that %s after the stop arms no retry and no lapse: no timer is left', async (_, ok) => {
+    const m = slow()
+    const k = keep(m)
+    await jest.advanceTimersByTimeAsync(EVERY)
+    expect(m.asked).toBe(1)
+    k.stop()
+    m.answer(ok)
+    await jest.advanceTimersByTimeAsync(0)
+    expect(jest.getTimerCount()).toBe(0)
+    // Nor does anything try again later.
+    await jest.advanceTimersByTimeAsync(TTL * 2)
+    expect(m.asked).toBe(1)
+  })
+
+  test('control: the same renewal failing before the stop arms a retry within seconds', async () => {
+    const m = slow()
+    const k = keep(m)
+    await jest.advanceTimersByTimeAsync(EVERY)
+    m.answer(false)
+    await jest.advanceTimersByTimeAsync(6_000)
+    expect(m.asked).toBe(2)
+    k.stop()
+  })
+})
