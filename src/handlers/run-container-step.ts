@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, InputError } from '../errors'
+import { Cancelled, InputError, TransportError } from '../errors'
 import type { ContainerArgs, Mount } from '../protocol'
 import { initialState, onJobMachine, workRootOf, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
@@ -20,7 +20,7 @@ import { remotePath, repoRootOf, type Layout } from '../paths'
 import { labelFlagsOf, labelMap, machineOf, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/factory'
 import type { Remote } from '../remote/remote'
-import { keepAlive } from '../remote/agent'
+import { keepAlive, type LeaseState } from '../remote/agent'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
@@ -154,21 +154,28 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     rmSync(localDir, { recursive: true, force: true })
     throw e
   })
-  const ctx = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
-  const { config } = ctx
+  const onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
+  const { config } = onMachine
   const { jobRoot, plan } = stepPlan(config.remote.workRoot)
   const repoRel = repoRootOf(hostWork, runner.workspace)
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).
+  // Once it is lost (refused, or a whole ttl without a renewal) another job may hold the machine:
+  // the step is stopped, as the agent stops a job's step.
   const keep = provider.keeper?.(lease)
+  const leaseState: LeaseState = { lost: null, failing: null }
+  const lost = new AbortController()
   const keeping = keep
     ? keepAlive(
         keep,
         remote,
-        (m) => ctx.log.warn(m),
-        () => undefined
+        (m) => onMachine.log.warn(m),
+        () => undefined,
+        leaseState,
+        () => lost.abort('SIGTERM')
       )
     : null
+  const ctx = keep ? { ...onMachine, signal: AbortSignal.any([hookCtx.signal, lost.signal]) } : onMachine
   try {
     await makeJobFolder(remote, config.remote.workRoot, jobRoot)
     const copied = await copyUp(ctx, remote, lease.connect, localDir, {
@@ -180,6 +187,10 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     })
     if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
+  } catch (e) {
+    if (leaseState.lost && lost.signal.aborted && !hookCtx.signal.aborted)
+      throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
+    throw e
   } finally {
     if (!provider.releaseDestroys)
       await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) =>

@@ -359,7 +359,13 @@ test('maxJobsPerVm 1: a job that frees its own lease record cannot bring a secon
 test('a container action without prepare_job leases a member for its one step (work root ~/rch resolved there) and gives it back', async () => {
   const p = await pool('pool-step', 1)
   const r = runnerFor(p)
-  const c = r.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: ['-c', '"echo', 'from-action=yes', '>>', '$GITHUB_OUTPUT"'] })
+  // Longer than a renewal period (ttl 15 s / 3): renewed while it runs, the step goes on (the
+  // control of the lost lease below).
+  const c = r.containerStep({
+    image: testImages.tiny,
+    entryPoint: 'sh',
+    args: ['-c', '"sleep', '7;', 'echo', 'from-action=yes', '>>', '$GITHUB_OUTPUT"']
+  })
   const run = await hookCall(r, 'run_container_step', c.args, { state: null })
   expect({ code: run.code, out: run.code ? dumpRun(run) : '' }).toEqual({ code: 0, out: '' })
   expect(fs.readFileSync(c.fc.files.GITHUB_OUTPUT, 'utf8')).toContain('from-action=yes')
@@ -368,6 +374,26 @@ test('a container action without prepare_job leases a member for its one step (w
   // The step's job folder went with the release (the scrub takes the whole jobs folder).
   expect(fs.existsSync(path.join(m.workRoot, 'jobs'))).toBe(false)
   expect(fs.existsSync(path.join(m.home, '~'))).toBe(false)
+})
+
+test('a container action whose member is taken while it runs (its renewal answers "lost") is stopped, and fails saying so', async () => {
+  const p = await pool('pool-step-lost', 1)
+  const r = runnerFor(p)
+  const c = r.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: ['-c', '"sleep', '300"'] })
+  const run = hookCall(r, 'run_container_step', c.args, { state: null, limitMs: 90_000 })
+  const [m] = p.members({ live: true })
+  expect(await waitUntil(async () => (await dockerIds('ps -a', m.id)).length > 0, 60_000, 200)).toBe(true)
+  // As if the lease had lapsed and another job had been granted the member.
+  await asMember(m, `printf 'free clean\\n' > ~/rch/pool/lease`)
+  const t0 = Date.now()
+  const res = await run
+  expect({ code: res.code, errors: errorLines(res) }).toEqual({
+    code: 75,
+    errors: [`this machine's lease was not renewed ("lost"): another job may hold the machine now; the step was stopped`]
+  })
+  // Within a renewal period (ttl 15 s / 3), not at the hook's time limit.
+  expect(Date.now() - t0).toBeLessThan(30_000)
+  expect(await dockerIds('ps -a', m.id)).toEqual([])
 })
 
 test('a group that has no member and may not launch one fails the job at once, stating why', async () => {
