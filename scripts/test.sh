@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The project's one test command (`npm test`):
-#   npm ci (when node_modules is missing or older than package-lock.json, and is not a link)
+#   the Python virtualenvs (moto's, scripts/testenv/moto.sh install; the offline Terraform
+#      checks', scripts/testenv/tf-venv.sh), installed in the background from the start: on a fresh
+#      clone they are pip's downloads, most of the set-up's time
+#   -> npm ci (when node_modules is missing or older than package-lock.json, and is not a link)
 #   -> type check of the whole tree (tsc --noEmit), lint (eslint .) and format check (prettier
 #      --check .), in the background while the environment is set up: each that fails counts as
 #      one failure, and the run goes on
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
-#      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh)
-#      + the venvs of the offline Terraform checks (scripts/testenv/tf-venv.sh)
+#      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh), once its
+#      virtualenv is there
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME)
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
@@ -28,8 +31,13 @@ STARTED=()
 finish() {
   local rc=$? i
   set +e
-  # A run that stops before jest ends the checks (their own process group) and still shows what
-  # they printed so far.
+  # A run that stops before jest ends the checks and the virtualenv installs (each its own process
+  # group) and still shows what they printed so far.
+  if [ -n "${VENVS_PID:-}" ]; then
+    kill -TERM -- "-$VENVS_PID" 2>/dev/null
+    wait "$VENVS_PID" 2>/dev/null
+    cat "$VENVS_LOG" >&2 2>/dev/null
+  fi
   if [ -n "${CHECKS_PID:-}" ]; then
     kill -TERM -- "-$CHECKS_PID" 2>/dev/null
     wait "$CHECKS_PID" 2>/dev/null
@@ -61,6 +69,24 @@ trap 'exit 143' TERM
 
 T0=$(date +%s.%3N)
 phase() { echo "[test] $* (+$(awk -v a="$T0" -v b="$(date +%s.%3N)" 'BEGIN { printf "%.1f", b - a }') s)" >&2; }
+
+# The two installs run side by side; each is a no-op when its virtualenv already has its pinned
+# versions. They need only python3 (with venv) and pip's own configuration, nothing set up below.
+VENVS_LOG="$TESTENV/venvs.log"
+set -m
+(
+  bash scripts/testenv/moto.sh install &
+  moto=$!
+  bash scripts/testenv/tf-venv.sh ensure &
+  tf=$!
+  rc=0
+  wait "$moto" || rc=1
+  wait "$tf" || rc=1
+  exit "$rc"
+) >"$VENVS_LOG" 2>&1 </dev/null &
+VENVS_PID=$!
+set +m
+phase "python virtualenvs started (pid $VENVS_PID, output in $VENVS_LOG)"
 
 if [ -L node_modules ]; then
   # npm ci empties node_modules through a link, wiping the shared install it points at
@@ -107,10 +133,14 @@ STARTED+=(vm-b)
 bash scripts/testenv/vm.sh start b 2232
 STARTED+=(registry)
 bash scripts/testenv/registry.sh start
+phase "waiting for the python virtualenvs"
+venvs_rc=0
+wait "$VENVS_PID" || venvs_rc=$?
+VENVS_PID=""
+cat "$VENVS_LOG" >&2
+[ "$venvs_rc" -eq 0 ] || { echo "[test] installing the python virtualenvs failed (errors above)" >&2; exit 1; }
 STARTED+=(moto)
 bash scripts/testenv/moto.sh start
-# checkov and python-hcl2 for the offline Terraform checks (a venv, like moto's; starts nothing)
-bash scripts/testenv/tf-venv.sh ensure
 
 phase "npm run build"
 npm run build

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # moto's standalone server: a real EC2 Query API on loopback for the EC2 provider tests.
 #
-#   bash scripts/testenv/moto.sh start   # idempotent
+#   bash scripts/testenv/moto.sh start     # idempotent
 #   bash scripts/testenv/moto.sh stop
+#   bash scripts/testenv/moto.sh install   # only the virtualenv (idempotent; starts nothing)
 #
 # Installs MOTO_SPEC (below) into a virtualenv .testenv/moto-venv (python3 -m venv +
 # pip; skipped when the venv already has exactly that version), then runs
@@ -139,5 +140,6 @@ stop_moto() { stop_recorded "$D/moto.pid" "$VENV/bin/moto_server" moto; }
 case "${1:-}" in
   start) start_moto ;;
   stop) stop_moto ;;
-  *) echo "usage: $0 start | stop" >&2; exit 2 ;;
+  install) ensure_venv ;;
+  *) echo "usage: $0 start | stop | install" >&2; exit 2 ;;
 esac
