@@ -1,5 +1,5 @@
 /**
- * The short chaos soak inside `npm test` (SOAK_JOBS, default 20; `npm run soak` runs 200): jobs
+ * The short chaos soak inside `npm test` (SOAK_JOBS, default 12; `npm run soak` runs 200): jobs
  * with the runner killed, agents killed and instances terminated under them, then one reap cycle.
  * Positive control: the kills really left things behind before reap. Then nothing is left.
  * SOAK_SEED replays a run (the seed is printed).
@@ -9,7 +9,7 @@ import { seedFrom } from './rng'
 import { total } from './leftovers'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
-const JOBS = Number(process.env.SOAK_JOBS || 20)
+const JOBS = Number(process.env.SOAK_JOBS || 12)
 jest.setTimeout(Math.max(240_000, JOBS * 20_000))
 
 let soak: SoakResult

@@ -61,7 +61,8 @@ export function planJobs(n: number, r: Rng): JobPlan[] {
     p.chaos = 'kill-hook'
     p.phase = phases[i % phases.length]
   })
-  for (const p of rest.slice(hookKills, hookKills + quota(0.1))) {
+  // At least two: one may miss (its job ended before the kill landed), and the soak needs one struck.
+  for (const p of rest.slice(hookKills, hookKills + Math.max(2, quota(0.1)))) {
     p.chaos = 'kill-agent'
     p.phase = r.pick(['step 1', 'step 2'] as const)
   }

@@ -9,6 +9,51 @@ import { excess } from '../helpers/handle-check-env'
 
 const root = resolve(__dirname, '../..')
 
+/** The scratch test files, one per case below. */
+const scratch: Record<string, string> = {
+  serverLeft: `
+const net = require('net')
+test('listens', async () => {
+  const s = net.createServer()
+  await new Promise((r) => s.listen(0, '127.0.0.1', r))
+})
+`,
+  serverClosed: `
+const net = require('net')
+test('listens', async () => {
+  const s = net.createServer()
+  await new Promise((r) => s.listen(0, '127.0.0.1', r))
+  await new Promise((r) => s.close(r))
+})
+`,
+  childLeft: `
+const { spawn } = require('child_process')
+test('spawns', () => { spawn('sleep', ['30'], { stdio: 'ignore' }) })
+`,
+  timerLeft: `test('waits', () => { setTimeout(() => undefined, 60_000) })`,
+  timersFine: `
+test('clears', () => { clearTimeout(setTimeout(() => undefined, 60_000)); clearInterval(setInterval(() => undefined, 60_000)) })
+test('unrefs', () => { setTimeout(() => undefined, 60_000).unref() })
+test('fires', async () => { await new Promise((r) => setTimeout(r, 10)) })
+`,
+  failedWithChild: `
+const { spawn } = require('child_process')
+test('times out with its child still running', async () => {
+  spawn('sleep', ['30'], { stdio: 'ignore' })
+  expect('the real failure').toBe('seen')
+})
+`,
+  nodeTimers: `
+test('promisified', async () => { expect(await require('util').promisify(setTimeout)(5, 'v')).toBe('v') })
+test('this', async () => {
+  const t = await new Promise((r) => { const id = setTimeout(function () { r(this === id) }, 5) })
+  expect(t).toBe(true)
+})
+`
+}
+type Case = keyof typeof scratch
+
+/** Runs one scratch file through a Jest of its own: a Jest worker another file ran in would count that file's leftovers. */
 function jestOn(body: string): Promise<{ code: number | null; out: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'rch-handles-'))
   writeFileSync(join(dir, 'scratch.test.js'), body)
@@ -33,71 +78,49 @@ function jestOn(body: string): Promise<{ code: number | null; out: string }> {
   )
 }
 
-const server = (close: boolean): string => `
-const net = require('net')
-test('listens', async () => {
-  const s = net.createServer()
-  await new Promise((r) => s.listen(0, '127.0.0.1', r))
-  ${close ? 'await new Promise((r) => s.close(r))' : ''}
+let results: Record<Case, { code: number | null; out: string }>
+
+// All at once: most of each run is the environment's wait for handles to close, not work.
+beforeAll(async () => {
+  const names = Object.keys(scratch)
+  const runs = await Promise.all(names.map((n) => jestOn(scratch[n])))
+  results = Object.fromEntries(names.map((n, i) => [n, runs[i]]))
+}, 90_000)
+
+test('a file that leaves a server listening fails, naming the file and the handle', () => {
+  expect(results.serverLeft.code).toBe(1)
+  expect(results.serverLeft.out).toMatch(/scratch\.test\.js left open handles 5 s after its last test: \{"TCPServerWrap":1\}/)
 })
-`
 
-test('a file that leaves a server listening fails, naming the file and the handle', async () => {
-  const r = await jestOn(server(false))
-  expect(r.code).toBe(1)
-  expect(r.out).toMatch(/scratch\.test\.js left open handles 5 s after its last test: \{"TCPServerWrap":1\}/)
-}, 60_000)
-
-test('the same file that closes its server passes (control)', async () => {
-  const r = await jestOn(server(true))
+test('the same file that closes its server passes (control)', () => {
+  const r = results.serverClosed
   expect({ code: r.code, leftMessage: /left open handles/.test(r.out) }).toEqual({ code: 0, leftMessage: false })
-}, 60_000)
-
-test('a child process left running is named', async () => {
-  const r = await jestOn(`
-const { spawn } = require('child_process')
-test('spawns', () => { spawn('sleep', ['30'], { stdio: 'ignore' }) })
-`)
-  expect(r.code).toBe(1)
-  expect(r.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30/)
-}, 60_000)
-
-test('a timer of the file still pending fails it; a cleared or unref-ed one does not (control)', async () => {
-  const left = await jestOn(`test('waits', () => { setTimeout(() => undefined, 60_000) })`)
-  expect(left.code).toBe(1)
-  expect(left.out).toMatch(/left open handles 5 s after its last test: \{"Timeout":1\}/)
-  const fine = await jestOn(`
-test('clears', () => { clearTimeout(setTimeout(() => undefined, 60_000)); clearInterval(setInterval(() => undefined, 60_000)) })
-test('unrefs', () => { setTimeout(() => undefined, 60_000).unref() })
-test('fires', async () => { await new Promise((r) => setTimeout(r, 10)) })
-`)
-  expect({ code: fine.code, leftMessage: /left open handles/.test(fine.out) }).toEqual({ code: 0, leftMessage: false })
-}, 60_000)
-
-test('after a failed test the leak is reported, not thrown: the failure itself stays in the results', async () => {
-  const r = await jestOn(`
-const { spawn } = require('child_process')
-test('times out with its child still running', async () => {
-  spawn('sleep', ['30'], { stdio: 'ignore' })
-  expect('the real failure').toBe('seen')
 })
-`)
+
+test('a child process left running is named', () => {
+  expect(results.childLeft.code).toBe(1)
+  expect(results.childLeft.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30/)
+})
+
+test('a timer of the file still pending fails it; a cleared or unref-ed one does not (control)', () => {
+  expect(results.timerLeft.code).toBe(1)
+  expect(results.timerLeft.out).toMatch(/left open handles 5 s after its last test: \{"Timeout":1\}/)
+  const fine = results.timersFine
+  expect({ code: fine.code, leftMessage: /left open handles/.test(fine.out) }).toEqual({ code: 0, leftMessage: false })
+})
+
+test('after a failed test the leak is reported, not thrown: the failure itself stays in the results', () => {
+  const r = results.failedWithChild
   expect(r.code).toBe(1)
   expect(r.out).toContain('times out with its child still running')
   expect(r.out).toContain('"the real failure"')
   expect(r.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30 \(after a failed test; its child processes are stopped/)
-}, 60_000)
-
-test("timers keep what node gives them: util.promisify(setTimeout) and the callback's this", async () => {
-  const r = await jestOn(`
-test('promisified', async () => { expect(await require('util').promisify(setTimeout)(5, 'v')).toBe('v') })
-test('this', async () => {
-  const t = await new Promise((r) => { const id = setTimeout(function () { r(this === id) }, 5) })
-  expect(t).toBe(true)
 })
-`)
+
+test("timers keep what node gives them: util.promisify(setTimeout) and the callback's this", () => {
+  const r = results.nodeTimers
   expect({ code: r.code, out: r.code ? r.out : '' }).toEqual({ code: 0, out: '' })
-}, 60_000)
+})
 
 test('excess counts only kinds that grew', () => {
   expect(excess({ PipeWrap: 3, Timeout: 2 }, { PipeWrap: 3, Timeout: 1, TCPWrap: 1 })).toEqual({ TCPWrap: 1 })

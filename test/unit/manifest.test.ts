@@ -13,6 +13,7 @@ import {
   type ListingTime
 } from '../../src/sync/manifest'
 import { SRC, bundle, cleanupTempDirs, tempDir } from './_helpers'
+import { systemClock } from '../../src/retry'
 
 afterEach(() => jest.restoreAllMocks())
 afterAll(cleanupTempDirs)
@@ -207,11 +208,15 @@ describe('saveBase', () => {
   it('waits for a fresh lock and gives up after 10 s without removing it', async () => {
     const file = join(tempDir(), 'base.json')
     mkdirSync(`${file}.lock`)
-    // Let the clock jump: the first reading is the start, every later one is 10.5 s on.
-    const t0 = Date.now()
+    // Let the wait's (monotonic) clock jump: the first reading is the start, every later one is
+    // 10.5 s on. The lock's age is read on the wall clock, which stays put: the lock stays fresh.
+    const t0 = systemClock.now()
     let calls = 0
-    jest.spyOn(Date, 'now').mockImplementation(() => (calls++ === 0 ? t0 : t0 + 10_500))
+    const jumped = jest.spyOn(systemClock, 'now').mockImplementation(() => (calls++ === 0 ? t0 : t0 + 10_500))
+    const started = Date.now()
     await expect(saveBase(file, upd({ a: e('1') }))).rejects.toThrow(`sync manifest ${file} stayed locked for 10 s`)
+    expect(jumped).toHaveBeenCalled()
+    expect(Date.now() - started).toBeLessThan(5_000)
     expect(existsSync(`${file}.lock`)).toBe(true)
     expect(existsSync(file)).toBe(false)
   })

@@ -64,9 +64,21 @@ const info = () => ({ host: '127.0.0.1', port, user: 'u', identityFile, knownHos
 async function lostAfter(ms: number, watchMs: number, during?: (t0: number) => void): Promise<number | null> {
   const t0 = Date.now()
   let lost: number | null = null
-  const remote = await SshRemote.connect(info(), 5000, () => (lost ??= Date.now() - t0), ms)
+  let wake = (): void => undefined
+  const remote = await SshRemote.connect(
+    info(),
+    5000,
+    () => {
+      lost ??= Date.now() - t0
+      wake()
+    },
+    ms
+  )
   during?.(t0)
-  await new Promise((r) => setTimeout(r, watchMs))
+  await new Promise<void>((r) => {
+    const t = setTimeout(r, watchMs)
+    wake = () => (clearTimeout(t), r())
+  })
   remote.close()
   return lost
 }
