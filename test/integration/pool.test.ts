@@ -389,7 +389,7 @@ test('a container action whose member is taken while it runs (its renewal answer
   const res = await run
   expect({ code: res.code, errors: errorLines(res) }).toEqual({
     code: 75,
-    errors: [`this machine's lease was not renewed ("lost"): another job may hold the machine now; the step was stopped`]
+    errors: [`::error::this machine's lease was not renewed ("lost"): another job may hold the machine now; the step was stopped`]
   })
   // Within a renewal period (ttl 15 s / 3), not at the hook's time limit.
   expect(Date.now() - t0).toBeLessThan(30_000)
