@@ -20,5 +20,6 @@ module.exports = {
       ]
     }
   ],
-  testTimeout: 120000
+  testTimeout: 120000,
+  testSequencer: '<rootDir>/test/helpers/long-first-sequencer.js'
 }
