@@ -188,8 +188,9 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } catch (e) {
-    if (leaseState.lost && lost.signal.aborted && !hookCtx.signal.aborted)
-      throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
+    // A runner's cancel is told as its own, even after a lost lease aborted the step first.
+    if (e instanceof Cancelled && hookCtx.signal.aborted) throw Cancelled.by(hookCtx.signal)
+    if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost', { cause: e })
     throw e
   } finally {
     if (!provider.releaseDestroys)
@@ -198,7 +199,8 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       )
     keeping?.stop()
     fleet.stopBeating()
-    await releaseMachine(ctx, provider, lease, remote, jobId).catch((e) =>
+    // With the runner's signal alone: a lost lease must not cut the release short to a cancel's grace.
+    await releaseMachine(onMachine, provider, lease, remote, jobId).catch((e) =>
       ctx.log.warn(`could not release the host: ${(e as Error).message}`)
     )
     closeJobFleet(jobId)

@@ -381,12 +381,12 @@ export function keepAlive(
 ): { stop(): void } {
   let busy = false
   let lost = false
-  // A try still under way when stopped must not arm a retry or a lapse: a failing one would
-  // otherwise go on retrying for ever after the agent meant to end.
+  // A try still under way when stopped arms no retry or lapse (a failing one went on retrying for
+  // ever after the agent meant to end) and reports nothing: the step it guarded is over.
   let stopped = false
   let again: NodeJS.Timeout | undefined
   const lose = (why: string): void => {
-    if (lost) return
+    if (lost || stopped) return
     lost = true
     state.lost = why
     log(why)
@@ -417,12 +417,15 @@ export function keepAlive(
     const started = monoMs()
     try {
       const [word] = await ask(remote, keep.command, { label: 'renew the lease', timeoutMs: Math.max(1000, Math.floor(keep.everyMs / 2)) })
+      // Stopped meanwhile: the job is over (its release renews once more itself), nothing to say.
+      if (stopped) return
       if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
       else {
         state.failing = null
         if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (monoMs() - started))
       }
     } catch (e) {
+      if (stopped) return
       state.failing = `renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`
       log(state.failing)
       clearTimeout(again)

@@ -90,21 +90,22 @@ test('a stall past the ttl: the lease counts as lost once a whole ttl went witho
 })
 
 describe('stopped while a renewal is under way', () => {
-  /** A member whose one renewal answers only when `answer` is called: `renewed`, or a failure. */
-  function slow(): Remote & { answer(ok: boolean): void; asked: number } {
-    let settle: ((ok: boolean) => void) | null = null
+  type Answer = 'renewed' | 'lost' | 'fails'
+  /** A member whose one renewal answers only when `answer` is called. */
+  function slow(): Remote & { answer(a: Answer): void; asked: number } {
+    let settle: ((a: Answer) => void) | null = null
     const m = {
       asked: 0,
-      answer: (ok: boolean) => settle?.(ok),
+      answer: (a: Answer) => settle?.(a),
       openExec: async (cmd: string): Promise<ExecChannel> => {
         m.asked++
         const stdout = new PassThrough()
         let exit!: (s: { code: number; signal: null }) => void
         const done = new Promise<{ code: number; signal: null }>((r) => (exit = r))
         const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(cmd)?.[1]
-        settle = (ok) => {
-          stdout.end(ok ? `RCH-BEGIN-${nonce}\0renewed\0RCH-END-${nonce}\0` : '')
-          exit({ code: ok ? 0 : 1, signal: null })
+        settle = (a) => {
+          stdout.end(a === 'fails' ? '' : `RCH-BEGIN-${nonce}\0${a}\0RCH-END-${nonce}\0`)
+          exit({ code: a === 'fails' ? 1 : 0, signal: null })
         }
         return { stdin: new PassThrough(), stdout, stderr: new PassThrough(), done }
       },
@@ -114,30 +115,35 @@ describe('stopped while a renewal is under way', () => {
     return m
   }
 
-  test.each([
-    ['fails', false],
-    ['succeeds', true]
-  ])('a renewal that %s after the stop arms no retry and no lapse: no timer is left', async (_, ok) => {
-    const m = slow()
-    const k = keep(m)
-    await jest.advanceTimersByTimeAsync(EVERY)
-    expect(m.asked).toBe(1)
-    k.stop()
-    m.answer(ok)
-    await jest.advanceTimersByTimeAsync(0)
-    expect(jest.getTimerCount()).toBe(0)
-    // Nor does anything try again later.
-    await jest.advanceTimersByTimeAsync(TTL * 2)
-    expect(m.asked).toBe(1)
-  })
+  test.each(['fails', 'renewed', 'lost'] as const)(
+    'a renewal answering "%s" after the stop arms no retry or lapse, and reports nothing: no timer is left',
+    async (a) => {
+      const m = slow()
+      const k = keep(m)
+      await jest.advanceTimersByTimeAsync(EVERY)
+      expect(m.asked).toBe(1)
+      k.stop()
+      m.answer(a)
+      await jest.advanceTimersByTimeAsync(0)
+      expect(jest.getTimerCount()).toBe(0)
+      expect({ lostAt: k.lostAt(), state: k.state }).toEqual({ lostAt: null, state: { lost: null, failing: null } })
+      // Nor does anything try again later.
+      await jest.advanceTimersByTimeAsync(TTL * 2)
+      expect(m.asked).toBe(1)
+    }
+  )
 
-  test('control: the same renewal failing before the stop arms a retry within seconds', async () => {
+  test.each(['fails', 'lost'] as const)('control: the same renewal answering "%s" before the stop is acted on', async (a) => {
     const m = slow()
     const k = keep(m)
     await jest.advanceTimersByTimeAsync(EVERY)
-    m.answer(false)
+    m.answer(a)
     await jest.advanceTimersByTimeAsync(6_000)
-    expect(m.asked).toBe(2)
+    if (a === 'fails') {
+      // tried again within seconds
+      expect(m.asked).toBe(2)
+      expect(k.state.failing).toMatch(/^renewing this machine's lease failed at /)
+    } else expect(k.lostAt()).not.toBeNull()
     k.stop()
   })
 })
