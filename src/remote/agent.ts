@@ -363,7 +363,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
 }
 
 /**
- * Renews a lease while the runner's worker lives. A dead worker (runner crashed or killed) ends the
+ * Renews a lease while the runner's worker lives, at once and then every period. A dead worker (runner crashed or killed) ends the
  * agent, so the lease lapses. Each try gets half a period, and a failed one is tried again within
  * seconds, not a period later: a renewal that waited out a whole period left the lease one try
  * from lapsing. Once `ttlMs` has passed since the last renewal the member counts the lease as
@@ -435,6 +435,9 @@ export function keepAlive(
     }
   }
   const every = setInterval(() => void tick(), keep.everyMs)
+  // Renewed at once, not a period on: the lease was granted before this keeper began (a pool's
+  // tag calls to AWS come in between, and may each be retried for a minute).
+  void tick()
   return {
     stop() {
       stopped = true

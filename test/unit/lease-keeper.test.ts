@@ -89,6 +89,16 @@ test('a stall past the ttl: the lease counts as lost once a whole ttl went witho
   expect(k.state.lost).toBe("this machine's lease lapsed: not renewed for 120 s; another job may hold the machine now")
 })
 
+test('the first renewal goes out as the keeper starts, not a period later (the grant came earlier)', async () => {
+  const m = member()
+  const k = keep(m)
+  await jest.advanceTimersByTimeAsync(0)
+  expect(m.renewals).toHaveLength(1)
+  await jest.advanceTimersByTimeAsync(EVERY)
+  expect(m.renewals).toHaveLength(2)
+  k.stop()
+})
+
 describe('stopped while a renewal is under way', () => {
   type Answer = 'renewed' | 'lost' | 'fails'
   /** A member whose one renewal answers only when `answer` is called. */
@@ -120,7 +130,7 @@ describe('stopped while a renewal is under way', () => {
     async (a) => {
       const m = slow()
       const k = keep(m)
-      await jest.advanceTimersByTimeAsync(EVERY)
+      await jest.advanceTimersByTimeAsync(0)
       expect(m.asked).toBe(1)
       k.stop()
       m.answer(a)
@@ -136,7 +146,7 @@ describe('stopped while a renewal is under way', () => {
   test.each(['fails', 'lost'] as const)('control: the same renewal answering "%s" before the stop is acted on', async (a) => {
     const m = slow()
     const k = keep(m)
-    await jest.advanceTimersByTimeAsync(EVERY)
+    await jest.advanceTimersByTimeAsync(0)
     m.answer(a)
     await jest.advanceTimersByTimeAsync(6_000)
     if (a === 'fails') {
