@@ -190,7 +190,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   } catch (e) {
     // A runner's cancel is told as its own, even after a lost lease aborted the step first.
     if (e instanceof Cancelled && hookCtx.signal.aborted) throw Cancelled.by(hookCtx.signal)
-    if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost', { cause: e })
+    if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
     throw e
   } finally {
     if (!provider.releaseDestroys)

@@ -359,17 +359,27 @@ test('maxJobsPerVm 1: a job that frees its own lease record cannot bring a secon
 test('a container action without prepare_job leases a member for its one step (work root ~/rch resolved there) and gives it back', async () => {
   const p = await pool('pool-step', 1)
   const r = runnerFor(p)
-  // Longer than a renewal period (ttl 15 s / 3): renewed while it runs, the step goes on (the
-  // control of the lost lease below).
+  // Longer than a renewal period (ttl 15 s / 3): the hook renews the lease while it runs (seen in
+  // the member's record), and the step goes on (the control of the lost lease below).
   const c = r.containerStep({
     image: testImages.tiny,
     entryPoint: 'sh',
     args: ['-c', '"sleep', '7;', 'echo', 'from-action=yes', '>>', '$GITHUB_OUTPUT"']
   })
-  const run = await hookCall(r, 'run_container_step', c.args, { state: null })
+  const running = hookCall(r, 'run_container_step', c.args, { state: null })
+  const [m] = p.members({ live: true })
+  const expiry = async (): Promise<string | undefined> => /^held \S+ (\d+)/.exec((await p.readLease(m.id)) ?? '')?.[1]
+  // Read once the action's container exists: the acquire's own renewals (during a scrub) come before.
+  expect(await waitUntil(async () => (await dockerIds('ps -a', m.id)).length > 0, 30_000, 100)).toBe(true)
+  const granted = await expiry()
+  expect(granted).toBeDefined()
+  // Renewed while the container still runs (the release renews too, after the container is gone).
+  const renewedDuringStep = async (): Promise<boolean> =>
+    ![granted, undefined].includes(await expiry()) && (await dockerIds('ps -a', m.id)).length > 0
+  expect(await waitUntil(renewedDuringStep, 15_000, 200)).toBe(true)
+  const run = await running
   expect({ code: run.code, out: run.code ? dumpRun(run) : '' }).toEqual({ code: 0, out: '' })
   expect(fs.readFileSync(c.fc.files.GITHUB_OUTPUT, 'utf8')).toContain('from-action=yes')
-  const [m] = p.members({ live: true })
   expect(await p.readLease(m.id)).toBe('free clean\n')
   // The step's job folder went with the release (the scrub takes the whole jobs folder).
   expect(fs.existsSync(path.join(m.workRoot, 'jobs'))).toBe(false)
