@@ -49,7 +49,8 @@ ensure_venv() {
   t0="$(now_s)"
   command -v "$PYTHON" >/dev/null || die "moto: $PYTHON not found (set RCH_PYTHON)"
   mkdir -p "$D"
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+  # No stamp means no finished install: a venv left half-made (its install killed) may lack pip.
+  if [ ! -f "$STAMP" ] || [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV" >"$D/pip.log" 2>&1 || {
       cat "$D/pip.log" >&2

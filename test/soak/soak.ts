@@ -50,7 +50,8 @@ export function planJobs(n: number, r: Rng): JobPlan[] {
   r.shuffle(plans)
   const ec2 = plans.filter((p) => p.kind === 'ec2')
   const quota = (share: number) => Math.max(1, Math.round(n * share))
-  for (const p of ec2.slice(0, quota(0.08))) {
+  // At least two of each kind below that a check needs struck once: one may miss.
+  for (const p of ec2.slice(0, Math.max(2, quota(0.08)))) {
     p.chaos = 'terminate'
     p.phase = r.pick(['step 1', 'step 2'] as const)
   }
@@ -61,7 +62,6 @@ export function planJobs(n: number, r: Rng): JobPlan[] {
     p.chaos = 'kill-hook'
     p.phase = phases[i % phases.length]
   })
-  // At least two: one may miss (its job ended before the kill landed), and the soak needs one struck.
   for (const p of rest.slice(hookKills, hookKills + Math.max(2, quota(0.1)))) {
     p.chaos = 'kill-agent'
     p.phase = r.pick(['step 1', 'step 2'] as const)

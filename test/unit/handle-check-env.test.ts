@@ -70,8 +70,11 @@ function jestOn(body: string): Promise<{ code: number | null; out: string }> {
   let out = ''
   child.stdout.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+  // Within beforeAll's limit: a run that hangs is ended, not left behind.
+  const limit = setTimeout(() => child.kill('SIGKILL'), 75_000)
   return new Promise((done) =>
     child.on('close', (code) => {
+      clearTimeout(limit)
       rmSync(dir, { recursive: true, force: true })
       done({ code, out })
     })
@@ -80,11 +83,16 @@ function jestOn(body: string): Promise<{ code: number | null; out: string }> {
 
 let results: Record<Case, { code: number | null; out: string }>
 
-// All at once: most of each run is the environment's wait for handles to close, not work.
+// Three at a time: most of each run is the environment's wait for handles to close, not work, and
+// more would crowd the two cores the other test files share.
 beforeAll(async () => {
   const names = Object.keys(scratch)
-  const runs = await Promise.all(names.map((n) => jestOn(scratch[n])))
-  results = Object.fromEntries(names.map((n, i) => [n, runs[i]]))
+  const runs: Record<string, { code: number | null; out: string }> = {}
+  const lane = async (): Promise<void> => {
+    for (let n = names.shift(); n !== undefined; n = names.shift()) runs[n] = await jestOn(scratch[n])
+  }
+  await Promise.all([lane(), lane(), lane()])
+  results = runs
 }, 90_000)
 
 test('a file that leaves a server listening fails, naming the file and the handle', () => {

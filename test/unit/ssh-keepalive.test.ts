@@ -105,10 +105,12 @@ test('a server silent for less than the bound, then answering again, keeps the c
   stall(false)
   expect(lost).toBeNull()
   // Control: the same 5-second stall is longer than a 3-second bound.
+  let unstall: NodeJS.Timeout | undefined
   const short = await lostAfter(3_000, 6_000, () => {
     stall(true)
-    setTimeout(() => stall(false), 5_000)
+    unstall = setTimeout(() => stall(false), 5_000)
   })
+  clearTimeout(unstall)
   stall(false)
   expect(short).not.toBeNull()
 }, 30_000)
