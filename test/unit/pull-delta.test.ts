@@ -366,7 +366,8 @@ describe('pull: when the delta listing lists everything instead', () => {
     expect(blocked.signal).toBe('SIGTERM')
     const blockedFind = spawnSync(
       'sh',
-      ['-c', "mkfifo ../.rch-list-changed.$$ 2>/dev/null; find . -maxdepth 0 -fprintf ../.rch-list-changed.$$ '%p'"],
+      // exec: the timeout's signal reaches find itself, which would otherwise stay blocked for ever.
+      ['-c', "mkfifo ../.rch-list-changed.$$ 2>/dev/null; exec find . -maxdepth 0 -fprintf ../.rch-list-changed.$$ '%p'"],
       { cwd: w.vm, timeout: 2_000 }
     )
     expect(blockedFind.signal).toBe('SIGTERM')
