@@ -4,9 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci
 bash scripts/testenv/setup.sh
+# moto is stopped at the end only when this run started it (a kept test environment's stays up).
+moto_was_up=0
+if [ -f .testenv/moto/moto.pid ] && kill -0 "$(cat .testenv/moto/moto.pid)" 2>/dev/null; then moto_was_up=1; fi
 bash scripts/testenv/moto.sh start
+trap 'bash scripts/testenv/vm.sh stop bench; [ "$moto_was_up" = 1 ] || bash scripts/testenv/moto.sh stop' EXIT
 bash scripts/testenv/vm.sh start bench 2280
-trap 'bash scripts/testenv/vm.sh stop bench' EXIT
 npm run build
 mkdir -p bench/tmp
 npx esbuild bench/bench.ts --bundle --platform=node --target=node20 --outfile=bench/tmp/bench.js --log-level=warning --external:cpu-features '--external:*.node'
