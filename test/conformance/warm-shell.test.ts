@@ -59,7 +59,11 @@ d("steps through the job container's shell", () => {
   test('the first step runs by exec, the next ones by the shell, and each sees what an exec gives', async () => {
     const first = await step(warm, PROBE)
     expect({ code: first.code, via: via(first) }).toEqual({ code: 0, via: 'docker exec' })
-    const second = await step(warm, PROBE)
+    // The shell starts after that exec, while the next hook starts: on a loaded machine the step
+    // right after may still find it starting and use an exec (a CI run here saw it once), so up to
+    // three steps may pass before one goes through it. The step after that one must too.
+    let second = await step(warm, PROBE)
+    for (let i = 0; i < 2 && via(second) !== 'the step shell'; i++) second = await step(warm, PROBE)
     const third = await step(warm, PROBE)
     expect({ code: second.code, via: via(second) }).toEqual({ code: 0, via: 'the step shell' })
     expect({ code: third.code, via: via(third) }).toEqual({ code: 0, via: 'the step shell' })
