@@ -386,7 +386,7 @@ export function keepAlive(
   let stopped = false
   let again: NodeJS.Timeout | undefined
   const lose = (why: string): void => {
-    if (lost || stopped) return
+    if (lost) return
     lost = true
     state.lost = why
     log(why)
@@ -397,7 +397,7 @@ export function keepAlive(
   let lapse: NodeJS.Timeout | undefined
   const lapsesIn = (ms: number): void => {
     clearTimeout(lapse)
-    if (keep.ttlMs !== undefined && !stopped)
+    if (keep.ttlMs !== undefined)
       lapse = setTimeout(
         () =>
           lose(
@@ -429,7 +429,7 @@ export function keepAlive(
       state.failing = `renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`
       log(state.failing)
       clearTimeout(again)
-      if (!stopped) again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))
+      again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))
     } finally {
       busy = false
     }
