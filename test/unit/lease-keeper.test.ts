@@ -9,25 +9,36 @@ import type { ExecChannel, Remote } from '../../src/remote/remote'
 const TTL = 120_000
 const EVERY = TTL / 3
 
+/**
+ * One renewal's exec channel, answered when `answer` is called: the lease script's record `word`
+ * (`renewed`, `lost`), or a failed command (null).
+ */
+function renewal(cmd: string): { channel: ExecChannel; answer(word: string | null): void } {
+  const stdout = new PassThrough()
+  let exit!: (s: { code: number; signal: null }) => void
+  const done = new Promise<{ code: number; signal: null }>((r) => (exit = r))
+  const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(cmd)?.[1]
+  return {
+    channel: { stdin: new PassThrough(), stdout, stderr: new PassThrough(), done },
+    answer: (word) => {
+      stdout.end(word === null ? '' : `RCH-BEGIN-${nonce}\0${word}\0RCH-END-${nonce}\0`)
+      exit({ code: word === null ? 1 : 0, signal: null })
+    }
+  }
+}
+
 /** A member whose renewals answer `renewed` at once, except while `stalled` (then nothing comes back). */
 function member(): Remote & { stalled: boolean; renewals: number[] } {
   const m = {
     stalled: false,
     renewals: [] as number[],
     openExec: async (cmd: string): Promise<ExecChannel> => {
-      const stdout = new PassThrough()
-      const stdin = new PassThrough()
-      let exit!: (s: { code: number; signal: null }) => void
-      const done = new Promise<{ code: number; signal: null }>((r) => (exit = r))
+      const r = renewal(cmd)
       if (!m.stalled) {
         m.renewals.push(Date.now())
-        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(cmd)?.[1]
-        setImmediate(() => {
-          stdout.end(`RCH-BEGIN-${nonce}\0renewed\0RCH-END-${nonce}\0`)
-          exit({ code: 0, signal: null })
-        })
+        setImmediate(() => r.answer('renewed'))
       }
-      return { stdin, stdout, stderr: new PassThrough(), done }
+      return r.channel
     },
     openSocket: () => Promise.reject(new Error('no')),
     close: () => undefined
@@ -109,15 +120,9 @@ describe('stopped while a renewal is under way', () => {
       answer: (a: Answer) => settle?.(a),
       openExec: async (cmd: string): Promise<ExecChannel> => {
         m.asked++
-        const stdout = new PassThrough()
-        let exit!: (s: { code: number; signal: null }) => void
-        const done = new Promise<{ code: number; signal: null }>((r) => (exit = r))
-        const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(cmd)?.[1]
-        settle = (a) => {
-          stdout.end(a === 'fails' ? '' : `RCH-BEGIN-${nonce}\0${a}\0RCH-END-${nonce}\0`)
-          exit({ code: a === 'fails' ? 1 : 0, signal: null })
-        }
-        return { stdin: new PassThrough(), stdout, stderr: new PassThrough(), done }
+        const r = renewal(cmd)
+        settle = (a) => r.answer(a === 'fails' ? null : a)
+        return r.channel
       },
       openSocket: () => Promise.reject(new Error('no')),
       close: () => undefined
