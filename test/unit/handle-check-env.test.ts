@@ -10,7 +10,7 @@ import { excess } from '../helpers/handle-check-env'
 const root = resolve(__dirname, '../..')
 
 /** The scratch test files, one per case below. */
-const scratch: Record<string, string> = {
+const scratch = {
   serverLeft: `
 const net = require('net')
 test('listens', async () => {
@@ -52,9 +52,10 @@ test('this', async () => {
 `
 }
 type Case = keyof typeof scratch
+type Run = { code: number | null; out: string }
 
 /** Runs one scratch file through a Jest of its own: a Jest worker another file ran in would count that file's leftovers. */
-function jestOn(body: string): Promise<{ code: number | null; out: string }> {
+function jestOn(body: string): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'rch-handles-'))
   writeFileSync(join(dir, 'scratch.test.js'), body)
   const config = {
@@ -81,13 +82,13 @@ function jestOn(body: string): Promise<{ code: number | null; out: string }> {
   )
 }
 
-let results: Record<Case, { code: number | null; out: string }>
+let results: Record<Case, Run>
 
 // Three at a time: most of each run is the environment's wait for handles to close, not work, and
 // more would crowd the two cores the other test files share.
 beforeAll(async () => {
-  const names = Object.keys(scratch)
-  const runs: Record<string, { code: number | null; out: string }> = {}
+  const names = Object.keys(scratch) as Case[]
+  const runs = {} as Record<Case, Run>
   const lane = async (): Promise<void> => {
     for (let n = names.shift(); n !== undefined; n = names.shift()) runs[n] = await jestOn(scratch[n])
   }
