@@ -9,7 +9,6 @@ import { TransportError } from './errors'
 import { corkTurn, F, frame, FrameReader, isStreamFrame, pausingWriter } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
-import { ownerId } from './labels'
 import { localDirOf } from './paths'
 import { BUILD_ID } from './build-id'
 import { hookPipes } from './remote/direct-output'
@@ -41,11 +40,11 @@ export const agentSocket = (localDir: string, c: { user: string; host: string; p
 /**
  * The agent socket a step command should go to, or null (any other command, no usable state, input
  * that is not even JSON: the hook's full path then handles it and reports what is wrong). The path
- * is derived as the hook derives it, from this runner's owner id, the job id and the host, never
+ * is derived as the hook derives it, from one of this runner's owner ids, the job id and the host, never
  * taken from the state; a state whose facts are not well-formed picks no socket at all.
  */
-export function delegation(raw: string, localRoot: string, runnerName: string): string | null {
-  const job = stepJob(raw, localRoot, runnerName)
+export function delegation(raw: string, localRoot: string, owners: readonly string[]): string | null {
+  const job = stepJob(raw, localRoot, owners)
   return job ? jobSocket(job) : null
 }
 
@@ -61,10 +60,11 @@ export interface StepJob {
 }
 
 /**
- * A step command's job folder and host, derived as the hook derives them (this runner's owner id,
- * a well-formed job id, user, host and port), never taken from the state; null for any other input.
+ * A step command's job folder and host, derived as the hook derives them (one of `owners`, this
+ * runner's owner ids (statedOwners), a well-formed job id, user, host and port), never taken from
+ * the state; null for any other input.
  */
-export function stepJob(raw: string, localRoot: string, runnerName: string): StepJob | null {
+export function stepJob(raw: string, localRoot: string, owners: readonly string[]): StepJob | null {
   let input: {
     command?: unknown
     state?: { jobId?: unknown; owner?: unknown; host?: { user?: unknown; host?: unknown; port?: unknown } } | null
@@ -79,7 +79,7 @@ export function stepJob(raw: string, localRoot: string, runnerName: string): Ste
   if (!s || typeof s !== 'object' || typeof s.host !== 'object' || !s.host) return null
   const { jobId, owner } = s
   const { user, host, port } = s.host
-  if (typeof jobId !== 'string' || !HEX16.test(jobId) || owner !== ownerId(runnerName)) return null
+  if (typeof jobId !== 'string' || !HEX16.test(jobId) || typeof owner !== 'string' || !owners.includes(owner)) return null
   if (typeof user !== 'string' || !isUserName(user) || typeof host !== 'string' || !isHostName(host)) return null
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null
   return { dir: localDirOf(localRoot, owner, jobId), host: { user, host, port } }

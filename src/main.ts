@@ -8,7 +8,7 @@ import { formatError } from './errors'
 import { jobSocket, runViaAgent, stepJob, type StepJob } from './agent-client'
 import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
-import { runnerNameOf, stepEnv } from './runner-env'
+import { stepEnv, stepOwnersOf } from './runner-env'
 import { SYSTEM_PATH } from './tools'
 import type { ExecuteIo, HookPlace } from './execute'
 import type { AgentOptions, RunIo, RunResult } from './remote/agent'
@@ -61,7 +61,7 @@ async function hook(): Promise<number> {
   try {
     raw = await readStdin()
     // A step's job, derived once from the request for its heartbeats and its agent.
-    const job = stepJob(raw, io.place.localRoot, runnerNameOf(process.env))
+    const job = stepJob(raw, io.place.localRoot, stepOwnersOf(process.env))
     beats = stepHeartbeats(raw, job, io.place.localRoot)
     ended = await command(raw, io, job)
   } catch (err) {

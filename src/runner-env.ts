@@ -2,6 +2,7 @@
 import { dirname } from 'node:path'
 import { InputError } from './errors'
 import { isNormalAbsolute } from './input-rules'
+import { statedOwners } from './labels'
 
 /**
  * Every variable the hook reads from its environment to run a step (config file, runner facts,
@@ -47,6 +48,11 @@ export interface RunnerEnv {
 
 /** The runner's name as the hook knows it (the owner id, and so the agent's socket, derive from it). */
 export const runnerNameOf = (env: Record<string, string | undefined>): string => env.RUNNER_NAME || 'runner'
+
+/** The owner ids a step's state may carry here (labels.ts statedOwners); none without RUNNER_TEMP. */
+export function stepOwnersOf(env: Record<string, string | undefined>): string[] {
+  return env.RUNNER_TEMP ? statedOwners(runnerNameOf(env), dirname(env.RUNNER_TEMP)) : []
+}
 
 export function readRunnerEnv(env: Record<string, string | undefined>, cwd: string): RunnerEnv {
   const missing = ['RUNNER_TEMP'].filter((k) => !env[k])

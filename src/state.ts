@@ -17,7 +17,7 @@ import {
   isSafeName,
   isVolumeName
 } from './input-rules'
-import { ownerId } from './labels'
+import { statedOwners } from './labels'
 import { jobFolder } from './docker/job-folder'
 import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
@@ -155,8 +155,7 @@ function mismatches(s: StoredState, f: StateFacts): string[] {
   const workRoot = workRootOf(f.config, s.host)
   if (workRoot !== configured && !(isHomeWorkRoot(configured) && workRoot.endsWith(configured.slice(1))))
     bad('host.workRoot', 'is not remote.workRoot on this machine')
-  const owner = ownerId(f.runnerName)
-  if (s.owner !== owner) bad('owner', "is not this runner's owner id")
+  if (!statedOwners(f.runnerName, f.workDir).includes(s.owner)) bad('owner', "is not this runner's owner id")
   if (s.jobRoot !== jobFolder(workRoot, s.owner, s.jobId)) bad('jobRoot', 'is not the job folder under remote.workRoot')
   if (s.hostWork !== f.workDir) bad('hostWork', "is not the runner's work folder")
   const repo = repoRootOf(f.workDir, f.workspace)

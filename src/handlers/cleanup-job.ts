@@ -101,7 +101,7 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
 
 /** Everything this runner left, found by owner label/tag and local folder name. */
 async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Promise<void> {
-  const owner = ownerId(ctx.runner.runnerName)
+  const owner = ownerId(ctx.runner.runnerName, ctx.runner.workDir)
   const workRoot = ctx.config.remote.workRoot
   const tidied: string[] = []
   let report: OrphanReport

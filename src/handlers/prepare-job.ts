@@ -76,7 +76,7 @@ type Host = Acquired & { docker: RemoteDocker; agent: AgentStart | null }
 
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
-  const owner = ownerId(runner.runnerName)
+  const owner = ownerId(runner.runnerName, runner.workDir)
   const facts = {
     hostWork: runner.workDir,
     workspace: runner.workspace,

@@ -135,7 +135,7 @@ async function runIn(
 async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<HandlerResult> {
   const { runner } = hookCtx
   const jobId = newJobId()
-  const owner = ownerId(runner.runnerName)
+  const owner = ownerId(runner.runnerName, runner.workDir)
   const hostWork = runner.workDir
   const stepPlan = (workRoot: string): { jobRoot: string; plan: StepPlan } => {
     const jobRoot = jobFolder(workRoot, owner, jobId)

@@ -4,7 +4,7 @@
 import { hostname } from 'node:os'
 import type { Ec2Config, Ec2PoolConfig } from '../config'
 import { formatError } from '../errors'
-import { newJobId, ownerId } from '../labels'
+import { nameOwnerId, newJobId } from '../labels'
 import { autoScalingClient, awsErrorName, ec2Client } from '../providers/ec2-api'
 import { launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
 import { membersOf, type Member } from '../providers/pool-plan'
@@ -171,7 +171,8 @@ export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSecon
   // The first launch the hook would try, with its tags (a policy may require them), as a dry run.
   const jobId = newJobId()
   const tags = tagsFor(cfg, {
-    owner: ownerId(runnerName),
+    // Outside a runner there is no `_work`: only the tag's shape matters to a policy.
+    owner: nameOwnerId(runnerName),
     jobId,
     runner: { runnerName, github: {} },
     runnerHost: hostname(),

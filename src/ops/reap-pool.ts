@@ -8,7 +8,7 @@ import { hostname, tmpdir } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Config, Ec2PoolConfig } from '../config'
 import { fleetGate, type JobFacts } from '../fleet/gate'
-import { newJobId, ownerId, runnerHostId } from '../labels'
+import { nameOwnerId, newJobId, runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry } from '../retry'
 import { ask, expectEach, oneWord, record } from '../remote/answer'
@@ -220,7 +220,7 @@ class PoolPass {
             since: 0,
             ttlSeconds: this.cfg.lease.ttlSeconds,
             queue: false,
-            owner: ownerId(`reap@${hostname()}`),
+            owner: nameOwnerId(`reap@${hostname()}`),
             host: runnerHostId(hostname()),
             jobId: newJobId()
           }),

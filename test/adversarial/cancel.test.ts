@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, ownerOf, runnerSplit, scanCmdlines, staticProvider, waitForOutput } from '../helpers/conformance'
+import { errorLines, runnerSplit, scanCmdlines, staticProvider, waitForOutput } from '../helpers/conformance'
 import { settlesWithin, waitUntil } from '../helpers/wait'
 import type { Mode } from './harness'
 import type { ChildProcess } from 'node:child_process'
@@ -38,7 +38,7 @@ async function prepared(image: string, mode: Mode = 'agent'): Promise<FakeRunner
   if (mode === 'agent-gone') {
     // The agent dies; the step's hook process starts a new one.
     const job = (runner.state as { jobId: string }).jobId
-    const agents = scanCmdlines(`${ownerOf(runner.name)}-${job}`).filter((h) => h.cmdline.includes('__agent'))
+    const agents = scanCmdlines(`${runner.owner}-${job}`).filter((h) => h.cmdline.includes('__agent'))
     // Positive control: there was an agent to kill (else this mode would quietly be 'agent').
     expect(agents.length).toBeGreaterThan(0)
     for (const p of agents) process.kill(p.pid, 'SIGKILL')

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun, type RunnerOptions } from '../helpers/fake-runner'
-import { ownerOf, scanCmdlines, staticProvider, testVm } from '../helpers/conformance'
+import { scanCmdlines, staticProvider, testVm } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 
@@ -91,7 +91,7 @@ export class HostileJob {
 
   /** Kills the job's agent processes (by PID), so the next hook command has to start a new one. */
   async killAgents(): Promise<number> {
-    const needle = `${ownerOf(this.runner.name)}-${this.state.jobId}`
+    const needle = `${this.runner.owner}-${this.state.jobId}`
     const pids = scanCmdlines(needle)
       .filter((p) => p.cmdline.includes('__agent'))
       .map((p) => p.pid)

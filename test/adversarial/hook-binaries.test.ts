@@ -12,7 +12,7 @@ import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { TAR_COPY_MAX } from '../../src/job'
 import { loadMoto } from '../helpers/ec2-env'
-import { errorLines, ownerOf, runnerProcesses, staticProvider, testVm } from '../helpers/conformance'
+import { errorLines, runnerProcesses, staticProvider, testVm } from '../helpers/conformance'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 import { waitUntil } from '../helpers/wait'
 import { builtAgentSocket } from '../helpers/build-id'
@@ -169,7 +169,7 @@ test("agent.lowMemory: false: the agent runs with glibc's own allocator settings
 
 /** A job state as prepare_job writes it, with its local folder under `tmp`/rch-<uid>. */
 function fakeState(runner: FakeRunner, tmp: string) {
-  const owner = ownerOf(runner.name)
+  const owner = runner.owner
   const jobId = '0123456789abcdef'
   const uid = process.getuid!()
   const localDir = join(tmp, `rch-${uid}`, `${owner}-${jobId}`)

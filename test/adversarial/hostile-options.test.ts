@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { cmd, dockerLines, errorLines, leftovers, NOTHING, ownerOf, testVm } from '../helpers/conformance'
+import { cmd, dockerLines, errorLines, leftovers, NOTHING, testVm } from '../helpers/conformance'
 
 const LABEL = 'dev.remote-container-hooks'
 const runners: FakeRunner[] = []
@@ -64,7 +64,7 @@ test("options: with the ownership labels of its own: the container keeps its job
   const labels = labelsOf(id)
   expect(labels['rch-test-hostile']).toBe('1') // control: the workflow's options were applied
   expect(await dockerLines(['ps', '-aq', '--no-trunc', '--filter', `name=^${name}$`])).toEqual([id])
-  expect(labels[`${LABEL}.owner`]).toBe(ownerOf(runner.name))
+  expect(labels[`${LABEL}.owner`]).toBe(runner.owner)
   expect(labels[`${LABEL}.runner`]).toBe(runner.name)
   expect(labels[`${LABEL}.job`]).toMatch(/^[0-9a-f]{16}$/)
   expect(labels[`${LABEL}.job`]).not.toBe('0000000000000000')
@@ -96,7 +96,7 @@ test("a container that is not the job's, joined to the job's network: cleanup di
     services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['600'] })]
   })
   expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
-  const [network] = await dockerLines(['network', 'ls', '-q', '--filter', `label=${LABEL}.owner=${ownerOf(runner.name)}`])
+  const [network] = await dockerLines(['network', 'ls', '-q', '--filter', `label=${LABEL}.owner=${runner.owner}`])
   expect(network).toBeTruthy()
   const intruder = startForeign(['--network', network])
   // positive control: with it joined, the engine refuses to remove the network
@@ -123,7 +123,7 @@ test("a container that is not the job's holds the job's volume: cleanup warns na
     services: []
   })
   expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
-  const [volume] = await dockerLines(['volume', 'ls', '-q', '--filter', `label=${LABEL}.owner=${ownerOf(runner.name)}`])
+  const [volume] = await dockerLines(['volume', 'ls', '-q', '--filter', `label=${LABEL}.owner=${runner.owner}`])
   expect(volume).toBeTruthy()
   const holder = startForeign(['-v', `${volume}:/held`])
   const [folder] = await jobFolders(runner)

@@ -15,7 +15,7 @@ import { errors, HostileJob, type Mode } from './harness'
 import { archive, type Member } from './tar-craft'
 import type { HookRun } from '../helpers/fake-runner'
 import { loadVm, repoRoot } from '../helpers/testenv'
-import { ownerOf, staticProvider } from '../helpers/conformance'
+import { staticProvider } from '../helpers/conformance'
 import { running, waitUntil } from '../helpers/wait'
 
 const PORT = 2240
@@ -271,7 +271,7 @@ describe('command output that looks like paths', () => {
     // The SSH user could delete it: a loose parse would.
     execFileSync('chown', ['-R', 'rchvm:', victim])
     // A real leftover of this runner's lost job, which the cleanup must still find and remove.
-    const leftover = `${loadVm('adv').workRoot}/jobs/${ownerOf(job.runner.name)}-${'0a'.repeat(8)}`
+    const leftover = `${loadVm('adv').workRoot}/jobs/${job.runner.owner}-${'0a'.repeat(8)}`
     mkdirSync(`${leftover}/w`, { recursive: true })
     execFileSync('chown', ['-R', 'rchvm:', leftover])
     setMode('noise')

@@ -10,7 +10,7 @@ import { createConnection, createServer, type AddressInfo, type Server, type Soc
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
-import { errorLines, leftovers, NOTHING, ownerOf, staticProvider, testVm, waitForOutput } from '../helpers/conformance'
+import { errorLines, leftovers, NOTHING, staticProvider, testVm, waitForOutput } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 
@@ -146,7 +146,7 @@ function filesOnVmWith(runner: FakeRunner, c: { username: string; password: stri
       }
     }
   }
-  if (existsSync(jobs)) for (const d of readdirSync(jobs)) if (d.startsWith(`${ownerOf(runner.name)}-`)) walk(join(jobs, d))
+  if (existsSync(jobs)) for (const d of readdirSync(jobs)) if (d.startsWith(`${runner.owner}-`)) walk(join(jobs, d))
   return hits
 }
 

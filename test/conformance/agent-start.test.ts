@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, leftovers, NOTHING, ownerOf, runnerProcesses, scanCmdlines, scanWhile, staticProvider } from '../helpers/conformance'
+import { errorLines, leftovers, NOTHING, runnerProcesses, scanCmdlines, scanWhile, staticProvider } from '../helpers/conformance'
 import { settlesWithin, waitUntil } from '../helpers/wait'
 
 const runners: FakeRunner[] = []
@@ -23,7 +23,7 @@ afterAll(async () => {
 
 /** This runner's agent processes (their command line names the job folder, which names the owner). */
 const agentsOf = (runner: FakeRunner): { pid: number; cmdline: string }[] =>
-  scanCmdlines(ownerOf(runner.name)).filter((p) => p.cmdline.includes('__agent'))
+  scanCmdlines(runner.owner).filter((p) => p.cmdline.includes('__agent'))
 
 test('the first step after prepare_job is served by the agent prepare_job started', async () => {
   const runner = newRunner()
@@ -43,7 +43,7 @@ test('a prepare_job that fails while the agent is starting leaves no agent behin
   const runner = newRunner({ images: { pullPolicy: 'never' } })
   const image = `rch-test/absent-${randomBytes(4).toString('hex')}:1`
   const done = runner.call('prepare_job', { container: runner.jobContainer(image), services: [] }, { state: null })
-  const seen = await scanWhile(ownerOf(runner.name), done, 3, 10)
+  const seen = await scanWhile(runner.owner, done, 3, 10)
   const r = await done
   expect({ failed: r.code !== 0, errors: errorLines(r).length }).toEqual({ failed: true, errors: 1 })
   expect(errorLines(r)[0]).toContain(image)

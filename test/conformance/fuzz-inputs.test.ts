@@ -14,7 +14,7 @@ import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, ownerOf, testVm } from '../helpers/conformance'
+import { errorLines, otherOwner, testVm } from '../helpers/conformance'
 import { encryptedTestKey, testKeyPair } from '../helpers/keys'
 import { rng } from '../soak/rng'
 
@@ -110,7 +110,7 @@ function baseConfig(port: number, workRoot: string): Record<string, any> {
 
 /** What prepare_job would have written for this runner against the config host. */
 function goodState(w: World): Record<string, any> {
-  const owner = ownerOf(w.runner.name)
+  const owner = w.runner.owner
   const jobId = hex(16)
   return {
     v: 2,
@@ -314,7 +314,7 @@ function stateCases(command: Cmd): Case[] {
   })
   return [
     s('jobId', 'jobId', (_w, st) => set(st, 'jobId', pick([bad.stateString(), '../../../tmp/x', hex(15), hex(16).toUpperCase() + 'G']))),
-    s('owner', 'owner', (_w, st) => set(st, 'owner', pick([ownerOf('someone-else'), bad.stateString(), '../x']))),
+    s('owner', 'owner', (_w, st) => set(st, 'owner', pick([otherOwner('someone-else'), bad.stateString(), '../x']))),
     s('host.host', 'host.host', (_w, st) =>
       set(st, 'host.host', pick(['127.0.0.2', 'localhost', '-oProxyCommand=touch /tmp/x', bad.stateString()]))
     ),
@@ -338,7 +338,7 @@ function stateCases(command: Cmd): Case[] {
           `${w.workRoot}/jobs/..`,
           `${w.workRoot}/jobs/${st.owner}-${st.jobId}/../../..`,
           '/etc',
-          `${w.workRoot}/jobs/${ownerOf('x')}-${st.jobId}`
+          `${w.workRoot}/jobs/${otherOwner('x')}-${st.jobId}`
         ])
       )
     ),
@@ -624,7 +624,7 @@ async function runCase(c: Case): Promise<Outcome> {
     if (created.length) problems.push(`created under _work: ${created.slice(0, 3).join(', ')}`)
     if (existsSync(workRoot)) problems.push('the remote work root was created')
     const localRoot = join(tmp, `rch-${process.getuid!()}`)
-    const jobDirs = existsSync(localRoot) ? readdirSync(localRoot).filter((n) => n.startsWith(ownerOf(probe.name))) : []
+    const jobDirs = existsSync(localRoot) ? readdirSync(localRoot).filter((n) => n.startsWith(probe.owner)) : []
     if (jobDirs.length) problems.push(`local job folders left: ${jobDirs.join(', ')}`)
     if (readFileSync(outsideTarget, 'utf8') !== 'untouched') problems.push('a file outside was written through the response file')
     if (problems.length) problems.push(`output: ${JSON.stringify(r.out.slice(0, 600))}`)

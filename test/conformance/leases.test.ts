@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, chownS
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, ownerOf, staticProvider, testVm } from '../helpers/conformance'
+import { errorLines, otherOwner, staticProvider, testVm } from '../helpers/conformance'
 
 test("a dead job's lease on another slot is released when the runner's next job leases slot 0; another runner's lease stays", async () => {
   const vm = testVm()
@@ -24,15 +24,15 @@ test("a dead job's lease on another slot is released when the runner's next job 
     }
     chownSync(workRoot, st.uid, st.gid)
     chownSync(leases, st.uid, st.gid)
-    plant(2, ownerOf(runner.name)) // this runner's, from a job that died
-    plant(1, ownerOf('some-other-runner')) // another runner's, busy
+    plant(2, runner.owner) // this runner's, from a job that died
+    plant(1, otherOwner('some-other-runner')) // another runner's, busy
 
     const r = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
     expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
     expect(r.stdout).toMatch(/slot 0\b/)
     expect(r.stdout).toContain("released this runner's stale lease of slot 2")
     expect(readdirSync(leases).sort()).toEqual(['slot-0', 'slot-1'])
-    expect(readFileSync(join(leases, 'slot-1', 'owner'), 'utf8')).toContain(ownerOf('some-other-runner'))
+    expect(readFileSync(join(leases, 'slot-1', 'owner'), 'utf8')).toContain(otherOwner('some-other-runner'))
 
     const c = await runner.cleanup()
     expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })

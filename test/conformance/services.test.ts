@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
-import { errorLines, freePort, leasedSlot, leftovers, NOTHING, ownerOf, runnerProcesses, runnerSplit, testVm } from '../helpers/conformance'
+import { errorLines, freePort, leasedSlot, leftovers, NOTHING, runnerProcesses, runnerSplit, testVm } from '../helpers/conformance'
 import { waitUntil } from '../helpers/wait'
 
 const runners: FakeRunner[] = []
@@ -163,7 +163,7 @@ test('an always-unhealthy service fails prepare_job, names it, prints its logs, 
       return null
     }
   }
-  expect(owner(`slot-${slot}`)).not.toBe(ownerOf(runner.name))
+  expect(owner(`slot-${slot}`)).not.toBe(runner.owner)
   // and no helper process of this job (the per-job agent) lives on
   expect(await runnerProcesses(runner)).toEqual([])
 

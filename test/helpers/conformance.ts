@@ -3,11 +3,11 @@
 // (the VMs are loopback sshds driving this machine's dockerd, so the VM's files and processes are
 // this machine's).
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { FakeRunner, HOOK, type HookRun } from './fake-runner'
+import { FakeRunner, HOOK, runnerOwnerId, type HookRun } from './fake-runner'
 import { loadVm, type TestVm, type VmName } from './testenv'
 import { waitUntil } from './wait'
 
@@ -32,10 +32,8 @@ export function staticProvider(vm: TestVm = testVm(), host: Record<string, unkno
   }
 }
 
-/** The hook's owner id for a runner name (src/labels.ts: sha256(name), 16 hex digits). */
-export function ownerOf(runnerName: string): string {
-  return createHash('sha256').update(runnerName).digest('hex').slice(0, 16)
-}
+/** The owner id of another runner, named `runnerName`, in another runner folder on this host (FakeRunner.owner is a runner's own). */
+export const otherOwner = (runnerName: string, work = '/home/other/_work'): string => runnerOwnerId(runnerName, work)
 
 /** `::error::` lines on the hook's stdout and stderr. */
 export function errorLines(r: Pick<HookRun, 'stdout' | 'stderr'>): string[] {
@@ -91,7 +89,7 @@ export function leasesOf(vm: TestVm, owner: string): string[] {
 /** Everything of this runner on the docker engine and in the VM's work root. */
 export async function leftovers(runner: FakeRunner, vm: TestVm = testVm()): Promise<Leftovers> {
   const f = `label=${LABEL_RUNNER}=${runner.name}`
-  const owner = ownerOf(runner.name)
+  const owner = runner.owner
   const jobs = join(vm.workRoot, 'jobs')
   return {
     containers: await dockerLines(['ps', '-aq', '--filter', f]),

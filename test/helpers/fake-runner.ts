@@ -2,7 +2,7 @@
 // exactly as the runner makes them (one process per command, one JSON line on stdin then EOF, a
 // pre-created empty response file, cwd = the workspace).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import {
   copyFileSync,
   existsSync,
@@ -15,7 +15,7 @@ import {
   writeFileSync,
   chmodSync
 } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadVm, repoRoot, testenvDir, type VmName } from './testenv'
 import { makePipes, spawnPiped } from './pipes'
@@ -47,12 +47,18 @@ export function sharedExternals(): string {
   return dir
 }
 
+/** The hook's owner id for a runner (src/labels.ts, derived here on its own): name, runner host, `_work`. */
+export function runnerOwnerId(name: string, work: string, host = hostname()): string {
+  return createHash('sha256').update(`runner\0${name}\0${host}\0${work}`).digest('hex').slice(0, 16)
+}
+
 export interface RunnerOptions {
   /** The hook bundle to run (default dist/index.js). */
   hook?: string
   vm?: VmName
   name?: string
-  config?: Record<string, unknown>
+  /** The config, or a function of the runner's owner id that makes it (for names derived from it). */
+  config?: Record<string, unknown> | ((owner: string) => Record<string, unknown>)
   /** The folder the runner's root (its _work and config) is made in (default: the temp folder). */
   parent?: string
 }
@@ -65,6 +71,8 @@ export class FakeRunner {
   readonly externals: string
   readonly configFile: string
   readonly name: string
+  /** The hook's owner id for this runner. */
+  readonly owner: string
   readonly trackingId = randomUUID()
   readonly hook: string
   state: Record<string, unknown> | null = null
@@ -76,12 +84,15 @@ export class FakeRunner {
     this.workspace = join(this.work, 'repo', 'repo')
     this.externals = sharedExternals()
     this.name = opts.name ?? `test-runner-${randomUUID().slice(0, 8)}`
+    this.owner = runnerOwnerId(this.name, this.work)
     this.hook = opts.hook ?? HOOK
     for (const d of ['_temp/_github_home', '_temp/_github_workflow', '_temp/_runner_file_commands', '_actions', '_tool', 'repo/repo']) {
       mkdirSync(join(this.work, d), { recursive: true })
     }
     writeFileSync(join(this.temp, '_github_workflow', 'event.json'), JSON.stringify({ action: 'test', number: 1 }))
-    const override = (opts.config ?? {}) as { provider?: unknown; remote?: unknown }
+    const given: Record<string, unknown> & { fleet?: object } =
+      typeof opts.config === 'function' ? opts.config(this.owner) : (opts.config ?? {})
+    const override = given as { provider?: unknown; remote?: unknown }
     const vm = override.provider && override.remote ? null : loadVm(opts.vm ?? ((process.env.RCH_TEST_VM as VmName) || 'a'))
     const config = {
       // A busy host fails a test within 30 s instead of the default 10 minutes.
@@ -102,10 +113,10 @@ export class FakeRunner {
       // Agents of jobs a test abandons end soon instead of after the default 30 minutes.
       // RCH_TEST_AGENT=off runs a suite with agent.enabled: false (test/conformance/*-no-agent.test.ts).
       agent: { idleSeconds: 120, ...(process.env.RCH_TEST_AGENT === 'off' ? { enabled: false } : {}) },
-      ...(opts.config ?? {}),
+      ...given,
       // Reservations go to the test environment's ledger (a test's own fleet.ledger wins), never to
       // the machine's default under $TMPDIR/rch-<uid>, which a real runner of this user shares.
-      fleet: { ledger: { kind: 'local', path: TEST_LEDGER }, ...(opts.config?.fleet ?? {}) }
+      fleet: { ledger: { kind: 'local', path: TEST_LEDGER }, ...(given.fleet ?? {}) }
     }
     this.configFile = join(this.root, 'hooks.json')
     writeFileSync(this.configFile, JSON.stringify(config, null, 2))

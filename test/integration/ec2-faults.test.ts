@@ -25,7 +25,7 @@ import { FakeRunner, TEST_LEDGER, type HookRun } from '../helpers/fake-runner'
 import { LocalLedger } from '../../src/fleet/local-ledger'
 import { FleetSchema } from '../../src/config'
 import { type FaultProxy, type ProxiedRequest, isSpotRequest, startFaultProxy } from '../helpers/fault-proxy'
-import { errorLines, ownerOf } from '../helpers/conformance'
+import { errorLines } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 
 jest.setTimeout(180_000)
@@ -57,7 +57,7 @@ async function rig(label: string, provider: Record<string, unknown> = {}, more: 
     name: `ec2-fault-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     config: { ...ec2RunnerConfig({ endpoint: proxy.endpoint, imageId: ami, name, provider }), ...more }
   })
-  const owner = ownerOf(runner.name)
+  const owner = runner.owner
   const booter = startInstanceBooter(ec2, { owner, name: () => name })
   return {
     runner,

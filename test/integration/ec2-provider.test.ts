@@ -42,7 +42,7 @@ import {
 } from '../helpers/fake-instance'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy'
-import { errorLines, ownerOf } from '../helpers/conformance'
+import { errorLines, otherOwner } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 import { parseUserData } from '../../src/providers/user-data'
@@ -63,7 +63,7 @@ beforeAll(async () => {
 afterAll(() => ec2?.destroy())
 
 const describe1 = (id: string) => describeInstance(ec2, id)
-const instancesOf = (runnerName: string, states?: string[]) => instancesOfOwner(ec2, ownerOf(runnerName), states)
+const instancesOf = (runner: FakeRunner, states?: string[]) => instancesOfOwner(ec2, runner.owner, states)
 const waitState = (id: string, want: string) => waitInstanceState(ec2, id, want)
 
 const mode = (p: string) => fs.statSync(p).mode & 0o777
@@ -99,7 +99,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     proxy = await startFaultProxy()
     runner = newRunner('e2e', name, proxy.endpoint)
     // the address tag appears 2.5 s after sshd is up: the hook must wait for it and say so
-    booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, tagDelayMs: 2500 })
+    booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, tagDelayMs: 2500 })
   })
   afterAll(async () => {
     if (runner?.state) await call(runner, 'cleanup_job', {})
@@ -129,7 +129,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
   })
 
   test('tags at creation on the instance and its volume; IMDSv2 hop limit 1; encrypted root volume; shutdown terminates', async () => {
-    const owner = ownerOf(runner.name)
+    const owner = runner.owner
     // tags come with RunInstances (TagSpecifications for instance and volume), never afterwards
     const runs = proxy.calls('RunInstances')
     expect(runs).toHaveLength(1)
@@ -243,7 +243,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
     expect(r.stdout).toContain(`[remote-hooks] terminated ${id}`)
     expect(proxy.calls('TerminateInstances').map((c) => c.params.get('InstanceId.1'))).toEqual([id])
     await waitState(id, 'terminated')
-    expect(await instancesOf(runner.name, LIVE)).toEqual([])
+    expect(await instancesOf(runner, LIVE)).toEqual([])
     expect(fs.existsSync(localDirOfState(state))).toBe(false)
     // the stand-in sees the termination and stops its sshd
     const inst = booter.instances.get(id)!
@@ -260,7 +260,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
   test('sshd comes up after the address is published: the hook retries SSH until it answers', async () => {
     const name = instanceName('ec2late')
     const runner = newRunner('late', name, loadMoto().endpoint)
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, sshdDelayMs: 3000 })
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, sshdDelayMs: 3000 })
     try {
       const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] })
       expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 })
@@ -268,7 +268,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       const c = await call(runner, 'cleanup_job', {})
       expect(c.code).toBe(0)
       runner.state = null
-      expect(await instancesOf(runner.name, LIVE)).toEqual([])
+      expect(await instancesOf(runner, LIVE)).toEqual([])
     } finally {
       if (runner.state) await call(runner, 'cleanup_job', {})
       await booter.stop()
@@ -279,7 +279,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
   test('sshd answers before cloud-init finished (docker group, work root): the hook waits for the boot setup and reconnects', async () => {
     const name = instanceName('ec2ci')
     const runner = newRunner('cloudinit', name, loadMoto().endpoint)
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, cloudInitDelayMs: 3500 })
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, cloudInitDelayMs: 3500 })
     try {
       const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] })
       expect({ errors: errorLines(r), code: r.code }).toEqual({ errors: [], code: 0 })
@@ -298,10 +298,10 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
   test('an instance that never boots: prepare_job fails at the acquire deadline with one ::error:: and terminates it', async () => {
     const name = instanceName('ec2never')
     const runner = newRunner('never', name, loadMoto().endpoint, { acquireTimeoutSeconds: 18 })
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, neverBoot: true })
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, neverBoot: true })
     try {
       const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] })
-      const [inst] = await instancesOf(runner.name)
+      const [inst] = await instancesOf(runner)
       expect(inst).toBeDefined()
       const id = inst.InstanceId!
       expect(r.code).not.toBe(0)
@@ -334,10 +334,10 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
   test('a host key other than the pinned one is refused at once (no retry until the deadline) and the instance terminated', async () => {
     const name = instanceName('ec2mitm')
     const runner = newRunner('mitm', name, loadMoto().endpoint)
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, wrongHostKey: true })
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, wrongHostKey: true })
     try {
       const r = await prepare(runner, { container: runner.jobContainer(testImages.glibc), services: [] })
-      const [inst] = await instancesOf(runner.name)
+      const [inst] = await instancesOf(runner)
       const id = inst.InstanceId!
       expect(r.code).not.toBe(0)
       const errors = errorLines(r)
@@ -382,11 +382,11 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       ).Instances![0].InstanceId!
     // What a job whose prepare_job was killed and whose cleanup_job never ran leaves: a running
     // instance with this runner's owner tag, launched from this machine.
-    const leftover = await plant(ownerOf(runner.name), os.hostname())
+    const leftover = await plant(runner.owner, os.hostname())
     // These must stay: another runner's, and a same-named runner's on another machine.
-    const other = await plant(ownerOf('another-runner'), os.hostname())
-    const elsewhere = await plant(ownerOf(runner.name), 'another-runner-host')
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, ignore: new Set([leftover, elsewhere]) })
+    const other = await plant(otherOwner('another-runner'), os.hostname())
+    const elsewhere = await plant(runner.owner, 'another-runner-host')
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, ignore: new Set([leftover, elsewhere]) })
     try {
       const p = await prepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] })
       expect({ code: p.code, out: p.code === 0 ? '' : dump(p, booter) }).toEqual({ code: 0, out: '' })
@@ -411,7 +411,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     const name = instanceName('ec2kill')
     const runner = newRunner('kill', name, loadMoto().endpoint)
     // the address comes late: the hook is still waiting when it is killed
-    const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name, tagDelayMs: 8000 })
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, tagDelayMs: 8000 })
     try {
       const run = runner.start(
         'prepare_job',
@@ -419,7 +419,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
         { state: null, env: EC2_HOOK_ENV }
       )
       let live: Instance[] = []
-      await waitUntil(async () => (live = await instancesOf(runner.name, ['pending', 'running'])).length > 0, 30_000, 100)
+      await waitUntil(async () => (live = await instancesOf(runner, ['pending', 'running'])).length > 0, 30_000, 100)
       expect(live).toHaveLength(1)
       run.child.kill('SIGKILL')
       const r = await run.done
@@ -431,7 +431,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
       expect({ errors: errorLines(c), code: c.code }).toEqual({ errors: [], code: 0 })
       expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`)
       expect(c.stdout).toContain(`cleaned up this runner's leftovers: released ${id}`)
-      expect(await instancesOf(runner.name, LIVE)).toEqual([])
+      expect(await instancesOf(runner, LIVE)).toEqual([])
       await waitState(id, 'terminated')
       // The killed prepare_job's local folder (its client key) went too.
       expect(

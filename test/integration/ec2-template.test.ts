@@ -13,7 +13,7 @@ import {
   waitInstanceState
 } from '../helpers/fake-instance'
 import { FakeRunner } from '../helpers/fake-runner'
-import { ownerOf } from '../helpers/conformance'
+import {} from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 
 jest.setTimeout(180_000)
@@ -44,7 +44,7 @@ async function jobWithTemplate(templateData: Record<string, unknown>) {
       provider: { imageId: undefined, instanceTypes: [], launchTemplate: { name: templateName, version: '$Latest' } }
     })
   })
-  const booter = startInstanceBooter(ec2, { owner: ownerOf(runner.name), name: () => name })
+  const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name })
   try {
     const p = await hookPrepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] })
     expect({ code: p.code, out: p.code === 0 ? '' : dumpRun(p, booter) }).toEqual({ code: 0, out: '' })

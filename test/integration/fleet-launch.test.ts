@@ -33,7 +33,7 @@ import { DUMMY_CREDENTIALS, ec2Client, loadMoto, motoImageId, TEST_REGION } from
 import { createLedgerTable } from '../helpers/ledger-table'
 import { EC2_HOOK_ENV, dumpRun, ec2RunnerConfig, instanceName, startInstanceBooter, tagsOf } from '../helpers/fake-instance'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
-import { errorLines, ownerOf } from '../helpers/conformance'
+import { errorLines } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
 
@@ -133,7 +133,7 @@ async function launchThenKill(
   attached?: (instanceId: string) => Promise<boolean>
 ): Promise<Instance> {
   const run = startPrepare(f, env)
-  const owner = ownerOf(f.runner.name)
+  const owner = f.runner.owner
   const end = Date.now() + 60_000
   for (;;) {
     const mine = (await instancesTagged(tag)).find((i) => tagsOf(i)['remote-container-hooks:owner'] === owner)
@@ -183,9 +183,7 @@ test('3 runner hosts × 20 concurrent prepare_job against caps.instances 10 (Dyn
   expect(await instancesTagged(tag)).toHaveLength(10)
   const waiting = runs.filter(({ f }) => !exited.some((e) => e.f === f))
   expect(waiting).toHaveLength(10)
-  expect(new Set(launched.map((i) => tagsOf(i)['remote-container-hooks:owner']))).toEqual(
-    new Set(waiting.map(({ f }) => ownerOf(f.runner.name)))
-  )
+  expect(new Set(launched.map((i) => tagsOf(i)['remote-container-hooks:owner']))).toEqual(new Set(waiting.map(({ f }) => f.runner.owner)))
   // Each instance carries its reservation from creation.
   for (const i of launched) expect(tagsOf(i)[RESERVATION_TAG]).toMatch(/^[0-9a-f-]{36}$/)
   expect(await counter(table, 'counter#instances', 'n')).toBe(10)
@@ -308,7 +306,7 @@ test('a whole job: timings lines, the job record, heartbeats while a step runs, 
   fs.chmodSync(dir, 0o700)
   const fleet = { ledger: { kind: 'local', path: dir }, budget: { perDayUsd: 20, prices: { 'm7i.large': 0.1008 } } }
   const f = fleetRunner('job', tag, fleet, {}, name)
-  const booter = startInstanceBooter(ec2, { owner: ownerOf(f.runner.name), name: () => name })
+  const booter = startInstanceBooter(ec2, { owner: f.runner.owner, name: () => name })
   const l = await openLedger(FleetSchema.parse(fleet), { localRoot: '/nonexistent' })
   try {
     const prep = await f.runner.call('prepare_job', jobArgs(f.runner), { state: null, env: f.env })

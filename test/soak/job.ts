@@ -1,7 +1,6 @@
 // One soak job: a runner (its own name, so nothing of another job is ever pruned on its behalf),
 // its worker, prepare_job, two run_script_step, cleanup_job, and the chaos the plan gives it.
 import { TerminateInstancesCommand } from '@aws-sdk/client-ec2'
-import { ownerOf } from '../helpers/conformance'
 import { EC2_HOOK_ENV, ec2RunnerConfig } from '../helpers/fake-instance'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
@@ -74,14 +73,17 @@ export function newRunner(env: SoakEnv, plan: JobPlan): FakeRunner {
     fleet: env.fleet
   }
   if (plan.kind === 'ec2') {
-    const owner = ownerOf(name)
-    const base = ec2RunnerConfig({
-      endpoint: env.motoEndpoint,
-      imageId: env.ami,
-      name: instanceNameOf(owner),
-      provider: { region: SOAK_REGION, acquireTimeoutSeconds: 180 }
+    // The instance's sshd and work root are named from the owner id, all the booter knows of the job.
+    const config = (owner: string): Record<string, unknown> => ({
+      ...ec2RunnerConfig({
+        endpoint: env.motoEndpoint,
+        imageId: env.ami,
+        name: instanceNameOf(owner),
+        provider: { region: SOAK_REGION, acquireTimeoutSeconds: 180 }
+      }),
+      ...common
     })
-    return new FakeRunner({ name, config: { ...base, ...common } })
+    return new FakeRunner({ name, config })
   }
   const hosts = env.vms.map((vm) => ({
     host: vm.host,
@@ -103,7 +105,7 @@ export function newRunner(env: SoakEnv, plan: JobPlan): FakeRunner {
 
 export async function runJob(env: SoakEnv, plan: JobPlan, clock: PhaseClock): Promise<JobResult> {
   const runner = newRunner(env, plan)
-  const owner = ownerOf(runner.name)
+  const owner = runner.owner
   if (plan.kind === 'ec2') env.owners.add(owner)
   const worker = new JobWorker()
   const started = Date.now()

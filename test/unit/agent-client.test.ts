@@ -1,7 +1,7 @@
 import { agentSocket, delegation } from '../../src/agent-client'
 import { BUILD_ID } from '../../src/build-id'
 import { stopAgents } from '../../src/session'
-import { ownerId } from '../../src/labels'
+import { nameOwnerId, ownerId, statedOwners } from '../../src/labels'
 import { createServer, type Server } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,10 +11,12 @@ import { waitUntil } from '../helpers/wait'
 const host = { user: 'rchvm', host: '127.0.0.1', port: 2231 }
 const ROOT = '/tmp/rch-1000'
 const RUNNER = 'runner-1'
-const owner = ownerId(RUNNER)
+const WORK = '/home/r/runner-1/_work'
+const owner = ownerId(RUNNER, WORK)
+const OWNERS = statedOwners(RUNNER, WORK)
 const jobId = '0123456789abcdef'
 const state = { jobId, owner, localDir: '/somewhere/else', host: { ...host, index: 0, slot: 0 } }
-const pick = (input: unknown): string | null => delegation(JSON.stringify(input), ROOT, RUNNER)
+const pick = (input: unknown): string | null => delegation(JSON.stringify(input), ROOT, OWNERS)
 
 describe('delegation: which hook inputs take the fast path to the job agent', () => {
   test.each(['run_script_step', 'run_container_step'])(
@@ -23,6 +25,12 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
       expect(pick({ command, args: {}, state })).toBe(agentSocket(`${ROOT}/${owner}-${jobId}`, host))
     }
   )
+
+  test("a job started by a build whose owner id was the runner's name alone goes to that job's folder", () => {
+    const legacy = nameOwnerId(RUNNER)
+    expect(legacy).not.toBe(owner)
+    expect(pick({ command: 'run_script_step', state: { ...state, owner: legacy } })).toBe(agentSocket(`${ROOT}/${legacy}-${jobId}`, host))
+  })
 
   test('the localDir a state names is never used', () => {
     expect(pick({ command: 'run_script_step', state })).not.toContain('/somewhere/else')
@@ -39,7 +47,16 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
     ['state without jobId', { command: 'run_script_step', state: { ...state, jobId: undefined } }],
     ['jobId with a path in it', { command: 'run_script_step', state: { ...state, jobId: '../../../tmp/x' } }],
     ['jobId of the wrong length', { command: 'run_script_step', state: { ...state, jobId: '0123' } }],
-    ["another runner's owner id", { command: 'run_script_step', state: { ...state, owner: ownerId('someone-else') } }],
+    ["another runner's owner id", { command: 'run_script_step', state: { ...state, owner: ownerId('someone-else', WORK) } }],
+    [
+      "a same-named runner's, with another _work",
+      { command: 'run_script_step', state: { ...state, owner: ownerId(RUNNER, '/home/r/runner-2/_work') } }
+    ],
+    [
+      "a same-named runner's, on another host",
+      { command: 'run_script_step', state: { ...state, owner: ownerId(RUNNER, WORK, 'other-host') } }
+    ],
+    ['owner not a string', { command: 'run_script_step', state: { ...state, owner: [owner] } }],
     ['owner with a path in it', { command: 'run_script_step', state: { ...state, owner: '../x' } }],
     ['host name with a slash', { command: 'run_script_step', state: { ...state, host: { ...state.host, host: '../../x' } } }],
     [
@@ -54,7 +71,7 @@ describe('delegation: which hook inputs take the fast path to the job agent', ()
   })
 
   test.each(['', 'not json', '[1,2]', 'null', '"run_script_step"'])('input %j: handled (and reported) by the hook itself', (raw) => {
-    expect(delegation(raw, ROOT, RUNNER)).toBeNull()
+    expect(delegation(raw, ROOT, OWNERS)).toBeNull()
   })
 })
 

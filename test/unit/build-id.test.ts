@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { agentSocket } from '../../src/agent-client'
 import { ownerId } from '../../src/labels'
@@ -71,7 +71,8 @@ describe('build id and agent socket name', () => {
     const runner = 'build-id-test'
     const jobId = '0123456789abcdef'
     const host = { user: 'rchvm', host: '127.0.0.1', port: 2231 }
-    const localDir = localDirOf(join(tmp, `rch-${uid}`), ownerId(runner), jobId)
+    const owner = ownerId(runner, dirname(tmp))
+    const localDir = localDirOf(join(tmp, `rch-${uid}`), owner, jobId)
     mkdirSync(localDir, { recursive: true, mode: 0o700 })
     const socket = agentSocket(localDir, host, a.id)
     expect(socket).not.toBe(agentSocket(localDir, host, other.id))
@@ -98,7 +99,7 @@ describe('build id and agent socket name', () => {
         prependPath: [],
         workingDirectory: '/__w/app/app'
       }
-      const input = JSON.stringify({ command: 'run_script_step', responseFile, args, state: { v: 1, jobId, owner: ownerId(runner), host } })
+      const input = JSON.stringify({ command: 'run_script_step', responseFile, args, state: { v: 1, jobId, owner, host } })
       // Not spawnSync: the stand-in agent answers from this process's event loop.
       const run = (bundle: string): Promise<{ status: number | null; stdout: string }> =>
         new Promise((res) => {

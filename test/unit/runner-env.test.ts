@@ -3,7 +3,8 @@
 // absolute folder other than /. Before, such a RUNNER_TEMP got a machine, copied files and started
 // the containers, and only the first step failed (on the state prepare_job itself wrote).
 import { InputError } from '../../src/errors'
-import { readRunnerEnv } from '../../src/runner-env'
+import { readRunnerEnv, stepOwnersOf } from '../../src/runner-env'
+import { statedOwners } from '../../src/labels'
 
 test.each([
   '_work/_temp',
@@ -27,4 +28,11 @@ test.each([
 test("control: the runner's own RUNNER_TEMP (also with a trailing slash) gives its _work", () => {
   expect(readRunnerEnv({ RUNNER_TEMP: '/home/runner/_work/_temp' }, '/w').workDir).toBe('/home/runner/_work')
   expect(readRunnerEnv({ RUNNER_TEMP: '/home/runner/_work/_temp/' }, '/w').workDir).toBe('/home/runner/_work')
+})
+
+test("a step's fast path takes the owner ids of RUNNER_TEMP's parent, as the hook does; none without RUNNER_TEMP", () => {
+  const env = { RUNNER_NAME: 'r1', RUNNER_TEMP: '/home/gh/a/_work/_temp' }
+  expect(stepOwnersOf(env)).toEqual(statedOwners('r1', readRunnerEnv(env, '/').workDir))
+  expect(stepOwnersOf(env)).toEqual(statedOwners('r1', '/home/gh/a/_work'))
+  expect(stepOwnersOf({ RUNNER_NAME: 'r1' })).toEqual([])
 })

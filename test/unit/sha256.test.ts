@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { sha256Hex } from '../../src/sha256'
-import { ownerId } from '../../src/labels'
+import { nameOwnerId } from '../../src/labels'
 
 const ref = (t: string): string => createHash('sha256').update(t).digest('hex')
 
@@ -19,8 +19,8 @@ describe('sha256Hex', () => {
     }
   })
 
-  it('gives the owner ids earlier versions gave (they name folders, labels and state)', () => {
+  it("gives the name-only owner ids earlier versions gave (a running job's state may still carry one)", () => {
     for (const name of ['test-runner-1', 'my runner', 'ünïcode-runner'])
-      expect(ownerId(name)).toBe(createHash('sha256').update(name).digest('hex').slice(0, 16))
+      expect(nameOwnerId(name)).toBe(createHash('sha256').update(name).digest('hex').slice(0, 16))
   })
 })

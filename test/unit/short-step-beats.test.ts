@@ -10,7 +10,7 @@ import { BEAT_STAMP, beatDue } from '../../src/fleet/beat-period'
 import { openLedger } from '../../src/fleet/open-ledger'
 import { FleetSchema } from '../../src/config'
 import { stepJob } from '../../src/agent-client'
-import { ownerId } from '../../src/labels'
+import { ownerId, statedOwners } from '../../src/labels'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { buildBundle } from './_bundle'
 import { spawn } from 'node:child_process'
@@ -21,6 +21,7 @@ afterAll(cleanupTempDirs)
 
 const PERIOD = 60_000
 const RUNNER = 'runner-1'
+const WORK = '/home/r/runner-1/_work'
 const JOB = '0123456789abcdef'
 
 const LOCAL = (root: string) => ({ ledger: { kind: 'local', path: join(root, 'ledger') } })
@@ -66,10 +67,10 @@ async function setUp(): Promise<{ env: Record<string, string>; localRoot: string
   const raw = JSON.stringify({
     command: 'run_script_step',
     responseFile: null,
-    state: { jobId: JOB, owner: ownerId(RUNNER), host: { user: 'ec2-user', host: '10.0.0.5', port: 22, reservation: res.id } },
+    state: { jobId: JOB, owner: ownerId(RUNNER, WORK), host: { user: 'ec2-user', host: '10.0.0.5', port: 22, reservation: res.id } },
     args: {}
   })
-  const job = stepJob(raw, localRoot, RUNNER)
+  const job = stepJob(raw, localRoot, statedOwners(RUNNER, WORK))
   if (!job) throw new Error('no job folder')
   mkdirSync(job.dir, { mode: 0o700 })
   return { env: { REMOTE_HOOKS_CONFIG: config, RUNNER_NAME: RUNNER }, localRoot, raw, id: res.id, jobDir: job.dir }
@@ -99,8 +100,8 @@ async function heartbeatOf(env: Record<string, string>, localRoot: string, id: s
 describe('a job of steps each shorter than the heartbeat period', () => {
   test("the step's job folder is the one the hook derives (this runner's owner, the job id)", async () => {
     const { raw, localRoot, jobDir } = await setUp()
-    expect(jobDir).toBe(join(localRoot, `${ownerId(RUNNER)}-${JOB}`))
-    expect(stepJob(raw.replace(ownerId(RUNNER), '0000000000000000'), localRoot, RUNNER)).toBeNull()
+    expect(jobDir).toBe(join(localRoot, `${ownerId(RUNNER, WORK)}-${JOB}`))
+    expect(stepJob(raw.replace(ownerId(RUNNER, WORK), '0000000000000000'), localRoot, statedOwners(RUNNER, WORK))).toBeNull()
   })
 
   test('no beat yet: the first step beats at once; then none is due until a period has passed', async () => {
@@ -156,14 +157,17 @@ describe('the hook as the runner starts it (the real bundle)', () => {
       dynamo ? { ledger: { kind: 'dynamodb', table: 'rch', region: 'us-east-1', endpoint: dynamo } } : local
     )
     const res = { id }
-    const jobDir = join(localRoot, `${ownerId(RUNNER)}-${JOB}`)
+    // The hook derives the owner from RUNNER_TEMP's parent, as the runner sets it.
+    const owner = ownerId(RUNNER, join(root, '_work'))
+    const jobDir = join(localRoot, `${owner}-${JOB}`)
     mkdirSync(jobDir, { mode: 0o700 })
     const responseFile = join(root, 'response.json')
-    const state = { jobId: JOB, owner: ownerId(RUNNER), host: { user: 'ec2-user', host: '127.0.0.1', port: 9, reservation: res.id } }
+    const state = { jobId: JOB, owner, host: { user: 'ec2-user', host: '127.0.0.1', port: 9, reservation: res.id } }
     const env = {
       PATH: '/usr/bin:/bin',
       TMPDIR: tmp,
       RUNNER_NAME: RUNNER,
+      RUNNER_TEMP: join(root, '_work', '_temp'),
       REMOTE_HOOKS_CONFIG: config,
       AWS_ACCESS_KEY_ID: 'testing',
       AWS_SECRET_ACCESS_KEY: 'testing',

@@ -1,10 +1,11 @@
 import { decodeState, initialState, leaseOf, storedHost, storedState, type StateFacts } from '../../src/state'
 import { InputError } from '../../src/errors'
-import { ownerId } from '../../src/labels'
+import { nameOwnerId, ownerId } from '../../src/labels'
 import type { Config } from '../../src/config'
 
 const RUNNER = 'runner-1'
-const OWNER = ownerId(RUNNER)
+const WORK = '/home/r/_work'
+const OWNER = ownerId(RUNNER, WORK)
 const JOB = '0123456789abcdef'
 const WORK_ROOT = '/srv/rch'
 const LOCAL_ROOT = '/tmp/rch-1000'
@@ -23,7 +24,7 @@ const facts = (config: Config = staticConfig): StateFacts => ({
   config,
   runnerName: RUNNER,
   localRoot: LOCAL_ROOT,
-  workDir: '/home/r/_work',
+  workDir: WORK,
   workspace: '/home/r/_work/repo/repo'
 })
 
@@ -141,6 +142,15 @@ describe('decodeState: what this hook could have written', () => {
     expect(storedState(ec2)).toEqual(goodEc2())
   })
 
+  test("a state of a build whose owner id was the runner's name alone is accepted, with that owner's folders", () => {
+    const legacy = nameOwnerId(RUNNER)
+    const s = decodeState({ ...good(), owner: legacy, jobRoot: `${WORK_ROOT}/jobs/${legacy}-${JOB}` }, facts())!
+    expect(s.owner).toBe(legacy)
+    expect(s.localDir).toBe(`${LOCAL_ROOT}/${legacy}-${JOB}`)
+    // control: its job folder must still be that owner's
+    expect(refusal({ ...good(), owner: legacy })).toContain('state.jobRoot')
+  })
+
   test('null and {} are "no state"', () => {
     expect(decodeState(null, facts())).toBeNull()
     expect(decodeState({}, facts())).toBeNull()
@@ -149,7 +159,10 @@ describe('decodeState: what this hook could have written', () => {
   test.each([
     ['jobId', '../../x', 'state.jobId'],
     ['jobId', 'ABCDEF0123456789', 'state.jobId'],
-    ['owner', ownerId('other-runner'), 'state.owner'],
+    ['owner', ownerId('other-runner', WORK), 'state.owner'],
+    ['owner', ownerId(RUNNER, '/home/r2/_work'), 'state.owner'],
+    ['owner', ownerId(RUNNER, WORK, 'another-host'), 'state.owner'],
+    ['owner', nameOwnerId('other-runner'), 'state.owner'],
     ['owner', '../x', 'state.owner'],
     ['jobRoot', '/', 'state.jobRoot'],
     ['jobRoot', `${WORK_ROOT}/jobs/../../etc`, 'state.jobRoot'],

@@ -15,7 +15,7 @@ import { recordingFleetGate } from '../helpers/fleet-gate'
 
 afterAll(cleanupTempDirs)
 
-const OWNER = ownerId('r')
+const OWNER = ownerId('r', '/home/r/_work')
 const JOB = 'fedcba9876543210'
 
 function env(remote: Remote, signal = new AbortController().signal): ProviderEnv & { logged: string[] } {
