@@ -1,10 +1,11 @@
 // doctor's checks of the AWS side, read-only: permissions by DryRun calls (which AWS answers with
 // DryRunOperation when the call would have been allowed, and runs nothing), and Describe calls for
 // what the config names. Auto Scaling has no dry run: SetDesiredCapacity is never called.
+import { dirname } from 'node:path'
 import { hostname } from 'node:os'
 import type { Ec2Config, Ec2PoolConfig } from '../config'
 import { formatError } from '../errors'
-import { nameOwnerId, newJobId } from '../labels'
+import { nameOwnerId, newJobId, ownerId } from '../labels'
 import { autoScalingClient, awsErrorName, ec2Client } from '../providers/ec2-api'
 import { launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
 import { membersOf, type Member } from '../providers/pool-plan'
@@ -133,7 +134,12 @@ async function credentialsAndClock(
   return ok
 }
 
-export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSeconds: number): Promise<CheckResult[]> {
+export async function ec2Checks(
+  cfg: Ec2Config,
+  runnerName: string,
+  runnerTemp: string | undefined,
+  maxSkewSeconds: number
+): Promise<CheckResult[]> {
   const { out, add } = recorder(cfg.region)
   const { sdk, client } = await ec2Client(cfg)
   if (!(await credentialsAndClock(add, sdk, client, maxSkewSeconds))) return out
@@ -171,8 +177,9 @@ export async function ec2Checks(cfg: Ec2Config, runnerName: string, maxSkewSecon
   // The first launch the hook would try, with its tags (a policy may require them), as a dry run.
   const jobId = newJobId()
   const tags = tagsFor(cfg, {
-    // Outside a runner there is no `_work`: only the tag's shape matters to a policy.
-    owner: nameOwnerId(runnerName),
+    // The runner's own owner id when run as it (RUNNER_TEMP set), for a policy narrowed to owner ids;
+    // else one of the name alone, of the same shape.
+    owner: runnerTemp ? ownerId(runnerName, dirname(runnerTemp)) : nameOwnerId(runnerName),
     jobId,
     runner: { runnerName, github: {} },
     runnerHost: hostname(),

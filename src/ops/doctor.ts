@@ -89,7 +89,7 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
     for (const r of await Promise.all(p.hosts.map((h) => machineChecks(machine(h), mopts)))) checks.push(...r)
   } else if (p.kind === 'ec2') {
     const { ec2Checks } = await import('./doctor-aws')
-    checks.push(...(await ec2Checks(p, io.env.RUNNER_NAME ?? 'doctor', MAX_SKEW_SECONDS)))
+    checks.push(...(await ec2Checks(p, io.env.RUNNER_NAME ?? 'doctor', io.env.RUNNER_TEMP, MAX_SKEW_SECONDS)))
     checks.push({
       check: 'ssh',
       target: 'ec2 instances',

@@ -140,7 +140,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
 
     // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
     // cleanup never ran: found while this job launches, terminated once this job has its machine.
-    // Only instances launched from this machine: a same-named runner elsewhere is not this one.
+    // Only instances launched from this machine: an older build's owner id was the name alone, and a
+    // same-named runner elsewhere is not this one.
     const leftovers = this.liveOf(owner, env.signal).catch((e: unknown) => {
       env.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
       return [] as Live[]
@@ -487,8 +488,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   }
 
   /**
-   * The live (not terminated) instances tagged with an owner id and launched from this runner host:
-   * the owner id is only the runner's name, and a same-named runner elsewhere is not this one.
+   * The live (not terminated) instances tagged with an owner id and launched from this runner host
+   * (the owner id holds the host's name too; the tag also keeps apart older builds' name-only ids).
    */
   private async liveOf(owner: string, signal: AbortSignal): Promise<Live[]> {
     const { sdk, client } = await ec2Client(this.cfg)
@@ -522,8 +523,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
 
   /**
    * Terminates every live instance tagged with this runner's owner id and launched from this runner
-   * host (cleanup without state): nothing to tidy first. The owner id is only the runner's name: a
-   * same-named runner on another host (another organisation in the account) may be running a job.
+   * host (cleanup without state): nothing to tidy first. The host's tag also keeps apart the
+   * name-only owner ids of older builds: a same-named runner on another host may be running a job.
    */
   async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
     const report: OrphanReport = { released: [], unreachable: [] }

@@ -188,9 +188,10 @@ export function leaveScript(workRoot: string, token: string): string {
 
 /**
  * Takes over a lease that `owner` (this runner, whose job was lost) holds from runner host `host`,
- * for a cleanup without state: answers `taken` (now held by `token`) or `not-owner`. The owner id
- * is only the runner's name: a same-named runner on another host may be running a job there. A
- * record of an older hook names no host and goes by the owner alone.
+ * for a cleanup without state: answers `taken` (now held by `token`) or `not-owner`. The host is
+ * checked too: an older build's owner id was the runner's name alone, and a same-named runner on
+ * another host may be running a job there. A record of an even older hook names no host and goes
+ * by the owner alone.
  */
 export function takeOverScript(workRoot: string, owner: string, host: string, token: string, ttlSeconds: number): string {
   return (

@@ -9,6 +9,7 @@ import { runOpCommand } from '../../src/ops/cli'
 import { apiAtLeast, machineChecks, sshFix } from '../../src/ops/doctor-machine'
 import { localChecks } from '../../src/ops/doctor'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { nameOwnerId, ownerId } from '../../src/labels'
 
 type Sent = { name: string; input: Record<string, unknown> }
 const sent: Sent[] = []
@@ -159,7 +160,7 @@ describe('doctor on AWS (fake client)', () => {
       DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks(ec2Cfg, 'runner-1', 30)
+    const r = await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)
     expect(r.map((c) => [c.check, c.status])).toEqual([
       ['aws credentials', 'pass'],
       ['clock', 'pass'],
@@ -183,6 +184,24 @@ describe('doctor on AWS (fake client)', () => {
     expect((run.TagSpecifications as unknown[]).length).toBe(3)
   })
 
+  it("ec2: run as the runner (RUNNER_TEMP set), the dry run carries that runner's owner id, as a policy narrowed to it sees", async () => {
+    answers = {
+      DescribeImages: () => ({ Images: [{}] }),
+      DescribeSubnets: () => ({ Subnets: [{}] }),
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const ownerTag = (): string | undefined => {
+      const specs = sent.find((x) => x.name === 'RunInstances')!.input.TagSpecifications as { Tags: { Key: string; Value: string }[] }[]
+      return specs[0].Tags.find((t) => t.Key === 'remote-container-hooks:owner')?.Value
+    }
+    await ec2Checks(ec2Cfg, 'runner-1', '/home/gh/a/_work/_temp', 30)
+    expect(ownerTag()).toBe(ownerId('runner-1', '/home/gh/a/_work'))
+    sent.length = 0
+    await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)
+    expect(ownerTag()).toBe(nameOwnerId('runner-1'))
+  })
+
   it("ec2: the launch template is read as the hook reads it (its version), and a denied read is the policy's to fix", async () => {
     answers = {
       DescribeLaunchTemplateVersions: () => ({ LaunchTemplateVersions: [{ LaunchTemplateData: {} }] }),
@@ -195,6 +214,7 @@ describe('doctor on AWS (fake client)', () => {
     const r = await ec2Checks(
       { ...ec2Cfg, imageId: undefined, launchTemplate: { id: 'lt-0123456789abcdef0', version: '3' } },
       'runner-1',
+      undefined,
       30
     )
     expect(r.map((c) => [c.check, c.status])).toEqual([
@@ -222,7 +242,7 @@ describe('doctor on AWS (fake client)', () => {
       }
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks(ec2Cfg, 'runner-1', 30)
+    const r = await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)
     const launch = r.find((c) => c.check === 'launch')!
     expect(launch).toMatchObject({ status: 'fail', detail: 'ec2:RunInstances denied (DryRun): UnauthorizedOperation' })
     expect(launch.fix).toMatch(/allow ec2:RunInstances/)
@@ -236,7 +256,7 @@ describe('doctor on AWS (fake client)', () => {
       RunInstances: () => ({ Instances: [{ InstanceId: 'i-0123456789abcdef0' }] })
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const launch = (await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'launch')!
+    const launch = (await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)).find((c) => c.check === 'launch')!
     expect(launch).toMatchObject({ status: 'fail', detail: 'the endpoint ignored DryRun and launched i-0123456789abcdef0' })
     expect(launch.fix).toMatch(/^terminate i-0123456789abcdef0/)
   })
@@ -248,7 +268,7 @@ describe('doctor on AWS (fake client)', () => {
       }
     }
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
-    const r = await ec2Checks(ec2Cfg, 'runner-1', 30)
+    const r = await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)
     expect(r).toHaveLength(1)
     expect(r[0]).toMatchObject({ check: 'aws credentials', status: 'fail' })
     expect(r[0].fix).toMatch(/give this runner host AWS credentials/)
@@ -258,19 +278,19 @@ describe('doctor on AWS (fake client)', () => {
   it("the clock: this host's clock against the Date of AWS's answers; none said without a Date", async () => {
     const { ec2Checks } = await import('../../src/ops/doctor-aws')
     awsDate = () => new Date(Date.now() + 120_000).toUTCString()
-    const behind = (await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'clock')
+    const behind = (await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)).find((c) => c.check === 'clock')
     expect(behind).toMatchObject({
       status: 'fail',
       detail: expect.stringMatching(/^this runner host's clock is 1(19|20|21) s behind AWS's \(more than 30 s\)/)
     })
     expect(behind?.fix).toMatch(/chrony or systemd-timesyncd/)
     awsDate = () => new Date(Date.now() - 10_000).toUTCString()
-    expect((await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'clock')).toMatchObject({
+    expect((await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)).find((c) => c.check === 'clock')).toMatchObject({
       status: 'pass',
       detail: expect.stringMatching(/^this runner host's clock is (9|10|11) s ahead of AWS's \(±1 s\)$/)
     })
     awsDate = () => null
-    expect((await ec2Checks(ec2Cfg, 'runner-1', 30)).find((c) => c.check === 'clock')).toBeUndefined()
+    expect((await ec2Checks(ec2Cfg, 'runner-1', undefined, 30)).find((c) => c.check === 'clock')).toBeUndefined()
   })
 
   it('ec2-pool: the group and its members by Describe calls only (never SetDesiredCapacity)', async () => {
