@@ -266,6 +266,18 @@ class PoolPass {
    */
   private async terminateInGroup(id: string, reserved: boolean): Promise<void> {
     const { sdk, client } = autoScalingClient(this.cfg)
+    // A dead job's member keeps the scale-in protection its lease set: lifted first (see ec2-pool.ts protect).
+    await retry(
+      () =>
+        client.send(
+          new sdk.SetInstanceProtectionCommand({
+            AutoScalingGroupName: this.cfg.autoScalingGroup,
+            InstanceIds: [id],
+            ProtectedFromScaleIn: false
+          })
+        ),
+      { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal: this.ctx.signal, retryable: isRetryableAwsError }
+    ).catch(() => undefined)
     const terminate = (decrement: boolean): Promise<unknown> =>
       retry(
         () =>

@@ -43,6 +43,9 @@ export function autoScalingClient(cfg: AwsApi): { sdk: AsgSdk; client: Asg.AutoS
 
 const THROTTLING = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestThrottled'])
 const SERVER = new Set([
+  // Auto Scaling: another update to the same group is under way (hooks of other jobs, reap).
+  'ResourceContention',
+  'ResourceContentionFault',
   'InternalError',
   'InternalFailure',
   'ServiceUnavailable',

@@ -466,9 +466,42 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       await asCleanup(env.signal, (signal) => this.recycle(c.remote, lease, reason, { ...env, signal }, fresh.reservation))
       return reason
     }
-    if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
+    await Promise.all([
+      this.cfg.reuse.maxJobsPerVm === 1 ? this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env) : null,
+      this.protect(m.id, true, env)
+    ])
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
     return lease
+  }
+
+  /**
+   * Scale-in protection while a job holds the member. The desired capacity is set absolutely (by
+   * hooks on other runner hosts too, each from its own reading): one lowered meanwhile makes the
+   * group end members, the oldest first, and it must end idle ones, never one running a job. A
+   * failure is warned about, not fatal: the job can run, at that risk.
+   */
+  private async protect(id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<void> {
+    const { sdk, client } = autoScalingClient(this.cfg)
+    try {
+      await this.send(env, 'SetInstanceProtection', () =>
+        client.send(
+          new sdk.SetInstanceProtectionCommand({
+            AutoScalingGroupName: this.cfg.autoScalingGroup,
+            InstanceIds: [id],
+            ProtectedFromScaleIn: on
+          })
+        )
+      )
+    } catch (e) {
+      if (env.signal.aborted) throw e
+      env.log.warn(
+        on
+          ? `could not protect ${id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(e as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
+          : `could not lift the scale-in protection of ${id} (autoscaling:SetInstanceProtection): ${(e as Error).message}; the group cannot end it to scale in until a later job gives it back`
+      )
+    } finally {
+      client.destroy()
+    }
   }
 
   /** The member's job count (its tag); a failure is warned about, not fatal. */
@@ -512,6 +545,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     // Ended only while this job still holds it: another job may hold it now (ours lapsed). The tag keeps
     // anyone new away; whoever holds it replaces it at its release.
     if (gave !== 'released') return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
+    // The protection guards against the group's own scale-in; lifted first all the same, so that no
+    // reading of it can keep the group from ending the member it is told to end.
+    await this.protect(l.instanceId, false, env)
     const { sdk, client } = autoScalingClient(this.cfg)
     const terminate = (decrement: boolean): Promise<unknown> =>
       this.send(env, 'TerminateInstanceInAutoScalingGroup', () =>
@@ -800,6 +836,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         await this.recordJobs(lease.instanceId, jobs, env)
       }
       if (why) return await this.recycle(r, lease, why, env, reservation)
+      // Lifted while the lease is still this job's: once given back, another job may take it and protect it.
+      await this.protect(lease.instanceId, false, env)
       if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')
         env.log.warn(`the lease of ${lease.instanceId} was taken over during its release`)
     } finally {

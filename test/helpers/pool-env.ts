@@ -115,8 +115,8 @@ export interface GroupView {
   minSize: number
   maxSize: number
   desiredCapacity: number
-  /** the ASG's instances and their lifecycle states (InService, Standby …) */
-  instances: { id: string; lifecycleState: string }[]
+  /** the ASG's instances, their lifecycle states (InService, Standby …) and scale-in protection */
+  instances: { id: string; lifecycleState: string; protectedFromScaleIn: boolean }[]
 }
 
 /** DescribeAutoScalingGroups for one group; null if it does not exist. */
@@ -125,9 +125,11 @@ export async function describeGroup(name: string, endpoint?: string): Promise<Gr
   const group = xml.match(/<AutoScalingGroups>\s*<member>([\s\S]*)<\/member>\s*<\/AutoScalingGroups>/)?.[1]
   if (!group) return null
   const num = (t: string) => Number(xmlValues(group, t)[0])
-  const instances = [...group.matchAll(/<InstanceId>([^<]*)<\/InstanceId>[\s\S]*?<LifecycleState>([^<]*)<\/LifecycleState>/g)].map((m) => ({
-    id: m[1],
-    lifecycleState: m[2]
+  const list = group.match(/<Instances>([\s\S]*?)<\/Instances>/)?.[1] ?? ''
+  const instances = [...list.matchAll(/<member>([\s\S]*?)<\/member>/g)].map(([, m]) => ({
+    id: xmlValues(m, 'InstanceId')[0],
+    lifecycleState: xmlValues(m, 'LifecycleState')[0],
+    protectedFromScaleIn: xmlValues(m, 'ProtectedFromScaleIn')[0] === 'true'
   }))
   return { minSize: num('MinSize'), maxSize: num('MaxSize'), desiredCapacity: num('DesiredCapacity'), instances }
 }

@@ -13,7 +13,16 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
-import { poolHookConfig, poolKeyPair, startTestPool, userPids, type Pool, type PoolMember, type PoolOptions } from '../helpers/pool-env'
+import {
+  autoscaling,
+  poolHookConfig,
+  poolKeyPair,
+  startTestPool,
+  userPids,
+  type Pool,
+  type PoolMember,
+  type PoolOptions
+} from '../helpers/pool-env'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { errorLines } from '../helpers/conformance'
@@ -418,4 +427,39 @@ test('a group that has no member and may not launch one fails the job at once, s
       /^::error::pool pool-empty-\S+: 0 of 0 busy, 0 starting, desired 0 of max 0: no member can come \(provider\.autoScalingGroup\)$/
     )
   ])
+})
+
+test("members jobs hold are protected from scale-in: a desired capacity lowered under them (another host's stale SetDesiredCapacity) ends idle members only", async () => {
+  const p = await pool('pool-protect', 2)
+  const [r1, r2] = [runnerFor(p), runnerFor(p)]
+  for (const r of [r1, r2]) {
+    const prep = await hookPrepare(r, jobArgs(r))
+    expect({ code: prep.code, out: prep.code === 0 ? '' : dumpRun(prep) }).toEqual({ code: 0, out: '' })
+  }
+  const [a, b] = [memberOf(r1), memberOf(r2)]
+  expect(a).not.toBe(b)
+  const group = async (): Promise<Record<string, boolean>> =>
+    Object.fromEntries((await p.describe())!.instances.map((i) => [i.id, i.protectedFromScaleIn]))
+  const lower = (): Promise<string> =>
+    autoscaling('SetDesiredCapacity', { AutoScalingGroupName: p.name, DesiredCapacity: 0, HonorCooldown: false }, p.endpoint)
+  expect(await group()).toEqual({ [a]: true, [b]: true })
+
+  // Both busy: the group may end neither.
+  await lower()
+  expect(await group()).toEqual({ [a]: true, [b]: true })
+  expect((await step(r1, 'echo still-on-a')).stdout).toContain('still-on-a')
+
+  // r1's job ends: its member goes back to the pool unprotected (r2's stays protected).
+  const c1 = await cleanup(r1)
+  expect({ code: c1.code, errors: errorLines(c1) }).toEqual({ code: 0, errors: [] })
+  expect(await group()).toEqual({ [a]: false, [b]: true })
+
+  // Control: the same lowering now ends a member, the idle one only.
+  await lower()
+  expect(await group()).toEqual({ [b]: true })
+  const s = await step(r2, 'echo still-on-b')
+  expect({ code: s.code, seen: s.stdout.includes('still-on-b') }).toEqual({ code: 0, seen: true })
+  const c2 = await cleanup(r2)
+  expect({ code: c2.code, errors: errorLines(c2) }).toEqual({ code: 0, errors: [] })
+  expect(await group()).toEqual({ [b]: false })
 })

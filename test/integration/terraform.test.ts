@@ -734,6 +734,7 @@ describe('IAM policies', () => {
         'autoscaling:DescribeAutoScalingInstances',
         'autoscaling:ExitStandby',
         'autoscaling:SetDesiredCapacity',
+        'autoscaling:SetInstanceProtection',
         'autoscaling:TerminateInstanceInAutoScalingGroup',
         'ec2:CreateTags',
         'ec2:DeleteTags',

@@ -404,7 +404,8 @@ describe('a member replaced on grant while the job is being cancelled', () => {
     await expect(h.acquire()).rejects.toThrow('SIGINT')
     // positive control: the member was given back as retired (nobody leases it again)
     expect(commands.filter((c) => c.includes('note release'))).toEqual([expect.stringContaining('retired')])
-    expect(sent).toEqual(['CreateTags', 'TerminateInstanceInAutoScalingGroup'])
+    // the protection is lifted before the terminate, as cleanup (not cut short by the cancel)
+    expect(sent).toEqual(['CreateTags', 'SetInstanceProtection', 'TerminateInstanceInAutoScalingGroup'])
   })
 })
 

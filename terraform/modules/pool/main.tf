@@ -218,8 +218,8 @@ resource "aws_autoscaling_group" "pool" {
   health_check_type         = "EC2"
   health_check_grace_period = var.instance_warmup_seconds
   default_instance_warmup   = var.instance_warmup_seconds
-  # The hook takes members out of service itself (recycle tag, then terminate); scale-in
-  # protection would only keep the group from replacing them.
+  # New members start unprotected: the hook protects a member from scale-in while a job holds it
+  # (SetInstanceProtection), so a lowered desired capacity ends idle members only.
   protect_from_scale_in = false
   termination_policies  = ["OldestInstance", "Default"]
   # The hook ends a member with the desired capacity lowered (TerminateInstanceInAutoScalingGroup),

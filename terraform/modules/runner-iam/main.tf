@@ -158,9 +158,15 @@ locals {
         Resource = "*"
       },
       {
-        Sid      = "ScaleOutRecycleAndResume"
-        Effect   = "Allow"
-        Action   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup", "autoscaling:ExitStandby"]
+        # SetInstanceProtection: a member is protected from scale-in while a job holds it.
+        Sid    = "ScaleOutRecycleAndResume"
+        Effect = "Allow"
+        Action = [
+          "autoscaling:SetDesiredCapacity",
+          "autoscaling:TerminateInstanceInAutoScalingGroup",
+          "autoscaling:ExitStandby",
+          "autoscaling:SetInstanceProtection",
+        ]
         Resource = var.autoscaling_group_arns
       },
       {

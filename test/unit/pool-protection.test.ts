@@ -1,0 +1,90 @@
+// Scale-in protection of a member a job holds (ec2-pool.ts protect): a failed call is warned about,
+// naming the permission, and the job goes on; after a cancel the error goes up. The call's effect
+// on a real group (moto) is in test/integration/pool.test.ts.
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Ec2PoolProvider } from '../../src/providers/ec2-pool'
+import type { ProviderEnv } from '../../src/providers/provider'
+import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
+
+process.env.AWS_ACCESS_KEY_ID = 'testing'
+process.env.AWS_SECRET_ACCESS_KEY = 'testing'
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+
+let server: Server
+let endpoint: string
+const bodies: string[] = []
+let status = 200
+beforeAll(async () => {
+  // A stand-in for the Auto Scaling Query API on loopback: records each request's body.
+  server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      bodies.push(body)
+      res.writeHead(status, { 'content-type': 'text/xml' })
+      res.end(
+        status === 200
+          ? '<SetInstanceProtectionResponse><SetInstanceProtectionResult/><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></SetInstanceProtectionResponse>'
+          : '<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform: autoscaling:SetInstanceProtection</Message></Error><RequestId>1</RequestId></ErrorResponse>'
+      )
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+})
+afterAll(() => new Promise<void>((r) => server.close(() => r())))
+beforeEach(() => {
+  bodies.length = 0
+  status = 200
+})
+
+function provider(): { protect: (id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>) => Promise<void> } {
+  const cfg = ConfigSchema.parse({
+    provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', endpoint },
+    remote: { workRoot: '~/rch' }
+  }).provider as Ec2PoolConfig
+  return new Ec2PoolProvider(cfg, '~/rch') as unknown as ReturnType<typeof provider>
+}
+const envOf = (signal = new AbortController().signal) => {
+  const warned: string[] = []
+  return { warned, env: { signal, log: { progress: () => undefined, debug: () => undefined, warn: (m: string) => void warned.push(m) } } }
+}
+
+test('protection set and lifted as asked, on the member, in its group: nothing warned', async () => {
+  const { warned, env } = envOf()
+  await provider().protect('i-0123456789abcdef0', true, env)
+  await provider().protect('i-0123456789abcdef0', false, env)
+  const asked = bodies.map((b) => Object.fromEntries(new URLSearchParams(b)))
+  expect(asked).toEqual([
+    expect.objectContaining({
+      Action: 'SetInstanceProtection',
+      AutoScalingGroupName: 'rch-pool',
+      'InstanceIds.member.1': 'i-0123456789abcdef0',
+      ProtectedFromScaleIn: 'true'
+    }),
+    expect.objectContaining({ Action: 'SetInstanceProtection', ProtectedFromScaleIn: 'false' })
+  ])
+  expect(warned).toEqual([])
+})
+
+test('a refused call is warned about, naming the permission and the risk, and the job goes on', async () => {
+  status = 403
+  const { warned, env } = envOf()
+  await expect(provider().protect('i-0123456789abcdef0', true, env)).resolves.toBeUndefined()
+  expect(warned).toEqual([
+    expect.stringMatching(
+      /^could not protect i-0123456789abcdef0 from scale-in while this job holds it \(autoscaling:SetInstanceProtection\): .*not authorized.*; a lowered desired capacity of pool rch-pool may end it during the job$/
+    )
+  ])
+  await provider().protect('i-0123456789abcdef0', false, env)
+  expect(warned[1]).toMatch(/^could not lift the scale-in protection of i-0123456789abcdef0 \(autoscaling:SetInstanceProtection\)/)
+})
+
+test('after a cancel the call is not waited through: the error goes up', async () => {
+  const ac = new AbortController()
+  ac.abort('SIGINT')
+  const { warned, env } = envOf(ac.signal)
+  await expect(provider().protect('i-0123456789abcdef0', true, env)).rejects.toBeDefined()
+  expect(warned).toEqual([])
+})
