@@ -516,6 +516,15 @@ describe('variable validations and preconditions', () => {
     )
     expect((await validate(path.join(TF, 'modules/ledger'), { 'var.name': 'x' })).map((f) => f.check)).toEqual(['var.name'])
     expect(
+      (
+        await validate(path.join(TF, 'modules/pool'), {
+          ...POOL_MODULE_TABLE,
+          'var.ingress_cidr_blocks': ['10.0.0.0/16'],
+          'var.instance_refresh_protected_members': 'Kill'
+        })
+      ).map((f) => f.message)
+    ).toEqual(['instance_refresh_protected_members must be Wait, Refresh or Ignore.'])
+    expect(
       (await validate(path.join(TF, 'modules/runner-iam'), { ...RUNNER_IAM_TABLE, 'var.ledger_table_arns': ['rch-fleet'] })).map(
         (f) => f.message
       )

@@ -241,7 +241,7 @@ resource "aws_autoscaling_group" "pool" {
       min_healthy_percentage       = var.instance_refresh_min_healthy_percentage
       skip_matching                = true
       standby_instances            = "Terminate"
-      scale_in_protected_instances = "Refresh"
+      scale_in_protected_instances = var.instance_refresh_protected_members
     }
   }
 

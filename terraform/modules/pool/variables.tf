@@ -169,8 +169,18 @@ variable "warm_pool_max_group_prepared_capacity" {
 
 variable "instance_refresh_min_healthy_percentage" {
   type        = number
-  description = "Instance refresh (on every launch template change): percentage of the group kept in service while members are replaced. A refresh replaces busy members too: apply changes when the pool is idle."
+  description = "Instance refresh (on every launch template change): percentage of the group kept in service while members are replaced. For members a job holds, see instance_refresh_protected_members."
   default     = 50
+}
+
+variable "instance_refresh_protected_members" {
+  type        = string
+  description = "What an instance refresh does with members a job holds (the hook protects them from scale-in while it does): Wait replaces each once its job gives it back, and fails the refresh if one is still held after an hour; Refresh replaces them at once, failing their jobs; Ignore leaves them on the old launch template until the hook recycles them (reuse limits)."
+  default     = "Wait"
+  validation {
+    condition     = contains(["Wait", "Refresh", "Ignore"], var.instance_refresh_protected_members)
+    error_message = "instance_refresh_protected_members must be Wait, Refresh or Ignore."
+  }
 }
 
 variable "instance_warmup_seconds" {
