@@ -277,6 +277,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         // Granted, then not made ready (a cancel, an EC2 call that failed): given back, to be
         // scrubbed by whoever takes it next, rather than held by nobody until its lease lapses.
         const granted = { instanceId: m.id, token: me.token } as PoolLease
+        // Its protection may have gone through (usable() waits for the call): lifted while still ours.
+        await asCleanup(env.signal, (signal) => this.lift(m.id, { ...env, signal }))
         await this.give(c.remote, granted, { as: 'dirty' }).catch((g: unknown) =>
           env.log.warn(`could not give ${m.id} back (its lease lapses after ${cfg.lease.ttlSeconds} s): ${(g as Error).message}`)
         )
@@ -439,6 +441,26 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       region: this.cfg.region,
       connect: { ...c.connect, knownHostsFile: `${job.localDir}/known_hosts` }
     }
+    // Asked at once, beside the checks below; settled before anything is decided (a throw included),
+    // so that no lift can overtake it.
+    const protecting = this.protect(m.id, true, env)
+    try {
+      return await this.fitFor(c, a, lease, protecting, env)
+    } catch (e) {
+      await protecting
+      throw e
+    }
+  }
+
+  /** The rest of usable(): the lease, or why the member is replaced instead. */
+  private async fitFor(
+    c: Conn,
+    a: Extract<AcquireAnswer, { granted: true }>,
+    lease: PoolLease,
+    protecting: Promise<unknown>,
+    env: ProviderEnv
+  ): Promise<PoolLease | string> {
+    const m = c.member
     // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
     const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
     // A lease that lapsed: its job's runner died before the release that counts a job, so that job
@@ -459,6 +481,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         (e: unknown) => `its scrub failed: ${(e as Error).message}`
       )
     }
+    const refused = await protecting
+    // Only a member in service can be protected. One the group is already ending (a desired capacity
+    // lowered under it, unprotected since its last job's release) answers so: not used.
+    if (!why && refused && awsErrorName(refused) === 'ValidationError')
+      why = `leaving its group (scale-in protection refused: ${(refused as Error).message})`
+    else if (!why && refused && !env.signal.aborted)
+      env.log.warn(
+        `could not protect ${m.id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(refused as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
+      )
     if (why) {
       // Once it is given back as retired nobody leases it again: a cancel must not stop its
       // replacement half-way, or it would run, unused, until reap finds it too old.
@@ -466,10 +497,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       await asCleanup(env.signal, (signal) => this.recycle(c.remote, lease, reason, { ...env, signal }, fresh.reservation))
       return reason
     }
-    await Promise.all([
-      this.cfg.reuse.maxJobsPerVm === 1 ? this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env) : null,
-      this.protect(m.id, true, env)
-    ])
+    if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
     return lease
   }
@@ -477,10 +505,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   /**
    * Scale-in protection while a job holds the member. The desired capacity is set absolutely (by
    * hooks on other runner hosts too, each from its own reading): one lowered meanwhile makes the
-   * group end members, the oldest first, and it must end idle ones, never one running a job. A
-   * failure is warned about, not fatal: the job can run, at that risk.
+   * group end members, the oldest first, and it must end idle ones, never one running a job.
+   * Resolves to the call's error (null when it went through); never rejects: each caller words
+   * what a failure means for it.
    */
-  private async protect(id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<void> {
+  private async protect(id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<unknown> {
     const { sdk, client } = autoScalingClient(this.cfg)
     try {
       await this.send(env, 'SetInstanceProtection', () =>
@@ -492,16 +521,21 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           })
         )
       )
+      return null
     } catch (e) {
-      if (env.signal.aborted) throw e
-      env.log.warn(
-        on
-          ? `could not protect ${id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(e as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
-          : `could not lift the scale-in protection of ${id} (autoscaling:SetInstanceProtection): ${(e as Error).message}; the group cannot end it to scale in until a later job gives it back`
-      )
+      return e
     } finally {
       client.destroy()
     }
+  }
+
+  /** The protection lifted while this job's lease still stands (so it is never the next job's); a failure warned about. */
+  private async lift(id: string, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<void> {
+    const e = await this.protect(id, false, env)
+    if (e)
+      env.log.warn(
+        `could not lift the scale-in protection of ${id} (autoscaling:SetInstanceProtection): ${(e as Error).message}; the group cannot end it to scale in until a later job gives it back`
+      )
   }
 
   /** The member's job count (its tag); a failure is warned about, not fatal. */
@@ -545,9 +579,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     // Ended only while this job still holds it: another job may hold it now (ours lapsed). The tag keeps
     // anyone new away; whoever holds it replaces it at its release.
     if (gave !== 'released') return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
-    // The protection guards against the group's own scale-in; lifted first all the same, so that no
-    // reading of it can keep the group from ending the member it is told to end.
-    await this.protect(l.instanceId, false, env)
+    // Protection guards against the group's own scale-in, not this terminate; lifted first all the
+    // same (a failure only noted), so that no reading of AWS's rules keeps the member running.
+    const kept = await this.protect(l.instanceId, false, env)
+    if (kept) env.log.debug(`${l.instanceId}: scale-in protection not lifted before its terminate: ${(kept as Error).message}`)
     const { sdk, client } = autoScalingClient(this.cfg)
     const terminate = (decrement: boolean): Promise<unknown> =>
       this.send(env, 'TerminateInstanceInAutoScalingGroup', () =>
@@ -824,20 +859,24 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         env.log.warn(`the lease of ${lease.instanceId} was no longer this job's at release: marked for replacement`)
         return await mark('lease lost at release')
       }
-      let why = await this.renewing(r, lease, env, () => this.scrub(r, lease.instanceId, env)).then(
-        () => null,
-        (e: unknown) => `its scrub failed: ${(e as Error).message}`
-      )
-      const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
-      const reservation = m?.reservation ?? null
-      if (m) {
-        const jobs = m.jobs + 1
-        why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, Date.now(), jobs)
-        await this.recordJobs(lease.instanceId, jobs, env)
-      }
+      // Renewed throughout (AWS calls may each be retried for a minute): the protection is lifted
+      // while the lease is still this job's, since once it lapses another job may take the member
+      // and protect it.
+      const { why, reservation } = await this.renewing(r, lease, env, async () => {
+        let why = await this.scrub(r, lease.instanceId, env).then(
+          () => null,
+          (e: unknown) => `its scrub failed: ${(e as Error).message}`
+        )
+        const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
+        if (m) {
+          const jobs = m.jobs + 1
+          why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, Date.now(), jobs)
+          await this.recordJobs(lease.instanceId, jobs, env)
+        }
+        if (!why) await this.lift(lease.instanceId, env)
+        return { why, reservation: m?.reservation ?? null }
+      })
       if (why) return await this.recycle(r, lease, why, env, reservation)
-      // Lifted while the lease is still this job's: once given back, another job may take it and protect it.
-      await this.protect(lease.instanceId, false, env)
       if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')
         env.log.warn(`the lease of ${lease.instanceId} was taken over during its release`)
     } finally {

@@ -8,6 +8,7 @@ import type { ProviderEnv } from '../../src/providers/provider'
 import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
 import { HookError, TransportError } from '../../src/errors'
 import { PassThrough } from 'node:stream'
+import { writeFileSync } from 'node:fs'
 import { recordingFleetGate } from '../helpers/fleet-gate'
 import { join } from 'node:path'
 import { createLog } from '../../src/log'
@@ -65,7 +66,7 @@ function answering(records: string[] | ((command: string) => string[]), seen?: s
 }
 
 /** The provider with EC2 stood in for: one ready member, no scale-out; `connect` fails as given. */
-function harness(fail: () => Error) {
+function harness(fail: () => Error, localDir = '/nonexistent') {
   const p = new Ec2PoolProvider(cfg, '~/rch')
   const fake = p as unknown as {
     members(env: unknown, ids?: string[]): Promise<Member[]>
@@ -75,6 +76,13 @@ function harness(fail: () => Error) {
   fake.members = async () => [ready]
   fake.grow = async () => ({ cap: null })
   fake.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' })
+  // Scale-in protection calls, recorded (`on` per call) and answered with `protectAnswer`.
+  const protects: boolean[] = []
+  let protectAnswer: unknown = null
+  ;(p as unknown as { protect(id: string, on: boolean): Promise<unknown> }).protect = async (_id, on) => {
+    protects.push(on)
+    return protectAnswer
+  }
   const warned: string[] = []
   let connects = 0
   const env = {
@@ -88,8 +96,16 @@ function harness(fail: () => Error) {
     },
     discard: async () => undefined
   } as unknown as ProviderEnv
-  const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
-  return { acquire: () => p.acquire(job, env), warned, connects: () => connects, env, provider: p }
+  const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir }
+  return {
+    acquire: () => p.acquire(job, env),
+    warned,
+    connects: () => connects,
+    env,
+    provider: p,
+    protects,
+    answerProtect: (a: unknown) => void (protectAnswer = a)
+  }
 }
 
 test('the agent could not be started: the job fails at once with that reason, no member is blamed', async () => {
@@ -351,6 +367,11 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
     }
     fake.grow = async () => ({ cap: null })
     fake.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' })
+    const protects: boolean[] = []
+    ;(p as unknown as { protect(id: string, on: boolean): Promise<unknown> }).protect = async (_id, on) => {
+      protects.push(on)
+      return null
+    }
     const commands: string[] = []
     const answer = (command: string): string[] =>
       command.includes('note grant')
@@ -368,12 +389,14 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
       discard: async () => undefined
     } as unknown as ProviderEnv
     const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
-    return { acquire: () => p.acquire(job, env), commands }
+    return { acquire: () => p.acquire(job, env), commands, protects }
   }
 
   test('the lease is given back (to be scrubbed first), not left held by nobody until it lapses', async () => {
     const h = granted(new Error('DescribeInstances: AccessDenied'))
     await expect(h.acquire()).rejects.toThrow('AccessDenied')
+    // its scale-in protection, asked for at the grant, is lifted before the give-back
+    expect(h.protects).toEqual([true, false])
     // positive control: the member really was granted to this job
     expect(h.commands.filter((c) => c.includes('note grant'))).toHaveLength(1)
     const releases = h.commands.filter((c) => c.includes('note release'))
@@ -388,6 +411,8 @@ describe('a member replaced on grant while the job is being cancelled', () => {
     const cancel = new AbortController()
     ;(h.env as { signal: AbortSignal }).signal = cancel.signal
     const sent: string[] = []
+    // The protection calls go through send() here, as in the provider.
+    ;(h.provider as unknown as { protect: unknown }).protect = (Ec2PoolProvider.prototype as unknown as { protect: unknown }).protect
     ;(h.provider as unknown as { send(env: ProviderEnv, what: string): Promise<unknown> }).send = async (env, what) => {
       sent.push(`${what}${env.signal.aborted ? ' (signal fired)' : ''}`)
       // As retry() does: a call whose signal has fired is not sent.
@@ -404,8 +429,14 @@ describe('a member replaced on grant while the job is being cancelled', () => {
     await expect(h.acquire()).rejects.toThrow('SIGINT')
     // positive control: the member was given back as retired (nobody leases it again)
     expect(commands.filter((c) => c.includes('note release'))).toEqual([expect.stringContaining('retired')])
-    // the protection is lifted before the terminate, as cleanup (not cut short by the cancel)
-    expect(sent).toEqual(['CreateTags', 'SetInstanceProtection', 'TerminateInstanceInAutoScalingGroup'])
+    // the protection asked for at the grant is cut short by the cancel; lifted before the terminate
+    // all the same, as cleanup
+    expect(sent).toEqual([
+      'SetInstanceProtection (signal fired)',
+      'CreateTags',
+      'SetInstanceProtection',
+      'TerminateInstanceInAutoScalingGroup'
+    ])
   })
 })
 
@@ -424,4 +455,53 @@ test('a cancel during a pass over the pool: no further member is asked (one gran
       : (answering(['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']) as never)
   await expect(h.acquire()).rejects.toThrow('cancelled by SIGINT')
   expect(connects).toBe(1)
+})
+
+describe("a granted member's scale-in protection", () => {
+  /** One healthy member granted; its known_hosts file where the lease expects it. */
+  function healthy() {
+    const dir = tempDir()
+    const kh = join(dir, 'pinned')
+    writeFileSync(kh, '')
+    const h = harness(() => new Error('unused'), dir)
+    const p = h.provider as unknown as { connectInfo(): unknown; recycle(...a: unknown[]): Promise<void>; members(): Promise<Member[]> }
+    p.members = async () => [{ ...ready, launchedAt: new Date() }]
+    p.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: kh })
+    const recycled: string[] = []
+    p.recycle = async (...a: unknown[]) => void recycled.push(String(a[2]))
+    h.env.connect = async () => answering(['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']) as never
+    return { ...h, recycled }
+  }
+
+  test('granted: the member is protected and leased', async () => {
+    const h = healthy()
+    const got = await h.acquire()
+    expect(got.lease.instanceId).toBe('i-a')
+    expect(h.protects).toEqual([true])
+    expect(h.warned).toEqual([])
+  })
+
+  test('refused as not in service (the group is ending it): the member is not used', async () => {
+    const h = healthy()
+    h.answerProtect(
+      Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
+    )
+    await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
+    expect(h.recycled[0]).toBe(
+      'leaving its group (scale-in protection refused: The instance i-a is not in InService or EnteringStandby or Standby.)'
+    )
+  })
+
+  test('refused for another reason (the IAM policy lacks it): warned, naming the permission, and the member is leased', async () => {
+    const h = healthy()
+    h.answerProtect(Object.assign(new Error('not authorized to perform: autoscaling:SetInstanceProtection'), { name: 'AccessDenied' }))
+    const got = await h.acquire()
+    expect(got.lease.instanceId).toBe('i-a')
+    expect(h.recycled).toEqual([])
+    expect(h.warned).toEqual([
+      expect.stringMatching(
+        /^could not protect i-a from scale-in while this job holds it \(autoscaling:SetInstanceProtection\): not authorized/
+      )
+    ])
+  })
 })

@@ -75,7 +75,7 @@ variable "autoscaling_group_names" {
 
 variable "autoscaling_group_arns" {
   type        = list(string)
-  description = "kind: ec2-pool: ARNs of the same Auto Scaling groups (the pool module's autoscaling_group_arn): they may be scaled out, and members recycled and taken out of Standby."
+  description = "kind: ec2-pool: ARNs of the same Auto Scaling groups (the pool module's autoscaling_group_arn): they may be scaled out, and members recycled, taken out of Standby and protected from scale-in while a job holds them."
   default     = []
 }
 
