@@ -4,12 +4,52 @@
 // A handle left behind keeps the worker alive after the run, and Jest then force-exits it with
 // "A worker process has failed to exit gracefully"; here the file that left it fails instead,
 // naming what it left.
+// It also keeps every connection a test file makes from its Jest worker on loopback (or a Unix
+// socket): one to any other address is refused before it is made, and fails the file, naming it.
+// An AWS client without a loopback endpoint, say, would otherwise reach for AWS or for the
+// instance metadata address.
 import { TestEnvironment } from 'jest-environment-node'
+import { Socket } from 'node:net'
 import type { EnvironmentContext, JestEnvironmentConfig } from '@jest/environment'
 import { promisify } from 'node:util'
 import { waitUntil } from './wait'
 
 type Tally = Record<string, number>
+
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|::ffff:127(\.\d{1,3}){3})$/i
+/** Every refused connection in this worker: `host:port`. */
+export const refusedConnections: string[] = []
+
+/** Where a Socket#connect call would go: a Unix socket path, or host and port (node's defaults). */
+export function connectTarget(args: unknown[]): { path: string } | { host: string; port: unknown } {
+  // net.connect() hands over its arguments already normalised, as [options, callback].
+  const first = Array.isArray(args[0]) ? (args[0] as unknown[])[0] : args[0]
+  if (typeof first === 'string' && !/^\d+$/.test(first)) return { path: first }
+  if (first && typeof first === 'object') {
+    const o = first as { path?: string; host?: string; port?: unknown }
+    if (typeof o.path === 'string') return { path: o.path }
+    return { host: o.host ?? 'localhost', port: o.port }
+  }
+  return { host: typeof args[1] === 'string' ? args[1] : 'localhost', port: first }
+}
+
+/** Installs the loopback guard on this worker's sockets (once per process). */
+function guardConnections(): void {
+  const proto = Socket.prototype as unknown as { __rchGuarded?: boolean; connect: (this: Socket, ...args: unknown[]) => Socket }
+  if (proto.__rchGuarded) return
+  proto.__rchGuarded = true
+  const connect = proto.connect
+  proto.connect = function (this: Socket, ...args: unknown[]): Socket {
+    const t = connectTarget(args)
+    if ('host' in t && !LOOPBACK.test(t.host)) {
+      const where = `${t.host}:${String(t.port)}`
+      refusedConnections.push(where)
+      process.nextTick(() => this.destroy(new Error(`test guard: a connection to ${where} was refused; tests reach loopback only`)))
+      return this
+    }
+    return connect.apply(this, args)
+  }
+}
 
 // Timers are told apart by who made them, not counted: Jest's own come and go in the same process.
 function tally(): Tally {
@@ -74,6 +114,7 @@ export default class HandleCheckEnvironment extends TestEnvironment {
   private before: Tally = {}
   private timers = new Set<NodeJS.Timeout>()
   private failed = false
+  private refusedBefore = 0
 
   constructor(config: JestEnvironmentConfig, context: EnvironmentContext) {
     super(config, context)
@@ -82,6 +123,8 @@ export default class HandleCheckEnvironment extends TestEnvironment {
 
   override async setup(): Promise<void> {
     await super.setup()
+    guardConnections()
+    this.refusedBefore = refusedConnections.length
     this.before = tally()
     this.timers = trackTimers(this.global)
   }
@@ -94,6 +137,9 @@ export default class HandleCheckEnvironment extends TestEnvironment {
 
   override async teardown(): Promise<void> {
     await super.teardown()
+    const refused = refusedConnections.slice(this.refusedBefore)
+    if (refused.length)
+      throw new Error(`${this.testPath} tried to connect beyond loopback (refused, never made): ${[...new Set(refused)].join(', ')}`)
     const left = (): Tally => {
       const more = excess(this.before, tally())
       const timers = [...this.timers].filter((t) => t.hasRef()).length

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { excess } from '../helpers/handle-check-env'
+import { connectTarget, excess } from '../helpers/handle-check-env'
 
 const root = resolve(__dirname, '../..')
 
@@ -41,6 +41,29 @@ const { spawn } = require('child_process')
 test('times out with its child still running', async () => {
   spawn('sleep', ['30'], { stdio: 'ignore' })
   expect('the real failure').toBe('seen')
+})
+`,
+  beyondLoopback: `
+const http = require('http')
+test('asks an address beyond loopback', async () => {
+  const err = await new Promise((r) => http.get('http://192.0.2.1:9/', () => r(null)).on('error', r))
+  expect(String(err)).toContain('test guard: a connection to 192.0.2.1:9 was refused')
+})
+`,
+  loopbackOnly: `
+const net = require('net')
+test('connects on loopback only', async () => {
+  const s = net.createServer((c) => c.end())
+  await new Promise((r) => s.listen(0, '127.0.0.1', r))
+  for (const host of ['127.0.0.1', 'localhost']) {
+    const c = net.connect(s.address().port, host)
+    await new Promise((r, j) => c.on('connect', r).on('error', j))
+    c.destroy()
+  }
+  // refused by nobody but the closed port itself
+  const err = await new Promise((r) => net.connect({ host: '127.0.0.1', port: 9 }).on('error', r))
+  expect(err.code).toBe('ECONNREFUSED')
+  await new Promise((r) => s.close(r))
 })
 `,
   nodeTimers: `
@@ -129,6 +152,29 @@ test('after a failed test the leak is reported, not thrown: the failure itself s
 test("timers keep what node gives them: util.promisify(setTimeout) and the callback's this", () => {
   const r = results.nodeTimers
   expect({ code: r.code, out: r.code ? r.out : '' }).toEqual({ code: 0, out: '' })
+})
+
+test('a connection beyond loopback is refused before it is made, and fails the file, naming the address', () => {
+  const r = results.beyondLoopback
+  expect(r.code).toBe(1)
+  expect(r.out).toMatch(/scratch\.test\.js tried to connect beyond loopback \(refused, never made\): 192\.0\.2\.1:9/)
+  // the test itself saw the guard's error, not a network's
+  expect(r.out).not.toMatch(/✕ asks an address beyond loopback/)
+})
+
+test('connections on loopback (127.0.0.1, localhost) go through as usual (control)', () => {
+  const r = results.loopbackOnly
+  expect({ code: r.code, out: r.code ? r.out : '' }).toEqual({ code: 0, out: '' })
+})
+
+test("the guard reads a connection's target in each of Socket#connect's forms", () => {
+  expect(connectTarget([{ host: '10.0.0.1', port: 443 }])).toEqual({ host: '10.0.0.1', port: 443 })
+  expect(connectTarget([[{ host: 'sts.amazonaws.com', port: 443 }, () => undefined]])).toEqual({ host: 'sts.amazonaws.com', port: 443 })
+  expect(connectTarget([{ port: 80 }])).toEqual({ host: 'localhost', port: 80 })
+  expect(connectTarget([80, '169.254.169.254'])).toEqual({ host: '169.254.169.254', port: 80 })
+  expect(connectTarget([80])).toEqual({ host: 'localhost', port: 80 })
+  expect(connectTarget(['/run/docker.sock'])).toEqual({ path: '/run/docker.sock' })
+  expect(connectTarget([{ path: '/tmp/agent.sock' }])).toEqual({ path: '/tmp/agent.sock' })
 })
 
 test('excess counts only kinds that grew', () => {
