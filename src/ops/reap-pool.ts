@@ -266,7 +266,8 @@ class PoolPass {
    */
   private async terminateInGroup(id: string, reserved: boolean): Promise<void> {
     const { sdk, client } = autoScalingClient(this.cfg)
-    // A dead job's member keeps the scale-in protection its lease set: lifted first (see ec2-pool.ts protect).
+    // A dead job's member keeps the scale-in protection its lease set. It does not stop this terminate;
+    // lifted first all the same, as a precaution (as ec2-pool.ts recycle does), a failure ignored.
     await retry(
       () =>
         client.send(

@@ -481,12 +481,17 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         (e: unknown) => `its scrub failed: ${(e as Error).message}`
       )
     }
-    const refused = await protecting
-    // Only a member in service can be protected. One the group is already ending (a desired capacity
-    // lowered under it, unprotected since its last job's release) answers so: not used.
-    if (!why && refused && awsErrorName(refused) === 'ValidationError')
-      why = `leaving its group (scale-in protection refused: ${(refused as Error).message})`
-    else if (!why && refused && !env.signal.aborted)
+    let refused = await protecting
+    // Only a member in service can be protected. One the group is ending (a desired capacity lowered
+    // under it, unprotected since its last job's release) is not used. One still coming into service
+    // (started from Standby or a warm pool for a waiting job: its sshd answers before the group
+    // counts it) is asked again until it is.
+    if (!why && refused && awsErrorName(refused) === 'ValidationError' && !env.signal.aborted) {
+      const state = await this.lifecycleOf(m.id, env)
+      if (state === null || /^(Terminating|Detach)/.test(state)) why = `leaving its group (${state ?? 'no longer in it'})`
+      else refused = await this.protectInService(m.id, env)
+    }
+    if (!why && refused && !env.signal.aborted)
       env.log.warn(
         `could not protect ${m.id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(refused as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
       )
@@ -529,10 +534,50 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
   }
 
+  /** How long a member still coming into service is asked again for its protection. */
+  protected inServiceWaitMs = 60_000
+
+  /** The protection asked for until the member is in service (or the wait ends); the last refusal, or null. */
+  private async protectInService(id: string, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<unknown> {
+    let last: unknown = null
+    await waitUntil(
+      async () => {
+        last = await this.protect(id, true, env)
+        return last && awsErrorName(last) === 'ValidationError' ? undefined : true
+      },
+      {
+        timeoutMs: this.inServiceWaitMs,
+        minDelayMs: 1_000,
+        maxDelayMs: 3_000,
+        signal: env.signal,
+        onTimeout: () => new Error('not in service yet')
+      }
+    ).catch(() => undefined)
+    return last
+  }
+
+  /** The member's lifecycle state in this group (null: not in it); 'unknown' when it cannot be read. */
+  private async lifecycleOf(id: string, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<string | null> {
+    const { sdk, client } = autoScalingClient(this.cfg)
+    try {
+      const out = await this.send(env, 'DescribeAutoScalingInstances', () =>
+        client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: [id] }))
+      )
+      const a = (out.AutoScalingInstances ?? []).find((x) => x.InstanceId === id && x.AutoScalingGroupName === this.cfg.autoScalingGroup)
+      return a ? (a.LifecycleState ?? 'unknown') : null
+    } catch {
+      return 'unknown'
+    } finally {
+      client.destroy()
+    }
+  }
+
   /** The protection lifted while this job's lease still stands (so it is never the next job's); a failure warned about. */
   private async lift(id: string, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<void> {
     const e = await this.protect(id, false, env)
-    if (e)
+    // Not in service (leaving, or not yet there): the group's scale-in does not look at it anyway.
+    if (e && awsErrorName(e) === 'ValidationError') env.log.debug(`${id}: no scale-in protection to lift: ${(e as Error).message}`)
+    else if (e)
       env.log.warn(
         `could not lift the scale-in protection of ${id} (autoscaling:SetInstanceProtection): ${(e as Error).message}; the group cannot end it to scale in until a later job gives it back`
       )

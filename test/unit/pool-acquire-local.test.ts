@@ -76,12 +76,13 @@ function harness(fail: () => Error, localDir = '/nonexistent') {
   fake.members = async () => [ready]
   fake.grow = async () => ({ cap: null })
   fake.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' })
-  // Scale-in protection calls, recorded (`on` per call) and answered with `protectAnswer`.
+  // Scale-in protection calls, recorded (`on` per call) and answered with `protectAnswer` (a list: one
+  // answer per call, the last one kept).
   const protects: boolean[] = []
   let protectAnswer: unknown = null
   ;(p as unknown as { protect(id: string, on: boolean): Promise<unknown> }).protect = async (_id, on) => {
     protects.push(on)
-    return protectAnswer
+    return Array.isArray(protectAnswer) ? (protectAnswer.length > 1 ? protectAnswer.shift() : protectAnswer[0]) : protectAnswer
   }
   const warned: string[] = []
   let connects = 0
@@ -464,14 +465,26 @@ describe("a granted member's scale-in protection", () => {
     const kh = join(dir, 'pinned')
     writeFileSync(kh, '')
     const h = harness(() => new Error('unused'), dir)
-    const p = h.provider as unknown as { connectInfo(): unknown; recycle(...a: unknown[]): Promise<void>; members(): Promise<Member[]> }
+    const p = h.provider as unknown as {
+      connectInfo(): unknown
+      recycle(...a: unknown[]): Promise<void>
+      members(): Promise<Member[]>
+      lifecycleOf(): Promise<string | null>
+      inServiceWaitMs: number
+    }
     p.members = async () => [{ ...ready, launchedAt: new Date() }]
+    // The member's lifecycle state in the group, as DescribeAutoScalingInstances gives it.
+    const group = { state: 'InService' as string | null }
+    p.lifecycleOf = async () => group.state
+    p.inServiceWaitMs = 2_500
     p.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: kh })
     const recycled: string[] = []
     p.recycle = async (...a: unknown[]) => void recycled.push(String(a[2]))
     h.env.connect = async () => answering(['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']) as never
-    return { ...h, recycled }
+    return { ...h, recycled, group }
   }
+  const notInService = (): Error =>
+    Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
 
   test('granted: the member is protected and leased', async () => {
     const h = healthy()
@@ -481,15 +494,36 @@ describe("a granted member's scale-in protection", () => {
     expect(h.warned).toEqual([])
   })
 
-  test('refused as not in service (the group is ending it): the member is not used', async () => {
+  test.each(['Terminating', 'Terminating:Wait', 'Detaching', null])(
+    'refused as not in service, the group ending it (%s): the member is not used',
+    async (state) => {
+      const h = healthy()
+      h.group.state = state
+      h.answerProtect(notInService())
+      await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
+      expect(h.recycled[0]).toBe(`leaving its group (${state ?? 'no longer in it'})`)
+    }
+  )
+
+  test('refused while still coming into service (Pending: started for this job): asked again, and leased once protected', async () => {
     const h = healthy()
-    h.answerProtect(
-      Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
-    )
-    await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
-    expect(h.recycled[0]).toBe(
-      'leaving its group (scale-in protection refused: The instance i-a is not in InService or EnteringStandby or Standby.)'
-    )
+    h.group.state = 'Pending'
+    h.answerProtect([notInService(), null])
+    const got = await h.acquire()
+    expect(got.lease.instanceId).toBe('i-a')
+    expect(h.protects).toEqual([true, true])
+    expect({ recycled: h.recycled, warned: h.warned }).toEqual({ recycled: [], warned: [] })
+  })
+
+  test('still not in service when the wait ends: leased all the same, warned that it runs unprotected', async () => {
+    const h = healthy()
+    h.group.state = 'Pending:Wait'
+    h.answerProtect(notInService())
+    const got = await h.acquire()
+    expect(got.lease.instanceId).toBe('i-a')
+    expect(h.protects.length).toBeGreaterThan(2)
+    expect(h.recycled).toEqual([])
+    expect(h.warned).toEqual([expect.stringMatching(/^could not protect i-a from scale-in .*not in InService.*may end it during the job$/)])
   })
 
   test('refused for another reason (the IAM policy lacks it): warned, naming the permission, and the member is leased', async () => {
