@@ -539,3 +539,58 @@ describe("a granted member's scale-in protection", () => {
     ])
   })
 })
+
+describe("a member's release and its scale-in protection", () => {
+  /** Releases a lease on `member` with the member's calls stood in; the order of what happened. */
+  async function release(member: Member): Promise<string[]> {
+    const h = harness(() => new Error('unused'))
+    const events: string[] = []
+    const p = h.provider as unknown as {
+      members(): Promise<Member[]>
+      scrub(): Promise<void>
+      recordJobs(): Promise<void>
+      protect(id: string, on: boolean): Promise<unknown>
+      give(r: unknown, l: unknown, how: { as: string }): Promise<string>
+      recycle(...a: unknown[]): Promise<void>
+      renewing<T>(r: unknown, l: unknown, env: unknown, work: () => Promise<T>): Promise<T>
+    }
+    p.members = async () => [member]
+    p.scrub = async () => void events.push('scrub')
+    p.recordJobs = async () => void events.push('count the job')
+    p.protect = async (_id, on) => (events.push(`protect ${on}`), null)
+    p.give = async (_r, _l, how) => (events.push(`give back ${how.as}`), 'released')
+    p.recycle = async (...a: unknown[]) => void events.push(`replace: ${String(a[2])}`)
+    p.renewing = async (_r, _l, _env, work) => {
+      events.push('renewing from')
+      try {
+        return await work()
+      } finally {
+        events.push('renewing to')
+      }
+    }
+    const lease = { kind: 'ec2-pool', instanceId: 'i-a', token: 'a'.repeat(32), connect: { host: '127.0.0.1', port: 22 } }
+    await h.provider.release(lease as never, answering(['renewed']) as never, 'fedcba9876543210', h.env)
+    return events
+  }
+
+  test('given back clean: the protection is lifted while the lease is still renewed, before the give-back', async () => {
+    expect(await release({ ...ready, launchedAt: new Date() })).toEqual([
+      'renewing from',
+      'scrub',
+      'count the job',
+      'protect false',
+      'renewing to',
+      'give back clean'
+    ])
+  })
+
+  test('replaced instead (worn out): not lifted there; the replacement does what it needs', async () => {
+    expect(await release({ ...ready, launchedAt: new Date(), recycle: 'disk' })).toEqual([
+      'renewing from',
+      'scrub',
+      'count the job',
+      'renewing to',
+      'replace: marked for replacement (disk)'
+    ])
+  })
+})
