@@ -485,11 +485,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     // Only a member in service can be protected. One the group is ending (a desired capacity lowered
     // under it, unprotected since its last job's release) is not used. One still coming into service
     // (started from Standby or a warm pool for a waiting job: its sshd answers before the group
-    // counts it) is asked again until it is.
+    // counts it) is asked again until it is, the lease renewed meanwhile.
     if (!why && refused && awsErrorName(refused) === 'ValidationError' && !env.signal.aborted) {
       const state = await this.lifecycleOf(m.id, env)
       if (state === null || /^(Terminating|Detach)/.test(state)) why = `leaving its group (${state ?? 'no longer in it'})`
-      else refused = await this.protectInService(m.id, env)
+      else refused = await this.renewing(c.remote, lease, env, () => this.protectInService(m.id, env))
     }
     if (!why && refused && !env.signal.aborted)
       env.log.warn(

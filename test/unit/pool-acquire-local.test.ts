@@ -480,8 +480,15 @@ describe("a granted member's scale-in protection", () => {
     p.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: kh })
     const recycled: string[] = []
     p.recycle = async (...a: unknown[]) => void recycled.push(String(a[2]))
-    h.env.connect = async () => answering(['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']) as never
-    return { ...h, recycled, group }
+    const commands: string[] = []
+    // The grant, then renewals of it (the keeper's), answered as the member does.
+    h.env.connect = async () =>
+      answering(
+        (command) => (command.includes('note grant') ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-'] : ['renewed']),
+        commands
+      ) as never
+    const renewals = (): number => commands.filter((c) => /renewed/.test(c)).length
+    return { ...h, recycled, group, renewals }
   }
   const notInService = (): Error =>
     Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
@@ -522,6 +529,8 @@ describe("a granted member's scale-in protection", () => {
     const got = await h.acquire()
     expect(got.lease.instanceId).toBe('i-a')
     expect(h.protects.length).toBeGreaterThan(2)
+    // the lease was renewed while the member was waited for
+    expect(h.renewals()).toBeGreaterThan(0)
     expect(h.recycled).toEqual([])
     expect(h.warned).toEqual([expect.stringMatching(/^could not protect i-a from scale-in .*not in InService.*may end it during the job$/)])
   })
