@@ -268,17 +268,7 @@ class PoolPass {
     const { sdk, client } = autoScalingClient(this.cfg)
     // A dead job's member keeps the scale-in protection its lease set. It does not stop this terminate;
     // lifted first all the same, as a precaution (as ec2-pool.ts recycle does), a failure ignored.
-    await retry(
-      () =>
-        client.send(
-          new sdk.SetInstanceProtectionCommand({
-            AutoScalingGroupName: this.cfg.autoScalingGroup,
-            InstanceIds: [id],
-            ProtectedFromScaleIn: false
-          })
-        ),
-      { attempts: 6, minDelayMs: 300, maxDelayMs: 4000, signal: this.ctx.signal, retryable: isRetryableAwsError }
-    ).catch(() => undefined)
+    await this.provider.protect(id, false, this.env)
     const terminate = (decrement: boolean): Promise<unknown> =>
       retry(
         () =>

@@ -42,7 +42,7 @@ import {
   membersOf,
   scaleOutTo,
   shuffled,
-  standbyAmong,
+  lifecyclesIn,
   TAG_GROUP,
   TAG_JOBS,
   TAG_RECYCLE,
@@ -514,7 +514,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
    * Resolves to the call's error (null when it went through); never rejects: each caller words
    * what a failure means for it.
    */
-  private async protect(id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<unknown> {
+  async protect(id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<unknown> {
     const { sdk, client } = autoScalingClient(this.cfg)
     try {
       await this.send(env, 'SetInstanceProtection', () =>
@@ -558,18 +558,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
   /** The member's lifecycle state in this group (null: not in it); 'unknown' when it cannot be read. */
   private async lifecycleOf(id: string, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<string | null> {
-    const { sdk, client } = autoScalingClient(this.cfg)
-    try {
-      const out = await this.send(env, 'DescribeAutoScalingInstances', () =>
-        client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: [id] }))
-      )
-      const a = (out.AutoScalingInstances ?? []).find((x) => x.InstanceId === id && x.AutoScalingGroupName === this.cfg.autoScalingGroup)
-      return a ? (a.LifecycleState ?? 'unknown') : null
-    } catch {
-      return 'unknown'
-    } finally {
-      client.destroy()
-    }
+    const states = await this.lifecycles(env, [id]).catch(() => null)
+    return states ? (states.get(id) ?? null) : 'unknown'
   }
 
   /** The protection lifted while this job's lease still stands (so it is never the next job's); a failure warned about. */
@@ -857,11 +847,22 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
   /** Which of these stopped members the group keeps in Standby, in call order. */
   private async inStandby(env: ProviderEnv, ids: string[]): Promise<string[]> {
+    const states = await this.lifecycles(env, ids)
+    return ids.filter((id) => states.get(id) === 'Standby')
+  }
+
+  /** The lifecycle state of each of these instances that is in the group (pool-plan.ts lifecyclesIn). */
+  private async lifecycles(env: Pick<ProviderEnv, 'signal' | 'log'>, ids: string[]): Promise<Map<string, string>> {
     const { sdk, client } = autoScalingClient(this.cfg)
-    const standby = await standbyAmong(this.cfg.autoScalingGroup, ids, (batch) =>
-      this.send(env, 'DescribeAutoScalingInstances', () => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: batch })))
-    )
-    return ids.filter((id) => standby.has(id))
+    try {
+      return await lifecyclesIn(this.cfg.autoScalingGroup, ids, (batch) =>
+        this.send(env, 'DescribeAutoScalingInstances', () =>
+          client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: batch }))
+        )
+      )
+    } finally {
+      client.destroy()
+    }
   }
 
   async whyLost(lease: PoolLease, env: LossEnv): Promise<LostMachine> {

@@ -135,22 +135,33 @@ export function scaleOutTo(cap: Capacity, v: PoolView, waiting: number): number 
 export const STANDBY_BATCH = 50
 
 /**
+ * The lifecycle state in `group` of each of these instances that is in it ('unknown' when the answer
+ * names none). `describe` sends one call of at most STANDBY_BATCH ids.
+ */
+export async function lifecyclesIn(
+  group: string,
+  ids: readonly string[],
+  describe: (batch: string[]) => Promise<Asg.DescribeAutoScalingInstancesCommandOutput>
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (let i = 0; i < ids.length; i += STANDBY_BATCH) {
+    const batch = ids.slice(i, i + STANDBY_BATCH)
+    const asked = new Set(batch)
+    for (const a of (await describe(batch)).AutoScalingInstances ?? [])
+      if (a.AutoScalingGroupName === group && a.InstanceId && asked.has(a.InstanceId)) out.set(a.InstanceId, a.LifecycleState ?? 'unknown')
+  }
+  return out
+}
+
+/**
  * Which of these stopped members the group keeps in Standby (parked by the pool when idle, started
  * again by a hook). One stopped in service is not among them: the group replaces it (its EC2 health
- * check). `describe` sends one call of at most STANDBY_BATCH ids.
+ * check).
  */
 export async function standbyAmong(
   group: string,
   ids: readonly string[],
   describe: (batch: string[]) => Promise<Asg.DescribeAutoScalingInstancesCommandOutput>
 ): Promise<Set<string>> {
-  const out = new Set<string>()
-  for (let i = 0; i < ids.length; i += STANDBY_BATCH) {
-    const batch = ids.slice(i, i + STANDBY_BATCH)
-    const asked = new Set(batch)
-    for (const a of (await describe(batch)).AutoScalingInstances ?? [])
-      if (a.AutoScalingGroupName === group && a.LifecycleState === 'Standby' && a.InstanceId && asked.has(a.InstanceId))
-        out.add(a.InstanceId)
-  }
-  return out
+  return new Set([...(await lifecyclesIn(group, ids, describe))].filter(([, state]) => state === 'Standby').map(([id]) => id))
 }

@@ -7,6 +7,7 @@ import {
   scaleOutTo,
   shuffled,
   STANDBY_BATCH,
+  lifecyclesIn,
   standbyAmong,
   TAG_GROUP,
   TAG_HOST_KEY,
@@ -220,5 +221,21 @@ describe('standbyAmong', () => {
     const describe = jest.fn()
     expect((await standbyAmong('ci-pool', [], describe)).size).toBe(0)
     expect(describe).not.toHaveBeenCalled()
+  })
+  it("lifecyclesIn: each asked member's state in this group; another group's, or one not named, is absent", async () => {
+    const rows = answer([
+      ['i-0000000000000000a', 'ci-pool', 'Pending'],
+      ['i-0000000000000000b', 'other-pool', 'InService']
+    ])
+    // A row without a state is kept as 'unknown'.
+    rows.AutoScalingInstances!.push({
+      InstanceId: 'i-0000000000000000c',
+      AutoScalingGroupName: 'ci-pool'
+    } as Asg.AutoScalingInstanceDetails)
+    const got = await lifecyclesIn('ci-pool', ['i-0000000000000000a', 'i-0000000000000000b', 'i-0000000000000000c'], async () => rows)
+    expect([...got]).toEqual([
+      ['i-0000000000000000a', 'Pending'],
+      ['i-0000000000000000c', 'unknown']
+    ])
   })
 })
