@@ -463,3 +463,33 @@ test("members jobs hold are protected from scale-in: a desired capacity lowered 
   expect({ code: c2.code, errors: errorLines(c2) }).toEqual({ code: 0, errors: [] })
   expect(await group()).toEqual({ [b]: false })
 })
+
+test("a job that rewrites its member's lease record as another job's gets no scale-in protection lifted at its release: it may be that job's", async () => {
+  const p = await pool('pool-protect-forged', 1)
+  const protectedNow = async (id: string): Promise<boolean | undefined> =>
+    (await p.describe())!.instances.find((i) => i.id === id)?.protectedFromScaleIn
+  // Positive control: an honest job's release lifts its member's protection.
+  const r1 = runnerFor(p)
+  const p1 = await hookPrepare(r1, jobArgs(r1))
+  expect({ code: p1.code, out: p1.code === 0 ? '' : dumpRun(p1) }).toEqual({ code: 0, out: '' })
+  const id = memberOf(r1)
+  expect(await protectedNow(id)).toBe(true)
+  const c1 = await cleanup(r1)
+  expect({ code: c1.code, errors: errorLines(c1) }).toEqual({ code: 0, errors: [] })
+  expect(await protectedNow(id)).toBe(false)
+
+  const r2 = runnerFor(p)
+  const p2 = await hookPrepare(r2, jobArgs(r2))
+  expect({ code: p2.code, member: memberOf(r2) }).toEqual({ code: 0, member: id })
+  expect(await protectedNow(id)).toBe(true)
+  // The job, root on its member, makes the record say another job holds the member now.
+  await asMember(
+    p.member(id),
+    `printf 'held %s %s 0123456789abcdef 0123456789abcdef 0123456789abcdef\\n' ${'e'.repeat(32)} $(( $(date +%s) + 600 )) > ~/rch/pool/lease`
+  )
+  const c2 = await cleanup(r2)
+  expect(c2.code).toBe(0)
+  expect(c2.stdout + c2.stderr).toContain(`the lease of ${id} was no longer this job's at release: marked for replacement`)
+  expect(await protectedNow(id)).toBe(true)
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release' })
+})
