@@ -6,7 +6,7 @@ import { TAG_EXPIRES_AT, TAG_KEEP, TAG_RESERVATION } from '../providers/ec2-plan
 import { CLAIM_SLACK_MS } from '../providers/pool-fleet'
 
 /** What a row of reap's output says was done (or, in a dry run, would be done). */
-export type Action = 'marked' | 'removed' | 'settled' | 'attached' | 'unmarked' | 'kept' | 'left alone' | 'failed'
+export type Action = 'marked' | 'removed' | 'settled' | 'attached' | 'unmarked' | 'unprotected' | 'kept' | 'left alone' | 'failed'
 
 export interface ReapRow {
   kind: 'instance' | 'reservation' | 'member' | 'slot'

@@ -1,7 +1,8 @@
 // reap's pass over a pool's members: a lease that lapsed (its job's runner died) is taken back,
 // scrubbed and given back; a member marked for replacement that nobody holds, or one unreachable
-// in two passes, is replaced through the group. A member with a live lease is left alone. The lease
-// operations are pool-lease.ts's and the give-back is the pool provider's own release.
+// in two passes, is replaced through the group. A member with a live lease is left alone; one
+// nobody holds that is still protected from scale-in has its protection lifted under its lease.
+// The lease operations are pool-lease.ts's and the give-back is the pool provider's own release.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
@@ -18,8 +19,8 @@ import { SshRemote } from '../remote/ssh'
 import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../providers/ec2-api'
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider } from '../providers/ec2-pool'
-import { acquireScript, leaseFolder, parseAcquire, releaseScript } from '../providers/pool-lease'
-import { membersOf, standbyAmong, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type Member } from '../providers/pool-plan'
+import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
+import { lifecyclesIn, membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
@@ -64,28 +65,34 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
   const byId = new Map(raw.map((i) => [i.InstanceId as string, i]))
   const members = membersOf({ Reservations: [{ Instances: raw }] } as Ec2.DescribeInstancesCommandOutput, cfg)
   const ready = new Set(viewOf(members).ready.map((m) => m.id))
+  // Not known, no stop is taken for a reservation's end (the ledger pass still runs on the members),
+  // and no member's protection is lifted.
+  const rows = await groupRows(
+    cfg,
+    members.map((m) => m.id),
+    ctx.signal
+  ).catch((e: unknown) => {
+    addRow(ctx, 'member', cfg.autoScalingGroup, 'failed', `how the group sees its members: ${(e as Error).message}`)
+    return new Map<string, GroupRow>()
+  })
   const dir = mkdtempSync(`${tmpdir()}/rch-reap-`)
   const pool = new PoolPass(cfg, config, api, ctx, dir)
   try {
-    for (const m of members) await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id))
+    for (const m of members)
+      await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id), rows.get(m.id)?.protected === true)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-  // Not known, no stop is taken for a reservation's end (the ledger pass still runs on the members).
-  const stopped = members.filter((m) => m.state === 'stopped').map((m) => m.id)
-  const standby = await inStandby(cfg, stopped, ctx.signal).catch((e: unknown) => {
-    addRow(ctx, 'member', cfg.autoScalingGroup, 'failed', `which stopped members are in Standby: ${(e as Error).message}`)
-    return new Set<string>()
-  })
+  const standby = new Set(members.filter((m) => m.state === 'stopped' && rows.get(m.id)?.state === 'Standby').map((m) => m.id))
   return { group: cfg.autoScalingGroup, members: raw.map(factOf), standby }
 }
 
-/** The stopped members in Standby, asked through reap's retry. */
-async function inStandby(cfg: Ec2PoolConfig, ids: string[], signal: AbortSignal): Promise<Set<string>> {
-  if (!ids.length) return new Set()
+/** Each member as its group sees it (lifecycle state, scale-in protection), asked through reap's retry. */
+async function groupRows(cfg: Ec2PoolConfig, ids: string[], signal: AbortSignal): Promise<Map<string, GroupRow>> {
+  if (!ids.length) return new Map()
   const { sdk, client } = autoScalingClient(cfg)
   try {
-    return await standbyAmong(cfg.autoScalingGroup, ids, (batch) =>
+    return await lifecyclesIn(cfg.autoScalingGroup, ids, (batch) =>
       retry(() => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: batch })), {
         attempts: 6,
         minDelayMs: 300,
@@ -138,7 +145,7 @@ class PoolPass {
   private async judge(
     m: Member,
     isReady: boolean
-  ): Promise<{ candidate: boolean; why: string; how?: 'lapsed' | 'replace'; remote?: Remote }> {
+  ): Promise<{ candidate: boolean; why: string; how?: 'lapsed' | 'replace'; remote?: Remote; lease?: LeaseView }> {
     if (!isReady && !m.recycle) return { candidate: false, why: `${m.state}, not ready to serve (starting or stopped)` }
     let remote: Remote | undefined
     let lease: LeaseView | null = null
@@ -162,10 +169,10 @@ class PoolPass {
     // runs up cost until a job happens to come: its reservation was priced up to that age.
     const worn = wornOut(m, this.cfg, this.ctx.times.now)
     if (worn) return { candidate: true, why: `${worn} and nobody holds it`, how: 'replace', remote }
-    return { candidate: false, why: `lease ${lease.state}`, remote }
+    return { candidate: false, why: `lease ${lease.state}`, remote, lease }
   }
 
-  async member(m: Member, tags: Record<string, string>, isReady: boolean): Promise<void> {
+  async member(m: Member, tags: Record<string, string>, isReady: boolean, isProtected: boolean): Promise<void> {
     const { ctx, api } = this
     const t = ctx.times
     const id = m.id
@@ -174,6 +181,7 @@ class PoolPass {
     try {
       const mark = tags[TAG_REAP_CANDIDATE]
       const step = markStep(v.candidate, mark, t)
+      if (step === 'none' && isProtected && v.lease?.state === 'free' && v.remote) return await this.liftFree(m, v.remote, v.why)
       if (step === 'none') return addRow(ctx, 'member', id, 'left alone', v.why)
       if (step === 'unmark')
         return void (await act(ctx, 'member', id, 'unmarked', `no longer a candidate: ${v.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
@@ -206,56 +214,103 @@ class PoolPass {
     }
   }
 
-  /** A lapsed lease taken back (only while it is still lapsed: the grant is atomic), scrubbed and given back. */
+  /**
+   * The member's lease taken by reap (granted only while nobody holds it, or its holder's lease
+   * lapsed: the grant is atomic), so that no job's grant or release overlaps what reap does with it.
+   */
+  private async take(m: Member, remote: Remote): Promise<{ token: string; a: AcquireAnswer }> {
+    const token = randomBytes(16).toString('hex')
+    const a = parseAcquire(
+      await ask(
+        remote,
+        acquireScript(this.workRoot, {
+          token,
+          since: 0,
+          ttlSeconds: this.cfg.lease.ttlSeconds,
+          queue: false,
+          owner: nameOwnerId(`reap@${hostname()}`),
+          host: runnerHostId(hostname()),
+          jobId: newJobId()
+        }),
+        { label: `take ${m.id}`, timeoutMs: CALL_MS }
+      ),
+      `take ${m.id}`
+    )
+    return { token, a }
+  }
+
+  /** A lease reap took from nobody, handed straight back as it was. */
+  private async handBack(remote: Remote, token: string, clean: boolean): Promise<void> {
+    oneWord(
+      await ask(remote, releaseScript(this.workRoot, token, { as: clean ? 'clean' : 'dirty' }), { label: 'give back', timeoutMs: CALL_MS }),
+      ['released', 'not-holder'] as const,
+      'release'
+    )
+  }
+
+  /** A lease whose holder's lease lapsed, given back through the pool provider: scrubbed, its protection lifted, or replaced. */
+  private async scrubbed(m: Member, remote: Remote, token: string, workRoot: string): Promise<void> {
+    const connect = { ...this.connectInfo(m) }
+    await this.provider.release({ kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot, connect }, remote, '', this.env)
+  }
+
+  /** A lapsed lease taken back (only while it is still lapsed), scrubbed and given back. */
   private async takeBack(m: Member, remote: Remote, why: string): Promise<void> {
     const { ctx } = this
     if (ctx.dryRun) return addRow(ctx, 'member', m.id, 'removed', `${why}: take it back, scrub it, give it back`)
-    const token = randomBytes(16).toString('hex')
     try {
-      const a = parseAcquire(
-        await ask(
-          remote,
-          acquireScript(this.workRoot, {
-            token,
-            since: 0,
-            ttlSeconds: this.cfg.lease.ttlSeconds,
-            queue: false,
-            owner: nameOwnerId(`reap@${hostname()}`),
-            host: runnerHostId(hostname()),
-            jobId: newJobId()
-          }),
-          { label: `take back ${m.id}`, timeoutMs: CALL_MS }
-        ),
-        `take back ${m.id}`
-      )
+      const { token, a } = await this.take(m, remote)
       if (!a.granted) {
         await this.api.untag(m.id, [TAG_REAP_CANDIDATE])
         return addRow(ctx, 'member', m.id, 'unmarked', `came back to life: lease ${a.state}`)
       }
       if (!a.lapsed) {
-        // Given back meanwhile: handed straight back as it was.
-        oneWord(
-          await ask(remote, releaseScript(this.workRoot, token, { as: a.clean ? 'clean' : 'dirty' }), {
-            label: 'give back',
-            timeoutMs: CALL_MS
-          }),
-          ['released', 'not-holder'] as const,
-          'release'
-        )
+        await this.handBack(remote, token, a.clean)
         await this.api.untag(m.id, [TAG_REAP_CANDIDATE])
         return addRow(ctx, 'member', m.id, 'unmarked', 'came back to life: given back meanwhile')
       }
-      const connect = { ...this.connectInfo(m) }
-      await this.provider.release(
-        { kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot: a.workRoot, connect },
-        remote,
-        '',
-        this.env
-      )
+      await this.scrubbed(m, remote, token, a.workRoot)
       await this.api.untag(m.id, [TAG_REAP_CANDIDATE]).catch(() => undefined)
       addRow(ctx, 'member', m.id, 'removed', `${why}; lease taken back, member scrubbed and given back (or replaced if it could not be)`)
     } catch (e) {
       addRow(ctx, 'member', m.id, 'failed', `${why}; taking it back: ${(e as Error).message}`)
+    }
+  }
+
+  /**
+   * A member nobody holds that is still protected from scale-in (its runner died before the lift
+   * at its release, or that lift failed): the group could never end it to scale in, and a `Wait`
+   * instance refresh waits on it. Lifted while reap holds its lease, so never a job's protection.
+   */
+  private async liftFree(m: Member, remote: Remote, why: string): Promise<void> {
+    const { ctx } = this
+    const what = `${why} and protected from scale-in`
+    if (ctx.dryRun) return addRow(ctx, 'member', m.id, 'unprotected', `${what}: lift its protection`)
+    try {
+      const { token, a } = await this.take(m, remote)
+      if (!a.granted) return addRow(ctx, 'member', m.id, 'left alone', `${what}, but taken meanwhile (lease ${a.state})`)
+      if (a.lapsed) {
+        // Taken and lapsed since it was read: given back as a lapsed lease is.
+        await this.scrubbed(m, remote, token, a.workRoot)
+        return addRow(ctx, 'member', m.id, 'removed', `${what}; its lease lapsed meanwhile: taken back, scrubbed and given back`)
+      }
+      let refused: unknown
+      try {
+        refused = await this.provider.protect(m.id, false, this.env)
+      } finally {
+        await this.handBack(remote, token, a.clean)
+      }
+      if (refused)
+        return addRow(
+          ctx,
+          'member',
+          m.id,
+          'failed',
+          `${what}; lifting it (autoscaling:SetInstanceProtection): ${(refused as Error).message}`
+        )
+      addRow(ctx, 'member', m.id, 'unprotected', `${what}; lifted`)
+    } catch (e) {
+      addRow(ctx, 'member', m.id, 'failed', `${what}; lifting it: ${(e as Error).message}`)
     }
   }
 

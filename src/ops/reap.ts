@@ -79,13 +79,14 @@ const WOULD: Partial<Record<ReapRow['action'], string>> = {
   removed: 'would remove',
   settled: 'would settle',
   attached: 'would attach',
-  unmarked: 'would unmark'
+  unmarked: 'would unmark',
+  unprotected: 'would unprotect'
 }
 
 export function reapTable(rows: ReapRow[], dryRun: boolean): string {
   const word = (a: ReapRow['action']): string => (dryRun ? (WOULD[a] ?? a) : a)
   const count = (a: ReapRow['action']): number => rows.filter((r) => r.action === a).length
-  const sum = (['removed', 'settled', 'marked', 'kept', 'unmarked', 'attached', 'failed'] as const)
+  const sum = (['removed', 'settled', 'marked', 'kept', 'unmarked', 'unprotected', 'attached', 'failed'] as const)
     .filter((a) => count(a))
     .map((a) => `${count(a)} ${word(a)}`)
   const head = dryRun ? 'dry run, nothing changed: ' : ''

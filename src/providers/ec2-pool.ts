@@ -43,6 +43,7 @@ import {
   scaleOutTo,
   shuffled,
   lifecyclesIn,
+  type GroupRow,
   TAG_GROUP,
   TAG_JOBS,
   TAG_RECYCLE,
@@ -559,7 +560,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   /** The member's lifecycle state in this group (null: not in it); 'unknown' when it cannot be read. */
   private async lifecycleOf(id: string, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<string | null> {
     const states = await this.lifecycles(env, [id]).catch(() => null)
-    return states ? (states.get(id) ?? null) : 'unknown'
+    return states ? (states.get(id)?.state ?? null) : 'unknown'
   }
 
   /** The protection lifted while this job's lease still stands (so it is never the next job's); a failure warned about. */
@@ -848,11 +849,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   /** Which of these stopped members the group keeps in Standby, in call order. */
   private async inStandby(env: ProviderEnv, ids: string[]): Promise<string[]> {
     const states = await this.lifecycles(env, ids)
-    return ids.filter((id) => states.get(id) === 'Standby')
+    return ids.filter((id) => states.get(id)?.state === 'Standby')
   }
 
-  /** The lifecycle state of each of these instances that is in the group (pool-plan.ts lifecyclesIn). */
-  private async lifecycles(env: Pick<ProviderEnv, 'signal' | 'log'>, ids: string[]): Promise<Map<string, string>> {
+  /** Each of these instances that is in the group, as it sees it (pool-plan.ts lifecyclesIn). */
+  private async lifecycles(env: Pick<ProviderEnv, 'signal' | 'log'>, ids: string[]): Promise<Map<string, GroupRow>> {
     const { sdk, client } = autoScalingClient(this.cfg)
     try {
       return await lifecyclesIn(this.cfg.autoScalingGroup, ids, (batch) =>

@@ -134,21 +134,30 @@ export function scaleOutTo(cap: Capacity, v: PoolView, waiting: number): number 
 /** DescribeAutoScalingInstances takes at most 50 ids a call. */
 export const STANDBY_BATCH = 50
 
+/** A member as its group sees it. */
+export interface GroupRow {
+  /** Its lifecycle state ('unknown' when the answer names none). */
+  state: string
+  /** Set by SetInstanceProtection: the group's scale-in does not end it. */
+  protected: boolean
+}
+
 /**
- * The lifecycle state in `group` of each of these instances that is in it ('unknown' when the answer
- * names none). `describe` sends one call of at most STANDBY_BATCH ids.
+ * Each of these instances that is in `group`, as the group sees it. `describe` sends one call of
+ * at most STANDBY_BATCH ids.
  */
 export async function lifecyclesIn(
   group: string,
   ids: readonly string[],
   describe: (batch: string[]) => Promise<Asg.DescribeAutoScalingInstancesCommandOutput>
-): Promise<Map<string, string>> {
-  const out = new Map<string, string>()
+): Promise<Map<string, GroupRow>> {
+  const out = new Map<string, GroupRow>()
   for (let i = 0; i < ids.length; i += STANDBY_BATCH) {
     const batch = ids.slice(i, i + STANDBY_BATCH)
     const asked = new Set(batch)
     for (const a of (await describe(batch)).AutoScalingInstances ?? [])
-      if (a.AutoScalingGroupName === group && a.InstanceId && asked.has(a.InstanceId)) out.set(a.InstanceId, a.LifecycleState ?? 'unknown')
+      if (a.AutoScalingGroupName === group && a.InstanceId && asked.has(a.InstanceId))
+        out.set(a.InstanceId, { state: a.LifecycleState ?? 'unknown', protected: a.ProtectedFromScaleIn === true })
   }
   return out
 }
@@ -163,5 +172,5 @@ export async function standbyAmong(
   ids: readonly string[],
   describe: (batch: string[]) => Promise<Asg.DescribeAutoScalingInstancesCommandOutput>
 ): Promise<Set<string>> {
-  return new Set([...(await lifecyclesIn(group, ids, describe))].filter(([, state]) => state === 'Standby').map(([id]) => id))
+  return new Set([...(await lifecyclesIn(group, ids, describe))].filter(([, r]) => r.state === 'Standby').map(([id]) => id))
 }

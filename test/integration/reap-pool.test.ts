@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
 import { CreateTagsCommand } from '@aws-sdk/client-ec2'
-import { poolHookConfig } from '../helpers/pool-env'
+import { autoscaling, poolHookConfig } from '../helpers/pool-env'
 import { FakeRunner } from '../helpers/fake-runner'
 import { describeInstance, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { repoRoot, testenvDir, testImages } from '../helpers/testenv'
@@ -147,4 +147,66 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
 
   const c = await hookCall(live, 'cleanup_job', {})
   expect(c.code).toBe(0)
+})
+
+test("a member nobody holds that is still protected from scale-in (the lift at its job's release failed) has its protection lifted by reap; a busy member's stays", async () => {
+  const { pool: p } = await t.startPool(2)
+  const provider = { lease: { ttlSeconds: 60 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
+  const [r1, r2] = [0, 1].map(() => new FakeRunner({ config: poolHookConfig(p, t.key, provider) }))
+  for (const r of [r1, r2]) {
+    const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
+    if (prep.code !== 0) throw new Error(dumpRun(prep))
+  }
+  const [free, busy] = [memberOf(r1), memberOf(r2)]
+  const group = async (): Promise<Record<string, boolean>> =>
+    Object.fromEntries((await p.describe())!.instances.map((i) => [i.id, i.protectedFromScaleIn]))
+  const c1 = await hookCall(r1, 'cleanup_job', {})
+  expect(c1.code).toBe(0)
+  expect(await group()).toEqual({ [free]: false, [busy]: true })
+  // The lift at r1's release as if it had failed (its runner host lost AWS, or died right after the give-back).
+  await autoscaling(
+    'SetInstanceProtection',
+    { AutoScalingGroupName: p.name, 'InstanceIds.member.1': free, ProtectedFromScaleIn: true },
+    p.endpoint
+  )
+  expect(await group()).toEqual({ [free]: true, [busy]: true })
+  expect(await p.readLease(free)).toMatch(/^free clean/)
+  const logBefore = await p.leaseLog(free)
+
+  const { cfg, tmp } = t.reapConfig(p, provider)
+  // Control: a dry run says what it would do (its JSON rows name the action itself) and changes nothing.
+  const dry = await runReap(cfg, tmp, { dryRun: true })
+  expectOk(dry)
+  expect(rowOf(dry, free)).toMatchObject({ action: 'unprotected', why: 'lease free and protected from scale-in: lift its protection' })
+  expect(await group()).toEqual({ [free]: true, [busy]: true })
+  expect(await p.leaseLog(free)).toBe(logBefore)
+
+  const pass = await runReap(cfg, tmp)
+  expectOk(pass)
+  expect(rowOf(pass, free)).toMatchObject({ action: 'unprotected', why: 'lease free and protected from scale-in; lifted' })
+  expect(rowOf(pass, busy)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/^lease live/) })
+  expect(await group()).toEqual({ [free]: false, [busy]: true })
+  // Lifted while reap held the lease (granted from free, not lapsed), which it handed back as it
+  // was: free and clean, no mark, the next job takes it without a scrub.
+  const taken = (await p.leaseLog(free))
+    .slice(logBefore.length)
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').slice(1))
+  expect(taken).toEqual([
+    ['grant', expect.stringMatching(/^[0-9a-f]{32}$/), 'free', '0'],
+    ['release', taken[0][1], 'free']
+  ])
+  expect(await p.readLease(free)).toMatch(/^free clean/)
+  expect(tagsOf(await describeInstance(t.ec2, free))['remote-container-hooks:reap-candidate']).toBeUndefined()
+  // The busy member's job goes on, protected, and its release lifts its own.
+  const s = await hookCall(r2, 'run_script_step', r2.scriptStep('echo still-here').args)
+  expect({ code: s.code, seen: s.stdout.includes('still-here') }).toEqual({ code: 0, seen: true })
+  const c2 = await hookCall(r2, 'cleanup_job', {})
+  expect(c2.code).toBe(0)
+  expect(await group()).toEqual({ [free]: false, [busy]: false })
+  // A second pass has nothing to lift.
+  const again = await runReap(cfg, tmp)
+  expectOk(again)
+  expect([rowOf(again, free).action, rowOf(again, busy).action]).toEqual(['left alone', 'left alone'])
 })

@@ -222,7 +222,7 @@ describe('standbyAmong', () => {
     expect((await standbyAmong('ci-pool', [], describe)).size).toBe(0)
     expect(describe).not.toHaveBeenCalled()
   })
-  it("lifecyclesIn: each asked member's state in this group; another group's, or one not named, is absent", async () => {
+  it("lifecyclesIn: each asked member's state and protection in this group; another group's, or one not named, is absent", async () => {
     const rows = answer([
       ['i-0000000000000000a', 'ci-pool', 'Pending'],
       ['i-0000000000000000b', 'other-pool', 'InService']
@@ -234,8 +234,16 @@ describe('standbyAmong', () => {
     } as Asg.AutoScalingInstanceDetails)
     const got = await lifecyclesIn('ci-pool', ['i-0000000000000000a', 'i-0000000000000000b', 'i-0000000000000000c'], async () => rows)
     expect([...got]).toEqual([
-      ['i-0000000000000000a', 'Pending'],
-      ['i-0000000000000000c', 'unknown']
+      ['i-0000000000000000a', { state: 'Pending', protected: false }],
+      ['i-0000000000000000c', { state: 'unknown', protected: false }]
+    ])
+    // Protection is read as the group reports it, and only a plain true counts.
+    rows.AutoScalingInstances![0].ProtectedFromScaleIn = true
+    rows.AutoScalingInstances![2].ProtectedFromScaleIn = 'true' as unknown as boolean
+    const again = await lifecyclesIn('ci-pool', ['i-0000000000000000a', 'i-0000000000000000c'], async () => rows)
+    expect([...again].map(([id, r]) => [id, r.protected])).toEqual([
+      ['i-0000000000000000a', true],
+      ['i-0000000000000000c', false]
     ])
   })
 })
