@@ -11,11 +11,12 @@
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh), once its
 #      virtualenv is there
-#   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME)
+#   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME), run under
+#      scripts/testenv/reaped.py, which ends and counts processes the tests leave running
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
-# .testenv/summary); the exit code is jest's, or 1 when jest passed but a check above failed
-# (non-zero if anything failed before).
+# .testenv/summary); the exit code is jest's, or 1 when jest passed but a check above failed or the
+# tests left a process running (non-zero if anything failed before).
 # Env: TESTENV_KEEP=1 leaves the VMs, the registry and moto running after the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -165,7 +166,23 @@ jest_rc=0
 # Two test files at a time: most integration time is spent waiting (boots, lease lapses, moto),
 # and every file keeps to its own runner names, work roots, tables and regions.
 # RCH_JEST_WORKERS=1 runs them one at a time.
-npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-2}" "$@" || jest_rc=$?
+# Under reaped.py (a child subreaper): a process a test leaves running, daemonized or not, is named,
+# ended by PID and counted as 1 failure, instead of living on reparented to init.
+rm -f "$TESTENV/strays"
+python3 scripts/testenv/reaped.py --strays "$TESTENV/strays" -- \
+  npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-2}" "$@" || jest_rc=$?
+strays=$(cat "$TESTENV/strays" 2>/dev/null || true)
+case "$strays" in
+  '' | *[!0-9]*)
+    echo "[test] no count of processes left running by the tests; counting that as 1 failure" >&2
+    strays=1
+    ;;
+  0) ;;
+  *)
+    echo "[test] the tests left processes running ($strays, named above, now ended); counting that as 1 failure" >&2
+    strays=1
+    ;;
+esac
 
 # numbers from jest's JSON report: "passed failed skipped note"
 read -r passed failed skipped note < <(node -e '
@@ -189,8 +206,8 @@ elif [ "$jest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "[test] jest exited $jest_rc although no test failed; counting that as 1 failure" >&2
   failed=1
 fi
-if [ "$checks_failed" -gt 0 ]; then
-  failed=$((failed + checks_failed))
+if [ "$checks_failed" -gt 0 ] || [ "$strays" -gt 0 ]; then
+  failed=$((failed + checks_failed + strays))
   [ "$jest_rc" -eq 0 ] && jest_rc=1
 fi
 SUMMARY="$passed passed, $failed failed"
