@@ -18,7 +18,7 @@ import type { ConnectInfo, Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
 import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../providers/ec2-api'
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
-import { Ec2PoolProvider } from '../providers/ec2-pool'
+import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
 import { lifecyclesIn, membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
@@ -216,9 +216,10 @@ class PoolPass {
 
   /**
    * The member's lease taken by reap (granted only while nobody holds it, or its holder's lease
-   * lapsed: the grant is atomic), so that no job's grant or release overlaps what reap does with it.
+   * lapsed, unless `freeOnly`: the grant is atomic), so that no job's grant or release overlaps what
+   * reap does with it.
    */
-  private async take(m: Member, remote: Remote): Promise<{ token: string; a: AcquireAnswer }> {
+  private async take(m: Member, remote: Remote, freeOnly = false): Promise<{ token: string; a: AcquireAnswer }> {
     const token = randomBytes(16).toString('hex')
     const a = parseAcquire(
       await ask(
@@ -230,7 +231,8 @@ class PoolPass {
           queue: false,
           owner: nameOwnerId(`reap@${hostname()}`),
           host: runnerHostId(hostname()),
-          jobId: newJobId()
+          jobId: newJobId(),
+          freeOnly
         }),
         { label: `take ${m.id}`, timeoutMs: CALL_MS }
       ),
@@ -239,19 +241,37 @@ class PoolPass {
     return { token, a }
   }
 
-  /** A lease reap took from nobody, handed straight back as it was. */
-  private async handBack(remote: Remote, token: string, clean: boolean): Promise<void> {
-    oneWord(
+  /** A lease reap took from nobody, handed straight back as it was: `released`, or `not-holder` (it lapsed, and may be another job's now). */
+  private async handBack(remote: Remote, token: string, clean: boolean): Promise<'released' | 'not-holder'> {
+    return oneWord(
       await ask(remote, releaseScript(this.workRoot, token, { as: clean ? 'clean' : 'dirty' }), { label: 'give back', timeoutMs: CALL_MS }),
       ['released', 'not-holder'] as const,
       'release'
     )
   }
 
+  /** handBack, once more on a new connection when the first one broke. */
+  private async handBackOnce(m: Member, remote: Remote, token: string, clean: boolean): Promise<'released' | 'not-holder'> {
+    try {
+      return await this.handBack(remote, token, clean)
+    } catch {
+      const again = await SshRemote.connect(this.connectInfo(m), this.ctx.connectMs)
+      try {
+        return await this.handBack(again, token, clean)
+      } finally {
+        again.close()
+      }
+    }
+  }
+
+  /** Reap's lease of the member, as the pool provider takes it. */
+  private heldLease(m: Member, token: string, workRoot: string): PoolLease {
+    return { kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot, connect: { ...this.connectInfo(m) } }
+  }
+
   /** A lease whose holder's lease lapsed, given back through the pool provider: scrubbed, its protection lifted, or replaced. */
   private async scrubbed(m: Member, remote: Remote, token: string, workRoot: string): Promise<void> {
-    const connect = { ...this.connectInfo(m) }
-    await this.provider.release({ kind: 'ec2-pool', instanceId: m.id, token, worker: null, workRoot, connect }, remote, '', this.env)
+    await this.provider.release(this.heldLease(m, token, workRoot), remote, '', this.env)
   }
 
   /** A lapsed lease taken back (only while it is still lapsed), scrubbed and given back. */
@@ -280,38 +300,43 @@ class PoolPass {
   /**
    * A member nobody holds that is still protected from scale-in (its runner died before the lift
    * at its release, or that lift failed): the group could never end it to scale in, and a `Wait`
-   * instance refresh waits on it. Lifted while reap holds its lease, so never a job's protection.
+   * instance refresh waits on it. Lifted while reap holds its lease (taken from `free` only, renewed
+   * during the call), so never a job's protection; where the lease was not reap's to the end, the
+   * protection is set again (it may be the next job's), and the next pass looks again.
    */
   private async liftFree(m: Member, remote: Remote, why: string): Promise<void> {
     const { ctx } = this
     const what = `${why} and protected from scale-in`
     if (ctx.dryRun) return addRow(ctx, 'member', m.id, 'unprotected', `${what}: lift its protection`)
+    let taken: { token: string; a: AcquireAnswer }
     try {
-      const { token, a } = await this.take(m, remote)
-      if (!a.granted) return addRow(ctx, 'member', m.id, 'left alone', `${what}, but taken meanwhile (lease ${a.state})`)
-      if (a.lapsed) {
-        // Taken and lapsed since it was read: given back as a lapsed lease is.
-        await this.scrubbed(m, remote, token, a.workRoot)
-        return addRow(ctx, 'member', m.id, 'removed', `${what}; its lease lapsed meanwhile: taken back, scrubbed and given back`)
-      }
-      let refused: unknown
-      try {
-        refused = await this.provider.protect(m.id, false, this.env)
-      } finally {
-        await this.handBack(remote, token, a.clean)
-      }
-      if (refused)
-        return addRow(
-          ctx,
-          'member',
-          m.id,
-          'failed',
-          `${what}; lifting it (autoscaling:SetInstanceProtection): ${(refused as Error).message}`
-        )
-      addRow(ctx, 'member', m.id, 'unprotected', `${what}; lifted`)
+      taken = await this.take(m, remote, true)
     } catch (e) {
-      addRow(ctx, 'member', m.id, 'failed', `${what}; lifting it: ${(e as Error).message}`)
+      return addRow(ctx, 'member', m.id, 'failed', `${what}; taking its lease: ${(e as Error).message}`)
     }
+    const { token, a } = taken
+    if (!a.granted) return addRow(ctx, 'member', m.id, 'left alone', `${what}, but no longer free (lease ${a.state})`)
+    const refused = await this.provider.liftHeld(this.heldLease(m, token, a.workRoot), remote, this.env)
+    const back = await this.handBackOnce(m, remote, token, a.clean).catch(
+      (e: unknown) =>
+        `not handed back: ${(e as Error).message}; reap's lease lapses within ${this.cfg.lease.ttlSeconds} s, and the next job scrubs the member`
+    )
+    if (back !== 'released') {
+      const again = await this.provider.protect(m.id, true, this.env)
+      return addRow(
+        ctx,
+        'member',
+        m.id,
+        'failed',
+        `${what}; the lease was not reap's to the end (${back}): protection ${again ? `not set again: ${(again as Error).message}` : 'set again'}`
+      )
+    }
+    // Not in service any more (leaving its group): the group's scale-in does not look at it.
+    if (refused && awsErrorName(refused) === 'ValidationError')
+      return addRow(ctx, 'member', m.id, 'left alone', `${what}; nothing to lift now: ${(refused as Error).message}`)
+    if (refused)
+      return addRow(ctx, 'member', m.id, 'failed', `${what}; lifting it (autoscaling:SetInstanceProtection): ${(refused as Error).message}`)
+    addRow(ctx, 'member', m.id, 'unprotected', `${what}; lifted`)
   }
 
   /**

@@ -574,6 +574,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       )
   }
 
+  /**
+   * The protection of a member whose lease `l` holds lifted, the lease renewed meanwhile (the call
+   * may outlast its ttl), so that it is never another job's: reap's lift of a free member. Resolves
+   * to the call's error, or null; never rejects.
+   */
+  liftHeld(l: PoolLease, remote: Remote, env: Pick<ProviderEnv, 'signal' | 'log'>): Promise<unknown> {
+    return this.renewing(remote, l, env, () => this.protect(l.instanceId, false, env))
+  }
+
   /** The member's job count (its tag); a failure is warned about, not fatal. */
   private recordJobs(id: string, jobs: number, env: Pick<ProviderEnv, 'log' | 'signal'>): Promise<void> {
     return this.tag(id, { [TAG_JOBS]: String(jobs) }, env).catch((e: unknown) =>

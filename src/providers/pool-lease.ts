@@ -63,6 +63,8 @@ export interface AcquireArgs extends Waiter {
   jobId: string
   /** The runner host's id (runnerHostId): a cleanup without state takes over only its own host's leases. */
   host: string
+  /** Granted only from `free` (reap's brief hold of a member nobody holds): never a lapsed or unreadable record. */
+  freeOnly?: boolean
 }
 
 export type AcquireAnswer =
@@ -93,10 +95,12 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     locked(workRoot) +
     `avail=0; clean=0; lapsed=0; ` +
     `case "$st" in ` +
-    `held) if [ "$ex" -lt "$now" ] || [ "$ex" -gt $((now + ${EXPIRY_BOUND_SECONDS})) ]; then avail=1; lapsed=1; fi;; ` +
+    (a.freeOnly
+      ? `held) ;; `
+      : `held) if [ "$ex" -lt "$now" ] || [ "$ex" -gt $((now + ${EXPIRY_BOUND_SECONDS})) ]; then avail=1; lapsed=1; fi;; `) +
     `free) avail=1; [ "$h" = clean ] && clean=1;; ` +
     `retired) ;; ` +
-    `*) avail=1;; esac; ` +
+    `*) ${a.freeOnly ? ':' : 'avail=1'};; esac; ` +
     `touch ${q}; awk -v now="$now" -v me=${a.token} '$3+0 >= now-${QUEUE_STALE_SECONDS} && $2 != me && NF == 3' ${q} > ${q}.new; ` +
     `ahead=$(awk -v s=${a.since} -v me=${a.token} '$1+0 < s || ($1+0 == s && $2 < me)' ${q}.new | wc -l); ` +
     `waiting=$(wc -l < ${q}.new); ` +

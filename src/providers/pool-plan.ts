@@ -161,16 +161,3 @@ export async function lifecyclesIn(
   }
   return out
 }
-
-/**
- * Which of these stopped members the group keeps in Standby (parked by the pool when idle, started
- * again by a hook). One stopped in service is not among them: the group replaces it (its EC2 health
- * check).
- */
-export async function standbyAmong(
-  group: string,
-  ids: readonly string[],
-  describe: (batch: string[]) => Promise<Asg.DescribeAutoScalingInstancesCommandOutput>
-): Promise<Set<string>> {
-  return new Set([...(await lifecyclesIn(group, ids, describe))].filter(([, r]) => r.state === 'Standby').map(([id]) => id))
-}

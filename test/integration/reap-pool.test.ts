@@ -18,7 +18,8 @@ import { FleetSchema } from '../../src/config'
 import { LocalLedger } from '../../src/fleet/local-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { RESERVE_REQ } from '../helpers/reserve-request'
-import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest } from './reap-helpers'
+import { startFaultProxy } from '../helpers/fault-proxy'
+import { expectOk, ledgerAhead, rowOf, runReap, usePoolReapTest, writeHeldLease } from './reap-helpers'
 
 jest.setTimeout(300_000)
 const execFileP = promisify(execFile)
@@ -209,4 +210,47 @@ test("a member nobody holds that is still protected from scale-in (the lift at i
   const again = await runReap(cfg, tmp)
   expectOk(again)
   expect([rowOf(again, free).action, rowOf(again, busy).action]).toEqual(['left alone', 'left alone'])
+})
+
+test("adversarial: a lift whose lease stops being reap's before its hand-back (lapsed during the call, another job's now) sets the protection again and fails loudly", async () => {
+  const { pool: p } = await t.startPool(1)
+  const provider = { lease: { ttlSeconds: 60 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
+  const r = new FakeRunner({ config: poolHookConfig(p, t.key, provider) })
+  const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
+  if (prep.code !== 0) throw new Error(dumpRun(prep))
+  const id = memberOf(r)
+  expect((await hookCall(r, 'cleanup_job', {})).code).toBe(0)
+  const protectedNow = async (): Promise<boolean | undefined> =>
+    (await p.describe())!.instances.find((i) => i.id === id)?.protectedFromScaleIn
+  await autoscaling(
+    'SetInstanceProtection',
+    { AutoScalingGroupName: p.name, 'InstanceIds.member.1': id, ProtectedFromScaleIn: true },
+    p.endpoint
+  )
+  // Reap's calls go through a proxy that, as reap's lift arrives, makes the member's record another job's.
+  const proxy = await startFaultProxy({ target: p.endpoint })
+  let forged = ''
+  proxy.fail({
+    action: 'SetInstanceProtection',
+    code: 'NotInjected',
+    when: (params) => {
+      if (params.get('ProtectedFromScaleIn') === 'false' && !forged) forged = writeHeldLease(p.member(id))
+      return false
+    }
+  })
+  try {
+    const { cfg, tmp } = t.reapConfig(p, { ...provider, endpoint: proxy.endpoint })
+    const pass = await runReap(cfg, tmp)
+    expect(pass.code).toBe(1)
+    expect(rowOf(pass, id)).toMatchObject({
+      action: 'failed',
+      why: "lease free and protected from scale-in; the lease was not reap's to the end (not-holder): protection set again"
+    })
+    expect(proxy.calls('SetInstanceProtection').map((c) => c.params.get('ProtectedFromScaleIn'))).toEqual(['false', 'true'])
+    expect(await protectedNow()).toBe(true)
+    // The other job's record is left as it is.
+    expect(await p.readLease(id)).toBe(forged)
+  } finally {
+    await proxy.close()
+  }
 })

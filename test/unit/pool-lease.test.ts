@@ -115,6 +115,42 @@ test('only the holder renews or releases; a lapsed lease is granted to the next 
   expect(await one(renewScript(work, tok('a'), 60), ['renewed', 'lost'])).toBe('lost')
 })
 
+test("freeOnly (reap's brief hold of a free member) is granted from free alone: never a lapsed, live, unreadable, missing or retired record", async () => {
+  const take = async (token: string): Promise<AcquireAnswer> =>
+    parseAcquire(
+      await ask(
+        remote,
+        acquireScript(work, { token, since: 0, queue: false, ttlSeconds: 60, owner: OWNER, jobId: JOB, host: HOST, freeOnly: true }),
+        {
+          label: 'take'
+        }
+      ),
+      'take'
+    )
+  // No record yet (a member never leased): not granted, though a job would be.
+  expect(await take(tok('r'))).toMatchObject({ granted: false })
+  await acquire(tok('a'), 1000)
+  // Live, then lapsed.
+  expect(await take(tok('r'))).toMatchObject({ granted: false, state: 'held' })
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() - 1} ${OWNER} ${JOB}\n`)
+  expect(await take(tok('r'))).toMatchObject({ granted: false, state: 'held' })
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('z')} ${nowS() + 10 ** 9} ${OWNER} ${JOB}\n`)
+  expect(await take(tok('r'))).toMatchObject({ granted: false, state: 'held' })
+  for (const garbage of ['garbage here', '']) {
+    writeFileSync(join(work, 'pool', 'lease'), `${garbage}\n`)
+    expect(await take(tok('r'))).toMatchObject({ granted: false })
+  }
+  writeFileSync(join(work, 'pool', 'lease'), 'retired disk-full\n')
+  expect(await take(tok('r'))).toMatchObject({ granted: false, state: 'retired' })
+  // Positive control: free, clean or dirty, is granted, not lapsed, and given back as it was.
+  for (const how of ['clean', 'dirty'] as const) {
+    writeFileSync(join(work, 'pool', 'lease'), `free ${how}\n`)
+    expect(await take(tok('r'))).toMatchObject({ granted: true, lapsed: false, clean: how === 'clean' })
+    expect(await release(tok('r'), { as: how })).toBe('released')
+    expect(record()).toBe(`free ${how}\n`)
+  }
+})
+
 test('records a job could have forged: garbage is dirty, an expiry beyond reach is lapsed, retired is never granted', async () => {
   await acquire(tok('a'), 1000)
   for (const garbage of ['free', 'garbage here', `free clean; rm -rf /`, '']) {

@@ -8,7 +8,6 @@ import {
   shuffled,
   STANDBY_BATCH,
   lifecyclesIn,
-  standbyAmong,
   TAG_GROUP,
   TAG_HOST_KEY,
   TAG_JOBS,
@@ -174,7 +173,7 @@ test('shuffled keeps every member once, in an order from its random source', () 
   expect(xs).toEqual(['a', 'b', 'c', 'd'])
 })
 
-describe('standbyAmong', () => {
+describe('lifecyclesIn', () => {
   const answer = (rows: [string, string, string][]): Asg.DescribeAutoScalingInstancesCommandOutput => ({
     $metadata: {},
     AutoScalingInstances: rows.map(([InstanceId, AutoScalingGroupName, LifecycleState]) => ({
@@ -187,10 +186,10 @@ describe('standbyAmong', () => {
     }))
   })
 
-  it("asks in calls of at most 50 ids and keeps only this group's members in Standby", async () => {
+  it("asks in calls of at most 50 ids and keeps only this group's members, with their states", async () => {
     const ids = Array.from({ length: 2 * STANDBY_BATCH + 1 }, (_, i) => `i-${String(i).padStart(17, '0')}`)
     const calls: string[][] = []
-    const got = await standbyAmong('ci-pool', ids, async (batch) => {
+    const rows = await lifecyclesIn('ci-pool', ids, async (batch) => {
       calls.push(batch)
       // AWS refuses a call of over 50 ids (ValidationError).
       if (batch.length > STANDBY_BATCH) throw new Error('ValidationError: too many ids')
@@ -200,6 +199,7 @@ describe('standbyAmong', () => {
     })
     expect(calls.map((c) => c.length)).toEqual([50, 50, 1])
     expect(calls.flat()).toEqual(ids)
+    const got = new Set([...rows].filter(([, r]) => r.state === 'Standby').map(([id]) => id))
     const want = calls.flatMap((batch) => batch.filter((_, i) => i % 2 === 0 && i % 3 !== 2))
     expect([...got].sort()).toEqual(want.sort())
     // Control: the filter kept some and dropped some.
@@ -208,21 +208,21 @@ describe('standbyAmong', () => {
   })
 
   it('takes no id the call was not asked about', async () => {
-    const got = await standbyAmong('ci-pool', ['i-0000000000000000a'], async () =>
+    const got = await lifecyclesIn('ci-pool', ['i-0000000000000000a'], async () =>
       answer([
         ['i-0000000000000000a', 'ci-pool', 'Standby'],
         ['i-0000000000000000b', 'ci-pool', 'Standby']
       ])
     )
-    expect([...got]).toEqual(['i-0000000000000000a'])
+    expect([...got.keys()]).toEqual(['i-0000000000000000a'])
   })
 
   it('makes no call for no ids', async () => {
     const describe = jest.fn()
-    expect((await standbyAmong('ci-pool', [], describe)).size).toBe(0)
+    expect((await lifecyclesIn('ci-pool', [], describe)).size).toBe(0)
     expect(describe).not.toHaveBeenCalled()
   })
-  it("lifecyclesIn: each asked member's state and protection in this group; another group's, or one not named, is absent", async () => {
+  it("each asked member's state and protection in this group; another group's, or one not named, is absent", async () => {
     const rows = answer([
       ['i-0000000000000000a', 'ci-pool', 'Pending'],
       ['i-0000000000000000b', 'other-pool', 'InService']
