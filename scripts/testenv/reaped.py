@@ -81,7 +81,7 @@ def end_strays() -> int:
     """Names and ends the processes left below this one (orphans of those it ends come here too)."""
     seen = set()
     left = wait_gone(GRACE_S)
-    for _ in range(10):
+    for _ in range(3):
         if not left:
             break
         for pid in left:
@@ -90,13 +90,13 @@ def end_strays() -> int:
                 print(f"[reaped] left running by the tests: pid {pid}: {cmdline(pid)}", file=sys.stderr)
             try:
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
+            except OSError:
                 pass
         left = wait_gone(TERM_WAIT_S)
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except OSError:
                 pass
         left = wait_gone(1.0)
     return len(seen)
@@ -133,6 +133,10 @@ def main(argv: list) -> int:
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code
             break
+    # The command's pid is free for reuse now: nothing is passed on any more, and the bounded
+    # cleanup below is not cut short (the strays would live on).
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
     n = end_strays()
     with open(strays_file, "w", encoding="utf-8") as f:
         f.write(f"{n}\n")
