@@ -1,6 +1,7 @@
 // cleanup_job: remove everything the job created on the remote and give the machine back. Works
 // from labels/tags when state is null (prepare_job failed or was killed), and is safe to run twice.
 import { readdirSync, rmSync } from 'node:fs'
+import type { Config } from '../config'
 import type { HandlerResult, HookContext } from '../context'
 import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
@@ -8,7 +9,7 @@ import { decodeState, leaseOf, onJobMachine, stateFacts, workRootOf, type HookSt
 import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
 import { describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
-import { providerFor, type Lease } from '../providers/factory'
+import { configElsewhere, providerFor, type Lease } from '../providers/factory'
 import type { OrphanReport, VmProvider } from '../providers/provider'
 import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
@@ -32,6 +33,17 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
       await withoutState(ctx, providerFor(ctx.config))
     } catch (f) {
       log.warn(`cleanup without state, after the state was refused, failed too: ${formatError(f)}`)
+    }
+    // A machine today's config cannot reach (provider.region changed while the job ran): this
+    // runner's leftovers are looked for where the state says it is too.
+    const there = configElsewhere(ctx.config, raw?.host)
+    if (there) {
+      log.progress(`the refused state's machine is in ${describeWhere(there)}: cleaning up this runner's leftovers there too`)
+      try {
+        await withoutState({ ...ctx, config: there }, providerFor(there))
+      } catch (f) {
+        log.warn(`cleanup without state in ${describeWhere(there)} failed too: ${formatError(f)}`)
+      }
     }
     throw e
   }
@@ -97,6 +109,11 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
   await recordCleanedUp(fleet, warn, { reservation: lease.reservation, timings })
   closeJobFleet(state.jobId)
   return { exitCode: 0 }
+}
+
+/** Where a config's provider looks, for the step log. */
+function describeWhere(c: Config): string {
+  return 'region' in c.provider ? `region ${c.provider.region}` : `provider ${c.provider.kind}`
 }
 
 /** Everything this runner left, found by owner label/tag and local folder name. */

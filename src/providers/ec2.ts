@@ -553,6 +553,9 @@ export const leaseRegion = {
     l.region !== undefined && l.region !== cfg.region ? [['region', `differs from provider.region (${cfg.region})`]] : []
 }
 
+/** An AWS region's name (eu-west-1, us-gov-west-1, cn-northwest-1): nothing an endpoint's host could be built from otherwise. */
+const AWS_REGION_NAME = /^[a-z]{2}(-[a-z0-9]{1,16}){1,3}-[0-9]{1,2}$/
+
 export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
   create: (cfg, workRoot) => new Ec2Provider(cfg, workRoot),
   lease: {
@@ -567,6 +570,11 @@ export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
       if (l.connect.identityFile !== `${localDir}/id_ed25519`) out.push(['identityFile', "is not the job's own key file"])
       if (l.connect.knownHostsFile !== `${localDir}/known_hosts`) out.push(['knownHostsFile', "is not the job's own known_hosts file"])
       return out
-    }
+    },
+    // An instance launched before provider.region changed runs on there (until maxLifetimeMinutes)
+    // unless looked for there. Only this runner's instances are found (its owner and host tags), so
+    // the region is the only thing taken from the refused state.
+    elsewhere: (host, cfg) =>
+      typeof host.region === 'string' && AWS_REGION_NAME.test(host.region) && host.region !== cfg.region ? { region: host.region } : null
   }
 }

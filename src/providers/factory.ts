@@ -29,6 +29,16 @@ export function leaseFields(): { kind: string; fields: ProviderKind<ProviderConf
   return Object.entries(KINDS).map(([kind, k]) => ({ kind, fields: k.lease.fields }))
 }
 
+/**
+ * The config whose cleanup without state reaches the machine of a refused state's `host` that
+ * today's config cannot (provider.region changed while the job ran), or null.
+ */
+export function configElsewhere(config: Config, host: unknown): Config | null {
+  if (!host || typeof host !== 'object' || (host as { kind?: unknown }).kind !== config.provider.kind) return null
+  const keys = leaseRulesFor(config.provider).elsewhere?.(host as Record<string, unknown>, config.provider)
+  return keys ? Object.freeze({ ...config, provider: Object.freeze({ ...config.provider, ...keys }) }) : null
+}
+
 export function providerFor(config: Config): VmProvider<Lease> {
   const p = config.provider
   return (KINDS[p.kind] as unknown as ProviderKind<ProviderConfig, Lease>).create(p, config.remote.workRoot)

@@ -407,6 +407,57 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     }
   })
 
+  test("provider.region changed while the job ran: cleanup_job fails naming state.host.region, and still terminates the runner's instance where it was launched", async () => {
+    const name = instanceName('ec2region')
+    const runner = newRunner('region', name, loadMoto().endpoint)
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name })
+    // Control: another runner's instance in that region, launched from this machine, stays.
+    const other = (
+      await ec2.send(
+        new RunInstancesCommand({
+          ImageId: ami,
+          MinCount: 1,
+          MaxCount: 1,
+          TagSpecifications: [
+            {
+              ResourceType: 'instance',
+              Tags: [
+                { Key: OWNER_TAG, Value: otherOwner('another-runner') },
+                { Key: 'remote-container-hooks:runner-host', Value: os.hostname() }
+              ]
+            }
+          ]
+        })
+      )
+    ).Instances![0].InstanceId!
+    try {
+      const p = await prepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] })
+      expect({ code: p.code, out: p.code === 0 ? '' : dump(p, booter) }).toEqual({ code: 0, out: '' })
+      const id = (runner.state as { host: { instanceId: string; region: string } }).host.instanceId
+      expect((runner.state as { host: { region: string } }).host.region).toBe('eu-west-1')
+      // The operator moves the runner to another region while the job runs.
+      const cfg = JSON.parse(fs.readFileSync(runner.configFile, 'utf8'))
+      cfg.provider.region = 'us-east-1'
+      fs.writeFileSync(runner.configFile, JSON.stringify(cfg))
+      const c = await call(runner, 'cleanup_job', {})
+      expect({ code: c.code, errors: errorLines(c) }).toEqual({
+        code: 64,
+        errors: ['::error::invalid state from the runner: state.host.region: differs from provider.region (us-east-1)']
+      })
+      expect(['shutting-down', 'terminated']).toContain((await describe1(id)).State?.Name)
+      expect(c.stdout).toContain("the refused state's machine is in region eu-west-1: cleaning up this runner's leftovers there too")
+      expect(c.stdout).toContain(`[remote-hooks] terminated ${id}`)
+      await waitState(id, 'terminated')
+      expect(await instancesOf(runner, LIVE)).toEqual([])
+      expect((await describe1(other)).State?.Name).toBe('running')
+      runner.state = null
+    } finally {
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [other] })).catch(() => undefined)
+      await booter.stop()
+      runner.dispose()
+    }
+  })
+
   test('prepare_job killed (SIGKILL) after the instance exists: cleanup_job with state null terminates it', async () => {
     const name = instanceName('ec2kill')
     const runner = newRunner('kill', name, loadMoto().endpoint)

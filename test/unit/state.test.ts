@@ -1,4 +1,5 @@
 import { decodeState, initialState, leaseOf, storedHost, storedState, type StateFacts } from '../../src/state'
+import { configElsewhere } from '../../src/providers/factory'
 import { InputError } from '../../src/errors'
 import { nameOwnerId, ownerId } from '../../src/labels'
 import type { Config } from '../../src/config'
@@ -271,5 +272,43 @@ describe('decodeState: an ec2-pool lease and its region', () => {
     expect(refusal(goodPool('us-east-1'), facts(poolConfig))).toBe(
       'invalid state from the runner: state.host.region: differs from provider.region (eu-west-1)'
     )
+  })
+})
+
+describe('configElsewhere: where a refused state says its machine is, when today’s config cannot reach it', () => {
+  const ec2Host = (region: unknown): Record<string, unknown> => ({ ...goodEc2().host, region })
+
+  test('an ec2 instance launched before provider.region changed: the same config in its region, nothing else from the state', () => {
+    const there = configElsewhere(ec2Config, ec2Host('us-east-1'))!
+    expect(there.provider).toEqual({ ...ec2Config.provider, region: 'us-east-1' })
+    expect(there.remote).toBe(ec2Config.remote)
+    // Today's config is left as it was.
+    expect(ec2Config.provider).toMatchObject({ region: 'eu-west-1' })
+    for (const r of ['us-gov-west-1', 'cn-northwest-1', 'ap-southeast-4', 'us-isob-east-1'])
+      expect(configElsewhere(ec2Config, ec2Host(r))?.provider).toMatchObject({ region: r })
+  })
+
+  test('none for the same region, a region that is no region name (an endpoint host could be built from it), another kind, or no host', () => {
+    const refused = [
+      'eu-west-1',
+      '',
+      'evil.example.com',
+      'eu-west-1.example.com',
+      'eu-west-1/x',
+      'EU-WEST-1',
+      'eu-west-1 ',
+      'eu--1',
+      42,
+      null
+    ]
+    for (const r of refused) expect([r, configElsewhere(ec2Config, ec2Host(r))]).toEqual([r, null])
+    expect(configElsewhere(ec2Config, { ...ec2Host('us-east-1'), kind: 'ec2-pool' })).toBeNull()
+    expect(configElsewhere(staticConfig, ec2Host('us-east-1'))).toBeNull()
+    for (const h of [undefined, null, 'ec2', []]) expect(configElsewhere(ec2Config, h)).toBeNull()
+  })
+
+  test('a pool member is not looked for elsewhere (its lease lapses; the pool stays where it is)', () => {
+    const poolConfig = { ...ec2Config, provider: { ...ec2Config.provider, kind: 'ec2-pool' } } as unknown as Config
+    expect(configElsewhere(poolConfig, { ...ec2Host('us-east-1'), kind: 'ec2-pool' })).toBeNull()
   })
 })
