@@ -150,7 +150,7 @@ const Ec2PoolProviderSchema = z
           .min(10)
           .max(90 * 24 * 60)
           .default(720),
-        /** Disk use (of the work root's and Docker's file systems) over this recycles a member. */
+        /** Disk use (of the work root's and Docker's file systems, in percent) at or over this recycles a member. */
         maxDiskPercent: z.number().int().min(10).max(100).default(90)
       })
       .strict()
