@@ -112,6 +112,9 @@ test('a dead job’s slot is marked, kept through the grace, then emptied (conta
       const job = (r.state as { jobId?: string } | null)?.jobId
       if (job) for (const id of await containersOf(job)) await execFileP('docker', ['rm', '-f', id]).catch(() => undefined)
     }
+    // What the dead runner's next command does: its dead job's agent (reap leaves the runner host's
+    // folders alone: the slot's owner file, which names the job, is the VM's word) is stopped.
+    await hookCall(dead, 'cleanup_job', {}, { state: null }).catch(() => undefined)
     fs.rmSync(workRoot, { recursive: true, force: true })
   }
 })
