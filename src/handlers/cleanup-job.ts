@@ -28,22 +28,23 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
   } catch (e) {
     if (!(e instanceof InputError)) throw e
     // Nothing the state names is touched; this runner's own leftovers are still removed, and the
-    // command fails so the bad state is seen.
-    try {
-      await withoutState(ctx, providerFor(ctx.config))
-    } catch (f) {
-      log.warn(`cleanup without state, after the state was refused, failed too: ${formatError(f)}`)
-    }
-    // A machine today's config cannot reach (provider.region changed while the job ran): this
-    // runner's leftovers are looked for where the state says it is too.
+    // command fails so the bad state is seen. A machine today's config cannot reach (provider.region
+    // changed while the job ran) is looked for where the state says it is, first: it is the job's.
     const there = configElsewhere(ctx.config, raw?.host)
     if (there) {
       log.progress(`the refused state's machine is in ${describeWhere(there)}: cleaning up this runner's leftovers there too`)
       try {
         await withoutState({ ...ctx, config: there }, providerFor(there))
       } catch (f) {
-        log.warn(`cleanup without state in ${describeWhere(there)} failed too: ${formatError(f)}`)
+        log.warn(
+          `cleanup without state in ${describeWhere(there)} failed: ${formatError(f)}; this runner's instances there end at provider.maxLifetimeMinutes unless terminated by hand`
+        )
       }
+    }
+    try {
+      await withoutState(ctx, providerFor(ctx.config))
+    } catch (f) {
+      log.warn(`cleanup without state, after the state was refused, failed too: ${formatError(f)}`)
     }
     throw e
   }

@@ -553,8 +553,15 @@ export const leaseRegion = {
     l.region !== undefined && l.region !== cfg.region ? [['region', `differs from provider.region (${cfg.region})`]] : []
 }
 
-/** An AWS region's name (eu-west-1, us-gov-west-1, cn-northwest-1): nothing an endpoint's host could be built from otherwise. */
-const AWS_REGION_NAME = /^[a-z]{2}(-[a-z0-9]{1,16}){1,3}-[0-9]{1,2}$/
+/** An AWS region's name (eu-west-1, us-gov-west-1, cn-northwest-1, eusc-de-east-1): nothing an endpoint's host could be built from otherwise. */
+const AWS_REGION_NAME = /^[a-z]{2,4}(-[a-z0-9]{1,16}){1,3}-[0-9]{1,2}$/
+/** Region prefixes of AWS's partitions other than `aws` (each its own endpoints and credentials). */
+const PARTITION_PREFIX = /^(cn|us-gov|us-isob|us-isof|us-iso|eu-isoe|eusc)-/
+
+/** The partition a region name belongs to: the first PARTITION_PREFIX it has, else `aws`. */
+export function partitionOf(region: string): string {
+  return PARTITION_PREFIX.exec(region)?.[1] ?? 'aws'
+}
 
 export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
   create: (cfg, workRoot) => new Ec2Provider(cfg, workRoot),
@@ -573,8 +580,15 @@ export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
     },
     // An instance launched before provider.region changed runs on there (until maxLifetimeMinutes)
     // unless looked for there. Only this runner's instances are found (its owner and host tags), so
-    // the region is the only thing taken from the refused state.
+    // the region is the only thing taken from the refused state, and only one of provider.region's
+    // partition: another partition has other endpoints, and the runner's credentials (a session
+    // token, a web identity's for STS) are never sent there.
     elsewhere: (host, cfg) =>
-      typeof host.region === 'string' && AWS_REGION_NAME.test(host.region) && host.region !== cfg.region ? { region: host.region } : null
+      typeof host.region === 'string' &&
+      AWS_REGION_NAME.test(host.region) &&
+      host.region !== cfg.region &&
+      partitionOf(host.region) === partitionOf(cfg.region)
+        ? { region: host.region }
+        : null
   }
 }

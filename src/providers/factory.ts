@@ -35,8 +35,8 @@ export function leaseFields(): { kind: string; fields: ProviderKind<ProviderConf
  */
 export function configElsewhere(config: Config, host: unknown): Config | null {
   if (!host || typeof host !== 'object' || (host as { kind?: unknown }).kind !== config.provider.kind) return null
-  const keys = leaseRulesFor(config.provider).elsewhere?.(host as Record<string, unknown>, config.provider)
-  return keys ? Object.freeze({ ...config, provider: Object.freeze({ ...config.provider, ...keys }) }) : null
+  const there = leaseRulesFor(config.provider).elsewhere?.(host as Record<string, unknown>, config.provider)
+  return there ? Object.freeze({ ...config, provider: Object.freeze({ ...config.provider, region: there.region }) }) : null
 }
 
 export function providerFor(config: Config): VmProvider<Lease> {

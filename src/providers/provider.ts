@@ -97,11 +97,11 @@ export interface LeaseRules<C, L extends LeaseBase> {
   /** Problems of a stored lease against today's config: [field under `host`, why]. */
   issues(lease: L, cfg: C, localDir: string): [string, string][]
   /**
-   * For a stored lease refused by `issues` (unchecked, as the runner sent it): the provider keys
-   * that reach its machine when today's config cannot (an EC2 instance's region, as provider.region
-   * was when it was launched), for a cleanup without state there; null when there are none.
+   * For a stored lease refused by `issues` (unchecked, as the runner sent it): the region that
+   * reaches its machine when today's config cannot (provider.region as it was when an EC2 instance
+   * was launched), for a cleanup without state there; null when there is none.
    */
-  elsewhere?(host: Readonly<Record<string, unknown>>, cfg: C): Readonly<Record<string, string>> | null
+  elsewhere?(host: Readonly<Record<string, unknown>>, cfg: C): { region: string } | null
 }
 
 /** One provider kind: what the factory lists. */

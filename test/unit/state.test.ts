@@ -284,8 +284,26 @@ describe('configElsewhere: where a refused state says its machine is, when today
     expect(there.remote).toBe(ec2Config.remote)
     // Today's config is left as it was.
     expect(ec2Config.provider).toMatchObject({ region: 'eu-west-1' })
-    for (const r of ['us-gov-west-1', 'cn-northwest-1', 'ap-southeast-4', 'us-isob-east-1'])
+    for (const r of ['us-east-1', 'ap-southeast-4', 'il-central-1', 'eu-central-2'])
       expect(configElsewhere(ec2Config, ec2Host(r))?.provider).toMatchObject({ region: r })
+  })
+
+  test("only a region of provider.region's own partition (another has other endpoints; the runner's credentials are never sent there)", () => {
+    const inRegion = (region: string): Config => ({ ...ec2Config, provider: { ...ec2Config.provider, region } }) as unknown as Config
+    const pairs: [string, string, boolean][] = [
+      ['eu-west-1', 'cn-north-1', false],
+      ['eu-west-1', 'us-gov-west-1', false],
+      ['eu-west-1', 'us-isob-east-1', false],
+      ['eu-west-1', 'eusc-de-east-1', false],
+      ['cn-north-1', 'cn-northwest-1', true],
+      ['cn-north-1', 'us-east-1', false],
+      ['us-gov-west-1', 'us-gov-east-1', true],
+      ['us-iso-east-1', 'us-iso-west-1', true],
+      ['us-iso-east-1', 'us-isob-east-1', false],
+      ['eusc-de-east-1', 'eusc-de-east-2', true]
+    ]
+    for (const [today, state, moves] of pairs)
+      expect([today, state, configElsewhere(inRegion(today), ec2Host(state))?.provider.kind === 'ec2']).toEqual([today, state, moves])
   })
 
   test('none for the same region, a region that is no region name (an endpoint host could be built from it), another kind, or no host', () => {
