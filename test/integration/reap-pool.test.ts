@@ -227,6 +227,10 @@ test("adversarial: a lift whose lease stops being reap's before its hand-back (l
     { AutoScalingGroupName: p.name, 'InstanceIds.member.1': id, ProtectedFromScaleIn: true },
     p.endpoint
   )
+  expect({ protected: await protectedNow(), lease: await p.readLease(id) }).toEqual({
+    protected: true,
+    lease: expect.stringMatching(/^free /)
+  })
   // Reap's calls go through a proxy that, as reap's lift arrives, makes the member's record another job's.
   const proxy = await startFaultProxy({ target: p.endpoint })
   let forged = ''
@@ -241,7 +245,7 @@ test("adversarial: a lift whose lease stops being reap's before its hand-back (l
   try {
     const { cfg, tmp } = t.reapConfig(p, { ...provider, endpoint: proxy.endpoint })
     const pass = await runReap(cfg, tmp)
-    expect(pass.code).toBe(1)
+    expect({ code: pass.code, rows: pass.json?.rows, stderr: pass.stderr }).toMatchObject({ code: 1 })
     expect(rowOf(pass, id)).toMatchObject({
       action: 'failed',
       why: "lease free and protected from scale-in; the lease was not reap's to the end (not-holder): protection set again"
