@@ -66,6 +66,26 @@ const describe1 = (id: string) => describeInstance(ec2, id)
 const instancesOf = (runner: FakeRunner, states?: string[]) => instancesOfOwner(ec2, runner.owner, states)
 const waitState = (id: string, want: string) => waitInstanceState(ec2, id, want)
 
+/** An instance in moto (eu-west-1) with the owner and runner-host tags the hook's launches carry. */
+const plant = async (owner: string, runnerHost: string): Promise<string> =>
+  (
+    await ec2.send(
+      new RunInstancesCommand({
+        ImageId: ami,
+        MinCount: 1,
+        MaxCount: 1,
+        TagSpecifications: [
+          {
+            ResourceType: 'instance',
+            Tags: [
+              { Key: OWNER_TAG, Value: owner },
+              { Key: 'remote-container-hooks:runner-host', Value: runnerHost }
+            ]
+          }
+        ]
+      })
+    )
+  ).Instances![0].InstanceId!
 const mode = (p: string) => fs.statSync(p).mode & 0o777
 /** "ssh-ed25519 AAAA..." of an OpenSSH private key file. */
 const pubOf = async (privateKeyFile: string) =>
@@ -361,25 +381,6 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
   test("a live instance left by an earlier job of the same runner is terminated by the runner's next prepare_job", async () => {
     const name = instanceName('ec2left')
     const runner = newRunner('left', name, loadMoto().endpoint)
-    const plant = async (owner: string, runnerHost: string) =>
-      (
-        await ec2.send(
-          new RunInstancesCommand({
-            ImageId: ami,
-            MinCount: 1,
-            MaxCount: 1,
-            TagSpecifications: [
-              {
-                ResourceType: 'instance',
-                Tags: [
-                  { Key: OWNER_TAG, Value: owner },
-                  { Key: 'remote-container-hooks:runner-host', Value: runnerHost }
-                ]
-              }
-            ]
-          })
-        )
-      ).Instances![0].InstanceId!
     // What a job whose prepare_job was killed and whose cleanup_job never ran leaves: a running
     // instance with this runner's owner tag, launched from this machine.
     const leftover = await plant(runner.owner, os.hostname())
@@ -412,24 +413,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     const runner = newRunner('region', name, loadMoto().endpoint)
     const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name })
     // Control: another runner's instance in that region, launched from this machine, stays.
-    const other = (
-      await ec2.send(
-        new RunInstancesCommand({
-          ImageId: ami,
-          MinCount: 1,
-          MaxCount: 1,
-          TagSpecifications: [
-            {
-              ResourceType: 'instance',
-              Tags: [
-                { Key: OWNER_TAG, Value: otherOwner('another-runner') },
-                { Key: 'remote-container-hooks:runner-host', Value: os.hostname() }
-              ]
-            }
-          ]
-        })
-      )
-    ).Instances![0].InstanceId!
+    const other = await plant(otherOwner('another-runner'), os.hostname())
     try {
       const p = await prepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] })
       expect({ code: p.code, out: p.code === 0 ? '' : dump(p, booter) }).toEqual({ code: 0, out: '' })
