@@ -145,7 +145,9 @@ export function usePoolReapTest(prefix: string): PoolReapTest {
 
 /**
  * Writes a lease record on a member as a live job's agent keeps it (or as root there forges one):
- * held by a token no runner has, expiring within the TTL bound. Returns the record.
+ * held by a token no runner has, expiring within the TTL bound. Written as the member's own scripts
+ * write it, under the lease folder's lock and by a rename, so that a script running at the same time
+ * (a renewal) either sees it or is done before it. Returns the record.
  */
 export function writeHeldLease(m: { workRoot: string; user: string }): string {
   const folder = join(m.workRoot, 'pool')
@@ -153,8 +155,18 @@ export function writeHeldLease(m: { workRoot: string; user: string }): string {
   const uid = Number(execFileSync('id', ['-u', m.user]).toString().trim())
   const gid = Number(execFileSync('id', ['-g', m.user]).toString().trim())
   chownSync(folder, uid, gid)
+  // The lock file stays the member user's (its scripts append to it).
+  const lock = join(folder, 'lock')
+  writeFileSync(lock, '', { flag: 'a', mode: 0o600 })
+  chownSync(lock, uid, gid)
   const hex = (n: number): string => randomBytes(n).toString('hex')
   const record = `held ${hex(16)} ${Math.floor(Date.now() / 1000) + 3000} ${hex(8)} ${hex(8)}\n`
-  writeFileSync(join(folder, 'lease'), record, { mode: 0o644 })
+  execFileSync(
+    'flock',
+    ['-w', '20', lock, 'sh', '-c', 'cat > "$1.new" && chmod 644 "$1.new" && mv -f "$1.new" "$1"', 'sh', join(folder, 'lease')],
+    {
+      input: record
+    }
+  )
   return record
 }
