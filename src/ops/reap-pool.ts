@@ -20,7 +20,7 @@ import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../provide
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
-import { lifecyclesIn, membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
+import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
@@ -65,18 +65,14 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
   const byId = new Map(raw.map((i) => [i.InstanceId as string, i]))
   const members = membersOf({ Reservations: [{ Instances: raw }] } as Ec2.DescribeInstancesCommandOutput, cfg)
   const ready = new Set(viewOf(members).ready.map((m) => m.id))
+  const dir = mkdtempSync(`${tmpdir()}/rch-reap-`)
+  const pool = new PoolPass(cfg, config, api, ctx, dir)
   // Not known, no stop is taken for a reservation's end (the ledger pass still runs on the members),
   // and no member's protection is lifted.
-  const rows = await groupRows(
-    cfg,
-    members.map((m) => m.id),
-    ctx.signal
-  ).catch((e: unknown) => {
+  const rows = await pool.groupRows(members.map((m) => m.id)).catch((e: unknown) => {
     addRow(ctx, 'member', cfg.autoScalingGroup, 'failed', `how the group sees its members: ${(e as Error).message}`)
     return new Map<string, GroupRow>()
   })
-  const dir = mkdtempSync(`${tmpdir()}/rch-reap-`)
-  const pool = new PoolPass(cfg, config, api, ctx, dir)
   try {
     for (const m of members)
       await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id), rows.get(m.id)?.protected === true)
@@ -85,25 +81,6 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
   }
   const standby = new Set(members.filter((m) => m.state === 'stopped' && rows.get(m.id)?.state === 'Standby').map((m) => m.id))
   return { group: cfg.autoScalingGroup, members: raw.map(factOf), standby }
-}
-
-/** Each member as its group sees it (lifecycle state, scale-in protection), asked through reap's retry. */
-async function groupRows(cfg: Ec2PoolConfig, ids: string[], signal: AbortSignal): Promise<Map<string, GroupRow>> {
-  if (!ids.length) return new Map()
-  const { sdk, client } = autoScalingClient(cfg)
-  try {
-    return await lifecyclesIn(cfg.autoScalingGroup, ids, (batch) =>
-      retry(() => client.send(new sdk.DescribeAutoScalingInstancesCommand({ InstanceIds: batch })), {
-        attempts: 6,
-        minDelayMs: 300,
-        maxDelayMs: 4000,
-        signal,
-        retryable: isRetryableAwsError
-      })
-    )
-  } finally {
-    client.destroy()
-  }
 }
 
 class PoolPass {
@@ -132,6 +109,11 @@ class PoolPass {
       // Only a release's settlement of a recycled member goes through it: reap reserves nothing.
       fleet: fleetGate(ctx.ledger, {} as JobFacts, ctx.clock)
     }
+  }
+
+  /** Each member as its group sees it (lifecycle state, scale-in protection), through the pool provider. */
+  groupRows(ids: string[]): Promise<Map<string, GroupRow>> {
+    return this.provider.lifecycles(this.env, ids)
   }
 
   private connectInfo(m: Member): ConnectInfo {

@@ -861,8 +861,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     return ids.filter((id) => states.get(id)?.state === 'Standby')
   }
 
-  /** Each of these instances that is in the group, as it sees it (pool-plan.ts lifecyclesIn). */
-  private async lifecycles(env: Pick<ProviderEnv, 'signal' | 'log'>, ids: string[]): Promise<Map<string, GroupRow>> {
+  /** Each of these instances that is in the group, as it sees it (pool-plan.ts lifecyclesIn); reap reads it too. */
+  async lifecycles(env: Pick<ProviderEnv, 'signal' | 'log'>, ids: string[]): Promise<Map<string, GroupRow>> {
     const { sdk, client } = autoScalingClient(this.cfg)
     try {
       return await lifecyclesIn(this.cfg.autoScalingGroup, ids, (batch) =>
