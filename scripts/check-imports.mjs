@@ -32,6 +32,7 @@ export const LAYERS = [
       'runner-env.ts',
       'log.ts',
       'secret-forms.ts',
+      'mask-text.ts',
       'workflow-commands.ts',
       'did-you-mean.ts',
       'near-miss.ts',

@@ -8,6 +8,7 @@ import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
 import { inertLines, noLegacyCommand, workflowCommand } from './workflow-commands'
 import { MIN_SECRET, secretForms } from './secret-forms'
+import { maskText } from './mask-text'
 
 export interface Log {
   progress(msg: string): void
@@ -31,7 +32,7 @@ export interface Log {
 export function createLog(opts: { file: string; level: string; debugToStepLog: boolean; out: (line: string) => void }): Log {
   ensurePrivateDir(dirname(opts.file), 'set TMPDIR (or log.file) to a private folder')
   const secrets: string[] = []
-  const mask = (s: string): string => secrets.reduce((acc, v) => acc.split(v).join('***'), s)
+  const mask = (s: string): string => maskText(s, secrets)
   let logger: Winston.Logger | null = null
   let stream: WriteStream | null = null
   const file = (): Winston.Logger => {
@@ -110,8 +111,6 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     addSecret(value) {
       if (!value || value.length < MIN_SECRET) return
       for (const form of secretForms(value)) if (!secrets.includes(form)) secrets.push(form)
-      // Longest first: a secret that is part of a longer one must not leave the longer one's rest shown.
-      secrets.sort((a, b) => b.length - a.length)
     },
     mask,
     async close() {

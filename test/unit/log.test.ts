@@ -209,3 +209,17 @@ describe('a secret in the other forms it travels in', () => {
     for (const part of ['MIIEvQIBADANBgkqhkiG9w0BAQEFAASC', '0f4c2a9e7d1b', 'service_account']) expect(all).not.toContain(part)
   })
 })
+
+test('two registered secrets that overlap in a line leave no fragment of either, in the step log and the file log', async () => {
+  const { log, out, file } = make()
+  log.addSecret('tok-abc-XYZ')
+  // control: the first alone is masked and the rest of the line shown
+  log.progress('got tok-abc-XYZ-def9')
+  log.addSecret('XYZ-def9')
+  log.progress('got tok-abc-XYZ-def9')
+  log.warn('tok-abc-XYZ-def9 and XYZ-def9tok-abc-XYZ')
+  await log.close()
+  expect(out).toEqual(['[remote-hooks] got ***-def9', '[remote-hooks] got ***', '::warning::*** and ***'])
+  const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+  expect(lines.map((l) => l.replace(/^\S+ \d+ /, ''))).toEqual(['info got ***-def9', 'info got ***', 'warn *** and ***'])
+})
