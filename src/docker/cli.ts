@@ -9,20 +9,15 @@ import { cliShell, envDelivery } from './env-script'
 import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
 import { wholeLine } from '../line-tail'
+import { labelFlagsOf } from '../labels'
+import { bindOf, namedVolume, volumeMountFlag, type MountSpec } from './mounts'
 
 export type PullPolicy = 'missing' | 'always' | 'never'
-
-export interface MountSpec {
-  /** Remote path, volume name, or null for an anonymous volume. */
-  source: string | null
-  target: string
-  readOnly: boolean
-}
 
 export interface CreateSpec {
   name: string
   image: string
-  labels: string[]
+  labels: Record<string, string>
   network: string | null
   aliases: string[]
   ports: string[]
@@ -40,7 +35,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   if (spec.network) argv.push('--network', spec.network)
   for (const a of spec.aliases) argv.push('--network-alias', a)
   for (const p of spec.ports) argv.push('-p', p)
-  for (const m of spec.mounts) argv.push('-v', (m.source ? `${m.source}:` : '') + m.target + (m.readOnly ? ':ro' : ''))
+  for (const m of spec.mounts) argv.push(...(namedVolume(m) ? ['--mount', volumeMountFlag(m, spec.labels)] : ['-v', bindOf(m)]))
   argv.push(...envFlags)
   if (spec.workdir) argv.push('--workdir', spec.workdir)
   argv.push(...spec.createOptions)
@@ -48,7 +43,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   // --label dev.remote-container-hooks.job=…` cannot take the container out of its job's cleanup.
   // Options ending in a flag that waits for a value (`--label`) take the hook's first `--label`,
   // and the `k=v` after it then stands where the image goes: docker refuses that name.
-  argv.push(...spec.labels)
+  argv.push(...labelFlagsOf(spec.labels))
   if (spec.entrypoint) argv.push('--entrypoint', spec.entrypoint)
   argv.push(spec.image, ...spec.args)
   return argv

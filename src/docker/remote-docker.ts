@@ -6,6 +6,7 @@
 import { Engine, EngineError } from './engine'
 import { InputError, TransportError } from '../errors'
 import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
+import { bindOf, namedVolume, volumeMountBody } from './mounts'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
 import type { Registry } from '../protocol'
@@ -82,13 +83,6 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
   if (spec.createOptions.length) return null
   if (spec.ports.some((p) => !SIMPLE_PORT.test(p))) return null
   if (spec.mounts.some((m) => !m.source && m.readOnly)) return null
-  const labels: Record<string, string> = {}
-  for (let i = 0; i < spec.labels.length; i += 2) {
-    const kv = spec.labels[i + 1] ?? ''
-    const eq = kv.indexOf('=')
-    if (spec.labels[i] !== '--label' || eq < 1) return null
-    labels[kv.slice(0, eq)] = kv.slice(eq + 1)
-  }
   const exposed: Record<string, object> = {}
   const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {}
   for (const p of spec.ports) {
@@ -99,14 +93,16 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
   }
   const volumes: Record<string, object> = {}
   const binds: string[] = []
+  const mounts: object[] = []
   for (const m of spec.mounts) {
-    if (m.source) binds.push(`${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`)
+    if (namedVolume(m)) mounts.push(volumeMountBody(m, spec.labels))
+    else if (m.source) binds.push(bindOf(m))
     else volumes[m.target] = {}
   }
   return {
     Image: spec.image,
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-    Labels: labels,
+    Labels: spec.labels,
     ...(spec.entrypoint ? { Entrypoint: [spec.entrypoint] } : {}),
     ...(spec.args.length ? { Cmd: spec.args } : {}),
     ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
@@ -116,6 +112,7 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
     AttachStderr: true,
     HostConfig: {
       Binds: binds,
+      ...(mounts.length ? { Mounts: mounts } : {}),
       ...(spec.network ? { NetworkMode: spec.network } : {}),
       ...(spec.ports.length ? { PortBindings: bindings } : {})
     },

@@ -9,6 +9,7 @@ import { UnexpectedAnswer } from '../remote/answer'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
+import { bindOf, namedVolume, volumeMountBody, type MountSpec } from './mounts'
 import { outputStreaming } from '../gc-policy'
 import { monoMs } from '../mono-clock'
 
@@ -211,7 +212,7 @@ export interface RunSpec {
   entrypoint: string | null
   env: Record<string, string>
   workdir: string
-  binds: string[]
+  mounts: MountSpec[]
   network: string | null
   labels: Record<string, string>
 }
@@ -226,7 +227,12 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,
-    HostConfig: { Binds: spec.binds, NetworkMode: spec.network ?? undefined, AutoRemove: false }
+    HostConfig: {
+      Binds: spec.mounts.filter((m) => !namedVolume(m)).map(bindOf),
+      Mounts: spec.mounts.filter(namedVolume).map((m) => volumeMountBody(m, spec.labels)),
+      NetworkMode: spec.network ?? undefined,
+      AutoRemove: false
+    }
   }
   if (spec.cmd.length) body.Cmd = spec.cmd
   if (spec.entrypoint) body.Entrypoint = [spec.entrypoint]

@@ -25,7 +25,7 @@ import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
 import { baseEnv, distinctMounts } from '../prepare/plan'
-import type { MountSpec } from '../docker/cli'
+import type { MountSpec } from '../docker/mounts'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 
 export async function runContainerStep(args: ContainerArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
@@ -43,7 +43,7 @@ export async function runContainerStep(args: ContainerArgs, state: HookState | n
 }
 
 interface StepPlan {
-  binds: string[]
+  mounts: MountSpec[]
   /** The Dockerfile's path on the remote, when the action is built from one. */
   dockerfile: string | null
 }
@@ -62,8 +62,7 @@ function planStep(args: ContainerArgs, layout: Layout): StepPlan {
       return [{ source: src, target: m.targetVolumePath, readOnly: m.readOnly }, at]
     }
   const mounts = distinctMounts([...args.userMountVolumes.map(spec('user')), ...args.systemMountVolumes.map(spec('system'))])
-  const binds = mounts.map((m) => (m.source ? `${m.source}:` : '') + m.target + (m.readOnly ? ':ro' : ''))
-  return { binds, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
+  return { mounts, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
 }
 
 async function runIn(
@@ -114,7 +113,7 @@ async function runIn(
         entrypoint: args.entryPoint || null,
         env,
         workdir: args.workingDirectory ?? '/github/workspace',
-        binds: plan.binds,
+        mounts: plan.mounts,
         network: state.network,
         labels
       },

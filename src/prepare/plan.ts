@@ -7,10 +7,11 @@ import { HookError, InputError } from '../errors'
 import type { ContainerArgs, Mount, PrepareJobArgs, Registry } from '../protocol'
 import { rejoinArgs, shlexScan } from '../shlex'
 import { jobFolder } from '../docker/job-folder'
-import type { CreateSpec, MountSpec } from '../docker/cli'
+import type { CreateSpec } from '../docker/cli'
+import type { MountSpec } from '../docker/mounts'
 import { validateEnvNames } from '../docker/env-script'
 import { JOB_ALIAS, serviceAliases } from '../docker/image'
-import { labelFlagsOf, labelMap } from '../labels'
+import { labelMap } from '../labels'
 import { isNormalAbsolute } from '../input-rules'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { firstCopyRoots } from '../job'
@@ -62,9 +63,8 @@ export interface JobPlan {
   copyRoots: string[]
   externals: { host: string; remote: string } | null
   network: string
-  /** Docker labels as a map (Engine API) and as CLI flags. */
+  /** Docker labels of everything the job creates. */
   labels: Record<string, string>
-  labelFlags: string[]
   /** Named volumes mounted by any container, created unless they exist. */
   volumes: string[]
   /** Started first, in this order; then the job container. */
@@ -191,7 +191,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
   }
 
   const network = `rch-${jobId}`
-  const labelFlags = labelFlagsOf(labelMap(owner, jobId, facts.runnerName))
+  const labels = labelMap(owner, jobId, facts.runnerName)
   const named = new Set<string>()
   const spec = (
     c: ContainerArgs,
@@ -205,7 +205,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
       spec: {
         name,
         image: c.image!,
-        labels: labelFlags,
+        labels,
         network,
         aliases: [],
         ports: c.portMappings,
@@ -264,8 +264,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
     copyRoots: firstCopyRoots(repoRel, facts.toolCache),
     externals: hostExternals && layout.remoteExternals ? { host: hostExternals, remote: layout.remoteExternals } : null,
     network,
-    labels: labelMap(owner, jobId, facts.runnerName),
-    labelFlags,
+    labels,
     volumes: [...named],
     services,
     job
@@ -276,9 +275,8 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
 export function onMachine(plan: JobPlan, machine: string | null, runnerName: string): JobPlan {
   if (!machine) return plan
   const labels = labelMap(plan.owner, plan.jobId, runnerName, machine)
-  const labelFlags = labelFlagsOf(labels)
-  const relabel = (c: ContainerPlan): ContainerPlan => ({ ...c, spec: { ...c.spec, labels: labelFlags } })
-  return { ...plan, labels, labelFlags, services: plan.services.map(relabel), job: plan.job && relabel(plan.job) }
+  const relabel = (c: ContainerPlan): ContainerPlan => ({ ...c, spec: { ...c.spec, labels } })
+  return { ...plan, labels, services: plan.services.map(relabel), job: plan.job && relabel(plan.job) }
 }
 
 /** Every container of the plan, in start order. */

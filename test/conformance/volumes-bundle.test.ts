@@ -1,10 +1,15 @@
 // User volumes as the runner passes them, and the bundle working alone in an empty folder.
-import { copyFileSync, mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { connect, createServer, type Socket } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner, HOOK } from '../helpers/fake-runner'
-import { testImages } from '../helpers/testenv'
+import { loadRegistry, testImages } from '../helpers/testenv'
+import { errorLines } from '../helpers/conformance'
+import { waitUntil } from '../helpers/wait'
+import { LABEL_JOB, LABEL_OWNER } from '../../src/labels'
+import type { HookRun } from '../helpers/fake-runner'
 import { TAR_COPY_MAX } from '../../src/job'
 
 const volumeExists = (name: string): boolean => {
@@ -123,6 +128,146 @@ describe('bulk copies without an OpenSSH client on the runner host', () => {
     } finally {
       await runner.cleanup()
       runner.dispose()
+    }
+  })
+})
+
+const jobIdOf = (r: HookRun): string => (r.response.state as { jobId: string }).jobId
+
+/** The volume's labels, or null when it does not exist. */
+const volumeLabels = (name: string): Record<string, string> | null => {
+  try {
+    return JSON.parse(execFileSync('docker', ['volume', 'inspect', name, '--format', '{{json .Labels}}']).toString()) ?? {}
+  } catch {
+    return null
+  }
+}
+
+/** A TCP proxy to `port` on loopback that holds every connection until `release()`. */
+async function holdingProxy(
+  port: number
+): Promise<{ port: number; connections: () => number; release: () => void; close: () => Promise<void> }> {
+  let held = true
+  let connections = 0
+  const waiting: Array<() => void> = []
+  const sockets = new Set<Socket>()
+  const server = createServer((c) => {
+    connections++
+    sockets.add(c)
+    c.on('error', () => undefined)
+    c.on('close', () => sockets.delete(c))
+    const pipe = (): void => {
+      const u = connect(port, '127.0.0.1')
+      sockets.add(u)
+      u.on('error', () => c.destroy())
+      u.on('close', () => sockets.delete(u))
+      c.pipe(u).pipe(c)
+    }
+    if (held) waiting.push(pipe)
+    else pipe()
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    port: (server.address() as { port: number }).port,
+    connections: () => connections,
+    release() {
+      held = false
+      for (const go of waiting.splice(0)) go()
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((r) => server.close(() => r()))
+    }
+  }
+}
+
+describe("a named volume docker creates at container create is the job's", () => {
+  test("one that another runner's job removes between this prepare_job's check and its creates comes back with this job's labels, and its cleanup removes it", async () => {
+    const reg = loadRegistry()
+    const password = readFileSync(reg.passwordFile, 'utf8')
+    const proxy = await holdingProxy(Number(reg.host.split(':')[1]))
+    const held = `127.0.0.1:${proxy.port}/${reg.image.slice(reg.host.length + 1)}`
+    const a = new FakeRunner()
+    const b = new FakeRunner()
+    const id = a.trackingId.slice(0, 8)
+    // One mounted by a container created through the Engine API, one by `docker create` (a service with
+    // options), at a target docker's CSV reader takes only quoted.
+    const [viaApi, viaCli] = [`rch-test-race-api-${id}`, `rch-test-race-cli-${id}`]
+    try {
+      const pa = await a.prepare({
+        container: a.jobContainer(testImages.tiny, { userMountVolumes: [a.mount(viaApi, '/api'), a.mount(viaCli, '/cli')] }),
+        services: []
+      })
+      expect({ code: pa.code, errors: errorLines(pa) }).toEqual({ code: 0, errors: [] })
+      expect(volumeLabels(viaApi)).toMatchObject({ [LABEL_JOB]: jobIdOf(pa) })
+      // b finds both volumes existing, then waits on its service's pull, which the proxy holds.
+      const { done } = b.start(
+        'prepare_job',
+        {
+          container: b.jobContainer(testImages.tiny, { userMountVolumes: [b.mount(viaApi, '/api')] }),
+          services: [
+            b.service(held, {
+              createOptions: '--cpus 1',
+              entryPoint: 'sleep',
+              entryPointArgs: ['600'],
+              registry: { username: reg.user, password, serverUrl: `127.0.0.1:${proxy.port}` },
+              userMountVolumes: [b.mount(viaCli, '/c,l "i"')]
+            })
+          ]
+        },
+        { state: null }
+      )
+      expect(await waitUntil(() => proxy.connections() > 0, 60_000)).toBe(true)
+      // a's cleanup removes both: nothing of b's mounts them yet.
+      expect((await a.cleanup()).code).toBe(0)
+      expect([volumeLabels(viaApi), volumeLabels(viaCli)]).toEqual([null, null])
+      proxy.release()
+      const pb = await done
+      expect({ code: pb.code, errors: errorLines(pb) }).toEqual({ code: 0, errors: [] })
+      b.state = pb.response.state
+      const mine = { [LABEL_JOB]: jobIdOf(pb), [LABEL_OWNER]: b.owner }
+      expect([volumeLabels(viaApi), volumeLabels(viaCli)]).toEqual([expect.objectContaining(mine), expect.objectContaining(mine)])
+      expect((await b.cleanup()).code).toBe(0)
+      expect([volumeLabels(viaApi), volumeLabels(viaCli)]).toEqual([null, null])
+    } finally {
+      proxy.release()
+      await proxy.close()
+      for (const r of [a, b]) {
+        await r.cleanup()
+        r.dispose()
+      }
+      for (const v of [viaApi, viaCli]) execFileSync('docker', ['volume', 'rm', '-f', v], { stdio: 'ignore' })
+      execFileSync('docker', ['rmi', '-f', held], { stdio: 'ignore' })
+    }
+  })
+
+  test("a container action's named volume, which nothing creates beforehand, has the job's labels and goes at cleanup; one that existed stays", async () => {
+    const runner = new FakeRunner()
+    const id = runner.trackingId.slice(0, 8)
+    const [fresh, existing] = [`rch-test-step-vol-${id}`, `rch-test-step-keep-${id}`]
+    execFileSync('docker', ['volume', 'create', existing], { stdio: 'ignore' })
+    try {
+      const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+      expect(p.code).toBe(0)
+      const { args } = runner.containerStep({
+        image: testImages.tiny,
+        args: ['sh', '-c', 'echo kept > /fresh/x && ls /keep && echo listed']
+      })
+      const r = await runner.call('run_container_step', {
+        ...args,
+        userMountVolumes: [runner.mount(fresh, '/fresh'), runner.mount(existing, '/keep')]
+      })
+      expect({ code: r.code, out: r.stdout }).toEqual({ code: 0, out: expect.stringContaining('listed') })
+      expect(volumeLabels(fresh)).toMatchObject({ [LABEL_JOB]: jobIdOf(p), [LABEL_OWNER]: runner.owner })
+      expect(volumeLabels(existing)).toEqual({})
+      expect((await runner.cleanup()).code).toBe(0)
+      expect(volumeLabels(fresh)).toBeNull()
+      // the control: a volume the job did not make stays
+      expect(volumeLabels(existing)).toEqual({})
+    } finally {
+      await runner.cleanup()
+      runner.dispose()
+      for (const v of [fresh, existing]) execFileSync('docker', ['volume', 'rm', '-f', v], { stdio: 'ignore' })
     }
   })
 })

@@ -11,7 +11,7 @@ function spec(over: Partial<CreateSpec> = {}): CreateSpec {
   return {
     name: 'rch-job1-redis',
     image: 'redis:7',
-    labels: ['--label', 'rch.owner=o1', '--label', 'rch.job=j1'],
+    labels: { 'rch.owner': 'o1', 'rch.job': 'j1' },
     network: 'rch-net-j1',
     aliases: ['redis', 'redis-1'],
     ports: ['6379:6379', '8080:80/udp'],
@@ -52,8 +52,8 @@ describe('createArgv', () => {
       '/srv/rch/j1/w:/__w',
       '-v',
       '/srv/rch/externals/abc:/__e:ro',
-      '-v',
-      'my_vol:/data',
+      '--mount',
+      '"type=volume","source=my_vol","target=/data","volume-label=rch.owner=o1","volume-label=rch.job=j1"',
       '-v',
       '/anon',
       '-v',
@@ -78,6 +78,16 @@ describe('createArgv', () => {
       '-f',
       '/dev/null'
     ])
+  })
+
+  it("mounts a named volume with the container's labels as its volume labels, each field quoted as docker's CSV reader takes it", () => {
+    const argv = createArgv(spec({ mounts: [{ source: 'cache.v1', target: '/a,b "c"', readOnly: true }] }), [])
+    expect(argv.slice(argv.indexOf('--mount'), argv.indexOf('--mount') + 2)).toEqual([
+      '--mount',
+      '"type=volume","source=cache.v1","target=/a,b ""c""","readonly","volume-label=rch.owner=o1","volume-label=rch.job=j1"'
+    ])
+    // A host path and an anonymous volume stay `-v`.
+    expect(argv).not.toContain('-v')
   })
 
   it('holds env names and the env file path only, never values', () => {
@@ -111,7 +121,7 @@ describe('createArgv', () => {
     expect(
       createArgv(
         spec({
-          labels: [],
+          labels: {},
           network: null,
           aliases: [],
           ports: [],

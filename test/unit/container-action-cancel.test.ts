@@ -38,7 +38,7 @@ function engineFor(duringStart: () => void) {
   return { engine: engine as unknown as Engine, kills, exit }
 }
 
-const spec = { image: 'i', name: 'n', cmd: [], entrypoint: null, env: {}, workdir: '/', binds: [], network: null, labels: {} }
+const spec = { image: 'i', name: 'n', cmd: [], entrypoint: null, env: {}, workdir: '/', mounts: [], network: null, labels: {} }
 const out: Output = { onStdout: () => undefined, onStderr: () => undefined }
 
 test('a cancel that lands during the container start still stops the container: the step ends as cancelled', async () => {

@@ -86,14 +86,7 @@ describe('planJob', () => {
     ])
     for (const c of containersOf(p)) {
       expect(c.spec.network).toBe(p.network)
-      expect(c.spec.labels).toEqual([
-        '--label',
-        `${LABEL_OWNER}=${OWNER}`,
-        '--label',
-        `${LABEL_JOB}=${JOB}`,
-        '--label',
-        `${LABEL_RUNNER}=runner-1`
-      ])
+      expect(c.spec.labels).toEqual({ [LABEL_OWNER]: OWNER, [LABEL_JOB]: JOB, [LABEL_RUNNER]: 'runner-1' })
     }
   })
 

@@ -132,7 +132,7 @@ describe('containers', () => {
   const spec = (over: Partial<CreateSpec> = {}): CreateSpec => ({
     name: 'rch-fedcba9876543210-redis',
     image: 'redis:7',
-    labels: labelFlagsOf(labelMap(OWNER, JOB, RUNNER)),
+    labels: labelMap(OWNER, JOB, RUNNER),
     network: 'rch-fedcba9876543210',
     aliases: ['redis', "svc'1"],
     ports: ['6379'],
@@ -187,7 +187,8 @@ describe('containers', () => {
       AttachStdout: true,
       AttachStderr: true,
       HostConfig: {
-        Binds: ['/work/jobs/a b/w:/__w', 'vol:/v:ro'],
+        Binds: ['/work/jobs/a b/w:/__w'],
+        Mounts: [{ Type: 'volume', Source: 'vol', Target: '/v', ReadOnly: true, VolumeOptions: { Labels: labelMap(OWNER, JOB, RUNNER) } }],
         NetworkMode: s.network,
         PortBindings: { '6379/tcp': [{ HostIp: '', HostPort: '' }], '80/udp': [{ HostIp: '', HostPort: '8080' }] }
       },
