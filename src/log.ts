@@ -8,7 +8,7 @@ import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
 import { inertLines, noLegacyCommand, workflowCommand } from './workflow-commands'
 import { MIN_SECRET, secretForms } from './secret-forms'
-import { maskText } from './mask-text'
+import { SecretSet } from './mask-text'
 
 export interface Log {
   progress(msg: string): void
@@ -31,8 +31,8 @@ export interface Log {
 /** The log file's folder is checked (or created 0700) at once: a folder of another user fails the command. */
 export function createLog(opts: { file: string; level: string; debugToStepLog: boolean; out: (line: string) => void }): Log {
   ensurePrivateDir(dirname(opts.file), 'set TMPDIR (or log.file) to a private folder')
-  const secrets: string[] = []
-  const mask = (s: string): string => maskText(s, secrets)
+  const secrets = new SecretSet()
+  const mask = (s: string): string => secrets.mask(s)
   let logger: Winston.Logger | null = null
   let stream: WriteStream | null = null
   const file = (): Winston.Logger => {
@@ -110,7 +110,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     },
     addSecret(value) {
       if (!value || value.length < MIN_SECRET) return
-      for (const form of secretForms(value)) if (!secrets.includes(form)) secrets.push(form)
+      for (const form of secretForms(value)) secrets.add(form)
     },
     mask,
     async close() {
