@@ -191,8 +191,9 @@ describe("a named volume docker creates at container create is the job's", () =>
     const b = new FakeRunner()
     const id = a.trackingId.slice(0, 8)
     // One mounted by a container created through the Engine API, one by `docker create` (a service with
-    // options), at a target docker's CSV reader takes only quoted.
+    // options), at a target that, unquoted, would add bind options to the volume docker creates.
     const [viaApi, viaCli] = [`rch-test-race-api-${id}`, `rch-test-race-cli-${id}`]
+    const hostile = '/x","volume-opt=type=none","volume-opt=device=/etc","volume-opt=o=bind'
     try {
       const pa = await a.prepare({
         container: a.jobContainer(testImages.tiny, { userMountVolumes: [a.mount(viaApi, '/api'), a.mount(viaCli, '/cli')] }),
@@ -211,7 +212,7 @@ describe("a named volume docker creates at container create is the job's", () =>
               entryPoint: 'sleep',
               entryPointArgs: ['600'],
               registry: { username: reg.user, password, serverUrl: `127.0.0.1:${proxy.port}` },
-              userMountVolumes: [b.mount(viaCli, '/c,l "i"')]
+              userMountVolumes: [b.mount(viaCli, hostile)]
             })
           ]
         },
@@ -227,6 +228,19 @@ describe("a named volume docker creates at container create is the job's", () =>
       b.state = pb.response.state
       const mine = { [LABEL_JOB]: jobIdOf(pb), [LABEL_OWNER]: b.owner }
       expect([volumeLabels(viaApi), volumeLabels(viaCli)]).toEqual([expect.objectContaining(mine), expect.objectContaining(mine)])
+      // The hostile target is the mount's destination, letter for letter, and the volume has no options.
+      const service = execFileSync('docker', ['ps', '-aq', '--filter', `label=${LABEL_JOB}=${jobIdOf(pb)}`, '--filter', 'volume=' + viaCli])
+        .toString()
+        .trim()
+      expect(service).toMatch(/^[0-9a-f]+$/)
+      const mounts = JSON.parse(execFileSync('docker', ['inspect', service, '--format', '{{json .Mounts}}']).toString()) as Array<{
+        Name?: string
+        Destination: string
+      }>
+      expect(mounts.filter((m) => m.Name === viaCli).map((m) => m.Destination)).toEqual([hostile])
+      expect(execFileSync('docker', ['volume', 'inspect', viaCli, '--format', '{{json .Options}}']).toString().trim()).toMatch(
+        /^(null|\{\})$/
+      )
       expect((await b.cleanup()).code).toBe(0)
       expect([volumeLabels(viaApi), volumeLabels(viaCli)]).toEqual([null, null])
     } finally {
