@@ -1,6 +1,7 @@
 // What a well-formed value looks like, for every string the runner, the state or the config hands
 // over that later becomes part of a docker argument, a remote path or a socket name. Pure
 // predicates: the schemas in protocol.ts, state.ts and config.ts turn them into field errors.
+import { isIPv6 } from 'node:net'
 import { posix } from 'node:path'
 
 /** Control characters end up as extra lines or truncated strings in shells, logs and docker. */
@@ -54,7 +55,8 @@ const rangeSpan = (r: string): number | null => {
   return portOk(b) && Number(b) >= Number(a) ? Number(b) - Number(a) : null
 }
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
-const isIpv6 = (s: string): boolean => /^[0-9a-fA-F:.]+$/.test(s) && s.includes(':') && s.split('::').length <= 2
+// Without a zone (`%eth0`): docker's address parser takes none.
+const isIpv6 = (s: string): boolean => /^[0-9a-fA-F:.]+$/.test(s) && isIPv6(s)
 
 const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
 
@@ -65,6 +67,13 @@ const isIpLiteral = (s: string): boolean => IPV4.test(s) || isIpv6(s)
  */
 export function isPortMapping(s: string): boolean {
   if (s.length > 128) return false
+  // Past three parts docker takes all but the last two as the address, so an IPv6 one may also go
+  // without brackets (`::1:8080:80`).
+  const parts = s.split(':')
+  if (parts.length > 3 && !s.startsWith('[')) {
+    const ip = parts.slice(0, -2).join(':')
+    return isIpv6(ip) && isPortMapping(`[${ip}]:${parts.slice(-2).join(':')}`)
+  }
   const m = /^(?:(\[[0-9a-fA-F:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):)?(?:([0-9-]*):)?([0-9-]+)(?:\/(tcp|udp|sctp))?$/i.exec(s)
   if (!m) return false
   const [, ip, host, container] = m

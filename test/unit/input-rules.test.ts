@@ -114,12 +114,30 @@ describe('isPortMapping (docker run -p)', () => {
     '[::1]:80:80/udp',
     '[::1]::80',
     '8080:80/sctp',
-    ':80'
+    ':80',
+    // past three parts, all but the last two are the address: IPv6 without brackets
+    '::1:8080:80',
+    '::1::80/udp',
+    'fe80::1:8000-8001:80-81',
+    '2001:db8::7:443:443/tcp'
   ])('accepts %j as docker does', (p) => expect(isPortMapping(p)).toBe(true))
   // an address before the container port alone is read by docker as the host port
-  test.each(['80:80-90', '8000-8005:80-90', '127.0.0.1:8080:80-81', '127.0.0.1:80', '[::1]:80/udp'])('refuses %j as docker does', (p) =>
-    expect(isPortMapping(p)).toBe(false)
-  )
+  test.each([
+    '80:80-90',
+    '8000-8005:80-90',
+    '127.0.0.1:8080:80-81',
+    '127.0.0.1:80',
+    '[::1]:80/udp',
+    // the address docker would read: ":", "8080:80", "1.2.3.4:5", "a:b", one with a zone, an invalid IPv6
+    '::1:80',
+    '8080:80:80:80',
+    '1.2.3.4:5:80:80',
+    'a:b:80:80',
+    '[a:b]:80:80',
+    'fe80::1%eth0:80:80',
+    '1:2:3:4:5:6:7:8:9:80:80',
+    '::1:80:80-81'
+  ])('refuses %j as docker does', (p) => expect(isPortMapping(p)).toBe(false))
 })
 
 describe('isVolumeName / isMountTarget / isSafeName / isNormalAbsolute', () => {
