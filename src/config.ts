@@ -260,7 +260,19 @@ export const ConfigSchema = z
             (p) => isWorkRoot(p) || isHomeWorkRoot(p),
             'must be a normalised absolute path other than / (or ~/path for pools), without .. and only of A-Z a-z 0-9 . _ / -'
           ),
-        dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET)
+        dockerSocket: absPath.default(DEFAULT_DOCKER_SOCKET),
+        /**
+         * Copies of the runner's externals no job has started with for this many days are removed
+         * (src/prepare/externals-gc.ts); 0 keeps them. Above GitHub's longest job (5 days), which
+         * is not seen using its copy while it runs.
+         */
+        externalsKeepDays: z
+          .number()
+          .int()
+          .min(0)
+          .max(3650)
+          .refine((d) => d === 0 || d >= 6, 'must be 0 (keep every copy) or at least 6 (longer than the longest job)')
+          .default(14)
       })
       .strict(),
     images: z

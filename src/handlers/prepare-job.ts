@@ -202,7 +202,12 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   // On the list before the folder is made: a cancel stops the wait at once, and the folder may land after it.
   run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null), { onHost: true })
   const folder = await step(
-    makeJobFolder(r, workRoot, plan.jobRoot, { pruneOwner: plan.owner, dirs: jobEarly?.dirs ?? [], externals: plan.externals?.remote })
+    makeJobFolder(r, workRoot, plan.jobRoot, {
+      pruneOwner: plan.owner,
+      dirs: jobEarly?.dirs ?? [],
+      externals: plan.externals?.remote,
+      externalsKeepDays: ctx.config.remote.externalsKeepDays
+    })
   )
   time.mark('folder')
   const copy = startCopy(ctx, r, host.lease.connect, run.localDir, {

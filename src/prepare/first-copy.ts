@@ -18,6 +18,7 @@ import { existingRoots, RSYNC_EXCLUDES, SYNC_EXCLUDES, TAR_COPY_MAX } from '../j
 import { walkLocal, walkSmall, type Snapshot } from '../sync/tree'
 import { push } from '../sync/sync'
 import { allOf } from './undo'
+import { externalsGcScript, externalsLookScript } from './externals-gc'
 
 /**
  * Creates the job folder, and checks in the same round trip that rsync is there for the copy (and,
@@ -30,10 +31,10 @@ export async function makeJobFolder(
   remote: Remote,
   workRoot: string,
   jobRoot: string,
-  opts: { pruneOwner?: string; dirs?: string[]; externals?: string } = {}
+  opts: { pruneOwner?: string; dirs?: string[]; externals?: string; externalsKeepDays?: number } = {}
 ): Promise<{ externalsPresent: boolean | null }> {
   const label = 'create the job folder'
-  const { pruneOwner, dirs = [], externals } = opts
+  const { pruneOwner, dirs = [], externals, externalsKeepDays = 0 } = opts
   // Only names of the exact job folder pattern; rm of a symlink removes the link, never its target.
   const prune = pruneOwner
     ? `for d in ${shq(workRoot)}/jobs/${pruneOwner}-${HEX16_GLOB}; do [ -L "$d" ] || [ -e "$d" ] || continue; rm -rf "$d" 2>/dev/null || true; done; `
@@ -44,7 +45,8 @@ export async function makeJobFolder(
   // Made as docker would make a missing bind source, but owned by the SSH user, so the copy can fill them.
   const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${dirs.map(shq).join(' ')})` : ''
   const ext = externals
-    ? `; if [ -f ${shq(externals)}/.rch-complete ]; then ${record('externals')}; else ${record('no-externals')}; fi`
+    ? `; ${externalsLookScript(externals, record('externals'), record('no-externals'))}; ` +
+      externalsGcScript(workRoot, posix.basename(externals), externalsKeepDays)
     : ''
   const answer = await ask(
     remote,
@@ -115,8 +117,7 @@ export function startCopy(
     const dest = spec.externals.remote
     const have =
       spec.externalsPresent ??
-      (await ask(remote, `if [ -f ${shq(dest)}/.rch-complete ]; then ${record('yes')}; fi`, { label: 'look for the externals' })).join() ===
-        'yes'
+      (await ask(remote, externalsLookScript(dest, record('yes'), ':'), { label: 'look for the externals' })).join() === 'yes'
     if (have) return 'reused'
     // Copied into the job folder, then renamed into place: a prepare_job killed half-way leaves the
     // half copy where every cleanup of the job (and the runner's next prune) removes it. Beside

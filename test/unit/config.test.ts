@@ -76,7 +76,7 @@ describe('loadConfig: valid files', () => {
         hosts: [{ host: 'build1.example.com', port: 22, user: 'runner', identityFile: KEY, knownHostsFile: KNOWN, slots: 1 }],
         acquireTimeoutSeconds: 600
       },
-      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
+      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock', externalsKeepDays: 14 },
       images: { pullPolicy: 'missing', pullTimeoutSeconds: 1800 },
       sync: {
         toolCache: true,

@@ -1,0 +1,54 @@
+// Old copies of the runner's externals on a VM that lasts (a static host, a pool member). Each
+// runner upgrade brings a new content version (`<workRoot>/externals/<hash>`), and nothing else
+// ever removes the old ones. Every prepare_job that finds its version touches that copy's
+// `.rch-complete`, so its mtime is when a job last started with it; a copy no job has started with
+// for `remote.externalsKeepDays` is removed, at most once a day per VM, in the background of the
+// job-folder round trip (the job never waits for it).
+//
+// A job of another runner may be starting with an old copy just then. It touches before it looks;
+// the collection moves a copy aside before it removes it, then looks at the mtime again and puts
+// it back when it was touched meanwhile. A job that looked before the move found it touched by then.
+// Jobs that run while their copy ages past the limit are not seen: the limit's floor is above
+// GitHub's longest job (5 days on self-hosted runners).
+import { shq } from '../remote/quote'
+import { HEX16_GLOB } from '../docker/job-folder'
+
+/** Shell: touches a present copy's marker (its last use), then tells whether it is complete. */
+export function externalsLookScript(dest: string, yes: string, no: string): string {
+  const marker = shq(`${dest}/.rch-complete`)
+  return `touch -c -h ${marker} 2>/dev/null; if [ -f ${marker} ]; then ${yes}; else ${no}; fi`
+}
+
+/** At most once per this many minutes per VM. */
+const EVERY_MIN = 24 * 60
+
+/**
+ * Shell: starts the collection in the background, detached from the channel, unless `days` is 0.
+ * Only folders named exactly as a content version are looked at, never through a symlink; `keep`
+ * (the version this job uses) is never removed.
+ */
+export function externalsGcScript(workRoot: string, keep: string, days: number): string {
+  return days > 0 ? `(${externalsGcBody(workRoot, keep, days)}) </dev/null >/dev/null 2>&1 &` : ''
+}
+
+/** Shell: the collection itself, in the foreground (tests run it so). */
+export function externalsGcBody(workRoot: string, keep: string, days: number): string {
+  const e = shq(`${workRoot}/externals`)
+  const old = `-mmin +${days * 24 * 60}`
+  // A copy's age: its marker's mtime, or the folder's own without one.
+  const aged = (d: string): string =>
+    `{ if [ -f "${d}/.rch-complete" ]; then m="${d}/.rch-complete"; else m="${d}"; fi; [ -n "$(find "$m" -maxdepth 0 ${old} 2>/dev/null)" ]; }`
+  return (
+    `E=${e}; [ -d "$E" ] && [ ! -L "$E" ] || exit 0; cd "$E" || exit 0; ` +
+    `[ -n "$(find .rch-gc -maxdepth 0 -mmin -${EVERY_MIN} 2>/dev/null)" ] && exit 0; ` +
+    // One collection at a time (two jobs may start in the same second); a killed one's lock lapses.
+    `find .rch-gc.lock -maxdepth 0 -mmin +${EVERY_MIN} -exec rmdir {} \\; 2>/dev/null; mkdir .rch-gc.lock 2>/dev/null || exit 0; ` +
+    `touch .rch-gc; ` +
+    // Moved-aside copies a killed collection left.
+    `for t in .rch-gc-${HEX16_GLOB}-*; do [ -d "$t" ] && [ ! -L "$t" ] && rm -rf "$t"; done; ` +
+    `for d in ${HEX16_GLOB}; do ` +
+    `[ "$d" = ${shq(keep)} ] && continue; [ -d "$d" ] && [ ! -L "$d" ] || continue; ${aged('$d')} || continue; ` +
+    `t=".rch-gc-$d-$$"; mv -T "$d" "$t" 2>/dev/null || continue; ` +
+    `if ${aged('$t')}; then rm -rf "$t"; else mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; fi; done; rmdir .rch-gc.lock`
+  )
+}
