@@ -9,7 +9,8 @@
 // the collection moves a copy aside before it removes it, then looks at the mtime again and puts
 // it back when it was touched meanwhile. A job that looked before the move found it touched by then.
 // Jobs that run while their copy ages past the limit are not seen: the limit's floor is above
-// GitHub's longest job (5 days on self-hosted runners).
+// GitHub's longest job (5 days on self-hosted runners). The first collection on a VM only marks
+// every copy used (a runner still on an older build of the hook never marks its copy).
 import { shq } from '../remote/quote'
 import { HEX16_GLOB } from '../docker/job-folder'
 
@@ -38,17 +39,23 @@ export function externalsGcBody(workRoot: string, keep: string, days: number): s
   // A copy's age: its marker's mtime, or the folder's own without one.
   const aged = (d: string): string =>
     `{ if [ -f "${d}/.rch-complete" ]; then m="${d}/.rch-complete"; else m="${d}"; fi; [ -n "$(find "$m" -maxdepth 0 ${old} 2>/dev/null)" ]; }`
+  const copies = `for d in ${HEX16_GLOB}; do [ -d "$d" ] && [ ! -L "$d" ] || continue; `
   return (
-    `E=${e}; [ -d "$E" ] && [ ! -L "$E" ] || exit 0; cd "$E" || exit 0; ` +
+    `E=${e}; [ -d "$E" ] && [ ! -L "$E" ] || exit 0; cd -P "$E" || exit 0; ` +
     `[ -n "$(find .rch-gc -maxdepth 0 -mmin -${EVERY_MIN} 2>/dev/null)" ] && exit 0; ` +
     // One collection at a time (two jobs may start in the same second); a killed one's lock lapses.
     `find .rch-gc.lock -maxdepth 0 -mmin +${EVERY_MIN} -exec rmdir {} \\; 2>/dev/null; mkdir .rch-gc.lock 2>/dev/null || exit 0; ` +
-    `touch .rch-gc; ` +
-    // Moved-aside copies a killed collection left.
-    `for t in .rch-gc-${HEX16_GLOB}-*; do [ -d "$t" ] && [ ! -L "$t" ] && rm -rf "$t"; done; ` +
-    `for d in ${HEX16_GLOB}; do ` +
-    `[ "$d" = ${shq(keep)} ] && continue; [ -d "$d" ] && [ ! -L "$d" ] || continue; ${aged('$d')} || continue; ` +
-    `t=".rch-gc-$d-$$"; mv -T "$d" "$t" 2>/dev/null || continue; ` +
+    // The first collection on this VM only marks every copy used: a build of the hook before the
+    // collection never marked the copies its jobs start with, and one may still run beside this one.
+    `if [ ! -e .rch-gc ]; then ${copies}touch -c -h "$d/.rch-complete" 2>/dev/null; done; touch .rch-gc; rmdir .rch-gc.lock; exit 0; fi; ` +
+    `touch .rch-gc; now=$(date +%s); ` +
+    // Copies a killed collection moved aside (named with the time of the move), a day on: put back
+    // when a job marked one since and its place is free, else removed. Younger ones are another's.
+    `for t in .rch-gc-${HEX16_GLOB}-*; do [ -d "$t" ] && [ ! -L "$t" ] || continue; at=\${t##*-}; ` +
+    `case $at in ''|*[!0-9]*) continue;; esac; [ $((now - at)) -gt ${EVERY_MIN * 60} ] || continue; ` +
+    `d=\${t#.rch-gc-}; d=\${d%-*}; if ! ${aged('$t')} && [ ! -e "$d" ]; then mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; else rm -rf "$t"; fi; done; ` +
+    `${copies}[ "$d" = ${shq(keep)} ] && continue; ${aged('$d')} || continue; ` +
+    `t=".rch-gc-$d-$now"; mv -T "$d" "$t" 2>/dev/null || continue; ` +
     `if ${aged('$t')}; then rm -rf "$t"; else mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; fi; done; rmdir .rch-gc.lock`
   )
 }

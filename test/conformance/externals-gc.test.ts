@@ -30,6 +30,9 @@ test('an externals copy unused for remote.externalsKeepDays goes at a later prep
     writeFileSync(join(ext, name, '.rch-complete'), '')
     ago(join(ext, name, '.rch-complete'), days)
   }
+  // Collected two days ago: the first collection on a VM only marks its copies used.
+  writeFileSync(join(ext, '.rch-gc'), '')
+  ago(join(ext, '.rch-gc'), 2)
   execFileSync('chown', ['-R', vm.user, ext])
   const job = async (externalsKeepDays: number): Promise<FakeRunner> => {
     const runner = new FakeRunner({ config: { provider: staticProvider(vm), remote: { workRoot: root, externalsKeepDays } } })
@@ -40,13 +43,14 @@ test('an externals copy unused for remote.externalsKeepDays goes at a later prep
   }
   const runners: FakeRunner[] = []
   try {
-    // 0: no collection (had one started, it would have taken the old copy, or its day stamp would
-    // keep the next job's from running).
+    // 0: no collection (had one started, it would have taken the old copy, or renewed the day stamp
+    // and so kept the next job's from running).
     runners.push(await job(0))
     const own = externalsVersion(runners[0].externals)
-    expect(readdirSync(ext).sort()).toEqual([own, old, recent].sort())
+    expect(readdirSync(ext).sort()).toEqual(['.rch-gc', own, old, recent].sort())
     runners.push(await job(14))
-    expect(await waitUntil(() => !existsSync(join(ext, old)), 20_000)).toBe(true)
+    // Done once the lock is gone too (the copy leaves its place at the move aside).
+    expect(await waitUntil(() => !existsSync(join(ext, old)) && !existsSync(join(ext, '.rch-gc.lock')), 20_000)).toBe(true)
     expect(readdirSync(ext).sort()).toEqual(['.rch-gc', own, recent].sort())
     // the job's own copy was marked used when it started
     expect(Date.now() - statSync(join(ext, own, '.rch-complete')).mtimeMs).toBeLessThan(120_000)

@@ -1,5 +1,5 @@
 // The collection of old externals copies, run by a real /bin/sh on a folder like a VM's work root.
-import { existsSync, lstatSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { externalsGcBody, externalsGcScript, externalsLookScript } from '../../src/prepare/externals-gc'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
@@ -15,6 +15,13 @@ const ago = (p: string, days: number): void => {
 
 /** A complete copy last started with `days` ago (its marker's mtime; the folder's own is older still). */
 function copy(root: string, name: string, days: number, marker = true): string {
+  // A VM collected before (two days ago): the first collection on a VM only marks its copies.
+  const stamp = join(root, 'externals', '.rch-gc')
+  if (!existsSync(stamp)) {
+    mkdirSync(join(root, 'externals'), { recursive: true })
+    writeFileSync(stamp, '')
+    ago(stamp, 2)
+  }
   const d = join(root, 'externals', name)
   mkdirSync(join(d, 'node20', 'bin'), { recursive: true })
   writeFileSync(join(d, 'node20', 'bin', 'node'), 'x')
@@ -46,8 +53,8 @@ describe('externalsGcBody', () => {
     writeFileSync(join(outside, '.rch-complete'), '')
     ago(join(outside, '.rch-complete'), 20)
     symlinkSync(outside, join(root, 'externals', hex('1')))
-    // a copy a killed collection moved aside
-    mkdirSync(join(root, 'externals', `.rch-gc-${hex('2')}-123`))
+    // a copy a killed collection moved aside long ago, not marked since
+    copy(root, `.rch-gc-${hex('2')}-123`, 20)
     const r = sh(externalsGcBody(root, hex('c'), 14))
     expect(r.status).toBe(0)
     expect(names(root)).toEqual(['.rch-gc', hex('1'), hex('b'), hex('c'), hex('e'), 'fffffffffffffff', 'notes'].sort())
@@ -91,6 +98,35 @@ describe('externalsGcBody', () => {
     expect(existsSync(join(root, 'externals', hex('a'), 'node20', 'bin', 'node'))).toBe(true)
   })
 
+  test('the first collection on a VM only marks every copy used (an older build of the hook never marked its own)', () => {
+    const root = tempDir()
+    copy(root, hex('a'), 20)
+    copy(root, hex('b'), 20, false)
+    rmSync(join(root, 'externals', '.rch-gc'))
+    expect(sh(externalsGcBody(root, hex('c'), 14)).status).toBe(0)
+    expect(names(root)).toEqual(['.rch-gc', hex('a'), hex('b')])
+    expect(Date.now() / 1000 - lstatSync(join(root, 'externals', hex('a'), '.rch-complete')).mtimeMs / 1000).toBeLessThan(60)
+    // the next one, a day later, finds a marked and keeps it; b (no marker, nothing to mark) goes
+    ago(join(root, 'externals', '.rch-gc'), 1.1)
+    expect(sh(externalsGcBody(root, hex('c'), 14)).status).toBe(0)
+    expect(names(root)).toEqual(['.rch-gc', hex('a')])
+  })
+
+  test("copies a killed collection moved aside: a day on, one marked since is put back where its place is free; another collection's are left alone", () => {
+    const root = tempDir()
+    const dayAgo = Math.floor(Date.now() / 1000) - 2 * DAY
+    const now = Math.floor(Date.now() / 1000)
+    copy(root, `.rch-gc-${hex('a')}-${dayAgo}`, 0) // marked since, place free: back
+    copy(root, `.rch-gc-${hex('b')}-${dayAgo}`, 0) // marked since, but a new copy is in its place: removed
+    copy(root, hex('b'), 0)
+    copy(root, `.rch-gc-${hex('d')}-${dayAgo}`, 20) // not marked since: removed
+    copy(root, `.rch-gc-${hex('e')}-${now}`, 20) // moved aside just now by a collection still running: left
+    copy(root, `.rch-gc-${hex('f')}-x1`, 20) // not a time: left
+    expect(sh(externalsGcBody(root, hex('c'), 14)).status).toBe(0)
+    expect(names(root)).toEqual(['.rch-gc', hex('a'), hex('b'), `.rch-gc-${hex('e')}-${now}`, `.rch-gc-${hex('f')}-x1`].sort())
+    expect(existsSync(join(root, 'externals', hex('a'), 'node20', 'bin', 'node'))).toBe(true)
+  })
+
   test('a work root without externals, or whose externals folder is a symlink, is left alone', () => {
     const root = tempDir()
     expect(sh(externalsGcBody(root, hex('c'), 14)).status).toBe(0)
@@ -98,7 +134,7 @@ describe('externalsGcBody', () => {
     copy(other, hex('a'), 20)
     symlinkSync(join(other, 'externals'), join(root, 'externals'))
     expect(sh(externalsGcBody(root, hex('c'), 14)).status).toBe(0)
-    expect(names(other)).toEqual([hex('a')])
+    expect(names(other)).toEqual(['.rch-gc', hex('a')])
   })
 
   test('0 days keeps every copy: no script at all', () => {
