@@ -266,12 +266,13 @@ export const ConfigSchema = z
          * (src/prepare/externals-gc.ts); 0 keeps them. Above GitHub's longest job (5 days), which
          * is not seen using its copy while it runs.
          */
+        // One rule, so a bad value gets one line (a range check and a refine would each report it).
         externalsKeepDays: z
           .number()
-          .int()
-          .min(0)
-          .max(3650)
-          .refine((d) => d === 0 || d >= 6, 'must be 0 (keep every copy) or at least 6 (longer than the longest job)')
+          .refine(
+            (d) => d === 0 || (Number.isInteger(d) && d >= 6 && d <= 3650),
+            'must be 0 (keep every copy) or a whole number of days from 6 (longer than the longest job) to 3650'
+          )
           .default(14)
       })
       .strict(),

@@ -150,6 +150,18 @@ describe('loadConfig: valid files', () => {
   })
 })
 
+describe('remote.externalsKeepDays', () => {
+  test.each([-1, 2.5, 3, 5, 3651])('%p gets one line naming the field', (d) => {
+    const remote = { workRoot: '/srv/rch', externalsKeepDays: d }
+    expect(issuesOf(() => load(withHost({}, { remote }), '/c.json'))).toEqual([
+      'remote.externalsKeepDays: must be 0 (keep every copy) or a whole number of days from 6 (longer than the longest job) to 3650'
+    ])
+  })
+  test.each([0, 6, 14, 3650])('%p is taken', (d) => {
+    expect(load(withHost({}, { remote: { workRoot: '/srv/rch', externalsKeepDays: d } }), '/c.json').remote.externalsKeepDays).toBe(d)
+  })
+})
+
 describe('loadConfig: the file itself', () => {
   it('reports an unset or empty REMOTE_HOOKS_CONFIG', () => {
     expect(issuesOf(() => loadConfig({}, io({})))).toEqual([
