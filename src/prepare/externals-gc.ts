@@ -35,13 +35,12 @@ export function externalsGcScript(workRoot: string, keep: string, days: number):
 /** Shell: the collection itself, in the foreground (tests run it so). */
 export function externalsGcBody(workRoot: string, keep: string, days: number): string {
   const e = shq(`${workRoot}/externals`)
-  const old = `-mmin +${days * 24 * 60}`
-  // A copy's age: its marker's mtime, or the folder's own without one.
-  const aged = (d: string): string =>
-    `{ if [ -f "${d}/.rch-complete" ]; then m="${d}/.rch-complete"; else m="${d}"; fi; [ -n "$(find "$m" -maxdepth 0 ${old} 2>/dev/null)" ]; }`
   const copies = `for d in ${HEX16_GLOB}; do [ -d "$d" ] && [ ! -L "$d" ] || continue; `
   return (
     `E=${e}; [ -d "$E" ] && [ ! -L "$E" ] || exit 0; cd -P "$E" || exit 0; ` +
+    // A copy's age: its marker's mtime, or the folder's own without one.
+    `aged() { if [ -f "$1/.rch-complete" ]; then m="$1/.rch-complete"; else m="$1"; fi; ` +
+    `[ -n "$(find "$m" -maxdepth 0 -mmin +${days * 24 * 60} 2>/dev/null)" ]; }; ` +
     `[ -n "$(find .rch-gc -maxdepth 0 -mmin -${EVERY_MIN} 2>/dev/null)" ] && exit 0; ` +
     // One collection at a time (two jobs may start in the same second); a killed one's lock lapses.
     `find .rch-gc.lock -maxdepth 0 -mmin +${EVERY_MIN} -exec rmdir {} \\; 2>/dev/null; mkdir .rch-gc.lock 2>/dev/null || exit 0; ` +
@@ -53,9 +52,9 @@ export function externalsGcBody(workRoot: string, keep: string, days: number): s
     // when a job marked one since and its place is free, else removed. Younger ones are another's.
     `for t in .rch-gc-${HEX16_GLOB}-*; do [ -d "$t" ] && [ ! -L "$t" ] || continue; at=\${t##*-}; ` +
     `case $at in ''|*[!0-9]*) continue;; esac; [ $((now - at)) -gt ${EVERY_MIN * 60} ] || continue; ` +
-    `d=\${t#.rch-gc-}; d=\${d%-*}; if ! ${aged('$t')} && [ ! -e "$d" ]; then mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; else rm -rf "$t"; fi; done; ` +
-    `${copies}[ "$d" = ${shq(keep)} ] && continue; ${aged('$d')} || continue; ` +
+    `d=\${t#.rch-gc-}; d=\${d%-*}; if ! aged "$t" && [ ! -e "$d" ]; then mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; else rm -rf "$t"; fi; done; ` +
+    `${copies}[ "$d" = ${shq(keep)} ] && continue; aged "$d" || continue; ` +
     `t=".rch-gc-$d-$now"; mv -T "$d" "$t" 2>/dev/null || continue; ` +
-    `if ${aged('$t')}; then rm -rf "$t"; else mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; fi; done; rmdir .rch-gc.lock`
+    `if aged "$t"; then rm -rf "$t"; else mv -T "$t" "$d" 2>/dev/null || rm -rf "$t"; fi; done; rmdir .rch-gc.lock`
   )
 }
