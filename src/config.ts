@@ -264,9 +264,9 @@ export const ConfigSchema = z
         /**
          * Copies of the runner's externals no job has started with for this many days are removed
          * (src/prepare/externals-gc.ts); 0 keeps them. Above GitHub's longest job (5 days), which
-         * is not seen using its copy while it runs.
+         * is not seen using its copy while it runs. One rule, so a bad value gets one line (a range
+         * check and a refine would each report it).
          */
-        // One rule, so a bad value gets one line (a range check and a refine would each report it).
         externalsKeepDays: z
           .number()
           .refine(

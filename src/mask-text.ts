@@ -78,10 +78,3 @@ export class SecretSet {
     return `${out}${s.slice(at, start)}***${s.slice(end)}`
   }
 }
-
-/** `s` masked with `secrets` (a one-off SecretSet). */
-export function maskText(s: string, secrets: readonly string[]): string {
-  const set = new SecretSet()
-  for (const v of secrets) set.add(v)
-  return set.mask(s)
-}

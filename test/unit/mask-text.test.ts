@@ -1,5 +1,12 @@
-import { maskText, SecretSet } from '../../src/mask-text'
+import { SecretSet } from '../../src/mask-text'
 import { secretForms } from '../../src/secret-forms'
+
+/** `s` masked with `secrets` (a one-off SecretSet). */
+function maskText(s: string, secrets: readonly string[]): string {
+  const set = new SecretSet()
+  for (const v of secrets) set.add(v)
+  return set.mask(s)
+}
 
 describe('maskText', () => {
   test('text without a secret is returned as it is (control)', () => {
