@@ -10,7 +10,7 @@ import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
 import { wholeLine } from '../line-tail'
 import { labelFlagsOf } from '../labels'
-import { bindOf, namedVolume, volumeMountFlag, type MountSpec } from './mounts'
+import { asMount, bindOf, mountFlag, type MountSpec } from './mounts'
 
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -35,7 +35,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   if (spec.network) argv.push('--network', spec.network)
   for (const a of spec.aliases) argv.push('--network-alias', a)
   for (const p of spec.ports) argv.push('-p', p)
-  for (const m of spec.mounts) argv.push(...(namedVolume(m) ? ['--mount', volumeMountFlag(m, spec.labels)] : ['-v', bindOf(m)]))
+  for (const m of spec.mounts) argv.push(...(asMount(m) ? ['--mount', mountFlag(m, spec.labels)] : ['-v', bindOf(m)]))
   argv.push(...envFlags)
   if (spec.workdir) argv.push('--workdir', spec.workdir)
   argv.push(...spec.createOptions)

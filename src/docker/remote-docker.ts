@@ -6,7 +6,7 @@
 import { Engine, EngineError } from './engine'
 import { InputError, TransportError } from '../errors'
 import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
-import { bindOf, namedVolume, volumeMountBody } from './mounts'
+import { asMount, bindOf, mountBody } from './mounts'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
 import type { Registry } from '../protocol'
@@ -95,7 +95,7 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
   const binds: string[] = []
   const mounts: object[] = []
   for (const m of spec.mounts) {
-    if (namedVolume(m)) mounts.push(volumeMountBody(m, spec.labels))
+    if (asMount(m)) mounts.push(mountBody(m, spec.labels))
     else if (m.source) binds.push(bindOf(m))
     else volumes[m.target] = {}
   }

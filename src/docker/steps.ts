@@ -9,7 +9,7 @@ import { UnexpectedAnswer } from '../remote/answer'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
-import { bindOf, namedVolume, volumeMountBody, type MountSpec } from './mounts'
+import { asMount, bindOf, mountBody, type MountSpec } from './mounts'
 import { outputStreaming } from '../gc-policy'
 import { monoMs } from '../mono-clock'
 
@@ -228,8 +228,8 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     AttachStderr: true,
     Tty: false,
     HostConfig: {
-      Binds: spec.mounts.filter((m) => !namedVolume(m)).map(bindOf),
-      Mounts: spec.mounts.filter(namedVolume).map((m) => volumeMountBody(m, spec.labels)),
+      Binds: spec.mounts.filter((m) => !asMount(m)).map(bindOf),
+      Mounts: spec.mounts.filter(asMount).map((m) => mountBody(m, spec.labels)),
       NetworkMode: spec.network ?? undefined,
       AutoRemove: false
     }

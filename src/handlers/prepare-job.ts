@@ -225,7 +225,7 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const kept = keptWarning(leftovers, 'this machine')
   if (kept) ctx.log.warn(`an earlier job's ${kept}`)
   const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
-  const docking = step(dockerParts(run, host.docker, jobGate))
+  const docking = step(dockerParts(run, host.docker, jobGate, copy.externals))
   docking.catch(() => undefined)
   const copied = await copying
   time.mark('copy')
@@ -282,7 +282,7 @@ async function startAll(
   early: Created | null
 ): Promise<{ ids: string[]; infos: Map<string, Inspect>; isAlpine: boolean | undefined }> {
   const { ctx, plan, containers, step, time } = run
-  const created = await step(early ?? createAll(host.docker, plan, containers, null))
+  const created = await step(early ?? createAll(host.docker, plan, containers, null, null))
   const ids = created.map((c) => c.id)
   time.mark('creates')
   // Services first (the job container may expect them), then the job container.
@@ -329,7 +329,8 @@ async function getHost(
 async function dockerParts(
   run: Run,
   docker: RemoteDocker,
-  jobGate: Promise<unknown> | null
+  jobGate: Promise<unknown> | null,
+  externals: Promise<unknown>
 ): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
   // One entry for all of it: everything the job creates carries the owner label.
@@ -351,7 +352,7 @@ async function dockerParts(
   // Nothing new is created once the job is cancelled (the undo may already be looking).
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
-  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate)) : null
+  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate, externals)) : null
   created?.catch(() => undefined)
   return { present, created }
 }
@@ -359,11 +360,19 @@ async function dockerParts(
 /**
  * Creates the containers. A service that binds nothing the first copy fills is started right away;
  * so is the job container once `jobGate` settles (see startsEarly). The others are started by the
- * caller, in order, after the copy.
+ * caller, in order, after the copy. One that binds the externals is created once they are in place
+ * (`externals`, when the copy is still running): docker refuses a missing source (see mounts.ts).
  */
-function createAll(docker: RemoteDocker, plan: JobPlan, containers: ContainerPlan[], jobGate: Promise<unknown> | null): Created {
+function createAll(
+  docker: RemoteDocker,
+  plan: JobPlan,
+  containers: ContainerPlan[],
+  jobGate: Promise<unknown> | null,
+  externals: Promise<unknown> | null
+): Created {
   return allOf(
     containers.map(async (c) => {
+      if (c.bindsExternals && externals) await externals
       const id = await docker.create(c.spec, plan.jobRoot)
       const gate = c.role === 'service' ? (c.needsCopy ? null : undefined) : jobGate
       if (gate === null) return { id, started: false }

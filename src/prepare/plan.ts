@@ -116,7 +116,7 @@ function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set
       // The externals copy on the VM is shared by the jobs there and reused: never writable.
       const shared = under(remote, layout.remoteExternals)
       if (shared) bindsExternals = true
-      return [{ source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared }, at]
+      return [{ source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared, ...(shared ? { existing: true } : {}) }, at]
     }
   const mounts = distinctMounts([...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))])
   return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }

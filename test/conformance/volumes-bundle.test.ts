@@ -1,6 +1,5 @@
 // User volumes as the runner passes them, and the bundle working alone in an empty folder.
 import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { connect, createServer, type Socket } from 'node:net'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +7,7 @@ import { FakeRunner, HOOK } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
 import { errorLines } from '../helpers/conformance'
 import { waitUntil } from '../helpers/wait'
+import { holdingProxy } from '../helpers/holding-proxy'
 import { LABEL_JOB, LABEL_OWNER } from '../../src/labels'
 import type { HookRun } from '../helpers/fake-runner'
 import { TAR_COPY_MAX } from '../../src/job'
@@ -140,44 +140,6 @@ const volumeLabels = (name: string): Record<string, string> | null => {
     return JSON.parse(execFileSync('docker', ['volume', 'inspect', name, '--format', '{{json .Labels}}']).toString()) ?? {}
   } catch {
     return null
-  }
-}
-
-/** A TCP proxy to `port` on loopback that holds every connection until `release()`. */
-async function holdingProxy(
-  port: number
-): Promise<{ port: number; connections: () => number; release: () => void; close: () => Promise<void> }> {
-  let held = true
-  let connections = 0
-  const waiting: Array<() => void> = []
-  const sockets = new Set<Socket>()
-  const server = createServer((c) => {
-    connections++
-    sockets.add(c)
-    c.on('error', () => undefined)
-    c.on('close', () => sockets.delete(c))
-    const pipe = (): void => {
-      const u = connect(port, '127.0.0.1')
-      sockets.add(u)
-      u.on('error', () => c.destroy())
-      u.on('close', () => sockets.delete(u))
-      c.pipe(u).pipe(c)
-    }
-    if (held) waiting.push(pipe)
-    else pipe()
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as { port: number }).port,
-    connections: () => connections,
-    release() {
-      held = false
-      for (const go of waiting.splice(0)) go()
-    },
-    close: async () => {
-      for (const s of sockets) s.destroy()
-      await new Promise<void>((r) => server.close(() => r()))
-    }
   }
 }
 

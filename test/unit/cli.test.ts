@@ -17,7 +17,7 @@ function spec(over: Partial<CreateSpec> = {}): CreateSpec {
     ports: ['6379:6379', '8080:80/udp'],
     mounts: [
       { source: '/srv/rch/j1/w', target: '/__w', readOnly: false },
-      { source: '/srv/rch/externals/abc', target: '/__e', readOnly: true },
+      { source: '/srv/rch/externals/abc', target: '/__e', readOnly: true, existing: true },
       { source: 'my_vol', target: '/data', readOnly: false },
       { source: null, target: '/anon', readOnly: false },
       { source: null, target: '/anon-ro', readOnly: true }
@@ -50,8 +50,8 @@ describe('createArgv', () => {
       '8080:80/udp',
       '-v',
       '/srv/rch/j1/w:/__w',
-      '-v',
-      '/srv/rch/externals/abc:/__e:ro',
+      '--mount',
+      '"type=bind","source=/srv/rch/externals/abc","target=/__e","readonly"',
       '--mount',
       '"type=volume","source=my_vol","target=/data","volume-label=rch.owner=o1","volume-label=rch.job=j1"',
       '-v',
@@ -88,6 +88,22 @@ describe('createArgv', () => {
     ])
     // A host path and an anonymous volume stay `-v`.
     expect(argv).not.toContain('-v')
+  })
+
+  it('mounts a host path that must exist (the externals copy) as a bind docker will not make, quoted the same way, without volume labels', () => {
+    const argv = createArgv(
+      spec({
+        mounts: [
+          { source: '/srv/a,b "c"/externals/abc', target: '/__e', readOnly: true, existing: true },
+          { source: '/srv/rch/j1/w', target: '/__w', readOnly: false }
+        ]
+      }),
+      []
+    )
+    expect(argv.filter((a, i) => argv[i - 1] === '--mount' || argv[i - 1] === '-v')).toEqual([
+      '"type=bind","source=/srv/a,b ""c""/externals/abc","target=/__e","readonly"',
+      '/srv/rch/j1/w:/__w'
+    ])
   })
 
   it('holds env names and the env file path only, never values', () => {

@@ -109,7 +109,7 @@ describe('planJob', () => {
       { source: `${ROOT}/w/repo/repo/data`, target: '/data', readOnly: true },
       { source: '/var/run/docker.sock', target: '/var/run/docker.sock', readOnly: false },
       { source: `${ROOT}/w`, target: '/__w', readOnly: false },
-      { source: '/srv/rch/externals/aaaaaaaaaaaaaaaa', target: '/__e', readOnly: true },
+      { source: '/srv/rch/externals/aaaaaaaaaaaaaaaa', target: '/__e', readOnly: true, existing: true },
       { source: `${ROOT}/w/_temp`, target: '/__w/_temp', readOnly: false },
       { source: `${ROOT}/w/_temp/_github_home`, target: '/github/home', readOnly: false }
     ])
@@ -161,7 +161,7 @@ describe('planJob', () => {
       container: jobContainer({ userMountVolumes: [mount(`${EXT}/node20`, '/e', false), mount(`${WORK}/repo/repo/data`, '/data', false)] })
     })!
     expect(p.job!.spec.mounts.slice(0, 2)).toEqual([
-      { source: '/srv/rch/externals/aaaaaaaaaaaaaaaa/node20', target: '/e', readOnly: true },
+      { source: '/srv/rch/externals/aaaaaaaaaaaaaaaa/node20', target: '/e', readOnly: true, existing: true },
       { source: `${ROOT}/w/repo/repo/data`, target: '/data', readOnly: false }
     ])
   })

@@ -168,7 +168,12 @@ describe('containers', () => {
     const s = spec({
       createOptions: [],
       ports: ['6379', '8080:80/udp'],
-      mounts: [...spec().mounts, { source: 'vol', target: '/v', readOnly: true }, { source: null, target: '/anon', readOnly: false }],
+      mounts: [
+        ...spec().mounts,
+        { source: 'vol', target: '/v', readOnly: true },
+        { source: null, target: '/anon', readOnly: false },
+        { source: '/work/externals/abc', target: '/__e', readOnly: true, existing: true }
+      ],
       entrypoint: 'tail',
       args: ['-f', '/dev/null']
     })
@@ -188,7 +193,10 @@ describe('containers', () => {
       AttachStderr: true,
       HostConfig: {
         Binds: ['/work/jobs/a b/w:/__w'],
-        Mounts: [{ Type: 'volume', Source: 'vol', Target: '/v', ReadOnly: true, VolumeOptions: { Labels: labelMap(OWNER, JOB, RUNNER) } }],
+        Mounts: [
+          { Type: 'volume', Source: 'vol', Target: '/v', ReadOnly: true, VolumeOptions: { Labels: labelMap(OWNER, JOB, RUNNER) } },
+          { Type: 'bind', Source: '/work/externals/abc', Target: '/__e', ReadOnly: true }
+        ],
         NetworkMode: s.network,
         PortBindings: { '6379/tcp': [{ HostIp: '', HostPort: '' }], '80/udp': [{ HostIp: '', HostPort: '8080' }] }
       },
