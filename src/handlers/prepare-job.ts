@@ -352,7 +352,7 @@ async function dockerParts(
   // Nothing new is created once the job is cancelled (the undo may already be looking).
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
-  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate, externals)) : null
+  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate, externals, ctx.signal)) : null
   created?.catch(() => undefined)
   return { present, created }
 }
@@ -368,11 +368,16 @@ function createAll(
   plan: JobPlan,
   containers: ContainerPlan[],
   jobGate: Promise<unknown> | null,
-  externals: Promise<unknown> | null
+  externals: Promise<unknown> | null,
+  signal?: AbortSignal
 ): Created {
   return allOf(
     containers.map(async (c) => {
-      if (c.bindsExternals && externals) await externals
+      if (c.bindsExternals && externals) {
+        await externals
+        // Nothing new is created once the job is cancelled (as in dockerParts).
+        if (signal?.aborted) throw Cancelled.by(signal)
+      }
       const id = await docker.create(c.spec, plan.jobRoot)
       const gate = c.role === 'service' ? (c.needsCopy ? null : undefined) : jobGate
       if (gate === null) return { id, started: false }

@@ -24,7 +24,7 @@ import { keepAlive, type LeaseState } from '../remote/agent'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
-import { baseEnv, distinctMounts } from '../prepare/plan'
+import { baseEnv, distinctMounts, mountSpecOf } from '../prepare/plan'
 import type { MountSpec } from '../docker/mounts'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 
@@ -49,17 +49,12 @@ interface StepPlan {
 }
 
 /** Every mount and the Dockerfile mapped to remote paths, checked as prepare_job's: done before anything is started. */
-function planStep(args: ContainerArgs, layout: Layout): StepPlan {
+export function planStep(args: ContainerArgs, layout: Layout): StepPlan {
   const spec =
     (kind: 'user' | 'system') =>
     (m: Mount, i: number): [MountSpec, string] => {
       const at = `args.${kind}MountVolumes.${i}`
-      const src = m.sourceVolumePath
-        ? m.sourceVolumePath.startsWith('/')
-          ? remotePath(layout, m.sourceVolumePath, `${at}.sourceVolumePath`)
-          : m.sourceVolumePath
-        : null
-      return [{ source: src, target: m.targetVolumePath, readOnly: m.readOnly }, at]
+      return [mountSpecOf(m, at, layout), at]
     }
   const mounts = distinctMounts([...args.userMountVolumes.map(spec('user')), ...args.systemMountVolumes.map(spec('system'))])
   return { mounts, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }

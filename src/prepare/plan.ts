@@ -97,26 +97,33 @@ interface Mounted {
   bindsExternals: boolean
 }
 
+/**
+ * One mount of the runner's input as the VM sees it. The externals copy there is shared by the jobs
+ * on the VM and reused: never writable, and a bind docker must not make (see mounts.ts).
+ */
+export function mountSpecOf(m: Mount, at: string, layout: Layout): MountSpec {
+  const src = m.sourceVolumePath
+  if (!src || !src.startsWith('/')) return { source: src || null, target: m.targetVolumePath, readOnly: m.readOnly }
+  const remote = remotePath(layout, src, `${at}.sourceVolumePath`)
+  return under(remote, layout.remoteExternals)
+    ? { source: remote, target: m.targetVolumePath, readOnly: true, existing: true }
+    : { source: remote, target: m.targetVolumePath, readOnly: m.readOnly }
+}
+
+const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
+
 function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set<string>): Mounted {
   const workBinds: { host: string; remote: string }[] = []
   let bindsExternals = false
-  const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
   const toSpec =
     (kind: 'user' | 'system') =>
     (m: Mount, i: number): [MountSpec, string] => {
       const at = `${field}.${kind}MountVolumes.${i}`
-      const src = m.sourceVolumePath
-      if (!src) return [{ source: null, target: m.targetVolumePath, readOnly: m.readOnly }, at]
-      if (!src.startsWith('/')) {
-        named.add(src)
-        return [{ source: src, target: m.targetVolumePath, readOnly: m.readOnly }, at]
-      }
-      const remote = remotePath(layout, src, `${at}.sourceVolumePath`)
-      if (under(remote, layout.remoteWork)) workBinds.push({ host: src, remote })
-      // The externals copy on the VM is shared by the jobs there and reused: never writable.
-      const shared = under(remote, layout.remoteExternals)
-      if (shared) bindsExternals = true
-      return [{ source: remote, target: m.targetVolumePath, readOnly: m.readOnly || shared, ...(shared ? { existing: true } : {}) }, at]
+      const spec = mountSpecOf(m, at, layout)
+      if (spec.source && !spec.source.startsWith('/')) named.add(spec.source)
+      else if (spec.source && under(spec.source, layout.remoteWork)) workBinds.push({ host: m.sourceVolumePath!, remote: spec.source })
+      if (spec.existing) bindsExternals = true
+      return [spec, at]
     }
   const mounts = distinctMounts([...args.userMountVolumes.map(toSpec('user')), ...args.systemMountVolumes.map(toSpec('system'))])
   return { mounts, needsCopy: workBinds.length > 0 || bindsExternals, workBinds, bindsExternals }

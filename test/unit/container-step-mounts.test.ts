@@ -19,7 +19,8 @@ jest.mock('../../src/session', () => ({
 }))
 jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({}) }))
 
-import { runContainerStep } from '../../src/handlers/run-container-step'
+import { planStep, runContainerStep } from '../../src/handlers/run-container-step'
+import { layoutOf } from '../../src/job'
 import { InputError } from '../../src/errors'
 import type { HookContext } from '../../src/context'
 import { containerActionArgs, runnerMount, staticJobState } from './_helpers'
@@ -56,4 +57,16 @@ test('control: distinct mounts, and one given twice as it is, go on to the machi
   await expect(runContainerStep(args(user), state, ctx)).rejects.toThrow('connected')
   await expect(runContainerStep(args(user), null, ctx)).rejects.toThrow('leased')
   expect(reached).toEqual(['connect', 'lease'])
+})
+
+test("a container action's mount into the externals copy is read-only and a bind docker will not make, as prepare_job's; a workspace bind stays as given (control)", () => {
+  const layout = layoutOf(
+    { ...state, externals: { host: '/runner/externals', remote: '/srv/rch/externals/aaaaaaaaaaaaaaaa' } },
+    '/var/run/docker.sock'
+  )
+  const plan = planStep(args([mount('/runner/externals/node20', '/e'), mount('/runner/_work/repo/repo/data', '/data')]), layout)
+  expect(plan.mounts.slice(0, 2)).toEqual([
+    { source: '/srv/rch/externals/aaaaaaaaaaaaaaaa/node20', target: '/e', readOnly: true, existing: true },
+    { source: `${state.jobRoot}/w/repo/repo/data`, target: '/data', readOnly: false }
+  ])
 })
