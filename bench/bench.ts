@@ -17,6 +17,8 @@ import { builtAgentSocket } from '../test/helpers/build-id'
 import { agentPid, measureStream, streamRow } from './stream'
 import { median, ratiosText } from './stats'
 import { poolRows } from './pool'
+import { loadBase, saveBase, type BaseEntry } from '../src/sync/manifest'
+import { writePrivateFile } from '../src/private-fs'
 
 const VM = (process.env.RCH_BENCH_VM ?? 'bench') as VmName
 const N = Number(process.env.RCH_BENCH_N ?? 15)
@@ -50,6 +52,50 @@ function makeTree(dir: string, files: number, size: number): void {
     const d = join(dir, `d${i % 20}`)
     mkdirSync(d, { recursive: true })
     writeFileSync(join(d, `f${i}.bin`), randomBytes(size))
+  }
+}
+
+/**
+ * The sync base of a 200,000-file workspace: one step's save (a file-command file replaced, a source
+ * file changed), against writing the whole base as one file from each entry's text made beforehand,
+ * which every save did before the journal (it also copied the map first: not counted here).
+ */
+async function baseSaveRow(): Promise<Row> {
+  const dir = mkdtempSync(join(tmpdir(), 'rch-base-'))
+  const file = join(dir, 'base.json')
+  const entry = (i: number): BaseEntry => ({
+    t: 'f',
+    l: `f:${1_700_000_000 + i}:${i * 13}:420`,
+    r: `f:${1_700_000_000 + i}.5:${i * 13}:384`
+  })
+  const all = new Map(
+    Array.from({ length: 200_000 }, (_, i): [string, BaseEntry] => [`repo/repo/src/m${i % 500}/s${i % 37}/file-${i}.ts`, entry(i)])
+  )
+  await saveBase(file, { set: all, remove: new Set() })
+  const ours: number[] = []
+  const whole: number[] = []
+  for (let i = 1; i <= 30; i++) {
+    const t = process.hrtime.bigint()
+    await saveBase(file, {
+      set: new Map([
+        [`_temp/_runner_file_commands/set_output_${i}`, entry(i)],
+        [`repo/repo/src/m1/s1/file-${i}.ts`, entry(i + 1)]
+      ]),
+      remove: new Set([`_temp/_runner_file_commands/set_output_${i - 1}`])
+    })
+    ours.push(Number(process.hrtime.bigint() - t) / 1e6)
+    const texts = [...loadBase(file)].map(([p, e]) => `${JSON.stringify(p)}:${JSON.stringify(e)}`)
+    whole.push(timeMs(() => writePrivateFile(join(dir, 'whole.json'), `{${texts.join(',')}}`)))
+  }
+  rmSync(dir, { recursive: true, force: true })
+  return {
+    name: 'sync base save of one step, 200,000-entry base',
+    ours: median(ours),
+    baseline: median(whole),
+    baselineName: 'the whole base written as one file',
+    unit: 'ms',
+    target: '-',
+    note: `30 saves; ours ${Math.min(...ours).toFixed(1)}–${Math.max(...ours).toFixed(1)} ms, whole ${Math.min(...whole).toFixed(0)}–${Math.max(...whole).toFixed(0)} ms`
   }
 }
 
@@ -444,6 +490,7 @@ async function main(): Promise<void> {
     }
     rmSync(hookDir, { recursive: true, force: true })
   }
+  if (want('base-save')) rows.push(await baseSaveRow())
   for (const r of rows) {
     if (r.target.startsWith('≥')) continue // higher is better: set by the row itself
     if (!Number.isNaN(r.baseline)) r.ratio = r.ours / r.baseline

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   earliest,
@@ -24,6 +24,14 @@ const upd = (set: Record<string, BaseEntry> = {}, remove: string[] = []): BaseUp
   remove: new Set(remove)
 })
 const asObj = (m: ReadonlyMap<string, BaseEntry>): Record<string, BaseEntry> => Object.fromEntries(m)
+/** The base as another process reads it from the files: a fresh copy of the module, with no cache. */
+const onDisk = (file: string): Record<string, BaseEntry> => {
+  let fresh!: typeof import('../../src/sync/manifest')
+  jest.isolateModules(() => {
+    fresh = require('../../src/sync/manifest') as typeof import('../../src/sync/manifest')
+  })
+  return asObj(fresh.loadBase(file))
+}
 
 describe('loadBase', () => {
   it('is empty when the file is missing or not JSON', () => {
@@ -52,9 +60,9 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     writeFileSync(`${file}.other`, JSON.stringify({ b: e('5'), c: e('6') }))
     require('node:fs').renameSync(`${file}.other`, file)
     await saveBase(file, upd({ d: e('7') }, ['c']))
-    const onDisk = JSON.parse(readFileSync(file, 'utf8')) as Record<string, BaseEntry>
-    expect(onDisk).toEqual({ b: e('5'), d: e('7') })
-    expect(asObj(loadBase(file))).toEqual(onDisk)
+    const saved = onDisk(file)
+    expect(saved).toEqual({ b: e('5'), d: e('7') })
+    expect(asObj(loadBase(file))).toEqual(saved)
   })
 
   it("a save after the base was read from the file keeps the base's order", async () => {
@@ -64,10 +72,10 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     expect([...loadBase(file).keys()]).toEqual(['a', 'b', 'c']) // read from the file, not written here
     // As many entries changed as the base holds: no entry is left without its text.
     await saveBase(file, upd({ c: e('7'), b: e('5'), a: e('8') }))
-    expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')) as object)).toEqual(['a', 'b', 'c'])
+    expect(Object.keys(onDisk(file))).toEqual(['a', 'b', 'c'])
     await saveBase(file, upd({ d: e('9'), b: e('6') }, ['a']))
-    expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')) as object)).toEqual(['b', 'c', 'd'])
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(asObj(loadBase(file)))
+    expect(Object.keys(onDisk(file))).toEqual(['b', 'c', 'd'])
+    expect(onDisk(file)).toEqual(asObj(loadBase(file)))
   })
 
   it('a failed read is not kept: the next load reads the file again, and a save refuses to replace a base it could not read', async () => {
@@ -85,7 +93,7 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     failing.mockRestore()
     expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') }) // read again, not the empty base
     await saveBase(file, upd({ c: e('3') }))
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), b: e('2'), c: e('3') })
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2'), c: e('3') })
   })
 
   it('a lock that cannot be made (its folder gone) fails at once with the reason, not as "stayed locked"', async () => {
@@ -108,7 +116,7 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     failing.mockRestore()
     expect(asObj(loadBase(file))).toEqual({ a: e('1') })
     await saveBase(file, upd({ c: e('3') }))
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), c: e('3') })
+    expect(onDisk(file)).toEqual({ a: e('1'), c: e('3') })
   })
 
   it("the saved text follows the entry as it was given, not a later change to the caller's object", async () => {
@@ -117,11 +125,11 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     await saveBase(file, upd({ a: entry }))
     entry.l = 'changed later'
     await saveBase(file, upd({ b: e('2') }))
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ a: e('1'), b: e('2') })
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2') })
     expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
   })
 
-  it('the file always holds the whole base, in its order, across many small saves', async () => {
+  it('the files always hold the whole base, in its order, across many small saves', async () => {
     const file = join(tempDir(), 'base.json')
     const want = new Map<string, BaseEntry>()
     for (let i = 0; i < 50; i++) want.set(`d/f${i}`, e(`l${i}`, `r${i}`))
@@ -135,9 +143,9 @@ describe('loadBase cache (the agent reads the base every step)', () => {
       for (const p of remove) want.delete(p)
       for (const [p, v] of set) want.set(p, v)
       await saveBase(file, { set, remove: new Set(remove) })
-      const text = readFileSync(file, 'utf8')
-      expect(Object.keys(JSON.parse(text) as object)).toEqual([...want.keys()])
-      expect(JSON.parse(text)).toEqual(asObj(want))
+      const saved = onDisk(file)
+      expect(Object.keys(saved)).toEqual([...want.keys()])
+      expect(saved).toEqual(asObj(want))
     }
   })
 
@@ -149,6 +157,125 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     await saveBase(file, { set: new Map(), remove: new Set(['b']) })
     expect(asObj(first)).toEqual({ a: e('1'), b: e('2') })
     expect(asObj(loadBase(file))).toEqual({ a: e('9'), c: e('3') })
+  })
+})
+
+describe('the journal beside the snapshot (base.json.log)', () => {
+  const snapId = (file: string): [number, number] => [statSync(file).ino, statSync(file).mtimeMs]
+  const lines = (file: string): string[] => readFileSync(`${file}.log`, 'utf8').split('\n').slice(0, -1)
+
+  it('a small save appends one line and leaves the snapshot as it was; another process reads the whole base', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1'), b: e('2'), c: e('3') }))
+    expect(existsSync(`${file}.log`)).toBe(false)
+    const snap = snapId(file)
+    await saveBase(file, upd({ d: e('4') }, ['a']))
+    await saveBase(file, upd({ b: e('5') }))
+    expect(snapId(file)).toEqual(snap)
+    expect(lines(file)).toHaveLength(3) // the snapshot it applies to, then one line per save
+    expect(onDisk(file)).toEqual({ b: e('5'), c: e('3'), d: e('4') })
+    expect(asObj(loadBase(file))).toEqual({ b: e('5'), c: e('3'), d: e('4') })
+    expect(statSync(`${file}.log`).mode & 0o777).toBe(0o600)
+  })
+
+  it('a cached reader reads only what another process appended, not the snapshot again', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ b: e('2') }))
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
+    let other!: typeof import('../../src/sync/manifest')
+    jest.isolateModules(() => {
+      other = require('../../src/sync/manifest') as typeof import('../../src/sync/manifest')
+    })
+    await other.saveBase(file, upd({ c: e('3') }, ['a']))
+    const fs = require('node:fs') as typeof import('node:fs')
+    const reads = jest.spyOn(fs, 'readFileSync')
+    expect(asObj(loadBase(file))).toEqual({ b: e('2'), c: e('3') })
+    expect(reads.mock.calls.filter(([p]) => p === file)).toHaveLength(0)
+    reads.mockRestore()
+    // Control: once the snapshot is replaced, it is read again.
+    writeFileSync(`${file}.new`, JSON.stringify({ z: e('9') }))
+    renameSync(`${file}.new`, file)
+    expect(asObj(loadBase(file))).toEqual({ z: e('9') })
+  })
+
+  it('once the journal reaches a quarter of the snapshot (at least 64 KiB), a save writes a new snapshot and removes the journal', async () => {
+    const file = join(tempDir(), 'base.json')
+    const want: Record<string, BaseEntry> = { a: e('1') }
+    await saveBase(file, upd(want))
+    const snap = snapId(file)
+    let i = 0
+    while (snapId(file)[0] === snap[0]) {
+      const set = { [`p/${i}`]: e(`l${i}`.padEnd(200, 'x')) }
+      Object.assign(want, set)
+      await saveBase(file, upd(set))
+      i++
+      expect(i).toBeLessThan(1000)
+    }
+    expect(i).toBeGreaterThan(100) // 64 KiB of ~430-byte lines
+    expect(existsSync(`${file}.log`)).toBe(false)
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(want)
+    expect(onDisk(file)).toEqual(want)
+    // and journals again from there
+    await saveBase(file, upd({ b: e('2') }))
+    expect(lines(file)).toHaveLength(2)
+    expect(onDisk(file)).toEqual({ ...want, b: e('2') })
+  })
+
+  it('a journal left for an older snapshot (a save killed between its two writes) is ignored, and the next save replaces it', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ b: e('2') }))
+    const stale = readFileSync(`${file}.log`, 'utf8')
+    // A new snapshot that already holds b; the journal still names the one before.
+    writeFileSync(`${file}.new`, JSON.stringify({ a: e('1'), b: e('2'), x: e('7') }))
+    renameSync(`${file}.new`, file)
+    expect(readFileSync(`${file}.log`, 'utf8')).toBe(stale)
+    // A line that removes x, in the stale journal: it would show if the journal were applied (it is, for
+    // its own snapshot: the first test).
+    appendFileSync(`${file}.log`, `${JSON.stringify([['x'], []])}\n`)
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2'), x: e('7') })
+    await saveBase(file, upd({ c: e('3') }))
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2'), x: e('7'), c: e('3') })
+    expect(lines(file)).toHaveLength(2)
+  })
+
+  it("a half line at the journal's end (a save killed while appending) is passed over, and the next save cuts it off", async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ b: e('2') }))
+    appendFileSync(`${file}.log`, JSON.stringify([['a'], [['z', 'f', '9', '9']]]).slice(0, -3))
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2') })
+    await saveBase(file, upd({ c: e('3') }))
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2'), c: e('3') })
+    expect(
+      lines(file)
+        .slice(1)
+        .map((l) => JSON.parse(l) as unknown)
+    ).toHaveLength(2)
+  })
+
+  it('an append whose write fails takes back what it wrote; the base stays as saved', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ b: e('2') }))
+    const size = statSync(`${file}.log`).size
+    const fs = require('node:fs') as typeof import('node:fs')
+    const real = fs.writeSync
+    let calls = 0
+    // The first write lands half the line, the next fails: a disk that fills mid-write.
+    const failing = jest.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buf: Buffer, off = 0) => {
+      if (calls++ > 0) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })
+      return (real as (...a: unknown[]) => number)(fd, buf, off, Math.floor((buf.length - off) / 2))
+    }) as never)
+    await expect(saveBase(file, upd({ c: e('3') }, ['a']))).rejects.toThrow(/ENOSPC/)
+    failing.mockRestore()
+    expect(calls).toBe(2)
+    expect(statSync(`${file}.log`).size).toBe(size)
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2') })
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
+    await saveBase(file, upd({ d: e('4') }))
+    expect(onDisk(file)).toEqual({ a: e('1'), b: e('2'), d: e('4') })
   })
 })
 
@@ -263,7 +390,7 @@ void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { s
     for (let w = 0; w < WRITERS; w++)
       for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}` })
     expect(existsSync(`${file}.lock`)).toBe(false)
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toBeInstanceOf(Object)
+    expect(onDisk(file)).toBeInstanceOf(Object)
   })
 })
 
