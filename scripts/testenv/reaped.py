@@ -73,6 +73,8 @@ def wait_gone(seconds: float) -> list:
         reap_exited()
         left = live_descendants()
         if not left or time.monotonic() >= until:
+            # One that ended between the two calls is a zombie now: not live, but not reaped either.
+            reap_exited()
             return left
         time.sleep(0.1)
 
