@@ -14,7 +14,8 @@ import {
   rmdirSync,
   rmSync,
   statSync,
-  writeSync
+  writeSync,
+  type Stats
 } from 'node:fs'
 import { dirname } from 'node:path'
 import { HookError } from '../errors'
@@ -52,10 +53,14 @@ export interface BaseUpdate {
 // snapshot instead, then removes the journal.
 //
 // The agent runs every step of a job, so it keeps the last base it read or wrote and reads only
-// what another process appended since (or everything, when the snapshot was replaced).
+// what another process appended since (or everything, when the snapshot was replaced). It holds the
+// snapshot it read open: a file system reuses a freed inode at once, and sizes and mtimes repeat, so
+// only a file still open cannot share its identity with the one that replaces it.
 interface Cached {
-  /** The snapshot's identity ('' when there is none), as fileKey gives it. */
+  /** The snapshot's identity ('' when there is none), as keyOf gives it. */
   snap: string
+  /** The snapshot, held open (null when none was read). */
+  fd: number | null
   snapBytes: number
   /** Whether the snapshot was a JSON base: a journal applies only to one that was. */
   parsed: boolean
@@ -66,17 +71,32 @@ interface Cached {
 const cache = new Map<string, Cached>()
 const journalOf = (file: string): string => `${file}.log`
 const header = (snap: string): string => `${JSON.stringify({ snapshot: snap })}\n`
+const keyOf = (st: Stats): string => `${st.ino}:${st.size}:${st.mtimeMs}`
 
 function fileKey(file: string): string | null {
   try {
-    const st = statSync(file)
-    return `${st.ino}:${st.size}:${st.mtimeMs}`
+    return keyOf(statSync(file))
   } catch {
     return null
   }
 }
 
-const EMPTY = (): Cached => ({ snap: '', snapBytes: 0, parsed: false, journal: null, base: LayeredMap.of(new Map<string, BaseEntry>()) })
+/** Caches `c` for `file` (null: forgets it), closing a snapshot no longer held. */
+function remember(file: string, c: Cached | null): void {
+  const old = cache.get(file)
+  if (old?.fd != null && old.fd !== c?.fd) closeSync(old.fd)
+  if (c) cache.set(file, c)
+  else cache.delete(file)
+}
+
+const EMPTY = (): Cached => ({
+  snap: '',
+  fd: null,
+  snapBytes: 0,
+  parsed: false,
+  journal: null,
+  base: LayeredMap.of(new Map<string, BaseEntry>())
+})
 
 /** The journal's bytes from `from` to its end, with its inode and size; null when there is none. */
 function readJournal(file: string, from: number): { ino: number; size: number; text: string } | null {
@@ -101,10 +121,20 @@ function readJournal(file: string, from: number): { ino: number; size: number; t
   }
 }
 
+type JournalRecord = [string[], [string, string, string, string][]]
+const isRecord = (r: unknown): r is JournalRecord =>
+  Array.isArray(r) &&
+  r.length === 2 &&
+  Array.isArray(r[0]) &&
+  r[0].every((p) => typeof p === 'string') &&
+  Array.isArray(r[1]) &&
+  r[1].every((e) => Array.isArray(e) && e.length === 4 && e.every((x) => typeof x === 'string'))
+
 /**
- * Applies the journal's whole lines in `text` (from a line start) to `c`: a line cut short (a save
- * killed while appending, or one being appended now) is not valid JSON and is passed over. Returns
- * how many bytes were whole lines.
+ * Applies the journal's whole lines in `text` (from a line start) to `c`, as one update: the lines in
+ * order, each its removals then its sets (one new version per line would copy the layer per line). A
+ * line cut short (a save killed while appending, or one being appended now) is not valid JSON and is
+ * passed over. Returns how many bytes were whole lines, or -1 when the header names another snapshot.
  */
 function applyLines(c: Cached, text: string, atStart: boolean): number {
   const end = text.lastIndexOf('\n') + 1
@@ -114,6 +144,7 @@ function applyLines(c: Cached, text: string, atStart: boolean): number {
     if (lines[0] + '\n' !== header(c.snap)) return -1
     lines = lines.slice(1)
   }
+  const ops = new Map<string, BaseEntry | null>()
   for (const line of lines) {
     let rec: unknown
     try {
@@ -122,22 +153,20 @@ function applyLines(c: Cached, text: string, atStart: boolean): number {
       continue
     }
     if (!isRecord(rec)) continue
-    c.base = c.base.with(
-      rec[1].map(([p, t, l, r]) => [p, { t: t as Kind, l, r }] as [string, BaseEntry]),
-      rec[0]
-    )
+    for (const p of rec[0]) ops.set(p, null)
+    for (const [p, t, l, r] of rec[1]) ops.set(p, { t: t as Kind, l, r })
+  }
+  if (ops.size) {
+    const set: [string, BaseEntry][] = []
+    const remove: string[] = []
+    for (const [p, e] of ops) {
+      if (e) set.push([p, e])
+      else remove.push(p)
+    }
+    c.base = c.base.with(set, remove)
   }
   return Buffer.byteLength(text.slice(0, end))
 }
-
-type JournalRecord = [string[], [string, string, string, string][]]
-const isRecord = (r: unknown): r is JournalRecord =>
-  Array.isArray(r) &&
-  r.length === 2 &&
-  Array.isArray(r[0]) &&
-  r[0].every((p) => typeof p === 'string') &&
-  Array.isArray(r[1]) &&
-  r[1].every((e) => Array.isArray(e) && e.length === 4 && e.every((x) => typeof x === 'string'))
 
 /** Reads what another process appended to the journal since `hit`; null when that cannot be done (re-read all). */
 function tail(file: string, hit: Cached): Cached | null {
@@ -153,12 +182,21 @@ function tail(file: string, hit: Cached): Cached | null {
   return next
 }
 
-/** The snapshot and the journal read whole. */
-function readAll(file: string, snap: string): Cached {
+/** The snapshot (held open) and its journal, read whole. */
+function readAll(file: string): Cached {
   const c = EMPTY()
-  const text = readFileSync(file, 'utf8')
-  c.snap = snap
-  c.snapBytes = Number(snap.split(':')[1])
+  const fd = openSync(file, 'r')
+  let text: string
+  try {
+    const st = fstatSync(fd)
+    c.snap = keyOf(st)
+    c.snapBytes = st.size
+    text = readFileSync(fd, 'utf8')
+  } catch (e) {
+    closeSync(fd)
+    throw e
+  }
+  c.fd = fd
   try {
     c.base = LayeredMap.of(new Map(Object.entries(JSON.parse(text) as Record<string, BaseEntry>)))
     c.parsed = true
@@ -166,10 +204,15 @@ function readAll(file: string, snap: string): Cached {
     // not JSON: start again from an empty base, as before any copy (and no journal applies)
     return c
   }
-  const j = readJournal(file, 0)
-  if (j) {
-    const used = applyLines(c, j.text, true)
-    if (used >= 0) c.journal = { ino: j.ino, bytes: used }
+  try {
+    const j = readJournal(file, 0)
+    if (j) {
+      const used = applyLines(c, j.text, true)
+      if (used >= 0) c.journal = { ino: j.ino, bytes: used }
+    }
+  } catch (e) {
+    closeSync(fd)
+    throw e
   }
   return c
 }
@@ -180,25 +223,32 @@ function readAll(file: string, snap: string): Cached {
  * replace a base it could not read.
  */
 function current(file: string, forSave = false): Cached {
-  // A save that replaces the snapshot between the reads of the two files shows as a new identity.
-  for (let tries = 0; ; tries++) {
+  let why = ''
+  // A save that replaces the snapshot during the read shows as a new identity at the path: read again.
+  for (let tries = 0; tries < 5; tries++) {
     const snap = fileKey(file)
     if (snap === null) {
-      cache.delete(file)
+      remember(file, null)
       return EMPTY()
     }
     const hit = cache.get(file)
+    let got: Cached
     try {
-      const got = (hit?.snap === snap && tail(file, hit)) || readAll(file, snap)
-      if (fileKey(file) !== snap && tries < 5) continue
-      cache.set(file, got)
-      return got
+      got = (hit?.snap === snap && tail(file, hit)) || readAll(file)
     } catch (e) {
-      cache.delete(file)
-      if (forSave) throw new HookError(`cannot read the sync base ${file}: ${(e as Error).message}`)
-      return EMPTY()
+      why = (e as Error).message
+      break
     }
+    if (got.snap === fileKey(file)) {
+      remember(file, got)
+      return got
+    }
+    if (got.fd !== null && got.fd !== hit?.fd) closeSync(got.fd)
+    why = 'it was replaced while being read, five times'
   }
+  remember(file, null)
+  if (forSave) throw new HookError(`cannot read the sync base ${file}: ${why}`)
+  return EMPTY()
 }
 
 /** Which version of the saved base the files hold now (null: none): another one means another writer. */
@@ -286,21 +336,22 @@ export async function saveBase(file: string, update: BaseUpdate, still?: () => b
     const small = c.parsed && (c.journal?.bytes ?? 0) + Buffer.byteLength(line) <= 65_536 + c.snapBytes / 4
     const appended = small && c.snap && c.journal ? append(file, line, c.journal) : null
     if (appended) {
-      cache.set(file, { ...c, base, journal: appended })
+      remember(file, { ...c, base, journal: appended })
     } else if (small && c.snap && !c.journal) {
       // A new journal (replacing one left for an older snapshot), whole or not at all.
       writePrivateFile(journalOf(file), header(c.snap) + line)
       const st = statSync(journalOf(file))
-      cache.set(file, { ...c, base, journal: { ino: st.ino, bytes: st.size } })
+      remember(file, { ...c, base, journal: { ino: st.ino, bytes: st.size } })
     } else {
       const parts: string[] = []
       for (const [p, e] of base) parts.push(`${JSON.stringify(p)}:${JSON.stringify(e)}`)
       const text = `{${parts.join(',')}}`
       writePrivateFile(file, text)
       rmSync(journalOf(file), { force: true })
-      const snap = fileKey(file)
-      if (snap) cache.set(file, { snap, snapBytes: Buffer.byteLength(text), parsed: true, journal: null, base })
-      else cache.delete(file)
+      // Held open as a read one is (see Cached); this process wrote it, under the lock.
+      const fd = openSync(file, 'r')
+      const st = fstatSync(fd)
+      remember(file, { snap: keyOf(st), fd, snapBytes: st.size, parsed: true, journal: null, base })
     }
   })
 }

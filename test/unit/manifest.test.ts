@@ -83,8 +83,8 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     writeFileSync(`${file}.other`, JSON.stringify({ a: e('1'), b: e('2') }))
     require('node:fs').renameSync(`${file}.other`, file)
     const fs = require('node:fs') as typeof import('node:fs')
-    const real = fs.readFileSync
-    const failing = jest.spyOn(fs, 'readFileSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
+    const real = fs.openSync
+    const failing = jest.spyOn(fs, 'openSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
       if (p === file) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })
       return (real as (...a: unknown[]) => unknown)(p, ...rest)
     }) as never)
@@ -189,10 +189,10 @@ describe('the journal beside the snapshot (base.json.log)', () => {
     })
     await other.saveBase(file, upd({ c: e('3') }, ['a']))
     const fs = require('node:fs') as typeof import('node:fs')
-    const reads = jest.spyOn(fs, 'readFileSync')
+    const opens = jest.spyOn(fs, 'openSync')
     expect(asObj(loadBase(file))).toEqual({ b: e('2'), c: e('3') })
-    expect(reads.mock.calls.filter(([p]) => p === file)).toHaveLength(0)
-    reads.mockRestore()
+    expect(opens.mock.calls.filter(([p]) => p === file)).toHaveLength(0)
+    opens.mockRestore()
     // Control: once the snapshot is replaced, it is read again.
     writeFileSync(`${file}.new`, JSON.stringify({ z: e('9') }))
     renameSync(`${file}.new`, file)
@@ -276,6 +276,79 @@ describe('the journal beside the snapshot (base.json.log)', () => {
     expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
     await saveBase(file, upd({ d: e('4') }))
     expect(onDisk(file)).toEqual({ a: e('1'), b: e('2'), d: e('4') })
+  })
+
+  it('a cached reader with no journal ignores one that appears for another snapshot (left by a crash), and reads one for its own', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    writeFileSync(`${file}.log`, `${JSON.stringify({ snapshot: '1:2:3' })}\n${JSON.stringify([['a'], []])}\n`)
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+    // Control: the same line under this snapshot's name is read.
+    let other!: typeof import('../../src/sync/manifest')
+    jest.isolateModules(() => {
+      other = require('../../src/sync/manifest') as typeof import('../../src/sync/manifest')
+    })
+    await other.saveBase(file, upd({}, ['a']))
+    expect(asObj(loadBase(file))).toEqual({})
+  })
+
+  it('a journal replaced beside the same snapshot, or removed, makes a cached reader read everything again', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ a: e('1') }))
+    await saveBase(file, upd({ b: e('2') }))
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') })
+    const head = readFileSync(`${file}.log`, 'utf8').split('\n')[0]
+    // Longer than what the reader has read: only the new file's identity tells it apart.
+    writeFileSync(
+      `${file}.new`,
+      `${head}\n${JSON.stringify([[], [['c', 'f', '3', '3']]])}\n${JSON.stringify([[], [['d', 'f', '4', '4']]])}\n`
+    )
+    renameSync(`${file}.new`, `${file}.log`)
+    expect(asObj(loadBase(file))).toEqual({ a: e('1'), c: e('3'), d: e('4') })
+    require('node:fs').rmSync(`${file}.log`)
+    expect(asObj(loadBase(file))).toEqual({ a: e('1') })
+  })
+
+  it('a journal is read as one update, not one new version per line', async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd(Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`p/${i}`, e(`${i}`)]))))
+    for (let i = 0; i < 300; i++) await saveBase(file, upd({ [`n/${i}`]: e(`${i}`) }, [`p/${i}`]))
+    // Another process's read, with that module's own LayeredMap watched.
+    let fresh!: typeof import('../../src/sync/manifest')
+    let versions!: jest.SpyInstance
+    jest.isolateModules(() => {
+      const { LayeredMap } = require('../../src/sync/layered-map') as typeof import('../../src/sync/layered-map')
+      versions = jest.spyOn(LayeredMap.prototype, 'with')
+      fresh = require('../../src/sync/manifest') as typeof import('../../src/sync/manifest')
+    })
+    const saved = asObj(fresh.loadBase(file))
+    expect(Object.keys(saved)).toHaveLength(2000)
+    expect([saved['p/0'], saved['p/300'], saved['n/299']]).toEqual([undefined, e('300'), e('299')])
+    expect(versions).toHaveBeenCalledTimes(1)
+  })
+
+  it('holds the snapshot it read open, and only that one: a replaced one is let go', async () => {
+    const file = join(tempDir(), 'base.json')
+    const held = (): string[] =>
+      require('node:fs')
+        .readdirSync('/proc/self/fd')
+        .map((fd: string) => {
+          try {
+            return require('node:fs').readlinkSync(`/proc/self/fd/${fd}`) as string
+          } catch {
+            return ''
+          }
+        })
+        .filter((l: string) => l.startsWith(file) && !l.startsWith(`${file}.`))
+    await saveBase(file, upd({ a: e('1') }))
+    expect(held()).toEqual([file])
+    for (let i = 0; i < 3; i++) {
+      writeFileSync(`${file}.new`, JSON.stringify({ [`z${i}`]: e('9') }))
+      renameSync(`${file}.new`, file)
+      expect(asObj(loadBase(file))).toEqual({ [`z${i}`]: e('9') })
+      expect(held()).toEqual([file])
+    }
   })
 })
 
@@ -369,13 +442,14 @@ describe('saveBase', () => {
       script,
       `import { saveBase } from ${JSON.stringify(join(SRC, 'sync', 'manifest'))}
 const [file, who, n] = process.argv.slice(2)
-void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i }]]), remove: new Set() }) })()
+void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i + 'x'.repeat(1500) }]]), remove: new Set() }) })()
 `
     )
     const js = bundle(script, join(dir, 'writer.js'))
     const WRITERS = 6
     const EACH = 40
-    const codes = await Promise.all(
+    let running = true
+    const writers = Promise.all(
       Array.from(
         { length: WRITERS },
         (_, w) =>
@@ -383,14 +457,32 @@ void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { s
             spawn(process.execPath, [js, file, `w${w}`, String(EACH)], { stdio: 'inherit' }).on('close', res)
           )
       )
-    )
-    expect(codes).toEqual(Array(WRITERS).fill(0))
+    ).finally(() => (running = false))
+    // Meanwhile this process reads as the agent does (cached, the tail only): each writer's entries
+    // arrive in order, so what it sees of one is always a prefix. The entries (~1.5 KB) pass the
+    // journal's 64 KiB several times over: snapshots are replaced while it reads.
+    const snapshots = new Set<string>()
+    let reads = 0
+    while (running) {
+      const base = loadBase(file)
+      for (let w = 0; w < WRITERS; w++) {
+        let n = 0
+        while (base.has(`w${w}/${n}`)) n++
+        expect(base.has(`w${w}/${n + 1}`) || base.has(`w${w}/${n + 2}`)).toBe(false)
+      }
+      if (existsSync(file)) snapshots.add(`${statSync(file).size}`)
+      reads++
+      await new Promise((r) => setImmediate(r))
+    }
+    expect(await writers).toEqual(Array(WRITERS).fill(0))
+    expect(reads).toBeGreaterThan(10)
+    expect(snapshots.size).toBeGreaterThan(2)
     const base = loadBase(file)
     expect(base.size).toBe(WRITERS * EACH)
     for (let w = 0; w < WRITERS; w++)
-      for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}` })
+      for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}${'x'.repeat(1500)}` })
+    expect(onDisk(file)).toEqual(asObj(base))
     expect(existsSync(`${file}.lock`)).toBe(false)
-    expect(onDisk(file)).toBeInstanceOf(Object)
   })
 })
 
