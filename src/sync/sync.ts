@@ -624,9 +624,14 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   return { ...stats, listed: listing.changedDirs ? 'changes' : 'all', ...(why ? { why } : {}) }
 }
 
-/** Records both sides as equal after a bulk copy (rsync) of `roots`. */
+/**
+ * Records both sides as equal after a bulk copy (rsync) of `roots`. It records no time for a delta
+ * listing to start from: everything the copy wrote has a ctime within the listing's margin of this
+ * listing (each folder's is the copy's last touch), so the first pull's delta listing would print
+ * every file again, and with more than MAX_CHANGED_DIRS folders be made again in full; at 100,000
+ * files that first attempt cost 0.5 s. The first pull lists everything at once.
+ */
 export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot): Promise<void> {
-  const seen = listingTimes(t.manifestFile, roots, t.excludes)
   const listing = await listRemote(t, roots)
   const remote = listing.snap
   const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
@@ -636,8 +641,4 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
   await saveBase(t.manifestFile, { set, remove: new Set() })
-  // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
-  // only if that pull lists everything.
-  for (const p of remote.keys()) if (!set.has(p)) return
-  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), seen)
 }
