@@ -6,7 +6,7 @@ import type { HookState } from './state'
 import type { Remote } from './remote/remote'
 import type { SyncTarget } from './sync/sync'
 import type { Output } from './docker/engine'
-import type { Layout } from './paths'
+import { baseFileIn, type Layout } from './paths'
 
 /** Never synced: the runner's response files (host only) and anything of ours. */
 export const SYNC_EXCLUDES = ['_temp/_runner_hook_responses']
@@ -46,7 +46,7 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
     remote,
     hostWork: state.hostWork,
     remoteWork: `${state.jobRoot}/w`,
-    manifestFile: `${state.localDir}/base.json`,
+    manifestFile: baseFileIn(state.localDir),
     excludes: [...SYNC_EXCLUDES, ...ctx.config.sync.excludeFromPullBack],
     limits: ctx.config.sync.limits,
     deltaListing: ctx.config.sync.deltaListing,

@@ -156,6 +156,8 @@ async function agent(payload: string): Promise<number> {
   betweenSteps.onFailure = (e) => say(`early push failed (the step's own push sends the files): ${formatError(e)}`)
   betweenSteps.ownSocket = opts.socketPath
   betweenSteps.worker = opts.worker ?? null
+  // The agent's socket is in the job's local folder (agent-client.ts jobSocket).
+  ;(await import('./sync/warm-base')).warmBase(dirname(opts.socketPath))
   try {
     return await runAgent(opts, say, runInAgent, betweenSteps)
   } catch (e) {

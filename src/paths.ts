@@ -53,3 +53,6 @@ export const localDirOf = (localRoot: string, owner: string, jobId: string): str
 
 /** The hook's private folder on the runner host (agent sockets, per-job keys, the local ledger): one per user. */
 export const hookLocalRoot = (): string => `${tmpdir()}/rch-${typeof process.getuid === 'function' ? process.getuid() : 0}`
+
+/** The job's sync base (sync/manifest.ts), in its local folder. */
+export const baseFileIn = (localDir: string): string => `${localDir}/base.json`
