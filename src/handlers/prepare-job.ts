@@ -239,7 +239,8 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const base = recordBase(
     syncTarget(ctx, { hostWork: plan.layout.hostWork, jobRoot: plan.jobRoot, localDir: run.localDir }, r),
     copied.roots,
-    copied.local
+    copied.local,
+    copied.ms
   )
   base.catch(() => undefined)
   return { base, docking }

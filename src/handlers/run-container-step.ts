@@ -179,7 +179,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       roots: firstCopyRoots(repoRel, config.sync.toolCache),
       externals: null
     })
-    if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local)
+    if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local, copied.ms)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } catch (e) {
     // A runner's cancel is told as its own, even after a lost lease aborted the step first.

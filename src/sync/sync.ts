@@ -268,6 +268,9 @@ async function listRemote(t: SyncTarget, roots: readonly string[], from: Listing
  */
 const SINCE_MARGIN = 2
 
+/** A copy this long re-lists at most a tenth of itself in the first pull's delta listing (recordBase). */
+export const LONG_COPY_MS = 10 * SINCE_MARGIN * 1000
+
 /** The listing's time, for the next delta listing to start from. */
 const timeOf = (l: RemoteListing): ListingTime => ({ since: Math.floor(l.stamp!) - SINCE_MARGIN, stamp: l.stamp!, up: l.up ?? null })
 
@@ -625,13 +628,15 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
 }
 
 /**
- * Records both sides as equal after a bulk copy (rsync) of `roots`. It records no time for a delta
- * listing to start from: everything the copy wrote has a ctime within the listing's margin of this
- * listing (each folder's is the copy's last touch), so the first pull's delta listing would print
- * every file again, and with more than MAX_CHANGED_DIRS folders be made again in full; at 100,000
- * files that first attempt cost 0.5 s. The first pull lists everything at once.
+ * Records both sides as equal after a bulk copy of `roots`, which took `copyMs`. What the copy wrote
+ * has ctimes spread over the copy, and a delta listing from this listing's time (less its 2 s
+ * margin) prints again whatever the copy wrote in its last seconds; over 256 folders among them, and
+ * that listing is made again in full. After a copy of a few seconds that is most of the tree (at
+ * 100,000 files the first pull took 1.3 s, two listings, against 0.9 s for one), so the first pull
+ * lists everything instead; only after a long copy does it start from this listing's time.
  */
-export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot): Promise<void> {
+export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot, copyMs = 0): Promise<void> {
+  const seen = listingTimes(t.manifestFile, roots, t.excludes)
   const listing = await listRemote(t, roots)
   const remote = listing.snap
   const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
@@ -641,4 +646,9 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
   await saveBase(t.manifestFile, { set, remove: new Set() })
+  if (copyMs < LONG_COPY_MS) return
+  // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
+  // only if that pull lists everything.
+  for (const p of remote.keys()) if (!set.has(p)) return
+  await recordSince(t.manifestFile, roots, t.excludes, timeOf(listing), seen)
 }

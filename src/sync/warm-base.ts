@@ -31,4 +31,9 @@ export function warmBase(localDir: string): void {
   w.on('error', () => w.close())
   // Never what keeps the agent running.
   w.unref()
+  // Written between the look above and the watch's start: no event comes for it.
+  if (existsSync(file)) {
+    w.close()
+    load()
+  }
 }

@@ -16,7 +16,7 @@ import {
 } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { saveBase, UNSURE } from '../../src/sync/manifest'
-import { pull, type SyncTarget } from '../../src/sync/sync'
+import { LONG_COPY_MS, pull, recordBase, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
 import { cleanupTempDirs, plantAtNextPids, sh, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
@@ -411,5 +411,30 @@ describe('pull: when the delta listing lists everything instead', () => {
     const s = await pull(w.target({ excludes: ['_temp/_runner_hook_responses'] }), ROOTS)
     expect(s.listed).toBe('all')
     expect(readFileSync(`${w.host}/ws/cache/c`, 'utf8')).toBe('was excluded')
+  })
+})
+
+describe('the first pull after a copy (recordBase)', () => {
+  async function firstPull(copyMs: number): Promise<string | undefined> {
+    const w = world()
+    mkdirSync(`${w.host}/_temp/_runner_file_commands`, { recursive: true })
+    for (const side of [w.host, w.vm])
+      for (let i = 0; i < 5; i++) {
+        mkdirSync(`${side}/ws/d${i}`, { recursive: true })
+        writeFileSync(`${side}/ws/d${i}/f`, `${i}`)
+      }
+    await recordBase(w.target(), ROOTS, undefined, copyMs)
+    writeFileSync(`${w.vm}/ws/d0/f`, 'changed by a step')
+    const s = await pull(w.target(), ROOTS)
+    expect(readFileSync(`${w.host}/ws/d0/f`, 'utf8')).toBe('changed by a step')
+    return s.why ? `${s.listed}: ${s.why}` : s.listed
+  }
+
+  it('after a copy of a few seconds it lists everything, once: what the copy wrote is within the listing margin', async () => {
+    expect(await firstPull(LONG_COPY_MS - 1)).toBe('all')
+  })
+
+  it('control: after a long copy it lists only the changes', async () => {
+    expect(await firstPull(LONG_COPY_MS)).toBe('changes')
   })
 })

@@ -21,8 +21,8 @@ test('the base written after the agent starts is read when it appears; the first
   const file = baseFileIn(dir)
   const opened = watchOpens(file)
   warmBase(dir)
+  // Its event comes first: a watch that stopped at it would miss the base.
   writeFileSync(join(dir, 'agent-1.log'), 'other files in the folder are passed over\n')
-  expect(opened()).toBe(0)
   // Written as another process does (prepare_job's hook): a new file renamed into place.
   writeFileSync(`${file}.new`, JSON.stringify({ a: entry }))
   renameSync(`${file}.new`, file)
