@@ -224,8 +224,7 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   if (countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
   const kept = keptWarning(leftovers, 'this machine')
   if (kept) ctx.log.warn(`an earlier job's ${kept}`)
-  const jobGate = jobEarly ? (plan.job!.bindsExternals ? copy.externals : Promise.resolve()) : null
-  const docking = step(dockerParts(run, host.docker, jobGate, copy.externals))
+  const docking = step(dockerParts(run, host.docker, jobEarly !== null, copy.externals))
   docking.catch(() => undefined)
   const copied = await copying
   time.mark('copy')
@@ -283,7 +282,7 @@ async function startAll(
   early: Created | null
 ): Promise<{ ids: string[]; infos: Map<string, Inspect>; isAlpine: boolean | undefined }> {
   const { ctx, plan, containers, step, time } = run
-  const created = await step(early ?? createAll(host.docker, plan, containers, null, null))
+  const created = await step(early ?? createAll(host.docker, plan, containers, false, null))
   const ids = created.map((c) => c.id)
   time.mark('creates')
   // Services first (the job container may expect them), then the job container.
@@ -330,7 +329,7 @@ async function getHost(
 async function dockerParts(
   run: Run,
   docker: RemoteDocker,
-  jobGate: Promise<unknown> | null,
+  jobEarly: boolean,
   externals: Promise<unknown>
 ): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
@@ -353,22 +352,23 @@ async function dockerParts(
   // Nothing new is created once the job is cancelled (the undo may already be looking).
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // Tracked, so that a failure elsewhere waits for the creation before undoing.
-  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobGate, externals, ctx.signal)) : null
+  const created = !always && present.every(Boolean) ? run.step(createAll(docker, plan, containers, jobEarly, externals, ctx.signal)) : null
   created?.catch(() => undefined)
   return { present, created }
 }
 
 /**
- * Creates the containers. A service that binds nothing the first copy fills is started right away;
- * so is the job container once `jobGate` settles (see startsEarly). The others are started by the
- * caller, in order, after the copy. One that binds the externals is created once they are in place
- * (`externals`, when the copy is still running): docker refuses a missing source (see mounts.ts).
+ * Creates the containers. A service that binds nothing the first copy fills is started right away,
+ * and so is the job container when `jobEarly` (see startsEarly). The others are started by the
+ * caller, in order, after the copy. One that binds the externals is created (and so started) once
+ * they are in place (`externals`, when the copy is still running): docker refuses a missing source
+ * (see mounts.ts).
  */
 function createAll(
   docker: RemoteDocker,
   plan: JobPlan,
   containers: ContainerPlan[],
-  jobGate: Promise<unknown> | null,
+  jobEarly: boolean,
   externals: Promise<unknown> | null,
   signal?: AbortSignal
 ): Created {
@@ -380,9 +380,7 @@ function createAll(
         if (signal?.aborted) throw Cancelled.by(signal)
       }
       const id = await docker.create(c.spec, plan.jobRoot)
-      const gate = c.role === 'service' ? (c.needsCopy ? null : undefined) : jobGate
-      if (gate === null) return { id, started: false }
-      await gate
+      if (!(c.role === 'service' ? !c.needsCopy : jobEarly)) return { id, started: false }
       await docker.start(id, c.what)
       return { id, started: true }
     })

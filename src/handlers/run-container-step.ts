@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, InputError, TransportError } from '../errors'
-import type { ContainerArgs, Mount } from '../protocol'
+import type { ContainerArgs } from '../protocol'
 import { initialState, onJobMachine, workRootOf, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
 import { RemoteDocker } from '../docker/remote-docker'
@@ -24,7 +24,7 @@ import { keepAlive, type LeaseState } from '../remote/agent'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
-import { baseEnv, distinctMounts, mountSpecOf } from '../prepare/plan'
+import { baseEnv, mountsOf } from '../prepare/plan'
 import type { MountSpec } from '../docker/mounts'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 
@@ -50,13 +50,7 @@ interface StepPlan {
 
 /** Every mount and the Dockerfile mapped to remote paths, checked as prepare_job's: done before anything is started. */
 export function planStep(args: ContainerArgs, layout: Layout): StepPlan {
-  const spec =
-    (kind: 'user' | 'system') =>
-    (m: Mount, i: number): [MountSpec, string] => {
-      const at = `args.${kind}MountVolumes.${i}`
-      return [mountSpecOf(m, at, layout), at]
-    }
-  const mounts = distinctMounts([...args.userMountVolumes.map(spec('user')), ...args.systemMountVolumes.map(spec('system'))])
+  const { mounts } = mountsOf(args, 'args', layout, new Set())
   return { mounts, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
 }
 

@@ -101,7 +101,7 @@ interface Mounted {
  * One mount of the runner's input as the VM sees it. The externals copy there is shared by the jobs
  * on the VM and reused: never writable, and a bind docker must not make (see mounts.ts).
  */
-export function mountSpecOf(m: Mount, at: string, layout: Layout): MountSpec {
+function mountSpecOf(m: Mount, at: string, layout: Layout): MountSpec {
   const src = m.sourceVolumePath
   if (!src || !src.startsWith('/')) return { source: src || null, target: m.targetVolumePath, readOnly: m.readOnly }
   const remote = remotePath(layout, src, `${at}.sourceVolumePath`)
@@ -112,7 +112,8 @@ export function mountSpecOf(m: Mount, at: string, layout: Layout): MountSpec {
 
 const under = (p: string, root: string | null): boolean => !!root && (p === root || p.startsWith(`${root}/`))
 
-function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set<string>): Mounted {
+/** A container's mounts as the VM sees them (`named` collects its named volumes), checked as docker would. */
+export function mountsOf(args: ContainerArgs, field: string, layout: Layout, named: Set<string>): Mounted {
   const workBinds: { host: string; remote: string }[] = []
   let bindsExternals = false
   const toSpec =
