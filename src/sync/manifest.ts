@@ -99,7 +99,7 @@ const EMPTY = (): Cached => ({
 })
 
 /** The journal's bytes from `from` to its end, with its inode and size; null when there is none. */
-function readJournal(file: string, from: number): { ino: number; size: number; text: string } | null {
+function readJournal(file: string, from: number): { ino: number; size: number; bytes: Buffer } | null {
   let fd: number
   try {
     fd = openSync(journalOf(file), constants.O_RDONLY | constants.O_NOFOLLOW)
@@ -115,7 +115,7 @@ function readJournal(file: string, from: number): { ino: number; size: number; t
       if (n === 0) break
       off += n
     }
-    return { ino: st.ino, size: st.size, text: buf.toString('utf8') }
+    return { ino: st.ino, size: st.size, bytes: buf }
   } finally {
     closeSync(fd)
   }
@@ -131,14 +131,14 @@ const isRecord = (r: unknown): r is JournalRecord =>
   r[1].every((e) => Array.isArray(e) && e.length === 4 && e.every((x) => typeof x === 'string'))
 
 /**
- * Applies the journal's whole lines in `text` (from a line start) to `c`, as one update: the lines in
+ * Applies the journal's whole lines in `bytes` (from a line start) to `c`, as one update: the lines in
  * order, each its removals then its sets (one new version per line would copy the layer per line). A
  * line cut short (a save killed while appending, or one being appended now) is not valid JSON and is
  * passed over. Returns how many bytes were whole lines, or -1 when the header names another snapshot.
  */
-function applyLines(c: Cached, text: string, atStart: boolean): number {
-  const end = text.lastIndexOf('\n') + 1
-  let lines = text.slice(0, end).split('\n')
+function applyLines(c: Cached, bytes: Buffer, atStart: boolean): number {
+  const end = bytes.lastIndexOf(0x0a) + 1
+  let lines = bytes.toString('utf8', 0, end).split('\n')
   lines.pop()
   if (atStart) {
     if (lines[0] + '\n' !== header(c.snap)) return -1
@@ -165,7 +165,7 @@ function applyLines(c: Cached, text: string, atStart: boolean): number {
     }
     c.base = c.base.with(set, remove)
   }
-  return Buffer.byteLength(text.slice(0, end))
+  return end
 }
 
 /** Reads what another process appended to the journal since `hit`; null when that cannot be done (re-read all). */
@@ -174,9 +174,9 @@ function tail(file: string, hit: Cached): Cached | null {
   const j = readJournal(file, hit.journal?.bytes ?? 0)
   if (!j) return hit.journal ? null : hit
   if (hit.journal && (j.ino !== hit.journal.ino || j.size < hit.journal.bytes)) return null
-  if (!j.text) return hit
+  if (!j.bytes.length) return hit
   const next: Cached = { ...hit }
-  const used = applyLines(next, j.text, !hit.journal)
+  const used = applyLines(next, j.bytes, !hit.journal)
   if (used < 0) return hit.journal ? null : hit
   next.journal = { ino: j.ino, bytes: (hit.journal?.bytes ?? 0) + used }
   return next
@@ -207,7 +207,7 @@ function readAll(file: string): Cached {
   try {
     const j = readJournal(file, 0)
     if (j) {
-      const used = applyLines(c, j.text, true)
+      const used = applyLines(c, j.bytes, true)
       if (used >= 0) c.journal = { ino: j.ino, bytes: used }
     }
   } catch (e) {

@@ -178,6 +178,34 @@ describe('the journal beside the snapshot (base.json.log)', () => {
     expect(statSync(`${file}.log`).mode & 0o777).toBe(0o600)
   })
 
+  it("paths the job chooses go through the journal as they are: none splits a line, forges one, or reaches an object's prototype; control: a plain path", async () => {
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, upd({ 'ws/plain': e('0') }))
+    const hostile = [
+      'ws/a\nb',
+      'ws/"]],[["ws/forged","f","1","1"]]]\n[[],[["ws/forged","f","2","2"]]]',
+      'ws/\u2028line\u2029',
+      '__proto__',
+      'ws/{"snapshot":"1:2:3"}',
+      'ws/back\\slash',
+      'ws/\ud800lone'
+    ]
+    for (const [i, p] of hostile.entries()) await saveBase(file, { set: new Map([[p, e(`${i}`)]]), remove: new Set() })
+    // The snapshot's name, then one line per save: no path split a line or added one.
+    expect(lines(file)).toHaveLength(1 + hostile.length)
+    let fresh!: typeof import('../../src/sync/manifest')
+    jest.isolateModules(() => {
+      fresh = require('../../src/sync/manifest') as typeof import('../../src/sync/manifest')
+    })
+    const saved = fresh.loadBase(file)
+    expect(saved.get('ws/plain')).toEqual(e('0'))
+    expect(hostile.map((p) => saved.get(p))).toEqual(hostile.map((_, i) => e(`${i}`)))
+    expect([saved.size, saved.has('ws/forged'), ({} as Record<string, unknown>).t]).toEqual([1 + hostile.length, false, undefined])
+    // And out again, each by its own name.
+    await saveBase(file, { set: new Map(), remove: new Set(hostile) })
+    expect(Object.keys(onDisk(file))).toEqual(['ws/plain'])
+  })
+
   it('a cached reader reads only what another process appended, not the snapshot again', async () => {
     const file = join(tempDir(), 'base.json')
     await saveBase(file, upd({ a: e('1') }))
