@@ -114,16 +114,27 @@ export class EarlyPush {
     }
   }
 
-  /** A request ended: with a step's target armed and no other request running, the watch starts. */
+  /**
+   * A request ended: with a step's target armed and no other request running, the watch runs, and
+   * what it saw while the request was finishing is pushed.
+   */
   leave(): void {
     this.busy = Math.max(0, this.busy - 1)
-    if (this.busy === 0 && this.target) this.refresh(this.target, 'arm')
+    if (this.busy !== 0 || !this.target) return
+    // Watches made by arm() have seen everything since: one missing or stale now may have missed files.
+    this.refresh(this.target, this.watchers.size ? 'renew' : 'arm')
+    if (this.dirty.size || this.allDirty) this.schedule()
   }
 
-  /** Called by a step that ran to its end: the folders are watched with this target once its request ends. */
+  /**
+   * Called by a step that ran to its end. The watch starts now, before the step's answer goes back:
+   * the runner writes the next step's files as soon as the hook exits, which can be before this
+   * request's end reaches leave(). With another request running, it starts when that one ends.
+   */
   arm(target: SyncTarget): void {
     this.target = { ...target, signal: undefined, warn: undefined }
     this.baseKey = baseVersion(target.manifestFile)
+    if (this.busy <= 1) this.refresh(this.target, 'arm')
   }
 
   disarm(): void {
@@ -216,7 +227,10 @@ export class EarlyPush {
       if ((WATCHED as readonly string[]).includes(path)) this.stale.add(path)
       if (n === basename(dir)) this.stale.add(dir)
     }
-    if (this.busy) return
+    if (!this.busy) this.schedule()
+  }
+
+  private schedule(): void {
     clearTimeout(this.timer)
     this.timer = setTimeout(() => this.begin(), this.timing.quietMs)
   }

@@ -68,6 +68,24 @@ describe('early push between steps', () => {
     expect(e.counts.done).toBeGreaterThanOrEqual(1)
   })
 
+  it('sends what the runner wrote while the step that armed it was still ending (its answer out, leave() not yet come)', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    await e.enter()
+    await e.push(target, ROOTS)
+    e.arm(target)
+    // The hook has the answer and exited; the runner writes the next step's files before the agent
+    // sees the connection close.
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    writeFileSync(`${host}/${FC}/set_env_2`, '')
+    await new Promise((r) => setTimeout(r, 50))
+    expect(existsSync(`${vm}/_temp/step2.sh`)).toBe(false) // nothing goes while the request is open
+    e.leave()
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`) && existsSync(`${vm}/${FC}/set_env_2`), 5000, 5)).toBe(true)
+    expect(await step(e, target, true)).toBe(0)
+    expect(e.counts).toEqual({ done: 1, failed: 0 })
+  })
+
   it('control: disarmed (or sync.earlyPush: false), nothing goes before the step, whose push sends it', async () => {
     const { host, vm, target } = world()
     const e = early(3, 2000)
