@@ -4,7 +4,7 @@
 // Through a registry stub on loopback (docker's own client really sends it the credentials) and a
 // TCP relay in front of the test VM's sshd that can cut every connection and refuse new ones.
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, type Dirent } from 'node:fs'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -136,12 +136,27 @@ function traces(r: HookRun, logFile: string, c: { username: string; password: st
 function filesOnVmWith(runner: FakeRunner, c: { username: string; password: string }): string[] {
   const jobs = join(vm.workRoot, 'jobs')
   const hits: string[] = []
+  // The VM removes these folders while tests wait for it: an entry gone mid-walk holds nothing.
+  const gone = (e: unknown): void => {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+  }
   const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
+    let entries: Dirent[] = []
+    try {
+      entries = readdirSync(d, { withFileTypes: true })
+    } catch (e) {
+      gone(e)
+    }
+    for (const e of entries) {
       const p = join(d, e.name)
       if (e.isDirectory()) walk(p)
       else if (e.isFile()) {
-        const text = readFileSync(p, 'utf8')
+        let text = ''
+        try {
+          text = readFileSync(p, 'utf8')
+        } catch (e) {
+          gone(e)
+        }
         if (text.includes(c.password) || text.includes(b64(c))) hits.push(p)
       }
     }
