@@ -69,6 +69,8 @@ export class EarlyPush {
   /** Watched folders whose watch may follow a folder since removed (see onEvent). */
   private readonly stale = new Set<string>()
   private again = false
+  /** arm() started the watch (even on folders not there yet): what it did not see may have changed. */
+  private watchingSinceArm = false
   private busy = 0
   /** Early pushes that completed, and those that failed or were given up on (tests and the agent's log). */
   readonly counts = { done: 0, failed: 0 }
@@ -122,7 +124,7 @@ export class EarlyPush {
     this.busy = Math.max(0, this.busy - 1)
     if (this.busy !== 0 || !this.target) return
     // Watches made by arm() have seen everything since: one missing or stale now may have missed files.
-    this.refresh(this.target, this.watchers.size ? 'renew' : 'arm')
+    this.refresh(this.target, this.watchingSinceArm ? 'renew' : 'arm')
     if (this.dirty.size || this.allDirty) this.schedule()
   }
 
@@ -134,7 +136,9 @@ export class EarlyPush {
   arm(target: SyncTarget): void {
     this.target = { ...target, signal: undefined, warn: undefined }
     this.baseKey = baseVersion(target.manifestFile)
-    if (this.busy <= 1) this.refresh(this.target, 'arm')
+    if (this.busy > 1) return
+    this.refresh(this.target, 'arm')
+    this.watchingSinceArm = true
   }
 
   disarm(): void {
@@ -209,6 +213,7 @@ export class EarlyPush {
   }
 
   private unwatch(): void {
+    this.watchingSinceArm = false
     for (const { w } of this.watchers.values()) w.close()
     this.watchers.clear()
   }

@@ -86,6 +86,20 @@ describe('early push between steps', () => {
     expect(e.counts).toEqual({ done: 1, failed: 0 })
   })
 
+  it('and when the folders were not there at arm(): what appeared in them before leave() goes too', async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    await e.enter()
+    await e.push(target, ROOTS)
+    rmSync(`${host}/_temp`, { recursive: true })
+    e.arm(target)
+    mkdirSync(`${host}/${FC}`, { recursive: true })
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    e.leave()
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true)
+    expect(await step(e, target, true)).toBe(0)
+  })
+
   it('control: disarmed (or sync.earlyPush: false), nothing goes before the step, whose push sends it', async () => {
     const { host, vm, target } = world()
     const e = early(3, 2000)
