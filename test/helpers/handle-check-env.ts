@@ -9,6 +9,8 @@
 // An AWS client without a loopback endpoint, say, would otherwise reach for AWS or for the
 // instance metadata address.
 import { TestEnvironment } from 'jest-environment-node'
+import { execFileSync } from 'node:child_process'
+import { readdirSync, readlinkSync, readFileSync } from 'node:fs'
 import { Socket } from 'node:net'
 import type { EnvironmentContext, JestEnvironmentConfig } from '@jest/environment'
 import { promisify } from 'node:util'
@@ -51,10 +53,72 @@ function guardConnections(): void {
   }
 }
 
-// Timers are told apart by who made them, not counted: Jest's own come and go in the same process.
-function tally(): Tally {
+/**
+ * The handles and requests this process has open, timers aside (they are told apart by who made
+ * them: see trackTimers). Objects, not counts: a handle of Jest's own that closes during the file
+ * (a worker it spawned for its cache, say) must not hide one the file left.
+ */
+function openNow(): object[] {
+  const p = process as unknown as { _getActiveHandles(): object[]; _getActiveRequests(): object[] }
+  return [...p._getActiveHandles(), ...p._getActiveRequests()]
+}
+
+/** A handle's kind as node's resource list names it (ProcessWrap, TCPServerWrap, PipeWrap…). */
+export function kindOf(h: object): string {
+  const o = h as { spawnargs?: unknown; _handle?: { constructor?: { name?: string } } | null; listen?: unknown }
+  if (Array.isArray(o.spawnargs)) return 'ProcessWrap'
+  const inner = o._handle?.constructor?.name
+  if (inner) return typeof o.listen === 'function' && !(h instanceof Socket) ? `${inner}ServerWrap` : `${inner}Wrap`
+  return h.constructor?.name ?? 'unknown'
+}
+
+/**
+ * For a pipe this process still has open (node makes a child's stdio pipes as socket pairs): the
+ * other processes that hold its far end, so a pipe whose child has exited names the grandchild that
+ * keeps it open. Empty for anything else, or when `ss` cannot tell.
+ */
+export function pipeHolders(h: object): string[] {
+  const fd = (h as { _handle?: { fd?: number } | null })._handle?.fd
+  if (typeof fd !== 'number' || fd < 0) return []
+  let ends: string[]
+  try {
+    const target = readlinkSync(`/proc/self/fd/${fd}`)
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+    if (inode) {
+      // `ss -x` lists each Unix socket's inode and its peer's.
+      const row = execFileSync('ss', ['-xan'], { encoding: 'utf8' })
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .find((f) => f[5] === inode)
+      ends = row && /^\d+$/.test(row[7] ?? '') ? [`socket:[${row[7]}]`] : []
+    } else ends = target.startsWith('pipe:') ? [target] : []
+  } catch {
+    return []
+  }
+  if (!ends.length) return []
+  const out: string[] = []
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n) && Number(n) !== process.pid)) {
+    try {
+      const holds = (f: string): boolean => {
+        try {
+          return ends.includes(readlinkSync(`/proc/${pid}/fd/${f}`))
+        } catch {
+          return false // closed meanwhile
+        }
+      }
+      if (!readdirSync(`/proc/${pid}/fd`).some(holds)) continue
+      out.push(`pid ${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim().slice(0, 200)}`)
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return out
+}
+
+/** What is open now that was not in `before`, counted by kind. */
+export function openedSince(before: ReadonlySet<object>, now: readonly object[]): Tally {
   const t: Tally = {}
-  for (const r of process.getActiveResourcesInfo()) if (r !== 'Timeout') t[r] = (t[r] ?? 0) + 1
+  for (const h of now) if (!before.has(h)) t[kindOf(h)] = (t[kindOf(h)] ?? 0) + 1
   return t
 }
 
@@ -98,20 +162,13 @@ export function trackTimers(
   return pending
 }
 
-/** Resource kinds of which there are more now than in `before`, with how many more. */
-export function excess(before: Tally, now: Tally): Tally {
-  const more: Tally = {}
-  for (const [kind, n] of Object.entries(now)) if (n > (before[kind] ?? 0)) more[kind] = n - (before[kind] ?? 0)
-  return more
-}
-
 // A child that has exited keeps its handle until node closes it a moment later, and a destroyed
 // socket its shutdown request: both are gone within milliseconds, so this is ample.
 const SETTLE_MS = 5_000
 
 export default class HandleCheckEnvironment extends TestEnvironment {
   private readonly testPath: string
-  private before: Tally = {}
+  private before = new Set<object>()
   private timers = new Set<NodeJS.Timeout>()
   private failed = false
   private refusedBefore = 0
@@ -125,7 +182,7 @@ export default class HandleCheckEnvironment extends TestEnvironment {
     await super.setup()
     guardConnections()
     this.refusedBefore = refusedConnections.length
-    this.before = tally()
+    this.before = new Set(openNow())
     this.timers = trackTimers(this.global)
   }
 
@@ -141,18 +198,22 @@ export default class HandleCheckEnvironment extends TestEnvironment {
     if (refused.length)
       throw new Error(`${this.testPath} tried to connect beyond loopback (refused, never made): ${[...new Set(refused)].join(', ')}`)
     const left = (): Tally => {
-      const more = excess(this.before, tally())
+      const more = openedSince(this.before, openNow())
       const timers = [...this.timers].filter((t) => t.hasRef()).length
       if (timers) more.Timeout = timers
       return more
     }
     if (await waitUntil(() => Object.keys(left()).length === 0, SETTLE_MS, 20)) return
-    const kids = ((process as any)._getActiveHandles() as Array<{ spawnargs?: string[]; pid?: number; kill?: () => void }>).filter((h) =>
-      Array.isArray(h.spawnargs)
+    const kids = (openNow() as Array<{ spawnargs?: string[]; pid?: number; kill?: () => void }>).filter(
+      (h) => Array.isArray(h.spawnargs) && !this.before.has(h)
     )
+    const held = openNow()
+      .filter((h) => !this.before.has(h))
+      .flatMap(pipeHolders)
     const message =
       `${this.testPath} left open handles ${SETTLE_MS / 1000} s after its last test: ${JSON.stringify(left())}` +
-      (kids.length ? `; child processes: ${kids.map((h) => `pid ${h.pid}: ${h.spawnargs!.join(' ').slice(0, 200)}`).join(' | ')}` : '')
+      (kids.length ? `; child processes: ${kids.map((h) => `pid ${h.pid}: ${h.spawnargs!.join(' ').slice(0, 200)}`).join(' | ')}` : '') +
+      (held.length ? `; its pipes are held open by ${held.join(' | ')}` : '')
     // Throwing here replaces the file's results with this error, which would hide the failed test.
     if (!this.failed) throw new Error(message)
     process.stderr.write(`${message} (after a failed test; its child processes are stopped and its timers cleared)\n`)

@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { connectTarget, excess } from '../helpers/handle-check-env'
+import { createServer, Socket } from 'node:net'
+import { connectTarget, kindOf, openedSince } from '../helpers/handle-check-env'
 
 const root = resolve(__dirname, '../..')
 
@@ -29,6 +30,14 @@ test('listens', async () => {
   childLeft: `
 const { spawn } = require('child_process')
 test('spawns', () => { spawn('sleep', ['30'], { stdio: 'ignore' }) })
+`,
+  pipeHeld: `
+const { spawn } = require('child_process')
+test('spawns', async () => {
+  // The child exits at once; the grandchild it leaves keeps the child's stdout pipe open.
+  const c = spawn('sh', ['-c', 'sleep 15 & exit 0'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  await new Promise((r) => c.on('exit', r))
+})
 `,
   timerLeft: `test('waits', () => { setTimeout(() => undefined, 60_000) })`,
   timersFine: `
@@ -77,12 +86,17 @@ test('this', async () => {
 type Case = keyof typeof scratch
 type Run = { code: number | null; out: string }
 
-/** Runs one scratch file through a Jest of its own: a Jest worker another file ran in would count that file's leftovers. */
+/**
+ * Runs one scratch file through a Jest of its own: a Jest worker another file ran in would count
+ * that file's leftovers. Its cache starts empty, as on a fresh clone: Jest then runs the file in
+ * its own process beside workers of its own, which end while the file runs.
+ */
 function jestOn(body: string): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'rch-handles-'))
   writeFileSync(join(dir, 'scratch.test.js'), body)
   const config = {
     rootDir: dir,
+    cacheDirectory: join(dir, 'cache'),
     testEnvironment: join(root, 'test/helpers/handle-check-env.ts'),
     transform: { '^.+\\.ts$': [require.resolve('ts-jest'), {}] },
     testMatch: ['<rootDir>/scratch.test.js']
@@ -134,6 +148,13 @@ test('a child process left running is named', () => {
   expect(results.childLeft.out).toMatch(/"ProcessWrap":1\}; child processes: pid \d+: sleep 30/)
 })
 
+test('a pipe a grandchild keeps open after its child exited names the grandchild', () => {
+  expect(results.pipeHeld.code).toBe(1)
+  expect(results.pipeHeld.out).toMatch(
+    /left open handles 5 s after its last test: \{"PipeWrap":1\}; its pipes are held open by pid \d+: sleep 15/
+  )
+})
+
 test('a timer of the file still pending fails it; a cleared or unref-ed one does not (control)', () => {
   expect(results.timerLeft.code).toBe(1)
   expect(results.timerLeft.out).toMatch(/left open handles 5 s after its last test: \{"Timeout":1\}/)
@@ -177,8 +198,14 @@ test("the guard reads a connection's target in each of Socket#connect's forms", 
   expect(connectTarget([{ path: '/tmp/agent.sock' }])).toEqual({ path: '/tmp/agent.sock' })
 })
 
-test('excess counts only kinds that grew', () => {
-  expect(excess({ PipeWrap: 3, Timeout: 2 }, { PipeWrap: 3, Timeout: 1, TCPWrap: 1 })).toEqual({ TCPWrap: 1 })
-  expect(excess({ PipeWrap: 3 }, { PipeWrap: 4 })).toEqual({ PipeWrap: 1 })
-  expect(excess({ PipeWrap: 3 }, { PipeWrap: 2 })).toEqual({})
+test('only what opened since the file began counts, whatever else closed meanwhile', () => {
+  const server = createServer()
+  const socket = new Socket()
+  const jests = [{ spawnargs: ['jest-worker'] }, { spawnargs: ['jest-worker'] }]
+  const left = { spawnargs: ['sleep', '30'] }
+  // Two processes of Jest's own ended while the file left one running: counting would see fewer.
+  expect(openedSince(new Set<object>([...jests, socket]), [socket, left])).toEqual({ ProcessWrap: 1 })
+  expect(openedSince(new Set<object>([socket, left]), [socket, left])).toEqual({})
+  expect(kindOf(server)).toBe('Server') // not listening: no handle yet
+  expect(kindOf({ _handle: { constructor: { name: 'Pipe' } } })).toBe('PipeWrap')
 })
