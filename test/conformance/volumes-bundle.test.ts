@@ -1,5 +1,5 @@
 // User volumes as the runner passes them, and the bundle working alone in an empty folder.
-import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -58,6 +58,7 @@ describe('user volumes and the standalone bundle', () => {
     } finally {
       await runner.cleanup()
       runner.dispose()
+      rmSync(alone, { recursive: true, force: true })
     }
   })
 
@@ -128,6 +129,7 @@ describe('bulk copies without an OpenSSH client on the runner host', () => {
     } finally {
       await runner.cleanup()
       runner.dispose()
+      rmSync(bin, { recursive: true, force: true })
     }
   })
 })

@@ -90,7 +90,10 @@ async function pool(name: string, size: number, over: Partial<PoolOptions> = {})
 }
 
 const runnerFor = (p: Pool, fleet: object, provider: Record<string, unknown> = {}): FakeRunner =>
-  new FakeRunner({ config: { ...poolHookConfig(p, key, { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, ...provider }), fleet } })
+  new FakeRunner({
+    parent: dir,
+    config: { ...poolHookConfig(p, key, { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, ...provider }), fleet }
+  })
 const jobArgs = (r: FakeRunner): unknown => ({ container: r.jobContainer(testImages.tiny), services: [] })
 const cleanup = (r: FakeRunner): Promise<HookRun> => hookCall(r, 'cleanup_job', {})
 const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId

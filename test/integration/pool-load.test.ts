@@ -134,6 +134,7 @@ test('50 jobs from 2 runner hosts on a pool of 10: all succeed, never two holder
   const job = async (i: number): Promise<{ code: number; wait: number; member: string; token: string; out: string }> => {
     const host = hosts[i % 2]
     const r = new FakeRunner({
+      parent: dir,
       name: `load-${host.name}-${i}`,
       config: {
         ...poolHookConfig(pool, key, { lease: { ttlSeconds: 60 }, scaleOut: { enabled: false }, waitTimeoutSeconds: 600 }),

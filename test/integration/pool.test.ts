@@ -62,6 +62,7 @@ async function pool(name: string, size: number, over: Partial<PoolOptions> = {})
 
 function runnerFor(p: Pool, provider: Record<string, unknown> = {}, name?: string): FakeRunner {
   return new FakeRunner({
+    parent: dir,
     ...(name ? { name } : {}),
     config: poolHookConfig(p, key, { lease: { ttlSeconds: 15 }, waitTimeoutSeconds: 60, ...provider })
   })

@@ -42,8 +42,8 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
     worker,
     `const r = require('node:child_process').spawnSync(process.execPath, [${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}], { stdio: 'inherit' })\nprocess.exit(r.status ?? 1)\n`
   )
-  const dead = new FakeRunner({ config: poolHookConfig(p, key, provider), hook: worker })
-  const live = new FakeRunner({ config: poolHookConfig(p, key, provider) })
+  const dead = new FakeRunner({ parent: dir, config: poolHookConfig(p, key, provider), hook: worker })
+  const live = new FakeRunner({ parent: dir, config: poolHookConfig(p, key, provider) })
   for (const r of [dead, live]) {
     const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
     if (prep.code !== 0) throw new Error(dumpRun(prep))
@@ -153,7 +153,7 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
 test("a member nobody holds that is still protected from scale-in (the lift at its job's release failed) has its protection lifted by reap; a busy member's stays", async () => {
   const { pool: p } = await t.startPool(2)
   const provider = { lease: { ttlSeconds: 60 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
-  const [r1, r2] = [0, 1].map(() => new FakeRunner({ config: poolHookConfig(p, t.key, provider) }))
+  const [r1, r2] = [0, 1].map(() => new FakeRunner({ parent: t.dir, config: poolHookConfig(p, t.key, provider) }))
   for (const r of [r1, r2]) {
     const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
     if (prep.code !== 0) throw new Error(dumpRun(prep))
@@ -215,7 +215,7 @@ test("a member nobody holds that is still protected from scale-in (the lift at i
 test("adversarial: a lift whose lease stops being reap's before its hand-back (lapsed during the call, another job's now) sets the protection again and fails loudly", async () => {
   const { pool: p } = await t.startPool(1)
   const provider = { lease: { ttlSeconds: 60 }, waitTimeoutSeconds: 60, scaleOut: { enabled: false } }
-  const r = new FakeRunner({ config: poolHookConfig(p, t.key, provider) })
+  const r = new FakeRunner({ parent: t.dir, config: poolHookConfig(p, t.key, provider) })
   const prep = await hookPrepare(r, { container: r.jobContainer(testImages.tiny), services: [] })
   if (prep.code !== 0) throw new Error(dumpRun(prep))
   const id = memberOf(r)

@@ -42,8 +42,8 @@ test('a dead job’s slot is marked, kept through the grace, then emptied (conta
     worker,
     `const r = require('node:child_process').spawnSync(process.execPath, [${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}], { stdio: 'inherit' })\nprocess.exit(r.status ?? 1)\n`
   )
-  const dead = new FakeRunner({ config, hook: worker })
-  const live = new FakeRunner({ config })
+  const dead = new FakeRunner({ parent: dir, config, hook: worker })
+  const live = new FakeRunner({ parent: dir, config })
   const reapConfig = path.join(dir, 'reap.json')
   fs.writeFileSync(reapConfig, JSON.stringify({ ...config, fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger') } } }))
   const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
