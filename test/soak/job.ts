@@ -83,7 +83,7 @@ export function newRunner(env: SoakEnv, plan: JobPlan): FakeRunner {
       }),
       ...common
     })
-    return new FakeRunner({ name, config })
+    return new FakeRunner({ name, config, parent: env.tmp })
   }
   const hosts = env.vms.map((vm) => ({
     host: vm.host,
@@ -95,6 +95,7 @@ export function newRunner(env: SoakEnv, plan: JobPlan): FakeRunner {
   }))
   return new FakeRunner({
     name,
+    parent: env.tmp,
     config: {
       provider: { kind: 'static', acquireTimeoutSeconds: 60, hosts: plan.reverseHosts ? hosts.reverse() : hosts },
       remote: { workRoot: env.workRoot },
@@ -211,6 +212,6 @@ export async function runJob(env: SoakEnv, plan: JobPlan, clock: PhaseClock): Pr
       await worker.end()
       runner.dispose()
     }
-    // a dead runner's folders stay, as on a runner host that went away
+    // a dead runner's folders stay, as on a runner host that went away (until the soak's own folder goes)
   }
 }
