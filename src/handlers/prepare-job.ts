@@ -380,7 +380,8 @@ function createAll(
         if (signal?.aborted) throw Cancelled.by(signal)
       }
       const id = await docker.create(c.spec, plan.jobRoot)
-      if (!(c.role === 'service' ? !c.needsCopy : jobEarly)) return { id, started: false }
+      const startNow = c.role === 'service' ? !c.needsCopy : jobEarly
+      if (!startNow) return { id, started: false }
       await docker.start(id, c.what)
       return { id, started: true }
     })

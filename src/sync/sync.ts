@@ -636,7 +636,8 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
  * lists everything instead; only after a long copy does it start from this listing's time.
  */
 export async function recordBase(t: SyncTarget, roots: readonly string[], localSnapshot?: Snapshot, copyMs = 0): Promise<void> {
-  const seen = listingTimes(t.manifestFile, roots, t.excludes)
+  // What since.json said before this listing: needed only to record a time after a long copy.
+  const seen = copyMs >= LONG_COPY_MS ? listingTimes(t.manifestFile, roots, t.excludes) : null
   const listing = await listRemote(t, roots)
   const remote = listing.snap
   const local = localSnapshot ?? walkLocal(t.hostWork, roots, t.excludes)
@@ -646,7 +647,7 @@ export async function recordBase(t: SyncTarget, roots: readonly string[], localS
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
   await saveBase(t.manifestFile, { set, remove: new Set() })
-  if (copyMs < LONG_COPY_MS) return
+  if (!seen) return
   // What the remote has and the base does not (nothing, after a copy) is fetched by the first pull
   // only if that pull lists everything.
   for (const p of remote.keys()) if (!set.has(p)) return

@@ -118,7 +118,11 @@ export function pipeHolders(h: object): string[] {
 /** What is open now that was not in `before`, counted by kind. */
 export function openedSince(before: ReadonlySet<object>, now: readonly object[]): Tally {
   const t: Tally = {}
-  for (const h of now) if (!before.has(h)) t[kindOf(h)] = (t[kindOf(h)] ?? 0) + 1
+  for (const h of now) {
+    if (before.has(h)) continue
+    const kind = kindOf(h)
+    t[kind] = (t[kind] ?? 0) + 1
+  }
   return t
 }
 
@@ -204,12 +208,9 @@ export default class HandleCheckEnvironment extends TestEnvironment {
       return more
     }
     if (await waitUntil(() => Object.keys(left()).length === 0, SETTLE_MS, 20)) return
-    const kids = (openNow() as Array<{ spawnargs?: string[]; pid?: number; kill?: () => void }>).filter(
-      (h) => Array.isArray(h.spawnargs) && !this.before.has(h)
-    )
-    const held = openNow()
-      .filter((h) => !this.before.has(h))
-      .flatMap(pipeHolders)
+    const fresh = openNow().filter((h) => !this.before.has(h))
+    const kids = (fresh as Array<{ spawnargs?: string[]; pid?: number; kill?: () => void }>).filter((h) => Array.isArray(h.spawnargs))
+    const held = fresh.flatMap(pipeHolders)
     const message =
       `${this.testPath} left open handles ${SETTLE_MS / 1000} s after its last test: ${JSON.stringify(left())}` +
       (kids.length ? `; child processes: ${kids.map((h) => `pid ${h.pid}: ${h.spawnargs!.join(' ').slice(0, 200)}`).join(' | ')}` : '') +
