@@ -1,8 +1,7 @@
 // Smaller points of the contract, each proven through dist/index.js.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { tmpdir } from 'node:os'
-import { localDirOf } from '../../src/paths'
+import { hookLocalRoot, localDirOf } from '../../src/paths'
 import { FakeRunner } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
 import { waitForOutput } from '../helpers/conformance'
@@ -166,7 +165,7 @@ describe('contract details', () => {
     // And the agent's run of it ends: with nowhere left to write, the output must not wait for a
     // closed pipe's 'drain' for ever (the step's channel and Docker connection would stay open).
     const { owner, jobId } = runner.state as { owner: string; jobId: string }
-    const local = localDirOf(`${tmpdir()}/rch-${process.getuid!()}`, owner, jobId)
+    const local = localDirOf(hookLocalRoot(), owner, jobId)
     const logs = (): string[] => readdirSync(local).filter((f) => f.startsWith('agent') && f.endsWith('.log'))
     const ended = (): boolean => logs().some((f) => readFileSync(join(local, f), 'utf8').includes('a step whose hook went away ended'))
     await waitUntil(ended, 15_000, 100)

@@ -3,9 +3,8 @@
 // so the step itself has nothing left to send. With the key off, nothing moves until the hook asks.
 import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { localDirOf } from '../../src/paths'
+import { hookLocalRoot, localDirOf } from '../../src/paths'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines } from '../helpers/conformance'
@@ -36,7 +35,7 @@ function setEarlyPush(on: boolean): void {
 /** The job's local folder listing and the tail of each agent log in it. */
 function agentLogs(): string {
   const { owner, jobId } = runner.state as { owner: string; jobId: string }
-  const dir = localDirOf(`${tmpdir()}/rch-${process.getuid?.() ?? 0}`, owner, jobId)
+  const dir = localDirOf(hookLocalRoot(), owner, jobId)
   const names = readdirSync(dir)
   const logs = names.filter((n) => n.startsWith('agent') && n.endsWith('.log'))
   return [names.join(' '), ...logs.map((n) => `${n}:\n${readFileSync(join(dir, n), 'utf8').slice(-4000)}`)].join('\n')
