@@ -120,6 +120,8 @@ stop_vm() {
     return 0
   fi
   stop_sshd "$d" "vm $name"
+  # the VM is gone: its work root too (each keeps a ~95 MB externals copy)
+  rm -rf "/var/tmp/rch-vm-$name"
 }
 
 case "${1:-}" in
