@@ -16,6 +16,7 @@ import { testImages } from '../helpers/testenv'
 import { ec2Client } from '../helpers/ec2-env'
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2'
 import { TAG_RECYCLE } from '../../src/providers/pool-plan'
+import { holdHeavy } from '../helpers/heavy-lock'
 
 jest.setTimeout(900_000)
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
@@ -110,9 +111,15 @@ test('the double-lease check finds one (positive control)', () => {
 
 let dir: string
 let p: Pool | null = null
+let giveBack: (() => void) | undefined
+// never beside the chaos soak (test/helpers/heavy-lock.ts)
+beforeAll(async () => {
+  giveBack = await holdHeavy(600_000)
+}, 610_000)
 afterAll(async () => {
   await p?.close()
   if (dir) fs.rmSync(dir, { recursive: true, force: true })
+  giveBack?.()
 })
 
 test('50 jobs from 2 runner hosts on a pool of 10: all succeed, never two holders on one member', async () => {

@@ -7,25 +7,33 @@
 import { runSoak, type SoakResult } from './soak'
 import { seedFrom } from './rng'
 import { total } from './leftovers'
+import { holdHeavy } from '../helpers/heavy-lock'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const JOBS = Number(process.env.SOAK_JOBS || 12)
 jest.setTimeout(Math.max(240_000, JOBS * 20_000))
 
 let soak: SoakResult
+let giveBack: (() => void) | undefined
 
-beforeAll(async () => {
-  const seed = seedFrom(process.env)
-  // Printed first: a run that fails or hangs can be replayed with it.
-  process.stdout.write(`chaos soak seed ${seed}\n`)
-  soak = await runSoak({
-    jobs: JOBS,
-    concurrency: Number(process.env.SOAK_CONCURRENCY || 4),
-    seed,
-    log: process.env.SOAK_VERBOSE ? (l) => process.stdout.write(`${l}\n`) : undefined
-  })
-  process.stdout.write(`${soak.summary}\n`)
-})
+beforeAll(
+  async () => {
+    // never beside the pool load test (test/helpers/heavy-lock.ts)
+    giveBack = await holdHeavy(600_000)
+    const seed = seedFrom(process.env)
+    // Printed first: a run that fails or hangs can be replayed with it.
+    process.stdout.write(`chaos soak seed ${seed}\n`)
+    soak = await runSoak({
+      jobs: JOBS,
+      concurrency: Number(process.env.SOAK_CONCURRENCY || 4),
+      seed,
+      log: process.env.SOAK_VERBOSE ? (l) => process.stdout.write(`${l}\n`) : undefined
+    })
+    process.stdout.write(`${soak.summary}\n`)
+  },
+  600_000 + Math.max(240_000, JOBS * 20_000)
+)
+afterAll(() => giveBack?.())
 
 test('the chaos happened: runners killed mid-command, an agent killed, an instance terminated under a step', () => {
   const struck = soak.jobs.filter((j) => j.struck && !j.struck.startsWith('missed'))
