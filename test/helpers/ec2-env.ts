@@ -8,13 +8,15 @@
  * (see startInstanceSshd) and tells the code under test where it is through something the
  * test controls (a tag, a config override).
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
 import { DescribeImagesCommand, EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2'
 import { parseEnvFile, readEnv, repoRoot, testenvDir } from './testenv'
+import { settlesWithin, waitUntil } from './wait'
 
 const execFileP = promisify(execFile)
 
@@ -34,8 +36,16 @@ export interface MotoEnv {
   validate: boolean
 }
 
-/** The moto server started by `scripts/testenv/moto.sh start` (reads .testenv/moto/env). */
+/** Set by startOwnMoto in the test file that runs one (Jest gives each file its own process.env). */
+const OWN_MOTO = 'RCH_TEST_OWN_MOTO'
+
+/**
+ * The moto server started by `scripts/testenv/moto.sh start` (reads .testenv/moto/env), or the
+ * calling test file's own one (startOwnMoto).
+ */
 export function loadMoto(): MotoEnv {
+  const own = process.env[OWN_MOTO]
+  if (own) return JSON.parse(own) as MotoEnv
   const file = path.join(testenvDir, 'moto', 'env')
   const env = readEnv(file, 'moto (`bash scripts/testenv/moto.sh start`)')
   const endpoint = env.MOTO_ENDPOINT
@@ -44,6 +54,62 @@ export function loadMoto(): MotoEnv {
     throw new Error(`${file}: MOTO_ENDPOINT/MOTO_PORT missing or bad; restart scripts/testenv/moto.sh`)
   }
   return { endpoint, port, version: env.MOTO_VERSION ?? 'unknown', validate: env.MOTO_VALIDATE === '1' }
+}
+
+/**
+ * Starts a moto server of the calling test file's own, from the same virtualenv and with the same
+ * validation as the shared one; from then on loadMoto() in this file (and in the processes it
+ * starts, which inherit the environment) names it. For the files that call moto the most: moto is
+ * one Python process that answers one request at a time, and while the pool load test ran, other
+ * files' calls queued behind its jobs' for tens of seconds. Its niceness is set back to 0: it stands
+ * in for AWS, which has CPU of its own. stop() ends it and forgets it.
+ */
+export async function startOwnMoto(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const shared = loadMoto()
+  const server = path.join(testenvDir, 'moto-venv', 'bin', 'moto_server')
+  const port = await freePort()
+  const log = path.join(testenvDir, 'moto', `own-${port}.log`)
+  const env = { ...process.env }
+  delete env.MOTO_ENABLE_AMI_VALIDATION
+  delete env.MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION
+  // moto takes any non-empty value as on (scripts/testenv/moto.sh)
+  if (shared.validate) Object.assign(env, { MOTO_ENABLE_AMI_VALIDATION: '1', MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION: '1' })
+  const out = fs.openSync(log, 'w')
+  const child = spawn(server, ['-H', '127.0.0.1', '-p', String(port)], { env, stdio: ['ignore', out, out] })
+  fs.closeSync(out)
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  const stop = async (): Promise<void> => {
+    if (process.env[OWN_MOTO] && JSON.parse(process.env[OWN_MOTO]).port === port) delete process.env[OWN_MOTO]
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM')
+      if (!(await settlesWithin(exited, 5_000))) child.kill('SIGKILL')
+      await exited
+    }
+    fs.rmSync(log, { force: true })
+  }
+  try {
+    await new Promise<void>((resolve, reject) => child.once('spawn', resolve).once('error', reject))
+    try {
+      os.setPriority(child.pid!, 0)
+    } catch {
+      // not root: it keeps the file's niceness
+    }
+    const endpoint = `http://127.0.0.1:${port}`
+    const up = async (): Promise<boolean> => {
+      if (child.exitCode !== null) throw new Error(`own moto on ${port} exited: ${fs.readFileSync(log, 'utf8').slice(-2000)}`)
+      return fetch(`${endpoint}/moto-api/data.json`).then(
+        (r) => r.status === 200,
+        () => false
+      )
+    }
+    if (!(await waitUntil(up, 30_000, 100)))
+      throw new Error(`own moto on ${port} did not answer within 30 s: ${fs.readFileSync(log, 'utf8').slice(-2000)}`)
+    process.env[OWN_MOTO] = JSON.stringify({ ...shared, endpoint, port } satisfies MotoEnv)
+    return { endpoint, stop }
+  } catch (e) {
+    await stop()
+    throw e
+  }
 }
 
 export interface Ec2ClientOptions extends Partial<EC2ClientConfig> {

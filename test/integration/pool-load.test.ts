@@ -13,7 +13,7 @@ import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/p
 import { FakeRunner } from '../helpers/fake-runner'
 import { dumpRun, hookCall, hookPrepare } from '../helpers/fake-instance'
 import { testImages } from '../helpers/testenv'
-import { ec2Client } from '../helpers/ec2-env'
+import { ec2Client, startOwnMoto } from '../helpers/ec2-env'
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2'
 import { TAG_RECYCLE } from '../../src/providers/pool-plan'
 import { holdHeavy } from '../helpers/heavy-lock'
@@ -112,12 +112,16 @@ test('the double-lease check finds one (positive control)', () => {
 let dir: string
 let p: Pool | null = null
 let giveBack: (() => void) | undefined
-// never beside the chaos soak (test/helpers/heavy-lock.ts)
+let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
 beforeAll(async () => {
+  // never beside the chaos soak (test/helpers/heavy-lock.ts), and its 50 jobs' calls on a moto of
+  // its own, where they do not hold up other files'
   giveBack = await holdHeavy(600_000)
-}, 610_000)
+  moto = await startOwnMoto()
+}, 650_000)
 afterAll(async () => {
   await p?.close()
+  await moto?.stop()
   if (dir) fs.rmSync(dir, { recursive: true, force: true })
   giveBack?.()
 })

@@ -28,7 +28,7 @@ import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers
 import { errorLines } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
-import { ec2Client } from '../helpers/ec2-env'
+import { ec2Client, startOwnMoto } from '../helpers/ec2-env'
 import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2'
 
 jest.setTimeout(240_000)
@@ -40,14 +40,18 @@ let dir: string
 let key: string
 let pub: string
 let ec2: EC2Client
+let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-pool-'))
   ;({ key, pub } = poolKeyPair(dir))
+  // the longest file, polling its groups all along: on a moto of its own (ec2-env.ts)
+  moto = await startOwnMoto()
   ec2 = ec2Client()
 })
-afterAll(() => {
+afterAll(async () => {
   ec2?.destroy()
+  await moto?.stop()
   fs.rmSync(dir, { recursive: true, force: true })
 })
 

@@ -8,6 +8,7 @@ import { runSoak, type SoakResult } from './soak'
 import { seedFrom } from './rng'
 import { total } from './leftovers'
 import { holdHeavy } from '../helpers/heavy-lock'
+import { startOwnMoto } from '../helpers/ec2-env'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const JOBS = Number(process.env.SOAK_JOBS || 12)
@@ -15,11 +16,14 @@ jest.setTimeout(Math.max(240_000, JOBS * 20_000))
 
 let soak: SoakResult
 let giveBack: (() => void) | undefined
+let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
 
 beforeAll(
   async () => {
     // never beside the pool load test (test/helpers/heavy-lock.ts)
     giveBack = await holdHeavy(600_000)
+    // its EC2 jobs' calls on a moto of its own, where they do not hold up other files' (ec2-env.ts)
+    moto = await startOwnMoto()
     const seed = seedFrom(process.env)
     // Printed first: a run that fails or hangs can be replayed with it.
     process.stdout.write(`chaos soak seed ${seed}\n`)
@@ -33,7 +37,10 @@ beforeAll(
   },
   600_000 + Math.max(240_000, JOBS * 20_000)
 )
-afterAll(() => giveBack?.())
+afterAll(async () => {
+  await moto?.stop()
+  giveBack?.()
+})
 
 test('the chaos happened: runners killed mid-command, an agent killed, an instance terminated under a step', () => {
   const struck = soak.jobs.filter((j) => j.struck && !j.struck.startsWith('missed'))
