@@ -186,6 +186,10 @@ export default class HandleCheckEnvironment extends TestEnvironment {
     await super.setup()
     guardConnections()
     this.refusedBefore = refusedConnections.length
+    // A worker's stdin, stdout and stderr are pipes to Jest that node makes on their first use, by
+    // whichever file touches one first: they are the worker's, not that file's, so they are made
+    // before the count.
+    for (const stream of ['stdin', 'stdout', 'stderr'] as const) void process[stream]
     this.before = new Set(openNow())
     this.timers = trackTimers(this.global)
   }

@@ -39,6 +39,10 @@ test('spawns', async () => {
   await new Promise((r) => c.on('exit', r))
 })
 `,
+  // run beside a second file, so that Jest runs it in a worker process of its own
+  stdinFirst: `
+test('is the first in its worker to touch process.stdin', () => { expect(typeof process.stdin.isTTY).not.toBe('string') })
+`,
   timerLeft: `test('waits', () => { setTimeout(() => undefined, 60_000) })`,
   timersFine: `
 test('clears', () => { clearTimeout(setTimeout(() => undefined, 60_000)); clearInterval(setInterval(() => undefined, 60_000)) })
@@ -91,20 +95,27 @@ type Run = { code: number | null; out: string }
  * that file's leftovers. Its cache starts empty, as on a fresh clone: Jest then runs the file in
  * its own process beside workers of its own, which end while the file runs.
  */
-function jestOn(body: string): Promise<Run> {
+function jestOn(body: string, beside?: string): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'rch-handles-'))
   writeFileSync(join(dir, 'scratch.test.js'), body)
+  if (beside) writeFileSync(join(dir, 'beside.test.js'), beside)
   const config = {
     rootDir: dir,
     cacheDirectory: join(dir, 'cache'),
     testEnvironment: join(root, 'test/helpers/handle-check-env.ts'),
     transform: { '^.+\\.ts$': [require.resolve('ts-jest'), {}] },
-    testMatch: ['<rootDir>/scratch.test.js']
+    testMatch: ['<rootDir>/*.test.js']
   }
-  const child = spawn(process.execPath, [require.resolve('jest/bin/jest'), '--ci', '--forceExit', '--config', JSON.stringify(config)], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
+  // Two files and two workers: Jest runs each in a worker process (one file alone runs in band).
+  const workers = beside ? ['--maxWorkers=2'] : []
+  const child = spawn(
+    process.execPath,
+    [require.resolve('jest/bin/jest'), '--ci', '--forceExit', ...workers, '--config', JSON.stringify(config)],
+    {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe']
+    }
+  )
   let out = ''
   child.stdout.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr.on('data', (d: Buffer) => (out += d.toString()))
@@ -127,7 +138,8 @@ beforeAll(async () => {
   const names = Object.keys(scratch) as Case[]
   const runs = {} as Record<Case, Run>
   const lane = async (): Promise<void> => {
-    for (let n = names.shift(); n !== undefined; n = names.shift()) runs[n] = await jestOn(scratch[n])
+    for (let n = names.shift(); n !== undefined; n = names.shift())
+      runs[n] = await jestOn(scratch[n], n === 'stdinFirst' ? `test('idles', () => undefined)` : undefined)
   }
   await Promise.all([lane(), lane(), lane()])
   results = runs
@@ -153,6 +165,12 @@ test('a pipe a grandchild keeps open after its child exited names the grandchild
   expect(results.pipeHeld.out).toMatch(
     /left open handles 5 s after its last test: \{"PipeWrap":1\}; its pipes are held open by pid \d+: sleep 15/
   )
+})
+
+test("a worker's stdin, made on its first use by the file that touches it first, is not that file's leak", () => {
+  const r = results.stdinFirst
+  expect(r.out).toMatch(/Tests: +2 passed, 2 total/)
+  expect({ code: r.code, out: r.code ? r.out : '' }).toEqual({ code: 0, out: '' })
 })
 
 test('a timer of the file still pending fails it; a cleared or unref-ed one does not (control)', () => {
