@@ -3,16 +3,18 @@
 #   the Python virtualenvs (moto's, scripts/testenv/moto.sh install; the offline Terraform
 #      checks', scripts/testenv/tf-venv.sh), installed in the background from the start: on a fresh
 #      clone they are pip's downloads, most of the set-up's time
-#   -> npm ci (when node_modules is missing or older than package-lock.json, and is not a link)
-#   -> type check of the whole tree (tsc --noEmit), lint (eslint .) and format check (prettier
-#      --check .), in the background while the environment is set up: each that fails counts as
-#      one failure, and the run goes on
+#   -> npm ci (when node_modules is missing or older than package-lock.json, and is not a link),
+#      in the background beside the set-up below
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
+#   -> once npm ci is done: type check of the whole tree (tsc --noEmit), lint (eslint .) and format
+#      check (prettier --check .), in the background at the lowest priority, through the tests:
+#      each that fails counts as one failure, and the run goes on
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh), once its
 #      virtualenv is there
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME), run under
 #      scripts/testenv/reaped.py, which ends and counts processes the tests leave running
+#   -> the checks' output and result, once they are done
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed[, N skipped]" (also written to
 # .testenv/summary); the exit code is jest's, or 1 when jest passed but a check above failed or the
@@ -38,6 +40,11 @@ finish() {
     kill -TERM -- "-$VENVS_PID" 2>/dev/null
     wait "$VENVS_PID" 2>/dev/null
     cat "$VENVS_LOG" >&2 2>/dev/null
+  fi
+  if [ -n "${NPM_PID:-}" ]; then
+    kill -TERM -- "-$NPM_PID" 2>/dev/null
+    wait "$NPM_PID" 2>/dev/null
+    cat "$NPM_LOG" >&2 2>/dev/null
   fi
   if [ -n "${CHECKS_PID:-}" ]; then
     kill -TERM -- "-$CHECKS_PID" 2>/dev/null
@@ -89,24 +96,42 @@ VENVS_PID=$!
 set +m
 phase "python virtualenvs started (pid $VENVS_PID, output in $VENVS_LOG)"
 
+# npm ci runs beside the set-up (packages, dockerd, images: a fresh machine's longest wait), in a
+# process group of its own that finish() can end.
+NPM_LOG="$TESTENV/npm-ci.log"
+NPM_PID=""
 if [ -L node_modules ]; then
   # npm ci empties node_modules through a link, wiping the shared install it points at
   phase "node_modules is a link ($(readlink node_modules)): not reinstalling"
 elif [ -f package-lock.json ]; then
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    phase "npm ci"
-    npm ci --no-audit --no-fund
+    phase "npm ci started (output in $NPM_LOG)"
+    set -m
+    npm ci --no-audit --no-fund >"$NPM_LOG" 2>&1 </dev/null &
+    NPM_PID=$!
+    set +m
   fi
 elif [ ! -d node_modules ]; then
   phase "npm install (no package-lock.json)"
   npm install --no-audit --no-fund
 fi
 
+phase "test environment"
+bash scripts/testenv/setup.sh
+if [ -n "$NPM_PID" ]; then
+  phase "waiting for npm ci"
+  npm_rc=0
+  wait "$NPM_PID" || npm_rc=$?
+  NPM_PID=""
+  cat "$NPM_LOG" >&2
+  [ "$npm_rc" -eq 0 ] || { echo "[test] npm ci failed (exit code $npm_rc, output above)" >&2; exit 1; }
+fi
+
 # The type check, lint (ESLint, type-aware) and format check (Prettier) of the whole tree run in the
-# background while the environment is set up: they need none, and they are CPU while the set-up is
-# mostly waiting (packages, images, venvs on a fresh machine). esbuild and ts-jest only transpile,
-# so without tsc a type error in code no test imports would pass. Each check that fails counts as
-# one failure; their output is printed once they are done, before jest.
+# background at the lowest priority from here through the tests: they need no environment, and
+# they take the CPU the tests leave idle rather than hold the tests back. esbuild and ts-jest only
+# transpile, so without tsc a type error in code no test imports would pass. Each check that fails
+# counts as one failure; their output is printed after the tests.
 CHECKS_LOG="$TESTENV/checks.log"
 rm -f "$TESTENV/checks.failed"
 # Job control on for this one job: it gets a process group of its own, which finish() can end.
@@ -124,10 +149,9 @@ set -m
 ) >"$CHECKS_LOG" 2>&1 </dev/null &
 CHECKS_PID=$!
 set +m
-phase "type check, lint and format check started (pid $CHECKS_PID, output in $CHECKS_LOG)"
+renice -n 19 -g "$CHECKS_PID" >/dev/null 2>&1 || true
+phase "type check, lint and format check started at nice 19 (pid $CHECKS_PID, output in $CHECKS_LOG)"
 
-phase "test environment"
-bash scripts/testenv/setup.sh
 STARTED+=(vm-a)
 bash scripts/testenv/vm.sh start a 2231
 STARTED+=(vm-b)
@@ -146,6 +170,21 @@ bash scripts/testenv/moto.sh start
 phase "npm run build"
 npm run build
 
+phase "jest"
+rm -f "$TESTENV/jest.json"
+# The fleet ledger of the tests' jobs (test/helpers/fake-runner.ts): each run starts from an empty one.
+rm -rf "$TESTENV/ledger"
+jest_rc=0
+# Three test files at a time (every file keeps to its own runner names, work roots, tables and
+# regions): with two, two fifths of the 2-core machine's CPU stood idle while files waited
+# (boots, lease lapses, moto). Jest and all it starts run niced, below the stand-ins for other
+# machines (moto, the VMs' sshds, dockerd, started before), as those machines would have CPU of their
+# own: starved, they stall every file. RCH_JEST_WORKERS=1 runs the files one at a time.
+# Under reaped.py (a child subreaper): a process a test leaves running, daemonized or not, is named,
+# ended by PID and counted as 1 failure, instead of living on reparented to init.
+rm -f "$TESTENV/strays"
+python3 scripts/testenv/reaped.py --strays "$TESTENV/strays" -- \
+  nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" || jest_rc=$?
 phase "waiting for the type check, lint and format check"
 wait "$CHECKS_PID" || true
 CHECKS_PID=""
@@ -158,21 +197,6 @@ case "$checks_failed" in
     ;;
 esac
 
-phase "jest"
-rm -f "$TESTENV/jest.json"
-# The fleet ledger of the tests' jobs (test/helpers/fake-runner.ts): each run starts from an empty one.
-rm -rf "$TESTENV/ledger"
-jest_rc=0
-# Three test files at a time (every file keeps to its own runner names, work roots, tables and
-# regions): with two, the 2-core machine's CPU stood idle a fifth of the time while files waited
-# (boots, lease lapses, moto). Jest and all it starts run niced, below the stand-ins for other
-# machines (moto, the VMs' sshds, dockerd, started before), as those machines would have CPU of their
-# own: starved, they stall every file. RCH_JEST_WORKERS=1 runs the files one at a time.
-# Under reaped.py (a child subreaper): a process a test leaves running, daemonized or not, is named,
-# ended by PID and counted as 1 failure, instead of living on reparented to init.
-rm -f "$TESTENV/strays"
-python3 scripts/testenv/reaped.py --strays "$TESTENV/strays" -- \
-  nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" || jest_rc=$?
 strays=$(cat "$TESTENV/strays" 2>/dev/null || true)
 case "$strays" in
   '' | *[!0-9]*)
