@@ -78,6 +78,17 @@ trap 'exit 143' TERM
 T0=$(date +%s.%3N)
 phase() { echo "[test] $* (+$(awk -v a="$T0" -v b="$(date +%s.%3N)" 'BEGIN { printf "%.1f", b - a }') s)" >&2; }
 
+# await_job VAR LOG WHAT: waits for the background job whose pid is in $VAR (then empties VAR, so
+# finish() leaves it alone), shows its output, and stops the run if it failed.
+await_job() {
+  local -n job_pid="$1"
+  local pid="$job_pid" rc=0
+  wait "$pid" || rc=$?
+  job_pid=""
+  cat "$2" >&2
+  [ "$rc" -eq 0 ] || { echo "[test] $3 failed (exit code $rc, output above)" >&2; exit 1; }
+}
+
 # The two installs run side by side; each is a no-op when its virtualenv already has its pinned
 # versions. They need only python3 (with venv) and pip's own configuration, nothing set up below.
 VENVS_LOG="$TESTENV/venvs.log"
@@ -120,11 +131,7 @@ phase "test environment"
 bash scripts/testenv/setup.sh
 if [ -n "$NPM_PID" ]; then
   phase "waiting for npm ci"
-  npm_rc=0
-  wait "$NPM_PID" || npm_rc=$?
-  NPM_PID=""
-  cat "$NPM_LOG" >&2
-  [ "$npm_rc" -eq 0 ] || { echo "[test] npm ci failed (exit code $npm_rc, output above)" >&2; exit 1; }
+  await_job NPM_PID "$NPM_LOG" "npm ci"
 fi
 
 # The type check, lint (ESLint, type-aware) and format check (Prettier) of the whole tree run in the
@@ -159,11 +166,7 @@ bash scripts/testenv/vm.sh start b 2232
 STARTED+=(registry)
 bash scripts/testenv/registry.sh start
 phase "waiting for the python virtualenvs"
-venvs_rc=0
-wait "$VENVS_PID" || venvs_rc=$?
-VENVS_PID=""
-cat "$VENVS_LOG" >&2
-[ "$venvs_rc" -eq 0 ] || { echo "[test] installing the python virtualenvs failed (errors above)" >&2; exit 1; }
+await_job VENVS_PID "$VENVS_LOG" "installing the python virtualenvs"
 STARTED+=(moto)
 bash scripts/testenv/moto.sh start
 
