@@ -186,20 +186,10 @@ jest_rc=0
 # Under reaped.py (a child subreaper): a process a test leaves running, daemonized or not, is named,
 # ended by PID and counted as 1 failure, instead of living on reparented to init.
 rm -f "$TESTENV/strays"
+# a lock left by a killed run (test/helpers/heavy-lock.ts): its pid may name a live process by now
+rm -f "$TESTENV"/heavy.lock*
 python3 scripts/testenv/reaped.py --strays "$TESTENV/strays" -- \
   nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" || jest_rc=$?
-phase "waiting for the type check, lint and format check"
-wait "$CHECKS_PID" || true
-CHECKS_PID=""
-cat "$CHECKS_LOG" >&2
-checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || true)
-case "$checks_failed" in
-  '' | *[!0-9]*)
-    echo "[test] the checks ended without a result; counting that as 1 failure" >&2
-    checks_failed=1
-    ;;
-esac
-
 strays=$(cat "$TESTENV/strays" 2>/dev/null || true)
 case "$strays" in
   '' | *[!0-9]*)
@@ -235,11 +225,29 @@ elif [ "$jest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "[test] jest exited $jest_rc although no test failed; counting that as 1 failure" >&2
   failed=1
 fi
-if [ "$checks_failed" -gt 0 ] || [ "$strays" -gt 0 ]; then
-  failed=$((failed + checks_failed + strays))
-  [ "$jest_rc" -eq 0 ] && jest_rc=1
-fi
-SUMMARY="$passed passed, $failed failed"
-[ "$skipped" -gt 0 ] && SUMMARY="$SUMMARY, $skipped skipped"
+failed=$((failed + strays))
+summary() { # FAILED: the summary line for these numbers
+  printf '%s passed, %s failed' "$passed" "$1"
+  [ "$skipped" -gt 0 ] && printf ', %s skipped' "$skipped"
+  return 0
+}
+# Jest's numbers stand even if the run is stopped while it waits for the checks (counted as 1).
+SUMMARY="$(summary "$((failed + 1))")"
+
+phase "waiting for the type check, lint and format check"
+wait "$CHECKS_PID" || true
+CHECKS_PID=""
+cat "$CHECKS_LOG" >&2
+checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || true)
+case "$checks_failed" in
+  '' | *[!0-9]*)
+    echo "[test] the checks ended without a result; counting that as 1 failure" >&2
+    checks_failed=1
+    ;;
+esac
+
+failed=$((failed + checks_failed))
+[ "$failed" -gt 0 ] && [ "$jest_rc" -eq 0 ] && jest_rc=1
+SUMMARY="$(summary "$failed")"
 phase "done"
 exit "$jest_rc"

@@ -80,8 +80,8 @@ test('a TMPDIR too long for the agent socket: a warning, then the job runs witho
       return super.env({ TMPDIR: long, ...extra })
     }
   }
+  // not in runners: the cleanup in afterAll would make its folders under the long TMPDIR again
   const runner = new LongTmp({ config: { provider: staticProvider(undefined, { slots: 8 }, { acquireTimeoutSeconds: 120 }) } })
-  runners.push(runner)
   try {
     const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
     expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
@@ -93,6 +93,7 @@ test('a TMPDIR too long for the agent socket: a warning, then the job runs witho
     expect(agentsOf(runner)).toEqual([])
   } finally {
     await runner.cleanup()
+    runner.dispose()
     require('node:fs').rmSync(long, { recursive: true, force: true })
   }
 })

@@ -58,8 +58,9 @@ export function loadMoto(): MotoEnv {
 
 /**
  * Starts a moto server of the calling test file's own, from the same virtualenv and with the same
- * validation as the shared one; from then on loadMoto() in this file (and in the processes it
- * starts, which inherit the environment) names it. For the files that call moto the most: moto is
+ * validation as the shared one; from then on loadMoto() in this file names it (Jest gives the file
+ * a process.env of its own, which the processes it starts do not see: pass them the endpoint). For
+ * the files that call moto the most: moto is
  * one Python process that answers one request at a time, and while the pool load test ran, other
  * files' calls queued behind its jobs' for tens of seconds. Its niceness is set back to 0: it stands
  * in for AWS, which has CPU of its own. stop() ends it and forgets it.
@@ -104,6 +105,8 @@ export async function startOwnMoto(): Promise<{ endpoint: string; stop(): Promis
     }
     if (!(await waitUntil(up, 30_000, 100)))
       throw new Error(`own moto on ${port} did not answer within 30 s: ${fs.readFileSync(log, 'utf8').slice(-2000)}`)
+    // a server that took the port first would answer too, while ours exits on the bind
+    if (await settlesWithin(exited, 500)) throw new Error(`own moto on ${port} exited: ${fs.readFileSync(log, 'utf8').slice(-2000)}`)
     process.env[OWN_MOTO] = JSON.stringify({ ...shared, endpoint, port } satisfies MotoEnv)
     return { endpoint, stop }
   } catch (e) {

@@ -114,8 +114,9 @@ let p: Pool | null = null
 let giveBack: (() => void) | undefined
 let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
 // Its 50 jobs at once took the CPU from the files beside it for the length of the storm (their
-// tests took up to ten times as long): the worker, and so the hooks and members it starts, run 5
-// steps of niceness below them until the file ends (the worker runs other files after this one).
+// tests took up to ten times as long): the worker's main thread, and so the hooks and members it
+// starts, run 5 steps of niceness below them until the file ends (the worker runs other files
+// after this one).
 const niceness = os.getPriority()
 beforeAll(async () => {
   // never beside the chaos soak (test/helpers/heavy-lock.ts), and its 50 jobs' calls on a moto of
@@ -125,14 +126,22 @@ beforeAll(async () => {
   os.setPriority(Math.min(19, niceness + 5))
 }, 650_000)
 afterAll(async () => {
-  await p?.close()
-  await moto?.stop()
-  if (dir) fs.rmSync(dir, { recursive: true, force: true })
-  giveBack?.()
+  // a pool that failed to close (likely after a failed test) must not keep the lock, the moto or
+  // the niceness from the files after this one
   try {
-    os.setPriority(niceness)
-  } catch {
-    // not root: lowering it again is refused, and the worker's next files run at this one's
+    await p?.close()
+  } finally {
+    try {
+      await moto?.stop()
+    } finally {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true })
+      giveBack?.()
+      try {
+        os.setPriority(niceness)
+      } catch {
+        // not root: lowering it again is refused, and the worker's next files run at this one's
+      }
+    }
   }
 })
 

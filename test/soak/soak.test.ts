@@ -18,28 +18,31 @@ let soak: SoakResult
 let giveBack: (() => void) | undefined
 let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
 
-beforeAll(
-  async () => {
-    // never beside the pool load test (test/helpers/heavy-lock.ts)
-    giveBack = await holdHeavy(600_000)
-    // its EC2 jobs' calls on a moto of its own, where they do not hold up other files' (ec2-env.ts)
-    moto = await startOwnMoto()
-    const seed = seedFrom(process.env)
-    // Printed first: a run that fails or hangs can be replayed with it.
-    process.stdout.write(`chaos soak seed ${seed}\n`)
-    soak = await runSoak({
-      jobs: JOBS,
-      concurrency: Number(process.env.SOAK_CONCURRENCY || 4),
-      seed,
-      log: process.env.SOAK_VERBOSE ? (l) => process.stdout.write(`${l}\n`) : undefined
-    })
-    process.stdout.write(`${soak.summary}\n`)
-  },
-  600_000 + Math.max(240_000, JOBS * 20_000)
-)
+// never beside the pool load test (test/helpers/heavy-lock.ts), and its EC2 jobs' calls on a moto
+// of its own, where they do not hold up other files' (ec2-env.ts); apart from the soak's own limit
+beforeAll(async () => {
+  giveBack = await holdHeavy(600_000)
+  moto = await startOwnMoto()
+}, 640_000)
+
+beforeAll(async () => {
+  const seed = seedFrom(process.env)
+  // Printed first: a run that fails or hangs can be replayed with it.
+  process.stdout.write(`chaos soak seed ${seed}\n`)
+  soak = await runSoak({
+    jobs: JOBS,
+    concurrency: Number(process.env.SOAK_CONCURRENCY || 4),
+    seed,
+    log: process.env.SOAK_VERBOSE ? (l) => process.stdout.write(`${l}\n`) : undefined
+  })
+  process.stdout.write(`${soak.summary}\n`)
+})
 afterAll(async () => {
-  await moto?.stop()
-  giveBack?.()
+  try {
+    await moto?.stop()
+  } finally {
+    giveBack?.()
+  }
 })
 
 test('the chaos happened: runners killed mid-command, an agent killed, an instance terminated under a step', () => {
