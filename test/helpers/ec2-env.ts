@@ -60,10 +60,10 @@ export function loadMoto(): MotoEnv {
  * Starts a moto server of the calling test file's own, from the same virtualenv and with the same
  * validation as the shared one; from then on loadMoto() in this file names it (Jest gives the file
  * a process.env of its own, which the processes it starts do not see: pass them the endpoint). For
- * the files that call moto the most: moto is
- * one Python process that answers one request at a time, and while the pool load test ran, other
- * files' calls queued behind its jobs' for tens of seconds. Its niceness is set back to 0: it stands
- * in for AWS, which has CPU of its own. stop() ends it and forgets it.
+ * the files that call moto the most: moto is one Python process that answers one request at a
+ * time, and while the pool load test ran, other files' calls queued behind its jobs' for tens of
+ * seconds. Its niceness is set back to 0: it stands in for AWS, which has CPU of its own. stop()
+ * ends it and forgets it.
  */
 export async function startOwnMoto(): Promise<{ endpoint: string; stop(): Promise<void> }> {
   const shared = loadMoto()

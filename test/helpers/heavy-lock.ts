@@ -1,6 +1,6 @@
-// The test files that load the shared stand-ins hardest (moto above all) never run at the same
-// time, whatever the number of Jest workers: run together, the chaos soak and the pool load test
-// starve each other and moto of CPU, and both time out. The sequencer orders them apart; this lock
+// The two test files that load the machine hardest never run at the same time, whatever the
+// number of Jest workers: run together, the chaos soak and the pool load test starve each other of
+// CPU, and both time out. The sequencer orders them apart; this lock
 // makes that hold when a worker comes free early. A file takes it in beforeAll and gives it back in
 // afterAll; a holder that died (a killed worker) is passed over.
 import * as fs from 'node:fs'
