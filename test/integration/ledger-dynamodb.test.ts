@@ -14,7 +14,7 @@ import type { ReserveRequest, ReserveResult } from '../../src/fleet/ledger'
 import { RESERVE_REQ } from '../helpers/reserve-request'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
 import { createLedgerTable } from '../helpers/ledger-table'
-import { raceHosts } from '../unit/fleet-procs'
+import { raceHosts, removeWorkerBundle } from '../unit/fleet-procs'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
 
 const motoEndpoint = loadMoto().endpoint
@@ -39,6 +39,7 @@ afterAll(async () => {
   for (const t of tables) await ddb.send(new DeleteTableCommand({ TableName: t })).catch(() => undefined)
   ddb.destroy()
   await proxy?.close()
+  removeWorkerBundle()
 })
 
 const fleetFor = (table: string, extra: object): FleetConfig =>

@@ -6,8 +6,10 @@ import { FleetSchema, type FleetConfig } from '../../src/config'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
 import { openLedger } from '../../src/fleet/open-ledger'
-import { raceHosts } from './fleet-procs'
+import { raceHosts, removeWorkerBundle } from './fleet-procs'
 import { RESERVE_REQ } from '../helpers/reserve-request'
+
+afterAll(removeWorkerBundle)
 
 const REQ: ReserveRequest = { ...RESERVE_REQ, pool: 'warm' }
 const NOON = Date.UTC(2026, 11, 1, 12)

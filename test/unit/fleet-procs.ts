@@ -1,9 +1,9 @@
 // Runs fleet-worker.ts as separate node processes (bundled once with esbuild): the race tests need
 // real concurrency between processes, as between runner hosts, not promises in one event loop.
 import { execFile } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { buildSync } from 'esbuild'
 import type { FleetConfig } from '../../src/config'
 import type { ReserveRequest, ReserveResult } from '../../src/fleet/ledger'
@@ -21,6 +21,12 @@ function workerBundle(): string {
     logLevel: 'error'
   })
   return (bundle = out)
+}
+
+/** Removes the bundle's folder (call in afterAll): each test file builds its own. */
+export function removeWorkerBundle(): void {
+  if (bundle) rmSync(dirname(bundle), { recursive: true, force: true })
+  bundle = null
 }
 
 export interface HostRun {
