@@ -56,6 +56,12 @@ export function loadMoto(): MotoEnv {
   return { endpoint, port, version: env.MOTO_VERSION ?? 'unknown', validate: env.MOTO_VALIDATE === '1' }
 }
 
+/** A test file's own moto server (startOwnMoto). */
+export interface OwnMoto {
+  endpoint: string
+  stop(): Promise<void>
+}
+
 /**
  * Starts a moto server of the calling test file's own, from the same virtualenv and with the same
  * validation as the shared one; from then on loadMoto() in this file names it (Jest gives the file
@@ -65,7 +71,7 @@ export function loadMoto(): MotoEnv {
  * seconds. Its niceness is set back to 0: it stands in for AWS, which has CPU of its own. stop()
  * ends it and forgets it.
  */
-export async function startOwnMoto(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+export async function startOwnMoto(): Promise<OwnMoto> {
   const shared = loadMoto()
   const server = path.join(testenvDir, 'moto-venv', 'bin', 'moto_server')
   const port = await freePort()

@@ -13,7 +13,7 @@ import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/p
 import { FakeRunner } from '../helpers/fake-runner'
 import { dumpRun, hookCall, hookPrepare } from '../helpers/fake-instance'
 import { testImages } from '../helpers/testenv'
-import { ec2Client, startOwnMoto } from '../helpers/ec2-env'
+import { ec2Client, startOwnMoto, type OwnMoto } from '../helpers/ec2-env'
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2'
 import { TAG_RECYCLE } from '../../src/providers/pool-plan'
 import { holdHeavy } from '../helpers/heavy-lock'
@@ -112,7 +112,7 @@ test('the double-lease check finds one (positive control)', () => {
 let dir: string
 let p: Pool | null = null
 let giveBack: (() => void) | undefined
-let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
+let moto: OwnMoto | undefined
 // Its 50 jobs at once took the CPU from the files beside it for the length of the storm (their
 // tests took up to ten times as long): the worker's main thread, and so the hooks and members it
 // starts, run 5 steps of niceness below them until the file ends (the worker runs other files

@@ -28,7 +28,7 @@ import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers
 import { errorLines } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
-import { ec2Client, startOwnMoto } from '../helpers/ec2-env'
+import { ec2Client, startOwnMoto, type OwnMoto } from '../helpers/ec2-env'
 import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2'
 
 jest.setTimeout(240_000)
@@ -40,7 +40,7 @@ let dir: string
 let key: string
 let pub: string
 let ec2: EC2Client
-let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
+let moto: OwnMoto | undefined
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-pool-'))

@@ -8,7 +8,7 @@ import { runSoak, type SoakResult } from './soak'
 import { seedFrom } from './rng'
 import { total } from './leftovers'
 import { holdHeavy } from '../helpers/heavy-lock'
-import { startOwnMoto } from '../helpers/ec2-env'
+import { startOwnMoto, type OwnMoto } from '../helpers/ec2-env'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const JOBS = Number(process.env.SOAK_JOBS || 12)
@@ -16,7 +16,7 @@ jest.setTimeout(Math.max(240_000, JOBS * 20_000))
 
 let soak: SoakResult
 let giveBack: (() => void) | undefined
-let moto: Awaited<ReturnType<typeof startOwnMoto>> | undefined
+let moto: OwnMoto | undefined
 
 // never beside the pool load test (test/helpers/heavy-lock.ts), and its EC2 jobs' calls on a moto
 // of its own, where they do not hold up other files' (ec2-env.ts); apart from the soak's own limit
