@@ -5,6 +5,7 @@
 // afterAll; a holder that died (a killed worker) is passed over.
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { startOwnMoto, type OwnMoto } from './ec2-env'
 import { testenvDir } from './testenv'
 import { running, waitUntil } from './wait'
 
@@ -58,6 +59,32 @@ export async function holdHeavy(timeoutMs: number): Promise<() => void> {
       if (fs.readFileSync(LOCK, 'utf8') === String(process.pid)) fs.rmSync(LOCK, { force: true })
     } catch {
       // not there
+    }
+  }
+}
+
+/**
+ * A heavy file's turn: the lock, then a moto of its own, where its many EC2 calls do not hold up
+ * other files' (ec2-env.ts). `end` stops that moto and always gives the lock back, so a failed
+ * file never keeps the other heavy file waiting.
+ */
+export async function heavyTurn(timeoutMs: number): Promise<{ moto: OwnMoto; end: () => Promise<void> }> {
+  const giveBack = await holdHeavy(timeoutMs)
+  let moto: OwnMoto
+  try {
+    moto = await startOwnMoto()
+  } catch (e) {
+    giveBack()
+    throw e
+  }
+  return {
+    moto,
+    end: async () => {
+      try {
+        await moto.stop()
+      } finally {
+        giveBack()
+      }
     }
   }
 }

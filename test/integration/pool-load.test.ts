@@ -13,10 +13,10 @@ import { createPool, poolHookConfig, poolKeyPair, type Pool } from '../helpers/p
 import { FakeRunner } from '../helpers/fake-runner'
 import { dumpRun, hookCall, hookPrepare } from '../helpers/fake-instance'
 import { testImages } from '../helpers/testenv'
-import { ec2Client, startOwnMoto, type OwnMoto } from '../helpers/ec2-env'
+import { ec2Client } from '../helpers/ec2-env'
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2'
 import { TAG_RECYCLE } from '../../src/providers/pool-plan'
-import { holdHeavy } from '../helpers/heavy-lock'
+import { heavyTurn } from '../helpers/heavy-lock'
 
 jest.setTimeout(900_000)
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
@@ -111,8 +111,7 @@ test('the double-lease check finds one (positive control)', () => {
 
 let dir: string
 let p: Pool | null = null
-let giveBack: (() => void) | undefined
-let moto: OwnMoto | undefined
+let endTurn: (() => Promise<void>) | undefined
 // Its 50 jobs at once took the CPU from the files beside it for the length of the storm (their
 // tests took up to ten times as long): the worker's main thread, and so the hooks and members it
 // starts, run 5 steps of niceness below them until the file ends (the worker runs other files
@@ -121,8 +120,7 @@ const niceness = os.getPriority()
 beforeAll(async () => {
   // never beside the chaos soak (test/helpers/heavy-lock.ts), and its 50 jobs' calls on a moto of
   // its own, where they do not hold up other files'
-  giveBack = await holdHeavy(600_000)
-  moto = await startOwnMoto()
+  endTurn = (await heavyTurn(600_000)).end
   os.setPriority(Math.min(19, niceness + 5))
 }, 650_000)
 afterAll(async () => {
@@ -132,10 +130,9 @@ afterAll(async () => {
     await p?.close()
   } finally {
     try {
-      await moto?.stop()
+      await endTurn?.()
     } finally {
       if (dir) fs.rmSync(dir, { recursive: true, force: true })
-      giveBack?.()
       try {
         os.setPriority(niceness)
       } catch {

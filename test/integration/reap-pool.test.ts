@@ -15,6 +15,7 @@ import { describeInstance, dumpRun, hookCall, hookPrepare, tagsOf } from '../hel
 import { repoRoot, testenvDir, testImages } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 import { FleetSchema } from '../../src/config'
+import { hookLocalRoot, localDirOf } from '../../src/paths'
 import { LocalLedger } from '../../src/fleet/local-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { RESERVE_REQ } from '../helpers/reserve-request'
@@ -148,6 +149,15 @@ test('a lapsed lease is taken back and the member scrubbed; a live lease is left
 
   const c = await hookCall(live, 'cleanup_job', {})
   expect(c.code).toBe(0)
+  // reap leaves the runner host's folders alone: the dead job's local folder goes with its runner's
+  // next cleanup_job without state, as after a restart.
+  const { owner, jobId } = dead.state as { owner: string; jobId: string }
+  const deadDir = localDirOf(hookLocalRoot(), owner, jobId)
+  expect(fs.existsSync(deadDir)).toBe(true)
+  const restart = await hookCall(dead, 'cleanup_job', {}, { state: null })
+  expect(restart.code).toBe(0)
+  expect(restart.stdout + restart.stderr).toMatch(/; 1 local job folders/)
+  expect(fs.existsSync(deadDir)).toBe(false)
 })
 
 test("a member nobody holds that is still protected from scale-in (the lift at its job's release failed) has its protection lifted by reap; a busy member's stays", async () => {

@@ -7,22 +7,19 @@
 import { runSoak, type SoakResult } from './soak'
 import { seedFrom } from './rng'
 import { total } from './leftovers'
-import { holdHeavy } from '../helpers/heavy-lock'
-import { startOwnMoto, type OwnMoto } from '../helpers/ec2-env'
+import { heavyTurn } from '../helpers/heavy-lock'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const JOBS = Number(process.env.SOAK_JOBS || 12)
 jest.setTimeout(Math.max(240_000, JOBS * 20_000))
 
 let soak: SoakResult
-let giveBack: (() => void) | undefined
-let moto: OwnMoto | undefined
+let endTurn: (() => Promise<void>) | undefined
 
 // never beside the pool load test (test/helpers/heavy-lock.ts), and its EC2 jobs' calls on a moto
 // of its own, where they do not hold up other files' (ec2-env.ts); apart from the soak's own limit
 beforeAll(async () => {
-  giveBack = await holdHeavy(600_000)
-  moto = await startOwnMoto()
+  endTurn = (await heavyTurn(600_000)).end
 }, 640_000)
 
 beforeAll(async () => {
@@ -38,11 +35,7 @@ beforeAll(async () => {
   process.stdout.write(`${soak.summary}\n`)
 })
 afterAll(async () => {
-  try {
-    await moto?.stop()
-  } finally {
-    giveBack?.()
-  }
+  await endTurn?.()
 })
 
 test('the chaos happened: runners killed mid-command, an agent killed, an instance terminated under a step', () => {

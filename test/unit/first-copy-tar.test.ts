@@ -24,6 +24,13 @@ import { running, waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
+/** The VM's job folder `w`: the push keeps its lock in the folder above (else it was left in /tmp). */
+function jobWork(): string {
+  const w = join(tempDir(), 'w')
+  mkdirSync(w)
+  return w
+}
+
 /** A runner-side `_work` with the kinds a first copy meets, and a response file it must leave out. */
 function work(): string {
   const w = tempDir()
@@ -104,7 +111,7 @@ describe('walkSmall', () => {
 describe('push({ fresh }): the tar copy', () => {
   test('sends the whole walk into the empty folder: contents, modes without group/other bits, symlinks, times; no listing, no base', async () => {
     const w = work()
-    const dest = tempDir()
+    const dest = jobWork()
     const manifest = join(tempDir(), 'base.json')
     const remote = new LocalRemote(tempDir())
     const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
@@ -138,7 +145,7 @@ describe('push({ fresh }): the tar copy', () => {
 
   test('a base left in the manifest is neither read nor written: nothing is deleted on the remote', async () => {
     const w = work()
-    const dest = tempDir()
+    const dest = jobWork()
     const manifest = join(tempDir(), 'base.json')
     // A base naming a path the walk does not have: a normal push would delete it there.
     writeFileSync(manifest, JSON.stringify({ 'repo/repo/old.txt': { t: 'f', l: 'f:1:1:420', r: 'f:1:1:420' } }))
@@ -158,7 +165,7 @@ describe('push({ fresh }) when the VM misbehaves', () => {
   const TAR = execFileSync('/bin/sh', ['-c', 'command -v tar']).toString().trim()
   const copy = (stubs: Record<string, string>, opts: { signal?: AbortSignal; listingBytes?: number; fresh?: boolean } = {}) => {
     const w = work()
-    const dest = tempDir()
+    const dest = jobWork()
     const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
     const limits = {
       stepBytes: 1e9,

@@ -1,4 +1,5 @@
-// The lock that keeps the chaos soak and the pool load test apart (test/helpers/heavy-lock.ts).
+// The lock that keeps the chaos soak and the pool load test apart (test/helpers/heavy-lock.ts),
+// and the turn they take with it.
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -8,7 +9,7 @@ import { settlesWithin } from '../helpers/wait'
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-heavy-lock-'))
 process.env.RCH_TESTENV_DIR = dir
 // required once RCH_TESTENV_DIR is set
-const { holdHeavy } = require('../helpers/heavy-lock') as typeof import('../helpers/heavy-lock')
+const { heavyTurn, holdHeavy } = require('../helpers/heavy-lock') as typeof import('../helpers/heavy-lock')
 const LOCK = path.join(dir, 'heavy.lock')
 
 let other: ChildProcess | undefined
@@ -64,4 +65,16 @@ test("giving back leaves alone a lock that is no longer this process's", async (
   other = await otherHolder() // taken over as if this one had been passed over
   giveBack()
   expect(fs.readFileSync(LOCK, 'utf8')).toBe(String(other.pid))
+})
+
+test('a heavy turn takes the lock before its moto, and gives it back when the moto fails to start', async () => {
+  // the lock first: a live holder keeps the turn waiting, and no moto is started
+  other = await otherHolder()
+  await expect(heavyTurn(1_200)).rejects.toThrow(`held by pid ${other.pid}`)
+  other.kill('SIGKILL')
+  other = undefined
+  fs.rmSync(LOCK)
+  // this test folder has no shared moto to copy, so the start fails with the lock held
+  await expect(heavyTurn(1_000)).rejects.toThrow(/moto/)
+  expect(fs.existsSync(LOCK)).toBe(false)
 })
