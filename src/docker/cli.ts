@@ -107,8 +107,8 @@ export function dockerConfig(registry: Pick<NonNullable<Registry>, 'username' | 
 
 /**
  * Pulls `image` on the remote (the pull policy is RemoteDocker.ensureImage's). With registry
- * credentials, a per-job docker config is created, the password is read from stdin by `docker
- * login`, and the config is removed after.
+ * credentials, a per-job docker config is written from stdin (no `docker login`: nothing on a command
+ * line), the pull reads it, and it is removed after.
  */
 export async function pullImage(
   remote: Remote,
