@@ -223,6 +223,9 @@ function forDocker(ctx: HookContext, remote: Remote, close = (): void => remote.
   return { openExec: (c) => remote.openExec(prefix + c), openSocket: (p) => remote.openSocket(p), close }
 }
 
+/** How long cleanup_job waits for the job's agent to answer before it connects on its own. */
+const AGENT_ANSWER_MS = 10_000
+
 /** A Remote for the job's host: the agent when enabled, else a direct connection. */
 export async function openJobRemote(
   ctx: HookContext,
@@ -237,7 +240,10 @@ export async function openJobRemote(
   const sock = agentSocket(localDir, connect)
   // A socket path over the limit would be cut short where the agent listens: no agent then (prepare_job warned).
   if (!socketFits(sock)) return directRemote(ctx, connect)
-  if (!exists || !(await MuxRemote.ping(sock))) {
+  // A job's last command may find an agent that does not answer: it goes without one. Others wait:
+  // a second agent would listen in place of one that is only slow.
+  const limit = opts.startAgent === false ? AGENT_ANSWER_MS : Infinity
+  if (!exists || !(await MuxRemote.ping(sock, limit))) {
     // The last command of a job gains nothing from starting an agent.
     if (opts.startAgent === false) return directRemote(ctx, connect)
     ensurePrivateDir(localDir)

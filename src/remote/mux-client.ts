@@ -16,17 +16,33 @@ function dial(socketPath: string, header: object): Promise<import('node:net').So
   })
 }
 
+/** How long a shutdown waits for the agent to close its socket (it closes its SSH connection first). */
+const SHUTDOWN_WAIT_MS = 10_000
+
 export class MuxRemote implements Remote {
   constructor(readonly socketPath: string) {}
 
-  /** Resolves true when an agent answers on the socket. */
-  static async ping(socketPath: string): Promise<boolean> {
+  /**
+   * Resolves true when an agent answers on the socket; false when none does within `limitMs`. The
+   * kernel accepts a connection even while the agent's event loop is stuck, so without a limit a
+   * stuck agent holds the caller for as long as it is stuck.
+   */
+  static async ping(socketPath: string, limitMs = Infinity): Promise<boolean> {
     try {
       const sock = await dial(socketPath, { op: 'ping' })
       return await new Promise<boolean>((res) => {
         let got = ''
+        const t = Number.isFinite(limitMs)
+          ? setTimeout(() => {
+              res(false)
+              sock.destroy()
+            }, limitMs)
+          : null
         sock.on('data', (c) => (got += c.toString()))
-        sock.on('close', () => res(got.startsWith('pong')))
+        sock.on('close', () => {
+          if (t) clearTimeout(t)
+          res(got.startsWith('pong'))
+        })
         sock.on('error', () => res(false))
       })
     } catch {
@@ -34,10 +50,24 @@ export class MuxRemote implements Remote {
     }
   }
 
-  static async shutdown(socketPath: string): Promise<void> {
+  /**
+   * Asks the agent to stop; waits for it to close the socket for at most `limitMs`. A stuck agent is
+   * left to the runner, which ends the job's processes at the job's end (RUNNER_TRACKING_ID).
+   */
+  static async shutdown(socketPath: string, limitMs = SHUTDOWN_WAIT_MS): Promise<void> {
     try {
       const sock = await dial(socketPath, { op: 'shutdown' })
-      await new Promise((res) => sock.on('close', res).on('error', res))
+      await new Promise<void>((res) => {
+        const t = setTimeout(() => {
+          res()
+          sock.destroy()
+        }, limitMs)
+        sock.on('close', () => {
+          clearTimeout(t)
+          res()
+        })
+        sock.on('error', () => res())
+      })
     } catch {
       // not running: nothing to stop
     }

@@ -6,6 +6,7 @@ import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, leftovers, NOTHING, runnerProcesses, scanCmdlines, scanWhile, staticProvider } from '../helpers/conformance'
 import { settlesWithin, waitUntil } from '../helpers/wait'
+import { MuxRemote } from '../../src/remote/mux-client'
 
 const runners: FakeRunner[] = []
 function newRunner(config: Record<string, unknown> = {}): FakeRunner {
@@ -96,4 +97,29 @@ test('a TMPDIR too long for the agent socket: a warning, then the job runs witho
     runner.dispose()
     require('node:fs').rmSync(long, { recursive: true, force: true })
   }
+})
+
+test("cleanup_job of a job whose agent is stuck: it goes on without the agent and removes everything (the agent's own end is the runner's)", async () => {
+  const runner = newRunner()
+  const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny), services: [] })
+  expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+  const [agent] = agentsOf(runner)
+  const sock = /"socketPath":"([^"]+)"/.exec(agent.cmdline)?.[1] as string
+  expect(sock).toMatch(/\.sock$/)
+  // Stuck as an agent whose event loop is busy: connections are accepted, nothing answers.
+  process.kill(agent.pid, 'SIGSTOP')
+  try {
+    // Positive control: a ping without a limit waits on it.
+    const ping = MuxRemote.ping(sock)
+    expect(await settlesWithin(ping, 1_500)).toBe(false)
+    const t0 = Date.now()
+    const c = await runner.call('cleanup_job', {})
+    expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
+    // the agent's answer waited for (10 s), then the shutdown's (10 s), and nothing more
+    expect(Date.now() - t0).toBeLessThan(60_000)
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  } finally {
+    process.kill(agent.pid, 'SIGKILL') // a stopped process too
+  }
+  runner.state = null
 })
