@@ -23,6 +23,7 @@ import {
 } from 'node:fs'
 import { posix } from 'node:path'
 import { HookError } from '../errors'
+import { KnownFolders } from './known-folders'
 
 /** A path would be written or deleted through something that is not a real directory. */
 export class UnsafePathError extends HookError {}
@@ -104,9 +105,16 @@ export interface FileWriter {
  * spelling it was remembered by, so no later write goes through whatever took its place.
  */
 export class SafeTree {
-  private readonly known = new Map<string, number>()
+  private readonly known = new KnownFolders()
 
-  constructor(private readonly root: string) {}
+  /**
+   * `linkTops`: the top-level folders of the root a symlink may point into (see symlinkEscapes);
+   * without it, anywhere inside the root.
+   */
+  constructor(
+    private readonly root: string,
+    private readonly linkTops?: ReadonlySet<string>
+  ) {}
 
   /**
    * The absolute folder that holds `rel`, after checking that every folder above it is a real
@@ -130,7 +138,7 @@ export class SafeTree {
         const what = st.isSymbolicLink() ? 'a symlink' : 'not a folder'
         throw new UnsafePathError(`refusing ${JSON.stringify(rel)}: ${JSON.stringify(dirRel)} is ${what} on the runner host`)
       }
-      this.known.set(dirRel, st.ino)
+      this.known.add(dirRel, st.ino)
     }
     return dirRel ? `${this.root}/${dirRel}` : this.root
   }
@@ -140,9 +148,7 @@ export class SafeTree {
    * A folder (`dir`, its lstat) is forgotten by its inode too, under any other name it was known by.
    */
   private forget(rel: string, dir?: Stats): void {
-    const gone = [rel]
-    if (dir) for (const [k, ino] of this.known) if (ino === dir.ino) gone.push(k)
-    for (const k of this.known.keys()) if (gone.some((g) => isWithin(k, g))) this.known.delete(k)
+    this.known.forget(rel, dir?.ino)
   }
 
   /** Clears the final name for a new entry: a real folder there is removed (rm does not follow symlinks). */
@@ -196,10 +202,10 @@ export class SafeTree {
     }
   }
 
-  /** Creates the symlink unless its target is absolute or leaves the root; false when refused (nothing created). */
+  /** Creates the symlink unless its target is absolute or leaves the root (or its linkTops); false when refused (nothing created). */
   makeSymlink(rel: string, target: string): boolean {
     checked(rel)
-    if (symlinkEscapes(rel, target)) return false
+    if (symlinkEscapes(rel, target, this.linkTops)) return false
     const dir = this.parentOf(rel, true)!
     const tmp = tempName(dir)
     symlinkSync(target, tmp)
@@ -223,7 +229,7 @@ export class SafeTree {
       mkdirSync(final, { mode: 0o755 })
       st = lstatSync(final)
     }
-    this.known.set(rel, st.ino)
+    this.known.add(rel, st.ino)
   }
 
   /** Sets a folder's mode (always keeping the owner's rwx, so later copies can write into it; see hostMode). */
@@ -295,12 +301,16 @@ export function checkNamesDistinct(dir: string): void {
  * Whether a symlink at `rel` pointing to `target` would leave the root (resolved lexically from its
  * folder). A `..` after a name is refused too: lexically `s/..` is `.`, but through a symlink `s`
  * it climbs from wherever `s` points. With `..` only in front, every link resolves inside.
+ * With `tops`, a link must also resolve inside one of those top-level folders: the runner's `_work`
+ * holds other repositories' folders, and the runner reads through links there (`hashFiles`, local
+ * actions), so a link to `_work` itself or to another repository's folder is refused.
  */
-export function symlinkEscapes(rel: string, target: string): boolean {
+export function symlinkEscapes(rel: string, target: string, tops?: ReadonlySet<string>): boolean {
   if (target === '' || target.startsWith('/') || target.includes('\0')) return true
   const parts = target.split('/').filter((c) => c !== '' && c !== '.')
   const firstName = parts.findIndex((c) => c !== '..')
   if (firstName >= 0 && parts.indexOf('..', firstName) >= 0) return true
   const resolved = posix.normalize(posix.join(posix.dirname(rel), target))
-  return resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')
+  if (resolved === '..' || resolved.startsWith('../') || resolved.startsWith('/')) return true
+  return tops !== undefined && !tops.has(resolved.split('/')[0])
 }

@@ -89,16 +89,27 @@ export interface SyncStats {
 /** A first copy's base: the remote has nothing yet. */
 const NO_BASE: Base = new Map()
 
+/** Whether a folder above `p` is in `set` (its ancestors looked up: no pass over the set). */
+function aboveIn(p: string, set: ReadonlySet<string>): boolean {
+  for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) if (set.has(p.slice(0, i))) return true
+  return false
+}
+
 /** Drops children of deleted directories: removing the directory covers them. */
 function topmost(paths: string[]): string[] {
   const all = new Set(paths)
-  // A path goes when any folder above it is in the list (each path's ancestors looked up: linear in the list).
-  return paths
-    .filter((p) => {
-      for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) if (all.has(p.slice(0, i))) return false
-      return true
-    })
-    .sort()
+  return paths.filter((p) => !aboveIn(p, all)).sort()
+}
+
+/**
+ * The base's paths that deleting `del` removes: each and what is under it. Linear in the base: a
+ * step that deleted a file in each of many folders has as many deletions as the base has entries.
+ */
+export function removedByDeletions(base: Base, del: readonly string[]): Set<string> {
+  const gone = new Set(del)
+  const out = new Set<string>()
+  if (gone.size) for (const p of base.keys()) if (gone.has(p) || aboveIn(p, gone)) out.add(p)
+  return out
 }
 
 function changedPaths(now: Snapshot, base: Base, side: 'l' | 'r'): string[] {
@@ -413,8 +424,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
     const r = remote.get(p)
     if (r && r.t === l.t) set.set(p, { t: l.t, l: l.fp, r: r.fp })
   }
-  const remove = new Set<string>()
-  for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
+  const remove = removedByDeletions(base, del)
   await saveBase(t.manifestFile, { set, remove }, scope.mayRecord)
   return { files, bytes, deleted: del.length, ms: Date.now() - started }
 }
@@ -598,12 +608,15 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     )
   if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
+  // Cancelled while the listing came or the lock was waited for: nothing on the host changes.
+  if (t.signal?.aborted) throw Cancelled.by(t.signal)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
-  const fs = new SafeTree(t.hostWork)
+  // Links from the VM point into the synced folders or the job's actions, never at another
+  // repository's folder beside them in _work.
+  const fs = new SafeTree(t.hostWork, new Set([...roots, '_actions']))
   for (const p of del) fs.removeUnder(p)
-  const remove = new Set<string>()
-  for (const p of base.keys()) if (del.some((d) => isWithin(p, d))) remove.add(p)
+  const remove = removedByDeletions(base, del)
   const got: Received = { set: new Map(), dropped: new Set() }
   try {
     if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))

@@ -1,8 +1,11 @@
 // Attack: links made in the job container come back to the runner host. A symlink whose target
 // leaves `_work` (relative `../..` or absolute) would let the runner (hashFiles, local actions,
 // artifacts, the next pull-back) read or write outside the job's area; a symlink planted in one step
-// must never redirect a later write; hardlinks must not arrive as links. Defense: only symlinks that
-// stay inside `_work` are created; parents are resolved without following symlinks.
+// must never redirect a later write; hardlinks must not arrive as links. `_work` also holds other
+// repositories' folders, which a link would open to the runner's reads (hashFiles of a secret file
+// there is an oracle for its content). Defense: only symlinks that stay inside the job's own folders
+// of `_work` (its repository folder, `_temp`, `_actions`) are created; parents are resolved without
+// following symlinks.
 import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { errors, HostileJob, MODES, remoteStat } from './harness'
@@ -19,17 +22,22 @@ describe.each(MODES)('links from the VM (%s)', (mode) => {
         'ln -s /etc abs\n' +
         'ln -s ../../../.credentials creds\n' +
         'ln -s ../../_temp/x/../../.. sneaky\n' +
-        'ln -s ../../_actions inside\n' + // stays inside _work: allowed
+        'ln -s ../../other/other/.env other\n' + // another repository's folder in _work
+        'ln -s ../.. work\n' + // _work itself, and so every folder in it
+        'ln -s ../../_actions inside\n' + // the job's own folders: allowed
+        'ln -s ../../_temp/x tmp\n' +
         'echo data > plain.txt\n'
     )
     const ws = job.runner.workspace
     // Positive control: the VM has every one of them.
-    for (const n of ['up', 'abs', 'creds', 'sneaky', 'inside']) expect(remoteStat(`${job.remoteWork}/repo/repo/${n}`)?.kind).toBe('symlink')
+    for (const n of ['up', 'abs', 'creds', 'sneaky', 'other', 'work', 'inside', 'tmp'])
+      expect(remoteStat(`${job.remoteWork}/repo/repo/${n}`)?.kind).toBe('symlink')
 
     expect(errors(r)).toEqual([])
     expect(r.code).toBe(0)
-    for (const n of ['up', 'abs', 'creds', 'sneaky']) expect(existsSync(join(ws, n)) || isLink(join(ws, n))).toBe(false)
+    for (const n of ['up', 'abs', 'creds', 'sneaky', 'other', 'work']) expect(existsSync(join(ws, n)) || isLink(join(ws, n))).toBe(false)
     expect(readlinkSync(join(ws, 'inside'))).toBe('../../_actions')
+    expect(readlinkSync(join(ws, 'tmp'))).toBe('../../_temp/x')
     expect(readFileSync(join(ws, 'plain.txt'), 'utf8')).toBe('data\n')
     expect(job.canaries.changes()).toEqual([])
   })

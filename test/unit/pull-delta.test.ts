@@ -3,12 +3,14 @@
 // and after every pull the runner's copy must be what the VM has.
 import {
   chmodSync,
+  existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   renameSync,
+  rmdirSync,
   rmSync,
   symlinkSync,
   utimesSync,
@@ -23,6 +25,7 @@ import { LocalRemote } from './local-remote'
 import { rng } from '../soak/rng'
 import { member, tarOf } from './_tar'
 import { treeView } from './_tree-view'
+import { settlesWithin } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -436,5 +439,31 @@ describe('the first pull after a copy (recordBase)', () => {
 
   it('control: after a long copy it lists only the changes', async () => {
     expect(await firstPull(LONG_COPY_MS)).toBe('changes')
+  })
+})
+
+describe('a pull cancelled while it waits for the job folder lock', () => {
+  test('changes nothing on the host (control: the same pull, not cancelled, deletes and fetches)', async () => {
+    const w = world()
+    mkdirSync(`${w.vm}/ws`, { recursive: true })
+    writeFileSync(`${w.vm}/ws/a`, 'a')
+    await pull(w.target(), ROOTS)
+    expect(readFileSync(`${w.host}/ws/a`, 'utf8')).toBe('a')
+    rmSync(`${w.vm}/ws/a`)
+    writeFileSync(`${w.vm}/ws/c`, 'c')
+    // The pull's budget is counted under the base's lock: held here, as by another pull.
+    const lock = `${w.top}/local/base.json.lock`
+    mkdirSync(lock)
+    const ac = new AbortController()
+    const pulling = pull(w.target({ signal: ac.signal }), ROOTS)
+    pulling.catch(() => undefined)
+    expect(await settlesWithin(pulling, 1_500)).toBe(false) // listed, and waiting for the lock
+    ac.abort('SIGINT')
+    rmdirSync(lock)
+    await expect(pulling).rejects.toThrow(/cancelled by SIGINT/)
+    expect(readFileSync(`${w.host}/ws/a`, 'utf8')).toBe('a')
+    expect(existsSync(`${w.host}/ws/c`)).toBe(false)
+    await pull(w.target(), ROOTS)
+    expect([existsSync(`${w.host}/ws/a`), readFileSync(`${w.host}/ws/c`, 'utf8')]).toEqual([false, 'c'])
   })
 })

@@ -176,11 +176,15 @@ describe('pull: the runner file-command files must be regular files', () => {
     // The runner would read GITHUB_ENV at _temp/_runner_file_commands/set_env_1 on the host.
     expect(existsSync(`${w.host}/_temp`)).toBe(false)
     expect(existsSync(`${w.host}/ws`)).toBe(false)
-    // control: with _temp a real folder again the same pull copies (the inside link in ws too)
+    // control: with _temp a real folder again the same pull copies, a link inside ws too; the link
+    // to another repository's folder is not made (symlinkEscapes: only the job's own folders)
+    symlinkSync('_runner_file_commands', `${w.vm}/ws/t/inside`)
     execFileSync('rm', ['-f', `${w.vm}/_temp`])
     mkdirSync(`${w.vm}/_temp`)
     await pull(w.target(), ROOTS)
-    expect(readlinkSync(`${w.host}/ws/t/_runner_file_commands/set_env_1`)).toBe('../../../other/secret.txt')
+    expect(readlinkSync(`${w.host}/ws/t/inside`)).toBe('_runner_file_commands')
+    expect(lstatSync(`${w.host}/ws/t/_runner_file_commands`).isDirectory()).toBe(true)
+    expect(existsSync(`${w.host}/ws/t/_runner_file_commands/set_env_1`)).toBe(false)
   })
 })
 

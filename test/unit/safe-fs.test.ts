@@ -123,6 +123,23 @@ describe('makeSymlink', () => {
     expect(symlinkEscapes(rel, target)).toBe(escapes)
   })
 
+  const tops = new Set(['repo', '_temp', '_actions'])
+  it.each([
+    ['repo/repo/l', 'x', false],
+    ['repo/repo/l', '../../_temp/f', false],
+    ['repo/repo/l', '../../_actions/a/b', false],
+    ['_temp/l', '../repo/repo', false],
+    ['repo/repo/l', '../../other/other/.env', true], // another repository's folder
+    ['repo/repo/l', '../..', true], // _work itself: every folder in it
+    ['repo/repo/l', '../../_tool/x', true],
+    ['_temp/l', '..', true],
+    ['repo/repo/l', '../../../x', true]
+  ])('with top-level folders repo, _temp, _actions: %s -> %j escapes: %s', (rel, target, escapes) => {
+    expect(symlinkEscapes(rel, target, tops)).toBe(escapes)
+    // control: without them only leaving the root counts
+    if (escapes && !target.startsWith('../../../') && target !== '..') expect(symlinkEscapes(rel, target)).toBe(false)
+  })
+
   it('creates links that stay inside, refuses the others (nothing created)', () => {
     const { root } = setup()
     expect(makeSymlink(root, 'a/l', '../b')).toBe(true)
