@@ -48,7 +48,7 @@ export class KnownFolders {
     const todo = [top]
     for (let rel = todo.pop(); rel !== undefined; rel = todo.pop()) {
       const kids = this.children.get(rel)
-      if (kids) todo.push(...kids)
+      if (kids) for (const k of kids) todo.push(k) // not a spread: a folder may hold 100,000
       this.children.delete(rel)
       const ino = this.ino.get(rel)!
       this.ino.delete(rel)

@@ -492,7 +492,7 @@ async function receive(
         fs.removeUnder(e.name)
         got.dropped.add(e.name)
         t.warn?.(
-          `not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or leaves the work folder`
+          `not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or points outside the folders synced back (the repository's folder, _temp)`
         )
       }
     },
@@ -612,9 +612,10 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
   if (t.signal?.aborted) throw Cancelled.by(t.signal)
   let bytes = 0
   // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
-  // Links from the VM point into the synced folders or the job's actions, never at another
-  // repository's folder beside them in _work.
-  const fs = new SafeTree(t.hostWork, new Set([...roots, '_actions']))
+  // Links from the VM point into the synced folders, never at another repository's folder beside
+  // them in _work. Not into _actions either: the runner unpacks the job's actions there with their
+  // own symlinks, which may lead anywhere (a link's target is judged by its text alone).
+  const fs = new SafeTree(t.hostWork, new Set(roots))
   for (const p of del) fs.removeUnder(p)
   const remove = removedByDeletions(base, del)
   const got: Received = { set: new Map(), dropped: new Set() }

@@ -3,9 +3,10 @@
 // artifacts, the next pull-back) read or write outside the job's area; a symlink planted in one step
 // must never redirect a later write; hardlinks must not arrive as links. `_work` also holds other
 // repositories' folders, which a link would open to the runner's reads (hashFiles of a secret file
-// there is an oracle for its content). Defense: only symlinks that stay inside the job's own folders
-// of `_work` (its repository folder, `_temp`, `_actions`) are created; parents are resolved without
-// following symlinks.
+// there is an oracle for its content). `_actions` holds what the runner unpacked from the job's
+// actions, symlinks included, which may lead anywhere: a link into it is judged by its text only.
+// Defense: only symlinks that stay inside the folders synced back (the repository's folder and
+// `_temp`) are created; parents are resolved without following symlinks.
 import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { errors, HostileJob, MODES, remoteStat } from './harness'
@@ -24,32 +25,34 @@ describe.each(MODES)('links from the VM (%s)', (mode) => {
         'ln -s ../../_temp/x/../../.. sneaky\n' +
         'ln -s ../../other/other/.env other\n' + // another repository's folder in _work
         'ln -s ../.. work\n' + // _work itself, and so every folder in it
-        'ln -s ../../_actions inside\n' + // the job's own folders: allowed
-        'ln -s ../../_temp/x tmp\n' +
+        'ln -s ../../_actions/a/esc/.env actions\n' + // through a link an action brought, anywhere
+        'ln -s ../../_temp/x tmp\n' + // the folders synced back: allowed
+        'ln -s ../repo/x inside\n' +
         'echo data > plain.txt\n'
     )
     const ws = job.runner.workspace
     // Positive control: the VM has every one of them.
-    for (const n of ['up', 'abs', 'creds', 'sneaky', 'other', 'work', 'inside', 'tmp'])
+    for (const n of ['up', 'abs', 'creds', 'sneaky', 'other', 'work', 'actions', 'tmp', 'inside'])
       expect(remoteStat(`${job.remoteWork}/repo/repo/${n}`)?.kind).toBe('symlink')
 
     expect(errors(r)).toEqual([])
     expect(r.code).toBe(0)
-    for (const n of ['up', 'abs', 'creds', 'sneaky', 'other', 'work']) expect(existsSync(join(ws, n)) || isLink(join(ws, n))).toBe(false)
-    expect(readlinkSync(join(ws, 'inside'))).toBe('../../_actions')
+    for (const n of ['up', 'abs', 'creds', 'sneaky', 'other', 'work', 'actions'])
+      expect(existsSync(join(ws, n)) || isLink(join(ws, n))).toBe(false)
     expect(readlinkSync(join(ws, 'tmp'))).toBe('../../_temp/x')
+    expect(readlinkSync(join(ws, 'inside'))).toBe('../repo/x')
     expect(readFileSync(join(ws, 'plain.txt'), 'utf8')).toBe('data\n')
     expect(job.canaries.changes()).toEqual([])
   })
 
   test('a symlink planted in one step does not redirect a later write', async () => {
-    const first = await job.step('cd /__w/repo/repo && ln -s ../../_actions redirect\n')
+    const first = await job.step('cd /__w/repo/repo && ln -s ../../_temp redirect\n')
     expect(first.r.code).toBe(0)
-    expect(readlinkSync(join(job.runner.workspace, 'redirect'))).toBe('../../_actions')
+    expect(readlinkSync(join(job.runner.workspace, 'redirect'))).toBe('../../_temp')
     const { r } = await job.step('cd /__w/repo/repo && rm redirect && mkdir redirect && echo planted > redirect/evil.txt\n')
     expect(remoteStat(`${job.remoteWork}/repo/repo/redirect`)?.kind).toBe('dir')
     expect(r.code).toBe(0)
-    expect(existsSync(join(job.runner.work, '_actions', 'evil.txt'))).toBe(false)
+    expect(existsSync(join(job.runner.work, '_temp', 'evil.txt'))).toBe(false)
     expect(lstatSync(join(job.runner.workspace, 'redirect')).isDirectory()).toBe(true)
     expect(readFileSync(join(job.runner.workspace, 'redirect', 'evil.txt'), 'utf8')).toBe('planted\n')
   })

@@ -61,6 +61,9 @@ export function planJobs(n: number, r: Rng): JobPlan[] {
   rest.slice(0, hookKills).forEach((p, i) => {
     p.chaos = 'kill-hook'
     p.phase = phases[i % phases.length]
+    // The strike is timed by the phase's typical length: a step of this job's own that is as long
+    // as any makes it land mid-command, not after (a run whose hook kills all came after failed).
+    if (p.phase.startsWith('step')) p.stepMs = 900
   })
   for (const p of rest.slice(hookKills, hookKills + Math.max(2, quota(0.1)))) {
     p.chaos = 'kill-agent'
