@@ -15,21 +15,29 @@ export function newStepMarker(): string {
 }
 
 // $1 = NAME=value to look for, $2 = grace in tenths of a second. Prints nothing; exits 0.
-const SH = `m=$1; n=$2
+// The grace is counted in time (hundredths since boot from /proc/uptime, read without a fork), not
+// in turns: on a loaded VM each turn's forks stretched a 2 s grace past the runner's SIGTERM. Where
+// /proc/uptime cannot be read, turns are counted as before.
+export const STOP_SH = `m=$1; n=$2
 printf 'x=1\\0' | grep -qzxF -e x=1 2>/dev/null || exit 127
 hit() { for p in /proc/[0-9]*; do q=\${p#/proc/}; [ "$q" = "$$" ] && continue; grep -qzxsF -e "$m" "$p/environ" 2>/dev/null && echo "$q"; done; }
+now() { u=; read u _ </proc/uptime 2>/dev/null; u=\${u%%.*}\${u#*.}; u=\${u#\${u%%[1-9]*}}; }
 ps=$(hit); [ -n "$ps" ] || exit 0
 kill -TERM $ps 2>/dev/null
-i=0; while [ "$i" -lt "$n" ]; do sleep 0.1; ps=$(hit); [ -n "$ps" ] || exit 0; i=$((i+1)); done
+now; end=\${u:+$((u + n * 10))}; i=0
+while :; do
+  if [ -n "$end" ]; then now; [ "\${u:-0}" -lt "$end" ] || break; else [ "$i" -lt "$n" ] || break; i=$((i+1)); fi
+  sleep 0.1; ps=$(hit); [ -n "$ps" ] || exit 0
+done
 for i in 1 2 3 4 5; do ps=$(hit); [ -n "$ps" ] || exit 0; kill -KILL $ps 2>/dev/null; sleep 0.1; done
 exit 0`
 
-// The same in node, for images without sh or grep. argv: marker record, grace in tenths.
+// The same in node, for images without sh or grep. argv: marker record, grace in tenths (counted in time).
 const JS = `const fs=require('fs');const want=Buffer.from('\\0'+process.argv[1]+'\\0');const n=+process.argv[2];
 const hit=()=>fs.readdirSync('/proc').filter((p)=>/^\\d+$/.test(p)&&+p!==process.pid).filter((p)=>{try{return Buffer.concat([Buffer.from([0]),fs.readFileSync('/proc/'+p+'/environ')]).includes(want)}catch{return false}}).map(Number);
 const kill=(ps,s)=>ps.forEach((p)=>{try{process.kill(p,s)}catch{}});
 const wait=(ms)=>new Promise((r)=>setTimeout(r,ms));
-(async()=>{kill(hit(),'SIGTERM');for(let i=0;i<n;i++){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}})()`
+(async()=>{kill(hit(),'SIGTERM');const end=Date.now()+n*100;while(Date.now()<end){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}})()`
 
 /** Node binaries the runner's externals may hold, mounted at /__e in the job container. */
 const EXTERNAL_NODES = ['/__e/node20/bin/node', '/__e/node24/bin/node', '/__e/node20_alpine/bin/node', '/__e/node16/bin/node']
@@ -71,7 +79,7 @@ export async function stopMarked(engine: Engine, container: string, marker: stri
   const tenths = String(Math.max(0, Math.round(graceMs / 100)))
   const record = `${STEP_MARKER}=${marker}`
   const limit = graceMs + 5000
-  const code = await runAsRoot(engine, container, ['sh', '-c', SH, 'sh', record, tenths], limit)
+  const code = await runAsRoot(engine, container, ['sh', '-c', STOP_SH, 'sh', record, tenths], limit)
   if (code === 0) return
   // No usable shell or grep in the image (exec failed to start, or 126/127): try the runner's node.
   for (const node of EXTERNAL_NODES) {
