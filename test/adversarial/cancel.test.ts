@@ -60,7 +60,7 @@ function parentName(line: string): string {
   }
 }
 
-/** SIGINT, SIGTERM 7.5 s later like the runner; resolves when no process matches needle, or after 5 s. */
+/** SIGINT, SIGTERM 7.5 s later like the runner; resolves when no process matches needle, or after 7.5 s. */
 async function cancelAndWatch(
   child: ChildProcess,
   done: Promise<{ code: number | null }>,
@@ -69,7 +69,7 @@ async function cancelAndWatch(
   const t0 = Date.now()
   child.kill('SIGINT')
   const term = setTimeout(() => child.kill('SIGTERM'), 7500)
-  const gone = await waitUntil(() => live(needle).length === 0, 5000)
+  const gone = await waitUntil(() => live(needle).length === 0, 7500)
   const goneMs = gone ? Date.now() - t0 : null
   const exited = await settlesWithin(done, 8000)
   clearTimeout(term)

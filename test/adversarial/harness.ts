@@ -98,7 +98,7 @@ export class HostileJob {
     // Positive control: an agent was there to kill (else 'agent-gone' would quietly be 'agent'), and it is gone.
     expect(pids.length).toBeGreaterThan(0)
     for (const pid of pids) process.kill(pid, 'SIGKILL')
-    expect(await waitUntil(() => !scanCmdlines(needle).some((p) => p.cmdline.includes('__agent')), 1000, 20)).toBe(true)
+    expect(await waitUntil(() => !scanCmdlines(needle).some((p) => p.cmdline.includes('__agent')), 10_000, 20)).toBe(true)
     return pids.length
   }
 

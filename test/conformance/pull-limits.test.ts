@@ -59,7 +59,7 @@ test('a hung pull fails prepare_job after images.pullTimeoutSeconds, naming the 
   expect(await leftovers(runner)).toEqual(NOTHING)
 })
 
-test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
+test("a cancel during a hung pull ends prepare_job within 7.5 s (before the runner's SIGTERM)", async () => {
   const runner = newRunner(600)
   const before = connections
   const image = `127.0.0.1:${port}/hung/other:1`
@@ -75,11 +75,11 @@ test('a cancel during a hung pull ends prepare_job within 5 s', async () => {
   expect(scanCmdlines(`pull\0${image}\0`).length).toBeGreaterThan(0)
   const t0 = Date.now()
   child.kill('SIGINT')
-  const exited = await settlesWithin(done, 5000)
+  const exited = await settlesWithin(done, 7500)
   if (!exited) child.kill('SIGKILL')
   const r = await done
   expect(exited).toBe(true)
-  expect(Date.now() - t0).toBeLessThan(5000)
+  expect(Date.now() - t0).toBeLessThan(7500)
   expect(r.code).toBe(130)
   // the docker CLI's pull on the VM stopped too (dockerd itself keeps its connection to a hung
   // registry whatever the client does, so that is not checked)

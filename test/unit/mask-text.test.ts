@@ -90,10 +90,10 @@ describe('SecretSet', () => {
       expect(set.mask(text).slice(0, 20)).toBe('***')
       return performance.now() - t
     }
-    // Same run, same text, the fastest of three: work proportional to text × secret would make the long one ~24 times slower.
-    const fastest = (set: SecretSet): number => Math.min(ms(set), ms(set), ms(set))
+    // Same run, same text, the fastest of five: work proportional to text × secret would make the long one ~24 times slower.
+    const fastest = (set: SecretSet): number => Math.min(...[1, 2, 3, 4, 5].map(() => ms(set)))
     const [s, l] = [fastest(short), fastest(long)]
-    expect(l / Math.max(s, 1)).toBeLessThan(4)
+    expect(l / Math.max(s, 1)).toBeLessThan(8)
     // its base64 form in base64 like it, and the control: one short of the secret is left alone
     expect(long.mask(Buffer.from('a'.repeat(750_000)).toString('base64')).slice(0, 20)).toBe('***')
     expect(long.mask(`x${'a'.repeat(47_999)}x`) === `x${'a'.repeat(47_999)}x`).toBe(true)

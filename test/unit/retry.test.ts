@@ -92,13 +92,13 @@ describe('retry', () => {
       await new Promise((r) => setTimeout(r, 20))
       throw new Error(`slow fail ${++n}`)
     })
-    const err = (await retry(fn, { attempts: 1000, minDelayMs: 1, maxDelayMs: 2, deadlineMs: 150 }).catch((e: unknown) => e)) as Error
+    const err = (await retry(fn, { attempts: 1000, minDelayMs: 1, maxDelayMs: 2, deadlineMs: 1000 }).catch((e: unknown) => e)) as Error
     const elapsed = Date.now() - started
     expect(err.message).toBe(`slow fail ${n}`)
     expect(fn.mock.calls.length).toBeGreaterThanOrEqual(2)
-    expect(fn.mock.calls.length).toBeLessThan(20)
-    expect(elapsed).toBeGreaterThanOrEqual(150)
-    expect(elapsed).toBeLessThan(1500)
+    expect(fn.mock.calls.length).toBeLessThan(100)
+    expect(elapsed).toBeGreaterThanOrEqual(1000)
+    expect(elapsed).toBeLessThan(5000)
   })
 
   it('does not call fn when the signal is already aborted, and rejects with its reason', async () => {

@@ -94,7 +94,7 @@ test('a server that stops answering is lost at the bound', async () => {
   stall(false)
   expect(lost).not.toBeNull()
   expect(lost!).toBeGreaterThanOrEqual(2_500)
-  expect(lost!).toBeLessThan(5_000)
+  expect(lost!).toBeLessThan(8_000) // from before the handshake: a loaded machine's login may take seconds
 }, 20_000)
 
 test('a server silent for less than the bound, then answering again, keeps the connection', async () => {
