@@ -41,7 +41,7 @@ describe('InFlight', () => {
     f.track(new Promise<void>((r) => (finish = r))).catch(() => undefined)
     const t0 = Date.now()
     await f.settle(100)
-    expect(Date.now() - t0).toBeLessThan(1000)
+    expect(Date.now() - t0).toBeLessThan(5000) // a settle that ignored its limit would wait for ever
     finish()
   })
 
@@ -51,7 +51,7 @@ describe('InFlight', () => {
     f.track(Promise.reject(new Error('x'))).catch(() => undefined)
     const t0 = Date.now()
     await f.settle(10_000)
-    expect(Date.now() - t0).toBeLessThan(500)
+    expect(Date.now() - t0).toBeLessThan(5000) // at once, not the 10 s limit
   })
   test('settle also waits for work that landing work started (a create once its network exists)', async () => {
     const ac = new AbortController()

@@ -12,6 +12,8 @@ import { cleanupTempDirs } from './_helpers'
 import { UNIT_EC2, unitHookContext } from './_hook-context'
 
 let acquireMs = 0
+/** Set: the stand-in takes its time until this says a beat has landed (not a fixed time a loaded machine could outlast). */
+let mockUntilBeat: (() => Promise<boolean>) | null = null
 jest.mock('../../src/providers/factory', () => ({
   ...jest.requireActual('../../src/providers/factory'),
   providerFor: () => ({
@@ -20,13 +22,17 @@ jest.mock('../../src/providers/factory', () => ({
     describe: () => 'the instance',
     acquire: async (_job: unknown, env: ProviderEnv) => {
       await env.fleet.reserve({ instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 })
-      await new Promise((r) => setTimeout(r, acquireMs))
+      if (mockUntilBeat) {
+        const until = Date.now() + 10_000
+        while (!(await mockUntilBeat()) && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+      } else await new Promise((r) => setTimeout(r, acquireMs))
       throw new Error('no instance came up')
     }
   })
 }))
 
 afterAll(cleanupTempDirs)
+afterEach(() => (mockUntilBeat = null))
 
 function context(beatMs: number): HookContext {
   const ctx = unitHookContext({ provider: UNIT_EC2 })
@@ -57,8 +63,8 @@ const commands = {
 
 describe.each(Object.entries(commands))('%s', (_name, run) => {
   test('beats its reservation while the machine takes its time', async () => {
-    acquireMs = 400
     const ctx = context(50)
+    mockUntilBeat = async () => (await heartbeatOf(ctx)).heartbeatAt !== undefined
     await expect(run(ctx)).rejects.toThrow('no instance came up')
     const r = await heartbeatOf(ctx)
     expect(r.reservations).toBe(1)
@@ -75,8 +81,8 @@ describe.each(Object.entries(commands))('%s', (_name, run) => {
   })
 
   test('the beats stop when the command ends', async () => {
-    acquireMs = 200
     const ctx = context(50)
+    mockUntilBeat = async () => (await heartbeatOf(ctx)).heartbeatAt !== undefined
     await expect(run(ctx)).rejects.toThrow('no instance came up')
     const at = (await heartbeatOf(ctx)).heartbeatAt
     // It beat while it ran: otherwise "no later beat" below would hold with no beats at all.
