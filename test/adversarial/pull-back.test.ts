@@ -59,4 +59,29 @@ describe('pull-back from a hostile step', () => {
     expect(r2.code).toBe(0)
     expect(r2.stdout).toContain('../../..\n/etc')
   })
+
+  // A step that deletes one file in each of many folders it keeps: the pull once compared every
+  // deletion with every entry of the sync base, and each removal with every folder it had checked
+  // (work growing with the square of the tree, in the job's agent, which reads no cancel meanwhile).
+  test('a file deleted in each of 50,000 folders comes back as deleted, in time linear in the tree', async () => {
+    const n = 50_000
+    const made = await runner.call(
+      'run_script_step',
+      runner.scriptStep(`mkdir many && cd many && seq -f d%g 1 ${n} | xargs mkdir && for d in d*; do : > $d/f; : > $d/keep; done\n`).args
+    )
+    expect({ code: made.code, errors: errorLines(made) }).toEqual({ code: 0, errors: [] })
+    // positive control: the host has every file the next step deletes
+    expect(existsSync(join(runner.workspace, 'many', `d${n}`, 'f'))).toBe(true)
+    const t0 = Date.now()
+    const r = await runner.call('run_script_step', runner.scriptStep('cd many && rm d*/f && ls d1\n').args)
+    const ms = Date.now() - t0
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    expect(r.stdout).toContain('keep') // the VM kept the folders
+    expect([1, 7_777, n].map((i) => existsSync(join(runner.workspace, 'many', `d${i}`, 'f')))).toEqual([false, false, false])
+    expect(existsSync(join(runner.workspace, 'many', `d${n}`, 'keep'))).toBe(true)
+    if (process.env.RCH_TEST_VERBOSE) console.log(`deleting ${n} files in ${n} folders: ${ms} ms`)
+    // A bound, not a target, between the linear work and the old one (the same step took seconds
+    // against most of a minute here).
+    expect(ms).toBeLessThan(25_000)
+  }, 240_000)
 })
