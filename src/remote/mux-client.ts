@@ -1,11 +1,12 @@
 // A Remote that talks to the job's agent instead of opening its own SSH connection.
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { PassThrough, Writable, type Duplex } from 'node:stream'
 import { TransportError } from '../errors'
+import { settlesWithin } from '../retry'
 import { F, frame, FrameReader, isStreamFrame, pausingWriter, whenDrained, writeFrame } from './mux-frames'
 import type { ExecChannel, ExitStatus, Remote } from './remote'
 
-function dial(socketPath: string, header: object): Promise<import('node:net').Socket> {
+function dial(socketPath: string, header: object): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath)
     sock.once('connect', () => {
@@ -19,6 +20,15 @@ function dial(socketPath: string, header: object): Promise<import('node:net').So
 /** How long a shutdown waits for the agent to close its socket (it closes its SSH connection first). */
 const SHUTDOWN_WAIT_MS = 10_000
 
+/** Whether the agent closed `sock` (its answer complete) within `limitMs`; one it did not close in time is destroyed. */
+async function closedWithin(sock: Socket, limitMs: number): Promise<boolean> {
+  const closed = new Promise<void>((r) => sock.once('close', () => r()))
+  if (!Number.isFinite(limitMs)) return closed.then(() => true)
+  if (await settlesWithin(closed, limitMs)) return true
+  sock.destroy()
+  return false
+}
+
 export class MuxRemote implements Remote {
   constructor(readonly socketPath: string) {}
 
@@ -30,21 +40,11 @@ export class MuxRemote implements Remote {
   static async ping(socketPath: string, limitMs = Infinity): Promise<boolean> {
     try {
       const sock = await dial(socketPath, { op: 'ping' })
-      return await new Promise<boolean>((res) => {
-        let got = ''
-        const t = Number.isFinite(limitMs)
-          ? setTimeout(() => {
-              res(false)
-              sock.destroy()
-            }, limitMs)
-          : null
-        sock.on('data', (c) => (got += c.toString()))
-        sock.on('close', () => {
-          if (t) clearTimeout(t)
-          res(got.startsWith('pong'))
-        })
-        sock.on('error', () => res(false))
-      })
+      let got = ''
+      let failed = false
+      sock.on('data', (c) => (got += c.toString()))
+      sock.on('error', () => (failed = true))
+      return (await closedWithin(sock, limitMs)) && !failed && got.startsWith('pong')
     } catch {
       return false
     }
@@ -57,17 +57,8 @@ export class MuxRemote implements Remote {
   static async shutdown(socketPath: string, limitMs = SHUTDOWN_WAIT_MS): Promise<void> {
     try {
       const sock = await dial(socketPath, { op: 'shutdown' })
-      await new Promise<void>((res) => {
-        const t = setTimeout(() => {
-          res()
-          sock.destroy()
-        }, limitMs)
-        sock.on('close', () => {
-          clearTimeout(t)
-          res()
-        })
-        sock.on('error', () => res())
-      })
+      sock.on('error', () => undefined) // 'close' follows
+      await closedWithin(sock, limitMs)
     } catch {
       // not running: nothing to stop
     }
