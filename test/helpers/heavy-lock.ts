@@ -65,10 +65,10 @@ export async function holdHeavy(timeoutMs: number): Promise<() => void> {
 
 /**
  * A heavy file's turn: the lock, then a moto of its own, where its many EC2 calls do not hold up
- * other files' (ec2-env.ts). `end` stops that moto and always gives the lock back, so a failed
- * file never keeps the other heavy file waiting.
+ * other files' (ec2-env.ts; loadMoto() in the file names it). The returned end stops that moto and
+ * always gives the lock back, so a failed file never keeps the other heavy file waiting.
  */
-export async function heavyTurn(timeoutMs: number): Promise<{ moto: OwnMoto; end: () => Promise<void> }> {
+export async function heavyTurn(timeoutMs: number): Promise<() => Promise<void>> {
   const giveBack = await holdHeavy(timeoutMs)
   let moto: OwnMoto
   try {
@@ -77,14 +77,11 @@ export async function heavyTurn(timeoutMs: number): Promise<{ moto: OwnMoto; end
     giveBack()
     throw e
   }
-  return {
-    moto,
-    end: async () => {
-      try {
-        await moto.stop()
-      } finally {
-        giveBack()
-      }
+  return async () => {
+    try {
+      await moto.stop()
+    } finally {
+      giveBack()
     }
   }
 }

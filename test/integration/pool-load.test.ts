@@ -120,7 +120,7 @@ const niceness = os.getPriority()
 beforeAll(async () => {
   // never beside the chaos soak (test/helpers/heavy-lock.ts), and its 50 jobs' calls on a moto of
   // its own, where they do not hold up other files'
-  endTurn = (await heavyTurn(600_000)).end
+  endTurn = await heavyTurn(600_000)
   os.setPriority(Math.min(19, niceness + 5))
 }, 650_000)
 afterAll(async () => {

@@ -19,7 +19,7 @@ let endTurn: (() => Promise<void>) | undefined
 // never beside the pool load test (test/helpers/heavy-lock.ts), and its EC2 jobs' calls on a moto
 // of its own, where they do not hold up other files' (ec2-env.ts); apart from the soak's own limit
 beforeAll(async () => {
-  endTurn = (await heavyTurn(600_000)).end
+  endTurn = await heavyTurn(600_000)
 }, 640_000)
 
 beforeAll(async () => {
