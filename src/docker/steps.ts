@@ -11,7 +11,6 @@ import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
 import { asMount, bindOf, mountBody, type MountSpec } from './mounts'
 import { outputStreaming } from '../gc-policy'
-import { monoMs } from '../mono-clock'
 
 export interface ExecSpec {
   container: string
@@ -31,17 +30,15 @@ function envList(env: Record<string, string>): string[] {
 }
 
 /**
- * The exit code of an exec whose output has ended. Docker may take a moment to record it, and the
- * output can end long before the process does: a step that sends its output to a file (`exec >f
- * 2>&1`) closes the stream and may run for hours. So it is asked for as long as the process runs,
- * less often as time goes on; only a cancel (or a failed call) ends the wait. `outlived`: the exit
- * came over OUTLIVED_MS after the output's end, so the process may have written files after the
- * pull-back (started when the output ended) looked. Docker records a plain exit a moment after
- * the stream's end, so a first answer of "running" alone is no sign of it.
+ * The exit code of an exec whose output has ended. Docker records a plain exit a moment after the
+ * stream's end, and the output can end long before the process does: a step that sends its output
+ * to a file (`exec >f 2>&1`) closes the stream and may run for hours. So it is asked for as long as
+ * the process runs, quickly at first and less often as time goes on; only a cancel (or a failed
+ * call) ends the wait. The pull-back starts only once this has answered, so it sees what the
+ * process wrote up to its exit.
  */
-async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<Exit> {
-  const outputEnded = monoMs()
-  const code = await waitUntil(
+async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<number> {
+  return waitUntil(
     async () => {
       const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
         'GET',
@@ -53,24 +50,15 @@ async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): 
     },
     {
       attempts: Infinity,
-      minDelayMs: 20,
-      factor: 1.2,
+      // The pull-back waits on the answer: ask again soon when docker has not recorded the exit yet.
+      minDelayMs: 5,
+      factor: 1.5,
       maxDelayMs: 2_000,
       jitter: false,
       signal,
       onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
     }
   )
-  return monoMs() - outputEnded > OUTLIVED_MS ? { code, outlived: true } : { code }
-}
-
-/** An exit this long after the output's end is a process that ran on, not docker's delay in recording it. */
-const OUTLIVED_MS = 1_000
-
-/** How a step's process ended; `outlived`: it ran on after its output ended (see exitOfExec). */
-interface Exit {
-  code: number
-  outlived?: true
 }
 
 /** Creates the exec without starting it, so it can overlap with the sync before the step. */
@@ -99,16 +87,14 @@ export async function execStep(
   out: Output,
   signal: AbortSignal,
   graceMs: number,
-  created?: Promise<string>,
-  /** Called when the output has ended (not on cancel): lets the caller start work that overlaps the exit-status call. */
-  onOutputEnded?: () => void
+  created?: Promise<string>
 ): Promise<StepEnd> {
   const id = await (created ?? createExec(engine, spec))
   if (signal.aborted) return { exitCode: 130, cancelled: true }
   const { ended, close } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
   // A cancel whose stops all failed (the VM's docker, steerable by the job, keeps the stream open):
   // the stream is cut, so the step ends as cancelled instead of waiting for ever.
-  return follow({ ended, exitCode: () => exitOfExec(engine, id, signal) }, engine, spec, signal, graceMs, onOutputEnded, close)
+  return follow({ ended, exitCode: () => exitOfExec(engine, id, signal) }, engine, spec, signal, graceMs, close)
 }
 
 /**
@@ -123,8 +109,7 @@ export async function shellStep(
   spec: ExecSpec,
   out: Output,
   signal: AbortSignal,
-  graceMs: number,
-  onOutputEnded?: () => void
+  graceMs: number
 ): Promise<StepEnd> {
   if (signal.aborted) {
     shell.release()
@@ -132,7 +117,7 @@ export async function shellStep(
   }
   const marker = markerOf(spec)
   try {
-    const res = await follow(shell.run({ ...spec, marker }, out), engine, spec, signal, graceMs, onOutputEnded, () =>
+    const res = await follow(shell.run({ ...spec, marker }, out), engine, spec, signal, graceMs, () =>
       shell.close('the step shell did not answer the cancel')
     )
     if (res.cancelled) shell.close()
@@ -143,21 +128,19 @@ export async function shellStep(
   }
 }
 
-/** How a step ended; `outlived`: its process ran on after its output ended (a pull-back begun then may have missed files). */
+/** How a step ended: on the exec paths, once its process has exited. */
 export interface StepEnd {
   exitCode: number
   cancelled: boolean
-  outlived?: true
 }
 
 /** A started step to its end: its output complete, then its exit status; a cancel stops its processes. */
 async function follow(
-  started: { ended: Promise<void>; exitCode: () => Promise<number | Exit> },
+  started: { ended: Promise<void>; exitCode: () => Promise<number> },
   engine: Engine,
   spec: ExecSpec,
   signal: AbortSignal,
   graceMs: number,
-  onOutputEnded?: () => void,
   /** A cancel whose stop passes all failed to end the output: the step's source is to be cut off. */
   onStuck?: () => void
 ): Promise<StepEnd> {
@@ -193,10 +176,8 @@ async function follow(
   }
   if (stopping.done) await stopping.done
   if (cancelled) return { exitCode: 130, cancelled }
-  onOutputEnded?.()
   try {
-    const e = await started.exitCode()
-    return typeof e === 'number' ? { exitCode: e, cancelled } : { exitCode: e.code, cancelled, ...(e.outlived ? { outlived: true } : {}) }
+    return { exitCode: await started.exitCode(), cancelled }
   } catch (e) {
     // A cancel while the process outlives its output: stopped as above.
     if (!signal.aborted) throw e

@@ -19,7 +19,6 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   const t0 = Date.now()
   const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
   const tConnect = Date.now()
-  let pulling: ReturnType<typeof pull> | null = null
   let viaShell: WarmShell | null = null
   try {
     const target = syncTarget(ctx, state, remote)
@@ -45,32 +44,21 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     const up = await betweenSteps.push(target, PUSH_ROOTS)
     if (up.bytes > 1048576)
       ctx.log.progress(`synced ${up.files} files / ${mb(up.bytes)} MB to the remote in ${(up.ms / 1000).toFixed(1)} s`)
-    // The pull-back starts as soon as the output ends, alongside the call for the exit status.
-    let tExec = 0
-    const startPull = (): void => {
-      tExec = Date.now()
-      pulling = pull(target, state.pullRoots)
-      pulling.catch(() => undefined)
-    }
     const out = outputTo(ctx.stdout, ctx.stderr)
     const graceMs = ctx.config.timeouts.cancelGraceSeconds * 1000
     // A shell that died during the push (a process an earlier step left behind): this step by exec.
     const usedShell = viaShell?.alive ? viaShell : null
     if (viaShell && !usedShell) ctx.log.debug('the step shell ended before the step started: step by docker exec')
     const res = usedShell
-      ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs, startPull)
-      : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec), startPull)
+      ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs)
+      : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec))
     if (res.cancelled) throw Cancelled.by(ctx.signal)
     // The next step finds the shell running (started now, after this step's exec).
     if (warm && !usedShell) jobShell.after(engine, spec.container)
-    if (!pulling) startPull()
-    let down = await pulling!
-    // The process ran on after its output ended (exec >file): what it wrote since the pull looked comes back too.
-    if (res.outlived) {
-      ctx.log.debug("the step's process ran on after its output ended: pulled again after its exit")
-      pulling = pull(target, state.pullRoots)
-      down = await pulling
-    }
+    // After the step's exit, not its output's end: a process that closed its output early
+    // (`exec >log 2>&1; …`) may write files up to its exit.
+    const tExec = Date.now()
+    const down = await pull(target, state.pullRoots)
     ctx.log.debug(
       `timing: connect ${tConnect - t0} ms, push ${up.ms} ms, exec ${tExec - tConnect - up.ms} ms, pull ${down.ms} ms (listed ${down.listed}${down.why ? `: ${down.why}` : ''}); sync: up ${up.files} files ${up.bytes} B ${up.ms} ms, down ${down.files} files ${down.bytes} B ${down.deleted} deleted ${down.ms} ms; step by ${usedShell ? 'the step shell' : 'docker exec'}`
     )
@@ -88,8 +76,6 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     if (ctx.remote) betweenSteps.disarm()
     throw e
   } finally {
-    // A pull started before a failure still writes into _work: the step ends after it.
-    await (pulling as Promise<unknown> | null)?.catch(() => undefined)
     remote.close()
   }
 }

@@ -1,7 +1,9 @@
 // A step's output can end long before its process does: a step that sends its output to a file
 // (`exec >build.log 2>&1`) closes docker's stream and may run on for hours. The plain exec path
 // asks for the exit status for as long as docker says the process runs (it gave up after ~19 s,
-// failing the step as a lost connection); a cancel meanwhile stops the step's processes.
+// failing the step as a lost connection); a cancel meanwhile stops the step's processes. The step
+// ends only with the exit, so the pull-back after it sees what the process wrote until then
+// (unit/script-step-pull-after-exit.test.ts).
 import { execStep } from '../../src/docker/steps'
 import type { Engine, Output } from '../../src/docker/engine'
 import type { Remote } from '../../src/remote/remote'
@@ -50,18 +52,17 @@ test('a process that runs 10 minutes after its output ended: the step waits for 
   expect(engine.polls).toBeGreaterThan(50)
   await jest.advanceTimersByTimeAsync(2 * 60_000)
   await step
-  // Outlived: the pull-back begun when the output ended is made again after the exit (run-script-step.ts).
-  expect(res).toEqual({ exitCode: 3, cancelled: false, outlived: true })
+  expect(res).toEqual({ exitCode: 3, cancelled: false })
 })
 
-test('control: a process that has exited when its output ends is not said to have outlived it', async () => {
+test('a process that has exited when its output ends: one look', async () => {
   const engine = quietEngine(0)
   const res = await execStep({} as Remote, engine, SPEC, OUT, new AbortController().signal, 100)
   expect(res).toEqual({ exitCode: 3, cancelled: false })
   expect(engine.polls).toBe(1)
 })
 
-test("nor is one whose exit docker records a moment after the output's end (a few polls)", async () => {
+test("an exit docker records a moment after the output's end: a few looks, then its code", async () => {
   const engine = quietEngine(200)
   let res: unknown = null
   const step = execStep({} as Remote, engine, SPEC, OUT, new AbortController().signal, 100).then((r) => (res = r))
