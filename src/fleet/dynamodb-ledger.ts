@@ -16,7 +16,7 @@ import { retry, type Clock } from '../retry'
 import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
 import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
 import { attachTime, settlement, toMicro } from './money'
-import { checkJobUpdate } from './job-record'
+import { blankJob, checkJobUpdate } from './job-record'
 import { checkTimings } from './check-timings'
 import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from './ledger-table'
 
@@ -109,18 +109,7 @@ function toRecord(item: Record<string, AttributeValue>): LedgerRecord {
 }
 
 function toJob(item: Record<string, AttributeValue>): JobRecord {
-  const j: JobRecord = {
-    jobId: item[LEDGER_KEY].S!.slice(jobKey('').length),
-    repository: '',
-    workflow: '',
-    runId: '',
-    job: '',
-    runner: '',
-    runnerHost: '',
-    provider: '',
-    startedAt: Number(item.startedAt?.N ?? 0),
-    timings: {}
-  }
+  const j = blankJob(item[LEDGER_KEY].S!.slice(jobKey('').length), Number(item.startedAt?.N ?? 0))
   for (const k of JOB_FIELDS) if (item[k]?.S !== undefined) j[k] = item[k].S
   if (item.endedAt?.N !== undefined) j.endedAt = Number(item.endedAt.N)
   for (const [k, v] of Object.entries(item))

@@ -14,20 +14,14 @@ export function checkJobUpdate(u: JobUpdate): void {
     if (u[k] !== undefined && !Number.isFinite(u[k])) throw new HookError(`fleet ledger: job ${k} is not a time`)
 }
 
+/** A job's record with nothing known yet but its id and start. */
+export function blankJob(jobId: string, startedAt: number): JobRecord {
+  return { jobId, repository: '', workflow: '', runId: '', job: '', runner: '', runnerHost: '', provider: '', startedAt, timings: {} }
+}
+
 /** The record after `u`: named fields replace (but `lost`), timings merge; a job first seen in an update starts at `now`. */
 export function mergeJob(old: JobRecord | undefined, u: JobUpdate, now: number): JobRecord {
-  const base: JobRecord = old ?? {
-    jobId: u.jobId,
-    repository: '',
-    workflow: '',
-    runId: '',
-    job: '',
-    runner: '',
-    runnerHost: '',
-    provider: '',
-    startedAt: now,
-    timings: {}
-  }
+  const base: JobRecord = old ?? blankJob(u.jobId, now)
   const defined = Object.fromEntries(Object.entries(u).filter(([k, v]) => v !== undefined && k !== 'timings'))
   const merged = { ...base, ...defined, timings: { ...base.timings, ...(u.timings ?? {}) } }
   // The first cause of a lost machine stays: a later step's lookup must not move a job from one

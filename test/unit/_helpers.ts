@@ -103,6 +103,23 @@ export function staticJobState(workRoot: string, localDir: string): HookState {
   } as unknown as HookState
 }
 
+/** What run_script_step reads of a hook's context (no agent, no step shell, no early push), its output into this process's. */
+export function scriptStepCtx(): HookContext {
+  return {
+    config: {
+      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
+      sync: { excludeFromPullBack: [], limits: {}, deltaListing: false, earlyPush: false },
+      agent: { warmShell: false },
+      timeouts: { cancelGraceSeconds: 5 }
+    },
+    runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
+    log: { progress: () => undefined, debug: () => undefined },
+    signal: new AbortController().signal,
+    stdout: process.stdout,
+    stderr: process.stderr
+  } as unknown as HookContext
+}
+
 /** What starting the job's agent reads of a hook's context, with a private local root in a temp dir; `local` is the job's folder. */
 export function agentStartCtx(hookPath: string, nodePath = process.execPath): { ctx: HookContext; local: string } {
   const root = join(tempDir(), 'rch')

@@ -2,7 +2,7 @@
 // GITHUB_PATH entries (prependPath) in front of the container's PATH; without any, a PATH the
 // workflow's `env:` sets reaches the step as it is. Before, the hook always replaced it with the
 // container's PATH, so `env: PATH: …` was lost in every step of a job that never wrote GITHUB_PATH.
-import { staticJobState } from './_helpers'
+import { scriptStepCtx, staticJobState } from './_helpers'
 
 const envs: Record<string, string>[] = []
 jest.mock('../../src/session', () => ({
@@ -26,23 +26,10 @@ jest.mock('../../src/docker/steps', () => ({
 }))
 
 import { runScriptStep } from '../../src/handlers/run-script-step'
-import type { HookContext } from '../../src/context'
 import type { ScriptStepArgs } from '../../src/protocol'
 import type { HookState } from '../../src/state'
 
-const ctx = {
-  config: {
-    remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-    sync: { excludeFromPullBack: [], limits: {}, deltaListing: false, earlyPush: false },
-    agent: { warmShell: false },
-    timeouts: { cancelGraceSeconds: 5 }
-  },
-  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-  log: { progress: () => undefined, debug: () => undefined },
-  signal: new AbortController().signal,
-  stdout: process.stdout,
-  stderr: process.stderr
-} as unknown as HookContext
+const ctx = scriptStepCtx()
 
 const CONTAINER_PATH = '/usr/local/bin:/usr/bin:/bin'
 const state = {

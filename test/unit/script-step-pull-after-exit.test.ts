@@ -5,7 +5,7 @@
 // starts once docker reports the exit. The real handler and the real exec path run against an engine
 // whose stream ends 300 ms before its process writes the file and exits; the pull (a stand-in)
 // records what the VM held when it looked.
-import { staticJobState } from './_helpers'
+import { scriptStepCtx, staticJobState } from './_helpers'
 
 const EXIT_AFTER_MS = 300
 const vm = { written: false }
@@ -41,22 +41,9 @@ jest.mock('../../src/docker/engine', () => ({
 }))
 
 import { runScriptStep } from '../../src/handlers/run-script-step'
-import type { HookContext } from '../../src/context'
 import type { HookState } from '../../src/state'
 
-const ctx = {
-  config: {
-    remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-    sync: { excludeFromPullBack: [], limits: {}, deltaListing: false, earlyPush: false },
-    agent: { warmShell: false },
-    timeouts: { cancelGraceSeconds: 5 }
-  },
-  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-  log: { progress: () => undefined, debug: () => undefined },
-  signal: new AbortController().signal,
-  stdout: process.stdout,
-  stderr: process.stderr
-} as unknown as HookContext
+const ctx = scriptStepCtx()
 
 const state = {
   ...staticJobState('/srv/rch', '/nonexistent/rch-test'),
