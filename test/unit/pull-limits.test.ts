@@ -26,8 +26,10 @@ test('a hung pull fails after images.pullTimeoutSeconds, naming the pull', async
   await expect(pullImage(remote(30), 'img:1', null, '/nowhere', undefined, { timeoutMs: 500 })).rejects.toThrow(
     'docker pull img:1: no result after 0.5 s'
   )
-  expect(Date.now() - t0).toBeLessThan(3000)
+  expect(Date.now() - t0).toBeLessThan(10_000)
 })
+
+// Bounds of 10 s where the stand-in's pull or build would take 30 s: "at once" on a loaded machine too.
 
 /** Starts `run` with a signal, waits for its `marker` file (the remote command is under way), cancels, and returns what it threw and how long after the cancel. */
 async function cancelled(dir: string, run: (signal: AbortSignal) => Promise<unknown>): Promise<{ err: unknown; ms: number }> {
@@ -45,7 +47,7 @@ test('a cancel ends the pull at once with Cancelled', async () => {
   const { err, ms } = await cancelled(dir, (signal) => pullImage(remote(30, dir), 'img:1', null, '/nowhere', undefined, { signal }))
   expect(err).toBeInstanceOf(Cancelled)
   expect((err as Error).message).toBe('cancelled by SIGINT')
-  expect(ms).toBeLessThan(3000)
+  expect(ms).toBeLessThan(10_000)
 })
 
 test('a cancel ends a Dockerfile build at once with Cancelled (a build prints nothing while its RUN steps go on)', async () => {
@@ -56,7 +58,7 @@ test('a cancel ends a Dockerfile build at once with Cancelled (a build prints no
   )
   expect(err).toBeInstanceOf(Cancelled)
   expect((err as Error).message).toBe('cancelled by SIGINT')
-  expect(ms).toBeLessThan(3000)
+  expect(ms).toBeLessThan(10_000)
 })
 
 test('the pull output a hostile docker on the VM prints is held a bounded line at a time (a line without end is not buffered whole)', async () => {

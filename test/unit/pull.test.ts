@@ -516,7 +516,8 @@ describe('cancel stops a transfer the VM never ends', () => {
     const t0 = Date.now()
     ac.abort('SIGINT')
     await expect(p).rejects.toBeInstanceOf(Cancelled)
-    expect(Date.now() - t0).toBeLessThan(2000)
+    // the stalled tar sleeps 30 s
+    expect(Date.now() - t0).toBeLessThan(10_000)
     expect(existsSync(`${w.host}/ws/f`)).toBe(false)
   })
 
@@ -531,7 +532,8 @@ describe('cancel stops a transfer the VM never ends', () => {
     const t0 = Date.now()
     ac.abort('SIGTERM')
     await expect(p).rejects.toBeInstanceOf(Cancelled)
-    expect(Date.now() - t0).toBeLessThan(2000)
+    // the stalled tar sleeps 30 s
+    expect(Date.now() - t0).toBeLessThan(10_000)
   })
 
   it('control: without a cancel the stalled pull is still running after 1 s', async () => {

@@ -42,7 +42,7 @@ test('an open that is never answered ends at the timeout, naming the call', asyn
   await expect(run(slowRemote(null), 'true', { label: 'renew the lease', timeoutMs: 200 })).rejects.toThrow(
     'renew the lease: no result after 0.2 s'
   )
-  expect(Date.now() - t).toBeLessThan(2000)
+  expect(Date.now() - t).toBeLessThan(10_000)
 })
 
 test('an open that is never answered ends at a cancel, as Cancelled', async () => {

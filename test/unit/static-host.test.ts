@@ -141,7 +141,7 @@ describe('waiting for a free slot', () => {
     }
     const p = provider(workRoot, 600).acquire(job(dir), e)
     await expect(p).rejects.toThrow('cancelled by the runner')
-    expect(Date.now() - t0).toBeLessThan(3000)
+    expect(Date.now() - t0).toBeLessThan(10_000)
     // positive control: it was waiting when the cancel came
     expect(e.logged).toEqual(['waiting for a free host (all 1 slots busy)'])
   })
@@ -178,7 +178,7 @@ describe('waiting for a free slot', () => {
     const t0 = Date.now()
     await expect(provider(workRoot, 600).acquire(job(dir), e)).rejects.toThrow("could not start the job's agent")
     expect(attempts).toBe(1)
-    expect(Date.now() - t0).toBeLessThan(3000)
+    expect(Date.now() - t0).toBeLessThan(10_000)
     expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
     // positive control: a network failure is an unreachable host, warned about and tried again
     const n = env(new LocalRemote(dir))
