@@ -25,9 +25,11 @@ export class ConfigError extends HookError {
  * What went wrong with a connection, set where the failure arises. Retry decisions read this,
  * never the message: `hostkey`, `auth` and `keyfile` will not mend by waiting; `network` (refused,
  * unreachable, reset, handshake cut short) and `timeout` may; `lost` is a connection that dropped
- * after it worked; `agent` is the job's local agent process.
+ * after it worked; `agent` is the job's local agent process; `stream` is a channel or stream that
+ * ended on a connection that still works (the VM's doing: a killed step shell, a stopped Docker
+ * engine), which says nothing about the machine.
  */
-export const TRANSPORT_KINDS = ['hostkey', 'auth', 'keyfile', 'network', 'timeout', 'lost', 'agent'] as const
+export const TRANSPORT_KINDS = ['hostkey', 'auth', 'keyfile', 'network', 'timeout', 'lost', 'agent', 'stream'] as const
 export type TransportKind = (typeof TRANSPORT_KINDS)[number]
 
 const PERMANENT: ReadonlySet<TransportKind> = new Set(['hostkey', 'auth', 'keyfile'])

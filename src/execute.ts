@@ -49,7 +49,8 @@ export interface Executed {
 }
 
 /** Whether a command that ended with `code` after `err` lost its connection (rather than a step exiting 75). */
-export const lostConnection = (err: unknown, code: number): boolean => code === EXIT.transport && err instanceof TransportError
+export const lostConnection = (err: unknown, code: number): boolean =>
+  code === EXIT.transport && err instanceof TransportError && err.kind !== 'stream'
 
 export function execute(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<Executed> {
   return withContext<Executed>(

@@ -1,9 +1,9 @@
 // A small Docker Engine API client spoken over an SSH-forwarded Unix socket. Used where the CLI
 // would need secrets on its environment or command line (step env, container actions) and where
 // per-call CLI start-up would cost latency (exec, inspect).
-import { request, type IncomingMessage } from 'node:http'
+import { request, type ClientRequest, type IncomingMessage } from 'node:http'
 import type { Duplex, Readable, Writable } from 'node:stream'
-import { HookError, TransportError, formatError } from '../errors'
+import { Cancelled, HookError, TransportError, formatError } from '../errors'
 import type { Remote } from '../remote/remote'
 import { UnexpectedAnswer } from '../remote/answer'
 import { CONTAINER_ID } from '../input-rules'
@@ -70,34 +70,26 @@ export class Engine {
     return req
   }
 
-  /** One request and its whole reply; `timeoutMs: null` for a call that waits on the job (a container's exit). */
+  /**
+   * One request and its whole reply; `timeoutMs: null` for a call that waits on the job (a
+   * container's exit). With `signal`, an abort gives the request up at once (Cancelled).
+   */
   async call<T = unknown>(
     method: string,
     path: string,
     body?: unknown,
     what = path,
-    opts: { timeoutMs?: number | null } = {}
+    opts: { timeoutMs?: number | null; signal?: AbortSignal } = {}
   ): Promise<{ status: number; data: T }> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
     const req = this.open(method, path, payload ? { 'Content-Type': 'application/json' } : {}, payload)
-    const limit = opts.timeoutMs === undefined ? this.callTimeoutMs : opts.timeoutMs
-    let expired: TransportError | null = null
-    const timer =
-      limit === null
-        ? null
-        : setTimeout(() => {
-            expired = new TransportError(`docker API ${what}: no answer within ${limit / 1000} s`, 'timeout')
-            req.destroy(expired)
-          }, limit)
+    const bound = givingUp(req, what, opts.timeoutMs === undefined ? this.callTimeoutMs : opts.timeoutMs, opts.signal)
     try {
-      return await this.exchange<T>(req, payload, what)
+      return await Promise.race([this.exchange<T>(req, payload, what), bound.givenUp])
     } catch (e) {
-      // Set by the timer, which the compiler cannot see from here.
-      const timedOut = expired as TransportError | null
-      if (timedOut) throw timedOut
       throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`)
     } finally {
-      if (timer) clearTimeout(timer)
+      bound.clear()
     }
   }
 
@@ -152,12 +144,8 @@ export class Engine {
     let input: Duplex | null = null
     // The answer that opens the stream is bounded like a call (the stream itself is the job's to
     // end): an engine that accepts and never answers would hold the step, or a step shell's start, for ever.
-    let expired: TransportError | null = null
-    const timer = setTimeout(() => {
-      expired = new TransportError(`docker API ${path}: no answer within ${this.callTimeoutMs / 1000} s`, 'timeout')
-      req.destroy(expired)
-    }, this.callTimeoutMs)
-    const stream = await new Promise<Readable>((resolve, reject) => {
+    const bound = givingUp(req, path, this.callTimeoutMs)
+    const opened = new Promise<Readable>((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head)
         input = socket
@@ -172,10 +160,45 @@ export class Engine {
           res.on('end', () => reject(new EngineError(res.statusCode ?? 0, path, t.trim())))
         } else resolve(res)
       })
-      req.on('error', (e) => reject(e === expired ? e : new TransportError(`docker API ${path}: ${e.message}`)))
+      req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${path}: ${e.message}`)))
       req.end(payload)
-    }).finally(() => clearTimeout(timer))
+    })
+    const stream = await Promise.race([opened, bound.givenUp]).finally(bound.clear)
     return { ended: demux(stream, out), input, close: () => void stream.destroy() }
+  }
+}
+
+/**
+ * Gives a request up after `limitMs` (null: never) or when `signal` aborts: `givenUp` rejects with
+ * why, and the request is destroyed. Callers race it, since a request destroyed while its socket is
+ * still being opened (an SSH channel the VM has not answered) emits nothing.
+ */
+function givingUp(
+  req: ClientRequest,
+  what: string,
+  limitMs: number | null,
+  signal?: AbortSignal
+): { givenUp: Promise<never>; clear: () => void } {
+  let reject!: (e: HookError) => void
+  const givenUp = new Promise<never>((_, r) => (reject = r))
+  givenUp.catch(() => undefined)
+  const end = (e: HookError): void => {
+    reject(e)
+    req.destroy(e)
+  }
+  const timer =
+    limitMs === null
+      ? null
+      : setTimeout(() => end(new TransportError(`docker API ${what}: no answer within ${limitMs / 1000} s`, 'timeout')), limitMs)
+  const onAbort = (): void => end(Cancelled.by(signal!))
+  signal?.addEventListener('abort', onAbort, { once: true })
+  if (signal?.aborted) onAbort()
+  return {
+    givenUp,
+    clear: () => {
+      if (timer) clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
   }
 }
 

@@ -40,13 +40,11 @@ function envList(env: Record<string, string>): string[] {
 async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): Promise<number> {
   return waitUntil(
     async () => {
-      const { data } = await engine.call<{ Running: boolean; ExitCode: number | null }>(
-        'GET',
-        `/exec/${execId}/json`,
-        undefined,
-        'exec inspect'
-      )
-      return !data.Running && data.ExitCode !== null ? data.ExitCode : undefined
+      // With the signal: a cancel need not wait for an answer the VM's docker holds back.
+      const { data } = await engine.call<unknown>('GET', `/exec/${execId}/json`, undefined, 'exec inspect', { signal })
+      if (!isObject(data) || typeof data.Running !== 'boolean')
+        throw new UnexpectedAnswer('docker API exec inspect: Running is missing or not a boolean')
+      return data.Running || data.ExitCode === null ? undefined : exitStatus(data.ExitCode, 'exec inspect')
     },
     {
       attempts: Infinity,
@@ -58,6 +56,14 @@ async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): 
       signal,
       onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
     }
+  )
+}
+
+/** An exit status from the VM's docker, where the job is root: an integer from 0 to 255, or a failure (never a wrapped 256 = 0). */
+function exitStatus(v: unknown, what: string): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 255) return v
+  throw new UnexpectedAnswer(
+    `docker API ${what}: the exit status ${String(JSON.stringify(v)).slice(0, 40)} is not an integer from 0 to 255`
   )
 }
 
@@ -231,9 +237,13 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
   }
   try {
     const { ended } = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out)
-    const waited = engine.call<{ StatusCode: number }>('POST', `/containers/${id}/wait?condition=next-exit`, undefined, 'container wait', {
-      timeoutMs: null
-    })
+    const waited = engine.call<{ StatusCode?: unknown } | null>(
+      'POST',
+      `/containers/${id}/wait?condition=next-exit`,
+      undefined,
+      'container wait',
+      { timeoutMs: null }
+    )
     waited.catch(() => undefined)
     // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })
@@ -245,7 +255,7 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     const streamed = outputStreaming()
     try {
       const [{ data: w }] = await Promise.all([waited, ended])
-      return { exitCode: cancelled ? 130 : w.StatusCode, cancelled }
+      return { exitCode: cancelled ? 130 : exitStatus(w?.StatusCode, 'container wait'), cancelled }
     } finally {
       streamed()
     }

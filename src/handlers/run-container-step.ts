@@ -19,7 +19,7 @@ import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { labelFlagsOf, labelMap, machineOf, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/factory'
-import type { Remote } from '../remote/remote'
+import { blameOf, type Remote } from '../remote/remote'
 import { keepAlive, type LeaseState } from '../remote/agent'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
@@ -54,7 +54,23 @@ export function planStep(args: ContainerArgs, layout: Layout): StepPlan {
   return { mounts, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
 }
 
+/** The step on its machine; a failure the VM caused on a working connection is not a lost machine (blameOf). */
 async function runIn(
+  args: ContainerArgs,
+  plan: StepPlan,
+  state: HookState,
+  remote: Remote,
+  ctx: HookContext,
+  pushRoots: string[]
+): Promise<HandlerResult> {
+  try {
+    return await runOn(args, plan, state, remote, ctx, pushRoots)
+  } catch (e) {
+    throw await blameOf(e, remote)
+  }
+}
+
+async function runOn(
   args: ContainerArgs,
   plan: StepPlan,
   state: HookState,

@@ -12,6 +12,7 @@ import { pull } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
+import { blameOf } from '../remote/remote'
 
 export async function runScriptStep(args: ScriptStepArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!state?.container)
@@ -74,7 +75,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     viaShell?.release()
     // A step that failed leaves the watch off (an early push must not run beside a pull still going).
     if (ctx.remote) betweenSteps.disarm()
-    throw e
+    throw await blameOf(e, remote)
   } finally {
     remote.close()
   }

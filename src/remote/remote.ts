@@ -189,3 +189,21 @@ export async function check(remote: Remote, command: string, opts: RunOptions = 
   if (r.code !== 0) throw new RemoteCommandError(label, r.code, r.stderr, r.signal ?? undefined)
   return r
 }
+
+/**
+ * What a step's failure says about its connection. A failure blamed on a lost connection (`lost`)
+ * while the connection still runs a command was the VM's own doing (a stream or channel it ended:
+ * the job killed its step shell, or stopped or removed the Docker socket): it becomes kind `stream`,
+ * so the job cannot make the hook report its machine lost and ask the provider about it. Anything
+ * else is returned as it is.
+ */
+export async function blameOf(err: unknown, remote: Remote): Promise<unknown> {
+  if (!(err instanceof TransportError) || err.kind !== 'lost') return err
+  const up = await run(remote, 'true', { timeoutMs: CONNECTION_CHECK_MS, label: 'connection check' }).then(
+    () => true,
+    () => false
+  )
+  return up ? new TransportError(err.message, 'stream', { cause: err }) : err
+}
+
+const CONNECTION_CHECK_MS = 5_000

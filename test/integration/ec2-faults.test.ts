@@ -378,6 +378,50 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     }
   })
 
+  // Adversarial: a step that kills its step shell (its parent) ends that shell's stream on a
+  // connection that still works. That is the job's doing, not a lost machine: exit 75 as documented,
+  // but no line about the machine and no EC2 lookup. Positive control in the same job: its machine
+  // lost for real afterwards is explained.
+  test('a step that kills its step shell is no lost machine: no line about the machine, EC2 not asked', async () => {
+    const r = await rig('shellkill')
+    try {
+      const via = (s: HookRun): string => (/; step by (the step shell|docker exec)/.exec(s.stdout) ?? [])[1] ?? 'unknown'
+      const DEBUG = { env: { RUNNER_DEBUG: '1' } }
+      const { id, errors, out } = await machineLostMidStep(r, {
+        terminate: false,
+        first: async () => {
+          // The shell starts after the first step's exec, in the background: up to three more steps
+          // may go by exec before one finds it ready.
+          let through = 'unknown'
+          for (let i = 0; i < 4 && through !== 'the step shell'; i++) {
+            const s = await hookCall(r.runner, 'run_script_step', r.runner.scriptStep('true\n').args, DEBUG)
+            expect(s.code).toBe(0)
+            through = via(s)
+          }
+          expect(through).toBe('the step shell')
+          r.proxy.clearLog()
+          const k = await hookCall(r.runner, 'run_script_step', r.runner.scriptStep('kill -KILL $PPID\necho after-kill\n').args)
+          expect({ code: k.code, errors: errorLines(k) }).toEqual({
+            code: 75,
+            errors: [expect.stringMatching(/^::error::the step shell ended before the step's exit status came/)]
+          })
+          expect(k.stdout).not.toContain("the job's machine")
+          expect(r.proxy.calls('DescribeInstances')).toEqual([])
+        }
+      })
+      expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
+        errors: [
+          expect.stringMatching(/^::error::.*(lost|connection|closed|the step shell ended)/i),
+          `::error::the job's machine ${id} is still running in EC2: the connection to it failed, not the machine`
+        ],
+        out: ''
+      })
+      expect(r.proxy.calls('DescribeInstances').length).toBeGreaterThan(0)
+    } finally {
+      await r.end()
+    }
+  })
+
   // Adversarial: the job's own exit code must not pass for a lost machine (a false line in the step
   // log, and EC2 lookups at the job's will). Positive control in the same job: its machine lost
   // for real afterwards is explained.

@@ -7,6 +7,7 @@ import { Engine, MAX_BODY, MAX_STREAM_FRAME } from '../../src/docker/engine'
 import { outputTo } from '../../src/job'
 import type { Sink } from '../../src/context'
 import type { Remote } from '../../src/remote/remote'
+import { Cancelled } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -67,6 +68,71 @@ describe('Engine.call reply bodies', () => {
     await expect(new Engine(remote, '/x').call('GET', '/info', undefined, 'info')).rejects.toThrow(
       `docker API info: reply body over the limit of ${MAX_BODY} bytes`
     )
+  })
+})
+
+describe('Engine.call with a signal', () => {
+  // The VM's docker (the job is root there) can hold an answer back for the call's whole bound
+  // (2 min): a cancel must not wait for it.
+  test('an abort gives up a call the engine never answers, at once, as Cancelled (control: without one it is still waiting)', async () => {
+    respond = () => undefined
+    const c = new AbortController()
+    const waiting = new Engine(remote, '/x').call('GET', '/exec/1/json', undefined, 'exec inspect', { signal: c.signal })
+    const control = new Engine(remote, '/x').call('GET', '/exec/1/json', undefined, 'exec inspect', { timeoutMs: 1500 })
+    control.catch(() => undefined)
+    await new Promise((r) => setTimeout(r, 200))
+    const t0 = Date.now()
+    c.abort('SIGINT')
+    await expect(waiting).rejects.toThrow(new Cancelled('SIGINT'))
+    expect(Date.now() - t0).toBeLessThan(1000)
+    await expect(control).rejects.toThrow('docker API exec inspect: no answer within 1.5 s')
+  })
+
+  test('a signal aborted before the call fails it without an answer; a call that is answered is not affected (positive control)', async () => {
+    respond = (sock) => sock.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+    await expect(
+      new Engine(remote, '/x').call('GET', '/info', undefined, 'info', { signal: AbortSignal.abort('SIGTERM') })
+    ).rejects.toThrow(new Cancelled('SIGTERM'))
+    await expect(
+      new Engine(remote, '/x').call('GET', '/info', undefined, 'info', { signal: new AbortController().signal })
+    ).resolves.toEqual({
+      status: 200,
+      data: {}
+    })
+  })
+})
+
+describe('a socket the VM never opens (an SSH channel open left unanswered)', () => {
+  // Node's request, destroyed before its socket has come, emits nothing: the bound and the abort
+  // must end the call by themselves.
+  const opening: Remote = { ...remote, openSocket: () => new Promise<never>(() => undefined) }
+
+  test('a call ends at its bound', async () => {
+    await expect(new Engine(opening, '/x').call('GET', '/info', undefined, 'info', { timeoutMs: 300 })).rejects.toThrow(
+      'docker API info: no answer within 0.3 s'
+    )
+  })
+
+  test('a call ends on its signal', async () => {
+    const c = new AbortController()
+    const waiting = new Engine(opening, '/x').call('GET', '/exec/1/json', undefined, 'exec inspect', { signal: c.signal })
+    setTimeout(() => c.abort('SIGTERM'), 100)
+    await expect(waiting).rejects.toThrow(new Cancelled('SIGTERM'))
+  })
+
+  test('a hijacked stream ends at the call bound', async () => {
+    await expect(new Engine(opening, '/x', 300).hijack('/exec/1/start', {}, outputTo(process.stdout, process.stderr))).rejects.toThrow(
+      'docker API /exec/1/start: no answer within 0.3 s'
+    )
+  })
+
+  test('positive control: the same socket, opened late, still serves a call within its bound', async () => {
+    respond = (sock) => sock.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+    const late: Remote = { ...remote, openSocket: () => new Promise((r) => setTimeout(() => r(connect(sockPath)), 100)) }
+    await expect(new Engine(late, '/x').call('GET', '/info', undefined, 'info', { timeoutMs: 2000 })).resolves.toEqual({
+      status: 200,
+      data: {}
+    })
   })
 })
 

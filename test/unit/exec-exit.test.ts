@@ -86,3 +86,59 @@ test('a cancel while the process outlives its output stops it, and the step ends
   expect(res).toEqual({ exitCode: 130, cancelled: true })
   expect(engine.stops).toBeGreaterThanOrEqual(1)
 })
+
+describe("the exit status is the VM docker's word, and the job is root there", () => {
+  /** An engine whose stream ends at once and whose exec inspect answers `data`. */
+  const answering = (data: unknown): Engine =>
+    ({
+      call: async (_m: string, path: string) => (path.endsWith('/json') ? { status: 200, data } : { status: 201, data: { Id: ID } }),
+      hijack: async () => ({ ended: Promise.resolve(), input: null, close: () => undefined })
+    }) as unknown as Engine
+
+  test.each([
+    ['256 (the process exit code 0 once wrapped)', { Running: false, ExitCode: 256 }],
+    ['-1', { Running: false, ExitCode: -1 }],
+    ['3.5', { Running: false, ExitCode: 3.5 }],
+    ['a string', { Running: false, ExitCode: '0' }],
+    ['no Running', { ExitCode: 0 }],
+    ['null for the whole answer', null]
+  ])('an answer of %s fails the step, never passes for an exit status', async (_what, data) => {
+    await expect(execStep({} as Remote, answering(data), SPEC, OUT, new AbortController().signal, 100)).rejects.toThrow(
+      /^docker API exec inspect: /
+    )
+  })
+
+  test('positive control: 0 and 255 are exit statuses', async () => {
+    for (const code of [0, 255])
+      expect(
+        await execStep({} as Remote, answering({ Running: false, ExitCode: code }), SPEC, OUT, new AbortController().signal, 100)
+      ).toEqual({
+        exitCode: code,
+        cancelled: false
+      })
+  })
+})
+
+test('a cancel while docker holds back its answer on the exit status ends the step at once (the call has the signal)', async () => {
+  const cancel = new AbortController()
+  let asked = 0
+  const engine = {
+    call: (_m: string, path: string, body: { User?: string } | undefined, _w: string, opts?: { signal?: AbortSignal }) => {
+      if (body?.User === '0' || !path.endsWith('/json')) return Promise.resolve({ status: 201, data: { Id: ID } })
+      // The step's first look is never answered (given up only through the call's own signal); the
+      // stop's own execs answer.
+      if (++asked > 1) return Promise.resolve({ status: 200, data: { Running: false, ExitCode: 0 } })
+      return new Promise((_, reject) => opts?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true }))
+    },
+    hijack: async () => ({ ended: Promise.resolve(), input: null, close: () => undefined })
+  } as unknown as Engine
+  let res: unknown = null
+  const step = execStep({} as Remote, engine, SPEC, OUT, cancel.signal, 100).then((r) => (res = r))
+  await jest.advanceTimersByTimeAsync(1_000)
+  expect(asked).toBe(1)
+  expect(res).toBeNull()
+  cancel.abort('SIGINT')
+  await jest.advanceTimersByTimeAsync(5_000)
+  await step
+  expect(res).toEqual({ exitCode: 130, cancelled: true })
+})
