@@ -32,12 +32,12 @@ export async function ec2Client(cfg: AwsApi, http = AWS_HTTP): Promise<{ sdk: Ec
 
 let asgSdk: AsgSdk | null = null
 /** The Auto Scaling API, loaded on first use like EC2's. */
-export function autoScalingClient(cfg: AwsApi): { sdk: AsgSdk; client: Asg.AutoScalingClient } {
+export function autoScalingClient(cfg: AwsApi, http = AWS_HTTP): { sdk: AsgSdk; client: Asg.AutoScalingClient } {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   asgSdk ??= require('@aws-sdk/client-auto-scaling') as AsgSdk
   return {
     sdk: asgSdk,
-    client: new asgSdk.AutoScalingClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1, requestHandler: AWS_HTTP })
+    client: new asgSdk.AutoScalingClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 1, requestHandler: http })
   }
 }
 

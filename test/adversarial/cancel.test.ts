@@ -1,7 +1,8 @@
 // Cancel ends every process a step started, not just its first: children and grandchildren of bash,
 // sh and node, processes orphaned after the step's shell died, and a container action's container.
 // The runner's sequence is replayed: SIGINT, then SIGTERM 7.5 s later; everything must be gone
-// within 5 s of the SIGINT. The "VM" is this machine, so /proc here shows the job container's
+// before that SIGTERM (the cancel's grace is 2 s here; a loaded CI machine needed more than the
+// 5 s these tests once allowed). The "VM" is this machine, so /proc here shows the job container's
 // processes.
 import { randomBytes } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -96,11 +97,12 @@ async function nodeStepWithChild(
   return started
 }
 
-/** The runner's cancel, then: nothing matching needle is left, within 5 s, and the hook failed. */
+/** The runner's cancel, then: nothing matching needle is left before its SIGTERM, and the hook failed. */
 async function expectAllGone(child: ChildProcess, done: Promise<{ code: number | null }>, needle: string): Promise<void> {
   const { goneMs, code } = await cancelAndWatch(child, done, needle)
   expect(live(needle)).toEqual([])
   expect(goneMs).not.toBeNull()
+  expect(goneMs!).toBeLessThan(7500)
   expect(code).not.toBe(0)
 }
 
@@ -119,7 +121,7 @@ const RUNS: [Mode, string, (n: string) => string][] = [
 ]
 
 describe('run_script_step in bash (rch-test/tiny)', () => {
-  test.each(RUNS)('(%s) %s is gone within 5 s of SIGINT', async (mode, what, body) => {
+  test.each(RUNS)("(%s) %s is gone before the runner's SIGTERM (7.5 s after SIGINT)", async (mode, what, body) => {
     const runner = await prepared(testImages.tiny, mode)
     // The needle is matched against every process on the host: a value no other test sleeps for
     // (313–912 once matched other suites' `sleep 320` and `sleep 600` running alongside).
@@ -140,7 +142,7 @@ describe('run_script_step in bash (rch-test/tiny)', () => {
 })
 
 describe('a JS action: node run by exec (rch-test/glibc)', () => {
-  test('a child of node is gone within 5 s of SIGINT', async () => {
+  test("a child of node is gone before the runner's SIGTERM (7.5 s after SIGINT)", async () => {
     const runner = await prepared(testImages.glibc)
     const secs = String(1000 + Math.floor(Math.random() * 600))
     const { child, done } = await nodeStepWithChild(runner, secs)
@@ -170,17 +172,22 @@ describe('an image without a shell', () => {
     const runner = await prepared(image)
     const secs = String(2400 + Math.floor(Math.random() * 600))
     const { child, done } = await nodeStepWithChild(runner, secs)
-    // positive control: there is really no shell in the job container, and the child runs
-    expect(spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true']).status).not.toBe(
-      0
-    )
+    // positive control: there is really no shell in the job container (docker 20.10's CLI prints
+    // the runtime's refusal on stdout), and the child runs
+    const sh = spawnSync('docker', ['exec', (runner.state as { container: { id: string } }).container.id, 'sh', '-c', 'true'], {
+      encoding: 'utf8'
+    })
+    expect({ code: sh.status === 0, noShell: /executable file not found/.test(`${sh.stdout}${sh.stderr}`) }).toEqual({
+      code: false,
+      noShell: true
+    })
     expect(live(`sleep ${secs}`).length).toBeGreaterThan(0)
     await expectAllGone(child, done, `sleep ${secs}`)
   })
 })
 
 describe('a container action', () => {
-  test('its container and every process in it are gone within 5 s of SIGINT', async () => {
+  test("its container and every process in it are gone before the runner's SIGTERM (7.5 s after SIGINT)", async () => {
     const runner = await prepared(testImages.tiny)
     const secs = String(1700 + Math.floor(Math.random() * 600))
     const needle = `sleep ${secs}`

@@ -202,7 +202,7 @@ describe.each(['agent', 'no-agent'] as Mode[])('a hostile tar on the VM (%s)', (
     }
   )
 
-  test('a member larger than announced is not written (the next pull fetches it again) and counts against the byte cap', async () => {
+  test('a member larger than announced is not written (the next pull fetches it again; its bytes against the cap: unit/pull.test.ts)', async () => {
     writeFileSync(`${DIR}/archive.tar`, archive([{ name: 'repo/repo/changed.txt', type: '0', data: 'y'.repeat(3000) }]))
     setMode('tools')
     const { r } = await job.step('echo changed > /__w/repo/repo/changed.txt\n')

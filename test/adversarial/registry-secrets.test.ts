@@ -119,7 +119,9 @@ const b64 = (c: { username: string; password: string }) => Buffer.from(`${c.user
 
 /** Every trace of `password` (plain or inside docker's base64 auth) in what the runner and its log got. */
 function traces(r: HookRun, logFile: string, c: { username: string; password: string }): string[] {
-  const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''
+  // A log that was never written would hide nothing: it must be there to be searched.
+  expect(existsSync(logFile)).toBe(true)
+  const log = readFileSync(logFile, 'utf8')
   const where: string[] = []
   for (const [name, text] of [
     ['stdout', r.stdout],

@@ -70,10 +70,16 @@ describe.each(MODES)('links from the VM (%s)', (mode) => {
   })
 
   test('FIFOs and sockets in the workspace are not created on the runner host', async () => {
-    const { r } = await job.step('cd /__w/repo/repo && mkfifo pipe && echo fine > after-pipe.txt\n')
+    // perl-base is in every Debian image: a Unix socket left bound in the workspace.
+    const { r } = await job.step(
+      'cd /__w/repo/repo && mkfifo pipe && perl -MIO::Socket::UNIX -e \'IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => "sock", Listen => 1) or die $!\' && echo fine > after-pipe.txt\n'
+    )
+    // Positive control: both are there on the VM.
     expect(remoteStat(`${job.remoteWork}/repo/repo/pipe`)?.kind).toBe('fifo')
+    expect(lstatSync(`${job.remoteWork}/repo/repo/sock`).isSocket()).toBe(true)
     expect(r.code).toBe(0)
     expect(existsSync(join(job.runner.workspace, 'pipe'))).toBe(false)
+    expect(existsSync(join(job.runner.workspace, 'sock'))).toBe(false)
     expect(readFileSync(join(job.runner.workspace, 'after-pipe.txt'), 'utf8')).toBe('fine\n')
   })
 })

@@ -1,6 +1,6 @@
 // run_container_step without prepare_job, private-registry
 // pulls with credentials that never show up in output or on a command line, and the pull policy.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { loadRegistry, testImages } from '../helpers/testenv'
@@ -95,8 +95,13 @@ describe('private registry', () => {
     expect(jobRoot).toBeTruthy()
     expect(vmHome).toBeTruthy()
     const dockerAuth = Buffer.from(`${reg.user}:${password}`).toString('base64')
+    // The job folder is searched (it must be there); the SSH user's ~/.docker only if something made it.
+    expect(existsSync(jobRoot)).toBe(true)
+    const where = [jobRoot, ...(existsSync(`${vmHome}/.docker`) ? [`${vmHome}/.docker`] : [])]
     for (const needle of [password, dockerAuth]) {
-      expect((await cmd('grep', ['-rlF', '--', needle, jobRoot, `${vmHome}/.docker`])).stdout).toBe('')
+      // grep's 1: searched and not found (2 would be a folder that is not there)
+      const g = await cmd('grep', ['-rlF', '--', needle, ...where])
+      expect({ code: g.code, found: g.stdout }).toEqual({ code: 1, found: '' })
     }
 
     runner.state = r.response.state

@@ -3,12 +3,21 @@
 // Before the fix, the hook noticed a cancel only at its next wait, finished the copy and could
 // even report success.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
 import { errorLines, leftovers, NOTHING, scanCmdlines, waitForOutput } from '../helpers/conformance'
 import { settlesWithin, waitUntil } from '../helpers/wait'
+
+/** A process's working folder, or '' once it is gone. */
+const cwdOf = (pid: number): string => {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`)
+  } catch {
+    return ''
+  }
+}
 
 describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s during the first sync', (sig) => {
   const runner = new FakeRunner({ name: `cancel-prep-${sig.toLowerCase()}` })
@@ -26,8 +35,13 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     await waitForOutput(child, 'slot')
     // the copy is really running (our rsync, run by absolute path, names the runner's work folder)
     const rsyncs = (): unknown[] => scanCmdlines(runner.work).filter((p) => /^(\S*\/)?rsync /.test(p.cmdline))
-    await waitUntil(() => rsyncs().length > 0, 10_000, 20)
-    expect(rsyncs().length).toBeGreaterThan(0)
+    // The remote rsync's command line names no path (--protect-args): it is known by its working
+    // folder, the job's folder on the VM, whose name holds the runner's owner id.
+    const remoteRsyncs = (): unknown[] =>
+      scanCmdlines('--server').filter((p) => /(^|\/)rsync --server/.test(p.cmdline) && cwdOf(p.pid).includes(runner.owner))
+    await waitUntil(() => rsyncs().length > 0 && remoteRsyncs().length > 0, 10_000, 20)
+    // Both copies are really running when the cancel comes (positive control for the checks below).
+    expect({ local: rsyncs().length > 0, remote: remoteRsyncs().length > 0 }).toEqual({ local: true, remote: true })
     const t0 = Date.now()
     child.kill(sig)
     const exitedInTime = await settlesWithin(done, 7500)
@@ -41,8 +55,6 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     expect(r.responseText).toBe('')
     // no rsync left, local or remote (the remote rsync runs in the job folder)
     const localRsyncs = (): unknown[] => scanCmdlines(runner.work).filter((p) => /(^|\/)rsync /.test(p.cmdline))
-    const remoteRsyncs = (): unknown[] =>
-      scanCmdlines('/jobs/').filter((p) => /rsync --server/.test(p.cmdline) && p.cmdline.includes(runner.name))
     await waitUntil(() => localRsyncs().length === 0 && remoteRsyncs().length === 0, 3000)
     expect(localRsyncs()).toEqual([])
     expect(remoteRsyncs()).toEqual([])

@@ -2,7 +2,7 @@
 // like any lost answer; for RunInstances an answer whose outcome is unknown) instead of holding the
 // job until the runner kills the hook. Loopback only.
 import { createServer, type Server, type Socket } from 'node:net'
-import { AWS_HTTP, ec2Client, isRetryableAwsError, requestOutcome } from '../../src/providers/ec2-api'
+import { AWS_HTTP, autoScalingClient, ec2Client, isRetryableAwsError, requestOutcome } from '../../src/providers/ec2-api'
 
 process.env.AWS_ACCESS_KEY_ID = 'testing'
 process.env.AWS_SECRET_ACCESS_KEY = 'testing'
@@ -29,8 +29,38 @@ afterAll(async () => {
   await new Promise((r) => server.close(r))
 })
 
-test('every EC2 and Auto Scaling request is bounded by default', () => {
-  expect(AWS_HTTP).toEqual({ connectionTimeout: 10_000, requestTimeout: 30_000, throwOnRequestTimeout: true })
+/** The timeouts a client's request handler was built with (the SDK's NodeHttpHandler keeps them behind a promise). */
+const handlerTimeouts = async (client: { config: { requestHandler: unknown } }): Promise<Record<string, unknown>> => {
+  const c = await (client.config.requestHandler as { configProvider: Promise<Record<string, unknown>> }).configProvider
+  return { connectionTimeout: c.connectionTimeout, requestTimeout: c.requestTimeout, throwOnRequestTimeout: c.throwOnRequestTimeout }
+}
+
+test('every EC2 and Auto Scaling client the hook builds bounds its requests by default', async () => {
+  const bounded = { connectionTimeout: 10_000, requestTimeout: 30_000, throwOnRequestTimeout: true }
+  expect(AWS_HTTP).toEqual(bounded)
+  const ec2 = (await ec2Client({ region: 'eu-west-1', endpoint })).client
+  const asg = autoScalingClient({ region: 'eu-west-1', endpoint }).client
+  try {
+    expect(await handlerTimeouts(ec2)).toEqual(bounded)
+    expect(await handlerTimeouts(asg)).toEqual(bounded)
+  } finally {
+    ec2.destroy()
+    asg.destroy()
+  }
+})
+
+test('an Auto Scaling request that gets no answer ends with a TimeoutError too', async () => {
+  const { sdk, client } = autoScalingClient({ region: 'eu-west-1', endpoint }, { ...AWS_HTTP, requestTimeout: 300 })
+  try {
+    const err = await client.send(new sdk.DescribeAutoScalingGroupsCommand({})).then(
+      () => null,
+      (e: unknown) => e
+    )
+    expect((err as Error)?.name).toBe('TimeoutError')
+    expect(isRetryableAwsError(err)).toBe(true)
+  } finally {
+    client.destroy()
+  }
 })
 
 test('a request that gets no answer ends with a TimeoutError, retried, and of unknown outcome', async () => {

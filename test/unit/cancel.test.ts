@@ -47,7 +47,9 @@ describe('InFlight', () => {
 
   test('settle with nothing in flight returns at once; failed work counts as settled', async () => {
     const f = new InFlight(new AbortController().signal)
+    const t = Date.now()
     await f.settle(10_000)
+    expect(Date.now() - t).toBeLessThan(5000) // nothing in flight: at once, not the 10 s limit
     f.track(Promise.reject(new Error('x'))).catch(() => undefined)
     const t0 = Date.now()
     await f.settle(10_000)

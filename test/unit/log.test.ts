@@ -156,6 +156,7 @@ describe('a secret inside base64 (docker sends `user:password` so, and a registr
     log.addSecret(password)
     for (const a of auths) log.progress(`unauthorized: basic ${a} refused`)
     await log.close()
+    expect(out).toHaveLength(auths.length)
     for (const line of out) expect(line).toContain('***')
     expect(out.flatMap(leaks)).toEqual([])
     expect(leaks(readFileSync(file, 'utf8'))).toEqual([])

@@ -101,12 +101,14 @@ describe('waitHealthy', () => {
   it('a container that stopped fails at once, its log shown first', async () => {
     const s = setup({ a: [info(false, undefined, 3)] })
     await expect(waitHealthy(s.ctx, s.docker, [c('a', 'redis')])).rejects.toThrow('redis (a:1) stopped during start-up with exit code 3')
+    expect(s.polls).toEqual({ a: 1 })
     expect(s.out).toEqual(['foreign redis (a:1) logs: log of a'])
   })
 
   it('an unhealthy one fails at once, its log shown first', async () => {
     const s = setup({ a: [info(true, 'starting'), info(true, 'unhealthy')] })
     await expect(waitHealthy(s.ctx, s.docker, [c('a', 'db')])).rejects.toThrow('db (a:1) is unhealthy')
+    expect(s.polls).toEqual({ a: 2 })
     expect(s.out).toEqual(['foreign db (a:1) logs: log of a'])
   })
 
