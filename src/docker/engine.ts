@@ -81,6 +81,7 @@ export class Engine {
     what = path,
     opts: { timeoutMs?: number | null; signal?: AbortSignal } = {}
   ): Promise<{ status: number; data: T }> {
+    if (opts.signal?.aborted) throw Cancelled.by(opts.signal)
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
     const req = this.open(method, path, payload ? { 'Content-Type': 'application/json' } : {}, payload)
     const bound = givingUp(req, what, opts.timeoutMs === undefined ? this.callTimeoutMs : opts.timeoutMs, opts.signal)
@@ -138,13 +139,19 @@ export class Engine {
    * writes to the process's stdin (an exec created with AttachStdin), null when docker did not
    * upgrade the connection; `close` ends the stream from this side.
    */
-  async hijack(path: string, body: unknown, out: Output): Promise<{ ended: Promise<void>; input: Writable | null; close: () => void }> {
+  async hijack(
+    path: string,
+    body: unknown,
+    out: Output,
+    signal?: AbortSignal
+  ): Promise<{ ended: Promise<void>; input: Writable | null; close: () => void }> {
+    if (signal?.aborted) throw Cancelled.by(signal)
     const payload = Buffer.from(JSON.stringify(body))
     const req = this.open('POST', path, { 'Content-Type': 'application/json', Connection: 'Upgrade', Upgrade: 'tcp' }, payload)
     let input: Duplex | null = null
     // The answer that opens the stream is bounded like a call (the stream itself is the job's to
     // end): an engine that accepts and never answers would hold the step, or a step shell's start, for ever.
-    const bound = givingUp(req, path, this.callTimeoutMs)
+    const bound = givingUp(req, path, this.callTimeoutMs, signal)
     const opened = new Promise<Readable>((resolve, reject) => {
       req.on('upgrade', (_res, socket, head) => {
         if (head.length) socket.unshift(head)

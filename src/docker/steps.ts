@@ -97,7 +97,16 @@ export async function execStep(
 ): Promise<StepEnd> {
   const id = await (created ?? createExec(engine, spec))
   if (signal.aborted) return { exitCode: 130, cancelled: true }
-  const { ended, close } = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
+  let started: Awaited<ReturnType<Engine['hijack']>>
+  try {
+    started = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out, signal)
+  } catch (e) {
+    if (!signal.aborted) throw e
+    // Cancelled while docker held back its answer: the start may have reached it, so whatever it started is stopped.
+    await stopMarked(engine, spec.container, markerOf(spec), graceMs).catch(() => undefined)
+    return { exitCode: 130, cancelled: true }
+  }
+  const { ended, close } = started
   // A cancel whose stops all failed (the VM's docker, steerable by the job, keeps the stream open):
   // the stream is cut, so the step ends as cancelled instead of waiting for ever.
   return follow({ ended, exitCode: () => exitOfExec(engine, id, signal) }, engine, spec, signal, graceMs, close)
@@ -236,7 +245,13 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     engine.call('POST', `/containers/${id}/kill`).catch(() => undefined)
   }
   try {
-    const { ended } = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out)
+    // Not yet started: a cancel here ends the step, and the finally removes the container.
+    const attached = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out, signal).catch((e: unknown) => {
+      if (signal.aborted) return null
+      throw e
+    })
+    if (!attached) return { exitCode: 130, cancelled: true }
+    const { ended } = attached
     const waited = engine.call<{ StatusCode?: unknown } | null>(
       'POST',
       `/containers/${id}/wait?condition=next-exit`,

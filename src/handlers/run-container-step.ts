@@ -66,7 +66,7 @@ async function runIn(
   try {
     return await runOn(args, plan, state, remote, ctx, pushRoots)
   } catch (e) {
-    throw await blameOf(e, remote)
+    throw await blameOf(e, remote, ctx.signal)
   }
 }
 

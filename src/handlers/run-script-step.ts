@@ -1,14 +1,14 @@
 // run_script_step: push what the runner wrote on the host, exec the step in the job container with
 // its env passed through the Engine API (never a command line), stream output, pull results back.
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, InputError } from '../errors'
+import { Cancelled, InputError, TransportError, formatError } from '../errors'
 import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
 import { createExec, execStep, shellStep, type ExecSpec } from '../docker/steps'
 import { jobShell, shellUnfit, type WarmShell } from '../docker/warm-shell'
-import { pull } from '../sync/sync'
+import { pull, type SyncTarget } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
@@ -21,8 +21,11 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   const remote = await openJobRemote(ctx, state.host, state.localDir, { keep: keepOf(ctx, state.host) })
   const tConnect = Date.now()
   let viaShell: WarmShell | null = null
+  // Set while the step runs: a failure to learn its end still brings back what it wrote.
+  let running = false
+  let target: SyncTarget | null = null
   try {
-    const target = syncTarget(ctx, state, remote)
+    target = syncTarget(ctx, state, remote)
     const env = stepPathEnv(args, state.container.path)
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
     const spec: ExecSpec = {
@@ -50,9 +53,11 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     // A shell that died during the push (a process an earlier step left behind): this step by exec.
     const usedShell = viaShell?.alive ? viaShell : null
     if (viaShell && !usedShell) ctx.log.debug('the step shell ended before the step started: step by docker exec')
+    running = true
     const res = usedShell
       ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs)
       : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec))
+    running = false
     if (res.cancelled) throw Cancelled.by(ctx.signal)
     // The next step finds the shell running (started now, after this step's exec).
     if (warm && !usedShell) jobShell.after(engine, spec.container)
@@ -75,7 +80,13 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     viaShell?.release()
     // A step that failed leaves the watch off (an early push must not run beside a pull still going).
     if (ctx.remote) betweenSteps.disarm()
-    throw await blameOf(e, remote)
+    const err = await blameOf(e, remote, ctx.signal)
+    // A step that ran but whose exit status could not be read (the VM's docker or step shell failed
+    // it, the connection still up): its file commands and workspace changes come back, as for any
+    // failed step. Not after a cancel, nor over a lost connection.
+    if (running && target && !ctx.signal.aborted && !(err instanceof Cancelled) && !(err instanceof TransportError && err.kind === 'lost'))
+      await pull(target, state.pullRoots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed step: ${formatError(p)}`))
+    throw err
   } finally {
     remote.close()
   }

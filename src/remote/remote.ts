@@ -191,16 +191,17 @@ export async function check(remote: Remote, command: string, opts: RunOptions = 
 }
 
 /**
- * What a step's failure says about its connection. A failure blamed on a lost connection (`lost`)
- * while the connection still runs a command was the VM's own doing (a stream or channel it ended:
- * the job killed its step shell, or stopped or removed the Docker socket): it becomes kind `stream`,
- * so the job cannot make the hook report its machine lost and ask the provider about it. Anything
- * else is returned as it is.
+ * What a step's failure says about its connection. A failure blamed on the connection (`lost`, or a
+ * `timeout` of a call the VM's docker held back) while the connection still runs a command to its
+ * exit was the VM's own doing (a stream it ended or held: the job killed its step shell, or stopped,
+ * removed or replaced the Docker socket): it becomes kind `stream`, so the job cannot make the hook
+ * report its machine lost and ask the provider about it. The exit status itself does not matter
+ * (the job may change what `true` does), only that one came. Anything else is returned as it is.
  */
-export async function blameOf(err: unknown, remote: Remote): Promise<unknown> {
-  if (!(err instanceof TransportError) || err.kind !== 'lost') return err
-  const up = await run(remote, 'true', { timeoutMs: CONNECTION_CHECK_MS, label: 'connection check' }).then(
-    () => true,
+export async function blameOf(err: unknown, remote: Remote, signal?: AbortSignal): Promise<unknown> {
+  if (!(err instanceof TransportError) || (err.kind !== 'lost' && err.kind !== 'timeout')) return err
+  const up = await run(remote, 'true', { timeoutMs: CONNECTION_CHECK_MS, label: 'connection check', signal }).then(
+    (r) => r.code !== null,
     () => false
   )
   return up ? new TransportError(err.message, 'stream', { cause: err }) : err

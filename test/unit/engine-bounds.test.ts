@@ -126,6 +126,26 @@ describe('a socket the VM never opens (an SSH channel open left unanswered)', ()
     )
   })
 
+  test('a hijacked stream ends on its signal', async () => {
+    const c = new AbortController()
+    const waiting = new Engine(opening, '/x').hijack('/exec/1/start', {}, outputTo(process.stdout, process.stderr), c.signal)
+    setTimeout(() => c.abort('SIGINT'), 100)
+    await expect(waiting).rejects.toThrow(new Cancelled('SIGINT'))
+  })
+
+  test('a signal aborted before the call opens no channel at all', async () => {
+    let opened = 0
+    const counting: Remote = { ...opening, openSocket: () => (opened++, new Promise<never>(() => undefined)) }
+    const e = new Engine(counting, '/x')
+    await expect(e.call('GET', '/info', undefined, 'info', { signal: AbortSignal.abort('SIGINT') })).rejects.toThrow(
+      new Cancelled('SIGINT')
+    )
+    await expect(e.hijack('/exec/1/start', {}, outputTo(process.stdout, process.stderr), AbortSignal.abort('SIGINT'))).rejects.toThrow(
+      new Cancelled('SIGINT')
+    )
+    expect(opened).toBe(0)
+  })
+
   test('positive control: the same socket, opened late, still serves a call within its bound', async () => {
     respond = (sock) => sock.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
     const late: Remote = { ...remote, openSocket: () => new Promise((r) => setTimeout(() => r(connect(sockPath)), 100)) }

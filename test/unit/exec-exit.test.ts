@@ -142,3 +142,26 @@ test('a cancel while docker holds back its answer on the exit status ends the st
   await step
   expect(res).toEqual({ exitCode: 130, cancelled: true })
 })
+
+test('a cancel while docker holds back the exec start: the step ends as cancelled and what it may have started is stopped', async () => {
+  const cancel = new AbortController()
+  let stops = 0
+  const engine = {
+    call: async (_m: string, _path: string, body?: { User?: string }) => {
+      if (body?.User === '0') stops++
+      return { status: 201, data: { Id: ID, Running: false, ExitCode: 0 } }
+    },
+    // The start's answer never comes; only the signal ends the wait.
+    hijack: (_p: string, _b: unknown, _o: Output, signal?: AbortSignal) =>
+      new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true }))
+  } as unknown as Engine
+  let res: unknown = null
+  const step = execStep({} as Remote, engine, SPEC, OUT, cancel.signal, 100).then((r) => (res = r))
+  await jest.advanceTimersByTimeAsync(1_000)
+  expect(res).toBeNull()
+  cancel.abort('SIGINT')
+  await jest.advanceTimersByTimeAsync(10_000)
+  await step
+  expect(res).toEqual({ exitCode: 130, cancelled: true })
+  expect(stops).toBeGreaterThanOrEqual(1)
+})

@@ -8,7 +8,7 @@
 import { scriptStepCtx, staticJobState } from './_helpers'
 
 const EXIT_AFTER_MS = 300
-const vm = { written: false }
+const vm = { written: false, inspect: 'answers' as 'answers' | 'fails' | 'lost' }
 const pulls: { sawFile: boolean }[] = []
 
 jest.mock('../../src/session', () => ({
@@ -29,8 +29,13 @@ jest.mock('../../src/docker/engine', () => ({
   // The stream ends at once; the process writes its file and exits EXIT_AFTER_MS later.
   Engine: class {
     async call(method: string, path: string): Promise<{ status: number; data: unknown }> {
-      if (method === 'GET' && path.endsWith('/json'))
+      if (method === 'GET' && path.endsWith('/json')) {
+        const { EngineError } = jest.requireActual('../../src/docker/engine')
+        const { TransportError } = jest.requireActual('../../src/errors')
+        if (vm.inspect === 'fails') throw new EngineError(500, 'exec inspect', 'the engine failed')
+        if (vm.inspect === 'lost') throw new TransportError('docker API exec inspect: the connection to h is gone', 'lost')
         return { status: 200, data: { Running: !vm.written, ExitCode: vm.written ? 0 : null } }
+      }
       return { status: 201, data: { Id: 'e'.repeat(64) } }
     }
     async hijack(): Promise<{ ended: Promise<void>; input: null; close: () => void }> {
@@ -50,20 +55,40 @@ const state = {
   container: { id: 'a'.repeat(64), image: 'node:20', path: '/usr/bin:/bin' }
 } as HookState
 
+const STEP = {
+  entryPoint: 'sh',
+  entryPointArgs: ['-c', 'exec >log 2>&1; sleep 0.3; echo v=1 >> "$GITHUB_OUTPUT"'],
+  environmentVariables: {},
+  prependPath: [],
+  workingDirectory: '/__w/repo/repo'
+}
+
+beforeEach(() => {
+  vm.written = false
+  vm.inspect = 'answers'
+  pulls.length = 0
+})
+
 test('a file written after the output closed but before the exit is seen by the pull-back, with one pull', async () => {
-  const res = await runScriptStep(
-    {
-      entryPoint: 'sh',
-      entryPointArgs: ['-c', 'exec >log 2>&1; sleep 0.3; echo v=1 >> "$GITHUB_OUTPUT"'],
-      environmentVariables: {},
-      prependPath: [],
-      workingDirectory: '/__w/repo/repo'
-    },
-    state,
-    ctx
-  )
+  const res = await runScriptStep(STEP, state, ctx)
   expect(res.exitCode).toBe(0)
   // Positive control on the stand-in: the file came only with the exit.
   expect(vm.written).toBe(true)
   expect(pulls).toEqual([{ sawFile: true }])
+})
+
+// The step ran, but its exit status could not be read: the step fails, and what it wrote still
+// comes back as for any failed step (before the change above, a pull begun at the output's end did
+// that), unless the connection itself is gone (the openJobRemote stand-in runs no command, so the
+// connection check fails).
+test('an exit status the engine fails to give: the step fails, and the pull-back still runs once', async () => {
+  vm.inspect = 'fails'
+  await expect(runScriptStep(STEP, state, ctx)).rejects.toThrow('the engine failed')
+  expect(pulls).toHaveLength(1)
+})
+
+test('control: a connection lost while the exit status is asked for: no pull-back over it', async () => {
+  vm.inspect = 'lost'
+  await expect(runScriptStep(STEP, state, ctx)).rejects.toThrow('the connection to h is gone')
+  expect(pulls).toHaveLength(0)
 })
