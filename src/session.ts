@@ -12,6 +12,7 @@ import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { Rejoinable } from './remote/rejoinable'
+import { withDeadline } from './remote/deadline'
 import type { AgentKeep, AgentOptions } from './remote/agent'
 import { waitUntil } from './retry'
 import { agentFailure, OTHER_BUILD_EXIT, replacedWhileRunning } from './remote/agent-failure'
@@ -432,5 +433,23 @@ export async function releaseMachine(
 /** Cleanup without state: `tidy` runs on each machine this runner may hold, then the provider releases it. */
 export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, owner: string, tidy: Tidy): Promise<OrphanReport> {
   // No job: the ledger is only asked to settle what is terminated, by the reservation on its tag.
-  return provider.cleanupOrphans(owner, directEnv(ctx, `cleanup-${owner}`), tidy)
+  const env = directEnv(ctx, `cleanup-${owner}`)
+  // Each machine's tidying and release within timeouts.cleanupSeconds, as with state: a VM a lost
+  // job left hanging (it was root there) must not hold the runner, nor the machines after it.
+  const secs = ctx.config.timeouts.cleanupSeconds
+  const connect = async (c: ConnectInfo): Promise<Remote> => {
+    const b = withDeadline(
+      await env.connect(c),
+      secs * 1000,
+      `timeouts.cleanupSeconds: cleaning up ${c.host}:${c.port} took longer than ${secs} s and was stopped`
+    )
+    return {
+      ...b.remote,
+      close: () => {
+        b.clear()
+        b.remote.close()
+      }
+    }
+  }
+  return provider.cleanupOrphans(owner, { ...env, connect }, tidy)
 }

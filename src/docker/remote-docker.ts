@@ -232,9 +232,9 @@ export class RemoteDocker {
     // (one a container that is not ours holds) does not keep the others.
     // A lost or stalled connection (a TransportError) ends it at once: nothing later could work.
     const failures: unknown[] = []
-    const settle = async <T>(removals: Promise<T>[]): Promise<T[]> => {
+    const settle = async <I, T>(items: I[], remove: (item: I) => Promise<T>): Promise<T[]> => {
       const done: T[] = []
-      for (const r of await Promise.allSettled(removals)) {
+      for (const r of await settledInTurn(items, REMOVALS_AT_ONCE, remove)) {
         if (r.status === 'rejected') failures.push(r.reason)
         else done.push(r.value)
       }
@@ -243,8 +243,8 @@ export class RemoteDocker {
       return done
     }
     const sum = (ns: number[]): number => ns.reduce((a, b) => a + b, 0)
-    await settle(
-      containers.map((id) => e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone))
+    await settle(containers, (id) =>
+      e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone)
     )
     // Listed after the containers are gone: a network, volume or image is removable only then.
     const [networks, volumes, images] = await Promise.all([
@@ -256,7 +256,7 @@ export class RemoteDocker {
     ]).catch((listing: unknown) => {
       throw failures[0] ?? listing
     })
-    await settle(networks.map((id) => this.removeNetwork(id)))
+    await settle(networks, (id) => this.removeNetwork(id))
     // One in use by a container that is not ours (409; ours are gone by now) stays: a named volume
     // another runner's job also mounts, an image it runs (as removeImage leaves it).
     const keptInUse: string[] = []
@@ -269,11 +269,9 @@ export class RemoteDocker {
           return 0
         }
       )
-    const removedVolumes = sum(
-      await settle(volumes.map((name) => removeUnlessInUse('remove volume', `/volumes/${seg(name)}?force=1`, name)))
-    )
+    const removedVolumes = sum(await settle(volumes, (name) => removeUnlessInUse('remove volume', `/volumes/${seg(name)}?force=1`, name)))
     // force: every tag of the job's image goes with it (one the job added, `node:20`, included).
-    const removedImages = sum(await settle(images.map((id) => removeUnlessInUse('remove image', `/images/${seg(id)}?force=1`))))
+    const removedImages = sum(await settle(images, (id) => removeUnlessInUse('remove image', `/images/${seg(id)}?force=1`)))
     if (failures.length) throw failures[0]
     return {
       containers: containers.length,
@@ -336,4 +334,32 @@ export function endpointOwner(key: string, entry: unknown): string {
   const name = (entry as { Name?: unknown } | null)?.Name
   if (STALE_ENDPOINT.test(key) && typeof name === 'string' && CONTAINER_NAME.test(name)) return name
   throw new UnexpectedAnswer(`docker inspect network: a container id that is not one: ${JSON.stringify(key.slice(0, 80))}`)
+}
+
+/**
+ * How many removals are in flight at once. A listing comes from the VM's docker, where the job is
+ * root: one of 200,000 made-up ids must not open 200,000 channels (and descriptors) at once.
+ */
+export const REMOVALS_AT_ONCE = 16
+
+/** `fn` over `items`, at most `limit` at a time, every one settled (in the items' order). */
+export async function settledInTurn<I, T>(
+  items: readonly I[],
+  limit: number,
+  fn: (item: I) => Promise<T>
+): Promise<PromiseSettledResult<T>[]> {
+  const out: PromiseSettledResult<T>[] = []
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      try {
+        out[i] = { status: 'fulfilled', value: await fn(items[i]) }
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return out
 }

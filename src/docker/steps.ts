@@ -268,15 +268,43 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     // and the container would run to its end: killed again, now that it runs.
     if (cancelled) await engine.call('POST', `/containers/${id}/kill`).catch(() => undefined)
     const streamed = outputStreaming()
+    // The kill ends a container at once; an engine that holds its wait or stream open after it (the
+    // job is root on the VM) is cut off, as the exec path cuts a stream its stops did not end.
+    const cut = afterCancel(signal, CUT_AFTER_CANCEL_MS)
     try {
-      const [{ data: w }] = await Promise.all([waited, ended])
-      return { exitCode: cancelled ? 130 : exitStatus(w?.StatusCode, 'container wait'), cancelled }
+      const r = await Promise.race([Promise.all([waited, ended]), cut.done])
+      if (r === null) {
+        attached.close()
+        return { exitCode: 130, cancelled: true }
+      }
+      return { exitCode: cancelled ? 130 : exitStatus(r[0].data?.StatusCode, 'container wait'), cancelled }
     } finally {
+      cut.clear()
       streamed()
     }
   } finally {
     signal.removeEventListener('abort', listener)
     await engine.call('DELETE', `/containers/${id}?force=1&v=1`).catch(() => undefined)
+  }
+}
+
+/** How long a container action's wait and stream may go on after its cancel's kill. */
+export const CUT_AFTER_CANCEL_MS = 5_000
+
+/** Resolves with null `ms` after `signal` aborts (at once counts), until cleared. */
+function afterCancel(signal: AbortSignal, ms: number): { done: Promise<null>; clear: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  let fire!: (v: null) => void
+  const done = new Promise<null>((r) => (fire = r))
+  const arm = (): void => void (timer = setTimeout(() => fire(null), ms))
+  if (signal.aborted) arm()
+  else signal.addEventListener('abort', arm, { once: true })
+  return {
+    done,
+    clear: () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', arm)
+    }
   }
 }
 

@@ -21,6 +21,7 @@ import { labelFlagsOf, labelMap, machineOf, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/factory'
 import { blameOf, type Remote } from '../remote/remote'
 import { keepAlive, type LeaseState } from '../remote/agent'
+import { withDeadline } from '../remote/deadline'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
@@ -197,16 +198,28 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
     throw e
   } finally {
-    if (!provider.releaseDestroys)
-      await removeJobFolder(remote, config.remote.workRoot, jobRoot, null).catch((e) =>
-        ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
-      )
-    keeping?.stop()
-    fleet.stopBeating()
-    // With the runner's signal alone: a lost lease must not cut the release short to a cancel's grace.
-    await releaseMachine(onMachine, provider, lease, remote, jobId).catch((e) =>
-      ctx.log.warn(`could not release the host: ${(e as Error).message}`)
+    // Within timeouts.cleanupSeconds, as cleanup_job's: the VM (where the job was root) must not hold
+    // the hook after its step, nor keep the release and the local folder's removal from coming.
+    const secs = config.timeouts.cleanupSeconds
+    const bounded = withDeadline(
+      remote,
+      secs * 1000,
+      `timeouts.cleanupSeconds: cleaning up after the container action on ${lease.connect.host}:${lease.connect.port} took longer than ${secs} s and was stopped`
     )
+    try {
+      if (!provider.releaseDestroys)
+        await removeJobFolder(bounded.remote, config.remote.workRoot, jobRoot, null).catch((e) =>
+          ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
+        )
+      keeping?.stop()
+      fleet.stopBeating()
+      // With the runner's signal alone: a lost lease must not cut the release short to a cancel's grace.
+      await releaseMachine(onMachine, provider, lease, bounded.remote, jobId).catch((e) =>
+        ctx.log.warn(`could not release the host: ${(e as Error).message}`)
+      )
+    } finally {
+      bounded.clear()
+    }
     closeJobFleet(jobId)
     remote.close()
     await stopAgent(localDir, lease.connect)

@@ -6,10 +6,11 @@
 // The hostile VM is a loopback sshd of its own ("rev1") that runs a wrapper before every command;
 // in "hang" mode any command that runs docker sleeps instead.
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { errors, HostileJob } from './harness'
-import { loadVm, repoRoot } from '../helpers/testenv'
+import { loadVm, repoRoot, testImages } from '../helpers/testenv'
 import { staticProvider } from '../helpers/conformance'
 
 const PORT = 2251
@@ -31,6 +32,8 @@ beforeAll(() => {
     [
       '#!/bin/bash',
       `if [ "$(cat ${MODE} 2>/dev/null)" = hang ] && [[ "$SSH_ORIGINAL_COMMAND" == *docker* ]]; then echo $$ >> ${PIDS}; exec sleep 120; fi`,
+      // "all": every command sleeps (a start-up file the job made wait).
+      `if [ "$(cat ${MODE} 2>/dev/null)" = all ]; then echo $$ >> ${PIDS}; exec sleep 120; fi`,
       'exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"',
       ''
     ].join('\n')
@@ -83,6 +86,88 @@ test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanup
   } finally {
     writeFileSync(MODE, '')
     await job.runner.cleanup()
+    job.runner.dispose()
+  }
+}, 120_000)
+
+// cleanup_job without state (after a failed prepare_job, or a runner that lost its jobs) finds this
+// runner's leftovers on every host of its config: each host's tidying and slot release is bounded
+// the same way, and the runner host's own leftovers go whatever the VM does.
+test('cleanup_job without state on a VM whose every command hangs ends after timeouts.cleanupSeconds, naming it, its local folders removed', async () => {
+  const vm = loadVm('rev1')
+  const job = new HostileJob('agent', {
+    config: {
+      provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }),
+      remote: { workRoot: vm.workRoot },
+      timeouts: { healthSeconds: 60, connectSeconds: 10, cleanupSeconds: 3 }
+    }
+  })
+  try {
+    await job.prepare()
+    const { owner, jobId } = job.runner.state as { owner: string; jobId: string }
+    const localDir = join(tmpdir(), `rch-${process.getuid!()}`, `${owner}-${jobId}`)
+    // Positive control: the job's local folder is there before the cleanup.
+    expect(existsSync(localDir)).toBe(true)
+    writeFileSync(PIDS, '')
+    writeFileSync(MODE, 'all')
+    const t0 = Date.now()
+    const r = await job.runner.call('cleanup_job', {}, { state: null })
+    const took = Date.now() - t0
+    // Positive control: the VM really held a command.
+    expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain('timeouts.cleanupSeconds')
+    expect(took).toBeLessThan(20_000)
+    expect(existsSync(localDir)).toBe(false)
+    expect(job.canaries.changes()).toEqual([])
+  } finally {
+    writeFileSync(MODE, '')
+    await job.runner.cleanup()
+    job.runner.dispose()
+  }
+}, 120_000)
+
+// A container action without prepare_job leases a machine for its one step and tidies up after it:
+// that teardown is bounded the same way (the step's own result stands, the hang is warned about).
+test('a container action without state: a VM that hangs its teardown holds the hook at most timeouts.cleanupSeconds', async () => {
+  const vm = loadVm('rev1')
+  const job = new HostileJob('agent', {
+    config: {
+      provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }),
+      remote: { workRoot: vm.workRoot },
+      timeouts: { healthSeconds: 60, connectSeconds: 10, cleanupSeconds: 3 }
+    }
+  })
+  try {
+    writeFileSync(PIDS, '')
+    const { args } = job.runner.containerStep({
+      image: testImages.tiny,
+      entryPoint: 'sh',
+      args: ['-c', 'echo action-started; sleep 1; echo action-done']
+    })
+    const run = job.runner.start('run_container_step', args, { state: null })
+    let out = ''
+    await new Promise<void>((resolve, reject) => {
+      run.child.stdout!.on('data', (d) => {
+        out += d
+        if (out.includes('action-started')) resolve()
+      })
+      run.child.once('close', () => reject(new Error(`the action ended before it started: ${out}`)))
+    })
+    // From now on the VM holds every command that runs docker: the job folder's removal does.
+    writeFileSync(MODE, 'hang')
+    const t0 = Date.now()
+    const r = await run.done
+    const took = Date.now() - t0
+    expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('action-done')
+    expect(`${r.stdout}${r.stderr}`).toContain('timeouts.cleanupSeconds')
+    expect(took).toBeLessThan(20_000)
+    expect(job.canaries.changes()).toEqual([])
+  } finally {
+    writeFileSync(MODE, '')
+    await job.runner.call('cleanup_job', {}, { state: null })
     job.runner.dispose()
   }
 }, 120_000)

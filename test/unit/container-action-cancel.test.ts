@@ -1,7 +1,7 @@
 // A container action cancelled while its container is being started: the kill the cancel sends then
 // finds nothing running yet (docker answers 409), so without a second kill once the start returns
 // the container ran to its own end and the step waited for it.
-import { runContainer } from '../../src/docker/steps'
+import { CUT_AFTER_CANCEL_MS, runContainer } from '../../src/docker/steps'
 import { EngineError, type Engine, type Output } from '../../src/docker/engine'
 import { settlesWithin } from '../../src/retry'
 
@@ -57,4 +57,46 @@ test('positive control: without a cancel the container runs to its end and its s
   const f = engineFor(() => setTimeout(() => f.exit(3), 50))
   await expect(runContainer(f.engine, spec, out, new AbortController().signal)).resolves.toEqual({ exitCode: 3, cancelled: false })
   expect(f.kills).toEqual([])
+})
+
+// The VM's docker (the job is root there) answers the kill but holds the container's wait and its
+// attach stream open: the step must not wait on them after its cancel (with the job's agent the
+// request stayed in flight until cleanup_job).
+test('a cancel whose kill the engine answers while holding the wait and the stream open: cut off, the step ends as cancelled', async () => {
+  jest.useFakeTimers()
+  try {
+    const cancel = new AbortController()
+    let closed = 0
+    const calls: string[] = []
+    const engine = {
+      call: async (method: string, path: string) => {
+        calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
+        if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
+        if (path.includes('/wait')) return new Promise<never>(() => undefined)
+        return { status: 204, data: null }
+      },
+      hijack: async () => ({ ended: new Promise<never>(() => undefined), input: null, close: () => void closed++ })
+    } as unknown as Engine
+    let res: unknown = null
+    const step = runContainer(engine, spec, out, cancel.signal).then((r) => (res = r))
+    await jest.advanceTimersByTimeAsync(60_000)
+    // Positive control: without a cancel it is still waiting, as for any long container action.
+    expect(res).toBeNull()
+    cancel.abort('SIGINT')
+    await jest.advanceTimersByTimeAsync(CUT_AFTER_CANCEL_MS - 100)
+    expect(res).toBeNull()
+    await jest.advanceTimersByTimeAsync(200)
+    await step
+    expect(res).toEqual({ exitCode: 130, cancelled: true })
+    expect(closed).toBe(1)
+    expect(calls).toEqual([
+      'POST /containers/create',
+      'POST /containers/C/wait',
+      'POST /containers/C/start',
+      'POST /containers/C/kill',
+      'DELETE /containers/C'
+    ])
+  } finally {
+    jest.useRealTimers()
+  }
 })

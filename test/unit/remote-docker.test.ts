@@ -1,7 +1,7 @@
 // The remote-docker layer against a recording remote: which Engine API requests and shell commands
 // each operation sends, what it makes of the answers (ids, counts, presence), that names and labels
 // reach a shell only quoted by shq, and that secrets never reach a command line.
-import { createBody, describeCounts, RemoteDocker } from '../../src/docker/remote-docker'
+import { createBody, describeCounts, RemoteDocker, REMOVALS_AT_ONCE, settledInTurn } from '../../src/docker/remote-docker'
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
 import { shq } from '../../src/remote/quote'
@@ -487,5 +487,50 @@ describe('removeOwned', () => {
     scriptListing([], [], ['../x'])
     await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toThrow(/volumes with an unexpected name: "..\/x"/)
     expect(remote.api.filter((c) => c.method === 'DELETE')).toEqual([])
+  })
+})
+
+describe('removals from a listing the VM gives are made a few at a time', () => {
+  // The listing comes from the VM's docker (the job is root there): 200,000 made-up ids must not
+  // become 200,000 channels opened at once.
+  const track = () => {
+    let now = 0
+    let most = 0
+    const fn = async (i: number): Promise<number> => {
+      most = Math.max(most, ++now)
+      await new Promise((r) => setImmediate(r))
+      now--
+      if (i % 7 === 3) throw new Error(`no ${i}`)
+      return i * 2
+    }
+    return { fn, most: () => most }
+  }
+  const items = Array.from({ length: 1000 }, (_, i) => i)
+
+  it(`at most REMOVALS_AT_ONCE (${REMOVALS_AT_ONCE}) in flight, every one settled, in order`, async () => {
+    const t = track()
+    const out = await settledInTurn(items, REMOVALS_AT_ONCE, t.fn)
+    expect(t.most()).toBe(REMOVALS_AT_ONCE)
+    expect(out).toHaveLength(1000)
+    expect(out[3]).toEqual({ status: 'rejected', reason: new Error('no 3') })
+    expect(out[4]).toEqual({ status: 'fulfilled', value: 8 })
+    expect(out.filter((r) => r.status === 'rejected')).toHaveLength(143)
+  })
+
+  it('control: all at once (what Promise.allSettled over the listing did) has all 1000 in flight', async () => {
+    const t = track()
+    await Promise.allSettled(items.map(t.fn))
+    expect(t.most()).toBe(1000)
+  })
+
+  it('removeOwned removes every container of a long listing', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `${i.toString(16).padStart(4, '0')}${'a'.repeat(60)}`)
+    remote.onApi('GET', /^\/containers\/json/, { status: 200, body: ids.map((Id) => ({ Id })) })
+    remote.onApi('GET', /^\/networks\?/, { status: 200, body: [] })
+    remote.onApi('GET', /^\/volumes\?/, { status: 200, body: { Volumes: null } })
+    remote.onApi('GET', /^\/images\/json\?/, { status: 200, body: [] })
+    remote.onApi('DELETE', /./, { status: 204 })
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 200, networks: 0, volumes: 0, images: 0 })
+    expect(remote.api.filter((c) => c.method === 'DELETE')).toHaveLength(200)
   })
 })
