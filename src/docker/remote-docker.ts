@@ -234,7 +234,8 @@ export class RemoteDocker {
     const failures: unknown[] = []
     const settle = async <I, T>(items: I[], remove: (item: I) => Promise<T>): Promise<T[]> => {
       const done: T[] = []
-      for (const r of await settledInTurn(items, REMOVALS_AT_ONCE, remove)) {
+      // A lost or stalled connection stops the removals not yet begun: each would wait its bound.
+      for (const r of await settledInTurn(items, REMOVALS_AT_ONCE, remove, (x) => x instanceof TransportError)) {
         if (r.status === 'rejected') failures.push(r.reason)
         else done.push(r.value)
       }
@@ -342,21 +343,28 @@ export function endpointOwner(key: string, entry: unknown): string {
  */
 export const REMOVALS_AT_ONCE = 16
 
-/** `fn` over `items`, at most `limit` at a time, every one settled (in the items' order). */
+/**
+ * `fn` over `items`, at most `limit` at a time, each settled (in the items' order). Once one
+ * fails as `stopOn` says, no further item is begun (those under way still settle; the result
+ * then holds only the begun ones).
+ */
 export async function settledInTurn<I, T>(
   items: readonly I[],
   limit: number,
-  fn: (item: I) => Promise<T>
+  fn: (item: I) => Promise<T>,
+  stopOn: (reason: unknown) => boolean = () => false
 ): Promise<PromiseSettledResult<T>[]> {
   const out: PromiseSettledResult<T>[] = []
   let next = 0
+  let stop = false
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (!stop && next < items.length) {
       const i = next++
       try {
         out[i] = { status: 'fulfilled', value: await fn(items[i]) }
       } catch (reason) {
         out[i] = { status: 'rejected', reason }
+        if (stopOn(reason)) stop = true
       }
     }
   }

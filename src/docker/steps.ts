@@ -98,18 +98,26 @@ export async function execStep(
   const id = await (created ?? createExec(engine, spec))
   if (signal.aborted) return { exitCode: 130, cancelled: true }
   let started: Awaited<ReturnType<Engine['hijack']>>
+  // A start whose answer failed may still have reached docker, and a step whose stream or exit
+  // status failed may still run: whatever it started is stopped before the failure is told (the
+  // handler then pulls back what it wrote), as shellStep does. A cancel's stop keeps its grace.
+  const stopped = (grace: number): Promise<void> => stopMarked(engine, spec.container, markerOf(spec), grace).catch(() => undefined)
   try {
     started = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out, signal)
   } catch (e) {
+    await stopped(signal.aborted ? graceMs : 0)
     if (!signal.aborted) throw e
-    // Cancelled while docker held back its answer: the start may have reached it, so whatever it started is stopped.
-    await stopMarked(engine, spec.container, markerOf(spec), graceMs).catch(() => undefined)
     return { exitCode: 130, cancelled: true }
   }
   const { ended, close } = started
-  // A cancel whose stops all failed (the VM's docker, steerable by the job, keeps the stream open):
-  // the stream is cut, so the step ends as cancelled instead of waiting for ever.
-  return follow({ ended, exitCode: () => exitOfExec(engine, id, signal) }, engine, spec, signal, graceMs, close)
+  try {
+    // A cancel whose stops all failed (the VM's docker, steerable by the job, keeps the stream open):
+    // the stream is cut, so the step ends as cancelled instead of waiting for ever.
+    return await follow({ ended, exitCode: () => exitOfExec(engine, id, signal) }, engine, spec, signal, graceMs, close)
+  } catch (e) {
+    await stopped(0)
+    throw e
+  }
 }
 
 /**
@@ -240,18 +248,23 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
   )
   const id = idFrom(data, 'container create')
   let cancelled = false
+  // After a cancel every call is bounded like the cut-off below: the engine may hold any of them.
+  const afterCancelCall = { timeoutMs: CUT_AFTER_CANCEL_MS }
   const listener = (): void => {
     cancelled = true
-    engine.call('POST', `/containers/${id}/kill`).catch(() => undefined)
+    engine.call('POST', `/containers/${id}/kill`, undefined, 'container kill', afterCancelCall).catch(() => undefined)
   }
+  let attached: Awaited<ReturnType<Engine['hijack']>> | null = null
   try {
     // Not yet started: a cancel here ends the step, and the finally removes the container.
-    const attached = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out, signal).catch((e: unknown) => {
+    attached = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out, signal).catch((e: unknown) => {
       if (signal.aborted) return null
       throw e
     })
     if (!attached) return { exitCode: 130, cancelled: true }
     const { ended } = attached
+    // Awaited below, unless the step ends before: a stream that fails meanwhile is no unhandled rejection.
+    ended.catch(() => undefined)
     const waited = engine.call<{ StatusCode?: unknown } | null>(
       'POST',
       `/containers/${id}/wait?condition=next-exit`,
@@ -263,20 +276,22 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })
     if (signal.aborted) return { exitCode: 130, cancelled: true }
-    await engine.call('POST', `/containers/${id}/start`, undefined, 'container start')
+    const start = await engine.call('POST', `/containers/${id}/start`, undefined, 'container start', { signal }).catch((e: unknown) => {
+      if (signal.aborted) return null
+      throw e
+    })
+    // Cancelled while docker held the start: it may have run it, and the removal below ends it.
+    if (!start) return { exitCode: 130, cancelled: true }
     // A cancel during the start sent its kill before anything ran (docker refuses it: not running),
     // and the container would run to its end: killed again, now that it runs.
-    if (cancelled) await engine.call('POST', `/containers/${id}/kill`).catch(() => undefined)
+    if (cancelled) await engine.call('POST', `/containers/${id}/kill`, undefined, 'container kill', afterCancelCall).catch(() => undefined)
     const streamed = outputStreaming()
     // The kill ends a container at once; an engine that holds its wait or stream open after it (the
     // job is root on the VM) is cut off, as the exec path cuts a stream its stops did not end.
     const cut = afterCancel(signal, CUT_AFTER_CANCEL_MS)
     try {
       const r = await Promise.race([Promise.all([waited, ended]), cut.done])
-      if (r === null) {
-        attached.close()
-        return { exitCode: 130, cancelled: true }
-      }
+      if (r === null) return { exitCode: 130, cancelled: true }
       return { exitCode: cancelled ? 130 : exitStatus(r[0].data?.StatusCode, 'container wait'), cancelled }
     } finally {
       cut.clear()
@@ -284,7 +299,10 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     }
   } finally {
     signal.removeEventListener('abort', listener)
-    await engine.call('DELETE', `/containers/${id}?force=1&v=1`).catch(() => undefined)
+    await engine
+      .call('DELETE', `/containers/${id}?force=1&v=1`, undefined, 'remove container', signal.aborted ? afterCancelCall : {})
+      .catch(() => undefined)
+    attached?.close()
   }
 }
 

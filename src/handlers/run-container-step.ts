@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, InputError, TransportError } from '../errors'
+import { Cancelled, InputError, TransportError, formatError } from '../errors'
 import type { ContainerArgs } from '../protocol'
 import { initialState, onJobMachine, workRootOf, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
@@ -209,13 +209,13 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     try {
       if (!provider.releaseDestroys)
         await removeJobFolder(bounded.remote, config.remote.workRoot, jobRoot, null).catch((e) =>
-          ctx.log.warn(`could not remove ${jobRoot}: ${(e as Error).message}`)
+          ctx.log.warn(`could not remove ${jobRoot}: ${formatError(e)}`)
         )
       keeping?.stop()
       fleet.stopBeating()
       // With the runner's signal alone: a lost lease must not cut the release short to a cancel's grace.
       await releaseMachine(onMachine, provider, lease, bounded.remote, jobId).catch((e) =>
-        ctx.log.warn(`could not release the host: ${(e as Error).message}`)
+        ctx.log.warn(`could not release the host: ${formatError(e)}`)
       )
     } finally {
       bounded.clear()

@@ -83,8 +83,9 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     const err = await blameOf(e, remote, ctx.signal)
     // A step that ran but whose exit status could not be read (the VM's docker or step shell failed
     // it, the connection still up): its file commands and workspace changes come back, as for any
-    // failed step. Not after a cancel, nor over a lost connection.
-    if (running && target && !ctx.signal.aborted && !(err instanceof Cancelled) && !(err instanceof TransportError && err.kind === 'lost'))
+    // failed step. Not after a cancel, nor over a connection the check did not find working.
+    const connected = !(err instanceof TransportError) || err.kind === 'stream'
+    if (running && target && connected && !ctx.signal.aborted && !(err instanceof Cancelled))
       await pull(target, state.pullRoots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed step: ${formatError(p)}`))
     throw err
   } finally {

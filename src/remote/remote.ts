@@ -196,12 +196,13 @@ export async function check(remote: Remote, command: string, opts: RunOptions = 
  * exit was the VM's own doing (a stream it ended or held: the job killed its step shell, or stopped,
  * removed or replaced the Docker socket): it becomes kind `stream`, so the job cannot make the hook
  * report its machine lost and ask the provider about it. The exit status itself does not matter
- * (the job may change what `true` does), only that one came. Anything else is returned as it is.
+ * (the job may change what `true` does, or make it kill itself), only that one came, as a code or a
+ * signal. Anything else is returned as it is.
  */
 export async function blameOf(err: unknown, remote: Remote, signal?: AbortSignal): Promise<unknown> {
   if (!(err instanceof TransportError) || (err.kind !== 'lost' && err.kind !== 'timeout')) return err
   const up = await run(remote, 'true', { timeoutMs: CONNECTION_CHECK_MS, label: 'connection check', signal }).then(
-    (r) => r.code !== null,
+    (r) => r.code !== null || r.signal !== null,
     () => false
   )
   return up ? new TransportError(err.message, 'stream', { cause: err }) : err

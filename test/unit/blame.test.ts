@@ -40,8 +40,9 @@ describe('on a connection that still runs a command', () => {
     }
   )
 
-  test('an exit status the job made non-zero still shows the connection works', async () => {
+  test('an exit status the job made non-zero, or a signal it made `true` kill itself with, still shows the connection works', async () => {
     expect(await kindOf(new TransportError('x', 'lost'), ending({ code: 1, signal: null }))).toBe('stream')
+    expect(await kindOf(new TransportError('x', 'lost'), ending({ code: null, signal: 'KILL' }))).toBe('stream')
   })
 
   test('positive control: the same failure, untold, is a lost connection', () => {

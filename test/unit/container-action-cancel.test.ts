@@ -100,3 +100,47 @@ test('a cancel whose kill the engine answers while holding the wait and the stre
     jest.useRealTimers()
   }
 })
+
+// Every call after a cancel is bounded, also the start and the removal an engine may hold.
+test('a cancel while the engine holds the start and then the removal: the step still ends within the cut-off', async () => {
+  jest.useFakeTimers()
+  try {
+    const cancel = new AbortController()
+    const seen: string[] = []
+    /** Held until its own bound or signal ends it, as Engine.call does. */
+    const held = (opts?: { timeoutMs?: number | null; signal?: AbortSignal }) =>
+      new Promise((_, reject) => {
+        if (typeof opts?.timeoutMs === 'number') setTimeout(() => reject(new Error('no answer')), opts.timeoutMs)
+        opts?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true })
+      })
+    const engine = {
+      call: async (method: string, path: string, _b: unknown, _w: string, opts?: { timeoutMs?: number | null; signal?: AbortSignal }) => {
+        seen.push(
+          `${method} ${path.split('?')[0].replace(ID, 'C')} ${typeof opts?.timeoutMs === 'number' ? 'bounded' : opts?.signal ? 'signal' : '-'}`
+        )
+        if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
+        if (path.endsWith('/start') || method === 'DELETE' || path.includes('/wait')) return held(opts)
+        return { status: 204, data: null }
+      },
+      // A stream that fails while nothing awaits it yet must not become an unhandled rejection.
+      hijack: async () => ({ ended: Promise.reject(new Error('stream broke')), input: null, close: () => undefined })
+    } as unknown as Engine
+    let res: unknown = null
+    const step = runContainer(engine, spec, out, cancel.signal).then((r) => (res = r))
+    await jest.advanceTimersByTimeAsync(1_000)
+    expect(res).toBeNull()
+    cancel.abort('SIGINT')
+    await jest.advanceTimersByTimeAsync(CUT_AFTER_CANCEL_MS + 100)
+    await step
+    expect(res).toEqual({ exitCode: 130, cancelled: true })
+    expect(seen).toEqual([
+      'POST /containers/create -',
+      'POST /containers/C/wait -',
+      'POST /containers/C/start signal',
+      'POST /containers/C/kill bounded',
+      'DELETE /containers/C bounded'
+    ])
+  } finally {
+    jest.useRealTimers()
+  }
+})

@@ -165,3 +165,20 @@ test('a cancel while docker holds back the exec start: the step ends as cancelle
   expect(res).toEqual({ exitCode: 130, cancelled: true })
   expect(stops).toBeGreaterThanOrEqual(1)
 })
+
+test('a stream that breaks while the process runs: its processes are stopped before the failure is told (the handler then pulls back)', async () => {
+  let stops = 0
+  const engine = {
+    call: async (_m: string, path: string, body?: { User?: string }) => {
+      if (body?.User === '0') stops++
+      if (path.endsWith('/json')) return { status: 200, data: { Running: false, ExitCode: 0 } }
+      return { status: 201, data: { Id: ID } }
+    },
+    hijack: async () => ({ ended: Promise.reject(new Error('output stream broke: reset')), input: null, close: () => undefined })
+  } as unknown as Engine
+  const step = execStep({} as Remote, engine, SPEC, OUT, new AbortController().signal, 100)
+  const settled = step.catch((e: unknown) => e)
+  await jest.advanceTimersByTimeAsync(10_000)
+  expect(String(await settled)).toContain('output stream broke')
+  expect(stops).toBeGreaterThanOrEqual(1)
+})

@@ -1,6 +1,7 @@
 // The remote-docker layer against a recording remote: which Engine API requests and shell commands
 // each operation sends, what it makes of the answers (ids, counts, presence), that names and labels
 // reach a shell only quoted by shq, and that secrets never reach a command line.
+import { TransportError } from '../../src/errors'
 import { createBody, describeCounts, RemoteDocker, REMOVALS_AT_ONCE, settledInTurn } from '../../src/docker/remote-docker'
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
@@ -521,6 +522,23 @@ describe('removals from a listing the VM gives are made a few at a time', () => 
     const t = track()
     await Promise.allSettled(items.map(t.fn))
     expect(t.most()).toBe(1000)
+  })
+
+  it('a lost connection stops the removals not yet begun (each would wait its bound)', async () => {
+    let begun = 0
+    const out = await settledInTurn(
+      items,
+      REMOVALS_AT_ONCE,
+      async (i) => {
+        begun++
+        await new Promise((r) => setImmediate(r))
+        if (i === 0) throw new TransportError('the connection to h is gone', 'lost')
+        return i
+      },
+      (x) => x instanceof TransportError
+    )
+    expect(begun).toBeLessThanOrEqual(2 * REMOVALS_AT_ONCE)
+    expect(out[0]).toEqual({ status: 'rejected', reason: new TransportError('the connection to h is gone', 'lost') })
   })
 
   it('removeOwned removes every container of a long listing', async () => {

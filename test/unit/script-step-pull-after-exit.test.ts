@@ -8,7 +8,7 @@
 import { scriptStepCtx, staticJobState } from './_helpers'
 
 const EXIT_AFTER_MS = 300
-const vm = { written: false, inspect: 'answers' as 'answers' | 'fails' | 'lost' }
+const vm = { written: false, inspect: 'answers' as 'answers' | 'fails' | 'lost' | 'held' }
 const pulls: { sawFile: boolean }[] = []
 
 jest.mock('../../src/session', () => ({
@@ -34,6 +34,7 @@ jest.mock('../../src/docker/engine', () => ({
         const { TransportError } = jest.requireActual('../../src/errors')
         if (vm.inspect === 'fails') throw new EngineError(500, 'exec inspect', 'the engine failed')
         if (vm.inspect === 'lost') throw new TransportError('docker API exec inspect: the connection to h is gone', 'lost')
+        if (vm.inspect === 'held') throw new TransportError('docker API exec inspect: no answer within 120 s', 'timeout')
         return { status: 200, data: { Running: !vm.written, ExitCode: vm.written ? 0 : null } }
       }
       return { status: 201, data: { Id: 'e'.repeat(64) } }
@@ -90,5 +91,11 @@ test('an exit status the engine fails to give: the step fails, and the pull-back
 test('control: a connection lost while the exit status is asked for: no pull-back over it', async () => {
   vm.inspect = 'lost'
   await expect(runScriptStep(STEP, state, ctx)).rejects.toThrow('the connection to h is gone')
+  expect(pulls).toHaveLength(0)
+})
+
+test('control: a call held past its bound on a connection that runs no command either: no pull-back over it', async () => {
+  vm.inspect = 'held'
+  await expect(runScriptStep(STEP, state, ctx)).rejects.toThrow('no answer within 120 s')
   expect(pulls).toHaveLength(0)
 })
