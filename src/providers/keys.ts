@@ -1,7 +1,10 @@
 // Per-job ed25519 key pairs in OpenSSH formats, made with node:crypto. Not ssh2's
 // generateKeyPairSync: it strips every leading zero byte of the public key, so about 1 key in 256
 // comes out 31 bytes long and is refused by sshd and ssh-keygen; with two keys per job, that failed
-// an EC2 job every so often.
+// an EC2 job every so often. The halves come out of the key generation already encoded (DER):
+// exporting the key objects as JWK afterwards deadlocked node 20 now and then (a collection inside
+// the export finalised the generation's job, which takes the key's lock the export holds), leaving
+// prepare_job hung for good.
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 
 export interface SshKeyPair {
@@ -22,11 +25,23 @@ const str = (b: Buffer | string): Buffer => {
   return Buffer.concat([u32(buf.length), buf])
 }
 
+/** The fixed DER prefixes of an ed25519 SubjectPublicKeyInfo and PKCS#8 key (RFC 8410), each followed by the 32 raw bytes. */
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+const rawAfter = (der: Buffer, prefix: Buffer, what: string): Buffer => {
+  if (der.length !== prefix.length + 32 || !der.subarray(0, prefix.length).equals(prefix))
+    throw new Error(`ed25519 ${what} key of unexpected encoding (${der.length} bytes)`)
+  return der.subarray(prefix.length)
+}
+
 export function ed25519KeyPair(comment = ''): SshKeyPair {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519')
-  const pub = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url')
-  const seed = Buffer.from(privateKey.export({ format: 'jwk' }).d!, 'base64url')
-  if (pub.length !== 32 || seed.length !== 32) throw new Error(`ed25519 key of unexpected size (${pub.length}/${seed.length})`)
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519', {
+    publicKeyEncoding: { type: 'spki', format: 'der' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'der' }
+  })
+  const pub = rawAfter(publicKey, SPKI_PREFIX, 'public')
+  const seed = rawAfter(privateKey, PKCS8_PREFIX, 'private')
   const blob = Buffer.concat([str('ssh-ed25519'), str(pub)])
   const check = randomBytes(4)
   let section = Buffer.concat([check, check, str('ssh-ed25519'), str(pub), str(Buffer.concat([seed, pub])), str(comment)])
