@@ -56,20 +56,10 @@ export function planStep(args: ContainerArgs, layout: Layout): StepPlan {
 }
 
 /** The step on its machine; a failure the VM caused on a working connection is not a lost machine (blameOf). */
-async function runIn(
-  args: ContainerArgs,
-  plan: StepPlan,
-  state: HookState,
-  remote: Remote,
-  ctx: HookContext,
-  pushRoots: string[]
-): Promise<HandlerResult> {
-  try {
-    return await runOn(args, plan, state, remote, ctx, pushRoots)
-  } catch (e) {
-    throw await blameOf(e, remote, ctx.signal)
-  }
-}
+const runIn = (...a: Parameters<typeof runOn>): Promise<HandlerResult> =>
+  runOn(...a).catch(async (e: unknown) => {
+    throw await blameOf(e, a[3], a[4].signal)
+  })
 
 async function runOn(
   args: ContainerArgs,

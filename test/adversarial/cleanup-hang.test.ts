@@ -62,27 +62,36 @@ afterAll(() => {
   rmSync(DIR, { recursive: true, force: true })
 })
 
-test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanupSeconds, naming it', async () => {
+/** A job on the hostile VM, with cleanupSeconds 3. */
+function hangJob(): HostileJob {
   const vm = loadVm('rev1')
-  const job = new HostileJob('agent', {
+  return new HostileJob('agent', {
     config: {
       provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }),
       remote: { workRoot: vm.workRoot },
       timeouts: { healthSeconds: 60, connectSeconds: 10, cleanupSeconds: 3 }
     }
   })
+}
+
+/** The VM really held a command (positive control), and cleanup failed in time, naming the key, touching nothing on the runner host. */
+function expectStoppedAtDeadline(job: HostileJob, r: { code: number | null; stdout: string; stderr: string }, took: number): void {
+  expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
+  expect(r.code).not.toBe(0)
+  expect(errors(r).join('\n')).toContain('timeouts.cleanupSeconds')
+  expect(took).toBeLessThan(20_000)
+  expect(job.canaries.changes()).toEqual([])
+}
+
+test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanupSeconds, naming it', async () => {
+  const job = hangJob()
   try {
     await job.prepare()
     writeFileSync(MODE, 'hang')
     const t0 = Date.now()
     const r = await job.runner.cleanup()
     const took = Date.now() - t0
-    // Positive control: the VM really held a docker command.
-    expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
-    expect(r.code).not.toBe(0)
-    expect(errors(r).join('\n')).toContain('timeouts.cleanupSeconds')
-    expect(took).toBeLessThan(20_000)
-    expect(job.canaries.changes()).toEqual([])
+    expectStoppedAtDeadline(job, r, took)
   } finally {
     writeFileSync(MODE, '')
     await job.runner.cleanup()
@@ -94,14 +103,7 @@ test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanup
 // runner's leftovers on every host of its config: each host's tidying and slot release is bounded
 // the same way, and the runner host's own leftovers go whatever the VM does.
 test('cleanup_job without state on a VM whose every command hangs ends after timeouts.cleanupSeconds, naming it, its local folders removed', async () => {
-  const vm = loadVm('rev1')
-  const job = new HostileJob('agent', {
-    config: {
-      provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }),
-      remote: { workRoot: vm.workRoot },
-      timeouts: { healthSeconds: 60, connectSeconds: 10, cleanupSeconds: 3 }
-    }
-  })
+  const job = hangJob()
   try {
     await job.prepare()
     const { owner, jobId } = job.runner.state as { owner: string; jobId: string }
@@ -113,13 +115,8 @@ test('cleanup_job without state on a VM whose every command hangs ends after tim
     const t0 = Date.now()
     const r = await job.runner.call('cleanup_job', {}, { state: null })
     const took = Date.now() - t0
-    // Positive control: the VM really held a command.
-    expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
-    expect(r.code).not.toBe(0)
-    expect(errors(r).join('\n')).toContain('timeouts.cleanupSeconds')
-    expect(took).toBeLessThan(20_000)
+    expectStoppedAtDeadline(job, r, took)
     expect(existsSync(localDir)).toBe(false)
-    expect(job.canaries.changes()).toEqual([])
   } finally {
     writeFileSync(MODE, '')
     await job.runner.cleanup()
@@ -130,14 +127,7 @@ test('cleanup_job without state on a VM whose every command hangs ends after tim
 // A container action without prepare_job leases a machine for its one step and tidies up after it:
 // that teardown is bounded the same way (the step's own result stands, the hang is warned about).
 test('a container action without state: a VM that hangs its teardown holds the hook at most timeouts.cleanupSeconds', async () => {
-  const vm = loadVm('rev1')
-  const job = new HostileJob('agent', {
-    config: {
-      provider: staticProvider(vm, {}, { acquireTimeoutSeconds: 30 }),
-      remote: { workRoot: vm.workRoot },
-      timeouts: { healthSeconds: 60, connectSeconds: 10, cleanupSeconds: 3 }
-    }
-  })
+  const job = hangJob()
   try {
     writeFileSync(PIDS, '')
     const { args } = job.runner.containerStep({

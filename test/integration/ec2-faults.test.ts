@@ -378,6 +378,19 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
     }
   })
 
+  /** The positive control of the adversarial cases below: the same job's machine, lost for real afterwards, is explained (EC2 asked). */
+  function expectRealLossExplained(r: Rig, lost: { id: string; errors: string[]; out: string }): void {
+    expect({ errors: lost.errors, out: lost.errors.length === 2 ? '' : lost.out }).toEqual({
+      errors: [
+        // the step's own words; a job's second step goes through the step shell, which says it ended
+        expect.stringMatching(/^::error::.*(lost|connection|closed|the step shell ended)/i),
+        `::error::the job's machine ${lost.id} is still running in EC2: the connection to it failed, not the machine`
+      ],
+      out: ''
+    })
+    expect(r.proxy.calls('DescribeInstances').length).toBeGreaterThan(0)
+  }
+
   // Adversarial: a step that kills its step shell (its parent) ends that shell's stream on a
   // connection that still works. That is the job's doing, not a lost machine: exit 75 as documented,
   // but no line about the machine and no EC2 lookup. Positive control in the same job: its machine
@@ -409,14 +422,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
           expect(r.proxy.calls('DescribeInstances')).toEqual([])
         }
       })
-      expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
-        errors: [
-          expect.stringMatching(/^::error::.*(lost|connection|closed|the step shell ended)/i),
-          `::error::the job's machine ${id} is still running in EC2: the connection to it failed, not the machine`
-        ],
-        out: ''
-      })
-      expect(r.proxy.calls('DescribeInstances').length).toBeGreaterThan(0)
+      expectRealLossExplained(r, { id, errors, out })
     } finally {
       await r.end()
     }
@@ -443,15 +449,7 @@ describe('EC2 API faults through a fault-injecting proxy', () => {
           expect(r.proxy.calls('DescribeInstances')).toEqual([])
         }
       })
-      expect({ errors, out: errors.length === 2 ? '' : out }).toEqual({
-        errors: [
-          // the step's own words; a job's second step goes through the step shell, which says it ended
-          expect.stringMatching(/^::error::.*(lost|connection|closed|the step shell ended)/i),
-          `::error::the job's machine ${id} is still running in EC2: the connection to it failed, not the machine`
-        ],
-        out: ''
-      })
-      expect(r.proxy.calls('DescribeInstances').length).toBeGreaterThan(0)
+      expectRealLossExplained(r, { id, errors, out })
     } finally {
       await r.end()
     }
