@@ -288,7 +288,8 @@ async function main(): Promise<void> {
     // (3b) pull-back of a workspace where every file changed on the VM: ours (listing, checks, the
     // hook's own tar reader and no-follow writes) vs raw rsync from the VM over a reused connection.
     const remoteRepo = `${state.jobRoot}/w/repo/repo` // the workspace, _work/repo/repo
-    const rawBack = join(mkdtempSync(join(tmpdir(), 'rch-bench-pull-')), 'ws')
+    const rawBackDir = mkdtempSync(join(tmpdir(), 'rch-bench-pull-'))
+    const rawBack = join(rawBackDir, 'ws')
     execFileSync('cp', ['-a', `${ws}/.`, rawBack])
     const changeAllOnVm = (): void => {
       for (let i = 0; i < 2000; i++) writeFileSync(join(remoteRepo, `d${i % 20}`, `f${i}.bin`), randomBytes(25_000))
@@ -303,7 +304,7 @@ async function main(): Promise<void> {
       if (st.files < 2000) throw new Error(`pull-back brought ${st.files} files, expected 2000`)
       rawPull.push(timeMs(() => execFileSync('rsync', ['-a', '-e', rshMux, `${vm.user}@${vm.host}:${remoteRepo}/`, `${rawBack}/`])))
     }
-    rmSync(rawBack, { recursive: true, force: true })
+    rmSync(rawBackDir, { recursive: true, force: true })
     rows.push({
       name: 'pull-back, all 2,000 files changed on the VM (50 MB)',
       ours: median(oursPull),
