@@ -32,7 +32,17 @@ export function withDeadline(remote: Remote, ms: number, message: string): Bound
   return {
     remote: {
       async openExec(command) {
-        const ch = await Promise.race([remote.openExec(command), expired])
+        const opening = remote.openExec(command)
+        // One that opens after the deadline gave up on it is closed at once, as a socket is below.
+        opening.then(
+          (ch) => {
+            if (!expiredNow) return
+            ch.stdout.destroy()
+            ch.stdin.destroy()
+          },
+          () => undefined
+        )
+        const ch = await Promise.race([opening, expired])
         open.add(ch)
         const done = Promise.race([ch.done, expired]).finally(() => open.delete(ch))
         return { ...ch, done }

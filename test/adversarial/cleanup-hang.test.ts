@@ -43,15 +43,17 @@ beforeAll(() => {
   vmScript('start', 'rev1', String(PORT))
 })
 
-afterAll(() => {
-  // The sleepers this test's VM started, by PID.
-  let pids: number[] = []
+/** The sleepers this file's VM started so far, by PID (the file is only appended to). */
+function sleepers(): number[] {
   try {
-    pids = readFileSync(PIDS, 'utf8').split('\n').filter(Boolean).map(Number)
+    return readFileSync(PIDS, 'utf8').split('\n').filter(Boolean).map(Number)
   } catch {
-    // none
+    return []
   }
-  for (const pid of pids) {
+}
+
+afterAll(() => {
+  for (const pid of sleepers()) {
     try {
       process.kill(pid, 'SIGKILL')
     } catch {
@@ -75,8 +77,13 @@ function hangJob(): HostileJob {
 }
 
 /** The VM really held a command (positive control), and cleanup failed in time, naming the key, touching nothing on the runner host. */
-function expectStoppedAtDeadline(job: HostileJob, r: { code: number | null; stdout: string; stderr: string }, took: number): void {
-  expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
+function expectStoppedAtDeadline(
+  job: HostileJob,
+  r: { code: number | null; stdout: string; stderr: string },
+  took: number,
+  sleepersBefore: number
+): void {
+  expect(sleepers().length).toBeGreaterThan(sleepersBefore)
   expect(r.code).not.toBe(0)
   expect(errors(r).join('\n')).toContain('timeouts.cleanupSeconds')
   expect(took).toBeLessThan(20_000)
@@ -87,11 +94,12 @@ test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanup
   const job = hangJob()
   try {
     await job.prepare()
+    const before = sleepers().length
     writeFileSync(MODE, 'hang')
     const t0 = Date.now()
     const r = await job.runner.cleanup()
     const took = Date.now() - t0
-    expectStoppedAtDeadline(job, r, took)
+    expectStoppedAtDeadline(job, r, took, before)
   } finally {
     writeFileSync(MODE, '')
     await job.runner.cleanup()
@@ -110,12 +118,12 @@ test('cleanup_job without state on a VM whose every command hangs ends after tim
     const localDir = join(tmpdir(), `rch-${process.getuid!()}`, `${owner}-${jobId}`)
     // Positive control: the job's local folder is there before the cleanup.
     expect(existsSync(localDir)).toBe(true)
-    writeFileSync(PIDS, '')
+    const before = sleepers().length
     writeFileSync(MODE, 'all')
     const t0 = Date.now()
     const r = await job.runner.call('cleanup_job', {}, { state: null })
     const took = Date.now() - t0
-    expectStoppedAtDeadline(job, r, took)
+    expectStoppedAtDeadline(job, r, took, before)
     expect(existsSync(localDir)).toBe(false)
   } finally {
     writeFileSync(MODE, '')
@@ -129,7 +137,7 @@ test('cleanup_job without state on a VM whose every command hangs ends after tim
 test('a container action without state: a VM that hangs its teardown holds the hook at most timeouts.cleanupSeconds', async () => {
   const job = hangJob()
   try {
-    writeFileSync(PIDS, '')
+    const before = sleepers().length
     const { args } = job.runner.containerStep({
       image: testImages.tiny,
       entryPoint: 'sh',
@@ -149,7 +157,7 @@ test('a container action without state: a VM that hangs its teardown holds the h
     const t0 = Date.now()
     const r = await run.done
     const took = Date.now() - t0
-    expect(readFileSync(PIDS, 'utf8').trim()).not.toBe('')
+    expect(sleepers().length).toBeGreaterThan(before)
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('action-done')
     expect(`${r.stdout}${r.stderr}`).toContain('timeouts.cleanupSeconds')

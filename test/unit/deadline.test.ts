@@ -1,4 +1,4 @@
-// cleanup_job's one deadline (withDeadline): channels and Engine API sockets, also one that opens late.
+// cleanup_job's one deadline (withDeadline): channels and Engine API sockets, also ones that open late.
 import { PassThrough } from 'node:stream'
 import { withDeadline } from '../../src/remote/deadline'
 import type { Remote } from '../../src/remote/remote'
@@ -38,6 +38,27 @@ describe('withDeadline', () => {
     await expect(b.remote.openSocket('/var/run/docker.sock')).rejects.toThrow('too slow')
     expect(opened).toHaveLength(0) // it had not opened yet when the deadline gave up on it
     expect(await waitUntil(() => opened.length === 1 && opened[0].destroyed, 5000, 5)).toBe(true)
+    b.clear()
+  })
+
+  test('a command channel that opens only after the deadline gave up on it is closed at once', async () => {
+    const opened: { stdout: PassThrough; stdin: PassThrough }[] = []
+    const remote: Remote = {
+      openExec: () =>
+        new Promise((resolve) =>
+          setTimeout(() => {
+            const ch = { stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough() }
+            opened.push(ch)
+            resolve({ ...ch, done: new Promise(() => undefined) })
+          }, 150)
+        ),
+      openSocket: () => Promise.reject(new Error('no sockets here')),
+      close: () => undefined
+    }
+    const b = withDeadline(remote, 40, 'too slow')
+    await expect(b.remote.openExec('rm -rf x')).rejects.toThrow('too slow')
+    expect(opened).toHaveLength(0)
+    expect(await waitUntil(() => opened.length === 1 && opened[0].stdout.destroyed && opened[0].stdin.destroyed, 5000, 5)).toBe(true)
     b.clear()
   })
 
