@@ -1,0 +1,97 @@
+// Attack: the job is root on the VM, so it can put its own listener behind the Docker socket the
+// hook talks to, and answer a step's exit-status request with what it likes. An exit status of 256
+// became the hook's exit code, which the process wraps to 0: a failed (or never-finished) step
+// passed. Defense: an exit status must be an integer from 0 to 255, else the step fails naming it.
+//
+// The hostile socket is a proxy in front of the real engine (the VM is this machine), named in the
+// job's `remote.dockerSocket`: in "pass" mode it forwards everything (positive control), in
+// "exit256" mode it answers every exec inspect itself.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { errors, HostileJob, type Mode } from './harness'
+import { testVm } from '../helpers/conformance'
+
+const DIR = mkdtempSync('/var/tmp/rch-hostile-engine-')
+const SOCK = join(DIR, 'docker.sock')
+let mode: 'pass' | 'exit256' = 'pass'
+/** The request lines the proxy saw, and how many it answered itself. */
+const seen: string[] = []
+let forged = 0
+const open = new Set<Socket>()
+let server: Server
+
+beforeAll(async () => {
+  chmodSync(DIR, 0o755)
+  server = createServer((client) => {
+    open.add(client)
+    client.on('close', () => open.delete(client))
+    client.on('error', () => undefined)
+    let head = Buffer.alloc(0)
+    const onData = (c: Buffer): void => {
+      head = Buffer.concat([head, c])
+      if (head.indexOf('\r\n\r\n') < 0) return
+      client.pause()
+      client.off('data', onData)
+      const line = head.subarray(0, head.indexOf('\r\n')).toString('latin1')
+      seen.push(line)
+      if (mode === 'exit256' && /^GET \S*\/exec\/[0-9a-f]+\/json /.test(line)) {
+        forged++
+        const body = '{"Running":false,"ExitCode":256}'
+        client.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+        return
+      }
+      const up = connect('/var/run/docker.sock')
+      open.add(up)
+      up.on('close', () => open.delete(up))
+      up.on('error', () => client.destroy())
+      up.write(head)
+      client.pipe(up)
+      up.pipe(client)
+    }
+    client.on('data', onData)
+  })
+  await new Promise<void>((r) => server.listen(SOCK, r))
+  // The VM's SSH user opens it through sshd's forwarding, as it would the real one.
+  chmodSync(SOCK, 0o666)
+})
+
+afterAll(async () => {
+  for (const s of open) s.destroy()
+  await new Promise<void>((r) => server.close(() => r()))
+  rmSync(DIR, { recursive: true, force: true })
+})
+
+describe.each(['agent', 'no-agent'] as Mode[])('a Docker socket that forges exit statuses (%s)', (m) => {
+  let job: HostileJob
+  beforeAll(async () => {
+    mode = 'pass'
+    forged = 0
+    job = new HostileJob(m, { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK } } })
+    await job.prepare()
+  })
+  afterAll(async () => {
+    mode = 'pass'
+    await job.finish()
+  })
+
+  test("an exit status of 256 fails the step, naming it, never exit 0; the same proxy passing answers through gives the step's own status (positive control)", async () => {
+    // The job's first step goes by exec in either mode (with the agent, later ones go through the
+    // step shell, which reports the status itself).
+    mode = 'exit256'
+    const { r } = await job.step('exit 0\n')
+    mode = 'pass'
+    expect(forged).toBeGreaterThan(0)
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain('the exit status 256 is not an integer from 0 to 255')
+    expect(job.canaries.changes()).toEqual([])
+    const before = seen.length
+    const ok = await job.step('echo through-the-proxy\n')
+    expect({ code: ok.r.code, errors: errors(ok.r) }).toEqual({ code: 0, errors: [] })
+    expect(ok.r.stdout).toContain('through-the-proxy')
+    const failed = await job.step('exit 3\n')
+    expect(failed.r.code).toBe(3)
+    // the hook's calls really went through the proxy
+    expect(seen.length).toBeGreaterThan(before)
+  })
+})
