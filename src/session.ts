@@ -12,7 +12,7 @@ import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
 import { Rejoinable } from './remote/rejoinable'
-import { withDeadline } from './remote/deadline'
+import { cleanupDeadline } from './remote/deadline'
 import type { AgentKeep, AgentOptions } from './remote/agent'
 import { waitUntil } from './retry'
 import { agentFailure, OTHER_BUILD_EXIT, replacedWhileRunning } from './remote/agent-failure'
@@ -436,13 +436,8 @@ export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, ow
   const env = directEnv(ctx, `cleanup-${owner}`)
   // Each machine's tidying and release within timeouts.cleanupSeconds, as with state: a VM a lost
   // job left hanging (it was root there) must not hold the runner, nor the machines after it.
-  const secs = ctx.config.timeouts.cleanupSeconds
   const connect = async (c: ConnectInfo): Promise<Remote> => {
-    const b = withDeadline(
-      await env.connect(c),
-      secs * 1000,
-      `timeouts.cleanupSeconds: cleaning up ${c.host}:${c.port} took longer than ${secs} s and was stopped`
-    )
+    const b = cleanupDeadline(await env.connect(c), ctx.config.timeouts.cleanupSeconds, `cleaning up ${c.host}:${c.port}`)
     return {
       ...b.remote,
       close: () => {

@@ -14,7 +14,7 @@ import type { OrphanReport, VmProvider } from '../providers/provider'
 import { ask, expectEach, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Remote } from '../remote/remote'
-import { withDeadline } from '../remote/deadline'
+import { cleanupDeadline } from '../remote/deadline'
 import { closeJobFleet, jobFleet } from '../fleet/job-fleet'
 import { beatQuietly, recordCleanedUp } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
@@ -72,11 +72,11 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
     // A machine that is destroyed on release needs no tidying (and may already be gone).
     if (!provider.releaseDestroys) {
       remote = await openJobRemote(ctx, state.host, state.localDir, { startAgent: false })
-      const secs = ctx.config.timeouts.cleanupSeconds
-      const bounded = withDeadline(
+      const bounded = cleanupDeadline(
         remote,
-        secs * 1000,
-        `timeouts.cleanupSeconds: cleaning up ${state.host.host}:${state.host.port} took longer than ${secs} s and was stopped (the next prepare_job of this runner there removes what is left)`
+        ctx.config.timeouts.cleanupSeconds,
+        `cleaning up ${state.host.host}:${state.host.port}`,
+        ' (the next prepare_job of this runner there removes what is left)'
       )
       try {
         const docker = new RemoteDocker(bounded.remote, ctx.config.remote.dockerSocket)

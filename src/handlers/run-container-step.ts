@@ -21,7 +21,7 @@ import { labelFlagsOf, labelMap, machineOf, newJobId, ownerId } from '../labels'
 import { providerFor } from '../providers/factory'
 import { blameOf, type Remote } from '../remote/remote'
 import { keepAlive, type LeaseState } from '../remote/agent'
-import { withDeadline } from '../remote/deadline'
+import { cleanupDeadline } from '../remote/deadline'
 import { jobFolder } from '../docker/job-folder'
 import { removeJobFolder } from '../docker/job-folder'
 import { copyUp, makeJobFolder } from '../prepare/first-copy'
@@ -190,11 +190,10 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   } finally {
     // Within timeouts.cleanupSeconds, as cleanup_job's: the VM (where the job was root) must not hold
     // the hook after its step, nor keep the release and the local folder's removal from coming.
-    const secs = config.timeouts.cleanupSeconds
-    const bounded = withDeadline(
+    const bounded = cleanupDeadline(
       remote,
-      secs * 1000,
-      `timeouts.cleanupSeconds: cleaning up after the container action on ${lease.connect.host}:${lease.connect.port} took longer than ${secs} s and was stopped`
+      config.timeouts.cleanupSeconds,
+      `cleaning up after the container action on ${lease.connect.host}:${lease.connect.port}`
     )
     try {
       if (!provider.releaseDestroys)

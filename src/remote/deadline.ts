@@ -66,3 +66,8 @@ export function withDeadline(remote: Remote, ms: number, message: string): Bound
     clear: () => clearTimeout(timer)
   }
 }
+
+/** withDeadline for cleanup work bounded by `timeouts.cleanupSeconds` (`seconds`): its failure names the key and `what`. */
+export function cleanupDeadline(remote: Remote, seconds: number, what: string, after = ''): Bounded {
+  return withDeadline(remote, seconds * 1000, `timeouts.cleanupSeconds: ${what} took longer than ${seconds} s and was stopped${after}`)
+}
