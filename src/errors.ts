@@ -58,7 +58,7 @@ export class RemoteCommandError extends HookError {
     readonly stderrTail: string,
     readonly signal?: string
   ) {
-    const how = exitCode === null ? `signal ${signal ?? 'unknown'} or lost connection` : `exit code ${exitCode}`
+    const how = exitCode === null ? `killed by signal ${signal ?? 'unknown'}` : `exit code ${exitCode}`
     const tail = stderrTail.trim().split('\n').slice(-3).join(' | ')
     super(`${command} failed (${how})${tail ? `: ${tail}` : ''}`)
   }

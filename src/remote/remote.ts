@@ -176,6 +176,9 @@ export function stopper(
   return { stopped, stop, dispose: () => signal?.removeEventListener('abort', onAbort) }
 }
 
+/** How an error names a remote command's end: its exit code, or the signal that killed it. */
+export const exitOf = (s: ExitStatus): string => (s.code === null ? `killed by signal ${s.signal ?? 'unknown'}` : `exit ${s.code}`)
+
 /** How errors name a command: its label, else its first three words. */
 function labelOf(command: string, opts: RunOptions): string {
   return opts.label ?? command.split(' ').slice(0, 3).join(' ')
@@ -185,7 +188,8 @@ function labelOf(command: string, opts: RunOptions): string {
 export async function check(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
   const r = await run(remote, command, opts)
   const label = labelOf(command, opts)
-  if (r.code === null) throw new TransportError(`connection lost while running ${label}`)
+  // A signal is the VM's answer (the command was killed there), not a dropped connection.
+  if (r.code === null && r.signal === null) throw new TransportError(`connection lost while running ${label}`)
   if (r.code !== 0) throw new RemoteCommandError(label, r.code, r.stderr, r.signal ?? undefined)
   return r
 }

@@ -5,7 +5,7 @@
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
 import { Cancelled, TransportError, HookError } from '../errors'
-import { check, OutputLimitError, stopper, type Remote } from '../remote/remote'
+import { check, exitOf, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { plainFileOnly } from '../remote/plain-file'
 import {
@@ -412,9 +412,9 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   tarred.catch(() => undefined)
   forward(tar, ch.stdin, (n) => (bytes += n))
   const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => stop.dispose())
-  if (status.code === null) throw new TransportError('connection lost while syncing files to the remote')
+  if (status.code === null && status.signal === null) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
-    throw new HookError(`sync to remote failed (exit ${status.code}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
+    throw new HookError(`sync to remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
   const files = send.filter((p) => local.get(p)!.t === 'f').length
   if (scope.fresh) return { files, bytes, deleted: 0, ms: Date.now() - started }
   const remote = parseRemoteListing(Buffer.concat(out), { roots, maxEntries: limits.listingEntries }).snap
@@ -545,9 +545,9 @@ async function receive(
   const dropPartial = (): void => file?.abort()
   try {
     const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
-    if (status.code === null) throw new TransportError('connection lost while syncing files back from the remote')
+    if (status.code === null && status.signal === null) throw new TransportError('connection lost while syncing files back from the remote')
     if (status.code !== 0)
-      throw new HookError(`sync from remote failed (exit ${status.code}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
+      throw new HookError(`sync from remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
     reader.finish()
   } catch (e) {
     dropPartial()

@@ -128,8 +128,8 @@ describe('error classes', () => {
   it('RemoteCommandError keeps the last three stderr lines on one line', () => {
     const e = new RemoteCommandError('docker pull x', 1, 'l1\nl2\nl3\nl4\n\n')
     expect(e.message).toBe('docker pull x failed (exit code 1): l2 | l3 | l4')
-    expect(new RemoteCommandError('tar', null, '', 'KILL').message).toBe('tar failed (signal KILL or lost connection)')
-    expect(new RemoteCommandError('tar', null, '   ').message).toBe('tar failed (signal unknown or lost connection)')
+    expect(new RemoteCommandError('tar', null, '', 'KILL').message).toBe('tar failed (killed by signal KILL)')
+    expect(new RemoteCommandError('tar', null, '   ').message).toBe('tar failed (killed by signal unknown)')
   })
 
   it('ConfigError, StepFailed and Cancelled say what happened', () => {

@@ -19,6 +19,8 @@ import { walkLocal, walkSmall } from '../../src/sync/tree'
 import { tarOf } from '../../src/sync/tar-writer'
 import { SYNC_EXCLUDES } from '../../src/job'
 import { LocalRemote } from './local-remote'
+import type { Remote } from '../../src/remote/remote'
+import { TransportError } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { running, waitUntil } from '../helpers/wait'
 
@@ -163,7 +165,10 @@ describe('push({ fresh }): the tar copy', () => {
 
 describe('push({ fresh }) when the VM misbehaves', () => {
   const TAR = execFileSync('/bin/sh', ['-c', 'command -v tar']).toString().trim()
-  const copy = (stubs: Record<string, string>, opts: { signal?: AbortSignal; listingBytes?: number; fresh?: boolean } = {}) => {
+  const copy = (
+    stubs: Record<string, string>,
+    opts: { signal?: AbortSignal; listingBytes?: number; fresh?: boolean; lose?: boolean } = {}
+  ) => {
     const w = work()
     const dest = jobWork()
     const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
@@ -176,8 +181,21 @@ describe('push({ fresh }) when the VM misbehaves', () => {
       listingBytes: opts.listingBytes ?? 1e7,
       fileCommandBytes: 1e9
     }
+    const local = new LocalRemote(tempDir(), {}, stubs)
+    // lose: every channel ends with neither an exit code nor a signal, as a dropped connection's does.
+    const remote: Remote = opts.lose
+      ? {
+          ...local,
+          openExec: async (c) => {
+            const ch = await local.openExec(c)
+            return { ...ch, done: ch.done.then(() => ({ code: null, signal: null })) }
+          },
+          openSocket: (p) => local.openSocket(p),
+          close: () => undefined
+        }
+      : local
     const target = {
-      remote: new LocalRemote(tempDir(), {}, stubs),
+      remote,
       hostWork: w,
       remoteWork: dest,
       manifestFile: join(tempDir(), 'b.json'),
@@ -195,8 +213,14 @@ describe('push({ fresh }) when the VM misbehaves', () => {
     await expect(copy({ tar: `exec ${TAR} "$@"` }).done).resolves.toMatchObject({ files: 6 }) // positive control: the real tar through the stub
   })
 
-  test('a VM whose command dies without an exit status is a lost connection, never a success', async () => {
-    await expect(copy({ tar: 'kill -KILL 0' }).done).rejects.toThrow(/connection lost while syncing/)
+  test('a channel that ends without an exit status is a lost connection, never a success', async () => {
+    await expect(copy({}, { lose: true }).done).rejects.toThrow(/connection lost while syncing/)
+  })
+
+  test("a tar the VM kills fails the copy naming the signal: the VM's answer, not a lost connection", async () => {
+    const done = copy({ tar: 'kill -KILL 0' }).done
+    await expect(done).rejects.toThrow(/sync to remote failed \(killed by signal SIGKILL\)/)
+    await expect(done).rejects.not.toBeInstanceOf(TransportError)
   })
 
   test('a VM that never reads the tar: a cancel ends the copy at once', async () => {
