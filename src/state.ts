@@ -183,6 +183,18 @@ export function decodeState(raw: Record<string, unknown> | null, facts: StateFac
   return { ...stored, localDir: localDirOf(facts.localRoot, stored.owner, stored.jobId) }
 }
 
+/**
+ * What the next command's decodeState would refuse in a state this hook is about to hand the
+ * runner (an empty list when nothing): parts of it come from the machine's answers (a pool
+ * member's work root, the job container's PATH), and a state refused later fails every step with
+ * a line that blames the runner.
+ */
+export function ownStateIssues(state: StoredState, facts: StateFacts): string[] {
+  const r = stateSchema(facts.config.provider.kind).safeParse(state)
+  if (!r.success) return describeIssues(r.error, 'state')
+  return mismatches(r.data as StoredState, facts)
+}
+
 /** What goes back to the runner: everything but the derived local folder. */
 export function storedState(state: HookState): StoredState {
   const { localDir: _derived, ...stored } = state

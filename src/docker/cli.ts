@@ -54,11 +54,19 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
   const env = envDelivery(spec.env, scratchDir)
   const argv = createArgv(spec, env.flags)
   const cmd = cliShell(`eval "$(cat)"; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`)
-  const r = await check(remote, cmd, { input: env.stdin, collect: true, label: `docker create ${spec.image}` })
+  // An id and maybe a warning line: the VM's `docker` must not fill the hook's memory (several creates run at once).
+  const r = await check(remote, cmd, {
+    input: env.stdin,
+    collect: true,
+    maxCollect: CREATE_OUTPUT_MAX,
+    label: `docker create ${spec.image}`
+  })
   const id = r.stdout.toString().trim().split('\n').pop() ?? ''
   if (!CONTAINER_ID.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
   return id
 }
+
+const CREATE_OUTPUT_MAX = 64 * 1024
 
 /**
  * Shell: defines `watched CMD…`, which runs CMD and stops it once the hook's channel is gone. sshd

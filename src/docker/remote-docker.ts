@@ -310,11 +310,15 @@ export class RemoteDocker {
       unlessGone(err)
       return
     }
-    await Promise.all(
-      joined.map((c) =>
-        e.call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network').catch(unlessGone)
-      )
+    // In turn, as the removals: the listing is the VM's word, and it may name any number.
+    const disconnected = await settledInTurn(
+      joined,
+      REMOVALS_AT_ONCE,
+      (c) => e.call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network').catch(unlessGone),
+      (x) => x instanceof TransportError
     )
+    const failed = disconnected.find((r) => r.status === 'rejected')
+    if (failed) throw failed.reason
     await remove()
   }
 }

@@ -358,13 +358,27 @@ export function inspectShape(x: unknown): Inspect {
   const ports = net.Ports
   if (ports !== null && ports !== undefined) {
     if (!isObject(ports)) bad('NetworkSettings.Ports')
-    for (const binds of Object.values(ports as Record<string, unknown>)) {
+    // Ports reach the runner's `job.services.<id>.ports`, which a services-only job's steps use in
+    // commands on the runner host: numbers only, whatever the VM's docker says.
+    for (const [key, binds] of Object.entries(ports as Record<string, unknown>)) {
+      if (!isPortKey(key)) bad('NetworkSettings.Ports')
       if (binds === null) continue
-      if (!Array.isArray(binds) || !binds.every((b) => isObject(b) && (b.HostPort === undefined || typeof b.HostPort === 'string')))
+      if (
+        !Array.isArray(binds) ||
+        !binds.every((b) => isObject(b) && (b.HostPort === undefined || b.HostPort === '' || isPort(b.HostPort)))
+      )
         bad('NetworkSettings.Ports')
     }
   }
   return x as unknown as Inspect
+}
+
+/** A port number as docker writes it: 1–65535, no sign, no leading zero. */
+const isPort = (p: unknown): boolean => typeof p === 'string' && /^[1-9][0-9]{0,4}$/.test(p) && Number(p) <= 65535
+/** A container port as docker keys it: `80/tcp`. */
+const isPortKey = (k: string): boolean => {
+  const [port, proto, ...rest] = k.split('/')
+  return rest.length === 0 && isPort(port) && (proto === 'tcp' || proto === 'udp' || proto === 'sctp')
 }
 
 /** container port → host port, as the runner expects `job.services.<id>.ports`. */

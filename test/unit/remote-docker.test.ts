@@ -413,6 +413,34 @@ describe('removeOwned', () => {
     expect(remote.api.find((c) => c.method === 'POST')!.body).toEqual({ Container: ID('9'), Force: true })
   })
 
+  it(`a network a hostile listing says 1,000 containers joined: at most REMOVALS_AT_ONCE (${REMOVALS_AT_ONCE}) disconnects open at once, each sent`, async () => {
+    let deletes = 0
+    remote.onApi('DELETE', new RegExp(`^/networks/${ID('3')}$`), () =>
+      ++deletes === 1 ? { status: 403, body: { message: 'has active endpoints' } } : { status: 204 }
+    )
+    const joined = Array.from({ length: 1000 }, (_, i) => i.toString(16).padStart(64, '0'))
+    remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), {
+      status: 200,
+      body: { Containers: Object.fromEntries(joined.map((j) => [j, {}])) }
+    })
+    remote.onApi('POST', /\/disconnect$/, { status: 200 })
+    scriptListing([], [ID('3')], [])
+    // Every Engine call opens its own socket: the sockets open at once are the calls in flight.
+    let open = 0
+    let most = 0
+    const openSocket = remote.openSocket.bind(remote)
+    remote.openSocket = async (path) => {
+      open++
+      most = Math.max(most, open)
+      const s = await openSocket(path)
+      s.once('close', () => open--)
+      return s
+    }
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toMatchObject({ networks: 1 })
+    expect(remote.api.filter((c) => c.method === 'POST')).toHaveLength(1000) // positive control: every one was sent
+    expect(most).toBeLessThanOrEqual(REMOVALS_AT_ONCE + 1)
+  })
+
   it('a joined container whose id is not an id is refused before it becomes a request', async () => {
     remote.onApi('DELETE', new RegExp(`^/networks/${ID('3')}$`), { status: 403, body: { message: 'has active endpoints' } })
     remote.onApi('GET', new RegExp(`^/networks/${ID('3')}$`), { status: 200, body: { Containers: { '../../containers/x': {} } } })

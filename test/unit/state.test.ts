@@ -1,4 +1,13 @@
-import { decodeState, initialState, leaseOf, storedHost, storedState, type StateFacts } from '../../src/state'
+import {
+  decodeState,
+  initialState,
+  leaseOf,
+  ownStateIssues,
+  storedHost,
+  storedState,
+  type StateFacts,
+  type StoredState
+} from '../../src/state'
 import { configElsewhere } from '../../src/providers/factory'
 import { InputError } from '../../src/errors'
 import { nameOwnerId, ownerId } from '../../src/labels'
@@ -272,6 +281,46 @@ describe('decodeState: an ec2-pool lease and its region', () => {
     expect(refusal(goodPool('us-east-1'), facts(poolConfig))).toBe(
       'invalid state from the runner: state.host.region: differs from provider.region (eu-west-1)'
     )
+  })
+})
+
+describe("ownStateIssues: prepare_job's own state, checked as the next command will check it", () => {
+  const poolConfig = {
+    provider: { kind: 'ec2-pool', region: 'eu-west-1', user: 'ec2-user', identityFile: '/etc/rch/pool_key', sshPort: 22 },
+    remote: { workRoot: '~/rch', dockerSocket: '/var/run/docker.sock' }
+  } as unknown as Config
+  const pool = (workRoot: string): StoredState =>
+    ({
+      ...good(),
+      externals: null,
+      jobRoot: `${workRoot}/jobs/${OWNER}-${JOB}`,
+      host: {
+        kind: 'ec2-pool',
+        host: '10.0.0.8',
+        port: 22,
+        user: 'ec2-user',
+        instanceId: 'i-0123456789abcdef0',
+        token: 'ab'.repeat(16),
+        worker: null,
+        workRoot,
+        region: 'eu-west-1',
+        identityFile: '/etc/rch/pool_key',
+        knownHostsFile: `${ec2Local}/known_hosts`
+      }
+    }) as unknown as StoredState
+
+  test('what the VM answered is refused where decodeState would: a PATH with a line break, a member work root not remote.workRoot', () => {
+    const path = { ...good(), container: { ...good().container, path: '/usr/bin\n/bin' } } as unknown as StoredState
+    expect(ownStateIssues(path, facts())).toEqual(['state.container.path: must not contain control characters'])
+    expect(ownStateIssues(pool('/srv/elsewhere'), facts(poolConfig))).toEqual([
+      'state.host.workRoot: is not remote.workRoot on this machine'
+    ])
+  })
+
+  test('controls: the states decodeState accepts have no issues', () => {
+    expect(ownStateIssues(good() as unknown as StoredState, facts())).toEqual([])
+    expect(ownStateIssues(pool('/home/ec2-user/rch'), facts(poolConfig))).toEqual([])
+    expect(decodeState(pool('/home/ec2-user/rch') as unknown as Record<string, unknown>, facts(poolConfig))).not.toBeNull()
   })
 })
 
