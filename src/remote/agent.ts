@@ -4,6 +4,7 @@
 // carries the job's RUNNER_TRACKING_ID, so the runner kills it at job end in any case.
 import { createServer, type Socket } from 'node:net'
 import { chmodSync, rmSync } from 'node:fs'
+import type { Readable } from 'node:stream'
 import { SshRemote } from './ssh'
 import { connectFailureLine } from './agent-failure'
 import { ask } from './answer'
@@ -11,7 +12,7 @@ import { isRunning, type WorkerProcess } from '../worker-process'
 import type { ConnectInfo, Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
-import { lineOpen } from '../line-start'
+import { lineOpen, ownLines } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
 import { settlesWithin } from '../retry'
 import { monoMs } from '../mono-clock'
@@ -38,6 +39,15 @@ export function requestLine(max: number): (chunk: Buffer) => { line: Buffer; res
     const nl = size - chunk.length + at
     return { line: all.subarray(0, nl), rest: all.subarray(nl + 1) }
   }
+}
+
+/** Settles once `s` has ended or closed (at once when it has). */
+function ended(s: Readable | Socket): Promise<void> {
+  if (s.readableEnded || s.destroyed) return Promise.resolve()
+  return new Promise((res) => {
+    s.once('end', res)
+    s.once('close', res)
+  })
 }
 
 /** A lease the agent keeps alive: `command` every `everyMs` while the runner's `worker` lives. */
@@ -137,9 +147,11 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
 
   let active = 0
   let idleTimer: NodeJS.Timeout | undefined
+  let ending = false
   const armIdle = (): void => {
     clearTimeout(idleTimer)
-    if (active === 0 && !opts.keep) idleTimer = setTimeout(() => finish(0), opts.idleMs)
+    // Not once the agent is ending: a connection closing then would start a timer nothing clears.
+    if (active === 0 && !opts.keep && !ending) idleTimer = setTimeout(() => finish(0), opts.idleMs)
   }
   const lease: LeaseState = { lost: null, failing: null }
   // Steps under way: stopped when the lease is lost (another job may be using the machine).
@@ -170,22 +182,24 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       }
       sock.pause()
       const { line, rest } = got
-      let req: { op: string; cmd?: string; path?: string }
+      let req: { op: string; cmd?: unknown; path?: unknown }
       try {
         req = JSON.parse(line.toString('utf8')) as typeof req
       } catch {
         return void sock.destroy()
       }
+      // Not a request a hook sends (`null`, a list): dropped, never a throw that ends the agent and its steps.
+      if (typeof req !== 'object' || req === null || Array.isArray(req) || typeof req.op !== 'string') return void sock.destroy()
       if (req.op === 'shutdown') {
         sock.end()
         return finish(0)
       }
       if (req.op === 'ping') return void sock.end('pong\n')
       const bridge =
-        req.op === 'socket' && req.path
-          ? () => bridgeSocket(sock, req.path!, rest)
+        req.op === 'socket' && typeof req.path === 'string' && req.path
+          ? () => bridgeSocket(sock, req.path as string, rest)
           : req.op === 'exec' && typeof req.cmd === 'string'
-            ? () => bridgeExec(sock, req.cmd!, rest)
+            ? () => bridgeExec(sock, req.cmd as string, rest)
             : req.op === 'run' && onRun
               ? () => inFlight(bridgeRun(sock, req, rest))
               : null
@@ -259,6 +273,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     if (rest.length) reader.push(rest)
     sock.resume()
     const status = await ch.done
+    // ssh2 closes the channel once stdout ended: stderr may still be paused behind a full socket,
+    // and its tail (what an error says last) would be written after the end and lost.
+    await Promise.race([Promise.all([ended(ch.stdout), ended(ch.stderr)]), ended(sock)])
     sock.end(frame(F.EXIT, JSON.stringify(status)))
   }
 
@@ -307,10 +324,10 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         )
       // A lease another job may hold now: nothing of this job runs on the machine any more.
       if (lease.lost) {
-        out.stdout.write(`${workflowCommand('error', `${lease.lost}; the step was not run`)}\n`)
+        ownLines(out.stdout, `${workflowCommand('error', `${lease.lost}; the step was not run`)}\n`)
         code = EXIT.transport
       } else {
-        if (lease.failing) out.stdout.write(`${workflowCommand('warning', `${lease.failing}; the lease lapses if this goes on`)}\n`)
+        if (lease.failing) ownLines(out.stdout, `${workflowCommand('warning', `${lease.failing}; the lease lapses if this goes on`)}\n`)
         running.add(controller)
         try {
           const r = await onRun!(request, { ...out, signal: controller.signal, remote: shared })
@@ -320,8 +337,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           running.delete(controller)
         }
         // Stopped because the lease was lost while it ran.
+        // At a line's start: a step stopped mid-line (a progress bar) would take the line into its own.
         if (lease.lost && controller.signal.aborted && !hookGone) {
-          out.stdout.write(`${workflowCommand('error', `${lease.lost}; the step was stopped`)}\n`)
+          ownLines(out.stdout, `${workflowCommand('error', `${lease.lost}; the step was stopped`)}\n`)
           code = EXIT.transport
         }
       }
@@ -347,6 +365,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     `agent ready on ${opts.socketPath} for ${opts.connect.user}@${opts.connect.host}:${opts.connect.port}; V8's incremental marking is paused while a step's output streams`
   )
   const code = await finished
+  ending = true
   // An agent that ended for another reason (its SSH connection dropped) leaves no idle timer behind.
   clearTimeout(idleTimer)
   keeper?.stop()

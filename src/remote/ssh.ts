@@ -3,7 +3,7 @@ import { Client } from 'ssh2'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { TransportError, type TransportKind } from '../errors'
+import { HookError, TransportError, type TransportKind } from '../errors'
 import { hostKeyAlgorithms, verifyHostKey } from './known-hosts'
 import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
 import { connectReusingReads, type ReadCounts } from './read-buffer'
@@ -25,6 +25,44 @@ export const KEEPALIVE_MS = 30_000
 export function keepalives(ms: number): { keepaliveInterval: number; keepaliveCountMax: number } {
   const interval = Math.min(10_000, Math.max(1_000, Math.floor(ms / 3)))
   return { keepaliveInterval: interval, keepaliveCountMax: Math.max(1, Math.round(ms / interval) - 1) }
+}
+
+const SIGNAL_NAME = /^[A-Za-z0-9@._-]{1,32}$/
+
+type DataHandler = (p: unknown, recipient: number, data: Buffer, ...rest: unknown[]) => void
+interface Ssh2Internals {
+  _protocol?: { _handlers?: Record<string, DataHandler | undefined> }
+  _chanMgr?: { get(id: number): unknown }
+}
+
+/**
+ * ssh2 (1.17) drops a server's channel data only at a window of exactly 0 and buffers any packet
+ * otherwise, so a server that sends past the window it was given (root on the VM can put its own
+ * server on the SSH port) makes the runner host buffer without bound, paused streams included. Data
+ * larger than the channel's window left is a protocol violation: the connection is closed as failed.
+ */
+function holdToWindows(client: Client): boolean {
+  const c = client as unknown as Ssh2Internals
+  const handlers = c._protocol?._handlers
+  const chans = c._chanMgr
+  if (!handlers?.CHANNEL_DATA || !handlers.CHANNEL_EXTENDED_DATA || !chans) return false
+  let broken = false
+  for (const name of ['CHANNEL_DATA', 'CHANNEL_EXTENDED_DATA']) {
+    const handle = handlers[name]!
+    handlers[name] = (p, recipient, data, ...rest) => {
+      // Packets already read after the violation are dropped too (the socket is being closed).
+      if (broken) return
+      const ch = chans.get(recipient) as { incoming?: { window?: unknown } } | undefined
+      const window = ch?.incoming?.window
+      if (typeof window === 'number' && data.length > window) {
+        broken = true
+        client.emit('error', new Error(`the server sent ${data.length} bytes on a channel with ${window} bytes of window left`))
+        return
+      }
+      handle(p, recipient, data, ...rest)
+    }
+  }
+  return true
 }
 
 export class SshRemote implements Remote {
@@ -109,6 +147,10 @@ export class SshRemote implements Remote {
             return hostKeyProblem === null
           }
         })
+        if (!holdToWindows(client)) {
+          client.destroy()
+          return reject(new HookError("ssh2's channel handlers are not where this build expects them (a different ssh2 version?)"))
+        }
         // Set on the socket before it connects, so the authentication round trips are not held back
         // either: without ssh2's native crypto binding a packet goes out in more than one write, and
         // Nagle then waits for the server's delayed ACK on each.
@@ -129,7 +171,9 @@ export class SshRemote implements Remote {
           if (err) return reject(new TransportError(`cannot start a remote command on ${this.info.host}: ${err.message}`, 'lost'))
           let status: ExitStatus | null = null
           stream.on('exit', (code: number | null, signal?: string) => {
-            status = { code: typeof code === 'number' ? code : null, signal: signal ?? null }
+            // The server's words: a signal's name ends up in error lines, so only a name-like one is kept.
+            const named = typeof signal === 'string' ? (SIGNAL_NAME.test(signal) ? signal : 'unnamed') : null
+            status = { code: typeof code === 'number' ? code : null, signal: named }
             if (status.code === null && !status.signal) status = null
           })
           const done = new Promise<ExitStatus>((res) => {

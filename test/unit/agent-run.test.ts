@@ -15,6 +15,7 @@ import { F, FrameReader } from '../../src/remote/mux-frames'
 import type { RunHandler } from '../../src/remote/agent'
 import { standInAgent } from './_stand-in-agent'
 import { runViaAgent } from '../../src/agent-client'
+import { outputTo } from '../../src/job'
 
 afterAll(cleanupTempDirs)
 
@@ -71,6 +72,23 @@ test('a cancel during the wind-down still reaches the step', async () => {
     async (s) => expect(await step(s, c.signal)).toEqual({ code: 130, lost: false })
   )
 })
+
+test('lines a hook never sends (null, a list, a number, a string, an op not a string) are dropped; the agent lives on and serves the next step (control)', async () => {
+  await withAgent(
+    async () => ({ code: 0 }),
+    async (s) => {
+      for (const line of ['null', '[]', '7', '"run"', '{"op":5}', '{"op":"socket","path":5}']) {
+        await new Promise<void>((res, rej) => {
+          const c = createConnection(s, () => c.write(`${line}\n`))
+          c.on('error', rej)
+          c.on('close', () => res())
+          c.resume()
+        })
+        expect([line, await step(s)]).toEqual([line, { code: 0, lost: false }])
+      }
+    }
+  )
+}, 10_000)
 
 test("the agent's socket is the runner user's alone (0600), even under a umask that leaves sockets open to all", async () => {
   const saved = process.umask(0)
@@ -173,5 +191,19 @@ describe("a pool member's lease, as the agent renews it", () => {
     expect(r.said).toMatch(
       /::error::this machine's lease lapsed: not renewed for 2 s; another job may hold the machine now; the step was stopped\n$/
     )
+  }, 20_000)
+
+  test("a step stopped mid-line by a lapsed lease: the agent's error line starts a line of its own (the runner reads it)", async () => {
+    const r = await leased('exit 1', 100, {
+      ttlMs: 1500,
+      step: (_req, io) =>
+        new Promise((res) => {
+          // A progress bar: output without a newline, written as a step's output is.
+          outputTo(io.stdout, io.stderr).onStdout(Buffer.from('tick'))
+          io.signal.addEventListener('abort', () => res({ code: 130 }))
+        })
+    })
+    expect(r.exit.code).toBe(75)
+    expect(r.said).toMatch(/\ntick\n::error::this machine's lease lapsed: .*; the step was stopped\n$/)
   }, 20_000)
 })

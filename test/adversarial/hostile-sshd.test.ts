@@ -1,0 +1,122 @@
+// Attack: root on the VM puts its own SSH server on the SSH port (the host key is root's to read, so
+// the pinned key still matches) and sends a channel's data past the window the hook gave it. ssh2
+// drops data only at a window of exactly 0 and buffers any other packet, paused streams included:
+// the runner host's agent or hook would buffer without bound. Defense (remote/ssh.ts): data larger
+// than the channel's window left closes the connection as failed, a lost connection, never success.
+import type { Connection, ServerChannel } from 'ssh2'
+import { SshRemote } from '../../src/remote/ssh'
+import { testSshd, type TestSshd } from '../helpers/ssh-server'
+import { waitUntil } from '../helpers/wait'
+
+// ssh2's table of the signal names its server may send (shared by the whole module).
+const { SIGNALS } = require('ssh2/lib/protocol/constants.js') as { SIGNALS: Record<string, number> }
+
+const TOTAL = 64 * 1024 * 1024
+/**
+ * What honest flow control can leave buffered in a paused stream: ssh2's high-water mark (2 MiB),
+ * plus the window it granted again before reaching it (1 MiB), plus a packet.
+ */
+const WINDOW_BOUND = 3 * 1024 * 1024 + 64 * 1024
+
+let sshd: TestSshd
+let mode: 'overrun' | 'honest' | 'signal' = 'honest'
+let sent = 0
+
+beforeAll(async () => {
+  sshd = await testSshd((ch: ServerChannel, cmd: string, conn: Connection) => {
+    const proto = (conn as unknown as { _protocol: { channelData(id: number, d: Buffer): void } })._protocol
+    const id = (ch as unknown as { outgoing: { id: number } }).outgoing.id
+    sent = 0
+    const chunk = Buffer.alloc(32 * 1024 + 1, 0x61)
+    if (mode === 'signal') {
+      // The command's "signal" name is the server's text: it would reach error lines. ssh2's server
+      // sends only names it knows, so the forged one is made known to it first.
+      SIGNALS[cmd.toUpperCase()] = 1
+      ch.exit(cmd, false, '')
+      return void ch.end()
+    }
+    if (mode === 'overrun') {
+      // Past the window, as fast as the socket takes it.
+      const pump = (): void => {
+        for (let i = 0; i < 64 && sent < TOTAL; i++, sent += chunk.length) proto.channelData(id, chunk)
+        if (sent < TOTAL) setImmediate(pump)
+      }
+      return pump()
+    }
+    // The same amount through the channel, which waits for the window.
+    const write = (): void => {
+      while (sent < TOTAL) {
+        sent += chunk.length
+        if (!ch.write(chunk)) return void ch.once('drain', write)
+      }
+      ch.exit(0)
+      ch.end()
+    }
+    write()
+  })
+})
+
+afterAll(() => sshd.close())
+
+const buffered = (s: NodeJS.ReadableStream): number => (s as unknown as { readableLength: number }).readableLength
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+test('a server that sends past the window: the connection is closed as failed, naming it, with at most a window buffered', async () => {
+  mode = 'overrun'
+  let closed: Error | undefined | null = null
+  const remote = await SshRemote.connect(sshd.info, 10_000, (err) => (closed ??= err ?? new Error('closed without an error')))
+  try {
+    const ch = await remote.openExec('cat')
+    // What the demultiplexer does while the runner's pipe is full.
+    ch.stdout.pause()
+    expect(await waitUntil(() => closed !== null, 10_000, 20)).toBe(true)
+    expect(String(closed)).toMatch(/the server sent 32769 bytes on a channel with \d+ bytes of window left/)
+    await settle(200)
+    expect(buffered(ch.stdout)).toBeLessThanOrEqual(WINDOW_BOUND)
+    expect(sent).toBeGreaterThan(WINDOW_BOUND) // positive control: the server did send past the window
+    // Once read (the runner's pipe drained), the command ends as a lost connection: never a success.
+    ch.stdout.resume()
+    expect(await ch.done).toEqual({ code: null, signal: null })
+  } finally {
+    remote.close()
+  }
+})
+
+test('control: the same bytes within the window are held back by flow control, the connection stays up, and all of it arrives', async () => {
+  mode = 'honest'
+  let closed: Error | undefined | null = null
+  const remote = await SshRemote.connect(sshd.info, 10_000, (err) => (closed ??= err ?? new Error('closed')))
+  try {
+    const ch = await remote.openExec('cat')
+    ch.stdout.pause()
+    await settle(1000)
+    expect(buffered(ch.stdout)).toBeLessThanOrEqual(WINDOW_BOUND)
+    expect(closed).toBeNull()
+    let got = 0
+    ch.stdout.on('data', (c: Buffer) => (got += c.length))
+    ch.stdout.resume()
+    expect(await ch.done).toEqual({ code: 0, signal: null })
+    expect(got).toBe(sent)
+    expect(sent).toBeGreaterThanOrEqual(TOTAL)
+  } finally {
+    remote.close()
+  }
+})
+
+test("a signal name that is no name (a line break, a workflow command) is kept as 'unnamed'; a real name as it is (control)", async () => {
+  mode = 'signal'
+  const remote = await SshRemote.connect(sshd.info, 10_000)
+  try {
+    const status = async (name: string) => {
+      const ch = await remote.openExec(name)
+      ch.stdout.resume()
+      ch.stderr.resume()
+      return ch.done
+    }
+    expect(await status('KILL\n::error::forged')).toEqual({ code: null, signal: 'unnamed' })
+    expect(await status('X'.repeat(40))).toEqual({ code: null, signal: 'unnamed' })
+    expect(await status('KILL')).toEqual({ code: null, signal: 'SIGKILL' })
+  } finally {
+    remote.close()
+  }
+})
