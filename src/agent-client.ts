@@ -133,7 +133,11 @@ export function runViaAgent(
           setLineOpen(out.stderr, st.openErr === true)
         }
       },
-      undefined,
+      // Never a throw inside the socket's handler (the hook would end with a stack, no error line).
+      (e) => {
+        if (exit === null) lostAgent(`: its answer was unusable (${e.message})`)
+        sock.destroy()
+      },
       undefined,
       isStreamFrame
     )

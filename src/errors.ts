@@ -83,6 +83,19 @@ export class Cancelled extends HookError {
   }
 }
 
+/** The longest message the hook writes as one line of its own (step log and file log). */
+export const MESSAGE_MAX = 16 * 1024
+
+/**
+ * `s` cut at MESSAGE_MAX, saying so: a machine's text inside a message (a Docker engine's error
+ * body, up to the 16 MiB a reply may have) must not become a line of megabytes in the step log and
+ * in hook.log, which is never rotated. Cut after masking, never before: a secret cut in half would
+ * no longer be recognised.
+ */
+export function clipMessage(s: string): string {
+  return s.length <= MESSAGE_MAX ? s : `${s.slice(0, MESSAGE_MAX)}… (${s.length - MESSAGE_MAX} more characters not shown)`
+}
+
 /** Turns any thrown value into a single line without throwing itself (circular causes, non-Errors). */
 export function formatError(err: unknown, depth = 0): string {
   const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ')

@@ -9,6 +9,7 @@ import { ensurePrivateDir, openPrivateAppend } from './private-fs'
 import { inertLines, noLegacyCommand, workflowCommand } from './workflow-commands'
 import { MIN_SECRET, secretForms } from './secret-forms'
 import { SecretSet } from './mask-text'
+import { clipMessage } from './errors'
 
 export interface Log {
   progress(msg: string): void
@@ -33,6 +34,8 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
   ensurePrivateDir(dirname(opts.file), 'set TMPDIR (or log.file) to a private folder')
   const secrets = new SecretSet()
   const mask = (s: string): string => secrets.mask(s)
+  // A message as it is written: masked, then cut (see clipMessage).
+  const say = (s: string): string => clipMessage(mask(s))
   let logger: Winston.Logger | null = null
   let stream: WriteStream | null = null
   const file = (): Winston.Logger => {
@@ -68,29 +71,29 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
   }
   return {
     progress(msg) {
-      const m = mask(msg)
+      const m = say(msg)
       // Text a machine chose (an error's stderr) must not start a line of its own: the runner would read a workflow command there.
       // Nor hold `##[`: the runner reads that old command form anywhere in a line.
       opts.out(`[remote-hooks] ${noLegacyCommand(m.replace(/[\r\n\u2028\u2029]+/g, ' '))}`)
       file().info(m)
     },
     warn(msg) {
-      const m = mask(msg)
+      const m = say(msg)
       opts.out(workflowCommand('warning', m))
       file().warn(m)
     },
     debugEnabled: opts.debugToStepLog || opts.level === 'debug',
     debug(msg) {
-      const m = mask(msg)
+      const m = say(msg)
       if (opts.debugToStepLog) opts.out(workflowCommand('debug', m))
       if (logger || opts.level === 'debug') file().debug(m)
     },
     failure(msg) {
-      file().error(mask(msg))
+      file().error(say(msg))
     },
     async group(title, fn) {
       if (open) return fn()
-      opts.out(workflowCommand('group', mask(title)))
+      opts.out(workflowCommand('group', say(title)))
       open = true
       try {
         return await fn()
@@ -101,7 +104,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     foreign(title, text) {
       // Its own fold: a fold around the work that failed is closed first.
       endGroup()
-      const t = mask(title)
+      const t = say(title)
       const lines = inertLines(mask(text))
       opts.out(workflowCommand('group', t))
       for (const line of lines) opts.out(line)

@@ -1,7 +1,7 @@
 // How a failure ends a hook command: one exit code per kind and `::error::` lines (one; one per
 // problem for a configuration error, since the runner shows each line as its own annotation).
 // Shared by the hook process and the agent (which runs steps on the hook's behalf).
-import { ConfigError, Cancelled, InputError, StepFailed, TransportError, formatError } from './errors'
+import { ConfigError, Cancelled, InputError, StepFailed, TransportError, clipMessage, formatError } from './errors'
 import { workflowCommand } from './workflow-commands'
 
 export const EXIT = { input: 64, config: 78, transport: 75, internal: 70 } as const
@@ -16,14 +16,17 @@ export interface Outcome {
 
 /** `mask` hides the secrets the command registered (Log.mask): the error line may quote what a machine printed. */
 export function outcomeOf(err: unknown, mask: (s: string) => string = (s) => s): Outcome {
-  const msg = mask(formatError(err))
+  const msg = clipMessage(mask(formatError(err)))
   if (err instanceof StepFailed) return { code: err.exitCode }
   if (err instanceof Cancelled)
     return { code: err.signal === 'SIGTERM' ? 143 : 130, note: `[remote-hooks] ${msg}; the remote process was stopped\n` }
   const errorLine = `${workflowCommand('error', msg)}\n`
   if (err instanceof InputError) return { code: EXIT.input, errorLine }
   if (err instanceof ConfigError)
-    return { code: EXIT.config, errorLine: err.issues.map((i) => `${workflowCommand('error', `invalid configuration: ${i}`)}\n`).join('') }
+    return {
+      code: EXIT.config,
+      errorLine: err.issues.map((i) => `${workflowCommand('error', clipMessage(`invalid configuration: ${i}`))}\n`).join('')
+    }
   if (err instanceof TransportError) return { code: EXIT.transport, errorLine }
   return { code: EXIT.internal, errorLine }
 }

@@ -47,6 +47,15 @@ export function writeQueued(sock: Socket, ...parts: (Buffer | string)[]): boolea
 /** Writes one frame without copying the payload, batched with the turn's others; false once the queue is over QUEUE_LIMIT. */
 export function writeFrame(sock: Socket, type: number, payload: Buffer): boolean {
   if (payload.length === 0 && isStreamFrame(type)) return sock.writableLength < QUEUE_LIMIT
+  // Output over a frame's limit (one write of a long line) goes as several frames: one frame would
+  // be refused by the reader, and the step's end with it.
+  if (payload.length > MAX_FRAME && isStreamFrame(type)) {
+    for (let at = 0; at < payload.length; at += MAX_FRAME) {
+      const piece = payload.subarray(at, at + MAX_FRAME)
+      writeQueued(sock, frameHead(type, piece.length), piece)
+    }
+    return sock.writableLength < QUEUE_LIMIT
+  }
   return writeQueued(sock, frameHead(type, payload.length), payload)
 }
 

@@ -12,17 +12,22 @@
 // which a services-only job's steps put into commands run on the runner host: a port of
 // `5432$(…)` would run the VM's text there. Defense: ports must be numbers, else prepare_job fails
 // naming the answer and undoes what it made; in "pass" mode the same job starts (positive control).
+//
+// Attack 3: an engine error of 8 MiB of `%` (each escaped to three characters in an ::error::
+// line) became a 24 MiB line in the step log and 8 MiB in hook.log per failing step (never
+// rotated). Defense: messages are cut at MESSAGE_MAX after masking.
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { errors, HostileJob, type Mode } from './harness'
+import { statSync } from 'node:fs'
 import { leftovers, NOTHING, testVm } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 
 const DIR = mkdtempSync('/var/tmp/rch-hostile-engine-')
 const SOCK = join(DIR, 'docker.sock')
-let mode: 'pass' | 'exit256' | 'ports' | 'path' = 'pass'
+let mode: 'pass' | 'exit256' | 'ports' | 'path' | 'bigerror' = 'pass'
 /** The request lines the proxy saw, and how many it answered itself. */
 const seen: string[] = []
 let forged = 0
@@ -47,6 +52,12 @@ beforeAll(async () => {
         forged++
         const body = '{"Running":false,"ExitCode":256}'
         client.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+        return
+      }
+      if (mode === 'bigerror' && /^POST \S*\/containers\/[0-9a-f]+\/exec /.test(line)) {
+        forged++
+        const body = JSON.stringify({ message: `exec refused: ${'%'.repeat(8 * 1024 * 1024)}` })
+        client.end(`HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
         return
       }
       const inspect = /^GET (\S*\/containers\/[0-9a-f]+\/json) /.exec(line)
@@ -162,6 +173,31 @@ test("prepare_job whose job container's PATH its state could not keep fails at o
     expect(r.code).not.toBe(0)
     expect(errors(r).join('\n')).toContain("the job's state would be refused by its next command: state.container.path")
     expect(await leftovers(job.runner)).toEqual(NOTHING)
+  } finally {
+    mode = 'pass'
+    await job.finish()
+  }
+})
+
+test('an engine error of 8 MiB is cut in the step log and in hook.log; the passing proxy runs the step (control)', async () => {
+  const logFile = join(DIR, 'logs', 'hook.log')
+  const job = new HostileJob('agent', { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK }, log: { file: logFile } } })
+  try {
+    await job.prepare()
+    const before = statSync(logFile).size
+    mode = 'bigerror'
+    forged = 0
+    const { r } = await job.step('exit 0\n')
+    mode = 'pass'
+    expect(forged).toBeGreaterThan(0)
+    expect(r.code).not.toBe(0)
+    const lines = errors(r)
+    expect(lines.join('\n')).toContain('exec refused: %25%25')
+    expect(lines.join('\n')).toContain('more characters not shown')
+    expect(`${r.stdout}${r.stderr}`.length).toBeLessThan(200_000)
+    expect(statSync(logFile).size - before).toBeLessThan(200_000)
+    const ok = await job.step('echo fine\n')
+    expect(ok.r.code).toBe(0)
   } finally {
     mode = 'pass'
     await job.finish()

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLog, type Log } from '../../src/log'
+import { MESSAGE_MAX } from '../../src/errors'
 
 let dir: string
 beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'rch-log-'))))
@@ -223,4 +224,24 @@ test('two registered secrets that overlap in a line leave no fragment of either,
   expect(out).toEqual(['[remote-hooks] got ***-def9', '[remote-hooks] got ***', '::warning::*** and ***'])
   const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
   expect(lines.map((l) => l.replace(/^\S+ \d+ /, ''))).toEqual(['info got ***-def9', 'info got ***', 'warn *** and ***'])
+})
+
+describe("a machine's long text in a log message", () => {
+  test('the file log and the step log get it cut at MESSAGE_MAX, masked first', async () => {
+    const { log, out, file } = make()
+    log.addSecret('hunter2-secret-value')
+    const long = 'e'.repeat(MESSAGE_MAX - 3) + 'hunter2-secret-value' + 'f'.repeat(4_000_000)
+    log.failure(long)
+    log.warn(long)
+    await log.close()
+    const text = readFileSync(file, 'utf8')
+    expect(text.length).toBeLessThan(3 * (MESSAGE_MAX + 500))
+    expect(text).toContain('more characters not shown')
+    expect(text).not.toContain('hunte')
+    expect(out[0].length).toBeLessThan(MESSAGE_MAX + 200)
+    // control: a short message is written whole
+    const { log: l2, out: o2 } = make()
+    l2.warn('short and whole')
+    expect(o2).toEqual(['::warning::short and whole'])
+  })
 })

@@ -16,6 +16,8 @@ import {
 } from '../../src/remote/mux-frames'
 import { MuxRemote } from '../../src/remote/mux-client'
 import { MAX_HEADER, requestLine } from '../../src/remote/agent'
+import { runViaAgent } from '../../src/agent-client'
+import { TransportError } from '../../src/errors'
 
 type Got = [number, Buffer]
 
@@ -312,6 +314,72 @@ describe('writeFrame', () => {
       expect(got.every(([t, p]) => t === F.STDOUT && p.equals(chunk))).toBe(true)
     } finally {
       sock.destroy()
+      server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("output over a frame's limit", () => {
+  /** What a reader with the default limit makes of `bytes` written to a socket: the stdout bytes, or its error. */
+  async function through(write: (sock: import('node:net').Socket) => void): Promise<{ out: number; error: string | null }> {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-mux-'))
+    const path = join(dir, 'big.sock')
+    let out = 0
+    let error: string | null = null
+    const reader = new FrameReader(
+      (t, p) => void (t === F.STDOUT && (out += p.length)),
+      (e) => (error = e.message),
+      MAX_FRAME,
+      isStreamFrame
+    )
+    const done = new Promise<void>((res) => {
+      const server = createServer((s) => {
+        s.on('data', (c: Buffer) => reader.push(c))
+        s.on('end', () => (server.close(), res()))
+      })
+      server.listen(path, () => {
+        const sock = connect(path, () => {
+          write(sock)
+          sock.end()
+        })
+      })
+    })
+    await done
+    rmSync(dir, { recursive: true, force: true })
+    return { out, error }
+  }
+
+  it('one write of more than MAX_FRAME bytes goes as several frames, all of it read', async () => {
+    const big = Buffer.alloc(MAX_FRAME + 1000, 0x61)
+    expect(await through((sock) => writeFrame(sock, F.STDOUT, big))).toEqual({ out: big.length, error: null })
+  })
+
+  it('control: as one frame the reader refuses it', async () => {
+    const big = Buffer.alloc(MAX_FRAME + 1000, 0x61)
+    const r = await through((sock) => sock.write(frame(F.STDOUT, big)))
+    expect(r.error).toMatch(/over the limit/)
+  })
+})
+
+describe("runViaAgent facing an agent's unusable answer", () => {
+  it('fails the step as a lost agent, naming it, never with a throw in the socket handler; a good answer passes (control)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-mux-'))
+    const path = join(dir, 'agent.sock')
+    let answer: Buffer = Buffer.from([F.EXIT, 0x7f, 0xff, 0xff, 0xff])
+    const server = createServer((sock) => sock.once('data', () => sock.end(answer)))
+    await new Promise<void>((r) => server.listen(path, r))
+    const sink = () => ({ write: () => true, once: () => undefined })
+    const step = () => runViaAgent(path, { raw: '{}', env: {}, cwd: '/' }, { stdout: sink(), stderr: sink() }, new AbortController().signal)
+    try {
+      const failed = step()
+      await expect(failed).rejects.toBeInstanceOf(TransportError)
+      await expect(failed).rejects.toThrow(
+        /lost the job's agent during the step: its answer was unusable \(a frame of 2147483647 bytes is over the limit/
+      )
+      answer = frame(F.EXIT, JSON.stringify({ code: 0, signal: null }))
+      await expect(step()).resolves.toEqual({ code: 0, lost: false })
+    } finally {
       server.close()
       rmSync(dir, { recursive: true, force: true })
     }

@@ -1,4 +1,4 @@
-import { ConfigError, HookError, InputError, StepFailed } from '../../src/errors'
+import { ConfigError, HookError, InputError, MESSAGE_MAX, StepFailed } from '../../src/errors'
 import { EXIT, outcomeOf } from '../../src/outcome'
 
 describe('outcomeOf', () => {
@@ -27,5 +27,24 @@ describe('outcomeOf', () => {
 
   test("the step's own failure prints no error line", () => {
     expect(outcomeOf(new StepFailed(3))).toEqual({ code: 3 })
+  })
+})
+
+describe("a machine's long text in an error", () => {
+  const SECRET = 'ghp_S3cretValueOfTheJob'
+  // A Docker engine's error body can be 16 MiB; the secret straddles the cut.
+  const long = 'x'.repeat(MESSAGE_MAX - 5) + SECRET + 'y'.repeat(1_000_000)
+  const mask = (s: string): string => s.split(SECRET).join('***')
+
+  test('is cut to MESSAGE_MAX, saying how much was left out, after masking (no part of a secret shows)', () => {
+    const line = outcomeOf(new HookError(long), mask).errorLine!
+    expect(line.length).toBeLessThan(MESSAGE_MAX + 200)
+    expect(line).toMatch(/… \(\d+ more characters not shown\)\n$/)
+    expect(line).not.toContain(SECRET.slice(0, 5))
+  })
+
+  test('control: a message under the bound is whole', () => {
+    const short = 'z'.repeat(MESSAGE_MAX - 20)
+    expect(outcomeOf(new HookError(short)).errorLine).toBe(`::error::${short}\n`)
   })
 })
