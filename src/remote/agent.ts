@@ -146,12 +146,15 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   }
 
   let active = 0
+  /** Steps under way in this agent, counted apart from connections: one outlives its hook's. */
+  const runs = new Set<Promise<void>>()
   let idleTimer: NodeJS.Timeout | undefined
   let ending = false
   const armIdle = (): void => {
     clearTimeout(idleTimer)
     // Not once the agent is ending: a connection closing then would start a timer nothing clears.
-    if (active === 0 && !opts.keep && !ending) idleTimer = setTimeout(() => finish(0), opts.idleMs)
+    // Nor while a step runs whose hook is gone: its stop (a grace, then KILL) is still under way.
+    if (active === 0 && runs.size === 0 && !opts.keep && !ending) idleTimer = setTimeout(() => finish(0), opts.idleMs)
   }
   const lease: LeaseState = { lost: null, failing: null }
   // Steps under way: stopped when the lease is lost (another job may be using the machine).
@@ -279,10 +282,13 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     sock.end(frame(F.EXIT, JSON.stringify(status)))
   }
 
-  const runs = new Set<Promise<void>>()
   const inFlight = (run: Promise<void>): Promise<void> => {
     runs.add(run)
-    return run.finally(() => runs.delete(run))
+    clearTimeout(idleTimer)
+    return run.finally(() => {
+      runs.delete(run)
+      armIdle()
+    })
   }
 
   const bridgeRun = async (sock: Socket, req: Record<string, unknown>, rest: Buffer): Promise<void> => {
@@ -374,8 +380,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   server.close()
   rmSync(opts.socketPath, { force: true })
   // A step under way when the connection dropped fails in its own words (its error line, exit 75)
-  // instead of the hook finding its agent gone without an exit status.
-  if (code === CONNECTION_LOST) await settlesWithin(Promise.allSettled([...runs]), RUNS_WIND_DOWN_MS)
+  // instead of the hook finding its agent gone without an exit status; one told to stop otherwise
+  // (its hook gone) finishes stopping its processes before the connection closes under it.
+  await settlesWithin(Promise.allSettled([...runs]), RUNS_WIND_DOWN_MS)
   await idle?.enter()
   remote.close()
   return code

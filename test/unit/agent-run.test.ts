@@ -73,6 +73,37 @@ test('a cancel during the wind-down still reaches the step', async () => {
   )
 })
 
+test('a step whose hook went away is still stopping when the agent falls idle: the agent waits for the stop before it ends', async () => {
+  let stopped = 0
+  await withAgent(
+    (_req, io) =>
+      new Promise((res) =>
+        // The stop of a step's processes: a grace, then KILL (1 s here, over the agent's idle 300 ms).
+        io.signal.addEventListener('abort', () => setTimeout(() => ((stopped = Date.now()), res({ code: 137 })), 1000))
+      ),
+    async (s) => {
+      await new Promise<void>((res) => {
+        const c = createConnection(s, () => {
+          c.write(`${JSON.stringify({ op: 'run', raw: '{}', env: {}, cwd: '/' })}\n`)
+          // The hook is killed (SIGKILL: no cancel frame) while its step runs.
+          setTimeout(() => (c.destroy(), res()), 100)
+        })
+      })
+    }
+  )
+  expect(stopped).toBeGreaterThan(0)
+  expect(agentEndedAt).toBeGreaterThanOrEqual(stopped)
+})
+
+test('control: with no step under way the agent ends once idle', async () => {
+  const began = Date.now()
+  await withAgent(
+    async () => ({ code: 0 }),
+    async (s) => expect(await step(s)).toEqual({ code: 0, lost: false })
+  )
+  expect(agentEndedAt - began).toBeLessThan(5000)
+})
+
 test('lines a hook never sends (null, a list, a number, a string, an op not a string) are dropped; the agent lives on and serves the next step (control)', async () => {
   await withAgent(
     async () => ({ code: 0 }),
