@@ -109,7 +109,9 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       opts.out(workflowCommand('group', t))
       for (const line of lines) opts.out(line)
       opts.out(workflowCommand('endgroup'))
-      file().info(`${t}:\n${lines.slice(1, -1).join('\n')}`)
+      // Only in the step log, which the runner masks for the job's secrets: a container's log may
+      // quote its env values, which nothing here knows to mask, and this file outlives the job.
+      file().info(`${t}: ${lines.length - 2} lines in the step log (not kept here: they may quote the container's env values)`)
     },
     addSecret(value) {
       if (!value || value.length < MIN_SECRET) return

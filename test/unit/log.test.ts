@@ -55,6 +55,16 @@ describe('workflow commands written by the log', () => {
     const token = out[3].slice('::stop-commands::'.length)
     expect(out.slice(4)).toEqual(['ready', '::error::pwned', 'password=***', `::${token}::`, '::endgroup::'])
   })
+
+  test("a container's log is not kept in the file log: it may quote env values nothing masks there (the step log has it, control)", async () => {
+    const { log, out, file } = make()
+    log.foreign('db (postgres:16) logs', 'starting\nPOSTGRES_PASSWORD=env-value-not-registered\n')
+    await log.close()
+    expect(out.join('\n')).toContain('POSTGRES_PASSWORD=env-value-not-registered')
+    const text = readFileSync(file, 'utf8')
+    expect(text).toContain('db (postgres:16) logs: 2 lines in the step log')
+    expect(text).not.toContain('env-value-not-registered')
+  })
 })
 
 describe('the log file', () => {
