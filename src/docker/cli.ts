@@ -5,6 +5,7 @@ import { StringDecoder } from 'node:string_decoder'
 import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
 import { HookError } from '../errors'
+import { CALL_TIMEOUT_MS } from './engine'
 import { cliShell, envDelivery } from './env-script'
 import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
@@ -50,7 +51,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
 }
 
 /** Creates a container; env values reach docker through stdin, never argv. Returns the id. */
-export async function createContainer(remote: Remote, spec: CreateSpec, scratchDir: string): Promise<string> {
+export async function createContainer(remote: Remote, spec: CreateSpec, scratchDir: string, timeoutMs = CALL_TIMEOUT_MS): Promise<string> {
   const env = envDelivery(spec.env, scratchDir)
   const argv = createArgv(spec, env.flags)
   const cmd = cliShell(`eval "$(cat)"; ${shjoin(argv)}; rc=$?; ${env.after || ':'}; exit $rc`)
@@ -59,7 +60,9 @@ export async function createContainer(remote: Remote, spec: CreateSpec, scratchD
     input: env.stdin,
     collect: true,
     maxCollect: CREATE_OUTPUT_MAX,
-    label: `docker create ${spec.image}`
+    label: `docker create ${spec.image}`,
+    // Bounded as the Engine API's create is: a VM's docker that never answers must not hold prepare_job.
+    timeoutMs
   })
   const id = r.stdout.toString().trim().split('\n').pop() ?? ''
   if (!CONTAINER_ID.test(id)) throw new HookError(`docker create ${spec.image} printed no container id`)
@@ -210,12 +213,13 @@ export async function removeImage(remote: Remote, image: string): Promise<void> 
 }
 
 /** What a failed container printed last: `lines` lines, and never more than LOG_BYTES whatever the VM sends. */
-export async function containerLogs(remote: Remote, id: string, lines = 100): Promise<string> {
+export async function containerLogs(remote: Remote, id: string, lines = 100, timeoutMs = CALL_TIMEOUT_MS): Promise<string> {
   try {
     const r = await run(remote, `docker logs --tail ${lines} ${shq(id)} 2>&1`, {
       collect: true,
       maxCollect: LOG_BYTES,
-      label: 'docker logs'
+      label: 'docker logs',
+      timeoutMs
     })
     return r.stdout.toString('utf8')
   } catch (e) {

@@ -2,7 +2,7 @@
 // container that stops or turns unhealthy fails at once with its log shown; the inspections that
 // ended the wait are returned, so the response needs no further inspect.
 import type { HookContext } from '../context'
-import { HookError } from '../errors'
+import { formatError, HookError } from '../errors'
 import { waitUntil, type Clock } from '../retry'
 import type { Inspect } from '../docker/steps'
 import type { RemoteDocker } from '../docker/remote-docker'
@@ -24,7 +24,12 @@ export async function waitHealthy(
   const ready = new Map<string, Inspect>()
   const pending = new Set(containers)
   const names = (): string => [...pending].map((p) => p.what).join(', ')
-  const showLogs = async (c: Started): Promise<void> => ctx.log.foreign(`${c.what} (${c.image}) logs`, await docker.logs(c.id))
+  // The failure that asked for the log stays the failure: a log that cannot be read is said in its place.
+  const showLogs = async (c: Started): Promise<void> =>
+    ctx.log.foreign(
+      `${c.what} (${c.image}) logs`,
+      await docker.logs(c.id).catch((e: unknown) => `(its log could not be read: ${formatError(e)})`)
+    )
   const seconds = ctx.config.timeouts.healthSeconds
   try {
     return await waitUntil(

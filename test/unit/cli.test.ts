@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process'
 import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
-import { createArgv, createContainer, type CreateSpec } from '../../src/docker/cli'
+import { containerLogs, createArgv, createContainer, type CreateSpec } from '../../src/docker/cli'
 import { envDelivery } from '../../src/docker/env-script'
 import { OutputLimitError, type Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, parseEnv0, splitNul, tempDir } from './_helpers'
+import { LocalRemote } from './local-remote'
 
 afterAll(cleanupTempDirs)
 
@@ -222,6 +223,15 @@ echo ${FAKE_ID}
     // control: a few lines before the id (warnings) are fine, the id is the last line
     const chatty = setup({}, 'echo one warning; echo another')
     await expect(createContainer(chatty.remote, spec({}), chatty.scratch)).resolves.toBe(FAKE_ID)
+  })
+
+  it("a VM's docker that never answers: create and logs fail at their bound, naming the command (control: the answering docker above)", async () => {
+    // A remote that ends a command when its channel closes, as sshd does.
+    const hung = new LocalRemote(tempDir(), {}, { docker: 'exec sleep 30' })
+    const began = Date.now()
+    await expect(createContainer(hung, spec({}), tempDir(), 300)).rejects.toThrow('docker create redis:7: no result after 0.3 s')
+    await expect(containerLogs(hung, FAKE_ID, 10, 300)).rejects.toThrow('docker logs: no result after 0.3 s')
+    expect(Date.now() - began).toBeLessThan(10_000)
   })
 
   it('returns the id, gives the container every value byte-exact, and removes the env file', async () => {

@@ -112,6 +112,15 @@ describe('waitHealthy', () => {
     expect(s.out).toEqual(['foreign db (a:1) logs: log of a'])
   })
 
+  it("a log that cannot be read (the VM's docker hangs past its bound) is said in its place; the failure stays the container's", async () => {
+    const s = setup({ a: [info(false, undefined, 3)] })
+    ;(s.docker as unknown as { logs: () => Promise<string> }).logs = async () => {
+      throw new Error('docker logs: no result after 120 s')
+    }
+    await expect(waitHealthy(s.ctx, s.docker, [c('a', 'redis')])).rejects.toThrow('redis (a:1) stopped during start-up with exit code 3')
+    expect(s.out).toEqual(['foreign redis (a:1) logs: (its log could not be read: docker logs: no result after 120 s)'])
+  })
+
   it('on a fake clock: pauses grow from 100 ms to 2 s, a progress line every 5 s names what is pending', async () => {
     const s = setup({ a: [info(true)], b: [...Array(12).fill(info(true, 'starting')), info(true, 'healthy')] }, 60)
     const clock = {
