@@ -87,13 +87,21 @@ export class Cancelled extends HookError {
 export const MESSAGE_MAX = 16 * 1024
 
 /**
- * `s` cut at MESSAGE_MAX, saying so: a machine's text inside a message (a Docker engine's error
- * body, up to the 16 MiB a reply may have) must not become a line of megabytes in the step log and
- * in hook.log, which is never rotated. Cut after masking, never before: a secret cut in half would
- * no longer be recognised.
+ * `s` at most about MESSAGE_MAX long, saying what was left out: a machine's text inside a message
+ * (a Docker engine's error body, up to the 16 MiB a reply may have) must not become a line of
+ * megabytes in the step log and in hook.log, which is never rotated. Its start (what failed) and
+ * its end (a command's last stderr lines, the causes) are kept, the middle goes. Cut after the
+ * hook's masking, and only at white space: a value the runner masks (a secret the hook does not
+ * know) is recognised only whole, so a run without white space that spans a cut goes entirely.
  */
 export function clipMessage(s: string): string {
-  return s.length <= MESSAGE_MAX ? s : `${s.slice(0, MESSAGE_MAX)}… (${s.length - MESSAGE_MAX} more characters not shown)`
+  if (s.length <= MESSAGE_MAX) return s
+  const head = s.slice(0, MESSAGE_MAX / 4)
+  const tail = s.slice(s.length - (MESSAGE_MAX * 3) / 4)
+  const start = head.slice(0, Math.max(0, head.search(/\s\S*$/)))
+  const afterSpace = tail.search(/\s/)
+  const end = afterSpace < 0 ? '' : tail.slice(afterSpace)
+  return `${start} … (${s.length - start.length - end.length} characters not shown)${end}`
 }
 
 /** Turns any thrown value into a single line without throwing itself (circular causes, non-Errors). */

@@ -317,8 +317,10 @@ export class RemoteDocker {
       (c) => e.call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network').catch(unlessGone),
       (x) => x instanceof TransportError
     )
-    const failed = disconnected.find((r) => r.status === 'rejected')
-    if (failed) throw failed.reason
+    // A lost connection first: the caller stops on it rather than going on to the other networks.
+    const failures = disconnected.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []))
+    const failed = failures.find((x) => x instanceof TransportError) ?? failures[0]
+    if (failed !== undefined) throw failed
     await remove()
   }
 }

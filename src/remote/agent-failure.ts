@@ -2,7 +2,7 @@
 // kind, which the hook that started it turns back into the same TransportError. Kept apart from
 // the agent so that reading it does not load ssh2.
 import { readFileSync } from 'node:fs'
-import { TRANSPORT_KINDS, TransportError, formatError, type TransportKind } from '../errors'
+import { TRANSPORT_KINDS, TransportError, clipMessage, formatError, type TransportKind } from '../errors'
 import type { ConnectInfo } from './remote'
 
 const FAILED = 'connect failed'
@@ -28,7 +28,7 @@ export function connectFailureLine(e: unknown): string {
  * would read back as the agent's (connectFailure). Every entry an agent writes is made here.
  */
 export function agentEntry(message: string, pid = process.pid, at = new Date()): string {
-  return `${at.toISOString()} agent ${pid}: ${oneLine(message)}\n`
+  return `${at.toISOString()} agent ${pid}: ${clipMessage(oneLine(message))}\n`
 }
 
 /**

@@ -18,6 +18,7 @@ import { settlesWithin } from '../retry'
 import { monoMs } from '../mono-clock'
 import { workflowCommand } from '../workflow-commands'
 import { EXIT } from '../outcome'
+import { clipMessage } from '../errors'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -380,9 +381,10 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   server.close()
   rmSync(opts.socketPath, { force: true })
   // A step under way when the connection dropped fails in its own words (its error line, exit 75)
-  // instead of the hook finding its agent gone without an exit status; one told to stop otherwise
-  // (its hook gone) finishes stopping its processes before the connection closes under it.
-  await settlesWithin(Promise.allSettled([...runs]), RUNS_WIND_DOWN_MS)
+  // instead of the hook finding its agent gone without an exit status. (Idle never ends an agent
+  // with a step under way; a shutdown comes from cleanup_job after the machine was released, so
+  // nothing more is done on it.)
+  if (code === CONNECTION_LOST) await settlesWithin(Promise.allSettled([...runs]), RUNS_WIND_DOWN_MS)
   await idle?.enter()
   remote.close()
   return code
@@ -414,7 +416,8 @@ export function keepAlive(
   const lose = (why: string): void => {
     if (lost) return
     lost = true
-    state.lost = why
+    // The member's answer is in it, and the job may have been root there: a line, not megabytes.
+    state.lost = clipMessage(why)
     log(why)
     onLost()
   }
@@ -452,7 +455,7 @@ export function keepAlive(
       }
     } catch (e) {
       if (stopped) return
-      state.failing = `renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`
+      state.failing = clipMessage(`renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`)
       log(state.failing)
       clearTimeout(again)
       again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))

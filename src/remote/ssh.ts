@@ -7,6 +7,7 @@ import { HookError, TransportError, type TransportKind } from '../errors'
 import { hostKeyAlgorithms, verifyHostKey } from './known-hosts'
 import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
 import { connectReusingReads, type ReadCounts } from './read-buffer'
+import { holdToProtocol } from './ssh-guard'
 
 /** ssh2 marks where a failure arose in `level`: the client's authentication, its deadline, or the socket. */
 function kindOf(err: Error & { level?: string }): TransportKind {
@@ -28,42 +29,6 @@ export function keepalives(ms: number): { keepaliveInterval: number; keepaliveCo
 }
 
 const SIGNAL_NAME = /^[A-Za-z0-9@._-]{1,32}$/
-
-type DataHandler = (p: unknown, recipient: number, data: Buffer, ...rest: unknown[]) => void
-interface Ssh2Internals {
-  _protocol?: { _handlers?: Record<string, DataHandler | undefined> }
-  _chanMgr?: { get(id: number): unknown }
-}
-
-/**
- * ssh2 (1.17) drops a server's channel data only at a window of exactly 0 and buffers any packet
- * otherwise, so a server that sends past the window it was given (root on the VM can put its own
- * server on the SSH port) makes the runner host buffer without bound, paused streams included. Data
- * larger than the channel's window left is a protocol violation: the connection is closed as failed.
- */
-function holdToWindows(client: Client): boolean {
-  const c = client as unknown as Ssh2Internals
-  const handlers = c._protocol?._handlers
-  const chans = c._chanMgr
-  if (!handlers?.CHANNEL_DATA || !handlers.CHANNEL_EXTENDED_DATA || !chans) return false
-  let broken = false
-  for (const name of ['CHANNEL_DATA', 'CHANNEL_EXTENDED_DATA']) {
-    const handle = handlers[name]!
-    handlers[name] = (p, recipient, data, ...rest) => {
-      // Packets already read after the violation are dropped too (the socket is being closed).
-      if (broken) return
-      const ch = chans.get(recipient) as { incoming?: { window?: unknown } } | undefined
-      const window = ch?.incoming?.window
-      if (typeof window === 'number' && data.length > window) {
-        broken = true
-        client.emit('error', new Error(`the server sent ${data.length} bytes on a channel with ${window} bytes of window left`))
-        return
-      }
-      handle(p, recipient, data, ...rest)
-    }
-  }
-  return true
-}
 
 export class SshRemote implements Remote {
   private constructor(
@@ -140,6 +105,8 @@ export class SshRemote implements Remote {
           algorithms: {
             kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256'],
             cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr'],
+            // No compression: a server's packet would be inflated before any check could look at it.
+            compress: ['none'],
             ...(serverHostKey.length ? { serverHostKey: serverHostKey as never } : {})
           },
           hostVerifier: (key: Buffer) => {
@@ -147,7 +114,7 @@ export class SshRemote implements Remote {
             return hostKeyProblem === null
           }
         })
-        if (!holdToWindows(client)) {
+        if (!holdToProtocol(client, sock)) {
           client.destroy()
           return reject(new HookError("ssh2's channel handlers are not where this build expects them (a different ssh2 version?)"))
         }
@@ -179,6 +146,8 @@ export class SshRemote implements Remote {
           const done = new Promise<ExitStatus>((res) => {
             stream.on('close', () => res(status ?? { code: null, signal: null }))
           })
+          // Never an uncaught error of a stream nobody reads to its end (the agent would end with every step).
+          stream.stderr.on('error', () => undefined)
           resolve({ stdin: stream, stdout: stream, stderr: stream.stderr, done })
         })
       )

@@ -19,7 +19,7 @@ const TOTAL = 64 * 1024 * 1024
 const WINDOW_BOUND = 3 * 1024 * 1024 + 64 * 1024
 
 let sshd: TestSshd
-let mode: 'overrun' | 'honest' | 'signal' = 'honest'
+let mode: 'overrun' | 'overrun-exit0' | 'eof-data' | 'honest' | 'signal' = 'honest'
 let sent = 0
 
 beforeAll(async () => {
@@ -34,6 +34,38 @@ beforeAll(async () => {
       SIGNALS[cmd.toUpperCase()] = 1
       ch.exit(cmd, false, '')
       return void ch.end()
+    }
+    if (mode === 'overrun-exit0') {
+      // Honest until the client (paused) gives no more window; then one byte past it, an exit
+      // status 0 and the channel's end in one write, so that the client reads them together.
+      const out = ch as unknown as { outgoing: { window: number } }
+      ch.write(Buffer.alloc(8 * 1024 * 1024, 0x61))
+      setTimeout(() => {
+        sent = out.outgoing.window === 0 ? -1 : -2
+        const raw = (conn as unknown as { _sock: import('node:net').Socket })._sock
+        const p = proto as unknown as {
+          channelEOF(id: number): void
+          channelClose(id: number): void
+          exitStatus(id: number, c: number): void
+        }
+        raw.cork()
+        proto.channelData(id, Buffer.from('x'))
+        p.exitStatus(id, 0)
+        p.channelEOF(id)
+        p.channelClose(id)
+        process.nextTick(() => raw.uncork())
+      }, 500)
+      return
+    }
+    if (mode === 'eof-data') {
+      // The channel's end, then more stderr on it.
+      ;(conn as unknown as { _protocol: { channelEOF(id: number): void } })._protocol.channelEOF(id)
+      ;(conn as unknown as { _protocol: { channelExtData(id: number, d: Buffer, t: number): void } })._protocol.channelExtData(
+        id,
+        Buffer.from('late'),
+        1
+      )
+      return
     }
     if (mode === 'overrun') {
       // Past the window, as fast as the socket takes it.
@@ -116,6 +148,41 @@ test("a signal name that is no name (a line break, a workflow command) is kept a
     expect(await status('KILL\n::error::forged')).toEqual({ code: null, signal: 'unnamed' })
     expect(await status('X'.repeat(40))).toEqual({ code: null, signal: 'unnamed' })
     expect(await status('KILL')).toEqual({ code: null, signal: 'SIGKILL' })
+  } finally {
+    remote.close()
+  }
+})
+
+test('past the window, then exit status 0 and a close in the same read: a lost connection, never a success', async () => {
+  mode = 'overrun-exit0'
+  const remote = await SshRemote.connect(sshd.info, 10_000, () => undefined)
+  try {
+    const ch = await remote.openExec('cat')
+    // Paused, so the window is not given again as it is read (what a full runner pipe does).
+    ch.stdout.pause()
+    await settle(800)
+    ch.stdout.resume()
+    ch.stderr.resume()
+    expect(await ch.done).toEqual({ code: null, signal: null })
+    expect(sent).toBe(-1) // positive control: the byte went past a window of 0
+  } finally {
+    remote.close()
+  }
+})
+
+test('data after the channel ended: the connection is closed as failed, no uncaught error (the agent would end with its steps)', async () => {
+  mode = 'eof-data'
+  let closed: Error | undefined | null = null
+  const remote = await SshRemote.connect(sshd.info, 10_000, (err) => (closed ??= err ?? new Error('closed')))
+  try {
+    const ch = await remote.openExec('cat')
+    // What a full agent socket does to a step's stderr.
+    ch.stderr.pause()
+    ch.stdout.resume()
+    expect(await waitUntil(() => closed !== null, 10_000, 20)).toBe(true)
+    expect(String(closed)).toContain('the server sent data on a channel it had ended')
+    ch.stderr.resume()
+    expect(await ch.done).toEqual({ code: null, signal: null })
   } finally {
     remote.close()
   }

@@ -32,15 +32,28 @@ describe('outcomeOf', () => {
 
 describe("a machine's long text in an error", () => {
   const SECRET = 'ghp_S3cretValueOfTheJob'
-  // A Docker engine's error body can be 16 MiB; the secret straddles the cut.
-  const long = 'x'.repeat(MESSAGE_MAX - 5) + SECRET + 'y'.repeat(1_000_000)
   const mask = (s: string): string => s.split(SECRET).join('***')
+  // A Docker engine's error body can be 16 MiB: words, then the line that says what went wrong.
+  const words = (n: number): string => Array.from({ length: n }, (_, i) => `word${i}`).join(' ')
+  const long = `docker create app failed (exit code 1): ${words(200_000)} | the real error at the end`
 
-  test('is cut to MESSAGE_MAX, saying how much was left out, after masking (no part of a secret shows)', () => {
-    const line = outcomeOf(new HookError(long), mask).errorLine!
+  test('keeps its start and its end, says how much of the middle was left out, and stays near MESSAGE_MAX', () => {
+    const line = outcomeOf(new HookError(long)).errorLine!
     expect(line.length).toBeLessThan(MESSAGE_MAX + 200)
-    expect(line).toMatch(/… \(\d+ more characters not shown\)\n$/)
-    expect(line).not.toContain(SECRET.slice(0, 5))
+    expect(line).toMatch(/^::error::docker create app failed \(exit code 1\): word0 word1 /)
+    expect(line).toMatch(/ … \(\d+ characters not shown\) word\d+ .* \| the real error at the end\n$/)
+  })
+
+  test('a secret the hook masks is masked before the cut; one it does not know (the runner masks it whole) is never shown in part', () => {
+    const unknown = 'RUNNER_MASKED_' + 'k'.repeat(40)
+    for (const at of [MESSAGE_MAX / 4 - 10, MESSAGE_MAX / 4, long.length - (MESSAGE_MAX * 3) / 4 - 10]) {
+      const text = `${long.slice(0, at)}${SECRET}${unknown}${long.slice(at)}`
+      const line = outcomeOf(new HookError(text), mask).errorLine!
+      expect(line).not.toContain(SECRET.slice(0, 6))
+      // Whole or not at all: any part of it would escape the runner's mask.
+      const parts = [unknown.slice(0, 8), unknown.slice(-8)].map((p) => line.includes(p))
+      expect([at, parts[0] === parts[1], line.includes(unknown) === parts[0]]).toEqual([at, true, true])
+    }
   })
 
   test('control: a message under the bound is whole', () => {

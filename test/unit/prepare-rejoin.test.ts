@@ -46,6 +46,9 @@ const fresh: Remote = {
 /** How the reconnect goes: ms until it connects. */
 let connectAfterMs = 0
 const timers: NodeJS.Timeout[] = []
+// The stand-in lease is not one a real provider would make for this config: the check of the
+// state prepare_job hands over (tested in unit/state.test.ts and adversarial/hostile-engine.test.ts) is not this file's subject.
+jest.mock('../../src/state', () => ({ ...jest.requireActual('../../src/state'), ownStateIssues: () => [] }))
 jest.mock('../../src/remote/ssh', () => ({
   SshRemote: {
     connect: () => {

@@ -17,6 +17,9 @@ const machine: Remote = {
 }
 const connect = { host: '192.0.2.10', port: 22, user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }
 
+// The stand-in lease is not one a real provider would make for this config: the check of the
+// state prepare_job hands over (tested in unit/state.test.ts and adversarial/hostile-engine.test.ts) is not this file's subject.
+jest.mock('../../src/state', () => ({ ...jest.requireActual('../../src/state'), ownStateIssues: () => [] }))
 jest.mock('../../src/providers/factory', () => ({
   ...jest.requireActual('../../src/providers/factory'),
   providerFor: () => ({ kind: 'static', releaseDestroys: false, describe: () => 'the host' })
