@@ -9,6 +9,7 @@ import { TransportError, formatError } from '../errors'
 import { shPath, shq } from '../remote/quote'
 import { run, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
+import { withDeadline } from '../remote/deadline'
 import type { CheckResult } from './output'
 
 export interface Machine {
@@ -23,6 +24,8 @@ export interface MachineOptions {
   /** A clock further off than this fails (signed requests and TLS certificates stop working). */
   maxSkewSeconds: number
   now?: () => number
+  /** Each command's and call's bound (tests shorten it). */
+  callMs?: number
 }
 
 /** The oldest Docker Engine API the hook speaks (its requests go to /v1.41). */
@@ -51,7 +54,8 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
   add('ssh', 'pass', `logged in with ${m.connect.identityFile}; host key pinned in ${m.connect.knownHostsFile}`)
   // Every command gets DOCKER_HOST as the hook's do, so the docker CLI finds the same daemon.
   const prefix = m.dockerSocket === DEFAULT_DOCKER_SOCKET ? '' : `DOCKER_HOST=${shq(`unix://${m.dockerSocket}`)}; export DOCKER_HOST; `
-  const sh = (cmd: string) => run(remote, prefix + cmd, { collect: true, maxCollect: 64 * 1024, timeoutMs: CALL_MS })
+  const callMs = opts.callMs ?? CALL_MS
+  const sh = (cmd: string) => run(remote, prefix + cmd, { collect: true, maxCollect: 64 * 1024, timeoutMs: callMs })
   try {
     // The machine's clock is read first, so the round trip around it is short.
     const t0 = now()
@@ -92,7 +96,8 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
       sh,
       m,
       add,
-      out.some((c) => c.check === 'docker cli' && c.status === 'pass')
+      out.some((c) => c.check === 'docker cli' && c.status === 'pass'),
+      callMs
     )
     await workRootCheck(sh, m, add)
   } catch (e) {
@@ -106,7 +111,7 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
 type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
 type Sh = (cmd: string) => ReturnType<typeof run>
 
-async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli: boolean): Promise<void> {
+async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli: boolean, callMs: number): Promise<void> {
   const sock = m.dockerSocket
   const dockerFix = `start Docker on the machine, or set remote.dockerSocket to its socket (now ${sock}); ${m.connect.user} must be allowed to use it (group docker)`
   // The hook drives Docker both ways: the Engine API through the forwarded socket, and the CLI
@@ -121,17 +126,21 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
   }
   let forwarded: Duplex | null = null
   let refused: unknown = null
+  // Bounded: a machine's own sshd (its root can run one) may never answer the channel's open.
+  const bounded = withDeadline(remote, callMs, `opening ${sock} over SSH: no answer after ${callMs / 1000} s`)
   try {
-    forwarded = await remote.openSocket(sock)
+    forwarded = await bounded.remote.openSocket(sock)
   } catch (e) {
     refused = e
+  } finally {
+    bounded.clear()
   }
   if (forwarded) {
     forwarded.destroy()
     add('forwarding', 'pass', `stream-local forwarding to ${sock} allowed`)
     let v: { status: number; data: { ApiVersion?: string; Version?: string } }
     try {
-      v = await new Engine(remote, sock, CALL_MS).call('GET', '/version', undefined, 'version')
+      v = await new Engine(remote, sock, callMs).call('GET', '/version', undefined, 'version')
       if (v.status !== 200) throw new Error(`HTTP ${v.status}`)
     } catch (e) {
       return add('docker api', 'fail', formatError(e), dockerFix)
@@ -166,12 +175,12 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
     add(
       'forwarding',
       'fail',
-      `sshd refuses to forward ${sock}, where Docker answers (API ${cli.api} through the docker CLI)`,
+      `sshd refuses to forward ${sock} (${formatError(refused)}), where Docker answers (API ${cli.api} through the docker CLI)`,
       "set AllowStreamLocalForwarding yes in the machine's sshd_config and reload sshd: the hook reaches Docker's API through it"
     )
     add('docker api', 'pass', `API ${cli.api} through the docker CLI (the forwarded socket is refused: see forwarding)`)
   } else {
-    add('forwarding', 'skip', `cannot tell while Docker does not answer on ${sock}`)
+    add('forwarding', 'skip', `cannot tell while Docker does not answer on ${sock} (the forwarded open: ${formatError(refused)})`)
     add('docker api', 'fail', `no Docker Engine answers on ${sock}: ${hasCli ? cli.said : formatError(refused)}`, dockerFix)
   }
 }
@@ -182,6 +191,8 @@ async function workRootCheck(sh: Sh, m: Machine, add: Add): Promise<void> {
   const r = await sh(
     `R=${shPath(m.workRoot)}; if [ -d "$R" ]; then f="$R/"${shq(name)}; ` +
       `if (set -C; : > "$f") 2>/dev/null; then rm -f "$f" && echo written || echo "kept $f"; else echo unwritable; fi; ` +
+      // Something else in its place (a file, a dangling link): the hook's mkdir -p would fail on it.
+      `elif [ -e "$R" ] || [ -L "$R" ]; then echo not-folder; ` +
       `else d="$R"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; if [ -w "$d" ]; then echo "absent $d"; else echo "absent-locked $d"; fi; fi`
   )
   const [word, ...rest] = r.stdout.toString('utf8').trim().split(' ')
@@ -192,6 +203,8 @@ async function workRootCheck(sh: Sh, m: Machine, add: Add): Promise<void> {
   else if (word === 'absent-locked')
     add('work root', 'fail', `${m.workRoot} does not exist and ${arg} is not writable by ${m.connect.user}`, fix)
   else if (word === 'unwritable') add('work root', 'fail', `${m.workRoot} is not writable by ${m.connect.user}`, fix)
+  else if (word === 'not-folder')
+    add('work root', 'fail', `${m.workRoot} exists but is not a folder (a file or a symlink)`, `remove it, then ${fix}`)
   else if (word === 'kept')
     add('work root', 'fail', `wrote ${arg} but could not remove it`, `remove ${arg} and check the folder's permissions`)
   else add('work root', 'fail', `unexpected answer (exit ${r.code}): ${r.stderr.trim().slice(-200)}`, fix)

@@ -13,11 +13,14 @@ import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
 import { asideOf, freeSlotScript, parseLeaseMark, type LeaseMark } from '../providers/static-host'
 import { isRunning } from '../worker-process'
+import { cleanupDeadline } from '../remote/deadline'
 import { act, addRow, type ReapContext } from './reap-context'
 import { markStep, waitWhy } from './reap-plan'
 
 const CANDIDATE_FILE = 'reap-candidate'
 const CALL_MS = 30_000
+/** provider.hosts[].slots at most (config.ts). */
+const MAX_SLOTS = 64
 
 interface Slot {
   name: string
@@ -40,10 +43,13 @@ async function listSlots(remote: Remote, workRoot: string): Promise<Slot[]> {
     { label, timeoutMs: CALL_MS }
   )
   if (r.length % 3) throw new Error(`${label}: a partial answer`)
-  const out: Slot[] = []
-  for (let i = 0; i < r.length; i += 3)
-    out.push({ name: expectEach([r[i]], /^slot-[0-9]{1,3}$/, label)[0], owner: r[i + 1], candidate: r[i + 2] })
-  return out
+  const out = new Map<string, Slot>()
+  for (let i = 0; i < r.length; i += 3) {
+    const name = expectEach([r[i]], /^slot-[0-9]{1,3}$/, label)[0]
+    // The machine's word: a slot the hook never makes (over the 64 a host may have), or one named twice, is not a second pass.
+    if (Number(name.slice('slot-'.length)) < MAX_SLOTS && !out.has(name)) out.set(name, { name, owner: r[i + 1], candidate: r[i + 2] })
+  }
+  return [...out.values()]
 }
 
 /** Whether the slot's job is dead, as this runner host can tell. */
@@ -72,11 +78,16 @@ export async function reapStatic(cfg: StaticConfig, config: Config, ctx: ReapCon
       addRow(ctx, 'slot', where, 'failed', `unreachable: ${(e as Error).message}`)
       continue
     }
+    // One bound per host, as cleanup_job's: a host where a job was root can make any command hang,
+    // and the hosts after it must still be reaped.
+    const bounded = cleanupDeadline(remote, config.timeouts.cleanupSeconds, `reaping the slots of ${where}`)
     try {
-      for (const s of await listSlots(remote, workRoot)) await slotPass(remote, workRoot, config, ctx, `${where} ${s.name}`, s, me)
+      for (const s of await listSlots(bounded.remote, workRoot))
+        await slotPass(bounded.remote, workRoot, config, ctx, `${where} ${s.name}`, s, me)
     } catch (e) {
       addRow(ctx, 'slot', where, 'failed', (e as Error).message)
     } finally {
+      bounded.clear()
       remote.close()
     }
   }

@@ -16,7 +16,10 @@ export interface TestSshd {
 }
 
 /** `onExec` gets each exec's channel, the command, and the connection (for what ssh2's channel API will not send). */
-export async function testSshd(onExec: (ch: ServerChannel, command: string, conn: Connection) => void): Promise<TestSshd> {
+export async function testSshd(
+  onExec: (ch: ServerChannel, command: string, conn: Connection) => void,
+  opts: { onStreamLocal?: (accept: () => ServerChannel, reject: () => void) => void } = {}
+): Promise<TestSshd> {
   const hostKey = testKeyPair()
   const dir = mkdtempSync(join(tmpdir(), 'rch-test-sshd-'))
   chmodSync(dir, 0o700)
@@ -28,6 +31,7 @@ export async function testSshd(onExec: (ch: ServerChannel, command: string, conn
     conn.on('close', () => conns.delete(conn))
     conn.on('error', () => undefined)
     conn.on('authentication', (ctx) => ctx.accept())
+    if (opts.onStreamLocal) conn.on('openssh.streamlocal', (accept, reject) => opts.onStreamLocal!(accept, reject))
     conn.on('ready', () =>
       conn.on('session', (accept) => {
         const session = accept()

@@ -1,0 +1,75 @@
+// `doctor` against a machine an earlier job was root on, which runs its own SSH server (test/helpers/
+// ssh-server.ts; its commands run in this machine's /bin/sh). It must end and say what it found:
+// a forwarding open that is never answered is a failed row at the call's bound, not a doctor that
+// prints nothing for ever; a file where the work root should be is a failure, not "the hook creates it".
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { ServerChannel } from 'ssh2'
+import { machineChecks } from '../../src/ops/doctor-machine'
+import { testSshd, type TestSshd } from '../helpers/ssh-server'
+import { cleanupTempDirs, tempDir } from '../unit/_helpers'
+
+/** The command in a local shell, its output on the channel. */
+function runLocally(ch: ServerChannel, command: string): void {
+  const p = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] })
+  p.stdout.pipe(ch, { end: false })
+  p.stderr.pipe(ch.stderr, { end: false })
+  p.on('close', (code) => {
+    ch.exit(code ?? 1)
+    ch.end()
+  })
+}
+
+let mode: 'never' | 'answer' = 'never'
+let sshd: TestSshd
+beforeAll(async () => {
+  sshd = await testSshd(runLocally, {
+    // 'never': the open is left unanswered; 'answer': a channel that closes at once (no engine behind it).
+    onStreamLocal: (accept) => {
+      if (mode === 'answer') accept().end()
+    }
+  })
+})
+afterAll(async () => {
+  await sshd.close()
+  cleanupTempDirs()
+})
+
+const check = (rows: { check: string; status: string; detail: string }[], name: string) => rows.find((r) => r.check === name)
+
+test("a forwarding open the machine never answers ends at the call's bound as a failed row; answered, forwarding passes (control)", async () => {
+  mode = 'never'
+  const began = Date.now()
+  const rows = await machineChecks(
+    { connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' },
+    { connectMs: 5000, maxSkewSeconds: 30, callMs: 1000 }
+  )
+  expect(Date.now() - began).toBeLessThan(15_000)
+  // Whether a Docker daemon answers this machine's CLI decides which row says it; the forwarding never passes.
+  expect(check(rows, 'forwarding')?.status).not.toBe('pass')
+  expect(check(rows, 'forwarding')!.detail).toContain('no answer after 1 s')
+  mode = 'answer'
+  const answered = await machineChecks(
+    { connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' },
+    { connectMs: 5000, maxSkewSeconds: 30, callMs: 1000 }
+  )
+  expect(check(answered, 'forwarding')).toMatchObject({ status: 'pass' })
+}, 60_000)
+
+test('a file (or a dangling link) where the work root should be fails; an absent work root under a writable folder passes (control)', async () => {
+  mode = 'answer'
+  const dir = tempDir()
+  const file = join(dir, 'work')
+  writeFileSync(file, 'not a folder')
+  const rows = await machineChecks(
+    { connect: sshd.info, workRoot: file, dockerSocket: '/var/run/docker.sock' },
+    { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
+  )
+  expect(check(rows, 'work root')).toMatchObject({ status: 'fail', detail: `${file} exists but is not a folder (a file or a symlink)` })
+  const absent = await machineChecks(
+    { connect: sshd.info, workRoot: join(dir, 'later', 'w'), dockerSocket: '/var/run/docker.sock' },
+    { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
+  )
+  expect(check(absent, 'work root')).toMatchObject({ status: 'pass' })
+}, 60_000)
