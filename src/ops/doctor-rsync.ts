@@ -3,7 +3,7 @@
 // PATH picks, so a job that was root on a machine before this one (a static host, a pool member)
 // can have replaced it; an unfixed client lets such a server read files of the runner host.
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { gunzipSync } from 'node:zlib'
 import { TOOL_ENV } from '../tools'
 import type { CheckResult } from './output'
@@ -16,8 +16,11 @@ const DEBIAN_CHANGELOG = '/usr/share/doc/rsync/changelog.Debian.gz'
 export interface RsyncProbe {
   /** What `<rsync> --version` printed, or null if it could not be run. */
   version(path: string): Promise<string | null>
-  /** Whether the distribution's record of the installed package names the fix. */
-  backported(): Promise<boolean>
+  /**
+   * Whether `path` is the distribution package's own rsync and the package's record names the fix:
+   * a changelog says nothing of another build (`tools.rsync: /opt/old/rsync`) beside it.
+   */
+  backported(path: string): Promise<boolean>
 }
 
 /** The version from the first line of `rsync --version` ("rsync  version 3.2.7  protocol version 31"). */
@@ -50,9 +53,21 @@ function run(file: string, args: string[]): Promise<string | null> {
   })
 }
 
+/** Where Debian's and RPM distributions' rsync package installs the program. */
+const PACKAGE_BINARY = '/usr/bin/rsync'
+
+function isPackageBinary(path: string): boolean {
+  try {
+    return realpathSync(path) === realpathSync(PACKAGE_BINARY)
+  } catch {
+    return false
+  }
+}
+
 export const systemProbe: RsyncProbe = {
   version: (path) => run(path, ['--version']),
-  async backported() {
+  async backported(path) {
+    if (!isPackageBinary(path)) return false
     try {
       if (gunzipSync(readFileSync(DEBIAN_CHANGELOG)).toString('latin1').includes(MARK)) return true
     } catch {
@@ -74,9 +89,9 @@ export async function rsyncFixCheck(path: string, providerKind: string, probe: R
   if (!v) return { ...base, status: 'fail', detail: `${path} --version did not name a version`, fix: `check that ${path} is rsync` }
   const shown = v.join('.')
   if (atLeast(v, FIXED)) return { ...base, status: 'pass', detail: `${shown} (3.4.0 or later)` }
-  if (await probe.backported())
+  if (await probe.backported(path))
     return { ...base, status: 'pass', detail: `${shown}, with the fixes backported (its changelog names ${MARK})` }
-  const risk = `rsync ${shown} predates 3.4.0's fixes for CVE-2024-12084 to 12088 and no changelog names them: a job that was root on a machine before can replace the rsync there and, through this client, read files of this runner host`
+  const risk = `rsync ${shown} predates 3.4.0's fixes for CVE-2024-12084 to 12088 and no changelog of its package names them (only ${PACKAGE_BINARY}, the distribution's own, can have one): a job that was root on a machine before can replace the rsync there and, through this client, read files of this runner host`
   if (providerKind === 'ec2') return { ...base, status: 'skip', detail: `${risk}; with provider.kind ec2 every job gets a new machine` }
   return { ...base, status: 'fail', detail: risk, fix: 'install rsync 3.4.0 or later, or a build of your distribution with those fixes' }
 }

@@ -1,4 +1,9 @@
+import { copyFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseRsyncVersion, rsyncFixCheck, systemProbe, type RsyncProbe } from '../../src/ops/doctor-rsync'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+afterAll(cleanupTempDirs)
 
 const probe = (version: string | null, backported = false): RsyncProbe & { asked: number } => {
   const p = {
@@ -62,6 +67,22 @@ describe("doctor's check of the runner host's rsync for the 3.4.0 client fixes",
     await expect(rsyncFixCheck('/opt/x/rsync', 'static', probe('openrsync: protocol version 29'))).resolves.toMatchObject({
       status: 'fail'
     })
+  })
+
+  it('a changelog speaks only for the package binary: another rsync beside it is not counted as backported (control: /usr/bin/rsync)', async () => {
+    // This machine's Debian rsync package: its changelog names the fix (checked, so the control means something).
+    const here = await systemProbe.backported('/usr/bin/rsync')
+    const other = tempDir()
+    const copy = join(other, 'rsync')
+    copyFileSync('/usr/bin/rsync', copy)
+    expect(await systemProbe.backported(copy)).toBe(false)
+    expect(await systemProbe.backported('/nonexistent/rsync')).toBe(false)
+    if (here) {
+      // an old build at another path, the package's changelog naming the fix: no pass
+      const old = { version: async () => 'rsync  version 3.2.3  protocol version 31', backported: (p: string) => systemProbe.backported(p) }
+      await expect(rsyncFixCheck(copy, 'static', old)).resolves.toMatchObject({ status: 'fail' })
+      await expect(rsyncFixCheck('/usr/bin/rsync', 'static', old)).resolves.toMatchObject({ status: 'pass' })
+    }
   })
 
   it("the real probe reads this machine's rsync and gets the same verdict as its version and changelog", async () => {
