@@ -2,7 +2,7 @@
 // file of this runner host, so reap's two phases hold for them too. Each runner host's reap keeps
 // its own; a mark another host's reap never saw only makes that host wait its own grace.
 import { readFileSync } from 'node:fs'
-import { ensurePrivateDir, writePrivateFile } from '../private-fs'
+import { checkPrivateDir, ensurePrivateDir, writePrivateFile } from '../private-fs'
 
 export interface MarkStore {
   get(key: string): string | undefined
@@ -21,13 +21,17 @@ export const WATCH = 'watch:'
 export function fileMarks(dir: string, ledger: string, dryRun: boolean): MarkStore {
   const file = `${dir}/marks-${ledger}.json`
   let marks: Record<string, string> = {}
-  try {
-    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
-    if (v && typeof v === 'object' && !Array.isArray(v))
-      marks = Object.fromEntries(Object.entries(v).filter(([, t]) => typeof t === 'string'))
-  } catch {
-    // No file yet, or a damaged one: every mark starts again (reap only ever waits longer).
-  }
+  // Checked before anything is read from it (as before it is written): marks another local user
+  // planted would have reap remove at once what it should only mark.
+  const present = checkPrivateDir(dir)
+  if (present)
+    try {
+      const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
+      if (v && typeof v === 'object' && !Array.isArray(v))
+        marks = Object.fromEntries(Object.entries(v).filter(([, t]) => typeof t === 'string'))
+    } catch {
+      // No file yet, or a damaged one: every mark starts again (reap only ever waits longer).
+    }
   const loaded = { ...marks }
   return {
     get: (k) => (Object.prototype.hasOwnProperty.call(marks, k) ? marks[k] : undefined),

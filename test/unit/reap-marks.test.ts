@@ -1,6 +1,6 @@
 // reap's marks for untagged things (a private file per ledger on this runner host), and its command
 // line: the configuration from --config or the first argument, and the flags it takes.
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { parseArgs } from '../../src/ops/command'
@@ -32,6 +32,15 @@ test('marks persist between passes in a 0600 file; marks no pass still uses are 
   expect(fileMarks(dir, 'l1', false).get('reservation:y')).toBeUndefined()
   // Inherited names are not marks.
   expect(fileMarks(dir, 'l1', false).get('constructor')).toBeUndefined()
+})
+
+test('marks in a folder other users can write are refused before they are read (control: the same marks in a 0700 folder are read)', () => {
+  const dir = join(tempDir('rch-reap-marks-'), 'reap')
+  mkdirSync(dir, { mode: 0o700 })
+  writeFileSync(join(dir, 'marks-l1.json'), JSON.stringify({ 'reservation:x': '1970-01-01T00:00:00.000Z' }))
+  expect(fileMarks(dir, 'l1', true).get('reservation:x')).toBe('1970-01-01T00:00:00.000Z')
+  chmodSync(dir, 0o777)
+  expect(() => fileMarks(dir, 'l1', true)).toThrow(/private folder .* is open to other users/)
 })
 
 test('the command line: --config FILE or FILE, --dry-run, --json; anything else is a usage error', () => {
