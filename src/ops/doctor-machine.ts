@@ -63,7 +63,9 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
       `echo "clock $(date +%s)"; for t in ${REMOTE_TOOLS.join(' ')}; do p=$(command -v "$t" 2>/dev/null) && echo "tool $t $p" || echo "tool $t -"; done`
     )
     const t1 = now()
-    if (probe.code === null) throw new TransportError('the connection dropped while reading the tools and the clock')
+    // A signal is the machine's answer (the probe was killed there): its rows say what is missing.
+    if (probe.code === null && probe.signal === null)
+      throw new TransportError('the connection dropped while reading the tools and the clock')
     const lines = probe.stdout.toString('utf8').split('\n')
     for (const t of REMOTE_TOOLS) {
       const p = lines.find((l) => l.startsWith(`tool ${t} `))?.slice(`tool ${t} `.length)

@@ -21,10 +21,18 @@ function runLocally(ch: ServerChannel, command: string): void {
   })
 }
 
-let mode: 'never' | 'answer' = 'never'
+let mode: 'never' | 'answer' | 'kill-probe' = 'never'
 let sshd: TestSshd
 beforeAll(async () => {
-  sshd = await testSshd(runLocally, {
+  // 'kill-probe': the machine kills doctor's first command (the tools and the clock), as root there can.
+  const exec = (ch: ServerChannel, command: string): void => {
+    if (mode === 'kill-probe' && command.includes('echo "clock')) {
+      ch.exit('KILL', false, '')
+      return void ch.end()
+    }
+    runLocally(ch, command)
+  }
+  sshd = await testSshd(exec, {
     // 'never': the open is left unanswered; 'answer': a channel that closes at once (no engine behind it).
     onStreamLocal: (accept) => {
       if (mode === 'answer') accept().end()
@@ -72,4 +80,22 @@ test('a file (or a dangling link) where the work root should be fails; an absent
     { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
   )
   expect(check(absent, 'work root')).toMatchObject({ status: 'pass' })
+}, 60_000)
+
+test('a probe the machine kills is its answer, not a dropped connection: the tools fail in their own rows and the checks go on (control: the same machine answering)', async () => {
+  mode = 'kill-probe'
+  const workRoot = join(tempDir(), 'w')
+  const rows = await machineChecks(
+    { connect: sshd.info, workRoot, dockerSocket: '/var/run/docker.sock' },
+    { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
+  )
+  expect(check(rows, 'ssh session')).toBeUndefined()
+  expect(check(rows, 'rsync')).toMatchObject({ status: 'fail' })
+  expect(check(rows, 'work root')).toMatchObject({ status: 'pass' })
+  mode = 'answer'
+  const answered = await machineChecks(
+    { connect: sshd.info, workRoot, dockerSocket: '/var/run/docker.sock' },
+    { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
+  )
+  expect(check(answered, 'rsync')).toMatchObject({ status: 'pass' })
 }, 60_000)
