@@ -8,6 +8,9 @@ import { hasControl, isHomeWorkRoot, isHostName, isPlainRelPath, isUserName, isW
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock'
 
+/** provider.hosts[].slots at most: the slot folders a static host can have are slot-0 to slot-63. */
+export const MAX_HOST_SLOTS = 64
+
 const absPath = z
   .string()
   .min(1)
@@ -21,7 +24,7 @@ const HostSchema = z
     identityFile: absPath,
     knownHostsFile: absPath,
     /** Lets several jobs share one host (default 1: a job takes a free host). */
-    slots: z.number().int().min(1).max(64).default(1)
+    slots: z.number().int().min(1).max(MAX_HOST_SLOTS).default(1)
   })
   .strict()
 

@@ -7,7 +7,7 @@ import { DEFAULT_DOCKER_SOCKET } from '../config'
 import { Engine } from '../docker/engine'
 import { TransportError, formatError } from '../errors'
 import { shPath, shq } from '../remote/quote'
-import { run, type ConnectInfo, type Remote } from '../remote/remote'
+import { dropped, run, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
 import { withDeadline } from '../remote/deadline'
 import type { CheckResult } from './output'
@@ -64,8 +64,7 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
     )
     const t1 = now()
     // A signal is the machine's answer (the probe was killed there): its rows say what is missing.
-    if (probe.code === null && probe.signal === null)
-      throw new TransportError('the connection dropped while reading the tools and the clock')
+    if (dropped(probe)) throw new TransportError('the connection dropped while reading the tools and the clock')
     const lines = probe.stdout.toString('utf8').split('\n')
     for (const t of REMOTE_TOOLS) {
       const p = lines.find((l) => l.startsWith(`tool ${t} `))?.slice(`tool ${t} `.length)

@@ -23,8 +23,7 @@ export function fileMarks(dir: string, ledger: string, dryRun: boolean): MarkSto
   let marks: Record<string, string> = {}
   // Checked before anything is read from it (as before it is written): marks another local user
   // planted would have reap remove at once what it should only mark.
-  const present = checkPrivateDir(dir)
-  if (present)
+  if (checkPrivateDir(dir))
     try {
       const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
       if (v && typeof v === 'object' && !Array.isArray(v))

@@ -3,7 +3,7 @@
 // phase 2 re-reads the owner, then removes the job's containers, its job folder and the slot.
 // Slots of other runner hosts are left to their own reap: only there can the worker be looked at.
 import { hostname } from 'node:os'
-import type { Config, StaticConfig } from '../config'
+import { MAX_HOST_SLOTS, type Config, type StaticConfig } from '../config'
 import { jobFolder, removeJobFolder, thenFoldersReported } from '../docker/job-folder'
 import { RemoteDocker, describeCounts } from '../docker/remote-docker'
 import { LABEL_JOB } from '../labels'
@@ -19,8 +19,6 @@ import { markStep, waitWhy } from './reap-plan'
 
 const CANDIDATE_FILE = 'reap-candidate'
 const CALL_MS = 30_000
-/** provider.hosts[].slots at most (config.ts). */
-const MAX_SLOTS = 64
 
 interface Slot {
   name: string
@@ -47,7 +45,7 @@ async function listSlots(remote: Remote, workRoot: string): Promise<Slot[]> {
   for (let i = 0; i < r.length; i += 3) {
     const name = expectEach([r[i]], /^slot-[0-9]{1,3}$/, label)[0]
     // The machine's word: a slot the hook never makes (over the 64 a host may have), or one named twice, is not a second pass.
-    if (Number(name.slice('slot-'.length)) < MAX_SLOTS && !out.has(name)) out.set(name, { name, owner: r[i + 1], candidate: r[i + 2] })
+    if (Number(name.slice('slot-'.length)) < MAX_HOST_SLOTS && !out.has(name)) out.set(name, { name, owner: r[i + 1], candidate: r[i + 2] })
   }
   return [...out.values()]
 }

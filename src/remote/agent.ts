@@ -4,12 +4,11 @@
 // carries the job's RUNNER_TRACKING_ID, so the runner kills it at job end in any case.
 import { createServer, type Socket } from 'node:net'
 import { chmodSync, rmSync } from 'node:fs'
-import type { Readable } from 'node:stream'
 import { SshRemote } from './ssh'
 import { connectFailureLine } from './agent-failure'
 import { ask } from './answer'
 import { isRunning, type WorkerProcess } from '../worker-process'
-import type { ConnectInfo, Remote } from './remote'
+import { endedOrClosed, type ConnectInfo, type Remote } from './remote'
 import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
 import { lineOpen, ownLines } from '../line-start'
@@ -40,15 +39,6 @@ export function requestLine(max: number): (chunk: Buffer) => { line: Buffer; res
     const nl = size - chunk.length + at
     return { line: all.subarray(0, nl), rest: all.subarray(nl + 1) }
   }
-}
-
-/** Settles once `s` has ended or closed (at once when it has). */
-function ended(s: Readable | Socket): Promise<void> {
-  if (s.readableEnded || s.destroyed) return Promise.resolve()
-  return new Promise((res) => {
-    s.once('end', res)
-    s.once('close', res)
-  })
 }
 
 /** A lease the agent keeps alive: `command` every `everyMs` while the runner's `worker` lives. */
@@ -279,7 +269,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     const status = await ch.done
     // ssh2 closes the channel once stdout ended: stderr may still be paused behind a full socket,
     // and its tail (what an error says last) would be written after the end and lost.
-    await Promise.race([Promise.all([ended(ch.stdout), ended(ch.stderr)]), ended(sock)])
+    await Promise.race([Promise.all([endedOrClosed(ch.stdout), endedOrClosed(ch.stderr)]), endedOrClosed(sock)])
     sock.end(frame(F.EXIT, JSON.stringify(status)))
   }
 

@@ -176,6 +176,21 @@ export function stopper(
   return { stopped, stop, dispose: () => signal?.removeEventListener('abort', onAbort) }
 }
 
+/**
+ * The channel closed with neither an exit code nor a signal: the connection dropped. A signal is the
+ * VM's answer (the command was killed there), never a dropped connection.
+ */
+export const dropped = (s: ExitStatus): boolean => s.code === null && s.signal === null
+
+/** Settles once `s` has ended or closed (at once when it has): all of its data read, or none to come. */
+export function endedOrClosed(s: Readable): Promise<void> {
+  if (s.readableEnded || s.destroyed) return Promise.resolve()
+  return new Promise((res) => {
+    s.once('end', res)
+    s.once('close', res)
+  })
+}
+
 /** How an error names a remote command's end: its exit code, or the signal that killed it. */
 export const exitOf = (s: ExitStatus): string => (s.code === null ? `killed by signal ${s.signal ?? 'unknown'}` : `exit ${s.code}`)
 
@@ -188,8 +203,7 @@ function labelOf(command: string, opts: RunOptions): string {
 export async function check(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
   const r = await run(remote, command, opts)
   const label = labelOf(command, opts)
-  // A signal is the VM's answer (the command was killed there), not a dropped connection.
-  if (r.code === null && r.signal === null) throw new TransportError(`connection lost while running ${label}`)
+  if (dropped(r)) throw new TransportError(`connection lost while running ${label}`)
   if (r.code !== 0) throw new RemoteCommandError(label, r.code, r.stderr, r.signal ?? undefined)
   return r
 }
@@ -206,7 +220,7 @@ export async function check(remote: Remote, command: string, opts: RunOptions = 
 export async function blameOf(err: unknown, remote: Remote, signal?: AbortSignal): Promise<unknown> {
   if (!(err instanceof TransportError) || (err.kind !== 'lost' && err.kind !== 'timeout')) return err
   const up = await run(remote, 'true', { timeoutMs: CONNECTION_CHECK_MS, label: 'connection check', signal }).then(
-    (r) => r.code !== null || r.signal !== null,
+    (r) => !dropped(r),
     () => false
   )
   return up ? new TransportError(err.message, 'stream', { cause: err }) : err

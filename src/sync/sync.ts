@@ -5,7 +5,7 @@
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
 import { Cancelled, TransportError, HookError } from '../errors'
-import { check, exitOf, OutputLimitError, stopper, type Remote } from '../remote/remote'
+import { check, dropped, endedOrClosed, exitOf, OutputLimitError, stopper, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { plainFileOnly } from '../remote/plain-file'
 import {
@@ -412,7 +412,7 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
   tarred.catch(() => undefined)
   forward(tar, ch.stdin, (n) => (bytes += n))
   const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => stop.dispose())
-  if (status.code === null && status.signal === null) throw new TransportError('connection lost while syncing files to the remote')
+  if (dropped(status)) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
     throw new HookError(`sync to remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
   const files = send.filter((p) => local.get(p)!.t === 'f').length
@@ -539,13 +539,13 @@ async function receive(
     }
   })
   // All of stdout read, not only the channel closed: the last chunks may still be on their way.
-  const ended = new Promise<void>((res) => ch.stdout.on('end', res).on('close', res))
+  const ended = endedOrClosed(ch.stdout)
   // A stream that ended inside a file (the VM's tar failed, the connection dropped, the archive was
   // cut short): that file's temporary copy goes, and its descriptor is closed (the agent lives all job).
   const dropPartial = (): void => file?.abort()
   try {
     const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
-    if (status.code === null && status.signal === null) throw new TransportError('connection lost while syncing files back from the remote')
+    if (dropped(status)) throw new TransportError('connection lost while syncing files back from the remote')
     if (status.code !== 0)
       throw new HookError(`sync from remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
     reader.finish()
