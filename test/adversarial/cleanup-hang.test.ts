@@ -76,6 +76,18 @@ function hangJob(): HostileJob {
   })
 }
 
+/** A job on the hanging VM for one test; after it the VM answers again and what the job left is cleaned up (state-less when it has none). */
+async function withHangJob(use: (job: HostileJob) => Promise<void>): Promise<void> {
+  const job = hangJob()
+  try {
+    await use(job)
+  } finally {
+    writeFileSync(MODE, '')
+    await job.runner.cleanup()
+    job.runner.dispose()
+  }
+}
+
 /** The VM really held a command (positive control), and cleanup failed in time, naming the key, touching nothing on the runner host. */
 function expectStoppedAtDeadline(
   job: HostileJob,
@@ -91,8 +103,7 @@ function expectStoppedAtDeadline(
 }
 
 test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanupSeconds, naming it', async () => {
-  const job = hangJob()
-  try {
+  await withHangJob(async (job) => {
     await job.prepare()
     const before = sleepers().length
     writeFileSync(MODE, 'hang')
@@ -100,19 +111,14 @@ test('cleanup_job on a VM whose docker never returns ends after timeouts.cleanup
     const r = await job.runner.cleanup()
     const took = Date.now() - t0
     expectStoppedAtDeadline(job, r, took, before)
-  } finally {
-    writeFileSync(MODE, '')
-    await job.runner.cleanup()
-    job.runner.dispose()
-  }
+  })
 }, 120_000)
 
 // cleanup_job without state (after a failed prepare_job, or a runner that lost its jobs) finds this
 // runner's leftovers on every host of its config: each host's tidying and slot release is bounded
 // the same way, and the runner host's own leftovers go whatever the VM does.
 test('cleanup_job without state on a VM whose every command hangs ends after timeouts.cleanupSeconds, naming it, its local folders removed', async () => {
-  const job = hangJob()
-  try {
+  await withHangJob(async (job) => {
     await job.prepare()
     const { owner, jobId } = job.runner.state as { owner: string; jobId: string }
     const localDir = join(tmpdir(), `rch-${process.getuid!()}`, `${owner}-${jobId}`)
@@ -125,18 +131,13 @@ test('cleanup_job without state on a VM whose every command hangs ends after tim
     const took = Date.now() - t0
     expectStoppedAtDeadline(job, r, took, before)
     expect(existsSync(localDir)).toBe(false)
-  } finally {
-    writeFileSync(MODE, '')
-    await job.runner.cleanup()
-    job.runner.dispose()
-  }
+  })
 }, 120_000)
 
 // A container action without prepare_job leases a machine for its one step and tidies up after it:
 // that teardown is bounded the same way (the step's own result stands, the hang is warned about).
 test('a container action without state: a VM that hangs its teardown holds the hook at most timeouts.cleanupSeconds', async () => {
-  const job = hangJob()
-  try {
+  await withHangJob(async (job) => {
     const before = sleepers().length
     const { args } = job.runner.containerStep({
       image: testImages.tiny,
@@ -163,9 +164,5 @@ test('a container action without state: a VM that hangs its teardown holds the h
     expect(`${r.stdout}${r.stderr}`).toContain('timeouts.cleanupSeconds')
     expect(took).toBeLessThan(20_000)
     expect(job.canaries.changes()).toEqual([])
-  } finally {
-    writeFileSync(MODE, '')
-    await job.runner.call('cleanup_job', {}, { state: null })
-    job.runner.dispose()
-  }
+  })
 }, 120_000)

@@ -93,52 +93,52 @@ afterAll(() => sshd.close())
 const buffered = (s: NodeJS.ReadableStream): number => (s as unknown as { readableLength: number }).readableLength
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-test('a server that sends past the window: the connection is closed as failed, naming it, with at most a window buffered', async () => {
-  mode = 'overrun'
-  let closed: Error | undefined | null = null
+/** A connection to the test's server answering as `m`; `closed()` is what it was closed with (null while it is up). */
+async function connected(m: typeof mode, use: (remote: SshRemote, closed: () => Error | null) => Promise<void>): Promise<void> {
+  mode = m
+  let closed: Error | null = null
   const remote = await SshRemote.connect(sshd.info, 10_000, (err) => (closed ??= err ?? new Error('closed without an error')))
   try {
+    await use(remote, () => closed)
+  } finally {
+    remote.close()
+  }
+}
+
+test('a server that sends past the window: the connection is closed as failed, naming it, with at most a window buffered', async () => {
+  await connected('overrun', async (remote, closed) => {
     const ch = await remote.openExec('cat')
     // What the demultiplexer does while the runner's pipe is full.
     ch.stdout.pause()
-    expect(await waitUntil(() => closed !== null, 10_000, 20)).toBe(true)
-    expect(String(closed)).toMatch(/the server sent 32769 bytes on a channel with \d+ bytes of window left/)
+    expect(await waitUntil(() => closed() !== null, 10_000, 20)).toBe(true)
+    expect(String(closed())).toMatch(/the server sent 32769 bytes on a channel with \d+ bytes of window left/)
     await settle(200)
     expect(buffered(ch.stdout)).toBeLessThanOrEqual(WINDOW_BOUND)
     expect(sent).toBeGreaterThan(WINDOW_BOUND) // positive control: the server did send past the window
     // Once read (the runner's pipe drained), the command ends as a lost connection: never a success.
     ch.stdout.resume()
     expect(await ch.done).toEqual({ code: null, signal: null })
-  } finally {
-    remote.close()
-  }
+  })
 })
 
 test('control: the same bytes within the window are held back by flow control, the connection stays up, and all of it arrives', async () => {
-  mode = 'honest'
-  let closed: Error | undefined | null = null
-  const remote = await SshRemote.connect(sshd.info, 10_000, (err) => (closed ??= err ?? new Error('closed')))
-  try {
+  await connected('honest', async (remote, closed) => {
     const ch = await remote.openExec('cat')
     ch.stdout.pause()
     await settle(1000)
     expect(buffered(ch.stdout)).toBeLessThanOrEqual(WINDOW_BOUND)
-    expect(closed).toBeNull()
+    expect(closed()).toBeNull()
     let got = 0
     ch.stdout.on('data', (c: Buffer) => (got += c.length))
     ch.stdout.resume()
     expect(await ch.done).toEqual({ code: 0, signal: null })
     expect(got).toBe(sent)
     expect(sent).toBeGreaterThanOrEqual(TOTAL)
-  } finally {
-    remote.close()
-  }
+  })
 })
 
 test("a signal name that is no name (a line break, a workflow command) is kept as 'unnamed'; a real name as it is (control)", async () => {
-  mode = 'signal'
-  const remote = await SshRemote.connect(sshd.info, 10_000)
-  try {
+  await connected('signal', async (remote) => {
     const status = async (name: string) => {
       const ch = await remote.openExec(name)
       ch.stdout.resume()
@@ -148,15 +148,11 @@ test("a signal name that is no name (a line break, a workflow command) is kept a
     expect(await status('KILL\n::error::forged')).toEqual({ code: null, signal: 'unnamed' })
     expect(await status('X'.repeat(40))).toEqual({ code: null, signal: 'unnamed' })
     expect(await status('KILL')).toEqual({ code: null, signal: 'SIGKILL' })
-  } finally {
-    remote.close()
-  }
+  })
 })
 
 test('past the window, then exit status 0 and a close in the same read: a lost connection, never a success', async () => {
-  mode = 'overrun-exit0'
-  const remote = await SshRemote.connect(sshd.info, 10_000, () => undefined)
-  try {
+  await connected('overrun-exit0', async (remote) => {
     const ch = await remote.openExec('cat')
     // Paused, so the window is not given again as it is read (what a full runner pipe does).
     ch.stdout.pause()
@@ -165,25 +161,18 @@ test('past the window, then exit status 0 and a close in the same read: a lost c
     ch.stderr.resume()
     expect(await ch.done).toEqual({ code: null, signal: null })
     expect(sent).toBe(-1) // positive control: the byte went past a window of 0
-  } finally {
-    remote.close()
-  }
+  })
 })
 
 test('data after the channel ended: the connection is closed as failed, no uncaught error (the agent would end with its steps)', async () => {
-  mode = 'eof-data'
-  let closed: Error | undefined | null = null
-  const remote = await SshRemote.connect(sshd.info, 10_000, (err) => (closed ??= err ?? new Error('closed')))
-  try {
+  await connected('eof-data', async (remote, closed) => {
     const ch = await remote.openExec('cat')
     // What a full agent socket does to a step's stderr.
     ch.stderr.pause()
     ch.stdout.resume()
-    expect(await waitUntil(() => closed !== null, 10_000, 20)).toBe(true)
-    expect(String(closed)).toContain('the server sent data on a channel it had ended')
+    expect(await waitUntil(() => closed() !== null, 10_000, 20)).toBe(true)
+    expect(String(closed())).toContain('the server sent data on a channel it had ended')
     ch.stderr.resume()
     expect(await ch.done).toEqual({ code: null, signal: null })
-  } finally {
-    remote.close()
-  }
+  })
 })
