@@ -1,7 +1,8 @@
 // reap's pass over static hosts: a slot leased from THIS runner host whose worker process is gone
 // belongs to a dead job. Phase 1 marks the slot (a file beside its owner file, naming the job);
 // phase 2 re-reads the owner, then removes the job's containers, its job folder and the slot.
-// Slots of other runner hosts are left to their own reap: only there can the worker be looked at.
+// Slots of other runner hosts (another machine, or another pid namespace of one: runner-host.ts) are
+// left to their own reap: only there can the worker be looked at.
 import { hostname } from 'node:os'
 import { MAX_HOST_SLOTS, type Config, type StaticConfig } from '../config'
 import { jobFolder, removeJobFolder, thenFoldersReported } from '../docker/job-folder'
@@ -13,6 +14,7 @@ import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
 import { asideOf, freeSlotScript, parseLeaseMark, type LeaseMark } from '../providers/static-host'
 import { isRunning } from '../worker-process'
+import { thisRunnerHost, type RunnerHost } from '../runner-host'
 import { cleanupDeadline } from '../remote/deadline'
 import { act, addRow, type ReapContext } from './reap-context'
 import { markStep, waitWhy } from './reap-plan'
@@ -51,9 +53,17 @@ async function listSlots(remote: Remote, workRoot: string): Promise<Slot[]> {
 }
 
 /** Whether the slot's job is dead, as this runner host can tell. */
-function judge(m: LeaseMark | null, me: string): { dead: boolean; why: string } {
+function judge(m: LeaseMark | null, me: RunnerHost): { dead: boolean; why: string } {
   if (!m) return { dead: false, why: 'owner file unreadable or of another format' }
-  if (m.runnerHost !== me) return { dead: false, why: `leased from runner host ${m.runnerHost}: its own reap judges it` }
+  const mine = m.runnerHostKey ? m.runnerHostKey === me.key : m.runnerHost === hostname()
+  if (!mine)
+    return {
+      dead: false,
+      why:
+        m.runnerHost === me.name
+          ? `leased from runner host ${m.runnerHost} in another machine or pid namespace of that hostname (key ${m.runnerHostKey}, this one's ${me.key}): only its own reap can see its worker`
+          : `leased from runner host ${m.runnerHost}: its own reap judges it`
+    }
   if (!m.worker) return { dead: false, why: `job ${m.jobId}: the lease names no worker process` }
   return isRunning(m.worker)
     ? { dead: false, why: `job ${m.jobId} alive: its worker ${m.worker.pid} runs` }
@@ -61,7 +71,7 @@ function judge(m: LeaseMark | null, me: string): { dead: boolean; why: string } 
 }
 
 export async function reapStatic(cfg: StaticConfig, config: Config, ctx: ReapContext): Promise<void> {
-  const me = hostname()
+  const me = thisRunnerHost()
   const workRoot = config.remote.workRoot
   const seen = new Set<string>()
   for (const h of cfg.hosts) {
@@ -98,7 +108,7 @@ async function slotPass(
   ctx: ReapContext,
   what: string,
   s: Slot,
-  me: string
+  me: RunnerHost
 ): Promise<void> {
   const t = ctx.times
   const m = parseLeaseMark(s.owner)

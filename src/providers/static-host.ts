@@ -1,6 +1,6 @@
 // Static hosts: a fixed list of SSH-reachable Docker hosts. A job takes a free slot, marked by an
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
-import { hostname } from 'node:os'
+import { thisRunnerHost } from '../runner-host'
 import { z } from 'zod'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { privateJobsDirScript } from '../docker/job-folder'
@@ -89,19 +89,23 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
 }
 
 /**
- * The slot's owner file: owner, job, runner, runner host, time, and the runner's worker process
- * (pid and start time, `-` when unknown): reap on that runner host judges the job dead once the
- * worker is gone.
+ * The slot's owner file: owner, job, runner, runner host (`hostname/key`, see runner-host.ts), time,
+ * and the runner's worker process (pid and start time, `-` when unknown): reap on that runner host
+ * judges the job dead once the worker is gone.
  */
 export function leaseMark(owner: string, jobId: string, runnerName: string, worker: WorkerProcess | null): string {
   const w = worker ? `${worker.pid} ${worker.start || '-'}` : '- -'
-  return `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${hostname()} ${new Date().toISOString()} ${w}`
+  const me = thisRunnerHost()
+  return `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${me.name}/${me.key} ${new Date().toISOString()} ${w}`
 }
 
 export interface LeaseMark {
   owner: string
   jobId: string
+  /** The runner host's hostname as written. */
   runnerHost: string
+  /** Its key; null in a line of an older build, which wrote the hostname alone. */
+  runnerHostKey: string | null
   /** Null: the lease names no worker (made by an older hook, or the worker was not found). */
   worker: WorkerProcess | null
 }
@@ -111,7 +115,8 @@ export function parseLeaseMark(line: string): LeaseMark | null {
   if (f.length < 5 || !HEX16.test(f[0]) || !HEX16.test(f[1])) return null
   const pid = Number(f[5])
   const worker = Number.isInteger(pid) && pid > 1 && /^([0-9]{1,20}|-)$/.test(f[6] ?? '') ? { pid, start: f[6] === '-' ? '' : f[6] } : null
-  return { owner: f[0], jobId: f[1], runnerHost: f[3], worker }
+  const keyed = /^(.+)\/([0-9a-f]{16})$/.exec(f[3])
+  return { owner: f[0], jobId: f[1], runnerHost: keyed ? keyed[1] : f[3], runnerHostKey: keyed ? keyed[2] : null, worker }
 }
 
 const hostKey = (c: ConnectInfo): string => `${c.host}:${c.port}`

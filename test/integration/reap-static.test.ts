@@ -13,6 +13,8 @@ import { FakeRunner } from '../helpers/fake-runner'
 import { hookCall, hookPrepare } from '../helpers/fake-instance'
 import { loadVm, repoRoot, testImages } from '../helpers/testenv'
 import { expectOk, rowOf, runReap } from './reap-helpers'
+import { shq } from '../../src/remote/quote'
+import { hostField, thisRunnerHost } from '../../src/runner-host'
 
 jest.setTimeout(240_000)
 const execFileP = promisify(execFile)
@@ -185,6 +187,97 @@ test('a slot a job replaced by a symlink is never followed: its target keeps its
     expect(fs.readFileSync(path.join(decoy, 'owner'), 'utf8')).toBe(linkMark)
     expect(fs.existsSync(path.join(workRoot, 'jobs', `${owner}-${linkJob}`))).toBe(true)
   } finally {
+    fs.rmSync(workRoot, { recursive: true, force: true })
+  }
+})
+
+test('a slot leased from another pid namespace of this hostname (a runner in a container on the host’s network) is left alone, past the grace too: its worker cannot be seen from here (control: the same lease in the older hostname-only form is taken for dead)', async () => {
+  const vm = loadVm('b')
+  const workRoot = `${vm.workRoot}/reap-ns-${process.pid}-${Date.now().toString(36)}`
+  const config = {
+    provider: {
+      kind: 'static',
+      acquireTimeoutSeconds: 30,
+      hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 2 }]
+    },
+    remote: { workRoot }
+  }
+  const reapConfig = path.join(dir, 'reap-ns.json')
+  fs.writeFileSync(reapConfig, JSON.stringify({ ...config, fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger-ns') } } }))
+  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+  // The runner's worker in a pid namespace of its own (as in a container with the host's network and
+  // hostname): `sh` is its pid 1, the worker its pid 2, the hook its pid 3. The worker runs the hook,
+  // hands back what it wrote, and lives on, as a runner does through its job.
+  const io = fs.mkdtempSync(path.join(dir, 'ns-'))
+  const inner = path.join(io, 'inner.js')
+  fs.writeFileSync(
+    inner,
+    `const fs = require('node:fs'); const io = ${JSON.stringify(io)}\n` +
+      `const r = require('node:child_process').spawn(process.execPath, [${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}], { stdio: [fs.openSync(io + '/in', 'r'), fs.openSync(io + '/out', 'w'), fs.openSync(io + '/err', 'w')] })\n` +
+      `r.on('exit', (c) => { fs.writeFileSync(io + '/code.new', String(c ?? 1)); fs.renameSync(io + '/code.new', io + '/code'); setInterval(() => {}, 1e9) })\n`
+  )
+  const outer = path.join(io, 'outer.js')
+  fs.writeFileSync(
+    outer,
+    `const fs = require('node:fs'); const io = ${JSON.stringify(io)}\n` +
+      `fs.writeFileSync(io + '/in', fs.readFileSync(0))\n` +
+      `const u = require('node:child_process').spawn('unshare', ['--pid', '--fork', '--mount-proc', 'sh', '-c', ${JSON.stringify(`${shq(process.execPath)} ${shq(inner)}; exit $?`)}], { detached: true, stdio: 'ignore' })\n` +
+      `fs.writeFileSync(io + '/unshare.pid', String(u.pid))\n` +
+      `u.on('exit', (c) => { process.stderr.write('the namespace ended: ' + c); process.exit(1) })\n` +
+      `const t = setInterval(() => { if (!fs.existsSync(io + '/code')) return; clearInterval(t); process.stdout.write(fs.readFileSync(io + '/out')); process.stderr.write(fs.readFileSync(io + '/err')); process.exit(Number(fs.readFileSync(io + '/code', 'utf8'))) }, 50)\n`
+  )
+  const elsewhere = new FakeRunner({ parent: dir, config, hook: outer })
+  const leases = path.join(workRoot, 'leases')
+  try {
+    const p = await hookPrepare(elsewhere, { container: elsewhere.jobContainer(testImages.tiny), services: [] })
+    expect(p.code).toBe(0)
+    const job = (elsewhere.state as { jobId: string }).jobId
+    const slot = fs.readdirSync(leases).find((n) => fs.readFileSync(path.join(leases, n, 'owner'), 'utf8').includes(` ${job} `))!
+    const ownerFile = path.join(leases, slot, 'owner')
+    const line = fs.readFileSync(ownerFile, 'utf8')
+    // The worker as that namespace numbers it, with this host's hostname and another key.
+    expect(line).toMatch(new RegExp(` ${job} \\S+ ${hostField(os.hostname())}/[0-9a-f]{16} \\S+Z 2 [0-9]+\\n$`))
+    expect(line).not.toContain(`/${thisRunnerHost().key} `)
+    const what = `${vm.host}:${vm.port} ${slot}`
+
+    for (const at of [Date.now(), Date.now() + 3 * MIN]) {
+      const r = await runReap(reapConfig, tmp, { env: { RCH_LEDGER_NOW_MS: String(at) } })
+      expectOk(r)
+      expect(rowOf(r, what)).toMatchObject({
+        action: 'left alone',
+        why: expect.stringMatching(/in another machine or pid namespace of that hostname/)
+      })
+    }
+    expect(await containersOf(job)).toHaveLength(1)
+    expect(fs.existsSync(path.join(leases, slot, 'reap-candidate'))).toBe(false)
+
+    // Control: the older form names the hostname alone, and pid 2 here is not that worker.
+    fs.writeFileSync(ownerFile, line.replace(/ (\S+)\/[0-9a-f]{16} /, ' $1 '))
+    const c = await runReap(reapConfig, tmp, { dryRun: true })
+    expectOk(c)
+    expect(rowOf(c, what)).toMatchObject({ action: 'marked', why: `job ${job} dead: its worker 2 is gone` })
+    fs.writeFileSync(ownerFile, line)
+
+    // cleanup_job from this namespace: the hook itself, as the runner runs it.
+    fs.writeFileSync(
+      outer,
+      `const r = require('node:child_process').spawnSync(process.execPath, [${JSON.stringify(path.join(repoRoot, 'dist', 'index.js'))}], { stdio: 'inherit' })\nprocess.exit(r.status ?? 1)\n`
+    )
+    const done = await hookCall(elsewhere, 'cleanup_job', {})
+    expect(done.code).toBe(0)
+    expect(await containersOf(job)).toHaveLength(0)
+  } finally {
+    const job = (elsewhere.state as { jobId?: string } | null)?.jobId
+    if (job) for (const id of await containersOf(job)) await execFileP('docker', ['rm', '-f', id]).catch(() => undefined)
+    // The namespace's init (sh) ends with its group, and every process of the namespace with it.
+    const pid = Number(fs.readFileSync(path.join(io, 'unshare.pid'), 'utf8'))
+    if (pid > 1) {
+      try {
+        process.kill(-pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
     fs.rmSync(workRoot, { recursive: true, force: true })
   }
 })

@@ -16,6 +16,7 @@ import {
 import { reapTable } from '../../src/ops/reap'
 import { factOf } from '../../src/ops/reap-aws'
 import { leaseMark, parseLeaseMark } from '../../src/providers/static-host'
+import { hostField, thisRunnerHost } from '../../src/runner-host'
 
 const NOW = Date.UTC(2026, 11, 1, 12)
 const MIN = 60_000
@@ -288,18 +289,30 @@ test("EC2's state transition reason gives the time an instance ended, or stopped
   expect(fact('terminated')).not.toHaveProperty('stoppedAt')
 })
 
-test('a static slot lease names the runner host and its worker process, and reads back', () => {
+test('a static slot lease names the runner host (hostname and key) and its worker process, and reads back', () => {
+  const me = thisRunnerHost()
+  expect(me.key).toMatch(/^[0-9a-f]{16}$/)
   const line = leaseMark('0123456789abcdef', 'fedcba9876543210', 'my runner', { pid: 4242, start: '12345' })
-  expect(line).toMatch(/^0123456789abcdef fedcba9876543210 my_runner \S+ \S+Z 4242 12345$/)
-  expect(parseLeaseMark(line)).toMatchObject({
+  expect(line).toMatch(/^0123456789abcdef fedcba9876543210 my_runner \S+\/[0-9a-f]{16} \S+Z 4242 12345$/)
+  expect(parseLeaseMark(line)).toEqual({
     owner: '0123456789abcdef',
     jobId: 'fedcba9876543210',
+    runnerHost: me.name,
+    runnerHostKey: me.key,
     worker: { pid: 4242, start: '12345' }
   })
   expect(parseLeaseMark(leaseMark('0123456789abcdef', 'fedcba9876543210', 'r', null))?.worker).toBeNull()
+  // A line of an older build: the hostname alone, no key.
+  expect(parseLeaseMark('0123456789abcdef fedcba9876543210 r host-1 2026-12-01T00:00:00Z 4242 12345')).toMatchObject({
+    runnerHost: 'host-1',
+    runnerHostKey: null
+  })
   // A lease of an older hook (no worker fields) is never judged dead.
   expect(parseLeaseMark('0123456789abcdef fedcba9876543210 r host 2026-12-01T00:00:00Z')?.worker).toBeNull()
   expect(parseLeaseMark('garbage')).toBeNull()
+  // The hostname as a field: white space and the key's separator replaced.
+  expect(hostField('a b/c\td')).toBe('a_b_c_d')
+  expect(hostField('')).toBe('-')
 })
 
 test('the table says "would" in a dry run, and sums up', () => {
