@@ -18,6 +18,7 @@ export const STEP_ENV_NAMES = [
   'GITHUB_WORKSPACE',
   'GITHUB_REPOSITORY',
   'GITHUB_WORKFLOW',
+  'GITHUB_WORKFLOW_REF',
   'GITHUB_RUN_ID',
   'GITHUB_RUN_ATTEMPT',
   'GITHUB_JOB'
@@ -42,8 +43,25 @@ export interface RunnerEnv {
   debug: boolean
   /** The hook user's HOME, for the agent's environment. */
   home: string | undefined
-  /** What the job is, for ownership tags on cloud resources. */
+  /**
+   * What the job is, for ownership tags on cloud resources and the fleet ledger. `workflow` is the
+   * workflow's file (workflowOf), else its name.
+   */
   github: { repository?: string; workflow?: string; runId?: string; runAttempt?: string; job?: string }
+}
+
+/**
+ * The workflow as costs are counted by it: its file, from `GITHUB_WORKFLOW_REF`
+ * (`owner/repo/.github/workflows/ci.yml@refs/...`), without the ref and, for a file of the job's own
+ * repository, without the repository. A pull request chooses its workflow's name (`GITHUB_WORKFLOW`)
+ * and could take another workflow's; its runs count under another workflow's file only if it edits
+ * that file. Undefined when the ref names no workflow file (an older runner, a dynamic workflow):
+ * the name is used then.
+ */
+export function workflowOf(ref: string | undefined, repository: string | undefined): string | undefined {
+  const m = /^([^/\s]+\/[^/\s]+)\/(\.github\/workflows\/[^/@\s]+?\.ya?ml)@\S+$/.exec(ref ?? '')
+  if (!m) return undefined
+  return m[1] === repository ? m[2] : `${m[1]}/${m[2]}`
 }
 
 /** The runner's name as the hook knows it (the owner id, and so the agent's socket, derive from it). */
@@ -75,7 +93,7 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
     home: env.HOME,
     github: {
       repository: env.GITHUB_REPOSITORY,
-      workflow: env.GITHUB_WORKFLOW,
+      workflow: workflowOf(env.GITHUB_WORKFLOW_REF, env.GITHUB_REPOSITORY) ?? env.GITHUB_WORKFLOW,
       runId: env.GITHUB_RUN_ID,
       runAttempt: env.GITHUB_RUN_ATTEMPT,
       job: env.GITHUB_JOB

@@ -14,7 +14,7 @@ How the runner calls it
 Environment
   REMOTE_HOOKS_CONFIG   the YAML or JSON configuration file (required)
   RUNNER_TEMP, RUNNER_NAME, GITHUB_WORKSPACE, RUNNER_TRACKING_ID, GITHUB_REPOSITORY,
-  GITHUB_WORKFLOW, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT, GITHUB_JOB
+  GITHUB_WORKFLOW, GITHUB_WORKFLOW_REF, GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT, GITHUB_JOB
                         set by the runner: the job's folders and what the job is
   RUNNER_DEBUG=1        detailed lines on the step log too (::debug::) and a debug-level log file
   TMPDIR                where the private per-user folder (agent sockets, keys, code cache) and

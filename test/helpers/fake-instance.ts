@@ -302,6 +302,8 @@ export const EC2_HOOK_ENV: Record<string, string> = {
   AWS_EC2_METADATA_DISABLED: 'true',
   GITHUB_REPOSITORY: 'acme/widgets',
   GITHUB_WORKFLOW: 'CI on EC2',
+  // A pull request's run: costs count under the workflow's file, not the name the run gives itself.
+  GITHUB_WORKFLOW_REF: 'acme/widgets/.github/workflows/ec2.yml@refs/pull/7/merge',
   GITHUB_RUN_ID: '9876543210',
   GITHUB_RUN_ATTEMPT: '2',
   GITHUB_JOB: 'build'

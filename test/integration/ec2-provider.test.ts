@@ -167,7 +167,7 @@ describe('a job on an ephemeral EC2 instance (moto + loopback stand-in), through
       'remote-container-hooks:runner': runner.name,
       'remote-container-hooks:runner-host': os.hostname(),
       'remote-container-hooks:repository': 'acme/widgets',
-      'remote-container-hooks:workflow': 'CI on EC2',
+      'remote-container-hooks:workflow': '.github/workflows/ec2.yml',
       'remote-container-hooks:run-id': '9876543210',
       'remote-container-hooks:run-attempt': '2',
       'remote-container-hooks:job': 'build',

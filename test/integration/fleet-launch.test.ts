@@ -326,7 +326,7 @@ test('a whole job: timings lines, the job record, heartbeats while a step runs, 
     expect(job).toMatchObject({
       jobId: prep.response.state.jobId,
       repository: 'acme/widgets',
-      workflow: 'CI on EC2',
+      workflow: '.github/workflows/ec2.yml',
       runId: '9876543210',
       job: 'build',
       runner: f.runner.name,

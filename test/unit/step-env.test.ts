@@ -20,6 +20,7 @@ const hookEnv = {
   GITHUB_WORKSPACE: '/w/repo/repo',
   GITHUB_REPOSITORY: 'o/r',
   GITHUB_WORKFLOW: 'ci',
+  GITHUB_WORKFLOW_REF: 'o/r/.github/workflows/ci.yml@refs/heads/main',
   GITHUB_RUN_ID: '1',
   GITHUB_RUN_ATTEMPT: '2',
   GITHUB_JOB: 'build'
@@ -54,4 +55,25 @@ test("every variable the agent's validation reads (runner env, config) is on the
   expect(read.has('REMOTE_HOOKS_CONFIG')).toBe(true) // positive control: the spy saw the reads
   // and the agent, given only what was sent, reads the same runner facts as the hook
   expect(readRunnerEnv(stepEnv(hookEnv), '/elsewhere')).toEqual({ ...runner, home: undefined })
+})
+
+test('the workflow counted is its file from GITHUB_WORKFLOW_REF, which a pull request cannot give another workflow’s; else its name', () => {
+  const wf = (ref: string | undefined, name = 'CI'): string | undefined =>
+    readRunnerEnv({ RUNNER_TEMP: '/w/_temp', GITHUB_REPOSITORY: 'o/r', GITHUB_WORKFLOW: name, GITHUB_WORKFLOW_REF: ref }, '/w/r/r').github
+      .workflow
+  expect(wf('o/r/.github/workflows/ci.yml@refs/heads/main')).toBe('.github/workflows/ci.yml')
+  // A pull request's new file named like another workflow: its own file, not the name it took.
+  expect(wf('o/r/.github/workflows/evil.yaml@refs/pull/7/merge', 'CI')).toBe('.github/workflows/evil.yaml')
+  // A workflow of another repository (an organisation's required workflow) keeps that repository.
+  expect(wf('o/policies/.github/workflows/scan.yml@refs/heads/main')).toBe('o/policies/.github/workflows/scan.yml')
+  // No file named: the name, as before (control: the name is what the pull request chose).
+  for (const ref of [
+    undefined,
+    '',
+    'o/r/dynamic/github-code-scanning/codeql@refs/heads/main',
+    'o/r/.github/workflows/ci.yml',
+    'o/r/.github/workflows/x/ci.yml@r',
+    'o/r/.github/workflows/a b.yml@r'
+  ])
+    expect(wf(ref, 'CI')).toBe('CI')
 })
