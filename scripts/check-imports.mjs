@@ -39,6 +39,7 @@ export const LAYERS = [
       'usage.ts',
       'build-id.ts',
       'worker-process.ts',
+      'runner-host.ts',
       'gc-policy.ts',
       'line-start.ts',
       'line-tail.ts'
