@@ -4,7 +4,8 @@
 //   complete temp file, so a crash leaves the old state or the new one). It stays as small as the
 //   number of instances running, so a long-lived runner host pays the same per job on day 400 as on day 1.
 // - settled.jsonl and jobs.jsonl: settled reservations and job updates, appended one line each
-//   (the last line for an id wins; a line torn by a crash is skipped when read).
+//   (the last line for an id wins; a line torn by a crash is skipped when read), read a chunk at a
+//   time (jsonl.ts).
 // A settlement is appended before it leaves ledger.json: a crash in between leaves the reservation
 // open (counted, the day charged its reserved cost) and a later settle finishes it.
 import { closeSync, fstatSync, readFileSync, readSync, writeSync } from 'node:fs'
@@ -18,6 +19,7 @@ import { exceeded, priceRequest, refusalLine, type Usage } from './limits'
 import { attachTime, settlement } from './money'
 import { checkJobUpdate, mergeJob } from './job-record'
 import { checkTimings } from './check-timings'
+import { forEachLine, lastLine } from './jsonl'
 
 interface State {
   version: 2
@@ -42,6 +44,7 @@ interface JobLine {
 
 const HINT = 'set fleet.ledger.path to a folder only the runner user can open'
 const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
+const isRecord = (v: unknown): v is LedgerRecord => typeof (v as LedgerRecord | null)?.id === 'string'
 
 /** What the open reservations count against `repository`, with the day's total. */
 export function usageOf(open: Iterable<LedgerRecord>, repository: string, dayMicro: number): Usage {
@@ -123,23 +126,12 @@ export class LocalLedger implements Ledger {
     }
   }
 
-  private lines<T>(path: string): T[] {
-    const out: T[] = []
-    for (const line of (this.read(path) ?? '').split('\n')) {
-      if (!line) continue
-      try {
-        out.push(JSON.parse(line) as T)
-      } catch {
-        // A line torn by a crash mid-append: what it said never took effect.
-      }
-    }
-    return out
-  }
-
   /** Settled reservations by id (the last line for an id wins). */
   private settledById(): Map<string, LedgerRecord> {
     const m = new Map<string, LedgerRecord>()
-    for (const r of this.lines<LedgerRecord>(this.settledFile)) if (typeof r?.id === 'string') m.set(r.id, r)
+    forEachLine(this.settledFile, (r) => {
+      if (isRecord(r)) m.set(r.id, r)
+    })
     return m
   }
 
@@ -153,7 +145,7 @@ export class LocalLedger implements Ledger {
   }
 
   private settledOne(id: string): LedgerRecord {
-    const r = this.settledById().get(id)
+    const r = lastLine(this.settledFile, `"id":${JSON.stringify(id)}`, (v): v is LedgerRecord => isRecord(v) && v.id === id)
     if (!r) throw new HookError(`fleet ledger: no reservation ${id}`)
     return r
   }
@@ -238,10 +230,11 @@ export class LocalLedger implements Ledger {
   jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
     return this.update(() => {
       const jobs = new Map<string, JobRecord>()
-      for (const l of this.lines<JobLine>(this.jobsFile)) {
-        if (typeof l?.update?.jobId !== 'string') continue
+      forEachLine(this.jobsFile, (v) => {
+        const l = v as Partial<JobLine> | null
+        if (typeof l?.update?.jobId !== 'string' || typeof l.at !== 'number') return
         jobs.set(l.update.jobId, mergeJob(jobs.get(l.update.jobId), l.update, l.at))
-      }
+      })
       const result = [...jobs.values()]
         .filter((j) => inRange({ reservedAt: j.startedAt }, range))
         .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
