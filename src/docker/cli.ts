@@ -6,6 +6,7 @@ import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
 import { HookError } from '../errors'
 import { CALL_TIMEOUT_MS } from './engine'
+import { graceAfter } from './steps'
 import { cliShell, envDelivery } from './env-script'
 import type { Registry } from '../protocol'
 import { CONTAINER_ID } from '../input-rules'
@@ -207,9 +208,22 @@ export async function buildImage(
   }
 }
 
-/** Removes an image the job built; one that is gone or still in use stays as it is. */
-export async function removeImage(remote: Remote, image: string): Promise<void> {
-  await run(remote, `${shjoin(['docker', 'image', 'rm', image])} >/dev/null 2>&1`, { label: 'docker image rm' })
+/**
+ * Removes an image the job built; one that is gone or still in use stays as it is. Bounded as an
+ * Engine API call, and to CUT_AFTER_CANCEL_MS once the step is cancelled: the job, root on the VM,
+ * can make `docker image rm` hang.
+ */
+export async function removeImage(remote: Remote, image: string, signal: AbortSignal): Promise<void> {
+  const grace = graceAfter(signal)
+  try {
+    await run(remote, `${shjoin(['docker', 'image', 'rm', image])} >/dev/null 2>&1`, {
+      label: 'docker image rm',
+      signal: grace.signal,
+      timeoutMs: CALL_TIMEOUT_MS
+    })
+  } finally {
+    grace.clear()
+  }
 }
 
 /** What a failed container printed last: `lines` lines, and never more than LOG_BYTES whatever the VM sends. */

@@ -309,6 +309,14 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
 /** How long a container action's wait and stream may go on after its cancel's kill. */
 export const CUT_AFTER_CANCEL_MS = 5_000
 
+/** A signal that aborts `ms` after `signal` does (at once counts): what a call may still take after a cancel. */
+export function graceAfter(signal: AbortSignal, ms = CUT_AFTER_CANCEL_MS): { signal: AbortSignal; clear: () => void } {
+  const ctl = new AbortController()
+  const a = afterCancel(signal, ms)
+  void a.done.then(() => ctl.abort(signal.reason))
+  return { signal: ctl.signal, clear: a.clear }
+}
+
 /** Resolves with null `ms` after `signal` aborts (at once counts), until cleared. */
 function afterCancel(signal: AbortSignal, ms: number): { done: Promise<null>; clear: () => void } {
   let timer: ReturnType<typeof setTimeout> | undefined

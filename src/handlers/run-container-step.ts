@@ -119,7 +119,7 @@ async function runOn(
   } finally {
     // Also when the container could not be created or its stream failed; a hook killed before
     // this leaves the image to cleanup_job, which finds it by its labels.
-    if (!args.image) await removeImage(remote, image).catch(() => undefined)
+    if (!args.image) await removeImage(remote, image, ctx.signal).catch(() => undefined)
   }
   if (res.cancelled) throw Cancelled.by(ctx.signal)
   await pull(target, state.pullRoots)
