@@ -171,6 +171,17 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       )
     : null
   const ctx = keep ? { ...onMachine, signal: AbortSignal.any([hookCtx.signal, lost.signal]) } : onMachine
+  // With the runner's signal alone: a lost lease must not cut the release short to a cancel's grace.
+  let released: Promise<void> | null = null
+  const release = (r: Remote | null): Promise<void> =>
+    (released ??= releaseMachine(onMachine, provider, lease, r, jobId).catch((e) =>
+      ctx.log.warn(`could not release the host: ${formatError(e)}`)
+    ))
+  // A machine whose release destroys it (EC2) goes at the runner's cancel: the runner kills the hook
+  // 10 s after it, and stopping the step on a VM the job was root on may take that long. Destroyed,
+  // it runs nothing more; a machine other jobs will use is released only once its step has stopped.
+  const releaseAtCancel = (): void => void release(null)
+  if (provider.releaseDestroys) hookCtx.signal.addEventListener('abort', releaseAtCancel, { once: true })
   try {
     await makeJobFolder(remote, config.remote.workRoot, jobRoot)
     const copied = await copyUp(ctx, remote, lease.connect, localDir, {
@@ -183,11 +194,13 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local, copied.ms)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } catch (e) {
-    // A runner's cancel is told as its own, even after a lost lease aborted the step first.
-    if (e instanceof Cancelled && hookCtx.signal.aborted) throw Cancelled.by(hookCtx.signal)
+    // A runner's cancel is told as its own, even after a lost lease aborted the step first, and
+    // whatever the machine destroyed at the cancel made the step fail with.
+    if ((e instanceof Cancelled || released) && hookCtx.signal.aborted) throw Cancelled.by(hookCtx.signal)
     if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
     throw e
   } finally {
+    hookCtx.signal.removeEventListener('abort', releaseAtCancel)
     // Within timeouts.cleanupSeconds, as cleanup_job's: the VM (where the job was root) must not hold
     // the hook after its step, nor keep the release and the local folder's removal from coming.
     const bounded = cleanupDeadline(
@@ -202,10 +215,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
         )
       keeping?.stop()
       fleet.stopBeating()
-      // With the runner's signal alone: a lost lease must not cut the release short to a cancel's grace.
-      await releaseMachine(onMachine, provider, lease, bounded.remote, jobId).catch((e) =>
-        ctx.log.warn(`could not release the host: ${formatError(e)}`)
-      )
+      await release(bounded.remote)
     } finally {
       bounded.clear()
     }

@@ -1,0 +1,121 @@
+// A container action without state leases its own machine. On the runner's cancel, a machine whose
+// release destroys it (EC2) is released at once: the runner kills the hook 10 s after its SIGINT, and
+// the step's stop on a VM the job was root on may take that long. A machine other jobs use (static,
+// pool) is released only after its step has stopped.
+import { tempDir, cleanupTempDirs, containerActionArgs } from './_helpers'
+
+const events: string[] = []
+let stepEnds: () => void = () => undefined
+const lease = { kind: 'ec2', instanceId: 'i-0abc', connect: { host: '127.0.0.1', port: 22 } }
+const provider = { kind: 'ec2', releaseDestroys: true, release: async () => void events.push('release') }
+
+jest.mock('../../src/providers/factory', () => ({ providerFor: () => provider }))
+jest.mock('../../src/session', () => ({
+  acquireMachine: async () => ({ lease, remote: { close: () => undefined } }),
+  jobLocalDir: () => tempDir(),
+  keepOf: () => () => undefined,
+  openJobRemote: async () => ({ close: () => undefined }),
+  releaseMachine: async () => void events.push('release'),
+  stopAgent: async () => undefined
+}))
+jest.mock('../../src/fleet/job-fleet', () => ({
+  jobFleet: () => ({ keepBeating: () => undefined, stopBeating: () => undefined }),
+  closeJobFleet: () => undefined
+}))
+jest.mock('../../src/prepare/first-copy', () => ({
+  makeJobFolder: async () => undefined,
+  copyUp: async () => ({ roots: [], local: null, ms: 0 })
+}))
+jest.mock('../../src/docker/job-folder', () => ({
+  ...jest.requireActual('../../src/docker/job-folder'),
+  removeJobFolder: async () => void events.push('job folder removed')
+}))
+jest.mock('../../src/sync/early-push', () => ({ betweenSteps: { push: async () => ({ files: 0, bytes: 0, ms: 0 }) } }))
+jest.mock('../../src/sync/sync', () => ({ pull: async () => undefined, recordBase: async () => undefined }))
+jest.mock('../../src/docker/remote-docker', () => ({
+  RemoteDocker: class {
+    engine = {}
+    imagePresent = async (): Promise<boolean> => true
+    ensureImage = async (): Promise<'present'> => 'present'
+  }
+}))
+// The step's stop held by the VM: it ends only when the test lets it.
+jest.mock('../../src/docker/steps', () => ({
+  runContainer: () =>
+    new Promise((resolve) => {
+      events.push('step started')
+      stepEnds = () => {
+        events.push('step stopped')
+        resolve({ exitCode: 130, cancelled: true })
+      }
+    })
+}))
+
+import { runContainerStep } from '../../src/handlers/run-container-step'
+import type { HookContext } from '../../src/context'
+
+afterAll(cleanupTempDirs)
+
+const ctxFor = (signal: AbortSignal): HookContext =>
+  ({
+    config: {
+      provider: { kind: 'ec2' },
+      images: { pullPolicy: 'missing', pullTimeoutSeconds: 60 },
+      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
+      sync: { excludeFromPullBack: [], limits: {}, deltaListing: false, toolCache: false },
+      timeouts: { cleanupSeconds: 30 }
+    },
+    runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
+    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined, warn: () => undefined },
+    localRoot: tempDir(),
+    beatMs: 60_000,
+    signal,
+    stdout: process.stdout,
+    stderr: process.stderr
+  }) as unknown as HookContext
+
+const started = async (): Promise<void> => {
+  for (let i = 0; i < 200 && !events.includes('step started'); i++) await new Promise((r) => setTimeout(r, 5))
+  expect(events).toContain('step started')
+}
+
+beforeEach(() => {
+  events.length = 0
+})
+
+test('EC2: the machine is released at the cancel, while the VM still holds the step’s stop; the step ends cancelled and is released once', async () => {
+  provider.releaseDestroys = true
+  const cancel = new AbortController()
+  const step = runContainerStep(containerActionArgs(), null, ctxFor(cancel.signal))
+  step.catch(() => undefined)
+  await started()
+  cancel.abort('SIGINT')
+  await new Promise((r) => setTimeout(r, 50))
+  expect(events).toEqual(['step started', 'release'])
+  stepEnds()
+  await expect(step).rejects.toMatchObject({ name: 'Cancelled' })
+  expect(events).toEqual(['step started', 'release', 'step stopped'])
+})
+
+test('control: a machine other jobs use is released only after its step stopped, and its job folder removed first', async () => {
+  provider.releaseDestroys = false
+  const cancel = new AbortController()
+  const step = runContainerStep(containerActionArgs(), null, ctxFor(cancel.signal))
+  step.catch(() => undefined)
+  await started()
+  cancel.abort('SIGINT')
+  await new Promise((r) => setTimeout(r, 50))
+  expect(events).toEqual(['step started'])
+  stepEnds()
+  await expect(step).rejects.toMatchObject({ name: 'Cancelled' })
+  expect(events).toEqual(['step started', 'step stopped', 'job folder removed', 'release'])
+})
+
+test('control: without a cancel an EC2 machine is released once, after its step', async () => {
+  provider.releaseDestroys = true
+  const step = runContainerStep(containerActionArgs(), null, ctxFor(new AbortController().signal))
+  await started()
+  stepEnds()
+  await step.catch(() => undefined)
+  expect(events).toEqual(['step started', 'step stopped', 'release'])
+})
