@@ -42,8 +42,22 @@ export function relToWork(hostWork: string, hostPath: string): string | null {
   return under(hostPath, hostWork)
 }
 
+/**
+ * The runner's own folders in `_work`. The runner names a repository's folder after the repository
+ * alone, so a repository called `_PipelineMapping` would have its workspace there, and the pull-back
+ * would let the job rewrite where other repositories' workspaces are.
+ */
+export const RUNNER_FOLDERS: readonly string[] = ['_actions', '_temp', '_tool', '_PipelineMapping']
+
 /** The repository folder (first component under `_work`) a job of this runner syncs, if any. */
-export const repoRootOf = (workDir: string, workspace: string): string | null => relToWork(workDir, workspace)?.split('/')[0] || null
+export function repoRootOf(workDir: string, workspace: string): string | null {
+  const repo = relToWork(workDir, workspace)?.split('/')[0] || null
+  if (repo !== null && RUNNER_FOLDERS.includes(repo))
+    throw new InputError(
+      `GITHUB_WORKSPACE: the repository's folder ${repo} is one of the runner's own folders in _work (${RUNNER_FOLDERS.join(', ')}), which the hook never syncs back from the VM; rename the repository`
+    )
+  return repo
+}
 
 /**
  * The job's local folder (agent socket, sync manifests, keys): `<localRoot>/<owner>-<jobId>`, so a

@@ -138,6 +138,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   }
   // Checked before anything is leased; planned again on the machine's own work root (a pool's ~/path).
   stepPlan(hookCtx.config.remote.workRoot)
+  const repoRel = repoRootOf(hostWork, runner.workspace)
   const localDir = jobLocalDir(hookCtx, owner, jobId)
   const provider = providerFor(hookCtx.config)
   // Its machine's reservation is in no state, so main.ts's step heartbeats do not cover it: a
@@ -152,7 +153,6 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   const onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
   const { config } = onMachine
   const { jobRoot, plan } = stepPlan(config.remote.workRoot)
-  const repoRel = repoRootOf(hostWork, runner.workspace)
   const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).
   // Once it is lost (refused, or a whole ttl without a renewal) another job may hold the machine:

@@ -11,7 +11,7 @@ const provider = { kind: 'ec2', releaseDestroys: true, release: async () => void
 
 jest.mock('../../src/providers/factory', () => ({ providerFor: () => provider }))
 jest.mock('../../src/session', () => ({
-  acquireMachine: async () => ({ lease, remote: { close: () => undefined } }),
+  acquireMachine: async () => (events.push('acquire'), { lease, remote: { close: () => undefined } }),
   jobLocalDir: () => tempDir(),
   keepOf: () => () => undefined,
   openJobRemote: async () => ({ close: () => undefined }),
@@ -56,7 +56,7 @@ import type { HookContext } from '../../src/context'
 
 afterAll(cleanupTempDirs)
 
-const ctxFor = (signal: AbortSignal): HookContext =>
+const ctxFor = (signal: AbortSignal, workspace = '/runner/_work/repo/repo'): HookContext =>
   ({
     config: {
       provider: { kind: 'ec2' },
@@ -65,7 +65,7 @@ const ctxFor = (signal: AbortSignal): HookContext =>
       sync: { excludeFromPullBack: [], limits: {}, deltaListing: false, toolCache: false },
       timeouts: { cleanupSeconds: 30 }
     },
-    runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
+    runner: { runnerName: 'r', workDir: '/runner/_work', workspace },
     log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined, warn: () => undefined },
     localRoot: tempDir(),
     beatMs: 60_000,
@@ -91,10 +91,10 @@ test('EC2: the machine is released at the cancel, while the VM still holds the s
   await started()
   cancel.abort('SIGINT')
   await new Promise((r) => setTimeout(r, 50))
-  expect(events).toEqual(['step started', 'release'])
+  expect(events).toEqual(['acquire', 'step started', 'release'])
   stepEnds()
   await expect(step).rejects.toMatchObject({ name: 'Cancelled' })
-  expect(events).toEqual(['step started', 'release', 'step stopped'])
+  expect(events).toEqual(['acquire', 'step started', 'release', 'step stopped'])
 })
 
 test('control: a machine other jobs use is released only after its step stopped, and its job folder removed first', async () => {
@@ -105,10 +105,10 @@ test('control: a machine other jobs use is released only after its step stopped,
   await started()
   cancel.abort('SIGINT')
   await new Promise((r) => setTimeout(r, 50))
-  expect(events).toEqual(['step started'])
+  expect(events).toEqual(['acquire', 'step started'])
   stepEnds()
   await expect(step).rejects.toMatchObject({ name: 'Cancelled' })
-  expect(events).toEqual(['step started', 'step stopped', 'job folder removed', 'release'])
+  expect(events).toEqual(['acquire', 'step started', 'step stopped', 'job folder removed', 'release'])
 })
 
 test('control: without a cancel an EC2 machine is released once, after its step', async () => {
@@ -117,5 +117,15 @@ test('control: without a cancel an EC2 machine is released once, after its step'
   await started()
   stepEnds()
   await step.catch(() => undefined)
-  expect(events).toEqual(['step started', 'step stopped', 'release'])
+  expect(events).toEqual(['acquire', 'step started', 'step stopped', 'release'])
+})
+
+test("a repository named after a runner's own folder in _work: refused before a machine is leased", async () => {
+  const step = runContainerStep(
+    containerActionArgs(),
+    null,
+    ctxFor(new AbortController().signal, '/runner/_work/_PipelineMapping/_PipelineMapping')
+  )
+  await expect(step).rejects.toThrow(/^GITHUB_WORKSPACE: the repository's folder _PipelineMapping is one of the runner's own folders/)
+  expect(events).toEqual([])
 })

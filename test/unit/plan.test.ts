@@ -40,6 +40,17 @@ const inputError = (fn: () => unknown): string => {
 }
 
 describe('planJob', () => {
+  it("a repository named after one of the runner's own folders in _work is refused before anything is made, naming GITHUB_WORKSPACE (control: any other name plans)", () => {
+    // The runner names a repository's folder after the repository alone: `o/_PipelineMapping` works in
+    // _work/_PipelineMapping, and its pull-back could rewrite where other repositories' workspaces are.
+    for (const name of ['_PipelineMapping', '_actions', '_temp', '_tool'])
+      expect(inputError(() => plan({ container: jobContainer(), services: [] }, { workspace: `${WORK}/${name}/${name}` }))).toMatch(
+        new RegExp(`^GITHUB_WORKSPACE: the repository's folder ${name} is one of the runner's own folders in _work`)
+      )
+    for (const name of ['repo', '_pipelinemapping', '_temp2', 'tool', '_diag'])
+      expect(plan({ container: jobContainer(), services: [] }, { workspace: `${WORK}/${name}/${name}` })?.repoRel).toBe(name)
+  })
+
   it('nothing to start: no plan', () => {
     expect(plan({ container: null, services: [] })).toBeNull()
   })
