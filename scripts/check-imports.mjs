@@ -40,6 +40,7 @@ export const LAYERS = [
       'build-id.ts',
       'worker-process.ts',
       'runner-host.ts',
+      'file-lock.ts',
       'gc-policy.ts',
       'line-start.ts',
       'line-tail.ts'

@@ -4,8 +4,9 @@
 // pulls them as a tar. The first, bulk copy in prepare_job uses rsync (see rsync.ts).
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
+import { dirname } from 'node:path'
 import { Cancelled, TransportError, HookError } from '../errors'
-import { check, dropped, endedOrClosed, exitOf, OutputLimitError, stopper, type Remote } from '../remote/remote'
+import { check, dropped, endedOrClosed, exitOf, OutputLimitError, stopper, type ExecChannel, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { plainFileOnly } from '../remote/plain-file'
 import {
@@ -38,6 +39,7 @@ import { checkNamesDistinct, isWithin, SafeTree, type FileWriter } from './safe-
 import { TarReader, type TarEntry } from './untar'
 import { tarOf } from './tar-writer'
 import { lineTail } from '../line-tail'
+import { withFileLock } from '../file-lock'
 
 export interface SyncLimits {
   stepBytes: number
@@ -88,6 +90,36 @@ export interface SyncStats {
 
 /** A first copy's base: the remote has nothing yet. */
 const NO_BASE: Base = new Map()
+
+/** Rejects when `signal` fires (at once if it has). */
+const abortOf = (signal: AbortSignal): Promise<never> =>
+  new Promise<never>((_, reject) => {
+    if (signal.aborted) return reject(Cancelled.by(signal))
+    signal.addEventListener('abort', () => reject(Cancelled.by(signal)), { once: true })
+  })
+
+/** How long a hook command waits for another one of its job to be done with the job's tree. */
+const HOST_TREE_WAIT_MS = 24 * 3600_000
+
+/**
+ * Runs `fn` while no other hook command of the job reads or writes the job's tree on the runner
+ * host. Background steps run hook commands of one job at once, and the tree's checks (each folder
+ * looked at once per pull, the last name of a pushed file opened without following a link) hold
+ * only while nothing else changes the tree: a pull that turned a folder another pull had already
+ * looked at into a link (the VM times both streams) led that pull's writes out of `_work`, and a
+ * push's reads with them. Commands of one process wait for each other as for another process's.
+ */
+async function onHostTree<T>(t: SyncTarget, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await withFileLock(`${dirname(t.manifestFile)}/host-tree.lock`, fn, HOST_TREE_WAIT_MS, {
+      signal: t.signal,
+      what: "the job's lock on its files on the runner host"
+    })
+  } catch (e) {
+    if (t.signal?.aborted && !(e instanceof Cancelled)) throw Cancelled.by(t.signal)
+    throw e
+  }
+}
 
 /** Whether a folder above `p` is in `set` (its ancestors looked up: no pass over the set). */
 function aboveIn(p: string, set: ReadonlySet<string>): boolean {
@@ -357,7 +389,11 @@ export interface PushScope {
 }
 
 /** Pushes local changes under `roots` to the remote. */
-export async function push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
+export function push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
+  return onHostTree(t, () => pushHeld(t, roots, scope))
+}
+
+async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScope): Promise<SyncStats> {
   const started = Date.now()
   const limits = limitsOf(t)
   const base = scope.fresh ? NO_BASE : loadBase(t.manifestFile)
@@ -378,11 +414,20 @@ export async function push(t: SyncTarget, roots: readonly string[], scope: PushS
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
-  const ch = await t.remote.openExec(pushCommand(t.remoteWork, scope.fresh ? 'true' : listSent(send, roots, t.excludes)))
+  const opening = t.remote.openExec(pushCommand(t.remoteWork, scope.fresh ? 'true' : listSent(send, roots, t.excludes)))
   // Given up on while the channel opened (an early push): nothing is written, so nothing runs there.
+  // Not waited for: the job's lock on its tree is held, and a VM may never open the channel.
+  const shut = (c: ExecChannel): void => {
+    c.stdin.destroy()
+    c.stdout.destroy()
+  }
+  const ch = await Promise.race([opening, ...(t.signal ? [abortOf(t.signal)] : [])]).catch((e: unknown) => {
+    if (!t.signal?.aborted) throw e
+    opening.then(shut, () => undefined)
+    throw Cancelled.by(t.signal)
+  })
   if (t.signal?.aborted) {
-    ch.stdin.destroy()
-    ch.stdout.destroy()
+    shut(ch)
     throw Cancelled.by(t.signal)
   }
   const out: Buffer[] = []
@@ -608,24 +653,26 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     )
   if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
-  // Cancelled while the listing came or the lock was waited for: nothing on the host changes.
-  if (t.signal?.aborted) throw Cancelled.by(t.signal)
   let bytes = 0
-  // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
-  // Links from the VM point into the synced folders, never at another repository's folder beside
-  // them in _work. Not into _actions either: the runner unpacks the job's actions there with their
-  // own symlinks, which may lead anywhere (a link's target is judged by its text alone).
-  const fs = new SafeTree(t.hostWork, new Set(roots))
-  for (const p of del) fs.removeUnder(p)
   const remove = removedByDeletions(base, del)
   const got: Received = { set: new Map(), dropped: new Set() }
-  try {
-    if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))
-  } finally {
-    // Also after a refusal: what was written is recorded, so it is not pushed back as a change.
-    for (const p of got.dropped) remove.add(p)
-    await saveBase(t.manifestFile, { set: got.set, remove })
-  }
+  await onHostTree(t, async () => {
+    // Cancelled while the listing came or the locks were waited for: nothing on the host changes.
+    if (t.signal?.aborted) throw Cancelled.by(t.signal)
+    // Deletions first: a folder the step replaced by a file or symlink is emptied before it is replaced.
+    // Links from the VM point into the synced folders, never at another repository's folder beside
+    // them in _work. Not into _actions either: the runner unpacks the job's actions there with their
+    // own symlinks, which may lead anywhere (a link's target is judged by its text alone).
+    const fs = new SafeTree(t.hostWork, new Set(roots))
+    for (const p of del) fs.removeUnder(p)
+    try {
+      if (fetch.length) await receive(t, fs, remote, fetch, got, (n) => (bytes += n))
+    } finally {
+      // Also after a refusal: what was written is recorded, so it is not pushed back as a change.
+      for (const p of got.dropped) remove.add(p)
+      await saveBase(t.manifestFile, { set: got.set, remove })
+    }
+  })
   // Only a pull that brought everything back records which folder each path is (a refused one
   // must not make a moved tree look known) and moves the next listing's start.
   const ids = new Map<string, BaseEntry>()

@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, watch, writeFileSync, readFileSync, existsSync, rmSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
-import { breakStale, withFileLock } from '../../src/fleet/file-lock'
+import { breakStale, withFileLock } from '../../src/file-lock'
 import { workerProcess } from '../../src/worker-process'
 import { bundle, cleanupTempDirs, tempDir } from './_helpers'
 
@@ -124,7 +124,7 @@ test('a breaker killed between creating its guard and naming itself leaves an em
     const worker = join(dir, 'worker.js')
     writeFileSync(
       join(dir, 'worker.ts'),
-      `import { withFileLock } from ${JSON.stringify(join(__dirname, '..', '..', 'src', 'fleet', 'file-lock'))}\n` +
+      `import { withFileLock } from ${JSON.stringify(join(__dirname, '..', '..', 'src', 'file-lock'))}\n` +
         `withFileLock(process.argv[2], () => 'taken', 3000).then((r) => console.log(r), (e) => console.log(e.message))\n`
     )
     bundle(join(dir, 'worker.ts'), worker)

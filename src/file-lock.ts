@@ -1,11 +1,12 @@
-// An exclusive lock between processes of one host: a lock file created O_EXCL holding the owner's
+// An exclusive lock between processes of one host (and between callers in one process, who wait
+// for each other as for another process): a lock file created O_EXCL holding the owner's
 // pid, a random token and the owner's start time. A lock whose owner died is removed by one breaker
 // at a time (see breakStale) and then taken like a free one.
 import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
-import { HookError } from '../errors'
-import { waitUntil } from '../retry'
-import { isRunning, workerProcess } from '../worker-process'
+import { HookError } from './errors'
+import { waitUntil } from './retry'
+import { isRunning, workerProcess } from './worker-process'
 
 /**
  * Whether the lock's owner still runs. The lock lives in a folder private to this user, so only
@@ -119,8 +120,16 @@ export function breakStale(path: string, seen: string): void {
   }
 }
 
-/** Runs `fn` holding the lock at `path`; waits up to `timeoutMs` for it. */
-export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<T> {
+/**
+ * Runs `fn` holding the lock at `path`; waits up to `timeoutMs` for it (or until `signal` fires).
+ * `what` names the lock in the timeout's error.
+ */
+export async function withFileLock<T>(
+  path: string,
+  fn: () => T | Promise<T>,
+  timeoutMs = 30_000,
+  opts: { signal?: AbortSignal; what?: string } = {}
+): Promise<T> {
   const token = randomBytes(8).toString('hex')
   await waitUntil(
     () => {
@@ -133,7 +142,8 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, ti
       timeoutMs,
       minDelayMs: 5,
       maxDelayMs: 100,
-      onTimeout: () => new HookError(`fleet ledger: lock ${path} still held after ${Math.round(timeoutMs / 1000)} s`)
+      signal: opts.signal,
+      onTimeout: () => new HookError(`${opts.what ?? 'fleet ledger: lock'} ${path} still held after ${Math.round(timeoutMs / 1000)} s`)
     }
   )
   try {
