@@ -64,6 +64,9 @@ export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
     ...o('Tunnel=no'),
     ...o('RequestTTY=no'),
     ...o('CanonicalizeHostname=no'),
+    // A peer that stops answering (a path that drops packets) ends the transport within a minute.
+    ...o('ServerAliveInterval=15'),
+    ...o('ServerAliveCountMax=4'),
     // The post-quantum default KEX makes each handshake slow on small CPUs; these are still strong.
     ...o('KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group16-sha512')
   ]
@@ -80,6 +83,13 @@ export function opensshTransport(ssh: string, info: ConnectInfo): RsyncTransport
  */
 export type CopyAccess = 'private' | 'shared'
 
+/**
+ * Seconds without a byte either way after which rsync gives up (exit 30): an `rsync --server` left
+ * on the VM by a job that was root there, or a path that drops packets silently, must not hold
+ * prepare_job until the job's timeout. rsync keeps a slow but live copy awake with its own messages.
+ */
+export const RSYNC_IO_TIMEOUT_SECONDS = 120
+
 /** rsync's arguments for a copy (the sources and destination come last). */
 export function rsyncArgs(
   transport: RsyncTransport,
@@ -94,6 +104,7 @@ export function rsyncArgs(
     '--relative',
     '--stats',
     '--protect-args',
+    `--timeout=${RSYNC_IO_TIMEOUT_SECONDS}`,
     ...(access === 'private' ? ['--chmod=Dgo-rwx,Fgo-rwx'] : []),
     ...extra,
     '-e',

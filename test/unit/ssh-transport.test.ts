@@ -160,4 +160,10 @@ describe("what ssh makes of rsync's options (ssh -G: the settings it would conne
     expect(effective(args).get('kexalgorithms')).toBe(KEX)
     expect(effective(['/usr/bin/ssh', '-F', '/dev/null']).get('kexalgorithms')).not.toBe(KEX)
   })
+
+  test("a peer that stops answering ends the transport within a minute (control: ssh's own default never does)", () => {
+    const got = effective(opensshArgs('/usr/bin/ssh', info()))
+    expect([got.get('serveraliveinterval'), got.get('serveralivecountmax')]).toEqual(['15', '4'])
+    expect(effective(['/usr/bin/ssh', '-F', '/dev/null']).get('serveraliveinterval')).toBe('0')
+  })
 })
