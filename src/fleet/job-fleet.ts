@@ -8,6 +8,7 @@ import { FleetRefused, fleetGate, type FleetGate, type JobFacts } from './gate'
 import { systemLedgerClock, type Ledger, type LedgerClock } from './ledger'
 import { openLedger } from './open-ledger'
 import { BEAT_MS } from './beat-period'
+import { nameField } from './job-record'
 
 export interface JobFleetContext {
   config: { fleet: FleetConfig }
@@ -33,13 +34,13 @@ export class JobFleet {
     this.clock = ctx.ledgerClock ?? systemLedgerClock
     const g = ctx.runner.github
     this.facts = {
-      repository: g.repository ?? '',
-      workflow: g.workflow ?? '',
-      runId: g.runId ?? '',
-      job: g.job ?? '',
-      runner: ctx.runner.runnerName,
+      repository: nameField(g.repository),
+      workflow: nameField(g.workflow),
+      runId: nameField(g.runId),
+      job: nameField(g.job),
+      runner: nameField(ctx.runner.runnerName),
       jobId,
-      runnerHost: hostname()
+      runnerHost: nameField(hostname())
     }
     const use = <T>(what: string, fn: (gate: FleetGate) => Promise<T>): Promise<T> =>
       this.ledger()

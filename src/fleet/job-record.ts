@@ -14,6 +14,19 @@ export function checkJobUpdate(u: JobUpdate): void {
     if (u[k] !== undefined && !Number.isFinite(u[k])) throw new HookError(`fleet ledger: job ${k} is not a time`)
 }
 
+/** How many characters of a name the job gives (workflow, job, …) the ledger keeps: as many as an EC2 tag. */
+export const NAME_MAX = 256
+
+/**
+ * A name as the ledger keeps it: its first NAME_MAX characters. A workflow chooses its names and
+ * the environment allows 128 KiB each: written whole into every reservation and job line, they
+ * would make every read of the ledger (reap's, report's) that much slower and larger.
+ */
+export const nameField = (s: string | undefined): string =>
+  Array.from(s ?? '')
+    .slice(0, NAME_MAX)
+    .join('')
+
 /** A job's record with nothing known yet but its id and start. */
 export function blankJob(jobId: string, startedAt: number): JobRecord {
   return { jobId, repository: '', workflow: '', runId: '', job: '', runner: '', runnerHost: '', provider: '', startedAt, timings: {} }

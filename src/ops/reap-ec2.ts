@@ -2,6 +2,7 @@
 // their expiry, and the ledger's unsettled reservations whose instance ended or never came (or, for
 // a pool's, whose member the group replaced: the replacement takes the reservation over).
 import type { LedgerRecord } from '../fleet/ledger'
+import { formatError } from '../errors'
 import { launchedScope, TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { TAG_GROUP } from '../providers/pool-plan'
 import { act, addRow, type ReapContext } from './reap-context'
@@ -21,9 +22,18 @@ import {
 /** Reservations this old are past any instance's lifetime: an instance naming one is judged on its expiry alone. */
 const RECORDS_WINDOW_MS = 8 * 24 * 3600_000
 
-async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord>> {
-  const all = await ctx.ledger.records({ since: ctx.times.now - RECORDS_WINDOW_MS })
-  return new Map(all.map((r) => [r.id, r]))
+/**
+ * The ledger's reservations of the window by id; null, with a failed row, when it cannot be read:
+ * expiry needs no ledger, and an instance past its expires-at must still go.
+ */
+async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord> | null> {
+  try {
+    const all = await ctx.ledger.records({ since: ctx.times.now - RECORDS_WINDOW_MS })
+    return new Map(all.map((r) => [r.id, r]))
+  } catch (e) {
+    addRow(ctx, 'reservation', 'ledger', 'failed', `cannot read the ledger: ${formatError(e)}; instances are judged on their expiry alone`)
+    return null
+  }
 }
 
 /**
@@ -43,6 +53,11 @@ export async function reapInstances(api: ReapEc2, ctx: ReapContext, tags: Readon
     const id = inst.InstanceId as string
     const tags = tagsOf(inst)
     const v = instanceVerdict(tags, records, t)
+    // Not known without the ledger: neither marked nor unmarked.
+    if (v.unknown) {
+      addRow(ctx, 'instance', id, 'left alone', v.why)
+      continue
+    }
     const mark = tags[TAG_REAP_CANDIDATE]
     const step = markStep(v.candidate, mark, t)
     if (step === 'none') addRow(ctx, 'instance', id, 'left alone', v.why)
@@ -51,21 +66,39 @@ export async function reapInstances(api: ReapEc2, ctx: ReapContext, tags: Readon
     else if (step === 'mark')
       await act(ctx, 'instance', id, 'marked', v.why, () => api.tag(id, { [TAG_REAP_CANDIDATE]: new Date(t.now).toISOString() }))
     else if (step === 'wait') addRow(ctx, 'instance', id, 'kept', waitWhy(v.why, mark, t))
-    else await removeInstance(api, ctx, id)
+    else await removeInstance(api, ctx, id, records)
   }
 }
 
-/** Phase 2 for one instance: everything re-read (tags, keep, the ledger) before it is terminated. */
-async function removeInstance(api: ReapEc2, ctx: ReapContext, id: string): Promise<void> {
+/**
+ * Phase 2 for one instance: its tags and keep read again, and its reservation if still open (the
+ * open ones only: the whole history once per pass is enough), before it is terminated.
+ */
+async function removeInstance(
+  api: ReapEc2,
+  ctx: ReapContext,
+  id: string,
+  records: ReadonlyMap<string, LedgerRecord> | null
+): Promise<void> {
   const t = ctx.times
   const now = await api.one(id)
   if (!now || !LIVE_STATES.includes(now.State?.Name ?? '')) return addRow(ctx, 'instance', id, 'left alone', 'ended meanwhile')
   const tags = tagsOf(now)
-  const r = await ledgerById(ctx)
+  let r: Map<string, LedgerRecord> | null = null
+  if (records) {
+    try {
+      r = new Map(records)
+      for (const open of await ctx.ledger.unsettled()) r.set(open.id, open)
+    } catch (e) {
+      r = null
+      addRow(ctx, 'reservation', 'ledger', 'failed', `cannot read the open reservations: ${formatError(e)}`)
+    }
+  }
   const v = instanceVerdict(tags, r, t)
+  if (v.unknown) return addRow(ctx, 'instance', id, 'left alone', v.why)
   if (!v.candidate)
     return void (await act(ctx, 'instance', id, 'unmarked', `came back to life: ${v.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
-  const res = r.get(tags[TAG_RESERVATION] ?? '')
+  const res = r?.get(tags[TAG_RESERVATION] ?? '')
   await act(ctx, 'instance', id, 'removed', v.why, async () => {
     await api.terminate(id)
     if (!res || res.settledAt !== undefined) return 'terminated'

@@ -77,15 +77,17 @@ export type Tags = Record<string, string>
  */
 export function instanceVerdict(
   tags: Tags,
-  records: ReadonlyMap<string, LedgerRecord>,
+  /** Null: the ledger could not be read (an instance is then judged on its expiry, or not at all). */
+  records: ReadonlyMap<string, LedgerRecord> | null,
   t: ReapTimes
-): { candidate: boolean; keep?: true; why: string } {
+): { candidate: boolean; keep?: true; unknown?: true; why: string } {
   if (TAG_KEEP in tags) return { candidate: false, keep: true, why: `keep tag (${TAG_KEEP})` }
   const expires = Date.parse(tags[TAG_EXPIRES_AT] ?? '')
   if (Number.isFinite(expires) && expires <= t.now) return { candidate: true, why: `past its expires-at ${iso(expires)}` }
   const until = Number.isFinite(expires) ? `expires ${iso(expires)}` : 'no expires-at tag'
   const id = tags[TAG_RESERVATION]
   if (!id) return { candidate: false, why: `no reservation tag: only its expiry applies (${until})` }
+  if (!records) return { candidate: false, unknown: true, why: `reservation ${id}: the ledger could not be read (${until})` }
   const r = records.get(id)
   if (!r) return { candidate: false, why: `reservation ${id} is not in this ledger: only its expiry applies (${until})` }
   if (r.settledAt !== undefined) return { candidate: true, why: `job dead: its reservation was settled at ${iso(r.settledAt)}` }

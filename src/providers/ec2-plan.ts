@@ -1,5 +1,6 @@
 // What the EC2 provider asks for and how it reads the answers, as pure functions: the launch plan
 // (which requests, in which order), the RunInstances input with its tags, and the address to SSH to.
+import { nameField } from '../fleet/job-record'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2Config } from '../config'
 import type { RunnerEnv } from '../runner-env'
@@ -72,7 +73,7 @@ export function tagsFor(cfg: Pick<Ec2Config, 'tags' | 'maxLifetimeMinutes'>, f: 
   // which the SDK cannot URL-encode: RunInstances would fail after the launch was reserved.
   return Object.entries(tags)
     .filter(([, v]) => v !== undefined && v !== '')
-    .map(([Key, Value]) => ({ Key, Value: Array.from(String(Value)).slice(0, 256).join('') }))
+    .map(([Key, Value]) => ({ Key, Value: nameField(String(Value)) }))
 }
 
 /**
