@@ -17,14 +17,26 @@ export interface CheckResult {
 /**
  * A cell as it may reach a terminal: details carry text from machines and APIs (a tool's path, an
  * error) and names from jobs, and a control character there could move the cursor or rewrite
- * earlier lines; a bidirectional override or isolate could show a row's cells in another order.
+ * earlier lines; a bidirectional override or isolate could show a row's cells in another order; a
+ * line or paragraph separator starts a new line in some viewers; other format characters (zero
+ * width) hide what a name really is; a lone surrogate prints as something else.
  */
-// eslint-disable-next-line no-control-regex -- the control characters are what is replaced
-export const printable = (s: string): string => s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '?')
+export const printable = (s: string): string => s.replace(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu, '?')
 
-/** Rows of cells as aligned columns; the last column is not padded. */
+/**
+ * How wide a padded column may grow: every row is padded to its widest cell, so one long name (a
+ * job's) would make every line of the table that long.
+ */
+export const CELL_MAX = 80
+
+const fitted = (s: string): string => {
+  const chars = Array.from(s)
+  return chars.length <= CELL_MAX ? s : `${chars.slice(0, CELL_MAX - 1).join('')}…`
+}
+
+/** Rows of cells as aligned columns; the last column is not padded, nor cut. */
 export function table(header: string[], cells: string[][]): string {
-  const rows = cells.map((r) => r.map(printable))
+  const rows = cells.map((r) => r.map((c, i) => (i === r.length - 1 ? printable(c) : fitted(printable(c)))))
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string =>
     cells

@@ -49,6 +49,25 @@ describe('operator output', () => {
     expect(JSON.parse(json(hostile))).toEqual(hostile)
   })
 
+  it('shows line and paragraph separators, format characters and lone surrogates as ? (control: letters of any script, emoji and accents as they are)', () => {
+    const out = table(['NAME', 'N'], [['ci\u2028::error::forged\u2029x\u200dy\u00adz\ufeff\ud800', '1']])
+    expect(out.split('\n')[1]).toBe('ci?::error::forged?x?y?z??  1')
+    const fine = 'Ünïcødé 構建 🚀 ci-build_1.yml'
+    expect(table(['NAME', 'N'], [[fine, '1']]).split('\n')[1]).toBe(`${fine}  1`)
+  })
+
+  it('cuts a padded cell to 80 characters, so one long name does not widen every line; the last column is never cut', () => {
+    const long = 'w'.repeat(100_000)
+    const rows = Array.from({ length: 1000 }, (_, i) => [i === 0 ? long : `wf-${i}`, '1', `detail ${'d'.repeat(i === 1 ? 200 : 1)}`])
+    const out = table(['WORKFLOW', 'JOBS', 'DETAIL'], rows)
+    expect(out.length).toBeLessThan(100_000)
+    const lines = out.split('\n')
+    expect(lines[1]).toBe(`${'w'.repeat(79)}…  1     detail d`)
+    expect(lines[2]).toBe(`wf-1${' '.repeat(76)}  1     detail ${'d'.repeat(200)}`)
+    // control: 80 characters stay whole
+    expect(table(['A', 'B'], [['x'.repeat(80), 'y']]).split('\n')[1]).toBe(`${'x'.repeat(80)}  y`)
+  })
+
   it('writes JSON as one document that parses back', () => {
     expect(JSON.parse(json({ ok: false, checks }))).toEqual({ ok: false, checks })
   })
