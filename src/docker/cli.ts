@@ -156,27 +156,41 @@ export async function pullImage(
   return 'pulled'
 }
 
+/** How much of a build's or a pull's output goes to the log: its lines are logged faster than a slow reader takes them. */
+export const LOGGED_OUTPUT_MAX = 1024 * 1024
+
 /**
  * Lines of what the VM's docker prints, for the log. The VM's docker is the job's to replace: a
  * line without end is held only to MAX_LINE + 1 characters, never whole, and one over MAX_LINE is
  * shown as a note, never in part (line-tail.ts). A line (or a character) split across chunks stays
- * whole, and a last line without a newline still arrives.
+ * whole, and a last line without a newline still arrives. Past LOGGED_OUTPUT_MAX the lines are only
+ * counted (the log's writer does not wait for its reader: a VM printing for ever would fill memory).
  */
 function linesOf(onLine: (l: string) => void): { push(c: Buffer): void; end(): void } {
   const text = new StringDecoder('utf8')
   let partial = ''
+  let logged = 0
+  let dropped = 0
+  const line = (l: string): void => {
+    if (logged >= LOGGED_OUTPUT_MAX) return void dropped++
+    const w = wholeLine(l, MAX_LINE)
+    logged += w.length
+    onLine(w)
+  }
   // One character over the bound is enough to know the line is too long to show.
   const cut = (l: string): string => l.slice(0, MAX_LINE + 1)
   return {
     push(c) {
       const lines = (partial + text.write(c)).split('\n')
       partial = cut(lines.pop() ?? '')
-      for (const l of lines) if (l) onLine(wholeLine(l, MAX_LINE))
+      for (const l of lines) if (l) line(l)
     },
     end() {
       const last = partial + text.end()
       partial = ''
-      if (last) onLine(wholeLine(last, MAX_LINE))
+      if (last) line(last)
+      if (dropped) onLine(`(${dropped} more lines not shown: over ${LOGGED_OUTPUT_MAX} characters of output)`)
+      dropped = 0
     }
   }
 }
