@@ -6,7 +6,7 @@ import type { HookState } from './state'
 import type { Remote } from './remote/remote'
 import type { SyncTarget } from './sync/sync'
 import type { Output } from './docker/engine'
-import { baseFileIn, type Layout } from './paths'
+import { baseFileIn, treeLockOf, type Layout } from './paths'
 
 /** Never synced: the runner's response files (host only) and anything of ours. */
 export const SYNC_EXCLUDES = ['_temp/_runner_hook_responses']
@@ -51,7 +51,8 @@ export function syncTarget(ctx: HookContext, state: Pick<HookState, 'hostWork' |
     limits: ctx.config.sync.limits,
     deltaListing: ctx.config.sync.deltaListing,
     warn: (m) => ctx.log.warn(m),
-    signal: ctx.signal
+    signal: ctx.signal,
+    treeLock: treeLockOf(ctx.localRoot, state.hostWork)
   }
 }
 

@@ -4,6 +4,7 @@
 import { tmpdir } from 'node:os'
 import { posix } from 'node:path'
 import { InputError } from './errors'
+import { sha256Hex } from './sha256'
 
 export interface Layout {
   hostWork: string
@@ -67,6 +68,14 @@ export const localDirOf = (localRoot: string, owner: string, jobId: string): str
 
 /** The hook's private folder on the runner host (agent sockets, per-job keys, the local ledger): one per user. */
 export const hookLocalRoot = (): string => `${tmpdir()}/rch-${typeof process.getuid === 'function' ? process.getuid() : 0}`
+
+/**
+ * The lock hook commands take while they read or write the runner's `_work` (sync.ts onHostTree):
+ * per `_work`, in the hook's private folder, so every command of one job takes the same, whichever
+ * job folder it has (a container action without state makes its own).
+ */
+export const treeLockOf = (localRoot: string, hostWork: string): string =>
+  `${localRoot}/tree-${sha256Hex(`work\0${hostWork}`).slice(0, 16)}.lock`
 
 /** The job's sync base (sync/manifest.ts), in its local folder. */
 export const baseFileIn = (localDir: string): string => `${localDir}/base.json`

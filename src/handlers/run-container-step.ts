@@ -181,7 +181,11 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   // 10 s after it, and stopping the step on a VM the job was root on may take that long. Destroyed,
   // it runs nothing more; a machine other jobs will use is released only once its step has stopped.
   const releaseAtCancel = (): void => void release(null)
-  if (provider.releaseDestroys) hookCtx.signal.addEventListener('abort', releaseAtCancel, { once: true })
+  if (provider.releaseDestroys) {
+    // A cancel that came while the machine was being acquired has already fired.
+    if (hookCtx.signal.aborted) releaseAtCancel()
+    else hookCtx.signal.addEventListener('abort', releaseAtCancel, { once: true })
+  }
   try {
     await makeJobFolder(remote, config.remote.workRoot, jobRoot)
     const copied = await copyUp(ctx, remote, lease.connect, localDir, {

@@ -21,7 +21,7 @@ export interface CheckResult {
  * line or paragraph separator starts a new line in some viewers; other format characters (zero
  * width) hide what a name really is; a lone surrogate prints as something else.
  */
-export const printable = (s: string): string => s.replace(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu, '?')
+export const printable = (s: string): string => s.replace(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, '?')
 
 /**
  * How wide a padded column may grow: every row is padded to its widest cell, so one long name (a
@@ -29,18 +29,23 @@ export const printable = (s: string): string => s.replace(/[\p{Cc}\p{Cf}\p{Cs}\p
  */
 export const CELL_MAX = 80
 
-const fitted = (s: string): string => {
-  const chars = Array.from(s)
-  return chars.length <= CELL_MAX ? s : `${chars.slice(0, CELL_MAX - 1).join('')}…`
-}
+/** Characters, not UTF-16 units: a column is padded and cut by what it shows. */
+const width = (s: string): number => Array.from(s).length
+
+const fitted = (s: string): string =>
+  width(s) <= CELL_MAX
+    ? s
+    : `${Array.from(s)
+        .slice(0, CELL_MAX - 1)
+        .join('')}…`
 
 /** Rows of cells as aligned columns; the last column is not padded, nor cut. */
 export function table(header: string[], cells: string[][]): string {
   const rows = cells.map((r) => r.map((c, i) => (i === r.length - 1 ? printable(c) : fitted(printable(c)))))
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const widths = header.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))))
   const line = (cells: string[]): string =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(0, widths[i] - width(c)))))
       .join('  ')
       .trimEnd()
   return [line(header), ...rows.map(line)].join('\n') + '\n'

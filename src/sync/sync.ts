@@ -4,7 +4,7 @@
 // pulls them as a tar. The first, bulk copy in prepare_job uses rsync (see rsync.ts).
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
-import { dirname } from 'node:path'
+import { dirname, isAbsolute } from 'node:path'
 import { Cancelled, TransportError, HookError } from '../errors'
 import { check, dropped, endedOrClosed, exitOf, OutputLimitError, stopper, type ExecChannel, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
@@ -75,6 +75,12 @@ export interface SyncTarget {
   signal?: AbortSignal
   /** Pulls list only what changed on the remote since the last listing (sync.deltaListing). */
   deltaListing?: boolean
+  /**
+   * The lock every hook command that reads or writes this `_work` takes (treeLockOf): two
+   * container actions without state of one job have job folders of their own, and one `_work`.
+   * Without it, one beside the manifest.
+   */
+  treeLock?: string
 }
 
 export interface SyncStats {
@@ -110,15 +116,48 @@ const HOST_TREE_WAIT_MS = 24 * 3600_000
  * push's reads with them. Commands of one process wait for each other as for another process's.
  */
 async function onHostTree<T>(t: SyncTarget, fn: () => Promise<T>): Promise<T> {
+  const lock = t.treeLock ?? `${dirname(t.manifestFile)}/host-tree.lock`
+  // A private local folder, never a relative one: the hook runs in /.
+  if (!isAbsolute(lock)) throw new HookError(`sync: no job folder to hold the lock on the job's files (${JSON.stringify(lock)})`)
+  let inside = false
   try {
-    return await withFileLock(`${dirname(t.manifestFile)}/host-tree.lock`, fn, HOST_TREE_WAIT_MS, {
-      signal: t.signal,
-      what: "the job's lock on its files on the runner host"
-    })
+    return await withFileLock(
+      lock,
+      () => {
+        inside = true
+        return fn()
+      },
+      HOST_TREE_WAIT_MS,
+      { signal: t.signal, what: "the job's lock on its files on the runner host" }
+    )
   } catch (e) {
-    if (t.signal?.aborted && !(e instanceof Cancelled)) throw Cancelled.by(t.signal)
+    // Given up on while waiting for the lock: the step's cancel. What the work itself threw is its own.
+    if (!inside && t.signal?.aborted && !(e instanceof Cancelled)) throw Cancelled.by(t.signal)
     throw e
   }
+}
+
+/**
+ * Opens a channel unless `t`'s signal fires first. Not waited for after that: the job's lock on its
+ * tree may be held, and a VM (root there can serve its own SSH port) may never open the channel. A
+ * channel that opens later is shut.
+ */
+async function openRaced(t: SyncTarget, command: string): Promise<ExecChannel> {
+  const opening = t.remote.openExec(command)
+  const shut = (c: ExecChannel): void => {
+    c.stdin.destroy()
+    c.stdout.destroy()
+  }
+  const ch = await Promise.race([opening, ...(t.signal ? [abortOf(t.signal)] : [])]).catch((e: unknown) => {
+    if (!t.signal?.aborted) throw e
+    opening.then(shut, () => undefined)
+    throw Cancelled.by(t.signal)
+  })
+  if (t.signal?.aborted) {
+    shut(ch)
+    throw Cancelled.by(t.signal)
+  }
+  return ch
 }
 
 /** Whether a folder above `p` is in `set` (its ancestors looked up: no pass over the set). */
@@ -390,7 +429,8 @@ export interface PushScope {
 
 /** Pushes local changes under `roots` to the remote. */
 export function push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
-  return onHostTree(t, () => pushHeld(t, roots, scope))
+  // A first copy runs before any step, and has no job manifest yet to lock beside.
+  return scope.fresh ? pushHeld(t, roots, scope) : onHostTree(t, () => pushHeld(t, roots, scope))
 }
 
 async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScope): Promise<SyncStats> {
@@ -414,22 +454,8 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
-  const opening = t.remote.openExec(pushCommand(t.remoteWork, scope.fresh ? 'true' : listSent(send, roots, t.excludes)))
   // Given up on while the channel opened (an early push): nothing is written, so nothing runs there.
-  // Not waited for: the job's lock on its tree is held, and a VM may never open the channel.
-  const shut = (c: ExecChannel): void => {
-    c.stdin.destroy()
-    c.stdout.destroy()
-  }
-  const ch = await Promise.race([opening, ...(t.signal ? [abortOf(t.signal)] : [])]).catch((e: unknown) => {
-    if (!t.signal?.aborted) throw e
-    opening.then(shut, () => undefined)
-    throw Cancelled.by(t.signal)
-  })
-  if (t.signal?.aborted) {
-    shut(ch)
-    throw Cancelled.by(t.signal)
-  }
+  const ch = await openRaced(t, pushCommand(t.remoteWork, scope.fresh ? 'true' : listSent(send, roots, t.excludes)))
   const out: Buffer[] = []
   let outLen = 0
   const errTail = lineTail(2000)
@@ -560,7 +586,8 @@ async function receive(
       set.set(e.name, { t: 'f', l: fileFp(st), r: want.get(e.name)!.fp })
     }
   })
-  const ch = await t.remote.openExec(
+  const ch = await openRaced(
+    t,
     `cd ${shq(t.remoteWork)} && tar -c -b 20 -f - --no-recursion --ignore-failed-read --hard-dereference --null -T -`
   )
   const errTail = lineTail(2000)

@@ -52,6 +52,8 @@ describe('operator output', () => {
   it('shows line and paragraph separators, format characters and lone surrogates as ? (control: letters of any script, emoji and accents as they are)', () => {
     const out = table(['NAME', 'N'], [['ci\u2028::error::forged\u2029x\u200dy\u00adz\ufeff\ud800', '1']])
     expect(out.split('\n')[1]).toBe('ci?::error::forged?x?y?z??  1')
+    // Invisible fillers and marks that are not format characters: a Hangul filler, a grapheme joiner.
+    expect(table(['NAME', 'N'], [['a\u3164b\u115fc\u034fd', '1']]).split('\n')[1]).toBe('a?b?c?d  1')
     const fine = 'Ünïcødé 構建 🚀 ci-build_1.yml'
     expect(table(['NAME', 'N'], [[fine, '1']]).split('\n')[1]).toBe(`${fine}  1`)
   })
@@ -64,6 +66,16 @@ describe('operator output', () => {
     const lines = out.split('\n')
     expect(lines[1]).toBe(`${'w'.repeat(79)}…  1     detail d`)
     expect(lines[2]).toBe(`wf-1${' '.repeat(76)}  1     detail ${'d'.repeat(200)}`)
+    // Padded and cut by characters: a column of emoji (two UTF-16 units each) is as wide as it shows.
+    const emoji = table(
+      ['E', 'N'],
+      [
+        ['🚀'.repeat(100), '1'],
+        ['x', '2']
+      ]
+    ).split('\n')
+    expect(emoji[1]).toBe(`${'🚀'.repeat(79)}…  1`)
+    expect(emoji[2]).toBe(`x${' '.repeat(79)}  2`)
     // control: 80 characters stay whole
     expect(table(['A', 'B'], [['x'.repeat(80), 'y']]).split('\n')[1]).toBe(`${'x'.repeat(80)}  y`)
   })

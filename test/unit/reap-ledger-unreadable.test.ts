@@ -89,3 +89,26 @@ test('control: a ledger that reads: the marked instance whose reservation still 
   ])
   expect(reads).toBe(1)
 })
+
+test('phase 2 reads the open reservations again: a heartbeat that came since the pass began brings the instance back to life (control: none came, it is removed)', async () => {
+  const marked = instance('i-x', {
+    [TAG_EXPIRES_AT]: iso(NOW + 60 * MIN),
+    [TAG_RESERVATION]: 'r-x',
+    [TAG_REAP_CANDIDATE]: iso(NOW - 5 * MIN)
+  })
+  const stale = { id: 'r-x', reservedAt: NOW - 60 * MIN, heartbeatAt: NOW - 30 * MIN } as LedgerRecord
+  const pass = async (open: LedgerRecord[]): Promise<string[]> => {
+    const ec2 = fakeEc2([marked])
+    const ctx = ctxWith({
+      records: async () => [stale],
+      unsettled: async () => open,
+      settle: async (id: string) => ({ id, billedSeconds: 60 }) as LedgerRecord
+    })
+    await reapInstances(ec2.api, ctx, {})
+    return ctx.rows.map((r) => `${r.what} ${r.action}: ${r.why}`)
+  }
+  const [alive] = await pass([{ ...stale, heartbeatAt: NOW - 10_000 }])
+  expect(alive).toMatch(/^i-x unmarked: came back to life/)
+  const [dead] = await pass([stale])
+  expect(dead).toMatch(/^i-x removed: /)
+})
