@@ -13,6 +13,9 @@ export function beatPeriodFrom(env: Record<string, string | undefined>): number 
   return ms >= 100 ? ms : BEAT_MS
 }
 
+/** How far ahead of this host's clock a stamp may be and still count as written now. */
+const FUTURE_SLACK_MS = 1000
+
 /** In the job's local folder: its mtime is when the job last recorded a heartbeat (prepare_job's last, or a step's). */
 export const BEAT_STAMP = 'step-beat'
 
@@ -29,10 +32,11 @@ export function stampBeat(jobDir: string): void {
  */
 export function beatDue(jobDir: string, everyMs: number, now = Date.now()): boolean {
   // Wall clock against a file's mtime, both this host's. A stamp from the future (the clock was set
-  // back since) says nothing of when the last beat was: due.
+  // back since) says nothing of when the last beat was: due. Not one of a moment ago: Date.now() is
+  // cut to the millisecond and the mtime is not, so a stamp just written can look up to 1 ms ahead.
   try {
     const age = now - statSync(`${jobDir}/${BEAT_STAMP}`).mtimeMs
-    return age >= everyMs || age < 0
+    return age >= everyMs || age < -FUTURE_SLACK_MS
   } catch {
     return true
   }

@@ -133,6 +133,13 @@ describe('a job of steps each shorter than the heartbeat period', () => {
     // A stamp from the future (the clock set back since) is due at once.
     utimesSync(join(jobDir, BEAT_STAMP), (Date.now() + 3_600_000) / 1000, (Date.now() + 3_600_000) / 1000)
     expect(beatDue(jobDir, PERIOD)).toBe(true)
+    // One written a moment ago: Date.now() is cut to the millisecond, the mtime is not (CI once saw
+    // a fresh stamp 0.x ms "ahead" and beat again). Not due; a second ahead is.
+    const t = 1_800_000_000_000
+    utimesSync(join(jobDir, BEAT_STAMP), (t + 0.7) / 1000, (t + 0.7) / 1000)
+    expect(beatDue(jobDir, PERIOD, t)).toBe(false)
+    utimesSync(join(jobDir, BEAT_STAMP), (t + 1500) / 1000, (t + 1500) / 1000)
+    expect(beatDue(jobDir, PERIOD, t)).toBe(true)
   })
 })
 
