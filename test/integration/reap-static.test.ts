@@ -29,6 +29,23 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 const containersOf = async (jobId: string): Promise<string[]> =>
   (await execFileP('docker', ['ps', '-aq', '--filter', `label=dev.remote-container-hooks.job=${jobId}`])).stdout.split('\n').filter(Boolean)
 
+/** Host b with two slots under a work root of this test's own, and a reap configuration of it. */
+function twoSlots(name: string) {
+  const vm = loadVm('b')
+  const workRoot = `${vm.workRoot}/reap-${name}-${process.pid}-${Date.now().toString(36)}`
+  const config = {
+    provider: {
+      kind: 'static',
+      acquireTimeoutSeconds: 30,
+      hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 2 }]
+    },
+    remote: { workRoot }
+  }
+  const reapConfig = path.join(dir, `reap-${name}.json`)
+  fs.writeFileSync(reapConfig, JSON.stringify({ ...config, fleet: { ledger: { kind: 'local', path: path.join(dir, `ledger-${name}`) } } }))
+  return { vm, workRoot, config, reapConfig, tmp: fs.mkdtempSync(path.join(dir, 'tmp-')) }
+}
+
 test('a dead job’s slot is marked, kept through the grace, then emptied (containers, job folder, slot); a live one is left alone', async () => {
   const vm = loadVm('b')
   const workRoot = `${vm.workRoot}/reap-${process.pid}-${Date.now().toString(36)}`
@@ -122,19 +139,7 @@ test('a dead job’s slot is marked, kept through the grace, then emptied (conta
 })
 
 test('a slot a job replaced by a symlink is never followed: its target keeps its files and gets no mark, and its forged job folder stays (control: the same forgery in a real slot is reaped)', async () => {
-  const vm = loadVm('b')
-  const workRoot = `${vm.workRoot}/reap-link-${process.pid}-${Date.now().toString(36)}`
-  const config = {
-    provider: {
-      kind: 'static',
-      acquireTimeoutSeconds: 30,
-      hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 2 }]
-    },
-    remote: { workRoot }
-  }
-  const reapConfig = path.join(dir, 'reap-link.json')
-  fs.writeFileSync(reapConfig, JSON.stringify({ ...config, fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger-link') } } }))
-  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+  const { vm, workRoot, reapConfig, tmp } = twoSlots('link')
   // A worker pid that is surely gone: a process that has exited.
   const gone = await new Promise<number>((resolve) => {
     const c = spawn(process.execPath, ['-e', '0'])
@@ -192,19 +197,7 @@ test('a slot a job replaced by a symlink is never followed: its target keeps its
 })
 
 test('a slot leased from another pid namespace of this hostname (a runner in a container on the host’s network) is left alone, past the grace too: its worker cannot be seen from here (control: the same lease in the older hostname-only form is taken for dead)', async () => {
-  const vm = loadVm('b')
-  const workRoot = `${vm.workRoot}/reap-ns-${process.pid}-${Date.now().toString(36)}`
-  const config = {
-    provider: {
-      kind: 'static',
-      acquireTimeoutSeconds: 30,
-      hosts: [{ host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile, slots: 2 }]
-    },
-    remote: { workRoot }
-  }
-  const reapConfig = path.join(dir, 'reap-ns.json')
-  fs.writeFileSync(reapConfig, JSON.stringify({ ...config, fleet: { ledger: { kind: 'local', path: path.join(dir, 'ledger-ns') } } }))
-  const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
+  const { vm, workRoot, config, reapConfig, tmp } = twoSlots('ns')
   // The runner's worker in a pid namespace of its own (as in a container with the host's network and
   // hostname): `sh` is its pid 1, the worker its pid 2, the hook its pid 3. The worker runs the hook,
   // hands back what it wrote, and lives on, as a runner does through its job.

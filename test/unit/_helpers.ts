@@ -56,6 +56,17 @@ export function nulJoined(args: readonly string[]): Buffer {
 }
 
 const made: string[] = []
+/** Sync limits no test of the sync's own logic reaches (a test of a limit overrides its one). */
+export const LOOSE_SYNC_LIMITS = {
+  stepBytes: 1e9,
+  stepFiles: 1e6,
+  jobBytes: 1e10,
+  jobFiles: 1e7,
+  listingEntries: 1e6,
+  listingBytes: 1e7,
+  fileCommandBytes: 1e9
+}
+
 export function tempDir(prefix = 'rch-unit-'): string {
   const d = mkdtempSync(join(tmpdir(), prefix))
   made.push(d)

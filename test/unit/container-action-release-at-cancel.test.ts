@@ -83,14 +83,20 @@ beforeEach(() => {
   events.length = 0
 })
 
-test('EC2: the machine is released at the cancel, while the VM still holds the step’s stop; the step ends cancelled and is released once', async () => {
-  provider.releaseDestroys = true
+/** A step without state cancelled while the VM holds its stop; in an object, so awaiting this does not wait for the step. */
+async function cancelledMidStep(releaseDestroys: boolean): Promise<{ step: Promise<unknown> }> {
+  provider.releaseDestroys = releaseDestroys
   const cancel = new AbortController()
   const step = runContainerStep(containerActionArgs(), null, ctxFor(cancel.signal))
   step.catch(() => undefined)
   await started()
   cancel.abort('SIGINT')
   await new Promise((r) => setTimeout(r, 50))
+  return { step }
+}
+
+test('EC2: the machine is released at the cancel, while the VM still holds the step’s stop; the step ends cancelled and is released once', async () => {
+  const { step } = await cancelledMidStep(true)
   expect(events).toEqual(['acquire', 'step started', 'release'])
   stepEnds()
   await expect(step).rejects.toMatchObject({ name: 'Cancelled' })
@@ -98,13 +104,7 @@ test('EC2: the machine is released at the cancel, while the VM still holds the s
 })
 
 test('control: a machine other jobs use is released only after its step stopped, and its job folder removed first', async () => {
-  provider.releaseDestroys = false
-  const cancel = new AbortController()
-  const step = runContainerStep(containerActionArgs(), null, ctxFor(cancel.signal))
-  step.catch(() => undefined)
-  await started()
-  cancel.abort('SIGINT')
-  await new Promise((r) => setTimeout(r, 50))
+  const { step } = await cancelledMidStep(false)
   expect(events).toEqual(['acquire', 'step started'])
   stepEnds()
   await expect(step).rejects.toMatchObject({ name: 'Cancelled' })

@@ -8,8 +8,7 @@ import { ConfigSchema, type Ec2Config } from '../../src/config'
 import { TAG_OWNER, TAG_REAP_CANDIDATE, tagsFor } from '../../src/providers/ec2-plan'
 import { reapInstances } from '../../src/ops/reap-ec2'
 import type { ReapEc2 } from '../../src/ops/reap-aws'
-import type { ReapContext } from '../../src/ops/reap-context'
-import type { Ledger } from '../../src/fleet/ledger'
+import { reapContext } from './_reap-context'
 
 const NOW = Date.UTC(2026, 11, 1, 12)
 const MIN = 60_000
@@ -51,21 +50,6 @@ function fakeEc2(cfg: Ec2Config): { api: ReapEc2; tagged: Record<string, string>
   return { api, tagged, filters }
 }
 
-function reapContext(): ReapContext {
-  const ledger = { records: async () => [] } as unknown as Ledger
-  return {
-    times: { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN, watched: () => Infinity },
-    dryRun: false,
-    ledger,
-    clock: { now: () => NOW },
-    marks: { get: () => undefined, set: () => undefined, delete: () => undefined, save: () => undefined },
-    seenMarks: new Set(),
-    rows: [],
-    signal: new AbortController().signal,
-    connectMs: 1000
-  }
-}
-
 describe("reap finds the instances a configuration launched, whatever that configuration's provider.tags", () => {
   test.each([
     ['an empty value (not sent at launch)', { team: '' }],
@@ -75,7 +59,7 @@ describe("reap finds the instances a configuration launched, whatever that confi
   ])('%s: the instance past its expires-at is still found and marked', async (_what, tags) => {
     const cfg = ec2Config(tags)
     const ec2 = fakeEc2(cfg)
-    const ctx = reapContext()
+    const ctx = reapContext(NOW)
     await reapInstances(ec2.api, ctx, cfg.tags)
     expect(ctx.rows.map((r) => [r.what, r.action])).toEqual([['i-0123456789abcdef0', 'marked']])
     expect(ec2.tagged).toEqual([{ [TAG_REAP_CANDIDATE]: new Date(NOW).toISOString() }])
@@ -84,7 +68,7 @@ describe("reap finds the instances a configuration launched, whatever that confi
   test('positive control: the operator tags still narrow the search (another setup in the account is not looked at)', async () => {
     const cfg = ec2Config({ team: 'platform', Name: 'ci-box' })
     const ec2 = fakeEc2(cfg)
-    const ctx = reapContext()
+    const ctx = reapContext(NOW)
     await reapInstances(ec2.api, ctx, cfg.tags)
     expect(ctx.rows.map((r) => r.action)).toEqual(['marked'])
     expect(ec2.filters[0]).toEqual(
@@ -95,7 +79,7 @@ describe("reap finds the instances a configuration launched, whatever that confi
     )
     // Another configuration's instances (other operator tags) are not this pass's.
     const other = fakeEc2(ec2Config({ team: 'data' }))
-    const ctx2 = reapContext()
+    const ctx2 = reapContext(NOW)
     await reapInstances(other.api, ctx2, cfg.tags)
     expect(ctx2.rows).toEqual([])
   })

@@ -21,7 +21,7 @@ import { SYNC_EXCLUDES } from '../../src/job'
 import { LocalRemote } from './local-remote'
 import type { Remote } from '../../src/remote/remote'
 import { TransportError } from '../../src/errors'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, tempDir, LOOSE_SYNC_LIMITS } from './_helpers'
 import { running, waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
@@ -172,15 +172,7 @@ describe('push({ fresh }) when the VM misbehaves', () => {
     const w = work()
     const dest = jobWork()
     const small = walkSmall(w, ROOTS, SYNC_EXCLUDES, BIG)!
-    const limits = {
-      stepBytes: 1e9,
-      stepFiles: 1e6,
-      jobBytes: 1e10,
-      jobFiles: 1e7,
-      listingEntries: 1e6,
-      listingBytes: opts.listingBytes ?? 1e7,
-      fileCommandBytes: 1e9
-    }
+    const limits = { ...LOOSE_SYNC_LIMITS, listingBytes: opts.listingBytes ?? 1e7 }
     const local = new LocalRemote(tempDir(), {}, stubs)
     // lose: every channel ends with neither an exit code nor a signal, as a dropped connection's does.
     const remote: Remote = opts.lose

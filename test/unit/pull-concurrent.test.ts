@@ -9,7 +9,7 @@ import { Cancelled } from '../../src/errors'
 import type { Remote } from '../../src/remote/remote'
 import { settlesWithin } from '../../src/retry'
 import { LocalRemote } from './local-remote'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, tempDir, LOOSE_SYNC_LIMITS } from './_helpers'
 import { waitUntil } from '../helpers/wait'
 import { syncTarget } from '../../src/job'
 
@@ -52,15 +52,7 @@ function world() {
     remoteWork,
     manifestFile: `${local}/base.json`,
     excludes: [],
-    limits: {
-      stepBytes: 1e9,
-      stepFiles: 1e6,
-      jobBytes: 1e10,
-      jobFiles: 1e7,
-      listingEntries: 1e6,
-      listingBytes: 1e7,
-      fileCommandBytes: 1e9
-    }
+    limits: LOOSE_SYNC_LIMITS
   })
   /** Pull A, held after its folders: resolves once it has written ws/a/b and waits. */
   // In an object: a promise returned by an async function would be waited for with it.

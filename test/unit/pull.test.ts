@@ -6,7 +6,7 @@ import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
 import { OutputLimitError, run, stopper, type Remote } from '../../src/remote/remote'
 import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
 import { Cancelled } from '../../src/errors'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, tempDir, LOOSE_SYNC_LIMITS } from './_helpers'
 import { member, tarOf } from './_tar'
 import { running, waitUntil } from '../helpers/wait'
 
@@ -68,16 +68,7 @@ function world(): World {
       remoteWork: w.vm,
       manifestFile: `${top}/local/base.json`,
       excludes: ['_temp/_runner_hook_responses'],
-      limits: {
-        stepBytes: 1e9,
-        stepFiles: 1e6,
-        jobBytes: 1e10,
-        jobFiles: 1e7,
-        listingEntries: 1e6,
-        listingBytes: 1e7,
-        fileCommandBytes: 1e9,
-        ...limits
-      },
+      limits: { ...LOOSE_SYNC_LIMITS, ...limits },
       warn: (m) => void w.warnings.push(m)
     })
   }

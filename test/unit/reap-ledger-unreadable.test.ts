@@ -7,6 +7,7 @@ import { TAG_EXPIRES_AT, TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '
 import { reapInstances } from '../../src/ops/reap-ec2'
 import type { ReapEc2 } from '../../src/ops/reap-aws'
 import type { ReapContext } from '../../src/ops/reap-context'
+import { reapContext } from './_reap-context'
 import type { Ledger, LedgerRecord } from '../../src/fleet/ledger'
 
 const NOW = Date.UTC(2026, 11, 1, 12)
@@ -31,19 +32,7 @@ function fakeEc2(instances: Ec2.Instance[]): { api: ReapEc2; calls: string[] } {
   return { api, calls }
 }
 
-function ctxWith(ledger: Partial<Ledger>): ReapContext {
-  return {
-    times: { now: NOW, deadAfterMs: 15 * MIN, graceMs: 2 * MIN, watched: () => Infinity },
-    dryRun: false,
-    ledger: ledger as Ledger,
-    clock: { now: () => NOW },
-    marks: { get: () => undefined, set: () => undefined, delete: () => undefined, save: () => undefined },
-    seenMarks: new Set(),
-    rows: [],
-    signal: new AbortController().signal,
-    connectMs: 1000
-  } as unknown as ReapContext
-}
+const ctxWith = (ledger: Partial<Ledger>): ReapContext => reapContext(NOW, ledger)
 
 const expired = (id: string, mark?: number): Ec2.Instance =>
   instance(id, { [TAG_EXPIRES_AT]: iso(NOW - MIN), [TAG_RESERVATION]: `r-${id}`, ...(mark ? { [TAG_REAP_CANDIDATE]: iso(mark) } : {}) })
