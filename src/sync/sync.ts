@@ -425,7 +425,16 @@ export interface PushScope {
    * not listed and no base is saved (the caller records it, as after an rsync copy).
    */
   fresh?: Snapshot
+  /** A first copy's bound on a stall (FIRST_COPY_STALL_MS; tests shorten it). */
+  stallMs?: number
 }
+
+/**
+ * How long a first copy may go without the remote taking a byte (or, after the last, without ending).
+ * A step's push waits on a stalled VM as the step does, until its cancel; prepare_job's first copy
+ * holds a slot or an instance and the runner, and an `rsync` has the same bound (rsync.ts).
+ */
+export const FIRST_COPY_STALL_MS = 120_000
 
 /** Pushes local changes under `roots` to the remote. */
 export function push(t: SyncTarget, roots: readonly string[], scope: PushScope = {}): Promise<SyncStats> {
@@ -461,6 +470,21 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
   const errTail = lineTail(2000)
   const tar = tarOf(t.hostWork, send)
   const stop = stopper(ch, t.signal, () => tar.destroy())
+  // Reset by progress alone: what the VM prints could be dripped to keep it from firing.
+  const stallMs = scope.fresh ? (scope.stallMs ?? FIRST_COPY_STALL_MS) : 0
+  let stalled: NodeJS.Timeout | undefined
+  const progressed = (): void => {
+    if (!stallMs) return
+    clearTimeout(stalled)
+    stalled = setTimeout(
+      () =>
+        stop.stop(
+          new HookError(`the first copy to the remote made no progress for ${Math.round(stallMs / 1000)} s: the remote stopped taking it`)
+        ),
+      stallMs
+    )
+  }
+  progressed()
   // A first copy asks for no listing: what the VM prints (a shell's start-up noise) is dropped, up
   // to a bound of its own. Over either bound the channel is closed rather than read to its end: a
   // VM can print for ever.
@@ -481,8 +505,14 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
     tar.on('error', (e) => reject(new HookError(`reading the files to sync to the remote: ${e.message}`)))
   })
   tarred.catch(() => undefined)
-  forward(tar, ch.stdin, (n) => (bytes += n))
-  const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => stop.dispose())
+  forward(tar, ch.stdin, (n) => {
+    bytes += n
+    progressed()
+  })
+  const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => {
+    clearTimeout(stalled)
+    stop.dispose()
+  })
   if (dropped(status)) throw new TransportError('connection lost while syncing files to the remote')
   if (status.code !== 0)
     throw new HookError(`sync to remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
