@@ -126,9 +126,10 @@ test('positive control: sharing the buffer whatever the decipher breaks the key 
     ;(await client('aes128-gcm@openssh.com', ok, undefined, relay.port)).end()
     expect(ok.copied).toBeGreaterThan(0)
     // Whether a kept view is overwritten before it is used still depends on how the reads fall
-    // (about 1 in 17 paced tries got through): the key exchange must fail in one of three.
+    // (about 1 in 17 paced tries got through here; under a loaded CI run all of three once did):
+    // the key exchange must fail in one of ten.
     const failures: string[] = []
-    for (let i = 0; i < 3 && !failures.length; i++) {
+    for (let i = 0; i < 10 && !failures.length; i++) {
       const counts = newCounts()
       await client('aes128-gcm@openssh.com', counts, () => true, relay.port).then(
         (c) => c.end(),
