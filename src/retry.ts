@@ -49,6 +49,14 @@ function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error(`aborted (${String(signal.reason)})`)
 }
 
+/** Rejects with the signal's reason once it fires (at once if it has): the losing side of a race with work. */
+export function whenAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal.aborted) return reject(abortReason(signal))
+    signal.addEventListener('abort', () => reject(abortReason(signal)), { once: true })
+  })
+}
+
 /** Sleeps unless the signal fires first (then rejects with its reason). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -28,8 +28,9 @@ export const hostField = (h: string): string => h.replace(/[\s/]/g, '_') || '-'
 
 let mine: RunnerHost | undefined
 export function thisRunnerHost(): RunnerHost {
+  if (mine) return mine
   const h = hostname()
-  mine ??= {
+  mine = {
     name: hostField(h),
     key: sha256Hex(
       `runner-host\0${h}\0${readOr(() => readFileSync('/etc/machine-id', 'utf8'))}\0${readOr(() => readlinkSync('/proc/self/ns/pid'))}`

@@ -5,6 +5,7 @@
 import type { HookContext } from '../context'
 import type { HookInput } from '../protocol'
 import { formatError } from '../errors'
+import { whenAborted } from '../retry'
 import { decodeState, leaseOf, stateFacts } from '../state'
 import { providerFor } from '../providers/factory'
 import { jobFleet } from '../fleet/job-fleet'
@@ -51,10 +52,8 @@ async function within<T>(cancel: AbortSignal, limitMs: number, work: (signal: Ab
   const timer = setTimeout(() => end(new Error(`no answer within ${limitMs / 1000} s`)), limitMs)
   if (cancel.aborted) onCancel()
   else cancel.addEventListener('abort', onCancel, { once: true })
-  const stopped = new Promise<never>((_resolve, reject) => {
-    if (stop.signal.aborted) reject(stop.signal.reason)
-    else stop.signal.addEventListener('abort', () => reject(stop.signal.reason), { once: true })
-  })
+  // Before the work's own listeners: at the bound the race ends with its reason, not the work's.
+  const stopped = whenAborted(stop.signal)
   try {
     return await Promise.race([work(stop.signal), stopped])
   } finally {

@@ -32,12 +32,10 @@ export const CELL_MAX = 80
 /** Characters, not UTF-16 units: a column is padded and cut by what it shows. */
 const width = (s: string): number => Array.from(s).length
 
-const fitted = (s: string): string =>
-  width(s) <= CELL_MAX
-    ? s
-    : `${Array.from(s)
-        .slice(0, CELL_MAX - 1)
-        .join('')}…`
+const fitted = (s: string): string => {
+  const chars = Array.from(s)
+  return chars.length <= CELL_MAX ? s : `${chars.slice(0, CELL_MAX - 1).join('')}…`
+}
 
 /** Rows of cells as aligned columns; the last column is not padded, nor cut. */
 export function table(header: string[], cells: string[][]): string {

@@ -39,6 +39,7 @@ import { checkNamesDistinct, isWithin, SafeTree, type FileWriter } from './safe-
 import { TarReader, type TarEntry } from './untar'
 import { tarOf } from './tar-writer'
 import { lineTail } from '../line-tail'
+import { whenAborted } from '../retry'
 import { withFileLock } from '../file-lock'
 
 export interface SyncLimits {
@@ -97,13 +98,6 @@ export interface SyncStats {
 /** A first copy's base: the remote has nothing yet. */
 const NO_BASE: Base = new Map()
 
-/** Rejects when `signal` fires (at once if it has). */
-const abortOf = (signal: AbortSignal): Promise<never> =>
-  new Promise<never>((_, reject) => {
-    if (signal.aborted) return reject(Cancelled.by(signal))
-    signal.addEventListener('abort', () => reject(Cancelled.by(signal)), { once: true })
-  })
-
 /** How long a hook command waits for another one of its job to be done with the job's tree. */
 const HOST_TREE_WAIT_MS = 24 * 3600_000
 
@@ -148,7 +142,7 @@ async function openRaced(t: SyncTarget, command: string): Promise<ExecChannel> {
     c.stdin.destroy()
     c.stdout.destroy()
   }
-  const ch = await Promise.race([opening, ...(t.signal ? [abortOf(t.signal)] : [])]).catch((e: unknown) => {
+  const ch = await Promise.race([opening, ...(t.signal ? [whenAborted(t.signal)] : [])]).catch((e: unknown) => {
     if (!t.signal?.aborted) throw e
     opening.then(shut, () => undefined)
     throw Cancelled.by(t.signal)
@@ -470,21 +464,17 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
   const errTail = lineTail(2000)
   const tar = tarOf(t.hostWork, send)
   const stop = stopper(ch, t.signal, () => tar.destroy())
-  // Reset by progress alone: what the VM prints could be dripped to keep it from firing.
-  const stallMs = scope.fresh ? (scope.stallMs ?? FIRST_COPY_STALL_MS) : 0
-  let stalled: NodeJS.Timeout | undefined
-  const progressed = (): void => {
-    if (!stallMs) return
-    clearTimeout(stalled)
-    stalled = setTimeout(
-      () =>
-        stop.stop(
-          new HookError(`the first copy to the remote made no progress for ${Math.round(stallMs / 1000)} s: the remote stopped taking it`)
-        ),
-      stallMs
-    )
-  }
-  progressed()
+  // Restarted by progress alone: what the VM prints could be dripped to keep it from firing.
+  const stallMs = scope.stallMs ?? FIRST_COPY_STALL_MS
+  const stalled = scope.fresh
+    ? setTimeout(
+        () =>
+          stop.stop(
+            new HookError(`the first copy to the remote made no progress for ${Math.round(stallMs / 1000)} s: the remote stopped taking it`)
+          ),
+        stallMs
+      )
+    : undefined
   // A first copy asks for no listing: what the VM prints (a shell's start-up noise) is dropped, up
   // to a bound of its own. Over either bound the channel is closed rather than read to its end: a
   // VM can print for ever.
@@ -507,7 +497,7 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
   tarred.catch(() => undefined)
   forward(tar, ch.stdin, (n) => {
     bytes += n
-    progressed()
+    stalled?.refresh()
   })
   const [, status] = await Promise.race([Promise.all([tarred, ch.done]), stop.stopped]).finally(() => {
     clearTimeout(stalled)
