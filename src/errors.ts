@@ -71,15 +71,25 @@ export class StepFailed extends HookError {
   }
 }
 
-/** SIGINT/SIGTERM arrived; the remote process was stopped. */
+/**
+ * What a cancel did to a running step's processes: `stopped` once none runs (they ended, or never
+ * started), `unconfirmed` when the VM (where the job is root) kept them from confirming it and the
+ * step was cut off. Absent where no step was running.
+ */
+export type StepStop = 'stopped' | 'unconfirmed'
+
+/** SIGINT/SIGTERM arrived. */
 export class Cancelled extends HookError {
-  constructor(readonly signal: string) {
+  constructor(
+    readonly signal: string,
+    readonly step?: StepStop
+  ) {
     super(`cancelled by ${signal}`)
   }
 
   /** The cancellation an aborted signal stands for (its reason is the signal's name). */
-  static by(signal: AbortSignal): Cancelled {
-    return new Cancelled(String(signal.reason ?? 'signal'))
+  static by(signal: AbortSignal, step?: StepStop): Cancelled {
+    return new Cancelled(String(signal.reason ?? 'signal'), step)
   }
 }
 

@@ -14,12 +14,20 @@ export interface Outcome {
   note?: string
 }
 
+/** What a cancel's note adds about the step it stopped (StepStop). */
+const STEP_STOP = {
+  stopped: "; the step's processes on the remote machine were stopped",
+  unconfirmed:
+    "; the remote machine did not confirm that the step's processes stopped: the step was cut off, and what is left goes with the job's cleanup",
+  none: ''
+} as const
+
 /** `mask` hides the secrets the command registered (Log.mask): the error line may quote what a machine printed. */
 export function outcomeOf(err: unknown, mask: (s: string) => string = (s) => s): Outcome {
   const msg = clipMessage(mask(formatError(err)))
   if (err instanceof StepFailed) return { code: err.exitCode }
   if (err instanceof Cancelled)
-    return { code: err.signal === 'SIGTERM' ? 143 : 130, note: `[remote-hooks] ${msg}; the remote process was stopped\n` }
+    return { code: err.signal === 'SIGTERM' ? 143 : 130, note: `[remote-hooks] ${msg}${STEP_STOP[err.step ?? 'none']}\n` }
   const errorLine = `${workflowCommand('error', msg)}\n`
   if (err instanceof InputError) return { code: EXIT.input, errorLine }
   if (err instanceof ConfigError)

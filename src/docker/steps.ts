@@ -4,7 +4,7 @@
 // stops the remote process, not just the local stream.
 import { Engine, idFrom, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
-import { TransportError } from '../errors'
+import { TransportError, type StepStop } from '../errors'
 import { UnexpectedAnswer } from '../remote/answer'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
@@ -96,18 +96,22 @@ export async function execStep(
   created?: Promise<string>
 ): Promise<StepEnd> {
   const id = await (created ?? createExec(engine, spec))
-  if (signal.aborted) return { exitCode: 130, cancelled: true }
+  if (signal.aborted) return { exitCode: 130, cancelled: true, stop: 'stopped' }
   let started: Awaited<ReturnType<Engine['hijack']>>
   // A start whose answer failed may still have reached docker, and a step whose stream or exit
   // status failed may still run: whatever it started is stopped before the failure is told (the
   // handler then pulls back what it wrote), as shellStep does. A cancel's stop keeps its grace.
-  const stopped = (grace: number): Promise<void> => stopMarked(engine, spec.container, markerOf(spec), grace).catch(() => undefined)
+  const stopped = (grace: number): Promise<boolean> =>
+    stopMarked(engine, spec.container, markerOf(spec), grace).then(
+      () => true,
+      () => false
+    )
   try {
     started = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out, signal)
   } catch (e) {
-    await stopped(signal.aborted ? graceMs : 0)
+    const stop = await stopped(signal.aborted ? graceMs : 0)
     if (!signal.aborted) throw e
-    return { exitCode: 130, cancelled: true }
+    return { exitCode: 130, cancelled: true, stop: stop ? 'stopped' : 'unconfirmed' }
   }
   const { ended, close } = started
   try {
@@ -136,7 +140,7 @@ export async function shellStep(
 ): Promise<StepEnd> {
   if (signal.aborted) {
     shell.release()
-    return { exitCode: 130, cancelled: true }
+    return { exitCode: 130, cancelled: true, stop: 'stopped' }
   }
   const marker = markerOf(spec)
   try {
@@ -155,6 +159,8 @@ export async function shellStep(
 export interface StepEnd {
   exitCode: number
   cancelled: boolean
+  /** A cancelled step's: whether its processes were seen to stop (or never started). */
+  stop?: StepStop
 }
 
 /** A started step to its end: its output complete, then its exit status; a cancel stops its processes. */
@@ -170,20 +176,26 @@ async function follow(
   const { ended } = started
   let cancelled = false
   const marker = markerOf(spec)
-  const onAbort = async (): Promise<void> => {
+  const onAbort = async (): Promise<StepStop> => {
     cancelled = true
     // Every process the step started, not just its first: children, grandchildren and orphans.
     // Another pass if the output has not ended: a process may have been forked during the first.
-    await retry(
+    return retry(
       async (pass) => {
         await stopMarked(engine, spec.container, marker, pass === 1 ? graceMs : 0)
         if (!(await settlesWithin(ended, 1000))) throw new Error('the step is still running')
       },
       { attempts: 3, minDelayMs: 0, jitter: false }
-    ).catch(() => onStuck?.())
+    ).then(
+      (): StepStop => 'stopped',
+      (): StepStop => {
+        onStuck?.()
+        return 'unconfirmed'
+      }
+    )
   }
   // Set by the abort listener (a field, so the check below is not narrowed to its initial null).
-  const stopping: { done: Promise<void> | null } = { done: null }
+  const stopping: { done: Promise<StepStop> | null } = { done: null }
   const listener = (): void => void (stopping.done = onAbort())
   if (signal.aborted) listener()
   else signal.addEventListener('abort', listener, { once: true })
@@ -197,15 +209,13 @@ async function follow(
     streamed()
     signal.removeEventListener('abort', listener)
   }
-  if (stopping.done) await stopping.done
-  if (cancelled) return { exitCode: 130, cancelled }
+  if (stopping.done) return { exitCode: 130, cancelled: true, stop: await stopping.done }
   try {
     return { exitCode: await started.exitCode(), cancelled }
   } catch (e) {
     // A cancel while the process outlives its output: stopped as above.
     if (!signal.aborted) throw e
-    await onAbort()
-    return { exitCode: 130, cancelled: true }
+    return { exitCode: 130, cancelled: true, stop: await onAbort() }
   }
 }
 
@@ -221,7 +231,10 @@ export interface RunSpec {
   labels: Record<string, string>
 }
 
-/** Runs a container action to completion and removes it. */
+/**
+ * Runs a container action to completion and removes it. A cancelled one's processes are stopped
+ * once its container has exited, or (not started, or cut off) once it was removed.
+ */
 export async function runContainer(engine: Engine, spec: RunSpec, out: Output, signal: AbortSignal): Promise<StepEnd> {
   const body: Record<string, unknown> = {
     Image: spec.image,
@@ -255,13 +268,15 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     engine.call('POST', `/containers/${id}/kill`, undefined, 'container kill', afterCancelCall).catch(() => undefined)
   }
   let attached: Awaited<ReturnType<Engine['hijack']>> | null = null
+  // A cancelled end that only the container's removal can make 'stopped' (the finally's).
+  let end: StepEnd | null = null
   try {
     // Not yet started: a cancel here ends the step, and the finally removes the container.
     attached = await engine.hijack(`/containers/${id}/attach?stream=1&stdout=1&stderr=1`, {}, out, signal).catch((e: unknown) => {
       if (signal.aborted) return null
       throw e
     })
-    if (!attached) return { exitCode: 130, cancelled: true }
+    if (!attached) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     const { ended } = attached
     // Awaited below, unless the step ends before: a stream that fails meanwhile is no unhandled rejection.
     ended.catch(() => undefined)
@@ -275,13 +290,13 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     waited.catch(() => undefined)
     // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })
-    if (signal.aborted) return { exitCode: 130, cancelled: true }
+    if (signal.aborted) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     const start = await engine.call('POST', `/containers/${id}/start`, undefined, 'container start', { signal }).catch((e: unknown) => {
       if (signal.aborted) return null
       throw e
     })
     // Cancelled while docker held the start: it may have run it, and the removal below ends it.
-    if (!start) return { exitCode: 130, cancelled: true }
+    if (!start) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     // A cancel during the start sent its kill before anything ran (docker refuses it: not running),
     // and the container would run to its end: killed again, now that it runs.
     if (cancelled) await engine.call('POST', `/containers/${id}/kill`, undefined, 'container kill', afterCancelCall).catch(() => undefined)
@@ -291,17 +306,22 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     const cut = afterCancel(signal, CUT_AFTER_CANCEL_MS)
     try {
       const r = await Promise.race([Promise.all([waited, ended]), cut.done])
-      if (r === null) return { exitCode: 130, cancelled: true }
-      return { exitCode: cancelled ? 130 : exitStatus(r[0].data?.StatusCode, 'container wait'), cancelled }
+      if (r === null) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
+      if (cancelled) return { exitCode: 130, cancelled, stop: 'stopped' }
+      return { exitCode: exitStatus(r[0].data?.StatusCode, 'container wait'), cancelled }
     } finally {
       cut.clear()
       streamed()
     }
   } finally {
     signal.removeEventListener('abort', listener)
-    await engine
+    const removed = await engine
       .call('DELETE', `/containers/${id}?force=1&v=1`, undefined, 'remove container', signal.aborted ? afterCancelCall : {})
-      .catch(() => undefined)
+      .then(
+        () => true,
+        () => false
+      )
+    if (end && removed) end.stop = 'stopped'
     attached?.close()
   }
 }

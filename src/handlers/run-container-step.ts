@@ -121,7 +121,7 @@ async function runOn(
     // this leaves the image to cleanup_job, which finds it by its labels.
     if (!args.image) await removeImage(remote, image, ctx.signal).catch(() => undefined)
   }
-  if (res.cancelled) throw Cancelled.by(ctx.signal)
+  if (res.cancelled) throw Cancelled.by(ctx.signal, res.stop)
   await pull(target, state.pullRoots)
   return { exitCode: res.exitCode }
 }
@@ -200,7 +200,8 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   } catch (e) {
     // A runner's cancel is told as its own, even after a lost lease aborted the step first, and
     // whatever the machine destroyed at the cancel made the step fail with.
-    if ((e instanceof Cancelled || released) && hookCtx.signal.aborted) throw Cancelled.by(hookCtx.signal)
+    if ((e instanceof Cancelled || released) && hookCtx.signal.aborted)
+      throw Cancelled.by(hookCtx.signal, e instanceof Cancelled ? e.step : undefined)
     if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
     throw e
   } finally {

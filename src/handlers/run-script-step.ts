@@ -58,7 +58,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
       ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs)
       : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec))
     running = false
-    if (res.cancelled) throw Cancelled.by(ctx.signal)
+    if (res.cancelled) throw Cancelled.by(ctx.signal, res.stop)
     // The next step finds the shell running (started now, after this step's exec).
     if (warm && !usedShell) jobShell.after(engine, spec.container)
     // After the step's exit, not its output's end: a process that closed its output early

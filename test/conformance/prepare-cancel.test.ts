@@ -50,6 +50,8 @@ describe.each([['SIGINT'], ['SIGTERM']] as const)('prepare_job cancelled by %s d
     expect({ exitedInTime, ms: Date.now() - t0 < 7500 }).toEqual({ exitedInTime: true, ms: true })
     expect(r.code).toBe(sig === 'SIGINT' ? 130 : 143)
     expect(r.stderr).toContain(`cancelled by ${sig}`)
+    // No step ran: the note claims nothing about one (it said "the remote process was stopped").
+    expect(r.stderr).toContain(`[remote-hooks] cancelled by ${sig}\n`)
     expect(r.stdout).not.toContain('copied ')
     expect(errorLines(r)).toEqual([])
     expect(r.responseText).toBe('')

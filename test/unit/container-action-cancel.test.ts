@@ -48,7 +48,7 @@ test('a cancel that lands during the container start still stops the container: 
   const ended = await settlesWithin(res, 2000)
   f.exit(0) // frees the test when the container was left running
   expect(ended).toBe(true)
-  await expect(res).resolves.toEqual({ exitCode: 130, cancelled: true })
+  await expect(res).resolves.toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
   // positive control: the cancel's own kill came before anything ran
   expect(f.kills).toEqual(['not running', 'running'])
 })
@@ -62,44 +62,52 @@ test('positive control: without a cancel the container runs to its end and its s
 // The VM's docker (the job is root there) answers the kill but holds the container's wait and its
 // attach stream open: the step must not wait on them after its cancel (with the job's agent the
 // request stayed in flight until cleanup_job).
-test('a cancel whose kill the engine answers while holding the wait and the stream open: cut off, the step ends as cancelled', async () => {
-  jest.useFakeTimers()
-  try {
-    const cancel = new AbortController()
-    let closed = 0
-    const calls: string[] = []
-    const engine = {
-      call: async (method: string, path: string) => {
-        calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
-        if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
-        if (path.includes('/wait')) return new Promise<never>(() => undefined)
-        return { status: 204, data: null }
-      },
-      hijack: async () => ({ ended: new Promise<never>(() => undefined), input: null, close: () => void closed++ })
-    } as unknown as Engine
-    let res: unknown = null
-    const step = runContainer(engine, spec, out, cancel.signal).then((r) => (res = r))
-    await jest.advanceTimersByTimeAsync(60_000)
-    // Positive control: without a cancel it is still waiting, as for any long container action.
-    expect(res).toBeNull()
-    cancel.abort('SIGINT')
-    await jest.advanceTimersByTimeAsync(CUT_AFTER_CANCEL_MS - 100)
-    expect(res).toBeNull()
-    await jest.advanceTimersByTimeAsync(200)
-    await step
-    expect(res).toEqual({ exitCode: 130, cancelled: true })
-    expect(closed).toBe(1)
-    expect(calls).toEqual([
-      'POST /containers/create',
-      'POST /containers/C/wait',
-      'POST /containers/C/start',
-      'POST /containers/C/kill',
-      'DELETE /containers/C'
-    ])
-  } finally {
-    jest.useRealTimers()
+test.each([
+  ['answers', 'stopped'],
+  ['refuses', 'unconfirmed']
+])(
+  'a cancel whose kill the engine answers while holding the wait and the stream open: cut off, the step ends as cancelled (removal %s: %s)',
+  async (removal, stop) => {
+    jest.useFakeTimers()
+    try {
+      const cancel = new AbortController()
+      let closed = 0
+      const calls: string[] = []
+      const engine = {
+        call: async (method: string, path: string) => {
+          calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
+          if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
+          if (path.includes('/wait')) return new Promise<never>(() => undefined)
+          // Whether the container is gone is the removal's answer: a stop it does not confirm is told as such.
+          if (method === 'DELETE' && removal === 'refuses') throw new Error('409 removal of container C is already in progress')
+          return { status: 204, data: null }
+        },
+        hijack: async () => ({ ended: new Promise<never>(() => undefined), input: null, close: () => void closed++ })
+      } as unknown as Engine
+      let res: unknown = null
+      const step = runContainer(engine, spec, out, cancel.signal).then((r) => (res = r))
+      await jest.advanceTimersByTimeAsync(60_000)
+      // Positive control: without a cancel it is still waiting, as for any long container action.
+      expect(res).toBeNull()
+      cancel.abort('SIGINT')
+      await jest.advanceTimersByTimeAsync(CUT_AFTER_CANCEL_MS - 100)
+      expect(res).toBeNull()
+      await jest.advanceTimersByTimeAsync(200)
+      await step
+      expect(res).toEqual({ exitCode: 130, cancelled: true, stop })
+      expect(closed).toBe(1)
+      expect(calls).toEqual([
+        'POST /containers/create',
+        'POST /containers/C/wait',
+        'POST /containers/C/start',
+        'POST /containers/C/kill',
+        'DELETE /containers/C'
+      ])
+    } finally {
+      jest.useRealTimers()
+    }
   }
-})
+)
 
 // Every call after a cancel is bounded, also the start and the removal an engine may hold.
 test('a cancel while the engine holds the start and then the removal: the step still ends within the cut-off', async () => {
@@ -132,7 +140,7 @@ test('a cancel while the engine holds the start and then the removal: the step s
     cancel.abort('SIGINT')
     await jest.advanceTimersByTimeAsync(CUT_AFTER_CANCEL_MS + 100)
     await step
-    expect(res).toEqual({ exitCode: 130, cancelled: true })
+    expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     expect(seen).toEqual([
       'POST /containers/create -',
       'POST /containers/C/wait -',

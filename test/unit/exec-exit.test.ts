@@ -83,7 +83,7 @@ test('a cancel while the process outlives its output stops it, and the step ends
   cancel.abort('SIGINT')
   await jest.advanceTimersByTimeAsync(10_000)
   await step
-  expect(res).toEqual({ exitCode: 130, cancelled: true })
+  expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
   expect(engine.stops).toBeGreaterThanOrEqual(1)
 })
 
@@ -140,7 +140,7 @@ test('a cancel while docker holds back its answer on the exit status ends the st
   cancel.abort('SIGINT')
   await jest.advanceTimersByTimeAsync(5_000)
   await step
-  expect(res).toEqual({ exitCode: 130, cancelled: true })
+  expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
 })
 
 test('a cancel while docker holds back the exec start: the step ends as cancelled and what it may have started is stopped', async () => {
@@ -162,7 +162,7 @@ test('a cancel while docker holds back the exec start: the step ends as cancelle
   cancel.abort('SIGINT')
   await jest.advanceTimersByTimeAsync(10_000)
   await step
-  expect(res).toEqual({ exitCode: 130, cancelled: true })
+  expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
   expect(stops).toBeGreaterThanOrEqual(1)
 })
 

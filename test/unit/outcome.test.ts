@@ -1,4 +1,4 @@
-import { ConfigError, HookError, InputError, MESSAGE_MAX, StepFailed } from '../../src/errors'
+import { Cancelled, ConfigError, HookError, InputError, MESSAGE_MAX, StepFailed } from '../../src/errors'
 import { EXIT, outcomeOf } from '../../src/outcome'
 
 describe('outcomeOf', () => {
@@ -27,6 +27,19 @@ describe('outcomeOf', () => {
 
   test("the step's own failure prints no error line", () => {
     expect(outcomeOf(new StepFailed(3))).toEqual({ code: 3 })
+  })
+
+  // The note says what became of a step only where the step's end told it.
+  test("a cancel's note says whether the step's processes were seen to stop", () => {
+    expect(outcomeOf(new Cancelled('SIGINT', 'stopped'))).toEqual({
+      code: 130,
+      note: "[remote-hooks] cancelled by SIGINT; the step's processes on the remote machine were stopped\n"
+    })
+    const cut = outcomeOf(new Cancelled('SIGTERM', 'unconfirmed'))
+    expect(cut.code).toBe(143)
+    expect(cut.note).toMatch(/^\[remote-hooks\] cancelled by SIGTERM; the remote machine did not confirm .* the step was cut off/)
+    expect(cut.note).not.toContain('were stopped')
+    expect(outcomeOf(new Cancelled('SIGINT'))).toEqual({ code: 130, note: '[remote-hooks] cancelled by SIGINT\n' })
   })
 })
 
