@@ -29,6 +29,21 @@ export interface Log {
   close(): Promise<void>
 }
 
+/**
+ * A message as the log file holds it. Text a machine chose (an engine's error, a command's stderr)
+ * must not forge an entry of its own or drive the terminal of whoever reads the file: control
+ * characters become spaces, and a line break only continues the entry, indented.
+ */
+export function fileText(s: string): string {
+  return (
+    s
+      .replace(/\r\n?|[\u2028\u2029]/g, '\n')
+      // eslint-disable-next-line no-control-regex -- the control characters are what it removes
+      .replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, ' ')
+      .replace(/\n/g, '\n    ')
+  )
+}
+
 /** The log file's folder is checked (or created 0700) at once: a folder of another user fails the command. */
 export function createLog(opts: { file: string; level: string; debugToStepLog: boolean; out: (line: string) => void }): Log {
   ensurePrivateDir(dirname(opts.file), 'set TMPDIR (or log.file) to a private folder')
@@ -56,7 +71,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
         level: opts.level,
         format: winston.format.combine(
           winston.format.timestamp(),
-          winston.format.printf((i) => `${String(i.timestamp)} ${process.pid} ${i.level} ${String(i.message)}`)
+          winston.format.printf((i) => `${String(i.timestamp)} ${process.pid} ${i.level} ${fileText(String(i.message))}`)
         ),
         transports: [transport]
       })

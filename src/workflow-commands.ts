@@ -1,6 +1,7 @@
 // Workflow commands on the step log, written the way the runner parses them. Every `::name::value`
 // line the hook prints is made here, so escaping cannot be forgotten at one call site.
 import { randomBytes } from 'node:crypto'
+import { lineTail } from './line-tail'
 
 /** The runner's escaping of a command's value: `%`, CR and LF (it decodes them back). */
 export function escapeData(s: string): string {
@@ -35,10 +36,11 @@ export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): stri
   let body = noLegacyCommand(text.replace(/\r\n?/g, '\n').replace(/\n$/, ''))
   let cut = ''
   if (body.length > maxChars) {
-    const whole = body.length
-    body = body.slice(whole - maxChars)
-    body = body.slice(body.indexOf('\n') + 1)
-    cut = `(the first ${whole - body.length} characters are not shown)`
+    // Whole lines only (lineTail): a value the runner masks shows only whole, never its end alone.
+    const tail = lineTail(maxChars)
+    tail.push(`${body}\n`)
+    cut = `(the log's first part is not shown: it has ${body.length} characters)`
+    body = tail.text().replace(/\n$/, '')
   }
   const token = randomBytes(16).toString('hex')
   return [`::stop-commands::${token}`, ...(cut ? [cut] : []), ...(body ? body.split('\n') : ['(empty)']), `::${token}::`]

@@ -255,3 +255,30 @@ describe("a machine's long text in a log message", () => {
     expect(o2).toEqual(['::warning::short and whole'])
   })
 })
+
+// The log file is read by people (cat, tail -f): what a machine chose must not pass for an entry
+// of the hook's, nor reach their terminal as escape codes.
+describe("a machine's text with line breaks and control characters in the file log", () => {
+  const ENTRY = /^\d{4}-\d\d-\d\dT[\d:.]+Z \d+ (info|warn|error|debug) /
+  const forged = '2030-01-01T00:00:00.000Z 4242 info cleaned up host:22: 3 containers'
+
+  test('stays one entry, continued by indented lines, with no escape code, CR or NUL', async () => {
+    const { log, file } = make('debug')
+    const message = `list containers failed: 500\n${forged}\r${forged}\u2028${forged}\u001b[2K\u0000\u009b31m end`
+    // Positive control: written as it came, the message makes entries of its own.
+    expect(message.split(/\r|\n|\u2028/).filter((l) => ENTRY.test(l))).toHaveLength(3)
+    log.warn(message)
+    log.debug(message)
+    log.failure(message)
+    log.progress(message)
+    await log.close()
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n')
+    expect(lines.filter((l) => ENTRY.test(l)).map((l) => l.replace(ENTRY, '$1 '))).toEqual(
+      ['warn', 'debug', 'error', 'info'].map((level) => `${level} list containers failed: 500`)
+    )
+    expect(lines).toHaveLength(16)
+    for (const l of lines) if (!ENTRY.test(l)) expect(l.startsWith(`    ${forged}`)).toBe(true)
+    // eslint-disable-next-line no-control-regex -- the control characters are what must be gone
+    expect(lines.join('\n')).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/)
+  })
+})

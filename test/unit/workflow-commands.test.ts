@@ -1,4 +1,5 @@
 import { escapeData, inertLines, MAX_FOREIGN_LOG_CHARS, workflowCommand } from '../../src/workflow-commands'
+import { longLineNote } from '../../src/line-tail'
 
 /**
  * The runner's reading of step-log lines, as far as these tests need it: `::name::value` is a
@@ -68,10 +69,25 @@ describe('inertLines', () => {
     const lines = inertLines(text)
     const body = lines.slice(1, -1)
     expect(body.join('\n').length).toBeLessThanOrEqual(MAX_FOREIGN_LOG_CHARS + 100)
-    expect(body[0]).toMatch(/^\(the first \d+ characters are not shown\)$/)
+    expect(body[0]).toBe(`(the log's first part is not shown: it has ${text.length} characters)`)
     expect(body[1]).toMatch(/^line \d+$/)
     expect(body[body.length - 1]).toBe('line 49999')
     expect(inertLines('short').length).toBe(3)
+  })
+
+  // A value only the runner knows (a secret in the container's env) is masked only where it shows
+  // whole: a cut inside the log's one long line must not leave its end on show.
+  test('a long log whose kept part is inside one line shows no piece of that line', () => {
+    const secret = 'SECRET-0123456789abcdef'
+    const text = `${'x'.repeat(100_000)}${secret}${'y'.repeat(MAX_FOREIGN_LOG_CHARS - (secret.length - 5))}`
+    // Positive control: the cut falls inside the secret.
+    expect(text.slice(text.length - MAX_FOREIGN_LOG_CHARS).startsWith(secret.slice(5))).toBe(true)
+    const body = inertLines(text).slice(1, -1)
+    expect(body.join('\n')).not.toContain(secret.slice(5))
+    expect(body).toEqual([`(the log's first part is not shown: it has ${text.length} characters)`, longLineNote(MAX_FOREIGN_LOG_CHARS)])
+    // The last line after a long one is still shown whole.
+    const after = inertLines(`${text}\nthe error`).slice(1, -1)
+    expect(after.slice(1)).toEqual([longLineNote(MAX_FOREIGN_LOG_CHARS), 'the error'])
   })
 
   test('an empty log says so', () => {
