@@ -2,7 +2,6 @@
 // hands a step to the job's agent or runs the command itself through execute() (execute.ts, the same
 // path the agent takes), and sets the exit code.
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
-import { tmpdir } from 'node:os'
 import { dirname } from 'node:path'
 import { formatError } from './errors'
 import { jobSocket, runViaAgent, stepJob, type StepJob } from './agent-client'
@@ -16,7 +15,7 @@ import { version } from '../package.json'
 import { usage } from './usage'
 import { BUILD_ID } from './build-id'
 import { isOpCommand, NO_REQUEST_AT_TERMINAL, notACommand, type OpName } from './ops/names'
-import { hookLocalRoot } from './paths'
+import { defaultLogFile, hookLocalRoot } from './paths'
 import { ownLines } from './line-start'
 import { workflowCommand } from './workflow-commands'
 import { BEAT_LAND_MS, beatDue, beatPeriodFrom } from './fleet/beat-period'
@@ -24,12 +23,11 @@ import { BEAT_LAND_MS, beatDue, beatPeriodFrom } from './fleet/beat-period'
 // Everything but the step fast path is imported lazily: a step whose job has an agent then costs
 // this process no more than reading stdin and one local socket (see agent-client.ts).
 
-const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
 const place = (): HookPlace => ({
   hookPath: process.argv[1],
   nodePath: process.execPath,
   localRoot: hookLocalRoot(),
-  defaultLogFile: `${tmpdir()}/remote-container-hooks-${uid()}/hook.log`
+  defaultLogFile: defaultLogFile()
 })
 
 async function readStdin(): Promise<string> {

@@ -67,7 +67,12 @@ export function repoRootOf(workDir: string, workspace: string): string | null {
 export const localDirOf = (localRoot: string, owner: string, jobId: string): string => `${localRoot}/${owner}-${jobId}`
 
 /** The hook's private folder on the runner host (agent sockets, per-job keys, the local ledger): one per user. */
-export const hookLocalRoot = (): string => `${tmpdir()}/rch-${typeof process.getuid === 'function' ? process.getuid() : 0}`
+const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)
+
+export const hookLocalRoot = (): string => `${tmpdir()}/rch-${uid()}`
+
+/** The log file when the configuration names none (log.file). */
+export const defaultLogFile = (): string => `${tmpdir()}/remote-container-hooks-${uid()}/hook.log`
 
 /**
  * The lock hook commands take while they read or write the runner's `_work` (sync.ts onHostTree):

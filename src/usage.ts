@@ -19,9 +19,10 @@ Environment
   RUNNER_DEBUG=1        detailed lines on the step log too (::debug::) and a debug-level log file
   TMPDIR                where the private per-user folder (agent sockets, keys, code cache) and
                         the default log file (remote-container-hooks-<uid>/hook.log) go
-  AWS_*                 credentials and profile for the ec2 provider (the AWS SDK's usual chain)
+  AWS_*                 credentials and profile for ec2, ec2-pool and a dynamodb fleet ledger (the
+                        AWS SDK's usual chain)
 
-Operator commands (run by hand or from scripts; \`remote-hooks\` is the package's bin for this file)
+Operator commands (run by hand or from scripts; \`remote-hooks\` where the README's short name is installed)
   node index.js check-config [FILE]   validate a configuration offline (no network); exit 0, or 78
   node index.js doctor [FILE]         read-only live checks with a fix for each failure; exit 0 or 1
   node index.js reap [FILE] [--dry-run]  remove what dead jobs left, settle their reservations (two passes)

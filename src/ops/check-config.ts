@@ -1,5 +1,5 @@
 // `check-config [file]`: the configuration checked as the hook checks it, plus what can be checked
-// offline. Reads files only: no network, no SSH, nothing written.
+// offline. Reads files only: no network, no SSH, nothing written (the loader's code cache aside).
 import type { OpCommand } from './command'
 import { readConfig } from './config-file'
 import { json, table } from './output'
@@ -17,7 +17,7 @@ Validates the configuration FILE (default: $REMOTE_HOOKS_CONFIG) exactly as the 
 start of every command, and adds what can be checked without the network: private key files are
 readable and parse (unencrypted), each static host's known_hosts file parses and pins a key for
 that host and port, configured tools are executable files, the work root is not a system folder.
-Nothing is contacted and nothing is written.
+Nothing is contacted, and nothing is written but the hook's own code cache in $TMPDIR/rch-<uid>.
 
 Output: one problem per line (FIELD, PROBLEM), or with --json
   {"ok": true|false, "file": "...", "problems": [{"field": "...", "message": "..."}]}

@@ -2,13 +2,11 @@
 // and writable, and the ledger in it reads (the read takes the ledger's lock, as every reader
 // does); a folder not made yet is left to the first launch. DynamoDB: the table exists with the key
 // the ledger writes (`pk`, a string) and one item reads.
-import { accessSync, constants, existsSync } from 'node:fs'
-import { dirname } from 'node:path'
 import type { FleetConfig } from '../config'
 import { formatError } from '../errors'
 import { systemLedgerClock } from '../fleet/ledger'
 import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
-import { checkPrivateDir } from '../private-fs'
+import { privateFolderState } from './doctor-folder'
 import { hookLocalRoot } from '../paths'
 import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
 import { AWS_HTTP } from '../providers/ec2-api'
@@ -19,15 +17,6 @@ type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
 
 export async function ledgerChecks(fleet: FleetConfig, localRoot = hookLocalRoot()): Promise<CheckResult[]> {
   return [fleet.ledger.kind === 'local' ? await localCheck(fleet, localRoot) : await dynamoCheck(fleet.ledger)]
-}
-
-const writable = (path: string): boolean => {
-  try {
-    accessSync(path, constants.W_OK | constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function localCheck(fleet: FleetConfig, localRoot: string): Promise<CheckResult> {
@@ -41,15 +30,9 @@ async function localCheck(fleet: FleetConfig, localRoot: string): Promise<CheckR
   })
   const fix = 'set fleet.ledger.path to a folder only the runner user can open (mode 0700), or correct this one'
   try {
-    if (!checkPrivateDir(dir, 'set fleet.ledger.path')) {
-      // Not made yet: the first launch makes it, 0700, if the nearest existing folder above lets it.
-      let up = dirname(dir)
-      while (!existsSync(up) && up !== dirname(up)) up = dirname(up)
-      return writable(up)
-        ? result('pass', `not created yet: the first launch creates it (${up} is writable)`)
-        : result('fail', `does not exist, and ${up} is not writable by this user`, fix)
-    }
-    if (!writable(dir)) return result('fail', 'is not writable by this user', fix)
+    const folder = privateFolderState(dir, 'set fleet.ledger.path', 'the first launch')
+    if (!folder.ok) return result('fail', folder.detail, fix)
+    if (!folder.made) return result('pass', folder.detail)
     const ledger = new LocalLedger(fleet, dir, systemLedgerClock)
     const open = await ledger.unsettled()
     return result('pass', `private and writable; ${open.length} reservation${open.length === 1 ? '' : 's'} open`)

@@ -3,16 +3,18 @@
 // pool, a private local folder for the members' pinned keys, removed at the end).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { Config } from '../config'
+import { formatError } from '../errors'
 import { resolveTools } from '../tools'
 import { agentSocket, MAX_SOCKET_PATH } from '../agent-client'
-import { hookLocalRoot, localDirOf } from '../paths'
+import { defaultLogFile, hookLocalRoot, localDirOf } from '../paths'
 import { knownHostsName } from '../providers/ec2-plan'
 import type { OpCommand, OpIo } from './command'
 import { readConfig } from './config-file'
 import { machineChecks, type Machine, type MachineOptions } from './doctor-machine'
 import { rsyncFixCheck } from './doctor-rsync'
+import { privateFolderState } from './doctor-folder'
 import { checksTable, json, summary, type CheckResult } from './output'
 
 const MAX_SKEW_SECONDS = 30
@@ -25,7 +27,9 @@ export const doctorCommand: OpCommand = {
 
 Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as the hook would use it:
   runner host   ssh and rsync found (tools.* or the system PATH); rsync 3.4.0 or later, or a
-                distribution build whose changelog names the fix for CVE-2024-12086
+                distribution build whose changelog names the fix for CVE-2024-12086; the log
+                file's folder is private to this user, or this user can make it (every hook
+                command makes or checks it first)
   each machine  SSH login with the pinned host key (static: every host; ec2-pool: every ready
                 member, with the host key from its tag; ec2: skipped, a machine exists only per job);
                 rsync, tar, find and the docker CLI on the SSH user's PATH; clock skew (date +%s,
@@ -40,9 +44,10 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
                 exists with partition key pk (string) only and the index open-index (key open,
                 projection ALL), is ACTIVE, and one item reads
 
-The only write: a temporary file created and removed inside each machine's work root (and the
-local ledger's lock file, taken to read it as the hook does). Nothing else is created, started,
-stopped or removed.
+The only writes: a temporary file created and removed inside each machine's work root, the
+local ledger's lock file (taken to read it as the hook does), for a pool a temporary folder of
+known_hosts files here (removed after), and the hook's own code cache in $TMPDIR/rch-<uid>.
+Nothing else is created, started, stopped or removed.
 
 Output: a table (STATUS, CHECK, TARGET, DETAIL; "fix:" under each failure), or with --json
   {"ok": true|false, "checks": [{"check", "target", "status": "pass"|"fail"|"skip", "detail", "fix"?}]}
@@ -75,6 +80,7 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
     { check: 'configuration', target: file!, status: 'pass', detail: `valid (provider ${config.provider.kind})` }
   ]
   checks.push(...localChecks(config))
+  checks.push(logFileCheck(config.log.file ?? defaultLogFile(), config.log.file === undefined))
   const rsync = resolveTools(config.tools, NO_JOB).rsync
   if (rsync) checks.push(await rsyncFixCheck(rsync, config.provider.kind))
   const { ledgerChecks } = await import('./doctor-ledger')
@@ -131,6 +137,30 @@ const agentSocketBytes = (): number =>
  * (slower). A TMPDIR too long for the agent's socket makes every job run without it, and fails
  * every ec2-pool job (the agent renews the member's lease).
  */
+/**
+ * The log file's folder: every hook command makes or checks it before anything else, so one the
+ * runner user cannot make (a folder under /var/log) fails every command of every job.
+ */
+export function logFileCheck(file: string, byDefault: boolean): CheckResult {
+  const dir = dirname(file)
+  const base = { check: 'log file', target: 'runner host' }
+  const fix = byDefault
+    ? 'give the runner a TMPDIR of its own, or set log.file'
+    : `create the folder for the runner user: sudo install -d -o <runner user> -m 0700 ${dir} (or set log.file elsewhere)`
+  try {
+    const folder = privateFolderState(dir, 'set log.file', 'the first hook command')
+    if (folder.ok)
+      return {
+        ...base,
+        status: 'pass',
+        detail: `${file}: folder ${folder.detail}${byDefault ? " (doctor's TMPDIR; check the runner's)" : ''}`
+      }
+    return { ...base, status: 'fail', detail: `${file}: folder ${dir} ${folder.detail}: every hook command would fail`, fix }
+  } catch (e) {
+    return { ...base, status: 'fail', detail: `${file}: ${formatError(e)}`, fix }
+  }
+}
+
 export function localChecks(
   config: Pick<Config, 'tools' | 'agent' | 'provider'>,
   found = resolveTools(config.tools, NO_JOB),

@@ -3,7 +3,18 @@
 // The odd VMs are extra sshds on free loopback ports, made from the test VM's own sshd_config and
 // keys (same user, same work root), started here and stopped by PID at the end.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, existsSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  existsSync,
+  writeFileSync
+} from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
@@ -14,6 +25,7 @@ import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, PutItemCommand,
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { newLocalLedger } from '../../src/fleet/local-ledger'
 import { ledgerChecks } from '../../src/ops/doctor-ledger'
+import { logFileCheck } from '../../src/ops/doctor'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
 import { createLedgerTable } from '../helpers/ledger-table'
 
@@ -111,8 +123,8 @@ describe('doctor against loopback VMs', () => {
     expect(t.code).toBe(0)
     expect(t.out).toMatch(/^STATUS\s+CHECK\s+TARGET\s+DETAIL$/m)
     expect(t.out).toMatch(/^PASS\s+docker api\s+rchvm@127\.0\.0\.1:\d+/m)
-    // configuration, local ssh, rsync and its fixes, and the fleet ledger
-    expect(t.out).toContain(`${MACHINE_CHECKS.length + 5} passed, 0 failed, 0 skipped`)
+    // configuration, local ssh, rsync and its fixes, the log file and the fleet ledger
+    expect(t.out).toContain(`${MACHINE_CHECKS.length + 6} passed, 0 failed, 0 skipped`)
     expect(t.out).toMatch(/^PASS\s+local rsync fixes\s+runner host\s+\d+\.\d+\.\d+/m)
   })
 
@@ -354,5 +366,83 @@ describe('doctor: the fleet ledger', () => {
   it('runs within doctor: its line is in the table through dist/index.js', () => {
     const r = doctor(configFile('ledger'), false)
     expect(r.out).toMatch(/^PASS\s+fleet ledger\s+runner host\s+local \//m)
+  })
+})
+
+// Every hook command makes or checks the log file's folder before anything else: a runner user that
+// cannot make it (a folder under /var/log) fails every command of every job. Root may make any
+// folder, so this runs the hook as an unprivileged user.
+describe('doctor: the log file, for a runner that is not root', () => {
+  const NOBODY = 65534
+  const home = mkdtempSync(join(tmpdir(), 'rch-doctor-nobody-'))
+  const logDir = `/var/log/rch-doctor-${process.pid}`
+  afterAll(() => {
+    rmSync(home, { recursive: true, force: true })
+    rmSync(logDir, { recursive: true, force: true })
+  })
+
+  it("a log folder the runner user cannot make fails doctor's check with the fix, as it fails the hook's commands; made as the fix says, it passes", () => {
+    chownSync(home, NOBODY, NOBODY)
+    chmodSync(home, 0o700)
+    const key = join(home, 'id')
+    writeFileSync(key, readFileSync(vm.identityFile))
+    chownSync(key, NOBODY, NOBODY)
+    chmodSync(key, 0o600)
+    const knownHostsFile = join(home, 'known_hosts')
+    writeFileSync(knownHostsFile, `[127.0.0.1]:1 ${readFileSync(vm.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ')}\n`)
+    const conf = join(home, 'config.json')
+    const host = { host: '127.0.0.1', port: 1, user: vm.user, identityFile: key, knownHostsFile }
+    writeFileSync(
+      conf,
+      JSON.stringify({
+        provider: { kind: 'static', hosts: [host] },
+        remote: { workRoot: vm.workRoot },
+        log: { file: `${logDir}/hook.log` }
+      })
+    )
+    chownSync(conf, NOBODY, NOBODY)
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, TMPDIR: home }
+    const asNobody = (args: string[], input = '', extra: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [hook, ...args], {
+        uid: NOBODY,
+        gid: NOBODY,
+        env: { ...env, ...extra },
+        input,
+        encoding: 'utf8',
+        timeout: 60_000
+      })
+    const logRow = (r: { stdout: string; stderr: string }): Check => {
+      const row = (JSON.parse(r.stdout) as { checks: Check[] }).checks.find((c) => c.check === 'log file')
+      if (!row) throw new Error(`no log file check in doctor's output: ${r.stdout}${r.stderr}`)
+      return row
+    }
+
+    const failing = logRow(asNobody(['doctor', conf, '--json']))
+    expect(failing).toMatchObject({ status: 'fail', target: 'runner host' })
+    expect(failing.detail).toBe(
+      `${logDir}/hook.log: folder ${logDir} does not exist, and /var/log is not writable by this user: every hook command would fail`
+    )
+    expect(failing.fix).toContain(`sudo install -d -o <runner user> -m 0700 ${logDir}`)
+    // Positive control: the hook's own command fails there, as the check says.
+    const work = join(home, '_work')
+    mkdirSync(join(work, '_temp'), { recursive: true })
+    chownSync(work, NOBODY, NOBODY)
+    chownSync(join(work, '_temp'), NOBODY, NOBODY)
+    const responseFile = join(work, '_temp', 'response.json')
+    writeFileSync(responseFile, '')
+    chownSync(responseFile, NOBODY, NOBODY)
+    const request = JSON.stringify({ command: 'cleanup_job', responseFile, args: {}, state: null })
+    const hookRun = asNobody([], request, { REMOTE_HOOKS_CONFIG: conf, RUNNER_TEMP: join(work, '_temp'), RUNNER_NAME: 'doctor-test' })
+    expect({ code: hookRun.status, out: hookRun.stdout }).toMatchObject({ code: 70 })
+    expect(hookRun.stdout).toContain(`::error::cannot create private folder ${logDir}`)
+    // Root may make it: the same check passes for root (not made yet), which is why the test runs as nobody.
+    expect(logFileCheck(`${logDir}/hook.log`, false)).toMatchObject({ status: 'pass', detail: expect.stringContaining('not created yet') })
+
+    // Made as the fix says: private, the runner user's, and the check passes.
+    expect(spawnSync('install', ['-d', '-o', String(NOBODY), '-m', '0700', logDir]).status).toBe(0)
+    expect(logRow(asNobody(['doctor', conf, '--json']))).toMatchObject({
+      status: 'pass',
+      detail: `${logDir}/hook.log: folder private and writable`
+    })
   })
 })

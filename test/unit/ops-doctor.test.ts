@@ -114,7 +114,7 @@ describe('doctor', () => {
   it('--help exits 0 and says what is written', async () => {
     const o = io()
     expect(await runOpCommand('doctor', ['--help'], o.io)).toBe(0)
-    expect(o.out()).toContain('The only write: a temporary file created and removed inside each machine')
+    expect(o.out()).toContain('The only writes: a temporary file created and removed inside each machine')
   })
 
   it('a machine that cannot be reached: ssh fails with the network fix, its other checks are skipped', async () => {
