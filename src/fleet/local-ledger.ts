@@ -230,10 +230,21 @@ export class LocalLedger implements Ledger {
   jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
     return this.update(() => {
       const jobs = new Map<string, JobRecord>()
+      // Jobs that start outside the range, by id only: a year of jobs merged whole took gigabytes
+      // for a report of the last days. A job starts at its first line (the hook writes its
+      // startedAt only there, with prepare_job's facts).
+      const outside = new Set<string>()
       forEachLine(this.jobsFile, (v) => {
         const l = v as Partial<JobLine> | null
         if (typeof l?.update?.jobId !== 'string' || typeof l.at !== 'number') return
-        jobs.set(l.update.jobId, mergeJob(jobs.get(l.update.jobId), l.update, l.at))
+        const id = l.update.jobId
+        const known = jobs.get(id)
+        if (!known) {
+          if (outside.has(id)) return
+          const start = typeof l.update.startedAt === 'number' ? l.update.startedAt : l.at
+          if (!inRange({ reservedAt: start }, range)) return void outside.add(id)
+        }
+        jobs.set(id, mergeJob(known, l.update, l.at))
       })
       const result = [...jobs.values()]
         .filter((j) => inRange({ reservedAt: j.startedAt }, range))

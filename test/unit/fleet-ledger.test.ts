@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import type { ReserveRequest } from '../../src/fleet/ledger'
-import { LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
+import { inRange, LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
+import * as jobRecord from '../../src/fleet/job-record'
 import { openLedger } from '../../src/fleet/open-ledger'
 import { raceHosts, removeWorkerBundle } from './fleet-procs'
 import { RESERVE_REQ } from '../helpers/reserve-request'
@@ -247,6 +248,56 @@ test('a settlement or attach time that is not a time is refused: the reservation
   expect(await l.reserve(req, NOON)).toMatchObject({ ok: false, line: expect.stringContaining('budget today 0.17 of 0.20 USD') })
   // a settlement with no instance ever launched needs no start
   expect(await l.settle(a.id, { endedAt: NOON + 1000, launched: false })).toMatchObject({ actualMicro: 0 })
+})
+
+// A report of the last days must not merge a year of jobs: jobs that start outside the range are
+// skipped by id, with the same answer as merging everything and filtering after.
+test('job records in a range: the same jobs as a full merge, and jobs that start outside it are never merged', async () => {
+  const l = ledger(fleet({}))
+  const HOUR = 3_600_000
+  let seed = 7
+  const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n)
+  // 300 jobs over 10 days, each prepared (startedAt a little before its line, or none: a record
+  // prepare_job could not write) and then cleaned up or lost later, lines of jobs interleaved.
+  const pending: { at: number; u: Parameters<LocalLedger['recordJob']>[0] }[] = []
+  for (let i = 0; i < 300; i++) {
+    const at = NOON + rand(240) * HOUR
+    const jobId = `j${i}`
+    const first = rand(4)
+      ? { jobId, repository: `r/${rand(5)}`, startedAt: at - rand(300_000), timings: { acquire: rand(9000) } }
+      : { jobId, lost: 'spot' as const }
+    pending.push({ at, u: first })
+    pending.push({ at: at + 1 + rand(30 * HOUR), u: { jobId, endedAt: at + 40 * HOUR, timings: { cleanup: rand(900) } } })
+  }
+  pending.sort((a, b) => a.at - b.at)
+  for (const p of pending) {
+    clockNow = p.at
+    await l.recordJob(p.u)
+  }
+  clockNow = NOON
+  const all = await l.jobs()
+  expect(all).toHaveLength(300)
+  const merges = jest.spyOn(jobRecord, 'mergeJob')
+  try {
+    for (const range of [
+      { since: NOON + 48 * HOUR },
+      { until: NOON + 100 * HOUR },
+      { since: NOON + 30 * HOUR, until: NOON + 31 * HOUR },
+      {}
+    ]) {
+      merges.mockClear()
+      const want = all.filter((j) => inRange({ reservedAt: j.startedAt }, range))
+      const got = await l.jobs(range)
+      expect(got).toEqual(want)
+      // Only lines of jobs in the range are merged (a full merge would be one per line: 600).
+      const ids = new Set(want.map((j) => j.jobId))
+      expect(merges.mock.calls.length).toBe(pending.filter((p) => ids.has(p.u.jobId)).length)
+    }
+    // Positive control: the narrow range leaves most jobs out.
+    expect((await l.jobs({ since: NOON + 30 * HOUR, until: NOON + 31 * HOUR })).length).toBeLessThan(10)
+  } finally {
+    merges.mockRestore()
+  }
 })
 
 test('job records: created by the first update, fields replace, timings merge; bad phase names and times refused', async () => {
