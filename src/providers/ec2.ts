@@ -24,6 +24,7 @@ import {
   launchPlan,
   runInstancesInput,
   tagsFor,
+  TAG_KEEP,
   TAG_OWNER,
   TAG_RESERVATION,
   TAG_RUNNER_HOST,
@@ -60,7 +61,13 @@ interface Live {
   reservation?: string
   /** EC2's launch time (epoch ms), for an instance found by its tags rather than by a lease. */
   launchedAt?: number
+  /** It carries the operator's keep tag: left running, as reap leaves it. */
+  kept?: boolean
 }
+
+/** What the hook says of an instance it leaves running for the keep tag. */
+const keptNote = (id: string): string =>
+  `${id} carries ${TAG_KEEP}: left running (its fleet reservation stays open until it ends; terminate it by hand when done)`
 
 /**
  * The signal that ends a terminate: its deadline, or a short grace once `cancel` fires. Cancel never
@@ -178,6 +185,10 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       const remote = await this.waitReady(env, lease.connect, instanceId, left)
       const ready = monoMs()
       for (const old of (await leftovers).filter((x) => x.id !== instanceId)) {
+        if (old.kept) {
+          env.log.progress(keptNote(old.id))
+          continue
+        }
         env.log.progress(`terminating ${old.id}, left by an earlier job of this runner`)
         await this.terminateAndSettle(old, env).catch((t) => env.log.warn(`could not terminate ${old.id}: ${(t as Error).message}`))
       }
@@ -483,8 +494,29 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     return lostMachineOf(lease.instanceId, fate, { maxLifetimeMinutes: this.cfg.maxLifetimeMinutes, now: Date.now() })
   }
 
+  /**
+   * Terminates the job's instance, unless the operator tagged it keep while the job ran (to look at
+   * it afterwards). A keep that cannot be read does not keep it: no instance is left by a failed look.
+   */
   async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
+    const kept = await asCleanup(env.signal, (signal) => this.keptNow(lease.instanceId, signal)).catch(() => false)
+    if (kept) return env.log.progress(keptNote(lease.instanceId))
     await this.terminateAndSettle({ id: lease.instanceId, reservation: lease.reservation }, env)
+  }
+
+  /** Whether the instance carries the keep tag now. */
+  private async keptNow(id: string, signal: AbortSignal): Promise<boolean> {
+    const { sdk, client } = await ec2Client(this.cfg)
+    const res = await retry(
+      () =>
+        client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [id], Filters: [{ Name: 'tag-key', Values: [TAG_KEEP] }] }), {
+          abortSignal: signal
+        }),
+      { attempts: 3, minDelayMs: 300, maxDelayMs: 2000, signal, retryable: isRetryableAwsError }
+    )
+    return (res.Reservations ?? []).some((r) =>
+      (r.Instances ?? []).some((i) => i.InstanceId === id && (i.Tags ?? []).some((t) => t.Key === TAG_KEEP))
+    )
   }
 
   /**
@@ -514,7 +546,8 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
               {
                 id: i.InstanceId,
                 reservation: i.Tags?.find((t) => t.Key === TAG_RESERVATION)?.Value || undefined,
-                launchedAt: i.LaunchTime ? new Date(i.LaunchTime).getTime() : undefined
+                launchedAt: i.LaunchTime ? new Date(i.LaunchTime).getTime() : undefined,
+                kept: (i.Tags ?? []).some((t) => t.Key === TAG_KEEP)
               }
             ]
           : []
@@ -523,7 +556,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
 
   /**
    * Terminates every live instance tagged with this runner's owner id and launched from this runner
-   * host (cleanup without state): nothing to tidy first. The host's tag also keeps apart the
+   * host (cleanup without state), but those the operator tagged keep: nothing to tidy first. The host's tag also keeps apart the
    * name-only owner ids of older builds: a same-named runner on another host may be running a job.
    */
   async cleanupOrphans(owner: string, env: ProviderEnv): Promise<OrphanReport> {
@@ -531,6 +564,10 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     // Looked for even after a cancel, as a terminate is (see terminateSignal): the last cleanup of
     // a lost job must not end before it has found what to terminate.
     for (const live of await asCleanup(env.signal, (signal) => this.liveOf(owner, signal))) {
+      if (live.kept) {
+        env.log.progress(keptNote(live.id))
+        continue
+      }
       try {
         await this.terminateAndSettle(live, env)
         report.released.push(live.id)

@@ -17,6 +17,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { promisify } from 'node:util'
 import {
+  CreateTagsCommand,
   DescribeInstanceAttributeCommand,
   DescribeVolumesCommand,
   type EC2Client,
@@ -67,7 +68,7 @@ const instancesOf = (runner: FakeRunner, states?: string[]) => instancesOfOwner(
 const waitState = (id: string, want: string) => waitInstanceState(ec2, id, want)
 
 /** An instance in moto (eu-west-1) with the owner and runner-host tags the hook's launches carry. */
-const plant = async (owner: string, runnerHost: string): Promise<string> =>
+const plant = async (owner: string, runnerHost: string, more: { Key: string; Value: string }[] = []): Promise<string> =>
   (
     await ec2.send(
       new RunInstancesCommand({
@@ -77,10 +78,7 @@ const plant = async (owner: string, runnerHost: string): Promise<string> =>
         TagSpecifications: [
           {
             ResourceType: 'instance',
-            Tags: [
-              { Key: OWNER_TAG, Value: owner },
-              { Key: 'remote-container-hooks:runner-host', Value: runnerHost }
-            ]
+            Tags: [{ Key: OWNER_TAG, Value: owner }, { Key: 'remote-container-hooks:runner-host', Value: runnerHost }, ...more]
           }
         ]
       })
@@ -378,7 +376,7 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     }
   })
 
-  test("a live instance left by an earlier job of the same runner is terminated by the runner's next prepare_job", async () => {
+  test("a live instance left by an earlier job of the same runner is terminated by the runner's next prepare_job; ones the operator tagged keep are left running", async () => {
     const name = instanceName('ec2left')
     const runner = newRunner('left', name, loadMoto().endpoint)
     // What a job whose prepare_job was killed and whose cleanup_job never ran leaves: a running
@@ -387,22 +385,35 @@ describe('acquire: waits, deadlines and pinning (no instance outlives a failed p
     // These must stay: another runner's, and a same-named runner's on another machine.
     const other = await plant(otherOwner('another-runner'), os.hostname())
     const elsewhere = await plant(runner.owner, 'another-runner-host')
-    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, ignore: new Set([leftover, elsewhere]) })
+    // And one the operator tagged keep, to look at it: left running, as reap leaves it.
+    const kept = await plant(runner.owner, os.hostname(), [{ Key: 'remote-container-hooks:keep', Value: 'debugging' }])
+    const booter = startInstanceBooter(ec2, { owner: runner.owner, name: () => name, ignore: new Set([leftover, elsewhere, kept]) })
+    let mine = ''
     try {
       const p = await prepare(runner, { container: runner.jobContainer(testImages.tiny), services: [] })
       expect({ code: p.code, out: p.code === 0 ? '' : dump(p, booter) }).toEqual({ code: 0, out: '' })
       expect(p.stdout).toContain(`terminating ${leftover}, left by an earlier job of this runner`)
       await waitState(leftover, 'terminated')
-      const mine = (runner.state as { host: { instanceId: string } }).host.instanceId
+      mine = (runner.state as { host: { instanceId: string } }).host.instanceId
       expect((await describe1(mine)).State?.Name).toBe('running')
       expect((await describe1(other)).State?.Name).toBe('running')
       expect((await describe1(elsewhere)).State?.Name).toBe('running')
+      expect((await describe1(kept)).State?.Name).toBe('running')
+      expect(p.stdout).toContain(`[remote-hooks] ${kept} carries remote-container-hooks:keep: left running`)
+      expect(p.stdout).not.toContain(`terminating ${kept}`)
+      // The operator tags the job's own instance keep while the job runs: its cleanup leaves it running too.
+      await ec2.send(new CreateTagsCommand({ Resources: [mine], Tags: [{ Key: 'remote-container-hooks:keep', Value: 'look' }] }))
       const c = await call(runner, 'cleanup_job', {})
-      expect(c.code).toBe(0)
+      expect({ code: c.code, errors: errorLines(c) }).toEqual({ code: 0, errors: [] })
+      expect(c.stdout).toContain(`[remote-hooks] ${mine} carries remote-container-hooks:keep: left running`)
       runner.state = null
-      await waitState(mine, 'terminated')
+      expect((await describe1(mine)).State?.Name).toBe('running')
+      // Control: the same cleanup of a job whose instance is not kept terminates it (the test before).
+      expect(c.stdout).not.toContain(`terminated ${mine}`)
     } finally {
-      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [other, elsewhere] })).catch(() => undefined)
+      await ec2
+        .send(new TerminateInstancesCommand({ InstanceIds: [other, elsewhere, kept, ...(mine ? [mine] : [])] }))
+        .catch(() => undefined)
       await booter.stop()
       runner.dispose()
     }

@@ -593,6 +593,69 @@ describe('acquire against a scripted EC2', () => {
       expect(f.fleet.calls).toEqual([])
     })
 
+    // The operator's keep tag, set on a job's instance while it runs (to look at it afterwards), or on
+    // an earlier job's leftover: reap leaves such an instance alone, and so does the hook.
+    test('an instance the operator tagged keep is left running at release and by a cleanup without state; a keep that cannot be read does not keep it', async () => {
+      const KEEP = { Key: 'remote-container-hooks:keep', Value: 'debugging' }
+      const kept = (name: string, input: any) =>
+        name === 'DescribeInstances'
+          ? input.InstanceIds
+            ? { Reservations: [{ Instances: [{ InstanceId: input.InstanceIds[0], Tags: [KEEP] }] }] }
+            : {
+                Reservations: [
+                  {
+                    Instances: [
+                      { InstanceId: 'i-0000000000000000a', Tags: [KEEP] },
+                      { InstanceId: 'i-0000000000000000b', Tags: [] }
+                    ]
+                  }
+                ]
+              }
+          : undefined
+      const lease = {
+        kind: 'ec2' as const,
+        instanceId: 'i-0123456789abcdef0',
+        reservation: 'res-9',
+        connect: { host: '10.0.0.5', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+      }
+      const s = setup({}, () => launched('i-0123456789abcdef0'), kept)
+      await s.provider.release(lease, null, s.job.jobId, s.env)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toEqual([])
+      expect(fake.calls.find((c) => c.name === 'DescribeInstances')?.input).toEqual({
+        InstanceIds: ['i-0123456789abcdef0'],
+        Filters: [{ Name: 'tag-key', Values: ['remote-container-hooks:keep'] }]
+      })
+      // Still running, so still counted: its reservation stays open.
+      expect(s.fleet.calls).toEqual([])
+      expect(s.logged).toContain(
+        'i-0123456789abcdef0 carries remote-container-hooks:keep: left running (its fleet reservation stays open until it ends; terminate it by hand when done)'
+      )
+      const report = await s.provider.cleanupOrphans('fedcba9876543210', s.env)
+      expect(report).toEqual({ released: ['i-0000000000000000b'], unreachable: [] })
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances').map((c) => c.input)).toEqual([
+        { InstanceIds: ['i-0000000000000000b'] }
+      ])
+
+      // Control: without the tag the same release terminates and settles.
+      const plain = setup({}, () => launched('i-0123456789abcdef0'))
+      await plain.provider.release(lease, null, plain.job.jobId, plain.env)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
+      expect(plain.fleet.calls).toEqual([{ op: 'settle', id: 'res-9', opts: undefined }])
+
+      // A look that fails does not keep the instance: it is terminated as before.
+      const blind = setup(
+        {},
+        () => launched('i-0123456789abcdef0'),
+        (name, input) => {
+          if (name === 'DescribeInstances' && input.InstanceIds) throw awsError('UnauthorizedOperation', 403)
+          return undefined
+        }
+      )
+      await blind.provider.release(lease, null, blind.job.jobId, blind.env)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
+      expect(blind.fleet.calls).toEqual([{ op: 'settle', id: 'res-9', opts: undefined }])
+    })
+
     test('a ledger that cannot be written at release is a warning: the terminate counts, the release succeeds', async () => {
       const s = setup({}, () => launched('i-0123456789abcdef0'))
       s.env.fleet = {
