@@ -146,7 +146,8 @@ const Ec2PoolProviderSchema = z
     reuse: z
       .object({
         /** A member that served this many jobs is recycled (1: every member serves one job only). */
-        maxJobsPerVm: z.number().int().min(1).max(100_000).default(20),
+        // One job per member by default: a job is root on its member, and a later job there is in its reach.
+        maxJobsPerVm: z.number().int().min(1).max(100_000).default(1),
         maxVmAgeMinutes: z
           .number()
           .int()

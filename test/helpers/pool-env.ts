@@ -832,6 +832,8 @@ export function poolHookConfig(pool: Pick<Pool, 'endpoint' | 'name'>, identityFi
       user: 'tag:rch-user',
       identityFile,
       connect: { address: `tag:${ENDPOINT_TAG}` },
+      // The tests follow members across jobs (scrub, reuse, takeover); the hook's default is 1.
+      reuse: { maxJobsPerVm: 20 },
       ...provider
     },
     remote: { workRoot: '~/rch' }

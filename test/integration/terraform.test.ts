@@ -1,6 +1,6 @@
 /**
- * Offline checks of terraform/ (no Terraform binary can be installed here, and nothing may reach
- * AWS): every file parses (python-hcl2), checkov passes with every skip justified, variables and
+ * Offline checks of terraform/ (no Terraform binary can be installed by the test setup, and nothing
+ * may reach AWS): every file parses (python-hcl2), checkov passes with every skip justified, variables and
  * outputs are typed and described, module calls and references match, each example's
  * `hook_config` passes the hook's own configuration check, and the IAM policies bind every
  * mutating statement to the hook's tags or to named resources. The pool members' sshd settings
@@ -11,6 +11,9 @@
  * the tables below: a reference no table names fails the render, it is never guessed.
  *
  * Every check has a positive control: a broken copy of terraform/ in a temp folder is refused.
+ * Where the machine has Terraform and a provider mirror, Terraform itself also checks the tree
+ * (fmt, validate of every module and example) and renders the runner-iam policies with a mock
+ * provider, which must equal the offline renderer's (the last describe; skipped elsewhere).
  * Needs `bash scripts/testenv/tf-venv.sh ensure` (scripts/test.sh runs it).
  */
 import { execFile } from 'node:child_process'
@@ -239,12 +242,12 @@ const TAG_CONDITION = /^(aws:ResourceTag\/.+|aws:RequestTag\/.+|aws:TagKeys|ec2:
 /** A resource named exactly: an ARN whose resource part has no wildcard. */
 const named = (arn: string): boolean => /^arn:[a-z-]+:[a-z0-9-]+:[a-z0-9-]*:\d*:[^*?]+$/.test(arn)
 
-/** Statements that change something without being bound to a tag or to named resources. */
+/** Statements that allow a change without being bound to a tag or to named resources (a Deny only narrows). */
 function unboundMutations(policy: Policy): string[] {
   const bad: string[] = []
   policy.Statement.forEach((s, i) => {
     const actions = asList(s.Action)
-    if (actions.every(readOnly)) return
+    if (actions.every(readOnly) || s.Effect === 'Deny') return
     const tagBound = Object.values(s.Condition ?? {}).some((c) => Object.keys(c).some((k) => TAG_CONDITION.test(k)))
     const resources = asList(s.Resource)
     const nameBound = resources.length > 0 && resources.every(named)
@@ -650,7 +653,7 @@ describe("each example's hook_config passes the hook's own configuration check",
     expect(p.kind).toBe('ec2-pool')
     expect(p.autoScalingGroup).toBe('rch-pool')
     expect(p.identityFile).toBe('/etc/remote-container-hooks/pool_ed25519')
-    expect(p.reuse).toEqual({ maxJobsPerVm: 20, maxVmAgeMinutes: 720, maxDiskPercent: 90 })
+    expect(p.reuse).toEqual({ maxJobsPerVm: 1, maxVmAgeMinutes: 720, maxDiskPercent: 90 })
     expect(cfg.remote.workRoot).toBe('/srv/rch')
     expect(cfg.fleet.ledger).toEqual({ kind: 'dynamodb', table: 'rch-pool-fleet', region: 'eu-west-1' })
     expect(cfg.fleet.budget).toBeUndefined()
@@ -834,6 +837,72 @@ describe('IAM policies', () => {
       'dynamodb:UpdateItem is not allowed on the ledger table',
       'FleetLedger is not bound to the ledger table'
     ])
+  })
+
+  // Without scope_tags every deployment's runner hosts may end any instance with the hook's owner
+  // tag; with them, each launch must carry the pairs and only instances carrying them may be ended.
+  test("scope_tags bind the ec2 policy's launches, tags, reap marks and terminations to one deployment; the keep tag denies termination", async () => {
+    const scoped = JSON.parse(
+      (await renderOk(TF, 'modules/runner-iam', 'output.ec2_policy_json', {
+        ...RUNNER_IAM_TABLE,
+        'var.scope_tags': { 'rch-deployment': 'team-a' },
+        'var.instance_types': ['t3.large'],
+        'var.kms_key_arns': [`arn:aws:kms:eu-west-1:${ACCOUNT}:key/0123abcd-0000-0000-0000-000000000000`]
+      })) as string
+    ) as Policy
+    const bySid = (p: Policy, sid: string) => p.Statement.find((x) => x.Sid === sid)!
+    for (const [sid, key] of [
+      ['LaunchOnlyOwnedInstances', 'aws:RequestTag/rch-deployment'],
+      ['TagOnlyAtLaunch', 'aws:RequestTag/rch-deployment'],
+      ['MarkReapCandidates', 'aws:ResourceTag/rch-deployment'],
+      ['TerminateOnlyOwnedInstances', 'aws:ResourceTag/rch-deployment']
+    ] as const)
+      expect({ sid, value: bySid(scoped, sid).Condition?.StringEquals?.[key] }).toEqual({ sid, value: 'team-a' })
+    expect(bySid(scoped, 'TagOnlyAtLaunch').Condition?.StringEquals?.['ec2:CreateAction']).toBe('RunInstances')
+    expect(bySid(scoped, 'LaunchOnlyTheseTypes')).toMatchObject({
+      Effect: 'Deny',
+      Condition: { StringNotEquals: { 'ec2:InstanceType': ['t3.large'] } }
+    })
+    expect(bySid(scoped, 'UseVolumeKeysThroughEc2').Condition).toEqual({
+      StringEquals: { 'kms:ViaService': 'ec2.eu-west-1.amazonaws.com' },
+      Bool: { 'kms:GrantIsForAWSResource': 'true' }
+    })
+    // Control: without scope_tags no statement names a deployment tag, and no empty condition block is written (IAM refuses one).
+    const plain = (await renderPolicies(TF)).ec2
+    expect(JSON.stringify(plain)).not.toContain('rch-deployment')
+    expect(bySid(plain, 'TerminateOnlyOwnedInstances').Condition).toEqual({
+      Null: { 'aws:ResourceTag/remote-container-hooks:owner': 'false' }
+    })
+    expect(plain.Statement.map((x) => x.Sid)).not.toContain('LaunchOnlyTheseTypes')
+    expect(plain.Statement.map((x) => x.Sid)).not.toContain('UseVolumeKeysThroughEc2')
+    for (const p of [plain, scoped]) {
+      expect(bySid(p, 'NeverEndAKeptInstance')).toMatchObject({
+        Effect: 'Deny',
+        Action: 'ec2:TerminateInstances',
+        Condition: { Null: { 'aws:ResourceTag/remote-container-hooks:keep': 'false' } }
+      })
+      expect(bySid(p, 'LaunchOnlyWithImdsV2').Condition).toEqual({ StringNotEquals: { 'ec2:MetadataHttpTokens': 'required' } })
+      for (const st of p.Statement)
+        for (const block of Object.values(st.Condition ?? {})) expect(Object.keys(block).length).toBeGreaterThan(0)
+    }
+    // The module refuses the hook's own keys as scope (reap filters on the operator's tags outside them).
+    expect(
+      (
+        await validate(path.join(TF, 'modules/runner-iam'), {
+          ...RUNNER_IAM_TABLE,
+          'var.scope_tags': { 'remote-container-hooks:owner': 'x' }
+        })
+      ).map((f) => f.check)
+    ).toEqual(['var.scope_tags'])
+    expect(
+      (
+        await validate(path.join(TF, 'modules/pool'), {
+          ...POOL_MODULE_TABLE,
+          'var.ingress_cidr_blocks': ['10.0.0.0/16'],
+          'var.tags': { 'remote-container-hooks:keep': 'y' }
+        })
+      ).map((f) => f.check)
+    ).toEqual(['var.tags'])
   })
 
   test('control: a statement without its tag condition, or with a wildcard resource, is refused', async () => {
@@ -1159,3 +1228,141 @@ function publishOrderProblems(script: string): string[] {
   if (!lines.some((l) => l.includes('/latest/api/token') && l.includes('-X PUT'))) problems.push('no IMDSv2 token is requested')
   return problems
 }
+
+// ------------------------------------------------------------------ Terraform itself, where the machine has it
+
+/**
+ * A directory of unpacked providers for `terraform init -plugin-dir` (nothing is downloaded): the
+ * filesystem mirror the CLI configuration names, else Terraform's implied local mirrors, else
+ * where this project's test machines keep one.
+ */
+function providerMirror(): string | null {
+  const cli = process.env.TF_CLI_CONFIG_FILE ?? path.join(os.homedir(), '.terraformrc')
+  const named = fs.existsSync(cli)
+    ? [...fs.readFileSync(cli, 'utf8').matchAll(/filesystem_mirror\s*\{[^}]*path\s*=\s*"([^"]+)"/g)].map((m) => m[1])
+    : []
+  const implied = [path.join(os.homedir(), '.terraform.d', 'plugins'), '/usr/local/share/terraform/plugins', '/usr/share/terraform/plugins']
+  return (
+    [...named, ...implied, '/opt/tf-plugins'].find((d) => fs.existsSync(path.join(d, 'registry.terraform.io', 'hashicorp', 'aws'))) ?? null
+  )
+}
+
+const terraformBin = ((): string | null => {
+  for (const d of (process.env.PATH ?? '').split(':')) if (d && fs.existsSync(path.join(d, 'terraform'))) return path.join(d, 'terraform')
+  return null
+})()
+const mirror = providerMirror()
+// No call home (checkpoint) and no registry: everything comes from the mirror.
+const TF_ENV = { ...process.env, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', TF_INPUT: '0' }
+const tf = (cwd: string, args: string[]) => execFileP(terraformBin!, args, { cwd, env: TF_ENV, maxBuffer: 64 << 20 })
+const MODULE_DIRS = [
+  'modules/ephemeral',
+  'modules/ledger',
+  'modules/pool',
+  'modules/runner-iam',
+  'examples/ephemeral',
+  'examples/pool',
+  'examples/static-hosts'
+]
+
+// Skipped (and counted so) where the machine has no Terraform or no provider mirror: the offline
+// checks above still run.
+;(terraformBin && mirror ? describe : describe.skip)(
+  'with Terraform itself (validate, fmt, and terraform test with a mock provider)',
+  () => {
+    let work: string
+    beforeAll(() => {
+      work = fs.mkdtempSync(path.join(os.tmpdir(), 'rch-tf-cli-'))
+      fs.cpSync(TF, path.join(work, 'terraform'), { recursive: true })
+    })
+    afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
+    const init = (dir: string) => tf(dir, ['init', '-backend=false', '-input=false', `-plugin-dir=${mirror}`])
+
+    test('terraform fmt -check: every file is in canonical form', async () => {
+      await expect(tf(TF, ['fmt', '-check', '-recursive'])).resolves.toBeDefined()
+    })
+
+    test.each(MODULE_DIRS)('terraform validate: %s', async (dir) => {
+      const d = path.join(work, 'terraform', dir)
+      await init(d)
+      const { stdout } = await tf(d, ['validate', '-json']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))
+      const r = JSON.parse(stdout) as { valid: boolean; diagnostics: { summary: string }[] }
+      expect({ valid: r.valid, problems: r.diagnostics.map((x) => x.summary) }).toEqual({ valid: true, problems: [] })
+    })
+
+    test('control: a reference to an undeclared local fails terraform validate', async () => {
+      const d = path.join(work, 'broken-runner-iam')
+      fs.cpSync(path.join(TF, 'modules/runner-iam'), d, { recursive: true })
+      const main = path.join(d, 'main.tf')
+      fs.writeFileSync(main, fs.readFileSync(main, 'utf8').replace('local.never_keep,\n        {', 'local.never_keeps,\n        {'))
+      await init(d)
+      const { stdout } = await tf(d, ['validate', '-json']).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))
+      expect((JSON.parse(stdout) as { valid: boolean }).valid).toBe(false)
+    })
+
+    // The offline renderer stands in for Terraform in every check above: here Terraform renders the
+    // same inputs, and the policies must be equal, with scope and options both on and off.
+    test.each([
+      ['defaults', {}, false],
+      ['control: a statement renamed in what the offline renderer gave', {}, true],
+      [
+        'scope_tags, instance types, volume keys, no IMDS rule',
+        {
+          'var.scope_tags': { 'rch-deployment': 'team-a' },
+          'var.instance_types': ['t3.large', 'm7i.large'],
+          'var.kms_key_arns': [`arn:aws:kms:eu-west-1:${ACCOUNT}:key/0123abcd-0000-0000-0000-000000000000`],
+          'var.require_imdsv2': false,
+          'var.allow_spot': false,
+          'var.instance_role_arns': []
+        },
+        false
+      ]
+    ] as [string, Record<string, Json>, boolean][])(
+      'runner-iam policies (%s): terraform test renders what the offline renderer renders',
+      async (_name, extra, tamper) => {
+        const table = { ...RUNNER_IAM_TABLE, ...extra }
+        const outputs = ['ec2_policy_json', 'pool_policy_json', 'ledger_policy_json']
+        const expected = await Promise.all(outputs.map((o) => renderOk(TF, 'modules/runner-iam', `output.${o}`, table)))
+        if (tamper) expected[0] = (expected[0] as string).replace('"NeverEndAKeptInstance"', '"NeverEndAnInstance"')
+        const d = path.join(work, `render-${Object.keys(extra).length}-${tamper}`)
+        fs.cpSync(path.join(TF, 'modules/runner-iam'), d, { recursive: true })
+        const vars = Object.entries(table)
+          .filter(([k]) => k.startsWith('var.'))
+          .map(([k, v]) => `  ${k.slice(4)} = ${JSON.stringify(v)}`)
+        // Heredocs hold the JSON; Terraform would read ${ and %{ in them as templates.
+        const literal = (v: Json) => (v as string).replace(/\$\{/g, '$${').replace(/%\{/g, '%%{')
+        const asserts = outputs.map(
+          (o, i) =>
+            `  assert {\n    condition     = jsondecode(output.${o}) == jsondecode(<<-EOT\n${literal(expected[i])}\nEOT\n    )\n    error_message = "${o} differs from the offline renderer's"\n  }`
+        )
+        fs.mkdirSync(path.join(d, 'tests'))
+        fs.writeFileSync(
+          path.join(d, 'tests', 'render.tftest.hcl'),
+          [
+            'mock_provider "aws" {',
+            `  mock_data "aws_partition" {\n    defaults = { partition = "aws" }\n  }`,
+            `  mock_data "aws_caller_identity" {\n    defaults = { account_id = "${ACCOUNT}" }\n  }`,
+            '}',
+            'variables {',
+            ...vars,
+            '  create_ec2_policy  = true',
+            '  create_pool_policy = true',
+            '}',
+            'run "render" {',
+            '  command = plan',
+            ...asserts,
+            '}',
+            ''
+          ].join('\n')
+        )
+        await init(d)
+        const r = await tf(d, ['test', '-no-color']).then(
+          (x) => ({ ok: true, out: x.stdout }),
+          (e: { stdout?: string; stderr?: string }) => ({ ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}` })
+        )
+        expect(r).toMatchObject({ ok: !tamper })
+        expect(r.out).toMatch(tamper ? /ec2_policy_json differs from the offline renderer's/ : /1 passed, 0 failed/)
+      }
+    )
+  }
+)

@@ -476,7 +476,7 @@ describe('loadConfig: provider.kind ec2-pool', () => {
       sshPort: 22,
       connect: { address: 'private-ip' },
       lease: { ttlSeconds: 120 },
-      reuse: { maxJobsPerVm: 20, maxVmAgeMinutes: 720, maxDiskPercent: 90 },
+      reuse: { maxJobsPerVm: 1, maxVmAgeMinutes: 720, maxDiskPercent: 90 },
       scaleOut: { enabled: true },
       waitTimeoutSeconds: 600
     })

@@ -360,11 +360,26 @@ test.each(FEATURES.map((f) => [f.name, f] as const))('%s: every call is allowed 
   }
 })
 
+/** What EC2 needs of a customer-managed key to use it for an instance's volumes, through EC2 only. */
+const VOLUME_KEY_ACTIONS = [
+  'kms:CreateGrant',
+  'kms:Decrypt',
+  'kms:DescribeKey',
+  'kms:GenerateDataKeyWithoutPlaintext',
+  'kms:ReEncrypt*'
+] as const
+
+test.each(['ec2', 'pool'] as const)('the %s policy uses volume keys only through EC2, for grants to AWS resources', (name) => {
+  const kms = POLICIES[name].filter((s) => s.actions.some((a) => a.startsWith('kms:')))
+  expect(kms.map((s) => [s.sid, s.effect, s.actions])).toEqual([['UseVolumeKeysThroughEc2', 'Allow', [...VOLUME_KEY_ACTIONS]]])
+})
+
 test.each(['ec2', 'pool', 'ledger'] as const)('the %s policy grants no action that no call of its features needs', (name) => {
   const needed = new Set(FEATURES.filter((f) => f.policies.includes(name)).flatMap((f) => f.code.flatMap(actionsOf).map((c) => c.action)))
-  // iam:PassRole is no call of ours: RunInstances needs it for a launch template's instance profile.
+  // iam:PassRole is no call of ours: RunInstances needs it for a launch template's instance profile;
+  // nor are the kms: actions, which EC2 makes with the caller's rights for a customer-managed volume key.
   const granted = [...new Set(POLICIES[name].filter((s) => s.effect === 'Allow').flatMap((s) => s.actions))].filter(
-    (a) => a !== 'iam:PassRole'
+    (a) => a !== 'iam:PassRole' && !(VOLUME_KEY_ACTIONS as readonly string[]).includes(a)
   )
   expect(granted.filter((a) => !needed.has(a))).toEqual([])
 })

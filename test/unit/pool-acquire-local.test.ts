@@ -18,7 +18,14 @@ import { cleanupTempDirs, tempDir } from './_helpers'
 afterAll(cleanupTempDirs)
 
 const cfg = ConfigSchema.parse({
-  provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', waitTimeoutSeconds: 2 },
+  provider: {
+    kind: 'ec2-pool',
+    region: 'eu-west-1',
+    autoScalingGroup: 'rch-pool',
+    identityFile: '/k',
+    waitTimeoutSeconds: 2,
+    reuse: { maxJobsPerVm: 20 }
+  },
   remote: { workRoot: '~/rch' }
 }).provider as Ec2PoolConfig
 // For "fails at once": a wait long enough that no loaded machine's delay could pass for it (the

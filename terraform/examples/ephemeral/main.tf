@@ -20,14 +20,17 @@ module "ledger" {
 module "runner_iam" {
   source = "../../modules/runner-iam"
 
-  name_prefix          = var.name
-  region               = var.region
-  create_ec2_policy    = true
-  image_ids            = [var.image_id]
-  subnet_ids           = var.subnet_ids
-  security_group_ids   = [module.ephemeral.security_group_id]
-  launch_template_ids  = [module.ephemeral.launch_template_id]
-  allow_spot           = var.market != "on-demand"
+  name_prefix         = var.name
+  region              = var.region
+  create_ec2_policy   = true
+  image_ids           = [var.image_id]
+  subnet_ids          = var.subnet_ids
+  security_group_ids  = [module.ephemeral.security_group_id]
+  launch_template_ids = [module.ephemeral.launch_template_id]
+  allow_spot          = var.market != "on-demand"
+  # This deployment's instances only: the pairs the hook puts on every launch (provider.tags below).
+  scope_tags           = var.instance_tags
+  instance_types       = var.instance_types
   ledger_table_arns    = [module.ledger.table_arn]
   attach_to_role_names = var.runner_role_names
 }

@@ -96,7 +96,7 @@ variable "runner_role_names" {
 
 variable "instance_tags" {
   type        = map(string)
-  description = "provider.tags: extra tags the hook puts on every instance and volume at launch."
+  description = "provider.tags: extra tags the hook puts on every instance and volume at launch; also the runner-iam policy's scope_tags, so these runner hosts may end only instances carrying them. Give each deployment its own pair (a key such as rch-deployment, with the team's name)."
   default     = {}
 }
 

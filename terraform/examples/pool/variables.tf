@@ -92,8 +92,8 @@ variable "lease_ttl_seconds" {
 
 variable "max_jobs_per_vm" {
   type        = number
-  description = "provider.reuse.maxJobsPerVm: a member that served this many jobs is recycled (1: one job per member)."
-  default     = 20
+  description = "provider.reuse.maxJobsPerVm: a member that served this many jobs is recycled (1: one job per member, the hook's default). Raise it only for jobs you trust: a job is root on its member, and a later job there is within its reach."
+  default     = 1
 }
 
 variable "max_vm_age_minutes" {

@@ -67,7 +67,7 @@ locals {
         Action   = "ec2:CreateTags"
         Resource = "arn:${data.aws_partition.current.partition}:ec2:*:*:instance/*"
         Condition = {
-          StringEquals               = { "aws:ARN" = "$${ec2:SourceInstanceARN}" }
+          StringEquals                = { "aws:ARN" = "$${ec2:SourceInstanceARN}" }
           "ForAllValues:StringEquals" = { "aws:TagKeys" = [local.host_key_tag] }
           Null = {
             "aws:TagKeys"                           = "false"
@@ -226,7 +226,7 @@ resource "aws_autoscaling_group" "pool" {
   # which can leave the zones uneven; AZRebalance would then end members in other zones to even
   # them out, the oldest first: likely one running a long job.
   suspended_processes = ["AZRebalance"]
-  enabled_metrics       = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupStandbyInstances", "GroupTerminatingInstances", "GroupTotalInstances", "WarmPoolWarmedCapacity"]
+  enabled_metrics     = ["GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances", "GroupStandbyInstances", "GroupTerminatingInstances", "GroupTotalInstances", "WarmPoolWarmedCapacity"]
 
   launch_template {
     id      = aws_launch_template.member.id

@@ -197,12 +197,16 @@ variable "detailed_monitoring" {
 
 variable "additional_instance_policy_arns" {
   type        = list(string)
-  description = "Managed policies also attached to the members' role (e.g. AmazonSSMManagedInstanceCore for Session Manager). Empty by default: the role may only publish the member's own host key."
+  description = "Managed policies also attached to the members' role. Every job gets what they grant: a job is root on its member and reaches the role's credentials. Empty by default: the role may only publish the member's own host key. Never ec2:CreateTags/DeleteTags, nor broad reads (AmazonSSMManagedInstanceCore, for one, lets a job read every SSM parameter)."
   default     = []
 }
 
 variable "tags" {
   type        = map(string)
-  description = "Tags on every resource of the pool, and on the members, their volumes and network interfaces."
+  description = "Tags on every resource of the pool, and on the members, their volumes and network interfaces. Keys of the hook's own namespace (remote-container-hooks:) are refused: on the members they would mean what the hook and reap read there (an owner, a host key, keep)."
   default     = {}
+  validation {
+    condition     = alltrue([for k in keys(var.tags) : !startswith(k, "remote-container-hooks:")])
+    error_message = "tags must not use the hook's own keys (remote-container-hooks:…): on the members they would be read as the hook's (owner, host-key, keep, recycle…)."
+  }
 }

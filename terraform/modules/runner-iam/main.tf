@@ -11,10 +11,10 @@ locals {
   account   = var.account_id != null ? var.account_id : data.aws_caller_identity.current.account_id
   ec2_arn   = "arn:${local.partition}:ec2:${var.region}:${local.account}"
 
-  owner_tag         = "remote-container-hooks:owner"
-  host_key_tag      = "remote-container-hooks:host-key"
-  reap_candidate    = "remote-container-hooks:reap-candidate"
-  keep_tag          = "remote-container-hooks:keep"
+  owner_tag      = "remote-container-hooks:owner"
+  host_key_tag   = "remote-container-hooks:host-key"
+  reap_candidate = "remote-container-hooks:reap-candidate"
+  keep_tag       = "remote-container-hooks:keep"
   pool_tag_keys = [
     "remote-container-hooks:jobs",
     "remote-container-hooks:recycle",
@@ -49,7 +49,29 @@ locals {
     Condition = { "ForAnyValue:StringEquals" = { "aws:TagKeys" = [local.keep_tag] } }
   }
 
+  # Encrypted volumes under a customer-managed key: EC2 uses the key on the caller's behalf (a
+  # grant for the volume), never the caller directly.
+  kms_statements = length(var.kms_key_arns) > 0 ? [
+    {
+      Sid      = "UseVolumeKeysThroughEc2"
+      Effect   = "Allow"
+      Action   = ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*"]
+      Resource = var.kms_key_arns
+      Condition = {
+        StringEquals = { "kms:ViaService" = "ec2.${var.region}.amazonaws.com" }
+        Bool         = { "kms:GrantIsForAWSResource" = "true" }
+      }
+    },
+  ] : []
+
   # ---------------------------------------------------------------- kind: ec2
+  # This deployment's tag pairs (scope_tags): set by every launch, required of every instance these
+  # credentials end or mark. A condition block only when there are pairs: IAM refuses an empty one.
+  scope_request  = { for k, v in var.scope_tags : "aws:RequestTag/${k}" => v }
+  scope_resource = { for k, v in var.scope_tags : "aws:ResourceTag/${k}" => v }
+  scoped_request = { for op, m in { StringEquals = local.scope_request } : op => m if length(m) > 0 }
+  scoped_owned   = { for op, m in { StringEquals = local.scope_resource } : op => m if length(m) > 0 }
+
   launch_from = concat(
     [for id in var.image_ids : "arn:${local.partition}:ec2:${var.region}::image/${id}"],
     [for id in var.subnet_ids : "${local.ec2_arn}:subnet/${id}"],
@@ -81,7 +103,7 @@ locals {
           Effect    = "Allow"
           Action    = "ec2:RunInstances"
           Resource  = local.launched
-          Condition = { Null = { "aws:RequestTag/${local.owner_tag}" = "false" } }
+          Condition = merge({ Null = { "aws:RequestTag/${local.owner_tag}" = "false" } }, local.scoped_request)
         },
         {
           # Without ec2:CreateAction these credentials could tag any instance and then end it.
@@ -90,7 +112,7 @@ locals {
           Action   = "ec2:CreateTags"
           Resource = local.launched
           Condition = {
-            StringEquals = { "ec2:CreateAction" = "RunInstances" }
+            StringEquals = merge({ "ec2:CreateAction" = "RunInstances" }, local.scope_request)
             Null         = { "aws:RequestTag/${local.owner_tag}" = "false" }
           }
         },
@@ -114,10 +136,10 @@ locals {
           Effect   = "Allow"
           Action   = ["ec2:CreateTags", "ec2:DeleteTags"]
           Resource = "${local.ec2_arn}:instance/*"
-          Condition = {
+          Condition = merge({
             Null                        = { "aws:ResourceTag/${local.owner_tag}" = "false", "aws:TagKeys" = "false" }
             "ForAllValues:StringEquals" = { "aws:TagKeys" = [local.reap_candidate] }
-          }
+          }, local.scoped_owned)
         },
         local.never_keep,
         {
@@ -125,9 +147,56 @@ locals {
           Effect    = "Allow"
           Action    = "ec2:TerminateInstances"
           Resource  = "${local.ec2_arn}:instance/*"
-          Condition = { Null = { "aws:ResourceTag/${local.owner_tag}" = "false" } }
+          Condition = merge({ Null = { "aws:ResourceTag/${local.owner_tag}" = "false" } }, local.scoped_owned)
+        },
+        {
+          # The operator's keep tag: nothing these credentials run ends such an instance (the hook
+          # and reap leave it alone; this holds should either ever not).
+          Sid       = "NeverEndAKeptInstance"
+          Effect    = "Deny"
+          Action    = "ec2:TerminateInstances"
+          Resource  = "*"
+          Condition = { Null = { "aws:ResourceTag/${local.keep_tag}" = "false" } }
         },
       ],
+      length(var.instance_types) > 0 ? [
+        {
+          Sid       = "LaunchOnlyTheseTypes"
+          Effect    = "Deny"
+          Action    = "ec2:RunInstances"
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { StringNotEquals = { "ec2:InstanceType" = var.instance_types } }
+        },
+      ] : [],
+      var.require_imdsv2 ? [
+        {
+          # A job is root on its instance: with IMDSv1 or a longer hop limit its containers reach
+          # the instance profile's credentials. Evaluated on the launch as the template completes it.
+          Sid       = "LaunchOnlyWithImdsV2"
+          Effect    = "Deny"
+          Action    = "ec2:RunInstances"
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { StringNotEquals = { "ec2:MetadataHttpTokens" = "required" } }
+        },
+        {
+          Sid       = "LaunchOnlyWithHopLimitOne"
+          Effect    = "Deny"
+          Action    = "ec2:RunInstances"
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { NumericGreaterThan = { "ec2:MetadataHttpPutResponseHopLimit" = "1" } }
+        },
+      ] : [],
+      [
+        {
+          # The hook and the ephemeral module's template encrypt every volume; an unencrypted one is refused.
+          Sid       = "LaunchOnlyEncryptedVolumes"
+          Effect    = "Deny"
+          Action    = "ec2:RunInstances"
+          Resource  = "${local.ec2_arn}:volume/*"
+          Condition = { Bool = { "ec2:Encrypted" = "false" } }
+        },
+      ],
+      local.kms_statements,
       length(var.instance_role_arns) > 0 ? [
         {
           Sid       = "PassInstanceRoleToEc2"
@@ -223,12 +292,12 @@ locals {
         Action   = "ec2:DeleteTags"
         Resource = "*"
         Condition = {
-          Null                           = { "aws:ResourceTag/${local.host_key_tag}" = "false" }
+          Null                          = { "aws:ResourceTag/${local.host_key_tag}" = "false" }
           "ForAnyValue:StringNotEquals" = { "aws:TagKeys" = [local.reap_candidate] }
         }
       },
       local.never_keep,
-    ], local.ledger_statements)
+    ], local.kms_statements, local.ledger_statements)
   }
 
   # ---------------------------------------------------------------- the ledger alone

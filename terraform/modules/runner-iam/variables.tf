@@ -55,6 +55,38 @@ variable "launch_template_ids" {
   default     = []
 }
 
+variable "scope_tags" {
+  type        = map(string)
+  description = "kind: ec2: tag pairs every instance of this deployment carries; put the same pairs in the hook's provider.tags. Launches must set them, and only instances that carry them may be ended or marked by reap, so runner hosts of another deployment (another policy, other pairs) cannot end this one's instances. Empty: any instance with the hook's owner tag in the account and region."
+  default     = {}
+  validation {
+    condition     = alltrue([for k, v in var.scope_tags : length(k) >= 1 && length(k) <= 128 && !startswith(k, "aws:") && !startswith(k, "remote-container-hooks:") && length(v) >= 1 && length(v) <= 256])
+    error_message = "scope_tags keys must be 1-128 characters, not starting with aws: or remote-container-hooks: (the hook's own tags), and values 1-256 characters (the hook sends no empty tag value)."
+  }
+}
+
+variable "instance_types" {
+  type        = list(string)
+  description = "kind: ec2: the instance types launches may use (provider.instanceTypes, or the launch template's). Empty: any type."
+  default     = []
+}
+
+variable "require_imdsv2" {
+  type        = bool
+  description = "kind: ec2: deny a launch whose instance would not require IMDSv2 tokens with a PUT response hop limit of 1 (the hook sets both when the launch template does not; the ephemeral module's template sets both)."
+  default     = true
+}
+
+variable "kms_key_arns" {
+  type        = list(string)
+  description = "Customer-managed KMS keys that encrypt the instances' volumes (kind ec2: the launch template's or the account's default EBS key; kind ec2-pool: the pool's kms_key_arn, for starting stopped members): the grants EC2 needs to use them, only through EC2. Empty: AWS-managed keys only."
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.kms_key_arns : can(regex("^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", a))])
+    error_message = "kms_key_arns must be KMS key ARNs (arn:aws:kms:<region>:<account>:key/<id>)."
+  }
+}
+
 variable "instance_role_arns" {
   type        = list(string)
   description = "kind: ec2: roles of the instance profiles a launch template gives the instances (iam:PassRole, only to EC2). Empty: no PassRole."
