@@ -97,10 +97,15 @@ function checkAncestors(path: string, me: number, hint: string): void {
   }
 }
 
+/** The check ensurePrivateDir makes of a missing folder's place before it creates it: throws what it would. */
+export function checkPrivatePlace(path: string, hint = DEFAULT_HINT): void {
+  checkAncestors(path, process.geteuid?.() ?? 0, hint)
+}
+
 /** The folder, created 0700 if missing, else checked; nothing is read from or written to it unless this passes. */
 export function ensurePrivateDir(path: string, hint = DEFAULT_HINT): string {
   if (checkPrivateDir(path, hint)) return path
-  checkAncestors(path, process.geteuid?.() ?? 0, hint)
+  checkPrivatePlace(path, hint)
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 })
   } catch (e) {

@@ -14,7 +14,8 @@ export function newStepMarker(): string {
   return randomBytes(16).toString('hex')
 }
 
-// $1 = NAME=value to look for, $2 = grace in tenths of a second. Prints nothing; exits 0.
+// $1 = NAME=value to look for, $2 = grace in tenths of a second. Prints nothing; exits 0 once no
+// process of the step is left, 3 when some outlived every KILL (the VM did not let them go).
 // The grace is counted in time (hundredths since boot from /proc/uptime, read without a fork), not
 // in turns: on a loaded VM each turn's forks stretched a 2 s grace past the runner's SIGTERM. Where
 // /proc/uptime cannot be read, turns are counted as before.
@@ -30,19 +31,21 @@ while :; do
   sleep 0.1; ps=$(hit); [ -n "$ps" ] || exit 0
 done
 for i in 1 2 3 4 5; do ps=$(hit); [ -n "$ps" ] || exit 0; kill -KILL $ps 2>/dev/null; sleep 0.1; done
-exit 0`
+ps=$(hit); [ -n "$ps" ] || exit 0
+exit 3`
 
 // The same in node, for images without sh or grep. argv: marker record, grace in tenths (counted in time).
 const JS = `const fs=require('fs');const want=Buffer.from('\\0'+process.argv[1]+'\\0');const n=+process.argv[2];
 const hit=()=>fs.readdirSync('/proc').filter((p)=>/^\\d+$/.test(p)&&+p!==process.pid).filter((p)=>{try{return Buffer.concat([Buffer.from([0]),fs.readFileSync('/proc/'+p+'/environ')]).includes(want)}catch{return false}}).map(Number);
 const kill=(ps,s)=>ps.forEach((p)=>{try{process.kill(p,s)}catch{}});
 const wait=(ms)=>new Promise((r)=>setTimeout(r,ms));
-(async()=>{kill(hit(),'SIGTERM');const end=Date.now()+n*100;while(Date.now()<end){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}})()`
+(async()=>{kill(hit(),'SIGTERM');const end=Date.now()+n*100;while(Date.now()<end){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}if(hit().length)process.exitCode=3})()`
 
 /** Node binaries the runner's externals may hold, mounted at /__e in the job container. */
 const EXTERNAL_NODES = ['/__e/node20/bin/node', '/__e/node24/bin/node', '/__e/node20_alpine/bin/node', '/__e/node16/bin/node']
 
-async function runAsRoot(engine: Engine, container: string, cmd: string[], limitMs: number): Promise<number | null> {
+/** The stop script's exit code, 'running' when it had not ended at the limit, null when it could not be run. */
+async function runAsRoot(engine: Engine, container: string, cmd: string[], limitMs: number): Promise<number | 'running' | null> {
   try {
     const { data } = await engine.call<{ Id: string }>(
       'POST',
@@ -52,7 +55,7 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
     )
     const execId = idFrom(data, 'exec create (stop the step)')
     await engine.call('POST', `/exec/${execId}/start`, { Detach: true }, 'exec start (stop the step)')
-    // Still running at the limit counts as done: the stop script ends itself after its last KILL.
+    // Still running at the limit: the stop script ends itself after its last KILL, but nothing saw the step's processes go.
     const stillRunning = new Error('still running')
     return await waitUntil(
       async () => {
@@ -66,7 +69,7 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
       },
       { timeoutMs: limitMs, minDelayMs: 20, maxDelayMs: 200, jitter: false, onTimeout: () => stillRunning }
     ).catch((e: unknown) => {
-      if (e === stillRunning) return 0
+      if (e === stillRunning) return 'running' as const
       throw e
     })
   } catch {
@@ -74,15 +77,23 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
   }
 }
 
-/** Signals every process of the step in `container` (TERM, then KILL after graceMs); resolves when done. */
-export async function stopMarked(engine: Engine, container: string, marker: string, graceMs: number): Promise<void> {
+/**
+ * Signals every process of the step in `container` (TERM, then KILL after graceMs). Resolves true
+ * once a stop script saw none of them left, false when none could say so (the VM's docker, where
+ * the job is root, refused the execs, or processes outlived every KILL, or the script had not ended).
+ */
+export async function stopMarked(engine: Engine, container: string, marker: string, graceMs: number): Promise<boolean> {
   const tenths = String(Math.max(0, Math.round(graceMs / 100)))
   const record = `${STEP_MARKER}=${marker}`
   const limit = graceMs + 5000
   const code = await runAsRoot(engine, container, ['sh', '-c', STOP_SH, 'sh', record, tenths], limit)
-  if (code === 0) return
+  if (code === 0) return true
+  if (code === 3 || code === 'running') return false
   // No usable shell or grep in the image (exec failed to start, or 126/127): try the runner's node.
   for (const node of EXTERNAL_NODES) {
-    if ((await runAsRoot(engine, container, [node, '-e', JS, record, tenths], limit)) === 0) return
+    const n = await runAsRoot(engine, container, [node, '-e', JS, record, tenths], limit)
+    if (n === 0) return true
+    if (n === 3 || n === 'running') return false
   }
+  return false
 }

@@ -101,11 +101,7 @@ export async function execStep(
   // A start whose answer failed may still have reached docker, and a step whose stream or exit
   // status failed may still run: whatever it started is stopped before the failure is told (the
   // handler then pulls back what it wrote), as shellStep does. A cancel's stop keeps its grace.
-  const stopped = (grace: number): Promise<boolean> =>
-    stopMarked(engine, spec.container, markerOf(spec), grace).then(
-      () => true,
-      () => false
-    )
+  const stopped = (grace: number): Promise<boolean> => stopMarked(engine, spec.container, markerOf(spec), grace).catch(() => false)
   try {
     started = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out, signal)
   } catch (e) {
@@ -178,21 +174,19 @@ async function follow(
   const marker = markerOf(spec)
   const onAbort = async (): Promise<StepStop> => {
     cancelled = true
+    // Told 'stopped' only when a stop pass saw none of the step's processes left: the output's end
+    // alone proves nothing (a stream the VM drops, or one that ended before the processes did).
+    let confirmed = false
     // Every process the step started, not just its first: children, grandchildren and orphans.
     // Another pass if the output has not ended: a process may have been forked during the first.
-    return retry(
+    await retry(
       async (pass) => {
-        await stopMarked(engine, spec.container, marker, pass === 1 ? graceMs : 0)
+        if (await stopMarked(engine, spec.container, marker, pass === 1 ? graceMs : 0)) confirmed = true
         if (!(await settlesWithin(ended, 1000))) throw new Error('the step is still running')
       },
       { attempts: 3, minDelayMs: 0, jitter: false }
-    ).then(
-      (): StepStop => 'stopped',
-      (): StepStop => {
-        onStuck?.()
-        return 'unconfirmed'
-      }
-    )
+    ).catch(() => onStuck?.())
+    return confirmed ? 'stopped' : 'unconfirmed'
   }
   // Set by the abort listener (a field, so the check below is not narrowed to its initial null).
   const stopping: { done: Promise<StepStop> | null } = { done: null }

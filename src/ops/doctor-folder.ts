@@ -3,7 +3,7 @@
 // when the nearest folder above it lets this user make it, as the hook will.
 import { accessSync, constants, existsSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { checkPrivateDir } from '../private-fs'
+import { checkPrivateDir, checkPrivatePlace } from '../private-fs'
 
 export type FolderState = { ok: true; made: boolean; detail: string } | { ok: false; detail: string }
 
@@ -23,6 +23,8 @@ const writable = (path: string): boolean => {
 export function privateFolderState(dir: string, hint: string, maker: string): FolderState {
   if (checkPrivateDir(dir, hint))
     return writable(dir) ? { ok: true, made: true, detail: 'private and writable' } : { ok: false, detail: 'is not writable by this user' }
+  // The folders it would be made in, as the hook checks them before it makes it.
+  checkPrivatePlace(dir, hint)
   let up = dirname(dir)
   while (!existsSync(up) && up !== dirname(up)) up = dirname(up)
   return writable(up)

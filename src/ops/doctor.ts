@@ -132,12 +132,6 @@ const agentSocketBytes = (): number =>
   Buffer.byteLength(agentSocket(localDirOf(hookLocalRoot(), 'f'.repeat(16), 'f'.repeat(16)), { user: '', host: '', port: 0 }))
 
 /**
- * The runner-host programs the hook starts, found as the hook finds them: rsync always (the first
- * copy); ssh only when the job runs without its agent, which otherwise carries the copy itself
- * (slower). A TMPDIR too long for the agent's socket makes every job run without it, and fails
- * every ec2-pool job (the agent renews the member's lease).
- */
-/**
  * The log file's folder: every hook command makes or checks it before anything else, so one the
  * runner user cannot make (a folder under /var/log) fails every command of every job.
  */
@@ -157,10 +151,18 @@ export function logFileCheck(file: string, byDefault: boolean): CheckResult {
       }
     return { ...base, status: 'fail', detail: `${file}: folder ${dir} ${folder.detail}: every hook command would fail`, fix }
   } catch (e) {
-    return { ...base, status: 'fail', detail: `${file}: ${formatError(e)}`, fix }
+    // The hook's own check refuses the folder or a folder above it (another user's, a symlink, open to all).
+    const refused = `make ${dir} a real folder of the runner user (mode 0700) in folders only root or that user can change, or set log.file elsewhere`
+    return { ...base, status: 'fail', detail: `${file}: ${formatError(e)}`, fix: refused }
   }
 }
 
+/**
+ * The runner-host programs the hook starts, found as the hook finds them: rsync always (the first
+ * copy); ssh only when the job runs without its agent, which otherwise carries the copy itself
+ * (slower). A TMPDIR too long for the agent's socket makes every job run without it, and fails
+ * every ec2-pool job (the agent renews the member's lease).
+ */
 export function localChecks(
   config: Pick<Config, 'tools' | 'agent' | 'provider'>,
   found = resolveTools(config.tools, NO_JOB),

@@ -65,6 +65,9 @@ interface Live {
   kept?: boolean
 }
 
+/** How long a release after the runner's cancel looks for the keep tag before it terminates. */
+const KEEP_LOOK_AFTER_CANCEL_MS = 2000
+
 /** What the hook says of an instance it leaves running for the keep tag. */
 const keptNote = (id: string): string =>
   `${id} carries ${TAG_KEEP}: left running (its fleet reservation stays open until it ends; terminate it by hand when done)`
@@ -499,20 +502,24 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
    * it afterwards). A keep that cannot be read does not keep it: no instance is left by a failed look.
    */
   async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
-    const kept = await asCleanup(env.signal, (signal) => this.keptNow(lease.instanceId, signal)).catch(() => false)
+    // After a cancel, one short look: the runner kills the hook soon, and the terminate must go out first.
+    const quick = env.signal.aborted
+    const kept = await asCleanup(env.signal, (signal) =>
+      this.keptNow(lease.instanceId, quick ? AbortSignal.any([signal, AbortSignal.timeout(KEEP_LOOK_AFTER_CANCEL_MS)]) : signal, quick)
+    ).catch(() => false)
     if (kept) return env.log.progress(keptNote(lease.instanceId))
     await this.terminateAndSettle({ id: lease.instanceId, reservation: lease.reservation }, env)
   }
 
   /** Whether the instance carries the keep tag now. */
-  private async keptNow(id: string, signal: AbortSignal): Promise<boolean> {
+  private async keptNow(id: string, signal: AbortSignal, once: boolean): Promise<boolean> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
         client.send(new sdk.DescribeInstancesCommand({ InstanceIds: [id], Filters: [{ Name: 'tag-key', Values: [TAG_KEEP] }] }), {
           abortSignal: signal
         }),
-      { attempts: 3, minDelayMs: 300, maxDelayMs: 2000, signal, retryable: isRetryableAwsError }
+      { attempts: once ? 1 : 3, minDelayMs: 300, maxDelayMs: 2000, signal, retryable: isRetryableAwsError }
     )
     return (res.Reservations ?? []).some((r) =>
       (r.Instances ?? []).some((i) => i.InstanceId === id && (i.Tags ?? []).some((t) => t.Key === TAG_KEEP))

@@ -832,9 +832,9 @@ export function poolHookConfig(pool: Pick<Pool, 'endpoint' | 'name'>, identityFi
       user: 'tag:rch-user',
       identityFile,
       connect: { address: `tag:${ENDPOINT_TAG}` },
-      // The tests follow members across jobs (scrub, reuse, takeover); the hook's default is 1.
-      reuse: { maxJobsPerVm: 20 },
-      ...provider
+      ...provider,
+      // The tests (and the demo) follow members across jobs (scrub, reuse, takeover); the hook's default is 1.
+      reuse: { maxJobsPerVm: 20, ...(provider.reuse as Record<string, unknown> | undefined) }
     },
     remote: { workRoot: '~/rch' }
   }

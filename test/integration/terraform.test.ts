@@ -864,8 +864,11 @@ describe('IAM policies', () => {
       Condition: { StringNotEquals: { 'ec2:InstanceType': ['t3.large'] } }
     })
     expect(bySid(scoped, 'UseVolumeKeysThroughEc2').Condition).toEqual({
-      StringEquals: { 'kms:ViaService': 'ec2.eu-west-1.amazonaws.com' },
-      Bool: { 'kms:GrantIsForAWSResource': 'true' }
+      StringEquals: { 'kms:ViaService': 'ec2.eu-west-1.amazonaws.com' }
+    })
+    expect(bySid(scoped, 'GrantVolumeKeysToEc2')).toMatchObject({
+      Action: 'kms:CreateGrant',
+      Condition: { StringEquals: { 'kms:ViaService': 'ec2.eu-west-1.amazonaws.com' }, Bool: { 'kms:GrantIsForAWSResource': 'true' } }
     })
     // Control: without scope_tags no statement names a deployment tag, and no empty condition block is written (IAM refuses one).
     const plain = (await renderPolicies(TF)).ec2

@@ -38,9 +38,19 @@ jest.mock('../../src/providers/ec2-api', () => {
     ].map((n) => [`${n}Command`, command(n)])
   )
   const client = {
-    send: async (cmd: { name: string; input: unknown }) => {
+    // As the SDK does, an abortSignal given with the call ends an answer still awaited.
+    send: async (cmd: { name: string; input: unknown }, opts?: { abortSignal?: AbortSignal }) => {
       fake.calls.push({ name: cmd.name, input: cmd.input })
-      return fake.answer(cmd.name, cmd.input)
+      const answer = Promise.resolve(fake.answer(cmd.name, cmd.input))
+      const signal = opts?.abortSignal
+      if (!signal) return answer
+      return Promise.race([
+        answer,
+        new Promise((_, reject) => {
+          if (signal.aborted) reject(new Error('aborted'))
+          signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true })
+        })
+      ])
     }
   }
   return { ...actual, ec2Client: async () => ({ sdk, client }) }
@@ -641,6 +651,20 @@ describe('acquire against a scripted EC2', () => {
       await plain.provider.release(lease, null, plain.job.jobId, plain.env)
       expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
       expect(plain.fleet.calls).toEqual([{ op: 'settle', id: 'res-9', opts: undefined }])
+
+      // After the runner's cancel the look is one short try: an EC2 that holds it back does not keep the terminate waiting.
+      const held = setup(
+        {},
+        () => launched('i-0123456789abcdef0'),
+        (name, input) => (name === 'DescribeInstances' && input.InstanceIds ? new Promise(() => undefined) : undefined)
+      )
+      const cancel = new AbortController()
+      cancel.abort('SIGINT')
+      const t0 = Date.now()
+      await held.provider.release(lease, null, held.job.jobId, { ...held.env, signal: cancel.signal })
+      expect(Date.now() - t0).toBeLessThan(4000)
+      expect(fake.calls.filter((c) => c.name === 'DescribeInstances')).toHaveLength(1)
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
 
       // A look that fails does not keep the instance: it is terminated as before.
       const blind = setup(

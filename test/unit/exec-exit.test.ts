@@ -24,7 +24,8 @@ function quietEngine(runsMs: number): Engine & { polls: number; stops: number } 
       if (path.endsWith('/json')) {
         e.polls++
         const running = Date.now() - endedAt < runsMs
-        return { status: 200, data: { Running: running, ExitCode: running ? null : 3 } }
+        // The step exits 3; a stop exec (after the first stop) reports none of the step's processes left.
+        return { status: 200, data: { Running: running, ExitCode: running ? null : e.stops > 0 ? 0 : 3 } }
       }
       return { status: 201, data: { Id: ID } }
     },
@@ -85,6 +86,25 @@ test('a cancel while the process outlives its output stops it, and the step ends
   await step
   expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
   expect(engine.stops).toBeGreaterThanOrEqual(1)
+})
+
+// The note a cancel leaves says the step's processes were stopped only when a stop pass saw none
+// left: here the VM's docker refuses every stop exec, and the output had ended before the cancel.
+test('a cancel whose stop execs the VM refuses, while the process outlives its output: cancelled, the stop told unconfirmed', async () => {
+  const engine = quietEngine(Infinity)
+  const call = engine.call.bind(engine)
+  engine.call = (async (m: string, path: string, body?: { User?: string }) => {
+    if (body?.User === '0') throw new Error('409 exec refused')
+    return call(m, path, body as never)
+  }) as Engine['call']
+  const cancel = new AbortController()
+  let res: unknown = null
+  const step = execStep({} as Remote, engine, SPEC, OUT, cancel.signal, 100).then((r) => (res = r))
+  await jest.advanceTimersByTimeAsync(60_000)
+  cancel.abort('SIGINT')
+  await jest.advanceTimersByTimeAsync(60_000)
+  await step
+  expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'unconfirmed' })
 })
 
 describe("the exit status is the VM docker's word, and the job is root there", () => {

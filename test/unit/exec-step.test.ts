@@ -56,7 +56,7 @@ test('a cancel the engine does not answer ends the step as cancelled within the 
   )
   clearTimeout(streaming)
   expect(during).not.toBe(normal) // positive control: V8's marking was paused while the output streamed
-  expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'unconfirmed' })
+  expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
   expect(engine.stops).toBeGreaterThanOrEqual(1)
   expect(engine.closed).toBe(1)
   expect(Date.now() - t0).toBeLessThan(15_000)

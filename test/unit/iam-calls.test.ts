@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { OPEN_INDEX } from '../../src/fleet/ledger-table'
+import { ConfigSchema, type Ec2Config } from '../../src/config'
 import * as ec2Plan from '../../src/providers/ec2-plan'
 import * as poolPlan from '../../src/providers/pool-plan'
 
@@ -369,9 +370,20 @@ const VOLUME_KEY_ACTIONS = [
   'kms:ReEncrypt*'
 ] as const
 
-test.each(['ec2', 'pool'] as const)('the %s policy uses volume keys only through EC2, for grants to AWS resources', (name) => {
+test.each(['ec2', 'pool'] as const)('the %s policy uses volume keys only through EC2, and grants them only to AWS resources', (name) => {
   const kms = POLICIES[name].filter((s) => s.actions.some((a) => a.startsWith('kms:')))
-  expect(kms.map((s) => [s.sid, s.effect, s.actions])).toEqual([['UseVolumeKeysThroughEc2', 'Allow', [...VOLUME_KEY_ACTIONS]]])
+  expect(kms.map((s) => [s.sid, s.effect, s.actions])).toEqual([
+    ['UseVolumeKeysThroughEc2', 'Allow', VOLUME_KEY_ACTIONS.filter((a) => a !== 'kms:CreateGrant')],
+    ['GrantVolumeKeysToEc2', 'Allow', ['kms:CreateGrant']]
+  ])
+  for (const s of kms) expect({ sid: s.sid, viaEc2: s.condition.includes('kms:ViaService') }).toEqual({ sid: s.sid, viaEc2: true })
+  // kms:GrantIsForAWSResource is only in the request of the grant calls: on any other action the
+  // key is absent and a statement conditioned on it never allows anything.
+  for (const s of POLICIES[name].filter((x) => x.condition.includes('kms:GrantIsForAWSResource')))
+    expect({ sid: s.sid, actions: s.actions.filter((a) => !/^kms:(CreateGrant|ListGrants|RevokeGrant)$/.test(a)) }).toEqual({
+      sid: s.sid,
+      actions: []
+    })
 })
 
 test.each(['ec2', 'pool', 'ledger'] as const)('the %s policy grants no action that no call of its features needs', (name) => {
@@ -421,4 +433,39 @@ test('every tag key written or deleted after a launch is allowed, and none is de
   expect(tagRefusal(POLICIES.pool, 'ec2:CreateTags', poolPlan.TAG_HOST_KEY)).not.toBeNull()
   expect(tagRefusal(POLICIES.ec2, 'ec2:CreateTags', ec2Plan.TAG_KEEP)).not.toBeNull()
   expect(tagRefusal(POLICIES.pool, 'ec2:DeleteTags', poolPlan.TAG_JOBS)).not.toBeNull()
+})
+
+// The Denies of the ec2 policy hold the launch to what the hook sends anyway: a launch of the hook's
+// own must never be refused by them (doctor's DryRun would show it, every job would fail).
+test("the hook's own launch meets the launch Denies: IMDSv2 tokens and a hop limit of 1 stated, the root volume encrypted; the ephemeral template states the same", () => {
+  const denies = POLICIES.ec2.filter((s) => s.effect === 'Deny' && s.actions.includes('ec2:RunInstances')).map((s) => s.sid)
+  expect(denies.sort()).toEqual(
+    [
+      'LaunchOnlyEncryptedVolumes',
+      'LaunchOnlyTheseTypes',
+      'LaunchOnlyWithAStatedHopLimit',
+      'LaunchOnlyWithHopLimitOne',
+      'LaunchOnlyWithImdsV2'
+    ].sort()
+  )
+  const cfg = ConfigSchema.parse({
+    provider: { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123456789abcdef0', instanceTypes: ['t3.large'] },
+    remote: { workRoot: '/srv/rch' }
+  }).provider as Ec2Config
+  for (const attempt of ec2Plan.launchPlan(cfg)) {
+    const input = ec2Plan.runInstancesInput(
+      cfg,
+      attempt,
+      { rootDevice: '/dev/xvda', templateSetsMetadata: false },
+      { token: 't', userData: '', tags: [] }
+    )
+    expect(input.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpPutResponseHopLimit: 1 })
+    expect(input.BlockDeviceMappings?.map((m) => m.Ebs?.Encrypted)).toEqual([true])
+    expect(input.InstanceType).toBe('t3.large')
+  }
+  // A template that states metadata options decides them: the module's states both, and encrypts.
+  const template = read('terraform/modules/ephemeral/main.tf')
+  expect(template).toMatch(/http_tokens\s*=\s*"required"/)
+  expect(template).toMatch(/http_put_response_hop_limit\s*=\s*1\n/)
+  expect(template).toMatch(/encrypted\s*=\s*true/)
 })

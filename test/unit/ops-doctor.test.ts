@@ -2,12 +2,13 @@
 // for each way SSH fails, and the AWS checks against a fake EC2/Auto Scaling client (which calls
 // are made, that they are dry runs, and how each answer is read).
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TransportError } from '../../src/errors'
 import { runOpCommand } from '../../src/ops/cli'
 import { apiAtLeast, machineChecks, sshFix } from '../../src/ops/doctor-machine'
-import { localChecks } from '../../src/ops/doctor'
+import { localChecks, logFileCheck } from '../../src/ops/doctor'
+import { ensurePrivateDir } from '../../src/private-fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { nameOwnerId, ownerId } from '../../src/labels'
 
@@ -389,5 +390,25 @@ describe('the runner-host tools doctor checks', () => {
       ['local ssh', 'pass'],
       ['local rsync', 'pass']
     ])
+  })
+})
+
+// doctor's word on the log folder must be the hook's: a folder not made yet is judged by where it
+// would be made, as the hook judges it before making it.
+describe("doctor's log file row", () => {
+  it('a folder to be made under a folder anyone may write (no sticky bit) fails, as the hook refuses it; with the sticky bit it passes', () => {
+    const open = join(tempDir(), 'open')
+    mkdirSync(open)
+    chmodSync(open, 0o777)
+    const file = join(open, 'logs', 'hook.log')
+    const row = logFileCheck(file, false)
+    expect(row).toMatchObject({ status: 'fail', check: 'log file' })
+    expect(row.detail).toContain('is writable by all users without the sticky bit')
+    expect(row.fix).toMatch(/a real folder of the runner user \(mode 0700\)/)
+    // Positive control: the hook refuses the same place, and makes nothing there.
+    expect(() => ensurePrivateDir(join(open, 'logs'), 'set log.file')).toThrow(/without the sticky bit/)
+    expect(existsSync(join(open, 'logs'))).toBe(false)
+    chmodSync(open, 0o1777)
+    expect(logFileCheck(file, false)).toMatchObject({ status: 'pass', detail: expect.stringContaining('not created yet') })
   })
 })

@@ -40,3 +40,25 @@ test('a step that ignores TERM is killed once the grace is over, however slow ea
     stubborn.kill('SIGKILL')
   }
 })
+
+// A process the script cannot end (here the init of a pid namespace, which ignores KILL from inside
+// it, as a VM where the job is root can arrange): the script says so (exit 3), so a cancel's note
+// does not claim the step's processes were stopped. Control: the same with only a killable process
+// marked exits 0.
+test.each([
+  ['the namespace init carries the marker (unkillable from inside)', true, 3],
+  ['only a killable child carries it (control)', false, 0]
+])('a marked process that outlives every KILL makes the script exit 3: %s', (_name, initMarked, code) => {
+  const value = randomBytes(8).toString('hex')
+  const inner = initMarked
+    ? `trap '' TERM; sleep 30 & env -u RCH_STEP sh -c "$1" sh "RCH_STEP=$2" 2; echo "code=$?"`
+    : `trap '' TERM; env RCH_STEP="$2" sleep 30 & sh -c "$1" sh "RCH_STEP=$2" 2; echo "code=$?"`
+  const r = spawnSync(
+    'unshare',
+    ['--pid', '--fork', '--mount-proc', 'env', ...(initMarked ? [`RCH_STEP=${value}`] : []), 'sh', '-c', inner, 'sh', STOP_SH, value],
+    {
+      timeout: 30_000
+    }
+  )
+  expect({ out: r.stdout.toString().trim(), stderr: r.stderr.toString() }).toEqual({ out: `code=${code}`, stderr: '' })
+})

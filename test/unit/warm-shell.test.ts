@@ -360,7 +360,7 @@ describe.each(SHELLS)('steps through the shell (%s)', (_name, argv) => {
       cancel.signal,
       100
     )
-    expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'unconfirmed' })
+    expect(res).toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
     expect(Date.now() - t0).toBeLessThan(8000)
     expect(engine.stops).toBeGreaterThanOrEqual(1)
     expect(s.alive).toBe(false)

@@ -51,18 +51,29 @@ locals {
 
   # Encrypted volumes under a customer-managed key: EC2 uses the key on the caller's behalf (a
   # grant for the volume), never the caller directly.
-  kms_statements = length(var.kms_key_arns) > 0 ? [
+  # (A for expression, not a conditional: the two statements differ in shape, which a conditional
+  # between them and an empty list cannot unify.)
+  kms_statements = [for st in [
     {
-      Sid      = "UseVolumeKeysThroughEc2"
+      Sid       = "UseVolumeKeysThroughEc2"
+      Effect    = "Allow"
+      Action    = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*"]
+      Resource  = var.kms_key_arns
+      Condition = { StringEquals = { "kms:ViaService" = "ec2.${var.region}.amazonaws.com" } }
+    },
+    {
+      # kms:GrantIsForAWSResource exists on the grant calls only: on the others it is absent, and
+      # the condition would never hold.
+      Sid      = "GrantVolumeKeysToEc2"
       Effect   = "Allow"
-      Action   = ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncrypt*"]
+      Action   = "kms:CreateGrant"
       Resource = var.kms_key_arns
       Condition = {
         StringEquals = { "kms:ViaService" = "ec2.${var.region}.amazonaws.com" }
         Bool         = { "kms:GrantIsForAWSResource" = "true" }
       }
     },
-  ] : []
+  ] : st if length(var.kms_key_arns) > 0]
 
   # ---------------------------------------------------------------- kind: ec2
   # This deployment's tag pairs (scope_tags): set by every launch, required of every instance these
@@ -185,10 +196,19 @@ locals {
           Resource  = "${local.ec2_arn}:instance/*"
           Condition = { NumericGreaterThan = { "ec2:MetadataHttpPutResponseHopLimit" = "1" } }
         },
+        {
+          # A hop limit left unstated is the AMI's or the account's default, which can be 2: it must be stated.
+          Sid       = "LaunchOnlyWithAStatedHopLimit"
+          Effect    = "Deny"
+          Action    = "ec2:RunInstances"
+          Resource  = "${local.ec2_arn}:instance/*"
+          Condition = { Null = { "ec2:MetadataHttpPutResponseHopLimit" = "true" } }
+        },
       ] : [],
       [
         {
-          # The hook and the ephemeral module's template encrypt every volume; an unencrypted one is refused.
+          # The hook and the ephemeral module's template encrypt the root volume; a volume marked
+          # unencrypted (an AMI's extra mapping of an unencrypted snapshot, say) is refused.
           Sid       = "LaunchOnlyEncryptedVolumes"
           Effect    = "Deny"
           Action    = "ec2:RunInstances"

@@ -73,7 +73,7 @@ variable "instance_types" {
 
 variable "require_imdsv2" {
   type        = bool
-  description = "kind: ec2: deny a launch whose instance would not require IMDSv2 tokens with a PUT response hop limit of 1 (the hook sets both when the launch template does not; the ephemeral module's template sets both)."
+  description = "kind: ec2: deny a launch whose instance would not require IMDSv2 tokens, or whose PUT response hop limit is over 1 or not stated (the hook sets both when the launch template states no metadata options; the ephemeral module's template sets both)."
   default     = true
 }
 
