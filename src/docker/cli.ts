@@ -26,6 +26,8 @@ export interface CreateSpec {
   mounts: MountSpec[]
   env: Record<string, string>
   createOptions: string[]
+  /** Where createOptions came from in the request, for a refusal's message (`args.container.createOptions`). */
+  optionsField?: string
   entrypoint: string | null
   args: string[]
   workdir: string | null

@@ -6,6 +6,7 @@ import { HookError } from '../errors'
 import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { escapeRe, HEX16 } from '../input-rules'
+import { LABEL_JOB, LABEL_OWNER } from '../labels'
 
 /** A shell glob matching exactly 16 lower-case hex digits. */
 export const HEX16_GLOB = '[0-9a-f]'.repeat(16)
@@ -60,9 +61,14 @@ export async function removeJobFolder(remote: Remote, workRoot: string, jobRoot:
   assertJobFolder(workRoot, jobRoot)
   const q = shq(jobRoot)
   const jobs = shq(`${workRoot}/jobs`)
+  // The job's image (the job chose it) runs as root here: labelled as the job's, so that if its
+  // `rm` never ends, the removal by labels that comes next (or the runner's next job) ends it; no
+  // network, and never a pull.
+  const [owner, jobId] = jobRoot.slice(jobRoot.lastIndexOf('/') + 1).split('-')
+  const run = `docker run --rm --pull never --network none --label ${shq(`${LABEL_OWNER}=${owner}`)} --label ${shq(`${LABEL_JOB}=${jobId}`)} --user 0 -v ${q}:/x --entrypoint rm`
   const helper = image
-    ? `docker run --rm --user 0 -v ${q}:/x --entrypoint rm ${shq(image)} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
-    : `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); [ -n "$img" ] && docker run --rm --user 0 -v ${q}:/x --entrypoint rm "$img" -rf /x/w >/dev/null 2>&1; rm -rf ${q}`
+    ? `${run} ${shq(image)} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
+    : `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); [ -n "$img" ] && ${run} "$img" -rf /x/w >/dev/null 2>&1; rm -rf ${q}`
   await check(
     remote,
     `if [ -L ${jobs} ]; then echo "${workRoot}/jobs is a symlink" >&2; exit 1; ` +

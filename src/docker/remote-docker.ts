@@ -186,7 +186,11 @@ export class RemoteDocker {
    */
   async create(spec: CreateSpec, scratchDir: string): Promise<string> {
     const body = createBody(spec)
-    if (!body) return createContainer(this.remote, spec, scratchDir)
+    if (!body) {
+      const id = await createContainer(this.remote, spec, scratchDir)
+      await this.createdAsAsked(id, spec)
+      return id
+    }
     const { data } = await this.engine.call<{ Id: string }>(
       'POST',
       `/containers/create?name=${seg(spec.name)}`,
@@ -196,6 +200,31 @@ export class RemoteDocker {
     if (typeof data?.Id !== 'string' || !CONTAINER_ID.test(data.Id))
       throw new UnexpectedAnswer(`docker create ${spec.image} returned no container id`)
     return data.Id
+  }
+
+  /**
+   * What the CLI made of the workflow's options. docker stops reading flags at the first word that
+   * is none, takes it for the image and the rest (the hook's labels too) for the command, so
+   * `options: --entrypoint sh busybox -c …` made a container outside the job's labels, which no
+   * cleanup would find. Such a container is removed, and the options refused. (A named volume the
+   * options mount, `-v cache:/cache`, is not the job's: kept across jobs, as a cache on a static host.)
+   */
+  private async createdAsAsked(id: string, spec: CreateSpec): Promise<void> {
+    const { data } = await this.engine.call<{
+      Config?: { Image?: unknown; Labels?: Record<string, unknown> | null }
+    }>('GET', `/containers/${seg(id)}/json`, undefined, `inspect ${spec.image}`)
+    const problems: string[] = []
+    const image = data?.Config?.Image
+    if (image !== spec.image)
+      problems.push(
+        `docker took ${JSON.stringify(typeof image === 'string' ? image : '')} for the image, not ${spec.image} (a word that is no flag stands where the image goes)`
+      )
+    const labels = data?.Config?.Labels ?? {}
+    const lost = Object.entries(spec.labels).filter(([k, v]) => labels[k] !== v)
+    if (lost.length) problems.push(`the container lacks the job's labels (${lost.map(([k]) => k).join(', ')})`)
+    if (!problems.length) return
+    await this.engine.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(() => undefined)
+    throw new InputError(`${spec.optionsField ?? 'createOptions'}: ${problems.join('; ')}; the container was removed`)
   }
 
   async start(id: string, what: string): Promise<void> {

@@ -220,6 +220,7 @@ export function planJob(args: PrepareJobArgs, facts: PlanFacts): JobPlan | null 
         mounts,
         env: baseEnv(c.environmentVariables),
         createOptions: options.get(c)!,
+        optionsField: `${field}.createOptions`,
         entrypoint: c.entryPoint || null,
         args: rejoinArgs(c.entryPointArgs),
         workdir: null,

@@ -89,6 +89,42 @@ test.each(['--label', '--env', '--'])(
   }
 )
 
+// docker create stops reading flags at the first word that is none: it takes that word for the
+// image and the rest, the hook's labels included, for the command. A container made so is outside
+// its job's labels, and no cleanup would find it.
+test.each([
+  ['a word taken for the image', (img: string) => `--label rch-test-hostile=1 --entrypoint sleep ${img} 600`],
+  ['the end of flags, then an image and a command', (img: string) => `--label rch-test-hostile=1 -- ${img} sleep 600`]
+])('options: with %s: the create is refused naming the field, the container removed, nothing left', async (_name, options) => {
+  const runner = newRunner(`hostile-word-${process.pid}`)
+  const createOptions = options(testImages.tiny)
+  // Positive control: docker itself makes a container without the labels from such an argv.
+  const probe = execFileSync(
+    'docker',
+    [
+      'create',
+      '--pull',
+      'never',
+      ...createOptions.replace('rch-test-hostile=1', 'rch-test-probe=1').split(' '),
+      '--label',
+      `${LABEL}.job=probe`,
+      testImages.tiny
+    ],
+    { encoding: 'utf8' }
+  ).trim()
+  foreign.push(probe)
+  expect(labelsOf(probe)[`${LABEL}.job`]).toBeUndefined()
+  const p = await runner.prepare({ container: runner.jobContainer(testImages.tiny, { createOptions }), services: [] })
+  expect(p.code).toBe(64)
+  expect(errorLines(p)).toEqual([
+    expect.stringMatching(
+      /^::error::args\.container\.createOptions: the container lacks the job's labels \(.*\); the container was removed$/
+    )
+  ])
+  expect(await dockerLines(['ps', '-aq', '--filter', 'label=rch-test-hostile=1'])).toEqual([])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
 test("a container that is not the job's, joined to the job's network: cleanup disconnects it and removes the network and the job folder", async () => {
   const runner = newRunner(`hostile-network-${process.pid}`)
   const p = await runner.prepare({

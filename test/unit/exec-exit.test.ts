@@ -96,7 +96,7 @@ test('a cancel whose stop execs the VM refuses, while the process outlives its o
   engine.call = (async (m: string, path: string, body?: { User?: string }) => {
     if (body?.User === '0') throw new Error('409 exec refused')
     return call(m, path, body as never)
-  }) as Engine['call']
+  })
   const cancel = new AbortController()
   let res: unknown = null
   const step = execStep({} as Remote, engine, SPEC, OUT, cancel.signal, 100).then((r) => (res = r))
