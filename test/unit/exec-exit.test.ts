@@ -93,10 +93,10 @@ test('a cancel while the process outlives its output stops it, and the step ends
 test('a cancel whose stop execs the VM refuses, while the process outlives its output: cancelled, the stop told unconfirmed', async () => {
   const engine = quietEngine(Infinity)
   const call = engine.call.bind(engine)
-  engine.call = (async (m: string, path: string, body?: { User?: string }) => {
+  engine.call = async (m: string, path: string, body?: { User?: string }) => {
     if (body?.User === '0') throw new Error('409 exec refused')
     return call(m, path, body as never)
-  })
+  }
   const cancel = new AbortController()
   let res: unknown = null
   const step = execStep({} as Remote, engine, SPEC, OUT, cancel.signal, 100).then((r) => (res = r))
