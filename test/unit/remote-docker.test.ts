@@ -1,7 +1,7 @@
 // The remote-docker layer against a recording remote: which Engine API requests and shell commands
 // each operation sends, what it makes of the answers (ids, counts, presence), that names and labels
 // reach a shell only quoted by shq, and that secrets never reach a command line.
-import { TransportError } from '../../src/errors'
+import { InputError, TransportError } from '../../src/errors'
 import { createBody, describeCounts, RemoteDocker, REMOVALS_AT_ONCE, settledInTurn } from '../../src/docker/remote-docker'
 import { EngineError } from '../../src/docker/engine'
 import { UnexpectedAnswer } from '../../src/remote/answer'
@@ -148,6 +148,11 @@ describe('containers', () => {
 
   it('create: labels, names and options reach the shell only as shq-quoted words; env values only on stdin', async () => {
     remote.onExec(/docker.*create/, { code: 0, stdout: `${ID('c')}\n` })
+    // Read back after a create through the CLI: the image and the job's labels as asked.
+    remote.onApi('GET', /^\/containers\/c+\/json$/, {
+      status: 200,
+      body: { Config: { Image: 'redis:7', Labels: labelMap(OWNER, JOB, RUNNER) } }
+    })
     await expect(docker.create(spec(), '/work/jobs/x')).resolves.toBe(ID('c'))
     expect(remote.execs).toHaveLength(1)
     const { command, stdin } = remote.execs[0]
@@ -162,6 +167,23 @@ describe('containers', () => {
     // positive control: the values were delivered, on stdin
     expect(stdin).toContain('PASSWORD=hunter2-secret')
     expect(stdin).toContain(`export CERT=${shq('line1\nline2-secret')}`)
+  })
+
+  // docker takes the first word of the options that is no flag for the image, and the hook's labels
+  // for the command: such a container is outside the job's cleanup.
+  it("create through the CLI of a container without the job's labels or with another image: removed, and the options refused naming the field", async () => {
+    remote.onExec(/docker.*create/, { code: 0, stdout: `${ID('c')}\n` })
+    remote.onApi('GET', /^\/containers\/c+\/json$/, { status: 200, body: { Config: { Image: 'busybox', Labels: { 'rch-test': '1' } } } })
+    remote.onApi('DELETE', /^\/containers\/c+\?force=1&v=1$/, { status: 204, body: null })
+    const err = await docker.create(spec({ optionsField: 'args.services.0.createOptions' }), '/work/jobs/x').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InputError)
+    expect((err as Error).message).toMatch(
+      /^args\.services\.0\.createOptions: docker took "busybox" for the image, not redis:7 .*; the container lacks the job's labels \(dev\.remote-container-hooks\.owner, .*\); the container was removed$/
+    )
+    expect(remote.api.map((a) => `${a.method} ${a.path.replace(/c{64}/, 'C')}`)).toEqual([
+      'GET /containers/C/json',
+      'DELETE /containers/C?force=1&v=1'
+    ])
   })
 
   it('create without options goes to the Engine API with the body docker create would send; env values only in that body', async () => {
