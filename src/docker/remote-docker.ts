@@ -210,16 +210,14 @@ export class RemoteDocker {
    * options mount, `-v cache:/cache`, is not the job's: kept across jobs, as a cache on a static host.)
    */
   private async createdAsAsked(id: string, spec: CreateSpec): Promise<void> {
-    const { data } = await this.engine.call<{
-      Config?: { Image?: unknown; Labels?: Record<string, unknown> | null }
-    }>('GET', `/containers/${seg(id)}/json`, undefined, `inspect ${spec.image}`)
+    const { Config: made } = await this.inspect(id)
     const problems: string[] = []
-    const image = data?.Config?.Image
+    const image: unknown = made.Image
     if (image !== spec.image)
       problems.push(
         `docker took ${JSON.stringify(typeof image === 'string' ? image : '')} for the image, not ${spec.image} (a word that is no flag stands where the image goes)`
       )
-    const labels = data?.Config?.Labels ?? {}
+    const labels = made.Labels ?? {}
     const lost = Object.entries(spec.labels).filter(([k, v]) => labels[k] !== v)
     if (lost.length) problems.push(`the container lacks the job's labels (${lost.map(([k]) => k).join(', ')})`)
     if (!problems.length) return

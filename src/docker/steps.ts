@@ -170,10 +170,8 @@ async function follow(
   onStuck?: () => void
 ): Promise<StepEnd> {
   const { ended } = started
-  let cancelled = false
   const marker = markerOf(spec)
   const onAbort = async (): Promise<StepStop> => {
-    cancelled = true
     // Told 'stopped' only when a stop pass saw none of the step's processes left: the output's end
     // alone proves nothing (a stream the VM drops, or one that ended before the processes did).
     let confirmed = false
@@ -205,7 +203,7 @@ async function follow(
   }
   if (stopping.done) return { exitCode: 130, cancelled: true, stop: await stopping.done }
   try {
-    return { exitCode: await started.exitCode(), cancelled }
+    return { exitCode: await started.exitCode(), cancelled: false }
   } catch (e) {
     // A cancel while the process outlives its output: stopped as above.
     if (!signal.aborted) throw e
@@ -350,7 +348,7 @@ function afterCancel(signal: AbortSignal, ms: number): { done: Promise<null>; cl
 
 export interface Inspect {
   Id: string
-  Config: { Env: string[] | null; Image: string }
+  Config: { Env: string[] | null; Image: string; Labels?: Record<string, string> | null }
   State: { Running: boolean; Status: string; ExitCode: number; Health?: { Status: string } }
   NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null> | null }
 }
@@ -376,6 +374,9 @@ export function inspectShape(x: unknown): Inspect {
     !(cfg.Env === null || cfg.Env === undefined || (Array.isArray(cfg.Env) && cfg.Env.every((e) => typeof e === 'string')))
   )
     bad('Config')
+  const labels = isObject(cfg) ? cfg.Labels : undefined
+  if (labels !== undefined && labels !== null && (!isObject(labels) || !Object.values(labels).every((v) => typeof v === 'string')))
+    bad('Config.Labels')
   if (!isObject(net)) return bad('NetworkSettings')
   const ports = net.Ports
   if (ports !== null && ports !== undefined) {

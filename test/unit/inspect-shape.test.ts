@@ -13,6 +13,8 @@ const good = () => ({
 test('a real-shaped answer passes and its ports are read (positive control)', () => {
   expect(portMap(inspectShape(good()))).toEqual({ '80': '32768' })
   expect(inspectShape({ ...good(), Config: { Env: null, Image: 'x' }, NetworkSettings: { Ports: null } }).Config.Env).toBeNull()
+  expect(inspectShape({ ...good(), Config: { ...good().Config, Labels: { a: 'b' } } }).Config.Labels).toEqual({ a: 'b' })
+  expect(inspectShape({ ...good(), Config: { ...good().Config, Labels: null } }).Config.Labels).toBeNull()
 })
 
 const broken: [string, (g: any) => unknown][] = [
@@ -24,6 +26,8 @@ const broken: [string, (g: any) => unknown][] = [
   ['State.Health a string', (g) => ({ ...g, State: { ...g.State, Health: 'healthy' } })],
   ['no Config', (g) => ({ ...g, Config: null })],
   ['Config.Env with a number', (g) => ({ ...g, Config: { Env: [1] } })],
+  ['Config.Labels with a number', (g) => ({ ...g, Config: { ...g.Config, Labels: { 'dev.remote-container-hooks.job': 1 } } })],
+  ['Config.Labels a list', (g) => ({ ...g, Config: { ...g.Config, Labels: ['a=b'] } })],
   ['no NetworkSettings', (g) => ({ ...g, NetworkSettings: undefined })],
   ['Ports a list', (g) => ({ ...g, NetworkSettings: { Ports: [] } })],
   ['a port binding not a list', (g) => ({ ...g, NetworkSettings: { Ports: { '80/tcp': 'x' } } })],

@@ -146,12 +146,20 @@ describe('containers', () => {
     ...over
   })
 
+  /** A container inspect answer (the fields inspectShape checks) for a created container. */
+  const made = (image: string, labels: Record<string, string>) => ({
+    Id: ID('c'),
+    Config: { Env: null, Image: image, Labels: labels },
+    State: { Running: false, Status: 'created', ExitCode: 0 },
+    NetworkSettings: { Ports: null }
+  })
+
   it('create: labels, names and options reach the shell only as shq-quoted words; env values only on stdin', async () => {
     remote.onExec(/docker.*create/, { code: 0, stdout: `${ID('c')}\n` })
     // Read back after a create through the CLI: the image and the job's labels as asked.
     remote.onApi('GET', /^\/containers\/c+\/json$/, {
       status: 200,
-      body: { Config: { Image: 'redis:7', Labels: labelMap(OWNER, JOB, RUNNER) } }
+      body: made('redis:7', labelMap(OWNER, JOB, RUNNER))
     })
     await expect(docker.create(spec(), '/work/jobs/x')).resolves.toBe(ID('c'))
     expect(remote.execs).toHaveLength(1)
@@ -173,7 +181,7 @@ describe('containers', () => {
   // for the command: such a container is outside the job's cleanup.
   it("create through the CLI of a container without the job's labels or with another image: removed, and the options refused naming the field", async () => {
     remote.onExec(/docker.*create/, { code: 0, stdout: `${ID('c')}\n` })
-    remote.onApi('GET', /^\/containers\/c+\/json$/, { status: 200, body: { Config: { Image: 'busybox', Labels: { 'rch-test': '1' } } } })
+    remote.onApi('GET', /^\/containers\/c+\/json$/, { status: 200, body: made('busybox', { 'rch-test': '1' }) })
     remote.onApi('DELETE', /^\/containers\/c+\?force=1&v=1$/, { status: 204, body: null })
     const err = await docker.create(spec({ optionsField: 'args.services.0.createOptions' }), '/work/jobs/x').catch((e: unknown) => e)
     expect(err).toBeInstanceOf(InputError)
