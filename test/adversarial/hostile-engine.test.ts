@@ -13,6 +13,11 @@
 // `5432$(…)` would run the VM's text there. Defense: ports must be numbers, else prepare_job fails
 // naming the answer and undoes what it made; in "pass" mode the same job starts (positive control).
 //
+// Attack 4: the same socket answers with an error whose message holds a line break and a line in
+// the form of the hook's own log entries, a carriage return and terminal escapes: it forged an entry
+// of hook.log (any time, pid or level) and reached the terminal of whoever reads the file. Defense:
+// control characters become spaces and a line break only continues the entry, indented.
+//
 // Attack 3: an engine error of 8 MiB of `%` (each escaped to three characters in an ::error::
 // line) became a 24 MiB line in the step log and 8 MiB in hook.log per failing step (never
 // rotated). Defense: messages are cut at MESSAGE_MAX after masking.
@@ -21,13 +26,14 @@ import { request } from 'node:http'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { errors, HostileJob, type Mode } from './harness'
-import { statSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { leftovers, NOTHING, testVm } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
 
 const DIR = mkdtempSync('/var/tmp/rch-hostile-engine-')
+const FORGED_ENTRY = '2030-01-01T00:00:00.000Z 4242 info cleaned up every host'
 const SOCK = join(DIR, 'docker.sock')
-let mode: 'pass' | 'exit256' | 'ports' | 'path' | 'bigerror' = 'pass'
+let mode: 'pass' | 'exit256' | 'ports' | 'path' | 'bigerror' | 'forge' = 'pass'
 /** The request lines the proxy saw, and how many it answered itself. */
 const seen: string[] = []
 let forged = 0
@@ -54,9 +60,14 @@ beforeAll(async () => {
         client.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
         return
       }
-      if (mode === 'bigerror' && /^POST \S*\/containers\/[0-9a-f]+\/exec /.test(line)) {
+      if ((mode === 'bigerror' || mode === 'forge') && /^POST \S*\/containers\/[0-9a-f]+\/exec /.test(line)) {
         forged++
-        const body = JSON.stringify({ message: `exec refused: ${'%'.repeat(8 * 1024 * 1024)}` })
+        const body = JSON.stringify({
+          message:
+            mode === 'forge'
+              ? `exec refused\n${FORGED_ENTRY}\r${FORGED_ENTRY}\u001b[2K\u0000 done`
+              : `exec refused: ${'%'.repeat(8 * 1024 * 1024)}`
+        })
         client.end(`HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
         return
       }
@@ -196,6 +207,33 @@ test('an engine error of 8 MiB is cut in the step log and in hook.log; the passi
     expect(lines.join('\n')).toContain('characters not shown')
     expect(`${r.stdout}${r.stderr}`.length).toBeLessThan(200_000)
     expect(statSync(logFile).size - before).toBeLessThan(200_000)
+    const ok = await job.step('echo fine\n')
+    expect(ok.r.code).toBe(0)
+  } finally {
+    mode = 'pass'
+    await job.finish()
+  }
+})
+
+test('an engine error with line breaks, a line shaped as a log entry and terminal escapes makes no entry of its own in hook.log; the passing proxy runs the step (control)', async () => {
+  const logFile = join(DIR, 'logs-forge', 'hook.log')
+  const job = new HostileJob('agent', { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK }, log: { file: logFile } } })
+  try {
+    await job.prepare()
+    const before = statSync(logFile).size
+    mode = 'forge'
+    forged = 0
+    const { r } = await job.step('exit 0\n')
+    mode = 'pass'
+    expect(forged).toBeGreaterThan(0)
+    expect(r.code).not.toBe(0)
+    const added = readFileSync(logFile, 'utf8').slice(before)
+    // Positive control: the machine's text was written, and in its raw form it splits into entries.
+    expect(added).toContain(`    ${FORGED_ENTRY}`)
+    expect(`x\n${FORGED_ENTRY}\r${FORGED_ENTRY}`.split(/[\r\n]/).filter((l) => l.startsWith('2030-'))).toHaveLength(2)
+    expect(added.split('\n').filter((l) => l.startsWith(FORGED_ENTRY.slice(0, 10)))).toEqual([])
+    // eslint-disable-next-line no-control-regex -- the control characters are what must be gone
+    expect(added).not.toMatch(/[\u0000\u001b\r]/)
     const ok = await job.step('echo fine\n')
     expect(ok.r.code).toBe(0)
   } finally {
