@@ -28,6 +28,7 @@ Operator commands (run by hand or from scripts; \`remote-hooks\` where the READM
   node index.js reap [FILE] [--dry-run]  remove what dead jobs left, settle their reservations (two passes)
   node index.js report [FILE] [--since T] [--until T] [--by repository|workflow|runner|day]
                                       jobs, instance-hours, cost, acquire/boot times from the fleet ledger
+  node index.js index-ledger [FILE]   once, for a DynamoDB fleet ledger: report then reads only its range
   Each takes --help and --json (a human table by default; report also --csv and --openmetrics).
   FILE (or --config FILE) defaults to $REMOTE_HOOKS_CONFIG.
 

@@ -4,9 +4,10 @@
 // under its cap, plus the Put of the reservation item. DynamoDB applies all or none, serialised
 // against every other transaction on those items, so no number of hosts can take one more.
 //
-// Table: see ledger-table.ts (key `pk`, a sparse index of open reservations). Items:
+// Table: see ledger-table.ts (key `pk`, a sparse index of open reservations, a time index). Items:
 // `counter#instances`, `counter#vcpus`, `repo#<owner/name>` (attribute n), `day#<YYYY-MM-DD>`
-// (attribute usd, micro-dollars), `res#<id>` (one reservation) and `job#<id>` (one job record).
+// (attribute usd, micro-dollars), `res#<id>` (one reservation), `job#<id>` (one job record) and
+// `meta#time-index` (since when every reservation and job record is in the time index).
 import { createHash, randomUUID } from 'node:crypto'
 import type * as Ddb from '@aws-sdk/client-dynamodb'
 import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb'
@@ -18,7 +19,7 @@ import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './l
 import { attachTime, settlement, toMicro } from './money'
 import { blankJob, checkJobUpdate } from './job-record'
 import { checkTimings } from './check-timings'
-import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from './ledger-table'
+import { AT_ATTR, LEDGER_KEY, OPEN_ATTR, OPEN_INDEX, SPAN_ATTR, spanOf, spansOf, TIME_INDEX } from './ledger-table'
 
 type DdbSdk = typeof Ddb
 type DynamoConfig = Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>
@@ -38,6 +39,8 @@ const repoKey = (repository: string): string => `repo#${repository}`
 const dayKey = (day: string): string => `day#${day}`
 const resKey = (id: string): string => `res#${id}`
 const jobKey = (id: string): string => `job#${id}`
+/** Written by `index-ledger` once every item it found carries the time index's attributes. */
+export const TIME_INDEX_META = 'meta#time-index'
 /** A job's phase times are top-level attributes `ms_<phase>`: an update sets each without reading the others. */
 const PHASE_ATTR = 'ms_'
 const JOB_FIELDS = [
@@ -224,7 +227,15 @@ export class DynamoLedger implements Ledger {
       {
         Put: {
           TableName: this.table,
-          Item: { ...key(resKey(id)), fixed: S(JSON.stringify(fixed)), reservedAt: N(now), timings: { M: {} }, [OPEN_ATTR]: S('1') },
+          Item: {
+            ...key(resKey(id)),
+            fixed: S(JSON.stringify(fixed)),
+            reservedAt: N(now),
+            timings: { M: {} },
+            [OPEN_ATTR]: S('1'),
+            [SPAN_ATTR]: S(spanOf('res', now)),
+            [AT_ATTR]: N(now)
+          },
           ConditionExpression: 'attribute_not_exists(#k)',
           ExpressionAttributeNames: { '#k': LEDGER_KEY }
         }
@@ -377,8 +388,12 @@ export class DynamoLedger implements Ledger {
     // The first cause of a lost machine stays (see mergeJob).
     for (const k of JOB_FIELDS) if (u[k] !== undefined) set(k, S(u[k]), k === 'lost')
     for (const k of JOB_TIMES) if (u[k] !== undefined) set(k, N(u[k]))
+    // The time index follows the start: set with it, or kept with the first one.
+    const start = u.startedAt ?? this.opts.clock.now()
+    set(SPAN_ATTR, S(spanOf('job', start)), u.startedAt === undefined)
+    set(AT_ATTR, N(start), u.startedAt === undefined)
     if (u.startedAt === undefined) {
-      values[':now'] = N(this.opts.clock.now())
+      values[':now'] = N(start)
       sets.push('startedAt = if_not_exists(startedAt, :now)')
     }
     for (const [phase, ms] of Object.entries(u.timings ?? {})) set(`${PHASE_ATTR}${phase}`, N(ms))
@@ -402,6 +417,7 @@ export class DynamoLedger implements Ledger {
   ): Promise<T[]> {
     const out: T[] = []
     let start: Record<string, AttributeValue> | undefined
+    this.scans++
     do {
       const page = await this.send<Ddb.ScanCommandOutput>(
         () =>
@@ -415,6 +431,7 @@ export class DynamoLedger implements Ledger {
           })
       )
       for (const item of page.Items ?? []) out.push(read(item))
+      this.scanned += page.ScannedCount ?? 0
       start = page.LastEvaluatedKey
     } while (start)
     return out
@@ -443,18 +460,166 @@ export class DynamoLedger implements Ledger {
   }
 
   async records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
-    return sortRecords(await this.scan(resKey(''), toRecord, ...between('reservedAt', range)))
+    const from = await this.indexed(range)
+    const got = from ? await this.timeQuery('res', from, toRecord) : await this.scan(resKey(''), toRecord, ...between('reservedAt', range))
+    return sortRecords(from ? got.filter((r) => inRange(r.reservedAt, range)) : got)
   }
 
   async jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
-    const jobs = await this.scan(jobKey(''), toJob, ...between('startedAt', range))
+    const from = await this.indexed(range)
+    const got = from ? await this.timeQuery('job', from, toJob) : await this.scan(jobKey(''), toJob, ...between('startedAt', range))
+    const jobs = from ? got.filter((j) => inRange(j.startedAt, range)) : got
     return jobs.sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
+  }
+
+  /** The time index as DescribeTable tells it: its status, or null when the table has none. */
+  async timeIndexStatus(): Promise<string | null> {
+    const out = await this.send<Ddb.DescribeTableCommandOutput>(() => new this.sdk.DescribeTableCommand({ TableName: this.table }))
+    const index = out.Table?.GlobalSecondaryIndexes?.find((g) => g.IndexName === TIME_INDEX)
+    return index ? (index.IndexStatus ?? 'ACTIVE') : null
+  }
+
+  /**
+   * Puts every reservation and job record into the time index (`span` and `at` from its reservation
+   * or start), reading the table once; then records in the meta item that every item is indexed, so
+   * records() and jobs() Query from then on. Safe to run again and alongside hooks: an item is
+   * changed only while its time is still the one read.
+   */
+  async indexTime(progress: (done: number) => void = () => undefined): Promise<{ items: number; indexed: number }> {
+    let items = 0
+    let indexed = 0
+    let first = Infinity
+    let start: Record<string, AttributeValue> | undefined
+    do {
+      const page = await this.send<Ddb.ScanCommandOutput>(
+        () =>
+          new this.sdk.ScanCommand({
+            TableName: this.table,
+            ProjectionExpression: '#k, #s, #a, reservedAt, startedAt',
+            ExpressionAttributeNames: { '#k': LEDGER_KEY, '#s': SPAN_ATTR, '#a': AT_ATTR },
+            ExclusiveStartKey: start
+          })
+      )
+      const todo: { pk: string; time: 'reservedAt' | 'startedAt'; at: number; span: string }[] = []
+      for (const item of page.Items ?? []) {
+        const pk = item[LEDGER_KEY]?.S ?? ''
+        const kind = pk.startsWith(resKey('')) ? 'res' : pk.startsWith(jobKey('')) ? 'job' : null
+        const time = kind === 'res' ? 'reservedAt' : 'startedAt'
+        const at = Number(item[time]?.N)
+        if (!kind || !Number.isFinite(at)) continue
+        items++
+        first = Math.min(first, at)
+        const span = spanOf(kind, at)
+        if (item[SPAN_ATTR]?.S !== span || item[AT_ATTR]?.N !== String(at)) todo.push({ pk, time, at, span })
+      }
+      // A few at once: one at a time, a large table's history takes hours.
+      for (let i = 0; i < todo.length; i += 16)
+        await Promise.all(
+          todo.slice(i, i + 16).map(async (t) => {
+            try {
+              await this.send(
+                () =>
+                  new this.sdk.UpdateItemCommand({
+                    TableName: this.table,
+                    Key: key(t.pk),
+                    UpdateExpression: 'SET #s = :s, #a = :a',
+                    ConditionExpression: '#t = :a',
+                    ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR, '#t': t.time },
+                    ExpressionAttributeValues: { ':s': S(t.span), ':a': N(t.at) }
+                  })
+              )
+              indexed++
+            } catch (e) {
+              // Its time changed meanwhile: whoever changed it indexed it with the new one.
+              if (errName(e) !== 'ConditionalCheckFailedException') throw e
+            }
+          })
+        )
+      progress(items)
+      start = page.LastEvaluatedKey
+    } while (start)
+    const now = this.opts.clock.now()
+    await this.send(
+      () =>
+        new this.sdk.PutItemCommand({
+          TableName: this.table,
+          // A day of slack: a host whose clock is behind may write an item a little older than any read here.
+          Item: { ...key(TIME_INDEX_META), since: N(0), first: N(Math.min(first, now) - 86_400_000), indexedAt: N(now) }
+        })
+    )
+    this.meta = null
+    return { items, indexed }
+  }
+
+  /** Scans (each reads the whole table) and the items they read, for readNote(). */
+  private scans = 0
+  private scanned = 0
+
+  readNote(): string | null {
+    if (!this.scans) return null
+    return (
+      `fleet ledger ${this.table}: read the whole table ${this.scans === 1 ? 'once' : `${this.scans} times`} (${this.scanned} items, each billed as read) because its time index is not in use; ` +
+      `run \`remote-hooks index-ledger\` once (docs/operations.md) and later reports read only their range`
+    )
+  }
+
+  private meta: Promise<{ since: number; first: number } | null> | null = null
+
+  /**
+   * The range to read through the time index, or null for a Scan: on a ledger whose every item
+   * from the range's start on is indexed (`index-ledger` said so in its meta item).
+   */
+  private async indexed(range: { since?: number; until?: number }): Promise<{ since: number; until: number } | null> {
+    this.meta ??= this.send<Ddb.GetItemCommandOutput>(
+      () => new this.sdk.GetItemCommand({ TableName: this.table, Key: key(TIME_INDEX_META), ConsistentRead: true })
+    ).then((out) =>
+      out.Item?.since?.N !== undefined && out.Item.first?.N !== undefined
+        ? { since: Number(out.Item.since.N), first: Number(out.Item.first.N) }
+        : null
+    )
+    const meta = await this.meta
+    if (!meta || (range.since ?? -Infinity) < meta.since) return null
+    // Nothing is older than the oldest item the index was made over: no Query for the months before it.
+    const until = range.until ?? this.opts.clock.now() + 86_400_000
+    const since = Math.max(range.since ?? meta.since, Math.min(meta.first, until - 1))
+    return since < until ? { since, until } : null
+  }
+
+  /** Every item of `kind` whose `at` is in [since, until), one Query per month (eventually consistent, as an index is). */
+  private async timeQuery<T>(
+    kind: 'res' | 'job',
+    { since, until }: { since: number; until: number },
+    read: (item: Record<string, AttributeValue>) => T
+  ): Promise<T[]> {
+    const out: T[] = []
+    for (const span of spansOf(kind, since, until)) {
+      let start: Record<string, AttributeValue> | undefined
+      do {
+        const page = await this.send<Ddb.QueryCommandOutput>(
+          () =>
+            new this.sdk.QueryCommand({
+              TableName: this.table,
+              IndexName: TIME_INDEX,
+              KeyConditionExpression: '#s = :s AND #a BETWEEN :since AND :last',
+              ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR },
+              ExpressionAttributeValues: { ':s': S(span), ':since': N(since), ':last': N(until - 1) },
+              ExclusiveStartKey: start
+            })
+        )
+        for (const item of page.Items ?? []) out.push(read(item))
+        start = page.LastEvaluatedKey
+      } while (start)
+    }
+    return out
   }
 
   close(): void {
     this.client.destroy()
   }
 }
+
+const inRange = (at: number, { since, until }: { since?: number; until?: number }): boolean =>
+  (since === undefined || at >= since) && (until === undefined || at < until)
 
 const sortRecords = (rs: LedgerRecord[]): LedgerRecord[] => rs.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
 

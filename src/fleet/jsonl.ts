@@ -32,8 +32,29 @@ const parsed = (line: Buffer): { ok: true; value: unknown } | { ok: false } => {
   }
 }
 
-/** Each line's parsed value, first to last; a line that is not JSON (torn by a crash) or too long is skipped. */
-export function forEachLine(path: string, fn: (value: unknown) => void): void {
+/**
+ * The whole number right after `key` in a line of ours, or null (none there, or not a plain number):
+ * read from the bytes, so that a range can pass over lines without parsing them.
+ */
+export function numberAfter(line: Buffer, key: Buffer, at?: number): number | null {
+  const i = at ?? line.indexOf(key)
+  if (i < 0 || (at !== undefined && !line.subarray(at, at + key.length).equals(key))) return null
+  let n = 0
+  let j = i + key.length
+  for (; j < line.length && j - i - key.length < 16; j++) {
+    const c = line[j]
+    if (c < 0x30 || c > 0x39) break
+    n = n * 10 + (c - 0x30)
+  }
+  // Digits, then the end of the value: anything else is left to the parse.
+  return j > i + key.length && (line[j] === 0x2c || line[j] === 0x7d) ? n : null
+}
+
+/**
+ * Each line's parsed value, first to last; a line that is not JSON (torn by a crash) or too long is
+ * skipped, and so is one `keep` (given the line's bytes) answers false for, without being parsed.
+ */
+export function forEachLine(path: string, fn: (value: unknown) => void, keep?: (line: Buffer) => boolean): void {
   opened(
     path,
     (fd) => {
@@ -44,8 +65,9 @@ export function forEachLine(path: string, fn: (value: unknown) => void): void {
       const end = (piece: Buffer): void => {
         const length = held + piece.length
         if (length > 0 && length <= LINE_MAX) {
-          const p = parsed(parts.length ? Buffer.concat([...parts, piece]) : piece)
-          if (p.ok) fn(p.value)
+          const line = parts.length ? Buffer.concat([...parts, piece]) : piece
+          const p = !keep || keep(line) ? parsed(line) : null
+          if (p?.ok) fn(p.value)
         }
         parts = []
         held = 0

@@ -74,6 +74,12 @@ export interface JobRecord {
 export const LOSS_CAUSES = ['spot', 'inside', 'lifetime', 'api', 'other', 'running', 'gone'] as const
 export type LossCause = (typeof LOSS_CAUSES)[number]
 
+/**
+ * How long after its start a job's record may still change (its end, a lost machine): GitHub ends a
+ * job on a self-hosted runner after 5 days. Readers of a time range rely on it.
+ */
+export const JOB_SETTLES_MS = 8 * 86_400_000
+
 /** A change to a job record: named fields replace, timings merge phase by phase. */
 export type JobUpdate = Partial<JobRecord> & { jobId: string }
 
@@ -101,6 +107,8 @@ export interface Ledger {
   recordJob(update: JobUpdate): Promise<void>
   /** Every job started in [since, until), oldest first. */
   jobs(range?: { since?: number; until?: number }): Promise<JobRecord[]>
+  /** A line for whoever reads: the reads so far went through the whole store where an index would have served. */
+  readNote?(): string | null
   close(): void
 }
 

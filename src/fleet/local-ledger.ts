@@ -14,12 +14,22 @@ import type { FleetConfig } from '../config'
 import { HookError } from '../errors'
 import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
 import { withFileLock } from '../file-lock'
-import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
+import {
+  JOB_SETTLES_MS,
+  type JobRecord,
+  type JobUpdate,
+  type Ledger,
+  LedgerClock,
+  LedgerRecord,
+  ReserveRequest,
+  ReserveResult,
+  SettleOptions
+} from './ledger'
 import { exceeded, priceRequest, refusalLine, type Usage } from './limits'
 import { attachTime, settlement } from './money'
 import { checkJobUpdate, mergeJob } from './job-record'
 import { checkTimings } from './check-timings'
-import { forEachLine, lastLine } from './jsonl'
+import { forEachLine, lastLine, numberAfter } from './jsonl'
 
 interface State {
   version: 2
@@ -127,11 +137,22 @@ export class LocalLedger implements Ledger {
   }
 
   /** Settled reservations by id (the last line for an id wins). */
-  private settledById(): Map<string, LedgerRecord> {
+  /** The settled reservations (in `range`: every line of one holds its reservation time, which never changes). */
+  private settledById(range: { since?: number; until?: number } = {}): Map<string, LedgerRecord> {
     const m = new Map<string, LedgerRecord>()
-    forEachLine(this.settledFile, (r) => {
-      if (isRecord(r)) m.set(r.id, r)
-    })
+    const ranged = range.since !== undefined || range.until !== undefined
+    forEachLine(
+      this.settledFile,
+      (r) => {
+        if (isRecord(r)) m.set(r.id, r)
+      },
+      ranged
+        ? (line) => {
+            const at = numberAfter(line, RESERVED_AT)
+            return at === null || inRange({ reservedAt: at }, range)
+          }
+        : undefined
+    )
     return m
   }
 
@@ -234,18 +255,32 @@ export class LocalLedger implements Ledger {
       // for a report of the last days. A job starts at its first line (the hook writes its
       // startedAt only there, with prepare_job's facts).
       const outside = new Set<string>()
-      forEachLine(this.jobsFile, (v) => {
-        const l = v as Partial<JobLine> | null
-        if (typeof l?.update?.jobId !== 'string' || typeof l.at !== 'number') return
-        const id = l.update.jobId
-        const known = jobs.get(id)
-        if (!known) {
-          if (outside.has(id)) return
-          const start = typeof l.update.startedAt === 'number' ? l.update.startedAt : l.at
-          if (!inRange({ reservedAt: start }, range)) return void outside.add(id)
-        }
-        jobs.set(id, mergeJob(known, l.update, l.at))
-      })
+      // A job's lines are written from its start to its end, days later at most: lines written
+      // JOB_SETTLES_MS before the range are passed over unparsed (and their ids never kept).
+      const from = range.since === undefined ? undefined : range.since - JOB_SETTLES_MS
+      const keep =
+        from === undefined
+          ? undefined
+          : (line: Buffer): boolean => {
+              const at = numberAfter(line, LINE_AT, 0)
+              return at === null || at >= from
+            }
+      forEachLine(
+        this.jobsFile,
+        (v) => {
+          const l = v as Partial<JobLine> | null
+          if (typeof l?.update?.jobId !== 'string' || typeof l.at !== 'number') return
+          const id = l.update.jobId
+          const known = jobs.get(id)
+          if (!known) {
+            if (outside.has(id)) return
+            const start = typeof l.update.startedAt === 'number' ? l.update.startedAt : l.at
+            if (!inRange({ reservedAt: start }, range)) return void outside.add(id)
+          }
+          jobs.set(id, mergeJob(known, l.update, l.at))
+        },
+        keep
+      )
       const result = [...jobs.values()]
         .filter((j) => inRange({ reservedAt: j.startedAt }, range))
         .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
@@ -259,7 +294,7 @@ export class LocalLedger implements Ledger {
 
   records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
     return this.update((s) => {
-      const all = this.settledById()
+      const all = this.settledById(range)
       // Still open: its settlement line (if any) is from a settle that never finished (see the header).
       for (const r of Object.values(s.open)) all.set(r.id, r)
       return { result: sorted([...all.values()].filter((r) => inRange(r, range))), changed: false }
@@ -268,6 +303,9 @@ export class LocalLedger implements Ledger {
 
   close(): void {}
 }
+
+const RESERVED_AT = Buffer.from('"reservedAt":')
+const LINE_AT = Buffer.from('{"at":')
 
 export const inRange = (r: Pick<LedgerRecord, 'reservedAt'>, { since, until }: { since?: number; until?: number }): boolean =>
   (since === undefined || r.reservedAt >= since) && (until === undefined || r.reservedAt < until)

@@ -1,14 +1,14 @@
 // doctor's check of the fleet ledger, read-only. Local: the folder is private to the runner user
 // and writable, and the ledger in it reads (the read takes the ledger's lock, as every reader
 // does); a folder not made yet is left to the first launch. DynamoDB: the table exists with the key
-// the ledger writes (`pk`, a string) and one item reads.
+// the ledger writes (`pk`, a string) and one item reads; whether report can read through the time index.
 import type { FleetConfig } from '../config'
 import { formatError } from '../errors'
 import { systemLedgerClock } from '../fleet/ledger'
 import { localLedgerDir, LocalLedger } from '../fleet/local-ledger'
 import { privateFolderState } from './doctor-folder'
 import { hookLocalRoot } from '../paths'
-import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX } from '../fleet/ledger-table'
+import { LEDGER_KEY, OPEN_ATTR, OPEN_INDEX, TIME_INDEX } from '../fleet/ledger-table'
 import { AWS_HTTP } from '../providers/ec2-api'
 import type { CheckResult } from './output'
 
@@ -44,7 +44,7 @@ async function localCheck(fleet: FleetConfig, localRoot: string): Promise<CheckR
 async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
   const target = `DynamoDB ${cfg.table} (${cfg.region})`
   const fail = (detail: string, fix: string): CheckResult => ({ check: CHECK, target, status: 'fail', detail, fix })
-  const { loadSdk, INSTANCES } = await import('../fleet/dynamodb-ledger')
+  const { loadSdk, INSTANCES, TIME_INDEX_META } = await import('../fleet/dynamodb-ledger')
   const sdk = loadSdk()
   const client = new sdk.DynamoDBClient({ region: cfg.region, endpoint: cfg.endpoint, maxAttempts: 2, requestHandler: AWS_HTTP })
   const denied = (action: string): string =>
@@ -84,19 +84,27 @@ async function dynamoCheck(cfg: DynamoConfig): Promise<CheckResult> {
     if (table?.TableStatus && table.TableStatus !== 'ACTIVE')
       return fail(`table status ${table.TableStatus}`, 'wait until the table is ACTIVE, then run doctor again')
     let open: number
+    let indexed: boolean
     try {
-      const got = await client.send(
-        new sdk.GetItemCommand({ TableName: cfg.table, Key: { [LEDGER_KEY]: { S: INSTANCES } }, ConsistentRead: true })
-      )
-      open = Number(got.Item?.n?.N ?? 0)
+      const get = (pk: string) =>
+        client.send(new sdk.GetItemCommand({ TableName: cfg.table, Key: { [LEDGER_KEY]: { S: pk } }, ConsistentRead: true }))
+      const [counter, meta] = await Promise.all([get(INSTANCES), get(TIME_INDEX_META)])
+      open = Number(counter.Item?.n?.N ?? 0)
+      indexed = meta.Item !== undefined
     } catch (e) {
       return fail(`GetItem: ${(e as { name?: string }).name ?? 'error'}: ${formatError(e)}`, denied('GetItem'))
     }
+    // Not a failure: the hooks need neither; without them every report reads (and pays for) the whole table.
+    const time = table?.GlobalSecondaryIndexes?.some((g) => g.IndexName === TIME_INDEX)
+      ? indexed
+        ? `, ${TIME_INDEX} in use`
+        : `, ${TIME_INDEX} not in use yet: report reads the whole table until \`remote-hooks index-ledger\` has run once`
+      : `; no index ${TIME_INDEX}: report reads the whole table (terraform/modules/ledger adds it; then run \`remote-hooks index-ledger\` once)`
     return {
       check: CHECK,
       target,
       status: 'pass',
-      detail: `table ACTIVE, key pk (string), index ${OPEN_INDEX}; ${open} instance${open === 1 ? '' : 's'} reserved now`
+      detail: `table ACTIVE, key pk (string), index ${OPEN_INDEX}${time}; ${open} instance${open === 1 ? '' : 's'} reserved now`
     }
   } finally {
     client.destroy()

@@ -2,7 +2,7 @@
 // themselves (registry.ts) load only when one of them runs, so the hook's start-up stays as it is.
 import { nearestKey } from '../near-miss'
 
-export const OP_COMMANDS = ['check-config', 'doctor', 'reap', 'report'] as const
+export const OP_COMMANDS = ['check-config', 'doctor', 'index-ledger', 'reap', 'report'] as const
 export type OpName = (typeof OP_COMMANDS)[number]
 
 export const isOpCommand = (s: string | undefined): s is OpName => (OP_COMMANDS as readonly string[]).includes(s ?? '')

@@ -6,6 +6,7 @@ import type { OpName } from './names'
 export const REGISTRY: Record<OpName, () => Promise<OpCommand>> = {
   'check-config': async () => (await import('./check-config')).checkConfigCommand,
   doctor: async () => (await import('./doctor')).doctorCommand,
+  'index-ledger': async () => (await import('./index-ledger')).indexLedgerCommand,
   reap: async () => (await import('./reap')).reapCommand,
   report: async () => (await import('./report')).reportCommand
 }

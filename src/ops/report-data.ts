@@ -133,11 +133,19 @@ function totalsOf(records: LedgerRecord[], jobs: JobRecord[], now: number): Tota
   return t
 }
 
+/** The group of a reservation or job (at its reservation or start time). */
+export const groupKeyOf =
+  (by: GroupBy, timeZone: string) =>
+  (x: { repository: string; workflow: string; runner: string }, at: number): string[] =>
+    by === 'day' ? [budgetDay(at, timeZone)] : GROUP_FIELDS[by].map((f) => x[f as keyof typeof x])
+
+/** A group's row with nothing in it. */
+export const emptyRow = (key: string[]): Row => ({ key, ...totalsOf([], [], 0) })
+
 /** The rows of the report, one per group in key order, and the total over all of them. */
 export function buildReport(input: ReportInput): Report {
   const { by, timeZone, now } = input
-  const keyOf = (x: { repository: string; workflow: string; runner: string }, at: number): string[] =>
-    by === 'day' ? [budgetDay(at, timeZone)] : GROUP_FIELDS[by].map((f) => x[f as keyof typeof x])
+  const keyOf = groupKeyOf(by, timeZone)
   const groups = new Map<string, Acc>()
   const accOf = (key: string[]): Acc => {
     const id = JSON.stringify(key)
@@ -161,7 +169,7 @@ export function buildReport(input: ReportInput): Report {
   }
 }
 
-function compareKeys(a: string[], b: string[]): number {
+export function compareKeys(a: string[], b: string[]): number {
   for (let i = 0; i < a.length; i++) {
     if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1
   }

@@ -3,7 +3,7 @@
 // runner or budget day.
 import { existsSync } from 'node:fs'
 import { loadConfig, type Config } from '../config'
-import { ConfigError } from '../errors'
+import { ConfigError, formatError } from '../errors'
 import type { JobRecord, Ledger, LedgerRecord } from '../fleet/ledger'
 import { localLedgerDir } from '../fleet/local-ledger'
 import { ledgerClockFrom } from '../fleet/ledger-clock'
@@ -12,7 +12,18 @@ import { hookLocalRoot } from '../paths'
 import { EX_USAGE, type OpArgs, type OpCommand, type OpIo } from './command'
 import { fileIo, opFile } from './config-file'
 import { EX_CONFIG } from './check-config'
-import { buildReport, GROUP_BYS, type GroupBy } from './report-data'
+import { buildReport, GROUP_BYS, type GroupBy, type Report } from './report-data'
+import {
+  checkpointFile,
+  checkpointOf,
+  CHECKPOINT_VERSION,
+  fold,
+  HORIZON_MS,
+  loadCheckpoint,
+  nextCutoff,
+  saveCheckpoint,
+  withSettled
+} from './report-checkpoint'
 import { reportCsv, reportJson, reportTable } from './report-format'
 import { reportOpenMetrics } from './report-openmetrics'
 import { parseTime, TIME_FORMS } from './report-time'
@@ -34,7 +45,9 @@ left as it was.
 
   --since T, --until T  the range [since, until): jobs by their start, launches by their reservation.
                         T is ${TIME_FORMS}; a date or time without a zone is in the budget's time zone.
-                        Default: the last ${DEFAULT_DAYS} days up to now (--openmetrics: from the beginning).
+                        Default: the last ${DEFAULT_DAYS} days up to now (--openmetrics: all time; the sums of
+                        what was final 8 days ago are kept in the private folder, so each run reads
+                        the ledger only from there; quantiles are over the last 8 days' jobs).
   --by                  repository (default), workflow (with its repository), runner, or day
                         (the budget day: fleet.budget.timezone, else UTC)
 
@@ -96,19 +109,71 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
   if (range.since !== undefined && range.until !== undefined && range.since >= range.until)
     return usage(io, `--since (${new Date(range.since).toISOString()}) must be before --until (${new Date(range.until).toISOString()})`)
 
-  const { records, jobs } = await readLedger(config, range, now, deps)
-  const report = buildReport({ records, jobs, by, timeZone, now, ...range })
+  const report =
+    o.openmetrics && o.since === undefined && o.until === undefined
+      ? await allTime(config, by, timeZone, now, deps, io)
+      : buildReport({ ...(await readLedger(config, range, now, deps, io.stderr)), by, timeZone, now, ...range })
   io.stdout.write(
     args.json ? reportJson(report) : o.csv ? reportCsv(report) : o.openmetrics ? reportOpenMetrics(report) : reportTable(report)
   )
   return 0
 }
 
+/**
+ * All time, for --openmetrics: the settled sums up to the checkpoint's cutoff, and the ledger read
+ * from there on (report-checkpoint.ts). The phases' percentiles are over the jobs of the last
+ * HORIZON, so the text is the same whether the history was read now or before.
+ */
+async function allTime(config: Config, by: GroupBy, timeZone: string, now: number, deps: ReportDeps, io: OpIo): Promise<Report> {
+  const localRoot = deps.localRoot ?? hookLocalRoot()
+  const l = config.fleet.ledger
+  const of = checkpointOf(
+    l.kind === 'local' ? { local: localLedgerDir(config.fleet, localRoot) } : { dynamodb: l.table, region: l.region, endpoint: l.endpoint },
+    by,
+    timeZone
+  )
+  const file = checkpointFile(localRoot, of)
+  const cp = loadCheckpoint(file, of)
+  const from = cp?.cutoff
+  const { records, jobs } = await readLedger(config, from === undefined ? {} : { since: from }, now, deps, io.stderr)
+  const cutoff = nextCutoff(records, now, from)
+  const settled = fold(cp?.rows ?? [], records, jobs, { from, cutoff }, { by, timeZone })
+  if (cutoff !== from)
+    try {
+      saveCheckpoint(file, { version: CHECKPOINT_VERSION, of, cutoff, rows: settled })
+    } catch (e) {
+      io.stderr.write(`report: could not keep ${file} (the next run reads the whole ledger again): ${formatError(e)}\n`)
+    }
+  const after = buildReport({
+    records: records.filter((r) => r.reservedAt >= cutoff),
+    jobs: jobs.filter((j) => j.startedAt >= cutoff),
+    by,
+    timeZone,
+    now
+  })
+  const recent = new Map(
+    buildReport({ records: [], jobs: jobs.filter((j) => j.startedAt >= now - HORIZON_MS), by, timeZone, now }).rows.map((r) => [
+      JSON.stringify(r.key),
+      r
+    ])
+  )
+  const report = withSettled(after, settled)
+  for (const row of report.rows) {
+    const r = recent.get(JSON.stringify(row.key))
+    for (const p of ['acquire', 'boot'] as const) {
+      row[p].p50 = r?.[p].p50 ?? null
+      row[p].p95 = r?.[p].p95 ?? null
+    }
+  }
+  return report
+}
+
 async function readLedger(
   config: Config,
   range: { since?: number; until?: number },
   now: number,
-  deps: ReportDeps
+  deps: ReportDeps,
+  stderr: OpIo['stderr']
 ): Promise<{ records: LedgerRecord[]; jobs: JobRecord[] }> {
   const localRoot = deps.localRoot ?? hookLocalRoot()
   // A local ledger not made yet holds nothing; opening it would create its folder.
@@ -116,7 +181,10 @@ async function readLedger(
     return { records: [], jobs: [] }
   const ledger = await (deps.open ?? ((c) => openLedger(c.fleet, { localRoot, clock: { now: () => now } })))(config)
   try {
-    return { records: await ledger.records(range), jobs: await ledger.jobs(range) }
+    const read = { records: await ledger.records(range), jobs: await ledger.jobs(range) }
+    const note = ledger.readNote?.()
+    if (note) stderr.write(`report: ${note}\n`)
+    return read
   } finally {
     ledger.close()
   }

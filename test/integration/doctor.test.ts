@@ -28,6 +28,7 @@ import { ledgerChecks } from '../../src/ops/doctor-ledger'
 import { logFileCheck } from '../../src/ops/doctor'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
 import { createLedgerTable } from '../helpers/ledger-table'
+import { ledgerTableShape } from '../../src/fleet/ledger-table'
 
 const vm = testVm()
 const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
@@ -295,7 +296,27 @@ describe('doctor: the fleet ledger', () => {
       check: 'fleet ledger',
       target: `DynamoDB ${good} (${TEST_REGION})`,
       status: 'pass',
-      detail: 'table ACTIVE, key pk (string), index open-index; 3 instances reserved now'
+      detail:
+        'table ACTIVE, key pk (string), index open-index, time-index not in use yet: report reads the whole table until `remote-hooks index-ledger` has run once; 3 instances reserved now'
+    })
+    // A table as an earlier version of the ledger module made it: the open-reservations index only.
+    const older = `rch-doctor-${process.pid}-older`
+    const shape = ledgerTableShape()
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: older,
+        BillingMode: 'PAY_PER_REQUEST',
+        KeySchema: shape.KeySchema,
+        AttributeDefinitions: shape.AttributeDefinitions!.filter((a) => ['pk', 'open'].includes(a.AttributeName!)),
+        GlobalSecondaryIndexes: shape.GlobalSecondaryIndexes!.filter((g) => g.IndexName === 'open-index')
+      })
+    )
+    tables.push(older)
+    const [old] = await withEnv(() => ledgerChecks(dynamo(older)))
+    expect(old).toMatchObject({
+      status: 'pass',
+      detail:
+        'table ACTIVE, key pk (string), index open-index; no index time-index: report reads the whole table (terraform/modules/ledger adds it; then run `remote-hooks index-ledger` once); 0 instances reserved now'
     })
 
     const [absent] = await withEnv(() => ledgerChecks(dynamo(`rch-doctor-none-${process.pid}`)))
@@ -321,6 +342,10 @@ describe('doctor: the fleet ledger', () => {
     expect(i.fix).toMatch(/global secondary index open-index/)
     // Read-only: the good table holds only the item put above.
     expect((await ddb.send(new ScanCommand({ TableName: good }))).Items).toEqual([{ pk: { S: 'counter#instances' }, n: { N: '3' } }])
+    // Once index-ledger has marked it: in use.
+    await ddb.send(new PutItemCommand({ TableName: good, Item: { pk: { S: 'meta#time-index' }, since: { N: '0' }, first: { N: '0' } } }))
+    const [marked] = await withEnv(() => ledgerChecks(dynamo(good)))
+    expect(marked.detail).toBe('table ACTIVE, key pk (string), index open-index, time-index in use; 3 instances reserved now')
   })
 
   it('local: a private folder passes with its open reservations, one open to others or absent under a read-only folder fails', async () => {

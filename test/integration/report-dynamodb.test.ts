@@ -4,15 +4,25 @@
  * totals against numbers worked out by hand here. Nothing races, so moto is reached directly.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { DeleteTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import {
+  type AttributeValue,
+  CreateTableCommand,
+  DeleteItemCommand,
+  DeleteTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand
+} from '@aws-sdk/client-dynamodb'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
 import { createLedgerTable } from '../helpers/ledger-table'
+import { ledgerTableShape } from '../../src/fleet/ledger-table'
 
 const hook = resolve(__dirname, '..', '..', 'dist', 'index.js')
 const endpoint = loadMoto().endpoint
@@ -26,6 +36,7 @@ const fleetCfg = { ledger: { kind: 'dynamodb', table, region: TEST_REGION, endpo
 const fleet: FleetConfig = FleetSchema.parse(fleetCfg)
 const configFile = join(dir, 'config.json')
 let cAttachedAt = 0
+let aKey = ''
 
 const ledgerAt = (now: number): DynamoLedger =>
   new DynamoLedger(fleet, fleet.ledger as Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>, {
@@ -99,6 +110,17 @@ beforeAll(async () => {
   await job('j6', 'acme/widgets', 'ci', 'r1', T0 + 24 * H, { acquire: 9000, boot: 9000 })
   await l.recordJob({ jobId: 'j2', lost: 'spot' }) // a Spot interruption under one of j2's steps
   l.close()
+  // A and j1 as a hook of an earlier version wrote them: without the time index's attributes.
+  aKey = `res#${a}`
+  for (const pk of [aKey, 'job#j1'])
+    await ddb.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: { pk: { S: pk } },
+        UpdateExpression: 'REMOVE span, #a',
+        ExpressionAttributeNames: { '#a': 'at' }
+      })
+    )
   writeFileSync(
     configFile,
     JSON.stringify({
@@ -117,9 +139,9 @@ afterAll(async () => {
 
 const RANGE = ['--since', '2026-11-20T00:00:00Z', '--until', '2026-11-21T09:00:00Z']
 
-function run(args: string[]): { code: number | null; out: string; err: string; before: number; after: number } {
+function run(args: string[], command = 'report'): { code: number | null; out: string; err: string; before: number; after: number } {
   const before = Date.now()
-  const r = spawnSync(process.execPath, [hook, 'report', configFile, ...args], {
+  const r = spawnSync(process.execPath, [hook, command, configFile, ...args], {
     encoding: 'utf8',
     timeout: 60_000,
     env: { PATH: process.env.PATH, HOME: dir, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' }
@@ -133,9 +155,49 @@ const running = (now: number): { s: number; micro: number } => {
   return { s, micro: Math.ceil((83200 * s) / 3600) }
 }
 
-test('report --json over a DynamoDB ledger: the totals worked out by hand', () => {
+/** Before `index-ledger` the report reads the whole table (saying so); after it, only its range through the index: the same totals. */
+describe.each([
+  ['without', false],
+  ['with', true]
+])('%s the time index in use', (_, indexed) => {
+  beforeAll(() => {
+    if (!indexed) return
+    const r = run([], 'index-ledger')
+    // 6 reservations and 6 jobs; A and j1 lacked the attributes
+    expect(r).toMatchObject({ code: 0, err: '' })
+    expect(r.out).toBe(
+      `index-ledger: DynamoDB ${table}: 12 reservations and job records, 2 given the index's attributes; report reads through time-index from now on\n`
+    )
+  })
+
+  test('report --json over a DynamoDB ledger: the totals worked out by hand', () => reportByHand(indexed))
+})
+
+test('through the index, an item without its attributes is not read (control); index-ledger run again gives them', async () => {
+  // B's reservation again, under another id and without span/at: what a hook of an earlier version writes after index-ledger ran
+  const b = (await ddb.send(new GetItemCommand({ TableName: table, Key: { pk: { S: aKey } }, ConsistentRead: true }))).Item!
+  const planted: Record<string, AttributeValue> = { ...b, pk: { S: 'res#planted' } }
+  delete planted.span
+  delete planted.at
+  await ddb.send(new PutItemCommand({ TableName: table, Item: planted }))
+  const launches = (): number => JSON.parse(run([...RANGE, '--json']).out).groups[1].launches
+  try {
+    expect(launches()).toBe(2) // A B: the planted copy is not in the index
+    expect(run([], 'index-ledger').out).toMatch(/: 13 reservations and job records, 1 given /)
+    expect(launches()).toBe(3)
+  } finally {
+    await ddb.send(new DeleteItemCommand({ TableName: table, Key: { pk: { S: 'res#planted' } } }))
+  }
+})
+
+function reportByHand(indexed: boolean): void {
   const r = run([...RANGE, '--json'])
-  expect(r).toMatchObject({ code: 0, err: '' })
+  expect(r.code).toBe(0)
+  if (indexed) expect(r.err).toBe('')
+  else
+    expect(r.err).toBe(
+      `report: fleet ledger ${table}: read the whole table 2 times (38 items, each billed as read) because its time index is not in use; run \`remote-hooks index-ledger\` once (docs/operations.md) and later reports read only their range\n`
+    )
   const j = JSON.parse(r.out)
   expect(j).toMatchObject({ by: 'repository', since: '2026-11-20T00:00:00.000Z', until: '2026-11-21T09:00:00.000Z', timeZone: 'UTC' })
   const [gadgets, widgets] = j.groups
@@ -174,7 +236,7 @@ test('report --json over a DynamoDB ledger: the totals worked out by hand', () =
     bootSeconds: { samples: 3, p50: 34, p95: 41 } // [30000 34000 41000]: rank 2, 3
   })
   expect(Math.round(j.total.costUsd * 1e6)).toBe(64480 + Math.round(gadgets.costUsd * 1e6))
-})
+}
 
 test('report --by runner and --openmetrics over the same ledger', () => {
   const byRunner = JSON.parse(run([...RANGE, '--json', '--by', 'runner']).out)
@@ -192,6 +254,44 @@ test('report --by runner and --openmetrics over the same ledger', () => {
   expect(lines).toContain('rch_instance_seconds_total{repository="acme/gadgets"} 0')
   expect(lines).toContain('rch_running_instances{repository="acme/gadgets"} 1')
   expect(lines).toContain('rch_jobs_total{repository="acme/gadgets"} 2')
+})
+
+test('index-ledger on a table without the time index (an earlier module made it): refused, naming the fix, exit 78; a local ledger: nothing to do', async () => {
+  const older = `${table}-older`
+  const shape = ledgerTableShape()
+  await ddb.send(
+    new CreateTableCommand({
+      TableName: older,
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: shape.KeySchema,
+      AttributeDefinitions: shape.AttributeDefinitions!.filter((a) => ['pk', 'open'].includes(a.AttributeName!)),
+      GlobalSecondaryIndexes: shape.GlobalSecondaryIndexes!.filter((g) => g.IndexName === 'open-index')
+    })
+  )
+  const cfg = join(dir, 'older.json')
+  const local = join(dir, 'local.json')
+  try {
+    const base = JSON.parse(readFileSync(configFile, 'utf8'))
+    writeFileSync(cfg, JSON.stringify({ ...base, fleet: { ...fleetCfg, ledger: { ...fleetCfg.ledger, table: older } } }))
+    writeFileSync(local, JSON.stringify({ ...base, fleet: { ledger: { kind: 'local', path: join(dir, 'ledger') } } }))
+    const r = spawnSync(process.execPath, [hook, 'index-ledger', cfg], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, HOME: dir, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' }
+    })
+    expect({ code: r.status, out: r.stdout, err: r.stderr }).toEqual({
+      code: 78,
+      out: '',
+      err: `index-ledger: DynamoDB ${older} (${TEST_REGION}) has no index time-index: apply terraform/modules/ledger of this version (it adds it), then run this again\n`
+    })
+    const l = spawnSync(process.execPath, [hook, 'index-ledger', local], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir } })
+    expect({ code: l.status, out: l.stdout, err: l.stderr }).toEqual({
+      code: 0,
+      out: 'index-ledger: nothing to do: fleet.ledger is local (report reads its files by range already)\n',
+      err: ''
+    })
+  } finally {
+    await ddb.send(new DeleteTableCommand({ TableName: older })).catch(() => undefined)
+  }
 })
 
 test('a bad --until through the entry point: one line naming the flag, exit 64', () => {

@@ -28,7 +28,7 @@ import { FleetSchema, loadConfig, type Config } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 import { DescribeInstancesCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2'
 import { membersOf, TAG_GROUP, TAG_HOST_KEY } from '../../src/providers/pool-plan'
-import { ledgerTableShape, OPEN_INDEX } from '../../src/fleet/ledger-table'
+import { ledgerTableShape, OPEN_INDEX, TIME_INDEX } from '../../src/fleet/ledger-table'
 import { ec2Client, loadMoto, motoImageId, TEST_REGION } from '../helpers/ec2-env'
 import { readEnv, repoRoot, testenvDir } from '../helpers/testenv'
 import { testKeyPair } from '../helpers/keys'
@@ -328,19 +328,20 @@ const LEDGER_ACTIONS = [
   'dynamodb:Scan',
   'dynamodb:UpdateItem'
 ]
-/** A Query reads the index of open reservations, whose ARN is the table's plus /index/<name>. */
-const LEDGER_INDEX_ARN = `${LEDGER_ARN}/index/${OPEN_INDEX}`
-const ledgerResourceOf = (action: string): string => (action === 'dynamodb:Query' ? LEDGER_INDEX_ARN : LEDGER_ARN)
+/** A Query reads an index (open reservations: reap; a time range: report), whose ARN is the table's plus /index/<name>. */
+const LEDGER_INDEX_ARNS = [OPEN_INDEX, TIME_INDEX].map((i) => `${LEDGER_ARN}/index/${i}`)
+const ledgerResourcesOf = (action: string): string[] => (action === 'dynamodb:Query' ? LEDGER_INDEX_ARNS : [LEDGER_ARN])
 
-/** What the policy lacks of the ledger's calls on LEDGER_ARN (or its index), or grants of DynamoDB beyond them. */
+/** What the policy lacks of the ledger's calls on LEDGER_ARN (or its indexes), or grants of DynamoDB beyond them. */
 function ledgerProblems(p: Policy, needed: string[]): string[] {
   const out: string[] = []
   const on = p.Statement.filter((s) => s.Effect === 'Allow' && asList(s.Action).some((a) => a.startsWith('dynamodb:')))
   for (const a of needed)
-    if (!on.some((s) => asList(s.Action).includes(a) && asList(s.Resource).some((r) => r === ledgerResourceOf(a) || r === '*')))
-      out.push(`${a} is not allowed on the ledger table`)
+    for (const arn of ledgerResourcesOf(a))
+      if (!on.some((s) => asList(s.Action).includes(a) && asList(s.Resource).some((r) => r === arn || r === '*')))
+        out.push(`${a} is not allowed on ${arn === LEDGER_ARN ? 'the ledger table' : arn}`)
   for (const s of on)
-    if (asList(s.Resource).some((r) => r !== LEDGER_ARN && r !== LEDGER_INDEX_ARN))
+    if (asList(s.Resource).some((r) => r !== LEDGER_ARN && !LEDGER_INDEX_ARNS.includes(r)))
       out.push(`${s.Sid ?? '?'} is not bound to the ledger table`)
   return out
 }
@@ -355,7 +356,10 @@ function tfLedgerShape(root: string): object {
     KeySchema: [{ AttributeName: field(tf, 'hash_key'), KeyType: 'HASH' }],
     GlobalSecondaryIndexes: blocks('global_secondary_index').map((b) => ({
       IndexName: field(b, 'name'),
-      KeySchema: [{ AttributeName: field(b, 'hash_key'), KeyType: 'HASH' }],
+      KeySchema: [
+        { AttributeName: field(b, 'hash_key'), KeyType: 'HASH' },
+        ...(field(b, 'range_key') ? [{ AttributeName: field(b, 'range_key'), KeyType: 'RANGE' }] : [])
+      ],
       Projection: { ProjectionType: field(b, 'projection_type') }
     }))
   }

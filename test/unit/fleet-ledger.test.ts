@@ -300,6 +300,47 @@ test('job records in a range: the same jobs as a full merge, and jobs that start
   }
 })
 
+// A range of a long history must not parse the whole history: settled lines out of the range and job
+// lines written more than JOB_SETTLES_MS before it are passed over as bytes.
+test('a range reads the lines out of it without parsing them, with the same answer as a full read', async () => {
+  const DAY = 86_400_000
+  const l = ledger(fleet({}))
+  for (let d = 0; d < 60; d++) {
+    clockNow = NOON + d * DAY
+    const r = await l.reserve(REQ, clockNow)
+    if (!r.ok) throw new Error(r.line)
+    await l.attach(r.id, `i-${d}`, clockNow + 1000)
+    await l.recordJob({ jobId: `j${d}`, repository: 'acme/a', startedAt: clockNow, timings: { acquire: d } })
+    clockNow += 3_600_000
+    await l.settle(r.id, { endedAt: clockNow })
+    await l.recordJob({ jobId: `j${d}`, endedAt: clockNow })
+  }
+  // A job of day 40 lost its machine on day 49: a late line of a job that started before the range.
+  clockNow = NOON + 49 * DAY
+  await l.recordJob({ jobId: 'j40', lost: 'spot' })
+  const range = { since: NOON + 50 * DAY }
+  const allRecords = await l.records()
+  const allJobs = await l.jobs()
+  const parse = jest.spyOn(JSON, 'parse')
+  try {
+    expect(await l.records(range)).toEqual(allRecords.filter((r) => inRange(r, range)))
+    // 10 settled lines (days 50 to 59) and the ledger's own state file, not 60
+    expect(parse.mock.calls.length).toBeLessThanOrEqual(10 + 2)
+    parse.mockClear()
+    const jobs = await l.jobs(range)
+    expect(jobs).toEqual(allJobs.filter((j) => inRange({ reservedAt: j.startedAt }, range)))
+    expect(jobs.map((j) => j.jobId)).toEqual([50, 51, 52, 53, 54, 55, 56, 57, 58, 59].map((d) => `j${d}`))
+    // lines written from day 42 on (8 days before the range): 2 per day and j40's late one, not 121
+    expect(parse.mock.calls.length).toBeLessThanOrEqual(2 * 18 + 1 + 2)
+    // control: without a range every line is parsed
+    parse.mockClear()
+    await l.jobs()
+    expect(parse.mock.calls.length).toBeGreaterThanOrEqual(121)
+  } finally {
+    parse.mockRestore()
+  }
+})
+
 test('job records: created by the first update, fields replace, timings merge; bad phase names and times refused', async () => {
   const l = ledger(fleet({}))
   clockNow = NOON

@@ -5,7 +5,7 @@
 // AccessDenied for everyone who follows the module; this reads both sides, so they cannot drift.
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { OPEN_INDEX } from '../../src/fleet/ledger-table'
+import * as ledgerTable from '../../src/fleet/ledger-table'
 import { ConfigSchema, type Ec2Config } from '../../src/config'
 import * as ec2Plan from '../../src/providers/ec2-plan'
 import * as poolPlan from '../../src/providers/pool-plan'
@@ -61,12 +61,15 @@ function serviceOf(command: string, src: string, at: number): string {
   return nearest
 }
 
+/** The index names of ledger-table.ts, by their constant's name. */
+const INDEXES: Record<string, string> = { OPEN_INDEX: ledgerTable.OPEN_INDEX, TIME_INDEX: ledgerTable.TIME_INDEX }
+
 /**
  * The IAM actions of the calls in `src`: a DynamoDB transaction is authorised per item it holds
  * (Put: PutItem, Update: UpdateItem...), a Query with an IndexName on the index.
  */
-function actionsOf(src: string): { action: string; index?: boolean }[] {
-  const out = new Map<string, { action: string; index?: boolean }>()
+function actionsOf(src: string): { action: string; index?: string }[] {
+  const out = new Map<string, { action: string; index?: string }>()
   for (const m of src.matchAll(/\bsdk\.(\w+)Command\b/g)) {
     const c = m[1]
     const service = serviceOf(c, src, m.index)
@@ -81,8 +84,10 @@ function actionsOf(src: string): { action: string; index?: boolean }[] {
         out.set(kinds[k], { action: `dynamodb:${kinds[k]}` })
       continue
     }
-    const index = c === 'Query' && /IndexName:/.test(src)
-    out.set(`${c}${index ? '@index' : ''}`, { action: `${service}:${c}`, ...(index ? { index } : {}) })
+    // A Query names its index by a constant of ledger-table.ts: each one the source names needs its ARN.
+    const indexes = c === 'Query' ? [...src.matchAll(/IndexName: (\w+)/g)].map(([, k]) => INDEXES[k] ?? `unknown ${k}`) : []
+    if (!indexes.length) out.set(c, { action: `${service}:${c}` })
+    for (const index of indexes) out.set(`${c}@${index}`, { action: `${service}:${c}`, index })
   }
   return [...out.values()]
 }
@@ -351,12 +356,12 @@ test.each(FEATURES.map((f) => [f.name, f] as const))('%s: every call is allowed 
       .filter(({ action, index }) => {
         const by = allows(p, action)
         if (!action.startsWith('dynamodb:')) return by.length === 0
-        // The ledger's calls on its tables only; a Query of the index needs the index's ARN.
+        // The ledger's calls on its tables only; a Query of an index needs that index's ARN.
         return !by.some((s) =>
-          s.resources.some((r) => (index ? r.endsWith(`/index/${OPEN_INDEX}`) : r === 'var.ledger_table_arns' || r.endsWith(':table/*')))
+          s.resources.some((r) => (index ? r.endsWith(`/index/${index}`) : r === 'var.ledger_table_arns' || r.endsWith(':table/*')))
         )
       })
-      .map((c) => `${c.action}${c.index ? ` (index ${OPEN_INDEX})` : ''}`)
+      .map((c) => `${c.action}${c.index ? ` (index ${c.index})` : ''}`)
     expect({ policy: name, missing }).toEqual({ policy: name, missing: [] })
   }
 })

@@ -1,10 +1,10 @@
 // `report` against a local ledger the test fills with known reservations, settlements and jobs.
 // Every expected number is worked out by hand in the comments next to it, never by the report's code.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FleetSchema } from '../../src/config'
-import type { ReserveRequest } from '../../src/fleet/ledger'
+import { FleetSchema, type Config } from '../../src/config'
+import type { Ledger, ReserveRequest } from '../../src/fleet/ledger'
 import { LocalLedger } from '../../src/fleet/local-ledger'
 import { runOpCommand } from '../../src/ops/cli'
 import { parseArgs } from '../../src/ops/command'
@@ -682,4 +682,125 @@ test('a lost-machine cause this version does not know (a newer hook wrote it) co
   const n = { ...j('d'), lost: null as unknown as string }
   const r = buildReport({ records: [], jobs: [j('a', 'meteor'), j('b', 'spot'), j('c'), n], by: 'repository', timeZone: 'UTC', now: NOON })
   expect(r.total.lost).toEqual({ spot: 1, inside: 0, lifetime: 0, api: 0, other: 1, running: 0, gone: 0 })
+})
+
+describe('--openmetrics over all time keeps the sums of what is final in a private checkpoint', () => {
+  const DAY = 24 * H
+  const BASE = Date.UTC(2026, 10, 1, 8) // 1 November 08:00Z; NOON is 1 December 12:00Z
+  const W = 'acme/widgets'
+  const G = 'acme/gadgets'
+  let held = ''
+
+  /** Day d: a t3.medium launch of W (even d) or G (odd d), attached 10 s in, ended 600 s later; its job with acquire 10d+1 ms, boot 1000d ms. */
+  async function days(ds: number[]): Promise<void> {
+    const l = ledgerOf(FLEET)
+    for (const d of ds) {
+      const at = BASE + d * DAY
+      const repo = d % 2 ? G : W
+      const id = await reserve(l, req(repo, 'ci', `r${d % 3}`, 't3.medium'), at)
+      await l.attach(id, `i-${d}`, at + 10_000)
+      await l.settle(id, { endedAt: at + 610_000 })
+      await l.recordJob({
+        jobId: `d${d}`,
+        repository: repo,
+        workflow: 'ci',
+        runner: `r${d % 3}`,
+        runId: '1',
+        job: 'b',
+        runnerHost: 'h',
+        provider: 'ec2',
+        startedAt: at,
+        timings: { acquire: 10 * d + 1, boot: 1000 * d }
+      })
+      if (d % 7 === 0) await l.recordJob({ jobId: `d${d}`, lost: 'spot' })
+    }
+  }
+
+  /** A report through a ledger that records the ranges it is asked for. */
+  async function scrape(localRoot: string, now: number, ranges: object[], by = 'repository') {
+    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics', '--by', by])
+    if (!('positional' in args)) throw new Error(JSON.stringify(args))
+    const t = io()
+    const open = async (config: Config): Promise<Ledger> => {
+      const l = new LocalLedger(config.fleet, join(root, 'ledger'), { now: () => now })
+      return Object.assign(Object.create(l) as LocalLedger, {
+        records: (r?: { since?: number }) => (ranges.push(r ?? {}), l.records(r))
+      })
+    }
+    const code = await runReport(args, t.io, { now, localRoot, open })
+    expect({ code, err: t.err() }).toEqual({ code: 0, err: '' })
+    return t.out()
+  }
+
+  beforeEach(async () => {
+    await days([...Array(30).keys()])
+    // Reserved on day 10 and open until the second scrape: the cutoff may not pass it.
+    const l = ledgerOf(FLEET)
+    held = await reserve(l, req('acme/held', 'ci', 'r9', 't3.medium'), BASE + 10 * DAY)
+    await l.attach(held, 'i-held', BASE + 10 * DAY + 10_000)
+  })
+
+  test('a run from the checkpoint prints what a run over the whole ledger prints, and reads only from the cutoff', async () => {
+    const kept = join(root, 'kept')
+    const ranges: object[] = []
+    const first = await scrape(kept, NOON, ranges)
+    expect(await scrape(kept, NOON, ranges)).toBe(first)
+    // the whole ledger, then from the open reservation on (8 days back would be later)
+    expect(ranges).toEqual([{}, { since: BASE + 10 * DAY }])
+
+    // Five days on: the held one settled, four more days of jobs.
+    const l = ledgerOf(FLEET)
+    await l.settle(held, { endedAt: BASE + 10 * DAY + 610_000 })
+    await days([31, 32, 33, 34])
+    const later = NOON + 5 * DAY
+    const fromKept = await scrape(kept, later, ranges)
+    const fresh = await scrape(join(root, 'fresh'), later, ranges)
+    expect(fromKept).toBe(fresh)
+    expect(await scrape(kept, later, ranges)).toBe(fresh)
+    expect(ranges.slice(2)).toEqual([{ since: BASE + 10 * DAY }, {}, { since: later - 8 * DAY }])
+
+    // The figures, by hand. W: days 0, 2 … 28, 32, 34 (17 jobs and launches of 600 s); its acquire
+    // sum 10 × (0 + 2 + … + 28) + 15 + 321 + 341 = 2777 ms; quantiles over the jobs since
+    // later − 8 days (28 November 12:00Z): days 28, 32, 34 → 281 321 341 ms.
+    const lines = fresh.split('\n')
+    for (const line of [
+      `rch_jobs_total{repository="${W}"} 17`,
+      `rch_jobs_total{repository="${G}"} 17`,
+      `rch_launches_total{repository="${W}"} 17`,
+      `rch_instance_seconds_total{repository="${W}"} 10200`,
+      `rch_instance_seconds_total{repository="acme/held"} 600`,
+      `rch_acquire_seconds_count{repository="${W}"} 17`,
+      `rch_acquire_seconds_sum{repository="${W}"} 2.777`,
+      `rch_acquire_seconds{repository="${W}",quantile="0.5"} 0.321`,
+      `rch_acquire_seconds{repository="${W}",quantile="0.95"} 0.341`,
+      `rch_machines_lost_total{repository="${W}",cause="spot"} 3`, // days 0, 14, 28
+      `rch_machines_lost_total{repository="${G}",cause="spot"} 2` // days 7, 21
+    ])
+      expect(lines).toContain(line)
+  })
+
+  test('control: the sums are taken from the checkpoint; one of another grouping or a damaged one is not used', async () => {
+    const kept = join(root, 'kept')
+    const byRepo = await scrape(kept, NOON, [])
+    // another grouping has its own checkpoint: the same text as a run without any
+    expect(await scrape(kept, NOON, [], 'runner')).toBe(await scrape(join(root, 'fresh'), NOON, [], 'runner'))
+    const files = readdirSync(join(kept, 'report'))
+    expect(files).toHaveLength(2)
+    const mine = files
+      .map((f) => join(kept, 'report', f))
+      .find((f) => JSON.parse(JSON.parse(readFileSync(f, 'utf8')).of).by === 'repository')!
+    expect(statSync(mine).mode & 0o777).toBe(0o600)
+    const cp = JSON.parse(readFileSync(mine, 'utf8'))
+    const w = cp.rows.find((r: { key: string[] }) => r.key[0] === W)
+    w.jobs += 1000
+    writeFileSync(mine, JSON.stringify(cp))
+    const tampered = await scrape(kept, NOON, [])
+    expect(tampered).not.toBe(byRepo)
+    expect(tampered.split('\n')).toContain(`rch_jobs_total{repository="${W}"} ${1000 + 15}`)
+    // damaged beyond its shape: ignored, the ledger is read whole again
+    writeFileSync(mine, '{"version":1')
+    const ranges: object[] = []
+    expect(await scrape(kept, NOON, ranges)).toBe(byRepo)
+    expect(ranges).toEqual([{}])
+  })
 })

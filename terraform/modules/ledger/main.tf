@@ -1,7 +1,9 @@
 # The fleet ledger's DynamoDB table, shared by every runner host: each reservation is one
 # conditional transaction on it, so the caps and the day's budget hold across hosts. Items are
 # read and written by `pk` (string partition key, no sort key); the open reservations alone carry
-# `open`, so the sparse index open-index lists them without reading the table's history (reap).
+# `open`, so the sparse index open-index lists them without reading the table's history (reap);
+# reservations and job records carry `span` (kind and UTC month) and `at` (their time), so
+# time-index reads one range of them (report) instead of the whole table.
 # The hook's src/fleet/ledger-table.ts is the same shape; the offline check compares the two.
 
 resource "aws_dynamodb_table" "ledger" {
@@ -21,9 +23,26 @@ resource "aws_dynamodb_table" "ledger" {
     type = "S"
   }
 
+  attribute {
+    name = "span"
+    type = "S"
+  }
+
+  attribute {
+    name = "at"
+    type = "N"
+  }
+
   global_secondary_index {
     name            = "open-index"
     hash_key        = "open"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "time-index"
+    hash_key        = "span"
+    range_key       = "at"
     projection_type = "ALL"
   }
 

@@ -24,8 +24,8 @@ locals {
 
   # ---------------------------------------------------------------- fleet (both kinds)
   # The fleet ledger's table, when it is in DynamoDB: TransactWriteItems is authorised per item it
-  # writes (Put: PutItem, Update: UpdateItem); DescribeTable is doctor's; Query only on the index of open
-  # reservations. Nothing else, this table only.
+  # writes (Put: PutItem, Update: UpdateItem); DescribeTable is doctor's; Query only on its two
+  # indexes (open reservations: reap; a time range: report). Nothing else, this table only.
   ledger_statements = length(var.ledger_table_arns) > 0 ? [
     {
       Sid      = "FleetLedger"
@@ -37,7 +37,7 @@ locals {
       Sid      = "FleetLedgerOpenReservations"
       Effect   = "Allow"
       Action   = ["dynamodb:Query"]
-      Resource = [for arn in var.ledger_table_arns : "${arn}/index/open-index"]
+      Resource = flatten([for arn in var.ledger_table_arns : ["${arn}/index/open-index", "${arn}/index/time-index"]])
     },
   ] : []
   # The keep tag is the operator's word that reap leaves an instance alone: these credentials never set or remove it.

@@ -1,0 +1,169 @@
+// `report --openmetrics` without a range counts all time. Its counters only grow, and what made
+// them is final once a reservation is settled and a job has ended, so the sums up to a cutoff are
+// kept in a private file and each run reads the ledger only from there: the history is read once,
+// not on every scrape (a DynamoDB Scan of a table is billed for every item it ever held).
+// The cutoff stays HORIZON behind now (a job's record no longer changes then: JOB_SETTLES_MS), and
+// before the oldest open reservation (its settlement is still to come).
+import { readFileSync } from 'node:fs'
+import { z } from 'zod'
+import { JOB_SETTLES_MS, LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
+import { ensurePrivateDir, writePrivateFile } from '../private-fs'
+import { sha256Hex } from '../sha256'
+import { compareKeys, emptyRow, groupKeyOf, type GroupBy, type Report } from './report-data'
+
+export const HORIZON_MS = JOB_SETTLES_MS
+export const CHECKPOINT_VERSION = 1
+
+/** One group's settled sums up to the cutoff. */
+export interface SettledRow {
+  key: string[]
+  jobs: number
+  launches: number
+  instanceSeconds: number
+  costMicro: number
+  unpriced: number
+  acquire: { samples: number; sum: number }
+  boot: { samples: number; sum: number }
+  lost: Record<LossCause, number>
+}
+
+export interface Checkpoint {
+  version: number
+  /** What the sums belong to: the ledger, the grouping and the time zone of its days. */
+  of: string
+  cutoff: number
+  rows: SettledRow[]
+}
+
+const count = z.number().int().nonnegative()
+const phase = z.object({ samples: count, sum: z.number().nonnegative() }).strict()
+const CheckpointSchema = z
+  .object({
+    version: z.literal(CHECKPOINT_VERSION),
+    of: z.string(),
+    cutoff: z.number().int(),
+    rows: z.array(
+      z
+        .object({
+          key: z.array(z.string()),
+          jobs: count,
+          launches: count,
+          instanceSeconds: count,
+          costMicro: count,
+          unpriced: count,
+          acquire: phase,
+          boot: phase,
+          lost: z.object(Object.fromEntries(LOSS_CAUSES.map((c) => [c, count])) as Record<LossCause, typeof count>).strict()
+        })
+        .strict()
+    )
+  })
+  .strict()
+
+/** What a checkpoint is of: sums made for another ledger, grouping or time zone are not these. */
+export const checkpointOf = (ledger: object, by: GroupBy, timeZone: string): string => JSON.stringify({ ledger, by, timeZone })
+
+export const checkpointFile = (localRoot: string, of: string): string => `${localRoot}/report/${sha256Hex(of).slice(0, 24)}.json`
+
+/** The checkpoint in `file` if it is one of `of`; anything else (none, unreadable, another's) counts as none. */
+export function loadCheckpoint(file: string, of: string): Checkpoint | null {
+  try {
+    const cp = CheckpointSchema.parse(JSON.parse(readFileSync(file, 'utf8')))
+    return cp.of === of ? cp : null
+  } catch {
+    return null
+  }
+}
+
+export function saveCheckpoint(file: string, cp: Checkpoint): void {
+  ensurePrivateDir(file.slice(0, file.lastIndexOf('/')))
+  writePrivateFile(file, JSON.stringify(cp) + '\n')
+}
+
+/** The next cutoff: HORIZON behind now, before every open reservation, never behind the last one. */
+export function nextCutoff(records: LedgerRecord[], now: number, last: number | undefined): number {
+  let cut = now - HORIZON_MS
+  for (const r of records) if (r.settledAt === undefined) cut = Math.min(cut, r.reservedAt)
+  return last === undefined ? cut : Math.max(last, cut)
+}
+
+const blank = (key: string[]): SettledRow => ({
+  key,
+  jobs: 0,
+  launches: 0,
+  instanceSeconds: 0,
+  costMicro: 0,
+  unpriced: 0,
+  acquire: { samples: 0, sum: 0 },
+  boot: { samples: 0, sum: 0 },
+  lost: Object.fromEntries(LOSS_CAUSES.map((c) => [c, 0])) as Record<LossCause, number>
+})
+
+/** `base` plus the settled reservations and the jobs of [from, cutoff) (all settled: see nextCutoff), per group. */
+export function fold(
+  base: SettledRow[],
+  records: LedgerRecord[],
+  jobs: JobRecord[],
+  span: { from?: number; cutoff: number },
+  group: { by: GroupBy; timeZone: string }
+): SettledRow[] {
+  const keyOf = groupKeyOf(group.by, group.timeZone)
+  const rows = new Map(base.map((r) => [JSON.stringify(r.key), structuredClone(r)]))
+  const rowOf = (key: string[]): SettledRow => {
+    const id = JSON.stringify(key)
+    let row = rows.get(id)
+    if (!row) rows.set(id, (row = blank(key)))
+    return row
+  }
+  const inSpan = (at: number): boolean => (span.from === undefined || at >= span.from) && at < span.cutoff
+  for (const r of records) {
+    if (!inSpan(r.reservedAt)) continue
+    if (r.settledAt === undefined) throw new Error(`report checkpoint: reservation ${r.id} is open before the cutoff`)
+    // A settled reservation with nothing billed never ran (as report-data counts it).
+    if (!r.billedSeconds) continue
+    const row = rowOf(keyOf(r, r.reservedAt))
+    row.launches++
+    row.instanceSeconds += r.billedSeconds
+    row.costMicro += r.actualMicro ?? 0
+    if (r.priceMicroPerHour === null) row.unpriced++
+  }
+  for (const j of jobs) {
+    if (!inSpan(j.startedAt)) continue
+    const row = rowOf(keyOf(j, j.startedAt))
+    row.jobs++
+    for (const p of ['acquire', 'boot'] as const)
+      if (Number.isFinite(j.timings[p])) {
+        row[p].samples++
+        row[p].sum += j.timings[p]
+      }
+    if (typeof j.lost === 'string') row.lost[(LOSS_CAUSES as readonly string[]).includes(j.lost) ? (j.lost as LossCause) : 'other']++
+  }
+  return [...rows.values()]
+}
+
+/**
+ * The report of what came after the cutoff with the settled sums before it added to its rows
+ * (a group seen only before the cutoff gets a row of its own). The phases' percentiles stay the
+ * report's (recent jobs); their sums and counts become all-time.
+ */
+export function withSettled(report: Report, settled: SettledRow[]): Report {
+  const rows = new Map(
+    report.rows.map((r) => [JSON.stringify(r.key), { ...r, acquire: { ...r.acquire }, boot: { ...r.boot }, lost: { ...r.lost } }])
+  )
+  for (const s of settled) {
+    const id = JSON.stringify(s.key)
+    let row = rows.get(id)
+    if (!row) rows.set(id, (row = emptyRow(s.key)))
+    row.jobs += s.jobs
+    row.launches += s.launches
+    row.instanceSeconds += s.instanceSeconds
+    row.costMicro += s.costMicro
+    row.unpriced += s.unpriced
+    for (const p of ['acquire', 'boot'] as const) {
+      row[p].samples += s[p].samples
+      row[p].sum += s[p].sum
+    }
+    for (const c of LOSS_CAUSES) row.lost[c] += s.lost[c]
+  }
+  return { ...report, rows: [...rows.values()].sort((a, b) => compareKeys(a.key, b.key)) }
+}
