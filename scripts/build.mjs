@@ -404,7 +404,13 @@ const head = `#!/usr/bin/env node
         fatal(id === '${REST}' ? 'a part of itself ' : 'the bundled library ' + id + ' ', e);
       }
     }
-    return require(id);
+    // Node's own modules only. Anything else (ssh2's optional native parts, the AWS SDK's optional
+    // CRT) would be looked up in node_modules folders, HOME/.node_modules and NODE_PATH, places
+    // outside this file that a job may be able to write: they stay missing, as the libraries allow.
+    if (require('module').isBuiltin(id)) return require(id);
+    const e = new Error("Cannot find module '" + id + "': remote-container-hooks loads nothing from outside its file");
+    e.code = 'MODULE_NOT_FOUND';
+    throw e;
   }
   lazyRequire.resolve = require.resolve;
   lazyRequire.cache = require.cache;
