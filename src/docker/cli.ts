@@ -35,7 +35,10 @@ export interface CreateSpec {
 
 export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   // The name before the workflow's options, as the runner puts it: `options: --name db` is honoured.
-  const argv = ['docker', 'create', '--name', spec.name]
+  // The image is present (prepare_job checked or pulled it). A word of the options docker takes for
+  // the image (`--env NAME value`: the value, maybe a secret) must not be asked of a registry: before
+  // the options, as docker reads no flag after that word.
+  const argv = ['docker', 'create', '--name', spec.name, '--pull', 'never']
   if (spec.network) argv.push('--network', spec.network)
   for (const a of spec.aliases) argv.push('--network-alias', a)
   for (const p of spec.ports) argv.push('-p', p)

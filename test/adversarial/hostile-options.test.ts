@@ -3,6 +3,7 @@
 // container that is not the job's, joined to its network or holding its volume, does not keep the
 // job's network or folder on the VM.
 import { execFileSync } from 'node:child_process'
+import { createServer, type AddressInfo } from 'node:net'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
@@ -123,6 +124,39 @@ test.each([
   ])
   expect(await dockerLines(['ps', '-aq', '--filter', 'label=rch-test-hostile=1'])).toEqual([])
   expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
+// A space where `=` belongs (`--env API_KEY value`) makes docker take the value, maybe a secret, for
+// the image. It must not ask a registry for it: here the value names a loopback "registry" that
+// counts the connections it gets.
+test('options: whose stray word docker takes for the image: no registry is asked for it (the create runs with --pull never)', async () => {
+  const asked: string[] = []
+  const registry = createServer((s) => {
+    asked.push(`${s.remoteAddress}`)
+    s.destroy()
+  })
+  await new Promise<void>((ok) => registry.listen(0, '127.0.0.1', ok))
+  const word = `127.0.0.1:${(registry.address() as AddressInfo).port}/leak-canary-${process.pid}`
+  try {
+    // Positive control: docker's default pull policy asks that "registry" for the word.
+    const control = await cmd('docker', ['create', '--label', 'rch-test-probe=1', '--env', 'API_KEY', word])
+    expect(control.code).not.toBe(0)
+    expect(asked.length).toBeGreaterThan(0)
+    asked.length = 0
+
+    const runner = newRunner(`hostile-pull-${process.pid}`)
+    const p = await runner.prepare({
+      container: runner.jobContainer(testImages.tiny, { createOptions: `--label rch-test-hostile=1 --env API_KEY ${word}` }),
+      services: []
+    })
+    expect(p.code).not.toBe(0)
+    expect(errorLines(p).join('\n')).toMatch(/docker create .*No such image/)
+    expect(asked).toEqual([])
+    expect(await dockerLines(['ps', '-aq', '--filter', 'label=rch-test-hostile=1'])).toEqual([])
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  } finally {
+    registry.close()
+  }
 })
 
 test("a container that is not the job's, joined to the job's network: cleanup disconnects it and removes the network and the job folder", async () => {

@@ -39,6 +39,8 @@ describe('createArgv', () => {
       'create',
       '--name',
       'rch-job1-redis',
+      '--pull',
+      'never',
       '--network',
       'rch-net-j1',
       '--network-alias',
@@ -150,7 +152,7 @@ describe('createArgv', () => {
         }),
         []
       )
-    ).toEqual(['docker', 'create', '--name', 'rch-job1-redis', 'redis:7'])
+    ).toEqual(['docker', 'create', '--name', 'rch-job1-redis', '--pull', 'never', 'redis:7'])
     expect(createArgv(spec({ entrypoint: '', workdir: '' }), [])).not.toContain('--entrypoint')
   })
 })
