@@ -13,6 +13,7 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  readFileSync,
   renameSync,
   rmdirSync,
   rmSync,
@@ -77,10 +78,27 @@ function lstatOrNull(p: string): Stats | null {
 /**
  * The mode a file or folder from the VM gets on the runner host: no setuid, setgid or sticky bit,
  * and never writable by group or others (the VM's 0777 would let another local user swap what the
- * runner reads after the pull, its file-command files among them). What a checkout makes (0644,
- * 0755) is kept.
+ * runner reads after the pull, its file-command files among them); and no more than the runner's
+ * umask allows, as for a file the runner writes itself (a runner kept private with umask 077 stays
+ * so, though what a job's root makes on the VM is 0644). What a checkout makes is kept otherwise.
  */
-export const hostMode = (mode: number): number => mode & 0o755
+export const hostMode = (mode: number): number => mode & 0o755 & ~runnerUmask()
+
+let umask: number | undefined
+/** The process's umask, read once: from /proc (node's own read of it is deprecated), else 022. */
+export function runnerUmask(): number {
+  if (umask === undefined) {
+    let status = ''
+    try {
+      status = readFileSync('/proc/self/status', 'utf8')
+    } catch {
+      // not Linux: the common default
+    }
+    const m = /^Umask:\s*([0-7]{1,4})$/m.exec(status)
+    umask = m ? parseInt(m[1], 8) : 0o022
+  }
+  return umask
+}
 
 let tmpSeq = 0
 const tmpTag = `${process.pid}-${randomBytes(4).toString('hex')}`

@@ -85,3 +85,41 @@ describe('pull-back from a hostile step', () => {
     expect(ms).toBeLessThan(25_000)
   }, 240_000)
 })
+
+// What a job's root makes on the VM is 0644/0755; the runner host keeps what its own umask allows,
+// so a runner kept private with umask 077 (other local users must not read its _work: checkout's
+// token, the file commands) stays private after the pull-back.
+describe("pull-back modes follow the runner's umask", () => {
+  const runners: FakeRunner[] = []
+  afterAll(async () => {
+    for (const r of runners) {
+      await r.cleanup()
+      r.dispose()
+    }
+  })
+
+  test.each([
+    ['077', '600', '700'],
+    ['022', '644', '755'] // control: the runner's usual umask keeps the job's modes
+  ])('umask %s: a 0644 file and a 0755 folder come back as 0%s and 0%s', async (umask, fileMode, dirMode) => {
+    const mask = parseInt(umask, 8)
+    const before = process.umask(mask)
+    try {
+      // The hook, and the job's agent it starts, inherit the runner's umask.
+      const runner = new FakeRunner({ name: `umask-${umask}-${process.pid}` })
+      runners.push(runner)
+      const p = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [] })
+      expect({ code: p.code, errors: errorLines(p) }).toEqual({ code: 0, errors: [] })
+      const { args } = runner.scriptStep('umask 022\necho token > open.txt\nchmod 0644 open.txt\nmkdir -p opendir\nchmod 0755 opendir\n')
+      const r = await runner.call('run_script_step', args)
+      expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+      expect((lstatSync(join(runner.workspace, 'open.txt')).mode & 0o777).toString(8)).toBe(fileMode)
+      expect((lstatSync(join(runner.workspace, 'opendir')).mode & 0o777).toString(8)).toBe(dirMode)
+      // The next step finds nothing changed on either side: the modes the host gave are in the base.
+      const again = await runner.call('run_script_step', runner.scriptStep('test "$(stat -c %a open.txt)" = 644\n').args)
+      expect({ code: again.code, errors: errorLines(again) }).toEqual({ code: 0, errors: [] })
+    } finally {
+      process.umask(before)
+    }
+  })
+})
