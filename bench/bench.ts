@@ -27,6 +27,10 @@ const vm = loadVm(VM)
 const ONLY = process.env.RCH_BENCH_ONLY?.split(',').filter(Boolean) ?? []
 const want = (row: string): boolean => ONLY.length === 0 || ONLY.includes(row)
 // Several bench jobs overlap on the one VM: give the static host 4 slots.
+/** OpenSSH's control sockets for the raw-rsync baseline: a folder of the bench's own, not a name in /tmp. */
+const controlDir = mkdtempSync(join(tmpdir(), 'rch-bench-cm-'))
+process.on('exit', () => rmSync(controlDir, { recursive: true, force: true }))
+
 const benchConfig = {
   provider: {
     kind: 'static',
@@ -255,16 +259,9 @@ async function main(): Promise<void> {
       excludes: ['_temp/_runner_hook_responses']
     }
     const repoRel = 'repo'
-    const rshMux = [
-      'ssh',
-      ...sshBase,
-      '-o',
-      'ControlMaster=auto',
-      '-o',
-      `ControlPath=/tmp/rch-bench-cm-%C`,
-      '-o',
-      'ControlPersist=60'
-    ].join(' ')
+    const rshMux = ['ssh', ...sshBase, '-o', 'ControlMaster=auto', '-o', `ControlPath=${controlDir}/%C`, '-o', 'ControlPersist=60'].join(
+      ' '
+    )
     const rawDest = `${vm.workRoot}/bench-raw-0`
     execFileSync('rsync', ['-a', '-e', rshMux, `${ws}/`, `${vm.user}@${vm.host}:${rawDest}/`])
     const oursOne: number[] = []
@@ -313,7 +310,7 @@ async function main(): Promise<void> {
       unit: 'ms',
       target: '-'
     })
-    spawnSync('ssh', [...sshBase, '-o', 'ControlPath=/tmp/rch-bench-cm-%C', '-O', 'exit', `${vm.user}@${vm.host}`], { stdio: 'ignore' })
+    spawnSync('ssh', [...sshBase, '-o', `ControlPath=${controlDir}/%C`, '-O', 'exit', `${vm.user}@${vm.host}`], { stdio: 'ignore' })
   }
   if (want('latency')) {
     // (5) line latency: container writes its clock; we read the line off the hook's stdout.

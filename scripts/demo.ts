@@ -5,7 +5,7 @@
 // dockerd. Each phase prints a group header, then the hook's output streamed live; at the end a
 // per-phase timing table. Exit code 1 if any phase failed (cleanup_job runs regardless).
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { FakeRunner, HOOK, type HookRun } from '../test/helpers/fake-runner'
 import { loadVm, testImages, type VmName } from '../test/helpers/testenv'
@@ -97,8 +97,11 @@ let hookEnv: Record<string, string> = {}
 async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: string }> {
   // This process's own SDK client (the group's stand-in) would warn about Node 20; the hook silences it itself.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
-  const dir = join(process.env.RCH_DEMO_DIR ?? '/tmp', `rch-demo-pool-${process.pid}`)
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  // A new folder of its own (mkdtemp, 0700): a name another local user could make first would let
+  // them swap the pool's key pair, and the members' users are in group docker.
+  const base = process.env.RCH_DEMO_DIR ?? '/tmp'
+  mkdirSync(base, { recursive: true })
+  const dir = mkdtempSync(join(base, 'rch-demo-pool-'))
   const { key, pub } = poolKeyPair(dir, 'demo-pool')
   header('pool', 'an Auto Scaling group of 2 in moto; its members are loopback sshds, each its own user')
   const pool = await createPool({
