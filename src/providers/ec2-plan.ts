@@ -4,6 +4,7 @@ import { nameField } from '../fleet/job-record'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2Config } from '../config'
 import type { RunnerEnv } from '../runner-env'
+import { isHostName } from '../input-rules'
 
 export const TAG_PREFIX = 'remote-container-hooks'
 export const TAG_OWNER = `${TAG_PREFIX}:owner`
@@ -159,11 +160,14 @@ export function addressOf(inst: Ec2.Instance, cfg: Pick<Ec2Config, 'connect' | '
   if (how === 'private-ip') return at(inst.PrivateIpAddress)
   if (how === 'public-ip') return at(inst.PublicIpAddress)
   if (how === 'public-dns') return at(inst.PublicDnsName)
-  // tag:<Name>: "host", "host:port", "[v6]" or "[v6]:port".
+  // tag:<Name>: "host", "host:port", "[v6]" or "[v6]:port". Something other than the hook writes it
+  // (maybe the instance itself): a value that is no host name or address (one ssh, rsync or a
+  // known_hosts line would read otherwise) or no port counts as none.
   const value = inst.Tags?.find((t) => t.Key === how.slice(4))?.Value
   if (!value) return null
-  const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(value)
-  return m ? { host: m[1], port: m[2] ? Number(m[2]) : cfg.sshPort } : null
+  const m = /^\[?([^\]]+?)\]?(?::(\d{1,5}))?$/.exec(value)
+  const port = m?.[2] ? Number(m[2]) : cfg.sshPort
+  return m && isHostName(m[1]) && port >= 1 && port <= 65535 ? { host: m[1], port } : null
 }
 
 export function knownHostsName(host: string, port: number): string {

@@ -229,6 +229,26 @@ describe('the address to SSH to (connect.address)', () => {
     expect(addressOf(inst, ec2Config({ connect: { address } }))).toEqual(want)
   })
 
+  // The tag is written by something other than the hook, maybe the instance: a value ssh, rsync or a
+  // known_hosts line would read as more than a host is none (the wait goes on, a pool member is not used).
+  test.each([
+    '-oProxyCommand=touch /tmp/x',
+    'host name',
+    'host\n[evil]:22 ssh-ed25519 AAAA',
+    '%d.example',
+    '10.0.0.5:0',
+    '10.0.0.5:65536',
+    '10.0.0.5:22:22',
+    '[2001:db8::1]:99999'
+  ])('a tag value that is no host[:port] counts as none: %j', (value) => {
+    expect(addressOf({ Tags: [{ Key: 'ep', Value: value }] }, ec2Config({ connect: { address: 'tag:ep' } }))).toBeNull()
+    // control: the same tag with a plain value is read
+    expect(addressOf({ Tags: [{ Key: 'ep', Value: 'h.example:2200' }] }, ec2Config({ connect: { address: 'tag:ep' } }))).toEqual({
+      host: 'h.example',
+      port: 2200
+    })
+  })
+
   test('none yet while the instance has no such address', () => {
     expect(addressOf({}, ec2Config({ connect: { address: 'public-ip' } }))).toBeNull()
     expect(addressOf({ PrivateIpAddress: '10.0.0.5' }, ec2Config({ connect: { address: 'public-dns' } }))).toBeNull()
