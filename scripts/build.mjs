@@ -264,10 +264,21 @@ const head = `#!/usr/bin/env node
     }
     return true;
   }
+  // A TMPDIR inside the runner's work folder (RUNNER_TEMP's parent), which steps copy to and from
+  // the VM, could bring back a cache the job wrote: no cache there (the hook then refuses to run).
+  function inWorkFolder() {
+    const temp = process.env.RUNNER_TEMP;
+    if (!temp || !path.isAbsolute(temp)) return false;
+    const real = (p) => { try { return fs.realpathSync(p); } catch (e) { return path.resolve(p); } };
+    const work = [path.resolve(path.dirname(temp)), real(path.dirname(temp))];
+    const here = [path.resolve(dir), path.join(real(path.dirname(dir)), path.basename(dir))];
+    return here.some((h) => work.some((w) => h === w || h.startsWith(w + '/')));
+  }
   function cacheUsable() {
     if (usable !== undefined) return usable;
     usable = false;
     try {
+      if (inWorkFolder()) return usable;
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const st = fs.lstatSync(dir);
       // Only a folder we own and nobody else can write, in a place nobody else can change, may hold code we run.

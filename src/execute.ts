@@ -3,7 +3,7 @@
 // runner environment, check the response file, run the handler, write its response, and map a
 // failure to its exit code and `::error::` line.
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
-import { Cancelled, formatError, TransportError } from './errors'
+import { Cancelled, ConfigError, formatError, TransportError } from './errors'
 import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
@@ -161,13 +161,26 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     }
   })
   const runner = readRunnerEnv(env, io.cwd)
-  const { resolveTools, useTools } = await import('./tools')
+  const { resolveTools, useTools, inJobFolders } = await import('./tools')
   useTools(resolveTools(config.tools, runner))
+  // Keys, sockets, the sync base and other jobs' log lines: never where a step's push copies them to the VM.
+  const logFile = config.log.file ?? io.place.defaultLogFile
+  const kept = [
+    ['TMPDIR', io.place.localRoot, "the hook's private folder: keys, sockets, the sync base"],
+    // The default log file is under TMPDIR too: one line says it.
+    ...(config.log.file ? [['log.file', logFile, "every job's log lines"]] : [])
+  ].flatMap(([name, path, why]) => {
+    const inside = inJobFolders(path, runner)
+    return inside
+      ? [`${name}: ${path} (${why}) is inside the runner's work folder ${inside}, which steps copy to the VM: use a folder outside it`]
+      : []
+  })
+  if (kept.length) throw new ConfigError(kept)
   await assertResponseFile(input.responseFile)
   const { createLog } = await import('./log')
   const localRoot = ensurePrivateDir(io.place.localRoot)
   const log = createLog({
-    file: config.log.file ?? io.place.defaultLogFile,
+    file: logFile,
     level: runner.debug ? 'debug' : config.log.level,
     debugToStepLog: runner.debug,
     out: (line) => ownLines(io.stdout, line + '\n')

@@ -33,13 +33,23 @@ function realOr(p: string): string {
   }
 }
 
-/** Why `path` must not be run, or null. Checked as written and after resolving symlinks (on both sides). */
-function refusal(path: string, folders: JobFolders): string | null {
-  if (!isAbsolute(path)) return 'must be an absolute path'
+/**
+ * The runner's work folder (or its temp folder) `path` is in, as written or after resolving
+ * symlinks (on both sides), or null: the job writes there, and every step copies parts of it to
+ * the VM, so nothing the hook runs or keeps may be there.
+ */
+export function inJobFolders(path: string, folders: JobFolders): string | null {
   const dirs = [folders.workDir, folders.runnerTemp].flatMap((d) => [resolve(d), realOr(d)])
   const real = realOr(path)
-  for (const d of dirs)
-    if (isUnder(resolve(path), d) || isUnder(real, d)) return `${path} is inside the runner's work folder ${d}, which the job can write`
+  for (const d of dirs) if (isUnder(resolve(path), d) || isUnder(real, d)) return d
+  return null
+}
+
+/** Why `path` must not be run, or null. */
+function refusal(path: string, folders: JobFolders): string | null {
+  if (!isAbsolute(path)) return 'must be an absolute path'
+  const inside = inJobFolders(path, folders)
+  if (inside) return `${path} is inside the runner's work folder ${inside}, which the job can write`
   try {
     accessSync(path, constants.X_OK)
     if (!statSync(path).isFile()) return `${path} is not a file`

@@ -346,6 +346,51 @@ describe('private local folders made by another local user', () => {
   })
 })
 
+// Every step copies _temp (and the workspace) to the VM: a TMPDIR or log.file there would hand the
+// job the hook's keys, sockets, sync base and other jobs' log lines.
+describe("the hook's own files are never inside the runner's work folder", () => {
+  test.each([
+    ['TMPDIR in _work/_temp', 'TMPDIR'],
+    ['log.file in _work', 'log.file']
+  ])('%s: the command fails at once naming it, nothing is made there or on the VM', async (_name, field) => {
+    const runner = new FakeRunner({ name: `kept-${field.replace('.', '-')}-${process.pid}` })
+    try {
+      const where = field === 'TMPDIR' ? join(runner.temp, 'tmp') : join(runner.work, 'logs')
+      mkdirSync(where, { recursive: true, mode: 0o700 })
+      const env: Record<string, string> = field === 'TMPDIR' ? { TMPDIR: where } : {}
+      if (field === 'log.file') {
+        const config = JSON.parse(readFileSync(runner.configFile, 'utf8')) as Record<string, unknown>
+        writeFileSync(runner.configFile, JSON.stringify({ ...config, log: { file: join(where, 'hook.log') } }))
+      }
+      const r = await runner.call('prepare_job', { container: runner.jobContainer(testImages.tiny), services: [] }, { state: null, env })
+      expect(r.code).toBe(78)
+      expect(errorLines(r)).toEqual([
+        expect.stringMatching(
+          new RegExp(`^::error::invalid configuration: ${field.replace('.', '\\.')}: ${where}.* is inside the runner's work folder `)
+        )
+      ])
+      expect(readdirSync(where)).toEqual([])
+      // control: the same folder outside _work is taken (the runner's own TMPDIR or log folder)
+      const outside = mkdtempSync(join(scratch, 'outside-'))
+      chmodSync(outside, 0o700)
+      if (field === 'log.file') {
+        const config = JSON.parse(readFileSync(runner.configFile, 'utf8')) as Record<string, unknown>
+        writeFileSync(runner.configFile, JSON.stringify({ ...config, log: { file: join(outside, 'hook.log') } }))
+      }
+      const ok = await runner.call(
+        'prepare_job',
+        { container: null, services: [] },
+        { state: null, env: field === 'TMPDIR' ? { TMPDIR: outside } : {} }
+      )
+      expect({ code: ok.code, errors: errorLines(ok) }).toEqual({ code: 0, errors: [] })
+    } finally {
+      // What a regression would leave on the VM (the hook then took the job).
+      await runner.cleanup()
+      runner.dispose()
+    }
+  })
+})
+
 describe("programs the hook's libraries start", () => {
   // The AWS SDK runs a profile's credential_process through a shell with the hook's environment; a
   // bare command name there was looked up on the PATH the runner gave the hook, job entries first.
