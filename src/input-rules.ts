@@ -125,3 +125,10 @@ export function isWorkRoot(p: string): boolean {
 export function isHomeWorkRoot(p: string): boolean {
   return p.startsWith('~/') && isWorkRoot(p.slice(1))
 }
+
+/**
+ * Whether OpenSSH reads `path` as written when it is given on its command line (-i, -o
+ * UserKnownHostsFile=): it splits at white space, takes quotes and backslashes as quoting, expands
+ * %-tokens, ${VAR} and a leading ~.
+ */
+export const sshLiteral = (path: string): boolean => !/[\s%$"'\\]/.test(path) && !path.startsWith('~')

@@ -7,6 +7,7 @@ import type { ConnectInfo } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
 import { lineTail } from '../line-tail'
+import { sshLiteral } from '../input-rules'
 
 export interface RsyncTransport {
   /** The `-e` command rsync runs to reach the remote. */
@@ -26,6 +27,12 @@ export function agentTransport(nodePath: string, hookPath: string, socketPath: s
  * connection, no key agent, and only the pinned key file and host key are used.
  */
 export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
+  // The configured files are checked in the config; a job's own key and pin are under TMPDIR.
+  for (const p of [info.identityFile, info.knownHostsFile])
+    if (!sshLiteral(p))
+      throw new HookError(
+        `${p}: OpenSSH would not read this path as written (a space, %, $, quote, backslash or leading ~): set TMPDIR to a plain path`
+      )
   const o = (kv: string): string[] => ['-o', kv]
   return [
     ssh,

@@ -7,6 +7,10 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { opensshArgs, opensshTransport, rsyncArgs } from '../../src/sync/rsync'
+import { ConfigSchema } from '../../src/config'
+
+const host = { host: '10.0.0.5', user: 'ci', identityFile: '/srv/keys/id', knownHostsFile: '/srv/keys/kh' }
+const minimalConfig = { provider: { kind: 'static', hosts: [host] }, remote: { workRoot: '/srv/rch' } }
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 
 let user: LocalUser
@@ -95,6 +99,29 @@ test("rsync gets --protect-args, and --chmod for a job's files but not for the s
   expect(shared).toContain('--protect-args')
   expect(shared.some((a) => a.startsWith('--chmod'))).toBe(false)
 })
+
+// OpenSSH expands %-tokens, ${VAR} and a leading ~ in these paths (and splits at white space): the
+// pinned known_hosts it read would be another file than the one the hook checked.
+test.each(['/srv/ci 100%d/kh', '/srv/${HOME}/kh', '~/kh', '/srv/ci tmp/kh', '/srv/"q"/kh'])(
+  'a key or known_hosts path OpenSSH would not read as written is refused: %s',
+  (path) => {
+    // positive control (all but the quote, which ssh -G shows as is): ssh reads another file
+    const shown = spawnSync('/usr/bin/ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${path}`, '-G', '127.0.0.1'], {
+      encoding: 'utf8'
+    })
+      .stdout.split('\n')
+      .find((l) => l.startsWith('userknownhostsfile '))
+    if (!path.includes('"') && !path.includes(' ')) expect(shown).not.toBe(`userknownhostsfile ${path}`)
+    expect(() => opensshArgs('/usr/bin/ssh', { ...info(), knownHostsFile: path })).toThrow('OpenSSH would not read this path as written')
+    expect(() => opensshArgs('/usr/bin/ssh', { ...info(), identityFile: path })).toThrow('OpenSSH would not read this path as written')
+    expect(
+      ConfigSchema.safeParse({ ...minimalConfig, provider: { ...minimalConfig.provider, hosts: [{ ...host, knownHostsFile: path }] } })
+        .success
+    ).toBe(false)
+    // control: a plain path is taken
+    expect(ConfigSchema.safeParse(minimalConfig).success).toBe(true)
+  }
+)
 
 describe("what ssh makes of rsync's options (ssh -G: the settings it would connect with, nothing contacted)", () => {
   /** ssh -G's effective settings, lower-case keys as it prints them. */
