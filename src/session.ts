@@ -274,6 +274,26 @@ export async function stopAgents(localDir: string): Promise<void> {
   for (const f of names) await MuxRemote.shutdown(`${localDir}/${f}`)
 }
 
+/**
+ * Local folders of this runner's earlier jobs (per-job keys, agent sockets, sync bases): agents
+ * stopped, folders removed. Their cleanup_job never came (the runner died); a runner runs one job
+ * at a time, so no other job of this owner can be using one.
+ */
+export async function removeLocalJobFolders(ctx: HookContext, owner: string): Promise<number> {
+  let names: string[]
+  try {
+    names = readdirSync(ctx.localRoot).filter((n) => n.startsWith(`${owner}-`))
+  } catch {
+    return 0
+  }
+  for (const n of names) {
+    const dir = `${ctx.localRoot}/${n}`
+    await stopAgents(dir)
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return names.length
+}
+
 /** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */
 export async function directRemote(ctx: HookContext, connect: ConnectInfo): Promise<Remote> {
   const { SshRemote } = await import('./remote/ssh')

@@ -1,12 +1,12 @@
 // cleanup_job: remove everything the job created on the remote and give the machine back. Works
 // from labels/tags when state is null (prepare_job failed or was killed), and is safe to run twice.
-import { readdirSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import type { Config } from '../config'
 import type { HandlerResult, HookContext } from '../context'
 import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import { decodeState, leaseOf, onJobMachine, stateFacts, workRootOf, type HookState } from '../state'
-import { openJobRemote, releaseMachine, releaseOrphans, stopAgents } from '../session'
+import { openJobRemote, releaseMachine, releaseOrphans, removeLocalJobFolders, stopAgents } from '../session'
 import { describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
 import { configElsewhere, providerFor, type Lease } from '../providers/factory'
@@ -130,7 +130,7 @@ async function withoutState(ctx: HookContext, provider: VmProvider<Lease>): Prom
       tidied.push(`${machine}: ${r.removed}, ${r.jobFolders} job folders`)
     })
   } finally {
-    local = await removeLocalLeftovers(ctx, owner)
+    local = await removeLocalJobFolders(ctx, owner)
   }
   const done = [...tidied, ...(report.released.length ? [`released ${report.released.join(', ')}`] : [])]
   ctx.log.progress(
@@ -180,21 +180,5 @@ async function removeOwnerFolders(remote: Remote, workRoot: string, owner: strin
     label
   )
   for (const n of names) await removeJobFolder(remote, workRoot, jobFolder(workRoot, owner, n.slice(owner.length + 1)), null)
-  return names.length
-}
-
-/** Local folders of this runner's lost jobs (per-job keys, agent sockets): agents stopped, folders removed. */
-async function removeLocalLeftovers(ctx: HookContext, owner: string): Promise<number> {
-  let names: string[]
-  try {
-    names = readdirSync(ctx.localRoot).filter((n) => n.startsWith(`${owner}-`))
-  } catch {
-    return 0
-  }
-  for (const n of names) {
-    const dir = `${ctx.localRoot}/${n}`
-    await stopAgents(dir)
-    rmSync(dir, { recursive: true, force: true })
-  }
   return names.length
 }

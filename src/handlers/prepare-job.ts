@@ -9,7 +9,15 @@ import { LABEL_OWNER, machineOf, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
 import type { Acquired } from '../providers/provider'
 import { providerFor, type Lease } from '../providers/factory'
-import { acquireMachineDirect, jobLocalDir, rejoinableRemote, releaseMachine, startAgentInBackground, type AgentStart } from '../session'
+import {
+  acquireMachineDirect,
+  jobLocalDir,
+  rejoinableRemote,
+  releaseMachine,
+  removeLocalJobFolders,
+  startAgentInBackground,
+  type AgentStart
+} from '../session'
 import type { Rejoinable } from '../remote/rejoinable'
 import { tools } from '../tools'
 import { recordBase } from '../sync/sync'
@@ -98,6 +106,10 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
   }
   // Every step's pull would refuse it: refused before any machine is got.
   checkNamesDistinct(runner.workDir)
+
+  // An earlier job's local folder (its EC2 key among others) whose cleanup_job never came.
+  const stale = await removeLocalJobFolders(ctx, owner)
+  if (stale) log.debug(`removed ${stale} local folder(s) of this runner's earlier jobs (no cleanup_job came for them)`)
 
   // Every remote part is awaited through this: a cancel stops the wait at once (see cancel.ts).
   const inflight = new InFlight(ctx.signal)
