@@ -13,7 +13,7 @@ import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from '.
 import { openDirect } from './direct-output'
 import { lineOpen, ownLines } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
-import { settlesWithin } from '../retry'
+import { retry, settlesWithin } from '../retry'
 import { monoMs } from '../mono-clock'
 import { workflowCommand } from '../workflow-commands'
 import { EXIT } from '../outcome'
@@ -402,7 +402,7 @@ export function keepAlive(
   // A try still under way when stopped arms no retry or lapse (a failing one went on retrying for
   // ever after the agent meant to end) and reports nothing: the step it guarded is over.
   let stopped = false
-  let again: NodeJS.Timeout | undefined
+  const stop = new AbortController()
   const lose = (why: string): void => {
     if (lost) return
     lost = true
@@ -433,9 +433,31 @@ export function keepAlive(
     }
     if (busy || lost || stopped) return
     busy = true
-    const started = monoMs()
+    // A failed try is tried again within seconds, until a renewal answers, the lease lapses or the keeper stops.
+    const pause = Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4))
     try {
-      const [word] = await ask(remote, keep.command, { label: 'renew the lease', timeoutMs: Math.max(1000, Math.floor(keep.everyMs / 2)) })
+      const { word, started } = await retry(
+        async () => {
+          const started = monoMs()
+          const [word] = await ask(remote, keep.command, {
+            label: 'renew the lease',
+            timeoutMs: Math.max(1000, Math.floor(keep.everyMs / 2))
+          })
+          return { word, started }
+        },
+        {
+          attempts: Infinity,
+          minDelayMs: pause,
+          maxDelayMs: pause,
+          jitter: false,
+          signal: stop.signal,
+          retryable: () => !lost && !stopped,
+          onRetry: (e: unknown) => {
+            state.failing = clipMessage(`renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`)
+            log(state.failing)
+          }
+        }
+      )
       // Stopped meanwhile: the job is over (its release renews once more itself), nothing to say.
       if (stopped) return
       if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
@@ -443,12 +465,8 @@ export function keepAlive(
         state.failing = null
         if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (monoMs() - started))
       }
-    } catch (e) {
-      if (stopped) return
-      state.failing = clipMessage(`renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`)
-      log(state.failing)
-      clearTimeout(again)
-      again = setTimeout(() => void tick(), Math.min(RENEW_RETRY_MS, Math.floor(keep.everyMs / 4)))
+    } catch {
+      // Stopped, or lapsed (lose() said so): nothing more to say.
     } finally {
       busy = false
     }
@@ -460,8 +478,8 @@ export function keepAlive(
   return {
     stop() {
       stopped = true
+      stop.abort(new Error('the lease keeper stopped'))
       clearInterval(every)
-      clearTimeout(again)
       clearTimeout(lapse)
     }
   }

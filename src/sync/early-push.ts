@@ -22,6 +22,7 @@ import { basename, dirname } from 'node:path'
 import { push, type PushScope, type SyncStats, type SyncTarget } from './sync'
 import { baseVersion, saveBase, UNSURE, type BaseEntry } from './manifest'
 import { isRunning, type WorkerProcess } from '../worker-process'
+import { settlesWithin } from '../retry'
 
 /** Relative to the runner's `_work`: where the runner writes a step's script and file-command files. */
 export const WATCHED = ['_temp', '_temp/_runner_file_commands'] as const
@@ -104,11 +105,7 @@ export class EarlyPush {
     clearTimeout(this.timer)
     const running = this.flight
     if (!running) return
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), this.timing.settleMs)))
-    const how = await Promise.race([running.done.then(() => 'ended' as const), late])
-    clearTimeout(timer)
-    if (how === 'late') {
+    if (!(await settlesWithin(running.done, this.timing.settleMs))) {
       // It records nothing if it ends later, its channel is closed, and what it meant to send is unsure.
       this.flight = null
       running.stop.abort(new Error('early push given up: a request to the agent was waiting'))
