@@ -27,9 +27,10 @@ export class ConfigError extends HookError {
  * unreachable, reset, handshake cut short) and `timeout` may; `lost` is a connection that dropped
  * after it worked; `agent` is the job's local agent process; `stream` is a channel or stream that
  * ended on a connection that still works (the VM's doing: a killed step shell, a stopped Docker
- * engine), which says nothing about the machine.
+ * engine), which says nothing about the machine; `lease` is a pool member that is no longer this
+ * job's (its lease lapsed or was refused): the machine works, another job may hold it.
  */
-export const TRANSPORT_KINDS = ['hostkey', 'auth', 'keyfile', 'network', 'timeout', 'lost', 'agent', 'stream'] as const
+export const TRANSPORT_KINDS = ['hostkey', 'auth', 'keyfile', 'network', 'timeout', 'lost', 'agent', 'stream', 'lease'] as const
 export type TransportKind = (typeof TRANSPORT_KINDS)[number]
 
 const PERMANENT: ReadonlySet<TransportKind> = new Set(['hostkey', 'auth', 'keyfile'])
@@ -87,7 +88,7 @@ export class Cancelled extends HookError {
     super(`cancelled by ${signal}`)
   }
 
-  /** The cancellation an aborted signal stands for (its reason is the signal's name). */
+  /** The cancellation an aborted signal stands for (its reason is the signal's name; see abortedFor for one that is an error). */
   static by(signal: AbortSignal, step?: StepStop): Cancelled {
     return new Cancelled(String(signal.reason ?? 'signal'), step)
   }

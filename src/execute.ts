@@ -3,7 +3,7 @@
 // runner environment, check the response file, run the handler, write its response, and map a
 // failure to its exit code and `::error::` line.
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
-import { Cancelled, ConfigError, formatError, TransportError } from './errors'
+import { Cancelled, ConfigError, formatError, HookError, TransportError } from './errors'
 import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
@@ -50,7 +50,7 @@ export interface Executed {
 
 /** Whether a command that ended with `code` after `err` lost its connection (rather than a step exiting 75). */
 export const lostConnection = (err: unknown, code: number): boolean =>
-  code === EXIT.transport && err instanceof TransportError && err.kind !== 'stream'
+  code === EXIT.transport && err instanceof TransportError && err.kind !== 'stream' && err.kind !== 'lease'
 
 export function execute(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<Executed> {
   return withContext<Executed>(
@@ -130,7 +130,9 @@ export function explainLoss(raw: string, env: Record<string, string | undefined>
  * cancel is the cancel (a remote command stopped half-way fails in its own words).
  */
 export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; stderr: Sink }, log?: Log): number {
-  const cause = io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err
+  // A command stopped for a failure of ours (the agent's lost lease) fails with it, not as a cancel.
+  const reason: unknown = io.signal.aborted ? io.signal.reason : undefined
+  const cause = reason instanceof HookError ? reason : io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err
   // Masked as the log masks: the step log must not show what the command's own lines hid.
   const o = outcomeOf(cause, log ? (s) => log.mask(s) : undefined)
   if (o.note) ownLines(io.stderr, o.note)

@@ -16,8 +16,8 @@ import { pauseMarkingWhileStreaming } from '../gc-policy'
 import { retry, settlesWithin } from '../retry'
 import { monoMs } from '../mono-clock'
 import { workflowCommand } from '../workflow-commands'
-import { EXIT } from '../outcome'
-import { clipMessage } from '../errors'
+import { outcomeOf } from '../outcome'
+import { clipMessage, TransportError } from '../errors'
 
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
@@ -153,7 +153,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   const keeper = opts.keep
     ? keepAlive(opts.keep, remote, log, finish, lease, () => {
         idle?.disarm?.()
-        for (const c of running) if (!c.signal.aborted) c.abort('SIGTERM')
+        // The reason is the step's failure: its command reports it (execute.ts report()) as any other.
+        const why = new TransportError(`${lease.lost ?? "this machine's lease was lost"}; the step was stopped`, 'lease')
+        for (const c of running) if (!c.signal.aborted) c.abort(why)
       })
     : null
 
@@ -317,12 +319,13 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     try {
       if ((request.env as Record<string, unknown> | undefined)?.RUNNER_DEBUG === '1')
         out.stdout.write(
-          `::debug::step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}\n`
+          `${workflowCommand('debug', `step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}`)}\n`
         )
       // A lease another job may hold now: nothing of this job runs on the machine any more.
       if (lease.lost) {
-        ownLines(out.stdout, `${workflowCommand('error', `${lease.lost}; the step was not run`)}\n`)
-        code = EXIT.transport
+        const o = outcomeOf(new TransportError(`${lease.lost}; the step was not run`, 'lease'))
+        if (o.errorLine) ownLines(out.stdout, o.errorLine)
+        code = o.code
       } else {
         if (lease.failing) ownLines(out.stdout, `${workflowCommand('warning', `${lease.failing}; the lease lapses if this goes on`)}\n`)
         running.add(controller)
@@ -333,12 +336,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         } finally {
           running.delete(controller)
         }
-        // Stopped because the lease was lost while it ran.
-        // At a line's start: a step stopped mid-line (a progress bar) would take the line into its own.
-        if (lease.lost && controller.signal.aborted && !hookGone) {
-          ownLines(out.stdout, `${workflowCommand('error', `${lease.lost}; the step was stopped`)}\n`)
-          code = EXIT.transport
-        }
+        // Stopped because the lease was lost while it ran: the command said so (its error line, exit 75).
       }
     } catch (e) {
       log(`run failed: ${(e as Error).message}`)

@@ -12,7 +12,9 @@ import { dropConnection, runCommandsWith } from './_ssh-stand-in'
 import { LocalRemote } from './local-remote'
 import { record } from '../../src/remote/answer'
 import { F, FrameReader } from '../../src/remote/mux-frames'
-import type { RunHandler } from '../../src/remote/agent'
+import type { RunHandler, RunIo } from '../../src/remote/agent'
+import { report } from '../../src/execute'
+import { Cancelled } from '../../src/errors'
 import { standInAgent } from './_stand-in-agent'
 import { runViaAgent } from '../../src/agent-client'
 import { outputTo } from '../../src/job'
@@ -150,10 +152,11 @@ describe("a pool member's lease, as the agent renews it", () => {
     renew: string,
     afterMs: number,
     more: { ttlMs?: number; step?: RunHandler } = {}
-  ): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string }> {
+  ): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string; noted: string }> {
     runCommandsWith(new LocalRemote(tempDir()))
     let ran = false
     let said = ''
+    let noted = ''
     const { socketPath, agent } = await standInAgent(
       async (req, io) => {
         ran = true
@@ -168,6 +171,7 @@ describe("a pool member's lease, as the agent renews it", () => {
       const reader = new FrameReader(
         (type, payload) => {
           if (type === F.STDOUT) said += payload.toString()
+          if (type === F.STDERR) noted += payload.toString()
           if (type === F.EXIT) {
             const st = JSON.parse(payload.toString()) as { code: number; lost?: boolean }
             res({ code: st.code, lost: st.lost === true })
@@ -185,12 +189,15 @@ describe("a pool member's lease, as the agent renews it", () => {
     })
     await agent
     runCommandsWith(null)
-    return { exit, ran, said }
+    return { exit, ran, said, noted }
   }
+
+  /** How a step's command ends once its signal aborts: a cancel, reported as execute.ts reports one. */
+  const endsStopped = (io: RunIo): number => report(Cancelled.by(io.signal), io)
 
   test('renewed: the step runs, and nothing is said of the lease (control)', async () => {
     const r = await leased(record('renewed'), 1000)
-    expect(r).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '' })
+    expect(r).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '', noted: '' })
   })
 
   test('refused ("lost": another job may hold the machine): the step is not run, and fails saying so', async () => {
@@ -214,14 +221,19 @@ describe("a pool member's lease, as the agent renews it", () => {
   test('a lease that lapses while a step runs (renewals failing for the whole ttl): the step is stopped and fails saying so', async () => {
     const r = await leased('exit 1', 100, {
       ttlMs: 1500,
-      // A step that runs until it is stopped.
-      step: (_req, io) => new Promise((res) => io.signal.addEventListener('abort', () => res({ code: 130 })))
+      // A step that runs until it is stopped, and ends as the hook's commands do: through report().
+      step: (_req, io) => new Promise((res) => io.signal.addEventListener('abort', () => res({ code: endsStopped(io) })))
     })
     expect(r.ran).toBe(true)
     expect(r.exit.code).toBe(75)
+    // One error line, said by the step's command itself (report()), and no cancel note: the step was
+    // not cancelled, it failed; and no "what became of the machine" lookup (lost: false).
     expect(r.said).toMatch(
-      /::error::this machine's lease lapsed: not renewed for 2 s; another job may hold the machine now; the step was stopped\n$/
+      /\n::error::this machine's lease lapsed: not renewed for 2 s; another job may hold the machine now; the step was stopped\n$/
     )
+    expect(r.said.match(/::error::/g)).toHaveLength(1)
+    expect(r.noted).toBe('')
+    expect(r.exit.lost).toBe(false)
   }, 20_000)
 
   test("a step stopped mid-line by a lapsed lease: the agent's error line starts a line of its own (the runner reads it)", async () => {
@@ -231,7 +243,7 @@ describe("a pool member's lease, as the agent renews it", () => {
         new Promise((res) => {
           // A progress bar: output without a newline, written as a step's output is.
           outputTo(io.stdout, io.stderr).onStdout(Buffer.from('tick'))
-          io.signal.addEventListener('abort', () => res({ code: 130 }))
+          io.signal.addEventListener('abort', () => res({ code: endsStopped(io) }))
         })
     })
     expect(r.exit.code).toBe(75)
