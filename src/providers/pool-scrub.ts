@@ -52,7 +52,9 @@ export function scrubScript(workRoot: string): string {
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +
     `rm -rf ${w}/jobs 2>/dev/null || sudo -n rm -rf ${w}/jobs 2>/dev/null || { ` +
     `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); ` +
-    `[ -n "$img" ] && docker run --rm --user 0 --network none -v ${w}:/x --entrypoint rm "$img" -rf /x/jobs >/dev/null 2>&1; ` +
+    // As the job folder's helper (docker/job-folder.ts): never a pull, no network, and in the scrub's
+    // scope, so that one whose rm never ends is removed by the next scrub.
+    `[ -n "$img" ] && docker run --rm --pull never --user 0 --network none \${lab:+--label "$lab"} -v ${w}:/x --entrypoint rm "$img" -rf /x/jobs >/dev/null 2>&1; ` +
     `rm -rf ${w}/jobs; } || exit 16; fi; ` +
     `rm -rf "$HOME/.docker" || exit 17; ` +
     // The SSH user's processes in other sessions (sshd's own stay: they carry other clients' sessions).

@@ -1,7 +1,7 @@
 // The pool member's scrub, run by a real local shell through LocalRemote, against a stub `docker`
 // that holds one tag with no digest of its own (one a job made: it must go). Another remover may
 // take it first: an image gone meanwhile is what the scrub wants, one still there is a failure.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
@@ -88,4 +88,41 @@ test('an inspect that keeps failing (not an image gone) fails the scrub with exi
   ].join('\n')
   await expect(scrub(stub)).rejects.toThrow(/exit code 14.*Cannot connect to the Docker daemon/s)
   expect(readFileSync(join(dir, 'ls'), 'utf8')).toBe('x\nx\nx\n')
+})
+
+// Job folders with files a container made as root: the SSH user's rm and sudo fail, and the scrub
+// runs a kept image as root to remove them. As the job folder's own helper: never a pull, no
+// network, and labelled with the scrub's scope, so that one whose rm never ends is the next scrub's.
+test.each([
+  ['with a scrub scope', 'label=ci.pool=1\n', ['--label', 'ci.pool=1']],
+  ['without one (control: no label to give)', null, []]
+])("the root helper for root-made job folders, %s: --pull never, --network none, the scope's label", async (_name, scope, label) => {
+  const work = join(dir, 'work')
+  mkdirSync(join(work, 'jobs', 'owner-job'), { recursive: true })
+  if (scope) {
+    mkdirSync(join(dir, 'home', '.config', 'remote-container-hooks'), { recursive: true })
+    writeFileSync(join(dir, 'home', '.config', 'remote-container-hooks', 'scrub-scope'), scope)
+  }
+  const runs = join(dir, 'runs')
+  const denied = join(dir, 'denied')
+  const remote = new LocalRemote(
+    join(dir, 'remote'),
+    {},
+    {
+      docker: [
+        `case "$1 $2" in`,
+        `  "image ls") case "$*" in *Repository*) echo kept/image:1 ;; esac ;;`,
+        `  run*) shift; for a in "$@"; do printf '%s\\n' "$a"; done > ${shq(runs)}; /bin/rm -rf ${shq(join(work, 'jobs'))} ;;`,
+        `  *) ;;`,
+        `esac`
+      ].join('\n'),
+      // The SSH user's first rm of the job folders is refused, as for files a root container made.
+      rm: `case "$*" in *${join(work, 'jobs')}*) [ -e ${shq(denied)} ] || { : > ${shq(denied)}; exit 1; } ;; esac; exec /bin/rm "$@"`
+    }
+  )
+  const r = parseScrub(await ask(remote, `HOME=${shq(join(dir, 'home'))}; ${scrubScript(work)}`, { label: 'scrub' }), 'scrub')
+  expect(r.folders).toBe(1)
+  const argv = readFileSync(runs, 'utf8').trim().split('\n')
+  expect(argv.slice(0, argv.indexOf('-v'))).toEqual(['--rm', '--pull', 'never', '--user', '0', '--network', 'none', ...label])
+  expect(argv.slice(argv.indexOf('--entrypoint'))).toEqual(['--entrypoint', 'rm', 'kept/image:1', '-rf', '/x/jobs'])
 })
