@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseHookInput } from '../../src/protocol'
 import { InputError } from '../../src/errors'
 
@@ -471,5 +473,20 @@ describe('responseFile', () => {
     symlinkSync(`${dir}/target`, `${dir}/link.json`)
     await expect(writeResponse(`${dir}/link.json`, { a: 1 })).rejects.toThrow(/^responseFile: /)
     expect(readFileSync(`${dir}/target`, 'utf8')).toBe('keep')
+  })
+})
+
+// docs/protocol.md shows a request for each command: each must be one this hook takes as written
+// (a user drives the hook by hand from them).
+describe('the example requests of docs/protocol.md', () => {
+  const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'protocol.md'), 'utf8')
+  const requests = [...doc.matchAll(/```json\n(\{"command":[^\n]*\})\n```/g)].map(([, j]) => j)
+  test('there is one for each command', () => {
+    expect(requests.map((r) => (JSON.parse(r) as { command: string }).command).sort()).toEqual(
+      expect.arrayContaining(['prepare_job', 'run_container_step', 'run_script_step'])
+    )
+  })
+  test.each(requests.map((r) => [(JSON.parse(r) as { command: string }).command, r]))('%s parses', (_command, raw) => {
+    expect(() => parseHookInput(raw)).not.toThrow()
   })
 })
