@@ -16,9 +16,14 @@ const absPath = z
   .min(1)
   .refine((p) => isAbsolute(p) && !hasControl(p), { message: 'must be an absolute path' })
 
-/** A key or known_hosts file, which OpenSSH (rsync's transport) is given too: it must read the path as written. */
+/** A known_hosts file, which OpenSSH (rsync's transport) gets as an option's value: it must read the path as written. */
 const sshPath = absPath.refine((p) => sshLiteral(p), {
   message: 'must be a path OpenSSH reads as written: no space, %, $, quote, backslash or leading ~ (it would read another file)'
+})
+
+/** A key file, which OpenSSH gets after -i: no %, $ or leading ~, which it would expand. */
+const sshKeyPath = absPath.refine((p) => sshLiteral(p, false), {
+  message: 'must be a path OpenSSH reads as written: no %, $ or leading ~ (it would read another file)'
 })
 
 const HostSchema = z
@@ -26,7 +31,7 @@ const HostSchema = z
     host: z.string().refine(isHostName, 'must be a DNS name ([A-Za-z0-9.-]) or an IP address'),
     port: z.number().int().min(1).max(65535).default(22),
     user: z.string().refine(isUserName, 'must be a plain user name ([a-z_][a-z0-9_.-]*)'),
-    identityFile: sshPath,
+    identityFile: sshKeyPath,
     knownHostsFile: sshPath,
     /** Lets several jobs share one host (default 1: a job takes a free host). */
     slots: z.number().int().min(1).max(MAX_HOST_SLOTS).default(1)
@@ -140,7 +145,7 @@ const Ec2PoolProviderSchema = z
       .refine((u) => u !== 'root', 'must not be root (releasing a member ends all processes of this user)')
       .default('ec2-user'),
     /** The pool key: its public half is in the pool's launch template. */
-    identityFile: sshPath,
+    identityFile: sshKeyPath,
     lease: z
       .object({
         /** A lease not renewed for this long lapses (the job's agent renews it every third of it). */

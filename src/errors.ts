@@ -88,7 +88,7 @@ export class Cancelled extends HookError {
     super(`cancelled by ${signal}`)
   }
 
-  /** The cancellation an aborted signal stands for (its reason is the signal's name; see abortedFor for one that is an error). */
+  /** The cancellation an aborted signal stands for (its reason is the signal's name; one that is an error is reported as that error: execute.ts causeOf). */
   static by(signal: AbortSignal, step?: StepStop): Cancelled {
     return new Cancelled(String(signal.reason ?? 'signal'), step)
   }

@@ -68,7 +68,7 @@ export function execute(raw: string, env: Record<string, string | undefined>, io
     },
     (err, log) => {
       const code = report(err, io, log)
-      return lostConnection(err, code) ? { code, lost: true } : { code }
+      return lostConnection(causeOf(err, io.signal), code) ? { code, lost: true } : { code }
     }
   )
 }
@@ -126,13 +126,21 @@ export function explainLoss(raw: string, env: Record<string, string | undefined>
 }
 
 /**
+ * What a command that failed with `err` failed of: a command stopped for a failure of ours (the
+ * agent's lost lease) fails with it, not as a cancel; anything else after a cancel is the cancel.
+ */
+export function causeOf(err: unknown, signal: AbortSignal): unknown {
+  const reason: unknown = signal.aborted ? signal.reason : undefined
+  if (reason instanceof HookError) return reason
+  return signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(signal) : err
+}
+
+/**
  * Prints a failure as the runner shows it and returns its exit code. Anything that fails after a
  * cancel is the cancel (a remote command stopped half-way fails in its own words).
  */
 export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; stderr: Sink }, log?: Log): number {
-  // A command stopped for a failure of ours (the agent's lost lease) fails with it, not as a cancel.
-  const reason: unknown = io.signal.aborted ? io.signal.reason : undefined
-  const cause = reason instanceof HookError ? reason : io.signal.aborted && !(err instanceof Cancelled) ? Cancelled.by(io.signal) : err
+  const cause = causeOf(err, io.signal)
   // Masked as the log masks: the step log must not show what the command's own lines hid.
   const o = outcomeOf(cause, log ? (s) => log.mask(s) : undefined)
   if (o.note) ownLines(io.stderr, o.note)

@@ -127,8 +127,9 @@ export function isHomeWorkRoot(p: string): boolean {
 }
 
 /**
- * Whether OpenSSH reads `path` as written when it is given on its command line (-i, -o
- * UserKnownHostsFile=): it splits at white space, takes quotes and backslashes as quoting, expands
- * %-tokens, ${VAR} and a leading ~.
+ * Whether OpenSSH reads `path` as written: it expands %-tokens, ${VAR} and a leading ~ in a key or
+ * known_hosts path, and in an option's value (`-o UserKnownHostsFile=`, `asOption`) also splits at
+ * white space and takes quotes and backslashes as quoting.
  */
-export const sshLiteral = (path: string): boolean => !/[\s%$"'\\]/.test(path) && !path.startsWith('~')
+export const sshLiteral = (path: string, asOption = true): boolean =>
+  !(asOption ? /[\s%$"'\\]/ : /[%$]/).test(path) && !path.startsWith('~')

@@ -63,9 +63,9 @@ async function hook(): Promise<number> {
     beats = stepHeartbeats(raw, job, io.place.localRoot)
     ended = await command(raw, io, job)
   } catch (err) {
-    const { report, lostConnection } = await import('./execute')
+    const { report, lostConnection, causeOf } = await import('./execute')
     const code = report(err, io)
-    ended = { code, lost: lostConnection(err, code) }
+    ended = { code, lost: lostConnection(causeOf(err, io.signal), code) }
   }
   // A step that lost its machine's connection (not one that exited 75 itself): the provider says
   // what became of the machine.

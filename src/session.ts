@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync, closeSync, linkSync, rmSync, unlinkSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
-import { HookError, TransportError } from './errors'
+import { formatError, HookError, TransportError } from './errors'
 import { shq } from './remote/quote'
 import { DEFAULT_DOCKER_SOCKET } from './config'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
@@ -286,12 +286,20 @@ export async function removeLocalJobFolders(ctx: HookContext, owner: string): Pr
   } catch {
     return 0
   }
+  let removed = 0
   for (const n of names) {
     const dir = `${ctx.localRoot}/${n}`
-    await stopAgents(dir)
-    rmSync(dir, { recursive: true, force: true })
+    // One that cannot go (not a private folder of ours, a file that will not be removed) must not
+    // stop the job that sweeps it: said, and left.
+    try {
+      await stopAgents(dir)
+      rmSync(dir, { recursive: true, force: true })
+      removed++
+    } catch (e) {
+      ctx.log.warn(`could not remove ${dir}, a local folder of an earlier job of this runner: ${formatError(e)}`)
+    }
   }
-  return names.length
+  return removed
 }
 
 /** A direct SSH connection; ssh2 is loaded only here, so commands served by the agent never pay for it. */

@@ -3,7 +3,7 @@
 // entries to the hook's PATH, so a job could put its own `rsync` first: the inherited PATH is never
 // searched, and every spawn gets TOOL_ENV instead of the hook's environment.
 import { accessSync, constants, realpathSync, statSync } from 'node:fs'
-import { isAbsolute, resolve } from 'node:path'
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
 import { ConfigError, HookError } from './errors'
 import { isUnder } from './paths'
 
@@ -25,11 +25,16 @@ export interface JobFolders {
   runnerTemp: string
 }
 
+/** `p` with its symlinks resolved as far as it exists (a folder not made yet is under its parent's real place). */
 function realOr(p: string): string {
-  try {
-    return realpathSync(p)
-  } catch {
-    return p
+  const tail: string[] = []
+  for (let at = resolve(p); ; at = dirname(at)) {
+    try {
+      return join(realpathSync(at), ...tail.reverse())
+    } catch {
+      if (at === '/') return resolve(p)
+      tail.push(basename(at))
+    }
   }
 }
 

@@ -580,7 +580,8 @@ export class DynamoLedger implements Ledger {
     const meta = await this.meta
     if (!meta || (range.since ?? -Infinity) < meta.since) return null
     // Nothing is older than the oldest item the index was made over: no Query for the months before it.
-    const until = range.until ?? this.opts.clock.now() + 86_400_000
+    // Nothing is reserved or started in the future (a day allows for hosts whose clocks are ahead).
+    const until = Math.min(range.until ?? Infinity, this.opts.clock.now() + 86_400_000)
     const since = Math.max(range.since ?? meta.since, Math.min(meta.first, until - 1))
     return since < until ? { since, until } : null
   }

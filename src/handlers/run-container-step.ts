@@ -202,7 +202,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     // whatever the machine destroyed at the cancel made the step fail with.
     if ((e instanceof Cancelled || released) && hookCtx.signal.aborted)
       throw Cancelled.by(hookCtx.signal, e instanceof Cancelled ? e.step : undefined)
-    if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lost')
+    if (leaseState.lost && lost.signal.aborted) throw new TransportError(`${leaseState.lost}; the step was stopped`, 'lease')
     throw e
   } finally {
     hookCtx.signal.removeEventListener('abort', releaseAtCancel)

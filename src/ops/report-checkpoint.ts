@@ -4,10 +4,11 @@
 // not on every scrape (a DynamoDB Scan of a table is billed for every item it ever held).
 // The cutoff stays HORIZON behind now (a job's record no longer changes then: JOB_SETTLES_MS), and
 // before the oldest open reservation (its settlement is still to come).
-import { readFileSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { z } from 'zod'
 import { JOB_SETTLES_MS, LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
-import { ensurePrivateDir, writePrivateFile } from '../private-fs'
+import { checkPrivateDir, ensurePrivateDir, writePrivateFile } from '../private-fs'
 import { sha256Hex } from '../sha256'
 import { compareKeys, emptyRow, groupKeyOf, type GroupBy, type Report } from './report-data'
 
@@ -65,18 +66,36 @@ export const checkpointOf = (ledger: object, by: GroupBy, timeZone: string): str
 
 export const checkpointFile = (localRoot: string, of: string): string => `${localRoot}/report/${sha256Hex(of).slice(0, 24)}.json`
 
-/** The checkpoint in `file` if it is one of `of`; anything else (none, unreadable, another's) counts as none. */
+/**
+ * The checkpoint in `file` if it is one of `of`; anything else (none, unreadable, another's) counts
+ * as none. Its folder must be private (else an error, as for every private folder of the hook's):
+ * sums another local user planted would be printed as the fleet's.
+ */
 export function loadCheckpoint(file: string, of: string): Checkpoint | null {
+  if (!checkPrivateDir(dirname(file))) return null
+  let fd: number
   try {
-    const cp = CheckpointSchema.parse(JSON.parse(readFileSync(file, 'utf8')))
-    return cp.of === of ? cp : null
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   } catch {
     return null
   }
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile() || st.uid !== (process.geteuid?.() ?? 0) || st.mode & 0o077 || st.size > CHECKPOINT_MAX) return null
+    const cp = CheckpointSchema.parse(JSON.parse(readFileSync(fd, 'utf8')))
+    return cp.of === of ? cp : null
+  } catch {
+    return null
+  } finally {
+    closeSync(fd)
+  }
 }
 
+/** Far more than the rows of any fleet's groups: a bigger file is not one of ours. */
+const CHECKPOINT_MAX = 64 << 20
+
 export function saveCheckpoint(file: string, cp: Checkpoint): void {
-  ensurePrivateDir(file.slice(0, file.lastIndexOf('/')))
+  ensurePrivateDir(dirname(file))
   writePrivateFile(file, JSON.stringify(cp) + '\n')
 }
 

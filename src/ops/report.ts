@@ -9,6 +9,7 @@ import { localLedgerDir } from '../fleet/local-ledger'
 import { ledgerClockFrom } from '../fleet/ledger-clock'
 import { openLedger } from '../fleet/open-ledger'
 import { hookLocalRoot } from '../paths'
+import { ensurePrivateDir } from '../private-fs'
 import { EX_USAGE, type OpArgs, type OpCommand, type OpIo } from './command'
 import { fileIo, opFile } from './config-file'
 import { EX_CONFIG } from './check-config'
@@ -133,12 +134,18 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
     timeZone
   )
   const file = checkpointFile(localRoot, of)
-  const cp = loadCheckpoint(file, of)
+  // The private folder is checked as the hook checks it: a failure is the command's (exit 70).
+  ensurePrivateDir(localRoot)
+  const kept = loadCheckpoint(file, of)
+  // A cutoff after now is a clock that jumped: sums up to it would leave out what comes before it.
+  const cp = kept && kept.cutoff <= now ? kept : null
   const from = cp?.cutoff
+  // A local ledger that is not there (a disk not mounted yet) holds nothing to settle: no checkpoint.
+  const absent = l.kind === 'local' && !deps.open && !existsSync(localLedgerDir(config.fleet, localRoot))
   const { records, jobs } = await readLedger(config, from === undefined ? {} : { since: from }, now, deps, io.stderr)
   const cutoff = nextCutoff(records, now, from)
   const settled = fold(cp?.rows ?? [], records, jobs, { from, cutoff }, { by, timeZone })
-  if (cutoff !== from)
+  if (cutoff !== from && !absent)
     try {
       saveCheckpoint(file, { version: CHECKPOINT_VERSION, of, cutoff, rows: settled })
     } catch (e) {

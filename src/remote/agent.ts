@@ -436,6 +436,8 @@ export function keepAlive(
     try {
       const { word, started } = await retry(
         async () => {
+          // Lapsed while pausing: no more renewals (another job may hold the machine now).
+          if (lost || stopped) throw new Error('the lease is lost')
           const started = monoMs()
           const [word] = await ask(remote, keep.command, {
             label: 'renew the lease',
@@ -457,7 +459,8 @@ export function keepAlive(
         }
       )
       // Stopped meanwhile: the job is over (its release renews once more itself), nothing to say.
-      if (stopped) return
+      // Lapsed meanwhile: the job was told; a late answer changes nothing.
+      if (stopped || lost) return
       if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
       else {
         state.failing = null

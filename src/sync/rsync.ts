@@ -28,8 +28,11 @@ export function agentTransport(nodePath: string, hookPath: string, socketPath: s
  */
 export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
   // The configured files are checked in the config; a job's own key and pin are under TMPDIR.
-  for (const p of [info.identityFile, info.knownHostsFile])
-    if (!sshLiteral(p))
+  for (const [p, asOption] of [
+    [info.identityFile, false],
+    [info.knownHostsFile, true]
+  ] as const)
+    if (!sshLiteral(p, asOption))
       throw new HookError(
         `${p}: OpenSSH would not read this path as written (a space, %, $, quote, backslash or leading ~): set TMPDIR to a plain path`
       )

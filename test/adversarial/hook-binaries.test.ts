@@ -391,6 +391,30 @@ describe("the hook's own files are never inside the runner's work folder", () =>
   })
 })
 
+test('TMPDIR a symlink into _work/_temp (its rch-<uid> not made yet): refused as well, nothing made there', async () => {
+  const runner = new FakeRunner({ name: `kept-link-${process.pid}` })
+  const link = join(scratch, `link-${process.pid}`)
+  try {
+    const where = join(runner.temp, 'tmp')
+    mkdirSync(where, { recursive: true, mode: 0o700 })
+    symlinkSync(where, link)
+    const r = await runner.call(
+      'prepare_job',
+      { container: runner.jobContainer(testImages.tiny), services: [] },
+      { state: null, env: { TMPDIR: link } }
+    )
+    expect(r.code).toBe(78)
+    expect(errorLines(r)).toEqual([
+      expect.stringMatching(new RegExp(`^::error::invalid configuration: TMPDIR: ${link}/rch-.* is inside the runner's work folder `))
+    ])
+    expect(readdirSync(where)).toEqual([])
+  } finally {
+    rmSync(link, { force: true })
+    await runner.cleanup()
+    runner.dispose()
+  }
+})
+
 describe("programs the hook's libraries start", () => {
   // The AWS SDK runs a profile's credential_process through a shell with the hook's environment; a
   // bare command name there was looked up on the PATH the runner gave the hook, job entries first.

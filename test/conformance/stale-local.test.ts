@@ -15,6 +15,8 @@ test("prepare_job removes the local folders of this runner's earlier jobs, and o
   const stale = join(localRoot, `${runner.owner}-0123456789abcdef`)
   const other = join(localRoot, `ffffffffffffffff-0123456789abcdef`)
   try {
+    // An entry of this runner's that is no folder of ours to remove (a file): said, and left; the job goes on.
+    writeFileSync(join(localRoot, `${runner.owner}-fedcba9876543210`), 'not a folder')
     for (const dir of [stale, other]) {
       mkdirSync(dir, { recursive: true, mode: 0o700 })
       chmodSync(dir, 0o700)
@@ -28,6 +30,7 @@ test("prepare_job removes the local folders of this runner's earlier jobs, and o
     // the job's own folder is there
     expect(existsSync(join(localRoot, `${runner.owner}-${(runner.state as { jobId: string }).jobId}`))).toBe(true)
   } finally {
+    rmSync(join(localRoot, `${runner.owner}-fedcba9876543210`), { force: true })
     rmSync(other, { recursive: true, force: true })
     await runner.cleanup()
     runner.dispose()

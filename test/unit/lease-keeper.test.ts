@@ -100,6 +100,19 @@ test('a stall past the ttl: the lease counts as lost once a whole ttl went witho
   expect(k.state.lost).toBe("this machine's lease lapsed: not renewed for 120 s; another job may hold the machine now")
 })
 
+test('after a lapse no renewal goes out any more (another job may hold the machine)', async () => {
+  const m = member()
+  m.stalled = true
+  const k = keep(m)
+  await jest.advanceTimersByTimeAsync(TTL + 15_000)
+  expect(k.lostAt()).not.toBeNull()
+  m.stalled = false
+  await jest.advanceTimersByTimeAsync(2 * TTL)
+  k.stop()
+  expect(m.renewals).toEqual([])
+  expect(k.state.lost).toMatch(/lease lapsed/)
+})
+
 test('the first renewal goes out as the keeper starts, not a period later (the grant came earlier)', async () => {
   const m = member()
   const k = keep(m)

@@ -1,6 +1,17 @@
 // `report` against a local ledger the test fills with known reservations, settlements and jobs.
 // Every expected number is worked out by hand in the comments next to it, never by the report's code.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FleetSchema, type Config } from '../../src/config'
@@ -777,6 +788,52 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
       `rch_machines_lost_total{repository="${G}",cause="spot"} 2` // days 7, 21
     ])
       expect(lines).toContain(line)
+  })
+
+  test("a checkpoint that is not the user's own private file is not used; a folder open to others fails the command", async () => {
+    const kept = join(root, 'kept')
+    const byRepo = await scrape(kept, NOON, [])
+    const [name] = readdirSync(join(kept, 'report'))
+    const file = join(kept, 'report', name)
+    // Readable by others (as a planted one would be made): ignored, the ledger is read whole again.
+    const cp = JSON.parse(readFileSync(file, 'utf8'))
+    cp.rows.find((r: { key: string[] }) => r.key[0] === W).jobs += 1000
+    writeFileSync(file, JSON.stringify(cp))
+    chmodSync(file, 0o644)
+    const ranges: object[] = []
+    expect(await scrape(kept, NOON, ranges)).toBe(byRepo)
+    expect(ranges).toEqual([{}])
+    // control: the same file private is used
+    writeFileSync(file, JSON.stringify(cp))
+    chmodSync(file, 0o600)
+    expect((await scrape(kept, NOON, [])).split('\n')).toContain(`rch_jobs_total{repository="${W}"} ${1000 + 15}`)
+    // The local root open to others: the command fails naming it (another local user could plant sums).
+    chmodSync(kept, 0o777)
+    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
+    if (!('positional' in args)) throw new Error('args')
+    await expect(runReport(args, io().io, { now: NOON, localRoot: kept })).rejects.toThrow(`private folder ${kept} is open to other users`)
+  })
+
+  test('no checkpoint is kept while a local ledger is not there, and one whose cutoff is after now is not used', async () => {
+    const kept = join(root, 'kept')
+    const ledger = join(root, 'ledger')
+    renameSync(ledger, `${ledger}.away`)
+    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
+    if (!('positional' in args)) throw new Error('args')
+    const t = io()
+    expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(0)
+    expect(existsSync(join(kept, 'report'))).toBe(false)
+    renameSync(`${ledger}.away`, ledger)
+    // A clock that jumped a year ahead made a checkpoint: back to today, it is not used.
+    await ledgerOf(FLEET).settle(held, { endedAt: BASE + 10 * DAY + 610_000 })
+    const ranges: object[] = []
+    await scrape(join(root, 'ahead'), NOON + 365 * DAY, [])
+    const [name] = readdirSync(join(root, 'ahead', 'report'))
+    mkdirSync(join(root, 'later', 'report'), { recursive: true, mode: 0o700 })
+    chmodSync(join(root, 'later'), 0o700)
+    writeFileSync(join(root, 'later', 'report', name), readFileSync(join(root, 'ahead', 'report', name)), { mode: 0o600 })
+    expect(await scrape(join(root, 'later'), NOON, ranges)).toBe(await scrape(join(root, 'fresh'), NOON, []))
+    expect(ranges).toEqual([{}])
   })
 
   test('control: the sums are taken from the checkpoint; one of another grouping or a damaged one is not used', async () => {

@@ -100,28 +100,36 @@ test("rsync gets --protect-args, and --chmod for a job's files but not for the s
   expect(shared.some((a) => a.startsWith('--chmod'))).toBe(false)
 })
 
-// OpenSSH expands %-tokens, ${VAR} and a leading ~ in these paths (and splits at white space): the
-// pinned known_hosts it read would be another file than the one the hook checked.
-test.each(['/srv/ci 100%d/kh', '/srv/${HOME}/kh', '~/kh', '/srv/ci tmp/kh', '/srv/"q"/kh'])(
-  'a key or known_hosts path OpenSSH would not read as written is refused: %s',
-  (path) => {
-    // positive control (all but the quote, which ssh -G shows as is): ssh reads another file
-    const shown = spawnSync('/usr/bin/ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${path}`, '-G', '127.0.0.1'], {
-      encoding: 'utf8'
-    })
-      .stdout.split('\n')
-      .find((l) => l.startsWith('userknownhostsfile '))
-    if (!path.includes('"') && !path.includes(' ')) expect(shown).not.toBe(`userknownhostsfile ${path}`)
-    expect(() => opensshArgs('/usr/bin/ssh', { ...info(), knownHostsFile: path })).toThrow('OpenSSH would not read this path as written')
-    expect(() => opensshArgs('/usr/bin/ssh', { ...info(), identityFile: path })).toThrow('OpenSSH would not read this path as written')
-    expect(
-      ConfigSchema.safeParse({ ...minimalConfig, provider: { ...minimalConfig.provider, hosts: [{ ...host, knownHostsFile: path }] } })
-        .success
-    ).toBe(false)
-    // control: a plain path is taken
-    expect(ConfigSchema.safeParse(minimalConfig).success).toBe(true)
+// OpenSSH expands %-tokens, ${VAR} and a leading ~ in these paths, and splits an option's value
+// (UserKnownHostsFile=) at white space: it would read another file than the one the hook checked.
+test.each([
+  ['/srv/ci 100%d/kh', true],
+  ['/srv/${HOME}/kh', true],
+  ['~/kh', true],
+  ['/srv/ci tmp/kh', false],
+  ['/srv/"q"/kh', false]
+])('a known_hosts path OpenSSH would not read as written is refused: %s (as a key path too: %s)', (path, asKeyToo) => {
+  // positive control (what ssh -G shows): ssh reads another file for the expanded ones
+  const shown = spawnSync('/usr/bin/ssh', ['-F', '/dev/null', '-o', `UserKnownHostsFile=${path}`, '-G', '127.0.0.1'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .find((l) => l.startsWith('userknownhostsfile '))
+  if (asKeyToo) expect(shown).not.toBe(`userknownhostsfile ${path}`)
+  expect(() => opensshArgs('/usr/bin/ssh', { ...info(), knownHostsFile: path })).toThrow('OpenSSH would not read this path as written')
+  const withKnownHosts = { ...minimalConfig, provider: { ...minimalConfig.provider, hosts: [{ ...host, knownHostsFile: path }] } }
+  expect(ConfigSchema.safeParse(withKnownHosts).success).toBe(false)
+  // -i takes its argument whole: a space or a quote is read as written, an expansion is not
+  const asKey = () => opensshArgs('/usr/bin/ssh', { ...info(), identityFile: path })
+  const withKey = { ...minimalConfig, provider: { ...minimalConfig.provider, hosts: [{ ...host, identityFile: path }] } }
+  if (asKeyToo) {
+    expect(asKey).toThrow('OpenSSH would not read this path as written')
+    expect(ConfigSchema.safeParse(withKey).success).toBe(false)
+  } else {
+    expect(asKey).not.toThrow()
+    expect(ConfigSchema.safeParse(withKey).success).toBe(true)
   }
-)
+  // control: plain paths are taken
+  expect(ConfigSchema.safeParse(minimalConfig).success).toBe(true)
+})
 
 describe("what ssh makes of rsync's options (ssh -G: the settings it would connect with, nothing contacted)", () => {
   /** ssh -G's effective settings, lower-case keys as it prints them. */
