@@ -409,6 +409,19 @@ export class DynamoLedger implements Ledger {
     )
   }
 
+  /** Every page of a Query or Scan `make` builds from a page's start key, each handed to `onPage` in turn. */
+  private async pages(
+    make: (start: Record<string, AttributeValue> | undefined) => object,
+    onPage: (page: { Items?: Record<string, AttributeValue>[]; ScannedCount?: number }) => void | Promise<void>
+  ): Promise<void> {
+    let start: Record<string, AttributeValue> | undefined
+    do {
+      const page = await this.send<Ddb.QueryCommandOutput | Ddb.ScanCommandOutput>(() => make(start))
+      await onPage(page)
+      start = page.LastEvaluatedKey
+    } while (start)
+  }
+
   private async scan<T>(
     prefix: string,
     read: (item: Record<string, AttributeValue>) => T,
@@ -416,46 +429,42 @@ export class DynamoLedger implements Ledger {
     values: Record<string, AttributeValue>
   ): Promise<T[]> {
     const out: T[] = []
-    let start: Record<string, AttributeValue> | undefined
     this.scans++
-    do {
-      const page = await this.send<Ddb.ScanCommandOutput>(
-        () =>
-          new this.sdk.ScanCommand({
-            TableName: this.table,
-            ConsistentRead: true,
-            FilterExpression: `begins_with(#k, :prefix)${filter}`,
-            ExpressionAttributeNames: { '#k': LEDGER_KEY },
-            ExpressionAttributeValues: { ':prefix': S(prefix), ...values },
-            ExclusiveStartKey: start
-          })
-      )
-      for (const item of page.Items ?? []) out.push(read(item))
-      this.scanned += page.ScannedCount ?? 0
-      start = page.LastEvaluatedKey
-    } while (start)
+    await this.pages(
+      (start) =>
+        new this.sdk.ScanCommand({
+          TableName: this.table,
+          ConsistentRead: true,
+          FilterExpression: `begins_with(#k, :prefix)${filter}`,
+          ExpressionAttributeNames: { '#k': LEDGER_KEY },
+          ExpressionAttributeValues: { ':prefix': S(prefix), ...values },
+          ExclusiveStartKey: start
+        }),
+      (page) => {
+        for (const item of page.Items ?? []) out.push(read(item))
+        this.scanned += page.ScannedCount ?? 0
+      }
+    )
     return out
   }
 
   /** From the sparse index of open reservations (eventually consistent: one settled a moment ago may still be listed; settle is idempotent). */
   async unsettled(): Promise<LedgerRecord[]> {
     const out: LedgerRecord[] = []
-    let start: Record<string, AttributeValue> | undefined
-    do {
-      const page = await this.send<Ddb.QueryCommandOutput>(
-        () =>
-          new this.sdk.QueryCommand({
-            TableName: this.table,
-            IndexName: OPEN_INDEX,
-            KeyConditionExpression: '#o = :one',
-            ExpressionAttributeNames: { '#o': OPEN_ATTR },
-            ExpressionAttributeValues: { ':one': S('1') },
-            ExclusiveStartKey: start
-          })
-      )
-      for (const item of page.Items ?? []) if (item.settledAt === undefined) out.push(toRecord(item))
-      start = page.LastEvaluatedKey
-    } while (start)
+    await this.pages(
+      (start) =>
+        new this.sdk.QueryCommand({
+          TableName: this.table,
+          IndexName: OPEN_INDEX,
+          KeyConditionExpression: '#o = :one',
+          ExpressionAttributeNames: { '#o': OPEN_ATTR },
+          ExpressionAttributeValues: { ':one': S('1') },
+          ExclusiveStartKey: start
+        }),
+      (page) => {
+        for (const item of page.Items ?? []) if (item.settledAt === undefined) out.push(toRecord(item))
+      }
+    )
     return sortRecords(out)
   }
 
@@ -489,55 +498,53 @@ export class DynamoLedger implements Ledger {
     let items = 0
     let indexed = 0
     let first = Infinity
-    let start: Record<string, AttributeValue> | undefined
-    do {
-      const page = await this.send<Ddb.ScanCommandOutput>(
-        () =>
-          new this.sdk.ScanCommand({
-            TableName: this.table,
-            ProjectionExpression: '#k, #s, #a, reservedAt, startedAt',
-            ExpressionAttributeNames: { '#k': LEDGER_KEY, '#s': SPAN_ATTR, '#a': AT_ATTR },
-            ExclusiveStartKey: start
-          })
-      )
-      const todo: { pk: string; time: 'reservedAt' | 'startedAt'; at: number; span: string }[] = []
-      for (const item of page.Items ?? []) {
-        const pk = item[LEDGER_KEY]?.S ?? ''
-        const kind = pk.startsWith(resKey('')) ? 'res' : pk.startsWith(jobKey('')) ? 'job' : null
-        const time = kind === 'res' ? 'reservedAt' : 'startedAt'
-        const at = Number(item[time]?.N)
-        if (!kind || !Number.isFinite(at)) continue
-        items++
-        first = Math.min(first, at)
-        const span = spanOf(kind, at)
-        if (item[SPAN_ATTR]?.S !== span || item[AT_ATTR]?.N !== String(at)) todo.push({ pk, time, at, span })
+    await this.pages(
+      (start) =>
+        new this.sdk.ScanCommand({
+          TableName: this.table,
+          ProjectionExpression: '#k, #s, #a, reservedAt, startedAt',
+          ExpressionAttributeNames: { '#k': LEDGER_KEY, '#s': SPAN_ATTR, '#a': AT_ATTR },
+          ExclusiveStartKey: start
+        }),
+      async (page) => {
+        const todo: { pk: string; time: 'reservedAt' | 'startedAt'; at: number; span: string }[] = []
+        for (const item of page.Items ?? []) {
+          const pk = item[LEDGER_KEY]?.S ?? ''
+          const kind = pk.startsWith(resKey('')) ? 'res' : pk.startsWith(jobKey('')) ? 'job' : null
+          const time = kind === 'res' ? 'reservedAt' : 'startedAt'
+          const at = Number(item[time]?.N)
+          if (!kind || !Number.isFinite(at)) continue
+          items++
+          first = Math.min(first, at)
+          const span = spanOf(kind, at)
+          if (item[SPAN_ATTR]?.S !== span || item[AT_ATTR]?.N !== String(at)) todo.push({ pk, time, at, span })
+        }
+        // A few at once: one at a time, a large table's history takes hours.
+        for (let i = 0; i < todo.length; i += 16)
+          await Promise.all(
+            todo.slice(i, i + 16).map(async (t) => {
+              try {
+                await this.send(
+                  () =>
+                    new this.sdk.UpdateItemCommand({
+                      TableName: this.table,
+                      Key: key(t.pk),
+                      UpdateExpression: 'SET #s = :s, #a = :a',
+                      ConditionExpression: '#t = :a',
+                      ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR, '#t': t.time },
+                      ExpressionAttributeValues: { ':s': S(t.span), ':a': N(t.at) }
+                    })
+                )
+                indexed++
+              } catch (e) {
+                // Its time changed meanwhile: whoever changed it indexed it with the new one.
+                if (errName(e) !== 'ConditionalCheckFailedException') throw e
+              }
+            })
+          )
+        progress(items)
       }
-      // A few at once: one at a time, a large table's history takes hours.
-      for (let i = 0; i < todo.length; i += 16)
-        await Promise.all(
-          todo.slice(i, i + 16).map(async (t) => {
-            try {
-              await this.send(
-                () =>
-                  new this.sdk.UpdateItemCommand({
-                    TableName: this.table,
-                    Key: key(t.pk),
-                    UpdateExpression: 'SET #s = :s, #a = :a',
-                    ConditionExpression: '#t = :a',
-                    ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR, '#t': t.time },
-                    ExpressionAttributeValues: { ':s': S(t.span), ':a': N(t.at) }
-                  })
-              )
-              indexed++
-            } catch (e) {
-              // Its time changed meanwhile: whoever changed it indexed it with the new one.
-              if (errName(e) !== 'ConditionalCheckFailedException') throw e
-            }
-          })
-        )
-      progress(items)
-      start = page.LastEvaluatedKey
-    } while (start)
+    )
     const now = this.opts.clock.now()
     await this.send(
       () =>
@@ -593,24 +600,21 @@ export class DynamoLedger implements Ledger {
     read: (item: Record<string, AttributeValue>) => T
   ): Promise<T[]> {
     const out: T[] = []
-    for (const span of spansOf(kind, since, until)) {
-      let start: Record<string, AttributeValue> | undefined
-      do {
-        const page = await this.send<Ddb.QueryCommandOutput>(
-          () =>
-            new this.sdk.QueryCommand({
-              TableName: this.table,
-              IndexName: TIME_INDEX,
-              KeyConditionExpression: '#s = :s AND #a BETWEEN :since AND :last',
-              ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR },
-              ExpressionAttributeValues: { ':s': S(span), ':since': N(since), ':last': N(until - 1) },
-              ExclusiveStartKey: start
-            })
-        )
-        for (const item of page.Items ?? []) out.push(read(item))
-        start = page.LastEvaluatedKey
-      } while (start)
-    }
+    for (const span of spansOf(kind, since, until))
+      await this.pages(
+        (start) =>
+          new this.sdk.QueryCommand({
+            TableName: this.table,
+            IndexName: TIME_INDEX,
+            KeyConditionExpression: '#s = :s AND #a BETWEEN :since AND :last',
+            ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR },
+            ExpressionAttributeValues: { ':s': S(span), ':since': N(since), ':last': N(until - 1) },
+            ExclusiveStartKey: start
+          }),
+        (page) => {
+          for (const item of page.Items ?? []) out.push(read(item))
+        }
+      )
     return out
   }
 

@@ -27,8 +27,7 @@ import { newLocalLedger } from '../../src/fleet/local-ledger'
 import { ledgerChecks } from '../../src/ops/doctor-ledger'
 import { logFileCheck } from '../../src/ops/doctor'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
-import { createLedgerTable } from '../helpers/ledger-table'
-import { ledgerTableShape } from '../../src/fleet/ledger-table'
+import { createLedgerTable, createOlderLedgerTable } from '../helpers/ledger-table'
 
 const vm = testVm()
 const dir = mkdtempSync(join(tmpdir(), 'rch-doctor-'))
@@ -300,17 +299,7 @@ describe('doctor: the fleet ledger', () => {
         'table ACTIVE, key pk (string), index open-index, time-index not in use yet: report reads the whole table until `remote-hooks index-ledger` has run once; 3 instances reserved now'
     })
     // A table as an earlier version of the ledger module made it: the open-reservations index only.
-    const older = `rch-doctor-${process.pid}-older`
-    const shape = ledgerTableShape()
-    await ddb.send(
-      new CreateTableCommand({
-        TableName: older,
-        BillingMode: 'PAY_PER_REQUEST',
-        KeySchema: shape.KeySchema,
-        AttributeDefinitions: shape.AttributeDefinitions!.filter((a) => ['pk', 'open'].includes(a.AttributeName!)),
-        GlobalSecondaryIndexes: shape.GlobalSecondaryIndexes!.filter((g) => g.IndexName === 'open-index')
-      })
-    )
+    const older = await createOlderLedgerTable(ddb, `rch-doctor-${process.pid}-older`)
     tables.push(older)
     const [old] = await withEnv(() => ledgerChecks(dynamo(older)))
     expect(old).toMatchObject({

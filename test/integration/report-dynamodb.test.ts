@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
   type AttributeValue,
-  CreateTableCommand,
   DeleteItemCommand,
   DeleteTableCommand,
   DynamoDBClient,
@@ -21,8 +20,7 @@ import { FleetSchema, type FleetConfig } from '../../src/config'
 import { DynamoLedger } from '../../src/fleet/dynamodb-ledger'
 import type { ReserveRequest } from '../../src/fleet/ledger'
 import { DUMMY_CREDENTIALS, loadMoto, TEST_REGION } from '../helpers/ec2-env'
-import { createLedgerTable } from '../helpers/ledger-table'
-import { ledgerTableShape } from '../../src/fleet/ledger-table'
+import { createLedgerTable, createOlderLedgerTable } from '../helpers/ledger-table'
 
 const hook = resolve(__dirname, '..', '..', 'dist', 'index.js')
 const endpoint = loadMoto().endpoint
@@ -257,17 +255,7 @@ test('report --by runner and --openmetrics over the same ledger', () => {
 })
 
 test('index-ledger on a table without the time index (an earlier module made it): refused, naming the fix, exit 78; a local ledger: nothing to do', async () => {
-  const older = `${table}-older`
-  const shape = ledgerTableShape()
-  await ddb.send(
-    new CreateTableCommand({
-      TableName: older,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: shape.KeySchema,
-      AttributeDefinitions: shape.AttributeDefinitions!.filter((a) => ['pk', 'open'].includes(a.AttributeName!)),
-      GlobalSecondaryIndexes: shape.GlobalSecondaryIndexes!.filter((g) => g.IndexName === 'open-index')
-    })
-  )
+  const older = await createOlderLedgerTable(ddb, `${table}-older`)
   const cfg = join(dir, 'older.json')
   const local = join(dir, 'local.json')
   try {
