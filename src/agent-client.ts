@@ -146,7 +146,7 @@ export function runViaAgent(
     // starts a line of its own (at worst after an empty one).
     const lostAgent = (why: string): void => {
       if (pipes) setLineOpen(out.stdout, true)
-      reject(new TransportError(`lost the job's agent during the step${why}`))
+      reject(new TransportError(`lost the job's agent during the step${why}`, 'lost'))
     }
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (!started && (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')) return resolve(null)

@@ -35,11 +35,15 @@ export type TransportKind = (typeof TRANSPORT_KINDS)[number]
 
 const PERMANENT: ReadonlySet<TransportKind> = new Set(['hostkey', 'auth', 'keyfile'])
 
-/** SSH could not connect, authenticate, verify the host key, or the connection dropped. */
+/**
+ * SSH could not connect, authenticate, verify the host key, or the connection dropped. The kind is
+ * stated where the error arises (no default): a step's `lost` is checked against the connection
+ * afterwards (remote.ts blameOf), which makes it `stream` when the connection still works.
+ */
 export class TransportError extends HookError {
   constructor(
     message: string,
-    readonly kind: TransportKind = 'lost',
+    readonly kind: TransportKind,
     options?: { cause?: unknown }
   ) {
     super(message, options)

@@ -88,7 +88,7 @@ export class Engine {
     try {
       return await Promise.race([this.exchange<T>(req, payload, what), bound.givenUp])
     } catch (e) {
-      throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`)
+      throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`, 'lost')
     } finally {
       bound.clear()
     }
@@ -101,7 +101,7 @@ export class Engine {
   ): Promise<{ status: number; data: T }> {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       req.on('response', resolve)
-      req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${what}: ${e.message}`)))
+      req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${what}: ${e.message}`, 'lost')))
       req.end(payload)
     })
     const chunks: Buffer[] = []
@@ -109,7 +109,7 @@ export class Engine {
     try {
       for await (const c of res) {
         size += (c as Buffer).length
-        if (size > MAX_BODY) throw new TransportError(`docker API ${what}: reply body over the limit of ${MAX_BODY} bytes`)
+        if (size > MAX_BODY) throw new TransportError(`docker API ${what}: reply body over the limit of ${MAX_BODY} bytes`, 'lost')
         chunks.push(c as Buffer)
       }
     } finally {
@@ -167,7 +167,7 @@ export class Engine {
           res.on('end', () => reject(new EngineError(res.statusCode ?? 0, path, t.trim())))
         } else resolve(res)
       })
-      req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${path}: ${e.message}`)))
+      req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${path}: ${e.message}`, 'lost')))
       req.end(payload)
     })
     const stream = await Promise.race([opened, bound.givenUp]).finally(bound.clear)
@@ -264,7 +264,7 @@ function demux(stream: Readable, out: Output): Promise<void> {
       if (settled) return
       settled = true
       stream.destroy()
-      if (err) reject(new TransportError(`output stream broke: ${err.message}`))
+      if (err) reject(new TransportError(`output stream broke: ${err.message}`, 'lost'))
       else resolve()
     }
     stream.on('end', () => finish())

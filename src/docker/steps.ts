@@ -54,7 +54,7 @@ async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): 
       maxDelayMs: 2_000,
       jitter: false,
       signal,
-      onTimeout: () => new TransportError("the step's output ended but docker still reports it running")
+      onTimeout: () => new TransportError("the step's output ended but docker still reports it running", 'lost')
     }
   )
 }

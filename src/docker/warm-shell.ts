@@ -212,7 +212,7 @@ export class WarmShell {
     const h = await engine.hijack(`/exec/${id}/start`, { Detach: false, Tty: false }, out)
     if (!h.input) {
       h.close()
-      throw new TransportError('docker did not give the step shell a stdin')
+      throw new TransportError('docker did not give the step shell a stdin', 'lost')
     }
     const s = new WarmShell(container, h.input, h.close)
     s.onBroken = isReady
@@ -230,7 +230,7 @@ export class WarmShell {
     h.input.on('error', (e) => s.fail(`the step shell's stdin broke: ${e.message}`))
     if (!(await settlesWithin(readySeen, START_MS)) || s.broken) {
       s.close()
-      throw new TransportError(s.broken ?? `the step shell did not start within ${START_MS / 1000} s`)
+      throw new TransportError(s.broken ?? `the step shell did not start within ${START_MS / 1000} s`, 'lost')
     }
     return s
   }
@@ -329,7 +329,7 @@ export class WarmShell {
     this.onBroken?.()
     const r = this.step
     this.step = null
-    r?.finish(new TransportError(`${why} before the step's exit status came`))
+    r?.finish(new TransportError(`${why} before the step's exit status came`, 'lost'))
     if (first) this.closeStream()
   }
 }

@@ -64,7 +64,7 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
     )
     const t1 = now()
     // A signal is the machine's answer (the probe was killed there): its rows say what is missing.
-    if (dropped(probe)) throw new TransportError('the connection dropped while reading the tools and the clock')
+    if (dropped(probe)) throw new TransportError('the connection dropped while reading the tools and the clock', 'lost')
     const lines = probe.stdout.toString('utf8').split('\n')
     for (const t of REMOTE_TOOLS) {
       const p = lines.find((l) => l.startsWith(`tool ${t} `))?.slice(`tool ${t} `.length)

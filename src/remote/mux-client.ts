@@ -94,7 +94,7 @@ export class MuxRemote implements Remote {
       sock.on('close', () => {
         stdout.end()
         stderr.end()
-        if (error) reject(new TransportError(error))
+        if (error) reject(new TransportError(error, 'lost'))
         else resolve(status ?? { code: null, signal: null })
       })
     })
@@ -116,11 +116,11 @@ export class MuxRemote implements Remote {
     const sock = await dial(this.socketPath, { op: 'socket', path })
     return new Promise((resolve, reject) => {
       sock.once('data', (c: Buffer) => {
-        if (c[0] !== 0) return reject(new TransportError(`agent could not open ${path}: ${c.subarray(1).toString()}`))
+        if (c[0] !== 0) return reject(new TransportError(`agent could not open ${path}: ${c.subarray(1).toString()}`, 'lost'))
         if (c.length > 1) sock.unshift(c.subarray(1))
         resolve(sock)
       })
-      sock.once('close', () => reject(new TransportError(`agent closed the connection to ${path}`)))
+      sock.once('close', () => reject(new TransportError(`agent closed the connection to ${path}`, 'lost')))
     })
   }
 

@@ -203,7 +203,7 @@ function labelOf(command: string, opts: RunOptions): string {
 export async function check(remote: Remote, command: string, opts: RunOptions = {}): Promise<RunResult> {
   const r = await run(remote, command, opts)
   const label = labelOf(command, opts)
-  if (dropped(r)) throw new TransportError(`connection lost while running ${label}`)
+  if (dropped(r)) throw new TransportError(`connection lost while running ${label}`, 'lost')
   if (r.code !== 0) throw new RemoteCommandError(label, r.code, r.stderr, r.signal ?? undefined)
   return r
 }

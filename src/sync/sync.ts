@@ -503,7 +503,7 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
     clearTimeout(stalled)
     stop.dispose()
   })
-  if (dropped(status)) throw new TransportError('connection lost while syncing files to the remote')
+  if (dropped(status)) throw new TransportError('connection lost while syncing files to the remote', 'lost')
   if (status.code !== 0)
     throw new HookError(`sync to remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
   const files = send.filter((p) => local.get(p)!.t === 'f').length
@@ -637,7 +637,7 @@ async function receive(
   const dropPartial = (): void => file?.abort()
   try {
     const [status] = await Promise.race([Promise.all([ch.done, ended]), stop.stopped]).finally(() => stop.dispose())
-    if (dropped(status)) throw new TransportError('connection lost while syncing files back from the remote')
+    if (dropped(status)) throw new TransportError('connection lost while syncing files back from the remote', 'lost')
     if (status.code !== 0)
       throw new HookError(`sync from remote failed (${exitOf(status)}): ${errTail.text().trim().split('\n').slice(-2).join(' | ')}`)
     reader.finish()

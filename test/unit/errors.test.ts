@@ -120,7 +120,7 @@ process.stdout.write(JSON.stringify(formatError(a)))
 describe('error classes', () => {
   it('name themselves after the class', () => {
     expect(new InputError('x').name).toBe('InputError')
-    expect(new TransportError('x').name).toBe('TransportError')
+    expect(new TransportError('x', 'lost').name).toBe('TransportError')
     expect(new StepFailed(3).name).toBe('StepFailed')
     expect(new InputError('x')).toBeInstanceOf(HookError)
   })

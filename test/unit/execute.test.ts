@@ -103,7 +103,7 @@ describe.each(Object.entries(paths))('execute, %s path', (_name, run) => {
   test.each([
     [
       'a transport error',
-      new TransportError('ssh: connection lost'),
+      new TransportError('ssh: connection lost', 'lost'),
       { code: EXIT.transport, lost: true },
       '::error::ssh: connection lost\n'
     ],

@@ -42,7 +42,7 @@ describe("the hook's own lines after a step's output", () => {
     const out = outputTo(stdout, stderr)
     out.onStdout(Buffer.from('no newline at the end'))
     out.onStderr(Buffer.from('nor here'))
-    report(new TransportError('lost the connection'), { signal: noSignal, stdout, stderr })
+    report(new TransportError('lost the connection', 'lost'), { signal: noSignal, stdout, stderr })
     expect(stdout.text()).toBe('no newline at the end\n::error::lost the connection\n')
     expect(commandsIn(stdout.text())).toEqual(['::error::lost the connection'])
     const ac = new AbortController()
@@ -54,7 +54,7 @@ describe("the hook's own lines after a step's output", () => {
   test('control: after a whole line no empty line is added', () => {
     const [stdout, stderr] = [recorder(), recorder()]
     outputTo(stdout, stderr).onStdout(Buffer.from('one\ntwo\n'))
-    report(new TransportError('lost the connection'), { signal: noSignal, stdout, stderr })
+    report(new TransportError('lost the connection', 'lost'), { signal: noSignal, stdout, stderr })
     expect(stdout.text()).toBe('one\ntwo\n::error::lost the connection\n')
   })
 
