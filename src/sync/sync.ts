@@ -1,7 +1,8 @@
 // Incremental two-way sync between the runner's `_work` and the job folder on the remote, used
 // around every step. One round trip pushes (deletions + a tar of changed files) and returns the
 // remote listing; one lists remote changes after the step and, only if there are any, one more
-// pulls them as a tar. The first, bulk copy in prepare_job uses rsync (see rsync.ts).
+// pulls them as a tar. The first, bulk copy in prepare_job is a tar over the connection for a small
+// tree, else rsync (see first-copy.ts and rsync.ts).
 // The VM is untrusted (the job is root there): what comes back is parsed and checked here, written
 // only through safe-fs.ts, and capped by sync.limits.
 import { dirname, isAbsolute } from 'node:path'
