@@ -45,7 +45,10 @@ const cacheDir = (): string => join(tmp, `rch-${uid}`)
 function quick(file = bundle, nodeArgs: string[] = []): { code: number | null; stdout: string; stderr: string } {
   const vm = testVm()
   const dir = mkdtempSync(join(tmp, 'quick-'))
-  const responseFile = join(dir, 'response.json')
+  // The runner's work folder apart from TMPDIR (the hook refuses a TMPDIR inside it).
+  const temp = join(dir, '_work', '_temp')
+  mkdirSync(temp, { recursive: true })
+  const responseFile = join(temp, 'response.json')
   const config = join(dir, 'hooks.json')
   writeFileSync(responseFile, '')
   writeFileSync(
@@ -62,7 +65,7 @@ function quick(file = bundle, nodeArgs: string[] = []): { code: number | null; s
   const input = JSON.stringify({ command: 'prepare_job', responseFile, args: { container: null, services: [] }, state: null })
   const r = spawnSync(process.execPath, [...nodeArgs, file], {
     input,
-    env: { ...env(), RUNNER_TEMP: dir, REMOTE_HOOKS_CONFIG: config, RUNNER_NAME: 'loader-test' },
+    env: { ...env(), RUNNER_TEMP: temp, REMOTE_HOOKS_CONFIG: config, RUNNER_NAME: 'loader-test' },
     encoding: 'utf8'
   })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
