@@ -2,6 +2,7 @@
 // release destroys it (EC2) is released at once: the runner kills the hook 10 s after its SIGINT, and
 // the step's stop on a VM the job was root on may take that long. A machine other jobs use (static,
 // pool) is released only after its step has stopped.
+import { waitUntil } from '../helpers/wait'
 import { tempDir, cleanupTempDirs, containerActionArgs } from './_helpers'
 
 const events: string[] = []
@@ -75,8 +76,7 @@ const ctxFor = (signal: AbortSignal, workspace = '/runner/_work/repo/repo'): Hoo
   }) as unknown as HookContext
 
 const started = async (): Promise<void> => {
-  for (let i = 0; i < 200 && !events.includes('step started'); i++) await new Promise((r) => setTimeout(r, 5))
-  expect(events).toContain('step started')
+  expect(await waitUntil(() => events.includes('step started'), 1000, 5)).toBe(true)
 }
 
 beforeEach(() => {

@@ -107,8 +107,11 @@ test('a push of the job waits while a pull is held mid-stream, then sends what t
 test('a pull whose tar channel the VM never opens ends at its cancel and lets the lock go: the next pull runs', async () => {
   const w = world()
   const real = new LocalRemote(tempDir())
+  // The pull has reached its tar channel (which never opens): the moment to cancel it.
+  let reachedTar!: () => void
+  const atTar = new Promise<void>((r) => (reachedTar = r))
   const neverOpens: Remote = {
-    openExec: (c) => (c.includes('tar -c') ? new Promise(() => undefined) : real.openExec(c)),
+    openExec: (c) => (c.includes('tar -c') ? (reachedTar(), new Promise(() => undefined)) : real.openExec(c)),
     openSocket: (p) => real.openSocket(p),
     close: () => undefined
   }
@@ -116,7 +119,7 @@ test('a pull whose tar channel the VM never opens ends at its cancel and lets th
   const t = { ...w.target(w.vmA, {}, neverOpens), signal: cancel.signal }
   const stuck = pull(t, ROOTS)
   stuck.catch(() => undefined)
-  await new Promise((r) => setTimeout(r, 500))
+  await atTar
   cancel.abort('SIGINT')
   expect(await settlesWithin(stuck, 1000)).toBe(true)
   await expect(stuck).rejects.toBeInstanceOf(Cancelled)
