@@ -10,7 +10,7 @@ import { z } from 'zod'
 import { JOB_SETTLES_MS, LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
 import { checkPrivateDir, ensurePrivateDir, writePrivateFile } from '../private-fs'
 import { sha256Hex } from '../sha256'
-import { compareKeys, emptyRow, groupKeyOf, type GroupBy, type Report } from './report-data'
+import { buildReport, compareKeys, emptyRow, type GroupBy, type Report } from './report-data'
 
 export const HORIZON_MS = JOB_SETTLES_MS
 export const CHECKPOINT_VERSION = 1
@@ -118,7 +118,25 @@ const blank = (key: string[]): SettledRow => ({
   lost: Object.fromEntries(LOSS_CAUSES.map((c) => [c, 0])) as Record<LossCause, number>
 })
 
-/** `base` plus the settled reservations and the jobs of [from, cutoff) (all settled: see nextCutoff), per group. */
+/** Adds a group's settled sums to `into` (a checkpoint's row, or a report's, whose phases keep their percentiles). */
+function addSettled(into: SettledRow, s: SettledRow): void {
+  into.jobs += s.jobs
+  into.launches += s.launches
+  into.instanceSeconds += s.instanceSeconds
+  into.costMicro += s.costMicro
+  into.unpriced += s.unpriced
+  for (const p of ['acquire', 'boot'] as const) {
+    into[p].samples += s[p].samples
+    into[p].sum += s[p].sum
+  }
+  for (const c of LOSS_CAUSES) into.lost[c] += s.lost[c]
+}
+
+/**
+ * `base` plus the settled reservations and the jobs of [from, cutoff) (all settled: see nextCutoff),
+ * per group, counted as report-data counts them. A group with nothing to add (only launches that
+ * never ran) gets no row.
+ */
 export function fold(
   base: SettledRow[],
   records: LedgerRecord[],
@@ -126,36 +144,18 @@ export function fold(
   span: { from?: number; cutoff: number },
   group: { by: GroupBy; timeZone: string }
 ): SettledRow[] {
-  const keyOf = groupKeyOf(group.by, group.timeZone)
-  const rows = new Map(base.map((r) => [JSON.stringify(r.key), structuredClone(r)]))
-  const rowOf = (key: string[]): SettledRow => {
-    const id = JSON.stringify(key)
-    let row = rows.get(id)
-    if (!row) rows.set(id, (row = blank(key)))
-    return row
-  }
   const inSpan = (at: number): boolean => (span.from === undefined || at >= span.from) && at < span.cutoff
-  for (const r of records) {
-    if (!inSpan(r.reservedAt)) continue
-    if (r.settledAt === undefined) throw new Error(`report checkpoint: reservation ${r.id} is open before the cutoff`)
-    // A settled reservation with nothing billed never ran (as report-data counts it).
-    if (!r.billedSeconds) continue
-    const row = rowOf(keyOf(r, r.reservedAt))
-    row.launches++
-    row.instanceSeconds += r.billedSeconds
-    row.costMicro += r.actualMicro ?? 0
-    if (r.priceMicroPerHour === null) row.unpriced++
-  }
-  for (const j of jobs) {
-    if (!inSpan(j.startedAt)) continue
-    const row = rowOf(keyOf(j, j.startedAt))
-    row.jobs++
-    for (const p of ['acquire', 'boot'] as const)
-      if (Number.isFinite(j.timings[p])) {
-        row[p].samples++
-        row[p].sum += j.timings[p]
-      }
-    if (typeof j.lost === 'string') row.lost[(LOSS_CAUSES as readonly string[]).includes(j.lost) ? (j.lost as LossCause) : 'other']++
+  const settled = records.filter((r) => inSpan(r.reservedAt))
+  const open = settled.find((r) => r.settledAt === undefined)
+  if (open) throw new Error(`report checkpoint: reservation ${open.id} is open before the cutoff`)
+  const part = buildReport({ records: settled, jobs: jobs.filter((j) => inSpan(j.startedAt)), ...group, now: span.cutoff })
+  const rows = new Map(base.map((r) => [JSON.stringify(r.key), structuredClone(r)]))
+  for (const row of part.rows) {
+    if (!row.jobs && !row.launches) continue
+    const id = JSON.stringify(row.key)
+    let into = rows.get(id)
+    if (!into) rows.set(id, (into = blank(row.key)))
+    addSettled(into, row)
   }
   return [...rows.values()]
 }
@@ -173,16 +173,7 @@ export function withSettled(report: Report, settled: SettledRow[]): Report {
     const id = JSON.stringify(s.key)
     let row = rows.get(id)
     if (!row) rows.set(id, (row = emptyRow(s.key)))
-    row.jobs += s.jobs
-    row.launches += s.launches
-    row.instanceSeconds += s.instanceSeconds
-    row.costMicro += s.costMicro
-    row.unpriced += s.unpriced
-    for (const p of ['acquire', 'boot'] as const) {
-      row[p].samples += s[p].samples
-      row[p].sum += s[p].sum
-    }
-    for (const c of LOSS_CAUSES) row.lost[c] += s.lost[c]
+    addSettled(row, s)
   }
   return { ...report, rows: [...rows.values()].sort((a, b) => compareKeys(a.key, b.key)) }
 }

@@ -134,7 +134,7 @@ function totalsOf(records: LedgerRecord[], jobs: JobRecord[], now: number): Tota
 }
 
 /** The group of a reservation or job (at its reservation or start time). */
-export const groupKeyOf =
+const groupKeyOf =
   (by: GroupBy, timeZone: string) =>
   (x: { repository: string; workflow: string; runner: string }, at: number): string[] =>
     by === 'day' ? [budgetDay(at, timeZone)] : GROUP_FIELDS[by].map((f) => x[f as keyof typeof x])
