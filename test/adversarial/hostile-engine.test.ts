@@ -29,6 +29,7 @@ import { errors, HostileJob, type Mode } from './harness'
 import { readFileSync, statSync } from 'node:fs'
 import { leftovers, NOTHING, testVm } from '../helpers/conformance'
 import { testImages } from '../helpers/testenv'
+import type { HookRun } from '../helpers/fake-runner'
 
 const DIR = mkdtempSync('/var/tmp/rch-hostile-engine-')
 const FORGED_ENTRY = '2030-01-01T00:00:00.000Z 4242 info cleaned up every host'
@@ -190,43 +191,47 @@ test("prepare_job whose job container's PATH its state could not keep fails at o
   }
 })
 
-test('an engine error of 8 MiB is cut in the step log and in hook.log; the passing proxy runs the step (control)', async () => {
-  const logFile = join(DIR, 'logs', 'hook.log')
+/**
+ * A step whose exec the hostile engine answers in `how`, with the job's hook.log in a folder of its
+ * own: `check` gets the failed step and what it added to hook.log; then the passing proxy runs the
+ * next step (control: the job goes on).
+ */
+async function engineErrorStep(
+  how: 'bigerror' | 'forge',
+  logs: string,
+  check: (r: HookRun, logFile: string, before: number) => void
+): Promise<void> {
+  const logFile = join(DIR, logs, 'hook.log')
   const job = new HostileJob('agent', { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK }, log: { file: logFile } } })
   try {
     await job.prepare()
     const before = statSync(logFile).size
-    mode = 'bigerror'
+    mode = how
     forged = 0
     const { r } = await job.step('exit 0\n')
     mode = 'pass'
     expect(forged).toBeGreaterThan(0)
     expect(r.code).not.toBe(0)
-    const lines = errors(r)
-    expect(lines.join('\n')).toContain('exec refused: … (')
-    expect(lines.join('\n')).toContain('characters not shown')
-    expect(`${r.stdout}${r.stderr}`.length).toBeLessThan(200_000)
-    expect(statSync(logFile).size - before).toBeLessThan(200_000)
+    check(r, logFile, before)
     const ok = await job.step('echo fine\n')
     expect(ok.r.code).toBe(0)
   } finally {
     mode = 'pass'
     await job.finish()
   }
-})
+}
 
-test('an engine error with line breaks, a line shaped as a log entry and terminal escapes makes no entry of its own in hook.log; the passing proxy runs the step (control)', async () => {
-  const logFile = join(DIR, 'logs-forge', 'hook.log')
-  const job = new HostileJob('agent', { config: { remote: { workRoot: testVm().workRoot, dockerSocket: SOCK }, log: { file: logFile } } })
-  try {
-    await job.prepare()
-    const before = statSync(logFile).size
-    mode = 'forge'
-    forged = 0
-    const { r } = await job.step('exit 0\n')
-    mode = 'pass'
-    expect(forged).toBeGreaterThan(0)
-    expect(r.code).not.toBe(0)
+test('an engine error of 8 MiB is cut in the step log and in hook.log; the passing proxy runs the step (control)', () =>
+  engineErrorStep('bigerror', 'logs', (r, logFile, before) => {
+    const lines = errors(r)
+    expect(lines.join('\n')).toContain('exec refused: … (')
+    expect(lines.join('\n')).toContain('characters not shown')
+    expect(`${r.stdout}${r.stderr}`.length).toBeLessThan(200_000)
+    expect(statSync(logFile).size - before).toBeLessThan(200_000)
+  }))
+
+test('an engine error with line breaks, a line shaped as a log entry and terminal escapes makes no entry of its own in hook.log; the passing proxy runs the step (control)', () =>
+  engineErrorStep('forge', 'logs-forge', (_r, logFile, before) => {
     const added = readFileSync(logFile, 'utf8').slice(before)
     // Positive control: the machine's text was written, and in its raw form it splits into entries.
     expect(added).toContain(`    ${FORGED_ENTRY}`)
@@ -234,10 +239,4 @@ test('an engine error with line breaks, a line shaped as a log entry and termina
     expect(added.split('\n').filter((l) => l.startsWith(FORGED_ENTRY.slice(0, 10)))).toEqual([])
     // eslint-disable-next-line no-control-regex -- the control characters are what must be gone
     expect(added).not.toMatch(/[\u0000\u001b\r]/)
-    const ok = await job.step('echo fine\n')
-    expect(ok.r.code).toBe(0)
-  } finally {
-    mode = 'pass'
-    await job.finish()
-  }
-})
+  }))
