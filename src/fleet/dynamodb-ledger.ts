@@ -14,7 +14,18 @@ import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb
 import type { FleetConfig } from '../config'
 import { HookError } from '../errors'
 import { retry, type Clock } from '../retry'
-import type { JobRecord, JobUpdate, Ledger, LedgerClock, LedgerRecord, ReserveRequest, ReserveResult, SettleOptions } from './ledger'
+import {
+  byReservation,
+  inTimeRange,
+  type JobRecord,
+  type JobUpdate,
+  type Ledger,
+  type LedgerClock,
+  type LedgerRecord,
+  type ReserveRequest,
+  type ReserveResult,
+  type SettleOptions
+} from './ledger'
 import { exceeded, priceRequest, refusalLine, type Limit, type Usage } from './limits'
 import { attachTime, settlement, toMicro } from './money'
 import { blankJob, checkJobUpdate } from './job-record'
@@ -465,19 +476,19 @@ export class DynamoLedger implements Ledger {
         for (const item of page.Items ?? []) if (item.settledAt === undefined) out.push(toRecord(item))
       }
     )
-    return sortRecords(out)
+    return byReservation(out)
   }
 
   async records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
     const from = await this.indexed(range)
     const got = from ? await this.timeQuery('res', from, toRecord) : await this.scan(resKey(''), toRecord, ...between('reservedAt', range))
-    return sortRecords(from ? got.filter((r) => inRange(r.reservedAt, range)) : got)
+    return byReservation(from ? got.filter((r) => inTimeRange(r.reservedAt, range)) : got)
   }
 
   async jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
     const from = await this.indexed(range)
     const got = from ? await this.timeQuery('job', from, toJob) : await this.scan(jobKey(''), toJob, ...between('startedAt', range))
-    const jobs = from ? got.filter((j) => inRange(j.startedAt, range)) : got
+    const jobs = from ? got.filter((j) => inTimeRange(j.startedAt, range)) : got
     return jobs.sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
   }
 
@@ -622,11 +633,6 @@ export class DynamoLedger implements Ledger {
     this.client.destroy()
   }
 }
-
-const inRange = (at: number, { since, until }: { since?: number; until?: number }): boolean =>
-  (since === undefined || at >= since) && (until === undefined || at < until)
-
-const sortRecords = (rs: LedgerRecord[]): LedgerRecord[] => rs.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
 
 /** A scan filter for `attr` in [since, until). */
 function between(

@@ -112,6 +112,14 @@ export interface Ledger {
   close(): void
 }
 
+/** Whether a time is in the range [since, until) (either bound optional), as records() and jobs() take it. */
+export const inTimeRange = (at: number, { since, until }: { since?: number; until?: number }): boolean =>
+  (since === undefined || at >= since) && (until === undefined || at < until)
+
+/** Reservations in the order records() and unsettled() give them: by reservation time, then id. */
+export const byReservation = (rs: LedgerRecord[]): LedgerRecord[] =>
+  rs.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
+
 /** The ledger's view of time: reservation and attach times, and the budget day when a call gives none. */
 export interface LedgerClock {
   now(): number

@@ -15,6 +15,8 @@ import { HookError } from '../errors'
 import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
 import { withFileLock } from '../file-lock'
 import {
+  byReservation,
+  inTimeRange,
   JOB_SETTLES_MS,
   type JobRecord,
   type JobUpdate,
@@ -149,7 +151,7 @@ export class LocalLedger implements Ledger {
       ranged
         ? (line) => {
             const at = numberAfter(line, RESERVED_AT)
-            return at === null || inRange({ reservedAt: at }, range)
+            return at === null || inTimeRange(at, range)
           }
         : undefined
     )
@@ -275,21 +277,21 @@ export class LocalLedger implements Ledger {
           if (!known) {
             if (outside.has(id)) return
             const start = typeof l.update.startedAt === 'number' ? l.update.startedAt : l.at
-            if (!inRange({ reservedAt: start }, range)) return void outside.add(id)
+            if (!inTimeRange(start, range)) return void outside.add(id)
           }
           jobs.set(id, mergeJob(known, l.update, l.at))
         },
         keep
       )
       const result = [...jobs.values()]
-        .filter((j) => inRange({ reservedAt: j.startedAt }, range))
+        .filter((j) => inTimeRange(j.startedAt, range))
         .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
       return { result, changed: false }
     })
   }
 
   unsettled(): Promise<LedgerRecord[]> {
-    return this.update((s) => ({ result: sorted(Object.values(s.open)), changed: false }))
+    return this.update((s) => ({ result: byReservation(Object.values(s.open)), changed: false }))
   }
 
   records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
@@ -297,7 +299,7 @@ export class LocalLedger implements Ledger {
       const all = this.settledById(range)
       // Still open: its settlement line (if any) is from a settle that never finished (see the header).
       for (const r of Object.values(s.open)) all.set(r.id, r)
-      return { result: sorted([...all.values()].filter((r) => inRange(r, range))), changed: false }
+      return { result: byReservation([...all.values()].filter((r) => inTimeRange(r.reservedAt, range))), changed: false }
     })
   }
 
@@ -306,11 +308,6 @@ export class LocalLedger implements Ledger {
 
 const RESERVED_AT = Buffer.from('"reservedAt":')
 const LINE_AT = Buffer.from('{"at":')
-
-export const inRange = (r: Pick<LedgerRecord, 'reservedAt'>, { since, until }: { since?: number; until?: number }): boolean =>
-  (since === undefined || r.reservedAt >= since) && (until === undefined || r.reservedAt < until)
-
-export const sorted = (rs: LedgerRecord[]): LedgerRecord[] => rs.sort((a, b) => a.reservedAt - b.reservedAt || a.id.localeCompare(b.id))
 
 /** The local ledger's folder: the configured path, else `ledger` under the hook's local root. */
 export const localLedgerDir = (fleet: FleetConfig, localRoot: string): string =>

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FleetSchema, type FleetConfig } from '../../src/config'
 import type { ReserveRequest } from '../../src/fleet/ledger'
-import { inRange, LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
+import { LocalLedger, localLedgerDir, newLocalLedger } from '../../src/fleet/local-ledger'
+import { inTimeRange } from '../../src/fleet/ledger'
 import * as jobRecord from '../../src/fleet/job-record'
 import { openLedger } from '../../src/fleet/open-ledger'
 import { raceHosts, removeWorkerBundle } from './fleet-procs'
@@ -286,7 +287,7 @@ test('job records in a range: the same jobs as a full merge, and jobs that start
       {}
     ]) {
       merges.mockClear()
-      const want = all.filter((j) => inRange({ reservedAt: j.startedAt }, range))
+      const want = all.filter((j) => inTimeRange(j.startedAt, range))
       const got = await l.jobs(range)
       expect(got).toEqual(want)
       // Only lines of jobs in the range are merged (a full merge would be one per line: 600).
@@ -323,12 +324,12 @@ test('a range reads the lines out of it without parsing them, with the same answ
   const allJobs = await l.jobs()
   const parse = jest.spyOn(JSON, 'parse')
   try {
-    expect(await l.records(range)).toEqual(allRecords.filter((r) => inRange(r, range)))
+    expect(await l.records(range)).toEqual(allRecords.filter((r) => inTimeRange(r.reservedAt, range)))
     // 10 settled lines (days 50 to 59) and the ledger's own state file, not 60
     expect(parse.mock.calls.length).toBeLessThanOrEqual(10 + 2)
     parse.mockClear()
     const jobs = await l.jobs(range)
-    expect(jobs).toEqual(allJobs.filter((j) => inRange({ reservedAt: j.startedAt }, range)))
+    expect(jobs).toEqual(allJobs.filter((j) => inTimeRange(j.startedAt, range)))
     expect(jobs.map((j) => j.jobId)).toEqual([50, 51, 52, 53, 54, 55, 56, 57, 58, 59].map((d) => `j${d}`))
     // lines written from day 42 on (8 days before the range): 2 per day and j40's late one, not 121
     expect(parse.mock.calls.length).toBeLessThanOrEqual(2 * 18 + 1 + 2)
