@@ -9,6 +9,8 @@ import { hostname } from 'node:os'
 import { sha256Hex } from './sha256'
 
 export interface RunnerHost {
+  /** The hostname as the system gives it (EC2's runner-host tag). */
+  hostname: string
   /** The hostname as a lease field: no white space (the line's separator) and no `/` (the key's). */
   name: string
   /** 16 hex digits of SHA-256 of hostname, machine id and pid namespace. */
@@ -31,6 +33,7 @@ export function thisRunnerHost(): RunnerHost {
   if (mine) return mine
   const h = hostname()
   mine = {
+    hostname: h,
     name: hostField(h),
     key: sha256Hex(
       `runner-host\0${h}\0${readOr(() => readFileSync('/etc/machine-id', 'utf8'))}\0${readOr(() => readlinkSync('/proc/self/ns/pid'))}`

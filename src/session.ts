@@ -26,6 +26,7 @@ import { tools, TOOL_ENV } from './tools'
 import { localDirOf } from './paths'
 import { jobFleet } from './fleet/job-fleet'
 import { workerProcess } from './worker-process'
+import { thisRunnerHost } from './runner-host'
 
 /** Creates (0700) or checks the job's local folder. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
@@ -333,7 +334,7 @@ function providerEnv(ctx: HookContext, jobId: string, connect: ProviderEnv['conn
   return {
     log: ctx.log,
     signal: ctx.signal,
-    runner: { runnerName: ctx.runner.runnerName, github: ctx.runner.github },
+    runner: { runnerName: ctx.runner.runnerName, github: ctx.runner.github, host: thisRunnerHost(), worker: workerProcess(process.ppid) },
     connect,
     discard,
     fleet: jobFleet(ctx, jobId).gate

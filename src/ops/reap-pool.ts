@@ -9,7 +9,8 @@ import { hostname, tmpdir } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Config, Ec2PoolConfig } from '../config'
 import { fleetGate, type JobFacts } from '../fleet/gate'
-import { nameOwnerId, newJobId, runnerHostId } from '../labels'
+import { nameOwnerId, newJobId } from '../labels'
+import { thisRunnerHost } from '../runner-host'
 import { writePrivateFile } from '../private-fs'
 import { retry } from '../retry'
 import { ask, expectEach, oneWord, record } from '../remote/answer'
@@ -103,7 +104,7 @@ class PoolPass {
     this.env = {
       log: { progress: quiet, warn: quiet, debug: quiet },
       signal: ctx.signal,
-      runner: { runnerName: `reap@${hostname()}`, github: {} },
+      runner: { runnerName: `reap@${hostname()}`, github: {}, host: thisRunnerHost(), worker: null },
       connect: (c) => SshRemote.connect(c, ctx.connectMs),
       discard: (_c, r) => Promise.resolve(r.close()),
       // Only a release's settlement of a recycled member goes through it: reap reserves nothing.
@@ -212,7 +213,7 @@ class PoolPass {
           ttlSeconds: this.cfg.lease.ttlSeconds,
           queue: false,
           owner: nameOwnerId(`reap@${hostname()}`),
-          host: runnerHostId(hostname()),
+          host: this.env.runner.host.key,
           jobId: newJobId(),
           freeOnly
         }),

@@ -7,7 +7,6 @@
 // desired capacity lowered); reap moves the reservation of one the group replaced on its own.
 import { randomBytes } from 'node:crypto'
 import { renameSync } from 'node:fs'
-import { hostname } from 'node:os'
 import { z } from 'zod'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
@@ -20,7 +19,7 @@ import { retry, waitUntil } from '../retry'
 import { monoMs } from '../mono-clock'
 import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
-import { workerProcess, type WorkerProcess } from '../worker-process'
+import type { WorkerProcess } from '../worker-process'
 import { keepAlive } from '../remote/agent'
 import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError } from './ec2-api'
 import { instanceVcpus } from './ec2-vcpus'
@@ -244,7 +243,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
               queue,
               owner: job.owner,
               jobId: job.jobId,
-              host: runnerHostId(hostname())
+              host: env.runner.host.key
             }),
             {
               label: `lease ${m.id}`,
@@ -437,7 +436,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       kind: 'ec2-pool',
       instanceId: m.id,
       token,
-      worker: workerProcess(process.ppid),
+      worker: env.runner.worker,
       workRoot: a.workRoot,
       region: this.cfg.region,
       connect: { ...c.connect, knownHostsFile: `${job.localDir}/known_hosts` }
@@ -954,10 +953,20 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           remote = await env.connect(connect)
           const token = randomBytes(16).toString('hex')
           const r = oneWord(
-            await ask(remote, takeOverScript(this.workRoot, owner, runnerHostId(hostname()), token, this.cfg.lease.ttlSeconds), {
-              label: `look at ${m.id}`,
-              timeoutMs: ASK_MS
-            }),
+            await ask(
+              remote,
+              takeOverScript(
+                this.workRoot,
+                owner,
+                [env.runner.host.key, runnerHostId(env.runner.host.hostname)],
+                token,
+                this.cfg.lease.ttlSeconds
+              ),
+              {
+                label: `look at ${m.id}`,
+                timeoutMs: ASK_MS
+              }
+            ),
             ['taken', 'not-owner'] as const,
             'take over'
           )

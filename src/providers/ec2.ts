@@ -3,7 +3,6 @@
 // instance type, subnet, then on-demand; throttling and server errors retry the same request
 // (same idempotency token) with backoff; every wait has one overall deadline and says what it waits for.
 import { createHash, randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
 import { z } from 'zod'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import { writePrivateFile } from '../private-fs'
@@ -152,7 +151,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     // cleanup never ran: found while this job launches, terminated once this job has its machine.
     // Only instances launched from this machine: an older build's owner id was the name alone, and a
     // same-named runner elsewhere is not this one.
-    const leftovers = this.liveOf(owner, env.signal).catch((e: unknown) => {
+    const leftovers = this.liveOf(owner, env.runner.host.hostname, env.signal).catch((e: unknown) => {
       env.log.warn(`could not look for instances left by earlier jobs of this runner: ${(e as Error).message}`)
       return [] as Live[]
     })
@@ -256,7 +255,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       owner: job.owner,
       jobId: job.jobId,
       runner: env.runner,
-      runnerHost: hostname(),
+      runnerHost: env.runner.host.hostname,
       launchedAt: new Date()
     })
     for (const [i, at] of launchPlan(this.cfg).entries()) {
@@ -530,7 +529,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
    * The live (not terminated) instances tagged with an owner id and launched from this runner host
    * (the owner id holds the host's name too; the tag also keeps apart older builds' name-only ids).
    */
-  private async liveOf(owner: string, signal: AbortSignal): Promise<Live[]> {
+  private async liveOf(owner: string, host: string, signal: AbortSignal): Promise<Live[]> {
     const { sdk, client } = await ec2Client(this.cfg)
     const res = await retry(
       () =>
@@ -538,7 +537,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
           new sdk.DescribeInstancesCommand({
             Filters: [
               { Name: `tag:${TAG_OWNER}`, Values: [owner] },
-              { Name: `tag:${TAG_RUNNER_HOST}`, Values: [hostname()] },
+              { Name: `tag:${TAG_RUNNER_HOST}`, Values: [host] },
               { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
             ]
           })
@@ -570,7 +569,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     const report: OrphanReport = { released: [], unreachable: [] }
     // Looked for even after a cancel, as a terminate is (see terminateSignal): the last cleanup of
     // a lost job must not end before it has found what to terminate.
-    for (const live of await asCleanup(env.signal, (signal) => this.liveOf(owner, signal))) {
+    for (const live of await asCleanup(env.signal, (signal) => this.liveOf(owner, env.runner.host.hostname, signal))) {
       if (live.kept) {
         env.log.progress(keptNote(live.id))
         continue

@@ -8,7 +8,7 @@
 import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import { plainFileOnly } from '../remote/plain-file'
-import { isWorkRoot } from '../input-rules'
+import { HEX16, isWorkRoot } from '../input-rules'
 
 /** Seconds after which a waiter that stopped polling is dropped from a member's queue. */
 export const QUEUE_STALE_SECONDS = 15
@@ -191,16 +191,18 @@ export function leaveScript(workRoot: string, token: string): string {
 }
 
 /**
- * Takes over a lease that `owner` (this runner, whose job was lost) holds from runner host `host`,
- * for a cleanup without state: answers `taken` (now held by `token`) or `not-owner`. The host is
- * checked too: an older build's owner id was the runner's name alone, and a same-named runner on
- * another host may be running a job there. A record of an even older hook names no host and goes
- * by the owner alone.
+ * Takes over a lease that `owner` (this runner, whose job was lost) holds from this runner host,
+ * named by any of `hosts`, for a cleanup without state: answers `taken` (now held by `token`) or
+ * `not-owner`. The host is checked too: an older build's owner id was the runner's name alone, and
+ * a same-named runner on another host may be running a job there. A record of an even older hook
+ * names no host and goes by the owner alone.
  */
-export function takeOverScript(workRoot: string, owner: string, host: string, token: string, ttlSeconds: number): string {
+export function takeOverScript(workRoot: string, owner: string, hosts: readonly string[], token: string, ttlSeconds: number): string {
+  if (!hosts.length || !hosts.every((h) => HEX16.test(h)))
+    throw new Error(`runner host ids must be 16 hex digits: ${JSON.stringify(hosts)}`)
   return (
     locked(workRoot) +
-    `if [ "$st" = held ] && [ "$o" = ${owner} ] && { [ -z "$r" ] || [ "$r" = ${host} ]; }; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" "$r" || exit 5; note takeover ${token} "$h"; ${record('taken')}; ` +
+    `if [ "$st" = held ] && [ "$o" = ${owner} ] && { [ -z "$r" ]${hosts.map((h) => ` || [ "$r" = ${h} ]`).join('')}; }; then put held ${token} $((now + ${ttlSeconds})) "$o" "$j" "$r" || exit 5; note takeover ${token} "$h"; ${record('taken')}; ` +
     `else ${record('not-owner')}; fi`
   )
 }

@@ -7,6 +7,8 @@ import type { ConnectInfo, Remote } from '../remote/remote'
 import type { AgentKeep } from '../remote/agent'
 import type { FleetGate } from '../fleet/gate'
 import type { LossCause } from '../fleet/ledger'
+import type { RunnerHost } from '../runner-host'
+import type { WorkerProcess } from '../worker-process'
 
 export type { AgentKeep }
 
@@ -18,12 +20,20 @@ export interface LeaseBase<K extends string = string> {
   reservation?: string
 }
 
+/** The runner as providers see it: read by the hook, never by a provider (so a test can be any runner). */
+export type RunnerFacts = Pick<RunnerEnv, 'runnerName' | 'github'> & {
+  /** This runner host: its hostname (EC2's tag) and its key (the leases it writes on machines). */
+  host: RunnerHost
+  /** The runner's worker process, which a lease outlives only by its ttl; null when unknown. */
+  worker: WorkerProcess | null
+}
+
 /** What a provider may use of the hook: no handler context, no config beyond its own section. */
 export interface ProviderEnv {
   log: Pick<Log, 'progress' | 'warn' | 'debug'>
   signal: AbortSignal
-  /** Runner facts providers record on what they create (EC2 tags). */
-  runner: Pick<RunnerEnv, 'runnerName' | 'github'>
+  /** Runner facts providers record on what they create (EC2 tags, lease records). */
+  runner: RunnerFacts
   /** Opens a connection to a machine; the caller closes it or hands it to `discard`. */
   connect: (c: ConnectInfo) => Promise<Remote>
   /** Closes a connection the provider opened but does not keep. */

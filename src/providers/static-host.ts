@@ -1,6 +1,6 @@
 // Static hosts: a fixed list of SSH-reachable Docker hosts. A job takes a free slot, marked by an
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
-import { thisRunnerHost } from '../runner-host'
+import type { RunnerHost } from '../runner-host'
 import { z } from 'zod'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { privateJobsDirScript } from '../docker/job-folder'
@@ -10,7 +10,7 @@ import { shq } from '../remote/quote'
 import { waitUntil } from '../retry'
 import type { StaticConfig } from '../config'
 import { HEX16 } from '../input-rules'
-import { workerProcess, type WorkerProcess } from '../worker-process'
+import type { WorkerProcess } from '../worker-process'
 import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
 
 export interface StaticLease extends LeaseBase<'static'> {
@@ -93,9 +93,8 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
  * and the runner's worker process (pid and start time, `-` when unknown): reap on that runner host
  * judges the job dead once the worker is gone.
  */
-export function leaseMark(owner: string, jobId: string, runnerName: string, worker: WorkerProcess | null): string {
+export function leaseMark(owner: string, jobId: string, runnerName: string, worker: WorkerProcess | null, me: RunnerHost): string {
   const w = worker ? `${worker.pid} ${worker.start || '-'}` : '- -'
-  const me = thisRunnerHost()
   return `${owner} ${jobId} ${runnerName.replace(/\s/g, '_')} ${me.name}/${me.key} ${new Date().toISOString()} ${w}`
 }
 
@@ -232,7 +231,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     env: ProviderEnv
   ): Promise<boolean> {
     const dir = leaseDir(this.workRoot, lease.slot)
-    const mark = leaseMark(owner, jobId, runnerName, workerProcess(process.ppid))
+    const mark = leaseMark(owner, jobId, runnerName, env.runner.worker, env.runner.host)
     const label = `lease slot ${lease.slot} on ${hostKey(lease.connect)}`
     // A runner runs one job at a time: a lease of its own is from a job that died. It is taken
     // over, and once a slot is ours, its other leases on this host are released.

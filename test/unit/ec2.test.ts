@@ -5,7 +5,6 @@
 import { TransportError } from '../../src/errors'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { hostname } from 'node:os'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import { ConfigSchema, type Ec2Config } from '../../src/config'
 import { addressOf, describeAttempt, launchPlan, runInstancesInput, tagsFor, TAG_OWNER } from '../../src/providers/ec2-plan'
@@ -17,6 +16,7 @@ import { readyMarker } from '../../src/providers/user-data'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
+import { runnerFacts } from '../helpers/runner-facts'
 
 /** The scripted client: each command is answered by `answer(name, input)`; every call is recorded. */
 const fake = { calls: [] as { name: string; input: any }[], answer: (_name: string, _input: any): any => ({}) }
@@ -331,7 +331,7 @@ describe('acquire against a scripted EC2', () => {
     const logged: string[] = []
     const fleet = recordingFleetGate()
     const env: ProviderEnv = {
-      runner,
+      runner: runnerFacts(runner),
       signal: new AbortController().signal,
       log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: (m) => void logged.push(`warn: ${m}`) },
       connect: async () => new LocalRemote(dir),
@@ -469,8 +469,15 @@ describe('acquire against a scripted EC2', () => {
         if (n === 1) throw awsError('InsufficientInstanceCapacity', 500)
         return launched('i-0123456789abcdef0')
       })
+      s.env.runner = runnerFacts({ ...runner, host: { hostname: 'runner-host-9', name: 'runner-host-9', key: '0a1b2c3d4e5f6071' } })
       const got = await s.provider.acquire(s.job, s.env)
       got.remote.close()
+      // The runner host's tag is the hook's name for it (the provider reads no hostname of its own).
+      expect(s.runs().map((r) => tagOf(r, 'remote-container-hooks:runner-host'))[1]).toEqual([
+        'runner-host-9',
+        'runner-host-9',
+        'runner-host-9'
+      ])
       expect(s.fleet.calls).toEqual([
         { op: 'reserve', spec: { instanceType: 'c7i.4xlarge', vcpus: 16, maxLifetimeMinutes: 90 } },
         { op: 'settle', id: 'res-1', opts: { launched: false } },
@@ -741,12 +748,14 @@ describe('acquire against a scripted EC2', () => {
               }
             : undefined
       )
+      // The runner host as the hook names it (the provider reads no hostname of its own).
+      s.env.runner = runnerFacts({ ...runner, host: { hostname: 'runner-host-9', name: 'runner-host-9', key: '0a1b2c3d4e5f6071' } })
       const report = await s.provider.cleanupOrphans('fedcba9876543210', s.env)
       expect(report.released).toEqual(['i-0000000000000000a', 'i-0000000000000000b'])
       // Only this runner host's: a same-named runner elsewhere may be running a job on its own.
       expect(fake.calls.find((c) => c.name === 'DescribeInstances')?.input.Filters).toEqual([
         { Name: 'tag:remote-container-hooks:owner', Values: ['fedcba9876543210'] },
-        { Name: 'tag:remote-container-hooks:runner-host', Values: [hostname()] },
+        { Name: 'tag:remote-container-hooks:runner-host', Values: ['runner-host-9'] },
         { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }
       ])
       // Attached first (its hook may have died before it could), billed from EC2's launch time.

@@ -14,6 +14,8 @@ import { join } from 'node:path'
 import { createLog } from '../../src/log'
 import { runnerCommands } from './_runner-commands'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { runnerFacts } from '../helpers/runner-facts'
+import { thisRunnerHost } from '../../src/runner-host'
 
 afterAll(cleanupTempDirs)
 
@@ -101,7 +103,7 @@ function harness(fail: () => Error, localDir = '/nonexistent', config = cfg) {
     fleet: recordingFleetGate(),
     log: { progress: () => undefined, warn: (m: string) => void warned.push(m), debug: () => undefined },
     signal: new AbortController().signal,
-    runner: { runnerName: 'r', github: {} },
+    runner: runnerFacts(),
     connect: async () => {
       connects++
       throw fail()
@@ -402,7 +404,7 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
       fleet: recordingFleetGate(),
       log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },
       signal: new AbortController().signal,
-      runner: { runnerName: 'r', github: {} },
+      runner: runnerFacts(),
       connect: async () => remote,
       discard: async () => undefined
     } as unknown as ProviderEnv
@@ -505,7 +507,7 @@ describe("a granted member's scale-in protection", () => {
         commands
       ) as never
     const renewals = (): number => commands.filter((c) => /renewed/.test(c)).length
-    return { ...h, recycled, group, renewals }
+    return { ...h, recycled, group, renewals, commands }
   }
   const notInService = (): Error =>
     Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
@@ -516,6 +518,19 @@ describe("a granted member's scale-in protection", () => {
     expect(got.lease.instanceId).toBe('i-a')
     expect(h.protects).toEqual([true])
     expect(h.warned).toEqual([])
+  })
+
+  test('the lease is recorded under the runner host and worker the hook gave (a provider reads neither itself)', async () => {
+    const h = healthy()
+    const host = { hostname: 'runner-9', name: 'runner-9', key: '0a1b2c3d4e5f6071' }
+    h.env.runner = runnerFacts({ host, worker: { pid: 4242, start: '99' } })
+    const got = await h.acquire()
+    expect(got.lease.worker).toEqual({ pid: 4242, start: '99' })
+    const grant = h.commands.filter((c) => c.includes('note grant'))
+    expect(grant).toHaveLength(1)
+    expect(grant[0]).toContain(`0123456789abcdef fedcba9876543210 ${host.key} `)
+    // positive control: this host's own key is not what was written
+    expect(grant[0]).not.toContain(thisRunnerHost().key)
   })
 
   test.each(['Terminating', 'Terminating:Wait', 'Detaching', null])(

@@ -196,7 +196,8 @@ test("a member's answer about Docker is checked: not printable, too long, or bes
 
 test('a cleanup without state takes over only its own runner’s lease, from its own runner host', async () => {
   await acquire(tok('a'), 1000)
-  const takeOver = (owner: string, host: string, token: string) => one(takeOverScript(work, owner, host, token, 60), ['taken', 'not-owner'])
+  const takeOver = (owner: string, host: string, token: string) =>
+    one(takeOverScript(work, owner, [host], token, 60), ['taken', 'not-owner'])
   expect(await takeOver('bbbbbbbbbbbbbbbb', HOST, tok('x'))).toBe('not-owner')
   // The same runner name on another host: its lease is that runner's live job, not a lost one.
   expect(await takeOver(OWNER, 'dddddddddddddddd', tok('x'))).toBe('not-owner')
@@ -212,7 +213,7 @@ test('a cleanup without state takes over only its own runner’s lease, from its
 
 test('a runner-host field a job forged on the member (the job was root there) is compared, never run, and takes over nothing', async () => {
   const marker = join(dir, 'ran')
-  const takeOver = () => one(takeOverScript(work, OWNER, HOST, tok('x'), 60), ['taken', 'not-owner'])
+  const takeOver = () => one(takeOverScript(work, OWNER, [HOST], tok('x'), 60), ['taken', 'not-owner'])
   mkdirSync(join(work, 'pool'), { recursive: true, mode: 0o700 })
   for (const forged of [`$(touch ${marker})`, `\`touch ${marker}\``, `${HOST} ${HOST}`, `${HOST} -o x`, `-o x = x`, '*']) {
     writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() + 600} ${OWNER} ${JOB} ${forged}\n`)
@@ -227,8 +228,25 @@ test('a runner-host field a job forged on the member (the job was root there) is
 test('a lease record of an older hook (no runner host) is taken over by its owner alone', async () => {
   mkdirSync(join(work, 'pool'), { recursive: true, mode: 0o700 })
   writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() + 600} ${OWNER} ${JOB}\n`)
-  expect(await one(takeOverScript(work, 'bbbbbbbbbbbbbbbb', 'dddddddddddddddd', tok('x'), 60), ['taken', 'not-owner'])).toBe('not-owner')
-  expect(await one(takeOverScript(work, OWNER, 'dddddddddddddddd', tok('x'), 60), ['taken', 'not-owner'])).toBe('taken')
+  expect(await one(takeOverScript(work, 'bbbbbbbbbbbbbbbb', ['dddddddddddddddd'], tok('x'), 60), ['taken', 'not-owner'])).toBe('not-owner')
+  expect(await one(takeOverScript(work, OWNER, ['dddddddddddddddd'], tok('x'), 60), ['taken', 'not-owner'])).toBe('taken')
+})
+
+test("a cleanup without state takes over its host's lease under either of its ids (the key, or an older build's hostname id), no other", async () => {
+  const OLD = 'eeeeeeeeeeeeeeee'
+  mkdirSync(join(work, 'pool'), { recursive: true, mode: 0o700 })
+  const takeOver = (hosts: string[]) => one(takeOverScript(work, OWNER, hosts, tok('x'), 60), ['taken', 'not-owner'])
+  for (const [written, taken] of [
+    [HOST, 'taken'],
+    [OLD, 'taken'],
+    ['dddddddddddddddd', 'not-owner']
+  ]) {
+    writeFileSync(join(work, 'pool', 'lease'), `held ${tok('a')} ${nowS() + 600} ${OWNER} ${JOB} ${written}\n`)
+    expect(await takeOver([HOST, OLD])).toBe(taken)
+  }
+  // Ids are written into the script unquoted: anything but 16 hex digits is refused before it is sent.
+  for (const bad of [[], ['x'], [HOST, '$(id)'], [`${HOST} `]])
+    expect(() => takeOverScript(work, OWNER, bad, tok('x'), 60)).toThrow('16 hex digits')
 })
 
 test('twenty jobs racing for one free member: exactly one is granted', async () => {
@@ -254,7 +272,7 @@ test('the member keeps a history of grants and releases (what the audits and the
   await acquire(tok('b'), 2000)
   writeFileSync(join(work, 'pool', 'lease'), `held ${tok('b')} ${nowS() - 1} ${OWNER} ${JOB}\n`)
   await acquire(tok('c'), 3000)
-  await one(takeOverScript(work, OWNER, HOST, tok('d'), 60), ['taken', 'not-owner'])
+  await one(takeOverScript(work, OWNER, [HOST], tok('d'), 60), ['taken', 'not-owner'])
   const lines = readFileSync(join(work, 'pool', 'log'), 'utf8')
     .trim()
     .split('\n')

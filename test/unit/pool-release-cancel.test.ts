@@ -7,6 +7,7 @@ import type { Remote } from '../../src/remote/remote'
 import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
 import { TransportError } from '../../src/errors'
 import { recordingFleetGate } from '../helpers/fleet-gate'
+import { runnerFacts } from '../helpers/runner-facts'
 
 const cfg = ConfigSchema.parse({
   provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k' },
@@ -37,7 +38,7 @@ async function releaseWith(signal: AbortSignal): Promise<{ tagged: { aborted: bo
     fleet: recordingFleetGate(),
     log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },
     signal,
-    runner: { runnerName: 'r', github: {} },
+    runner: runnerFacts(),
     connect: async () => unreachable,
     discard: async () => undefined
   } as unknown as ProviderEnv

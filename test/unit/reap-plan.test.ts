@@ -292,7 +292,7 @@ test("EC2's state transition reason gives the time an instance ended, or stopped
 test('a static slot lease names the runner host (hostname and key) and its worker process, and reads back', () => {
   const me = thisRunnerHost()
   expect(me.key).toMatch(/^[0-9a-f]{16}$/)
-  const line = leaseMark('0123456789abcdef', 'fedcba9876543210', 'my runner', { pid: 4242, start: '12345' })
+  const line = leaseMark('0123456789abcdef', 'fedcba9876543210', 'my runner', { pid: 4242, start: '12345' }, me)
   expect(line).toMatch(/^0123456789abcdef fedcba9876543210 my_runner \S+\/[0-9a-f]{16} \S+Z 4242 12345$/)
   expect(parseLeaseMark(line)).toEqual({
     owner: '0123456789abcdef',
@@ -301,7 +301,7 @@ test('a static slot lease names the runner host (hostname and key) and its worke
     runnerHostKey: me.key,
     worker: { pid: 4242, start: '12345' }
   })
-  expect(parseLeaseMark(leaseMark('0123456789abcdef', 'fedcba9876543210', 'r', null))?.worker).toBeNull()
+  expect(parseLeaseMark(leaseMark('0123456789abcdef', 'fedcba9876543210', 'r', null, me))?.worker).toBeNull()
   // A line of an older build: the hostname alone, no key.
   expect(parseLeaseMark('0123456789abcdef fedcba9876543210 r host-1 2026-12-01T00:00:00Z 4242 12345')).toMatchObject({
     runnerHost: 'host-1',

@@ -11,6 +11,7 @@ import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { emptyEngine, LocalRemote } from './local-remote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
+import { runnerFacts } from '../helpers/runner-facts'
 
 afterAll(cleanupTempDirs)
 
@@ -22,7 +23,7 @@ function env(remote: Remote): ProviderEnv {
   const logged: string[] = []
   const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(m) }
   return {
-    runner: { runnerName: 'r', github: {} },
+    runner: runnerFacts(),
     log,
     signal: new AbortController().signal,
     connect: async () => remote,

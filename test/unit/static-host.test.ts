@@ -12,6 +12,7 @@ import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import { shq } from '../../src/remote/quote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
+import { runnerFacts } from '../helpers/runner-facts'
 
 afterAll(cleanupTempDirs)
 
@@ -22,7 +23,7 @@ function env(remote: Remote, signal = new AbortController().signal): ProviderEnv
   const logged: string[] = []
   const log = { debug: () => undefined, progress: (m: string) => void logged.push(m), warn: (m: string) => void logged.push(`warn: ${m}`) }
   return {
-    runner: { runnerName: 'r', github: {} },
+    runner: runnerFacts(),
     log,
     signal,
     connect: async () => remote,
@@ -50,6 +51,16 @@ function noWrites(dir: string): Remote {
 }
 
 const job = (dir: string) => ({ jobId: JOB, owner: OWNER, localDir: dir })
+
+test("a slot's owner line names the runner host and worker the hook gave (a provider reads neither itself)", async () => {
+  const dir = tempDir()
+  const workRoot = join(dir, 'work')
+  const e = env(new LocalRemote(dir))
+  e.runner = runnerFacts({ host: { hostname: 'runner 9', name: 'runner_9', key: '0a1b2c3d4e5f6071' }, worker: { pid: 4242, start: '99' } })
+  await provider(workRoot).acquire(job(dir), e)
+  const line = readFileSync(join(workRoot, 'leases', 'slot-0', 'owner'), 'utf8')
+  expect(line).toMatch(new RegExp(`^${OWNER} ${JOB} r runner_9/0a1b2c3d4e5f6071 \\S+Z 4242 99\\n$`))
+})
 
 describe('a lease that cannot be completed fails at once and leaves no slot taken', () => {
   test('the owner file cannot be written (the shell dies half-way): no slot-N is left behind', async () => {
