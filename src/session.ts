@@ -27,6 +27,7 @@ import { localDirOf } from './paths'
 import { jobFleet } from './fleet/job-fleet'
 import { workerProcess } from './worker-process'
 import { thisRunnerHost } from './runner-host'
+import { describeScrub, scrubMachine } from './docker/machine-scrub'
 
 /** Creates (0700) or checks the job's local folder. */
 export function jobLocalDir(ctx: HookContext, owner: string, jobId: string): string {
@@ -337,7 +338,9 @@ function providerEnv(ctx: HookContext, jobId: string, connect: ProviderEnv['conn
     runner: { runnerName: ctx.runner.runnerName, github: ctx.runner.github, host: thisRunnerHost(), worker: workerProcess(process.ppid) },
     connect,
     discard,
-    fleet: jobFleet(ctx, jobId).gate
+    fleet: jobFleet(ctx, jobId).gate,
+    scrub: async (remote, machine) =>
+      ctx.log.progress(`scrubbed ${machine}: ${describeScrub(await scrubMachine(remote, ctx.config.remote.workRoot, machine))}`)
   }
 }
 

@@ -23,6 +23,7 @@ import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
 import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
+import { scrubMachine } from '../docker/machine-scrub'
 import { act, addRow, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
 import type { PoolFacts } from './reap-ec2'
@@ -108,7 +109,8 @@ class PoolPass {
       connect: (c) => SshRemote.connect(c, ctx.connectMs),
       discard: (_c, r) => Promise.resolve(r.close()),
       // Only a release's settlement of a recycled member goes through it: reap reserves nothing.
-      fleet: fleetGate(ctx.ledger, {} as JobFacts, ctx.clock)
+      fleet: fleetGate(ctx.ledger, {} as JobFacts, ctx.clock),
+      scrub: async (remote, machine) => void (await scrubMachine(remote, this.workRoot, machine))
     }
   }
 

@@ -1,7 +1,7 @@
 // Warm VMs leased from an EC2 Auto Scaling group. Membership comes from one DescribeInstances; the
 // lease itself is an atomic record on the member (pool-lease.ts), renewed by the job's agent while
 // the runner's worker lives; trust comes from the host key each member publishes once, in a tag only
-// it may write (pinned per lease). Release scrubs the member (pool-scrub.ts) or, when it is worn out
+// it may write (pinned per lease). Release scrubs the member (the handler's scrub, docker/machine-scrub.ts) or, when it is worn out
 // or unhealthy, has the group replace it. Every member a hook adds (scale-out) or starts is
 // reserved in the fleet ledger first (pool-fleet.ts) and settled when it is replaced (with the
 // desired capacity lowered); reap moves the reservation of one the group replaced on its own.
@@ -52,7 +52,6 @@ import {
   type Member,
   type PoolView
 } from './pool-plan'
-import { describeScrub, parseScrub, scrubScript } from './pool-scrub'
 import type {
   Acquired,
   AgentKeep,
@@ -476,7 +475,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
     if (!why && !a.clean) {
       env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
-      why = await this.renewing(c.remote, lease, env, () => this.scrub(c.remote, m.id, env)).then(
+      why = await this.renewing(c.remote, lease, env, () => env.scrub(c.remote, m.id)).then(
         () => null,
         (e: unknown) => `its scrub failed: ${(e as Error).message}`
       )
@@ -602,11 +601,6 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     } finally {
       timer.stop()
     }
-  }
-
-  private async scrub(remote: Remote, id: string, env: Pick<ProviderEnv, 'log'>): Promise<void> {
-    const r = parseScrub(await ask(remote, scrubScript(this.workRoot), { label: `scrub ${id}`, timeoutMs: 300_000 }), `scrub ${id}`)
-    env.log.progress(`scrubbed ${id}: ${describeScrub(r)}`)
   }
 
   /**
@@ -918,7 +912,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       // while the lease is still this job's, since once it lapses another job may take the member
       // and protect it.
       const { why, reservation } = await this.renewing(r, lease, env, async () => {
-        let why = await this.scrub(r, lease.instanceId, env).then(
+        let why = await env.scrub(r, lease.instanceId).then(
           () => null,
           (e: unknown) => `its scrub failed: ${(e as Error).message}`
         )

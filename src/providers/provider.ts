@@ -28,6 +28,13 @@ export type RunnerFacts = Pick<RunnerEnv, 'runnerName' | 'github'> & {
   worker: WorkerProcess | null
 }
 
+/**
+ * The handler's scrub of a machine another job will use next (containers, networks, volumes, images a
+ * job made, job folders, the SSH user's processes and temp files; not the image cache), for a provider
+ * that reuses machines to run while it still holds the lease. Throws when the machine is not clean.
+ */
+export type Scrub = (remote: Remote, machine: string) => Promise<void>
+
 /** What a provider may use of the hook: no handler context, no config beyond its own section. */
 export interface ProviderEnv {
   log: Pick<Log, 'progress' | 'warn' | 'debug'>
@@ -40,6 +47,7 @@ export interface ProviderEnv {
   discard: (c: ConnectInfo, r: Remote) => Promise<void>
   /** The fleet ledger: reserve before every launch, attach, settle at release (opened on first use). */
   fleet: FleetGate
+  scrub: Scrub
 }
 
 /** What became of a machine a step lost: the step log's line, and the cause the fleet ledger records. */

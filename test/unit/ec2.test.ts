@@ -16,7 +16,7 @@ import { readyMarker } from '../../src/providers/user-data'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
-import { runnerFacts } from '../helpers/runner-facts'
+import { runnerFacts, unexpectedScrub } from '../helpers/runner-facts'
 
 /** The scripted client: each command is answered by `answer(name, input)`; every call is recorded. */
 const fake = { calls: [] as { name: string; input: any }[], answer: (_name: string, _input: any): any => ({}) }
@@ -336,7 +336,8 @@ describe('acquire against a scripted EC2', () => {
       log: { debug: () => undefined, progress: (m) => void logged.push(m), warn: (m) => void logged.push(`warn: ${m}`) },
       connect: async () => new LocalRemote(dir),
       discard: async (_c, r) => r.close(),
-      fleet
+      fleet,
+      scrub: unexpectedScrub
     }
     return {
       provider: new Ec2Provider(cfg, workRoot),

@@ -16,6 +16,8 @@ import { runnerCommands } from './_runner-commands'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { runnerFacts } from '../helpers/runner-facts'
 import { thisRunnerHost } from '../../src/runner-host'
+import { scrubMachine } from '../../src/docker/machine-scrub'
+import type { Remote } from '../../src/remote/remote'
 
 afterAll(cleanupTempDirs)
 
@@ -101,6 +103,7 @@ function harness(fail: () => Error, localDir = '/nonexistent', config = cfg) {
   let connects = 0
   const env = {
     fleet: recordingFleetGate(),
+    scrub: (remote: Remote, machine: string) => scrubMachine(remote, '~/rch', machine).then(() => undefined),
     log: { progress: () => undefined, warn: (m: string) => void warned.push(m), debug: () => undefined },
     signal: new AbortController().signal,
     runner: runnerFacts(),
@@ -286,14 +289,13 @@ describe('a lease taken over because it lapsed counts the job that died holding 
       recycle(): Promise<void>
       members(): Promise<Member[]>
       tag(id: string, tags: Record<string, string>): Promise<void>
-      scrub(): Promise<void>
     }
     p.members = async () => [{ ...ready, jobs, launchedAt: new Date() }]
     const events: string[] = []
     p.recycle = async (...a: unknown[]) => void events.push(`replaced: ${String(a[2])}`)
     p.tag = async (id: string, tags: Record<string, string>) => void events.push(`tag ${id} ${JSON.stringify(tags)}`)
     // The scrub a lapsed member gets first fails here: the events up to it are what is checked.
-    p.scrub = async () => {
+    h.env.scrub = async () => {
       events.push('scrub')
       throw new Error('stop here')
     }
@@ -402,6 +404,7 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
     const remote = answering(answer, commands)
     const env = {
       fleet: recordingFleetGate(),
+      scrub: (remote: Remote, machine: string) => scrubMachine(remote, '~/rch', machine).then(() => undefined),
       log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },
       signal: new AbortController().signal,
       runner: runnerFacts(),
@@ -588,7 +591,6 @@ describe("a member's release and its scale-in protection", () => {
     const events: string[] = []
     const p = h.provider as unknown as {
       members(): Promise<Member[]>
-      scrub(): Promise<void>
       recordJobs(): Promise<void>
       protect(id: string, on: boolean): Promise<unknown>
       give(r: unknown, l: unknown, how: { as: string }): Promise<string>
@@ -596,7 +598,7 @@ describe("a member's release and its scale-in protection", () => {
       renewing<T>(r: unknown, l: unknown, env: unknown, work: () => Promise<T>): Promise<T>
     }
     p.members = async () => [member]
-    p.scrub = async () => void events.push('scrub')
+    h.env.scrub = async () => void events.push('scrub')
     p.recordJobs = async () => void events.push('count the job')
     p.protect = async (_id, on) => (events.push(`protect ${on}`), null)
     p.give = async (_r, _l, how) => (events.push(`give back ${how.as}`), 'released')

@@ -8,6 +8,7 @@ import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
 import { TransportError } from '../../src/errors'
 import { recordingFleetGate } from '../helpers/fleet-gate'
 import { runnerFacts } from '../helpers/runner-facts'
+import { scrubMachine } from '../../src/docker/machine-scrub'
 
 const cfg = ConfigSchema.parse({
   provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k' },
@@ -36,6 +37,7 @@ async function releaseWith(signal: AbortSignal): Promise<{ tagged: { aborted: bo
   } as unknown as Remote
   const env = {
     fleet: recordingFleetGate(),
+    scrub: (remote: Remote, machine: string) => scrubMachine(remote, '~/rch', machine).then(() => undefined),
     log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },
     signal,
     runner: runnerFacts(),

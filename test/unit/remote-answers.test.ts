@@ -12,6 +12,7 @@ import { cleanupTempDirs, tempDir } from './_helpers'
 import { emptyEngine, LocalRemote } from './local-remote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
 import { runnerFacts } from '../helpers/runner-facts'
+import { unexpectedScrub } from '../helpers/runner-facts'
 
 afterAll(cleanupTempDirs)
 
@@ -28,7 +29,8 @@ function env(remote: Remote): ProviderEnv {
     signal: new AbortController().signal,
     connect: async () => remote,
     discard: async () => undefined,
-    fleet: recordingFleetGate()
+    fleet: recordingFleetGate(),
+    scrub: unexpectedScrub
   }
 }
 

@@ -13,6 +13,7 @@ import { LocalRemote } from './local-remote'
 import { shq } from '../../src/remote/quote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
 import { runnerFacts } from '../helpers/runner-facts'
+import { unexpectedScrub } from '../helpers/runner-facts'
 
 afterAll(cleanupTempDirs)
 
@@ -29,6 +30,7 @@ function env(remote: Remote, signal = new AbortController().signal): ProviderEnv
     connect: async () => remote,
     discard: async () => undefined,
     fleet: recordingFleetGate(),
+    scrub: unexpectedScrub,
     logged
   }
 }

@@ -61,7 +61,7 @@ describe('the pool module', () => {
     const checked = /for tool in ([^;]+); do/.exec(setup)![1].split(/\s+/)
     expect(checked).toEqual(expect.arrayContaining(['docker', 'rsync', 'tar', 'flock', 'ps']))
     expect(read('src/providers/pool-lease.ts')).toMatch(/command -v flock/)
-    expect(read('src/providers/pool-scrub.ts')).toMatch(/\bps -/)
+    expect(read('src/docker/machine-scrub.ts')).toMatch(/\bps -/)
   })
 
   test("sshd lets the hook forward the Docker socket to itself, and the user and work root are the hook's", () => {

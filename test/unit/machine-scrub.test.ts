@@ -1,11 +1,11 @@
-// The pool member's scrub, run by a real local shell through LocalRemote, against a stub `docker`
+// The reused machine's (pool member's) scrub, run by a real local shell through LocalRemote, against a stub `docker`
 // that holds one tag with no digest of its own (one a job made: it must go). Another remover may
 // take it first: an image gone meanwhile is what the scrub wants, one still there is a failure.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
-import { parseScrub, scrubScript } from '../../src/providers/pool-scrub'
+import { parseScrub, scrubScript } from '../../src/docker/machine-scrub'
 import { shq } from '../../src/remote/quote'
 import { LocalRemote } from './local-remote'
 

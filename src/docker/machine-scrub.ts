@@ -1,14 +1,16 @@
-// The scrub that gives a pool member back clean: everything a job can leave through Docker or as the
-// SSH user goes; the image cache stays (that is what a pool is for), except images a job built or
-// retagged (a tag not backed by a digest pulled from its own repository could be a poisoned `node:20`).
-// It runs as the SSH user while the lease is still held, so no other job is on the member meanwhile.
+// The scrub that makes a reused machine (a pool member) clean for its next job: everything a job can
+// leave through Docker or as the SSH user goes; the image cache stays (that is what a pool is for),
+// except images a job built or retagged (a tag not backed by a digest pulled from its own repository
+// could be a poisoned `node:20`). The handler hands it to the provider (ProviderEnv.scrub), which runs
+// it as the SSH user while it still holds the lease, so no other job is on the machine meanwhile.
 //
 // Members that share one Docker Engine with other things (the project's test machine) may narrow
 // what is listed with a scope file in the SSH user's home (`label=k=v`, `reference=pattern`); a real
 // member has none and everything is in scope. Root on the member can defeat any scrub: see
 // docs/security.md on maxJobsPerVm.
-import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
+import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
+import type { Remote } from '../remote/remote'
 
 export const SCRUB_SCOPE_FILE = '.config/remote-container-hooks/scrub-scope'
 
@@ -81,4 +83,10 @@ export function parseScrub(records: string[], label: string): ScrubReport {
 export function describeScrub(r: ScrubReport): string {
   const parts = SCRUB_COUNTS.filter((c) => r[c] > 0).map((c) => `${r[c]} ${c === 'tmp' ? 'temp files' : c}`)
   return parts.length ? parts.join(', ') : 'nothing left'
+}
+
+/** Scrubs `machine` (its work root at `workRoot`) and counts what went; throws when it is not clean. */
+export async function scrubMachine(remote: Remote, workRoot: string, machine: string): Promise<ScrubReport> {
+  const label = `scrub ${machine}`
+  return parseScrub(await ask(remote, scrubScript(workRoot), { label, timeoutMs: 300_000 }), label)
 }

@@ -1,0 +1,43 @@
+// The provider seam as issue 8 drew it: providers get and release machines and list what they own;
+// what a job leaves on a machine (containers, volumes, images, job folders) is removed by the hook's
+// own code (docker/), which the handler hands them (ProviderEnv.scrub, cleanupOrphans' tidy). And
+// the runner's facts come from the hook (ProviderEnv.runner), never read by a provider itself.
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { SRC } from './_helpers'
+
+const PROVIDERS = join(SRC, 'providers')
+const sources = (): [string, string][] =>
+  readdirSync(PROVIDERS)
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => [f, readFileSync(join(PROVIDERS, f), 'utf8')])
+
+/** Shell that removes what a job made on a machine, or walks its job folders. */
+const REMOVES = /\bdocker (rm|rmi|kill|stop|prune|volume|network|image|container|system)\b|\brm -\w+ [^;|&]*\/jobs\b/g
+/** Reads of the runner's facts that belong to the hook. */
+const RUNNER_FACTS = /process\.ppid|\bhostname\(\)|thisRunnerHost\(|from 'node:os'[^\n]*\bhostname\b/g
+
+test('no provider module removes what a job left on a machine, or imports the code that does', () => {
+  const found = sources().flatMap(([f, s]) => [...s.matchAll(REMOVES)].map((m) => `${f}: ${m[0]}`))
+  expect(found).toEqual([])
+  // Of docker/, a provider uses only the making of the jobs folder's root with a lease, no removal.
+  const imported = sources().flatMap(([f, s]) =>
+    [...s.matchAll(/import \{([^}]*)\} from '\.\.\/docker\/[^']+'/g)].map((m) => `${f}: ${m[1].trim()}`)
+  )
+  expect(imported).toEqual(['static-host.ts: privateJobsDirScript'])
+  // positive control: the same pattern finds the scrub and the job folder's removal where they live
+  const docker = (f: string) => readFileSync(join(SRC, 'docker', f), 'utf8').match(REMOVES) ?? []
+  expect(docker('machine-scrub.ts').length).toBeGreaterThan(5)
+  expect(docker('job-folder.ts').length).toBeGreaterThan(0)
+})
+
+test("no provider module reads the runner's facts itself (hostname, worker process)", () => {
+  const found = sources().flatMap(([f, s]) => [...s.matchAll(RUNNER_FACTS)].map((m) => `${f}: ${m[0]}`))
+  expect(found).toEqual([])
+  // positive control: the hook's own reads are found by the same pattern
+  expect(readFileSync(join(SRC, 'session.ts'), 'utf8').match(RUNNER_FACTS)?.sort()).toEqual([
+    'process.ppid',
+    'process.ppid',
+    'thisRunnerHost('
+  ])
+})
