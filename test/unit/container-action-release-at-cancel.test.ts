@@ -91,7 +91,9 @@ async function cancelledMidStep(releaseDestroys: boolean): Promise<{ step: Promi
   step.catch(() => undefined)
   await started()
   cancel.abort('SIGINT')
-  await new Promise((r) => setTimeout(r, 50))
+  // Released at the cancel (the event); a machine that stays leased has nothing to wait for but time.
+  if (releaseDestroys) expect(await waitUntil(() => events.includes('release'), 2000, 5)).toBe(true)
+  else await new Promise((r) => setTimeout(r, 200))
   return { step }
 }
 

@@ -9,6 +9,7 @@ import type { Sink } from '../../src/context'
 import type { Remote } from '../../src/remote/remote'
 import { Cancelled } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -75,12 +76,14 @@ describe('Engine.call with a signal', () => {
   // The VM's docker (the job is root there) can hold an answer back for the call's whole bound
   // (2 min): a cancel must not wait for it.
   test('an abort gives up a call the engine never answers, at once, as Cancelled (control: without one it is still waiting)', async () => {
-    respond = () => undefined
+    let asked = 0
+    respond = () => void asked++
     const c = new AbortController()
     const waiting = new Engine(remote, '/x').call('GET', '/exec/1/json', undefined, 'exec inspect', { signal: c.signal })
     const control = new Engine(remote, '/x').call('GET', '/exec/1/json', undefined, 'exec inspect', { timeoutMs: 1500 })
     control.catch(() => undefined)
-    await new Promise((r) => setTimeout(r, 200))
+    // Both requests are at the engine, unanswered.
+    expect(await waitUntil(() => asked === 2, 5000, 5)).toBe(true)
     const t0 = Date.now()
     c.abort('SIGINT')
     await expect(waiting).rejects.toThrow(new Cancelled('SIGINT'))

@@ -7,6 +7,7 @@ import { pull, type SyncTarget } from '../../src/sync/sync'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { header } from './_tar'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -59,7 +60,8 @@ test.each([
   await new Promise((r) => setTimeout(r, 50))
   const before = openFds()
   for (let i = 0; i < 20; i++) await expect(pull(target, ['ws'])).rejects.toThrow(exit ? /exit 2/ : /cut off/)
-  await new Promise((r) => setTimeout(r, 50))
+  // Handles close a moment after a failed pull returns: waited for, then asserted with the real values.
+  await waitUntil(() => openFds() - before < 5 && leftovers(host).length === 0, 2000, 10)
   expect(leftovers(host)).toEqual([])
   // Whatever a temporary file is named: the host holds only what it held before the pulls.
   expect(readdirSync(host, { recursive: true, encoding: 'utf8' })).toEqual(['ws'])
