@@ -168,7 +168,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     const fleet = jobFleet(ctx, plan.jobId)
     await recordPrepared(fleet, (m) => log.warn(m), {
       provider: host.lease.kind,
-      pool: config.provider.kind === 'ec2-pool' ? config.provider.autoScalingGroup : undefined,
+      pool: host.pool,
       machine: machineOf(host.lease) ?? `${host.lease.connect.host}:${host.lease.connect.port}`,
       reservation: host.lease.reservation,
       startedAt: fleet.clock.now() - phases.total,

@@ -295,7 +295,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           )
         return null
       }
-      won = { lease, remote: c.remote }
+      won = { lease, remote: c.remote, pool: this.cfg.autoScalingGroup }
       return a
     }
 

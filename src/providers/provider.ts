@@ -71,6 +71,8 @@ export interface Acquired<L extends LeaseBase = LeaseBase> {
   remote: Remote
   /** The provider's own phases in ms (e.g. acquire, boot, ssh), for the job's timings line and record. */
   timings?: Record<string, number>
+  /** The named pool the machine came from (a pool provider's group), for the job's record. */
+  pool?: string
 }
 
 /** What cleanup without state did, machine by machine. */

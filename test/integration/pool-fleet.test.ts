@@ -109,6 +109,7 @@ test('scale-out reserves first and claims the new member; past caps.instances th
   const p = await pool('fleet-grow', 1, { maxSize: 3 })
   const r1 = runnerFor(p, fleet)
   expect(ok(await hookPrepare(r1, jobArgs(r1)))).toEqual({ code: 0, out: '' })
+  const first = memberOf(r1)
   // The member Terraform made is not reserved.
   expect(await read.unsettled()).toEqual([])
 
@@ -144,6 +145,9 @@ test('scale-out reserves first and claims the new member; past caps.instances th
   expect(settled).toMatchObject({ id: res.id, instanceId: added, settledAt: expect.any(Number), billedSeconds: expect.any(Number) })
   expect((await p.describe())?.desiredCapacity).toBe(1)
   expect(ok(await cleanup(r1))).toEqual({ code: 0, out: '' })
+  // Each job's record names the pool its member came from (the provider says so, not the handler).
+  const jobs = (await read.jobs()).filter((j) => j.provider === 'ec2-pool')
+  expect(jobs.map((j) => [j.machine, j.pool]).sort()).toEqual([[added, p.name], [first, p.name]].sort())
 })
 
 test('an empty pool whose scale-out the ledger refuses fails at once with the ledger’s line', async () => {
