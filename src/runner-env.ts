@@ -55,14 +55,19 @@ export interface RunnerEnv {
  * (`owner/repo/.github/workflows/ci.yml@refs/...`), without the ref and, for a file of the job's own
  * repository, without the repository. A pull request chooses its workflow's name (`GITHUB_WORKFLOW`)
  * and could take another workflow's; its runs count under another workflow's file only if it edits
- * that file. Undefined when the ref names no workflow file (an older runner, a dynamic workflow):
- * the name is used then.
+ * that file. A file's name may hold spaces and `@` (the longest name before the ref is the file's:
+ * a ref has a `/`, a file name none). Undefined when the ref names no workflow file (an older
+ * runner, a dynamic workflow): the name is used then (see workflowNamed).
  */
 export function workflowOf(ref: string | undefined, repository: string | undefined): string | undefined {
-  const m = /^([^/\s]+\/[^/\s]+)\/(\.github\/workflows\/[^/@\s]+?\.ya?ml)@\S+$/.exec(ref ?? '')
+  const m = /^([^/\s]+\/[^/\s]+)\/(\.github\/workflows\/[^/]+\.ya?ml)@\S+$/.exec(ref ?? '')
   if (!m) return undefined
   return m[1] === repository ? m[2] : `${m[1]}/${m[2]}`
 }
+
+/** A workflow's name where no file is known, marked when it reads like a file so it never counts as one. */
+export const workflowNamed = (name: string | undefined): string | undefined =>
+  name !== undefined && /(^|\/)\.github\/workflows\//.test(name) ? `name:${name}` : name
 
 /** The runner's name as the hook knows it (the owner id, and so the agent's socket, derive from it). */
 export const runnerNameOf = (env: Record<string, string | undefined>): string => env.RUNNER_NAME || 'runner'
@@ -93,7 +98,7 @@ export function readRunnerEnv(env: Record<string, string | undefined>, cwd: stri
     home: env.HOME,
     github: {
       repository: env.GITHUB_REPOSITORY,
-      workflow: workflowOf(env.GITHUB_WORKFLOW_REF, env.GITHUB_REPOSITORY) ?? env.GITHUB_WORKFLOW,
+      workflow: workflowOf(env.GITHUB_WORKFLOW_REF, env.GITHUB_REPOSITORY) ?? workflowNamed(env.GITHUB_WORKFLOW),
       runId: env.GITHUB_RUN_ID,
       runAttempt: env.GITHUB_RUN_ATTEMPT,
       job: env.GITHUB_JOB

@@ -66,14 +66,20 @@ test('the workflow counted is its file from GITHUB_WORKFLOW_REF, which a pull re
   expect(wf('o/r/.github/workflows/evil.yaml@refs/pull/7/merge', 'CI')).toBe('.github/workflows/evil.yaml')
   // A workflow of another repository (an organisation's required workflow) keeps that repository.
   expect(wf('o/policies/.github/workflows/scan.yml@refs/heads/main')).toBe('o/policies/.github/workflows/scan.yml')
-  // No file named: the name, as before (control: the name is what the pull request chose).
+  // A file name with a space or an `@` is still the file (it fell back to the name the pull request chose).
+  expect(wf('o/r/.github/workflows/a b.yml@refs/pull/7/merge', '.github/workflows/release.yml')).toBe('.github/workflows/a b.yml')
+  expect(wf('o/r/.github/workflows/release.yml@x.yml@refs/pull/7/merge')).toBe('.github/workflows/release.yml@x.yml')
+  expect(wf('o/r/.github/workflows/a.yml@r')).toBe('.github/workflows/a.yml')
+  // No file named: the name, as before (control: the name is what the pull request chose)...
   for (const ref of [
     undefined,
     '',
     'o/r/dynamic/github-code-scanning/codeql@refs/heads/main',
     'o/r/.github/workflows/ci.yml',
-    'o/r/.github/workflows/x/ci.yml@r',
-    'o/r/.github/workflows/a b.yml@r'
+    'o/r/.github/workflows/x/ci.yml@r'
   ])
     expect(wf(ref, 'CI')).toBe('CI')
+  // ...marked when it reads like a workflow's file, so it never counts as that file.
+  expect(wf(undefined, '.github/workflows/release.yml')).toBe('name:.github/workflows/release.yml')
+  expect(wf('o/r/dynamic/x@refs/heads/main', 'o/policies/.github/workflows/scan.yml')).toBe('name:o/policies/.github/workflows/scan.yml')
 })
