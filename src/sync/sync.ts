@@ -42,6 +42,7 @@ import { tarOf } from './tar-writer'
 import { lineTail } from '../line-tail'
 import { whenAborted } from '../retry'
 import { withFileLock } from '../file-lock'
+import { FewWarnings } from './few-warnings'
 
 export interface SyncLimits {
   stepBytes: number
@@ -547,6 +548,7 @@ async function receive(
   let file: FileWriter | null = null
   let skipping = false
   let received = 0
+  const notes = new FewWarnings(t.warn)
   const reader = new TarReader({
     entry(e) {
       const n = want.get(e.name)
@@ -563,8 +565,10 @@ async function receive(
             `${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the step's file commands cannot be read reliably`
           )
         if (skipping)
-          t.warn?.(
-            `not copied back this time: ${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the next step's pull-back brings it`
+          notes.add(
+            'files not copied back this time (changed while being copied)',
+            () =>
+              `not copied back this time: ${e.name} changed on the remote while it was being copied (${n.size} bytes listed, ${e.size} sent); the next step's pull-back brings it`
           )
         else file = fs.openFile(e.name, e.mode, e.mtime)
       } else if (e.type === 'dir') {
@@ -583,8 +587,10 @@ async function receive(
         // neither sees a deletion nor sends the old entry back over the job's symlink.
         fs.removeUnder(e.name)
         got.dropped.add(e.name)
-        t.warn?.(
-          `not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or points outside the folders synced back (the repository's folder, _temp)`
+        notes.add(
+          'symlinks not copied back (absolute, or pointing outside the folders synced back)',
+          () =>
+            `not copied back: ${e.name} is a symlink to ${JSON.stringify(e.linkname.slice(0, 200))}, which is absolute or points outside the folders synced back (the repository's folder, _temp)`
         )
       }
     },
@@ -645,6 +651,8 @@ async function receive(
   } catch (e) {
     dropPartial()
     throw e
+  } finally {
+    notes.flush()
   }
   const unread = fetch.filter((p) => isFileCommand(p) && !seen.has(p))
   if (unread.length)

@@ -1,7 +1,7 @@
 // pull() against a "remote" that is a local folder run by the real /bin/sh, find and tar, with the
 // SSH transport replaced. A hostile VM is played by PATH entries that shadow tar or find.
 import { execFileSync, spawn } from 'node:child_process'
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { loadBase, loadPulled, saveBase } from '../../src/sync/manifest'
 import { OutputLimitError, run, stopper, type Remote } from '../../src/remote/remote'
 import { pull, push, type SyncLimits, type SyncTarget } from '../../src/sync/sync'
@@ -196,6 +196,20 @@ describe('pull: symlinks planted by the step', () => {
     const up = await push(w.target(), ROOTS)
     expect(up.deleted).toBe(0)
     expect(readlinkSync(`${w.vm}/ws/x`)).toBe('../..')
+  })
+
+  it('thousands of such links: a few are named, the rest counted in one line (each warning goes to the shared hook.log too)', async () => {
+    const w = world()
+    mkdirSync(`${w.vm}/ws/many`)
+    for (let i = 0; i < 2000; i++) symlinkSync('/etc', `${w.vm}/ws/many/l${i}`)
+    await pull(w.target(), ROOTS)
+    const named = w.warnings.filter((m) => / is a symlink to "\/etc"/.test(m))
+    expect(named).toHaveLength(5)
+    expect(w.warnings.filter((m) => m.startsWith('... and '))).toEqual([
+      '... and 1995 more symlinks not copied back (absolute, or pointing outside the folders synced back)'
+    ])
+    // none of them was made on the host
+    expect(readdirSync(`${w.host}/ws/many`)).toEqual([])
   })
 
   it('a file the step replaced by an escaping symlink is removed on the host and dropped from the base', async () => {
