@@ -1,7 +1,9 @@
 // What a machine prints is kept for error messages and the log only in whole lines. Secrets are
 // masked where they appear whole (log.ts); a line cut in two could show a secret's start or end,
 // which no mask recognises. So a tail starts at a line's start, and a line too long to keep is
-// left out with a note instead of cut.
+// left out with a note instead of cut. Bytes are decoded across chunks: a character split between
+// two chunks would otherwise come out as two replacement characters, and a secret holding it unmasked.
+import { StringDecoder } from 'node:string_decoder'
 
 /** A note standing for a line of over `max` characters that was left out. */
 export const longLineNote = (max: number): string => `[a line of over ${max} characters, not shown]`
@@ -12,13 +14,15 @@ export const longLineNote = (max: number): string => `[a line of over ${max} cha
  * is dropped; a line longer than `max` is dropped whole and the note stands in its place, so the
  * last line (often the error) is never dropped without a word.
  */
-export function lineTail(max: number): { push(s: string): void; text(): string } {
+export function lineTail(max: number): { push(s: string | Buffer): void; text(): string } {
   let kept = ''
+  const decoder = new StringDecoder('utf8')
   // Inside a line too long to keep: everything up to its newline is dropped.
   let skipping = false
   const note = `${longLineNote(max)}\n`
   return {
-    push(s) {
+    push(chunk) {
+      let s = typeof chunk === 'string' ? chunk : decoder.write(chunk)
       if (skipping) {
         const nl = s.indexOf('\n')
         if (nl < 0) return

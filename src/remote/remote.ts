@@ -122,7 +122,7 @@ export async function run(remote: Remote, command: string, opts: RunOptions = {}
   })
   ch.stderr.on('data', (c: Buffer) => {
     opts.onStderr?.(c)
-    err.push(c.toString('utf8'))
+    err.push(c)
   })
   const input = opts.input
   if (input === undefined) ch.stdin.end()

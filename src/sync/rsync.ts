@@ -198,7 +198,7 @@ export function rsyncUp(
     const err = lineTail(4000)
     // Only the tail (rsync prints its stats last): the remote rsync's messages reach this stdout too.
     child.stdout.on('data', (c) => (out = (out + c).slice(-STATS_TAIL)))
-    child.stderr.on('data', (c: Buffer) => err.push(c.toString()))
+    child.stderr.on('data', (c: Buffer) => err.push(c))
     child.on('error', (e) => reject(new HookError(`rsync (${rsync}) could not start: ${e.message}`)))
     child.on('close', (code) => {
       signal?.removeEventListener('abort', onAbort)

@@ -488,7 +488,7 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
     } else if (scope.fresh) stop.stop(new HookError(`the remote printed over ${max} bytes during the first copy, which prints nothing`))
     else stop.stop(listingTooLarge(max))
   })
-  ch.stderr.on('data', (c: Buffer) => errTail.push(c.toString()))
+  ch.stderr.on('data', (c: Buffer) => errTail.push(c))
   ch.stdin.on('error', () => undefined)
   ch.stdin.write(`${delList.length}\n`)
   if (delList.length) ch.stdin.write(delList)
@@ -619,7 +619,7 @@ async function receive(
   )
   const errTail = lineTail(2000)
   let failed: unknown = null
-  ch.stderr.on('data', (c: Buffer) => errTail.push(c.toString()))
+  ch.stderr.on('data', (c: Buffer) => errTail.push(c))
   ch.stdin.on('error', () => undefined)
   ch.stdin.end(fetch.map((p) => p + '\0').join(''))
   const stop = stopper(ch, t.signal, () => {

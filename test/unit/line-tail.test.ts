@@ -148,3 +148,22 @@ describe('a secret at a cut is not shown in part', () => {
     expect(got).toEqual(['Error: *** is not a token'])
   })
 })
+
+describe('bytes split inside a character', () => {
+  const SECRET = 'pässwort-0123456789'
+  test('a secret whose ä is split between two chunks is kept whole, so it is masked', () => {
+    const bytes = Buffer.from(`Error: ${SECRET} refused\n`)
+    const at = bytes.indexOf(Buffer.from('ä')) + 1 // inside the two bytes of ä
+    const t = lineTail(4000)
+    t.push(bytes.subarray(0, at))
+    t.push(bytes.subarray(at))
+    expect(t.text()).toBe(`Error: ${SECRET} refused\n`)
+    const log = createLog({ file: join(tempDir(), 'hook.log'), level: 'info', debugToStepLog: false, out: () => undefined })
+    log.addSecret(SECRET)
+    expect(log.mask(t.text())).toBe('Error: *** refused\n')
+    // control: decoding each chunk on its own (as before) breaks the character, and the mask misses it
+    const apart = bytes.subarray(0, at).toString('utf8') + bytes.subarray(at).toString('utf8')
+    expect(log.mask(apart)).toContain('\ufffd')
+    expect(log.mask(apart)).toContain('sswort-0123456789')
+  })
+})
