@@ -231,9 +231,18 @@ async function main(): Promise<void> {
   else process.exit(code)
 }
 
-// What main() does not catch itself: a part imported on demand that failed to load. Reported as the
-// loader reports a library that cannot load, with its exit code.
-main().catch((e: unknown) => {
-  ownLines(process.stdout, `${workflowCommand('error', `remote-container-hooks could not load a part of itself (${formatError(e)})`)}\n`)
+// The one exit for what main() does not catch itself: a part imported on demand that failed to load
+// (reported as the loader reports a library that cannot load, with its exit code), and a throw no
+// promise holds (node would print its stack raw to stderr, where the runner reads workflow commands
+// at the start of every line: text from a VM in its message could issue one). rsync's transport
+// (`__rsh`) keeps stdout for rsync's own stream.
+function fatal(what: string, e: unknown): void {
+  ownLines(
+    process.argv[2] === '__rsh' ? process.stderr : process.stdout,
+    `${workflowCommand('error', `remote-container-hooks ${what} (${formatError(e)})`)}\n`
+  )
   process.exit(70)
-})
+}
+process.on('uncaughtException', (e) => fatal('failed', e))
+process.on('unhandledRejection', (e) => fatal('failed', e))
+main().catch((e: unknown) => fatal('could not load a part of itself', e))
