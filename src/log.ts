@@ -6,7 +6,7 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { Writable } from 'node:stream'
 import { dirname } from 'node:path'
 import { ensurePrivateDir, openPrivateAppend } from './private-fs'
-import { inertLines, noLegacyCommand, workflowCommand } from './workflow-commands'
+import { inertLines, noLegacyCommand, shownText, workflowCommand } from './workflow-commands'
 import { MIN_SECRET, secretForms } from './secret-forms'
 import { SecretSet } from './mask-text'
 import { clipMessage } from './errors'
@@ -88,8 +88,8 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
     progress(msg) {
       const m = say(msg)
       // Text a machine chose (an error's stderr) must not start a line of its own: the runner would read a workflow command there.
-      // Nor hold `##[`: the runner reads that old command form anywhere in a line.
-      opts.out(`[remote-hooks] ${noLegacyCommand(m.replace(/[\r\n\u2028\u2029]+/g, ' '))}`)
+      // Nor hold `##[`: the runner reads that old command form anywhere in a line. Nor drive a terminal (shownText).
+      opts.out(`[remote-hooks] ${noLegacyCommand(shownText(m.replace(/[\r\n\u2028\u2029]+/g, ' ')))}`)
       file().info(m)
     },
     warn(msg) {

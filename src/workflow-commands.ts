@@ -19,9 +19,20 @@ export function noLegacyCommand(s: string): string {
   return s.replace(/##\[/g, '## [')
 }
 
+/**
+ * Text a machine or a job chose (an engine's error, a VM's stderr, a name), as it may be shown: a
+ * control character could drive the terminal of whoever reads the runner's logs (ESC sequences) or
+ * colour the viewer; a bidirectional override or isolate could show it in another order; a line or
+ * paragraph separator starts a line in some viewers; other format characters (zero width) hide what
+ * it really is; a lone surrogate prints as something else. Each becomes `?`. TAB, CR and LF stay:
+ * the caller folds, escapes or replaces them. Applied after masking, so a secret is matched whole.
+ */
+export const shownText = (s: string): string =>
+  s.replace(/[\p{Cf}\p{Cs}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]|(?![\t\r\n])\p{Cc}/gu, '?')
+
 /** One workflow command line (without its newline). */
 export function workflowCommand(name: 'error' | 'warning' | 'debug' | 'group' | 'endgroup', message = ''): string {
-  return `::${name}::${escapeData(noLegacyCommand(message))}`
+  return `::${name}::${escapeData(noLegacyCommand(shownText(message)))}`
 }
 
 /** The most of a foreign log printed to the step log: the tail is kept, where a failure usually shows. */
@@ -29,11 +40,16 @@ export const MAX_FOREIGN_LOG_CHARS = 64 * 1024
 
 /**
  * Text the hook does not control (a container's log) as step-log lines that cannot issue workflow
- * commands: the runner ignores every command between `::stop-commands::TOKEN` and `::TOKEN::`, and
- * the token is random, so the text cannot end the block itself. Bounded to its last part.
+ * commands: the runner ignores every command between `::stop-commands::TOKEN` and `::TOKEN::`, old
+ * `##[name]` ones included, and the token is random, so the text cannot end the block itself.
+ * Only a `##[` that starts a line is broken (the viewer would fold there): one inside a line stays,
+ * so that the runner still masks a secret that holds it. Bounded to its last part.
  */
 export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): string[] {
-  let body = noLegacyCommand(text.replace(/\r\n?/g, '\n').replace(/\n$/, ''))
+  let body = text
+    .replace(/\r\n?/g, '\n')
+    .replace(/\n$/, '')
+    .replace(/^(\s*)##\[/gm, '$1## [')
   let cut = ''
   if (body.length > maxChars) {
     // Whole lines only (lineTail): a value the runner masks shows only whole, never its end alone.

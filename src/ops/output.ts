@@ -1,5 +1,6 @@
 // How an operator command shows its results: an aligned table for a person at a shell, or one
 // JSON document (`--json`) for scripts. Both come from the same records.
+import { shownText } from '../workflow-commands'
 
 export type Status = 'pass' | 'fail' | 'skip'
 
@@ -16,12 +17,9 @@ export interface CheckResult {
 
 /**
  * A cell as it may reach a terminal: details carry text from machines and APIs (a tool's path, an
- * error) and names from jobs, and a control character there could move the cursor or rewrite
- * earlier lines; a bidirectional override or isolate could show a row's cells in another order; a
- * line or paragraph separator starts a new line in some viewers; other format characters (zero
- * width) hide what a name really is; a lone surrogate prints as something else.
+ * error) and names from jobs (see shownText); in a cell, TAB, CR and LF become `?` too.
  */
-export const printable = (s: string): string => s.replace(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, '?')
+export const printable = (s: string): string => shownText(s).replace(/[\t\r\n]/g, '?')
 
 /**
  * How wide a padded column may grow: every row is padded to its widest cell, so one long name (a

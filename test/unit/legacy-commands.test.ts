@@ -56,6 +56,14 @@ test("a command's value cannot put a `##[group]` line into the viewer after a de
     expect(decodedLines(workflowCommand(name, 'a\n##[endgroup]\n##[group]swallow')).filter((l) => l.startsWith('##['))).toEqual([])
 })
 
+test("a `##[` inside a line of a container's log stays as it is, so the runner still masks a secret that holds it", () => {
+  const lines = inertLines('POSTGRES_PASSWORD=pa##[ss\nx ##[add-mask]y\n  ##[group]z')
+  expect(lines.slice(1, -1)).toEqual(['POSTGRES_PASSWORD=pa##[ss', 'x ##[add-mask]y', '  ## [group]z'])
+  // inert all the same: inside the block only its random token counts (control: outside it, one does)
+  expect(runnerCommands(lines)).toEqual([])
+  expect(runnerCommands(lines.slice(1, -1))).toEqual(['add-mask:y'])
+})
+
 test("a container's log cannot start a fold in the viewer inside its inert block", () => {
   const lines = inertLines('ready\n##[endgroup]\n##[group]the rest of the log\n')
   expect(lines.slice(1, -1)).toEqual(['ready', '## [endgroup]', '## [group]the rest of the log'])
