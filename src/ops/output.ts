@@ -38,7 +38,9 @@ const fitted = (s: string): string => {
 /** Rows of cells as aligned columns; the last column is not padded, nor cut. */
 export function table(header: string[], cells: string[][]): string {
   const rows = cells.map((r) => r.map((c, i) => (i === r.length - 1 ? printable(c) : fitted(printable(c)))))
-  const widths = header.map((h, i) => Math.max(width(h), ...rows.map((r) => width(r[i] ?? ''))))
+  // A loop, not Math.max(...rows): a spread of 150,000 rows overflows the stack.
+  const widths = header.map(width)
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, width(c))))
   const line = (cells: string[]): string =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(0, widths[i] - width(c)))))
@@ -62,4 +64,12 @@ export function summary(checks: CheckResult[]): string {
   return `${n('pass')} passed, ${n('fail')} failed, ${n('skip')} skipped`
 }
 
-export const json = (v: unknown): string => JSON.stringify(v, null, 2) + '\n'
+/**
+ * One JSON document. JSON.stringify escapes only C0 controls: what a terminal or `jq` would still
+ * act on or hide (DEL, C1, bidirectional overrides, zero-width and other invisible characters, line
+ * and paragraph separators) is written as `\\uXXXX` too: the same document, read back the same.
+ */
+export const json = (v: unknown): string =>
+  JSON.stringify(v, null, 2).replace(/[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, (c) =>
+    Array.from({ length: c.length }, (_, i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join('')
+  ) + '\n'

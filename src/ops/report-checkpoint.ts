@@ -10,6 +10,7 @@ import { z } from 'zod'
 import { JOB_SETTLES_MS, LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
 import { checkPrivateDir, ensurePrivateDir, writePrivateFile } from '../private-fs'
 import { sha256Hex } from '../sha256'
+import { HookError } from '../errors'
 import { buildReport, compareKeys, emptyRow, type GroupBy, type Report } from './report-data'
 
 export const HORIZON_MS = JOB_SETTLES_MS
@@ -94,9 +95,16 @@ export function loadCheckpoint(file: string, of: string): Checkpoint | null {
 /** Far more than the rows of any fleet's groups: a bigger file is not one of ours. */
 const CHECKPOINT_MAX = 64 << 20
 
-export function saveCheckpoint(file: string, cp: Checkpoint): void {
+/** Keeps `cp`; throws, keeping nothing, when it would be too big to be read back (names without end: --by runner, workflow). */
+export function saveCheckpoint(file: string, cp: Checkpoint, max = CHECKPOINT_MAX): void {
+  const text = JSON.stringify(cp) + '\n'
+  const size = Buffer.byteLength(text)
+  if (size > max)
+    throw new HookError(
+      `the checkpoint of ${cp.rows.length} groups would be ${(size / 2 ** 20).toFixed(1)} MiB, over the ${(max / 2 ** 20).toFixed(1)} MiB one may be: group by fewer names (--by repository)`
+    )
   ensurePrivateDir(dirname(file))
-  writePrivateFile(file, JSON.stringify(cp) + '\n')
+  writePrivateFile(file, text)
 }
 
 /** The next cutoff: HORIZON behind now, before every open reservation, never behind the last one. */

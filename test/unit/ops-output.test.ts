@@ -20,6 +20,24 @@ describe('operator output', () => {
     ).toBe('A          BB\nlong cell  x\ny          z\n')
   })
 
+  it('aligns 200,000 rows (a spread of them as arguments overflowed the stack)', () => {
+    const rows = Array.from({ length: 200_000 }, (_, i) => [`runner-${i}`, '1'])
+    const out = table(['RUNNER', 'JOBS'], rows).split('\n')
+    expect(out).toHaveLength(200_002)
+    expect(out[200_000]).toBe('runner-199999  1')
+  })
+
+  it('writes what a terminal or jq would act on or hide as \\u escapes: the same document, read back the same', () => {
+    const v = { name: 'a\u202eb\u200bc\u009b31m\u2028\u{e0041}\u007f', ok: 'CI 🚀 ünï' }
+    const out = json(v)
+    // eslint-disable-next-line no-control-regex -- the characters that must not appear raw
+    expect(out).not.toMatch(/[\u007f-\u009f\u200b\u202e\u2028]|\u{e0041}/u)
+    expect(out).toContain('a\\u202eb\\u200bc\\u009b31m\\u2028\\udb40\\udc41\\u007f')
+    expect(JSON.parse(out)).toEqual(v)
+    // control: JSON.stringify alone leaves them raw
+    expect(JSON.stringify(v)).toMatch(/\u202e/)
+  })
+
   it("shows each check as a row, a failure's fix under it, and a summary", () => {
     expect(checksTable(checks)).toBe(
       [

@@ -22,6 +22,7 @@ import { parseArgs } from '../../src/ops/command'
 import { reportCommand, runReport } from '../../src/ops/report'
 import { parseTime } from '../../src/ops/report-time'
 import { buildReport } from '../../src/ops/report-data'
+import { saveCheckpoint, type Checkpoint } from '../../src/ops/report-checkpoint'
 
 const H = 3_600_000
 const NOON = Date.UTC(2026, 11, 1, 12)
@@ -666,9 +667,11 @@ test('the table: a workflow name with a right-to-left override cannot reorder wh
   const id = await reserve(l, req('acme/widgets', name, 'r1', 't3.medium'), NOON - H)
   await l.attach(id, 'i-1', NOON - H)
   await l.settle(id, { endedAt: NOON - H + 1800_000 })
-  // Positive control: the name reached the report (--json keeps it as it is).
+  // Positive control: the name reached the report (--json keeps it, escaped: it reads back as it is).
   const j = await report([configFile(FLEET), '--json', '--by', 'workflow'])
-  expect(j.out).toContain('"workflow": "ci\\u202e1 90.0"'.replace('\\u202e', '\u202e'))
+  expect(j.out).toContain('"workflow": "ci\\u202e1 90.0"')
+  expect(j.out).toMatch(/^[^\u202e]*$/)
+  expect(JSON.stringify(JSON.parse(j.out))).toContain(name)
   const r = await report([configFile(FLEET), '--by', 'workflow'])
   expect(r.code).toBe(0)
   expect(r.out).not.toMatch(/[\u200e\u200f\u202a-\u202e\u2066-\u2069]/)
@@ -859,5 +862,20 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
     const ranges: object[] = []
     expect(await scrape(kept, NOON, ranges)).toBe(byRepo)
     expect(ranges).toEqual([{}])
+  })
+
+  test('a checkpoint too big to be read back (names without end) is not kept, and the command says so', async () => {
+    const kept = join(root, 'kept')
+    await scrape(kept, NOON, [])
+    const [name] = readdirSync(join(kept, 'report'))
+    const cp = JSON.parse(readFileSync(join(kept, 'report', name), 'utf8')) as Checkpoint
+    const file = join(kept, 'report', 'big.json')
+    expect(() => saveCheckpoint(file, cp, 200)).toThrow(
+      /^the checkpoint of \d+ groups would be 0\.\d MiB, over the 0\.0 MiB one may be: group by fewer names/
+    )
+    expect(existsSync(file)).toBe(false)
+    // control: within the bound it is kept
+    saveCheckpoint(file, cp)
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(cp)
   })
 })
