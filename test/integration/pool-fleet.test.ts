@@ -147,7 +147,12 @@ test('scale-out reserves first and claims the new member; past caps.instances th
   expect(ok(await cleanup(r1))).toEqual({ code: 0, out: '' })
   // Each job's record names the pool its member came from (the provider says so, not the handler).
   const jobs = (await read.jobs()).filter((j) => j.provider === 'ec2-pool')
-  expect(jobs.map((j) => [j.machine, j.pool]).sort()).toEqual([[added, p.name], [first, p.name]].sort())
+  expect(jobs.map((j) => [j.machine, j.pool]).sort()).toEqual(
+    [
+      [added, p.name],
+      [first, p.name]
+    ].sort()
+  )
 })
 
 test('an empty pool whose scale-out the ledger refuses fails at once with the ledger’s line', async () => {
