@@ -234,15 +234,20 @@ async function main(): Promise<void> {
 // The one exit for what main() does not catch itself: a part imported on demand that failed to load
 // (reported as the loader reports a library that cannot load, with its exit code), and a throw no
 // promise holds (node would print its stack raw to stderr, where the runner reads workflow commands
-// at the start of every line: text from a VM in its message could issue one). rsync's transport
-// (`__rsh`) keeps stdout for rsync's own stream.
+// at the start of every line: text from a VM in its message could issue one). Only the hook's stdout
+// is the step log: an operator command's is its data (a report, a .prom file), rsync's transport's
+// (`__rsh`) rsync's own stream. The agent's crash stays node's own, in the agent's private log, where
+// the hook reads its reason (remote/agent-failure.ts).
 function fatal(what: string, e: unknown): void {
+  const mode = process.argv[2]
   ownLines(
-    process.argv[2] === '__rsh' ? process.stderr : process.stdout,
+    mode === undefined ? process.stdout : process.stderr,
     `${workflowCommand('error', `remote-container-hooks ${what} (${formatError(e)})`)}\n`
   )
   process.exit(70)
 }
-process.on('uncaughtException', (e) => fatal('failed', e))
-process.on('unhandledRejection', (e) => fatal('failed', e))
+if (process.argv[2] !== '__agent') {
+  process.on('uncaughtException', (e) => fatal('failed', e))
+  process.on('unhandledRejection', (e) => fatal('failed', e))
+}
 main().catch((e: unknown) => fatal('could not load a part of itself', e))

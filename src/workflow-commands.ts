@@ -20,15 +20,16 @@ export function noLegacyCommand(s: string): string {
 }
 
 /**
- * Text a machine or a job chose (an engine's error, a VM's stderr, a name), as it may be shown: a
- * control character could drive the terminal of whoever reads the runner's logs (ESC sequences) or
- * colour the viewer; a bidirectional override or isolate could show it in another order; a line or
- * paragraph separator starts a line in some viewers; other format characters (zero width) hide what
- * it really is; a lone surrogate prints as something else. Each becomes `?`. TAB, CR and LF stay:
- * the caller folds, escapes or replaces them. Applied after masking, so a secret is matched whole.
+ * Text a machine or a job chose (an engine's error, a VM's stderr, a name), as the step log may show
+ * it: a control character could drive the terminal of whoever reads the runner's logs (ESC
+ * sequences) or colour the viewer; a bidirectional mark, override or isolate could show it in
+ * another order; a line or paragraph separator starts a line in some viewers; a lone surrogate
+ * prints as something else. Each becomes `?`. Only what acts: a secret the runner masks (it matches
+ * only whole) may hold a zero-width joiner, a variation selector or a BOM, which stay. TAB, CR and LF
+ * stay too: the caller folds, escapes or replaces them. Applied after the hook's own masking.
  */
 export const shownText = (s: string): string =>
-  s.replace(/[\p{Cf}\p{Cs}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]|(?![\t\r\n])\p{Cc}/gu, '?')
+  s.replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\p{Cs}\p{Zl}\p{Zp}]|(?![\t\r\n])\p{Cc}/gu, '?')
 
 /** One workflow command line (without its newline). */
 export function workflowCommand(name: 'error' | 'warning' | 'debug' | 'group' | 'endgroup', message = ''): string {
@@ -49,7 +50,8 @@ export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): stri
   let body = text
     .replace(/\r\n?/g, '\n')
     .replace(/\n$/, '')
-    .replace(/^(\s*)##\[/gm, '$1## [')
+    // eslint-disable-next-line no-control-regex -- colour codes before a marker still start the line
+    .replace(/^((?:\s|\u001b\[[0-9;?]*[A-Za-z])*)##\[/gm, '$1## [')
   let cut = ''
   if (body.length > maxChars) {
     // Whole lines only (lineTail): a value the runner masks shows only whole, never its end alone.

@@ -17,9 +17,11 @@ export interface CheckResult {
 
 /**
  * A cell as it may reach a terminal: details carry text from machines and APIs (a tool's path, an
- * error) and names from jobs (see shownText); in a cell, TAB, CR and LF become `?` too.
+ * error) and names from jobs (see shownText). In a table no secret needs matching, so what hides
+ * what a name really is goes too (format characters, zero width, any default-ignorable one), and
+ * TAB, CR and LF.
  */
-export const printable = (s: string): string => shownText(s).replace(/[\t\r\n]/g, '?')
+export const printable = (s: string): string => shownText(s).replace(/[\t\r\n\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?')
 
 /**
  * How wide a padded column may grow: every row is padded to its widest cell, so one long name (a

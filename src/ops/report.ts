@@ -149,7 +149,9 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
     try {
       saveCheckpoint(file, { version: CHECKPOINT_VERSION, of, cutoff, rows: settled })
     } catch (e) {
-      io.stderr.write(`report: could not keep ${file} (the next run reads the whole ledger again): ${formatError(e)}\n`)
+      io.stderr.write(
+        `report: could not keep ${file} (the next run reads the ledger from the last checkpoint kept, or all of it): ${formatError(e)}\n`
+      )
     }
   const after = buildReport({
     records: records.filter((r) => r.reservedAt >= cutoff),

@@ -62,6 +62,8 @@ test("a `##[` inside a line of a container's log stays as it is, so the runner s
   // inert all the same: inside the block only its random token counts (control: outside it, one does)
   expect(runnerCommands(lines)).toEqual([])
   expect(runnerCommands(lines.slice(1, -1))).toEqual(['add-mask:y'])
+  // colour codes before the marker still leave it at the start of what the viewer shows
+  expect(inertLines('\u001b[31m\u001b[1m##[group]z').slice(1, -1)).toEqual(['\u001b[31m\u001b[1m## [group]z'])
 })
 
 test("a container's log cannot start a fold in the viewer inside its inert block", () => {

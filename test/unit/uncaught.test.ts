@@ -15,21 +15,22 @@ beforeAll(() => {
 
 const FORGED = 'the VM said\\n::add-mask::x\\n::error::forged\\n##[group]forged'
 
-/** Runs `args` under node with a preload that fails as `how` 300 ms in; stdin stays open meanwhile. */
-function run(how: 'throw' | 'reject', args: string[]): Promise<{ code: number | null; out: string }> {
+/** Runs `args` under node with a preload that fails as `how` 300 ms in (or at once); stdin stays open meanwhile. */
+function run(how: 'throw' | 'reject', args: string[], soon = false): Promise<{ code: number | null; out: string; stdout: string }> {
   const preload = join(tempDir(), 'fail.js')
   const fail = how === 'throw' ? `throw new Error('${FORGED}')` : `Promise.reject(new Error('${FORGED}'))`
-  writeFileSync(preload, `setTimeout(() => { ${fail} }, 300)\n`)
+  writeFileSync(preload, soon ? `setImmediate(() => { ${fail} })\n` : `setTimeout(() => { ${fail} }, 300)\n`)
   const child = spawn(process.execPath, ['-r', preload, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' } })
   let out = ''
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+  let stdout = ''
+  child.stdout.on('data', (c: Buffer) => ((out += c.toString()), (stdout += c.toString())))
   child.stderr.on('data', (c: Buffer) => (out += c.toString()))
   const kill = setTimeout(() => child.kill('SIGKILL'), 20_000)
   return new Promise((resolve) =>
     child.on('close', (code) => {
       clearTimeout(kill)
       child.stdin.destroy()
-      resolve({ code, out })
+      resolve({ code, out, stdout })
     })
   )
 }
@@ -50,3 +51,10 @@ test.each(['throw', 'reject'] as const)(
     expect(commandLines(plain.out)).toEqual(expect.arrayContaining(['::error::forged', '::add-mask::x']))
   }
 )
+
+test("an operator command's stdout is its data: the error line goes to stderr there", async () => {
+  const r = await run('throw', [bundle, 'report', '--help'], true)
+  expect(r.code).toBe(70)
+  expect(commandLines(r.out)).toHaveLength(1)
+  expect(r.stdout).not.toContain('::error::')
+})
