@@ -1,7 +1,8 @@
 // Command → handler. Handlers are loaded on demand so each command pays only for what it uses.
 import type { HandlerResult, HookContext } from './context'
 import type { HookInput } from './protocol'
-import { decodeState, onJobMachine, stateFacts, workRootOf } from './state'
+import { decodeState, onJobMachine, stateFacts } from './state'
+import { workRootOf } from './providers/factory'
 
 export async function dispatch(input: HookInput, ctx: HookContext): Promise<HandlerResult> {
   // cleanup_job checks the state itself: a state it cannot trust still gets this runner cleaned up.

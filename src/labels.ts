@@ -51,9 +51,3 @@ export function labelMap(owner: string, jobId: string, runnerName: string, machi
 export function labelFlagsOf(labels: Record<string, string>): string[] {
   return Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
 }
-
-/** The machine label's value for a lease: its instance, if it has one. */
-export function machineOf(lease: object): string | null {
-  const id = (lease as { instanceId?: unknown }).instanceId
-  return typeof id === 'string' ? id : null
-}

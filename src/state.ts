@@ -21,7 +21,7 @@ import { statedOwners } from './labels'
 import { jobFolder } from './docker/job-folder'
 import { localDirOf, repoRootOf } from './paths'
 import { describeIssues } from './protocol'
-import { leaseFields, leaseRulesFor, type Lease } from './providers/factory'
+import { leaseFields, leaseRulesFor, workRootOf, type Lease } from './providers/factory'
 import type { ConnectInfo } from './remote/remote'
 
 const hex16 = z.string().regex(HEX16, 'must be 16 hex digits')
@@ -133,12 +133,6 @@ export function stateFacts(ctx: HookContext): StateFacts {
     workDir: ctx.runner.workDir,
     workspace: ctx.runner.workspace
   }
-}
-
-/** remote.workRoot as it is on the job's machine: a pool lease carries it resolved (a ~/path). */
-export function workRootOf(config: Config, host: object): string {
-  const w = (host as { workRoot?: unknown }).workRoot
-  return typeof w === 'string' ? w : config.remote.workRoot
 }
 
 /** The context with remote.workRoot as it is on the job's machine (the same context when nothing differs). */

@@ -5,10 +5,10 @@
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
 import { Cancelled, HookError } from '../errors'
-import { LABEL_OWNER, machineOf, newJobId, ownerId } from '../labels'
+import { LABEL_OWNER, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
 import type { Acquired } from '../providers/provider'
-import { providerFor, type Lease } from '../providers/factory'
+import { machineOf, providerFor, workRootOf, type Lease } from '../providers/factory'
 import {
   acquireMachineDirect,
   jobLocalDir,
@@ -28,7 +28,7 @@ import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docke
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
-import { initialState, onJobMachine, ownStateIssues, stateFacts, storedState, workRootOf, type StoredState } from '../state'
+import { initialState, onJobMachine, ownStateIssues, stateFacts, storedState, type StoredState } from '../state'
 import { containersOf, onMachine, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
 import { allOf, Undo } from '../prepare/undo'
 import { startsEarly } from '../prepare/early-start'

@@ -996,6 +996,8 @@ export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
       workRoot: z.string().refine(isWorkRoot, 'must be a plain absolute path'),
       region: leaseRegion.field
     },
+    machine: (l) => l.instanceId,
+    workRoot: (l) => l.workRoot,
     issues(l, cfg, localDir) {
       // A member found unfit at release is tagged and replaced in its group, in provider.region.
       const out: [string, string][] = leaseRegion.issue(l, cfg)

@@ -613,6 +613,7 @@ export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
       instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)'),
       region: leaseRegion.field
     },
+    machine: (l) => l.instanceId,
     issues(l, cfg, localDir) {
       const out: [string, string][] = leaseRegion.issue(l, cfg)
       if (!isHostName(l.connect.host)) out.push(['host', 'must be an IP address or a DNS name'])

@@ -39,6 +39,24 @@ export function configElsewhere(config: Config, host: unknown): Config | null {
   return there ? Object.freeze({ ...config, provider: Object.freeze({ ...config.provider, region: there.region }) }) : null
 }
 
+/** The rules of a lease's kind (a lease, or one as the state keeps it), or null for a kind not listed. */
+function rulesOf(lease: object): ProviderKind<ProviderConfig, Lease>['lease'] | null {
+  const kind = (lease as { kind?: unknown }).kind
+  return typeof kind === 'string' && Object.hasOwn(KINDS, kind)
+    ? (KINDS[kind as keyof Kinds] as unknown as ProviderKind<ProviderConfig, Lease>).lease
+    : null
+}
+
+/** The machine label's value for a lease, as its provider names the machine (see LeaseRules.machine); null when it does not. */
+export function machineOf(lease: object): string | null {
+  return rulesOf(lease)?.machine?.(lease as Lease) ?? null
+}
+
+/** remote.workRoot as it is on the job's machine: a lease may carry it resolved there (see LeaseRules.workRoot). */
+export function workRootOf(config: Config, lease: object): string {
+  return rulesOf(lease)?.workRoot?.(lease as Lease) ?? config.remote.workRoot
+}
+
 export function providerFor(config: Config): VmProvider<Lease> {
   const p = config.provider
   return (KINDS[p.kind] as unknown as ProviderKind<ProviderConfig, Lease>).create(p, config.remote.workRoot)

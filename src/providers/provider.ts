@@ -122,6 +122,14 @@ export interface LeaseRules<C, L extends LeaseBase> {
    * was launched), for a cleanup without state there; null when there is none.
    */
   elsewhere?(host: Readonly<Record<string, unknown>>, cfg: C): { region: string } | null
+  /**
+   * The machine's own id where machines may share one Docker Engine (a pool's members) or are told
+   * apart by one (EC2 instances): the value of the machine label on every object the job makes, and
+   * the job record's machine. Without it, a machine is named by its address.
+   */
+  machine?(lease: Omit<L, 'connect'>): string
+  /** The work root on the machine when the lease carries its own (a pool member's, resolved there); else remote.workRoot. */
+  workRoot?(lease: Omit<L, 'connect'>): string
 }
 
 /** One provider kind: what the factory lists. */

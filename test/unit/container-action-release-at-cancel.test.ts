@@ -10,7 +10,7 @@ let stepEnds: () => void = () => undefined
 const lease = { kind: 'ec2', instanceId: 'i-0abc', connect: { host: '127.0.0.1', port: 22 } }
 const provider = { kind: 'ec2', releaseDestroys: true, release: async () => void events.push('release') }
 
-jest.mock('../../src/providers/factory', () => ({ providerFor: () => provider }))
+jest.mock('../../src/providers/factory', () => ({ ...jest.requireActual('../../src/providers/factory'), providerFor: () => provider }))
 jest.mock('../../src/session', () => ({
   acquireMachine: async () => (events.push('acquire'), { lease, remote: { close: () => undefined } }),
   jobLocalDir: () => tempDir(),

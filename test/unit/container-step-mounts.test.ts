@@ -17,7 +17,7 @@ jest.mock('../../src/session', () => ({
   releaseMachine: async () => undefined,
   stopAgent: async () => undefined
 }))
-jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({}) }))
+jest.mock('../../src/providers/factory', () => ({ ...jest.requireActual('../../src/providers/factory'), providerFor: () => ({}) }))
 
 import { planStep, runContainerStep } from '../../src/handlers/run-container-step'
 import { layoutOf } from '../../src/job'

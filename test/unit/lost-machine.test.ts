@@ -3,7 +3,10 @@
 // the HTTP call only, not while it resolves credentials). Provider and state are stand-ins here.
 const whyLost = jest.fn<Promise<{ says: string; cause: string } | null>, [unknown, { signal: AbortSignal }]>()
 const recordLost = jest.fn<Promise<void>, [unknown, unknown, string, string]>()
-jest.mock('../../src/providers/factory', () => ({ providerFor: () => ({ kind: 'ec2', whyLost }) }))
+jest.mock('../../src/providers/factory', () => ({
+  ...jest.requireActual('../../src/providers/factory'),
+  providerFor: () => ({ kind: 'ec2', whyLost })
+}))
 jest.mock('../../src/fleet/job-fleet', () => ({ jobFleet: (_ctx: unknown, jobId: string) => ({ jobId }) }))
 jest.mock('../../src/fleet/job-ledger-writes', () => ({ recordLost }))
 jest.mock('../../src/state', () => ({

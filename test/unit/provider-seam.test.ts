@@ -5,6 +5,8 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SRC } from './_helpers'
+import type { Config } from '../../src/config'
+import { machineOf, workRootOf } from '../../src/providers/factory'
 
 const PROVIDERS = join(SRC, 'providers')
 const sources = (): [string, string][] =>
@@ -40,4 +42,17 @@ test("no provider module reads the runner's facts itself (hostname, worker proce
     'process.ppid',
     'thisRunnerHost('
   ])
+})
+
+test("the machine label and the work root on the machine are what the lease's kind declares, not whatever fields it has", () => {
+  const config = { remote: { workRoot: '/srv/rch' } } as Config
+  const id = 'i-0123456789abcdef0'
+  expect(machineOf({ kind: 'ec2', instanceId: id })).toBe(id)
+  expect(machineOf({ kind: 'ec2-pool', instanceId: id, workRoot: '/home/u/rch' })).toBe(id)
+  expect(workRootOf(config, { kind: 'ec2-pool', instanceId: id, workRoot: '/home/u/rch' })).toBe('/home/u/rch')
+  // A kind that declares none: a field of that name is not taken for it (it was, by its name alone).
+  expect(machineOf({ kind: 'static', index: 0, slot: 0, instanceId: id })).toBeNull()
+  expect(workRootOf(config, { kind: 'ec2', instanceId: id, workRoot: '/elsewhere' })).toBe('/srv/rch')
+  expect(workRootOf(config, { kind: 'nope', workRoot: '/elsewhere' })).toBe('/srv/rch')
+  expect(machineOf({ kind: 'toString', instanceId: id })).toBeNull()
 })
