@@ -21,7 +21,11 @@ export interface CheckResult {
  * what a name really is goes too (format characters, zero width, any default-ignorable one), and
  * TAB, CR and LF.
  */
-export const printable = (s: string): string => shownText(s).replace(/[\t\r\n\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?')
+export const printable = (s: string): string =>
+  shownText(s)
+    .replace(/[\t\r\n\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?')
+    // Marks stacked three or more on one letter draw over the rows above and below.
+    .replace(/\p{M}{3,}/gu, '?')
 
 /**
  * How wide a padded column may grow: every row is padded to its widest cell, so one long name (a
@@ -29,12 +33,28 @@ export const printable = (s: string): string => shownText(s).replace(/[\t\r\n\p{
  */
 export const CELL_MAX = 80
 
-/** Characters, not UTF-16 units: a column is padded and cut by what it shows. */
-const width = (s: string): number => Array.from(s).length
+/**
+ * Terminal columns a character takes: none for a combining mark, two for the wide scripts and
+ * forms (CJK, kana, Hangul, fullwidth letters, emoji shown as pictures), one for the rest. Unicode's
+ * East Asian Width in the ranges that matter: JavaScript's regular expressions do not know it.
+ */
+const WIDE =
+  /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Emoji_Presentation}\u3000-\u303f\uff01-\uff60\uffe0-\uffe6]/u
+const charWidth = (c: string): number => (/\p{M}/u.test(c) ? 0 : WIDE.test(c) ? 2 : 1)
+
+/** Terminal columns, not UTF-16 units nor characters: a column is padded and cut by what it shows. */
+const width = (s: string): number => Array.from(s).reduce((n, c) => n + charWidth(c), 0)
 
 const fitted = (s: string): string => {
-  const chars = Array.from(s)
-  return chars.length <= CELL_MAX ? s : `${chars.slice(0, CELL_MAX - 1).join('')}…`
+  if (width(s) <= CELL_MAX) return s
+  let out = ''
+  let w = 0
+  for (const c of s) {
+    if (w + charWidth(c) > CELL_MAX - 1) break
+    out += c
+    w += charWidth(c)
+  }
+  return `${out}…`
 }
 
 /** Rows of cells as aligned columns; the last column is not padded, nor cut. */

@@ -20,6 +20,31 @@ describe('operator output', () => {
     ).toBe('A          BB\nlong cell  x\ny          z\n')
   })
 
+  it('pads by terminal columns: wide letters take two, combining marks none; marks stacked three high are one ?', () => {
+    const out = table(
+      ['WORKFLOW', 'JOBS'],
+      [
+        ['ｒｅｌｅａｓｅ', '1'],
+        ['release', '2'],
+        ['café', '3'],
+        ['z\u0336\u0336\u0336\u0336', '4']
+      ]
+    )
+    expect(out.split('\n')).toEqual([
+      'WORKFLOW        JOBS',
+      'ｒｅｌｅａｓｅ  1',
+      'release         2',
+      'café            3',
+      'z?              4',
+      ''
+    ])
+    // control: by characters the fullwidth name would have counted 7 and its JOBS cell sat 7 columns left
+    expect(Array.from('ｒｅｌｅａｓｅ')).toHaveLength(7)
+    // a wide name past the bound is cut by columns too
+    const cut = table(['A', 'B'], [['漢'.repeat(100), 'x']]).split('\n')[1]
+    expect(cut).toBe(`${'漢'.repeat(39)}…  x`)
+  })
+
   it('aligns 200,000 rows (a spread of them as arguments overflowed the stack)', () => {
     const rows = Array.from({ length: 200_000 }, (_, i) => [`runner-${i}`, '1'])
     const out = table(['RUNNER', 'JOBS'], rows).split('\n')
@@ -75,7 +100,7 @@ describe('operator output', () => {
     expect(table(['NAME', 'N'], [[fine, '1']]).split('\n')[1]).toBe(`${fine}  1`)
   })
 
-  it('cuts a padded cell to 80 characters, so one long name does not widen every line; the last column is never cut', () => {
+  it('cuts a padded cell to 80 columns, so one long name does not widen every line; the last column is never cut', () => {
     const long = 'w'.repeat(100_000)
     const rows = Array.from({ length: 1000 }, (_, i) => [i === 0 ? long : `wf-${i}`, '1', `detail ${'d'.repeat(i === 1 ? 200 : 1)}`])
     const out = table(['WORKFLOW', 'JOBS', 'DETAIL'], rows)
@@ -83,7 +108,7 @@ describe('operator output', () => {
     const lines = out.split('\n')
     expect(lines[1]).toBe(`${'w'.repeat(79)}…  1     detail d`)
     expect(lines[2]).toBe(`wf-1${' '.repeat(76)}  1     detail ${'d'.repeat(200)}`)
-    // Padded and cut by characters: a column of emoji (two UTF-16 units each) is as wide as it shows.
+    // Padded and cut by terminal columns: a column of emoji (two UTF-16 units, two columns each) is as wide as it shows.
     const emoji = table(
       ['E', 'N'],
       [
@@ -91,8 +116,8 @@ describe('operator output', () => {
         ['x', '2']
       ]
     ).split('\n')
-    expect(emoji[1]).toBe(`${'🚀'.repeat(79)}…  1`)
-    expect(emoji[2]).toBe(`x${' '.repeat(79)}  2`)
+    expect(emoji[1]).toBe(`${'🚀'.repeat(39)}…  1`)
+    expect(emoji[2]).toBe(`x${' '.repeat(78)}  2`)
     // control: 80 characters stay whole
     expect(table(['A', 'B'], [['x'.repeat(80), 'y']]).split('\n')[1]).toBe(`${'x'.repeat(80)}  y`)
   })
