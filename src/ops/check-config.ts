@@ -3,6 +3,7 @@
 import type { OpCommand } from './command'
 import { readConfig } from './config-file'
 import { json, table } from './output'
+import { providerSummary } from '../providers/factory'
 
 /** EX_CONFIG (sysexits.h), the hook's own exit code for a bad configuration. */
 export const EX_CONFIG = 78
@@ -38,8 +39,7 @@ Exit status: 0 valid, 78 (EX_CONFIG) not valid, 64 usage error.
       io.stdout.write(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${file ?? '(no file)'}\n`)
     } else if (config) {
       const p = config.provider
-      const what = p.kind === 'static' ? `${p.hosts.length} host${p.hosts.length === 1 ? '' : 's'}` : `region ${p.region}`
-      io.stdout.write(`${file}: valid (provider ${p.kind}, ${what}; remote.workRoot ${config.remote.workRoot})\n`)
+      io.stdout.write(`${file}: valid (provider ${p.kind}, ${providerSummary(p)}; remote.workRoot ${config.remote.workRoot})\n`)
     }
     return Promise.resolve(problems.length ? EX_CONFIG : 0)
   }

@@ -985,6 +985,7 @@ const HEX32 = /^[0-9a-f]{32}$/
 
 export const ec2Pool: ProviderKind<Ec2PoolConfig, PoolLease> = {
   create: (cfg, workRoot) => new Ec2PoolProvider(cfg, workRoot),
+  summary: (cfg) => `group ${cfg.autoScalingGroup}, region ${cfg.region}`,
   lease: {
     fields: {
       instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)'),

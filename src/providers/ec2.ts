@@ -608,6 +608,7 @@ export function partitionOf(region: string): string {
 
 export const ec2: ProviderKind<Ec2Config, Ec2Lease> = {
   create: (cfg, workRoot) => new Ec2Provider(cfg, workRoot),
+  summary: (cfg) => `region ${cfg.region}`,
   lease: {
     fields: {
       instanceId: z.string().regex(EC2_INSTANCE_ID, 'must be an EC2 instance id (i- and 8-17 hex digits)'),

@@ -57,6 +57,11 @@ export function workRootOf(config: Config, lease: object): string {
   return rulesOf(lease)?.workRoot?.(lease as Lease) ?? config.remote.workRoot
 }
 
+/** The configured provider section in a few words (its kind's own). */
+export function providerSummary(p: ProviderConfig): string {
+  return (KINDS[p.kind] as unknown as ProviderKind<ProviderConfig, Lease>).summary(p)
+}
+
 export function providerFor(config: Config): VmProvider<Lease> {
   const p = config.provider
   return (KINDS[p.kind] as unknown as ProviderKind<ProviderConfig, Lease>).create(p, config.remote.workRoot)

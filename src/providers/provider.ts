@@ -135,5 +135,7 @@ export interface LeaseRules<C, L extends LeaseBase> {
 /** One provider kind: what the factory lists. */
 export interface ProviderKind<C, L extends LeaseBase> {
   create(cfg: C, workRoot: string): VmProvider<L>
+  /** Its config section in a few words, for `check-config` (e.g. `2 hosts`, `region eu-west-1`). */
+  summary(cfg: C): string
   lease: LeaseRules<C, L>
 }

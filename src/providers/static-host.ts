@@ -296,6 +296,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
 
 export const staticHosts: ProviderKind<StaticConfig, StaticLease> = {
   create: (cfg, workRoot) => new StaticHostProvider(cfg, workRoot),
+  summary: (cfg) => `${cfg.hosts.length} host${cfg.hosts.length === 1 ? '' : 's'}`,
   lease: {
     fields: { index: z.number().int(), slot: z.number().int() },
     issues(l, cfg) {

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SRC } from './_helpers'
 import type { Config } from '../../src/config'
-import { machineOf, workRootOf } from '../../src/providers/factory'
+import { machineOf, providerSummary, workRootOf } from '../../src/providers/factory'
 
 const PROVIDERS = join(SRC, 'providers')
 const sources = (): [string, string][] =>
@@ -55,4 +55,14 @@ test("the machine label and the work root on the machine are what the lease's ki
   expect(workRootOf(config, { kind: 'ec2', instanceId: id, workRoot: '/elsewhere' })).toBe('/srv/rch')
   expect(workRootOf(config, { kind: 'nope', workRoot: '/elsewhere' })).toBe('/srv/rch')
   expect(machineOf({ kind: 'toString', instanceId: id })).toBeNull()
+})
+
+test("check-config's summary of the provider section is each kind's own", () => {
+  type P = Config['provider']
+  expect(providerSummary({ kind: 'static', hosts: [{}, {}] } as P)).toBe('2 hosts')
+  expect(providerSummary({ kind: 'static', hosts: [{}] } as P)).toBe('1 host')
+  expect(providerSummary({ kind: 'ec2', region: 'eu-west-1' } as P)).toBe('region eu-west-1')
+  expect(providerSummary({ kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'ci-pool' } as P)).toBe(
+    'group ci-pool, region eu-west-1'
+  )
 })
