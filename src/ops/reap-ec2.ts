@@ -29,7 +29,8 @@ const RECORDS_WINDOW_MS = 8 * 24 * 3600_000
 async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord> | null> {
   try {
     const all = await ctx.ledger.records({ since: ctx.times.now - RECORDS_WINDOW_MS })
-    return new Map(all.map((r) => [r.id, r]))
+    // Open ones a ranged read misses (an earlier version's, written after the table was indexed) too.
+    return new Map([...(await ctx.ledger.unsettled()), ...all].map((r) => [r.id, r]))
   } catch (e) {
     addRow(ctx, 'reservation', 'ledger', 'failed', `cannot read the ledger: ${formatError(e)}; instances are judged on their expiry alone`)
     return null

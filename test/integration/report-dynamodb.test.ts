@@ -35,6 +35,7 @@ const fleet: FleetConfig = FleetSchema.parse(fleetCfg)
 const configFile = join(dir, 'config.json')
 let cAttachedAt = 0
 let aKey = ''
+let cKey = ''
 
 const ledgerAt = (now: number): DynamoLedger =>
   new DynamoLedger(fleet, fleet.ledger as Extract<FleetConfig['ledger'], { kind: 'dynamodb' }>, {
@@ -110,6 +111,7 @@ beforeAll(async () => {
   l.close()
   // A and j1 as a hook of an earlier version wrote them: without the time index's attributes.
   aKey = `res#${a}`
+  cKey = `res#${c}`
   for (const pk of [aKey, 'job#j1'])
     await ddb.send(
       new UpdateItemCommand({
@@ -185,6 +187,37 @@ test('through the index, an item without its attributes is not read (control); i
     expect(launches()).toBe(3)
   } finally {
     await ddb.send(new DeleteItemCommand({ TableName: table, Key: { pk: { S: 'res#planted' } } }))
+  }
+})
+
+test("through the index, a running reservation without its attributes (an earlier version's) still counts, from the open index", async () => {
+  const c = (await ddb.send(new GetItemCommand({ TableName: table, Key: { pk: { S: cKey } }, ConsistentRead: true }))).Item!
+  // Its own id (in the item's fixed part), as a reservation of its own.
+  const fixed = { S: JSON.stringify({ ...JSON.parse(c.fixed.S!), id: 'planted-open' }) }
+  const planted: Record<string, AttributeValue> = { ...c, pk: { S: 'res#planted-open' }, fixed }
+  delete planted.span
+  delete planted.at
+  const gadgets = () =>
+    JSON.parse(run([...RANGE, '--json']).out).groups.find((g: { repository: string }) => g.repository === 'acme/gadgets')
+  const before = gadgets()
+  await ddb.send(new PutItemCommand({ TableName: table, Item: planted }))
+  try {
+    const after = gadgets()
+    expect(after.runningLaunches).toBe(before.runningLaunches + 1)
+    expect(after.launches).toBe(before.launches + 1)
+    // control: settled, it is no longer open, and a ranged read through the index does not see it
+    await ddb.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: { pk: { S: 'res#planted-open' } },
+        UpdateExpression: 'REMOVE #o SET settledAt = :s',
+        ExpressionAttributeNames: { '#o': 'open' },
+        ExpressionAttributeValues: { ':s': { N: String(T0 + 3 * H) } }
+      })
+    )
+    expect(gadgets().launches).toBe(before.launches)
+  } finally {
+    await ddb.send(new DeleteItemCommand({ TableName: table, Key: { pk: { S: 'res#planted-open' } } }))
   }
 })
 
