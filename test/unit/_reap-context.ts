@@ -5,7 +5,7 @@ import type { ReapContext } from '../../src/ops/reap-context'
 
 const MIN = 60_000
 
-export function reapContext(now: number, ledger: Partial<Ledger> = { records: async () => [] }): ReapContext {
+export function reapContext(now: number, ledger: Partial<Ledger> = { records: async () => [], unsettled: async () => [] }): ReapContext {
   return {
     times: { now, deadAfterMs: 15 * MIN, graceMs: 2 * MIN, watched: () => Infinity },
     dryRun: false,
