@@ -140,7 +140,8 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
     if (p.kind === 'static') {
       const { reapStatic } = await import('./reap-static')
       await reapStatic(p, config, ctx)
-      const open = await ledger.unsettled()
+      // A ledger that cannot be read is a failed row, as with the EC2 kinds: the slots are done, and the marks kept.
+      const open = (await step(ctx, 'reservation', 'ledger', () => ledger.unsettled())) ?? []
       for (const r of open)
         ctx.rows.push({
           kind: 'reservation',

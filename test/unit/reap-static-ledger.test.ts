@@ -1,0 +1,59 @@
+// reap over static hosts when the fleet ledger cannot be read (a damaged ledger.json): the slots
+// are reaped all the same, the ledger is one failed row, and the pass ends with the rows (exit 1
+// in the command), not with an uncaught error (exit 70) that also dropped the pass's marks.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { reap } from '../../src/ops/reap'
+import { loadConfig, type Config } from '../../src/config'
+import { fileIo } from '../../src/ops/config-file'
+import { ed25519KeyPair } from '../../src/providers/keys'
+import { cleanupTempDirs, tempDir } from './_helpers'
+
+// reap's marks go under the hook's local folder: a folder of this test's own.
+const tmpBefore = process.env.TMPDIR
+beforeAll(() => (process.env.TMPDIR = tempDir()))
+afterAll(() => {
+  if (tmpBefore === undefined) delete process.env.TMPDIR
+  else process.env.TMPDIR = tmpBefore
+  cleanupTempDirs()
+})
+
+jest.mock('../../src/ops/reap-static', () => ({ reapStatic: async () => undefined }))
+
+function configWith(ledgerDir: string): Config {
+  const dir = tempDir()
+  const key = join(dir, 'id')
+  writeFileSync(key, ed25519KeyPair().private, { mode: 0o600 })
+  writeFileSync(join(dir, 'kh'), '[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDL+7lv8UGRh5WaHcLQb9vLxs5/UN6Qz7o1YcqfWqGhz\n')
+  const file = join(dir, 'config.json')
+  writeFileSync(
+    file,
+    JSON.stringify({
+      provider: {
+        kind: 'static',
+        hosts: [{ host: '127.0.0.1', port: 2222, user: 'u', identityFile: key, knownHostsFile: join(dir, 'kh') }]
+      },
+      remote: { workRoot: '/srv/rch' },
+      fleet: { ledger: { kind: 'local', path: ledgerDir } }
+    })
+  )
+  return loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)
+}
+
+const opts = () => ({ dryRun: false, clock: { now: () => Date.now() }, signal: new AbortController().signal })
+
+test('a damaged ledger.json is a failed row; the pass still returns its rows', async () => {
+  const ledgerDir = join(tempDir(), 'ledger')
+  mkdirSync(ledgerDir, { mode: 0o700 })
+  writeFileSync(join(ledgerDir, 'ledger.json'), '{"version": 2, "open": ', { mode: 0o600 })
+  const rows = await reap(configWith(ledgerDir), opts())
+  expect(rows).toEqual([
+    { kind: 'reservation', what: 'ledger', action: 'failed', why: expect.stringMatching(/^fleet ledger: .*ledger\.json is not a ledger/) }
+  ])
+})
+
+test('control: a readable ledger with no open reservation gives no row', async () => {
+  const ledgerDir = join(tempDir(), 'ledger')
+  mkdirSync(ledgerDir, { mode: 0o700 })
+  expect(await reap(configWith(ledgerDir), opts())).toEqual([])
+})
