@@ -1,13 +1,14 @@
 // Shared helpers for the unit tests: running a real local /bin/sh, temp dirs, and bundling a
 // module with esbuild so it can run in a child process (for hang-prone or multi-process cases).
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { HookState } from '../../src/state'
 import type { HookContext } from '../../src/context'
 import type { ContainerArgs, Mount } from '../../src/protocol'
 import type { PlanFacts } from '../../src/prepare/plan'
+import { ed25519KeyPair } from '../../src/providers/keys'
 
 export const SRC = resolve(__dirname, '..', '..', 'src')
 
@@ -190,3 +191,17 @@ export const planFacts = (over: Partial<PlanFacts> = {}): PlanFacts => ({
   externalsVersion: () => 'aaaaaaaaaaaaaaaa',
   ...over
 })
+
+/**
+ * A configuration file in `dir` with one static host on loopback (its key made here, its known_hosts
+ * file empty) and `more` beside `provider`; its path. For tests that load a valid config and never connect.
+ */
+export function staticConfigFile(dir: string, more: Record<string, unknown> = {}): string {
+  const key = join(dir, 'key')
+  writeFileSync(key, ed25519KeyPair().private, { mode: 0o600 })
+  writeFileSync(join(dir, 'known_hosts'), '')
+  const file = join(dir, 'hooks.json')
+  const host = { host: '127.0.0.1', port: 22, user: 'u', identityFile: key, knownHostsFile: join(dir, 'known_hosts') }
+  writeFileSync(file, JSON.stringify({ provider: { kind: 'static', hosts: [host] }, remote: { workRoot: '/tmp/w' }, ...more }))
+  return file
+}

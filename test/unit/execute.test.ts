@@ -2,10 +2,9 @@
 // for a `run` request served by the job's agent. Both must write the handler's response file and
 // report failures with the same exit codes and lines; the handler here is a stand-in (dispatch is
 // mocked), everything else (input, config, runner env, response file, log) is the real code.
-import { execFileSync } from 'node:child_process'
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, staticConfigFile, tempDir } from './_helpers'
 import type { HandlerResult, HookContext } from '../../src/context'
 
 const handler = jest.fn<Promise<HandlerResult>, unknown[]>()
@@ -28,20 +27,7 @@ let responseFile: string
 beforeEach(() => {
   handler.mockReset()
   dir = tempDir('rch-execute-')
-  const key = join(dir, 'key')
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
-  writeFileSync(join(dir, 'known_hosts'), '')
-  const config = join(dir, 'hooks.json')
-  writeFileSync(
-    config,
-    JSON.stringify({
-      provider: {
-        kind: 'static',
-        hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: key, knownHostsFile: join(dir, 'known_hosts') }]
-      },
-      remote: { workRoot: '/tmp/w' }
-    })
-  )
+  const config = staticConfigFile(dir)
   mkdirSync(join(dir, '_work', '_temp', '_runner_hook_responses'), { recursive: true })
   responseFile = join(dir, '_work', '_temp', '_runner_hook_responses', 'r.json')
   writeFileSync(responseFile, '')

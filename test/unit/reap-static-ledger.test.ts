@@ -6,8 +6,7 @@ import { join } from 'node:path'
 import { reap } from '../../src/ops/reap'
 import { loadConfig, type Config } from '../../src/config'
 import { fileIo } from '../../src/ops/config-file'
-import { ed25519KeyPair } from '../../src/providers/keys'
-import { cleanupTempDirs, tempDir } from './_helpers'
+import { cleanupTempDirs, staticConfigFile, tempDir } from './_helpers'
 
 // reap's marks go under the hook's local folder: a folder of this test's own.
 const tmpBefore = process.env.TMPDIR
@@ -20,25 +19,8 @@ afterAll(() => {
 
 jest.mock('../../src/ops/reap-static', () => ({ reapStatic: async () => undefined }))
 
-function configWith(ledgerDir: string): Config {
-  const dir = tempDir()
-  const key = join(dir, 'id')
-  writeFileSync(key, ed25519KeyPair().private, { mode: 0o600 })
-  writeFileSync(join(dir, 'kh'), '[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDL+7lv8UGRh5WaHcLQb9vLxs5/UN6Qz7o1YcqfWqGhz\n')
-  const file = join(dir, 'config.json')
-  writeFileSync(
-    file,
-    JSON.stringify({
-      provider: {
-        kind: 'static',
-        hosts: [{ host: '127.0.0.1', port: 2222, user: 'u', identityFile: key, knownHostsFile: join(dir, 'kh') }]
-      },
-      remote: { workRoot: '/srv/rch' },
-      fleet: { ledger: { kind: 'local', path: ledgerDir } }
-    })
-  )
-  return loadConfig({ REMOTE_HOOKS_CONFIG: file }, fileIo)
-}
+const configWith = (ledgerDir: string): Config =>
+  loadConfig({ REMOTE_HOOKS_CONFIG: staticConfigFile(tempDir(), { fleet: { ledger: { kind: 'local', path: ledgerDir } } }) }, fileIo)
 
 const opts = () => ({ dryRun: false, clock: { now: () => Date.now() }, signal: new AbortController().signal })
 
