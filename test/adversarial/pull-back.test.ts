@@ -1,5 +1,6 @@
 // The copy back from the VM through dist/index.js, with a step that behaves like a hostile job.
-import { existsSync, lstatSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FakeRunner } from '../helpers/fake-runner'
 import { testImages } from '../helpers/testenv'
@@ -121,5 +122,40 @@ describe("pull-back modes follow the runner's umask", () => {
     } finally {
       process.umask(before)
     }
+  })
+})
+
+// Each link the pull-back refuses used to be one warning in the step log and one line in hook.log,
+// which every job of the runner user shares and nothing rotates: a job making as many links as
+// sync.limits.stepFiles allows added that many lines on every step.
+describe('a step making thousands of links the pull-back refuses', () => {
+  const logDir = mkdtempSync(join(tmpdir(), 'rch-flood-log-'))
+  const logFile = join(logDir, 'hook.log')
+  const runner = new FakeRunner({ name: `flood-${process.pid}`, config: { log: { file: logFile } } })
+  beforeAll(async () => {
+    const r = await runner.prepare({ container: runner.jobContainer(testImages.glibc), services: [] })
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+  })
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+    rmSync(logDir, { recursive: true, force: true })
+  })
+
+  test('five are named in the step log and in hook.log, the rest counted in one line each', async () => {
+    const { args } = runner.scriptStep('mkdir links && cd links && for i in $(seq 1 3000); do ln -s /etc l$i; done\nls | wc -l\n')
+    const r = await runner.call('run_script_step', args)
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    // positive control: the job really made them on the VM
+    expect(r.stdout).toMatch(/^3000$/m)
+    const lines = (r.stdout + r.stderr).split('\n')
+    expect(lines.filter((l) => /^::warning::.*links\/l\d+ is a symlink to "\/etc"/.test(l))).toHaveLength(5)
+    const more = '... and 2995 more symlinks not copied back (absolute, or pointing outside the folders synced back)'
+    expect(lines.filter((l) => l.startsWith('::warning::... and '))).toEqual([`::warning::${more}`])
+    const log = readFileSync(logFile, 'utf8').split('\n')
+    expect(log.filter((l) => /links\/l\d+ is a symlink to "\/etc"/.test(l))).toHaveLength(5)
+    expect(log.filter((l) => l.endsWith(more))).toHaveLength(1)
+    // and none of them was made on the runner host
+    expect(readdirSync(join(runner.workspace, 'links'))).toEqual([])
   })
 })
