@@ -7,7 +7,7 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { z } from 'zod'
-import { JOB_SETTLES_MS, LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
+import { inTimeRange, JOB_SETTLES_MS, LOSS_CAUSES, type JobRecord, type LedgerRecord, type LossCause } from '../fleet/ledger'
 import { checkPrivateDir, ensurePrivateDir, writePrivateFile } from '../private-fs'
 import { sha256Hex } from '../sha256'
 import { HookError } from '../errors'
@@ -152,7 +152,7 @@ export function fold(
   span: { from?: number; cutoff: number },
   group: { by: GroupBy; timeZone: string }
 ): SettledRow[] {
-  const inSpan = (at: number): boolean => (span.from === undefined || at >= span.from) && at < span.cutoff
+  const inSpan = (at: number): boolean => inTimeRange(at, { since: span.from, until: span.cutoff })
   const settled = records.filter((r) => inSpan(r.reservedAt))
   const open = settled.find((r) => r.settledAt === undefined)
   if (open) throw new Error(`report checkpoint: reservation ${open.id} is open before the cutoff`)
