@@ -158,4 +158,18 @@ describe('a step making thousands of links the pull-back refuses', () => {
     // and none of them was made on the runner host
     expect(readdirSync(join(runner.workspace, 'links'))).toEqual([])
   })
+
+  test("a link named with terminal escapes: the hook's warning shows them as ?, the step's own output as the job wrote it", async () => {
+    const { args } = runner.scriptStep(
+      'rm -rf links\nname=$(printf \'x\\033[2K\\033]0;t\\007\\342\\200\\256red\')\nln -s /etc "$name"\nls\n'
+    )
+    const r = await runner.call('run_script_step', args)
+    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+    const warning = (r.stdout + r.stderr).split('\n').filter((l) => l.startsWith('::warning::'))
+    expect(warning).toEqual([expect.stringContaining('repo/repo/x?[2K?]0;t??red is a symlink to "/etc"')])
+    // positive control: the name really holds them (the step's own output passes as the job wrote it)
+    expect(r.stdout).toContain('x\u001b[2K\u001b]0;t\u0007\u202ered')
+    // hook.log writes control characters as spaces, as before
+    expect(readFileSync(logFile, 'utf8')).not.toContain('\u001b')
+  })
 })
