@@ -462,9 +462,20 @@ export class DynamoLedger implements Ledger {
   /** From the sparse index of open reservations (eventually consistent: one settled a moment ago may still be listed; settle is idempotent). */
   async unsettled(): Promise<LedgerRecord[]> {
     const out: LedgerRecord[] = []
-    await this.queryIndex(OPEN_INDEX, '#o = :one', { '#o': OPEN_ATTR }, { ':one': S('1') }, (item) => {
-      if (item.settledAt === undefined) out.push(toRecord(item))
-    })
+    await this.pages(
+      (start) =>
+        new this.sdk.QueryCommand({
+          TableName: this.table,
+          IndexName: OPEN_INDEX,
+          KeyConditionExpression: '#o = :one',
+          ExpressionAttributeNames: { '#o': OPEN_ATTR },
+          ExpressionAttributeValues: { ':one': S('1') },
+          ExclusiveStartKey: start
+        }),
+      (page) => {
+        for (const item of page.Items ?? []) if (item.settledAt === undefined) out.push(toRecord(item))
+      }
+    )
     return byReservation(out)
   }
 
@@ -601,38 +612,21 @@ export class DynamoLedger implements Ledger {
   ): Promise<T[]> {
     const out: T[] = []
     for (const span of spansOf(kind, since, until))
-      await this.queryIndex(
-        TIME_INDEX,
-        '#s = :s AND #a BETWEEN :since AND :last',
-        { '#s': SPAN_ATTR, '#a': AT_ATTR },
-        { ':s': S(span), ':since': N(since), ':last': N(until - 1) },
-        (item) => out.push(read(item))
+      await this.pages(
+        (start) =>
+          new this.sdk.QueryCommand({
+            TableName: this.table,
+            IndexName: TIME_INDEX,
+            KeyConditionExpression: '#s = :s AND #a BETWEEN :since AND :last',
+            ExpressionAttributeNames: { '#s': SPAN_ATTR, '#a': AT_ATTR },
+            ExpressionAttributeValues: { ':s': S(span), ':since': N(since), ':last': N(until - 1) },
+            ExclusiveStartKey: start
+          }),
+        (page) => {
+          for (const item of page.Items ?? []) out.push(read(item))
+        }
       )
     return out
-  }
-
-  /** Every item of `index` under `condition`, page by page (eventually consistent, as an index is). */
-  private queryIndex(
-    index: string,
-    condition: string,
-    names: Record<string, string>,
-    values: Record<string, AttributeValue>,
-    each: (item: Record<string, AttributeValue>) => void
-  ): Promise<void> {
-    return this.pages(
-      (start) =>
-        new this.sdk.QueryCommand({
-          TableName: this.table,
-          IndexName: index,
-          KeyConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-          ExclusiveStartKey: start
-        }),
-      (page) => {
-        for (const item of page.Items ?? []) each(item)
-      }
-    )
   }
 
   close(): void {
