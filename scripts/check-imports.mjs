@@ -43,7 +43,8 @@ export const LAYERS = [
       'file-lock.ts',
       'gc-policy.ts',
       'line-start.ts',
-      'line-tail.ts'
+      'line-tail.ts',
+      'aws-error.ts'
     ]
   },
   { name: 'schemas', modules: ['protocol.ts', 'config.ts'] },

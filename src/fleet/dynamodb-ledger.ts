@@ -12,6 +12,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import type * as Ddb from '@aws-sdk/client-dynamodb'
 import type { AttributeValue, TransactWriteItem } from '@aws-sdk/client-dynamodb'
 import type { FleetConfig } from '../config'
+import { errorNameOf, httpStatusOf, isNoAnswer } from '../aws-error'
 import { HookError } from '../errors'
 import { retry, type Clock } from '../retry'
 import {
@@ -73,7 +74,6 @@ const S = (s: string): AttributeValue => ({ S: s })
 const N = (n: number): AttributeValue => ({ N: String(n) })
 const key = (pk: string): Record<string, AttributeValue> => ({ [LEDGER_KEY]: S(pk) })
 
-const errName = (e: unknown): string => (e as { name?: string })?.name ?? ''
 const reasons = (e: unknown): string[] =>
   ((e as { CancellationReasons?: { Code?: string }[] })?.CancellationReasons ?? []).map((r) => r?.Code ?? 'None')
 
@@ -83,13 +83,12 @@ const THROTTLED = new Set([
   'RequestLimitExceeded',
   'InternalServerError',
   'ServiceUnavailable',
-  'TransactionInProgressException',
-  'TimeoutError'
+  'TransactionInProgressException'
 ])
 
 /** Worth another attempt: a transaction cancelled by a conflict or throttling (never by a failed condition), throttling, server trouble, network. */
 export function isRetryableDynamoError(e: unknown): boolean {
-  const name = errName(e)
+  const name = errorNameOf(e)
   if (name === 'TransactionCanceledException') {
     const rs = reasons(e)
     return (
@@ -98,10 +97,8 @@ export function isRetryableDynamoError(e: unknown): boolean {
     )
   }
   if (THROTTLED.has(name)) return true
-  const status = (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
-  if (status !== undefined && status >= 500) return true
-  const code = (e as NodeJS.ErrnoException)?.code
-  return code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EPIPE'
+  const status = httpStatusOf(e)
+  return (status !== undefined && status >= 500) || isNoAnswer(e)
 }
 
 /** The reservation fields that never change, kept as one JSON attribute. */
@@ -256,7 +253,7 @@ export class DynamoLedger implements Ledger {
       await this.send(() => new this.sdk.TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: id }))
       return { ok: true, id }
     } catch (e) {
-      if (errName(e) !== 'TransactionCanceledException') throw e
+      if (errorNameOf(e) !== 'TransactionCanceledException') throw e
       const rs = reasons(e)
       // The reservation item exists: an earlier attempt of this very call went through (its answer
       // was lost), whatever the counters, which now include it, say.
@@ -296,7 +293,7 @@ export class DynamoLedger implements Ledger {
       )
       return true
     } catch (e) {
-      if (errName(e) === 'ConditionalCheckFailedException') return false
+      if (errorNameOf(e) === 'ConditionalCheckFailedException') return false
       throw e
     }
   }
@@ -353,7 +350,7 @@ export class DynamoLedger implements Ledger {
       await this.send(() => new this.sdk.TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }))
     } catch (e) {
       // Settled meanwhile (by reap or a second call): that settlement stands.
-      if (!(errName(e) === 'TransactionCanceledException' && reasons(e)[0] === 'ConditionalCheckFailed')) throw e
+      if (!(errorNameOf(e) === 'TransactionCanceledException' && reasons(e)[0] === 'ConditionalCheckFailed')) throw e
       return this.get(id)
     }
     return { ...r, settledAt, endedAt: opts.endedAt, billedSeconds: seconds, actualMicro: actual }
@@ -549,7 +546,7 @@ export class DynamoLedger implements Ledger {
                 indexed++
               } catch (e) {
                 // Its time changed meanwhile: whoever changed it indexed it with the new one.
-                if (errName(e) !== 'ConditionalCheckFailedException') throw e
+                if (errorNameOf(e) !== 'ConditionalCheckFailedException') throw e
               }
             })
           )

@@ -1,14 +1,16 @@
 // doctor's checks of the AWS side, read-only: permissions by DryRun calls (which AWS answers with
 // DryRunOperation when the call would have been allowed, and runs nothing), and Describe calls for
 // what the config names. Auto Scaling has no dry run: SetDesiredCapacity is never called.
-import { dirname } from 'node:path'
-import { hostname } from 'node:os'
-import type { Ec2Config, Ec2PoolConfig } from '../config'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { hostname, tmpdir } from 'node:os'
+import type { Config, Ec2Config, Ec2PoolConfig } from '../config'
 import { formatError } from '../errors'
 import { nameOwnerId, newJobId, ownerId } from '../labels'
 import { autoScalingClient, awsErrorName, ec2Client } from '../providers/ec2-api'
-import { launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
+import { knownHostsName, launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
 import { membersOf, type Member } from '../providers/pool-plan'
+import { machineChecks, machineOf, type MachineOptions } from './doctor-machine'
 import type { CheckResult } from './output'
 
 type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
@@ -248,4 +250,35 @@ export async function poolChecks(cfg: Ec2PoolConfig, maxSkewSeconds: number): Pr
     )
   else add('members', 'pass', detail)
   return { checks: out, ready }
+}
+
+/** Kind ec2: the account and the first launch; no machine exists between jobs to log into. */
+export async function ec2Doctor(
+  cfg: Ec2Config,
+  runnerName: string,
+  runnerTemp: string | undefined,
+  maxSkewSeconds: number
+): Promise<CheckResult[]> {
+  return [
+    ...(await ec2Checks(cfg, runnerName, runnerTemp, maxSkewSeconds)),
+    { check: 'ssh', target: 'ec2 instances', status: 'skip', detail: 'kind ec2 launches a machine per job; doctor launches nothing' }
+  ]
+}
+
+/** Kind ec2-pool: the account and group, then every ready member over SSH with the host key from its tag. */
+export async function poolDoctor(cfg: Ec2PoolConfig, config: Pick<Config, 'remote'>, opts: MachineOptions): Promise<CheckResult[]> {
+  const { checks, ready } = await poolChecks(cfg, opts.maxSkewSeconds)
+  // SSH reads known_hosts from a file.
+  const dir = ready.length ? mkdtempSync(join(tmpdir(), 'rch-doctor-')) : null
+  try {
+    const runs = ready.map((m) => {
+      const knownHostsFile = join(dir!, `known_hosts-${m.id}`)
+      writeFileSync(knownHostsFile, `${knownHostsName(m.address!.host, m.address!.port)} ${m.hostKey}\n`, { mode: 0o600 })
+      const connect = { ...m.address!, user: m.user!, identityFile: cfg.identityFile, knownHostsFile }
+      return machineChecks(machineOf(config, connect), opts).then((r) => r.map((c) => ({ ...c, target: `${m.id} ${c.target}` })))
+    })
+    return [...checks, ...(await Promise.all(runs)).flat()]
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true })
+  }
 }

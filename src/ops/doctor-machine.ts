@@ -3,7 +3,7 @@
 // root. Read-only but for one temporary file written and removed inside the work root.
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { DEFAULT_DOCKER_SOCKET } from '../config'
+import { DEFAULT_DOCKER_SOCKET, type Config, type StaticConfig } from '../config'
 import { Engine } from '../docker/engine'
 import { TransportError, formatError } from '../errors'
 import { shPath, shq } from '../remote/quote'
@@ -34,6 +34,18 @@ const REMOTE_TOOLS = ['rsync', 'tar', 'find', 'docker'] as const
 const CALL_MS = 20_000
 
 const target = (c: ConnectInfo): string => `${c.user}@${c.host}:${c.port}`
+
+/** A machine as the hook's jobs use it: the configured work root and Docker socket. */
+export const machineOf = (config: Pick<Config, 'remote'>, connect: ConnectInfo): Machine => ({
+  connect,
+  workRoot: config.remote.workRoot,
+  dockerSocket: config.remote.dockerSocket
+})
+
+/** Every static host, side by side. */
+export async function hostsChecks(p: StaticConfig, config: Pick<Config, 'remote'>, opts: MachineOptions): Promise<CheckResult[]> {
+  return (await Promise.all(p.hosts.map((h) => machineChecks(machineOf(config, h), opts)))).flat()
+}
 
 export async function machineChecks(m: Machine, opts: MachineOptions): Promise<CheckResult[]> {
   const now = opts.now ?? Date.now

@@ -80,9 +80,9 @@ export const systemProbe: RsyncProbe = {
 
 /**
  * One doctor row for the local rsync at `path`. Older than 3.4.0 without a recorded backport fails
- * where machines serve more than one job; with `provider.kind: ec2` every job gets a new machine.
+ * where machines serve more than one job; it is only a warning (a skip) where every job gets a new machine.
  */
-export async function rsyncFixCheck(path: string, providerKind: string, probe: RsyncProbe = systemProbe): Promise<CheckResult> {
+export async function rsyncFixCheck(path: string, machinePerJob: boolean, probe: RsyncProbe = systemProbe): Promise<CheckResult> {
   const base = { check: 'local rsync fixes', target: 'runner host' }
   const text = await probe.version(path)
   const v = text === null ? null : parseRsyncVersion(text)
@@ -92,6 +92,6 @@ export async function rsyncFixCheck(path: string, providerKind: string, probe: R
   if (await probe.backported(path))
     return { ...base, status: 'pass', detail: `${shown}, with the fixes backported (its changelog names ${MARK})` }
   const risk = `rsync ${shown} predates 3.4.0's fixes for CVE-2024-12084 to 12088 and no changelog of its package names them (only ${PACKAGE_BINARY}, the distribution's own, can have one): a job that was root on a machine before can replace the rsync there and, through this client, read files of this runner host`
-  if (providerKind === 'ec2') return { ...base, status: 'skip', detail: `${risk}; with provider.kind ec2 every job gets a new machine` }
+  if (machinePerJob) return { ...base, status: 'skip', detail: `${risk}; with this provider every job gets a new machine` }
   return { ...base, status: 'fail', detail: risk, fix: 'install rsync 3.4.0 or later, or a build of your distribution with those fixes' }
 }

@@ -1,18 +1,17 @@
 // `doctor`: read-only live checks of a setup, each a pass/fail line with a fix for each failure.
 // Creates and removes nothing but one temporary file inside each machine's work root (and, for a
 // pool, a private local folder for the members' pinned keys, removed at the end).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname } from 'node:path'
 import type { Config } from '../config'
 import { formatError } from '../errors'
 import { resolveTools } from '../tools'
 import { agentSocket, MAX_SOCKET_PATH } from '../agent-client'
 import { defaultLogFile, hookLocalRoot, localDirOf } from '../paths'
-import { knownHostsName } from '../providers/ec2-plan'
 import type { OpCommand, OpIo } from './command'
 import { readConfig } from './config-file'
-import { machineChecks, type Machine, type MachineOptions } from './doctor-machine'
+import type { MachineOptions } from './doctor-machine'
+import { opsFor } from './provider-ops'
 import { rsyncFixCheck } from './doctor-rsync'
 import { privateFolderState } from './doctor-folder'
 import { checksTable, json, summary, type CheckResult } from './output'
@@ -82,45 +81,11 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
   checks.push(...localChecks(config))
   checks.push(logFileCheck(config.log.file ?? defaultLogFile(), config.log.file === undefined))
   const rsync = resolveTools(config.tools, NO_JOB).rsync
-  if (rsync) checks.push(await rsyncFixCheck(rsync, config.provider.kind))
+  if (rsync) checks.push(await rsyncFixCheck(rsync, opsFor(config.provider).machinePerJob === true))
   const { ledgerChecks } = await import('./doctor-ledger')
   checks.push(...(await ledgerChecks(config.fleet)))
-  const p = config.provider
-  const machine = (connect: Machine['connect']): Machine => ({
-    connect,
-    workRoot: config.remote.workRoot,
-    dockerSocket: config.remote.dockerSocket
-  })
-  if (p.kind === 'static') {
-    for (const r of await Promise.all(p.hosts.map((h) => machineChecks(machine(h), mopts)))) checks.push(...r)
-  } else if (p.kind === 'ec2') {
-    const { ec2Checks } = await import('./doctor-aws')
-    checks.push(...(await ec2Checks(p, io.env.RUNNER_NAME ?? 'doctor', io.env.RUNNER_TEMP, MAX_SKEW_SECONDS)))
-    checks.push({
-      check: 'ssh',
-      target: 'ec2 instances',
-      status: 'skip',
-      detail: 'kind ec2 launches a machine per job; doctor launches nothing'
-    })
-  } else {
-    const { poolChecks } = await import('./doctor-aws')
-    const { checks: aws, ready } = await poolChecks(p, MAX_SKEW_SECONDS)
-    checks.push(...aws)
-    // The members' pinned keys come from their tags; SSH reads known_hosts from a file.
-    const dir = ready.length ? mkdtempSync(join(tmpdir(), 'rch-doctor-')) : null
-    try {
-      const runs = ready.map((m) => {
-        const knownHostsFile = join(dir!, `known_hosts-${m.id}`)
-        writeFileSync(knownHostsFile, `${knownHostsName(m.address!.host, m.address!.port)} ${m.hostKey}\n`, { mode: 0o600 })
-        return machineChecks(machine({ ...m.address!, user: m.user!, identityFile: p.identityFile, knownHostsFile }), mopts).then((r) =>
-          r.map((c) => ({ ...c, target: `${m.id} ${c.target}` }))
-        )
-      })
-      for (const r of await Promise.all(runs)) checks.push(...r)
-    } finally {
-      if (dir) rmSync(dir, { recursive: true, force: true })
-    }
-  }
+  const env = { runnerName: io.env.RUNNER_NAME ?? 'doctor', runnerTemp: io.env.RUNNER_TEMP, machine: mopts }
+  checks.push(...(await opsFor(config.provider).doctor(config.provider, config, env)))
   return checks
 }
 
@@ -188,12 +153,12 @@ export function localChecks(
       fix: `install ${t} on this runner host, or set tools.${t} to its absolute path`
     }
   })
-  if (!fits && config.provider.kind === 'ec2-pool')
+  if (!fits && opsFor(config.provider).agentRequired)
     rows.push({
       check: 'agent socket',
       target: 'runner host',
       status: 'fail',
-      detail: `${tooLong}: every ec2-pool job fails, its agent renews the member's lease`,
+      detail: `${tooLong}: every ${config.provider.kind} job fails, its agent renews the machine's lease`,
       fix: 'give the runner a shorter TMPDIR (e.g. /tmp)'
     })
   return rows

@@ -45,3 +45,13 @@ export async function act(
     return false
   }
 }
+
+/** One part of a pass; its failure is a row, and the other parts still run. */
+export async function step<T>(ctx: ReapContext, kind: ReapRow['kind'], what: string, fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn()
+  } catch (e) {
+    ctx.rows.push({ kind, what, action: 'failed', why: (e as Error).message })
+    return null
+  }
+}

@@ -1,12 +1,13 @@
 // reap's passes over EC2: instances the hook launched (kind ec2) whose job is dead or that are past
 // their expiry, and the ledger's unsettled reservations whose instance ended or never came (or, for
 // a pool's, whose member the group replaced: the replacement takes the reservation over).
+import type { Ec2Config } from '../config'
 import type { LedgerRecord } from '../fleet/ledger'
 import { formatError } from '../errors'
 import { launchedScope, TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { TAG_GROUP } from '../providers/pool-plan'
-import { act, addRow, type ReapContext } from './reap-context'
-import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
+import { act, addRow, step, type ReapContext } from './reap-context'
+import { factOf, LIVE_STATES, ReapEc2, tagsOf } from './reap-aws'
 import {
   instanceVerdict,
   markStep,
@@ -37,8 +38,15 @@ async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord> |
   }
 }
 
+/** Kind ec2: its instances, then the ledger's open reservations. */
+export async function reapEc2Pass(cfg: Ec2Config, ctx: ReapContext): Promise<void> {
+  const api = new ReapEc2(cfg, ctx.signal)
+  await step(ctx, 'instance', 'EC2 instances', () => reapInstances(api, ctx, cfg.tags))
+  await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx))
+}
+
 /**
- * Kind ec2: every instance with the owner tag that is not terminated, and that carries the
+ * Every instance with the owner tag that is not terminated, and that carries the
  * configured provider.tags (what this configuration launches; other setups in the account differ
  * there) as a launch sets them: `tags` is provider.tags, read through launchedScope.
  */

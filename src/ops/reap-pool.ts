@@ -24,9 +24,9 @@ import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAn
 import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { scrubMachine } from '../docker/machine-scrub'
-import { act, addRow, type ReapContext } from './reap-context'
-import { factOf, LIVE_STATES, tagsOf, type ReapEc2 } from './reap-aws'
-import type { PoolFacts } from './reap-ec2'
+import { act, addRow, step, type ReapContext } from './reap-context'
+import { factOf, LIVE_STATES, ReapEc2, tagsOf } from './reap-aws'
+import { reapReservations, type PoolFacts } from './reap-ec2'
 import { heldPastAnyJob, markStep, waitWhy } from './reap-plan'
 
 const CALL_MS = 30_000
@@ -58,6 +58,13 @@ async function readLease(remote: Remote, workRoot: string): Promise<LeaseView> {
 
 const lapsed = (l: LeaseView): boolean => l.state === 'held' && (l.left < 0 || l.left > EXPIRY_BOUND_SECONDS)
 const live = (l: LeaseView): boolean => l.state === 'held' && !lapsed(l)
+
+/** Kind ec2-pool: its members, then the ledger's open reservations (a replaced member's among them). */
+export async function reapPoolPass(cfg: Ec2PoolConfig, config: Config, ctx: ReapContext): Promise<void> {
+  const api = new ReapEc2(cfg, ctx.signal)
+  const pool = await step(ctx, 'member', cfg.autoScalingGroup, () => reapPool(cfg, config, api, ctx))
+  await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx, pool ?? undefined))
+}
 
 export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2, ctx: ReapContext): Promise<PoolFacts> {
   const raw = await api.describe([

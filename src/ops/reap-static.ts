@@ -16,7 +16,7 @@ import { asideOf, freeSlotScript, parseLeaseMark, type LeaseMark } from '../prov
 import { isRunning } from '../worker-process'
 import { thisRunnerHost, type RunnerHost } from '../runner-host'
 import { cleanupDeadline } from '../remote/deadline'
-import { act, addRow, type ReapContext } from './reap-context'
+import { act, addRow, step, type ReapContext } from './reap-context'
 import { markStep, waitWhy } from './reap-plan'
 
 const CANDIDATE_FILE = 'reap-candidate'
@@ -155,4 +155,12 @@ async function slotPass(
     )
     return `${removed}, job folder and slot`
   })
+}
+
+/** Kind static: the slots, then the ledger's open reservations, which no EC2 provider here can look up. */
+export async function reapStaticPass(cfg: StaticConfig, config: Config, ctx: ReapContext): Promise<void> {
+  await reapStatic(cfg, config, ctx)
+  // A ledger that cannot be read is a failed row, as with the EC2 kinds: the slots are done, and the marks kept.
+  const open = (await step(ctx, 'reservation', 'ledger', () => ctx.ledger.unsettled())) ?? []
+  for (const r of open) addRow(ctx, 'reservation', r.id, 'left alone', 'no EC2 provider in this configuration to look its instance up')
 }

@@ -14,6 +14,7 @@ import { json, table } from './output'
 import type { ReapContext } from './reap-context'
 import { fileMarks, WATCH } from './reap-marks'
 import { lastSign, watchedFor, type ReapRow } from './reap-plan'
+import { opsFor } from './provider-ops'
 
 export const reapCommand: OpCommand = {
   name: 'reap',
@@ -136,32 +137,7 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
     connectMs: config.timeouts.connectSeconds * 1000
   }
   try {
-    const p = config.provider
-    if (p.kind === 'static') {
-      const { reapStatic } = await import('./reap-static')
-      await reapStatic(p, config, ctx)
-      // A ledger that cannot be read is a failed row, as with the EC2 kinds: the slots are done, and the marks kept.
-      const open = (await step(ctx, 'reservation', 'ledger', () => ledger.unsettled())) ?? []
-      for (const r of open)
-        ctx.rows.push({
-          kind: 'reservation',
-          what: r.id,
-          action: 'left alone',
-          why: 'no EC2 provider in this configuration to look its instance up'
-        })
-    } else {
-      const { ReapEc2 } = await import('./reap-aws')
-      const { reapInstances, reapReservations } = await import('./reap-ec2')
-      const api = new ReapEc2(p, opts.signal)
-      if (p.kind === 'ec2') {
-        await step(ctx, 'instance', 'EC2 instances', () => reapInstances(api, ctx, p.tags))
-        await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx))
-      } else {
-        const { reapPool } = await import('./reap-pool')
-        const pool = await step(ctx, 'member', p.autoScalingGroup, () => reapPool(p, config, api, ctx))
-        await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx, pool ?? undefined))
-      }
-    }
+    await opsFor(config.provider).reap(config.provider, config, ctx)
     marks.save(seenMarks)
   } finally {
     ledger.close()
@@ -169,7 +145,6 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
   return ctx.rows
 }
 
-/** Which ledger the marks belong to: runners of one host may use different ones. */
 /**
  * Whose marks a pass keeps: one file per ledger and provider. A pass drops the marks it did not see,
  * so two configurations on one ledger (static hosts and EC2, say) must not share a file: each
@@ -179,14 +154,4 @@ function marksName(config: Config): string {
   const l = config.fleet.ledger
   const ledger = l.kind === 'dynamodb' ? `dynamodb ${l.region} ${l.endpoint ?? ''} ${l.table}` : `local ${l.path ?? ''}`
   return sha256Hex(`${ledger}\n${JSON.stringify(config.provider)}`).slice(0, 16)
-}
-
-/** One part of the pass; its failure is a row, and the other parts still run. */
-async function step<T>(ctx: ReapContext, kind: ReapRow['kind'], what: string, fn: () => Promise<T>): Promise<T | null> {
-  try {
-    return await fn()
-  } catch (e) {
-    ctx.rows.push({ kind, what, action: 'failed', why: (e as Error).message })
-    return null
-  }
 }

@@ -3,6 +3,7 @@
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2Config } from '../config'
+import { errorNameOf, httpStatusOf, isNoAnswer } from '../aws-error'
 
 export type Ec2Sdk = typeof Ec2
 export type AsgSdk = typeof Asg
@@ -67,19 +68,13 @@ const CAPACITY = new Set([
   'VcpuLimitExceeded'
 ])
 
-function errName(err: unknown): string {
-  const e = err as { name?: string; Code?: string; code?: string }
-  return e?.name ?? e?.Code ?? e?.code ?? ''
-}
-
 /** Worth retrying the same request (with the same idempotency token): throttling, server-side trouble, network. */
 export function isRetryableAwsError(err: unknown): boolean {
-  const name = errName(err)
+  const name = errorNameOf(err)
   if (THROTTLING.has(name) || SERVER.has(name)) return true
-  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+  const status = httpStatusOf(err)
   if (status !== undefined && status >= 500 && !CAPACITY.has(name)) return true
-  const code = (err as NodeJS.ErrnoException)?.code
-  return code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EPIPE' || name === 'TimeoutError'
+  return isNoAnswer(err)
 }
 
 /**
@@ -88,16 +83,16 @@ export function isRetryableAwsError(err: unknown): boolean {
  * `unknown` (a server error, or no answer at all: a RunInstances may have launched its instance).
  */
 export function requestOutcome(err: unknown): 'refused' | 'throttled' | 'unknown' {
-  const name = errName(err)
+  const name = errorNameOf(err)
   if (THROTTLING.has(name)) return 'throttled'
   if (CAPACITY.has(name)) return 'refused'
-  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+  const status = httpStatusOf(err)
   return status !== undefined && status < 500 && !isRetryableAwsError(err) ? 'refused' : 'unknown'
 }
 
 /** This request cannot be served now; another instance type, subnet or market may be. */
 export function isCapacityError(err: unknown): boolean {
-  return CAPACITY.has(errName(err))
+  return CAPACITY.has(errorNameOf(err))
 }
 
 /**
@@ -111,5 +106,5 @@ export function launchErrorAction(err: unknown): 'retry' | 'next' | 'fail' {
 }
 
 export function awsErrorName(err: unknown): string {
-  return errName(err) || 'Error'
+  return errorNameOf(err) || 'Error'
 }

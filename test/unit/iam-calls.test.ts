@@ -342,9 +342,11 @@ test('every file that sends an AWS call belongs to a feature whose policy is che
   expect(filesWithCalls().filter((f) => !covered.has(f))).toEqual([])
   // A pool's reap never terminates through EC2: only kind ec2's pass calls terminate.
   expect(read('src/ops/reap-pool.ts')).not.toMatch(/\.terminate\(/)
-  expect(read('src/ops/reap.ts')).toMatch(
-    /if \(p\.kind === 'ec2'\) \{\s*await step\(ctx, 'instance', 'EC2 instances', \(\) => reapInstances\(/
-  )
+  expect(read('src/ops/reap-pool.ts')).not.toMatch(/\breapInstances\(/)
+  expect(read('src/ops/reap-ec2.ts')).toMatch(/function reapEc2Pass\([^)]*\)[^{]*\{[^}]*reapInstances\(/)
+  const ops = read('src/ops/provider-ops.ts')
+  expect(ops).toMatch(/\bec2: \{[^}]*\.reapEc2Pass\(/)
+  expect(ops).toMatch(/'ec2-pool': \{[^}]*\.reapPoolPass\(/)
 })
 
 test.each(FEATURES.map((f) => [f.name, f] as const))('%s: every call is allowed by the runner-iam policy', (_name, f) => {

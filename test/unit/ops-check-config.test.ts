@@ -4,7 +4,9 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { SRC, cleanupTempDirs, tempDir } from './_helpers'
-import { knownHostsProblems, problemOf, readConfig } from '../../src/ops/config-file'
+import { readConfig } from '../../src/ops/config-file'
+import { knownHostsProblems } from '../../src/ops/known-hosts-check'
+import { problemOf } from '../../src/ops/problem'
 
 const dir = tempDir('rch-ops-cc-')
 afterAll(cleanupTempDirs)

@@ -6,7 +6,8 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SRC } from './_helpers'
 import type { Config } from '../../src/config'
-import { machineOf, providerSummary, workRootOf } from '../../src/providers/factory'
+import { leaseFields, machineOf, providerSummary, workRootOf } from '../../src/providers/factory'
+import { rawOpsFor } from '../../src/ops/provider-ops'
 
 const PROVIDERS = join(SRC, 'providers')
 const sources = (): [string, string][] =>
@@ -65,4 +66,24 @@ test("check-config's summary of the provider section is each kind's own", () => 
   expect(providerSummary({ kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'ci-pool' } as P)).toBe(
     'group ci-pool, region eu-west-1'
   )
+})
+
+/** A branch on a provider kind by its name. */
+const KIND_BRANCH = /\w*[kK]ind\s*[!=]==\s*'(static|ec2|ec2-pool)'|'(static|ec2|ec2-pool)'\s*[!=]==\s*[\w.]*[kK]ind\b/g
+
+test("the operator commands branch on the provider's kind in one place, ops/provider-ops.ts, which lists every kind", () => {
+  const ops = join(SRC, 'ops')
+  const found = readdirSync(ops)
+    .filter((f) => f.endsWith('.ts') && f !== 'provider-ops.ts')
+    .flatMap((f) => [...readFileSync(join(ops, f), 'utf8').matchAll(KIND_BRANCH)].map((m) => `${f}: ${m[0]}`))
+  expect(found).toEqual([])
+  // positive control: the same pattern finds config.ts's own rules of a kind
+  expect(readFileSync(join(SRC, 'config.ts'), 'utf8').match(KIND_BRANCH)?.length).toBeGreaterThan(1)
+  // Every kind the factory lists has its operator code; a name that is no kind (nor an Object key) has none.
+  for (const { kind } of leaseFields()) {
+    const o = rawOpsFor(kind)
+    expect([kind, typeof o?.doctor, typeof o?.reap]).toEqual([kind, 'function', 'function'])
+  }
+  expect(rawOpsFor('toString')).toBeNull()
+  expect(rawOpsFor('docker')).toBeNull()
 })

@@ -17,10 +17,16 @@ afterAll(() => {
   cleanupTempDirs()
 })
 
-jest.mock('../../src/ops/reap-static', () => ({ reapStatic: async () => undefined }))
-
-const configWith = (ledgerDir: string): Config =>
-  loadConfig({ REMOTE_HOOKS_CONFIG: staticConfigFile(tempDir(), { fleet: { ledger: { kind: 'local', path: ledgerDir } } }) }, fileIo)
+/** Static hosts whose one host refuses connections at once (nothing listens on loopback port 1). */
+const configWith = (ledgerDir: string): Config => {
+  const c = loadConfig(
+    { REMOTE_HOOKS_CONFIG: staticConfigFile(tempDir(), { fleet: { ledger: { kind: 'local', path: ledgerDir } } }) },
+    fileIo
+  )
+  const p = c.provider as Extract<Config['provider'], { kind: 'static' }>
+  return { ...c, provider: { ...p, hosts: p.hosts.map((h) => ({ ...h, port: 1 })) } }
+}
+const unreachable = { kind: 'slot', what: '127.0.0.1:1', action: 'failed', why: expect.stringMatching(/^unreachable: .*ECONNREFUSED/) }
 
 const opts = () => ({ dryRun: false, clock: { now: () => Date.now() }, signal: new AbortController().signal })
 
@@ -30,6 +36,7 @@ test('a damaged ledger.json is a failed row; the pass still returns its rows', a
   writeFileSync(join(ledgerDir, 'ledger.json'), '{"version": 2, "open": ', { mode: 0o600 })
   const rows = await reap(configWith(ledgerDir), opts())
   expect(rows).toEqual([
+    unreachable,
     { kind: 'reservation', what: 'ledger', action: 'failed', why: expect.stringMatching(/^fleet ledger: .*ledger\.json is not a ledger/) }
   ])
 })
@@ -37,5 +44,5 @@ test('a damaged ledger.json is a failed row; the pass still returns its rows', a
 test('control: a readable ledger with no open reservation gives no row', async () => {
   const ledgerDir = join(tempDir(), 'ledger')
   mkdirSync(ledgerDir, { mode: 0o700 })
-  expect(await reap(configWith(ledgerDir), opts())).toEqual([])
+  expect(await reap(configWith(ledgerDir), opts())).toEqual([unreachable])
 })
