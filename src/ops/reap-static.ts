@@ -38,7 +38,9 @@ async function listSlots(remote: Remote, workRoot: string): Promise<Slot[]> {
   const r = await ask(
     remote,
     `L=${shPath(leasesOf(workRoot))}; [ -d "$L" ] || exit 0; for d in "$L"/slot-*; do [ -d "$d" ] && [ ! -L "$d" ] || continue; ` +
-      `o=$(head -n 1 "$d/owner" 2>/dev/null | head -c 400); c=$(head -n 1 "$d/${CANDIDATE_FILE}" 2>/dev/null | head -c 200); ` +
+      // Only plain files are read: a FIFO a job planted there would hold the pass until its bound.
+      `o=; c=; [ -f "$d/owner" ] && [ ! -L "$d/owner" ] && o=$(head -n 1 "$d/owner" 2>/dev/null | head -c 400); ` +
+      `[ -f "$d/${CANDIDATE_FILE}" ] && [ ! -L "$d/${CANDIDATE_FILE}" ] && c=$(head -n 1 "$d/${CANDIDATE_FILE}" 2>/dev/null | head -c 200); ` +
       `${record('"${d##*/}"')}; ${record('"$o"')}; ${record('"$c"')}; done`,
     { label, timeoutMs: CALL_MS }
   )

@@ -2,7 +2,7 @@
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
 import type { RunnerHost } from '../runner-host'
 import { z } from 'zod'
-import { HookError, TransportError, isPermanentTransport } from '../errors'
+import { HookError, RemoteCommandError, TransportError, isPermanentTransport } from '../errors'
 import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, type ConnectInfo, type Remote } from '../remote/remote'
@@ -38,6 +38,12 @@ export function freeSlotScript(dir: string, aside: string): string {
   )
 }
 
+/**
+ * Shell: field `n` of a slot's owner file `file` (one shell word), read only when it is a plain file:
+ * a job root on the host may leave a FIFO there, which would hold every runner's lease call.
+ */
+const ownerField = (file: string, n: number): string => `[ -f ${file} ] && [ ! -L ${file} ] && cut -d' ' -f${n} ${file} 2>/dev/null`
+
 /** Where a job's released lease folder is removed (see freeSlotScript). */
 export const asideOf = (workRoot: string, jobId: string): string => `${workRoot}/leases/.gone-${jobId}`
 
@@ -51,7 +57,7 @@ function releaseOwnedScript(workRoot: string, owner: string, keep?: string): str
     `rm -rf ${leases}/.new-${owner}-* ${leases}/.gone-${owner}-*; ` +
     `for d in ${leases}/slot-*; do ` +
     `if [ -L "$d" ]; then continue; fi; ` +
-    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(cut -d' ' -f1 "$d/owner" 2>/dev/null)" != ${shq(owner)} ] || ` +
+    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(${ownerField('"$d/owner"', 1)})" != ${shq(owner)} ] || ` +
     `{ g=${leases}/.gone-${owner}-"\${d##*/}"; mv -T "$d" "$g" 2>/dev/null && rm -rf "$g" && ${record('"released-${d##*/}"')}; }; ` +
     `done; true`
   )
@@ -82,7 +88,7 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     `i=$((i + 1)); if [ -d ${d} ] && [ ! -L ${d} ]; then break; fi; ` +
     `if [ -L ${d} ] || { [ -e ${d} ] && [ ! -d ${d} ]; } || [ $i -ge 5 ]; then rm -rf ${t}; echo "$e" >&2; exit 5; fi; done; ` +
     `if [ "$r" = new ]; then :; ` +
-    `elif [ "$(cut -d' ' -f1 ${d}/owner 2>/dev/null)" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
+    `elif [ "$(${ownerField(`${d}/owner`, 1)})" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
     `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
     `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
   )
@@ -120,12 +126,17 @@ export function parseLeaseMark(line: string): LeaseMark | null {
 
 const hostKey = (c: ConnectInfo): string => `${c.host}:${c.port}`
 
+/** What a lease call on a host may take: a few file operations, where a job root there may stall it. */
+const LEASE_CALL_MS = 30_000
+
 export class StaticHostProvider implements VmProvider<StaticLease> {
   readonly kind = 'static'
   readonly releaseDestroys = false
   constructor(
     private readonly cfg: StaticConfig,
-    private readonly workRoot: string
+    private readonly workRoot: string,
+    /** The bound of each lease call on a host (one a job root there stalls must not hold every runner). */
+    private readonly callMs = LEASE_CALL_MS
   ) {}
 
   describe(l: StaticLease): string {
@@ -152,6 +163,26 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     let lastError: unknown = null
     /** Hosts that did not answer on the last pass, with why: named when the wait ends, not hidden behind "busy". */
     const down = new Map<number, string>()
+    /**
+     * Hosts that waiting will not fix (a wrong host key or key pair, the lease script's own refusal):
+     * left out for this job, so one broken or hostile host does not fail jobs the others can take.
+     * When every host is here, the acquire fails at once with the reason.
+     */
+    const dead = new Map<number, { why: string; error: unknown }>()
+    const giveUp = (index: number, c: ConnectInfo, e: unknown): void => {
+      const why = `${hostKey(c)}: ${(e as Error).message}`
+      dead.set(index, { why, error: e })
+      down.delete(index)
+      if (dead.size < byHost.size) log.warn(`host ${why}; not tried again for this job`)
+    }
+    /** The acquire's end when no host is left to try: one host's own error, or each host's reason. */
+    const noneLeft = (): unknown => {
+      const all = [...dead.values()]
+      if (all.length === 1) return all[0].error
+      const last = all[all.length - 1].error
+      const why = `no host can be leased: ${all.map((d) => d.why).join('; ')}`
+      return last instanceof TransportError ? new TransportError(why, last.kind) : new HookError(why)
+    }
     // Connections stay open while we wait for a slot, and all but the chosen one are closed at the end.
     const opened = new Map<number, Remote>()
     const discardAll = async (keep?: number): Promise<void> => {
@@ -160,6 +191,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     /** One pass over every host and slot: a lease, or undefined when none is free now. */
     const tryAll = async (): Promise<Acquired<StaticLease> | undefined> => {
       for (const [index, leases] of byHost) {
+        if (dead.has(index)) continue
         const c = leases[0].connect
         let remote = opened.get(index)
         if (!remote) {
@@ -168,24 +200,43 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
             opened.set(index, remote)
             down.delete(index)
           } catch (e) {
-            // A wrong host key or key pair will not fix itself by waiting; a cancel is not a host problem;
-            // nor is a failure on this side (the job's agent could not be started, a folder is not private).
-            if (!(e instanceof TransportError) || isPermanentTransport(e) || env.signal.aborted) throw e
+            // A cancel is not a host problem; nor is a failure on this side (the job's agent could
+            // not be started, a folder is not private).
+            if (!(e instanceof TransportError) || env.signal.aborted) throw e
+            if (isPermanentTransport(e)) {
+              giveUp(index, c, e)
+              continue
+            }
             lastError = e
             down.set(index, `${hostKey(c)}: ${(e as Error).message}`)
             log.warn(`host ${hostKey(c)} unreachable: ${(e as Error).message}`)
             continue
           }
         }
-        for (const lease of leases) {
-          const got = await this.take(remote, lease, job.jobId, owner, runnerName, env)
-          if (got) {
-            await discardAll(index)
-            opened.clear()
-            return { lease, remote }
+        try {
+          for (const lease of leases) {
+            const got = await this.take(remote, lease, job.jobId, owner, runnerName, env)
+            if (got) {
+              await discardAll(index)
+              opened.clear()
+              return { lease, remote }
+            }
           }
+        } catch (e) {
+          if (env.signal.aborted) throw e
+          // This host's answer, or its silence, is this host's: the others are still tried.
+          opened.delete(index)
+          await env.discard(c, remote).catch(() => undefined)
+          if (e instanceof RemoteCommandError) {
+            giveUp(index, c, e)
+            continue
+          }
+          lastError = e
+          down.set(index, `${hostKey(c)}: ${(e as Error).message}`)
+          log.warn(`host ${hostKey(c)}: ${(e as Error).message}; trying again later`)
         }
       }
+      if (dead.size === byHost.size) throw noneLeft()
       return undefined
     }
     try {
@@ -199,14 +250,14 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
         progressEveryMs: 30_000,
         onProgress: () => log.progress(this.waitNote(opened.size)),
         onTimeout: () =>
-          lastError && !opened.size
+          lastError && !opened.size && !dead.size
             ? new TransportError(
                 `no host could be leased: ${(lastError as Error).message}`,
                 lastError instanceof TransportError ? lastError.kind : 'network'
               )
-            : down.size
+            : down.size || dead.size
               ? new HookError(
-                  `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of the hosts that answered is leased by another job; unreachable: ${[...down.values()].join('; ')}`
+                  `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of the hosts that answered is leased by another job; unreachable or refused: ${[...down.values(), ...[...dead.values()].map((d) => d.why)].join('; ')}`
                 )
               : new HookError(
                   `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`
@@ -237,7 +288,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     // over, and once a slot is ours, its other leases on this host are released.
     let r: string[]
     try {
-      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark), { label })
+      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark), { label, timeoutMs: this.callMs, signal: env.signal })
       if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
       const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
       const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
@@ -259,8 +310,8 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     // Only our own lease: a stale state must not free a slot another job holds now.
     await check(
       remote,
-      `[ "$(cut -d' ' -f2 ${shq(dir)}/owner 2>/dev/null)" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)))}; }`,
-      { label: 'release the host slot' }
+      `[ "$(${ownerField(`${shq(dir)}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)))}; }`,
+      { label: 'release the host slot', timeoutMs: this.callMs }
     )
   }
 

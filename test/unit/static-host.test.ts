@@ -1,7 +1,8 @@
 // Static-host leasing on a local shell: operator errors fail at once with the command's own words
 // (never "all slots busy" and a wait for acquireTimeoutSeconds), no failure leaves a slot taken, and
 // the wait for a free slot runs on the wait primitive (progress note, deadline, cancel).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StaticHostProvider, leaseDir } from '../../src/providers/static-host'
 import { ownerId } from '../../src/labels'
@@ -368,4 +369,104 @@ describe("a slot changing hands between two runners' jobs", () => {
     expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
     expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
   }, 30_000)
+})
+
+// A job is root on the host it ran on: it can stall that host's lease calls (a FIFO where a slot's
+// owner file is read, a shell start-up that sleeps) or break its logins (host keys, authorized_keys).
+// Other runners' jobs must still get the other hosts' slots.
+describe('one host a job stalled or broke does not hold the jobs the other hosts can take', () => {
+  const HOSTS = ['10.0.0.1', '10.0.0.2']
+  /** Two hosts on this machine, each with a work root of its own (the provider's path, mapped per host). */
+  function twoHosts(callMs: number) {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    const roots = [join(dir, 'work-h0'), join(dir, 'work-h1')]
+    const p = new StaticHostProvider(
+      {
+        kind: 'static',
+        acquireTimeoutSeconds: 30,
+        hosts: HOSTS.map((host) => ({ host, port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 1 }))
+      },
+      workRoot,
+      callMs
+    )
+    const locals = roots.map((_, i) => new LocalRemote(join(dir, `h${i}`)))
+    /** Host i's remote: the provider's work root is that host's own; `prelude` runs before each command. */
+    const remoteOf = (i: number, prelude = ''): Remote => ({
+      openExec: (c) => locals[i].openExec(prelude + c.split(workRoot).join(roots[i])),
+      openSocket: (s) => locals[i].openSocket(s),
+      close: () => undefined
+    })
+    const e = env(remoteOf(1))
+    e.connect = async (c) => remoteOf(HOSTS.indexOf(c.host))
+    return { dir, roots, p, e, locals, remoteOf }
+  }
+  const warnings = (e: { logged: string[] }) => e.logged.filter((l) => l.startsWith('warn:'))
+
+  test("a FIFO at a held slot's owner file: that slot is busy, not a call that never ends", async () => {
+    const { dir, roots, p, e } = twoHosts(30_000)
+    mkdirSync(leaseDir(roots[0], 0), { recursive: true })
+    execFileSync('mkfifo', [join(leaseDir(roots[0], 0), 'owner')])
+    const t0 = Date.now()
+    const got = await p.acquire(job(dir), e)
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    expect(got.lease).toMatchObject({ index: 1, slot: 0 })
+    expect(warnings(e)).toEqual([])
+    // positive control: host 0 was asked (its lease script ran) and its slot holds the FIFO still
+    expect(statSync(join(leaseDir(roots[0], 0), 'owner')).isFIFO()).toBe(true)
+    expect(readdirSync(join(roots[0], 'leases'))).toEqual(['slot-0'])
+  })
+
+  test('a host whose lease call never answers is left after the call bound, and the next host is leased', async () => {
+    const { dir, p, e, locals, remoteOf } = twoHosts(1000)
+    e.connect = async (c) => (c.host === HOSTS[0] ? remoteOf(0, 'sleep 30; ') : remoteOf(1))
+    const t0 = Date.now()
+    const got = await p.acquire(job(dir), e)
+    expect(got.lease.index).toBe(1)
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    expect(warnings(e)).toEqual([
+      expect.stringMatching(/^warn: host 10\.0\.0\.1:22: lease slot 0 on 10\.0\.0\.1:22: no result after 1 s; trying again later$/)
+    ])
+    // positive control: host 0 got the lease call
+    expect(locals[0].commands.some((c) => c.includes('/leases/.new-'))).toBe(true)
+  })
+
+  test("a host that refuses the login (its host key changed) is left for this job, not every job's failure", async () => {
+    const { dir, p, e, remoteOf } = twoHosts(30_000)
+    let tries = 0
+    e.connect = async (c) => {
+      if (c.host !== HOSTS[0]) return remoteOf(1)
+      tries++
+      throw new TransportError('host key mismatch for 10.0.0.1:22', 'hostkey')
+    }
+    const got = await p.acquire(job(dir), e)
+    expect(got.lease.index).toBe(1)
+    expect(tries).toBe(1)
+    expect(warnings(e)).toEqual(['warn: host 10.0.0.1:22: host key mismatch for 10.0.0.1:22; not tried again for this job'])
+    // control: with that host the only one, the job fails at once with its own error and kind
+    const only = twoHosts(30_000)
+    only.e.connect = async () => {
+      throw new TransportError('host key mismatch for 10.0.0.1:22', 'hostkey')
+    }
+    const err = (await provider(join(only.dir, 'work'))
+      .acquire(job(only.dir), only.e)
+      .catch((x: unknown) => x)) as TransportError
+    expect([err.message, err.kind]).toEqual(['host key mismatch for 10.0.0.1:22', 'hostkey'])
+  })
+
+  test("a host whose lease script refuses (its work root cannot be made) is left; when every host refuses, the job fails at once naming each", async () => {
+    const { dir, roots, p, e } = twoHosts(30_000)
+    writeFileSync(roots[0], 'not a folder')
+    const got = await p.acquire(job(dir), e)
+    expect(got.lease.index).toBe(1)
+    expect(warnings(e)).toEqual([expect.stringMatching(/^warn: host 10\.0\.0\.1:22: lease slot 0 on 10\.0\.0\.1:22 failed \(exit code 3\): .*cannot create/)])
+    // both refuse: at once, each host named, no wait
+    const both = twoHosts(30_000)
+    for (const r of both.roots) writeFileSync(r, 'not a folder')
+    const t0 = Date.now()
+    const err = (await both.p.acquire(job(both.dir), both.e).catch((x: unknown) => x)) as Error
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(err.message).toMatch(/^no host can be leased: 10\.0\.0\.1:22: lease slot 0 .*exit code 3.*; 10\.0\.0\.2:22: lease slot 0 .*exit code 3/)
+    expect(both.e.logged.filter((l) => l.startsWith('waiting'))).toEqual([])
+  })
 })
