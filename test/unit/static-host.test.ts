@@ -454,19 +454,23 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
     expect([err.message, err.kind]).toEqual(['host key mismatch for 10.0.0.1:22', 'hostkey'])
   })
 
-  test("a host whose lease script refuses (its work root cannot be made) is left; when every host refuses, the job fails at once naming each", async () => {
+  test('a host whose lease script refuses (its work root cannot be made) is left; when every host refuses, the job fails at once naming each', async () => {
     const { dir, roots, p, e } = twoHosts(30_000)
     writeFileSync(roots[0], 'not a folder')
     const got = await p.acquire(job(dir), e)
     expect(got.lease.index).toBe(1)
-    expect(warnings(e)).toEqual([expect.stringMatching(/^warn: host 10\.0\.0\.1:22: lease slot 0 on 10\.0\.0\.1:22 failed \(exit code 3\): .*cannot create/)])
+    expect(warnings(e)).toEqual([
+      expect.stringMatching(/^warn: host 10\.0\.0\.1:22: lease slot 0 on 10\.0\.0\.1:22 failed \(exit code 3\): .*cannot create/)
+    ])
     // both refuse: at once, each host named, no wait
     const both = twoHosts(30_000)
     for (const r of both.roots) writeFileSync(r, 'not a folder')
     const t0 = Date.now()
     const err = (await both.p.acquire(job(both.dir), both.e).catch((x: unknown) => x)) as Error
     expect(Date.now() - t0).toBeLessThan(5000)
-    expect(err.message).toMatch(/^no host can be leased: 10\.0\.0\.1:22: lease slot 0 .*exit code 3.*; 10\.0\.0\.2:22: lease slot 0 .*exit code 3/)
+    expect(err.message).toMatch(
+      /^no host can be leased: 10\.0\.0\.1:22: lease slot 0 .*exit code 3.*; 10\.0\.0\.2:22: lease slot 0 .*exit code 3/
+    )
     expect(both.e.logged.filter((l) => l.startsWith('waiting'))).toEqual([])
   })
 })
