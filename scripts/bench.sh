@@ -2,7 +2,7 @@
 # npm run bench: sets up the loopback test environment, builds, and runs bench/bench.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d node_modules ] || npm ci
+bash scripts/npm-deps.sh
 bash scripts/testenv/setup.sh
 # moto is stopped at the end only when this run started it (a kept test environment's stays up).
 moto_was_up=0

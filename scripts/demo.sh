@@ -2,7 +2,7 @@
 # `npm run demo`: a sample job through the BUILT hook (dist/index.js), on one machine.
 # `npm run demo -- --pool`: the same job on a member leased from a pool (moto + loopback members).
 #
-#   npm ci (if node_modules is missing)
+#   npm ci (if node_modules is missing or older than package-lock.json: scripts/npm-deps.sh)
 #   -> scripts/testenv/setup.sh (packages when root, dockerd, local test images)
 #   -> a throwaway loopback sshd "VM" named demo-PID on a free 127.0.0.1 port (RCH_DEMO_PORT
 #      to choose one; stopped and its work root removed on exit, by PID)
@@ -39,10 +39,7 @@ trap 'exit 143' TERM
 
 say() { printf '[demo] %s\n' "$*" >&2; }
 
-if [ ! -d node_modules ]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund
-fi
+bash scripts/npm-deps.sh
 
 say "test environment (dockerd, local images)"
 bash scripts/testenv/setup.sh

@@ -6,7 +6,7 @@
 # stops what it started on exit (by PID, through the same scripts).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-[ -e node_modules ] || npm ci --no-audit --no-fund
+bash scripts/npm-deps.sh
 STARTED=()
 stop_started() {
   local i

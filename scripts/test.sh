@@ -16,9 +16,10 @@
 #      scripts/testenv/reaped.py, which ends and counts processes the tests leave running
 #   -> the checks' output and result, once they are done
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
-# The last line printed is always "N passed, N failed[, N skipped]" (also written to
-# .testenv/summary); the exit code is jest's, or 1 when jest passed but a check above failed or the
-# tests left a process running (non-zero if anything failed before).
+# The last line printed is always "N passed, N failed" (also written to .testenv/summary), after a
+# line "[test] N skipped" when tests were skipped; the exit code is jest's, or 1 when jest passed
+# but a check above failed, the tests left a process running, or docker tried a registry outside
+# loopback (non-zero if anything failed before).
 # Env: TESTENV_KEEP=1 leaves the VMs, the registry and moto running after the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +29,7 @@ mkdir -p "$TESTENV"
 rm -f "$TESTENV/summary"
 
 SUMMARY=""
+SKIPPED=0
 STARTED=()
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
@@ -46,6 +48,11 @@ finish() {
     wait "$NPM_PID" 2>/dev/null
     cat "$NPM_LOG" >&2 2>/dev/null
   fi
+  if [ -n "${JEST_PID:-}" ]; then
+    echo "[test] stopping jest (process group $JEST_PID)" >&2
+    kill -TERM -- "-$JEST_PID" 2>/dev/null
+    wait "$JEST_PID" 2>/dev/null
+  fi
   if [ -n "${CHECKS_PID:-}" ]; then
     kill -TERM -- "-$CHECKS_PID" 2>/dev/null
     wait "$CHECKS_PID" 2>/dev/null
@@ -63,17 +70,18 @@ finish() {
     done
   fi
   if [ -z "$SUMMARY" ]; then
-    echo "[test] the test run did not reach jest (exit code $rc); see the errors above" >&2
+    echo "[test] the test run ended before jest's numbers (exit code $rc); see the errors above" >&2
     SUMMARY="0 passed, 1 failed"
     [ "$rc" -eq 0 ] && rc=1
   fi
+  [ "${SKIPPED:-0}" -gt 0 ] && printf '[test] %s skipped\n' "$SKIPPED"
   printf '%s\n' "$SUMMARY" >"$TESTENV/summary"
   printf '%s\n' "$SUMMARY"
   exit "$rc"
 }
 trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'echo "[test] interrupted (SIGINT)" >&2; exit 130' INT
+trap 'echo "[test] stopped (SIGTERM: a time limit, or CI cancelled the run)" >&2; exit 143' TERM
 
 T0=$(date +%s.%3N)
 phase() { echo "[test] $* (+$(awk -v a="$T0" -v b="$(date +%s.%3N)" 'BEGIN { printf "%.1f", b - a }') s)" >&2; }
@@ -88,6 +96,11 @@ await_job() {
   cat "$2" >&2
   [ "$rc" -eq 0 ] || { echo "[test] $3 failed (exit code $rc, output above)" >&2; exit 1; }
 }
+
+# The packages first (a fresh machine may lack python3's venv); the rest of the set-up later, beside
+# the virtualenvs' installs and npm ci.
+phase "system packages"
+bash scripts/testenv/setup.sh packages
 
 # The two installs run side by side; each is a no-op when its virtualenv already has its pinned
 # versions. They need only python3 (with venv) and pip's own configuration, nothing set up below.
@@ -188,8 +201,18 @@ jest_rc=0
 rm -f "$TESTENV/strays"
 # a lock left by a killed run (test/helpers/heavy-lock.ts): its pid may name a live process by now
 rm -f "$TESTENV"/heavy.lock*
+# Where this run's part of dockerd's log starts (the dockerd setup.sh started: see outside_pulls below).
+DOCKERD_LOG="$TESTENV/dockerd.log"
+log_from=$(stat -c %s "$DOCKERD_LOG" 2>/dev/null || echo 0)
+# In a process group of its own, waited for: a TERM or INT (Ctrl-C, CI's timeout) reaches the traps
+# at once, and finish() ends the group, instead of both waiting for jest to end.
+set -m
 python3 scripts/testenv/reaped.py --strays "$TESTENV/strays" -- \
-  nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" || jest_rc=$?
+  nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" &
+JEST_PID=$!
+set +m
+wait "$JEST_PID" || jest_rc=$?
+JEST_PID=""
 strays=$(cat "$TESTENV/strays" 2>/dev/null || true)
 case "$strays" in
   '' | *[!0-9]*)
@@ -225,12 +248,25 @@ elif [ "$jest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "[test] jest exited $jest_rc although no test failed; counting that as 1 failure" >&2
   failed=1
 fi
-failed=$((failed + strays))
-summary() { # FAILED: the summary line for these numbers
+# Docker must never try a registry outside loopback: setup.sh's dockerd has a dead proxy for them,
+# and each attempt leaves a "proxyconnect" line in its log.
+pid_is_dockerd() { [ -n "$1" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q '^dockerd '; }
+outside_pulls=0
+if [ -f "$DOCKERD_LOG" ] && [ -f "$TESTENV/dockerd.pid" ] && pid_is_dockerd "$(cat "$TESTENV/dockerd.pid")"; then
+  tried=$(tail -c +"$((log_from + 1))" "$DOCKERD_LOG" | grep 'Handler for POST.*proxyconnect' || true)
+  if [ -n "$tried" ]; then
+    printf '%s\n' "$tried" | head -n 5 >&2
+    echo "[test] docker tried a registry outside loopback ($(printf '%s\n' "$tried" | grep -c .) pulls, the first above); counting that as 1 failure" >&2
+    outside_pulls=1
+  fi
+else
+  echo "[test] dockerd is not the one scripts/testenv/setup.sh started: pulls outside loopback are not watched" >&2
+fi
+failed=$((failed + strays + outside_pulls))
+summary() { # FAILED: the summary line for these numbers (skipped tests get a line of their own before it)
   printf '%s passed, %s failed' "$passed" "$1"
-  [ "$skipped" -gt 0 ] && printf ', %s skipped' "$skipped"
-  return 0
 }
+SKIPPED="$skipped"
 # Jest's numbers stand even if the run is stopped while it waits for the checks (counted as 1).
 SUMMARY="$(summary "$((failed + 1))")"
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Prepare this machine for the integration tests (idempotent; ~1 s when all is there).
 #
-#   bash scripts/testenv/setup.sh
+#   bash scripts/testenv/setup.sh [packages]
+#
+# With `packages`, step 1 only.
 #
 # 1. installs missing Debian packages (needs root; one `apt-get update` first):
 #    docker.io openssh-server rsync docker-registry debootstrap apache2-utils
 #    busybox-static bash-static python3-fusepy (the name-folding test's FUSE file system)
+#    python3 python3-venv (moto's and Terraform's checkers' virtualenvs) procps (ps)
 # 2. starts dockerd if `docker info` fails (log .testenv/dockerd.log, pid
-#    .testenv/dockerd.pid) and leaves it running
+#    .testenv/dockerd.pid) and leaves it running: published ports on 127.0.0.1, and a dead
+#    proxy for any registry outside 127.0.0.0/8 (no pull ever leaves this machine)
 # 3. builds the local test images, without any registry (docker import of a
 #    rootfs tarball), each labelled rch-test=1:
 #      rch-test/tiny:1   busybox-static + bash-static (sh, bash, nc, httpd, tar, ...)
@@ -27,10 +31,12 @@ t0="$(now_s)"
 mkdir -p "$TESTENV_DIR/cache"
 
 PACKAGES=(docker.io openssh-server openssh-client rsync docker-registry debootstrap
-  apache2-utils busybox-static bash-static python3-fusepy)
+  apache2-utils busybox-static bash-static python3-fusepy python3 python3-venv procps)
 IMAGE_PATH_ENV='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 # ---------------------------------------------------------------- packages
+POLICY_MARK='# made by remote-container-hooks scripts/testenv/setup.sh'
+
 ensure_packages() {
   local p missing=() created_policy=0
   for p in "${PACKAGES[@]}"; do
@@ -39,25 +45,48 @@ ensure_packages() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   # keep the packages' init scripts from starting system services (a system
-  # sshd on :22, a dockerd we did not start) while they are installed
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  # sshd on :22, a dockerd we did not start) while they are installed. Ours carries a mark: one
+  # that a killed run left behind is still ours to remove, and removed even if this run is killed.
+  if [ ! -e /usr/sbin/policy-rc.d ] || grep -qx "$POLICY_MARK" /usr/sbin/policy-rc.d; then
+    printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     created_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   local rc=0
   {
-    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    # an install a killed run left half done makes every later one refuse ("dpkg was interrupted");
+    # the lock wait covers a machine's own unattended upgrades
+    DEBIAN_FRONTEND=noninteractive dpkg --configure -a &&
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
   } >"$TESTENV_DIR/apt.log" 2>&1 || rc=$?
-  [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  if [ "$created_policy" = 1 ]; then
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
   if [ "$rc" -ne 0 ]; then
     tail -n 30 "$TESTENV_DIR/apt.log" >&2
     die "apt-get failed (rc $rc), full log: $TESTENV_DIR/apt.log"
   fi
+  # Services that came with packages this run installed stay off after a reboot too: the system
+  # sshd would listen on every interface, the registry on :5000 without a password (and take the
+  # port registry.sh uses). Units of packages that were there before are left as they were.
+  local unit
+  for p in "${missing[@]}"; do
+    case "$p" in
+      openssh-server) unit=ssh.service ;;
+      docker-registry) unit=docker-registry.service ;;
+      *) continue ;;
+    esac
+    command -v systemctl >/dev/null && systemctl disable --quiet "$unit" >>"$TESTENV_DIR/apt.log" 2>&1 || true
+  done
 }
 
 # ---------------------------------------------------------------- dockerd
+# A loopback port nothing listens on (discard): dockerd's proxy for registries outside loopback.
+DEAD_PROXY=http://127.0.0.1:9
+
 ensure_dockerd() {
   docker_ok && return 0
   local pid i
@@ -72,8 +101,13 @@ ensure_dockerd() {
       rm -f /var/run/docker.pid
     fi
     log "starting dockerd (log: $TESTENV_DIR/dockerd.log)"
-    # setsid: its own session, so a Ctrl-C of the test run does not take it down
-    setsid dockerd >"$TESTENV_DIR/dockerd.log" 2>&1 </dev/null &
+    # setsid: its own session, so a Ctrl-C of the test run does not take it down.
+    # --ip: ports the tests publish listen on loopback only, never on the network.
+    # The proxy is a closed loopback port, for every registry outside 127.0.0.0/8: a pull of any
+    # other name (a public registry's) fails at once, never leaves this machine, and leaves a
+    # "proxyconnect" line in the log, which scripts/test.sh counts as a failure.
+    setsid env HTTP_PROXY="$DEAD_PROXY" HTTPS_PROXY="$DEAD_PROXY" NO_PROXY=127.0.0.0/8,localhost \
+      dockerd --ip 127.0.0.1 >"$TESTENV_DIR/dockerd.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$TESTENV_DIR/dockerd.pid"
   fi
@@ -250,6 +284,8 @@ ensure_images() {
 }
 
 ensure_packages
+# `setup.sh packages`: only the packages (scripts/test.sh starts the virtualenvs' installs after them).
+[ "${1:-}" = packages ] && exit 0
 ensure_dockerd
 ensure_images
 log "setup done in $(elapsed "$t0") s"

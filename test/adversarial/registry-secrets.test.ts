@@ -96,7 +96,9 @@ function newRunner(viaRelay = false): FakeRunner & { logFile: string } {
       provider: staticProvider(vm, viaRelay ? { host: '127.0.0.1', port: relayPort, knownHostsFile: relayKnownHosts() } : {}, {
         acquireTimeoutSeconds: 60
       }),
-      images: { pullPolicy: 'always', pullTimeoutSeconds: 600 },
+      // `missing`: the stub's images are never there, so they are pulled anyway; `always` would also
+      // send docker after the local-only job image (rch-test/tiny) to a public registry.
+      images: { pullPolicy: 'missing', pullTimeoutSeconds: 600 },
       timeouts: { healthSeconds: 60, connectSeconds: 3 }
     }
   })
