@@ -55,7 +55,8 @@ const oneLine = str.refine((s) => !hasNul(s) && !hasNewline(s), 'must not contai
 export const RegistrySchema = z
   .object({
     username: nullable(oneLine),
-    password: nullable(oneLine),
+    // A password may hold line breaks: a service account's JSON key file is Google's registries' password.
+    password: nullable(noNul),
     serverUrl: emptyIsNull(str.refine((s) => s === '' || isRegistryServer(s), 'must be a registry host[:port][/path]'))
   })
   .passthrough()

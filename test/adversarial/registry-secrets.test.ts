@@ -192,6 +192,37 @@ describe('a registry that quotes the credentials back in its refusal', () => {
     expect(await leftovers(runner)).toEqual(NOTHING)
   })
 
+  test("a password of several lines (a JSON key file, as Google's registries take one): sent whole, and no line of it shows", async () => {
+    const runner = newRunner()
+    const logFile = runner.logFile
+    const c = {
+      username: '_json_key',
+      password: `{\n  "private_key_id": "${randomBytes(8).toString('hex')}",\n  "private_key": "${randomBytes(24).toString('base64')}"\n}\n`
+    }
+    const image = `127.0.0.1:${registryPort}/echo/json-key:1`
+    const before = seen.length
+    const r = await runner.call(
+      'prepare_job',
+      { container: runner.jobContainer(image, { registry: { ...c, serverUrl: `127.0.0.1:${registryPort}` } }), services: [] },
+      { state: null }
+    )
+    // positive control: docker sent the stub the password whole, line breaks and all, and it was quoted back
+    expect(seen.slice(before)).toContain(`${c.username}:${c.password}`)
+    expect(r.code).not.toBe(0)
+    expect(errorLines(r).join('\n')).toContain('refused')
+    const lines = c.password
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.length >= 3)
+    expect(lines).toHaveLength(2)
+    const log = readFileSync(logFile, 'utf8')
+    const shown = lines.filter((l) => [r.stdout, r.stderr, log].some((text) => text.includes(l)))
+    expect(shown).toEqual([])
+    expect(traces(r, logFile, c)).toEqual([])
+    expect(filesOnVmWith(runner, c)).toEqual([])
+    expect(await leftovers(runner)).toEqual(NOTHING)
+  })
+
   test('run_container_step without state: the same, for a container action pulled with credentials', async () => {
     const runner = newRunner()
     const logFile = runner.logFile

@@ -342,9 +342,14 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
       'args.container.registry.serverUrl'
     ],
     [
-      'registry password with a newline',
-      { container: container({ registry: { username: 'u', password: 'p\nx', serverUrl: 'ghcr.io' } }) },
+      'registry password with NUL',
+      { container: container({ registry: { username: 'u', password: 'p\0x', serverUrl: 'ghcr.io' } }) },
       'args.container.registry.password'
+    ],
+    [
+      'registry username with a newline',
+      { container: container({ registry: { username: 'u\nx', password: 'p', serverUrl: 'ghcr.io' } }) },
+      'args.container.registry.username'
     ],
     [
       'registry username with NUL',
@@ -397,6 +402,14 @@ describe('parseHookInput: hostile values are refused, naming the field', () => {
     const msg = errorOf(input('prepare_job', args)).message
     expect(msg).toContain(`${field}:`)
     expect(msg).not.toMatch(/\n/)
+  })
+
+  test("a registry password of several lines (a service account's JSON key) is taken as it is", () => {
+    const password = '{\n  "type": "service_account",\r\n  "private_key": "k"\n}\n'
+    const r = parseHookInput(
+      input('prepare_job', { container: container({ registry: { username: '_json_key', password, serverUrl: 'gcr.io' } }) })
+    )
+    expect((r.args as { container: { registry: { password: string } } }).container.registry.password).toBe(password)
   })
 
   test.each([
