@@ -2,7 +2,7 @@
 // a fresh container for container actions. Output is streamed as it arrives with backpressure; the
 // exit code comes from the engine, so a dropped connection can never read as success; cancellation
 // stops the remote process, not just the local stream.
-import { Engine, idFrom, type Output } from './engine'
+import { Engine, EngineError, idFrom, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
 import { TransportError, type StepStop } from '../errors'
 import { UnexpectedAnswer } from '../remote/answer'
@@ -414,13 +414,18 @@ export function portMap(info: Inspect): Record<string, string> {
   return out
 }
 
-/** Alpine if /etc/alpine-release exists; read through the archive API, so the image needs no shell. */
+/**
+ * Alpine if /etc/alpine-release exists; read through the archive API, so the image needs no shell.
+ * Only the engine's "no such path" (404) means not Alpine: any other failure is the command's, as
+ * a wrong answer would have the runner start the glibc node in a musl container, failing far from here.
+ */
 export async function isAlpine(engine: Engine, id: string): Promise<boolean> {
   try {
     await engine.call('HEAD', `/containers/${id}/archive?path=${encodeURIComponent('/etc/alpine-release')}`)
     return true
-  } catch {
-    return false
+  } catch (e) {
+    if (e instanceof EngineError && e.status === 404) return false
+    throw e
   }
 }
 
