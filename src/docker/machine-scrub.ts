@@ -1,5 +1,6 @@
 // The scrub that makes a reused machine (a pool member) clean for its next job: everything a job can
-// leave through Docker or as the SSH user goes; the image cache stays (that is what a pool is for),
+// leave through Docker (containers, networks, volumes, plugins, the build cache) or as the SSH user
+// goes; the image cache stays (that is what a pool is for),
 // except images a job built or retagged (a tag not backed by a digest pulled from its own repository
 // could be a poisoned `node:20`). The handler hands it to the provider (ProviderEnv.scrub), which runs
 // it as the SSH user while it still holds the lease, so no other job is on the machine meanwhile.
@@ -50,13 +51,20 @@ export function scrubScript(workRoot: string): string {
     `if [ -n "$bad" ]; then images=$(printf '%s\\n' "$bad" | grep -c .); docker rmi $bad >/dev/null || ` +
     `{ left=$(docker image inspect --format '{{.Id}}' $bad 2>/dev/null); [ -z "$left" ] || exit 15; }; fi; ` +
     `docker image prune -f "$@" >/dev/null 2>&1; ` +
+    // Managed plugins (a privileged process no `docker ps` shows) and the build cache (a later
+    // job's Dockerfile action would reuse a layer a job made) go too. Neither can be narrowed to a
+    // scope, so a scoped scrub (a test machine's Engine, shared) leaves them.
+    `if [ -z "$lab" ]; then pl=$(docker plugin ls -q) || exit 18; [ -z "$pl" ] || docker plugin rm -f $pl >/dev/null || exit 18; ` +
+    `docker builder prune -af >/dev/null || exit 19; fi; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +
     `rm -rf ${w}/jobs 2>/dev/null || sudo -n rm -rf ${w}/jobs 2>/dev/null || { ` +
     `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); ` +
     // As the job folder's helper (docker/job-folder.ts): never a pull, no network, and in the scrub's
-    // scope, so that one whose rm never ends is removed by the next scrub.
-    `[ -n "$img" ] && docker run --rm --pull never --user 0 --network none \${lab:+--label "$lab"} -v ${w}:/x --entrypoint rm "$img" -rf /x/jobs >/dev/null 2>&1; ` +
+    // scope, so that one whose rm never ends is removed by the next scrub. The image may be one a job
+    // chose: it gets the job folders alone (their contents go; the mount point stays for the rm
+    // after it), not the work root with the externals copy and the lease.
+    `[ -n "$img" ] && docker run --rm --pull never --user 0 --network none \${lab:+--label "$lab"} -v ${w}/jobs:/x/jobs --entrypoint rm "$img" -rf /x/jobs >/dev/null 2>&1; ` +
     `rm -rf ${w}/jobs; } || exit 16; fi; ` +
     `rm -rf "$HOME/.docker" || exit 17; ` +
     // The SSH user's processes in other sessions (sshd's own stay: they carry other clients' sessions).

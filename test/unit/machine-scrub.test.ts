@@ -124,5 +124,39 @@ test.each([
   expect(r.folders).toBe(1)
   const argv = readFileSync(runs, 'utf8').trim().split('\n')
   expect(argv.slice(0, argv.indexOf('-v'))).toEqual(['--rm', '--pull', 'never', '--user', '0', '--network', 'none', ...label])
+  // The helper's image may be one a job chose: it gets the job folders alone, not the whole work root.
+  expect(argv[argv.indexOf('-v') + 1]).toBe(`${join(work, 'jobs')}:/x/jobs`)
   expect(argv.slice(argv.indexOf('--entrypoint'))).toEqual(['--entrypoint', 'rm', 'kept/image:1', '-rf', '/x/jobs'])
+})
+
+// Plugins (privileged, invisible to `docker ps`) and the build cache (a later Dockerfile action would
+// reuse a job's layers) go in a real member's scrub; a scoped one (a test machine's shared Engine)
+// cannot narrow them, so it leaves them.
+test.each([
+  ['without a scope (a real member)', null, true],
+  ['with a scope (control: a shared Engine)', 'label=ci.pool=1\n', false]
+])('plugins and the build cache, %s', async (_name, scope, removed) => {
+  if (scope) {
+    mkdirSync(join(dir, 'home', '.config', 'remote-container-hooks'), { recursive: true })
+    writeFileSync(join(dir, 'home', '.config', 'remote-container-hooks', 'scrub-scope'), scope)
+  }
+  const calls = join(dir, 'calls')
+  const stub = [`echo "$*" >> ${shq(calls)}`, `case "$1 $2" in`, `  "plugin ls") echo evil/plugin:latest ;;`, `  *) ;;`, `esac`].join('\n')
+  await scrub(stub)
+  const made = readFileSync(calls, 'utf8').trim().split('\n')
+  const wanted = ['plugin ls -q', 'plugin rm -f evil/plugin:latest', 'builder prune -af']
+  expect(wanted.filter((c) => made.includes(c))).toEqual(removed ? wanted : [])
+  // positive control: the scrub did run its other removals (the containers' listing) either way
+  expect(made.some((c) => c.startsWith('ps -aq'))).toBe(true)
+})
+
+test('a plugin that cannot be removed fails the scrub (the member is not clean)', async () => {
+  const stub = [
+    `case "$1 $2" in`,
+    `  "plugin ls") echo evil/plugin:latest ;;`,
+    `  "plugin rm") echo 'in use' >&2; exit 1 ;;`,
+    `  *) ;;`,
+    `esac`
+  ].join('\n')
+  await expect(scrub(stub)).rejects.toThrow(/exit code 18/)
 })
