@@ -116,6 +116,15 @@ async function runOn(
       outputTo(ctx.stdout, ctx.stderr),
       ctx.signal
     )
+  } catch (e) {
+    // A container whose end could not be learned (its stream or wait failed, the connection still
+    // up): what it wrote (file commands, the workspace) comes back, as for a script step. Not after
+    // a cancel, nor over a connection the check did not find working.
+    const err = await blameOf(e, remote, ctx.signal)
+    const connected = !(err instanceof TransportError) || err.kind === 'stream'
+    if (connected && !ctx.signal.aborted && !(err instanceof Cancelled))
+      await pull(target, state.pullRoots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed container action: ${formatError(p)}`))
+    throw err
   } finally {
     // Also when the container could not be created or its stream failed; a hook killed before
     // this leaves the image to cleanup_job, which finds it by its labels.
