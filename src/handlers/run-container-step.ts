@@ -123,7 +123,9 @@ async function runOn(
     const err = await blameOf(e, remote, ctx.signal)
     const connected = !(err instanceof TransportError) || err.kind === 'stream'
     if (connected && !ctx.signal.aborted && !(err instanceof Cancelled))
-      await pull(target, state.pullRoots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed container action: ${formatError(p)}`))
+      await pull(target, state.pullRoots).catch((p: unknown) =>
+        ctx.log.debug(`pull-back after the failed container action: ${formatError(p)}`)
+      )
     throw err
   } finally {
     // Also when the container could not be created or its stream failed; a hook killed before
