@@ -56,14 +56,22 @@ describe('a job end to end on a static host', () => {
 
   test('file commands and workspace changes come back, deletions included; user exit code passes through', async () => {
     const { args, fc } = runner.scriptStep(
-      'echo "greeting=hello" >> "$GITHUB_OUTPUT"\necho "FOO=bar" >> "$GITHUB_ENV"\ncat "$GITHUB_ARTIFACTS_LIST"\nmkdir -p out && echo built > out/result.txt\nrm host-file.txt\nexit 3\n'
+      'echo "greeting=hello" >> "$GITHUB_OUTPUT"\necho "FOO=bar" >> "$GITHUB_ENV"\necho /opt/tool/bin >> "$GITHUB_PATH"\n' +
+        'echo "cache-key=k1" >> "$GITHUB_STATE"\necho "### Summary" >> "$GITHUB_STEP_SUMMARY"\n' +
+        'cat "$GITHUB_ARTIFACTS_LIST"\nmkdir -p out && echo built > out/result.txt\nrm host-file.txt\nexit 3\n'
     )
     const r = await runner.call('run_script_step', args)
     expect(r.code).toBe(3)
     expect(r.stdout).toContain('"subjects"')
     expect(r.stdout).not.toContain('::error::')
+    // Every file the runner reads after a step, from the host, failed step or not.
     expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('greeting=hello\n')
     expect(readFileSync(fc.files.GITHUB_ENV, 'utf8')).toBe('FOO=bar\n')
+    expect(readFileSync(fc.files.GITHUB_PATH, 'utf8')).toBe('/opt/tool/bin\n')
+    expect(readFileSync(fc.files.GITHUB_STATE, 'utf8')).toBe('cache-key=k1\n')
+    expect(readFileSync(fc.files.GITHUB_STEP_SUMMARY, 'utf8')).toBe('### Summary\n')
+    // The runner reads a response only after prepare_job: none is written for a step.
+    expect(r.responseText).toBe('')
     expect(readFileSync(join(runner.workspace, 'out/result.txt'), 'utf8')).toBe('built\n')
     expect(existsSync(join(runner.workspace, 'host-file.txt'))).toBe(false)
   })
@@ -114,6 +122,7 @@ describe('a job end to end on a static host', () => {
     expect(r.stdout).toContain('action-ran')
     expect(r.stdout).toContain('hostile.out')
     expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('from-action=y y\n')
+    expect(r.responseText).toBe('')
   })
 
   test('a container action built from its Dockerfile on the remote', async () => {
@@ -144,6 +153,7 @@ describe('a job end to end on a static host', () => {
     expect(images()).toHaveLength(1) // positive control
     const r1 = await runner.cleanup()
     expect({ code: r1.code, out: r1.stdout + r1.stderr }).toEqual({ code: 0, out: expect.not.stringContaining('::error::') })
+    expect(r1.responseText).toBe('')
     expect(r1.stdout).toMatch(/cleaned up .*, 1 images/)
     expect(images()).toEqual([])
     expect(await dockerIds(`label=dev.remote-container-hooks.job=${jobId}`)).toEqual([])

@@ -302,6 +302,18 @@ describe('planJob', () => {
       )
     })
 
+    it('a tool cache outside the work folder (RUNNER_TOOL_CACHE, mounted at /__t) is refused, naming the mount', () => {
+      const c = jobContainer()
+      ;(c.systemMountVolumes as ReturnType<typeof mount>[]).push(mount('/opt/hostedtoolcache', '/__t'))
+      expect(inputError(() => plan({ container: c }))).toBe(
+        `args.container.systemMountVolumes.5.sourceVolumePath: host path /opt/hostedtoolcache is outside the runner's work folder ${WORK}, so it cannot be synced to the remote host`
+      )
+      // control: the tool cache under _work is a mount like the others
+      const under = jobContainer()
+      ;(under.systemMountVolumes as ReturnType<typeof mount>[]).push(mount(`${WORK}/_tool`, '/__w/_tool'))
+      expect(() => plan({ container: under })).not.toThrow()
+    })
+
     it('the job container is checked before the services', () => {
       expect(inputError(() => plan({ container: jobContainer({ createOptions: '"' }), services: [container({ image: null })] }))).toMatch(
         /^args\.container\./
