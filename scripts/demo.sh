@@ -21,6 +21,7 @@ DEMO_VM="demo-$$"
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 DEMO_PORT="${RCH_DEMO_PORT:-$(free_port)}"
 VM_STARTED=0
+MOTO_STARTED=0
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 finish() {
@@ -30,6 +31,8 @@ finish() {
     bash scripts/testenv/vm.sh stop "$DEMO_VM"
     rm -rf ".testenv/vm-$DEMO_VM" "/var/tmp/rch-vm-$DEMO_VM"
   fi
+  # moto only when this run started it (a kept test environment's stays up)
+  [ "$MOTO_STARTED" = 1 ] && bash scripts/testenv/moto.sh stop
   rm -f ".testenv/demo-$$.js"
   exit "$rc"
 }
@@ -47,6 +50,7 @@ bash scripts/testenv/setup.sh
 if [ "${1:-}" = --pool ]; then
   # The pool variant: moto's EC2 + Auto Scaling APIs on loopback; the demo makes the group and its members.
   say "moto (EC2 and Auto Scaling APIs on loopback)"
+  if ! { [ -f .testenv/moto/moto.pid ] && kill -0 "$(cat .testenv/moto/moto.pid)" 2>/dev/null; }; then MOTO_STARTED=1; fi
   bash scripts/testenv/moto.sh start
   export RCH_DEMO_POOL=1
 else

@@ -5,7 +5,7 @@
 // dockerd. Each phase prints a group header, then the hook's output streamed live; at the end a
 // per-phase timing table. Exit code 1 if any phase failed (cleanup_job runs regardless).
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { FakeRunner, HOOK, type HookRun } from '../test/helpers/fake-runner'
 import { loadVm, testImages, type VmName } from '../test/helpers/testenv'
@@ -94,7 +94,7 @@ let hookEnv: Record<string, string> = {}
  * The pool variant (`npm run demo -- --pool`): an Auto Scaling group of 2 in moto, its members loopback
  * sshds (test/helpers/pool-env.ts), and a runner configured with provider.kind ec2-pool.
  */
-async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: string }> {
+async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: string; dir: string }> {
   // This process's own SDK client (the group's stand-in) would warn about Node 20; the hook silences it itself.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
   // A new folder of its own (mkdtemp, 0700): a name another local user could make first would let
@@ -116,7 +116,7 @@ async function demoPool(): Promise<{ pool: Pool; runner: FakeRunner; remote: str
     name: `demo-runner-${process.pid}`,
     config: poolHookConfig(pool, key)
   })
-  return { pool, runner, remote: `pool ${pool.name} (moto at ${pool.endpoint}), work root ~/rch on each member` }
+  return { pool, runner, remote: `pool ${pool.name} (moto at ${pool.endpoint}), work root ~/rch on each member`, dir }
 }
 
 /** The member's own lease record and its history of grants and releases. */
@@ -318,6 +318,8 @@ async function main(): Promise<number> {
     }
     runner.dispose()
     await pooled?.pool.close()
+    // The pool's key pair: nothing of the demo stays behind.
+    if (pooled) rmSync(pooled.dir, { recursive: true, force: true })
   }
 
   // --------------------------------------------------------------- summary

@@ -31,7 +31,11 @@ push_image() {
   local cfg rc=0
   docker image inspect "$SOURCE_IMAGE" >/dev/null 2>&1 ||
     die "registry: image $SOURCE_IMAGE missing (run scripts/testenv/setup.sh)"
-  cfg="$(mktemp -d "${TMPDIR:-/tmp}/rch-docker-config.XXXXXX")"
+  # In the registry's own 0700 folder, not the shared TMPDIR: a run killed during the push leaves
+  # the login there, and the next push removes it first.
+  cfg="$D/docker-config"
+  rm -rf "$cfg"
+  install -d -m 700 "$cfg"
   (
     export DOCKER_CONFIG="$cfg"
     docker login -u "$REG_USER" --password-stdin "$REG_HOST" <"$D/password" >/dev/null 2>"$cfg/err" ||

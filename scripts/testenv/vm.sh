@@ -120,8 +120,12 @@ stop_vm() {
     return 0
   fi
   stop_sshd "$d" "vm $name"
-  # the VM is gone: its work root too (each keeps a ~95 MB externals copy)
+  # the VM is gone: its work root too (each keeps a ~95 MB externals copy), and the key it let in
   rm -rf "/var/tmp/rch-vm-$name"
+  local home
+  home="$(getent passwd "$RCHVM_USER" | cut -d: -f6)"
+  [ -n "$home" ] && rm -f "$home/.ssh/authorized_keys.rch-vm-$name"
+  return 0
 }
 
 case "${1:-}" in
