@@ -172,6 +172,18 @@ set +m
 renice -n 19 -g "$CHECKS_PID" >/dev/null 2>&1 || true
 phase "type check, lint and format check started at nice 19 (pid $CHECKS_PID, output in $CHECKS_LOG)"
 
+# What a killed run left: its VMs hold slot leases of runners that are gone (one-slot hosts would
+# make tests wait out their acquire timeout), so they start afresh unless kept on purpose; and the
+# EC2 stand-ins its tests did not get to stop (each by the PID it recorded).
+if [ "${TESTENV_KEEP:-0}" != 1 ]; then
+  bash scripts/testenv/vm.sh stop a
+  bash scripts/testenv/vm.sh stop b
+fi
+for d in "$TESTENV"/inst-*/; do
+  [ -d "$d" ] || continue
+  d="${d%/}"
+  bash scripts/testenv/instance-sshd.sh stop "${d##*/inst-}" >/dev/null 2>&1 || true
+done
 STARTED+=(vm-a)
 bash scripts/testenv/vm.sh start a 2231
 STARTED+=(vm-b)
