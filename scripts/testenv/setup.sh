@@ -187,23 +187,34 @@ build_busybox_image() { # tiny|musl
   log "built $image"
 }
 
-# the Debian mirror apt uses for bookworm (one-line .list or deb822 .sources)
+# The Debian mirror apt uses (one-line .list or deb822 .sources): the one it uses for bookworm, else
+# the first Debian archive it uses for another plain suite (trixie, stable, sid: any Debian mirror
+# serves bookworm too), never a security, updates or backports suite, nor a mirror not named .../debian.
 debian_mirror() {
   if [ -n "${DEBIAN_MIRROR:-}" ]; then printf '%s' "$DEBIAN_MIRROR"; return; fi
+  local uri
+  uri="$(mirror_for_suites '^bookworm$')"
+  [ -n "$uri" ] || uri="$(mirror_for_suites '^[a-z]+$')"
+  [ -n "$uri" ] && { printf '%s' "$uri"; return; }
+  die "no Debian mirror in the apt sources: set DEBIAN_MIRROR to the mirror debootstrap should use for bookworm"
+}
+
+# mirror_for_suites REGEX -> the first Debian archive URI of a deb line or stanza whose suite matches
+mirror_for_suites() {
   local f uri
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -f "$f" ] || continue
-    uri="$(awk '
+    uri="$(awk -v want="$1" '
       $1 == "deb" {
         i = 2
         if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-        if ($(i + 1) == "bookworm") { print $i; exit }
+        if ($(i + 1) ~ want && $i ~ /\/debian\/?$/) { print $i; exit }
       }' "$f")"
     [ -n "$uri" ] && { printf '%s' "$uri"; return; }
   done
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
-    uri="$(awk '
+    uri="$(awk -v want="$1" '
       BEGIN { RS = ""; FS = "\n" }
       {
         types = ""; uris = ""; suites = ""; enabled = "yes"
@@ -220,19 +231,25 @@ debian_mirror() {
         }
         if (enabled ~ /no/) next
         if ((" " types " ") !~ /[ \t]deb[ \t]/) next
-        if ((" " suites " ") !~ /[ \t]bookworm[ \t]/) next
+        ok = 0
+        ns = split(suites, s, /[ \t]+/)
+        for (k = 1; k <= ns; k++) if (s[k] ~ want) ok = 1
+        if (!ok) next
         nu = split(uris, u, /[ \t]+/)
-        for (k = 1; k <= nu; k++) if (u[k] != "") { print u[k]; exit }
+        for (k = 1; k <= nu; k++) if (u[k] ~ /\/debian\/?$/) { print u[k]; exit }
       }' "$f")"
     [ -n "$uri" ] && { printf '%s' "$uri"; return; }
   done
-  die "no Debian mirror for bookworm in the apt sources: set DEBIAN_MIRROR to the mirror debootstrap should use"
 }
 
 build_glibc_image() {
   local cache="$TESTENV_DIR/cache/glibc-bookworm-rootfs.tar" R mirror t
   if [ ! -s "$cache" ]; then
     mirror="$(debian_mirror)"
+    # apt's own proxy, for debootstrap's downloads too (it reads only the environment's)
+    local proxy
+    proxy="$(apt-config dump 2>/dev/null | sed -n 's/^Acquire::http::Proxy "\(.*\)";$/\1/p' | head -n 1)"
+    if [ -n "$proxy" ] && [ -z "${http_proxy:-}" ]; then export http_proxy="$proxy"; fi
     # Outside the checkout: debootstrap mounts /proc in it for a while, and the format check, which
     # runs meanwhile, walks the tree and stops at /proc's unreadable entries.
     R="$(mktemp -d /var/tmp/rch-rootfs-glibc.XXXXXX)"
