@@ -12,7 +12,7 @@ import { ask, expectEach, record } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
-import { asideOf, freeSlotScript, parseLeaseMark, type LeaseMark } from '../providers/static-host'
+import { asideOf, freeSlotScript, ownerField, parseLeaseMark, type LeaseMark } from '../providers/static-host'
 import { isRunning } from '../worker-process'
 import { thisRunnerHost, type RunnerHost } from '../runner-host'
 import { cleanupDeadline } from '../remote/deadline'
@@ -131,7 +131,7 @@ async function slotPass(
     return void (await act(ctx, 'slot', what, 'marked', v.why, () =>
       check(
         remote,
-        `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" = ${shq(job.jobId)} ] && printf '%s %s\\n' ${shq(new Date(t.now).toISOString())} ${shq(job.jobId)} > ${d}/${CANDIDATE_FILE}`,
+        `[ "$(${ownerField(`${d}/owner`, 2)})" = ${shq(job.jobId)} ] && printf '%s %s\\n' ${shq(new Date(t.now).toISOString())} ${shq(job.jobId)} > ${d}/${CANDIDATE_FILE}`,
         { label: 'mark the slot', timeoutMs: CALL_MS }
       ).then(() => undefined)
     ))
@@ -149,7 +149,7 @@ async function slotPass(
     )
     await check(
       remote,
-      `[ "$(cut -d' ' -f2 ${d}/owner 2>/dev/null)" != ${shq(job.jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, job.jobId)))}; }`,
+      `[ "$(${ownerField(`${d}/owner`, 2)})" != ${shq(job.jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, job.jobId)))}; }`,
       {
         label: 'free the slot',
         timeoutMs: CALL_MS

@@ -5,7 +5,7 @@ import { z } from 'zod'
 import { HookError, RemoteCommandError, TransportError, isPermanentTransport } from '../errors'
 import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
-import { check, type ConnectInfo, type Remote } from '../remote/remote'
+import { check, OutputLimitError, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { waitUntil } from '../retry'
 import type { StaticConfig } from '../config'
@@ -40,9 +40,10 @@ export function freeSlotScript(dir: string, aside: string): string {
 
 /**
  * Shell: field `n` of a slot's owner file `file` (one shell word), read only when it is a plain file:
- * a job root on the host may leave a FIFO there, which would hold every runner's lease call.
+ * a job root on the host may leave a FIFO there, which would hold every runner's lease call. (It
+ * may swap one in between the test and the read; the call's bound is what ends that.)
  */
-const ownerField = (file: string, n: number): string => `[ -f ${file} ] && [ ! -L ${file} ] && cut -d' ' -f${n} ${file} 2>/dev/null`
+export const ownerField = (file: string, n: number): string => `[ -f ${file} ] && [ ! -L ${file} ] && cut -d' ' -f${n} ${file} 2>/dev/null`
 
 /** Where a job's released lease folder is removed (see freeSlotScript). */
 export const asideOf = (workRoot: string, jobId: string): string => `${workRoot}/leases/.gone-${jobId}`
@@ -128,6 +129,8 @@ const hostKey = (c: ConnectInfo): string => `${c.host}:${c.port}`
 
 /** What a lease call on a host may take: a few file operations, where a job root there may stall it. */
 const LEASE_CALL_MS = 30_000
+/** A release after the job's cancel: the runner sends SIGTERM 7.5 s after its SIGINT. */
+const RELEASE_AFTER_CANCEL_MS = 3_000
 
 export class StaticHostProvider implements VmProvider<StaticLease> {
   readonly kind = 'static'
@@ -179,9 +182,10 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     const noneLeft = (): unknown => {
       const all = [...dead.values()]
       if (all.length === 1) return all[0].error
-      const last = all[all.length - 1].error
       const why = `no host can be leased: ${all.map((d) => d.why).join('; ')}`
-      return last instanceof TransportError ? new TransportError(why, last.kind) : new HookError(why)
+      // A connection problem (exit 75) only when every host's was one; the kind is the last host's.
+      const transport = all.every((d) => d.error instanceof TransportError)
+      return transport ? new TransportError(why, (all[all.length - 1].error as TransportError).kind) : new HookError(why)
     }
     // Connections stay open while we wait for a slot, and all but the chosen one are closed at the end.
     const opened = new Map<number, Remote>()
@@ -227,7 +231,9 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
           // This host's answer, or its silence, is this host's: the others are still tried.
           opened.delete(index)
           await env.discard(c, remote).catch(() => undefined)
-          if (e instanceof RemoteCommandError) {
+          // The lease script's own refusal, or an answer no lease script gives (a forced command, a
+          // shell that prints around it): the same on the next round.
+          if (e instanceof RemoteCommandError || e instanceof UnexpectedAnswer || e instanceof OutputLimitError) {
             giveUp(index, c, e)
             continue
           }
@@ -298,20 +304,28 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
         env.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${hostKey(lease.connect)}`)
       return true
     } catch (e) {
-      // Whatever went wrong after the mkdir, the slot must not stay taken by a job that never started.
-      await this.release(lease, remote, jobId).catch(() => undefined)
+      // Whatever went wrong after the mkdir, the slot must not stay taken by a job that never started;
+      // after a cancel, within the few seconds the runner leaves before its SIGKILL. A call that timed
+      // out may still finish on the host after this (sshd does not end a command whose channel
+      // closed): that slot then names this job, and this runner's next lease there, a cleanup without
+      // state or `reap` frees it.
+      await this.freeSlot(lease, remote, jobId, env.signal.aborted ? RELEASE_AFTER_CANCEL_MS : this.callMs).catch(() => undefined)
       throw e
     }
   }
 
   async release(lease: StaticLease, remote: Remote | null, jobId: string): Promise<void> {
     if (!remote) throw new HookError('releasing a static host slot needs a connection to the host')
+    await this.freeSlot(lease, remote, jobId, this.callMs)
+  }
+
+  private async freeSlot(lease: StaticLease, remote: Remote, jobId: string, timeoutMs: number): Promise<void> {
     const dir = leaseDir(this.workRoot, lease.slot)
     // Only our own lease: a stale state must not free a slot another job holds now.
     await check(
       remote,
       `[ "$(${ownerField(`${shq(dir)}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)))}; }`,
-      { label: 'release the host slot', timeoutMs: this.callMs }
+      { label: 'release the host slot', timeoutMs }
     )
   }
 

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { StaticHostProvider, leaseDir } from '../../src/providers/static-host'
 import { ownerId } from '../../src/labels'
 import { HookError, TransportError } from '../../src/errors'
+import { UnexpectedAnswer } from '../../src/remote/answer'
 import type { ProviderEnv } from '../../src/providers/provider'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -404,7 +405,7 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
   const warnings = (e: { logged: string[] }) => e.logged.filter((l) => l.startsWith('warn:'))
 
   test("a FIFO at a held slot's owner file: that slot is busy, not a call that never ends", async () => {
-    const { dir, roots, p, e } = twoHosts(30_000)
+    const { dir, roots, p, e, locals } = twoHosts(30_000)
     mkdirSync(leaseDir(roots[0], 0), { recursive: true })
     execFileSync('mkfifo', [join(leaseDir(roots[0], 0), 'owner')])
     const t0 = Date.now()
@@ -413,6 +414,7 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
     expect(got.lease).toMatchObject({ index: 1, slot: 0 })
     expect(warnings(e)).toEqual([])
     // positive control: host 0 was asked (its lease script ran) and its slot holds the FIFO still
+    expect(locals[0].commands.some((c) => c.includes('/leases/.new-'))).toBe(true)
     expect(statSync(join(leaseDir(roots[0], 0), 'owner')).isFIFO()).toBe(true)
     expect(readdirSync(join(roots[0], 'leases'))).toEqual(['slot-0'])
   })
@@ -429,6 +431,40 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
     ])
     // positive control: host 0 got the lease call
     expect(locals[0].commands.some((c) => c.includes('/leases/.new-'))).toBe(true)
+  })
+
+  test('a host whose answer no lease script gives (a forced command) is left; alone, it fails at once with that answer', async () => {
+    const { dir, p, e, remoteOf } = twoHosts(30_000)
+    // A forced command in authorized_keys: whatever is asked, the same unframed reply.
+    const forced = (i: number): Remote => ({ ...remoteOf(i), openExec: (c) => remoteOf(i).openExec(`echo welcome; exit 0; ${c}`) })
+    e.connect = async (c) => (c.host === HOSTS[0] ? forced(0) : remoteOf(1))
+    const got = await p.acquire(job(dir), e)
+    expect(got.lease.index).toBe(1)
+    expect(warnings(e)).toEqual([expect.stringMatching(/^warn: host 10\.0\.0\.1:22: lease slot 0 .*; not tried again for this job$/)])
+    // alone: at once, with the answer's own error, not a wait for acquireTimeoutSeconds
+    const only = twoHosts(30_000)
+    only.e.connect = async () => forced(0)
+    const t0 = Date.now()
+    const err = (await provider(join(only.dir, 'work'))
+      .acquire(job(only.dir), only.e)
+      .catch((x: unknown) => x)) as Error
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(err).toBeInstanceOf(UnexpectedAnswer)
+    expect(only.e.logged.filter((l) => l.startsWith('waiting'))).toEqual([])
+  })
+
+  test('a cancel while a lease call hangs ends the acquire within seconds, its slot release bounded too', async () => {
+    const { dir, p, e, locals, remoteOf } = twoHosts(30_000)
+    const cancel = new AbortController()
+    e.signal = cancel.signal
+    e.connect = async () => remoteOf(0, 'sleep 30; ')
+    const acquiring = p.acquire(job(dir), e)
+    // The cancel comes once the lease call is under way (it is recorded when it starts).
+    while (!locals[0].commands.some((c) => c.includes('/leases/.new-'))) await new Promise((r) => setTimeout(r, 20))
+    const t0 = Date.now()
+    cancel.abort(new Error('cancelled by the runner'))
+    await expect(acquiring).rejects.toThrow('cancelled by the runner')
+    expect(Date.now() - t0).toBeLessThan(6000)
   })
 
   test("a host that refuses the login (its host key changed) is left for this job, not every job's failure", async () => {
