@@ -54,7 +54,7 @@ export function scrubScript(workRoot: string): string {
     // Managed plugins (a privileged process no `docker ps` shows) and the build cache (a later
     // job's Dockerfile action would reuse a layer a job made) go too. Neither can be narrowed to a
     // scope, so a scoped scrub (a test machine's Engine, shared) leaves them.
-    `if [ -z "$lab" ]; then pl=$(docker plugin ls -q) || exit 18; [ -z "$pl" ] || docker plugin rm -f $pl >/dev/null || exit 18; ` +
+    `if [ -z "$lab" ] && [ -z "$ref" ]; then pl=$(docker plugin ls -q) || exit 18; [ -z "$pl" ] || docker plugin rm -f $pl >/dev/null || exit 18; ` +
     `docker builder prune -af >/dev/null || exit 19; fi; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +

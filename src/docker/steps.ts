@@ -227,7 +227,14 @@ export interface RunSpec {
  * Runs a container action to completion and removes it. A cancelled one's processes are stopped
  * once its container has exited, or (not started, or cut off) once it was removed.
  */
-export async function runContainer(engine: Engine, spec: RunSpec, out: Output, signal: AbortSignal): Promise<StepEnd> {
+export async function runContainer(
+  engine: Engine,
+  spec: RunSpec,
+  out: Output,
+  signal: AbortSignal,
+  /** Called as the start is asked for: from then on the container may have run and written files. */
+  starting: () => void = () => undefined
+): Promise<StepEnd> {
   const body: Record<string, unknown> = {
     Image: spec.image,
     Env: envList(spec.env),
@@ -283,6 +290,7 @@ export async function runContainer(engine: Engine, spec: RunSpec, out: Output, s
     // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })
     if (signal.aborted) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
+    starting()
     const start = await engine.call('POST', `/containers/${id}/start`, undefined, 'container start', { signal }).catch((e: unknown) => {
       if (signal.aborted) return null
       throw e

@@ -99,6 +99,8 @@ async function runOn(
   }
   const env = baseEnv(args.environmentVariables)
   let res: Awaited<ReturnType<typeof runContainer>>
+  // Set once the container may have run: only then can it have written anything to bring back.
+  let started = false
   try {
     res = await runContainer(
       docker.engine,
@@ -114,7 +116,8 @@ async function runOn(
         labels
       },
       outputTo(ctx.stdout, ctx.stderr),
-      ctx.signal
+      ctx.signal,
+      () => (started = true)
     )
   } catch (e) {
     // A container whose end could not be learned (its stream or wait failed, the connection still
@@ -122,7 +125,7 @@ async function runOn(
     // a cancel, nor over a connection the check did not find working.
     const err = await blameOf(e, remote, ctx.signal)
     const connected = !(err instanceof TransportError) || err.kind === 'stream'
-    if (connected && !ctx.signal.aborted && !(err instanceof Cancelled))
+    if (started && connected && !ctx.signal.aborted && !(err instanceof Cancelled))
       await pull(target, state.pullRoots).catch((p: unknown) =>
         ctx.log.debug(`pull-back after the failed container action: ${formatError(p)}`)
       )

@@ -10,9 +10,11 @@ jest.mock('../../src/session', () => ({
   keepOf: () => () => undefined
 }))
 jest.mock('../../src/sync/early-push', () => ({ betweenSteps: { push: async () => ({ files: 0, bytes: 0, ms: 0 }) } }))
+let pullFails = false
 jest.mock('../../src/sync/sync', () => ({
   pull: async (_t: unknown, roots: string[]) => {
     pulls.push(roots.join(','))
+    if (pullFails) throw new Error('rsync: connection unexpectedly closed')
     return { files: 0, bytes: 0, deleted: 0, ms: 0 }
   },
   recordBase: async () => undefined
@@ -24,9 +26,13 @@ jest.mock('../../src/docker/remote-docker', () => ({
     ensureImage = async (): Promise<'present'> => 'present'
   }
 }))
+/** Whether the failure comes after the start was asked for (the container may have run), or before (a refused create). */
+let failsAfterStart = true
 jest.mock('../../src/docker/steps', () => ({
-  runContainer: async () => {
+  runContainer: async (_e: unknown, _s: unknown, _o: unknown, _sig: unknown, starting: () => void) => {
     const e = failure()
+    if (e && !failsAfterStart) throw e
+    starting()
     if (e) throw e
     return { exitCode: 0, cancelled: false }
   }
@@ -73,15 +79,35 @@ const run = (signal = new AbortController().signal) => runContainerStep(containe
 beforeEach(() => {
   pulls.length = 0
   vmAnswers = true
+  pullFails = false
+  failsAfterStart = true
 })
 
 test.each([
-  ['the attach stream dropped, the VM still answering', () => new TransportError('the attach stream of c ended early', 'lost')],
-  ["the engine failed the container's wait", () => new EngineError(500, 'wait', 'internal error')]
-])('%s: the step fails, and what the action wrote comes back first', async (_what, err) => {
+  [
+    'the attach stream dropped, the VM still answering',
+    () => new TransportError('the attach stream of c ended early', 'lost'),
+    { kind: 'stream', message: 'the attach stream of c ended early' }
+  ],
+  ["the engine failed the container's wait", () => new EngineError(500, 'wait', 'internal error'), { status: 500 }]
+])('%s: the step fails with that error, and what the action wrote comes back first', async (_what, err, thrown) => {
   failure = err
-  await expect(run()).rejects.toThrow()
+  await expect(run()).rejects.toMatchObject(thrown)
   expect(pulls).toEqual(['_temp,repo'])
+})
+
+test("a pull-back that fails too does not hide the step's own error", async () => {
+  pullFails = true
+  failure = () => new EngineError(500, 'wait', 'internal error')
+  await expect(run()).rejects.toMatchObject({ status: 500 })
+  expect(pulls).toEqual(['_temp,repo'])
+})
+
+test('control: a container that never started (its create refused) brings nothing back', async () => {
+  failsAfterStart = false
+  failure = () => new EngineError(404, 'container create', 'No such image: x')
+  await expect(run()).rejects.toMatchObject({ status: 404 })
+  expect(pulls).toEqual([])
 })
 
 test('control: a connection found gone brings nothing back (no pull over it), and the error is the lost connection', async () => {

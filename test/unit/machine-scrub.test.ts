@@ -134,7 +134,8 @@ test.each([
 // cannot narrow them, so it leaves them.
 test.each([
   ['without a scope (a real member)', null, true],
-  ['with a scope (control: a shared Engine)', 'label=ci.pool=1\n', false]
+  ['with a scope (control: a shared Engine)', 'label=ci.pool=1\n', false],
+  ['with a scope of images only (a shared Engine too)', 'reference=rch-test/*\n', false]
 ])('plugins and the build cache, %s', async (_name, scope, removed) => {
   if (scope) {
     mkdirSync(join(dir, 'home', '.config', 'remote-container-hooks'), { recursive: true })
