@@ -50,8 +50,10 @@ bash scripts/testenv/setup.sh
 if [ "${1:-}" = --pool ]; then
   # The pool variant: moto's EC2 + Auto Scaling APIs on loopback; the demo makes the group and its members.
   say "moto (EC2 and Auto Scaling APIs on loopback)"
-  if ! { [ -f .testenv/moto/moto.pid ] && kill -0 "$(cat .testenv/moto/moto.pid)" 2>/dev/null; }; then MOTO_STARTED=1; fi
-  bash scripts/testenv/moto.sh start
+  # moto.sh itself tells a moto it started before (its pid file and command line) from a new one
+  moto_out="$(bash scripts/testenv/moto.sh start 2>&1)" || { printf '%s\n' "$moto_out" >&2; exit 1; }
+  printf '%s\n' "$moto_out" >&2
+  case "$moto_out" in *"moto: already running"*) ;; *) MOTO_STARTED=1 ;; esac
   export RCH_DEMO_POOL=1
 else
   say "starting the loopback sshd \"VM\" $DEMO_VM on 127.0.0.1:$DEMO_PORT"

@@ -23,6 +23,8 @@
 # Env: TESTENV_KEEP=1 leaves the VMs, the registry and moto running after the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/testenv/lib.sh
+. scripts/testenv/lib.sh
 ROOT="$PWD"
 TESTENV="$ROOT/.testenv"
 mkdir -p "$TESTENV"
@@ -213,14 +215,17 @@ jest_rc=0
 rm -f "$TESTENV/strays"
 # a lock left by a killed run (test/helpers/heavy-lock.ts): its pid may name a live process by now
 rm -f "$TESTENV"/heavy.lock*
-# Where this run's part of dockerd's log starts (the dockerd setup.sh started: see outside_pulls below).
-DOCKERD_LOG="$TESTENV/dockerd.log"
+# Docker must never try a registry outside loopback: a dockerd set up as setup.sh does has a dead
+# proxy for them, and each attempt leaves a "proxyconnect" line in its log, which is watched from
+# here (whoever started that dockerd: its log is found through its stdout).
+DOCKERD_LOG=""
+if [ "$(docker info --format '{{.HTTPSProxy}}' 2>/dev/null)" = "$RCH_DEAD_PROXY" ]; then DOCKERD_LOG="$(dockerd_log || true)"; fi
 log_from=$(stat -c %s "$DOCKERD_LOG" 2>/dev/null || echo 0)
 # In a process group of its own, waited for: a TERM or INT (Ctrl-C, CI's timeout) reaches the traps
 # at once, and finish() ends the group, instead of both waiting for jest to end.
 set -m
 python3 scripts/testenv/reaped.py --strays "$TESTENV/strays" -- \
-  nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" &
+  nice -n 10 npx --no-install jest --json --outputFile="$TESTENV/jest.json" --maxWorkers="${RCH_JEST_WORKERS:-3}" "$@" </dev/null &
 JEST_PID=$!
 set +m
 wait "$JEST_PID" || jest_rc=$?
@@ -260,11 +265,8 @@ elif [ "$jest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "[test] jest exited $jest_rc although no test failed; counting that as 1 failure" >&2
   failed=1
 fi
-# Docker must never try a registry outside loopback: setup.sh's dockerd has a dead proxy for them,
-# and each attempt leaves a "proxyconnect" line in its log.
-pid_is_dockerd() { [ -n "$1" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q '^dockerd '; }
 outside_pulls=0
-if [ -f "$DOCKERD_LOG" ] && [ -f "$TESTENV/dockerd.pid" ] && pid_is_dockerd "$(cat "$TESTENV/dockerd.pid")"; then
+if [ -n "$DOCKERD_LOG" ]; then
   tried=$(tail -c +"$((log_from + 1))" "$DOCKERD_LOG" | grep 'Handler for POST.*proxyconnect' || true)
   if [ -n "$tried" ]; then
     printf '%s\n' "$tried" | head -n 5 >&2
@@ -272,7 +274,7 @@ if [ -f "$DOCKERD_LOG" ] && [ -f "$TESTENV/dockerd.pid" ] && pid_is_dockerd "$(c
     outside_pulls=1
   fi
 else
-  echo "[test] dockerd is not the one scripts/testenv/setup.sh started: pulls outside loopback are not watched" >&2
+  echo "[test] the running dockerd has no dead proxy for registries outside loopback (not started by scripts/testenv/setup.sh), or its log is not a file: pulls outside loopback were not watched" >&2
 fi
 failed=$((failed + strays + outside_pulls))
 summary() { # FAILED: the summary line for these numbers (skipped tests get a line of their own before it)

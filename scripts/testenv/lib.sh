@@ -10,6 +10,11 @@ RCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck disable=SC2034 # used by the scripts that source this file
 TESTENV_DIR="${RCH_TESTENV_DIR:-$RCH_ROOT/.testenv}"
 
+# A loopback port nothing listens on (discard): the proxy setup.sh gives dockerd for every registry
+# outside loopback, so that no pull leaves the machine; scripts/test.sh counts the attempts.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+RCH_DEAD_PROXY=http://127.0.0.1:9
+
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -295,4 +300,15 @@ stop_recorded() {
   fi
   stop_pid "$(cat "$pidfile")" "$pattern" "$what"
   rm -f "$pidfile" "$(dirname "$pidfile")/env"
+}
+
+# dockerd_log -> the file the running dockerd writes its log to (its stdout), whoever started it
+dockerd_log() {
+  local p f
+  for p in /proc/[0-9]*; do
+    [ "$(cat "$p/comm" 2>/dev/null)" = dockerd ] || continue
+    f="$(readlink "$p/fd/1" 2>/dev/null)" || continue
+    [ -f "$f" ] && { printf '%s' "$f"; return 0; }
+  done
+  return 1
 }

@@ -42,12 +42,14 @@ ensure_packages() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
   done
+  # a marked policy-rc.d that a killed run left behind goes even when nothing is to be installed
+  if [ -f /usr/sbin/policy-rc.d ] && grep -qx "$POLICY_MARK" /usr/sbin/policy-rc.d; then rm -f /usr/sbin/policy-rc.d; fi
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   # keep the packages' init scripts from starting system services (a system
   # sshd on :22, a dockerd we did not start) while they are installed. Ours carries a mark: one
   # that a killed run left behind is still ours to remove, and removed even if this run is killed.
-  if [ ! -e /usr/sbin/policy-rc.d ] || grep -qx "$POLICY_MARK" /usr/sbin/policy-rc.d; then
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARK" >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     created_policy=1
@@ -57,7 +59,8 @@ ensure_packages() {
   {
     # an install a killed run left half done makes every later one refuse ("dpkg was interrupted");
     # the lock wait covers a machine's own unattended upgrades
-    DEBIAN_FRONTEND=noninteractive dpkg --configure -a &&
+    # (`dpkg --audit` takes no lock: dpkg itself runs only when there is something to finish)
+    { [ -z "$(dpkg --audit 2>/dev/null)" ] || DEBIAN_FRONTEND=noninteractive dpkg --configure -a; } &&
       DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q &&
       DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
   } >"$TESTENV_DIR/apt.log" 2>&1 || rc=$?
@@ -84,9 +87,6 @@ ensure_packages() {
 }
 
 # ---------------------------------------------------------------- dockerd
-# A loopback port nothing listens on (discard): dockerd's proxy for registries outside loopback.
-DEAD_PROXY=http://127.0.0.1:9
-
 ensure_dockerd() {
   docker_ok && return 0
   local pid i
@@ -106,7 +106,7 @@ ensure_dockerd() {
     # The proxy is a closed loopback port, for every registry outside 127.0.0.0/8: a pull of any
     # other name (a public registry's) fails at once, never leaves this machine, and leaves a
     # "proxyconnect" line in the log, which scripts/test.sh counts as a failure.
-    setsid env HTTP_PROXY="$DEAD_PROXY" HTTPS_PROXY="$DEAD_PROXY" NO_PROXY=127.0.0.0/8,localhost \
+    setsid env HTTP_PROXY="$RCH_DEAD_PROXY" HTTPS_PROXY="$RCH_DEAD_PROXY" NO_PROXY=127.0.0.0/8,localhost \
       dockerd --ip 127.0.0.1 >"$TESTENV_DIR/dockerd.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$TESTENV_DIR/dockerd.pid"
@@ -193,31 +193,32 @@ build_busybox_image() { # tiny|musl
 debian_mirror() {
   if [ -n "${DEBIAN_MIRROR:-}" ]; then printf '%s' "$DEBIAN_MIRROR"; return; fi
   local uri
-  uri="$(mirror_for_suites '^bookworm$')"
-  [ -n "$uri" ] || uri="$(mirror_for_suites '^[a-z]+$')"
+  uri="$(mirror_for_suites '^bookworm$' '.')"
+  [ -n "$uri" ] || uri="$(mirror_for_suites '^[a-z]+$' '/debian/?$')"
   [ -n "$uri" ] && { printf '%s' "$uri"; return; }
   die "no Debian mirror in the apt sources: set DEBIAN_MIRROR to the mirror debootstrap should use for bookworm"
 }
 
-# mirror_for_suites REGEX -> the first Debian archive URI of a deb line or stanza whose suite matches
+# mirror_for_suites SUITE_REGEX URI_REGEX -> the first URI of a deb line or stanza with a suite
+# matching, the component main (a Debian archive's; another vendor's repository for that suite, a
+# Docker one say, has its own) and a URI matching. debian.sources and sources.list come first.
 mirror_for_suites() {
   local f uri
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+  for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
-    uri="$(awk -v want="$1" '
+    case "$f" in
+      *.list) uri="$(awk -v want="$1" -v at="$2" '
       $1 == "deb" {
         i = 2
         if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-        if ($(i + 1) ~ want && $i ~ /\/debian\/?$/) { print $i; exit }
-      }' "$f")"
-    [ -n "$uri" ] && { printf '%s' "$uri"; return; }
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    uri="$(awk -v want="$1" '
+        main = 0
+        for (k = i + 2; k <= NF; k++) if ($k == "main") main = 1
+        if ($(i + 1) ~ want && main && $i ~ at) { print $i; exit }
+      }' "$f")" ;;
+      *) uri="$(awk -v want="$1" -v at="$2" '
       BEGIN { RS = ""; FS = "\n" }
       {
-        types = ""; uris = ""; suites = ""; enabled = "yes"
+        types = ""; uris = ""; suites = ""; comps = ""; enabled = "yes"
         for (n = 1; n <= NF; n++) {
           line = $n
           if (line ~ /^[ \t]*#/) continue
@@ -226,6 +227,7 @@ mirror_for_suites() {
             if (key == "types") types = val
             else if (key == "uris") uris = val
             else if (key == "suites") suites = val
+            else if (key == "components") comps = val
             else if (key == "enabled") enabled = val
           }
         }
@@ -235,9 +237,11 @@ mirror_for_suites() {
         ns = split(suites, s, /[ \t]+/)
         for (k = 1; k <= ns; k++) if (s[k] ~ want) ok = 1
         if (!ok) next
+        if ((" " comps " ") !~ /[ \t]main[ \t]/) next
         nu = split(uris, u, /[ \t]+/)
-        for (k = 1; k <= nu; k++) if (u[k] ~ /\/debian\/?$/) { print u[k]; exit }
-      }' "$f")"
+        for (k = 1; k <= nu; k++) if (u[k] != "" && u[k] ~ at) { print u[k]; exit }
+      }' "$f")" ;;
+    esac
     [ -n "$uri" ] && { printf '%s' "$uri"; return; }
   done
 }
