@@ -209,6 +209,8 @@ const bad = {
       () => inject(pick([' ', '\n', '\t', '\0', '$(id)', ';', "'", '"', '`']), 'ghcr.io')
     ])(),
   secretLine: (): string => inject(pick(['\n', '\0', '\r']), 'p' + word()),
+  /** A password may span lines (a JSON key file): only NUL is refused. */
+  secretWithNul: (): string => inject('\0', 'p' + word()),
   volume: (): string =>
     pick([
       () => '-' + word(),
@@ -274,7 +276,7 @@ const containerFields = (prefix: string, command: Cmd, at: (w: World, good: any)
     })),
     c('registry.password', 'registry.password', (_w, t) => ({
       ...t,
-      registry: { username: 'u', password: bad.secretLine(), serverUrl: 'ghcr.io' }
+      registry: { username: 'u', password: bad.secretWithNul(), serverUrl: 'ghcr.io' }
     })),
     c('userMountVolumes volume name', 'userMountVolumes.0.sourceVolumePath', (_w, t) => ({
       ...t,
