@@ -169,20 +169,26 @@ function filesOnVmWith(runner: FakeRunner, c: { username: string; password: stri
   return hits
 }
 
+/** prepare_job of a job container pulled from the quoting stub with `c`, and what docker sent the stub meanwhile. */
+async function prepareWith(runner: FakeRunner, c: { username: string; password: string }, name: string) {
+  const before = seen.length
+  const image = `127.0.0.1:${registryPort}/echo/${name}:1`
+  const r = await runner.call(
+    'prepare_job',
+    { container: runner.jobContainer(image, { registry: { ...c, serverUrl: `127.0.0.1:${registryPort}` } }), services: [] },
+    { state: null }
+  )
+  return { r, sent: seen.slice(before) }
+}
+
 describe('a registry that quotes the credentials back in its refusal', () => {
   test('prepare_job: the refusal reaches the step log masked, and the password is nowhere', async () => {
     const runner = newRunner()
     const logFile = runner.logFile
     const c = secretCreds()
-    const image = `127.0.0.1:${registryPort}/echo/image:1`
-    const before = seen.length
-    const r = await runner.call(
-      'prepare_job',
-      { container: runner.jobContainer(image, { registry: { ...c, serverUrl: `127.0.0.1:${registryPort}` } }), services: [] },
-      { state: null }
-    )
+    const { r, sent } = await prepareWith(runner, c, 'image')
     // positive control: docker sent the stub these credentials, and its quote of them came back (masked)
-    expect(seen.slice(before)).toContain(`${c.username}:${c.password}`)
+    expect(sent).toContain(`${c.username}:${c.password}`)
     expect(errorLines(r)).toHaveLength(1)
     expect(errorLines(r)[0]).toContain(`credentials ${c.username}:*** refused`)
     expect(r.code).not.toBe(0)
@@ -199,15 +205,9 @@ describe('a registry that quotes the credentials back in its refusal', () => {
       username: '_json_key',
       password: `{\n  "private_key_id": "${randomBytes(8).toString('hex')}",\n  "private_key": "${randomBytes(24).toString('base64')}"\n}\n`
     }
-    const image = `127.0.0.1:${registryPort}/echo/json-key:1`
-    const before = seen.length
-    const r = await runner.call(
-      'prepare_job',
-      { container: runner.jobContainer(image, { registry: { ...c, serverUrl: `127.0.0.1:${registryPort}` } }), services: [] },
-      { state: null }
-    )
+    const { r, sent } = await prepareWith(runner, c, 'json-key')
     // positive control: docker sent the stub the password whole, line breaks and all, and it was quoted back
-    expect(seen.slice(before)).toContain(`${c.username}:${c.password}`)
+    expect(sent).toContain(`${c.username}:${c.password}`)
     expect(r.code).not.toBe(0)
     expect(errorLines(r).join('\n')).toContain('refused')
     const lines = c.password

@@ -19,13 +19,7 @@ jest.mock('../../src/sync/sync', () => ({
   },
   recordBase: async () => undefined
 }))
-jest.mock('../../src/docker/remote-docker', () => ({
-  RemoteDocker: class {
-    engine = {}
-    imagePresent = async (): Promise<boolean> => true
-    ensureImage = async (): Promise<'present'> => 'present'
-  }
-}))
+jest.mock('../../src/docker/remote-docker', () => jest.requireActual('./_remote-docker-stub'))
 /** Whether the failure comes after the start was asked for (the container may have run), or before (a refused create). */
 let failsAfterStart = true
 jest.mock('../../src/docker/steps', () => ({

@@ -22,13 +22,7 @@ jest.mock('../../src/sync/sync', () => ({
   pull: async () => ({ files: 0, bytes: 0, deleted: 0, ms: 0 }),
   recordBase: async () => undefined
 }))
-jest.mock('../../src/docker/remote-docker', () => ({
-  RemoteDocker: class {
-    engine = {}
-    imagePresent = async (): Promise<boolean> => true
-    ensureImage = async (): Promise<'present'> => 'present'
-  }
-}))
+jest.mock('../../src/docker/remote-docker', () => jest.requireActual('./_remote-docker-stub'))
 jest.mock('../../src/docker/steps', () => ({ runContainer: async () => ({ exitCode: 0, cancelled: false }) }))
 
 import { runContainerStep } from '../../src/handlers/run-container-step'
