@@ -57,6 +57,40 @@ export function whenAborted(signal: AbortSignal): Promise<never> {
   })
 }
 
+/**
+ * `work`, or a rejection with the cancel's reason as soon as `signal` fires; a value `work` gives
+ * after that goes to `late` (a connection to close). For work that does not heed a signal itself.
+ */
+export function unlessCancelled<T>(work: Promise<T>, signal: AbortSignal, late: (v: T) => unknown): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let over = false
+    const onAbort = (): void => {
+      over = true
+      reject(abortReason(signal))
+    }
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        if (!over) {
+          over = true
+          return resolve(v)
+        }
+        void Promise.resolve()
+          .then(() => late(v))
+          .catch(() => undefined)
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        if (over) return
+        over = true
+        reject(e)
+      }
+    )
+  })
+}
+
 /** Sleeps unless the signal fires first (then rejects with its reason). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -145,6 +145,9 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       )
       return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
     })
+    // A lease that came in after the cancel (a connect or a lease call that heeds none): nothing more
+    // is started on it, the undo gives it back.
+    if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
     run.time.mark('lease')
     const copied = await log.group("Copying the job's files", () => folderAndCopy(run, host))
     const docked = await log.group('Images', () => images(run, host, copied.docking))
@@ -174,6 +177,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       startedAt: fleet.clock.now() - phases.total,
       timings: phases
     })
+    // A cancel during the ledger's write is a cancel, not a success with a response.
+    if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
     // The job's steps beat at once only when this is a period old (main.ts).
     if (host.lease.reservation)
       try {
@@ -184,8 +189,11 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     return { exitCode: 0, response }
   } catch (err) {
     // What was still running (a container being created, the base being written into the local
-    // folder) lands first, so the undo finds it.
-    await inflight.settle(config.timeouts.cancelGraceSeconds * 1000 + 5000)
+    // folder) lands first, so the undo finds it. Where the release destroys the machine, nothing on
+    // it needs finding: only the local writes get a moment, so the terminate goes out well before
+    // the runner's SIGKILL.
+    const destroys = providerFor(config).releaseDestroys
+    await inflight.settle(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000)
     // A connection that dropped is made again for the undo (once), so a network blip leaves nothing.
     ;(remote as Rejoinable | null)?.rejoin()
     await run.undo.run((m) => log.warn(m), config.timeouts.cleanupSeconds * 1000)

@@ -9,8 +9,8 @@ import { writePrivateFile } from '../private-fs'
 import type { Ec2Config } from '../config'
 import { HookError, TransportError, isPermanentTransport } from '../errors'
 import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
-import { retry, waitUntil } from '../retry'
-import type { ConnectInfo, Remote } from '../remote/remote'
+import { retry, unlessCancelled, waitUntil } from '../retry'
+import { NoResultError, type ConnectInfo, type Remote } from '../remote/remote'
 import { ask, oneWord, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, LossEnv, LostMachine, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
@@ -66,6 +66,8 @@ interface Live {
 
 /** How long a release after the runner's cancel looks for the keep tag before it terminates. */
 const KEEP_LOOK_AFTER_CANCEL_MS = 2000
+/** The boot check on a new instance: a file test, which a machine still booting may not answer. */
+const BOOT_CHECK_MS = 20_000
 
 /** What the hook says of an instance it leaves running for the keep tag. */
 const keptNote = (id: string): string =>
@@ -405,15 +407,25 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
     }
     return waitUntil(
       async () => {
-        const remote = await env.connect(c)
+        // A connect to a booting machine can hang for timeouts.connectSeconds: a cancel does not wait
+        // for it (the undo's terminate must come before the runner's SIGKILL), and a connection that
+        // comes after the cancel is closed.
+        const remote = await unlessCancelled(env.connect(c), env.signal, (late) => env.discard(c, late))
         let ready = false
         try {
           // Framed (answer.ts): a start-up file that prints text is not a boot that never ends. A
           // check the shell cannot run fails here with its exit status and stderr (a lost connection
           // is a TransportError, polled again): waiting does not mend a shell that refuses commands.
+          // One that does not answer in time is a slow boot, polled again like a lost connection.
           const label = `${id}: check the boot setup`
           const marker = shq(readyMarker(this.workRoot))
-          const got = await ask(remote, `if [ -f ${marker} ]; then ${record('ready')}; else ${record('booting')}; fi`, { label })
+          const got = await ask(remote, `if [ -f ${marker} ]; then ${record('ready')}; else ${record('booting')}; fi`, {
+            label,
+            signal: env.signal,
+            timeoutMs: BOOT_CHECK_MS
+          }).catch((e: unknown) => {
+            throw e instanceof NoResultError ? new TransportError(e.message, 'timeout') : e
+          })
           ready = oneWord(got, ['ready', 'booting'] as const, label) === 'ready'
         } finally {
           if (!ready) await env.discard(c, remote)
@@ -503,9 +515,17 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
   async release(lease: Ec2Lease, _remote: Remote | null, _jobId: string, env: ProviderEnv): Promise<void> {
     // After a cancel, one short look: the runner kills the hook soon, and the terminate must go out first.
     const quick = env.signal.aborted
+    // A plain timer, not AbortSignal.timeout: a timeout signal only AbortSignal.any refers to can be
+    // collected with its timer, and then never fires.
+    const look = new AbortController()
+    const timer = quick
+      ? setTimeout(() => look.abort(new Error('no answer in time after the cancel')), KEEP_LOOK_AFTER_CANCEL_MS)
+      : undefined
     const kept = await asCleanup(env.signal, (signal) =>
-      this.keptNow(lease.instanceId, quick ? AbortSignal.any([signal, AbortSignal.timeout(KEEP_LOOK_AFTER_CANCEL_MS)]) : signal, quick)
-    ).catch(() => false)
+      this.keptNow(lease.instanceId, quick ? AbortSignal.any([signal, look.signal]) : signal, quick)
+    )
+      .catch(() => false)
+      .finally(() => clearTimeout(timer))
     if (kept) return env.log.progress(keptNote(lease.instanceId))
     await this.terminateAndSettle({ id: lease.instanceId, reservation: lease.reservation }, env)
   }

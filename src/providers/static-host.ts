@@ -2,7 +2,7 @@
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
 import type { RunnerHost } from '../runner-host'
 import { z } from 'zod'
-import { HookError, RemoteCommandError, TransportError, isPermanentTransport } from '../errors'
+import { Cancelled, HookError, RemoteCommandError, TransportError, isPermanentTransport } from '../errors'
 import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, OutputLimitError, type ConnectInfo, type Remote } from '../remote/remote'
@@ -217,6 +217,8 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
             continue
           }
         }
+        // A connect that came in after the cancel: no lease call is sent (the connection closes below).
+        if (env.signal.aborted) throw Cancelled.by(env.signal)
         try {
           for (const lease of leases) {
             const got = await this.take(remote, lease, job.jobId, owner, runnerName, env)

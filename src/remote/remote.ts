@@ -65,8 +65,11 @@ export class OutputLimitError extends HookError {
   }
 }
 
+/** A call's timeoutMs passed with no result: the command may still run on the machine. */
+export class NoResultError extends HookError {}
+
 const noResult = (command: string, opts: RunOptions): HookError =>
-  new HookError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)
+  new NoResultError(`${opts.label ?? 'remote command'}: no result after ${opts.timeoutMs! / 1000} s`)
 
 /**
  * The command's channel, bounded by the call's cancel and timeout as the rest of the call is: an

@@ -400,6 +400,31 @@ describe('acquire against a scripted EC2', () => {
     expect(hk).toBe(1)
   })
 
+  // A connect to a booting instance can hang for timeouts.connectSeconds (20 s); the runner kills the
+  // hook 10 s after its SIGINT, so the undo's terminate must not wait for the connect to give up.
+  test('a cancel during an SSH connect that hangs ends the acquire at once and terminates the instance', async () => {
+    const s = setup({}, () => launched('i-0123456789abcdef0'))
+    const cancel = new AbortController()
+    s.env.signal = cancel.signal
+    let late: Promise<unknown> = Promise.resolve()
+    const closed: string[] = []
+    s.env.discard = async () => void closed.push('late connection')
+    s.env.connect = () => {
+      // The cancel comes once this connect is under way; the connect itself gives up only 3 s later.
+      setImmediate(() => cancel.abort(new Error('cancelled by the runner')))
+      late = new Promise((r) => setTimeout(r, 3000)).then(() => new LocalRemote(s.job.localDir))
+      return late as Promise<LocalRemote>
+    }
+    const t0 = Date.now()
+    await expect(s.provider.acquire(s.job, s.env)).rejects.toThrow('cancelled by the runner')
+    expect(Date.now() - t0).toBeLessThan(2000)
+    expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
+    // positive control: the connect was under way, and the connection it gave after the cancel is closed
+    await late
+    await new Promise((r) => setImmediate(r))
+    expect(closed).toEqual(['late connection'])
+  })
+
   describe('the boot-setup check reads its answer, not the shell around it', () => {
     test('a start-up file that prints text does not read as a boot never finished', async () => {
       const s = setup({ acquireTimeoutSeconds: 10 }, () => launched('i-0123456789abcdef0'))

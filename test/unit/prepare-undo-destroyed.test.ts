@@ -23,12 +23,20 @@ jest.mock('../../src/providers/factory', () => ({
       return destroys
     },
     describe: () => 'the machine',
-    acquire: async () => ({ lease: { kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: {} }, remote: machine }),
-    release: async () => void seen.push('release')
+    acquire: async () => {
+      // A lease that comes in after the cancel (a connect or lease call that heeds none).
+      if (acquireAfterCancel) cancel.abort('SIGINT')
+      return { lease: { kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: {} }, remote: hangs ? hanging : machine }
+    },
+    release: async () => void seen.push(`release at ${Date.now() - cancelAt()} ms`)
   })
 }))
 
+let acquireAfterCancel = false
+let hangs = false
 let cancel = new AbortController()
+let cancelledAt = 0
+const cancelAt = (): number => cancelledAt || Date.now()
 /** The machine: each command or socket fails (its docker is gone); creating the job folder is when the SIGINT lands. */
 const machine: Remote = {
   openExec: async (command: string) => {
@@ -43,12 +51,34 @@ const machine: Remote = {
   close: () => undefined
 }
 
+/** A machine whose first command never ends (the SIGINT lands while it runs); later ones fail at once. */
+const hanging: Remote = {
+  openExec: (command: string) => {
+    if (cancel.signal.aborted) {
+      seen.push('command after the cancel')
+      return Promise.reject(new TransportError(`no answer to ${command.slice(0, 20)}`, 'lost'))
+    }
+    seen.push('command')
+    cancelledAt = Date.now()
+    setImmediate(() => cancel.abort('SIGINT'))
+    // Ends with the test (afterEach): the calls waiting on it keep timers of their own.
+    return new Promise((_resolve, reject) => (endHung = () => reject(new TransportError('the test ended', 'lost'))))
+  },
+  openSocket: () => Promise.reject(new TransportError('no docker', 'lost')),
+  close: () => undefined
+}
+
+let endHung = (): void => undefined
+afterEach(() => endHung())
 afterAll(cleanupTempDirs)
 
 /** A fresh job (its own cancel) on a machine whose release does or does not destroy it. */
-function context(releaseDestroys: boolean): HookContext {
+function context(releaseDestroys: boolean, o: { acquireAfterCancel?: boolean; hangs?: boolean } = {}): HookContext {
   destroys = releaseDestroys
+  acquireAfterCancel = o.acquireAfterCancel ?? false
+  hangs = o.hangs ?? false
   cancel = new AbortController()
+  cancelledAt = 0
   seen.length = 0
   return unitHookContext({ provider: UNIT_EC2, signal: cancel.signal })
 }
@@ -58,11 +88,33 @@ const args = PrepareJobArgsSchema.parse({ container: null, services: [{ image: '
 test('cancelled on an EC2 instance: the undo terminates it at once, before (and instead of) tidying it', async () => {
   const { prepareJob } = await import('../../src/handlers/prepare-job')
   await expect(prepareJob(args, context(true))).rejects.toThrow('cancelled by SIGINT')
-  expect(seen.slice(seen.indexOf('command') + 1)).toEqual(['release'])
+  expect(seen.slice(seen.indexOf('command') + 1)).toEqual([expect.stringMatching(/^release at /)])
 })
 
 test('positive control: on a machine its release keeps (a static host), the job folder is removed first, then the slot released', async () => {
   const { prepareJob } = await import('../../src/handlers/prepare-job')
   await expect(prepareJob(args, context(false))).rejects.toThrow('cancelled by SIGINT')
-  expect(seen.slice(seen.indexOf('command') + 1)).toEqual(['command after the cancel', 'release'])
+  expect(seen.slice(seen.indexOf('command') + 1)).toEqual(['command after the cancel', expect.stringMatching(/^release at /)])
 })
+
+test('a lease that came in after the cancel: nothing is started on it, the undo gives it back', async () => {
+  const { prepareJob } = await import('../../src/handlers/prepare-job')
+  await expect(prepareJob(args, context(true, { acquireAfterCancel: true }))).rejects.toThrow('cancelled by SIGINT')
+  expect(seen).toEqual([expect.stringMatching(/^release at /)])
+})
+
+// The runner's SIGKILL comes 10 s after its SIGINT: where the release destroys the machine, the undo
+// does not first wait cancelGraceSeconds + 5 s for work still running on it.
+test.each([
+  ['an EC2 instance: released within about a second', true, (ms: number) => ms < 2500],
+  ['control, a static host: the work still running is waited for first', false, (ms: number) => ms >= 6000]
+])(
+  'cancelled while a command on the machine hangs, on %s',
+  async (_what, releaseDestroys, inTime) => {
+    const { prepareJob } = await import('../../src/handlers/prepare-job')
+    await expect(prepareJob(args, context(releaseDestroys, { hangs: true }))).rejects.toThrow('cancelled by SIGINT')
+    const release = seen.find((s) => s.startsWith('release at '))!
+    expect([release, inTime(Number(release.split(' ')[2]))]).toEqual([release, true])
+  },
+  30_000
+)

@@ -182,6 +182,25 @@ describe('waiting for a free slot', () => {
     expect(e.logged.filter((l) => l.startsWith('warn:') || l.startsWith('waiting'))).toEqual([])
   })
 
+  test('a connect that comes in after the cancel sends no lease call: no slot names the cancelled job', async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    const cancel = new AbortController()
+    const local = new LocalRemote(dir)
+    const e = env(local, cancel.signal)
+    e.connect = async () => {
+      cancel.abort(new Error('cancelled by the runner'))
+      return local
+    }
+    await expect(provider(workRoot).acquire(job(dir), e)).rejects.toThrow('cancelled by the runner')
+    expect(local.commands.filter((c) => c.includes('/leases/.new-'))).toEqual([])
+    expect(existsSync(leaseDir(workRoot, 0))).toBe(false)
+    // positive control: the same connect without the cancel leases the slot with that call
+    const ok = new LocalRemote(dir)
+    await provider(workRoot).acquire(job(dir), env(ok))
+    expect(ok.commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(1)
+  })
+
   test('a failure on this side of the connection (the agent could not be started) fails at once, not as an unreachable host', async () => {
     const { dir, workRoot } = busy()
     const e = env(new LocalRemote(dir))
