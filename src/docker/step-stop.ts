@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { idFrom, type Engine } from './engine'
 import { waitUntil } from '../retry'
+import { TransportError } from '../errors'
 
 export const STEP_MARKER = 'RCH_STEP'
 
@@ -44,17 +45,27 @@ const wait=(ms)=>new Promise((r)=>setTimeout(r,ms));
 /** Node binaries the runner's externals may hold, mounted at /__e in the job container. */
 const EXTERNAL_NODES = ['/__e/node20/bin/node', '/__e/node24/bin/node', '/__e/node20_alpine/bin/node', '/__e/node16/bin/node']
 
-/** The stop script's exit code, 'running' when it had not ended at the limit, null when it could not be run. */
-async function runAsRoot(engine: Engine, container: string, cmd: string[], limitMs: number): Promise<number | 'running' | null> {
+/**
+ * Each Engine call of a stop: a cancel's stop must be under way well before the runner's SIGKILL (10 s
+ * after its SIGINT), and a loaded VM (a common reason to cancel) may hold a call for the default 120 s.
+ */
+const STOP_CALL = { timeoutMs: 5_000 }
+
+/**
+ * The stop script's exit code, 'running' when it had not ended at the limit, 'held' when the engine
+ * did not answer a call in time, null when it could not be run.
+ */
+async function runAsRoot(engine: Engine, container: string, cmd: string[], limitMs: number): Promise<number | 'running' | 'held' | null> {
   try {
     const { data } = await engine.call<{ Id: string }>(
       'POST',
       `/containers/${container}/exec`,
       { User: '0', Cmd: cmd, AttachStdout: false, AttachStderr: false },
-      'exec create (stop the step)'
+      'exec create (stop the step)',
+      STOP_CALL
     )
     const execId = idFrom(data, 'exec create (stop the step)')
-    await engine.call('POST', `/exec/${execId}/start`, { Detach: true }, 'exec start (stop the step)')
+    await engine.call('POST', `/exec/${execId}/start`, { Detach: true }, 'exec start (stop the step)', STOP_CALL)
     // Still running at the limit: the stop script ends itself after its last KILL, but nothing saw the step's processes go.
     const stillRunning = new Error('still running')
     return await waitUntil(
@@ -63,7 +74,8 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
           'GET',
           `/exec/${execId}/json`,
           undefined,
-          'exec inspect (stop the step)'
+          'exec inspect (stop the step)',
+          STOP_CALL
         )
         return info.Running ? undefined : info.ExitCode
       },
@@ -72,8 +84,9 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
       if (e === stillRunning) return 'running' as const
       throw e
     })
-  } catch {
-    return null
+  } catch (e) {
+    // An engine that holds the call: another exec would be held too.
+    return e instanceof TransportError && e.kind === 'timeout' ? 'held' : null
   }
 }
 
@@ -88,12 +101,12 @@ export async function stopMarked(engine: Engine, container: string, marker: stri
   const limit = graceMs + 5000
   const code = await runAsRoot(engine, container, ['sh', '-c', STOP_SH, 'sh', record, tenths], limit)
   if (code === 0) return true
-  if (code === 3 || code === 'running') return false
+  if (code === 3 || code === 'running' || code === 'held') return false
   // No usable shell or grep in the image (exec failed to start, or 126/127): try the runner's node.
   for (const node of EXTERNAL_NODES) {
     const n = await runAsRoot(engine, container, [node, '-e', JS, record, tenths], limit)
     if (n === 0) return true
-    if (n === 3 || n === 'running') return false
+    if (n === 3 || n === 'running' || n === 'held') return false
   }
   return false
 }

@@ -3,7 +3,9 @@
 import { randomBytes } from 'node:crypto'
 import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
-import { STOP_SH } from '../../src/docker/step-stop'
+import { STOP_SH, stopMarked } from '../../src/docker/step-stop'
+import type { Engine } from '../../src/docker/engine'
+import { TransportError } from '../../src/errors'
 import { waitUntil } from '../helpers/wait'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
@@ -61,4 +63,42 @@ test.each([
     }
   )
   expect({ out: r.stdout.toString().trim(), stderr: r.stderr.toString() }).toEqual({ out: `code=${code}`, stderr: '' })
+})
+
+// A cancel's stop goes through the VM's Engine (exec create, start, inspect). A loaded VM may hold
+// a call; the stop must give up well before the runner's SIGKILL (10 s after its SIGINT), not wait
+// the default 120 s per call, nor try the node fallbacks one by one on an engine that holds them.
+describe('a stop on an engine that holds its calls', () => {
+  const engineThat = (held: boolean) => {
+    const calls: string[] = []
+    const engine = {
+      call: (method: string, path: string, _body: unknown, _what: string, opts: { timeoutMs?: number } = {}) => {
+        calls.push(`${method} ${path.replace(/[0-9a-f]{12,}/g, 'X')}`)
+        if (!held) {
+          if (path.endsWith('/exec')) return Promise.resolve({ status: 201, data: { Id: 'e'.repeat(64) } })
+          if (path.endsWith('/start')) return Promise.resolve({ status: 200, data: null })
+          return Promise.resolve({ status: 200, data: { Running: false, ExitCode: 0 } })
+        }
+        // As the real Engine does at its call bound.
+        return new Promise((_r, reject) =>
+          setTimeout(() => reject(new TransportError(`docker API ${path}: no answer`, 'timeout')), opts.timeoutMs ?? 120_000)
+        )
+      }
+    } as unknown as Engine
+    return { engine, calls }
+  }
+
+  test('held: given up after one call bound (5 s), and no fallback tried', async () => {
+    const { engine, calls } = engineThat(true)
+    const t0 = Date.now()
+    await expect(stopMarked(engine, 'c'.repeat(64), 'm', 2000)).resolves.toBe(false)
+    expect(Date.now() - t0).toBeLessThan(7000)
+    expect(calls).toEqual(['POST /containers/X/exec'])
+  }, 20_000)
+
+  test('control: an engine that answers has the stop run, and confirmed', async () => {
+    const { engine, calls } = engineThat(false)
+    await expect(stopMarked(engine, 'c'.repeat(64), 'm', 2000)).resolves.toBe(true)
+    expect(calls).toEqual(['POST /containers/X/exec', 'POST /exec/X/start', 'GET /exec/X/json'])
+  })
 })
