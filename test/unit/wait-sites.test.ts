@@ -47,6 +47,8 @@ const TIMERS: Record<string, string> = {
   'log.ts': "the log file's flush at exit, bounded",
   'main.ts': "the agent's beat; the exit after the response, bounded",
   'ops/doctor-rsync.ts': "the rsync version probe's deadline",
+  'providers/ec2.ts':
+    'the bound of the keep-tag look after a cancel (a plain timer: an AbortSignal.timeout only AbortSignal.any holds may be collected)',
   'remote/agent.ts': "the agent's idle end, the lease's lapse, the lease renewal period",
   'remote/deadline.ts': 'the cleanup deadline',
   'remote/remote.ts': "a remote command's deadline",
