@@ -339,8 +339,8 @@ function providerEnv(ctx: HookContext, jobId: string, connect: ProviderEnv['conn
     connect,
     discard,
     fleet: jobFleet(ctx, jobId).gate,
-    scrub: async (remote, machine) =>
-      ctx.log.progress(`scrubbed ${machine}: ${describeScrub(await scrubMachine(remote, ctx.config.remote.workRoot, machine))}`)
+    scrub: async (remote, machine, signal) =>
+      ctx.log.progress(`scrubbed ${machine}: ${describeScrub(await scrubMachine(remote, ctx.config.remote.workRoot, machine, signal))}`)
   }
 }
 

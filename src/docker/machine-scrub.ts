@@ -94,7 +94,7 @@ export function describeScrub(r: ScrubReport): string {
 }
 
 /** Scrubs `machine` (its work root at `workRoot`) and counts what went; throws when it is not clean. */
-export async function scrubMachine(remote: Remote, workRoot: string, machine: string): Promise<ScrubReport> {
+export async function scrubMachine(remote: Remote, workRoot: string, machine: string, signal?: AbortSignal): Promise<ScrubReport> {
   const label = `scrub ${machine}`
-  return parseScrub(await ask(remote, scrubScript(workRoot), { label, timeoutMs: 300_000 }), label)
+  return parseScrub(await ask(remote, scrubScript(workRoot), { label, timeoutMs: 300_000, signal }), label)
 }

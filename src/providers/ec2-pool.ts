@@ -230,6 +230,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (env.signal.aborted) throw Cancelled.by(env.signal)
       try {
         c = await conn(m)
+        // A connect that came in after the cancel: no lease call is sent.
+        if (env.signal.aborted) throw Cancelled.by(env.signal)
         // It answers now: what it failed with before (not answering) is no longer its reason.
         failed.delete(m.id)
         retryAt.delete(m.id)
@@ -475,9 +477,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
     if (!why && !a.clean) {
       env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
-      why = await this.renewing(c.remote, lease, env, () => env.scrub(c.remote, m.id)).then(
+      // The job's cancel ends the scrub (the member is then given back not clean, not retired).
+      why = await this.renewing(c.remote, lease, env, () => env.scrub(c.remote, m.id, env.signal)).then(
         () => null,
-        (e: unknown) => `its scrub failed: ${(e as Error).message}`
+        (e: unknown) => {
+          if (env.signal.aborted) throw e
+          return `its scrub failed: ${(e as Error).message}`
+        }
       )
     }
     let refused = await protecting
@@ -501,6 +507,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       await asCleanup(env.signal, (signal) => this.recycle(c.remote, lease, reason, { ...env, signal }, fresh.reservation))
       return reason
     }
+    // Made ready after the cancel (a scrub or an EC2 call that heeds none): given back, not used.
+    if (env.signal.aborted) throw Cancelled.by(env.signal)
     if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
     return lease

@@ -31,9 +31,10 @@ export type RunnerFacts = Pick<RunnerEnv, 'runnerName' | 'github'> & {
 /**
  * The handler's scrub of a machine another job will use next (containers, networks, volumes, images a
  * job made, job folders, the SSH user's processes and temp files; not the image cache), for a provider
- * that reuses machines to run while it still holds the lease. Throws when the machine is not clean.
+ * that reuses machines to run while it still holds the lease. Throws when the machine is not clean,
+ * or when `signal` (the job's cancel, before a job uses the machine) fires: the machine is then not clean.
  */
-export type Scrub = (remote: Remote, machine: string) => Promise<void>
+export type Scrub = (remote: Remote, machine: string, signal?: AbortSignal) => Promise<void>
 
 /** What a provider may use of the hook: no handler context, no config beyond its own section. */
 export interface ProviderEnv {

@@ -372,9 +372,15 @@ describe('a pool with no member, whose group cannot be read or grown', () => {
 
 describe('a member granted, then not made ready (a cancel, a failed EC2 call)', () => {
   /** A member that grants its lease; `describeFails` is what DescribeInstances of that one member throws. */
-  function granted(describeFails: Error) {
+  function granted(describeFails: Error | null, o: { maxJobsPerVm?: number; clean?: boolean; cancel?: AbortController } = {}) {
     const one = ConfigSchema.parse({
-      provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', reuse: { maxJobsPerVm: 1 } },
+      provider: {
+        kind: 'ec2-pool',
+        region: 'eu-west-1',
+        autoScalingGroup: 'rch-pool',
+        identityFile: '/k',
+        reuse: { maxJobsPerVm: o.maxJobsPerVm ?? 1 }
+      },
       remote: { workRoot: '~/rch' }
     }).provider as Ec2PoolConfig
     const p = new Ec2PoolProvider(one, '~/rch')
@@ -384,8 +390,9 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
       connectInfo(m: Member): unknown
     }
     fake.members = async (_env, ids) => {
-      if (ids) throw describeFails
-      return [ready]
+      if (ids && describeFails) throw describeFails
+      // Launched now: not worn out by age (that would retire it before anything else is looked at).
+      return [{ ...ready, launchedAt: new Date() }]
     }
     fake.grow = async () => ({ cap: null })
     fake.connectInfo = () => ({ host: '127.0.0.1', port: 22, user: 'ec2-user', identityFile: '/k', knownHostsFile: '/kh' })
@@ -397,7 +404,7 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
     const commands: string[] = []
     const answer = (command: string): string[] =>
       command.includes('note grant')
-        ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']
+        ? ['granted', o.clean === false ? '0' : '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']
         : command.includes('note release')
           ? ['released']
           : []
@@ -406,14 +413,56 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
       fleet: recordingFleetGate(),
       scrub: (remote: Remote, machine: string) => scrubMachine(remote, '~/rch', machine).then(() => undefined),
       log: { progress: () => undefined, warn: () => undefined, debug: () => undefined },
-      signal: new AbortController().signal,
+      signal: (o.cancel ?? new AbortController()).signal,
       runner: runnerFacts(),
       connect: async () => remote,
       discard: async () => undefined
     } as unknown as ProviderEnv
     const job = { jobId: 'fedcba9876543210', owner: '0123456789abcdef', localDir: '/nonexistent' }
-    return { acquire: () => p.acquire(job, env), commands, protects }
+    return { acquire: () => p.acquire(job, env), commands, protects, env }
   }
+
+  // The runner kills the hook 10 s after its SIGINT: a member is not made ready for a job that is over.
+  describe('a cancel while a member is being got', () => {
+    test('during the scrub before use (maxJobsPerVm 5, given back dirty): the scrub ends, the member goes back not clean, protection lifted', async () => {
+      const cancel = new AbortController()
+      const h = granted(null, { maxJobsPerVm: 5, clean: false, cancel })
+      let scrubSignal: AbortSignal | undefined
+      h.env.scrub = async (_r, _m, signal) => {
+        scrubSignal = signal
+        cancel.abort('SIGINT')
+        // A scrub that would go on: it ends with the cancel it was given.
+        if (signal?.aborted) throw new Error('scrub stopped by its signal')
+      }
+      await expect(h.acquire()).rejects.toThrow('scrub stopped by its signal')
+      expect(scrubSignal).toBe(h.env.signal)
+      expect(h.protects).toEqual([true, false])
+      const releases = h.commands.filter((c) => c.includes('note release'))
+      expect(releases).toHaveLength(1)
+      expect(releases[0]).toContain('put free dirty')
+    })
+
+    test('a scrub that ignores the cancel and finishes: the member is still given back, not used', async () => {
+      const cancel = new AbortController()
+      const h = granted(null, { maxJobsPerVm: 5, clean: false, cancel })
+      h.env.scrub = async () => void cancel.abort('SIGINT')
+      await expect(h.acquire()).rejects.toThrow('cancelled by SIGINT')
+      expect(h.commands.filter((c) => c.includes('note release'))[0]).toContain('put free dirty')
+    })
+
+    // (Control: without the cancel, the test below sees the lease call sent.)
+    test('a connect that comes in after the cancel: no lease call is sent', async () => {
+      const cancel = new AbortController()
+      const h = granted(null, { maxJobsPerVm: 5, cancel })
+      const connect = h.env.connect
+      h.env.connect = async (c) => {
+        cancel.abort('SIGINT')
+        return connect(c)
+      }
+      await expect(h.acquire()).rejects.toThrow('cancelled by SIGINT')
+      expect(h.commands.filter((c) => c.includes('note grant'))).toEqual([])
+    })
+  })
 
   test('the lease is given back (to be scrubbed first), not left held by nobody until it lapses', async () => {
     const h = granted(new Error('DescribeInstances: AccessDenied'))
