@@ -132,6 +132,22 @@ export function scriptStepCtx(): HookContext {
   } as unknown as HookContext
 }
 
+/** What run_container_step reads of a hook's context (the handler with stand-ins for the session, sync and docker). */
+export function containerStepCtx(signal = new AbortController().signal): HookContext {
+  return {
+    config: {
+      images: { pullPolicy: 'missing', pullTimeoutSeconds: 60 },
+      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
+      sync: { excludeFromPullBack: [], limits: {}, deltaListing: false }
+    },
+    runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
+    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined },
+    signal,
+    stdout: process.stdout,
+    stderr: process.stderr
+  } as unknown as HookContext
+}
+
 /** What starting the job's agent reads of a hook's context, with a private local root in a temp dir; `local` is the job's folder. */
 export function agentStartCtx(hookPath: string, nodePath = process.execPath): { ctx: HookContext; local: string } {
   const root = join(tempDir(), 'rch')

@@ -1,7 +1,7 @@
 // A container action whose end the hook could not learn (its attach stream or wait failed) while
 // the connection to the VM still works: what it wrote (file commands, the workspace) comes back, as
 // for a script step that failed the same way. Not after a cancel, nor over a connection found gone.
-import { containerActionArgs, staticJobState } from './_helpers'
+import { containerActionArgs, containerStepCtx, staticJobState } from './_helpers'
 
 const pulls: string[] = []
 let failure: () => Error | null = () => null
@@ -45,22 +45,7 @@ jest.mock('../../src/remote/remote', () => ({
 import { runContainerStep } from '../../src/handlers/run-container-step'
 import { EngineError } from '../../src/docker/engine'
 import { Cancelled, TransportError } from '../../src/errors'
-import type { HookContext } from '../../src/context'
 import type { HookState } from '../../src/state'
-
-const ctxWith = (signal: AbortSignal) =>
-  ({
-    config: {
-      images: { pullPolicy: 'missing', pullTimeoutSeconds: 60 },
-      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-      sync: { excludeFromPullBack: [], limits: {}, deltaListing: false }
-    },
-    runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined },
-    signal,
-    stdout: process.stdout,
-    stderr: process.stderr
-  }) as unknown as HookContext
 
 const state: HookState = {
   ...staticJobState('/srv/rch', '/nonexistent/rch-test'),
@@ -68,7 +53,7 @@ const state: HookState = {
   container: { id: 'a'.repeat(64), image: 'node:20', path: '/usr/bin:/bin' },
   services: []
 }
-const run = (signal = new AbortController().signal) => runContainerStep(containerActionArgs(), state, ctxWith(signal))
+const run = (signal = new AbortController().signal) => runContainerStep(containerActionArgs(), state, containerStepCtx(signal))
 
 beforeEach(() => {
   pulls.length = 0

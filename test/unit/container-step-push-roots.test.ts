@@ -3,7 +3,7 @@
 // reach the VM before a container action mounts the workspace at /github/workspace (or builds a local
 // action's Dockerfile from it). Before, only _temp and _actions went up, and the action saw the
 // workspace as it was at prepare_job.
-import { containerActionArgs, staticJobState } from './_helpers'
+import { containerActionArgs, containerStepCtx, staticJobState } from './_helpers'
 
 const pushed: string[][] = []
 jest.mock('../../src/session', () => ({
@@ -26,21 +26,9 @@ jest.mock('../../src/docker/remote-docker', () => jest.requireActual('./_remote-
 jest.mock('../../src/docker/steps', () => ({ runContainer: async () => ({ exitCode: 0, cancelled: false }) }))
 
 import { runContainerStep } from '../../src/handlers/run-container-step'
-import type { HookContext } from '../../src/context'
 import type { HookState } from '../../src/state'
 
-const ctx = {
-  config: {
-    images: { pullPolicy: 'missing', pullTimeoutSeconds: 60 },
-    remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-    sync: { excludeFromPullBack: [], limits: {}, deltaListing: false }
-  },
-  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-  log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined },
-  signal: new AbortController().signal,
-  stdout: process.stdout,
-  stderr: process.stderr
-} as unknown as HookContext
+const ctx = containerStepCtx()
 
 const args = containerActionArgs()
 
