@@ -14,12 +14,13 @@ import { runContainer } from '../docker/steps'
 import { buildImage, registrySecrets, removeImage } from '../docker/cli'
 import { pull, recordBase } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
+import { failedStep } from './failed-step'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, pushRootsOf, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { labelFlagsOf, labelMap, newJobId, ownerId } from '../labels'
 import { machineOf, providerFor, workRootOf } from '../providers/factory'
-import { blameOf, type Remote } from '../remote/remote'
+import type { Remote } from '../remote/remote'
 import { keepAlive, type LeaseState } from '../remote/agent'
 import { cleanupDeadline } from '../remote/deadline'
 import { jobFolder } from '../docker/job-folder'
@@ -55,13 +56,11 @@ export function planStep(args: ContainerArgs, layout: Layout): StepPlan {
   return { mounts, dockerfile: args.image ? null : remotePath(layout, args.dockerfile!, 'args.dockerfile') }
 }
 
-/** The step on its machine; a failure the VM caused on a working connection is not a lost machine (blameOf). */
-const runIn = (...a: Parameters<typeof runOn>): Promise<HandlerResult> =>
-  runOn(...a).catch(async (e: unknown) => {
-    throw await blameOf(e, a[3], a[4].signal)
-  })
-
-async function runOn(
+/**
+ * The step on its machine. A failure the VM caused on a working connection is not a lost machine,
+ * and one after the container may have run brings back what it wrote (failedStep).
+ */
+async function runIn(
   args: ContainerArgs,
   plan: StepPlan,
   state: HookState,
@@ -70,74 +69,69 @@ async function runOn(
   pushRoots: string[]
 ): Promise<HandlerResult> {
   const target = syncTarget(ctx, state, remote)
-  const docker = new RemoteDocker(remote, ctx.config.remote.dockerSocket)
-  // The image's presence is looked up (Engine API) while the push runs.
-  const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
-  present.catch(() => undefined)
-  await betweenSteps.push(target, pushRoots)
-  const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName, machineOf(state.host))
-  let image = args.image
-  if (!image) {
-    const dockerfile = plan.dockerfile!
-    image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
-    ctx.log.progress(`building ${args.dockerfile}`)
-    await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l), ctx.signal)
-  } else {
-    // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
-    for (const s of registrySecrets(args.registry)) ctx.log.addSecret(s)
-    const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
-    const how = await docker.ensureImage(
-      image,
-      ctx.config.images.pullPolicy,
-      args.registry,
-      `${state.jobRoot}/docker-config-step`,
-      (l) => ctx.log.debug(l),
-      limits,
-      await present
-    )
-    if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
-  }
-  const env = baseEnv(args.environmentVariables)
-  let res: Awaited<ReturnType<typeof runContainer>>
-  // Set once the container may have run: only then can it have written anything to bring back.
-  let started = false
+  // Set while the container may have run and its end is not known: only then can a failure leave
+  // something it wrote to bring back.
+  let running = false
   try {
-    res = await runContainer(
-      docker.engine,
-      {
+    const docker = new RemoteDocker(remote, ctx.config.remote.dockerSocket)
+    // The image's presence is looked up (Engine API) while the push runs.
+    const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
+    present.catch(() => undefined)
+    await betweenSteps.push(target, pushRoots)
+    const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName, machineOf(state.host))
+    let image = args.image
+    if (!image) {
+      const dockerfile = plan.dockerfile!
+      image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
+      ctx.log.progress(`building ${args.dockerfile}`)
+      await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l), ctx.signal)
+    } else {
+      // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
+      for (const s of registrySecrets(args.registry)) ctx.log.addSecret(s)
+      const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+      const how = await docker.ensureImage(
         image,
-        name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
-        cmd: rejoinArgs(args.entryPointArgs),
-        entrypoint: args.entryPoint || null,
-        env,
-        workdir: args.workingDirectory ?? '/github/workspace',
-        mounts: plan.mounts,
-        network: state.network,
-        labels
-      },
-      outputTo(ctx.stdout, ctx.stderr),
-      ctx.signal,
-      () => (started = true)
-    )
-  } catch (e) {
-    // A container whose end could not be learned (its stream or wait failed, the connection still
-    // up): what it wrote (file commands, the workspace) comes back, as for a script step. Not after
-    // a cancel, nor over a connection the check did not find working.
-    const err = await blameOf(e, remote, ctx.signal)
-    const connected = !(err instanceof TransportError) || err.kind === 'stream'
-    if (started && connected && !ctx.signal.aborted && !(err instanceof Cancelled))
-      await pull(target, state.pullRoots).catch((p: unknown) =>
-        ctx.log.debug(`pull-back after the failed container action: ${formatError(p)}`)
+        ctx.config.images.pullPolicy,
+        args.registry,
+        `${state.jobRoot}/docker-config-step`,
+        (l) => ctx.log.debug(l),
+        limits,
+        await present
       )
-    throw err
-  } finally {
-    // Also when the container could not be created or its stream failed; a hook killed before
-    // this leaves the image to cleanup_job, which finds it by its labels.
-    if (!args.image) await removeImage(remote, image, ctx.signal).catch(() => undefined)
+      if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
+    }
+    const env = baseEnv(args.environmentVariables)
+    let res: Awaited<ReturnType<typeof runContainer>>
+    try {
+      res = await runContainer(
+        docker.engine,
+        {
+          image,
+          name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
+          cmd: rejoinArgs(args.entryPointArgs),
+          entrypoint: args.entryPoint || null,
+          env,
+          workdir: args.workingDirectory ?? '/github/workspace',
+          mounts: plan.mounts,
+          network: state.network,
+          labels
+        },
+        outputTo(ctx.stdout, ctx.stderr),
+        ctx.signal,
+        () => (running = true)
+      )
+      running = false
+    } finally {
+      // Also when the container could not be created or its stream failed; a hook killed before
+      // this leaves the image to cleanup_job, which finds it by its labels.
+      if (!args.image) await removeImage(remote, image, ctx.signal).catch(() => undefined)
+    }
+    if (res.cancelled) throw Cancelled.by(ctx.signal, res.stop)
+    await pull(target, state.pullRoots)
+    return { exitCode: res.exitCode }
+  } catch (e) {
+    throw await failedStep(e, remote, ctx, running ? { target, roots: state.pullRoots, what: 'container action' } : null)
   }
-  if (res.cancelled) throw Cancelled.by(ctx.signal, res.stop)
-  await pull(target, state.pullRoots)
-  return { exitCode: res.exitCode }
 }
 
 /** No prepare_job ran: lease a host for this one step, sync what it mounts, and clean up after. */

@@ -1,7 +1,7 @@
 // run_script_step: push what the runner wrote on the host, exec the step in the job container with
 // its env passed through the Engine API (never a command line), stream output, pull results back.
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, InputError, TransportError, formatError } from '../errors'
+import { Cancelled, InputError } from '../errors'
 import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
@@ -12,7 +12,7 @@ import { pull, type SyncTarget } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
-import { blameOf } from '../remote/remote'
+import { failedStep } from './failed-step'
 
 export async function runScriptStep(args: ScriptStepArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!state?.container)
@@ -80,14 +80,9 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     viaShell?.release()
     // A step that failed leaves the watch off (an early push must not run beside a pull still going).
     if (ctx.remote) betweenSteps.disarm()
-    const err = await blameOf(e, remote, ctx.signal)
     // A step that ran but whose exit status could not be read (the VM's docker or step shell failed
-    // it, the connection still up): its file commands and workspace changes come back, as for any
-    // failed step. Not after a cancel, nor over a connection the check did not find working.
-    const connected = !(err instanceof TransportError) || err.kind === 'stream'
-    if (running && target && connected && !ctx.signal.aborted && !(err instanceof Cancelled))
-      await pull(target, state.pullRoots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed step: ${formatError(p)}`))
-    throw err
+    // it, the connection still up): its file commands and workspace changes come back.
+    throw await failedStep(e, remote, ctx, running && target ? { target, roots: state.pullRoots, what: 'step' } : null)
   } finally {
     remote.close()
   }
