@@ -10,7 +10,7 @@ import { nameOwnerId, newJobId, ownerId } from '../labels'
 import { autoScalingClient, awsErrorName, ec2Client } from '../providers/ec2-api'
 import { knownHostsName, launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
 import { membersOf, type Member } from '../providers/pool-plan'
-import { machineChecks, machineOf, type MachineOptions } from './doctor-machine'
+import { machineChecks, jobMachine, type MachineOptions } from './doctor-machine'
 import type { CheckResult } from './output'
 
 type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
@@ -275,7 +275,7 @@ export async function poolDoctor(cfg: Ec2PoolConfig, config: Pick<Config, 'remot
       const knownHostsFile = join(dir!, `known_hosts-${m.id}`)
       writeFileSync(knownHostsFile, `${knownHostsName(m.address!.host, m.address!.port)} ${m.hostKey}\n`, { mode: 0o600 })
       const connect = { ...m.address!, user: m.user!, identityFile: cfg.identityFile, knownHostsFile }
-      return machineChecks(machineOf(config, connect), opts).then((r) => r.map((c) => ({ ...c, target: `${m.id} ${c.target}` })))
+      return machineChecks(jobMachine(config, connect), opts).then((r) => r.map((c) => ({ ...c, target: `${m.id} ${c.target}` })))
     })
     return [...checks, ...(await Promise.all(runs)).flat()]
   } finally {

@@ -36,7 +36,7 @@ const CALL_MS = 20_000
 const target = (c: ConnectInfo): string => `${c.user}@${c.host}:${c.port}`
 
 /** A machine as the hook's jobs use it: the configured work root and Docker socket. */
-export const machineOf = (config: Pick<Config, 'remote'>, connect: ConnectInfo): Machine => ({
+export const jobMachine = (config: Pick<Config, 'remote'>, connect: ConnectInfo): Machine => ({
   connect,
   workRoot: config.remote.workRoot,
   dockerSocket: config.remote.dockerSocket
@@ -44,7 +44,7 @@ export const machineOf = (config: Pick<Config, 'remote'>, connect: ConnectInfo):
 
 /** Every static host, side by side. */
 export async function hostsChecks(p: StaticConfig, config: Pick<Config, 'remote'>, opts: MachineOptions): Promise<CheckResult[]> {
-  return (await Promise.all(p.hosts.map((h) => machineChecks(machineOf(config, h), opts)))).flat()
+  return (await Promise.all(p.hosts.map((h) => machineChecks(jobMachine(config, h), opts)))).flat()
 }
 
 export async function machineChecks(m: Machine, opts: MachineOptions): Promise<CheckResult[]> {
