@@ -3,8 +3,8 @@
 #   the Python virtualenvs (moto's, scripts/testenv/moto.sh install; the offline Terraform
 #      checks', scripts/testenv/tf-venv.sh), installed in the background from the start: on a fresh
 #      clone they are pip's downloads, most of the set-up's time
-#   -> npm ci (when node_modules is missing or older than package-lock.json, and is not a link),
-#      in the background beside the set-up below
+#   -> npm ci (when node_modules is missing or older than package-lock.json, and is not a link:
+#      scripts/npm-deps.sh), in the background beside the set-up below
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> once npm ci is done: type check of the whole tree (tsc --noEmit), lint (eslint .) and format
 #      check (prettier --check .), in the background at the lowest priority, through the tests:
@@ -126,26 +126,18 @@ phase "python virtualenvs started (pid $VENVS_PID, output in $VENVS_LOG)"
 # process group of its own that finish() can end.
 NPM_LOG="$TESTENV/npm-ci.log"
 NPM_PID=""
-if [ -L node_modules ]; then
-  # npm ci empties node_modules through a link, wiping the shared install it points at
-  phase "node_modules is a link ($(readlink node_modules)): not reinstalling"
-elif [ -f package-lock.json ]; then
-  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    phase "npm ci started (output in $NPM_LOG)"
-    set -m
-    npm ci --no-audit --no-fund >"$NPM_LOG" 2>&1 </dev/null &
-    NPM_PID=$!
-    set +m
-  fi
-elif [ ! -d node_modules ]; then
-  phase "npm install (no package-lock.json)"
-  npm install --no-audit --no-fund
-fi
+# scripts/npm-deps.sh: npm ci when node_modules is missing or older than package-lock.json (a link,
+# a shared install, is left alone: npm ci would empty it through the link).
+phase "npm dependencies started (scripts/npm-deps.sh, output in $NPM_LOG)"
+set -m
+bash scripts/npm-deps.sh >"$NPM_LOG" 2>&1 </dev/null &
+NPM_PID=$!
+set +m
 
 phase "test environment"
 bash scripts/testenv/setup.sh
 if [ -n "$NPM_PID" ]; then
-  phase "waiting for npm ci"
+  phase "waiting for the npm dependencies"
   await_job NPM_PID "$NPM_LOG" "npm ci"
 fi
 
