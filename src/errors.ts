@@ -98,6 +98,21 @@ export class Cancelled extends HookError {
   }
 }
 
+/**
+ * Failures that came before a cancel, whose handling (prepare_job's undo) the cancel then cut:
+ * reported beside the cancel (execute.ts report), since they are why the command failed.
+ */
+const beforeCancel = new WeakSet<object>()
+
+/** Marks `err` as a failure of its own when `signal` was not aborted yet (a cancel that comes later does not hide it). */
+export function markIfBeforeCancel(err: unknown, signal: AbortSignal): void {
+  if (!signal.aborted && err instanceof Error && !(err instanceof Cancelled)) beforeCancel.add(err)
+}
+
+export function failedBeforeCancel(err: unknown): boolean {
+  return err instanceof Error && beforeCancel.has(err)
+}
+
 /** The longest message the hook writes as one line of its own (step log and file log). */
 export const MESSAGE_MAX = 16 * 1024
 

@@ -3,7 +3,7 @@
 // runner environment, check the response file, run the handler, write its response, and map a
 // failure to its exit code and `::error::` line.
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
-import { Cancelled, ConfigError, formatError, HookError, TransportError } from './errors'
+import { Cancelled, ConfigError, failedBeforeCancel, formatError, HookError, TransportError } from './errors'
 import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
@@ -142,13 +142,18 @@ export function causeOf(err: unknown, signal: AbortSignal): unknown {
 export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; stderr: Sink }, log?: Log): number {
   const cause = causeOf(err, io.signal)
   // Masked as the log masks: the step log must not show what the command's own lines hid.
-  const o = outcomeOf(cause, log ? (s) => log.mask(s) : undefined)
+  const mask = log ? (s: string): string => log.mask(s) : undefined
+  const o = outcomeOf(cause, mask)
+  // A failure whose undo a later cancel cut is still said beside the cancel's note: it is why the
+  // command failed. The exit code stays the cancel's.
+  const said = cause instanceof Cancelled && failedBeforeCancel(err) ? err : cause
+  const errorLine = said === cause ? o.errorLine : outcomeOf(said, mask).errorLine
   if (o.note) ownLines(io.stderr, o.note)
-  if (o.errorLine) ownLines(io.stdout, o.errorLine)
-  if (log && o.errorLine) {
-    log.failure(formatError(cause))
+  if (errorLine) ownLines(io.stdout, errorLine)
+  if (log && errorLine) {
+    log.failure(formatError(said))
     // Reading .stack formats it through the source map (tens of ms): only when it is written.
-    if (log.debugEnabled) log.debug(cause instanceof Error && cause.stack ? cause.stack : formatError(cause))
+    if (log.debugEnabled) log.debug(said instanceof Error && said.stack ? said.stack : formatError(said))
   }
   return o.code
 }

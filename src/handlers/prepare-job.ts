@@ -4,7 +4,7 @@
 // reverse, so a failed or cancelled prepare_job leaves nothing behind.
 import { rmSync } from 'node:fs'
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, HookError } from '../errors'
+import { Cancelled, HookError, markIfBeforeCancel } from '../errors'
 import { LABEL_OWNER, newJobId, ownerId } from '../labels'
 import type { PrepareJobArgs } from '../protocol'
 import type { Acquired } from '../providers/provider'
@@ -188,6 +188,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       }
     return { exitCode: 0, response }
   } catch (err) {
+    // A cancel during the undo below must not hide why the job failed.
+    markIfBeforeCancel(err, ctx.signal)
     // What was still running (a container being created, the base being written into the local
     // folder) lands first, so the undo finds it. Where the release destroys the machine, nothing on
     // it needs finding: only the local writes get a moment, so the terminate goes out well before
