@@ -948,7 +948,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const { tmpdir } = await import('node:os')
     const dir = mkdtempSync(`${tmpdir()}/rch-pool-`)
     try {
-      for (const m of viewOf(await this.members(env)).ready) {
+      // Looked for even after a cancel, as EC2's leftovers are (asCleanup): giving a lost job's member
+      // back is cleanup, and a cancelled cleanup_job without state is the last one that comes.
+      const members = await asCleanup(env.signal, (signal) => this.members({ ...env, signal }))
+      for (const m of viewOf(members).ready) {
         const connect = this.connectInfo(m, dir)
         let remote: Remote | null = null
         try {
