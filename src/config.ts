@@ -396,6 +396,53 @@ export type StaticConfig = z.infer<typeof StaticProviderSchema>
 export type Ec2Config = z.infer<typeof Ec2ProviderSchema>
 export type Ec2PoolConfig = z.infer<typeof Ec2PoolProviderSchema>
 
+type ProviderConfig = Config['provider']
+
+/** A runner-host file a provider section names: its field, its path, and whether it is a private key. */
+interface KeyFile {
+  field: string
+  path: string
+  privateKey: boolean
+}
+
+/** What a provider kind's section needs beyond its schema. */
+interface SectionRules<C> {
+  /** Problems of a valid section together with the rest of the config. */
+  issues?(p: C, cfg: Config): string[]
+  /** remote.workRoot may be ~/path: each machine resolves it under its own home. */
+  homeWorkRoot?: boolean
+  /** The key files the section names, read from a section not validated yet (a path that is not a string is dropped). */
+  keyFiles?(p: Readonly<Record<string, unknown>>): { field: string; path: unknown; privateKey: boolean }[]
+}
+
+// One line per provider kind, as providers/factory.ts and ops/provider-ops.ts have: a kind added to
+// the schema without its line fails the type check, so its key files cannot go unchecked.
+const SECTIONS = {
+  static: {
+    keyFiles: (p) =>
+      (Array.isArray(p.hosts) ? (p.hosts as (Record<string, unknown> | null)[]) : []).flatMap((h, i) => [
+        { field: `provider.hosts.${i}.identityFile`, path: h?.identityFile, privateKey: true },
+        { field: `provider.hosts.${i}.knownHostsFile`, path: h?.knownHostsFile, privateKey: false }
+      ])
+  },
+  ec2: {
+    issues: (p) => [
+      ...(!p.launchTemplate && !p.imageId ? ['provider.imageId: imageId or launchTemplate is required'] : []),
+      ...(!p.launchTemplate && p.instanceTypes.length === 0
+        ? ['provider.instanceTypes: at least one instance type is required without a launchTemplate']
+        : [])
+    ]
+  },
+  'ec2-pool': {
+    homeWorkRoot: true,
+    issues: (_p, cfg) =>
+      cfg.agent.enabled
+        ? []
+        : ["agent.enabled: provider.kind ec2-pool needs the job's agent (it renews the member's lease while the job runs)"],
+    keyFiles: (p) => [{ field: 'provider.identityFile', path: p.identityFile, privateKey: true }]
+  }
+} satisfies { [K in ProviderConfig['kind']]: SectionRules<Extract<ProviderConfig, { kind: K }>> }
+
 export interface ConfigIo {
   readFile(path: string): string
   canRead(path: string): string | null // null = readable, else the reason
@@ -432,17 +479,14 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     throw new ConfigError([...schemaIssues, ...keyFileIssues(raw, io).filter((i) => !flagged(i.slice(0, i.indexOf(':'))))])
   }
   const cfg = parsed.data
-  const issues: string[] = []
-  const p = cfg.provider
-  if (p.kind === 'ec2') {
-    if (!p.launchTemplate && !p.imageId) issues.push('provider.imageId: imageId or launchTemplate is required')
-    if (!p.launchTemplate && p.instanceTypes.length === 0)
-      issues.push('provider.instanceTypes: at least one instance type is required without a launchTemplate')
+  const rules = SECTIONS[cfg.provider.kind] as SectionRules<ProviderConfig>
+  const issues: string[] = [...(rules.issues?.(cfg.provider, cfg) ?? [])]
+  if (isHomeWorkRoot(cfg.remote.workRoot) && !rules.homeWorkRoot) {
+    const kinds = Object.entries(SECTIONS as Record<string, SectionRules<ProviderConfig>>).filter(([, r]) => r.homeWorkRoot)
+    issues.push(
+      `remote.workRoot: ~/path (under each machine's home) is for provider.kind ${kinds.map(([k]) => k).join(' or ')} only; give an absolute path`
+    )
   }
-  if (isHomeWorkRoot(cfg.remote.workRoot) && p.kind !== 'ec2-pool')
-    issues.push("remote.workRoot: ~/path (under each machine's home) is for provider.kind ec2-pool only; give an absolute path")
-  if (p.kind === 'ec2-pool' && !cfg.agent.enabled)
-    issues.push("agent.enabled: provider.kind ec2-pool needs the job's agent (it renews the member's lease while the job runs)")
   const unreadable = keyFileIssues(cfg, io)
   issues.push(...unreadable)
   for (const k of keyFiles(cfg).filter((k) => k.privateKey && !unreadable.some((u) => u.startsWith(`${k.field}:`)))) {
@@ -459,19 +503,13 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
 }
 
 /** The runner-host key files a config names (works on unvalidated input too): field, path, and whether it is a private key. */
-function keyFiles(raw: unknown): { field: string; path: string; privateKey: boolean }[] {
-  const provider = (raw as { provider?: { kind?: unknown; hosts?: unknown; identityFile?: unknown } } | null)?.provider
-  const out: { field: string; path: string; privateKey: boolean }[] = []
-  const add = (field: string, path: unknown, privateKey: boolean): void => {
-    if (typeof path === 'string' && isAbsolute(path)) out.push({ field, path, privateKey })
-  }
-  if (provider?.kind === 'static' && Array.isArray(provider.hosts))
-    provider.hosts.forEach((h: Record<string, unknown> | null, i) => {
-      add(`provider.hosts.${i}.identityFile`, h?.identityFile, true)
-      add(`provider.hosts.${i}.knownHostsFile`, h?.knownHostsFile, false)
-    })
-  if (provider?.kind === 'ec2-pool') add('provider.identityFile', provider.identityFile, true)
-  return out
+function keyFiles(raw: unknown): KeyFile[] {
+  const provider = (raw as { provider?: Record<string, unknown> } | null)?.provider
+  const kind = provider?.kind
+  if (typeof kind !== 'string' || !Object.hasOwn(SECTIONS, kind)) return []
+  const named =
+    (SECTIONS[kind as ProviderConfig['kind']] as SectionRules<ProviderConfig>).keyFiles?.(provider as Record<string, unknown>) ?? []
+  return named.filter((k) => typeof k.path === 'string' && isAbsolute(k.path)) as KeyFile[]
 }
 
 /** Key files that are named by an absolute path but cannot be read. */

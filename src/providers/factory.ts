@@ -1,6 +1,7 @@
 // One line per provider kind. A new provider is one new file (its VmProvider and how its lease is
-// stored and checked) plus its line here; its config section goes into config.ts, and its doctor
-// checks and reap pass into ops/ behind a line in ops/provider-ops.ts (the type check asks for both).
+// stored and checked) plus its line here; its config section goes into config.ts with its line in
+// SECTIONS there, and its doctor checks and reap pass into ops/ behind a line in ops/provider-ops.ts
+// (the type check asks for each).
 import type { Config } from '../config'
 import type { LeaseBase, ProviderKind, VmProvider } from './provider'
 import { staticHosts } from './static-host'
