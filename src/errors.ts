@@ -124,19 +124,37 @@ export const MESSAGE_MAX = 16 * 1024
  * hook's masking, and only at white space: a value the runner masks (a secret the hook does not
  * know) is recognised only whole, so a run without white space that spans a cut goes entirely.
  */
-export function clipMessage(s: string): string {
-  if (s.length <= MESSAGE_MAX) return s
-  const head = s.slice(0, MESSAGE_MAX / 4)
-  const tail = s.slice(s.length - (MESSAGE_MAX * 3) / 4)
+export function clipMessage(s: string, max = MESSAGE_MAX): string {
+  if (s.length <= max) return s
+  const head = s.slice(0, max / 4)
+  const tail = s.slice(s.length - (max * 3) / 4)
   const start = head.slice(0, Math.max(0, head.search(/\s\S*$/)))
   const afterSpace = tail.search(/\s/)
   const end = afterSpace < 0 ? '' : tail.slice(afterSpace)
   return `${start} … (${s.length - start.length - end.length} characters not shown)${end}`
 }
 
+/**
+ * The lines of `s` as one, each line break with the white space around it made one space. Linear:
+ * a machine's text reaches here (an engine's error body), and a regular expression for it (white
+ * space, a line break, white space) takes time of the square of a run of spaces without a line
+ * break (hours for 16 MiB).
+ */
+function joinLines(s: string): string {
+  const lines = s.split('\n')
+  const out: string[] = [lines[0].trimEnd()]
+  for (let i = 1; i < lines.length; i++) {
+    const last = i === lines.length - 1
+    const l = last ? lines[i].trimStart() : lines[i].trim()
+    // A line of white space only joins the breaks around it into one.
+    if (l || last) out.push(l)
+  }
+  return out.join(' ')
+}
+
 /** Turns any thrown value into a single line without throwing itself (circular causes, non-Errors). */
 export function formatError(err: unknown, depth = 0): string {
-  const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ')
+  const oneLine = (s: string): string => (s.includes('\n') ? joinLines(s) : s)
   try {
     if (err instanceof Error) {
       let msg = err.message || err.name

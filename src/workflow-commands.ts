@@ -47,11 +47,7 @@ export const MAX_FOREIGN_LOG_CHARS = 64 * 1024
  * so that the runner still masks a secret that holds it. Bounded to its last part.
  */
 export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): string[] {
-  let body = text
-    .replace(/\r\n?/g, '\n')
-    .replace(/\n$/, '')
-    // eslint-disable-next-line no-control-regex -- colour codes before a marker still start the line
-    .replace(/^((?:\s|\u001b\[[0-9;?]*[A-Za-z])*)##\[/gm, '$1## [')
+  let body = text.replace(/\r\n?/g, '\n').replace(/\n$/, '')
   let cut = ''
   if (body.length > maxChars) {
     // Whole lines only (lineTail): a value the runner masks shows only whole, never its end alone.
@@ -61,5 +57,16 @@ export function inertLines(text: string, maxChars = MAX_FOREIGN_LOG_CHARS): stri
     body = tail.text().replace(/\n$/, '')
   }
   const token = randomBytes(16).toString('hex')
-  return [`::stop-commands::${token}`, ...(cut ? [cut] : []), ...(body ? body.split('\n') : ['(empty)']), `::${token}::`]
+  const lines = body ? body.split('\n').map(noMarkerAtStart) : ['(empty)']
+  return [`::stop-commands::${token}`, ...(cut ? [cut] : []), ...lines, `::${token}::`]
 }
+
+/**
+ * One line with a `##[` at its start broken (after white space and colour codes, and after a line
+ * or paragraph separator, where some viewers start a line). Per line and without the multiline
+ * flag: over a whole log, white space that spans lines made the search take time of the square of
+ * the log's length (a megabyte of CR: half an hour).
+ */
+const noMarkerAtStart = (line: string): string =>
+  // eslint-disable-next-line no-control-regex -- colour codes before a marker still start the line
+  line.replace(/(^|[\u2028\u2029])((?:[^\S\u2028\u2029]|\u001b\[[0-9;?]*[A-Za-z])*)##\[/g, '$1$2## [')

@@ -20,6 +20,24 @@ describe('formatError', () => {
     expect(formatError(new Error('boom'))).toBe('boom')
   })
 
+  it('joins lines as the regular expression it replaced did: each break and the white space around it one space', () => {
+    const byRegex = (s: string): string => s.replace(/\s*\n\s*/g, ' ')
+    const parts = ['a', ' ', '\n', '\r', '\t', '\u2028', 'b ']
+    // Every string of up to five parts (16,800 of them), line breaks where they fall.
+    let strings = ['']
+    for (let n = 0; n < 5; n++) strings = strings.flatMap((s) => parts.map((p) => s + p))
+    const differ = strings.filter((s) => formatError(new Error(`x${s}`)) !== byRegex(`x${s}`))
+    expect(differ).toEqual([])
+  })
+
+  it("takes time linear in a machine's text: a run of spaces without a line break before one", () => {
+    // A hostile engine's error body (the VM is the job's): the regular expression took ~30 s on this.
+    const body = `x${' '.repeat(256 * 1024)}y\nz`
+    const t = performance.now()
+    expect(formatError(new Error(body))).toBe(`x${' '.repeat(256 * 1024)}y z`)
+    expect(performance.now() - t).toBeLessThan(1000)
+  })
+
   it('appends the cause', () => {
     expect(formatError(new Error('connect failed', { cause: new Error('ECONNREFUSED 10.0.0.1:22') }))).toBe(
       'connect failed: ECONNREFUSED 10.0.0.1:22'

@@ -64,6 +64,28 @@ describe('inertLines', () => {
     expect(inertLines('a\r::error::cr').slice(1, -1)).toEqual(['a', '::error::cr'])
   })
 
+  test('a `##[` that starts a line is broken as the multiline search did, in every short mix of spaces, ESC codes and separators', () => {
+    const byOldSearch = (t: string): string[] =>
+      // eslint-disable-next-line no-control-regex
+      t.replace(/^((?:\s|\u001b\[[0-9;?]*[A-Za-z])*)##\[/gm, '$1## [').split('\n')
+    const parts = [' ', '\t', '\n', '\u2028', '\u001b[1m', '##[', 'x']
+    let strings = ['']
+    for (let n = 0; n < 5; n++) strings = strings.flatMap((t) => parts.map((p) => t + p))
+    const differ = strings.filter((t) => {
+      const text = `${t}##[group]`
+      return JSON.stringify(inertLines(text).slice(1, -1)) !== JSON.stringify(byOldSearch(text))
+    })
+    expect(differ).toEqual([])
+  })
+
+  test("a machine's log of a megabyte of CR (one line to docker, a line each here) takes time linear in it", () => {
+    // The multiline search took ~27 minutes on this (a service's log, chosen by any workflow).
+    const t = performance.now()
+    const lines = inertLines('\r'.repeat(1 << 20))
+    expect(performance.now() - t).toBeLessThan(2000)
+    expect(lines[1]).toBe(`(the log's first part is not shown: it has ${(1 << 20) - 1} characters)`)
+  })
+
   test('a long log is cut to its last part, at a line start, and says so', () => {
     const text = Array.from({ length: 50_000 }, (_, i) => `line ${i}`).join('\n')
     const lines = inertLines(text)
