@@ -3,7 +3,7 @@
 // per-call CLI start-up would cost latency (exec, inspect).
 import { request, type ClientRequest, type IncomingMessage } from 'node:http'
 import type { Duplex, Readable, Writable } from 'node:stream'
-import { Cancelled, HookError, TransportError, formatError } from '../errors'
+import { Cancelled, HookError, TransportError, clipMessage, formatError } from '../errors'
 import type { Remote } from '../remote/remote'
 import { UnexpectedAnswer } from '../remote/answer'
 import { CONTAINER_ID } from '../input-rules'
@@ -14,8 +14,16 @@ export class EngineError extends HookError {
     what: string,
     message: string
   ) {
-    super(`docker ${what}: ${message || `HTTP ${status}`}`)
+    // The engine's words: bounded here, before anything formats or masks them.
+    super(`docker ${what}: ${clipMessage(message, MAX_ERROR_TEXT) || `HTTP ${status}`}`)
   }
+}
+
+/** What a call's answer is for: `read` (the default) keeps and parses it up to `maxBytes`; `ignore` only looks at an error's. */
+export interface CallReply {
+  reply?: 'read' | 'ignore'
+  /** For `read`: the most of a body kept (default MAX_REPLY). */
+  maxBytes?: number
 }
 
 export interface Output {
@@ -29,13 +37,20 @@ const API = '/v1.41'
 
 /**
  * Limits on what the engine (root on the remote, so steerable by a job) can make the hook buffer.
- * Real replies are far smaller: an inspect is KiBs, a listing of thousands of containers a few
- * MiB. Stream frames are passed on as they arrive, never gathered; docker writes them of at most
- * 32 KiB, so a header announcing more than the limit is not docker's and ends the stream.
+ * Real replies are far smaller: an inspect or a create's answer is KiBs, a listing of a runner's
+ * own containers (by its label) KiBs too. A reply is kept, and parsed, up to `MAX_REPLY`
+ * (`MAX_LISTING` for a listing), since parsed JSON can take twenty times its size (16 MiB of
+ * `[{},{},…]` is 357 MiB of heap, and calls run side by side); an answer the caller does not read
+ * (a removal's, a start's) is never parsed, and is read to its end up to `MAX_BODY`, keeping only
+ * the start of an error's text. Stream frames are passed on as they arrive, never gathered; docker
+ * writes them of at most 32 KiB, so a header announcing more than the limit is not docker's and
+ * ends the stream.
  */
 export const MAX_BODY = 16 * 1024 * 1024
+export const MAX_REPLY = 1024 * 1024
+export const MAX_LISTING = 4 * 1024 * 1024
 export const MAX_STREAM_FRAME = 16 * 1024 * 1024
-const MAX_ERROR_TEXT = 64 * 1024
+export const MAX_ERROR_TEXT = 64 * 1024
 
 /**
  * How long one request/reply may take. The engine is steerable by a job (a docker socket replaced
@@ -79,14 +94,14 @@ export class Engine {
     path: string,
     body?: unknown,
     what = path,
-    opts: { timeoutMs?: number | null; signal?: AbortSignal } = {}
+    opts: { timeoutMs?: number | null; signal?: AbortSignal } & CallReply = {}
   ): Promise<{ status: number; data: T }> {
     if (opts.signal?.aborted) throw Cancelled.by(opts.signal)
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
     const req = this.open(method, path, payload ? { 'Content-Type': 'application/json' } : {}, payload)
     const bound = givingUp(req, what, opts.timeoutMs === undefined ? this.callTimeoutMs : opts.timeoutMs, opts.signal)
     try {
-      return await Promise.race([this.exchange<T>(req, payload, what), bound.givenUp])
+      return await Promise.race([this.exchange<T>(req, payload, what, opts), bound.givenUp])
     } catch (e) {
       throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`, 'lost')
     } finally {
@@ -97,39 +112,52 @@ export class Engine {
   private async exchange<T>(
     req: ReturnType<typeof request>,
     payload: Buffer | undefined,
-    what: string
+    what: string,
+    how: CallReply
   ): Promise<{ status: number; data: T }> {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       req.on('response', resolve)
       req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${what}: ${e.message}`, 'lost')))
       req.end(payload)
     })
+    const ignore = how.reply === 'ignore'
+    // What is kept of the body; an ignored one is read to its end (up to MAX_BODY) but only its start kept.
+    const keep = ignore ? MAX_ERROR_TEXT : (how.maxBytes ?? MAX_REPLY)
+    const limit = ignore ? MAX_BODY : keep
     const chunks: Buffer[] = []
     let size = 0
+    let kept = 0
     try {
       for await (const c of res) {
         size += (c as Buffer).length
-        if (size > MAX_BODY) throw new TransportError(`docker API ${what}: reply body over the limit of ${MAX_BODY} bytes`, 'lost')
-        chunks.push(c as Buffer)
+        if (size > limit) throw new TransportError(`docker API ${what}: reply body over the limit of ${limit} bytes`, 'lost')
+        if (kept < keep) {
+          const part = (c as Buffer).subarray(0, keep - kept)
+          chunks.push(part)
+          kept += part.length
+        }
       }
     } finally {
       // One channel per request: close it, or each call leaves an SSH channel (and a docker.sock
       // connection on the host) open until sshd's MaxSessions is reached and the job hangs.
       res.socket?.destroy()
     }
-    const text = Buffer.concat(chunks).toString('utf8')
     const status = res.statusCode ?? 0
+    if (ignore && status < 400) return { status, data: null as T }
+    const text = Buffer.concat(chunks).toString('utf8')
     let data: unknown = text
     if ((res.headers['content-type'] ?? '').includes('json') && text) {
       try {
         data = JSON.parse(text)
       } catch {
-        throw new UnexpectedAnswer(`docker API ${what}: the reply is not valid JSON`)
+        // An ignored answer's error may be cut short: its text is the message then.
+        if (!ignore || size === kept) throw new UnexpectedAnswer(`docker API ${what}: the reply is not valid JSON`)
       }
     }
     if (status >= 400) {
-      const msg = typeof data === 'object' && data && 'message' in data ? String(data.message) : text.trim()
-      throw new EngineError(status, what, msg)
+      // Only a string is taken as the message: String() of a deeply nested value throws (RangeError).
+      const message = typeof data === 'object' && data !== null ? (data as { message?: unknown }).message : undefined
+      throw new EngineError(status, what, typeof message === 'string' ? message : text.trim())
     }
     return { status, data: data as T }
   }

@@ -3,16 +3,21 @@
 // over the forwarded socket (JSON answers, no CLI start-up on the VM per call). A create with the
 // user's `options:` (CLI flags), logs and pulls go through the docker CLI (cli.ts); registry
 // credentials reach the VM on stdin only (as a docker config), and env values never reach a command line.
-import { Engine, EngineError } from './engine'
+import { Engine, EngineError, MAX_LISTING, type CallReply } from './engine'
 import { InputError, TransportError } from '../errors'
 import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
 import { asMount, bindOf, mountBody } from './mounts'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
-import type { Registry } from '../protocol'
+import { shownValue, type Registry } from '../protocol'
 import type { LABEL_JOB, LABEL_OWNER } from '../labels'
 import { CONTAINER_ID, isVolumeName } from '../input-rules'
 import { UnexpectedAnswer } from '../remote/answer'
+
+/** Answers nobody reads (a removal's, a start's): never parsed, and only an error's start kept (engine.ts). */
+const IGNORE: CallReply = { reply: 'ignore' }
+/** A listing by the job's or runner's label. */
+const LISTING: CallReply = { maxBytes: MAX_LISTING }
 
 /** What a removal by label took away. */
 export interface Counts {
@@ -60,7 +65,7 @@ function expectNames(list: unknown, key: string, pattern: RegExp | ((s: string) 
   const bad = values.find((v) => typeof v !== 'string' || !ok(v))
   if (bad !== undefined)
     throw new UnexpectedAnswer(
-      `docker listed ${what} with an unexpected name: ${JSON.stringify((typeof bad === 'string' ? bad : (JSON.stringify(bad) ?? 'undefined')).slice(0, 100))}`
+      `docker listed ${what} with an unexpected name: ${typeof bad === 'string' ? JSON.stringify(bad.slice(0, 100)) : shownValue(bad)}`
     )
   return values as string[]
 }
@@ -148,7 +153,7 @@ export class RemoteDocker {
     } catch (e) {
       unlessGone(e)
     }
-    await this.engine.call('POST', '/volumes/create', { Name: name, Labels: labels }, `volume create ${name}`)
+    await this.engine.call('POST', '/volumes/create', { Name: name, Labels: labels }, `volume create ${name}`, IGNORE)
     return 'created'
   }
 
@@ -221,12 +226,12 @@ export class RemoteDocker {
     const lost = Object.entries(spec.labels).filter(([k, v]) => labels[k] !== v)
     if (lost.length) problems.push(`the container lacks the job's labels (${lost.map(([k]) => k).join(', ')})`)
     if (!problems.length) return
-    await this.engine.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(() => undefined)
+    await this.engine.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container', IGNORE).catch(() => undefined)
     throw new InputError(`${spec.optionsField ?? 'createOptions'}: ${problems.join('; ')}; the container was removed`)
   }
 
   async start(id: string, what: string): Promise<void> {
-    await this.engine.call('POST', `/containers/${seg(id)}/start`, undefined, `start (${what})`)
+    await this.engine.call('POST', `/containers/${seg(id)}/start`, undefined, `start (${what})`, IGNORE)
   }
 
   inspect(id: string): Promise<Inspect> {
@@ -250,7 +255,7 @@ export class RemoteDocker {
     const f = labelFilter(key, value)
     const e = this.engine
     const containers = expectNames(
-      (await e.call('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers')).data,
+      (await e.call('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers', LISTING)).data,
       'Id',
       CONTAINER_ID,
       'containers'
@@ -272,15 +277,19 @@ export class RemoteDocker {
     }
     const sum = (ns: number[]): number => ns.reduce((a, b) => a + b, 0)
     await settle(containers, (id) =>
-      e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container').catch(unlessGone)
+      e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container', IGNORE).catch(unlessGone)
     )
     // Listed after the containers are gone: a network, volume or image is removable only then.
     const [networks, volumes, images] = await Promise.all([
-      e.call('GET', `/networks?filters=${f}`, undefined, 'list networks').then((r) => expectNames(r.data, 'Id', CONTAINER_ID, 'networks')),
       e
-        .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes')
+        .call('GET', `/networks?filters=${f}`, undefined, 'list networks', LISTING)
+        .then((r) => expectNames(r.data, 'Id', CONTAINER_ID, 'networks')),
+      e
+        .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes', LISTING)
         .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes')),
-      e.call('GET', `/images/json?filters=${f}`, undefined, 'list images').then((r) => expectNames(r.data, 'Id', IMAGE_ID, 'images'))
+      e
+        .call('GET', `/images/json?filters=${f}`, undefined, 'list images', LISTING)
+        .then((r) => expectNames(r.data, 'Id', IMAGE_ID, 'images'))
     ]).catch((listing: unknown) => {
       throw failures[0] ?? listing
     })
@@ -289,7 +298,7 @@ export class RemoteDocker {
     // another runner's job also mounts, an image it runs (as removeImage leaves it).
     const keptInUse: string[] = []
     const removeUnlessInUse = async (what: string, path: string, name?: string): Promise<number> =>
-      e.call('DELETE', path, undefined, what).then(
+      e.call('DELETE', path, undefined, what, IGNORE).then(
         () => 1,
         (err: unknown) => {
           if (!(err instanceof EngineError && err.status === 409)) unlessGone(err)
@@ -319,7 +328,7 @@ export class RemoteDocker {
   private async removeNetwork(id: string): Promise<void> {
     const e = this.engine
     const remove = (): Promise<void> =>
-      e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network').then(() => undefined, unlessGone)
+      e.call('DELETE', `/networks/${seg(id)}`, undefined, 'remove network', IGNORE).then(() => undefined, unlessGone)
     try {
       return await remove()
     } catch (err) {
@@ -341,7 +350,10 @@ export class RemoteDocker {
     const disconnected = await settledInTurn(
       joined,
       REMOVALS_AT_ONCE,
-      (c) => e.call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network').catch(unlessGone),
+      (c) =>
+        e
+          .call('POST', `/networks/${seg(id)}/disconnect`, { Container: c, Force: true }, 'disconnect from network', IGNORE)
+          .catch(unlessGone),
       (x) => x instanceof TransportError
     )
     // A lost connection first: the caller stops on it rather than going on to the other networks.

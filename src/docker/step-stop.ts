@@ -65,7 +65,7 @@ async function runAsRoot(engine: Engine, container: string, cmd: string[], limit
       STOP_CALL
     )
     const execId = idFrom(data, 'exec create (stop the step)')
-    await engine.call('POST', `/exec/${execId}/start`, { Detach: true }, 'exec start (stop the step)', STOP_CALL)
+    await engine.call('POST', `/exec/${execId}/start`, { Detach: true }, 'exec start (stop the step)', { ...STOP_CALL, reply: 'ignore' })
     // Still running at the limit: the stop script ends itself after its last KILL, but nothing saw the step's processes go.
     const stillRunning = new Error('still running')
     return await waitUntil(

@@ -6,6 +6,7 @@ import { Engine, EngineError, idFrom, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
 import { TransportError, type StepStop } from '../errors'
 import { UnexpectedAnswer } from '../remote/answer'
+import { shownValue } from '../protocol'
 import { retry, settlesWithin, waitUntil } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
@@ -62,9 +63,7 @@ async function exitOfExec(engine: Engine, execId: string, signal: AbortSignal): 
 /** An exit status from the VM's docker, where the job is root: an integer from 0 to 255, or a failure (never a wrapped 256 = 0). */
 function exitStatus(v: unknown, what: string): number {
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 255) return v
-  throw new UnexpectedAnswer(
-    `docker API ${what}: the exit status ${String(JSON.stringify(v)).slice(0, 40)} is not an integer from 0 to 255`
-  )
+  throw new UnexpectedAnswer(`docker API ${what}: the exit status ${shownValue(v).slice(0, 40)} is not an integer from 0 to 255`)
 }
 
 /** Creates the exec without starting it, so it can overlap with the sync before the step. */
@@ -261,7 +260,7 @@ export async function runContainer(
   const id = idFrom(data, 'container create')
   let cancelled = false
   // After a cancel every call is bounded like the cut-off below: the engine may hold any of them.
-  const afterCancelCall = { timeoutMs: CUT_AFTER_CANCEL_MS }
+  const afterCancelCall = { timeoutMs: CUT_AFTER_CANCEL_MS, reply: 'ignore' } as const
   const listener = (): void => {
     cancelled = true
     engine.call('POST', `/containers/${id}/kill`, undefined, 'container kill', afterCancelCall).catch(() => undefined)
@@ -291,10 +290,12 @@ export async function runContainer(
     signal.addEventListener('abort', listener, { once: true })
     if (signal.aborted) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     starting()
-    const start = await engine.call('POST', `/containers/${id}/start`, undefined, 'container start', { signal }).catch((e: unknown) => {
-      if (signal.aborted) return null
-      throw e
-    })
+    const start = await engine
+      .call('POST', `/containers/${id}/start`, undefined, 'container start', { signal, reply: 'ignore' })
+      .catch((e: unknown) => {
+        if (signal.aborted) return null
+        throw e
+      })
     // Cancelled while docker held the start: it may have run it, and the removal below ends it.
     if (!start) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     // A cancel during the start sent its kill before anything ran (docker refuses it: not running),
@@ -316,7 +317,13 @@ export async function runContainer(
   } finally {
     signal.removeEventListener('abort', listener)
     const removed = await engine
-      .call('DELETE', `/containers/${id}?force=1&v=1`, undefined, 'remove container', signal.aborted ? afterCancelCall : {})
+      .call(
+        'DELETE',
+        `/containers/${id}?force=1&v=1`,
+        undefined,
+        'remove container',
+        signal.aborted ? afterCancelCall : { reply: 'ignore' }
+      )
       .then(
         () => true,
         () => false
