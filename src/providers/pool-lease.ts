@@ -148,7 +148,10 @@ export function parseAcquire(records: string[], label: string): AcquireAnswer {
   }
   if (records.length === 4 && /^(held|retired|queued)$/.test(records[0])) {
     const [state, ahead, waiting, expiresIn] = records
-    expectEach([ahead, waiting, expiresIn], INT, label)
+    // Counts are never negative: a member's sum of its lines must not hold back every scale-out
+    // (nor draw every waiting job to it as the shortest line). Only the lease's time may be past.
+    expectEach([ahead, waiting], /^[0-9]{1,4}$/, label)
+    expectEach([expiresIn], INT, label)
     // A member's own count of who waits there must not drive a scale-out to MaxSize by itself.
     if (Number(waiting) > 1000 || Number(ahead) > 1000) throw new UnexpectedAnswer(`${label}: a line of more than 1000 jobs`)
     return {

@@ -315,3 +315,15 @@ test('a member claiming an absurd line is refused (it would drive a scale-out to
   expect(() => parseAcquire(['queued', '0', '1001', '5'], 'x')).toThrow(/more than 1000/)
   expect(parseAcquire(['queued', '0', '1000', '5'], 'x')).toMatchObject({ waiting: 1000 })
 })
+
+// A member an earlier job was root on answers its lines as it likes: a negative sum held back every
+// scale-out, and its line looked the shortest, drawing every waiting job to it.
+test('a member claiming a negative line is refused; a lease already past its time is not (control)', () => {
+  for (const [ahead, waiting] of [
+    ['-1', '0'],
+    ['0', '-5'],
+    ['0', '-999999999999']
+  ])
+    expect(() => parseAcquire(['held', ahead, waiting, '30'], 'x')).toThrow(/x/)
+  expect(parseAcquire(['held', '0', '3', '-30'], 'x')).toMatchObject({ ahead: 0, waiting: 3, expiresIn: -30 })
+})
