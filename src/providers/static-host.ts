@@ -8,7 +8,7 @@ import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, OutputLimitError, type ConnectInfo, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { waitUntil } from '../retry'
-import type { StaticConfig } from '../config'
+import { MAX_HOST_SLOTS, type StaticConfig } from '../config'
 import { HEX16 } from '../input-rules'
 import type { WorkerProcess } from '../worker-process'
 import type { Acquired, JobRef, LeaseBase, OrphanReport, ProviderEnv, ProviderKind, Tidy, VmProvider } from './provider'
@@ -47,6 +47,18 @@ export const ownerField = (file: string, n: number): string => `[ -f ${file} ] &
 
 /** Where a job's released lease folder is removed (see freeSlotScript). */
 export const asideOf = (workRoot: string, jobId: string): string => `${workRoot}/leases/.gone-${jobId}`
+
+/**
+ * The slot numbers a release names (`released-slot-N` records), each once: the host's word (a job
+ * was root there), so only slots that can exist (0 to MAX_HOST_SLOTS - 1), and a host that repeats
+ * one cannot fill the step log with a line per record.
+ */
+function releasedSlots(records: string[], label: string): number[] {
+  const slots = expectEach(records, /^released-slot-(0|[1-9][0-9]?)$/, label).map((r) => Number(r.slice('released-slot-'.length)))
+  const beyond = slots.find((n) => n >= MAX_HOST_SLOTS)
+  if (beyond !== undefined) throw new UnexpectedAnswer(`${label}: the host named slot ${beyond}, and a host has at most ${MAX_HOST_SLOTS}`)
+  return [...new Set(slots)]
+}
 
 /**
  * Shell: removes the lease folders an owner holds on this host (but `keep`), a symlink never
@@ -299,11 +311,10 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
       r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark), { label, timeoutMs: this.callMs, signal: env.signal })
       if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
       const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
-      const released = expectEach(r.slice(0, -1), /^released-slot-\d+$/, label)
+      const released = releasedSlots(r.slice(0, -1), label)
       if (answer === 'busy') return false
       env.log.debug(`leased ${hostKey(lease.connect)} slot ${lease.slot} (${answer})`)
-      for (const x of released)
-        env.log.progress(`released this runner's stale lease of slot ${x.slice('released-slot-'.length)} on ${hostKey(lease.connect)}`)
+      for (const n of released) env.log.progress(`released this runner's stale lease of slot ${n} on ${hostKey(lease.connect)}`)
       return true
     } catch (e) {
       // Whatever went wrong after the mkdir, the slot must not stay taken by a job that never started;
@@ -334,8 +345,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
   /** Every slot this runner holds on a host (cleanup without state): the slots released. */
   async releaseOwned(remote: Remote, owner: string): Promise<string[]> {
     const label = "release this runner's host slots"
-    const names = expectEach(await ask(remote, releaseOwnedScript(this.workRoot, owner), { label }), /^released-slot-\d+$/, label)
-    return names.map((n) => n.slice('released-'.length))
+    return releasedSlots(await ask(remote, releaseOwnedScript(this.workRoot, owner), { label }), label).map((n) => `slot-${n}`)
   }
 
   async cleanupOrphans(owner: string, env: ProviderEnv, tidy: Tidy): Promise<OrphanReport> {

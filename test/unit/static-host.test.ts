@@ -529,3 +529,38 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
     expect(both.e.logged.filter((l) => l.startsWith('waiting'))).toEqual([])
   })
 })
+
+// A host a job was root on answers the lease and release scripts as it likes: the slots it names
+// as released are only ones that can exist, and each is said once.
+describe('the slots a host names as released', () => {
+  /** A host that answers every command with these records (inside the call's frame, as its shell would). */
+  const answering = (dir: string, records: string[]): Remote => {
+    const local = new LocalRemote(dir)
+    const reply = records.map((r) => `${r}\\0`).join('')
+    return {
+      openExec: (c) => local.openExec(c.replace(/\( [\s\S]*\n\)/, () => `( printf ${shq(reply)}\n)`)),
+      openSocket: (p) => local.openSocket(p),
+      close: () => undefined
+    }
+  }
+  const releasedLines = (e: { logged: string[] }): string[] => e.logged.filter((l) => l.startsWith("released this runner's stale lease"))
+
+  test('one slot named 5,000 times is said once (before, a line each in the step log)', async () => {
+    const dir = tempDir()
+    const e = env(answering(dir, [...Array<string>(5000).fill('released-slot-3'), 'new']))
+    await provider(join(dir, 'work')).acquire(job(dir), e)
+    expect(releasedLines(e)).toEqual(["released this runner's stale lease of slot 3 on 127.0.0.1:22"])
+    const released = await provider(join(dir, 'work')).releaseOwned(answering(dir, Array<string>(5000).fill('released-slot-3')), OWNER)
+    expect(released).toEqual(['slot-3'])
+  })
+
+  test('a slot no host can have is refused; the last one a host can have is not (control)', async () => {
+    const dir = tempDir()
+    const e = env(answering(dir, ['released-slot-64', 'new']))
+    await expect(provider(join(dir, 'work')).acquire(job(dir), e)).rejects.toThrow(/the host named slot 64, and a host has at most 64/)
+    await expect(provider(join(dir, 'work')).releaseOwned(answering(dir, ['released-slot-007']), OWNER)).rejects.toThrow(UnexpectedAnswer)
+    const ok = env(answering(dir, ['released-slot-63', 'released-slot-0', 'new']))
+    await provider(join(dir, 'work')).acquire(job(dir), ok)
+    expect(releasedLines(ok)).toHaveLength(2)
+  })
+})
