@@ -19,7 +19,7 @@ export class EngineError extends HookError {
   }
 }
 
-/** What a call's answer is for: `read` (the default) keeps and parses it up to `maxBytes`; `ignore` only looks at an error's. */
+/** What a call's answer is for: `read` (the default) keeps and parses it up to `maxBytes`; `ignore` only reads an error's. */
 export interface CallReply {
   reply?: 'read' | 'ignore'
   /** For `read`: the most of a body kept (default MAX_REPLY). */
@@ -41,8 +41,8 @@ const API = '/v1.41'
  * own containers (by its label) KiBs too. A reply is kept, and parsed, up to `MAX_REPLY`
  * (`MAX_LISTING` for a listing), since parsed JSON can take twenty times its size (16 MiB of
  * `[{},{},…]` is 357 MiB of heap, and calls run side by side); an answer the caller does not read
- * (a removal's, a start's) is never parsed, and is read to its end up to `MAX_BODY`, keeping only
- * the start of an error's text. Stream frames are passed on as they arrive, never gathered; docker
+ * (a removal's, a start's) is read to its end up to `MAX_BODY` and never parsed; an error's body is
+ * read to its end up to `MAX_BODY` too, its first `MAX_REPLY` kept for its message. Stream frames are passed on as they arrive, never gathered; docker
  * writes them of at most 32 KiB, so a header announcing more than the limit is not docker's and
  * ends the stream.
  */
@@ -120,10 +120,13 @@ export class Engine {
       req.on('error', (e) => reject(e instanceof HookError ? e : new TransportError(`docker API ${what}: ${e.message}`, 'lost')))
       req.end(payload)
     })
-    const ignore = how.reply === 'ignore'
-    // What is kept of the body; an ignored one is read to its end (up to MAX_BODY) but only its start kept.
-    const keep = ignore ? MAX_ERROR_TEXT : (how.maxBytes ?? MAX_REPLY)
-    const limit = ignore ? MAX_BODY : keep
+    const status = res.statusCode ?? 0
+    // An error's body is for its message: read to its end (up to MAX_BODY), its start kept, as is an
+    // answer nobody reads; any other body is kept whole up to the call's limit.
+    const failed = status >= 400
+    const ignore = how.reply === 'ignore' && !failed
+    const keep = ignore ? 0 : failed ? MAX_REPLY : (how.maxBytes ?? MAX_REPLY)
+    const limit = ignore || failed ? MAX_BODY : keep
     const chunks: Buffer[] = []
     let size = 0
     let kept = 0
@@ -142,16 +145,15 @@ export class Engine {
       // connection on the host) open until sshd's MaxSessions is reached and the job hangs.
       res.socket?.destroy()
     }
-    const status = res.statusCode ?? 0
-    if (ignore && status < 400) return { status, data: null as T }
+    if (ignore) return { status, data: null as T }
     const text = Buffer.concat(chunks).toString('utf8')
     let data: unknown = text
     if ((res.headers['content-type'] ?? '').includes('json') && text) {
       try {
         data = JSON.parse(text)
       } catch {
-        // An ignored answer's error may be cut short: its text is the message then.
-        if (!ignore || size === kept) throw new UnexpectedAnswer(`docker API ${what}: the reply is not valid JSON`)
+        // An error's body may be cut short: its text is the message then.
+        if (!failed || size === kept) throw new UnexpectedAnswer(`docker API ${what}: the reply is not valid JSON`)
       }
     }
     if (status >= 400) {
