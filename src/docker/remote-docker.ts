@@ -10,7 +10,7 @@ import { asMount, bindOf, mountBody } from './mounts'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
 import { shownValue, type Registry } from '../protocol'
-import type { LABEL_JOB, LABEL_OWNER } from '../labels'
+import { LABEL_JOB, type LABEL_OWNER } from '../labels'
 import { CONTAINER_ID, isVolumeName } from '../input-rules'
 import { UnexpectedAnswer } from '../remote/answer'
 
@@ -68,6 +68,20 @@ function expectNames(list: unknown, key: string, pattern: RegExp | ((s: string) 
       `docker listed ${what} with an unexpected name: ${typeof bad === 'string' ? JSON.stringify(bad.slice(0, 100)) : shownValue(bad)}`
     )
   return values as string[]
+}
+
+/** A listing without the entries labelled as job `jobId`'s (anything that is not such an entry stays, for expectNames to judge). */
+function withoutJob(list: unknown, jobId: string): unknown {
+  if (!Array.isArray(list)) return list
+  return list.filter((x: unknown) => {
+    const labels = x !== null && typeof x === 'object' && Object.hasOwn(x, 'Labels') ? (x as { Labels: unknown }).Labels : null
+    return !(
+      labels !== null &&
+      typeof labels === 'object' &&
+      Object.hasOwn(labels, LABEL_JOB) &&
+      (labels as Record<string, unknown>)[LABEL_JOB] === jobId
+    )
+  })
 }
 
 const labelFilter = (key: string, value: string): string => encodeURIComponent(JSON.stringify({ label: [`${key}=${value}`] }))
@@ -251,11 +265,14 @@ export class RemoteDocker {
    * names the same volume uses it (found existing, it is not labelled again); its containers keep it
    * in use (409) until that job ends, and the next removal by these labels takes it.
    */
-  async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string): Promise<Counts> {
+  async removeOwned(key: typeof LABEL_OWNER | typeof LABEL_JOB, value: string, sparing?: string): Promise<Counts> {
     const f = labelFilter(key, value)
     const e = this.engine
+    // `sparing`: the job being prepared while its runner's leftovers go, whose network and containers
+    // are made alongside. Its id is new to this machine, so nothing an earlier job left carries it.
+    const spared = (list: unknown): unknown => (sparing === undefined ? list : withoutJob(list, sparing))
     const containers = expectNames(
-      (await e.call('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers', LISTING)).data,
+      spared((await e.call('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers', LISTING)).data),
       'Id',
       CONTAINER_ID,
       'containers'
@@ -283,13 +300,13 @@ export class RemoteDocker {
     const [networks, volumes, images] = await Promise.all([
       e
         .call('GET', `/networks?filters=${f}`, undefined, 'list networks', LISTING)
-        .then((r) => expectNames(r.data, 'Id', CONTAINER_ID, 'networks')),
+        .then((r) => expectNames(spared(r.data), 'Id', CONTAINER_ID, 'networks')),
       e
         .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes', LISTING)
-        .then((r) => expectNames(r.data?.Volumes ?? [], 'Name', isVolumeName, 'volumes')),
+        .then((r) => expectNames(spared(r.data?.Volumes ?? []), 'Name', isVolumeName, 'volumes')),
       e
         .call('GET', `/images/json?filters=${f}`, undefined, 'list images', LISTING)
-        .then((r) => expectNames(r.data, 'Id', IMAGE_ID, 'images'))
+        .then((r) => expectNames(spared(r.data), 'Id', IMAGE_ID, 'images'))
     ]).catch((listing: unknown) => {
       throw failures[0] ?? listing
     })

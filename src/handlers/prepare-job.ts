@@ -41,6 +41,17 @@ import { recordPrepared } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
 import { monoMs } from '../mono-clock'
 
+/** A promise settled from outside (the externals copy's, known once the copy starts). */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T | Promise<T>) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T | Promise<T>) => void
+  let reject!: (e: unknown) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  return { promise, resolve, reject }
+}
+
 /** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */
 class Timings {
   private readonly parts: string[] = []
@@ -229,13 +240,14 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const workRoot = ctx.config.remote.workRoot
   // Without OpenSSH's client the copy goes through the agent (see bulkTransport).
   if (host.agent && !tools().ssh) await step(host.agent.ready)
-  // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time).
-  const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner))
+  // Leftovers of an earlier job of this runner on this host (a runner runs one job at a time); this
+  // job's own network and containers, made alongside, are spared.
+  const pruned = step(host.docker.removeOwned(LABEL_OWNER, plan.owner, plan.jobId))
   pruned.catch(() => undefined)
   const jobEarly = startsEarly(plan)
   // On the list before the folder is made: a cancel stops the wait at once, and the folder may land after it.
   run.undo.push('remove the job folder', () => removeJobFolder(r, workRoot, plan.jobRoot, null), { onHost: true })
-  const folder = await step(
+  const folderMade = step(
     makeJobFolder(r, workRoot, plan.jobRoot, {
       pruneOwner: plan.owner,
       dirs: jobEarly?.dirs ?? [],
@@ -243,23 +255,39 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
       externalsKeepDays: ctx.config.remote.externalsKeepDays
     })
   )
+  folderMade.catch(() => undefined)
+  // The network and the check for images go alongside the folder and the leftovers' removal. Volumes,
+  // pulls and containers wait for both: a leftover's volume of the same name or its published ports
+  // must be gone, and the folder holds the containers' bind sources and the pulls' docker config.
+  const externals = deferred<unknown>()
+  externals.promise.catch(() => undefined)
+  const ready = Promise.all([pruned, folderMade])
+  ready.catch(() => undefined)
+  const docking = step(dockerParts(run, host.docker, jobEarly !== null, ready, externals.promise))
+  docking.catch(() => undefined)
+  const folder = await folderMade
   time.mark('folder')
-  const copy = startCopy(ctx, r, host.lease.connect, run.localDir, {
-    hostWork: plan.layout.hostWork,
-    jobRoot: plan.jobRoot,
-    jobId: plan.jobId,
-    roots: plan.copyRoots,
-    externals: plan.externals,
-    externalsPresent: folder.externalsPresent
-  })
+  let copy: ReturnType<typeof startCopy>
+  try {
+    copy = startCopy(ctx, r, host.lease.connect, run.localDir, {
+      hostWork: plan.layout.hostWork,
+      jobRoot: plan.jobRoot,
+      jobId: plan.jobId,
+      roots: plan.copyRoots,
+      externals: plan.externals,
+      externalsPresent: folder.externalsPresent
+    })
+  } catch (e) {
+    externals.reject(e)
+    throw e
+  }
+  externals.resolve(copy.externals)
   const copying = step(copy.copied)
   copying.catch(() => undefined)
   const leftovers = await pruned
   if (countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
   const kept = keptWarning(leftovers, 'this machine')
   if (kept) ctx.log.warn(`an earlier job's ${kept}`)
-  const docking = step(dockerParts(run, host.docker, jobEarly !== null, copy.externals))
-  docking.catch(() => undefined)
   const copied = await copying
   time.mark('copy')
   ctx.log.progress(
@@ -357,16 +385,19 @@ async function getHost(
 }
 
 /**
- * The network and named volumes, and which images are present; then, if none needs pulling, the
- * containers' creation too (in start order).
+ * The network and which images are present; once `ready` (the job folder made, the leftovers gone)
+ * the named volumes; then, if no image needs pulling, the containers' creation too (in start order).
  */
 async function dockerParts(
   run: Run,
   docker: RemoteDocker,
   jobEarly: boolean,
+  ready: Promise<unknown>,
   externals: Promise<unknown>
 ): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
+  // Started alongside the job folder's command: a cancel that came meanwhile starts nothing here.
+  if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // One entry for all of it: everything the job creates carries the owner label.
   run.undo.push(
     "remove the job's containers, network and volumes",
@@ -381,7 +412,7 @@ async function dockerParts(
     // Under "always" every image is pulled, so whether it is there is not asked.
     always ? Promise.resolve(containers.map(() => false)) : allOf(containers.map((c) => docker.imagePresent(c.image))),
     docker.createNetwork(plan.network, plan.labels),
-    allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
+    ready.then(() => allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels))))
   ])
   // Nothing new is created once the job is cancelled (the undo may already be looking).
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)

@@ -379,6 +379,56 @@ describe('removeOwned', () => {
     expect(volumes.has('pgdata')).toBe(false)
   })
 
+  // prepare_job removes its runner's leftovers while it makes its own network and containers: the
+  // job being prepared (a job id new to the machine) is spared, whatever else is listed.
+  it("sparing a job: its containers, network, volume and image stay; every other owner's leftover goes (control: without it, all go)", async () => {
+    const own = { [LABEL_JOB]: JOB }
+    const other = { [LABEL_JOB]: '0123456789abcdef' }
+    const list = () => {
+      remote.onApi('GET', /^\/containers\/json/, {
+        status: 200,
+        // a listing's odd entries (no labels, labels not a map, the label on the prototype) are not the job's
+        body: [
+          { Id: ID('1'), Labels: own },
+          { Id: ID('2'), Labels: other },
+          { Id: ID('4') },
+          { Id: ID('5'), Labels: JOB },
+          { Id: ID('6'), Labels: JSON.parse(`{"__proto__": {"${LABEL_JOB}": "${JOB}"}}`) as object }
+        ]
+      })
+      remote.onApi('GET', /^\/networks\?/, {
+        status: 200,
+        body: [
+          { Id: ID('3'), Labels: own },
+          { Id: ID('7'), Labels: other }
+        ]
+      })
+      remote.onApi('GET', /^\/volumes\?/, {
+        status: 200,
+        body: {
+          Volumes: [
+            { Name: 'mine', Labels: own },
+            { Name: 'old', Labels: other }
+          ]
+        }
+      })
+      remote.onApi('GET', /^\/images\/json\?/, { status: 200, body: [{ Id: `sha256:${ID('8')}`, Labels: own }] })
+      remote.onApi('DELETE', /./, { status: 204 })
+    }
+    list()
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER, JOB)).resolves.toEqual({ containers: 4, networks: 1, volumes: 1, images: 0 })
+    const deleted = (): string[] => remote.api.filter((c) => c.method === 'DELETE').map((c) => c.path.split('?')[0])
+    expect(deleted().sort()).toEqual(
+      [ID('2'), ID('4'), ID('5'), ID('6')]
+        .map((i) => `/containers/${i}`)
+        .concat([`/networks/${ID('7')}`, '/volumes/old'])
+        .sort()
+    )
+    remote.api.length = 0
+    list()
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 5, networks: 2, volumes: 2, images: 1 })
+  })
+
   it('a volume removal failing otherwise than "in use" or "gone" is still a failure', async () => {
     remote.onApi('DELETE', /^\/volumes\/cache-vol/, { status: 500, body: { message: 'daemon broke' } })
     scriptListing([], [], ['cache-vol'])
