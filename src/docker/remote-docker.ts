@@ -271,6 +271,23 @@ export class RemoteDocker {
     // `sparing`: the job being prepared while its runner's leftovers go, whose network and containers
     // are made alongside. Its id is new to this machine, so nothing an earlier job left carries it.
     const spared = (list: unknown): unknown => (sparing === undefined ? list : withoutJob(list, sparing))
+    const listRest = (): Promise<[string[], string[], string[]]> =>
+      Promise.all([
+        e
+          .call('GET', `/networks?filters=${f}`, undefined, 'list networks', LISTING)
+          .then((r) => expectNames(spared(r.data), 'Id', CONTAINER_ID, 'networks')),
+        e
+          .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes', LISTING)
+          .then((r) => expectNames(spared(r.data?.Volumes ?? []), 'Name', isVolumeName, 'volumes')),
+        e
+          .call('GET', `/images/json?filters=${f}`, undefined, 'list images', LISTING)
+          .then((r) => expectNames(spared(r.data), 'Id', IMAGE_ID, 'images'))
+      ])
+    // Listed beside the containers: where there are none (a prepare_job's usual prune), that listing
+    // stands; else the rest is listed again once they are gone (a network, volume or image is
+    // removable only then).
+    const beside = listRest()
+    beside.catch(() => undefined)
     const containers = expectNames(
       spared((await e.call('GET', `/containers/json?all=1&filters=${f}`, undefined, 'list containers', LISTING)).data),
       'Id',
@@ -296,18 +313,7 @@ export class RemoteDocker {
     await settle(containers, (id) =>
       e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container', IGNORE).catch(unlessGone)
     )
-    // Listed after the containers are gone: a network, volume or image is removable only then.
-    const [networks, volumes, images] = await Promise.all([
-      e
-        .call('GET', `/networks?filters=${f}`, undefined, 'list networks', LISTING)
-        .then((r) => expectNames(spared(r.data), 'Id', CONTAINER_ID, 'networks')),
-      e
-        .call<{ Volumes?: unknown } | null>('GET', `/volumes?filters=${f}`, undefined, 'list volumes', LISTING)
-        .then((r) => expectNames(spared(r.data?.Volumes ?? []), 'Name', isVolumeName, 'volumes')),
-      e
-        .call('GET', `/images/json?filters=${f}`, undefined, 'list images', LISTING)
-        .then((r) => expectNames(spared(r.data), 'Id', IMAGE_ID, 'images'))
-    ]).catch((listing: unknown) => {
+    const [networks, volumes, images] = await (containers.length ? listRest() : beside).catch((listing: unknown) => {
       throw failures[0] ?? listing
     })
     await settle(networks, (id) => this.removeNetwork(id))

@@ -296,7 +296,7 @@ describe('removeOwned', () => {
     expect(deletes.slice(0, 2).sort()).toEqual([`DELETE /containers/${ID('1')}?force=1&v=1`, `DELETE /containers/${ID('2')}?force=1&v=1`])
     expect(deletes.slice(2)).toEqual([`DELETE /networks/${ID('3')}`, 'DELETE /volumes/cache-vol?force=1'])
     // the networks and volumes were listed only once the containers were gone
-    expect(calls.indexOf(`GET /networks?filters=${filter}`)).toBeGreaterThan(calls.lastIndexOf(deletes[1]))
+    expect(calls.lastIndexOf(`GET /networks?filters=${filter}`)).toBeGreaterThan(calls.lastIndexOf(deletes[1]))
     expect(remote.execs).toEqual([])
   })
 
@@ -318,7 +318,9 @@ describe('removeOwned', () => {
     const imageDeletes = calls.filter((c) => c.startsWith('DELETE /images/'))
     expect(imageDeletes.sort()).toEqual([img('a'), img('b'), img('c')].map((i) => `DELETE /images/${i}?force=1`))
     // listed only once the containers (which may use them) were gone
-    expect(calls.indexOf(`GET /images/json?filters=${filter}`)).toBeGreaterThan(calls.indexOf(`DELETE /containers/${ID('1')}?force=1&v=1`))
+    expect(calls.lastIndexOf(`GET /images/json?filters=${filter}`)).toBeGreaterThan(
+      calls.indexOf(`DELETE /containers/${ID('1')}?force=1&v=1`)
+    )
     expect(describeCounts({ containers: 1, networks: 0, volumes: 0, images: 1 })).toBe('1 containers, 0 networks, 0 volumes, 1 images')
     expect(describeCounts({ containers: 1, networks: 0, volumes: 0, images: 0 })).toBe('1 containers, 0 networks, 0 volumes')
   })
@@ -450,8 +452,16 @@ describe('removeOwned', () => {
   it('a listed name that is not an id is refused before it becomes a request path', async () => {
     scriptListing(['../../images/redis'], [], [])
     await expect(docker.removeOwned(LABEL_OWNER, OWNER)).rejects.toBeInstanceOf(UnexpectedAnswer)
-    // positive control: the hostile listing was really read
-    expect(remote.api.map((c) => c.method)).toEqual(['GET'])
+    // positive control: the hostile listing was really read; nothing was removed
+    expect(remote.api.filter((c) => c.path.startsWith('/containers/json')).length).toBe(1)
+    expect(remote.api.filter((c) => c.method !== 'GET')).toEqual([])
+  })
+
+  it("with no containers (a prune of nothing) each other listing is asked once, beside the containers', and not again", async () => {
+    scriptListing([], [ID('3')], [])
+    await expect(docker.removeOwned(LABEL_OWNER, OWNER)).resolves.toEqual({ containers: 0, networks: 1, volumes: 0, images: 0 })
+    const gets = remote.api.filter((c) => c.method === 'GET').map((c) => c.path.split('?')[0])
+    expect(gets.sort()).toEqual(['/containers/json', '/images/json', '/networks', '/volumes'])
   })
 
   // The engine is the job's (root on the VM): a listing of another shape is docker's answer gone
