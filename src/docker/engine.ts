@@ -14,8 +14,9 @@ export class EngineError extends HookError {
     what: string,
     message: string
   ) {
-    // The engine's words: bounded here, before anything formats or masks them.
-    super(`docker ${what}: ${clipMessage(message, MAX_ERROR_TEXT) || `HTTP ${status}`}`)
+    // The engine's words: bounded here, before anything formats or masks them, and copied out of
+    // the reply's text (a cut of a string keeps the whole string alive; failures are kept).
+    super(`docker ${what}: ${Buffer.from(clipMessage(message, MAX_ERROR_TEXT), 'utf8').toString('utf8') || `HTTP ${status}`}`)
   }
 }
 

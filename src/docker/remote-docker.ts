@@ -56,6 +56,7 @@ const seg = encodeURIComponent
 /**
  * What the engine lists becomes part of a request path: only ids and names of the expected form,
  * from an answer that is a list of objects (anything else is docker's answer gone wrong, not a crash).
+ * Each once: the listing is the VM's word, and one name repeated would be one removal per repeat.
  */
 function expectNames(list: unknown, key: string, pattern: RegExp | ((s: string) => boolean), what: string): string[] {
   if (!Array.isArray(list) || list.some((x) => typeof x !== 'object' || x === null))
@@ -67,7 +68,7 @@ function expectNames(list: unknown, key: string, pattern: RegExp | ((s: string) 
     throw new UnexpectedAnswer(
       `docker listed ${what} with an unexpected name: ${typeof bad === 'string' ? JSON.stringify(bad.slice(0, 100)) : shownValue(bad)}`
     )
-  return values as string[]
+  return [...new Set(values as string[])]
 }
 
 /** A listing without the entries labelled as job `jobId`'s (anything that is not such an entry stays, for expectNames to judge). */
@@ -162,7 +163,7 @@ export class RemoteDocker {
   /** Creates a named volume with the job's labels, unless one of that name exists (then it is used as it is). */
   async ensureVolume(name: string, labels: Record<string, string>): Promise<'created' | 'existing'> {
     try {
-      await this.engine.call('GET', `/volumes/${seg(name)}`, undefined, `volume inspect ${name}`)
+      await this.engine.call('GET', `/volumes/${seg(name)}`, undefined, `volume inspect ${name}`, IGNORE)
       return 'existing'
     } catch (e) {
       unlessGone(e)
@@ -173,7 +174,8 @@ export class RemoteDocker {
 
   async imagePresent(image: string): Promise<boolean> {
     try {
-      await this.engine.call('GET', `/images/${imagePath(image)}/json`, undefined, `image inspect ${image}`)
+      // Only whether it answers: an image's inspect (its config, its layers) is never parsed.
+      await this.engine.call('GET', `/images/${imagePath(image)}/json`, undefined, `image inspect ${image}`, IGNORE)
       return true
     } catch (e) {
       unlessGone(e)
@@ -297,24 +299,20 @@ export class RemoteDocker {
     // Every removal is tried, the first failure reported after: a network or volume that cannot go
     // (one a container that is not ours holds) does not keep the others.
     // A lost or stalled connection (a TransportError) ends it at once: nothing later could work.
-    const failures: unknown[] = []
+    let firstFailure: Error | undefined
     const settle = async <I, T>(items: I[], remove: (item: I) => Promise<T>): Promise<T[]> => {
-      const done: T[] = []
       // A lost or stalled connection stops the removals not yet begun: each would wait its bound.
-      for (const r of await settledInTurn(items, REMOVALS_AT_ONCE, remove, (x) => x instanceof TransportError)) {
-        if (r.status === 'rejected') failures.push(r.reason)
-        else done.push(r.value)
-      }
-      const lost = failures.find((x) => x instanceof TransportError)
-      if (lost) throw lost
-      return done
+      const r = await settledInTurn(items, REMOVALS_AT_ONCE, remove, (x) => x instanceof TransportError)
+      if (firstFailure === undefined) firstFailure = r.first
+      if (r.stopped !== undefined) throw r.stopped
+      return r.values
     }
     const sum = (ns: number[]): number => ns.reduce((a, b) => a + b, 0)
     await settle(containers, (id) =>
       e.call('DELETE', `/containers/${seg(id)}?force=1&v=1`, undefined, 'remove container', IGNORE).catch(unlessGone)
     )
     const [networks, volumes, images] = await (containers.length ? listRest() : beside).catch((listing: unknown) => {
-      throw failures[0] ?? listing
+      throw firstFailure ?? listing
     })
     await settle(networks, (id) => this.removeNetwork(id))
     // One in use by a container that is not ours (409; ours are gone by now) stays: a named volume
@@ -332,7 +330,7 @@ export class RemoteDocker {
     const removedVolumes = sum(await settle(volumes, (name) => removeUnlessInUse('remove volume', `/volumes/${seg(name)}?force=1`, name)))
     // force: every tag of the job's image goes with it (one the job added, `node:20`, included).
     const removedImages = sum(await settle(images, (id) => removeUnlessInUse('remove image', `/images/${seg(id)}?force=1`)))
-    if (failures.length) throw failures[0]
+    if (firstFailure !== undefined) throw firstFailure
     return {
       containers: containers.length,
       networks: networks.length,
@@ -380,8 +378,7 @@ export class RemoteDocker {
       (x) => x instanceof TransportError
     )
     // A lost connection first: the caller stops on it rather than going on to the other networks.
-    const failures = disconnected.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []))
-    const failed = failures.find((x) => x instanceof TransportError) ?? failures[0]
+    const failed = disconnected.stopped ?? disconnected.first
     if (failed !== undefined) throw failed
     await remove()
   }
@@ -411,31 +408,43 @@ export function endpointOwner(key: string, entry: unknown): string {
  */
 export const REMOVALS_AT_ONCE = 16
 
+/** What `settledInTurn` found: the values, in the items' order; how many failed; the first failure, and the one that stopped it. */
+export interface InTurn<T> {
+  values: T[]
+  failed: number
+  first?: Error
+  stopped?: Error
+}
+
 /**
- * `fn` over `items`, at most `limit` at a time, each settled (in the items' order). Once one
- * fails as `stopOn` says, no further item is begun (those under way still settle; the result
- * then holds only the begun ones).
+ * `fn` over `items`, at most `limit` at a time, each settled. Once one fails as `stopOn` says, no
+ * further item is begun (those under way still settle). Of the failures only the first and the
+ * stopping one are kept: a VM's engine can fail each of thousands of removals with a long error.
  */
 export async function settledInTurn<I, T>(
   items: readonly I[],
   limit: number,
   fn: (item: I) => Promise<T>,
   stopOn: (reason: unknown) => boolean = () => false
-): Promise<PromiseSettledResult<T>[]> {
-  const out: PromiseSettledResult<T>[] = []
+): Promise<InTurn<T>> {
+  const values: (T | typeof NONE)[] = []
+  const found: InTurn<T> = { values: [], failed: 0 }
   let next = 0
-  let stop = false
   const worker = async (): Promise<void> => {
-    while (!stop && next < items.length) {
+    while (found.stopped === undefined && next < items.length) {
       const i = next++
       try {
-        out[i] = { status: 'fulfilled', value: await fn(items[i]) }
+        values[i] = await fn(items[i])
       } catch (reason) {
-        out[i] = { status: 'rejected', reason }
-        if (stopOn(reason)) stop = true
+        values[i] = NONE
+        found.failed++
+        if (found.first === undefined) found.first = reason as Error
+        if (found.stopped === undefined && stopOn(reason)) found.stopped = reason as Error
       }
     }
   }
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return out
+  found.values = values.filter((v): v is T => v !== NONE)
+  return found
 }
+const NONE = Symbol('failed')
