@@ -24,7 +24,7 @@ import { recordBase } from '../sync/sync'
 import { checkNamesDistinct } from '../sync/safe-fs'
 import { removeJobFolder } from '../docker/job-folder'
 import { registrySecrets } from '../docker/cli'
-import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
+import { countsTotal, describeCounts, keptWarning, RemoteDocker, type Counts } from '../docker/remote-docker'
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
@@ -259,11 +259,13 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   // The network and the check for images go alongside the folder and the leftovers' removal. Volumes,
   // pulls and containers wait for both: a leftover's volume of the same name or its published ports
   // must be gone, and the folder holds the containers' bind sources and the pulls' docker config.
-  const externals = deferred<unknown>()
-  externals.promise.catch(() => undefined)
-  const ready = Promise.all([pruned, folderMade])
+  // And for the copy to have started: one that cannot start fails the job before anything is made.
+  const started = deferred<{ externals: Promise<unknown> }>()
+  const ready = Promise.all([pruned, folderMade, started.promise]).then(([counts, made]): [Counts, unknown] => [counts, made])
   ready.catch(() => undefined)
-  const docking = step(dockerParts(run, host.docker, jobEarly !== null, ready, externals.promise))
+  const externals = started.promise.then((c) => c.externals)
+  externals.catch(() => undefined)
+  const docking = step(dockerParts(run, host.docker, jobEarly !== null, ready, externals))
   docking.catch(() => undefined)
   const folder = await folderMade
   time.mark('folder')
@@ -278,10 +280,10 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
       externalsPresent: folder.externalsPresent
     })
   } catch (e) {
-    externals.reject(e)
+    started.reject(e)
     throw e
   }
-  externals.resolve(copy.externals)
+  started.resolve({ externals: copy.externals })
   const copying = step(copy.copied)
   copying.catch(() => undefined)
   const leftovers = await pruned
@@ -385,18 +387,21 @@ async function getHost(
 }
 
 /**
- * The network and which images are present; once `ready` (the job folder made, the leftovers gone)
- * the named volumes; then, if no image needs pulling, the containers' creation too (in start order).
+ * The network and which images are present; once `ready` (the job folder made, the leftovers gone,
+ * the copy started) the named volumes; then, if no image needs pulling, the containers' creation
+ * too (in start order).
  */
 async function dockerParts(
   run: Run,
   docker: RemoteDocker,
   jobEarly: boolean,
-  ready: Promise<unknown>,
+  ready: Promise<[Counts, unknown]>,
   externals: Promise<unknown>
 ): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
-  // Started alongside the job folder's command: a cancel that came meanwhile starts nothing here.
+  // Started right after the job folder's command went out: a cancel that came before it starts
+  // nothing here; one that comes later stops the folder's wait, and so `ready`, so no volume, pull
+  // or container follows.
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // One entry for all of it: everything the job creates carries the owner label.
   run.undo.push(
@@ -408,12 +413,20 @@ async function dockerParts(
     { onHost: true }
   )
   const always = ctx.config.images.pullPolicy === 'always'
-  const [present] = await allOf<[boolean[], string, string[]]>([
-    // Under "always" every image is pulled, so whether it is there is not asked.
-    always ? Promise.resolve(containers.map(() => false)) : allOf(containers.map((c) => docker.imagePresent(c.image))),
+  // Under "always" every image is pulled, so whether it is there is not asked.
+  const look = (): Promise<boolean[]> =>
+    always ? Promise.resolve(containers.map(() => false)) : allOf(containers.map((c) => docker.imagePresent(c.image)))
+  const [seen, , [leftovers]] = await allOf<[boolean[], string, [Counts, unknown]]>([
+    look(),
     docker.createNetwork(plan.network, plan.labels),
-    ready.then(() => allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels))))
+    ready.then(async (r) => {
+      await allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
+      return r
+    })
   ])
+  // The leftovers' removal takes the images an earlier job built, with every tag it gave them (it
+  // may have tagged one `node:20`): one found before it may be gone now, and is looked for again.
+  const present = leftovers.images ? await look() : seen
   // Nothing new is created once the job is cancelled (the undo may already be looking).
   if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
   // Tracked, so that a failure elsewhere waits for the creation before undoing.

@@ -24,6 +24,9 @@ const gate = (): { open: () => void; opened: Promise<void> } => {
 }
 let folder = gate()
 let leftovers = gate()
+/** The removal took an image an earlier job built and tagged as the service's (`postgres:16`). */
+let imageRemoved = false
+let copyFails = false
 
 jest.mock('../../src/state', () => ({ ...jest.requireActual('../../src/state'), ownStateIssues: () => [] }))
 jest.mock('../../src/providers/factory', () => ({
@@ -44,10 +47,13 @@ jest.mock('../../src/prepare/first-copy', () => ({
     events.push('folder made')
     return { externalsPresent: false }
   },
-  startCopy: () => ({
-    externals: Promise.resolve('absent'),
-    copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
-  })
+  startCopy: () => {
+    if (copyFails) throw new Error('the copy cannot start')
+    return {
+      externals: Promise.resolve('absent'),
+      copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
+    }
+  }
 }))
 jest.mock('../../src/sync/sync', () => ({ ...jest.requireActual('../../src/sync/sync'), recordBase: async () => undefined }))
 jest.mock('../../src/docker/job-folder', () => ({
@@ -63,10 +69,15 @@ jest.mock('../../src/docker/remote-docker', () => ({
       if (sparing !== undefined) {
         await leftovers.opened
         events.push('leftovers gone')
+        return { containers: 0, networks: 0, volumes: 0, images: imageRemoved ? 1 : 0 }
       }
       return {}
     }
-    imagePresent = async (): Promise<boolean> => true
+    imagePresent = async (): Promise<boolean> => {
+      const gone = imageRemoved && events.includes('leftovers gone')
+      events.push(`image check: ${gone ? 'absent' : 'present'}`)
+      return !gone
+    }
     createNetwork = async (name: string): Promise<string> => {
       events.push(`network ${name}`)
       return 'net'
@@ -75,7 +86,18 @@ jest.mock('../../src/docker/remote-docker', () => ({
       events.push(`volume ${name}`)
       return 'created'
     }
-    ensureImage = async (): Promise<string> => 'present'
+    ensureImage = async (
+      image: string,
+      _policy: string,
+      _registry: unknown,
+      _config: string,
+      _log: unknown,
+      _limits: unknown,
+      present: boolean
+    ): Promise<string> => {
+      events.push(`ensure ${image}: ${present ? 'present' : 'pull'}`)
+      return present ? 'present' : 'pulled'
+    }
     create = async (spec: { name: string }): Promise<string> => {
       events.push(`create ${spec.name}`)
       // The test ends here: what came before is its subject.
@@ -97,20 +119,36 @@ const args = PrepareJobArgsSchema.parse({
   ]
 })
 
-test('the network goes out before the folder is made and the leftovers are gone; the volume and the containers after both', async () => {
+/** A prepare_job on the stand-ins, its folder and removal held until opened; `signal` its cancel. */
+async function started(signal?: AbortSignal): Promise<{ done: Promise<unknown> }> {
   events.length = 0
   folder = gate()
   leftovers = gate()
   const ctx = unitHookContext({
-    provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] }
+    provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] },
+    signal
   })
   const { prepareJob } = await import('../../src/handlers/prepare-job')
   const done = prepareJob(args, ctx).catch((e: unknown) => e)
-  // Give every part that may start now the turns it needs.
+  await turns()
+  return { done }
+}
+/** Every part that may start now gets the turns it needs. */
+const turns = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+}
+const made = (): string[] => events.filter((e) => /^(volume|create|ensure) /.test(e))
+
+beforeEach(() => {
+  imageRemoved = false
+  copyFails = false
+})
+
+test('the network goes out before the folder is made and the leftovers are gone; the volume and the containers after both', async () => {
+  const { done } = await started()
   const before = [...events]
   folder.open()
-  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+  await turns()
   const afterFolder = [...events]
   leftovers.open()
   expect(((await done) as Error).message).toBe('stop here')
@@ -123,5 +161,47 @@ test('the network goes out before the folder is made and the leftovers are gone;
   const gone = events.indexOf('leftovers gone')
   expect(events.slice(gone + 1).filter((e) => /^(volume|create) /.test(e))).toEqual(['volume pgdata', expect.stringMatching(/^create /)])
   // The undo removes all of the owner's, the job's own included.
+  expect(events[events.length - 1]).toBe('remove all of the owner (undo)')
+})
+
+test("an image the leftovers' removal took (an earlier job tagged its build as the service's image) is looked for again and pulled, not created from", async () => {
+  imageRemoved = true
+  const { done } = await started()
+  folder.open()
+  leftovers.open()
+  await done
+  expect(events.filter((e) => e.startsWith('image check'))).toEqual(['image check: present', 'image check: absent'])
+  expect(made()).toEqual(['volume pgdata', 'ensure postgres:16: pull', expect.stringMatching(/^create /)])
+})
+
+test('control: when the removal took no image, the first look stands (one check, no pull)', async () => {
+  const { done } = await started()
+  folder.open()
+  leftovers.open()
+  await done
+  expect(events.filter((e) => e.startsWith('image check'))).toEqual(['image check: present'])
+  expect(made().slice(0, 2)).toEqual(['volume pgdata', expect.stringMatching(/^create /)])
+  expect(made().filter((e) => e.endsWith(': pull'))).toEqual([])
+})
+
+test("cancelled while the folder is made: no volume, pull or container follows, and the undo removes all of the owner's", async () => {
+  const cancel = new AbortController()
+  const { done } = await started(cancel.signal)
+  cancel.abort('SIGINT')
+  await turns()
+  folder.open()
+  leftovers.open()
+  expect(((await done) as Error).message).toBe('cancelled by SIGINT')
+  expect(made()).toEqual([])
+  expect(events).toContain('remove all of the owner (undo)')
+})
+
+test('a copy that cannot start fails the job before any volume, pull or container', async () => {
+  copyFails = true
+  const { done } = await started()
+  folder.open()
+  leftovers.open()
+  expect(((await done) as Error).message).toBe('the copy cannot start')
+  expect(made()).toEqual([])
   expect(events[events.length - 1]).toBe('remove all of the owner (undo)')
 })
