@@ -37,6 +37,20 @@ function statusKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number | n
   }
 }
 
+/**
+ * The process's proportional share of its resident memory (Pss of /proc/<pid>/smaps_rollup), in
+ * KiB: its private pages plus each shared page divided by the processes that map it (the node
+ * binary's pages are shared with every other node process running then, the bench's own among them).
+ */
+function pssKb(pid: number): number | null {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))
+    return m ? Number(m[1]) : null
+  } catch {
+    return null
+  }
+}
+
 /** The job's agent: the one `__agent` process whose command line names the job's local folder. */
 export function agentPid(localDir: string): number | null {
   for (const p of readdirSync('/proc')) {
@@ -136,6 +150,9 @@ export interface StreamResult {
   agentIdlePrivateMb: number
   agentSteadyMb: number
   agentSteadyPrivateMb: number
+  /** The same two moments' proportional share (Pss). */
+  agentIdlePssMb: number
+  agentSteadyPssMb: number
 }
 
 /** Hook input for one run_script_step, as the runner writes it (fresh response file). */
@@ -242,6 +259,7 @@ export async function measureStream(
   if (agent === null) throw new Error('stream bench: no agent process for the job')
   const idle = statusKb(agent, 'VmRSS') ?? 0
   const idlePrivate = statusKb(agent, 'RssAnon') ?? 0
+  const idlePss = pssKb(agent) ?? 0
   for (let i = 0; i < warmRuns; i++) {
     const r = await drain(process.execPath, [hook], { env: runner.env(), cwd: runner.workspace, input: stepInput(runner, `${script}\n`) })
     if (r.code !== 0) throw new Error(`stream bench: warm-up run failed: ${r.stderr}`)
@@ -300,6 +318,7 @@ export async function measureStream(
   await new Promise((r) => setTimeout(r, 1000))
   const steady = statusKb(agent, 'VmRSS') ?? 0
   const steadyPrivate = statusKb(agent, 'RssAnon') ?? 0
+  const steadyPss = pssKb(agent) ?? 0
   await drain('docker', ['exec', containerId, 'rm', '-f', FILE])
   const mb = (kb: number): number => kb / 1024
   return {
@@ -314,7 +333,9 @@ export async function measureStream(
     agentIdleMb: mb(idle),
     agentIdlePrivateMb: mb(idlePrivate),
     agentSteadyMb: mb(steady),
-    agentSteadyPrivateMb: mb(steadyPrivate)
+    agentSteadyPrivateMb: mb(steadyPrivate),
+    agentIdlePssMb: mb(idlePss),
+    agentSteadyPssMb: mb(steadyPss)
   }
 }
 
@@ -350,7 +371,7 @@ export function streamRow(
     note:
       `wall ${Math.round(median(r.ours))} ms against ${Math.round(median(r.local))} ms, ${r.ours.length} rounds (per-round ratios ${ratiosText(r.ours.map((o, i) => r.local[i] / o))}); first to last byte ${Math.round(median(r.oursFlow))} ms against ` +
       `${Math.round(median(r.localFlow))} ms (${(mbps(median(r.oursFlow)) / mbps(median(r.localFlow))).toFixed(2)}×). Peak RSS (VmRSS every 5 ms): hook ${r.hookPeakMb.toFixed(0)} MB, agent ${r.agentPeakMb.toFixed(0)} MB. Agent CPU per step (user + system): ${Math.round(median(r.agentCpuMs))} ms. ` +
-      `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB) after these` +
+      `Agent between steps: ${r.agentIdleMb.toFixed(0)} MB (private ${r.agentIdlePrivateMb.toFixed(0)} MB, PSS ${r.agentIdlePssMb.toFixed(0)} MB) after a no-op step, ${r.agentSteadyMb.toFixed(0)} MB (private ${r.agentSteadyPrivateMb.toFixed(0)} MB, PSS ${r.agentSteadyPssMb.toFixed(0)} MB) after these` +
       (r.forwarded.length === 0 ? '' : '. ') +
       (r.forwarded.length === 0
         ? ''
