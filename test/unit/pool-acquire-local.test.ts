@@ -18,6 +18,7 @@ import { runnerFacts } from '../helpers/runner-facts'
 import { thisRunnerHost } from '../../src/runner-host'
 import { scrubMachine } from '../../src/docker/machine-scrub'
 import type { Remote } from '../../src/remote/remote'
+import { readyMember } from './_pool-member'
 
 afterAll(cleanupTempDirs)
 
@@ -37,17 +38,7 @@ const cfg = ConfigSchema.parse({
 const longWait: Ec2PoolConfig = { ...cfg, waitTimeoutSeconds: 60 }
 const AT_ONCE_MS = 20_000
 
-const ready: Member = {
-  id: 'i-a',
-  user: 'ec2-user',
-  state: 'running',
-  address: { host: '127.0.0.1', port: 22 },
-  hostKey: 'ssh-ed25519 AAAA',
-  jobs: 0,
-  launchedAt: new Date(Date.UTC(2026, 11, 1)),
-  recycle: null,
-  reservation: null
-}
+const ready: Member = readyMember()
 
 /** A grant whose Docker check failed: no version, and Docker's own words. */
 const DOCKER_DENIED = [

@@ -9,23 +9,14 @@ import type { Remote } from '../../src/remote/remote'
 import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
 import { Cancelled, TransportError } from '../../src/errors'
 import { runnerFacts } from '../helpers/runner-facts'
+import { readyMember } from './_pool-member'
 
 const cfg = ConfigSchema.parse({
   provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k' },
   remote: { workRoot: '~/rch' }
 }).provider as Ec2PoolConfig
 
-const member: Member = {
-  id: 'i-0123456789abcdef0',
-  user: 'ec2-user',
-  state: 'running',
-  address: { host: '127.0.0.1', port: 22 },
-  hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOn0aG9zdGtleWhvc3RrZXlob3N0a2V5aG9zdGtleQ',
-  jobs: 1,
-  launchedAt: null,
-  recycle: null,
-  reservation: null
-}
+const member: Member = readyMember({ id: 'i-0123456789abcdef0', jobs: 1 })
 
 /** The pool's cleanup of this runner's lost members, under `signal`: which members it got to. */
 async function orphansWith(signal: AbortSignal): Promise<{ lookups: boolean[]; connected: string[]; report: unknown }> {

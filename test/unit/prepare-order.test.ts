@@ -4,16 +4,11 @@
 // gone, and the folder holds the containers' bind sources). The machine, the copy and docker are
 // stand-ins; the handler is the real one.
 import { PrepareJobArgsSchema } from '../../src/protocol'
-import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs } from './_helpers'
 import { unitHookContext } from './_hook-context'
+import { STAND_IN_PROVIDER } from './_prepare-stand-ins'
 
-const machine: Remote = {
-  openExec: () => Promise.reject(new Error('no remote commands here')),
-  openSocket: () => Promise.reject(new Error('no sockets here')),
-  close: () => undefined
-}
-const connect = { host: '192.0.2.10', port: 22, user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }
+const standIns = (): typeof import('./_prepare-stand-ins') => jest.requireActual('./_prepare-stand-ins')
 
 /** What reached docker and the machine, in order; and the gates the folder and the removal wait on. */
 const events: string[] = []
@@ -28,17 +23,9 @@ let leftovers = gate()
 let imageRemoved = false
 let copyFails = false
 
-jest.mock('../../src/state', () => ({ ...jest.requireActual('../../src/state'), ownStateIssues: () => [] }))
-jest.mock('../../src/providers/factory', () => ({
-  ...jest.requireActual('../../src/providers/factory'),
-  providerFor: () => ({ kind: 'static', releaseDestroys: false, describe: () => 'the host' })
-}))
-jest.mock('../../src/session', () => ({
-  ...jest.requireActual('../../src/session'),
-  acquireMachineDirect: async () => ({ lease: { kind: 'static', host: 'h', slot: 'slot-1', connect }, remote: machine }),
-  releaseMachine: async () => undefined,
-  startAgentInBackground: () => null
-}))
+jest.mock('../../src/state', () => standIns().state())
+jest.mock('../../src/providers/factory', () => standIns().factory())
+jest.mock('../../src/session', () => standIns().session())
 jest.mock('../../src/prepare/first-copy', () => ({
   ...jest.requireActual('../../src/prepare/first-copy'),
   makeJobFolder: async () => {
@@ -55,11 +42,8 @@ jest.mock('../../src/prepare/first-copy', () => ({
     }
   }
 }))
-jest.mock('../../src/sync/sync', () => ({ ...jest.requireActual('../../src/sync/sync'), recordBase: async () => undefined }))
-jest.mock('../../src/docker/job-folder', () => ({
-  ...jest.requireActual('../../src/docker/job-folder'),
-  removeJobFolder: async () => undefined
-}))
+jest.mock('../../src/sync/sync', () => standIns().sync())
+jest.mock('../../src/docker/job-folder', () => standIns().jobFolder())
 jest.mock('../../src/docker/remote-docker', () => ({
   ...jest.requireActual('../../src/docker/remote-docker'),
   RemoteDocker: class {
@@ -125,7 +109,7 @@ async function started(signal?: AbortSignal): Promise<{ done: Promise<unknown> }
   folder = gate()
   leftovers = gate()
   const ctx = unitHookContext({
-    provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] },
+    provider: STAND_IN_PROVIDER,
     signal
   })
   const { prepareJob } = await import('../../src/handlers/prepare-job')

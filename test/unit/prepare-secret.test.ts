@@ -6,30 +6,15 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { RemoteCommandError, formatError } from '../../src/errors'
 import { PrepareJobArgsSchema } from '../../src/protocol'
-import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { unitHookContext } from './_hook-context'
+import { STAND_IN_PROVIDER } from './_prepare-stand-ins'
 
-const machine: Remote = {
-  openExec: () => Promise.reject(new Error('no remote commands here')),
-  openSocket: () => Promise.reject(new Error('no sockets here')),
-  close: () => undefined
-}
-const connect = { host: '192.0.2.10', port: 22, user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }
+const standIns = (): typeof import('./_prepare-stand-ins') => jest.requireActual('./_prepare-stand-ins')
 
-// The stand-in lease is not one a real provider would make for this config: the check of the
-// state prepare_job hands over (tested in unit/state.test.ts and adversarial/hostile-engine.test.ts) is not this file's subject.
-jest.mock('../../src/state', () => ({ ...jest.requireActual('../../src/state'), ownStateIssues: () => [] }))
-jest.mock('../../src/providers/factory', () => ({
-  ...jest.requireActual('../../src/providers/factory'),
-  providerFor: () => ({ kind: 'static', releaseDestroys: false, describe: () => 'the host' })
-}))
-jest.mock('../../src/session', () => ({
-  ...jest.requireActual('../../src/session'),
-  acquireMachineDirect: async () => ({ lease: { kind: 'static', host: 'h', slot: 'slot-1', connect }, remote: machine }),
-  releaseMachine: async () => undefined,
-  startAgentInBackground: () => null
-}))
+jest.mock('../../src/state', () => standIns().state())
+jest.mock('../../src/providers/factory', () => standIns().factory())
+jest.mock('../../src/session', () => standIns().session())
 jest.mock('../../src/prepare/first-copy', () => ({
   ...jest.requireActual('../../src/prepare/first-copy'),
   makeJobFolder: async () => ({ externalsPresent: false }),
@@ -38,11 +23,8 @@ jest.mock('../../src/prepare/first-copy', () => ({
     copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
   })
 }))
-jest.mock('../../src/sync/sync', () => ({ ...jest.requireActual('../../src/sync/sync'), recordBase: async () => undefined }))
-jest.mock('../../src/docker/job-folder', () => ({
-  ...jest.requireActual('../../src/docker/job-folder'),
-  removeJobFolder: async () => undefined
-}))
+jest.mock('../../src/sync/sync', () => standIns().sync())
+jest.mock('../../src/docker/job-folder', () => standIns().jobFolder())
 jest.mock('../../src/docker/remote-docker', () => ({
   ...jest.requireActual('../../src/docker/remote-docker'),
   RemoteDocker: class {
@@ -65,7 +47,7 @@ async function prepareWith(password: string): Promise<{ out: string; file: strin
   const out: string[] = []
   const log = createLog({ file, level: 'debug', debugToStepLog: true, out: (l) => void out.push(l) })
   const ctx = unitHookContext({
-    provider: { kind: 'static', hosts: [{ host: '192.0.2.10', user: 'runner', identityFile: '/k', knownHostsFile: '/kh' }] },
+    provider: STAND_IN_PROVIDER,
     log,
     debug: true
   })
