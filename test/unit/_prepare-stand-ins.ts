@@ -39,3 +39,9 @@ export const sync = (): object => ({ ...jest.requireActual('../../src/sync/sync'
 
 /** The job folder's removal does nothing. */
 export const jobFolder = (): object => ({ ...jest.requireActual('../../src/docker/job-folder'), removeJobFolder: async () => undefined })
+
+/** What startCopy gives for a copy of nothing that has ended (externals absent). */
+export const copiedNothing = (): object => ({
+  externals: Promise.resolve('absent'),
+  copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
+})

@@ -36,10 +36,7 @@ jest.mock('../../src/prepare/first-copy', () => ({
   },
   startCopy: () => {
     if (copyFails) throw new Error('the copy cannot start')
-    return {
-      externals: Promise.resolve('absent'),
-      copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
-    }
+    return standIns().copiedNothing()
   }
 }))
 jest.mock('../../src/sync/sync', () => standIns().sync())

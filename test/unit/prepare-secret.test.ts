@@ -18,10 +18,7 @@ jest.mock('../../src/session', () => standIns().session())
 jest.mock('../../src/prepare/first-copy', () => ({
   ...jest.requireActual('../../src/prepare/first-copy'),
   makeJobFolder: async () => ({ externalsPresent: false }),
-  startCopy: () => ({
-    externals: Promise.resolve('absent'),
-    copied: Promise.resolve({ files: 0, bytes: 0, ms: 0, via: 'none', roots: [], externals: 'absent' })
-  })
+  startCopy: () => standIns().copiedNothing()
 }))
 jest.mock('../../src/sync/sync', () => standIns().sync())
 jest.mock('../../src/docker/job-folder', () => standIns().jobFolder())
