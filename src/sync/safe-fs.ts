@@ -56,6 +56,19 @@ export function badRelPath(p: string): string | null {
 }
 
 /** Whether the relative path `p` is `root` itself or something inside it. */
+/**
+ * A local read that failed: null when what was to be read is gone, or is no longer what was seen
+ * (ENOENT, ENOTDIR; ELOOP from O_NOFOLLOW on a link put in its place), else the error to fail with,
+ * naming the path. Out of descriptors, an I/O error or a folder not readable must not read as
+ * "nothing there": a push would delete on the VM what it could not list, or leave the VM's old
+ * copy of what it could not open, recorded as sent.
+ */
+export function readFailure(path: string, e: unknown): HookError | null {
+  const code = (e as NodeJS.ErrnoException).code
+  if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return null
+  return new HookError(`cannot read ${path} on the runner host (${code ?? (e as Error).message}); nothing is sent or removed for it`)
+}
+
 export const isWithin = (p: string, root: string): boolean =>
   p === root || (p.length > root.length && p.charCodeAt(root.length) === SLASH && p.startsWith(root))
 
@@ -200,7 +213,12 @@ export class SafeTree {
     return {
       write(chunk) {
         let off = 0
-        while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
+        try {
+          while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
+        } catch (e) {
+          // A write's error names no file (a full disk says only ENOSPC): which one, and where.
+          throw new HookError(`cannot write ${final} on the runner host (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+        }
       },
       finish: () => {
         try {

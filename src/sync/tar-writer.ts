@@ -6,6 +6,7 @@
 // does; a file that shrinks while it is read is padded with zeros to the size its header announced.
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readlinkSync, type Stats } from 'node:fs'
 import { Readable } from 'node:stream'
+import { readFailure } from './safe-fs'
 
 const BLOCK = 512
 /** Bytes read from a file per chunk. */
@@ -116,8 +117,11 @@ export function tarOf(base: string, paths: readonly string[]): Readable {
         if (st.size > 0) file = { fd, left: st.size, size: st.size }
         else closeSync(fd)
         return header(p, '0', st, st.size)
-      } catch {
-        // Gone or unreadable since the walk: left out.
+      } catch (e) {
+        // Gone since the walk (or a link or folder in its place): left out. Anything else fails
+        // the stream: the VM would keep its old copy, which the base would record as sent.
+        const failed = readFailure(full, e)
+        if (failed) throw failed
         continue
       }
     }

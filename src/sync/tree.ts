@@ -2,7 +2,7 @@
 // must be copied; mtime+size is the same quick check rsync uses by default.
 import { accessSync, constants, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs'
 import { HookError } from '../errors'
-import { badRelPath, isWithin } from './safe-fs'
+import { badRelPath, isWithin, readFailure } from './safe-fs'
 
 export type Kind = 'f' | 'd' | 'l'
 export interface Node {
@@ -93,8 +93,10 @@ function walk(
     let st: Stats | null = null
     try {
       st = lstatSync(`${base}/${rel}`)
-    } catch {
+    } catch (e) {
       // gone, or named in bytes node cannot pass back: skipped (walkSmall gives up on the latter)
+      const failed = readFailure(`${base}/${rel}`, e)
+      if (failed) throw failed
     }
     if (!see(rel, st)) {
       over = true
@@ -107,7 +109,9 @@ function walk(
       let names: string[]
       try {
         names = readdirSync(`${base}/${rel}`)
-      } catch {
+      } catch (e) {
+        const failed = readFailure(`${base}/${rel}`, e)
+        if (failed) throw failed
         return
       }
       for (const n of names) visit(`${rel}/${n}`, level + 1)

@@ -280,3 +280,25 @@ describe('badRelPath', () => {
     expect(badRelPath(p)).toBe(want)
   })
 })
+
+// A full disk's error names no file (ENOSPC, write): the step's error line says which, and where.
+test('a write that fails (a full disk) names the file on the runner host; the half-written file is gone (control: a write that fits lands)', () => {
+  const root = tempDir()
+  const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+  const spy = jest.spyOn(fs, 'writeSync').mockImplementation(() => {
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
+  })
+  let f: FileWriter
+  try {
+    f = openFile(root, 'out.txt', 0o644, 1_600_000_000)
+    expect(() => f.write(Buffer.from('data'))).toThrow(`cannot write ${root}/out.txt on the runner host (ENOSPC)`)
+  } finally {
+    spy.mockRestore()
+  }
+  f.abort()
+  expect(fs.readdirSync(root)).toEqual([])
+  const g = openFile(root, 'out.txt', 0o644, 1_600_000_000)
+  g.write(Buffer.from('data'))
+  g.finish()
+  expect(readFileSync(`${root}/out.txt`, 'utf8')).toBe('data')
+})

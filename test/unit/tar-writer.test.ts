@@ -111,3 +111,45 @@ describe('tarOf', () => {
     expect(lstatSync(join(out, 'grows-then-shrinks')).size).toBe(1_000_000)
   })
 })
+
+// A file that cannot be opened for a reason other than being gone (out of descriptors, an I/O
+// error) fails the stream: left out, the VM would keep its old copy, recorded as sent.
+describe('a file that cannot be opened', () => {
+  const failOpen = (file: string, code: string): jest.SpyInstance => {
+    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+    const real = fs.openSync
+    return jest.spyOn(fs, 'openSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
+      if (p === file) throw Object.assign(new Error(`${code}: failed`), { code })
+      return (real as (...a: unknown[]) => unknown)(p, ...rest)
+    }) as never)
+  }
+  const twoFiles = (): string => {
+    const src = tempDir()
+    writeFileSync(join(src, 'a'), 'old')
+    writeFileSync(join(src, 'b'), 'kept')
+    return src
+  }
+
+  it('out of descriptors: the stream fails naming the file', async () => {
+    const src = twoFiles()
+    const spy = failOpen(join(src, 'a'), 'EMFILE')
+    try {
+      await expect(collect(tarOf(src, ['a', 'b']))).rejects.toThrow(`cannot read ${join(src, 'a')} on the runner host (EMFILE)`)
+    } finally {
+      spy.mockRestore()
+    }
+  })
+
+  it('control: one gone since the walk (ENOENT) is left out, the others go', async () => {
+    const src = twoFiles()
+    const spy = failOpen(join(src, 'a'), 'ENOENT')
+    let tar: Buffer
+    try {
+      tar = await collect(tarOf(src, ['a', 'b']))
+    } finally {
+      spy.mockRestore()
+    }
+    const names = execFileSync('tar', ['-t'], { input: tar }).toString().trim().split('\n')
+    expect(names).toEqual(['b'])
+  })
+})

@@ -1,5 +1,6 @@
 import { chmodSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
 import { shq } from '../../src/remote/quote'
 import { isExcluded, parseRemoteListing, remoteFindScript, remoteListScript, walkLocal, type Snapshot } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
@@ -513,5 +514,47 @@ describe('parseRemoteListing: a delta listing (strict)', () => {
       'a changed folder has a newline in its name'
     )
     expect(() => parse(buf('1', rec('d', 'a'), ['#', 'x', '', '', '', '']))).toThrow(/no trailer/)
+  })
+})
+
+// Out of descriptors, an I/O error, a folder not readable: a read that fails must not read as
+// "nothing there", or a push deletes on the VM what it could not list.
+describe('a local folder that cannot be read', () => {
+  const fail = (dir: string, code: string): jest.SpyInstance => {
+    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+    const real = fs.readdirSync
+    return jest.spyOn(fs, 'readdirSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
+      if (p === dir) throw Object.assign(new Error(`${code}: failed`), { code })
+      return (real as (...a: unknown[]) => unknown)(p, ...rest)
+    }) as never)
+  }
+  const tree = (): { src: string; dir: string } => {
+    const src = tempDir()
+    mkdirSync(join(src, 'r', 'a'), { recursive: true })
+    writeFileSync(join(src, 'r', 'a', 'f'), 'x')
+    return { src, dir: join(src, 'r', 'a') }
+  }
+
+  it('fails the walk naming it (EMFILE, EIO, EACCES), never lists it as empty', () => {
+    for (const code of ['EMFILE', 'EIO', 'EACCES']) {
+      const { src, dir } = tree()
+      const spy = fail(dir, code)
+      try {
+        expect(() => walkLocal(src, ['r'], [])).toThrow(`cannot read ${dir} on the runner host (${code})`)
+      } finally {
+        spy.mockRestore()
+      }
+    }
+  })
+
+  it('control: one gone since it was seen (ENOENT) is left out, the walk goes on', () => {
+    const { src, dir } = tree()
+    const spy = fail(dir, 'ENOENT')
+    try {
+      expect([...walkLocal(src, ['r'], []).keys()]).toEqual(['r', 'r/a'])
+    } finally {
+      spy.mockRestore()
+    }
+    expect([...walkLocal(src, ['r'], []).keys()]).toEqual(['r', 'r/a', 'r/a/f'])
   })
 })
