@@ -124,17 +124,17 @@ let seq = 0
 export function writePrivateFile(path: string, data: string | Buffer): void {
   const tmp = `${path}.${process.pid}-${Date.now().toString(36)}-${(seq++).toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`
   const fd = openSync(tmp, CREATE_NEW, 0o600)
+  // Closed once only: in the agent another open (a step's response file) may get the same number
+  // right after, and a second close would close that one.
+  let open = true
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data
     for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off)
+    open = false
     closeSync(fd)
     renameSync(tmp, path)
   } catch (e) {
-    try {
-      closeSync(fd)
-    } catch {
-      // already closed
-    }
+    if (open) closeSync(fd)
     rmSync(tmp, { force: true })
     throw e
   }

@@ -5,7 +5,7 @@
 import { z } from 'zod'
 import { constants } from 'node:fs'
 import { lstat, open } from 'node:fs/promises'
-import { InputError } from './errors'
+import { HookError, InputError } from './errors'
 import { keysAt } from './did-you-mean'
 import { nearestKey } from './near-miss'
 import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isJobVolumeName, isPortMapping, isRegistryServer } from './input-rules'
@@ -253,6 +253,9 @@ export async function writeResponse(path: string, response: object): Promise<voi
   }
   try {
     await fh.writeFile(JSON.stringify(response) + '\n')
+  } catch (e) {
+    // A full disk says only ENOSPC: which file.
+    throw new HookError(`responseFile: cannot write ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
   } finally {
     await fh.close()
   }

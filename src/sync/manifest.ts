@@ -81,6 +81,17 @@ function fileKey(file: string): string | null {
   }
 }
 
+/** fileKey for the base's read: null only when there is none (a base that cannot be looked at is an error). */
+function baseKey(file: string): string | null {
+  try {
+    return keyOf(statSync(file))
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null
+    throw new HookError(`cannot read the sync base ${file}: ${code ?? (e as Error).message}`)
+  }
+}
+
 /** Caches `c` for `file` (null: forgets it), closing a snapshot no longer held. */
 function remember(file: string, c: Cached | null): void {
   const old = cache.get(file)
@@ -201,8 +212,10 @@ function readAll(file: string): Cached {
     c.base = LayeredMap.of(new Map(Object.entries(JSON.parse(text) as Record<string, BaseEntry>)))
     c.parsed = true
   } catch {
-    // not JSON: start again from an empty base, as before any copy (and no journal applies)
-    return c
+    // Saves replace the file whole: one that is not JSON was not written by a save, and its entries
+    // are unknown (an empty base in its place would lose what the VM deleted).
+    closeSync(fd)
+    throw new Error('it is not JSON')
   }
   try {
     const j = readJournal(file, 0)
@@ -218,15 +231,16 @@ function readAll(file: string): Cached {
 }
 
 /**
- * The base as saved, kept in the cache; empty when there is none yet or it is not JSON. A failed read
- * is never cached (it may be passing: EMFILE, EIO); `forSave` makes it an error, so a save cannot
- * replace a base it could not read.
+ * The base as saved, kept in the cache; empty when there is none yet. A base that cannot be read
+ * (EMFILE, EIO, not JSON) is an error, never cached (it may be passing), and never taken for an
+ * empty one: a pull against an empty base misses what the VM deleted, and then moves its listing's
+ * start past it for good; a save would replace the base.
  */
-function current(file: string, forSave = false): Cached {
+function current(file: string): Cached {
   let why = ''
   // A save that replaces the snapshot during the read shows as a new identity at the path: read again.
   for (let tries = 0; tries < 5; tries++) {
-    const snap = fileKey(file)
+    const snap = baseKey(file)
     if (snap === null) {
       remember(file, null)
       return EMPTY()
@@ -247,8 +261,7 @@ function current(file: string, forSave = false): Cached {
     why = 'it was replaced while being read, five times'
   }
   remember(file, null)
-  if (forSave) throw new HookError(`cannot read the sync base ${file}: ${why}`)
-  return EMPTY()
+  throw new HookError(`cannot read the sync base ${file}: ${why}`)
 }
 
 /** Which version of the saved base the files hold now (null: none): another one means another writer. */
@@ -258,7 +271,7 @@ export function baseVersion(file: string): string | null {
 }
 
 /**
- * The saved base; empty when there is none yet. Not a copy: a save never changes a map it handed
+ * The saved base; empty when there is none yet (one that cannot be read is an error). Not a copy: a save never changes a map it handed
  * out, it makes a new version (layered-map.ts).
  */
 export function loadBase(file: string): Base {
@@ -328,7 +341,7 @@ export async function saveBase(file: string, update: BaseUpdate, still?: () => b
   if (update.set.size === 0 && update.remove.size === 0) return
   await withLock(file, () => {
     if (still && !still()) return
-    const c = current(file, true)
+    const c = current(file)
     // Copies: the saved entry must be the entry as given, even if the caller's object changes later.
     const set = [...update.set].map(([p, e]): [string, BaseEntry] => [p, { t: e.t, l: e.l, r: e.r }])
     const base = c.base.with(set, update.remove)
@@ -367,13 +380,22 @@ function pulledFile(manifestFile: string): string {
 }
 
 export function loadPulled(manifestFile: string): PulledTotals {
+  const file = pulledFile(manifestFile)
+  let text: string
   try {
-    const t = JSON.parse(readFileSync(pulledFile(manifestFile), 'utf8')) as PulledTotals
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { files: 0, bytes: 0 } // none yet
+    // Read as none, a passing failure (EMFILE) would start the job's caps over.
+    throw new HookError(`cannot read the job's pulled totals ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  try {
+    const t = JSON.parse(text) as PulledTotals
     if (Number.isSafeInteger(t.files) && Number.isSafeInteger(t.bytes)) return { files: t.files, bytes: t.bytes }
   } catch {
-    // none yet
+    // not JSON: as below
   }
-  return { files: 0, bytes: 0 }
+  throw new HookError(`the job's pulled totals ${file} are not what this hook writes`)
 }
 
 /**

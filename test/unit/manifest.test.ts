@@ -34,11 +34,11 @@ const onDisk = (file: string): Record<string, BaseEntry> => {
 }
 
 describe('loadBase', () => {
-  it('is empty when the file is missing or not JSON', () => {
+  it('is empty when the file is missing; one that is not JSON is an error naming it, not an empty base', () => {
     const dir = tempDir()
     expect(loadBase(join(dir, 'none.json')).size).toBe(0)
     writeFileSync(join(dir, 'bad.json'), '{not json')
-    expect(loadBase(join(dir, 'bad.json')).size).toBe(0)
+    expect(() => loadBase(join(dir, 'bad.json'))).toThrow(`cannot read the sync base ${join(dir, 'bad.json')}`)
   })
 })
 
@@ -78,7 +78,7 @@ describe('loadBase cache (the agent reads the base every step)', () => {
     expect(onDisk(file)).toEqual(asObj(loadBase(file)))
   })
 
-  it('a failed read is not kept: the next load reads the file again, and a save refuses to replace a base it could not read', async () => {
+  it('a failed read is an error, not kept: the next load reads the file again, and a save refuses to replace a base it could not read', async () => {
     const file = join(tempDir(), 'base.json')
     writeFileSync(`${file}.other`, JSON.stringify({ a: e('1'), b: e('2') }))
     require('node:fs').renameSync(`${file}.other`, file)
@@ -88,7 +88,8 @@ describe('loadBase cache (the agent reads the base every step)', () => {
       if (p === file) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })
       return (real as (...a: unknown[]) => unknown)(p, ...rest)
     }) as never)
-    expect(loadBase(file).size).toBe(0)
+    // Not an empty base: a pull against one would miss what the VM deleted, for good.
+    expect(() => loadBase(file)).toThrow(/cannot read the sync base .*EIO/)
     await expect(saveBase(file, upd({ c: e('3') }))).rejects.toThrow(/cannot read the sync base .*EIO/)
     failing.mockRestore()
     expect(asObj(loadBase(file))).toEqual({ a: e('1'), b: e('2') }) // read again, not the empty base
@@ -556,5 +557,26 @@ describe('the delta listing times (since.json)', () => {
     expect(earliest(['a'], listingTimes(file, ['a'], ['x']))).toEqual(t(10)) // control
     expect(earliest(['a'], listingTimes(file, ['a'], ['y']))).toBeNull()
     expect(earliest(['a', 'b'], listingTimes(file, ['a', 'b'], ['x']))).toBeNull()
+  })
+})
+
+describe("the job's pulled totals (the caps sync.limits.jobFiles and jobBytes count on them)", () => {
+  it('none yet: zero; one that cannot be read (out of descriptors) is an error, not a new start of the caps', async () => {
+    const file = join(tempDir(), 'base.json')
+    const { loadPulled: pulled, reservePull } = jest.requireActual<typeof import('../../src/sync/manifest')>('../../src/sync/manifest')
+    expect(pulled(file)).toEqual({ files: 0, bytes: 0 })
+    await reservePull(file, { files: 3, bytes: 30 }, { jobFiles: 10, jobBytes: 100 })
+    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+    const real = fs.readFileSync
+    const spy = jest.spyOn(fs, 'readFileSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
+      if (String(p).endsWith('pulled.json')) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+      return (real as (...a: unknown[]) => unknown)(p, ...rest)
+    }) as never)
+    try {
+      expect(() => pulled(file)).toThrow(/cannot read the job's pulled totals .*pulled\.json \(EMFILE\)/)
+    } finally {
+      spy.mockRestore()
+    }
+    expect(pulled(file)).toEqual({ files: 3, bytes: 30 })
   })
 })

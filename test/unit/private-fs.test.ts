@@ -8,6 +8,7 @@ import {
   mkdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync
@@ -190,12 +191,19 @@ describe('files in private folders', () => {
     expect(readFileSync(join(dir, 'id_ed25519'), 'utf8')).toBe('KEY')
   })
 
-  test('the sync base is saved without following a symlink at its name', async () => {
+  test('the sync base is never saved through a symlink at its name (what it points to is no base: refused, loudly)', async () => {
     const dir = tempDir('rch-priv-')
     const victim = join(tempDir('rch-victim-'), 'victim')
     writeFileSync(victim, 'original')
     symlinkSync(victim, join(dir, 'base.json'))
-    await saveBase(join(dir, 'base.json'), { set: new Map([['a', { t: 'f', l: '1', r: '2' }]]), remove: new Set() })
+    const add = { set: new Map([['a', { t: 'f' as const, l: '1', r: '2' }]]), remove: new Set<string>() }
+    await expect(saveBase(join(dir, 'base.json'), add)).rejects.toThrow(
+      `cannot read the sync base ${join(dir, 'base.json')}: it is not JSON`
+    )
+    expect(readFileSync(victim, 'utf8')).toBe('original')
+    // control: where the name holds no base, the save makes one, a file of its own
+    rmSync(join(dir, 'base.json'))
+    await saveBase(join(dir, 'base.json'), add)
     expect(readFileSync(victim, 'utf8')).toBe('original')
     expect(JSON.parse(readFileSync(join(dir, 'base.json'), 'utf8'))).toEqual({ a: { t: 'f', l: '1', r: '2' } })
   })
@@ -274,4 +282,30 @@ describe('the log folder', () => {
     const text = readFileSync(file, 'utf8')
     expect(text).toMatch(/info first\n.*info second\n$/)
   })
+})
+
+// In the agent, another open can get a closed descriptor's number at once: a second close of it
+// would close that other file (a step's response file, say).
+test('a rename that fails (a full disk) closes the written file once, and leaves no temp file (control: the file lands)', () => {
+  const dir = tempDir()
+  const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+  const closes: number[] = []
+  const realClose = fs.closeSync
+  const closing = jest.spyOn(fs, 'closeSync').mockImplementation((fd: number) => {
+    closes.push(fd)
+    realClose(fd)
+  })
+  const renaming = jest.spyOn(fs, 'renameSync').mockImplementation(() => {
+    throw Object.assign(new Error('ENOSPC: no space left on device, rename'), { code: 'ENOSPC' })
+  })
+  try {
+    expect(() => writePrivateFile(join(dir, 'base.json'), '{}')).toThrow('ENOSPC')
+  } finally {
+    renaming.mockRestore()
+    closing.mockRestore()
+  }
+  expect(closes).toHaveLength(1)
+  expect(fs.readdirSync(dir)).toEqual([])
+  writePrivateFile(join(dir, 'base.json'), '{}')
+  expect(fs.readFileSync(join(dir, 'base.json'), 'utf8')).toBe('{}')
 })
