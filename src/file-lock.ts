@@ -5,7 +5,7 @@
 import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { HookError } from './errors'
-import { waitUntil } from './retry'
+import { retry, waitUntil } from './retry'
 import { isRunning, workerProcess } from './worker-process'
 
 /**
@@ -130,9 +130,14 @@ export async function withFileLock<T>(
   timeoutMs = 30_000,
   opts: { signal?: AbortSignal; what?: string } = {}
 ): Promise<T> {
-  const token = randomBytes(8).toString('hex')
+  // A lock this process could not give back (out of descriptors at the time) is taken again as
+  // its own: it holds its live pid, which no one else would ever break.
+  const kept = unreleased.get(path)
+  unreleased.delete(path)
+  const token = kept ?? randomBytes(8).toString('hex')
   await waitUntil(
     () => {
+      if (kept !== undefined && read(path) === content(kept)) return Promise.resolve(true)
       if (tryCreate(path, token)) return Promise.resolve(true)
       const seen = read(path)
       if (seen !== null && stale(path, seen)) breakStale(path, seen)
@@ -149,6 +154,26 @@ export async function withFileLock<T>(
   try {
     return await fn()
   } finally {
+    await release(path, token)
+  }
+}
+
+/** Locks of this process whose removal failed, by path: their tokens (see withFileLock). */
+const unreleased = new Map<string, string>()
+
+/**
+ * Removes the lock if it is still this token's. A read or removal that fails (out of descriptors,
+ * an I/O error) is tried again a few times; then the lock is kept as this process's, to be taken
+ * again by its next withFileLock: not an error that would replace what the work under it returned.
+ */
+async function release(path: string, token: string): Promise<void> {
+  const once = (): Promise<void> => {
     if (read(path) === content(token)) rmSync(path, { force: true })
+    return Promise.resolve()
+  }
+  try {
+    await once()
+  } catch {
+    await retry(once, { attempts: 4, minDelayMs: 20, maxDelayMs: 200 }).catch(() => void unreleased.set(path, token))
   }
 }

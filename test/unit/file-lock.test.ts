@@ -184,3 +184,37 @@ test("a holder's lock names its pid, token and start time, and is removed at the
   expect(inside).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} ${workerProcess(process.pid)!.start}\\n$`))
   expect(existsSync(lock)).toBe(false)
 })
+
+// The holder runs out of descriptors by the time it gives the lock back (the agent serves the
+// job's steps; its lock holds its live pid, which no one else would break): the work's result
+// stands, and the holder's next withFileLock takes the lock again instead of waiting for itself.
+test('a lock the holder could not remove is taken again by its next holder in the process, the work done stands', async () => {
+  const lock = join(tempDir(), 'tree.lock')
+  const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+  const real = fs.readFileSync
+  let failing = false
+  const spy = jest.spyOn(fs, 'readFileSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
+    if (failing && p === lock) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+    return (real as (...a: unknown[]) => unknown)(p, ...rest)
+  }) as never)
+  try {
+    const done = await withFileLock(lock, () => {
+      failing = true
+      return 'pulled'
+    })
+    expect(done).toBe('pulled')
+    expect(existsSync(lock)).toBe(true) // still there: it could not be read to be checked
+    failing = false
+    // The next command of the process: at once, not after the lock's wait.
+    expect(await withFileLock(lock, () => 'next', 300)).toBe('next')
+    expect(existsSync(lock)).toBe(false)
+  } finally {
+    spy.mockRestore()
+  }
+})
+
+test('control: a lock another process holds is not taken, even by a process that once failed to remove its own there', async () => {
+  const lock = join(tempDir(), 'tree.lock')
+  writeFileSync(lock, `${process.ppid} 0123456789abcdef\n`)
+  await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('still held')
+})
