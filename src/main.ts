@@ -3,7 +3,7 @@
 // path the agent takes), and sets the exit code.
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
 import { dirname } from 'node:path'
-import { formatError } from './errors'
+import { formatError, HookError } from './errors'
 import { jobSocket, runViaAgent, stepJob, type StepJob } from './agent-client'
 import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
@@ -47,6 +47,15 @@ async function hook(): Promise<number> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  // The runner closed the hook's output (its worker died): a write then fails with EPIPE, which
+  // unheard ended the process at once, before prepare_job's undo. Stopped as a cancel is, with its
+  // own reason (written to the file log), so what the command started is undone.
+  const onOutputClosed = (e: NodeJS.ErrnoException): void => {
+    if (!controller.signal.aborted)
+      controller.abort(new HookError(`the runner closed the hook's output (${e.code ?? e.message}); the command was stopped`))
+  }
+  process.stdout.on('error', onOutputClosed)
+  process.stderr.on('error', onOutputClosed)
 
   const io = { cwd: process.cwd(), signal: controller.signal, stdout: process.stdout, stderr: process.stderr, place: place() }
   // The runner starts the hook in the job's workspace, which the job fills (pull-back): what this
