@@ -271,8 +271,8 @@ export function baseVersion(file: string): string | null {
 }
 
 /**
- * The saved base; empty when there is none yet (one that cannot be read is an error). Not a copy: a save never changes a map it handed
- * out, it makes a new version (layered-map.ts).
+ * The saved base; empty when there is none yet (one that cannot be read is an error). Not a copy:
+ * a save never changes a map it handed out, it makes a new version (layered-map.ts).
  */
 export function loadBase(file: string): Base {
   return current(file).base

@@ -55,7 +55,6 @@ export function badRelPath(p: string): string | null {
   return null
 }
 
-/** Whether the relative path `p` is `root` itself or something inside it. */
 /**
  * A local read that failed: null when what was to be read is gone, or is no longer what was seen
  * (ENOENT, ENOTDIR; ELOOP from O_NOFOLLOW on a link put in its place), else the error to fail with,
@@ -69,6 +68,7 @@ export function readFailure(path: string, e: unknown): HookError | null {
   return new HookError(`cannot read ${path} on the runner host (${code ?? (e as Error).message}); nothing is sent or removed for it`)
 }
 
+/** Whether the relative path `p` is `root` itself or something inside it. */
 export const isWithin = (p: string, root: string): boolean =>
   p === root || (p.length > root.length && p.charCodeAt(root.length) === SLASH && p.startsWith(root))
 
