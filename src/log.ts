@@ -61,7 +61,19 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
       let transport: Winston.transport
       try {
         stream = createWriteStream('', { fd: openPrivateAppend(opts.file) })
-        stream.on('error', () => undefined)
+        // Logging never fails a step, but a log that stops (a full disk) is said once in the step
+        // log, where the runner shows it: hook.log is where an operator would look next.
+        let said = false
+        stream.on('error', (e: NodeJS.ErrnoException) => {
+          if (said) return
+          said = true
+          opts.out(
+            workflowCommand(
+              'warning',
+              `the hook's log ${opts.file} cannot be written (${e.code ?? e.message}); this command's lines are missing from it`
+            )
+          )
+        })
         transport = new winston.transports.Stream({ stream })
       } catch {
         // logging must never fail a step: an unusable file (e.g. a directory in its place) is skipped

@@ -89,6 +89,36 @@ describe('the log file', () => {
     expect(text).not.toContain('not at error level')
   })
 
+  // Logging never fails a step; a log that stops (a full disk) is said once where the runner shows it.
+  test('a log file that cannot be written (a full disk) is said once in the step log, and the step goes on (control: a writable one says nothing)', async () => {
+    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
+    const { Writable } = jest.requireActual<typeof import('node:stream')>('node:stream')
+    const full = jest.spyOn(fs, 'createWriteStream').mockImplementation(
+      () =>
+        new Writable({
+          write: (_c, _e, cb) => cb(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }))
+        }) as never
+    )
+    const { log, out, file } = make('info')
+    try {
+      log.progress('one')
+      log.progress('two')
+      // The command's end does not wait on the dead file.
+      expect(await Promise.race([log.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('still closing'), 3000))])).toBe(
+        'closed'
+      )
+    } finally {
+      full.mockRestore()
+    }
+    const warnings = out.filter((l) => l.startsWith('::warning::'))
+    expect(warnings).toEqual([`::warning::the hook's log ${file} cannot be written (ENOSPC); this command's lines are missing from it`])
+    expect(out.filter((l) => l.startsWith('[remote-hooks] '))).toEqual(['[remote-hooks] one', '[remote-hooks] two'])
+    const ok = make('info')
+    ok.log.progress('fine')
+    await ok.log.close()
+    expect(ok.out.filter((l) => l.startsWith('::warning::'))).toEqual([])
+  })
+
   test("is appended to: a second log on the same file keeps the first one's lines", async () => {
     const first = make()
     first.log.progress('first command')
