@@ -14,6 +14,7 @@ import {
 } from '../../src/sync/manifest'
 import { SRC, bundle, cleanupTempDirs, tempDir } from './_helpers'
 import { systemClock } from '../../src/retry'
+import { failingFs } from './_fs-faults'
 
 afterEach(() => jest.restoreAllMocks())
 afterAll(cleanupTempDirs)
@@ -566,12 +567,7 @@ describe("the job's pulled totals (the caps sync.limits.jobFiles and jobBytes co
     const { loadPulled: pulled, reservePull } = jest.requireActual<typeof import('../../src/sync/manifest')>('../../src/sync/manifest')
     expect(pulled(file)).toEqual({ files: 0, bytes: 0 })
     await reservePull(file, { files: 3, bytes: 30 }, { jobFiles: 10, jobBytes: 100 })
-    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
-    const real = fs.readFileSync
-    const spy = jest.spyOn(fs, 'readFileSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
-      if (String(p).endsWith('pulled.json')) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
-      return (real as (...a: unknown[]) => unknown)(p, ...rest)
-    }) as never)
+    const spy = failingFs('readFileSync', (p) => p.endsWith('pulled.json'), 'EMFILE')
     try {
       expect(() => pulled(file)).toThrow(/cannot read the job's pulled totals .*pulled\.json \(EMFILE\)/)
     } finally {

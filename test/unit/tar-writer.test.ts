@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { tarOf } from '../../src/sync/tar-writer'
 import { TarReader, type TarEntry } from '../../src/sync/untar'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { failingFs } from './_fs-faults'
 
 afterAll(cleanupTempDirs)
 
@@ -115,14 +116,7 @@ describe('tarOf', () => {
 // A file that cannot be opened for a reason other than being gone (out of descriptors, an I/O
 // error) fails the stream: left out, the VM would keep its old copy, recorded as sent.
 describe('a file that cannot be opened', () => {
-  const failOpen = (file: string, code: string): jest.SpyInstance => {
-    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
-    const real = fs.openSync
-    return jest.spyOn(fs, 'openSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
-      if (p === file) throw Object.assign(new Error(`${code}: failed`), { code })
-      return (real as (...a: unknown[]) => unknown)(p, ...rest)
-    }) as never)
-  }
+  const failOpen = (file: string, code: string): jest.SpyInstance => failingFs('openSync', (p) => p === file, code)
   const twoFiles = (): string => {
     const src = tempDir()
     writeFileSync(join(src, 'a'), 'old')

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { shq } from '../../src/remote/quote'
 import { isExcluded, parseRemoteListing, remoteFindScript, remoteListScript, walkLocal, type Snapshot } from '../../src/sync/tree'
 import { cleanupTempDirs, sh, tempDir } from './_helpers'
+import { failingFs } from './_fs-faults'
 
 afterAll(cleanupTempDirs)
 
@@ -520,14 +521,7 @@ describe('parseRemoteListing: a delta listing (strict)', () => {
 // Out of descriptors, an I/O error, a folder not readable: a read that fails must not read as
 // "nothing there", or a push deletes on the VM what it could not list.
 describe('a local folder that cannot be read', () => {
-  const fail = (dir: string, code: string): jest.SpyInstance => {
-    const fs = jest.requireActual<typeof import('node:fs')>('node:fs')
-    const real = fs.readdirSync
-    return jest.spyOn(fs, 'readdirSync').mockImplementation(((p: unknown, ...rest: unknown[]) => {
-      if (p === dir) throw Object.assign(new Error(`${code}: failed`), { code })
-      return (real as (...a: unknown[]) => unknown)(p, ...rest)
-    }) as never)
-  }
+  const fail = (dir: string, code: string): jest.SpyInstance => failingFs('readdirSync', (p) => p === dir, code)
   const tree = (): { src: string; dir: string } => {
     const src = tempDir()
     mkdirSync(join(src, 'r', 'a'), { recursive: true })
