@@ -41,17 +41,6 @@ import { recordPrepared } from '../fleet/job-ledger-writes'
 import { timingsLine } from '../fleet/timings-line'
 import { monoMs } from '../mono-clock'
 
-/** A promise settled from outside (the externals copy's, known once the copy starts). */
-function deferred<T>(): { promise: Promise<T>; resolve: (v: T | Promise<T>) => void; reject: (e: unknown) => void } {
-  let resolve!: (v: T | Promise<T>) => void
-  let reject!: (e: unknown) => void
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { promise, resolve, reject }
-}
-
 /** Milliseconds per part, for one debug line at the end (where prepare_job's time goes). */
 class Timings {
   private readonly parts: string[] = []
@@ -255,23 +244,10 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
       externalsKeepDays: ctx.config.remote.externalsKeepDays
     })
   )
-  folderMade.catch(() => undefined)
-  // The network and the check for images go alongside the folder and the leftovers' removal. Volumes,
-  // pulls and containers wait for both: a leftover's volume of the same name or its published ports
-  // must be gone, and the folder holds the containers' bind sources and the pulls' docker config.
-  // And for the copy to have started: one that cannot start fails the job before anything is made.
-  const started = deferred<{ externals: Promise<unknown> }>()
-  const ready = Promise.all([pruned, folderMade, started.promise]).then(([counts, made]): [Counts, unknown] => [counts, made])
-  ready.catch(() => undefined)
-  const externals = started.promise.then((c) => c.externals)
-  externals.catch(() => undefined)
-  const docking = step(dockerParts(run, host.docker, jobEarly !== null, ready, externals))
-  docking.catch(() => undefined)
-  const folder = await folderMade
-  time.mark('folder')
-  let copy: ReturnType<typeof startCopy>
-  try {
-    copy = startCopy(ctx, r, host.lease.connect, run.localDir, {
+  // The copy starts once the folder is made; one that cannot start fails the job here.
+  const copyStarted = folderMade.then((folder) => {
+    time.mark('folder')
+    return startCopy(ctx, r, host.lease.connect, run.localDir, {
       hostWork: plan.layout.hostWork,
       jobRoot: plan.jobRoot,
       jobId: plan.jobId,
@@ -279,11 +255,19 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
       externals: plan.externals,
       externalsPresent: folder.externalsPresent
     })
-  } catch (e) {
-    started.reject(e)
-    throw e
-  }
-  started.resolve({ externals: copy.externals })
+  })
+  copyStarted.catch(() => undefined)
+  // The network and the check for images go alongside the folder and the leftovers' removal. Volumes,
+  // pulls and containers wait for both: a leftover's volume of the same name or its published ports
+  // must be gone, and the folder holds the containers' bind sources and the pulls' docker config.
+  // And for the copy to have started: one that cannot start fails the job before anything is made.
+  const ready = Promise.all([pruned, copyStarted]).then(([counts]) => counts)
+  ready.catch(() => undefined)
+  const externals = copyStarted.then((c) => c.externals)
+  externals.catch(() => undefined)
+  const docking = step(dockerParts(run, host.docker, jobEarly !== null, ready, externals))
+  docking.catch(() => undefined)
+  const copy = await copyStarted
   const copying = step(copy.copied)
   copying.catch(() => undefined)
   const leftovers = await pruned
@@ -395,7 +379,7 @@ async function dockerParts(
   run: Run,
   docker: RemoteDocker,
   jobEarly: boolean,
-  ready: Promise<[Counts, unknown]>,
+  ready: Promise<Counts>,
   externals: Promise<unknown>
 ): Promise<{ present: boolean[]; created: Created | null }> {
   const { ctx, plan, containers } = run
@@ -416,12 +400,12 @@ async function dockerParts(
   // Under "always" every image is pulled, so whether it is there is not asked.
   const look = (): Promise<boolean[]> =>
     always ? Promise.resolve(containers.map(() => false)) : allOf(containers.map((c) => docker.imagePresent(c.image)))
-  const [seen, , [leftovers]] = await allOf<[boolean[], string, [Counts, unknown]]>([
+  const [seen, , leftovers] = await allOf<[boolean[], string, Counts]>([
     look(),
     docker.createNetwork(plan.network, plan.labels),
-    ready.then(async (r) => {
+    ready.then(async (counts) => {
       await allOf(plan.volumes.map((v) => docker.ensureVolume(v, plan.labels)))
-      return r
+      return counts
     })
   ])
   // The leftovers' removal takes the images an earlier job built, with every tag it gave them (it
