@@ -2,7 +2,7 @@
 // track of what was still running, so the undo starts only once it has landed. A container created
 // a moment after the undo looked for it would otherwise be left behind.
 import { Cancelled } from './errors'
-import { settlesWithin } from './retry'
+import { settlesWithin, unlessCancelled } from './retry'
 import { monoMs } from './mono-clock'
 
 export class InFlight {
@@ -18,15 +18,7 @@ export class InFlight {
     )
     this.pending.add(settled)
     void settled.then(() => this.pending.delete(settled))
-    if (this.signal.aborted) return Promise.reject(Cancelled.by(this.signal))
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(Cancelled.by(this.signal))
-      this.signal.addEventListener('abort', onAbort, { once: true })
-      work.then(
-        (v) => (this.signal.removeEventListener('abort', onAbort), resolve(v)),
-        (e) => (this.signal.removeEventListener('abort', onAbort), reject(e))
-      )
-    })
+    return unlessCancelled(work, this.signal, undefined, (s) => Cancelled.by(s))
   }
 
   /**

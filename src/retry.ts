@@ -58,15 +58,21 @@ export function whenAborted(signal: AbortSignal): Promise<never> {
 }
 
 /**
- * `work`, or a rejection with the cancel's reason as soon as `signal` fires; a value `work` gives
- * after that goes to `late` (a connection to close). For work that does not heed a signal itself.
+ * `work`, or a rejection with `reason` (by default the cancel's own) as soon as `signal` fires; a
+ * value `work` gives after that goes to `late` (a connection to close). For work that does not heed
+ * a signal itself.
  */
-export function unlessCancelled<T>(work: Promise<T>, signal: AbortSignal, late: (v: T) => unknown): Promise<T> {
+export function unlessCancelled<T>(
+  work: Promise<T>,
+  signal: AbortSignal,
+  late: (v: T) => unknown = () => undefined,
+  reason: (signal: AbortSignal) => Error = abortReason
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let over = false
     const onAbort = (): void => {
       over = true
-      reject(abortReason(signal))
+      reject(reason(signal))
     }
     if (signal.aborted) onAbort()
     else signal.addEventListener('abort', onAbort, { once: true })
