@@ -8,8 +8,11 @@ import { PrepareJobArgsSchema } from '../../src/protocol'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs } from './_helpers'
 import { unitHookContext } from './_hook-context'
+import { STAND_IN_PROVIDER } from './_prepare-stand-ins'
 
-jest.mock('../../src/state', () => ({ ...jest.requireActual('../../src/state'), ownStateIssues: () => [] }))
+const standIns = (): typeof import('./_prepare-stand-ins') => jest.requireActual('./_prepare-stand-ins')
+
+jest.mock('../../src/state', () => standIns().state())
 jest.mock('../../src/providers/factory', () => ({
   ...jest.requireActual('../../src/providers/factory'),
   providerFor: () => ({
@@ -35,12 +38,6 @@ const machine: Remote = {
 
 afterAll(cleanupTempDirs)
 
-/** Only parsed: no call reaches it (the provider is the stand-in above). */
-const STATIC = {
-  kind: 'static',
-  hosts: [{ host: '127.0.0.1', user: 'rch', identityFile: '/nonexistent/key', knownHostsFile: '/nonexistent/known' }]
-}
-
 const recorder = () => {
   const chunks: string[] = []
   return { text: () => chunks.join(''), write: (c: Buffer | string) => (chunks.push(c.toString()), true), once: () => undefined }
@@ -53,7 +50,7 @@ async function prepared(o: { cancelInUndo: boolean }): Promise<{ code: number; s
   cancel = new AbortController()
   cancelInUndo = o.cancelInUndo
   const failures: string[] = []
-  const ctx: HookContext = unitHookContext({ provider: STATIC, signal: cancel.signal })
+  const ctx: HookContext = unitHookContext({ provider: STAND_IN_PROVIDER, signal: cancel.signal })
   const log = { ...ctx.log, mask: (s: string) => s, debugEnabled: false, failure: (m: string) => void failures.push(m) }
   const { prepareJob } = await import('../../src/handlers/prepare-job')
   const err = await prepareJob(args, { ...ctx, log }).then(
