@@ -575,9 +575,16 @@ async function main(): Promise<void> {
   if (want('pool')) rows.push(...(await poolRows(VM, benchConfig)))
   if (want('start-up')) {
     // Start-up of each command: the hook up to its handler, with input the handler answers at once
-    // (so no remote work is timed), against bare `node -e 0`.
+    // (so no remote work is timed), against bare `node -e 0`. Laid out as on a runner: RUNNER_TEMP
+    // in a work folder, the hook's private TMPDIR outside it. (With RUNNER_TEMP straight in a
+    // folder of /tmp, from 2026-12-06 every command was refused at its configuration check, exit 78,
+    // and ran without its code cache: the rows timed that instead; each exit code is now checked.)
     const hookDir = mkdtempSync(join(tmpdir(), 'rch-startup-'))
-    const resp = join(hookDir, 'response.json')
+    const runnerTemp = join(hookDir, '_work', '_temp')
+    mkdirSync(runnerTemp, { recursive: true })
+    const privateTmp = join(hookDir, 'tmp')
+    mkdirSync(privateTmp, { mode: 0o700 })
+    const resp = join(runnerTemp, 'response.json')
     const cfg = join(hookDir, 'config.json')
     writeFileSync(
       cfg,
@@ -601,16 +608,32 @@ async function main(): Promise<void> {
       run_container_step: { command: 'run_container_step', responseFile: resp, args: { image: null, dockerfile: null }, state: null },
       cleanup_job: { command: 'cleanup_job', responseFile: resp, args: {}, state: null }
     }
-    const hookEnv = { PATH: process.env.PATH, RUNNER_TEMP: hookDir, REMOTE_HOOKS_CONFIG: cfg, RUNNER_NAME: 'bench-startup' }
-    const runHook = (input: object): number => {
+    // What each command answers, past its configuration check: nothing to prepare (0), a step
+    // without state or image (input errors, 64), a cleanup whose one host refuses (port 9: 75).
+    const expected: Record<string, number> = { prepare_job: 0, run_script_step: 64, run_container_step: 64, cleanup_job: 75 }
+    const hookEnv = {
+      PATH: process.env.PATH,
+      TMPDIR: privateTmp,
+      RUNNER_TEMP: runnerTemp,
+      REMOTE_HOOKS_CONFIG: cfg,
+      RUNNER_NAME: 'bench-startup'
+    }
+    const runHook = (cmd: string, input: object): number => {
       writeFileSync(resp, '')
-      return timeMs(() => spawnSync(process.execPath, [join(repoRoot, 'dist', 'index.js')], { input: JSON.stringify(input), env: hookEnv }))
+      let r: ReturnType<typeof spawnSync> | undefined
+      const ms = timeMs(() => {
+        r = spawnSync(process.execPath, [join(repoRoot, 'dist', 'index.js')], { input: JSON.stringify(input), env: hookEnv })
+      })
+      if (r!.status !== expected[cmd])
+        throw new Error(`bench: start-up ${cmd} exited ${r!.status}, not ${expected[cmd]}: ${String(r!.stdout)}${String(r!.stderr)}`)
+      return ms
     }
     const bare: number[] = []
     for (let i = 0; i < N; i++) bare.push(timeMs(() => spawnSync(process.execPath, ['-e', '0'], { env: hookEnv })))
     for (const [cmd, input] of Object.entries(inputs)) {
       const xs: number[] = []
-      for (let i = 0; i < N; i++) xs.push(runHook(input))
+      runHook(cmd, input) // untimed: writes the code cache, which a runner's hook has after its first command
+      for (let i = 0; i < N; i++) xs.push(runHook(cmd, input))
       rows.push({ name: `start-up: ${cmd}`, ours: median(xs), baseline: median(bare), baselineName: 'node -e 0', unit: 'ms', target: '-' })
     }
     rmSync(hookDir, { recursive: true, force: true })
