@@ -35,9 +35,16 @@ export interface HookContext {
   ledgerClock?: LedgerClock
   /** How often a long command beats its reservation (fleet/beat-period.ts; 60 s unless a test shortens it). */
   beatMs?: number
+  /**
+   * Writes the command's answer to the runner's response file. prepare_job writes it itself, as its
+   * last part: a write that fails (a full disk) is a failure its undo answers, not a job the runner
+   * never hears of left running.
+   */
+  respond: (response: object) => Promise<void>
 }
 
 export interface HandlerResult {
   exitCode: number
+  /** What the handler wrote through `respond`. */
   response?: object
 }

@@ -60,10 +60,6 @@ export function execute(raw: string, env: Record<string, string | undefined>, io
     async (ctx) => {
       const { dispatch } = await import('./dispatch')
       const result = await dispatch(ctx.input, ctx)
-      if (result.response) {
-        const { writeResponse } = await import('./protocol')
-        await writeResponse(ctx.input.responseFile, result.response)
-      }
       return { code: result.exitCode, response: result.response }
     },
     (err, log) => {
@@ -214,6 +210,7 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     remote: io.remote,
     ledgerClock: ledgerClockFrom(env),
     beatMs: beatPeriodFrom(env),
+    respond: async (response) => (await import('./protocol')).writeResponse(input.responseFile, response),
     input
   }
 }

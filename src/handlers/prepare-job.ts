@@ -97,7 +97,10 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     externalsVersion
   }
   const plan = planJob(args, facts)
-  if (!plan) return { exitCode: 0, response: {} }
+  if (!plan) {
+    await ctx.respond({})
+    return { exitCode: 0, response: {} }
+  }
   // Parts of the state are the machine's answers (a pool member's work root, the job container's
   // PATH): one the next command would refuse fails here, undone, not in every step as the runner's fault.
   const keepable = (state: StoredState): void => {
@@ -186,6 +189,8 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
       } catch {
         // the first step beats at once instead
       }
+    // Last: the runner reads it only after exit 0, so one that cannot be written is undone below.
+    await ctx.respond(response)
     return { exitCode: 0, response }
   } catch (err) {
     // A cancel during the undo below must not hide why the job failed.

@@ -24,7 +24,13 @@ export function quietLog(): Log {
 /** The ec2 provider block the handler tests use (no call reaches EC2 in them). */
 export const UNIT_EC2 = { kind: 'ec2', region: 'eu-west-1', imageId: 'ami-0123' }
 
-export function unitHookContext(o: { provider: object; log?: Log; debug?: boolean; signal?: AbortSignal }): HookContext {
+export function unitHookContext(o: {
+  provider: object
+  log?: Log
+  debug?: boolean
+  signal?: AbortSignal
+  respond?: HookContext['respond']
+}): HookContext {
   const dir = tempDir()
   const localRoot = join(dir, 'local')
   mkdirSync(localRoot)
@@ -49,6 +55,7 @@ export function unitHookContext(o: { provider: object; log?: Log; debug?: boolea
     nodePath: '/nonexistent/node',
     stdout: process.stdout,
     stderr: process.stderr,
-    localRoot
+    localRoot,
+    respond: o.respond ?? (async () => undefined)
   }
 }

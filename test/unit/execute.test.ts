@@ -69,14 +69,40 @@ const paths = {
 }
 
 describe.each(Object.entries(paths))('execute, %s path', (_name, run) => {
-  test("the handler's response is written to the response file and returned", async () => {
-    handler.mockResolvedValue({ exitCode: 0, response: { state: { v: 1 }, context: {} } })
+  test("the handler's response is written to the response file by the handler's respond(), and returned", async () => {
+    handler.mockImplementation(async (_input, ctx) => {
+      const response = { state: { v: 1 }, context: {} }
+      await (ctx as HookContext).respond(response)
+      return { exitCode: 0, response }
+    })
     const o = io()
     const r = await run(o)
     expect(handler).toHaveBeenCalledTimes(1) // positive control: the command reached the handler
     expect(r).toEqual({ code: 0, response: { state: { v: 1 }, context: {} } })
     expect(JSON.parse(readFileSync(responseFile, 'utf8'))).toEqual({ state: { v: 1 }, context: {} })
     expect(o.stdout.text()).toBe('')
+  })
+
+  test("a response write that fails is the handler's failure: it sees the error, and the command fails naming the file", async () => {
+    let seen: unknown
+    handler.mockImplementation(async (_input, ctx) => {
+      // The runner's file replaced by a folder: open fails (EISDIR).
+      const { rmSync } = await import('node:fs')
+      rmSync(responseFile)
+      mkdirSync(responseFile)
+      try {
+        await (ctx as HookContext).respond({ state: { v: 1 } })
+      } catch (e) {
+        seen = e
+        throw e
+      }
+      return { exitCode: 0 }
+    })
+    const o = io()
+    const r = await run(o)
+    expect(seen).toBeInstanceOf(Error)
+    expect(r.code).not.toBe(0)
+    expect(o.stdout.text()).toContain(`::error::responseFile: cannot open ${JSON.stringify(responseFile)} for writing (EISDIR)`)
   })
 
   test("no response: the file is left as the runner made it, the exit code is the handler's", async () => {
