@@ -2,6 +2,9 @@
 // scrubbed and given back; a member marked for replacement that nobody holds, or one unreachable
 // in two passes, is replaced through the group. A member with a live lease is left alone; one
 // nobody holds that is still protected from scale-in has its protection lifted under its lease.
+// One whose lease cannot be read from here is replaced only when the group says no job holds it
+// (not protected from scale-in), and never for this host's own login failing: reap runs on every
+// runner host, and one that lost its way to the pool must not end the members other hosts' jobs use.
 // The lease operations are pool-lease.ts's and the give-back is the pool provider's own release.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -14,6 +17,7 @@ import { thisRunnerHost } from '../runner-host'
 import { writePrivateFile } from '../private-fs'
 import { retry } from '../retry'
 import { ask, expectEach, oneWord, record } from '../remote/answer'
+import { TransportError } from '../errors'
 import { shPath } from '../remote/quote'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
@@ -83,8 +87,8 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
     return new Map<string, GroupRow>()
   })
   try {
-    for (const m of members)
-      await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id), rows.get(m.id)?.protected === true)
+    // Not known (the group did not answer, or does not list it): it may be protected.
+    for (const m of members) await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id), rows.get(m.id)?.protected)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -133,26 +137,39 @@ class PoolPass {
     return { ...a, user: m.user as string, identityFile: this.cfg.identityFile, knownHostsFile }
   }
 
-  /** What the member is: a candidate (and why) or not; `remote` stays open for phase 2. */
+  /**
+   * What the member is: a candidate (and why) or not; `remote` stays open for phase 2. `failed`:
+   * this host could not log in (its key refused or unreadable), which says nothing of the member.
+   */
   private async judge(
     m: Member,
-    isReady: boolean
-  ): Promise<{ candidate: boolean; why: string; how?: 'lapsed' | 'replace'; remote?: Remote; lease?: LeaseView }> {
+    isReady: boolean,
+    isProtected: boolean | undefined
+  ): Promise<{ candidate: boolean; why: string; how?: 'lapsed' | 'replace'; remote?: Remote; lease?: LeaseView; failed?: true }> {
     if (!isReady && !m.recycle) return { candidate: false, why: `${m.state}, not ready to serve (starting or stopped)` }
     let remote: Remote | undefined
     let lease: LeaseView | null = null
     let unreachable = ''
+    let ours = false
     if (m.address && m.hostKey && m.user) {
       try {
         remote = await SshRemote.connect(this.connectInfo(m), this.ctx.connectMs)
         lease = await readLease(remote, this.workRoot)
       } catch (e) {
         unreachable = (e as Error).message
+        ours = e instanceof TransportError && (e.kind === 'auth' || e.kind === 'keyfile')
       }
     } else unreachable = 'no address, host key or user to reach it with'
     // The lease record is the member's word; its age is EC2's.
     const tooOld = heldPastAnyJob(m.launchedAt?.getTime(), this.ctx.times.now, this.cfg.reuse.maxVmAgeMinutes * 60_000, this.maxJobMs)
     if (tooOld) return { candidate: true, why: tooOld, how: 'replace', remote }
+    // Whether a job holds it is not known (a recycle tag, set at every lease with maxJobsPerVm 1, says nothing of it).
+    if (!lease && ours) return { candidate: false, why: `its lease cannot be read from this host: ${unreachable}`, failed: true }
+    if (!lease && isProtected !== false)
+      return {
+        candidate: false,
+        why: `unreachable from this host (${unreachable}), but ${isProtected ? 'protected from scale-in: a job may hold it' : 'its group did not say whether a job holds it'}`
+      }
     if (lease && live(lease)) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
     if (m.recycle) return { candidate: true, why: `marked for replacement (${m.recycle}) and nobody holds it`, how: 'replace', remote }
     if (!lease) return { candidate: true, why: `unreachable: ${unreachable}`, how: 'replace', remote }
@@ -164,13 +181,15 @@ class PoolPass {
     return { candidate: false, why: `lease ${lease.state}`, remote, lease }
   }
 
-  async member(m: Member, tags: Record<string, string>, isReady: boolean, isProtected: boolean): Promise<void> {
+  async member(m: Member, tags: Record<string, string>, isReady: boolean, isProtected: boolean | undefined): Promise<void> {
     const { ctx, api } = this
     const t = ctx.times
     const id = m.id
     if (TAG_KEEP in tags) return addRow(ctx, 'member', id, 'left alone', `keep tag (${TAG_KEEP})`)
-    const v = await this.judge(m, isReady)
+    const v = await this.judge(m, isReady, isProtected)
     try {
+      // Its mark, if any, stays as it is: nothing was learnt of the member.
+      if (v.failed) return addRow(ctx, 'member', id, 'failed', v.why)
       const mark = tags[TAG_REAP_CANDIDATE]
       const step = markStep(v.candidate, mark, t)
       if (step === 'none' && isProtected && v.lease?.state === 'free' && v.remote) return await this.liftFree(m, v.remote, v.why)
@@ -191,9 +210,12 @@ class PoolPass {
       if (!fresh) return addRow(ctx, 'member', id, 'left alone', 'ended meanwhile')
       if (TAG_KEEP in tagsOf(again as Ec2.Instance)) return addRow(ctx, 'member', id, 'left alone', `keep tag (${TAG_KEEP})`)
       if (v.how === 'lapsed' && !fresh.recycle && v.remote) return await this.takeBack(fresh, v.remote, v.why)
-      const now = fresh.recycle || v.how === 'replace' ? await this.judge(fresh, isReady) : v
+      // Protection as the group sees it now: a job may have leased it since the first look.
+      const protectedNow = (await this.groupRows([id]).catch(() => undefined))?.get(id)?.protected
+      const now = fresh.recycle || v.how === 'replace' ? await this.judge(fresh, isReady, protectedNow) : v
       v.remote?.close()
       v.remote = now.remote
+      if (now.failed) return addRow(ctx, 'member', id, 'failed', now.why)
       if (!now.candidate)
         return void (await act(ctx, 'member', id, 'unmarked', `came back to life: ${now.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
       await act(ctx, 'member', id, 'removed', now.why, async () => {

@@ -1,0 +1,160 @@
+// reap on one runner host, over pool members whose lease it cannot read. reap runs on every runner
+// host; one that lost its way to the pool (a network cut, its copy of the key out of date during a
+// rotation) judged every member "unreachable" and, a grace later, replaced them all, the members
+// other hosts' live jobs were using included (with maxJobsPerVm 1 a held member also carries the
+// recycle tag, which counted as "nobody holds it"). Now a member whose lease cannot be read is
+// replaced only when its group says it is not protected from scale-in (no job holds it), and this
+// host's own login failing (key refused or unreadable) is a failed row, not a mark. The SSH
+// connection and the group's answers are stand-ins; the judging and marking are the real code.
+import type * as Ec2 from '@aws-sdk/client-ec2'
+import { ConfigSchema, type Config, type Ec2PoolConfig } from '../../src/config'
+import { TransportError, type TransportKind } from '../../src/errors'
+import type { GroupRow } from '../../src/providers/pool-plan'
+import { reapContext } from './_reap-context'
+
+/** How each member's connection fails, by its address; how the group answers for protection. */
+const failBy = new Map<string, TransportKind>()
+let rows: (ids: string[]) => Promise<Map<string, GroupRow>>
+jest.mock('../../src/remote/ssh', () => ({
+  SshRemote: {
+    connect: async (info: { host: string; port: number }) => {
+      throw new TransportError(`cannot connect to ${info.host}`, failBy.get(info.host) ?? 'network')
+    }
+  }
+}))
+jest.mock('../../src/providers/ec2-pool', () => ({
+  Ec2PoolProvider: class {
+    lifecycles(_env: unknown, ids: string[]): Promise<Map<string, GroupRow>> {
+      return rows(ids)
+    }
+  }
+}))
+
+import { reapPool } from '../../src/ops/reap-pool'
+import type { ReapEc2 } from '../../src/ops/reap-aws'
+
+const NOW = Date.UTC(2026, 11, 7, 12)
+const MIN = 60_000
+const GROUP = 'rch-pool'
+const CANDIDATE = 'remote-container-hooks:reap-candidate'
+const config: Config = ConfigSchema.parse({
+  provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: GROUP, identityFile: '/k/pool', endpoint: 'http://127.0.0.1:1' },
+  remote: { workRoot: '~/rch' }
+})
+const cfg = config.provider as Ec2PoolConfig
+
+function member(id: string, ip: string, tags: Record<string, string> = {}): Ec2.Instance {
+  const all: Record<string, string> = {
+    'aws:autoscaling:groupName': GROUP,
+    'remote-container-hooks:host-key': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKbm',
+    ...tags
+  }
+  return {
+    InstanceId: id,
+    State: { Name: 'running' },
+    PrivateIpAddress: ip,
+    LaunchTime: new Date(NOW - 30 * MIN),
+    Tags: Object.entries(all).map(([Key, Value]) => ({ Key, Value }))
+  }
+}
+
+/** EC2 stood in for: tags kept; a removal through the group would be a terminate (recorded, never reached here). */
+function fakeEc2(instances: Ec2.Instance[]) {
+  const byId = new Map(instances.map((i) => [i.InstanceId as string, i]))
+  const calls: string[] = []
+  const api = {
+    describe: async () => [...byId.values()].map((i) => structuredClone(i)),
+    one: async (id: string) => structuredClone(byId.get(id) ?? null),
+    tag: async (id: string, t: Record<string, string>) => {
+      calls.push(`tag ${id} ${Object.keys(t).join(',')}`)
+      const i = byId.get(id)!
+      for (const [Key, Value] of Object.entries(t)) i.Tags = [...(i.Tags ?? []).filter((x) => x.Key !== Key), { Key, Value }]
+    },
+    untag: async (id: string, keys: string[]) => {
+      calls.push(`untag ${id} ${keys.join(',')}`)
+      const i = byId.get(id)!
+      i.Tags = (i.Tags ?? []).filter((x) => !keys.includes(x.Key ?? ''))
+    }
+  }
+  return { api: api as unknown as ReapEc2, calls }
+}
+
+const row = (protectedFromScaleIn: boolean): GroupRow => ({ state: 'InService', protected: protectedFromScaleIn })
+const markedAgo = (ms: number): Record<string, string> => ({ [CANDIDATE]: new Date(NOW - ms).toISOString() })
+
+async function pass(instances: Ec2.Instance[]) {
+  const { api, calls } = fakeEc2(instances)
+  const ctx = reapContext(NOW)
+  await reapPool(cfg, config, api, ctx)
+  const rowOf = (id: string) => ctx.rows.find((r) => r.what === id)
+  return { rowOf, calls }
+}
+
+beforeEach(() => {
+  failBy.clear()
+  rows = async (ids) => new Map(ids.map((id) => [id, row(false)]))
+})
+
+test('control: an unreachable member its group does not protect (no job holds it) is marked, and replaced after the grace', async () => {
+  const first = await pass([member('i-00000000000000001', '127.0.0.2')])
+  expect(first.rowOf('i-00000000000000001')).toMatchObject({ action: 'marked', why: expect.stringMatching(/^unreachable: /) })
+  // After the grace: it is removed (the terminate through the group is the AWS call this stand-in lacks).
+  const second = await pass([member('i-00000000000000001', '127.0.0.2', markedAgo(3 * MIN))])
+  expect(second.rowOf('i-00000000000000001')).toMatchObject({ action: 'failed' })
+  expect(second.calls).toContain('tag i-00000000000000001 remote-container-hooks:recycle')
+})
+
+test('an unreachable member protected from scale-in (a job may hold it) is left alone, recycle tag or not', async () => {
+  rows = async (ids) => new Map(ids.map((id) => [id, row(true)]))
+  const r = await pass([
+    member('i-00000000000000001', '127.0.0.2'),
+    member('i-00000000000000002', '127.0.0.3', { 'remote-container-hooks:recycle': 'served 1 jobs (reuse.maxJobsPerVm 1)' })
+  ])
+  for (const id of ['i-00000000000000001', 'i-00000000000000002'])
+    expect(r.rowOf(id)).toMatchObject({
+      action: 'left alone',
+      why: expect.stringMatching(/^unreachable from this host \(.*\), but protected from scale-in: a job may hold it$/)
+    })
+  expect(r.calls).toEqual([])
+})
+
+test('an unreachable member whose protection its group did not tell is left alone', async () => {
+  rows = async () => {
+    throw new Error('Throttling')
+  }
+  const r = await pass([member('i-00000000000000001', '127.0.0.2')])
+  expect(r.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'left alone',
+    why: expect.stringMatching(/its group did not say whether a job holds it$/)
+  })
+  expect(r.calls).toEqual([])
+})
+
+test("this host's login refused or its key unreadable: a failed row, the member neither marked nor replaced", async () => {
+  failBy.set('127.0.0.2', 'auth')
+  failBy.set('127.0.0.3', 'keyfile')
+  const r = await pass([
+    member('i-00000000000000001', '127.0.0.2'),
+    member('i-00000000000000002', '127.0.0.3', markedAgo(3 * MIN)),
+    member('i-00000000000000003', '127.0.0.4', { 'remote-container-hooks:recycle': 'test' })
+  ])
+  expect(r.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'failed',
+    why: expect.stringMatching(/^its lease cannot be read from this host: /)
+  })
+  expect(r.rowOf('i-00000000000000002')).toMatchObject({ action: 'failed' })
+  // Control in the same pass: a member that is not reached for another reason, unprotected, is still marked.
+  expect(r.rowOf('i-00000000000000003')).toMatchObject({ action: 'marked' })
+  expect(r.calls).toEqual([`tag i-00000000000000003 ${CANDIDATE}`])
+})
+
+test('a member protected between the two looks (a job leased it meanwhile) is unmarked, not replaced', async () => {
+  let looks = 0
+  rows = async (ids) => new Map(ids.map((id) => [id, row(looks++ > 0)]))
+  const r = await pass([member('i-00000000000000001', '127.0.0.2', markedAgo(3 * MIN))])
+  expect(r.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'unmarked',
+    why: expect.stringMatching(/^came back to life: unreachable from this host/)
+  })
+  expect(r.calls).toEqual([`untag i-00000000000000001 ${CANDIDATE}`])
+})
