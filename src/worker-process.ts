@@ -37,11 +37,17 @@ export function workerProcess(pid: number): WorkerProcess | null {
 
 /** Whether the very process `w` still runs (not another one that got its pid). */
 export function isRunning(w: WorkerProcess): boolean {
+  let othersProcess = false
   try {
     process.kill(w.pid, 0)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false
+    othersProcess = true
   }
   const now = startOf(w.pid)
-  return now !== null && (w.start === '' || now === w.start)
+  // Another user's process that /proc hides (mounted with hidepid): it exists, and its start cannot
+  // be told from here. Taken for the one recorded: reap judging a live job of another runner user
+  // dead would remove its containers and free its slot; a reused pid only delays a reap.
+  if (now === null) return othersProcess
+  return w.start === '' || now === w.start
 }

@@ -1,0 +1,40 @@
+// Whether a recorded worker process still runs, as reap and the file lock judge it. On a runner
+// host whose /proc is mounted with hidepid, another user's process has no /proc entry for this
+// user, though kill(pid, 0) says it exists (EPERM): it was judged gone, so reap run by one runner
+// user (or an operator) took another runner user's live static job for dead and removed it.
+import { isRunning, workerProcess } from '../../src/worker-process'
+
+/** A pid with no /proc entry here (above any pid this machine hands out). */
+const HIDDEN = 4_194_000
+
+afterEach(() => jest.restoreAllMocks())
+
+const killSays = (code: string): void => {
+  jest.spyOn(process, 'kill').mockImplementation(() => {
+    throw Object.assign(new Error(code), { code })
+  })
+}
+
+test("another user's process that /proc hides (kill answers EPERM) is running", () => {
+  killSays('EPERM')
+  expect(isRunning({ pid: HIDDEN, start: '12345' })).toBe(true)
+})
+
+test('control: a pid kill says does not exist (ESRCH) is not running, even with a start recorded', () => {
+  killSays('ESRCH')
+  expect(isRunning({ pid: HIDDEN, start: '12345' })).toBe(false)
+})
+
+test('control: this very process is running; with another start time (its pid reused) it is not', () => {
+  const me = workerProcess(process.pid)!
+  expect(me.start).toMatch(/^\d+$/)
+  expect(isRunning(me)).toBe(true)
+  expect(isRunning({ pid: me.pid, start: String(Number(me.start) + 1) })).toBe(false)
+})
+
+test('control: EPERM for a pid whose /proc entry is readable still checks its start time', () => {
+  killSays('EPERM')
+  const me = workerProcess(process.pid)!
+  expect(isRunning({ pid: me.pid, start: String(Number(me.start) + 1) })).toBe(false)
+  expect(isRunning(me)).toBe(true)
+})
