@@ -158,6 +158,33 @@ export class LocalLedger implements Ledger {
     return m
   }
 
+  /**
+   * What `fn` reads, without the lock: ledger.json is only ever replaced whole (a rename) and the
+   * logs only appended to, so a reader sees each as it was at some moment. Read under the lock, a
+   * report of a year of logs (tens of seconds) made every prepare_job of the host wait for it and
+   * fail after the lock's 30 s. Read first, the state is no later than the logs read after it: a
+   * settlement is appended before it leaves ledger.json, so none is missed between the two. A
+   * first-format ledger is converted under the lock first (its conversion writes).
+   */
+  private view<T>(fn: (s: State) => T): Promise<T> {
+    const text = this.read(this.file)
+    let s: State | null = text === null ? { version: 2, open: {}, days: {} } : null
+    try {
+      const parsed = text === null ? null : (JSON.parse(text) as State | V1State)
+      if (
+        parsed?.version === 2 &&
+        typeof parsed.open === 'object' &&
+        parsed.open !== null &&
+        typeof parsed.days === 'object' &&
+        parsed.days !== null
+      )
+        s = parsed
+    } catch {
+      // not a ledger of this format: update() converts it, or says what is wrong
+    }
+    return s ? Promise.resolve().then(() => fn(s)) : this.update((u) => ({ result: fn(u), changed: false }))
+  }
+
   private update<T>(fn: (s: State) => { result: T; changed: boolean }): Promise<T> {
     return withFileLock(this.lock, () => {
       const { s, migrated } = this.load()
@@ -251,7 +278,7 @@ export class LocalLedger implements Ledger {
   }
 
   jobs(range: { since?: number; until?: number } = {}): Promise<JobRecord[]> {
-    return this.update(() => {
+    return this.view(() => {
       const jobs = new Map<string, JobRecord>()
       // Jobs that start outside the range, by id only: a year of jobs merged whole took gigabytes
       // for a report of the last days. A job starts at its first line (the hook writes its
@@ -283,23 +310,22 @@ export class LocalLedger implements Ledger {
         },
         keep
       )
-      const result = [...jobs.values()]
+      return [...jobs.values()]
         .filter((j) => inTimeRange(j.startedAt, range))
         .sort((a, b) => a.startedAt - b.startedAt || a.jobId.localeCompare(b.jobId))
-      return { result, changed: false }
     })
   }
 
   unsettled(): Promise<LedgerRecord[]> {
-    return this.update((s) => ({ result: byReservation(Object.values(s.open)), changed: false }))
+    return this.view((s) => byReservation(Object.values(s.open)))
   }
 
   records(range: { since?: number; until?: number } = {}): Promise<LedgerRecord[]> {
-    return this.update((s) => {
+    return this.view((s) => {
       const all = this.settledById(range)
       // Still open: its settlement line (if any) is from a settle that never finished (see the header).
       for (const r of Object.values(s.open)) all.set(r.id, r)
-      return { result: byReservation([...all.values()].filter((r) => inTimeRange(r.reservedAt, range))), changed: false }
+      return byReservation([...all.values()].filter((r) => inTimeRange(r.reservedAt, range)))
     })
   }
 

@@ -458,3 +458,39 @@ test('a ledger of the first format (every record in ledger.json) is converted on
   expect(await l.reserve(REQ, NOON)).toEqual(ok)
   expect(await l.reserve(REQ, NOON)).toMatchObject({ ok: false })
 })
+
+test('records, unsettled and jobs are read without the lock (a long report held every reservation of the host); a first-format ledger is still converted under it', async () => {
+  const l = ledger(fleet({ caps: { instances: 5 } }))
+  const dir = `${root}/ledger`
+  const a = await l.reserve(REQ, NOON)
+  const b = await l.reserve(REQ, NOON)
+  if (!a.ok || !b.ok) throw new Error('not reserved')
+  await l.settle(a.id, { endedAt: NOON + 120_000, launched: false })
+  await l.recordJob({ jobId: 'j1', repository: 'acme/widgets', startedAt: NOON })
+  // A lock naming this live process: held for as long as the test wants.
+  writeFileSync(`${dir}/ledger.lock`, `${process.pid} livetoken\n`, { mode: 0o600 })
+  const within = <T>(p: Promise<T>, ms: number): Promise<T | 'waited'> =>
+    Promise.race([p, new Promise<'waited'>((r) => setTimeout(() => r('waited'), ms))])
+  expect(await within(l.records(), 1000)).toEqual([
+    expect.objectContaining({ id: a.id, endedAt: NOON + 120_000 }),
+    expect.objectContaining({ id: b.id })
+  ])
+  expect(((await within(l.unsettled(), 1000)) as { id: string }[]).map((r) => r.id)).toEqual([b.id])
+  expect(((await within(l.jobs(), 1000)) as { jobId: string }[]).map((j) => j.jobId)).toEqual(['j1'])
+  // Control: a change still waits for the lock.
+  const reserving = l.reserve(REQ, NOON)
+  expect(await within(reserving, 300)).toBe('waited')
+  // A ledger of the first format is converted (which writes) under the lock: a read of it waits too.
+  const v1dir = `${root}/v1`
+  mkdirSync(v1dir, { mode: 0o700 })
+  writeFileSync(`${v1dir}/ledger.json`, JSON.stringify({ version: 1, records: {} }), { mode: 0o600 })
+  writeFileSync(`${v1dir}/ledger.lock`, `${process.pid} livetoken\n`, { mode: 0o600 })
+  const v1 = new LocalLedger(fleet({}), v1dir, { now: () => NOON })
+  const converted = v1.records()
+  expect(await within(converted, 300)).toBe('waited')
+  rmSync(`${dir}/ledger.lock`)
+  rmSync(`${v1dir}/ledger.lock`)
+  expect(await reserving).toEqual(ok)
+  expect(await converted).toEqual([])
+  expect(JSON.parse(readFileSync(`${v1dir}/ledger.json`, 'utf8')).version).toBe(2)
+})
