@@ -27,7 +27,7 @@ import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
 import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
-import { scrubMachine } from '../docker/machine-scrub'
+import { LEASE_CALL, scrubMachine } from '../docker/machine-scrub'
 import { act, addRow, step, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, ReapEc2, tagsOf } from './reap-aws'
 import { reapReservations, type PoolFacts } from './reap-ec2'
@@ -48,7 +48,8 @@ async function readLease(remote: Remote, workRoot: string): Promise<LeaseView> {
   const label = 'read the lease'
   const r = await ask(
     remote,
-    `P=${shPath(leaseFolder(workRoot))}; now=$(date +%s); st=; h=; ex=; ` +
+    LEASE_CALL +
+      `P=${shPath(leaseFolder(workRoot))}; now=$(date +%s); st=; h=; ex=; ` +
       `if [ -f "$P/lease" ] && [ ! -L "$P/lease" ]; then read -r st h ex o j < "$P/lease"; fi; ` +
       `case "$ex" in ''|*[!0-9]*) ex=0;; esac; case "$st" in *[!a-z]*) st=unreadable;; esac; ` +
       `${record('"${st:-none}"')}; ${record('"$((ex - now))"')}`,

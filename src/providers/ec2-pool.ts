@@ -10,7 +10,7 @@ import { renameSync } from 'node:fs'
 import { z } from 'zod'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2PoolConfig } from '../config'
-import { Cancelled, HookError, TransportError } from '../errors'
+import { Cancelled, HookError, RemoteCommandError, TransportError } from '../errors'
 import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { runnerHostId } from '../labels'
@@ -264,7 +264,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         if (failed.get(m.id) !== why) env.log.warn(`pool member ${m.id}: ${why}; trying the others`)
         await drop(m.id, why)
         const prev = retryAt.get(m.id)
-        if (!c && e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout')) {
+        // A lease call ended by a signal says nothing of the member: the scrub of the job releasing
+        // it may end the SSH user's processes (it spares lease calls; an older hook's does not).
+        const killed = c !== null && e instanceof RemoteCommandError && e.exitCode === null
+        if ((!c && e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout')) || killed) {
           const pauseMs = prev ? Math.min(prev.pauseMs * 2, UNREACHABLE_PAUSE_MS[1]) : UNREACHABLE_PAUSE_MS[0]
           retryAt.set(m.id, { at: monoMs() + pauseMs, pauseMs })
         } else retryAt.delete(m.id)

@@ -8,6 +8,7 @@
 import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import { plainFileOnly } from '../remote/plain-file'
+import { LEASE_CALL } from '../docker/machine-scrub'
 import { HEX16, isWorkRoot } from '../input-rules'
 
 /** Seconds after which a waiter that stopped polling is dropped from a member's queue. */
@@ -28,6 +29,7 @@ export const leaseFolder = (workRoot: string): string => `${workRoot}/pool`
 function locked(workRoot: string): string {
   const p = shPath(leaseFolder(workRoot))
   return (
+    LEASE_CALL +
     `umask 077; P=${p}; ` +
     `{ mkdir -p "$P" && [ -d "$P" ] && [ ! -L "$P" ]; } 2>/dev/null || { echo "cannot use $P (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
     // A job (root there) may have planted a FIFO or a symlink: anything but a plain file is replaced,

@@ -152,6 +152,32 @@ test('a member that does not answer yet (started from stopped: running in EC2 be
   expect(h.warned).toEqual([expect.stringMatching(/^pool member i-a: cannot connect .*ECONNREFUSED; trying the others$/)])
 })
 
+test("a lease call ended by a signal (a releasing job's scrub of the SSH user's processes) is tried again, and the member leased", async () => {
+  const h = harness(() => new Error('unused'))
+  const granting = answering(DOCKER_DENIED)
+  let calls = 0
+  const killedOnce = {
+    ...granting,
+    openExec: async (command: string) => {
+      if (++calls > 1) return granting.openExec(command)
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      const stdin = new PassThrough()
+      stdin.resume()
+      stdout.end('')
+      stderr.end()
+      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: null, signal: 'KILL' }))) }
+    }
+  }
+  h.env.connect = async () => killedOnce as never
+  const leased = { kind: 'ec2-pool', instanceId: 'i-a', connect: { host: '127.0.0.1', port: 22 } }
+  ;(h.provider as unknown as { usable(): Promise<unknown> }).usable = async () => leased
+  const got = await h.acquire()
+  expect(got.lease).toBe(leased)
+  expect(calls).toBe(2)
+  expect(h.warned).toEqual([expect.stringMatching(/^pool member i-a: lease i-a failed \(killed by signal KILL\); trying the others$/)])
+})
+
 describe('what a member failed this job with is named, not "no member free"', () => {
   test('the key file (provider.identityFile, the same for every member) cannot be used: fails at once naming it', async () => {
     const h = harness(
