@@ -7,11 +7,9 @@ import {
   constants,
   fstatSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readFileSync,
   readSync,
-  rmdirSync,
   rmSync,
   statSync,
   writeSync,
@@ -19,7 +17,7 @@ import {
 } from 'node:fs'
 import { dirname } from 'node:path'
 import { HookError } from '../errors'
-import { waitUntil } from '../retry'
+import { withFileLock } from '../file-lock'
 import { openPrivateAppend, writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
 import { isWithin } from './safe-fs'
@@ -278,35 +276,16 @@ export function loadBase(file: string): Base {
   return current(file).base
 }
 
-async function withLock<T>(file: string, fn: () => T): Promise<T> {
-  const lock = `${file}.lock`
-  const take = (): true | undefined => {
-    try {
-      mkdirSync(lock)
-      return true
-    } catch (e) {
-      // Only a lock that exists is waited for: a folder gone or not writable is not mended by waiting.
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-      // A lock older than 30 s belongs to a killed process.
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmdirSync(lock)
-      } catch {
-        // raced with its owner removing it
-      }
-      return undefined
-    }
-  }
-  await waitUntil(() => Promise.resolve(take()), {
-    timeoutMs: 10_000,
-    minDelayMs: 5,
-    maxDelayMs: 50,
-    onTimeout: () => new Error(`sync manifest ${file} stayed locked for 10 s`)
-  })
-  try {
-    return fn()
-  } finally {
-    rmdirSync(lock)
-  }
+/**
+ * The base's lock, a file-lock.ts lock: it names its holder (pid and start time), so one whose
+ * holder died (a hook the runner killed) is taken over at once, by one breaker at a time. (The
+ * `.lock` folder of builds before 2026-12-07 went by age: waiters gave up after 10 s while a lock
+ * counted as dead only after 30 s, and two waiters could both break one and both hold it.)
+ */
+export const manifestLockOf = (file: string): string => `${file}.lk`
+
+function withLock<T>(file: string, fn: () => T): Promise<T> {
+  return withFileLock(manifestLockOf(file), fn, 10_000, { what: 'sync manifest lock' })
 }
 
 /**

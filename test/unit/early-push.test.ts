@@ -1,10 +1,10 @@
 // The early push between steps, with real inotify watches on a local "runner" folder and a local
 // folder as the VM (LocalRemote runs the push's command in /bin/sh with the real tar and find).
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { EarlyPush } from '../../src/sync/early-push'
 import { pull, push, pushCommand, type SyncTarget } from '../../src/sync/sync'
-import { loadBase, saveBase, UNSURE } from '../../src/sync/manifest'
+import { loadBase, manifestLockOf, saveBase, UNSURE } from '../../src/sync/manifest'
 import { fileFp } from '../../src/sync/tree'
 import { cleanupTempDirs, plantAtNextPids, tempDir } from './_helpers'
 import { LocalRemote } from './local-remote'
@@ -308,11 +308,11 @@ describe('early push between steps', () => {
     const e = early(3, 200)
     await step(e, target, true)
     // The base's lock is held (another process saving): the early push finishes on the VM, then waits.
-    const lock = `${target.manifestFile}.lock`
-    mkdirSync(lock)
+    const lock = manifestLockOf(target.manifestFile)
+    writeFileSync(lock, `${process.pid} held-by-test\n`, { mode: 0o600 })
     writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
     expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true)
-    const release = setTimeout(() => rmdirSync(lock), 400)
+    const release = setTimeout(() => rmSync(lock), 400)
     await e.enter() // gives up after 200 ms; its unsure mark waits for the lock too
     e.leave()
     clearTimeout(release)

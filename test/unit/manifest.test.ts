@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { appendFileSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   earliest,
   listingTimes,
   loadBase,
+  manifestLockOf,
   recordSince,
   saveBase,
   underRoots,
@@ -425,41 +426,47 @@ describe('saveBase', () => {
     expect(loadBase(file).get(odd)).toEqual(e('x'))
   })
 
-  it('takes over a stale lock (older than 30 s) left by a killed process', async () => {
+  it('takes over at once a lock whose holder died (a hook the runner killed)', async () => {
     const file = join(tempDir(), 'base.json')
-    mkdirSync(`${file}.lock`)
-    const old = Date.now() / 1000 - 60
-    utimesSync(`${file}.lock`, old, old)
+    // A holder that has exited, its lock as withFileLock writes it (pid, token, start time).
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString()
+    writeFileSync(manifestLockOf(file), `${dead} deadtoken 1\n`, { mode: 0o600 })
+    const t = Date.now()
     await saveBase(file, upd({ a: e('1') }))
+    // Before, a lock went by its age: younger than 30 s, it failed the save after 10 s.
+    expect(Date.now() - t).toBeLessThan(2_000)
     expect(asObj(loadBase(file))).toEqual({ a: e('1') })
-    expect(existsSync(`${file}.lock`)).toBe(false)
+    expect(existsSync(manifestLockOf(file))).toBe(false)
   })
 
-  it('waits for a fresh lock and gives up after 10 s without removing it', async () => {
+  it('waits for a live holder and gives up after 10 s without removing its lock', async () => {
     const file = join(tempDir(), 'base.json')
-    mkdirSync(`${file}.lock`)
-    // Let the wait's (monotonic) clock jump: the first reading is the start, every later one is
-    // 10.5 s on. The lock's age is read on the wall clock, which stays put: the lock stays fresh.
+    writeFileSync(manifestLockOf(file), `${process.pid} held-by-test\n`, { mode: 0o600 })
+    // Let the wait's (monotonic) clock jump: the first reading is the start, every later one is 10.5 s on.
     const t0 = systemClock.now()
     let calls = 0
     const jumped = jest.spyOn(systemClock, 'now').mockImplementation(() => (calls++ === 0 ? t0 : t0 + 10_500))
     const started = Date.now()
-    await expect(saveBase(file, upd({ a: e('1') }))).rejects.toThrow(`sync manifest ${file} stayed locked for 10 s`)
+    await expect(saveBase(file, upd({ a: e('1') }))).rejects.toThrow(`sync manifest lock ${manifestLockOf(file)} still held after 10 s`)
     expect(jumped).toHaveBeenCalled()
     expect(Date.now() - started).toBeLessThan(5_000)
-    expect(existsSync(`${file}.lock`)).toBe(true)
+    expect(readFileSync(manifestLockOf(file), 'utf8')).toBe(`${process.pid} held-by-test\n`)
     expect(existsSync(file)).toBe(false)
   })
 
   it('proceeds once the holder releases the lock', async () => {
     const file = join(tempDir(), 'base.json')
-    mkdirSync(`${file}.lock`)
-    // The holder is another process: it removes the lock after 200 ms.
-    const holder = spawn(process.execPath, ['-e', `setTimeout(() => require('fs').rmdirSync(${JSON.stringify(`${file}.lock`)}), 200)`])
+    // The holder is another process: it takes the lock as withFileLock does and removes it after 200 ms.
+    const lock = JSON.stringify(manifestLockOf(file))
+    const holder = spawn(process.execPath, [
+      '-e',
+      `const fs = require('fs'); fs.writeFileSync(${lock}, process.pid + ' holder\\n'); process.stdout.write('held'); setTimeout(() => fs.rmSync(${lock}), 200)`
+    ])
     const closed = new Promise((res) => holder.on('close', res))
+    await new Promise((res) => holder.stdout.once('data', res))
     const t = Date.now()
     await saveBase(file, upd({ a: e('1') }))
-    expect(Date.now() - t).toBeGreaterThanOrEqual(150)
+    expect(Date.now() - t).toBeGreaterThanOrEqual(100)
     expect(asObj(loadBase(file))).toEqual({ a: e('1') })
     await closed
   })
