@@ -286,17 +286,19 @@ const head = `#!/usr/bin/env node
     } catch (e) { /* no cache: compile normally */ }
     return usable;
   }
-  // V8 rejects a code cache made under other flags (the agent runs with its own heap flags), so
-  // each set of node flags keeps its own file: one shared file was rewritten by every other process.
+  // V8 rejects a code cache made under other flags (the agent runs with its own heap flags) or by
+  // another V8 (the runner's own node runs the hook, a system node may run reap from a timer), so
+  // each V8 and set of node flags keeps its own file: one shared file was rewritten by every other.
   let flv;
   function flavor() {
     if (flv !== undefined) return flv;
     // A preloaded module (-r) does not change what V8 accepts; NODE_OPTIONS may.
     const flags = process.execArgv.filter((a, i, all) => !/^(-r|--require)(=|$)/.test(a) && !/^(-r|--require)$/.test(all[i - 1] || ''));
     if (process.env.NODE_OPTIONS) flags.push('NODE_OPTIONS=' + process.env.NODE_OPTIONS);
+    flags.push('v8=' + process.versions.v8);
     let h = 0x811c9dc5;
     for (const c of Buffer.from(flags.join('\\0'), 'utf8')) h = Math.imul(h ^ c, 0x01000193) >>> 0;
-    return (flv = flags.length ? '-f' + h.toString(16).padStart(8, '0') : '');
+    return (flv = '-f' + h.toString(16).padStart(8, '0'));
   }
   let swept = false;
   function compile(name, source) {

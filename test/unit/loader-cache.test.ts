@@ -12,6 +12,7 @@ import { buildBundle } from './_bundle'
 const uid = process.getuid!()
 let bundle: string
 let spy: string
+let otherV8: string
 
 afterAll(cleanupTempDirs)
 
@@ -23,12 +24,15 @@ beforeAll(() => {
     spy,
     "const vm = require('vm'), S = vm.Script\nvm.Script = class extends S { constructor(src, o) { super(src, o); process.stderr.write('COMPILED ' + o.filename + ' cache=' + !!o.cachedData + '\\n') } }\n"
   )
+  // As another node's V8 would name itself (the V8 itself is this one: it would accept the cache).
+  otherV8 = join(tempDir(), 'other-v8.js')
+  writeFileSync(otherV8, "Object.defineProperty(process, 'versions', { value: { ...process.versions, v8: '1.2.3.4-other' } })\n")
 }, 180_000)
 
 /** One hook command with TMPDIR=`tmp`: it loads the rest of the hook (rch-rest) from the file, then stops at the missing config. */
-function compiled(tmp: string): string[] {
+function compiled(tmp: string, preload: string[] = []): string[] {
   const work = tempDir()
-  const r = spawnSync(process.execPath, ['-r', spy, bundle], {
+  const r = spawnSync(process.execPath, [...preload.flatMap((p) => ['-r', p]), '-r', spy, bundle], {
     input: JSON.stringify({ command: 'cleanup_job', responseFile: '/dev/null', args: {}, state: null }),
     env: { PATH: process.env.PATH, TMPDIR: tmp, RUNNER_TEMP: join(work, '_temp') },
     encoding: 'utf8'
@@ -69,4 +73,15 @@ test('a TMPDIR that is a symlink into such a folder (its own place is safe) is r
   expect(compiled(link)).toEqual(['COMPILED bundled:rch-rest cache=false'])
   expect(compiled(link)).toEqual(['COMPILED bundled:rch-rest cache=false'])
   expect(cacheFiles(target)).toEqual([])
+})
+
+test("another V8 (a system node running reap beside the runner's node) keeps a cache of its own: neither rewrites the other's", () => {
+  const tmp = tmpIn(0o1777)
+  expect(compiled(tmp)).toEqual(['COMPILED bundled:rch-rest cache=false'])
+  const mine = cacheFiles(tmp)
+  // On the previous loader the other V8 was handed this V8's file (and, rejecting it, rewrote it).
+  expect(compiled(tmp, [otherV8])).toEqual(['COMPILED bundled:rch-rest cache=false'])
+  expect(cacheFiles(tmp).length).toBeGreaterThan(mine.length)
+  expect(compiled(tmp)).toEqual(['COMPILED bundled:rch-rest cache=true'])
+  expect(compiled(tmp, [otherV8])).toEqual(['COMPILED bundled:rch-rest cache=true'])
 })
