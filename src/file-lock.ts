@@ -2,7 +2,7 @@
 // for each other as for another process): a lock file created O_EXCL holding the owner's
 // pid, a random token and the owner's start time. A lock whose owner died is removed by one breaker
 // at a time (see breakStale) and then taken like a free one.
-import { closeSync, constants, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, constants, linkSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { HookError } from './errors'
 import { retry, waitUntil } from './retry'
@@ -30,8 +30,36 @@ const alive = (pid: number, start: string): boolean => {
 let ownStart: string | undefined
 const myStart = (): string => (ownStart ??= workerProcess(process.pid)?.start ?? '')
 
-/** What a lock or guard file of this process holds. */
-const content = (token: string): string => `${process.pid} ${token}${myStart() ? ` ${myStart()}` : ''}\n`
+/**
+ * This process's pid namespace (`ns:<inode>`), '' where /proc does not tell. A pid names a process
+ * only within its namespace: a lock folder shared by a runner in a container and a process outside
+ * it (reap or report on the host, through a volume) would have each judge the other's live lock
+ * by a pid that is someone else's there, and break it.
+ */
+let ownNs: string | undefined
+const myNs = (): string => {
+  if (ownNs === undefined) {
+    try {
+      ownNs = `ns:${/^pid:\[([0-9]{1,20})\]$/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? ''}`
+      if (ownNs === 'ns:') ownNs = ''
+    } catch {
+      ownNs = ''
+    }
+  }
+  return ownNs
+}
+
+/** What a lock or guard file of this process holds: pid, token, start time, pid namespace. */
+const content = (token: string): string => `${[process.pid, token, myStart(), myNs()].filter((f) => f !== '').join(' ')}\n`
+
+/** The pid namespace a lock names when it is not this process's (an older build's lock names none). */
+const foreignNs = (seen: string): string | null => {
+  const ns = seen
+    .trim()
+    .split(' ')
+    .find((f) => f.startsWith('ns:'))
+  return ns !== undefined && myNs() !== '' && ns !== myNs() ? ns : null
+}
 
 function tryCreate(path: string, token: string): boolean {
   let fd: number
@@ -60,6 +88,8 @@ function read(path: string): string | null {
 
 /** A lock file without an owner is one whose creator died before writing its pid; give it time to. */
 const UNNAMED_STALE_MS = 5000
+/** A lock from another pid namespace is broken only once this old. */
+const FOREIGN_STALE_MS = 10 * 60_000
 function unnamedFor(path: string, ms: number): boolean {
   try {
     return Date.now() - statSync(path).mtimeMs > ms
@@ -92,6 +122,10 @@ function removeIfStill(path: string, seen: string): void {
  * process's), or, naming none, once it is old.
  */
 function stale(path: string, seen: string): boolean {
+  // Its pid means nothing here: judged by age alone, from outside its namespace. Ledger updates hold
+  // the lock for milliseconds; one this old is a holder's that died (a container killed, restarted
+  // with a namespace of its own).
+  if (foreignNs(seen)) return unnamedFor(path, FOREIGN_STALE_MS)
   const [p, , start = ''] = seen.trim().split(' ')
   const pid = Number(p)
   return Number.isInteger(pid) && pid > 0 ? !alive(pid, /^[0-9]{1,20}$/.test(start) ? start : '') : unnamedFor(path, UNNAMED_STALE_MS)
@@ -148,7 +182,16 @@ export async function withFileLock<T>(
       minDelayMs: 5,
       maxDelayMs: 100,
       signal: opts.signal,
-      onTimeout: () => new HookError(`${opts.what ?? 'fleet ledger: lock'} ${path} still held after ${Math.round(timeoutMs / 1000)} s`)
+      onTimeout: () => {
+        const seen = read(path)
+        const ns = seen === null ? null : foreignNs(seen)
+        return new HookError(
+          `${opts.what ?? 'fleet ledger: lock'} ${path} still held after ${Math.round(timeoutMs / 1000)} s` +
+            (ns
+              ? ` (by pid ${seen!.trim().split(' ')[0]} of another pid namespace, ${ns}: a folder shared with a container or with the processes outside one; whether it still runs cannot be told from here, so its lock is broken only once 10 minutes old)`
+              : '')
+        )
+      }
     }
   )
   try {

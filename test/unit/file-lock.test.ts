@@ -2,7 +2,7 @@
 // taken over, and breaking it never moves a live owner's lock, even for a breaker that read the
 // dead one just before a live process took its place.
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, watch, writeFileSync, readFileSync, existsSync, rmSync, utimesSync } from 'node:fs'
+import { chmodSync, watch, writeFileSync, readFileSync, readlinkSync, existsSync, rmSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { breakStale, withFileLock } from '../../src/file-lock'
 import { workerProcess } from '../../src/worker-process'
@@ -178,10 +178,11 @@ test('a lock naming a pid now used by another process of this user is broken; th
   }
 })
 
-test("a holder's lock names its pid, token and start time, and is removed at the end", async () => {
+test("a holder's lock names its pid, token, start time and pid namespace, and is removed at the end", async () => {
   const lock = join(tempDir(), 'ledger.lock')
   const inside = await withFileLock(lock, () => readFileSync(lock, 'utf8'))
-  expect(inside).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} ${workerProcess(process.pid)!.start}\\n$`))
+  const ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]
+  expect(inside).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} ${workerProcess(process.pid)!.start} ns:${ns}\\n$`))
   expect(existsSync(lock)).toBe(false)
 })
 
@@ -217,4 +218,28 @@ test('control: a lock another process holds is not taken, even by a process that
   const lock = join(tempDir(), 'tree.lock')
   writeFileSync(lock, `${process.ppid} 0123456789abcdef\n`)
   await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('still held')
+})
+
+test("a lock from another pid namespace is not broken by its pid here, only once 10 minutes old; the wait's end says why (a ledger folder shared with a container)", async () => {
+  const dir = tempDir()
+  const lock = join(dir, 'ledger.lock')
+  const mine = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]
+  // A pid that is dead here names, in its own namespace, a process that may well run.
+  const dead = deadPid()
+  writeFileSync(lock, `${dead} foreigntoken 12345 ns:${Number(mine) + 1}\n`)
+  await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow(
+    `fleet ledger: lock ${lock} still held after 0 s (by pid ${dead} of another pid namespace, ns:${Number(mine) + 1}:`
+  )
+  expect(readFileSync(lock, 'utf8')).toContain('foreigntoken')
+  // Once 10 minutes old it is taken for a dead holder's (a container killed, restarted in a namespace of its own).
+  const old = Date.now() / 1000 - 11 * 60
+  utimesSync(lock, old, old)
+  expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+  // Controls: the same dead pid in this namespace, and in a lock of an older build (no namespace), is broken.
+  writeFileSync(lock, `${dead} deadtoken 12345 ns:${mine}\n`)
+  expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+  writeFileSync(lock, `${dead} oldtoken\n`)
+  expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+  // This process's own lock names its namespace.
+  await withFileLock(lock, () => expect(readFileSync(lock, 'utf8')).toMatch(new RegExp(` ns:${mine}\n$`)))
 })
