@@ -149,7 +149,7 @@ async function slotPass(
     )
     await check(
       remote,
-      `[ "$(${ownerField(`${d}/owner`, 2)})" != ${shq(job.jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, job.jobId)))}; }`,
+      `[ "$(${ownerField(`${d}/owner`, 2)})" != ${shq(job.jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, job.jobId)), job.jobId)}; }`,
       {
         label: 'free the slot',
         timeoutMs: CALL_MS

@@ -31,10 +31,16 @@ export function leaseDir(workRoot: string, slot: number): string {
  * the slot is held or free, never an empty folder another lease can land on. A slot already gone
  * is free.
  */
-export function freeSlotScript(dir: string, aside: string): string {
+export function freeSlotScript(dir: string, aside: string, jobId: string): string {
   return (
     `rm -rf ${aside} && if ! e=$(mv -T ${dir} ${aside} 2>&1); then ` +
-    `if [ -e ${dir} ] || [ -L ${dir} ]; then echo "$e" >&2; exit 1; fi; fi; rm -rf ${aside}`
+    `if [ -e ${dir} ] || [ -L ${dir} ]; then echo "$e" >&2; exit 1; fi; fi; ` +
+    // The caller tested the owner before: the same runner's next job may have taken the slot over
+    // since (its owner file put in place), and that lease is put back, not removed. (Leased by a
+    // third between the two renames, it cannot be: that is said, and the slot is the third's.)
+    `if [ -d ${aside} ] && [ ! -L ${aside} ] && [ "$(${ownerField(`${aside}/owner`, 2)})" != ${shq(jobId)} ]; then ` +
+    `mv -T ${aside} ${dir} 2>/dev/null || { echo "the slot was taken over by another job of this runner while it was released, and leased again meanwhile" >&2; exit 1; }; ` +
+    `else rm -rf ${aside}; fi`
   )
 }
 
@@ -337,7 +343,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     // Only our own lease: a stale state must not free a slot another job holds now.
     await check(
       remote,
-      `[ "$(${ownerField(`${shq(dir)}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)))}; }`,
+      `[ "$(${ownerField(`${shq(dir)}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)), jobId)}; }`,
       { label: 'release the host slot', timeoutMs }
     )
   }

@@ -389,6 +389,37 @@ describe("a slot changing hands between two runners' jobs", () => {
     expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
     expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
   }, 30_000)
+
+  // A release tests its job in the slot's owner file, then renames the slot away. The same runner's
+  // next job may take the slot over in between (a lease that finds its runner's dead job's slot puts
+  // its own owner file in place): renamed away whole, that job's lease was removed, and a third
+  // runner could then lease the slot beside it. Now the renamed lease is looked at, and put back
+  // when it is no longer the releasing job's.
+  test("the same runner's next job taking the slot over between a release's test and its rename keeps the slot", async () => {
+    const NEXT_JOB = '2222222222222222'
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    held(workRoot)
+    const slot = leaseDir(workRoot, 0)
+    // The take-over lands right before the release's rename of the slot.
+    const prelude =
+      `mv() { if test "$1" = -T && test "$2" = ${shq(slot)}; then ` +
+      `printf '%s\\n' ${shq(`${OTHER} ${NEXT_JOB} other-runner h 2026-01-01T00:00:01Z`)} > ${shq(slot)}/owner.t && command mv -f ${shq(slot)}/owner.t ${shq(slot)}/owner; fi; command mv "$@"; }; `
+    const lease = {
+      kind: 'static' as const,
+      index: 0,
+      slot: 0,
+      connect: { host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+    }
+    await provider(workRoot, 30).release(lease, inBash(dir, prelude), OTHER_JOB)
+    expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OTHER} ${NEXT_JOB} `))
+    expect(readdirSync(join(workRoot, 'leases'))).toEqual(['slot-0'])
+    // Control: without the take-over, the release frees the slot.
+    const dir2 = tempDir()
+    held(join(dir2, 'work'))
+    await provider(join(dir2, 'work'), 30).release(lease, new LocalRemote(dir2), OTHER_JOB)
+    expect(readdirSync(join(dir2, 'work', 'leases'))).toEqual([])
+  })
 })
 
 // A job is root on the host it ran on: it can stall that host's lease calls (a FIFO where a slot's
