@@ -20,7 +20,7 @@ import { HookError } from '../errors'
 import { withFileLock } from '../file-lock'
 import { openPrivateAppend, writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
-import { isWithin } from './safe-fs'
+import { isGone, isWithin } from './safe-fs'
 import { LayeredMap } from './layered-map'
 
 export interface BaseEntry {
@@ -84,9 +84,8 @@ function baseKey(file: string): string | null {
   try {
     return keyOf(statSync(file))
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null
-    throw new HookError(`cannot read the sync base ${file}: ${code ?? (e as Error).message}`)
+    if (isGone(e)) return null
+    throw new HookError(`cannot read the sync base ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
 }
 

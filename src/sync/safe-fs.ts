@@ -55,6 +55,12 @@ export function badRelPath(p: string): string | null {
   return null
 }
 
+/** Whether a local file operation failed because what it named is not there (no entry, or a path through a file). */
+export const isGone = (e: unknown): boolean => {
+  const code = (e as NodeJS.ErrnoException | null)?.code
+  return code === 'ENOENT' || code === 'ENOTDIR'
+}
+
 /**
  * A local read that failed: null when what was to be read is gone, or is no longer what was seen
  * (ENOENT, ENOTDIR; ELOOP from O_NOFOLLOW on a link put in its place), else the error to fail with,
@@ -64,7 +70,7 @@ export function badRelPath(p: string): string | null {
  */
 export function readFailure(path: string, e: unknown): HookError | null {
   const code = (e as NodeJS.ErrnoException).code
-  if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return null
+  if (isGone(e) || code === 'ELOOP') return null
   return new HookError(`cannot read ${path} on the runner host (${code ?? (e as Error).message}); nothing is sent or removed for it`)
 }
 
@@ -82,8 +88,7 @@ function lstatOrNull(p: string): Stats | null {
   try {
     return lstatSync(p)
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null
+    if (isGone(e)) return null
     throw e
   }
 }
