@@ -1,7 +1,8 @@
 // One hook command from the runner's raw input to its exit code, the same in the hook process and
 // in the job's agent (which runs steps on the hook's behalf): validate the input, config and
-// runner environment, check the response file, run the handler, write its response, and map a
-// failure to its exit code and `::error::` line.
+// runner environment, check the response file, run the handler (which writes its response through
+// the context's respond(): prepare_job does so inside its undo), and map a failure to its exit code
+// and `::error::` line.
 import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { Cancelled, ConfigError, failedBeforeCancel, formatError, HookError, TransportError } from './errors'
 import { EXIT, outcomeOf } from './outcome'

@@ -88,8 +88,6 @@ function read(path: string): string | null {
 
 /** A lock file without an owner is one whose creator died before writing its pid; give it time to. */
 const UNNAMED_STALE_MS = 5000
-/** A lock from another pid namespace is broken only once this old. */
-const FOREIGN_STALE_MS = 10 * 60_000
 function unnamedFor(path: string, ms: number): boolean {
   try {
     return Date.now() - statSync(path).mtimeMs > ms
@@ -121,11 +119,10 @@ function removeIfStill(path: string, seen: string): void {
  * A lock (or guard) is stale when the process it names is gone (its pid dead, or now another
  * process's), or, naming none, once it is old.
  */
-function stale(path: string, seen: string): boolean {
-  // Its pid means nothing here: judged by age alone, from outside its namespace. Ledger updates hold
-  // the lock for milliseconds; one this old is a holder's that died (a container killed, restarted
-  // with a namespace of its own).
-  if (foreignNs(seen)) return unnamedFor(path, FOREIGN_STALE_MS)
+function stale(path: string, seen: string, foreignStaleMs = Infinity): boolean {
+  // Its pid means nothing here: from outside its namespace it goes by age alone, and only where the
+  // caller knows how long a holder may hold it (withFileLock's foreignStaleMs); else never.
+  if (foreignNs(seen)) return unnamedFor(path, foreignStaleMs)
   const [p, , start = ''] = seen.trim().split(' ')
   const pid = Number(p)
   return Number.isInteger(pid) && pid > 0 ? !alive(pid, /^[0-9]{1,20}$/.test(start) ? start : '') : unnamedFor(path, UNNAMED_STALE_MS)
@@ -137,18 +134,18 @@ function stale(path: string, seen: string): boolean {
  * cannot change between the check and the removal: a live owner's lock is never moved. Only a
  * guard whose breaker died in its few microseconds is moved aside, by compare and put back.
  */
-export function breakStale(path: string, seen: string): void {
+export function breakStale(path: string, seen: string, foreignStaleMs = Infinity): void {
   const guard = `${path}.break`
   const token = randomBytes(8).toString('hex')
   if (!tryCreate(guard, token)) {
     const g = read(guard)
-    if (g !== null && stale(guard, g)) removeIfStill(guard, g)
+    if (g !== null && stale(guard, g, foreignStaleMs)) removeIfStill(guard, g)
     return
   }
   try {
     // Judged again as it is now: an owner that has just created its lock and not yet written its pid
     // reads as the same empty text as the dead one's, but its file is new.
-    if (read(path) === seen && stale(path, seen)) rmSync(path, { force: true })
+    if (read(path) === seen && stale(path, seen, foreignStaleMs)) rmSync(path, { force: true })
   } finally {
     if (read(guard) === content(token)) rmSync(guard, { force: true })
   }
@@ -162,7 +159,12 @@ export async function withFileLock<T>(
   path: string,
   fn: () => T | Promise<T>,
   timeoutMs = 30_000,
-  opts: { signal?: AbortSignal; what?: string } = {}
+  opts: {
+    signal?: AbortSignal
+    what?: string
+    /** How old a lock from another pid namespace must be to count as its dead holder's (else never). */
+    foreignStaleMs?: number
+  } = {}
 ): Promise<T> {
   // A lock this process could not give back (out of descriptors at the time) is taken again as
   // its own: it holds its live pid, which no one else would ever break.
@@ -174,7 +176,7 @@ export async function withFileLock<T>(
       if (kept !== undefined && read(path) === content(kept)) return Promise.resolve(true)
       if (tryCreate(path, token)) return Promise.resolve(true)
       const seen = read(path)
-      if (seen !== null && stale(path, seen)) breakStale(path, seen)
+      if (seen !== null && stale(path, seen, opts.foreignStaleMs)) breakStale(path, seen, opts.foreignStaleMs)
       return Promise.resolve(undefined)
     },
     {
@@ -188,7 +190,7 @@ export async function withFileLock<T>(
         return new HookError(
           `${opts.what ?? 'fleet ledger: lock'} ${path} still held after ${Math.round(timeoutMs / 1000)} s` +
             (ns
-              ? ` (by pid ${seen!.trim().split(' ')[0]} of another pid namespace, ${ns}: a folder shared with a container or with the processes outside one; whether it still runs cannot be told from here, so its lock is broken only once 10 minutes old)`
+              ? ` (by pid ${seen!.trim().split(' ')[0]} of another pid namespace, ${ns}: a folder shared with a container or with the processes outside one; whether it still runs cannot be told from here${opts.foreignStaleMs === undefined ? '; remove the file once it does not' : `, so its lock is broken only once ${Math.round(opts.foreignStaleMs / 60_000)} minutes old`})`
               : '')
         )
       }

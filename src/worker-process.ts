@@ -35,8 +35,15 @@ export function workerProcess(pid: number): WorkerProcess | null {
   return start === null ? null : { pid, start }
 }
 
-/** Whether the very process `w` still runs (not another one that got its pid). */
-export function isRunning(w: WorkerProcess): boolean {
+/**
+ * Whether the very process `w` still runs (not another one that got its pid). `othersHidden`: `w`
+ * may be another user's (reap judging every runner user's static jobs), and /proc may be mounted
+ * with hidepid, which shows this user no entry for it though kill(pid, 0) says it exists (EPERM):
+ * then it counts as running, its start not told (reap judging a live job dead would remove its
+ * containers and free its slot; a reused pid only delays a reap). Otherwise `w` is this user's (the
+ * runner's worker, of the hook's own user), and a pid that answers EPERM is someone else's now.
+ */
+export function isRunning(w: WorkerProcess, opts: { othersHidden?: boolean } = {}): boolean {
   let othersProcess = false
   try {
     process.kill(w.pid, 0)
@@ -45,9 +52,6 @@ export function isRunning(w: WorkerProcess): boolean {
     othersProcess = true
   }
   const now = startOf(w.pid)
-  // Another user's process that /proc hides (mounted with hidepid): it exists, and its start cannot
-  // be told from here. Taken for the one recorded: reap judging a live job of another runner user
-  // dead would remove its containers and free its slot; a reused pid only delays a reap.
-  if (now === null) return othersProcess
+  if (now === null) return othersProcess && opts.othersHidden === true
   return w.start === '' || now === w.start
 }

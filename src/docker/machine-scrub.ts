@@ -12,17 +12,9 @@
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import type { Remote } from '../remote/remote'
+import { LEASE_CALL } from '../remote/lease-call'
 
 export const SCRUB_SCOPE_FILE = '.config/remote-container-hooks/scrub-scope'
-
-/**
- * The first words of every command that reads or writes a member's lease (pool-lease.ts, reap's
- * look): the scrub spares the session such a command leads. Those come from other runner hosts (a
- * waiting job's queue call, a renewal, reap) while this job holds the lease; killed, a waiting job
- * gave up on the member about to be free. A job could name its leftovers so too, but it is root on
- * the member through Docker anyway (docs/security.md on maxJobsPerVm).
- */
-export const LEASE_CALL = ': rch-lease-call; '
 
 export const SCRUB_COUNTS = ['containers', 'networks', 'volumes', 'images', 'folders', 'processes', 'tmp'] as const
 export type ScrubReport = Record<(typeof SCRUB_COUNTS)[number], number>
@@ -81,8 +73,11 @@ export function scrubScript(workRoot: string): string {
     // (the config refuses root; this is the last guard).
     `processes=0; tmp=0; if [ "$(id -u)" != 0 ]; then ` +
     `me=$(ps -o sid= -p $$ | tr -d ' '); ` +
+    // The marker is put together here: written whole, it would be in this scrub's own command line,
+    // and a scrub session left hanging (a stuck removal) would be spared by the next.
+    `mk=${shq(LEASE_CALL.trim().slice(0, 8))}; mk="$mk"${shq(LEASE_CALL.trim().slice(8))}; ` +
     `pids=$(ps -u "$(id -u)" -o pid=,sid=,comm= | awk -v me="$me" '$2 != me && $3 !~ /^sshd/ { print $1, $2 }' | ` +
-    `while read -r p s; do tr '\\0' ' ' < /proc/"$s"/cmdline 2>/dev/null | grep -qF ${shq(LEASE_CALL.trim())} || echo "$p"; done); ` +
+    `while read -r p s; do { tr '\\0' ' ' < /proc/"$s"/cmdline; } 2>/dev/null | grep -qF "$mk" || echo "$p"; done); ` +
     `processes=$(printf '%s' "$pids" | grep -c .); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null; ` +
     // Temp files of the SSH user, except the folder that holds the work root (and the lease).
     `for d in /tmp /var/tmp /dev/shm; do for f in "$d"/* "$d"/.[!.]*; do ` +

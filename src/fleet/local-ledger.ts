@@ -186,12 +186,19 @@ export class LocalLedger implements Ledger {
   }
 
   private update<T>(fn: (s: State) => { result: T; changed: boolean }): Promise<T> {
-    return withFileLock(this.lock, () => {
-      const { s, migrated } = this.load()
-      const { result, changed } = fn(s)
-      if (changed || migrated) writePrivateFile(this.file, JSON.stringify(s))
-      return result
-    })
+    // Held for milliseconds: one from another pid namespace (a runner in a container and reap on the
+    // host sharing the folder) that is this old was a holder's that died (a container killed).
+    return withFileLock(
+      this.lock,
+      () => {
+        const { s, migrated } = this.load()
+        const { result, changed } = fn(s)
+        if (changed || migrated) writePrivateFile(this.file, JSON.stringify(s))
+        return result
+      },
+      undefined,
+      { foreignStaleMs: 10 * 60_000 }
+    )
   }
 
   private settledOne(id: string): LedgerRecord {

@@ -27,7 +27,8 @@ import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
 import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
-import { LEASE_CALL, scrubMachine } from '../docker/machine-scrub'
+import { scrubMachine } from '../docker/machine-scrub'
+import { LEASE_CALL } from '../remote/lease-call'
 import { act, addRow, step, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, ReapEc2, tagsOf } from './reap-aws'
 import { reapReservations, type PoolFacts } from './reap-ec2'
@@ -89,7 +90,12 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
   })
   try {
     // Not known (the group did not answer, or does not list it): it may be protected.
-    for (const m of members) await pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id), rows.get(m.id)?.protected)
+    const look = (m: Member): Promise<void> =>
+      pool.member(m, tagsOf(byId.get(m.id) as Ec2.Instance), ready.has(m.id), rows.get(m.id)?.protected)
+    for (const m of members) await look(m)
+    // A login refused before any member let this host in: judged again now that one has (then the
+    // refusal is the member's: its keys gone), else this host's own (failed rows).
+    for (const m of pool.takeDeferred()) await look(m)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -99,6 +105,10 @@ export async function reapPool(cfg: Ec2PoolConfig, config: Config, api: ReapEc2,
 
 class PoolPass {
   private readonly provider: Ec2PoolProvider
+  /** Whether some member of this pass let this host log in: a refusal by another is then that member's doing. */
+  private loggedIn = false
+  /** Members whose login was refused while none had let this host in yet (see reapPool). */
+  private deferred: Member[] | null = []
   private readonly env: ProviderEnv
   private readonly workRoot: string
   private readonly maxJobMs: number
@@ -126,6 +136,17 @@ class PoolPass {
     }
   }
 
+  /** The members to judge again once every member was looked at; after this, none is deferred. */
+  takeDeferred(): Member[] {
+    const d = this.loggedIn ? (this.deferred ?? []) : []
+    const left = this.loggedIn ? [] : (this.deferred ?? [])
+    this.deferred = null
+    for (const m of left) addRow(this.ctx, 'member', m.id, 'failed', `its lease cannot be read from this host: ${this.refused.get(m.id)}`)
+    return d
+  }
+
+  private readonly refused = new Map<string, string>()
+
   /** Each member as its group sees it (lifecycle state, scale-in protection), through the pool provider. */
   groupRows(ids: string[]): Promise<Map<string, GroupRow>> {
     return this.provider.lifecycles(this.env, ids)
@@ -140,40 +161,58 @@ class PoolPass {
 
   /**
    * What the member is: a candidate (and why) or not; `remote` stays open for phase 2. `failed`:
-   * this host could not log in (its key refused or unreadable), which says nothing of the member.
+   * this host could not log in (its key unreadable, or refused while no member has let it in),
+   * which says nothing of the member. `unread`: its lease could not be read.
    */
   private async judge(
     m: Member,
     isReady: boolean,
     isProtected: boolean | undefined
-  ): Promise<{ candidate: boolean; why: string; how?: 'lapsed' | 'replace'; remote?: Remote; lease?: LeaseView; failed?: true }> {
+  ): Promise<{
+    candidate: boolean
+    why: string
+    how?: 'lapsed' | 'replace'
+    remote?: Remote
+    lease?: LeaseView
+    failed?: 'keyfile' | 'auth'
+    unread?: true
+  }> {
     if (!isReady && !m.recycle) return { candidate: false, why: `${m.state}, not ready to serve (starting or stopped)` }
     let remote: Remote | undefined
     let lease: LeaseView | null = null
     let unreachable = ''
-    let ours = false
+    let ours: 'keyfile' | 'auth' | null = null
     if (m.address && m.hostKey && m.user) {
       try {
         remote = await SshRemote.connect(this.connectInfo(m), this.ctx.connectMs)
+        this.loggedIn = true
         lease = await readLease(remote, this.workRoot)
       } catch (e) {
         unreachable = (e as Error).message
-        ours = e instanceof TransportError && (e.kind === 'auth' || e.kind === 'keyfile')
+        if (e instanceof TransportError && (e.kind === 'keyfile' || (e.kind === 'auth' && !this.loggedIn))) ours = e.kind
       }
     } else unreachable = 'no address, host key or user to reach it with'
     // The lease record is the member's word; its age is EC2's.
     const tooOld = heldPastAnyJob(m.launchedAt?.getTime(), this.ctx.times.now, this.cfg.reuse.maxVmAgeMinutes * 60_000, this.maxJobMs)
     if (tooOld) return { candidate: true, why: tooOld, how: 'replace', remote }
     // Whether a job holds it is not known (a recycle tag, set at every lease with maxJobsPerVm 1, says nothing of it).
-    if (!lease && ours) return { candidate: false, why: `its lease cannot be read from this host: ${unreachable}`, failed: true }
+    if (!lease && ours) return { candidate: false, why: `its lease cannot be read from this host: ${unreachable}`, failed: ours }
     if (!lease && isProtected !== false)
       return {
         candidate: false,
-        why: `unreachable from this host (${unreachable}), but ${isProtected ? 'protected from scale-in: a job may hold it' : 'its group did not say whether a job holds it'}`
+        why: `unreachable from this host (${unreachable}), but ${isProtected ? 'protected from scale-in: a job may hold it' : 'its group did not say whether a job holds it'}`,
+        unread: true
       }
     if (lease && live(lease)) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
-    if (m.recycle) return { candidate: true, why: `marked for replacement (${m.recycle}) and nobody holds it`, how: 'replace', remote }
-    if (!lease) return { candidate: true, why: `unreachable: ${unreachable}`, how: 'replace', remote }
+    if (m.recycle)
+      return {
+        candidate: true,
+        why: `marked for replacement (${m.recycle}) and nobody holds it`,
+        how: 'replace',
+        remote,
+        unread: lease ? undefined : true
+      }
+    if (!lease) return { candidate: true, why: `unreachable: ${unreachable}`, how: 'replace', remote, unread: true }
     if (lapsed(lease)) return { candidate: true, why: `lease lapsed ${-lease.left} s ago`, how: 'lapsed', remote }
     // No job is granted a worn-out member (the grant replaces it instead), so one nobody holds only
     // runs up cost until a job happens to come: its reservation was priced up to that age.
@@ -190,6 +229,11 @@ class PoolPass {
     const v = await this.judge(m, isReady, isProtected)
     try {
       // Its mark, if any, stays as it is: nothing was learnt of the member.
+      if (v.failed === 'auth' && this.deferred) {
+        this.deferred.push(m)
+        this.refused.set(id, v.why.replace(/^its lease cannot be read from this host: /, ''))
+        return
+      }
       if (v.failed) return addRow(ctx, 'member', id, 'failed', v.why)
       const mark = tags[TAG_REAP_CANDIDATE]
       const step = markStep(v.candidate, mark, t)
@@ -211,12 +255,20 @@ class PoolPass {
       if (!fresh) return addRow(ctx, 'member', id, 'left alone', 'ended meanwhile')
       if (TAG_KEEP in tagsOf(again as Ec2.Instance)) return addRow(ctx, 'member', id, 'left alone', `keep tag (${TAG_KEEP})`)
       if (v.how === 'lapsed' && !fresh.recycle && v.remote) return await this.takeBack(fresh, v.remote, v.why)
-      // Protection as the group sees it now: a job may have leased it since the first look.
-      const protectedNow = (await this.groupRows([id]).catch(() => undefined))?.get(id)?.protected
-      const now = fresh.recycle || v.how === 'replace' ? await this.judge(fresh, isReady, protectedNow) : v
+      let now = fresh.recycle || v.how === 'replace' ? await this.judge(fresh, isReady, isProtected) : v
       v.remote?.close()
       v.remote = now.remote
       if (now.failed) return addRow(ctx, 'member', id, 'failed', now.why)
+      // Its lease unread: protection as the group sees it now, right before the removal (a job may
+      // have leased it from another host since the first look, or during this judge's connect).
+      if (now.candidate && now.unread) {
+        const p = (await this.groupRows([id]).catch(() => undefined))?.get(id)?.protected
+        if (p !== false)
+          now = {
+            candidate: false,
+            why: `unreachable from this host, but ${p ? 'protected from scale-in now: a job may hold it' : 'its group did not say whether a job holds it'}`
+          }
+      }
       if (!now.candidate)
         return void (await act(ctx, 'member', id, 'unmarked', `came back to life: ${now.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
       await act(ctx, 'member', id, 'removed', now.why, async () => {

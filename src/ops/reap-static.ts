@@ -67,7 +67,8 @@ function judge(m: LeaseMark | null, me: RunnerHost): { dead: boolean; why: strin
           : `leased from runner host ${m.runnerHost}: its own reap judges it`
     }
   if (!m.worker) return { dead: false, why: `job ${m.jobId}: the lease names no worker process` }
-  return isRunning(m.worker)
+  // Another runner user's worker may be hidden from this one (/proc with hidepid).
+  return isRunning(m.worker, { othersHidden: true })
     ? { dead: false, why: `job ${m.jobId} alive: its worker ${m.worker.pid} runs` }
     : { dead: true, why: `job ${m.jobId} dead: its worker ${m.worker.pid} is gone` }
 }

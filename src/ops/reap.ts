@@ -29,7 +29,8 @@ $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
              is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes,
              by its timestamp and by this host's own watch of it: keep this host's TMPDIR)
   ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
-             replacement that nobody holds, members unreachable in two passes, members older than
+             replacement that nobody holds, members unreachable in two passes that their group
+             does not protect from scale-in (a job may hold a protected one), members older than
              reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says (replaced)
   static     host slots leased from this runner host whose runner worker process is gone (the
              job's containers, job folder and slot are removed)

@@ -191,6 +191,8 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const failed = new Map<string, string>()
     /** Members that did not answer: tried again from `at` (a member just started has no sshd yet). */
     const retryAt = new Map<string, { at: number; pauseMs: number }>()
+    /** Lease calls ended by a signal, by member (see attempt). */
+    const kills = new Map<string, number>()
     let members: Member[] = []
     let view: PoolView = viewOf([])
     let scannedAt = -Infinity
@@ -266,7 +268,13 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         const prev = retryAt.get(m.id)
         // A lease call ended by a signal says nothing of the member: the scrub of the job releasing
         // it may end the SSH user's processes (it spares lease calls; an older hook's does not).
-        const killed = c !== null && e instanceof RemoteCommandError && e.exitCode === null
+        // Three times at most: a job root on the member can end waiters' calls on purpose.
+        let killed = false
+        if (c !== null && e instanceof RemoteCommandError && e.exitCode === null) {
+          const n = (kills.get(m.id) ?? 0) + 1
+          kills.set(m.id, n)
+          killed = n <= 3
+        }
         if ((!c && e instanceof TransportError && (e.kind === 'network' || e.kind === 'timeout')) || killed) {
           const pauseMs = prev ? Math.min(prev.pauseMs * 2, UNREACHABLE_PAUSE_MS[1]) : UNREACHABLE_PAUSE_MS[0]
           retryAt.set(m.id, { at: monoMs() + pauseMs, pauseMs })
@@ -909,8 +917,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         'renew'
       )
     } catch (e) {
-      // A member that cannot be given back is not leased again (it may be jammed on purpose).
+      // A member that cannot be given back is not leased again (it may be jammed on purpose). Its
+      // protection goes too: this job is over, and no job is granted a member marked so, so reap
+      // may replace it (a member still protected it leaves alone, as a job's it cannot see).
       await mark('unreachable at release')
+      await this.lift(lease.instanceId, env)
       throw e
     }
     try {

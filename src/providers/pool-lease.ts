@@ -8,7 +8,7 @@
 import { expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import { plainFileOnly } from '../remote/plain-file'
-import { LEASE_CALL } from '../docker/machine-scrub'
+import { LEASE_CALL } from '../remote/lease-call'
 import { HEX16, isWorkRoot } from '../input-rules'
 
 /** Seconds after which a waiter that stopped polling is dropped from a member's queue. */

@@ -220,7 +220,7 @@ test('control: a lock another process holds is not taken, even by a process that
   await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('still held')
 })
 
-test("a lock from another pid namespace is not broken by its pid here, only once 10 minutes old; the wait's end says why (a ledger folder shared with a container)", async () => {
+test("a lock from another pid namespace is not broken by its pid here; only by age, where the caller gives one (the ledger: 10 minutes); the wait's end says why", async () => {
   const dir = tempDir()
   const lock = join(dir, 'ledger.lock')
   const mine = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]
@@ -231,10 +231,15 @@ test("a lock from another pid namespace is not broken by its pid here, only once
     `fleet ledger: lock ${lock} still held after 0 s (by pid ${dead} of another pid namespace, ns:${Number(mine) + 1}:`
   )
   expect(readFileSync(lock, 'utf8')).toContain('foreigntoken')
-  // Once 10 minutes old it is taken for a dead holder's (a container killed, restarted in a namespace of its own).
+  // Old, without an age given by the caller (a job's tree lock may be held for a whole pull): still never broken.
   const old = Date.now() / 1000 - 11 * 60
   utimesSync(lock, old, old)
-  expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')
+  await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('; remove the file once it does not)')
+  // With the ledger's 10 minutes, it is taken for a dead holder's (a container killed, restarted in a namespace of its own).
+  await expect(withFileLock(lock, () => 'got', 300, { foreignStaleMs: 20 * 60_000 })).rejects.toThrow(
+    'so its lock is broken only once 20 minutes old)'
+  )
+  expect(await withFileLock(lock, () => 'got', 5000, { foreignStaleMs: 10 * 60_000 })).toBe('got')
   // Controls: the same dead pid in this namespace, and in a lock of an older build (no namespace), is broken.
   writeFileSync(lock, `${dead} deadtoken 12345 ns:${mine}\n`)
   expect(await withFileLock(lock, () => 'got', 5000)).toBe('got')

@@ -6,7 +6,8 @@
 // a docker that lists nothing.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { LEASE_CALL, parseScrub, scrubScript } from '../../src/docker/machine-scrub'
+import { parseScrub, scrubScript } from '../../src/docker/machine-scrub'
+import { LEASE_CALL } from '../../src/remote/lease-call'
 import { shq } from '../../src/remote/quote'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
 import { settlesWithin } from '../helpers/wait'
@@ -63,4 +64,7 @@ test("a lease call's session survives the scrub; a leftover session (control) do
   expect(leftover.child.signalCode).toBe('SIGKILL')
   expect(alive(lease.pid)).toBe(true)
   expect(lease.child.exitCode).toBeNull()
+  // Nor is the marker whole in the scrub's own command line: a scrub left hanging would be spared by the next.
+  expect(scrubScript(work)).not.toContain(LEASE_CALL.trim())
+  expect(r.stderr).toBe('')
 })

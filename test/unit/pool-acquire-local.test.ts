@@ -178,6 +178,29 @@ test("a lease call ended by a signal (a releasing job's scrub of the SSH user's 
   expect(h.warned).toEqual([expect.stringMatching(/^pool member i-a: lease i-a failed \(killed by signal KILL\); trying the others$/)])
 })
 
+test('a member whose every lease call is ended by a signal (a job root there ending waiters on purpose) is tried four times, then no more', async () => {
+  const h = harness(() => new Error('unused'), '/nonexistent', { ...cfg, waitTimeoutSeconds: 12 })
+  let calls = 0
+  const killing = {
+    openExec: async () => {
+      calls++
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      const stdin = new PassThrough()
+      stdin.resume()
+      stdout.end('')
+      stderr.end()
+      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: null, signal: 'KILL' }))) }
+    },
+    openSocket: () => Promise.reject(new Error('no sockets')),
+    close: () => undefined
+  }
+  h.env.connect = async () => killing as never
+  await expect(h.acquire()).rejects.toThrow('no member free after 12 s')
+  // Tried again after 1, 2 and 4 s; the fourth killed call drops it for the job.
+  expect(calls).toBe(4)
+}, 30_000)
+
 describe('what a member failed this job with is named, not "no member free"', () => {
   test('the key file (provider.identityFile, the same for every member) cannot be used: fails at once naming it', async () => {
     const h = harness(

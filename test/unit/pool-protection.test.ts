@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { Ec2PoolProvider } from '../../src/providers/ec2-pool'
 import type { ProviderEnv } from '../../src/providers/provider'
 import { ConfigSchema, type Ec2PoolConfig } from '../../src/config'
+import { TransportError } from '../../src/errors'
 
 process.env.AWS_ACCESS_KEY_ID = 'testing'
 process.env.AWS_SECRET_ACCESS_KEY = 'testing'
@@ -91,4 +92,28 @@ test('after a cancel nothing is sent, and the answer is an error', async () => {
   const { env } = envOf(ac.signal)
   expect(await provider().protect('i-0123456789abcdef0', true, env)).toBeTruthy()
   expect(bodies).toEqual([])
+})
+
+test('a member the job cannot reach at release is marked for replacement and its protection lifted, so reap may replace it', async () => {
+  const { env } = envOf()
+  const p = provider() as unknown as Ec2PoolProvider
+  const lease = {
+    kind: 'ec2-pool',
+    instanceId: 'i-0123456789abcdef0',
+    token: 'a'.repeat(32),
+    connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+  }
+  const unreachable = {
+    ...env,
+    connect: async () => {
+      throw new TransportError('cannot connect to u@127.0.0.1:1: connect ECONNREFUSED', 'network')
+    }
+  } as unknown as ProviderEnv
+  await expect(p.release(lease as never, null, 'fedcba9876543210', unreachable)).rejects.toThrow('ECONNREFUSED')
+  const asked = bodies.map((b) => Object.fromEntries(new URLSearchParams(b)))
+  // Marked first (EC2's CreateTags), then the protection lifted: before, it stayed protected, and reap
+  // (which cannot read its lease either) left it alone until it was older than any job.
+  expect(asked.map((a) => a.Action)).toEqual(['CreateTags', 'SetInstanceProtection'])
+  expect(asked[0]).toMatchObject({ 'Tag.1.Key': 'remote-container-hooks:recycle', 'Tag.1.Value': 'unreachable at release' })
+  expect(asked[1]).toMatchObject({ 'InstanceIds.member.1': 'i-0123456789abcdef0', ProtectedFromScaleIn: 'false' })
 })

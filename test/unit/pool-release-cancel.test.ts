@@ -1,6 +1,7 @@
 // A pool member's release after the job was cancelled (a failed prepare_job's undo runs with the
 // job's aborted signal): giving the member back is cleanup, so its EC2 calls (the mark that keeps
-// everyone off an unreachable member, the group's terminate) still go out, bounded as a terminate.
+// everyone off an unreachable member, the lift of its protection that lets reap replace it, the
+// group's terminate) still go out, bounded as a terminate.
 import { Ec2PoolProvider, type PoolLease } from '../../src/providers/ec2-pool'
 import type { ProviderEnv } from '../../src/providers/provider'
 import type { Remote } from '../../src/remote/remote'
@@ -23,12 +24,19 @@ const lease = {
 } as unknown as PoolLease
 
 /** The member cannot be reached at release; the tag call records whether its signal had already fired. */
-async function releaseWith(signal: AbortSignal): Promise<{ tagged: { aborted: boolean }[]; error: unknown }> {
+async function releaseWith(
+  signal: AbortSignal
+): Promise<{ tagged: { aborted: boolean }[]; lifted: { aborted: boolean }[]; error: unknown }> {
   const p = new Ec2PoolProvider(cfg, '~/rch')
   const tagged: { aborted: boolean }[] = []
   ;(p as unknown as { tag: (id: string, t: object, env: ProviderEnv) => Promise<void> }).tag = async (_id, _t, env) => {
     tagged.push({ aborted: env.signal.aborted })
     if (env.signal.aborted) throw new Error('aborted before it was sent')
+  }
+  const lifted: { aborted: boolean }[] = []
+  ;(p as unknown as { protect: (id: string, on: boolean, env: ProviderEnv) => Promise<unknown> }).protect = async (_id, on, env) => {
+    if (!on) lifted.push({ aborted: env.signal.aborted })
+    return env.signal.aborted ? new Error('aborted before it was sent') : null
   }
   const unreachable = {
     openExec: () => Promise.reject(new TransportError('the connection to 127.0.0.1 is gone: Not connected', 'lost')),
@@ -48,19 +56,21 @@ async function releaseWith(signal: AbortSignal): Promise<{ tagged: { aborted: bo
     () => null,
     (e: unknown) => e
   )
-  return { tagged, error }
+  return { tagged, lifted, error }
 }
 
-test('after a cancel, the member that could not be given back is still marked so nobody new gets it', async () => {
+test('after a cancel, the member that could not be given back is still marked so nobody new gets it, and its protection lifted', async () => {
   const cancelled = new AbortController()
   cancelled.abort('SIGINT')
-  const { tagged, error } = await releaseWith(cancelled.signal)
+  const { tagged, lifted, error } = await releaseWith(cancelled.signal)
   expect(error).toBeInstanceOf(TransportError)
   expect(tagged).toEqual([{ aborted: false }])
+  expect(lifted).toEqual([{ aborted: false }])
 })
 
 test('positive control: without a cancel the same mark goes out', async () => {
-  const { tagged, error } = await releaseWith(new AbortController().signal)
+  const { tagged, lifted, error } = await releaseWith(new AbortController().signal)
   expect(error).toBeInstanceOf(TransportError)
   expect(tagged).toEqual([{ aborted: false }])
+  expect(lifted).toEqual([{ aborted: false }])
 })

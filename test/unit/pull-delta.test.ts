@@ -10,14 +10,13 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
-  rmdirSync,
   rmSync,
   symlinkSync,
   utimesSync,
   writeFileSync
 } from 'node:fs'
 import { spawnSync } from 'node:child_process'
-import { saveBase, UNSURE } from '../../src/sync/manifest'
+import { manifestLockOf, saveBase, UNSURE } from '../../src/sync/manifest'
 import { LONG_COPY_MS, pull, recordBase, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
 import { cleanupTempDirs, plantAtNextPids, sh, tempDir } from './_helpers'
@@ -452,14 +451,14 @@ describe('a pull cancelled while it waits for the job folder lock', () => {
     rmSync(`${w.vm}/ws/a`)
     writeFileSync(`${w.vm}/ws/c`, 'c')
     // The pull's budget is counted under the base's lock: held here, as by another pull.
-    const lock = `${w.top}/local/base.json.lock`
-    mkdirSync(lock)
+    const lock = manifestLockOf(`${w.top}/local/base.json`)
+    writeFileSync(lock, `${process.pid} held-by-test\n`, { mode: 0o600 })
     const ac = new AbortController()
     const pulling = pull(w.target({ signal: ac.signal }), ROOTS)
     pulling.catch(() => undefined)
     expect(await settlesWithin(pulling, 1_500)).toBe(false) // listed, and waiting for the lock
     ac.abort('SIGINT')
-    rmdirSync(lock)
+    rmSync(lock)
     await expect(pulling).rejects.toThrow(/cancelled by SIGINT/)
     expect(readFileSync(`${w.host}/ws/a`, 'utf8')).toBe('a')
     expect(existsSync(`${w.host}/ws/c`)).toBe(false)

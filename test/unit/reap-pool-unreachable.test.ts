@@ -14,10 +14,22 @@ import { reapContext } from './_reap-context'
 
 /** How each member's connection fails, by its address; how the group answers for protection. */
 const failBy = new Map<string, TransportKind>()
+/** Addresses whose login succeeds (the lease read after it then fails: the member says nothing). */
+const letIn = new Set<string>()
 let rows: (ids: string[]) => Promise<Map<string, GroupRow>>
 jest.mock('../../src/remote/ssh', () => ({
   SshRemote: {
     connect: async (info: { host: string; port: number }) => {
+      if (letIn.has(info.host))
+        return {
+          openExec: async () => {
+            throw new TransportError('the channel was refused', 'lost')
+          },
+          openSocket: async () => {
+            throw new Error('no sockets')
+          },
+          close: () => undefined
+        }
       throw new TransportError(`cannot connect to ${info.host}`, failBy.get(info.host) ?? 'network')
     }
   }
@@ -92,6 +104,7 @@ async function pass(instances: Ec2.Instance[]) {
 
 beforeEach(() => {
   failBy.clear()
+  letIn.clear()
   rows = async (ids) => new Map(ids.map((id) => [id, row(false)]))
 })
 
@@ -146,6 +159,19 @@ test("this host's login refused or its key unreadable: a failed row, the member 
   // Control in the same pass: a member that is not reached for another reason, unprotected, is still marked.
   expect(r.rowOf('i-00000000000000003')).toMatchObject({ action: 'marked' })
   expect(r.calls).toEqual([`tag i-00000000000000003 ${CANDIDATE}`])
+})
+
+test("a login refused while another member of the pass let this host in is the member's doing (its keys gone): judged as unreachable", async () => {
+  failBy.set('127.0.0.2', 'auth')
+  letIn.add('127.0.0.3')
+  // The refusing member sorts first: it is judged again once the other has let this host in.
+  const r = await pass([member('i-00000000000000001', '127.0.0.2'), member('i-00000000000000002', '127.0.0.3')])
+  expect(r.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'marked',
+    why: expect.stringMatching(/^unreachable: cannot connect to 127\.0\.0\.2/)
+  })
+  expect(r.rowOf('i-00000000000000002')).toMatchObject({ action: 'marked', why: expect.stringMatching(/^unreachable: /) })
+  expect(r.calls).toEqual([`tag i-00000000000000002 ${CANDIDATE}`, `tag i-00000000000000001 ${CANDIDATE}`])
 })
 
 test('a member protected between the two looks (a job leased it meanwhile) is unmarked, not replaced', async () => {

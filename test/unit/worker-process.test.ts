@@ -1,11 +1,11 @@
-// Whether a recorded worker process still runs, as reap and the file lock judge it. On a runner
+// Whether a recorded worker process still runs, as reap, the lease keeper and early push judge it. On a runner
 // host whose /proc is mounted with hidepid, another user's process has no /proc entry for this
 // user, though kill(pid, 0) says it exists (EPERM): it was judged gone, so reap run by one runner
 // user (or an operator) took another runner user's live static job for dead and removed it.
 import { isRunning, workerProcess } from '../../src/worker-process'
 
-/** A pid with no /proc entry here (above any pid this machine hands out). */
-const HIDDEN = 4_194_000
+/** A pid with no /proc entry on any host (above Linux's PID_MAX_LIMIT, 2^22). */
+const HIDDEN = 4_194_305
 
 afterEach(() => jest.restoreAllMocks())
 
@@ -15,9 +15,14 @@ const killSays = (code: string): void => {
   })
 }
 
-test("another user's process that /proc hides (kill answers EPERM) is running", () => {
+test("another user's process that /proc hides (kill answers EPERM) is running, where it may be another user's (reap)", () => {
   killSays('EPERM')
-  expect(isRunning({ pid: HIDDEN, start: '12345' })).toBe(true)
+  expect(isRunning({ pid: HIDDEN, start: '12345' }, { othersHidden: true })).toBe(true)
+})
+
+test("control: where the process is this user's own (the runner's worker, for the lease keeper), EPERM means its pid is someone else's now", () => {
+  killSays('EPERM')
+  expect(isRunning({ pid: HIDDEN, start: '12345' })).toBe(false)
 })
 
 test('control: a pid kill says does not exist (ESRCH) is not running, even with a start recorded', () => {
