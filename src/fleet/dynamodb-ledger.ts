@@ -16,6 +16,7 @@ import { errorNameOf, httpStatusOf, isNoAnswer } from '../aws-error'
 import { HookError } from '../errors'
 import { retry, type Clock } from '../retry'
 import {
+  BEAT_STEP_BACK_MS,
   byReservation,
   inTimeRange,
   type JobRecord,
@@ -371,13 +372,13 @@ export class DynamoLedger implements Ledger {
   }
 
   async beat(id: string, at = this.opts.clock.now()): Promise<void> {
-    // Not found, settled, or a later beat already there: nothing to do.
+    // Not found, settled, or a later beat already there (not from before a clock step back): nothing to do.
     await this.update(
       id,
       'SET heartbeatAt = :t',
       {},
-      { ':t': N(at) },
-      ' AND attribute_not_exists(settledAt) AND (attribute_not_exists(heartbeatAt) OR heartbeatAt < :t)'
+      { ':t': N(at), ':back': N(at + BEAT_STEP_BACK_MS) },
+      ' AND attribute_not_exists(settledAt) AND (attribute_not_exists(heartbeatAt) OR heartbeatAt < :t OR heartbeatAt > :back)'
     )
   }
 

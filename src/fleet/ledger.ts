@@ -80,6 +80,15 @@ export type LossCause = (typeof LOSS_CAUSES)[number]
  */
 export const JOB_SETTLES_MS = 8 * 86_400_000
 
+/**
+ * A heartbeat only moves forward (beats of one job may land out of order), except past this: a
+ * stored one further ahead of a new beat than any delay between two beats is from before the
+ * beating host's clock stepped back (NTP, a resumed VM). Kept, it froze: every beat was dropped
+ * until the clock caught up, and another host's reap, whose watch counts a changing heartbeat as a
+ * live job whatever the skew, saw it unchanged and ended the live job.
+ */
+export const BEAT_STEP_BACK_MS = 2 * 60_000
+
 /** A change to a job record: named fields replace, timings merge phase by phase. */
 export type JobUpdate = Partial<JobRecord> & { jobId: string }
 

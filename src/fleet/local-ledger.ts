@@ -15,6 +15,7 @@ import { HookError } from '../errors'
 import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
 import { withFileLock } from '../file-lock'
 import {
+  BEAT_STEP_BACK_MS,
   byReservation,
   inTimeRange,
   JOB_SETTLES_MS,
@@ -268,7 +269,8 @@ export class LocalLedger implements Ledger {
         return { result: undefined, changed: false }
       }
       const r = s.open[id]
-      if ((r.heartbeatAt ?? 0) >= at) return { result: undefined, changed: false }
+      const stored = r.heartbeatAt ?? 0
+      if (stored >= at && stored <= at + BEAT_STEP_BACK_MS) return { result: undefined, changed: false }
       r.heartbeatAt = at
       return { result: undefined, changed: true }
     })

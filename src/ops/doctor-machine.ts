@@ -90,7 +90,9 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
           `install ${t === 'docker' ? 'Docker (its CLI)' : t} on the machine (e.g. apt-get install ${t === 'docker' ? 'docker.io' : t}); the hook runs it by name over SSH`
         )
     }
-    const remoteClock = Number(lines.find((l) => l.startsWith('clock '))?.slice(6))
+    // Digits only: Number('') is 0, which read a missing `date` as a clock 56 years behind.
+    const clockText = lines.find((l) => l.startsWith('clock '))?.slice(6) ?? ''
+    const remoteClock = /^[0-9]{1,12}$/.test(clockText) ? Number(clockText) : NaN
     if (!Number.isFinite(remoteClock)) add('clock', 'fail', '`date +%s` gave no number', 'make `date` available on the machine')
     else {
       const skew = remoteClock - Math.floor((t0 + t1) / 2000)

@@ -52,7 +52,7 @@ async function readLease(remote: Remote, workRoot: string): Promise<LeaseView> {
     LEASE_CALL +
       `P=${shPath(leaseFolder(workRoot))}; now=$(date +%s); st=; h=; ex=; ` +
       `if [ -f "$P/lease" ] && [ ! -L "$P/lease" ]; then read -r st h ex o j < "$P/lease"; fi; ` +
-      `case "$ex" in ''|*[!0-9]*) ex=0;; esac; case "$st" in *[!a-z]*) st=unreadable;; esac; ` +
+      `case "$ex" in ''|*[!0-9]*|????????????*) ex=0;; esac; case "$st" in *[!a-z]*) st=unreadable;; esac; ` +
       `${record('"${st:-none}"')}; ${record('"$((ex - now))"')}`,
     { label, timeoutMs: CALL_MS }
   )

@@ -43,7 +43,9 @@ function locked(workRoot: string): string {
     `for f in lease log queue lease.new queue.new log.new; do plain $f; done; ` +
     `now=$(date +%s); st=; h=; ex=; o=; j=; r=; ` +
     `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j r < "$P/lease"; ` +
-    `case "$ex" in ''|*[!0-9]*) ex=0;; esac; ` +
+    // More than 11 digits is no time any runner wrote, and the shell's test and arithmetic fail on
+    // it (dash: "Illegal number"): taken as none (lapsed).
+    `case "$ex" in ''|*[!0-9]*|????????????*) ex=0;; esac; ` +
     `put() { printf '%s\\n' "$*" > "$P/lease.new" && mv -f "$P/lease.new" "$P/lease"; }; ` +
     // An append-only history of grants and releases, for audits (and the tests' double-lease check); kept under 1 MiB.
     `note() { printf '%s %s\\n' "$now" "$*" >> "$P/log"; }; `
@@ -103,7 +105,7 @@ export function acquireScript(workRoot: string, a: AcquireArgs): string {
     `free) avail=1; [ "$h" = clean ] && clean=1;; ` +
     `retired) ;; ` +
     `*) ${a.freeOnly ? ':' : 'avail=1'};; esac; ` +
-    `touch ${q}; awk -v now="$now" -v me=${a.token} '$3+0 >= now-${QUEUE_STALE_SECONDS} && $2 != me && NF == 3' ${q} > ${q}.new; ` +
+    `touch ${q}; awk -v now="$now" -v me=${a.token} '$3+0 >= now-${QUEUE_STALE_SECONDS} && $3+0 <= now+${QUEUE_STALE_SECONDS} && $2 != me && NF == 3' ${q} > ${q}.new; ` +
     `ahead=$(awk -v s=${a.since} -v me=${a.token} '$1+0 < s || ($1+0 == s && $2 < me)' ${q}.new | wc -l); ` +
     `waiting=$(wc -l < ${q}.new); ` +
     `if [ "$avail" = 1 ] && [ "$ahead" -eq 0 ]; then ` +

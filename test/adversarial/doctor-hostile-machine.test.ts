@@ -21,7 +21,7 @@ function runLocally(ch: ServerChannel, command: string): void {
   })
 }
 
-let mode: 'never' | 'answer' | 'kill-probe' = 'never'
+let mode: 'never' | 'answer' | 'kill-probe' | 'no-date' = 'never'
 let sshd: TestSshd
 beforeAll(async () => {
   // 'kill-probe': the machine kills doctor's first command (the tools and the clock), as root there can.
@@ -30,7 +30,8 @@ beforeAll(async () => {
       ch.exit('KILL', false, '')
       return void ch.end()
     }
-    runLocally(ch, command)
+    // 'no-date': a machine whose `date` prints nothing (not installed, or replaced by a job).
+    runLocally(ch, mode === 'no-date' ? `date() { :; }; ${command}` : command)
   }
   sshd = await testSshd(exec, {
     // 'never': the open is left unanswered; 'answer': a channel that closes at once (no engine behind it).
@@ -98,4 +99,15 @@ test('a probe the machine kills is its answer, not a dropped connection: the too
     { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
   )
   expect(check(answered, 'rsync')).toMatchObject({ status: 'pass' })
+}, 60_000)
+
+test("a machine whose `date` prints nothing: the clock row says it gave no number (it read as 56 years behind); control: the same machine's date passes", async () => {
+  mode = 'no-date'
+  const workRoot = join(tempDir(), 'w')
+  const opts = { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
+  const rows = await machineChecks({ connect: sshd.info, workRoot, dockerSocket: '/var/run/docker.sock' }, opts)
+  expect(check(rows, 'clock')).toMatchObject({ status: 'fail', detail: '`date +%s` gave no number' })
+  mode = 'answer'
+  const answered = await machineChecks({ connect: sshd.info, workRoot, dockerSocket: '/var/run/docker.sock' }, opts)
+  expect(check(answered, 'clock')).toMatchObject({ status: 'pass' })
 }, 60_000)

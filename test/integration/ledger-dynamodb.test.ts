@@ -192,6 +192,10 @@ test('beats, zero-cost settlement and job records round-trip through the table',
   await ledger.beat(a.id, NOW + 5000)
   await ledger.beat(a.id, NOW + 1000)
   expect((await ledger.unsettled())[0]).toMatchObject({ heartbeatAt: NOW + 5000, jobId: 'j1', runnerHost: 'rh1' })
+  // The beating host's clock stepped back 30 minutes: its beats are taken, not dropped until it catches up.
+  await ledger.beat(a.id, NOW + 5000 - 1_800_000)
+  expect((await ledger.unsettled())[0].heartbeatAt).toBe(NOW + 5000 - 1_800_000)
+  await ledger.beat(a.id, NOW + 5000)
   expect(await ledger.settle(a.id, { endedAt: NOW + 600_000, launched: false })).toMatchObject({ billedSeconds: 0, actualMicro: 0 })
   expect(await counter(table, 'day#2026-12-01', 'usd')).toBe(0)
   expect(await counter(table, 'counter#instances', 'n')).toBe(0)

@@ -223,6 +223,14 @@ test('settle with launched: false frees the place at zero cost; beat records the
   await l.beat(a.id, NOON + 5_000)
   await l.beat(a.id, NOON + 1_000)
   expect((await l.unsettled())[0].heartbeatAt).toBe(NOON + 5_000)
+  // The beating host's clock stepped back 30 minutes: its beats are taken (a frozen heartbeat looks
+  // dead to another host's reap); a beat a minute late (two beats out of order) still is not.
+  await l.beat(a.id, NOON + 5_000 - 30 * 60_000)
+  expect((await l.unsettled())[0].heartbeatAt).toBe(NOON + 5_000 - 30 * 60_000)
+  await l.beat(a.id, NOON + 5_000 - 29 * 60_000)
+  await l.beat(a.id, NOON + 5_000 - 30 * 60_000)
+  expect((await l.unsettled())[0].heartbeatAt).toBe(NOON + 5_000 - 29 * 60_000)
+  await l.beat(a.id, NOON + 5_000)
   const r = await l.settle(a.id, { endedAt: NOON + 600_000, launched: false })
   expect(r).toMatchObject({ billedSeconds: 0, actualMicro: 0 })
   await l.beat(a.id, NOON + 9_000)

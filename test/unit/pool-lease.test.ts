@@ -166,6 +166,28 @@ test('records a job could have forged: garbage is dirty, an expiry beyond reach 
   expect(await acquire(tok('c'), 3000, true)).toMatchObject({ granted: false, state: 'retired' })
 })
 
+// A member's clock is the job's to set (root there): numbers a runner never writes must not break
+// the lease's shell. An expiry of 20 digits passed the digits test, then the shell's -lt failed on
+// it (dash: "Illegal number") and the call with it; a queue entry stamped in the future stayed a
+// live waiter for ever, ahead of everyone.
+test('an expiry of more digits than any time, and a waiter stamped in the future, are taken as nothing', async () => {
+  await acquire(tok('a'), 500)
+  writeFileSync(join(work, 'pool', 'lease'), `held ${tok('z')} ${'9'.repeat(20)} ${OWNER} ${JOB}\n`)
+  expect(await acquire(tok('b'), 2000, false, 60)).toMatchObject({ granted: true, lapsed: true, clean: false })
+  await release(tok('b'), { as: 'clean' })
+  await acquire(tok('c'), 3000)
+  await acquire(tok('d'), 1000, true)
+  await release(tok('c'), { as: 'clean' })
+  // d (older than e) stopped polling, its last poll stamped an hour ahead by a clock set forward.
+  const q = join(work, 'pool', 'queue')
+  writeFileSync(q, readFileSync(q, 'utf8').replace(/ (\d+)\n$/, ` ${nowS() + 3600}\n`))
+  expect(await acquire(tok('e'), 4000)).toMatchObject({ granted: true })
+  // Control: a waiter polling now still goes first.
+  await acquire(tok('f'), 1000, true)
+  await release(tok('e'), { as: 'clean' })
+  expect(await acquire(tok('g'), 5000)).toMatchObject({ granted: false, ahead: 1 })
+})
+
 test("a member whose Docker does not answer is granted with docker null and Docker's own words (the caller replaces it)", async () => {
   remote = new LocalRemote(
     dir,
