@@ -6,21 +6,11 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { FakeRunner } from '../helpers/fake-runner'
-import { testImages } from '../helpers/testenv'
-import { leftovers, NOTHING, waitForOutput } from '../helpers/conformance'
+import { jobWithService, leftovers, NOTHING, waitForOutput } from '../helpers/conformance'
 import { settlesWithin } from '../helpers/wait'
 
 describe('prepare_job whose output the runner closed', () => {
-  const runner = new FakeRunner({ name: 'output-closed' })
-  afterAll(async () => {
-    await runner.cleanup()
-    runner.dispose()
-  })
-  const args = (): Parameters<FakeRunner['prepare']>[0] => ({
-    container: runner.jobContainer(testImages.tiny),
-    services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
-  })
+  const { runner, args } = jobWithService('output-closed')
 
   test('stops, undoes what it made on the VM and exits non-zero, without a response', async () => {
     // 80 MB: the copy takes long enough for the pipe to be closed while it runs.

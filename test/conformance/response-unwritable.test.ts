@@ -6,20 +6,10 @@
 // one is undone like any other failure.
 import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { FakeRunner } from '../helpers/fake-runner'
-import { testImages } from '../helpers/testenv'
-import { leftovers, NOTHING, waitForOutput } from '../helpers/conformance'
+import { jobWithService, leftovers, NOTHING, waitForOutput } from '../helpers/conformance'
 
 describe('prepare_job whose response file cannot be written', () => {
-  const runner = new FakeRunner({ name: 'response-unwritable' })
-  afterAll(async () => {
-    await runner.cleanup()
-    runner.dispose()
-  })
-  const args = (): Parameters<FakeRunner['prepare']>[0] => ({
-    container: runner.jobContainer(testImages.tiny),
-    services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
-  })
+  const { runner, args } = jobWithService('response-unwritable')
   const responses = join(runner.temp, '_runner_hook_responses')
 
   test('fails naming the file, and undoes what it made on the VM', async () => {

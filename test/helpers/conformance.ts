@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { FakeRunner, HOOK, runnerOwnerId, type HookRun } from './fake-runner'
-import { loadVm, type TestVm, type VmName } from './testenv'
+import { loadVm, testImages, type TestVm, type VmName } from './testenv'
 import { waitUntil } from './wait'
 
 export const LABEL_RUNNER = 'dev.remote-container-hooks.runner'
@@ -21,6 +21,23 @@ export function testVmName(): VmName {
 
 export function testVm(): TestVm {
   return loadVm(testVmName())
+}
+
+/**
+ * A runner of the describe block's own (cleaned up after it) and the prepare_job args of a job
+ * container with one service, both the tiny image: the job the undo tests make and undo.
+ */
+export function jobWithService(name: string): { runner: FakeRunner; args: () => Parameters<FakeRunner['prepare']>[0] } {
+  const runner = new FakeRunner({ name })
+  afterAll(async () => {
+    await runner.cleanup()
+    runner.dispose()
+  })
+  const args = (): Parameters<FakeRunner['prepare']>[0] => ({
+    container: runner.jobContainer(testImages.tiny),
+    services: [runner.service(testImages.tiny, { entryPoint: 'sleep', entryPointArgs: ['3600'] })]
+  })
+  return { runner, args }
 }
 
 /** The provider block FakeRunner writes, for tests that need to change one field of it. */

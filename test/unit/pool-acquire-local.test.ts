@@ -71,6 +71,17 @@ function answering(records: string[] | ((command: string) => string[]), seen?: s
   }
 }
 
+/** A command that prints nothing and ends with `code` (or is ended by `signal`), `err` on its stderr. */
+function ending(code: number | null, signal: string | null, err = '') {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const stdin = new PassThrough()
+  stdin.resume()
+  stdout.end('')
+  stderr.end(err)
+  return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code, signal }))) }
+}
+
 /** The provider with EC2 stood in for: one ready member, no scale-out; `connect` fails as given. */
 function harness(fail: () => Error, localDir = '/nonexistent', config = cfg) {
   const p = new Ec2PoolProvider(config, '~/rch')
@@ -160,13 +171,7 @@ test("a lease call ended by a signal (a releasing job's scrub of the SSH user's 
     ...granting,
     openExec: async (command: string) => {
       if (++calls > 1) return granting.openExec(command)
-      const stdout = new PassThrough()
-      const stderr = new PassThrough()
-      const stdin = new PassThrough()
-      stdin.resume()
-      stdout.end('')
-      stderr.end()
-      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: null, signal: 'KILL' }))) }
+      return ending(null, 'KILL')
     }
   }
   h.env.connect = async () => killedOnce as never
@@ -184,13 +189,7 @@ test('a member whose every lease call is ended by a signal (a job root there end
   const killing = {
     openExec: async () => {
       calls++
-      const stdout = new PassThrough()
-      const stderr = new PassThrough()
-      const stdin = new PassThrough()
-      stdin.resume()
-      stdout.end('')
-      stderr.end()
-      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: null, signal: 'KILL' }))) }
+      return ending(null, 'KILL')
     },
     openSocket: () => Promise.reject(new Error('no sockets')),
     close: () => undefined
@@ -230,13 +229,7 @@ describe('what a member failed this job with is named, not "no member free"', ()
     const h = harness(() => new Error('unused'))
     const failing = {
       openExec: async () => {
-        const stdout = new PassThrough()
-        const stderr = new PassThrough()
-        const stdin = new PassThrough()
-        stdin.resume()
-        stdout.end('')
-        stderr.end('mkdir: cannot create directory /home/ec2-user/rch: Read-only file system\n')
-        return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 3, signal: null }))) }
+        return ending(3, null, 'mkdir: cannot create directory /home/ec2-user/rch: Read-only file system\n')
       },
       openSocket: () => Promise.reject(new Error('no sockets')),
       close: () => undefined
