@@ -109,6 +109,8 @@ class PoolPass {
   private loggedIn = false
   /** Members whose login was refused while none had let this host in yet (see reapPool). */
   private deferred: Member[] | null = []
+  /** Why each deferred member refused the login. */
+  private readonly refused = new Map<string, string>()
   private readonly env: ProviderEnv
   private readonly workRoot: string
   private readonly maxJobMs: number
@@ -144,8 +146,6 @@ class PoolPass {
     for (const m of left) addRow(this.ctx, 'member', m.id, 'failed', `its lease cannot be read from this host: ${this.refused.get(m.id)}`)
     return d
   }
-
-  private readonly refused = new Map<string, string>()
 
   /** Each member as its group sees it (lifecycle state, scale-in protection), through the pool provider. */
   groupRows(ids: string[]): Promise<Map<string, GroupRow>> {
