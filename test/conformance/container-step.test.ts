@@ -2,8 +2,10 @@
 // pulls with credentials that never show up in output or on a command line, and the pull policy.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
-import { loadRegistry, testImages } from '../helpers/testenv'
+import { loadRegistry, testenvDir, testImages } from '../helpers/testenv'
+import { withFileLock } from '../../src/file-lock'
 import { cmd, errorLines, leftovers, NOTHING, runnerProcesses, runnerSplit, scanWhile, testVm } from '../helpers/conformance'
 
 const runners: FakeRunner[] = []
@@ -69,70 +71,77 @@ describe('run_container_step with state null (no prepare_job)', () => {
 })
 
 describe('private registry', () => {
+  // This suite runs twice (container-step-no-agent.test.ts, agent off), maybe at the same time in
+  // another worker, against one dockerd: each test removes the image and looks for it afterwards,
+  // so the other file's pull in between made a failed pull look like one that left the image.
+  const registryTurn = (fn: () => Promise<void>): Promise<void> =>
+    withFileLock(join(testenvDir, 'registry-image.lock'), fn, 180_000, { what: "the private registry tests' lock" })
   const reg = loadRegistry()
   const password = readFileSync(reg.passwordFile, 'utf8')
 
-  test('prepare_job pulls the job image with credentials; the password is never printed nor on a command line', async () => {
-    expect(password.length).toBeGreaterThanOrEqual(8)
-    await removeImage(reg.image)
-    const runner = newRunner()
-    const { done } = runner.start(
-      'prepare_job',
-      { container: runner.jobContainer(reg.image, { registry: { username: reg.user, password, serverUrl: reg.host } }), services: [] },
-      { state: null }
-    )
-    const scan = await scanWhile(password, done, 5, 20)
-    const r: HookRun = await done
-    expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
-    expect(await imagePresent(reg.image)).toBe(true)
-    expect(r.stdout + r.stderr).not.toContain(password)
-    expect(scan.hits).toEqual([])
-    expect(scan.scans).toBeGreaterThanOrEqual(5)
-    // and no file under the VM's work root keeps it (the per-job docker config is gone)
-    // and no file in the job folder or the SSH user's docker config keeps it
-    const jobRoot = (r.response.state as { jobRoot: string }).jobRoot
-    const vmHome = (await cmd('getent', ['passwd', testVm().user])).stdout.split(':')[5]
-    expect(jobRoot).toBeTruthy()
-    expect(vmHome).toBeTruthy()
-    const dockerAuth = Buffer.from(`${reg.user}:${password}`).toString('base64')
-    // The job folder is searched (it must be there); the SSH user's ~/.docker only if something made it.
-    expect(existsSync(jobRoot)).toBe(true)
-    const where = [jobRoot, ...(existsSync(`${vmHome}/.docker`) ? [`${vmHome}/.docker`] : [])]
-    for (const needle of [password, dockerAuth]) {
-      // grep's 1: searched and not found (2 would be a folder that is not there)
-      const g = await cmd('grep', ['-rlF', '--', needle, ...where])
-      expect({ code: g.code, found: g.stdout }).toEqual({ code: 1, found: '' })
-    }
+  test('prepare_job pulls the job image with credentials; the password is never printed nor on a command line', () =>
+    registryTurn(async () => {
+      expect(password.length).toBeGreaterThanOrEqual(8)
+      await removeImage(reg.image)
+      const runner = newRunner()
+      const { done } = runner.start(
+        'prepare_job',
+        { container: runner.jobContainer(reg.image, { registry: { username: reg.user, password, serverUrl: reg.host } }), services: [] },
+        { state: null }
+      )
+      const scan = await scanWhile(password, done, 5, 20)
+      const r: HookRun = await done
+      expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+      expect(await imagePresent(reg.image)).toBe(true)
+      expect(r.stdout + r.stderr).not.toContain(password)
+      expect(scan.hits).toEqual([])
+      expect(scan.scans).toBeGreaterThanOrEqual(5)
+      // and no file under the VM's work root keeps it (the per-job docker config is gone)
+      // and no file in the job folder or the SSH user's docker config keeps it
+      const jobRoot = (r.response.state as { jobRoot: string }).jobRoot
+      const vmHome = (await cmd('getent', ['passwd', testVm().user])).stdout.split(':')[5]
+      expect(jobRoot).toBeTruthy()
+      expect(vmHome).toBeTruthy()
+      const dockerAuth = Buffer.from(`${reg.user}:${password}`).toString('base64')
+      // The job folder is searched (it must be there); the SSH user's ~/.docker only if something made it.
+      expect(existsSync(jobRoot)).toBe(true)
+      const where = [jobRoot, ...(existsSync(`${vmHome}/.docker`) ? [`${vmHome}/.docker`] : [])]
+      for (const needle of [password, dockerAuth]) {
+        // grep's 1: searched and not found (2 would be a folder that is not there)
+        const g = await cmd('grep', ['-rlF', '--', needle, ...where])
+        expect({ code: g.code, found: g.stdout }).toEqual({ code: 1, found: '' })
+      }
 
-    runner.state = r.response.state
-    expect((await runner.cleanup()).code).toBe(0)
-    runner.state = null
-    expect(await leftovers(runner)).toEqual(NOTHING)
-  })
+      runner.state = r.response.state
+      expect((await runner.cleanup()).code).toBe(0)
+      runner.state = null
+      expect(await leftovers(runner)).toEqual(NOTHING)
+    }))
 
-  test('a wrong password fails prepare_job with an ::error:: and leaves nothing behind', async () => {
-    await removeImage(reg.image)
-    const runner = newRunner()
-    const wrong = `wrong-${randomBytes(8).toString('hex')}`
-    const r = await runner.call(
-      'prepare_job',
-      {
-        container: runner.jobContainer(reg.image, { registry: { username: reg.user, password: wrong, serverUrl: reg.host } }),
-        services: []
-      },
-      { state: null }
-    )
-    expect(r.code).not.toBe(0)
-    const errors = errorLines(r)
-    expect(errors).toHaveLength(1)
-    expect(errors[0]).toContain(reg.image)
-    expect(r.stdout + r.stderr).not.toContain(wrong)
-    expect(await imagePresent(reg.image)).toBe(false)
-    expect(await leftovers(runner)).toEqual(NOTHING)
-    expect(await runnerProcesses(runner)).toEqual([])
-    const c = await runner.call('cleanup_job', {}, { state: null })
-    expect(c.code).toBe(0)
-  })
+  test('a wrong password fails prepare_job with an ::error:: and leaves nothing behind', () =>
+    registryTurn(async () => {
+      await removeImage(reg.image)
+      const runner = newRunner()
+      const wrong = `wrong-${randomBytes(8).toString('hex')}`
+      const r = await runner.call(
+        'prepare_job',
+        {
+          container: runner.jobContainer(reg.image, { registry: { username: reg.user, password: wrong, serverUrl: reg.host } }),
+          services: []
+        },
+        { state: null }
+      )
+      expect(r.code).not.toBe(0)
+      const errors = errorLines(r)
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toContain(reg.image)
+      expect(r.stdout + r.stderr).not.toContain(wrong)
+      expect(await imagePresent(reg.image)).toBe(false)
+      expect(await leftovers(runner)).toEqual(NOTHING)
+      expect(await runnerProcesses(runner)).toEqual([])
+      const c = await runner.call('cleanup_job', {}, { state: null })
+      expect(c.code).toBe(0)
+    }))
 })
 
 test('images.pullPolicy "never" with a missing image: a clear error naming the image and the setting', async () => {
