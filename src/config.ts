@@ -2,7 +2,7 @@
 // Every problem is reported together with its field path; nothing secret is ever printed.
 import { z } from 'zod'
 import { isAbsolute } from 'node:path'
-import { ConfigError } from './errors'
+import { ConfigError, errnoOf } from './errors'
 import { describeIssues, shownValue } from './protocol'
 import { hasControl, isHomeWorkRoot, isHostName, isPlainRelPath, isUserName, isWorkRoot, sshLiteral } from './input-rules'
 
@@ -462,7 +462,7 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
   try {
     text = io.readFile(path)
   } catch (e) {
-    throw new ConfigError([`REMOTE_HOOKS_CONFIG: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`])
+    throw new ConfigError([`REMOTE_HOOKS_CONFIG: cannot read ${path} (${errnoOf(e)})`])
   }
   let raw: unknown
   try {
@@ -494,7 +494,7 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
     try {
       why = privateKeyProblem(io.readFile(k.path))
     } catch (e) {
-      why = `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
+      why = `cannot be read (${errnoOf(e)})`
     }
     if (why) issues.push(`${k.field}: ${k.path} ${why}`)
   }

@@ -11,6 +11,9 @@ export class HookError extends Error {
 /** stdin, arguments or state the runner sent are unusable. Nothing was started. */
 export class InputError extends HookError {}
 
+/** A failed system call's code (ENOSPC, EMFILE…), which names the cause in a line that names the file; else the error's message. */
+export const errnoOf = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e as Error).message
+
 /**
  * The operator's configuration file is wrong; `issues` lists every problem with its field path.
  * The step log shows one `::error::` line per problem (outcome.ts); the message joins them for the file log.

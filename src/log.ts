@@ -9,7 +9,7 @@ import { ensurePrivateDir, openPrivateAppend } from './private-fs'
 import { inertLines, noLegacyCommand, shownText, workflowCommand } from './workflow-commands'
 import { MIN_SECRET, secretForms } from './secret-forms'
 import { SecretSet } from './mask-text'
-import { clipMessage } from './errors'
+import { clipMessage, errnoOf } from './errors'
 
 export interface Log {
   progress(msg: string): void
@@ -70,7 +70,7 @@ export function createLog(opts: { file: string; level: string; debugToStepLog: b
           opts.out(
             workflowCommand(
               'warning',
-              `the hook's log ${opts.file} cannot be written (${e.code ?? e.message}); this command's lines are missing from it`
+              `the hook's log ${opts.file} cannot be written (${errnoOf(e)}); this command's lines are missing from it`
             )
           )
         })

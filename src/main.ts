@@ -3,7 +3,7 @@
 // path the agent takes), and sets the exit code.
 // `__agent` and `__rsh` are internal modes of the same file (the per-job agent, rsync's transport).
 import { dirname } from 'node:path'
-import { formatError, HookError } from './errors'
+import { errnoOf, formatError, HookError } from './errors'
 import { jobSocket, runViaAgent, stepJob, type StepJob } from './agent-client'
 import { flushed } from './remote/mux-frames'
 import { checkPrivateDir } from './private-fs'
@@ -52,7 +52,7 @@ async function hook(): Promise<number> {
   // own reason (written to the file log), so what the command started is undone.
   const onOutputClosed = (e: NodeJS.ErrnoException): void => {
     if (!controller.signal.aborted)
-      controller.abort(new HookError(`the runner closed the hook's output (${e.code ?? e.message}); the command was stopped`))
+      controller.abort(new HookError(`the runner closed the hook's output (${errnoOf(e)}); the command was stopped`))
   }
   process.stdout.on('error', onOutputClosed)
   process.stderr.on('error', onOutputClosed)

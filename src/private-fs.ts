@@ -16,7 +16,7 @@ import {
   type Stats
 } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { HookError } from './errors'
+import { errnoOf, HookError } from './errors'
 
 const DEFAULT_HINT = 'set TMPDIR to a private folder'
 
@@ -27,7 +27,7 @@ export function checkPrivateDir(path: string, hint = DEFAULT_HINT): boolean {
     st = lstatSync(path)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw new HookError(`private folder ${path} cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+    throw new HookError(`private folder ${path} cannot be checked (${errnoOf(e)}); ${hint}`)
   }
   const me = process.geteuid?.() ?? 0
   let why: string | null = null
@@ -80,7 +80,7 @@ function checkAncestors(path: string, me: number, hint: string): void {
     } catch (e) {
       // What is missing is created by ensurePrivateDir, below the folders checked so far.
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
-      return fail(next, `cannot be checked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+      return fail(next, `cannot be checked (${errnoOf(e)})`)
     }
     if (st.isSymbolicLink()) {
       if (++links > 40) fail(next, 'is one symlink too many (a loop?)')
@@ -109,8 +109,7 @@ export function ensurePrivateDir(path: string, hint = DEFAULT_HINT): string {
   try {
     mkdirSync(path, { recursive: true, mode: 0o700 })
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
-      throw new HookError(`cannot create private folder ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${hint}`)
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new HookError(`cannot create private folder ${path} (${errnoOf(e)}); ${hint}`)
   }
   // Also catches a folder someone else made between the check and the mkdir.
   checkPrivateDir(path, hint)

@@ -5,7 +5,7 @@
 import { z } from 'zod'
 import { constants } from 'node:fs'
 import { lstat, open } from 'node:fs/promises'
-import { HookError, InputError } from './errors'
+import { errnoOf, HookError, InputError } from './errors'
 import { keysAt } from './did-you-mean'
 import { nearestKey } from './near-miss'
 import { hasControl, hasNewline, hasNul, isImageRef, isMountTarget, isJobVolumeName, isPortMapping, isRegistryServer } from './input-rules'
@@ -236,7 +236,7 @@ export async function assertResponseFile(path: string): Promise<void> {
     if (s.isSymbolicLink()) why = 'is a symbolic link'
     else if (!s.isFile()) why = 'is not a regular file'
   } catch (e) {
-    why = `does not exist (the runner creates it before starting the hook): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`
+    why = `does not exist (the runner creates it before starting the hook): ${errnoOf(e)}`
   }
   if (why) throw new InputError(`responseFile: ${JSON.stringify(path)} ${why}`)
 }
@@ -247,15 +247,13 @@ export async function writeResponse(path: string, response: object): Promise<voi
   try {
     fh = await open(path, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW)
   } catch (e) {
-    throw new InputError(
-      `responseFile: cannot open ${JSON.stringify(path)} for writing (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
-    )
+    throw new InputError(`responseFile: cannot open ${JSON.stringify(path)} for writing (${errnoOf(e)})`)
   }
   try {
     await fh.writeFile(JSON.stringify(response) + '\n')
   } catch (e) {
     // A full disk says only ENOSPC: which file.
-    throw new HookError(`responseFile: cannot write ${JSON.stringify(path)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw new HookError(`responseFile: cannot write ${JSON.stringify(path)} (${errnoOf(e)})`)
   } finally {
     await fh.close()
   }

@@ -3,7 +3,7 @@
 // thousand jobs), and the read of one reservation, which every late heartbeat or timing of a
 // settled job makes, is served from the end, where recent settlements are.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
-import { HookError } from '../errors'
+import { errnoOf, HookError } from '../errors'
 
 const CHUNK = 1 << 20
 /** Longer lines are never the ledger's own (a record is a few hundred bytes): skipped as torn. */
@@ -15,7 +15,7 @@ function opened<T>(path: string, fn: (fd: number, size: number) => T, none: T): 
     fd = openSync(path, 'r')
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return none
-    throw new HookError(`fleet ledger: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw new HookError(`fleet ledger: cannot read ${path} (${errnoOf(e)})`)
   }
   try {
     return fn(fd, fstatSync(fd).size)

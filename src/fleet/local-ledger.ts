@@ -11,7 +11,7 @@
 import { closeSync, fstatSync, readFileSync, readSync, writeSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import type { FleetConfig } from '../config'
-import { HookError } from '../errors'
+import { errnoOf, HookError } from '../errors'
 import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
 import { withFileLock } from '../file-lock'
 import {
@@ -93,7 +93,7 @@ export class LocalLedger implements Ledger {
       return readFileSync(path, 'utf8')
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw new HookError(`fleet ledger: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+      throw new HookError(`fleet ledger: cannot read ${path} (${errnoOf(e)})`)
     }
   }
 

@@ -16,7 +16,7 @@ import {
   type Stats
 } from 'node:fs'
 import { dirname } from 'node:path'
-import { HookError } from '../errors'
+import { errnoOf, HookError } from '../errors'
 import { withFileLock } from '../file-lock'
 import { openPrivateAppend, writePrivateFile } from '../private-fs'
 import type { Kind } from './tree'
@@ -85,7 +85,7 @@ function baseKey(file: string): string | null {
     return keyOf(statSync(file))
   } catch (e) {
     if (isGone(e)) return null
-    throw new HookError(`cannot read the sync base ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    throw new HookError(`cannot read the sync base ${file}: ${errnoOf(e)}`)
   }
 }
 
@@ -365,7 +365,7 @@ export function loadPulled(manifestFile: string): PulledTotals {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { files: 0, bytes: 0 } // none yet
     // Read as none, a passing failure (EMFILE) would start the job's caps over.
-    throw new HookError(`cannot read the job's pulled totals ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw new HookError(`cannot read the job's pulled totals ${file} (${errnoOf(e)})`)
   }
   try {
     const t = JSON.parse(text) as PulledTotals

@@ -23,7 +23,7 @@ import {
   type Stats
 } from 'node:fs'
 import { posix } from 'node:path'
-import { HookError } from '../errors'
+import { errnoOf, HookError } from '../errors'
 import { KnownFolders } from './known-folders'
 
 /** A path would be written or deleted through something that is not a real directory. */
@@ -71,7 +71,7 @@ export const isGone = (e: unknown): boolean => {
 export function readFailure(path: string, e: unknown): HookError | null {
   const code = (e as NodeJS.ErrnoException).code
   if (isGone(e) || code === 'ELOOP') return null
-  return new HookError(`cannot read ${path} on the runner host (${code ?? (e as Error).message}); nothing is sent or removed for it`)
+  return new HookError(`cannot read ${path} on the runner host (${errnoOf(e)}); nothing is sent or removed for it`)
 }
 
 /** Whether the relative path `p` is `root` itself or something inside it. */
@@ -222,7 +222,7 @@ export class SafeTree {
           while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
         } catch (e) {
           // A write's error names no file (a full disk says only ENOSPC): which one, and where.
-          throw new HookError(`cannot write ${final} on the runner host (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+          throw new HookError(`cannot write ${final} on the runner host (${errnoOf(e)})`)
         }
       },
       finish: () => {
