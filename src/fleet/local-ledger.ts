@@ -56,6 +56,9 @@ interface JobLine {
 }
 
 const HINT = 'set fleet.ledger.path to a folder only the runner user can open'
+/** Whether parsed ledger.json is a state of the current format. */
+const isState = (v: State | V1State | null): v is State =>
+  v?.version === 2 && typeof v.open === 'object' && v.open !== null && typeof v.days === 'object' && v.days !== null
 const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k)
 const isRecord = (v: unknown): v is LedgerRecord => typeof (v as LedgerRecord | null)?.id === 'string'
 
@@ -105,8 +108,7 @@ export class LocalLedger implements Ledger {
     try {
       s = JSON.parse(text) as State | V1State
       if (s?.version === 1 && typeof s.records === 'object' && s.records !== null) return { s: this.migrate(s), migrated: true }
-      if (s?.version !== 2 || typeof s.open !== 'object' || s.open === null || typeof s.days !== 'object' || s.days === null)
-        throw new Error('unknown format')
+      if (!isState(s)) throw new Error('unknown format')
       return { s, migrated: false }
     } catch (e) {
       throw new HookError(`fleet ledger: ${this.file} is not a ledger (${(e as Error).message})`)
@@ -172,14 +174,7 @@ export class LocalLedger implements Ledger {
     let s: State | null = text === null ? { version: 2, open: {}, days: {} } : null
     try {
       const parsed = text === null ? null : (JSON.parse(text) as State | V1State)
-      if (
-        parsed?.version === 2 &&
-        typeof parsed.open === 'object' &&
-        parsed.open !== null &&
-        typeof parsed.days === 'object' &&
-        parsed.days !== null
-      )
-        s = parsed
+      if (isState(parsed)) s = parsed
     } catch {
       // not a ledger of this format: update() converts it, or says what is wrong
     }
