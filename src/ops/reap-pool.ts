@@ -107,10 +107,8 @@ class PoolPass {
   private readonly provider: Ec2PoolProvider
   /** Whether some member of this pass let this host log in: a refusal by another is then that member's doing. */
   private loggedIn = false
-  /** Members whose login was refused while none had let this host in yet (see reapPool). */
-  private deferred: Member[] | null = []
-  /** Why each deferred member refused the login. */
-  private readonly refused = new Map<string, string>()
+  /** Members whose login was refused while none had let this host in yet (see reapPool), with their rows' why. */
+  private deferred: { m: Member; why: string }[] | null = []
   private readonly env: ProviderEnv
   private readonly workRoot: string
   private readonly maxJobMs: number
@@ -140,11 +138,11 @@ class PoolPass {
 
   /** The members to judge again once every member was looked at; after this, none is deferred. */
   takeDeferred(): Member[] {
-    const d = this.loggedIn ? (this.deferred ?? []) : []
-    const left = this.loggedIn ? [] : (this.deferred ?? [])
+    const d = this.deferred ?? []
     this.deferred = null
-    for (const m of left) addRow(this.ctx, 'member', m.id, 'failed', `its lease cannot be read from this host: ${this.refused.get(m.id)}`)
-    return d
+    if (this.loggedIn) return d.map((x) => x.m)
+    for (const { m, why } of d) addRow(this.ctx, 'member', m.id, 'failed', why)
+    return []
   }
 
   /** Each member as its group sees it (lifecycle state, scale-in protection), through the pool provider. */
@@ -229,11 +227,7 @@ class PoolPass {
     const v = await this.judge(m, isReady, isProtected)
     try {
       // Its mark, if any, stays as it is: nothing was learnt of the member.
-      if (v.failed === 'auth' && this.deferred) {
-        this.deferred.push(m)
-        this.refused.set(id, v.why.replace(/^its lease cannot be read from this host: /, ''))
-        return
-      }
+      if (v.failed === 'auth' && this.deferred) return void this.deferred.push({ m, why: v.why })
       if (v.failed) return addRow(ctx, 'member', id, 'failed', v.why)
       const mark = tags[TAG_REAP_CANDIDATE]
       const step = markStep(v.candidate, mark, t)
