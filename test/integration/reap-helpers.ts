@@ -149,7 +149,7 @@ export function usePoolReapTest(prefix: string): PoolReapTest {
  * write it, under the lease folder's lock and by a rename, so that a script running at the same time
  * (a renewal) either sees it or is done before it. Returns the record.
  */
-export function writeHeldLease(m: { workRoot: string; user: string }): string {
+export function writeHeldLease(m: { workRoot: string; user: string }, expiry = String(Math.floor(Date.now() / 1000) + 3000)): string {
   const folder = join(m.workRoot, 'pool')
   mkdirSync(folder, { recursive: true, mode: 0o700 })
   const uid = Number(execFileSync('id', ['-u', m.user]).toString().trim())
@@ -160,7 +160,7 @@ export function writeHeldLease(m: { workRoot: string; user: string }): string {
   writeFileSync(lock, '', { flag: 'a', mode: 0o600 })
   chownSync(lock, uid, gid)
   const hex = (n: number): string => randomBytes(n).toString('hex')
-  const record = `held ${hex(16)} ${Math.floor(Date.now() / 1000) + 3000} ${hex(8)} ${hex(8)}\n`
+  const record = `held ${hex(16)} ${expiry} ${hex(8)} ${hex(8)}\n`
   execFileSync(
     'flock',
     ['-w', '20', lock, 'sh', '-c', 'cat > "$1.new" && chmod 644 "$1.new" && mv -f "$1.new" "$1"', 'sh', join(folder, 'lease')],

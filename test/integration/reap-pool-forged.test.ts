@@ -46,3 +46,16 @@ test('a lease record the member keeps saying "held" does not keep it past maxVmA
   // The record was still the forged one: the member was replaced in spite of it, not after it lapsed.
   expect(fs.existsSync(path.join(folder, 'lease')) ? fs.readFileSync(path.join(folder, 'lease'), 'utf8') : forged).toBe(forged)
 })
+
+// The member's clock and record are the job's to set: an expiry of 20 digits passed the digits test
+// of reap's look, then the shell's arithmetic on it failed the look, and the member read as
+// unreachable (left alone while protected, as a job's may be). It is a lapsed lease.
+test('a lease record whose expiry has more digits than any time is read as lapsed, not as an unreachable member', async () => {
+  const { pool, members } = await t.startPool(1)
+  const m = members[0]
+  writeHeldLease(m, '9'.repeat(20))
+  const { cfg, tmp } = t.reapConfig(pool, { lease: { ttlSeconds: 15 }, scaleOut: { enabled: false } }, { graceMinutes: 2 })
+  const p0 = await runReap(cfg, tmp)
+  expectOk(p0)
+  expect(rowOf(p0, m.id)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^lease lapsed \d+ s ago$/) })
+})
