@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os'
 import type { Config, Ec2Config, Ec2PoolConfig } from '../config'
 import { formatError } from '../errors'
 import { nameOwnerId, newJobId, ownerId } from '../labels'
-import { autoScalingClient, awsErrorName, ec2Client } from '../providers/ec2-api'
+import { autoScalingClient, awsErrorName, ec2Client, watchAwsClock } from '../providers/ec2-api'
 import { knownHostsName, launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
 import { membersOf, type Member } from '../providers/pool-plan'
 import { machineChecks, jobMachine, type MachineOptions } from './doctor-machine'
@@ -31,35 +31,6 @@ function recorder(region: string): { out: CheckResult[]; add: Add } {
   const add: Add = (check, status, detail, fix) =>
     void out.push({ check, target: `AWS ${region}`, status, detail, ...(status === 'fail' && fix ? { fix } : {}) })
   return { out, add }
-}
-
-/** What doctor needs of an SDK client to read the Date of its answers. */
-interface Stacked {
-  middlewareStack?: {
-    add(mw: (next: (a: unknown) => Promise<{ response?: unknown }>) => (a: unknown) => Promise<unknown>, o: object): void
-  }
-}
-
-/**
- * This host's clock against AWS's, from the Date of the client's next answer (whole seconds)
- * against the middle of the call on this host's clock: seconds AWS is ahead (negative: behind), or
- * null when no answer carried a Date. Reservations, heartbeats, the budget day and a pool's claims
- * are stamped with the runner host's clock and compared with EC2's times and other hosts'.
- */
-function awsClock(client: Stacked): () => number | null {
-  let skew: number | null = null
-  client.middlewareStack?.add(
-    (next) => async (args) => {
-      const t0 = Date.now()
-      const r = await next(args)
-      const date = Date.parse(String((r.response as { headers?: Record<string, string> } | undefined)?.headers?.date ?? ''))
-      if (skew === null && Number.isFinite(date)) skew = Math.round((date - (t0 + Date.now()) / 2) / 1000)
-      return r
-    },
-    // Inside the deserializer: the raw answer, an error's too (a DryRun call always is one).
-    { step: 'deserialize', name: 'rchAwsClock', priority: 'low' }
-  )
-  return () => skew
 }
 
 /** The clock line, once the client's first call answered. */
@@ -128,11 +99,13 @@ async function credentialsAndClock(
   client: Awaited<ReturnType<typeof ec2Client>>['client'],
   maxSkewSeconds: number
 ): Promise<boolean> {
-  const skew = awsClock(client as Stacked)
+  // This host's clock against AWS's from the first answer with a Date, in whole seconds.
+  let skew: number | null = null
+  watchAwsClock(client, (ms) => void (skew ??= Math.round(ms / 1000)))
   const ok = await dryRun(add, 'aws credentials', 'ec2:DescribeInstances', () =>
     client.send(new sdk.DescribeInstancesCommand({ DryRun: true, MaxResults: 5 }))
   )
-  if (ok) clockCheck(add, skew(), maxSkewSeconds)
+  if (ok) clockCheck(add, skew, maxSkewSeconds)
   return ok
 }
 

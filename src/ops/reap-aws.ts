@@ -3,7 +3,7 @@
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type { Ec2Config } from '../config'
 import { retry } from '../retry'
-import { awsErrorName, ec2Client, isRetryableAwsError } from '../providers/ec2-api'
+import { awsErrorName, ec2Client, isRetryableAwsError, watchAwsClock } from '../providers/ec2-api'
 import { transitionTime } from '../providers/ec2-plan'
 import type { InstanceFact, Tags } from './reap-plan'
 
@@ -27,11 +27,14 @@ export function factOf(i: Ec2.Instance): InstanceFact {
 export class ReapEc2 {
   constructor(
     private readonly cfg: Pick<Ec2Config, 'region' | 'endpoint'>,
-    private readonly signal: AbortSignal
+    private readonly signal: AbortSignal,
+    /** Given AWS's clock against this host's (ms AWS is ahead) from each answer with a Date. */
+    private readonly clockSeen: (offsetMs: number) => void = () => undefined
   ) {}
 
   private async send<T>(fn: (sdk: typeof Ec2, client: Ec2.EC2Client) => Promise<T>): Promise<T> {
     const { sdk, client } = await ec2Client(this.cfg)
+    watchAwsClock(client, this.clockSeen)
     try {
       return await retry(() => fn(sdk, client), {
         attempts: 6,

@@ -17,7 +17,36 @@ export interface ReapContext {
   rows: ReapRow[]
   signal: AbortSignal
   connectMs: number
+  /**
+   * AWS's clock against this host's (ms AWS is ahead), from the pass's first answer with a Date;
+   * undefined before one, and for static hosts. See alignToAws.
+   */
+  awsOffsetMs?: number
 }
+
+/** Within this, this host's clock is taken as it is: the Date has whole seconds, and the call takes its own time. */
+export const ALIGN_MS = 2_000
+
+/**
+ * Puts the pass on AWS's clock, from the first answer with a Date, when this host's is further off
+ * than ALIGN_MS. EC2's times (launch, end, stop) are AWS's, and the marks reap tags are read by every
+ * runner host's reap: judged by one host's own clock, a host minutes ahead would end live jobs and
+ * replace held members that much early, fleet-wide.
+ */
+export function alignToAws(ctx: ReapContext, offsetMs: number): void {
+  if (ctx.awsOffsetMs !== undefined) return
+  ctx.awsOffsetMs = offsetMs
+  ctx.times = { ...ctx.times, now: ctx.times.now + appliedOffset(ctx) }
+}
+
+/** How far the pass's clock is moved from this host's (0 within ALIGN_MS). */
+export function appliedOffset(ctx: Pick<ReapContext, 'awsOffsetMs'>): number {
+  const ms = ctx.awsOffsetMs ?? 0
+  return Math.abs(ms) > ALIGN_MS ? Math.round(ms) : 0
+}
+
+/** Now by the pass's clock (the ledger's, on AWS's once aligned): when reap settles a reservation. */
+export const passNow = (ctx: Pick<ReapContext, 'awsOffsetMs' | 'clock'>): number => ctx.clock.now() + appliedOffset(ctx)
 
 export function addRow(ctx: Pick<ReapContext, 'rows'>, kind: ReapRow['kind'], what: string, action: Action, why: string): void {
   ctx.rows.push({ kind, what, why, action })

@@ -6,7 +6,7 @@ import type { LedgerRecord } from '../fleet/ledger'
 import { formatError } from '../errors'
 import { launchedScope, TAG_OWNER, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { TAG_GROUP } from '../providers/pool-plan'
-import { act, addRow, step, type ReapContext } from './reap-context'
+import { act, addRow, alignToAws, passNow, step, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, ReapEc2, tagsOf } from './reap-aws'
 import {
   instanceVerdict,
@@ -40,7 +40,7 @@ async function ledgerById(ctx: ReapContext): Promise<Map<string, LedgerRecord> |
 
 /** Kind ec2: its instances, then the ledger's open reservations. */
 export async function reapEc2Pass(cfg: Ec2Config, ctx: ReapContext): Promise<void> {
-  const api = new ReapEc2(cfg, ctx.signal)
+  const api = new ReapEc2(cfg, ctx.signal, (ms) => alignToAws(ctx, ms))
   await step(ctx, 'instance', 'EC2 instances', () => reapInstances(api, ctx, cfg.tags))
   await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx))
 }
@@ -51,17 +51,18 @@ export async function reapEc2Pass(cfg: Ec2Config, ctx: ReapContext): Promise<voi
  * there) as a launch sets them: `tags` is provider.tags, read through launchedScope.
  */
 export async function reapInstances(api: ReapEc2, ctx: ReapContext, tags: Readonly<Record<string, string>>): Promise<void> {
-  const t = ctx.times
   const records = await ledgerById(ctx)
   const instances = await api.describe([
     { Name: 'tag-key', Values: [TAG_OWNER] },
     { Name: 'instance-state-name', Values: LIVE_STATES },
     ...Object.entries(launchedScope(tags)).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] }))
   ])
+  // After EC2's first answer: the pass's clock may be AWS's now.
+  const t = ctx.times
   for (const inst of instances) {
     const id = inst.InstanceId as string
     const tags = tagsOf(inst)
-    const v = instanceVerdict(tags, records, t)
+    const v = instanceVerdict(tags, records, t, factOf(inst).launchedAt)
     // Not known without the ledger: neither marked nor unmarked.
     if (v.unknown) {
       addRow(ctx, 'instance', id, 'left alone', v.why)
@@ -103,7 +104,7 @@ async function removeInstance(
       addRow(ctx, 'reservation', 'ledger', 'failed', `cannot read the open reservations: ${formatError(e)}`)
     }
   }
-  const v = instanceVerdict(tags, r, t)
+  const v = instanceVerdict(tags, r, t, factOf(now).launchedAt)
   if (v.unknown) return addRow(ctx, 'instance', id, 'left alone', v.why)
   if (!v.candidate)
     return void (await act(ctx, 'instance', id, 'unmarked', `came back to life: ${v.why}`, () => api.untag(id, [TAG_REAP_CANDIDATE])))
@@ -113,7 +114,7 @@ async function removeInstance(
     if (!res || res.settledAt !== undefined) return 'terminated'
     const s = await ctx.ledger.settle(res.id, {
       startedAt: now.LaunchTime ? new Date(now.LaunchTime).getTime() : res.attachedAt,
-      endedAt: ctx.clock.now()
+      endedAt: passNow(ctx)
     })
     return `terminated; reservation ${res.id} settled (${s.billedSeconds} s)`
   })
@@ -132,11 +133,13 @@ export interface PoolFacts {
  * reservation whose member ended is moved to the member the group launched in its place, if any.
  */
 export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: PoolFacts): Promise<void> {
-  const t = ctx.times
   const open = await ctx.ledger.unsettled()
   if (!open.length) return
   const byReservation = new Map<string, InstanceFact>()
-  for (const i of await api.describe([{ Name: 'tag-key', Values: [TAG_RESERVATION] }])) {
+  const tagged = await api.describe([{ Name: 'tag-key', Values: [TAG_RESERVATION] }])
+  // After EC2's first answer: the pass's clock may be AWS's now.
+  const t = ctx.times
+  for (const i of tagged) {
     const f = factOf(i)
     const had = byReservation.get(f.tags[TAG_RESERVATION])
     // One reservation, one instance; should two carry it, the live one speaks.
@@ -304,7 +307,7 @@ async function settleUnlaunched(api: ReapEc2, ctx: ReapContext, r: LedgerRecord,
     return addRow(ctx, 'reservation', r.id, 'unmarked', fresh ? 'came back to life: it has an instance now' : 'settled meanwhile')
   }
   await act(ctx, 'reservation', r.id, 'settled', `${why}: nothing ran for it`, async () => {
-    await ctx.ledger.settle(r.id, { endedAt: ctx.clock.now(), launched: false })
+    await ctx.ledger.settle(r.id, { endedAt: passNow(ctx), launched: false })
     ctx.marks.delete(key)
     return 'zero cost'
   })

@@ -2,7 +2,7 @@
 // what a mark allows, and what becomes of an unsettled reservation. The passes (reap-ec2.ts,
 // reap-pool.ts, reap-static.ts) gather the facts and act; everything they decide is decided here.
 import type { LedgerRecord } from '../fleet/ledger'
-import { TAG_EXPIRES_AT, TAG_KEEP, TAG_RESERVATION } from '../providers/ec2-plan'
+import { TAG_EXPIRES_AT, TAG_KEEP, TAG_LAUNCHED_AT, TAG_RESERVATION } from '../providers/ec2-plan'
 import { CLAIM_SLACK_MS } from '../providers/pool-fleet'
 
 /** What a row of reap's output says was done (or, in a dry run, would be done). */
@@ -71,6 +71,21 @@ export function jobLife(r: LedgerRecord, t: ReapTimes): { dead: boolean; why: st
 export type Tags = Record<string, string>
 
 /**
+ * When an instance expires: its expires-at tag, or EC2's launch time plus the lifetime its tags
+ * give (expires-at − launched-at, both stamped by the launching host's clock) when that is later.
+ * A launching host whose clock was behind AWS's stamped an expiry that much early, and its job
+ * would be ended early; one ahead only makes reap later (the instance shuts itself down anyway).
+ * NaN without an expires-at tag.
+ */
+export function expiryOf(tags: Tags, launchTime: number | undefined): { at: number; stampedEarly: boolean } {
+  const stamped = Date.parse(tags[TAG_EXPIRES_AT] ?? '')
+  const launched = Date.parse(tags[TAG_LAUNCHED_AT] ?? '')
+  if (!Number.isFinite(stamped) || !Number.isFinite(launched) || launchTime === undefined) return { at: stamped, stampedEarly: false }
+  const byLaunch = launchTime + (stamped - launched)
+  return byLaunch > stamped ? { at: byLaunch, stampedEarly: true } : { at: stamped, stampedEarly: false }
+}
+
+/**
  * Whether an instance the hook launched is a candidate for removal. `records` is the whole ledger
  * by id: an instance whose reservation is not in it belongs to another fleet, and only its expiry
  * (and the keep tag) apply.
@@ -79,11 +94,19 @@ export function instanceVerdict(
   tags: Tags,
   /** Null: the ledger could not be read (an instance is then judged on its expiry, or not at all). */
   records: ReadonlyMap<string, LedgerRecord> | null,
-  t: ReapTimes
+  t: ReapTimes,
+  /** EC2's launch time (AWS's clock). */
+  launchTime?: number
 ): { candidate: boolean; keep?: true; unknown?: true; why: string } {
   if (TAG_KEEP in tags) return { candidate: false, keep: true, why: `keep tag (${TAG_KEEP})` }
-  const expires = Date.parse(tags[TAG_EXPIRES_AT] ?? '')
-  if (Number.isFinite(expires) && expires <= t.now) return { candidate: true, why: `past its expires-at ${iso(expires)}` }
+  const { at: expires, stampedEarly } = expiryOf(tags, launchTime)
+  if (Number.isFinite(expires) && expires <= t.now)
+    return {
+      candidate: true,
+      why: stampedEarly
+        ? `past its lifetime from EC2's launch time, ${iso(expires)} (its expires-at, stamped by a clock behind AWS's, says ${iso(Date.parse(tags[TAG_EXPIRES_AT]))})`
+        : `past its expires-at ${iso(expires)}`
+    }
   const until = Number.isFinite(expires) ? `expires ${iso(expires)}` : 'no expires-at tag'
   const id = tags[TAG_RESERVATION]
   if (!id) return { candidate: false, why: `no reservation tag: only its expiry applies (${until})` }

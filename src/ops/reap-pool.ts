@@ -29,7 +29,7 @@ import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type
 import type { ProviderEnv } from '../providers/provider'
 import { scrubMachine } from '../docker/machine-scrub'
 import { LEASE_CALL } from '../remote/lease-call'
-import { act, addRow, step, type ReapContext } from './reap-context'
+import { act, addRow, alignToAws, passNow, step, type ReapContext } from './reap-context'
 import { factOf, LIVE_STATES, ReapEc2, tagsOf } from './reap-aws'
 import { reapReservations, type PoolFacts } from './reap-ec2'
 import { heldPastAnyJob, markStep, waitWhy } from './reap-plan'
@@ -67,7 +67,7 @@ const live = (l: LeaseView): boolean => l.state === 'held' && !lapsed(l)
 
 /** Kind ec2-pool: its members, then the ledger's open reservations (a replaced member's among them). */
 export async function reapPoolPass(cfg: Ec2PoolConfig, config: Config, ctx: ReapContext): Promise<void> {
-  const api = new ReapEc2(cfg, ctx.signal)
+  const api = new ReapEc2(cfg, ctx.signal, (ms) => alignToAws(ctx, ms))
   const pool = await step(ctx, 'member', cfg.autoScalingGroup, () => reapPool(cfg, config, api, ctx))
   await step(ctx, 'reservation', 'ledger', () => reapReservations(api, ctx, pool ?? undefined))
 }
@@ -436,7 +436,7 @@ class PoolPass {
     if (!r) return ''
     const s = await this.ctx.ledger.settle(id, {
       startedAt: r.attachedAt ?? (inst.LaunchTime ? new Date(inst.LaunchTime).getTime() : undefined),
-      endedAt: this.ctx.clock.now()
+      endedAt: passNow(this.ctx)
     })
     return `; reservation ${id} settled (${s.billedSeconds} s)`
   }

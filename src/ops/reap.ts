@@ -25,7 +25,8 @@ export const reapCommand: OpCommand = {
 
 Finds what jobs that died left behind, for the provider in the configuration FILE (default:
 $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
-  ec2        instances with the hook's owner tag that are past their expires-at tag, or whose job
+  ec2        instances with the hook's owner tag that are past their expires-at tag (or, if that
+             was stamped by a clock behind AWS's, past EC2's launch time plus their lifetime), or whose job
              is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes,
              by its timestamp and by this host's own watch of it: keep this host's TMPDIR)
   ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
@@ -46,11 +47,16 @@ fleet.reap.graceMinutes ago after reading everything again. A candidate that cam
 unmarked. An instance tagged remote-container-hooks:keep is never touched. Run it every few minutes
 on every runner host (a systemd timer or cron: docs/operations.md).
 
+Time: for ec2 and ec2-pool a pass goes by AWS's clock (the Date of EC2's answers) when this host's
+is more than 2 s off it, so that one host's clock cannot end live jobs early fleet-wide; more than
+30 s off, it says so on stderr.
+
 --dry-run  says what this pass would do and changes nothing (not even marks); it keeps only its
            watch of heartbeats (what it saw).
 
 Output: a table (KIND, WHAT, ACTION, WHY), or with --json
   {"ok": true|false, "dryRun": bool, "at": "<ISO time>", "provider": "static"|"ec2"|"ec2-pool",
+   "awsClockOffsetSeconds": <AWS's clock minus this host's; ec2 and ec2-pool, once EC2 answered>,
    "rows": [{"kind": "instance"|"reservation"|"member"|"slot", "what", "action", "why"}]}
   action: marked, removed, settled, attached, unmarked, kept (marked, grace not over), left alone,
   failed.
@@ -68,10 +74,16 @@ Exit status: 0 done (or nothing to do), 1 some action failed (see its row), 64 u
     const dryRun = args.options['dry-run'] === true
     const clock = ledgerClockFrom(io.env)
     const at = clock.now()
-    const rows = await reap(config, { dryRun, clock, signal: io.signal })
+    const { rows, awsOffsetMs } = await reap(config, { dryRun, clock, signal: io.signal })
     const ok = !rows.some((r) => r.action === 'failed')
-    if (args.json) io.stdout.write(json({ ok, dryRun, at: new Date(at).toISOString(), provider: config.provider.kind, rows }))
+    const offset = awsOffsetMs === undefined ? {} : { awsClockOffsetSeconds: Math.round(awsOffsetMs / 1000) }
+    if (args.json) io.stdout.write(json({ ok, dryRun, at: new Date(at).toISOString(), provider: config.provider.kind, ...offset, rows }))
     else io.stdout.write(reapTable(rows, dryRun))
+    const off = offset.awsClockOffsetSeconds ?? 0
+    if (Math.abs(off) > MAX_SKEW_SECONDS)
+      io.stderr.write(
+        `reap: this runner host's clock is ${Math.abs(off)} s ${off > 0 ? 'behind' : 'ahead of'} AWS's: this pass judged by AWS's; run time synchronisation (chrony or systemd-timesyncd) on this host\n`
+      )
     return ok ? 0 : 1
   }
 }
@@ -101,6 +113,9 @@ export function reapTable(rows: ReapRow[], dryRun: boolean): string {
   )
 }
 
+/** Past this, reap says this host's clock is off (it judges by AWS's then, see alignToAws). */
+const MAX_SKEW_SECONDS = 30
+
 export interface ReapOptions {
   dryRun: boolean
   clock: LedgerClock
@@ -108,7 +123,7 @@ export interface ReapOptions {
 }
 
 /** One reap pass over what the configuration names; the rows say what was done. */
-export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]> {
+export async function reap(config: Config, opts: ReapOptions): Promise<{ rows: ReapRow[]; awsOffsetMs?: number }> {
   // The hook's own private local folder: the local ledger's default place, and reap's marks.
   const localRoot = hookLocalRoot()
   const ledger = await openLedger(config.fleet, { localRoot, clock: opts.clock })
@@ -120,9 +135,10 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
       now,
       deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000,
       graceMs: config.fleet.reap.graceMinutes * 60_000,
+      // By the pass's clock: AWS's once aligned (alignToAws), and the kept observations with it.
       watched: (r) => {
         const key = `${WATCH}${r.id}`
-        const w = watchedFor(marks.get(key), lastSign(r), now)
+        const w = watchedFor(marks.get(key), lastSign(r), ctx.times.now)
         marks.set(key, w.keep)
         seenMarks.add(key)
         return w.ms
@@ -143,7 +159,7 @@ export async function reap(config: Config, opts: ReapOptions): Promise<ReapRow[]
   } finally {
     ledger.close()
   }
-  return ctx.rows
+  return { rows: ctx.rows, awsOffsetMs: ctx.awsOffsetMs }
 }
 
 /**

@@ -31,6 +31,33 @@ export async function ec2Client(cfg: AwsApi, http = AWS_HTTP): Promise<{ sdk: Ec
   return { sdk: s, client }
 }
 
+/** What reading the Date of an SDK client's answers needs of it. */
+interface Stacked {
+  middlewareStack?: {
+    add(mw: (next: (a: unknown) => Promise<{ response?: unknown }>) => (a: unknown) => Promise<unknown>, o: object): void
+  }
+}
+
+/**
+ * Calls `seen` with AWS's clock against this host's for each of the client's answers that carries a
+ * Date: milliseconds AWS is ahead (negative: behind), to about a second (the Date has whole
+ * seconds, taken here as the middle of its second, against the middle of the call). Reservations,
+ * heartbeats and tags are stamped with runner hosts' clocks, and compared with EC2's times.
+ */
+export function watchAwsClock(client: object, seen: (offsetMs: number) => void): void {
+  ;(client as Stacked).middlewareStack?.add(
+    (next) => async (args) => {
+      const t0 = Date.now()
+      const r = await next(args)
+      const date = Date.parse(String((r.response as { headers?: Record<string, string> } | undefined)?.headers?.date ?? ''))
+      if (Number.isFinite(date)) seen(date + 500 - (t0 + Date.now()) / 2)
+      return r
+    },
+    // Inside the deserializer: the raw answer, an error's too (a DryRun call always is one).
+    { step: 'deserialize', name: 'rchAwsClock', priority: 'low' }
+  )
+}
+
 let asgSdk: AsgSdk | null = null
 /** The Auto Scaling API, loaded on first use like EC2's. */
 export function autoScalingClient(cfg: AwsApi, http = AWS_HTTP): { sdk: AsgSdk; client: Asg.AutoScalingClient } {

@@ -66,8 +66,8 @@ export function tagsFor(cfg: Pick<Ec2Config, 'tags' | 'maxLifetimeMinutes'>, f: 
     [`${TAG_PREFIX}:run-id`]: g.runId,
     [`${TAG_PREFIX}:run-attempt`]: g.runAttempt,
     [`${TAG_PREFIX}:job`]: g.job,
-    [`${TAG_PREFIX}:launched-at`]: f.launchedAt.toISOString(),
-    [`${TAG_PREFIX}:expires-at`]: expires.toISOString(),
+    [TAG_LAUNCHED_AT]: f.launchedAt.toISOString(),
+    [TAG_EXPIRES_AT]: expires.toISOString(),
     Name: cfg.tags.Name ?? `rch-${f.jobId}`
   }
   // EC2 counts characters, not UTF-16 units; and a cut inside a surrogate pair leaves a lone half,
@@ -180,3 +180,5 @@ export const TAG_REAP_CANDIDATE = `${TAG_PREFIX}:reap-candidate`
 export const TAG_KEEP = `${TAG_PREFIX}:keep`
 /** When the instance ends itself (ISO time), written at launch. */
 export const TAG_EXPIRES_AT = `${TAG_PREFIX}:expires-at`
+/** The launching runner host's clock at the launch: with expires-at, the instance's lifetime. */
+export const TAG_LAUNCHED_AT = `${TAG_PREFIX}:launched-at`

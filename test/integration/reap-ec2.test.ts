@@ -18,6 +18,7 @@ import { DUMMY_CREDENTIALS, ec2Client, loadMoto, motoImageId, TEST_REGION } from
 import { createLedgerTable } from '../helpers/ledger-table'
 import { describeInstance, tagsOf } from '../helpers/fake-instance'
 import { repoRoot } from '../helpers/testenv'
+import { startDateShiftProxy } from './date-shift-proxy'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
 import { expectOk, rowOf, runReap, type ReapOut } from './reap-helpers'
 
@@ -54,7 +55,8 @@ interface Setup {
   tmp: string
   ledger: DynamoLedger
   fleet: FleetConfig
-  reap(opts?: { dryRun?: boolean; at?: number; graceMinutes?: number; human?: boolean }): Promise<ReapOut>
+  /** `endpoint`: EC2's for reap (default moto's). */
+  reap(opts?: { dryRun?: boolean; at?: number; graceMinutes?: number; human?: boolean; endpoint?: string }): Promise<ReapOut>
 }
 
 let seq = 0
@@ -70,13 +72,13 @@ async function setup(reap: { deadAfterMinutes?: number; graceMinutes?: number } 
   }
   const fleet = FleetSchema.parse(fleetRaw)
   const tmp = fs.mkdtempSync(path.join(dir, 'tmp-'))
-  const file = (grace?: number): string => {
-    const f = path.join(dir, `${scope}-${grace ?? 'cfg'}.json`)
+  const file = (grace?: number, endpoint = moto): string => {
+    const f = path.join(dir, `${scope}-${grace ?? 'cfg'}-${endpoint === moto ? 'moto' : new URL(endpoint).port}.json`)
     const cfg = {
       provider: {
         kind: 'ec2',
         region: TEST_REGION,
-        endpoint: moto,
+        endpoint,
         imageId,
         instanceTypes: ['t3.medium'],
         tags: { 'rch-reap-test': scope }
@@ -98,7 +100,7 @@ async function setup(reap: { deadAfterMinutes?: number; graceMinutes?: number } 
     ledger,
     fleet,
     reap: (o = {}) =>
-      runReap(file(o.graceMinutes), tmp, {
+      runReap(file(o.graceMinutes, o.endpoint), tmp, {
         dryRun: o.dryRun,
         human: o.human,
         env: o.at ? { RCH_LEDGER_NOW_MS: String(o.at) } : {}
@@ -114,8 +116,8 @@ async function reserve(s: Setup, at: number): Promise<string> {
   return r.id
 }
 
-/** An instance as the hook launches it: owner, expiry, cost tags, the configuration's tags, and the reservation. */
-async function launch(s: Setup, tags: Record<string, string>): Promise<string> {
+/** An instance as the hook launches it: owner, expiry, cost tags, the configuration's tags, and the reservation (a tag given as undefined: left out). */
+async function launch(s: Setup, tags: Record<string, string | undefined>): Promise<string> {
   const now = Date.now()
   const all: Tag[] = Object.entries({
     [`${P}:owner`]: 'fedcba9876543210',
@@ -124,7 +126,9 @@ async function launch(s: Setup, tags: Record<string, string>): Promise<string> {
     [`${P}:expires-at`]: new Date(now + 60 * MIN).toISOString(),
     'rch-reap-test': s.scope,
     ...tags
-  }).map(([Key, Value]) => ({ Key, Value }))
+  })
+    .filter((e): e is [string, string] => e[1] !== undefined)
+    .map(([Key, Value]) => ({ Key, Value }))
   const res = await ec2.send(
     new RunInstancesCommand({
       ImageId: imageId,
@@ -271,6 +275,60 @@ test('reservations: an ended instance is settled with its real time; one that ne
   expect(byId(recs, rNone)).toMatchObject({ actualMicro: 0 })
   expect(byId(recs, rYoung)?.settledAt).toBeUndefined()
   s.ledger.close()
+})
+
+test("clocks: a reap host whose clock is ahead of AWS's goes by AWS's (the Date of EC2's answers); control: one in step ends what is past its expiry", async () => {
+  const s = await setup()
+  const now = Date.now()
+  // To reap through this proxy, its host's clock is 10 minutes ahead of AWS's. The instance (no
+  // launched-at tag, as an older build's) expires 5 minutes from now by AWS's clock.
+  const shifted = await startDateShiftProxy(moto, -10 * MIN)
+  try {
+    const id = await launch(s, { [`${P}:launched-at`]: undefined, [`${P}:expires-at`]: new Date(now - 5 * MIN).toISOString() })
+    const ahead = await s.reap({ endpoint: shifted.endpoint })
+    expectOk(ahead)
+    expect(rowOf(ahead, id)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/only its expiry applies \(expires /) })
+    expect(shifted.answered()).toBeGreaterThan(0)
+    expect((ahead.json as { awsClockOffsetSeconds?: number }).awsClockOffsetSeconds).toBeGreaterThanOrEqual(-602)
+    expect((ahead.json as { awsClockOffsetSeconds?: number }).awsClockOffsetSeconds).toBeLessThanOrEqual(-598)
+    expect(ahead.stderr).toMatch(
+      /^reap: this runner host's clock is (59[89]|60[012]) s ahead of AWS's: this pass judged by AWS's; run time synchronisation/
+    )
+    expect((await tags(id))[MARK]).toBeUndefined()
+    // Control: the same instance, reaped by a host in step with AWS's clock, is past its expiry.
+    const inStep = await s.reap()
+    expectOk(inStep)
+    expect((inStep.json as { awsClockOffsetSeconds?: number }).awsClockOffsetSeconds).toBeGreaterThanOrEqual(-2)
+    expect(inStep.stderr).toBe('')
+    expect(rowOf(inStep, id)).toMatchObject({ action: 'marked', why: expect.stringMatching(/^past its expires-at /) })
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
+  } finally {
+    await shifted.close()
+    s.ledger.close()
+  }
+})
+
+test("clocks: an expiry stamped by a launching host behind AWS's goes by EC2's launch time plus its lifetime; control: past that, it is marked", async () => {
+  const s = await setup()
+  const now = Date.now()
+  // Launched by a host 10 minutes behind AWS's clock with a 5-minute lifetime: its tags say it
+  // expired 5 minutes ago, EC2's launch time says in 5 minutes.
+  const id = await launch(s, {
+    [`${P}:launched-at`]: new Date(now - 10 * MIN).toISOString(),
+    [`${P}:expires-at`]: new Date(now - 5 * MIN).toISOString()
+  })
+  const p1 = await s.reap()
+  expectOk(p1)
+  expect(rowOf(p1, id)).toMatchObject({ action: 'left alone', why: expect.stringMatching(/only its expiry applies \(expires /) })
+  // Control: six minutes later it is past its lifetime by EC2's launch time too.
+  const p2 = await s.reap({ at: now + 6 * MIN })
+  expectOk(p2)
+  expect(rowOf(p2, id)).toMatchObject({
+    action: 'marked',
+    why: expect.stringMatching(/^past its lifetime from EC2's launch time, .* \(its expires-at, stamped by a clock behind AWS's, says /)
+  })
+  s.ledger.close()
+  await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }))
 })
 
 test('an unreadable configuration: exit 78 and one line naming the field; a usage error: 64', async () => {

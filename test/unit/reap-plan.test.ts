@@ -1,5 +1,6 @@
 import type { LedgerRecord } from '../../src/fleet/ledger'
 import {
+  expiryOf,
   heldPastAnyJob,
   instanceVerdict,
   jobLife,
@@ -15,6 +16,8 @@ import {
 } from '../../src/ops/reap-plan'
 import { reapTable } from '../../src/ops/reap'
 import { factOf } from '../../src/ops/reap-aws'
+import { alignToAws, passNow } from '../../src/ops/reap-context'
+import { reapContext } from './_reap-context'
 import { leaseMark, parseLeaseMark } from '../../src/providers/static-host'
 import { hostField, thisRunnerHost } from '../../src/runner-host'
 
@@ -123,6 +126,28 @@ describe('instanceVerdict', () => {
       why: expect.stringMatching(/past its expires-at/)
     })
     expect(instanceVerdict({ [EXPIRES]: iso(NOW - 1), [RES]: 'r1' }, ledger(rec({ heartbeatAt: NOW })), T).candidate).toBe(true)
+  })
+  test("expiry: EC2's launch time plus the lifetime the tags give, when the launching host's clock was behind AWS's; never earlier than the tag", () => {
+    const LAUNCHED = 'remote-container-hooks:launched-at'
+    // Stamped by a host 10 minutes behind: a 15-minute lifetime, its tag 10 minutes early.
+    const behind = { [LAUNCHED]: iso(NOW - 20 * MIN), [EXPIRES]: iso(NOW - 5 * MIN) }
+    expect(expiryOf(behind, NOW - 10 * MIN)).toEqual({ at: NOW + 5 * MIN, stampedEarly: true })
+    expect(instanceVerdict(behind, ledger(), T, NOW - 10 * MIN)).toMatchObject({
+      candidate: false,
+      why: `no reservation tag: only its expiry applies (expires ${iso(NOW + 5 * MIN)})`
+    })
+    expect(instanceVerdict(behind, ledger(), T, NOW - 16 * MIN)).toMatchObject({
+      candidate: true,
+      why: `past its lifetime from EC2's launch time, ${iso(NOW - MIN)} (its expires-at, stamped by a clock behind AWS's, says ${iso(NOW - 5 * MIN)})`
+    })
+    // Stamped by a host ahead: the tag, later than launch time + lifetime, stands.
+    const ahead = { [LAUNCHED]: iso(NOW), [EXPIRES]: iso(NOW + 15 * MIN) }
+    expect(expiryOf(ahead, NOW - 10 * MIN)).toEqual({ at: NOW + 15 * MIN, stampedEarly: false })
+    // Without launched-at, or without EC2's launch time: the tag alone.
+    expect(expiryOf({ [EXPIRES]: iso(NOW - 5 * MIN) }, NOW)).toEqual({ at: NOW - 5 * MIN, stampedEarly: false })
+    expect(expiryOf(behind, undefined)).toEqual({ at: NOW - 5 * MIN, stampedEarly: false })
+    expect(instanceVerdict(behind, ledger(), T)).toMatchObject({ candidate: true, why: `past its expires-at ${iso(NOW - 5 * MIN)}` })
+    expect(expiryOf({ [LAUNCHED]: iso(NOW) }, NOW).at).toBeNaN()
   })
   test('without a reservation tag, or with one of another ledger, only its expiry applies', () => {
     expect(instanceVerdict({ [EXPIRES]: future }, ledger(), T)).toMatchObject({
@@ -336,4 +361,18 @@ test('a pool member older than maxVmAge plus the longest job is held by no job, 
   expect(heldPastAnyJob(NOW - (age + job), NOW, age, job)).toBe(
     'launched 840 min ago, past reuse.maxVmAgeMinutes 720 + fleet.reap.maxJobMinutes 120: no job can hold it, its lease record is not believed'
   )
+})
+
+describe("the pass's clock (alignToAws)", () => {
+  const ctxAt = (now: number) => ({ ...reapContext(now), clock: { now: () => now } })
+  test("within 2 s of AWS's, this host's clock is taken as it is; past that, the pass goes by AWS's, from the first answer only", () => {
+    const near = ctxAt(NOW)
+    alignToAws(near, 1_900)
+    expect([near.times.now, passNow(near), near.awsOffsetMs]).toEqual([NOW, NOW, 1_900])
+    const off = ctxAt(NOW)
+    alignToAws(off, -600_000.4)
+    alignToAws(off, 5_000)
+    expect([off.times.now, passNow(off), off.awsOffsetMs]).toEqual([NOW - 600_000, NOW - 600_000, -600_000.4])
+    expect(off.times.deadAfterMs).toBe(15 * MIN)
+  })
 })

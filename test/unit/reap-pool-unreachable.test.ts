@@ -44,6 +44,7 @@ jest.mock('../../src/providers/ec2-pool', () => ({
 
 import { reapPool } from '../../src/ops/reap-pool'
 import type { ReapEc2 } from '../../src/ops/reap-aws'
+import { alignToAws } from '../../src/ops/reap-context'
 
 const NOW = Date.UTC(2026, 11, 7, 12)
 const MIN = 60_000
@@ -94,9 +95,15 @@ function fakeEc2(instances: Ec2.Instance[]) {
 const row = (protectedFromScaleIn: boolean): GroupRow => ({ state: 'InService', protected: protectedFromScaleIn })
 const markedAgo = (ms: number): Record<string, string> => ({ [CANDIDATE]: new Date(NOW - ms).toISOString() })
 
-async function pass(instances: Ec2.Instance[]) {
+/** One pass at `now` by this host's clock; `awsOffsetMs`: AWS's clock against it, as EC2's answers would tell ReapEc2. */
+async function pass(instances: Ec2.Instance[], o: { now?: number; awsOffsetMs?: number } = {}) {
   const { api, calls } = fakeEc2(instances)
-  const ctx = reapContext(NOW)
+  const ctx = reapContext(o.now ?? NOW)
+  const describe = api.describe.bind(api)
+  api.describe = async (f) => {
+    if (o.awsOffsetMs !== undefined) alignToAws(ctx, o.awsOffsetMs)
+    return describe(f)
+  }
   await reapPool(cfg, config, api, ctx)
   const rowOf = (id: string) => ctx.rows.find((r) => r.what === id)
   return { rowOf, calls }
@@ -183,4 +190,20 @@ test('a member protected between the two looks (a job leased it meanwhile) is un
     why: expect.stringMatching(/^came back to life: unreachable from this host/)
   })
   expect(r.calls).toEqual([`untag i-00000000000000001 ${CANDIDATE}`])
+})
+
+test("a member's age is EC2's, judged by AWS's clock: a reap host 10 minutes ahead does not replace a member a job may hold", async () => {
+  rows = async (ids) => new Map(ids.map((id) => [id, row(true)]))
+  // By AWS's clock (NOW) it is 5 minutes short of the age no job can hold it at.
+  const limit = (cfg.reuse.maxVmAgeMinutes + config.fleet.reap.maxJobMinutes) * MIN
+  const young = { ...member('i-00000000000000001', '127.0.0.2'), LaunchTime: new Date(NOW - limit + 5 * MIN) }
+  const ahead = await pass([young], { now: NOW + 10 * MIN, awsOffsetMs: -10 * MIN })
+  expect(ahead.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'left alone',
+    why: expect.stringMatching(/protected from scale-in: a job may hold it$/)
+  })
+  expect(ahead.calls).toEqual([])
+  // Control: a host in step with AWS, 10 minutes later, finds it past any job.
+  const later = await pass([young], { now: NOW + 10 * MIN, awsOffsetMs: 0 })
+  expect(later.rowOf('i-00000000000000001')).toMatchObject({ action: 'marked', why: expect.stringMatching(/no job can hold it/) })
 })

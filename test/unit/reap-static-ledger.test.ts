@@ -34,7 +34,7 @@ test('a damaged ledger.json is a failed row; the pass still returns its rows', a
   const ledgerDir = join(tempDir(), 'ledger')
   mkdirSync(ledgerDir, { mode: 0o700 })
   writeFileSync(join(ledgerDir, 'ledger.json'), '{"version": 2, "open": ', { mode: 0o600 })
-  const rows = await reap(configWith(ledgerDir), opts())
+  const { rows } = await reap(configWith(ledgerDir), opts())
   expect(rows).toEqual([
     unreachable,
     { kind: 'reservation', what: 'ledger', action: 'failed', why: expect.stringMatching(/^fleet ledger: .*ledger\.json is not a ledger/) }
@@ -44,5 +44,5 @@ test('a damaged ledger.json is a failed row; the pass still returns its rows', a
 test('control: a readable ledger with no open reservation gives no row', async () => {
   const ledgerDir = join(tempDir(), 'ledger')
   mkdirSync(ledgerDir, { mode: 0o700 })
-  expect(await reap(configWith(ledgerDir), opts())).toEqual([unreachable])
+  expect((await reap(configWith(ledgerDir), opts())).rows).toEqual([unreachable])
 })
