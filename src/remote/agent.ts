@@ -14,7 +14,7 @@ import { openDirect } from './direct-output'
 import { lineOpen, ownLines } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
 import { retry, settlesWithin } from '../retry'
-import { monoMs } from '../mono-clock'
+import { bootMs } from '../mono-clock'
 import { workflowCommand } from '../workflow-commands'
 import { outcomeOf } from '../outcome'
 import { clipMessage, TransportError } from '../errors'
@@ -57,6 +57,12 @@ export interface LeaseState {
   lost: string | null
   /** The last renewal failed (the lease lapses if that goes on for lease.ttlSeconds); cleared by a success. */
   failing: string | null
+  /**
+   * Sets `lost` if a whole ttl went by without a renewal, suspended time included (set by the
+   * keeper): called before a step starts, since the keeper's timers stop while the runner host is
+   * suspended and the member's lease does not.
+   */
+  check?: () => void
 }
 
 export interface AgentOptions {
@@ -322,6 +328,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           `${workflowCommand('debug', `step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}`)}\n`
         )
       // A lease another job may hold now: nothing of this job runs on the machine any more.
+      lease.check?.()
       if (lease.lost) {
         const o = outcomeOf(new TransportError(`${lease.lost}; the step was not run`, 'lease'))
         if (o.errorLine) ownLines(out.stdout, o.errorLine)
@@ -393,7 +400,9 @@ export function keepAlive(
   finish: (code: number) => void,
   /** What the job's steps are told of the lease (the agent's): set here, read before each step. */
   state: LeaseState = { lost: null, failing: null },
-  onLost: () => void = () => undefined
+  onLost: () => void = () => undefined,
+  /** For how long the lease has gone unrenewed: suspended time counts (see bootMs). */
+  clock: () => number = bootMs
 ): { stop(): void } {
   let busy = false
   let lost = false
@@ -411,20 +420,22 @@ export function keepAlive(
   }
   // A ttl after a renewal was sent (before it reached the member, so no later than the member's
   // own expiry), the lease has lapsed unless renewed since, even with a try still under way.
+  const lapsed = (): void =>
+    lose(`this machine's lease lapsed: not renewed for ${Math.round((keep.ttlMs ?? 0) / 1000)} s; another job may hold the machine now`)
   let lapse: NodeJS.Timeout | undefined
   const lapsesIn = (ms: number): void => {
     clearTimeout(lapse)
-    if (keep.ttlMs !== undefined)
-      lapse = setTimeout(
-        () =>
-          lose(
-            `this machine's lease lapsed: not renewed for ${Math.round((keep.ttlMs ?? 0) / 1000)} s; another job may hold the machine now`
-          ),
-        ms
-      )
+    if (keep.ttlMs !== undefined) lapse = setTimeout(lapsed, ms)
   }
   lapsesIn(keep.ttlMs ?? 0)
+  // The timer above stops while the runner host is suspended; this clock does not. Before a step,
+  // at each tick and before each try: a renewal after a lapse is never sent.
+  let renewedAt = clock()
+  state.check = () => {
+    if (!lost && !stopped && keep.ttlMs !== undefined && clock() - renewedAt >= keep.ttlMs) lapsed()
+  }
   const tick = async (): Promise<void> => {
+    state.check?.()
     if (keep.worker && !isRunning(keep.worker)) {
       log(`the runner's worker (pid ${keep.worker.pid}) is gone: the lease is no longer renewed`)
       return finish(0)
@@ -437,8 +448,9 @@ export function keepAlive(
       const { word, started } = await retry(
         async () => {
           // Lapsed while pausing: no more renewals (another job may hold the machine now).
+          state.check?.()
           if (lost || stopped) throw new Error('the lease is lost')
-          const started = monoMs()
+          const started = clock()
           const [word] = await ask(remote, keep.command, {
             label: 'renew the lease',
             timeoutMs: Math.max(1000, Math.floor(keep.everyMs / 2))
@@ -464,7 +476,8 @@ export function keepAlive(
       if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
       else {
         state.failing = null
-        if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (monoMs() - started))
+        renewedAt = started
+        if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (clock() - started))
       }
     } catch {
       // Stopped, or lapsed (lose() said so): nothing more to say.

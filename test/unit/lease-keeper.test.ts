@@ -49,9 +49,14 @@ function member(): Remote & { stalled: boolean; renewals: number[] } {
 beforeEach(() => jest.useFakeTimers())
 afterEach(() => jest.useRealTimers())
 
-function keep(m: Remote): { state: LeaseState; lostAt: () => number | null; stop(): void } {
+/**
+ * A keeper of `m`'s lease. Its clock for the lease's age is the fake timers' plus `suspend(ms)`: time
+ * the runner host spent suspended, when timers stand still and the member's clock does not.
+ */
+function keep(m: Remote): { state: LeaseState; lostAt: () => number | null; stop(): void; suspend(ms: number): void } {
   const state: LeaseState = { lost: null, failing: null }
   let lostAt: number | null = null
+  let suspended = 0
   const t0 = Date.now()
   const k = keepAlive(
     { command: 'renew', everyMs: EVERY, ttlMs: TTL, worker: null },
@@ -61,9 +66,10 @@ function keep(m: Remote): { state: LeaseState; lostAt: () => number | null; stop
     state,
     () => {
       lostAt = Date.now() - t0
-    }
+    },
+    () => Date.now() + suspended
   )
-  return { state, lostAt: () => lostAt, stop: () => k.stop() }
+  return { state, lostAt: () => lostAt, stop: () => k.stop(), suspend: (ms) => void (suspended += ms) }
 }
 
 test('a 55-second stall: the failed renewal is tried again within seconds, and the lease never lapses', async () => {
@@ -77,7 +83,7 @@ test('a 55-second stall: the failed renewal is tried again within seconds, and t
   await jest.advanceTimersByTimeAsync(60_000)
   k.stop()
   expect(k.lostAt()).toBeNull()
-  expect(k.state).toEqual({ lost: null, failing: null })
+  expect(k.state).toMatchObject({ lost: null, failing: null })
   // The first renewal after the stall came within seconds of its end (at 85 s), not at the next period (120 s).
   const after = m.renewals.map((t) => t - t0).filter((t) => t >= 85_000)
   expect(after[0]).toBeLessThan(95_000)
@@ -123,6 +129,46 @@ test('the first renewal goes out as the keeper starts, not a period later (the g
   k.stop()
 })
 
+test("a runner host suspended for longer than the ttl: lost before the next step (the keeper's timers stood still), and no renewal goes out", async () => {
+  const m = member()
+  const k = keep(m)
+  await jest.advanceTimersByTimeAsync(10_000)
+  expect(m.renewals).toHaveLength(1)
+  k.suspend(TTL)
+  // Back from the suspend: what the agent asks before a step starts.
+  k.state.check?.()
+  expect(k.state.lost).toBe("this machine's lease lapsed: not renewed for 120 s; another job may hold the machine now")
+  expect(k.lostAt()).toBe(10_000)
+  await jest.advanceTimersByTimeAsync(2 * EVERY)
+  expect(m.renewals).toHaveLength(1)
+  k.stop()
+})
+
+test('control: a suspend that ends before the next tick would come past the ttl loses nothing, and that tick renews', async () => {
+  const m = member()
+  const k = keep(m)
+  await jest.advanceTimersByTimeAsync(10_000)
+  // Renewed at 0; the next tick (40 s on the timers) comes at 100 s by the member's clock, before its 120 s.
+  k.suspend(60_000)
+  k.state.check?.()
+  expect(k.state.lost).toBeNull()
+  await jest.advanceTimersByTimeAsync(EVERY)
+  expect(m.renewals).toHaveLength(2)
+  expect(k.lostAt()).toBeNull()
+  k.stop()
+})
+
+test("a suspend met by the keeper's own tick (no step started): lost at the tick, with no renewal sent", async () => {
+  const m = member()
+  const k = keep(m)
+  await jest.advanceTimersByTimeAsync(10_000)
+  k.suspend(TTL)
+  await jest.advanceTimersByTimeAsync(EVERY)
+  expect(k.state.lost).toMatch(/lease lapsed/)
+  expect(m.renewals).toHaveLength(1)
+  k.stop()
+})
+
 describe('stopped while a renewal is under way', () => {
   type Answer = 'renewed' | 'lost' | 'fails'
   /** A member whose one renewal answers only when `answer` is called. */
@@ -154,7 +200,7 @@ describe('stopped while a renewal is under way', () => {
       m.answer(a)
       await jest.advanceTimersByTimeAsync(0)
       expect(jest.getTimerCount()).toBe(0)
-      expect({ lostAt: k.lostAt(), state: k.state }).toEqual({ lostAt: null, state: { lost: null, failing: null } })
+      expect({ lostAt: k.lostAt(), state: k.state }).toMatchObject({ lostAt: null, state: { lost: null, failing: null } })
       // Nor does anything try again later.
       await jest.advanceTimersByTimeAsync(TTL * 2)
       expect(m.asked).toBe(1)
