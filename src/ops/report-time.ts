@@ -23,11 +23,21 @@ function zoneOffset(at: number, timeZone: string): number {
   return Date.UTC(n('year'), n('month') - 1, n('day'), n('hour'), n('minute'), n('second')) - Math.floor(at / 1000) * 1000
 }
 
-/** The instant the wall clock of `timeZone` shows `wall` (a UTC-based ms value of the wall time). */
+const DAY_MS = 86_400_000
+
+/**
+ * The instant the wall clock of `timeZone` shows `wall` (a UTC-based ms value of the wall time).
+ * Next to a daylight-saving change: a wall time shown twice is its first instant; one skipped (the
+ * clock jumped over it: in America/Santiago or America/Havana midnight itself) is read with the
+ * offset from before the jump, the instant after it, so that a day never starts in the day before.
+ */
 function fromWallTime(wall: number, timeZone: string): number {
-  // The offset at the guess can differ from the offset at the answer across a DST change: look twice.
-  const first = wall - zoneOffset(wall, timeZone)
-  return wall - zoneOffset(first, timeZone)
+  // The real instant is within 14 h of `wall` read as UTC: a day either side is before and after any change there.
+  const before = zoneOffset(wall - DAY_MS, timeZone)
+  const after = zoneOffset(wall + DAY_MS, timeZone)
+  const shows = (off: number): boolean => zoneOffset(wall - off, timeZone) === off
+  const found = [before, after].filter(shows).map((off) => wall - off)
+  return found.length ? Math.min(...found) : wall - before
 }
 
 /** The time `text` names (epoch ms), or null when it is none of the accepted forms. */

@@ -21,6 +21,7 @@ import { runOpCommand } from '../../src/ops/cli'
 import { parseArgs } from '../../src/ops/command'
 import { reportCommand, runReport } from '../../src/ops/report'
 import { parseTime } from '../../src/ops/report-time'
+import { budgetDay } from '../../src/fleet/money'
 import { buildReport } from '../../src/ops/report-data'
 import { saveCheckpoint, type Checkpoint } from '../../src/ops/report-checkpoint'
 
@@ -628,6 +629,23 @@ describe('--since/--until forms', () => {
     expect(parseTime('2w', NOON, 'UTC')).toBe(NOON - 14 * 24 * H)
     for (const bad of ['', '7', '7y', '-7d', '2026-13-01', '2026-02-29', '2026-07-01T24:00', 'yesterday', '1e3d'])
       expect(parseTime(bad, NOON, 'UTC')).toBeNull()
+  })
+  test('a wall time the clock jumped over is the instant after the jump, whichever side of UTC; one shown twice is its first instant', () => {
+    // Santiago moves from UTC-4 to UTC-3 at midnight on 6 September 2026: that day begins at 01:00
+    // local, 04:00Z; 03:00Z is 23:00 on the 5th, and a day starting there would take an hour of it.
+    expect(parseTime('2026-09-06', NOON, 'America/Santiago')).toBe(Date.UTC(2026, 8, 6, 4))
+    expect(budgetDay(Date.UTC(2026, 8, 6, 4), 'America/Santiago')).toBe('2026-09-06')
+    expect(budgetDay(Date.UTC(2026, 8, 6, 4) - 1, 'America/Santiago')).toBe('2026-09-05')
+    expect(parseTime('2026-09-06T00:30', NOON, 'America/Santiago')).toBe(Date.UTC(2026, 8, 6, 4, 30))
+    // New York skips 02:00-03:00 on 8 March 2026 (07:00Z): 02:30 is read as 03:30 EDT.
+    expect(parseTime('2026-03-08T02:30', NOON, 'America/New_York')).toBe(Date.UTC(2026, 2, 8, 7, 30))
+    expect(parseTime('2026-03-29T02:30', NOON, 'Europe/Berlin')).toBe(Date.UTC(2026, 2, 29, 1, 30))
+    // Shown twice: Berlin's 02:30 on 25 October 2026 (00:30Z in summer time, 01:30Z after), Santiago's 23:30 on 4 April.
+    expect(parseTime('2026-10-25T02:30', NOON, 'Europe/Berlin')).toBe(Date.UTC(2026, 9, 25, 0, 30))
+    expect(parseTime('2026-04-04T23:30', NOON, 'America/Santiago')).toBe(Date.UTC(2026, 3, 5, 2, 30))
+    expect(parseTime('2026-11-01T01:30', NOON, 'America/New_York')).toBe(Date.UTC(2026, 10, 1, 5, 30))
+    // Control, no change near: Santiago's 6 August begins at 04:00Z (UTC-4).
+    expect(parseTime('2026-08-06', NOON, 'America/Santiago')).toBe(Date.UTC(2026, 7, 6, 4))
   })
 })
 
