@@ -8,7 +8,8 @@ import type { Config, Ec2Config, Ec2PoolConfig } from '../config'
 import { formatError } from '../errors'
 import { nameOwnerId, newJobId, ownerId } from '../labels'
 import { autoScalingClient, awsErrorName, ec2Client, watchAwsClock } from '../providers/ec2-api'
-import { knownHostsName, launchPlan, runInstancesInput, tagsFor } from '../providers/ec2-plan'
+import { knownHostsName, launchPlan, runInstancesInput, tagsFor, type LaunchBasis } from '../providers/ec2-plan'
+import { launchBasisOf } from '../providers/ec2-basis'
 import { membersOf, type Member } from '../providers/pool-plan'
 import { machineChecks, jobMachine, type MachineOptions } from './doctor-machine'
 import type { CheckResult } from './output'
@@ -149,7 +150,16 @@ export async function ec2Checks(
       const r = await client.send(new sdk.DescribeSecurityGroupsCommand({ GroupIds: [id] }))
       return r.SecurityGroups?.length ?? 0
     })
-  // The first launch the hook would try, with its tags (a policy may require them), as a dry run.
+  // The first launch the hook would try, with its tags (a policy may require them), as a dry run:
+  // the same request, its root volume and metadata options read from the template or image as the
+  // hook reads them (a policy may require an encrypted root or IMDSv2 the hook adds itself).
+  let basis: LaunchBasis
+  try {
+    basis = await launchBasisOf(cfg, sdk, client, (_what, fn) => fn())
+  } catch (e) {
+    add('launch', 'fail', `not tried: what the template or image decides could not be read: ${formatError(e)}`, 'see the checks above')
+    return out
+  }
   const jobId = newJobId()
   const tags = tagsFor(cfg, {
     // The runner's own owner id when run as it (RUNNER_TEMP set), for a policy narrowed to owner ids;
@@ -160,12 +170,7 @@ export async function ec2Checks(
     runnerHost: hostname(),
     launchedAt: new Date()
   })
-  const input = runInstancesInput(
-    cfg,
-    launchPlan(cfg)[0],
-    { rootDevice: null, templateSetsMetadata: !!t },
-    { token: jobId, userData: '', tags }
-  )
+  const input = runInstancesInput(cfg, launchPlan(cfg)[0], basis, { token: jobId, userData: '', tags })
   await dryRun(add, 'launch', 'ec2:RunInstances', () => client.send(new sdk.RunInstancesCommand({ ...input, DryRun: true })))
   return out
 }

@@ -1,7 +1,8 @@
 // doctor's check of the fleet ledger, read-only. Local: the folder is private to the runner user
-// and writable, and the ledger in it reads (the read takes the ledger's lock, as every reader
-// does); a folder not made yet is left to the first launch. DynamoDB: the table exists with the key
-// the ledger writes (`pk`, a string) and one item reads; whether report can read through the time index.
+// and writable, and the ledger in it reads (without its lock, as every reader; a first-format
+// ledger is converted under it); a folder not made yet is left to the first launch. DynamoDB: the
+// table exists with the key the ledger writes (`pk`, a string) and two items read (the counter,
+// and whether report can read through the time index).
 import type { FleetConfig } from '../config'
 import { formatError } from '../errors'
 import { systemLedgerClock } from '../fleet/ledger'

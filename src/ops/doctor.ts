@@ -41,10 +41,11 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
   fleet ledger  local: its folder is private to this user and writable, and the ledger reads (a
                 folder not made yet passes when the first launch can make it); dynamodb: the table
                 exists with partition key pk (string) only and the index open-index (key open,
-                projection ALL), is ACTIVE, and one item reads
+                projection ALL), is ACTIVE, and two items read (the open-instances counter, and
+                whether report's time index is in use)
 
 The only writes: a temporary file created and removed inside each machine's work root, the
-local ledger's lock file (taken to read it as the hook does), for a pool a temporary folder of
+local ledger's lock file (only to convert a ledger of the first format, as the hook does), for a pool a temporary folder of
 known_hosts files here (removed after), and the hook's own code cache in $TMPDIR/rch-<uid>.
 Nothing else is created, started, stopped or removed.
 

@@ -58,8 +58,8 @@ Output: a table (KIND, WHAT, ACTION, WHY), or with --json
   {"ok": true|false, "dryRun": bool, "at": "<ISO time>", "provider": "static"|"ec2"|"ec2-pool",
    "awsClockOffsetSeconds": <AWS's clock minus this host's; ec2 and ec2-pool, once EC2 answered>,
    "rows": [{"kind": "instance"|"reservation"|"member"|"slot", "what", "action", "why"}]}
-  action: marked, removed, settled, attached, unmarked, kept (marked, grace not over), left alone,
-  failed.
+  action: marked, removed, settled, attached, unmarked, unprotected (a free pool member's scale-in
+  protection lifted), kept (marked, grace not over), left alone, failed.
 
 Exit status: 0 done (or nothing to do), 1 some action failed (see its row), 64 usage error,
 78 configuration not valid.

@@ -66,7 +66,8 @@ Output: a table; --json {"by", "timeZone", "since", "until", "now", "groups": [{
   "gone"}}], "total": {...}}; --csv the same as RFC 4180 rows (scope group|total);
   --openmetrics OpenMetrics text for a node-exporter textfile collector (docs/operations.md).
 
-Exit status: 0 done, 64 usage error (a bad --since, --until or --by), 78 bad configuration.
+Exit status: 0 done, 64 usage error (a bad --since, --until or --by), 70 the ledger could not be
+read (the error on stderr), 78 bad configuration.
 `,
   run: (args, io) => runReport(args, io)
 }

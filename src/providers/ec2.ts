@@ -15,7 +15,7 @@ import { ask, oneWord, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, LossEnv, LostMachine, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
 import { instanceFate, lostMachineOf } from './instance-fate'
-import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, requestOutcome, type Ec2Sdk } from './ec2-api'
+import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, requestOutcome } from './ec2-api'
 import {
   addressOf,
   describeAttempt,
@@ -29,6 +29,7 @@ import {
   TAG_RUNNER_HOST,
   type LaunchBasis
 } from './ec2-plan'
+import { launchBasisOf } from './ec2-basis'
 import { instanceVcpus } from './ec2-vcpus'
 import { ed25519KeyPair } from './keys'
 import { readyMarker, userDataScript } from './user-data'
@@ -147,7 +148,7 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
         maxLifetimeMinutes: cfg.maxLifetimeMinutes
       })
     ).toString('base64')
-    const basis = await this.launchBasis(sdk, client, send)
+    const basis = await launchBasisOf(cfg, sdk, client, send)
 
     // A runner runs one job at a time, so a live instance of its own is a leftover of a job whose
     // cleanup never ran: found while this job launches, terminated once this job has its machine.
@@ -204,39 +205,6 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       )
       throw e
     }
-  }
-
-  /** Reads what the template or image decides; what a template leaves out gets our secure defaults. */
-  private async launchBasis(
-    sdk: Ec2Sdk,
-    client: Ec2.EC2Client,
-    send: <T>(what: string, fn: () => Promise<T>) => Promise<T>
-  ): Promise<LaunchBasis> {
-    const cfg = this.cfg
-    const basis: LaunchBasis = { rootDevice: null, templateSetsMetadata: false }
-    let imageForRoot = cfg.launchTemplate ? null : (cfg.imageId ?? null)
-    if (cfg.launchTemplate) {
-      const t = cfg.launchTemplate
-      const v = await send('DescribeLaunchTemplateVersions', () =>
-        client.send(
-          new sdk.DescribeLaunchTemplateVersionsCommand({ LaunchTemplateName: t.name, LaunchTemplateId: t.id, Versions: [t.version] })
-        )
-      )
-      const data = v.LaunchTemplateVersions?.[0]?.LaunchTemplateData
-      if (!data) throw new HookError(`provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} not found`)
-      basis.templateSetsMetadata = !!data.MetadataOptions
-      basis.templateInstanceType = data.InstanceType
-      if (!data.BlockDeviceMappings?.length) imageForRoot = data.ImageId ?? cfg.imageId ?? null
-    }
-    if (imageForRoot) {
-      const img = await send('DescribeImages', () => client.send(new sdk.DescribeImagesCommand({ ImageIds: [imageForRoot] })))
-      if (!img.Images?.length) throw new HookError(`provider.imageId: image ${imageForRoot} not found in ${cfg.region}`)
-      basis.rootDevice = img.Images[0].RootDeviceName ?? null
-      // The image's own root size, stated explicitly: an EBS mapping needs a size or a snapshot
-      // (EC2-compatible APIs such as moto refuse one with neither).
-      basis.rootSizeGiB = img.Images[0].BlockDeviceMappings?.find((b) => b.DeviceName === basis.rootDevice)?.Ebs?.VolumeSize
-    }
-    return basis
   }
 
   /**

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Ec2Config } from '../../src/config'
 import { TransportError } from '../../src/errors'
 import { runOpCommand } from '../../src/ops/cli'
 import { apiAtLeast, machineChecks, sshFix } from '../../src/ops/doctor-machine'
@@ -176,13 +177,56 @@ describe('doctor on AWS (fake client)', () => {
       'DescribeImages',
       'DescribeSubnets',
       'DescribeSecurityGroups',
+      // What the image decides (its root device), read as the hook reads it before each launch.
+      'DescribeImages',
       'RunInstances'
     ])
-    const run = sent[4].input
+    const run = sent[5].input
     expect(run.DryRun).toBe(true)
     expect(sent[0].input.DryRun).toBe(true)
     expect(run).toMatchObject({ ImageId: 'ami-12345678', InstanceType: 't3.medium', SubnetId: 'subnet-1', SecurityGroupIds: ['sg-1'] })
     expect((run.TagSpecifications as unknown[]).length).toBe(3)
+  })
+
+  it("ec2: the dry run is the hook's own request: the encrypted root volume and IMDSv2 it adds where the image or template leaves them out", async () => {
+    const image = { RootDeviceName: '/dev/xvda', BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 8 } }] }
+    answers = {
+      DescribeImages: () => ({ Images: [image] }),
+      DescribeSubnets: () => ({ Subnets: [{}] }),
+      DescribeSecurityGroups: () => ({ SecurityGroups: [{}] })
+    }
+    const { ec2Checks } = await import('../../src/ops/doctor-aws')
+    const run = async (cfg: object) => {
+      sent.length = 0
+      await ec2Checks(cfg as Ec2Config, 'runner-1', undefined, 30)
+      return sent.find((x) => x.name === 'RunInstances')!.input
+    }
+    expect(await run(ec2Cfg)).toMatchObject({
+      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { Encrypted: true, VolumeSize: 8 } }],
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1 }
+    })
+    // A template that states neither volumes nor metadata options: the hook adds both, so the dry run does.
+    const fromTemplate = { ...ec2Cfg, imageId: undefined, launchTemplate: { name: 'rch', version: '$Default' } }
+    answers.DescribeLaunchTemplateVersions = () => ({ LaunchTemplateVersions: [{ LaunchTemplateData: { ImageId: 'ami-87654321' } }] })
+    expect(await run(fromTemplate)).toMatchObject({
+      BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { Encrypted: true } }],
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1 }
+    })
+    // Control: a template that states both decides them, and the request leaves them out.
+    answers.DescribeLaunchTemplateVersions = () => ({
+      LaunchTemplateVersions: [
+        {
+          LaunchTemplateData: {
+            ImageId: 'ami-87654321',
+            BlockDeviceMappings: [{ DeviceName: '/dev/xvda' }],
+            MetadataOptions: { HttpTokens: 'optional' }
+          }
+        }
+      ]
+    })
+    const decided = await run(fromTemplate)
+    expect(decided.BlockDeviceMappings).toBeUndefined()
+    expect(decided.MetadataOptions).toBeUndefined()
   })
 
   it("ec2: run as the runner (RUNNER_TEMP set), the dry run carries that runner's owner id, as a policy narrowed to it sees", async () => {
