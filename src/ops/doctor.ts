@@ -36,8 +36,9 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
                 Engine API version through it; remote.workRoot writable
   AWS (ec2)     credentials and ec2:DescribeInstances (DryRun), the launch template, AMI, subnets
                 and security groups exist, ec2:RunInstances of the first launch the hook would try (DryRun)
-  AWS (pool)    credentials (DryRun), the Auto Scaling group and its members (Describe calls only;
-                SetDesiredCapacity is never called)
+  AWS (pool)    credentials (DryRun), the Auto Scaling group and its members (Describe calls;
+                SetDesiredCapacity is never called); autoscaling:SetInstanceProtection allowed
+                (asked to lift the protection of i-00000000000000000, an instance that is none)
   fleet ledger  local: its folder is private to this user and writable, and the ledger reads (a
                 folder not made yet passes when the first launch can make it); dynamodb: the table
                 exists with partition key pk (string) only and the index open-index (key open,
@@ -45,9 +46,10 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
                 whether report's time index is in use)
 
 The only writes: a temporary file created and removed inside each machine's work root, the
-local ledger's lock file (only to convert a ledger of the first format, as the hook does), for a pool a temporary folder of
-known_hosts files here (removed after), and the hook's own code cache in $TMPDIR/rch-<uid>.
-Nothing else is created, started, stopped or removed.
+local ledger's lock file (only to convert a ledger of the first format, as the hook does), for a
+pool a temporary folder of known_hosts files here (removed after) and a SetInstanceProtection call
+for an instance id that no instance has (it changes nothing), and the hook's own code cache in
+$TMPDIR/rch-<uid>. Nothing else is created, started, stopped or removed.
 
 Output: a table (STATUS, CHECK, TARGET, DETAIL; "fix:" under each failure), or with --json
   {"ok": true|false, "checks": [{"check", "target", "status": "pass"|"fail"|"skip", "detail", "fix"?}]}

@@ -7,6 +7,7 @@ import type { CheckResult } from './output'
 import type { Problem } from './problem'
 import type { ReapContext } from './reap-context'
 import { hostsKnownHostsProblems, rawHostsKnownHostsProblems } from './known-hosts-check'
+import { launchedScope } from '../providers/ec2-plan'
 
 type ProviderConfig = Config['provider']
 type ConfigOf<K extends ProviderConfig['kind']> = Extract<ProviderConfig, { kind: K }>
@@ -28,6 +29,11 @@ export interface KindOps<C> {
   doctor(p: C, config: Config, env: DoctorEnv): Promise<CheckResult[]>
   /** One reap pass over what the kind's dead jobs left, and the ledger's open reservations. */
   reap(p: C, config: Config, ctx: ReapContext): Promise<void>
+  /**
+   * What that pass looks at, for the name of its marks' file: what names the machines, never a
+   * setting (a changed default, or a changed ttl, would start every mark and watch again).
+   */
+  reapScope(p: C, config: Config): string
   /** Problems of a valid section that need the files it names (no network). */
   fileProblems?(p: C): Problem[]
   /** The same, of a section the schema refused for something else (`found`: what it refused). */
@@ -38,6 +44,11 @@ const OPS = {
   static: {
     doctor: async (p, config, env) => (await import('./doctor-machine')).hostsChecks(p, config, env.machine),
     reap: async (p, config, ctx) => (await import('./reap-static')).reapStaticPass(p, config, ctx),
+    reapScope: (p, config) =>
+      `static ${config.remote.workRoot} ${p.hosts
+        .map((h) => `${h.host}:${h.port}`)
+        .sort()
+        .join(' ')}`,
     fileProblems: hostsKnownHostsProblems,
     rawFileProblems: rawHostsKnownHostsProblems
   },
@@ -45,12 +56,14 @@ const OPS = {
     machinePerJob: true,
     doctor: async (p, _config, env) =>
       (await import('./doctor-aws')).ec2Doctor(p, env.runnerName, env.runnerTemp, env.machine.maxSkewSeconds),
-    reap: async (p, _config, ctx) => (await import('./reap-ec2')).reapEc2Pass(p, ctx)
+    reap: async (p, _config, ctx) => (await import('./reap-ec2')).reapEc2Pass(p, ctx),
+    reapScope: (p) => `ec2 ${p.region} ${p.endpoint ?? ''} ${JSON.stringify(launchedScope(p.tags))}`
   },
   'ec2-pool': {
     agentRequired: true,
     doctor: async (p, config, env) => (await import('./doctor-aws')).poolDoctor(p, config, env.machine),
-    reap: async (p, config, ctx) => (await import('./reap-pool')).reapPoolPass(p, config, ctx)
+    reap: async (p, config, ctx) => (await import('./reap-pool')).reapPoolPass(p, config, ctx),
+    reapScope: (p) => `ec2-pool ${p.region} ${p.endpoint ?? ''} ${p.autoScalingGroup}`
   }
 } satisfies { [K in ProviderConfig['kind']]: KindOps<ConfigOf<K>> }
 

@@ -163,12 +163,13 @@ export async function reap(config: Config, opts: ReapOptions): Promise<{ rows: R
 }
 
 /**
- * Whose marks a pass keeps: one file per ledger and provider. A pass drops the marks it did not see,
- * so two configurations on one ledger (static hosts and EC2, say) must not share a file: each
- * would drop the other's marks and its candidates would never reach their second pass.
+ * Whose marks a pass keeps: one file per ledger and provider scope. A pass drops the marks it did
+ * not see, so two configurations on one ledger (static hosts and EC2, say) must not share a file:
+ * each would drop the other's marks and its candidates would never reach their second pass. Only
+ * what names the ledger and the machines counts: a changed setting keeps the marks.
  */
-function marksName(config: Config): string {
+export function marksName(config: Config): string {
   const l = config.fleet.ledger
   const ledger = l.kind === 'dynamodb' ? `dynamodb ${l.region} ${l.endpoint ?? ''} ${l.table}` : `local ${l.path ?? ''}`
-  return sha256Hex(`${ledger}\n${JSON.stringify(config.provider)}`).slice(0, 16)
+  return sha256Hex(`${ledger}\n${opsFor(config.provider).reapScope(config.provider, config)}`).slice(0, 16)
 }

@@ -124,7 +124,10 @@ async function onHostTree<T>(t: SyncTarget, fn: () => Promise<T>): Promise<T> {
         return fn()
       },
       HOST_TREE_WAIT_MS,
-      { signal: t.signal, what: "the job's lock on its files on the runner host" }
+      // Its holders are this runner's own hook commands and agents, all in the runner's pid
+      // namespace: one from another namespace was left by the runner's earlier life (its container
+      // restarted) and is dead. Never broken, it held every later job of this _work for 24 h.
+      { signal: t.signal, what: "the job's lock on its files on the runner host", foreignStaleMs: 0 }
     )
   } catch (e) {
     // Given up on while waiting for the lock: the step's cancel. What the work itself threw is its own.

@@ -237,6 +237,7 @@ describe('doctor against a pool (moto Auto Scaling group, members on loopback)',
       ['aws credentials', 'pass'],
       ['clock', 'pass'],
       ['auto scaling group', 'pass'],
+      ['scale-in protection', 'pass'],
       ['members', 'pass']
     ])
     const [good, odd] = members

@@ -231,7 +231,7 @@ test("a lock from another pid namespace is not broken by its pid here; only by a
     `fleet ledger: lock ${lock} still held after 0 s (by pid ${dead} of another pid namespace, ns:${Number(mine) + 1}:`
   )
   expect(readFileSync(lock, 'utf8')).toContain('foreigntoken')
-  // Old, without an age given by the caller (a job's tree lock may be held for a whole pull): still never broken.
+  // Old, without an age given by the caller: still never broken (the ledger and the tree lock give theirs).
   const old = Date.now() / 1000 - 11 * 60
   utimesSync(lock, old, old)
   await expect(withFileLock(lock, () => 'got', 300)).rejects.toThrow('; remove the file once it does not)')

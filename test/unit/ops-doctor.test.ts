@@ -356,7 +356,10 @@ describe('doctor on AWS (fake client)', () => {
           ]
         }
       },
-      DescribeAutoScalingGroups: () => ({ AutoScalingGroups: [{ DesiredCapacity: 1, MaxSize: 4 }] })
+      DescribeAutoScalingGroups: () => ({ AutoScalingGroups: [{ DesiredCapacity: 1, MaxSize: 4 }] }),
+      SetInstanceProtection: () => {
+        throw awsError('ValidationError')
+      }
     }
     const { poolChecks } = await import('../../src/ops/doctor-aws')
     const r = await poolChecks(
@@ -373,12 +376,54 @@ describe('doctor on AWS (fake client)', () => {
       ['aws credentials', 'pass'],
       ['clock', 'pass'],
       ['auto scaling group', 'pass'],
+      ['scale-in protection', 'pass'],
       ['members', 'pass']
     ])
     expect(r.checks[2].detail).toBe('pool: desired 1, max 4 (SetDesiredCapacity not tried: it has no dry run)')
-    expect(r.checks[3].detail).toBe('1 member(s): 0 ready to check, 0 pending, 1 stopped')
+    expect(r.checks[3].detail).toBe(
+      'autoscaling:SetInstanceProtection allowed (asked for i-00000000000000000: refused as not in the group)'
+    )
+    expect(r.checks[4].detail).toBe('1 member(s): 0 ready to check, 0 pending, 1 stopped')
     expect(r.ready).toEqual([])
-    expect(sent.map((s) => s.name)).toEqual(['DescribeInstances', 'DescribeAutoScalingGroups', 'DescribeInstances'])
+    expect(sent.map((s) => s.name)).toEqual([
+      'DescribeInstances',
+      'DescribeAutoScalingGroups',
+      'SetInstanceProtection',
+      'DescribeInstances'
+    ])
+    // Asked for an instance that is none, and to lift protection, never to set it.
+    expect(sent[2].input).toEqual({ AutoScalingGroupName: 'pool', InstanceIds: ['i-00000000000000000'], ProtectedFromScaleIn: false })
+  })
+
+  it('ec2-pool: SetInstanceProtection refused by the policy fails, naming the action (jobs would run unprotected)', async () => {
+    answers = {
+      DescribeInstances: (input) => {
+        if (input.DryRun) throw awsError('DryRunOperation')
+        return { Reservations: [] }
+      },
+      DescribeAutoScalingGroups: () => ({ AutoScalingGroups: [{ DesiredCapacity: 0, MaxSize: 4 }] }),
+      SetInstanceProtection: () => {
+        throw awsError('AccessDenied')
+      }
+    }
+    const { poolChecks } = await import('../../src/ops/doctor-aws')
+    const cfg = {
+      region: 'eu-west-1',
+      autoScalingGroup: 'pool',
+      user: 'ec2-user',
+      sshPort: 22,
+      connect: { address: 'private-ip' }
+    } as never
+    const row = (await poolChecks(cfg, 30)).checks.find((c) => c.check === 'scale-in protection')
+    expect(row).toMatchObject({
+      status: 'fail',
+      detail:
+        "autoscaling:SetInstanceProtection denied: AccessDenied: a job's member would not be protected from scale-in while it runs there",
+      fix: expect.stringMatching(/^allow autoscaling:SetInstanceProtection in the runner host's IAM policy/)
+    })
+    // Control: allowed (moto answers an instance not in the group with success).
+    answers.SetInstanceProtection = () => ({})
+    expect((await poolChecks(cfg, 30)).checks.find((c) => c.check === 'scale-in protection')?.status).toBe('pass')
   })
 })
 

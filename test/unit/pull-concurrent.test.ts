@@ -3,7 +3,7 @@
 // then sends A's next member. A had looked at that folder already, so its write went through B's
 // link. The job's host-side lock (host-tree.lock) makes the others wait for the first.
 import { execFileSync } from 'node:child_process'
-import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs'
 import { pull, push, type SyncTarget } from '../../src/sync/sync'
 import { Cancelled } from '../../src/errors'
 import type { Remote } from '../../src/remote/remote'
@@ -12,6 +12,7 @@ import { LocalRemote } from './local-remote'
 import { cleanupTempDirs, tempDir, LOOSE_SYNC_LIMITS } from './_helpers'
 import { waitUntil } from '../helpers/wait'
 import { syncTarget } from '../../src/job'
+import { workerProcess } from '../../src/worker-process'
 
 afterAll(cleanupTempDirs)
 jest.setTimeout(30_000)
@@ -150,6 +151,25 @@ test('the first copy (a push with nothing recorded yet) takes no lock: it has no
   expect(readFileSync(`${w.vmB}/ws/f.txt`, 'utf8')).toBe('first\n')
   // A push of a step without a job folder is refused, naming it, rather than locking in the working folder.
   await expect(push({ ...w.target(w.vmB), manifestFile: 'base.json' }, ROOTS)).rejects.toThrow(/no job folder to hold the lock/)
+})
+
+test("a tree lock left by the runner's earlier life in another pid namespace (its container restarted) is taken; control: a live holder's in this namespace is waited for", async () => {
+  const w = world()
+  writeFileSync(`${w.host}/ws/new.txt`, 'from the host\n')
+  const lock = `${tempDir()}/tree.lock`
+  const mine = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1]
+  const t = { ...w.target(w.vmB), treeLock: lock }
+  // Control: this process holds it (a live holder of this namespace): the push waits.
+  writeFileSync(lock, `${process.pid} livetoken ${workerProcess(process.pid)!.start} ns:${mine}\n`)
+  const waiting = push(t, ROOTS)
+  waiting.catch(() => undefined)
+  expect(await settlesWithin(waiting, 1500)).toBe(false)
+  // A lock of another namespace, just written (the previous code waited for it for 24 hours).
+  writeFileSync(lock, `${process.pid} oldlife 12345 ns:${Number(mine) + 1}\n`)
+  expect(await settlesWithin(waiting, 5000)).toBe(true)
+  await waiting
+  expect(readFileSync(`${w.vmB}/ws/new.txt`, 'utf8')).toBe('from the host\n')
+  expect(existsSync(lock)).toBe(false)
 })
 
 test('commands with job folders of their own (container actions without state) and one _work take one lock: syncTarget names it by the _work', async () => {

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
 import { parseArgs } from '../../src/ops/command'
 import { fileMarks, WATCH } from '../../src/ops/reap-marks'
-import { reapCommand } from '../../src/ops/reap'
+import { marksName, reapCommand } from '../../src/ops/reap'
+import { ConfigSchema } from '../../src/config'
 
 afterAll(cleanupTempDirs)
 
@@ -74,4 +75,25 @@ test('a dry run keeps its watch of heartbeats (what it saw), and leaves every ma
     [`${WATCH}r1`]: '1500@3000',
     [`${WATCH}r2`]: '1000@3000'
   })
+})
+
+test("the marks' file is named by the ledger and what the pass looks at, never by a setting: a changed default or ttl keeps the marks", () => {
+  const pool = {
+    provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'ci-pool', identityFile: '/k/pool' },
+    remote: { workRoot: '~/rch' }
+  }
+  const name = (c: object): string => marksName(ConfigSchema.parse(c))
+  const base = name(pool)
+  expect(name({ ...pool, provider: { ...pool.provider, lease: { ttlSeconds: 300 }, reuse: { maxJobsPerVm: 20 } } })).toBe(base)
+  expect(name({ ...pool, timeouts: { connectSeconds: 5 } })).toBe(base)
+  // Controls: another group, region or ledger is another file.
+  expect(name({ ...pool, provider: { ...pool.provider, autoScalingGroup: 'other' } })).not.toBe(base)
+  expect(name({ ...pool, provider: { ...pool.provider, region: 'us-east-1' } })).not.toBe(base)
+  expect(name({ ...pool, fleet: { ledger: { kind: 'local', path: '/var/lib/rch/ledger' } } })).not.toBe(base)
+  const hosts = (...hs: string[]) => ({
+    provider: { kind: 'static', hosts: hs.map((host) => ({ host, user: 'u', identityFile: '/k/id', knownHostsFile: '/k/kh' })) },
+    remote: { workRoot: '/srv/rch' }
+  })
+  expect(name(hosts('10.0.0.1', '10.0.0.2'))).toBe(name(hosts('10.0.0.2', '10.0.0.1')))
+  expect(name(hosts('10.0.0.1'))).not.toBe(name(hosts('10.0.0.1', '10.0.0.2')))
 })
