@@ -35,11 +35,15 @@ PYTHON="${RCH_PYTHON:-python3}"
 VALIDATE="${RCH_MOTO_VALIDATE:-1}"
 VENV="$TESTENV_DIR/moto-venv"
 D="$TESTENV_DIR/moto"
-STAMP="$VENV/.rch-installed"   # holds MOTO_SPEC once pip succeeded
+STAMP="$VENV/.rch-installed"   # holds MOTO_SPEC and the constraints' hash once pip succeeded
+# Every dependency pinned too (regenerated from freeze.txt deliberately): a new release of Flask
+# or botocore must not change a CI run.
+CONSTRAINTS="$RCH_ROOT/scripts/testenv/moto-constraints.txt"
+stamp() { printf '%s %s\n' "$MOTO_SPEC" "$(sha256sum "$CONSTRAINTS" | cut -c1-16)"; }
 
 venv_ok() {
   [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/moto_server" ] &&
-    [ "$(cat "$STAMP" 2>/dev/null)" = "$MOTO_SPEC" ] &&
+    [ "$(cat "$STAMP" 2>/dev/null)" = "$(stamp)" ] &&
     "$VENV/bin/python" -c 'import sys' 2>/dev/null   # the base python may have moved
 }
 
@@ -59,7 +63,7 @@ ensure_venv() {
   fi
   rm -f "$STAMP"
   log "moto: installing $MOTO_SPEC into $VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "$MOTO_SPEC" \
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -c "$CONSTRAINTS" "$MOTO_SPEC" \
     >>"$D/pip.log" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     tail -n 30 "$D/pip.log" >&2
@@ -67,7 +71,7 @@ ensure_venv() {
   fi
   [ -x "$VENV/bin/moto_server" ] || die "moto: $VENV/bin/moto_server missing after pip install"
   "$VENV/bin/python" -m pip freeze --disable-pip-version-check >"$D/freeze.txt" 2>/dev/null || true
-  printf '%s\n' "$MOTO_SPEC" >"$STAMP"
+  stamp >"$STAMP"
   log "moto: installed $MOTO_SPEC ($(elapsed "$t0") s)"
 }
 

@@ -175,37 +175,6 @@ export async function ec2Checks(
   return out
 }
 
-/** An instance id no instance has: SetInstanceProtection for it changes nothing. */
-const NO_INSTANCE = 'i-00000000000000000'
-
-/**
- * Whether this host may protect a job's member from scale-in. SetInstanceProtection has no dry
- * run: asked for an instance that is not in the group, AWS refuses it as such (ValidationError)
- * only once the policy allowed the call. Without it jobs run on unprotected members (a warning
- * each), and reap's guard for members it cannot reach does not cover them.
- */
-async function protectionCheck(add: Add, group: string, asg: ReturnType<typeof autoScalingClient>): Promise<void> {
-  const check = 'scale-in protection'
-  const action = 'autoscaling:SetInstanceProtection'
-  try {
-    await asg.client.send(
-      new asg.sdk.SetInstanceProtectionCommand({ AutoScalingGroupName: group, InstanceIds: [NO_INSTANCE], ProtectedFromScaleIn: false })
-    )
-    add(check, 'pass', `${action} allowed (asked for ${NO_INSTANCE}, which no instance is)`)
-  } catch (e) {
-    const name = awsErrorName(e)
-    if (name === 'ValidationError') add(check, 'pass', `${action} allowed (asked for ${NO_INSTANCE}: refused as not in the group)`)
-    else if (/AccessDenied|UnauthorizedOperation/.test(name))
-      add(
-        check,
-        'fail',
-        `${action} denied: ${name}: a job's member would not be protected from scale-in while it runs there`,
-        policyFix(action)
-      )
-    else add(check, 'fail', `${action}: ${name || 'error'}: ${formatError(e)}`, 'see the error')
-  }
-}
-
 /** The pool's group and members; the members the hook could lease now are returned for the SSH checks. */
 export async function poolChecks(cfg: Ec2PoolConfig, maxSkewSeconds: number): Promise<{ checks: CheckResult[]; ready: Member[] }> {
   const { out, add } = recorder(cfg.region)
@@ -260,6 +229,37 @@ export async function poolChecks(cfg: Ec2PoolConfig, maxSkewSeconds: number): Pr
     )
   else add('members', 'pass', detail)
   return { checks: out, ready }
+}
+
+/** An instance id no instance has: SetInstanceProtection for it changes nothing. */
+const NO_INSTANCE = 'i-00000000000000000'
+
+/**
+ * Whether this host may protect a job's member from scale-in. SetInstanceProtection has no dry
+ * run: asked for an instance that is not in the group, AWS refuses it as such (ValidationError)
+ * only once the policy allowed the call. Without it jobs run on unprotected members (a warning
+ * each), and reap's guard for members it cannot reach does not cover them.
+ */
+async function protectionCheck(add: Add, group: string, asg: ReturnType<typeof autoScalingClient>): Promise<void> {
+  const check = 'scale-in protection'
+  const action = 'autoscaling:SetInstanceProtection'
+  try {
+    await asg.client.send(
+      new asg.sdk.SetInstanceProtectionCommand({ AutoScalingGroupName: group, InstanceIds: [NO_INSTANCE], ProtectedFromScaleIn: false })
+    )
+    add(check, 'pass', `${action} allowed (asked for ${NO_INSTANCE}, which no instance is)`)
+  } catch (e) {
+    const name = awsErrorName(e)
+    if (name === 'ValidationError') add(check, 'pass', `${action} allowed (asked for ${NO_INSTANCE}: refused as not in the group)`)
+    else if (/AccessDenied|UnauthorizedOperation/.test(name))
+      add(
+        check,
+        'fail',
+        `${action} denied: ${name}: a job's member would not be protected from scale-in while it runs there`,
+        policyFix(action)
+      )
+    else add(check, 'fail', `${action}: ${name || 'error'}: ${formatError(e)}`, 'see the error')
+  }
 }
 
 /** Kind ec2: the account and the first launch; no machine exists between jobs to log into. */

@@ -42,7 +42,8 @@ function vmScript(...args: string[]): void {
 beforeAll(() => {
   rmSync(DIR, { recursive: true, force: true })
   mkdirSync(`${DIR}/bin`, { recursive: true })
-  chmodSync(DIR, 0o777) // the SSH user leaves its markers here
+  // The SSH user leaves its markers here; sticky, so that no other user can swap the tools in bin/.
+  chmodSync(DIR, 0o1777)
   // The rc and the fake tools are root's: the job could write them (it is root on the VM), the
   // test only needs the SSH user to run them.
   writeFileSync(

@@ -124,8 +124,8 @@ const FEATURES: Feature[] = [
   {
     name: 'hook, kind ec2',
     policies: ['ec2'],
-    files: ['src/providers/ec2.ts', 'src/providers/ec2-vcpus.ts', 'src/providers/instance-fate.ts'],
-    code: ['src/providers/ec2.ts', 'src/providers/ec2-vcpus.ts', 'src/providers/instance-fate.ts'].map(src)
+    files: ['src/providers/ec2.ts', 'src/providers/ec2-basis.ts', 'src/providers/ec2-vcpus.ts', 'src/providers/instance-fate.ts'],
+    code: ['src/providers/ec2.ts', 'src/providers/ec2-basis.ts', 'src/providers/ec2-vcpus.ts', 'src/providers/instance-fate.ts'].map(src)
   },
   {
     name: 'hook, kind ec2-pool',
@@ -151,14 +151,22 @@ const FEATURES: Feature[] = [
   {
     name: 'doctor, kind ec2',
     policies: ['ec2'],
-    files: ['src/ops/doctor-aws.ts'],
-    code: [part('src/ops/doctor-aws.ts', 'credentialsAndClock'), part('src/ops/doctor-aws.ts', 'ec2Checks')]
+    files: ['src/ops/doctor-aws.ts', 'src/providers/ec2-basis.ts'],
+    code: [
+      part('src/ops/doctor-aws.ts', 'credentialsAndClock'),
+      part('src/ops/doctor-aws.ts', 'ec2Checks'),
+      src('src/providers/ec2-basis.ts')
+    ]
   },
   {
     name: 'doctor, kind ec2-pool',
     policies: ['pool'],
     files: ['src/ops/doctor-aws.ts'],
-    code: [part('src/ops/doctor-aws.ts', 'credentialsAndClock'), part('src/ops/doctor-aws.ts', 'poolChecks')]
+    code: [
+      part('src/ops/doctor-aws.ts', 'credentialsAndClock'),
+      part('src/ops/doctor-aws.ts', 'poolChecks'),
+      part('src/ops/doctor-aws.ts', 'protectionCheck')
+    ]
   },
   {
     name: 'fleet ledger in DynamoDB (hook, reap, report)',

@@ -26,7 +26,13 @@ const doctorEc2 = ((s: string): string =>
 const used = [
   ...new Set(
     [
-      ...['src/providers/ec2.ts', 'src/providers/ec2-vcpus.ts', 'src/providers/instance-fate.ts', 'src/ops/reap-aws.ts'].map(read),
+      ...[
+        'src/providers/ec2.ts',
+        'src/providers/ec2-basis.ts',
+        'src/providers/ec2-vcpus.ts',
+        'src/providers/instance-fate.ts',
+        'src/ops/reap-aws.ts'
+      ].map(read),
       doctorEc2
     ].flatMap((src) => [...src.matchAll(/sdk\.(\w+)Command\b/g)].map((m) => `ec2:${m[1]}`))
   )
