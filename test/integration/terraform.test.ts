@@ -1025,7 +1025,8 @@ describe('pool members', () => {
       work_root: '/srv/rch',
       client_public_key: POOL_PUBLIC_KEY,
       host_key_tag: 'remote-container-hooks:host-key',
-      sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 })
+      sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 }),
+      ssm_agent: 'false'
     })
     const userData = fill(tpl('user_data.sh.tftpl'), { member_setup: setup })
     // EC2 takes at most 16 KiB of user data (before base64)
@@ -1047,7 +1048,7 @@ describe('pool members', () => {
     expect(publishOrderProblems(setup)).toEqual([])
     for (const pkg of ['docker', 'rsync', 'tar', 'util-linux']) expect(setup).toMatch(new RegExp(`dnf install -y [^\\n]*\\b${pkg}\\b`))
     for (const pkg of ['docker\\.io', 'rsync', 'tar', 'util-linux'])
-      expect(setup).toMatch(new RegExp(`apt-get install -y -q [^\\n]*\\b${pkg}\\b`))
+      expect(setup).toMatch(new RegExp(`\\$apt install -y -q [^\\n]*\\b${pkg}\\b`))
 
     // a ~/path work root lands under the user's home, like the hook resolves it
     const caseBlock = /\ncase "\$WORK_ROOT" in\n[\s\S]*?\nesac\n/.exec(setup)?.[0]
@@ -1059,6 +1060,35 @@ describe('pool members', () => {
       const { stdout } = await execFileP('bash', ['-c', `home=/home/ec2-user; WORK_ROOT='${root}'${caseBlock}printf %s "$WORK_ROOT"`])
       expect(stdout).toBe(want)
     }
+
+    // A setup that hangs is powered off at its timeout (its trap does not see the signal).
+    expect(userData).toMatch(/\nTimeoutStartSec=\d+\n(#[^\n]*\n)*FailureAction=poweroff\n/)
+    // Only the pool key: EC2 Instance Connect removed, the SSM agent stopped (ssm_agent false),
+    // dpkg's lock waited for; and an sshd unit that adds a key source fails the setup.
+    expect(setup).toMatch(/dnf remove -y ec2-instance-connect/)
+    expect(setup).toMatch(/purge -y -q ec2-instance-connect/)
+    expect(setup).toMatch(/if \[ 'false' != true \]; then\n\s+for unit in amazon-ssm-agent /)
+    expect(setup).toContain('apt="apt-get -o DPkg::Lock::Timeout=600"')
+    const keysCheck = /\nsystemctl daemon-reload\nif \{ systemctl cat sshd ssh[^\n]*\n[^\n]*\nfi\n/.exec(setup)?.[0]
+    expect(keysCheck).toBeDefined()
+    const runCheck = async (unitText: string, sshMissing: boolean): Promise<string> => {
+      const stub = [
+        'set -euo pipefail',
+        'fail() { echo "FAILED: $*"; exit 1; }',
+        `systemctl() { [ "$1" = cat ] || return 0; printf '%s\\n' ${JSON.stringify(unitText)}; ${sshMissing ? 'return 1' : 'return 0'}; }`,
+        keysCheck,
+        'echo passed'
+      ].join('\n')
+      const file = path.join(scratch, 'keys-check.sh')
+      fs.writeFileSync(file, stub)
+      return (await execFileP('bash', [file]).catch((e: { stdout: string }) => e)).stdout
+    }
+    const eic = '[Service]\nExecStart=\nExecStart=/usr/sbin/sshd -D -o "AuthorizedKeysCommand /opt/aws/bin/eic_run_authorized_keys %u %f"'
+    expect(await runCheck(eic, false)).toMatch(/FAILED: an sshd unit sets AuthorizedKeysCommand/)
+    // One of the two unit names missing (systemctl cat fails) still finds it.
+    expect(await runCheck(eic, true)).toMatch(/FAILED: an sshd unit sets AuthorizedKeysCommand/)
+    // Control: the image's own unit alone passes.
+    expect(await runCheck('[Service]\nExecStart=/usr/sbin/sshd -D $OPTIONS', true)).toBe('passed\n')
 
     // control: a script that tags before Docker is up, or reads the metadata without a token, is refused
     const early = setup.replace('systemctl enable --now docker', 'aws ec2 create-tags --resources x\nsystemctl enable --now docker')
@@ -1075,7 +1105,8 @@ describe('pool members', () => {
       work_root: '/srv/rch',
       client_public_key: POOL_PUBLIC_KEY,
       host_key_tag: TAG_HOST_KEY,
-      sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 })
+      sshd_config: fill(tpl('sshd_config.tftpl'), { ssh_user: 'ec2-user', ssh_port: 22 }),
+      ssm_agent: 'false'
     })
     const last = setup.slice(setup.indexOf('# ---- LAST:'))
     // the section runs under the script's own shell options, repeated in the prelude below

@@ -27,6 +27,7 @@ locals {
     client_public_key = trimspace(var.client_public_key)
     host_key_tag      = local.host_key_tag
     sshd_config       = local.sshd_config
+    ssm_agent         = var.ssm_agent
   })
 
   user_data = templatefile("${path.module}/templates/user_data.sh.tftpl", {

@@ -2,8 +2,8 @@ variable "name" {
   type        = string
   description = "Name of the Auto Scaling group (the hook's provider.autoScalingGroup) and prefix of every resource of the pool."
   validation {
-    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$", var.name))
-    error_message = "name must be 1-48 characters of A-Z a-z 0-9 _ - (it also prefixes the IAM role and security group names)."
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,29}$", var.name))
+    error_message = "name must be 1-30 characters of A-Z a-z 0-9 _ - (it also prefixes the IAM role, whose name_prefix AWS's provider takes up to 38 characters, with \"-member-\")."
   }
 }
 
@@ -23,7 +23,7 @@ variable "subnet_ids" {
 
 variable "image_id" {
   type        = string
-  description = "AMI of the members. null: the latest Amazon Linux 2023 for the architecture of instance_type, from the public SSM parameter. The user data supports dnf (Amazon Linux 2023, Fedora/RHEL family) and apt (Debian, Ubuntu) images with cloud-init and systemd."
+  description = "AMI of the members. null: the latest Amazon Linux 2023 for the architecture of instance_type, from the public SSM parameter. The user data supports dnf (Amazon Linux 2023) and apt (Debian, Ubuntu) images with cloud-init and systemd."
   default     = null
 }
 
@@ -199,6 +199,12 @@ variable "additional_instance_policy_arns" {
   type        = list(string)
   description = "Managed policies also attached to the members' role. Every job gets what they grant: a job is root on its member and reaches the role's credentials. Empty by default: the role may only publish the member's own host key. Never ec2:CreateTags/DeleteTags, nor broad reads (AmazonSSMManagedInstanceCore, for one, lets a job read every SSM parameter)."
   default     = []
+}
+
+variable "ssm_agent" {
+  type        = bool
+  description = "Keep the AWS Systems Manager agent the image ships running on the members. false: the setup stops and disables it, since where the account turns on Default Host Management Configuration, Session Manager opens a root shell on any member to whoever may call ssm:StartSession (the members accept only the pool key otherwise)."
+  default     = false
 }
 
 variable "tags" {
