@@ -25,7 +25,7 @@ import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../provide
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
-import { membersOf, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
+import { membersOf, setupStuck, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { scrubMachine } from '../docker/machine-scrub'
 import { LEASE_CALL } from '../remote/lease-call'
@@ -175,6 +175,17 @@ class PoolPass {
     failed?: 'keyfile' | 'auth'
     unread?: true
   }> {
+    // No job was ever granted a member without its host key; one running that long hung in its setup,
+    // and would run (and be billed) for good: the group replaces it, unless it protects it.
+    if (setupStuck(m, this.ctx.times.now)) {
+      const why = `running for ${Math.floor((this.ctx.times.now - (m.launchedAt as Date).getTime()) / 60_000)} min without its host key tag: its setup never finished`
+      if (isProtected !== false)
+        return {
+          candidate: false,
+          why: `${why}, but ${isProtected ? 'protected from scale-in' : 'its group did not say whether it is protected'}`
+        }
+      return { candidate: true, why, how: 'replace', unread: true }
+    }
     if (!isReady && !m.recycle) return { candidate: false, why: `${m.state}, not ready to serve (starting or stopped)` }
     let remote: Remote | undefined
     let lease: LeaseView | null = null

@@ -32,7 +32,9 @@ $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
   ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
              replacement that nobody holds, members unreachable in two passes that their group
              does not protect from scale-in (a job may hold a protected one), members older than
-             reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says (replaced)
+             reuse.maxVmAgeMinutes + fleet.reap.maxJobMinutes whatever their lease says, members
+             running an hour without their host key tag (setup never finished) that their group
+             does not protect (replaced)
   static     host slots leased from this runner host whose runner worker process is gone (the
              job's containers, job folder and slot are removed)
   ledger     reservations whose instance ended or whose pool member stopped in Standby (settled

@@ -320,7 +320,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (!queuedAt || now - scannedAt >= RESCAN_MS) {
         scannedAt = now
         members = await this.members(env)
-        view = viewOf(members)
+        view = viewOf(members, Date.now())
         if (this.pending.length) await this.claim(env, members)
         // A member no longer ready (marked for replacement, stopping) no longer holds this job's place.
         if (queuedAt && !view.ready.some((x) => x.id === queuedAt?.id)) queuedAt = null

@@ -78,22 +78,37 @@ export function wornOut(m: Member, cfg: Pick<Ec2PoolConfig, 'reuse'>, now: numbe
   return null
 }
 
+/**
+ * A member running this long without its host key tag never finished its setup (the pool module's
+ * setup powers off after 30 minutes; a hung one of another image may not): no job will get it.
+ */
+export const SETUP_LIMIT_MS = 60 * 60_000
+
+/** Running past SETUP_LIMIT_MS (EC2's launch time, its latest start) without a host key: its setup never finished. */
+export function setupStuck(m: Member, now: number): boolean {
+  return m.state === 'running' && !m.hostKey && !m.recycle && m.launchedAt !== null && now - m.launchedAt.getTime() >= SETUP_LIMIT_MS
+}
+
 export interface PoolView {
   /** Running, booted (host key published), reachable with a usable user, not being replaced. */
   ready: Member[]
   /** Launched or started but not ready yet. */
   starting: Member[]
+  /** Running without a host key past SETUP_LIMIT_MS (with `now` given): never coming, so not counted as starting. */
+  stuck: Member[]
   stopped: Member[]
   /** Being replaced or stopping. */
   leaving: Member[]
 }
 
-export function viewOf(members: Member[]): PoolView {
-  const v: PoolView = { ready: [], starting: [], stopped: [], leaving: [] }
+/** The members by what they can do; with `now`, those whose setup never finished are told apart from the starting. */
+export function viewOf(members: Member[], now?: number): PoolView {
+  const v: PoolView = { ready: [], starting: [], stuck: [], stopped: [], leaving: [] }
   for (const m of members) {
     if (m.recycle || m.state === 'stopping' || m.state === 'shutting-down' || m.state === 'terminated') v.leaving.push(m)
     else if (m.state === 'stopped') v.stopped.push(m)
     else if (m.state === 'running' && m.address && m.hostKey && m.user) v.ready.push(m)
+    else if (now !== undefined && setupStuck(m, now)) v.stuck.push(m)
     else v.starting.push(m)
   }
   return v
@@ -117,6 +132,7 @@ export interface Capacity {
 /** The pool's state in one clause, for progress lines and the final error. */
 export function describePool(name: string, v: PoolView, busy: number, cap: Capacity | null, scaleOut: boolean): string {
   const parts = [`${busy} of ${v.ready.length} busy`, `${v.starting.length} starting`]
+  if (v.stuck.length) parts.push(`${v.stuck.length} running without a host key for an hour (setup never finished)`)
   if (v.stopped.length) parts.push(`${v.stopped.length} stopped`)
   if (v.leaving.length) parts.push(`${v.leaving.length} being replaced`)
   if (cap) parts.push(`desired ${cap.desired} of max ${cap.max}`)

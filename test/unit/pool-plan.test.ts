@@ -12,6 +12,7 @@ import {
   TAG_HOST_KEY,
   TAG_JOBS,
   viewOf,
+  setupStuck,
   wornOut,
   type Member
 } from '../../src/providers/pool-plan'
@@ -135,6 +136,26 @@ test('viewOf sorts members into ready, starting, stopped and leaving', () => {
     stopped: v.stopped.map((m) => m.id),
     leaving: v.leaving.map((m) => m.id)
   }).toEqual({ ready: ['i-1'], starting: ['i-2', 'i-3', 'i-7', 'i-8'], stopped: ['i-4'], leaving: ['i-5', 'i-6'] })
+})
+
+test('a member running an hour without its host key never finished its setup: not counted as coming, so a waiting job scales out', () => {
+  const now = Date.UTC(2026, 11, 7, 12)
+  const at = (minutesAgo: number) => new Date(now - minutesAgo * 60_000)
+  const hung = member({ id: 'i-2', hostKey: null, launchedAt: at(61) })
+  const v = viewOf([member({ id: 'i-1' }), hung], now)
+  expect([v.starting, v.stuck.map((m) => m.id)]).toEqual([[], ['i-2']])
+  expect(scaleOutTo({ desired: 2, max: 10 }, v, 1)).toBe(3)
+  expect(describePool('ci', v, 1, null, true)).toBe(
+    'pool ci: 1 of 1 busy, 0 starting, 1 running without a host key for an hour (setup never finished)'
+  )
+  // Controls: 59 minutes in it is still coming; without a time nothing is told apart; a pending
+  // one, one marked for replacement, and one without an address (a configuration problem) are not it.
+  const young = viewOf([member({ id: 'i-1' }), member({ id: 'i-2', hostKey: null, launchedAt: at(59) })], now)
+  expect([young.starting.map((m) => m.id), scaleOutTo({ desired: 2, max: 10 }, young, 1)]).toEqual([['i-2'], null])
+  expect(viewOf([hung]).starting.map((m) => m.id)).toEqual(['i-2'])
+  expect(setupStuck(member({ state: 'pending', hostKey: null, launchedAt: at(90) }), now)).toBe(false)
+  expect(setupStuck(member({ hostKey: null, recycle: 'x', launchedAt: at(90) }), now)).toBe(false)
+  expect(setupStuck(member({ address: null, launchedAt: at(90) }), now)).toBe(false)
 })
 
 test('wornOut: by jobs served, then by age', () => {

@@ -207,3 +207,35 @@ test("a member's age is EC2's, judged by AWS's clock: a reap host 10 minutes ahe
   const later = await pass([young], { now: NOW + 10 * MIN, awsOffsetMs: 0 })
   expect(later.rowOf('i-00000000000000001')).toMatchObject({ action: 'marked', why: expect.stringMatching(/no job can hold it/) })
 })
+
+test('a member running an hour without its host key (its setup hung) is marked and replaced, unless its group protects it', async () => {
+  const keyless = (id: string, minutes: number, tags: Record<string, string> = {}) => {
+    const i = member(id, '127.0.0.2', tags)
+    return {
+      ...i,
+      Tags: (i.Tags ?? []).filter((t) => t.Key !== 'remote-container-hooks:host-key'),
+      LaunchTime: new Date(NOW - minutes * MIN)
+    }
+  }
+  const first = await pass([keyless('i-00000000000000001', 61)])
+  expect(first.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'marked',
+    why: 'running for 61 min without its host key tag: its setup never finished'
+  })
+  // After the grace: replaced through the group (the terminate is the AWS call this stand-in lacks).
+  const second = await pass([keyless('i-00000000000000001', 64, markedAgo(3 * MIN))])
+  expect(second.rowOf('i-00000000000000001')).toMatchObject({ action: 'failed' })
+  expect(second.calls).toContain('tag i-00000000000000001 remote-container-hooks:recycle')
+  // Controls: younger than an hour it may still be setting up; protected, a job may hold it.
+  expect((await pass([keyless('i-00000000000000001', 59)])).rowOf('i-00000000000000001')).toMatchObject({
+    action: 'left alone',
+    why: 'running, not ready to serve (starting or stopped)'
+  })
+  rows = async (ids) => new Map(ids.map((id) => [id, row(true)]))
+  const guarded = await pass([keyless('i-00000000000000001', 61)])
+  expect(guarded.rowOf('i-00000000000000001')).toMatchObject({
+    action: 'left alone',
+    why: expect.stringMatching(/, but protected from scale-in$/)
+  })
+  expect(guarded.calls).toEqual([])
+})
