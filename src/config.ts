@@ -1,6 +1,7 @@
 // Operator configuration: one YAML/JSON file named by REMOTE_HOOKS_CONFIG, validated once at start.
 // Every problem is reported together with its field path; nothing secret is ever printed.
 import { z } from 'zod'
+import { accessSync, constants, readFileSync, statSync } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import { ConfigError, errnoOf } from './errors'
 import { describeIssues, shownValue } from './protocol'
@@ -446,6 +447,37 @@ const SECTIONS = {
 export interface ConfigIo {
   readFile(path: string): string
   canRead(path: string): string | null // null = readable, else the reason
+  /** A file's mode bits and owner, where this io can tell (a private key other users can read is refused). */
+  ownership?(path: string): { mode: number; uid: number }
+}
+
+/** loadConfig's file access on this machine: the hook's and the operator commands'. */
+export const systemConfigIo: ConfigIo = {
+  readFile: (p) => readFileSync(p, 'utf8'),
+  canRead: (p) => {
+    try {
+      accessSync(p, constants.R_OK)
+      return statSync(p).isFile() ? null : 'not a file'
+    } catch (e) {
+      return errnoOf(e)
+    }
+  },
+  ownership: (p) => {
+    const s = statSync(p)
+    return { mode: s.mode, uid: s.uid }
+  }
+}
+
+/**
+ * Why a private key file's mode lets other users read it, or null. It logs in to every machine
+ * (root there, through docker.sock): readable by all users is refused whoever owns it, and by its
+ * group when it is this user's own file, as OpenSSH refuses it ("UNPROTECTED PRIVATE KEY FILE"). A
+ * key of root's shared with the runner's group (0640) passes.
+ */
+export function keyModeProblem(mode: number, uid: number, me: number = process.getuid?.() ?? -1): string | null {
+  const open = mode & 0o004 ? mode & 0o077 : uid === me ? mode & 0o077 : 0
+  if (!open) return null
+  return `is readable by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 it (it logs in to the machines)`
 }
 
 /** Loads and validates the configuration named by REMOTE_HOOKS_CONFIG. Pure apart from the injected io. */
@@ -495,6 +527,14 @@ export function loadConfig(env: Record<string, string | undefined>, io: ConfigIo
       why = privateKeyProblem(io.readFile(k.path))
     } catch (e) {
       why = `cannot be read (${errnoOf(e)})`
+    }
+    if (!why && io.ownership) {
+      try {
+        const o = io.ownership(k.path)
+        why = keyModeProblem(o.mode, o.uid)
+      } catch (e) {
+        why = `cannot be read (${errnoOf(e)})`
+      }
     }
     if (why) issues.push(`${k.field}: ${k.path} ${why}`)
   }

@@ -3,7 +3,6 @@
 // runner environment, check the response file, run the handler (which writes its response through
 // the context's respond(): prepare_job does so inside its undo), and map a failure to its exit code
 // and `::error::` line.
-import { readFileSync, accessSync, constants, statSync } from 'node:fs'
 import { Cancelled, ConfigError, failedBeforeCancel, formatError, HookError, TransportError } from './errors'
 import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
@@ -158,20 +157,10 @@ export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; st
 /** Input, config and runner environment validated, response file checked. */
 async function prepared(raw: string, env: Record<string, string | undefined>, io: ExecuteIo): Promise<HookContext & { input: HookInput }> {
   const { parseHookInput, assertResponseFile } = await import('./protocol')
-  const { loadConfig } = await import('./config')
+  const { loadConfig, systemConfigIo } = await import('./config')
   const { readRunnerEnv } = await import('./runner-env')
   const input = parseHookInput(raw)
-  const config = loadConfig(env, {
-    readFile: (p) => readFileSync(p, 'utf8'),
-    canRead: (p) => {
-      try {
-        accessSync(p, constants.R_OK)
-        return statSync(p).isFile() ? null : 'not a file'
-      } catch (e) {
-        return (e as NodeJS.ErrnoException).code ?? 'unreadable'
-      }
-    }
-  })
+  const config = loadConfig(env, systemConfigIo)
   const runner = readRunnerEnv(env, io.cwd)
   const { resolveTools, useTools, inJobFolders } = await import('./tools')
   useTools(resolveTools(config.tools, runner))

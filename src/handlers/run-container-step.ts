@@ -93,7 +93,9 @@ async function runIn(
         image,
         ctx.config.images.pullPolicy,
         args.registry,
-        `${state.jobRoot}/docker-config-step`,
+        // A folder of this step's own: two container actions of one job at once (background
+        // steps) would each remove and rewrite the other's credentials.
+        `${state.jobRoot}/docker-config-step-${randomBytes(6).toString('hex')}`,
         (l) => ctx.log.debug(l),
         limits,
         await present

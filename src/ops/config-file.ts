@@ -1,26 +1,16 @@
 // The configuration as the hook reads it (config.ts's loadConfig, with the same file access), plus
 // the checks of it that need no network: the pinned host keys, the runner-host tools and the work
 // root's place. Shared by check-config and doctor.
-import { accessSync, constants, readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { type Config, loadConfig } from '../config'
+import { type Config, loadConfig, systemConfigIo } from '../config'
 import { ConfigError, formatError } from '../errors'
 import { resolveTools } from '../tools'
 import { problemOf, type Problem } from './problem'
 import { opsFor, rawOpsFor } from './provider-ops'
 
 /** loadConfig's file access, as the hook's. */
-export const fileIo = {
-  readFile: (p: string) => readFileSync(p, 'utf8'),
-  canRead: (p: string) => {
-    try {
-      accessSync(p, constants.R_OK)
-      return statSync(p).isFile() ? null : 'not a file'
-    } catch (e) {
-      return (e as NodeJS.ErrnoException).code ?? 'unreadable'
-    }
-  }
-}
+export const fileIo = systemConfigIo
 
 /** An operator command's FILE: relative to where the operator runs it (the hook itself takes absolute paths only). */
 export const opFile = (file: string | undefined): string | undefined => (file ? resolve(file) : file)

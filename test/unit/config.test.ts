@@ -1,5 +1,8 @@
 import { utils } from 'ssh2'
-import { loadConfig, privateKeyProblem, type ConfigIo } from '../../src/config'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { keyModeProblem, loadConfig, privateKeyProblem, systemConfigIo, type ConfigIo } from '../../src/config'
 import { ConfigError } from '../../src/errors'
 import { TAG_KEEP, tagsFor } from '../../src/providers/ec2-plan'
 import { encryptedTestKey, testKeyPair } from '../helpers/keys'
@@ -572,5 +575,38 @@ describe('loadConfig: provider.kind ec2 tags', () => {
     const tags = { ...many(34), Name: 'ci-box', emoji: '🚀'.repeat(256), ['k'.repeat(128)]: 'x' }
     const cfg = load(ec2(tags), '/etc/rch/c.json')
     expect(cfg.provider.kind === 'ec2' && cfg.provider.tags).toEqual(tags)
+  })
+})
+
+describe('private key files other users can read', () => {
+  const ME = 1000
+  it('keyModeProblem: readable by all is refused whoever owns it; by the group only when the key is this user’s own (as OpenSSH)', () => {
+    expect(keyModeProblem(0o100600, ME, ME)).toBeNull()
+    expect(keyModeProblem(0o100400, ME, ME)).toBeNull()
+    expect(keyModeProblem(0o100644, ME, ME)).toBe('is readable by other users (mode 0644): chmod 600 it (it logs in to the machines)')
+    expect(keyModeProblem(0o100640, ME, ME)).toMatch(/mode 0640/)
+    expect(keyModeProblem(0o100604, 0, ME)).toMatch(/mode 0604/)
+    // Control: root's key shared with the runner's group.
+    expect(keyModeProblem(0o100640, 0, ME)).toBeNull()
+  })
+
+  it("loadConfig on this machine's files: a key of mode 0644 fails naming its field; control: 0600 loads", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-keymode-'))
+    try {
+      const key = join(dir, 'id')
+      writeFileSync(key, PRIVATE_KEY, { mode: 0o600 })
+      chmodSync(key, 0o644)
+      writeFileSync(join(dir, 'kh'), '')
+      const cfg = join(dir, 'c.yaml')
+      writeFileSync(cfg, MINIMAL_YAML.replace(KEY, key).replace(KNOWN, join(dir, 'kh')))
+      const env = { REMOTE_HOOKS_CONFIG: cfg }
+      expect(() => loadConfig(env, systemConfigIo)).toThrow(
+        `provider.hosts.0.identityFile: ${key} is readable by other users (mode 0644): chmod 600 it (it logs in to the machines)`
+      )
+      chmodSync(key, 0o600)
+      expect(loadConfig(env, systemConfigIo).provider.kind).toBe('static')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

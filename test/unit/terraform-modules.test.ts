@@ -56,7 +56,7 @@ describe('the pool module', () => {
 
   test('members have the tools the lease, the scrub and the hook run, checked before the key is published', () => {
     // flock (util-linux): the lease record's lock; ps (procps): the scrub; rsync, tar, docker: the hook
-    for (const pkg of [/dnf install -y [^\n]*\butil-linux\b[^\n]*\bprocps-ng\b/, /apt-get install [^\n]*\butil-linux\b[^\n]*\bprocps\b/])
+    for (const pkg of [/dnf install -y [^\n]*\butil-linux\b[^\n]*\bprocps-ng\b/, /\$apt install [^\n]*\butil-linux\b[^\n]*\bprocps\b/])
       expect(setup).toMatch(pkg)
     const checked = /for tool in ([^;]+); do/.exec(setup)![1].split(/\s+/)
     expect(checked).toEqual(expect.arrayContaining(['docker', 'rsync', 'tar', 'flock', 'ps']))
