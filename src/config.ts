@@ -469,14 +469,14 @@ export const systemConfigIo: ConfigIo = {
 }
 
 /**
- * Why a private key file's mode lets other users read it, or null. It logs in to every machine
- * (root there, through docker.sock): readable by all users is refused whoever owns it, and by its
- * group when it is this user's own file, as OpenSSH refuses it ("UNPROTECTED PRIVATE KEY FILE"). A
- * key of root's shared with the runner's group (0640) passes.
+ * Why a private key file's mode lets other users read it, or null: this user's own key with any
+ * group or other bit, as OpenSSH refuses it ("UNPROTECTED PRIVATE KEY FILE"; it logs in to every
+ * machine, root there through docker.sock). A key another user owns is that user's to guard (a
+ * secret volume's root-owned 0644 file, root's key shared with the runner's group): refused, every
+ * command of a working runner, cleanup_job included, would fail.
  */
 export function keyModeProblem(mode: number, uid: number, me: number = process.getuid?.() ?? -1): string | null {
-  const open = mode & 0o004 ? mode & 0o077 : uid === me ? mode & 0o077 : 0
-  if (!open) return null
+  if (uid !== me || !(mode & 0o077)) return null
   return `is readable by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 it (it logs in to the machines)`
 }
 

@@ -6,6 +6,8 @@ export const monoMs = (): number => Math.round(performance.now())
 
 /** bootMs() − monoMs() at the last read of /proc/uptime: where a later read fails, the monotonic clock goes on from it. */
 let bootOffset: number | null = null
+/** The first read failed: this process stays on the monotonic clock (a later read would jump it by the uptime). */
+let monoOnly = false
 
 /**
  * Milliseconds since boot, time suspended included (Linux's /proc/uptime, CLOCK_BOOTTIME; 10 ms
@@ -13,6 +15,7 @@ let bootOffset: number | null = null
  * timers) stop while the runner host is suspended; a pool member's clock does not.
  */
 export function bootMs(): number {
+  if (monoOnly) return monoMs()
   try {
     const up = Math.round(parseFloat(readFileSync('/proc/uptime', 'latin1')) * 1000)
     if (Number.isFinite(up)) {
@@ -22,5 +25,6 @@ export function bootMs(): number {
   } catch {
     // Not Linux, or /proc not mounted: the monotonic clock (from the last read, if any).
   }
+  if (bootOffset === null) monoOnly = true
   return monoMs() + (bootOffset ?? 0)
 }

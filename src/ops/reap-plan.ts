@@ -104,7 +104,7 @@ export function instanceVerdict(
     return {
       candidate: true,
       why: stampedEarly
-        ? `past its lifetime from EC2's launch time, ${iso(expires)} (its expires-at, stamped by a clock behind AWS's, says ${iso(Date.parse(tags[TAG_EXPIRES_AT]))})`
+        ? `past its lifetime counted from EC2's launch time, ${iso(expires)} (its expires-at tag says ${iso(Date.parse(tags[TAG_EXPIRES_AT]))}: stamped before the launch, or by a clock behind AWS's)`
         : `past its expires-at ${iso(expires)}`
     }
   const until = Number.isFinite(expires) ? `expires ${iso(expires)}` : 'no expires-at tag'

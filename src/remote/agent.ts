@@ -110,6 +110,8 @@ export interface IdleWork {
   leave(): void
   /** Stops what is armed to run between steps (the early push): the machine is no longer the job's. */
   disarm?(): void
+  /** What must hold each time before it touches the machine (the lease still the job's after a suspend). */
+  guard?(ok: () => boolean): void
 }
 
 /** How soon a failed renewal is tried again (at most a quarter of the period). */
@@ -164,8 +166,17 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         for (const c of running) if (!c.signal.aborted) c.abort(why)
       })
     : null
+  // The keeper's timers stand still while the runner host is suspended: the early push (started by
+  // a file's change, not by a step) asks the lease itself first.
+  if (keeper)
+    idle?.guard?.(() => {
+      lease.check?.()
+      return lease.lost === null
+    })
 
   const serve = (sock: Socket): void => {
+    // Back from a suspend, the first request finds a lapsed lease lost (and its steps stopped).
+    lease.check?.()
     active++
     clearTimeout(idleTimer)
     sock.once('close', () => {

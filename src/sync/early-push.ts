@@ -250,9 +250,18 @@ export class EarlyPush {
     }
   }
 
+  /** The agent's test that the machine is still the job's (see IdleWork.guard). */
+  private ok: (() => boolean) | null = null
+
+  guard(ok: () => boolean): void {
+    this.ok = ok
+  }
+
   private begin(): void {
     const target = this.target
     if (this.busy || !target) return
+    // A lease lost meanwhile (its check disarms this push through the keeper's onLost).
+    if (this.ok && !this.ok()) return this.disarm()
     if (this.flight) {
       this.again = true
       return

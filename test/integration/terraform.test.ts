@@ -997,7 +997,11 @@ describe('pool members', () => {
       pubkeyauthentication: t.pubkeyauthentication,
       authenticationmethods: t.authenticationmethods,
       allowusers: t.allowusers,
-      permituserenvironment: t.permituserenvironment
+      permituserenvironment: t.permituserenvironment,
+      authorizedkeysfile: t.authorizedkeysfile,
+      authorizedkeyscommand: t.authorizedkeyscommand,
+      authorizedprincipalscommand: t.authorizedprincipalscommand,
+      trustedusercakeys: t.trustedusercakeys
     }).toEqual({
       allowstreamlocalforwarding: 'local',
       allowtcpforwarding: 'no',
@@ -1010,8 +1014,19 @@ describe('pool members', () => {
       pubkeyauthentication: 'yes',
       authenticationmethods: 'publickey',
       allowusers: 'ec2-user',
-      permituserenvironment: 'no'
+      permituserenvironment: 'no',
+      authorizedkeysfile: '.ssh/authorized_keys',
+      authorizedkeyscommand: 'none',
+      authorizedprincipalscommand: 'none',
+      trustedusercakeys: 'none'
     })
+    // An image's own settings after the include (a drop-in for SSSD's keys, a user CA) do not win.
+    fs.writeFileSync(
+      path.join(dir, 'with_image'),
+      `${conf}\nAuthorizedKeysCommand /usr/bin/sss_ssh_authorizedkeys\nAuthorizedKeysCommandUser nobody\nTrustedUserCAKeys ${dir}/hostkey.pub\n`
+    )
+    const img = await effective(path.join(dir, 'with_image'))
+    expect([img.authorizedkeyscommand, img.trustedusercakeys]).toEqual(['none', 'none'])
     // control: without the file's settings sshd's defaults allow TCP forwarding and all socket forwarding
     fs.writeFileSync(path.join(dir, 'plain_config'), `HostKey ${dir}/hostkey\n`)
     const d = await effective(path.join(dir, 'plain_config'))
@@ -1069,6 +1084,28 @@ describe('pool members', () => {
     expect(setup).toMatch(/purge -y -q ec2-instance-connect/)
     expect(setup).toMatch(/if \[ 'false' != true \]; then\n\s+for unit in amazon-ssm-agent /)
     expect(setup).toContain('apt="apt-get -o DPkg::Lock::Timeout=600"')
+    // The lists lock (apt-daily's update at first boot) is waited for too: a failed update is tried again.
+    const updateLoop = /\n {2}for try in \$\(seq 1 60\); do\n[\s\S]*?\n {2}done\n/.exec(setup)?.[0]
+    expect(updateLoop).toBeDefined()
+    const updates = async (failures: number): Promise<string> => {
+      const file = path.join(scratch, 'apt-update.sh')
+      fs.writeFileSync(
+        file,
+        [
+          'set -euo pipefail',
+          'fail() { echo "FAILED: $*"; exit 1; }',
+          'sleep() { :; }',
+          `n=0; apt() { n=$((n + 1)); [ "$n" -gt ${failures} ]; }`,
+          'apt=apt',
+          updateLoop,
+          'echo "updated after $n"'
+        ].join('\n')
+      )
+      return (await execFileP('bash', [file]).catch((e: { stdout: string }) => e)).stdout
+    }
+    expect(await updates(2)).toBe('updated after 3\n')
+    expect(await updates(0)).toBe('updated after 1\n')
+    expect(await updates(60)).toBe('FAILED: apt-get update kept failing\n')
     const keysCheck = /\nsystemctl daemon-reload\nif \{ systemctl cat sshd ssh[^\n]*\n[^\n]*\nfi\n/.exec(setup)?.[0]
     expect(keysCheck).toBeDefined()
     const runCheck = async (unitText: string, sshMissing: boolean): Promise<string> => {

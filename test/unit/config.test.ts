@@ -580,14 +580,15 @@ describe('loadConfig: provider.kind ec2 tags', () => {
 
 describe('private key files other users can read', () => {
   const ME = 1000
-  it('keyModeProblem: readable by all is refused whoever owns it; by the group only when the key is this user’s own (as OpenSSH)', () => {
+  it('keyModeProblem: this user’s own key with a group or other bit is refused (as OpenSSH); another user’s key is theirs to guard', () => {
     expect(keyModeProblem(0o100600, ME, ME)).toBeNull()
     expect(keyModeProblem(0o100400, ME, ME)).toBeNull()
     expect(keyModeProblem(0o100644, ME, ME)).toBe('is readable by other users (mode 0644): chmod 600 it (it logs in to the machines)')
     expect(keyModeProblem(0o100640, ME, ME)).toMatch(/mode 0640/)
-    expect(keyModeProblem(0o100604, 0, ME)).toMatch(/mode 0604/)
-    // Control: root's key shared with the runner's group.
+    expect(keyModeProblem(0o100604, ME, ME)).toMatch(/mode 0604/)
+    // Controls: root's key shared with the runner's group; a secret volume's root-owned 0644 file.
     expect(keyModeProblem(0o100640, 0, ME)).toBeNull()
+    expect(keyModeProblem(0o100644, 0, ME)).toBeNull()
   })
 
   it("loadConfig on this machine's files: a key of mode 0644 fails naming its field; control: 0600 loads", () => {

@@ -100,6 +100,27 @@ describe('early push between steps', () => {
     expect(await step(e, target, true)).toBe(0)
   })
 
+  it("asks the agent's guard before it pushes: a lease found lapsed (the runner host back from a suspend) sends nothing and disarms", async () => {
+    const { host, vm, target } = world()
+    const e = early(3, 2000)
+    let leaseHeld = true
+    let asked = 0
+    e.guard(() => (asked++, leaseHeld))
+    await step(e, target, true)
+    // Control: while the guard passes, a change goes before the next step.
+    writeFileSync(`${host}/_temp/step2.sh`, 'echo two\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step2.sh`), 5000, 5)).toBe(true)
+    expect(asked).toBeGreaterThan(0)
+    await step(e, target, true)
+    leaseHeld = false
+    writeFileSync(`${host}/_temp/step3.sh`, 'echo three\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step3.sh`), 300, 10)).toBe(false)
+    // Disarmed: a later change goes neither (until a step arms it again).
+    leaseHeld = true
+    writeFileSync(`${host}/_temp/step4.sh`, 'echo four\n')
+    expect(await waitUntil(() => existsSync(`${vm}/_temp/step4.sh`), 300, 10)).toBe(false)
+  })
+
   it('control: disarmed (or sync.earlyPush: false), nothing goes before the step, whose push sends it', async () => {
     const { host, vm, target } = world()
     const e = early(3, 2000)

@@ -41,3 +41,28 @@ test('where /proc/uptime cannot be read any more, it goes on from the last read 
   expect(last - performance.now()).toBeGreaterThan(1000)
   jest.dontMock('node:fs')
 })
+
+test('a first read that fails keeps the process on the monotonic clock: a later read does not jump it by the uptime', async () => {
+  let fail = true
+  jest.doMock('node:fs', () => {
+    const real = jest.requireActual<typeof import('node:fs')>('node:fs')
+    return {
+      ...real,
+      readFileSync: (...a: Parameters<typeof real.readFileSync>) => {
+        if (fail) throw Object.assign(new Error('EMFILE'), { code: 'EMFILE' })
+        return real.readFileSync(...a)
+      }
+    }
+  })
+  const { bootMs } = await import('../../src/mono-clock')
+  const first = bootMs()
+  fail = false
+  const second = bootMs()
+  expect(second - first).toBeGreaterThanOrEqual(0)
+  expect(second - first).toBeLessThan(1000)
+  // Control: the uptime this machine has is far from the monotonic clock's value here.
+  expect(
+    parseFloat(jest.requireActual<typeof import('node:fs')>('node:fs').readFileSync('/proc/uptime', 'latin1')) * 1000 - second
+  ).toBeGreaterThan(1000)
+  jest.dontMock('node:fs')
+})

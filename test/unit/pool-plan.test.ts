@@ -149,13 +149,15 @@ test('a member running an hour without its host key never finished its setup: no
     'pool ci: 1 of 1 busy, 0 starting, 1 running without a host key for an hour (setup never finished)'
   )
   // Controls: 59 minutes in it is still coming; without a time nothing is told apart; a pending
-  // one, one marked for replacement, and one without an address (a configuration problem) are not it.
+  // one, one marked for replacement, and one with its key but no address (a configuration problem) are not it.
   const young = viewOf([member({ id: 'i-1' }), member({ id: 'i-2', hostKey: null, launchedAt: at(59) })], now)
   expect([young.starting.map((m) => m.id), scaleOutTo({ desired: 2, max: 10 }, young, 1)]).toEqual([['i-2'], null])
   expect(viewOf([hung]).starting.map((m) => m.id)).toEqual(['i-2'])
   expect(setupStuck(member({ state: 'pending', hostKey: null, launchedAt: at(90) }), now)).toBe(false)
   expect(setupStuck(member({ hostKey: null, recycle: 'x', launchedAt: at(90) }), now)).toBe(false)
   expect(setupStuck(member({ address: null, launchedAt: at(90) }), now)).toBe(false)
+  // Without its key it is stuck, address or not: the key is what the setup publishes last.
+  expect(setupStuck(member({ address: null, hostKey: null, launchedAt: at(90) }), now)).toBe(true)
 })
 
 test('wornOut: by jobs served, then by age', () => {

@@ -138,7 +138,7 @@ describe('instanceVerdict', () => {
     })
     expect(instanceVerdict(behind, ledger(), T, NOW - 16 * MIN)).toMatchObject({
       candidate: true,
-      why: `past its lifetime from EC2's launch time, ${iso(NOW - MIN)} (its expires-at, stamped by a clock behind AWS's, says ${iso(NOW - 5 * MIN)})`
+      why: `past its lifetime counted from EC2's launch time, ${iso(NOW - MIN)} (its expires-at tag says ${iso(NOW - 5 * MIN)}: stamped before the launch, or by a clock behind AWS's)`
     })
     // Stamped by a host ahead: the tag, later than launch time + lifetime, stands.
     const ahead = { [LAUNCHED]: iso(NOW), [EXPIRES]: iso(NOW + 15 * MIN) }
