@@ -26,6 +26,12 @@ export interface ReapTimes {
    * two must not make a live job look dead (watchedFor keeps the observation).
    */
   watched(r: LedgerRecord): number
+  /**
+   * How long this reap host has itself seen a reservation's attached instance unknown to EC2 (its
+   * attach time is the launching host's clock, minutes off this pass's when that host is behind
+   * AWS's); absent: as long as the attach time says.
+   */
+  unlisted?(r: LedgerRecord): number
 }
 
 /** A reservation's last sign of life, as written by the clock of the runner host that wrote it. */
@@ -200,9 +206,13 @@ export function reservationStep(
     // EC2 is eventually consistent: an instance launched a moment ago may be unknown to Describe
     // yet. Settled then, its live job would count for nothing, and be judged dead by its instance's
     // next pass (its reservation settled) and terminated. An ended one stays listed for about an hour.
-    const since = t.now - (r.attachedAt ?? r.reservedAt)
-    if (since < UNSEEN_MS)
-      return { do: 'none', why: `its instance ${r.instanceId} is not listed by EC2 yet (attached ${Math.round(since / 1000)} s ago)` }
+    const attached = t.now - (r.attachedAt ?? r.reservedAt)
+    const seen = t.unlisted?.(r) ?? Infinity
+    if (Math.min(attached, seen) < UNSEEN_MS)
+      return {
+        do: 'none',
+        why: `its instance ${r.instanceId} is not listed by EC2 yet (attached ${Math.round(attached / 1000)} s ago${seen === Infinity ? '' : `; unlisted for the ${Math.round(seen / 1000)} s this host has looked`})`
+      }
     return (
       moveTo(r.instanceId as string, undefined, r.attachedAt ?? r.reservedAt) ?? {
         do: 'settle',

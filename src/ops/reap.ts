@@ -144,6 +144,13 @@ export async function reap(config: Config, opts: ReapOptions): Promise<{ rows: R
         marks.set(key, w.keep)
         seenMarks.add(key)
         return w.ms
+      },
+      unlisted: (r) => {
+        const key = `${WATCH}unlisted:${r.id}`
+        const w = watchedFor(marks.get(key), 0, ctx.times.now)
+        marks.set(key, w.keep)
+        seenMarks.add(key)
+        return w.ms
       }
     },
     dryRun: opts.dryRun,

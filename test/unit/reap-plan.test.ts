@@ -212,6 +212,17 @@ describe('reservationStep', () => {
       why: 'its instance i-0abc is not listed by EC2 yet (attached 20 s ago)'
     })
   })
+  test("attached by a host behind AWS's clock (9 min ago by this pass's): left alone until this host has itself seen it unlisted for 5 minutes", () => {
+    const r = rec({ instanceId: 'i-0abc', attachedAt: NOW - 9 * MIN })
+    const watch = (ms: number): ReapTimes => ({ ...T, unlisted: () => ms })
+    expect(reservationStep(r, null, watch(0))).toEqual({
+      do: 'none',
+      why: 'its instance i-0abc is not listed by EC2 yet (attached 540 s ago; unlisted for the 0 s this host has looked)'
+    })
+    expect(reservationStep(r, null, watch(4 * MIN)).do).toBe('none')
+    // Control: unlisted for 5 minutes of this host's own looking, it is gone.
+    expect(reservationStep(r, null, watch(5 * MIN))).toMatchObject({ do: 'settle', endedAt: NOW })
+  })
   test('an attached instance EC2 no longer knows: settled now', () => {
     expect(reservationStep(rec({ instanceId: 'i-0abc', attachedAt: NOW - 9 * MIN }), null, T)).toMatchObject({
       do: 'settle',
