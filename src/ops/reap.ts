@@ -25,8 +25,8 @@ export const reapCommand: OpCommand = {
 
 Finds what jobs that died left behind, for the provider in the configuration FILE (default:
 $REMOTE_HOOKS_CONFIG), and the fleet ledger's unsettled reservations:
-  ec2        instances with the hook's owner tag that are past their expires-at tag (or, if that
-             was stamped by a clock behind AWS's, past EC2's launch time plus their lifetime), or whose job
+  ec2        instances with the hook's owner tag that are past their expires-at tag and past EC2's
+             launch time plus the lifetime their tags give (whichever is later), or whose job
              is dead (its reservation settled, or no heartbeat for fleet.reap.deadAfterMinutes,
              by its timestamp and by this host's own watch of it: keep this host's TMPDIR)
   ec2-pool   members whose lease lapsed (taken back, scrubbed, given back), members marked for
