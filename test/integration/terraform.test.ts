@@ -1124,8 +1124,14 @@ describe('pool members', () => {
     expect(await runCheck(eic, false)).toMatch(/FAILED: an sshd unit sets AuthorizedKeysCommand/)
     // One of the two unit names missing (systemctl cat fails) still finds it.
     expect(await runCheck(eic, true)).toMatch(/FAILED: an sshd unit sets AuthorizedKeysCommand/)
-    // Control: the image's own unit alone passes.
+    // Controls: the image's own unit alone passes, and so does one that names it in a comment only.
     expect(await runCheck('[Service]\nExecStart=/usr/sbin/sshd -D $OPTIONS', true)).toBe('passed\n')
+    expect(
+      await runCheck(
+        '# /usr/lib/systemd/system/sshd.service\n  # no AuthorizedKeysCommand here\n[Service]\nExecStart=/usr/sbin/sshd -D',
+        false
+      )
+    ).toBe('passed\n')
 
     // control: a script that tags before Docker is up, or reads the metadata without a token, is refused
     const early = setup.replace('systemctl enable --now docker', 'aws ec2 create-tags --resources x\nsystemctl enable --now docker')
