@@ -47,6 +47,23 @@ export async function hostsChecks(p: StaticConfig, config: Pick<Config, 'remote'
   return (await Promise.all(p.hosts.map((h) => machineChecks(jobMachine(config, h), opts)))).flat()
 }
 
+/**
+ * Why the machine's Docker daemon may write step env values to its log, or null (also when /info
+ * does not answer: not judged). In debug mode dockerd logs the JSON body of every API request of
+ * 4 KB or less, and masks only keys such as "password" and "secret", not a container's Env, which
+ * the hook sends that way (exec and container creates).
+ */
+export async function debugProblem(get: (path: string) => Promise<{ status: number; data: unknown }>): Promise<string | null> {
+  try {
+    const r = await get('/info')
+    if (r.status === 200 && (r.data as { Debug?: unknown } | null)?.Debug === true)
+      return "the daemon runs in debug mode: it logs the body of each small API request, steps' env values among them"
+  } catch {
+    // not judged
+  }
+  return null
+}
+
 export async function machineChecks(m: Machine, opts: MachineOptions): Promise<CheckResult[]> {
   const now = opts.now ?? Date.now
   const where = target(m.connect)
@@ -154,21 +171,30 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
     forwarded.destroy()
     add('forwarding', 'pass', `stream-local forwarding to ${sock} allowed`)
     let v: { status: number; data: { ApiVersion?: string; Version?: string } }
+    const api = new Engine(remote, sock, callMs)
     try {
-      v = await new Engine(remote, sock, callMs).call('GET', '/version', undefined, 'version')
+      v = await api.call('GET', '/version', undefined, 'version')
       if (v.status !== 200) throw new Error(`HTTP ${v.status}`)
     } catch (e) {
       return add('docker api', 'fail', formatError(e), dockerFix)
     }
-    const api = v.data.ApiVersion ?? ''
-    if (!apiAtLeast(api, MIN_API))
+    const apiVersion = v.data.ApiVersion ?? ''
+    if (!apiAtLeast(apiVersion, MIN_API))
       return add(
         'docker api',
         'fail',
-        `API ${api || '(none)'}, older than ${MIN_API.join('.')}`,
+        `API ${apiVersion || '(none)'}, older than ${MIN_API.join('.')}`,
         'upgrade Docker Engine on the machine (20.10 or later)'
       )
-    const engine = `Engine ${v.data.Version ?? '?'}, API ${api} through the forwarded socket`
+    const engine = `Engine ${v.data.Version ?? '?'}, API ${apiVersion} through the forwarded socket`
+    const debug = await debugProblem((p) => api.call('GET', p, undefined, 'info'))
+    if (debug)
+      return add(
+        'docker api',
+        'fail',
+        `${engine}, but ${debug}`,
+        'set "debug": false in /etc/docker/daemon.json on the machine and reload dockerd'
+      )
     const cli = await viaCli()
     if (!hasCli) add('docker api', 'pass', `${engine} (the CLI is missing: see docker cli)`)
     else if (cli.api) add('docker api', 'pass', `${engine}; the docker CLI reaches it too`)

@@ -33,7 +33,8 @@ Checks the setup in the configuration FILE (default: $REMOTE_HOOKS_CONFIG) as th
                 member, with the host key from its tag; ec2: skipped, a machine exists only per job);
                 rsync, tar, find and the docker CLI on the SSH user's PATH; clock skew (date +%s,
                 more than ${MAX_SKEW_SECONDS} s fails); stream-local forwarding of remote.dockerSocket; the Docker
-                Engine API version through it; remote.workRoot writable
+                Engine API version through it, and the daemon not in debug mode (it would log steps'
+                env values); remote.workRoot writable
   AWS (ec2)     credentials and ec2:DescribeInstances (DryRun), the launch template, AMI, subnets
                 and security groups exist, ec2:RunInstances of the first launch the hook would try (DryRun)
   AWS (pool)    credentials (DryRun), the Auto Scaling group and its members (Describe calls;

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { Ec2Config } from '../../src/config'
 import { TransportError } from '../../src/errors'
 import { runOpCommand } from '../../src/ops/cli'
-import { apiAtLeast, machineChecks, sshFix } from '../../src/ops/doctor-machine'
+import { apiAtLeast, debugProblem, machineChecks, sshFix } from '../../src/ops/doctor-machine'
 import { localChecks, logFileCheck } from '../../src/ops/doctor'
 import { ensurePrivateDir } from '../../src/private-fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -141,6 +141,27 @@ describe('doctor', () => {
     expect(sshFix(new TransportError('x', 'keyfile'), c)).toMatch(/make \/k\/id a readable private key/)
     expect(sshFix(new TransportError('host key', 'timeout'), c)).toMatch(/sshd listens on h:2222/)
     expect(sshFix(new Error('whatever'), c)).toMatch(/sshd listens/)
+  })
+
+  it("a machine's Docker daemon in debug mode is a failure: it logs small request bodies, steps' env among them", async () => {
+    const asked: string[] = []
+    const answer =
+      (data: unknown, status = 200) =>
+      async (p: string) => (asked.push(p), { status, data })
+    expect(await debugProblem(answer({ Debug: true }))).toBe(
+      "the daemon runs in debug mode: it logs the body of each small API request, steps' env values among them"
+    )
+    expect(asked).toEqual(['/info'])
+    // Controls: not in debug mode; no answer or an error answer is not judged.
+    expect(await debugProblem(answer({ Debug: false }))).toBeNull()
+    expect(await debugProblem(answer({ Debug: 'true' }))).toBeNull()
+    expect(await debugProblem(answer({ Debug: true }, 500))).toBeNull()
+    expect(await debugProblem(answer(null))).toBeNull()
+    expect(
+      await debugProblem(async () => {
+        throw new Error('refused')
+      })
+    ).toBeNull()
   })
 
   it('compares Docker API versions numerically', () => {
