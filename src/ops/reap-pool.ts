@@ -24,7 +24,7 @@ import { SshRemote } from '../remote/ssh'
 import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../providers/ec2-api'
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
-import { acquireScript, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
+import { acquireScript, EXPIRY_OR_NONE, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
 import { membersOf, setupStuck, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { scrubMachine } from '../docker/machine-scrub'
@@ -52,7 +52,8 @@ async function readLease(remote: Remote, workRoot: string): Promise<LeaseView> {
     LEASE_CALL +
       `P=${shPath(leaseFolder(workRoot))}; now=$(date +%s); st=; h=; ex=; ` +
       `if [ -f "$P/lease" ] && [ ! -L "$P/lease" ]; then read -r st h ex o j < "$P/lease"; fi; ` +
-      `case "$ex" in ''|*[!0-9]*|????????????*) ex=0;; esac; case "$st" in *[!a-z]*) st=unreadable;; esac; ` +
+      EXPIRY_OR_NONE +
+      `case "$st" in *[!a-z]*) st=unreadable;; esac; ` +
       `${record('"${st:-none}"')}; ${record('"$((ex - now))"')}`,
     { label, timeoutMs: CALL_MS }
   )

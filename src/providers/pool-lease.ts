@@ -22,6 +22,13 @@ const EXPIRY_BOUND_SECONDS = 3600 + 600
 export const leaseFolder = (workRoot: string): string => `${workRoot}/pool`
 
 /**
+ * Shell text: `$ex`, the lease record's expiry, kept only when it is a time; else 0 (none: lapsed).
+ * More than 11 digits is no time any runner wrote, and the shell's test and arithmetic fail on it
+ * (dash: "Illegal number"). The lease scripts and reap's read of a lease both use it.
+ */
+export const EXPIRY_OR_NONE = `case "$ex" in ''|*[!0-9]*|????????????*) ex=0;; esac; `
+
+/**
  * Opens the member's lease folder, takes its lock and reads the record into st h ex o j r (now =
  * member time): state, holder's token, expiry, owner, job, and the holder's runner host (hex id;
  * empty in a record of an older hook).
@@ -43,9 +50,7 @@ function locked(workRoot: string): string {
     `for f in lease log queue lease.new queue.new log.new; do plain $f; done; ` +
     `now=$(date +%s); st=; h=; ex=; o=; j=; r=; ` +
     `[ -f "$P/lease" ] && [ ! -L "$P/lease" ] && read -r st h ex o j r < "$P/lease"; ` +
-    // More than 11 digits is no time any runner wrote, and the shell's test and arithmetic fail on
-    // it (dash: "Illegal number"): taken as none (lapsed).
-    `case "$ex" in ''|*[!0-9]*|????????????*) ex=0;; esac; ` +
+    EXPIRY_OR_NONE +
     `put() { printf '%s\\n' "$*" > "$P/lease.new" && mv -f "$P/lease.new" "$P/lease"; }; ` +
     // An append-only history of grants and releases, for audits (and the tests' double-lease check); kept under 1 MiB.
     `note() { printf '%s %s\\n' "$now" "$*" >> "$P/log"; }; `
