@@ -477,27 +477,41 @@ describe('saveBase', () => {
     const script = join(dir, 'writer.ts')
     writeFileSync(
       script,
-      `import { saveBase } from ${JSON.stringify(join(SRC, 'sync', 'manifest'))}
-const [file, who, n] = process.argv.slice(2)
-void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i + 'x'.repeat(1500) }]]), remove: new Set() }) })()
+      `import { readFileSync } from 'node:fs'
+import { saveBase } from ${JSON.stringify(join(SRC, 'sync', 'manifest'))}
+const [file, who, n, tick] = process.argv.slice(2)
+const reads = () => Number(readFileSync(tick, 'utf8')) || 0
+void (async () => {
+  let seen = -1
+  for (let i = 0; i < Number(n); i++) {
+    // Paced by the reader: one read at least between two writes of this writer.
+    while (reads() <= seen) await new Promise((r) => setTimeout(r, 1))
+    seen = reads()
+    await saveBase(file, { set: new Map([[who + '/' + i, { t: 'f', l: 'l' + i, r: 'r' + i + 'x'.repeat(1500) }]]), remove: new Set() })
+  }
+})()
 `
     )
     const js = bundle(script, join(dir, 'writer.js'))
     const WRITERS = 6
     const EACH = 40
+    const tick = join(dir, 'reads')
+    writeFileSync(tick, '0')
     let running = true
     const writers = Promise.all(
       Array.from(
         { length: WRITERS },
         (_, w) =>
           new Promise<number | null>((res) =>
-            spawn(process.execPath, [js, file, `w${w}`, String(EACH)], { stdio: 'inherit' }).on('close', res)
+            spawn(process.execPath, [js, file, `w${w}`, String(EACH), tick], { stdio: 'inherit' }).on('close', res)
           )
       )
     ).finally(() => (running = false))
     // Meanwhile this process reads as the agent does (cached, the tail only): each writer's entries
     // arrive in order, so what it sees of one is always a prefix. The entries (~1.5 KB) pass the
-    // journal's 64 KiB several times over: snapshots are replaced while it reads.
+    // journal's 64 KiB several times over: snapshots are replaced while it reads. The writers wait
+    // for a read between two writes of their own, so at most six writes (~9 KB) fall between two
+    // reads and every snapshot is seen however slow this process is.
     const snapshots = new Set<string>()
     let reads = 0
     while (running) {
@@ -509,6 +523,8 @@ void (async () => { for (let i = 0; i < Number(n); i++) await saveBase(file, { s
       }
       if (existsSync(file)) snapshots.add(`${statSync(file).size}`)
       reads++
+      writeFileSync(`${tick}.new`, String(reads))
+      renameSync(`${tick}.new`, tick)
       await new Promise((r) => setImmediate(r))
     }
     expect(await writers).toEqual(Array(WRITERS).fill(0))
