@@ -234,7 +234,8 @@ export async function openJobRemote(
   ctx: HookContext,
   connect: ConnectInfo,
   localDir: string,
-  opts: { startAgent?: boolean; keep?: () => AgentKeep | undefined } = {}
+  /** cleanup: the job's last command, which starts no agent and only removes and gives back. */
+  opts: { cleanup?: boolean; keep?: () => AgentKeep | undefined } = {}
 ): Promise<Remote> {
   if (ctx.remote) return forDocker(ctx, ctx.remote, () => undefined)
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
@@ -243,17 +244,19 @@ export async function openJobRemote(
   const sock = agentSocket(localDir, connect)
   // A socket path over the limit would be cut short where the agent listens: no agent then (prepare_job warned).
   if (!socketFits(sock)) return directRemote(ctx, connect)
-  // A job's last command may find an agent that does not answer: it goes without one. Others wait:
-  // a second agent would listen in place of one that is only slow.
-  const limit = opts.startAgent === false ? AGENT_ANSWER_MS : Infinity
+  // A job's last command (cleanup_job) may find an agent that does not answer: it goes without one.
+  // Others wait: a second agent would listen in place of one that is only slow.
+  const last = opts.cleanup === true
+  const limit = last ? AGENT_ANSWER_MS : Infinity
   if (!exists || !(await MuxRemote.ping(sock, limit))) {
     // The last command of a job gains nothing from starting an agent.
-    if (opts.startAgent === false) return directRemote(ctx, connect)
+    if (last) return directRemote(ctx, connect)
     ensurePrivateDir(localDir)
     ctx.log.progress(`connecting to ${connect.user}@${connect.host}:${connect.port}`)
     await startAgent(ctx, connect, sock, localDir, opts.keep?.())
   }
-  return forDocker(ctx, new MuxRemote(sock))
+  // Served even once the agent finds the lease lost.
+  return forDocker(ctx, new MuxRemote(sock, { cleanup: last }))
 }
 
 /** What a restarted agent of the job must keep alive (a pool lease's renewal), read from its stored lease. */

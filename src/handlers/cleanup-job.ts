@@ -6,7 +6,7 @@ import type { HandlerResult, HookContext } from '../context'
 import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import { decodeState, leaseOf, onJobMachine, stateFacts, type HookState } from '../state'
-import { openJobRemote, releaseMachine, releaseOrphans, removeLocalJobFolders, stopAgents } from '../session'
+import { openJobRemote, rejoinableRemote, releaseMachine, releaseOrphans, removeLocalJobFolders, stopAgents } from '../session'
 import { describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
 import { configElsewhere, providerFor, workRootOf, type Lease } from '../providers/factory'
@@ -71,7 +71,21 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
   try {
     // A machine that is destroyed on release needs no tidying (and may already be gone).
     if (!provider.releaseDestroys) {
-      remote = await openJobRemote(ctx, state.host, state.localDir, { startAgent: false })
+      const where = `${state.host.host}:${state.host.port}`
+      let first: Remote
+      try {
+        first = await openJobRemote(ctx, state.host, state.localDir, { cleanup: true })
+      } catch (e) {
+        // Unreachable: the machine still goes back. The provider connects on its own, and one it
+        // cannot reach either it marks for replacement (a pool member: its protection lifted).
+        await release(null).catch((r: unknown) => log.warn(`giving ${where} back failed too: ${formatError(r)}`))
+        throw e
+      }
+      // The job's agent may answer while its own connection is dead (a NAT dropped it): once that
+      // or the agent is found lost, the rest goes over a new connection.
+      const rejoinable = rejoinableRemote(ctx, first, state.host)
+      rejoinable.rejoin()
+      remote = rejoinable
       const bounded = cleanupDeadline(
         remote,
         ctx.config.timeouts.cleanupSeconds,
@@ -85,8 +99,8 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
           () => removeJobFolder(bounded.remote, ctx.config.remote.workRoot, state.jobRoot, state.container?.image ?? null),
           (f) => log.warn(`removing the job folder failed too: ${formatError(f)}`)
         )
-        log.progress(`cleaned up ${state.host.host}:${state.host.port}: ${describeCounts(counts)}`)
-        const kept = keptWarning(counts, `${state.host.host}:${state.host.port}`)
+        log.progress(`cleaned up ${where}: ${describeCounts(counts)}`)
+        const kept = keptWarning(counts, where)
         if (kept) log.warn(kept)
       } finally {
         // The host goes back even if removing something failed; the next prepare_job prunes by label.

@@ -9,7 +9,7 @@ import { connectFailureLine } from './agent-failure'
 import { ask } from './answer'
 import { isRunning, type WorkerProcess } from '../worker-process'
 import { endedOrClosed, type ConnectInfo, type Remote } from './remote'
-import { F, frame, FrameReader, isStreamFrame, whenDrained, writeFrame } from './mux-frames'
+import { F, frame, FrameReader, isStreamFrame, SOCKET_ANSWER, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
 import { lineOpen, ownLines } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
@@ -195,7 +195,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       }
       sock.pause()
       const { line, rest } = got
-      let req: { op: string; cmd?: unknown; path?: unknown }
+      let req: { op: string; cmd?: unknown; path?: unknown; cleanup?: unknown }
       try {
         req = JSON.parse(line.toString('utf8')) as typeof req
       } catch {
@@ -210,9 +210,9 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       if (req.op === 'ping') return void sock.end('pong\n')
       const bridge =
         req.op === 'socket' && typeof req.path === 'string' && req.path
-          ? () => bridgeSocket(sock, req.path as string, rest)
+          ? () => bridgeSocket(sock, req.path as string, rest, req.cleanup === true)
           : req.op === 'exec' && typeof req.cmd === 'string'
-            ? () => bridgeExec(sock, req.cmd as string, rest)
+            ? () => bridgeExec(sock, req.cmd as string, rest, req.cleanup === true)
             : req.op === 'run' && onRun
               ? () => inFlight(bridgeRun(sock, req, rest))
               : null
@@ -233,21 +233,33 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
     sock.on('data', onHeader)
   }
 
-  const bridgeSocket = async (sock: Socket, path: string, rest: Buffer): Promise<void> => {
+  // A lease another job may hold now: none of the job's work and none of its data goes there any
+  // more (a step's rsync, a step its hook runs without the agent). Only cleanup_job's removal of
+  // what the job left and its release, which ask nothing of the machine but to end things, still go.
+  const refusal = (cleanup: boolean): string | null => {
+    lease.check?.()
+    return !cleanup && lease.lost ? `${lease.lost}; the agent opens nothing more there but for cleanup` : null
+  }
+
+  const bridgeSocket = async (sock: Socket, path: string, rest: Buffer, cleanup: boolean): Promise<void> => {
+    const no = refusal(cleanup)
+    if (no) return void sock.end(Buffer.concat([Buffer.from([SOCKET_ANSWER.REFUSED]), Buffer.from(no)]))
     try {
       const stream = await remote.openSocket(path)
-      sock.write(Buffer.from([0]))
+      sock.write(Buffer.from([SOCKET_ANSWER.OPEN]))
       if (rest.length) stream.write(rest)
       sock.pipe(stream).pipe(sock)
       stream.on('close', () => sock.destroy())
       sock.on('close', () => stream.destroy())
       sock.resume()
     } catch (e) {
-      sock.end(Buffer.concat([Buffer.from([1]), Buffer.from((e as Error).message)]))
+      sock.end(Buffer.concat([Buffer.from([SOCKET_ANSWER.FAILED]), Buffer.from((e as Error).message)]))
     }
   }
 
-  const bridgeExec = async (sock: Socket, cmd: string, rest: Buffer): Promise<void> => {
+  const bridgeExec = async (sock: Socket, cmd: string, rest: Buffer, cleanup: boolean): Promise<void> => {
+    const no = refusal(cleanup)
+    if (no) return void sock.end(frame(F.REFUSED, no))
     let ch
     try {
       ch = await remote.openExec(cmd)

@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net'
 import { PassThrough, Writable, type Duplex } from 'node:stream'
 import { TransportError } from '../errors'
 import { settlesWithin } from '../retry'
-import { F, frame, FrameReader, isStreamFrame, pausingWriter, whenDrained, writeFrame } from './mux-frames'
+import { F, frame, FrameReader, isStreamFrame, pausingWriter, SOCKET_ANSWER, whenDrained, writeFrame } from './mux-frames'
 import type { ExecChannel, ExitStatus, Remote } from './remote'
 
 function dial(socketPath: string, header: object): Promise<Socket> {
@@ -30,7 +30,15 @@ async function closedWithin(sock: Socket, limitMs: number): Promise<boolean> {
 }
 
 export class MuxRemote implements Remote {
-  constructor(readonly socketPath: string) {}
+  /** `cleanup`: cleanup_job's requests, which the agent serves even once the machine's lease is lost. */
+  constructor(
+    readonly socketPath: string,
+    private readonly opts: { cleanup?: boolean } = {}
+  ) {}
+
+  private header(req: object): object {
+    return this.opts.cleanup ? { ...req, cleanup: true } : req
+  }
 
   /**
    * Resolves true when an agent answers on the socket; false when none does within `limitMs`. The
@@ -65,11 +73,12 @@ export class MuxRemote implements Remote {
   }
 
   async openExec(command: string): Promise<ExecChannel> {
-    const sock = await dial(this.socketPath, { op: 'exec', cmd: command })
+    const sock = await dial(this.socketPath, this.header({ op: 'exec', cmd: command }))
     const stdout = new PassThrough()
     const stderr = new PassThrough()
     let status: ExitStatus | null = null
     let error: string | null = null
+    let refused: string | null = null
     // Up to QUEUE_LIMIT bytes may wait in each stream before the socket is paused (see mux-frames.ts).
     const pushTo = pausingWriter(sock)
     const reader = new FrameReader(
@@ -78,6 +87,7 @@ export class MuxRemote implements Remote {
         else if (type === F.STDERR) pushTo(stderr, payload)
         else if (type === F.EXIT) status = JSON.parse(payload.toString('utf8')) as ExitStatus
         else if (type === F.ERROR) error = payload.toString('utf8')
+        else if (type === F.REFUSED) refused = payload.toString('utf8')
       },
       (e) => {
         error = `agent answer unusable: ${e.message}`
@@ -94,7 +104,8 @@ export class MuxRemote implements Remote {
       sock.on('close', () => {
         stdout.end()
         stderr.end()
-        if (error) reject(new TransportError(error, 'lost'))
+        if (refused) reject(new TransportError(refused, 'lease'))
+        else if (error) reject(new TransportError(error, 'lost'))
         else resolve(status ?? { code: null, signal: null })
       })
     })
@@ -113,10 +124,12 @@ export class MuxRemote implements Remote {
   }
 
   async openSocket(path: string): Promise<Duplex> {
-    const sock = await dial(this.socketPath, { op: 'socket', path })
+    const sock = await dial(this.socketPath, this.header({ op: 'socket', path }))
     return new Promise((resolve, reject) => {
       sock.once('data', (c: Buffer) => {
-        if (c[0] !== 0) return reject(new TransportError(`agent could not open ${path}: ${c.subarray(1).toString()}`, 'lost'))
+        if (c[0] === SOCKET_ANSWER.REFUSED) return reject(new TransportError(c.subarray(1).toString(), 'lease'))
+        if (c[0] !== SOCKET_ANSWER.OPEN)
+          return reject(new TransportError(`agent could not open ${path}: ${c.subarray(1).toString()}`, 'lost'))
         if (c.length > 1) sock.unshift(c.subarray(1))
         resolve(sock)
       })

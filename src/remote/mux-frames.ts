@@ -2,7 +2,11 @@
 // [type u8][length u32 BE][payload]. One socket connection carries one remote channel.
 import type { Socket } from 'node:net'
 
-export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF: 5, CANCEL: 6 } as const
+// REFUSED: the agent ran nothing because the machine's lease is no longer the job's (its payload says why).
+export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF: 5, CANCEL: 6, REFUSED: 7 } as const
+
+/** A socket request's first answer byte: opened, failed (the message follows), refused as REFUSED. */
+export const SOCKET_ANSWER = { OPEN: 0, FAILED: 1, REFUSED: 2 } as const
 
 /** The byte-stream frames: a reader may hand their payload on in pieces, as it arrives. */
 export const isStreamFrame = (type: number): boolean => type === F.STDIN || type === F.STDOUT || type === F.STDERR

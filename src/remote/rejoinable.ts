@@ -1,8 +1,9 @@
-// A failed prepare_job's undo needs the machine it failed on. When what failed was the connection
-// itself (a network drop), the undo would find it gone and leave the job's containers, folder and
-// lease behind until a later cleanup. Once `rejoin()` is called, a channel that cannot open because
-// the connection is lost opens on one new connection instead, made once for all callers. Before
-// that a loss stays a loss: a dropped connection never passes for success.
+// A failed prepare_job's undo, and cleanup_job, need the machine the job ran on. When what failed
+// was the connection itself (a network drop, or the job's agent gone with its own), they would find
+// it gone and leave the job's containers, folder and lease behind until a later cleanup. Once
+// `rejoin()` is called, a channel that cannot open because the connection or the agent is lost
+// opens on one new connection instead, made once for all callers. Before that a loss stays a loss:
+// a dropped connection never passes for success. An agent's refusal (the lease is lost) stands.
 import { TransportError } from '../errors'
 import type { Duplex } from 'node:stream'
 import type { ExecChannel, Remote } from './remote'
@@ -43,7 +44,7 @@ export class Rejoinable implements Remote {
     try {
       return await fn(r)
     } catch (e) {
-      if (!this.rejoining || this.closed || !(e instanceof TransportError && e.kind === 'lost')) throw e
+      if (!this.rejoining || this.closed || !(e instanceof TransportError && (e.kind === 'lost' || e.kind === 'agent'))) throw e
       this.fresh ??= this.connect().then((n) => {
         r.close()
         if (this.closed) n.close()

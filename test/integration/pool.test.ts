@@ -26,7 +26,7 @@ import {
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { EC2_HOOK_ENV, dumpRun, hookCall, hookPrepare, tagsOf } from '../helpers/fake-instance'
 import { errorLines } from '../helpers/conformance'
-import { testImages } from '../helpers/testenv'
+import { testImages, testenvDir } from '../helpers/testenv'
 import { waitUntil } from '../helpers/wait'
 import { ec2Client, startOwnMoto, type OwnMoto } from '../helpers/ec2-env'
 import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2'
@@ -497,4 +497,30 @@ test("a job that rewrites its member's lease record as another job's gets no sca
   expect(c2.stdout + c2.stderr).toContain(`the lease of ${id} was no longer this job's at release: marked for replacement`)
   expect(await protectedNow(id)).toBe(true)
   expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release' })
+})
+
+test('a member cut off before cleanup_job is still given back: marked for replacement and its protection lifted, the exit loud', async () => {
+  const p = await pool('pool-cut-off', 1)
+  const protectedNow = async (id: string): Promise<boolean | undefined> =>
+    (await p.describe())!.instances.find((i) => i.id === id)?.protectedFromScaleIn
+  const r = runnerFor(p)
+  const prep = await hookPrepare(r, jobArgs(r))
+  expect({ code: prep.code, out: prep.code === 0 ? '' : dumpRun(prep) }).toEqual({ code: 0, out: '' })
+  const id = memberOf(r)
+  const m = p.member(id)
+  // Control: held, it is protected and its lease record is the job's.
+  expect(await protectedNow(id)).toBe(true)
+  expect(await p.readLease(id)).toMatch(/^held /)
+  // The member drops off the network (or the job, root there, stops sshd): its sshd and every
+  // session of its user end, the job's agent with its connection; new connections are refused.
+  const listener = Number(fs.readFileSync(path.join(testenvDir, `inst-${id}`, 'sshd.pid'), 'utf8'))
+  process.kill(listener, 'SIGKILL')
+  for (const pid of await userPids(m.user)) process.kill(pid, 'SIGKILL')
+  const c = await cleanup(r)
+  expect(c.code).toBe(75)
+  expect(errorLines(c)).toEqual([expect.stringMatching(/^::error::cannot connect to .*: connect ECONNREFUSED /)])
+  expect(c.stdout + c.stderr).toMatch(new RegExp(`giving 127\\.0\\.0\\.1:${m.port} back failed too: .*ECONNREFUSED`))
+  // Before, the release was never asked for: the member stayed protected, unmarked, for days.
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'unreachable at release' })
+  expect(await protectedNow(id)).toBe(false)
 })

@@ -8,9 +8,13 @@ import { Rejoinable } from '../../src/remote/rejoinable'
 class Fake implements Remote {
   opened: string[] = []
   closes = 0
-  constructor(public state: 'up' | 'lost' | 'refusing' = 'up') {}
+  constructor(public state: 'up' | 'lost' | 'refusing' | 'agent gone' | 'lease lost' = 'up') {}
   openExec(command: string): Promise<ExecChannel> {
     if (this.state === 'lost') return Promise.reject(new TransportError('the connection to h is gone: Not connected', 'lost'))
+    // As mux-client.ts fails them: the job's agent ended (with its connection), or refused (its lease is lost).
+    if (this.state === 'agent gone') return Promise.reject(new TransportError('agent at /s unreachable: connect ECONNREFUSED /s', 'agent'))
+    if (this.state === 'lease lost')
+      return Promise.reject(new TransportError("this machine's lease lapsed; the agent opens nothing more there", 'lease'))
     if (this.state === 'refusing') return Promise.reject(new HookError('docker: permission denied'))
     this.opened.push(command)
     return Promise.resolve({} as ExecChannel)
@@ -84,4 +88,18 @@ test('closed while reconnecting: the new connection is closed as it arrives', as
   await expect(open).rejects.toThrow('is gone')
   expect(second.closes).toBe(1)
   expect(second.opened).toEqual([])
+})
+
+test("after rejoin(), an agent found gone is replaced as a lost connection is; an agent's refusal (its lease lost) stands", async () => {
+  const second = new Fake('up')
+  let connects = 0
+  const gone = new Rejoinable(new Fake('agent gone'), async () => (connects++, second))
+  gone.rejoin()
+  await gone.openSocket('/run/docker.sock')
+  expect({ connects, opened: second.opened }).toEqual({ connects: 1, opened: ['socket /run/docker.sock'] })
+  const refused = new Rejoinable(new Fake('lease lost'), async () => (connects++, new Fake()))
+  refused.rejoin()
+  await expect(refused.openSocket('/run/docker.sock')).rejects.toMatchObject({ kind: 'lease' })
+  await expect(refused.openExec('docker rm -f x')).rejects.toMatchObject({ kind: 'lease' })
+  expect(connects).toBe(1)
 })
