@@ -27,6 +27,14 @@ interface ChannelView {
 const DROP = '\0drop'
 const GUARDED = ['CHANNEL_DATA', 'CHANNEL_EXTENDED_DATA', 'CHANNEL_REQUEST', 'CHANNEL_EOF', 'CHANNEL_CLOSE', 'GLOBAL_REQUEST']
 
+/**
+ * Channels whose close the server sent. ssh2 closes every open channel alike when the connection
+ * drops, after an exit status OpenSSH may send before the last of the output: only a channel the
+ * server closed itself has ended its command's output.
+ */
+const serverClosed = new WeakSet<object>()
+export const closedByServer = (channel: object): boolean => serverClosed.has(channel)
+
 /** Installs the checks on a client whose connect() has just been called; false when ssh2's internals are not where expected. */
 export function holdToProtocol(client: Client, sock: Socket): boolean {
   const c = client as unknown as Ssh2Internals
@@ -67,7 +75,11 @@ export function holdToProtocol(client: Client, sock: Socket): boolean {
   guard('CHANNEL_EXTENDED_DATA', data)
   guard('CHANNEL_REQUEST')
   guard('CHANNEL_EOF')
-  guard('CHANNEL_CLOSE')
+  guard('CHANNEL_CLOSE', (args) => {
+    const ch = chans.get(args[1] as number)
+    if (typeof ch === 'object' && ch !== null) serverClosed.add(ch)
+    return null
+  })
   guard('GLOBAL_REQUEST', (args) => (args[1] === 'hostkeys-00@openssh.com' ? DROP : null))
   // Every packet the client writes goes through here once keys are exchanged (ssh2 reads it then).
   const write = proto._onWrite

@@ -7,7 +7,7 @@ import { HookError, TransportError, type TransportKind } from '../errors'
 import { hostKeyAlgorithms, verifyHostKey } from './known-hosts'
 import type { ConnectInfo, ExecChannel, ExitStatus, Remote } from './remote'
 import { connectReusingReads, type ReadCounts } from './read-buffer'
-import { holdToProtocol } from './ssh-guard'
+import { closedByServer, holdToProtocol } from './ssh-guard'
 
 /** ssh2 marks where a failure arose in `level`: the client's authentication, its deadline, or the socket. */
 function kindOf(err: Error & { level?: string }): TransportKind {
@@ -144,7 +144,9 @@ export class SshRemote implements Remote {
             if (status.code === null && !status.signal) status = null
           })
           const done = new Promise<ExitStatus>((res) => {
-            stream.on('close', () => res(status ?? { code: null, signal: null }))
+            // Closed with the connection (the server never closed it): the output may be cut
+            // short, whatever exit status came before, so no status.
+            stream.on('close', () => res((closedByServer(stream) && status) || { code: null, signal: null }))
           })
           // Never an uncaught error of a stream nobody reads to its end (the agent would end with every step).
           stream.stderr.on('error', () => undefined)

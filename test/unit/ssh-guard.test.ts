@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events'
 import type { Socket } from 'node:net'
 import type { Client } from 'ssh2'
-import { holdToProtocol, WRITE_BACKLOG_MAX } from '../../src/remote/ssh-guard'
+import { closedByServer, holdToProtocol, WRITE_BACKLOG_MAX } from '../../src/remote/ssh-guard'
 
 function standIn() {
   const handled: string[] = []
@@ -41,7 +41,9 @@ test('data within the window, requests and the end of a channel pass (control)',
   s.h.CHANNEL_REQUEST(null, 0, 'exit-status', false)
   s.h.GLOBAL_REQUEST(null, 'keepalive@openssh.com', true)
   s.h.CHANNEL_EOF(null, 0)
+  expect(closedByServer(s.channels.get(0)!)).toBe(false)
   s.h.CHANNEL_CLOSE(null, 0)
+  expect(closedByServer(s.channels.get(0)!)).toBe(true)
   expect(s.handled).toEqual([
     'CHANNEL_DATA 0',
     'CHANNEL_EXTENDED_DATA 0',
@@ -62,6 +64,8 @@ test('data past the window closes the connection once, and nothing after it is a
   s.h.CHANNEL_CLOSE(null, 0)
   expect(s.errors).toEqual(['the server sent 101 bytes on a channel with 100 bytes of window left'])
   expect(s.handled).toEqual([])
+  // Its close was not acted on: the channel ends as cut with the connection, whatever status came.
+  expect(closedByServer(s.channels.get(0)!)).toBe(false)
 })
 
 test('data on a channel the server ended (after its EOF) closes the connection', () => {
