@@ -320,7 +320,7 @@ export async function directRemote(ctx: HookContext, connect: ConnectInfo): Prom
  */
 export function bulkTransport(ctx: HookContext, connect: ConnectInfo, localDir: string): RsyncTransport {
   const ssh = tools().ssh
-  if (ssh) return opensshTransport(ssh, connect)
+  if (ssh) return opensshTransport(ssh, connect, ctx.config.timeouts.connectSeconds)
   if (!ctx.config.agent.enabled)
     throw new HookError(
       `ssh is not installed on the runner host and the agent is disabled: rsync has no transport (install OpenSSH's client or set tools.ssh)`

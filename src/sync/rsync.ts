@@ -26,7 +26,7 @@ export function agentTransport(nodePath: string, hookPath: string, socketPath: s
  * of theirs (ProxyCommand, LocalCommand, KnownHostsCommand) runs, nothing is forwarded, no shared
  * connection, no key agent, and only the pinned key file and host key are used.
  */
-export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
+export function opensshArgs(ssh: string, info: ConnectInfo, connectSeconds?: number): string[] {
   // The configured files are checked in the config; a job's own key and pin are under TMPDIR.
   for (const [p, asOption] of [
     [info.identityFile, false],
@@ -74,6 +74,9 @@ export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
     ...o('Tunnel=no'),
     ...o('RequestTTY=no'),
     ...o('CanonicalizeHostname=no'),
+    // A host that never answers the connect or never sends its banner fails as the hook's own
+    // connections do (timeouts.connectSeconds), not at rsync's I/O timeout as a failed copy.
+    ...(connectSeconds === undefined ? [] : o(`ConnectTimeout=${Math.ceil(connectSeconds)}`)),
     // A peer that stops answering (a path that drops packets) ends the transport within a minute.
     ...o('ServerAliveInterval=15'),
     ...o('ServerAliveCountMax=4'),
@@ -82,8 +85,8 @@ export function opensshArgs(ssh: string, info: ConnectInfo): string[] {
   ]
 }
 
-export function opensshTransport(ssh: string, info: ConnectInfo): RsyncTransport {
-  return { rsh: opensshArgs(ssh, info).map(shq).join(' '), host: info.host.includes(':') ? `[${info.host}]` : info.host }
+export function opensshTransport(ssh: string, info: ConnectInfo, connectSeconds?: number): RsyncTransport {
+  return { rsh: opensshArgs(ssh, info, connectSeconds).map(shq).join(' '), host: info.host.includes(':') ? `[${info.host}]` : info.host }
 }
 
 /**
@@ -157,7 +160,7 @@ function sshKind(lines: string[]): TransportKind {
   if (has(/: Permission denied \(/)) return 'auth'
   if (
     has(
-      /^ssh: connect to host .*: (Connection refused|Connection timed out|No route to host|Network is unreachable)$|^ssh: Could not resolve hostname /
+      /^ssh: connect to host .*: (Connection refused|Connection timed out|No route to host|Network is unreachable)$|^ssh: Could not resolve hostname |^Connection timed out during banner exchange$/
     )
   )
     return 'network'
