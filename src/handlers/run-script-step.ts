@@ -7,6 +7,8 @@ import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
 import { Engine } from '../docker/engine'
 import { createExec, execStep, shellStep, type ExecSpec } from '../docker/steps'
+import { newStepMarker } from '../docker/step-stop'
+import { noteStep, stepEnded, stopLeftRunning } from '../docker/left-running'
 import { jobShell, shellUnfit, type WarmShell } from '../docker/warm-shell'
 import { pull, type SyncTarget } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
@@ -27,13 +29,16 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   try {
     target = syncTarget(ctx, state, remote)
     const env = stepPathEnv(args, state.container.path)
+    const marker = newStepMarker()
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
     const spec: ExecSpec = {
       container: state.container.id,
       cmd: [args.entryPoint, ...rejoinArgs(args.entryPointArgs)],
       env,
-      workdir: args.workingDirectory
+      workdir: args.workingDirectory,
+      marker
     }
+    for (const line of await stopLeftRunning(engine, spec.container, state.localDir)) ctx.log.warn(line)
     // In the job's agent, a step goes through the job's step shell when it has one (warm-shell.ts).
     const warm = ctx.remote !== undefined && ctx.config.agent.warmShell
     const unfit = warm ? shellUnfit(spec) : null
@@ -53,11 +58,18 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     // A shell that died during the push (a process an earlier step left behind): this step by exec.
     const usedShell = viaShell?.alive ? viaShell : null
     if (viaShell && !usedShell) ctx.log.debug('the step shell ended before the step started: step by docker exec')
+    // Noted before it starts: a step lost with its connection is stopped by the job's next one.
+    const unnoted = noteStep(state.localDir, marker)
+    if (unnoted)
+      ctx.log.warn(
+        `this step could not be noted in the job's folder (${unnoted}): were its connection lost, the next step would not stop it`
+      )
     running = true
     const res = usedShell
       ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs)
       : await execStep(remote, engine, spec, out, ctx.signal, graceMs, created ?? createExec(engine, spec))
     running = false
+    if (res.stop !== 'unconfirmed') stepEnded(state.localDir, marker)
     if (res.cancelled) throw Cancelled.by(ctx.signal, res.stop)
     // The next step finds the shell running (started now, after this step's exec).
     if (warm && !usedShell) jobShell.after(engine, spec.container)

@@ -125,7 +125,7 @@ export function scriptStepCtx(): HookContext {
       timeouts: { cancelGraceSeconds: 5 }
     },
     runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-    log: { progress: () => undefined, debug: () => undefined },
+    log: { progress: () => undefined, debug: () => undefined, warn: () => undefined },
     signal: new AbortController().signal,
     stdout: process.stdout,
     stderr: process.stderr

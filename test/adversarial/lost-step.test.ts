@@ -1,0 +1,35 @@
+// A step lost with its connection: the job's agent dies mid-step (as when its SSH connection drops
+// and it winds down), the hook fails the step (exit 75), and docker goes on running the step's
+// process on the VM, since it does not end an exec whose client went away. The job's next step
+// must stop it before it runs, so a lost step never runs beside the steps after it (a post step,
+// an `if: always()` step) writing the workspace they pull back.
+import { scanCmdlines } from '../helpers/conformance'
+import { waitUntil } from '../helpers/wait'
+import { withJob } from './harness'
+
+jest.setTimeout(180_000)
+
+test("a step lost with its agent is stopped by the job's next step, which says so once", async () => {
+  await withJob('agent', async (job) => {
+    // The VM is this machine: the step's process shows in /proc by its unique command line.
+    const seconds = 300000 + Math.floor(Math.random() * 100000)
+    const needle = `sleep\0${seconds}\0`
+    const lost = job.step(`sleep ${seconds}`)
+    expect(await waitUntil(() => scanCmdlines(needle).length > 0, 60_000, 50)).toBe(true)
+    await job.killAgents()
+    const { r } = await lost
+    expect(r.code).toBe(75)
+    // Control: docker left the step running after its hook gave up on it.
+    await new Promise((res) => setTimeout(res, 1000))
+    expect(scanCmdlines(needle).length).toBeGreaterThan(0)
+    const next = await job.step('echo next')
+    expect(next.r.code).toBe(0)
+    expect(next.r.stdout + next.r.stderr).toMatch(
+      /::warning::an earlier step of this job whose end was never known \(its connection was lost\): any process of it left was stopped/
+    )
+    expect(scanCmdlines(needle)).toEqual([])
+    const third = await job.step('echo third')
+    expect(third.r.code).toBe(0)
+    expect(third.r.stdout + third.r.stderr).not.toContain('an earlier step')
+  })
+})
