@@ -332,15 +332,22 @@ function parseRecords(buf: Buffer, rules: ListingRules): RemoteListing {
     return { snap, other }
   }
   if (buf[buf.length - 1] !== 0) throw listingError('the last record is cut off', 0)
-  const { text, notUtf8 } = decodeFields(buf.subarray(0, buf.length - 1))
-  // Fields by position in the one string: no array of every field, and no string for a field
-  // that is only checked (type, mode, an empty link target).
+  const body = buf.subarray(0, buf.length - 1)
+  // Counted in the bytes, before anything is decoded (a NUL is a NUL either way): a listing of
+  // hundreds of millions of fields, one of them not UTF-8, is refused by its count, not decoded
+  // field by field into an array of them all. Counting stops well past the limit.
+  const countTo = 2 * (rules.maxEntries + 1) * 6
   let fields = 1
-  for (let i = text.indexOf('\0'); i >= 0; i = text.indexOf('\0', i + 1)) fields++
+  for (let i = body.indexOf(0); i >= 0 && fields <= countTo; i = body.indexOf(0, i + 1)) fields++
+  if (fields > rules.maxEntries * 6) {
+    const has = fields > countTo ? `more than ${2 * rules.maxEntries}` : `${Math.ceil(fields / 6)}`
+    throw new HookError(`sync.limits.listingEntries: the remote listing has ${has} entries, over the limit of ${rules.maxEntries}`)
+  }
   if (fields % 6 !== 0) throw listingError('the last record is cut off', Math.floor(fields / 6))
   const count = fields / 6
-  if (count > rules.maxEntries)
-    throw new HookError(`sync.limits.listingEntries: the remote listing has ${count} entries, over the limit of ${rules.maxEntries}`)
+  // Fields by position in the one string: no array of every field, and no string for a field
+  // that is only checked (type, mode, an empty link target).
+  const { text, notUtf8 } = decodeFields(body)
   /** The folder last found to be the parent of an entry (always a listed directory). */
   let lastDir = ''
   /** Past the walk, in the entries of the changed folders; the paths seen there. */

@@ -354,8 +354,12 @@ describe('pull: caps', () => {
     await expect(pull(w.target({}, { listingBytes: 1024 }), ROOTS)).rejects.toThrow(
       /^sync\.limits\.listingBytes: the remote file listing is larger than 1024 bytes/
     )
+    await expect(pull(w.target({}, { listingEntries: 30 }), ROOTS)).rejects.toThrow(
+      /^sync\.limits\.listingEntries: the remote listing has 53 entries, over the limit of 30$/
+    )
+    // Far over: counted only so far (a listing of millions of fields is not counted to its end).
     await expect(pull(w.target({}, { listingEntries: 20 }), ROOTS)).rejects.toThrow(
-      /^sync\.limits\.listingEntries: the remote listing has 53 entries/
+      /^sync\.limits\.listingEntries: the remote listing has more than 40 entries, over the limit of 20$/
     )
     expect(existsSync(`${w.host}/ws/file-49`)).toBe(true)
   })

@@ -323,6 +323,25 @@ describe('parseRemoteListing (strict: the listing comes from a machine the job c
     expect(parse(b, { maxEntries: 3 }).snap.size).toBe(3)
     expect(() => parse(b, { maxEntries: 2 })).toThrow(/^sync\.limits\.listingEntries: .* 3 entries, over the limit of 2/)
   })
+
+  it('a listing of a million fields, one of them not UTF-8, is refused by its count before any of it is decoded', () => {
+    // Root on the VM can print this from a planted `find`: decoded field by field, it became an
+    // array of every field before the count was checked (256 MiB of NULs: past V8's array limit).
+    const decode = jest.spyOn(TextDecoder.prototype, 'decode')
+    try {
+      const big = Buffer.alloc(6 * 200_000)
+      big[17] = 0xff
+      expect(() => parse(big, { maxEntries: 1000 })).toThrow(
+        /^sync\.limits\.listingEntries: the remote listing has more than 2000 entries, over the limit of 1000$/
+      )
+      expect(decode).not.toHaveBeenCalled()
+      // Control: a listing within the limit is decoded (the spy sees the parser's decoder).
+      expect(parse(buf(rec('d', 'a', '', '0')), { maxEntries: 1000 }).snap.size).toBe(1)
+      expect(decode).toHaveBeenCalled()
+    } finally {
+      decode.mockRestore()
+    }
+  })
 })
 
 describe('isExcluded', () => {
