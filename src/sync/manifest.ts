@@ -312,6 +312,15 @@ function append(file: string, line: string, read: { ino: number; bytes: number }
 }
 
 /**
+ * A copy of `s` that holds nothing else alive. V8 makes a substring of 13 or more characters a
+ * view of the string it was cut from: a path cut from a listing (tens of MB) and kept in the
+ * agent's cached base would keep that whole listing for as long as the job runs.
+ */
+export function ownString(s: string): string {
+  return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string)
+}
+
+/**
  * Applies an update to the saved base (re-read under the lock, so concurrent updates merge).
  * `still` is asked once the lock is held: false leaves the base as it is.
  */
@@ -320,8 +329,9 @@ export async function saveBase(file: string, update: BaseUpdate, still?: () => b
   await withLock(file, () => {
     if (still && !still()) return
     const c = current(file)
-    // Copies: the saved entry must be the entry as given, even if the caller's object changes later.
-    const set = [...update.set].map(([p, e]): [string, BaseEntry] => [p, { t: e.t, l: e.l, r: e.r }])
+    // Copies: the saved entry must be the entry as given, even if the caller's object changes later;
+    // and the path a string of its own, kept in the cached base (see ownString).
+    const set = [...update.set].map(([p, e]): [string, BaseEntry] => [ownString(p), { t: e.t, l: e.l, r: e.r }])
     const base = c.base.with(set, update.remove)
     const line = `${JSON.stringify([[...update.remove], set.map(([p, e]) => [p, e.t, e.l, e.r])])}\n`
     const small = c.parsed && (c.journal?.bytes ?? 0) + Buffer.byteLength(line) <= 65_536 + c.snapBytes / 4

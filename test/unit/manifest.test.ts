@@ -1,6 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { appendFileSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import {
   earliest,
   listingTimes,
@@ -536,6 +538,38 @@ void (async () => {
       for (let i = 0; i < EACH; i++) expect(base.get(`w${w}/${i}`)).toEqual({ t: 'f', l: `l${i}`, r: `r${i}${'x'.repeat(1500)}` })
     expect(onDisk(file)).toEqual(asObj(base))
     expect(existsSync(`${file}.lock`)).toBe(false)
+  })
+})
+
+describe("the cached base's keys", () => {
+  it('hold nothing of the listing text they were cut from (V8 keeps a substring as a view of it)', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const file = join(tempDir(), 'base.json')
+    await saveBase(file, { set: new Map([['seed', { t: 'f', l: 'l', r: 'r' }]]), remove: new Set() })
+    const heap = (): number => {
+      gc()
+      return process.memoryUsage().heapUsed
+    }
+    const before = heap()
+    // A listing's text (~24 MB) and paths cut from it, as pull keeps them for a folder that changed.
+    const cut = (text: string): Map<string, BaseEntry> => {
+      const set = new Map<string, BaseEntry>()
+      for (let i = 0; i < 100; i++) {
+        const from = text.indexOf(`ws/some/folder/entry-${i * 7000}\0`)
+        set.set(text.slice(from, text.indexOf('\0', from)), { t: 'd', l: 'l', r: `1:${i}` })
+      }
+      return set
+    }
+    const held: { listing: string | null } = { listing: Array.from({ length: 800_000 }, (_, i) => `ws/some/folder/entry-${i}`).join('\0') }
+    const set = cut(held.listing!)
+    await saveBase(file, { set, remove: new Set() })
+    // Control: while the listing is referenced it is on the heap.
+    expect(heap() - before).toBeGreaterThan(20e6)
+    held.listing = null
+    set.clear()
+    expect(heap() - before).toBeLessThan(4e6)
+    expect(loadBase(file).get('ws/some/folder/entry-693000')).toEqual({ t: 'd', l: 'l', r: '1:99' })
   })
 })
 
