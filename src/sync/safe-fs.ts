@@ -157,7 +157,12 @@ export class SafeTree {
    * directory. With `create`, missing ones are made; without, a missing one gives null (nothing there).
    */
   private parentOf(rel: string, create: boolean): string | null {
-    const parts = checked(rel).split('/')
+    const slash = checked(rel).lastIndexOf('/')
+    // A remembered folder's every ancestor is remembered (KnownFolders keeps one only below a
+    // remembered parent): the parent alone is looked up, not each folder above it (the square of
+    // the depth for each of a deep folder's files).
+    if (slash > 0 && this.known.has(rel.slice(0, slash))) return `${this.root}/${rel.slice(0, slash)}`
+    const parts = rel.split('/')
     let dirRel = ''
     for (let i = 0; i < parts.length - 1; i++) {
       dirRel = dirRel ? `${dirRel}/${parts[i]}` : parts[i]

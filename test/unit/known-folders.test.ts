@@ -2,6 +2,9 @@
 // them costs: the work of a removal must not grow with what is remembered elsewhere.
 import { KnownFolders } from '../../src/sync/known-folders'
 import { removedByDeletions } from '../../src/sync/sync'
+import { SafeTree } from '../../src/sync/safe-fs'
+import { existsSync } from 'node:fs'
+import { cleanupTempDirs, tempDir } from './_helpers'
 import type { BaseEntry } from '../../src/sync/manifest'
 
 function known(...entries: [string, number][]): KnownFolders {
@@ -147,5 +150,80 @@ describe('a step that deleted a file in each of many folders costs work linear i
     })
     expect(k.size).toBe(1)
     expect(work).toBeLessThanOrEqual(2 * n)
+  })
+})
+
+/**
+ * The characters of every string key `fn` looks up in a Map or Set (has, get): what hashing the
+ * keys costs. Counted rather than timed, as above.
+ */
+function keyChars<T>(fn: () => T): { value: T; chars: number } {
+  let chars = 0
+  type Proto = Record<string, (this: unknown, k: unknown, ...a: unknown[]) => unknown>
+  const saved: [Proto, string, Proto[string]][] = []
+  for (const proto of [Map.prototype, Set.prototype] as unknown as Proto[])
+    for (const name of proto === (Set.prototype as unknown) ? ['has'] : ['has', 'get']) {
+      const orig = proto[name]
+      saved.push([proto, name, orig])
+      proto[name] = function (this: unknown, k: unknown, ...a: unknown[]) {
+        if (typeof k === 'string') chars += k.length
+        return orig.call(this, k, ...a)
+      }
+    }
+  try {
+    return { value: fn(), chars }
+  } finally {
+    for (const [proto, name, orig] of saved) proto[name] = orig
+  }
+}
+
+// A tree the VM chooses, 1,000 folders deep (paths of 2 KB), with many files at the bottom: each
+// path's ancestors were each looked up, the square of the depth per path (minutes of a blocked
+// agent at the 4 KB a path may have). The keys looked up must stay within a small multiple of the
+// base's own path bytes.
+describe('a deep tree costs work linear in its path bytes', () => {
+  const deep = (): { base: Map<string, BaseEntry>; bytes: number; bottom: string } => {
+    const base = new Map<string, BaseEntry>()
+    let p = 'ws'
+    base.set(p, { t: 'd', l: '', r: '' })
+    for (let i = 0; i < 1_000; i++) base.set((p = `${p}/d`), { t: 'd', l: '', r: '' })
+    for (let i = 0; i < 300; i++) base.set(`${p}/f${i}`, { t: 'f', l: '', r: '' })
+    let bytes = 0
+    for (const k of base.keys()) bytes += k.length
+    return { base, bytes, bottom: p }
+  }
+
+  test("the base's paths that one deletion elsewhere removes", () => {
+    const { base, bytes, bottom } = deep()
+    base.set('ws/other', { t: 'f', l: '', r: '' })
+    const { value: removed, chars } = keyChars(() => removedByDeletions(base, ['ws/other']))
+    expect([...removed]).toEqual(['ws/other'])
+    expect(chars).toBeGreaterThanOrEqual(bytes) // control: each path is looked up once at least
+    expect(chars).toBeLessThanOrEqual(4 * bytes)
+    // A deletion above the bottom takes everything under it.
+    // (what stays: ws, the 48 folders above the one deleted, and ws/other)
+    expect(removedByDeletions(base, [bottom.slice(0, 100)]).size).toBe(base.size - 50)
+  })
+})
+
+describe('a deep folder written into', () => {
+  afterAll(cleanupTempDirs)
+  test("files written into a deep folder: each looks up its folder's parent, not every folder above", () => {
+    const root = tempDir()
+    let folder = 'ws'
+    for (let i = 0; i < 1_000; i++) folder += '/d'
+    const tree = new SafeTree(root)
+    const write = (i: number): void => {
+      const w = tree.openFile(`${folder}/f${i}`, 0o644, 1_700_000_000)
+      w.write(Buffer.from('x'))
+      w.finish()
+    }
+    write(0) // makes the folders, once
+    const { chars } = keyChars(() => {
+      for (let i = 1; i <= 300; i++) write(i)
+    })
+    expect(existsSync(`${root}/${folder}/f300`)).toBe(true)
+    expect(chars).toBeGreaterThanOrEqual(300 * folder.length) // control: each file looks its folder up
+    expect(chars).toBeLessThanOrEqual(4 * 300 * (folder.length + 5))
   })
 })
