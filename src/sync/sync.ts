@@ -705,6 +705,22 @@ interface Received {
   dropped: Set<string>
 }
 
+/**
+ * A delta listing carries only the changes, so step by step the base could grow past what one full
+ * listing may carry, and on to sizes its saved form cannot be (V8's strings end at 512 MiB): the
+ * next full listing, or the base's next snapshot, would then fail for good and without naming a
+ * cap. Its paths (in UTF-16 units, a byte each for ASCII) are kept within sync.limits.listingBytes.
+ */
+function checkBaseFits(base: Base, remove: ReadonlySet<string>, fetch: readonly string[], listingBytes: number): void {
+  let units = 0
+  for (const p of base.keys()) if (!remove.has(p)) units += p.length
+  for (const p of fetch) if (!base.has(p) || remove.has(p)) units += p.length
+  if (units > listingBytes)
+    throw new HookError(
+      `sync.limits.listingBytes: the synced folders' paths would add up to ${units} bytes, over the ${listingBytes} one listing of them may carry; nothing was copied back`
+    )
+}
+
 /** Pulls remote changes under `roots` back to the host, deletions included. */
 export async function pull(t: SyncTarget, roots: readonly string[]): Promise<SyncStats> {
   const started = Date.now()
@@ -740,10 +756,11 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
     throw new HookError(
       `sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`
     )
+  const remove = removedByDeletions(base, del)
+  if (listing.changedDirs && fetch.length) checkBaseFits(base, remove, fetch, limits.listingBytes)
   if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0
-  const remove = removedByDeletions(base, del)
   const got: Received = { set: new Map(), dropped: new Set() }
   await onHostTree(t, async () => {
     // Cancelled while the listing came or the locks were waited for: nothing on the host changes.

@@ -16,7 +16,7 @@ import {
   writeFileSync
 } from 'node:fs'
 import { spawnSync } from 'node:child_process'
-import { manifestLockOf, saveBase, UNSURE } from '../../src/sync/manifest'
+import { loadBase, manifestLockOf, saveBase, UNSURE } from '../../src/sync/manifest'
 import { LONG_COPY_MS, pull, recordBase, type SyncTarget } from '../../src/sync/sync'
 import { MAX_CHANGED_DIRS } from '../../src/sync/tree'
 import { cleanupTempDirs, plantAtNextPids, sh, tempDir } from './_helpers'
@@ -170,7 +170,7 @@ function seedTree(vm: string): void {
 /** Seeded worlds, aged once for the whole file (each test takes its own). */
 const aged: World[] = []
 beforeAll(() => {
-  for (let i = 0; i < 18; i++) {
+  for (let i = 0; i < 19; i++) {
     const w = world()
     seedTree(w.vm)
     aged.push(w)
@@ -413,6 +413,52 @@ describe('pull: when the delta listing lists everything instead', () => {
     const s = await pull(w.target({ excludes: ['_temp/_runner_hook_responses'] }), ROOTS)
     expect(s.listed).toBe('all')
     expect(readFileSync(`${w.host}/ws/cache/c`, 'utf8')).toBe('was excluded')
+  })
+})
+
+describe('a base grown by delta listings', () => {
+  it('is kept within what one full listing may carry: the pull that would pass it is refused, naming the key, and copies nothing', async () => {
+    const w = agedWorld()
+    const big = Number.MAX_SAFE_INTEGER
+    const limits = {
+      stepBytes: big,
+      stepFiles: big,
+      jobBytes: big,
+      jobFiles: big,
+      listingEntries: 1e6,
+      listingBytes: 4096,
+      fileCommandBytes: big
+    }
+    const target = (): SyncTarget => ({ ...w.target(), limits })
+    expect((await pull(target(), ROOTS)).listed).toBe('all')
+    // Room for three steps' paths (1,065 each) over what the base holds now; each delta listing
+    // (the folders walked, the new folder's entries with their fields) stays well within it.
+    let held = 0
+    for (const p of loadBase(target().manifestFile).keys()) held += p.length
+    limits.listingBytes = held + 4000
+    // Each step adds a folder of ten files of 100-character names: each delta listing is small
+    // (the new folder's entries, the names in ws), the base grows.
+    let refused: unknown = null
+    let step = 0
+    while (!refused && step < 10) {
+      step++
+      mkdirSync(`${w.vm}/ws/s${step}`)
+      for (let i = 0; i < 10; i++) writeFileSync(`${w.vm}/ws/s${step}/${`f${i}-`.padEnd(100, 'x')}`, 'x')
+      // Past the listing's reach-back before it is listed: the next listing lists only the next folder.
+      ageTree()
+      refused = await pull(target(), ROOTS).then(
+        (s) => (expect(s.listed).toBe('changes'), null),
+        (e: unknown) => e
+      )
+    }
+    expect(step).toBe(4)
+    expect((refused as Error).message).toBe(
+      `sync.limits.listingBytes: the synced folders' paths would add up to ${held + 4 * (5 + 10 * 106)} bytes, over the ${held + 4000} one listing of them may carry; nothing was copied back`
+    )
+    expect(existsSync(`${w.host}/ws/s${step}`)).toBe(false)
+    expect(readdirSync(`${w.host}/ws/s${step - 1}`)).toHaveLength(10)
+    // Control: a full listing of the same tree is refused by the same key.
+    await expect(pull({ ...target(), deltaListing: false }, ROOTS)).rejects.toThrow(/^sync\.limits\.listingBytes: /)
   })
 })
 
