@@ -328,7 +328,8 @@ export const ConfigSchema = z
               .int()
               .min(0)
               .default(10 * 1024 ** 3),
-            stepFiles: z.number().int().min(0).default(200_000),
+            // As many as one listing may hold: a fresh checkout of a large repository comes back in one step.
+            stepFiles: z.number().int().min(0).default(1_000_000),
             jobBytes: z
               .number()
               .int()

@@ -88,7 +88,7 @@ describe('loadConfig: valid files', () => {
         deltaListing: true,
         limits: {
           stepBytes: 10 * 1024 ** 3,
-          stepFiles: 200_000,
+          stepFiles: 1_000_000,
           jobBytes: 50 * 1024 ** 3,
           jobFiles: 1_000_000,
           listingEntries: 1_000_000,
@@ -270,7 +270,7 @@ describe('loadConfig: validation', () => {
     const cfg = load(withHost({}, { sync: { limits: { stepBytes: 1024, jobFiles: 10 } } }))
     expect(cfg.sync.limits).toEqual({
       stepBytes: 1024,
-      stepFiles: 200_000,
+      stepFiles: 1_000_000,
       jobBytes: 50 * 1024 ** 3,
       jobFiles: 10,
       listingEntries: 1_000_000,
