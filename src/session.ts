@@ -465,13 +465,20 @@ export async function releaseMachine(
   return provider.release(lease, remote, jobId, directEnv(ctx, jobId))
 }
 
-/** Cleanup without state: `tidy` runs on each machine this runner may hold, then the provider releases it. */
-export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, owner: string, tidy: Tidy): Promise<OrphanReport> {
-  // No job: the ledger is only asked to settle what is terminated, by the reservation on its tag.
-  const env = directEnv(ctx, `cleanup-${owner}`)
-  // Each machine's tidying and release within timeouts.cleanupSeconds, as with state: a VM a lost
-  // job left hanging (it was root there) must not hold the runner, nor the machines after it.
-  const connect = async (c: ConnectInfo): Promise<Remote> => {
+/**
+ * releaseMachine for a machine the caller could not reach: the provider connects on its own, each
+ * connection within timeouts.cleanupSeconds as cleanup's own (a VM that lets the second connection
+ * in must not hold the runner past that bound).
+ */
+export function releaseUnreached(ctx: HookContext, provider: VmProvider<Lease>, lease: Lease, jobId: string): Promise<void> {
+  if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
+  const env = directEnv(ctx, jobId)
+  return provider.release(lease, null, jobId, { ...env, connect: boundedConnect(ctx, env) })
+}
+
+/** `env`'s connect, each connection's commands within timeouts.cleanupSeconds (cleanupDeadline). */
+function boundedConnect(ctx: HookContext, env: ProviderEnv): ProviderEnv['connect'] {
+  return async (c: ConnectInfo): Promise<Remote> => {
     const b = cleanupDeadline(await env.connect(c), ctx.config.timeouts.cleanupSeconds, `cleaning up ${c.host}:${c.port}`)
     return {
       ...b.remote,
@@ -481,5 +488,13 @@ export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, ow
       }
     }
   }
-  return provider.cleanupOrphans(owner, { ...env, connect }, tidy)
+}
+
+/** Cleanup without state: `tidy` runs on each machine this runner may hold, then the provider releases it. */
+export function releaseOrphans(ctx: HookContext, provider: VmProvider<Lease>, owner: string, tidy: Tidy): Promise<OrphanReport> {
+  // No job: the ledger is only asked to settle what is terminated, by the reservation on its tag.
+  const env = directEnv(ctx, `cleanup-${owner}`)
+  // Each machine's tidying and release within timeouts.cleanupSeconds, as with state: a VM a lost
+  // job left hanging (it was root there) must not hold the runner, nor the machines after it.
+  return provider.cleanupOrphans(owner, { ...env, connect: boundedConnect(ctx, env) }, tidy)
 }

@@ -8,11 +8,18 @@ export interface WorkerProcess {
   start: string
 }
 
-function startOf(pid: number): string | null {
+/**
+ * Start time of `pid` (see WorkerProcess.start); null when there is no such process, false when
+ * it has ended but its parent has not reaped it yet (a zombie: kill(pid, 0) still succeeds and its
+ * start is unchanged, so without this a killed agent counted as running until reaped).
+ */
+function startOf(pid: number): string | null | false {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // The command name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (fields[0] === 'Z' || fields[0] === 'X') return false
+    return fields[19] ?? null
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ENOENT' && !procMounted() ? '' : null
   }
@@ -32,7 +39,7 @@ function procMounted(): boolean {
 export function workerProcess(pid: number): WorkerProcess | null {
   if (!Number.isInteger(pid) || pid <= 1) return null
   const start = startOf(pid)
-  return start === null ? null : { pid, start }
+  return start === null || start === false ? null : { pid, start }
 }
 
 /**
@@ -52,6 +59,7 @@ export function isRunning(w: WorkerProcess, opts: { othersHidden?: boolean } = {
     othersProcess = true
   }
   const now = startOf(w.pid)
+  if (now === false) return false
   if (now === null) return othersProcess && opts.othersHidden === true
   return w.start === '' || now === w.start
 }

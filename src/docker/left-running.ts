@@ -1,16 +1,19 @@
 // A step whose connection dropped (or whose agent died) may still run on the VM: docker does not
 // end an exec whose client went away, and the marker that finds its processes lived only in the
 // process that ran the step. Each step's marker is noted in the job's local folder (private, one
-// empty file per step) before it starts and dropped once its end is known; the job's next step
-// stops whatever a noted marker still finds, so a lost step never runs beside the steps after it.
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+// file per step, naming the process that runs it) before it starts and dropped once its end is
+// known; the job's next step stops whatever a noted marker still finds once the process that ran
+// it is gone, so a lost step never runs beside the steps after it, and a step still running beside
+// it (in the background, its process alive) is left alone.
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { Engine } from './engine'
 import { stopMarked } from './step-stop'
+import { isRunning, workerProcess, type WorkerProcess } from '../worker-process'
 
 const folderOf = (localDir: string): string => `${localDir}/steps`
 const MARKER = /^[0-9a-f]{32}$/
 
-/** Notes a step about to start; what failed when it cannot (the job's folder is gone), else null. */
+/** Notes a step about to start, run by this process; what failed when it cannot (the job's folder is gone), else null. */
 export function noteStep(localDir: string, marker: string): string | null {
   try {
     // Only inside the job's folder, never a folder of its own making: one that is gone stays gone.
@@ -19,7 +22,8 @@ export function noteStep(localDir: string, marker: string): string | null {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return (e as Error).message
   }
   try {
-    writeFileSync(`${folderOf(localDir)}/${marker}`, '', { mode: 0o600 })
+    const owner: WorkerProcess = workerProcess(process.pid) ?? { pid: process.pid, start: '' }
+    writeFileSync(`${folderOf(localDir)}/${marker}`, JSON.stringify(owner), { mode: 0o600 })
     return null
   } catch (e) {
     return (e as Error).message
@@ -31,9 +35,19 @@ export function stepEnded(localDir: string, marker: string): void {
   rmSync(`${folderOf(localDir)}/${marker}`, { force: true })
 }
 
+/** Whether the process that noted `marker` still runs (the step may be running in it); a note it cannot read has none. */
+function ownerRuns(localDir: string, marker: string): boolean {
+  try {
+    const o = JSON.parse(readFileSync(`${folderOf(localDir)}/${marker}`, 'utf8')) as Partial<WorkerProcess>
+    return typeof o.pid === 'number' && typeof o.start === 'string' && isRunning({ pid: o.pid, start: o.start })
+  } catch {
+    return false
+  }
+}
+
 /**
- * Stops the processes of the job's earlier steps whose end was never known; returns a line for
- * each (the caller warns). A marker whose stop fails stays noted for the next step.
+ * Stops the processes of the job's earlier steps whose end was never known and whose process is
+ * gone; returns a line for each (the caller warns). A marker whose stop fails stays noted.
  */
 export async function stopLeftRunning(engine: Engine, container: string, localDir: string): Promise<string[]> {
   let names: string[]
@@ -43,12 +57,13 @@ export async function stopLeftRunning(engine: Engine, container: string, localDi
     return []
   }
   const said: string[] = []
+  const what = 'an earlier step of this job whose end was never known (its connection was lost, or the process running it ended)'
   for (const marker of names) {
+    if (ownerRuns(localDir, marker)) continue
     if (await stopMarked(engine, container, marker, 0).catch(() => false)) {
       stepEnded(localDir, marker)
-      said.push(`an earlier step of this job whose end was never known (its connection was lost): any process of it left was stopped`)
-    } else
-      said.push(`an earlier step of this job whose end was never known (its connection was lost) could not be stopped: it may still run`)
+      said.push(`${what}: any process of it left was stopped`)
+    } else said.push(`${what} could not be stopped: it may still run`)
   }
   return said
 }

@@ -6,7 +6,15 @@ import type { HandlerResult, HookContext } from '../context'
 import { formatError, InputError, TransportError } from '../errors'
 import { LABEL_JOB, LABEL_OWNER, ownerId } from '../labels'
 import { decodeState, leaseOf, onJobMachine, stateFacts, type HookState } from '../state'
-import { openJobRemote, rejoinableRemote, releaseMachine, releaseOrphans, removeLocalJobFolders, stopAgents } from '../session'
+import {
+  openJobRemote,
+  rejoinableRemote,
+  releaseMachine,
+  releaseOrphans,
+  releaseUnreached,
+  removeLocalJobFolders,
+  stopAgents
+} from '../session'
 import { describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { HEX16_GLOB, jobFolder, removeJobFolder, thenFolders } from '../docker/job-folder'
 import { configElsewhere, providerFor, workRootOf, type Lease } from '../providers/factory'
@@ -78,7 +86,9 @@ export async function cleanupJob(raw: Record<string, unknown> | null, ctx: HookC
       } catch (e) {
         // Unreachable: the machine still goes back. The provider connects on its own, and one it
         // cannot reach either it marks for replacement (a pool member: its protection lifted).
-        await release(null).catch((r: unknown) => log.warn(`giving ${where} back failed too: ${formatError(r)}`))
+        await releaseUnreached(ctx, provider, lease, state.jobId).catch((r: unknown) =>
+          log.warn(`giving ${where} back failed too: ${formatError(r)}`)
+        )
         throw e
       }
       // The job's agent may answer while its own connection is dead (a NAT dropped it): once that

@@ -1,7 +1,7 @@
 // run_script_step: push what the runner wrote on the host, exec the step in the job container with
 // its env passed through the Engine API (never a command line), stream output, pull results back.
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, InputError } from '../errors'
+import { Cancelled, InputError, TransportError } from '../errors'
 import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
@@ -26,10 +26,10 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
   // Set while the step runs: a failure to learn its end still brings back what it wrote.
   let running = false
   let target: SyncTarget | null = null
+  const marker = newStepMarker()
   try {
     target = syncTarget(ctx, state, remote)
     const env = stepPathEnv(args, state.container.path)
-    const marker = newStepMarker()
     const engine = new Engine(remote, ctx.config.remote.dockerSocket)
     const spec: ExecSpec = {
       container: state.container.id,
@@ -94,7 +94,11 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     if (ctx.remote) betweenSteps.disarm()
     // A step that ran but whose exit status could not be read (the VM's docker or step shell failed
     // it, the connection still up): its file commands and workspace changes come back.
-    throw await failedStep(e, remote, ctx, running && target ? { target, roots: state.pullRoots, what: 'step' } : null)
+    const err = await failedStep(e, remote, ctx, running && target ? { target, roots: state.pullRoots, what: 'step' } : null)
+    // Failed over a working connection: execStep and shellStep stopped the step's processes before
+    // they threw, so nothing of it is left for the next step to stop. A lost one keeps the note.
+    if (running && !(err instanceof TransportError && err.kind !== 'stream')) stepEnded(state.localDir, marker)
+    throw err
   } finally {
     remote.close()
   }

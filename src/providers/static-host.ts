@@ -333,9 +333,15 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     }
   }
 
-  async release(lease: StaticLease, remote: Remote | null, jobId: string): Promise<void> {
-    if (!remote) throw new HookError('releasing a static host slot needs a connection to the host')
-    await this.freeSlot(lease, remote, jobId, this.callMs)
+  async release(lease: StaticLease, remote: Remote | null, jobId: string, env?: ProviderEnv): Promise<void> {
+    if (!remote && !env) throw new HookError('releasing a static host slot needs a connection to the host')
+    // Without the caller's connection (it could not reach the host), one of its own.
+    const own = remote ? null : await env!.connect(lease.connect)
+    try {
+      await this.freeSlot(lease, remote ?? own!, jobId, this.callMs)
+    } finally {
+      own?.close()
+    }
   }
 
   private async freeSlot(lease: StaticLease, remote: Remote, jobId: string, timeoutMs: number): Promise<void> {

@@ -8,11 +8,15 @@ import { TransportError } from '../errors'
 import type { Duplex } from 'node:stream'
 import type { ExecChannel, Remote } from './remote'
 
+const isLoss = (e: unknown): boolean => e instanceof TransportError && (e.kind === 'lost' || e.kind === 'agent')
+
 export class Rejoinable implements Remote {
   private current: Remote
   private fresh: Promise<Remote> | null = null
   private rejoining = false
   private closed = false
+  /** The connection a command's end found lost (see openExec). */
+  private broken: Remote | null = null
 
   constructor(
     first: Remote,
@@ -27,7 +31,15 @@ export class Rejoinable implements Remote {
   }
 
   openExec(command: string): Promise<ExecChannel> {
-    return this.open((r) => r.openExec(command))
+    return this.open(async (r) => {
+      const ch = await r.openExec(command)
+      // Through the job's agent a channel opens before the agent opens it on the machine: its loss
+      // then comes with its end. That command has failed; the next one goes to a new connection.
+      ch.done.catch((e: unknown) => {
+        if (isLoss(e) && this.current === r) this.broken = r
+      })
+      return ch
+    })
   }
 
   openSocket(path: string): Promise<Duplex> {
@@ -42,9 +54,10 @@ export class Rejoinable implements Remote {
   private async open<T>(fn: (r: Remote) => Promise<T>): Promise<T> {
     const r = this.current
     try {
+      if (this.broken === r && this.rejoining) throw new TransportError('the connection was lost during an earlier command', 'lost')
       return await fn(r)
     } catch (e) {
-      if (!this.rejoining || this.closed || !(e instanceof TransportError && (e.kind === 'lost' || e.kind === 'agent'))) throw e
+      if (!this.rejoining || this.closed || !isLoss(e)) throw e
       this.fresh ??= this.connect().then((n) => {
         r.close()
         if (this.closed) n.close()

@@ -158,15 +158,15 @@ export class SafeTree {
    */
   private parentOf(rel: string, create: boolean): string | null {
     const slash = checked(rel).lastIndexOf('/')
-    // A remembered folder's every ancestor is remembered (KnownFolders keeps one only below a
-    // remembered parent): the parent alone is looked up, not each folder above it (the square of
-    // the depth for each of a deep folder's files).
-    if (slash > 0 && this.known.has(rel.slice(0, slash))) return `${this.root}/${rel.slice(0, slash)}`
-    const parts = rel.split('/')
-    let dirRel = ''
-    for (let i = 0; i < parts.length - 1; i++) {
-      dirRel = dirRel ? `${dirRel}/${parts[i]}` : parts[i]
-      if (this.known.has(dirRel)) continue
+    if (slash < 0) return this.root
+    // The deepest remembered folder above `rel`, found upwards: every folder above a remembered one
+    // is remembered (KnownFolders keeps one only below a remembered parent), so only the folders
+    // below it are checked. Each file then costs its path, not the square of its depth (every
+    // ancestor looked up from the top, for each file of a deep tree the VM chose).
+    let known = slash
+    while (known > 0 && !this.known.has(rel.slice(0, known))) known = rel.lastIndexOf('/', known - 1)
+    for (let end = rel.indexOf('/', known + 1); end >= 0 && end <= slash; end = rel.indexOf('/', end + 1)) {
+      const dirRel = rel.slice(0, end)
       const dir = `${this.root}/${dirRel}`
       let st = lstatOrNull(dir)
       if (!st) {
@@ -181,7 +181,7 @@ export class SafeTree {
       }
       this.known.add(dirRel, st.ino)
     }
-    return dirRel ? `${this.root}/${dirRel}` : this.root
+    return `${this.root}/${rel.slice(0, slash)}`
   }
 
   /**

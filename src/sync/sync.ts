@@ -711,9 +711,16 @@ interface Received {
  * next full listing, or the base's next snapshot, would then fail for good and without naming a
  * cap. Its paths (in UTF-16 units, a byte each for ASCII) are kept within sync.limits.listingBytes.
  */
-function checkBaseFits(base: Base, remove: ReadonlySet<string>, fetch: readonly string[], listingBytes: number): void {
+function checkBaseFits(
+  base: Base,
+  roots: readonly string[],
+  remove: ReadonlySet<string>,
+  fetch: readonly string[],
+  listingBytes: number
+): void {
   let units = 0
-  for (const p of base.keys()) if (!remove.has(p)) units += p.length
+  // The pulled folders' part of the base (a push also records what it sent, _actions among it).
+  for (const p of base.keys()) if (!remove.has(p) && underRoots(p, roots)) units += p.length
   for (const p of fetch) if (!base.has(p) || remove.has(p)) units += p.length
   if (units > listingBytes)
     throw new HookError(
@@ -757,7 +764,7 @@ export async function pull(t: SyncTarget, roots: readonly string[]): Promise<Syn
       `sync.limits.stepBytes: the step's changed files on the remote add up to ${announced} bytes, over the limit of ${limits.stepBytes}; nothing was copied back`
     )
   const remove = removedByDeletions(base, del)
-  if (listing.changedDirs && fetch.length) checkBaseFits(base, remove, fetch, limits.listingBytes)
+  if (listing.changedDirs && fetch.length) checkBaseFits(base, roots, remove, fetch, limits.listingBytes)
   if (del.length || fetch.length) checkNamesDistinct(t.hostWork)
   if (fetch.length) await reservePull(t.manifestFile, { files: fetch.length, bytes: announced }, limits)
   let bytes = 0

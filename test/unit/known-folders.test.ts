@@ -208,6 +208,32 @@ describe('a deep tree costs work linear in its path bytes', () => {
 
 describe('a deep folder written into', () => {
   afterAll(cleanupTempDirs)
+  test('a later pull writing one file into each of many existing folders under a deep one: each costs its path', () => {
+    const root = tempDir()
+    let deep = 'ws'
+    for (let i = 0; i < 1_000; i++) deep += '/d'
+    const write = (tree: SafeTree, rel: string): void => {
+      const w = tree.openFile(rel, 0o644, 1_700_000_000)
+      w.write(Buffer.from('x'))
+      w.finish()
+    }
+    // An earlier pull made 300 leaf folders at the bottom (its SafeTree is gone with it).
+    const first = new SafeTree(root)
+    for (let i = 0; i < 300; i++) write(first, `${deep}/leaf${i}/a`)
+    // This pull remembers nothing yet: the first file finds every folder above it, the others find
+    // the folder above theirs remembered.
+    const later = new SafeTree(root)
+    const { chars } = keyChars(() => {
+      for (let i = 0; i < 300; i++) write(later, `${deep}/leaf${i}/b`)
+    })
+    const bytes = 300 * (deep.length + 10)
+    expect(existsSync(`${root}/${deep}/leaf299/b`)).toBe(true)
+    expect(chars).toBeGreaterThanOrEqual(bytes) // control: each file looks up its folders
+    // The 1,000 folders above, found once (by the first file): a few times their own path bytes
+    // (deep.length² / 4 in all), not that for each file.
+    expect(chars).toBeLessThanOrEqual(4 * bytes + 2 * deep.length ** 2)
+  })
+
   test("files written into a deep folder: each looks up its folder's parent, not every folder above", () => {
     const root = tempDir()
     let folder = 'ws'

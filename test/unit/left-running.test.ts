@@ -1,6 +1,8 @@
 // The job folder's note of each running step (left-running.ts): noted, ended, and stopped by the
-// next step when its end was never known; never a folder made where the job's folder is gone.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs'
+// next step when its end was never known and the process that ran it is gone; a step whose process
+// still runs (a step in the background) is left alone; never a folder made where the job's is gone.
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Engine } from '../../src/docker/engine'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -24,6 +26,13 @@ beforeEach(() => {
 const engine = {} as Engine
 const A = 'a'.repeat(32)
 const B = 'b'.repeat(32)
+/** A process that has ended (its pid free). */
+const gone = spawnSync('true').pid
+/** The note of a step run by a process that has ended (an agent killed with its connection). */
+const noteOfGone = (dir: string, marker: string): void => {
+  noteStep(dir, marker)
+  writeFileSync(join(dir, 'steps', marker), JSON.stringify({ pid: gone, start: '1' }))
+}
 
 test('a step noted and ended leaves nothing for the next step to stop (control)', async () => {
   const dir = tempDir()
@@ -35,8 +44,8 @@ test('a step noted and ended leaves nothing for the next step to stop (control)'
 
 test('a step whose end was never known is stopped by the next, once; one whose stop fails stays noted', async () => {
   const dir = tempDir()
-  noteStep(dir, A)
-  noteStep(dir, B)
+  noteOfGone(dir, A)
+  noteOfGone(dir, B)
   stopWorks = false
   expect(await stopLeftRunning(engine, 'c1', dir)).toEqual([
     expect.stringMatching(/could not be stopped: it may still run$/),
@@ -61,8 +70,26 @@ test("where the job's folder is gone, nothing is made: the note fails, saying wh
 test('only step markers are taken from the folder', async () => {
   const dir = tempDir()
   mkdirSync(join(dir, 'steps'))
-  noteStep(dir, A)
+  noteOfGone(dir, A)
   mkdirSync(join(dir, 'steps', 'not-a-marker'))
   expect(await stopLeftRunning(engine, 'c1', dir)).toHaveLength(1)
   expect(stops).toEqual([`c1 ${A}`])
+})
+
+test('a step whose process still runs (in the background, beside this one) is left alone; once that process is gone it is stopped', async () => {
+  const dir = tempDir()
+  noteStep(dir, A) // run by this very process, which runs
+  expect(await stopLeftRunning(engine, 'c1', dir)).toEqual([])
+  expect(stops).toEqual([])
+  // Control: the same note, its process ended.
+  noteOfGone(dir, A)
+  expect(await stopLeftRunning(engine, 'c1', dir)).toHaveLength(1)
+  expect(stops).toEqual([`c1 ${A}`])
+})
+
+test('a note that cannot be read (cut short by a crash) counts as its process gone', async () => {
+  const dir = tempDir()
+  noteStep(dir, A)
+  writeFileSync(join(dir, 'steps', A), '{"pid":')
+  expect(await stopLeftRunning(engine, 'c1', dir)).toHaveLength(1)
 })

@@ -436,6 +436,11 @@ describe('a base grown by delta listings', () => {
     let held = 0
     for (const p of loadBase(target().manifestFile).keys()) held += p.length
     limits.listingBytes = held + 4000
+    // What a push records outside the pulled folders (_actions) is no part of their listing: not counted.
+    await saveBase(target().manifestFile, {
+      set: new Map(Array.from({ length: 50 }, (_, i) => [`_actions/${`a${i}-`.padEnd(100, 'x')}`, { t: 'f', l: 'l', r: 'r' }] as const)),
+      remove: new Set()
+    })
     // Each step adds a folder of ten files of 100-character names: each delta listing is small
     // (the new folder's entries, the names in ws), the base grows.
     let refused: unknown = null

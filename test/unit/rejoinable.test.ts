@@ -17,7 +17,7 @@ class Fake implements Remote {
       return Promise.reject(new TransportError("this machine's lease lapsed; the agent opens nothing more there", 'lease'))
     if (this.state === 'refusing') return Promise.reject(new HookError('docker: permission denied'))
     this.opened.push(command)
-    return Promise.resolve({} as ExecChannel)
+    return Promise.resolve({ done: Promise.resolve({ code: 0, signal: null }) } as unknown as ExecChannel)
   }
   openSocket(path: string): Promise<Duplex> {
     return this.openExec(`socket ${path}`) as unknown as Promise<Duplex>
@@ -102,4 +102,37 @@ test("after rejoin(), an agent found gone is replaced as a lost connection is; a
   await expect(refused.openSocket('/run/docker.sock')).rejects.toMatchObject({ kind: 'lease' })
   await expect(refused.openExec('docker rm -f x')).rejects.toMatchObject({ kind: 'lease' })
   expect(connects).toBe(1)
+})
+
+test("after rejoin(), a command whose end says the agent's connection was lost sends the next to a new connection", async () => {
+  // MuxRemote's channel opens once the agent is dialled; the agent's failure to open it on the
+  // machine (its connection lost) comes as the rejection of its end.
+  const late = (): Remote & { opened: string[] } => {
+    const opened: string[] = []
+    return {
+      opened,
+      openExec: async (command: string) => {
+        opened.push(command)
+        const done = Promise.reject(new TransportError('the connection to h is gone: Not connected', 'lost'))
+        done.catch(() => undefined)
+        return { done } as unknown as ExecChannel
+      },
+      openSocket: () => Promise.reject(new Error('not used')),
+      close: () => undefined
+    }
+  }
+  // Control: before rejoin() the next command stays on the first connection.
+  const before = late()
+  let connects = 0
+  const r0 = new Rejoinable(before, async () => (connects++, new Fake()))
+  await expect((await r0.openExec('one')).done).rejects.toThrow('is gone')
+  await r0.openExec('two')
+  expect({ connects, opened: before.opened }).toEqual({ connects: 0, opened: ['one', 'two'] })
+  const first = late()
+  const second = new Fake('up')
+  const r = new Rejoinable(first, async () => (connects++, second))
+  r.rejoin()
+  await expect((await r.openExec('renew')).done).rejects.toThrow('is gone')
+  await r.openExec('renew again')
+  expect({ connects, first: first.opened, second: second.opened }).toEqual({ connects: 1, first: ['renew'], second: ['renew again'] })
 })

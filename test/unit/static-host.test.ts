@@ -420,6 +420,29 @@ describe("a slot changing hands between two runners' jobs", () => {
     await provider(join(dir2, 'work'), 30).release(lease, new LocalRemote(dir2), OTHER_JOB)
     expect(readdirSync(join(dir2, 'work', 'leases'))).toEqual([])
   })
+
+  // cleanup_job could not reach the host (releaseUnreached): the release connects on its own, and
+  // closes that connection; before, it refused without the caller's.
+  test('a release without the caller connection makes its own, and closes it', async () => {
+    const dir = tempDir()
+    held(join(dir, 'work'))
+    const lease = {
+      kind: 'static' as const,
+      index: 0,
+      slot: 0,
+      connect: { host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+    }
+    let closed = 0
+    const own = new LocalRemote(dir)
+    const close = own.close.bind(own)
+    own.close = () => (closed++, close())
+    await provider(join(dir, 'work'), 30).release(lease, null, OTHER_JOB, env(own))
+    expect({ leases: readdirSync(join(dir, 'work', 'leases')), closed }).toEqual({ leases: [], closed: 1 })
+    // Control: one that cannot connect fails with the connection's error.
+    const refused = { ...env(own), connect: () => Promise.reject(new Error('connect ECONNREFUSED')) }
+    held(join(dir, 'work'))
+    await expect(provider(join(dir, 'work'), 30).release(lease, null, OTHER_JOB, refused)).rejects.toThrow('ECONNREFUSED')
+  })
 })
 
 // A job is root on the host it ran on: it can stall that host's lease calls (a FIFO where a slot's
