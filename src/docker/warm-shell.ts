@@ -20,6 +20,12 @@ import { shqOneLine } from '../remote/quote'
 import { settlesWithin } from '../retry'
 import { STEP_MARKER } from './step-stop'
 
+/**
+ * The step shell failed while a step ran. The VM's doing while the connection still works (blameOf);
+ * on a connection that does not answer either, the connection's loss (failedStep says so).
+ */
+export class StepShellFailed extends TransportError {}
+
 /** Markers start with SOH, a byte a step's text output practically never ends with (see EndScanner). */
 const MARK = '\x01rch-'
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -329,7 +335,7 @@ export class WarmShell {
     this.onBroken?.()
     const r = this.step
     this.step = null
-    r?.finish(new TransportError(`${why} before the step's exit status came`, 'lost'))
+    r?.finish(new StepShellFailed(`${why} before the step's exit status came`, 'lost'))
     if (first) this.closeStream()
   }
 }

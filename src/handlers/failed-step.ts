@@ -4,6 +4,7 @@ import type { HookContext } from '../context'
 import { Cancelled, TransportError, formatError } from '../errors'
 import { blameOf, type Remote } from '../remote/remote'
 import { pull, type SyncTarget } from '../sync/sync'
+import { StepShellFailed } from '../docker/warm-shell'
 
 /**
  * The error of a step that failed, as `blameOf` words it (a lost stream on a connection that still
@@ -18,7 +19,13 @@ export async function failedStep(
   ctx: Pick<HookContext, 'signal' | 'log'>,
   ran: { target: SyncTarget; roots: string[]; what: string } | null
 ): Promise<unknown> {
-  const err = await blameOf(e, remote, ctx.signal)
+  const blamed = await blameOf(e, remote, ctx.signal)
+  // The step shell's end on a connection that does not answer either: the connection was lost,
+  // which the shell's words ("the step shell ended …") would put on the job.
+  const err =
+    blamed instanceof StepShellFailed
+      ? new TransportError(`the connection to the machine was lost during the step (${blamed.message})`, blamed.kind, { cause: blamed })
+      : blamed
   const connected = !(err instanceof TransportError) || err.kind === 'stream'
   if (ran && connected && !ctx.signal.aborted && !(err instanceof Cancelled))
     await pull(ran.target, ran.roots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed ${ran.what}: ${formatError(p)}`))

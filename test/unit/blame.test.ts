@@ -7,6 +7,8 @@ import { lostConnection } from '../../src/execute'
 import { TransportError } from '../../src/errors'
 import { EXIT } from '../../src/outcome'
 import { LocalRemote } from './local-remote'
+import { failedStep } from '../../src/handlers/failed-step'
+import { StepShellFailed } from '../../src/docker/warm-shell'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
@@ -89,4 +91,26 @@ test('other failures are returned as they are, without a check', async () => {
     const e = new TransportError('x', kind)
     expect(await blameOf(e, never)).toBe(e)
   }
+})
+
+describe("the step shell's end, as failedStep words it", () => {
+  const ctx = { signal: new AbortController().signal, log: { debug: () => undefined } } as unknown as Parameters<typeof failedStep>[2]
+  const shellEnded = (): StepShellFailed => new StepShellFailed("the step shell ended before the step's exit status came", 'lost')
+
+  test('on a connection that does not answer either: the connection was lost, in the words of the message too', async () => {
+    const e = (await failedStep(shellEnded(), ending({ code: null, signal: null }), ctx, null)) as TransportError
+    expect({ kind: e.kind, message: e.message }).toEqual({
+      kind: 'lost',
+      message: "the connection to the machine was lost during the step (the step shell ended before the step's exit status came)"
+    })
+    expect(lostConnection(e, EXIT.transport)).toBe(true)
+  })
+
+  test("control: on a connection that still runs a command, the VM's doing, its words kept", async () => {
+    const e = (await failedStep(shellEnded(), new LocalRemote(tempDir()), ctx, null)) as TransportError
+    expect({ kind: e.kind, message: e.message }).toEqual({
+      kind: 'stream',
+      message: "the step shell ended before the step's exit status came"
+    })
+  })
 })
