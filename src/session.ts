@@ -459,10 +459,11 @@ export async function releaseMachine(
   provider: VmProvider<Lease>,
   lease: Lease,
   remote: Remote | null,
-  jobId: string
+  jobId: string,
+  env: ProviderEnv = directEnv(ctx, jobId)
 ): Promise<void> {
   if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
-  return provider.release(lease, remote, jobId, directEnv(ctx, jobId))
+  return provider.release(lease, remote, jobId, env)
 }
 
 /**
@@ -471,9 +472,8 @@ export async function releaseMachine(
  * in must not hold the runner past that bound).
  */
 export function releaseUnreached(ctx: HookContext, provider: VmProvider<Lease>, lease: Lease, jobId: string): Promise<void> {
-  if (lease.kind !== provider.kind) throw new HookError(`a ${lease.kind} lease cannot be released by the ${provider.kind} provider`)
   const env = directEnv(ctx, jobId)
-  return provider.release(lease, null, jobId, { ...env, connect: boundedConnect(ctx, env) })
+  return releaseMachine(ctx, provider, lease, null, jobId, { ...env, connect: boundedConnect(ctx, env) })
 }
 
 /** `env`'s connect, each connection's commands within timeouts.cleanupSeconds (cleanupDeadline). */

@@ -9,9 +9,6 @@ import { resolveTools } from '../tools'
 import { problemOf, type Problem } from './problem'
 import { opsFor, rawOpsFor } from './provider-ops'
 
-/** loadConfig's file access, as the hook's. */
-export const fileIo = systemConfigIo
-
 /** An operator command's FILE: relative to where the operator runs it (the hook itself takes absolute paths only). */
 export const opFile = (file: string | undefined): string | undefined => (file ? resolve(file) : file)
 
@@ -22,7 +19,7 @@ const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc',
 export function readConfig(file: string | undefined): { config: Config | null; problems: Problem[] } {
   let config: Config
   try {
-    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(file) }, fileIo)
+    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(file) }, systemConfigIo)
   } catch (e) {
     if (e instanceof ConfigError) {
       const problems = e.issues.map(problemOf)

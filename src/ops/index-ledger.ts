@@ -3,12 +3,12 @@
 // every item the table ever held). Tables made by this version's hooks need it too: the meta item
 // it writes is what tells `report` that no item is missing from the index.
 import type { DynamoLedger } from '../fleet/dynamodb-ledger'
-import { loadConfig, type Config } from '../config'
+import { loadConfig, systemConfigIo, type Config } from '../config'
 import { ConfigError } from '../errors'
 import { openLedger } from '../fleet/open-ledger'
 import { hookLocalRoot } from '../paths'
 import type { OpArgs, OpCommand, OpIo } from './command'
-import { fileIo, opFile } from './config-file'
+import { opFile } from './config-file'
 import { EX_CONFIG } from './check-config'
 import { json } from './output'
 import { TIME_INDEX } from '../fleet/ledger-table'
@@ -37,7 +37,7 @@ the index, 70 the table could not be read or written.
 export async function runIndexLedger(args: OpArgs, io: OpIo, open = openLedger): Promise<number> {
   let config: Config
   try {
-    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(args.file ?? io.env.REMOTE_HOOKS_CONFIG) }, fileIo)
+    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(args.file ?? io.env.REMOTE_HOOKS_CONFIG) }, systemConfigIo)
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
     for (const issue of e.issues) io.stderr.write(`index-ledger: invalid configuration: ${issue}\n`)

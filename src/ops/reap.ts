@@ -132,26 +132,21 @@ export async function reap(config: Config, opts: ReapOptions): Promise<{ rows: R
   const seenMarks = new Set<string>()
   const marks = fileMarks(`${localRoot}/reap`, marksName(config), opts.dryRun)
   const now = opts.clock.now()
+  /** How long this host has seen `sign` unchanged under `key` (watchedFor), the observation kept. */
+  const watch = (key: string, sign: number): number => {
+    const w = watchedFor(marks.get(key), sign, ctx.times.now)
+    marks.set(key, w.keep)
+    seenMarks.add(key)
+    return w.ms
+  }
   const ctx: ReapContext = {
     times: {
       now,
       deadAfterMs: config.fleet.reap.deadAfterMinutes * 60_000,
       graceMs: config.fleet.reap.graceMinutes * 60_000,
       // By the pass's clock: AWS's once aligned (alignToAws), and the kept observations with it.
-      watched: (r) => {
-        const key = `${WATCH}${r.id}`
-        const w = watchedFor(marks.get(key), lastSign(r), ctx.times.now)
-        marks.set(key, w.keep)
-        seenMarks.add(key)
-        return w.ms
-      },
-      unlisted: (r) => {
-        const key = `${WATCH}unlisted:${r.id}`
-        const w = watchedFor(marks.get(key), 0, ctx.times.now)
-        marks.set(key, w.keep)
-        seenMarks.add(key)
-        return w.ms
-      }
+      watched: (r) => watch(`${WATCH}${r.id}`, lastSign(r)),
+      unlisted: (r) => watch(`${WATCH}unlisted:${r.id}`, 0)
     },
     dryRun: opts.dryRun,
     ledger,

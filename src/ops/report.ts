@@ -2,7 +2,7 @@
 // launches, instance-hours, cost and the acquire and boot times, per repository, workflow,
 // runner or budget day.
 import { existsSync } from 'node:fs'
-import { loadConfig, type Config } from '../config'
+import { loadConfig, systemConfigIo, type Config } from '../config'
 import { ConfigError, formatError } from '../errors'
 import { byReservation, inTimeRange, type JobRecord, type Ledger, type LedgerRecord } from '../fleet/ledger'
 import { localLedgerDir } from '../fleet/local-ledger'
@@ -11,7 +11,7 @@ import { openLedger } from '../fleet/open-ledger'
 import { hookLocalRoot } from '../paths'
 import { ensurePrivateDir } from '../private-fs'
 import { EX_USAGE, type OpArgs, type OpCommand, type OpIo } from './command'
-import { fileIo, opFile } from './config-file'
+import { opFile } from './config-file'
 import { EX_CONFIG } from './check-config'
 import { buildReport, GROUP_BYS, type GroupBy, type Report } from './report-data'
 import {
@@ -90,7 +90,7 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
   const file = args.file ?? io.env.REMOTE_HOOKS_CONFIG
   let config: Config
   try {
-    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(file) }, fileIo)
+    config = loadConfig({ REMOTE_HOOKS_CONFIG: opFile(file) }, systemConfigIo)
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
     for (const issue of e.issues) io.stderr.write(`report: invalid configuration: ${issue}\n`)

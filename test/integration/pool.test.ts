@@ -82,6 +82,11 @@ const dockerIds = async (what: 'ps -a' | 'network ls' | 'volume ls', id: string)
   (await execFileP('sh', ['-c', `docker ${what} -q --filter label=${MACHINE}=${id}`])).stdout.split('\n').filter(Boolean)
 const memberOf = (r: FakeRunner): string => (r.state as { host: { instanceId: string } }).host.instanceId
 
+/** Whether the group says the member is protected from scale-in. */
+async function protectedNow(p: Pool, id: string): Promise<boolean | undefined> {
+  return (await p.describe())!.instances.find((i) => i.id === id)?.protectedFromScaleIn
+}
+
 async function instanceTags(id: string): Promise<Record<string, string>> {
   const res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))
   return tagsOf(res.Reservations?.[0]?.Instances?.[0] ?? {})
@@ -471,22 +476,20 @@ test("members jobs hold are protected from scale-in: a desired capacity lowered 
 
 test("a job that rewrites its member's lease record as another job's gets no scale-in protection lifted at its release: it may be that job's", async () => {
   const p = await pool('pool-protect-forged', 1)
-  const protectedNow = async (id: string): Promise<boolean | undefined> =>
-    (await p.describe())!.instances.find((i) => i.id === id)?.protectedFromScaleIn
   // Positive control: an honest job's release lifts its member's protection.
   const r1 = runnerFor(p)
   const p1 = await hookPrepare(r1, jobArgs(r1))
   expect({ code: p1.code, out: p1.code === 0 ? '' : dumpRun(p1) }).toEqual({ code: 0, out: '' })
   const id = memberOf(r1)
-  expect(await protectedNow(id)).toBe(true)
+  expect(await protectedNow(p, id)).toBe(true)
   const c1 = await cleanup(r1)
   expect({ code: c1.code, errors: errorLines(c1) }).toEqual({ code: 0, errors: [] })
-  expect(await protectedNow(id)).toBe(false)
+  expect(await protectedNow(p, id)).toBe(false)
 
   const r2 = runnerFor(p)
   const p2 = await hookPrepare(r2, jobArgs(r2))
   expect({ code: p2.code, member: memberOf(r2) }).toEqual({ code: 0, member: id })
-  expect(await protectedNow(id)).toBe(true)
+  expect(await protectedNow(p, id)).toBe(true)
   // The job, root on its member, makes the record say another job holds the member now.
   await asMember(
     p.member(id),
@@ -495,21 +498,19 @@ test("a job that rewrites its member's lease record as another job's gets no sca
   const c2 = await cleanup(r2)
   expect(c2.code).toBe(0)
   expect(c2.stdout + c2.stderr).toContain(`the lease of ${id} was no longer this job's at release: marked for replacement`)
-  expect(await protectedNow(id)).toBe(true)
+  expect(await protectedNow(p, id)).toBe(true)
   expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release' })
 })
 
 test('a member cut off before cleanup_job is still given back: marked for replacement and its protection lifted, the exit loud', async () => {
   const p = await pool('pool-cut-off', 1)
-  const protectedNow = async (id: string): Promise<boolean | undefined> =>
-    (await p.describe())!.instances.find((i) => i.id === id)?.protectedFromScaleIn
   const r = runnerFor(p)
   const prep = await hookPrepare(r, jobArgs(r))
   expect({ code: prep.code, out: prep.code === 0 ? '' : dumpRun(prep) }).toEqual({ code: 0, out: '' })
   const id = memberOf(r)
   const m = p.member(id)
   // Control: held, it is protected and its lease record is the job's.
-  expect(await protectedNow(id)).toBe(true)
+  expect(await protectedNow(p, id)).toBe(true)
   expect(await p.readLease(id)).toMatch(/^held /)
   // The member drops off the network (or the job, root there, stops sshd): its sshd and every
   // session of its user end, the job's agent with its connection; new connections are refused.
@@ -522,5 +523,5 @@ test('a member cut off before cleanup_job is still given back: marked for replac
   expect(c.stdout + c.stderr).toMatch(new RegExp(`giving 127\\.0\\.0\\.1:${m.port} back failed too: .*ECONNREFUSED`))
   // Before, the release was never asked for: the member stayed protected, unmarked, for days.
   expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'unreachable at release' })
-  expect(await protectedNow(id)).toBe(false)
+  expect(await protectedNow(p, id)).toBe(false)
 })

@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { reap } from '../../src/ops/reap'
 import { loadConfig, type Config } from '../../src/config'
-import { fileIo } from '../../src/ops/config-file'
+import { systemConfigIo } from '../../src/config'
 import { cleanupTempDirs, staticConfigFile, tempDir } from './_helpers'
 
 // reap's marks go under the hook's local folder: a folder of this test's own.
@@ -21,7 +21,7 @@ afterAll(() => {
 const configWith = (ledgerDir: string): Config => {
   const c = loadConfig(
     { REMOTE_HOOKS_CONFIG: staticConfigFile(tempDir(), { fleet: { ledger: { kind: 'local', path: ledgerDir } } }) },
-    fileIo
+    systemConfigIo
   )
   const p = c.provider as Extract<Config['provider'], { kind: 'static' }>
   return { ...c, provider: { ...p, hosts: p.hosts.map((h) => ({ ...h, port: 1 })) } }
