@@ -244,11 +244,12 @@ export async function openJobRemote(
   const sock = agentSocket(localDir, connect)
   // A socket path over the limit would be cut short where the agent listens: no agent then (prepare_job warned).
   if (!socketFits(sock)) return directRemote(ctx, connect)
-  // A job's last command (cleanup_job) may find an agent that does not answer: it goes without one.
+  // A job's last command (cleanup_job) may find an agent that does not answer, or whose connection
+  // does not: it goes without one.
   // Others wait: a second agent would listen in place of one that is only slow.
   const last = opts.cleanup === true
   const limit = last ? AGENT_ANSWER_MS : Infinity
-  if (!exists || !(await MuxRemote.ping(sock, limit))) {
+  if (!exists || !(await MuxRemote.ping(sock, limit, { link: last }))) {
     // The last command of a job gains nothing from starting an agent.
     if (last) return directRemote(ctx, connect)
     ensurePrivateDir(localDir)

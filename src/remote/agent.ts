@@ -195,7 +195,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       }
       sock.pause()
       const { line, rest } = got
-      let req: { op: string; cmd?: unknown; path?: unknown; cleanup?: unknown }
+      let req: { op: string; cmd?: unknown; path?: unknown; cleanup?: unknown; link?: unknown }
       try {
         req = JSON.parse(line.toString('utf8')) as typeof req
       } catch {
@@ -207,7 +207,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         sock.end()
         return finish(0)
       }
-      if (req.op === 'ping') return void sock.end('pong\n')
+      if (req.op === 'ping') return void (req.link === true ? pingThrough(sock) : sock.end('pong\n'))
       const bridge =
         req.op === 'socket' && typeof req.path === 'string' && req.path
           ? () => bridgeSocket(sock, req.path as string, rest, req.cleanup === true)
@@ -231,6 +231,24 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
         .finally(done)
     }
     sock.on('data', onHeader)
+  }
+
+  // The agent answers on its socket while its own connection may be dead without having been told
+  // (a NAT that forgot it), which only the keepalives find, after timeouts.keepaliveSeconds. The
+  // job's last command asks for a round trip over it first, and goes without the agent when none comes.
+  const pingThrough = (sock: Socket): void => {
+    remote
+      .openExec('exit 0')
+      .then((ch) => {
+        ch.stdout.resume()
+        ch.stderr.resume()
+        ch.stdin.end()
+        return ch.done
+      })
+      .then(
+        (status) => void sock.end(status.code === 0 ? 'pong\n' : ''),
+        () => void sock.end()
+      )
   }
 
   // A lease another job may hold now: none of the job's work and none of its data goes there any

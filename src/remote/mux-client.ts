@@ -43,11 +43,12 @@ export class MuxRemote implements Remote {
   /**
    * Resolves true when an agent answers on the socket; false when none does within `limitMs`. The
    * kernel accepts a connection even while the agent's event loop is stuck, so without a limit a
-   * stuck agent holds the caller for as long as it is stuck.
+   * stuck agent holds the caller for as long as it is stuck. `link`: the agent answers only once a
+   * command has run over its SSH connection (which may be dead while the agent lives).
    */
-  static async ping(socketPath: string, limitMs = Infinity): Promise<boolean> {
+  static async ping(socketPath: string, limitMs = Infinity, opts: { link?: boolean } = {}): Promise<boolean> {
     try {
-      const sock = await dial(socketPath, { op: 'ping' })
+      const sock = await dial(socketPath, opts.link ? { op: 'ping', link: true } : { op: 'ping' })
       let got = ''
       let failed = false
       sock.on('data', (c) => (got += c.toString()))
