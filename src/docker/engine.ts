@@ -89,19 +89,21 @@ export class Engine {
   /**
    * One request and its whole reply; `timeoutMs: null` for a call that waits on the job (a
    * container's exit). With `signal`, an abort gives the request up at once (Cancelled).
+   * `answered`: called when the reply's head arrives, before its body.
    */
   async call<T = unknown>(
     method: string,
     path: string,
     body?: unknown,
     what = path,
-    opts: { timeoutMs?: number | null; signal?: AbortSignal } & CallReply = {}
+    opts: { timeoutMs?: number | null; signal?: AbortSignal; answered?: () => void } & CallReply = {}
   ): Promise<{ status: number; data: T }> {
     if (opts.signal?.aborted) throw Cancelled.by(opts.signal)
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
     const req = this.open(method, path, payload ? { 'Content-Type': 'application/json' } : {}, payload)
     const bound = givingUp(req, what, opts.timeoutMs === undefined ? this.callTimeoutMs : opts.timeoutMs, opts.signal)
     try {
+      if (opts.answered) req.once('response', opts.answered)
       return await Promise.race([this.exchange<T>(req, payload, what, opts), bound.givenUp])
     } catch (e) {
       throw e instanceof HookError ? e : new TransportError(`docker API ${what}: ${formatError(e)}`, 'lost')

@@ -2,12 +2,12 @@
 // a fresh container for container actions. Output is streamed as it arrives with backpressure; the
 // exit code comes from the engine, so a dropped connection can never read as success; cancellation
 // stops the remote process, not just the local stream.
-import { Engine, EngineError, idFrom, type Output } from './engine'
+import { CALL_TIMEOUT_MS, Engine, EngineError, idFrom, type Output } from './engine'
 import { check, type Remote } from '../remote/remote'
 import { TransportError, type StepStop } from '../errors'
 import { UnexpectedAnswer } from '../remote/answer'
 import { shownValue } from '../protocol'
-import { retry, settlesWithin, waitUntil } from '../retry'
+import { retry, settlesWithin, waitUntil, whenAborted } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
 import { asMount, bindOf, mountBody, type MountSpec } from './mounts'
@@ -278,14 +278,20 @@ export async function runContainer(
     const { ended } = attached
     // Awaited below, unless the step ends before: a stream that fails meanwhile is no unhandled rejection.
     ended.catch(() => undefined)
+    let registered!: () => void
+    const answered = new Promise<void>((r) => (registered = r))
     const waited = engine.call<{ StatusCode?: unknown } | null>(
       'POST',
       `/containers/${id}/wait?condition=next-exit`,
       undefined,
       'container wait',
-      { timeoutMs: null }
+      { timeoutMs: null, answered: registered }
     )
     waited.catch(() => undefined)
+    // docker's next-exit misses an exit that came before the wait was registered (a container that
+    // ends at once, on a busy VM): the step would wait for ever. docker answers the wait's head once
+    // it is registered, so the start waits for that, as docker's own CLI does.
+    if (!(await headOf(answered, waited, signal, WAIT_HEAD_MS))) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
     // A cancel that came before the start stops the container as soon as it runs.
     signal.addEventListener('abort', listener, { once: true })
     if (signal.aborted) return (end = { exitCode: 130, cancelled: true, stop: 'unconfirmed' })
@@ -335,6 +341,19 @@ export async function runContainer(
 
 /** How long a container action's wait and stream may go on after its cancel's kill. */
 export const CUT_AFTER_CANCEL_MS = 5_000
+
+/** How long docker may take to register a container's wait, as any call it answers. */
+const WAIT_HEAD_MS = CALL_TIMEOUT_MS
+
+/**
+ * true once the wait's head (or its whole answer) came; false once the step is cancelled first; the
+ * wait's own failure, or a timeout after `ms` with neither.
+ */
+async function headOf(head: Promise<void>, waited: Promise<unknown>, signal: AbortSignal, ms: number): Promise<boolean> {
+  const first = Promise.race([head.then(() => true), waited.then(() => true), whenAborted(signal).catch(() => false)])
+  if (!(await settlesWithin(first, ms))) throw new TransportError(`docker API container wait: no answer within ${ms / 1000} s`, 'timeout')
+  return first
+}
 
 /** A signal that aborts `ms` after `signal` does (at once counts): what a call may still take after a cancel. */
 export function graceAfter(signal: AbortSignal, ms = CUT_AFTER_CANCEL_MS): { signal: AbortSignal; clear: () => void } {

@@ -14,7 +14,7 @@ function engineFor(duringStart: () => void) {
   const exited = new Promise<number>((r) => (exit = r))
   const kills: string[] = []
   const engine = {
-    call: async (method: string, path: string) => {
+    call: async (method: string, path: string, _b: unknown, _w: string, opts?: { answered?: () => void }) => {
       if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
       if (path.endsWith('/start')) {
         duringStart()
@@ -29,7 +29,10 @@ function engineFor(duringStart: () => void) {
         exit(137)
         return { status: 204, data: null }
       }
-      if (path.includes('/wait')) return { status: 200, data: { StatusCode: await exited } }
+      if (path.includes('/wait')) {
+        opts?.answered?.()
+        return { status: 200, data: { StatusCode: await exited } }
+      }
       if (method === 'DELETE') return { status: 204, data: null }
       throw new Error(`unexpected ${method} ${path}`)
     },
@@ -74,10 +77,13 @@ test.each([
       let closed = 0
       const calls: string[] = []
       const engine = {
-        call: async (method: string, path: string) => {
+        call: async (method: string, path: string, _b: unknown, _w: string, opts?: { answered?: () => void }) => {
           calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
           if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
-          if (path.includes('/wait')) return new Promise<never>(() => undefined)
+          if (path.includes('/wait')) {
+            opts?.answered?.()
+            return new Promise<never>(() => undefined)
+          }
           // Whether the container is gone is the removal's answer: a stop it does not confirm is told as such.
           if (method === 'DELETE' && removal === 'refuses') throw new Error('409 removal of container C is already in progress')
           return { status: 204, data: null }
@@ -122,11 +128,18 @@ test('a cancel while the engine holds the start and then the removal: the step s
         opts?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true })
       })
     const engine = {
-      call: async (method: string, path: string, _b: unknown, _w: string, opts?: { timeoutMs?: number | null; signal?: AbortSignal }) => {
+      call: async (
+        method: string,
+        path: string,
+        _b: unknown,
+        _w: string,
+        opts?: { timeoutMs?: number | null; signal?: AbortSignal; answered?: () => void }
+      ) => {
         seen.push(
           `${method} ${path.split('?')[0].replace(ID, 'C')} ${typeof opts?.timeoutMs === 'number' ? 'bounded' : opts?.signal ? 'signal' : '-'}`
         )
         if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
+        if (path.includes('/wait')) opts?.answered?.()
         if (path.endsWith('/start') || method === 'DELETE' || path.includes('/wait')) return held(opts)
         return { status: 204, data: null }
       },
@@ -151,4 +164,59 @@ test('a cancel while the engine holds the start and then the removal: the step s
   } finally {
     jest.useRealTimers()
   }
+})
+
+// docker's `next-exit` wait sees only exits after it is registered, and registers it a little after
+// the request arrives (here 50 ms; on a busy VM any time). A container that ends during its start
+// then ended before the wait saw it: the step waited for ever. The start waits for the wait's head.
+describe("a container that ends during its start, before docker registered the step's wait", () => {
+  function lateWait(headFirst: boolean) {
+    let exits = 0
+    const waiters: Array<(code: number) => void> = []
+    const calls: string[] = []
+    const engine = {
+      call: async (method: string, path: string, _b: unknown, _w: string, opts?: { answered?: () => void }) => {
+        calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
+        if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
+        if (path.includes('/wait')) {
+          const code = await new Promise<number>((resolve) =>
+            setTimeout(() => {
+              waiters.push(resolve)
+              if (headFirst) opts?.answered?.()
+            }, 50)
+          )
+          return { status: 200, data: { StatusCode: code } }
+        }
+        if (path.endsWith('/start')) {
+          exits++
+          for (const w of waiters.splice(0)) w(0)
+          return { status: 204, data: null }
+        }
+        if (method === 'DELETE') return { status: 204, data: null }
+        throw new Error(`unexpected ${method} ${path}`)
+      },
+      hijack: async () => ({ ended: Promise.resolve(), input: null, close: () => undefined })
+    }
+    return { engine: engine as unknown as Engine, calls, exits: () => exits }
+  }
+
+  test("the start waits for the wait to be registered, and the step ends with the container's status", async () => {
+    const f = lateWait(true)
+    const res = runContainer(f.engine, spec, out, new AbortController().signal)
+    expect(await settlesWithin(res, 2000)).toBe(true)
+    await expect(res).resolves.toEqual({ exitCode: 0, cancelled: false })
+    expect(f.exits()).toBe(1)
+  })
+
+  test('control: an engine that never answers the head holds the start, and a cancel still ends the step at once', async () => {
+    const f = lateWait(false)
+    const cancel = new AbortController()
+    const res = runContainer(f.engine, spec, out, cancel.signal)
+    expect(await settlesWithin(res, 300)).toBe(false)
+    expect(f.exits()).toBe(0)
+    cancel.abort('SIGINT')
+    expect(await settlesWithin(res, 1000)).toBe(true)
+    await expect(res).resolves.toEqual({ exitCode: 130, cancelled: true, stop: 'stopped' })
+    expect(f.calls).toEqual(['POST /containers/create', 'POST /containers/C/wait', 'DELETE /containers/C'])
+  })
 })
