@@ -9,7 +9,7 @@ import { Cancelled, InputError, TransportError, formatError } from '../errors'
 import type { ContainerArgs } from '../protocol'
 import { initialState, onJobMachine, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
-import { RemoteDocker } from '../docker/remote-docker'
+import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
 import { buildImage, registrySecrets, removeImage } from '../docker/cli'
 import { pull, recordBase } from '../sync/sync'
@@ -18,7 +18,7 @@ import { failedStep } from './failed-step'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, pushRootsOf, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
-import { labelFlagsOf, labelMap, newJobId, ownerId } from '../labels'
+import { LABEL_JOB, LABEL_OWNER, labelFlagsOf, labelMap, newJobId, ownerId } from '../labels'
 import { machineOf, providerFor, workRootOf } from '../providers/factory'
 import type { Remote } from '../remote/remote'
 import { keepAlive, type LeaseState } from '../remote/agent'
@@ -196,8 +196,17 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     if (hookCtx.signal.aborted) releaseAtCancel()
     else hookCtx.signal.addEventListener('abort', releaseAtCancel, { once: true })
   }
+  // What the runner's earlier jobs left on a machine others use next (a hook killed before its own
+  // teardown; no cleanup_job follows a step without state): removed first, as prepare_job does.
+  const reused = !provider.releaseDestroys
   try {
-    await makeJobFolder(remote, config.remote.workRoot, jobRoot)
+    const pruned = reused ? new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_OWNER, owner, jobId) : null
+    pruned?.catch(() => undefined)
+    await makeJobFolder(remote, config.remote.workRoot, jobRoot, reused ? { pruneOwner: owner } : {})
+    const leftovers = await pruned
+    if (leftovers && countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
+    const kept = leftovers && keptWarning(leftovers, 'this machine')
+    if (kept) ctx.log.warn(`an earlier job's ${kept}`)
     const copied = await copyUp(ctx, remote, lease.connect, localDir, {
       hostWork,
       jobRoot,
@@ -224,10 +233,18 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       `cleaning up after the container action on ${lease.connect.host}:${lease.connect.port}`
     )
     try {
-      if (!provider.releaseDestroys)
+      if (reused) {
+        // The step's container and image are removed by the step; what it could not remove, or what
+        // the job made with its labels, goes here, as cleanup_job's removal would.
+        const counts = await new RemoteDocker(bounded.remote, config.remote.dockerSocket)
+          .removeOwned(LABEL_JOB, jobId)
+          .catch((e: unknown) => void ctx.log.warn(`could not remove the step's containers: ${formatError(e)}`))
+        const kept = counts && keptWarning(counts, `${lease.connect.host}:${lease.connect.port}`)
+        if (kept) ctx.log.warn(kept)
         await removeJobFolder(bounded.remote, config.remote.workRoot, jobRoot, null).catch((e) =>
           ctx.log.warn(`could not remove ${jobRoot}: ${formatError(e)}`)
         )
+      }
       keeping?.stop()
       fleet.stopBeating()
       await release(bounded.remote)

@@ -1,12 +1,14 @@
 // run_container_step without prepare_job, private-registry
 // pulls with credentials that never show up in output or on a command line, and the pull policy.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { loadRegistry, testenvDir, testImages } from '../helpers/testenv'
 import { withFileLock } from '../../src/file-lock'
-import { cmd, errorLines, leftovers, NOTHING, runnerProcesses, runnerSplit, scanWhile, testVm } from '../helpers/conformance'
+import { LABEL_JOB, LABEL_OWNER } from '../../src/labels'
+import { waitUntil } from '../helpers/wait'
+import { cmd, errorLines, LABEL_RUNNER, leftovers, NOTHING, runnerProcesses, runnerSplit, scanWhile, testVm } from '../helpers/conformance'
 
 const runners: FakeRunner[] = []
 function newRunner(opts: ConstructorParameters<typeof FakeRunner>[0] = {}): FakeRunner {
@@ -67,6 +69,79 @@ describe('run_container_step with state null (no prepare_job)', () => {
     // file commands still come back for a failed step (the runner processes them in `finally`)
     expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('failed=yes\n')
     expect(await leftovers(runner)).toEqual(NOTHING)
+  })
+})
+
+// No cleanup_job follows a container action without state: a hook killed in its teardown left the
+// job's folder (a copy of the workspace) and its containers on a host later jobs use, and nothing
+// but a prepare_job of the same runner there removed them.
+describe('a container action without state on a host others use next', () => {
+  /** A container of `owner`'s job `job`, as a step of it would have left (labelled for this runner when `runner`). */
+  async function leftContainer(owner: string, job: string, runner?: string): Promise<string> {
+    const labels = [`${LABEL_OWNER}=${owner}`, `${LABEL_JOB}=${job}`, ...(runner ? [`${LABEL_RUNNER}=${runner}`] : [])]
+    const r = await cmd('docker', ['create', ...labels.flatMap((l) => ['--label', l]), testImages.tiny, 'true'])
+    expect(r.code).toBe(0)
+    return r.stdout.trim()
+  }
+  const exists = async (id: string): Promise<boolean> => (await cmd('docker', ['inspect', '--format', '.', id])).code === 0
+
+  test("removes this runner's earlier leftovers there before its step; another runner's stay (control)", async () => {
+    const runner = newRunner()
+    const vm = testVm()
+    const dead = randomBytes(8).toString('hex')
+    const other = randomBytes(8).toString('hex')
+    const folderOf = (owner: string): string => join(vm.workRoot, 'jobs', `${owner}-${dead}`)
+    for (const owner of [runner.owner, other]) {
+      mkdirSync(join(folderOf(owner), 'w'), { recursive: true })
+      writeFileSync(join(folderOf(owner), 'w', 'left.txt'), 'left\n')
+      expect((await cmd('chown', ['-R', `${vm.user}:`, folderOf(owner)])).code).toBe(0)
+    }
+    const mine = await leftContainer(runner.owner, dead, runner.name)
+    const theirs = await leftContainer(other, dead)
+    try {
+      const { args } = runner.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: runnerSplit('-c "echo ran"') })
+      const r = await runner.call('run_container_step', args, { state: null })
+      expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+      expect(r.stdout).toContain('removed leftovers of an earlier job: 1 containers')
+      expect(existsSync(folderOf(runner.owner))).toBe(false)
+      expect(await exists(mine)).toBe(false)
+      // Control: what another runner left is not this runner's to remove.
+      expect(existsSync(join(folderOf(other), 'w', 'left.txt'))).toBe(true)
+      expect(await exists(theirs)).toBe(true)
+      expect(await leftovers(runner)).toEqual(NOTHING)
+    } finally {
+      await cmd('docker', ['rm', '-f', mine, theirs])
+      for (const owner of [runner.owner, other]) rmSync(folderOf(owner), { recursive: true, force: true })
+    }
+  })
+
+  test("what carries the step's job label but is not its container (the job is root there) is removed after the step", async () => {
+    const runner = newRunner()
+    const { args } = runner.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: runnerSplit('-c "sleep 3"') })
+    const { done } = runner.start('run_container_step', args, { state: null })
+    const label = `{{index .Config.Labels "${LABEL_JOB}"}}`
+    let job = ''
+    const seen = await waitUntil(
+      async () => {
+        const ids = (await cmd('docker', ['ps', '-q', '--filter', `label=${LABEL_RUNNER}=${runner.name}`])).stdout
+          .split('\n')
+          .filter(Boolean)
+        if (ids.length) job = (await cmd('docker', ['inspect', '--format', label, ids[0]])).stdout.trim()
+        return job !== ''
+      },
+      30_000,
+      50
+    )
+    expect(seen).toBe(true)
+    const made = await leftContainer(runner.owner, job, runner.name)
+    try {
+      const r = await done
+      expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+      expect(await exists(made)).toBe(false)
+      expect(await leftovers(runner)).toEqual(NOTHING)
+    } finally {
+      await cmd('docker', ['rm', '-f', made])
+    }
   })
 })
 

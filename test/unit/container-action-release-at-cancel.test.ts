@@ -34,10 +34,15 @@ jest.mock('../../src/docker/job-folder', () => ({
 jest.mock('../../src/sync/early-push', () => ({ betweenSteps: { push: async () => ({ files: 0, bytes: 0, ms: 0 }) } }))
 jest.mock('../../src/sync/sync', () => ({ pull: async () => undefined, recordBase: async () => undefined }))
 jest.mock('../../src/docker/remote-docker', () => ({
+  ...jest.requireActual('../../src/docker/remote-docker'),
   RemoteDocker: class {
     engine = {}
     imagePresent = async (): Promise<boolean> => true
     ensureImage = async (): Promise<'present'> => 'present'
+    removeOwned = async (key: string) => {
+      events.push(`removed by ${key.split('.').pop()}`)
+      return { containers: 0, networks: 0, volumes: 0, images: 0 }
+    }
   }
 }))
 // The step's stop held by the VM: it ends only when the test lets it.
@@ -107,10 +112,10 @@ test('EC2: the machine is released at the cancel, while the VM still holds the s
 
 test('control: a machine other jobs use is released only after its step stopped, and its job folder removed first', async () => {
   const { step } = await cancelledMidStep(false)
-  expect(events).toEqual(['acquire', 'step started'])
+  expect(events).toEqual(['acquire', 'removed by owner', 'step started'])
   stepEnds()
   await expect(step).rejects.toMatchObject({ name: 'Cancelled' })
-  expect(events).toEqual(['acquire', 'step started', 'step stopped', 'job folder removed', 'release'])
+  expect(events).toEqual(['acquire', 'removed by owner', 'step started', 'step stopped', 'removed by job', 'job folder removed', 'release'])
 })
 
 test('control: without a cancel an EC2 machine is released once, after its step', async () => {
