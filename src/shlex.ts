@@ -9,7 +9,7 @@ export function shlexSplit(input: string): string[] | null {
  * The words, or where the quote that is never closed opens (0-based): an error can point there
  * without echoing the text, which may hold secrets (`--env TOKEN=…`).
  */
-export function shlexScan(input: string): string[] | { unterminatedAt: number } {
+export function shlexScan(input: string, opts: { quoteAfterBackslashCloses?: boolean } = {}): string[] | { unterminatedAt: number } {
   const out: string[] = []
   let cur = ''
   let inWord = false
@@ -32,6 +32,12 @@ export function shlexScan(input: string): string[] | { unterminatedAt: number } 
           closed = true
           i++
           break
+        }
+        // The runner's own quoting (below) escapes only `"`: an argument ending in a backslash ends `\"`.
+        if (opts.quoteAfterBackslashCloses && d === '\\' && input[i + 1] === '"' && (i + 2 === input.length || input[i + 2] === ' ')) {
+          cur += d
+          i++
+          continue
         }
         if (d === '\\' && i + 1 < input.length && '"\\$`\n'.includes(input[i + 1])) {
           if (input[i + 1] !== '\n') cur += input[i + 1]
@@ -66,8 +72,17 @@ export function shlexScan(input: string): string[] | { unterminatedAt: number } 
   return out
 }
 
-/** Rejoins argument fragments the runner split on single spaces and re-splits them. */
+/**
+ * Rejoins argument fragments the runner split on single spaces and re-splits them. The runner wraps
+ * each `runs.args` entry in `"…"` escaping only `"`, so one ending in a backslash (`C:\`) arrives as
+ * `"C:\"`, which no shell reading closes: then such a `\"` before a space or the end is read as
+ * the backslash and the closing quote, rather than every fragment passed on as sent.
+ */
 export function rejoinArgs(fragments: readonly string[]): string[] {
   if (!fragments.some((f) => /["'\\]/.test(f))) return fragments.filter((f) => f !== '')
-  return shlexSplit(fragments.join(' ')) ?? [...fragments]
+  const joined = fragments.join(' ')
+  const r = shlexScan(joined)
+  if (Array.isArray(r)) return r
+  const lenient = shlexScan(joined, { quoteAfterBackslashCloses: true })
+  return Array.isArray(lenient) ? lenient : [...fragments]
 }

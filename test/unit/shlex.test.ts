@@ -142,6 +142,14 @@ describe('rejoinArgs', () => {
     expect(rejoinArgs([])).toEqual([])
   })
 
+  it('an argument ending in a backslash (the runner escapes only quotes): only that one keeps its backslash', () => {
+    // args: ['-c', 'echo a', 'C:\\'] → `"-c" "echo a" "C:\"`
+    expect(rejoinArgs(['"-c"', '"echo', 'a"', '"C:\\"'])).toEqual(['-c', 'echo a', 'C:\\'])
+    expect(rejoinArgs(['"a\\"', '"b', 'c"'])).toEqual(['a\\', 'b c'])
+    // Control: an escaped quote inside an argument is still one (the strict reading comes first).
+    expect(rejoinArgs(['"x\\"', 'y"'])).toEqual(['x" y'])
+  })
+
   it('falls back to the fragments as sent when the quotes do not balance', () => {
     expect(rejoinArgs(['"hello', 'world'])).toEqual(['"hello', 'world'])
     expect(rejoinArgs(["it's", 'fine'])).toEqual(["it's", 'fine'])
