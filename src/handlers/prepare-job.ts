@@ -304,25 +304,37 @@ async function images(run: Run, host: Host, docking: ReturnType<typeof dockerPar
   const d = await docking
   const t = Date.now()
   for (const c of containers) for (const s of registrySecrets(c.registry)) ctx.log.addSecret(s)
-  const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
-  // allOf: a failed pull lets the undo start only once the other pulls have ended.
+  // A failed pull stops the others: the job fails anyway, and a large pull would hold the undo, and
+  // the machine, until it ended or timed out. allOf: the undo still starts only once they have ended.
+  const failed = new AbortController()
+  const limits = { signal: AbortSignal.any([ctx.signal, failed.signal]), timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+  let first: { error: unknown } | null = null
   const how = await step(
     allOf(
       containers.map(async (c, i) => {
-        const h = await host.docker.ensureImage(
-          c.image,
-          ctx.config.images.pullPolicy,
-          c.registry,
-          `${plan.jobRoot}/docker-config-${i}`,
-          (l) => ctx.log.debug(l),
-          limits,
-          d.present[i]
-        )
-        if (h === 'pulled') ctx.log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
-        return h
+        try {
+          const h = await host.docker.ensureImage(
+            c.image,
+            ctx.config.images.pullPolicy,
+            c.registry,
+            `${plan.jobRoot}/docker-config-${i}`,
+            (l) => ctx.log.debug(l),
+            limits,
+            d.present[i]
+          )
+          if (h === 'pulled') ctx.log.progress(`pulled ${c.image} in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+          return h
+        } catch (e) {
+          first ??= { error: e }
+          failed.abort()
+          throw e
+        }
       })
     )
-  )
+  ).catch((e: unknown) => {
+    // The failure that stopped the others, not their stop (unless the runner cancelled).
+    throw first && !ctx.signal.aborted ? first.error : e
+  })
   ctx.log.progress(`images: ${containers.map((c, i) => `${c.image} (${how[i]})`).join(', ')}`)
   run.time.mark('network, volumes, images')
   return d

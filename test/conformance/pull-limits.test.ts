@@ -88,3 +88,30 @@ test("a cancel during a hung pull ends prepare_job within 7.5 s (before the runn
   expect(cli()).toEqual([])
   expect(await leftovers(runner)).toEqual(NOTHING)
 })
+
+// One pull fails at once while another goes on (a large image; here a hung registry): the job fails
+// anyway, and the undo, and so the machine, waited for the other pull to end or time out.
+test('a pull that fails stops the others: prepare_job fails at once naming it, not after the hung pull', async () => {
+  const runner = newRunner(600)
+  const before = connections
+  const hung = `127.0.0.1:${port}/hung/third:1`
+  // Nothing listens on port 1: refused at once.
+  const refused = '127.0.0.1:1/absent/image:1'
+  const r = await runner.prepare({
+    container: runner.jobContainer(testImages.tiny),
+    services: [runner.service(hung), runner.service(refused)]
+  })
+  // Positive control: docker really went to the hung registry.
+  expect(connections).toBeGreaterThan(before)
+  expect(r.code).not.toBe(0)
+  const errors = errorLines(r)
+  expect(errors).toHaveLength(1)
+  expect(errors[0]).toContain(`docker pull ${refused} failed`)
+  // dockerd gives up on a registry that never answers after ~25 s: the previous code waited for that.
+  expect(r.ms).toBeLessThan(20_000)
+  // The docker CLI's hung pull on the VM ends with its channel (its watcher's next beat).
+  const cli = (): unknown[] => scanCmdlines(`pull\0${hung}\0`)
+  await waitUntil(() => cli().length === 0, 3000)
+  expect(cli()).toEqual([])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
