@@ -13,6 +13,7 @@ import { CONTAINER_ID } from '../input-rules'
 import { wholeLine } from '../line-tail'
 import { labelFlagsOf } from '../labels'
 import { asMount, bindOf, mountFlag, type MountSpec } from './mounts'
+import { nameOnly } from './image'
 
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -52,7 +53,7 @@ export function createArgv(spec: CreateSpec, envFlags: string[]): string[] {
   // and the `k=v` after it then stands where the image goes: docker refuses that name.
   argv.push(...labelFlagsOf(spec.labels))
   if (spec.entrypoint) argv.push('--entrypoint', spec.entrypoint)
-  argv.push(spec.image, ...spec.args)
+  argv.push(nameOnly(spec.image), ...spec.args)
   return argv
 }
 

@@ -1,4 +1,4 @@
-// Image-name helpers: service aliases and registry hosts.
+// Image-name helpers: service aliases, registry hosts, and names docker could take for an image id.
 
 /** `registry.example.com/org/redis:7` → `redis`; `redis@sha256:…` → `redis`. */
 export function imageBaseName(image: string): string {
@@ -26,4 +26,14 @@ export function serviceAliases(images: readonly string[]): string[][] {
     out.forEach((a) => used.add(a))
     return out
   })
+}
+
+/**
+ * The name as docker must look it up. An untagged name made only of hex digits (`cafe`) that names
+ * no image docker takes for the prefix of an image id: `image: cafe` would run whatever local image's
+ * id starts so (one a job left on a shared host) instead of pulling. With its implied `:latest`
+ * spelled out, it is only ever a name. Every other name is sent as given.
+ */
+export function nameOnly(image: string): string {
+  return /^[0-9a-f]+$/.test(image) ? `${image}:latest` : image
 }

@@ -6,6 +6,7 @@
 import { Engine, EngineError, MAX_LISTING, type CallReply } from './engine'
 import { InputError, TransportError } from '../errors'
 import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
+import { nameOnly } from './image'
 import { asMount, bindOf, mountBody } from './mounts'
 import { inspect, type Inspect } from './steps'
 import type { Remote } from '../remote/remote'
@@ -120,7 +121,7 @@ export function createBody(spec: CreateSpec): Record<string, unknown> | null {
     else volumes[m.target] = {}
   }
   return {
-    Image: spec.image,
+    Image: nameOnly(spec.image),
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
     Labels: spec.labels,
     ...(spec.entrypoint ? { Entrypoint: [spec.entrypoint] } : {}),
@@ -175,7 +176,7 @@ export class RemoteDocker {
   async imagePresent(image: string): Promise<boolean> {
     try {
       // Only whether it answers: an image's inspect (its config, its layers) is never parsed.
-      await this.engine.call('GET', `/images/${imagePath(image)}/json`, undefined, `image inspect ${image}`, IGNORE)
+      await this.engine.call('GET', `/images/${imagePath(nameOnly(image))}/json`, undefined, `image inspect ${image}`, IGNORE)
       return true
     } catch (e) {
       unlessGone(e)
@@ -234,7 +235,7 @@ export class RemoteDocker {
     const { Config: made } = await this.inspect(id)
     const problems: string[] = []
     const image: unknown = made.Image
-    if (image !== spec.image)
+    if (image !== nameOnly(spec.image))
       problems.push(
         `docker took ${JSON.stringify(typeof image === 'string' ? image : '')} for the image, not ${spec.image} (a word that is no flag stands where the image goes)`
       )

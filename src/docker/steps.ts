@@ -11,6 +11,7 @@ import { retry, settlesWithin, waitUntil, whenAborted } from '../retry'
 import { newStepMarker, STEP_MARKER, stopMarked } from './step-stop'
 import type { WarmShell } from './warm-shell'
 import { asMount, bindOf, mountBody, type MountSpec } from './mounts'
+import { nameOnly } from './image'
 import { outputStreaming } from '../gc-policy'
 
 export interface ExecSpec {
@@ -235,7 +236,7 @@ export async function runContainer(
   starting: () => void = () => undefined
 ): Promise<StepEnd> {
   const body: Record<string, unknown> = {
-    Image: spec.image,
+    Image: nameOnly(spec.image),
     Env: envList(spec.env),
     WorkingDir: spec.workdir,
     Labels: spec.labels,

@@ -232,6 +232,27 @@ test('images.pullPolicy "never" with a missing image: a clear error naming the i
   expect(await leftovers(runner)).toEqual(NOTHING)
 })
 
+// docker takes an untagged name of hex digits that names no image for the prefix of an image's id:
+// `image: <prefix>` ran whatever local image's id starts so (one a job left on a shared host).
+test('an untagged hex name is only ever a name: not taken for the prefix of a local image id', async () => {
+  const id = (await cmd('docker', ['image', 'inspect', '--format', '{{.Id}}', testImages.tiny])).stdout.trim()
+  const prefix = id.replace(/^sha256:/, '').slice(0, 12)
+  expect(prefix).toMatch(/^[0-9a-f]{12}$/)
+  // Positive control: docker's own lookup takes the prefix for the tiny image.
+  expect((await cmd('docker', ['image', 'inspect', '--format', '{{.Id}}', prefix])).stdout.trim()).toBe(id)
+  const runner = newRunner({ config: { images: { pullPolicy: 'never' } } })
+  const r = await runner.call('prepare_job', { container: runner.jobContainer(prefix), services: [] }, { state: null })
+  expect(r.code).not.toBe(0)
+  expect(errorLines(r)).toEqual([`::error::image ${prefix} is not on the remote host and images.pullPolicy is "never"`])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+  const { args } = runner.containerStep({ image: prefix, entryPoint: 'sh', args: runnerSplit('-c "echo ran"') })
+  const s = await runner.call('run_container_step', args, { state: null })
+  expect(s.code).not.toBe(0)
+  expect(s.stdout).not.toContain('ran\n')
+  expect(errorLines(s)).toEqual([`::error::image ${prefix} is not on the remote host and images.pullPolicy is "never"`])
+  expect(await leftovers(runner)).toEqual(NOTHING)
+})
+
 test("a services-only job's container action sees the workspace as the runner host's steps left it (control: with a job container, host changes stay on the host)", async () => {
   // Without a job container, run: steps and JS actions run on the runner host: a checkout there
   // after prepare_job must reach the VM before a container action reads it.

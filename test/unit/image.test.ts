@@ -1,4 +1,4 @@
-import { imageBaseName, serviceAliases } from '../../src/docker/image'
+import { imageBaseName, nameOnly, serviceAliases } from '../../src/docker/image'
 
 describe('imageBaseName', () => {
   it.each([
@@ -56,5 +56,20 @@ describe('serviceAliases', () => {
 
   it('never gives a service the job container\'s alias "job" (nor its container name)', () => {
     expect(serviceAliases(['acme/job:1', 'job', 'redis'])).toEqual([['job-1'], ['job-2'], ['redis', 'redis-1']])
+  })
+})
+
+describe('nameOnly', () => {
+  it.each([
+    ['cafe', 'cafe:latest'],
+    ['a4c08ab3a768', 'a4c08ab3a768:latest'],
+    ['0', '0:latest'],
+    ['cafe:1', 'cafe:1'],
+    ['org/cafe', 'org/cafe'],
+    ['redis', 'redis'],
+    ['cafe@sha256:' + 'a'.repeat(64), 'cafe@sha256:' + 'a'.repeat(64)],
+    ['127.0.0.1:5000/cafe', '127.0.0.1:5000/cafe']
+  ])('%s → %s', (given, want) => {
+    expect(nameOnly(given)).toBe(want)
   })
 })
