@@ -4,7 +4,7 @@
 import { StringDecoder } from 'node:string_decoder'
 import { check, OutputLimitError, run, type Remote } from '../remote/remote'
 import { shjoin, shq } from '../remote/quote'
-import { HookError } from '../errors'
+import { Cancelled, HookError, RemoteCommandError } from '../errors'
 import { CALL_TIMEOUT_MS } from './engine'
 import { graceAfter } from './steps'
 import { cliShell, envDelivery } from './env-script'
@@ -14,6 +14,7 @@ import { wholeLine } from '../line-tail'
 import { labelFlagsOf } from '../labels'
 import { asMount, bindOf, mountFlag, type MountSpec } from './mounts'
 import { nameOnly } from './image'
+import { retry } from '../retry'
 
 export type PullPolicy = 'missing' | 'always' | 'never'
 
@@ -123,10 +124,42 @@ export function dockerConfig(registry: Pick<NonNullable<Registry>, 'username' | 
   return JSON.stringify({ auths: { [HUB_HOSTS.has(host.toLowerCase()) ? HUB_KEY : host]: { auth } } })
 }
 
+/** A pull docker failed; `final` when the registry's answer will not change on a retry (no such image or tag, no access). */
+export class PullFailed extends RemoteCommandError {
+  constructor(
+    e: RemoteCommandError,
+    readonly final: boolean
+  ) {
+    super(e.command, e.exitCode, e.stderrTail, e.signal)
+  }
+}
+
+/**
+ * docker's words for the registry's answers that a retry cannot change (the registry API's error
+ * codes MANIFEST_UNKNOWN, NAME_UNKNOWN, UNAUTHORIZED, DENIED; a name docker cannot parse; no image
+ * for the platform). Anything else (a 5xx, a rate limit, a reset or refused connection, a TLS
+ * handshake timeout) may pass.
+ */
+const FINAL_PULL =
+  /manifest unknown|name unknown|not found|unauthorized|denied|no basic auth credentials|invalid reference format|no matching manifest|does not match the specified platform/i
+
+/** How many times a pull is tried, as the runner's own docker support tries it. */
+export const PULL_ATTEMPTS = 3
+
+export interface PullLimits {
+  /** The step's or prepare_job's cancel. */
+  signal?: AbortSignal
+  /** images.pullTimeoutSeconds in ms, for each attempt. */
+  timeoutMs?: number
+  /** A line for the step log before a failed pull is tried again. */
+  onRetry?: (line: string) => void
+}
+
 /**
  * Pulls `image` on the remote (the pull policy is RemoteDocker.ensureImage's). With registry
  * credentials, a per-job docker config is written from stdin (no `docker login`: nothing on a command
- * line), the pull reads it, and it is removed after.
+ * line), the pull reads it, and it is removed after. A failure the registry may not repeat is tried
+ * again (PULL_ATTEMPTS in all); a timeout is not (it already took images.pullTimeoutSeconds).
  */
 export async function pullImage(
   remote: Remote,
@@ -134,9 +167,34 @@ export async function pullImage(
   registry: Registry,
   configDir: string,
   onLine?: (line: string) => void,
-  /** The step's or prepare_job's cancel, and images.pullTimeoutSeconds in ms. */
-  limits: { signal?: AbortSignal; timeoutMs?: number } = {}
+  limits: PullLimits = {}
 ): Promise<'pulled'> {
+  try {
+    await retry(() => pullOnce(remote, image, registry, configDir, onLine, limits), {
+      attempts: PULL_ATTEMPTS,
+      minDelayMs: 2_000,
+      maxDelayMs: 10_000,
+      signal: limits.signal,
+      retryable: (e) => e instanceof PullFailed && !e.final,
+      onRetry: (e, n, delayMs) =>
+        limits.onRetry?.(`${(e as Error).message}; trying again in ${Math.ceil(delayMs / 1000)} s (attempt ${n + 1} of ${PULL_ATTEMPTS})`)
+    })
+  } catch (e) {
+    // A cancel during the pause between attempts ends the wait with the signal's reason.
+    if (limits.signal?.aborted && !(e instanceof PullFailed)) throw Cancelled.by(limits.signal)
+    throw e
+  }
+  return 'pulled'
+}
+
+async function pullOnce(
+  remote: Remote,
+  image: string,
+  registry: Registry,
+  configDir: string,
+  onLine: ((line: string) => void) | undefined,
+  limits: PullLimits
+): Promise<void> {
   const hasAuth = !!(registry?.username && registry.password)
   let cmd = `${WATCHED}watched docker pull ${shq(image)}`
   if (hasAuth) {
@@ -156,10 +214,11 @@ export async function pullImage(
       timeoutMs: limits.timeoutMs,
       onStdout: (c) => lines.push(c)
     })
+  } catch (e) {
+    throw e instanceof RemoteCommandError ? new PullFailed(e, FINAL_PULL.test(e.stderrTail)) : e
   } finally {
     lines.end()
   }
-  return 'pulled'
 }
 
 /** How much of a build's or a pull's output goes to the log: its lines are logged faster than a slow reader takes them. */

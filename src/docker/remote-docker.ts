@@ -5,7 +5,7 @@
 // credentials reach the VM on stdin only (as a docker config), and env values never reach a command line.
 import { Engine, EngineError, MAX_LISTING, type CallReply } from './engine'
 import { InputError, TransportError } from '../errors'
-import { containerLogs, createContainer, pullImage, type CreateSpec, type PullPolicy } from './cli'
+import { containerLogs, createContainer, pullImage, type CreateSpec, type PullLimits, type PullPolicy } from './cli'
 import { nameOnly } from './image'
 import { asMount, bindOf, mountBody } from './mounts'
 import { inspect, type Inspect } from './steps'
@@ -191,7 +191,7 @@ export class RemoteDocker {
     registry: Registry,
     configDir: string,
     onLine: (l: string) => void,
-    limits: { signal?: AbortSignal; timeoutMs?: number },
+    limits: PullLimits,
     present?: boolean
   ): Promise<'present' | 'pulled'> {
     if (policy !== 'always') {

@@ -307,7 +307,11 @@ async function images(run: Run, host: Host, docking: ReturnType<typeof dockerPar
   // A failed pull stops the others: the job fails anyway, and a large pull would hold the undo, and
   // the machine, until it ended or timed out. allOf: the undo still starts only once they have ended.
   const failed = new AbortController()
-  const limits = { signal: AbortSignal.any([ctx.signal, failed.signal]), timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+  const limits = {
+    signal: AbortSignal.any([ctx.signal, failed.signal]),
+    timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000,
+    onRetry: (l: string) => ctx.log.progress(l)
+  }
   let first: { error: unknown } | null = null
   const how = await step(
     allOf(

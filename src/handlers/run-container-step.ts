@@ -88,7 +88,11 @@ async function runIn(
     } else {
       // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
       for (const s of registrySecrets(args.registry)) ctx.log.addSecret(s)
-      const limits = { signal: ctx.signal, timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000 }
+      const limits = {
+        signal: ctx.signal,
+        timeoutMs: ctx.config.images.pullTimeoutSeconds * 1000,
+        onRetry: (l: string) => ctx.log.progress(l)
+      }
       const how = await docker.ensureImage(
         image,
         ctx.config.images.pullPolicy,

@@ -8,6 +8,7 @@ import { loadRegistry, testenvDir, testImages } from '../helpers/testenv'
 import { withFileLock } from '../../src/file-lock'
 import { LABEL_JOB, LABEL_OWNER } from '../../src/labels'
 import { waitUntil } from '../helpers/wait'
+import { registryFaults } from '../helpers/registry-faults'
 import { cmd, errorLines, LABEL_RUNNER, leftovers, NOTHING, runnerProcesses, runnerSplit, scanWhile, testVm } from '../helpers/conformance'
 
 const runners: FakeRunner[] = []
@@ -191,6 +192,41 @@ describe('private registry', () => {
       expect((await runner.cleanup()).code).toBe(0)
       runner.state = null
       expect(await leftovers(runner)).toEqual(NOTHING)
+    }))
+
+  // docker asks for a manifest twice (HEAD, then GET after a HEAD failed): two 503s fail its pull.
+  test('a pull the registry failed (a 503) is tried again: prepare_job succeeds and says so', () =>
+    registryTurn(async () => {
+      const proxy = await registryFaults(reg.host, 2)
+      const via = `127.0.0.1:${proxy.port}`
+      const image = `${via}/${reg.image.slice(reg.host.length + 1)}`
+      try {
+        await removeImage(image)
+        const runner = newRunner()
+        const r = await runner.call(
+          'prepare_job',
+          { container: runner.jobContainer(image, { registry: { username: reg.user, password, serverUrl: via } }), services: [] },
+          { state: null }
+        )
+        expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+        // Positive control: docker met both failures, and asked again only after them.
+        expect(proxy.failed()).toBe(2)
+        expect(proxy.manifests()).toBeGreaterThan(2)
+        expect(r.stdout).toMatch(
+          new RegExp(
+            `docker pull ${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} failed \\(exit code 1\\): .*503.*; trying again in \\d+ s \\(attempt 2 of 3\\)`
+          )
+        )
+        expect(await imagePresent(image)).toBe(true)
+        expect(r.stdout + r.stderr).not.toContain(password)
+        runner.state = r.response.state
+        expect((await runner.cleanup()).code).toBe(0)
+        runner.state = null
+        expect(await leftovers(runner)).toEqual(NOTHING)
+      } finally {
+        await cmd('docker', ['image', 'rm', '-f', image])
+        await proxy.close()
+      }
     }))
 
   test('a wrong password fails prepare_job with an ::error:: and leaves nothing behind', () =>

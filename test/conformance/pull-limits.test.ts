@@ -2,7 +2,7 @@
 // fails prepare_job in time, and a cancel ends it at once; nothing of the job is left behind.
 import { createServer, type Server, type Socket } from 'node:net'
 import { FakeRunner } from '../helpers/fake-runner'
-import { testImages } from '../helpers/testenv'
+import { loadRegistry, testImages } from '../helpers/testenv'
 import { errorLines, leftovers, NOTHING, scanCmdlines, staticProvider, waitForOutput } from '../helpers/conformance'
 import { settlesWithin, waitUntil } from '../helpers/wait'
 
@@ -95,8 +95,8 @@ test('a pull that fails stops the others: prepare_job fails at once naming it, n
   const runner = newRunner(600)
   const before = connections
   const hung = `127.0.0.1:${port}/hung/third:1`
-  // Nothing listens on port 1: refused at once.
-  const refused = '127.0.0.1:1/absent/image:1'
+  // The loopback registry wants credentials: refused at once, and for good (not tried again).
+  const refused = `${loadRegistry().host}/absent/image:1`
   const r = await runner.prepare({
     container: runner.jobContainer(testImages.tiny),
     services: [runner.service(hung), runner.service(refused)]
