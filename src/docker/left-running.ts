@@ -1,19 +1,27 @@
 // A step whose connection dropped (or whose agent died) may still run on the VM: docker does not
-// end an exec whose client went away, and the marker that finds its processes lived only in the
-// process that ran the step. Each step's marker is noted in the job's local folder (private, one
-// file per step, naming the process that runs it) before it starts and dropped once its end is
-// known; the job's next step stops whatever a noted marker still finds once the process that ran
-// it is gone, so a lost step never runs beside the steps after it, and a step still running beside
-// it (in the background, its process alive) is left alone.
+// end an exec whose client went away, nor a container action's container whose hook went away, and
+// what finds a step (its marker, its container's name) lived only in the process that ran it. Each
+// step is noted in the job's local folder (private, one file per step, naming the process that runs
+// it) before it starts and dropped once its end is known; the job's next step stops whatever a note
+// still finds once the process that ran it is gone, so a lost step never runs beside the steps after
+// it, and a step still running beside it (in the background, its process alive) is left alone.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import type { Engine } from './engine'
+import { EngineError, type Engine } from './engine'
 import { stopMarked } from './step-stop'
 import { isRunning, workerProcess, type WorkerProcess } from '../worker-process'
 
 const folderOf = (localDir: string): string => `${localDir}/steps`
 const MARKER = /^[0-9a-f]{32}$/
+/** A container action's note: `action-` and its container's name (`rch-<jobId>-step-<random>`). */
+const ACTION = /^action-(rch-[0-9a-f]{1,64}-step-[0-9a-f]{1,64})$/
 
-/** Notes a step about to start, run by this process; what failed when it cannot (the job's folder is gone), else null. */
+/** The note of a container action whose container is named `name`. */
+export const actionNote = (name: string): string => `action-${name}`
+
+/**
+ * Notes a step about to start (a `run:` step's marker, or a container action's actionNote), run by
+ * this process; what failed when it cannot (the job's folder is gone), else null.
+ */
 export function noteStep(localDir: string, marker: string): string | null {
   try {
     // Only inside the job's folder, never a folder of its own making: one that is gone stays gone.
@@ -45,23 +53,36 @@ function ownerRuns(localDir: string, marker: string): boolean {
   }
 }
 
+/** Force-removes a container action's container; true once it is gone (404: already). */
+async function removeStepContainer(engine: Engine, name: string): Promise<boolean> {
+  try {
+    await engine.call('DELETE', `/containers/${name}?force=1&v=1`, undefined, 'remove container', { reply: 'ignore' })
+    return true
+  } catch (e) {
+    return e instanceof EngineError && e.status === 404
+  }
+}
+
 /**
  * Stops the processes of the job's earlier steps whose end was never known and whose process is
- * gone; returns a line for each (the caller warns). A marker whose stop fails stays noted.
+ * gone: a `run:` step's in the job container (`container`, null when there is none), a container
+ * action's container. Returns a line for each (the caller warns). A note whose stop fails stays.
  */
-export async function stopLeftRunning(engine: Engine, container: string, localDir: string): Promise<string[]> {
+export async function stopLeftRunning(engine: Engine, container: string | null, localDir: string): Promise<string[]> {
   let names: string[]
   try {
-    names = readdirSync(folderOf(localDir)).filter((n) => MARKER.test(n))
+    names = readdirSync(folderOf(localDir)).filter((n) => (MARKER.test(n) && container !== null) || ACTION.test(n))
   } catch {
     return []
   }
   const said: string[] = []
   const what = 'an earlier step of this job whose end was never known (its connection was lost, or the process running it ended)'
-  for (const marker of names) {
-    if (ownerRuns(localDir, marker)) continue
-    if (await stopMarked(engine, container, marker, 0).catch(() => false)) {
-      stepEnded(localDir, marker)
+  for (const note of names) {
+    if (ownerRuns(localDir, note)) continue
+    const action = ACTION.exec(note)?.[1]
+    const stopped = action ? await removeStepContainer(engine, action) : await stopMarked(engine, container!, note, 0).catch(() => false)
+    if (stopped) {
+      stepEnded(localDir, note)
       said.push(`${what}: any process of it left was stopped`)
     } else said.push(`${what} could not be stopped: it may still run`)
   }

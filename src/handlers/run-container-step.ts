@@ -11,6 +11,7 @@ import { initialState, onJobMachine, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
 import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
+import { actionNote, noteStep, stepEnded, stopLeftRunning } from '../docker/left-running'
 import { buildImage, registrySecrets, removeImage } from '../docker/cli'
 import { pull, recordBase } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
@@ -72,8 +73,11 @@ async function runIn(
   // Set while the container may have run and its end is not known: only then can a failure leave
   // something it wrote to bring back.
   let running = false
+  // Noted from just before the container is made until its end is known (left-running.ts).
+  let note: string | null = null
   try {
     const docker = new RemoteDocker(remote, ctx.config.remote.dockerSocket)
+    for (const line of await stopLeftRunning(docker.engine, state.container?.id ?? null, state.localDir)) ctx.log.warn(line)
     // The image's presence is looked up (Engine API) while the push runs.
     const present = args.image && ctx.config.images.pullPolicy !== 'always' ? docker.imagePresent(args.image) : Promise.resolve(false)
     present.catch(() => undefined)
@@ -107,13 +111,20 @@ async function runIn(
       if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
     }
     const env = baseEnv(args.environmentVariables)
+    const name = `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`
+    note = actionNote(name)
+    const unnoted = noteStep(state.localDir, note)
+    if (unnoted)
+      ctx.log.warn(
+        `this step could not be noted in the job's folder (${unnoted}): were its connection lost, the next step would not stop it`
+      )
     let res: Awaited<ReturnType<typeof runContainer>>
     try {
       res = await runContainer(
         docker.engine,
         {
           image,
-          name: `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`,
+          name,
           cmd: rejoinArgs(args.entryPointArgs),
           entrypoint: args.entryPoint || null,
           env,
@@ -127,6 +138,7 @@ async function runIn(
         () => (running = true)
       )
       running = false
+      if (res.stop !== 'unconfirmed') stepEnded(state.localDir, note)
     } finally {
       // Also when the container could not be created or its stream failed; a hook killed before
       // this leaves the image to cleanup_job, which finds it by its labels.
@@ -136,7 +148,11 @@ async function runIn(
     await pull(target, state.pullRoots)
     return { exitCode: res.exitCode }
   } catch (e) {
-    throw await failedStep(e, remote, ctx, running ? { target, roots: state.pullRoots, what: 'container action' } : null)
+    const err = await failedStep(e, remote, ctx, running ? { target, roots: state.pullRoots, what: 'container action' } : null)
+    // Failed over a working connection: runContainer removed its container before it threw. A lost
+    // one keeps the note, for the job's next step to remove the container.
+    if (note && !(err instanceof TransportError && err.kind !== 'stream')) stepEnded(state.localDir, note)
+    throw err
   }
 }
 

@@ -6,6 +6,7 @@
 import { scanCmdlines } from '../helpers/conformance'
 import { waitUntil } from '../helpers/wait'
 import { withJob } from './harness'
+import { testImages } from '../helpers/testenv'
 
 jest.setTimeout(180_000)
 
@@ -28,6 +29,34 @@ test("a step lost with its agent is stopped by the job's next step, which says s
       /::warning::an earlier step of this job whose end was never known \(its connection was lost, or the process running it ended\): any process of it left was stopped/
     )
     expect(scanCmdlines(needle)).toEqual([])
+    const third = await job.step('echo third')
+    expect(third.r.code).toBe(0)
+    expect(third.r.stdout + third.r.stderr).not.toContain('an earlier step')
+  })
+})
+
+// The same for a container action: docker runs its container on when the attach stream's client is
+// gone. The job's next step (here a container action, then a `run:` step finds nothing) removes it.
+test("a container action lost with its agent is removed by the job's next step, which says so once", async () => {
+  await withJob('agent', async (job) => {
+    const seconds = 400000 + Math.floor(Math.random() * 100000)
+    const needle = `sleep\0${seconds}\0`
+    const { args } = job.runner.containerStep({ image: testImages.tiny, entryPoint: 'sleep', args: [String(seconds)] })
+    const lost = job.runner.call('run_container_step', args)
+    expect(await waitUntil(() => scanCmdlines(needle).length > 0, 60_000, 50)).toBe(true)
+    await job.killAgents()
+    const r = await lost
+    expect(r.code).toBe(75)
+    // Control: docker left the action's container running after its hook gave up on it.
+    await new Promise((res) => setTimeout(res, 1000))
+    expect(scanCmdlines(needle).length).toBeGreaterThan(0)
+    const next = job.runner.containerStep({ image: testImages.tiny, entryPoint: 'sh', args: ['-c', 'echo next'] })
+    const n = await job.runner.call('run_container_step', next.args)
+    expect(n.code).toBe(0)
+    expect(n.stdout + n.stderr).toMatch(
+      /::warning::an earlier step of this job whose end was never known \(its connection was lost, or the process running it ended\): any process of it left was stopped/
+    )
+    expect(await waitUntil(() => scanCmdlines(needle).length === 0, 10_000, 50)).toBe(true)
     const third = await job.step('echo third')
     expect(third.r.code).toBe(0)
     expect(third.r.stdout + third.r.stderr).not.toContain('an earlier step')

@@ -141,7 +141,7 @@ export function containerStepCtx(signal = new AbortController().signal): HookCon
       sync: { excludeFromPullBack: [], limits: {}, deltaListing: false }
     },
     runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined },
+    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined, warn: () => undefined },
     signal,
     stdout: process.stdout,
     stderr: process.stderr

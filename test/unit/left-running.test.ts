@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Engine } from '../../src/docker/engine'
+import { EngineError, type Engine } from '../../src/docker/engine'
 import { cleanupTempDirs, tempDir } from './_helpers'
 
 const stops: string[] = []
@@ -15,7 +15,7 @@ jest.mock('../../src/docker/step-stop', () => ({
     return stopWorks
   }
 }))
-import { noteStep, stepEnded, stopLeftRunning } from '../../src/docker/left-running'
+import { actionNote, noteStep, stepEnded, stopLeftRunning } from '../../src/docker/left-running'
 
 afterAll(cleanupTempDirs)
 beforeEach(() => {
@@ -92,4 +92,54 @@ test('a note that cannot be read (cut short by a crash) counts as its process go
   noteStep(dir, A)
   writeFileSync(join(dir, 'steps', A), '{"pid":')
   expect(await stopLeftRunning(engine, 'c1', dir)).toHaveLength(1)
+})
+
+describe("a container action's note", () => {
+  const NAME = `rch-${'1'.repeat(16)}-step-abcdef`
+  /** An engine whose container removals answer by `status` (0: removed), recording each. */
+  function removing(status: number): { engine: Engine; removed: string[] } {
+    const removed: string[] = []
+    const call = async (method: string, path: string) => {
+      removed.push(`${method} ${path}`)
+      if (status) throw new EngineError(status, 'remove container', `status ${status}`)
+      return { status: 204, data: null }
+    }
+    return { engine: { call } as unknown as Engine, removed }
+  }
+
+  test('is removed by force by the next step once its process is gone; a container already gone counts as removed', async () => {
+    for (const status of [0, 404]) {
+      const dir = tempDir()
+      noteOfGone(dir, actionNote(NAME))
+      const e = removing(status)
+      expect(await stopLeftRunning(e.engine, null, dir)).toEqual([expect.stringMatching(/: any process of it left was stopped$/)])
+      expect(e.removed).toEqual([`DELETE /containers/${NAME}?force=1&v=1`])
+      expect(readdirSync(join(dir, 'steps'))).toEqual([])
+      // A `run:` step's marker is not the job container's business when there is none.
+      expect(stops).toEqual([])
+    }
+  })
+
+  test('a removal that fails keeps the note; one still running in its process is left alone (control)', async () => {
+    const dir = tempDir()
+    noteOfGone(dir, actionNote(NAME))
+    const failing = removing(500)
+    expect(await stopLeftRunning(failing.engine, 'c1', dir)).toEqual([expect.stringMatching(/could not be stopped: it may still run$/)])
+    expect(readdirSync(join(dir, 'steps'))).toEqual([actionNote(NAME)])
+    const live = tempDir()
+    noteStep(live, actionNote(NAME))
+    const e = removing(0)
+    expect(await stopLeftRunning(e.engine, 'c1', live)).toEqual([])
+    expect(e.removed).toEqual([])
+  })
+
+  test('only a step container name is taken (never another container the folder names)', async () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, 'steps'))
+    writeFileSync(join(dir, 'steps', 'action-rch-other'), '{}')
+    writeFileSync(join(dir, 'steps', `action-${NAME}x`), '{}')
+    const e = removing(0)
+    expect(await stopLeftRunning(e.engine, null, dir)).toEqual([])
+    expect(e.removed).toEqual([])
+  })
 })
