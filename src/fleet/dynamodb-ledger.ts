@@ -16,6 +16,7 @@ import { errorNameOf, httpStatusOf, isNoAnswer } from '../aws-error'
 import { HookError } from '../errors'
 import { retry, type Clock } from '../retry'
 import {
+  NotAttachable,
   BEAT_STEP_BACK_MS,
   byReservation,
   inTimeRange,
@@ -310,7 +311,7 @@ export class DynamoLedger implements Ledger {
       { ':i': S(instanceId), ':t': N(at) },
       ' AND (attribute_not_exists(instanceId) OR instanceId <> :i) AND attribute_not_exists(settledAt)'
     )
-    if (!done && (await this.get(id)).instanceId !== instanceId) throw new HookError(`fleet ledger: reservation ${id} cannot be attached`)
+    if (!done && (await this.get(id)).instanceId !== instanceId) throw new NotAttachable(id)
   }
 
   async settle(id: string, opts: SettleOptions): Promise<LedgerRecord> {

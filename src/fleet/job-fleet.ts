@@ -5,7 +5,7 @@ import { hostname } from 'node:os'
 import type { FleetConfig } from '../config'
 import { formatError, HookError } from '../errors'
 import { FleetRefused, fleetGate, type FleetGate, type JobFacts } from './gate'
-import { systemLedgerClock, type Ledger, type LedgerClock } from './ledger'
+import { NotAttachable, systemLedgerClock, type Ledger, type LedgerClock } from './ledger'
 import { openLedger } from './open-ledger'
 import { BEAT_MS } from './beat-period'
 import { nameField } from './job-record'
@@ -46,7 +46,8 @@ export class JobFleet {
       this.ledger()
         .then((l) => fn(fleetGate(l, this.facts, this.clock)))
         .catch((e: unknown) => {
-          if (e instanceof FleetRefused || (e instanceof HookError && e.message.startsWith('fleet.ledger'))) throw e
+          if (e instanceof FleetRefused || e instanceof NotAttachable || (e instanceof HookError && e.message.startsWith('fleet.ledger')))
+            throw e
           throw new HookError(`fleet.ledger (${this.kind}): cannot ${what}: ${formatError(e)}`, { cause: e })
         })
     this.gate = {

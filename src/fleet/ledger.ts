@@ -1,6 +1,14 @@
 // What a fleet ledger is: reservations counted against the caps and the day's budget before a
 // launch, settled with the real instance time after it. Two kinds keep it (local file, DynamoDB);
 // both answer the same calls with the same arithmetic (money.ts) and refusal lines (limits.ts).
+import { HookError } from '../errors'
+
+/** The reservation was settled before this attach (reap judged it unlaunched): it cannot count this instance. */
+export class NotAttachable extends HookError {
+  constructor(id: string) {
+    super(`fleet ledger: reservation ${id} cannot be attached`)
+  }
+}
 
 /** One launch to count. */
 export interface ReserveRequest {

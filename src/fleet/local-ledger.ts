@@ -15,6 +15,7 @@ import { errnoOf, HookError } from '../errors'
 import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
 import { withFileLock } from '../file-lock'
 import {
+  NotAttachable,
   BEAT_STEP_BACK_MS,
   byReservation,
   inTimeRange,
@@ -221,7 +222,7 @@ export class LocalLedger implements Ledger {
     attachTime(id, at)
     await this.update((s) => {
       if (!own(s.open, id)) {
-        if (this.settledOne(id).instanceId !== instanceId) throw new HookError(`fleet ledger: reservation ${id} cannot be attached`)
+        if (this.settledOne(id).instanceId !== instanceId) throw new NotAttachable(id)
         return { result: undefined, changed: false }
       }
       const r = s.open[id]

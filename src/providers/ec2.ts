@@ -7,7 +7,8 @@ import { z } from 'zod'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import { writePrivateFile } from '../private-fs'
 import type { Ec2Config } from '../config'
-import { HookError, TransportError, isPermanentTransport } from '../errors'
+import { HookError, TransportError, formatError, isPermanentTransport } from '../errors'
+import { NotAttachable } from '../fleet/ledger'
 import { EC2_INSTANCE_ID, isHostName } from '../input-rules'
 import { retry, unlessCancelled, waitUntil } from '../retry'
 import { NoResultError, type ConnectInfo, type Remote } from '../remote/remote'
@@ -176,8 +177,14 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       connect: { host: '', port: cfg.sshPort, user: cfg.user, identityFile, knownHostsFile: `${localDir}/known_hosts` }
     }
     try {
-      // Billing starts now: attached at once, so an early end is settled from here.
-      await env.fleet.attach(reservation, instanceId)
+      // Billing starts now: attached at once, so an early end is settled from here. A ledger that
+      // cannot answer now (throttled, slow) is no reason to end a launched job: the instance carries
+      // its reservation's tag, by which reap attaches it. One already settled (reap judged it
+      // unlaunched) counts this instance nowhere: that fails the job, the instance terminated.
+      await env.fleet.attach(reservation, instanceId).catch((e: unknown) => {
+        if (e instanceof NotAttachable) throw e
+        env.log.warn(`could not attach ${instanceId} to fleet reservation ${reservation} (reap attaches it by its tag): ${formatError(e)}`)
+      })
       const address = await this.waitRunning(env, instanceId, left, (input) =>
         send('DescribeInstances', () => client.send(new sdk.DescribeInstancesCommand(input)))
       )

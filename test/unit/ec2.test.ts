@@ -11,6 +11,7 @@ import { addressOf, describeAttempt, launchPlan, runInstancesInput, tagsFor, TAG
 import { launchErrorAction, requestOutcome } from '../../src/providers/ec2-api'
 import { Ec2Provider, terminateSignal } from '../../src/providers/ec2'
 import { FleetRefused } from '../../src/fleet/gate'
+import { NotAttachable } from '../../src/fleet/ledger'
 import type { ProviderEnv } from '../../src/providers/provider'
 import { readyMarker } from '../../src/providers/user-data'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -551,6 +552,27 @@ describe('acquire against a scripted EC2', () => {
       expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
       expect(s.fleet.calls.map((c) => c.op)).toEqual(['reserve', 'attach', 'settle'])
       expect(s.fleet.calls[2]).toEqual({ op: 'settle', id: 'res-1', opts: undefined })
+    })
+
+    // The instance carries its reservation's tag from creation, by which reap attaches it: a ledger
+    // that cannot answer at the attach (throttled, slow) must not end a launched job.
+    test('an attach the ledger fails is a warning: the job gets its instance; one the ledger refuses (settled meanwhile) fails it, terminated', async () => {
+      const s = setup({ instanceTypes: ['m7i.large'] }, () => launched('i-0123456789abcdef0'))
+      s.env.fleet = { ...s.fleet, attach: () => Promise.reject(new Error('fleet.ledger (dynamodb): cannot attach: throttled')) }
+      const got = await s.provider.acquire(s.job, s.env)
+      got.remote.close()
+      expect(got.lease.instanceId).toBe('i-0123456789abcdef0')
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(0)
+      expect(s.logged).toContainEqual(
+        expect.stringMatching(
+          /^warn: could not attach i-0123456789abcdef0 to fleet reservation res-1 \(reap attaches it by its tag\): .*throttled/
+        )
+      )
+      // Control: a reservation already settled cannot count the instance.
+      const t = setup({ instanceTypes: ['m7i.large'] }, () => launched('i-0123456789abcdef0'))
+      t.env.fleet = { ...t.fleet, attach: (id: string) => Promise.reject(new NotAttachable(id)) }
+      await expect(t.provider.acquire(t.job, t.env)).rejects.toThrow('fleet ledger: reservation res-1 cannot be attached')
+      expect(fake.calls.filter((c) => c.name === 'TerminateInstances')).toHaveLength(1)
     })
 
     describe('a RunInstances whose answer was lost, given up on (here by a cancel during its retry pause)', () => {
