@@ -81,7 +81,13 @@ async function hook(): Promise<number> {
   if (ended.lost && !controller.signal.aborted && STEP_COMMAND.test(raw))
     await (await import('./execute')).explainLoss(raw, process.env, io)
   // A cancelled step does not wait: the runner kills the hook soon after its signals.
-  if (!controller.signal.aborted) await beats.landed()
+  const missed = controller.signal.aborted ? null : await beats.landed()
+  // Said at the step's end, after its output: reap ends a job whose heartbeats stop.
+  if (missed)
+    ownLines(
+      io.stdout,
+      `${workflowCommand('warning', `the fleet ledger did not take this step's heartbeat (${missed}): a job without one for fleet.reap.deadAfterMinutes is judged dead by reap, which ends its machine`)}\n`
+    )
   return ended.code
 }
 
@@ -101,10 +107,13 @@ async function command(raw: string, io: ExecuteIo, job: StepJob | null): Promise
 }
 
 interface Beats {
-  /** Resolves once the heartbeat on its way, if any, has landed (or a bounded wait is over). */
-  landed(): Promise<void>
+  /**
+   * Resolves once the heartbeat on its way, if any, has landed (or a bounded wait is over): with why
+   * the first of the step's heartbeats that failed did, or null.
+   */
+  landed(): Promise<string | null>
 }
-const NO_BEATS: Beats = { landed: () => Promise.resolve() }
+const NO_BEATS: Beats = { landed: () => Promise.resolve(null) }
 
 /**
  * While a step of a launched machine runs, its reservation gets a heartbeat every minute (see
@@ -124,11 +133,12 @@ function stepHeartbeats(raw: string, job: StepJob | null, localRoot: string): Be
     jobDir = null
   }
   let beating: Promise<void> | null = null
+  let failed: string | null = null
   const beat = (): void => {
     if (beating) return
     beating = import('./fleet/step-beat')
       .then((m) => m.beatOnce(raw, process.env, localRoot, jobDir))
-      .catch(() => undefined)
+      .catch((e: unknown) => void (failed ??= formatError(e)))
       .finally(() => (beating = null))
   }
   // Without a job folder to stamp, every step beats at once (the timer alone misses short steps).
@@ -138,6 +148,7 @@ function stepHeartbeats(raw: string, job: StepJob | null, localRoot: string): Be
     // A step shorter than the ledger's round trip would otherwise exit under its beat.
     async landed() {
       if (beating) await (await import('./retry')).settlesWithin(beating, BEAT_LAND_MS)
+      return failed
     }
   }
 }

@@ -340,14 +340,25 @@ test('a whole job: timings lines, the job record, heartbeats while a step runs, 
       const { args } = f.runner.scriptStep('sleep 1.6\n')
       const r = await f.runner.call('run_script_step', args, { env: { ...f.env, ...env } })
       expect({ code: r.code, errors: errorLines(r) }).toEqual({ code: 0, errors: [] })
+      return r
     }
+    const missed =
+      /^::warning::the fleet ledger did not take this step's heartbeat \(.*\): a job without one for fleet\.reap\.deadAfterMinutes is judged dead by reap, which ends its machine$/m
     const beatAt = async () => (await l.records())[0].heartbeatAt
     const b0 = await beatAt()
     await step({})
     expect(await beatAt()).toBe(b0)
-    await step({ RCH_LEDGER_BEAT_MS: '400' })
+    const beaten = await step({ RCH_LEDGER_BEAT_MS: '400' })
     const b1 = await beatAt()
     expect(b1).toBeGreaterThan(b0!)
+    expect(beaten.stdout).not.toMatch(missed)
+    // A ledger the step cannot write (its folder no longer private): the step says so at its end.
+    fs.chmodSync(dir, 0o755)
+    try {
+      expect((await step({ RCH_LEDGER_BEAT_MS: '400' })).stdout).toMatch(missed)
+    } finally {
+      fs.chmodSync(dir, 0o700)
+    }
 
     const clean = await f.runner.call('cleanup_job', {}, { env: f.env })
     expect({ code: clean.code, errors: errorLines(clean) }).toEqual({ code: 0, errors: [] })
