@@ -334,7 +334,8 @@ export class DynamoLedger implements Ledger {
           TableName: this.table,
           Key: key(resKey(id)),
           UpdateExpression: 'SET settledAt = :s, endedAt = :e, billedSeconds = :b, actualMicro = :a REMOVE #o',
-          ConditionExpression: 'attribute_exists(#k) AND attribute_not_exists(settledAt)',
+          // Unlaunched only while nothing is attached (an attach between the read above and this).
+          ConditionExpression: `attribute_exists(#k) AND attribute_not_exists(settledAt)${opts.launched === false ? ' AND attribute_not_exists(attachedAt)' : ''}`,
           ExpressionAttributeNames: { '#k': LEDGER_KEY, '#o': OPEN_ATTR },
           ExpressionAttributeValues: { ':s': N(settledAt), ':e': N(opts.endedAt), ':b': N(seconds), ':a': N(actual) }
         }
@@ -351,9 +352,12 @@ export class DynamoLedger implements Ledger {
     try {
       await this.send(() => new this.sdk.TransactWriteItemsCommand({ TransactItems: items, ClientRequestToken: token }))
     } catch (e) {
-      // Settled meanwhile (by reap or a second call): that settlement stands.
+      // Settled meanwhile (by reap or a second call): that settlement stands. Or attached meanwhile,
+      // for an unlaunched settlement: refused, as settlement() refuses it.
       if (!(errorNameOf(e) === 'TransactionCanceledException' && reasons(e)[0] === 'ConditionalCheckFailed')) throw e
-      return this.get(id)
+      const now = await this.get(id)
+      if (now.settledAt === undefined) settlement(now, opts)
+      return now
     }
     return { ...r, settledAt, endedAt: opts.endedAt, billedSeconds: seconds, actualMicro: actual }
   }

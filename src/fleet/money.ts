@@ -45,6 +45,10 @@ export function settlement(
   const refuse = (what: string): HookError =>
     new HookError(`fleet ledger: reservation ${r.id} cannot be settled: its ${what} is not a time`)
   if (!Number.isFinite(opts.endedAt)) throw refuse('end')
+  // An instance attached since the caller judged nothing ran (reap's read, then a hook's attach):
+  // settled at no cost, its counts freed, it would run outside the caps and the budget.
+  if (opts.launched === false && r.attachedAt !== undefined)
+    throw new HookError(`fleet ledger: reservation ${r.id} cannot be settled as unlaunched: an instance is attached to it`)
   if (opts.launched === false) return { seconds: 0, actual: 0 }
   const startedAt = opts.startedAt ?? r.attachedAt ?? r.reservedAt
   if (!Number.isFinite(startedAt)) throw refuse('start')

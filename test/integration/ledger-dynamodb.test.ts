@@ -234,3 +234,19 @@ test('beats, zero-cost settlement and job records round-trip through the table',
   expect((await ledger.records()).map((r) => r.id)).toEqual([a.id])
   ledger.close()
 })
+
+// Reap reads a reservation without an instance and settles it as unlaunched; an attach landing in
+// between would be settled at no cost, its counts freed while its instance runs.
+test('a reservation with an instance attached is not settled as unlaunched; settled with its time it is (control)', async () => {
+  const table = await newTable()
+  const ledger = ledgerFor(fleetFor(table, { caps: { instances: 1 } }))
+  const b = (await ledger.reserve(REQ)) as { id: string }
+  await ledger.attach(b.id, 'i-b', NOW + 1000)
+  await expect(ledger.settle(b.id, { endedAt: NOW + 600_000, launched: false })).rejects.toThrow(
+    `fleet ledger: reservation ${b.id} cannot be settled as unlaunched: an instance is attached to it`
+  )
+  expect(await counter(table, 'counter#instances', 'n')).toBe(1)
+  expect(await ledger.settle(b.id, { endedAt: NOW + 61_000 })).toMatchObject({ billedSeconds: 60 })
+  expect(await counter(table, 'counter#instances', 'n')).toBe(0)
+  ledger.close()
+})

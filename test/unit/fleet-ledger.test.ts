@@ -504,3 +504,17 @@ test('records, unsettled and jobs are read without the lock (a long report held 
   expect(await converted).toEqual([])
   expect(JSON.parse(readFileSync(`${v1dir}/ledger.json`, 'utf8')).version).toBe(2)
 })
+
+// Reap reads a reservation without an instance and settles it as unlaunched; a hook's attach that
+// lands in between would be settled at no cost, its counts freed while its instance runs.
+test('a reservation with an instance attached is not settled as unlaunched; settled with its time it is (control)', async () => {
+  const l = ledger(fleet({ caps: { instances: 1 }, budget: { perDayUsd: 1, prices: PRICES } }))
+  const a = (await l.reserve(REQ, NOON)) as { id: string }
+  await l.attach(a.id, 'i-a', NOON + 1000)
+  await expect(l.settle(a.id, { endedAt: NOON + 600_000, launched: false })).rejects.toThrow(
+    `fleet ledger: reservation ${a.id} cannot be settled as unlaunched: an instance is attached to it`
+  )
+  expect((await l.unsettled()).map((r) => r.id)).toEqual([a.id])
+  expect(await l.reserve(REQ, NOON)).toMatchObject({ ok: false })
+  expect(await l.settle(a.id, { endedAt: NOON + 61_000 })).toMatchObject({ billedSeconds: 60 })
+})
