@@ -182,6 +182,23 @@ export type ReservationStep =
  * may have launched. `replacement` is given for a reservation of this configuration's pool only
  * (undefined otherwise): the member its group launched in place of the reserved one, or null.
  */
+/**
+ * How long after its attach an EC2 job's instance is gone at the latest: it shuts itself down
+ * maxLifetimeMinutes after its boot (user-data.ts), and its boot, shutdown and EC2's move to
+ * terminated take minutes more.
+ */
+const SELF_END_SLACK_MS = 15 * 60_000
+
+/**
+ * When an instance whose end EC2 gives no time for ended at the latest: now, but for an EC2 job's
+ * instance no later than its own end (a reap that was down a day must not bill that day). A pool
+ * member lives on until it is replaced.
+ */
+function unseenEnd(r: LedgerRecord, startedAt: number | undefined, now: number): number {
+  if (r.pool || startedAt === undefined) return now
+  return Math.min(now, startedAt + r.maxLifetimeMinutes * 60_000 + SELF_END_SLACK_MS)
+}
+
 export function reservationStep(
   r: LedgerRecord,
   inst: InstanceFact | null | undefined,
@@ -217,7 +234,7 @@ export function reservationStep(
       moveTo(r.instanceId as string, undefined, r.attachedAt ?? r.reservedAt) ?? {
         do: 'settle',
         startedAt: r.attachedAt,
-        endedAt: t.now,
+        endedAt: unseenEnd(r, r.attachedAt, t.now),
         why: `its instance ${r.instanceId} is gone (EC2 no longer knows it)`
       }
     )
@@ -248,7 +265,7 @@ export function reservationStep(
       return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
     }
     const startedAt = r.attachedAt ?? inst.launchedAt
-    const endedAt = inst.endedAt ?? t.now
+    const endedAt = inst.endedAt ?? unseenEnd(r, startedAt, t.now)
     const ended = `ended${inst.endedAt ? ` at ${iso(inst.endedAt)}` : ''}`
     if (replacement === undefined) return { do: 'settle', startedAt, endedAt, why: `its instance ${inst.id} ${ended}` }
     const moved = moveTo(inst.id, inst.endedAt, startedAt ?? r.reservedAt)

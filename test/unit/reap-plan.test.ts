@@ -251,6 +251,17 @@ describe('reservationStep', () => {
       do: 'none'
     })
   })
+  // The instance ends itself maxLifetimeMinutes after its boot: a reap that was down a day, then
+  // found it gone or ended without a time, billed the whole day (the budget day refused launches).
+  test("an EC2 job's instance that ended unseen is billed no further than its own end; a pool member up to now (control)", () => {
+    const r = rec({ instanceId: 'i-0abc', attachedAt: NOW - 24 * H, maxLifetimeMinutes: 360 })
+    const own = NOW - 24 * H + 360 * MIN + 15 * MIN
+    expect(reservationStep(r, null, T)).toMatchObject({ do: 'settle', endedAt: own })
+    expect(reservationStep(r, inst({ state: 'terminated' }), T)).toMatchObject({ do: 'settle', endedAt: own })
+    // EC2's own end time stands when it gives one.
+    expect(reservationStep(r, inst({ state: 'terminated', endedAt: NOW - 23 * H }), T)).toMatchObject({ endedAt: NOW - 23 * H })
+    expect(reservationStep({ ...r, pool: 'p' }, null, T)).toMatchObject({ do: 'settle', endedAt: NOW })
+  })
   test('a live instance: nothing here', () => {
     expect(reservationStep(rec(), inst({}), T)).toMatchObject({ do: 'none' })
   })
