@@ -262,6 +262,17 @@ export function reservationStep(
           endedAt: inst.stoppedAt,
           why: `its pool member ${inst.id} stopped at ${iso(inst.stoppedAt)}`
         }
+      // Its member started again under a new reservation (a stopped member restarted for a waiting
+      // job): this run ended at that start. The hook settles it first, but only warns when it cannot
+      // (a throttled ledger), and left open it counted, and billed, for the member's whole life.
+      const now = inst.tags[TAG_RESERVATION]
+      if (r.pool && now && now !== r.id && inst.launchedAt !== undefined && inst.launchedAt >= start)
+        return {
+          do: 'settle',
+          startedAt: r.attachedAt ?? inst.launchedAt,
+          endedAt: inst.launchedAt,
+          why: `its pool member ${inst.id} runs for reservation ${now} since its start at ${iso(inst.launchedAt)}`
+        }
       return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
     }
     const startedAt = r.attachedAt ?? inst.launchedAt

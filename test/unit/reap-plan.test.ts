@@ -262,6 +262,22 @@ describe('reservationStep', () => {
     expect(reservationStep(r, inst({ state: 'terminated', endedAt: NOW - 23 * H }), T)).toMatchObject({ endedAt: NOW - 23 * H })
     expect(reservationStep({ ...r, pool: 'p' }, null, T)).toMatchObject({ do: 'settle', endedAt: NOW })
   })
+  // The hook settles a restarted member's old reservation, but only warns when it cannot: left
+  // open, it counted against the caps (and billed) for the member's whole life.
+  test('a pool member started again under another reservation ends this one at that start; one still carrying it is left alone (control)', () => {
+    const r = rec({ pool: 'p', instanceId: 'i-0abc', reservedAt: NOW - 10 * H, attachedAt: NOW - 10 * H + 30_000 })
+    const restarted = inst({ state: 'running', launchedAt: NOW - H, tags: { [RES]: 'res-new' } })
+    expect(reservationStep(r, restarted, T)).toEqual({
+      do: 'settle',
+      startedAt: NOW - 10 * H + 30_000,
+      endedAt: NOW - H,
+      why: `its pool member i-0abc runs for reservation res-new since its start at ${iso(NOW - H)}`
+    })
+    expect(reservationStep(r, inst({ state: 'running', launchedAt: NOW - 10 * H, tags: { [RES]: 'r1' } }), T)).toMatchObject({ do: 'none' })
+    // Not a pool's, or the other tag from before this run: nothing here.
+    expect(reservationStep({ ...r, pool: undefined }, restarted, T)).toMatchObject({ do: 'none' })
+    expect(reservationStep(r, { ...restarted, launchedAt: NOW - 11 * H }, T)).toMatchObject({ do: 'none' })
+  })
   test('a live instance: nothing here', () => {
     expect(reservationStep(rec(), inst({}), T)).toMatchObject({ do: 'none' })
   })
