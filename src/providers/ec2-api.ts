@@ -117,6 +117,22 @@ export function requestOutcome(err: unknown): 'refused' | 'throttled' | 'unknown
   return status !== undefined && status < 500 && !isRetryableAwsError(err) ? 'refused' : 'unknown'
 }
 
+/**
+ * Whether a write given up on may have been carried out: some attempt's answer was lost (a server
+ * error, no answer) and no later attempt was refused outright (requestOutcome; a throttled attempt
+ * says nothing of the earlier ones).
+ */
+export function lostAnswers(): { note: (e: unknown) => void; unsure: () => boolean } {
+  let unsure = false
+  return {
+    note: (e) => {
+      const outcome = requestOutcome(e)
+      if (outcome !== 'throttled') unsure = outcome === 'unknown'
+    },
+    unsure: () => unsure
+  }
+}
+
 /** This request cannot be served now; another instance type, subnet or market may be. */
 export function isCapacityError(err: unknown): boolean {
   return CAPACITY.has(errorNameOf(err))

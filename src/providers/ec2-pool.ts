@@ -21,7 +21,7 @@ import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { WorkerProcess } from '../worker-process'
 import { keepAlive } from '../remote/agent'
-import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError } from './ec2-api'
+import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError, lostAnswers } from './ec2-api'
 import { instanceVcpus } from './ec2-vcpus'
 import { knownHostsName, TAG_RESERVATION } from './ec2-plan'
 import { claimable, groupTypes, launchSpecOf, templateType, type PendingClaim } from './pool-fleet'
@@ -135,8 +135,22 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
   }
 
-  private send<T>(env: Pick<ProviderEnv, 'signal' | 'log'>, what: string, fn: () => Promise<T>, deadlineMs = 60_000): Promise<T> {
-    return retry(fn, {
+  /** `failed`: told each failed attempt (whether a write may have been carried out, requestOutcome). */
+  private send<T>(
+    env: Pick<ProviderEnv, 'signal' | 'log'>,
+    what: string,
+    fn: () => Promise<T>,
+    deadlineMs = 60_000,
+    failed?: (e: unknown) => void
+  ): Promise<T> {
+    const attempt = failed
+      ? () =>
+          fn().catch((e: unknown) => {
+            failed(e)
+            throw e
+          })
+      : fn
+    return retry(attempt, {
       attempts: 6,
       minDelayMs: 300,
       maxDelayMs: 4000,
@@ -711,15 +725,28 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if ('refused' in r) return { cap: null, refused: r.refused }
       const reservation = r.id
       const { sdk, client } = await ec2Client(this.cfg)
+      const lost = lostAnswers()
       try {
         // Tagged before it runs: a hook killed between a start and a later tag left the member
         // running under its old reservation, settled above, so neither reap nor a claim tied it to
         // this one, which reap then settled as unlaunched while the member ran uncounted.
         await this.tag(id, { [TAG_RESERVATION]: reservation }, env)
         env.log.progress(`starting stopped member ${id} of pool ${this.cfg.autoScalingGroup}`)
-        await this.send(env, 'StartInstances', () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })))
+        await this.send(
+          env,
+          'StartInstances',
+          () => client.send(new sdk.StartInstancesCommand({ InstanceIds: [id] })),
+          undefined,
+          lost.note
+        )
       } catch (e) {
-        await this.settle(env, reservation, id, false)
+        // A start whose answer was lost may have started the member, tagged with this reservation:
+        // settled as unlaunched it would run uncounted. Reap settles it by what the member does.
+        if (lost.unsure())
+          env.log.warn(
+            `StartInstances of ${id} may have started it (its answer was lost): fleet reservation ${reservation} is left to reap`
+          )
+        else await this.settle(env, reservation, id, false)
         throw e
       }
       await env.fleet
@@ -770,18 +797,38 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         (refused ? `; scale-out refused beyond that: ${refused}` : '')
     )
     const { sdk, client } = autoScalingClient(this.cfg)
+    // A stopped member the group starts (its warm pool) counts as new: EC2's LaunchTime is its last start.
+    const before = new Set([...v.ready, ...v.starting, ...v.leaving].map((m) => m.id))
+    const lost = lostAnswers()
     try {
-      await this.send(env, 'SetDesiredCapacity', () =>
-        client.send(
-          new sdk.SetDesiredCapacityCommand({ AutoScalingGroupName: this.cfg.autoScalingGroup, DesiredCapacity: to, HonorCooldown: false })
-        )
+      await this.send(
+        env,
+        'SetDesiredCapacity',
+        () =>
+          client.send(
+            new sdk.SetDesiredCapacityCommand({
+              AutoScalingGroupName: this.cfg.autoScalingGroup,
+              DesiredCapacity: to,
+              HonorCooldown: false
+            })
+          ),
+        undefined,
+        lost.note
       )
     } catch (e) {
+      // Its answer lost (a server error, no answer), the group may be launching the members: settled
+      // as unlaunched, they would run outside the caps and the budget. They wait to be claimed, as
+      // after a success (the wait goes on; reap attaches or settles what no member comes for).
+      if (lost.unsure() && !env.signal.aborted) {
+        env.log.warn(
+          `SetDesiredCapacity of pool ${this.cfg.autoScalingGroup} may have been carried out (its answer was lost: ${(e as Error).message}): its ${reserved.length} fleet reservations wait for new members, else reap settles them`
+        )
+        for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
+        return { cap: now, refused }
+      }
       for (const id of reserved) await this.settle(env, id, '(none)', false)
       throw e
     }
-    // A stopped member the group starts (its warm pool) counts as new: EC2's LaunchTime is its last start.
-    const before = new Set([...v.ready, ...v.starting, ...v.leaving].map((m) => m.id))
     for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
     return { cap: { ...now, desired: to }, refused }
   }

@@ -16,7 +16,7 @@ import { ask, oneWord, record } from '../remote/answer'
 import { shq } from '../remote/quote'
 import type { Acquired, JobRef, LeaseBase, LossEnv, LostMachine, OrphanReport, ProviderEnv, ProviderKind, VmProvider } from './provider'
 import { instanceFate, lostMachineOf } from './instance-fate'
-import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, requestOutcome } from './ec2-api'
+import { awsErrorName, ec2Client, isRetryableAwsError, launchErrorAction, lostAnswers } from './ec2-api'
 import {
   addressOf,
   describeAttempt,
@@ -251,16 +251,12 @@ export class Ec2Provider implements VmProvider<Ec2Lease> {
       let res: Ec2.RunInstancesCommandOutput
       // Whether an attempt of this request may have launched an instance whose answer was lost (a
       // server error, a dropped connection) and no later attempt with the same token said otherwise.
-      let unsure = false
-      const failed = (e: unknown): void => {
-        const outcome = requestOutcome(e)
-        if (outcome !== 'throttled') unsure = outcome === 'unknown'
-      }
+      const lost = lostAnswers()
       try {
         const reserved = [...tags, { Key: TAG_RESERVATION, Value: reservation }]
-        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags: reserved }), failed)
+        res = await runInstances(runInstancesInput(this.cfg, at, basis, { token, userData, tags: reserved }), lost.note)
       } catch (e) {
-        if (unsure) await this.launchedAnyway(token, reservation, env)
+        if (lost.unsure()) await this.launchedAnyway(token, reservation, env)
         else await unlaunched()
         if (env.signal.aborted || launchErrorAction(e) !== 'next')
           throw new HookError(`RunInstances (${describeAttempt(at)}) failed: ${awsErrorName(e)}: ${(e as Error).message}`)

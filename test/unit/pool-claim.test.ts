@@ -166,3 +166,83 @@ test('a member started for a job that is cancelled meanwhile still leaves Standb
   expect(sent).toEqual(['StartInstances', 'ExitStandby'])
   expect(h.fleet.calls).toContainEqual({ op: 'attach', id: 'res-new', instanceId: 'i-stopped' })
 })
+
+// A write whose answer was lost (a server error on every attempt, the deadline) may have been
+// carried out: the group may be launching the members, a stopped member may be starting. Settled
+// as unlaunched, their reservations freed the caps while they ran.
+const awsError = (name: string, status: number): Error =>
+  Object.assign(new Error(`${name} happened`), { name, $metadata: { httpStatusCode: status } })
+
+/** The provider scaling out for one waiting job from a group of `desired` members; `send` stands in for Auto Scaling (its `failed` told of each attempt). */
+function scaling(answer: (failed: (e: unknown) => void) => Promise<unknown>) {
+  const p = new Ec2PoolProvider(cfg, '~/rch')
+  const fake = p as unknown as {
+    capacity(env: unknown): Promise<{ desired: number; max: number }>
+    reserve(env: unknown): Promise<{ id: string }>
+    send<T>(env: unknown, what: string, fn: () => Promise<T>, deadlineMs?: number, failed?: (e: unknown) => void): Promise<T>
+    grow(env: ProviderEnv, v: unknown, waiting: number, mayStart: (() => void) | null): Promise<unknown>
+    pending: PendingClaim[]
+  }
+  fake.capacity = async () => ({ desired: 1, max: 10 })
+  fake.reserve = async () => ({ id: 'res-up' })
+  fake.send = (async (_env: unknown, _what: string, _fn: unknown, _d: unknown, failed: (e: unknown) => void) =>
+    answer(failed ?? (() => undefined))) as typeof fake.send
+  const fleet = recordingFleetGate()
+  const log = { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() }
+  const env = { fleet, log, signal: new AbortController().signal } as unknown as ProviderEnv
+  const grow = () => fake.grow(env, { ready: [], starting: [], stopped: [], leaving: [] }, 1, null)
+  return { grow, fleet, log, fake }
+}
+
+test('a scale-out whose answer was lost keeps its reservations for the members the group may launch; one refused settles them (control)', async () => {
+  const lost = scaling(async (failed) => {
+    const e = awsError('ServiceUnavailable', 503)
+    failed(e)
+    throw e
+  })
+  await expect(lost.grow()).resolves.toMatchObject({ cap: { desired: 1 } })
+  expect(lost.fleet.calls).toEqual([])
+  expect(lost.fake.pending.map((p) => p.id)).toEqual(['res-up'])
+  expect(lost.log.warn).toHaveBeenCalledWith(
+    expect.stringMatching(/^SetDesiredCapacity of pool rch-pool may have been carried out \(its answer was lost: /)
+  )
+  const refused = scaling(async (failed) => {
+    const e = awsError('ValidationError', 400)
+    failed(e)
+    throw e
+  })
+  await expect(refused.grow()).rejects.toThrow('ValidationError happened')
+  expect(refused.fleet.calls).toEqual([{ op: 'settle', id: 'res-up', opts: { launched: false } }])
+  expect(refused.fake.pending).toEqual([])
+})
+
+test("a start whose answer was lost leaves the member's new reservation to reap; a throttled last attempt does not hide the lost one", async () => {
+  const p = new Ec2PoolProvider(cfg, '~/rch')
+  const fake = p as unknown as {
+    tag(id: string, t: Record<string, string>): Promise<void>
+    inStandby(env: unknown, ids: string[]): Promise<string[]>
+    reserve(env: unknown): Promise<{ id: string }>
+    send<T>(env: unknown, what: string, fn: () => Promise<T>, deadlineMs?: number, failed?: (e: unknown) => void): Promise<T>
+    grow(env: ProviderEnv, v: unknown, waiting: number, mayStart: (() => void) | null): Promise<unknown>
+  }
+  fake.tag = async () => undefined
+  fake.inStandby = async (_env, ids) => ids
+  fake.reserve = async () => ({ id: 'res-new' })
+  fake.send = (async (_env: unknown, _what: string, _fn: unknown, _d: unknown, failed: (e: unknown) => void) => {
+    failed(awsError('InternalError', 500))
+    const e = awsError('RequestLimitExceeded', 503)
+    failed(e)
+    throw e
+  }) as typeof fake.send
+  const fleet = recordingFleetGate()
+  const log = { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() }
+  const env = { fleet, log, signal: new AbortController().signal } as unknown as ProviderEnv
+  const stopped = { ...member('i-stopped', AT), state: 'stopped', reservation: 'res-old' }
+  await expect(fake.grow(env, { ready: [], starting: [], stopped: [stopped], leaving: [] }, 1, () => undefined)).rejects.toThrow(
+    'RequestLimitExceeded'
+  )
+  expect(fleet.calls).toEqual([{ op: 'settle', id: 'res-old', opts: {} }])
+  expect(log.warn).toHaveBeenCalledWith(
+    'StartInstances of i-stopped may have started it (its answer was lost): fleet reservation res-new is left to reap'
+  )
+})
