@@ -228,12 +228,12 @@ test("a start whose answer was lost leaves the member's new reservation to reap;
   fake.tag = async () => undefined
   fake.inStandby = async (_env, ids) => ids
   fake.reserve = async () => ({ id: 'res-new' })
-  fake.send = (async (_env: unknown, _what: string, _fn: unknown, _d: unknown, failed: (e: unknown) => void) => {
+  fake.send = async (_env: unknown, _what: string, _fn: unknown, _d: unknown, failed: (e: unknown) => void) => {
     failed(awsError('InternalError', 500))
     const e = awsError('RequestLimitExceeded', 503)
     failed(e)
     throw e
-  }) as typeof fake.send
+  }
   const fleet = recordingFleetGate()
   const log = { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() }
   const env = { fleet, log, signal: new AbortController().signal } as unknown as ProviderEnv
