@@ -6,6 +6,7 @@ import {
   closeSync,
   constants,
   fstatSync,
+  fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -119,8 +120,13 @@ export function ensurePrivateDir(path: string, hint = DEFAULT_HINT): string {
 const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
 let seq = 0
 
-/** Writes a 0600 file: a fresh name opened O_EXCL|O_NOFOLLOW, then renamed over `path` (a rename replaces a symlink, never follows it). */
-export function writePrivateFile(path: string, data: string | Buffer): void {
+/**
+ * Writes a 0600 file: a fresh name opened O_EXCL|O_NOFOLLOW, then renamed over `path` (a rename
+ * replaces a symlink, never follows it). `durable`: the data reaches the disk before the rename and
+ * the rename before the return, so a power loss leaves the old file or the new one, never an empty
+ * one (some file systems may otherwise keep the rename and lose the data).
+ */
+export function writePrivateFile(path: string, data: string | Buffer, opts: { durable?: boolean } = {}): void {
   const tmp = `${path}.${process.pid}-${Date.now().toString(36)}-${(seq++).toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`
   const fd = openSync(tmp, CREATE_NEW, 0o600)
   // Closed once only: in the agent another open (a step's response file) may get the same number
@@ -129,13 +135,25 @@ export function writePrivateFile(path: string, data: string | Buffer): void {
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data
     for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off)
+    if (opts.durable) fsyncSync(fd)
     open = false
     closeSync(fd)
     renameSync(tmp, path)
+    if (opts.durable) syncFolder(dirname(path))
   } catch (e) {
     if (open) closeSync(fd)
     rmSync(tmp, { force: true })
     throw e
+  }
+}
+
+/** Makes a folder's entries (a rename, a new file) durable. */
+export function syncFolder(path: string): void {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
   }
 }
 

@@ -8,7 +8,7 @@
 //   time (jsonl.ts).
 // A settlement is appended before it leaves ledger.json: a crash in between leaves the reservation
 // open (counted, the day charged its reserved cost) and a later settle finishes it.
-import { closeSync, fstatSync, readFileSync, readSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, fsyncSync, readFileSync, readSync, writeSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import type { FleetConfig } from '../config'
 import { errnoOf, HookError } from '../errors'
@@ -137,6 +137,8 @@ export class LocalLedger implements Ledger {
       const torn = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a
       const line = Buffer.from(`${torn ? '\n' : ''}${JSON.stringify(value)}\n`)
       for (let off = 0; off < line.length;) off += writeSync(fd, line, off)
+      // On the disk before ledger.json, written next, drops the reservation from the open ones.
+      fsyncSync(fd)
     } finally {
       closeSync(fd)
     }
@@ -190,7 +192,7 @@ export class LocalLedger implements Ledger {
       () => {
         const { s, migrated } = this.load()
         const { result, changed } = fn(s)
-        if (changed || migrated) writePrivateFile(this.file, JSON.stringify(s))
+        if (changed || migrated) writePrivateFile(this.file, JSON.stringify(s), { durable: true })
         return result
       },
       undefined,

@@ -518,3 +518,26 @@ test('a reservation with an instance attached is not settled as unlaunched; sett
   expect(await l.reserve(REQ, NOON)).toMatchObject({ ok: false })
   expect(await l.settle(a.id, { endedAt: NOON + 61_000 })).toMatchObject({ billedSeconds: 60 })
 })
+
+// A rename without a sync may reach the disk before the data it renames: after a power loss
+// ledger.json came back empty ("is not a ledger": every reserve failed, and deleting it forgot the
+// open reservations). Each write is synced before the rename and the rename after it; a settled
+// line is synced before ledger.json drops the reservation.
+test('the ledger syncs what it writes: the new state before its rename, the folder after, a settled line before the state', async () => {
+  const fs = require('node:fs') as typeof import('node:fs')
+  const synced: string[] = []
+  const spy = jest.spyOn(fs, 'fsyncSync').mockImplementation((fd: number) => {
+    synced.push(fs.readlinkSync(`/proc/self/fd/${fd}`))
+  })
+  try {
+    const l = ledger(fleet({ caps: { instances: 2 } }))
+    const a = (await l.reserve(REQ, NOON)) as { id: string }
+    const dir = localLedgerDir(fleet({}), root)
+    expect(synced).toEqual([expect.stringMatching(new RegExp(`^${dir}/ledger\\.json\\..*\\.tmp$`)), dir])
+    synced.length = 0
+    await l.settle(a.id, { endedAt: NOON + 60_000, launched: false })
+    expect(synced).toEqual([`${dir}/settled.jsonl`, expect.stringMatching(/ledger\.json\..*\.tmp$/), dir])
+  } finally {
+    spy.mockRestore()
+  }
+})
