@@ -135,7 +135,7 @@ export function writePrivateFile(path: string, data: string | Buffer, opts: { du
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data
     for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off)
-    if (opts.durable) fsyncSync(fd)
+    if (opts.durable) syncFd(fd)
     open = false
     closeSync(fd)
     renameSync(tmp, path)
@@ -151,9 +151,22 @@ export function writePrivateFile(path: string, data: string | Buffer, opts: { du
 export function syncFolder(path: string): void {
   const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY)
   try {
-    fsyncSync(fd)
+    syncFd(fd)
   } finally {
     closeSync(fd)
+  }
+}
+
+/**
+ * fsync, where the file system has it: some (network and FUSE ones) refuse it for a folder or at all
+ * (EINVAL, ENOTSUP), and a write there stands as it did before syncs were asked for.
+ */
+export function syncFd(fd: number): void {
+  try {
+    fsyncSync(fd)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e
   }
 }
 

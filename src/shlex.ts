@@ -9,7 +9,11 @@ export function shlexSplit(input: string): string[] | null {
  * The words, or where the quote that is never closed opens (0-based): an error can point there
  * without echoing the text, which may hold secrets (`--env TOKEN=…`).
  */
-export function shlexScan(input: string, opts: { quoteAfterBackslashCloses?: boolean } = {}): string[] | { unterminatedAt: number } {
+export function shlexScan(
+  input: string,
+  /** From this offset on, a `\"` before a space or the end closes a double quote (see rejoinArgs). */
+  opts: { lenientFrom?: number } = {}
+): string[] | { unterminatedAt: number } {
   const out: string[] = []
   let cur = ''
   let inWord = false
@@ -34,7 +38,8 @@ export function shlexScan(input: string, opts: { quoteAfterBackslashCloses?: boo
           break
         }
         // The runner's own quoting (below) escapes only `"`: an argument ending in a backslash ends `\"`.
-        if (opts.quoteAfterBackslashCloses && d === '\\' && input[i + 1] === '"' && (i + 2 === input.length || input[i + 2] === ' ')) {
+        const lenient = opts.lenientFrom !== undefined && open >= opts.lenientFrom
+        if (lenient && d === '\\' && input[i + 1] === '"' && (i + 2 === input.length || input[i + 2] === ' ')) {
           cur += d
           i++
           continue
@@ -75,14 +80,26 @@ export function shlexScan(input: string, opts: { quoteAfterBackslashCloses?: boo
 /**
  * Rejoins argument fragments the runner split on single spaces and re-splits them. The runner wraps
  * each `runs.args` entry in `"…"` escaping only `"`, so one ending in a backslash (`C:\`) arrives as
- * `"C:\"`, which no shell reading closes: then such a `\"` before a space or the end is read as
- * the backslash and the closing quote, rather than every fragment passed on as sent.
+ * `"C:\"`, which no shell reading closes: then, from the latest argument's opening quote that makes
+ * the whole read on, such a `\"` before a space or the end is read as the backslash and the closing
+ * quote, rather than every fragment passed on as sent.
  */
 export function rejoinArgs(fragments: readonly string[]): string[] {
   if (!fragments.some((f) => /["'\\]/.test(f))) return fragments.filter((f) => f !== '')
   const joined = fragments.join(' ')
   const r = shlexScan(joined)
   if (Array.isArray(r)) return r
-  const lenient = shlexScan(joined, { quoteAfterBackslashCloses: true })
-  return Array.isArray(lenient) ? lenient : [...fragments]
+  // Read leniently from as late a quote as makes the whole read (the one left open first): the
+  // arguments before it read as before. A bounded number of tries: the workflow sets the arguments.
+  let tries = 0
+  for (let at = r.unterminatedAt; at >= 0 && tries < LENIENT_TRIES; at = at > 0 ? joined.lastIndexOf('"', at - 1) : -1) {
+    if (at > 0 && joined[at - 1] !== ' ') continue
+    tries++
+    const lenient = shlexScan(joined, { lenientFrom: at })
+    if (Array.isArray(lenient)) return lenient
+  }
+  return [...fragments]
 }
+
+/** How many quotes rejoinArgs tries reading leniently from. */
+const LENIENT_TRIES = 32

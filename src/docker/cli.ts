@@ -135,13 +135,30 @@ export class PullFailed extends RemoteCommandError {
 }
 
 /**
- * docker's words for the registry's answers that a retry cannot change (the registry API's error
- * codes MANIFEST_UNKNOWN, NAME_UNKNOWN, UNAUTHORIZED, DENIED; a name docker cannot parse; no image
- * for the platform). Anything else (a 5xx, a rate limit, a reset or refused connection, a TLS
- * handshake timeout) may pass.
+ * docker's words for the registry's answers that a retry cannot change: no such image or tag
+ * (MANIFEST_UNKNOWN, NAME_UNKNOWN, a reference that resolves to nothing), no access (UNAUTHORIZED,
+ * DENIED, no credentials), a name docker cannot take, no image for the platform. Each is anchored to
+ * its own words: a bare "not found" also ends a passing failure (a layer's content missing during an
+ * unpack, a mirror's 404 for a blob), which a retry may pass.
  */
-const FINAL_PULL =
-  /manifest unknown|name unknown|not found|unauthorized|denied|no basic auth credentials|invalid reference format|no matching manifest|does not match the specified platform/i
+const FINAL_PULL = new RegExp(
+  [
+    'manifest unknown',
+    'name unknown',
+    'manifest for \\S+ not found',
+    'failed to resolve reference [^\\n]*: not found',
+    'pull access denied',
+    'repository does not exist',
+    'unauthorized',
+    'denied: ',
+    'no basic auth credentials',
+    'invalid reference format',
+    'invalid repository name',
+    'no matching manifest',
+    'does not match the specified platform'
+  ].join('|'),
+  'i'
+)
 
 /** How many times a pull is tried, as the runner's own docker support tries it. */
 export const PULL_ATTEMPTS = 3

@@ -32,7 +32,8 @@ export function serviceAliases(images: readonly string[]): string[][] {
  * The name as docker must look it up. An untagged name made only of hex digits (`cafe`) that names
  * no image docker takes for the prefix of an image id: `image: cafe` would run whatever local image's
  * id starts so (one a job left on a shared host) instead of pulling. With its implied `:latest`
- * spelled out, it is only ever a name. Every other name is sent as given.
+ * spelled out, it is only ever a name. Every other name is sent as given. (docker refuses a name of
+ * 64 hex digits, a full image id, either way: that is not a repository name.)
  */
 export function nameOnly(image: string): string {
   return /^[0-9a-f]+$/.test(image) ? `${image}:latest` : image

@@ -7,6 +7,7 @@ import { check, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
 import { escapeRe, HEX16 } from '../input-rules'
 import { LABEL_JOB, LABEL_OWNER } from '../labels'
+import { nameOnly } from './image'
 
 /** A shell glob matching exactly 16 lower-case hex digits. */
 export const HEX16_GLOB = '[0-9a-f]'.repeat(16)
@@ -67,7 +68,7 @@ export async function removeJobFolder(remote: Remote, workRoot: string, jobRoot:
   const [owner, jobId] = jobRoot.slice(jobRoot.lastIndexOf('/') + 1).split('-')
   const run = `docker run --rm --pull never --network none --label ${shq(`${LABEL_OWNER}=${owner}`)} --label ${shq(`${LABEL_JOB}=${jobId}`)} --user 0 -v ${q}:/x --entrypoint rm`
   const helper = image
-    ? `${run} ${shq(image)} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
+    ? `${run} ${shq(nameOnly(image))} -rf /x/w /x/docker-config-0 >/dev/null 2>&1; rm -rf ${q}`
     : `img=$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' | head -1); [ -n "$img" ] && ${run} "$img" -rf /x/w >/dev/null 2>&1; rm -rf ${q}`
   await check(
     remote,

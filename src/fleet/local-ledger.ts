@@ -8,11 +8,11 @@
 //   time (jsonl.ts).
 // A settlement is appended before it leaves ledger.json: a crash in between leaves the reservation
 // open (counted, the day charged its reserved cost) and a later settle finishes it.
-import { closeSync, fstatSync, fsyncSync, readFileSync, readSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, readFileSync, readSync, writeSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import type { FleetConfig } from '../config'
 import { errnoOf, HookError } from '../errors'
-import { ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../private-fs'
+import { ensurePrivateDir, openPrivateAppend, syncFd, writePrivateFile } from '../private-fs'
 import { withFileLock } from '../file-lock'
 import {
   NotAttachable,
@@ -138,7 +138,7 @@ export class LocalLedger implements Ledger {
       const line = Buffer.from(`${torn ? '\n' : ''}${JSON.stringify(value)}\n`)
       for (let off = 0; off < line.length;) off += writeSync(fd, line, off)
       // On the disk before ledger.json, written next, drops the reservation from the open ones.
-      fsyncSync(fd)
+      syncFd(fd)
     } finally {
       closeSync(fd)
     }

@@ -150,8 +150,10 @@ async function runIn(
   } catch (e) {
     const err = await failedStep(e, remote, ctx, running ? { target, roots: state.pullRoots, what: 'container action' } : null)
     // Failed over a working connection: runContainer removed its container before it threw. A lost
-    // one keeps the note, for the job's next step to remove the container.
-    if (note && !(err instanceof TransportError && err.kind !== 'stream')) stepEnded(state.localDir, note)
+    // one keeps the note, for the job's next step to remove the container, as does a cancel whose
+    // removal the VM did not confirm.
+    const maybeLeft = (err instanceof TransportError && err.kind !== 'stream') || (err instanceof Cancelled && err.step === 'unconfirmed')
+    if (note && !maybeLeft) stepEnded(state.localDir, note)
     throw err
   }
 }

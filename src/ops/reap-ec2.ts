@@ -181,8 +181,8 @@ export async function reapReservations(api: ReapEc2, ctx: ReapContext, pool?: Po
     else if (step.do === 'attach') {
       claimed.add(step.instanceId)
       await act(ctx, 'reservation', r.id, 'attached', step.why, async () => {
-        await api.tag(step.instanceId, { [TAG_RESERVATION]: r.id })
-        await ctx.ledger.attach(r.id, step.instanceId, unclaimed?.launchedAt)
+        if (inst?.id !== step.instanceId) await api.tag(step.instanceId, { [TAG_RESERVATION]: r.id })
+        await ctx.ledger.attach(r.id, step.instanceId, step.at ?? unclaimed?.launchedAt)
       })
     } else if (step.do === 'move') await moveReservation(api, ctx, r, step, claimed)
     else {

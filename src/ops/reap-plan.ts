@@ -172,7 +172,7 @@ export type ReservationStep =
   | { do: 'settle'; startedAt?: number; endedAt: number; why: string }
   | { do: 'settle-unlaunched'; why: string }
   | { do: 'settle-unreplaced'; startedAt?: number; endedAt: number; why: string }
-  | { do: 'attach'; instanceId: string; why: string }
+  | { do: 'attach'; instanceId: string; why: string; /** When its billing started (the instance's launch), if known. */ at?: number }
   | { do: 'move'; instanceId: string; startedAt: number; why: string }
   | { do: 'none'; why: string }
 
@@ -191,12 +191,13 @@ const SELF_END_SLACK_MS = 15 * 60_000
 
 /**
  * When an instance whose end EC2 gives no time for ended at the latest: now, but for an EC2 job's
- * instance no later than its own end (a reap that was down a day must not bill that day). A pool
- * member lives on until it is replaced.
+ * instance no later than its own end (a reap that was down a day must not bill that day), or its
+ * job's last heartbeat if later (the job is root on its instance and can stop the timer that ends
+ * it). A pool member lives on until it is replaced.
  */
 function unseenEnd(r: LedgerRecord, startedAt: number | undefined, now: number): number {
   if (r.pool || startedAt === undefined) return now
-  return Math.min(now, startedAt + r.maxLifetimeMinutes * 60_000 + SELF_END_SLACK_MS)
+  return Math.min(now, Math.max(startedAt + r.maxLifetimeMinutes * 60_000 + SELF_END_SLACK_MS, r.heartbeatAt ?? 0))
 }
 
 export function reservationStep(
@@ -273,6 +274,12 @@ export function reservationStep(
           endedAt: inst.launchedAt,
           why: `its pool member ${inst.id} runs for reservation ${now} since its start at ${iso(inst.launchedAt)}`
         }
+      // An EC2 job's instance found by its own tag but never attached (the hook's attach failed,
+      // which is only a warning): attached now, billed from its launch. Left unattached, it would be
+      // settled as unlaunched, at no cost, once EC2 stopped listing the ended instance. (A pool
+      // member's tag may be a claim another hook is overwriting: pools attach through their claims.)
+      if (!r.instanceId && !r.pool && inst.launchedAt !== undefined && (inst.state === 'running' || inst.state === 'pending'))
+        return { do: 'attach', instanceId: inst.id, at: inst.launchedAt, why: `its instance ${inst.id} carries it but was never attached` }
       return { do: 'none', why: `its instance ${inst.id} is ${inst.state}` }
     }
     const startedAt = r.attachedAt ?? inst.launchedAt

@@ -817,14 +817,21 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       )
     } catch (e) {
       // Its answer lost (a server error, no answer), the group may be launching the members: settled
-      // as unlaunched, they would run outside the caps and the budget. They wait to be claimed, as
-      // after a success (the wait goes on; reap attaches or settles what no member comes for).
-      if (lost.unsure() && !env.signal.aborted) {
-        env.log.warn(
-          `SetDesiredCapacity of pool ${this.cfg.autoScalingGroup} may have been carried out (its answer was lost: ${(e as Error).message}): its ${reserved.length} fleet reservations wait for new members, else reap settles them`
-        )
-        for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
-        return { cap: now, refused }
+      // as unlaunched, they would run outside the caps and the budget. The group's desired capacity
+      // says whether it was carried out: then the reservations wait to be claimed, as after a
+      // success (the wait goes on; reap attaches or settles what no member comes for); not, they are
+      // settled, so that a run of such answers does not pile up a batch each round. Unknown (a
+      // cancel, the read failing too), they are left to reap.
+      if (lost.unsure()) {
+        const after = env.signal.aborted ? null : await this.capacity(env).catch(() => null)
+        if (after === null || after.desired >= to) {
+          env.log.warn(
+            `SetDesiredCapacity of pool ${this.cfg.autoScalingGroup} may have been carried out (its answer was lost: ${(e as Error).message}): its ${reserved.length} fleet reservations ${after ? 'wait for new members' : 'are left to reap'}`
+          )
+          if (after === null) throw e
+          for (const id of reserved) this.pending.push({ id, reservedAt: since, before })
+          return { cap: after, refused }
+        }
       }
       for (const id of reserved) await this.settle(env, id, '(none)', false)
       throw e

@@ -173,9 +173,13 @@ test('a member started for a job that is cancelled meanwhile still leaves Standb
 const awsError = (name: string, status: number): Error =>
   Object.assign(new Error(`${name} happened`), { name, $metadata: { httpStatusCode: status } })
 
-/** The provider scaling out for one waiting job from a group of `desired` members; `send` stands in for Auto Scaling (its `failed` told of each attempt). */
-function scaling(answer: (failed: (e: unknown) => void) => Promise<unknown>) {
+/**
+ * The provider scaling out for one waiting job from a group of 1 member; `send` stands in for Auto
+ * Scaling (its `failed` told of each attempt); `after` is the desired capacity read back after it.
+ */
+function scaling(answer: (failed: (e: unknown) => void) => Promise<unknown>, after = 1, signal = new AbortController().signal) {
   const p = new Ec2PoolProvider(cfg, '~/rch')
+  let reads = 0
   const fake = p as unknown as {
     capacity(env: unknown): Promise<{ desired: number; max: number }>
     reserve(env: unknown): Promise<{ id: string }>
@@ -183,37 +187,69 @@ function scaling(answer: (failed: (e: unknown) => void) => Promise<unknown>) {
     grow(env: ProviderEnv, v: unknown, waiting: number, mayStart: (() => void) | null): Promise<unknown>
     pending: PendingClaim[]
   }
-  fake.capacity = async () => ({ desired: 1, max: 10 })
+  // Read twice before the write (the view, then again after reserving), then after it.
+  fake.capacity = async () => ({ desired: ++reads > 2 ? after : 1, max: 10 })
   fake.reserve = async () => ({ id: 'res-up' })
   fake.send = (async (_env: unknown, _what: string, _fn: unknown, _d: unknown, failed: (e: unknown) => void) =>
     answer(failed ?? (() => undefined))) as typeof fake.send
   const fleet = recordingFleetGate()
   const log = { progress: jest.fn(), warn: jest.fn(), debug: jest.fn() }
-  const env = { fleet, log, signal: new AbortController().signal } as unknown as ProviderEnv
+  const env = { fleet, log, signal } as unknown as ProviderEnv
   const grow = () => fake.grow(env, { ready: [], starting: [], stopped: [], leaving: [] }, 1, null)
   return { grow, fleet, log, fake }
 }
 
-test('a scale-out whose answer was lost keeps its reservations for the members the group may launch; one refused settles them (control)', async () => {
-  const lost = scaling(async (failed) => {
-    const e = awsError('ServiceUnavailable', 503)
-    failed(e)
-    throw e
-  })
-  await expect(lost.grow()).resolves.toMatchObject({ cap: { desired: 1 } })
-  expect(lost.fleet.calls).toEqual([])
-  expect(lost.fake.pending.map((p) => p.id)).toEqual(['res-up'])
-  expect(lost.log.warn).toHaveBeenCalledWith(
-    expect.stringMatching(/^SetDesiredCapacity of pool rch-pool may have been carried out \(its answer was lost: /)
+const unavailable = async (failed: (e: unknown) => void): Promise<never> => {
+  const e = awsError('ServiceUnavailable', 503)
+  failed(e)
+  throw e
+}
+
+test('a scale-out whose answer was lost but was carried out keeps its reservations for the new members', async () => {
+  const h = scaling(unavailable, 2)
+  await expect(h.grow()).resolves.toMatchObject({ cap: { desired: 2 } })
+  expect(h.fleet.calls).toEqual([])
+  expect(h.fake.pending.map((p) => p.id)).toEqual(['res-up'])
+  expect(h.log.warn).toHaveBeenCalledWith(
+    expect.stringMatching(
+      /^SetDesiredCapacity of pool rch-pool may have been carried out \(its answer was lost: .*\): its 1 fleet reservations wait for new members$/
+    )
   )
-  const refused = scaling(async (failed) => {
-    const e = awsError('ValidationError', 400)
-    failed(e)
-    throw e
-  })
-  await expect(refused.grow()).rejects.toThrow('ValidationError happened')
-  expect(refused.fleet.calls).toEqual([{ op: 'settle', id: 'res-up', opts: { launched: false } }])
-  expect(refused.fake.pending).toEqual([])
+})
+
+test('one whose answer was lost and that was not carried out settles them, so rounds of it pile nothing up; one refused settles them (controls)', async () => {
+  for (const answer of [
+    unavailable,
+    async (failed: (e: unknown) => void) => {
+      const e = awsError('ValidationError', 400)
+      failed(e)
+      throw e
+    }
+  ]) {
+    const h = scaling(answer, 1)
+    await expect(h.grow()).rejects.toThrow(/happened/)
+    await expect(h.grow()).rejects.toThrow(/happened/)
+    expect(h.fleet.calls).toEqual([
+      { op: 'settle', id: 'res-up', opts: { launched: false } },
+      { op: 'settle', id: 'res-up', opts: { launched: false } }
+    ])
+    expect(h.fake.pending).toEqual([])
+  }
+})
+
+test('one whose answer was lost when the job is cancelled leaves its reservations to reap (the group may be launching)', async () => {
+  const cancel = new AbortController()
+  const h = scaling(
+    async (failed) => {
+      cancel.abort('SIGINT')
+      return unavailable(failed)
+    },
+    1,
+    cancel.signal
+  )
+  await expect(h.grow()).rejects.toThrow('ServiceUnavailable happened')
+  expect(h.fleet.calls).toEqual([])
+  expect(h.log.warn).toHaveBeenCalledWith(expect.stringMatching(/its 1 fleet reservations are left to reap$/))
 })
 
 test("a start whose answer was lost leaves the member's new reservation to reap; a throttled last attempt does not hide the lost one", async () => {
@@ -245,4 +281,25 @@ test("a start whose answer was lost leaves the member's new reservation to reap;
   expect(log.warn).toHaveBeenCalledWith(
     'StartInstances of i-stopped may have started it (its answer was lost): fleet reservation res-new is left to reap'
   )
+})
+
+test("the pool's send tells `failed` of each failed attempt, and retries a server error", async () => {
+  const p = new Ec2PoolProvider(cfg, '~/rch') as unknown as {
+    send<T>(env: unknown, what: string, fn: () => Promise<T>, deadlineMs?: number, failed?: (e: unknown) => void): Promise<T>
+  }
+  const seen: string[] = []
+  let n = 0
+  const env = { log: { debug: () => undefined }, signal: new AbortController().signal }
+  const got = await p.send(
+    env,
+    'SetDesiredCapacity',
+    async () => {
+      if (++n === 1) throw awsError('ServiceUnavailable', 503)
+      return 'done'
+    },
+    undefined,
+    (e) => seen.push((e as Error).name)
+  )
+  expect(got).toBe('done')
+  expect(seen).toEqual(['ServiceUnavailable'])
 })

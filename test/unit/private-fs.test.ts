@@ -14,7 +14,7 @@ import {
   writeFileSync
 } from 'node:fs'
 import { join } from 'node:path'
-import { checkPrivateDir, createPrivateAppend, ensurePrivateDir, openPrivateAppend, writePrivateFile } from '../../src/private-fs'
+import { checkPrivateDir, createPrivateAppend, ensurePrivateDir, openPrivateAppend, syncFd, writePrivateFile } from '../../src/private-fs'
 import { createLog } from '../../src/log'
 import { saveBase } from '../../src/sync/manifest'
 import { createLocalUser, type LocalUser } from '../helpers/local-user'
@@ -308,4 +308,28 @@ test('a rename that fails (a full disk) closes the written file once, and leaves
   expect(fs.readdirSync(dir)).toEqual([])
   writePrivateFile(join(dir, 'base.json'), '{}')
   expect(fs.readFileSync(join(dir, 'base.json'), 'utf8')).toBe('{}')
+})
+
+describe('syncFd', () => {
+  const fs = require('node:fs') as typeof import('node:fs')
+  test.each(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP'])('a file system without fsync (%s) is no failure: the write stands', (code) => {
+    const spy = jest.spyOn(fs, 'fsyncSync').mockImplementation(() => {
+      throw Object.assign(new Error(code), { code })
+    })
+    try {
+      expect(() => syncFd(0)).not.toThrow()
+    } finally {
+      spy.mockRestore()
+    }
+  })
+  test('control: a failing disk (EIO) fails it', () => {
+    const spy = jest.spyOn(fs, 'fsyncSync').mockImplementation(() => {
+      throw Object.assign(new Error('EIO'), { code: 'EIO' })
+    })
+    try {
+      expect(() => syncFd(0)).toThrow('EIO')
+    } finally {
+      spy.mockRestore()
+    }
+  })
 })

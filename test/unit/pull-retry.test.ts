@@ -54,13 +54,21 @@ test.each([
   ['no such tag', 'Error response from daemon: manifest for img:1 not found: manifest unknown: manifest unknown'],
   ['no access', "Error response from daemon: pull access denied for img, repository does not exist or may require 'docker login'"],
   ['no credentials', 'Error response from daemon: Head "https://r/v2/img/manifests/1": no basic auth credentials'],
-  ['a wrong password', 'Error response from daemon: Get "https://r/v2/": unauthorized: authentication required']
+  ['a wrong password', 'Error response from daemon: Get "https://r/v2/": unauthorized: authentication required'],
+  ['no such tag (containerd store)', 'Error response from daemon: failed to resolve reference "r/img:1": r/img:1: not found'],
+  ['a full image id as a name', 'invalid repository name (' + 'a'.repeat(64) + '), cannot specify 64-byte hexadecimal strings']
 ])('an answer a retry cannot change (%s) fails at once', async (_, answer) => {
   const f = planned([answer])
   const err = await pullImage(f.remote, 'img:1', null, '/nowhere').catch((e: unknown) => e)
   expect(err).toBeInstanceOf(PullFailed)
   expect((err as PullFailed).final).toBe(true)
   expect(f.pulls()).toBe(1)
+})
+
+test('a passing "not found" (a layer missing during an unpack) is not taken for the final answer: tried again', async () => {
+  const f = planned(['failed to register layer: failed to extract layer sha256:ab: content digest sha256:cd: not found'])
+  await expect(pullImage(f.remote, 'img:1', null, '/nowhere')).resolves.toBe('pulled')
+  expect(f.pulls()).toBe(2)
 })
 
 test('a pull that timed out is not tried again (it already took images.pullTimeoutSeconds)', async () => {

@@ -261,6 +261,8 @@ describe('reservationStep', () => {
     // EC2's own end time stands when it gives one.
     expect(reservationStep(r, inst({ state: 'terminated', endedAt: NOW - 23 * H }), T)).toMatchObject({ endedAt: NOW - 23 * H })
     expect(reservationStep({ ...r, pool: 'p' }, null, T)).toMatchObject({ do: 'settle', endedAt: NOW })
+    // Its job beat later than that (its root stopped the timer): billed to the last heartbeat.
+    expect(reservationStep({ ...r, heartbeatAt: NOW - 2 * H }, null, T)).toMatchObject({ do: 'settle', endedAt: NOW - 2 * H })
   })
   // The hook settles a restarted member's old reservation, but only warns when it cannot: left
   // open, it counted against the caps (and billed) for the member's whole life.
@@ -278,8 +280,21 @@ describe('reservationStep', () => {
     expect(reservationStep({ ...r, pool: undefined }, restarted, T)).toMatchObject({ do: 'none' })
     expect(reservationStep(r, { ...restarted, launchedAt: NOW - 11 * H }, T)).toMatchObject({ do: 'none' })
   })
+  // The hook's attach is only a warning when the ledger fails it: the instance carries the tag.
+  test("an EC2 job's running instance found by its tag, never attached, is attached from its launch; a pool member's is not (control)", () => {
+    expect(reservationStep(rec(), inst({ state: 'running', launchedAt: NOW - 50 * MIN }), T)).toEqual({
+      do: 'attach',
+      instanceId: 'i-0abc',
+      at: NOW - 50 * MIN,
+      why: 'its instance i-0abc carries it but was never attached'
+    })
+    expect(reservationStep(rec({ pool: 'p' }), inst({ state: 'running' }), T)).toMatchObject({ do: 'none' })
+    expect(reservationStep(rec({ instanceId: 'i-0abc', attachedAt: NOW - 50 * MIN }), inst({ state: 'running' }), T)).toMatchObject({
+      do: 'none'
+    })
+  })
   test('a live instance: nothing here', () => {
-    expect(reservationStep(rec(), inst({}), T)).toMatchObject({ do: 'none' })
+    expect(reservationStep(rec({ instanceId: 'i-0abc', attachedAt: NOW - 50 * MIN }), inst({}), T)).toMatchObject({ do: 'none' })
   })
   test('no instance: settled at zero cost only past deadAfterMinutes', () => {
     expect(reservationStep(rec({ reservedAt: NOW - 16 * MIN }), undefined, T)).toMatchObject({ do: 'settle-unlaunched' })

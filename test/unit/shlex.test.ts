@@ -146,8 +146,16 @@ describe('rejoinArgs', () => {
     // args: ['-c', 'echo a', 'C:\\'] → `"-c" "echo a" "C:\"`
     expect(rejoinArgs(['"-c"', '"echo', 'a"', '"C:\\"'])).toEqual(['-c', 'echo a', 'C:\\'])
     expect(rejoinArgs(['"a\\"', '"b', 'c"'])).toEqual(['a\\', 'b c'])
-    // Control: an escaped quote inside an argument is still one (the strict reading comes first).
+    // Control: an escaped quote inside an argument is still one (the strict reading comes first),
+    // also before the argument that ends in a backslash.
     expect(rejoinArgs(['"x\\"', 'y"'])).toEqual(['x" y'])
+    expect(rejoinArgs(['"x\\"', 'y"', '"C:\\"'])).toEqual(['x" y', 'C:\\'])
+    // Quotes that no reading closes, 20,001 of them: the fragments as sent, after a bounded number of tries.
+    const many = Array.from({ length: 20_001 }, () => '"a')
+    const t = Date.now()
+    const got = rejoinArgs(many)
+    expect(got.length === many.length && got.every((g, i) => g === many[i])).toBe(true)
+    expect(Date.now() - t).toBeLessThan(2_000)
   })
 
   it('falls back to the fragments as sent when the quotes do not balance', () => {
