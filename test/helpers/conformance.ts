@@ -90,18 +90,21 @@ export interface Leftovers {
 
 export const NOTHING: Leftovers = { containers: [], networks: [], volumes: [], jobFolders: [], leases: [] }
 
-/** Lease folders (slot-N) held by an owner id on the VM. */
-export function leasesOf(vm: TestVm, owner: string): string[] {
+/** Lease folders (slot-N) on the VM whose owner file's `field` (the owner id, or the job id) is `value`. */
+export function leaseSlots(vm: TestVm, field: 'owner' | 'job', value: string): string[] {
   const dir = join(vm.workRoot, 'leases')
   if (!existsSync(dir)) return []
   return readdirSync(dir).filter((d) => {
     try {
-      return readFileSync(join(dir, d, 'owner'), 'utf8').split(' ')[0] === owner
+      return readFileSync(join(dir, d, 'owner'), 'utf8').split(' ')[field === 'owner' ? 0 : 1] === value
     } catch {
       return false
     }
   })
 }
+
+/** Lease folders (slot-N) held by an owner id on the VM. */
+export const leasesOf = (vm: TestVm, owner: string): string[] => leaseSlots(vm, 'owner', owner)
 
 /** Everything of this runner on the docker engine and in the VM's work root. */
 export async function leftovers(runner: FakeRunner, vm: TestVm = testVm()): Promise<Leftovers> {

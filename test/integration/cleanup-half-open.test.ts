@@ -4,11 +4,11 @@
 // cleanup_job must find that out within its own short bound and go over a new connection: the
 // job's containers, its folder and its slot all removed and given back, the exit 0, the agent
 // ended. The VM's sshd is reached through a proxy that can stall what it carries.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { dockerIds, FakeRunner } from '../helpers/fake-runner'
-import { errorLines, scanCmdlines, staticProvider, testVm } from '../helpers/conformance'
+import { errorLines, leaseSlots, scanCmdlines, staticProvider, testVm } from '../helpers/conformance'
 import { stallProxy, type StallProxy } from '../helpers/stall-proxy'
 import { testImages } from '../helpers/testenv'
 import { LABEL_JOB } from '../../src/labels'
@@ -28,19 +28,6 @@ afterAll(async () => {
   await proxy.close()
   rmSync(dir, { recursive: true, force: true })
 })
-
-/** Slots of the VM whose owner file names the job. */
-function slotsOf(jobId: string): string[] {
-  const leases = join(vm.workRoot, 'leases')
-  if (!existsSync(leases)) return []
-  return readdirSync(leases).filter((d) => {
-    try {
-      return readFileSync(join(leases, d, 'owner'), 'utf8').split(' ')[1] === jobId
-    } catch {
-      return false
-    }
-  })
-}
 
 test('cleanup_job through an agent whose connection stalled removes everything and gives the slot back over a new one', async () => {
   // The VM's host key, pinned for the proxy's port.
@@ -70,7 +57,7 @@ test('cleanup_job through an agent whose connection stalled removes everything a
     expect(step.stdout).toContain('through-the-agent')
     // Controls: the job's container runs, its slot is held, and its agent holds a connection open.
     expect(await dockerIds(`label=${LABEL_JOB}=${jobId}`)).toHaveLength(1)
-    expect(slotsOf(jobId)).toHaveLength(1)
+    expect(leaseSlots(vm, 'job', jobId)).toHaveLength(1)
     const agents = scanCmdlines(`${runner.owner}-${jobId}`).filter((c) => c.cmdline.includes('__agent'))
     expect(agents.length).toBeGreaterThan(0)
     const before = proxy.connections()
@@ -86,7 +73,7 @@ test('cleanup_job through an agent whose connection stalled removes everything a
     expect(proxy.connections()).toBeGreaterThan(before)
     expect(proxy.forwarded()).toBeGreaterThan(stalledBytes)
     expect(await dockerIds(`label=${LABEL_JOB}=${jobId}`)).toEqual([])
-    expect(slotsOf(jobId)).toEqual([])
+    expect(leaseSlots(vm, 'job', jobId)).toEqual([])
     expect(existsSync((runner.state as { jobRoot: string }).jobRoot)).toBe(false)
     expect(scanCmdlines(`${runner.owner}-${jobId}`).filter((x) => x.cmdline.includes('__agent'))).toEqual([])
   } finally {

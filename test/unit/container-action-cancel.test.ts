@@ -44,6 +44,24 @@ function engineFor(duringStart: () => void) {
 const spec = { image: 'i', name: 'n', cmd: [], entrypoint: null, env: {}, workdir: '/', mounts: [], network: null, labels: {} }
 const out: Output = { onStdout: () => undefined, onStderr: () => undefined }
 
+type CallOpts = { answered?: () => void }
+/**
+ * An Engine.call stand-in that records each call (`METHOD /path`, the container as C), makes
+ * container C, answers its wait with `wait` and anything else with `other`.
+ */
+function recordingCall(
+  calls: string[],
+  wait: (opts?: CallOpts) => Promise<unknown>,
+  other: (method: string, path: string) => Promise<unknown>
+): (method: string, path: string, b: unknown, w: string, opts?: CallOpts) => Promise<unknown> {
+  return async (method, path, _b, _w, opts) => {
+    calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
+    if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
+    if (path.includes('/wait')) return wait(opts)
+    return other(method, path)
+  }
+}
+
 test('a cancel that lands during the container start still stops the container: the step ends as cancelled', async () => {
   const cancel = new AbortController()
   const f = engineFor(() => cancel.abort('SIGINT'))
@@ -77,17 +95,18 @@ test.each([
       let closed = 0
       const calls: string[] = []
       const engine = {
-        call: async (method: string, path: string, _b: unknown, _w: string, opts?: { answered?: () => void }) => {
-          calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
-          if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
-          if (path.includes('/wait')) {
+        call: recordingCall(
+          calls,
+          (opts) => {
             opts?.answered?.()
             return new Promise<never>(() => undefined)
+          },
+          async (method) => {
+            // Whether the container is gone is the removal's answer: a stop it does not confirm is told as such.
+            if (method === 'DELETE' && removal === 'refuses') throw new Error('409 removal of container C is already in progress')
+            return { status: 204, data: null }
           }
-          // Whether the container is gone is the removal's answer: a stop it does not confirm is told as such.
-          if (method === 'DELETE' && removal === 'refuses') throw new Error('409 removal of container C is already in progress')
-          return { status: 204, data: null }
-        },
+        ),
         hijack: async () => ({ ended: new Promise<never>(() => undefined), input: null, close: () => void closed++ })
       } as unknown as Engine
       let res: unknown = null
@@ -175,10 +194,9 @@ describe("a container that ends during its start, before docker registered the s
     const waiters: Array<(code: number) => void> = []
     const calls: string[] = []
     const engine = {
-      call: async (method: string, path: string, _b: unknown, _w: string, opts?: { answered?: () => void }) => {
-        calls.push(`${method} ${path.split('?')[0].replace(ID, 'C')}`)
-        if (path.startsWith('/containers/create')) return { status: 201, data: { Id: ID } }
-        if (path.includes('/wait')) {
+      call: recordingCall(
+        calls,
+        async (opts) => {
           const code = await new Promise<number>((resolve) =>
             setTimeout(() => {
               waiters.push(resolve)
@@ -186,15 +204,17 @@ describe("a container that ends during its start, before docker registered the s
             }, 50)
           )
           return { status: 200, data: { StatusCode: code } }
+        },
+        async (method, path) => {
+          if (path.endsWith('/start')) {
+            exits++
+            for (const w of waiters.splice(0)) w(0)
+            return { status: 204, data: null }
+          }
+          if (method === 'DELETE') return { status: 204, data: null }
+          throw new Error(`unexpected ${method} ${path}`)
         }
-        if (path.endsWith('/start')) {
-          exits++
-          for (const w of waiters.splice(0)) w(0)
-          return { status: 204, data: null }
-        }
-        if (method === 'DELETE') return { status: 204, data: null }
-        throw new Error(`unexpected ${method} ${path}`)
-      },
+      ),
       hijack: async () => ({ ended: Promise.resolve(), input: null, close: () => undefined })
     }
     return { engine: engine as unknown as Engine, calls, exits: () => exits }
