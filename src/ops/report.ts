@@ -2,6 +2,7 @@
 // launches, instance-hours, cost and the acquire and boot times, per repository, workflow,
 // runner or budget day.
 import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { loadConfig, systemConfigIo, type Config } from '../config'
 import { ConfigError, formatError } from '../errors'
 import { byReservation, inTimeRange, type JobRecord, type Ledger, type LedgerRecord } from '../fleet/ledger'
@@ -115,6 +116,7 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
     o.openmetrics && o.since === undefined && o.until === undefined
       ? await allTime(config, by, timeZone, now, deps, io)
       : buildReport({ ...(await readLedger(config, range, now, deps, io.stderr)), by, timeZone, now, ...range })
+  if (report === null) return 70
   io.stdout.write(
     args.json ? reportJson(report) : o.csv ? reportCsv(report) : o.openmetrics ? reportOpenMetrics(report) : reportTable(report)
   )
@@ -126,7 +128,10 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
  * from there on (report-checkpoint.ts). The phases' percentiles are over the jobs of the last
  * HORIZON, so the text is the same whether the history was read now or before.
  */
-async function allTime(config: Config, by: GroupBy, timeZone: string, now: number, deps: ReportDeps, io: OpIo): Promise<Report> {
+/** What a local ledger that ever held anything has at least one of (fleet/local-ledger.ts). */
+const LEDGER_FILES = ['ledger.json', 'settled.jsonl', 'jobs.jsonl']
+
+async function allTime(config: Config, by: GroupBy, timeZone: string, now: number, deps: ReportDeps, io: OpIo): Promise<Report | null> {
   const localRoot = deps.localRoot ?? hookLocalRoot()
   const l = config.fleet.ledger
   const of = checkpointOf(
@@ -142,7 +147,18 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   const cp = kept && kept.cutoff <= now ? kept : null
   const from = cp?.cutoff
   // A local ledger that is not there (a disk not mounted yet) holds nothing to settle: no checkpoint.
-  const absent = l.kind === 'local' && !deps.open && !existsSync(localLedgerDir(config.fleet, localRoot))
+  const dir = localLedgerDir(config.fleet, localRoot)
+  const absent = l.kind === 'local' && !deps.open && !existsSync(dir)
+  // With a checkpoint kept, a local ledger that is gone or holds none of its files (its disk not
+  // mounted yet, its folder made anew) would print the checkpoint's sums alone: the counters would
+  // fall, which Prometheus takes for a reset, and an empty one would move the cutoff past all that
+  // is missing, for good.
+  if (cp && l.kind === 'local' && !deps.open && !LEDGER_FILES.some((f) => existsSync(join(dir, f)))) {
+    io.stderr.write(
+      `report: the fleet ledger ${dir} holds none of its files, while this report's checkpoint holds its sums up to ${new Date(cp.cutoff).toISOString()}: its counters would fall, so nothing is printed (is the ledger's disk mounted?)\n`
+    )
+    return null
+  }
   const { records, jobs } = await readLedger(config, from === undefined ? {} : { since: from }, now, deps, io.stderr)
   const cutoff = nextCutoff(records, now, from)
   const settled = fold(cp?.rows ?? [], records, jobs, { from, cutoff }, { by, timeZone })

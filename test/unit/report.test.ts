@@ -835,6 +835,34 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
     await expect(runReport(args, io().io, { now: NOON, localRoot: kept })).rejects.toThrow(`private folder ${kept} is open to other users`)
   })
 
+  // A checkpoint kept, then the ledger gone (its disk not mounted yet) or an empty folder in its
+  // place: the checkpoint's sums alone would be printed, the counters falling (a reset to Prometheus),
+  // and an empty folder would move the cutoff past what is missing.
+  test('with a checkpoint kept, a ledger gone or emptied fails the command and prints nothing; back in place, the same text (control)', async () => {
+    const kept = join(root, 'kept')
+    const ledger = join(root, 'ledger')
+    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
+    if (!('positional' in args)) throw new Error('args')
+    const first = io()
+    expect(await runReport(args, first.io, { now: NOON, localRoot: kept })).toBe(0)
+    expect(readdirSync(join(kept, 'report'))).toHaveLength(1)
+    renameSync(ledger, `${ledger}.away`)
+    for (const empty of [false, true]) {
+      if (empty) mkdirSync(ledger, { mode: 0o700 })
+      const t = io()
+      expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(70)
+      expect(t.out()).toBe('')
+      expect(t.err()).toMatch(
+        /^report: the fleet ledger .* holds none of its files, while this report's checkpoint holds its sums up to .*: its counters would fall, so nothing is printed \(is the ledger's disk mounted\?\)\n$/
+      )
+    }
+    rmSync(ledger, { recursive: true })
+    renameSync(`${ledger}.away`, ledger)
+    const again = io()
+    expect(await runReport(args, again.io, { now: NOON, localRoot: kept })).toBe(0)
+    expect(again.out()).toBe(first.out())
+  })
+
   test('no checkpoint is kept while a local ledger is not there, and one whose cutoff is after now is not used', async () => {
     const kept = join(root, 'kept')
     const ledger = join(root, 'ledger')
