@@ -20,9 +20,14 @@ export const actionNote = (name: string): string => `action-${name}`
 
 /**
  * Notes a step about to start (a `run:` step's marker, or a container action's actionNote), run by
- * this process; what failed when it cannot (the job's folder is gone), else null.
+ * this process; when it cannot (the job's folder is gone), the warning that says so, else null.
  */
 export function noteStep(localDir: string, marker: string): string | null {
+  const why = writeNote(localDir, marker)
+  return why && `this step could not be noted in the job's folder (${why}): were its connection lost, the next step would not stop it`
+}
+
+function writeNote(localDir: string, marker: string): string | null {
   try {
     // Only inside the job's folder, never a folder of its own making: one that is gone stays gone.
     mkdirSync(folderOf(localDir), { mode: 0o700 })

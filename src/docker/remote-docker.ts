@@ -42,6 +42,13 @@ export const keptWarning = (c: Counts, where: string): string | null =>
     ? `volume ${c.keptInUse.join(', ')} stays on ${where}: a container that is not the job's uses it (another job's, or one the job started); the next prepare_job of this runner there removes it once it is free`
     : null
 
+/** What removing an earlier job's leftovers says in the step log: what went, and a volume kept. */
+export function sayLeftovers(c: Counts, log: { progress(m: string): void; warn(m: string): void }): void {
+  if (countsTotal(c)) log.progress(`removed leftovers of an earlier job: ${describeCounts(c)}`)
+  const kept = keptWarning(c, 'this machine')
+  if (kept) log.warn(`an earlier job's ${kept}`)
+}
+
 /** An image id as the engine lists it. */
 const IMAGE_ID = /^sha256:[0-9a-f]{64}$/
 

@@ -7,6 +7,12 @@ import { pull, type SyncTarget } from '../sync/sync'
 import { StepShellFailed } from '../docker/warm-shell'
 
 /**
+ * Whether a step's failure is its connection's loss (not a stream the VM broke on a working one):
+ * then nothing is known of its processes, which may run on, nor can what it wrote come back.
+ */
+export const connectionLost = (err: unknown): boolean => err instanceof TransportError && err.kind !== 'stream'
+
+/**
  * The error of a step that failed, as `blameOf` words it (a lost stream on a connection that still
  * runs a command is the VM's doing: kind `stream`). When the step may have run and its end could not
  * be learned (`ran`), and the connection still works, what it wrote (file commands, the workspace)
@@ -26,8 +32,7 @@ export async function failedStep(
     blamed instanceof StepShellFailed
       ? new TransportError(`the connection to the machine was lost during the step (${blamed.message})`, blamed.kind, { cause: blamed })
       : blamed
-  const connected = !(err instanceof TransportError) || err.kind === 'stream'
-  if (ran && connected && !ctx.signal.aborted && !(err instanceof Cancelled))
+  if (ran && !connectionLost(err) && !ctx.signal.aborted && !(err instanceof Cancelled))
     await pull(ran.target, ran.roots).catch((p: unknown) => ctx.log.debug(`pull-back after the failed ${ran.what}: ${formatError(p)}`))
   return err
 }

@@ -24,7 +24,7 @@ import { recordBase } from '../sync/sync'
 import { checkNamesDistinct } from '../sync/safe-fs'
 import { removeJobFolder } from '../docker/job-folder'
 import { registrySecrets } from '../docker/cli'
-import { countsTotal, describeCounts, keptWarning, RemoteDocker, type Counts } from '../docker/remote-docker'
+import { describeCounts, RemoteDocker, sayLeftovers, type Counts } from '../docker/remote-docker'
 import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
@@ -276,9 +276,7 @@ async function folderAndCopy(run: Run, host: Host): Promise<{ base: Promise<void
   const copying = step(copy.copied)
   copying.catch(() => undefined)
   const leftovers = await pruned
-  if (countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
-  const kept = keptWarning(leftovers, 'this machine')
-  if (kept) ctx.log.warn(`an earlier job's ${kept}`)
+  sayLeftovers(leftovers, ctx.log)
   const copied = await copying
   time.mark('copy')
   ctx.log.progress(

@@ -9,13 +9,13 @@ import { Cancelled, InputError, TransportError, formatError } from '../errors'
 import type { ContainerArgs } from '../protocol'
 import { initialState, onJobMachine, type HookState } from '../state'
 import { acquireMachine, jobLocalDir, keepOf, openJobRemote, releaseMachine, stopAgent } from '../session'
-import { countsTotal, describeCounts, keptWarning, RemoteDocker } from '../docker/remote-docker'
+import { keptWarning, RemoteDocker, sayLeftovers } from '../docker/remote-docker'
 import { runContainer } from '../docker/steps'
 import { actionNote, noteStep, stepEnded, stopLeftRunning } from '../docker/left-running'
 import { buildImage, registrySecrets, removeImage } from '../docker/cli'
 import { pull, recordBase } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
-import { failedStep } from './failed-step'
+import { connectionLost, failedStep } from './failed-step'
 import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, pushRootsOf, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
@@ -114,10 +114,7 @@ async function runIn(
     const name = `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`
     note = actionNote(name)
     const unnoted = noteStep(state.localDir, note)
-    if (unnoted)
-      ctx.log.warn(
-        `this step could not be noted in the job's folder (${unnoted}): were its connection lost, the next step would not stop it`
-      )
+    if (unnoted) ctx.log.warn(unnoted)
     let res: Awaited<ReturnType<typeof runContainer>>
     try {
       res = await runContainer(
@@ -152,7 +149,7 @@ async function runIn(
     // Failed over a working connection: runContainer removed its container before it threw. A lost
     // one keeps the note, for the job's next step to remove the container, as does a cancel whose
     // removal the VM did not confirm.
-    const maybeLeft = (err instanceof TransportError && err.kind !== 'stream') || (err instanceof Cancelled && err.step === 'unconfirmed')
+    const maybeLeft = connectionLost(err) || (err instanceof Cancelled && err.step === 'unconfirmed')
     if (note && !maybeLeft) stepEnded(state.localDir, note)
     throw err
   }
@@ -226,9 +223,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     pruned?.catch(() => undefined)
     await makeJobFolder(remote, config.remote.workRoot, jobRoot, reused ? { pruneOwner: owner } : {})
     const leftovers = await pruned
-    if (leftovers && countsTotal(leftovers)) ctx.log.progress(`removed leftovers of an earlier job: ${describeCounts(leftovers)}`)
-    const kept = leftovers && keptWarning(leftovers, 'this machine')
-    if (kept) ctx.log.warn(`an earlier job's ${kept}`)
+    if (leftovers) sayLeftovers(leftovers, ctx.log)
     const copied = await copyUp(ctx, remote, lease.connect, localDir, {
       hostWork,
       jobRoot,

@@ -1,7 +1,7 @@
 // run_script_step: push what the runner wrote on the host, exec the step in the job container with
 // its env passed through the Engine API (never a command line), stream output, pull results back.
 import type { HandlerResult, HookContext } from '../context'
-import { Cancelled, InputError, TransportError } from '../errors'
+import { Cancelled, InputError } from '../errors'
 import type { ScriptStepArgs } from '../protocol'
 import type { HookState } from '../state'
 import { keepOf, openJobRemote } from '../session'
@@ -14,7 +14,7 @@ import { pull, type SyncTarget } from '../sync/sync'
 import { betweenSteps } from '../sync/early-push'
 import { mb, outputTo, PUSH_ROOTS, syncTarget } from '../job'
 import { rejoinArgs } from '../shlex'
-import { failedStep } from './failed-step'
+import { connectionLost, failedStep } from './failed-step'
 
 export async function runScriptStep(args: ScriptStepArgs, state: HookState | null, ctx: HookContext): Promise<HandlerResult> {
   if (!state?.container)
@@ -60,10 +60,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     if (viaShell && !usedShell) ctx.log.debug('the step shell ended before the step started: step by docker exec')
     // Noted before it starts: a step lost with its connection is stopped by the job's next one.
     const unnoted = noteStep(state.localDir, marker)
-    if (unnoted)
-      ctx.log.warn(
-        `this step could not be noted in the job's folder (${unnoted}): were its connection lost, the next step would not stop it`
-      )
+    if (unnoted) ctx.log.warn(unnoted)
     running = true
     const res = usedShell
       ? await shellStep(usedShell, engine, spec, out, ctx.signal, graceMs)
@@ -97,7 +94,7 @@ export async function runScriptStep(args: ScriptStepArgs, state: HookState | nul
     const err = await failedStep(e, remote, ctx, running && target ? { target, roots: state.pullRoots, what: 'step' } : null)
     // Failed over a working connection: execStep and shellStep stopped the step's processes before
     // they threw, so nothing of it is left for the next step to stop. A lost one keeps the note.
-    if (running && !(err instanceof TransportError && err.kind !== 'stream')) stepEnded(state.localDir, marker)
+    if (running && !connectionLost(err)) stepEnded(state.localDir, marker)
     throw err
   } finally {
     remote.close()
