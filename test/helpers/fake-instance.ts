@@ -30,6 +30,7 @@ import {
 import { parseUserData, readyMarker } from '../../src/providers/user-data'
 import { freePort, startInstanceSshd, stopInstanceSshd, type InstanceSshd } from './ec2-env'
 import type { FakeRunner, HookRun } from './fake-runner'
+import { valueWithin, waitUntil as waitUntilTrue } from './wait'
 
 const execFileP = promisify(execFile)
 
@@ -261,14 +262,10 @@ export function startInstanceBooter(ec2: EC2Client, opts: BooterOptions = {}): I
   })()
 
   const waitUntil = async <T>(what: string, fn: () => T | undefined, timeoutMs: number): Promise<T> => {
-    const end = Date.now() + timeoutMs
-    for (;;) {
-      const v = fn()
-      if (v !== undefined) return v
-      if (Date.now() > end)
-        throw new Error(`fake instance: ${what} within ${timeoutMs} ms; events: ${events.join(' | ')}; errors: ${errors.join(' | ')}`)
-      await sleep(50)
-    }
+    const v = await valueWithin(fn, timeoutMs)
+    if (v === undefined)
+      throw new Error(`fake instance: ${what} within ${timeoutMs} ms; events: ${events.join(' | ')}; errors: ${errors.join(' | ')}`)
+    return v
   }
 
   return {
@@ -368,23 +365,18 @@ export async function instancesOfOwner(ec2: EC2Client, owner: string, states?: s
 }
 
 export async function waitInstanceState(ec2: EC2Client, id: string, want: string, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const s = (await describeInstance(ec2, id)).State?.Name
-    if (s === want) return
-    if (Date.now() > end) throw new Error(`${id} is ${s}, not ${want} after ${timeoutMs} ms`)
-    await sleep(200)
-  }
+  let s: string | undefined
+  if (!(await waitUntilTrue(async () => (s = (await describeInstance(ec2, id)).State?.Name) === want, timeoutMs, 200)))
+    throw new Error(`${id} is ${s}, not ${want} after ${timeoutMs} ms`)
 }
 
 /** Waits until fn() gives a non-empty array (polling), or returns [] at the deadline. */
 export async function pollFor<T>(fn: () => Promise<T[]>, timeoutMs: number, everyMs = 100): Promise<T[]> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
+  const some = async (): Promise<T[] | undefined> => {
     const v = await fn()
-    if (v.length || Date.now() > end) return v
-    await sleep(everyMs)
+    return v.length ? v : undefined
   }
+  return (await valueWithin(some, timeoutMs, everyMs)) ?? []
 }
 
 /**

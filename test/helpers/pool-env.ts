@@ -46,6 +46,7 @@ import {
 import { ec2Client, freePort, loadMoto, motoImageId, TEST_REGION } from './ec2-env'
 import { removeLabelledDockerObjects } from './fake-instance'
 import { parseEnvFile, repoRoot, testenvDir } from './testenv'
+import { valueWithin, waitUntil } from './wait'
 
 const execFileP = promisify(execFile)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -349,11 +350,7 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
     // a replacement can be seen before the member it replaces has freed its user: wait a little
     let user = await claimUser(m.id)
     if (!user) note(`${m.id}: waiting for a free member user`)
-    const deadline = Date.now() + 30_000
-    while (!user && Date.now() < deadline && m.target === 'up') {
-      await sleep(200)
-      user = await claimUser(m.id)
-    }
+    if (!user) await waitUntil(async () => m.target !== 'up' || !!(user = await claimUser(m.id)), 30_000, 200)
     if (!user && m.target === 'gone') return
     if (!user) throw new Error(`no free member user (${MEMBER_USERS.join(' ')} all taken for 30 s)`)
     m.user = user
@@ -512,15 +509,12 @@ export async function createPool(opts: PoolOptions): Promise<Pool> {
   })()
 
   const waitFor = async <T>(what: string, fn: () => T | undefined, timeoutMs: number): Promise<T> => {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const v = fn()
-      if (v !== undefined) return v
-      if (Date.now() > deadline)
-        throw new Error(`pool ${opts.name}: ${what} within ${timeoutMs} ms; events: ${events.join(' | ')}; errors: ${errors.join(' | ')}`)
-      await sleep(50)
-    }
+    const v = await valueWithin(fn, timeoutMs)
+    if (v === undefined)
+      throw new Error(`pool ${opts.name}: ${what} within ${timeoutMs} ms; events: ${events.join(' | ')}; errors: ${errors.join(' | ')}`)
+    return v
   }
+
   const get = (id: string): Live => {
     const m = members.get(id)
     if (!m) throw new Error(`pool ${opts.name}: no member ${id}`)
@@ -743,8 +737,7 @@ async function endUserProcesses(user: string): Promise<void> {
         // gone meanwhile
       }
     }
-    const deadline = Date.now() + 3_000
-    while (Date.now() < deadline && (await userPids(user)).length) await sleep(50)
+    await waitUntil(async () => (await userPids(user)).length === 0, 3_000)
   }
   const left = await userPids(user)
   if (left.length) throw new Error(`${user}: processes ${left.join(' ')} survive SIGKILL`)

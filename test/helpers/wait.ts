@@ -16,6 +16,17 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutM
   }
 }
 
+/** The first value fn gives other than undefined, polled as waitUntil polls; undefined at the deadline. */
+export async function valueWithin<T>(
+  fn: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 10_000,
+  everyMs = 50
+): Promise<T | undefined> {
+  let v: T | undefined
+  await waitUntil(async () => (v = await fn()) !== undefined, timeoutMs, everyMs)
+  return v
+}
+
 /** True if p settles (either way) within ms; the deadline timer is cleared as soon as it does. */
 export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined

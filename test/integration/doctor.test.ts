@@ -15,10 +15,11 @@ import {
   existsSync,
   writeFileSync
 } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { testVm } from '../helpers/conformance'
+import { waitUntil } from '../helpers/wait'
 import { repoRoot } from '../helpers/testenv'
 import { createPool, type Pool, poolHookConfig } from '../helpers/pool-env'
 import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, PutItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb'
@@ -61,12 +62,6 @@ function loopbackPort(): Promise<number> {
   })
 }
 
-const listening = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const c = createConnection({ host: '127.0.0.1', port }, () => (c.destroy(), resolve(true)))
-    c.on('error', () => resolve(false))
-  })
-
 /** An sshd like the test VM's, on its own port, with `extra` lines appended; a known_hosts file pinning its (the VM's) key. */
 async function oddVm(name: string, extra: string[]): Promise<{ port: number; knownHostsFile: string }> {
   const port = await loopbackPort()
@@ -81,10 +76,9 @@ async function oddVm(name: string, extra: string[]): Promise<{ port: number; kno
   sshds.push(p)
   let log = ''
   p.stderr.on('data', (c: Buffer) => (log += c.toString()))
-  for (let i = 0; i < 100 && !(await listening(port)); i++) {
-    if (p.exitCode !== null) throw new Error(`sshd ${name} exited: ${log}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  // sshd -D -e says so once it listens; an early exit ends the wait too.
+  const up = await waitUntil(() => log.includes('Server listening') || p.exitCode !== null, 10_000, 20)
+  if (!up || p.exitCode !== null) throw new Error(`sshd ${name} not listening: ${log}`)
   const key = readFileSync(vm.knownHostsFile, 'utf8').trim().split(/\s+/).slice(1, 3).join(' ')
   const knownHostsFile = join(dir, `known_hosts-${name}`)
   writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${key}\n`)

@@ -34,6 +34,7 @@ import { createLedgerTable } from '../helpers/ledger-table'
 import { EC2_HOOK_ENV, dumpRun, ec2RunnerConfig, instanceName, startInstanceBooter, tagsOf } from '../helpers/fake-instance'
 import { FakeRunner, type HookRun } from '../helpers/fake-runner'
 import { errorLines } from '../helpers/conformance'
+import { waitUntil } from '../helpers/wait'
 import { testImages } from '../helpers/testenv'
 import { startSerialProxy, type SerialProxy } from './ledger-serial-proxy'
 
@@ -134,20 +135,17 @@ async function launchThenKill(
 ): Promise<Instance> {
   const run = startPrepare(f, env)
   const owner = f.runner.owner
-  const end = Date.now() + 60_000
-  for (;;) {
-    const mine = (await instancesTagged(tag)).find((i) => tagsOf(i)['remote-container-hooks:owner'] === owner)
-    if (mine && (!attached || (await attached(mine.InstanceId!)))) {
-      run.child.kill('SIGKILL')
-      await run.done
-      return mine
-    }
-    if (run.child.exitCode !== null || Date.now() > end) {
-      run.child.kill('SIGKILL')
-      throw new Error(`no instance launched:\n${dumpRun(await run.done)}`)
-    }
-    await sleep(200)
+  let mine: Instance | undefined
+  const seen = async (): Promise<boolean> => {
+    mine = (await instancesTagged(tag)).find((i) => tagsOf(i)['remote-container-hooks:owner'] === owner)
+    return mine !== undefined && (!attached || (await attached(mine.InstanceId!)))
   }
+  let launched = false
+  await waitUntil(async () => (launched = await seen()) || run.child.exitCode !== null, 60_000, 200)
+  run.child.kill('SIGKILL')
+  const done = await run.done
+  if (!launched || !mine) throw new Error(`no instance launched:\n${dumpRun(done)}`)
+  return mine
 }
 
 test('3 runner hosts × 20 concurrent prepare_job against caps.instances 10 (DynamoDB ledger): exactly 10 launched, 50 refused with the line, never 11; cleanup settles the 10', async () => {
@@ -168,8 +166,7 @@ test('3 runner hosts × 20 concurrent prepare_job against caps.instances 10 (Dyn
   for (const { f, run } of runs) void run.done.then((r) => exited.push({ f, r }))
 
   // The refused exit on their own; the launched wait for an address nothing will publish.
-  const end = Date.now() + 150_000
-  while (exited.length < 50 && Date.now() < end) await sleep(250)
+  await waitUntil(() => exited.length >= 50, 150_000, 250)
   const launched = await instancesTagged(tag)
   const refused = exited.map((e) => e.r)
   // 10 × (6 h × 0.1008 USD) reserved = 6.048 USD, shown rounded up.

@@ -28,7 +28,7 @@ import {
   userPids
 } from '../helpers/pool-env'
 import { testImages } from '../helpers/testenv'
-import { waitUntil } from '../helpers/wait'
+import { valueWithin, waitUntil } from '../helpers/wait'
 
 const execFileP = promisify(execFile)
 
@@ -342,11 +342,7 @@ describe('pool test environment', () => {
 
 /** polls the pool's view until pick() finds a member */
 async function pool_waitFor(pool: Pool, pick: (ms: PoolMember[]) => PoolMember | undefined, timeoutMs = 20_000): Promise<PoolMember> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const m = pick(pool.members())
-    if (m) return m
-    if (Date.now() > deadline) throw new Error(`pool ${pool.name}: not seen within ${timeoutMs} ms: ${pool.events.join(' | ')}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  const m = await valueWithin(() => pick(pool.members()), timeoutMs)
+  if (m) return m
+  throw new Error(`pool ${pool.name}: not seen within ${timeoutMs} ms: ${pool.events.join(' | ')}`)
 }

@@ -9,6 +9,7 @@ import { alive, killPid, processesOf } from './procs'
 import { reapConfig, reapPass, type ReapPass } from './reap'
 import { rng, type Rng } from './rng'
 import { DEAD_AFTER_MINUTES, openSoakEnv, type SoakEnv } from './soak-env'
+import { waitUntil } from '../helpers/wait'
 
 export interface SoakOptions {
   jobs: number
@@ -158,11 +159,7 @@ async function runRound(env: SoakEnv, plans: JobPlan[], clock: PhaseClock, concu
   // A terminated stand-in takes its containers and sshd with it once the booter sees it (it polls), and an
   // abandoned agent ends at its idle timeout: both get that long before they count as left.
   let after = await leftovers(env, results)
-  const settle = Date.now() + 30_000
-  while (total(after) > 0 && Date.now() < settle) {
-    await new Promise((r) => setTimeout(r, 1000))
-    after = await leftovers(env, results)
-  }
+  if (total(after) > 0) await waitUntil(async () => total((after = await leftovers(env, results))) === 0, 30_000, 1000)
   log(`after reap: ${describeLeftovers(after)}`)
   // the booter stops watching the round's instances once they are checked gone
   if (total(after) === 0) for (const j of results) env.owners.delete(j.owner)

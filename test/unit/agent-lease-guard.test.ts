@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream'
 import { join } from 'node:path'
 import type { ExecChannel } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 let boot = 1_000_000
 jest.mock('../../src/mono-clock', () => ({ ...jest.requireActual('../../src/mono-clock'), bootMs: () => boot }))
@@ -71,7 +72,7 @@ async function leasedAgent(onRun?: RunHandler): Promise<{ socketPath: string; lo
     (m) => void log.push(m),
     onRun
   )
-  for (let i = 0; i < 200 && !(renewals > 0 && (await MuxRemote.ping(socketPath, 100))); i++) await new Promise((r) => setTimeout(r, 5))
+  await waitUntil(async () => renewals > 0 && (await MuxRemote.ping(socketPath, 100)), 10_000, 5)
   expect(renewals).toBe(1)
   return {
     socketPath,
@@ -114,7 +115,7 @@ test("the early push's guard: true while the lease is renewed; after a suspend p
   )
   try {
     // The keeper's first renewal goes out at once.
-    for (let i = 0; i < 100 && renewals === 0; i++) await new Promise((r) => setTimeout(r, 5))
+    await waitUntil(() => renewals > 0, 5000, 5)
     await new Promise((r) => setTimeout(r, 20))
     expect(renewals).toBe(1)
     expect(guard).not.toBeNull()
@@ -185,7 +186,7 @@ test('any request back from a suspend past the ttl (a ping) finds the lease lost
   try {
     sock.on('error', () => undefined)
     sock.write(JSON.stringify({ op: 'run', raw: '{}', env: {}, cwd: '/' }) + '\n')
-    for (let i = 0; i < 200 && !signal; i++) await new Promise((r) => setTimeout(r, 5))
+    await waitUntil(() => signal !== null, 5000, 5)
     expect(signal).not.toBeNull()
     // Control: a request within the ttl leaves the step running.
     boot += TTL - 1000

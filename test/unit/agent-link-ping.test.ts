@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream'
 import { join } from 'node:path'
 import type { ExecChannel } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 type Mode = 'answers' | 'fails' | 'exits 1' | 'silent'
 let mode: Mode = 'answers'
@@ -57,7 +58,7 @@ beforeAll(async () => {
     },
     () => undefined
   )
-  for (let i = 0; i < 200 && !(await MuxRemote.ping(socketPath, 100)); i++) await new Promise((r) => setTimeout(r, 5))
+  await waitUntil(() => MuxRemote.ping(socketPath, 100), 10_000, 5)
 })
 
 afterAll(async () => {

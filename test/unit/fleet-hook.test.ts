@@ -8,6 +8,7 @@ import { beatQuietly, recordCleanedUp, recordLost, recordPrepared } from '../../
 import { ledgerClockFrom } from '../../src/fleet/ledger-clock'
 import { timingsLine } from '../../src/fleet/timings-line'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -151,11 +152,11 @@ describe('heartbeats while a long command runs (reap must not judge a live prepa
     const id = await f.gate.reserve(spec)
     // positive control: reserving alone records no heartbeat
     expect(await beatOf(f, id)).toBeUndefined()
-    await pause(150)
-    const first = await beatOf(f, id)
+    let first: number | undefined
+    await waitUntil(async () => (first = await beatOf(f, id)) !== undefined, 5000, 10)
     expect(first).toBeDefined()
-    await pause(100)
-    const later = (await beatOf(f, id))!
+    let later: number | undefined
+    await waitUntil(async () => ((later = await beatOf(f, id)) ?? 0) > first!, 5000, 10)
     expect(later).toBeGreaterThan(first!)
     f.stopBeating()
     await pause(60)

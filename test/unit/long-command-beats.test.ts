@@ -10,6 +10,7 @@ import { ContainerSchema, PrepareJobArgsSchema } from '../../src/protocol'
 import type { ProviderEnv } from '../../src/providers/provider'
 import { cleanupTempDirs } from './_helpers'
 import { UNIT_EC2, unitHookContext } from './_hook-context'
+import { waitUntil } from '../helpers/wait'
 
 let acquireMs = 0
 /** Set: the stand-in takes its time until this says a beat has landed (not a fixed time a loaded machine could outlast). */
@@ -22,10 +23,8 @@ jest.mock('../../src/providers/factory', () => ({
     describe: () => 'the instance',
     acquire: async (_job: unknown, env: ProviderEnv) => {
       await env.fleet.reserve({ instanceType: 'm7i.large', vcpus: 2, maxLifetimeMinutes: 60 })
-      if (mockUntilBeat) {
-        const until = Date.now() + 10_000
-        while (!(await mockUntilBeat()) && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
-      } else await new Promise((r) => setTimeout(r, acquireMs))
+      if (mockUntilBeat) await waitUntil(mockUntilBeat, 10_000, 20)
+      else await new Promise((r) => setTimeout(r, acquireMs))
       throw new Error('no instance came up')
     }
   })

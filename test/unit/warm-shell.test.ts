@@ -20,6 +20,7 @@ import type { Engine, Output } from '../../src/docker/engine'
 import { shellStep } from '../../src/docker/steps'
 import { TransportError } from '../../src/errors'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 
@@ -341,7 +342,7 @@ describe.each(SHELLS)('steps through the shell (%s)', (_name, argv) => {
     await new Promise((r) => setTimeout(r, 500))
     expect(s.usable).toBe(true)
     await run(s, sh(`(sleep 0.2; head -c ${MAX_IDLE_OUTPUT * 3} /dev/zero) & true`))
-    for (let i = 0; i < 50 && s.alive; i++) await new Promise((r) => setTimeout(r, 100))
+    await waitUntil(() => !s.alive, 5000)
     expect(s.alive).toBe(false)
   })
 
