@@ -21,12 +21,15 @@ const WINDOW_BOUND = 3 * 1024 * 1024 + 64 * 1024
 let sshd: TestSshd
 let mode: 'overrun' | 'overrun-exit0' | 'eof-data' | 'honest' | 'signal' = 'honest'
 let sent = 0
+/** The window the client left the server's channel (the honest server stops at 0). */
+let windowLeft = (): number => -1
 
 beforeAll(async () => {
   sshd = await testSshd((ch: ServerChannel, cmd: string, conn: Connection) => {
     const proto = (conn as unknown as { _protocol: { channelData(id: number, d: Buffer): void } })._protocol
     const id = (ch as unknown as { outgoing: { id: number } }).outgoing.id
     sent = 0
+    windowLeft = () => (ch as unknown as { outgoing: { window: number } }).outgoing.window
     const chunk = Buffer.alloc(32 * 1024 + 1, 0x61)
     if (mode === 'signal') {
       // The command's "signal" name is the server's text: it would reach error lines. ssh2's server
@@ -125,7 +128,8 @@ test('control: the same bytes within the window are held back by flow control, t
   await connected('honest', async (remote, closed) => {
     const ch = await remote.openExec('cat')
     ch.stdout.pause()
-    await settle(1000)
+    // The server has sent all the window it was given.
+    expect(await waitUntil(() => windowLeft() === 0, 10_000, 10)).toBe(true)
     expect(buffered(ch.stdout)).toBeLessThanOrEqual(WINDOW_BOUND)
     expect(closed()).toBeNull()
     let got = 0
@@ -152,11 +156,13 @@ test("a signal name that is no name (a line break, a workflow command) is kept a
 })
 
 test('past the window, then exit status 0 and a close in the same read: a lost connection, never a success', async () => {
-  await connected('overrun-exit0', async (remote) => {
+  await connected('overrun-exit0', async (remote, closed) => {
     const ch = await remote.openExec('cat')
     // Paused, so the window is not given again as it is read (what a full runner pipe does).
     ch.stdout.pause()
-    await settle(800)
+    // The server's last write is out and the client has closed the connection over it (or, on a
+    // client without the defense, the wait runs out and the exit below is a success: the test fails).
+    await waitUntil(() => sent < 0 && closed() !== null, 5000, 10)
     ch.stdout.resume()
     ch.stderr.resume()
     expect(await ch.done).toEqual({ code: null, signal: null })

@@ -2,10 +2,11 @@
 // the hook learns whether the step failed for the agent's connection (then, and only then, it asks
 // what became of the machine) or exited 75 itself; and a connection that drops mid-step lets the step
 // fail in its own words, within the wind-down, where a cancel still reaches it.
-import { statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { join } from 'node:path'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 
 jest.mock('../../src/remote/ssh', () => jest.requireActual('./_ssh-stand-in'))
 import { dropConnection, runCommandsWith } from './_ssh-stand-in'
@@ -150,21 +151,25 @@ describe("a pool member's lease, as the agent renews it", () => {
   /** An agent renewing a lease every 300 ms with `renew` (a shell body printing one record), and what a step printed. */
   async function leased(
     renew: string,
-    afterMs: number,
+    /** What the agent logs once the first renewal's answer is taken (none: the renewal has started), or a time to let pass. */
+    after: RegExp | null | number,
     more: { ttlMs?: number; step?: RunHandler } = {}
   ): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string; noted: string }> {
-    runCommandsWith(new LocalRemote(tempDir()))
+    const dir = tempDir()
+    runCommandsWith(new LocalRemote(dir))
     let ran = false
     let said = ''
     let noted = ''
-    const { socketPath, agent } = await standInAgent(
+    const { socketPath, agent, logged } = await standInAgent(
       async (req, io) => {
         ran = true
         return more.step ? more.step(req, io) : { code: 0 }
       },
-      { command: renew, everyMs: 300, ttlMs: more.ttlMs, worker: null }
+      { command: `: > ${dir}/renewing; ${renew}`, everyMs: 300, ttlMs: more.ttlMs, worker: null }
     )
-    await new Promise((r) => setTimeout(r, afterMs))
+    if (typeof after === 'number') await new Promise((r) => setTimeout(r, after))
+    else if (after) expect(await waitUntil(() => logged.some((m) => after.test(m)), 5000, 5)).toBe(true)
+    else expect(await waitUntil(() => existsSync(`${dir}/renewing`), 5000, 5)).toBe(true)
     // Asked without naming the hook's pipes, the agent sends the step's output in frames.
     const exit = await new Promise<{ code: number; lost: boolean }>((res, rej) => {
       const c = createConnection(socketPath, () => c.write(`${JSON.stringify({ op: 'run', raw: '{}', env: {}, cwd: '/' })}\n`))
@@ -196,12 +201,12 @@ describe("a pool member's lease, as the agent renews it", () => {
   const endsStopped = (io: RunIo): number => report(Cancelled.by(io.signal), io)
 
   test('renewed: the step runs, and nothing is said of the lease (control)', async () => {
-    const r = await leased(record('renewed'), 1000)
+    const r = await leased(record('renewed'), null)
     expect(r).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '', noted: '' })
   })
 
   test('refused ("lost": another job may hold the machine): the step is not run, and fails saying so', async () => {
-    const r = await leased(record('lost'), 1000)
+    const r = await leased(record('lost'), /was not renewed/)
     expect(r.ran).toBe(false)
     expect(r.exit.code).toBe(75)
     expect(r.said).toMatch(
@@ -210,7 +215,7 @@ describe("a pool member's lease, as the agent renews it", () => {
   })
 
   test('a renewal that fails: the step runs, with a warning naming the failure', async () => {
-    const r = await leased('echo "no space left on device" >&2; exit 1', 1000)
+    const r = await leased('echo "no space left on device" >&2; exit 1', /renewing this machine's lease failed/)
     expect(r.ran).toBe(true)
     expect(r.exit.code).toBe(0)
     expect(r.said).toMatch(

@@ -162,7 +162,14 @@ describe('Engine.call with a signal', () => {
 describe('a socket the VM never opens (an SSH channel open left unanswered)', () => {
   // Node's request, destroyed before its socket has come, emits nothing: the bound and the abort
   // must end the call by themselves.
-  const opening: Remote = { ...remote, openSocket: () => new Promise<never>(() => undefined) }
+  let opens = 0
+  const opening: Remote = { ...remote, openSocket: () => (opens++, new Promise<never>(() => undefined)) }
+  /** Cancels once the call has asked for its socket: a cancel during the call, not before it. */
+  const abortOnceOpening = async (c: AbortController, why: string): Promise<void> => {
+    const before = opens
+    await waitUntil(() => opens > before, 5000, 2)
+    c.abort(why)
+  }
 
   test('a call ends at its bound', async () => {
     await expect(new Engine(opening, '/x').call('GET', '/info', undefined, 'info', { timeoutMs: 300 })).rejects.toThrow(
@@ -173,7 +180,7 @@ describe('a socket the VM never opens (an SSH channel open left unanswered)', ()
   test('a call ends on its signal', async () => {
     const c = new AbortController()
     const waiting = new Engine(opening, '/x').call('GET', '/exec/1/json', undefined, 'exec inspect', { signal: c.signal })
-    setTimeout(() => c.abort('SIGTERM'), 100)
+    await abortOnceOpening(c, 'SIGTERM')
     await expect(waiting).rejects.toThrow(new Cancelled('SIGTERM'))
   })
 
@@ -186,7 +193,7 @@ describe('a socket the VM never opens (an SSH channel open left unanswered)', ()
   test('a hijacked stream ends on its signal', async () => {
     const c = new AbortController()
     const waiting = new Engine(opening, '/x').hijack('/exec/1/start', {}, outputTo(process.stdout, process.stderr), c.signal)
-    setTimeout(() => c.abort('SIGINT'), 100)
+    await abortOnceOpening(c, 'SIGINT')
     await expect(waiting).rejects.toThrow(new Cancelled('SIGINT'))
   })
 

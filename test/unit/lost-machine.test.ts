@@ -19,6 +19,7 @@ import { runInNewContext } from 'node:vm'
 import { lostMachine } from '../../src/handlers/lost-machine'
 import type { HookContext } from '../../src/context'
 import type { HookInput } from '../../src/protocol'
+import { waitUntil } from '../helpers/wait'
 
 const input = { command: 'run_script_step', state: {} } as unknown as HookInput
 const warned: string[] = []
@@ -95,7 +96,9 @@ test('a cancel ends the lookup at once, even when the provider call ignores it',
   whyLost.mockImplementation(() => new Promise(() => undefined))
   const c = new AbortController()
   const p = lostMachine(input, ctx(c.signal), limits(60_000))
-  setTimeout(() => c.abort('SIGINT'), 50)
+  // Cancelled while the provider's call is under way.
+  await waitUntil(() => whyLost.mock.calls.length > 0, 5000, 2)
+  c.abort('SIGINT')
   const t0 = Date.now()
   await expect(p).rejects.toThrow('stopped (SIGINT)')
   expect(Date.now() - t0).toBeLessThan(2000)

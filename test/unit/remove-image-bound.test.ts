@@ -5,17 +5,22 @@ import { CUT_AFTER_CANCEL_MS, graceAfter } from '../../src/docker/steps'
 import { settlesWithin } from '../../src/retry'
 import { LocalRemote } from './local-remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { existsSync } from 'node:fs'
+import { waitUntil } from '../helpers/wait'
 
 afterAll(cleanupTempDirs)
 jest.setTimeout(30_000)
 
 test('a hanging docker image rm is given up CUT_AFTER_CANCEL_MS after the cancel, not waited on', async () => {
-  const remote = new LocalRemote(tempDir(), {}, { docker: 'exec sleep 600' })
+  const dir = tempDir()
+  const remote = new LocalRemote(dir, {}, { docker: `: > ${dir}/began; exec sleep 600` })
   const cancel = new AbortController()
-  const began = Date.now()
   const removal = removeImage(remote, 'rch-action-x:1', cancel.signal)
   removal.catch(() => undefined)
-  setTimeout(() => cancel.abort('SIGINT'), 100)
+  // Cancelled once docker runs: the grace is counted from the cancel.
+  expect(await waitUntil(() => existsSync(`${dir}/began`), 5000, 5)).toBe(true)
+  const began = Date.now()
+  cancel.abort('SIGINT')
   expect(await settlesWithin(removal, CUT_AFTER_CANCEL_MS + 3000)).toBe(true)
   // The grace was given: the removal was not cut at the cancel itself.
   expect(Date.now() - began).toBeGreaterThanOrEqual(CUT_AFTER_CANCEL_MS)

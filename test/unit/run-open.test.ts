@@ -4,6 +4,7 @@
 import { PassThrough } from 'node:stream'
 import { check, run, type ExecChannel, type Remote } from '../../src/remote/remote'
 import { Cancelled, RemoteCommandError } from '../../src/errors'
+import { waitUntil } from '../helpers/wait'
 
 /** A channel whose command exits 0 at once, and whether it was closed from our side. */
 function channel(runMs = 0): ExecChannel & { closed: () => boolean } {
@@ -54,7 +55,7 @@ test('an open that is never answered ends at a cancel, as Cancelled', async () =
 test('a channel that opens after the call gave up is closed at once', async () => {
   const r = slowRemote(300)
   await expect(run(r, 'true', { timeoutMs: 100 })).rejects.toThrow('no result after 0.1 s')
-  await new Promise((res) => setTimeout(res, 500))
+  await waitUntil(() => r.opened.length === 1 && r.opened[0].closed(), 5000, 10)
   expect(r.opened).toHaveLength(1)
   expect(r.opened[0].closed()).toBe(true)
 })

@@ -339,7 +339,9 @@ describe.each(SHELLS)('steps through the shell (%s)', (_name, argv) => {
   test(`over ${MAX_IDLE_OUTPUT} bytes between steps (a \`yes &\` left behind) retire the shell; a little is dropped`, async () => {
     const s = await start()
     await run(s, sh('(sleep 0.2; head -c 100 /dev/zero) & true'))
-    await new Promise((r) => setTimeout(r, 500))
+    // The 100 bytes have come between steps (the shell counts them).
+    const idle = (): number => (s as unknown as { idleBytes: number }).idleBytes
+    expect(await waitUntil(() => idle() >= 100, 5000, 10)).toBe(true)
     expect(s.usable).toBe(true)
     await run(s, sh(`(sleep 0.2; head -c ${MAX_IDLE_OUTPUT * 3} /dev/zero) & true`))
     await waitUntil(() => !s.alive, 5000)
