@@ -6,7 +6,7 @@
 // agent, whose code is warm, and is validated there exactly as in the hook.
 import { connect } from 'node:net'
 import { TransportError } from './errors'
-import { corkTurn, F, frame, FrameReader, isStreamFrame, pausingWriter } from './remote/mux-frames'
+import { corkTurn, F, frame, FrameReader, isStreamFrame, MAX_HEADER, pausingWriter } from './remote/mux-frames'
 import type { Sink } from './context'
 import { HEX16, isHostName, isUserName } from './input-rules'
 import { localDirOf } from './paths'
@@ -85,13 +85,21 @@ export function stepJob(raw: string, localRoot: string, owners: readonly string[
   return { dir: localDirOf(localRoot, owner, jobId), host: { user, host, port } }
 }
 
-/** Resolves the step's exit, or null when no agent listens (the caller runs the step itself). */
+/** Room in the request line for what is added at the connection (the pipes' paths, a cancel). */
+const LINE_SLACK = 64 * 1024
+
+/**
+ * Resolves the step's exit, or null when no agent listens or the request is too large for it (the
+ * caller runs the step itself: an input the job made huge, a GITHUB_ENV grown past MAX_HEADER, is
+ * the job's doing, not a lost agent).
+ */
 export function runViaAgent(
   socketPath: string,
   request: object,
   out: { stdout: Sink; stderr: Sink },
   signal: AbortSignal
 ): Promise<RunResult | null> {
+  if (Buffer.byteLength(JSON.stringify(request)) > MAX_HEADER - LINE_SLACK) return Promise.resolve(null)
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath)
     let started = false

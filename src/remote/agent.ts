@@ -9,7 +9,7 @@ import { connectFailureLine } from './agent-failure'
 import { ask } from './answer'
 import { isRunning, type WorkerProcess } from '../worker-process'
 import { endedOrClosed, type ConnectInfo, type Remote } from './remote'
-import { F, frame, FrameReader, isStreamFrame, SOCKET_ANSWER, whenDrained, writeFrame } from './mux-frames'
+import { F, frame, FrameReader, isStreamFrame, MAX_HEADER, SOCKET_ANSWER, whenDrained, writeFrame } from './mux-frames'
 import { openDirect } from './direct-output'
 import { lineOpen, ownLines } from '../line-start'
 import { pauseMarkingWhileStreaming } from '../gc-policy'
@@ -18,12 +18,6 @@ import { bootMs } from '../mono-clock'
 import { workflowCommand } from '../workflow-commands'
 import { outcomeOf } from '../outcome'
 import { clipMessage, TransportError } from '../errors'
-
-/**
- * The largest request line: a `run` request carries the runner's whole step input (its env and
- * arguments, at most a few MiB in practice); anything longer is not from a hook.
- */
-export const MAX_HEADER = 16 * 1024 * 1024
 
 /** Reads the request line of a connection: null until it is complete; never holds more than `max` bytes of it. */
 export function requestLine(max: number): (chunk: Buffer) => { line: Buffer; rest: Buffer } | 'too long' | null {

@@ -9,6 +9,13 @@ export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF:
 export const SOCKET_ANSWER = { OPEN: 0, FAILED: 1, REFUSED: 2 } as const
 
 /** The byte-stream frames: a reader may hand their payload on in pieces, as it arrives. */
+/**
+ * The largest request line: a `run` request carries the runner's whole step input (its env and
+ * arguments, at most a few MiB in practice); the agent drops a connection whose line is longer, so
+ * the hook runs a step with a larger input itself.
+ */
+export const MAX_HEADER = 16 * 1024 * 1024
+
 export const isStreamFrame = (type: number): boolean => type === F.STDIN || type === F.STDOUT || type === F.STDERR
 
 export function frameHead(type: number, length: number): Buffer {

@@ -62,3 +62,17 @@ test("a container action lost with its agent is removed by the job's next step, 
     expect(third.r.stdout + third.r.stderr).not.toContain('an earlier step')
   })
 })
+
+// The job can make a step's input larger than the agent takes (a value appended to GITHUB_ENV comes
+// back in every later step's input); the agent drops such a request. That must not read as a lost
+// agent (exit 75, the machine looked up, the ledger told the machine was lost): the hook runs it.
+test('a step input over what the agent takes is run by the hook itself, never a lost agent; the agent serves the next step', async () => {
+  await withJob('agent', async (job) => {
+    const big = await job.step('echo "${#BIG}"', { env: { BIG: 'x'.repeat(17 * 1024 * 1024) } })
+    expect(big.r.stdout + big.r.stderr).not.toMatch(/lost the job's agent/)
+    expect(big.r.code).not.toBe(75)
+    const next = await job.step('echo next')
+    expect(next.r.code).toBe(0)
+    expect(next.r.stdout).toContain('next')
+  })
+})

@@ -12,7 +12,7 @@ jest.mock('../../src/remote/ssh', () => jest.requireActual('./_ssh-stand-in'))
 import { dropConnection, runCommandsWith } from './_ssh-stand-in'
 import { LocalRemote } from './local-remote'
 import { record } from '../../src/remote/answer'
-import { F, FrameReader } from '../../src/remote/mux-frames'
+import { F, FrameReader, MAX_HEADER } from '../../src/remote/mux-frames'
 import type { RunHandler, RunIo } from '../../src/remote/agent'
 import { report } from '../../src/execute'
 import { Cancelled } from '../../src/errors'
@@ -34,6 +34,21 @@ async function withAgent(onRun: RunHandler, use: (socket: string) => Promise<voi
 
 const step = (socket: string, signal = new AbortController().signal) =>
   runViaAgent(socket, { raw: '{}', env: {}, cwd: '/' }, { stdout: sink(), stderr: sink() }, signal)
+
+test('a step input over the request line limit (a GITHUB_ENV the job grew) is left to the hook, never a lost agent; control: one just within goes to the agent', async () => {
+  const taken: number[] = []
+  const sized = (s: string, n: number) =>
+    runViaAgent(s, { raw: `{"v":"${'x'.repeat(n)}"}`, env: {}, cwd: '/' }, { stdout: sink(), stderr: sink() }, new AbortController().signal)
+  await withAgent(
+    async (req) => (taken.push(String(req.raw).length), { code: 0 }),
+    async (s) => {
+      // null: the caller (main.ts) runs the step in its own process, as with no agent.
+      expect(await sized(s, MAX_HEADER + 1024)).toBeNull()
+      expect(await sized(s, MAX_HEADER - 128 * 1024)).toEqual({ code: 0, lost: false })
+    }
+  )
+  expect(taken).toEqual([MAX_HEADER - 128 * 1024 + 8])
+})
 
 test("a step that exited 75 itself is no lost connection; the agent's own transport failure is", async () => {
   await withAgent(

@@ -10,12 +10,13 @@ import {
   frame,
   isStreamFrame,
   MAX_FRAME,
+  MAX_HEADER,
   QUEUE_LIMIT,
   whenDrained,
   writeFrame
 } from '../../src/remote/mux-frames'
 import { MuxRemote } from '../../src/remote/mux-client'
-import { MAX_HEADER, requestLine } from '../../src/remote/agent'
+import { requestLine } from '../../src/remote/agent'
 import { runViaAgent } from '../../src/agent-client'
 import { TransportError } from '../../src/errors'
 
