@@ -127,13 +127,19 @@ export class MuxRemote implements Remote {
   async openSocket(path: string): Promise<Duplex> {
     const sock = await dial(this.socketPath, this.header({ op: 'socket', path }))
     return new Promise((resolve, reject) => {
-      sock.once('data', (c: Buffer) => {
-        if (c[0] === SOCKET_ANSWER.REFUSED) return reject(new TransportError(c.subarray(1).toString(), 'lease'))
-        if (c[0] !== SOCKET_ANSWER.OPEN)
-          return reject(new TransportError(`agent could not open ${path}: ${c.subarray(1).toString()}`, 'lost'))
-        if (c.length > 1) sock.unshift(c.subarray(1))
-        resolve(sock)
-      })
+      // The answer byte alone is read, in paused mode: bytes the far end sent with it stay in the
+      // socket's buffer for whoever reads next (taken from a 'data' chunk and unshifted, they were
+      // emitted to no listener). Once no 'readable' listener is left, a 'data' listener resumes it.
+      const answer = (): void => {
+        const head = sock.read(1) as Buffer | null
+        if (head === null) return
+        sock.off('readable', answer)
+        if (head[0] === SOCKET_ANSWER.OPEN) return resolve(sock)
+        const why = String(sock.read() ?? '')
+        if (head[0] === SOCKET_ANSWER.REFUSED) return reject(new TransportError(why, 'lease'))
+        reject(new TransportError(`agent could not open ${path}: ${why}`, 'lost'))
+      }
+      sock.on('readable', answer)
       sock.once('close', () => reject(new TransportError(`agent closed the connection to ${path}`, 'lost')))
     })
   }

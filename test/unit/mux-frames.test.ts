@@ -12,6 +12,7 @@ import {
   MAX_FRAME,
   MAX_HEADER,
   QUEUE_LIMIT,
+  SOCKET_ANSWER,
   whenDrained,
   writeFrame
 } from '../../src/remote/mux-frames'
@@ -19,6 +20,7 @@ import { MuxRemote } from '../../src/remote/mux-client'
 import { requestLine } from '../../src/remote/agent'
 import { runViaAgent } from '../../src/agent-client'
 import { TransportError } from '../../src/errors'
+import { waitUntil } from '../helpers/wait'
 
 type Got = [number, Buffer]
 
@@ -186,6 +188,41 @@ describe('MuxRemote refuses an oversized frame from the agent', () => {
       server.close()
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe("MuxRemote's socket keeps what came with the agent's answer byte", () => {
+  /** What a reader added a moment after openSocket resolved gets, when the agent stand-in sends OPEN and a reply in one write or two. */
+  async function readAfterOpen(oneWrite: boolean): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), 'rch-mux-'))
+    const path = join(dir, 'a.sock')
+    const reply = 'HTTP/1.1 200 OK\r\n'
+    const server = createServer((sock) => {
+      sock.once('data', () => {
+        if (oneWrite) sock.write(Buffer.concat([Buffer.from([SOCKET_ANSWER.OPEN]), Buffer.from(reply)]))
+        else sock.write(Buffer.from([SOCKET_ANSWER.OPEN]), () => setTimeout(() => sock.write(reply), 20))
+      })
+    })
+    await new Promise<void>((r) => server.listen(path, r))
+    try {
+      const s = await new MuxRemote(path).openSocket('/var/run/docker.sock')
+      // As node's http client reads the socket it is given: a 'data' listener, added later.
+      await new Promise((r) => setImmediate(r))
+      let got = ''
+      s.on('data', (c: Buffer) => (got += String(c)))
+      await waitUntil(() => got.length >= reply.length, 2000, 5)
+      s.destroy()
+      return got
+    } finally {
+      server.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  it('in one write with the answer (a socket whose far end speaks first)', async () => {
+    expect(await readAfterOpen(true)).toBe('HTTP/1.1 200 OK\r\n')
+  })
+  it('control: in a write of its own', async () => {
+    expect(await readAfterOpen(false)).toBe('HTTP/1.1 200 OK\r\n')
   })
 })
 
