@@ -110,6 +110,13 @@ export interface IdleWork {
 
 /** How soon a failed renewal is tried again (at most a quarter of the period). */
 const RENEW_RETRY_MS = 5_000
+/**
+ * Failed renewals reach the agent's log (on the runner host, outside _work) at most this often, each
+ * entry cut to RENEW_LOG_CHARS: a member that fails every other try, with stderr of its choosing,
+ * would otherwise write megabytes an hour for as long as the job runs.
+ */
+export const RENEW_LOG_EVERY_MS = 60_000
+const RENEW_LOG_CHARS = 1024
 
 /** The agent's exit code when its SSH connection dropped. */
 const CONNECTION_LOST = 3
@@ -441,6 +448,10 @@ export function keepAlive(
 ): { stop(): void } {
   let busy = false
   let lost = false
+  // Failed tries said in the agent's log, and those since that were not (see RENEW_LOG_EVERY_MS).
+  let saidAt = -Infinity
+  let unsaid = 0
+  let failedTries = 0
   // A try still under way when stopped arms no retry or lapse (a failing one went on retrying for
   // ever after the agent meant to end) and reports nothing: the step it guarded is over.
   let stopped = false
@@ -501,7 +512,12 @@ export function keepAlive(
           retryable: () => !lost && !stopped,
           onRetry: (e: unknown) => {
             state.failing = clipMessage(`renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`)
-            log(state.failing)
+            failedTries++
+            if (clock() - saidAt < RENEW_LOG_EVERY_MS) return void unsaid++
+            const more = unsaid ? ` (and ${unsaid} more failed tries since the last said)` : ''
+            log(clipMessage(state.failing, RENEW_LOG_CHARS) + more)
+            saidAt = clock()
+            unsaid = 0
           }
         }
       )
@@ -510,7 +526,9 @@ export function keepAlive(
       if (stopped || lost) return
       if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
       else {
+        if (state.failing !== null) log(`renewed the lease again after ${failedTries} failed tries`)
         state.failing = null
+        failedTries = 0
         renewedAt = started
         if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (clock() - started))
       }

@@ -53,7 +53,10 @@ afterEach(() => jest.useRealTimers())
  * A keeper of `m`'s lease. Its clock for the lease's age is the fake timers' plus `suspend(ms)`: time
  * the runner host spent suspended, when timers stand still and the member's clock does not.
  */
-function keep(m: Remote): { state: LeaseState; lostAt: () => number | null; stop(): void; suspend(ms: number): void } {
+function keep(
+  m: Remote,
+  log: (line: string) => void = () => undefined
+): { state: LeaseState; lostAt: () => number | null; stop(): void; suspend(ms: number): void } {
   const state: LeaseState = { lost: null, failing: null }
   let lostAt: number | null = null
   let suspended = 0
@@ -61,7 +64,7 @@ function keep(m: Remote): { state: LeaseState; lostAt: () => number | null; stop
   const k = keepAlive(
     { command: 'renew', everyMs: EVERY, ttlMs: TTL, worker: null },
     m,
-    () => undefined,
+    log,
     () => undefined,
     state,
     () => {
@@ -220,4 +223,35 @@ describe('stopped while a renewal is under way', () => {
     } else expect(k.lostAt()).not.toBeNull()
     k.stop()
   })
+})
+
+test("a member that fails two tries in three, with kilobytes of stderr each, writes a line a minute at most to the agent's log; the lease holds", async () => {
+  let tries = 0
+  const noisy: Remote = {
+    openExec: async (cmd: string): Promise<ExecChannel> => {
+      const r = renewal(cmd)
+      const ok = ++tries % 3 === 0
+      setImmediate(() => {
+        if (!ok) (r.channel.stderr as PassThrough).end(`${tries} ${`${'e'.repeat(3000)}\n`.repeat(8)}`)
+        r.answer(ok ? 'renewed' : null)
+      })
+      return r.channel
+    },
+    openSocket: () => Promise.reject(new Error('no')),
+    close: () => undefined
+  }
+  const logged: string[] = []
+  const k = keep(noisy, (l) => void logged.push(l))
+  const minutes = 30
+  await jest.advanceTimersByTimeAsync(minutes * 60_000)
+  k.stop()
+  expect(k.lostAt()).toBeNull()
+  const failed = logged.filter((l) => l.startsWith("renewing this machine's lease failed"))
+  // Control: the failures happened, many more than were said; the first was said, naming the try.
+  expect(tries).toBeGreaterThan(4 * minutes)
+  expect(failed[0]).toMatch(/failed at .*: renew the lease failed \(exit code 1\)/)
+  expect(failed.length).toBeLessThanOrEqual(minutes + 1)
+  expect(failed.slice(1).every((l) => / \(and \d+ more failed tries since the last said\)$/.test(l))).toBe(true)
+  expect(Math.max(...logged.map((l) => l.length))).toBeLessThan(1200)
+  expect(logged).toContain('renewed the lease again after 2 failed tries')
 })
