@@ -10,7 +10,7 @@ import type { HookContext } from '../context'
 import { HookError } from '../errors'
 import { check, run, type ConnectInfo, type Remote } from '../remote/remote'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
-import { shq } from '../remote/quote'
+import { shjoin, shq } from '../remote/quote'
 import { createJobFolderScript, HEX16_GLOB } from '../docker/job-folder'
 import { bulkTransport } from '../session'
 import { rsyncUp } from '../sync/rsync'
@@ -43,7 +43,7 @@ export async function makeJobFolder(
     if (!d.startsWith(`${jobRoot}/w/`) || d.split('/').includes('..'))
       throw new HookError(`not a folder of the job's copy: ${JSON.stringify(d)}`)
   // Made as docker would make a missing bind source, but owned by the SSH user, so the copy can fill them.
-  const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${dirs.map(shq).join(' ')})` : ''
+  const mkdirs = dirs.length ? ` && (umask 022 && mkdir -p ${shjoin(dirs)})` : ''
   const ext = externals
     ? `; ${externalsLookScript(externals, record('externals'), record('no-externals'))}; ` +
       externalsGcScript(workRoot, posix.basename(externals), externalsKeepDays)

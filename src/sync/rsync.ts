@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import { Cancelled, HookError, TransportError, type TransportKind } from '../errors'
 import type { ConnectInfo } from '../remote/remote'
-import { shq } from '../remote/quote'
+import { shjoin } from '../remote/quote'
 import { requireTool, TOOL_ENV } from '../tools'
 import { lineTail } from '../line-tail'
 import { sshLiteral } from '../input-rules'
@@ -17,7 +17,7 @@ export interface RsyncTransport {
 }
 
 export function agentTransport(nodePath: string, hookPath: string, socketPath: string): RsyncTransport {
-  return { rsh: [nodePath, hookPath, '__rsh', socketPath].map(shq).join(' '), host: 'agent' }
+  return { rsh: shjoin([nodePath, hookPath, '__rsh', socketPath]), host: 'agent' }
 }
 
 /**
@@ -86,7 +86,7 @@ export function opensshArgs(ssh: string, info: ConnectInfo, connectSeconds?: num
 }
 
 export function opensshTransport(ssh: string, info: ConnectInfo, connectSeconds?: number): RsyncTransport {
-  return { rsh: opensshArgs(ssh, info, connectSeconds).map(shq).join(' '), host: info.host.includes(':') ? `[${info.host}]` : info.host }
+  return { rsh: shjoin(opensshArgs(ssh, info, connectSeconds)), host: info.host.includes(':') ? `[${info.host}]` : info.host }
 }
 
 /**

@@ -496,7 +496,7 @@ describe('the example requests of docs/protocol.md', () => {
   const requests = [...doc.matchAll(/```json\n(\{"command":[^\n]*\})\n```/g)].map(([, j]) => j)
   test('there is one for each command', () => {
     expect(requests.map((r) => (JSON.parse(r) as { command: string }).command).sort()).toEqual(
-      expect.arrayContaining(['prepare_job', 'run_container_step', 'run_script_step'])
+      expect.arrayContaining(['cleanup_job', 'prepare_job', 'run_container_step', 'run_script_step'])
     )
   })
   test.each(requests.map((r) => [(JSON.parse(r) as { command: string }).command, r]))('%s parses', (_command, raw) => {
