@@ -65,7 +65,8 @@ export function execute(raw: string, env: Record<string, string | undefined>, io
     (err, log) => {
       const code = report(err, io, log)
       return lostConnection(causeOf(err, io.signal), code) ? { code, lost: true } : { code }
-    }
+    },
+    true
   )
 }
 
@@ -75,7 +76,9 @@ async function withContext<T>(
   env: Record<string, string | undefined>,
   io: ExecuteIo,
   body: (ctx: HookContext & { input: HookInput }) => Promise<T>,
-  failed: (err: unknown, log: Log | undefined) => T
+  failed: (err: unknown, log: Log | undefined) => T,
+  /** A failure before the command's log was opened (input, config, response file) still goes to a file log. */
+  logEarly = false
 ): Promise<T> {
   let log: Log | undefined
   try {
@@ -83,6 +86,7 @@ async function withContext<T>(
     log = ctx.log
     return await body(ctx)
   } catch (err) {
+    if (!log && logEarly) log = await failureLog(env, io)
     return failed(err, log)
   } finally {
     await log?.close()
@@ -152,6 +156,36 @@ export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; st
     if (log.debugEnabled) log.debug(said instanceof Error && said.stack ? said.stack : formatError(said))
   }
   return o.code
+}
+
+/**
+ * A log for a failure that came before the command's own (bad input, a config error, a refused
+ * response file; the hook's fast path losing the job's agent): the configured file when the config
+ * loads and names one outside the runner's work folder, else the default file. Undefined when
+ * neither can be opened privately; the step log has the error line either way.
+ */
+export async function failureLog(
+  env: Record<string, string | undefined>,
+  io: Pick<ExecuteIo, 'cwd' | 'stdout' | 'place'>
+): Promise<Log | undefined> {
+  let file = io.place.defaultLogFile
+  let level = 'info'
+  try {
+    const { loadConfig, systemConfigIo } = await import('./config')
+    const config = loadConfig(env, systemConfigIo)
+    level = config.log.level
+    const { readRunnerEnv } = await import('./runner-env')
+    const { inJobFolders } = await import('./tools')
+    if (config.log.file && !inJobFolders(config.log.file, readRunnerEnv(env, io.cwd))) file = config.log.file
+  } catch {
+    // No usable config or runner environment: the default file.
+  }
+  try {
+    const { createLog } = await import('./log')
+    return createLog({ file, level, debugToStepLog: false, out: (line) => ownLines(io.stdout, line + '\n') })
+  } catch {
+    return undefined
+  }
 }
 
 /** Input, config and runner environment validated, response file checked. */

@@ -72,8 +72,11 @@ async function hook(): Promise<number> {
     beats = stepHeartbeats(raw, job, io.place.localRoot)
     ended = await command(raw, io, job)
   } catch (err) {
-    const { report, lostConnection, causeOf } = await import('./execute')
-    const code = report(err, io)
+    const { report, lostConnection, causeOf, failureLog } = await import('./execute')
+    // Failed in this process before any command's own log (the job's agent lost): to the file log too.
+    const log = await failureLog(process.env, io)
+    const code = report(err, io, log)
+    await log?.close()
     ended = { code, lost: lostConnection(causeOf(err, io.signal), code) }
   }
   // A step that lost its machine's connection (not one that exited 75 itself): the provider says

@@ -188,3 +188,59 @@ test('the agent path uses only the allow-listed environment the request carries'
   await executeRequest({ op: 'run', raw: raw(), env: { ...env, HOME: '/elsewhere' }, cwd: o.cwd }, o)
   expect((handler.mock.calls[0][1] as { runner: { home?: string } }).runner.home).toBeUndefined()
 })
+
+// A failure before the command's own log was opened reached the step log only: an operator reading
+// hook.log saw nothing of a refused input, a broken config or a response file the runner cannot get.
+describe('a failure before the log is opened still reaches a file log', () => {
+  const logged = (o: ExecuteIo): string => {
+    try {
+      return readFileSync(o.place.defaultLogFile, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+
+  test('input the hook refuses: the error line in the default log file, at error level', async () => {
+    const o = io()
+    const r = await execute(
+      JSON.stringify({ command: 'run_script_step', responseFile, args: { ...args, entryPoint: 7 }, state: null }),
+      env,
+      o
+    )
+    expect(r.code).toBe(EXIT.input)
+    expect(handler).not.toHaveBeenCalled()
+    const line = /::error::(.*)\n/.exec(o.stdout.text())?.[1]
+    expect(line).toMatch(/entryPoint/)
+    expect(logged(o)).toMatch(new RegExp(` error .*entryPoint`))
+  })
+
+  test('a config that does not load: in the default file', async () => {
+    writeFileSync(env.REMOTE_HOOKS_CONFIG, '{"provider":{"kind":"nope"}}')
+    const o = io()
+    expect((await execute(raw(), env, o)).code).toBe(EXIT.config)
+    expect(logged(o)).toMatch(/ error .*provider/)
+  })
+
+  test("a config whose log.file is inside the runner's work folder: in the default file, never there", async () => {
+    const inside = join(dir, '_work', 'hook.log')
+    env.REMOTE_HOOKS_CONFIG = staticConfigFile(dir, { log: { file: inside } })
+    const o = io()
+    expect((await execute(raw(), env, o)).code).toBe(EXIT.config)
+    expect(logged(o)).toMatch(/ error .*log\.file/)
+    expect(() => readFileSync(inside)).toThrow()
+  })
+
+  test('control: a configured log.file outside it gets the line, and a command that succeeds writes no error', async () => {
+    const elsewhere = join(dir, 'private-log', 'hook.log')
+    mkdirSync(join(dir, 'private-log'), { mode: 0o700 })
+    env.REMOTE_HOOKS_CONFIG = staticConfigFile(dir, { log: { file: elsewhere } })
+    const o = io()
+    await execute(JSON.stringify({ command: 'run_script_step', responseFile, args: { ...args, entryPoint: 7 }, state: null }), env, o)
+    expect(readFileSync(elsewhere, 'utf8')).toMatch(/ error .*entryPoint/)
+    expect(logged(o)).toBe('')
+    handler.mockResolvedValue({ exitCode: 0 })
+    const ok = io()
+    expect((await execute(raw(), env, ok)).code).toBe(0)
+    expect(logged(ok)).toBe('')
+  })
+})
