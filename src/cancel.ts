@@ -5,10 +5,26 @@ import { Cancelled } from './errors'
 import { settlesWithin, unlessCancelled } from './retry'
 import { monoMs } from './mono-clock'
 
+/**
+ * How long after a cancel the undo has for everything but the release: the runner sends SIGTERM
+ * 7.5 s after its SIGINT and SIGKILL 2.5 s later, so the release (the host's slot, a pool lease)
+ * keeps those last seconds whatever else hangs.
+ */
+export const UNDO_BEFORE_RELEASE_MS = 7_500
+
 export class InFlight {
   private readonly pending = new Set<Promise<unknown>>()
+  private cancelledAt: number | null = null
 
-  constructor(private readonly signal: AbortSignal) {}
+  constructor(private readonly signal: AbortSignal) {
+    if (signal.aborted) this.cancelledAt = monoMs()
+    else signal.addEventListener('abort', () => (this.cancelledAt = monoMs()), { once: true })
+  }
+
+  /** Milliseconds left of UNDO_BEFORE_RELEASE_MS since the cancel; Infinity without one. */
+  leftBeforeRelease(): number {
+    return this.cancelledAt === null ? Infinity : Math.max(0, this.cancelledAt + UNDO_BEFORE_RELEASE_MS - monoMs())
+  }
 
   /** Resolves or rejects as `work` does, or rejects with Cancelled as soon as the signal fires. */
   track<T>(work: Promise<T>): Promise<T> {

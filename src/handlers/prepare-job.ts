@@ -200,10 +200,14 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // it needs finding: only the local writes get a moment, so the terminate goes out well before
     // the runner's SIGKILL.
     const destroys = providerFor(config).releaseDestroys
-    await inflight.settle(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000)
+    await inflight.settle(Math.min(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000, inflight.leftBeforeRelease()))
     // A connection that dropped is made again for the undo (once), so a network blip leaves nothing.
     ;(remote as Rejoinable | null)?.rejoin()
-    await run.undo.run((m) => log.warn(m), config.timeouts.cleanupSeconds * 1000)
+    await run.undo.run(
+      (m) => log.warn(m),
+      config.timeouts.cleanupSeconds * 1000,
+      () => inflight.leftBeforeRelease()
+    )
     rmSync(run.localDir, { recursive: true, force: true })
     throw err
   } finally {

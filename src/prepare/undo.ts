@@ -33,9 +33,10 @@ export class Undo {
   /**
    * Runs every entry, last pushed first, once; failures are reported through `warn`. An entry that
    * has not ended after `entryMs` is given up (the VM can make a command hang), so the ones after it
-   * still run: the host is released last.
+   * still run: the host is released last. After a cancel, `leftBeforeRelease` bounds every entry but
+   * the last (the release) as well: the runner's kill must not find the release not yet begun.
    */
-  async run(warn: (msg: string) => void, entryMs?: number): Promise<void> {
+  async run(warn: (msg: string) => void, entryMs?: number, leftBeforeRelease: () => number = () => Infinity): Promise<void> {
     while (this.entries.length) {
       const u = this.entries.pop()!
       const done = Promise.resolve()
@@ -43,9 +44,15 @@ export class Undo {
         .catch((e: unknown) => {
           warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
         })
-      if (entryMs === undefined) await done
-      else if (!(await settlesWithin(done, entryMs)))
-        warn(`while undoing prepare_job, could not ${u.what}: no result after ${entryMs / 1000} s (timeouts.cleanupSeconds)`)
+      const left = this.entries.length ? leftBeforeRelease() : Infinity
+      const bound = Math.min(entryMs ?? Infinity, left)
+      if (bound === Infinity) await done
+      else if (!(await settlesWithin(done, bound)))
+        warn(
+          bound === entryMs
+            ? `while undoing prepare_job, could not ${u.what}: no result after ${entryMs / 1000} s (timeouts.cleanupSeconds)`
+            : `while undoing prepare_job, could not ${u.what}: no result before the runner's kill, which the release must come before (the same runner's next prepare_job on this host, or a cleanup_job without state, removes what is left)`
+        )
     }
   }
 }

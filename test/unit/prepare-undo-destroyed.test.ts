@@ -34,6 +34,8 @@ jest.mock('../../src/providers/factory', () => ({
 
 let acquireAfterCancel = false
 let hangs = false
+/** The undo's own commands on the machine hang too (the job, root there, stopped its docker and sshd's shells). */
+let undoHangs = false
 let cancel = new AbortController()
 let cancelledAt = 0
 const cancelAt = (): number => cancelledAt || Date.now()
@@ -51,11 +53,12 @@ const machine: Remote = {
   close: () => undefined
 }
 
-/** A machine whose first command never ends (the SIGINT lands while it runs); later ones fail at once. */
+/** A machine whose first command never ends (the SIGINT lands while it runs); later ones fail at once, or hang too (undoHangs). */
 const hanging: Remote = {
   openExec: (command: string) => {
     if (cancel.signal.aborted) {
       seen.push('command after the cancel')
+      if (undoHangs) return hangUntilTheEnd()
       return Promise.reject(new TransportError(`no answer to ${command.slice(0, 20)}`, 'lost'))
     }
     seen.push('command')
@@ -64,19 +67,27 @@ const hanging: Remote = {
     // Ends with the test (afterEach): the calls waiting on it keep timers of their own.
     return new Promise((_resolve, reject) => (endHung = () => reject(new TransportError('the test ended', 'lost'))))
   },
-  openSocket: () => Promise.reject(new TransportError('no docker', 'lost')),
+  openSocket: () => (undoHangs && cancel.signal.aborted ? hangUntilTheEnd() : Promise.reject(new TransportError('no docker', 'lost'))),
   close: () => undefined
 }
 
 let endHung = (): void => undefined
-afterEach(() => endHung())
+/** The undo's hung calls, failed when the test ends (the calls waiting on them keep timers of their own). */
+const undoHung: (() => void)[] = []
+const hangUntilTheEnd = <T>(): Promise<T> =>
+  new Promise<T>((_resolve, reject) => undoHung.push(() => reject(new TransportError('the test ended', 'lost'))))
+afterEach(() => {
+  endHung()
+  for (const end of undoHung.splice(0)) end()
+})
 afterAll(cleanupTempDirs)
 
 /** A fresh job (its own cancel) on a machine whose release does or does not destroy it. */
-function context(releaseDestroys: boolean, o: { acquireAfterCancel?: boolean; hangs?: boolean } = {}): HookContext {
+function context(releaseDestroys: boolean, o: { acquireAfterCancel?: boolean; hangs?: boolean; undoHangs?: boolean } = {}): HookContext {
   destroys = releaseDestroys
   acquireAfterCancel = o.acquireAfterCancel ?? false
   hangs = o.hangs ?? false
+  undoHangs = o.undoHangs ?? false
   cancel = new AbortController()
   cancelledAt = 0
   seen.length = 0
@@ -118,3 +129,17 @@ test.each([
   },
   30_000
 )
+
+// On a machine its release keeps, the undo tidies it first; each of those commands was bounded only
+// by timeouts.cleanupSeconds (600 s), so a VM whose commands hang held the release past the kill and
+// the host's slot stayed leased. The release now starts by 7.5 s after the cancel (the runner's SIGTERM).
+test('a static host whose undo commands hang too: the slot is still released before the runner kills the hook', async () => {
+  const { prepareJob } = await import('../../src/handlers/prepare-job')
+  await expect(prepareJob(args, context(false, { hangs: true, undoHangs: true }))).rejects.toThrow('cancelled by SIGINT')
+  const release = seen.find((s) => s.startsWith('release at '))
+  expect(release).toBeDefined()
+  const ms = Number(release!.split(' ')[2])
+  // Control (the test above): the work under way was waited for first; here the tidying was tried, then cut.
+  expect(seen).toContain('command after the cancel')
+  expect([ms >= 7000, ms < 9000]).toEqual([true, true])
+}, 30_000)
