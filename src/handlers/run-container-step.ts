@@ -83,13 +83,15 @@ async function runIn(
     present.catch(() => undefined)
     await betweenSteps.push(target, pushRoots)
     const labels = labelMap(state.owner, state.jobId, ctx.runner.runnerName, machineOf(state.host))
-    let image = args.image
-    if (!image) {
-      const dockerfile = plan.dockerfile!
-      image = `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
-      ctx.log.progress(`building ${args.dockerfile}`)
-      await buildImage(remote, image, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l), ctx.signal)
-    } else {
+    const built = args.image ? null : `rch-action-${state.jobId}:${randomBytes(4).toString('hex')}`
+    const image = built ?? args.image!
+    await ctx.log.group(built ? `Building ${args.dockerfile}` : `Image ${image}`, async () => {
+      if (built) {
+        const dockerfile = plan.dockerfile!
+        ctx.log.progress(`building ${args.dockerfile}`)
+        await buildImage(remote, built, dockerfile, dirname(dockerfile), labelFlagsOf(labels), (l) => ctx.log.debug(l), ctx.signal)
+        return
+      }
       // Registered before the pull, as prepare_job does: its lines and its failure are logged masked.
       for (const s of registrySecrets(args.registry)) ctx.log.addSecret(s)
       const limits = {
@@ -109,7 +111,7 @@ async function runIn(
         await present
       )
       if (how === 'pulled') ctx.log.progress(`pulled ${image}`)
-    }
+    })
     const env = baseEnv(args.environmentVariables)
     const name = `rch-${state.jobId}-step-${randomBytes(3).toString('hex')}`
     note = actionNote(name)
@@ -174,15 +176,32 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   // container action that outlasts fleet.reap.deadAfterMinutes must not look dead to reap.
   const fleet = jobFleet(hookCtx, jobId)
   fleet.keepBeating(hookCtx.beatMs, (m) => hookCtx.log.warn(m))
-  const { lease, remote } = await acquireMachine(hookCtx, provider, jobId, owner, localDir).catch((e: unknown) => {
+  const { lease, remote } = await hookCtx.log
+    .group('Getting a host', () => acquireMachine(hookCtx, provider, jobId, owner, localDir))
+    .catch((e: unknown) => {
+      closeJobFleet(jobId)
+      rmSync(localDir, { recursive: true, force: true })
+      throw e
+    })
+  // Planned again on the machine's own work root (a pool member's answer): a plan that fails there
+  // gives the machine back at once, as any failure after this point does below.
+  let onMachine: HookContext, jobRoot: string, plan: StepPlan, state: HookState
+  try {
+    onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
+    ;({ jobRoot, plan } = stepPlan(onMachine.config.remote.workRoot))
+    state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
+  } catch (e) {
+    await releaseMachine(hookCtx, provider, lease, remote, jobId).catch((r) =>
+      hookCtx.log.warn(`could not release the host: ${formatError(r)}`)
+    )
+    fleet.stopBeating()
     closeJobFleet(jobId)
+    remote.close()
+    await stopAgent(localDir, lease.connect)
     rmSync(localDir, { recursive: true, force: true })
     throw e
-  })
-  const onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
+  }
   const { config } = onMachine
-  const { jobRoot, plan } = stepPlan(config.remote.workRoot)
-  const state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
   // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).
   // Once it is lost (refused, or a whole ttl without a renewal) another job may hold the machine:
   // the step is stopped, as the agent stops a job's step.
@@ -219,19 +238,21 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
   // teardown; no cleanup_job follows a step without state): removed first, as prepare_job does.
   const reused = !provider.releaseDestroys
   try {
-    const pruned = reused ? new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_OWNER, owner, jobId) : null
-    pruned?.catch(() => undefined)
-    await makeJobFolder(remote, config.remote.workRoot, jobRoot, reused ? { pruneOwner: owner } : {})
-    const leftovers = await pruned
-    if (leftovers) sayLeftovers(leftovers, ctx.log)
-    const copied = await copyUp(ctx, remote, lease.connect, localDir, {
-      hostWork,
-      jobRoot,
-      jobId,
-      roots: firstCopyRoots(repoRel, config.sync.toolCache),
-      externals: null
+    await ctx.log.group("Copying the step's files", async () => {
+      const pruned = reused ? new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_OWNER, owner, jobId) : null
+      pruned?.catch(() => undefined)
+      await makeJobFolder(remote, config.remote.workRoot, jobRoot, reused ? { pruneOwner: owner } : {})
+      const leftovers = await pruned
+      if (leftovers) sayLeftovers(leftovers, ctx.log)
+      const copied = await copyUp(ctx, remote, lease.connect, localDir, {
+        hostWork,
+        jobRoot,
+        jobId,
+        roots: firstCopyRoots(repoRel, config.sync.toolCache),
+        externals: null
+      })
+      if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local, copied.ms)
     })
-    if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local, copied.ms)
     return await runIn(args, plan, state, remote, ctx, PUSH_ROOTS)
   } catch (e) {
     // A runner's cancel is told as its own, even after a lost lease aborted the step first, and

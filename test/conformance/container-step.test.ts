@@ -47,6 +47,17 @@ describe('run_container_step with state null (no prepare_job)', () => {
     const r = await runner.call('run_container_step', args, { state: null })
     expect({ code: r.code, errors: errorLines(r), stderr: r.stderr }).toEqual({ code: 0, errors: [], stderr: '' })
     expect(r.stdout).toContain('action-output-line\n')
+    // Getting the host, the first copy and the image each in a fold, closed before the action's own output.
+    const folds = r.stdout.split('\n').filter((l) => /^::(end)?group::/.test(l))
+    expect(folds).toEqual([
+      '::group::Getting a host',
+      '::endgroup::',
+      "::group::Copying the step's files",
+      '::endgroup::',
+      `::group::Image ${testImages.tiny}`,
+      '::endgroup::'
+    ])
+    expect(r.stdout.lastIndexOf('::endgroup::')).toBeLessThan(r.stdout.indexOf('action-output-line'))
     expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('from-action=ok\n')
     expect(readFileSync(fc.files.GITHUB_ENV, 'utf8')).toBe('ACTION_ENV=1\n')
     expect(readFileSync(`${runner.workspace}/action-made.txt`, 'utf8')).toBe('made\n')

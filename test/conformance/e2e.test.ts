@@ -137,6 +137,10 @@ describe('a job end to end on a static host', () => {
     const r = await runner.call('run_container_step', args)
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('built-action hello world')
+    // The build in a fold of its own, closed before the action's output.
+    const folds = r.stdout.split('\n').filter((l) => /^::(end)?group::/.test(l))
+    expect(folds.slice(-2)).toEqual([`::group::Building ${join(dir, 'Dockerfile')}`, '::endgroup::'])
+    expect(r.stdout.lastIndexOf('::endgroup::')).toBeLessThan(r.stdout.indexOf('built-action hello world'))
     expect(readFileSync(fc.files.GITHUB_OUTPUT, 'utf8')).toBe('built=yes\n')
   })
 

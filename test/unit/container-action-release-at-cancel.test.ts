@@ -10,7 +10,19 @@ let stepEnds: () => void = () => undefined
 const lease = { kind: 'ec2', instanceId: 'i-0abc', connect: { host: '127.0.0.1', port: 22 } }
 const provider = { kind: 'ec2', releaseDestroys: true, release: async () => void events.push('release') }
 
-jest.mock('../../src/providers/factory', () => ({ ...jest.requireActual('../../src/providers/factory'), providerFor: () => provider }))
+/** Set: the machine's own work root is one the step's plan refuses (a pool member's answer). */
+let refusedWorkRoot = false
+jest.mock('../../src/providers/factory', () => {
+  const actual = jest.requireActual('../../src/providers/factory')
+  return {
+    ...actual,
+    providerFor: () => provider,
+    workRootOf: (...a: unknown[]) => {
+      if (refusedWorkRoot) throw new Error('the machine answered a work root the step cannot use')
+      return actual.workRootOf(...a)
+    }
+  }
+})
 jest.mock('../../src/session', () => ({
   acquireMachine: async () => (events.push('acquire'), { lease, remote: { close: () => undefined } }),
   jobLocalDir: () => tempDir(),
@@ -72,7 +84,13 @@ const ctxFor = (signal: AbortSignal, workspace = '/runner/_work/repo/repo'): Hoo
       timeouts: { cleanupSeconds: 30 }
     },
     runner: { runnerName: 'r', workDir: '/runner/_work', workspace },
-    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined, warn: () => undefined },
+    log: {
+      progress: () => undefined,
+      debug: () => undefined,
+      addSecret: () => undefined,
+      warn: () => undefined,
+      group: (_title: string, fn: () => unknown) => fn()
+    },
     localRoot: tempDir(),
     beatMs: 60_000,
     signal,
@@ -86,6 +104,7 @@ const started = async (): Promise<void> => {
 
 beforeEach(() => {
   events.length = 0
+  refusedWorkRoot = false
 })
 
 /** A step without state cancelled while the VM holds its stop; in an object, so awaiting this does not wait for the step. */
@@ -135,4 +154,14 @@ test("a repository named after a runner's own folder in _work: refused before a 
   )
   await expect(step).rejects.toThrow(/^GITHUB_WORKSPACE: the repository's folder _PipelineMapping is one of the runner's own folders/)
   expect(events).toEqual([])
+})
+
+test('a failure planning the step on the machine (its own work root) gives the machine back at once, before anything runs on it', async () => {
+  refusedWorkRoot = true
+  provider.releaseDestroys = false
+  await expect(runContainerStep(containerActionArgs(), null, ctxFor(new AbortController().signal))).rejects.toThrow(
+    'the machine answered a work root the step cannot use'
+  )
+  // Control (the tests above): a step that runs is released only after it.
+  expect(events).toEqual(['acquire', 'release'])
 })
