@@ -222,7 +222,8 @@ const head = `#!/usr/bin/env node
   function fatal(what, e) {
     let m;
     try { m = String((e && e.message) || e); } catch (e2) { m = 'unknown error'; }
-    process.stdout.write('::error::remote-container-hooks could not load ' + what + '(' + m.replace(/%/g, '%25').replace(/\\r/g, '%0D').replace(/\\n/g, '%0A') + ')\\n');
+    // As main.ts's fatal(): stdout only when run as the runner's hook; a command's stdout is data.
+    (process.argv[2] === undefined ? process.stdout : process.stderr).write('::error::remote-container-hooks could not load ' + what + '(' + m.replace(/%/g, '%25').replace(/\\r/g, '%0D').replace(/\\n/g, '%0A') + ')\\n');
     process.exit(70);
   }
   try {

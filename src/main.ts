@@ -273,4 +273,5 @@ if (process.argv[2] !== '__agent') {
   process.on('uncaughtException', (e) => fatal('failed', e))
   process.on('unhandledRejection', (e) => fatal('failed', e))
 }
-main().catch((e: unknown) => fatal('could not load a part of itself', e))
+// What escapes main() is not always a load failure: named by its own message.
+main().catch((e: unknown) => fatal('failed', e))

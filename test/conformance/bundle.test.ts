@@ -297,7 +297,8 @@ describe('a file replaced while a command runs (an upgrade: install, then mv ove
     const r = spawnSync(process.execPath, ['-r', swap, bundle, 'check-config', '--help'], { env: env(), encoding: 'utf8' })
     expect(readFileSync(bundle, 'latin1')).toContain(`remote-container-hooks ${'0'.repeat(16)}:`) // positive control
     expect(r.status).toBe(70)
-    expect(r.stdout).toMatch(
+    // An operator's command: the error on stderr.
+    expect(r.stderr).toMatch(
       /^::error::remote-container-hooks could not load .*was replaced by another build while this command ran \(run it again\)/
     )
   })
@@ -388,10 +389,14 @@ describe('a failure while loading is one ::error:: and exit 70, never a bare sta
     // getuid is the loader's first call into node; a preload makes it throw.
     const preload = join(tmp, 'break.js')
     writeFileSync(preload, "process.getuid = () => { throw new Error('probe: getuid refused\\nsecond line') }\n")
-    const r = spawnSync(process.execPath, ['-r', preload, bundle, '--version'], { env: env(), encoding: 'utf8' })
-    expect(r.status).toBe(70)
-    expect(r.stdout).toBe('::error::remote-container-hooks could not load (probe: getuid refused%0Asecond line)\n')
-    expect(r.stderr).not.toMatch(/\n\s+at /)
+    const line = '::error::remote-container-hooks could not load (probe: getuid refused%0Asecond line)\n'
+    // As the runner's hook: on stdout, where the runner reads workflow commands.
+    const hook = spawnSync(process.execPath, ['-r', preload, bundle], { env: env(), encoding: 'utf8', input: '' })
+    expect([hook.status, hook.stdout]).toEqual([70, line])
+    expect(hook.stderr).not.toMatch(/\n\s+at /)
+    // As an operator's command (`--version`, `report --csv`): on stderr; its stdout is data.
+    const command = spawnSync(process.execPath, ['-r', preload, bundle, '--version'], { env: env(), encoding: 'utf8' })
+    expect([command.status, command.stdout, command.stderr]).toEqual([70, '', line])
   })
 
   test('a library missing from the file, loaded where the configuration check catches errors', () => {
