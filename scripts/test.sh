@@ -7,14 +7,14 @@
 #      scripts/npm-deps.sh), in the background beside the set-up below
 #   -> scripts/testenv/setup.sh (packages, dockerd, local images)
 #   -> once npm ci is done: type check of the whole tree (tsc --noEmit), lint (eslint .) and format
-#      check (prettier --check .), in the background at the lowest priority, through the tests:
-#      each that fails counts as one failure, and the run goes on
+#      check (prettier --check .), in the background beside the rest of the set-up; their output
+#      and result are printed before jest starts: each that fails counts as one failure, and the
+#      run goes on
 #   -> sshd "VMs" a (127.0.0.1:2231) and b (127.0.0.1:2232) + registry (127.0.0.1:5000)
 #      + moto's EC2 API server (http://127.0.0.1:5005, scripts/testenv/moto.sh), once its
 #      virtualenv is there
 #   -> npm run build -> jest (arguments are passed to jest, e.g. a path or -t NAME), run under
 #      scripts/testenv/reaped.py, which ends and counts processes the tests leave running
-#   -> the checks' output and result, once they are done
 # The VMs, the registry and moto are stopped on exit (by PID); dockerd is left running.
 # The last line printed is always "N passed, N failed" (also written to .testenv/summary), after a
 # line "[test] N skipped" when tests were skipped; the exit code is jest's, or 1 when jest passed
@@ -142,10 +142,10 @@ if [ -n "$NPM_PID" ]; then
 fi
 
 # The type check, lint (ESLint, type-aware) and format check (Prettier) of the whole tree run in the
-# background at the lowest priority from here through the tests: they need no environment, and
-# they take the CPU the tests leave idle rather than hold the tests back. esbuild and ts-jest only
-# transpile, so without tsc a type error in code no test imports would pass. Each check that fails
-# counts as one failure; their output is printed after the tests.
+# background while the test environment starts (they need none of it), and Jest starts only once
+# they have ended: their result is known, and printed, before any test runs. esbuild and ts-jest
+# only transpile, so without tsc a type error in code no test imports would pass. Each check that
+# fails counts as one failure; the tests still run, for their own numbers.
 CHECKS_LOG="$TESTENV/checks.log"
 rm -f "$TESTENV/checks.failed"
 # Job control on for this one job: it gets a process group of its own, which finish() can end.
@@ -163,8 +163,7 @@ set -m
 ) >"$CHECKS_LOG" 2>&1 </dev/null &
 CHECKS_PID=$!
 set +m
-renice -n 19 -g "$CHECKS_PID" >/dev/null 2>&1 || true
-phase "type check, lint and format check started at nice 19 (pid $CHECKS_PID, output in $CHECKS_LOG)"
+phase "type check, lint and format check started (pid $CHECKS_PID, output in $CHECKS_LOG)"
 
 # What a killed run left: its VMs hold slot leases of runners that are gone (one-slot hosts would
 # make tests wait out their acquire timeout), so they start afresh unless kept on purpose; and the
@@ -191,6 +190,18 @@ bash scripts/testenv/moto.sh start
 
 phase "npm run build"
 npm run build
+
+phase "waiting for the type check, lint and format check"
+wait "$CHECKS_PID" || true
+CHECKS_PID=""
+cat "$CHECKS_LOG" >&2
+checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || true)
+case "$checks_failed" in
+  '' | *[!0-9]*)
+    echo "[test] the checks ended without a result; counting that as 1 failure" >&2
+    checks_failed=1
+    ;;
+esac
 
 phase "jest"
 rm -f "$TESTENV/jest.json"
@@ -273,20 +284,6 @@ summary() { # FAILED: the summary line for these numbers (skipped tests get a li
   printf '%s passed, %s failed' "$passed" "$1"
 }
 SKIPPED="$skipped"
-# Jest's numbers stand even if the run is stopped while it waits for the checks (counted as 1).
-SUMMARY="$(summary "$((failed + 1))")"
-
-phase "waiting for the type check, lint and format check"
-wait "$CHECKS_PID" || true
-CHECKS_PID=""
-cat "$CHECKS_LOG" >&2
-checks_failed=$(cat "$TESTENV/checks.failed" 2>/dev/null || true)
-case "$checks_failed" in
-  '' | *[!0-9]*)
-    echo "[test] the checks ended without a result; counting that as 1 failure" >&2
-    checks_failed=1
-    ;;
-esac
 
 failed=$((failed + checks_failed))
 [ "$failed" -gt 0 ] && [ "$jest_rc" -eq 0 ] && jest_rc=1
