@@ -29,7 +29,7 @@ import { isAlpine, type Inspect } from '../docker/steps'
 import { InFlight } from '../cancel'
 import { mb, syncTarget } from '../job'
 import { initialState, onJobMachine, ownStateIssues, stateFacts, storedState, type StoredState } from '../state'
-import { containersOf, onMachine, planJob, type ContainerPlan, type JobPlan } from '../prepare/plan'
+import { containersOf, onMachine, planJob, type ContainerPlan, type JobPlan, type PlanFacts } from '../prepare/plan'
 import { allOf, Undo } from '../prepare/undo'
 import { startsEarly } from '../prepare/early-start'
 import { externalsVersion, makeJobFolder, startCopy } from '../prepare/first-copy'
@@ -77,6 +77,8 @@ interface Run {
   /** Awaits remote work so that a cancel stops the wait at once, and the undo waits for it to land. */
   step: <T>(work: Promise<T>) => Promise<T>
   time: Timings
+  /** The host's direct connection, once leased: rejoined for the undo, closed at the end. */
+  remote: Rejoinable | null
 }
 
 /** `remote` is a direct connection; `agent` (when the job has one) starts alongside the other parts. */
@@ -123,31 +125,14 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     localDir: jobLocalDir(ctx, owner, plan.jobId),
     undo: new Undo(),
     step: (w) => inflight.track(w),
-    time: new Timings()
+    time: new Timings(),
+    remote: null
   }
-  let remote: Rejoinable | null = null
   // A long prepare_job (a large pull) must not look dead to reap; closeJobFleet stops the beats.
   jobFleet(ctx, plan.jobId).keepBeating(ctx.beatMs, (m) => log.warn(m))
   try {
     // The step log folds each part; what failed stays readable after its fold (the error line comes last).
-    const host = await log.group('Getting a host', async () => {
-      const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
-      remote = a.remote
-      // A pool member's work root is known once it is leased (remote.workRoot may be ~/path): the plan follows it.
-      const workRoot = workRootOf(config, a.lease)
-      if (workRoot !== config.remote.workRoot) {
-        run.ctx = onJobMachine(ctx, workRoot)
-        run.plan = planJob(args, { ...facts, workRoot, jobId: plan.jobId }) as JobPlan
-      }
-      run.plan = onMachine(run.plan, machineOf(a.lease), runner.runnerName)
-      run.containers = containersOf(run.plan)
-      // Before anything is made on it: the lease as the job's state would keep it (its work root is the member's word).
-      const { jobId, jobRoot, repoRel } = run.plan
-      keepable(
-        storedState(initialState({ jobId, owner, lease: a.lease, jobRoot, hostWork: runner.workDir, repoRel, localDir: run.localDir }))
-      )
-      return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
-    })
+    const host = await log.group('Getting a host', () => leaseHost(run, args, facts, keepable))
     // A lease that came in after the cancel (a connect or a lease call that heeds none): nothing more
     // is started on it, the undo gives it back.
     if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
@@ -165,55 +150,100 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
     // The first step finds the agent ready; one that failed to start fails the job here, as before.
     if (host.agent) await run.step(host.agent.ready)
     run.time.mark('agent')
-    const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
-    keepable(response.state as StoredState)
-    log.debug(`prepare_job timings: ${run.time.toString()}`)
-    const phases = jobPhases(run.time, host.timings)
-    log.progress(`job ready in ${(phases.total / 1000).toFixed(1)} s`)
-    log.progress(timingsLine(phases, phases.total))
-    const fleet = jobFleet(ctx, plan.jobId)
-    await recordPrepared(fleet, (m) => log.warn(m), {
-      provider: host.lease.kind,
-      pool: host.pool,
-      machine: machineOf(host.lease) ?? `${host.lease.connect.host}:${host.lease.connect.port}`,
-      reservation: host.lease.reservation,
-      startedAt: fleet.clock.now() - phases.total,
-      timings: phases
-    })
-    // A cancel during the ledger's write is a cancel, not a success with a response.
-    if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
-    // The job's steps beat at once only when this is a period old (main.ts).
-    if (host.lease.reservation)
-      try {
-        stampBeat(run.localDir)
-      } catch {
-        // the first step beats at once instead
-      }
-    // Last: the runner reads it only after exit 0, so one that cannot be written is undone below.
-    await ctx.respond(response)
-    return { exitCode: 0, response }
+    return await answer(run, host, ready, keepable)
   } catch (err) {
-    // A cancel during the undo below must not hide why the job failed.
-    markIfBeforeCancel(err, ctx.signal)
-    // What was still running (a container being created, the base being written into the local
-    // folder) lands first, so the undo finds it. Where the release destroys the machine, nothing on
-    // it needs finding: only the local writes get a moment, so the terminate goes out well before
-    // the runner's SIGKILL.
-    const destroys = providerFor(config).releaseDestroys
-    await inflight.settle(Math.min(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000, inflight.leftBeforeRelease()))
-    // A connection that dropped is made again for the undo (once), so a network blip leaves nothing.
-    ;(remote as Rejoinable | null)?.rejoin()
-    await run.undo.run(
-      (m) => log.warn(m),
-      config.timeouts.cleanupSeconds * 1000,
-      () => inflight.leftBeforeRelease()
-    )
-    rmSync(run.localDir, { recursive: true, force: true })
-    throw err
+    return await undoAll(run, inflight, err)
   } finally {
-    ;(remote as Rejoinable | null)?.close()
+    run.remote?.close()
     closeJobFleet(plan.jobId)
   }
+}
+
+/**
+ * The provider's part and the plan on the machine got: a pool member's work root is known once it
+ * is leased (remote.workRoot may be ~/path), and the plan follows it; the lease is checked as the
+ * job's state would keep it before anything is made on the machine (its work root is the member's word).
+ */
+async function leaseHost(
+  run: Run,
+  args: PrepareJobArgs,
+  facts: PlanFacts,
+  keepable: (s: StoredState) => void
+): Promise<Host & Acquired<Lease>> {
+  const { ctx, plan } = run
+  const { config, runner } = ctx
+  const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
+  run.remote = a.remote
+  const workRoot = workRootOf(config, a.lease)
+  if (workRoot !== config.remote.workRoot) {
+    run.ctx = onJobMachine(ctx, workRoot)
+    run.plan = planJob(args, { ...facts, workRoot, jobId: plan.jobId }) as JobPlan
+  }
+  run.plan = onMachine(run.plan, machineOf(a.lease), runner.runnerName)
+  run.containers = containersOf(run.plan)
+  const { jobId, jobRoot, repoRel, owner } = run.plan
+  keepable(storedState(initialState({ jobId, owner, lease: a.lease, jobRoot, hostWork: runner.workDir, repoRel, localDir: run.localDir })))
+  return { ...a, docker: new RemoteDocker(a.remote, config.remote.dockerSocket) }
+}
+
+/** The response, checked as the next command will read it, the timings and the fleet's record; written last. */
+async function answer(
+  run: Run,
+  host: Host & Acquired<Lease>,
+  ready: Awaited<ReturnType<typeof startAll>>,
+  keepable: (s: StoredState) => void
+): Promise<HandlerResult> {
+  const { ctx } = run
+  const { log } = ctx
+  const response = buildResponse(run.plan, host.lease, run.localDir, ready.ids, ready.infos, ready.isAlpine)
+  keepable(response.state as StoredState)
+  log.debug(`prepare_job timings: ${run.time.toString()}`)
+  const phases = jobPhases(run.time, host.timings)
+  log.progress(`job ready in ${(phases.total / 1000).toFixed(1)} s`)
+  log.progress(timingsLine(phases, phases.total))
+  const fleet = jobFleet(ctx, run.plan.jobId)
+  await recordPrepared(fleet, (m) => log.warn(m), {
+    provider: host.lease.kind,
+    pool: host.pool,
+    machine: machineOf(host.lease) ?? `${host.lease.connect.host}:${host.lease.connect.port}`,
+    reservation: host.lease.reservation,
+    startedAt: fleet.clock.now() - phases.total,
+    timings: phases
+  })
+  // A cancel during the ledger's write is a cancel, not a success with a response.
+  if (ctx.signal.aborted) throw Cancelled.by(ctx.signal)
+  // The job's steps beat at once only when this is a period old (main.ts).
+  if (host.lease.reservation)
+    try {
+      stampBeat(run.localDir)
+    } catch {
+      // the first step beats at once instead
+    }
+  // Last: the runner reads it only after exit 0, so one that cannot be written is undone below.
+  await ctx.respond(response)
+  return { exitCode: 0, response }
+}
+
+/** A failed or cancelled prepare_job: what it made is undone, last first, and its failure thrown on. */
+async function undoAll(run: Run, inflight: InFlight, err: unknown): Promise<never> {
+  const { config, log, signal } = run.ctx
+  // A cancel during the undo below must not hide why the job failed.
+  markIfBeforeCancel(err, signal)
+  // What was still running (a container being created, the base being written into the local
+  // folder) lands first, so the undo finds it. Where the release destroys the machine, nothing on
+  // it needs finding: only the local writes get a moment, so the terminate goes out well before
+  // the runner's SIGKILL.
+  const destroys = providerFor(config).releaseDestroys
+  await inflight.settle(Math.min(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000, inflight.leftBeforeRelease()))
+  // A connection that dropped is made again for the undo (once), so a network blip leaves nothing.
+  run.remote?.rejoin()
+  await run.undo.run(
+    (m) => log.warn(m),
+    config.timeouts.cleanupSeconds * 1000,
+    () => inflight.leftBeforeRelease()
+  )
+  rmSync(run.localDir, { recursive: true, force: true })
+  throw err
 }
 
 /** The job's phases in ms: the provider's own (else the whole lease as acquire), then the copy, the containers and health. */

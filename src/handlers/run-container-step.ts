@@ -20,7 +20,8 @@ import { firstCopyRoots, layoutOf, outputTo, PUSH_ROOTS, pushRootsOf, syncTarget
 import { rejoinArgs } from '../shlex'
 import { remotePath, repoRootOf, type Layout } from '../paths'
 import { LABEL_JOB, LABEL_OWNER, labelFlagsOf, labelMap, newJobId, ownerId } from '../labels'
-import { machineOf, providerFor, workRootOf } from '../providers/factory'
+import { machineOf, providerFor, workRootOf, type Lease } from '../providers/factory'
+import type { VmProvider } from '../providers/provider'
 import type { Remote } from '../remote/remote'
 import { keepAlive, type LeaseState } from '../remote/agent'
 import { cleanupDeadline } from '../remote/deadline'
@@ -157,50 +158,40 @@ async function runIn(
   }
 }
 
+/** What a step without state leases for itself, planned on the machine it got. */
+interface OwnHost {
+  lease: Lease
+  remote: Remote
+  /** The context with the machine's own work root (a pool member's ~/path). */
+  onMachine: HookContext
+  jobRoot: string
+  /** The repository's folder under _work, which the first copy sends. */
+  repoRel: string | null
+  plan: StepPlan
+  state: HookState
+}
+
 /** No prepare_job ran: lease a host for this one step, sync what it mounts, and clean up after. */
 async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<HandlerResult> {
   const { runner } = hookCtx
   const jobId = newJobId()
   const owner = ownerId(runner.runnerName, runner.workDir)
-  const hostWork = runner.workDir
-  const stepPlan = (workRoot: string): { jobRoot: string; plan: StepPlan } => {
-    const jobRoot = jobFolder(workRoot, owner, jobId)
-    return { jobRoot, plan: planStep(args, layoutOf({ hostWork, jobRoot, externals: null }, hookCtx.config.remote.dockerSocket)) }
-  }
   // Checked before anything is leased; planned again on the machine's own work root (a pool's ~/path).
-  stepPlan(hookCtx.config.remote.workRoot)
-  const repoRel = repoRootOf(hostWork, runner.workspace)
+  stepPlanOn(args, hookCtx, owner, jobId, hookCtx.config.remote.workRoot)
+  const repoRel = repoRootOf(runner.workDir, runner.workspace)
   const localDir = jobLocalDir(hookCtx, owner, jobId)
   const provider = providerFor(hookCtx.config)
   // Its machine's reservation is in no state, so main.ts's step heartbeats do not cover it: a
   // container action that outlasts fleet.reap.deadAfterMinutes must not look dead to reap.
   const fleet = jobFleet(hookCtx, jobId)
   fleet.keepBeating(hookCtx.beatMs, (m) => hookCtx.log.warn(m))
-  const { lease, remote } = await hookCtx.log
-    .group('Getting a host', () => acquireMachine(hookCtx, provider, jobId, owner, localDir))
-    .catch((e: unknown) => {
-      closeJobFleet(jobId)
-      rmSync(localDir, { recursive: true, force: true })
-      throw e
-    })
-  // Planned again on the machine's own work root (a pool member's answer): a plan that fails there
-  // gives the machine back at once, as any failure after this point does below.
-  let onMachine: HookContext, jobRoot: string, plan: StepPlan, state: HookState
-  try {
-    onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
-    ;({ jobRoot, plan } = stepPlan(onMachine.config.remote.workRoot))
-    state = initialState({ jobId, owner, lease, jobRoot, hostWork, repoRel, localDir })
-  } catch (e) {
-    await releaseMachine(hookCtx, provider, lease, remote, jobId).catch((r) =>
-      hookCtx.log.warn(`could not release the host: ${formatError(r)}`)
-    )
+  const own = await leaseOwnHost(args, hookCtx, provider, { owner, jobId, localDir, repoRel }).catch((e: unknown) => {
     fleet.stopBeating()
     closeJobFleet(jobId)
-    remote.close()
-    await stopAgent(localDir, lease.connect)
     rmSync(localDir, { recursive: true, force: true })
     throw e
-  }
+  })
+  const { lease, remote, onMachine, jobRoot, plan, state } = own
   const { config } = onMachine
   // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).
   // Once it is lost (refused, or a whole ttl without a renewal) another job may hold the machine:
@@ -245,10 +236,10 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
       const leftovers = await pruned
       if (leftovers) sayLeftovers(leftovers, ctx.log)
       const copied = await copyUp(ctx, remote, lease.connect, localDir, {
-        hostWork,
+        hostWork: state.hostWork,
         jobRoot,
         jobId,
-        roots: firstCopyRoots(repoRel, config.sync.toolCache),
+        roots: firstCopyRoots(own.repoRel, config.sync.toolCache),
         externals: null
       })
       if (copied.roots.length) await recordBase(syncTarget(ctx, state, remote), copied.roots, copied.local, copied.ms)
@@ -263,35 +254,83 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     throw e
   } finally {
     hookCtx.signal.removeEventListener('abort', releaseAtCancel)
-    // Within timeouts.cleanupSeconds, as cleanup_job's: the VM (where the job was root) must not hold
-    // the hook after its step, nor keep the release and the local folder's removal from coming.
-    const bounded = cleanupDeadline(
-      remote,
-      config.timeouts.cleanupSeconds,
-      `cleaning up after the container action on ${lease.connect.host}:${lease.connect.port}`
-    )
-    try {
-      if (reused) {
-        // The step's container and image are removed by the step; what it could not remove, or what
-        // the job made with its labels, goes here, as cleanup_job's removal would.
-        const counts = await new RemoteDocker(bounded.remote, config.remote.dockerSocket)
-          .removeOwned(LABEL_JOB, jobId)
-          .catch((e: unknown) => void ctx.log.warn(`could not remove the step's containers: ${formatError(e)}`))
-        const kept = counts && keptWarning(counts, `${lease.connect.host}:${lease.connect.port}`)
-        if (kept) ctx.log.warn(kept)
-        await removeJobFolder(bounded.remote, config.remote.workRoot, jobRoot, null).catch((e) =>
-          ctx.log.warn(`could not remove ${jobRoot}: ${formatError(e)}`)
-        )
-      }
+    await giveBack(own, ctx, reused, async (r) => {
       keeping?.stop()
       fleet.stopBeating()
-      await release(bounded.remote)
-    } finally {
-      bounded.clear()
-    }
+      await release(r)
+    })
     closeJobFleet(jobId)
-    remote.close()
     await stopAgent(localDir, lease.connect)
     rmSync(localDir, { recursive: true, force: true })
+  }
+}
+
+/** Where a step without state goes on a machine with `workRoot`: its job folder and its plan there. */
+function stepPlanOn(
+  args: ContainerArgs,
+  ctx: HookContext,
+  owner: string,
+  jobId: string,
+  workRoot: string
+): { jobRoot: string; plan: StepPlan } {
+  const jobRoot = jobFolder(workRoot, owner, jobId)
+  const layout = layoutOf({ hostWork: ctx.runner.workDir, jobRoot, externals: null }, ctx.config.remote.dockerSocket)
+  return { jobRoot, plan: planStep(args, layout) }
+}
+
+/**
+ * The machine for a step without state, and the step planned again on its own work root (a pool
+ * member's answer): a plan that fails there gives the machine back at once.
+ */
+async function leaseOwnHost(
+  args: ContainerArgs,
+  hookCtx: HookContext,
+  provider: VmProvider<Lease>,
+  job: { owner: string; jobId: string; localDir: string; repoRel: string | null }
+): Promise<OwnHost> {
+  const { owner, jobId, localDir, repoRel } = job
+  const { runner } = hookCtx
+  const { lease, remote } = await hookCtx.log.group('Getting a host', () => acquireMachine(hookCtx, provider, jobId, owner, localDir))
+  try {
+    const onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
+    const { jobRoot, plan } = stepPlanOn(args, hookCtx, owner, jobId, onMachine.config.remote.workRoot)
+    const state = initialState({ jobId, owner, lease, jobRoot, hostWork: runner.workDir, repoRel, localDir })
+    return { lease, remote, onMachine, jobRoot, repoRel, plan, state }
+  } catch (e) {
+    await releaseMachine(hookCtx, provider, lease, remote, jobId).catch((r) =>
+      hookCtx.log.warn(`could not release the host: ${formatError(r)}`)
+    )
+    remote.close()
+    await stopAgent(localDir, lease.connect)
+    throw e
+  }
+}
+
+/**
+ * After a step without state, within timeouts.cleanupSeconds as cleanup_job's (the VM, where the
+ * job was root, must not hold the hook after its step nor keep the release from coming): on a
+ * machine others use next, what the step could not remove or the job made with its labels, and
+ * the job folder; then `release` over the bounded connection.
+ */
+async function giveBack(own: OwnHost, ctx: HookContext, reused: boolean, release: (r: Remote) => Promise<void>): Promise<void> {
+  const { config } = ctx
+  const { lease, remote, jobRoot, state } = own
+  const where = `${lease.connect.host}:${lease.connect.port}`
+  const bounded = cleanupDeadline(remote, config.timeouts.cleanupSeconds, `cleaning up after the container action on ${where}`)
+  try {
+    if (reused) {
+      const counts = await new RemoteDocker(bounded.remote, config.remote.dockerSocket)
+        .removeOwned(LABEL_JOB, state.jobId)
+        .catch((e: unknown) => void ctx.log.warn(`could not remove the step's containers: ${formatError(e)}`))
+      const kept = counts && keptWarning(counts, where)
+      if (kept) ctx.log.warn(kept)
+      await removeJobFolder(bounded.remote, config.remote.workRoot, jobRoot, null).catch((e) =>
+        ctx.log.warn(`could not remove ${jobRoot}: ${formatError(e)}`)
+      )
+    }
+    await release(bounded.remote)
+  } finally {
+    bounded.clear()
+    remote.close()
   }
 }

@@ -141,7 +141,13 @@ export function containerStepCtx(signal = new AbortController().signal): HookCon
       sync: { excludeFromPullBack: [], limits: {}, deltaListing: false }
     },
     runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo' },
-    log: { progress: () => undefined, debug: () => undefined, addSecret: () => undefined, warn: () => undefined },
+    log: {
+      progress: () => undefined,
+      debug: () => undefined,
+      addSecret: () => undefined,
+      warn: () => undefined,
+      group: (_title: string, fn: () => unknown) => fn()
+    },
     signal,
     stdout: process.stdout,
     stderr: process.stderr

@@ -28,7 +28,8 @@ import type { ContainerArgs, Mount } from '../../src/protocol'
 
 const ctx = {
   config: { remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' } },
-  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo', github: {} }
+  runner: { runnerName: 'r', workDir: '/runner/_work', workspace: '/runner/_work/repo/repo', github: {} },
+  log: { group: (_title: string, fn: () => unknown) => fn(), warn: () => undefined }
 } as unknown as HookContext
 
 const state = staticJobState('/srv/rch', '/nonexistent/rch-test')
