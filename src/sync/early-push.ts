@@ -138,9 +138,26 @@ export class EarlyPush {
     this.watchingSinceArm = true
   }
 
+  /**
+   * No more early pushes until a step arms it again; one under way is given up on (the machine may
+   * be another job's now: its lease lost, or the job's worker gone), recording nothing, its planned
+   * paths unsure.
+   */
   disarm(): void {
     this.target = null
     this.unwatch()
+    const running = this.flight
+    if (!running) return
+    this.flight = null
+    running.stop.abort(new Error('early push given up: disarmed'))
+    void this.markUnsure(running.target, running.planned)
+  }
+
+  /** Whether an early push may go on to this machine: the lease still held, the job's worker alive, no newer agent, the base as left. */
+  private stillOurs(target: SyncTarget): boolean {
+    if (this.ok && !this.ok()) return false
+    if (this.worker && !isRunning(this.worker)) return false
+    return !this.newerAgent() && baseVersion(target.manifestFile) === this.baseKey
   }
 
   /**
@@ -269,8 +286,7 @@ export class EarlyPush {
     // Another process pushed or pulled since this agent's last step, or a newer agent serves the
     // job (another build's, after an upgrade), or the job is over (its runner's worker is gone):
     // this one is not the one to push now.
-    if (baseVersion(target.manifestFile) !== this.baseKey || this.newerAgent() || (this.worker && !isRunning(this.worker)))
-      return this.disarm()
+    if (!this.stillOurs(target)) return this.disarm()
     this.refresh(target, 'renew')
     const flight: Flight = { target, stop: new AbortController(), planned: [], done: Promise.resolve() }
     const current = (): boolean => this.flight === flight
@@ -280,7 +296,10 @@ export class EarlyPush {
       depth: 1,
       // Deletions need no mark: until a push records them, the base still has those paths.
       onPlan: (send) => (flight.planned = send),
-      mayRecord: current
+      // Asked again under the job's lock and before the channel opens: the lock can be held, and the
+      // lease lost or the worker gone meanwhile.
+      mayStart: () => current() && this.stillOurs(target),
+      mayRecord: () => current() && (!this.ok || this.ok())
     })
       .then(() => {
         if (!current()) throw new Error('early push given up on')

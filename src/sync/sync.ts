@@ -450,6 +450,12 @@ export interface PushScope {
   /** Asked before the base is saved: false leaves it (the push was given up on meanwhile). */
   mayRecord?: () => boolean
   /**
+   * Asked once the job's lock on its tree is held, before the walk, and again before the channel
+   * opens: false ends the push with nothing read or sent (an early push whose machine or job is no
+   * longer this one's: the lock and the walk can take long).
+   */
+  mayStart?: () => boolean
+  /**
    * A first copy into an empty folder: this walk is sent whole and nothing is deleted; the remote is
    * not listed and no base is saved (the caller records it, as after an rsync copy).
    */
@@ -472,6 +478,8 @@ export function push(t: SyncTarget, roots: readonly string[], scope: PushScope =
 }
 
 async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScope): Promise<SyncStats> {
+  const notNow = (): Error => new Error('push not started: the machine or the job is no longer the one it was for')
+  if (scope.mayStart && !scope.mayStart()) throw notNow()
   const started = Date.now()
   const limits = limitsOf(t)
   const base = scope.fresh ? NO_BASE : loadBase(t.manifestFile)
@@ -492,6 +500,7 @@ async function pushHeld(t: SyncTarget, roots: readonly string[], scope: PushScop
 
   const delList = Buffer.from(del.map((p) => p + '\0').join(''))
   let bytes = 0
+  if (scope.mayStart && !scope.mayStart()) throw notNow()
   // Given up on while the channel opened (an early push): nothing is written, so nothing runs there.
   const ch = await openRaced(t, pushCommand(t.remoteWork, scope.fresh ? 'true' : listSent(send, roots, t.excludes)))
   const out: Buffer[] = []

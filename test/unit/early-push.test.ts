@@ -11,6 +11,7 @@ import { LocalRemote } from './local-remote'
 import type { Remote } from '../../src/remote/remote'
 import { settlesWithin, waitUntil } from '../helpers/wait'
 import { workerProcess } from '../../src/worker-process'
+import { withFileLock } from '../../src/file-lock'
 
 afterAll(cleanupTempDirs)
 
@@ -445,6 +446,105 @@ describe('early push: a hostile VM', () => {
     e.leave()
     expect(readFileSync(`${vm}/_temp/b.sh`, 'utf8')).toBe('echo bb\n')
     expect(loadBase(target.manifestFile).get('_temp/b.sh')?.r).toMatch(/^f:8:/)
+  })
+})
+
+// An early push checked the lease, the worker and the base once, at its start; the job's lock on its
+// tree and the channel's open can take long after that (a held lock, a stall, a suspend), and a
+// machine whose lease lapsed meanwhile may be another job's: nothing may reach it.
+describe('early push: the machine or the job is no longer this one once it is under way', () => {
+  /** A world whose VM channels open only once let (after `gated` is set), counting the opens. */
+  function slowWorld(): ReturnType<typeof world> & { gated: { on: boolean; opens: number; open(): void } } {
+    const w = world()
+    const real = w.target.remote
+    let open: () => void = () => undefined
+    const gate = new Promise<void>((r) => (open = r))
+    const gated = { on: false, opens: 0, open: () => open() }
+    const remote: Remote = {
+      openExec: async (cmd) => {
+        if (!gated.on) return real.openExec(cmd)
+        gated.opens++
+        await gate
+        return real.openExec(cmd)
+      },
+      openSocket: (p) => real.openSocket(p),
+      close: () => real.close()
+    }
+    return { ...w, target: { ...w.target, remote }, gated }
+  }
+  const underWay = (e: EarlyPush): boolean => (e as unknown as { flight: unknown }).flight !== null
+  const hostTreeLock = (t: SyncTarget): string => `${t.manifestFile.replace(/\/[^/]*$/, '')}/host-tree.lock`
+
+  it.each([
+    ['the lease lost while the channel opens (the keeper disarms it): nothing is sent, nothing recorded but unsure', true],
+    ['control: the lease held, the same push sends the file', false]
+  ])('%s', async (_what, lose) => {
+    const { host, vm, target, gated } = slowWorld()
+    const e = early(3, 2000)
+    let held = true
+    e.guard(() => held)
+    await step(e, target, true)
+    gated.on = true
+    writeFileSync(`${host}/_temp/next.sh`, 'echo "$SECRET_OF_THE_NEXT_STEP"\n')
+    expect(await waitUntil(() => gated.opens > 0, 5000, 5)).toBe(true)
+    if (lose) {
+      held = false
+      e.disarm() // what the keeper's onLost does
+    }
+    gated.open()
+    expect(await waitUntil(() => e.counts.done + e.counts.failed > 0, 5000, 5)).toBe(true)
+    if (lose) {
+      expect(e.counts).toEqual({ done: 0, failed: 1 })
+      const unsure = JSON.stringify(UNSURE)
+      await waitUntil(() => JSON.stringify(loadBase(target.manifestFile).get('_temp/next.sh')) === unsure, 2000, 5)
+      expect(loadBase(target.manifestFile).get('_temp/next.sh')).toEqual(UNSURE)
+      expect(existsSync(`${vm}/_temp/next.sh`)).toBe(false)
+    } else {
+      expect(e.counts).toEqual({ done: 1, failed: 0 })
+      expect(readFileSync(`${vm}/_temp/next.sh`, 'utf8')).toContain('SECRET_OF_THE_NEXT_STEP')
+    }
+  })
+
+  it.each([
+    ['the lease lost while the push waits for the lock: no channel opens', 'lease'],
+    ["the job's worker gone while it waits (the runner crashed; the next job writes _temp): no channel opens", 'worker'],
+    ['control: neither, and the push goes on once the lock is free', 'none']
+  ])('%s', async (_what, change) => {
+    const { host, vm, target, gated } = slowWorld()
+    const worker = spawn('sleep', ['60'], { stdio: 'ignore' })
+    const gone = new Promise((r) => worker.once('exit', r))
+    try {
+      const e = early(3, 2000)
+      let held = true
+      e.guard(() => held)
+      e.worker = workerProcess(worker.pid!)
+      await step(e, target, true)
+      gated.on = true
+      gated.open()
+      let unlock: () => void = () => undefined
+      const locked = new Promise<void>((r) => (unlock = r))
+      let holding = false
+      const holder = withFileLock(hostTreeLock(target), () => ((holding = true), locked))
+      expect(await waitUntil(() => holding, 5000, 5)).toBe(true)
+      writeFileSync(`${host}/_temp/next.sh`, 'echo next\n')
+      // The early push has begun (its checks passed) and waits for the lock.
+      expect(await waitUntil(() => underWay(e), 5000, 5)).toBe(true)
+      if (change === 'lease') held = false
+      if (change === 'worker') {
+        worker.kill('SIGKILL')
+        await gone
+      }
+      unlock()
+      await holder
+      expect(await waitUntil(() => e.counts.done + e.counts.failed > 0, 5000, 5)).toBe(true)
+      if (change === 'none') {
+        expect([e.counts, gated.opens, readFileSync(`${vm}/_temp/next.sh`, 'utf8')]).toEqual([{ done: 1, failed: 0 }, 1, 'echo next\n'])
+      } else {
+        expect([e.counts, gated.opens, existsSync(`${vm}/_temp/next.sh`)]).toEqual([{ done: 0, failed: 1 }, 0, false])
+      }
+    } finally {
+      worker.kill('SIGKILL')
+    }
   })
 })
 
