@@ -4,8 +4,8 @@
 
 const AGE = /^(\d{1,6})([mhdw])$/
 const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
-const LOCAL = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?$/
-const ZONED = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/i
+/** A date, or a date and time, with a zone (only after a time) or without one. */
+const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/i
 
 /** How far `timeZone`'s wall clock is ahead of UTC at instant `at` (ms). */
 function zoneOffset(at: number, timeZone: string): number {
@@ -46,19 +46,19 @@ export function parseTime(text: string, now: number, timeZone: string): number |
   if (t === 'now') return now
   const age = AGE.exec(t)
   if (age) return now - Number(age[1]) * UNIT_MS[age[2]]
-  if (ZONED.test(t)) {
-    const ms = Date.parse(t.replace(' ', 'T').replace(/([+-]\d{2})(\d{2})$/, '$1:$2'))
-    return Number.isFinite(ms) ? ms : null
-  }
-  const m = LOCAL.exec(t)
+  const m = ISO.exec(t)
   if (!m) return null
-  const [y, mo, d, h = '0', mi = '0', s = '0', frac = '0'] = m.slice(1)
-  const wall = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, Number(frac.padEnd(3, '0')))
+  const [y, mo, d, h = '0', mi = '0', s = '0', frac = '0', zone] = m.slice(1)
+  const wall = Date.UTC(+y, +mo - 1, +d, +h, +mi, +s, Number(frac.slice(0, 3).padEnd(3, '0')))
   const back = new Date(wall)
-  // Date.UTC rolls 2026-02-30 over to March: such a date does not exist.
+  // Date.UTC (and Date.parse) roll 2026-02-30 over to March and 24:00 to the next day: such a time does not exist.
   if (back.getUTCFullYear() !== +y || back.getUTCMonth() !== +mo - 1 || back.getUTCDate() !== +d || +h > 23 || +mi > 59 || +s > 59)
     return null
-  return fromWallTime(wall, timeZone)
+  if (zone === undefined) return fromWallTime(wall, timeZone)
+  if (/^z$/i.test(zone)) return wall
+  const [, sign, zh, zm] = /^([+-])(\d{2}):?(\d{2})$/.exec(zone)!
+  if (+zh > 23 || +zm > 59) return null
+  return wall - (sign === '-' ? -1 : 1) * (+zh * 60 + +zm) * 60_000
 }
 
 export const TIME_FORMS = 'an ISO date or time (2026-11-01, 2026-11-01T08:00, 2026-11-01T08:00Z) or an age (30m, 24h, 7d, 2w)'

@@ -630,6 +630,21 @@ describe('--since/--until forms', () => {
     for (const bad of ['', '7', '7y', '-7d', '2026-13-01', '2026-02-29', '2026-07-01T24:00', 'yesterday', '1e3d'])
       expect(parseTime(bad, NOON, 'UTC')).toBeNull()
   })
+  test('a time with a zone that does not exist is refused as one without (Date.parse rolled it over to March)', () => {
+    for (const bad of [
+      '2026-02-30T08:00Z',
+      '2026-04-31T08:00+01:00',
+      '2026-01-01T24:00Z',
+      '2026-01-01T08:60Z',
+      '2026-01-01T08:00+24:00',
+      '2026-01-01Z'
+    ])
+      expect([bad, parseTime(bad, NOON, 'UTC')]).toEqual([bad, null])
+    // Controls: the same forms on days that exist, and a zone west of UTC.
+    expect(parseTime('2026-02-28T08:00Z', NOON, 'Europe/Berlin')).toBe(Date.UTC(2026, 1, 28, 8))
+    expect(parseTime('2026-04-30T08:00-03:30', NOON, 'UTC')).toBe(Date.UTC(2026, 3, 30, 11, 30))
+    expect(parseTime('2026-01-01T08:00:00.123456789z', NOON, 'UTC')).toBe(Date.UTC(2026, 0, 1, 8, 0, 0, 123))
+  })
   test('a wall time the clock jumped over is the instant after the jump, whichever side of UTC; one shown twice is its first instant', () => {
     // Santiago moves from UTC-4 to UTC-3 at midnight on 6 September 2026: that day begins at 01:00
     // local, 04:00Z; 03:00Z is 23:00 on the 5th, and a day starting there would take an hour of it.
