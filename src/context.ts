@@ -31,6 +31,8 @@ export interface HookContext {
   localRoot: string
   /** Set when the command runs inside the job's agent: its connection, shared by all commands. */
   remote?: Remote
+  /** The machine `remote` reaches (the agent's own connection): a step for another is refused. */
+  remoteAt?: { user: string; host: string; port: number }
   /** The fleet ledger's clock (the system clock unless a test moved it: fleet/ledger-clock.ts). */
   ledgerClock?: LedgerClock
   /** How often a long command beats its reservation (fleet/beat-period.ts; 60 s unless a test shortens it). */

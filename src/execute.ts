@@ -35,6 +35,8 @@ export interface ExecuteIo {
   place: HookPlace
   /** The job's open connection, when the command runs inside the agent. */
   remote?: Remote
+  /** The machine `remote` reaches. */
+  remoteAt?: { user: string; host: string; port: number }
 }
 
 export interface Executed {
@@ -232,6 +234,7 @@ async function prepared(raw: string, env: Record<string, string | undefined>, io
     stderr: io.stderr,
     localRoot,
     remote: io.remote,
+    remoteAt: io.remoteAt,
     ledgerClock: ledgerClockFrom(env),
     beatMs: beatPeriodFrom(env),
     respond: async (response) => (await import('./protocol')).writeResponse(input.responseFile, response),

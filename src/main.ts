@@ -157,8 +157,6 @@ function stepHeartbeats(raw: string, job: StepJob | null, localRoot: string): Be
 }
 
 /** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
-const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunResult> =>
-  (await import('./execute')).executeRequest(req, { ...io, place: place() })
 
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
@@ -179,6 +177,9 @@ async function agent(payload: string): Promise<number> {
   betweenSteps.worker = opts.worker ?? null
   // The agent's socket is in the job's local folder (agent-client.ts jobSocket).
   ;(await import('./sync/warm-base')).warmBase(dirname(opts.socketPath))
+  // A step runs only on the machine this agent's connection reaches (session.ts openJobRemote).
+  const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunResult> =>
+    (await import('./execute')).executeRequest(req, { ...io, place: place(), remoteAt: opts.connect })
   try {
     return await runAgent(opts, say, runInAgent, betweenSteps)
   } catch (e) {

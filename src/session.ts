@@ -237,7 +237,16 @@ export async function openJobRemote(
   /** cleanup: the job's last command, which starts no agent and only removes and gives back. */
   opts: { cleanup?: boolean; keep?: () => AgentKeep | undefined } = {}
 ): Promise<Remote> {
-  if (ctx.remote) return forDocker(ctx, ctx.remote, () => undefined)
+  if (ctx.remote) {
+    // The agent's socket is named by a 32-bit hash of user@host:port: two machines of one job
+    // whose names collide would share it. A step is run only on the machine its state names.
+    const at = ctx.remoteAt
+    if (at && (at.user !== connect.user || at.host !== connect.host || at.port !== connect.port))
+      throw new HookError(
+        `the job's agent serves ${at.user}@${at.host}:${at.port}, not ${connect.user}@${connect.host}:${connect.port} (the state's host): the step was not run there`
+      )
+    return forDocker(ctx, ctx.remote, () => undefined)
+  }
   if (!ctx.config.agent.enabled) return directRemote(ctx, connect)
   // Checked before its socket is used: a folder someone else made could hold their own "agent".
   const exists = checkPrivateDir(localDir)
