@@ -109,9 +109,20 @@ type Fixed = Omit<
   'instanceId' | 'attachedAt' | 'settledAt' | 'endedAt' | 'billedSeconds' | 'actualMicro' | 'heartbeatAt' | 'timings'
 >
 
-function toRecord(item: Record<string, AttributeValue>): LedgerRecord {
+/** A reservation item as a record; one whose fixed fields cannot be read is named (its key), not a TypeError. */
+export function toRecord(item: Record<string, AttributeValue>): LedgerRecord {
   const num = (k: string): number | undefined => (item[k]?.N === undefined ? undefined : Number(item[k].N))
-  const r: LedgerRecord = { ...(JSON.parse(item.fixed.S!) as Fixed), timings: {} }
+  let fixed: unknown
+  try {
+    fixed = JSON.parse(item.fixed?.S ?? '')
+  } catch {
+    fixed = null
+  }
+  if (!fixed || typeof fixed !== 'object' || Array.isArray(fixed))
+    throw new HookError(
+      `fleet ledger: item ${JSON.stringify(item[LEDGER_KEY]?.S ?? '?')} has no readable "fixed" attribute (a JSON object of the reservation's fields): repair or delete that item`
+    )
+  const r: LedgerRecord = { ...(fixed as Fixed), timings: {} }
   for (const [k, v] of Object.entries(item.timings?.M ?? {})) r.timings[k] = Number(v.N)
   if (item.instanceId?.S) r.instanceId = item.instanceId.S
   for (const k of ['attachedAt', 'settledAt', 'endedAt', 'billedSeconds', 'actualMicro', 'heartbeatAt'] as const) {
