@@ -12,18 +12,35 @@ import { monoMs } from './mono-clock'
  */
 export const UNDO_BEFORE_RELEASE_MS = 7_500
 
+/** The runner's cancels, which its kill follows (main.ts aborts with the signal's name). */
+const RUNNER_CANCELS: readonly unknown[] = ['SIGINT', 'SIGTERM']
+
 export class InFlight {
   private readonly pending = new Set<Promise<unknown>>()
   private cancelledAt: number | null = null
+  private readonly due: Promise<void>
 
   constructor(private readonly signal: AbortSignal) {
-    if (signal.aborted) this.cancelledAt = monoMs()
-    else signal.addEventListener('abort', () => (this.cancelledAt = monoMs()), { once: true })
+    let come!: () => void
+    this.due = new Promise<void>((r) => (come = r))
+    const start = (): void => {
+      // Another abort (the runner closed the hook's output: no kill follows) leaves the undo its full time.
+      if (!RUNNER_CANCELS.includes(signal.reason)) return
+      this.cancelledAt = monoMs()
+      setTimeout(come, UNDO_BEFORE_RELEASE_MS).unref()
+    }
+    if (signal.aborted) start()
+    else signal.addEventListener('abort', start, { once: true })
   }
 
-  /** Milliseconds left of UNDO_BEFORE_RELEASE_MS since the cancel; Infinity without one. */
+  /** Milliseconds left of UNDO_BEFORE_RELEASE_MS since the runner's cancel; Infinity without one. */
   leftBeforeRelease(): number {
     return this.cancelledAt === null ? Infinity : Math.max(0, this.cancelledAt + UNDO_BEFORE_RELEASE_MS - monoMs())
+  }
+
+  /** Resolves UNDO_BEFORE_RELEASE_MS after the runner's cancel, also one that comes during the undo; never without one. */
+  releaseDue(): Promise<void> {
+    return this.due
   }
 
   /** Resolves or rejects as `work` does, or rejects with Cancelled as soon as the signal fires. */
@@ -45,8 +62,8 @@ export class InFlight {
   async settle(maxMs: number): Promise<void> {
     const end = monoMs() + maxMs
     while (this.pending.size > 0) {
-      const left = end - monoMs()
-      if (left <= 0 || !(await settlesWithin(Promise.all([...this.pending]), left))) return
+      const left = Math.min(end - monoMs(), this.leftBeforeRelease())
+      if (left <= 0 || !(await settlesWithin(Promise.race([Promise.all([...this.pending]), this.due]), left))) return
     }
   }
 }

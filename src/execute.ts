@@ -8,7 +8,7 @@ import { EXIT, outcomeOf } from './outcome'
 import { workflowCommand } from './workflow-commands'
 import { ensurePrivateDir } from './private-fs'
 import { ownLines } from './line-start'
-import { stepEnv } from './runner-env'
+import { stepEnv, type RunnerEnv } from './runner-env'
 import type { HookContext, Sink } from './context'
 import { ledgerClockFrom } from './fleet/ledger-clock'
 import { beatPeriodFrom } from './fleet/beat-period'
@@ -163,25 +163,35 @@ export function report(err: unknown, io: { signal: AbortSignal; stdout: Sink; st
 /**
  * A log for a failure that came before the command's own (bad input, a config error, a refused
  * response file; the hook's fast path losing the job's agent): the configured file when the config
- * loads and names one outside the runner's work folder, else the default file. Undefined when
- * neither can be opened privately; the step log has the error line either way.
+ * loads and names one outside the runner's work folder, else the default file. Undefined when the
+ * runner's folders are unknown (RUNNER_TEMP unset), when the file would be inside them, or when it
+ * cannot be opened privately; the step log has the error line either way.
  */
 export async function failureLog(
   env: Record<string, string | undefined>,
   io: Pick<ExecuteIo, 'cwd' | 'stdout' | 'place'>
 ): Promise<Log | undefined> {
+  let runner: RunnerEnv
+  let inJobFolders: (path: string, runner: RunnerEnv) => string | null
+  try {
+    runner = (await import('./runner-env')).readRunnerEnv(env, io.cwd)
+    inJobFolders = (await import('./tools')).inJobFolders
+  } catch {
+    // Without the runner's folders nothing can be told to be outside them (steps copy those to the VM).
+    return undefined
+  }
   let file = io.place.defaultLogFile
   let level = 'info'
   try {
     const { loadConfig, systemConfigIo } = await import('./config')
     const config = loadConfig(env, systemConfigIo)
     level = config.log.level
-    const { readRunnerEnv } = await import('./runner-env')
-    const { inJobFolders } = await import('./tools')
-    if (config.log.file && !inJobFolders(config.log.file, readRunnerEnv(env, io.cwd))) file = config.log.file
+    if (config.log.file && !inJobFolders(config.log.file, runner)) file = config.log.file
   } catch {
-    // No usable config or runner environment: the default file.
+    // No usable config: the default file.
   }
+  // A TMPDIR inside the runner's work folder (refused as a config error) holds the default file too.
+  if (inJobFolders(file, runner)) return undefined
   try {
     const { createLog } = await import('./log')
     return createLog({ file, level, debugToStepLog: false, out: (line) => ownLines(io.stdout, line + '\n') })

@@ -256,7 +256,7 @@ async function main(): Promise<void> {
 }
 
 // The one exit for what main() does not catch itself: a part imported on demand that failed to load
-// (reported as the loader reports a library that cannot load, with its exit code), and a throw no
+// (with the loader's exit code, named by its own message), and a throw no
 // promise holds (node would print its stack raw to stderr, where the runner reads workflow commands
 // at the start of every line: text from a VM in its message could issue one). Only the hook's stdout
 // is the step log: an operator command's is its data (a report, a .prom file), rsync's transport's

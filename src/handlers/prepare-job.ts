@@ -234,14 +234,13 @@ async function undoAll(run: Run, inflight: InFlight, err: unknown): Promise<neve
   // it needs finding: only the local writes get a moment, so the terminate goes out well before
   // the runner's SIGKILL.
   const destroys = providerFor(config).releaseDestroys
-  await inflight.settle(Math.min(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000, inflight.leftBeforeRelease()))
+  await inflight.settle(destroys ? 1000 : config.timeouts.cancelGraceSeconds * 1000 + 5000)
   // A connection that dropped is made again for the undo (once), so a network blip leaves nothing.
   run.remote?.rejoin()
-  await run.undo.run(
-    (m) => log.warn(m),
-    config.timeouts.cleanupSeconds * 1000,
-    () => inflight.leftBeforeRelease()
-  )
+  await run.undo.run((m) => log.warn(m), config.timeouts.cleanupSeconds * 1000, {
+    left: () => inflight.leftBeforeRelease(),
+    due: inflight.releaseDue()
+  })
   rmSync(run.localDir, { recursive: true, force: true })
   throw err
 }

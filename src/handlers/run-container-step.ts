@@ -203,7 +203,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     ? keepAlive(
         keep,
         remote,
-        (m) => onMachine.log.warn(m),
+        (m, level) => (level === 'info' ? onMachine.log.progress(m) : onMachine.log.warn(m)),
         () => undefined,
         leaseState,
         () => lost.abort('SIGTERM')
@@ -297,9 +297,15 @@ async function leaseOwnHost(
     const state = initialState({ jobId, owner, lease, jobRoot, hostWork: runner.workDir, repoRel, localDir })
     return { lease, remote, onMachine, jobRoot, repoRel, plan, state }
   } catch (e) {
-    await releaseMachine(hookCtx, provider, lease, remote, jobId).catch((r) =>
-      hookCtx.log.warn(`could not release the host: ${formatError(r)}`)
+    // Bounded as giveBack's release is: a member an earlier job was root on may hold the call.
+    const bounded = cleanupDeadline(
+      remote,
+      hookCtx.config.timeouts.cleanupSeconds,
+      `giving back ${lease.connect.host}:${lease.connect.port}`
     )
+    await releaseMachine(hookCtx, provider, lease, bounded.remote, jobId)
+      .catch((r) => hookCtx.log.warn(`could not release the host: ${formatError(r)}`))
+      .finally(() => bounded.clear())
     remote.close()
     await stopAgent(localDir, lease.connect)
     throw e

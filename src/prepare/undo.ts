@@ -36,7 +36,7 @@ export class Undo {
    * still run: the host is released last. After a cancel, `leftBeforeRelease` bounds every entry but
    * the last (the release) as well: the runner's kill must not find the release not yet begun.
    */
-  async run(warn: (msg: string) => void, entryMs?: number, leftBeforeRelease: () => number = () => Infinity): Promise<void> {
+  async run(warn: (msg: string) => void, entryMs?: number, budget?: { left(): number; due: Promise<void> }): Promise<void> {
     while (this.entries.length) {
       const u = this.entries.pop()!
       const done = Promise.resolve()
@@ -44,14 +44,16 @@ export class Undo {
         .catch((e: unknown) => {
           warn(`while undoing prepare_job, could not ${u.what}: ${(e as Error).message}`)
         })
-      const left = this.entries.length ? leftBeforeRelease() : Infinity
-      const bound = Math.min(entryMs ?? Infinity, left)
-      if (bound === Infinity) await done
-      else if (!(await settlesWithin(done, bound)))
+      const last = this.entries.length === 0
+      const bound = last ? (entryMs ?? Infinity) : Math.min(entryMs ?? Infinity, budget?.left() ?? Infinity)
+      // A part but the release also ends when the runner's cancel's time runs out, should the cancel come while it runs.
+      const cut = last || !budget ? done : Promise.race([done, budget.due.then(() => 'cut' as const)])
+      const ended = bound === Infinity ? await cut : await settlesWithin(cut, bound).then((ok) => (ok ? cut : 'time'))
+      if (ended === 'time' && bound === entryMs)
+        warn(`while undoing prepare_job, could not ${u.what}: no result after ${entryMs / 1000} s (timeouts.cleanupSeconds)`)
+      else if (ended === 'time' || ended === 'cut')
         warn(
-          bound === entryMs
-            ? `while undoing prepare_job, could not ${u.what}: no result after ${entryMs / 1000} s (timeouts.cleanupSeconds)`
-            : `while undoing prepare_job, could not ${u.what}: no result before the runner's kill, which the release must come before (the same runner's next prepare_job on this host, or a cleanup_job without state, removes what is left)`
+          `while undoing prepare_job, could not ${u.what}: no result before the runner's kill, which the release must come before (the same runner's next prepare_job on this host, or a cleanup_job without state, removes what is left)`
         )
     }
   }

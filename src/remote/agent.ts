@@ -438,7 +438,8 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
 export function keepAlive(
   keep: AgentKeep,
   remote: Remote,
-  log: (m: string) => void,
+  /** Said of the lease: a warning, or (`info`) news that is none (a recovery). */
+  log: (m: string, level?: 'info') => void,
   finish: (code: number) => void,
   /** What the job's steps are told of the lease (the agent's): set here, read before each step. */
   state: LeaseState = { lost: null, failing: null },
@@ -526,7 +527,7 @@ export function keepAlive(
       if (stopped || lost) return
       if (word !== 'renewed') lose(`this machine's lease was not renewed (${JSON.stringify(word)}): another job may hold the machine now`)
       else {
-        if (state.failing !== null) log(`renewed the lease again after ${failedTries} failed tries`)
+        if (state.failing !== null) log(`renewed the lease again after ${failedTries} failed tries`, 'info')
         state.failing = null
         failedTries = 0
         renewedAt = started

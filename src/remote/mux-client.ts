@@ -136,6 +136,8 @@ export class MuxRemote implements Remote {
         sock.off('readable', answer)
         if (head[0] === SOCKET_ANSWER.OPEN) return resolve(sock)
         const why = String(sock.read() ?? '')
+        // Nobody reads a refused socket: closed here, not left open until the process ends.
+        sock.destroy()
         if (head[0] === SOCKET_ANSWER.REFUSED) return reject(new TransportError(why, 'lease'))
         reject(new TransportError(`agent could not open ${path}: ${why}`, 'lost'))
       }

@@ -8,7 +8,6 @@ export const F = { STDIN: 0, STDOUT: 1, STDERR: 2, EXIT: 3, ERROR: 4, STDIN_EOF:
 /** A socket request's first answer byte: opened, failed (the message follows), refused as REFUSED. */
 export const SOCKET_ANSWER = { OPEN: 0, FAILED: 1, REFUSED: 2 } as const
 
-/** The byte-stream frames: a reader may hand their payload on in pieces, as it arrives. */
 /**
  * The largest request line: a `run` request carries the runner's whole step input (its env and
  * arguments, at most a few MiB in practice); the agent drops a connection whose line is longer, so
@@ -16,6 +15,7 @@ export const SOCKET_ANSWER = { OPEN: 0, FAILED: 1, REFUSED: 2 } as const
  */
 export const MAX_HEADER = 16 * 1024 * 1024
 
+/** The byte-stream frames: a reader may hand their payload on in pieces, as it arrives. */
 export const isStreamFrame = (type: number): boolean => type === F.STDIN || type === F.STDOUT || type === F.STDERR
 
 export function frameHead(type: number, length: number): Buffer {

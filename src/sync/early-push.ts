@@ -73,6 +73,8 @@ export class EarlyPush {
   /** arm() started the watch (even on folders not there yet): what it did not see may have changed. */
   private watchingSinceArm = false
   private busy = 0
+  /** Unsure marks of a push disarm() gave up on, still being saved. */
+  private marking: Promise<void> = Promise.resolve()
   /** Early pushes that completed, and those that failed or were given up on (tests and the agent's log). */
   readonly counts = { done: 0, failed: 0 }
 
@@ -103,6 +105,7 @@ export class EarlyPush {
     this.unwatch()
     this.target = null
     clearTimeout(this.timer)
+    await this.marking
     const running = this.flight
     if (!running) return
     if (!(await settlesWithin(running.done, this.timing.settleMs))) {
@@ -150,7 +153,8 @@ export class EarlyPush {
     if (!running) return
     this.flight = null
     running.stop.abort(new Error('early push given up: disarmed'))
-    void this.markUnsure(running.target, running.planned)
+    // The next request waits for these marks (enter()): its push must not be recorded under them.
+    this.marking = this.markUnsure(running.target, running.planned)
   }
 
   /** Whether an early push may go on to this machine: the lease still held, the job's worker alive, no newer agent, the base as left. */

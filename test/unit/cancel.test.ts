@@ -69,4 +69,37 @@ describe('InFlight', () => {
     await f.settle(5000)
     expect(created).toBe(true)
   })
+
+  // The runner kills the hook 10 s after its SIGINT: the undo's time before the release counts from there.
+  test.each([
+    ["the runner's SIGINT", 'SIGINT', true],
+    ['its SIGTERM', 'SIGTERM', true],
+    ["control: another abort (the runner closed the hook's output; no kill follows)", new Error('output closed'), false]
+  ])('%s starts the time before the release', async (_what, reason, starts) => {
+    const ac = new AbortController()
+    const f = new InFlight(ac.signal)
+    expect(f.leftBeforeRelease()).toBe(Infinity)
+    ac.abort(reason)
+    const left = f.leftBeforeRelease()
+    if (starts) expect(left).toBeGreaterThan(7000)
+    expect([left <= 7500, left === Infinity]).toEqual([starts, !starts])
+  })
+  test('a settle under way ends when the time before the release runs out, also for a cancel that came after it began', async () => {
+    jest.useFakeTimers()
+    try {
+      const ac = new AbortController()
+      const f = new InFlight(ac.signal)
+      f.track(new Promise(() => undefined)).catch(() => undefined)
+      let settled = false
+      void f.settle(60_000).then(() => (settled = true))
+      await jest.advanceTimersByTimeAsync(1000)
+      ac.abort('SIGINT')
+      await jest.advanceTimersByTimeAsync(7400)
+      expect(settled).toBe(false)
+      await jest.advanceTimersByTimeAsync(200)
+      expect(settled).toBe(true)
+    } finally {
+      jest.useRealTimers()
+    }
+  })
 })

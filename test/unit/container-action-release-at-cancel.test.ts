@@ -105,6 +105,7 @@ const started = async (): Promise<void> => {
 beforeEach(() => {
   events.length = 0
   refusedWorkRoot = false
+  provider.releaseDestroys = true
 })
 
 /** A step without state cancelled while the VM holds its stop; in an object, so awaiting this does not wait for the step. */

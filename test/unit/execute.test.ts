@@ -230,6 +230,17 @@ describe('a failure before the log is opened still reaches a file log', () => {
     expect(() => readFileSync(inside)).toThrow()
   })
 
+  test("a TMPDIR inside the runner's work folder (the default file with it), or no RUNNER_TEMP: no file line at all", async () => {
+    const o = io()
+    o.place.defaultLogFile = join(dir, '_work', 'tmp', 'rch', 'hook.log')
+    writeFileSync(env.REMOTE_HOOKS_CONFIG, '{"provider":{"kind":"nope"}}')
+    expect((await execute(raw(), env, o)).code).toBe(EXIT.config)
+    expect(logged(o)).toBe('')
+    const unset = io()
+    expect((await execute(raw(), { ...env, RUNNER_TEMP: '' }, unset)).code).not.toBe(0)
+    expect(logged(unset)).toBe('')
+  })
+
   test('control: a configured log.file outside it gets the line, and a command that succeeds writes no error', async () => {
     const elsewhere = join(dir, 'private-log', 'hook.log')
     mkdirSync(join(dir, 'private-log'), { mode: 0o700 })

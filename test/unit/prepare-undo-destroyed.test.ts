@@ -26,7 +26,10 @@ jest.mock('../../src/providers/factory', () => ({
     acquire: async () => {
       // A lease that comes in after the cancel (a connect or lease call that heeds none).
       if (acquireAfterCancel) cancel.abort('SIGINT')
-      return { lease: { kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: {} }, remote: hangs ? hanging : machine }
+      return {
+        lease: { kind: 'ec2', instanceId: 'i-0123456789abcdef0', connect: {} },
+        remote: failsFirst ? failingThenHanging : hangs ? hanging : machine
+      }
     },
     release: async () => void seen.push(`release at ${Date.now() - cancelAt()} ms`)
   })
@@ -36,6 +39,7 @@ let acquireAfterCancel = false
 let hangs = false
 /** The undo's own commands on the machine hang too (the job, root there, stopped its docker and sshd's shells). */
 let undoHangs = false
+let failsFirst = false
 let cancel = new AbortController()
 let cancelledAt = 0
 const cancelAt = (): number => cancelledAt || Date.now()
@@ -71,6 +75,25 @@ const hanging: Remote = {
   close: () => undefined
 }
 
+/**
+ * A machine where every command fails at once (no cancel), so that prepare_job undoes; the undo's
+ * removal of the job folder then hangs, and the runner's cancel comes while it runs.
+ */
+const failingThenHanging: Remote = {
+  openExec: (command: string) => {
+    if (!/--entrypoint rm/.test(command) || cancel.signal.aborted) {
+      seen.push(cancel.signal.aborted ? 'command after the cancel' : 'command')
+      return Promise.reject(new Error('this machine fails every command'))
+    }
+    seen.push('the undo removes the job folder')
+    cancelledAt = Date.now()
+    cancel.abort('SIGINT')
+    return hangUntilTheEnd()
+  },
+  openSocket: () => Promise.reject(new Error('no docker')),
+  close: () => undefined
+}
+
 let endHung = (): void => undefined
 /** The undo's hung calls, failed when the test ends (the calls waiting on them keep timers of their own). */
 const undoHung: (() => void)[] = []
@@ -83,11 +106,15 @@ afterEach(() => {
 afterAll(cleanupTempDirs)
 
 /** A fresh job (its own cancel) on a machine whose release does or does not destroy it. */
-function context(releaseDestroys: boolean, o: { acquireAfterCancel?: boolean; hangs?: boolean; undoHangs?: boolean } = {}): HookContext {
+function context(
+  releaseDestroys: boolean,
+  o: { acquireAfterCancel?: boolean; hangs?: boolean; undoHangs?: boolean; failsFirst?: boolean } = {}
+): HookContext {
   destroys = releaseDestroys
   acquireAfterCancel = o.acquireAfterCancel ?? false
   hangs = o.hangs ?? false
   undoHangs = o.undoHangs ?? false
+  failsFirst = o.failsFirst ?? false
   cancel = new AbortController()
   cancelledAt = 0
   seen.length = 0
@@ -141,5 +168,20 @@ test('a static host whose undo commands hang too: the slot is still released bef
   const ms = Number(release!.split(' ')[2])
   // Control (the test above): the work under way was waited for first; here the tidying was tried, then cut.
   expect(seen).toContain('command after the cancel')
+  expect([ms >= 7000, ms < 9000]).toEqual([true, true])
+}, 30_000)
+
+// The same when prepare_job failed on its own and the runner's cancel comes during the undo: the part
+// then running is cut when the cancel's time runs out, not after timeouts.cleanupSeconds.
+test("a cancel that comes during the undo of a failed prepare_job: the slot is still released before the runner's kill", async () => {
+  const { prepareJob } = await import('../../src/handlers/prepare-job')
+  // Its own failure, said beside the cancel (markIfBeforeCancel).
+  await expect(prepareJob(args, context(false, { failsFirst: true }))).rejects.toThrow()
+  // The cancel came during the undo (of the folder the failed creation left), after prepare_job had failed.
+  expect(seen).toContain('the undo removes the job folder')
+  expect(seen.indexOf('command')).toBeLessThan(seen.indexOf('the undo removes the job folder'))
+  const release = seen.find((s) => s.startsWith('release at '))
+  expect(release).toBeDefined()
+  const ms = Number(release!.split(' ')[2])
   expect([ms >= 7000, ms < 9000]).toEqual([true, true])
 }, 30_000)
