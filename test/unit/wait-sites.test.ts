@@ -40,6 +40,7 @@ const SHELL_WAITS: Record<string, string> = {
  */
 const TIMERS: Record<string, string> = {
   'retry.ts': 'the primitive itself',
+  'cancel.ts': "the undo's time before the release after the runner's cancel (a deadline, unref'd)",
   'docker/engine.ts': "a call's deadline",
   'docker/steps.ts': "the grace after a cancel, a step's stop deadline",
   'fleet/job-fleet.ts': 'the heartbeat every minute',
