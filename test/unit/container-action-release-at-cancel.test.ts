@@ -3,7 +3,7 @@
 // the step's stop on a VM the job was root on may take that long. A machine other jobs use (static,
 // pool) is released only after its step has stopped.
 import { waitUntil } from '../helpers/wait'
-import { tempDir, cleanupTempDirs, containerActionArgs } from './_helpers'
+import { tempDir, cleanupTempDirs, containerActionArgs, containerStepCtx } from './_helpers'
 
 const events: string[] = []
 let stepEnds: () => void = () => undefined
@@ -74,29 +74,22 @@ import type { HookContext } from '../../src/context'
 
 afterAll(cleanupTempDirs)
 
-const ctxFor = (signal: AbortSignal, workspace = '/runner/_work/repo/repo'): HookContext =>
-  ({
+/** containerStepCtx with what a step without state reads besides (its provider, bounds, local root). */
+const ctxFor = (signal: AbortSignal, workspace = '/runner/_work/repo/repo'): HookContext => {
+  const base = containerStepCtx(signal)
+  return {
+    ...base,
     config: {
+      ...base.config,
       provider: { kind: 'ec2' },
-      images: { pullPolicy: 'missing', pullTimeoutSeconds: 60 },
-      remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' },
-      sync: { excludeFromPullBack: [], limits: {}, deltaListing: false, toolCache: false },
+      sync: { ...base.config.sync, toolCache: false },
       timeouts: { cleanupSeconds: 30 }
     },
-    runner: { runnerName: 'r', workDir: '/runner/_work', workspace },
-    log: {
-      progress: () => undefined,
-      debug: () => undefined,
-      addSecret: () => undefined,
-      warn: () => undefined,
-      group: (_title: string, fn: () => unknown) => fn()
-    },
+    runner: { ...base.runner, workspace },
     localRoot: tempDir(),
-    beatMs: 60_000,
-    signal,
-    stdout: process.stdout,
-    stderr: process.stderr
-  }) as unknown as HookContext
+    beatMs: 60_000
+  } as unknown as HookContext
+}
 
 const started = async (): Promise<void> => {
   expect(await waitUntil(() => events.includes('step started'), 1000, 5)).toBe(true)
