@@ -12,7 +12,7 @@ import { ask, expectEach, record } from '../remote/answer'
 import { shPath, shq } from '../remote/quote'
 import { check, type ConnectInfo, type Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
-import { asideOf, freeSlotScript, ownerField, parseLeaseMark, type LeaseMark } from '../providers/static-host'
+import { freeJobSlotScript, ownerField, parseLeaseMark, type LeaseMark } from '../providers/static-host'
 import { isRunning } from '../worker-process'
 import { thisRunnerHost, type RunnerHost } from '../runner-host'
 import { cleanupDeadline } from '../remote/deadline'
@@ -148,14 +148,7 @@ async function slotPass(
         removeJobFolder(remote, workRoot, jobFolder(workRoot, job.owner, job.jobId), null)
       )
     )
-    await check(
-      remote,
-      `[ "$(${ownerField(`${d}/owner`, 2)})" != ${shq(job.jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, job.jobId)), job.jobId)}; }`,
-      {
-        label: 'free the slot',
-        timeoutMs: CALL_MS
-      }
-    )
+    await check(remote, freeJobSlotScript(workRoot, d, job.jobId), { label: 'free the slot', timeoutMs: CALL_MS })
     return `${removed}, job folder and slot`
   })
 }

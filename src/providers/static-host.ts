@@ -6,7 +6,8 @@ import { Cancelled, HookError, RemoteCommandError, TransportError, isPermanentTr
 import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, OutputLimitError, type ConnectInfo, type Remote } from '../remote/remote'
-import { shq } from '../remote/quote'
+import { shPath, shq } from '../remote/quote'
+import { plainFileOnly } from '../remote/plain-file'
 import { waitUntil } from '../retry'
 import { MAX_HOST_SLOTS, type StaticConfig } from '../config'
 import { HEX16 } from '../input-rules'
@@ -50,6 +51,40 @@ export function freeSlotScript(dir: string, aside: string, jobId: string): strin
  * may swap one in between the test and the read; the call's bound is what ends that.)
  */
 export const ownerField = (file: string, n: number): string => `[ -f ${file} ] && [ ! -L ${file} ] && cut -d' ' -f${n} ${file} 2>/dev/null`
+
+/** How long a lease script waits for the host's lease lock (a job root on the host can hold it). */
+const LEASE_LOCK_WAIT_S = 10
+
+/**
+ * Shell: `body` run holding the host's lease lock, `<workRoot>/.leases.lock` (flock where the host
+ * has it; opened only as a plain file: a FIFO planted there would hold every runner's lease call).
+ * Every check-then-act on the slots takes it: a stale lease taken over while reap or the dead job's
+ * own release freed the slot and another runner leased it wrote over that runner's lease, two jobs
+ * on one slot. Without a leases folder nothing is held, and nothing locked. Taken in the script's
+ * own shell, it is held until the script ends.
+ */
+export function underLeaseLock(workRoot: string, body: string): string {
+  const leases = shPath(`${workRoot}/leases`)
+  const lock = shPath(`${workRoot}/.leases.lock`)
+  const held = `the lease lock ${workRoot}/.leases.lock stayed taken for ${LEASE_LOCK_WAIT_S} s`
+  // `flock -n` and a count rather than `flock -w`: BusyBox's flock has no -w.
+  const wait = `i=0; until flock -n 9; do [ $i -lt ${LEASE_LOCK_WAIT_S} ] || { echo ${shq(held)} >&2; exit 7; }; i=$((i + 1)); sleep 1; done`
+  return (
+    `if [ -d ${leases} ] && [ ! -L ${leases} ]; then ` +
+    `{ ${plainFileOnly(lock)} && exec 9>>${lock} && { ! command -v flock >/dev/null || { ${wait}; }; }; } || exit 7; fi; ${body}`
+  )
+}
+
+/**
+ * Shell: frees the slot folder `dir` (a shell word) if job `jobId` holds it, under the lease lock
+ * (the release of cleanup_job, and reap's of a dead job).
+ */
+export function freeJobSlotScript(workRoot: string, dir: string, jobId: string): string {
+  return underLeaseLock(
+    workRoot,
+    `[ "$(${ownerField(`${dir}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(dir, shPath(asideOf(workRoot, jobId)), jobId)}; }`
+  )
+}
 
 /** Where a job's released lease folder is removed (see freeSlotScript). */
 export const asideOf = (workRoot: string, jobId: string): string => `${workRoot}/leases/.gone-${jobId}`
@@ -97,7 +132,9 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
-    `rm -rf ${t}; { mkdir ${t} && echo ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
+    // printf, not echo: dash's echo reads backslashes in the runner's name (`\c` ended the line).
+    underLeaseLock(workRoot, '') +
+    `rm -rf ${t}; { mkdir ${t} && printf '%s\n' ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
     // After a failed rename: a lease folder is judged by its owner below; something else in the
     // slot's place is the operator's to fix; a slot released meanwhile (by the rename's failure, or
     // by any test of it since: another runner's job may end at any moment) is renamed into again.
@@ -347,17 +384,15 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
   private async freeSlot(lease: StaticLease, remote: Remote, jobId: string, timeoutMs: number): Promise<void> {
     const dir = leaseDir(this.workRoot, lease.slot)
     // Only our own lease: a stale state must not free a slot another job holds now.
-    await check(
-      remote,
-      `[ "$(${ownerField(`${shq(dir)}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(shq(dir), shq(asideOf(this.workRoot, jobId)), jobId)}; }`,
-      { label: 'release the host slot', timeoutMs }
-    )
+    await check(remote, freeJobSlotScript(this.workRoot, shq(dir), jobId), { label: 'release the host slot', timeoutMs })
   }
 
   /** Every slot this runner holds on a host (cleanup without state): the slots released. */
   async releaseOwned(remote: Remote, owner: string): Promise<string[]> {
     const label = "release this runner's host slots"
-    return releasedSlots(await ask(remote, releaseOwnedScript(this.workRoot, owner), { label }), label).map((n) => `slot-${n}`)
+    return releasedSlots(await ask(remote, underLeaseLock(this.workRoot, releaseOwnedScript(this.workRoot, owner)), { label }), label).map(
+      (n) => `slot-${n}`
+    )
   }
 
   async cleanupOrphans(owner: string, env: ProviderEnv, tidy: Tidy): Promise<OrphanReport> {

@@ -4,13 +4,14 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { StaticHostProvider, leaseDir } from '../../src/providers/static-host'
+import { StaticHostProvider, freeJobSlotScript, leaseDir, leaseScript } from '../../src/providers/static-host'
 import { ownerId } from '../../src/labels'
 import { HookError, TransportError } from '../../src/errors'
 import { UnexpectedAnswer } from '../../src/remote/answer'
 import type { ProviderEnv } from '../../src/providers/provider'
 import type { Remote } from '../../src/remote/remote'
 import { cleanupTempDirs, tempDir } from './_helpers'
+import { waitUntil } from '../helpers/wait'
 import { LocalRemote } from './local-remote'
 import { shq } from '../../src/remote/quote'
 import { recordingFleetGate } from '../helpers/fleet-gate'
@@ -348,7 +349,7 @@ describe("a slot changing hands between two runners' jobs", () => {
   // `rm -rf` empties a folder before it removes it, and `mv -T` replaces an empty folder: a lease
   // landing in between held the slot, and the release's last step (removing the folder by name)
   // failed on that lease ("Directory not empty"), failing the other job's cleanup_job.
-  test("a lease landing while the release removes the slot's folder: both succeed", async () => {
+  test("a lease coming while the release removes the slot's folder: both succeed, the lease after the release", async () => {
     const dir = tempDir()
     const workRoot = join(dir, 'work')
     held(workRoot)
@@ -380,10 +381,12 @@ describe("a slot changing hands between two runners' jobs", () => {
         () => 'released',
         (x: Error) => x.message
       )
-    while (!existsSync(emptied)) await new Promise((r) => setTimeout(r, 10))
-    // this job leases the slot while the other's release is under way
-    const got = await provider(workRoot, 30).acquire(job(dir), env(new LocalRemote(dir)))
+    expect(await waitUntil(() => existsSync(emptied), 10_000, 10)).toBe(true)
+    // This job leases the slot while the other's release is under way: its lease waits for the
+    // release's lease lock, and lands once the release has ended.
+    const leasing = provider(workRoot, 30).acquire(job(dir), env(new LocalRemote(dir)))
     writeFileSync(go, '')
+    const got = await leasing
     expect(await releasing).toBe('released')
     expect(got.lease.slot).toBe(0)
     expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} r `))
@@ -586,6 +589,53 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
 
 // A host a job was root on answers the lease and release scripts as it likes: the slots it names
 // as released are only ones that can exist, and each is said once.
+// A runner's next job takes its dead job's slot over (stale) while reap (or the dead job's own late
+// release) frees that slot and another runner leases it: the takeover then wrote its owner over
+// the other runner's lease, and two jobs held one slot of a `slots: 1` host. Every check-then-act
+// on the slots now holds the host's lease lock.
+describe('a stale lease taken over while the slot is freed and leased by another runner', () => {
+  test.each([
+    ['the lease lock keeps them apart: the takeover holds the slot, the other runner is told busy', true],
+    ['control: with a flock that locks nothing, the other runner gets the slot too (the race, shown)', false]
+  ])(
+    '%s',
+    async (_what, withFlock) => {
+      const dir = tempDir()
+      const workRoot = join(dir, 'work')
+      const slot = leaseDir(workRoot, 0)
+      const DEAD = '2222222222222222'
+      mkdirSync(slot, { recursive: true })
+      writeFileSync(join(slot, 'owner'), `${OWNER} ${DEAD} r h/k 2026-01-01T00:00:00Z - -\n`)
+      const S_OWNER = ownerId('s', '/home/s/_work')
+      const S_JOB = '3333333333333333'
+      writeFileSync(join(dir, 'free.sh'), freeJobSlotScript(workRoot, shq(slot), DEAD))
+      writeFileSync(
+        join(dir, 'lease3.sh'),
+        leaseScript(workRoot, slot, S_OWNER, S_JOB, `${S_OWNER} ${S_JOB} s h/k2 2026-01-01T00:00:00Z - -`)
+      )
+      // At the takeover's write of its owner: reap's free of the dead job, then the other runner's
+      // lease, in a session of their own (the channel's close ends this one's process group), without
+      // the lock's descriptor (a process holding it holds the lock).
+      const both = `sh ${dir}/free.sh; sh ${dir}/lease3.sh > ${dir}/lease3.out 2>&1; : > ${dir}/done`
+      const mv = `if [ "$1" = -f ]; then setsid sh -c ${shq(both)} < /dev/null > /dev/null 2>&1 9>&- & sleep 1; fi; exec /usr/bin/mv "$@"`
+      // The control's flock locks nothing (it answers at once): the scripts run as without the lock.
+      const stubs: Record<string, string> = withFlock ? { mv } : { mv, flock: 'exit 0' }
+      const got = await provider(workRoot, 30).acquire(job(dir), env(new LocalRemote(dir, {}, stubs)))
+      expect(got.lease.slot).toBe(0)
+      expect(await waitUntil(() => existsSync(`${dir}/done`), 20_000, 20)).toBe(true)
+      const other = readFileSync(`${dir}/lease3.out`, 'utf8')
+      if (withFlock) {
+        expect(other).toContain('busy')
+        expect(readFileSync(join(slot, 'owner'), 'utf8')).toMatch(new RegExp(`^${OWNER} ${JOB} `))
+      } else {
+        // The race this guards against, shown: the other runner's lease was new, and the takeover wrote over it.
+        expect(other).toContain('new')
+      }
+    },
+    30_000
+  )
+})
+
 describe('the slots a host names as released', () => {
   /** A host that answers every command with these records (inside the call's frame, as its shell would). */
   const answering = (dir: string, records: string[]): Remote => {
