@@ -668,3 +668,17 @@ describe('the slots a host names as released', () => {
     expect(releasedLines(ok)).toHaveLength(2)
   })
 })
+
+// The owner line is the runner's words (its name among them); dash's echo read backslashes in it:
+// `\c` ended the line, and reap could then never judge the slot (fewer than its fields).
+test("a runner name with a backslash is written into the slot's owner line as it is", async () => {
+  const dir = tempDir()
+  const workRoot = join(dir, 'work')
+  const mark = `${OWNER} ${JOB} a\\cb\\nc h/k 2026-01-01T00:00:00Z - -`
+  const ch = await new LocalRemote(dir).openExec(leaseScript(workRoot, leaseDir(workRoot, 0), OWNER, JOB, mark))
+  ch.stdout.resume()
+  ch.stderr.resume()
+  expect(await ch.done).toEqual({ code: 0, signal: null })
+  // Control: the line has all seven fields, the name among them unchanged.
+  expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toBe(`${mark}\n`)
+})
