@@ -7,7 +7,7 @@ import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, OutputLimitError, type ConnectInfo, type Remote } from '../remote/remote'
 import { shPath, shq } from '../remote/quote'
-import { plainFileOnly } from '../remote/plain-file'
+import { holdLock } from '../remote/plain-file'
 import { waitUntil } from '../retry'
 import { MAX_HOST_SLOTS, type StaticConfig } from '../config'
 import { HEX16 } from '../input-rules'
@@ -67,12 +67,7 @@ export function underLeaseLock(workRoot: string, body: string): string {
   const leases = shPath(`${workRoot}/leases`)
   const lock = shPath(`${workRoot}/.leases.lock`)
   const held = `the lease lock ${workRoot}/.leases.lock stayed taken for ${LEASE_LOCK_WAIT_S} s`
-  // `flock -n` and a count rather than `flock -w`: BusyBox's flock has no -w.
-  const wait = `i=0; until flock -n 9; do [ $i -lt ${LEASE_LOCK_WAIT_S} ] || { echo ${shq(held)} >&2; exit 7; }; i=$((i + 1)); sleep 1; done`
-  return (
-    `if [ -d ${leases} ] && [ ! -L ${leases} ]; then ` +
-    `{ ${plainFileOnly(lock)} && exec 9>>${lock} && { ! command -v flock >/dev/null || { ${wait}; }; }; } || exit 7; fi; ${body}`
-  )
+  return `if [ -d ${leases} ] && [ ! -L ${leases} ]; then { ${holdLock(lock, LEASE_LOCK_WAIT_S, held, 7)}; } || exit 7; fi; ${body}`
 }
 
 /**

@@ -9,7 +9,7 @@ import { dirname, isAbsolute } from 'node:path'
 import { Cancelled, TransportError, HookError } from '../errors'
 import { check, dropped, endedOrClosed, exitOf, OutputLimitError, stopper, type ExecChannel, type Remote } from '../remote/remote'
 import { shq } from '../remote/quote'
-import { plainFileOnly } from '../remote/plain-file'
+import { holdLock } from '../remote/plain-file'
 import {
   earliest,
   listingTimes,
@@ -294,11 +294,8 @@ const PUSH_LOCK_WAIT = 60
  */
 export function pushCommand(remoteWork: string, listing: string, lockWaitSeconds = PUSH_LOCK_WAIT): string {
   const held = `the job folder's push lock stayed taken for ${lockWaitSeconds} s (an earlier push still running there, or the job holding it)`
-  // `flock -n` and a count rather than `flock -w`: BusyBox's flock has no -w.
-  const lock = `i=0; until flock -n 9; do [ $i -lt ${lockWaitSeconds} ] || { echo ${shq(held)} >&2; exit 75; }; i=$((i+1)); sleep 1; done`
   return (
-    `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && ${plainFileOnly('$L')} && ` +
-    `exec 9>>$L && { ! command -v flock >/dev/null || { ${lock}; }; } && ` +
+    `umask 077 && cd ${shq(remoteWork)} && L=../.rch-push.lock && ${holdLock('$L', lockWaitSeconds, held, 75)} && ` +
     `IFS= read -r n && ` +
     `{ [ "$n" = 0 ] || { d=$(mktemp ../.rch-delete.XXXXXX) && { dd ibs=1 count="$n" of="$d" status=none && [ "$(wc -c < "$d")" -eq "$n" ] && xargs -0 -r rm -rf -- < "$d"; }; r=$?; rm -f "$d"; [ "$r" = 0 ]; }; } && ` +
     `tar -x -f - --no-same-permissions && { ${listing}; }`

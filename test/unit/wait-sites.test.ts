@@ -29,10 +29,10 @@ const SHELL_SLEEP = /\bsleep [0-9$]/
 
 /** The shell scripts that wait on the VM, and why the wait is there and not a retry of the hook's. */
 const SHELL_WAITS: Record<string, string> = {
-  'sync/sync.ts': "the push lock's wait on the VM: BusyBox's flock has no -w, so a one-second loop bounded by a count",
+  'remote/plain-file.ts':
+    "holdLock, the wait for a lock on the VM (the push lock, a static host's lease lock): BusyBox's flock has no -w, so a one-second loop bounded by a count",
   'docker/cli.ts': 'the watcher of a pull or build: a newline each second tells a closed channel (sshd stops nothing until it writes)',
-  'providers/user-data.ts': "the instance's self-destruct timer (maxLifetimeMinutes), armed at boot",
-  'providers/static-host.ts': "the static host's lease lock: BusyBox's flock has no -w, so a one-second loop bounded by a count"
+  'providers/user-data.ts': "the instance's self-destruct timer (maxLifetimeMinutes), armed at boot"
 }
 
 /**
