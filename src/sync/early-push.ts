@@ -108,12 +108,7 @@ export class EarlyPush {
     await this.marking
     const running = this.flight
     if (!running) return
-    if (!(await settlesWithin(running.done, this.timing.settleMs))) {
-      // It records nothing if it ends later, its channel is closed, and what it meant to send is unsure.
-      this.flight = null
-      running.stop.abort(new Error('early push given up: a request to the agent was waiting'))
-      await this.markUnsure(running.target, running.planned)
-    }
+    if (!(await settlesWithin(running.done, this.timing.settleMs))) await this.giveUp('a request to the agent was waiting')
   }
 
   /**
@@ -149,12 +144,22 @@ export class EarlyPush {
   disarm(): void {
     this.target = null
     this.unwatch()
+    void this.giveUp('disarmed')
+  }
+
+  /**
+   * Gives up the early push under way, if any: it records nothing if it ends later, its channel is
+   * closed, and what it meant to send is marked unsure; resolves once the marks are saved (the next
+   * request waits for them in enter(): its push must not be recorded under them).
+   */
+  private giveUp(why: string): Promise<void> {
     const running = this.flight
-    if (!running) return
-    this.flight = null
-    running.stop.abort(new Error('early push given up: disarmed'))
-    // The next request waits for these marks (enter()): its push must not be recorded under them.
-    this.marking = this.markUnsure(running.target, running.planned)
+    if (running) {
+      this.flight = null
+      running.stop.abort(new Error(`early push given up: ${why}`))
+      this.marking = this.markUnsure(running.target, running.planned)
+    }
+    return this.marking
   }
 
   /** Whether an early push may go on to this machine: the lease still held, the job's worker alive, no newer agent, the base as left. */
