@@ -156,8 +156,6 @@ function stepHeartbeats(raw: string, job: StepJob | null, localRoot: string): Be
   }
 }
 
-/** The agent's side of the step fast path: the same execute() as the hook, with the agent's connection. */
-
 async function agent(payload: string): Promise<number> {
   const { runAgent } = await import('./remote/agent')
   const { agentEntry, OTHER_BUILD_EXIT } = await import('./remote/agent-failure')
@@ -177,7 +175,8 @@ async function agent(payload: string): Promise<number> {
   betweenSteps.worker = opts.worker ?? null
   // The agent's socket is in the job's local folder (agent-client.ts jobSocket).
   ;(await import('./sync/warm-base')).warmBase(dirname(opts.socketPath))
-  // A step runs only on the machine this agent's connection reaches (session.ts openJobRemote).
+  // The agent's side of the step fast path: the same execute() as the hook, with the agent's
+  // connection; a step runs only on the machine it reaches (session.ts openJobRemote).
   const runInAgent = async (req: Record<string, unknown>, io: RunIo): Promise<RunResult> =>
     (await import('./execute')).executeRequest(req, { ...io, place: place(), remoteAt: opts.connect })
   try {

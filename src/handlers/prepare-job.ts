@@ -82,7 +82,7 @@ interface Run {
 }
 
 /** `remote` is a direct connection; `agent` (when the job has one) starts alongside the other parts. */
-type Host = Acquired & { docker: RemoteDocker; agent: AgentStart | null }
+type Host = Acquired<Lease> & { docker: RemoteDocker; agent: AgentStart | null }
 
 export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promise<HandlerResult> {
   const { config, runner, log } = ctx
@@ -164,12 +164,7 @@ export async function prepareJob(args: PrepareJobArgs, ctx: HookContext): Promis
  * is leased (remote.workRoot may be ~/path), and the plan follows it; the lease is checked as the
  * job's state would keep it before anything is made on the machine (its work root is the member's word).
  */
-async function leaseHost(
-  run: Run,
-  args: PrepareJobArgs,
-  facts: PlanFacts,
-  keepable: (s: StoredState) => void
-): Promise<Host & Acquired<Lease>> {
+async function leaseHost(run: Run, args: PrepareJobArgs, facts: PlanFacts, keepable: (s: StoredState) => void): Promise<Host> {
   const { ctx, plan } = run
   const { config, runner } = ctx
   const a = await getHost(ctx, plan, run.localDir, run.undo, run.time.started)
@@ -189,7 +184,7 @@ async function leaseHost(
 /** The response, checked as the next command will read it, the timings and the fleet's record; written last. */
 async function answer(
   run: Run,
-  host: Host & Acquired<Lease>,
+  host: Host,
   ready: Awaited<ReturnType<typeof startAll>>,
   keepable: (s: StoredState) => void
 ): Promise<HandlerResult> {

@@ -164,7 +164,6 @@ interface OwnHost {
   remote: Remote
   /** The context with the machine's own work root (a pool member's ~/path). */
   onMachine: HookContext
-  jobRoot: string
   /** The repository's folder under _work, which the first copy sends. */
   repoRel: string | null
   plan: StepPlan
@@ -191,7 +190,7 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     rmSync(localDir, { recursive: true, force: true })
     throw e
   })
-  const { lease, remote, onMachine, jobRoot, plan, state } = own
+  const { lease, remote, onMachine, plan, state } = own
   const { config } = onMachine
   // A lease that lapses unless renewed is renewed from here for the step's length (no agent runs).
   // Once it is lost (refused, or a whole ttl without a renewal) another job may hold the machine:
@@ -232,12 +231,12 @@ async function withOwnHost(args: ContainerArgs, hookCtx: HookContext): Promise<H
     await ctx.log.group("Copying the step's files", async () => {
       const pruned = reused ? new RemoteDocker(remote, config.remote.dockerSocket).removeOwned(LABEL_OWNER, owner, jobId) : null
       pruned?.catch(() => undefined)
-      await makeJobFolder(remote, config.remote.workRoot, jobRoot, reused ? { pruneOwner: owner } : {})
+      await makeJobFolder(remote, config.remote.workRoot, state.jobRoot, reused ? { pruneOwner: owner } : {})
       const leftovers = await pruned
       if (leftovers) sayLeftovers(leftovers, ctx.log)
       const copied = await copyUp(ctx, remote, lease.connect, localDir, {
         hostWork: state.hostWork,
-        jobRoot,
+        jobRoot: state.jobRoot,
         jobId,
         roots: firstCopyRoots(own.repoRel, config.sync.toolCache),
         externals: null
@@ -295,7 +294,7 @@ async function leaseOwnHost(
     const onMachine = onJobMachine(hookCtx, workRootOf(hookCtx.config, lease))
     const { jobRoot, plan } = stepPlanOn(args, hookCtx, owner, jobId, onMachine.config.remote.workRoot)
     const state = initialState({ jobId, owner, lease, jobRoot, hostWork: runner.workDir, repoRel, localDir })
-    return { lease, remote, onMachine, jobRoot, repoRel, plan, state }
+    return { lease, remote, onMachine, repoRel, plan, state }
   } catch (e) {
     // Bounded as giveBack's release is: a member an earlier job was root on may hold the call.
     const bounded = cleanupDeadline(
@@ -320,7 +319,7 @@ async function leaseOwnHost(
  */
 async function giveBack(own: OwnHost, ctx: HookContext, reused: boolean, release: (r: Remote) => Promise<void>): Promise<void> {
   const { config } = ctx
-  const { lease, remote, jobRoot, state } = own
+  const { lease, remote, state } = own
   const where = `${lease.connect.host}:${lease.connect.port}`
   const bounded = cleanupDeadline(remote, config.timeouts.cleanupSeconds, `cleaning up after the container action on ${where}`)
   try {
@@ -330,8 +329,8 @@ async function giveBack(own: OwnHost, ctx: HookContext, reused: boolean, release
         .catch((e: unknown) => void ctx.log.warn(`could not remove the step's containers: ${formatError(e)}`))
       const kept = counts && keptWarning(counts, where)
       if (kept) ctx.log.warn(kept)
-      await removeJobFolder(bounded.remote, config.remote.workRoot, jobRoot, null).catch((e) =>
-        ctx.log.warn(`could not remove ${jobRoot}: ${formatError(e)}`)
+      await removeJobFolder(bounded.remote, config.remote.workRoot, state.jobRoot, null).catch((e) =>
+        ctx.log.warn(`could not remove ${state.jobRoot}: ${formatError(e)}`)
       )
     }
     await release(bounded.remote)
