@@ -2,13 +2,15 @@
 // atomic `mkdir` of a lease folder on the host itself, so several runners can share one list.
 import type { RunnerHost } from '../runner-host'
 import { z } from 'zod'
-import { Cancelled, HookError, RemoteCommandError, TransportError, isPermanentTransport } from '../errors'
+import { HookError, RemoteCommandError, TransportError, isPermanentTransport } from '../errors'
 import { privateJobsDirScript } from '../docker/job-folder'
 import { ask, expectEach, record, UnexpectedAnswer } from '../remote/answer'
 import { check, OutputLimitError, type ConnectInfo, type Remote } from '../remote/remote'
 import { shPath, shq } from '../remote/quote'
 import { holdLock } from '../remote/plain-file'
 import { waitUntil } from '../retry'
+import { monoMs } from '../mono-clock'
+import { CONNECT_GRACE_MS, HostLinks } from './host-links'
 import { MAX_HOST_SLOTS, type StaticConfig } from '../config'
 import { HEX16 } from '../input-rules'
 import type { WorkerProcess } from '../worker-process'
@@ -237,52 +239,43 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
       const transport = all.every((d) => d.error instanceof TransportError)
       return transport ? new TransportError(why, (all[all.length - 1].error as TransportError).kind) : new HookError(why)
     }
-    // Connections stay open while we wait for a slot, and all but the chosen one are closed at the end.
-    const opened = new Map<number, Remote>()
-    const discardAll = async (keep?: number): Promise<void> => {
-      for (const [i, r] of opened) if (i !== keep) await env.discard(byHost.get(i)![0].connect, r).catch(() => undefined)
-    }
-    /** One pass over every host and slot: a lease, or undefined when none is free now. */
+    const hosts = [...byHost.values()].map((leases) => leases[0].connect)
+    const links = new HostLinks(hosts, env, (index, e) => {
+      if (isPermanentTransport(e)) return giveUp(index, hosts[index], e)
+      lastError = e
+      down.set(index, `${hostKey(hosts[index])}: ${e.message}`)
+      log.warn(`host ${hostKey(hosts[index])} unreachable: ${e.message}`)
+    })
+    /** Hosts whose last lease call did not answer (a stalled file system, a job root holding it): tried after the others. */
+    const stalled = new Set<number>()
+    const endAt = monoMs() + this.cfg.acquireTimeoutSeconds * 1000
+    /** One round over the hosts, in list order but for stalled ones, and their slots: a lease, or undefined when none is free now. */
     const tryAll = async (): Promise<Acquired<StaticLease> | undefined> => {
-      for (const [index, leases] of byHost) {
+      const order = [...byHost.keys()].sort((a, b) => Number(stalled.has(a)) - Number(stalled.has(b)) || a - b)
+      for (const index of order) {
         if (dead.has(index)) continue
-        const c = leases[0].connect
-        let remote = opened.get(index)
-        if (!remote) {
-          try {
-            remote = await env.connect(c)
-            opened.set(index, remote)
-            down.delete(index)
-          } catch (e) {
-            // A cancel is not a host problem; nor is a failure on this side (the job's agent could
-            // not be started, a folder is not private).
-            if (!(e instanceof TransportError) || env.signal.aborted) throw e
-            if (isPermanentTransport(e)) {
-              giveUp(index, c, e)
-              continue
-            }
-            lastError = e
-            down.set(index, `${hostKey(c)}: ${(e as Error).message}`)
-            log.warn(`host ${hostKey(c)} unreachable: ${(e as Error).message}`)
-            continue
-          }
-        }
-        // A connect that came in after the cancel: no lease call is sent (the connection closes below).
-        if (env.signal.aborted) throw Cancelled.by(env.signal)
+        const c = hosts[index]
+        // A host that was down is not waited for: its connect goes on while the others are tried.
+        const remote = await links.ready(index, down.has(index) ? 0 : CONNECT_GRACE_MS)
+        if (!remote || dead.has(index)) continue
+        down.delete(index)
+        // A round that outlived the wait's deadline sends no more lease calls (each may take a while).
+        if (monoMs() >= endAt) return undefined
         try {
-          for (const lease of leases) {
+          for (const lease of byHost.get(index)!) {
             const got = await this.take(remote, lease, job.jobId, owner, runnerName, env)
             if (got) {
-              await discardAll(index)
-              opened.clear()
-              return { lease, remote }
+              stalled.delete(index)
+              return { lease, remote: (await links.close(index))! }
             }
           }
+          stalled.delete(index)
+          busy.add(index)
         } catch (e) {
           if (env.signal.aborted) throw e
           // This host's answer, or its silence, is this host's: the others are still tried.
-          opened.delete(index)
-          await env.discard(c, remote).catch(() => undefined)
+          busy.delete(index)
+          await links.drop(index)
           // The lease script's own refusal, or an answer no lease script gives (a forced command, a
           // shell that prints around it): the same on the next round.
           if (e instanceof RemoteCommandError || e instanceof UnexpectedAnswer || e instanceof OutputLimitError) {
@@ -290,12 +283,35 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
             continue
           }
           lastError = e
+          stalled.add(index)
           down.set(index, `${hostKey(c)}: ${(e as Error).message}`)
           log.warn(`host ${hostKey(c)}: ${(e as Error).message}; trying again later`)
         }
       }
       if (dead.size === byHost.size) throw noneLeft()
       return undefined
+    }
+    /** Hosts whose every slot another job held when last asked. */
+    const busy = new Set<number>()
+    /** The wait's end: why each host could not be leased, as far as it was asked. */
+    const timedOut = (): Error => {
+      const failed = [...down.values(), ...[...dead.values()].map((d) => d.why)]
+      const unasked = [...byHost.keys()].filter((i) => !busy.has(i) && !down.has(i) && !dead.has(i))
+      if (lastError && !busy.size && !dead.size && !unasked.length)
+        return new TransportError(
+          `no host could be leased: ${(lastError as Error).message}`,
+          lastError instanceof TransportError ? lastError.kind : 'network'
+        )
+      if (!failed.length && !unasked.length)
+        return new HookError(
+          `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`
+        )
+      const why = [
+        busy.size ? 'every slot of the hosts that answered is leased by another job' : '',
+        failed.length ? `unreachable or refused: ${failed.join('; ')}` : '',
+        unasked.length ? `not asked before the deadline: ${unasked.map((i) => hostKey(hosts[i])).join(', ')}` : ''
+      ]
+      return new HookError(`no free host after ${this.cfg.acquireTimeoutSeconds} s: ${why.filter(Boolean).join('; ')}`)
     }
     try {
       return await waitUntil(tryAll, {
@@ -304,25 +320,13 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
         maxDelayMs: 5000,
         signal: env.signal,
         // Said once when the wait starts, then every 30 s.
-        onRetry: (_e, attempt) => attempt === 1 && log.progress(this.waitNote(opened.size)),
+        onRetry: (_e, attempt) => attempt === 1 && log.progress(this.waitNote(links.size)),
         progressEveryMs: 30_000,
-        onProgress: () => log.progress(this.waitNote(opened.size)),
-        onTimeout: () =>
-          lastError && !opened.size && !dead.size
-            ? new TransportError(
-                `no host could be leased: ${(lastError as Error).message}`,
-                lastError instanceof TransportError ? lastError.kind : 'network'
-              )
-            : down.size || dead.size
-              ? new HookError(
-                  `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of the hosts that answered is leased by another job; unreachable or refused: ${[...down.values(), ...[...dead.values()].map((d) => d.why)].join('; ')}`
-                )
-              : new HookError(
-                  `no free host after ${this.cfg.acquireTimeoutSeconds} s: every slot of provider.hosts is leased by another job`
-                )
+        onProgress: () => log.progress(this.waitNote(links.size)),
+        onTimeout: timedOut
       })
     } finally {
-      await discardAll()
+      await links.close()
     }
   }
 

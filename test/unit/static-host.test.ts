@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StaticHostProvider, freeJobSlotScript, leaseDir, leaseScript } from '../../src/providers/static-host'
+import { CONNECT_GRACE_MS } from '../../src/providers/host-links'
 import { ownerId } from '../../src/labels'
 import { HookError, TransportError } from '../../src/errors'
 import { UnexpectedAnswer } from '../../src/remote/answer'
@@ -452,17 +453,17 @@ describe("a slot changing hands between two runners' jobs", () => {
 // owner file is read, a shell start-up that sleeps) or break its logins (host keys, authorized_keys).
 // Other runners' jobs must still get the other hosts' slots.
 describe('one host a job stalled or broke does not hold the jobs the other hosts can take', () => {
-  const HOSTS = ['10.0.0.1', '10.0.0.2']
-  /** Two hosts on this machine, each with a work root of its own (the provider's path, mapped per host). */
-  function twoHosts(callMs: number) {
+  const HOSTS = ['10.0.0.1', '10.0.0.2', '10.0.0.3']
+  /** Hosts on this machine (two unless said), each with a work root of its own (the provider's path, mapped per host). */
+  function twoHosts(callMs: number, n = 2, acquireTimeoutSeconds = 30) {
     const dir = tempDir()
     const workRoot = join(dir, 'work')
-    const roots = [join(dir, 'work-h0'), join(dir, 'work-h1')]
+    const roots = HOSTS.slice(0, n).map((_, i) => join(dir, `work-h${i}`))
     const p = new StaticHostProvider(
       {
         kind: 'static',
-        acquireTimeoutSeconds: 30,
-        hosts: HOSTS.map((host) => ({ host, port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 1 }))
+        acquireTimeoutSeconds,
+        hosts: HOSTS.slice(0, n).map((host) => ({ host, port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 1 }))
       },
       workRoot,
       callMs
@@ -584,6 +585,76 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
       /^no host can be leased: 10\.0\.0\.1:22: lease slot 0 .*exit code 3.*; 10\.0\.0\.2:22: lease slot 0 .*exit code 3/
     )
     expect(both.e.logged.filter((l) => l.startsWith('waiting'))).toEqual([])
+  })
+
+  test("a host that does not answer its connect holds each acquire for the grace, not the connect's own timeout", async () => {
+    const { dir, p, e, locals, remoteOf } = twoHosts(30_000)
+    // Packets dropped: the connect fails only at timeouts.connectSeconds (8 s here).
+    let timer: NodeJS.Timeout | undefined
+    e.connect = (c) =>
+      c.host === HOSTS[0]
+        ? new Promise<Remote>((_, reject) => (timer = setTimeout(() => reject(new TransportError('timed out', 'timeout')), 8000)))
+        : Promise.resolve(remoteOf(1))
+    const t0 = Date.now()
+    const got = await p.acquire(job(dir), e)
+    const took = Date.now() - t0
+    clearTimeout(timer)
+    expect(got.lease.index).toBe(1)
+    expect(took).toBeLessThan(CONNECT_GRACE_MS + 3000)
+    // positive control: host 0 came first in the list, and the acquire waited for it the grace
+    expect(took).toBeGreaterThanOrEqual(CONNECT_GRACE_MS - 50)
+    expect(locals[1].commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(1)
+  })
+
+  test('list order still decides between hosts that connect within the grace; a connection that comes after the lease is closed', async () => {
+    const { dir, p, e, remoteOf } = twoHosts(30_000)
+    const closed: string[] = []
+    e.discard = async (c) => void closed.push(c.host)
+    const after = (ms: number, r: Remote): Promise<Remote> => new Promise((resolve) => setTimeout(() => resolve(r), ms))
+    e.connect = (c) => (c.host === HOSTS[0] ? after(300, remoteOf(0)) : Promise.resolve(remoteOf(1)))
+    expect((await p.acquire(job(dir), e)).lease.index).toBe(0)
+    const late = twoHosts(30_000)
+    late.e.discard = async (c) => void closed.push(c.host)
+    late.e.connect = (c) => (c.host === HOSTS[0] ? after(CONNECT_GRACE_MS + 1000, late.remoteOf(0)) : Promise.resolve(late.remoteOf(1)))
+    expect((await late.p.acquire(job(late.dir), late.e)).lease.index).toBe(1)
+    expect(closed).toEqual([])
+    expect(await waitUntil(() => closed.length > 0, 5000)).toBe(true)
+    expect(closed).toEqual([HOSTS[0]])
+    // positive control: it sent no lease call on it
+    expect(late.locals[0].commands).toEqual([])
+  })
+
+  test('a host whose lease call stalled is asked after the others on the next round', async () => {
+    const { dir, roots, p, e, locals, remoteOf } = twoHosts(1000)
+    e.connect = async (c) => (c.host === HOSTS[0] ? remoteOf(0, 'sleep 30; ') : remoteOf(1))
+    // Host 1's only slot is another runner's until the first round has ended (its note is the event).
+    mkdirSync(leaseDir(roots[1], 0), { recursive: true })
+    writeFileSync(join(leaseDir(roots[1], 0), 'owner'), '0000000000000000 1111111111111111 other-runner h 2026-01-01T00:00:00Z\n')
+    const progress = e.log.progress
+    e.log = {
+      ...e.log,
+      progress: (m: string) => {
+        progress(m)
+        if (m.startsWith('waiting')) rmSync(leaseDir(roots[1], 0), { recursive: true })
+      }
+    }
+    const got = await p.acquire(job(dir), e)
+    expect(got.lease.index).toBe(1)
+    expect(locals[0].commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(1)
+    // positive control: host 1 was asked in both rounds (busy, then leased)
+    expect(locals[1].commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(2)
+  })
+
+  test("a round that outlives the acquire's deadline sends no more lease calls", async () => {
+    const { dir, p, e, locals, remoteOf } = twoHosts(1000, 3, 1)
+    e.connect = async (c) => remoteOf(HOSTS.indexOf(c.host), 'sleep 30; ')
+    const t0 = Date.now()
+    await expect(p.acquire(job(dir), e)).rejects.toThrow(
+      /^no free host after 1 s: unreachable or refused: 10\.0\.0\.1:22: .*; not asked before the deadline: 10\.0\.0\.2:22, 10\.0\.0\.3:22$/
+    )
+    expect(Date.now() - t0).toBeLessThan(4000)
+    const calls = locals.map((l) => l.commands.filter((c) => c.includes('/leases/.new-')).length)
+    expect(calls).toEqual([1, 0, 0])
   })
 })
 
