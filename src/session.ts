@@ -6,8 +6,7 @@ import { readdirSync, closeSync, linkSync, rmSync, unlinkSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { HookContext } from './context'
 import { formatError, HookError, TransportError } from './errors'
-import { shq } from './remote/quote'
-import { DEFAULT_DOCKER_SOCKET } from './config'
+import { withDockerHost } from './remote/docker-host'
 import { agentSocket, MAX_SOCKET_PATH, socketFits } from './agent-client'
 import { MuxRemote } from './remote/mux-client'
 import type { ConnectInfo, Remote } from './remote/remote'
@@ -221,9 +220,7 @@ export function startAgentInBackground(ctx: HookContext, connect: ConnectInfo, l
  * Docker, whose socket a non-interactive SSH command would not otherwise find).
  */
 function forDocker(ctx: HookContext, remote: Remote, close = (): void => remote.close()): Remote {
-  const socket = ctx.config.remote.dockerSocket
-  const prefix = socket === DEFAULT_DOCKER_SOCKET ? '' : `DOCKER_HOST=${shq(`unix://${socket}`)}; export DOCKER_HOST; `
-  return { openExec: (c) => remote.openExec(prefix + c), openSocket: (p) => remote.openSocket(p), close }
+  return withDockerHost(remote, ctx.config.remote.dockerSocket, close)
 }
 
 /** How long cleanup_job waits for the job's agent to answer before it connects on its own. */

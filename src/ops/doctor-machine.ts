@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { DEFAULT_DOCKER_SOCKET, type Config, type StaticConfig } from '../config'
+import { dockerHostPrefix } from '../remote/docker-host'
 import { Engine } from '../docker/engine'
 import { TransportError, formatError } from '../errors'
 import { shPath, shq } from '../remote/quote'
@@ -82,7 +83,7 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
   }
   add('ssh', 'pass', `logged in with ${m.connect.identityFile}; host key pinned in ${m.connect.knownHostsFile}`)
   // Every command gets DOCKER_HOST as the hook's do, so the docker CLI finds the same daemon.
-  const prefix = m.dockerSocket === DEFAULT_DOCKER_SOCKET ? '' : `DOCKER_HOST=${shq(`unix://${m.dockerSocket}`)}; export DOCKER_HOST; `
+  const prefix = dockerHostPrefix(m.dockerSocket)
   const callMs = opts.callMs ?? CALL_MS
   const sh = (cmd: string) => run(remote, prefix + cmd, { collect: true, maxCollect: 64 * 1024, timeoutMs: callMs })
   try {

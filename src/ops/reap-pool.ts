@@ -21,6 +21,7 @@ import { TransportError } from '../errors'
 import { shPath } from '../remote/quote'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import { SshRemote } from '../remote/ssh'
+import { withDockerHost } from '../remote/docker-host'
 import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../providers/ec2-api'
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
@@ -112,6 +113,8 @@ class PoolPass {
   private deferred: { m: Member; why: string }[] | null = []
   private readonly env: ProviderEnv
   private readonly workRoot: string
+  /** remote.dockerSocket: the scrub's docker commands talk to the daemon the hook's do. */
+  private readonly dockerSocket: string
   private readonly maxJobMs: number
 
   constructor(
@@ -122,6 +125,7 @@ class PoolPass {
     private readonly dir: string
   ) {
     this.workRoot = config.remote.workRoot
+    this.dockerSocket = config.remote.dockerSocket
     this.maxJobMs = config.fleet.reap.maxJobMinutes * 60_000
     this.provider = new Ec2PoolProvider(cfg, this.workRoot)
     const quiet = (): void => undefined
@@ -129,12 +133,17 @@ class PoolPass {
       log: { progress: quiet, warn: quiet, debug: quiet },
       signal: ctx.signal,
       runner: { runnerName: `reap@${hostname()}`, github: {}, host: thisRunnerHost(), worker: null },
-      connect: (c) => SshRemote.connect(c, ctx.connectMs),
+      connect: (c) => this.connectTo(c),
       discard: (_c, r) => Promise.resolve(r.close()),
       // Only a release's settlement of a recycled member goes through it: reap reserves nothing.
       fleet: fleetGate(ctx.ledger, {} as JobFacts, ctx.clock),
       scrub: async (remote, machine) => void (await scrubMachine(remote, this.workRoot, machine))
     }
+  }
+
+  /** A connection to a member whose docker commands (the scrub's) reach remote.dockerSocket, as the hook's do. */
+  private async connectTo(c: ConnectInfo): Promise<Remote> {
+    return withDockerHost(await SshRemote.connect(c, this.ctx.connectMs), this.dockerSocket)
   }
 
   /** The members to judge again once every member was looked at; after this, none is deferred. */
@@ -194,7 +203,7 @@ class PoolPass {
     let ours: 'keyfile' | 'auth' | null = null
     if (m.address && m.hostKey && m.user) {
       try {
-        remote = await SshRemote.connect(this.connectInfo(m), this.ctx.connectMs)
+        remote = await this.connectTo(this.connectInfo(m))
         this.loggedIn = true
         lease = await readLease(remote, this.workRoot)
       } catch (e) {
@@ -328,7 +337,7 @@ class PoolPass {
     try {
       return await this.handBack(remote, token, clean)
     } catch {
-      const again = await SshRemote.connect(this.connectInfo(m), this.ctx.connectMs)
+      const again = await this.connectTo(this.connectInfo(m))
       try {
         return await this.handBack(again, token, clean)
       } finally {

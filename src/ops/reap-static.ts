@@ -16,6 +16,7 @@ import { freeJobSlotScript, ownerField, parseLeaseMark, type LeaseMark } from '.
 import { isRunning } from '../worker-process'
 import { thisRunnerHost, type RunnerHost } from '../runner-host'
 import { cleanupDeadline } from '../remote/deadline'
+import { withDockerHost } from '../remote/docker-host'
 import { act, addRow, step, type ReapContext } from './reap-context'
 import { markStep, waitWhy } from './reap-plan'
 
@@ -84,7 +85,7 @@ export async function reapStatic(cfg: StaticConfig, config: Config, ctx: ReapCon
     const c: ConnectInfo = { host: h.host, port: h.port, user: h.user, identityFile: h.identityFile, knownHostsFile: h.knownHostsFile }
     let remote: Remote
     try {
-      remote = await SshRemote.connect(c, ctx.connectMs)
+      remote = withDockerHost(await SshRemote.connect(c, ctx.connectMs), config.remote.dockerSocket)
     } catch (e) {
       addRow(ctx, 'slot', where, 'failed', `unreachable: ${(e as Error).message}`)
       continue

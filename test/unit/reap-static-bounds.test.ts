@@ -50,7 +50,7 @@ const deadSlot = (name: string): string[] => [
   `1970-01-01T00:00:00.000Z ${JOB}`
 ]
 
-async function pass(cleanupSeconds: number) {
+async function pass(cleanupSeconds: number, dockerSocket = '/var/run/docker.sock') {
   const { reapStatic } = await import('../../src/ops/reap-static')
   const host = (h: string) => ({ host: h, port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 2 })
   const ctx = {
@@ -60,7 +60,7 @@ async function pass(cleanupSeconds: number) {
     connectMs: 1000,
     signal: new AbortController().signal
   }
-  const config = { remote: { workRoot: '/srv/rch', dockerSocket: '/var/run/docker.sock' }, timeouts: { cleanupSeconds } }
+  const config = { remote: { workRoot: '/srv/rch', dockerSocket }, timeouts: { cleanupSeconds } }
   const began = Date.now()
   await reapStatic({ hosts: [host('h1'), host('h2')] } as never, config as never, ctx as never)
   return { rows: ctx.rows, ms: Date.now() - began }
@@ -92,3 +92,17 @@ test('a slot listed twice, or one over the 64 a host may have, gets no pass of i
   const { rows } = await pass(60)
   expect(rows.map((r) => r.what)).toEqual(['h1:22 slot-1'])
 })
+
+test("reap's commands on a host run with remote.dockerSocket as the hook's do (the job folder's docker helper reaches that daemon)", async () => {
+  const prefix = 'DOCKER_HOST=unix:///run/user/1000/docker.sock; export DOCKER_HOST; '
+  hosts.set('h1', { slots: [deadSlot('slot-0')], commands: [] })
+  hosts.set('h2', { slots: [], commands: [] })
+  await pass(1, '/run/user/1000/docker.sock')
+  const commands = hosts.get('h1')!.commands
+  expect(commands.length).toBeGreaterThan(1)
+  expect(commands.filter((c) => !c.startsWith(prefix))).toEqual([])
+  // control: with the default socket nothing is put before them
+  hosts.set('h1', { slots: [deadSlot('slot-0')], commands: [] })
+  await pass(1)
+  expect(hosts.get('h1')!.commands.filter((c) => c.includes('DOCKER_HOST'))).toEqual([])
+}, 30_000)
