@@ -26,6 +26,12 @@ const removeAll = (list: string, cmd: string, count: string): string =>
 export function scrubScript(workRoot: string): string {
   const w = shPath(workRoot)
   return (
+    // The job's ~/.docker goes first: a context or config there (an endpoint that lists nothing, an
+    // alias that runs the job's program) would steer every docker command below.
+    `rm -rf "$HOME/.docker" || exit 17; unset DOCKER_CONFIG DOCKER_CONTEXT; ` +
+    // Swarm mode (a job can start it): its services start their containers again after any removal.
+    `sw=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null); case "$sw" in ''|inactive) ;; ` +
+    `*) echo "the Docker Engine is in swarm mode ($sw): its services would start containers again" >&2; exit 21;; esac; ` +
     `S="$HOME"/${shq(SCRUB_SCOPE_FILE)}; lab=; ref=; ` +
     `if [ -f "$S" ]; then lab=$(sed -n 's/^label=//p' "$S" | head -1); ref=$(sed -n 's/^reference=//p' "$S" | head -1); fi; ` +
     `set --; [ -n "$lab" ] && set -- --filter "label=$lab"; ` +
@@ -57,6 +63,12 @@ export function scrubScript(workRoot: string): string {
     // scope, so a scoped scrub (a test machine's Engine, shared) leaves them.
     `if [ -z "$lab" ] && [ -z "$ref" ]; then pl=$(docker plugin ls -q) || exit 18; [ -z "$pl" ] || docker plugin rm -f $pl >/dev/null || exit 18; ` +
     `docker builder prune -af >/dev/null || exit 19; fi; ` +
+    // Listed again: a container made after the first listing (by one that was still running then)
+    // would outlive the scrub.
+    `set --; [ -n "$lab" ] && set -- --filter "label=$lab"; left=$(docker ps -aq "$@") || exit 11; ` +
+    `[ -z "$left" ] || { echo "containers were made while the scrub ran (something a job left makes them)" >&2; exit 20; }; ` +
+    // A jobs folder the hook did not make (a symlink, a file) would fail every later job's prepare_job.
+    `if [ -L ${w}/jobs ] || { [ -e ${w}/jobs ] && [ ! -d ${w}/jobs ]; }; then echo "the work root's jobs is a symlink or not a folder" >&2; exit 16; fi; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.
     `folders=0; if [ -d ${w}/jobs ] && [ ! -L ${w}/jobs ]; then folders=$(find ${w}/jobs -mindepth 1 -maxdepth 1 | grep -c .); ` +
     `rm -rf ${w}/jobs 2>/dev/null || sudo -n rm -rf ${w}/jobs 2>/dev/null || { ` +
@@ -67,7 +79,6 @@ export function scrubScript(workRoot: string): string {
     // after it), not the work root with the externals copy and the lease.
     `[ -n "$img" ] && docker run --rm --pull never --user 0 --network none \${lab:+--label "$lab"} -v ${w}/jobs:/x/jobs --entrypoint rm "$img" -rf /x/jobs >/dev/null 2>&1; ` +
     `rm -rf ${w}/jobs; } || exit 16; fi; ` +
-    `rm -rf "$HOME/.docker" || exit 17; ` +
     // The SSH user's processes in other sessions (sshd's own stay: they carry other clients' sessions,
     // and so do lease calls: see LEASE_CALL). Never as root: that would end the member's own services
     // (the config refuses root; this is the last guard).
@@ -76,7 +87,7 @@ export function scrubScript(workRoot: string): string {
     // The marker is put together here: written whole, it would be in this scrub's own command line,
     // and a scrub session left hanging (a stuck removal) would be spared by the next.
     `mk=${shq(LEASE_CALL.trim().slice(0, 8))}; mk="$mk"${shq(LEASE_CALL.trim().slice(8))}; ` +
-    `pids=$(ps -u "$(id -u)" -o pid=,sid=,comm= | awk -v me="$me" '$2 != me && $3 !~ /^sshd/ { print $1, $2 }' | ` +
+    `pids=$(ps -u "$(id -u)" -o pid=,sid=,comm= | awk -v me="$me" '$2 != me && $3 !~ /^sshd(-session)?$/ { print $1, $2 }' | ` +
     `while read -r p s; do { tr '\\0' ' ' < /proc/"$s"/cmdline; } 2>/dev/null | grep -qF "$mk" || echo "$p"; done); ` +
     `processes=$(printf '%s' "$pids" | grep -c .); [ -z "$pids" ] || kill -KILL $pids 2>/dev/null; ` +
     // Temp files of the SSH user, except the folder that holds the work root (and the lease).

@@ -68,3 +68,21 @@ test("a lease call's session survives the scrub; a leftover session (control) do
   expect(scrubScript(work)).not.toContain(LEASE_CALL.trim())
   expect(r.stderr).toBe('')
 })
+
+test('a leftover whose program is named like sshd is ended too (only sshd and sshd-session are spared)', async () => {
+  user.run(['cp', '/bin/sleep', join(user.home, 'sshd-x')])
+  const leftover = await session(`echo $$; exec ${shq(join(user.home, 'sshd-x'))} 302`)
+  expect(alive(leftover.pid)).toBe(true)
+  const bin = join(user.home, 'bin')
+  user.run(['mkdir', '-p', bin])
+  user.run(['sh', '-c', `printf '#!/bin/sh\\nexit 0\\n' > ${shq(bin)}/docker && chmod 755 ${shq(bin)}/docker`])
+  const r = user.tryRun(['sh', '-c', `HOME=${shq(user.home)}; ${scrubScript(join(user.home, 'work'))}`], { PATH: `${bin}:/usr/bin:/bin` })
+  expect(r.status).toBe(0)
+  // At least it (the first test's killed leftover may still be a zombie here, and counted).
+  expect(parseScrub(r.stdout.split('\0').slice(0, -1), 'scrub').processes).toBeGreaterThanOrEqual(1)
+  const ended = new Promise((resolve) =>
+    leftover.child.exitCode !== null || leftover.child.signalCode ? resolve(true) : leftover.child.once('exit', resolve)
+  )
+  expect(await settlesWithin(ended, 10_000)).toBe(true)
+  expect(leftover.child.signalCode).toBe('SIGKILL')
+})

@@ -1,7 +1,7 @@
 // The reused machine's (pool member's) scrub, run by a real local shell through LocalRemote, against a stub `docker`
 // that holds one tag with no digest of its own (one a job made: it must go). Another remover may
 // take it first: an image gone meanwhile is what the scrub wants, one still there is a failure.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ask } from '../../src/remote/answer'
@@ -160,4 +160,62 @@ test('a plugin that cannot be removed fails the scrub (the member is not clean)'
     `esac`
   ].join('\n')
   await expect(scrub(stub)).rejects.toThrow(/exit code 18/)
+})
+
+// What a job can leave for the scrub's own docker commands and listing (it is root on the member).
+describe('a member a job prepared for its scrub', () => {
+  const calls = () => join(dir, 'calls')
+  /** A docker that logs each call, and whether the job's ~/.docker was still there when it ran. */
+  const logging = (extra = ''): string =>
+    [
+      `[ -e ${shq(join(dir, 'home', '.docker'))} ] && echo seen >> ${shq(join(dir, 'seen'))}; echo "$*" >> ${shq(calls())}`,
+      `case "$1 $2" in`,
+      extra,
+      `  *) ;;`,
+      `esac`
+    ].join('\n')
+
+  test("the job's ~/.docker (a context that lists nothing) is gone before the first docker command", async () => {
+    mkdirSync(join(dir, 'home', '.docker', 'contexts'), { recursive: true })
+    writeFileSync(join(dir, 'home', '.docker', 'config.json'), '{"currentContext":"x","aliases":{"builder":"buildx"}}')
+    await scrub(logging())
+    expect(existsSync(join(dir, 'seen'))).toBe(false)
+    // positive control: docker was asked, and the folder is gone
+    expect(readFileSync(calls(), 'utf8')).toMatch(/^ps -aq/m)
+    expect(existsSync(join(dir, 'home', '.docker'))).toBe(false)
+  })
+
+  test('a container made after the listing (one that makes them was running): the scrub fails; control: none made, it passes', async () => {
+    const made = shq(join(dir, 'made'))
+    // "a" is listed first; removing it leaves "b", which it made meanwhile.
+    const respawn = `  "ps -aq") if [ -e ${made} ]; then echo b; else echo a; fi ;;\n  "rm -f") : > ${made} ;;`
+    await expect(scrub(logging(respawn))).rejects.toThrow(/exit code 20.*containers were made while the scrub ran/s)
+    rmSync(join(dir, 'calls'))
+    const once = shq(join(dir, 'removed'))
+    const plain = `  "ps -aq") [ -e ${once} ] || echo a ;;\n  "rm -f") : > ${once} ;;`
+    expect((await scrub(logging(plain))).containers).toBe(1)
+  })
+
+  test.each([
+    ['active', true],
+    ['pending', true],
+    ['inactive (control)', false]
+  ])('an Engine whose swarm state is %s: the scrub fails on it, as its services would start containers again', async (name, fails) => {
+    const state = name.split(' ')[0]
+    const info = `  "info --format") echo ${state} ;;`
+    if (fails) await expect(scrub(logging(info))).rejects.toThrow(new RegExp(`exit code 21.*swarm mode \\(${state}\\)`, 's'))
+    else expect((await scrub(logging(info))).containers).toBe(0)
+  })
+
+  test.each([
+    ['a symlink to a folder elsewhere', () => symlinkSync(join(dir, 'elsewhere'), join(dir, 'work', 'jobs'))],
+    ['a plain file', () => writeFileSync(join(dir, 'work', 'jobs'), 'x')]
+  ])("the work root's jobs replaced by %s fails the scrub (the member would fail every later job)", async (_name, plant) => {
+    mkdirSync(join(dir, 'elsewhere'))
+    writeFileSync(join(dir, 'elsewhere', 'kept'), 'x')
+    mkdirSync(join(dir, 'work'))
+    plant()
+    await expect(scrub(logging())).rejects.toThrow(/exit code 16.*jobs is a symlink or not a folder/s)
+    expect(existsSync(join(dir, 'elsewhere', 'kept'))).toBe(true)
+  })
 })
