@@ -67,6 +67,7 @@ async function hook(): Promise<number> {
   let beats = NO_BEATS
   try {
     raw = await readStdin()
+    watchParent(raw, controller)
     // A step's job, derived once from the request for its heartbeats and its agent.
     const job = stepJob(raw, io.place.localRoot, stepOwnersOf(process.env))
     beats = stepHeartbeats(raw, job, io.place.localRoot)
@@ -95,6 +96,25 @@ async function hook(): Promise<number> {
 }
 
 const STEP_COMMAND = /"command"\s*:\s*"run_(script|container)_step"/
+
+/** How often a command looks whether the runner's worker (its parent) is still there. */
+const PARENT_CHECK_MS = 1000
+
+/**
+ * The runner's worker is the hook's parent. Once it is gone (killed, out of memory) nobody reads
+ * what the command gives back and no cleanup_job may come: prepare_job and steps stop as on a
+ * cancel (prepare_job's undo gives the machine back; a step's remote process is stopped, and its
+ * heartbeats end, so reap judges the job dead). cleanup_job runs on: it gives the machine back.
+ */
+function watchParent(raw: string, controller: AbortController): void {
+  if (/"command"\s*:\s*"cleanup_job"/.test(raw)) return
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid === parent || controller.signal.aborted) return
+    clearInterval(timer)
+    controller.abort(new HookError(`the runner's worker process (pid ${parent}) is gone; the command was stopped`))
+  }, PARENT_CHECK_MS).unref()
+}
 
 /** Runs one hook command: through the job's agent when it has one, else in this process. */
 async function command(raw: string, io: ExecuteIo, job: StepJob | null): Promise<RunResult> {

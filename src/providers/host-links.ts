@@ -3,7 +3,7 @@
 // does not answer (packets dropped: timeouts.connectSeconds, 20 s by default) no longer holds the
 // round, and with it every job, until its connect fails; the next host is tried after a short grace.
 import { Cancelled, TransportError } from '../errors'
-import { unlessCancelled } from '../retry'
+import { settlesWithin, unlessCancelled } from '../retry'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { ProviderEnv } from './provider'
 
@@ -47,14 +47,8 @@ export class HostLinks {
     const up = this.open.get(i)
     if (up) return up
     const flight = this.connecting.get(i) ?? this.start(i)
-    let timer: NodeJS.Timeout | undefined
     // A zero wait still lets a connect that has already settled be seen.
-    const over = new Promise<void>((r) => (timer = setTimeout(r, this.late.has(i) ? 0 : graceMs)))
-    try {
-      await unlessCancelled(Promise.race([flight, over]), this.env.signal)
-    } finally {
-      clearTimeout(timer)
-    }
+    await unlessCancelled(settlesWithin(flight, this.late.has(i) ? 0 : graceMs), this.env.signal)
     this.rethrow()
     // A connect that came in after the cancel: no lease call goes out on it (it closes with the rest).
     if (this.env.signal.aborted) throw Cancelled.by(this.env.signal)

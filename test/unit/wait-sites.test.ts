@@ -47,7 +47,7 @@ const TIMERS: Record<string, string> = {
   'fleet/job-fleet.ts': 'the heartbeat every minute',
   'handlers/lost-machine.ts': "the deadline of EC2's answer about a lost machine",
   'log.ts': "the log file's flush at exit, bounded",
-  'main.ts': "the agent's beat; the exit after the response, bounded",
+  'main.ts': "the agent's beat; the exit after the response, bounded; the look every second whether the runner's worker is still there",
   'ops/doctor-rsync.ts': "the rsync version probe's deadline",
   'providers/ec2.ts':
     'the bound of the keep-tag look after a cancel (a plain timer: an AbortSignal.timeout only AbortSignal.any holds may be collected)',
