@@ -24,6 +24,12 @@ export async function launchBasisOf(
     )
     const data = v.LaunchTemplateVersions?.[0]?.LaunchTemplateData
     if (!data) throw new HookError(`provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} not found`)
+    // A persistent Spot request launches the instance again after each terminate (the hook's and
+    // reap's): a machine that outlives its job, billed. The hook's own Spot launches are one-time.
+    if (data.InstanceMarketOptions?.SpotOptions?.SpotInstanceType === 'persistent')
+      throw new HookError(
+        `provider.launchTemplate: version ${t.version} of ${t.name ?? t.id} asks for persistent Spot instances, which EC2 launches again after each terminate: use one-time (or leave the market to provider.market)`
+      )
     basis.templateSetsMetadata = !!data.MetadataOptions
     basis.templateInstanceType = data.InstanceType
     if (!data.BlockDeviceMappings?.length) imageForRoot = data.ImageId ?? cfg.imageId ?? null

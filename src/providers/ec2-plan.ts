@@ -124,6 +124,8 @@ export function runInstancesInput(
     ...(b.templateSetsMetadata ? {} : { MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' } }),
     // Always, template or not: the self-destruct timer must end the instance, not just stop it.
     InstanceInitiatedShutdownBehavior: 'terminate',
+    // Always too: a template's termination protection would fail every terminate of the hook and reap.
+    DisableApiTermination: false,
     ...(at.instanceType ? { InstanceType: at.instanceType as Ec2._InstanceType } : {}),
     ...(at.subnetId ? { SubnetId: at.subnetId } : {}),
     ...(cfg.securityGroupIds.length ? { SecurityGroupIds: cfg.securityGroupIds } : {}),

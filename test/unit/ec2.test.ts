@@ -115,6 +115,7 @@ describe('the RunInstances input', () => {
       ImageId: 'ami-0123',
       MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1, HttpEndpoint: 'enabled' },
       InstanceInitiatedShutdownBehavior: 'terminate',
+      DisableApiTermination: false,
       InstanceType: 'm7i.large',
       SubnetId: 'subnet-a',
       SecurityGroupIds: ['sg-1'],
@@ -133,6 +134,8 @@ describe('the RunInstances input', () => {
     expect(input).not.toHaveProperty('BlockDeviceMappings')
     expect(input).not.toHaveProperty('InstanceType')
     expect(input.InstanceInitiatedShutdownBehavior).toBe('terminate')
+    // a template's termination protection would fail the hook's and reap's terminates
+    expect(input.DisableApiTermination).toBe(false)
     // a template without MetadataOptions gets IMDSv2 required
     expect(runInstancesInput(cfg, launchPlan(cfg)[0], { rootDevice: null, templateSetsMetadata: false }, x).MetadataOptions).toMatchObject({
       HttpTokens: 'required'
@@ -864,5 +867,39 @@ describe('terminate', () => {
     // the grace (100 ms), not the deadline (10 s)
     expect(Date.now() - t1).toBeLessThan(5000)
     byCancel.done()
+  })
+})
+
+describe('what a launch template decides, read before the launch', () => {
+  /** launchBasisOf against a template version holding `data` (the image lookup answers one image). */
+  async function basisOf(data: Record<string, unknown>) {
+    const { launchBasisOf } = await import('../../src/providers/ec2-basis')
+    const sdk = {
+      DescribeLaunchTemplateVersionsCommand: class {
+        readonly kind = 'versions'
+      },
+      DescribeImagesCommand: class {
+        readonly kind = 'images'
+      }
+    }
+    const client = {
+      send: async (c: { kind: string }) =>
+        c.kind === 'versions'
+          ? { LaunchTemplateVersions: [{ LaunchTemplateData: data }] }
+          : { Images: [{ RootDeviceName: '/dev/xvda', BlockDeviceMappings: [] }] }
+    }
+    const cfg = { launchTemplate: { name: 'ci', version: '$Latest' }, imageId: undefined, region: 'eu-west-1' }
+    return launchBasisOf(cfg, sdk as never, client as never, (_what, fn) => fn())
+  }
+
+  test('a template asking for persistent Spot instances (launched again after each terminate) is refused, naming it', async () => {
+    await expect(
+      basisOf({ ImageId: 'ami-1', InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'persistent' } } })
+    ).rejects.toThrow(/^provider\.launchTemplate: version \$Latest of ci asks for persistent Spot instances/)
+    // control: one-time Spot, and no market at all, are read as before
+    await expect(
+      basisOf({ ImageId: 'ami-1', InstanceMarketOptions: { MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time' } } })
+    ).resolves.toMatchObject({ rootDevice: '/dev/xvda' })
+    await expect(basisOf({ ImageId: 'ami-1' })).resolves.toMatchObject({ rootDevice: '/dev/xvda', templateSetsMetadata: false })
   })
 })
