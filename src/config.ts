@@ -421,6 +421,14 @@ interface SectionRules<C> {
 // the schema without its line fails the type check, so its key files cannot go unchecked.
 const SECTIONS = {
   static: {
+    // One machine listed twice would be leased as two (the same slot folders, two lists of slots).
+    issues: (p) =>
+      p.hosts.flatMap((h, i) => {
+        const first = p.hosts.findIndex((o) => o.host === h.host && o.port === h.port)
+        return first < i
+          ? [`provider.hosts.${i}: ${h.host}:${h.port} is listed already (provider.hosts.${first}): give that entry more slots`]
+          : []
+      }),
     keyFiles: (p) =>
       (Array.isArray(p.hosts) ? (p.hosts as (Record<string, unknown> | null)[]) : []).flatMap((h, i) => [
         { field: `provider.hosts.${i}.identityFile`, path: h?.identityFile, privateKey: true },

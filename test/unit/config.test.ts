@@ -611,3 +611,20 @@ describe('private key files other users can read', () => {
     }
   })
 })
+
+test('one machine listed twice in provider.hosts (same host and port) is refused, naming both entries; another port is another machine (control)', () => {
+  const hosts = (second: string) => `
+provider:
+  kind: static
+  hosts:
+    - { host: build1.example.com, user: runner, identityFile: ${KEY}, knownHostsFile: ${KNOWN}, slots: 2 }
+    - { host: build2.example.com, user: runner, identityFile: ${KEY}, knownHostsFile: ${KNOWN} }
+    - { ${second}, user: other, identityFile: ${KEY}, knownHostsFile: ${KNOWN} }
+remote:
+  workRoot: /srv/rch
+`
+  expect(issuesOf(() => load(hosts('host: build1.example.com')))).toEqual([
+    'provider.hosts.2: build1.example.com:22 is listed already (provider.hosts.0): give that entry more slots'
+  ])
+  expect(load(hosts('host: build1.example.com, port: 2222')).provider).toMatchObject({ hosts: [{}, {}, { port: 2222 }] })
+})
