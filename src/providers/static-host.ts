@@ -121,11 +121,18 @@ function releaseOwnedScript(workRoot: string, owner: string, keep?: string): str
  * Anything else that fails is the operator's to fix and fails loudly with the command's own
  * words, never answered as busy.
  */
-export function leaseScript(workRoot: string, dir: string, owner: string, jobId: string, mark: string): string {
+export function leaseScript(workRoot: string, dir: string, owner: string, jobId: string, mark: string, actWithinS = 25): string {
   const leases = shq(`${workRoot}/leases`)
   const t = shq(`${workRoot}/leases/.new-${owner}-${jobId}`)
   const d = shq(dir)
+  // A call the hook gave up on (past its bound: a stalled file system) may still run on, and
+  // sshd does not end it: one that finishes late must not act, or its release of this runner's
+  // other leases would free the lease this job (or the runner's next one) took since. Whole
+  // seconds of the host's own clock, counted from the script's start.
+  const tooLate = `[ $(($(date +%s) - t0)) -ge ${actWithinS} ]`
+  const late = `echo "the lease call ran past its ${actWithinS} s and gave up (the hook no longer waits for it)" >&2; exit 8`
   return (
+    `t0=$(date +%s); ` +
     // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +
@@ -137,12 +144,15 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     // by any test of it since: another runner's job may end at any moment) is renamed into again.
     // Each test holds whatever the slot became in between: a folder gone and leased again, or a
     // lease released after it was seen (its owner then reads as no one's: busy, tried again).
+    `if ${tooLate}; then rm -rf ${t}; ${late}; fi; ` +
     `r=; i=0; while :; do if e=$(mv -T ${t} ${d} 2>&1); then r=new; break; fi; ` +
     `i=$((i + 1)); if [ -d ${d} ] && [ ! -L ${d} ]; then break; fi; ` +
     `if [ -L ${d} ] || { [ -e ${d} ] && [ ! -d ${d} ]; } || [ $i -ge 5 ]; then rm -rf ${t}; echo "$e" >&2; exit 5; fi; done; ` +
     `if [ "$r" = new ]; then :; ` +
     `elif [ "$(${ownerField(`${d}/owner`, 1)})" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
     `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
+    // Taken late: given up again (the slot names this job; a takeover's dead lease goes with it).
+    `if ${tooLate}; then { ${freeSlotScript(d, shPath(asideOf(workRoot, jobId)), jobId)}; }; ${late}; fi; ` +
     `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
   )
 }
@@ -183,6 +193,12 @@ const hostKey = (c: ConnectInfo): string => `${c.host}:${c.port}`
 const LEASE_CALL_MS = 30_000
 /** A release after the job's cancel: the runner sends SIGTERM 7.5 s after its SIGINT. */
 const RELEASE_AFTER_CANCEL_MS = 3_000
+/**
+ * How long a lease script may act, in whole seconds of the host's clock: well inside the hook's
+ * bound (the script starts later than the hook's clock, and counts whole seconds), at least 2 so
+ * that a call of a moment, crossing one second boundary, still acts.
+ */
+const actWithin = (callMs: number): number => Math.max(2, Math.floor(callMs / 1000) - 5)
 
 export class StaticHostProvider implements VmProvider<StaticLease> {
   readonly kind = 'static'
@@ -350,7 +366,11 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     // over, and once a slot is ours, its other leases on this host are released.
     let r: string[]
     try {
-      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark), { label, timeoutMs: this.callMs, signal: env.signal })
+      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark, actWithin(this.callMs)), {
+        label,
+        timeoutMs: this.callMs,
+        signal: env.signal
+      })
       if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
       const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
       const released = releasedSlots(r.slice(0, -1), label)

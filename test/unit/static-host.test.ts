@@ -753,3 +753,50 @@ test("a runner name with a backslash is written into the slot's owner line as it
   // Control: the line has all seven fields, the name among them unchanged.
   expect(readFileSync(join(leaseDir(workRoot, 0), 'owner'), 'utf8')).toBe(`${mark}\n`)
 })
+
+// A lease call the hook gave up on (past its bound) may run on, on the host, and sshd does not end
+// it. One that finished late took its slot and released this runner's other leases, among them
+// the lease its job (or the runner's next job) had taken since: that slot then looked free to
+// every runner, two jobs on one slot. A late call now gives up without acting.
+describe('a lease call that runs past the time it may act (a stalled file system) acts no more', () => {
+  const NEXT = '0123456789abcdef'
+  /** A work root where this runner's next job holds slot 1; the lease call for slot 0 runs with `stubs`. */
+  async function leaseLate(stubs: Record<string, string>) {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    mkdirSync(leaseDir(workRoot, 1), { recursive: true })
+    writeFileSync(join(leaseDir(workRoot, 1), 'owner'), `${OWNER} ${NEXT} r h/k 2026-01-01T00:00:00Z - -\n`)
+    const mark = `${OWNER} ${JOB} r h/k 2026-01-01T00:00:00Z - -`
+    const { ask } = await import('../../src/remote/answer')
+    const call = ask(new LocalRemote(dir, {}, stubs), leaseScript(workRoot, leaseDir(workRoot, 0), OWNER, JOB, mark, 2), {
+      label: 'lease slot 0',
+      timeoutMs: 20_000
+    })
+    const out = await call.then(
+      (r) => ({ records: r, error: '' }),
+      (e: Error) => ({ records: [] as string[], error: e.message })
+    )
+    const next = existsSync(join(leaseDir(workRoot, 1), 'owner')) ? readFileSync(join(leaseDir(workRoot, 1), 'owner'), 'utf8') : null
+    return { ...out, slots: readdirSync(join(workRoot, 'leases')).sort(), next }
+  }
+  const slow = (match: string, tool: string, marker: string): string =>
+    `case "$*" in *${match}*) [ -e ${shq(marker)} ] || { : > ${shq(marker)}; sleep 3; } ;; esac; exec /bin/${tool} "$@"`
+
+  test('stalled in its take (the rename): the slot it took is given up, the next lease of this runner stays', async () => {
+    const r = await leaseLate({ mv: slow('/leases/.new-', 'mv', join(tempDir(), 'once')) })
+    expect(r.error).toMatch(/exit code 8.*the lease call ran past its 2 s and gave up/s)
+    expect(r.slots).toEqual(['slot-1'])
+    expect(r.next).toContain(NEXT)
+  })
+
+  test('stalled before it (making its lease): it takes nothing', async () => {
+    const r = await leaseLate({ mkdir: slow('/leases/.new-', 'mkdir', join(tempDir(), 'once')) })
+    expect(r.error).toMatch(/exit code 8.*ran past its 2 s/s)
+    expect(r.slots).toEqual(['slot-1'])
+  })
+
+  test("control: a call in time takes the slot and releases this runner's other lease, as a dead job's", async () => {
+    const r = await leaseLate({})
+    expect(r).toMatchObject({ error: '', records: ['released-slot-1', 'new'], slots: ['slot-0'] })
+  })
+})
