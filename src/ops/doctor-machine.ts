@@ -49,20 +49,75 @@ export async function hostsChecks(p: StaticConfig, config: Pick<Config, 'remote'
 }
 
 /**
- * Why the machine's Docker daemon may write step env values to its log, or null (also when /info
- * does not answer: not judged). In debug mode dockerd logs the JSON body of every API request of
- * 4 KB or less, and masks only keys such as "password" and "secret", not a container's Env, which
- * the hook sends that way (exec and container creates).
+ * Why the machine's Docker daemon may write step env values to its log, or null; undefined when
+ * /info does not answer (not judged). In debug mode dockerd logs the JSON body of every API request
+ * of 4 KB or less, and masks only keys such as "password" and "secret", not a container's Env,
+ * which the hook sends that way (exec and container creates).
  */
-export async function debugProblem(get: (path: string) => Promise<{ status: number; data: unknown }>): Promise<string | null> {
+export async function debugProblem(get: (path: string) => Promise<{ status: number; data: unknown }>): Promise<string | null | undefined> {
   try {
     const r = await get('/info')
-    if (r.status === 200 && (r.data as { Debug?: unknown } | null)?.Debug === true)
+    if (r.status !== 200) return undefined
+    if ((r.data as { Debug?: unknown } | null)?.Debug === true)
       return "the daemon runs in debug mode: it logs the body of each small API request, steps' env values among them"
+    return null
   } catch {
-    // not judged
+    return undefined
+  }
+}
+
+/** The daemon's ID as /info gives it (the CLI's `docker info` must name the same daemon), or null. */
+async function daemonId(get: (path: string) => Promise<{ status: number; data: unknown }>): Promise<string | null> {
+  try {
+    const r = await get('/info')
+    const id = (r.data as { ID?: unknown } | null)?.ID
+    return r.status === 200 && typeof id === 'string' && /^[A-Za-z0-9:_-]{1,200}$/.test(id) ? id : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Why a dockerd on the machine logs at debug level, read from its arguments (`-D`, `--debug`,
+ * `-l debug`, `--log-level=debug`) and the config files they name (default
+ * /etc/docker/daemon.json: `"debug": true` or `"log-level": "debug"`), or null. /info says only
+ * `-D`/`"debug"`; the log level alone makes dockerd log request bodies just the same.
+ */
+export function logLevelProblem(args: string[][], configs: string[]): string | null {
+  for (const a of args) {
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]
+      if (x === '-D' || x === '--debug' || x === '--debug=true') return `a dockerd runs with ${x}`
+      const level = /^(?:--log-level|-l)=?(.*)$/.exec(x)
+      if (level && (level[1] || a[i + 1]) === 'debug') return `a dockerd runs with ${level[1] ? x : `${x} debug`}`
+    }
+  }
+  for (const text of configs) {
+    let c: unknown
+    try {
+      c = JSON.parse(text)
+    } catch {
+      continue
+    }
+    if (c && typeof c === 'object') {
+      const o = c as Record<string, unknown>
+      if (o.debug === true) return 'its daemon.json sets "debug": true'
+      if (o['log-level'] === 'debug') return 'its daemon.json sets "log-level": "debug"'
+    }
   }
   return null
+}
+
+/** The config files the dockerd arguments name (`--config-file`), else the default one. */
+export function configFilesOf(args: string[][]): string[] {
+  const named = args.flatMap((a) =>
+    a.flatMap((x, i) => {
+      const m = /^--config-file(?:=(.*))?$/.exec(x)
+      const path = m ? (m[1] ?? a[i + 1]) : undefined
+      return path && path.startsWith('/') && !path.includes('\n') ? [path] : []
+    })
+  )
+  return [...new Set(named.length ? named : ['/etc/docker/daemon.json'])].slice(0, 4)
 }
 
 export async function machineChecks(m: Machine, opts: MachineOptions): Promise<CheckResult[]> {
@@ -188,17 +243,30 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
         'upgrade Docker Engine on the machine (20.10 or later)'
       )
     const engine = `Engine ${v.data.Version ?? '?'}, API ${apiVersion} through the forwarded socket`
-    const debug = await debugProblem((p) => api.call('GET', p, undefined, 'info'))
-    if (debug)
+    const get = (p: string) => api.call('GET', p, undefined, 'info')
+    const said = await debugProblem(get)
+    const debug = said ?? null
+    const level = debug ? null : await machineLogLevel(sh)
+    if (debug || level)
       return add(
         'docker api',
         'fail',
-        `${engine}, but ${debug}`,
-        'set "debug": false in /etc/docker/daemon.json on the machine and reload dockerd'
+        `${engine}, but ${debug ?? `${level}: it logs the body of each small API request, steps' env values among them`}`,
+        'set "debug": false and no "log-level": "debug" in /etc/docker/daemon.json on the machine (no -D or -l debug on dockerd) and restart dockerd'
       )
+    const judged = said === undefined ? ' (its debug mode not judged: /info did not answer)' : ''
     const cli = await viaCli()
-    if (!hasCli) add('docker api', 'pass', `${engine} (the CLI is missing: see docker cli)`)
-    else if (cli.api) add('docker api', 'pass', `${engine}; the docker CLI reaches it too`)
+    const id = cli.api ? await daemonId(get) : null
+    const cliId = id ? await cliDaemonId(sh) : null
+    if (!hasCli) add('docker api', 'pass', `${engine} (the CLI is missing: see docker cli)${judged}`)
+    else if (cli.api && id && cliId && cliId !== id)
+      add(
+        'docker api',
+        'fail',
+        `${engine}, but the docker CLI in an SSH session reaches another daemon (ID ${cliId.slice(0, 40)}, the socket's is ${id.slice(0, 40)})`,
+        `the SSH user's environment sends the docker CLI elsewhere (DOCKER_HOST or DOCKER_CONTEXT from sshd SetEnv, ~/.ssh/environment, a start-up file or ~/.docker): remove that, or set remote.dockerSocket to the daemon the CLI should use`
+      )
+    else if (cli.api) add('docker api', 'pass', `${engine}; the docker CLI reaches it too${judged}`)
     else
       add(
         'docker api',
@@ -227,11 +295,34 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
   }
 }
 
+/** Why a dockerd on the machine logs at debug level (its arguments and config files), or null; null when unreadable. */
+async function machineLogLevel(sh: Sh): Promise<string | null> {
+  const r = await sh(
+    `for p in $(pidof dockerd 2>/dev/null); do tr '\\0' '\\n' < /proc/$p/cmdline 2>/dev/null | head -c 8192; echo; echo --; done`
+  )
+  const args = r.stdout
+    .toString('utf8')
+    .split('\n--\n')
+    .map((a) => a.split('\n').filter(Boolean))
+    .filter((a) => a.length)
+  const files = configFilesOf(args)
+  const c = await sh(files.map((f) => `head -c 65536 ${shq(f)} 2>/dev/null; printf '\\0'`).join('; '))
+  return logLevelProblem(args, c.stdout.toString('utf8').split('\0').slice(0, files.length))
+}
+
+/** The daemon the docker CLI in an SSH session reaches, by its ID, or null when it does not say. */
+async function cliDaemonId(sh: Sh): Promise<string | null> {
+  const r = await sh(`docker info --format '{{.ID}}' 2>/dev/null`)
+  const id = r.stdout.toString('utf8').trim()
+  return r.code === 0 && /^[A-Za-z0-9:_-]{1,200}$/.test(id) ? id : null
+}
+
 async function workRootCheck(sh: Sh, m: Machine, add: Add): Promise<void> {
   const name = `.rch-doctor-${randomBytes(6).toString('hex')}`
   // noclobber: the file is made new (O_EXCL), never an existing one or a symlink's target written.
   const r = await sh(
-    `R=${shPath(m.workRoot)}; if [ -d "$R" ]; then f="$R/"${shq(name)}; ` +
+    `R=${shPath(m.workRoot)}; if [ -L "$R/jobs" ] || { [ -e "$R/jobs" ] && [ ! -d "$R/jobs" ]; }; then echo jobs-not-folder; ` +
+      `elif [ -d "$R" ]; then f="$R/"${shq(name)}; ` +
       `if (set -C; : > "$f") 2>/dev/null; then rm -f "$f" && echo written || echo "kept $f"; else echo unwritable; fi; ` +
       // Something else in its place (a file, a dangling link): the hook's mkdir -p would fail on it.
       `elif [ -e "$R" ] || [ -L "$R" ]; then echo not-folder; ` +
@@ -247,6 +338,13 @@ async function workRootCheck(sh: Sh, m: Machine, add: Add): Promise<void> {
   else if (word === 'unwritable') add('work root', 'fail', `${m.workRoot} is not writable by ${m.connect.user}`, fix)
   else if (word === 'not-folder')
     add('work root', 'fail', `${m.workRoot} exists but is not a folder (a file or a symlink)`, `remove it, then ${fix}`)
+  else if (word === 'jobs-not-folder')
+    add(
+      'work root',
+      'fail',
+      `${m.workRoot}/jobs is a symlink or not a folder: every prepare_job there refuses it`,
+      `remove ${m.workRoot}/jobs on the machine (the hook makes it, private to ${m.connect.user})`
+    )
   else if (word === 'kept')
     add('work root', 'fail', `wrote ${arg} but could not remove it`, `remove ${arg} and check the folder's permissions`)
   else add('work root', 'fail', `unexpected answer (exit ${r.code}): ${r.stderr.trim().slice(-200)}`, fix)

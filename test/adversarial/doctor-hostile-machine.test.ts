@@ -3,7 +3,8 @@
 // a forwarding open that is never answered is a failed row at the call's bound, not a doctor that
 // prints nothing for ever; a file where the work root should be is a failure, not "the hook creates it".
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import type { ServerChannel } from 'ssh2'
 import { machineChecks } from '../../src/ops/doctor-machine'
@@ -21,7 +22,9 @@ function runLocally(ch: ServerChannel, command: string): void {
   })
 }
 
-let mode: 'never' | 'answer' | 'kill-probe' | 'no-date' = 'never'
+let mode: 'never' | 'answer' | 'kill-probe' | 'no-date' | 'engine' = 'never'
+/** Put before each command the machine runs (stubs on PATH: what a job that was root there left). */
+let prelude = ''
 let sshd: TestSshd
 beforeAll(async () => {
   // 'kill-probe': the machine kills doctor's first command (the tools and the clock), as root there can.
@@ -31,12 +34,20 @@ beforeAll(async () => {
       return void ch.end()
     }
     // 'no-date': a machine whose `date` prints nothing (not installed, or replaced by a job).
-    runLocally(ch, mode === 'no-date' ? `date() { :; }; ${command}` : command)
+    runLocally(ch, prelude + (mode === 'no-date' ? `date() { :; }; ${command}` : command))
   }
   sshd = await testSshd(exec, {
     // 'never': the open is left unanswered; 'answer': a channel that closes at once (no engine behind it).
     onStreamLocal: (accept) => {
       if (mode === 'answer') accept().end()
+      // 'engine': the forward reaches this machine's Docker daemon, as a real machine's does.
+      if (mode === 'engine') {
+        const ch = accept()
+        const sock = connect('/var/run/docker.sock')
+        ch.pipe(sock).pipe(ch)
+        sock.on('error', () => ch.destroy())
+        ch.on('close', () => sock.destroy())
+      }
     }
   })
 })
@@ -110,4 +121,70 @@ test("a machine whose `date` prints nothing: the clock row says it gave no numbe
   mode = 'answer'
   const answered = await machineChecks({ connect: sshd.info, workRoot, dockerSocket: '/var/run/docker.sock' }, opts)
   expect(check(answered, 'clock')).toMatchObject({ status: 'pass' })
+}, 60_000)
+
+/** A folder of stubs put first on the machine's PATH for the next checks: name → script body. */
+function stubs(bodies: Record<string, string>): void {
+  const bin = tempDir()
+  for (const [name, body] of Object.entries(bodies)) {
+    writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`)
+    chmodSync(join(bin, name), 0o755)
+  }
+  prelude = `PATH=${bin}:$PATH; export PATH; `
+}
+
+describe("the machine's Docker daemon as the hook would use it", () => {
+  const opts = { connectMs: 5000, maxSkewSeconds: 30, callMs: 10_000 }
+  const rows = () => machineChecks({ connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' }, opts)
+  afterEach(() => (prelude = ''))
+
+  test('a docker CLI that reaches another daemon than the socket fails docker api (it passed: both answered); control: the same daemon passes', async () => {
+    mode = 'engine'
+    stubs({ docker: `case "$1" in version) echo 1.45 ;; info) echo OTHER:DAEMON:ID ;; esac` })
+    expect(check(await rows(), 'docker api')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/reaches another daemon \(ID OTHER:DAEMON:ID, the socket's is /)
+    })
+    prelude = ''
+    expect(check(await rows(), 'docker api')).toMatchObject({
+      status: 'pass',
+      detail: expect.stringMatching(/the docker CLI reaches it too$/)
+    })
+  }, 60_000)
+
+  test('a dockerd logging at debug level (not in debug mode, so /info says nothing) fails docker api; control: one that does not', async () => {
+    mode = 'engine'
+    // A process whose arguments are a dockerd's at debug level, which `pidof dockerd` names.
+    const fake = spawn('sh', ['-c', 'sleep 300', 'dockerd', '--log-level=debug'], { stdio: 'ignore' })
+    try {
+      stubs({ pidof: `[ "$1" = dockerd ] && echo ${fake.pid}` })
+      expect(check(await rows(), 'docker api')).toMatchObject({
+        status: 'fail',
+        detail: expect.stringMatching(/but a dockerd runs with --log-level=debug: it logs the body of each small API request/)
+      })
+      stubs({ pidof: 'exit 1' })
+      expect(check(await rows(), 'docker api')).toMatchObject({ status: 'pass' })
+    } finally {
+      fake.kill()
+    }
+  }, 60_000)
+})
+
+test('a work root whose jobs is a symlink (every prepare_job refuses it) fails; control: a real jobs folder passes', async () => {
+  mode = 'answer'
+  const dir = tempDir()
+  const work = join(dir, 'w')
+  mkdirSync(work)
+  mkdirSync(join(dir, 'elsewhere'))
+  symlinkSync(join(dir, 'elsewhere'), join(work, 'jobs'))
+  const opts = { connectMs: 5000, maxSkewSeconds: 30, callMs: 5000 }
+  const rows = await machineChecks({ connect: sshd.info, workRoot: work, dockerSocket: '/var/run/docker.sock' }, opts)
+  expect(check(rows, 'work root')).toMatchObject({
+    status: 'fail',
+    detail: `${work}/jobs is a symlink or not a folder: every prepare_job there refuses it`
+  })
+  const real = join(dir, 'w2')
+  mkdirSync(join(real, 'jobs'), { recursive: true })
+  const ok = await machineChecks({ connect: sshd.info, workRoot: real, dockerSocket: '/var/run/docker.sock' }, opts)
+  expect(check(ok, 'work root')).toMatchObject({ status: 'pass' })
 }, 60_000)

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { Ec2Config } from '../../src/config'
 import { TransportError } from '../../src/errors'
 import { runOpCommand } from '../../src/ops/cli'
-import { apiAtLeast, debugProblem, machineChecks, sshFix } from '../../src/ops/doctor-machine'
+import { apiAtLeast, configFilesOf, debugProblem, logLevelProblem, machineChecks, sshFix } from '../../src/ops/doctor-machine'
 import { localChecks, logFileCheck } from '../../src/ops/doctor'
 import { ensurePrivateDir } from '../../src/private-fs'
 import { cleanupTempDirs, tempDir } from './_helpers'
@@ -152,16 +152,36 @@ describe('doctor', () => {
       "the daemon runs in debug mode: it logs the body of each small API request, steps' env values among them"
     )
     expect(asked).toEqual(['/info'])
-    // Controls: not in debug mode; no answer or an error answer is not judged.
+    // Controls: not in debug mode (null); no answer or an error answer is not judged (undefined, said so in the row).
     expect(await debugProblem(answer({ Debug: false }))).toBeNull()
     expect(await debugProblem(answer({ Debug: 'true' }))).toBeNull()
-    expect(await debugProblem(answer({ Debug: true }, 500))).toBeNull()
     expect(await debugProblem(answer(null))).toBeNull()
+    expect(await debugProblem(answer({ Debug: true }, 500))).toBeUndefined()
     expect(
       await debugProblem(async () => {
         throw new Error('refused')
       })
-    ).toBeNull()
+    ).toBeUndefined()
+  })
+
+  it('a dockerd logging at debug level (its arguments or daemon.json), which /info does not say, is a failure too', () => {
+    const dockerd = (...a: string[]) => ['/usr/bin/dockerd', '-H', 'fd://', ...a]
+    expect(logLevelProblem([dockerd('--log-level=debug')], [])).toBe('a dockerd runs with --log-level=debug')
+    expect(logLevelProblem([dockerd('-l', 'debug')], [])).toBe('a dockerd runs with -l debug')
+    expect(logLevelProblem([dockerd('-D')], [])).toBe('a dockerd runs with -D')
+    expect(logLevelProblem([dockerd()], ['{"log-level": "debug"}'])).toBe('its daemon.json sets "log-level": "debug"')
+    expect(logLevelProblem([dockerd()], ['{"debug": true}'])).toBe('its daemon.json sets "debug": true')
+    // Controls: other levels, a missing or unreadable config, an argument that only looks alike.
+    expect(logLevelProblem([dockerd('--log-level', 'info')], ['{"log-level": "warn"}', '', 'not json'])).toBeNull()
+    expect(logLevelProblem([dockerd('--data-root', 'debug')], [])).toBeNull()
+    expect(logLevelProblem([], [])).toBeNull()
+    // The config files read: those the arguments name, else the default.
+    expect(configFilesOf([dockerd()])).toEqual(['/etc/docker/daemon.json'])
+    expect(configFilesOf([dockerd('--config-file', '/srv/d.json'), dockerd('--config-file=/etc/x.json')])).toEqual([
+      '/srv/d.json',
+      '/etc/x.json'
+    ])
+    expect(configFilesOf([dockerd('--config-file', 'relative.json')])).toEqual(['/etc/docker/daemon.json'])
   })
 
   it('compares Docker API versions numerically', () => {
