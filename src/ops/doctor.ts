@@ -2,10 +2,10 @@
 // Creates and removes nothing but one temporary file inside each machine's work root (and, for a
 // pool, a private local folder for the members' pinned keys, removed at the end).
 import { tmpdir } from 'node:os'
-import { dirname } from 'node:path'
+import { dirname, isAbsolute } from 'node:path'
 import type { Config } from '../config'
 import { formatError } from '../errors'
-import { resolveTools } from '../tools'
+import { resolveTools, type Tools } from '../tools'
 import { agentSocket, MAX_SOCKET_PATH } from '../agent-client'
 import { defaultLogFile, hookLocalRoot, localDirOf } from '../paths'
 import type { OpCommand, OpIo } from './command'
@@ -82,10 +82,23 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
   const checks: CheckResult[] = [
     { check: 'configuration', target: file!, status: 'pass', detail: `valid (provider ${config.provider.kind})` }
   ]
-  checks.push(...localChecks(config))
+  // Judged against the runner's work folder when run as the runner: a tool the hook would refuse
+  // there (one the job can write) is never started, not even for its version.
+  let found: Tools | null = null
+  try {
+    found = resolveTools(config.tools, jobFoldersOf(io.env.RUNNER_TEMP))
+  } catch (e) {
+    checks.push({
+      check: 'local tools',
+      target: 'runner host',
+      status: 'fail',
+      detail: formatError(e),
+      fix: "point tools.* at programs outside the runner's work folder (the hook refuses these; doctor did not run them)"
+    })
+  }
+  if (found) checks.push(...localChecks(config, found))
   checks.push(logFileCheck(config.log.file ?? defaultLogFile(), config.log.file === undefined))
-  const rsync = resolveTools(config.tools, NO_JOB).rsync
-  if (rsync) checks.push(await rsyncFixCheck(rsync, opsFor(config.provider).machinePerJob === true))
+  if (found?.rsync) checks.push(await rsyncFixCheck(found.rsync, opsFor(config.provider).machinePerJob === true))
   const { ledgerChecks } = await import('./doctor-ledger')
   checks.push(...(await ledgerChecks(config.fleet)))
   const env = { runnerName: io.env.RUNNER_NAME ?? 'doctor', runnerTemp: io.env.RUNNER_TEMP, machine: mopts }
@@ -95,6 +108,11 @@ export async function doctor(file: string | undefined, io: Pick<OpIo, 'env'>, op
 
 /** No job's folders: only the tool paths themselves are judged. */
 const NO_JOB = { workDir: '/nonexistent', runnerTemp: '/nonexistent' }
+
+/** The runner's work folder and temp folder as the hook judges tools against them (RUNNER_TEMP when doctor runs as the runner). */
+export function jobFoldersOf(runnerTemp: string | undefined): { workDir: string; runnerTemp: string } {
+  return runnerTemp && isAbsolute(runnerTemp) && dirname(runnerTemp) !== '/' ? { workDir: dirname(runnerTemp), runnerTemp } : NO_JOB
+}
 
 /** The longest path a job's agent socket takes under this process's TMPDIR (doctor's; the runner's may differ). */
 const agentSocketBytes = (): number =>

@@ -199,6 +199,50 @@ describe('doctor against loopback VMs', () => {
   })
 })
 
+describe("doctor: the runner host's tools", () => {
+  it("run as the runner, a tools.rsync the job can write (inside the runner's work folder) fails and is never started; outside it, it runs (control)", () => {
+    const work = join(dir, 'runner', '_work')
+    mkdirSync(join(work, '_temp'), { recursive: true })
+    const marker = join(dir, 'rsync-ran')
+    const script = (at: string): string => {
+      mkdirSync(dirname(at), { recursive: true })
+      writeFileSync(at, `#!/bin/sh\necho ran >> ${marker}\nexec rsync "$@"\n`, { mode: 0o755 })
+      return at
+    }
+    const inside = script(join(work, 'repo', 'bin', 'rsync'))
+    const f = join(dir, 'tools-inside.json')
+    const h = { host: vm.host, port: vm.port, user: vm.user, identityFile: vm.identityFile, knownHostsFile: vm.knownHostsFile }
+    writeFileSync(
+      f,
+      JSON.stringify({ provider: { kind: 'static', hosts: [h] }, remote: { workRoot: vm.workRoot }, tools: { rsync: inside } })
+    )
+    const run = (file: string) => {
+      const r = spawnSync(process.execPath, [hook, 'doctor', file, '--json'], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, RUNNER_TEMP: join(work, '_temp') }
+      })
+      return (JSON.parse(r.stdout) as { checks: Check[] }).checks
+    }
+    const refused = run(f)
+    expect(byName(refused, 'local tools')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining(`tools.rsync: ${inside} is inside the runner's work folder`)
+    })
+    expect(existsSync(marker)).toBe(false)
+    const outside = script(join(dir, 'tools', 'rsync'))
+    const g = join(dir, 'tools-outside.json')
+    writeFileSync(
+      g,
+      JSON.stringify({ provider: { kind: 'static', hosts: [h] }, remote: { workRoot: vm.workRoot }, tools: { rsync: outside } })
+    )
+    const ran = run(g)
+    expect(ran.find((c) => c.check === 'local tools')).toBeUndefined()
+    expect(byName(ran, 'local rsync')).toMatchObject({ status: 'pass', detail: outside })
+    expect(existsSync(marker)).toBe(true)
+  })
+})
+
 describe('doctor against a pool (moto Auto Scaling group, members on loopback)', () => {
   let pool: Pool | undefined
   afterAll(async () => {
