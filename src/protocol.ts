@@ -166,15 +166,18 @@ export type HookInput =
  * is answered with "did you mean".
  */
 export function describeIssues(err: z.ZodError, prefix = '', checked?: { schema: z.ZodTypeAny; data: unknown }): string[] {
-  const field = (path: (string | number)[]): string => [prefix, ...path.map(String)].filter(Boolean).join('.') || '(root)'
+  // A key that holds ": " (or a quote) is quoted, so that it cannot be read as the end of the field
+  // (ops/problem.ts); an unknown key, the sender's text, is shown plain only when it is a plain short name.
+  const segment = (k: string | number): string =>
+    typeof k === 'string' && (k.includes(': ') || k.includes('"')) ? JSON.stringify(k.slice(0, 64)) : String(k)
+  const field = (path: (string | number)[]): string => [prefix, ...path.map(segment)].filter(Boolean).join('.') || '(root)'
   return err.issues.flatMap((i) => {
     if (i.code !== 'unrecognized_keys') return [`${field(i.path)}: ${i.message}`]
     const valid = checked ? keysAt(checked.schema, i.path, checked.data) : []
     return i.keys.map((k) => {
       const near = nearestKey(k, valid)
-      // The key is the sender's text: shown plain only when it is a plain short name.
       const name = /^[A-Za-z0-9_-]{1,64}$/.test(k) ? k : JSON.stringify(k.slice(0, 64))
-      return `${field([...i.path, name])}: unknown key${near ? ` (did you mean \`${near}\`?)` : ''}`
+      return `${[field(i.path), name].filter((x) => x !== '(root)').join('.')}: unknown key${near ? ` (did you mean \`${near}\`?)` : ''}`
     })
   })
 }

@@ -199,8 +199,23 @@ describe('offline checks beyond the hook', () => {
     ])
   })
 
-  it('splits an issue at its first ": "', () => {
+  it('splits an issue at its first ": " outside a quoted key', () => {
     expect(problemOf('a.b: must be: this')).toEqual({ field: 'a.b', message: 'must be: this' })
     expect(problemOf('no field')).toEqual({ field: '(root)', message: 'no field' })
+    expect(problemOf('provider.tags."team: x": at most 256 characters')).toEqual({
+      field: 'provider.tags."team: x"',
+      message: 'at most 256 characters'
+    })
+    expect(problemOf('a."q\\": b": c')).toEqual({ field: 'a."q\\": b"', message: 'c' })
+  })
+
+  it('a key holding ": " is named whole (it was cut there: field `"a`, message `b": unknown key`)', () => {
+    const f = config('colon-key', {}, { 'a: b': 1, remote: { workRoot: '/srv/rch', 'x: y': 2 } })
+    expect(readConfig(f).problems).toEqual(
+      expect.arrayContaining([
+        { field: '"a: b"', message: 'unknown key' },
+        { field: 'remote."x: y"', message: 'unknown key' }
+      ])
+    )
   })
 })
