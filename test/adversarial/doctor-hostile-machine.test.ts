@@ -23,6 +23,9 @@ function runLocally(ch: ServerChannel, command: string): void {
 }
 
 let mode: 'never' | 'answer' | 'kill-probe' | 'no-date' | 'engine' = 'never'
+/** The machine's clock, this many seconds behind; and how long its shell takes to start doctor's probe. */
+let behind = 0
+let startUp = 0
 /** Put before each command the machine runs (stubs on PATH: what a job that was root there left). */
 let prelude = ''
 let sshd: TestSshd
@@ -34,7 +37,9 @@ beforeAll(async () => {
       return void ch.end()
     }
     // 'no-date': a machine whose `date` prints nothing (not installed, or replaced by a job).
-    runLocally(ch, prelude + (mode === 'no-date' ? `date() { :; }; ${command}` : command))
+    const clock =
+      behind && command.includes('echo "clock') ? `sleep ${startUp}; date() { echo $(( $(command date +%s) - ${behind} )); }; ` : ''
+    runLocally(ch, prelude + clock + (mode === 'no-date' ? `date() { :; }; ${command}` : command))
   }
   sshd = await testSshd(exec, {
     // 'never': the open is left unanswered; 'answer': a channel that closes at once (no engine behind it).
@@ -187,4 +192,28 @@ test('a work root whose jobs is a symlink (every prepare_job refuses it) fails; 
   mkdirSync(join(real, 'jobs'), { recursive: true })
   const ok = await machineChecks({ connect: sshd.info, workRoot: real, dockerSocket: '/var/run/docker.sock' }, opts)
   expect(check(ok, 'work root')).toMatchObject({ status: 'pass' })
+}, 60_000)
+
+test('a clock read late in a slow round trip (8 s of shell start-up) is not passed as within the bound it may be outside of; controls: the same clock read at once fails, a right one passes', async () => {
+  mode = 'answer'
+  const opts = { connectMs: 5000, maxSkewSeconds: 30, callMs: 20_000 }
+  const rows = () => machineChecks({ connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' }, opts)
+  try {
+    behind = 34
+    startUp = 8
+    // Read at the middle of the round trip it looks 30 s behind: it passed as "(±1 s)".
+    expect(check(await rows(), 'clock')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/s behind this host ±[56] s \(the probe took 8\.\d s\): it may be more than 30 s$/)
+    })
+    startUp = 0
+    expect(check(await rows(), 'clock')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/^3[3-4] s behind this host \(more than 30 s\)$/)
+    })
+  } finally {
+    behind = 0
+    startUp = 0
+  }
+  expect(check(await rows(), 'clock')).toMatchObject({ status: 'pass', detail: expect.stringMatching(/\(±1 s\)$/) })
 }, 60_000)
