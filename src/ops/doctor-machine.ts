@@ -154,7 +154,8 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
     for (const t of REMOTE_TOOLS) {
       const p = lines.find((l) => l.startsWith(`tool ${t} `))?.slice(`tool ${t} `.length)
       const name = t === 'docker' ? 'docker cli' : t
-      if (p && p !== '-') add(name, 'pass', p)
+      // The machine's word: a path of any length it chose is cut.
+      if (p && p !== '-') add(name, 'pass', cut(p))
       else
         add(
           name,
@@ -202,6 +203,9 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
 }
 
 type Add = (check: string, status: CheckResult['status'], detail: string, fix?: string) => void
+
+/** A machine's text as a row shows it: at most `max` characters (a row's detail is not cut by the table). */
+const cut = (s: string, max = 200): string => (s.length > max ? `${Array.from(s).slice(0, max).join('')}…` : s)
 type Sh = (cmd: string) => ReturnType<typeof run>
 
 async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli: boolean, callMs: number): Promise<void> {
@@ -215,7 +219,7 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
     const text = r.stdout.toString('utf8').trim()
     return r.code === 0 && /^\d+\.\d+$/.test(text)
       ? { api: text, said: text }
-      : { api: null, said: text.split('\n').slice(-1)[0] || `exit ${r.code}` }
+      : { api: null, said: cut(text.split('\n').slice(-1)[0] || `exit ${r.code}`) }
   }
   let forwarded: Duplex | null = null
   let refused: unknown = null
@@ -247,7 +251,7 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
         `API ${apiVersion || '(none)'}, older than ${MIN_API.join('.')}`,
         'upgrade Docker Engine on the machine (20.10 or later)'
       )
-    const engine = `Engine ${v.data.Version ?? '?'}, API ${apiVersion} through the forwarded socket`
+    const engine = `Engine ${cut(String(v.data.Version ?? '?'), 40)}, API ${apiVersion} through the forwarded socket`
     const get = (p: string) => api.call('GET', p, undefined, 'info')
     const said = await debugProblem(get)
     const debug = said ?? null

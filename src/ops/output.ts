@@ -1,6 +1,6 @@
 // How an operator command shows its results: an aligned table for a person at a shell, or one
 // JSON document (`--json`) for scripts. Both come from the same records.
-import { shownText } from '../workflow-commands'
+import { noLegacyCommand, shownText } from '../workflow-commands'
 
 export type Status = 'pass' | 'fail' | 'skip'
 
@@ -22,7 +22,8 @@ export interface CheckResult {
  * TAB, CR and LF.
  */
 export const printable = (s: string): string =>
-  shownText(s)
+  // `##[` acts anywhere in a line of a workflow's log (doctor may run in one).
+  noLegacyCommand(shownText(s))
     .replace(/[\t\r\n\p{Cf}\p{Default_Ignorable_Code_Point}]/gu, '?')
     // Marks stacked three or more on one letter draw over the rows above and below.
     .replace(/\p{M}{3,}/gu, '?')

@@ -8,6 +8,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import type { ServerChannel } from 'ssh2'
 import { machineChecks } from '../../src/ops/doctor-machine'
+import { checksTable } from '../../src/ops/output'
 import { testSshd, type TestSshd } from '../helpers/ssh-server'
 import { cleanupTempDirs, tempDir } from '../unit/_helpers'
 
@@ -216,4 +217,27 @@ test('a clock read late in a slow round trip (8 s of shell start-up) is not pass
     startUp = 0
   }
   expect(check(await rows(), 'clock')).toMatchObject({ status: 'pass', detail: expect.stringMatching(/\(±1 s\)$/) })
+}, 60_000)
+
+test('a tool path the machine chose (over 300 characters, `##[error]` in it) is cut in its row and `##[` broken in the table; control: a plain path shown whole', async () => {
+  mode = 'answer'
+  const opts = { connectMs: 5000, maxSkewSeconds: 30, callMs: 10_000 }
+  // Three folders (a name may have 255 bytes), the first starting with `##[error]`.
+  const bin = join(tempDir(), `##[error]${'x'.repeat(100)}`, 'y'.repeat(100), 'z'.repeat(100))
+  mkdirSync(bin, { recursive: true })
+  writeFileSync(join(bin, 'rsync'), '#!/bin/sh\nexit 0\n')
+  chmodSync(join(bin, 'rsync'), 0o755)
+  try {
+    prelude = `PATH='${bin}':$PATH; export PATH; `
+    const rows = await machineChecks({ connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' }, opts)
+    const rsync = check(rows, 'rsync')!
+    expect(rsync.status).toBe('pass')
+    expect(rsync.detail.length).toBeLessThanOrEqual(201)
+    expect(rsync.detail.startsWith(bin.slice(0, 100))).toBe(true)
+    expect(checksTable(rows)).not.toContain('##[')
+  } finally {
+    prelude = ''
+  }
+  const plain = await machineChecks({ connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' }, opts)
+  expect(check(plain, 'rsync')!.detail).toMatch(/^\/(usr\/)?bin\/rsync$/)
 }, 60_000)
