@@ -76,11 +76,10 @@ export function underLeaseLock(workRoot: string, body: string): string {
  * Shell: frees the slot folder `dir` (a shell word) if job `jobId` holds it, under the lease lock
  * (the release of cleanup_job, and reap's of a dead job).
  */
-export function freeJobSlotScript(workRoot: string, dir: string, jobId: string): string {
-  return underLeaseLock(
-    workRoot,
-    `[ "$(${ownerField(`${dir}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(dir, shPath(asideOf(workRoot, jobId)), jobId)}; }`
-  )
+export function freeJobSlotScript(workRoot: string, dir: string | string[], jobId: string): string {
+  const one = (d: string): string =>
+    `[ "$(${ownerField(`${d}/owner`, 2)})" != ${shq(jobId)} ] || { ${freeSlotScript(d, shPath(asideOf(workRoot, jobId)), jobId)}; }`
+  return underLeaseLock(workRoot, (Array.isArray(dir) ? dir : [dir]).map(one).join('; '))
 }
 
 /** Where a job's released lease folder is removed (see freeSlotScript). */
@@ -102,29 +101,30 @@ function releasedSlots(records: string[], label: string): number[] {
  * Shell: removes the lease folders an owner holds on this host (but `keep`), a symlink never
  * followed, and its half-made ones; names each lease released as a record `released-slot-N`.
  */
-function releaseOwnedScript(workRoot: string, owner: string, keep?: string): string {
+function releaseOwnedScript(workRoot: string, owner: string, keepWord?: string): string {
   const leases = shq(`${workRoot}/leases`)
   return (
     `rm -rf ${leases}/.new-${owner}-* ${leases}/.gone-${owner}-*; ` +
     `for d in ${leases}/slot-*; do ` +
     `if [ -L "$d" ]; then continue; fi; ` +
-    `${keep ? `[ "$d" = ${shq(keep)} ] || ` : ''}[ "$(${ownerField('"$d/owner"', 1)})" != ${shq(owner)} ] || ` +
+    `${keepWord ? `[ "$d" = ${keepWord} ] || ` : ''}[ "$(${ownerField('"$d/owner"', 1)})" != ${shq(owner)} ] || ` +
     `{ g=${leases}/.gone-${owner}-"\${d##*/}"; mv -T "$d" "$g" 2>/dev/null && rm -rf "$g" && ${record('"released-${d##*/}"')}; }; ` +
     `done; true`
   )
 }
 
 /**
- * Shell: takes `dir` (new), or takes it over from a dead job of this runner (stale), or answers busy.
+ * Shell: takes the first of `dirs` that is free (new), or that a dead job of this runner holds
+ * (stale, taken over), in order; answers `slot-N` and how, or busy when another job holds each. One
+ * call for all of a host's slots: a round costs a host one round trip, not one per busy slot.
  * A lease appears whole: its folder is made beside it with the owner file inside, then renamed
  * into place, so no slot is ever held without saying by whom (a release finds and frees it).
  * Anything else that fails is the operator's to fix and fails loudly with the command's own
  * words, never answered as busy.
  */
-export function leaseScript(workRoot: string, dir: string, owner: string, jobId: string, mark: string, actWithinS = 25): string {
+export function leaseScript(workRoot: string, dirs: string[], owner: string, jobId: string, mark: string, actWithinS = 25): string {
   const leases = shq(`${workRoot}/leases`)
   const t = shq(`${workRoot}/leases/.new-${owner}-${jobId}`)
-  const d = shq(dir)
   // A call the hook gave up on (past its bound: a stalled file system) may still run on, and
   // sshd does not end it: one that finishes late must not act, or its release of this runner's
   // other leases would free the lease this job (or the runner's next one) took since. Whole
@@ -139,21 +139,23 @@ export function leaseScript(workRoot: string, dir: string, owner: string, jobId:
     // printf, not echo: dash's echo reads backslashes in the runner's name (`\c` ended the line).
     underLeaseLock(workRoot, '') +
     `rm -rf ${t}; { mkdir ${t} && printf '%s\n' ${shq(mark)} > ${t}/owner; } || { rm -rf ${t}; echo "cannot write a lease into ${workRoot}/leases as $(id -un)" >&2; exit 4; }; ` +
+    `r=; got=; for d in ${dirs.map(shq).join(' ')}; do ` +
+    `if ${tooLate}; then rm -rf ${t}; ${late}; fi; ` +
     // After a failed rename: a lease folder is judged by its owner below; something else in the
     // slot's place is the operator's to fix; a slot released meanwhile (by the rename's failure, or
     // by any test of it since: another runner's job may end at any moment) is renamed into again.
     // Each test holds whatever the slot became in between: a folder gone and leased again, or a
-    // lease released after it was seen (its owner then reads as no one's: busy, tried again).
-    `if ${tooLate}; then rm -rf ${t}; ${late}; fi; ` +
-    `r=; i=0; while :; do if e=$(mv -T ${t} ${d} 2>&1); then r=new; break; fi; ` +
-    `i=$((i + 1)); if [ -d ${d} ] && [ ! -L ${d} ]; then break; fi; ` +
-    `if [ -L ${d} ] || { [ -e ${d} ] && [ ! -d ${d} ]; } || [ $i -ge 5 ]; then rm -rf ${t}; echo "$e" >&2; exit 5; fi; done; ` +
-    `if [ "$r" = new ]; then :; ` +
-    `elif [ "$(${ownerField(`${d}/owner`, 1)})" = ${shq(owner)} ]; then mv -f ${t}/owner ${d}/owner && rm -rf ${t} || exit 6; r=stale; ` +
-    `else rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
+    // lease released after it was seen (its owner then reads as no one's: busy, the next slot tried).
+    `i=0; while :; do if e=$(mv -T ${t} "$d" 2>&1); then r=new; break; fi; ` +
+    `i=$((i + 1)); if [ -d "$d" ] && [ ! -L "$d" ]; then break; fi; ` +
+    `if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; } || [ $i -ge 5 ]; then rm -rf ${t}; echo "$e" >&2; exit 5; fi; done; ` +
+    `if [ "$r" = new ]; then got=$d; break; fi; ` +
+    `if [ "$(${ownerField('"$d/owner"', 1)})" = ${shq(owner)} ]; then mv -f ${t}/owner "$d/owner" && rm -rf ${t} || exit 6; r=stale; got=$d; break; fi; ` +
+    `done; ` +
+    `if [ -z "$got" ]; then rm -rf ${t}; ${record('busy')}; exit 0; fi; ` +
     // Taken late: given up again (the slot names this job; a takeover's dead lease goes with it).
-    `if ${tooLate}; then { ${freeSlotScript(d, shPath(asideOf(workRoot, jobId)), jobId)}; }; ${late}; fi; ` +
-    `${releaseOwnedScript(workRoot, owner, dir)}; ${record('$r')}`
+    `if ${tooLate}; then { ${freeSlotScript('"$got"', shPath(asideOf(workRoot, jobId)), jobId)}; }; ${late}; fi; ` +
+    `${releaseOwnedScript(workRoot, owner, '"$got"')}; ${record('"${got##*/}"')}; ${record('$r')}`
   )
 }
 
@@ -278,14 +280,9 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
         // A round that outlived the wait's deadline sends no more lease calls (each may take a while).
         if (monoMs() >= endAt) return undefined
         try {
-          for (const lease of byHost.get(index)!) {
-            const got = await this.take(remote, lease, job.jobId, owner, runnerName, env)
-            if (got) {
-              stalled.delete(index)
-              return { lease, remote: (await links.close(index))! }
-            }
-          }
+          const lease = await this.take(remote, byHost.get(index)!, job.jobId, owner, runnerName, env)
           stalled.delete(index)
+          if (lease) return { lease, remote: (await links.close(index))! }
           busy.add(index)
         } catch (e) {
           if (env.signal.aborted) throw e
@@ -350,41 +347,48 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     return reachable ? `waiting for a free host (all ${this.candidates().length} slots busy)` : 'waiting for a host to become reachable'
   }
 
-  /** Tries one slot: true when it is ours now. */
+  /** Tries the host's slots in one call: the lease taken, or null when each is another job's. */
   private async take(
     remote: Remote,
-    lease: StaticLease,
+    leases: StaticLease[],
     jobId: string,
     owner: string,
     runnerName: string,
     env: ProviderEnv
-  ): Promise<boolean> {
-    const dir = leaseDir(this.workRoot, lease.slot)
+  ): Promise<StaticLease | null> {
+    const dirs = leases.map((l) => leaseDir(this.workRoot, l.slot))
     const mark = leaseMark(owner, jobId, runnerName, env.runner.worker, env.runner.host)
-    const label = `lease slot ${lease.slot} on ${hostKey(lease.connect)}`
+    const host = hostKey(leases[0].connect)
+    const label = leases.length === 1 ? `lease slot ${leases[0].slot} on ${host}` : `lease a slot (0 to ${leases.length - 1}) on ${host}`
     // A runner runs one job at a time: a lease of its own is from a job that died. It is taken
     // over, and once a slot is ours, its other leases on this host are released.
-    let r: string[]
     try {
-      r = await ask(remote, leaseScript(this.workRoot, dir, owner, jobId, mark, actWithin(this.callMs)), {
+      const r = await ask(remote, leaseScript(this.workRoot, dirs, owner, jobId, mark, actWithin(this.callMs)), {
         label,
         timeoutMs: this.callMs,
         signal: env.signal
       })
       if (r.length === 0) throw new UnexpectedAnswer(`${label}: the remote gave no answer`)
       const [answer] = expectEach(r.slice(-1), /^(new|stale|busy)$/, label)
-      const released = releasedSlots(r.slice(0, -1), label)
-      if (answer === 'busy') return false
-      env.log.debug(`leased ${hostKey(lease.connect)} slot ${lease.slot} (${answer})`)
-      for (const n of released) env.log.progress(`released this runner's stale lease of slot ${n} on ${hostKey(lease.connect)}`)
-      return true
+      if (answer === 'busy') {
+        if (r.length !== 1) throw new UnexpectedAnswer(`${label}: unexpected answer: ${JSON.stringify(r.slice(0, 4))}`)
+        return null
+      }
+      // The slot the host names: one of those asked, or the answer is not a lease script's.
+      const [taken] = expectEach(r.slice(-2, -1), /^slot-(0|[1-9][0-9]?)$/, label)
+      const lease = leases.find((l) => `slot-${l.slot}` === taken)
+      if (!lease || r.length < 2) throw new UnexpectedAnswer(`${label}: the host named ${taken ?? 'no slot'}, which was not asked for`)
+      const released = releasedSlots(r.slice(0, -2), label)
+      env.log.debug(`leased ${host} slot ${lease.slot} (${answer})`)
+      for (const n of released) env.log.progress(`released this runner's stale lease of slot ${n} on ${host}`)
+      return lease
     } catch (e) {
-      // Whatever went wrong after the mkdir, the slot must not stay taken by a job that never started;
+      // Whatever went wrong after the mkdir, no slot may stay taken by a job that never started;
       // after a cancel, within the few seconds the runner leaves before its SIGKILL. A call that timed
-      // out may still finish on the host after this (sshd does not end a command whose channel
-      // closed): that slot then names this job, and this runner's next lease there, a cleanup without
-      // state or `reap` frees it.
-      await this.freeSlot(lease, remote, jobId, env.signal.aborted ? RELEASE_AFTER_CANCEL_MS : this.callMs).catch(() => undefined)
+      // out may still run on on the host (sshd does not end a command whose channel closed): past
+      // its time it acts no more (leaseScript), and a slot it took names this job, which this
+      // runner's next lease there, a cleanup without state or `reap` frees.
+      await this.freeSlots(leases, remote, jobId, env.signal.aborted ? RELEASE_AFTER_CANCEL_MS : this.callMs).catch(() => undefined)
       throw e
     }
   }
@@ -394,16 +398,16 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     // Without the caller's connection (it could not reach the host), one of its own.
     const own = remote ? null : await env!.connect(lease.connect)
     try {
-      await this.freeSlot(lease, remote ?? own!, jobId, this.callMs)
+      await this.freeSlots([lease], remote ?? own!, jobId, this.callMs)
     } finally {
       own?.close()
     }
   }
 
-  private async freeSlot(lease: StaticLease, remote: Remote, jobId: string, timeoutMs: number): Promise<void> {
-    const dir = leaseDir(this.workRoot, lease.slot)
-    // Only our own lease: a stale state must not free a slot another job holds now.
-    await check(remote, freeJobSlotScript(this.workRoot, shq(dir), jobId), { label: 'release the host slot', timeoutMs })
+  /** Frees whichever of `leases` this job holds, in one call (only its own: a stale state must not free a slot another job holds now). */
+  private async freeSlots(leases: StaticLease[], remote: Remote, jobId: string, timeoutMs: number): Promise<void> {
+    const dirs = leases.map((l) => shq(leaseDir(this.workRoot, l.slot)))
+    await check(remote, freeJobSlotScript(this.workRoot, dirs, jobId), { label: 'release the host slot', timeoutMs })
   }
 
   /** Every slot this runner holds on a host (cleanup without state): the slots released. */

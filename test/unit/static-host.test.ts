@@ -682,7 +682,7 @@ describe('a stale lease taken over while the slot is freed and leased by another
       writeFileSync(join(dir, 'free.sh'), freeJobSlotScript(workRoot, shq(slot), DEAD))
       writeFileSync(
         join(dir, 'lease3.sh'),
-        leaseScript(workRoot, slot, S_OWNER, S_JOB, `${S_OWNER} ${S_JOB} s h/k2 2026-01-01T00:00:00Z - -`)
+        leaseScript(workRoot, [slot], S_OWNER, S_JOB, `${S_OWNER} ${S_JOB} s h/k2 2026-01-01T00:00:00Z - -`)
       )
       // At the takeover's write of its owner: reap's free of the dead job, then the other runner's
       // lease, in a session of their own (the channel's close ends this one's process group), without
@@ -722,7 +722,7 @@ describe('the slots a host names as released', () => {
 
   test('one slot named 5,000 times is said once (before, a line each in the step log)', async () => {
     const dir = tempDir()
-    const e = env(answering(dir, [...Array<string>(5000).fill('released-slot-3'), 'new']))
+    const e = env(answering(dir, [...Array<string>(5000).fill('released-slot-3'), 'slot-0', 'new']))
     await provider(join(dir, 'work')).acquire(job(dir), e)
     expect(releasedLines(e)).toEqual(["released this runner's stale lease of slot 3 on 127.0.0.1:22"])
     const released = await provider(join(dir, 'work')).releaseOwned(answering(dir, Array<string>(5000).fill('released-slot-3')), OWNER)
@@ -731,12 +731,49 @@ describe('the slots a host names as released', () => {
 
   test('a slot no host can have is refused; the last one a host can have is not (control)', async () => {
     const dir = tempDir()
-    const e = env(answering(dir, ['released-slot-64', 'new']))
+    const e = env(answering(dir, ['released-slot-64', 'slot-0', 'new']))
     await expect(provider(join(dir, 'work')).acquire(job(dir), e)).rejects.toThrow(/the host named slot 64, and a host has at most 64/)
     await expect(provider(join(dir, 'work')).releaseOwned(answering(dir, ['released-slot-007']), OWNER)).rejects.toThrow(UnexpectedAnswer)
-    const ok = env(answering(dir, ['released-slot-63', 'released-slot-0', 'new']))
+    const ok = env(answering(dir, ['released-slot-63', 'released-slot-0', 'slot-0', 'new']))
     await provider(join(dir, 'work')).acquire(job(dir), ok)
     expect(releasedLines(ok)).toHaveLength(2)
+  })
+
+  test('a slot the host names that was not asked for (or none) is no lease; the slot asked for is (control)', async () => {
+    const dir = tempDir()
+    for (const answer of [['slot-5', 'new'], ['new'], ['slot-0', 'slot-0', 'busy']]) {
+      const e = env(answering(dir, answer))
+      await expect(provider(join(dir, 'work')).acquire(job(dir), e)).rejects.toThrow(UnexpectedAnswer)
+    }
+    expect((await provider(join(dir, 'work')).acquire(job(dir), env(answering(dir, ['slot-0', 'stale'])))).lease.slot).toBe(0)
+  })
+})
+
+// One call a host a round, for all its slots: a host with eight busy slots cost eight round trips
+// (each holding the host's lease lock) every round of every waiting job.
+describe("a host's slots are asked in one call", () => {
+  const other = '0000000000000000 1111111111111111 other-runner h 2026-01-01T00:00:00Z\n'
+  test('four busy slots: one lease call for the round; a free third slot is taken in that call (control)', async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    for (const n of [0, 1, 2, 3]) {
+      mkdirSync(leaseDir(workRoot, n), { recursive: true })
+      writeFileSync(join(leaseDir(workRoot, n), 'owner'), other)
+    }
+    const local = new LocalRemote(dir)
+    const cancel = new AbortController()
+    const e = env(local, cancel.signal)
+    // The first round's end (its note) cancels the wait: what that round sent is what is counted.
+    const progress = e.log.progress
+    e.log = { ...e.log, progress: (m: string) => (progress(m), m.startsWith('waiting') && cancel.abort(new Error('counted'))) }
+    await expect(provider(workRoot, 600, 4).acquire(job(dir), e)).rejects.toThrow('counted')
+    const calls = local.commands.filter((c) => c.includes('/leases/.new-'))
+    expect(calls).toHaveLength(1)
+    expect([0, 1, 2, 3].every((n) => calls[0].includes(`slot-${n}`))).toBe(true)
+    rmSync(leaseDir(workRoot, 2), { recursive: true })
+    const free = new LocalRemote(dir)
+    expect((await provider(workRoot, 600, 4).acquire(job(dir), env(free))).lease.slot).toBe(2)
+    expect(free.commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(1)
   })
 })
 
@@ -746,7 +783,7 @@ test("a runner name with a backslash is written into the slot's owner line as it
   const dir = tempDir()
   const workRoot = join(dir, 'work')
   const mark = `${OWNER} ${JOB} a\\cb\\nc h/k 2026-01-01T00:00:00Z - -`
-  const ch = await new LocalRemote(dir).openExec(leaseScript(workRoot, leaseDir(workRoot, 0), OWNER, JOB, mark))
+  const ch = await new LocalRemote(dir).openExec(leaseScript(workRoot, [leaseDir(workRoot, 0)], OWNER, JOB, mark))
   ch.stdout.resume()
   ch.stderr.resume()
   expect(await ch.done).toEqual({ code: 0, signal: null })
@@ -768,7 +805,7 @@ describe('a lease call that runs past the time it may act (a stalled file system
     writeFileSync(join(leaseDir(workRoot, 1), 'owner'), `${OWNER} ${NEXT} r h/k 2026-01-01T00:00:00Z - -\n`)
     const mark = `${OWNER} ${JOB} r h/k 2026-01-01T00:00:00Z - -`
     const { ask } = await import('../../src/remote/answer')
-    const call = ask(new LocalRemote(dir, {}, stubs), leaseScript(workRoot, leaseDir(workRoot, 0), OWNER, JOB, mark, 2), {
+    const call = ask(new LocalRemote(dir, {}, stubs), leaseScript(workRoot, [leaseDir(workRoot, 0)], OWNER, JOB, mark, 2), {
       label: 'lease slot 0',
       timeoutMs: 20_000
     })
@@ -797,6 +834,6 @@ describe('a lease call that runs past the time it may act (a stalled file system
 
   test("control: a call in time takes the slot and releases this runner's other lease, as a dead job's", async () => {
     const r = await leaseLate({})
-    expect(r).toMatchObject({ error: '', records: ['released-slot-1', 'new'], slots: ['slot-0'] })
+    expect(r).toMatchObject({ error: '', records: ['released-slot-1', 'slot-0', 'new'], slots: ['slot-0'] })
   })
 })
