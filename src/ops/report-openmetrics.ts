@@ -72,7 +72,7 @@ const FAMILIES: Family[] = [
     name: 'rch_acquire_seconds',
     type: 'summary',
     unit: 'seconds',
-    help: "prepare_job's acquire phase: getting the job's machine (a launch, a pool lease, a static host). Quantiles: the jobs of the last 8 days (with --since or --until: of the range).",
+    help: "prepare_job's acquire phase: getting the job's machine (a launch, a pool lease, a static host). Quantiles: the jobs of the last 8 days.",
     samples: summary((t) => t.acquire)
   },
   {
@@ -85,7 +85,7 @@ const FAMILIES: Family[] = [
     name: 'rch_boot_seconds',
     type: 'summary',
     unit: 'seconds',
-    help: "prepare_job's boot phase: a launched or started instance coming up. Quantiles: the jobs of the last 8 days (with --since or --until: of the range).",
+    help: "prepare_job's boot phase: a launched or started instance coming up. Quantiles: the jobs of the last 8 days.",
     samples: summary((t) => t.boot)
   }
 ]

@@ -67,7 +67,7 @@ Output: a table; --json {"by", "timeZone", "since", "until", "now", "groups": [{
   "gone"}}], "total": {...}}; --csv the same as RFC 4180 rows (scope group|total);
   --openmetrics OpenMetrics text for a node-exporter textfile collector (docs/operations.md).
 
-Exit status: 0 done, 64 usage error (a bad --since, --until or --by), 70 the ledger could not be
+Exit status: 0 done, 64 usage error (a bad --since, --until or --by; a range with --openmetrics), 70 the ledger could not be
 read (the error on stderr), 78 bad configuration.
 `,
   run: (args, io) => runReport(args, io)
@@ -108,14 +108,19 @@ export async function runReport(args: OpArgs, io: OpIo, deps: ReportDeps = {}): 
     if (at === null) return usage(io, `--${flag} ${JSON.stringify(text)} is not a time: give ${TIME_FORMS}`)
     range[flag] = at
   }
+  // Counters over a range would go down as it slides, which Prometheus takes for a reset.
+  if (o.openmetrics && (o.since !== undefined || o.until !== undefined))
+    return usage(
+      io,
+      '--openmetrics reports all time (its counters must never go down, and over a range they would): give no --since or --until; increase() in PromQL gives a range, --json or --csv a table of one'
+    )
   if (o.since === undefined && !o.openmetrics) range.since = now - DEFAULT_DAYS * 86_400_000
   if (range.since !== undefined && range.until !== undefined && range.since >= range.until)
     return usage(io, `--since (${new Date(range.since).toISOString()}) must be before --until (${new Date(range.until).toISOString()})`)
 
-  const report =
-    o.openmetrics && o.since === undefined && o.until === undefined
-      ? await allTime(config, by, timeZone, now, deps, io)
-      : buildReport({ ...(await readLedger(config, range, now, deps, io.stderr)), by, timeZone, now, ...range })
+  const report = o.openmetrics
+    ? await allTime(config, by, timeZone, now, deps, io)
+    : buildReport({ ...(await readLedger(config, range, now, deps, io.stderr)), by, timeZone, now, ...range })
   if (report === null) return 70
   io.stdout.write(
     args.json ? reportJson(report) : o.csv ? reportCsv(report) : o.openmetrics ? reportOpenMetrics(report) : reportTable(report)

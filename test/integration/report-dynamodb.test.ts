@@ -270,19 +270,23 @@ function reportByHand(indexed: boolean): void {
   expect(Math.round(j.total.costUsd * 1e6)).toBe(64480 + Math.round(gadgets.costUsd * 1e6))
 }
 
-test('report --by runner and --openmetrics over the same ledger', () => {
+test('report --by runner over a range and --openmetrics (all time) over the same ledger', () => {
   const byRunner = JSON.parse(run([...RANGE, '--json', '--by', 'runner']).out)
   expect(byRunner.groups.map((g: Record<string, unknown>) => [g.runner, g.jobs, g.launches])).toEqual([
     ['r1', 2, 2], // j1 j3; A C
     ['r2', 2, 1] // j2 j4; B (D never ran)
   ])
-  const om = run([...RANGE, '--openmetrics'])
+  // All time (a range is refused with --openmetrics): j5 and j6, outside RANGE, count too.
+  expect(run([...RANGE, '--openmetrics']).code).toBe(64)
+  const om = run(['--openmetrics'])
   expect(om.code).toBe(0)
   const lines = om.out.trimEnd().split('\n')
   expect(lines[lines.length - 1]).toBe('# EOF')
-  // settled only in the counters: widgets 5490 s and 0.06448 USD; gadgets' one launch runs, so 0 there
-  expect(lines).toContain('rch_instance_seconds_total{repository="acme/widgets"} 5490')
-  expect(lines).toContain('rch_cost_usd_total{repository="acme/widgets"} 0.06448')
+  // settled only in the counters, of all time: widgets A 5400 + B 90 + E 600 + F 600 s, and
+  // 0.06448 USD + 2 × 6934 µ$ (600 s of t3.medium); gadgets' one launch runs, so 0 there
+  expect(lines).toContain('rch_instance_seconds_total{repository="acme/widgets"} 6690')
+  expect(lines).toContain('rch_cost_usd_total{repository="acme/widgets"} 0.078348')
+  expect(lines).toContain('rch_jobs_total{repository="acme/widgets"} 4')
   expect(lines).toContain('rch_instance_seconds_total{repository="acme/gadgets"} 0')
   expect(lines).toContain('rch_running_instances{repository="acme/gadgets"} 1')
   expect(lines).toContain('rch_jobs_total{repository="acme/gadgets"} 2')

@@ -599,14 +599,22 @@ describe('the machine-read forms with names from the job', () => {
     expect(await launches()).toBe(2)
   })
 
-  test('--openmetrics counts from the beginning unless --since is given (counters must not drop as days pass)', async () => {
+  test('--openmetrics counts from the beginning, and refuses a range (its counters would drop as the range slides)', async () => {
     const l = ledgerOf(FLEET)
     const id = await reserve(l, req('acme/plain', 'ci', 'r1', 't3.medium'), NOON - 30 * 24 * H)
     await l.settle(id, { endedAt: NOON - 30 * 24 * H + 60_000 })
     const all = parseOpenMetrics((await report([configFile(FLEET), '--openmetrics'])).out)
     expect(all.samples.find((s) => s.name === 'rch_launches_total' && s.labels.repository === 'acme/plain')?.value).toBe(2)
-    const week = parseOpenMetrics((await report([configFile(FLEET), '--openmetrics', '--since', '7d'])).out)
-    expect(week.samples.find((s) => s.name === 'rch_launches_total' && s.labels.repository === 'acme/plain')?.value).toBe(1)
+    for (const range of [
+      ['--since', '7d'],
+      ['--until', 'now']
+    ]) {
+      const week = await report([configFile(FLEET), '--openmetrics', ...range])
+      expect({ code: week.code, out: week.out }).toEqual({ code: 64, out: '' })
+      expect(week.err).toMatch(/^report: --openmetrics reports all time \(its counters must never go down, and over a range they would\)/)
+    }
+    // control: the same range as a table is a report
+    expect((await report([configFile(FLEET), '--json', '--since', '7d'])).code).toBe(0)
   })
 
   test('the table shows a control character in a name as ?, never raw', async () => {
