@@ -113,6 +113,9 @@ function releaseOwnedScript(workRoot: string, owner: string, keepWord?: string):
   )
 }
 
+/** The lease script's exit when it ran past the time it may act (it took nothing, or gave it up). */
+export const LEASE_LATE_EXIT = 8
+
 /**
  * Shell: takes the first of `dirs` that is free (new), or that a dead job of this runner holds
  * (stale, taken over), in order; answers `slot-N` and how, or busy when another job holds each. One
@@ -130,7 +133,7 @@ export function leaseScript(workRoot: string, dirs: string[], owner: string, job
   // other leases would free the lease this job (or the runner's next one) took since. Whole
   // seconds of the host's own clock, counted from the script's start.
   const tooLate = `[ $(($(date +%s) - t0)) -ge ${actWithinS} ]`
-  const late = `echo "the lease call ran past its ${actWithinS} s and gave up (the hook no longer waits for it)" >&2; exit 8`
+  const late = `echo "the lease call ran past its ${actWithinS} s and gave up (the hook no longer waits for it)" >&2; exit ${LEASE_LATE_EXIT}`
   return (
     `t0=$(date +%s); ` +
     // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
@@ -267,19 +270,22 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
     /** Hosts whose last lease call did not answer (a stalled file system, a job root holding it): tried after the others. */
     const stalled = new Set<number>()
     const endAt = monoMs() + this.cfg.acquireTimeoutSeconds * 1000
+    let asked = false
     /** One round over the hosts, in list order but for stalled ones, and their slots: a lease, or undefined when none is free now. */
     const tryAll = async (): Promise<Acquired<StaticLease> | undefined> => {
       const order = [...byHost.keys()].sort((a, b) => Number(stalled.has(a)) - Number(stalled.has(b)) || a - b)
       for (const index of order) {
         if (dead.has(index)) continue
         const c = hosts[index]
+        // A round that outlived the wait's deadline starts no more connects or lease calls (each may
+        // take a while); the first lease call always goes out (acquireTimeoutSeconds 0: one try).
+        if (asked && monoMs() >= endAt) return undefined
         // A host that was down is not waited for: its connect goes on while the others are tried.
         const remote = await links.ready(index, down.has(index) ? 0 : CONNECT_GRACE_MS)
         if (!remote || dead.has(index)) continue
         down.delete(index)
-        // A round that outlived the wait's deadline sends no more lease calls (each may take a while).
-        if (monoMs() >= endAt) return undefined
         try {
+          asked = true
           const lease = await this.take(remote, byHost.get(index)!, job.jobId, owner, runnerName, env)
           stalled.delete(index)
           if (lease) return { lease, remote: (await links.close(index))! }
@@ -290,8 +296,10 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
           busy.delete(index)
           await links.drop(index)
           // The lease script's own refusal, or an answer no lease script gives (a forced command, a
-          // shell that prints around it): the same on the next round.
-          if (e instanceof RemoteCommandError || e instanceof UnexpectedAnswer || e instanceof OutputLimitError) {
+          // shell that prints around it): the same on the next round. One that ran late and gave up
+          // (a stall) is this host's slowness, as a call past its bound is: tried again.
+          const late = e instanceof RemoteCommandError && e.exitCode === LEASE_LATE_EXIT
+          if (!late && (e instanceof RemoteCommandError || e instanceof UnexpectedAnswer || e instanceof OutputLimitError)) {
             giveUp(index, c, e)
             continue
           }

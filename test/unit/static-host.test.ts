@@ -837,3 +837,42 @@ describe('a lease call that runs past the time it may act (a stalled file system
     expect(r).toMatchObject({ error: '', records: ['released-slot-1', 'slot-0', 'new'], slots: ['slot-0'] })
   })
 })
+
+describe('the deadline and a late lease call, as this session left them', () => {
+  test('acquireTimeoutSeconds 0 is one try: a free slot is leased (before, no lease call went out at all); a busy one fails after that call (control)', async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    const local = new LocalRemote(dir)
+    expect((await provider(workRoot, 0).acquire(job(dir), env(local))).lease.slot).toBe(0)
+    expect(local.commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(1)
+    const busy = tempDir()
+    const busyRoot = join(busy, 'work')
+    mkdirSync(leaseDir(busyRoot, 0), { recursive: true })
+    writeFileSync(join(leaseDir(busyRoot, 0), 'owner'), '0000000000000000 1111111111111111 other-runner h 2026-01-01T00:00:00Z\n')
+    const other = new LocalRemote(busy)
+    await expect(provider(busyRoot, 0).acquire(job(busy), env(other))).rejects.toThrow('no free host after 0 s')
+    expect(other.commands.filter((c) => c.includes('/leases/.new-'))).toHaveLength(1)
+  })
+
+  test('a lease call that stalled, then gave up as late (exit 8), is tried again, not the host given up for the job', async () => {
+    const dir = tempDir()
+    const workRoot = join(dir, 'work')
+    const once = join(tempDir(), 'once')
+    const mkdir = `case "$*" in *.new-*) [ -e ${shq(once)} ] || { : > ${shq(once)}; sleep 3; } ;; esac; exec /bin/mkdir "$@"`
+    const p = new StaticHostProvider(
+      {
+        kind: 'static',
+        acquireTimeoutSeconds: 60,
+        hosts: [{ host: '127.0.0.1', port: 22, user: 'u', identityFile: '/k', knownHostsFile: '/kh', slots: 1 }]
+      },
+      workRoot,
+      5000
+    )
+    const e = env(new LocalRemote(dir, {}, { mkdir }))
+    const got = await p.acquire(job(dir), e)
+    expect(got.lease.slot).toBe(0)
+    expect(e.logged.filter((l) => l.startsWith('warn:'))).toEqual([
+      expect.stringMatching(/^warn: host 127\.0\.0\.1:22: .*ran past its 2 s and gave up.*; trying again later$/s)
+    ])
+  })
+})
