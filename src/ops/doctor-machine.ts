@@ -88,8 +88,10 @@ export function logLevelProblem(args: string[][], configs: string[]): string | n
     for (let i = 0; i < a.length; i++) {
       const x = a[i]
       if (x === '-D' || x === '--debug' || x === '--debug=true') return `a dockerd runs with ${x}`
+      // Read as logrus reads it (any case); trace logs request bodies too.
       const level = /^(?:--log-level|-l)=?(.*)$/.exec(x)
-      if (level && (level[1] || a[i + 1]) === 'debug') return `a dockerd runs with ${level[1] ? x : `${x} debug`}`
+      const value = (level?.[1] || a[i + 1] || '').toLowerCase()
+      if (level && (value === 'debug' || value === 'trace')) return `a dockerd runs with ${level[1] ? x : `${x} ${a[i + 1]}`}`
     }
   }
   for (const text of configs) {
@@ -102,22 +104,29 @@ export function logLevelProblem(args: string[][], configs: string[]): string | n
     if (c && typeof c === 'object') {
       const o = c as Record<string, unknown>
       if (o.debug === true) return 'its daemon.json sets "debug": true'
-      if (o['log-level'] === 'debug') return 'its daemon.json sets "log-level": "debug"'
+      const level = typeof o['log-level'] === 'string' ? o['log-level'].toLowerCase() : ''
+      if (level === 'debug' || level === 'trace') return `its daemon.json sets "log-level": "${level}"`
     }
   }
   return null
 }
 
-/** The config files the dockerd arguments name (`--config-file`), else the default one. */
-export function configFilesOf(args: string[][]): string[] {
-  const named = args.flatMap((a) =>
-    a.flatMap((x, i) => {
+/**
+ * The config file each dockerd reads: the one its arguments name (`--config-file`), else the
+ * default, /etc/docker/daemon.json for a daemon of root's, `<its home>/.config/docker/daemon.json`
+ * for a rootless one (`homes`: each daemon's user's home, '' for root's).
+ */
+export function configFilesOf(args: string[][], homes: string[] = []): string[] {
+  const files = args.map((a, n) => {
+    const named = a.flatMap((x, i) => {
       const m = /^--config-file(?:=(.*))?$/.exec(x)
       const path = m ? (m[1] ?? a[i + 1]) : undefined
       return path && path.startsWith('/') && !path.includes('\n') ? [path] : []
-    })
-  )
-  return [...new Set(named.length ? named : ['/etc/docker/daemon.json'])].slice(0, 4)
+    })[0]
+    const home = homes[n] ?? ''
+    return named ?? (home.startsWith('/') ? `${home}/.config/docker/daemon.json` : '/etc/docker/daemon.json')
+  })
+  return [...new Set(files.length ? files : ['/etc/docker/daemon.json'])].slice(0, 4)
 }
 
 export async function machineChecks(m: Machine, opts: MachineOptions): Promise<CheckResult[]> {
@@ -172,7 +181,7 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
       const skew = remoteClock - Math.floor((t0 + t1) / 2000)
       // `date` ran somewhere in the round trip (a slow shell start-up puts it late): a second (it
       // counts whole seconds) and half the round trip is how far off the reading may be.
-      const margin = 1 + Math.floor((t1 - t0) / 2000)
+      const margin = 1 + Math.round((t1 - t0) / 2000)
       const how = skew === 0 ? 'in step with this host' : `${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} this host`
       const sync = 'run time synchronisation (chrony or systemd-timesyncd) on the machine and on this runner host'
       if (Math.abs(skew) + margin <= opts.maxSkewSeconds) add('clock', 'pass', `${how} (±${margin} s)`)
@@ -306,24 +315,40 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
 
 /** Why a dockerd on the machine logs at debug level (its arguments and config files), or null; null when unreadable. */
 async function machineLogLevel(sh: Sh): Promise<string | null> {
-  const r = await sh(
-    `for p in $(pidof dockerd 2>/dev/null); do tr '\\0' '\\n' < /proc/$p/cmdline 2>/dev/null | head -c 8192; echo; echo --; done`
-  )
-  const args = r.stdout
-    .toString('utf8')
-    .split('\n--\n')
-    .map((a) => a.split('\n').filter(Boolean))
-    .filter((a) => a.length)
-  const files = configFilesOf(args)
-  const c = await sh(files.map((f) => `head -c 65536 ${shq(f)} 2>/dev/null; printf '\\0'`).join('; '))
-  return logLevelProblem(args, c.stdout.toString('utf8').split('\0').slice(0, files.length))
+  try {
+    // Each dockerd: the home of its user ('' for root's), then its arguments.
+    const r = await sh(
+      `for p in $(pidof dockerd 2>/dev/null); do u=$(stat -c %u /proc/$p 2>/dev/null); h=; ` +
+        `[ -n "$u" ] && [ "$u" != 0 ] && h=$(getent passwd "$u" | cut -d: -f6); echo "$h"; ` +
+        `tr '\\0' '\\n' < /proc/$p/cmdline 2>/dev/null | head -c 8192; echo; echo --; done`
+    )
+    const daemons = r.stdout
+      .toString('utf8')
+      .split('\n--\n')
+      .map((d) => d.split('\n'))
+      .filter((d) => d.slice(1).some(Boolean))
+    const args = daemons.map((d) => d.slice(1).filter(Boolean))
+    const files = configFilesOf(
+      args,
+      daemons.map((d) => d[0])
+    )
+    const c = await sh(files.map((f) => `head -c 65536 ${shq(f)} 2>/dev/null; printf '\\0'`).join('; '))
+    return logLevelProblem(args, c.stdout.toString('utf8').split('\0').slice(0, files.length))
+  } catch {
+    // Not judged (a probe that did not answer in time): the check is about the daemon, not the session.
+    return null
+  }
 }
 
 /** The daemon the docker CLI in an SSH session reaches, by its ID, or null when it does not say. */
 async function cliDaemonId(sh: Sh): Promise<string | null> {
-  const r = await sh(`docker info --format '{{.ID}}' 2>/dev/null`)
-  const id = r.stdout.toString('utf8').trim()
-  return r.code === 0 && /^[A-Za-z0-9:_-]{1,200}$/.test(id) ? id : null
+  try {
+    const r = await sh(`docker info --format '{{.ID}}' 2>/dev/null`)
+    const id = r.stdout.toString('utf8').trim()
+    return r.code === 0 && /^[A-Za-z0-9:_-]{1,200}$/.test(id) ? id : null
+  } catch {
+    return null
+  }
 }
 
 async function workRootCheck(sh: Sh, m: Machine, add: Add): Promise<void> {

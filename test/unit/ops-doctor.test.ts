@@ -182,6 +182,15 @@ describe('doctor', () => {
       '/etc/x.json'
     ])
     expect(configFilesOf([dockerd('--config-file', 'relative.json')])).toEqual(['/etc/docker/daemon.json'])
+    // A rootless daemon (its user not root) reads its user's own, not /etc's.
+    expect(configFilesOf([dockerd(), dockerd()], ['', '/home/ci'])).toEqual([
+      '/etc/docker/daemon.json',
+      '/home/ci/.config/docker/daemon.json'
+    ])
+    // logrus reads the level in any case, and trace logs request bodies too.
+    expect(logLevelProblem([dockerd('--log-level=DEBUG')], [])).toBe('a dockerd runs with --log-level=DEBUG')
+    expect(logLevelProblem([dockerd('-l', 'trace')], [])).toBe('a dockerd runs with -l trace')
+    expect(logLevelProblem([dockerd()], ['{"log-level": "Trace"}'])).toBe('its daemon.json sets "log-level": "trace"')
   })
 
   it('compares Docker API versions numerically', () => {
