@@ -424,7 +424,8 @@ const SECTIONS = {
     // One machine listed twice would be leased as two (the same slot folders, two lists of slots).
     issues: (p) =>
       p.hosts.flatMap((h, i) => {
-        const first = p.hosts.findIndex((o) => o.host === h.host && o.port === h.port)
+        // Host names are matched as SSH matches them, in any case.
+        const first = p.hosts.findIndex((o) => o.host.toLowerCase() === h.host.toLowerCase() && o.port === h.port)
         return first < i
           ? [`provider.hosts.${i}: ${h.host}:${h.port} is listed already (provider.hosts.${first}): give that entry more slots`]
           : []

@@ -97,6 +97,16 @@ async function hook(): Promise<number> {
 
 const STEP_COMMAND = /"command"\s*:\s*"run_(script|container)_step"/
 
+/** Whether the request is cleanup_job's: its `command` field, not the words anywhere (an env var may be named so). */
+function isCleanup(raw: string): boolean {
+  if (!/"command"\s*:\s*"cleanup_job"/.test(raw)) return false
+  try {
+    return (JSON.parse(raw) as { command?: unknown }).command === 'cleanup_job'
+  } catch {
+    return false
+  }
+}
+
 /** How often a command looks whether the runner's worker (its parent) is still there. */
 const PARENT_CHECK_MS = 1000
 
@@ -107,7 +117,7 @@ const PARENT_CHECK_MS = 1000
  * heartbeats end, so reap judges the job dead). cleanup_job runs on: it gives the machine back.
  */
 function watchParent(raw: string, controller: AbortController): void {
-  if (/"command"\s*:\s*"cleanup_job"/.test(raw)) return
+  if (isCleanup(raw)) return
   const parent = process.ppid
   const timer = setInterval(() => {
     if (process.ppid === parent || controller.signal.aborted) return

@@ -64,9 +64,12 @@ export function scrubScript(workRoot: string): string {
     `if [ -z "$lab" ] && [ -z "$ref" ]; then pl=$(docker plugin ls -q) || exit 18; [ -z "$pl" ] || docker plugin rm -f $pl >/dev/null || exit 18; ` +
     `docker builder prune -af >/dev/null || exit 19; fi; ` +
     // Listed again: a container made after the first listing (by one that was still running then)
-    // would outlive the scrub.
+    // would outlive the scrub. It goes in a second pass; one there again after that (something
+    // keeps making them: swarm off, a unit with Restart=always) fails the scrub.
     `set --; [ -n "$lab" ] && set -- --filter "label=$lab"; left=$(docker ps -aq "$@") || exit 11; ` +
-    `[ -z "$left" ] || { echo "containers were made while the scrub ran (something a job left makes them)" >&2; exit 20; }; ` +
+    `if [ -n "$left" ]; then containers=$((containers + $(printf '%s' "$left" | grep -c .))); docker rm -f -v $left >/dev/null 2>&1; ` +
+    `left=$(docker ps -aq "$@") || exit 11; fi; ` +
+    `[ -z "$left" ] || { echo "containers are made again while the scrub removes them (something on the machine keeps making them)" >&2; exit 20; }; ` +
     // A jobs folder the hook did not make (a symlink, a file) would fail every later job's prepare_job.
     `if [ -L ${w}/jobs ] || { [ -e ${w}/jobs ] && [ ! -d ${w}/jobs ]; }; then echo "the work root's jobs is a symlink or not a folder" >&2; exit 16; fi; ` +
     // Job folders: files a container made as root need root (a container of a kept image) to go.

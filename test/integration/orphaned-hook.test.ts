@@ -29,7 +29,9 @@ afterAll(async () => {
 })
 
 /** prepare_job on the silent host, started by a shell (the stand-in worker); the hook's pid once it runs. */
-async function startUnderWorker(): Promise<{ worker: ChildProcess; hook: number; out: () => string }> {
+async function startUnderWorker(
+  container: Record<string, unknown> = {}
+): Promise<{ worker: ChildProcess; hook: number; out: () => string }> {
   const vm = loadVm('a')
   const port = (server.address() as { port: number }).port
   const runner = new FakeRunner({
@@ -51,7 +53,7 @@ async function startUnderWorker(): Promise<{ worker: ChildProcess; hook: number;
     JSON.stringify({
       command: 'prepare_job',
       responseFile,
-      args: { container: runner.jobContainer('alpine:3'), services: [] },
+      args: { container: runner.jobContainer('alpine:3', container), services: [] },
       state: null
     })
   )
@@ -92,5 +94,17 @@ test('a prepare_job whose worker dies stops within seconds; control: with its wo
   } finally {
     process.kill(control.hook, 'SIGKILL')
     control.worker.kill('SIGKILL')
+  }
+})
+
+test('a request that only names cleanup_job in a value (an env var called command) is still stopped when its worker dies', async () => {
+  const before = connections
+  const { worker, hook } = await startUnderWorker({ environmentVariables: { command: 'cleanup_job' } })
+  try {
+    expect(await waitUntil(() => connections > before, 20_000)).toBe(true)
+    worker.kill('SIGKILL')
+    expect(await waitUntil(() => !running(hook), 15_000)).toBe(true)
+  } finally {
+    if (running(hook)) process.kill(hook, 'SIGKILL')
   }
 })

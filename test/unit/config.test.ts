@@ -626,5 +626,9 @@ remote:
   expect(issuesOf(() => load(hosts('host: build1.example.com')))).toEqual([
     'provider.hosts.2: build1.example.com:22 is listed already (provider.hosts.0): give that entry more slots'
   ])
+  // In any case, as SSH matches host names.
+  expect(issuesOf(() => load(hosts('host: BUILD1.example.com')))).toEqual([
+    'provider.hosts.2: BUILD1.example.com:22 is listed already (provider.hosts.0): give that entry more slots'
+  ])
   expect(load(hosts('host: build1.example.com, port: 2222')).provider).toMatchObject({ hosts: [{}, {}, { port: 2222 }] })
 })
