@@ -37,6 +37,10 @@ export function scrubScript(workRoot: string): string {
     `set --; [ -n "$lab" ] && set -- --filter "label=$lab"; ` +
     // Containers first (they hold networks and volumes); -v takes their anonymous volumes too.
     removeAll(`docker ps -aq "$@"`, 'docker rm -f -v', 'containers') +
+    // Listed again at once: a container made meanwhile (a leftover's one-off child) goes before
+    // the other passes, so it cannot make a network, a volume or a tag after they ran.
+    `again=$(docker ps -aq "$@") || exit 11; if [ -n "$again" ]; then containers=$((containers + $(printf '%s' "$again" | grep -c .))); ` +
+    `docker rm -f -v $again >/dev/null || exit 12; fi; ` +
     removeAll(`docker network ls -q --filter type=custom "$@"`, 'docker network rm', 'networks') +
     removeAll(`docker volume ls -q "$@"`, 'docker volume rm -f', 'volumes') +
     // Images: a tag stays only if its image has a digest from that tag's own repository. Tags are
@@ -63,12 +67,9 @@ export function scrubScript(workRoot: string): string {
     // scope, so a scoped scrub (a test machine's Engine, shared) leaves them.
     `if [ -z "$lab" ] && [ -z "$ref" ]; then pl=$(docker plugin ls -q) || exit 18; [ -z "$pl" ] || docker plugin rm -f $pl >/dev/null || exit 18; ` +
     `docker builder prune -af >/dev/null || exit 19; fi; ` +
-    // Listed again: a container made after the first listing (by one that was still running then)
-    // would outlive the scrub. It goes in a second pass; one there again after that (something
-    // keeps making them: swarm off, a unit with Restart=always) fails the scrub.
+    // Listed again after the whole pass: one made since the listing by then (something keeps
+    // making them: a leftover, swarm off, a unit with Restart=always) fails the scrub.
     `set --; [ -n "$lab" ] && set -- --filter "label=$lab"; left=$(docker ps -aq "$@") || exit 11; ` +
-    `if [ -n "$left" ]; then containers=$((containers + $(printf '%s' "$left" | grep -c .))); docker rm -f -v $left >/dev/null 2>&1; ` +
-    `left=$(docker ps -aq "$@") || exit 11; fi; ` +
     `[ -z "$left" ] || { echo "containers are made again while the scrub removes them (something on the machine keeps making them)" >&2; exit 20; }; ` +
     // A jobs folder the hook did not make (a symlink, a file) would fail every later job's prepare_job.
     `if [ -L ${w}/jobs ] || { [ -e ${w}/jobs ] && [ ! -d ${w}/jobs ]; }; then echo "the work root's jobs is a symlink or not a folder" >&2; exit 16; fi; ` +

@@ -181,16 +181,16 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
       const skew = remoteClock - Math.floor((t0 + t1) / 2000)
       // `date` ran somewhere in the round trip (a slow shell start-up puts it late): a second (it
       // counts whole seconds) and half the round trip is how far off the reading may be.
-      const margin = 1 + Math.round((t1 - t0) / 2000)
+      const margin = 1 + (t1 - t0) / 2000
       const how = skew === 0 ? 'in step with this host' : `${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} this host`
       const sync = 'run time synchronisation (chrony or systemd-timesyncd) on the machine and on this runner host'
-      if (Math.abs(skew) + margin <= opts.maxSkewSeconds) add('clock', 'pass', `${how} (±${margin} s)`)
+      if (Math.abs(skew) + margin <= opts.maxSkewSeconds) add('clock', 'pass', `${how} (±${margin.toFixed(1)} s)`)
       else if (Math.abs(skew) - margin > opts.maxSkewSeconds) add('clock', 'fail', `${how} (more than ${opts.maxSkewSeconds} s)`, sync)
       else
         add(
           'clock',
           'fail',
-          `${how} ±${margin} s (the probe took ${((t1 - t0) / 1000).toFixed(1)} s): it may be more than ${opts.maxSkewSeconds} s`,
+          `${how} ±${margin.toFixed(1)} s (the probe took ${((t1 - t0) / 1000).toFixed(1)} s): it may be more than ${opts.maxSkewSeconds} s`,
           `${sync}; a shell start-up that takes seconds (the SSH user's start-up files) makes the reading loose`
         )
     }

@@ -14,6 +14,9 @@ import type { ProviderEnv } from './provider'
  */
 export const CONNECT_GRACE_MS = 1000
 
+/** A wait for a connect until it settles (its own bound ends it): the longest a timer takes. */
+export const CONNECT_WHOLE_MS = 2_147_483_647
+
 export class HostLinks {
   private readonly open = new Map<number, Remote>()
   private readonly connecting = new Map<number, Promise<void>>()

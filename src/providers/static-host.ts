@@ -10,7 +10,7 @@ import { shPath, shq } from '../remote/quote'
 import { holdLock } from '../remote/plain-file'
 import { waitUntil } from '../retry'
 import { monoMs } from '../mono-clock'
-import { CONNECT_GRACE_MS, HostLinks } from './host-links'
+import { CONNECT_GRACE_MS, CONNECT_WHOLE_MS, HostLinks } from './host-links'
 import { MAX_HOST_SLOTS, type StaticConfig } from '../config'
 import { HEX16 } from '../input-rules'
 import type { WorkerProcess } from '../worker-process'
@@ -278,10 +278,12 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
         if (dead.has(index)) continue
         const c = hosts[index]
         // A round that outlived the wait's deadline starts no more connects or lease calls (each may
-        // take a while); the first lease call always goes out (acquireTimeoutSeconds 0: one try).
-        if (asked && monoMs() >= endAt) return undefined
+        // take a while) once one lease call went out; acquireTimeoutSeconds 0 is one whole round.
+        const timeLeft = monoMs() < endAt
+        if (this.cfg.acquireTimeoutSeconds > 0 && asked && !timeLeft) return undefined
         // A host that was down is not waited for: its connect goes on while the others are tried.
-        const remote = await links.ready(index, down.has(index) ? 0 : CONNECT_GRACE_MS)
+        // With no time for another round, a connect is waited for whole (its own bound).
+        const remote = await links.ready(index, down.has(index) ? 0 : timeLeft ? CONNECT_GRACE_MS : CONNECT_WHOLE_MS)
         if (!remote || dead.has(index)) continue
         down.delete(index)
         try {

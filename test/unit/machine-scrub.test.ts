@@ -191,6 +191,10 @@ describe('a member a job prepared for its scrub', () => {
     // "a" is listed first; removing it leaves "b", which it made meanwhile; "b" goes when removed.
     const twice = `  "ps -aq") if [ -e ${gone} ]; then :; elif [ -e ${made} ]; then echo b; else echo a; fi ;;\n  "rm -f") case "$*" in *" b"*) : > ${gone} ;; *) : > ${made} ;; esac ;;`
     expect((await scrub(logging(twice))).containers).toBe(2)
+    // Before the other passes: made meanwhile, it could make a network, a volume or a tag after them.
+    const order = readFileSync(calls(), 'utf8').split('\n')
+    expect(order.indexOf('rm -f -v b')).toBeGreaterThan(-1)
+    expect(order.indexOf('rm -f -v b')).toBeLessThan(order.findIndex((l) => l.startsWith('network ls')))
     rmSync(join(dir, 'made'))
     rmSync(join(dir, 'calls'))
     // Something that makes "b" again whenever it goes (a unit with Restart=always).

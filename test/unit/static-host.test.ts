@@ -656,6 +656,16 @@ describe('one host a job stalled or broke does not hold the jobs the other hosts
     const calls = locals.map((l) => l.commands.filter((c) => c.includes('/leases/.new-')).length)
     expect(calls).toEqual([1, 0, 0])
   })
+
+  test('acquireTimeoutSeconds 0 asks every host once, and waits a slow connect out: a busy first host, then a free second; a connect of 1.5 s', async () => {
+    const { dir, roots, p, e } = twoHosts(30_000, 2, 0)
+    mkdirSync(leaseDir(roots[0], 0), { recursive: true })
+    writeFileSync(join(leaseDir(roots[0], 0), 'owner'), '0000000000000000 1111111111111111 other-runner h 2026-01-01T00:00:00Z\n')
+    expect((await p.acquire(job(dir), e)).lease.index).toBe(1)
+    const slow = twoHosts(30_000, 2, 0)
+    slow.e.connect = (c) => new Promise((resolve) => setTimeout(() => resolve(slow.remoteOf(HOSTS.indexOf(c.host))), 1500))
+    expect((await slow.p.acquire(job(slow.dir), slow.e)).lease.index).toBe(0)
+  })
 })
 
 // A host a job was root on answers the lease and release scripts as it likes: the slots it names
