@@ -261,7 +261,9 @@ async function dockerChecks(remote: Remote, sh: Sh, m: Machine, add: Add, hasCli
         'upgrade Docker Engine on the machine (20.10 or later)'
       )
     const engine = `Engine ${cut(String(v.data.Version ?? '?'), 40)}, API ${apiVersion} through the forwarded socket`
-    const get = (p: string) => api.call('GET', p, undefined, 'info')
+    // /info once: the debug mode and the daemon's ID are both read from it.
+    let info: ReturnType<typeof api.call> | undefined
+    const get = (p: string) => (info ??= api.call('GET', p, undefined, 'info'))
     const said = await debugProblem(get)
     const debug = said ?? null
     const level = debug ? null : await machineLogLevel(sh)

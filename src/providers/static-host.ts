@@ -387,7 +387,7 @@ export class StaticHostProvider implements VmProvider<StaticLease> {
       // The slot the host names: one of those asked, or the answer is not a lease script's.
       const [taken] = expectEach(r.slice(-2, -1), /^slot-(0|[1-9][0-9]?)$/, label)
       const lease = leases.find((l) => `slot-${l.slot}` === taken)
-      if (!lease || r.length < 2) throw new UnexpectedAnswer(`${label}: the host named ${taken ?? 'no slot'}, which was not asked for`)
+      if (!lease) throw new UnexpectedAnswer(`${label}: the host named ${taken ?? 'no slot'}, which was not asked for`)
       const released = releasedSlots(r.slice(0, -2), label)
       env.log.debug(`leased ${host} slot ${lease.slot} (${answer})`)
       for (const n of released) env.log.progress(`released this runner's stale lease of slot ${n} on ${host}`)
