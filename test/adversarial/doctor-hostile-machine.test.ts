@@ -161,7 +161,8 @@ describe("the machine's Docker daemon as the hook would use it", () => {
   test('a dockerd logging at debug level (not in debug mode, so /info says nothing) fails docker api; control: one that does not', async () => {
     mode = 'engine'
     // A process whose arguments are a dockerd's at debug level, which `pidof dockerd` names.
-    const fake = spawn('sh', ['-c', 'sleep 300', 'dockerd', '--log-level=debug'], { stdio: 'ignore' })
+    // A group of its own: the shell's sleep goes with it.
+    const fake = spawn('sh', ['-c', 'sleep 300', 'dockerd', '--log-level=debug'], { stdio: 'ignore', detached: true })
     try {
       stubs({ pidof: `[ "$1" = dockerd ] && echo ${fake.pid}` })
       expect(check(await rows(), 'docker api')).toMatchObject({
@@ -171,7 +172,7 @@ describe("the machine's Docker daemon as the hook would use it", () => {
       stubs({ pidof: 'exit 1' })
       expect(check(await rows(), 'docker api')).toMatchObject({ status: 'pass' })
     } finally {
-      fake.kill()
+      process.kill(-fake.pid!, 'SIGKILL')
     }
   }, 60_000)
 })
