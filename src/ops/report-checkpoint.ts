@@ -38,7 +38,10 @@ export interface Checkpoint {
 }
 
 const count = z.number().int().nonnegative()
-const phase = z.object({ samples: count, sum: z.number().nonnegative() }).strict()
+// Sums of what the ledger holds: whole numbers as the hook writes them, but a record another build
+// wrote may hold a fraction, and a checkpoint must read back whatever its fold made.
+const sum = z.number().finite().nonnegative()
+const phase = z.object({ samples: count, sum }).strict()
 const CheckpointSchema = z
   .object({
     version: z.literal(CHECKPOINT_VERSION),
@@ -50,8 +53,8 @@ const CheckpointSchema = z
           key: z.array(z.string()),
           jobs: count,
           launches: count,
-          instanceSeconds: count,
-          costMicro: count,
+          instanceSeconds: sum,
+          costMicro: sum,
           unpriced: count,
           acquire: phase,
           boot: phase,
@@ -65,28 +68,42 @@ const CheckpointSchema = z
 /** What a checkpoint is of: sums made for another ledger, grouping or time zone are not these. */
 export const checkpointOf = (ledger: object, by: GroupBy, timeZone: string): string => JSON.stringify({ ledger, by, timeZone })
 
-export const checkpointFile = (localRoot: string, of: string): string => `${localRoot}/report/${sha256Hex(of).slice(0, 24)}.json`
+export const checkpointFile = (folder: string, of: string): string => `${folder}/report/${sha256Hex(of).slice(0, 24)}.json`
 
 /**
- * The checkpoint in `file` if it is one of `of`; anything else (none, unreadable, another's) counts
- * as none. Its folder must be private (else an error, as for every private folder of the hook's):
- * sums another local user planted would be printed as the fleet's.
+ * The checkpoint in `file`, or null when there is none. One that is there but cannot be used
+ * (damaged, another's sums, not the user's own private file) fails the command: counting again
+ * without it would make the counters fall where the ledger's older lines were trimmed, and the
+ * sums it holds are nowhere else then.
  */
 export function loadCheckpoint(file: string, of: string): Checkpoint | null {
   if (!checkPrivateDir(dirname(file))) return null
+  const unusable = (why: string): never => {
+    throw new HookError(
+      `report: the checkpoint ${file} ${why}: it holds the all-time sums up to its cutoff, so nothing is printed; remove it to count from the whole ledger again (the counters fall if the ledger's older lines were trimmed), or put back a good copy`
+    )
+  }
   let fd: number
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-  } catch {
-    return null
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
+    return unusable(`cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`)
   }
   try {
     const st = fstatSync(fd)
-    if (!st.isFile() || st.uid !== (process.geteuid?.() ?? 0) || st.mode & 0o077 || st.size > CHECKPOINT_MAX) return null
-    const cp = CheckpointSchema.parse(JSON.parse(readFileSync(fd, 'utf8')))
-    return cp.of === of ? cp : null
-  } catch {
-    return null
+    const me = process.geteuid?.() ?? 0
+    if (!st.isFile()) return unusable('is not a file')
+    if (st.uid !== me) return unusable(`is owned by uid ${st.uid}, not ${me}`)
+    if (st.mode & 0o077) return unusable(`is open to other users (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, must be 0600)`)
+    if (st.size > CHECKPOINT_MAX) return unusable(`is ${st.size} bytes, more than a checkpoint may be`)
+    let cp: Checkpoint
+    try {
+      cp = CheckpointSchema.parse(JSON.parse(readFileSync(fd, 'utf8')))
+    } catch {
+      return unusable(`is not a checkpoint of version ${CHECKPOINT_VERSION} (damaged, or made by another version)`)
+    }
+    return cp.of === of ? cp : unusable('holds the sums of another ledger, grouping or time zone')
   } finally {
     closeSync(fd)
   }
@@ -103,8 +120,11 @@ export function saveCheckpoint(file: string, cp: Checkpoint, max = CHECKPOINT_MA
     throw new HookError(
       `the checkpoint of ${cp.rows.length} groups would be ${(size / 2 ** 20).toFixed(1)} MiB, over the ${(max / 2 ** 20).toFixed(1)} MiB one may be: group by fewer names (--by repository)`
     )
+  // What could not be read back is not kept: the next run would fail on it.
+  const check = CheckpointSchema.safeParse(cp)
+  if (!check.success) throw new HookError(`the checkpoint's sums are not all counts (${check.error.issues[0].path.join('.')}): not kept`)
   ensurePrivateDir(dirname(file))
-  writePrivateFile(file, text)
+  writePrivateFile(file, text, { durable: true })
 }
 
 /** The next cutoff: HORIZON behind now, before every open reservation, never behind the last one. */

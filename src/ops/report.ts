@@ -1,7 +1,7 @@
 // `report`: what the fleet did in a time range, from the ledger only (no cloud call): jobs,
 // launches, instance-hours, cost and the acquire and boot times, per repository, workflow,
 // runner or budget day.
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadConfig, systemConfigIo, type Config } from '../config'
 import { ConfigError, formatError } from '../errors'
@@ -144,21 +144,30 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
     by,
     timeZone
   )
-  const file = checkpointFile(localRoot, of)
   // The private folder is checked as the hook checks it: a failure is the command's (exit 70).
   ensurePrivateDir(localRoot)
-  const kept = loadCheckpoint(file, of)
+  // A local ledger's checkpoint lives in the ledger's folder, as durable as the ledger (the hook's
+  // local folder is under $TMPDIR, which a reboot may clear): an operator who trims the ledger's
+  // logs would see the counters fall once the sums of what was trimmed were lost. A DynamoDB
+  // ledger is never trimmed by the hook: its checkpoint stays local, and losing it costs a Scan.
+  const dir = localLedgerDir(config.fleet, localRoot)
+  const legacy = checkpointFile(localRoot, of)
+  const file = l.kind === 'local' ? checkpointFile(dir, of) : legacy
+  // A local ledger that is not there (a disk not mounted yet, a folder made anew) holds nothing to
+  // settle: no checkpoint, which would move the cutoff past all that is missing, for good.
+  const absent = l.kind === 'local' && !deps.open && !existsSync(dir)
+  const bare = l.kind === 'local' && !deps.open && !LEDGER_FILES.some((f) => existsSync(join(dir, f)))
+  // Until 2026-12-08 a local ledger's checkpoint was kept under the local folder: read from there
+  // once, it moves to the ledger's folder with the next save.
+  const here = absent ? null : loadCheckpoint(file, of)
+  const moving = !here && file !== legacy ? loadCheckpoint(legacy, of) : null
+  const kept = here ?? moving
   // A cutoff after now is a clock that jumped: sums up to it would leave out what comes before it.
   const cp = kept && kept.cutoff <= now ? kept : null
   const from = cp?.cutoff
-  // A local ledger that is not there (a disk not mounted yet) holds nothing to settle: no checkpoint.
-  const dir = localLedgerDir(config.fleet, localRoot)
-  const absent = l.kind === 'local' && !deps.open && !existsSync(dir)
-  // With a checkpoint kept, a local ledger that is gone or holds none of its files (its disk not
-  // mounted yet, its folder made anew) would print the checkpoint's sums alone: the counters would
-  // fall, which Prometheus takes for a reset, and an empty one would move the cutoff past all that
-  // is missing, for good.
-  if (cp && l.kind === 'local' && !deps.open && !LEDGER_FILES.some((f) => existsSync(join(dir, f)))) {
+  // With a checkpoint kept, a local ledger that holds none of its files would print the
+  // checkpoint's sums alone: the counters would fall, which Prometheus takes for a reset.
+  if (cp && bare) {
     io.stderr.write(
       `report: the fleet ledger ${dir} holds none of its files, while this report's checkpoint holds its sums up to ${new Date(cp.cutoff).toISOString()}: its counters would fall, so nothing is printed (is the ledger's disk mounted?)\n`
     )
@@ -167,9 +176,10 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   const { records, jobs } = await readLedger(config, from === undefined ? {} : { since: from }, now, deps, io.stderr)
   const cutoff = nextCutoff(records, now, from)
   const settled = fold(cp?.rows ?? [], records, jobs, { from, cutoff }, { by, timeZone })
-  if (cutoff !== from && !absent)
+  if ((cutoff !== from || moving) && !bare)
     try {
       saveCheckpoint(file, { version: CHECKPOINT_VERSION, of, cutoff, rows: settled })
+      if (file !== legacy) rmSync(legacy, { force: true })
     } catch (e) {
       io.stderr.write(
         `report: could not keep ${file} (the next run reads the ledger from the last checkpoint kept, or all of it): ${formatError(e)}\n`

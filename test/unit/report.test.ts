@@ -10,6 +10,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync
 } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -771,6 +772,20 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
     }
   }
 
+  const cpDir = (): string => join(root, 'ledger', 'report')
+
+  /** A report over the whole ledger, without the checkpoints kept (set aside and put back). */
+  async function fresh(localRoot: string, now: number, ranges: object[], by = 'repository') {
+    const had = existsSync(cpDir())
+    if (had) renameSync(cpDir(), `${cpDir()}.aside`)
+    try {
+      return await scrape(localRoot, now, ranges, by)
+    } finally {
+      rmSync(cpDir(), { recursive: true, force: true })
+      if (had) renameSync(`${cpDir()}.aside`, cpDir())
+    }
+  }
+
   /** A report through a ledger that records the ranges it is asked for. */
   async function scrape(localRoot: string, now: number, ranges: object[], by = 'repository') {
     const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics', '--by', by])
@@ -809,15 +824,15 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
     await days([31, 32, 33, 34])
     const later = NOON + 5 * DAY
     const fromKept = await scrape(kept, later, ranges)
-    const fresh = await scrape(join(root, 'fresh'), later, ranges)
-    expect(fromKept).toBe(fresh)
-    expect(await scrape(kept, later, ranges)).toBe(fresh)
+    const whole = await fresh(kept, later, ranges)
+    expect(fromKept).toBe(whole)
+    expect(await scrape(kept, later, ranges)).toBe(whole)
     expect(ranges.slice(2)).toEqual([{ since: BASE + 10 * DAY }, {}, { since: later - 8 * DAY }])
 
     // The figures, by hand. W: days 0, 2 … 28, 32, 34 (17 jobs and launches of 600 s); its acquire
     // sum 10 × (0 + 2 + … + 28) + 15 + 321 + 341 = 2777 ms; quantiles over the jobs since
     // later − 8 days (28 November 12:00Z): days 28, 32, 34 → 281 321 341 ms.
-    const lines = fresh.split('\n')
+    const lines = whole.split('\n')
     for (const line of [
       `rch_jobs_total{repository="${W}"} 17`,
       `rch_jobs_total{repository="${G}"} 17`,
@@ -834,50 +849,165 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
       expect(lines).toContain(line)
   })
 
-  test("a checkpoint that is not the user's own private file is not used; a folder open to others fails the command", async () => {
+  // The operator trims the logs (configuration.md says to) and the host reboots, clearing $TMPDIR:
+  // a checkpoint kept there was lost with it, and the ledger's rest counted alone made the counters fall.
+  test("a local ledger's checkpoint is kept in its folder: the logs trimmed before the cutoff and the local folder lost, the same text", async () => {
+    const kept = join(root, 'kept')
+    const ledger = join(root, 'ledger')
+    await ledgerOf(FLEET).settle(held, { endedAt: BASE + 10 * DAY + 610_000 })
+    const first = await scrape(kept, NOON, [])
+    const [name] = readdirSync(cpDir())
+    expect(statSync(join(cpDir(), name)).mode & 0o777).toBe(0o600)
+    expect(existsSync(join(kept, 'report'))).toBe(false)
+    const { cutoff } = JSON.parse(readFileSync(join(cpDir(), name), 'utf8')) as Checkpoint
+    expect(cutoff).toBe(NOON - 8 * DAY)
+    // Trimmed: every settled reservation, and every job line of a job, from before the cutoff.
+    const settled = readFileSync(join(ledger, 'settled.jsonl'), 'utf8').split('\n').filter(Boolean)
+    const keptSettled = settled.filter((line) => (JSON.parse(line) as { reservedAt: number }).reservedAt >= cutoff)
+    const jobLines = readFileSync(join(ledger, 'jobs.jsonl'), 'utf8').split('\n').filter(Boolean)
+    const early = new Set(
+      jobLines
+        .map((line) => (JSON.parse(line) as { update: { jobId: string; startedAt?: number } }).update)
+        .filter((u) => u.startedAt !== undefined && u.startedAt < cutoff)
+        .map((u) => u.jobId)
+    )
+    const keptJobs = jobLines.filter((line) => !early.has((JSON.parse(line) as { update: { jobId: string } }).update.jobId))
+    expect(keptSettled.length).toBeLessThan(settled.length / 2)
+    expect(keptJobs.length).toBeLessThan(jobLines.length / 2)
+    writeFileSync(join(ledger, 'settled.jsonl'), keptSettled.map((l) => l + '\n').join(''))
+    writeFileSync(join(ledger, 'jobs.jsonl'), keptJobs.map((l) => l + '\n').join(''))
+    rmSync(kept, { recursive: true })
+    expect(await scrape(kept, NOON, [])).toBe(first)
+    // control: the trimmed ledger counted without its checkpoint falls
+    const alone = await fresh(kept, NOON, [])
+    expect(alone).not.toBe(first)
+    expect(alone.split('\n')).toContain(`rch_jobs_total{repository="${W}"} 3`) // days 24, 26, 28
+  })
+
+  test('a checkpoint kept under the local folder by an earlier build is read once, then kept in the ledger folder', async () => {
     const kept = join(root, 'kept')
     const byRepo = await scrape(kept, NOON, [])
-    const [name] = readdirSync(join(kept, 'report'))
-    const file = join(kept, 'report', name)
-    // Readable by others (as a planted one would be made): ignored, the ledger is read whole again.
-    const cp = JSON.parse(readFileSync(file, 'utf8'))
-    cp.rows.find((r: { key: string[] }) => r.key[0] === W).jobs += 1000
-    writeFileSync(file, JSON.stringify(cp))
-    chmodSync(file, 0o644)
+    const [name] = readdirSync(cpDir())
+    const cp = JSON.parse(readFileSync(join(cpDir(), name), 'utf8')) as Checkpoint
+    cp.rows.find((r) => r.key[0] === W)!.jobs += 1000
+    rmSync(cpDir(), { recursive: true })
+    mkdirSync(join(kept, 'report'), { mode: 0o700 })
+    writeFileSync(join(kept, 'report', name), JSON.stringify(cp), { mode: 0o600 })
     const ranges: object[] = []
-    expect(await scrape(kept, NOON, ranges)).toBe(byRepo)
-    expect(ranges).toEqual([{}])
-    // control: the same file private is used
-    writeFileSync(file, JSON.stringify(cp))
-    chmodSync(file, 0o600)
+    const moved = await scrape(kept, NOON, ranges)
+    expect(moved.split('\n')).toContain(`rch_jobs_total{repository="${W}"} ${1000 + 15}`)
+    expect(ranges).toEqual([{ since: cp.cutoff }])
+    expect(readdirSync(join(kept, 'report'))).toEqual([])
+    expect(readdirSync(cpDir())).toEqual([name])
+    expect(await scrape(kept, NOON, [])).toBe(moved)
+    // control: without the tampered sums, the text of the first run
+    rmSync(cpDir(), { recursive: true })
+    expect(await scrape(kept, NOON, [])).toBe(byRepo)
+  })
+
+  // Counting again without it would make the counters fall where the logs were trimmed.
+  test('a checkpoint that is there but cannot be used fails the command, prints nothing and reads no ledger; a good one is used (control)', async () => {
+    const kept = join(root, 'kept')
+    const byRepo = await scrape(kept, NOON, [])
+    // another grouping has its own checkpoint: the same text as a run without any
+    expect(await scrape(kept, NOON, [], 'runner')).toBe(await fresh(kept, NOON, [], 'runner'))
+    const files = readdirSync(cpDir()).map((f) => join(cpDir(), f))
+    expect(files).toHaveLength(2)
+    const mine = files.find((f) => JSON.parse(JSON.parse(readFileSync(f, 'utf8')).of).by === 'repository')!
+    const theirs = files.find((f) => f !== mine)!
+    const good = readFileSync(mine, 'utf8')
+    const cp = JSON.parse(good)
+    cp.rows.find((r: { key: string[] }) => r.key[0] === W).jobs += 1000
+    const tampered = JSON.stringify(cp)
+    const put = (text: string, mode = 0o600): void => {
+      rmSync(mine, { force: true })
+      writeFileSync(mine, text, { mode })
+    }
+    // control: a private one is used as it is (the sums are the checkpoint's)
+    put(tampered)
     expect((await scrape(kept, NOON, [])).split('\n')).toContain(`rch_jobs_total{repository="${W}"} ${1000 + 15}`)
-    // The local root open to others: the command fails naming it (another local user could plant sums).
-    chmodSync(kept, 0o777)
     const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
     if (!('positional' in args)) throw new Error('args')
+    const bad: [string, () => void, RegExp][] = [
+      ['open to others', () => put(tampered, 0o644), /is open to other users \(mode 0644, must be 0600\)/],
+      ['damaged', () => put('{"version":1'), /is not a checkpoint of version 1 \(damaged, or made by another version\)/],
+      ['of another version', () => put(JSON.stringify({ ...cp, version: 2 })), /is not a checkpoint of version 1/],
+      ['a fraction of a job', () => put(tampered.replace(/"jobs":(\d+)/, '"jobs":$1.5')), /is not a checkpoint of version 1/],
+      ['of another grouping', () => put(readFileSync(theirs, 'utf8')), /holds the sums of another ledger, grouping or time zone/],
+      ['a symlink', () => symlinkSync(theirs, mine), /cannot be opened \(ELOOP\)/],
+      ['a folder', () => mkdirSync(mine), /is not a file|cannot be opened/]
+    ]
+    for (const [what, make, why] of bad) {
+      make()
+      const ranges: object[] = []
+      const t = io()
+      const open = async (config: Config): Promise<Ledger> => {
+        const l = new LocalLedger(config.fleet, join(root, 'ledger'), { now: () => NOON })
+        return Object.assign(Object.create(l) as LocalLedger, { records: (r?: object) => (ranges.push(r ?? {}), l.records(r)) })
+      }
+      const run = runReport(args, t.io, { now: NOON, localRoot: kept, open })
+      await expect(run.then(() => what)).rejects.toThrow(why) // a resolved run names its case
+      await expect(run).rejects.toThrow(
+        /^report: the checkpoint .* it holds the all-time sums up to its cutoff, so nothing is printed; remove it to count from the whole ledger again \(the counters fall if the ledger's older lines were trimmed\), or put back a good copy$/
+      )
+      expect({ what, out: t.out(), ranges }).toEqual({ what, out: '', ranges: [] })
+      rmSync(mine, { recursive: true, force: true })
+    }
+    // control: the good one back, the first text
+    put(good)
+    expect(await scrape(kept, NOON, [])).toBe(byRepo)
+    // The local root (or the checkpoints' folder) open to others fails the command naming it.
+    chmodSync(cpDir(), 0o777)
+    await expect(runReport(args, io().io, { now: NOON, localRoot: kept })).rejects.toThrow(
+      `private folder ${cpDir()} is open to other users`
+    )
+    chmodSync(cpDir(), 0o700)
+    chmodSync(kept, 0o777)
     await expect(runReport(args, io().io, { now: NOON, localRoot: kept })).rejects.toThrow(`private folder ${kept} is open to other users`)
   })
 
-  // A checkpoint kept, then the ledger gone (its disk not mounted yet) or an empty folder in its
-  // place: the checkpoint's sums alone would be printed, the counters falling (a reset to Prometheus),
-  // and an empty folder would move the cutoff past what is missing.
-  test('with a checkpoint kept, a ledger gone or emptied fails the command and prints nothing; back in place, the same text (control)', async () => {
-    const kept = join(root, 'kept')
+  // A checkpoint kept, then the ledger's files gone while its folder stays (a restore of the
+  // checkpoints alone): the sums alone would be printed, the counters falling (a reset to Prometheus).
+  test("with a checkpoint kept, a ledger folder without the ledger's files fails the command and prints nothing; back in place, the same text (control)", async () => {
     const ledger = join(root, 'ledger')
+    const kept = join(root, 'kept')
+    const first = await scrape(kept, NOON, [])
+    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
+    if (!('positional' in args)) throw new Error('args')
+    mkdirSync(`${ledger}.away`, { mode: 0o700 })
+    for (const f of readdirSync(ledger).filter((f) => f !== 'report')) renameSync(join(ledger, f), join(`${ledger}.away`, f))
+    const t = io()
+    expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(70)
+    expect(t.out()).toBe('')
+    expect(t.err()).toMatch(
+      /^report: the fleet ledger .* holds none of its files, while this report's checkpoint holds its sums up to .*: its counters would fall, so nothing is printed \(is the ledger's disk mounted\?\)\n$/
+    )
+    for (const f of readdirSync(`${ledger}.away`)) renameSync(join(`${ledger}.away`, f), join(ledger, f))
+    const again = io()
+    expect(await runReport(args, again.io, { now: NOON, localRoot: kept })).toBe(0)
+    expect(again.out()).toBe(first)
+  })
+
+  // The ledger's disk not mounted yet, or an empty folder in its place: nothing to count, and no
+  // checkpoint kept (an empty one would move the cutoff past all that is missing, for good).
+  test('a ledger folder gone or empty prints no series and keeps no checkpoint; back in place, the same text (control)', async () => {
+    const ledger = join(root, 'ledger')
+    const kept = join(root, 'kept')
     const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
     if (!('positional' in args)) throw new Error('args')
     const first = io()
     expect(await runReport(args, first.io, { now: NOON, localRoot: kept })).toBe(0)
-    expect(readdirSync(join(kept, 'report'))).toHaveLength(1)
+    expect(readdirSync(join(ledger, 'report'))).toHaveLength(1)
     renameSync(ledger, `${ledger}.away`)
     for (const empty of [false, true]) {
       if (empty) mkdirSync(ledger, { mode: 0o700 })
       const t = io()
-      expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(70)
-      expect(t.out()).toBe('')
-      expect(t.err()).toMatch(
-        /^report: the fleet ledger .* holds none of its files, while this report's checkpoint holds its sums up to .*: its counters would fall, so nothing is printed \(is the ledger's disk mounted\?\)\n$/
-      )
+      expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(0)
+      expect(t.out()).not.toMatch(/\{/)
+      expect(t.out()).toMatch(/^# HELP rch_jobs .*# EOF\n$/s)
+      expect(readdirSync(root).filter((f) => f === 'ledger')).toEqual(empty ? ['ledger'] : [])
+      if (empty) expect(readdirSync(ledger)).toEqual([])
+      expect(existsSync(join(kept, 'report'))).toBe(false)
     }
     rmSync(ledger, { recursive: true })
     renameSync(`${ledger}.away`, ledger)
@@ -886,59 +1016,27 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
     expect(again.out()).toBe(first.out())
   })
 
-  test('no checkpoint is kept while a local ledger is not there, and one whose cutoff is after now is not used', async () => {
+  test('a checkpoint whose cutoff is after now (a clock that jumped) is not used', async () => {
     const kept = join(root, 'kept')
-    const ledger = join(root, 'ledger')
-    renameSync(ledger, `${ledger}.away`)
-    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
-    if (!('positional' in args)) throw new Error('args')
-    const t = io()
-    expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(0)
-    expect(existsSync(join(kept, 'report'))).toBe(false)
-    renameSync(`${ledger}.away`, ledger)
-    // A clock that jumped a year ahead made a checkpoint: back to today, it is not used.
     await ledgerOf(FLEET).settle(held, { endedAt: BASE + 10 * DAY + 610_000 })
+    await scrape(kept, NOON + 365 * DAY, [])
+    const [name] = readdirSync(cpDir())
+    expect((JSON.parse(readFileSync(join(cpDir(), name), 'utf8')) as Checkpoint).cutoff).toBe(NOON + 357 * DAY)
     const ranges: object[] = []
-    await scrape(join(root, 'ahead'), NOON + 365 * DAY, [])
-    const [name] = readdirSync(join(root, 'ahead', 'report'))
-    mkdirSync(join(root, 'later', 'report'), { recursive: true, mode: 0o700 })
-    chmodSync(join(root, 'later'), 0o700)
-    writeFileSync(join(root, 'later', 'report', name), readFileSync(join(root, 'ahead', 'report', name)), { mode: 0o600 })
-    expect(await scrape(join(root, 'later'), NOON, ranges)).toBe(await scrape(join(root, 'fresh'), NOON, []))
+    expect(await scrape(kept, NOON, ranges)).toBe(await fresh(kept, NOON, []))
     expect(ranges).toEqual([{}])
-  })
-
-  test('control: the sums are taken from the checkpoint; one of another grouping or a damaged one is not used', async () => {
-    const kept = join(root, 'kept')
-    const byRepo = await scrape(kept, NOON, [])
-    // another grouping has its own checkpoint: the same text as a run without any
-    expect(await scrape(kept, NOON, [], 'runner')).toBe(await scrape(join(root, 'fresh'), NOON, [], 'runner'))
-    const files = readdirSync(join(kept, 'report'))
-    expect(files).toHaveLength(2)
-    const mine = files
-      .map((f) => join(kept, 'report', f))
-      .find((f) => JSON.parse(JSON.parse(readFileSync(f, 'utf8')).of).by === 'repository')!
-    expect(statSync(mine).mode & 0o777).toBe(0o600)
-    const cp = JSON.parse(readFileSync(mine, 'utf8'))
-    const w = cp.rows.find((r: { key: string[] }) => r.key[0] === W)
-    w.jobs += 1000
-    writeFileSync(mine, JSON.stringify(cp))
-    const tampered = await scrape(kept, NOON, [])
-    expect(tampered).not.toBe(byRepo)
-    expect(tampered.split('\n')).toContain(`rch_jobs_total{repository="${W}"} ${1000 + 15}`)
-    // damaged beyond its shape: ignored, the ledger is read whole again
-    writeFileSync(mine, '{"version":1')
-    const ranges: object[] = []
-    expect(await scrape(kept, NOON, ranges)).toBe(byRepo)
-    expect(ranges).toEqual([{}])
+    // control: a cutoff before now is used
+    const again: object[] = []
+    await scrape(kept, NOON, again)
+    expect(again).toEqual([{ since: NOON - 8 * DAY }])
   })
 
   test('a checkpoint too big to be read back (names without end) is not kept, and the command says so', async () => {
     const kept = join(root, 'kept')
     await scrape(kept, NOON, [])
-    const [name] = readdirSync(join(kept, 'report'))
-    const cp = JSON.parse(readFileSync(join(kept, 'report', name), 'utf8')) as Checkpoint
-    const file = join(kept, 'report', 'big.json')
+    const [name] = readdirSync(cpDir())
+    const cp = JSON.parse(readFileSync(join(cpDir(), name), 'utf8')) as Checkpoint
+    const file = join(cpDir(), 'big.json')
     expect(() => saveCheckpoint(file, cp, 200)).toThrow(
       /^the checkpoint of \d+ groups would be 0\.\d MiB, over the 0\.0 MiB one may be: group by fewer names/
     )
