@@ -35,12 +35,13 @@ for i in 1 2 3 4 5; do ps=$(hit); [ -n "$ps" ] || exit 0; kill -KILL $ps 2>/dev/
 ps=$(hit); [ -n "$ps" ] || exit 0
 exit 3`
 
-// The same in node, for images without sh or grep. argv: marker record, grace in tenths (counted in time).
-const JS = `const fs=require('fs');const want=Buffer.from('\\0'+process.argv[1]+'\\0');const n=+process.argv[2];
+// The same in node, for images without sh or grep. argv: marker record, grace in tenths (counted in
+// time, on the monotonic clock: the job can set the wall clock back, and the KILL would never come).
+export const STOP_JS = `const fs=require('fs');const want=Buffer.from('\\0'+process.argv[1]+'\\0');const n=+process.argv[2];
 const hit=()=>fs.readdirSync('/proc').filter((p)=>/^\\d+$/.test(p)&&+p!==process.pid).filter((p)=>{try{return Buffer.concat([Buffer.from([0]),fs.readFileSync('/proc/'+p+'/environ')]).includes(want)}catch{return false}}).map(Number);
 const kill=(ps,s)=>ps.forEach((p)=>{try{process.kill(p,s)}catch{}});
 const wait=(ms)=>new Promise((r)=>setTimeout(r,ms));
-(async()=>{kill(hit(),'SIGTERM');const end=Date.now()+n*100;while(Date.now()<end){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}if(hit().length)process.exitCode=3})()`
+(async()=>{kill(hit(),'SIGTERM');const end=performance.now()+n*100;while(performance.now()<end){await wait(100);if(!hit().length)return}for(let i=0;i<5;i++){const ps=hit();if(!ps.length)return;kill(ps,'SIGKILL');await wait(100)}if(hit().length)process.exitCode=3})()`
 
 /** Node binaries the runner's externals may hold, mounted at /__e in the job container. */
 const EXTERNAL_NODES = ['/__e/node20/bin/node', '/__e/node24/bin/node', '/__e/node20_alpine/bin/node', '/__e/node16/bin/node']
@@ -104,7 +105,7 @@ export async function stopMarked(engine: Engine, container: string, marker: stri
   if (code === 3 || code === 'running' || code === 'held') return false
   // No usable shell or grep in the image (exec failed to start, or 126/127): try the runner's node.
   for (const node of EXTERNAL_NODES) {
-    const n = await runAsRoot(engine, container, [node, '-e', JS, record, tenths], limit)
+    const n = await runAsRoot(engine, container, [node, '-e', STOP_JS, record, tenths], limit)
     if (n === 0) return true
     if (n === 3 || n === 'running' || n === 'held') return false
   }

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
-import { STOP_SH, stopMarked } from '../../src/docker/step-stop'
+import { STOP_JS, STOP_SH, stopMarked } from '../../src/docker/step-stop'
 import type { Engine } from '../../src/docker/engine'
 import { TransportError } from '../../src/errors'
 import { waitUntil } from '../helpers/wait'
@@ -38,6 +38,28 @@ test('a step that ignores TERM is killed once the grace is over, however slow ea
     expect({ status: r.status, stderr: r.stderr.toString() }).toEqual({ status: 0, stderr: '' })
     expect(await ended).toBe('SIGKILL') // TERM was ignored: KILL after the grace
     expect(ms).toBeLessThan(15_000)
+  } finally {
+    stubborn.kill('SIGKILL')
+  }
+})
+
+// The node variant (images without sh or grep), in a container whose wall clock the job set back
+// (as root on the VM it can): here every Date.now() reads 10 s earlier than the one before. Counted
+// on the wall clock, the grace never ended and the KILL never came.
+test('the node variant: a step that ignores TERM is killed once the grace is over, though the wall clock goes back', async () => {
+  const value = randomBytes(8).toString('hex')
+  const stubborn = spawn('sh', ['-c', "trap '' TERM; while :; do sleep 1; done"], {
+    env: { ...process.env, RCH_STEP: value },
+    stdio: 'ignore'
+  })
+  const ended = new Promise<NodeJS.Signals | null>((r) => stubborn.once('exit', (_c, sig) => r(sig)))
+  try {
+    expect(await waitUntil(() => readFileSync(`/proc/${stubborn.pid}/environ`, 'utf8').includes(value), 10_000, 20)).toBe(true)
+    const back = `${tempDir()}/back.js`
+    writeFileSync(back, 'let t = Date.now(); Date.now = () => (t -= 10_000);\n')
+    const r = spawnSync(process.execPath, ['-r', back, '-e', STOP_JS, `RCH_STEP=${value}`, '10'], { timeout: 15_000 })
+    expect({ status: r.status, stderr: r.stderr.toString() }).toEqual({ status: 0, stderr: '' })
+    expect(await ended).toBe('SIGKILL')
   } finally {
     stubborn.kill('SIGKILL')
   }
