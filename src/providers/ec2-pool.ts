@@ -16,11 +16,11 @@ import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-ru
 import { runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
 import { retry, waitUntil } from '../retry'
-import { monoMs } from '../mono-clock'
+import { bootMs, monoMs } from '../mono-clock'
 import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { WorkerProcess } from '../worker-process'
-import { keepAlive } from '../remote/agent'
+import { keepAlive, type LeaseState } from '../remote/agent'
 import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError, lostAnswers } from './ec2-api'
 import { instanceVcpus } from './ec2-vcpus'
 import { knownHostsName, TAG_RESERVATION } from './ec2-plan'
@@ -131,9 +131,17 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       command: renewScript(this.workRoot, l.token, this.cfg.lease.ttlSeconds),
       everyMs: Math.floor((this.cfg.lease.ttlSeconds * 1000) / 3),
       ttlMs: this.cfg.lease.ttlSeconds * 1000,
+      renewedAt: this.renewals.get(l.token),
       worker: l.worker
     }
   }
+
+  /**
+   * When this process last sent a lease's grant or renewal (bootMs), by token: the job's agent,
+   * started after the acquire's last AWS calls and its own connect, counts the lease from then.
+   * Not in the stored lease: an agent a later hook starts has no such time (it waits for a renewal).
+   */
+  private readonly renewals = new Map<string, number>()
 
   /** `failed`: told each failed attempt (whether a write may have been carried out, requestOutcome). */
   private send<T>(
@@ -248,6 +256,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         c = await conn(m)
         // A connect that came in after the cancel: no lease call is sent.
         if (env.signal.aborted) throw Cancelled.by(env.signal)
+        this.renewals.set(me.token, bootMs())
         // It answers now: what it failed with before (not answering) is no longer its reason.
         failed.delete(m.id)
         retryAt.delete(m.id)
@@ -296,7 +305,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         return null
       }
       if (!a.granted) return a
-      let lease: PoolLease | string
+      let lease: PoolLease | string | { lost: string }
       try {
         lease = await this.usable(c, a, job, me.token, env)
       } catch (e) {
@@ -309,6 +318,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           env.log.warn(`could not give ${m.id} back (its lease lapses after ${cfg.lease.ttlSeconds} s): ${(g as Error).message}`)
         )
         throw e
+      }
+      if (typeof lease === 'object' && 'lost' in lease) {
+        env.log.warn(`${lease.lost}; trying the others`)
+        await drop(m.id, lease.lost)
+        return null
       }
       if (typeof lease === 'string') {
         await drop(m.id, `replaced: ${lease}`)
@@ -456,7 +470,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     job: JobRef,
     token: string,
     env: ProviderEnv
-  ): Promise<PoolLease | string> {
+  ): Promise<PoolLease | string | { lost: string }> {
     const m = c.member
     const lease: PoolLease = {
       kind: 'ec2-pool',
@@ -478,53 +492,68 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
   }
 
-  /** The rest of usable(): the lease, or why the member is replaced instead. */
+  /** The rest of usable(): the lease, why the member is replaced instead, or that it is another job's now. */
   private async fitFor(
     c: Conn,
     a: Extract<AcquireAnswer, { granted: true }>,
     lease: PoolLease,
     protecting: Promise<unknown>,
     env: ProviderEnv
-  ): Promise<PoolLease | string> {
+  ): Promise<PoolLease | string | { lost: string }> {
     const m = c.member
-    // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
-    const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
-    // A lease that lapsed: its job's runner died before the release that counts a job, so that job
-    // is counted here, before the member serves another (else it could serve one beyond maxJobsPerVm).
-    const served = a.lapsed ? m.jobs + 1 : m.jobs
-    let why: string | null = fresh.recycle
-      ? `marked for replacement (${fresh.recycle})`
-      : a.docker === null
-        ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
-        : a.diskPercent >= this.cfg.reuse.maxDiskPercent
-          ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
-          : wornOut(m, this.cfg, Date.now(), served)
-    if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
-    if (!why && !a.clean) {
-      env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
-      // The job's cancel ends the scrub (the member is then given back not clean, not retired).
-      why = await this.renewing(c.remote, lease, env, () => env.scrub(c.remote, m.id, env.signal)).then(
-        () => null,
-        (e: unknown) => {
-          if (env.signal.aborted) throw e
-          return `its scrub failed: ${(e as Error).message}`
+    // Renewed from the grant on: the checks, a scrub and the AWS calls may outlast the lease's ttl.
+    const held: LeaseState = { lost: null, failing: null }
+    const { why, fresh } = await this.renewing(
+      c.remote,
+      lease,
+      env,
+      async () => {
+        // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
+        const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
+        // A lease that lapsed: its job's runner died before the release that counts a job, so that job
+        // is counted here, before the member serves another (else it could serve one beyond maxJobsPerVm).
+        const served = a.lapsed ? m.jobs + 1 : m.jobs
+        let why: string | null = fresh.recycle
+          ? `marked for replacement (${fresh.recycle})`
+          : a.docker === null
+            ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
+            : a.diskPercent >= this.cfg.reuse.maxDiskPercent
+              ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
+              : wornOut(m, this.cfg, Date.now(), served)
+        if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
+        if (!why && !a.clean) {
+          env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
+          // The job's cancel ends the scrub (the member is then given back not clean, not retired).
+          why = await env.scrub(c.remote, m.id, env.signal).then(
+            () => null,
+            (e: unknown) => {
+              if (env.signal.aborted) throw e
+              return `its scrub failed: ${(e as Error).message}`
+            }
+          )
         }
-      )
-    }
-    let refused = await protecting
-    // Only a member in service can be protected. One the group is ending (a desired capacity lowered
-    // under it, unprotected since its last job's release) is not used. One still coming into service
-    // (started from Standby or a warm pool for a waiting job: its sshd answers before the group
-    // counts it) is asked again until it is, the lease renewed meanwhile.
-    if (!why && refused && awsErrorName(refused) === 'ValidationError' && !env.signal.aborted) {
-      const state = await this.lifecycleOf(m.id, env)
-      if (state === null || /^(Terminating|Detach)/.test(state)) why = `leaving its group (${state ?? 'no longer in it'})`
-      else refused = await this.renewing(c.remote, lease, env, () => this.protectInService(m.id, env))
-    }
-    if (!why && refused && !env.signal.aborted)
-      env.log.warn(
-        `could not protect ${m.id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(refused as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
-      )
+        let refused = await protecting
+        // Only a member in service can be protected. One the group is ending (a desired capacity lowered
+        // under it, unprotected since its last job's release) is not used. One still coming into service
+        // (started from Standby or a warm pool for a waiting job: its sshd answers before the group
+        // counts it) is asked again until it is.
+        if (!why && refused && awsErrorName(refused) === 'ValidationError' && !env.signal.aborted) {
+          const state = await this.lifecycleOf(m.id, env)
+          if (state === null || /^(Terminating|Detach)/.test(state)) why = `leaving its group (${state ?? 'no longer in it'})`
+          else refused = await this.protectInService(m.id, env)
+        }
+        if (!why && refused && !env.signal.aborted)
+          env.log.warn(
+            `could not protect ${m.id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(refused as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
+          )
+        if (!why && !env.signal.aborted && this.cfg.reuse.maxJobsPerVm === 1)
+          await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
+        return { why, fresh }
+      },
+      held
+    )
+    // Another job's now: neither used nor given back (nor its protection lifted) by this one.
+    if (held.lost) return { lost: `${m.id} was lost while it was made ready: ${held.lost}` }
     if (why) {
       // Once it is given back as retired nobody leases it again: a cancel must not stop its
       // replacement half-way, or it would run, unused, until reap finds it too old.
@@ -534,7 +563,6 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     }
     // Made ready after the cancel (a scrub or an EC2 call that heeds none): given back, not used.
     if (env.signal.aborted) throw Cancelled.by(env.signal)
-    if (this.cfg.reuse.maxJobsPerVm === 1) await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
     renameSync(c.connect.knownHostsFile, lease.connect.knownHostsFile)
     return lease
   }
@@ -621,18 +649,34 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     )
   }
 
-  /** Runs `work` while the lease is renewed (a scrub may outlast the lease's ttl). */
-  private async renewing<T>(remote: Remote, l: PoolLease, env: Pick<ProviderEnv, 'log'>, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` while the lease is renewed (a scrub may outlast the lease's ttl). Given `held`, the
+   * first renewal's answer is waited for too (it went out as `work` began), and `held` tells
+   * whether the lease was lost meanwhile (refused, or lapsed).
+   */
+  private async renewing<T>(
+    remote: Remote,
+    l: PoolLease,
+    env: Pick<ProviderEnv, 'log'>,
+    work: () => Promise<T>,
+    held?: LeaseState
+  ): Promise<T> {
+    const state = held ?? { lost: null, failing: null }
     const timer = keepAlive(
       { ...this.keeper(l), worker: null },
       remote,
       (m) => env.log.warn(`${l.instanceId}: ${m}`),
-      () => undefined
+      () => undefined,
+      state
     )
     try {
-      return await work()
+      const done = await work()
+      if (held) await timer.first
+      state.check?.()
+      return done
     } finally {
       timer.stop()
+      this.renewals.set(l.token, timer.renewedAt())
     }
   }
 

@@ -42,6 +42,12 @@ export interface AgentKeep {
   everyMs: number
   /** lease.ttlSeconds in ms: not renewed for this long, the lease has lapsed on the member. */
   ttlMs?: number
+  /**
+   * When the last renewal (or the grant) known to the starting hook was sent, in bootMs: the lease
+   * runs from then, not from the keeper's start (AWS calls and the agent's connect come between).
+   * Absent for an agent a step restarts: it serves nothing of the job's until a renewal answers.
+   */
+  renewedAt?: number
   worker: WorkerProcess | null
 }
 
@@ -172,8 +178,12 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   if (keeper)
     idle?.guard?.(() => {
       lease.check?.()
-      return lease.lost === null
+      return lease.lost === null && keeper.tried()
     })
+  // Nothing of the job's goes to the machine before the first renewal was tried: a restarted agent's
+  // lease may have lapsed, and the machine be another job's, while the agent was gone. (A try that
+  // fails is said with the step, as any failing renewal.)
+  const renewedFirst = (): Promise<void> => (keeper && !keeper.tried() ? keeper.first : Promise.resolve())
 
   const serve = (sock: Socket): void => {
     // Back from a suspend, the first request finds a lapsed lease lost (and its steps stopped).
@@ -255,13 +265,14 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   // A lease another job may hold now: none of the job's work and none of its data goes there any
   // more (a step's rsync, a step its hook runs without the agent). Only cleanup_job's removal of
   // what the job left and its release, which ask nothing of the machine but to end things, still go.
-  const refusal = (cleanup: boolean): string | null => {
+  const refusal = async (cleanup: boolean): Promise<string | null> => {
+    if (!cleanup) await renewedFirst()
     lease.check?.()
     return !cleanup && lease.lost ? `${lease.lost}; the agent opens nothing more there but for cleanup` : null
   }
 
   const bridgeSocket = async (sock: Socket, path: string, rest: Buffer, cleanup: boolean): Promise<void> => {
-    const no = refusal(cleanup)
+    const no = await refusal(cleanup)
     if (no) return void sock.end(Buffer.concat([Buffer.from([SOCKET_ANSWER.REFUSED]), Buffer.from(no)]))
     try {
       const stream = await remote.openSocket(path)
@@ -277,7 +288,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   }
 
   const bridgeExec = async (sock: Socket, cmd: string, rest: Buffer, cleanup: boolean): Promise<void> => {
-    const no = refusal(cleanup)
+    const no = await refusal(cleanup)
     if (no) return void sock.end(frame(F.REFUSED, no))
     let ch
     try {
@@ -370,6 +381,7 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           `${workflowCommand('debug', `step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}`)}\n`
         )
       // A lease another job may hold now: nothing of this job runs on the machine any more.
+      await renewedFirst()
       lease.check?.()
       if (lease.lost) {
         const o = outcomeOf(new TransportError(`${lease.lost}; the step was not run`, 'lease'))
@@ -446,9 +458,23 @@ export function keepAlive(
   onLost: () => void = () => undefined,
   /** For how long the lease has gone unrenewed: suspended time counts (see bootMs). */
   clock: () => number = bootMs
-): { stop(): void } {
+): {
+  stop(): void
+  /** Settles once the first try ended (renewed, refused or failed), the lease lapsed or the keeper stopped. */
+  first: Promise<void>
+  tried(): boolean
+  /** When the last renewal that answered was sent (the baseline before one did). */
+  renewedAt(): number
+} {
   let busy = false
   let lost = false
+  let triedOnce = false
+  let settleFirst = (): void => undefined
+  const first = new Promise<void>((resolve) => (settleFirst = resolve))
+  const firstOver = (): void => {
+    triedOnce = true
+    settleFirst()
+  }
   // Failed tries said in the agent's log, and those since that were not (see RENEW_LOG_EVERY_MS).
   let saidAt = -Infinity
   let unsaid = 0
@@ -464,6 +490,7 @@ export function keepAlive(
     state.lost = clipMessage(why)
     log(why)
     onLost()
+    firstOver()
   }
   // A ttl after a renewal was sent (before it reached the member, so no later than the member's
   // own expiry), the lease has lapsed unless renewed since, even with a try still under way.
@@ -474,10 +501,10 @@ export function keepAlive(
     clearTimeout(lapse)
     if (keep.ttlMs !== undefined) lapse = setTimeout(lapsed, ms)
   }
-  lapsesIn(keep.ttlMs ?? 0)
-  // The timer above stops while the runner host is suspended; this clock does not. Before a step,
+  // The timer below stops while the runner host is suspended; this clock does not. Before a step,
   // at each tick and before each try: a renewal after a lapse is never sent.
-  let renewedAt = clock()
+  let renewedAt = Math.min(keep.renewedAt ?? clock(), clock())
+  lapsesIn((keep.ttlMs ?? 0) - (clock() - renewedAt))
   state.check = () => {
     if (!lost && !stopped && keep.ttlMs !== undefined && clock() - renewedAt >= keep.ttlMs) lapsed()
   }
@@ -514,6 +541,7 @@ export function keepAlive(
           onRetry: (e: unknown) => {
             state.failing = clipMessage(`renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`)
             failedTries++
+            firstOver()
             if (clock() - saidAt < RENEW_LOG_EVERY_MS) return void unsaid++
             const more = unsaid ? ` (and ${unsaid} more failed tries since the last said)` : ''
             log(clipMessage(state.failing, RENEW_LOG_CHARS) + more)
@@ -532,6 +560,7 @@ export function keepAlive(
         failedTries = 0
         renewedAt = started
         if (keep.ttlMs !== undefined) lapsesIn(keep.ttlMs - (clock() - started))
+        firstOver()
       }
     } catch {
       // Stopped, or lapsed (lose() said so): nothing more to say.
@@ -549,6 +578,10 @@ export function keepAlive(
       stop.abort(new Error('the lease keeper stopped'))
       clearInterval(every)
       clearTimeout(lapse)
-    }
+      settleFirst()
+    },
+    first,
+    tried: () => triedOnce,
+    renewedAt: () => renewedAt
   }
 }

@@ -215,6 +215,20 @@ describe("a pool member's lease, as the agent renews it", () => {
   /** How a step's command ends once its signal aborts: a cancel, reported as execute.ts reports one. */
   const endsStopped = (io: RunIo): number => report(Cancelled.by(io.signal), io)
 
+  // An agent a step restarts (the last one gone, say after a partition) does not know when its
+  // lease was last renewed: it may have lapsed, and another job hold the machine. A step sent at
+  // once waits for the first renewal's answer.
+  test('a step sent before the first renewal answers waits for it: refused then, the step is not run (control: renewed, it runs)', async () => {
+    const r = await leased(`sleep 0.5; ${record('lost')}`, null)
+    expect(r.ran).toBe(false)
+    expect(r.exit.code).toBe(75)
+    expect(r.said).toMatch(
+      /^::error::this machine's lease was not renewed \("lost"\): another job may hold the machine now; the step was not run\n$/
+    )
+    const c = await leased(`sleep 0.5; ${record('renewed')}`, null)
+    expect(c).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '', noted: '' })
+  }, 20_000)
+
   test('renewed: the step runs, and nothing is said of the lease (control)', async () => {
     const r = await leased(record('renewed'), null)
     expect(r).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '', noted: '' })

@@ -55,14 +55,16 @@ afterEach(() => jest.useRealTimers())
  */
 function keep(
   m: Remote,
-  log: (line: string) => void = () => undefined
-): { state: LeaseState; lostAt: () => number | null; stop(): void; suspend(ms: number): void } {
+  log: (line: string) => void = () => undefined,
+  /** How long before the keeper's start the lease was last renewed (or granted), as its starter knew. */
+  renewedAgo?: number
+): { state: LeaseState; lostAt: () => number | null; stop(): void; suspend(ms: number): void; tried(): boolean; first: Promise<void> } {
   const state: LeaseState = { lost: null, failing: null }
   let lostAt: number | null = null
   let suspended = 0
   const t0 = Date.now()
   const k = keepAlive(
-    { command: 'renew', everyMs: EVERY, ttlMs: TTL, worker: null },
+    { command: 'renew', everyMs: EVERY, ttlMs: TTL, renewedAt: renewedAgo === undefined ? undefined : t0 - renewedAgo, worker: null },
     m,
     log,
     () => undefined,
@@ -72,7 +74,14 @@ function keep(
     },
     () => Date.now() + suspended
   )
-  return { state, lostAt: () => lostAt, stop: () => k.stop(), suspend: (ms) => void (suspended += ms) }
+  return {
+    state,
+    lostAt: () => lostAt,
+    stop: () => k.stop(),
+    suspend: (ms) => void (suspended += ms),
+    tried: () => k.tried(),
+    first: k.first
+  }
 }
 
 test('a 55-second stall: the failed renewal is tried again within seconds, and the lease never lapses', async () => {
@@ -254,4 +263,88 @@ test("a member that fails two tries in three, with kilobytes of stderr each, wri
   expect(failed.slice(1).every((l) => / \(and \d+ more failed tries since the last said\)$/.test(l))).toBe(true)
   expect(Math.max(...logged.map((l) => l.length))).toBeLessThan(1200)
   expect(logged).toContain('renewed the lease again after 2 failed tries')
+})
+
+// The grant came before the keeper: the acquire's last AWS calls and the agent's own connect lie
+// between (each AWS call may be retried for a minute). The lease runs from the grant.
+describe('a keeper told when the lease was last renewed counts the ttl from then', () => {
+  test('renewed a whole ttl before it started: lost at once, and no renewal goes out (control: a second less, renewed)', async () => {
+    const late = member()
+    const k = keep(late, undefined, TTL)
+    await jest.advanceTimersByTimeAsync(0)
+    expect(k.state.lost).toBe("this machine's lease lapsed: not renewed for 120 s; another job may hold the machine now")
+    expect(k.lostAt()).toBe(0)
+    await jest.advanceTimersByTimeAsync(2 * EVERY)
+    expect(late.renewals).toEqual([])
+    k.stop()
+    const inTime = member()
+    const c = keep(inTime, undefined, TTL - 1_000)
+    await jest.advanceTimersByTimeAsync(EVERY)
+    expect(c.state.lost).toBeNull()
+    expect(inTime.renewals).toHaveLength(2)
+    c.stop()
+  })
+
+  test('renewals stalled from the start: lost a ttl after the last renewal, not a ttl after the keeper began', async () => {
+    const m = member()
+    m.stalled = true
+    const k = keep(m, undefined, TTL - 20_000)
+    await jest.advanceTimersByTimeAsync(19_000)
+    expect(k.state.lost).toBeNull()
+    await jest.advanceTimersByTimeAsync(2_000)
+    expect(k.lostAt()).toBe(20_000)
+    k.stop()
+    // control: with no time given, the ttl runs from the keeper's start
+    const n = member()
+    n.stalled = true
+    const c = keep(n)
+    await jest.advanceTimersByTimeAsync(21_000)
+    expect(c.state.lost).toBeNull()
+    c.stop()
+  })
+})
+
+// What the agent waits for before it serves a step: the first try's outcome.
+describe("the keeper's first try", () => {
+  test.each([
+    ['renewed', 'renewed', null],
+    ['refused', 'lost', /was not renewed \("lost"\)/],
+    ['failed', null, null]
+  ] as const)('%s: `first` settles once its answer is taken, not before', async (_name, word, lost) => {
+    const answers: ((w: string | null) => void)[] = []
+    const m: Remote = {
+      openExec: async (cmd: string) => {
+        const r = renewal(cmd)
+        answers.push((w) => r.answer(w))
+        return r.channel
+      },
+      openSocket: () => Promise.reject(new Error('no')),
+      close: () => undefined
+    }
+    const k = keep(m)
+    let settled = false
+    void k.first.then(() => (settled = true))
+    await jest.advanceTimersByTimeAsync(1_000)
+    expect({ settled, tried: k.tried(), asked: answers.length }).toEqual({ settled: false, tried: false, asked: 1 })
+    answers[0](word)
+    await jest.advanceTimersByTimeAsync(0)
+    expect({ settled, tried: k.tried() }).toEqual({ settled: true, tried: true })
+    if (lost) expect(k.state.lost).toMatch(lost)
+    else expect(k.state.lost).toBeNull()
+    k.stop()
+  })
+
+  test('a keeper stopped before any answer settles `first` too (nothing waits for ever)', async () => {
+    const m = member()
+    m.stalled = true
+    const k = keep(m)
+    let settled = false
+    void k.first.then(() => (settled = true))
+    await jest.advanceTimersByTimeAsync(100)
+    expect(settled).toBe(false)
+    k.stop()
+    await jest.advanceTimersByTimeAsync(0)
+    expect(settled).toBe(true)
+    expect(k.tried()).toBe(false)
+  })
 })

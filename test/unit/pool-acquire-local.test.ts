@@ -19,6 +19,7 @@ import { thisRunnerHost } from '../../src/runner-host'
 import { scrubMachine } from '../../src/docker/machine-scrub'
 import type { Remote } from '../../src/remote/remote'
 import { readyMember } from './_pool-member'
+import { bootMs } from '../../src/mono-clock'
 
 afterAll(cleanupTempDirs)
 
@@ -51,13 +52,17 @@ const DOCKER_DENIED = [
   'permission denied while trying to connect to the Docker daemon socket'
 ]
 
-/** A member's SSH session answering each framed command with `records` (or what they give for it); commands seen go to `seen`. */
+/**
+ * A member's SSH session answering each framed command with `records` (or what they give for it;
+ * a list answers the lease's renewals `renewed`, as a member does while the lease is held);
+ * commands seen go to `seen`.
+ */
 function answering(records: string[] | ((command: string) => string[]), seen?: string[]) {
   return {
     openExec: async (command: string) => {
       seen?.push(command)
       const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
-      const out = typeof records === 'function' ? records(command) : records
+      const out = typeof records === 'function' ? records(command) : /renewed/.test(command) ? ['renewed'] : records
       const stdout = new PassThrough()
       const stderr = new PassThrough()
       const stdin = new PassThrough()
@@ -440,7 +445,9 @@ describe('a member granted, then not made ready (a cancel, a failed EC2 call)', 
         ? ['granted', o.clean === false ? '0' : '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-']
         : command.includes('note release')
           ? ['released']
-          : []
+          : /renewed/.test(command)
+            ? ['renewed']
+            : []
     const remote = answering(answer, commands)
     const env = {
       fleet: recordingFleetGate(),
@@ -529,7 +536,7 @@ describe('a member replaced on grant while the job is being cancelled', () => {
       answering((command) => {
         // The runner's SIGINT lands while the member answers the grant (its Docker is down).
         if (command.includes('note grant')) return (cancel.abort('SIGINT'), DOCKER_DENIED)
-        return command.includes('note release') ? ['released'] : []
+        return command.includes('note release') ? ['released'] : /renewed/.test(command) ? ['renewed'] : []
       }, commands) as never
     await expect(h.acquire()).rejects.toThrow('SIGINT')
     // positive control: the member was given back as retired (nobody leases it again)
@@ -596,6 +603,38 @@ describe("a granted member's scale-in protection", () => {
   }
   const notInService = (): Error =>
     Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
+
+  // The checks after a grant (AWS calls, each retried for up to a minute) may outlast the lease's
+  // ttl: renewed from the grant on, not only during a scrub.
+  test("granted clean: the lease is renewed while the member is made ready, and the job's agent counts its ttl from the grant", async () => {
+    const h = healthy()
+    const before = bootMs()
+    const got = await h.acquire()
+    expect(h.renewals()).toBeGreaterThan(0)
+    const { renewedAt } = (h.provider as unknown as { keeper(l: unknown): { renewedAt?: number } }).keeper(got.lease)
+    expect(renewedAt).toBeGreaterThanOrEqual(before)
+    expect(renewedAt).toBeLessThanOrEqual(bootMs())
+    // control: a lease this process did not grant (a later hook's) has no such time
+    expect(
+      (h.provider as unknown as { keeper(l: unknown): { renewedAt?: number } }).keeper({ ...got.lease, token: 'other' }).renewedAt
+    ).toBeUndefined()
+  })
+
+  test('a renewal refused while the member is made ready (another job holds it now): not used, not given back, its protection not lifted', async () => {
+    const h = healthy()
+    h.env.connect = async () =>
+      answering(
+        (command) => (command.includes('note grant') ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-'] : ['lost']),
+        h.commands
+      ) as never
+    await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
+    expect(h.warned).toContainEqual(
+      expect.stringMatching(/^i-a was lost while it was made ready: this machine's lease was not renewed \("lost"\)/)
+    )
+    expect(h.protects).toEqual([true])
+    expect(h.commands.filter((c) => c.includes('note release'))).toEqual([])
+    expect(h.recycled).toEqual([])
+  })
 
   test('granted: the member is protected and leased', async () => {
     const h = healthy()
