@@ -127,18 +127,32 @@ export function instanceVerdict(
 /** What a pass may do with something given whether it is a candidate now and its mark (ISO time) if any. */
 export type MarkStep = 'mark' | 'wait' | 'remove' | 'unmark' | 'none'
 
+/** How far ahead of now a mark may be (clocks of hosts that mark apart): one further ahead is no mark. */
+const MARK_AHEAD_MS = 5 * 60_000
+
+/**
+ * The time of a mark as reap writes it (toISOString), or null. A static slot's mark lies on the
+ * host, where a job was root: `0` or `9999` (years to Date.parse) would end the grace at once or
+ * never.
+ */
+export function markTime(mark: string): number | null {
+  if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z$/.test(mark)) return null
+  const at = Date.parse(mark)
+  return Number.isFinite(at) ? at : null
+}
+
 export function markStep(candidate: boolean, mark: string | undefined, t: ReapTimes): MarkStep {
   if (!candidate) return mark === undefined ? 'none' : 'unmark'
   if (mark === undefined) return 'mark'
-  const at = Date.parse(mark)
-  // A mark that is not a time (hand-edited, damaged) starts the grace again.
-  if (!Number.isFinite(at)) return 'mark'
+  const at = markTime(mark)
+  // A mark that is not a time (hand-edited, damaged, forged) or lies in the future starts the grace again.
+  if (at === null || at > t.now + MARK_AHEAD_MS) return 'mark'
   return t.now - at >= t.graceMs ? 'remove' : 'wait'
 }
 
 /** The row's reason for a mark still within its grace. */
 export function waitWhy(why: string, mark: string, t: ReapTimes): string {
-  const age = Math.max(0, Math.round((t.now - Date.parse(mark)) / 1000))
+  const age = Math.max(0, Math.round((t.now - (markTime(mark) ?? t.now)) / 1000))
   return `${why}; marked ${age} s ago, removed after fleet.reap.graceMinutes ${Math.round(t.graceMs / 60_000)}`
 }
 

@@ -186,8 +186,9 @@ export interface LeaseMark {
 export function parseLeaseMark(line: string): LeaseMark | null {
   const f = line.trim().split(' ')
   if (f.length < 5 || !HEX16.test(f[0]) || !HEX16.test(f[1])) return null
-  const pid = Number(f[5])
-  const worker = Number.isInteger(pid) && pid > 1 && /^([0-9]{1,20}|-)$/.test(f[6] ?? '') ? { pid, start: f[6] === '-' ? '' : f[6] } : null
+  // Written by the hook as decimal; anything else (`1e3`, `0x10`, `+5`) was not.
+  const pid = /^[1-9][0-9]{0,9}$/.test(f[5] ?? '') ? Number(f[5]) : 0
+  const worker = pid > 1 && /^([0-9]{1,20}|-)$/.test(f[6] ?? '') ? { pid, start: f[6] === '-' ? '' : f[6] } : null
   const keyed = /^(.+)\/([0-9a-f]{16})$/.exec(f[3])
   return { owner: f[0], jobId: f[1], runnerHost: keyed ? keyed[1] : f[3], runnerHostKey: keyed ? keyed[2] : null, worker }
 }

@@ -182,6 +182,15 @@ describe('markStep', () => {
     expect(markStep(true, 'soon', T)).toBe('mark')
     expect(markStep(true, iso(NOW), { ...T, graceMs: 0 })).toBe('remove')
   })
+  // A static slot's mark lies on the host, where a job was root: Date.parse reads `0` as 2000 and
+  // `9999` as the year 9999, so the grace ended at once or never.
+  test('a mark in another form than reap writes, or far in the future, starts the grace again (control: a minute ahead waits)', () => {
+    for (const forged of ['0', '9999', '2026', '+275760-09-13T00:00:00.000Z', 'Tue, 01 Dec 2026 11:00:00 GMT', `${iso(NOW - 10 * MIN)} `])
+      expect([forged, markStep(true, forged, T)]).toEqual([forged, 'mark'])
+    expect(markStep(true, iso(NOW + 365 * 24 * 60 * MIN), T)).toBe('mark')
+    expect(markStep(true, iso(NOW + MIN), T)).toBe('wait')
+    expect(markStep(true, iso(NOW - 10 * MIN).replace('.000Z', 'Z'), T)).toBe('remove')
+  })
 })
 
 describe('reservationStep', () => {
@@ -388,6 +397,9 @@ test('a static slot lease names the runner host (hostname and key) and its worke
   // A lease of an older hook (no worker fields) is never judged dead.
   expect(parseLeaseMark('0123456789abcdef fedcba9876543210 r host 2026-12-01T00:00:00Z')?.worker).toBeNull()
   expect(parseLeaseMark('garbage')).toBeNull()
+  // A pid only as the hook writes it: decimal, no sign or exponent (control: 4242 above is one).
+  for (const pid of ['1e3', '0x10', '+5', '04242', '4242.0', '99999999999'])
+    expect([pid, parseLeaseMark(`0123456789abcdef fedcba9876543210 r host 2026-12-01T00:00:00Z ${pid} 12345`)?.worker]).toEqual([pid, null])
   // The hostname as a field: white space and the key's separator replaced.
   expect(hostField('a b/c\td')).toBe('a_b_c_d')
   expect(hostField('')).toBe('-')
