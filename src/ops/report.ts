@@ -19,6 +19,7 @@ import {
   checkpointFile,
   checkpointOf,
   CHECKPOINT_VERSION,
+  type Checkpoint,
   fold,
   HORIZON_MS,
   loadCheckpoint,
@@ -159,10 +160,30 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   const bare = l.kind === 'local' && !deps.open && !LEDGER_FILES.some((f) => existsSync(join(dir, f)))
   // Until 2026-12-08 a local ledger's checkpoint was kept under the local folder: read from there
   // once, it moves to the ledger's folder with the next save.
-  const here = absent ? null : loadCheckpoint(file, of)
-  const moving = !here && file !== legacy ? loadCheckpoint(legacy, of) : null
+  // A DynamoDB ledger is never trimmed by the hook: one that cannot be used only costs a recount.
+  const load = (f: string): Checkpoint | null => {
+    try {
+      return loadCheckpoint(f, of)
+    } catch (e) {
+      if (l.kind === 'local') throw e
+      io.stderr.write(
+        `${formatError(e).replace(/: it holds the all-time sums .*$/, ': counted again from the whole ledger (the hook never trims a DynamoDB ledger)')}\n`
+      )
+      return null
+    }
+  }
+  const here = absent ? null : load(file)
+  const moving = !here && file !== legacy ? load(legacy) : null
   const kept = here ?? moving
-  // A cutoff after now is a clock that jumped: sums up to it would leave out what comes before it.
+  // A cutoff after now: the clock was set back after a run with it ahead. Sums up to it would leave
+  // out what comes before it; a recount would replace them, and a trimmed local ledger's counters
+  // would fall for good: nothing is printed until the clock is past it.
+  if (kept && kept.cutoff > now && l.kind === 'local') {
+    io.stderr.write(
+      `report: the checkpoint ${here ? file : legacy} holds sums up to ${new Date(kept.cutoff).toISOString()}, after this host's clock (${new Date(now).toISOString()}): nothing is printed (was the clock set back?); remove it to count from the whole ledger again (the counters fall if the ledger's older lines were trimmed)\n`
+    )
+    return null
+  }
   const cp = kept && kept.cutoff <= now ? kept : null
   const from = cp?.cutoff
   // With a checkpoint kept, a local ledger that holds none of its files would print the
@@ -179,7 +200,12 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   if ((cutoff !== from || moving) && !bare)
     try {
       saveCheckpoint(file, { version: CHECKPOINT_VERSION, of, cutoff, rows: settled })
-      if (file !== legacy) rmSync(legacy, { force: true })
+      if (moving)
+        try {
+          rmSync(legacy, { force: true })
+        } catch (e) {
+          io.stderr.write(`report: could not remove the checkpoint ${legacy}, now kept as ${file}: ${formatError(e)}\n`)
+        }
     } catch (e) {
       io.stderr.write(
         `report: could not keep ${file} (the next run reads the ledger from the last checkpoint kept, or all of it): ${formatError(e)}\n`

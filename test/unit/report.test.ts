@@ -1016,19 +1016,61 @@ describe('--openmetrics over all time keeps the sums of what is final in a priva
     expect(again.out()).toBe(first.out())
   })
 
-  test('a checkpoint whose cutoff is after now (a clock that jumped) is not used', async () => {
+  // A run with the clock ahead kept sums up to a cutoff after today's now. Recounted and saved over,
+  // a trimmed ledger's sums would be gone for good.
+  test('a checkpoint whose cutoff is after now (the clock set back) fails the command and is kept; once the clock is past it, it is used (control)', async () => {
     const kept = join(root, 'kept')
     await ledgerOf(FLEET).settle(held, { endedAt: BASE + 10 * DAY + 610_000 })
-    await scrape(kept, NOON + 365 * DAY, [])
+    const ahead = await scrape(kept, NOON + 365 * DAY, [])
     const [name] = readdirSync(cpDir())
-    expect((JSON.parse(readFileSync(join(cpDir(), name), 'utf8')) as Checkpoint).cutoff).toBe(NOON + 357 * DAY)
+    const file = join(cpDir(), name)
+    const text = readFileSync(file, 'utf8')
+    expect((JSON.parse(text) as Checkpoint).cutoff).toBe(NOON + 357 * DAY)
+    const args = parseArgs(reportCommand, [configFile(FLEET), '--openmetrics'])
+    if (!('positional' in args)) throw new Error('args')
+    const t = io()
+    expect(await runReport(args, t.io, { now: NOON, localRoot: kept })).toBe(70)
+    expect(t.out()).toBe('')
+    expect(t.err()).toMatch(
+      /^report: the checkpoint .* holds sums up to 2027-11-23T12:00:00\.000Z, after this host's clock \(2026-12-01T12:00:00\.000Z\): nothing is printed \(was the clock set back\?\); remove it/
+    )
+    expect(readFileSync(file, 'utf8')).toBe(text)
     const ranges: object[] = []
-    expect(await scrape(kept, NOON, ranges)).toBe(await fresh(kept, NOON, []))
-    expect(ranges).toEqual([{}])
-    // control: a cutoff before now is used
+    expect(await scrape(kept, NOON + 366 * DAY, ranges)).toBe(await fresh(kept, NOON + 366 * DAY, []))
+    expect(ranges).toEqual([{ since: NOON + 357 * DAY }])
+    expect(ahead).toMatch(/rch_jobs_total/)
+  })
+
+  // A DynamoDB ledger is never trimmed by the hook: a checkpoint it cannot use costs a recount, not the exporter.
+  test('a DynamoDB ledger: a damaged checkpoint (under the local folder) is said and counted again, and a good one is used (control)', async () => {
+    const kept = join(root, 'kept')
+    const dynamo = { ...FLEET, ledger: { kind: 'dynamodb', table: 'rch-ledger', region: 'eu-west-1' } }
+    const args = parseArgs(reportCommand, [configFile(dynamo), '--openmetrics'])
+    if (!('positional' in args)) throw new Error('args')
+    const run = async (ranges: object[]) => {
+      const t = io()
+      const open = async (config: Config): Promise<Ledger> => {
+        const l = new LocalLedger(config.fleet, join(root, 'ledger'), { now: () => NOON })
+        return Object.assign(Object.create(l) as LocalLedger, { records: (r?: object) => (ranges.push(r ?? {}), l.records(r)) })
+      }
+      const code = await runReport(args, t.io, { now: NOON, localRoot: kept, open })
+      return { code, out: t.out(), err: t.err() }
+    }
+    const first = await run([])
+    expect(first).toMatchObject({ code: 0, err: '' })
+    const [name] = readdirSync(join(kept, 'report'))
+    expect(existsSync(cpDir())).toBe(false)
+    const ranges: object[] = []
+    expect(await run(ranges)).toEqual(first)
+    expect(ranges).toEqual([{ since: BASE + 10 * DAY }])
+    writeFileSync(join(kept, 'report', name), '{"version":1')
     const again: object[] = []
-    await scrape(kept, NOON, again)
-    expect(again).toEqual([{ since: NOON - 8 * DAY }])
+    const damaged = await run(again)
+    expect(damaged).toMatchObject({ code: 0, out: first.out })
+    expect(damaged.err).toMatch(
+      /^report: the checkpoint .* is not a checkpoint of version 1 \(damaged, or made by another version\): counted again from the whole ledger \(the hook never trims a DynamoDB ledger\)\n$/
+    )
+    expect(again).toEqual([{}])
   })
 
   test('a checkpoint too big to be read back (names without end) is not kept, and the command says so', async () => {
