@@ -131,11 +131,13 @@ export function leaseScript(workRoot: string, dirs: string[], owner: string, job
   // A call the hook gave up on (past its bound: a stalled file system) may still run on, and
   // sshd does not end it: one that finishes late must not act, or its release of this runner's
   // other leases would free the lease this job (or the runner's next one) took since. Whole
-  // seconds of the host's own clock, counted from the script's start.
-  const tooLate = `[ $(($(date +%s) - t0)) -ge ${actWithinS} ]`
+  // seconds since the host's boot (its wall clock only where /proc/uptime cannot be read: an
+  // NTP step back, or a job root there, would stop that clock from ever saying late), counted
+  // from the script's start.
+  const tooLate = `[ $(($(secs) - t0)) -ge ${actWithinS} ]`
   const late = `echo "the lease call ran past its ${actWithinS} s and gave up (the hook no longer waits for it)" >&2; exit ${LEASE_LATE_EXIT}`
   return (
-    `t0=$(date +%s); ` +
+    `secs() { u=; read -r u _ < /proc/uptime 2>/dev/null; case "$u" in [0-9]*) echo "\${u%%.*}";; *) date +%s;; esac; }; t0=$(secs); ` +
     // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +

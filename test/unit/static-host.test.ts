@@ -836,6 +836,20 @@ describe('a lease call that runs past the time it may act (a stalled file system
     expect(r.next).toContain(NEXT)
   })
 
+  // An NTP step back during the stall, or a job root on the host setting its clock back: counted
+  // on the wall clock, the call was never late, and acted.
+  test('stalled in its take while the wall clock is set back: still given up (it counts time since boot)', async () => {
+    const marker = join(tempDir(), 'once')
+    const clock = join(tempDir(), 'clock')
+    const r = await leaseLate({
+      mv: slow('/leases/.new-', 'mv', marker),
+      date: `[ -e ${shq(clock)} ] && { echo 1000000000; exit 0; }; : > ${shq(clock)}; echo 2000000000`
+    })
+    expect(r.error).toMatch(/exit code 8.*the lease call ran past its 2 s and gave up/s)
+    expect(r.slots).toEqual(['slot-1'])
+    expect(r.next).toContain(NEXT)
+  })
+
   test('stalled before it (making its lease): it takes nothing', async () => {
     const r = await leaseLate({ mkdir: slow('/leases/.new-', 'mkdir', join(tempDir(), 'once')) })
     expect(r.error).toMatch(/exit code 8.*ran past its 2 s/s)
