@@ -221,6 +221,13 @@ const POOL_MODULE_TABLE: Record<string, Json> = {
   'var.client_public_key': POOL_PUBLIC_KEY
 }
 
+const EPHEMERAL_MODULE_TABLE: Record<string, Json> = {
+  ...DATA,
+  'var.name': 'rch-ephemeral',
+  'var.vpc_id': 'vpc-0123456789abcdef0',
+  'var.image_id': 'ami-0123456789abcdef0'
+}
+
 /** The hook's own configuration check (loadConfig), on a rendered hook_config; key files are stood in for. */
 function hookCheck(text: string): Config {
   const key = testKeyPair().private
@@ -531,6 +538,16 @@ describe('variable validations and preconditions', () => {
         })
       ).map((f) => f.message)
     ).toEqual(['instance_refresh_protected_members must be Wait, Refresh or Ignore.'])
+    // sshd open to the whole internet: refused in both modules (control: a /16 above passes)
+    for (const [mod, table] of [
+      ['modules/pool', POOL_MODULE_TABLE],
+      ['modules/ephemeral', EPHEMERAL_MODULE_TABLE]
+    ] as const)
+      expect(
+        (await validate(path.join(TF, mod), { ...table, 'var.ingress_cidr_blocks': ['10.0.0.0/16', '0.0.0.0/0'] })).map((f) => f.message)
+      ).toEqual([
+        "ingress_cidr_blocks must not hold a /0 (the whole internet would reach sshd): give the runner hosts' addresses or security groups."
+      ])
     expect(
       (await validate(path.join(TF, 'modules/runner-iam'), { ...RUNNER_IAM_TABLE, 'var.ledger_table_arns': ['rch-fleet'] })).map(
         (f) => f.message

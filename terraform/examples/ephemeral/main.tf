@@ -8,6 +8,10 @@ module "ephemeral" {
   ssh_port                   = var.ssh_port
   ingress_security_group_ids = var.runner_ingress_security_group_ids
   ingress_cidr_blocks        = var.runner_ingress_cidr_blocks
+
+  # The provider's default_tags do not reach a launch template's tag specifications: passed to
+  # each module as well.
+  tags = var.tags
 }
 
 module "ledger" {
@@ -15,6 +19,7 @@ module "ledger" {
 
   name                = "${var.name}-fleet"
   deletion_protection = var.ledger_deletion_protection
+  tags                = var.tags
 }
 
 module "runner_iam" {
@@ -33,6 +38,7 @@ module "runner_iam" {
   instance_types       = var.instance_types
   ledger_table_arns    = [module.ledger.table_arn]
   attach_to_role_names = var.runner_role_names
+  tags                 = var.tags
 }
 
 locals {

@@ -15,6 +15,10 @@ module "pool" {
   warm_pool_enabled          = var.warm_pool_enabled
   ingress_security_group_ids = var.runner_ingress_security_group_ids
   ingress_cidr_blocks        = var.runner_ingress_cidr_blocks
+
+  # The provider's default_tags do not reach what an Auto Scaling group or a launch template
+  # tags (members, their volumes and interfaces): passed to each module as well.
+  tags = var.tags
 }
 
 module "ledger" {
@@ -22,6 +26,7 @@ module "ledger" {
 
   name                = "${var.name}-fleet"
   deletion_protection = var.ledger_deletion_protection
+  tags                = var.tags
 }
 
 module "runner_iam" {
@@ -34,6 +39,7 @@ module "runner_iam" {
   autoscaling_group_arns  = [module.pool.autoscaling_group_arn]
   ledger_table_arns       = [module.ledger.table_arn]
   attach_to_role_names    = var.runner_role_names
+  tags                    = var.tags
 }
 
 locals {

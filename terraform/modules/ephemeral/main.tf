@@ -40,6 +40,8 @@ resource "aws_vpc_security_group_ingress_rule" "ssh_from_group" {
   from_port                    = var.ssh_port
   to_port                      = var.ssh_port
   referenced_security_group_id = each.value
+
+  tags = local.tags
 }
 
 resource "aws_vpc_security_group_ingress_rule" "ssh_from_cidr" {
@@ -50,6 +52,8 @@ resource "aws_vpc_security_group_ingress_rule" "ssh_from_cidr" {
   from_port         = var.ssh_port
   to_port           = var.ssh_port
   cidr_ipv4         = each.value
+
+  tags = local.tags
 }
 
 resource "aws_vpc_security_group_egress_rule" "instance" {
@@ -62,6 +66,8 @@ resource "aws_vpc_security_group_egress_rule" "instance" {
   from_port         = each.value.protocol == "-1" ? null : each.value.from_port
   to_port           = each.value.protocol == "-1" ? null : each.value.to_port
   cidr_ipv4         = each.value.cidr
+
+  tags = local.tags
 }
 
 resource "aws_launch_template" "instance" {
@@ -104,6 +110,7 @@ resource "aws_launch_template" "instance" {
   monitoring {
     enabled = var.detailed_monitoring
   }
+
 
   tags = local.tags
 }

@@ -61,6 +61,10 @@ variable "ingress_cidr_blocks" {
   type        = list(string)
   description = "IPv4 CIDR blocks allowed to reach ssh_port, besides ingress_security_group_ids. At least one of the two must be given."
   default     = []
+  validation {
+    condition     = alltrue([for c in var.ingress_cidr_blocks : !endswith(c, "/0")])
+    error_message = "ingress_cidr_blocks must not hold a /0 (the whole internet would reach sshd): give the runner hosts' addresses or security groups."
+  }
 }
 
 variable "egress_rules" {

@@ -124,6 +124,8 @@ resource "aws_vpc_security_group_ingress_rule" "ssh_from_group" {
   from_port                    = var.ssh_port
   to_port                      = var.ssh_port
   referenced_security_group_id = each.value
+
+  tags = local.tags
 }
 
 resource "aws_vpc_security_group_ingress_rule" "ssh_from_cidr" {
@@ -134,6 +136,8 @@ resource "aws_vpc_security_group_ingress_rule" "ssh_from_cidr" {
   from_port         = var.ssh_port
   to_port           = var.ssh_port
   cidr_ipv4         = each.value
+
+  tags = local.tags
 }
 
 resource "aws_vpc_security_group_egress_rule" "member" {
@@ -146,6 +150,8 @@ resource "aws_vpc_security_group_egress_rule" "member" {
   from_port         = each.value.protocol == "-1" ? null : each.value.from_port
   to_port           = each.value.protocol == "-1" ? null : each.value.to_port
   cidr_ipv4         = each.value.cidr
+
+  tags = local.tags
 }
 
 # ------------------------------------------------------------------ launch template
@@ -204,6 +210,7 @@ resource "aws_launch_template" "member" {
     resource_type = "network-interface"
     tags          = merge(local.tags, { Name = "${var.name}-member" })
   }
+
 
   tags = local.tags
 }
