@@ -26,7 +26,17 @@ import { autoScalingClient, awsErrorName, isRetryableAwsError } from '../provide
 import { knownHostsName, TAG_KEEP, TAG_REAP_CANDIDATE, TAG_RESERVATION } from '../providers/ec2-plan'
 import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, EXPIRY_OR_NONE, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
-import { membersOf, setupStuck, TAG_GROUP, TAG_RECYCLE, viewOf, wornOut, type GroupRow, type Member } from '../providers/pool-plan'
+import {
+  membersOf,
+  SERVED_ONE_JOB,
+  setupStuck,
+  TAG_GROUP,
+  TAG_RECYCLE,
+  viewOf,
+  wornOut,
+  type GroupRow,
+  type Member
+} from '../providers/pool-plan'
 import type { ProviderEnv } from '../providers/provider'
 import { scrubMachine } from '../docker/machine-scrub'
 import { LEASE_CALL } from '../remote/lease-call'
@@ -222,7 +232,18 @@ class PoolPass {
         why: `unreachable from this host (${unreachable}), but ${isProtected ? 'protected from scale-in: a job may hold it' : 'its group did not say whether a job holds it'}`,
         unread: true
       }
-    if (lease && live(lease)) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
+    // With one job per member, a member marked to go after its lease (at its release, or as it was
+    // granted) serves no job whatever its record says: a live record there is a forgery (root on
+    // the member), which would keep it until it is older than any job.
+    const gone = this.cfg.reuse.maxJobsPerVm === 1 && m.recycle !== null && m.recycle !== SERVED_ONE_JOB
+    if (lease && live(lease) && !gone) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
+    if (lease && live(lease))
+      return {
+        candidate: true,
+        why: `marked for replacement (${m.recycle}); its live lease record serves no job (reuse.maxJobsPerVm 1)`,
+        how: 'replace',
+        remote
+      }
     if (m.recycle)
       return {
         candidate: true,

@@ -15,7 +15,7 @@ import { FleetRefused, type LaunchSpec } from '../fleet/gate'
 import { EC2_INSTANCE_ID, isHostName, isUserName, isWorkRoot } from '../input-rules'
 import { runnerHostId } from '../labels'
 import { writePrivateFile } from '../private-fs'
-import { retry, waitUntil } from '../retry'
+import { retry, unlessCancelled, waitUntil } from '../retry'
 import { bootMs, monoMs } from '../mono-clock'
 import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
@@ -45,6 +45,7 @@ import {
   type GroupRow,
   TAG_GROUP,
   TAG_JOBS,
+  SERVED_ONE_JOB,
   TAG_RECYCLE,
   viewOf,
   wornOut,
@@ -503,57 +504,73 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     const m = c.member
     // Renewed from the grant on: the checks, a scrub and the AWS calls may outlast the lease's ttl.
     const held: LeaseState = { lost: null, failing: null }
-    const { why, fresh } = await this.renewing(
-      c.remote,
-      lease,
-      env,
-      async () => {
-        // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
-        const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
-        // A lease that lapsed: its job's runner died before the release that counts a job, so that job
-        // is counted here, before the member serves another (else it could serve one beyond maxJobsPerVm).
-        const served = a.lapsed ? m.jobs + 1 : m.jobs
-        let why: string | null = fresh.recycle
-          ? `marked for replacement (${fresh.recycle})`
-          : a.docker === null
-            ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
-            : a.diskPercent >= this.cfg.reuse.maxDiskPercent
-              ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
-              : wornOut(m, this.cfg, Date.now(), served)
-        if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
-        if (!why && !a.clean) {
-          env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
-          // The job's cancel ends the scrub (the member is then given back not clean, not retired).
-          why = await env.scrub(c.remote, m.id, env.signal).then(
-            () => null,
-            (e: unknown) => {
-              if (env.signal.aborted) throw e
-              return `its scrub failed: ${(e as Error).message}`
-            }
-          )
-        }
-        let refused = await protecting
-        // Only a member in service can be protected. One the group is ending (a desired capacity lowered
-        // under it, unprotected since its last job's release) is not used. One still coming into service
-        // (started from Standby or a warm pool for a waiting job: its sshd answers before the group
-        // counts it) is asked again until it is.
-        if (!why && refused && awsErrorName(refused) === 'ValidationError' && !env.signal.aborted) {
-          const state = await this.lifecycleOf(m.id, env)
-          if (state === null || /^(Terminating|Detach)/.test(state)) why = `leaving its group (${state ?? 'no longer in it'})`
-          else refused = await this.protectInService(m.id, env)
-        }
-        if (!why && refused && !env.signal.aborted)
-          env.log.warn(
-            `could not protect ${m.id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(refused as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
-          )
-        if (!why && !env.signal.aborted && this.cfg.reuse.maxJobsPerVm === 1)
-          await this.tag(m.id, { [TAG_RECYCLE]: 'served its one job' }, env)
-        return { why, fresh }
-      },
-      held
-    )
+    const lostNow = (): { lost: string } => ({ lost: `${m.id} was lost while it was made ready: ${held.lost}` })
+    let made: { why: string | null; fresh: Member }
+    try {
+      made = await this.renewing(
+        c.remote,
+        lease,
+        env,
+        async () => {
+          // A member marked for replacement is never used, whatever its record says (a job there may have forged it).
+          const fresh = this.cfg.reuse.maxJobsPerVm === 1 ? ((await this.members(env, [m.id]))[0] ?? m) : m
+          // A lease that lapsed: its job's runner died before the release that counts a job, so that job
+          // is counted here, before the member serves another (else it could serve one beyond maxJobsPerVm).
+          const served = a.lapsed ? m.jobs + 1 : m.jobs
+          let why: string | null = fresh.recycle
+            ? `marked for replacement (${fresh.recycle})`
+            : a.docker === null
+              ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
+              : a.diskPercent >= this.cfg.reuse.maxDiskPercent
+                ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
+                : wornOut(m, this.cfg, Date.now(), served)
+          if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
+          if (!why && !a.clean) {
+            env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
+            // The job's cancel ends the scrub (the member is then given back not clean, not retired).
+            why = await env.scrub(c.remote, m.id, env.signal).then(
+              () => null,
+              (e: unknown) => {
+                if (env.signal.aborted) throw e
+                return `its scrub failed: ${(e as Error).message}`
+              }
+            )
+          }
+          let refused = await protecting
+          // Only a member in service can be protected. One the group is ending (a desired capacity lowered
+          // under it, unprotected since its last job's release) is not used. One still coming into service
+          // (started from Standby or a warm pool for a waiting job: its sshd answers before the group
+          // counts it) is asked again until it is.
+          if (!why && refused && awsErrorName(refused) === 'ValidationError' && !env.signal.aborted) {
+            const state = await this.lifecycleOf(m.id, env)
+            if (state === null || /^(Terminating|Detach)/.test(state)) why = `leaving its group (${state ?? 'no longer in it'})`
+            else refused = await this.protectInService(m.id, env)
+          }
+          if (!why && refused && !env.signal.aborted)
+            env.log.warn(
+              `could not protect ${m.id} from scale-in while this job holds it (autoscaling:SetInstanceProtection): ${(refused as Error).message}; a lowered desired capacity of pool ${this.cfg.autoScalingGroup} may end it during the job`
+            )
+          return { why, fresh }
+        },
+        held
+      )
+    } catch (e) {
+      // Lost first (then a cancel, a failed call): another job's, so not lifted or given back either.
+      if (held.lost) return lostNow()
+      throw e
+    }
+    const { why, fresh } = made
     // Another job's now: neither used nor given back (nor its protection lifted) by this one.
-    if (held.lost) return { lost: `${m.id} was lost while it was made ready: ${held.lost}` }
+    if (held.lost) return lostNow()
+    // Marked to go before the job runs, once the lease is known to be this job's: any later grant
+    // replaces it (with one job per member), and reap believes no record of it then.
+    if (!why && !env.signal.aborted && this.cfg.reuse.maxJobsPerVm === 1) {
+      await this.renewing(c.remote, lease, env, () => this.tag(m.id, { [TAG_RECYCLE]: SERVED_ONE_JOB }, env), held).catch((e: unknown) => {
+        if (held.lost) return
+        throw e
+      })
+      if (held.lost) return lostNow()
+    }
     if (why) {
       // Once it is given back as retired nobody leases it again: a cancel must not stop its
       // replacement half-way, or it would run, unused, until reap finds it too old.
@@ -657,7 +674,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   private async renewing<T>(
     remote: Remote,
     l: PoolLease,
-    env: Pick<ProviderEnv, 'log'>,
+    env: Pick<ProviderEnv, 'log'> & { signal?: AbortSignal },
     work: () => Promise<T>,
     held?: LeaseState
   ): Promise<T> {
@@ -671,7 +688,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     )
     try {
       const done = await work()
-      if (held) await timer.first
+      // A cancel ends the wait (an unanswering member holds a try for half a period); the caller
+      // acts on the cancel as on any other (a member to replace is still replaced).
+      if (held) await (env.signal ? unlessCancelled(timer.first, env.signal).catch(() => undefined) : timer.first)
       state.check?.()
       return done
     } finally {
@@ -692,8 +711,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       env.log.warn(`could not tag ${l.instanceId} for replacement: ${(e as Error).message}`)
     )
     // Ended only while this job still holds it: another job may hold it now (ours lapsed). The tag keeps
-    // anyone new away; whoever holds it replaces it at its release.
-    if (gave !== 'released') return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
+    // anyone new away; whoever holds it replaces it at its release. With one job per member no other
+    // job may use it (a grant finds the tag set at this job's lease, and replaces it): a record
+    // naming another holder is this job's own doing (root there), which would keep the member
+    // running, protected and counted in the pool until reap finds it older than any job (days).
+    if (gave !== 'released') {
+      if (this.cfg.reuse.maxJobsPerVm !== 1)
+        return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
+      env.log.warn(`${l.instanceId} is no longer this job's (${gave}), but with reuse.maxJobsPerVm 1 no other job may use it: it is ended`)
+    }
     // Protection guards against the group's own scale-in, not this terminate; lifted first all the
     // same (a failure only noted), so that no reading of AWS's rules keeps the member running.
     const kept = await this.protect(l.instanceId, false, env)
@@ -1009,11 +1035,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
     let still: 'renewed' | 'lost'
     try {
       r = remote ?? (await env.connect(lease.connect))
+      const sentAt = bootMs()
       still = oneWord(
         await ask(r, this.keeper(lease).command, { label: `renew ${lease.instanceId}`, timeoutMs: ASK_MS }),
         ['renewed', 'lost'] as const,
         'renew'
       )
+      // The keeper of the release below counts from this renewal (the grant's time, kept since the
+      // acquire in this process, may be a whole step old: a container action's own member).
+      if (still === 'renewed') this.renewals.set(lease.token, sentAt)
     } catch (e) {
       // A member that cannot be given back is not leased again (it may be jammed on purpose). Its
       // protection goes too: this job is over, and no job is granted a member marked so, so reap
@@ -1026,7 +1056,10 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (still === 'lost') {
         // Lapsed and taken over, or a record the job rewrote: nobody new gets it; a holder replaces it at release.
         env.log.warn(`the lease of ${lease.instanceId} was no longer this job's at release: marked for replacement`)
-        return await mark('lease lost at release')
+        if (this.cfg.reuse.maxJobsPerVm !== 1) return await mark('lease lost at release')
+        // With one job per member nobody else may hold it: ended now (recycle() says why).
+        const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
+        return await this.recycle(r, lease, 'lease lost at release', env, m?.reservation ?? null)
       }
       // Renewed throughout (AWS calls may each be retried for a minute): the protection is lifted
       // while the lease is still this job's, since once it lapses another job may take the member

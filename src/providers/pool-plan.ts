@@ -12,6 +12,11 @@ export const TAG_HOST_KEY = 'remote-container-hooks:host-key'
 export const TAG_JOBS = 'remote-container-hooks:jobs'
 /** Why a member is being replaced; a member with it is never leased again. */
 export const TAG_RECYCLE = 'remote-container-hooks:recycle'
+/**
+ * The recycle tag a member gets at its lease with reuse.maxJobsPerVm 1, before the job runs: any
+ * later grant replaces it, so no other job may use it. Any other value was set once it was to go.
+ */
+export const SERVED_ONE_JOB = 'served its one job'
 /** Set by the Auto Scaling group on its members. */
 export const TAG_GROUP = 'aws:autoscaling:groupName'
 

@@ -180,10 +180,14 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
       lease.check?.()
       return lease.lost === null && keeper.tried()
     })
-  // Nothing of the job's goes to the machine before the first renewal was tried: a restarted agent's
-  // lease may have lapsed, and the machine be another job's, while the agent was gone. (A try that
-  // fails is said with the step, as any failing renewal.)
-  const renewedFirst = (): Promise<void> => (keeper && !keeper.tried() ? keeper.first : Promise.resolve())
+  // Nothing of the job's goes to the machine before the first renewal was answered: a restarted
+  // agent's lease may have lapsed, and the machine be another job's, while the agent was gone. A
+  // keeper that stopped first (the worker gone, a shutdown) never renewed: nothing goes either.
+  const renewedFirst = async (): Promise<string | null> => {
+    if (!keeper || keeper.tried()) return null
+    await keeper.first
+    return keeper.tried() ? null : "this machine's lease was never renewed by the job's agent (it is ending)"
+  }
 
   const serve = (sock: Socket): void => {
     // Back from a suspend, the first request finds a lapsed lease lost (and its steps stopped).
@@ -266,7 +270,8 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
   // more (a step's rsync, a step its hook runs without the agent). Only cleanup_job's removal of
   // what the job left and its release, which ask nothing of the machine but to end things, still go.
   const refusal = async (cleanup: boolean): Promise<string | null> => {
-    if (!cleanup) await renewedFirst()
+    const never = cleanup ? null : await renewedFirst()
+    if (never && !lease.lost) return never
     lease.check?.()
     return !cleanup && lease.lost ? `${lease.lost}; the agent opens nothing more there but for cleanup` : null
   }
@@ -381,10 +386,10 @@ export async function runAgent(opts: AgentOptions, log: (msg: string) => void, o
           `${workflowCommand('debug', `step output: ${direct ? "written by the job's agent into the hook's pipes" : 'relayed by the hook (its stdout or stderr is not a pipe)'}`)}\n`
         )
       // A lease another job may hold now: nothing of this job runs on the machine any more.
-      await renewedFirst()
+      const never = await renewedFirst()
       lease.check?.()
-      if (lease.lost) {
-        const o = outcomeOf(new TransportError(`${lease.lost}; the step was not run`, 'lease'))
+      if (lease.lost || never) {
+        const o = outcomeOf(new TransportError(`${lease.lost ?? never}; the step was not run`, 'lease'))
         if (o.errorLine) ownLines(out.stdout, o.errorLine)
         code = o.code
       } else {
@@ -460,7 +465,12 @@ export function keepAlive(
   clock: () => number = bootMs
 ): {
   stop(): void
-  /** Settles once the first try ended (renewed, refused or failed), the lease lapsed or the keeper stopped. */
+  /**
+   * Settles once the first try was answered (renewed or refused), the lease lapsed or the keeper
+   * stopped; also once it failed, when the keeper was told of a recent renewal (or the lease has no
+   * ttl). Without either, a failing try may be the new holder's doing (root on the member): its
+   * steps must not go there before an answer or the lapse.
+   */
   first: Promise<void>
   tried(): boolean
   /** When the last renewal that answered was sent (the baseline before one did). */
@@ -541,7 +551,7 @@ export function keepAlive(
           onRetry: (e: unknown) => {
             state.failing = clipMessage(`renewing this machine's lease failed at ${new Date().toISOString()}: ${(e as Error).message}`)
             failedTries++
-            firstOver()
+            if (keep.renewedAt !== undefined || keep.ttlMs === undefined) firstOver()
             if (clock() - saidAt < RENEW_LOG_EVERY_MS) return void unsaid++
             const more = unsaid ? ` (and ${unsaid} more failed tries since the last said)` : ''
             log(clipMessage(state.failing, RENEW_LOG_CHARS) + more)

@@ -502,6 +502,30 @@ test("a job that rewrites its member's lease record as another job's gets no sca
   expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release' })
 })
 
+// With one job per member no other job may hold it: a record naming another holder is the job's
+// own doing, and kept protected the member ran on until reap found it older than any job (days).
+test("maxJobsPerVm 1: a job that rewrites its lease record as another job's has its member ended at release all the same", async () => {
+  const p = await pool('pool-forged-one', 1)
+  const r = runnerFor(p, { reuse: { maxJobsPerVm: 1 } })
+  const prep = await hookPrepare(r, jobArgs(r))
+  expect({ code: prep.code, out: prep.code === 0 ? '' : dumpRun(prep) }).toEqual({ code: 0, out: '' })
+  const id = memberOf(r)
+  expect(await protectedNow(p, id)).toBe(true)
+  await asMember(
+    p.member(id),
+    `printf 'held %s %s 0123456789abcdef 0123456789abcdef 0123456789abcdef\\n' ${'e'.repeat(32)} $(( $(date +%s) + 600 )) > ~/rch/pool/lease`
+  )
+  expect(await p.readLease(id)).toMatch(new RegExp(`^held ${'e'.repeat(32)} `)) // positive control: the forged record is there
+  const c = await cleanup(r)
+  expect(c.code).toBe(0)
+  expect(c.stdout + c.stderr).toContain(`the lease of ${id} was no longer this job's at release: marked for replacement`)
+  expect(c.stdout + c.stderr).toContain(
+    `${id} is no longer this job's (not-holder), but with reuse.maxJobsPerVm 1 no other job may use it: it is ended`
+  )
+  await p.waitMember(id, 'gone', (m) => m.gone, 30_000)
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release' })
+})
+
 test('a member cut off before cleanup_job is still given back: marked for replacement and its protection lifted, the exit loud', async () => {
   const p = await pool('pool-cut-off', 1)
   const r = runnerFor(p)

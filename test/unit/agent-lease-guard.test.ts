@@ -32,7 +32,9 @@ jest.mock('../../src/remote/ssh', () => ({
             stdout.end(nonce ? `RCH-BEGIN-${nonce}\0renewed\0RCH-END-${nonce}\0` : 'ran\n')
             stderr.end()
           })
-          return { stdin: new PassThrough(), stdout, stderr, done: Promise.resolve({ code: 0, signal: null }) }
+          // Ended once its output is out, as a channel does (ended first, the renewal's answer was lost).
+          const done = new Promise<{ code: number; signal: null }>((r) => stdout.once('end', () => r({ code: 0, signal: null })))
+          return { stdin: new PassThrough(), stdout, stderr, done }
         },
         openSocket: async (path: string) => {
           opened.push(`socket ${path}`)

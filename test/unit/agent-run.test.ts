@@ -2,6 +2,7 @@
 // the hook learns whether the step failed for the agent's connection (then, and only then, it asks
 // what became of the machine) or exited 75 itself; and a connection that drops mid-step lets the step
 // fail in its own words, within the wind-down, where a cancel still reaches it.
+import { bootMs } from '../../src/mono-clock'
 import { existsSync, statSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { join } from 'node:path'
@@ -168,7 +169,8 @@ describe("a pool member's lease, as the agent renews it", () => {
     renew: string,
     /** What the agent logs once the first renewal's answer is taken (none: the renewal has started), or a time to let pass. */
     after: RegExp | null | number,
-    more: { ttlMs?: number; step?: RunHandler } = {}
+    /** renewedAt: when the hook that starts the agent last renewed (bootMs); absent, as for an agent a step restarts. */
+    more: { ttlMs?: number; renewedAt?: number; step?: RunHandler } = {}
   ): Promise<{ exit: { code: number; lost: boolean }; ran: boolean; said: string; noted: string }> {
     const dir = tempDir()
     runCommandsWith(new LocalRemote(dir))
@@ -180,7 +182,7 @@ describe("a pool member's lease, as the agent renews it", () => {
         ran = true
         return more.step ? more.step(req, io) : { code: 0 }
       },
-      { command: `: > ${dir}/renewing; ${renew}`, everyMs: 300, ttlMs: more.ttlMs, worker: null }
+      { command: `: > ${dir}/renewing; ${renew}`, everyMs: 300, ttlMs: more.ttlMs, renewedAt: more.renewedAt, worker: null }
     )
     if (typeof after === 'number') await new Promise((r) => setTimeout(r, after))
     else if (after) expect(await waitUntil(() => logged.some((m) => after.test(m)), 5000, 5)).toBe(true)
@@ -229,6 +231,21 @@ describe("a pool member's lease, as the agent renews it", () => {
     expect(c).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '', noted: '' })
   }, 20_000)
 
+  // The new holder (root on the member) can make a restarted agent's renewal fail rather than be
+  // refused (kill its session, hold the lease lock): a failed first try opens nothing then; the
+  // lapse a ttl on does, refusing.
+  test('an agent a step restarted whose first renewal fails: the step waits, and is refused at the lapse (control: a fresh agent runs it, warned)', async () => {
+    const r = await leased('exit 1', null, { ttlMs: 1500 })
+    expect(r.ran).toBe(false)
+    expect(r.exit.code).toBe(75)
+    expect(r.said).toMatch(
+      /^::error::this machine's lease lapsed: not renewed for 2 s; another job may hold the machine now; the step was not run\n$/
+    )
+    const c = await leased('exit 1', /renewing this machine's lease failed/, { ttlMs: 60_000, renewedAt: bootMs() })
+    expect({ ran: c.ran, code: c.exit.code }).toEqual({ ran: true, code: 0 })
+    expect(c.said).toMatch(/^::warning::renewing this machine's lease failed at /)
+  }, 20_000)
+
   test('renewed: the step runs, and nothing is said of the lease (control)', async () => {
     const r = await leased(record('renewed'), null)
     expect(r).toEqual({ exit: { code: 0, lost: false }, ran: true, said: '', noted: '' })
@@ -255,6 +272,7 @@ describe("a pool member's lease, as the agent renews it", () => {
   test('a lease that lapses while a step runs (renewals failing for the whole ttl): the step is stopped and fails saying so', async () => {
     const r = await leased('exit 1', 100, {
       ttlMs: 1500,
+      renewedAt: bootMs(),
       // A step that runs until it is stopped, and ends as the hook's commands do: through report().
       step: (_req, io) => new Promise((res) => io.signal.addEventListener('abort', () => res({ code: endsStopped(io) })))
     })
@@ -273,6 +291,7 @@ describe("a pool member's lease, as the agent renews it", () => {
   test("a step stopped mid-line by a lapsed lease: the agent's error line starts a line of its own (the runner reads it)", async () => {
     const r = await leased('exit 1', 100, {
       ttlMs: 1500,
+      renewedAt: bootMs(),
       step: (_req, io) =>
         new Promise((res) => {
           // A progress bar: output without a newline, written as a step's output is.

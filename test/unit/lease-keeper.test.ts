@@ -307,10 +307,10 @@ describe('a keeper told when the lease was last renewed counts the ttl from then
 // What the agent waits for before it serves a step: the first try's outcome.
 describe("the keeper's first try", () => {
   test.each([
-    ['renewed', 'renewed', null],
-    ['refused', 'lost', /was not renewed \("lost"\)/],
-    ['failed', null, null]
-  ] as const)('%s: `first` settles once its answer is taken, not before', async (_name, word, lost) => {
+    ['renewed', 'renewed', null, undefined],
+    ['refused', 'lost', /was not renewed \("lost"\)/, undefined],
+    ['failed, told of a renewal a second ago', null, null, 1_000]
+  ] as const)('%s: `first` settles once its answer is taken, not before', async (_name, word, lost, renewedAgo) => {
     const answers: ((w: string | null) => void)[] = []
     const m: Remote = {
       openExec: async (cmd: string) => {
@@ -321,7 +321,7 @@ describe("the keeper's first try", () => {
       openSocket: () => Promise.reject(new Error('no')),
       close: () => undefined
     }
-    const k = keep(m)
+    const k = keep(m, undefined, renewedAgo)
     let settled = false
     void k.first.then(() => (settled = true))
     await jest.advanceTimersByTimeAsync(1_000)
@@ -331,6 +331,26 @@ describe("the keeper's first try", () => {
     expect({ settled, tried: k.tried() }).toEqual({ settled: true, tried: true })
     if (lost) expect(k.state.lost).toMatch(lost)
     else expect(k.state.lost).toBeNull()
+    k.stop()
+  })
+
+  // A keeper that knows of no renewal (an agent a step restarted): a failing try may be the new
+  // holder's doing, so only an answer or the lapse settles it.
+  test('failed, told of no renewal: `first` waits for an answer or the lapse', async () => {
+    const m = member()
+    m.stalled = true
+    const k = keep(m)
+    let settled = false
+    void k.first.then(() => (settled = true))
+    await jest.advanceTimersByTimeAsync(TTL - 5_000)
+    expect(k.state.failing).toMatch(/^renewing this machine's lease failed at /)
+    expect({ settled, tried: k.tried() }).toEqual({ settled: false, tried: false })
+    await jest.advanceTimersByTimeAsync(10_000)
+    expect({ settled, tried: k.tried(), lost: k.state.lost }).toEqual({
+      settled: true,
+      tried: true,
+      lost: expect.stringMatching(/lease lapsed/)
+    })
     k.stop()
   })
 

@@ -620,6 +620,21 @@ describe("a granted member's scale-in protection", () => {
     ).toBeUndefined()
   })
 
+  // A container action leases its own member, runs its step, and releases it in one process: the
+  // grant's time, kept for the job's agent, was a whole step old by the release.
+  test("a release in the acquiring process, a ttl after the grant: its keeper counts from the release's own renewal, not the grant", async () => {
+    const h = healthy()
+    const got = await h.acquire()
+    const p = h.provider as unknown as { renewals: Map<string, number>; release: Ec2PoolProvider['release']; tag(): Promise<void> }
+    p.tag = async () => undefined
+    p.renewals.set(got.lease.token, bootMs() - 10 * cfg.lease.ttlSeconds * 1000) // the step took ten ttls
+    const before = h.renewals()
+    await p.release(got.lease, got.remote, 'fedcba9876543210', h.env)
+    expect(h.warned.filter((w) => /lapsed/.test(w))).toEqual([])
+    // the release's own renewal, then its keeper's first one
+    expect(h.renewals() - before).toBeGreaterThanOrEqual(2)
+  })
+
   test('a renewal refused while the member is made ready (another job holds it now): not used, not given back, its protection not lifted', async () => {
     const h = healthy()
     h.env.connect = async () =>
@@ -634,6 +649,23 @@ describe("a granted member's scale-in protection", () => {
     expect(h.protects).toEqual([true])
     expect(h.commands.filter((c) => c.includes('note release'))).toEqual([])
     expect(h.recycled).toEqual([])
+  })
+
+  test('a renewal refused while the member is made ready, then an AWS call that fails: still not given back, its protection not lifted', async () => {
+    const h = healthy()
+    h.env.connect = async () =>
+      answering(
+        (command) => (command.includes('note grant') ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-'] : ['lost']),
+        h.commands
+      ) as never
+    // Refused as not in service; the group's answer then fails, after the renewal's refusal came in.
+    h.answerProtect(notInService())
+    ;(h.provider as unknown as { lifecycleOf(): Promise<string | null> }).lifecycleOf = () =>
+      new Promise((_r, reject) => setTimeout(() => reject(new Error('Throttling: rate exceeded')), 50))
+    await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
+    expect(h.warned).toContainEqual(expect.stringMatching(/^i-a was lost while it was made ready: /))
+    expect(h.protects).toEqual([true])
+    expect(h.commands.filter((c) => c.includes('note release'))).toEqual([])
   })
 
   test('granted: the member is protected and leased', async () => {

@@ -40,12 +40,12 @@ beforeEach(() => {
   status = 200
 })
 
-function provider(): {
+function provider(reuse: object = {}): {
   protect: (id: string, on: boolean, env: Pick<ProviderEnv, 'signal' | 'log'>) => Promise<unknown>
   lift: (id: string, env: Pick<ProviderEnv, 'signal' | 'log'>) => Promise<void>
 } {
   const cfg = ConfigSchema.parse({
-    provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', endpoint },
+    provider: { kind: 'ec2-pool', region: 'eu-west-1', autoScalingGroup: 'rch-pool', identityFile: '/k', endpoint, reuse },
     remote: { workRoot: '~/rch' }
   }).provider as Ec2PoolConfig
   return new Ec2PoolProvider(cfg, '~/rch') as unknown as ReturnType<typeof provider>
@@ -116,4 +116,64 @@ test('a member the job cannot reach at release is marked for replacement and its
   expect(asked.map((a) => a.Action)).toEqual(['CreateTags', 'SetInstanceProtection'])
   expect(asked[0]).toMatchObject({ 'Tag.1.Key': 'remote-container-hooks:recycle', 'Tag.1.Value': 'unreachable at release' })
   expect(asked[1]).toMatchObject({ 'InstanceIds.member.1': 'i-0123456789abcdef0', ProtectedFromScaleIn: 'false' })
+})
+
+// A job root on its member (maxJobsPerVm 1) leaves a daemon that rewrites the lease record as
+// another holder's: at release the renewal answers "lost". Marked only, the member ran on, protected
+// and counted in the pool, until reap found it older than any job (days). No other job may use a
+// member that served its one job, so it is ended here; with reuse, another job may hold it (control).
+describe('a release whose renewal answers "lost"', () => {
+  /** A member whose lease calls answer as another holder's record makes them: renew lost, release not-holder. */
+  const member = (seen: string[]) => ({
+    openExec: async (command: string) => {
+      seen.push(command)
+      const { PassThrough } = await import('node:stream')
+      const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+      const word = /renewed/.test(command) ? 'lost' : 'not-holder'
+      const stdout = new PassThrough()
+      const stderr = new PassThrough()
+      const stdin = new PassThrough()
+      stdin.resume()
+      stdout.end(`RCH-BEGIN-${nonce}\0${word}\0RCH-END-${nonce}\0`)
+      stderr.end()
+      return { stdin, stdout, stderr, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+    },
+    openSocket: () => Promise.reject(new Error('no sockets')),
+    close: () => undefined
+  })
+  const lease = {
+    kind: 'ec2-pool',
+    instanceId: 'i-0123456789abcdef0',
+    token: 'a'.repeat(32),
+    connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
+  }
+
+  test('maxJobsPerVm 1: marked, its protection lifted and ended in its group, though the record names another holder', async () => {
+    const { warned, env } = envOf()
+    const seen: string[] = []
+    const p = provider() as unknown as Ec2PoolProvider
+    await p.release(lease as never, member(seen) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
+    const asked = bodies.map((b) => Object.fromEntries(new URLSearchParams(b)))
+    expect(asked.map((a) => a.Action)).toEqual([
+      'DescribeInstances',
+      'CreateTags',
+      'SetInstanceProtection',
+      'TerminateInstanceInAutoScalingGroup'
+    ])
+    expect(asked[1]).toMatchObject({ 'Tag.1.Key': 'remote-container-hooks:recycle', 'Tag.1.Value': 'lease lost at release' })
+    expect(asked[2]).toMatchObject({ ProtectedFromScaleIn: 'false' })
+    expect(asked[3]).toMatchObject({ InstanceId: 'i-0123456789abcdef0', ShouldDecrementDesiredCapacity: 'false' })
+    expect(warned).toContainEqual(
+      "i-0123456789abcdef0 is no longer this job's (not-holder), but with reuse.maxJobsPerVm 1 no other job may use it: it is ended"
+    )
+    // the renewal, then the give-back as retired (refused: not the holder)
+    expect(seen.map((c) => (/renewed/.test(c) ? 'renew' : /note release/.test(c) ? 'release' : 'other'))).toEqual(['renew', 'release'])
+  })
+
+  test('control: with reuse (maxJobsPerVm 5) another job may hold it: only marked, left to its holder', async () => {
+    const { env } = envOf()
+    const p = provider({ maxJobsPerVm: 5 }) as unknown as Ec2PoolProvider
+    await p.release(lease as never, member([]) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
+    expect(bodies.map((b) => new URLSearchParams(b).get('Action'))).toEqual(['CreateTags'])
+  })
 })

@@ -16,10 +16,31 @@ import { reapContext } from './_reap-context'
 const failBy = new Map<string, TransportKind>()
 /** Addresses whose login succeeds (the lease read after it then fails: the member says nothing). */
 const letIn = new Set<string>()
+/** Addresses whose lease reads as these records (state, seconds left). */
+const leaseAt = new Map<string, [string, string]>()
 let rows: (ids: string[]) => Promise<Map<string, GroupRow>>
 jest.mock('../../src/remote/ssh', () => ({
   SshRemote: {
     connect: async (info: { host: string; port: number }) => {
+      const lease = leaseAt.get(info.host)
+      if (lease)
+        return {
+          openExec: async (command: string) => {
+            const { PassThrough } = jest.requireActual<typeof import('node:stream')>('node:stream')
+            const nonce = /RCH-BEGIN-([0-9a-f]+)/.exec(command)?.[1]
+            const out = new PassThrough()
+            const err = new PassThrough()
+            const stdin = new PassThrough()
+            stdin.resume()
+            out.end(`RCH-BEGIN-${nonce}\0${lease[0]}\0${lease[1]}\0RCH-END-${nonce}\0`)
+            err.end()
+            return { stdin, stdout: out, stderr: err, done: new Promise((r) => setImmediate(() => r({ code: 0, signal: null }))) }
+          },
+          openSocket: async () => {
+            throw new Error('no sockets')
+          },
+          close: () => undefined
+        }
       if (letIn.has(info.host))
         return {
           openExec: async () => {
@@ -112,6 +133,7 @@ async function pass(instances: Ec2.Instance[], o: { now?: number; awsOffsetMs?: 
 beforeEach(() => {
   failBy.clear()
   letIn.clear()
+  leaseAt.clear()
   rows = async (ids) => new Map(ids.map((id) => [id, row(false)]))
 })
 
@@ -238,4 +260,29 @@ test('a member running an hour without its host key (its setup hung) is marked a
     why: expect.stringMatching(/, but protected from scale-in$/)
   })
   expect(guarded.calls).toEqual([])
+})
+
+// A job root on a member (maxJobsPerVm 1) left a daemon behind that keeps rewriting the lease
+// record as another holder's: its release found the lease "lost", and reap, reading a live record,
+// left the member running, protected and counted in the pool until it was older than any job.
+describe('maxJobsPerVm 1: a member marked to go at release, whose lease record still reads as held', () => {
+  test('is marked and, after the grace, replaced (control: marked only as it was leased, it is left alone)', async () => {
+    rows = async (ids) => new Map(ids.map((id) => [id, row(true)]))
+    leaseAt.set('127.0.0.2', ['held', '300'])
+    leaseAt.set('127.0.0.3', ['held', '300'])
+    const instances = (marked: Record<string, string> = {}) => [
+      member('i-00000000000000001', '127.0.0.2', { 'remote-container-hooks:recycle': 'lease lost at release', ...marked }),
+      member('i-00000000000000002', '127.0.0.3', { 'remote-container-hooks:recycle': 'served its one job', ...marked })
+    ]
+    const first = await pass(instances())
+    expect(first.rowOf('i-00000000000000001')).toMatchObject({
+      action: 'marked',
+      why: 'marked for replacement (lease lost at release); its live lease record serves no job (reuse.maxJobsPerVm 1)'
+    })
+    expect(first.rowOf('i-00000000000000002')).toMatchObject({ action: 'left alone', why: 'lease live (300 s left)' })
+    // After the grace: removed (the terminate through the group is the AWS call this stand-in lacks).
+    const second = await pass(instances(markedAgo(3 * MIN)))
+    expect(second.rowOf('i-00000000000000001')).toMatchObject({ action: 'failed' })
+    expect(second.rowOf('i-00000000000000002')).toMatchObject({ action: 'unmarked' })
+  })
 })
