@@ -1,6 +1,7 @@
 // doctor's checks of one machine over SSH, as the hook would use it: the pinned host key, the
 // programs the hook runs there, the clock, Docker's API through a forwarded socket, and the work
 // root. Read-only but for one temporary file written and removed inside the work root.
+import { monoMs } from '../mono-clock'
 import { randomBytes } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { DEFAULT_DOCKER_SOCKET, type Config, type StaticConfig } from '../config'
@@ -152,11 +153,14 @@ export async function machineChecks(m: Machine, opts: MachineOptions): Promise<C
   const sh = (cmd: string) => run(remote, prefix + cmd, { collect: true, maxCollect: 64 * 1024, timeoutMs: callMs })
   try {
     // The machine's clock is read first, so the round trip around it is short.
+    // The round trip on the monotonic clock, the wall clock read once: a step of this host's clock
+    // during the probe would make the margin negative, or the reading's middle false.
     const t0 = now()
+    const m0 = monoMs()
     const probe = await sh(
       `echo "clock $(date +%s)"; for t in ${REMOTE_TOOLS.join(' ')}; do p=$(command -v "$t" 2>/dev/null) && echo "tool $t $p" || echo "tool $t -"; done`
     )
-    const t1 = now()
+    const t1 = t0 + (monoMs() - m0)
     // A signal is the machine's answer (the probe was killed there): its rows say what is missing.
     if (dropped(probe)) throw new TransportError('the connection dropped while reading the tools and the clock', 'lost')
     const lines = probe.stdout.toString('utf8').split('\n')

@@ -4,6 +4,7 @@
 // connection; a larger one with rsync (OpenSSH's transport when the runner host has it), whose own
 // connection costs a handshake but whose C data path is faster for bulk. The runner's externals are
 // copied once per content version and shared by jobs.
+import { monoMs } from '../mono-clock'
 import { createHash } from 'node:crypto'
 import { posix } from 'node:path'
 import type { HookContext } from '../context'
@@ -100,7 +101,7 @@ export function startCopy(
   localDir: string,
   spec: CopySpec
 ): { externals: Promise<Copied['externals']>; copied: Promise<Copied> } {
-  const t = Date.now()
+  const t = monoMs()
   const roots = existingRoots(spec.hostWork, spec.roots)
   const small = roots.length ? walkSmall(spec.hostWork, roots, SYNC_EXCLUDES, TAR_COPY_MAX) : null
   const via: Copied['via'] = !roots.length ? 'none' : small ? 'tar' : 'rsync'
@@ -147,7 +148,7 @@ export function startCopy(
     externals: e,
     roots,
     local: small?.snap,
-    ms: Date.now() - t
+    ms: monoMs() - t
   }))
   return { externals, copied }
 }

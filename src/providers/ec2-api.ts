@@ -1,5 +1,6 @@
 // Thin EC2 calls and the one classifier of AWS errors. The SDK is loaded on first use only, so
 // commands that never talk to EC2 (every step) do not pay for it.
+import { monoMs } from '../mono-clock'
 import type * as Ec2 from '@aws-sdk/client-ec2'
 import type * as Asg from '@aws-sdk/client-auto-scaling'
 import type { Ec2Config } from '../config'
@@ -47,10 +48,12 @@ interface Stacked {
 export function watchAwsClock(client: object, seen: (offsetMs: number) => void): void {
   ;(client as Stacked).middlewareStack?.add(
     (next) => async (args) => {
+      // The call's middle: the wall clock read once, the call's length on the monotonic clock.
       const t0 = Date.now()
+      const m0 = monoMs()
       const r = await next(args)
       const date = Date.parse(String((r.response as { headers?: Record<string, string> } | undefined)?.headers?.date ?? ''))
-      if (Number.isFinite(date)) seen(date + 500 - (t0 + Date.now()) / 2)
+      if (Number.isFinite(date)) seen(date + 500 - (t0 + (monoMs() - m0) / 2))
       return r
     },
     // Inside the deserializer: the raw answer, an error's too (a DryRun call always is one).

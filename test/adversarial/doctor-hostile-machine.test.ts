@@ -220,6 +220,22 @@ test('a clock read late in a slow round trip (8 s of shell start-up) is not pass
   expect(check(await rows(), 'clock')).toMatchObject({ status: 'pass', detail: expect.stringMatching(/\(±1\.\d s\)$/) })
 }, 60_000)
 
+// This host's clock stepped back a minute (NTP) while the probe ran: the round trip measured on
+// the wall clock came out negative, and the margin with it. Control: the same probe, no step.
+test("this host's clock stepped back during the probe: the round trip is measured apart from it, and a right clock passes", async () => {
+  mode = 'answer'
+  let reads = 0
+  const stepped = () => Date.now() - (reads++ === 0 ? 0 : 60_000)
+  const row = check(
+    await machineChecks(
+      { connect: sshd.info, workRoot: join(tempDir(), 'w'), dockerSocket: '/var/run/docker.sock' },
+      { connectMs: 5000, maxSkewSeconds: 30, callMs: 10_000, now: stepped }
+    ),
+    'clock'
+  )
+  expect(row).toMatchObject({ status: 'pass', detail: expect.stringMatching(/\(±1\.\d s\)$/) })
+}, 60_000)
+
 test('a tool path the machine chose (over 300 characters, `##[error]` in it) is cut in its row and `##[` broken in the table; control: a plain path shown whole', async () => {
   mode = 'answer'
   const opts = { connectMs: 5000, maxSkewSeconds: 30, callMs: 10_000 }
