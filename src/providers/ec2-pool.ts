@@ -21,7 +21,7 @@ import { ask, oneWord } from '../remote/answer'
 import type { ConnectInfo, Remote } from '../remote/remote'
 import type { WorkerProcess } from '../worker-process'
 import { keepAlive, type LeaseState } from '../remote/agent'
-import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError, lostAnswers } from './ec2-api'
+import { awsErrorName, autoScalingClient, ec2Client, isRetryableAwsError, lostAnswers, watchAwsClock } from './ec2-api'
 import { instanceVcpus } from './ec2-vcpus'
 import { knownHostsName, TAG_RESERVATION } from './ec2-plan'
 import { claimable, groupTypes, launchSpecOf, templateType, type PendingClaim } from './pool-fleet'
@@ -115,6 +115,15 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
   readonly releaseDestroys = false
   /** The group as last described, and what one more member is reserved as (read once per hook run). */
   private group: Asg.AutoScalingGroup | null = null
+  /**
+   * AWS's clock against this host's, from the Date of EC2's last answer: a member's age is EC2's
+   * launch time against AWS's clock, as reap judges it (a runner host minutes behind would lease
+   * members past reuse.maxVmAgeMinutes, and reap replace them under their jobs).
+   */
+  private awsOffsetMs = 0
+  private awsNow(): number {
+    return Date.now() + this.awsOffsetMs
+  }
   private spec: LaunchSpec | null = null
   /** Scale-out reservations of this run whose member is not claimed yet. */
   private readonly pending: PendingClaim[] = []
@@ -172,6 +181,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
 
   private async members(env: Pick<ProviderEnv, 'signal' | 'log'>, ids?: string[]): Promise<Member[]> {
     const { sdk, client } = await ec2Client(this.cfg)
+    watchAwsClock(client, (ms) => void (this.awsOffsetMs = ms))
     const res = await this.send(env, 'DescribeInstances', () =>
       client.send(
         new sdk.DescribeInstancesCommand({
@@ -349,7 +359,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (!queuedAt || now - scannedAt >= RESCAN_MS) {
         scannedAt = now
         members = await this.members(env)
-        view = viewOf(members, Date.now())
+        view = viewOf(members, this.awsNow())
         if (this.pending.length) await this.claim(env, members)
         // A member no longer ready (marked for replacement, stopping) no longer holds this job's place.
         if (queuedAt && !view.ready.some((x) => x.id === queuedAt?.id)) queuedAt = null
@@ -523,7 +533,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
               ? `${DOCKER_DOWN}: ${a.dockerError ?? 'no version'}`
               : a.diskPercent >= this.cfg.reuse.maxDiskPercent
                 ? `disk ${a.diskPercent} % full (reuse.maxDiskPercent ${this.cfg.reuse.maxDiskPercent})`
-                : wornOut(m, this.cfg, Date.now(), served)
+                : wornOut(m, this.cfg, this.awsNow(), served)
           if (!why && a.lapsed) await this.recordJobs(m.id, served, env)
           if (!why && !a.clean) {
             env.log.progress(`${m.id}: ${a.lapsed ? 'its last lease lapsed' : 'not given back clean'}; scrubbing it before use`)
@@ -1072,7 +1082,7 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
         if (m) {
           const jobs = m.jobs + 1
-          why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, Date.now(), jobs)
+          why ??= m.recycle ? `marked for replacement (${m.recycle})` : wornOut(m, this.cfg, this.awsNow(), jobs)
           await this.recordJobs(lease.instanceId, jobs, env)
         }
         if (!why) await this.lift(lease.instanceId, env)

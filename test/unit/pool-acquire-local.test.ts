@@ -668,6 +668,24 @@ describe("a granted member's scale-in protection", () => {
     expect(h.commands.filter((c) => c.includes('note release'))).toEqual([])
   })
 
+  // A runner host whose clock is behind AWS's would judge a member younger than EC2 launched it,
+  // lease it past reuse.maxVmAgeMinutes, and reap (on AWS's clock) replace it under its job.
+  test("a member's age is its launch time against AWS's clock: 5 minutes short of the limit here, 10 past it on AWS's, it is replaced (control: in step, leased)", async () => {
+    for (const [offset, replaced] of [
+      [10 * 60_000, true],
+      [0, false]
+    ] as const) {
+      const h = healthy()
+      const p = h.provider as unknown as { members(): Promise<Member[]>; awsOffsetMs: number }
+      p.members = async () => [{ ...ready, launchedAt: new Date(Date.now() - (cfg.reuse.maxVmAgeMinutes - 5) * 60_000) }]
+      p.awsOffsetMs = offset
+      if (replaced) {
+        await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
+        expect(h.recycled[0]).toBe(`older than reuse.maxVmAgeMinutes (${cfg.reuse.maxVmAgeMinutes})`)
+      } else expect((await h.acquire()).lease.instanceId).toBe('i-a')
+    }
+  })
+
   test('granted: the member is protected and leased', async () => {
     const h = healthy()
     const got = await h.acquire()

@@ -16,6 +16,8 @@ let server: Server
 let endpoint: string
 const bodies: string[] = []
 let status = 200
+/** The Date header of the stand-in's answers (none: the server's own, now). */
+let dateHeader: string | undefined
 beforeAll(async () => {
   // A stand-in for the Auto Scaling Query API on loopback: records each request's body.
   server = createServer((req, res) => {
@@ -23,7 +25,7 @@ beforeAll(async () => {
     req.on('data', (c) => (body += c))
     req.on('end', () => {
       bodies.push(body)
-      res.writeHead(status, { 'content-type': 'text/xml' })
+      res.writeHead(status, { 'content-type': 'text/xml', ...(dateHeader ? { date: dateHeader } : {}) })
       res.end(
         status === 200
           ? '<SetInstanceProtectionResponse><SetInstanceProtectionResult/><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></SetInstanceProtectionResponse>'
@@ -38,6 +40,7 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())))
 beforeEach(() => {
   bodies.length = 0
   status = 200
+  dateHeader = undefined
 })
 
 function provider(reuse: object = {}): {
@@ -176,4 +179,15 @@ describe('a release whose renewal answers "lost"', () => {
     await p.release(lease as never, member([]) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
     expect(bodies.map((b) => new URLSearchParams(b).get('Action'))).toEqual(['CreateTags'])
   })
+})
+
+test("EC2's answers set the provider's reading of AWS's clock, which judges a member's age (control: an answer dated now reads about 0)", async () => {
+  const p = provider() as unknown as { members(env: unknown): Promise<unknown>; awsOffsetMs: number }
+  const { env } = envOf()
+  dateHeader = new Date(Date.now() + 10 * 60_000).toUTCString()
+  await p.members(env).catch(() => undefined)
+  expect(Math.abs(p.awsOffsetMs - 10 * 60_000)).toBeLessThan(2_000)
+  dateHeader = undefined
+  await p.members(env).catch(() => undefined)
+  expect(Math.abs(p.awsOffsetMs)).toBeLessThan(2_000)
 })
