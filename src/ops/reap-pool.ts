@@ -28,6 +28,7 @@ import { Ec2PoolProvider, type PoolLease } from '../providers/ec2-pool'
 import { acquireScript, EXPIRY_OR_NONE, leaseFolder, parseAcquire, releaseScript, type AcquireAnswer } from '../providers/pool-lease'
 import {
   membersOf,
+  leasedForOneJob,
   SERVED_ONE_JOB,
   setupStuck,
   TAG_GROUP,
@@ -232,15 +233,15 @@ class PoolPass {
         why: `unreachable from this host (${unreachable}), but ${isProtected ? 'protected from scale-in: a job may hold it' : 'its group did not say whether a job holds it'}`,
         unread: true
       }
-    // With one job per member, a member marked to go after its lease (at its release, or as it was
-    // granted) serves no job whatever its record says: a live record there is a forgery (root on
-    // the member), which would keep it until it is older than any job.
-    const gone = this.cfg.reuse.maxJobsPerVm === 1 && m.recycle !== null && m.recycle !== SERVED_ONE_JOB
+    // A member leased for one job and marked to go since (at its release) serves no job whatever its
+    // record says (no grant takes a member with a recycle tag): a live record there is a forgery
+    // (root on the member), which would keep it until it is older than any job.
+    const gone = m.recycle !== SERVED_ONE_JOB && leasedForOneJob(m.recycle)
     if (lease && live(lease) && !gone) return { candidate: false, why: `lease live (${lease.left} s left)`, remote }
     if (lease && live(lease))
       return {
         candidate: true,
-        why: `marked for replacement (${m.recycle}); its live lease record serves no job (reuse.maxJobsPerVm 1)`,
+        why: `marked for replacement (${m.recycle}); its live lease record serves no job (it was leased for one)`,
         how: 'replace',
         remote
       }

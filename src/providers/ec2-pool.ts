@@ -45,6 +45,7 @@ import {
   type GroupRow,
   TAG_GROUP,
   TAG_JOBS,
+  leasedForOneJob,
   SERVED_ONE_JOB,
   TAG_RECYCLE,
   viewOf,
@@ -565,9 +566,11 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
         held
       )
     } catch (e) {
-      // Lost first (then a cancel, a failed call): another job's, so not lifted or given back either.
-      if (held.lost) return lostNow()
-      throw e
+      // Lost first (then a cancel, a failed call): another job's, so not lifted or given back either;
+      // the protection call settled first, so that it cannot land after the new holder's lift.
+      if (!held.lost) throw e
+      await protecting
+      return lostNow()
     }
     const { why, fresh } = made
     // Another job's now: neither used nor given back (nor its protection lifted) by this one.
@@ -714,21 +717,28 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
    * a hook reserved is ended with the group's desired capacity lowered by one (where its minimum
    * allows), so what replaces it is reserved by whoever asks for it; its reservation is settled.
    */
-  private async recycle(remote: Remote, l: PoolLease, why: string, env: ProviderEnv, reservation: string | null): Promise<void> {
+  private async recycle(
+    remote: Remote,
+    l: PoolLease,
+    why: string,
+    env: ProviderEnv,
+    reservation: string | null,
+    /** The member was leased for one job (leasedForOneJob): no other job may hold it. */
+    oneJob = false
+  ): Promise<void> {
     env.log.progress(`${l.instanceId} is replaced: ${why}`)
     const gave = await this.give(remote, l, { as: 'retired', reason: why }).catch((e: unknown) => (e as Error).message)
     await this.tag(l.instanceId, { [TAG_RECYCLE]: why.slice(0, 250) }, env).catch((e: unknown) =>
       env.log.warn(`could not tag ${l.instanceId} for replacement: ${(e as Error).message}`)
     )
     // Ended only while this job still holds it: another job may hold it now (ours lapsed). The tag keeps
-    // anyone new away; whoever holds it replaces it at its release. With one job per member no other
-    // job may use it (a grant finds the tag set at this job's lease, and replaces it): a record
-    // naming another holder is this job's own doing (root there), which would keep the member
-    // running, protected and counted in the pool until reap finds it older than any job (days).
+    // anyone new away; whoever holds it replaces it at its release. One leased for one job no other
+    // job may use (a grant finds its recycle tag, and replaces it): a record naming another holder
+    // is this job's own doing (root there), which would keep the member running, protected and
+    // counted in the pool until reap finds it older than any job (days).
     if (gave !== 'released') {
-      if (this.cfg.reuse.maxJobsPerVm !== 1)
-        return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
-      env.log.warn(`${l.instanceId} is no longer this job's (${gave}), but with reuse.maxJobsPerVm 1 no other job may use it: it is ended`)
+      if (!oneJob) return env.log.warn(`${l.instanceId} is marked for replacement, and left to its holder (${gave})`)
+      env.log.warn(`${l.instanceId} is no longer this job's (${gave}), but it was leased for one job and no other may use it: it is ended`)
     }
     // Protection guards against the group's own scale-in, not this terminate; lifted first all the
     // same (a failure only noted), so that no reading of AWS's rules keeps the member running.
@@ -1066,15 +1076,16 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
       if (still === 'lost') {
         // Lapsed and taken over, or a record the job rewrote: nobody new gets it; a holder replaces it at release.
         env.log.warn(`the lease of ${lease.instanceId} was no longer this job's at release: marked for replacement`)
-        if (this.cfg.reuse.maxJobsPerVm !== 1) return await mark('lease lost at release')
-        // With one job per member nobody else may hold it: ended now (recycle() says why).
+        // Leased for one job (its tag says so, whatever this host's config): nobody else may hold
+        // it, so it is ended now (recycle() says why); else another job may hold it, and it is left.
         const [m] = await this.members(env, [lease.instanceId]).catch(() => [] as Member[])
-        return await this.recycle(r, lease, 'lease lost at release', env, m?.reservation ?? null)
+        if (!leasedForOneJob(m?.recycle ?? null)) return await mark('lease lost at release')
+        return await this.recycle(r, lease, `lease lost at release (${SERVED_ONE_JOB})`, env, m?.reservation ?? null, true)
       }
       // Renewed throughout (AWS calls may each be retried for a minute): the protection is lifted
       // while the lease is still this job's, since once it lapses another job may take the member
       // and protect it.
-      const { why, reservation } = await this.renewing(r, lease, env, async () => {
+      const { why, reservation, oneJob } = await this.renewing(r, lease, env, async () => {
         let why = await env.scrub(r, lease.instanceId).then(
           () => null,
           (e: unknown) => `its scrub failed: ${(e as Error).message}`
@@ -1086,9 +1097,9 @@ export class Ec2PoolProvider implements VmProvider<PoolLease> {
           await this.recordJobs(lease.instanceId, jobs, env)
         }
         if (!why) await this.lift(lease.instanceId, env)
-        return { why, reservation: m?.reservation ?? null }
+        return { why, reservation: m?.reservation ?? null, oneJob: leasedForOneJob(m?.recycle ?? null) }
       })
-      if (why) return await this.recycle(r, lease, why, env, reservation)
+      if (why) return await this.recycle(r, lease, why, env, reservation, oneJob)
       if ((await this.give(r, lease, { as: 'clean' })) === 'not-holder')
         env.log.warn(`the lease of ${lease.instanceId} was taken over during its release`)
     } finally {

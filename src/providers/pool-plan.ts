@@ -17,6 +17,15 @@ export const TAG_RECYCLE = 'remote-container-hooks:recycle'
  * later grant replaces it, so no other job may use it. Any other value was set once it was to go.
  */
 export const SERVED_ONE_JOB = 'served its one job'
+
+/**
+ * Whether a recycle value says the member was leased for one job: SERVED_ONE_JOB itself, or a
+ * later reason that carries it (`… (served its one job)`). A fact of the member, not of the
+ * reader's config: runner hosts of one pool may be set differently (an upgrade under way), and
+ * with reuse another job may legitimately hold a member whose lapsed lease it took over.
+ */
+export const leasedForOneJob = (recycle: string | null): boolean =>
+  recycle !== null && (recycle === SERVED_ONE_JOB || recycle.endsWith(`(${SERVED_ONE_JOB})`))
 /** Set by the Auto Scaling group on its members. */
 export const TAG_GROUP = 'aws:autoscaling:groupName'
 

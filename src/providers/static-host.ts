@@ -137,7 +137,9 @@ export function leaseScript(workRoot: string, dirs: string[], owner: string, job
   const tooLate = `[ $(($(secs) - t0)) -ge ${actWithinS} ]`
   const late = `echo "the lease call ran past its ${actWithinS} s and gave up (the hook no longer waits for it)" >&2; exit ${LEASE_LATE_EXIT}`
   return (
-    `secs() { u=; read -r u _ < /proc/uptime 2>/dev/null; case "$u" in [0-9]*) echo "\${u%%.*}";; *) date +%s;; esac; }; t0=$(secs); ` +
+    // The clock is chosen once: a source that changed between readings would make any call late, or none.
+    `u=; { read -r u _ < /proc/uptime; } 2>/dev/null; case "$u" in ` +
+    `[0-9]*) secs() { u=; { read -r u _ < /proc/uptime; } 2>/dev/null; echo "\${u%%.*}"; };; *) secs() { date +%s; };; esac; t0=$(secs); ` +
     // umask 077: the lease folders (and the jobs folder) are the SSH user's alone.
     `umask 077; { mkdir -p ${leases} && chmod 700 ${leases} && ${privateJobsDirScript(workRoot)}; } || ` +
     `{ echo "cannot create ${workRoot}/leases and ${workRoot}/jobs (remote.workRoot) as $(id -un)" >&2; exit 3; }; ` +

@@ -520,10 +520,10 @@ test("maxJobsPerVm 1: a job that rewrites its lease record as another job's has 
   expect(c.code).toBe(0)
   expect(c.stdout + c.stderr).toContain(`the lease of ${id} was no longer this job's at release: marked for replacement`)
   expect(c.stdout + c.stderr).toContain(
-    `${id} is no longer this job's (not-holder), but with reuse.maxJobsPerVm 1 no other job may use it: it is ended`
+    `${id} is no longer this job's (not-holder), but it was leased for one job and no other may use it: it is ended`
   )
   await p.waitMember(id, 'gone', (m) => m.gone, 30_000)
-  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release' })
+  expect(await instanceTags(id)).toMatchObject({ 'remote-container-hooks:recycle': 'lease lost at release (served its one job)' })
 })
 
 test('a member cut off before cleanup_job is still given back: marked for replacement and its protection lifted, the exit loud', async () => {

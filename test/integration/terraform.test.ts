@@ -538,15 +538,17 @@ describe('variable validations and preconditions', () => {
         })
       ).map((f) => f.message)
     ).toEqual(['instance_refresh_protected_members must be Wait, Refresh or Ignore.'])
-    // sshd open to the whole internet: refused in both modules (control: a /16 above passes)
+    // sshd open to most of the internet (two /1 blocks): refused in both modules (control: a /16 above passes)
     for (const [mod, table] of [
       ['modules/pool', POOL_MODULE_TABLE],
       ['modules/ephemeral', EPHEMERAL_MODULE_TABLE]
     ] as const)
       expect(
-        (await validate(path.join(TF, mod), { ...table, 'var.ingress_cidr_blocks': ['10.0.0.0/16', '0.0.0.0/0'] })).map((f) => f.message)
+        (await validate(path.join(TF, mod), { ...table, 'var.ingress_cidr_blocks': ['10.0.0.0/16', '0.0.0.0/1', '128.0.0.0/1'] })).map(
+          (f) => f.message
+        )
       ).toEqual([
-        "ingress_cidr_blocks must not hold a /0 (the whole internet would reach sshd): give the runner hosts' addresses or security groups."
+        "ingress_cidr_blocks must be blocks of /8 or narrower (a /0 or /1 would let most of the internet reach sshd): give the runner hosts' addresses or security groups."
       ])
     expect(
       (await validate(path.join(TF, 'modules/runner-iam'), { ...RUNNER_IAM_TABLE, 'var.ledger_table_arns': ['rch-fleet'] })).map(

@@ -18,6 +18,15 @@ const bodies: string[] = []
 let status = 200
 /** The Date header of the stand-in's answers (none: the server's own, now). */
 let dateHeader: string | undefined
+/** The member's recycle tag in the stand-in's DescribeInstances answer (null: none). */
+let recycleTag: string | null = null
+const describeAnswer = (): string =>
+  '<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>1</requestId><reservationSet><item>' +
+  '<reservationId>r-1</reservationId><instancesSet><item><instanceId>i-0123456789abcdef0</instanceId>' +
+  '<instanceState><code>16</code><name>running</name></instanceState><tagSet>' +
+  '<item><key>aws:autoscaling:groupName</key><value>rch-pool</value></item>' +
+  (recycleTag === null ? '' : `<item><key>remote-container-hooks:recycle</key><value>${recycleTag}</value></item>`) +
+  '</tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>'
 beforeAll(async () => {
   // A stand-in for the Auto Scaling Query API on loopback: records each request's body.
   server = createServer((req, res) => {
@@ -26,6 +35,7 @@ beforeAll(async () => {
     req.on('end', () => {
       bodies.push(body)
       res.writeHead(status, { 'content-type': 'text/xml', ...(dateHeader ? { date: dateHeader } : {}) })
+      if (status === 200 && new URLSearchParams(body).get('Action') === 'DescribeInstances') return void res.end(describeAnswer())
       res.end(
         status === 200
           ? '<SetInstanceProtectionResponse><SetInstanceProtectionResult/><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></SetInstanceProtectionResponse>'
@@ -41,6 +51,7 @@ beforeEach(() => {
   bodies.length = 0
   status = 200
   dateHeader = undefined
+  recycleTag = null
 })
 
 function provider(reuse: object = {}): {
@@ -151,34 +162,49 @@ describe('a release whose renewal answers "lost"', () => {
     connect: { host: '127.0.0.1', port: 1, user: 'u', identityFile: '/k', knownHostsFile: '/kh' }
   }
 
-  test('maxJobsPerVm 1: marked, its protection lifted and ended in its group, though the record names another holder', async () => {
-    const { warned, env } = envOf()
-    const seen: string[] = []
-    const p = provider() as unknown as Ec2PoolProvider
-    await p.release(lease as never, member(seen) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
-    const asked = bodies.map((b) => Object.fromEntries(new URLSearchParams(b)))
-    expect(asked.map((a) => a.Action)).toEqual([
-      'DescribeInstances',
-      'CreateTags',
-      'SetInstanceProtection',
-      'TerminateInstanceInAutoScalingGroup'
-    ])
-    expect(asked[1]).toMatchObject({ 'Tag.1.Key': 'remote-container-hooks:recycle', 'Tag.1.Value': 'lease lost at release' })
-    expect(asked[2]).toMatchObject({ ProtectedFromScaleIn: 'false' })
-    expect(asked[3]).toMatchObject({ InstanceId: 'i-0123456789abcdef0', ShouldDecrementDesiredCapacity: 'false' })
-    expect(warned).toContainEqual(
-      "i-0123456789abcdef0 is no longer this job's (not-holder), but with reuse.maxJobsPerVm 1 no other job may use it: it is ended"
-    )
-    // the renewal, then the give-back as retired (refused: not the holder)
-    expect(seen.map((c) => (/renewed/.test(c) ? 'renew' : /note release/.test(c) ? 'release' : 'other'))).toEqual(['renew', 'release'])
-  })
+  // Whether it was leased for one job is the member's tag, whatever this host's config says: runner
+  // hosts of one pool may be set differently (an upgrade under way).
+  test.each([1, 5])(
+    'leased for one job (its tag), this host at maxJobsPerVm %i: marked, its protection lifted and ended in its group, though the record names another holder',
+    async (maxJobsPerVm) => {
+      recycleTag = 'served its one job'
+      const { warned, env } = envOf()
+      const seen: string[] = []
+      const p = provider({ maxJobsPerVm }) as unknown as Ec2PoolProvider
+      await p.release(lease as never, member(seen) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
+      const asked = bodies.map((b) => Object.fromEntries(new URLSearchParams(b)))
+      expect(asked.map((a) => a.Action)).toEqual([
+        'DescribeInstances',
+        'CreateTags',
+        'SetInstanceProtection',
+        'TerminateInstanceInAutoScalingGroup'
+      ])
+      expect(asked[1]).toMatchObject({
+        'Tag.1.Key': 'remote-container-hooks:recycle',
+        'Tag.1.Value': 'lease lost at release (served its one job)'
+      })
+      expect(asked[2]).toMatchObject({ ProtectedFromScaleIn: 'false' })
+      expect(asked[3]).toMatchObject({ InstanceId: 'i-0123456789abcdef0', ShouldDecrementDesiredCapacity: 'false' })
+      expect(warned).toContainEqual(
+        "i-0123456789abcdef0 is no longer this job's (not-holder), but it was leased for one job and no other may use it: it is ended"
+      )
+      // the renewal, then the give-back as retired (refused: not the holder)
+      expect(seen.map((c) => (/renewed/.test(c) ? 'renew' : /note release/.test(c) ? 'release' : 'other'))).toEqual(['renew', 'release'])
+    }
+  )
 
-  test('control: with reuse (maxJobsPerVm 5) another job may hold it: only marked, left to its holder', async () => {
-    const { env } = envOf()
-    const p = provider({ maxJobsPerVm: 5 }) as unknown as Ec2PoolProvider
-    await p.release(lease as never, member([]) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
-    expect(bodies.map((b) => new URLSearchParams(b).get('Action'))).toEqual(['CreateTags'])
-  })
+  // Leased under reuse: another job may have taken over its lapsed lease and hold it rightly.
+  test.each([1, 5])(
+    'control: leased under reuse (no such tag), this host at maxJobsPerVm %i: only marked, left to its holder',
+    async (maxJobsPerVm) => {
+      const { env } = envOf()
+      const p = provider({ maxJobsPerVm }) as unknown as Ec2PoolProvider
+      await p.release(lease as never, member([]) as never, 'fedcba9876543210', env as unknown as ProviderEnv)
+      const asked = bodies.map((b) => Object.fromEntries(new URLSearchParams(b)))
+      expect(asked.map((a) => a.Action)).toEqual(['DescribeInstances', 'CreateTags'])
+      expect(asked[1]).toMatchObject({ 'Tag.1.Value': 'lease lost at release' })
+    }
+  )
 })
 
 test("EC2's answers set the provider's reading of AWS's clock, which judges a member's age (control: an answer dated now reads about 0)", async () => {

@@ -265,24 +265,30 @@ test('a member running an hour without its host key (its setup hung) is marked a
 // A job root on a member (maxJobsPerVm 1) left a daemon behind that keeps rewriting the lease
 // record as another holder's: its release found the lease "lost", and reap, reading a live record,
 // left the member running, protected and counted in the pool until it was older than any job.
-describe('maxJobsPerVm 1: a member marked to go at release, whose lease record still reads as held', () => {
-  test('is marked and, after the grace, replaced (control: marked only as it was leased, it is left alone)', async () => {
+describe('a member leased for one job and marked to go at release, whose lease record still reads as held', () => {
+  test('is marked and, after the grace, replaced (controls: marked only as it was leased, or marked under reuse, it is left alone)', async () => {
     rows = async (ids) => new Map(ids.map((id) => [id, row(true)]))
-    leaseAt.set('127.0.0.2', ['held', '300'])
-    leaseAt.set('127.0.0.3', ['held', '300'])
+    for (const ip of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) leaseAt.set(ip, ['held', '300'])
     const instances = (marked: Record<string, string> = {}) => [
-      member('i-00000000000000001', '127.0.0.2', { 'remote-container-hooks:recycle': 'lease lost at release', ...marked }),
-      member('i-00000000000000002', '127.0.0.3', { 'remote-container-hooks:recycle': 'served its one job', ...marked })
+      member('i-00000000000000001', '127.0.0.2', {
+        'remote-container-hooks:recycle': 'lease lost at release (served its one job)',
+        ...marked
+      }),
+      member('i-00000000000000002', '127.0.0.3', { 'remote-container-hooks:recycle': 'served its one job', ...marked }),
+      // Leased under reuse by another runner host (an upgrade under way): another job may have
+      // taken over its lapsed lease, and hold it rightly, whatever this host's maxJobsPerVm (1).
+      member('i-00000000000000003', '127.0.0.4', { 'remote-container-hooks:recycle': 'lease lost at release', ...marked })
     ]
     const first = await pass(instances())
     expect(first.rowOf('i-00000000000000001')).toMatchObject({
       action: 'marked',
-      why: 'marked for replacement (lease lost at release); its live lease record serves no job (reuse.maxJobsPerVm 1)'
+      why: 'marked for replacement (lease lost at release (served its one job)); its live lease record serves no job (it was leased for one)'
     })
-    expect(first.rowOf('i-00000000000000002')).toMatchObject({ action: 'left alone', why: 'lease live (300 s left)' })
+    for (const id of ['i-00000000000000002', 'i-00000000000000003'])
+      expect(first.rowOf(id)).toMatchObject({ action: 'left alone', why: 'lease live (300 s left)' })
     // After the grace: removed (the terminate through the group is the AWS call this stand-in lacks).
     const second = await pass(instances(markedAgo(3 * MIN)))
     expect(second.rowOf('i-00000000000000001')).toMatchObject({ action: 'failed' })
-    expect(second.rowOf('i-00000000000000002')).toMatchObject({ action: 'unmarked' })
+    for (const id of ['i-00000000000000002', 'i-00000000000000003']) expect(second.rowOf(id)).toMatchObject({ action: 'unmarked' })
   })
 })

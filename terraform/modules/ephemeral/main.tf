@@ -111,6 +111,5 @@ resource "aws_launch_template" "instance" {
     enabled = var.detailed_monitoring
   }
 
-
   tags = local.tags
 }

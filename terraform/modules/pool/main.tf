@@ -211,7 +211,6 @@ resource "aws_launch_template" "member" {
     tags          = merge(local.tags, { Name = "${var.name}-member" })
   }
 
-
   tags = local.tags
 }
 

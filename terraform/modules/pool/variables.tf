@@ -115,8 +115,8 @@ variable "ingress_cidr_blocks" {
   description = "IPv4 CIDR blocks allowed to reach ssh_port, besides ingress_security_group_ids. At least one of the two must be given."
   default     = []
   validation {
-    condition     = alltrue([for c in var.ingress_cidr_blocks : !endswith(c, "/0")])
-    error_message = "ingress_cidr_blocks must not hold a /0 (the whole internet would reach sshd): give the runner hosts' addresses or security groups."
+    condition     = alltrue([for c in var.ingress_cidr_blocks : tonumber(split("/", c)[1]) >= 8])
+    error_message = "ingress_cidr_blocks must be blocks of /8 or narrower (a /0 or /1 would let most of the internet reach sshd): give the runner hosts' addresses or security groups."
   }
 }
 
