@@ -601,6 +601,14 @@ describe("a granted member's scale-in protection", () => {
     const renewals = (): number => commands.filter((c) => /renewed/.test(c)).length
     return { ...h, recycled, group, renewals, commands }
   }
+  /** The grant, then every renewal refused (another job holds the member now). */
+  const refusedAfterGrant = (h: ReturnType<typeof healthy>): void => {
+    h.env.connect = async () =>
+      answering(
+        (command) => (command.includes('note grant') ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-'] : ['lost']),
+        h.commands
+      ) as never
+  }
   const notInService = (): Error =>
     Object.assign(new Error('The instance i-a is not in InService or EnteringStandby or Standby.'), { name: 'ValidationError' })
 
@@ -637,11 +645,7 @@ describe("a granted member's scale-in protection", () => {
 
   test('a renewal refused while the member is made ready (another job holds it now): not used, not given back, its protection not lifted', async () => {
     const h = healthy()
-    h.env.connect = async () =>
-      answering(
-        (command) => (command.includes('note grant') ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-'] : ['lost']),
-        h.commands
-      ) as never
+    refusedAfterGrant(h)
     await expect(h.acquire()).rejects.toThrow('no member free after 2 s')
     expect(h.warned).toContainEqual(
       expect.stringMatching(/^i-a was lost while it was made ready: this machine's lease was not renewed \("lost"\)/)
@@ -653,11 +657,7 @@ describe("a granted member's scale-in protection", () => {
 
   test('a renewal refused while the member is made ready, then an AWS call that fails: still not given back, its protection not lifted', async () => {
     const h = healthy()
-    h.env.connect = async () =>
-      answering(
-        (command) => (command.includes('note grant') ? ['granted', '1', '0', '10', '24.0.7', '/home/ec2-user/rch', '-'] : ['lost']),
-        h.commands
-      ) as never
+    refusedAfterGrant(h)
     // Refused as not in service; the group's answer then fails, after the renewal's refusal came in.
     h.answerProtect(notInService())
     ;(h.provider as unknown as { lifecycleOf(): Promise<string | null> }).lifecycleOf = () =>

@@ -11,13 +11,19 @@ import { cleanupTempDirs, tempDir } from './_helpers'
 
 afterAll(cleanupTempDirs)
 
-test('a step that ignores TERM is killed once the grace is over, however slow each turn is (the grace is time, not a count of turns)', async () => {
+/** A step's process that ignores TERM, marked with a value of its own; `ended` gives the signal that ended it. */
+function stubbornStep() {
   const value = randomBytes(8).toString('hex')
   const stubborn = spawn('sh', ['-c', "trap '' TERM; while :; do sleep 1; done"], {
     env: { ...process.env, RCH_STEP: value },
     stdio: 'ignore'
   })
   const ended = new Promise<NodeJS.Signals | null>((r) => stubborn.once('exit', (_c, sig) => r(sig)))
+  return { value, stubborn, ended }
+}
+
+test('a step that ignores TERM is killed once the grace is over, however slow each turn is (the grace is time, not a count of turns)', async () => {
+  const { value, stubborn, ended } = stubbornStep()
   try {
     const marked = (): boolean => {
       try {
@@ -47,12 +53,7 @@ test('a step that ignores TERM is killed once the grace is over, however slow ea
 // (as root on the VM it can): here every Date.now() reads 10 s earlier than the one before. Counted
 // on the wall clock, the grace never ended and the KILL never came.
 test('the node variant: a step that ignores TERM is killed once the grace is over, though the wall clock goes back', async () => {
-  const value = randomBytes(8).toString('hex')
-  const stubborn = spawn('sh', ['-c', "trap '' TERM; while :; do sleep 1; done"], {
-    env: { ...process.env, RCH_STEP: value },
-    stdio: 'ignore'
-  })
-  const ended = new Promise<NodeJS.Signals | null>((r) => stubborn.once('exit', (_c, sig) => r(sig)))
+  const { value, stubborn, ended } = stubbornStep()
   try {
     expect(await waitUntil(() => readFileSync(`/proc/${stubborn.pid}/environ`, 'utf8').includes(value), 10_000, 20)).toBe(true)
     const back = `${tempDir()}/back.js`
