@@ -158,8 +158,6 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   // settle: no checkpoint, which would move the cutoff past all that is missing, for good.
   const absent = l.kind === 'local' && !deps.open && !existsSync(dir)
   const bare = l.kind === 'local' && !deps.open && !LEDGER_FILES.some((f) => existsSync(join(dir, f)))
-  // Until 2026-12-08 a local ledger's checkpoint was kept under the local folder: read from there
-  // once, it moves to the ledger's folder with the next save.
   // A DynamoDB ledger is never trimmed by the hook: one that cannot be used only costs a recount.
   const load = (f: string): Checkpoint | null => {
     try {
@@ -172,6 +170,8 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
       return null
     }
   }
+  // Until 2026-12-08 a local ledger's checkpoint was kept under the local folder: read from there
+  // once, it moves to the ledger's folder with the next save.
   const here = absent ? null : load(file)
   const moving = !here && file !== legacy ? load(legacy) : null
   const kept = here ?? moving
