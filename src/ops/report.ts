@@ -154,9 +154,9 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   const dir = localLedgerDir(config.fleet, localRoot)
   const legacy = checkpointFile(localRoot, of)
   const file = l.kind === 'local' ? checkpointFile(dir, of) : legacy
-  // A local ledger that is not there (a disk not mounted yet, a folder made anew) holds nothing to
-  // settle: no checkpoint, which would move the cutoff past all that is missing, for good.
-  const absent = l.kind === 'local' && !deps.open && !existsSync(dir)
+  // A local ledger that is not there or holds none of its files (a disk not mounted yet, a folder
+  // made anew) holds nothing to settle: no checkpoint, which would move the cutoff past all that is
+  // missing, for good. (One not there holds no checkpoint either: loadCheckpoint finds no folder.)
   const bare = l.kind === 'local' && !deps.open && !LEDGER_FILES.some((f) => existsSync(join(dir, f)))
   // A DynamoDB ledger is never trimmed by the hook: one that cannot be used only costs a recount.
   const load = (f: string): Checkpoint | null => {
@@ -172,7 +172,7 @@ async function allTime(config: Config, by: GroupBy, timeZone: string, now: numbe
   }
   // Until 2026-12-08 a local ledger's checkpoint was kept under the local folder: read from there
   // once, it moves to the ledger's folder with the next save.
-  const here = absent ? null : load(file)
+  const here = load(file)
   const moving = !here && file !== legacy ? load(legacy) : null
   const kept = here ?? moving
   // A cutoff after now: the clock was set back after a run with it ahead. Sums up to it would leave
